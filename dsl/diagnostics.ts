@@ -23,6 +23,7 @@ export const MESSAGES = {
   AC206: 'instance name {0} is used twice in this scope',
   AC207: 'no weight {0} at {1}',
   AC208: '{0} is a {1}, not a {2}',
+  AC209: 'this {0} instance needs a name',
   // 3xx: params, config and overrides
   AC300: 'param {0} must be {1}, got {2}',
   AC301: 'config key {0} must be {1}, got {2}',

@@ -1,0 +1,35 @@
+// Turns any error into what a user should see: diagnostics with code frames, runtime errors with
+// their code and place, and for compiler bugs a short report (the stack only with ARCHC_DEBUG=1).
+
+import { CompileError, InternalError, formatDiagnostic } from '../dsl/diagnostics.ts';
+import { CompileErrorWithSources } from '../compiler/compile.ts';
+
+export function reportError(e: unknown): number {
+  const out = process.stderr;
+  if (e instanceof CompileError) {
+    const sources = e instanceof CompileErrorWithSources ? e.sources : new Map<string, string>();
+    for (const d of e.diagnostics) out.write(formatDiagnostic(d, sources) + '\n\n');
+    const n = e.diagnostics.filter((d) => d.severity === 'error').length;
+    out.write(`${n} error${n === 1 ? '' : 's'}\n`);
+    return 1;
+  }
+  const err = e as Error & { code?: unknown };
+  if (err instanceof InternalError) {
+    out.write(`archc: ${err.message}\nThis is a bug in archc; please report it with the command you ran.\n`);
+    if (process.env.ARCHC_DEBUG) out.write(`${err.stack}\n`);
+    return 70;
+  }
+  if (err && typeof err.code === 'string' && /^(RT|AC)\d+$/.test(err.code)) {
+    const text = (err as { text?: string }).text ?? err.message;
+    out.write(`error ${err.code}: ${text}\n`);
+    return 1;
+  }
+  if (err && typeof err.code === 'string' && err.code.startsWith('E')) {
+    // a Node system error (ENOENT, EACCES, ...): name the file
+    out.write(`error: ${err.message}\n`);
+    return 1;
+  }
+  out.write(`archc: internal error: ${err?.message ?? String(e)}\nThis is a bug in archc; please report it with the command you ran.\n`);
+  if (process.env.ARCHC_DEBUG) out.write(`${err?.stack}\n`);
+  return 70;
+}

@@ -1,0 +1,92 @@
+// The archc command line: check, stats, graph (and the build/run commands in cli/run.ts).
+
+import { Command, Option } from 'commander';
+import { compileFile } from '../compiler/compile.ts';
+import { printGraph } from '../compiler/printer.ts';
+import { toDot, toMermaid } from '../compiler/render.ts';
+import { graphToJson } from '../compiler/schema.ts';
+import { computeStats, formatStats } from '../compiler/stats.ts';
+import { formatDiagnostic } from '../dsl/diagnostics.ts';
+import { reportError } from './errors.ts';
+import { writeFileAtomic } from './fsutil.ts';
+
+const collect = (v: string, prev: string[]) => [...prev, v];
+
+interface CommonOpts {
+  hfConfig?: string;
+  set: string[];
+  model?: string;
+}
+
+function withCommon(cmd: Command): Command {
+  return cmd
+    .option('--hf-config <file>', 'bind params from a Hugging Face config.json')
+    .option('--set <name=value>', 'override a param (repeatable)', collect, [])
+    .option('--model <name>', 'the model to use when the file has several');
+}
+
+function compile(file: string, o: CommonOpts) {
+  const c = compileFile(file, { hfConfig: o.hfConfig, set: o.set, model: o.model });
+  for (const w of c.warnings) process.stderr.write(formatDiagnostic(w, c.sources) + '\n');
+  return c;
+}
+
+function emit(text: string, out?: string): void {
+  if (out) writeFileAtomic(out, text);
+  else process.stdout.write(text);
+}
+
+export function program(): Command {
+  const p = new Command('archc')
+    .description('a declarative model-graph compiler: .arch architectures to kernels and a TypeScript runtime')
+    .version('0.1.0')
+    .showHelpAfterError()
+    .exitOverride();
+
+  withCommon(p.command('check <file>').description('parse, resolve and type-check a model'))
+    .action((file: string, o: CommonOpts) => {
+      const { graph } = compile(file, o);
+      process.stdout.write(`${file}: ok — model ${graph.model}, ${graph.nodes.length} ops, ${graph.weights.length} weights, ${graph.state.length} states\n`);
+    });
+
+  withCommon(p.command('stats <file>').description('parameters, weight bytes, FLOPs per token and inference state'))
+    .option('--json', 'print JSON')
+    .option('--context <n>', 'context length for FLOPs and state (default: the model param `context`, else 4096)')
+    .option('--batch <n>', 'sequences held at once, for the state total', '1')
+    .action((file: string, o: CommonOpts & { json?: boolean; context?: string; batch: string }) => {
+      const { graph } = compile(file, o);
+      const ctxParam = graph.params.context;
+      const context = o.context !== undefined ? positiveInt(o.context, '--context') : typeof ctxParam === 'number' ? ctxParam : 4096;
+      const s = computeStats(graph, context, positiveInt(o.batch, '--batch'));
+      process.stdout.write(o.json ? JSON.stringify(s, null, 2) + '\n' : formatStats(s));
+    });
+
+  withCommon(p.command('graph <file>').description('print the model graph'))
+    .addOption(new Option('--format <format>', 'output format').choices(['text', 'json', 'dot', 'mermaid']).default('text'))
+    .option('-o, --out <file>', 'write to a file instead of stdout')
+    .action((file: string, o: CommonOpts & { format: string; out?: string }) => {
+      const { graph } = compile(file, o);
+      const text = o.format === 'json' ? graphToJson(graph) : o.format === 'dot' ? toDot(graph) : o.format === 'mermaid' ? toMermaid(graph) : printGraph(graph);
+      emit(text, o.out);
+    });
+
+  return p;
+}
+
+function positiveInt(v: string, flag: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0) throw Object.assign(new Error(`${flag} must be a positive integer, got ${JSON.stringify(v)}`), { code: 'AC311' });
+  return n;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const p = program();
+  try {
+    await p.parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (e) {
+    const ce = e as { code?: string; exitCode?: number };
+    if (typeof ce.code === 'string' && ce.code.startsWith('commander.')) return ce.exitCode ?? 1;
+    return reportError(e);
+  }
+}

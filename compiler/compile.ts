@@ -1,0 +1,87 @@
+// The front half of the pipeline, top to bottom: read the .arch files, pick the model, bind params
+// (defaults < config.json < --set), instantiate into the graph IR, then run the graph passes.
+// `ARCHC_DUMP_IR=1` prints the graph after each pass to stderr.
+
+import { CompileError, type Diagnostic, diag } from '../dsl/diagnostics.ts';
+import { readHfConfig } from '../runtime/hfconfig.ts';
+import type { Graph } from './ir.ts';
+import { instantiate } from './instantiate.ts';
+import { displayName, loadProgram } from './load.ts';
+import { type HfConfigInput, Params, parseSets } from './params.ts';
+import { printGraph } from './printer.ts';
+import { verifyGraph } from './passes/verify.ts';
+import { pruneDead } from './passes/prune.ts';
+
+export interface CompileOptions {
+  /** Path of a Hugging Face config.json whose keys bind params. */
+  readonly hfConfig?: string;
+  /** Already-parsed config (e.g. read from a checkpoint directory); wins over hfConfig. */
+  readonly hfConfigData?: HfConfigInput;
+  /** `name=value` overrides. */
+  readonly set?: readonly string[];
+  /** Which model of the file, when it has several. */
+  readonly model?: string;
+  /** Source text to use instead of reading `file` (tests, fuzzing). */
+  readonly text?: string;
+}
+
+export interface Compiled {
+  readonly graph: Graph;
+  /** File texts by display name, for code frames. */
+  readonly sources: ReadonlyMap<string, string>;
+  readonly warnings: readonly Diagnostic[];
+}
+
+/** The graph passes, in order. Each is a pure function from graph to graph. */
+export const GRAPH_PASSES: readonly { readonly name: string; readonly run: (g: Graph) => Graph }[] = [
+  { name: 'prune-dead', run: pruneDead },
+];
+
+export function compileFile(file: string, opts: CompileOptions = {}): Compiled {
+  const loaded = loadProgram(file, opts.text);
+  const sources = loaded.sources;
+  try {
+    const errors = loaded.diagnostics.filter((d) => d.severity === 'error');
+    if (errors.length) throw new CompileError(errors);
+    const models = loaded.root.program.models;
+    const model = opts.model ? models.find((m) => m.name === opts.model) : models.length === 1 ? models[0] : undefined;
+    if (!model) {
+      const name = displayName(loaded.root.path);
+      if (models.length > 1 && !opts.model) throw new CompileError([diag('AC205', models[1]!.nameSpan, [name, models.map((m) => m.name).join(', ')])]);
+      throw new CompileError([diag('AC204', undefined, [opts.model ? `${name} named ${opts.model}` : name])]);
+    }
+    const hf = opts.hfConfigData ?? (opts.hfConfig ? loadConfig(opts.hfConfig) : undefined);
+    const params = new Params(model.body, hf, parseSets(opts.set ?? []));
+    let graph = instantiate({ model, file: loaded.root, params });
+    verifyGraph(graph, 'instantiate');
+    dump('instantiate', graph);
+    for (const pass of GRAPH_PASSES) {
+      graph = pass.run(graph);
+      verifyGraph(graph, pass.name);
+      dump(pass.name, graph);
+    }
+    return { graph, sources, warnings: loaded.diagnostics.filter((d) => d.severity === 'warning') };
+  } catch (e) {
+    if (e instanceof CompileError) throw new CompileErrorWithSources(e.diagnostics, sources);
+    throw e;
+  }
+}
+
+/** A CompileError that also carries the source texts its spans point into. */
+export class CompileErrorWithSources extends CompileError {
+  constructor(diagnostics: readonly Diagnostic[], readonly sources: ReadonlyMap<string, string>) {
+    super(diagnostics);
+  }
+}
+
+export function loadConfig(path: string): HfConfigInput {
+  try {
+    return { file: displayName(path), config: readHfConfig(path) };
+  } catch (e) {
+    throw new CompileError([diag('AC304', undefined, [displayName(path), (e as Error).message])]);
+  }
+}
+
+function dump(pass: string, g: Graph): void {
+  if (process.env.ARCHC_DUMP_IR) process.stderr.write(`;; after ${pass}\n${printGraph(g)}\n`);
+}

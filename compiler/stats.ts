@@ -1,0 +1,108 @@
+// Model statistics from the graph: parameters (total, by kind), weight bytes per dtype, FLOPs per
+// token for prefill and decode at a given context, and the inference state (KV cache, conv + SSM).
+
+import { OP_BY_NAME, type TensorType } from '../runtime/ops.ts';
+import { DTYPE_BYTES, numel } from '../runtime/tensor.ts';
+import type { Graph } from './ir.ts';
+
+export interface Stats {
+  readonly model: string;
+  readonly parameters: {
+    readonly total: number;
+    /** embedding, head, then the top-level block type of each remaining weight (e.g. Mamba2). */
+    readonly byKind: Readonly<Record<string, number>>;
+  };
+  readonly weightBytes: { readonly total: number; readonly byDtype: Readonly<Record<string, number>> };
+  readonly flopsPerToken: { readonly context: number; readonly prefill: number; readonly decode: number };
+  readonly state: {
+    readonly kvBytesPerToken: number;
+    readonly convSsmBytesPerSequence: number;
+    readonly context: number;
+    readonly batch: number;
+    /** (KV per token × context + conv/SSM per sequence) × batch */
+    readonly totalBytes: number;
+  };
+}
+
+export function computeStats(g: Graph, context: number, batch: number): Stats {
+  // What each weight is, from the ops that read it.
+  const kindOf = new Map<string, string>();
+  for (const n of g.nodes) {
+    if (n.op !== 'embedding' && n.op !== 'head') continue;
+    const w = n.inputs[1];
+    const src = w === null || w === undefined ? undefined : g.values[w]!.source;
+    if (src?.kind === 'weight' && !kindOf.has(src.name)) kindOf.set(src.name, n.op === 'embedding' ? 'embedding' : 'head');
+  }
+  const byKind: Record<string, number> = {};
+  const byDtype: Record<string, number> = {};
+  let total = 0;
+  let bytes = 0;
+  for (const w of g.weights) {
+    const n = numel(w.shape);
+    const kind = kindOf.get(w.name) ?? w.blocks[0] ?? 'other';
+    byKind[kind] = (byKind[kind] ?? 0) + n;
+    byDtype[w.dtype] = (byDtype[w.dtype] ?? 0) + n * DTYPE_BYTES[w.dtype];
+    total += n;
+    bytes += n * DTYPE_BYTES[w.dtype];
+  }
+
+  const flops = (mode: 'prefill' | 'decode') => {
+    let sum = 0;
+    for (const n of g.nodes) {
+      const op = OP_BY_NAME.get(n.op)!;
+      const types = n.inputs.map((v) => (v === null ? null : g.values[v]!.type));
+      const outs: TensorType[] = n.outputs.map((o) => g.values[o]!.type);
+      sum += op.flops(types, outs, n.attrs, { mode, context });
+    }
+    return sum;
+  };
+
+  let kv = 0;
+  let perSeq = 0;
+  for (const s of g.state) {
+    const b = numel(s.shape) * 4;
+    if (s.per === 'token') kv += b;
+    else perSeq += b;
+  }
+  return {
+    model: g.model,
+    parameters: { total, byKind },
+    weightBytes: { total: bytes, byDtype },
+    flopsPerToken: { context, prefill: flops('prefill'), decode: flops('decode') },
+    state: { kvBytesPerToken: kv, convSsmBytesPerSequence: perSeq, context, batch, totalBytes: (kv * context + perSeq) * batch },
+  };
+}
+
+const group = (n: number) => Math.round(n).toLocaleString('en-US');
+
+function human(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = bytes;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${v.toFixed(u ? 2 : 0)} ${units[u]}`;
+}
+
+function flopsText(f: number): string {
+  return f >= 1e9 ? `${(f / 1e9).toFixed(2)} GFLOP` : `${(f / 1e6).toFixed(2)} MFLOP`;
+}
+
+export function formatStats(s: Stats): string {
+  const lines = [`model ${s.model}`, '', `parameters        ${group(s.parameters.total)}`];
+  for (const [k, n] of Object.entries(s.parameters.byKind).sort((a, b) => b[1] - a[1])) {
+    lines.push(`  ${k.padEnd(16)}${group(n).padStart(16)}  ${((100 * n) / s.parameters.total).toFixed(1).padStart(5)}%`);
+  }
+  lines.push('', `weight bytes      ${human(s.weightBytes.total)}`);
+  for (const [d, b] of Object.entries(s.weightBytes.byDtype)) lines.push(`  ${d.padEnd(16)}${human(b).padStart(16)}`);
+  lines.push('', `FLOPs per token at context ${s.flopsPerToken.context}`,
+    `  prefill         ${flopsText(s.flopsPerToken.prefill).padStart(16)}  (mean over the sequence)`,
+    `  decode          ${flopsText(s.flopsPerToken.decode).padStart(16)}  (the next token)`);
+  lines.push('', 'inference state (fp32)',
+    `  KV cache        ${human(s.state.kvBytesPerToken).padStart(16)} per token`,
+    `  conv + SSM      ${human(s.state.convSsmBytesPerSequence).padStart(16)} per sequence`,
+    `  total           ${human(s.state.totalBytes).padStart(16)} at context ${s.state.context} × batch ${s.state.batch}`);
+  return lines.join('\n') + '\n';
+}

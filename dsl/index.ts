@@ -1,0 +1,169 @@
+// The .arch front end: `parse(text, file)` lexes, parses (with error recovery) and builds the AST.
+// It never throws: every problem in the text comes back as an AC1xx diagnostic with a span.
+
+import { EOF, tokenLabel, type IParserErrorMessageProvider, type IRecognitionException, type IToken, type TokenType } from 'chevrotain';
+import type { Program, Span } from './ast.ts';
+import { buildProgram } from './build.ts';
+import { diag, type Diagnostic } from './diagnostics.ts';
+import * as T from './lexer.ts';
+import { ArchParser } from './parser.ts';
+
+export type { Program } from './ast.ts';
+export type { Diagnostic } from './diagnostics.ts';
+
+export interface ParseResult {
+  readonly program: Program;
+  /** Errors in source order; the program is partial when there is any. */
+  readonly diagnostics: Diagnostic[];
+}
+
+// ---- wording of syntax errors ("unexpected X: expected Y"; this table is Y) ----
+
+const TOP_LEVEL = "'import', 'block' or 'model'";
+
+/** What a rule expects when none of its alternatives fits, in plain words. */
+const RULE_EXPECTS: Readonly<Record<string, string>> = {
+  program: TOP_LEVEL,
+  statement: 'a statement',
+  expr: 'an expression',
+  notExpr: 'an expression',
+  unaryExpr: 'an expression',
+  primary: 'an expression',
+  arg: 'an argument',
+  hfKey: 'a config key (a name or a string)',
+  ifStmt: "'if' or '{' after 'else'",
+};
+
+/** A closing token expected at the end of a list: [rule, closer, what may come first, what may come after an item]. */
+const LIST_CLOSERS: readonly (readonly [string, TokenType, string, string])[] = [
+  ['body', T.RCurly, "a statement or '}'", "a statement or '}'"],
+  ['paramList', T.RParen, "a parameter or ')'", "',' or ')'"],
+  ['inputList', T.RParen, "an input or ')'", "',' or ')'"],
+  ['callSuffix', T.RParen, "an argument or ')'", "',' or ')'"],
+  ['listExpr', T.RBracket, "an expression or ']'", "',' or ']'"],
+  ['weightStmt', T.RBracket, "an expression or ']'", "',' or ']'"],
+  ['inputItem', T.RBracket, "an expression or ']'", "',' or ']'"],
+  ['importDecl', T.RCurly, "a name or '}'", "',' or '}'"],
+];
+
+const OPENERS = new Set<TokenType>([T.LParen, T.LBracket, T.LCurly, T.Comma]);
+
+function label(t: TokenType): string {
+  return t === EOF ? 'end of input' : tokenLabel(t);
+}
+
+/** "a", "a or b", "a, b or c" */
+function oneOf(items: readonly string[]): string {
+  const unique = [...new Set(items)];
+  if (unique.length > 5) return `one of ${unique.slice(0, 5).join(', ')}, …`;
+  return unique.length <= 1 ? (unique[0] ?? 'something else') : `${unique.slice(0, -1).join(', ')} or ${unique[unique.length - 1]}`;
+}
+
+/** chevrotain calls these while parsing; each returns only the "expected …" part of AC102. */
+const expectedWording: IParserErrorMessageProvider = {
+  buildMismatchTokenMessage({ expected, previous, ruleName }) {
+    if (ruleName === 'program' && expected === EOF) return TOP_LEVEL;
+    for (const [rule, closer, first, after] of LIST_CLOSERS) {
+      if (rule === ruleName && closer === expected) return previous && OPENERS.has(previous.tokenType) ? first : after;
+    }
+    return label(expected);
+  },
+  buildNotAllInputParsedMessage() {
+    return TOP_LEVEL;
+  },
+  buildNoViableAltMessage({ expectedPathsPerAlt, ruleName }) {
+    return RULE_EXPECTS[ruleName] ?? oneOf(expectedPathsPerAlt.flatMap((alt) => alt.map((path) => (path[0] ? label(path[0]) : 'end of input'))));
+  },
+  buildEarlyExitMessage({ expectedIterationPaths, ruleName }) {
+    return RULE_EXPECTS[ruleName] ?? oneOf(expectedIterationPaths.map((path) => (path[0] ? label(path[0]) : 'end of input')));
+  },
+};
+
+// Constructing a chevrotain parser analyses the whole grammar (~100 ms): there is one.
+const parser = new ArchParser(expectedWording);
+
+/** Keywords that can never be names (the soft ones, like `model`, can). */
+const RESERVED = new Set<TokenType>([T.For, T.In, T.As, T.If, T.Then, T.Else, T.Return, T.Hf, T.And, T.Or, T.Not, T.True, T.False, T.Inf]);
+
+/** Maps offsets to 1-based line/column, with the lexer's line terminators (\n, \r\n, \r). */
+class Lines {
+  private readonly starts: number[] = [0];
+  constructor(
+    readonly text: string,
+    readonly file: string,
+  ) {
+    const re = /\r\n?|\n/g;
+    for (let m = re.exec(text); m; m = re.exec(text)) this.starts.push(m.index + m[0].length);
+  }
+  private pos(offset: number): { line: number; col: number } {
+    let lo = 0;
+    let hi = this.starts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (this.starts[mid] <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return { line: lo + 1, col: offset - this.starts[lo] + 1 };
+  }
+  span(offset: number, endOffset: number): Span {
+    const a = this.pos(offset);
+    const b = this.pos(endOffset);
+    return { file: this.file, line: a.line, col: a.col, endLine: b.line, endCol: b.col, offset, endOffset };
+  }
+  /** A real token's span, or an empty span at the end of the text for EOF. */
+  token(t: IToken): Span {
+    if (t.tokenType === EOF || !Number.isFinite(t.startOffset)) return this.span(this.text.length, this.text.length);
+    return this.span(t.startOffset, (t.endOffset ?? t.startOffset) + 1);
+  }
+}
+
+/** How an unexpected token reads in a message. */
+function describe(t: IToken): string {
+  if (t.tokenType === EOF || !Number.isFinite(t.startOffset)) return 'end of input';
+  const image = t.image.length > 24 ? `${t.image.slice(0, 20)}…` : t.image;
+  return `'${image}'`;
+}
+
+/** Lexing problems: unknown characters (AC101), unterminated strings (AC103), malformed numbers (AC104). */
+function lexDiagnostics(lines: Lines, tokens: readonly IToken[], errors: readonly { offset: number; length: number }[]): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  for (const e of errors) {
+    const ch = lines.text.slice(e.offset, e.offset + 1);
+    out.push(diag('AC101', lines.span(e.offset, e.offset + Math.max(1, e.length)), [JSON.stringify(ch)]));
+  }
+  for (const t of tokens) {
+    if (t.tokenType === T.BadString) out.push(diag('AC103', lines.token(t), [], 'close the string with " on the same line'));
+    if (t.tokenType === T.BadNumber) out.push(diag('AC104', lines.token(t), [`'${t.image}'`]));
+  }
+  return out;
+}
+
+/** Lexes, parses and builds `text`; never throws. Diagnostics come back sorted by position. */
+export function parse(text: string, file: string): ParseResult {
+  const lines = new Lines(text, file);
+  const lexed = T.archLexer.tokenize(text);
+  const diagnostics = lexDiagnostics(lines, lexed.tokens, lexed.errors);
+
+  // A syntax error right after a skipped character is its echo: report the character only.
+  const afterLexError = new Set<number>();
+  for (const e of lexed.errors) {
+    const next = lexed.tokens.find((t) => t.startOffset >= e.offset + e.length);
+    afterLexError.add(next ? next.startOffset : text.length);
+  }
+
+  parser.input = lexed.tokens;
+  const cst = parser.program();
+  const seen = new Set<string>();
+  for (const e of parser.errors as IRecognitionException[]) {
+    const span = lines.token(e.token);
+    const key = `${span.offset}:${e.message}`;
+    if (afterLexError.has(span.offset) || seen.has(key)) continue;
+    seen.add(key);
+    const reserved = RESERVED.has(e.token.tokenType) && /\ba name\b/.test(e.message);
+    diagnostics.push(diag('AC102', span, [describe(e.token), e.message], reserved ? `'${e.token.image}' is a reserved word and cannot be a name` : undefined));
+  }
+
+  const program = buildProgram(cst, file, diagnostics);
+  diagnostics.sort((a, b) => (a.span?.offset ?? 0) - (b.span?.offset ?? 0));
+  return { program, diagnostics };
+}

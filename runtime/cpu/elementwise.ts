@@ -1,0 +1,67 @@
+// Elementwise CPU kernels on f32 activations: activations, clamp, and broadcasting add/mul.
+
+/** x * sigmoid(x), written as x / (1 + e^-x) (for x -> -inf this gives -0, as torch does). */
+export function silu(x: Float32Array): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i++) {
+    const v = x[i];
+    out[i] = v / (1 + Math.exp(-v));
+  }
+  return out;
+}
+
+/** torch softplus with beta 1, threshold 20: x where x > 20, else log1p(exp(x)). */
+export function softplus(x: Float32Array): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i++) {
+    const v = x[i];
+    out[i] = v > 20 ? v : Math.log1p(Math.exp(v));
+  }
+  return out;
+}
+
+export function exp(x: Float32Array): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i++) out[i] = Math.exp(x[i]);
+  return out;
+}
+
+export function neg(x: Float32Array): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i++) out[i] = -x[i];
+  return out;
+}
+
+/** min(max(x, lo), hi); either bound may be infinite; NaN stays NaN (as torch.clamp). */
+export function clamp(x: Float32Array, lo: number, hi: number): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i++) out[i] = Math.min(Math.max(x[i], lo), hi);
+  return out;
+}
+
+function checkBroadcast(kernel: string, a: Float32Array, b: Float32Array): void {
+  const ok = b.length === 0 ? a.length === 0 : a.length % b.length === 0;
+  if (!ok) throw new RangeError(`${kernel}: cannot broadcast ${b.length} elements over ${a.length}`);
+}
+
+/** a + b, where b is a.length long or repeats over a's leading dims (a.length % b.length == 0). */
+export function add(a: Float32Array, b: Float32Array): Float32Array {
+  checkBroadcast('add', a, b);
+  const out = new Float32Array(a.length);
+  const m = b.length;
+  for (let base = 0; base < a.length; base += m) {
+    for (let j = 0; j < m; j++) out[base + j] = a[base + j] + b[j];
+  }
+  return out;
+}
+
+/** a * b with the same broadcasting as `add`. */
+export function mul(a: Float32Array, b: Float32Array): Float32Array {
+  checkBroadcast('mul', a, b);
+  const out = new Float32Array(a.length);
+  const m = b.length;
+  for (let base = 0; base < a.length; base += m) {
+    for (let j = 0; j < m; j++) out[base + j] = a[base + j] * b[j];
+  }
+  return out;
+}

@@ -1,0 +1,119 @@
+// Dense projection y = x·Wᵀ + b (the CPU hot loop) and embedding lookup, for f32/f16/bf16 weights.
+
+import { f16ToF32, readF32, type Tensor } from '../tensor.ts';
+import { checkLen } from './seq.ts';
+
+// f16 bits -> f32, all 65536 patterns (256 KiB), built on first use: widening a row becomes a lookup.
+let f16Table: Float32Array | null = null;
+function f16Lut(): Float32Array {
+  if (!f16Table) {
+    f16Table = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) f16Table[h] = f16ToF32(h);
+  }
+  return f16Table;
+}
+
+/** Widens `rows` rows of W (each K long) starting at row `n` into `dst` (f32). */
+function widenRows(w: Tensor, n: number, rows: number, K: number, dst: Float32Array, dstBits: Uint32Array): void {
+  const src = w.data as Uint16Array;
+  const off = n * K;
+  const count = rows * K;
+  if (w.dtype === 'bf16') {
+    for (let i = 0; i < count; i++) dstBits[i] = src[off + i] << 16;
+  } else {
+    const lut = f16Lut();
+    for (let i = 0; i < count; i++) dst[i] = lut[src[off + i]];
+  }
+}
+
+/**
+ * y[t, n] = sum_k x[t, k] * W[n, k] + bias[n].  x: [T, K] f32; W: [N, K] f32, f16 or bf16;
+ * bias: [N] or null. Returns y: [T, N] f32 (written into `out` when given, which must hold T*N).
+ *
+ * Schedule: 2 rows of W × 4 rows of x per step, 8 independent accumulators, so each loaded weight
+ * serves 4 tokens and each loaded activation 2 outputs. 16-bit rows are widened once per pair of
+ * output rows into a scratch and then reused over all T rows. Sums run in double (JS numbers) and
+ * are rounded to f32 once, on store.
+ */
+export function linear(x: Float32Array, T: number, K: number, w: Tensor, bias: Tensor | null, out?: Float32Array): Float32Array {
+  if (w.shape.length !== 2 || w.shape[1] !== K) throw new RangeError(`linear: weight shape [${w.shape}] does not match K=${K}`);
+  if (w.dtype === 'i32') throw new RangeError('linear: weight dtype i32 is not a float type');
+  const N = w.shape[0];
+  checkLen('linear', 'x', x, T * K);
+  checkLen('linear', 'weight', w.data, N * K);
+  if (bias) checkLen('linear', 'bias', bias.data, N);
+  const y = out ?? new Float32Array(T * N);
+  checkLen('linear', 'out', y, T * N);
+
+  const wide = w.dtype !== 'f32';
+  const scratch = wide ? new Float32Array(2 * K) : null;
+  const scratchBits = scratch ? new Uint32Array(scratch.buffer) : null;
+  const T4 = T - (T % 4);
+
+  for (let n = 0; n < N; n += 2) {
+    const pair = n + 1 < N; // the last row of an odd N runs alone (its partner reads row n again)
+    let W: Float32Array;
+    let wa: number;
+    let wb: number;
+    if (scratch) {
+      widenRows(w, n, pair ? 2 : 1, K, scratch, scratchBits!);
+      W = scratch;
+      wa = 0;
+      wb = pair ? K : 0;
+    } else {
+      W = w.data as Float32Array;
+      wa = n * K;
+      wb = pair ? wa + K : wa;
+    }
+    for (let t = 0; t < T4; t += 4) {
+      const o0 = t * K, o1 = o0 + K, o2 = o1 + K, o3 = o2 + K;
+      let a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
+      for (let k = 0; k < K; k++) {
+        const u = W[wa + k], v = W[wb + k];
+        const x0 = x[o0 + k], x1 = x[o1 + k], x2 = x[o2 + k], x3 = x[o3 + k];
+        a0 += x0 * u; a1 += x1 * u; a2 += x2 * u; a3 += x3 * u;
+        b0 += x0 * v; b1 += x1 * v; b2 += x2 * v; b3 += x3 * v;
+      }
+      const r = t * N + n;
+      y[r] = a0; y[r + N] = a1; y[r + 2 * N] = a2; y[r + 3 * N] = a3;
+      if (pair) { y[r + 1] = b0; y[r + N + 1] = b1; y[r + 2 * N + 1] = b2; y[r + 3 * N + 1] = b3; }
+    }
+    for (let t = T4; t < T; t++) {
+      // Leftover tokens: a 4-way unrolled dot product against both rows.
+      const o = t * K;
+      let a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
+      let k = 0;
+      for (; k + 4 <= K; k += 4) {
+        const x0 = x[o + k], x1 = x[o + k + 1], x2 = x[o + k + 2], x3 = x[o + k + 3];
+        a0 += x0 * W[wa + k]; a1 += x1 * W[wa + k + 1]; a2 += x2 * W[wa + k + 2]; a3 += x3 * W[wa + k + 3];
+        b0 += x0 * W[wb + k]; b1 += x1 * W[wb + k + 1]; b2 += x2 * W[wb + k + 2]; b3 += x3 * W[wb + k + 3];
+      }
+      for (; k < K; k++) { a0 += x[o + k] * W[wa + k]; b0 += x[o + k] * W[wb + k]; }
+      y[t * N + n] = a0 + a1 + (a2 + a3);
+      if (pair) y[t * N + n + 1] = b0 + b1 + (b2 + b3);
+    }
+  }
+
+  if (bias) {
+    const b = bias.dtype === 'f32' ? (bias.data as Float32Array) : readF32(bias, 0, N, new Float32Array(N));
+    for (let t = 0; t < T; t++) {
+      const r = t * N;
+      for (let j = 0; j < N; j++) y[r + j] += b[j];
+    }
+  }
+  return y;
+}
+
+/** out[t, :] = W[ids[t], :] widened to f32.  ids: [T]; W: [V, D]. Returns [T, D]. */
+export function embedding(ids: Int32Array, w: Tensor): Float32Array {
+  if (w.shape.length !== 2) throw new RangeError(`embedding: weight shape [${w.shape}] is not [V, D]`);
+  if (w.dtype === 'i32') throw new RangeError('embedding: weight dtype i32 is not a float type');
+  const [V, D] = w.shape;
+  const out = new Float32Array(ids.length * D);
+  for (let t = 0; t < ids.length; t++) {
+    const id = ids[t];
+    if (id < 0 || id >= V) throw new RangeError(`embedding: token id ${id} at row ${t} is out of range for a vocabulary of ${V}`);
+    readF32(w, id * D, D, out, t * D);
+  }
+  return out;
+}

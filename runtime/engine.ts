@@ -1,0 +1,144 @@
+// The CPU engine: runs a kernel program over a packed batch with the reference kernels.
+// Each sequence owns its states (conv window and SSM state per Mamba layer, a KV cache per
+// attention layer), derived from the program's state list; prefill and decode share the code.
+
+import { OP_BY_NAME, type CpuValue, type OpDef } from './ops.ts';
+import type { Program } from './program.ts';
+import type { KvCache, SeqSlice } from './cpu/index.ts';
+import { RuntimeError } from './errors.ts';
+import { numel } from './tensor.ts';
+
+/** One sequence's inference state: an entry per program state. */
+export interface SequenceState {
+  readonly states: (Float32Array | KvCache)[];
+  /** Tokens seen so far (the next position). */
+  length: number;
+  readonly capacity: number;
+}
+
+export function newSequenceState(program: Program, capacity: number): SequenceState {
+  const states = program.states.map((s) => {
+    if (s.per === 'sequence') return new Float32Array(numel(s.shape));
+    const row = numel(s.shape.slice(1));
+    return { k: new Float32Array(capacity * row), v: new Float32Array(capacity * row), len: 0, capacity } satisfies KvCache;
+  });
+  return { states, length: 0, capacity };
+}
+
+/** Bytes held by one sequence's state. */
+export function sequenceStateBytes(s: SequenceState): number {
+  let b = 0;
+  for (const x of s.states) b += x instanceof Float32Array ? x.byteLength : x.k.byteLength + x.v.byteLength;
+  return b;
+}
+
+export interface Batch {
+  /** Token ids, all sequences concatenated: [T]. */
+  readonly tokens: Int32Array;
+  /** Position of each token within its sequence: [T]. */
+  readonly positions: Int32Array;
+  /** Rows of each sequence, in order, covering [0, T). */
+  readonly seqs: readonly SeqSlice[];
+  /** The state each sequence starts from and leaves its final state in. */
+  readonly sequences: readonly SequenceState[];
+}
+
+export class CpuEngine {
+  private readonly ops: OpDef[];
+
+  constructor(
+    readonly program: Program,
+    /** Weights by program buffer id, in their checkpoint dtype. */
+    private readonly weights: ReadonlyMap<number, CpuValue>,
+  ) {
+    this.ops = program.steps.map((s) => OP_BY_NAME.get(s.op) ?? fail(`unknown op ${s.op}`));
+    for (const w of program.weights) if (!weights.has(w.buffer)) fail(`weight ${w.name} was not loaded`);
+  }
+
+  /** Runs the program; returns each model output as f32 [T, …]. */
+  run(batch: Batch): Map<string, Float32Array> {
+    const T = batch.tokens.length;
+    checkBatch(batch);
+    const buf = new Map<number, CpuValue>(this.weights);
+    const inputs = new Map<string, Int32Array>([['tokens', batch.tokens], ['positions', batch.positions]]);
+    for (const i of this.program.inputs) {
+      const data = inputs.get(i.name) ?? fail(`the program input ${i.name} is neither tokens nor positions`);
+      buf.set(i.buffer, { data, dtype: 'i32', shape: [T] });
+    }
+    const ctxBase = { T, positions: batch.positions, seqs: batch.seqs };
+    this.program.steps.forEach((step, si) => {
+      const args = step.inputs.map((b) => (b === null ? null : buf.get(b) ?? fail(`step ${si} (${step.op}) reads buffer ${b}, which is not live`)));
+      const state = step.state === undefined ? undefined : batch.sequences.map((s) => s.states[step.state!]!);
+      const outs = this.ops[si]!.cpu(args, step.attrs, { ...ctxBase, state });
+      step.outputs.forEach((b, k) => {
+        const shape = this.program.buffers[b]!.shape.map((d) => (d === 'T' ? T : d));
+        buf.set(b, { data: outs[k]!, dtype: 'f32', shape });
+      });
+      for (const b of step.release) buf.delete(b);
+    });
+    for (let s = 0; s < batch.seqs.length; s++) batch.sequences[s]!.length += batch.seqs[s]!.len;
+    return new Map(this.program.outputs.map((o) => [o.name, buf.get(o.buffer)!.data as Float32Array]));
+  }
+}
+
+function checkBatch(b: Batch): void {
+  const T = b.tokens.length;
+  if (b.positions.length !== T) throw new RuntimeError('RT301', [`positions has ${b.positions.length} entries for ${T} tokens`]);
+  if (b.seqs.length !== b.sequences.length) throw new RuntimeError('RT301', [`${b.seqs.length} sequences but ${b.sequences.length} states`]);
+  let next = 0;
+  b.seqs.forEach((s, i) => {
+    if (s.start !== next || s.len <= 0) throw new RuntimeError('RT301', [`sequence ${i} covers rows ${s.start}..${s.start + s.len}, expected to start at ${next} with at least one token`]);
+    const st = b.sequences[i]!;
+    if (st.length + s.len > st.capacity) {
+      throw new RuntimeError('RT302', [`sequence ${i} would hold ${st.length + s.len} tokens, more than its capacity ${st.capacity}`]);
+    }
+    next += s.len;
+  });
+  if (next !== T) throw new RuntimeError('RT301', [`sequences cover ${next} rows of ${T}`]);
+}
+
+function fail(msg: string): never {
+  throw new Error(`archc runtime: ${msg}`);
+}
+
+/** Sequence slices from position ids: a position 0 (or the first row) starts a new sequence. */
+export function seqsFromPositions(positions: Int32Array): SeqSlice[] {
+  const out: SeqSlice[] = [];
+  for (let t = 0; t < positions.length; t++) {
+    if (t === 0 || positions[t] === 0) out.push({ start: t, len: 0 });
+    (out[out.length - 1] as { len: number }).len++;
+  }
+  return out;
+}
+
+/** Sequence slices from cumulative lengths [0, l0, l0+l1, …, T]. */
+export function seqsFromCuSeqlens(cu: readonly number[], T: number): SeqSlice[] {
+  if (cu.length < 2 || cu[0] !== 0 || cu[cu.length - 1] !== T) {
+    throw new RuntimeError('RT301', [`cu_seqlens must run from 0 to the token count ${T}, got [${cu.join(', ')}]`]);
+  }
+  const out: SeqSlice[] = [];
+  for (let i = 1; i < cu.length; i++) {
+    if (cu[i]! <= cu[i - 1]!) throw new RuntimeError('RT301', [`cu_seqlens must increase, got [${cu.join(', ')}]`]);
+    out.push({ start: cu[i - 1]!, len: cu[i]! - cu[i - 1]! });
+  }
+  return out;
+}
+
+/** Sequence slices from a per-token sequence index (runs of equal values). */
+export function seqsFromSeqIdx(seqIdx: Int32Array): SeqSlice[] {
+  const out: SeqSlice[] = [];
+  for (let t = 0; t < seqIdx.length; t++) {
+    if (t === 0 || seqIdx[t] !== seqIdx[t - 1]) out.push({ start: t, len: 0 });
+    (out[out.length - 1] as { len: number }).len++;
+  }
+  return out;
+}
+
+/** Positions 0..len-1 within each sequence. */
+export function positionsFor(seqs: readonly SeqSlice[], T: number, offsets?: readonly number[]): Int32Array {
+  const p = new Int32Array(T);
+  seqs.forEach((s, i) => {
+    for (let j = 0; j < s.len; j++) p[s.start + j] = (offsets?.[i] ?? 0) + j;
+  });
+  return p;
+}

@@ -1,0 +1,107 @@
+// Runtime errors as data: a stable code, its text in one table, and where it happened (file, tensor,
+// config key). Bad checkpoints, configs and inputs are RuntimeError; tests assert the code.
+
+/** Every runtime error text. `{0}`, `{1}` … are filled from the arguments. */
+export const RUNTIME_MESSAGES = {
+  // 10x: finding and opening a checkpoint
+  RT100: 'cannot read {0}: {1}',
+  RT101: 'no checkpoint in {0}: expected model.safetensors or model.safetensors.index.json',
+  // 11x: the safetensors header
+  RT110: '{0}: file is {1} bytes, too short for the 8-byte header length',
+  RT111: '{0}: header length is 0',
+  RT112: '{0}: header length {1} is larger than the {2} bytes that follow it (truncated file?)',
+  RT113: '{0}: header length {1} is over the limit of {2} bytes',
+  RT114: '{0}: header is not valid UTF-8',
+  RT115: '{0}: header is not valid JSON: {1}',
+  RT116: '{0}: header must be a JSON object, found {1}',
+  RT117: '{0}: __metadata__ must map strings to strings: {1}',
+  // 12x: one tensor entry in the header
+  RT120: '{0}: tensor {1}: {2}',
+  RT121: '{0}: tensor {1}: unknown dtype {2} (known: {3})',
+  RT122: '{0}: tensor {1}: shape entries must be non-negative integers, found {2}',
+  RT123: '{0}: tensor {1}: data_offsets [{2}, {3}] hold {4} bytes but shape {5} of {6} needs {7}',
+  RT124: '{0}: tensor {1}: data_offsets [{2}, {3}] lie outside the data section of {4} bytes (truncated file?)',
+  RT125: '{0}: tensors {1} [{2}, {3}] and {4} [{5}, {6}] overlap',
+  // 13x: sharded checkpoints
+  RT130: '{0}: invalid index: {1}',
+  RT131: '{0}: shard {1} (for tensor {2}) does not exist',
+  RT132: '{0}: tensor {1} is listed for shard {2}, but that shard does not contain it',
+  RT133: '{0}: shard path {1} (for tensor {2}) leaves the checkpoint directory',
+  // 14x: reading tensors
+  RT140: 'no tensor {1} in checkpoint {0}',
+  RT141: 'checkpoint {0} is closed',
+  RT142: '{0}: cannot read tensor {1}: {2}',
+  RT143: '{0}: tensor {1}: {2} value {3} at index {4} does not fit in i32',
+  // 15x: writing checkpoints
+  RT150: 'cannot write {0}: tensor {1}: {2}',
+  RT151: 'cannot write {0}: {1}',
+  // 16x: checking a checkpoint against the shapes a model expects
+  RT160: '{0}: tensor {1} has shape {3}, expected {2}',
+  RT161: '{0}: tensor {1} has dtype {3}, expected {2}',
+  RT162: '{0}: missing tensor {1} (expected shape {2})',
+  RT163: '{0}: unexpected tensor {1} (shape {2})',
+  RT164: '{0}: checkpoint does not match the model ({1} problems):\n{2}',
+  // 2xx: config.json
+  RT200: 'cannot read config {0}: {1}',
+  RT201: '{0}:{1}:{2}: invalid JSON: {3}',
+  RT202: '{0}: config must be a JSON object, found {1}',
+  RT203: '{0}:{1}:{2}: invalid __float__ value {3} (expected "Infinity", "-Infinity", "NaN" or a number)',
+  // 3xx: inputs to a running model
+  RT300: 'token id {0} at position {1} is out of range for a vocabulary of {2}',
+  // 4xx: tokenizer
+  RT400: 'cannot load tokenizer {0}: {1}',
+} as const;
+
+export type RuntimeCode = keyof typeof RUNTIME_MESSAGES;
+
+/** Where a runtime error happened; every field is optional. `line`/`col` are 1-based. */
+export interface RuntimeErrorContext {
+  readonly file?: string;
+  readonly tensor?: string;
+  readonly key?: string;
+  readonly line?: number;
+  readonly col?: number;
+  /** For an error that gathers several (checkShapes): the individual problems. */
+  readonly problems?: readonly RuntimeError[];
+}
+
+export function runtimeMessage(code: RuntimeCode, args: readonly unknown[]): string {
+  return RUNTIME_MESSAGES[code].replace(/\{(\d+)\}/g, (_, i: string) => String(args[Number(i)]));
+}
+
+/** A bad checkpoint, config or input. `message` is `CODE: text`; the text names the place. */
+export class RuntimeError extends Error {
+  readonly code: RuntimeCode;
+  readonly text: string;
+  readonly file?: string;
+  readonly tensor?: string;
+  readonly key?: string;
+  readonly line?: number;
+  readonly col?: number;
+  readonly problems?: readonly RuntimeError[];
+
+  constructor(code: RuntimeCode, args: readonly unknown[] = [], ctx: RuntimeErrorContext = {}, options?: { cause?: unknown }) {
+    const text = runtimeMessage(code, args);
+    super(`${code}: ${text}`, options);
+    this.name = 'RuntimeError';
+    this.code = code;
+    this.text = text;
+    if (ctx.file !== undefined) this.file = ctx.file;
+    if (ctx.tensor !== undefined) this.tensor = ctx.tensor;
+    if (ctx.key !== undefined) this.key = ctx.key;
+    if (ctx.line !== undefined) this.line = ctx.line;
+    if (ctx.col !== undefined) this.col = ctx.col;
+    if (ctx.problems !== undefined) this.problems = ctx.problems;
+  }
+}
+
+/** Throws a RuntimeError; `fail` reads better at call sites than `throw new`. */
+export function fail(code: RuntimeCode, args: readonly unknown[], ctx: RuntimeErrorContext = {}, cause?: unknown): never {
+  throw new RuntimeError(code, args, ctx, cause === undefined ? undefined : { cause });
+}
+
+/** A short description of a thrown value (fs errors keep their code: `ENOENT: no such file …`). */
+export function describeError(e: unknown): string {
+  if (e instanceof Error) return e.message;
+  return String(e);
+}

@@ -1,0 +1,686 @@
+// Safetensors checkpoints: lazy, bounds-checked reading (one file, or shards named by an index) and
+// atomic writing. File layout: u64 little-endian header length N · N bytes of JSON header · data
+// section; `data_offsets` in the header are relative to the start of the data section.
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { type DType, type Tensor, type TensorData, DTYPE_BYTES, numel, f16ToF32 } from './tensor.ts';
+import { RuntimeError, type RuntimeErrorContext, describeError, fail } from './errors.ts';
+
+/** The reference implementation's limit on the JSON header (100 MB). */
+export const MAX_HEADER_BYTES = 100_000_000;
+
+/** Stored dtypes this runtime understands: bytes per element and the DType that `read` returns.
+ *  F64 and F8 narrow/widen to f32; integer types become i32 (I64/U64/U32 are range-checked). */
+const FILE_DTYPES = {
+  F32: { bytes: 4, dtype: 'f32' },
+  F16: { bytes: 2, dtype: 'f16' },
+  BF16: { bytes: 2, dtype: 'bf16' },
+  I32: { bytes: 4, dtype: 'i32' },
+  F64: { bytes: 8, dtype: 'f32' },
+  F8_E4M3: { bytes: 1, dtype: 'f32' },
+  F8_E5M2: { bytes: 1, dtype: 'f32' },
+  I64: { bytes: 8, dtype: 'i32' },
+  U64: { bytes: 8, dtype: 'i32' },
+  U32: { bytes: 4, dtype: 'i32' },
+  I16: { bytes: 2, dtype: 'i32' },
+  U16: { bytes: 2, dtype: 'i32' },
+  I8: { bytes: 1, dtype: 'i32' },
+  U8: { bytes: 1, dtype: 'i32' },
+  BOOL: { bytes: 1, dtype: 'i32' },
+} as const satisfies Record<string, { bytes: number; dtype: DType }>;
+
+export type FileDType = keyof typeof FILE_DTYPES;
+
+/** The stored dtype that `writeSafetensors` uses for each host dtype. */
+const WRITE_DTYPES: Readonly<Record<DType, FileDType>> = { f32: 'F32', f16: 'F16', bf16: 'BF16', i32: 'I32' };
+
+/** One tensor of a checkpoint. `begin`/`end` are absolute byte offsets in `file`. */
+export interface TensorInfo {
+  readonly name: string;
+  /** The dtype `read` returns. */
+  readonly dtype: DType;
+  /** The dtype as stored in the file (`BF16`, `I64`, …). */
+  readonly fileDtype: FileDType;
+  readonly shape: readonly number[];
+  readonly file: string;
+  readonly begin: number;
+  readonly end: number;
+}
+
+/** A parsed, validated header of one safetensors file. */
+export interface SafetensorsHeader {
+  readonly file: string;
+  /** Absolute offset of the data section (8 + N). */
+  readonly dataStart: number;
+  /** In header order. */
+  readonly tensors: readonly TensorInfo[];
+  readonly metadata: Readonly<Record<string, string>>;
+}
+
+export interface Checkpoint {
+  /** What was opened: a `.safetensors` file or a `.safetensors.index.json`. */
+  readonly path: string;
+  /** The safetensors files (shards) the tensors live in. */
+  readonly files: readonly string[];
+  readonly tensors: ReadonlyMap<string, TensorInfo>;
+  /** `__metadata__` of the file(s); for shards, the first value seen for each key. */
+  readonly metadata: Readonly<Record<string, string>>;
+  /** Bytes of tensor data over all tensors (what an index calls `total_size`). */
+  readonly totalBytes: number;
+  /** Reads one tensor's byte range into a fresh typed array. */
+  read(name: string): Tensor;
+  /** Closes the open files; `read` fails afterwards. Safe to call twice. */
+  close(): void;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Header parsing (pure: takes bytes, so a browser loader can reuse it with range requests)
+
+/** Header length N from the file's first 8 bytes, checked against the file size. */
+export function readHeaderLength(prefix: Uint8Array, fileSize: number, file: string): number {
+  if (fileSize < 8 || prefix.length < 8) fail('RT110', [file, fileSize], { file });
+  const n = new DataView(prefix.buffer, prefix.byteOffset, 8).getBigUint64(0, true);
+  if (n === 0n) fail('RT111', [file], { file });
+  if (n > BigInt(fileSize - 8)) fail('RT112', [file, n, fileSize - 8], { file });
+  if (n > BigInt(MAX_HEADER_BYTES)) fail('RT113', [file, n, MAX_HEADER_BYTES], { file });
+  return Number(n);
+}
+
+/** Parses and validates the JSON header (`bytes` are the N header bytes of a file of `fileSize`). */
+export function parseSafetensorsHeader(bytes: Uint8Array, fileSize: number, file: string): SafetensorsHeader {
+  const dataStart = 8 + bytes.length;
+  const dataSize = fileSize - dataStart;
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    fail('RT114', [file], { file });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    fail('RT115', [file, describeError(e)], { file });
+  }
+  if (!isPlainObject(json)) fail('RT116', [file, describeJson(json)], { file });
+
+  let metadata: Record<string, string> = {};
+  const tensors: TensorInfo[] = [];
+  for (const [name, entry] of Object.entries(json)) {
+    if (name === '__metadata__') {
+      metadata = checkMetadata(entry, file);
+      continue;
+    }
+    tensors.push(checkEntry(name, entry, file, dataStart, dataSize));
+  }
+  checkNoOverlap(tensors, file, dataStart);
+  return { file, dataStart, tensors, metadata };
+}
+
+function checkMetadata(entry: unknown, file: string): Record<string, string> {
+  if (!isPlainObject(entry)) fail('RT117', [file, `found ${describeJson(entry)}`], { file, key: '__metadata__' });
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(entry)) {
+    if (typeof v !== 'string') fail('RT117', [file, `key ${k} is ${describeJson(v)}`], { file, key: k });
+    out[k] = v;
+  }
+  return out;
+}
+
+function checkEntry(name: string, entry: unknown, file: string, dataStart: number, dataSize: number): TensorInfo {
+  const ctx = { file, tensor: name };
+  const bad = (what: string): never => fail('RT120', [file, name, what], ctx);
+  if (!isPlainObject(entry)) bad(`entry must be an object with dtype, shape and data_offsets, found ${describeJson(entry)}`);
+  const { dtype, shape, data_offsets: offsets } = entry as Record<string, unknown>;
+
+  if (typeof dtype !== 'string') bad(`dtype must be a string, found ${describeJson(dtype)}`);
+  if (!Object.hasOwn(FILE_DTYPES, dtype as string)) fail('RT121', [file, name, dtype, Object.keys(FILE_DTYPES).join(', ')], ctx);
+  const fileDtype = dtype as FileDType;
+
+  if (!Array.isArray(shape)) bad(`shape must be an array, found ${describeJson(shape)}`);
+  const dims = shape as unknown[];
+  if (!dims.every((d) => typeof d === 'number' && Number.isSafeInteger(d) && d >= 0)) fail('RT122', [file, name, JSON.stringify(dims)], ctx);
+
+  const okOffset = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
+  if (!Array.isArray(offsets) || offsets.length !== 2 || !okOffset(offsets[0]) || !okOffset(offsets[1]) || offsets[0] > offsets[1]) {
+    bad(`data_offsets must be [begin, end] with 0 <= begin <= end, found ${describeJson(offsets)}`);
+  }
+  const [begin, end] = offsets as [number, number];
+
+  const dimsN = dims as number[];
+  const elemBytes = FILE_DTYPES[fileDtype].bytes;
+  const need = numel(dimsN) * elemBytes;
+  if (end - begin !== need) fail('RT123', [file, name, begin, end, end - begin, fmtShape(dimsN), fileDtype, need], ctx);
+  if (end > dataSize) fail('RT124', [file, name, begin, end, Math.max(0, dataSize)], ctx);
+
+  return { name, dtype: FILE_DTYPES[fileDtype].dtype, fileDtype, shape: dimsN, file, begin: dataStart + begin, end: dataStart + end };
+}
+
+function checkNoOverlap(tensors: readonly TensorInfo[], file: string, dataStart: number): void {
+  const sorted = tensors.filter((t) => t.end > t.begin).sort((a, b) => a.begin - b.begin || a.end - b.end);
+  for (let i = 1; i < sorted.length; i++) {
+    const a = sorted[i - 1]!;
+    const b = sorted[i]!;
+    if (b.begin < a.end) {
+      const r = (x: number) => x - dataStart;
+      fail('RT125', [file, a.name, r(a.begin), r(a.end), b.name, r(b.begin), r(b.end)], { file, tensor: b.name });
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Opening checkpoints
+
+/** Opens `model.safetensors` or `model.safetensors.index.json` in a directory, or a given
+ *  `.safetensors` / `.safetensors.index.json` file. Reads only headers; tensors load on `read`. */
+export function openCheckpoint(p: string): Checkpoint {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(p);
+  } catch (e) {
+    fail('RT100', [p, describeError(e)], { file: p }, e);
+  }
+  if (st.isDirectory()) {
+    const single = path.join(p, 'model.safetensors');
+    if (fs.existsSync(single)) return openSingle(single);
+    const index = path.join(p, 'model.safetensors.index.json');
+    if (fs.existsSync(index)) return openSharded(index);
+    fail('RT101', [p], { file: p });
+  }
+  return p.endsWith('.index.json') ? openSharded(p) : openSingle(p);
+}
+
+interface OpenShard {
+  readonly fd: number;
+  readonly header: SafetensorsHeader;
+}
+
+function openSingle(file: string): Checkpoint {
+  const shard = openShard(file);
+  return new SafetensorsCheckpoint(file, new Map([[file, shard.fd]]), shard.header.tensors, shard.header.metadata);
+}
+
+function openSharded(indexFile: string): Checkpoint {
+  const weightMap = readIndex(indexFile);
+  const dir = path.dirname(indexFile);
+  // shard file name -> tensor names, in order of first appearance
+  const byShard = new Map<string, string[]>();
+  for (const [tensor, shard] of Object.entries(weightMap)) {
+    const list = byShard.get(shard);
+    if (list) list.push(tensor);
+    else byShard.set(shard, [tensor]);
+  }
+  const fds = new Map<string, number>();
+  const infos: TensorInfo[] = [];
+  const metadata: Record<string, string> = {};
+  try {
+    for (const [shardName, names] of byShard) {
+      const file = path.resolve(dir, shardName);
+      const rel = path.relative(path.resolve(dir), file);
+      if (rel === '' || rel === '..' || rel.startsWith(`..${path.sep}`) || path.isAbsolute(rel)) fail('RT133', [indexFile, shardName, names[0]], { file: indexFile, tensor: names[0] });
+      if (!fs.existsSync(file)) fail('RT131', [indexFile, file, names[0]], { file: indexFile, tensor: names[0] });
+      const { fd, header } = openShard(file);
+      fds.set(file, fd);
+      for (const [k, v] of Object.entries(header.metadata)) if (!Object.hasOwn(metadata, k)) metadata[k] = v;
+      const inShard = new Map(header.tensors.map((t) => [t.name, t]));
+      for (const name of names) {
+        const info = inShard.get(name);
+        if (!info) fail('RT132', [indexFile, name, file], { file: indexFile, tensor: name });
+        infos.push(info);
+      }
+    }
+  } catch (e) {
+    for (const fd of fds.values()) closeQuietly(fd);
+    throw e;
+  }
+  return new SafetensorsCheckpoint(indexFile, fds, infos, metadata);
+}
+
+/** The index's `weight_map` (tensor name -> shard file), checked. */
+function readIndex(indexFile: string): Record<string, string> {
+  let text: string;
+  try {
+    text = fs.readFileSync(indexFile, 'utf8');
+  } catch (e) {
+    fail('RT100', [indexFile, describeError(e)], { file: indexFile }, e);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    fail('RT130', [indexFile, `not valid JSON: ${describeError(e)}`], { file: indexFile });
+  }
+  if (!isPlainObject(json)) fail('RT130', [indexFile, `expected a JSON object, found ${describeJson(json)}`], { file: indexFile });
+  const map = json['weight_map'];
+  if (!isPlainObject(map)) fail('RT130', [indexFile, `weight_map must be an object, found ${describeJson(map)}`], { file: indexFile, key: 'weight_map' });
+  for (const [tensor, shard] of Object.entries(map)) {
+    if (typeof shard !== 'string' || shard === '') {
+      fail('RT130', [indexFile, `weight_map entry ${tensor} must name a shard file, found ${describeJson(shard)}`], { file: indexFile, tensor });
+    }
+  }
+  return map as Record<string, string>;
+}
+
+/** Opens one safetensors file and validates its header; the fd stays open for lazy reads. */
+function openShard(file: string): OpenShard {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'r');
+  } catch (e) {
+    fail('RT100', [file, describeError(e)], { file }, e);
+  }
+  try {
+    let size: number;
+    try {
+      const st = fs.fstatSync(fd);
+      if (!st.isFile()) fail('RT100', [file, 'not a regular file'], { file });
+      size = st.size;
+    } catch (e) {
+      if (e instanceof RuntimeError) throw e;
+      fail('RT100', [file, describeError(e)], { file }, e);
+    }
+    const prefix = new Uint8Array(8);
+    if (size < 8 || readInto(fd, prefix, 0) < 8) fail('RT110', [file, size], { file });
+    const n = readHeaderLength(prefix, size, file);
+    const headerBytes = new Uint8Array(n);
+    if (readInto(fd, headerBytes, 8) < n) fail('RT112', [file, n, size - 8], { file });
+    return { fd, header: parseSafetensorsHeader(headerBytes, size, file) };
+  } catch (e) {
+    closeQuietly(fd);
+    throw e;
+  }
+}
+
+class SafetensorsCheckpoint implements Checkpoint {
+  readonly path: string;
+  readonly files: readonly string[];
+  readonly tensors: ReadonlyMap<string, TensorInfo>;
+  readonly metadata: Readonly<Record<string, string>>;
+  readonly totalBytes: number;
+  private readonly fds: Map<string, number>;
+  private closed = false;
+
+  constructor(p: string, fds: Map<string, number>, infos: readonly TensorInfo[], metadata: Record<string, string>) {
+    this.path = p;
+    this.fds = fds;
+    this.files = [...fds.keys()];
+    this.tensors = new Map(infos.map((t) => [t.name, t]));
+    this.metadata = metadata;
+    this.totalBytes = infos.reduce((s, t) => s + (t.end - t.begin), 0);
+  }
+
+  read(name: string): Tensor {
+    if (this.closed) fail('RT141', [this.path], { file: this.path, tensor: name });
+    const info = this.tensors.get(name);
+    if (!info) fail('RT140', [this.path, name], { file: this.path, tensor: name });
+    return readTensor(this.fds.get(info.file)!, info);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const fd of this.fds.values()) closeQuietly(fd);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading one tensor
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/** Reads exactly one tensor's byte range into freshly allocated (hence aligned) memory. */
+function readTensor(fd: number, info: TensorInfo): Tensor {
+  const { file, name } = info;
+  const ctx = { file, tensor: name };
+  if (!LITTLE_ENDIAN) fail('RT142', [file, name, 'big-endian hosts are not supported'], ctx);
+  const n = numel(info.shape);
+  const load = <T extends ArrayBufferView>(make: (n: number) => T): T => {
+    let arr: T;
+    try {
+      arr = make(n);
+    } catch (e) {
+      fail('RT142', [file, name, `cannot allocate ${info.end - info.begin} bytes: ${describeError(e)}`], ctx, e);
+    }
+    const bytes = new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength);
+    const got = readInto(fd, bytes, info.begin, ctx);
+    if (got < bytes.length) fail('RT142', [file, name, `file ended after ${info.begin + got} bytes, expected ${info.end} (truncated since it was opened?)`], ctx);
+    return arr;
+  };
+  const shape = [...info.shape];
+  const t = (data: TensorData): Tensor => ({ dtype: info.dtype, shape, data });
+  switch (info.fileDtype) {
+    case 'F32': return t(load((k) => new Float32Array(k)));
+    case 'F16':
+    case 'BF16': return t(load((k) => new Uint16Array(k)));
+    case 'I32': return t(load((k) => new Int32Array(k)));
+    case 'F64': return t(new Float32Array(load((k) => new Float64Array(k))));
+    case 'F8_E5M2': return t(widenF8(load((k) => new Uint8Array(k)), f8e5m2ToF32));
+    case 'F8_E4M3': return t(widenF8(load((k) => new Uint8Array(k)), f8e4m3ToF32));
+    case 'I64': return t(narrowToI32(load((k) => new BigInt64Array(k)), info));
+    case 'U64': return t(narrowToI32(load((k) => new BigUint64Array(k)), info));
+    case 'U32': return t(narrowToI32(load((k) => new Uint32Array(k)), info));
+    case 'I16': return t(new Int32Array(load((k) => new Int16Array(k))));
+    case 'U16': return t(new Int32Array(load((k) => new Uint16Array(k))));
+    case 'I8': return t(new Int32Array(load((k) => new Int8Array(k))));
+    case 'U8':
+    case 'BOOL': return t(new Int32Array(load((k) => new Uint8Array(k))));
+  }
+}
+
+function narrowToI32(src: BigInt64Array | BigUint64Array | Uint32Array, info: TensorInfo): Int32Array {
+  const out = new Int32Array(src.length);
+  for (let i = 0; i < src.length; i++) {
+    const v = Number(src[i]!);
+    if (v < -0x80000000 || v > 0x7fffffff) fail('RT143', [info.file, info.name, info.fileDtype, src[i], i], { file: info.file, tensor: info.name });
+    out[i] = v;
+  }
+  return out;
+}
+
+function widenF8(src: Uint8Array, table: Float32Array): Float32Array {
+  const out = new Float32Array(src.length);
+  for (let i = 0; i < src.length; i++) out[i] = table[src[i]!]!;
+  return out;
+}
+
+/** E5M2 is the top byte of an IEEE half. */
+const f8e5m2ToF32 = Float32Array.from({ length: 256 }, (_, b) => f16ToF32(b << 8));
+
+/** E4M3 "fn" (as in PyTorch float8_e4m3fn): bias 7, no infinities, S.1111.111 is NaN. */
+const f8e4m3ToF32 = Float32Array.from({ length: 256 }, (_, b) => {
+  const s = b & 0x80 ? -1 : 1;
+  const e = (b >>> 3) & 0xf;
+  const m = b & 7;
+  if (e === 15 && m === 7) return NaN;
+  if (e === 0) return s * (m / 8) * 2 ** -6;
+  return s * (1 + m / 8) * 2 ** (e - 7);
+});
+
+/** Fills `into` from `position`; returns the bytes read (fewer only at end of file). */
+function readInto(fd: number, into: Uint8Array, position: number, ctx: RuntimeErrorContext = {}): number {
+  const CHUNK = 1 << 30;
+  let done = 0;
+  while (done < into.length) {
+    let got: number;
+    try {
+      got = fs.readSync(fd, into, done, Math.min(CHUNK, into.length - done), position + done);
+    } catch (e) {
+      const file = ctx.file ?? '?';
+      if (ctx.tensor !== undefined) fail('RT142', [file, ctx.tensor, describeError(e)], ctx, e);
+      fail('RT100', [file, describeError(e)], ctx, e);
+    }
+    if (got === 0) break;
+    done += got;
+  }
+  return done;
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    fs.closeSync(fd);
+  } catch {
+    // already closed or never valid: nothing to release
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing
+
+export interface NamedTensor {
+  readonly name: string;
+  readonly tensor: Tensor;
+}
+
+/** Writes one safetensors file atomically (temp file in the same directory, then rename).
+ *  Tensors are laid out in the given order; the header is space-padded to a multiple of 8. */
+export function writeSafetensors(file: string, entries: readonly NamedTensor[], metadata?: Readonly<Record<string, string>>): void {
+  const header = buildHeader(file, entries, metadata);
+  const tmp = writeTemp(file, (fd) => writeBody(fd, file, header, entries));
+  commit([[tmp, file]]);
+}
+
+export interface ShardedWrite {
+  /** The shard files, in order. */
+  readonly files: readonly string[];
+  readonly indexFile: string;
+  readonly totalBytes: number;
+}
+
+/** Writes `model-0000i-of-0000N.safetensors` shards of at most `maxShardBytes` of tensor data each
+ *  (a larger tensor gets a shard of its own) and `model.safetensors.index.json`. All files go to
+ *  temp names first and are renamed only once every one is written. `metadata` goes in each shard. */
+export function writeShardedSafetensors(
+  dir: string,
+  entries: readonly NamedTensor[],
+  maxShardBytes: number,
+  metadata?: Readonly<Record<string, string>>,
+): ShardedWrite {
+  const indexFile = path.join(dir, 'model.safetensors.index.json');
+  if (!(maxShardBytes > 0)) fail('RT151', [indexFile, `maxShardBytes must be positive, got ${maxShardBytes}`], { file: indexFile });
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+  } catch (e) {
+    fail('RT151', [dir, describeError(e)], { file: dir }, e);
+  }
+
+  const groups: NamedTensor[][] = [[]];
+  let groupBytes = 0;
+  for (const e of entries) {
+    const b = e.tensor.data.byteLength;
+    if (groups.at(-1)!.length > 0 && groupBytes + b > maxShardBytes) {
+      groups.push([]);
+      groupBytes = 0;
+    }
+    groups.at(-1)!.push(e);
+    groupBytes += b;
+  }
+  const count = groups.length;
+  const pad = (i: number) => String(i).padStart(5, '0');
+  const names = groups.map((_, i) => `model-${pad(i + 1)}-of-${pad(count)}.safetensors`);
+  const files = names.map((n) => path.join(dir, n));
+  // Validate everything before the first byte is written.
+  const headers = groups.map((g, i) => buildHeader(files[i]!, g, metadata));
+  assertUniqueNames(indexFile, entries);
+
+  const weightMap: Record<string, string> = {};
+  groups.forEach((g, i) => g.forEach((e) => (weightMap[e.name] = names[i]!)));
+  const totalBytes = entries.reduce((s, e) => s + e.tensor.data.byteLength, 0);
+  const indexText = JSON.stringify({ metadata: { total_size: totalBytes }, weight_map: weightMap }, null, 2) + '\n';
+
+  const temps: string[] = [];
+  try {
+    groups.forEach((g, i) => temps.push(writeTemp(files[i]!, (fd) => writeBody(fd, files[i]!, headers[i]!, g))));
+    temps.push(writeTemp(indexFile, (fd) => writeAll(fd, new TextEncoder().encode(indexText), indexFile)));
+  } catch (e) {
+    for (const t of temps) unlinkQuietly(t);
+    throw e;
+  }
+  // Shards first, the index last: a reader never sees an index whose shards are not in place.
+  commit([...files.map((f, i): [string, string] => [temps[i]!, f]), [temps.at(-1)!, indexFile]]);
+  return { files, indexFile, totalBytes };
+}
+
+const HOST_ARRAYS: Readonly<Record<DType, { new (length: number): TensorData; readonly name: string }>> = { f32: Float32Array, f16: Uint16Array, bf16: Uint16Array, i32: Int32Array };
+
+/** The 8-byte length prefix plus the space-padded JSON header, after checking every entry. */
+function buildHeader(file: string, entries: readonly NamedTensor[], metadata?: Readonly<Record<string, string>>): Uint8Array {
+  const bad = (name: string, what: string): never => fail('RT150', [file, name, what], { file, tensor: name });
+  const header: Record<string, unknown> = {};
+  if (metadata && Object.keys(metadata).length > 0) {
+    for (const [k, v] of Object.entries(metadata)) {
+      if (typeof v !== 'string') fail('RT151', [file, `metadata value for ${k} must be a string, got ${describeJson(v)}`], { file, key: k });
+    }
+    header['__metadata__'] = metadata;
+  }
+  let offset = 0;
+  for (const { name, tensor } of entries) {
+    if (typeof name !== 'string' || name === '__metadata__') bad(String(name), 'invalid tensor name');
+    if (Object.hasOwn(header, name)) bad(name, 'name is used twice');
+    const dtype = WRITE_DTYPES[tensor.dtype];
+    if (!dtype) bad(name, `unknown dtype ${describeJson(tensor.dtype)}`);
+    if (!tensor.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) bad(name, `shape entries must be non-negative integers, got ${JSON.stringify(tensor.shape)}`);
+    if (!(tensor.data instanceof HOST_ARRAYS[tensor.dtype])) bad(name, `${tensor.dtype} data must be a ${HOST_ARRAYS[tensor.dtype].name}, got ${tensor.data?.constructor?.name}`);
+    const n = numel(tensor.shape);
+    if (tensor.data.length !== n) bad(name, `shape ${fmtShape(tensor.shape)} has ${n} elements but data has ${tensor.data.length}`);
+    const bytes = n * DTYPE_BYTES[tensor.dtype];
+    header[name] = { dtype, shape: [...tensor.shape], data_offsets: [offset, offset + bytes] };
+    offset += bytes;
+  }
+  const json = new TextEncoder().encode(JSON.stringify(header));
+  const padded = (json.length + 7) & ~7;
+  const out = new Uint8Array(8 + padded).fill(0x20, 8 + json.length);
+  new DataView(out.buffer).setBigUint64(0, BigInt(padded), true);
+  out.set(json, 8);
+  return out;
+}
+
+function assertUniqueNames(file: string, entries: readonly NamedTensor[]): void {
+  const seen = new Set<string>();
+  for (const { name } of entries) {
+    if (seen.has(name)) fail('RT150', [file, name, 'name is used twice'], { file, tensor: name });
+    seen.add(name);
+  }
+}
+
+function writeBody(fd: number, file: string, header: Uint8Array, entries: readonly NamedTensor[]): void {
+  writeAll(fd, header, file);
+  for (const { tensor } of entries) {
+    const d = tensor.data;
+    writeAll(fd, new Uint8Array(d.buffer, d.byteOffset, d.byteLength), file);
+  }
+}
+
+function writeAll(fd: number, bytes: Uint8Array, file: string): void {
+  let done = 0;
+  while (done < bytes.length) {
+    try {
+      done += fs.writeSync(fd, bytes, done, Math.min(1 << 30, bytes.length - done));
+    } catch (e) {
+      fail('RT151', [file, describeError(e)], { file }, e);
+    }
+  }
+}
+
+/** Writes `target`'s contents to a fresh temp file beside it (fsynced); on failure removes it. */
+function writeTemp(target: string, body: (fd: number) => void): string {
+  const tmp = path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`);
+  let fd: number;
+  try {
+    fd = fs.openSync(tmp, 'wx');
+  } catch (e) {
+    fail('RT151', [target, describeError(e)], { file: target }, e);
+  }
+  try {
+    body(fd);
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+  } catch (e) {
+    closeQuietly(fd);
+    unlinkQuietly(tmp);
+    if (e instanceof RuntimeError) throw e;
+    fail('RT151', [target, describeError(e)], { file: target }, e);
+  }
+  return tmp;
+}
+
+/** Renames temp files onto their targets; if one rename fails, removes the temps not yet renamed. */
+function commit(pairs: readonly (readonly [string, string])[]): void {
+  for (let i = 0; i < pairs.length; i++) {
+    const [tmp, target] = pairs[i]!;
+    try {
+      fs.renameSync(tmp, target);
+    } catch (e) {
+      for (const [t] of pairs.slice(i)) unlinkQuietly(t);
+      fail('RT151', [target, describeError(e)], { file: target }, e);
+    }
+  }
+}
+
+function unlinkQuietly(file: string): void {
+  try {
+    fs.unlinkSync(file);
+  } catch {
+    // already gone
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checking a checkpoint against the tensors a model expects
+
+export interface ExpectedTensor {
+  readonly name: string;
+  readonly shape: readonly number[];
+  /** If given, the dtype `read` must return. */
+  readonly dtype?: DType;
+}
+
+export interface CheckShapesOptions {
+  /** Tensors the model does not name are fine (e.g. extra buffers in a Hugging Face checkpoint). */
+  readonly allowExtra?: boolean;
+}
+
+/** Every mismatch between the checkpoint and `expected`: wrong shape (RT160), wrong dtype (RT161),
+ *  missing tensor (RT162), unexpected tensor (RT163, unless `allowExtra`). Empty when all match. */
+export function checkShapes(ckpt: Checkpoint, expected: readonly ExpectedTensor[], opts: CheckShapesOptions = {}): RuntimeError[] {
+  const problems: RuntimeError[] = [];
+  const file = ckpt.path;
+  const named = new Set<string>();
+  for (const want of expected) {
+    named.add(want.name);
+    const ctx = { file, tensor: want.name };
+    const got = ckpt.tensors.get(want.name);
+    if (!got) {
+      problems.push(new RuntimeError('RT162', [file, want.name, fmtShape(want.shape)], ctx));
+      continue;
+    }
+    if (!sameShape(got.shape, want.shape)) {
+      problems.push(new RuntimeError('RT160', [file, want.name, fmtShape(want.shape), fmtShape(got.shape)], ctx));
+    }
+    if (want.dtype !== undefined && want.dtype !== got.dtype) {
+      const found = got.fileDtype.toLowerCase() === got.dtype ? got.dtype : `${got.dtype} (stored as ${got.fileDtype})`;
+      problems.push(new RuntimeError('RT161', [file, want.name, want.dtype, found], ctx));
+    }
+  }
+  if (!opts.allowExtra) {
+    for (const t of ckpt.tensors.values()) {
+      if (!named.has(t.name)) problems.push(new RuntimeError('RT163', [file, t.name, fmtShape(t.shape)], { file, tensor: t.name }));
+    }
+  }
+  return problems;
+}
+
+/** Like `checkShapes`, but throws: the problem itself if there is one, RT164 listing all if several. */
+export function assertShapes(ckpt: Checkpoint, expected: readonly ExpectedTensor[], opts: CheckShapesOptions = {}): void {
+  const problems = checkShapes(ckpt, expected, opts);
+  if (problems.length === 1) throw problems[0]!;
+  if (problems.length > 1) {
+    const list = problems.map((p) => `  ${p.code}: ${p.text}`).join('\n');
+    throw new RuntimeError('RT164', [ckpt.path, problems.length, list], { file: ckpt.path, problems });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+function fmtShape(shape: readonly number[]): string {
+  return `[${shape.join(', ')}]`;
+}
+
+/** A JSON value for a message: its kind and a short rendering. */
+function describeJson(v: unknown): string {
+  if (v === undefined) return 'nothing';
+  if (v === null) return 'null';
+  const kind = Array.isArray(v) ? 'array' : typeof v;
+  let s = JSON.stringify(v) ?? String(v);
+  if (s.length > 60) s = s.slice(0, 57) + '...';
+  return `${kind} ${s}`;
+}

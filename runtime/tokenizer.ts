@@ -1,0 +1,332 @@
+// Text <-> token ids for a Hugging Face checkpoint: tokenizer.json (+ tokenizer_config.json) run by
+// @huggingface/tokenizers, plus a streaming detokenizer that only ever emits settled text.
+// Browser-safe: only loadTokenizer touches the file system, through a dynamic import.
+
+import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
+
+// ---- errors ------------------------------------------------------------------------------------
+// Local until runtime/errors.ts settles; codes and texts follow its RuntimeError (`CODE: text`).
+
+export const TOKENIZER_MESSAGES = {
+  RT400: 'cannot load tokenizer {0}: {1}',
+  RT401: '{0}: invalid JSON: {1}',
+  RT402: '{0}: {1}',
+  RT403: '{0}: rejected by the tokenizer library: {1}',
+  RT404: '{0}: {1} {2} is not in the vocabulary',
+  RT405: '{0}: {1} must be a token string or an object with a string "content", found {2}',
+  RT406: '{0}: {1} is true but no {2} is set',
+  RT407: 'token id {0} at position {1} is not a non-negative integer',
+  RT408: 'cannot encode: the tokenizer has no id for piece {0} and no unk_token',
+} as const;
+
+export type TokenizerCode = keyof typeof TOKENIZER_MESSAGES;
+
+export class TokenizerError extends Error {
+  readonly code: TokenizerCode;
+  readonly text: string;
+  readonly file?: string;
+  readonly key?: string;
+
+  constructor(code: TokenizerCode, args: readonly unknown[], ctx: { file?: string; key?: string } = {}, cause?: unknown) {
+    const text = TOKENIZER_MESSAGES[code].replace(/\{(\d+)\}/g, (_, i: string) => String(args[Number(i)]));
+    super(`${code}: ${text}`, cause === undefined ? undefined : { cause });
+    this.name = 'TokenizerError';
+    this.code = code;
+    this.text = text;
+    if (ctx.file !== undefined) this.file = ctx.file;
+    if (ctx.key !== undefined) this.key = ctx.key;
+  }
+}
+
+// ---- API ---------------------------------------------------------------------------------------
+
+export interface EncodeOptions {
+  /** Add BOS/EOS as the post-processor and add_bos_token/add_eos_token say (default true). */
+  readonly addSpecialTokens?: boolean;
+}
+
+export interface DecodeOptions {
+  /** Drop special added tokens (BOS, EOS, …) from the text (default false, like transformers). */
+  readonly skipSpecialTokens?: boolean;
+  /** transformers' clean_up_tokenization (" ." -> "." …); default: the config's value, else false. */
+  readonly cleanUpTokenizationSpaces?: boolean;
+}
+
+/** Incremental detokenizer: the concatenation of all `push` results and `flush()` equals decode(ids). */
+export interface StreamDecoder {
+  /** The new text settled by `id`; "" while a character or a cleanup rule is still incomplete. */
+  push(id: number): string;
+  /** Whatever is still held back (end of generation); the decoder can keep going afterwards. */
+  flush(): string;
+}
+
+export interface Tokenizer {
+  encode(text: string, options?: EncodeOptions): number[];
+  /** Ids with no token (e.g. a model vocabulary padded past the tokenizer's) decode to "". */
+  decode(ids: readonly number[], options?: DecodeOptions): string;
+  decoder(options?: DecodeOptions): StreamDecoder;
+  readonly bosId?: number;
+  readonly eosIds: number[];
+  /** One past the largest id the tokenizer knows (added tokens included). */
+  readonly vocabSize: number;
+  tokenToId(token: string): number | undefined;
+  idToToken(id: number): string | undefined;
+}
+
+/**
+ * Loads `dir/tokenizer.json` (+ optional tokenizer_config.json, and special_tokens_map.json for
+ * bos/eos when the config lacks them). Null when there is no tokenizer.json.
+ */
+export async function loadTokenizer(dir: string): Promise<Tokenizer | null> {
+  const { readFile } = await import('node:fs/promises');
+  const { join } = await import('node:path');
+  const read = async (name: string): Promise<{ path: string; text: string | null }> => {
+    const path = join(dir, name);
+    try {
+      return { path, text: await readFile(path, 'utf8') };
+    } catch (e) {
+      if ((e as { code?: string }).code === 'ENOENT') return { path, text: null };
+      throw new TokenizerError('RT400', [path, e instanceof Error ? e.message : String(e)], { file: path }, e);
+    }
+  };
+  const tok = await read('tokenizer.json');
+  if (tok.text === null) return null;
+  const cfg = await read('tokenizer_config.json');
+  const map = await read('special_tokens_map.json');
+  const config = cfg.text === null ? {} : parseObject(cfg.text, cfg.path);
+  const specialMap = map.text === null ? {} : parseObject(map.text, map.path);
+  for (const key of ['bos_token', 'eos_token', 'unk_token'])
+    if (config[key] === undefined && specialMap[key] !== undefined) config[key] = specialMap[key];
+  return buildTokenizer(parseObject(tok.text, tok.path), config, tok.path, cfg.text === null ? map.path : cfg.path);
+}
+
+/** The same from JSON strings (browsers: fetch the files, pass their text). */
+export function tokenizerFromJson(tokenizerJson: string, configJson?: string): Tokenizer {
+  const config = configJson === undefined ? {} : parseObject(configJson, 'tokenizer_config.json');
+  return buildTokenizer(parseObject(tokenizerJson, 'tokenizer.json'), config, 'tokenizer.json', 'tokenizer_config.json');
+}
+
+// ---- construction ------------------------------------------------------------------------------
+
+type Json = Record<string, unknown>;
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  return typeof v === 'object' ? 'an object' : `${typeof v} ${JSON.stringify(v)}`;
+}
+
+function parseObject(text: string, file: string): Json {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    throw new TokenizerError('RT401', [file, e instanceof Error ? e.message : String(e)], { file }, e);
+  }
+  if (v === null || typeof v !== 'object' || Array.isArray(v))
+    throw new TokenizerError('RT402', [file, `must be a JSON object, found ${describe(v)}`], { file });
+  return v as Json;
+}
+
+/** tokenizer_config.json writes special tokens as "<s>" or {"content": "<s>", …}. */
+function tokenString(config: Json, key: string, file: string): string | undefined {
+  const v = config[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v === 'string') return v;
+  if (typeof v === 'object' && typeof (v as Json).content === 'string') return (v as Json).content as string;
+  throw new TokenizerError('RT405', [file, key, describe(v)], { file, key });
+}
+
+const SENTINEL = '\u0000archc-sequence\u0000';
+
+function buildTokenizer(json: Json, rawConfig: Json, file: string, configFile: string): Tokenizer {
+  if (json.model === null || typeof json.model !== 'object' || Array.isArray(json.model))
+    throw new TokenizerError('RT402', [file, `"model" must be an object, found ${describe(json.model)}`], { file, key: 'model' });
+  if (json.added_tokens !== undefined && !Array.isArray(json.added_tokens))
+    throw new TokenizerError('RT402', [file, `"added_tokens" must be an array, found ${describe(json.added_tokens)}`], { file, key: 'added_tokens' });
+  // The library insists on every component key; HF files have them, hand-written ones may not.
+  const tokJson: Json = { normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, ...json };
+  tokJson.added_tokens = json.added_tokens ?? [];
+
+  const bosToken = tokenString(rawConfig, 'bos_token', configFile);
+  const eosToken = tokenString(rawConfig, 'eos_token', configFile);
+  const unkToken = tokenString(rawConfig, 'unk_token', configFile);
+  // The library reads a few config fields as plain strings; hand it normalised ones only.
+  const libConfig: Json = { clean_up_tokenization_spaces: false };
+  if (bosToken !== undefined) libConfig.bos_token = bosToken;
+  if (eosToken !== undefined) libConfig.eos_token = eosToken;
+  if (unkToken !== undefined) libConfig.unk_token = unkToken;
+
+  let hf: HfTokenizer;
+  try {
+    hf = new HfTokenizer(tokJson, libConfig);
+  } catch (e) {
+    throw new TokenizerError('RT403', [file, e instanceof Error ? e.message : String(e)], { file }, e);
+  }
+
+  const idOf = (key: string, token: string | undefined): number | undefined => {
+    if (token === undefined) return undefined;
+    const id = hf.token_to_id(token);
+    if (id === undefined) throw new TokenizerError('RT404', [configFile, key, JSON.stringify(token)], { file: configFile, key });
+    return id;
+  };
+
+  // What the post-processor puts around a single sequence, found by running it on a sentinel.
+  let prefix: number[] = [];
+  let suffix: number[] = [];
+  if (hf.post_processor) {
+    let out: string[];
+    try {
+      out = hf.post_processor([SENTINEL], null, true).tokens;
+    } catch (e) {
+      throw new TokenizerError('RT403', [file, `post_processor: ${e instanceof Error ? e.message : String(e)}`], { file }, e);
+    }
+    const at = out.indexOf(SENTINEL);
+    const ids = (ts: string[]): number[] =>
+      ts.map((t) => {
+        const id = hf.token_to_id(t);
+        if (id === undefined) throw new TokenizerError('RT404', [file, 'post_processor token', JSON.stringify(t)], { file, key: 'post_processor' });
+        return id;
+      });
+    if (at >= 0) {
+      prefix = ids(out.slice(0, at));
+      suffix = ids(out.slice(at + 1));
+    }
+  }
+
+  const bosId = idOf('bos_token', bosToken) ?? (prefix.length > 0 ? prefix[0] : undefined);
+  const eosId = idOf('eos_token', eosToken);
+  // Explicit add_bos_token / add_eos_token override the post-processor, as transformers does when
+  // it rebuilds the template from them.
+  const addBos = rawConfig.add_bos_token;
+  const addEos = rawConfig.add_eos_token;
+  if (addBos === true) {
+    if (bosId === undefined) throw new TokenizerError('RT406', [configFile, 'add_bos_token', 'bos_token'], { file: configFile, key: 'add_bos_token' });
+    if (prefix[0] !== bosId) prefix = [bosId, ...prefix];
+  } else if (addBos === false && bosId !== undefined && prefix[0] === bosId) prefix = prefix.slice(1);
+  if (addEos === true) {
+    if (eosId === undefined) throw new TokenizerError('RT406', [configFile, 'add_eos_token', 'eos_token'], { file: configFile, key: 'add_eos_token' });
+    if (suffix[suffix.length - 1] !== eosId) suffix = [...suffix, eosId];
+  } else if (addEos === false && eosId !== undefined && suffix[suffix.length - 1] === eosId) suffix = suffix.slice(0, -1);
+
+  const specialIds = new Set<number>();
+  for (const [id, t] of hf.get_added_tokens_decoder()) if (t.special) specialIds.add(id);
+  let vocabSize = 0;
+  for (const id of hf.get_vocab(true).values()) vocabSize = Math.max(vocabSize, id + 1);
+  const defaultCleanUp = rawConfig.clean_up_tokenization_spaces === true;
+
+  /** The decoder's text for ids, no cleanup; unknown ids are skipped like the Rust library does. */
+  const rawDecode = (ids: readonly number[], skipSpecial: boolean): string => {
+    const kept: number[] = [];
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i];
+      if (!Number.isInteger(id) || id < 0) throw new TokenizerError('RT407', [id, i]);
+      if (hf.id_to_token(id) === undefined) continue;
+      if (skipSpecial && specialIds.has(id)) continue;
+      kept.push(id);
+    }
+    if (kept.length === 0) return '';
+    return hf.decode(kept, { skip_special_tokens: false, clean_up_tokenization_spaces: false });
+  };
+
+  const encode = (text: string, options: EncodeOptions = {}): number[] => {
+    const enc = hf.encode(text, { add_special_tokens: false });
+    const ids = enc.ids as (number | undefined)[];
+    for (let i = 0; i < ids.length; i++)
+      if (ids[i] === undefined) throw new TokenizerError('RT408', [JSON.stringify(enc.tokens[i])]);
+    const body = ids as number[];
+    return options.addSpecialTokens === false ? body : [...prefix, ...body, ...suffix];
+  };
+
+  const decode = (ids: readonly number[], options: DecodeOptions = {}): string => {
+    const text = rawDecode(ids, options.skipSpecialTokens ?? false);
+    return (options.cleanUpTokenizationSpaces ?? defaultCleanUp) ? cleanUpTokenization(text) : text;
+  };
+
+  const decoder = (options: DecodeOptions = {}): StreamDecoder =>
+    streamDecoder(
+      (ids) => rawDecode(ids, false),
+      options.skipSpecialTokens ? (id) => specialIds.has(id) : () => false,
+      options.cleanUpTokenizationSpaces ?? defaultCleanUp,
+    );
+
+  return {
+    encode,
+    decode,
+    decoder,
+    ...(bosId === undefined ? {} : { bosId }),
+    eosIds: eosId === undefined ? [] : [eosId],
+    vocabSize,
+    tokenToId: (token) => hf.token_to_id(token),
+    idToToken: (id) => hf.id_to_token(id),
+  };
+}
+
+// ---- cleanup and streaming ---------------------------------------------------------------------
+
+/** transformers' clean_up_tokenization, rule for rule and in its order. */
+export function cleanUpTokenization(text: string): string {
+  return text
+    .replaceAll(' .', '.')
+    .replaceAll(' ?', '?')
+    .replaceAll(' !', '!')
+    .replaceAll(' ,', ',')
+    .replaceAll(" ' ", "'")
+    .replaceAll(" n't", "n't")
+    .replaceAll(" 'm", "'m")
+    .replaceAll(" 's", "'s")
+    .replaceAll(" 've", "'ve")
+    .replaceAll(" 're", "'re");
+}
+
+/**
+ * Characters that sit at a non-final position of some cleanup pattern. A cut right after any other
+ * character splits no match of any rule, now or after more text arrives (the rules only delete
+ * spaces, so that character survives every rule), hence clean(a + b) = clean(a) + clean(b).
+ */
+const CLEANUP_OPEN = new Set([' ', "'", 'n', 'v', 'r']);
+
+/**
+ * The text-generation-inference scheme: decode a short window twice, with and without the newest
+ * ids, and emit the difference once it no longer ends in U+FFFD (an unfinished UTF-8 sequence,
+ * from byte-level pieces or <0xNN> byte-fallback tokens). The window starts one emission back, so
+ * decoders that strip a leading space (SentencePiece's Strip/Metaspace) strip it on both sides.
+ */
+function streamDecoder(rawDecode: (ids: readonly number[]) => string, skip: (id: number) => boolean, cleanUp: boolean): StreamDecoder {
+  const ids: number[] = [];
+  let prefixAt = 0; // window start: the ids of the emission before the last one
+  let readAt = 0; // ids before this are emitted
+  let held = ''; // raw text not yet passed through the cleanup rules
+
+  const rawStep = (final: boolean): string => {
+    if (readAt === ids.length) return '';
+    const before = rawDecode(ids.slice(prefixAt, readAt));
+    const after = rawDecode(ids.slice(prefixAt));
+    if (after.length <= before.length || (!final && after.endsWith('\uFFFD'))) return '';
+    prefixAt = readAt;
+    readAt = ids.length;
+    return after.slice(before.length);
+  };
+
+  const cleanStep = (raw: string, final: boolean): string => {
+    if (!cleanUp) return raw;
+    held += raw;
+    let cut = held.length;
+    if (!final) while (cut > 0 && CLEANUP_OPEN.has(held[cut - 1])) cut--;
+    const out = cleanUpTokenization(held.slice(0, cut));
+    held = held.slice(cut);
+    return out;
+  };
+
+  return {
+    push(id: number): string {
+      if (!Number.isInteger(id) || id < 0) throw new TokenizerError('RT407', [id, ids.length]);
+      if (skip(id)) return '';
+      ids.push(id);
+      return cleanStep(rawStep(false), false);
+    },
+    flush(): string {
+      return cleanStep(rawStep(true), true);
+    },
+  };
+}

@@ -1,0 +1,81 @@
+// linear and embedding against naive loops, for f32, f16 and bf16 weights.
+
+import { describe, expect, it } from 'vitest';
+import { embedding, linear } from '../../../runtime/cpu/linear.ts';
+import { bf16ToF32, f16ToF32, fromF32, type DType, type Tensor } from '../../../runtime/tensor.ts';
+import { expectClose, F32, prng, uniform } from './check.ts';
+
+/** One weight element as f32, through tensor.ts's scalar converters (not the kernel's widening). */
+function elem(w: Tensor, i: number): number {
+  const d = w.data[i];
+  return w.dtype === 'bf16' ? bf16ToF32(d) : w.dtype === 'f16' ? f16ToF32(d) : d;
+}
+
+function naiveLinear(x: Float32Array, T: number, K: number, w: Tensor, bias: Tensor | null): Float64Array {
+  const N = w.shape[0];
+  const y = new Float64Array(T * N);
+  for (let t = 0; t < T; t++) {
+    for (let n = 0; n < N; n++) {
+      let s = bias ? elem(bias, n) : 0;
+      for (let k = 0; k < K; k++) s += x[t * K + k] * elem(w, n * K + k);
+      y[t * N + n] = s;
+    }
+  }
+  return y;
+}
+
+const SHAPES: [number, number, number][] = [[1, 1, 1], [1, 16, 5], [3, 5, 7], [4, 8, 2], [7, 33, 9], [17, 64, 31], [8, 3, 1]];
+const DTYPES: DType[] = ['f32', 'f16', 'bf16'];
+
+describe('linear', () => {
+  for (const dtype of DTYPES) {
+    it(`matches a naive matmul with ${dtype} weights, with and without bias`, () => {
+      const rand = prng(11);
+      for (const [T, K, N] of SHAPES) {
+        const x = uniform(rand, T * K);
+        const w = fromF32(uniform(rand, N * K), [N, K], dtype);
+        const b = fromF32(uniform(rand, N), [N], dtype);
+        expectClose(linear(x, T, K, w, null), naiveLinear(x, T, K, w, null), F32, `linear ${dtype} T=${T} K=${K} N=${N}`);
+        expectClose(linear(x, T, K, w, b), naiveLinear(x, T, K, w, b), F32, `linear+bias ${dtype} T=${T} K=${K} N=${N}`);
+      }
+    });
+  }
+
+  it('fills every element of a NaN-poisoned output buffer', () => {
+    const rand = prng(12);
+    for (const dtype of DTYPES) {
+      const [T, K, N] = [6, 10, 5];
+      const x = uniform(rand, T * K);
+      const w = fromF32(uniform(rand, N * K), [N, K], dtype);
+      const out = new Float32Array(T * N).fill(NaN);
+      const y = linear(x, T, K, w, null, out);
+      expect(y).toBe(out);
+      expectClose(y, naiveLinear(x, T, K, w, null), F32, `linear into poisoned out (${dtype})`);
+    }
+  });
+
+  it('rejects a weight whose width is not K', () => {
+    const w = fromF32(new Float32Array(12), [3, 4], 'f32');
+    expect(() => linear(new Float32Array(10), 2, 5, w, null)).toThrow(RangeError);
+  });
+});
+
+describe('embedding', () => {
+  it('picks rows and widens them', () => {
+    const rand = prng(13);
+    for (const dtype of DTYPES) {
+      const [V, D] = [11, 6];
+      const w = fromF32(uniform(rand, V * D), [V, D], dtype);
+      const ids = Int32Array.from([3, 0, 10, 3, 7]);
+      const ref = new Float64Array(ids.length * D);
+      ids.forEach((id, t) => { for (let d = 0; d < D; d++) ref[t * D + d] = elem(w, id * D + d); });
+      expectClose(embedding(ids, w), ref, { atol: 0, rtol: 0 }, `embedding ${dtype}`);
+    }
+  });
+
+  it('throws a RangeError naming the id, its row and the vocabulary size', () => {
+    const w = fromF32(new Float32Array(4 * 3), [4, 3], 'f32');
+    expect(() => embedding(Int32Array.from([0, 1, 4]), w)).toThrow(new RangeError('embedding: token id 4 at row 2 is out of range for a vocabulary of 4'));
+    expect(() => embedding(Int32Array.from([-1]), w)).toThrow(/token id -1 at row 0 .* vocabulary of 4/);
+  });
+});
