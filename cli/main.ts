@@ -9,6 +9,7 @@ import { computeStats, formatStats } from '../compiler/stats.ts';
 import { formatDiagnostic } from '../dsl/diagnostics.ts';
 import { reportError } from './errors.ts';
 import { writeFileAtomic } from './fsutil.ts';
+import { registerRunCommands } from './run.ts';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
@@ -70,6 +71,7 @@ export function program(): Command {
       emit(text, o.out);
     });
 
+  registerRunCommands(p);
   return p;
 }
 

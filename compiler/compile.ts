@@ -4,6 +4,7 @@
 
 import { CompileError, type Diagnostic, diag } from '../dsl/diagnostics.ts';
 import { readHfConfig } from '../runtime/hfconfig.ts';
+import type { ProgramBinding } from '../runtime/program.ts';
 import type { Graph } from './ir.ts';
 import { instantiate } from './instantiate.ts';
 import { displayName, loadProgram } from './load.ts';
@@ -27,6 +28,10 @@ export interface CompileOptions {
 
 export interface Compiled {
   readonly graph: Graph;
+  /** Params that shape the graph and the config.json keys bound to them. */
+  readonly bindings: readonly ProgramBinding[];
+  /** Every param bound to config.json keys, used or not (for writing a config.json). */
+  readonly allBindings: readonly ProgramBinding[];
   /** File texts by display name, for code frames. */
   readonly sources: ReadonlyMap<string, string>;
   readonly warnings: readonly Diagnostic[];
@@ -60,7 +65,7 @@ export function compileFile(file: string, opts: CompileOptions = {}): Compiled {
       verifyGraph(graph, pass.name);
       dump(pass.name, graph);
     }
-    return { graph, sources, warnings: loaded.diagnostics.filter((d) => d.severity === 'warning') };
+    return { graph, bindings: params.bindings(), allBindings: params.bindings(true), sources, warnings: loaded.diagnostics.filter((d) => d.severity === 'warning') };
   } catch (e) {
     if (e instanceof CompileError) throw new CompileErrorWithSources(e.diagnostics, sources);
     throw e;

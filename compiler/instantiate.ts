@@ -74,10 +74,11 @@ class Instantiator {
   private pendingLabel?: { label: string; span: Span };
   private defaultDtype: DType = 'f32';
   private depth = 0;
+  private readonly paramFrame: Frame;
 
   constructor(private readonly opts: InstantiateOptions) {
-    const paramFrame: Frame = { vars: new Map(), file: opts.file, prefix: '', blocks: [], created: new Set(), params: opts.params };
-    opts.params.evalDefault = (e) => this.constOf(this.eval(e, paramFrame), e.span);
+    this.paramFrame = { vars: new Map(), file: opts.file, prefix: '', blocks: [], created: new Set(), params: opts.params };
+    opts.params.evalDefault = (e) => this.constOf(this.eval(e, this.paramFrame), e.span);
   }
 
   run(): Graph {
@@ -308,7 +309,10 @@ class Instantiator {
   private lookup(name: string, span: Span, frame: Frame): Val {
     const v = frame.vars.get(name);
     if (v) return v;
-    if (frame.params?.has(name)) return { k: 'const', v: this.guard(() => frame.params!.get(name), span) };
+    if (frame.params?.has(name)) {
+      if (frame !== this.paramFrame) this.opts.params.markRead(name);
+      return { k: 'const', v: this.guard(() => frame.params!.get(name), span) };
+    }
     const b = frame.file.scope.get(name);
     if (b) return { k: 'block', decl: b.decl, file: b.file };
     const op = OP_BY_NAME.get(name);

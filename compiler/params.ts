@@ -31,7 +31,10 @@ export type EvalDefault = (e: Expr) => ParamValue;
 export class Params implements ParamSource {
   private readonly decls = new Map<string, ParamStmt>();
   private readonly done = new Map<string, ParamValue>();
-  private readonly active = new Set<string>();
+  private readonly active: string[] = [];
+  /** Params read by the model body, and the params each param's value was computed from. */
+  private readonly readByBody = new Set<string>();
+  private readonly deps = new Map<string, Set<string>>();
   evalDefault: EvalDefault = () => {
     throw new Error('Params.evalDefault not set');
   };
@@ -62,18 +65,46 @@ export class Params implements ParamSource {
   }
 
   get(name: string): ParamValue {
+    const parent = this.active[this.active.length - 1];
+    if (parent !== undefined) this.deps.get(parent)!.add(name);
     const known = this.done.get(name);
     if (known !== undefined) return known;
     const decl = this.decls.get(name)!;
-    if (this.active.has(name)) throw new CompileError([diag('AC312', decl.nameSpan, [name])]);
-    this.active.add(name);
+    if (this.active.includes(name)) throw new CompileError([diag('AC312', decl.nameSpan, [name])]);
+    this.active.push(name);
+    this.deps.set(name, new Set());
     try {
       const v = this.compute(decl);
       this.done.set(name, v);
       return v;
     } finally {
-      this.active.delete(name);
+      this.active.pop();
     }
+  }
+
+  /** Records that the model body (not another param) read `name`. */
+  markRead(name: string): void {
+    this.readByBody.add(name);
+  }
+
+  /** Params that shape the graph: read by the body, directly or through other params. */
+  used(): Set<string> {
+    const out = new Set<string>();
+    const visit = (n: string) => {
+      if (out.has(n)) return;
+      out.add(n);
+      for (const d of this.deps.get(n) ?? []) visit(d);
+    };
+    for (const n of this.readByBody) visit(n);
+    return out;
+  }
+
+  /** Config keys bound to each used param, with its value: what a checkpoint must agree with. */
+  bindings(all = false): { param: string; keys: string[]; value: ParamValue }[] {
+    const used = this.used();
+    return [...this.decls.values()]
+      .filter((d) => (all || used.has(d.name)) && d.hf.length > 0 && d.type !== 'dtype')
+      .map((d) => ({ param: d.name, keys: d.hf.map((k) => k.path.join('.')), value: this.get(d.name) }));
   }
 
   private compute(decl: ParamStmt): ParamValue {

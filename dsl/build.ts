@@ -181,16 +181,13 @@ class Builder {
     const span = this.nodeSpan(n);
     const value = this.expr(this.node(n, 'expr'));
     if (!name || !span || !value) return undefined;
-    const hf = this.nodes(n, 'hfKey').map((k) => this.hfKey(k)).filter(defined);
-    const base = { kind: 'param', name: name.image, nameSpan: this.tokSpan(name), value, hf, span } as const;
     const typeTok = this.tok(n, 'type');
-    if (!typeTok) return base;
-    const type = TYPE_NAMES.find((t) => t === typeTok.image);
-    if (!type) {
+    const type = typeTok && TYPE_NAMES.find((t) => t === typeTok.image);
+    if (typeTok && !type) {
       this.diagnostics.push(diag('AC102', this.tokSpan(typeTok), [`'${typeTok.image}'`, `a type (${TYPE_NAMES.join(', ')})`]));
-      return base;
     }
-    return { ...base, type };
+    const hf = this.nodes(n, 'hfKey').map((k) => this.hfKey(k)).filter(defined);
+    return { kind: 'param', name: name.image, nameSpan: this.tokSpan(name), ...(type ? { type } : {}), value, hf, span };
   }
 
   hfKey(n: CstNode): HfKey | undefined {

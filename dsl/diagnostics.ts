@@ -13,6 +13,8 @@ export const MESSAGES = {
   AC104: 'invalid number {0}',
   AC105: 'cannot import {0}: no file {1}',
   AC106: 'import cycle: {0}',
+  AC107: 'unknown escape {0} in a string',
+  AC108: 'nesting is too deep here',
   // 2xx: names
   AC200: 'unknown name {0}',
   AC201: '{0} is defined twice',

@@ -1,7 +1,7 @@
 // The .arch front end: `parse(text, file)` lexes, parses (with error recovery) and builds the AST.
 // It never throws: every problem in the text comes back as an AC1xx diagnostic with a span.
 
-import { EOF, tokenLabel, type IParserErrorMessageProvider, type IRecognitionException, type IToken, type TokenType } from 'chevrotain';
+import { EOF, tokenLabel, type CstNode, type IParserErrorMessageProvider, type IRecognitionException, type IToken, type TokenType } from 'chevrotain';
 import type { Program, Span } from './ast.ts';
 import { buildProgram } from './build.ts';
 import { diag, type Diagnostic } from './diagnostics.ts';
@@ -124,18 +124,31 @@ function describe(t: IToken): string {
   return `'${image}'`;
 }
 
-/** Lexing problems: unknown characters (AC101), unterminated strings (AC103), malformed numbers (AC104). */
+/** Lexing problems: unknown characters (AC101), unterminated strings (AC103), malformed numbers (AC104),
+ * unknown escapes (AC107). */
 function lexDiagnostics(lines: Lines, tokens: readonly IToken[], errors: readonly { offset: number; length: number }[]): Diagnostic[] {
   const out: Diagnostic[] = [];
   for (const e of errors) {
-    const ch = lines.text.slice(e.offset, e.offset + 1);
-    out.push(diag('AC101', lines.span(e.offset, e.offset + Math.max(1, e.length)), [JSON.stringify(ch)]));
+    const ch = String.fromCodePoint(lines.text.codePointAt(e.offset) ?? 0);
+    const shown = /^[\p{L}\p{N}\p{P}\p{S}]$/u.test(ch) ? `'${ch}'` : `U+${ch.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
+    out.push(diag('AC101', lines.span(e.offset, e.offset + Math.max(1, e.length)), [shown]));
   }
   for (const t of tokens) {
     if (t.tokenType === T.BadString) out.push(diag('AC103', lines.token(t), [], 'close the string with " on the same line'));
+    if (t.tokenType === T.StringToken || t.tokenType === T.BadString) {
+      for (const m of t.image.matchAll(/\\(.?)/g)) {
+        if (m[1] === '"' || m[1] === '\\' || m[1] === 'n' || m[1] === '') continue;
+        const at = t.startOffset + (m.index ?? 0);
+        out.push(diag('AC107', lines.span(at, at + m[0].length), [`'${m[0]}'`], 'the escapes are \\" \\\\ and \\n'));
+      }
+    }
     if (t.tokenType === T.BadNumber) out.push(diag('AC104', lines.token(t), [`'${t.image}'`]));
   }
   return out;
+}
+
+function emptyProgram(file: string): Program {
+  return { file, imports: [], blocks: [], models: [] };
 }
 
 /** Lexes, parses and builds `text`; never throws. Diagnostics come back sorted by position. */
@@ -152,18 +165,33 @@ export function parse(text: string, file: string): ParseResult {
   }
 
   parser.input = lexed.tokens;
-  const cst = parser.program();
-  const seen = new Set<string>();
+  let cst: CstNode;
+  try {
+    cst = parser.program();
+  } catch (e) {
+    // Only running out of call stack escapes chevrotain (it recovers from every syntax error).
+    if (!(e instanceof RangeError)) throw e;
+    diagnostics.push(diag('AC108', lines.token(parser.nextToken()), []));
+    return { program: emptyProgram(file), diagnostics };
+  }
+  // Recovery often trips again right after an error; report the first syntax error of each line.
+  let lastLine = 0;
   for (const e of parser.errors as IRecognitionException[]) {
     const span = lines.token(e.token);
-    const key = `${span.offset}:${e.message}`;
-    if (afterLexError.has(span.offset) || seen.has(key)) continue;
-    seen.add(key);
+    if (afterLexError.has(span.offset) || span.line === lastLine) continue;
+    lastLine = span.line;
     const reserved = RESERVED.has(e.token.tokenType) && /\ba name\b/.test(e.message);
     diagnostics.push(diag('AC102', span, [describe(e.token), e.message], reserved ? `'${e.token.image}' is a reserved word and cannot be a name` : undefined));
   }
 
-  const program = buildProgram(cst, file, diagnostics);
+  let program: Program;
+  try {
+    program = buildProgram(cst, file, diagnostics);
+  } catch (e) {
+    if (!(e instanceof RangeError)) throw e;
+    diagnostics.push(diag('AC108', lines.span(0, 0), []));
+    program = emptyProgram(file);
+  }
   diagnostics.sort((a, b) => (a.span?.offset ?? 0) - (b.span?.offset ?? 0));
   return { program, diagnostics };
 }

@@ -11,13 +11,15 @@ export const Comment = createToken({ name: 'Comment', pattern: /#[^\r\n]*/, grou
 // Categories: the parser consumes these; concrete tokens below belong to them.
 /** Anything usable as a name: identifiers and the soft keywords (`model`, `weight`, …). */
 export const Name = createToken({ name: 'Name', pattern: Lexer.NA, label: 'a name' });
+/** Names that can also start an assignment: identifiers and the soft keywords that start no statement. */
+export const Target = createToken({ name: 'Target', pattern: Lexer.NA, label: 'a name' });
 export const NumberLit = createToken({ name: 'NumberLit', pattern: Lexer.NA, label: 'a number' });
 export const StringLit = createToken({ name: 'StringLit', pattern: Lexer.NA, label: 'a string' });
 export const AddOp = createToken({ name: 'AddOp', pattern: Lexer.NA, label: "'+' or '-'" });
 export const MulOp = createToken({ name: 'MulOp', pattern: Lexer.NA, label: "'*', '/', '//' or '%'" });
 export const CmpOp = createToken({ name: 'CmpOp', pattern: Lexer.NA, label: 'a comparison' });
 
-export const Ident = createToken({ name: 'Ident', pattern: /[A-Za-z_][A-Za-z0-9_]*/, categories: [Name], label: 'a name' });
+export const Ident = createToken({ name: 'Ident', pattern: /[A-Za-z_][A-Za-z0-9_]*/, categories: [Name, Target], label: 'a name' });
 
 function keyword(word: string, categories: TokenType[] = []): TokenType {
   const name = word[0].toUpperCase() + word.slice(1);
@@ -25,10 +27,11 @@ function keyword(word: string, categories: TokenType[] = []): TokenType {
 }
 
 // Soft keywords: they start a declaration or statement but may also be used as names
-// (`scope model { … }`, `weight weight[dim]`, `model.embed_tokens.weight`).
-export const Import = keyword('import', [Name]);
-export const Block = keyword('block', [Name]);
-export const Model = keyword('model', [Name]);
+// (`scope model { … }`, `weight weight[dim]`, `model.embed_tokens.weight`). Those that start a
+// statement cannot start an assignment, so one token always decides which statement comes.
+export const Import = keyword('import', [Name, Target]);
+export const Block = keyword('block', [Name, Target]);
+export const Model = keyword('model', [Name, Target]);
 export const Param = keyword('param', [Name]);
 export const Let = keyword('let', [Name]);
 export const Weight = keyword('weight', [Name]);
@@ -99,7 +102,7 @@ export const Pipe = punct('Pipe', '|');
 /** Every token type, in matching order (first match wins; keywords defer to longer identifiers). */
 export const allTokens: TokenType[] = [
   WhiteSpace, Comment,
-  Name, NumberLit, StringLit, AddOp, MulOp, CmpOp,
+  Name, Target, NumberLit, StringLit, AddOp, MulOp, CmpOp,
   Import, Block, Model, Param, Let, Weight, Scope,
   For, Inf, In, As, If, Then, Else, Return, Hf, And, Or, Not, True, False,
   Ident,

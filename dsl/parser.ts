@@ -1,13 +1,18 @@
 // The .arch grammar as a chevrotain CST parser: rules only. AST building is dsl/build.ts;
 // error wording and the shared instance are dsl/index.ts. Newlines are whitespace.
 
-import { CstParser, type IParserErrorMessageProvider } from 'chevrotain';
+import { CstParser, type IParserErrorMessageProvider, type IToken } from 'chevrotain';
 import * as T from './lexer.ts';
 
 export class ArchParser extends CstParser {
   constructor(errorMessageProvider: IParserErrorMessageProvider) {
     super(T.allTokens, { recoveryEnabled: true, nodeLocationTracking: 'full', maxLookahead: 3, errorMessageProvider });
     this.performSelfAnalysis();
+  }
+
+  /** The token the parser stands at (to place a diagnostic when the call stack runs out). */
+  nextToken(): IToken {
+    return this.LA(1);
   }
 
   // program := (import | block | model | ';')*
@@ -253,9 +258,9 @@ export class ArchParser extends CstParser {
     });
   });
 
-  // assignStmt := NAME (',' NAME)* '=' expr
+  // assignStmt := TARGET (',' NAME)* '=' expr   (TARGET: a name that is not 'param', 'let', 'weight' or 'scope')
   assignStmt = this.RULE('assignStmt', () => {
-    this.CONSUME(T.Name);
+    this.CONSUME(T.Target, { LABEL: 'Name' });
     this.MANY(() => {
       this.CONSUME(T.Comma);
       this.CONSUME2(T.Name);

@@ -45,9 +45,13 @@ export const RUNTIME_MESSAGES = {
   RT200: 'cannot read config {0}: {1}',
   RT201: '{0}:{1}:{2}: invalid JSON: {3}',
   RT202: '{0}: config must be a JSON object, found {1}',
+  RT210: '{0} does not match this program:\n  {1}\n{2}',
   RT203: '{0}:{1}:{2}: invalid __float__ value {3} (expected "Infinity", "-Infinity", "NaN" or a number)',
   // 3xx: inputs to a running model
   RT300: 'token id {0} at position {1} is out of range for a vocabulary of {2}',
+  RT301: 'bad batch: {0}',
+  RT302: 'cache full: {0}',
+  RT303: 'unsupported {0}; {1}',
   // 4xx: tokenizer
   RT400: 'cannot load tokenizer {0}: {1}',
 } as const;

@@ -158,7 +158,8 @@ class ConfigParser {
       const code = this.text.charCodeAt(this.pos);
       if (Number.isNaN(code)) this.error('unterminated string', start);
       if (code === 0x22) break; // "
-      if (code < 0x20) this.error('control character in string (escape it)');
+      if (code === 0x0a) this.error('unterminated string (a string cannot span lines)', start);
+      if (code < 0x20) this.error(`control character U+${code.toString(16).padStart(4, '0')} in string (escape it)`);
       if (code !== 0x5c) {
         this.pos++;
         continue;

@@ -123,7 +123,7 @@ function checkMetadata(entry: unknown, file: string): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(entry)) {
     if (typeof v !== 'string') fail('RT117', [file, `key ${k} is ${describeJson(v)}`], { file, key: k });
-    out[k] = v;
+    setOwn(out, k, v);
   }
   return out;
 }
@@ -222,7 +222,7 @@ function openSharded(indexFile: string): Checkpoint {
       if (!fs.existsSync(file)) fail('RT131', [indexFile, file, names[0]], { file: indexFile, tensor: names[0] });
       const { fd, header } = openShard(file);
       fds.set(file, fd);
-      for (const [k, v] of Object.entries(header.metadata)) if (!Object.hasOwn(metadata, k)) metadata[k] = v;
+      for (const [k, v] of Object.entries(header.metadata)) if (!Object.hasOwn(metadata, k)) setOwn(metadata, k, v);
       const inShard = new Map(header.tensors.map((t) => [t.name, t]));
       for (const name of names) {
         const info = inShard.get(name);
@@ -484,7 +484,7 @@ export function writeShardedSafetensors(
   assertUniqueNames(indexFile, entries);
 
   const weightMap: Record<string, string> = {};
-  groups.forEach((g, i) => g.forEach((e) => (weightMap[e.name] = names[i]!)));
+  groups.forEach((g, i) => g.forEach((e) => setOwn(weightMap, e.name, names[i]!)));
   const totalBytes = entries.reduce((s, e) => s + e.tensor.data.byteLength, 0);
   const indexText = JSON.stringify({ metadata: { total_size: totalBytes }, weight_map: weightMap }, null, 2) + '\n';
 
@@ -524,7 +524,7 @@ function buildHeader(file: string, entries: readonly NamedTensor[], metadata?: R
     const n = numel(tensor.shape);
     if (tensor.data.length !== n) bad(name, `shape ${fmtShape(tensor.shape)} has ${n} elements but data has ${tensor.data.length}`);
     const bytes = n * DTYPE_BYTES[tensor.dtype];
-    header[name] = { dtype, shape: [...tensor.shape], data_offsets: [offset, offset + bytes] };
+    setOwn(header, name, { dtype, shape: [...tensor.shape], data_offsets: [offset, offset + bytes] });
     offset += bytes;
   }
   const json = new TextEncoder().encode(JSON.stringify(header));
@@ -665,6 +665,11 @@ export function assertShapes(ckpt: Checkpoint, expected: readonly ExpectedTensor
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** `obj[key] = value` that stays data for every key, `__proto__` included (as in JSON.parse). */
+function setOwn<T>(obj: Record<string, T>, key: string, value: T): void {
+  Object.defineProperty(obj, key, { value, writable: true, enumerable: true, configurable: true });
 }
 
 function sameShape(a: readonly number[], b: readonly number[]): boolean {

@@ -88,7 +88,9 @@ export function ssdChunked(x: Float32Array, dt: Float32Array, A: Float32Array, B
   if (!Number.isInteger(chunk) || chunk < 1) throw new RangeError(`ssdChunked: chunk size ${chunk} is not a positive integer`);
   const { H, P, G, N } = dims;
   const hpg = H / G;
-  const Q = chunk;
+  let longest = 1;
+  for (const sq of seqs) longest = Math.max(longest, sq.len);
+  const Q = Math.min(chunk, longest); // a chunk longer than every sequence is that sequence whole
   const y = new Float32Array(T * H * P);
   const cb = new Float64Array(Q * Q); // C_i·B_j of one group, lower triangle
   const decayIn = new Float64Array(Q); // exp(seg(i, first-1)): decay of the entering state at row i

@@ -124,6 +124,23 @@ describe('round trips', () => {
     expect(fs.readFileSync(golden).toString('hex')).toBe(GOLDEN_HEX);
   });
 
+  it('keeps odd tensor names as data: "__proto__", dots, unicode', () => {
+    const dir = tmpDir();
+    const entries = [
+      { name: '__proto__', tensor: f32([1], [1]) },
+      { name: 'constructor', tensor: f32([1], [2]) },
+      { name: 'ünï.çødé', tensor: f32([1], [3]) },
+    ];
+    writeSafetensors(path.join(dir, 'model.safetensors'), entries, { __proto__x: 'y' });
+    writeShardedSafetensors(path.join(dir, 'sharded'), entries, 4);
+    for (const where of [dir, path.join(dir, 'sharded')]) {
+      const ckpt = openCheckpoint(where);
+      expect([...ckpt.tensors.keys()]).toEqual(entries.map((e) => e.name));
+      for (const e of entries) expectSameTensor(ckpt.read(e.name), e.tensor);
+      ckpt.close();
+    }
+  });
+
   it('reads a file in a directory as model.safetensors', () => {
     const dir = tmpDir();
     writeSafetensors(path.join(dir, 'model.safetensors'), sample());

@@ -1,0 +1,263 @@
+// `archc build`: writes a self-contained npm package for one compiled model. The package holds the
+// generated TypeScript (params, weight table, kernel program, a Model bound to it), a copy of the
+// hand-written runtime, compiled JS with .d.ts, graph.json, a README and a build report.
+// Everything is written to a temp directory beside the target and renamed into place at the end.
+
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Project, VariableDeclarationKind, ts, type SourceFile } from 'ts-morph';
+import { InternalError } from '../dsl/diagnostics.ts';
+import type { Graph } from '../compiler/ir.ts';
+import { graphToJson } from '../compiler/schema.ts';
+import type { Stats } from '../compiler/stats.ts';
+import type { Program } from '../runtime/program.ts';
+
+const RUNTIME_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'runtime');
+const ROOT_PACKAGE = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'package.json');
+
+export interface BuildInput {
+  readonly graph: Graph;
+  readonly program: Program;
+  readonly stats: Stats;
+  /** The .arch file it was built from (for the report). */
+  readonly source: string;
+  /** npm package name; default `archc-model-<model name>`. */
+  readonly packageName?: string;
+}
+
+export interface BuildResult {
+  readonly dir: string;
+  readonly files: readonly string[];
+}
+
+/** Builds the package into `outDir` (replacing it only once the new one is complete). */
+export function buildPackage(input: BuildInput, outDir: string): BuildResult {
+  const target = resolve(outDir);
+  mkdirSync(dirname(target), { recursive: true });
+  const tmp = mkdtempSync(join(dirname(target), `.${basename(target)}.tmp-`));
+  try {
+    writePackage(input, tmp);
+    const old = existsSync(target) ? `${tmp}.old` : undefined;
+    if (old) renameSync(target, old);
+    renameSync(tmp, target);
+    if (old) rmSync(old, { recursive: true, force: true });
+    return { dir: target, files: listFiles(target).map((f) => relative(target, f)) };
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+function writePackage(input: BuildInput, dir: string): void {
+  const started = Date.now();
+  const src = join(dir, 'src');
+  cpSync(RUNTIME_DIR, join(src, 'runtime'), { recursive: true, filter: (p) => !p.endsWith('.test.ts') });
+
+  const project = new Project({
+    compilerOptions: {
+      target: ts.ScriptTarget.ES2022,
+      module: ts.ModuleKind.NodeNext,
+      moduleResolution: ts.ModuleResolutionKind.NodeNext,
+      strict: true,
+      declaration: true,
+      skipLibCheck: true,
+      rewriteRelativeImportExtensions: true,
+      allowImportingTsExtensions: true,
+      rootDir: src,
+      outDir: join(dir, 'dist'),
+      types: ['node'],
+      typeRoots: [resolve(dirname(ROOT_PACKAGE), 'node_modules', '@types')],
+    },
+  });
+  project.addSourceFilesAtPaths(join(src, 'runtime', '**', '*.ts'));
+  generateModelFile(project.createSourceFile(join(src, 'model.ts'), '', { overwrite: true }), input);
+  generateIndexFile(project.createSourceFile(join(src, 'index.ts'), '', { overwrite: true }), input);
+  project.saveSync();
+
+  const diagnostics = project.getPreEmitDiagnostics().filter((d) => d.getCategory() === ts.DiagnosticCategory.Error);
+  if (diagnostics.length) {
+    throw new InternalError(`generated TypeScript does not compile:\n${project.formatDiagnosticsWithColorAndContext(diagnostics.slice(0, 10))}`);
+  }
+  const emitted = project.emitSync();
+  if (emitted.getEmitSkipped()) throw new InternalError('TypeScript emit was skipped');
+
+  const name = input.packageName ?? `archc-model-${input.graph.model.toLowerCase()}`;
+  writeFileSync(join(dir, 'package.json'), JSON.stringify(packageJson(name, input), null, 2) + '\n');
+  writeFileSync(join(dir, 'graph.json'), graphToJson(input.graph));
+  writeFileSync(join(dir, 'README.md'), readme(name, input));
+  writeFileSync(join(dir, 'build-report.json'), JSON.stringify(report(input, Date.now() - started), null, 2) + '\n');
+}
+
+// ---- generated TypeScript ------------------------------------------------------------------
+
+/** A TypeScript literal for plain data (JSON plus Infinity and NaN). */
+function literal(v: unknown, indent = ''): string {
+  if (typeof v === 'number') return Number.isFinite(v) ? String(v) : Number.isNaN(v) ? 'NaN' : v > 0 ? 'Infinity' : '-Infinity';
+  if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'undefined';
+  if (Array.isArray(v)) {
+    if (v.every((x) => typeof x !== 'object' || x === null)) return `[${v.map((x) => literal(x)).join(', ')}]`;
+    const inner = indent + '  ';
+    return `[\n${v.map((x) => inner + literal(x, inner)).join(',\n')},\n${indent}]`;
+  }
+  const entries = Object.entries(v as Record<string, unknown>).filter(([, x]) => x !== undefined);
+  if (entries.length === 0) return '{}';
+  const inner = indent + '  ';
+  const key = (k: string) => (/^[A-Za-z_$][\w$]*$/.test(k) ? k : JSON.stringify(k));
+  const flat = entries.every(([, x]) => typeof x !== 'object' || x === null || (Array.isArray(x) && x.every((y) => typeof y !== 'object')));
+  if (flat && entries.length <= 8) return `{ ${entries.map(([k, x]) => `${key(k)}: ${literal(x)}`).join(', ')} }`;
+  return `{\n${entries.map(([k, x]) => `${inner}${key(k)}: ${literal(x, inner)}`).join(',\n')},\n${indent}}`;
+}
+
+function generateModelFile(file: SourceFile, input: BuildInput): void {
+  const { graph, program } = input;
+  file.addStatements(`// Generated by archc from ${basename(input.source)}: model ${graph.model}. Do not edit.`);
+  file.addImportDeclaration({ isTypeOnly: true, moduleSpecifier: './runtime/program.ts', namedImports: ['Program'] });
+  file.addVariableStatement({
+    isExported: true,
+    declarationKind: VariableDeclarationKind.Const,
+    docs: ['The params this program was built with.'],
+    declarations: [{ name: 'PARAMS', initializer: `${literal(graph.params)} as const` }],
+  });
+  file.addInterface({
+    isExported: true,
+    name: 'WeightInfo',
+    docs: ['One checkpoint tensor the model reads.'],
+    properties: [
+      { name: 'name', type: 'string', isReadonly: true },
+      { name: 'shape', type: 'readonly number[]', isReadonly: true },
+      { name: 'dtype', type: `'f32' | 'f16' | 'bf16'`, isReadonly: true },
+    ],
+  });
+  file.addVariableStatement({
+    isExported: true,
+    declarationKind: VariableDeclarationKind.Const,
+    docs: [`The ${graph.weights.length} checkpoint tensors, by Hugging Face name.`],
+    declarations: [{
+      name: 'WEIGHTS',
+      type: 'readonly WeightInfo[]',
+      initializer: literal(graph.weights.map((w) => ({ name: w.name, shape: w.shape, dtype: w.dtype }))),
+    }],
+  });
+  file.addVariableStatement({
+    isExported: true,
+    declarationKind: VariableDeclarationKind.Const,
+    docs: [`The kernel program: ${program.steps.length} steps over ${program.buffers.length} buffers, ${program.states.length} states.`],
+    declarations: [{ name: 'PROGRAM', type: 'Program', initializer: literal(program) }],
+  });
+}
+
+function generateIndexFile(file: SourceFile, input: BuildInput): void {
+  const model = input.graph.model;
+  file.addStatements(`// Generated by archc: the ${model} model package entry point. Do not edit.`);
+  file.addImportDeclaration({ moduleSpecifier: './model.ts', namedImports: ['PROGRAM'] });
+  file.addImportDeclaration({ moduleSpecifier: './runtime/model.ts', namedImports: [{ name: 'Model', alias: 'RuntimeModel' }, 'type LoadOptions'] });
+  file.addExportDeclaration({ moduleSpecifier: './model.ts', namedExports: ['PARAMS', 'WEIGHTS', 'PROGRAM', 'type WeightInfo'] });
+  file.addExportDeclaration({
+    moduleSpecifier: './runtime/model.ts',
+    namedExports: ['type LoadOptions', 'type ForwardInput', 'type ForwardResult', 'type GenerateOptions', 'type GeneratedToken'],
+  });
+  file.addExportDeclaration({ moduleSpecifier: './runtime/engine.ts', namedExports: ['type SequenceState'] });
+  file.addExportDeclaration({ moduleSpecifier: './runtime/errors.ts', namedExports: ['RuntimeError'] });
+  file.addFunction({
+    isExported: true,
+    isAsync: false,
+    name: 'load',
+    docs: [`Loads a Hugging Face checkpoint directory (config.json, safetensors, tokenizer.json) as ${model}.`],
+    parameters: [{ name: 'dir', type: 'string' }, { name: 'options', type: 'LoadOptions', initializer: '{}' }],
+    returnType: 'Promise<RuntimeModel>',
+    statements: 'return RuntimeModel.loadProgram(PROGRAM, dir, options);',
+  });
+  file.addVariableStatement({
+    isExported: true,
+    declarationKind: VariableDeclarationKind.Const,
+    docs: ['`Model.load(dir, { backend })`'],
+    declarations: [{ name: 'Model', initializer: '{ load } as const' }],
+  });
+}
+
+// ---- package files -------------------------------------------------------------------------
+
+function packageJson(name: string, input: BuildInput): object {
+  const root = JSON.parse(readText(ROOT_PACKAGE)) as { version: string; dependencies: Record<string, string> };
+  return {
+    name,
+    version: '0.1.0',
+    description: `${input.graph.model} (${input.stats.parameters.total.toLocaleString('en-US')} parameters), compiled by archc ${root.version}`,
+    type: 'module',
+    main: './dist/index.js',
+    types: './dist/index.d.ts',
+    exports: { '.': { types: './dist/index.d.ts', default: './dist/index.js' }, './graph.json': './graph.json' },
+    files: ['dist', 'src', 'graph.json', 'build-report.json', 'README.md'],
+    engines: { node: '>=20' },
+    dependencies: { '@huggingface/tokenizers': root.dependencies['@huggingface/tokenizers'] },
+  };
+}
+
+function readme(name: string, input: BuildInput): string {
+  const { graph, stats } = input;
+  return `# ${name}
+
+${graph.model}, compiled by archc from \`${basename(input.source)}\`: ${stats.parameters.total.toLocaleString('en-US')} parameters,
+${graph.weights.length} checkpoint tensors, a program of ${input.program.steps.length} kernels.
+
+## Use
+
+\`\`\`js
+import { Model } from '${name}';
+
+// a Hugging Face checkpoint directory: config.json, model.safetensors (or the sharded index), tokenizer.json
+const model = await Model.load('/path/to/checkpoint', { backend: 'cpu' });
+
+// logits for a packed batch of two sequences (position ids restart at 0 for each)
+const { logits, vocab } = model.forward({ ids: [1, 2, 3, 4, 5], positions: [0, 1, 2, 0, 1] });
+
+// streaming generation
+for await (const { text } of model.generate('The capital of France is', { maxTokens: 32, temperature: 0.7, topP: 0.9, seed: 1 })) {
+  process.stdout.write(text);
+}
+
+// prefill and decode with the hybrid cache (KV for attention, conv + SSM state for Mamba layers)
+const { states, logits: last } = model.prefill([[1, 2, 3]]);
+const next = model.decode([42], states);
+\`\`\`
+
+Sampling options: \`temperature\`, \`topK\`, \`topP\`, \`minP\`, \`repetitionPenalty\`, \`seed\`, \`stop\` (token ids),
+\`stopStrings\`, \`maxTokens\`. \`forward({ ids, labels })\` also returns the causal-LM \`loss\`.
+
+The checkpoint's config.json must match the params this package was built with (\`PARAMS\`); a mismatch is
+reported key by key. Rebuild with \`archc build <model.arch> --hf-config <checkpoint>/config.json\` for another
+configuration.
+
+## Files
+
+- \`graph.json\` — the model graph (schema \`archc-graph/1\`)
+- \`build-report.json\` — what was built, with parameter counts, FLOPs and state sizes
+- \`src/\` — generated TypeScript (\`model.ts\`, \`index.ts\`) and the archc runtime; \`dist/\` — compiled JS and .d.ts
+`;
+}
+
+function report(input: BuildInput, ms: number): object {
+  const counts: Record<string, number> = {};
+  for (const s of input.program.steps) counts[s.op] = (counts[s.op] ?? 0) + 1;
+  return {
+    model: input.graph.model,
+    source: basename(input.source),
+    params: input.graph.params,
+    kernels: { total: input.program.steps.length, byOp: counts },
+    buffers: input.program.buffers.length,
+    states: input.program.states.length,
+    stats: input.stats,
+    backends: ['cpu'],
+    buildMs: ms,
+  };
+}
+
+function readText(p: string): string {
+  return readFileSync(p, 'utf8');
+}
+
+function listFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? listFiles(join(dir, e.name)) : [join(dir, e.name)]);
+}

@@ -1,0 +1,114 @@
+// Random checkpoints for experiments and tests: every weight gets an initialisation chosen by how
+// the graph uses it, so that every path carries signal:
+//   linear / head weights   U(±1/√fan_in)          (PyTorch's default for nn.Linear)
+//   linear biases           U(±1/√fan_in)
+//   embeddings              N(0, 0.02²) scaled up to unit rms when tied (the head reads it too)
+//   norm weights            1 + N(0, 0.02²)
+//   depthwise conv weight   U(±1/√kernel), bias likewise
+//   SSM A (via −exp(A_log)) A_log = log U[1, 16]
+//   SSM dt bias             softplus⁻¹(dt), dt log-uniform in [1e-3, 1e-1]
+//   SSM D                   1 + N(0, 0.01²)
+
+import type { Rng } from '../runtime/rng.ts';
+import type { Tensor } from '../runtime/tensor.ts';
+import { fromF32, numel, type DType } from '../runtime/tensor.ts';
+import type { Graph } from './ir.ts';
+
+export type InitRule = 'fan_in' | 'embedding' | 'norm' | 'conv' | 'a_log' | 'dt_bias' | 'd_skip' | 'small';
+
+/** Decides each weight's rule from the ops that read it (following elementwise chains). */
+export function initRules(g: Graph): Map<string, InitRule> {
+  const readers = new Map<number, { node: number; slot: number }[]>();
+  g.nodes.forEach((n, i) => n.inputs.forEach((v, slot) => {
+    if (v === null) return;
+    if (!readers.has(v)) readers.set(v, []);
+    readers.get(v)!.push({ node: i, slot });
+  }));
+  /** The first non-elementwise reader reached from value v, with the ops passed on the way. */
+  const follow = (v: number, path: string[] = []): { op: string; slot: number; path: string[] } | undefined => {
+    const r = readers.get(v)?.[0];
+    if (!r) return undefined;
+    const n = g.nodes[r.node]!;
+    if (['exp', 'neg', 'add', 'softplus', 'clamp', 'mul'].includes(n.op) && n.outputs.length === 1 && path.length < 6) {
+      return follow(n.outputs[0]!, [...path, n.op]) ?? { op: n.op, slot: r.slot, path };
+    }
+    return { op: n.op, slot: r.slot, path };
+  };
+  const rules = new Map<string, InitRule>();
+  for (const v of g.values) {
+    if (v.source.kind !== 'weight') continue;
+    const use = follow(v.id);
+    let rule: InitRule = 'small';
+    if (use) {
+      if (use.op === 'embedding') rule = 'embedding';
+      else if (use.op === 'head' || use.op === 'linear') rule = use.slot === 1 || use.path.length === 0 && use.slot === 1 ? 'fan_in' : 'fan_in';
+      else if (use.op === 'rmsnorm' || use.op === 'rmsnorm_gated') rule = 'norm';
+      else if (use.op === 'causal_conv1d') rule = 'conv';
+      else if (use.op === 'ssd' && use.slot === 2) rule = 'a_log';
+      else if (use.op === 'ssd' && use.slot === 1) rule = 'dt_bias';
+      else if (use.op === 'ssd' && use.slot === 5) rule = 'd_skip';
+    }
+    rules.set(v.source.name, rule);
+  }
+  return rules;
+}
+
+function normal(rng: Rng): number {
+  const u = Math.max(rng.next(), 1e-12);
+  return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * rng.next());
+}
+
+/** Random tensors for every weight of the graph, in graph order. */
+export function initWeights(g: Graph, rng: Rng, dtype?: DType): { name: string; tensor: Tensor }[] {
+  const rules = initRules(g);
+  const tiedEmbeddings = new Set<string>();
+  for (const n of g.nodes) {
+    if (n.op !== 'head') continue;
+    const src = g.values[n.inputs[1]!]!.source;
+    if (src.kind === 'weight' && rules.get(src.name) === 'embedding') tiedEmbeddings.add(src.name);
+  }
+  return g.weights.map((w) => {
+    const n = numel(w.shape);
+    const x = new Float32Array(n);
+    const rule = rules.get(w.name)!;
+    const fanIn = w.shape.length >= 2 ? w.shape[w.shape.length - 1]! : w.shape[0]!;
+    switch (rule) {
+      case 'fan_in': {
+        // a bias [out] is read in slot 2; its fan-in is unknown here, so it shares the small scale
+        const b = w.shape.length >= 2 ? 1 / Math.sqrt(fanIn) : 0.02;
+        for (let i = 0; i < n; i++) x[i] = (2 * rng.next() - 1) * b;
+        break;
+      }
+      case 'embedding': {
+        const s = tiedEmbeddings.has(w.name) ? 1 / Math.sqrt(w.shape[1]!) * 2 : 0.02;
+        for (let i = 0; i < n; i++) x[i] = normal(rng) * s;
+        break;
+      }
+      case 'norm':
+        for (let i = 0; i < n; i++) x[i] = 1 + 0.02 * normal(rng);
+        break;
+      case 'conv': {
+        const k = w.shape[w.shape.length - 1]!;
+        const b = 1 / Math.sqrt(w.shape.length === 3 ? k : 4);
+        for (let i = 0; i < n; i++) x[i] = (2 * rng.next() - 1) * b;
+        break;
+      }
+      case 'a_log':
+        for (let i = 0; i < n; i++) x[i] = Math.log(1 + 15 * rng.next());
+        break;
+      case 'dt_bias':
+        for (let i = 0; i < n; i++) {
+          const dt = Math.exp(Math.log(1e-3) + rng.next() * (Math.log(1e-1) - Math.log(1e-3)));
+          x[i] = dt + Math.log(-Math.expm1(-dt)); // softplus⁻¹
+        }
+        break;
+      case 'd_skip':
+        for (let i = 0; i < n; i++) x[i] = 1 + 0.01 * normal(rng);
+        break;
+      case 'small':
+        for (let i = 0; i < n; i++) x[i] = 0.02 * normal(rng);
+        break;
+    }
+    return { name: w.name, tensor: fromF32(x, w.shape, dtype ?? w.dtype) };
+  });
+}

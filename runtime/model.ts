@@ -1,0 +1,249 @@
+// The model a generated package exports: loads a Hugging Face checkpoint directory for its
+// program, then runs packed prefill, decode with the hybrid cache, loss, and streaming generation.
+
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { CpuEngine, type SequenceState, newSequenceState, positionsFor, seqsFromCuSeqlens, seqsFromPositions, seqsFromSeqIdx } from './engine.ts';
+import { RuntimeError } from './errors.ts';
+import { type HfConfig, lookupKey, readHfConfig } from './hfconfig.ts';
+import { causalLmLoss } from './loss.ts';
+import type { CpuValue } from './ops.ts';
+import type { Program } from './program.ts';
+import { createRng } from './rng.ts';
+import { type Checkpoint, checkShapes, openCheckpoint } from './safetensors.ts';
+import { type SamplingOptions, sampleToken, validateSampling } from './sampling.ts';
+import { type Tokenizer, loadTokenizer } from './tokenizer.ts';
+
+export type Backend = 'cpu';
+
+export interface LoadOptions {
+  readonly backend?: Backend;
+  /** Tokens one sequence may hold (KV cache rows); default: the model's `context` param. */
+  readonly capacity?: number;
+  /** Accept checkpoint tensors the model does not use. */
+  readonly allowExtra?: boolean;
+  /** Called after each tensor is read. */
+  readonly onProgress?: (done: number, total: number, tensor: string) => void;
+}
+
+export interface ForwardInput {
+  /** Token ids of all sequences, concatenated. */
+  readonly ids: ArrayLike<number>;
+  /** Position ids (a 0 starts a new sequence), as in Hugging Face's padding-free mode. */
+  readonly positions?: ArrayLike<number>;
+  /** Cumulative sequence lengths [0, l0, l0+l1, …, T] (alternative to positions). */
+  readonly cuSeqlens?: readonly number[];
+  /** Sequence index of each token (alternative to positions). */
+  readonly seqIdx?: ArrayLike<number>;
+  /** Labels for the causal-LM loss (shifted inside; -100 ignored). */
+  readonly labels?: ArrayLike<number>;
+  readonly zLossCoefficient?: number;
+}
+
+export interface ForwardResult {
+  /** [T, vocab], row-major. */
+  readonly logits: Float32Array;
+  readonly tokens: number;
+  readonly vocab: number;
+  readonly loss?: number;
+}
+
+export interface GenerateOptions extends SamplingOptions {
+  readonly maxTokens?: number;
+  /** Token ids that end generation (default: the tokenizer's eos ids). */
+  readonly stop?: readonly number[];
+  /** Strings that end generation once they appear in the output. */
+  readonly stopStrings?: readonly string[];
+}
+
+export interface GeneratedToken {
+  readonly id: number;
+  /** The new text this token adds (empty without a tokenizer or while bytes are incomplete). */
+  readonly text: string;
+}
+
+export class Model {
+  private constructor(
+    readonly program: Program,
+    readonly config: HfConfig,
+    readonly tokenizer: Tokenizer | null,
+    private readonly engine: CpuEngine,
+    readonly capacity: number,
+    readonly vocab: number,
+  ) {}
+
+  /** Loads `dir` (config.json, model.safetensors or its index, tokenizer.json) for `program`. */
+  static async loadProgram(program: Program, dir: string, opts: LoadOptions = {}): Promise<Model> {
+    if ((opts.backend ?? 'cpu') !== 'cpu') {
+      throw new RuntimeError('RT303', [`backend ${opts.backend}`, 'this package runs on: cpu']);
+    }
+    const configPath = join(dir, 'config.json');
+    const config = existsSync(configPath) ? readHfConfig(configPath) : {};
+    checkConfig(program, config, configPath);
+    const ckpt = openCheckpoint(dir);
+    try {
+      const weights = loadWeights(program, ckpt, opts);
+      const engine = new CpuEngine(program, weights);
+      const tokenizer = await loadTokenizer(dir);
+      const ctx = program.params.context;
+      const capacity = opts.capacity ?? (typeof ctx === 'number' ? ctx : 4096);
+      const head = program.buffers[program.outputs[0]!.buffer]!;
+      const vocab = head.shape[head.shape.length - 1] as number;
+      return new Model(program, config, tokenizer, engine, capacity, vocab);
+    } finally {
+      ckpt.close();
+    }
+  }
+
+  /** A fresh state for one sequence (KV cache rows for `capacity` tokens, conv and SSM state). */
+  newSequence(capacity = this.capacity): SequenceState {
+    return newSequenceState(this.program, capacity);
+  }
+
+  /** Packed prefill from fresh states: logits for every token, and the loss when labels are given. */
+  forward(input: ForwardInput): ForwardResult {
+    const ids = this.tokenIds(input.ids);
+    const T = ids.length;
+    if (T === 0) throw new RuntimeError('RT301', ['no tokens to run']);
+    let seqs;
+    let positions: Int32Array;
+    if (input.cuSeqlens) {
+      seqs = seqsFromCuSeqlens(input.cuSeqlens, T);
+      positions = input.positions ? Int32Array.from(input.positions) : positionsFor(seqs, T);
+    } else if (input.seqIdx) {
+      seqs = seqsFromSeqIdx(Int32Array.from(input.seqIdx));
+      positions = input.positions ? Int32Array.from(input.positions) : positionsFor(seqs, T);
+    } else {
+      positions = input.positions ? Int32Array.from(input.positions) : positionsFor([{ start: 0, len: T }], T);
+      seqs = seqsFromPositions(positions);
+    }
+    if (positions.length !== T) throw new RuntimeError('RT301', [`${positions.length} positions for ${T} tokens`]);
+    const sequences = seqs.map((s) => this.newSequence(Math.max(this.capacity, s.len)));
+    const logits = this.engine.run({ tokens: ids, positions, seqs, sequences }).get(this.program.outputs[0]!.name)!;
+    let loss: number | undefined;
+    if (input.labels) {
+      const labels = Int32Array.from(input.labels);
+      if (labels.length !== T) throw new RuntimeError('RT301', [`${labels.length} labels for ${T} tokens`]);
+      loss = causalLmLoss(logits, T, this.vocab, labels, input.zLossCoefficient ?? 0).loss;
+    }
+    return { logits, tokens: T, vocab: this.vocab, loss };
+  }
+
+  /** Runs new tokens of several sequences at once, continuing from their states. [Σ lens, vocab]. */
+  step(chunks: readonly ArrayLike<number>[], states: readonly SequenceState[]): Float32Array {
+    if (chunks.length !== states.length) throw new RuntimeError('RT301', [`${chunks.length} sequences but ${states.length} states`]);
+    const seqs: { start: number; len: number }[] = [];
+    let T = 0;
+    for (const c of chunks) {
+      seqs.push({ start: T, len: c.length });
+      T += c.length;
+    }
+    const ids = new Int32Array(T);
+    const positions = new Int32Array(T);
+    chunks.forEach((c, i) => {
+      for (let j = 0; j < c.length; j++) {
+        ids[seqs[i]!.start + j] = c[j]!;
+        positions[seqs[i]!.start + j] = states[i]!.length + j;
+      }
+    });
+    this.tokenIds(ids);
+    return this.engine.run({ tokens: ids, positions, seqs, sequences: states }).get(this.program.outputs[0]!.name)!;
+  }
+
+  /** Prefill of several prompts; returns their states and each prompt's last-token logits. */
+  prefill(prompts: readonly ArrayLike<number>[]): { states: SequenceState[]; logits: Float32Array[] } {
+    const states = prompts.map((p) => this.newSequence(Math.max(this.capacity, p.length + 1)));
+    const all = this.step(prompts, states);
+    let row = -1;
+    const logits = prompts.map((p) => {
+      row += p.length;
+      return all.slice(row * this.vocab, (row + 1) * this.vocab);
+    });
+    return { states, logits };
+  }
+
+  /** One token per sequence through the cache; [n, vocab]. */
+  decode(tokens: readonly number[], states: readonly SequenceState[]): Float32Array {
+    return this.step(tokens.map((t) => [t]), states);
+  }
+
+  /** Streams generated tokens for a prompt (text needs the tokenizer; ids do not). */
+  async *generate(prompt: string | readonly number[], opts: GenerateOptions = {}): AsyncGenerator<GeneratedToken> {
+    validateSampling(opts);
+    const ids = typeof prompt === 'string' ? this.encode(prompt) : [...prompt];
+    if (ids.length === 0) throw new RuntimeError('RT301', ['the prompt has no tokens']);
+    const maxTokens = opts.maxTokens ?? 128;
+    const stop = new Set(opts.stop ?? this.tokenizer?.eosIds ?? []);
+    const rng = createRng(opts.seed ?? 0);
+    const decoder = this.tokenizer?.decoder();
+    const history = [...ids];
+    let { states, logits: [logits] } = this.prefill([ids]);
+    let text = '';
+    for (let n = 0; n < maxTokens; n++) {
+      const id = sampleToken(logits!, opts, history, rng);
+      history.push(id);
+      if (stop.has(id)) return;
+      const piece = decoder ? decoder.push(id) : '';
+      text += piece;
+      yield { id, text: piece };
+      if (opts.stopStrings?.some((s) => text.includes(s))) return;
+      if (n + 1 < maxTokens) {
+        logits = this.decode([id], states);
+        await Promise.resolve();
+      }
+    }
+    void states;
+  }
+
+  encode(text: string): number[] {
+    if (!this.tokenizer) throw new RuntimeError('RT400', ['tokenizer.json', 'the checkpoint has no tokenizer.json; pass token ids instead']);
+    return this.tokenizer.encode(text);
+  }
+
+  private tokenIds(ids: ArrayLike<number>): Int32Array {
+    const out = Int32Array.from(ids);
+    for (let t = 0; t < out.length; t++) {
+      if (out[t]! < 0 || out[t]! >= this.vocab || out[t] !== ids[t]) throw new RuntimeError('RT300', [ids[t], t, this.vocab]);
+    }
+    return out;
+  }
+}
+
+/** The config.json values the program was built for must be the checkpoint's. */
+function checkConfig(program: Program, config: HfConfig, file: string): void {
+  const problems: string[] = [];
+  for (const b of program.bindings) {
+    for (const key of b.keys) {
+      const { found, value } = lookupKey(config, key.split('.'));
+      if (!found || value === null || value === 'auto') continue;
+      if (!sameValue(value, b.value)) {
+        problems.push(`${key} = ${JSON.stringify(value)}, but this program was built with ${b.param} = ${JSON.stringify(b.value)}`);
+      }
+      break;
+    }
+  }
+  if (problems.length) {
+    throw new RuntimeError('RT210', [file, problems.join('\n  '), 'rebuild with `archc build <model.arch> --hf-config <checkpoint>/config.json`'], { file });
+  }
+}
+
+function sameValue(a: unknown, b: unknown): boolean {
+  if (typeof a === 'number' && typeof b === 'number') return a === b || (Number.isNaN(a) && Number.isNaN(b));
+  if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((x, i) => sameValue(x, b[i]));
+  return a === b;
+}
+
+function loadWeights(program: Program, ckpt: Checkpoint, opts: LoadOptions): Map<number, CpuValue> {
+  const problems = checkShapes(ckpt, program.weights.map((w) => ({ name: w.name, shape: w.shape })), { allowExtra: opts.allowExtra });
+  if (problems.length === 1) throw problems[0]!;
+  if (problems.length > 1) {
+    throw new RuntimeError('RT164', [ckpt.path, problems.length, problems.map((p) => `  ${p.text}`).join('\n')], { file: ckpt.path, problems });
+  }
+  const out = new Map<number, CpuValue>();
+  program.weights.forEach((w, i) => {
+    const t = ckpt.read(w.name);
+    out.set(w.buffer, t);
+    opts.onProgress?.(i + 1, program.weights.length, w.name);
+  });
+  return out;
+}
