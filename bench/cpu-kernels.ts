@@ -26,7 +26,7 @@ const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 4294967296) * 2
 
 const K = 1024, N = 1024;
 const wF32 = Float32Array.from({ length: N * K }, rand);
-console.log(`linear y[T,${N}] = x[T,${K}] · W[${N},${K}]ᵀ  (2·T·K·N flops, median of timed calls)`);
+console.log(`linear y[T,${N}] = x[T,${K}] · W[${N},${K}]ᵀ  (2·T·K·N flops; best and median of timed calls, one thread)`);
 for (const dtype of ['f32', 'bf16', 'f16'] as DType[]) {
   const w = fromF32(wF32, [N, K], dtype);
   for (const T of [1, 16, 64, 256]) {

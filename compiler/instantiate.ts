@@ -75,8 +75,12 @@ class Instantiator {
   private defaultDtype: DType = 'f32';
   private depth = 0;
   private readonly paramFrame: Frame;
+  /** Spans of the block applications being run, outermost first. */
+  private readonly callStack: Span[] = [];
+  private readonly rootFile: string;
 
   constructor(private readonly opts: InstantiateOptions) {
+    this.rootFile = opts.model.span.file;
     this.paramFrame = { vars: new Map(), file: opts.file, prefix: '', blocks: [], created: new Set(), params: opts.params };
     opts.params.evalDefault = (e) => this.constOf(this.eval(e, this.paramFrame), e.span);
   }
@@ -570,7 +574,13 @@ class Instantiator {
     inst.weights ??= new Map();
     if (this.depth > 150) this.report(diag('AC400', e.span, [decl.name, 'blocks nested too deeply (recursive block?)']));
     const inner: Frame = { vars, file: inst.file, prefix: `${inst.name}.`, blocks: inst.blocks, inst, created: new Set() };
-    const r = this.execBody(decl.body, inner);
+    this.callStack.push(e.callee.span);
+    let r;
+    try {
+      r = this.execBody(decl.body, inner);
+    } finally {
+      this.callStack.pop();
+    }
     if (!r) return this.report(diag('AC405', decl.nameSpan, [`block ${decl.name}`], 'end the block body with `return …`'));
     return r.values.length === 1 ? r.values[0]! : { k: 'tuple', items: r.values };
   }
@@ -588,7 +598,12 @@ class Instantiator {
       });
       outs = op.infer(types, attrs);
     } catch (err) {
-      if (err instanceof OpError) return this.report(diag('AC400', span, [op.name, err.message]));
+      if (err instanceof OpError) {
+        // Inside a library block, point at the user's call and name the library line in a hint.
+        const user = span.file === this.rootFile ? span : [...this.callStack].reverse().find((s) => s.file === this.rootFile);
+        const hint = user && user !== span ? `raised by ${op.name} at ${span.file}:${span.line}:${span.col}` : undefined;
+        return this.report(diag('AC400', user ?? span, [op.name, err.message], hint));
+      }
       throw err;
     }
     const id = this.nodes.length;

@@ -34,8 +34,10 @@ const RULE_EXPECTS: Readonly<Record<string, string>> = {
   ifStmt: "'if' or '{' after 'else'",
 };
 
-/** A closing token expected at the end of a list: [rule, closer, what may come first, what may come after an item]. */
-const LIST_CLOSERS: readonly (readonly [string, TokenType, string, string])[] = [
+/** Tokens that are expected where more could come: [rule, token, wording right after an opener
+ * or a comma, wording elsewhere]. Chevrotain reports only the single token it tried last. */
+const EXPECTED_IN_RULE: readonly (readonly [string, TokenType, string, string])[] = [
+  ['importDecl', T.LCurly, "a name or '{'", "a name or '{'"],
   ['body', T.RCurly, "a statement or '}'", "a statement or '}'"],
   ['paramList', T.RParen, "a parameter or ')'", "',' or ')'"],
   ['inputList', T.RParen, "an input or ')'", "',' or ')'"],
@@ -63,8 +65,8 @@ function oneOf(items: readonly string[]): string {
 const expectedWording: IParserErrorMessageProvider = {
   buildMismatchTokenMessage({ expected, previous, ruleName }) {
     if (ruleName === 'program' && expected === EOF) return TOP_LEVEL;
-    for (const [rule, closer, first, after] of LIST_CLOSERS) {
-      if (rule === ruleName && closer === expected) return previous && OPENERS.has(previous.tokenType) ? first : after;
+    for (const [rule, token, first, after] of EXPECTED_IN_RULE) {
+      if (rule === ruleName && token === expected) return previous && OPENERS.has(previous.tokenType) ? first : after;
     }
     return label(expected);
   },
@@ -157,11 +159,14 @@ export function parse(text: string, file: string): ParseResult {
   const lexed = T.archLexer.tokenize(text);
   const diagnostics = lexDiagnostics(lines, lexed.tokens, lexed.errors);
 
-  // A syntax error right after a skipped character is its echo: report the character only.
+  // A syntax error on the line of a skipped character, or right after it, is its echo: report the
+  // character only.
   const afterLexError = new Set<number>();
+  const lexErrorLines = new Set<number>();
   for (const e of lexed.errors) {
     const next = lexed.tokens.find((t) => t.startOffset >= e.offset + e.length);
     afterLexError.add(next ? next.startOffset : text.length);
+    lexErrorLines.add(lines.span(e.offset, e.offset).line);
   }
 
   parser.input = lexed.tokens;
@@ -178,7 +183,7 @@ export function parse(text: string, file: string): ParseResult {
   let lastLine = 0;
   for (const e of parser.errors as IRecognitionException[]) {
     const span = lines.token(e.token);
-    if (afterLexError.has(span.offset) || span.line === lastLine) continue;
+    if (afterLexError.has(span.offset) || lexErrorLines.has(span.line) || span.line === lastLine) continue;
     lastLine = span.line;
     const reserved = RESERVED.has(e.token.tokenType) && /\ba name\b/.test(e.message);
     diagnostics.push(diag('AC102', span, [describe(e.token), e.message], reserved ? `'${e.token.image}' is a reserved word and cannot be a name` : undefined));

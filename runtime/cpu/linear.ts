@@ -32,8 +32,8 @@ function widenRows(w: Tensor, n: number, rows: number, K: number, dst: Float32Ar
  *
  * Schedule: 2 rows of W × 4 rows of x per step, 8 independent accumulators, so each loaded weight
  * serves 4 tokens and each loaded activation 2 outputs. 16-bit rows are widened once per pair of
- * output rows into a scratch and then reused over all T rows. Sums run in double (JS numbers) and
- * are rounded to f32 once, on store.
+ * output rows into a scratch and then reused over all T rows. Sums, bias included, run in double
+ * (JS numbers) and are rounded to f32 once, on store.
  */
 export function linear(x: Float32Array, T: number, K: number, w: Tensor, bias: Tensor | null, out?: Float32Array): Float32Array {
   if (w.shape.length !== 2 || w.shape[1] !== K) throw new RangeError(`linear: weight shape [${w.shape}] does not match K=${K}`);
@@ -48,6 +48,7 @@ export function linear(x: Float32Array, T: number, K: number, w: Tensor, bias: T
   const wide = w.dtype !== 'f32';
   const scratch = wide ? new Float32Array(2 * K) : null;
   const scratchBits = scratch ? new Uint32Array(scratch.buffer) : null;
+  const bv = bias ? readF32(bias, 0, N, new Float32Array(N)) : new Float32Array(N); // added before the store
   const T4 = T - (T % 4);
 
   for (let n = 0; n < N; n += 2) {
@@ -65,6 +66,7 @@ export function linear(x: Float32Array, T: number, K: number, w: Tensor, bias: T
       wa = n * K;
       wb = pair ? wa + K : wa;
     }
+    const bn = bv[n], bm = pair ? bv[n + 1] : 0;
     for (let t = 0; t < T4; t += 4) {
       const o0 = t * K, o1 = o0 + K, o2 = o1 + K, o3 = o2 + K;
       let a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
@@ -75,8 +77,8 @@ export function linear(x: Float32Array, T: number, K: number, w: Tensor, bias: T
         b0 += x0 * v; b1 += x1 * v; b2 += x2 * v; b3 += x3 * v;
       }
       const r = t * N + n;
-      y[r] = a0; y[r + N] = a1; y[r + 2 * N] = a2; y[r + 3 * N] = a3;
-      if (pair) { y[r + 1] = b0; y[r + N + 1] = b1; y[r + 2 * N + 1] = b2; y[r + 3 * N + 1] = b3; }
+      y[r] = a0 + bn; y[r + N] = a1 + bn; y[r + 2 * N] = a2 + bn; y[r + 3 * N] = a3 + bn;
+      if (pair) { y[r + 1] = b0 + bm; y[r + N + 1] = b1 + bm; y[r + 2 * N + 1] = b2 + bm; y[r + 3 * N + 1] = b3 + bm; }
     }
     for (let t = T4; t < T; t++) {
       // Leftover tokens: a 4-way unrolled dot product against both rows.
@@ -89,18 +91,11 @@ export function linear(x: Float32Array, T: number, K: number, w: Tensor, bias: T
         b0 += x0 * W[wb + k]; b1 += x1 * W[wb + k + 1]; b2 += x2 * W[wb + k + 2]; b3 += x3 * W[wb + k + 3];
       }
       for (; k < K; k++) { a0 += x[o + k] * W[wa + k]; b0 += x[o + k] * W[wb + k]; }
-      y[t * N + n] = a0 + a1 + (a2 + a3);
-      if (pair) y[t * N + n + 1] = b0 + b1 + (b2 + b3);
+      y[t * N + n] = a0 + a1 + (a2 + a3) + bn;
+      if (pair) y[t * N + n + 1] = b0 + b1 + (b2 + b3) + bm;
     }
   }
 
-  if (bias) {
-    const b = bias.dtype === 'f32' ? (bias.data as Float32Array) : readF32(bias, 0, N, new Float32Array(N));
-    for (let t = 0; t < T; t++) {
-      const r = t * N;
-      for (let j = 0; j < N; j++) y[r + j] += b[j];
-    }
-  }
   return y;
 }
 

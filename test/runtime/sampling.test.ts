@@ -168,6 +168,14 @@ describe('filters', () => {
     expectProbs(kept(logits, { temperature: 1, topP: 0.8 }).probs, [0.4 / 0.85, 0.3 / 0.85, 0.15 / 0.85]);
   });
 
+  it('top-p breaks ties at the boundary towards lower ids', () => {
+    // Four equal tokens: mass 0.25 each, so 0.5 needs exactly two of them.
+    expect(kept(f32([1, 1, 1, 1]), { temperature: 1, topP: 0.5 }).ids).toEqual([0, 1]);
+    expect(kept(f32([0, 5, 0, 5, 0]), { temperature: 1, topP: 0.3 }).ids).toEqual([1]);
+    // e^5 ≈ 148.4: the two heavy tokens hold 0.990, one light one more 0.9933, two 0.9967.
+    expect(kept(f32([0, 5, 0, 5, 0]), { temperature: 1, topP: 0.995 }).ids).toEqual([0, 1, 2, 3]);
+  });
+
   it('min-p drops tokens below minP × the top probability', () => {
     // Top prob 0.4: minP 0.3 -> threshold 0.12 keeps 0.4, 0.3, 0.15.
     expect(kept(logits, { temperature: 1, minP: 0.3 }).ids).toEqual([1, 3, 4]);

@@ -1,0 +1,107 @@
+// Every semantic diagnostic has a failing input here: (source, code, line, col) rows.
+
+import { describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { writeFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { compileFile } from '../../compiler/compile.ts';
+import { CompileError } from '../../dsl/diagnostics.ts';
+import { compileText, diagnosticsOf } from '../helpers/compile.ts';
+
+const HEAD = `import std.{Linear, RMSNorm, Embedding, Head}\n`;
+/** A model wrapped around `body`; line 3 of the source is the first body line. */
+const model = (body: string, params = '  param d = 8') => `${HEAD}model M(tokens: i32[T], positions: i32[T]) {\n${body}\n${params}\n}\n`;
+
+interface Row {
+  readonly name: string;
+  readonly source: string;
+  readonly code: string;
+  readonly line: number;
+  readonly col: number;
+  readonly set?: string[];
+  readonly config?: Record<string, unknown>;
+}
+
+const ROWS: Row[] = [
+  { name: 'unknown name', source: model('  x = embeddin(tokens, w)\n  return x'), code: 'AC200', line: 3, col: 7 },
+  { name: 'duplicate block', source: `block B()(x) {\n  return x\n}\nblock B()(x) {\n  return x\n}\nmodel M(tokens: i32[T]) {\n  return tokens\n}\n`, code: 'AC201', line: 4, col: 7 },
+  { name: 'duplicate param', source: model('  return tokens', '  param d = 8\n  param d = 9'), code: 'AC201', line: 5, col: 9 },
+  { name: 'import of a missing name', source: `import std.{Linear, Nope}\nmodel M(tokens: i32[T]) {\n  return tokens\n}\n`, code: 'AC203', line: 1, col: 21 },
+  { name: 'import of a missing file', source: `import nowhere.{Linear}\nmodel M(tokens: i32[T]) {\n  return tokens\n}\n`, code: 'AC105', line: 1, col: 1 },
+  { name: 'no model', source: `block B()(x) {\n  return x\n}\n`, code: 'AC204', line: 0, col: 0 },
+  { name: 'two models', source: `model A(t: i32[T]) {\n  return t\n}\nmodel B(t: i32[T]) {\n  return t\n}\n`, code: 'AC205', line: 4, col: 7 },
+  { name: 'instance name used twice', source: model('  e = Embedding(16, d)\n  x = e(tokens)\n  y = n: RMSNorm(d)(x)\n  z = n: RMSNorm(d)(y)\n  return z'), code: 'AC206', line: 6, col: 7 },
+  { name: 'missing weight path', source: model('  e = Embedding(16, d)\n  x = e(tokens)\n  return head(x, e.bias)'), code: 'AC207', line: 5, col: 20 },
+  { name: 'label on a primitive', source: model('  e = Embedding(16, d)\n  x = e(tokens)\n  return lbl: silu(x)'), code: 'AC208', line: 5, col: 10 },
+  { name: 'unnamed instance', source: model('  e = Embedding(16, d)\n  x = e(tokens)\n  return RMSNorm(d)(x)'), code: 'AC209', line: 5, col: 10 },
+  { name: 'config value of the wrong type', source: model('  return tokens', '  param d = 8 hf: hidden_size'), code: 'AC301', line: 4, col: 19, config: { hidden_size: 4.5 } },
+  { name: 'unknown --set param', source: model('  return tokens'), code: 'AC302', line: 0, col: 0, set: ['nope=1'] },
+  { name: 'malformed --set', source: model('  return tokens'), code: 'AC303', line: 0, col: 0, set: ['d'] },
+  { name: 'division by zero', source: model('  return tokens', '  param d = 8 // 0'), code: 'AC305', line: 4, col: 13 },
+  { name: 'bad operands', source: model('  return tokens', '  param d = 8 + true'), code: 'AC306', line: 4, col: 13 },
+  { name: 'too many block params', source: model('  e = Embedding(16, d, 3)\n  return e(tokens)'), code: 'AC307', line: 3, col: 24 },
+  { name: 'missing block param', source: model('  e = Embedding(16)\n  return e(tokens)'), code: 'AC308', line: 3, col: 7 },
+  { name: 'unknown named param', source: model('  e = Embedding(16, dim: d, size: 3)\n  return e(tokens)'), code: 'AC309', line: 3, col: 29 },
+  { name: 'index out of range', source: model('  return tokens', '  param l = [1, 2]\n  param d = l[2]'), code: 'AC310', line: 5, col: 15 },
+  { name: 'invalid --set value', source: model('  return tokens'), code: 'AC311', line: 0, col: 0, set: ['d=1.5'] },
+  { name: 'param cycle', source: model('  return tokens', '  param d = e\n  param e = d'), code: 'AC312', line: 4, col: 9 },
+  { name: 'tensor where a constant is needed', source: model('  let n = tokens\n  return tokens'), code: 'AC313', line: 3, col: 11 },
+  { name: 'negative loop bound', source: model('  for i in 0..-1 {\n  }\n  return tokens'), code: 'AC314', line: 3, col: 15 },
+  { name: 'mismatched widths', source: model('  e = Embedding(16, d)\n  x = e(tokens)\n  return p: Linear(9, 4)(x)'), code: 'AC400', line: 5, col: 13 },
+  { name: 'heads that do not divide', source: model('  e = Embedding(16, 12)\n  x = e(tokens)\n  q = reshape(x, dims: [3, 4])\n  k = reshape(x, dims: [2, 6])\n  return attention(q, k, k, scale: 1.0)'), code: 'AC400', line: 7, col: 10 },
+  { name: 'tensor of the wrong kind', source: model('  return silu(3)'), code: 'AC401', line: 3, col: 15 },
+  { name: 'bad weight dimension', source: `block W()(x) {\n  weight w[0]\n  return x\n}\nmodel M(t: i32[T]) {\n  return q: W()(t)\n}\n`, code: 'AC402', line: 2, col: 12 },
+  { name: 'unknown weight dtype', source: `block W()(x) {\n  weight w[4]: f64\n  return x\n}\nmodel M(t: i32[T]) {\n  return q: W()(t)\n}\n`, code: 'AC403', line: 2, col: 3 },
+  { name: 'unpacking the wrong count', source: model('  e = Embedding(16, d)\n  a, b = split(e(tokens), sizes: [4, 2, 2])\n  return a'), code: 'AC404', line: 4, col: 10 },
+  { name: 'block without return', source: `block B()(x) {\n  let y = 1\n}\nmodel M(t: i32[T]) {\n  return q: B()(t)\n}\n`, code: 'AC405', line: 1, col: 7 },
+];
+
+describe('diagnostics: one failing input each', () => {
+  for (const row of ROWS) {
+    it(`${row.code} ${row.name}`, () => {
+      const ds = diagnosticsOf(row.source, { set: row.set, hfConfigData: row.config && { file: 'config.json', config: row.config } });
+      const d = ds.find((x) => x.code === row.code);
+      expect(d, `got ${ds.map((x) => `${x.code} ${x.message} @${x.span?.line}:${x.span?.col}`).join('; ')}`).toBeDefined();
+      expect(d!.message.length).toBeGreaterThan(10);
+      if (row.line) {
+        expect([d!.span?.line, d!.span?.col]).toEqual([row.line, row.col]);
+      } else {
+        expect(d!.span).toBeUndefined();
+      }
+    });
+  }
+});
+
+describe('diagnostics: several at once', () => {
+  it('reports independent semantic errors in one run', () => {
+    const ds = diagnosticsOf(model('  e = Embedding(16, d)\n  x = e(tokens)\n  y = undefined_a(x)\n  z = p: Linear(9, 4)(x)\n  w = undefined_b\n  return x'));
+    expect(ds.map((d) => d.code)).toEqual(['AC200', 'AC400', 'AC200']);
+    expect(ds.map((d) => d.span?.line)).toEqual([5, 6, 7]);
+  });
+
+  it('does not cascade from a failed value', () => {
+    const ds = diagnosticsOf(model('  x = nope(tokens)\n  y = silu(x)\n  z = y + x\n  return z'));
+    expect(ds.map((d) => d.code)).toEqual(['AC200']);
+  });
+
+  it('names the config.json key and file for a bad config value', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'archc-cfg-'));
+    const cfg = join(dir, 'config.json');
+    writeFileSync(cfg, JSON.stringify({ hidden_size: 'big' }));
+    try {
+      compileText(model('  return tokens', '  param d = 8 hf: hidden_size'), { hfConfig: cfg });
+      expect.unreachable();
+    } catch (e) {
+      expect(e).toBeInstanceOf(CompileError);
+      const d = (e as CompileError).diagnostics[0]!;
+      expect(d.code).toBe('AC301');
+      expect(d.message).toContain('hidden_size');
+      expect(d.message).toContain('config.json');
+      expect(d.message).toContain('"big"');
+    }
+  });
+
+  it('a missing model file is a diagnostic, not a crash', () => {
+    expect(() => compileFile('/nonexistent/model.arch')).toThrow(CompileError);
+  });
+});
