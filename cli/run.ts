@@ -6,7 +6,7 @@ import { Option, type Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { buildPackage } from '../codegen/package.ts';
 import { type Compiled, compileFile, loadConfig } from '../compiler/compile.ts';
-import { initWeights } from '../compiler/init.ts';
+import { hfConfigText, initWeights } from '../compiler/init.ts';
 import { lowerToProgram } from '../compiler/lower.ts';
 import { computeStats } from '../compiler/stats.ts';
 import { CompileError, diag } from '../dsl/diagnostics.ts';
@@ -202,15 +202,4 @@ function stepByStep(model: Model, seqs: readonly number[][]): Float32Array {
     active.forEach((i, k) => out.set(logits.subarray(k * V, (k + 1) * V), (offsets[i]! + t) * V));
   }
   return out;
-}
-
-/** config.json for a random checkpoint: every bound param under its first key. */
-function hfConfigText(c: Compiled, dtype?: DType): string {
-  const cfg: Record<string, unknown> = { architectures: [`${c.graph.model}ForCausalLM`], model_type: c.graph.model.toLowerCase() };
-  for (const b of c.allBindings) cfg[b.keys[0]!] = b.value;
-  const d = dtype ?? (typeof c.graph.params.dtype === 'string' ? c.graph.params.dtype : 'f32');
-  cfg.torch_dtype = { f32: 'float32', f16: 'float16', bf16: 'bfloat16' }[d as 'f32' | 'f16' | 'bf16'] ?? 'float32';
-  // Hugging Face writes infinities as bare Infinity (Python's json); so do we.
-  return JSON.stringify(cfg, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? `__${v}__` : v), 2)
-    .replace(/"__(-?Infinity|NaN)__"/g, '$1') + '\n';
 }

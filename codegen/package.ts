@@ -3,7 +3,7 @@
 // hand-written runtime, compiled JS with .d.ts, graph.json, a README and a build report.
 // Everything is written to a temp directory beside the target and renamed into place at the end.
 
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Project, VariableDeclarationKind, ts, type SourceFile } from 'ts-morph';
@@ -37,6 +37,7 @@ export function buildPackage(input: BuildInput, outDir: string): BuildResult {
   mkdirSync(dirname(target), { recursive: true });
   const tmp = mkdtempSync(join(dirname(target), `.${basename(target)}.tmp-`));
   try {
+    chmodSync(tmp, 0o755);
     writePackage(input, tmp);
     const old = existsSync(target) ? `${tmp}.old` : undefined;
     if (old) renameSync(target, old);
@@ -68,6 +69,9 @@ function writePackage(input: BuildInput, dir: string): void {
       outDir: join(dir, 'dist'),
       types: ['node'],
       typeRoots: [resolve(dirname(ROOT_PACKAGE), 'node_modules', '@types')],
+      // The package's dependencies are typed from archc's own node_modules while compiling; the
+      // emitted JS imports them by name, resolved from the package's node_modules once installed.
+      paths: { '@huggingface/tokenizers': [resolve(dirname(ROOT_PACKAGE), 'node_modules', '@huggingface', 'tokenizers')] },
     },
   });
   project.addSourceFilesAtPaths(join(src, 'runtime', '**', '*.ts'));

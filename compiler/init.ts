@@ -12,6 +12,7 @@
 import type { Rng } from '../runtime/rng.ts';
 import type { Tensor } from '../runtime/tensor.ts';
 import { fromF32, numel, type DType } from '../runtime/tensor.ts';
+import type { Compiled } from './compile.ts';
 import type { Graph } from './ir.ts';
 
 export type InitRule = 'fan_in' | 'embedding' | 'norm' | 'conv' | 'a_log' | 'dt_bias' | 'd_skip' | 'small';
@@ -111,4 +112,15 @@ export function initWeights(g: Graph, rng: Rng, dtype?: DType): { name: string; 
     }
     return { name: w.name, tensor: fromF32(x, w.shape, dtype ?? w.dtype) };
   });
+}
+
+/** config.json for a random checkpoint: every bound param under its first key. */
+export function hfConfigText(c: Compiled, dtype?: DType): string {
+  const cfg: Record<string, unknown> = { architectures: [`${c.graph.model}ForCausalLM`], model_type: c.graph.model.toLowerCase() };
+  for (const b of c.allBindings) cfg[b.keys[0]!] = b.value;
+  const d = dtype ?? (typeof c.graph.params.dtype === 'string' ? c.graph.params.dtype : 'f32');
+  cfg.torch_dtype = { f32: 'float32', f16: 'float16', bf16: 'bfloat16' }[d as 'f32' | 'f16' | 'bf16'] ?? 'float32';
+  // Hugging Face writes infinities as bare Infinity (Python's json); so do we.
+  return JSON.stringify(cfg, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? `__${v}__` : v), 2)
+    .replace(/"__(-?Infinity|NaN)__"/g, '$1') + '\n';
 }

@@ -57,6 +57,7 @@ export interface GenerateOptions extends SamplingOptions {
 }
 
 export interface GeneratedToken {
+  /** The token id; -1 for a last entry that only carries text the detokenizer held back. */
   readonly id: number;
   /** The new text this token adds (empty without a tokenizer or while bytes are incomplete). */
   readonly text: string;
@@ -182,17 +183,19 @@ export class Model {
     for (let n = 0; n < maxTokens; n++) {
       const id = sampleToken(logits!, opts, history, rng);
       history.push(id);
-      if (stop.has(id)) return;
+      if (stop.has(id)) break;
       const piece = decoder ? decoder.push(id) : '';
       text += piece;
       yield { id, text: piece };
-      if (opts.stopStrings?.some((s) => text.includes(s))) return;
+      if (opts.stopStrings?.some((s) => text.includes(s))) break;
       if (n + 1 < maxTokens) {
         logits = this.decode([id], states);
         await Promise.resolve();
       }
     }
-    void states;
+    // Text the detokenizer held back (an unfinished character, a space it may still clean up).
+    const rest = decoder?.flush() ?? '';
+    if (rest) yield { id: -1, text: rest };
   }
 
   encode(text: string): number[] {
@@ -217,7 +220,7 @@ function checkConfig(program: Program, config: HfConfig, file: string): void {
       const { found, value } = lookupKey(config, key.split('.'));
       if (!found || value === null || value === 'auto') continue;
       if (!sameValue(value, b.value)) {
-        problems.push(`${key} = ${JSON.stringify(value)}, but this program was built with ${b.param} = ${JSON.stringify(b.value)}`);
+        problems.push(`${key} = ${show(value)}, but this program was built with ${b.param} = ${show(b.value)}`);
       }
       break;
     }
@@ -225,6 +228,11 @@ function checkConfig(program: Program, config: HfConfig, file: string): void {
   if (problems.length) {
     throw new RuntimeError('RT210', [file, problems.join('\n  '), 'rebuild with `archc build <model.arch> --hf-config <checkpoint>/config.json`'], { file });
   }
+}
+
+/** JSON-like text that keeps infinities readable. */
+function show(v: unknown): string {
+  return JSON.stringify(v, (_k, x) => (typeof x === 'number' && !Number.isFinite(x) ? `${x}` : x)).replace(/"(-?Infinity|NaN)"/g, '$1');
 }
 
 function sameValue(a: unknown, b: unknown): boolean {

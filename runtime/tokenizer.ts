@@ -56,7 +56,8 @@ export interface DecodeOptions {
 export interface StreamDecoder {
   /** The new text settled by `id`; "" while a character or a cleanup rule is still incomplete. */
   push(id: number): string;
-  /** Whatever is still held back (end of generation); the decoder can keep going afterwards. */
+  /** Whatever is still held back: call it when generation ends (EOS, max tokens, stop string), or
+   * held text is lost. Pushing more afterwards works, but a character cut by the flush stays cut. */
   flush(): string;
 }
 
