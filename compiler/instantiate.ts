@@ -49,6 +49,9 @@ interface Frame {
 
 const BUILTINS = new Set(['min', 'max', 'len', 'sum']);
 const ERR: Val = { k: 'error' };
+/** Limits that keep a runaway program (a typo in a loop bound) from hanging the compiler. */
+const MAX_ITERATIONS = 1_000_000;
+const MAX_NODES = 2_000_000;
 
 /** Thrown inside a statement after its diagnostic has been recorded. */
 class Reported extends Error {}
@@ -74,6 +77,7 @@ class Instantiator {
   private pendingLabel?: { label: string; span: Span };
   private defaultDtype: DType = 'f32';
   private depth = 0;
+  private iterations = 0;
   private readonly paramFrame: Frame;
   /** Spans of the block applications being run, outermost first. */
   private readonly callStack: Span[] = [];
@@ -180,6 +184,10 @@ class Instantiator {
       }
       case 'for': {
         const lo = this.constInt(s.from, frame), hi = this.constInt(s.to, frame);
+        this.iterations += Math.max(0, hi - lo);
+        if (this.iterations > MAX_ITERATIONS) {
+          this.report(diag('AC314', s.to.span, [`${hi} (the model would run ${this.iterations} loop iterations; the limit is ${MAX_ITERATIONS})`]));
+        }
         for (let i = lo; i < hi; i++) {
           frame.vars.set(s.variable, { k: 'const', v: i });
           const inner: Frame = s.as ? { ...frame, prefix: `${frame.prefix}${s.as}.${i}.`, created: new Set() } : frame;
@@ -607,6 +615,7 @@ class Instantiator {
       throw err;
     }
     const id = this.nodes.length;
+    if (id >= MAX_NODES) this.report(diag('AC400', span, [op.name, `the model has more than ${MAX_NODES} ops`]));
     const outputs = outs.map((t, index) => this.newValue(t, { kind: 'node', node: id, index }));
     const scope = frame.prefix.replace(/\.$/, '');
     this.nodes.push({ id, op: op.name, inputs, outputs, attrs, scope, loc: loc(span) });
