@@ -1,0 +1,22 @@
+// The vocabulary and the compiler stay small on purpose: growth past these budgets is a decision,
+// made by raising the number here in the same change.
+
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { OPS } from '../../runtime/ops.ts';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+const lines = (dir: string): number => readdirSync(join(ROOT, dir), { withFileTypes: true, recursive: true })
+  .filter((e) => e.isFile() && e.name.endsWith('.ts'))
+  .reduce((n, e) => n + readFileSync(join(e.parentPath, e.name), 'utf8').split('\n').length, 0);
+
+describe('size budget', () => {
+  it('counts primitives and lines', () => {
+    const counts = { ops: OPS.length, compiler: lines('compiler'), dsl: lines('dsl'), runtime: lines('runtime'), codegen: lines('codegen') };
+    console.log(`size: ${JSON.stringify(counts)}`);
+    expect(counts.ops).toBeLessThanOrEqual(20);
+    expect(counts.compiler).toBeLessThanOrEqual(2200);
+    expect(counts.dsl).toBeLessThanOrEqual(1600);
+  });
+});
