@@ -1,6 +1,7 @@
 // CST -> AST: turns the chevrotain concrete syntax tree of dsl/parser.ts into dsl/ast.ts nodes
 // with precise spans. After error recovery any child may be missing: a piece that cannot be built
-// is skipped (its parent keeps what it can), and nothing here throws.
+// is skipped (its parent keeps what it can). Nothing here throws, short of running out of stack on
+// absurdly deep nesting, which dsl/index.ts turns into AC108.
 
 import type { CstElement, CstNode, IToken } from 'chevrotain';
 import type { Arg, BinaryOp, BlockDecl, Expr, HfKey, ImportDecl, Input, ModelDecl, Param, Program, Span, Stmt, TypeName } from './ast.ts';

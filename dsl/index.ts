@@ -38,6 +38,7 @@ const RULE_EXPECTS: Readonly<Record<string, string>> = {
  * or a comma, wording elsewhere]. Chevrotain reports only the single token it tried last. */
 const EXPECTED_IN_RULE: readonly (readonly [string, TokenType, string, string])[] = [
   ['importDecl', T.LCurly, "a name or '{'", "a name or '{'"],
+  ['assignStmt', T.Equals, "'='", "'=' or ','"],
   ['body', T.RCurly, "a statement or '}'", "a statement or '}'"],
   ['paramList', T.RParen, "a parameter or ')'", "',' or ')'"],
   ['inputList', T.RParen, "an input or ')'", "',' or ')'"],
@@ -83,9 +84,6 @@ const expectedWording: IParserErrorMessageProvider = {
 
 // Constructing a chevrotain parser analyses the whole grammar (~100 ms): there is one.
 const parser = new ArchParser(expectedWording);
-
-/** Keywords that can never be names (the soft ones, like `model`, can). */
-const RESERVED = new Set<TokenType>([T.For, T.In, T.As, T.If, T.Then, T.Else, T.Return, T.Hf, T.And, T.Or, T.Not, T.True, T.False, T.Inf]);
 
 /** Maps offsets to 1-based line/column, with the lexer's line terminators (\n, \r\n, \r). */
 class Lines {
@@ -149,6 +147,37 @@ function lexDiagnostics(lines: Lines, tokens: readonly IToken[], errors: readonl
   return out;
 }
 
+/**
+ * AC102 for each syntax error that is not an echo. Recovery often trips again just after a
+ * mistake (newlines are whitespace, so it cannot tell where a statement was meant to end): an
+ * error within two tokens of an earlier problem, or on its line, is not reported.
+ */
+function syntaxDiagnostics(lines: Lines, tokens: readonly IToken[], lexical: readonly Diagnostic[], errors: readonly IRecognitionException[]): Diagnostic[] {
+  // Index of the last token that starts before `offset` (-1 if none).
+  const before = (offset: number): number => {
+    let lo = 0;
+    let hi = tokens.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (tokens[mid].startOffset < offset) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo - 1;
+  };
+  // A skipped character (AC101) sits just before the token that follows it; the others are tokens.
+  const marks = lexical.flatMap((d) => (d.span ? [{ index: before(d.span.endOffset) + (d.code === 'AC101' ? 1 : 0), line: d.span.line }] : []));
+  const out: Diagnostic[] = [];
+  for (const e of errors) {
+    const span = lines.token(e.token);
+    const index = span.offset >= lines.text.length ? tokens.length : before(span.offset + 1);
+    if (marks.some((m) => m.index <= index && (index - m.index <= 2 || m.line === span.line))) continue;
+    marks.push({ index, line: span.line });
+    const reserved = T.RESERVED.has(e.token.tokenType) && /\ba name\b/.test(e.message);
+    out.push(diag('AC102', span, [describe(e.token), e.message], reserved ? `'${e.token.image}' is a reserved word and cannot be a name` : undefined));
+  }
+  return out;
+}
+
 function emptyProgram(file: string): Program {
   return { file, imports: [], blocks: [], models: [] };
 }
@@ -158,16 +187,6 @@ export function parse(text: string, file: string): ParseResult {
   const lines = new Lines(text, file);
   const lexed = T.archLexer.tokenize(text);
   const diagnostics = lexDiagnostics(lines, lexed.tokens, lexed.errors);
-
-  // A syntax error on the line of a skipped character, or right after it, is its echo: report the
-  // character only.
-  const afterLexError = new Set<number>();
-  const lexErrorLines = new Set<number>();
-  for (const e of lexed.errors) {
-    const next = lexed.tokens.find((t) => t.startOffset >= e.offset + e.length);
-    afterLexError.add(next ? next.startOffset : text.length);
-    lexErrorLines.add(lines.span(e.offset, e.offset).line);
-  }
 
   parser.input = lexed.tokens;
   let cst: CstNode;
@@ -179,15 +198,7 @@ export function parse(text: string, file: string): ParseResult {
     diagnostics.push(diag('AC108', lines.token(parser.nextToken()), []));
     return { program: emptyProgram(file), diagnostics };
   }
-  // Recovery often trips again right after an error; report the first syntax error of each line.
-  let lastLine = 0;
-  for (const e of parser.errors as IRecognitionException[]) {
-    const span = lines.token(e.token);
-    if (afterLexError.has(span.offset) || lexErrorLines.has(span.line) || span.line === lastLine) continue;
-    lastLine = span.line;
-    const reserved = RESERVED.has(e.token.tokenType) && /\ba name\b/.test(e.message);
-    diagnostics.push(diag('AC102', span, [describe(e.token), e.message], reserved ? `'${e.token.image}' is a reserved word and cannot be a name` : undefined));
-  }
+  diagnostics.push(...syntaxDiagnostics(lines, lexed.tokens, diagnostics, parser.errors));
 
   let program: Program;
   try {

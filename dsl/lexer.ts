@@ -1,6 +1,6 @@
 // The .arch lexer: chevrotain token types and one shared Lexer instance.
-// Malformed strings and numbers are still tokens (BadString, BadNumber) in the String/Number
-// categories, so the parser reads on; dsl/index.ts reports them (AC103, AC104).
+// Malformed strings and numbers are still tokens (BadString, BadNumber) in the string/number
+// categories, so the parser reads on; dsl/index.ts reports them (AC103, AC104) and bad escapes (AC107).
 
 import { createToken, Lexer, type TokenType } from 'chevrotain';
 
@@ -51,13 +51,15 @@ export const Not = keyword('not');
 export const True = keyword('true');
 export const False = keyword('false');
 export const Inf = keyword('inf');
+/** The keywords that can never be names. */
+export const RESERVED: ReadonlySet<TokenType> = new Set([For, In, As, If, Then, Else, Return, Hf, And, Or, Not, True, False, Inf]);
 
 const DIGITS = '0123456789'.split('');
 // `0..n` lexes as 0 .. n: a fraction needs a digit after the dot. A number glued to letters
 // (`12ab`, `1e`, `1e+`) is a BadNumber.
 export const NumberToken = createToken({
   name: 'Number',
-  pattern: /\d+(?:\.\d+)?(?:[eE][+-]?\d+)?(?![A-Za-z0-9_])/,
+  pattern: /\d+(?:\.\d+)?(?:[eE][+-]?\d+)?(?![A-Za-z0-9_]|\.\d)/,
   start_chars_hint: DIGITS,
   categories: [NumberLit],
   label: 'a number',
@@ -99,7 +101,8 @@ export const Colon = punct('Colon', ':');
 export const Semi = punct('Semi', ';');
 export const Pipe = punct('Pipe', '|');
 
-/** Every token type, in matching order (first match wins; keywords defer to longer identifiers). */
+/** Every token type, in matching order: the first pattern that matches wins, a keyword yields to a
+ * longer identifier (`model_dim`), and `inf` is tried before `in`. */
 export const allTokens: TokenType[] = [
   WhiteSpace, Comment,
   Name, Target, NumberLit, StringLit, AddOp, MulOp, CmpOp,

@@ -1,12 +1,26 @@
 // The .arch grammar as a chevrotain CST parser: rules only. AST building is dsl/build.ts;
 // error wording and the shared instance are dsl/index.ts. Newlines are whitespace.
 
-import { CstParser, type IParserErrorMessageProvider, type IToken } from 'chevrotain';
+import { CstParser, type IOrAlt, type IParserErrorMessageProvider, type IToken } from 'chevrotain';
 import * as T from './lexer.ts';
+
+// Helpers that build chevrotain's option objects. Arrow functions written directly as object
+// properties (`{ ALT: () => … }`) get a runtime name wrapper under esbuild/tsx keepNames, which
+// made every alternative tried cost a defineProperty call (about 40% of parse time).
+
+/** One alternative of an OR. */
+function alt(ALT: () => unknown): IOrAlt<unknown> {
+  return { ALT };
+}
+
+/** An OPTION taken only when `GATE` (called on the parser) holds. */
+function gated(GATE: () => boolean, DEF: () => void): { GATE: () => boolean; DEF: () => void } {
+  return { GATE, DEF };
+}
 
 export class ArchParser extends CstParser {
   constructor(errorMessageProvider: IParserErrorMessageProvider) {
-    super(T.allTokens, { recoveryEnabled: true, nodeLocationTracking: 'full', maxLookahead: 3, errorMessageProvider });
+    super(T.allTokens, { recoveryEnabled: true, nodeLocationTracking: 'full', maxLookahead: 2, errorMessageProvider });
     this.performSelfAnalysis();
   }
 
@@ -15,14 +29,19 @@ export class ArchParser extends CstParser {
     return this.LA(1);
   }
 
+  /** Gate: the next token starts on the line where the previous one ends. */
+  onSameLine(): boolean {
+    return this.LA(1).startLine === this.LA(0).endLine;
+  }
+
   // program := (import | block | model | ';')*
   program = this.RULE('program', () => {
     this.MANY(() => {
       this.OR([
-        { ALT: () => this.SUBRULE(this.importDecl) },
-        { ALT: () => this.SUBRULE(this.blockDecl) },
-        { ALT: () => this.SUBRULE(this.modelDecl) },
-        { ALT: () => this.CONSUME(T.Semi) },
+        alt(() => this.SUBRULE(this.importDecl)),
+        alt(() => this.SUBRULE(this.blockDecl)),
+        alt(() => this.SUBRULE(this.modelDecl)),
+        alt(() => this.CONSUME(T.Semi)),
       ]);
     });
   });
@@ -122,8 +141,8 @@ export class ArchParser extends CstParser {
     this.CONSUME(T.LCurly);
     this.MANY(() => {
       this.OR([
-        { ALT: () => this.SUBRULE(this.statement) },
-        { ALT: () => this.CONSUME(T.Semi) },
+        alt(() => this.SUBRULE(this.statement)),
+        alt(() => this.CONSUME(T.Semi)),
       ]);
     });
     this.CONSUME(T.RCurly);
@@ -131,14 +150,14 @@ export class ArchParser extends CstParser {
 
   statement = this.RULE('statement', () => {
     this.OR([
-      { ALT: () => this.SUBRULE(this.paramStmt) },
-      { ALT: () => this.SUBRULE(this.letStmt) },
-      { ALT: () => this.SUBRULE(this.weightStmt) },
-      { ALT: () => this.SUBRULE(this.forStmt) },
-      { ALT: () => this.SUBRULE(this.ifStmt) },
-      { ALT: () => this.SUBRULE(this.scopeStmt) },
-      { ALT: () => this.SUBRULE(this.returnStmt) },
-      { ALT: () => this.SUBRULE(this.assignStmt) },
+      alt(() => this.SUBRULE(this.paramStmt)),
+      alt(() => this.SUBRULE(this.letStmt)),
+      alt(() => this.SUBRULE(this.weightStmt)),
+      alt(() => this.SUBRULE(this.forStmt)),
+      alt(() => this.SUBRULE(this.ifStmt)),
+      alt(() => this.SUBRULE(this.scopeStmt)),
+      alt(() => this.SUBRULE(this.returnStmt)),
+      alt(() => this.SUBRULE(this.assignStmt)),
     ]);
   });
 
@@ -166,16 +185,14 @@ export class ArchParser extends CstParser {
   // hfKey := NAME ('.' NAME)* | STRING
   hfKey = this.RULE('hfKey', () => {
     this.OR([
-      {
-        ALT: () => {
+      alt(() => {
           this.CONSUME(T.Name);
           this.MANY(() => {
             this.CONSUME(T.Dot);
             this.CONSUME2(T.Name);
           });
-        },
-      },
-      { ALT: () => this.CONSUME(T.StringLit) },
+      }),
+      alt(() => this.CONSUME(T.StringLit)),
     ]);
   });
 
@@ -203,13 +220,10 @@ export class ArchParser extends CstParser {
       this.CONSUME(T.Colon);
       this.CONSUME2(T.Name, { LABEL: 'dtype' });
     });
-    this.OPTION2({
-      GATE: () => this.LA(1).startLine === this.LA(0).endLine,
-      DEF: () => {
-        this.CONSUME(T.If);
-        this.SUBRULE3(this.expr, { LABEL: 'when' });
-      },
-    });
+    this.OPTION2(gated(this.onSameLine, () => {
+      this.CONSUME(T.If);
+      this.SUBRULE3(this.expr, { LABEL: 'when' });
+    }));
   });
 
   // forStmt := 'for' NAME 'in' addExpr '..' addExpr ('as' NAME)? body
@@ -235,8 +249,8 @@ export class ArchParser extends CstParser {
     this.OPTION(() => {
       this.CONSUME(T.Else);
       this.OR([
-        { ALT: () => this.SUBRULE(this.ifStmt, { LABEL: 'elseIf' }) },
-        { ALT: () => this.SUBRULE2(this.body, { LABEL: 'else' }) },
+        alt(() => this.SUBRULE(this.ifStmt, { LABEL: 'elseIf' })),
+        alt(() => this.SUBRULE2(this.body, { LABEL: 'else' })),
       ]);
     });
   });
@@ -274,8 +288,8 @@ export class ArchParser extends CstParser {
   // expr := condExpr | orExpr
   expr = this.RULE('expr', () => {
     this.OR([
-      { ALT: () => this.SUBRULE(this.condExpr) },
-      { ALT: () => this.SUBRULE(this.orExpr) },
+      alt(() => this.SUBRULE(this.condExpr)),
+      alt(() => this.SUBRULE(this.orExpr)),
     ]);
   });
 
@@ -310,13 +324,11 @@ export class ArchParser extends CstParser {
   // notExpr := 'not' notExpr | cmpExpr
   notExpr = this.RULE('notExpr', () => {
     this.OR([
-      {
-        ALT: () => {
+      alt(() => {
           this.CONSUME(T.Not);
           this.SUBRULE(this.notExpr);
-        },
-      },
-      { ALT: () => this.SUBRULE(this.cmpExpr) },
+      }),
+      alt(() => this.SUBRULE(this.cmpExpr)),
     ]);
   });
 
@@ -350,13 +362,11 @@ export class ArchParser extends CstParser {
   // unaryExpr := '-' unaryExpr | powExpr
   unaryExpr = this.RULE('unaryExpr', () => {
     this.OR([
-      {
-        ALT: () => {
+      alt(() => {
           this.CONSUME(T.Minus);
           this.SUBRULE(this.unaryExpr);
-        },
-      },
-      { ALT: () => this.SUBRULE(this.powExpr) },
+      }),
+      alt(() => this.SUBRULE(this.powExpr)),
     ]);
   });
 
@@ -377,9 +387,9 @@ export class ArchParser extends CstParser {
 
   suffix = this.RULE('suffix', () => {
     this.OR([
-      { ALT: () => this.SUBRULE(this.callSuffix) },
-      { ALT: () => this.SUBRULE(this.memberSuffix) },
-      { ALT: () => this.SUBRULE(this.indexSuffix) },
+      alt(() => this.SUBRULE(this.callSuffix)),
+      alt(() => this.SUBRULE(this.memberSuffix)),
+      alt(() => this.SUBRULE(this.indexSuffix)),
     ]);
   });
 
@@ -402,14 +412,12 @@ export class ArchParser extends CstParser {
     this.OR({
       IGNORE_AMBIGUITIES: true,
       DEF: [
-        {
-          ALT: () => {
+        alt(() => {
             this.CONSUME(T.Name);
             this.CONSUME(T.Colon);
             this.SUBRULE(this.expr);
-          },
-        },
-        { ALT: () => this.SUBRULE2(this.expr) },
+        }),
+        alt(() => this.SUBRULE2(this.expr)),
       ],
     });
   });
@@ -430,15 +438,15 @@ export class ArchParser extends CstParser {
   // primary := NUMBER | STRING | 'true' | 'false' | 'inf' | listExpr | parenExpr | labeled | NAME
   primary = this.RULE('primary', () => {
     this.OR([
-      { ALT: () => this.CONSUME(T.NumberLit) },
-      { ALT: () => this.CONSUME(T.StringLit) },
-      { ALT: () => this.CONSUME(T.True) },
-      { ALT: () => this.CONSUME(T.False) },
-      { ALT: () => this.CONSUME(T.Inf) },
-      { ALT: () => this.SUBRULE(this.listExpr) },
-      { ALT: () => this.SUBRULE(this.parenExpr) },
-      { ALT: () => this.SUBRULE(this.labeled) },
-      { ALT: () => this.CONSUME(T.Name) },
+      alt(() => this.CONSUME(T.NumberLit)),
+      alt(() => this.CONSUME(T.StringLit)),
+      alt(() => this.CONSUME(T.True)),
+      alt(() => this.CONSUME(T.False)),
+      alt(() => this.CONSUME(T.Inf)),
+      alt(() => this.SUBRULE(this.listExpr)),
+      alt(() => this.SUBRULE(this.parenExpr)),
+      alt(() => this.SUBRULE(this.labeled)),
+      alt(() => this.CONSUME(T.Name)),
     ]);
   });
 

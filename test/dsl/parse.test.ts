@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import type { Expr, Program, Stmt } from '../../dsl/ast.ts';
 import { parse } from '../../dsl/index.ts';
 
-export const BAMBA = `# Bamba decoder layer
+const BAMBA = `# Bamba decoder layer
 import std.{RMSNorm, Linear}
 block RMSNorm(dim, eps = 1e-5)(x) {
   weight weight[dim]

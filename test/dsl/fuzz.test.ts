@@ -1,0 +1,195 @@
+// Fuzzing the front end: thousands of seeded random mutations of valid programs must never make
+// `parse` throw, and every diagnostic and AST span must point inside the text.
+
+import { describe, expect, it } from 'vitest';
+import { MESSAGES, type Diagnostic } from '../../dsl/diagnostics.ts';
+import type { Span } from '../../dsl/ast.ts';
+import { parse } from '../../dsl/index.ts';
+
+const PROGRAMS = [
+  `# Bamba decoder layer
+import std.{RMSNorm, Linear}
+block RMSNorm(dim, eps = 1e-5)(x) {
+  weight weight[dim]
+  return rmsnorm(x, weight, eps: eps)
+}
+model Tiny(tokens: i32[T], positions: i32[T]) {
+  param vocab = 256 hf: vocab_size
+  param theta: float = 10000.0 hf: rope_theta | rope_parameters.rope_theta
+  param attn_layers = [1, 3] hf: attn_layer_indices
+  param d_head = if mamba_d_head == "auto" then d_model * 2 // n_heads else mamba_d_head hf: "mamba_d_head"
+  scope model {
+    embed_tokens = Embedding(vocab, d_model)
+    x = embed_tokens(tokens)
+    for i in 0..n_layers as layers {
+      n = input_layernorm: RMSNorm(d_model, eps)(x)
+      h = x + (if i in attn_layers then self_attn: Attn(d_model)(n, positions) else mamba: Mamba2(d_model)(n))
+      x = h
+    }
+  }
+  logits = if tie then head(x, model.embed_tokens.weight) else lm_head: Head(d_model, vocab)(x)
+  return logits
+}
+`,
+  `import std.layers; import std.{Linear}
+block Linear(d_in, d_out, bias = false)(x) {
+  weight weight[d_out, d_in]: bf16
+  weight bias[d_out] if bias
+  let y = matmul(x, weight,)
+  if bias { return y + bias } else if d_in > 4096 and not bias { return y } else { return -y ** 2 }
+}
+block Mamba2(d_model, heads = [1, 2, 3][0], name = "a\\"b\\n")(x, pos) {
+  in_proj = Linear(d_model, 2 * d_model)
+  a, b = split(in_proj(x), 2)   # two halves
+  out = ssd(a, b, chunk: 64 % 7, scale: 1 / 3.5e-2, mask: inf);
+  return out, a[pos]
+}
+model Small(ids: i32[B, T]) {
+  param layers: int = 2 hf: num_hidden_layers | "n_layer"
+  param eps: float = 1e-6 hf: rms_norm_eps
+  scope backbone { for i in 0..layers { x = block: Mamba2(16)(ids, 0) } }
+  return x
+}
+`,
+];
+
+/** mulberry32: small, fast, seeded. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const JUNK = ['(', ')', '[', ']', '{', '}', ',', '.', '..', ':', ';', '=', '==', '+', '-', '**', '//', '<', '|', '"', '#', '\\', '$', '!', '\n', ' ', '0', '1.5', 'if', 'else', 'then', 'for', 'in', 'model', 'block', 'weight', 'param', 'hf', 'not', 'x', 'a:', '\u0000', '\r', '\u00e9'];
+
+type Mutation = (s: string, r: () => number) => string;
+
+const pick = <V>(xs: readonly V[], r: () => number): V => xs[Math.floor(r() * xs.length)];
+const at = (s: string, r: () => number) => Math.floor(r() * (s.length + 1));
+/** Pieces that keep tokens whole: words, numbers, strings, runs of space, single other characters. */
+const pieces = (s: string) => s.match(/[A-Za-z_]\w*|\d+(?:\.\d+)?|"(?:[^"\\\n]|\\.)*"|\s+|[\s\S]/g) ?? [];
+
+const MUTATIONS: readonly Mutation[] = [
+  // delete a character range
+  (s, r) => {
+    const i = at(s, r);
+    return s.slice(0, i) + s.slice(i + 1 + Math.floor(r() * 8));
+  },
+  // duplicate a character range
+  (s, r) => {
+    const i = at(s, r);
+    const j = Math.min(s.length, i + 1 + Math.floor(r() * 12));
+    return s.slice(0, j) + s.slice(i, j) + s.slice(j);
+  },
+  // insert punctuation, a keyword or a stray character
+  (s, r) => {
+    const i = at(s, r);
+    return s.slice(0, i) + pick(JUNK, r) + s.slice(i);
+  },
+  // delete a token
+  (s, r) => {
+    const p = pieces(s);
+    p.splice(Math.floor(r() * p.length), 1);
+    return p.join('');
+  },
+  // duplicate a token
+  (s, r) => {
+    const p = pieces(s);
+    const i = Math.floor(r() * p.length);
+    p.splice(i, 0, p[i] ?? '');
+    return p.join('');
+  },
+  // swap two tokens
+  (s, r) => {
+    const p = pieces(s);
+    const i = Math.floor(r() * p.length);
+    const j = Math.floor(r() * p.length);
+    [p[i], p[j]] = [p[j], p[i]];
+    return p.join('');
+  },
+  // truncate
+  (s, r) => s.slice(0, at(s, r)),
+];
+
+/** Maps offsets to line/col, counting \n, \r\n and \r as one break each (independently of dsl/). */
+function positions(text: string): (offset: number) => [number, number] {
+  const starts = [0];
+  for (const m of text.matchAll(/\r\n?|\n/g)) starts.push((m.index ?? 0) + m[0].length);
+  return (offset) => {
+    let line = 0;
+    while (line + 1 < starts.length && starts[line + 1] <= offset) line++;
+    return [line + 1, offset - starts[line] + 1];
+  };
+}
+
+type Pos = (offset: number) => [number, number];
+
+function checkSpan(s: Span, text: string, pos: Pos, what: string): void {
+  const ok = s.file === 'fuzz.arch' && s.offset >= 0 && s.offset <= s.endOffset && s.endOffset <= text.length && s.line >= 1 && s.col >= 1;
+  if (!ok) throw new Error(`${what}: bad span ${JSON.stringify(s)} for text of length ${text.length}`);
+  const [line, col] = pos(s.offset);
+  if (line !== s.line || col !== s.col) throw new Error(`${what}: span ${s.line}:${s.col} but offset ${s.offset} is ${line}:${col}`);
+  const [endLine, endCol] = pos(s.endOffset);
+  if (endLine !== s.endLine || endCol !== s.endCol) throw new Error(`${what}: span end ${s.endLine}:${s.endCol} but offset ${s.endOffset} is ${endLine}:${endCol}`);
+}
+
+/** Every span anywhere in the AST (keys ending in `span`). */
+function checkAstSpans(v: unknown, text: string, pos: Pos): void {
+  if (Array.isArray(v)) for (const x of v) checkAstSpans(x, text, pos);
+  else if (v && typeof v === 'object') {
+    for (const [k, x] of Object.entries(v)) {
+      if (/span$/i.test(k)) checkSpan(x as Span, text, pos, `AST ${k}`);
+      else checkAstSpans(x, text, pos);
+    }
+  }
+}
+
+function checkDiagnostic(d: Diagnostic, text: string, pos: Pos): void {
+  if (!(d.code in MESSAGES) || !d.code.startsWith('AC1')) throw new Error(`unexpected code ${d.code}`);
+  if (!d.message || d.severity !== 'error') throw new Error(`bad diagnostic ${JSON.stringify(d)}`);
+  if (!d.span) throw new Error(`${d.code} has no span`);
+  checkSpan(d.span, text, pos, d.code);
+}
+
+describe('fuzz', () => {
+  it('the seed programs are valid', () => {
+    for (const p of PROGRAMS) expect(parse(p, 'fuzz.arch').diagnostics).toEqual([]);
+  });
+
+  it('parse never throws and keeps every span inside the text', () => {
+    const r = prng(20240607);
+    const runs = 1500;
+    const started = performance.now();
+    let withErrors = 0;
+    let mutations = 0;
+    let parseMs = 0;
+    for (let i = 0; i < runs; i++) {
+      let text = pick(PROGRAMS, r);
+      const count = 1 + Math.floor(r() * 4);
+      for (let k = 0; k < count; k++) text = pick(MUTATIONS, r)(text, r);
+      mutations += count;
+      let result: ReturnType<typeof parse>;
+      try {
+        const t0 = performance.now();
+        result = parse(text, 'fuzz.arch');
+        parseMs += performance.now() - t0;
+        const pos = positions(text);
+        for (const d of result.diagnostics) checkDiagnostic(d, text, pos);
+        checkAstSpans(result.program, text, pos);
+      } catch (e) {
+        throw new Error(`run ${i} failed on ${JSON.stringify(text)}:\n${e instanceof Error ? e.stack : String(e)}`);
+      }
+      if (result.diagnostics.length > 0) withErrors++;
+    }
+    const ms = performance.now() - started;
+    console.log(`fuzz: ${runs} programs (${mutations} mutations) in ${ms.toFixed(0)} ms (parse ${parseMs.toFixed(0)} ms), ${withErrors} with diagnostics`);
+    expect(withErrors).toBeGreaterThan(runs / 2);
+    // About 2 s on an idle machine; the bound only catches pathological recovery (e.g. exponential).
+    expect(ms).toBeLessThan(20000);
+  }, 30000);
+});
