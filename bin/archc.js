@@ -3,5 +3,12 @@
 import { register } from 'tsx/esm/api';
 
 register();
-const { main } = await import('../cli/main.ts');
-process.exitCode = await main(process.argv.slice(2));
+try {
+  const { main } = await import('../cli/main.ts');
+  process.exitCode = await main(process.argv.slice(2));
+} catch (e) {
+  // Only a broken installation gets here (main reports every error itself).
+  process.stderr.write(`archc: internal error while starting: ${e instanceof Error ? e.message : String(e)}\n`);
+  if (process.env.ARCHC_DEBUG) process.stderr.write(`${e instanceof Error ? e.stack : ''}\n`);
+  process.exitCode = 70;
+}

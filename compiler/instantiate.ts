@@ -206,6 +206,19 @@ class Instantiator {
         return this.execBody(s.body, { ...frame, prefix: `${frame.prefix}${s.name}.`, created: new Set() });
       case 'return':
         return { values: s.values.map((e) => this.eval(e, frame)), exprs: s.values };
+      case 'assert': {
+        const t = this.eval(s.test, frame);
+        if (t.k === 'error') return undefined;
+        if (t.k !== 'const' || typeof t.v !== 'boolean') this.report(diag('AC300', s.test.span, ['assert condition', 'a bool', describe(t)]));
+        if (!t.v) {
+          const shown = [...new Set(namesIn(s.test))].flatMap((n) => {
+            const v = frame.vars.get(n) ?? (frame.params?.has(n) ? { k: 'const' as const, v: frame.params.get(n) } : undefined);
+            return v?.k === 'const' ? [`${n} = ${JSON.stringify(v.v)}`] : [];
+          });
+          this.report(diag('AC406', s.test.span, [s.message ?? 'condition is false'], shown.length ? shown.join(', ') : undefined));
+        }
+        return undefined;
+      }
     }
   }
 
@@ -363,7 +376,10 @@ class Instantiator {
   }
 
   private binary(e: Extract<Expr, { kind: 'binary' }>, frame: Frame): Val {
-    const a = this.eval(e.left, frame), b = this.eval(e.right, frame);
+    const a = this.eval(e.left, frame);
+    // `and` / `or` short-circuit, so `len(l) == 0 or max(l) < n` is safe.
+    if ((e.op === 'and' || e.op === 'or') && a.k === 'const' && typeof a.v === 'boolean' && a.v === (e.op === 'or')) return a;
+    const b = this.eval(e.right, frame);
     if (a.k === 'error' || b.k === 'error') return ERR;
     if (a.k === 'tensor' || b.k === 'tensor') {
       if (a.k !== 'tensor' || b.k !== 'tensor' || !['+', '-', '*'].includes(e.op)) {
@@ -707,6 +723,22 @@ const c = (v: ParamValue): Val => ({ k: 'const', v });
 
 function loc(span: Span): Loc {
   return { file: span.file, line: span.line, col: span.col };
+}
+
+/** The names an expression reads (for the values shown with a failed assert). */
+function namesIn(e: Expr): string[] {
+  switch (e.kind) {
+    case 'name': return [e.name];
+    case 'member': return namesIn(e.object);
+    case 'index': return [...namesIn(e.object), ...namesIn(e.index)];
+    case 'unary': return namesIn(e.operand);
+    case 'binary': return [...namesIn(e.left), ...namesIn(e.right)];
+    case 'cond': return [...namesIn(e.test), ...namesIn(e.then), ...namesIn(e.else)];
+    case 'list': return e.items.flatMap(namesIn);
+    case 'call': return [...namesIn(e.callee), ...e.args.flatMap((a) => namesIn(a.value))];
+    case 'labeled': return namesIn(e.expr);
+    default: return [];
+  }
 }
 
 function equal(a: ParamValue, b: ParamValue): boolean {

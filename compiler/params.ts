@@ -132,7 +132,7 @@ export class Params implements ParamSource {
     const v = this.defaultValue(decl);
     if (decl.type) {
       const checked = convert(v, decl.type);
-      if (checked === undefined) throw new CompileError([diag('AC300', decl.value.span, [decl.name, article(decl.type), JSON.stringify(v)])]);
+      if (checked === undefined) throw new CompileError([diag('AC300', decl.value.span, [`param ${decl.name}`, article(decl.type), JSON.stringify(v)])]);
       return checked;
     }
     return v;

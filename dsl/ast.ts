@@ -93,6 +93,8 @@ export type Stmt =
   | { readonly kind: 'if'; readonly test: Expr; readonly then: readonly Stmt[]; readonly else: readonly Stmt[]; readonly span: Span }
   /** `scope name { ... }`: prefixes instance names with `name.`. */
   | { readonly kind: 'scope'; readonly name: string; readonly nameSpan: Span; readonly body: readonly Stmt[]; readonly span: Span }
+  /** `assert cond, "message"`: a compile-time check with the author's message. */
+  | { readonly kind: 'assert'; readonly test: Expr; readonly message?: string; readonly span: Span }
   /** `return a, b` */
   | { readonly kind: 'return'; readonly values: readonly Expr[]; readonly span: Span };
 

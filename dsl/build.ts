@@ -172,6 +172,7 @@ class Builder {
       case 'ifStmt': return this.ifStmt(child);
       case 'scopeStmt': return this.scopeStmt(child);
       case 'returnStmt': return this.returnStmt(child);
+      case 'assertStmt': return this.assertStmt(child);
       case 'assignStmt': return this.assignStmt(child);
       default: return undefined;
     }
@@ -259,6 +260,14 @@ class Builder {
     const values = this.nodes(n, 'expr').map((e) => this.expr(e)).filter(defined);
     if (!span || values.length === 0) return undefined;
     return { kind: 'return', values, span };
+  }
+
+  assertStmt(n: CstNode): Stmt | undefined {
+    const span = this.nodeSpan(n);
+    const test = this.expr(this.node(n, 'expr'));
+    const message = this.tok(n, 'StringLit');
+    if (!span || !test) return undefined;
+    return { kind: 'assert', test, message: message ? decodeString(message) : undefined, span };
   }
 
   assignStmt(n: CstNode): Stmt | undefined {

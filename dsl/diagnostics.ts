@@ -12,7 +12,6 @@ export const MESSAGES = {
   AC103: 'unterminated string',
   AC104: 'invalid number {0}',
   AC105: 'cannot import {0}: no file {1}',
-  AC106: 'import cycle: {0}',
   AC107: 'unknown escape {0} in a string',
   AC108: 'nesting is too deep here',
   // 2xx: names
@@ -27,7 +26,7 @@ export const MESSAGES = {
   AC208: '{0} is a {1}, not a {2}',
   AC209: 'this {0} instance needs a name',
   // 3xx: params, config and overrides
-  AC300: 'param {0} must be {1}, got {2}',
+  AC300: '{0} must be {1}, got {2}',
   AC301: 'config key {0} must be {1}, got {2}',
   AC302: 'unknown param {0} in --set',
   AC303: '--set expects name=value, got {0}',
@@ -49,7 +48,7 @@ export const MESSAGES = {
   AC403: 'unknown dtype {0}',
   AC404: 'expected {0} values, got {1}',
   AC405: '{0} has no return',
-  AC406: 'attention layer index {0} is out of range 0..{1}',
+  AC406: 'assertion failed: {0}',
   AC407: 'value {0} is defined but never used',
 } as const;
 

@@ -44,6 +44,7 @@ export const If = keyword('if');
 export const Then = keyword('then');
 export const Else = keyword('else');
 export const Return = keyword('return');
+export const Assert = keyword('assert');
 export const Hf = keyword('hf');
 export const And = keyword('and');
 export const Or = keyword('or');
@@ -52,7 +53,7 @@ export const True = keyword('true');
 export const False = keyword('false');
 export const Inf = keyword('inf');
 /** The keywords that can never be names. */
-export const RESERVED: ReadonlySet<TokenType> = new Set([For, In, As, If, Then, Else, Return, Hf, And, Or, Not, True, False, Inf]);
+export const RESERVED: ReadonlySet<TokenType> = new Set([For, In, As, If, Then, Else, Return, Assert, Hf, And, Or, Not, True, False, Inf]);
 
 const DIGITS = '0123456789'.split('');
 // `0..n` lexes as 0 .. n: a fraction needs a digit after the dot. A number glued to letters
@@ -107,7 +108,7 @@ export const allTokens: TokenType[] = [
   WhiteSpace, Comment,
   Name, Target, NumberLit, StringLit, AddOp, MulOp, CmpOp,
   Import, Block, Model, Param, Let, Weight, Scope,
-  For, Inf, In, As, If, Then, Else, Return, Hf, And, Or, Not, True, False,
+  For, Inf, In, Assert, As, If, Then, Else, Return, Hf, And, Or, Not, True, False,
   Ident,
   NumberToken, BadNumber, StringToken, BadString,
   DotDot, Dot, StarStar, Star, SlashSlash, Slash, Percent, Plus, Minus,

@@ -157,6 +157,7 @@ export class ArchParser extends CstParser {
       alt(() => this.SUBRULE(this.ifStmt)),
       alt(() => this.SUBRULE(this.scopeStmt)),
       alt(() => this.SUBRULE(this.returnStmt)),
+      alt(() => this.SUBRULE(this.assertStmt)),
       alt(() => this.SUBRULE(this.assignStmt)),
     ]);
   });
@@ -269,6 +270,16 @@ export class ArchParser extends CstParser {
     this.MANY(() => {
       this.CONSUME(T.Comma);
       this.SUBRULE2(this.expr);
+    });
+  });
+
+  // assertStmt := 'assert' expr (',' STRING)?
+  assertStmt = this.RULE('assertStmt', () => {
+    this.CONSUME(T.Assert);
+    this.SUBRULE(this.expr);
+    this.OPTION(() => {
+      this.CONSUME(T.Comma);
+      this.CONSUME(T.StringLit);
     });
   });
 

@@ -54,6 +54,7 @@ const ROWS: Row[] = [
   { name: 'unknown weight dtype', source: `block W()(x) {\n  weight w[4]: f64\n  return x\n}\nmodel M(t: i32[T]) {\n  return q: W()(t)\n}\n`, code: 'AC403', line: 2, col: 3 },
   { name: 'unpacking the wrong count', source: model('  e = Embedding(16, d)\n  a, b = split(e(tokens), sizes: [4, 2, 2])\n  return a'), code: 'AC404', line: 4, col: 10 },
   { name: 'block without return', source: `block B()(x) {\n  let y = 1\n}\nmodel M(t: i32[T]) {\n  return q: B()(t)\n}\n`, code: 'AC405', line: 1, col: 7 },
+  { name: 'failed assert (attention layer index out of range)', source: model('  assert max(attn) < n, "attention layer indices must lie in 0..n-1"\n  return tokens', '  param attn = [1, 4]\n  param n = 4'), code: 'AC406', line: 3, col: 10 },
 ];
 
 describe('diagnostics: one failing input each', () => {
@@ -70,6 +71,31 @@ describe('diagnostics: one failing input each', () => {
       }
     });
   }
+});
+
+describe('models/bamba.arch checks its params', () => {
+  const bamba = join(import.meta.dirname, '..', '..', 'models', 'bamba.arch');
+  const codes = (set: string[]) => {
+    try {
+      compileFile(bamba, { set });
+      return [];
+    } catch (e) {
+      return (e as CompileError).diagnostics.map((d) => `${d.code} ${d.message}${d.hint ? ` (${d.hint})` : ''}`);
+    }
+  };
+  it('attention indices out of range', () => {
+    expect(codes(['attn_layers=[9, 32]'])).toEqual(['AC406 assertion failed: attention layer indices must lie in 0..n_layers-1 (attn_layers = [9,32], n_layers = 32)']);
+    expect(codes(['attn_layers=[-1]'])[0]).toMatch(/^AC406/);
+    expect(codes(['attn_layers=[]'])).toEqual([]);
+  });
+  it('heads that do not divide', () => {
+    const ds = codes(['n_kv_heads=5']);
+    expect(ds[0]).toMatch(/^AC406 .*kv heads/);
+    expect(ds[1]).toMatch(/^AC400 attention: attention kv heads 5 do not divide heads 32/);
+  });
+  it('mamba heads that do not tile the inner width', () => {
+    expect(codes(['mamba_head_dim=48'])[0]).toMatch(/^AC406 .*Mamba heads/);
+  });
 });
 
 describe('diagnostics: several at once', () => {

@@ -20,3 +20,10 @@ describe('size budget', () => {
     expect(counts.dsl).toBeLessThanOrEqual(1600);
   });
 });
+
+describe('docs/LANGUAGE.md', () => {
+  it('documents every primitive', () => {
+    const doc = readFileSync(join(ROOT, 'docs', 'LANGUAGE.md'), 'utf8');
+    for (const op of OPS) expect(doc, op.name).toContain(`| \`${op.name}\` |`);
+  });
+});
