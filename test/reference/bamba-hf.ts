@@ -49,7 +49,7 @@ export function bambaReference(config: HfConfig, ckpt: Checkpoint, ids: readonly
 
   // embed_tokens
   const E = W('model.embed_tokens.weight');
-  let hidden = new Float64Array(T * D);
+  let hidden: Mat = new Float64Array(T * D);
   ids.forEach((id, t) => hidden.set(E.subarray(id * D, (id + 1) * D), t * D));
 
   // BambaRotaryEmbedding over dim = head_dim · partial_rotary_factor
