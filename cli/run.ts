@@ -10,6 +10,7 @@ import { hfConfigText, initWeights } from '../compiler/init.ts';
 import { lowerToProgram } from '../compiler/lower.ts';
 import { computeStats } from '../compiler/stats.ts';
 import { CompileError, diag } from '../dsl/diagnostics.ts';
+import { causalLmLoss } from '../runtime/loss.ts';
 import { Model } from '../runtime/model.ts';
 import { createRng } from '../runtime/rng.ts';
 import { writeSafetensors, writeShardedSafetensors } from '../runtime/safetensors.ts';
@@ -120,30 +121,29 @@ export function registerRunCommands(p: Command): void {
       const seqs = parseIdLists(o.ids, '--ids');
       const model = await loadModel(file, o, false);
       const ids = seqs.flat();
+      const cu = [0];
+      for (const s of seqs) cu.push(cu[cu.length - 1]! + s.length);
       let logits: Float32Array;
+      let loss: number | undefined;
       if (o.step) {
         if (o.positions) usage('--positions with --step', 'decode numbers positions itself');
         logits = stepByStep(model, seqs);
       } else {
         const positions = o.positions ? parseIdLists(o.positions, '--positions').flat() : undefined;
-        const cu = [0];
-        for (const s of seqs) cu.push(cu[cu.length - 1]! + s.length);
-        logits = model.forward(positions ? { ids, positions } : { ids, cuSeqlens: cu }).logits;
+        // labels = ids; the first token of each packed sequence is not predicted from the one before
+        const labels = o.loss ? Int32Array.from(ids) : undefined;
+        if (labels) cu.slice(1, -1).forEach((start) => (labels[start] = -100));
+        const r = model.forward(positions ? { ids, positions, labels } : { ids, cuSeqlens: cu, labels });
+        logits = r.logits;
+        loss = r.loss;
+      }
+      if (o.loss && o.step) {
+        const labels = Int32Array.from(ids);
+        cu.slice(1, -1).forEach((start) => (labels[start] = -100));
+        loss = causalLmLoss(logits, ids.length, model.vocab, labels).loss;
       }
       if (o.out) writeFileAtomic(o.out, encodeNpy(logits, [ids.length, model.vocab]));
-      if (o.loss) {
-        // labels = ids; the first token of each packed sequence is not predicted from the one before
-        const labels = Int32Array.from(ids);
-        let start = 0;
-        for (const s of seqs) {
-          if (start > 0) labels[start] = -100;
-          start += s.length;
-        }
-        const cu = [0];
-        for (const s of seqs) cu.push(cu[cu.length - 1]! + s.length);
-        const r = model.forward({ ids, cuSeqlens: cu, labels });
-        process.stdout.write(JSON.stringify({ loss: r.loss, tokens: ids.length }) + '\n');
-      }
+      if (o.loss) process.stdout.write(JSON.stringify({ loss, tokens: ids.length }) + '\n');
       if (!o.out && !o.loss) process.stdout.write(`logits [${ids.length}, ${model.vocab}]: pass --out FILE.npy to save them\n`);
     });
 

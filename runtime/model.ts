@@ -119,7 +119,8 @@ export class Model {
       seqs = seqsFromPositions(positions);
     }
     if (positions.length !== T) throw new RuntimeError('RT301', [`${positions.length} positions for ${T} tokens`]);
-    const sequences = seqs.map((s) => this.newSequence(Math.max(this.capacity, s.len)));
+    // A forward pass keeps no cache: each sequence's KV rows need only hold the sequence itself.
+    const sequences = seqs.map((s) => this.newSequence(s.len));
     const logits = this.engine.run({ tokens: ids, positions, seqs, sequences }).get(this.program.outputs[0]!.name)!;
     let loss: number | undefined;
     if (input.labels) {
