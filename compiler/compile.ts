@@ -83,7 +83,8 @@ export function loadConfig(path: string): HfConfigInput {
   try {
     return { file: displayName(path), config: readHfConfig(path) };
   } catch (e) {
-    throw new CompileError([diag('AC304', undefined, [displayName(path), (e as Error).message])]);
+    const text = (e as { text?: string }).text ?? (e as Error).message;
+    throw new CompileError([diag('AC304', undefined, [displayName(path), text])]);
   }
 }
 

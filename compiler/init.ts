@@ -115,11 +115,12 @@ export function initWeights(g: Graph, rng: Rng, dtype?: DType): { name: string; 
 }
 
 /** config.json for a random checkpoint: every bound param under its first key. */
-export function hfConfigText(c: Compiled, dtype?: DType): string {
+export function hfConfigText(c: Compiled, dtype?: DType, edit?: (cfg: Record<string, unknown>) => void): string {
   const cfg: Record<string, unknown> = { architectures: [`${c.graph.model}ForCausalLM`], model_type: c.graph.model.toLowerCase() };
   for (const b of c.allBindings) cfg[b.keys[0]!] = b.value;
   const d = dtype ?? (typeof c.graph.params.dtype === 'string' ? c.graph.params.dtype : 'f32');
   cfg.torch_dtype = { f32: 'float32', f16: 'float16', bf16: 'bfloat16' }[d as 'f32' | 'f16' | 'bf16'] ?? 'float32';
+  edit?.(cfg);
   // Hugging Face writes infinities as bare Infinity (Python's json); so do we.
   return JSON.stringify(cfg, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? `__${v}__` : v), 2)
     .replace(/"__(-?Infinity|NaN)__"/g, '$1') + '\n';
