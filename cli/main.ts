@@ -8,23 +8,9 @@ import { graphToJson } from '../compiler/schema.ts';
 import { computeStats, formatStats } from '../compiler/stats.ts';
 import { formatDiagnostic } from '../dsl/diagnostics.ts';
 import { reportError } from './errors.ts';
+import { type CommonOpts, withCommon } from './common.ts';
 import { writeFileAtomic } from './fsutil.ts';
 import { registerRunCommands } from './run.ts';
-
-const collect = (v: string, prev: string[]) => [...prev, v];
-
-interface CommonOpts {
-  hfConfig?: string;
-  set: string[];
-  model?: string;
-}
-
-function withCommon(cmd: Command): Command {
-  return cmd
-    .option('--hf-config <file>', 'bind params from a Hugging Face config.json')
-    .option('--set <name=value>', 'override a param (repeatable)', collect, [])
-    .option('--model <name>', 'the model to use when the file has several');
-}
 
 function compile(file: string, o: CommonOpts) {
   const c = compileFile(file, { hfConfig: o.hfConfig, set: o.set, model: o.model });

@@ -14,23 +14,9 @@ import { Model } from '../runtime/model.ts';
 import { createRng } from '../runtime/rng.ts';
 import { writeSafetensors, writeShardedSafetensors } from '../runtime/safetensors.ts';
 import type { DType } from '../runtime/tensor.ts';
+import { type CommonOpts, withCommon } from './common.ts';
 import { writeFileAtomic } from './fsutil.ts';
 import { encodeNpy } from './npy.ts';
-
-const collect = (v: string, prev: string[]) => [...prev, v];
-
-interface CommonOpts {
-  hfConfig?: string;
-  set: string[];
-  model?: string;
-}
-
-function common(cmd: Command): Command {
-  return cmd
-    .option('--hf-config <file>', 'bind params from a Hugging Face config.json')
-    .option('--set <name=value>', 'override a param (repeatable)', collect, [])
-    .option('--model <name>', 'the model to use when the file has several');
-}
 
 /** Compiles for a checkpoint: its config.json binds the params unless --hf-config names another. */
 function compileFor(file: string, o: CommonOpts, weightsDir?: string): Compiled {
@@ -69,7 +55,7 @@ async function loadModel(file: string, o: CommonOpts & { weights: string; allowE
 }
 
 export function registerRunCommands(p: Command): void {
-  common(p.command('build <file>').description('compile a model into an npm package (generated TypeScript runtime, graph.json, report)'))
+  withCommon(p.command('build <file>').description('compile a model into an npm package (generated TypeScript runtime, graph.json, report)'))
     .requiredOption('-o, --out <dir>', 'the package directory to write')
     .option('--name <name>', 'npm package name')
     .action(async (file: string, o: CommonOpts & { out: string; name?: string }) => {
@@ -84,7 +70,7 @@ export function registerRunCommands(p: Command): void {
       process.stdout.write(`built ${r.dir}: model ${compiled.graph.model}, ${program.steps.length} kernels, ${r.files.length} files in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
     });
 
-  common(p.command('init-weights <file>').description('write a random checkpoint in Hugging Face layout (config.json + safetensors)'))
+  withCommon(p.command('init-weights <file>').description('write a random checkpoint in Hugging Face layout (config.json + safetensors)'))
     .requiredOption('-o, --out <dir>', 'the checkpoint directory to write')
     .addOption(new Option('--dtype <dtype>', 'weight dtype').choices(['f32', 'bf16', 'f16']))
     .option('--seed <n>', 'random seed', '0')
@@ -109,7 +95,7 @@ export function registerRunCommands(p: Command): void {
       process.stdout.write(`wrote ${o.out}: ${tensors.length} tensors, ${n.toLocaleString('en-US')} parameters\n`);
     });
 
-  common(p.command('forward <file>').description('run a forward pass and write the logits as .npy'))
+  withCommon(p.command('forward <file>').description('run a forward pass and write the logits as .npy'))
     .requiredOption('--weights <dir>', 'checkpoint directory')
     .requiredOption('--ids <ids>', 'token ids, comma-separated; `;` separates packed sequences')
     .option('--positions <ids>', 'position ids (a 0 starts a new sequence)')
@@ -148,7 +134,7 @@ export function registerRunCommands(p: Command): void {
       if (!o.out && !o.loss) process.stdout.write(`logits [${ids.length}, ${model.vocab}]: pass --out FILE.npy to save them\n`);
     });
 
-  common(p.command('run <file>').description('generate text from a prompt'))
+  withCommon(p.command('run <file>').description('generate text from a prompt'))
     .requiredOption('--weights <dir>', 'checkpoint directory')
     .option('--prompt <text>', 'the prompt (needs tokenizer.json)')
     .option('--ids <ids>', 'prompt token ids instead of text')

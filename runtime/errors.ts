@@ -1,5 +1,6 @@
 // Runtime errors as data: a stable code, its text in one table, and where it happened (file, tensor,
-// config key). Bad checkpoints, configs and inputs are RuntimeError; tests assert the code.
+// config key). Bad checkpoints, configs, tokenizer files, sampling options and inputs are
+// RuntimeError; tests assert the code.
 
 /** Every runtime error text. `{0}`, `{1}` … are filled from the arguments. */
 export const RUNTIME_MESSAGES = {
@@ -45,15 +46,39 @@ export const RUNTIME_MESSAGES = {
   RT200: 'cannot read config {0}: {1}',
   RT201: '{0}:{1}:{2}: invalid JSON: {3}',
   RT202: '{0}: config must be a JSON object, found {1}',
-  RT210: '{0} does not match this program:\n  {1}\n{2}',
   RT203: '{0}:{1}:{2}: invalid __float__ value {3} (expected "Infinity", "-Infinity", "NaN" or a number)',
+  RT210: '{0} does not match this program:\n  {1}\n{2}',
   // 3xx: inputs to a running model
   RT300: 'token id {0} at position {1} is out of range for a vocabulary of {2}',
   RT301: 'bad batch: {0}',
   RT302: 'cache full: {0}',
   RT303: 'unsupported {0}; {1}',
+  // 31x: sampling options and the logits they apply to
+  RT310: 'sampling option temperature must be a finite number ≥ 0, got {0}',
+  RT311: 'sampling option topK must be an integer ≥ 0, got {0}',
+  RT312: 'sampling option topP must be in (0, 1], got {0}',
+  RT313: 'sampling option minP must be in [0, 1], got {0}',
+  RT314: 'sampling option repetitionPenalty must be a finite number > 0, got {0}',
+  RT315: 'sampling option seed must be a safe integer, got {0}',
+  RT316: 'cannot sample from logits of length {0}',
+  RT317: 'logits contain NaN at index {0}',
+  RT318: 'logits have no finite maximum (largest is {0})',
+  // 32x: loss inputs
+  RT320: 'label {0} at position {1} ({2}) is out of range for a vocabulary of {3}; only -100 is ignored',
+  RT321: 'logits hold {0} values, expected T × V = {1} × {2} = {3}',
+  RT322: 'labels hold {0} values, expected T = {1}',
+  RT323: 'T and V must be non-negative integers (V > 0), got T = {0}, V = {1}',
+  RT324: 'zLossCoefficient must be a finite number ≥ 0, got {0}',
   // 4xx: tokenizer
   RT400: 'cannot load tokenizer {0}: {1}',
+  RT401: '{0}: invalid JSON: {1}',
+  RT402: '{0}: {1}',
+  RT403: '{0}: rejected by the tokenizer library: {1}',
+  RT404: '{0}: {1} {2} is not in the vocabulary',
+  RT405: '{0}: {1} must be a token string or an object with a string "content", found {2}',
+  RT406: '{0}: {1} is true but no {2} is set',
+  RT407: 'token id {0} at position {1} is not a non-negative integer',
+  RT408: 'cannot encode: the tokenizer has no id for piece {0} and no unk_token',
 } as const;
 
 export type RuntimeCode = keyof typeof RUNTIME_MESSAGES;

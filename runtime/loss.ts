@@ -2,33 +2,9 @@
 // row t of logits [T, V] predicts labels[t + 1]; the last row predicts nothing; label -100 is
 // ignored; loss = mean cross-entropy over the counted rows, with log-softmax in f64.
 
+import { fail } from './errors.ts';
+
 export const IGNORE_INDEX = -100;
-
-// ---- errors ------------------------------------------------------------------------------------
-// Local until runtime/errors.ts settles; codes and texts follow its RuntimeError (`CODE: text`).
-
-export const LOSS_MESSAGES = {
-  RT320: 'label {0} at position {1} ({2}) is out of range for a vocabulary of {3}; only -100 is ignored',
-  RT321: 'logits hold {0} values, expected T × V = {1} × {2} = {3}',
-  RT322: 'labels hold {0} values, expected T = {1}',
-  RT323: 'T and V must be non-negative integers (V > 0), got T = {0}, V = {1}',
-  RT324: 'zLossCoefficient must be a finite number ≥ 0, got {0}',
-} as const;
-
-export type LossCode = keyof typeof LOSS_MESSAGES;
-
-export class LossError extends Error {
-  readonly code: LossCode;
-  readonly text: string;
-
-  constructor(code: LossCode, args: readonly unknown[]) {
-    const text = LOSS_MESSAGES[code].replace(/\{(\d+)\}/g, (_, i: string) => String(args[Number(i)]));
-    super(`${code}: ${text}`);
-    this.name = 'LossError';
-    this.code = code;
-    this.text = text;
-  }
-}
 
 export interface CausalLmLoss {
   /** Mean cross-entropy over counted rows (+ coef × zLoss). NaN when no row is counted, like torch's mean over nothing. */
@@ -44,13 +20,13 @@ export interface CausalLmLoss {
  * so a bad label fails loudly instead of being silently ignored.
  */
 export function causalLmLoss(logits: Float32Array, T: number, V: number, labels: Int32Array, zLossCoefficient = 0): CausalLmLoss {
-  if (!Number.isInteger(T) || T < 0 || !Number.isInteger(V) || V <= 0) throw new LossError('RT323', [T, V]);
-  if (logits.length !== T * V) throw new LossError('RT321', [logits.length, T, V, T * V]);
-  if (labels.length !== T) throw new LossError('RT322', [labels.length, T]);
-  if (!(Number.isFinite(zLossCoefficient) && zLossCoefficient >= 0)) throw new LossError('RT324', [zLossCoefficient]);
+  if (!Number.isInteger(T) || T < 0 || !Number.isInteger(V) || V <= 0) fail('RT323', [T, V]);
+  if (logits.length !== T * V) fail('RT321', [logits.length, T, V, T * V]);
+  if (labels.length !== T) fail('RT322', [labels.length, T]);
+  if (!(Number.isFinite(zLossCoefficient) && zLossCoefficient >= 0)) fail('RT324', [zLossCoefficient]);
   for (let t = 0; t < T; t++) {
     const y = labels[t];
-    if (y !== IGNORE_INDEX && (y < 0 || y >= V)) throw new LossError('RT320', [y, t, t === 0 ? 'no logits row predicts it' : `the target of logits row ${t - 1}`, V]);
+    if (y !== IGNORE_INDEX && (y < 0 || y >= V)) fail('RT320', [y, t, t === 0 ? 'no logits row predicts it' : `the target of logits row ${t - 1}`, V]);
   }
 
   const wantZ = zLossCoefficient > 0;

@@ -4,6 +4,7 @@
 // and top-p are quickselects (expected O(V)); nothing sorts the vocabulary.
 
 import { createRng, type Rng } from './rng.ts';
+import { fail, type RuntimeCode } from './errors.ts';
 
 export interface SamplingOptions {
   /** 0 or undefined: greedy. */
@@ -20,44 +21,9 @@ export interface SamplingOptions {
   seed?: number;
 }
 
-// ---- errors ------------------------------------------------------------------------------------
-// Local until runtime/errors.ts settles; codes and texts follow its RuntimeError (`CODE: text`).
-
-export const SAMPLING_MESSAGES = {
-  RT300: 'token id {0} at position {1} is out of range for a vocabulary of {2}',
-  RT310: 'sampling option temperature must be a finite number ≥ 0, got {0}',
-  RT311: 'sampling option topK must be an integer ≥ 0, got {0}',
-  RT312: 'sampling option topP must be in (0, 1], got {0}',
-  RT313: 'sampling option minP must be in [0, 1], got {0}',
-  RT314: 'sampling option repetitionPenalty must be a finite number > 0, got {0}',
-  RT315: 'sampling option seed must be a safe integer, got {0}',
-  RT316: 'cannot sample from logits of length {0}',
-  RT317: 'logits contain NaN at index {0}',
-  RT318: 'logits have no finite maximum (largest is {0})',
-} as const;
-
-export type SamplingCode = keyof typeof SAMPLING_MESSAGES;
-
-export class SamplingError extends Error {
-  readonly code: SamplingCode;
-  readonly text: string;
-  readonly key?: string;
-
-  constructor(code: SamplingCode, args: readonly unknown[], key?: string) {
-    const text = SAMPLING_MESSAGES[code].replace(/\{(\d+)\}/g, (_, i: string) => String(args[Number(i)]));
-    super(`${code}: ${text}`);
-    this.name = 'SamplingError';
-    this.code = code;
-    this.text = text;
-    if (key !== undefined) this.key = key;
-  }
-}
-
-/** Throws a SamplingError naming the first out-of-range option. */
+/** Throws a RuntimeError naming the first out-of-range option. */
 export function validateSampling(o: SamplingOptions): void {
-  const bad = (code: SamplingCode, key: keyof SamplingOptions): never => {
-    throw new SamplingError(code, [o[key]], key);
-  };
+  const bad = (code: RuntimeCode, key: keyof SamplingOptions): never => fail(code, [o[key]], { key });
   const { temperature: t, topK: k, topP: p, minP: m, repetitionPenalty: r, seed: s } = o;
   if (t !== undefined && !(Number.isFinite(t) && t >= 0)) bad('RT310', 'temperature');
   if (k !== undefined && !(Number.isInteger(k) && k >= 0)) bad('RT311', 'topK');
@@ -105,7 +71,7 @@ export function sampleToken(logits: Float32Array, o: SamplingOptions, history: r
 export function samplingDistribution(logits: Float32Array, o: SamplingOptions, history: readonly number[]): TokenDistribution {
   validateSampling(o);
   const V = logits.length;
-  if (V === 0) throw new SamplingError('RT316', [V]);
+  if (V === 0) fail('RT316', [V]);
   if (scores.length < V) scores = new Float32Array(V);
   const s = scores.subarray(0, V);
   s.set(logits);
@@ -117,7 +83,7 @@ export function samplingDistribution(logits: Float32Array, o: SamplingOptions, h
     const seen = new Set<number>();
     for (let i = 0; i < history.length; i++) {
       const id = history[i];
-      if (!Number.isInteger(id) || id < 0 || id >= V) throw new SamplingError('RT300', [id, i, V]);
+      if (!Number.isInteger(id) || id < 0 || id >= V) fail('RT300', [id, i, V]);
       if (seen.has(id)) continue;
       seen.add(id);
       const x = s[id];
@@ -130,7 +96,7 @@ export function samplingDistribution(logits: Float32Array, o: SamplingOptions, h
   let max = -Infinity;
   for (let i = 0; i < V; i++) {
     const x = s[i];
-    if (x !== x) throw new SamplingError('RT317', [i]);
+    if (x !== x) fail('RT317', [i]);
     if (x > max) {
       max = x;
       best = i;
@@ -138,7 +104,7 @@ export function samplingDistribution(logits: Float32Array, o: SamplingOptions, h
   }
   const temperature = o.temperature ?? 0;
   if (temperature === 0) return { ids: Int32Array.of(best), weights: Float64Array.of(1) };
-  if (!Number.isFinite(max)) throw new SamplingError('RT318', [max]);
+  if (!Number.isFinite(max)) fail('RT318', [max]);
 
   // Candidates: top-k by the k-th largest penalised logit (dividing by T > 0 keeps the order).
   const topK = o.topK ?? 0;

@@ -3,40 +3,7 @@
 // Browser-safe: only loadTokenizer touches the file system, through a dynamic import.
 
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
-
-// ---- errors ------------------------------------------------------------------------------------
-// Local until runtime/errors.ts settles; codes and texts follow its RuntimeError (`CODE: text`).
-
-export const TOKENIZER_MESSAGES = {
-  RT400: 'cannot load tokenizer {0}: {1}',
-  RT401: '{0}: invalid JSON: {1}',
-  RT402: '{0}: {1}',
-  RT403: '{0}: rejected by the tokenizer library: {1}',
-  RT404: '{0}: {1} {2} is not in the vocabulary',
-  RT405: '{0}: {1} must be a token string or an object with a string "content", found {2}',
-  RT406: '{0}: {1} is true but no {2} is set',
-  RT407: 'token id {0} at position {1} is not a non-negative integer',
-  RT408: 'cannot encode: the tokenizer has no id for piece {0} and no unk_token',
-} as const;
-
-export type TokenizerCode = keyof typeof TOKENIZER_MESSAGES;
-
-export class TokenizerError extends Error {
-  readonly code: TokenizerCode;
-  readonly text: string;
-  readonly file?: string;
-  readonly key?: string;
-
-  constructor(code: TokenizerCode, args: readonly unknown[], ctx: { file?: string; key?: string } = {}, cause?: unknown) {
-    const text = TOKENIZER_MESSAGES[code].replace(/\{(\d+)\}/g, (_, i: string) => String(args[Number(i)]));
-    super(`${code}: ${text}`, cause === undefined ? undefined : { cause });
-    this.name = 'TokenizerError';
-    this.code = code;
-    this.text = text;
-    if (ctx.file !== undefined) this.file = ctx.file;
-    if (ctx.key !== undefined) this.key = ctx.key;
-  }
-}
+import { describeError, fail } from './errors.ts';
 
 // ---- API ---------------------------------------------------------------------------------------
 
@@ -87,7 +54,7 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer | null> {
       return { path, text: await readFile(path, 'utf8') };
     } catch (e) {
       if ((e as { code?: string }).code === 'ENOENT') return { path, text: null };
-      throw new TokenizerError('RT400', [path, e instanceof Error ? e.message : String(e)], { file: path }, e);
+      fail('RT400', [path, describeError(e)], { file: path }, e);
     }
   };
   const tok = await read('tokenizer.json');
@@ -122,10 +89,10 @@ function parseObject(text: string, file: string): Json {
   try {
     v = JSON.parse(text);
   } catch (e) {
-    throw new TokenizerError('RT401', [file, e instanceof Error ? e.message : String(e)], { file }, e);
+    fail('RT401', [file, describeError(e)], { file }, e);
   }
   if (v === null || typeof v !== 'object' || Array.isArray(v))
-    throw new TokenizerError('RT402', [file, `must be a JSON object, found ${describe(v)}`], { file });
+    fail('RT402', [file, `must be a JSON object, found ${describe(v)}`], { file });
   return v as Json;
 }
 
@@ -135,16 +102,16 @@ function tokenString(config: Json, key: string, file: string): string | undefine
   if (v === undefined || v === null) return undefined;
   if (typeof v === 'string') return v;
   if (typeof v === 'object' && typeof (v as Json).content === 'string') return (v as Json).content as string;
-  throw new TokenizerError('RT405', [file, key, describe(v)], { file, key });
+  fail('RT405', [file, key, describe(v)], { file, key });
 }
 
 const SENTINEL = '\u0000archc-sequence\u0000';
 
 function buildTokenizer(json: Json, rawConfig: Json, file: string, configFile: string): Tokenizer {
   if (json.model === null || typeof json.model !== 'object' || Array.isArray(json.model))
-    throw new TokenizerError('RT402', [file, `"model" must be an object, found ${describe(json.model)}`], { file, key: 'model' });
+    fail('RT402', [file, `"model" must be an object, found ${describe(json.model)}`], { file, key: 'model' });
   if (json.added_tokens !== undefined && !Array.isArray(json.added_tokens))
-    throw new TokenizerError('RT402', [file, `"added_tokens" must be an array, found ${describe(json.added_tokens)}`], { file, key: 'added_tokens' });
+    fail('RT402', [file, `"added_tokens" must be an array, found ${describe(json.added_tokens)}`], { file, key: 'added_tokens' });
   // The library insists on every component key; HF files have them, hand-written ones may not.
   const tokJson: Json = { normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, ...json };
   tokJson.added_tokens = json.added_tokens ?? [];
@@ -162,13 +129,13 @@ function buildTokenizer(json: Json, rawConfig: Json, file: string, configFile: s
   try {
     hf = new HfTokenizer(tokJson, libConfig);
   } catch (e) {
-    throw new TokenizerError('RT403', [file, e instanceof Error ? e.message : String(e)], { file }, e);
+    fail('RT403', [file, describeError(e)], { file }, e);
   }
 
   const idOf = (key: string, token: string | undefined): number | undefined => {
     if (token === undefined) return undefined;
     const id = hf.token_to_id(token);
-    if (id === undefined) throw new TokenizerError('RT404', [configFile, key, JSON.stringify(token)], { file: configFile, key });
+    if (id === undefined) fail('RT404', [configFile, key, JSON.stringify(token)], { file: configFile, key });
     return id;
   };
 
@@ -180,13 +147,13 @@ function buildTokenizer(json: Json, rawConfig: Json, file: string, configFile: s
     try {
       out = hf.post_processor([SENTINEL], null, true).tokens;
     } catch (e) {
-      throw new TokenizerError('RT403', [file, `post_processor: ${e instanceof Error ? e.message : String(e)}`], { file }, e);
+      fail('RT403', [file, `post_processor: ${describeError(e)}`], { file }, e);
     }
     const at = out.indexOf(SENTINEL);
     const ids = (ts: string[]): number[] =>
       ts.map((t) => {
         const id = hf.token_to_id(t);
-        if (id === undefined) throw new TokenizerError('RT404', [file, 'post_processor token', JSON.stringify(t)], { file, key: 'post_processor' });
+        if (id === undefined) fail('RT404', [file, 'post_processor token', JSON.stringify(t)], { file, key: 'post_processor' });
         return id;
       });
     if (at >= 0) {
@@ -202,11 +169,11 @@ function buildTokenizer(json: Json, rawConfig: Json, file: string, configFile: s
   const addBos = rawConfig.add_bos_token;
   const addEos = rawConfig.add_eos_token;
   if (addBos === true) {
-    if (bosId === undefined) throw new TokenizerError('RT406', [configFile, 'add_bos_token', 'bos_token'], { file: configFile, key: 'add_bos_token' });
+    if (bosId === undefined) fail('RT406', [configFile, 'add_bos_token', 'bos_token'], { file: configFile, key: 'add_bos_token' });
     if (prefix[0] !== bosId) prefix = [bosId, ...prefix];
   } else if (addBos === false && bosId !== undefined && prefix[0] === bosId) prefix = prefix.slice(1);
   if (addEos === true) {
-    if (eosId === undefined) throw new TokenizerError('RT406', [configFile, 'add_eos_token', 'eos_token'], { file: configFile, key: 'add_eos_token' });
+    if (eosId === undefined) fail('RT406', [configFile, 'add_eos_token', 'eos_token'], { file: configFile, key: 'add_eos_token' });
     if (suffix[suffix.length - 1] !== eosId) suffix = [...suffix, eosId];
   } else if (addEos === false && eosId !== undefined && suffix[suffix.length - 1] === eosId) suffix = suffix.slice(0, -1);
 
@@ -221,7 +188,7 @@ function buildTokenizer(json: Json, rawConfig: Json, file: string, configFile: s
     const kept: number[] = [];
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i];
-      if (!Number.isInteger(id) || id < 0) throw new TokenizerError('RT407', [id, i]);
+      if (!Number.isInteger(id) || id < 0) fail('RT407', [id, i]);
       if (hf.id_to_token(id) === undefined) continue;
       if (skipSpecial && specialIds.has(id)) continue;
       kept.push(id);
@@ -234,7 +201,7 @@ function buildTokenizer(json: Json, rawConfig: Json, file: string, configFile: s
     const enc = hf.encode(text, { add_special_tokens: false });
     const ids = enc.ids as (number | undefined)[];
     for (let i = 0; i < ids.length; i++)
-      if (ids[i] === undefined) throw new TokenizerError('RT408', [JSON.stringify(enc.tokens[i])]);
+      if (ids[i] === undefined) fail('RT408', [JSON.stringify(enc.tokens[i])]);
     const body = ids as number[];
     return options.addSpecialTokens === false ? body : [...prefix, ...body, ...suffix];
   };
@@ -321,7 +288,7 @@ function streamDecoder(rawDecode: (ids: readonly number[]) => string, skip: (id:
 
   return {
     push(id: number): string {
-      if (!Number.isInteger(id) || id < 0) throw new TokenizerError('RT407', [id, ids.length]);
+      if (!Number.isInteger(id) || id < 0) fail('RT407', [id, ids.length]);
       if (skip(id)) return '';
       ids.push(id);
       return cleanStep(rawStep(false), false);

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CompileError, InternalError } from '../../dsl/diagnostics.ts';
 import { MODELS, compileText } from '../helpers/compile.ts';
+import { prng } from '../helpers/random.ts';
 
 /** The standard library and a small Bamba in one self-contained text (no imports). */
 function corpus(): string {
@@ -17,17 +18,6 @@ function corpus(): string {
     bamba = bamba.replace(new RegExp(`(param ${name}\\s*=)\\s*(\\[[^\\]]*\\]|\\S+)`), `$1 ${value}`);
   }
   return (std + '\n' + bamba).replace(/^import .*$/gm, '');
-}
-
-function rng(seed: number) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const NUMBERS = ['0', '1', '-1', '2', '3', '7', '0.5', '1e9', '100000', 'inf', '[]', '[1, 2]', 'true', '"x"'];
@@ -68,7 +58,7 @@ describe('front-end fuzz', () => {
 
   it('2,000 mutated programs give a graph or diagnostics, never a crash or a hang', () => {
     const base = corpus();
-    const r = rng(20261128);
+    const r = prng(20261128);
     let ok = 0;
     let diagnosed = 0;
     const t0 = performance.now();

@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { MESSAGES, type Diagnostic } from '../../dsl/diagnostics.ts';
 import type { Span } from '../../dsl/ast.ts';
 import { parse } from '../../dsl/index.ts';
+import { prng } from '../helpers/random.ts';
 
 const PROGRAMS = [
   `# Bamba decoder layer
@@ -52,18 +53,6 @@ model Small(ids: i32[B, T]) {
 }
 `,
 ];
-
-/** mulberry32: small, fast, seeded. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const JUNK = ['(', ')', '[', ']', '{', '}', ',', '.', '..', ':', ';', '=', '==', '+', '-', '**', '//', '<', '|', '"', '#', '\\', '$', '!', '\n', ' ', '0', '1.5', 'if', 'else', 'then', 'for', 'in', 'model', 'block', 'weight', 'param', 'hf', 'not', 'x', 'a:', '\u0000', '\r', '\u00e9'];
 

@@ -4,25 +4,11 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { RuntimeError } from '../../runtime/errors.ts';
 import { lookupKey, parseHfConfig, readHfConfig } from '../../runtime/hfconfig.ts';
+import { expectRuntimeError } from '../helpers/errors.ts';
 import { useTmpDirs } from '../helpers/tmp.ts';
 
 const tmpDir = useTmpDirs('archc-cfg-');
-
-function expectRt(fn: () => unknown, code: string, ...mentions: string[]): RuntimeError {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err, `expected ${code}, got ${String(err)}`).toBeInstanceOf(RuntimeError);
-  const re = err as RuntimeError;
-  expect(re.code, re.message).toBe(code);
-  for (const m of mentions) expect(re.message).toContain(m);
-  return re;
-}
 
 const BAMBA_LIKE = `{
   "architectures": ["BambaForCausalLM"],
@@ -68,7 +54,7 @@ describe('parseHfConfig', () => {
   });
 
   it('refuses a __float__ it cannot read, at its line and column', () => {
-    const e = expectRt(() => parseHfConfig('{\n  "x": {"__float__": "lots"}\n}', 'cfg/config.json'), 'RT203', 'cfg/config.json:2:8', '"lots"');
+    const e = expectRuntimeError(() => parseHfConfig('{\n  "x": {"__float__": "lots"}\n}', 'cfg/config.json'), 'RT203', 'cfg/config.json:2:8', '"lots"');
     expect(e).toMatchObject({ file: 'cfg/config.json', line: 2, col: 8, key: '__float__' });
   });
 
@@ -113,12 +99,12 @@ describe('parseHfConfig', () => {
   ];
 
   it.each(MALFORMED)('reports %s at line:col', (_, text, line, col, words) => {
-    const e = expectRt(() => parseHfConfig(text, '/models/bamba/config.json'), 'RT201', `/models/bamba/config.json:${line}:${col}:`, words);
+    const e = expectRuntimeError(() => parseHfConfig(text, '/models/bamba/config.json'), 'RT201', `/models/bamba/config.json:${line}:${col}:`, words);
     expect(e).toMatchObject({ file: '/models/bamba/config.json', line, col });
   });
 
   it('refuses nesting too deep to be a config', () => {
-    expectRt(() => parseHfConfig('{"a":' + '['.repeat(600) + ']'.repeat(600) + '}', 'x.json'), 'RT201', 'nesting deeper');
+    expectRuntimeError(() => parseHfConfig('{"a":' + '['.repeat(600) + ']'.repeat(600) + '}', 'x.json'), 'RT201', 'nesting deeper');
   });
 
   it.each([
@@ -127,7 +113,7 @@ describe('parseHfConfig', () => {
     ['null', 'null'],
     ['a string', '"config"'],
   ])('refuses %s at the top level', (kind, text) => {
-    expectRt(() => parseHfConfig(text, 'config.json'), 'RT202', 'config.json', kind);
+    expectRuntimeError(() => parseHfConfig(text, 'config.json'), 'RT202', 'config.json', kind);
   });
 });
 
@@ -166,15 +152,15 @@ describe('readHfConfig', () => {
 
   it('names a missing file', () => {
     const dir = tmpDir();
-    expectRt(() => readHfConfig(path.join(dir, 'nope.json')), 'RT200', path.join(dir, 'nope.json'), 'no such file');
-    expectRt(() => readHfConfig(dir), 'RT200', path.join(dir, 'config.json'), 'no such file');
+    expectRuntimeError(() => readHfConfig(path.join(dir, 'nope.json')), 'RT200', path.join(dir, 'nope.json'), 'no such file');
+    expectRuntimeError(() => readHfConfig(dir), 'RT200', path.join(dir, 'config.json'), 'no such file');
   });
 
   it('reports malformed content with the path it read', () => {
     const file = path.join(tmpDir(), 'config.json');
     fs.writeFileSync(file, '{\n  "a": 1,\n  "b": }\n');
-    expectRt(() => readHfConfig(file), 'RT201', `${file}:3:8:`);
+    expectRuntimeError(() => readHfConfig(file), 'RT201', `${file}:3:8:`);
     fs.writeFileSync(file, new Uint8Array([0x7b, 0x22, 0xff, 0x22, 0x3a, 0x31, 0x7d]));
-    expectRt(() => readHfConfig(file), 'RT200', file, 'UTF-8');
+    expectRuntimeError(() => readHfConfig(file), 'RT200', file, 'UTF-8');
   });
 });

@@ -2,8 +2,9 @@
 // softmax probabilities by explicit exponentials of the unshifted logits, then -log p.
 
 import { describe, expect, it } from 'vitest';
-import { causalLmLoss, LossError } from '../../runtime/loss.ts';
+import { causalLmLoss } from '../../runtime/loss.ts';
 import { createRng } from '../../runtime/rng.ts';
+import { expectRuntimeError } from '../helpers/errors.ts';
 
 const LN2 = Math.log(2);
 
@@ -16,18 +17,6 @@ function direct(logits: Float32Array, T: number, V: number, labels: Int32Array, 
   const mean = ce.reduce((a, b) => a + b, 0) / ce.length;
   const zLoss = z.reduce((a, b) => a + b * b, 0) / T;
   return { loss: mean + coef * zLoss, tokens: ce.length, zLoss };
-}
-
-function expectCode(f: () => unknown, code: string, inMessage?: string): void {
-  let err: unknown;
-  try {
-    f();
-  } catch (e) {
-    err = e;
-  }
-  expect(err, `expected ${code}`).toBeInstanceOf(LossError);
-  expect((err as LossError).code).toBe(code);
-  if (inMessage !== undefined) expect((err as Error).message).toContain(inMessage);
 }
 
 describe('causalLmLoss', () => {
@@ -104,5 +93,7 @@ describe('causalLmLoss', () => {
     ['labels size', () => causalLmLoss(new Float32Array(6), 3, 2, Int32Array.of(0, 0)), 'RT322', 'labels hold 2 values, expected T = 3'],
     ['bad V', () => causalLmLoss(new Float32Array(0), 0, 0, new Int32Array(0)), 'RT323', 'V = 0'],
     ['bad coefficient', () => causalLmLoss(new Float32Array(2), 1, 2, Int32Array.of(0), -1), 'RT324', 'got -1'],
-  ] as [string, () => unknown, string, string][])('rejects %s', (_name, f, code, text) => expectCode(f, code, text));
+  ] as [string, () => unknown, string, string][])('rejects %s', (_name, f, code, text) => {
+    expectRuntimeError(f, code, text);
+  });
 });

@@ -6,7 +6,6 @@ import * as path from 'node:path';
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
 import { describe, expect, it } from 'vitest';
-import { RuntimeError } from '../../runtime/errors.ts';
 import {
   type NamedTensor,
   assertShapes,
@@ -16,27 +15,13 @@ import {
   writeShardedSafetensors,
 } from '../../runtime/safetensors.ts';
 import { type Tensor, f32ToBf16, f32ToF16, f32Tensor } from '../../runtime/tensor.ts';
+import { expectRuntimeError } from '../helpers/errors.ts';
 import { useTmpDirs } from '../helpers/tmp.ts';
 
 const tmpDir = useTmpDirs('archc-st-');
 
 // ---------------------------------------------------------------------------------------------
 // helpers
-
-/** Runs `fn`, expects a RuntimeError with `code` whose message contains every one of `mentions`. */
-function expectRt(fn: () => unknown, code: string, ...mentions: string[]): RuntimeError {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err, `expected ${code}, got ${String(err)}`).toBeInstanceOf(RuntimeError);
-  const re = err as RuntimeError;
-  expect(re.code, re.message).toBe(code);
-  for (const m of mentions) expect(re.message).toContain(m);
-  return re;
-}
 
 /** A hand-made safetensors file: u64 length (default: the header's), header, data bytes. */
 function rawFile(file: string, header: unknown, data: Uint8Array = new Uint8Array(0), headerLen?: number): string {
@@ -188,7 +173,7 @@ describe('round trips', () => {
     new DataView(data.buffer).setBigInt64(8, 1n << 40n, true);
     const file = rawFile(path.join(tmpDir(), 'm.safetensors'), { pos: entry('I64', [2], 0, 16) }, data);
     const ckpt = openCheckpoint(file);
-    const e = expectRt(() => ckpt.read('pos'), 'RT143', file, 'pos', String(1n << 40n), 'index 1');
+    const e = expectRuntimeError(() => ckpt.read('pos'), 'RT143', file, 'pos', String(1n << 40n), 'index 1');
     expect(e.tensor).toBe('pos');
     ckpt.close();
   });
@@ -222,10 +207,10 @@ describe('lazy reads', () => {
     const file = path.join(tmpDir(), 'model.safetensors');
     writeSafetensors(file, [{ name: 'a', tensor: f32([1], [1]) }]);
     const ckpt = openCheckpoint(file);
-    expectRt(() => ckpt.read('nope'), 'RT140', 'nope', file);
+    expectRuntimeError(() => ckpt.read('nope'), 'RT140', 'nope', file);
     ckpt.close();
     ckpt.close(); // twice is fine
-    expectRt(() => ckpt.read('a'), 'RT141', file);
+    expectRuntimeError(() => ckpt.read('a'), 'RT141', file);
   });
 
   it('reports a file truncated after opening when the tensor is read', () => {
@@ -233,7 +218,7 @@ describe('lazy reads', () => {
     writeSafetensors(file, [{ name: 'a', tensor: f32([1], [1]) }, { name: 'b', tensor: f32([4], [1, 2, 3, 4]) }]);
     const ckpt = openCheckpoint(file);
     fs.truncateSync(file, fs.statSync(file).size - 4);
-    expectRt(() => ckpt.read('b'), 'RT142', file, 'b', 'truncated');
+    expectRuntimeError(() => ckpt.read('b'), 'RT142', file, 'b', 'truncated');
     ckpt.close();
   });
 });
@@ -313,7 +298,7 @@ describe('corrupt files', () => {
   it.each(CORRUPT)('$what → $code', ({ make, code, tensor, mentions = [] }) => {
     const file = path.join(tmpDir(), 'model.safetensors');
     make(file);
-    const e = expectRt(() => openCheckpoint(file), code, file, ...(tensor ? [tensor] : []), ...mentions);
+    const e = expectRuntimeError(() => openCheckpoint(file), code, file, ...(tensor ? [tensor] : []), ...mentions);
     expect(e.file).toBe(file);
     if (tensor) expect(e.tensor).toBe(tensor);
   });
@@ -333,8 +318,8 @@ describe('corrupt files', () => {
 
   it('names the path when there is no file or no checkpoint', () => {
     const dir = tmpDir();
-    expectRt(() => openCheckpoint(path.join(dir, 'absent.safetensors')), 'RT100', path.join(dir, 'absent.safetensors'), 'ENOENT');
-    expectRt(() => openCheckpoint(dir), 'RT101', dir, 'model.safetensors.index.json');
+    expectRuntimeError(() => openCheckpoint(path.join(dir, 'absent.safetensors')), 'RT100', path.join(dir, 'absent.safetensors'), 'ENOENT');
+    expectRuntimeError(() => openCheckpoint(dir), 'RT101', dir, 'model.safetensors.index.json');
   });
 });
 
@@ -393,7 +378,7 @@ describe('sharded checkpoints', () => {
     const dir = tmpDir();
     const out = writeShardedSafetensors(dir, manyTensors(), 160);
     fs.unlinkSync(out.files[2]!);
-    const e = expectRt(() => openCheckpoint(dir), 'RT131', out.indexFile, out.files[2]!, 'layers.4.weight');
+    const e = expectRuntimeError(() => openCheckpoint(dir), 'RT131', out.indexFile, out.files[2]!, 'layers.4.weight');
     expect(e.tensor).toBe('layers.4.weight');
   });
 
@@ -403,14 +388,14 @@ describe('sharded checkpoints', () => {
     const index = JSON.parse(fs.readFileSync(out.indexFile, 'utf8'));
     index.weight_map['layers.0.weight'] = 'model-00002-of-00004.safetensors';
     fs.writeFileSync(out.indexFile, JSON.stringify(index));
-    expectRt(() => openCheckpoint(dir), 'RT132', out.indexFile, 'layers.0.weight', out.files[1]!);
+    expectRuntimeError(() => openCheckpoint(dir), 'RT132', out.indexFile, 'layers.0.weight', out.files[1]!);
   });
 
   it('validates every shard it opens', () => {
     const dir = tmpDir();
     const out = writeShardedSafetensors(dir, manyTensors(), 160);
     fs.truncateSync(out.files[3]!, fs.statSync(out.files[3]!).size - 1);
-    expectRt(() => openCheckpoint(dir), 'RT124', out.files[3]!, 'layers.6.weight');
+    expectRuntimeError(() => openCheckpoint(dir), 'RT124', out.files[3]!, 'layers.6.weight');
   });
 
   it.each([
@@ -421,14 +406,14 @@ describe('sharded checkpoints', () => {
     const dir = tmpDir();
     const index = path.join(dir, 'model.safetensors.index.json');
     fs.writeFileSync(index, text);
-    expectRt(() => openCheckpoint(dir), 'RT130', index, mention);
+    expectRuntimeError(() => openCheckpoint(dir), 'RT130', index, mention);
   });
 
   it('refuses a shard path that leaves the checkpoint directory', () => {
     const dir = tmpDir();
     const index = path.join(dir, 'model.safetensors.index.json');
     fs.writeFileSync(index, JSON.stringify({ weight_map: { w: '../elsewhere.safetensors' } }));
-    expectRt(() => openCheckpoint(dir), 'RT133', index, '../elsewhere.safetensors', 'w');
+    expectRuntimeError(() => openCheckpoint(dir), 'RT133', index, '../elsewhere.safetensors', 'w');
   });
 });
 
@@ -438,10 +423,10 @@ describe('atomic writes', () => {
   it('rejects bad entries before writing anything', () => {
     const dir = tmpDir();
     const file = path.join(dir, 'model.safetensors');
-    expectRt(() => writeSafetensors(file, [{ name: 'a', tensor: f32([1], [1]) }, { name: 'a', tensor: f32([1], [2]) }]), 'RT150', file, 'a', 'twice');
-    expectRt(() => writeSafetensors(file, [{ name: 'w', tensor: f32Tensor([2, 2], new Float32Array(3)) }]), 'RT150', 'w', '4 elements', 'has 3');
-    expectRt(() => writeSafetensors(file, [{ name: 'w', tensor: { dtype: 'bf16', shape: [1], data: new Float32Array(1) } }]), 'RT150', 'w', 'Uint16Array');
-    expectRt(() => writeShardedSafetensors(dir, [{ name: 'a', tensor: f32([1], [1]) }, { name: 'a', tensor: f32([1], [2]) }], 4), 'RT150', 'a', 'twice');
+    expectRuntimeError(() => writeSafetensors(file, [{ name: 'a', tensor: f32([1], [1]) }, { name: 'a', tensor: f32([1], [2]) }]), 'RT150', file, 'a', 'twice');
+    expectRuntimeError(() => writeSafetensors(file, [{ name: 'w', tensor: f32Tensor([2, 2], new Float32Array(3)) }]), 'RT150', 'w', '4 elements', 'has 3');
+    expectRuntimeError(() => writeSafetensors(file, [{ name: 'w', tensor: { dtype: 'bf16', shape: [1], data: new Float32Array(1) } }]), 'RT150', 'w', 'Uint16Array');
+    expectRuntimeError(() => writeShardedSafetensors(dir, [{ name: 'a', tensor: f32([1], [1]) }, { name: 'a', tensor: f32([1], [2]) }], 4), 'RT150', 'a', 'twice');
     expect(fs.readdirSync(dir)).toEqual([]);
   });
 
@@ -496,7 +481,7 @@ describe('atomic writes', () => {
     const dir = tmpDir();
     const target = path.join(dir, 'model.safetensors');
     fs.mkdirSync(path.join(target, 'sub'), { recursive: true }); // rename onto a non-empty directory fails
-    expectRt(() => writeSafetensors(target, [{ name: 'w', tensor: f32([1], [1]) }]), 'RT151', target);
+    expectRuntimeError(() => writeSafetensors(target, [{ name: 'w', tensor: f32([1], [1]) }]), 'RT151', target);
     expect(fs.readdirSync(dir)).toEqual(['model.safetensors']);
   });
 });
@@ -533,26 +518,26 @@ describe('checkShapes', () => {
     expect(rest).toEqual([]);
     expect(p).toMatchObject({ code: 'RT160', tensor: 'embed.weight', file: ckpt.path });
     expect(p!.message).toContain('embed.weight has shape [10, 4], expected [4, 10]');
-    expectRt(() => assertShapes(ckpt, want, { allowExtra: true }), 'RT160', ckpt.path, 'embed.weight', '[4, 10]', '[10, 4]');
+    expectRuntimeError(() => assertShapes(ckpt, want, { allowExtra: true }), 'RT160', ckpt.path, 'embed.weight', '[4, 10]', '[10, 4]');
     ckpt.close();
   });
 
   it('reports a wrong dtype', () => {
     const ckpt = ckptWith(entries());
-    expectRt(() => assertShapes(ckpt, [{ name: 'norm.weight', shape: [4], dtype: 'f32' }], { allowExtra: true }), 'RT161', 'norm.weight', 'bf16', 'f32');
+    expectRuntimeError(() => assertShapes(ckpt, [{ name: 'norm.weight', shape: [4], dtype: 'f32' }], { allowExtra: true }), 'RT161', 'norm.weight', 'bf16', 'f32');
     ckpt.close();
   });
 
   it('reports a missing tensor', () => {
     const ckpt = ckptWith(entries());
     const want = [...expected, { name: 'lm_head.weight', shape: [10, 4] }];
-    expectRt(() => assertShapes(ckpt, want, { allowExtra: true }), 'RT162', ckpt.path, 'lm_head.weight', '[10, 4]');
+    expectRuntimeError(() => assertShapes(ckpt, want, { allowExtra: true }), 'RT162', ckpt.path, 'lm_head.weight', '[10, 4]');
     ckpt.close();
   });
 
   it('reports an extra tensor unless extras are allowed', () => {
     const ckpt = ckptWith(entries());
-    expectRt(() => assertShapes(ckpt, expected), 'RT163', ckpt.path, 'rotary.inv_freq', '[2]');
+    expectRuntimeError(() => assertShapes(ckpt, expected), 'RT163', ckpt.path, 'rotary.inv_freq', '[2]');
     expect(checkShapes(ckpt, expected, { allowExtra: true })).toEqual([]);
     ckpt.close();
   });
@@ -567,7 +552,7 @@ describe('checkShapes', () => {
       ['RT163', 'norm.weight'],
       ['RT163', 'rotary.inv_freq'],
     ]);
-    const e = expectRt(() => assertShapes(ckpt, want), 'RT164', '4 problems', 'embed.weight', 'gone', 'norm.weight', 'rotary.inv_freq');
+    const e = expectRuntimeError(() => assertShapes(ckpt, want), 'RT164', '4 problems', 'embed.weight', 'gone', 'norm.weight', 'rotary.inv_freq');
     expect(e.problems?.length).toBe(4);
     ckpt.close();
   });

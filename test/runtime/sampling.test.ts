@@ -3,7 +3,8 @@
 
 import { describe, expect, it } from 'vitest';
 import { createRng, xoshiro128ss } from '../../runtime/rng.ts';
-import { SamplingError, type SamplingOptions, sampleToken, samplingDistribution, validateSampling } from '../../runtime/sampling.ts';
+import { type SamplingOptions, sampleToken, samplingDistribution, validateSampling } from '../../runtime/sampling.ts';
+import { expectRuntimeError } from '../helpers/errors.ts';
 
 const f32 = (xs: number[]) => Float32Array.from(xs);
 /** Logits whose softmax is exactly `probs` (up to f32 rounding). */
@@ -64,18 +65,6 @@ function expectProbs(actual: number[], expected: number[], tol = 1e-6): void {
   actual.forEach((a, i) => expect(Math.abs(a - expected[i]), `prob ${i}: ${a} vs ${expected[i]}`).toBeLessThan(tol));
 }
 
-function expectCode(f: () => unknown, code: string, inMessage?: string): void {
-  let err: unknown;
-  try {
-    f();
-  } catch (e) {
-    err = e;
-  }
-  expect(err, `expected ${code}`).toBeInstanceOf(SamplingError);
-  expect((err as SamplingError).code).toBe(code);
-  if (inMessage !== undefined) expect((err as Error).message).toContain(inMessage);
-}
-
 // ---- rng ---------------------------------------------------------------------------------------
 
 describe('rng', () => {
@@ -129,10 +118,10 @@ describe('greedy', () => {
   });
 
   it('rejects NaN logits and history ids outside the vocabulary', () => {
-    expectCode(() => sampleToken(f32([0, NaN]), {}, [], rng), 'RT317', 'index 1');
-    expectCode(() => sampleToken(f32([0, 1]), { repetitionPenalty: 1.2 }, [0, 2], rng), 'RT300', 'token id 2 at position 1');
-    expectCode(() => sampleToken(f32([-Infinity, -Infinity]), { temperature: 1 }, [], rng), 'RT318');
-    expectCode(() => sampleToken(f32([]), {}, [], rng), 'RT316');
+    expectRuntimeError(() => sampleToken(f32([0, NaN]), {}, [], rng), 'RT317', 'index 1');
+    expectRuntimeError(() => sampleToken(f32([0, 1]), { repetitionPenalty: 1.2 }, [0, 2], rng), 'RT300', 'token id 2 at position 1');
+    expectRuntimeError(() => sampleToken(f32([-Infinity, -Infinity]), { temperature: 1 }, [], rng), 'RT318');
+    expectRuntimeError(() => sampleToken(f32([]), {}, [], rng), 'RT316');
   });
 });
 
@@ -313,15 +302,8 @@ describe('validateSampling', () => {
     [{ seed: 1.5 }, 'RT315', 'seed'],
   ];
   it.each(rows)('%o -> %s', (o, code, key) => {
-    expectCode(() => validateSampling(o), code, `sampling option ${key}`);
-    let err: SamplingError | undefined;
-    try {
-      sampleToken(f32([0, 1]), o, [], createRng(0));
-    } catch (e) {
-      err = e as SamplingError;
-    }
-    expect(err?.code).toBe(code);
-    expect(err?.key).toBe(key);
+    expect(expectRuntimeError(() => validateSampling(o), code, `sampling option ${key}`).key).toBe(key);
+    expect(expectRuntimeError(() => sampleToken(f32([0, 1]), o, [], createRng(0)), code).key).toBe(key);
   });
 
   it('accepts the boundaries', () => {

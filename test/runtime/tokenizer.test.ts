@@ -6,8 +6,10 @@ import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cleanUpTokenization, loadTokenizer, tokenizerFromJson, type Tokenizer, TokenizerError } from '../../runtime/tokenizer.ts';
+import { RuntimeError } from '../../runtime/errors.ts';
+import { cleanUpTokenization, loadTokenizer, tokenizerFromJson, type Tokenizer } from '../../runtime/tokenizer.ts';
 import { createRng } from '../../runtime/rng.ts';
+import { expectRuntimeError } from '../helpers/errors.ts';
 
 const FIX = join(dirname(fileURLToPath(import.meta.url)), '../fixtures/tokenizer');
 const BL_DIR = FIX;
@@ -36,18 +38,6 @@ function streamAll(t: Tokenizer, ids: readonly number[], opts?: Parameters<Token
   const pieces = ids.map((id) => d.push(id));
   pieces.push(d.flush());
   return { text: pieces.join(''), pieces };
-}
-
-function expectCode(f: () => unknown, code: string, inMessage?: string): void {
-  let err: unknown;
-  try {
-    f();
-  } catch (e) {
-    err = e;
-  }
-  expect(err, `expected ${code}`).toBeInstanceOf(TokenizerError);
-  expect((err as TokenizerError).code).toBe(code);
-  if (inMessage !== undefined) expect((err as Error).message).toContain(inMessage);
 }
 
 // ---- an independent byte-level BPE, written from the GPT-2 algorithm ---------------------------
@@ -139,9 +129,9 @@ describe('loadTokenizer', () => {
     const path = join(dir, 'tokenizer.json');
     writeFileSync(path, '{"model": {"type": "BPE", ');
     const err = await loadTokenizer(dir).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(TokenizerError);
-    expect((err as TokenizerError).code).toBe('RT401');
-    expect((err as TokenizerError).file).toBe(path);
+    expect(err).toBeInstanceOf(RuntimeError);
+    expect((err as RuntimeError).code).toBe('RT401');
+    expect((err as RuntimeError).file).toBe(path);
     expect((err as Error).message).toContain(path);
   });
 
@@ -149,9 +139,10 @@ describe('loadTokenizer', () => {
     const dir = mkdtempSync(join(tmp, 'badcfg-'));
     writeFileSync(join(dir, 'tokenizer.json'), blJson);
     writeFileSync(join(dir, 'tokenizer_config.json'), '[1, 2]');
-    const err = (await loadTokenizer(dir).catch((e: unknown) => e)) as TokenizerError;
-    expect(err.code).toBe('RT402');
-    expect(err.message).toContain(join(dir, 'tokenizer_config.json'));
+    const err = await loadTokenizer(dir).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RuntimeError);
+    expect((err as RuntimeError).code).toBe('RT402');
+    expect((err as RuntimeError).message).toContain(join(dir, 'tokenizer_config.json'));
   });
 });
 
@@ -171,7 +162,9 @@ describe('malformed input', () => {
     ['negative id', () => bl.decode([5, -1]), 'RT407', 'token id -1 at position 1'],
     ['fractional id', () => bl.decoder().push(1.5), 'RT407', 'token id 1.5 at position 0'],
   ];
-  it.each(rows)('%s -> %s', (_name, f, code, text) => expectCode(f, code, text));
+  it.each(rows)('%s -> %s', (_name, f, code, text) => {
+    expectRuntimeError(f, code, text);
+  });
 });
 
 // ---- byte-level BPE (Bamba / Llama 3 layout) -------------------------------------------------

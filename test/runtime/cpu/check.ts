@@ -2,18 +2,9 @@
 // failure names the first differing index, both values and the max error.
 
 import { expect } from 'vitest';
+import { prng } from '../../helpers/random.ts';
 
-/** mulberry32: a small deterministic PRNG returning floats in [0, 1). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { prng };
 
 /** n values uniform in [lo, hi), as f32. */
 export function uniform(rand: () => number, n: number, lo = -1, hi = 1): Float32Array {
