@@ -175,7 +175,7 @@ function stepByStep(model: Model, seqs: readonly number[][]): Float32Array {
   const V = model.vocab;
   const T = seqs.reduce((s, x) => s + x.length, 0);
   const out = new Float32Array(T * V);
-  const states = seqs.map((s) => model.newSequence(Math.max(model.capacity, s.length)));
+  const states = seqs.map((s) => model.newSequence(Math.max(model.capacity, s.length), s.length));
   const offsets: number[] = [];
   let o = 0;
   for (const s of seqs) {

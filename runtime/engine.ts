@@ -8,21 +8,40 @@ import type { KvCache, SeqSlice } from './cpu/index.ts';
 import { RuntimeError } from './errors.ts';
 import { numel } from './tensor.ts';
 
-/** One sequence's inference state: an entry per program state. */
+/** One sequence's inference state: an entry per program state. KV caches start small and grow
+ *  (doubling) as tokens arrive, up to `capacity` tokens. */
 export interface SequenceState {
   readonly states: (Float32Array | KvCache)[];
   /** Tokens seen so far (the next position). */
   length: number;
+  /** The most tokens the sequence may hold (the model's context unless told otherwise). */
   readonly capacity: number;
 }
 
-export function newSequenceState(program: Program, capacity: number): SequenceState {
+const INITIAL_KV_ROWS = 256;
+
+export function newSequenceState(program: Program, capacity: number, reserve = INITIAL_KV_ROWS): SequenceState {
+  const rows = Math.min(capacity, Math.max(1, reserve));
   const states = program.states.map((s) => {
     if (s.per === 'sequence') return new Float32Array(numel(s.shape));
     const row = numel(s.shape.slice(1));
-    return { k: new Float32Array(capacity * row), v: new Float32Array(capacity * row), len: 0, capacity } satisfies KvCache;
+    return { k: new Float32Array(rows * row), v: new Float32Array(rows * row), len: 0, capacity: rows } satisfies KvCache;
   });
   return { states, length: 0, capacity };
+}
+
+/** Makes room in every KV cache of `seq` for `more` tokens (doubling, capped at its capacity). */
+function reserveKv(seq: SequenceState, more: number): void {
+  seq.states.forEach((st, i) => {
+    if (st instanceof Float32Array || st.len + more <= st.capacity) return;
+    const rows = Math.min(seq.capacity, Math.max(st.len + more, 2 * st.capacity));
+    const row = st.k.length / st.capacity;
+    const k = new Float32Array(rows * row);
+    const v = new Float32Array(rows * row);
+    k.set(st.k.subarray(0, st.len * row));
+    v.set(st.v.subarray(0, st.len * row));
+    seq.states[i] = { k, v, len: st.len, capacity: rows } satisfies KvCache;
+  });
 }
 
 /** Bytes held by one sequence's state. */
@@ -65,6 +84,7 @@ export class CpuEngine {
       const data = inputs.get(i.name) ?? fail(`the program input ${i.name} is neither tokens nor positions`);
       buf.set(i.buffer, { data, dtype: 'i32', shape: [T] });
     }
+    batch.sequences.forEach((seq, i) => reserveKv(seq, batch.seqs[i]!.len));
     const ctxBase = { T, positions: batch.positions, seqs: batch.seqs };
     this.program.steps.forEach((step, si) => {
       const args = step.inputs.map((b) => (b === null ? null : buf.get(b) ?? fail(`step ${si} (${step.op}) reads buffer ${b}, which is not live`)));

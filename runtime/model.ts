@@ -96,9 +96,10 @@ export class Model {
     }
   }
 
-  /** A fresh state for one sequence (KV cache rows for `capacity` tokens, conv and SSM state). */
-  newSequence(capacity = this.capacity): SequenceState {
-    return newSequenceState(this.program, capacity);
+  /** A fresh state for one sequence: conv and SSM state, and KV caches that grow as needed up to
+   *  `capacity` tokens (the model's context by default). `reserve` sets their first size. */
+  newSequence(capacity = this.capacity, reserve?: number): SequenceState {
+    return newSequenceState(this.program, capacity, reserve);
   }
 
   /** Packed prefill from fresh states: logits for every token, and the loss when labels are given. */
@@ -120,7 +121,7 @@ export class Model {
     }
     if (positions.length !== T) throw new RuntimeError('RT301', [`${positions.length} positions for ${T} tokens`]);
     // A forward pass keeps no cache: each sequence's KV rows need only hold the sequence itself.
-    const sequences = seqs.map((s) => this.newSequence(s.len));
+    const sequences = seqs.map((s) => this.newSequence(Math.max(this.capacity, s.len), s.len));
     const logits = this.engine.run({ tokens: ids, positions, seqs, sequences }).get(this.program.outputs[0]!.name)!;
     let loss: number | undefined;
     if (input.labels) {
@@ -154,7 +155,7 @@ export class Model {
 
   /** Prefill of several prompts; returns their states and each prompt's last-token logits. */
   prefill(prompts: readonly ArrayLike<number>[]): { states: SequenceState[]; logits: Float32Array[] } {
-    const states = prompts.map((p) => this.newSequence(Math.max(this.capacity, p.length + 1)));
+    const states = prompts.map((p) => this.newSequence(this.capacity, p.length));
     const all = this.step(prompts, states);
     let row = -1;
     const logits = prompts.map((p) => {
