@@ -7,7 +7,7 @@ import { readHfConfig } from '../runtime/hfconfig.ts';
 import type { ProgramBinding } from '../runtime/program.ts';
 import type { Graph } from './ir.ts';
 import { instantiate } from './instantiate.ts';
-import { displayName, loadProgram } from './load.ts';
+import { displayName, loadProgram, pickModel } from './load.ts';
 import { type HfConfigInput, Params, parseSets } from './params.ts';
 import { printGraph } from './printer.ts';
 import { verifyGraph } from './passes/verify.ts';
@@ -48,13 +48,8 @@ export function compileFile(file: string, opts: CompileOptions = {}): Compiled {
   try {
     const errors = loaded.diagnostics.filter((d) => d.severity === 'error');
     if (errors.length) throw new CompileError(errors);
-    const models = loaded.root.program.models;
-    const model = opts.model ? models.find((m) => m.name === opts.model) : models.length === 1 ? models[0] : undefined;
-    if (!model) {
-      const name = displayName(loaded.root.path);
-      if (models.length > 1 && !opts.model) throw new CompileError([diag('AC205', models[1]!.nameSpan, [name, models.map((m) => m.name).join(', ')])]);
-      throw new CompileError([diag('AC204', undefined, [opts.model ? `${name} named ${opts.model}` : name])]);
-    }
+    const model = pickModel(loaded, opts.model);
+    if (!('kind' in model)) throw new CompileError([model]);
     const hf = opts.hfConfigData ?? (opts.hfConfig ? loadConfig(opts.hfConfig) : undefined);
     const params = new Params(model.body, hf, parseSets(opts.set ?? []));
     let graph = instantiate({ model, file: loaded.root, params });

@@ -1,7 +1,7 @@
 // Random checkpoints for experiments and tests: every weight gets an initialisation chosen by how
 // the graph uses it, so that every path carries signal:
 //   linear / head weights   U(±1/√fan_in)          (PyTorch's default for nn.Linear)
-//   linear biases           U(±1/√fan_in)
+//   linear biases           U(±0.02)
 //   embeddings              N(0, 0.02²) scaled up to unit rms when tied (the head reads it too)
 //   norm weights            1 + N(0, 0.02²)
 //   depthwise conv weight   U(±1/√kernel), bias likewise
@@ -15,7 +15,7 @@ import { fromF32, numel, type DType } from '../runtime/tensor.ts';
 import type { Compiled } from './compile.ts';
 import type { Graph } from './ir.ts';
 
-export type InitRule = 'fan_in' | 'embedding' | 'norm' | 'conv' | 'a_log' | 'dt_bias' | 'd_skip' | 'small';
+export type InitRule = 'fan_in' | 'bias' | 'embedding' | 'norm' | 'conv' | 'a_log' | 'dt_bias' | 'd_skip' | 'small';
 
 /** Decides each weight's rule from the ops that read it (following elementwise chains). */
 export function initRules(g: Graph): Map<string, InitRule> {
@@ -42,7 +42,7 @@ export function initRules(g: Graph): Map<string, InitRule> {
     let rule: InitRule = 'small';
     if (use) {
       if (use.op === 'embedding') rule = 'embedding';
-      else if (use.op === 'head' || use.op === 'linear') rule = use.slot === 1 || use.path.length === 0 && use.slot === 1 ? 'fan_in' : 'fan_in';
+      else if (use.op === 'head' || use.op === 'linear') rule = use.slot === 1 ? 'fan_in' : 'bias';
       else if (use.op === 'rmsnorm' || use.op === 'rmsnorm_gated') rule = 'norm';
       else if (use.op === 'causal_conv1d') rule = 'conv';
       else if (use.op === 'ssd' && use.slot === 2) rule = 'a_log';
@@ -75,11 +75,13 @@ export function initWeights(g: Graph, rng: Rng, dtype?: DType): { name: string; 
     const fanIn = w.shape.length >= 2 ? w.shape[w.shape.length - 1]! : w.shape[0]!;
     switch (rule) {
       case 'fan_in': {
-        // a bias [out] is read in slot 2; its fan-in is unknown here, so it shares the small scale
-        const b = w.shape.length >= 2 ? 1 / Math.sqrt(fanIn) : 0.02;
+        const b = 1 / Math.sqrt(fanIn);
         for (let i = 0; i < n; i++) x[i] = (2 * rng.next() - 1) * b;
         break;
       }
+      case 'bias':
+        for (let i = 0; i < n; i++) x[i] = (2 * rng.next() - 1) * 0.02;
+        break;
       case 'embedding': {
         const s = tiedEmbeddings.has(w.name) ? 1 / Math.sqrt(w.shape[1]!) * 2 : 0.02;
         for (let i = 0; i < n; i++) x[i] = normal(rng) * s;

@@ -4,7 +4,7 @@
 // Block instances get their checkpoint names from labels, assignments, `scope` and `for … as`.
 
 import type { Arg, BlockDecl, Expr, ModelDecl, Span, Stmt } from '../dsl/ast.ts';
-import { CompileError, type Diagnostic, InternalError, diag } from '../dsl/diagnostics.ts';
+import { CompileError, type Diagnostic, diag } from '../dsl/diagnostics.ts';
 import { OP_BY_NAME, OpError, type OpDef, type AttrValue, type TensorType } from '../runtime/ops.ts';
 import type { DType } from '../runtime/tensor.ts';
 import type { Graph, Loc, Node, ParamValue, State, Value, Weight } from './ir.ts';
@@ -163,7 +163,7 @@ class Instantiator {
       case 'let': {
         const v = this.eval(s.value, frame);
         if (v.k !== 'const' && v.k !== 'error') this.report(diag('AC313', s.value.span, [`let ${s.name}`], 'use `name = …` for tensors and blocks'));
-        this.define(frame, s.name, v, s.nameSpan);
+        frame.vars.set(s.name, v);
         return undefined;
       }
       case 'weight':
@@ -284,7 +284,7 @@ class Instantiator {
       case 'name':
         return this.lookup(e.name, e.span, frame);
       case 'member':
-        return this.member(this.eval(e.object, frame), e.name, e.nameSpan, frame);
+        return this.member(this.eval(e.object, frame), e.name, e.nameSpan);
       case 'index': {
         const o = this.eval(e.object, frame), i = this.eval(e.index, frame);
         if (o.k === 'error' || i.k === 'error') return ERR;
@@ -336,7 +336,7 @@ class Instantiator {
     if (v) return v;
     if (frame.params?.has(name)) {
       if (frame !== this.paramFrame) this.opts.params.markRead(name);
-      return { k: 'const', v: this.guard(() => frame.params!.get(name), span) };
+      return { k: 'const', v: this.guard(() => frame.params!.get(name)) };
     }
     const b = frame.file.scope.get(name);
     if (b) return { k: 'block', decl: b.decl, file: b.file };
@@ -352,7 +352,7 @@ class Instantiator {
     return this.report(diag('AC200', span, [name], close ? `did you mean ${close}?` : undefined));
   }
 
-  private member(o: Val, name: string, span: Span, frame: Frame): Val {
+  private member(o: Val, name: string, span: Span): Val {
     if (o.k === 'error') return ERR;
     let path: string;
     if (o.k === 'instance') {
@@ -370,7 +370,6 @@ class Instantiator {
     const inst = this.instances.get(path);
     if (inst) return { k: 'instance', inst };
     if ([...this.weightByName.keys()].some((k) => k.startsWith(`${path}.`))) return { k: 'path', path };
-    void frame;
     return this.report(diag('AC207', span, [name, o.k === 'instance' ? o.inst.name : o.path],
       'only weights created before this point can be referenced'));
   }
@@ -656,14 +655,6 @@ class Instantiator {
 
   // ---- helpers ---------------------------------------------------------------------------
 
-  private define(frame: Frame, name: string, v: Val, span: Span): void {
-    if (frame.vars.has(name) && frame.vars.get(name)!.k !== 'error' && frame.vars.get(name)!.k === 'const' && v.k === 'const') {
-      // re-binding a let is allowed (loops re-run their bodies)
-    }
-    void span;
-    frame.vars.set(name, v);
-  }
-
   private constOf(v: Val, span: Span): ParamValue {
     if (v.k === 'const') return v.v;
     if (v.k === 'error') throw new Reported();
@@ -687,13 +678,12 @@ class Instantiator {
   }
 
   /** Runs a param lookup, turning its CompileError into a recorded diagnostic. */
-  private guard<T>(f: () => T, span?: Span): T {
+  private guard<T>(f: () => T): T {
     try {
       return f();
     } catch (e) {
       if (e instanceof CompileError) {
         for (const d of e.diagnostics) if (!this.diagnostics.some((x) => x.code === d.code && x.message === d.message)) this.diagnostics.push(d);
-        void span;
         throw new Reported();
       }
       throw e;
@@ -793,4 +783,3 @@ function editDistance(a: string, b: string): number {
   return row[b.length]!;
 }
 
-void InternalError;
