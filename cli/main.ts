@@ -6,7 +6,7 @@ import { printGraph } from '../compiler/printer.ts';
 import { toDot, toMermaid } from '../compiler/render.ts';
 import { graphToJson } from '../compiler/schema.ts';
 import { computeStats, formatStats } from '../compiler/stats.ts';
-import { formatDiagnostic } from '../dsl/diagnostics.ts';
+import { CompileError, diag, formatDiagnostic } from '../dsl/diagnostics.ts';
 import { reportError } from './errors.ts';
 import { type CommonOpts, withCommon } from './common.ts';
 import { writeFileAtomic } from './fsutil.ts';
@@ -63,7 +63,7 @@ export function program(): Command {
 
 function positiveInt(v: string, flag: string): number {
   const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw Object.assign(new Error(`${flag} must be a positive integer, got ${JSON.stringify(v)}`), { code: 'AC311' });
+  if (!Number.isInteger(n) || n <= 0) throw new CompileError([diag('AC315', undefined, [flag, `expected a positive integer, got ${JSON.stringify(v)}`])]);
   return n;
 }
 

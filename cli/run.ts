@@ -24,15 +24,16 @@ function compileFor(file: string, o: CommonOpts, weightsDir?: string): Compiled 
   return compileFile(file, { hfConfigData: configPath ? loadConfig(configPath) : undefined, set: o.set, model: o.model });
 }
 
-function usage(message: string, hint?: string): never {
-  throw new CompileError([diag('AC311', undefined, [message.split(' ')[0], message], hint)]);
+/** A bad command-line value: a diagnostic without a place in any file. */
+function usage(what: string, message: string, hint?: string): never {
+  throw new CompileError([diag('AC315', undefined, [what, message], hint)]);
 }
 
 /** `1,2,3;4,5` -> [[1,2,3],[4,5]] */
 function parseIdLists(text: string, flag: string): number[][] {
   return text.split(';').map((part) => part.split(',').map((s) => {
     const n = Number(s.trim());
-    if (s.trim() === '' || !Number.isInteger(n)) usage(`${flag} ${JSON.stringify(text)}`, `${flag} takes integers separated by commas, sequences separated by ;`);
+    if (s.trim() === '' || !Number.isInteger(n)) usage(flag, JSON.stringify(text), `${flag} takes integers separated by commas, sequences separated by ;`);
     return n;
   }));
 }
@@ -113,7 +114,7 @@ export function registerRunCommands(p: Command): void {
       let logits: Float32Array;
       let loss: number | undefined;
       if (o.step) {
-        if (o.positions) usage('--positions with --step', 'decode numbers positions itself');
+        if (o.positions) usage('--positions', 'it cannot be combined with --step', 'decode numbers positions itself');
         logits = stepByStep(model, seqs);
       } else {
         const positions = o.positions ? parseIdLists(o.positions, '--positions').flat() : undefined;
@@ -149,7 +150,7 @@ export function registerRunCommands(p: Command): void {
     .option('--allow-extra', 'accept checkpoint tensors the model does not use')
     .addOption(new Option('--backend <backend>', 'where to run').choices(['cpu']).default('cpu'))
     .action(async (file: string, o: CommonOpts & Record<string, string | undefined> & { weights: string; set: string[] }) => {
-      if (!o.prompt && !o.ids) usage('--prompt or --ids is required', 'give --prompt TEXT, or --ids 1,2,3 when the checkpoint has no tokenizer');
+      if (!o.prompt && !o.ids) usage('prompt', 'give --prompt TEXT, or --ids 1,2,3 when the checkpoint has no tokenizer');
       const model = await loadModel(file, o as never, true);
       const prompt = o.ids ? parseIdLists(o.ids, '--ids').flat() : o.prompt!;
       const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));

@@ -41,6 +41,7 @@ export const MESSAGES = {
   AC312: 'param {0} depends on itself',
   AC313: '{0} must be a compile-time value',
   AC314: 'loop bound must be a non-negative integer, got {0}',
+  AC315: 'invalid {0}: {1}',
   // 4xx: shapes, dtypes and ops
   AC400: '{0}: {1}',
   AC401: '{0} expects a tensor for {1}, got {2}',

@@ -71,6 +71,8 @@ export class Model {
     private readonly engine: CpuEngine,
     readonly capacity: number,
     readonly vocab: number,
+    /** The checkpoint directory it was loaded from. */
+    readonly dir: string,
   ) {}
 
   /** Loads `dir` (config.json, model.safetensors or its index, tokenizer.json) for `program`. */
@@ -90,7 +92,7 @@ export class Model {
       const capacity = opts.capacity ?? (typeof ctx === 'number' ? ctx : 4096);
       const head = program.buffers[program.outputs[0]!.buffer]!;
       const vocab = head.shape[head.shape.length - 1] as number;
-      return new Model(program, config, tokenizer, engine, capacity, vocab);
+      return new Model(program, config, tokenizer, engine, capacity, vocab, dir);
     } finally {
       ckpt.close();
     }
@@ -201,7 +203,7 @@ export class Model {
   }
 
   encode(text: string): number[] {
-    if (!this.tokenizer) throw new RuntimeError('RT400', ['tokenizer.json', 'the checkpoint has no tokenizer.json; pass token ids instead']);
+    if (!this.tokenizer) throw new RuntimeError('RT400', [join(this.dir, 'tokenizer.json'), 'the checkpoint has no tokenizer.json; pass token ids instead']);
     return this.tokenizer.encode(text);
   }
 

@@ -2,7 +2,7 @@
 // and `init-weights` (bf16, sharded) → `forward` (--out, --loss, --step) → `run`, each compared with
 // the same computation done in-process. The CLI runs are spawned together in beforeAll.
 
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeNpy } from '../../cli/npy.ts';
@@ -27,7 +27,7 @@ const SEQS = IDS.split(';').map((s) => s.split(',').map(Number));
 
 let root: string;
 let ckpt: string;
-let check: CliResult, stats: CliResult, init: CliResult, fwd: CliResult, step: CliResult, run: CliResult;
+let check: CliResult, stats: CliResult, init: CliResult, fwd: CliResult, step: CliResult, run: CliResult, badIds: CliResult;
 let model: Model;
 
 beforeAll(async () => {
@@ -40,10 +40,11 @@ beforeAll(async () => {
   // init-weights runs alongside check and stats; forward, --step and run need its checkpoint
   [check, stats, init] = await inParallel([() => runCli(['check', arch]), () => runCli(['stats', BAMBA, '--json']), initJob], 3);
   expect(init.stderr).toBe('');
-  [fwd, step, run] = await inParallel([
+  [fwd, step, run, badIds] = await inParallel([
     () => runCli(['forward', BAMBA, '--weights', ckpt, '--ids', IDS, '--out', join(root, 'prefill.npy'), '--loss']),
     () => runCli(['forward', BAMBA, '--weights', ckpt, '--ids', IDS, '--out', join(root, 'step.npy'), '--step']),
     () => runCli(['run', BAMBA, '--weights', ckpt, '--ids', SEQS[0]!.join(','), '--max-tokens', '6']),
+    () => runCli(['forward', BAMBA, '--weights', ckpt, '--ids', '1,x;2', '--out', join(root, 'bad.npy')]),
   ], 3);
   model = await loadModel(ckpt);
 }, 180_000);
@@ -120,5 +121,15 @@ describe('archc init-weights → forward → run', () => {
     for await (const t of model.generate(SEQS[0]!, { maxTokens: 6 })) want.push(t.id);
     expect(run.stdout.trim().split(/\s+/).map(Number)).toEqual(want);
     expect(run.stderr).toMatch(/6 tokens; first after [\d.]+ s \(prefill\)/);
+  });
+});
+
+describe('command-line values', () => {
+  it('a malformed --ids is a diagnostic naming the flag: exit 1, no stack trace, no output file', () => {
+    expect(badIds.code).toBe(1);
+    expect(badIds.stderr).toContain('error AC315: invalid --ids: "1,x;2"');
+    expect(badIds.stderr).toContain('hint: --ids takes integers separated by commas');
+    expect(badIds.stderr).not.toMatch(/^\s+at /m);
+    expect(existsSync(join(root, 'bad.npy'))).toBe(false);
   });
 });
