@@ -69,8 +69,9 @@ describe('models/bamba.arch on the CPU engine = BambaForCausalLM (float64 refere
         row += s.length;
       }
       ckpt.close();
-      // fp32 engine vs float64 reference through a few layers: relative error well below 1e-4
-      expect(worst, `max relative error ${worst}`).toBeLessThan(1e-4);
+      console.log(`${c.name}: max relative error ${worst.toExponential(2)}`);
+      // fp32 engine vs float64 reference: observed ~1e-7 relative (to the largest logit); bound 1e-5
+      expect(worst, `max relative error ${worst}`).toBeLessThan(1e-5);
     }, 30_000);
   }
 });
