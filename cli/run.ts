@@ -1,6 +1,6 @@
 // The commands that build and run models: build, init-weights, forward, run.
 
-import { existsSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import cliProgress from 'cli-progress';
@@ -82,6 +82,7 @@ export function registerRunCommands(p: Command): void {
       const tensors = initWeights(g, createRng(Number(o.seed)), o.dtype);
       const target = resolve(o.out);
       const tmp = mkdtempSync(join(dirname(target), `.${basename(target)}.tmp-`));
+      chmodSync(tmp, 0o755);
       try {
         writeFileSync(join(tmp, 'config.json'), hfConfigText(compiled, o.dtype));
         if (o.shardSize) writeShardedSafetensors(tmp, tensors, Number(o.shardSize), { format: 'pt' });
