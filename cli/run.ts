@@ -1,6 +1,6 @@
 // The commands that build and run models: build, init-weights, forward, run.
 
-import { chmodSync, existsSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import cliProgress from 'cli-progress';
@@ -81,6 +81,7 @@ export function registerRunCommands(p: Command): void {
       const g = compiled.graph;
       const tensors = initWeights(g, createRng(Number(o.seed)), o.dtype);
       const target = resolve(o.out);
+      mkdirSync(dirname(target), { recursive: true });
       const tmp = mkdtempSync(join(dirname(target), `.${basename(target)}.tmp-`));
       chmodSync(tmp, 0o755);
       try {
