@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { Project, VariableDeclarationKind, ts, type SourceFile } from 'ts-morph';
 import { InternalError } from '../dsl/diagnostics.ts';
 import type { Graph } from '../compiler/ir.ts';
-import { graphToJson } from '../compiler/schema.ts';
+import { checkProgramJson, graphToJson } from '../compiler/schema.ts';
 import type { Stats } from '../compiler/stats.ts';
 import type { Program } from '../runtime/program.ts';
 
@@ -52,6 +52,8 @@ export function buildPackage(input: BuildInput, outDir: string): BuildResult {
 
 function writePackage(input: BuildInput, dir: string): void {
   const started = Date.now();
+  const problems = checkProgramJson(JSON.parse(JSON.stringify(input.program, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v))));
+  if (problems.length) throw new InternalError(`the kernel program fails its schema: ${problems.slice(0, 5).join('; ')}`);
   const src = join(dir, 'src');
   cpSync(RUNTIME_DIR, join(src, 'runtime'), { recursive: true, filter: (p) => !p.endsWith('.test.ts') });
 

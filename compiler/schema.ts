@@ -93,8 +93,79 @@ export const GRAPH_SCHEMA = {
   },
 } as const;
 
+/** The kernel program (runtime/program.ts) that a generated package embeds and executes. */
+export const PROGRAM_SCHEMA = {
+  $id: 'https://archc.dev/schemas/program-1.json',
+  type: 'object',
+  additionalProperties: false,
+  required: ['format', 'model', 'params', 'bindings', 'inputs', 'outputs', 'buffers', 'weights', 'states', 'steps'],
+  properties: {
+    format: { const: 'archc-program/1' },
+    model: { type: 'string' },
+    params: { type: 'object' },
+    bindings: {
+      type: 'array',
+      items: {
+        type: 'object', additionalProperties: false, required: ['param', 'keys', 'value'],
+        properties: { param: { type: 'string' }, keys: { type: 'array', minItems: 1, items: { type: 'string' } }, value: {} },
+      },
+    },
+    inputs: { type: 'array', items: { type: 'object', required: ['name', 'buffer'], properties: { name: { type: 'string' }, buffer: { type: 'integer', minimum: 0 } } } },
+    outputs: { type: 'array', minItems: 1, items: { type: 'object', required: ['name', 'buffer'], properties: { name: { type: 'string' }, buffer: { type: 'integer', minimum: 0 } } } },
+    buffers: {
+      type: 'array',
+      items: {
+        type: 'object', additionalProperties: false, required: ['id', 'shape', 'dtype'],
+        properties: { id: { type: 'integer', minimum: 0 }, shape: { type: 'array', items: dim }, dtype: { enum: ['f32', 'f16', 'bf16', 'i32'] } },
+      },
+    },
+    weights: {
+      type: 'array',
+      items: {
+        type: 'object', additionalProperties: false, required: ['name', 'shape', 'dtype', 'buffer'],
+        properties: {
+          name: { type: 'string' }, shape: { type: 'array', items: { type: 'integer', minimum: 1 } },
+          dtype: { enum: ['f32', 'f16', 'bf16'] }, buffer: { type: 'integer', minimum: 0 },
+        },
+      },
+    },
+    states: {
+      type: 'array',
+      items: {
+        type: 'object', additionalProperties: false, required: ['name', 'kind', 'per', 'shape'],
+        properties: {
+          name: { type: 'string' }, kind: { enum: ['kv', 'conv', 'ssm'] }, per: { enum: ['token', 'sequence'] },
+          shape: { type: 'array', items: { type: 'integer', minimum: 0 } },
+        },
+      },
+    },
+    steps: {
+      type: 'array',
+      items: {
+        type: 'object', additionalProperties: false, required: ['op', 'inputs', 'outputs', 'attrs', 'scope', 'release'],
+        properties: {
+          op: { type: 'string' },
+          inputs: { type: 'array', items: { anyOf: [{ type: 'integer', minimum: 0 }, { type: 'null' }] } },
+          outputs: { type: 'array', minItems: 1, items: { type: 'integer', minimum: 0 } },
+          attrs: { type: 'object', additionalProperties: attr },
+          state: { type: 'integer', minimum: 0 },
+          scope: { type: 'string' },
+          release: { type: 'array', items: { type: 'integer', minimum: 0 } },
+        },
+      },
+    },
+  },
+} as const;
+
 const ajv = new Ajv.default({ allErrors: true, strict: false });
 const validate = ajv.compile(GRAPH_SCHEMA);
+const validateProgram = ajv.compile(PROGRAM_SCHEMA);
+
+/** Schema problems of a kernel program (as JSON data, infinities written as strings), empty when valid. */
+export function checkProgramJson(data: unknown): string[] {
+  if (validateProgram(data)) return [];
+  return (validateProgram.errors ?? []).map((e) => `${e.instancePath || '/'}: ${e.message}`);
+}
 
 /** JSON text of a graph: infinities become the strings "inf"/"-inf" (JSON has no infinity). */
 export function graphToJson(g: Graph): string {
