@@ -60,6 +60,16 @@ export interface Batch {
   readonly seqs: readonly SeqSlice[];
   /** The state each sequence starts from and leaves its final state in. */
   readonly sequences: readonly SequenceState[];
+  /** Compute the model's head for the last token of each sequence only (outputs get one row each). */
+  readonly lastRowsOnly?: boolean;
+}
+
+/** The last row of each sequence of a [T, …] value. */
+function lastRows(v: CpuValue, seqs: readonly SeqSlice[]): CpuValue {
+  const width = v.data.length / (v.shape[0] as number);
+  const out = new Float32Array(seqs.length * width);
+  seqs.forEach((s, i) => out.set((v.data as Float32Array).subarray((s.start + s.len - 1) * width, (s.start + s.len) * width), i * width));
+  return { data: out, dtype: 'f32', shape: [seqs.length, ...v.shape.slice(1)] };
 }
 
 export class CpuEngine {
@@ -86,12 +96,20 @@ export class CpuEngine {
     }
     batch.sequences.forEach((seq, i) => reserveKv(seq, batch.seqs[i]!.len));
     const ctxBase = { T, positions: batch.positions, seqs: batch.seqs };
+    // With lastRowsOnly the head reads only each sequence's last row: prefill for generation needs no
+    // logits for the prompt ([T, vocab] would be gigabytes for a long prompt and a 128k vocabulary).
+    let rows = T;
     this.program.steps.forEach((step, si) => {
       const args = step.inputs.map((b) => (b === null ? null : buf.get(b) ?? fail(`step ${si} (${step.op}) reads buffer ${b}, which is not live`)));
+      if (batch.lastRowsOnly && step.op === 'head' && rows === T) {
+        args[0] = lastRows(args[0]!, batch.seqs);
+        rows = batch.seqs.length;
+      }
       const state = step.state === undefined ? undefined : batch.sequences.map((s) => s.states[step.state!]!);
-      const outs = this.ops[si]!.cpu(args, step.attrs, { ...ctxBase, state });
+      if (rows !== T && state) fail(`step ${si} (${step.op}) carries state but follows the head`);
+      const outs = this.ops[si]!.cpu(args, step.attrs, { ...ctxBase, T: rows, state });
       step.outputs.forEach((b, k) => {
-        const shape = this.program.buffers[b]!.shape.map((d) => (d === 'T' ? T : d));
+        const shape = this.program.buffers[b]!.shape.map((d) => (d === 'T' ? rows : d));
         buf.set(b, { data: outs[k]!, dtype: 'f32', shape });
       });
       for (const b of step.release) buf.delete(b);

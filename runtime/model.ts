@@ -134,8 +134,9 @@ export class Model {
     return { logits, tokens: T, vocab: this.vocab, loss };
   }
 
-  /** Runs new tokens of several sequences at once, continuing from their states. [Σ lens, vocab]. */
-  step(chunks: readonly ArrayLike<number>[], states: readonly SequenceState[]): Float32Array {
+  /** Runs new tokens of several sequences at once, continuing from their states: logits [Σ lens, vocab],
+   *  or with `lastOnly` [sequences, vocab] for each sequence's last token (the head runs on those alone). */
+  step(chunks: readonly ArrayLike<number>[], states: readonly SequenceState[], lastOnly = false): Float32Array {
     if (chunks.length !== states.length) throw new RuntimeError('RT301', [`${chunks.length} sequences but ${states.length} states`]);
     const seqs: { start: number; len: number }[] = [];
     let T = 0;
@@ -152,18 +153,14 @@ export class Model {
       }
     });
     this.tokenIds(ids);
-    return this.engine.run({ tokens: ids, positions, seqs, sequences: states }).get(this.program.outputs[0]!.name)!;
+    return this.engine.run({ tokens: ids, positions, seqs, sequences: states, lastRowsOnly: lastOnly }).get(this.program.outputs[0]!.name)!;
   }
 
   /** Prefill of several prompts; returns their states and each prompt's last-token logits. */
   prefill(prompts: readonly ArrayLike<number>[]): { states: SequenceState[]; logits: Float32Array[] } {
     const states = prompts.map((p) => this.newSequence(this.capacity, p.length));
-    const all = this.step(prompts, states);
-    let row = -1;
-    const logits = prompts.map((p) => {
-      row += p.length;
-      return all.slice(row * this.vocab, (row + 1) * this.vocab);
-    });
+    const last = this.step(prompts, states, true);
+    const logits = prompts.map((_, i) => last.slice(i * this.vocab, (i + 1) * this.vocab));
     return { states, logits };
   }
 

@@ -37,3 +37,16 @@ describe('KV cache growth', () => {
     expect(() => model.decode([1], [state])).toThrow(/RT302.*capacity 40/);
   });
 });
+
+describe('prefill computes the head for the last tokens only', () => {
+  it('its logits equal the last rows of a full forward of each prompt', () => {
+    const V = model.vocab;
+    const prompts = [randomIds(9, V, 2), randomIds(4, V, 3), randomIds(1, V, 4)];
+    const { logits } = model.prefill(prompts);
+    prompts.forEach((p, i) => {
+      const full = model.forward({ ids: p }).logits;
+      expectLogitsClose(logits[i]!, rows(full, V, p.length - 1, p.length), 1e-5, `prompt ${i}`, V);
+    });
+    expect(model.step(prompts, prompts.map(() => model.newSequence()), true).length).toBe(3 * V);
+  });
+});
