@@ -4,34 +4,13 @@
 import { describe, expect, it } from 'vitest';
 import { MESSAGES, type Diagnostic } from '../../dsl/diagnostics.ts';
 import type { Span } from '../../dsl/ast.ts';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parse } from '../../dsl/index.ts';
 import { prng } from '../helpers/random.ts';
 
 const PROGRAMS = [
-  `# Bamba decoder layer
-import std.{RMSNorm, Linear}
-block RMSNorm(dim, eps = 1e-5)(x) {
-  weight weight[dim]
-  return rmsnorm(x, weight, eps: eps)
-}
-model Tiny(tokens: i32[T], positions: i32[T]) {
-  param vocab = 256 hf: vocab_size
-  param theta: float = 10000.0 hf: rope_theta | rope_parameters.rope_theta
-  param attn_layers = [1, 3] hf: attn_layer_indices
-  param d_head = if mamba_d_head == "auto" then d_model * 2 // n_heads else mamba_d_head hf: "mamba_d_head"
-  scope model {
-    embed_tokens = Embedding(vocab, d_model)
-    x = embed_tokens(tokens)
-    for i in 0..n_layers as layers {
-      n = input_layernorm: RMSNorm(d_model, eps)(x)
-      h = x + (if i in attn_layers then self_attn: Attn(d_model)(n, positions) else mamba: Mamba2(d_model)(n))
-      x = h
-    }
-  }
-  logits = if tie then head(x, model.embed_tokens.weight) else lm_head: Head(d_model, vocab)(x)
-  return logits
-}
-`,
+  readFileSync(join(import.meta.dirname, '..', 'fixtures', 'dsl', 'sample.arch'), 'utf8'),
   `import std.layers; import std.{Linear}
 block Linear(d_in, d_out, bias = false)(x) {
   weight weight[d_out, d_in]: bf16

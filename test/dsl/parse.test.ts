@@ -2,32 +2,12 @@
 
 import { describe, expect, it } from 'vitest';
 import type { Expr, Program, Stmt } from '../../dsl/ast.ts';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parse } from '../../dsl/index.ts';
 
-const BAMBA = `# Bamba decoder layer
-import std.{RMSNorm, Linear}
-block RMSNorm(dim, eps = 1e-5)(x) {
-  weight weight[dim]
-  return rmsnorm(x, weight, eps: eps)
-}
-model Tiny(tokens: i32[T], positions: i32[T]) {
-  param vocab = 256 hf: vocab_size
-  param theta: float = 10000.0 hf: rope_theta | rope_parameters.rope_theta
-  param attn_layers = [1, 3] hf: attn_layer_indices
-  param d_head = if mamba_d_head == "auto" then d_model * 2 // n_heads else mamba_d_head hf: "mamba_d_head"
-  scope model {
-    embed_tokens = Embedding(vocab, d_model)
-    x = embed_tokens(tokens)
-    for i in 0..n_layers as layers {
-      n = input_layernorm: RMSNorm(d_model, eps)(x)
-      h = x + (if i in attn_layers then self_attn: Attn(d_model)(n, positions) else mamba: Mamba2(d_model)(n))
-      x = h
-    }
-  }
-  logits = if tie then head(x, model.embed_tokens.weight) else lm_head: Head(d_model, vocab)(x)
-  return logits
-}
-`;
+/** A program using every construct (test/fixtures/dsl/sample.arch). */
+const BAMBA = readFileSync(join(import.meta.dirname, '..', 'fixtures', 'dsl', 'sample.arch'), 'utf8');
 
 /** Drops spans (and the file) so shapes can be compared with plain literals. */
 function strip(v: unknown): unknown {
