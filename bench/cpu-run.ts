@@ -3,7 +3,7 @@
 // afterwards). Each config runs in a child process of its own, so its peak RSS is its own.
 // Prints a table and writes bench/results/cpu-run.json.
 //
-// Run: npx tsx bench/cpu-run.ts [--only tiny|100m] [--runs N]
+// Run: npx tsx bench/cpu-run.ts [--only tiny|100m] [--runs N] [--threads N]   (threads default: ARCHC_THREADS, else the cores, at most 8)
 
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, statSync, readdirSync, writeFileSync } from 'node:fs';
@@ -12,6 +12,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { compileFile, loadConfig } from '../compiler/compile.ts';
 import { lowerToProgram } from '../compiler/lower.ts';
+import { defaultThreads } from '../runtime/cpu/pool.ts';
 import { Model } from '../runtime/model.ts';
 import { createRng } from '../runtime/rng.ts';
 import { numel } from '../runtime/tensor.ts';
@@ -156,6 +157,9 @@ async function main(): Promise<void> {
     process.stdout.write(RESULT_TAG + JSON.stringify(r) + '\n');
     return;
   }
+  const threadsArg = arg('--threads');
+  if (threadsArg) process.env.ARCHC_THREADS = threadsArg;
+  const threads = defaultThreads();
   const only = arg('--only');
   const chosen = CONFIGS.filter((c) => !only || c.name === only);
   const results: ConfigResult[] = [];
@@ -181,17 +185,17 @@ async function main(): Promise<void> {
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   const fmt = (r: string[]) => r.map((c, i) => (i < 1 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
-  console.log(`CPU engine, one thread, f32 weights; median of timed runs after a warm-up; decode = ${results.map((r) => `${r.decodeSteps} steps (${r.name})`).join(', ')} after a prefill of the prompt`);
+  console.log(`CPU engine, ${threads} thread${threads === 1 ? '' : 's'}, f32 weights; median of timed runs after a warm-up; decode = ${results.map((r) => `${r.decodeSteps} steps (${r.name})`).join(', ')} after a prefill of the prompt`);
   console.log(fmt(rows[0]!));
   for (const r of rows.slice(1)) console.log(fmt(r));
 
   const out = join(ROOT, 'bench', 'results');
   mkdirSync(out, { recursive: true });
   const cpu = cpus()[0];
-  writeFileSync(join(out, 'cpu-run.json'), JSON.stringify({
-    bench: 'cpu-run', date: new Date().toISOString(), node: process.version, cpu: cpu?.model, cores: cpus().length, results,
+  writeFileSync(join(out, `cpu-run-${threads}t.json`), JSON.stringify({
+    bench: 'cpu-run', date: new Date().toISOString(), node: process.version, cpu: cpu?.model, cores: cpus().length, threads, results,
   }, null, 2) + '\n');
-  console.log(`wrote ${join('bench', 'results', 'cpu-run.json')}`);
+  console.log(`wrote ${join('bench', 'results', `cpu-run-${threads}t.json`)}`);
 }
 
 await main();

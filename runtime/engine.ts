@@ -6,7 +6,8 @@ import { OP_BY_NAME, type CpuValue, type OpDef } from './ops.ts';
 import type { Program } from './program.ts';
 import type { KvCache, SeqSlice } from './cpu/index.ts';
 import { RuntimeError } from './errors.ts';
-import { numel } from './tensor.ts';
+import { numel, type Tensor } from './tensor.ts';
+import type { LinearPool } from './cpu/pool.ts';
 
 /** One sequence's inference state: an entry per program state. KV caches start small and grow
  *  (doubling) as tokens arrive, up to `capacity` tokens. */
@@ -79,6 +80,8 @@ export class CpuEngine {
     readonly program: Program,
     /** Weights by program buffer id, in their checkpoint dtype. */
     private readonly weights: ReadonlyMap<number, CpuValue>,
+    /** Runs the matrix products (default: the single-threaded kernel). */
+    private readonly linear?: LinearPool,
   ) {
     this.ops = program.steps.map((s) => OP_BY_NAME.get(s.op) ?? fail(`unknown op ${s.op}`));
     for (const w of program.weights) if (!weights.has(w.buffer)) fail(`weight ${w.name} was not loaded`);
@@ -95,7 +98,8 @@ export class CpuEngine {
       buf.set(i.buffer, { data, dtype: 'i32', shape: [T] });
     }
     batch.sequences.forEach((seq, i) => reserveKv(seq, batch.seqs[i]!.len));
-    const ctxBase = { T, positions: batch.positions, seqs: batch.seqs };
+    const linear = this.linear && ((x: Float32Array, t: number, k: number, w: Tensor, b: Tensor | null) => this.linear!.linear(x, t, k, w, b));
+    const ctxBase = { T, positions: batch.positions, seqs: batch.seqs, linear };
     // With lastRowsOnly the head reads only each sequence's last row: prefill for generation needs no
     // logits for the prompt ([T, vocab] would be gigabytes for a long prompt and a 128k vocabulary).
     let rows = T;

@@ -3,6 +3,7 @@
 
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { type LinearPool, defaultThreads, linearPool } from './cpu/pool.ts';
 import { CpuEngine, type SequenceState, newSequenceState, positionsFor, seqsFromCuSeqlens, seqsFromPositions, seqsFromSeqIdx } from './engine.ts';
 import { RuntimeError } from './errors.ts';
 import { type HfConfig, lookupKey, readHfConfig } from './hfconfig.ts';
@@ -24,6 +25,8 @@ export interface LoadOptions {
   readonly allowExtra?: boolean;
   /** Called after each tensor is read. */
   readonly onProgress?: (done: number, total: number, tensor: string) => void;
+  /** Threads for matrix products (default: ARCHC_THREADS, else the machine's cores, at most 8). */
+  readonly threads?: number;
 }
 
 export interface ForwardInput {
@@ -85,8 +88,11 @@ export class Model {
     checkConfig(program, config, configPath);
     const ckpt = openCheckpoint(dir);
     try {
-      const weights = loadWeights(program, ckpt, opts);
-      const engine = new CpuEngine(program, weights);
+      const threads = opts.threads ?? defaultThreads();
+      if (!Number.isInteger(threads) || threads < 1) throw new RuntimeError('RT303', [`threads ${threads}`, 'give a positive integer']);
+      const pool = threads > 1 ? linearPool(threads) : undefined;
+      const weights = loadWeights(program, ckpt, opts, pool);
+      const engine = new CpuEngine(program, weights, pool);
       const tokenizer = await loadTokenizer(dir);
       const ctx = program.params.context;
       const capacity = opts.capacity ?? (typeof ctx === 'number' ? ctx : 4096);
@@ -242,7 +248,7 @@ function sameValue(a: unknown, b: unknown): boolean {
   return a === b;
 }
 
-function loadWeights(program: Program, ckpt: Checkpoint, opts: LoadOptions): Map<number, CpuValue> {
+function loadWeights(program: Program, ckpt: Checkpoint, opts: LoadOptions, pool?: LinearPool): Map<number, CpuValue> {
   const problems = checkShapes(ckpt, program.weights.map((w) => ({ name: w.name, shape: w.shape })), { allowExtra: opts.allowExtra });
   if (problems.length === 1) throw problems[0]!;
   if (problems.length > 1) {
@@ -251,7 +257,8 @@ function loadWeights(program: Program, ckpt: Checkpoint, opts: LoadOptions): Map
   const out = new Map<number, CpuValue>();
   program.weights.forEach((w, i) => {
     const t = ckpt.read(w.name);
-    out.set(w.buffer, t);
+    // matrices go to shared memory, where the pool's threads can read them
+    out.set(w.buffer, pool && t.shape.length === 2 ? pool.share(t) : t);
     opts.onProgress?.(i + 1, program.weights.length, w.name);
   });
   return out;

@@ -45,6 +45,8 @@ export interface CpuContext {
   readonly seqs: readonly { readonly start: number; readonly len: number }[];
   /** The state arrays of this node for each sequence of the batch (in/out). */
   readonly state?: readonly unknown[];
+  /** A `linear` to use instead of the single-threaded kernel (the engine's thread pool). */
+  readonly linear?: typeof K.linear;
 }
 
 export interface SlotDef {
@@ -152,7 +154,7 @@ export const OPS: readonly OpDef[] = [
     flops: ([, w]) => 2 * (w!.shape[0] as number) * (w!.shape[1] as number),
     cpu([x, w, b], _a, ctx) {
       const k = dims(x!)[dims(x!).length - 1]!;
-      return [K.linear(f(x), ctx.T, k, w!, b)];
+      return [(ctx.linear ?? K.linear)(f(x), ctx.T, k, w!, b)];
     },
   },
   {
@@ -165,7 +167,7 @@ export const OPS: readonly OpDef[] = [
       return [f32([...X.shape.slice(0, -1), W.shape[0]!])];
     },
     flops: ([, w]) => 2 * (w!.shape[0] as number) * (w!.shape[1] as number),
-    cpu: ([x, w], _a, ctx) => [K.linear(f(x), ctx.T, w!.shape[1]!, w!, null)],
+    cpu: ([x, w], _a, ctx) => [(ctx.linear ?? K.linear)(f(x), ctx.T, w!.shape[1]!, w!, null)],
   },
   broadcasting('add', 'a + b', (a, b) => K.add(a, b)),
   broadcasting('mul', 'a · b', (a, b) => K.mul(a, b)),

@@ -13,60 +13,71 @@ function f16Lut(): Float32Array {
   return f16Table;
 }
 
-/** Widens `rows` rows of W (each K long) starting at row `n` into `dst` (f32). */
-function widenRows(w: Tensor, n: number, rows: number, K: number, dst: Float32Array, dstBits: Uint32Array): void {
-  const src = w.data as Uint16Array;
-  const off = n * K;
-  const count = rows * K;
-  if (w.dtype === 'bf16') {
-    for (let i = 0; i < count; i++) dstBits[i] = src[off + i] << 16;
-  } else {
-    const lut = f16Lut();
-    for (let i = 0; i < count; i++) dst[i] = lut[src[off + i]];
-  }
-}
-
 /**
  * y[t, n] = sum_k x[t, k] * W[n, k] + bias[n].  x: [T, K] f32; W: [N, K] f32, f16 or bf16;
  * bias: [N] or null. Returns y: [T, N] f32 (written into `out` when given, which must hold T*N).
- *
- * Schedule: 2 rows of W × 4 rows of x per step, 8 independent accumulators, so each loaded weight
- * serves 4 tokens and each loaded activation 2 outputs. 16-bit rows are widened once per pair of
- * output rows into a scratch and then reused over all T rows. Sums, bias included, run in double
- * (JS numbers) and are rounded to f32 once, on store.
  */
 export function linear(x: Float32Array, T: number, K: number, w: Tensor, bias: Tensor | null, out?: Float32Array): Float32Array {
+  const N = checkLinear(x, T, K, w, bias);
+  const y = out ?? new Float32Array(T * N);
+  checkLen('linear', 'out', y, T * N);
+  const bv = bias ? readF32(bias, 0, N, new Float32Array(N)) : null;
+  linearRows(x, T, K, w.data as Float32Array | Uint16Array, WEIGHT_CODE[w.dtype], w.dtype === 'f16' ? f16Lut() : null, bv, y, N, 0, N);
+  return y;
+}
+
+/** Checks the operands of `linear`; returns N. */
+export function checkLinear(x: Float32Array, T: number, K: number, w: Tensor, bias: Tensor | null): number {
   if (w.shape.length !== 2 || w.shape[1] !== K) throw new RangeError(`linear: weight shape [${w.shape}] does not match K=${K}`);
   if (w.dtype === 'i32') throw new RangeError('linear: weight dtype i32 is not a float type');
   const N = w.shape[0];
   checkLen('linear', 'x', x, T * K);
   checkLen('linear', 'weight', w.data, N * K);
   if (bias) checkLen('linear', 'bias', bias.data, N);
-  const y = out ?? new Float32Array(T * N);
-  checkLen('linear', 'out', y, T * N);
+  return N;
+}
 
-  const wide = w.dtype !== 'f32';
-  const scratch = wide ? new Float32Array(2 * K) : null;
+/** How `linearRows` reads W: 0 f32, 1 bf16 bits, 2 f16 bits (through the lookup table). */
+export const WEIGHT_CODE = { f32: 0, bf16: 1, f16: 2, i32: -1 } as const;
+
+/** The f16 -> f32 lookup table `linearRows` needs for f16 weights. */
+export { f16Lut };
+
+/**
+ * Output columns [n0, n1) of y = x·Wᵀ + b, y: [T, N]. Self-contained — it reads nothing outside its
+ * arguments — so worker threads can be made from its source text (runtime/cpu/pool.ts); every
+ * output element is computed the same way whichever thread and column range computes it.
+ *
+ * Schedule: 2 rows of W × 4 rows of x per step, 8 independent accumulators, so each loaded weight
+ * serves 4 tokens and each loaded activation 2 outputs. 16-bit rows are widened once per pair of
+ * output rows into a scratch and then reused over all T rows. Sums, bias included, run in double
+ * (JS numbers) and are rounded to f32 once, on store.
+ */
+export function linearRows(x: Float32Array, T: number, K: number, wData: Float32Array | Uint16Array, wCode: number,
+  lut: Float32Array | null, bias: Float32Array | null, y: Float32Array, N: number, n0: number, n1: number): void {
+  const scratch = wCode !== 0 ? new Float32Array(2 * K) : null;
   const scratchBits = scratch ? new Uint32Array(scratch.buffer) : null;
-  const bv = bias ? readF32(bias, 0, N, new Float32Array(N)) : new Float32Array(N); // added before the store
   const T4 = T - (T % 4);
-
-  for (let n = 0; n < N; n += 2) {
-    const pair = n + 1 < N; // the last row of an odd N runs alone (its partner reads row n again)
+  for (let n = n0; n < n1; n += 2) {
+    const pair = n + 1 < n1; // the last row of an odd range runs alone (its partner reads row n again)
     let W: Float32Array;
     let wa: number;
     let wb: number;
     if (scratch) {
-      widenRows(w, n, pair ? 2 : 1, K, scratch, scratchBits!);
+      const src = wData as Uint16Array;
+      const off = n * K;
+      const count = (pair ? 2 : 1) * K;
+      if (wCode === 1) for (let i = 0; i < count; i++) scratchBits![i] = src[off + i] << 16;
+      else for (let i = 0; i < count; i++) scratch[i] = lut![src[off + i]];
       W = scratch;
       wa = 0;
       wb = pair ? K : 0;
     } else {
-      W = w.data as Float32Array;
+      W = wData as Float32Array;
       wa = n * K;
       wb = pair ? wa + K : wa;
     }
-    const bn = bv[n], bm = pair ? bv[n + 1] : 0;
+    const bn = bias ? bias[n] : 0, bm = bias && pair ? bias[n + 1] : 0;
     for (let t = 0; t < T4; t += 4) {
       const o0 = t * K, o1 = o0 + K, o2 = o1 + K, o3 = o2 + K;
       let a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
@@ -95,8 +106,6 @@ export function linear(x: Float32Array, T: number, K: number, w: Tensor, bias: T
       if (pair) y[t * N + n + 1] = b0 + b1 + (b2 + b3) + bm;
     }
   }
-
-  return y;
 }
 
 /** out[t, :] = W[ids[t], :] widened to f32.  ids: [T]; W: [V, D]. Returns [T, D]. */
