@@ -67,7 +67,20 @@ export function linearRows(x: Float32Array, T: number, K: number, wData: Float32
       const src = wData as Uint16Array;
       const off = n * K;
       const count = (pair ? 2 : 1) * K;
-      if (wCode === 1) for (let i = 0; i < count; i++) scratchBits![i] = src[off + i] << 16;
+      if (wCode === 1) {
+        // bf16 -> f32 is a 16-bit shift; two values per 32-bit load (little-endian) when the row starts aligned
+        const s32 = (src.byteOffset + off * 2) % 4 === 0 ? new Uint32Array(src.buffer, src.byteOffset + off * 2, count >> 1) : null;
+        let i = 0;
+        if (s32) {
+          for (const half = count >> 1; i < half; i++) {
+            const v = s32[i];
+            scratchBits![2 * i] = v << 16;
+            scratchBits![2 * i + 1] = v & 0xffff0000;
+          }
+          i *= 2;
+        }
+        for (; i < count; i++) scratchBits![i] = src[off + i] << 16;
+      }
       else for (let i = 0; i < count; i++) scratch[i] = lut![src[off + i]];
       W = scratch;
       wa = 0;
