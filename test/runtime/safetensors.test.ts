@@ -70,6 +70,23 @@ function expectSameTensor(got: Tensor, want: Tensor): void {
 
 // ---------------------------------------------------------------------------------------------
 
+
+/** A tensor whose data fails on its last read: `failLastRead()` after one good write arms it. */
+function flakyTensor(): { flaky: Tensor; failLastRead: () => void } {
+  let reads = 0;
+  let limit = Infinity;
+  const data = Float32Array.from([1, 2]);
+  const flaky: Tensor = {
+    dtype: 'f32',
+    shape: [2],
+    get data() {
+      if (++reads > limit) throw new Error('disk on fire');
+      return data;
+    },
+  };
+  return { flaky, failLastRead: () => { limit = reads - 1; reads = 0; } };
+}
+
 describe('round trips', () => {
   it('writes and reads f32, f16, bf16 and i32 tensors, a scalar and an empty tensor', () => {
     const file = path.join(tmpDir(), 'model.safetensors');
@@ -434,22 +451,10 @@ describe('atomic writes', () => {
     const dir = tmpDir();
     const file = path.join(dir, 'model.safetensors');
     fs.writeFileSync(file, 'old');
-    // A tensor whose data can be read `limit` times: count the reads of a good write, then fail the last.
-    let reads = 0;
-    let limit = Infinity;
-    const data = Float32Array.from([1, 2]);
-    const flaky: Tensor = {
-      dtype: 'f32',
-      shape: [2],
-      get data() {
-        if (++reads > limit) throw new Error('disk on fire');
-        return data;
-      },
-    };
+    const { flaky, failLastRead } = flakyTensor();
     writeSafetensors(path.join(dir, 'probe.safetensors'), [{ name: 'w', tensor: flaky }]);
     fs.unlinkSync(path.join(dir, 'probe.safetensors'));
-    limit = reads - 1;
-    reads = 0;
+    failLastRead();
     expect(() => writeSafetensors(file, [{ name: 'w', tensor: flaky }])).toThrow('disk on fire');
     expect(fs.readdirSync(dir)).toEqual(['model.safetensors']);
     expect(fs.readFileSync(file, 'utf8')).toBe('old');
@@ -457,21 +462,10 @@ describe('atomic writes', () => {
 
   it('leaves no shard, index or temp file when a sharded write fails midway', () => {
     const dir = tmpDir();
-    let reads = 0;
-    let limit = Infinity;
-    const data = Float32Array.from([1, 2]);
-    const flaky: Tensor = {
-      dtype: 'f32',
-      shape: [2],
-      get data() {
-        if (++reads > limit) throw new Error('disk on fire');
-        return data;
-      },
-    };
+    const { flaky, failLastRead } = flakyTensor();
     const entries = [...manyTensors(), { name: 'last', tensor: flaky }];
     writeShardedSafetensors(path.join(dir, 'probe'), entries, 160);
-    limit = reads - 1;
-    reads = 0;
+    failLastRead();
     const target = path.join(dir, 'ckpt');
     expect(() => writeShardedSafetensors(target, entries, 160)).toThrow('disk on fire');
     expect(fs.readdirSync(target)).toEqual([]);
