@@ -152,7 +152,7 @@ export function registerRunCommands(p: Command): void {
     .option('--allow-extra', 'accept checkpoint tensors the model does not use')
     .addOption(new Option('--backend <backend>', 'where to run').choices(['cpu']).default('cpu'))
     .action(async (file: string, o: CommonOpts & Record<string, string | undefined> & { weights: string; set: string[] }) => {
-      if (!o.prompt && !o.ids) usage('prompt', 'give --prompt TEXT, or --ids 1,2,3 when the checkpoint has no tokenizer');
+      if (!o.prompt && !o.ids) usage('arguments', 'missing --prompt TEXT (or --ids 1,2,3 when the checkpoint has no tokenizer)');
       const model = await loadModel(file, o as never, true);
       const prompt = o.ids ? parseIdLists(o.ids, '--ids').flat() : o.prompt!;
       const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
