@@ -1,7 +1,7 @@
 // The commands that build and run models: build, init-weights, forward, run.
 
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { type Compiled, compileFile, loadConfig } from '../compiler/compile.ts';
@@ -15,7 +15,7 @@ import { createRng } from '../runtime/rng.ts';
 import { writeSafetensors, writeShardedSafetensors } from '../runtime/safetensors.ts';
 import type { DType } from '../runtime/tensor.ts';
 import { type CommonOpts, withCommon } from './common.ts';
-import { writeFileAtomic } from './fsutil.ts';
+import { writeDirAtomic, writeFileAtomic } from './fsutil.ts';
 import { encodeNpy } from './npy.ts';
 
 /** Compiles for a checkpoint: its config.json binds the params unless --hf-config names another. */
@@ -80,20 +80,11 @@ export function registerRunCommands(p: Command): void {
       const compiled = compileFor(file, o);
       const g = compiled.graph;
       const tensors = initWeights(g, createRng(Number(o.seed)), o.dtype);
-      const target = resolve(o.out);
-      mkdirSync(dirname(target), { recursive: true });
-      const tmp = mkdtempSync(join(dirname(target), `.${basename(target)}.tmp-`));
-      chmodSync(tmp, 0o755);
-      try {
+      writeDirAtomic(resolve(o.out), (tmp) => {
         writeFileSync(join(tmp, 'config.json'), hfConfigText(compiled, o.dtype));
         if (o.shardSize) writeShardedSafetensors(tmp, tensors, Number(o.shardSize), { format: 'pt' });
         else writeSafetensors(join(tmp, 'model.safetensors'), tensors, { format: 'pt' });
-        if (existsSync(target)) rmSync(target, { recursive: true, force: true });
-        renameSync(tmp, target);
-      } catch (e) {
-        rmSync(tmp, { recursive: true, force: true });
-        throw e;
-      }
+      });
       const n = tensors.reduce((s, t) => s + t.tensor.data.length, 0);
       process.stdout.write(`wrote ${o.out}: ${tensors.length} tensors, ${n.toLocaleString('en-US')} parameters\n`);
     });

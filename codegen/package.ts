@@ -3,7 +3,8 @@
 // hand-written runtime, compiled JS with .d.ts, graph.json, a README and a build report.
 // Everything is written to a temp directory beside the target and renamed into place at the end.
 
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { writeDirAtomic } from '../cli/fsutil.ts';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Project, VariableDeclarationKind, ts, type SourceFile } from 'ts-morph';
@@ -34,20 +35,8 @@ export interface BuildResult {
 /** Builds the package into `outDir` (replacing it only once the new one is complete). */
 export function buildPackage(input: BuildInput, outDir: string): BuildResult {
   const target = resolve(outDir);
-  mkdirSync(dirname(target), { recursive: true });
-  const tmp = mkdtempSync(join(dirname(target), `.${basename(target)}.tmp-`));
-  try {
-    chmodSync(tmp, 0o755);
-    writePackage(input, tmp);
-    const old = existsSync(target) ? `${tmp}.old` : undefined;
-    if (old) renameSync(target, old);
-    renameSync(tmp, target);
-    if (old) rmSync(old, { recursive: true, force: true });
-    return { dir: target, files: listFiles(target).map((f) => relative(target, f)) };
-  } catch (e) {
-    rmSync(tmp, { recursive: true, force: true });
-    throw e;
-  }
+  writeDirAtomic(target, (tmp) => writePackage(input, tmp));
+  return { dir: target, files: listFiles(target).map((f) => relative(target, f)) };
 }
 
 function writePackage(input: BuildInput, dir: string): void {

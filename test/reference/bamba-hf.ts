@@ -16,7 +16,6 @@ export function bambaReference(config: HfConfig, ckpt: Checkpoint, ids: readonly
   };
   const W = (name: string): Mat => Float64Array.from(toF32(ckpt.read(name)));
   const D = cfg('hidden_size');
-  const V = cfg('vocab_size');
   const eps = cfg('rms_norm_eps');
   const T = ids.length;
   const attnLayers = cfg('attn_layer_indices') as unknown as number[];
