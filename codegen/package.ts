@@ -217,6 +217,9 @@ const { states, logits: last } = model.prefill([[1, 2, 3]]);
 const next = model.decode([42], states);
 \`\`\`
 
+Load options: \`backend\` (\`'cpu'\`), \`threads\` (matrix-product threads; default \`ARCHC_THREADS\`, else the
+cores, at most 8), \`capacity\` (tokens a sequence may hold; default the model's context), \`allowExtra\`, \`onProgress\`.
+
 Sampling options: \`temperature\`, \`topK\`, \`topP\`, \`minP\`, \`repetitionPenalty\`, \`seed\`, \`stop\` (token ids),
 \`stopStrings\`, \`maxTokens\`. \`forward({ ids, labels })\` also returns the causal-LM \`loss\`.
 
