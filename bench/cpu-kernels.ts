@@ -3,22 +3,15 @@
 
 import { linear } from '../runtime/cpu/linear.ts';
 import { fromF32, type DType } from '../runtime/tensor.ts';
+import { median, timeCalls } from './timing.ts';
 
 /**
  * Fastest and median seconds per call over `reps` timed calls after two warm-up calls. The fastest
  * is the kernel's speed on an idle core; the median shows what a shared machine leaves of it.
  */
 function time(fn: () => void, reps: number): { best: number; median: number } {
-  fn();
-  fn();
-  const samples: number[] = [];
-  for (let i = 0; i < reps; i++) {
-    const t0 = performance.now();
-    fn();
-    samples.push((performance.now() - t0) / 1000);
-  }
-  samples.sort((a, b) => a - b);
-  return { best: samples[0], median: samples[Math.floor(samples.length / 2)] };
+  const samples = timeCalls(fn, reps, 2);
+  return { best: samples[0]!, median: median(samples) };
 }
 
 let seed = 1;

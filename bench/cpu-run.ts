@@ -16,6 +16,7 @@ import { defaultThreads } from '../runtime/cpu/pool.ts';
 import { Model } from '../runtime/model.ts';
 import { createRng } from '../runtime/rng.ts';
 import { numel } from '../runtime/tensor.ts';
+import { median, timeCalls } from './timing.ts';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '..', '..');
 const BAMBA = join(ROOT, 'models', 'bamba.arch');
@@ -73,7 +74,6 @@ interface ConfigResult {
 }
 
 const MiB = 1024 * 1024;
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 function ids(n: number, vocab: number, seed: number): number[] {
   const rng = createRng(seed);
@@ -82,14 +82,7 @@ function ids(n: number, vocab: number, seed: number): number[] {
 
 /** Median seconds of `fn` over `runs` timed calls after one warm-up call. */
 function timeRuns(runs: number, fn: () => void): number {
-  fn();
-  const samples: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const t0 = performance.now();
-    fn();
-    samples.push((performance.now() - t0) / 1000);
-  }
-  return median(samples);
+  return median(timeCalls(fn, runs, 1));
 }
 
 /** One config, in this process: write the checkpoint with `archc init-weights`, load, measure. */

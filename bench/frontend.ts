@@ -6,19 +6,12 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { compileFile } from '../compiler/compile.ts';
 import { computeStats } from '../compiler/stats.ts';
+import { median, timeCalls } from './timing.ts';
 
 const MODELS = join(import.meta.dirname, '..', 'models');
 
-function time(f: () => void, reps: number): number {
-  const ts: number[] = [];
-  for (let i = 0; i < reps; i++) {
-    const t0 = performance.now();
-    f();
-    ts.push(performance.now() - t0);
-  }
-  ts.sort((a, b) => a - b);
-  return ts[Math.floor(ts.length / 2)]!;
-}
+/** Median milliseconds per call. */
+const time = (f: () => void, reps: number): number => 1000 * median(timeCalls(f, reps));
 
 const rows: { model: string; layers: number; nodes: number; checkMs: number; statsMs: number; msPerLayer: number }[] = [];
 const run = (label: string, layers: number, set: string[]) => {
