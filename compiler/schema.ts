@@ -10,6 +10,13 @@ const loc = {
   type: 'object', additionalProperties: false, required: ['file', 'line', 'col'],
   properties: { file: { type: 'string' }, line: { type: 'integer' }, col: { type: 'integer' } },
 };
+/** What the graph and the program say of each carried state. */
+const stateFields = {
+  name: { type: 'string' },
+  kind: { enum: ['kv', 'conv', 'ssm'] },
+  per: { enum: ['token', 'sequence'] },
+  shape: { type: 'array', items: { type: 'integer', minimum: 0 } },
+} as const;
 const named = {
   type: 'object', additionalProperties: false, required: ['name', 'value'],
   properties: { name: { type: 'string' }, value: { type: 'integer', minimum: 0 } },
@@ -80,14 +87,7 @@ export const GRAPH_SCHEMA = {
       type: 'array',
       items: {
         type: 'object', additionalProperties: false, required: ['name', 'node', 'kind', 'per', 'shape', 'dtype'],
-        properties: {
-          name: { type: 'string' },
-          node: { type: 'integer', minimum: 0 },
-          kind: { enum: ['kv', 'conv', 'ssm'] },
-          per: { enum: ['token', 'sequence'] },
-          shape: { type: 'array', items: { type: 'integer', minimum: 0 } },
-          dtype: { const: 'f32' },
-        },
+        properties: { ...stateFields, node: { type: 'integer', minimum: 0 }, dtype: { const: 'f32' } },
       },
     },
   },
@@ -133,10 +133,7 @@ export const PROGRAM_SCHEMA = {
       type: 'array',
       items: {
         type: 'object', additionalProperties: false, required: ['name', 'kind', 'per', 'shape'],
-        properties: {
-          name: { type: 'string' }, kind: { enum: ['kv', 'conv', 'ssm'] }, per: { enum: ['token', 'sequence'] },
-          shape: { type: 'array', items: { type: 'integer', minimum: 0 } },
-        },
+        properties: stateFields,
       },
     },
     steps: {
