@@ -8,6 +8,7 @@ import { type Compiled, compileFile, loadConfig } from '../compiler/compile.ts';
 import { hfConfigText, initWeights } from '../compiler/init.ts';
 import { lowerToProgram } from '../compiler/lower.ts';
 import { computeStats } from '../compiler/stats.ts';
+import { programReport } from '../compiler/kernel/report.ts';
 import { CompileError, diag } from '../dsl/diagnostics.ts';
 import { causalLmLoss } from '../runtime/loss.ts';
 import { Model } from '../runtime/model.ts';
@@ -23,6 +24,8 @@ function compileFor(file: string, o: CommonOpts, weightsDir?: string): Compiled 
   const configPath = o.hfConfig ?? (weightsDir && existsSync(join(weightsDir, 'config.json')) ? join(weightsDir, 'config.json') : undefined);
   return compileFile(file, { hfConfigData: configPath ? loadConfig(configPath) : undefined, set: o.set, model: o.model });
 }
+
+const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
 
 /** A bad command-line value: a diagnostic without a place in any file. */
 function usage(what: string, message: string, hint?: string): never {
@@ -68,7 +71,13 @@ export function registerRunCommands(p: Command): void {
       const ctx = compiled.graph.params.context;
       const stats = computeStats(compiled.graph, typeof ctx === 'number' ? ctx : 4096, 1);
       const r = buildPackage({ graph: compiled.graph, program, stats, source: file, packageName: o.name }, o.out);
-      process.stdout.write(`built ${r.dir}: model ${compiled.graph.model}, ${program.steps.length} kernels, ${r.files.length} files in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+      const rep = programReport(program, { prefillTokens: 4096, decodeBatch: 8, context: typeof ctx === 'number' ? ctx : 4096 });
+      const d = rep.dispatches, m = rep.memory;
+      const layers = Object.entries(d.perLayer).map(([k, n]) => `${n} per ${k} layer`).join(', ');
+      process.stdout.write(`built ${r.dir}: model ${compiled.graph.model}, ${r.files.length} files in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`
+        + `  kernels: ${d.decode} per decode step (${layers}, ${d.outsideLayers} outside the layers), ${d.prefill} per prefill\n`
+        + `  memory: arena ${mib(m.arenaBytesByEntry.prefill)} for a ${m.prefillTokens}-token prefill, ${mib(m.arenaBytesByEntry.decode)} for a decode batch of ${m.decodeBatch}; `
+        + `${mib(m.stateBytesPerSlot)} of state per sequence slot (context ${m.context})\n`);
     });
 
   withCommon(p.command('init-weights <file>').description('write a random checkpoint in Hugging Face layout (config.json + safetensors)'))
@@ -169,7 +178,7 @@ function stepByStep(model: Model, seqs: readonly number[][]): Float32Array {
   const V = model.vocab;
   const T = seqs.reduce((s, x) => s + x.length, 0);
   const out = new Float32Array(T * V);
-  const states = seqs.map((s) => model.newSequence(Math.max(model.capacity, s.length), s.length));
+  const states = seqs.map(() => model.newSequence());
   const offsets: number[] = [];
   let o = 0;
   for (const s of seqs) {

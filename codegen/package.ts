@@ -12,6 +12,7 @@ import { InternalError } from '../dsl/diagnostics.ts';
 import type { Graph } from '../compiler/ir.ts';
 import { checkProgramJson, graphToJson } from '../compiler/schema.ts';
 import type { Stats } from '../compiler/stats.ts';
+import { programReport } from '../compiler/kernel/report.ts';
 import type { Program } from '../runtime/program.ts';
 
 const RUNTIME_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'runtime');
@@ -137,7 +138,7 @@ function generateModelFile(file: SourceFile, input: BuildInput): void {
   file.addVariableStatement({
     isExported: true,
     declarationKind: VariableDeclarationKind.Const,
-    docs: [`The kernel program: ${program.steps.length} steps over ${program.buffers.length} buffers, ${program.states.length} states.`],
+    docs: [`The kernel program: ${program.entries.decode.kernels.length} kernels per decode step, ${program.entries.prefill.kernels.length} per prefill, ${program.states.length} states per sequence slot.`],
     declarations: [{ name: 'PROGRAM', type: 'Program', initializer: literal(program) }],
   });
 }
@@ -194,7 +195,7 @@ function readme(name: string, input: BuildInput): string {
   return `# ${name}
 
 ${graph.model}, compiled by archc from \`${basename(input.source)}\`: ${stats.parameters.total.toLocaleString('en-US')} parameters,
-${graph.weights.length} checkpoint tensors, a program of ${input.program.steps.length} kernels.
+${graph.weights.length} checkpoint tensors; ${input.program.entries.decode.kernels.length} kernels per decode step, ${input.program.entries.prefill.kernels.length} per prefill.
 
 ## Use
 
@@ -230,20 +231,22 @@ configuration.
 ## Files
 
 - \`graph.json\` — the model graph (schema \`archc-graph/1\`)
-- \`build-report.json\` — what was built, with parameter counts, FLOPs and state sizes
+- \`build-report.json\` — what was built: dispatches per decode step and prefill, arena and state-slot bytes,
+  every kernel with the ops it fused and its source lines, parameter counts, FLOPs and state sizes
 - \`src/\` — generated TypeScript (\`model.ts\`, \`index.ts\`) and the archc runtime; \`dist/\` — compiled JS and .d.ts
 `;
 }
 
 function report(input: BuildInput, ms: number): object {
-  const counts: Record<string, number> = {};
-  for (const s of input.program.steps) counts[s.op] = (counts[s.op] ?? 0) + 1;
+  const ctx = input.graph.params.context;
+  const r = programReport(input.program, { prefillTokens: 4096, decodeBatch: 8, context: typeof ctx === 'number' ? ctx : 4096 });
   return {
     model: input.graph.model,
     source: basename(input.source),
     params: input.graph.params,
-    kernels: { total: input.program.steps.length, byOp: counts },
-    buffers: input.program.buffers.length,
+    dispatches: r.dispatches,
+    memory: r.memory,
+    kernels: r.kernels,
     states: input.program.states.length,
     stats: input.stats,
     backends: ['cpu'],

@@ -5,7 +5,7 @@
 
 import type { Arg, BlockDecl, Expr, ModelDecl, Span, Stmt } from '../dsl/ast.ts';
 import { CompileError, type Diagnostic, diag } from '../dsl/diagnostics.ts';
-import { OP_BY_NAME, OpError, type OpDef, type AttrValue, type TensorType } from '../runtime/ops.ts';
+import { OP_BY_NAME, OpError, type OpDef, type AttrValue, type TensorType } from './ops.ts';
 import type { DType } from '../runtime/tensor.ts';
 import type { Graph, Loc, Node, ParamValue, State, Value, Weight } from './ir.ts';
 import type { SourceFile } from './load.ts';

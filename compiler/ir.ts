@@ -2,7 +2,7 @@
 // node outputs); nodes are primitive ops in execution order; state lists what stateful ops carry.
 // compiler/printer.ts prints it; compiler/schema.ts validates its JSON form (graph.json).
 
-import type { Attrs, Dim, StateKind, TensorType } from '../runtime/ops.ts';
+import type { Attrs, Dim, StateKind, TensorType } from './ops.ts';
 import type { DType } from '../runtime/tensor.ts';
 
 export type { Attrs, Dim, TensorType, DType, StateKind };

@@ -1,40 +1,78 @@
-// Lowering: the graph becomes the kernel program — one step per node (fusion comes with the GPU
-// backends), buffers numbered as the graph's values, each step told which buffers it frees.
+// The back half of the pipeline, top to bottom: for each entry point (forward, prefill, decode) the
+// graph is lowered to unfused kernels, the kernel rules fuse them, the memory plan places every
+// buffer in the arena, and each target fills in its schedule. The result is the kernel program
+// (runtime/program.ts) that every backend runs. `ARCHC_DUMP_IR=1` prints the kernels after each step.
 
-import type { Program, ProgramBinding } from '../runtime/program.ts';
+import { type DerivedWeight, type Entry, type EntryName, type Program, type ProgramBinding, weightsRead } from '../runtime/program.ts';
 import type { Graph } from './ir.ts';
+import { type Lowered, lowerGraph, rowWidth } from './kernel/lower.ts';
+import { planMemory } from './kernel/memory.ts';
+import { printEntry } from './kernel/printer.ts';
+import { type Rule, type RuleEnv, rewrite } from './kernel/rewrite.ts';
+import { convStepEpilogue } from './kernel/rules/conv-step-epilogue.ts';
+import { epilogue } from './kernel/rules/epilogue.ts';
+import { foldWeights } from './kernel/rules/fold-weights.ts';
+import { gatherPrologue } from './kernel/rules/gather-prologue.ts';
+import { mergeSiblings } from './kernel/rules/merge-siblings.ts';
+import { normPrologue } from './kernel/rules/norm-prologue.ts';
+import { prologue } from './kernel/rules/prologue.ts';
+import { ropeEpilogue } from './kernel/rules/rope-epilogue.ts';
+import { views } from './kernel/rules/views.ts';
+import { CPU_TARGET, schedule } from './kernel/schedule.ts';
+import { verifyKernels } from './kernel/verify.ts';
 
-export function lowerToProgram(g: Graph, bindings: readonly ProgramBinding[]): Program {
-  const lastUse = new Map<number, number>();
-  g.nodes.forEach((n, i) => {
-    for (const v of n.inputs) if (v !== null) lastUse.set(v, i);
-  });
-  const kept = new Set(g.outputs.map((o) => o.value));
-  const persistent = (v: number) => g.values[v]!.source.kind !== 'node' || kept.has(v);
-  const release = g.nodes.map(() => [] as number[]);
-  for (const [v, i] of lastUse) if (!persistent(v)) release[i]!.push(v);
-  // A node output nobody reads dies at once.
-  g.nodes.forEach((n, i) => {
-    for (const o of n.outputs) if (!lastUse.has(o) && !kept.has(o)) release[i]!.push(o);
-  });
-  const stateOf = new Map(g.state.map((s, i) => [s.node, i]));
+/** The kernel rules in priority order (each runs over every kernel before the next; the list
+ *  repeats until none matches). */
+export const KERNEL_RULES: readonly Rule[] = [
+  views, foldWeights, mergeSiblings, gatherPrologue, normPrologue, epilogue, prologue, ropeEpilogue, convStepEpilogue,
+] as readonly Rule[];
+
+export const ENTRIES: readonly EntryName[] = ['forward', 'prefill', 'decode'];
+
+export interface LowerOptions {
+  /** The kernel rules to run (default: all; `[]` runs the unfused kernels). */
+  readonly rules?: readonly Rule[];
+}
+
+export function lowerToProgram(g: Graph, bindings: readonly ProgramBinding[], opts: LowerOptions = {}): Program {
+  const byName = new Map(g.weights.map((w) => [w.name, w]));
+  const env: RuleEnv = { weight: (n) => byName.get(n) };
+  const names = new Set(byName.keys());
+  const derived = new Map<string, DerivedWeight>();
+  const entries = {} as Record<EntryName, Entry>;
+  for (const name of ENTRIES) {
+    let l: Lowered = lowerGraph(g, name);
+    verifyKernels(l, names, g.state.length, 'lowering');
+    dump(`${name} after lowering`, l);
+    l = rewrite(l, opts.rules ?? KERNEL_RULES, env);
+    verifyKernels(l, names, g.state.length, 'the kernel rules');
+    dump(`${name} after the kernel rules`, l);
+    for (const d of l.derived) derived.set(d.name, d);
+    const planned = planMemory(l);
+    dump(`${name} after the memory plan`, planned);
+    entries[name] = schedule(planned, CPU_TARGET);
+    dump(`${name} after scheduling for ${CPU_TARGET.name}`, entries[name]);
+  }
   return {
-    format: 'archc-program/1',
+    format: 'archc-kernels/1',
     model: g.model,
     params: g.params,
     bindings,
-    inputs: g.inputs.map((i) => ({ name: i.name, buffer: i.value })),
-    outputs: g.outputs.map((o) => ({ name: o.name, buffer: o.value })),
-    buffers: g.values.map((v) => ({ id: v.id, shape: v.type.shape, dtype: v.type.dtype })),
-    weights: g.weights.map((w) => ({
-      name: w.name, shape: w.shape, dtype: w.dtype,
-      buffer: g.values.find((v) => v.source.kind === 'weight' && v.source.name === w.name)!.id,
-    })),
+    weights: g.weights.map((w) => ({ name: w.name, shape: w.shape, dtype: w.dtype })),
+    derived: [...derived.values()].filter((d) => used(entries, d.name)),
     states: g.state.map((s) => ({ name: s.name, kind: s.kind, per: s.per, shape: s.shape })),
-    steps: g.nodes.map((n, i) => ({
-      op: n.op, inputs: n.inputs, outputs: n.outputs, attrs: n.attrs, scope: n.scope,
-      ...(stateOf.has(n.id) ? { state: stateOf.get(n.id)! } : {}),
-      release: release[i]!.sort((a, b) => a - b),
-    })),
+    outputs: Object.fromEntries(g.outputs.map((o) => [o.name, rowWidth(g.values[o.value]!.type)])),
+    entries,
   };
+}
+
+const usedCache = new WeakMap<object, Set<string>>();
+function used(entries: Record<string, Entry>, name: string): boolean {
+  let s = usedCache.get(entries);
+  if (!s) usedCache.set(entries, (s = weightsRead(entries)));
+  return s.has(name);
+}
+
+function dump(step: string, e: Lowered | Entry): void {
+  if (process.env.ARCHC_DUMP_IR) process.stderr.write(`;; ${step}\n${printEntry(step, e)}\n`);
 }

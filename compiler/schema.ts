@@ -94,13 +94,109 @@ export const GRAPH_SCHEMA = {
 } as const;
 
 /** The kernel program (runtime/program.ts) that a generated package embeds and executes. */
+const view = {
+  type: 'object', additionalProperties: false, required: ['buf', 'col', 'width'],
+  properties: { buf: { type: 'integer', minimum: 0 }, col: { type: 'integer', minimum: 0 }, width: { type: 'integer', minimum: 1 } },
+};
+const operand = {
+  anyOf: [
+    view,
+    { type: 'object', additionalProperties: false, required: ['weight'], properties: { weight: { type: 'string' } } },
+    { type: 'object', additionalProperties: false, required: ['input'], properties: { input: { enum: ['tokens', 'positions'] } } },
+  ],
+};
+const num = { anyOf: [{ type: 'number' }, { enum: ['Infinity', '-Infinity', 'NaN'] }] };
+const expr = {
+  $id: 'expr',
+  type: 'object',
+  required: ['op'],
+  oneOf: [
+    { additionalProperties: false, required: ['offset'], properties: { op: { const: 'x' }, offset: { type: 'integer', minimum: 0 } } },
+    { additionalProperties: false, required: ['name'], properties: { op: { enum: ['in', 'w'] }, name: { type: 'string' } } },
+    { additionalProperties: false, required: ['value'], properties: { op: { const: 'const' }, value: num } },
+    { additionalProperties: false, required: ['a'], properties: { op: { enum: ['silu', 'softplus', 'exp', 'neg'] }, a: { $ref: 'expr' } } },
+    { additionalProperties: false, required: ['a', 'b'], properties: { op: { enum: ['add', 'mul'] }, a: { $ref: 'expr' }, b: { $ref: 'expr' } } },
+    { additionalProperties: false, required: ['a', 'min', 'max'], properties: { op: { const: 'clamp' }, a: { $ref: 'expr' }, min: num, max: num } },
+  ],
+};
+const exprRef = { $ref: 'expr' };
+const prologue = {
+  type: 'object', required: ['kind'],
+  oneOf: [
+    { additionalProperties: false, properties: { kind: { const: 'gather_last' } } },
+    { additionalProperties: false, required: ['weight', 'eps'], properties: { kind: { const: 'rmsnorm' }, weight: { type: 'string' }, eps: { type: 'number' } } },
+    {
+      additionalProperties: false, required: ['weight', 'eps', 'groups'],
+      properties: { kind: { const: 'rmsnorm_gated' }, weight: { type: 'string' }, eps: { type: 'number' }, groups: { type: 'integer', minimum: 1 } },
+    },
+  ],
+};
+const epilogue = {
+  type: 'object', required: ['kind'],
+  oneOf: [
+    { additionalProperties: false, required: ['body', 'width'], properties: { kind: { const: 'map' }, body: exprRef, width: { type: 'integer', minimum: 1 } } },
+    {
+      additionalProperties: false, required: ['col', 'heads', 'headDim', 'rotaryDim', 'theta'],
+      properties: {
+        kind: { const: 'rope' }, col: { type: 'integer', minimum: 0 }, heads: { type: 'integer', minimum: 1 },
+        headDim: { type: 'integer', minimum: 1 }, rotaryDim: { type: 'integer', minimum: 0 }, theta: { type: 'number' },
+      },
+    },
+    {
+      additionalProperties: false, required: ['col', 'channels', 'taps', 'weight', 'state'],
+      properties: {
+        kind: { const: 'conv_step' }, col: { type: 'integer', minimum: 0 }, channels: { type: 'integer', minimum: 1 }, taps: { type: 'integer', minimum: 1 },
+        weight: { type: 'string' }, bias: { type: 'string' }, state: { type: 'integer', minimum: 0 }, post: exprRef,
+      },
+    },
+  ],
+};
+const kernel = {
+  type: 'object', additionalProperties: false,
+  required: ['name', 'family', 'sizes', 'inputs', 'outputs', 'attrs', 'schedule', 'fused', 'source'],
+  properties: {
+    name: { type: 'string' },
+    family: { enum: ['embedding', 'matmul', 'norm', 'elementwise', 'copy', 'gather_last', 'rope', 'conv', 'conv_step', 'ssd', 'ssd_step', 'attention', 'attention_decode'] },
+    sizes: { type: 'object', additionalProperties: { type: 'integer', minimum: 1 } },
+    inputs: { type: 'object', additionalProperties: operand },
+    outputs: { type: 'object', minProperties: 1, additionalProperties: view },
+    attrs: { type: 'object', additionalProperties: attr },
+    body: exprRef,
+    pre: { type: 'object', additionalProperties: exprRef },
+    prologue: { type: 'array', items: prologue },
+    epilogue: { type: 'array', items: epilogue },
+    state: { type: 'integer', minimum: 0 },
+    schedule: { type: 'object', additionalProperties: { type: 'object', additionalProperties: attr } },
+    fused: { type: 'array', minItems: 1, items: { type: 'string' } },
+    source: { type: 'array', items: { type: 'string' } },
+  },
+};
+const entry = {
+  type: 'object', additionalProperties: false, required: ['buffers', 'arena', 'kernels', 'outputs'],
+  properties: {
+    buffers: {
+      type: 'array',
+      items: {
+        type: 'object', additionalProperties: false, required: ['id', 'width', 'rows', 'offset'],
+        properties: { id: { type: 'integer', minimum: 0 }, width: { type: 'integer', minimum: 1 }, rows: { enum: ['T', 'S', 'C'] }, offset: { type: 'integer', minimum: 0 } },
+      },
+    },
+    arena: {
+      type: 'object', additionalProperties: false, required: ['T', 'S'],
+      properties: { T: { type: 'integer', minimum: 0 }, S: { type: 'integer', minimum: 0 } },
+    },
+    kernels: { type: 'array', items: kernel },
+    outputs: { type: 'object', minProperties: 1, additionalProperties: view },
+  },
+};
 export const PROGRAM_SCHEMA = {
-  $id: 'https://archc.dev/schemas/program-1.json',
+  $id: 'https://archc.dev/schemas/kernels-1.json',
   type: 'object',
   additionalProperties: false,
-  required: ['format', 'model', 'params', 'bindings', 'inputs', 'outputs', 'buffers', 'weights', 'states', 'steps'],
+  required: ['format', 'model', 'params', 'bindings', 'weights', 'derived', 'states', 'outputs', 'entries'],
+  definitions: { expr },
   properties: {
-    format: { const: 'archc-program/1' },
+    format: { const: 'archc-kernels/1' },
     model: { type: 'string' },
     params: { type: 'object' },
     bindings: {
@@ -110,22 +206,26 @@ export const PROGRAM_SCHEMA = {
         properties: { param: { type: 'string' }, keys: { type: 'array', minItems: 1, items: { type: 'string' } }, value: {} },
       },
     },
-    inputs: { type: 'array', items: { type: 'object', required: ['name', 'buffer'], properties: { name: { type: 'string' }, buffer: { type: 'integer', minimum: 0 } } } },
-    outputs: { type: 'array', minItems: 1, items: { type: 'object', required: ['name', 'buffer'], properties: { name: { type: 'string' }, buffer: { type: 'integer', minimum: 0 } } } },
-    buffers: {
-      type: 'array',
-      items: {
-        type: 'object', additionalProperties: false, required: ['id', 'shape', 'dtype'],
-        properties: { id: { type: 'integer', minimum: 0 }, shape: { type: 'array', items: dim }, dtype: { enum: ['f32', 'f16', 'bf16', 'i32'] } },
-      },
-    },
     weights: {
       type: 'array',
       items: {
-        type: 'object', additionalProperties: false, required: ['name', 'shape', 'dtype', 'buffer'],
+        type: 'object', additionalProperties: false, required: ['name', 'shape', 'dtype'],
+        properties: { name: { type: 'string' }, shape: { type: 'array', items: { type: 'integer', minimum: 1 } }, dtype: { enum: ['f32', 'f16', 'bf16'] } },
+      },
+    },
+    derived: {
+      type: 'array',
+      items: {
+        type: 'object', additionalProperties: false, required: ['name', 'shape', 'dtype', 'from'],
         properties: {
-          name: { type: 'string' }, shape: { type: 'array', items: { type: 'integer', minimum: 1 } },
-          dtype: { enum: ['f32', 'f16', 'bf16'] }, buffer: { type: 'integer', minimum: 0 },
+          name: { type: 'string' }, shape: { type: 'array', items: { type: 'integer', minimum: 1 } }, dtype: { enum: ['f32', 'f16', 'bf16'] },
+          from: {
+            type: 'object', required: ['kind'],
+            oneOf: [
+              { additionalProperties: false, required: ['parts'], properties: { kind: { const: 'concat' }, parts: { type: 'array', minItems: 1, items: { type: 'string' } } } },
+              { additionalProperties: false, required: ['body'], properties: { kind: { const: 'expr' }, body: exprRef } },
+            ],
+          },
         },
       },
     },
@@ -136,20 +236,10 @@ export const PROGRAM_SCHEMA = {
         properties: stateFields,
       },
     },
-    steps: {
-      type: 'array',
-      items: {
-        type: 'object', additionalProperties: false, required: ['op', 'inputs', 'outputs', 'attrs', 'scope', 'release'],
-        properties: {
-          op: { type: 'string' },
-          inputs: { type: 'array', items: { anyOf: [{ type: 'integer', minimum: 0 }, { type: 'null' }] } },
-          outputs: { type: 'array', minItems: 1, items: { type: 'integer', minimum: 0 } },
-          attrs: { type: 'object', additionalProperties: attr },
-          state: { type: 'integer', minimum: 0 },
-          scope: { type: 'string' },
-          release: { type: 'array', items: { type: 'integer', minimum: 0 } },
-        },
-      },
+    outputs: { type: 'object', minProperties: 1, additionalProperties: { type: 'integer', minimum: 1 } },
+    entries: {
+      type: 'object', additionalProperties: false, required: ['forward', 'prefill', 'decode'],
+      properties: { forward: entry, prefill: entry, decode: entry },
     },
   },
 } as const;

@@ -1,7 +1,7 @@
 // Model statistics from the graph: parameters (total, by kind), weight bytes per dtype, FLOPs per
 // token for prefill and decode at a given context, and the inference state (KV cache, conv + SSM).
 
-import { OP_BY_NAME, type TensorType } from '../runtime/ops.ts';
+import { OP_BY_NAME, type TensorType } from './ops.ts';
 import { DTYPE_BYTES, numel } from '../runtime/tensor.ts';
 import type { Graph } from './ir.ts';
 

@@ -1,55 +1,20 @@
-// The CPU engine: runs a kernel program over a packed batch with the reference kernels.
-// Each sequence owns its states (conv window and SSM state per Mamba layer, a KV cache per
-// attention layer), derived from the program's state list; prefill and decode share the code.
+// Sequences on a backend: each sequence owns a state slot of a pool (its conv windows, SSM states
+// and KV caches); a batch of sequences runs one entry of the kernel program. Prefill, forward and
+// decode share the bookkeeping here; the kernels are the program's.
 
-import { OP_BY_NAME, type CpuValue, type OpDef } from './ops.ts';
-import type { Program } from './program.ts';
-import type { KvCache, SeqSlice } from './cpu/index.ts';
+import { type Backend, type RunBatch, type StatePool, runEntry } from './backend.ts';
+import type { SeqSlice } from './cpu/seq.ts';
 import { RuntimeError } from './errors.ts';
-import { numel, type Tensor } from './tensor.ts';
-import type { LinearPool } from './cpu/pool.ts';
+import type { EntryName, Program } from './program.ts';
 
-/** One sequence's inference state: an entry per program state. KV caches start small and grow
- *  (doubling) as tokens arrive, up to `capacity` tokens. */
+/** One sequence's inference state: a slot of a state pool and the tokens it has seen. */
 export interface SequenceState {
-  readonly states: (Float32Array | KvCache)[];
+  readonly pool: StatePool;
+  readonly slot: number;
   /** Tokens seen so far (the next position). */
   length: number;
-  /** The most tokens the sequence may hold (the model's context unless told otherwise). */
+  /** The most tokens the sequence may hold (its pool's capacity). */
   readonly capacity: number;
-}
-
-const INITIAL_KV_ROWS = 256;
-
-export function newSequenceState(program: Program, capacity: number, reserve = INITIAL_KV_ROWS): SequenceState {
-  const rows = Math.min(capacity, Math.max(1, reserve));
-  const states = program.states.map((s) => {
-    if (s.per === 'sequence') return new Float32Array(numel(s.shape));
-    const row = numel(s.shape.slice(1));
-    return { k: new Float32Array(rows * row), v: new Float32Array(rows * row), len: 0, capacity: rows } satisfies KvCache;
-  });
-  return { states, length: 0, capacity };
-}
-
-/** Makes room in every KV cache of `seq` for `more` tokens (doubling, capped at its capacity). */
-function reserveKv(seq: SequenceState, more: number): void {
-  seq.states.forEach((st, i) => {
-    if (st instanceof Float32Array || st.len + more <= st.capacity) return;
-    const rows = Math.min(seq.capacity, Math.max(st.len + more, 2 * st.capacity));
-    const row = st.k.length / st.capacity;
-    const k = new Float32Array(rows * row);
-    const v = new Float32Array(rows * row);
-    k.set(st.k.subarray(0, st.len * row));
-    v.set(st.v.subarray(0, st.len * row));
-    seq.states[i] = { k, v, len: st.len, capacity: rows } satisfies KvCache;
-  });
-}
-
-/** Bytes held by one sequence's state. */
-export function sequenceStateBytes(s: SequenceState): number {
-  let b = 0;
-  for (const x of s.states) b += x instanceof Float32Array ? x.byteLength : x.k.byteLength + x.v.byteLength;
-  return b;
 }
 
 export interface Batch {
@@ -59,88 +24,44 @@ export interface Batch {
   readonly positions: Int32Array;
   /** Rows of each sequence, in order, covering [0, T). */
   readonly seqs: readonly SeqSlice[];
-  /** The state each sequence starts from and leaves its final state in. */
+  /** The state each sequence starts from and leaves its final state in (all of one pool). */
   readonly sequences: readonly SequenceState[];
-  /** Compute the model's head for the last token of each sequence only (outputs get one row each). */
-  readonly lastRowsOnly?: boolean;
 }
 
-/** The last row of each sequence of a [T, …] value. */
-function lastRows(v: CpuValue, seqs: readonly SeqSlice[]): CpuValue {
-  const width = v.data.length / (v.shape[0] as number);
-  const out = new Float32Array(seqs.length * width);
-  seqs.forEach((s, i) => out.set((v.data as Float32Array).subarray((s.start + s.len - 1) * width, (s.start + s.len) * width), i * width));
-  return { data: out, dtype: 'f32', shape: [seqs.length, ...v.shape.slice(1)] };
+/** Runs `entry` over a batch and advances each sequence; returns the model outputs. */
+export function runBatch(backend: Backend, program: Program, entry: EntryName, b: Batch): Map<string, Float32Array> {
+  checkBatch(b, entry);
+  const pool = b.sequences[0]!.pool;
+  const run: RunBatch = {
+    tokens: b.tokens, positions: b.positions, seqs: b.seqs,
+    slots: b.sequences.map((s) => s.slot), lengths: b.sequences.map((s) => s.length),
+  };
+  const out = runEntry(backend, program, entry, run, pool);
+  b.sequences.forEach((s, i) => { s.length += b.seqs[i]!.len; });
+  return out;
 }
 
-export class CpuEngine {
-  private readonly ops: OpDef[];
-
-  constructor(
-    readonly program: Program,
-    /** Weights by program buffer id, in their checkpoint dtype. */
-    private readonly weights: ReadonlyMap<number, CpuValue>,
-    /** Runs the matrix products (default: the single-threaded kernel). */
-    private readonly linear?: LinearPool,
-  ) {
-    this.ops = program.steps.map((s) => OP_BY_NAME.get(s.op) ?? fail(`unknown op ${s.op}`));
-    for (const w of program.weights) if (!weights.has(w.buffer)) fail(`weight ${w.name} was not loaded`);
-  }
-
-  /** Runs the program; returns each model output as f32 [T, …]. */
-  run(batch: Batch): Map<string, Float32Array> {
-    const T = batch.tokens.length;
-    checkBatch(batch);
-    const buf = new Map<number, CpuValue>(this.weights);
-    const inputs = new Map<string, Int32Array>([['tokens', batch.tokens], ['positions', batch.positions]]);
-    for (const i of this.program.inputs) {
-      const data = inputs.get(i.name) ?? fail(`the program input ${i.name} is neither tokens nor positions`);
-      buf.set(i.buffer, { data, dtype: 'i32', shape: [T] });
-    }
-    batch.sequences.forEach((seq, i) => reserveKv(seq, batch.seqs[i]!.len));
-    const linear = this.linear && ((x: Float32Array, t: number, k: number, w: Tensor, b: Tensor | null) => this.linear!.linear(x, t, k, w, b));
-    const ctxBase = { T, positions: batch.positions, seqs: batch.seqs, linear };
-    // With lastRowsOnly the head reads only each sequence's last row: prefill for generation needs no
-    // logits for the prompt ([T, vocab] would be gigabytes for a long prompt and a 128k vocabulary).
-    let rows = T;
-    this.program.steps.forEach((step, si) => {
-      const args = step.inputs.map((b) => (b === null ? null : buf.get(b) ?? fail(`step ${si} (${step.op}) reads buffer ${b}, which is not live`)));
-      if (batch.lastRowsOnly && step.op === 'head' && rows === T) {
-        args[0] = lastRows(args[0]!, batch.seqs);
-        rows = batch.seqs.length;
-      }
-      const state = step.state === undefined ? undefined : batch.sequences.map((s) => s.states[step.state!]!);
-      if (rows !== T && state) fail(`step ${si} (${step.op}) carries state but follows the head`);
-      const outs = this.ops[si]!.cpu(args, step.attrs, { ...ctxBase, T: rows, state });
-      step.outputs.forEach((b, k) => {
-        const shape = this.program.buffers[b]!.shape.map((d) => (d === 'T' ? rows : d));
-        buf.set(b, { data: outs[k]!, dtype: 'f32', shape });
-      });
-      for (const b of step.release) buf.delete(b);
-    });
-    for (let s = 0; s < batch.seqs.length; s++) batch.sequences[s]!.length += batch.seqs[s]!.len;
-    return new Map(this.program.outputs.map((o) => [o.name, buf.get(o.buffer)!.data as Float32Array]));
-  }
-}
-
-function checkBatch(b: Batch): void {
+function checkBatch(b: Batch, entry: EntryName): void {
   const T = b.tokens.length;
+  if (T === 0 || b.seqs.length === 0) throw new RuntimeError('RT301', ['no tokens to run']);
   if (b.positions.length !== T) throw new RuntimeError('RT301', [`positions has ${b.positions.length} entries for ${T} tokens`]);
   if (b.seqs.length !== b.sequences.length) throw new RuntimeError('RT301', [`${b.seqs.length} sequences but ${b.sequences.length} states`]);
+  const pool = b.sequences[0]!.pool;
+  const slots = new Set<number>();
   let next = 0;
   b.seqs.forEach((s, i) => {
     if (s.start !== next || s.len <= 0) throw new RuntimeError('RT301', [`sequence ${i} covers rows ${s.start}..${s.start + s.len}, expected to start at ${next} with at least one token`]);
+    if (entry === 'decode' && s.len !== 1) throw new RuntimeError('RT301', [`decode takes one token per sequence; sequence ${i} has ${s.len}`]);
     const st = b.sequences[i]!;
+    if (st.pool !== pool) throw new RuntimeError('RT301', [`sequence ${i} belongs to another model or state pool than sequence 0`]);
+    if (slots.has(st.slot)) throw new RuntimeError('RT301', [`sequence ${i} shares its state slot with an earlier sequence of the batch`]);
+    slots.add(st.slot);
     if (st.length + s.len > st.capacity) {
       throw new RuntimeError('RT302', [`sequence ${i} would hold ${st.length + s.len} tokens, more than its capacity ${st.capacity}`]);
     }
     next += s.len;
   });
   if (next !== T) throw new RuntimeError('RT301', [`sequences cover ${next} rows of ${T}`]);
-}
-
-function fail(msg: string): never {
-  throw new Error(`archc runtime: ${msg}`);
 }
 
 /** Sequence slices from position ids: a position 0 (or the first row) starts a new sequence. */

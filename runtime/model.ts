@@ -3,13 +3,14 @@
 
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { type LinearPool, defaultThreads, linearPool } from './cpu/pool.ts';
-import { CpuEngine, type SequenceState, newSequenceState, positionsFor, seqsFromCuSeqlens, seqsFromPositions, seqsFromSeqIdx } from './engine.ts';
+import type { StatePool } from './backend.ts';
+import { CpuBackend } from './cpu/backend.ts';
+import { defaultThreads, linearPool } from './cpu/pool.ts';
+import { type SequenceState, positionsFor, runBatch, seqsFromCuSeqlens, seqsFromPositions, seqsFromSeqIdx } from './engine.ts';
 import { RuntimeError } from './errors.ts';
 import { type HfConfig, lookupKey, readHfConfig } from './hfconfig.ts';
 import { causalLmLoss } from './loss.ts';
-import type { CpuValue } from './ops.ts';
-import type { Program } from './program.ts';
+import type { EntryName, Program } from './program.ts';
 import { createRng } from './rng.ts';
 import { type Checkpoint, checkShapes, openCheckpoint } from './safetensors.ts';
 import { type SamplingOptions, sampleToken, validateSampling } from './sampling.ts';
@@ -19,7 +20,7 @@ export type Backend = 'cpu';
 
 export interface LoadOptions {
   readonly backend?: Backend;
-  /** Tokens one sequence may hold (KV cache rows); default: the model's `context` param. */
+  /** Tokens one sequence may hold (its slot's KV cache rows); default: the model's `context` param. */
   readonly capacity?: number;
   /** Accept checkpoint tensors the model does not use. */
   readonly allowExtra?: boolean;
@@ -66,17 +67,28 @@ export interface GeneratedToken {
   readonly text: string;
 }
 
+/** A sequence's state saved outside its slot (see Model.saveSequence). */
+export interface SavedSequence {
+  readonly length: number;
+  readonly bytes: Uint8Array;
+}
+
 export class Model {
+  /** The state slots of this model's sequences. */
+  private readonly pool: StatePool;
+
   private constructor(
     readonly program: Program,
     readonly config: HfConfig,
     readonly tokenizer: Tokenizer | null,
-    private readonly engine: CpuEngine,
+    private readonly backend: CpuBackend,
     readonly capacity: number,
     readonly vocab: number,
     /** The checkpoint directory it was loaded from. */
     readonly dir: string,
-  ) {}
+  ) {
+    this.pool = backend.createStatePool(capacity);
+  }
 
   /** Loads `dir` (config.json, model.safetensors or its index, tokenizer.json) for `program`. */
   static async loadProgram(program: Program, dir: string, opts: LoadOptions = {}): Promise<Model> {
@@ -90,24 +102,63 @@ export class Model {
     try {
       const threads = opts.threads ?? defaultThreads();
       if (!Number.isInteger(threads) || threads < 1) throw new RuntimeError('RT303', [`threads ${threads}`, 'give a positive integer']);
-      const pool = threads > 1 ? linearPool(threads) : undefined;
-      const weights = loadWeights(program, ckpt, opts, pool);
-      const engine = new CpuEngine(program, weights, pool);
+      const backend = new CpuBackend(program, threads > 1 ? linearPool(threads) : undefined);
+      loadWeights(program, ckpt, opts, backend);
       const tokenizer = await loadTokenizer(dir);
       const ctx = program.params.context;
       const capacity = opts.capacity ?? (typeof ctx === 'number' ? ctx : 4096);
-      const head = program.buffers[program.outputs[0]!.buffer]!;
-      const vocab = head.shape[head.shape.length - 1] as number;
-      return new Model(program, config, tokenizer, engine, capacity, vocab, dir);
+      if (!Number.isInteger(capacity) || capacity < 1) throw new RuntimeError('RT303', [`capacity ${capacity}`, 'give a positive integer']);
+      const vocab = program.outputs.logits ?? fail('the program has no logits output');
+      return new Model(program, config, tokenizer, backend, capacity, vocab, dir);
     } finally {
       ckpt.close();
     }
   }
 
-  /** A fresh state for one sequence: conv and SSM state, and KV caches that grow as needed up to
-   *  `capacity` tokens (the model's context by default). `reserve` sets their first size. */
-  newSequence(capacity = this.capacity, reserve?: number): SequenceState {
-    return newSequenceState(this.program, capacity, reserve);
+  /** A fresh sequence in a state slot of its own (conv and SSM states, KV caches up to the model's
+   *  capacity). Release it when done to reuse the slot. */
+  newSequence(): SequenceState {
+    return { pool: this.pool, slot: this.pool.acquire(), length: 0, capacity: this.capacity };
+  }
+
+  /** A new sequence that continues exactly like `s` (its slot copied). */
+  copySequence(s: SequenceState): SequenceState {
+    const c = this.newSequence();
+    this.pool.copy(this.own(s).slot, c.slot);
+    c.length = s.length;
+    return c;
+  }
+
+  /** The sequence's state as bytes, to resume it later with `restoreSequence`. */
+  saveSequence(s: SequenceState): SavedSequence {
+    return { length: s.length, bytes: this.pool.save(this.own(s).slot) };
+  }
+
+  restoreSequence(saved: SavedSequence): SequenceState {
+    const s = this.newSequence();
+    this.pool.restore(s.slot, saved.bytes);
+    s.length = saved.length;
+    return s;
+  }
+
+  /** Gives the sequence's slot back to the pool; the state must not be used again. */
+  releaseSequence(s: SequenceState): void {
+    this.pool.release(this.own(s).slot);
+  }
+
+  /** Bytes of one sequence's state slot. */
+  get slotBytes(): number {
+    return this.pool.slotBytes;
+  }
+
+  /** Frees the weights and the thread pool's copies of them. */
+  dispose(): void {
+    this.backend.dispose();
+  }
+
+  private own(s: SequenceState): SequenceState {
+    if (s.pool !== this.pool) throw new RuntimeError('RT301', ['that sequence belongs to another model']);
+    return s;
   }
 
   /** Packed prefill from fresh states: logits for every token, and the loss when labels are given. */
@@ -128,9 +179,11 @@ export class Model {
       seqs = seqsFromPositions(positions);
     }
     if (positions.length !== T) throw new RuntimeError('RT301', [`${positions.length} positions for ${T} tokens`]);
-    // A forward pass keeps no cache: each sequence's KV rows need only hold the sequence itself.
-    const sequences = seqs.map((s) => this.newSequence(Math.max(this.capacity, s.len), s.len));
-    const logits = this.engine.run({ tokens: ids, positions, seqs, sequences }).get(this.program.outputs[0]!.name)!;
+    // A forward pass keeps no state: its sequences get slots of a pool of their own, as long as the
+    // longest of them.
+    const pool = this.backend.createStatePool(Math.max(...seqs.map((s) => s.len)));
+    const sequences = seqs.map(() => ({ pool, slot: pool.acquire(), length: 0, capacity: pool.capacity }));
+    const logits = this.run('forward', ids, positions, seqs, sequences);
     let loss: number | undefined;
     if (input.labels) {
       const labels = Int32Array.from(input.labels);
@@ -159,12 +212,17 @@ export class Model {
       }
     });
     this.tokenIds(ids);
-    return this.engine.run({ tokens: ids, positions, seqs, sequences: states, lastRowsOnly: lastOnly }).get(this.program.outputs[0]!.name)!;
+    const entry: EntryName = chunks.every((c) => c.length === 1) ? 'decode' : lastOnly ? 'prefill' : 'forward';
+    return this.run(entry, ids, positions, seqs, states);
+  }
+
+  private run(entry: EntryName, tokens: Int32Array, positions: Int32Array, seqs: readonly { start: number; len: number }[], sequences: readonly SequenceState[]): Float32Array {
+    return runBatch(this.backend, this.program, entry, { tokens, positions, seqs, sequences }).get('logits') ?? fail('the program has no logits output');
   }
 
   /** Prefill of several prompts; returns their states and each prompt's last-token logits. */
   prefill(prompts: readonly ArrayLike<number>[]): { states: SequenceState[]; logits: Float32Array[] } {
-    const states = prompts.map((p) => this.newSequence(this.capacity, p.length));
+    const states = prompts.map(() => this.newSequence());
     const last = this.step(prompts, states, true);
     const logits = prompts.map((_, i) => last.slice(i * this.vocab, (i + 1) * this.vocab));
     return { states, logits };
@@ -187,6 +245,7 @@ export class Model {
     const history = [...ids];
     let { states, logits: [logits] } = this.prefill([ids]);
     let text = '';
+    try {
     for (let n = 0; n < maxTokens; n++) {
       const id = sampleToken(logits!, opts, history, rng);
       history.push(id);
@@ -199,6 +258,9 @@ export class Model {
         logits = this.decode([id], states);
         await Promise.resolve();
       }
+    }
+    } finally {
+      this.releaseSequence(states[0]!);
     }
     // Text the detokenizer held back (an unfinished character, a space it may still clean up).
     const rest = decoder?.flush() ?? '';
@@ -248,18 +310,19 @@ function sameValue(a: unknown, b: unknown): boolean {
   return a === b;
 }
 
-function loadWeights(program: Program, ckpt: Checkpoint, opts: LoadOptions, pool?: LinearPool): Map<number, CpuValue> {
+function loadWeights(program: Program, ckpt: Checkpoint, opts: LoadOptions, backend: CpuBackend): void {
   const problems = checkShapes(ckpt, program.weights.map((w) => ({ name: w.name, shape: w.shape })), { allowExtra: opts.allowExtra });
   if (problems.length === 1) throw problems[0]!;
   if (problems.length > 1) {
     throw new RuntimeError('RT164', [ckpt.path, problems.length, problems.map((p) => `  ${p.text}`).join('\n')], { file: ckpt.path, problems });
   }
-  const out = new Map<number, CpuValue>();
   program.weights.forEach((w, i) => {
-    const t = ckpt.read(w.name);
-    // matrices go to shared memory, where the pool's threads can read them
-    out.set(w.buffer, pool && t.shape.length === 2 ? pool.share(t) : t);
+    backend.uploadWeight(w, ckpt.read(w.name));
     opts.onProgress?.(i + 1, program.weights.length, w.name);
   });
-  return out;
+  if (!backend.complete()) fail('some weights the kernels read were not made at load');
+}
+
+function fail(msg: string): never {
+  throw new Error(`archc runtime: ${msg}`);
 }

@@ -1,40 +1,146 @@
-// The kernel program: what a generated package executes. One step per kernel, in order, over
-// numbered buffers; `release` lists the buffers whose last reader is that step (the memory plan).
-// It is plain data (written into the generated package as a TypeScript constant).
+// The kernel program: what a generated package executes, on any backend. Plain data (written into the
+// package as a TypeScript constant), produced by the compiler's kernel pipeline (compiler/kernel/).
+//
+// A program has weights (checkpoint tensors, plus weights derived from them once at load), a state
+// layout for one sequence's slot, and three entry points that share both: `forward` (a packed batch,
+// logits for every token), `prefill` (the same kernels, logits for each sequence's last token only)
+// and `decode` (one token per sequence). Each entry is an ordered list of kernels over activation
+// buffers that live in one arena; a kernel reads and writes *views* (a column range of a buffer), so
+// reshape and split cost nothing. Sizes are compile-time constants; only the row counts (tokens T,
+// sequences S) are known at run time.
 
-import type { AttrValue, Dim, StateKind } from './ops.ts';
+import { exprLeaves } from './expr.ts';
 import type { DType } from './tensor.ts';
+
+export type StateKind = 'kv' | 'conv' | 'ssm';
+export type AttrValue = number | boolean | string | readonly AttrValue[];
+
+/** How many rows a buffer has: one per token (T), one per sequence (S), or one (C, a constant). */
+export type Rows = 'T' | 'S' | 'C';
 
 export interface ProgramBuffer {
   readonly id: number;
-  readonly shape: readonly Dim[];
-  readonly dtype: DType;
+  /** Floats per row (the row stride). */
+  readonly width: number;
+  readonly rows: Rows;
+  /** Where it starts in its region of the arena, in floats per region row: `offset · R` for a region
+   *  of R rows. T-row buffers share the token region (R = T); S-row and constant buffers the
+   *  sequence region (R = S). The plan is made once and holds for every T and S. */
+  readonly offset: number;
 }
 
-export interface ProgramStep {
-  readonly op: string;
-  readonly inputs: readonly (number | null)[];
-  readonly outputs: readonly number[];
-  readonly attrs: Readonly<Record<string, AttrValue>>;
-  /** Index into `states` for stateful ops. */
-  readonly state?: number;
-  readonly scope: string;
-  /** Buffers that no later step reads: free after this step. */
-  readonly release: readonly number[];
+/** Columns [col, col + width) of every row of a buffer. */
+export interface View {
+  readonly buf: number;
+  readonly col: number;
+  readonly width: number;
 }
 
-export interface ProgramState {
+/** What a kernel reads: an activation view, a weight (by name) or an integer program input. */
+export type Operand = View | { readonly weight: string } | { readonly input: 'tokens' | 'positions' };
+
+/**
+ * A fused elementwise expression, evaluated per element with every intermediate rounded to f32
+ * (so a fused chain computes exactly what the unfused kernels would). `x` is the value the
+ * expression is applied to (an operand on read, or a kernel's result at column j + offset in an
+ * epilogue); `in` another activation operand of the kernel at the same row and column (a constant
+ * row broadcasts); `w` a weight element at column j mod its length.
+ */
+export type Expr =
+  | { readonly op: 'x'; readonly offset: number }
+  | { readonly op: 'in'; readonly name: string }
+  | { readonly op: 'w'; readonly name: string }
+  | { readonly op: 'const'; readonly value: number }
+  | { readonly op: 'silu' | 'softplus' | 'exp' | 'neg'; readonly a: Expr }
+  | { readonly op: 'add' | 'mul'; readonly a: Expr; readonly b: Expr }
+  | { readonly op: 'clamp'; readonly a: Expr; readonly min: number; readonly max: number };
+
+/** Row work done on a matmul's input before the product, in order. */
+export type Prologue =
+  /** Keep only the last row of each sequence (rows T -> S). */
+  | { readonly kind: 'gather_last' }
+  | { readonly kind: 'rmsnorm'; readonly weight: string; readonly eps: number }
+  /** rmsnorm(x · silu(z)) over `groups` equal parts of the row; z is the operand `z`. */
+  | { readonly kind: 'rmsnorm_gated'; readonly weight: string; readonly eps: number; readonly groups: number };
+
+/** Work done on a kernel's result before it is stored, in order. */
+export type Epilogue =
+  /** The row becomes `body` evaluated for columns [0, width), `x` reading the result so far. */
+  | { readonly kind: 'map'; readonly body: Expr; readonly width: number }
+  /** Rotary embedding in place on columns [col, col + heads·headDim), using the token positions. */
+  | { readonly kind: 'rope'; readonly col: number; readonly heads: number; readonly headDim: number; readonly rotaryDim: number; readonly theta: number }
+  /** One-token causal conv in place on columns [col, col + channels) (decode): the row is pushed
+   *  through the sequence's conv window (state `state`), then `post` is applied. */
+  | { readonly kind: 'conv_step'; readonly col: number; readonly channels: number; readonly taps: number; readonly weight: string;
+      readonly bias?: string; readonly state: number; readonly post?: Expr };
+
+export type Family =
+  | 'embedding' | 'matmul' | 'norm' | 'elementwise' | 'copy' | 'gather_last' | 'rope'
+  | 'conv' | 'conv_step' | 'ssd' | 'ssd_step' | 'attention' | 'attention_decode';
+
+export interface Kernel {
+  /** Unique in its entry, from the scope that emitted it, e.g. `model.layers.3.mamba.in_proj`. */
   readonly name: string;
-  readonly kind: StateKind;
-  readonly per: 'token' | 'sequence';
-  readonly shape: readonly number[];
+  readonly family: Family;
+  /** Compile-time sizes (K, N, H, P, G, N, chunk, …). */
+  readonly sizes: Readonly<Record<string, number>>;
+  readonly inputs: Readonly<Record<string, Operand>>;
+  readonly outputs: Readonly<Record<string, View>>;
+  /** Non-size constants of the family (eps, scale, theta, …). */
+  readonly attrs: Readonly<Record<string, AttrValue>>;
+  /** The elementwise family's body. */
+  readonly body?: Expr;
+  /** An expression applied to an operand as it is read (e.g. dt: clamp(softplus(x + dt_bias))). */
+  readonly pre?: Readonly<Record<string, Expr>>;
+  readonly prologue?: readonly Prologue[];
+  readonly epilogue?: readonly Epilogue[];
+  /** Index into the program's states for a stateful kernel. */
+  readonly state?: number;
+  /** Filled per target by the scheduler (workgroup or block shape, tiles, vector width, threads). */
+  readonly schedule: Readonly<Record<string, Readonly<Record<string, AttrValue>>>>;
+  /** The graph ops this kernel computes, in order. */
+  readonly fused: readonly string[];
+  /** `.arch` lines it came from (`file:line`). */
+  readonly source: readonly string[];
 }
+
+export interface Entry {
+  readonly buffers: readonly ProgramBuffer[];
+  /** Floats per row of the arena's token region (T rows) and sequence region (S rows). */
+  readonly arena: { readonly T: number; readonly S: number };
+  readonly kernels: readonly Kernel[];
+  /** Model outputs (e.g. logits) by name. */
+  readonly outputs: Readonly<Record<string, View>>;
+}
+
+export type EntryName = 'forward' | 'prefill' | 'decode';
 
 export interface ProgramWeight {
   readonly name: string;
   readonly shape: readonly number[];
   readonly dtype: DType;
-  readonly buffer: number;
+}
+
+/** A weight computed once at load from checkpoint weights (folded weight-only subgraphs, the
+ *  concatenated weights of merged matrix products). */
+export interface DerivedWeight {
+  readonly name: string;
+  readonly shape: readonly number[];
+  readonly dtype: DType;
+  readonly from:
+    | { readonly kind: 'concat'; readonly parts: readonly string[] }
+    /** `body` evaluated at each index j, its `w:` leaves reading weights at j mod their length. */
+    | { readonly kind: 'expr'; readonly body: Expr };
+}
+
+/** One state of a sequence's slot. A per-sequence state (conv window, SSM state) is `shape`; a
+ *  per-token one (KV cache) holds `capacity` rows of `shape` = [2, kv_heads, head_dim]: all the
+ *  keys [capacity, kv_heads, head_dim], then all the values. */
+export interface ProgramState {
+  readonly name: string;
+  readonly kind: StateKind;
+  readonly per: 'token' | 'sequence';
+  readonly shape: readonly number[];
 }
 
 /** A param bound to config.json keys, with the value the program was built for. */
@@ -45,14 +151,46 @@ export interface ProgramBinding {
 }
 
 export interface Program {
-  readonly format: 'archc-program/1';
+  readonly format: 'archc-kernels/1';
   readonly model: string;
   readonly params: Readonly<Record<string, unknown>>;
   readonly bindings: readonly ProgramBinding[];
-  readonly inputs: readonly { readonly name: string; readonly buffer: number }[];
-  readonly outputs: readonly { readonly name: string; readonly buffer: number }[];
-  readonly buffers: readonly ProgramBuffer[];
   readonly weights: readonly ProgramWeight[];
+  readonly derived: readonly DerivedWeight[];
   readonly states: readonly ProgramState[];
-  readonly steps: readonly ProgramStep[];
+  /** Output widths by name (logits: the vocabulary). */
+  readonly outputs: Readonly<Record<string, number>>;
+  readonly entries: Readonly<Record<EntryName, Entry>>;
 }
+
+export function isView(o: Operand): o is View {
+  return 'buf' in o;
+}
+
+/** Floats one slot needs for `capacity` tokens, and where each state starts in it. */
+export function slotLayout(states: readonly ProgramState[], capacity: number): { floats: number; offsets: number[] } {
+  let floats = 0;
+  const offsets = states.map((s) => {
+    const at = floats;
+    const n = s.shape.reduce((a, b) => a * b, 1);
+    floats += s.per === 'token' ? capacity * n : n;
+    return at;
+  });
+  return { floats, offsets };
+}
+/** Every weight name the kernels of `entries` read. */
+export function weightsRead(entries: Readonly<Record<string, Entry>>): Set<string> {
+  const out = new Set<string>();
+  for (const e of Object.values(entries)) {
+    for (const k of e.kernels) {
+      for (const o of Object.values(k.inputs)) if ('weight' in o) out.add(o.weight);
+      for (const x of [k.body, ...Object.values(k.pre ?? {}), ...(k.epilogue ?? []).map((s) => (s.kind === 'map' ? s.body : s.kind === 'conv_step' ? s.post : undefined))]) {
+        if (x) for (const leaf of exprLeaves(x)) if (leaf.op === 'w') out.add(leaf.name);
+      }
+      for (const p of k.prologue ?? []) if (p.kind !== 'gather_last') out.add(p.weight);
+      for (const s of k.epilogue ?? []) if (s.kind === 'conv_step') { out.add(s.weight); if (s.bias) out.add(s.bias); }
+    }
+  }
+  return out;
+}
+

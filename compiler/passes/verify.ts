@@ -1,7 +1,7 @@
 // Checks the graph's invariants at pipeline boundaries; a failure is a compiler bug (InternalError).
 
 import { InternalError } from '../../dsl/diagnostics.ts';
-import { OP_BY_NAME } from '../../runtime/ops.ts';
+import { OP_BY_NAME } from '../ops.ts';
 import type { Graph } from '../ir.ts';
 
 export function verifyGraph(g: Graph, after: string): void {

@@ -1,7 +1,7 @@
 // Every primitive's shape rule: a good use and the errors it must catch.
 
 import { describe, expect, it } from 'vitest';
-import { OPS, OP_BY_NAME, OpError, type Attrs, type TensorType } from '../../runtime/ops.ts';
+import { OPS, OP_BY_NAME, OpError, type Attrs, type TensorType } from '../../compiler/ops.ts';
 
 const t = (...shape: (number | 'T')[]): TensorType => ({ shape, dtype: 'f32' });
 const ids = (): TensorType => ({ shape: ['T'], dtype: 'i32' });

@@ -4,7 +4,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { OPS } from '../../runtime/ops.ts';
+import { OPS } from '../../compiler/ops.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const lines = (dir: string): number => readdirSync(join(ROOT, dir), { withFileTypes: true, recursive: true })
@@ -16,7 +16,9 @@ describe('size budget', () => {
     const counts = { ops: OPS.length, compiler: lines('compiler'), dsl: lines('dsl'), runtime: lines('runtime'), codegen: lines('codegen') };
     console.log(`size: ${JSON.stringify(counts)}`);
     expect(counts.ops).toBeLessThanOrEqual(20);
-    expect(counts.compiler).toBeLessThanOrEqual(2200);
+    // 2200 -> 3600: the op records moved here from runtime/ (with their lowerings), and the kernel IR
+    // (compiler/kernel/: lowering, nine fusion rules, memory plan, schedule, printer, report) arrived
+    expect(counts.compiler).toBeLessThanOrEqual(3600);
     expect(counts.dsl).toBeLessThanOrEqual(1600);
   });
 });

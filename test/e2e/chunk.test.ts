@@ -51,9 +51,9 @@ describe.each<{ name: string; params: Params }>([
 
   it.each(CHUNKS)('chunk %i: the program carries it, and packed prefill = the recurrence', (chunk) => {
     const m = models.get(chunk)!;
-    const ssd = m.program.steps.filter((s) => s.op === 'ssd');
+    const ssd = m.program.entries.forward.kernels.filter((k) => k.family === 'ssd');
     expect(ssd.length).toBeGreaterThan(0);
-    expect(ssd.every((s) => s.attrs.chunk === chunk)).toBe(true);
+    expect(ssd.every((k) => k.sizes.chunk === chunk)).toBe(true);
     const got = m.forward({ ids: seqs.flat(), cuSeqlens: [0, 7, 18, 31] }).logits;
     expectLogitsClose(got, sequential, RTOL, `chunk ${chunk} vs sequential`, V);
   });

@@ -1,10 +1,13 @@
 // The primitive ops: one record each with its slots, attributes, shape/dtype rule, carried state,
-// cost model and CPU reference. The compiler reads the records to type the graph; the CPU engine
-// runs `cpu`. Shapes are lists of dims where 'T' is the (symbolic) number of token rows.
+// cost model and lowering to kernels. The compiler types the graph with `infer` as it is built and
+// lowers each node with `lower` (compiler/kernel/lower.ts); every target then runs the kernel
+// families (runtime/cpu/families.ts for the CPU). Shapes are lists of dims where 'T' is the
+// (symbolic) number of token rows.
 
-import type { DType } from './tensor.ts';
-import * as K from './cpu/index.ts';
-import { toF32 } from './tensor.ts';
+import type { DType } from '../runtime/tensor.ts';
+import type { StateKind } from '../runtime/program.ts';
+import type { View } from '../runtime/program.ts';
+import type { LowerCtx } from './kernel/lower.ts';
 
 export type Dim = number | 'T';
 export interface TensorType {
@@ -14,7 +17,7 @@ export interface TensorType {
 export type AttrValue = number | boolean | string | readonly AttrValue[];
 export type Attrs = Readonly<Record<string, AttrValue>>;
 
-export type StateKind = 'kv' | 'conv' | 'ssm';
+export type { StateKind };
 export interface StateSpec {
   readonly kind: StateKind;
   /** Per token (KV cache rows) or per sequence (conv window, SSM state). */
@@ -29,24 +32,6 @@ export interface CostContext {
   /** Tokens already in the sequence when this token is processed (decode) or its length (prefill). */
   readonly context: number;
   readonly mode: 'prefill' | 'decode';
-}
-
-/** A value handed to a CPU kernel: activations are f32; weights keep their dtype. */
-export interface CpuValue {
-  readonly data: Float32Array | Int32Array | Uint16Array;
-  readonly dtype: DType;
-  readonly shape: readonly number[];
-}
-
-/** Per-call context of the CPU engine: the packed batch and the state of each sequence. */
-export interface CpuContext {
-  readonly T: number;
-  readonly positions: Int32Array;
-  readonly seqs: readonly { readonly start: number; readonly len: number }[];
-  /** The state arrays of this node for each sequence of the batch (in/out). */
-  readonly state?: readonly unknown[];
-  /** A `linear` to use instead of the single-threaded kernel (the engine's thread pool). */
-  readonly linear?: typeof K.linear;
 }
 
 export interface SlotDef {
@@ -72,7 +57,8 @@ export interface OpDef {
   state?(inputs: readonly (TensorType | null)[], attrs: Attrs): StateSpec;
   /** Floating-point operations for one token row. */
   flops(inputs: readonly (TensorType | null)[], outputs: readonly TensorType[], attrs: Attrs, at: CostContext): number;
-  cpu(inputs: readonly (CpuValue | null)[], attrs: Attrs, ctx: CpuContext): Float32Array[];
+  /** Emits the kernels that compute the node (unfused: the kernel passes fuse them). */
+  lower(ctx: LowerCtx): void;
 }
 
 // ---- helpers for the rules ---------------------------------------------------------------
@@ -97,20 +83,17 @@ function same(a: Dim | string, b: Dim | string, msg: string): void {
   if (a !== b) throw new OpError(msg);
 }
 const num = (a: Attrs, k: string) => a[k] as number;
-const dims = (v: CpuValue) => v.shape;
-/** The value as f32 (activations already are; 16-bit weights are widened). */
-const f = (v: CpuValue | null): Float32Array => (v!.dtype === 'f32' ? (v!.data as Float32Array) : toF32(v as never));
 
-function elementwise(name: string, doc: string, fn: (x: Float32Array) => Float32Array, cost = 1): OpDef {
+function elementwise(name: 'silu' | 'softplus' | 'exp' | 'neg', doc: string, cost = 1): OpDef {
   return {
     name, doc, inputs: [{ name: 'x' }], attrs: {},
     infer: ([x]) => [f32(need(x, 'x').shape)],
     flops: ([x]) => cost * rowSize(x!),
-    cpu: ([x]) => [fn(f(x))],
+    lower: (c) => c.elementwise((leaf) => ({ op: name, a: leaf(0) })),
   };
 }
 
-function broadcasting(name: string, doc: string, fn: (a: Float32Array, b: Float32Array) => Float32Array): OpDef {
+function broadcasting(name: 'add' | 'mul', doc: string): OpDef {
   return {
     name, doc, inputs: [{ name: 'a' }, { name: 'b' }], attrs: {},
     infer([a, b]) {
@@ -122,7 +105,7 @@ function broadcasting(name: string, doc: string, fn: (a: Float32Array, b: Float3
       return [f32(A.shape)];
     },
     flops: ([a]) => rowSize(a!),
-    cpu: ([a, b]) => [fn(f(a), f(b))],
+    lower: (c) => c.elementwise((leaf) => ({ op: name, a: leaf(0), b: leaf(1) })),
   };
 }
 
@@ -139,7 +122,10 @@ export const OPS: readonly OpDef[] = [
       return [f32([...I.shape, W.shape[1]!])];
     },
     flops: () => 0,
-    cpu: ([ids, w]) => [K.embedding(ids!.data as Int32Array, w!)],
+    lower(c) {
+      const [V, D] = c.types[1]!.shape as [number, number];
+      c.emit({ family: 'embedding', sizes: { V, D }, inputs: { ids: c.in(0)!, w: c.in(1)! }, outputs: { y: c.out(0) } });
+    },
   },
   {
     name: 'linear', doc: 'x · weightᵀ (+ bias); weight is [out, in] as in PyTorch',
@@ -152,9 +138,10 @@ export const OPS: readonly OpDef[] = [
       return [f32([...X.shape.slice(0, -1), W.shape[0]!])];
     },
     flops: ([, w]) => 2 * (w!.shape[0] as number) * (w!.shape[1] as number),
-    cpu([x, w, b], _a, ctx) {
-      const k = dims(x!)[dims(x!).length - 1]!;
-      return [(ctx.linear ?? K.linear)(f(x), ctx.T, k, w!, b)];
+    lower(c) {
+      const [N, K] = c.types[1]!.shape as [number, number];
+      const b = c.in(2);
+      c.emit({ family: 'matmul', sizes: { K, N }, inputs: { x: c.in(0)!, w: c.in(1)!, ...(b ? { b } : {}) }, outputs: { y: c.out(0) } });
     },
   },
   {
@@ -167,10 +154,20 @@ export const OPS: readonly OpDef[] = [
       return [f32([...X.shape.slice(0, -1), W.shape[0]!])];
     },
     flops: ([, w]) => 2 * (w!.shape[0] as number) * (w!.shape[1] as number),
-    cpu: ([x, w], _a, ctx) => [(ctx.linear ?? K.linear)(f(x), ctx.T, w!.shape[1]!, w!, null)],
+    lower(c) {
+      const [N, K] = c.types[1]!.shape as [number, number];
+      let x = c.in(0)!;
+      // prefill: the head runs on each sequence's last token only
+      if (c.mode === 'prefill') {
+        const last = c.temp(K, 'S');
+        c.emit({ family: 'gather_last', part: 'last_rows', sizes: { W: K }, inputs: { x }, outputs: { y: last } });
+        x = last;
+      }
+      c.emit({ family: 'matmul', sizes: { K, N }, inputs: { x, w: c.in(1)! }, outputs: { y: c.out(0, c.mode === 'prefill' ? 'S' : undefined) } });
+    },
   },
-  broadcasting('add', 'a + b', (a, b) => K.add(a, b)),
-  broadcasting('mul', 'a · b', (a, b) => K.mul(a, b)),
+  broadcasting('add', 'a + b'),
+  broadcasting('mul', 'a · b'),
   {
     name: 'split', doc: 'cuts the last dim into consecutive parts of the given sizes',
     inputs: [{ name: 'x' }], attrs: { sizes: { type: 'list', doc: 'part sizes, summing to the last dim' } },
@@ -183,9 +180,13 @@ export const OPS: readonly OpDef[] = [
       return sizes.map((n) => f32([...X.shape.slice(0, -1), n]));
     },
     flops: () => 0,
-    cpu([x], a) {
-      const sizes = a.sizes as number[];
-      return K.split(f(x), sizes);
+    lower(c) {
+      const x = c.in(0) as View;
+      let col = x.col;
+      (c.attrs.sizes as number[]).forEach((n, i) => {
+        c.emit({ family: 'copy', part: String(i), sizes: { W: n }, inputs: { x: { buf: x.buf, col, width: n } }, outputs: { y: c.out(i) } });
+        col += n;
+      });
     },
   },
   {
@@ -200,12 +201,14 @@ export const OPS: readonly OpDef[] = [
       return [f32(X.shape[0] === 'T' ? ['T', ...to] : to)];
     },
     flops: () => 0,
-    cpu: ([x]) => [f(x)],
+    lower(c) {
+      c.emit({ family: 'copy', sizes: { W: rowSize(c.types[0]!) }, inputs: { x: c.in(0)! }, outputs: { y: c.out(0) } });
+    },
   },
-  elementwise('silu', 'x · sigmoid(x)', (x) => K.silu(x), 4),
-  elementwise('softplus', 'log(1 + exp(x)), identity above 20 as in PyTorch', (x) => K.softplus(x), 3),
-  elementwise('exp', 'eˣ', (x) => K.exp(x)),
-  elementwise('neg', '−x', (x) => K.neg(x)),
+  elementwise('silu', 'x · sigmoid(x)', 4),
+  elementwise('softplus', 'log(1 + exp(x)), identity above 20 as in PyTorch', 3),
+  elementwise('exp', 'eˣ'),
+  elementwise('neg', '−x'),
   {
     name: 'clamp', doc: 'limits x to [min, max]',
     inputs: [{ name: 'x' }],
@@ -215,7 +218,7 @@ export const OPS: readonly OpDef[] = [
       return [f32(need(x, 'x').shape)];
     },
     flops: ([x]) => rowSize(x!),
-    cpu: ([x], a) => [K.clamp(f(x), num(a, 'min'), num(a, 'max'))],
+    lower: (c) => c.elementwise((leaf) => ({ op: 'clamp', a: leaf(0), min: num(c.attrs, 'min'), max: num(c.attrs, 'max') })),
   },
   {
     name: 'rmsnorm', doc: 'x / sqrt(mean(x²) + eps) · weight over the last dim',
@@ -226,7 +229,11 @@ export const OPS: readonly OpDef[] = [
       return [f32(X.shape)];
     },
     flops: ([x]) => 4 * rowSize(x!),
-    cpu: ([x, w], a, ctx) => [K.rmsnorm(f(x), ctx.T, dims(w!)[0]!, f(w), num(a, 'eps'))],
+    lower(c) {
+      const x = c.types[0]!;
+      c.emit({ family: 'norm', sizes: { W: rowSize(x), D: last(x) as number }, inputs: { x: c.in(0)!, w: c.in(1)! },
+        attrs: { eps: num(c.attrs, 'eps'), groups: 1, gated: false }, outputs: { y: c.out(0) } });
+    },
   },
   {
     name: 'rmsnorm_gated', doc: 'rmsnorm(x · silu(z)) · weight, over the whole width or `groups` equal parts',
@@ -241,7 +248,11 @@ export const OPS: readonly OpDef[] = [
       return [f32(X.shape)];
     },
     flops: ([x]) => 9 * rowSize(x!),
-    cpu: ([x, z, w], a, ctx) => [K.rmsnormGated(f(x), f(z), ctx.T, dims(w!)[0]!, f(w), num(a, 'eps'), num(a, 'groups'))],
+    lower(c) {
+      const x = c.types[0]!;
+      c.emit({ family: 'norm', sizes: { W: rowSize(x), D: last(x) as number }, inputs: { x: c.in(0)!, z: c.in(1)!, w: c.in(2)! },
+        attrs: { eps: num(c.attrs, 'eps'), groups: num(c.attrs, 'groups'), gated: true }, outputs: { y: c.out(0) } });
+    },
   },
   {
     name: 'causal_conv1d', doc: 'depthwise causal convolution over time with bias; carries the last K−1 inputs per sequence',
@@ -257,9 +268,11 @@ export const OPS: readonly OpDef[] = [
     },
     state: ([x, w]) => ({ kind: 'conv', per: 'sequence', shape: [x!.shape[1] as number, (w!.shape[2] as number) - 1] }),
     flops: ([x, w]) => 2 * (x!.shape[1] as number) * (w!.shape[2] as number),
-    cpu([x, w, b], _a, ctx) {
-      const [C, , Kw] = dims(w!) as [number, number, number];
-      return [K.causalConv1d(f(x), ctx.T, C, Kw, f(w), b ? f(b) : null, ctx.seqs, ctx.state as Float32Array[])];
+    lower(c) {
+      const [C, , K] = c.types[1]!.shape as [number, number, number];
+      const b = c.in(2);
+      c.emit({ family: c.mode === 'decode' ? 'conv_step' : 'conv', sizes: { C, K }, inputs: { x: c.in(0)!, w: c.in(1)!, ...(b ? { b } : {}) },
+        outputs: { y: c.out(0) }, state: c.state });
     },
   },
   {
@@ -290,10 +303,12 @@ export const OPS: readonly OpDef[] = [
       const Q = Math.min(num(a, 'chunk'), Math.max(1, at.context));
       return 2 * G * N * Q / 2 + 2 * H * P * Q / 2 + 4 * H * P * N + 2 * H * P;
     },
-    cpu([x, dt, A, B, C, D], a, ctx) {
-      const [, H, P] = dims(x!) as [number, number, number];
-      const [, G, N] = dims(B!) as [number, number, number];
-      return [K.ssdChunked(f(x), f(dt), f(A), f(B), f(C), f(D), { H, P, G, N }, num(a, 'chunk'), ctx.seqs, ctx.state as Float32Array[])];
+    lower(c) {
+      const [, H, P] = c.types[0]!.shape as [Dim, number, number];
+      const [, G, N] = c.types[3]!.shape as [Dim, number, number];
+      const inputs = { x: c.in(0)!, dt: c.in(1)!, A: c.in(2)!, B: c.in(3)!, C: c.in(4)!, D: c.in(5)! };
+      if (c.mode === 'decode') c.emit({ family: 'ssd_step', sizes: { H, P, G, N }, inputs, outputs: { y: c.out(0) }, state: c.state });
+      else c.emit({ family: 'ssd', sizes: { H, P, G, N, chunk: num(c.attrs, 'chunk') }, inputs, outputs: { y: c.out(0) }, state: c.state });
     },
   },
   {
@@ -309,9 +324,10 @@ export const OPS: readonly OpDef[] = [
       return [f32(X.shape)];
     },
     flops: ([x], _o, a) => 3 * (x!.shape[1] as number) * num(a, 'rotary_dim'),
-    cpu([x, p], a, ctx) {
-      const [, Hn, Dh] = dims(x!) as [number, number, number];
-      return [K.rope(f(x), ctx.T, Hn, Dh, p!.data as Int32Array, num(a, 'rotary_dim'), num(a, 'theta'))];
+    lower(c) {
+      const [, H, Dh] = c.types[0]!.shape as [Dim, number, number];
+      c.emit({ family: 'rope', sizes: { H, Dh, R: num(c.attrs, 'rotary_dim') }, inputs: { x: c.in(0)!, positions: c.in(1)! },
+        attrs: { theta: num(c.attrs, 'theta') }, outputs: { y: c.out(0) } });
     },
   },
   {
@@ -333,10 +349,11 @@ export const OPS: readonly OpDef[] = [
       const seen = at.mode === 'decode' ? at.context + 1 : (at.context + 1) / 2;
       return 4 * H * Dh * seen + 5 * H * seen;
     },
-    cpu([q, k, v], a, ctx) {
-      const [, H, Dh] = dims(q!) as [number, number, number];
-      const KV = dims(k!)[1]!;
-      return [K.attention(f(q), f(k), f(v), ctx.T, H, KV, Dh, num(a, 'scale'), ctx.seqs, ctx.state as never)];
+    lower(c) {
+      const [, H, Dh] = c.types[0]!.shape as [Dim, number, number];
+      const KV = c.types[1]!.shape[1] as number;
+      c.emit({ family: c.mode === 'decode' ? 'attention_decode' : 'attention', sizes: { H, KV, Dh },
+        inputs: { q: c.in(0)!, k: c.in(1)!, v: c.in(2)! }, attrs: { scale: num(c.attrs, 'scale') }, outputs: { y: c.out(0) }, state: c.state });
     },
   },
 ];

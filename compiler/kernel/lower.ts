@@ -1,0 +1,152 @@
+// Lowering: the graph becomes one entry's list of unfused kernels. Each node is lowered by its op
+// record's `lower` (compiler/ops.ts) through a LowerCtx; every node output gets a buffer of its own,
+// weights and program inputs are read where they are. Reshape and split lower to copy kernels here;
+// the `views` rule (rules/views.ts) turns them into views. Fusion is the kernel passes' job.
+
+import { InternalError } from '../../dsl/diagnostics.ts';
+import type { DerivedWeight, EntryName, Expr, Family, Kernel, Operand, Rows, View } from '../../runtime/program.ts';
+import type { Attrs, Graph, Node, TensorType } from '../ir.ts';
+import { OP_BY_NAME } from '../ops.ts';
+
+/** A buffer before the memory plan gives it a place. */
+export interface LBuffer {
+  readonly id: number;
+  readonly width: number;
+  readonly rows: Rows;
+}
+
+/** One entry point between lowering and the memory plan: what the kernel passes rewrite. */
+export interface Lowered {
+  readonly entry: EntryName;
+  readonly buffers: readonly LBuffer[];
+  readonly kernels: readonly Kernel[];
+  readonly outputs: Readonly<Record<string, View>>;
+  /** Weights computed at load that the kernels read (folded constants, merged matrices). */
+  readonly derived: readonly DerivedWeight[];
+}
+
+/** What a kernel looks like when an op record emits it (the lowerer adds name, schedule, fused, source). */
+export interface KernelSpec {
+  readonly family: Family;
+  /** Tells apart the kernels of one node in their names. */
+  readonly part?: string;
+  readonly sizes: Readonly<Record<string, number>>;
+  readonly inputs: Readonly<Record<string, Operand>>;
+  readonly outputs: Readonly<Record<string, View>>;
+  readonly attrs?: Kernel['attrs'];
+  readonly body?: Expr;
+  readonly state?: number;
+}
+
+/** What an op record's `lower` sees of the node it lowers. */
+export interface LowerCtx {
+  /** `forward` and `prefill` lower to the packed-batch kernels, `decode` to the one-token ones. */
+  readonly mode: EntryName;
+  readonly attrs: Attrs;
+  /** The types of the node's inputs, in slot order (null for an absent optional slot). */
+  readonly types: readonly (TensorType | null)[];
+  /** The state index of a stateful node. */
+  readonly state?: number;
+  /** Input `slot` as an operand, or null when the optional slot is absent. */
+  in(slot: number): Operand | null;
+  /** The view of output `i` (a buffer of its own; `rows` when they differ from the inputs'). */
+  out(i: number, rows?: Rows): View;
+  /** A scratch buffer for an intermediate of the node's own kernels. */
+  temp(width: number, rows: Rows): View;
+  emit(k: KernelSpec): void;
+  /** Emits an elementwise kernel: `body` gets a leaf for each input slot (`w:` for weights). */
+  elementwise(body: (leaf: (slot: number) => Expr) => Expr): void;
+}
+
+/** Elements of one row of a value (all dims but a leading T). */
+export function rowWidth(t: TensorType): number {
+  let n = 1;
+  for (const d of t.shape) if (d !== 'T') n *= d;
+  return n;
+}
+
+export function lowerGraph(g: Graph, mode: EntryName): Lowered {
+  const buffers: LBuffer[] = [];
+  const kernels: Kernel[] = [];
+  const operand = new Map<number, Operand>();
+  const rowsOf = (o: Operand): Rows | null => ('buf' in o ? buffers[o.buf]!.rows : 'input' in o ? 'T' : null);
+  const newBuffer = (width: number, rows: Rows): View => {
+    const id = buffers.length;
+    buffers.push({ id, width, rows });
+    return { buf: id, col: 0, width };
+  };
+  for (const i of g.inputs) {
+    if (i.name !== 'tokens' && i.name !== 'positions') throw new InternalError(`program input ${i.name} is neither tokens nor positions`);
+    operand.set(i.value, { input: i.name });
+  }
+  for (const v of g.values) if (v.source.kind === 'weight') operand.set(v.id, { weight: v.source.name });
+  const stateOf = new Map(g.state.map((s, i) => [s.node, i]));
+  const names = new Map<string, number>();
+
+  for (const node of g.nodes) {
+    const op = OP_BY_NAME.get(node.op) ?? fail(`no op record for ${node.op}`);
+    const ins = node.inputs.map((v) => (v === null ? null : operand.get(v) ?? fail(`node ${node.id} reads value ${v} before it is computed`)));
+    // Rows of the node's activations: those of its activation inputs (T, or S after a gather), else
+    // a constant (a weight-only subgraph).
+    const inRows = ins.map((o) => (o ? rowsOf(o) : null)).filter((r): r is Rows => r !== null && r !== 'C');
+    const rows: Rows = inRows.includes('S') ? 'S' : inRows.length ? 'T' : 'C';
+    const outs: View[] = [];
+    const out = (i: number, r?: Rows): View => {
+      const v = node.outputs[i] ?? fail(`${node.op} has no output ${i}`);
+      outs[i] ??= newBuffer(rowWidth(g.values[v]!.type), r ?? (g.values[v]!.type.shape[0] === 'T' ? rows : 'C'));
+      return outs[i]!;
+    };
+    const emitted: KernelSpec[] = [];
+    const ctx: LowerCtx = {
+      mode, attrs: node.attrs,
+      types: node.inputs.map((v) => (v === null ? null : g.values[v]!.type)),
+      state: stateOf.get(node.id),
+      in: (slot) => ins[slot] ?? null,
+      out,
+      temp: (width, r) => newBuffer(width, r),
+      emit: (k) => { emitted.push(k); },
+      elementwise(body) {
+        const inputs: Record<string, Operand> = {};
+        const leaf = (slot: number): Expr => {
+          const o = ins[slot] ?? fail(`${node.op} input ${slot} is absent`);
+          if ('weight' in o) return { op: 'w', name: o.weight };
+          const name = op.inputs[slot]!.name;
+          inputs[name] = o;
+          return { op: 'in', name };
+        };
+        const e = body(leaf);
+        const y = out(0);
+        emitted.push({ family: 'elementwise', sizes: { W: y.width }, inputs, body: e, outputs: { y } });
+      },
+    };
+    op.lower(ctx);
+    node.outputs.forEach((v, i) => operand.set(v, outs[i] ?? fail(`${node.op} did not write its output ${i}`)));
+    for (const k of emitted) kernels.push(finish(k, node, names));
+  }
+  const outputs: Record<string, View> = {};
+  for (const o of g.outputs) {
+    const v = operand.get(o.value);
+    if (!v || !('buf' in v)) throw new InternalError(`model output ${o.name} is not computed by a kernel`);
+    outputs[o.name] = v;
+  }
+  return { entry: mode, buffers, kernels, outputs, derived: [] };
+}
+
+function finish(k: KernelSpec, node: Node, names: Map<string, number>): Kernel {
+  let name = `${node.scope ? `${node.scope}:` : ''}${node.op}${k.part ? `.${k.part}` : ''}`;
+  const seen = names.get(name) ?? 0;
+  names.set(name, seen + 1);
+  if (seen) name += `#${seen}`;
+  return {
+    name, family: k.family, sizes: k.sizes, inputs: k.inputs, outputs: k.outputs, attrs: k.attrs ?? {},
+    ...(k.body ? { body: k.body } : {}),
+    ...(k.state !== undefined ? { state: k.state } : {}),
+    schedule: {},
+    fused: [node.op],
+    source: node.loc ? [`${node.loc.file}:${node.loc.line}`] : [],
+  };
+}
+
+function fail(msg: string): never {
+  throw new InternalError(`lowering: ${msg}`);
+}

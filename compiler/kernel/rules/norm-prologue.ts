@@ -1,0 +1,41 @@
+// Rule: an RMS norm (plain or gated) read only by one matrix product becomes that product's
+// prologue: the norm runs on the rows the product loads (the input layernorm into in_proj or the
+// merged q/k/v, the gated norm closing a Mamba mixer into out_proj, the final norm into the head).
+// Row-wise stages commute with a gather already in the prologue, so the norm is appended after it.
+
+import type { Kernel, Operand, Prologue } from '../../../runtime/program.ts';
+import type { Lowered } from '../lower.ts';
+import { type Rule, merged, readersOf, soleWriter } from '../rewrite.ts';
+
+export const normPrologue: Rule<{ reader: number }> = {
+  name: 'norm-prologue',
+  match(l, i, ix) {
+    const n = l.kernels[i]!;
+    if (n.family !== 'norm' || n.sizes.D !== n.sizes.W || !('weight' in n.inputs.w!)) return null;
+    const y = n.outputs.y!;
+    if (ix.outputs.has(y.buf) || soleWriter(l, ix, y.buf) !== i) return null;
+    const rs = readersOf(ix, y.buf);
+    if (rs.length !== 1 || rs[0]!.slot !== 'x' || rs[0]!.view.width !== y.width) return null;
+    const m = l.kernels[rs[0]!.k]!;
+    if (m.family !== 'matmul' || m.pre?.x || (m.prologue ?? []).some((p) => p.kind !== 'gather_last')) return null;
+    // a gathered product reads S rows; the norm's gate must then be gathered with x (the CPU and GPU
+    // prologues do that), which needs z to be a T-row view like x
+    return { reader: rs[0]!.k };
+  },
+  rewrite(l, i, { reader }): Lowered {
+    const n = l.kernels[i]!;
+    const weight = (n.inputs.w as { weight: string }).weight;
+    const eps = n.attrs.eps as number;
+    const stage: Prologue = n.attrs.gated
+      ? { kind: 'rmsnorm_gated', weight, eps, groups: n.attrs.groups as number }
+      : { kind: 'rmsnorm', weight, eps };
+    const kernels = l.kernels.map((k, j): Kernel => {
+      if (j !== reader) return k;
+      const inputs: Record<string, Operand> = { ...k.inputs, x: n.inputs.x! };
+      if (n.attrs.gated) inputs.z = n.inputs.z!;
+      const pre = { ...k.pre, ...(n.pre?.x ? { x: n.pre.x } : {}), ...(n.pre?.z ? { z: n.pre.z } : {}) };
+      return { ...k, inputs, ...(Object.keys(pre).length ? { pre } : {}), prologue: [...(k.prologue ?? []), stage], ...merged(n, k) };
+    }).filter((_, j) => j !== i);
+    return { ...l, kernels };
+  },
+};

@@ -1,0 +1,22 @@
+// Schedules: each target fills the `schedule` slot of every kernel from its target record (data,
+// not code: STYLE 12). The CPU splits large matrix products by output columns across its threads
+// and runs everything else on the calling thread.
+
+import type { Entry, Kernel } from '../../runtime/program.ts';
+
+export interface Target {
+  readonly name: 'cpu';
+  /** Products of at least this many multiply-adds per token row are split across threads. */
+  readonly splitColumnsFrom: number;
+}
+
+export const CPU_TARGET: Target = { name: 'cpu', splitColumnsFrom: 1 << 14 };
+
+function scheduleKernel(k: Kernel, t: Target): Kernel {
+  const s: Record<string, string> = k.family === 'matmul' && k.sizes.K! * k.sizes.N! >= t.splitColumnsFrom ? { split: 'columns' } : {};
+  return { ...k, schedule: { ...k.schedule, [t.name]: s } };
+}
+
+export function schedule(e: Entry, t: Target): Entry {
+  return { ...e, kernels: e.kernels.map((k) => scheduleKernel(k, t)) };
+}

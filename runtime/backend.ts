@@ -1,0 +1,67 @@
+// The backend interface: what every target (cpu now; webgpu, cuda, wasm later) implements to run a
+// kernel program — upload weights, allocate the arena and the state pool, run kernels, read
+// outputs — and the one executor that drives it. The CPU backend (runtime/cpu/backend.ts) is the
+// reference implementation and the oracle for the others.
+
+import type { SeqSlice } from './cpu/seq.ts';
+import type { Entry, EntryName, Kernel, Program, ProgramWeight, View } from './program.ts';
+import type { Tensor } from './tensor.ts';
+
+/** One run of an entry: a packed batch of sequences, each in its own state slot. */
+export interface RunBatch {
+  /** Token ids of all sequences, concatenated: [T]. */
+  readonly tokens: Int32Array;
+  /** Position of each token within its sequence: [T]. */
+  readonly positions: Int32Array;
+  /** Rows of each sequence, in order, covering [0, T). */
+  readonly seqs: readonly SeqSlice[];
+  /** The state slot of each sequence. */
+  readonly slots: readonly number[];
+  /** Tokens each sequence held before this batch (where its KV rows continue). */
+  readonly lengths: readonly number[];
+}
+
+/**
+ * Slots of per-sequence state: in each, the conv window and SSM state of every Mamba layer and the
+ * KV cache of every attention layer (up to `capacity` tokens). A slot is the unit of copying,
+ * saving and restoring a sequence.
+ */
+export interface StatePool {
+  readonly capacity: number;
+  /** Bytes of one slot. */
+  readonly slotBytes: number;
+  /** A free slot, zeroed (a fresh sequence). */
+  acquire(): number;
+  release(slot: number): void;
+  /** Slot `to` becomes a copy of slot `from`. */
+  copy(from: number, to: number): void;
+  /** The slot's bytes (for saving a sequence). */
+  save(slot: number): Uint8Array;
+  restore(slot: number, bytes: Uint8Array): void;
+}
+
+/** One entry run in progress: the arena is sized for the batch; kernels run in order. */
+export interface Invocation {
+  dispatch(k: Kernel): void;
+  /** A view's rows as f32 [rows, width]. */
+  read(v: View): Float32Array;
+}
+
+export interface Backend {
+  readonly name: string;
+  /** Takes one checkpoint tensor (in its stored dtype); derived weights are made as soon as their
+   *  parts are in, and parts no kernel reads are then dropped. */
+  uploadWeight(w: ProgramWeight, t: Tensor): void;
+  createStatePool(capacity: number): StatePool;
+  begin(entry: Entry, batch: RunBatch, pool: StatePool): Invocation;
+  /** Frees what the backend holds (worker threads, device memory). */
+  dispose(): void;
+}
+
+/** Runs entry `name` of `program` on `backend`; returns each model output as [rows, width]. */
+export function runEntry(backend: Backend, program: Program, name: EntryName, batch: RunBatch, pool: StatePool): Map<string, Float32Array> {
+  const entry = program.entries[name];
+  const inv = backend.begin(entry, batch, pool);
+  for (const k of entry.kernels) inv.dispatch(k);
+  return new Map(Object.entries(entry.outputs).map(([n, v]) => [n, inv.read(v)]));
+}

@@ -1,0 +1,280 @@
+// The CPU backend: the reference implementation of the backend interface. Weights stay in their
+// checkpoint dtype (matrices in shared memory when a thread pool runs the products); derived
+// weights are made as soon as their parts arrive. Activations live in one Float32Array arena laid
+// out by the compiler's memory plan; state slots are Float32Arrays laid out by `slotLayout`.
+
+import type { Backend, Invocation, RunBatch, StatePool } from '../backend.ts';
+import { compileExpr, exprLeaves } from '../expr.ts';
+import type { DerivedWeight, Entry, Kernel, Operand, Program, ProgramBuffer, ProgramWeight, View } from '../program.ts';
+import { slotLayout, weightsRead } from '../program.ts';
+import { type Tensor, toF32 } from '../tensor.ts';
+import { CPU_FAMILIES, type Ctx } from './families.ts';
+import { linear } from './linear.ts';
+import type { LinearPool } from './pool.ts';
+import type { KvCache } from './seq.ts';
+
+export class CpuBackend implements Backend {
+  readonly name = 'cpu';
+  private readonly weights = new Map<string, Tensor>();
+  private readonly widened = new Map<string, Float32Array>();
+  /** Weights the kernels read (the rest are only parts of derived weights). */
+  private readonly read: Set<string>;
+  /** Weights a matrix product reads: shared with the pool's threads. */
+  private readonly matrices = new Set<string>();
+  private pending: DerivedWeight[];
+  private arena = new Float32Array(0);
+
+  constructor(readonly program: Program, private readonly pool?: LinearPool) {
+    this.read = weightsRead(program.entries);
+    for (const e of Object.values(program.entries)) {
+      for (const k of e.kernels) if (k.family === 'matmul' && 'weight' in k.inputs.w!) this.matrices.add(k.inputs.w.weight);
+    }
+    this.pending = [...program.derived];
+  }
+
+  uploadWeight(w: ProgramWeight, t: Tensor): void {
+    this.store(w.name, t);
+    // derived weights whose parts are all in; then drop parts nothing else needs
+    const ready = this.pending.filter((d) => parts(d).every((p) => this.weights.has(p)));
+    if (!ready.length) return;
+    this.pending = this.pending.filter((d) => !ready.includes(d));
+    for (const d of ready) this.store(d.name, this.derive(d));
+    const needed = new Set(this.pending.flatMap(parts));
+    for (const d of ready) {
+      for (const p of parts(d)) {
+        if (!this.read.has(p) && !needed.has(p)) {
+          const t = this.weights.get(p);
+          if (t && this.pool) this.pool.release([t]);
+          this.weights.delete(p);
+          this.widened.delete(p);
+        }
+      }
+    }
+  }
+
+  /** True once every weight the kernels read is in. */
+  complete(): boolean {
+    return [...this.read].every((n) => this.weights.has(n));
+  }
+
+  private store(name: string, t: Tensor): void {
+    this.weights.set(name, this.pool && this.matrices.has(name) && t.shape.length === 2 ? this.pool.share(t) : t);
+  }
+
+  private derive(d: DerivedWeight): Tensor {
+    if (d.from.kind === 'concat') {
+      const ts = d.from.parts.map((p) => this.weights.get(p)!);
+      const data = new (ts[0]!.data.constructor as Float32ArrayConstructor)(ts.reduce((n, t) => n + t.data.length, 0));
+      let at = 0;
+      for (const t of ts) {
+        data.set(t.data as Float32Array, at);
+        at += t.data.length;
+      }
+      return { dtype: d.dtype, shape: d.shape, data };
+    }
+    const n = d.shape.reduce((a, b) => a * b, 1);
+    const fn = compileExpr(d.from.body, { weight: (w) => this.f32(w) });
+    const data = new Float32Array(n);
+    for (let j = 0; j < n; j++) data[j] = fn(0, j);
+    return { dtype: 'f32', shape: d.shape, data };
+  }
+
+  tensor(name: string): Tensor {
+    return this.weights.get(name) ?? fail(`weight ${name} was not loaded`);
+  }
+
+  f32(name: string): Float32Array {
+    let w = this.widened.get(name);
+    if (!w) {
+      const t = this.tensor(name);
+      w = t.dtype === 'f32' ? (t.data as Float32Array) : toF32(t);
+      this.widened.set(name, w);
+    }
+    return w;
+  }
+
+  linear(x: Float32Array, rows: number, K: number, w: Tensor, b: Tensor | null, split: boolean): Float32Array {
+    return split && this.pool ? this.pool.linear(x, rows, K, w, b) : linear(x, rows, K, w, b);
+  }
+
+  createStatePool(capacity: number): StatePool {
+    return new CpuStatePool(this.program, capacity);
+  }
+
+  begin(entry: Entry, batch: RunBatch, pool: StatePool): Invocation {
+    if (!(pool instanceof CpuStatePool)) fail('the state pool was not made by the CPU backend');
+    const T = batch.tokens.length, S = batch.seqs.length;
+    const floats = entry.arena.T * T + entry.arena.S * S;
+    if (this.arena.length < floats) this.arena = new Float32Array(floats);
+    return new CpuInvocation(this, entry, batch, pool, this.arena);
+  }
+
+  dispose(): void {
+    if (this.pool) this.pool.release(this.weights.values());
+    this.weights.clear();
+    this.widened.clear();
+  }
+}
+
+/** The weights a derived weight is made from. */
+const parts = (d: DerivedWeight): readonly string[] =>
+  d.from.kind === 'concat' ? d.from.parts : exprLeaves(d.from.body).flatMap((l) => (l.op === 'w' ? [l.name] : []));
+
+class CpuInvocation implements Invocation, Ctx {
+  readonly T: number;
+  readonly S: number;
+  readonly tokens: Int32Array;
+  readonly positions: Int32Array;
+  readonly seqs: RunBatch['seqs'];
+
+  constructor(private readonly backend: CpuBackend, private readonly entry: Entry, private readonly batch: RunBatch,
+    private readonly pool: CpuStatePool, private readonly arena: Float32Array) {
+    this.T = batch.tokens.length;
+    this.S = batch.seqs.length;
+    this.tokens = batch.tokens;
+    this.positions = batch.positions;
+    this.seqs = batch.seqs;
+  }
+
+  dispatch(k: Kernel): void {
+    CPU_FAMILIES[k.family](k, this);
+  }
+
+  read(v: View): Float32Array {
+    return this.rowsOf(v).slice();
+  }
+
+  private buffer(v: View): ProgramBuffer {
+    return this.entry.buffers[v.buf] ?? fail(`view of buffer ${v.buf}, which the entry does not have`);
+  }
+
+  rows(v: View): number {
+    const b = this.buffer(v);
+    return b.rows === 'T' ? this.T : b.rows === 'S' ? this.S : 1;
+  }
+
+  private base(b: ProgramBuffer): number {
+    return b.rows === 'T' ? b.offset * this.T : this.entry.arena.T * this.T + b.offset * this.S;
+  }
+
+  /** The view's rows, contiguous: a window of the arena when it spans its buffer, else a copy. */
+  private rowsOf(v: View): Float32Array {
+    const b = this.buffer(v);
+    const rows = this.rows(v);
+    const base = this.base(b);
+    if (v.col === 0 && v.width === b.width) return this.arena.subarray(base, base + rows * b.width);
+    const out = new Float32Array(rows * v.width);
+    for (let r = 0; r < rows; r++) out.set(this.arena.subarray(base + r * b.width + v.col, base + r * b.width + v.col + v.width), r * v.width);
+    return out;
+  }
+
+  operand(k: Kernel, name: string): Float32Array {
+    const o: Operand = k.inputs[name] ?? fail(`${k.name} has no operand ${name}`);
+    const pre = k.pre?.[name];
+    if ('input' in o) fail(`${k.name} reads the integer input ${o.input} as floats`);
+    const data = 'weight' in o ? this.f32(o.weight) : this.rowsOf(o);
+    if (!pre) return data;
+    const width = 'buf' in o ? o.width : data.length;
+    const fn = compileExpr(pre, { x: (r, c) => data[r * width + c]!, weight: (n) => this.f32(n) });
+    const out = new Float32Array(data.length);
+    for (let i = 0; i < out.length; i++) out[i] = fn(Math.floor(i / width), i % width);
+    return out;
+  }
+
+  tensor(name: string): Tensor {
+    return this.backend.tensor(name);
+  }
+
+  f32(name: string): Float32Array {
+    return this.backend.f32(name);
+  }
+
+  write(v: View, data: Float32Array): void {
+    const b = this.buffer(v);
+    const rows = this.rows(v);
+    if (data.length !== rows * v.width) fail(`writing ${data.length} floats into a view of ${rows} x ${v.width}`);
+    const base = this.base(b);
+    if (v.col === 0 && v.width === b.width) this.arena.set(data, base);
+    else for (let r = 0; r < rows; r++) this.arena.set(data.subarray(r * v.width, (r + 1) * v.width), base + r * b.width + v.col);
+  }
+
+  linear(k: Kernel, x: Float32Array, rows: number, K: number, w: Tensor, b: Tensor | null): Float32Array {
+    return this.backend.linear(x, rows, K, w, b, k.schedule.cpu?.split === 'columns');
+  }
+
+  states(index: number): Float32Array[] {
+    return this.batch.slots.map((s) => this.pool.state(s, index));
+  }
+
+  caches(index: number): KvCache[] {
+    return this.batch.slots.map((s, i) => this.pool.kv(s, index, this.batch.lengths[i]!));
+  }
+}
+
+/** State slots as Float32Arrays, made on first use and reused once released. */
+export class CpuStatePool implements StatePool {
+  readonly slotBytes: number;
+  private readonly floats: number;
+  private readonly offsets: number[];
+  private readonly slots: (Float32Array | null)[] = [];
+  private readonly free: number[] = [];
+
+  constructor(private readonly program: Program, readonly capacity: number) {
+    if (!Number.isInteger(capacity) || capacity < 1) fail(`a state pool needs a positive capacity, got ${capacity}`);
+    const { floats, offsets } = slotLayout(program.states, capacity);
+    this.floats = floats;
+    this.offsets = offsets;
+    this.slotBytes = 4 * floats;
+  }
+
+  acquire(): number {
+    const reused = this.free.pop();
+    if (reused !== undefined) {
+      this.slots[reused] = new Float32Array(this.floats);
+      return reused;
+    }
+    this.slots.push(new Float32Array(this.floats));
+    return this.slots.length - 1;
+  }
+
+  release(slot: number): void {
+    this.slot(slot);
+    this.slots[slot] = null;
+    this.free.push(slot);
+  }
+
+  copy(from: number, to: number): void {
+    this.slot(to).set(this.slot(from));
+  }
+
+  save(slot: number): Uint8Array {
+    return new Uint8Array(this.slot(slot).slice().buffer);
+  }
+
+  restore(slot: number, bytes: Uint8Array): void {
+    if (bytes.byteLength !== this.slotBytes) fail(`a saved slot of ${bytes.byteLength} bytes does not fit slots of ${this.slotBytes}`);
+    this.slot(slot).set(new Float32Array(bytes.slice().buffer));
+  }
+
+  private slot(i: number): Float32Array {
+    return this.slots[i] ?? fail(`state slot ${i} is not in use`);
+  }
+
+  state(slot: number, index: number): Float32Array {
+    const s = this.program.states[index]!;
+    const at = this.offsets[index]!;
+    return this.slot(slot).subarray(at, at + s.shape.reduce((a, b) => a * b, 1));
+  }
+
+  kv(slot: number, index: number, len: number): KvCache {
+    const s = this.program.states[index]!;
+    const row = (s.shape[1] as number) * (s.shape[2] as number);
+    const at = this.offsets[index]!;
+    const mem = this.slot(slot);
+    return { k: mem.subarray(at, at + this.capacity * row), v: mem.subarray(at + this.capacity * row, at + 2 * this.capacity * row), len, capacity: this.capacity };
+  }
+}
+
+function fail(msg: string): never {
+  throw new Error(`archc runtime: ${msg}`);
+}

@@ -1,0 +1,190 @@
+// The CPU implementation of every kernel family: each takes a kernel's sizes, views and fused stages
+// and runs the reference kernels of this folder on the invocation's arena and state slots. What a
+// kernel reads comes through `Ctx.operand` (with its `pre` expression applied); what it writes goes
+// through `Ctx.write`. Every fused stage rounds to f32 where the unfused kernels would store, so a
+// fused program computes what the unfused one does.
+
+import { type ExprEnv, compileExpr } from '../expr.ts';
+import type { Epilogue, Family, Kernel, View } from '../program.ts';
+import type { Tensor } from '../tensor.ts';
+import { attention, rope } from './attention.ts';
+import { causalConv1d } from './conv.ts';
+import { embedding } from './linear.ts';
+import { rmsnorm, rmsnormGated } from './norm.ts';
+import type { KvCache, SeqSlice } from './seq.ts';
+import { ssdChunked, ssdSequential } from './ssd.ts';
+
+/** What a family implementation sees of the run in progress. */
+export interface Ctx {
+  readonly T: number;
+  readonly S: number;
+  readonly tokens: Int32Array;
+  readonly positions: Int32Array;
+  readonly seqs: readonly SeqSlice[];
+  /** Rows of the buffer behind a view (T, S or 1). */
+  rows(v: View): number;
+  /** Operand `name` of `k` as contiguous f32 rows, its `pre` expression applied. */
+  operand(k: Kernel, name: string): Float32Array;
+  /** A weight as stored (f32, f16 or bf16). */
+  tensor(name: string): Tensor;
+  /** A weight widened to f32 (cached). */
+  f32(name: string): Float32Array;
+  write(v: View, data: Float32Array): void;
+  /** y = x·Wᵀ + b over `rows` rows (the thread pool's product where the schedule splits it). */
+  linear(k: Kernel, x: Float32Array, rows: number, K: number, w: Tensor, b: Tensor | null): Float32Array;
+  /** Per-sequence state `index` of each sequence of the batch. */
+  states(index: number): Float32Array[];
+  /** The KV cache `index` of each sequence, positioned after its earlier tokens. */
+  caches(index: number): KvCache[];
+}
+
+type Impl = (k: Kernel, c: Ctx) => void;
+
+/** Rows of `x` ([rows, width]) at the last token of each sequence. */
+function lastRows(x: Float32Array, width: number, seqs: readonly SeqSlice[]): Float32Array {
+  const out = new Float32Array(seqs.length * width);
+  seqs.forEach((s, i) => out.set(x.subarray((s.start + s.len - 1) * width, (s.start + s.len) * width), i * width));
+  return out;
+}
+
+/** A reader of operand `name` at [row, col], a constant (single-row) operand broadcasting. */
+function reader(k: Kernel, c: Ctx, name: string): (r: number, col: number) => number {
+  const o = k.inputs[name]!;
+  if ('weight' in o) {
+    const w = c.f32(o.weight);
+    return (_r, col) => w[col % w.length]!;
+  }
+  if (!('buf' in o)) throw new Error(`archc runtime: ${k.name} reads the integer input ${o.input} in an expression`);
+  const data = c.operand(k, name);
+  const width = o.width;
+  return c.rows(o) === 1 ? (_r, col) => data[col % width]! : (r, col) => data[r * width + col]!;
+}
+
+function env(k: Kernel, c: Ctx, x?: ExprEnv['x']): ExprEnv {
+  return { x, input: (n) => reader(k, c, n), weight: (n) => c.f32(n) };
+}
+
+/** Applies `k`'s epilogue to its result `acc` ([rows, width]); returns the final rows. */
+function epilogue(k: Kernel, c: Ctx, acc: Float32Array, rows: number, width: number): Float32Array {
+  for (const stage of k.epilogue ?? []) {
+    [acc, width] = applyStage(k, c, stage, acc, rows, width);
+  }
+  return acc;
+}
+
+function applyStage(k: Kernel, c: Ctx, s: Epilogue, acc: Float32Array, rows: number, width: number): [Float32Array, number] {
+  switch (s.kind) {
+    case 'map': {
+      const src = acc, w0 = width;
+      const fn = compileExpr(s.body, env(k, c, (r, col) => src[r * w0 + col]!));
+      const out = new Float32Array(rows * s.width);
+      for (let r = 0; r < rows; r++) for (let j = 0; j < s.width; j++) out[r * s.width + j] = fn(r, j);
+      return [out, s.width];
+    }
+    case 'rope': {
+      const n = s.heads * s.headDim;
+      const part = new Float32Array(rows * n);
+      for (let r = 0; r < rows; r++) part.set(acc.subarray(r * width + s.col, r * width + s.col + n), r * n);
+      const rotated = rope(part, rows, s.heads, s.headDim, c.positions, s.rotaryDim, s.theta);
+      for (let r = 0; r < rows; r++) acc.set(rotated.subarray(r * n, (r + 1) * n), r * width + s.col);
+      return [acc, width];
+    }
+    case 'conv_step': {
+      // one row per sequence, each its new token
+      const states = c.states(s.state);
+      const w = c.f32(s.weight), b = s.bias ? c.f32(s.bias) : null;
+      let y: Float32Array = new Float32Array(0);
+      const post = s.post ? compileExpr(s.post, { ...env(k, c), x: (_r, col) => y[col]! }) : null;
+      for (let r = 0; r < rows; r++) {
+        const at = r * width + s.col;
+        y = causalConv1d(acc.subarray(at, at + s.channels), 1, s.channels, s.taps, w, b, [{ start: 0, len: 1 }], [states[r]!]);
+        if (post) for (let j = 0; j < s.channels; j++) acc[at + j] = post(r, j);
+        else acc.set(y, at);
+      }
+      return [acc, width];
+    }
+  }
+}
+
+const matmul: Impl = (k, c) => {
+  const { K, N } = k.sizes as { K: number; N: number };
+  const xv = k.inputs.x as View;
+  let x = c.operand(k, 'x');
+  let z = k.inputs.z ? c.operand(k, 'z') : null;
+  let rows = c.rows(xv);
+  for (const p of k.prologue ?? []) {
+    if (p.kind === 'gather_last') {
+      x = lastRows(x, K, c.seqs);
+      if (z) z = lastRows(z, K, c.seqs);
+      rows = c.seqs.length;
+    } else if (p.kind === 'rmsnorm') x = rmsnorm(x, rows, K, c.f32(p.weight), p.eps);
+    else x = rmsnormGated(x, z!, rows, K, c.f32(p.weight), p.eps, p.groups);
+  }
+  const b = k.inputs.b ? c.tensor((k.inputs.b as { weight: string }).weight) : null;
+  const acc = c.linear(k, x, rows, K, c.tensor((k.inputs.w as { weight: string }).weight), b);
+  c.write(k.outputs.y!, epilogue(k, c, acc, rows, N));
+};
+
+const embeddingImpl: Impl = (k, c) => {
+  c.write(k.outputs.y!, embedding(c.tokens, c.tensor((k.inputs.w as { weight: string }).weight)));
+};
+
+const norm: Impl = (k, c) => {
+  const { W, D } = k.sizes as { W: number; D: number };
+  const x = c.operand(k, 'x');
+  const rows = (c.rows(k.inputs.x as View) * W) / D;
+  const w = c.f32((k.inputs.w as { weight: string }).weight);
+  const eps = k.attrs.eps as number;
+  const y = k.attrs.gated ? rmsnormGated(x, c.operand(k, 'z'), rows, D, w, eps, k.attrs.groups as number) : rmsnorm(x, rows, D, w, eps);
+  c.write(k.outputs.y!, y);
+};
+
+const elementwise: Impl = (k, c) => {
+  const y = k.outputs.y!;
+  const rows = c.rows(y);
+  const fn = compileExpr(k.body!, env(k, c));
+  const out = new Float32Array(rows * y.width);
+  for (let r = 0; r < rows; r++) for (let j = 0; j < y.width; j++) out[r * y.width + j] = fn(r, j);
+  c.write(y, out);
+};
+
+const copy: Impl = (k, c) => c.write(k.outputs.y!, c.operand(k, 'x'));
+
+const gatherLast: Impl = (k, c) => c.write(k.outputs.y!, lastRows(c.operand(k, 'x'), k.sizes.W!, c.seqs));
+
+const ropeImpl: Impl = (k, c) => {
+  const { H, Dh, R } = k.sizes as { H: number; Dh: number; R: number };
+  c.write(k.outputs.y!, rope(c.operand(k, 'x'), c.T, H, Dh, c.positions, R, k.attrs.theta as number));
+};
+
+const conv: Impl = (k, c) => {
+  const { C, K } = k.sizes as { C: number; K: number };
+  const b = k.inputs.b ? c.operand(k, 'b') : null;
+  const rows = c.rows(k.inputs.x as View);
+  const y = causalConv1d(c.operand(k, 'x'), rows, C, K, c.operand(k, 'w'), b, c.seqs, c.states(k.state!));
+  c.write(k.outputs.y!, epilogue(k, c, y, rows, C));
+};
+
+function ssdWith(chunked: boolean): Impl {
+  return (k, c) => {
+    const { H, P, G, N } = k.sizes as { H: number; P: number; G: number; N: number };
+    const [x, dt, A, B, C, D] = ['x', 'dt', 'A', 'B', 'C', 'D'].map((n) => c.operand(k, n)) as Float32Array[];
+    const states = c.states(k.state!);
+    const y = chunked
+      ? ssdChunked(x!, dt!, A!, B!, C!, D!, { H, P, G, N }, k.sizes.chunk!, c.seqs, states)
+      : ssdSequential(x!, dt!, A!, B!, C!, D!, { H, P, G, N }, c.seqs, states);
+    c.write(k.outputs.y!, y);
+  };
+}
+
+const attentionImpl: Impl = (k, c) => {
+  const { H, KV, Dh } = k.sizes as { H: number; KV: number; Dh: number };
+  const [q, kk, v] = ['q', 'k', 'v'].map((n) => c.operand(k, n)) as Float32Array[];
+  c.write(k.outputs.y!, attention(q!, kk!, v!, c.T, H, KV, Dh, k.attrs.scale as number, c.seqs, c.caches(k.state!)));
+};
+
+export const CPU_FAMILIES: Readonly<Record<Family, Impl>> = {
+  embedding: embeddingImpl, matmul, norm, elementwise, copy, gather_last: gatherLast, rope: ropeImpl,
+  conv, conv_step: conv, ssd: ssdWith(true), ssd_step: ssdWith(false), attention: attentionImpl, attention_decode: attentionImpl,
+};
+
