@@ -98,6 +98,8 @@ function same(a: Dim | string, b: Dim | string, msg: string): void {
 }
 const num = (a: Attrs, k: string) => a[k] as number;
 const dims = (v: CpuValue) => v.shape;
+/** Rows of a [..., width] value: every dim but the last (T·heads for a [T, heads, head_dim] value). */
+const rowsOf = (v: CpuValue | null, width: number) => v!.data.length / width;
 /** The value as f32 (activations already are; 16-bit weights are widened). */
 const f = (v: CpuValue | null): Float32Array => (v!.dtype === 'f32' ? (v!.data as Float32Array) : toF32(v as never));
 
@@ -142,19 +144,23 @@ export const OPS: readonly OpDef[] = [
     cpu: ([ids, w]) => [K.embedding(ids!.data as Int32Array, w!)],
   },
   {
-    name: 'linear', doc: 'x · weightᵀ (+ bias); weight is [out, in] as in PyTorch',
-    inputs: [{ name: 'x' }, { name: 'weight' }, { name: 'bias', optional: true }], attrs: {},
-    infer([x, w, b]) {
+    name: 'linear', doc: 'x · weightᵀ (+ bias) over the last dim; weight is [out, in] as in PyTorch, or [in, out] when transposed',
+    inputs: [{ name: 'x' }, { name: 'weight' }, { name: 'bias', optional: true }],
+    attrs: { transposed: { type: 'bool', default: false, doc: "the weight is stored [in, out] (GPT-2's Conv1D): y = x · weight" } },
+    infer([x, w, b], a) {
       const X = need(x, 'x'), W = need(w, 'weight');
-      rank(W, 2, 'linear weight', '[out, in]');
-      same(last(X), W.shape[1]!, `linear input width ${last(X)} does not match weight ${fmt(W.shape)} (in = ${W.shape[1]})`);
-      if (b) same(fmt(b.shape), fmt([W.shape[0]!]), `linear bias ${fmt(b.shape)} does not match ${W.shape[0]} outputs`);
-      return [f32([...X.shape.slice(0, -1), W.shape[0]!])];
+      const t = a.transposed === true;
+      rank(W, 2, 'linear weight', t ? '[in, out] (transposed)' : '[out, in]');
+      const [nIn, nOut] = t ? [W.shape[0]!, W.shape[1]!] : [W.shape[1]!, W.shape[0]!];
+      same(last(X), nIn, `linear input width ${last(X)} does not match weight ${fmt(W.shape)} (in = ${nIn})`);
+      if (b) same(fmt(b.shape), fmt([nOut]), `linear bias ${fmt(b.shape)} does not match ${nOut} outputs`);
+      return [f32([...X.shape.slice(0, -1), nOut])];
     },
     flops: ([, w]) => 2 * (w!.shape[0] as number) * (w!.shape[1] as number),
-    cpu([x, w, b], _a, ctx) {
+    cpu([x, w, b], a, ctx) {
       const k = dims(x!)[dims(x!).length - 1]!;
-      return [(ctx.linear ?? K.linear)(f(x), ctx.T, k, w!, b)];
+      if (a.transposed === true) return [K.linearIn(f(x), rowsOf(x, k), k, w!, b)];
+      return [(ctx.linear ?? K.linear)(f(x), rowsOf(x, k), k, w!, b)];
     },
   },
   {
@@ -167,7 +173,7 @@ export const OPS: readonly OpDef[] = [
       return [f32([...X.shape.slice(0, -1), W.shape[0]!])];
     },
     flops: ([, w]) => 2 * (w!.shape[0] as number) * (w!.shape[1] as number),
-    cpu: ([x, w], _a, ctx) => [(ctx.linear ?? K.linear)(f(x), ctx.T, w!.shape[1]!, w!, null)],
+    cpu: ([x, w], _a, ctx) => [(ctx.linear ?? K.linear)(f(x), rowsOf(x, w!.shape[1]!), w!.shape[1]!, w!, null)],
   },
   broadcasting('add', 'a + b', (a, b) => K.add(a, b)),
   broadcasting('mul', 'a · b', (a, b) => K.mul(a, b)),
@@ -203,6 +209,14 @@ export const OPS: readonly OpDef[] = [
     cpu: ([x]) => [f(x)],
   },
   elementwise('silu', 'x · sigmoid(x)', (x) => K.silu(x), 4),
+  {
+    name: 'gelu', doc: 'x · Φ(x), exact (erf) or with tanh its tanh approximation (PyTorch approximate="tanh")',
+    inputs: [{ name: 'x' }],
+    attrs: { tanh: { type: 'bool', default: false, doc: 'use the tanh approximation (HF gelu_new, gelu_pytorch_tanh)' } },
+    infer: ([x]) => [f32(need(x, 'x').shape)],
+    flops: ([x]) => 8 * rowSize(x!),
+    cpu: ([x], a) => [K.gelu(f(x), a.tanh === true)],
+  },
   elementwise('softplus', 'log(1 + exp(x)), identity above 20 as in PyTorch', (x) => K.softplus(x), 3),
   elementwise('exp', 'eˣ', (x) => K.exp(x)),
   elementwise('neg', '−x', (x) => K.neg(x)),
@@ -218,7 +232,7 @@ export const OPS: readonly OpDef[] = [
     cpu: ([x], a) => [K.clamp(f(x), num(a, 'min'), num(a, 'max'))],
   },
   {
-    name: 'rmsnorm', doc: 'x / sqrt(mean(x²) + eps) · weight over the last dim',
+    name: 'rmsnorm', doc: 'x / sqrt(mean(x²) + eps) · weight over the last dim (any rank: [T, heads, head_dim] for QK-norm)',
     inputs: [{ name: 'x' }, { name: 'weight' }], attrs: { eps: { type: 'float', default: 1e-6, doc: 'added to the mean square' } },
     infer([x, w]) {
       const X = need(x, 'x'), W = need(w, 'weight');
@@ -226,7 +240,7 @@ export const OPS: readonly OpDef[] = [
       return [f32(X.shape)];
     },
     flops: ([x]) => 4 * rowSize(x!),
-    cpu: ([x, w], a, ctx) => [K.rmsnorm(f(x), ctx.T, dims(w!)[0]!, f(w), num(a, 'eps'))],
+    cpu: ([x, w], a) => [K.rmsnorm(f(x), rowsOf(x, dims(w!)[0]!), dims(w!)[0]!, f(w), num(a, 'eps'))],
   },
   {
     name: 'rmsnorm_gated', doc: 'rmsnorm(x · silu(z)) · weight, over the whole width or `groups` equal parts',
@@ -241,7 +255,23 @@ export const OPS: readonly OpDef[] = [
       return [f32(X.shape)];
     },
     flops: ([x]) => 9 * rowSize(x!),
-    cpu: ([x, z, w], a, ctx) => [K.rmsnormGated(f(x), f(z), ctx.T, dims(w!)[0]!, f(w), num(a, 'eps'), num(a, 'groups'))],
+    cpu: ([x, z, w], a) => [K.rmsnormGated(f(x), f(z), rowsOf(x, dims(w!)[0]!), dims(w!)[0]!, f(w), num(a, 'eps'), num(a, 'groups'))],
+  },
+  {
+    name: 'layernorm', doc: '(x − mean(x)) / sqrt(var(x) + eps) · weight (+ bias) over the last dim (any rank)',
+    inputs: [{ name: 'x' }, { name: 'weight' }, { name: 'bias', optional: true }],
+    attrs: { eps: { type: 'float', default: 1e-5, doc: 'added to the variance' } },
+    infer([x, w, b]) {
+      const X = need(x, 'x'), W = need(w, 'weight');
+      same(fmt(W.shape), fmt([last(X)]), `layernorm weight ${fmt(W.shape)} does not match width ${last(X)}`);
+      if (b) same(fmt(b.shape), fmt([last(X)]), `layernorm bias ${fmt(b.shape)} does not match width ${last(X)}`);
+      return [f32(X.shape)];
+    },
+    flops: ([x]) => 7 * rowSize(x!),
+    cpu([x, w, b], a) {
+      const D = dims(w!)[0]!;
+      return [K.layernorm(f(x), rowsOf(x, D), D, f(w), b ? f(b) : null, num(a, 'eps'))];
+    },
   },
   {
     name: 'causal_conv1d', doc: 'depthwise causal convolution over time with bias; carries the last K−1 inputs per sequence',

@@ -15,6 +15,7 @@ describe('size budget', () => {
   it('counts primitives and lines', () => {
     const counts = { ops: OPS.length, compiler: lines('compiler'), dsl: lines('dsl'), runtime: lines('runtime'), codegen: lines('codegen') };
     console.log(`size: ${JSON.stringify(counts)}`);
+    // 20 = the 18 that Bamba, Llama and Mamba-2 need, plus layernorm and gelu for the GPT-2 family.
     expect(counts.ops).toBeLessThanOrEqual(20);
     expect(counts.compiler).toBeLessThanOrEqual(2200);
     expect(counts.dsl).toBeLessThanOrEqual(1600);
