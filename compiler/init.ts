@@ -1,9 +1,11 @@
 // Random checkpoints for experiments and tests: every weight gets an initialisation chosen by how
 // the graph uses it, so that every path carries signal:
-//   linear / head weights   U(±1/√fan_in)          (PyTorch's default for nn.Linear)
+//   linear / head weights   U(±1/√fan_in)          (PyTorch's default for nn.Linear); fan_in is the
+//                           last dim, or the first for a transposed ([in, out], GPT-2 Conv1D) weight
 //   linear biases           U(±0.02)
 //   embeddings              N(0, 0.02²) scaled up to unit rms when tied (the head reads it too)
-//   norm weights            1 + N(0, 0.02²)
+//   norm weights            1 + N(0, 0.02²)        (rmsnorm, rmsnorm_gated, layernorm)
+//   layernorm biases        U(±0.02)
 //   depthwise conv weight   U(±1/√kernel), bias likewise
 //   SSM A (via −exp(A_log)) A_log = log U[1, 16]
 //   SSM dt bias             softplus⁻¹(dt), dt log-uniform in [1e-3, 1e-1]
@@ -15,7 +17,7 @@ import { fromF32, numel, type DType } from '../runtime/tensor.ts';
 import type { Compiled } from './compile.ts';
 import type { Graph } from './ir.ts';
 
-export type InitRule = 'fan_in' | 'bias' | 'embedding' | 'norm' | 'conv' | 'a_log' | 'dt_bias' | 'd_skip' | 'small';
+export type InitRule = 'fan_in' | 'fan_in_rows' | 'bias' | 'embedding' | 'norm' | 'conv' | 'a_log' | 'dt_bias' | 'd_skip' | 'small';
 
 /** Decides each weight's rule from the ops that read it (following elementwise chains). */
 export function initRules(g: Graph): Map<string, InitRule> {
@@ -26,14 +28,14 @@ export function initRules(g: Graph): Map<string, InitRule> {
     readers.get(v)!.push({ node: i, slot });
   }));
   /** The first non-elementwise reader reached from value v, with the ops passed on the way. */
-  const follow = (v: number, path: string[] = []): { op: string; slot: number; path: string[] } | undefined => {
+  const follow = (v: number, path: string[] = []): { op: string; slot: number; path: string[]; transposed?: boolean } | undefined => {
     const r = readers.get(v)?.[0];
     if (!r) return undefined;
     const n = g.nodes[r.node]!;
     if (['exp', 'neg', 'add', 'softplus', 'clamp', 'mul'].includes(n.op) && n.outputs.length === 1 && path.length < 6) {
       return follow(n.outputs[0]!, [...path, n.op]) ?? { op: n.op, slot: r.slot, path };
     }
-    return { op: n.op, slot: r.slot, path };
+    return { op: n.op, slot: r.slot, path, transposed: n.attrs.transposed === true };
   };
   const rules = new Map<string, InitRule>();
   for (const v of g.values) {
@@ -42,8 +44,9 @@ export function initRules(g: Graph): Map<string, InitRule> {
     let rule: InitRule = 'small';
     if (use) {
       if (use.op === 'embedding') rule = 'embedding';
-      else if (use.op === 'head' || use.op === 'linear') rule = use.slot === 1 ? 'fan_in' : 'bias';
+      else if (use.op === 'head' || use.op === 'linear') rule = use.slot !== 1 ? 'bias' : use.transposed ? 'fan_in_rows' : 'fan_in';
       else if (use.op === 'rmsnorm' || use.op === 'rmsnorm_gated') rule = 'norm';
+      else if (use.op === 'layernorm') rule = use.slot === 1 ? 'norm' : 'bias';
       else if (use.op === 'causal_conv1d') rule = 'conv';
       else if (use.op === 'ssd' && use.slot === 2) rule = 'a_log';
       else if (use.op === 'ssd' && use.slot === 1) rule = 'dt_bias';
@@ -74,8 +77,9 @@ export function initWeights(g: Graph, rng: Rng, dtype?: DType): { name: string; 
     const rule = rules.get(w.name)!;
     const fanIn = w.shape.length >= 2 ? w.shape[w.shape.length - 1]! : w.shape[0]!;
     switch (rule) {
-      case 'fan_in': {
-        const b = 1 / Math.sqrt(fanIn);
+      case 'fan_in':
+      case 'fan_in_rows': {
+        const b = 1 / Math.sqrt(rule === 'fan_in' ? fanIn : w.shape[0]!);
         for (let i = 0; i < n; i++) x[i] = (2 * rng.next() - 1) * b;
         break;
       }

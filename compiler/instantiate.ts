@@ -3,12 +3,13 @@
 // shape rule as they are emitted, so every shape error points at the call that caused it.
 // Block instances get their checkpoint names from labels, assignments, `scope` and `for … as`.
 
+import { dirname, relative, sep } from 'node:path';
 import type { Arg, BlockDecl, Expr, ModelDecl, Span, Stmt } from '../dsl/ast.ts';
 import { CompileError, type Diagnostic, diag } from '../dsl/diagnostics.ts';
 import { OP_BY_NAME, OpError, type OpDef, type AttrValue, type TensorType } from './ops.ts';
 import type { DType } from '../runtime/tensor.ts';
 import type { Graph, Loc, Node, ParamValue, State, Value, Weight } from './ir.ts';
-import type { SourceFile } from './load.ts';
+import { BUILTIN_MODELS_DIR, type SourceFile, displayName } from './load.ts';
 import { type ParamSource, type Params, DTYPES } from './params.ts';
 
 type Val =
@@ -347,6 +348,9 @@ class Instantiator {
     for (const p of [path, name]) {
       if (this.instances.has(p) || [...this.weightByName.keys()].some((w) => w.startsWith(`${p}.`))) return { k: 'path', path: p };
     }
+    // A block of an imported file that was left out of the import list (`LayerNorm` with std.{Linear}).
+    const home = [frame.file, ...[...frame.file.scope.values()].map((b) => b.file)].find((f) => f.program.blocks.some((b) => b.name === name));
+    if (home) return this.report(diag('AC200', span, [name], `${name} is a block of ${displayName(home.path)} but is not imported: import ${importPath(frame.file.path, home.path)}.{${name}}`));
     const known = [...frame.vars.keys(), ...(frame.params?.names() ?? []), ...frame.file.scope.keys(), ...OP_BY_NAME.keys()];
     const close = suggest(name, known);
     return this.report(diag('AC200', span, [name], close ? `did you mean ${close}?` : undefined));
@@ -752,6 +756,12 @@ function describe(v: Val): string {
     case 'path': return `scope ${v.path}`;
     case 'error': return 'an error';
   }
+}
+
+/** The dotted import path of `target` as seen from the file `from` (beside it, else in archc's models/). */
+function importPath(from: string, target: string): string {
+  const rel = [relative(dirname(from), target), relative(BUILTIN_MODELS_DIR, target)].find((r) => !r.startsWith('..')) ?? target;
+  return rel.replace(/\.arch$/, '').split(sep).join('.');
 }
 
 /** The closest known name within edit distance 2, for "did you mean". */

@@ -128,20 +128,25 @@ export const OPS: readonly OpDef[] = [
     },
   },
   {
-    name: 'linear', doc: 'x · weightᵀ (+ bias); weight is [out, in] as in PyTorch',
-    inputs: [{ name: 'x' }, { name: 'weight' }, { name: 'bias', optional: true }], attrs: {},
-    infer([x, w, b]) {
+    name: 'linear', doc: 'x · weightᵀ (+ bias) over the last dim; weight is [out, in] as in PyTorch, or [in, out] when transposed',
+    inputs: [{ name: 'x' }, { name: 'weight' }, { name: 'bias', optional: true }],
+    attrs: { transposed: { type: 'bool', default: false, doc: "the weight is stored [in, out] (GPT-2's Conv1D): y = x · weight" } },
+    infer([x, w, b], a) {
       const X = need(x, 'x'), W = need(w, 'weight');
-      rank(W, 2, 'linear weight', '[out, in]');
-      same(last(X), W.shape[1]!, `linear input width ${last(X)} does not match weight ${fmt(W.shape)} (in = ${W.shape[1]})`);
-      if (b) same(fmt(b.shape), fmt([W.shape[0]!]), `linear bias ${fmt(b.shape)} does not match ${W.shape[0]} outputs`);
-      return [f32([...X.shape.slice(0, -1), W.shape[0]!])];
+      const t = a.transposed === true;
+      rank(W, 2, 'linear weight', t ? '[in, out] (transposed)' : '[out, in]');
+      const [nIn, nOut] = t ? [W.shape[0]!, W.shape[1]!] : [W.shape[1]!, W.shape[0]!];
+      same(last(X), nIn, `linear input width ${last(X)} does not match weight ${fmt(W.shape)} (in = ${nIn})`);
+      if (b) same(fmt(b.shape), fmt([nOut]), `linear bias ${fmt(b.shape)} does not match ${nOut} outputs`);
+      return [f32([...X.shape.slice(0, -1), nOut])];
     },
     flops: ([, w]) => 2 * (w!.shape[0] as number) * (w!.shape[1] as number),
     lower(c) {
-      const [N, K] = c.types[1]!.shape as [number, number];
+      const t = c.attrs.transposed === true;
+      const [a, b0] = c.types[1]!.shape as [number, number];
+      const [K, N] = t ? [a, b0] : [b0, a];
       const b = c.in(2);
-      c.emit({ family: 'matmul', sizes: { K, N }, inputs: { x: c.in(0)!, w: c.in(1)!, ...(b ? { b } : {}) }, outputs: { y: c.out(0) } });
+      c.emit({ family: 'matmul', sizes: { K, N }, inputs: { x: c.in(0)!, w: c.in(1)!, ...(b ? { b } : {}) }, ...(t ? { attrs: { transposed: true } } : {}), outputs: { y: c.out(0) } });
     },
   },
   {
@@ -206,6 +211,14 @@ export const OPS: readonly OpDef[] = [
     },
   },
   elementwise('silu', 'x · sigmoid(x)', 4),
+  {
+    name: 'gelu', doc: 'x · Φ(x), exact (erf) or with tanh its tanh approximation (PyTorch approximate="tanh")',
+    inputs: [{ name: 'x' }],
+    attrs: { tanh: { type: 'bool', default: false, doc: 'use the tanh approximation (HF gelu_new, gelu_pytorch_tanh)' } },
+    infer: ([x]) => [f32(need(x, 'x').shape)],
+    flops: ([x]) => 8 * rowSize(x!),
+    lower: (c) => c.elementwise((leaf) => ({ op: c.attrs.tanh === true ? 'gelu_tanh' : 'gelu', a: leaf(0) })),
+  },
   elementwise('softplus', 'log(1 + exp(x)), identity above 20 as in PyTorch', 3),
   elementwise('exp', 'eˣ'),
   elementwise('neg', '−x'),
@@ -221,7 +234,7 @@ export const OPS: readonly OpDef[] = [
     lower: (c) => c.elementwise((leaf) => ({ op: 'clamp', a: leaf(0), min: num(c.attrs, 'min'), max: num(c.attrs, 'max') })),
   },
   {
-    name: 'rmsnorm', doc: 'x / sqrt(mean(x²) + eps) · weight over the last dim',
+    name: 'rmsnorm', doc: 'x / sqrt(mean(x²) + eps) · weight over the last dim (any rank: [T, heads, head_dim] for QK-norm)',
     inputs: [{ name: 'x' }, { name: 'weight' }], attrs: { eps: { type: 'float', default: 1e-6, doc: 'added to the mean square' } },
     infer([x, w]) {
       const X = need(x, 'x'), W = need(w, 'weight');
@@ -252,6 +265,24 @@ export const OPS: readonly OpDef[] = [
       const x = c.types[0]!;
       c.emit({ family: 'norm', sizes: { W: rowSize(x), D: last(x) as number }, inputs: { x: c.in(0)!, z: c.in(1)!, w: c.in(2)! },
         attrs: { eps: num(c.attrs, 'eps'), groups: num(c.attrs, 'groups'), gated: true }, outputs: { y: c.out(0) } });
+    },
+  },
+  {
+    name: 'layernorm', doc: '(x − mean(x)) / sqrt(var(x) + eps) · weight (+ bias) over the last dim (any rank)',
+    inputs: [{ name: 'x' }, { name: 'weight' }, { name: 'bias', optional: true }],
+    attrs: { eps: { type: 'float', default: 1e-5, doc: 'added to the variance' } },
+    infer([x, w, b]) {
+      const X = need(x, 'x'), W = need(w, 'weight');
+      same(fmt(W.shape), fmt([last(X)]), `layernorm weight ${fmt(W.shape)} does not match width ${last(X)}`);
+      if (b) same(fmt(b.shape), fmt([last(X)]), `layernorm bias ${fmt(b.shape)} does not match width ${last(X)}`);
+      return [f32(X.shape)];
+    },
+    flops: ([x]) => 7 * rowSize(x!),
+    lower(c) {
+      const x = c.types[0]!;
+      const b = c.in(2);
+      c.emit({ family: 'norm', sizes: { W: rowSize(x), D: last(x) as number }, inputs: { x: c.in(0)!, w: c.in(1)!, ...(b ? { b } : {}) },
+        attrs: { eps: num(c.attrs, 'eps'), groups: 1, gated: false, layer: true }, outputs: { y: c.out(0) } });
     },
   },
   {

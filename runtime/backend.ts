@@ -42,6 +42,8 @@ export interface StatePool {
 
 /** One entry run in progress: the arena is sized for the batch; kernels run in order. */
 export interface Invocation {
+  /** Fills a view's rows (f32 [rows, width]): inputs of a single kernel under test, or poison. */
+  write(v: View, data: Float32Array): void;
   dispatch(k: Kernel): void;
   /** A view's rows as f32 [rows, width]. */
   read(v: View): Float32Array;

@@ -2,6 +2,7 @@
 // intermediate rounded to f32 as the unfused kernels store it, so fused and unfused runs agree bit
 // for bit.
 
+import { erf } from './cpu/elementwise.ts';
 import type { Expr } from './program.ts';
 
 /** Where an expression's leaves read from, for one kernel invocation. */
@@ -42,6 +43,15 @@ export function compileExpr(e: Expr, env: ExprEnv): ElementFn {
     case 'softplus': {
       const a = compileExpr(e.a, env);
       return (r, c) => { const v = a(r, c); return v > 20 ? v : fr(Math.log1p(Math.exp(v))); };
+    }
+    case 'gelu': {
+      const a = compileExpr(e.a, env);
+      return (r, c) => { const v = a(r, c); return fr(0.5 * v * (1 + erf(v * Math.SQRT1_2))); };
+    }
+    case 'gelu_tanh': {
+      const a = compileExpr(e.a, env);
+      const k = Math.sqrt(2 / Math.PI);
+      return (r, c) => { const v = a(r, c); return fr(0.5 * v * (1 + Math.tanh(k * (v + 0.044715 * v * v * v)))); };
     }
     case 'exp': {
       const a = compileExpr(e.a, env);

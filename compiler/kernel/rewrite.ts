@@ -74,6 +74,13 @@ export function redirectReads(kernels: readonly Kernel[], buf: number, to: (v: V
   });
 }
 
+/** A matrix product over whole rows of its input ([T, K], not [T, heads, K]): the shape every
+ *  fused stage assumes. */
+export function flatProduct(l: Lowered, k: Kernel): boolean {
+  const x = k.inputs.x;
+  return k.family === 'matmul' && !!x && 'buf' in x && x.width === k.sizes.K && l.buffers[x.buf] !== undefined;
+}
+
 /** The union of two kernels' provenance, in order. */
 export function merged(a: Kernel, b: Kernel): Pick<Kernel, 'fused' | 'source'> {
   return { fused: [...a.fused, ...b.fused], source: [...new Set([...a.source, ...b.source])] };

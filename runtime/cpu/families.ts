@@ -9,8 +9,8 @@ import type { Epilogue, Family, Kernel, View } from '../program.ts';
 import type { Tensor } from '../tensor.ts';
 import { attention, rope } from './attention.ts';
 import { causalConv1d } from './conv.ts';
-import { embedding } from './linear.ts';
-import { rmsnorm, rmsnormGated } from './norm.ts';
+import { embedding, linearIn } from './linear.ts';
+import { layernorm, rmsnorm, rmsnormGated } from './norm.ts';
 import type { KvCache, SeqSlice } from './seq.ts';
 import { ssdChunked, ssdSequential } from './ssd.ts';
 
@@ -111,7 +111,8 @@ const matmul: Impl = (k, c) => {
   const xv = k.inputs.x as View;
   let x = c.operand(k, 'x');
   let z = k.inputs.z ? c.operand(k, 'z') : null;
-  let rows = c.rows(xv);
+  // a product over the last dim of a [T, heads, K] input runs on T·heads rows of K
+  let rows = (c.rows(xv) * xv.width) / K;
   for (const p of k.prologue ?? []) {
     if (p.kind === 'gather_last') {
       x = lastRows(x, K, c.seqs);
@@ -121,12 +122,15 @@ const matmul: Impl = (k, c) => {
     else x = rmsnormGated(x, z!, rows, K, c.f32(p.weight), p.eps, p.groups);
   }
   const b = k.inputs.b ? c.tensor((k.inputs.b as { weight: string }).weight) : null;
-  const acc = c.linear(k, x, rows, K, c.tensor((k.inputs.w as { weight: string }).weight), b);
+  const w = c.tensor((k.inputs.w as { weight: string }).weight);
+  const acc = k.attrs.transposed ? linearIn(x, rows, K, w, b) : c.linear(k, x, rows, K, w, b);
   c.write(k.outputs.y!, epilogue(k, c, acc, rows, N));
 };
 
 const embeddingImpl: Impl = (k, c) => {
-  c.write(k.outputs.y!, embedding(c.tokens, c.tensor((k.inputs.w as { weight: string }).weight)));
+  const ids = k.inputs.ids!;
+  if (!('input' in ids)) throw new Error(`archc runtime: ${k.name} looks up rows by a computed value; only token ids and positions can index`);
+  c.write(k.outputs.y!, embedding(ids.input === 'tokens' ? c.tokens : c.positions, c.tensor((k.inputs.w as { weight: string }).weight)));
 };
 
 const norm: Impl = (k, c) => {
@@ -135,7 +139,8 @@ const norm: Impl = (k, c) => {
   const rows = (c.rows(k.inputs.x as View) * W) / D;
   const w = c.f32((k.inputs.w as { weight: string }).weight);
   const eps = k.attrs.eps as number;
-  const y = k.attrs.gated ? rmsnormGated(x, c.operand(k, 'z'), rows, D, w, eps, k.attrs.groups as number) : rmsnorm(x, rows, D, w, eps);
+  const y = k.attrs.layer ? layernorm(x, rows, D, w, k.inputs.b ? c.operand(k, 'b') : null, eps)
+    : k.attrs.gated ? rmsnormGated(x, c.operand(k, 'z'), rows, D, w, eps, k.attrs.groups as number) : rmsnorm(x, rows, D, w, eps);
   c.write(k.outputs.y!, y);
 };
 

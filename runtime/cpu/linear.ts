@@ -121,6 +121,36 @@ export function linearRows(x: Float32Array, T: number, K: number, wData: Float32
   }
 }
 
+/**
+ * y[t, n] = sum_k x[t, k] * W[k, n] + bias[n] for a weight stored [K, N] (GPT-2's Conv1D layout).
+ * x: [T, K] f32; W: [K, N] f32, f16 or bf16; bias: [N] or null. Returns y: [T, N] f32.
+ * Schedule: k outer (each weight row widened once), then rows, then n over a double accumulator,
+ * so every sum runs in double in the order k = 0, 1, … and is rounded to f32 once.
+ */
+export function linearIn(x: Float32Array, T: number, K: number, w: Tensor, bias: Tensor | null): Float32Array {
+  if (w.shape.length !== 2 || w.shape[0] !== K) throw new RangeError(`linearIn: weight shape [${w.shape}] does not match K=${K} (weight is [in, out])`);
+  if (w.dtype === 'i32') throw new RangeError('linearIn: weight dtype i32 is not a float type');
+  const N = w.shape[1];
+  checkLen('linearIn', 'x', x, T * K);
+  checkLen('linearIn', 'weight', w.data, K * N);
+  if (bias) checkLen('linearIn', 'bias', bias.data, N);
+  const acc = new Float64Array(T * N);
+  if (bias) {
+    const bv = readF32(bias, 0, N, new Float32Array(N));
+    for (let t = 0; t < T; t++) acc.set(bv, t * N);
+  }
+  const row = new Float32Array(N);
+  for (let k = 0; k < K; k++) {
+    readF32(w, k * N, N, row);
+    for (let t = 0; t < T; t++) {
+      const xv = x[t * K + k];
+      const o = t * N;
+      for (let n = 0; n < N; n++) acc[o + n] += xv * row[n];
+    }
+  }
+  return Float32Array.from(acc);
+}
+
 /** out[t, :] = W[ids[t], :] widened to f32.  ids: [T]; W: [V, D]. Returns [T, D]. */
 export function embedding(ids: Int32Array, w: Tensor): Float32Array {
   if (w.shape.length !== 2) throw new RangeError(`embedding: weight shape [${w.shape}] is not [V, D]`);

@@ -73,6 +73,32 @@ describe('diagnostics: one failing input each', () => {
   }
 });
 
+describe('AC200 hints: the closest name that exists, or the import that is missing', () => {
+  const body = (call: string) => model(`  e = Embedding(16, d)\n  x = e(tokens)\n  return ${call}`);
+  const HINTS: { readonly call: string; readonly hint: string | undefined }[] = [
+    { call: 'layer_norm(x, e.weight)', hint: 'did you mean layernorm?' },
+    { call: 'rms_norm(x, e.weight)', hint: 'did you mean rmsnorm?' },
+    { call: 'Gelu(x)', hint: 'did you mean gelu?' },
+    // a norm that does not exist is not steered to rmsnorm
+    { call: 'groupnorm(x, e.weight)', hint: undefined },
+    // a std block left out of the import list: the import that fixes it
+    { call: 'n: LayerNorm(d)(x)', hint: 'LayerNorm is a block of models/std/layers.arch but is not imported: import std.layers.{LayerNorm}' },
+  ];
+  for (const { call, hint } of HINTS) {
+    it(call, () => {
+      const ds = diagnosticsOf(body(call));
+      expect(ds.map((x) => x.code)).toEqual(['AC200']);
+      expect(ds[0]!.span?.line).toBe(5);
+      expect(ds[0]!.hint).toBe(hint);
+    });
+  }
+
+  it('layernorm and gelu exist: no AC200 (a shape error instead for a wrong weight)', () => {
+    expect(diagnosticsOf(body('layernorm(x, e.weight)')).map((x) => `${x.code} ${x.message}`)).toEqual(['AC400 layernorm: layernorm weight [16, 8] does not match width 8']);
+    expect(() => compileText(body('gelu(x, tanh: true)'))).not.toThrow();
+  });
+});
+
 describe('models/bamba.arch checks its params', () => {
   const bamba = join(import.meta.dirname, '..', '..', 'models', 'bamba.arch');
   const codes = (set: string[]) => {

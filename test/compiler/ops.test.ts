@@ -27,6 +27,10 @@ describe('shape rules', () => {
     expect(infer('linear', [t('T', 8), t(4, 8), null])).toEqual([['T', 4]]);
     bad('linear', [t('T', 9), t(4, 8), null], {}, /input width 9 does not match weight \[4, 8\]/);
     bad('linear', [t('T', 8), t(4, 8), t(5)], {}, /bias \[5\] does not match 4 outputs/);
+    expect(infer('linear', [t('T', 3, 8), t(4, 8), null])).toEqual([['T', 3, 4]]);
+    expect(infer('linear', [t('T', 8), t(8, 4), t(4)], { transposed: true })).toEqual([['T', 4]]);
+    bad('linear', [t('T', 8), t(4, 8), null], { transposed: true }, /input width 8 does not match weight \[4, 8\] \(in = 4\)/);
+    bad('linear', [t('T', 8), t(8, 4), t(8)], { transposed: true }, /bias \[8\] does not match 4 outputs/);
     expect(infer('head', [t('T', 8), t(50, 8)])).toEqual([['T', 50]]);
     bad('head', [t('T', 7), t(50, 8)], {}, /does not match/);
   });
@@ -46,16 +50,24 @@ describe('shape rules', () => {
     bad('reshape', [t('T', 12)], { dims: [5, 2] }, /cannot reshape \[T, 12\] to \[T, 5, 2\]/);
   });
   it('elementwise ops keep the shape', () => {
-    for (const op of ['silu', 'softplus', 'exp', 'neg']) expect(infer(op, [t('T', 3)])).toEqual([['T', 3]]);
+    for (const op of ['silu', 'softplus', 'exp', 'neg', 'gelu']) expect(infer(op, [t('T', 3)])).toEqual([['T', 3]]);
+    expect(infer('gelu', [t('T', 2, 3)], { tanh: true })).toEqual([['T', 2, 3]]);
     expect(infer('clamp', [t('T', 3)], { min: 0, max: Infinity })).toEqual([['T', 3]]);
     bad('clamp', [t('T', 3)], { min: 2, max: 1 }, /min 2 is above max 1/);
   });
   it('rmsnorm and rmsnorm_gated', () => {
     expect(infer('rmsnorm', [t('T', 8), t(8)], { eps: 1e-5 })).toEqual([['T', 8]]);
     bad('rmsnorm', [t('T', 8), t(7)], { eps: 1e-5 }, /weight \[7\] does not match width 8/);
+    expect(infer('rmsnorm', [t('T', 4, 8), t(8)], { eps: 1e-5 })).toEqual([['T', 4, 8]]);
     expect(infer('rmsnorm_gated', [t('T', 8), t('T', 8), t(8)], { eps: 1e-5, groups: 2 })).toEqual([['T', 8]]);
     bad('rmsnorm_gated', [t('T', 8), t('T', 6), t(8)], { eps: 1e-5, groups: 1 }, /gate \[T, 6\] does not match/);
     bad('rmsnorm_gated', [t('T', 8), t('T', 8), t(8)], { eps: 1e-5, groups: 3 }, /groups 3 does not divide width 8/);
+  });
+  it('layernorm: weight and optional bias over the last dim, any rank', () => {
+    expect(infer('layernorm', [t('T', 8), t(8), t(8)])).toEqual([['T', 8]]);
+    expect(infer('layernorm', [t('T', 2, 8), t(8), null])).toEqual([['T', 2, 8]]);
+    bad('layernorm', [t('T', 8), t(7), null], {}, /layernorm weight \[7\] does not match width 8/);
+    bad('layernorm', [t('T', 8), t(8), t(4)], {}, /layernorm bias \[4\] does not match width 8/);
   });
   it('causal_conv1d carries a conv window per sequence', () => {
     const conv = OP_BY_NAME.get('causal_conv1d')!;
@@ -88,7 +100,7 @@ describe('shape rules', () => {
     bad('attention', [t('T', 8, 16), t('T', 2, 8), t('T', 2, 8)], { scale: 1 }, /head dims differ/);
   });
   it('every op has a rule test above', () => {
-    expect(OPS.map((o) => o.name).sort()).toEqual(['add', 'attention', 'causal_conv1d', 'clamp', 'embedding', 'exp', 'head', 'linear',
-      'mul', 'neg', 'reshape', 'rmsnorm', 'rmsnorm_gated', 'rope', 'silu', 'softplus', 'split', 'ssd']);
+    expect(OPS.map((o) => o.name).sort()).toEqual(['add', 'attention', 'causal_conv1d', 'clamp', 'embedding', 'exp', 'gelu', 'head',
+      'layernorm', 'linear', 'mul', 'neg', 'reshape', 'rmsnorm', 'rmsnorm_gated', 'rope', 'silu', 'softplus', 'split', 'ssd']);
   });
 });

@@ -15,6 +15,7 @@ describe('size budget', () => {
   it('counts primitives and lines', () => {
     const counts = { ops: OPS.length, compiler: lines('compiler'), dsl: lines('dsl'), runtime: lines('runtime'), codegen: lines('codegen') };
     console.log(`size: ${JSON.stringify(counts)}`);
+    // 20 = the 18 that Bamba, Llama and Mamba-2 need, plus layernorm and gelu for the GPT-2 family.
     expect(counts.ops).toBeLessThanOrEqual(20);
     // 2200 -> 3600: the op records moved here from runtime/ (with their lowerings), and the kernel IR
     // (compiler/kernel/: lowering, nine fusion rules, memory plan, schedule, printer, report) arrived

@@ -1,5 +1,6 @@
-// The engine is not Bamba-specific: models/llama.arch and models/mamba2.arch, built from the same
-// blocks, run on random checkpoints with prefill = step-by-step decode and packed = each alone.
+// The engine is not Bamba-specific: models/llama.arch, mamba2.arch, qwen3.arch (QK-norm on
+// [T, heads, head_dim]) and gpt2.arch, built from the same blocks, run on random checkpoints with prefill = step-by-step decode and packed = each
+// alone (for GPT-2 this also checks the learned position embedding follows each sequence's positions).
 
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -18,6 +19,8 @@ afterAll(() => removeDir(work));
 const MODELS: Record<string, string[]> = {
   llama: ['vocab=80', 'd_model=32', 'n_layers=3', 'n_heads=4', 'n_kv_heads=2', 'd_ff=48', 'dtype=f32'],
   mamba2: ['vocab=80', 'd_model=32', 'n_layers=3', 'head_dim=8', 'n_groups=2', 'd_state=8', 'chunk=3', 'dtype=f32'],
+  qwen3: ['vocab=80', 'd_model=32', 'n_layers=2', 'n_heads=4', 'n_kv_heads=2', 'head_dim=16', 'd_ff=48', 'dtype=f32'],
+  gpt2: ['vocab=80', 'd_model=32', 'n_layers=3', 'n_heads=4', 'context=32', 'dtype=f32'],
 };
 
 async function load(name: string): Promise<Model> {

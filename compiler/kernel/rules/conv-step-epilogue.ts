@@ -5,7 +5,7 @@
 import { exprLeaves } from '../../../runtime/expr.ts';
 import type { Expr, Kernel, View } from '../../../runtime/program.ts';
 import type { Lowered } from '../lower.ts';
-import { type Rule, columnsOwnedBy, merged, redirectReads, soleWriter } from '../rewrite.ts';
+import { type Rule, columnsOwnedBy, flatProduct, merged, redirectReads, soleWriter } from '../rewrite.ts';
 
 export const convStepEpilogue: Rule<{ producer: number; at: View; post?: Expr }> = {
   name: 'conv-step-epilogue',
@@ -21,7 +21,7 @@ export const convStepEpilogue: Rule<{ producer: number; at: View; post?: Expr }>
     const at = c.inputs.x!;
     if (!('buf' in at) || ix.outputs.has(at.buf) || ix.outputs.has(c.outputs.y!.buf)) return null;
     const p = soleWriter(l, ix, at.buf);
-    if (p === undefined || p >= i || l.kernels[p]!.family !== 'matmul' || l.kernels[p]!.prologue?.some((s) => s.kind === 'gather_last')) return null;
+    if (p === undefined || p >= i || !flatProduct(l, l.kernels[p]!) || l.kernels[p]!.prologue?.some((s) => s.kind === 'gather_last')) return null;
     if (!columnsOwnedBy(ix, at.buf, at.col, at.width, i)) return null;
     return { producer: p, at, ...(post ? { post } : {}) };
   },

@@ -7,7 +7,7 @@
 import { substituteX, mapExpr } from '../../../runtime/expr.ts';
 import type { Expr, Family, Kernel, Operand } from '../../../runtime/program.ts';
 import type { Lowered } from '../lower.ts';
-import { type Index, type Rule, merged, readersOf, soleWriter } from '../rewrite.ts';
+import { type Index, type Rule, flatProduct, merged, readersOf, soleWriter } from '../rewrite.ts';
 
 /** Families whose kernels apply epilogue stages to their result rows. */
 export const EPILOGUE_FAMILIES: ReadonlySet<Family> = new Set(['matmul', 'conv', 'conv_step']);
@@ -28,6 +28,7 @@ export const epilogue: Rule<{ producer: number }> = {
       if (!('buf' in o)) continue;
       const p = soleWriter(l, ix, o.buf);
       if (p === undefined || p >= i || !EPILOGUE_FAMILIES.has(l.kernels[p]!.family) || ix.outputs.has(o.buf)) continue;
+      if (l.kernels[p]!.family === 'matmul' && !flatProduct(l, l.kernels[p]!)) continue;
       if (!readersOf(ix, o.buf).every((r) => r.k === i)) continue;
       if (l.buffers[o.buf]!.rows !== l.buffers[e.outputs.y!.buf]!.rows || o.width !== e.outputs.y!.width) continue;
       // every other activation operand must exist before the producer runs

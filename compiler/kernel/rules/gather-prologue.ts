@@ -3,7 +3,7 @@
 
 import type { Kernel, View } from '../../../runtime/program.ts';
 import type { Lowered } from '../lower.ts';
-import { type Rule, merged, readersOf, soleWriter } from '../rewrite.ts';
+import { type Rule, flatProduct, merged, readersOf, soleWriter } from '../rewrite.ts';
 
 export const gatherPrologue: Rule<{ reader: number }> = {
   name: 'gather-prologue',
@@ -15,7 +15,7 @@ export const gatherPrologue: Rule<{ reader: number }> = {
     const rs = readersOf(ix, y.buf);
     if (rs.length !== 1 || rs[0]!.slot !== 'x' || rs[0]!.view.width !== y.width) return null;
     const m = l.kernels[rs[0]!.k]!;
-    if (m.family !== 'matmul' || m.pre || m.prologue) return null;
+    if (!flatProduct(l, m) || m.pre || m.prologue) return null;
     return { reader: rs[0]!.k };
   },
   rewrite(l, i, { reader }): Lowered {

@@ -4,26 +4,27 @@
 
 import type { DerivedWeight, Kernel, Operand } from '../../../runtime/program.ts';
 import type { Lowered } from '../lower.ts';
-import { type Rule, type RuleEnv, redirectReads, withDerived } from '../rewrite.ts';
+import { type Rule, type RuleEnv, flatProduct, redirectReads, withDerived } from '../rewrite.ts';
 
 const sameOperand = (a: Operand, b: Operand) => JSON.stringify(a) === JSON.stringify(b);
 
 /** A plain product (no fused work yet) over checkpoint weights: what can be merged. */
-function plain(k: Kernel, env: RuleEnv): boolean {
-  return k.family === 'matmul' && !k.pre && !k.prologue && !k.epilogue && 'weight' in k.inputs.w! && env.weight((k.inputs.w as { weight: string }).weight) !== undefined;
+function plain(l: Lowered, k: Kernel, env: RuleEnv): boolean {
+  // weights stored [in, out] would concatenate along the wrong dim
+  return flatProduct(l, k) && !k.attrs.transposed && !k.pre && !k.prologue && !k.epilogue && 'weight' in k.inputs.w! && env.weight((k.inputs.w as { weight: string }).weight) !== undefined;
 }
 
 export const mergeSiblings: Rule<{ siblings: number[] }> = {
   name: 'merge-siblings',
   match(l, i, ix, env) {
     const k = l.kernels[i]!;
-    if (!plain(k, env)) return null;
+    if (!plain(l, k, env)) return null;
     const x = k.inputs.x!;
     const dtype = env.weight((k.inputs.w as { weight: string }).weight)!.dtype;
     const siblings = [i];
     for (let j = i + 1; j < l.kernels.length; j++) {
       const s = l.kernels[j]!;
-      if (!plain(s, env) || !sameOperand(s.inputs.x!, x) || s.sizes.K !== k.sizes.K) continue;
+      if (!plain(l, s, env) || !sameOperand(s.inputs.x!, x) || s.sizes.K !== k.sizes.K) continue;
       if (env.weight((s.inputs.w as { weight: string }).weight)!.dtype !== dtype || ('b' in s.inputs) !== ('b' in k.inputs)) continue;
       if (ix.outputs.has(s.outputs.y!.buf) || l.buffers[s.outputs.y!.buf]!.rows !== l.buffers[k.outputs.y!.buf]!.rows) continue;
       siblings.push(j);

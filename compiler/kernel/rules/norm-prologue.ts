@@ -5,21 +5,19 @@
 
 import type { Kernel, Operand, Prologue } from '../../../runtime/program.ts';
 import type { Lowered } from '../lower.ts';
-import { type Rule, merged, readersOf, soleWriter } from '../rewrite.ts';
+import { type Rule, flatProduct, merged, readersOf, soleWriter } from '../rewrite.ts';
 
 export const normPrologue: Rule<{ reader: number }> = {
   name: 'norm-prologue',
   match(l, i, ix) {
     const n = l.kernels[i]!;
-    if (n.family !== 'norm' || n.sizes.D !== n.sizes.W || !('weight' in n.inputs.w!)) return null;
+    if (n.family !== 'norm' || n.attrs.layer || n.sizes.D !== n.sizes.W || !('weight' in n.inputs.w!)) return null;
     const y = n.outputs.y!;
     if (ix.outputs.has(y.buf) || soleWriter(l, ix, y.buf) !== i) return null;
     const rs = readersOf(ix, y.buf);
     if (rs.length !== 1 || rs[0]!.slot !== 'x' || rs[0]!.view.width !== y.width) return null;
     const m = l.kernels[rs[0]!.k]!;
-    if (m.family !== 'matmul' || m.pre?.x || (m.prologue ?? []).some((p) => p.kind !== 'gather_last')) return null;
-    // a gathered product reads S rows; the norm's gate must then be gathered with x (the CPU and GPU
-    // prologues do that), which needs z to be a T-row view like x
+    if (!flatProduct(l, m) || m.pre?.x || (m.prologue ?? []).some((p) => p.kind !== 'gather_last')) return null;
     return { reader: rs[0]!.k };
   },
   rewrite(l, i, { reader }): Lowered {

@@ -3,7 +3,7 @@
 
 import type { Kernel, View } from '../../../runtime/program.ts';
 import type { Lowered } from '../lower.ts';
-import { type Rule, columnsOwnedBy, merged, redirectReads, soleWriter } from '../rewrite.ts';
+import { type Rule, columnsOwnedBy, flatProduct, merged, redirectReads, soleWriter } from '../rewrite.ts';
 
 export const ropeEpilogue: Rule<{ producer: number; at: View }> = {
   name: 'rope-epilogue',
@@ -13,7 +13,7 @@ export const ropeEpilogue: Rule<{ producer: number; at: View }> = {
     const at = r.inputs.x!;
     if (!('buf' in at) || ix.outputs.has(at.buf) || ix.outputs.has(r.outputs.y!.buf)) return null;
     const p = soleWriter(l, ix, at.buf);
-    if (p === undefined || p >= i || l.kernels[p]!.family !== 'matmul') return null;
+    if (p === undefined || p >= i || !flatProduct(l, l.kernels[p]!)) return null;
     if (!columnsOwnedBy(ix, at.buf, at.col, at.width, i)) return null;
     return { producer: p, at };
   },

@@ -1,7 +1,7 @@
 // Elementwise kernels, broadcasting and split against direct formulas.
 
 import { describe, expect, it } from 'vitest';
-import { add, clamp, exp, mul, neg, silu, softplus } from '../../../runtime/cpu/elementwise.ts';
+import { add, clamp, erf, exp, gelu, mul, neg, silu, softplus } from '../../../runtime/cpu/elementwise.ts';
 import { split } from '../../../runtime/cpu/layout.ts';
 import { expectClose, F32, prng, uniform } from './check.ts';
 
@@ -39,6 +39,41 @@ describe('activations', () => {
     expectClose(clamp(x, -Infinity, 0.5), map(x, (v) => (v > 0.5 ? 0.5 : v)), EXACT, 'clamp(-inf, .5)');
     expectClose(clamp(x, 0, Infinity), map(x, (v) => (v < 0 ? 0 : v)), EXACT, 'clamp(0, inf)');
     expect(clamp(Float32Array.of(NaN), 0, 1)[0]).toBeNaN();
+  });
+});
+
+/** erf by composite Simpson integration of 2/√π·e^(−t²) over [0, z] (2000 panels: error < 1e-13). */
+function erfBySimpson(z: number): number {
+  const n = 2000, h = z / n;
+  const g = (t: number) => Math.exp(-t * t);
+  let s = g(0) + g(z);
+  for (let i = 1; i < n; i++) s += (i % 2 ? 4 : 2) * g(i * h);
+  return (2 / Math.sqrt(Math.PI)) * (h / 3) * s;
+}
+
+describe('gelu', () => {
+  it('erf matches numerical integration to 1e-12, and is odd and saturating', () => {
+    const zs = [0, 1e-8, 0.1, 0.5, 1, 1.5, 2, 2.5, 3, 4, 5, 5.99, 6, 8, 30];
+    for (const z of zs) {
+      expect(Math.abs(erf(z) - erfBySimpson(z)), `erf(${z})`).toBeLessThan(1e-12);
+      expect(erf(-z)).toBe(-erf(z));
+    }
+    expect(erf(Infinity)).toBe(1);
+    expect(erf(NaN)).toBeNaN();
+  });
+
+  it('exact: 0.5·x·(1 + erf(x/√2)); tanh: 0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³)))', () => {
+    const x = uniform(prng(23), 513, -12, 12);
+    expectClose(gelu(x, false), map(x, (v) => 0.5 * v * (1 + erfBySimpson(v / Math.SQRT2))), F32, 'gelu exact');
+    const c = Math.sqrt(2 / Math.PI);
+    expectClose(gelu(x, true), map(x, (v) => 0.5 * v * (1 + Math.tanh(c * (v + 0.044715 * v ** 3)))), F32, 'gelu tanh');
+  });
+
+  it('the two forms differ (by up to ~5e-4 near |x| = 2), so the attribute matters', () => {
+    const x = Float32Array.of(-2.5, -2, -1, 1, 2, 3);
+    const d = gelu(x, true).map((v, i) => Math.abs(v - gelu(x, false)[i]));
+    expect(Math.max(...d)).toBeGreaterThan(1e-4);
+    expect(Math.max(...d)).toBeLessThan(1e-3);
   });
 });
 

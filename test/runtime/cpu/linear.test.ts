@@ -1,7 +1,7 @@
-// linear and embedding against naive loops, for f32, f16 and bf16 weights.
+// linear (weights [out, in] and [in, out]) and embedding against naive loops, for f32, f16 and bf16 weights.
 
 import { describe, expect, it } from 'vitest';
-import { embedding, linear } from '../../../runtime/cpu/linear.ts';
+import { embedding, linear, linearIn } from '../../../runtime/cpu/linear.ts';
 import { bf16ToF32, f16ToF32, fromF32, type DType, type Tensor } from '../../../runtime/tensor.ts';
 import { expectClose, F32, prng, uniform } from './check.ts';
 
@@ -57,6 +57,47 @@ describe('linear', () => {
   it('rejects a weight whose width is not K', () => {
     const w = fromF32(new Float32Array(12), [3, 4], 'f32');
     expect(() => linear(new Float32Array(10), 2, 5, w, null)).toThrow(RangeError);
+  });
+});
+
+/** y = x · W + b with W stored [K, N] (GPT-2's Conv1D), one dot product per output. */
+function naiveLinearIn(x: Float32Array, T: number, K: number, w: Tensor, bias: Tensor | null): Float64Array {
+  const N = w.shape[1];
+  const y = new Float64Array(T * N);
+  for (let t = 0; t < T; t++) {
+    for (let n = 0; n < N; n++) {
+      let s = bias ? elem(bias, n) : 0;
+      for (let k = 0; k < K; k++) s += x[t * K + k] * elem(w, k * N + n);
+      y[t * N + n] = s;
+    }
+  }
+  return y;
+}
+
+describe('linearIn (weight stored [in, out])', () => {
+  for (const dtype of DTYPES) {
+    it(`matches a naive x·W with ${dtype} weights, with and without bias`, () => {
+      const rand = prng(14);
+      for (const [T, K, N] of SHAPES) {
+        const x = uniform(rand, T * K);
+        const w = fromF32(uniform(rand, K * N), [K, N], dtype);
+        const b = fromF32(uniform(rand, N), [N], dtype);
+        expectClose(linearIn(x, T, K, w, null), naiveLinearIn(x, T, K, w, null), F32, `linearIn ${dtype} T=${T} K=${K} N=${N}`);
+        expectClose(linearIn(x, T, K, w, b), naiveLinearIn(x, T, K, w, b), F32, `linearIn+bias ${dtype} T=${T} K=${K} N=${N}`);
+      }
+    });
+  }
+
+  it('is not linear on the same data (the layouts differ) unless W is symmetric', () => {
+    const rand = prng(15);
+    const x = uniform(rand, 2 * 4), w = fromF32(uniform(rand, 16), [4, 4], 'f32');
+    const a = linearIn(x, 2, 4, w, null), b = linear(x, 2, 4, w, null);
+    expect(Math.max(...a.map((v, i) => Math.abs(v - b[i])))).toBeGreaterThan(1e-3);
+  });
+
+  it('rejects a weight whose first dim is not K', () => {
+    const w = fromF32(new Float32Array(12), [3, 4], 'f32');
+    expect(() => linearIn(new Float32Array(8), 2, 4, w, null)).toThrow(/weight shape \[3,4\] does not match K=4/);
   });
 });
 

@@ -1,7 +1,7 @@
-// rmsnorm and gated rmsnorm (HF BambaRMSNorm / BambaRMSNormGated) against naive loops.
+// rmsnorm, gated rmsnorm (HF BambaRMSNorm / BambaRMSNormGated) and layernorm against naive loops.
 
 import { describe, expect, it } from 'vitest';
-import { rmsnorm, rmsnormGated } from '../../../runtime/cpu/norm.ts';
+import { layernorm, rmsnorm, rmsnormGated } from '../../../runtime/cpu/norm.ts';
 import { expectClose, F32, prng, uniform } from './check.ts';
 
 /** Row by row, group by group: v / sqrt(mean(v²) + eps) · w, with v = x · silu(z) when z is given. */
@@ -58,5 +58,45 @@ describe('rmsnormGated', () => {
 
   it('rejects groups that do not divide D', () => {
     expect(() => rmsnormGated(new Float32Array(6), new Float32Array(6), 1, 6, new Float32Array(6), 1e-6, 4)).toThrow(/4 groups do not divide D=6/);
+  });
+});
+
+/** PyTorch LayerNorm, row by row: mean, biased variance, (v − mean) / sqrt(var + eps) · w + b. */
+function naiveLayerNorm(x: Float32Array, T: number, D: number, w: Float32Array, b: Float32Array | null, eps: number): Float64Array {
+  const out = new Float64Array(T * D);
+  for (let t = 0; t < T; t++) {
+    const v = Array.from(x.subarray(t * D, (t + 1) * D));
+    const mean = v.reduce((s, e) => s + e, 0) / D;
+    const variance = v.reduce((s, e) => s + (e - mean) ** 2, 0) / D;
+    v.forEach((e, i) => { out[t * D + i] = ((e - mean) / Math.sqrt(variance + eps)) * w[i] + (b ? b[i] : 0); });
+  }
+  return out;
+}
+
+describe('layernorm', () => {
+  it('matches (x − mean)/sqrt(var + eps)·w + b, with and without bias', () => {
+    const rand = prng(41);
+    for (const [T, D, eps] of [[1, 1, 1e-5], [3, 8, 1e-5], [5, 37, 1e-6], [2, 256, 1e-5]] as const) {
+      const x = uniform(rand, T * D, -3, 5), w = uniform(rand, D, 0.5, 1.5), b = uniform(rand, D, -0.5, 0.5);
+      expectClose(layernorm(x, T, D, w, b, eps), naiveLayerNorm(x, T, D, w, b, eps), F32, `layernorm T=${T} D=${D}`);
+      expectClose(layernorm(x, T, D, w, null, eps), naiveLayerNorm(x, T, D, w, null, eps), F32, `layernorm (no bias) T=${T} D=${D}`);
+    }
+  });
+
+  it('a large common offset does not cost precision (two-pass variance)', () => {
+    const rand = prng(42);
+    const [T, D] = [4, 64];
+    const x = uniform(rand, T * D, -1, 1).map((v) => v + 1000);
+    const w = new Float32Array(D).fill(1);
+    expectClose(layernorm(x, T, D, w, null, 1e-5), naiveLayerNorm(x, T, D, w, null, 1e-5), F32, 'layernorm offset 1000');
+  });
+
+  it('a constant row gives the bias', () => {
+    const y = layernorm(new Float32Array(4).fill(3), 1, 4, new Float32Array(4).fill(2), Float32Array.of(1, 2, 3, 4), 1e-5);
+    expect([...y]).toEqual([1, 2, 3, 4]);
+  });
+
+  it('rejects a bias of the wrong width', () => {
+    expect(() => layernorm(new Float32Array(8), 2, 4, new Float32Array(4), new Float32Array(3), 1e-5)).toThrow(/bias has 3 elements, expected 4/);
   });
 });

@@ -1,0 +1,92 @@
+// Running one op's kernels alone on a backend: the op record lowers a node with the given input
+// types into kernels over fresh buffers (activations) and named weights; the harness writes the
+// inputs into the arena, poisons the outputs, dispatches, and reads the results. Kernel tests for
+// every target use it against the CPU backend.
+
+import type { LowerCtx, KernelSpec, Lowered } from '../../compiler/kernel/lower.ts';
+import { rowWidth } from '../../compiler/kernel/lower.ts';
+import { planMemory } from '../../compiler/kernel/memory.ts';
+import { OP_BY_NAME, type Attrs, type TensorType } from '../../compiler/ops.ts';
+import type { Backend } from '../../runtime/backend.ts';
+import { CpuBackend } from '../../runtime/cpu/backend.ts';
+import type { EntryName, Expr, Kernel, Operand, Program, Rows, View } from '../../runtime/program.ts';
+import type { Tensor } from '../../runtime/tensor.ts';
+
+/** An input of the op: an activation ([T, ...] values), a weight, or absent. */
+export type OpInput = { readonly act: Float32Array; readonly shape: readonly (number | 'T')[] } | { readonly weight: Tensor } | null;
+
+export interface OpRun {
+  readonly program: Program;
+  readonly outputs: Float32Array[];
+}
+
+/** Lowers `op` over `inputs` (T token rows, one sequence) and runs its kernels on `backend`. */
+export function runOp(name: string, inputs: readonly OpInput[], attrs: Attrs, T: number,
+  opts: { mode?: EntryName; backend?: (p: Program) => Backend } = {}): OpRun {
+  const op = OP_BY_NAME.get(name) ?? (() => { throw new Error(`no op ${name}`); })();
+  const full: Attrs = { ...Object.fromEntries(Object.entries(op.attrs).filter(([, a]) => a.default !== undefined).map(([k, a]) => [k, a.default!])), ...attrs };
+  const types: (TensorType | null)[] = inputs.map((i) => (i === null ? null : 'act' in i ? { shape: i.shape, dtype: 'f32' } : { shape: i.weight.shape, dtype: i.weight.dtype }));
+  const outTypes = op.infer(types, full);
+  const buffers: { id: number; width: number; rows: Rows }[] = [];
+  const fresh = (width: number, rows: Rows): View => {
+    buffers.push({ id: buffers.length, width, rows });
+    return { buf: buffers.length - 1, col: 0, width };
+  };
+  const operands: (Operand | null)[] = inputs.map((i, k) => (i === null ? null : 'act' in i ? fresh(rowWidth(types[k]!), 'T') : { weight: `w${k}` }));
+  const outs = outTypes.map((t) => fresh(rowWidth(t), 'T'));
+  const kernels: Kernel[] = [];
+  const emit = (k: KernelSpec) => kernels.push({ name: `${name}.${kernels.length}`, family: k.family, sizes: k.sizes, inputs: k.inputs, outputs: k.outputs,
+    attrs: k.attrs ?? {}, ...(k.body ? { body: k.body } : {}), ...(k.state !== undefined ? { state: k.state } : {}), schedule: {}, fused: [name], source: [] });
+  const mode = opts.mode ?? 'forward';
+  const ctx: LowerCtx = {
+    mode, attrs: full, types,
+    in: (s) => operands[s] ?? null,
+    out: (i) => outs[i]!,
+    temp: fresh,
+    emit,
+    elementwise(body) {
+      const ins: Record<string, Operand> = {};
+      const leaf = (s: number): Expr => {
+        const o = operands[s]!;
+        if ('weight' in o) return { op: 'w', name: o.weight };
+        ins[op.inputs[s]!.name] = o;
+        return { op: 'in', name: op.inputs[s]!.name };
+      };
+      const e = body(leaf);
+      emit({ family: 'elementwise', sizes: { W: outs[0]!.width }, inputs: ins, body: e, outputs: { y: outs[0]! } });
+    },
+  };
+  op.lower(ctx);
+  // a writer for every input buffer, so the memory plan keeps them apart from the outputs
+  const lowered: Lowered = { entry: mode, buffers, kernels, outputs: Object.fromEntries(outs.map((o, i) => [`y${i}`, o])), derived: [] };
+  const entry = planMemory({ ...lowered, kernels: [...inputsWritten(operands), ...kernels] });
+  const program: Program = {
+    format: 'archc-kernels/1', model: name, params: {}, bindings: [],
+    weights: inputs.flatMap((i, k) => (i && 'weight' in i ? [{ name: `w${k}`, shape: i.weight.shape, dtype: i.weight.dtype }] : [])),
+    derived: [], states: [], outputs: Object.fromEntries(outs.map((o, i) => [`y${i}`, o.width])),
+    entries: { forward: entry, prefill: entry, decode: entry },
+  };
+  const backend = (opts.backend ?? ((p) => new CpuBackend(p)))(program);
+  inputs.forEach((i, k) => { if (i && 'weight' in i) backend.uploadWeight(program.weights.find((w) => w.name === `w${k}`)!, i.weight); });
+  const pool = backend.createStatePool(Math.max(1, T));
+  const inv = backend.begin(entry, { tokens: new Int32Array(T), positions: Int32Array.from({ length: T }, (_, t) => t), seqs: [{ start: 0, len: T }], slots: [], lengths: [] }, pool);
+  entry.kernels.forEach((k, j) => {
+    if (j < inputCount(operands)) {
+      const which = operands.findIndex((o, n) => o && 'buf' in o && n === Number(k.name.slice(3)));
+      inv.write(k.outputs.y!, (inputs[which] as { act: Float32Array }).act);
+    } else {
+      for (const y of Object.values(k.outputs)) inv.write(y, new Float32Array(T * y.width).fill(NaN));
+      inv.dispatch(k);
+    }
+  });
+  return { program, outputs: outs.map((_, i) => inv.read(entry.outputs[`y${i}`]!)) };
+}
+
+/** Placeholder kernels (never dispatched) that mark the input buffers as written first. */
+function inputsWritten(operands: readonly (Operand | null)[]): Kernel[] {
+  return operands.flatMap((o, n) => (o && 'buf' in o ? [{ name: `in:${n}`, family: 'copy' as const, sizes: { W: o.width }, inputs: {}, outputs: { y: o }, attrs: {}, schedule: {}, fused: ['input'], source: [] }] : []));
+}
+
+function inputCount(operands: readonly (Operand | null)[]): number {
+  return operands.filter((o) => o && 'buf' in o).length;
+}
