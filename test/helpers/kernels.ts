@@ -20,7 +20,8 @@ export interface OpRun {
   readonly outputs: Float32Array[];
 }
 
-/** Lowers `op` over `inputs` (T token rows, one sequence) and runs its kernels on `backend`. */
+/** Lowers `op` over `inputs` and runs its kernels on `backend`: T token rows of one sequence
+ *  (forward, prefill), or T sequences of one token each (decode), every sequence in a fresh slot. */
 export function runOp(name: string, inputs: readonly OpInput[], attrs: Attrs, T: number,
   opts: { mode?: EntryName; backend?: (p: Program) => Backend } = {}): OpRun {
   const op = OP_BY_NAME.get(name) ?? (() => { throw new Error(`no op ${name}`); })();
@@ -38,8 +39,9 @@ export function runOp(name: string, inputs: readonly OpInput[], attrs: Attrs, T:
   const emit = (k: KernelSpec) => kernels.push({ name: `${name}.${kernels.length}`, family: k.family, sizes: k.sizes, inputs: k.inputs, outputs: k.outputs,
     attrs: k.attrs ?? {}, ...(k.body ? { body: k.body } : {}), ...(k.state !== undefined ? { state: k.state } : {}), schedule: {}, fused: [name], source: [] });
   const mode = opts.mode ?? 'forward';
+  const spec = op.state?.(types, full);
   const ctx: LowerCtx = {
-    mode, attrs: full, types,
+    mode, attrs: full, types, ...(spec ? { state: 0 } : {}),
     in: (s) => operands[s] ?? null,
     out: (i) => outs[i]!,
     temp: fresh,
@@ -63,13 +65,17 @@ export function runOp(name: string, inputs: readonly OpInput[], attrs: Attrs, T:
   const program: Program = {
     format: 'archc-kernels/1', model: name, params: {}, bindings: [],
     weights: inputs.flatMap((i, k) => (i && 'weight' in i ? [{ name: `w${k}`, shape: i.weight.shape, dtype: i.weight.dtype }] : [])),
-    derived: [], states: [], outputs: Object.fromEntries(outs.map((o, i) => [`y${i}`, o.width])),
+    derived: [], states: spec ? [{ name: `${name}:${spec.kind}`, kind: spec.kind, per: spec.per, shape: spec.shape }] : [], outputs: Object.fromEntries(outs.map((o, i) => [`y${i}`, o.width])),
     entries: { forward: entry, prefill: entry, decode: entry },
   };
   const backend = (opts.backend ?? ((p) => new CpuBackend(p)))(program);
   inputs.forEach((i, k) => { if (i && 'weight' in i) backend.uploadWeight(program.weights.find((w) => w.name === `w${k}`)!, i.weight); });
+  // one sequence of T tokens, or (decode) T sequences of one token, each in a fresh slot
+  const seqs = mode === 'decode' ? Array.from({ length: T }, (_, t) => ({ start: t, len: 1 })) : [{ start: 0, len: T }];
   const pool = backend.createStatePool(Math.max(1, T));
-  const inv = backend.begin(entry, { tokens: new Int32Array(T), positions: Int32Array.from({ length: T }, (_, t) => t), seqs: [{ start: 0, len: T }], slots: [], lengths: [] }, pool);
+  const slots = seqs.map(() => pool.acquire());
+  const positions = Int32Array.from({ length: T }, (_, t) => (mode === 'decode' ? 0 : t));
+  const inv = backend.begin(entry, { tokens: new Int32Array(T), positions, seqs, slots, lengths: seqs.map(() => 0) }, pool);
   entry.kernels.forEach((k, j) => {
     if (j < inputCount(operands)) {
       const which = operands.findIndex((o, n) => o && 'buf' in o && n === Number(k.name.slice(3)));
