@@ -33,15 +33,29 @@ export interface Index {
 }
 
 export function indexOf(l: Lowered): Index {
+  // plain loops: the rewriter rebuilds the index after every rewrite
   const writers = new Map<number, number[]>();
   const readers = new Map<number, Read[]>();
-  l.kernels.forEach((k, i) => {
-    for (const [slot, o] of Object.entries(k.inputs)) {
-      if ('buf' in o) (readers.get(o.buf) ?? readers.set(o.buf, []).get(o.buf)!).push({ k: i, slot, view: o });
+  const ks = l.kernels;
+  for (let i = 0; i < ks.length; i++) {
+    const k = ks[i]!;
+    for (const slot in k.inputs) {
+      const o = k.inputs[slot]!;
+      if (!('buf' in o)) continue;
+      const rs = readers.get(o.buf);
+      if (rs) rs.push({ k: i, slot, view: o });
+      else readers.set(o.buf, [{ k: i, slot, view: o }]);
     }
-    for (const o of Object.values(k.outputs)) (writers.get(o.buf) ?? writers.set(o.buf, []).get(o.buf)!).push(i);
-  });
-  return { writers, readers, outputs: new Set(Object.values(l.outputs).map((v) => v.buf)) };
+    for (const name in k.outputs) {
+      const b = k.outputs[name]!.buf;
+      const ws = writers.get(b);
+      if (ws) ws.push(i);
+      else writers.set(b, [i]);
+    }
+  }
+  const outputs = new Set<number>();
+  for (const n in l.outputs) outputs.add(l.outputs[n]!.buf);
+  return { writers, readers, outputs };
 }
 
 /** The one kernel that writes `buf` (whole), or undefined. */
@@ -62,15 +76,12 @@ export function columnsOwnedBy(ix: Index, buf: number, col: number, width: numbe
 /** Every read of `buf` in `kernels` replaced by `to(view)`. */
 export function redirectReads(kernels: readonly Kernel[], buf: number, to: (v: View) => Operand): Kernel[] {
   return kernels.map((k) => {
-    let changed = false;
-    const inputs: Record<string, Operand> = {};
-    for (const [slot, o] of Object.entries(k.inputs)) {
-      if ('buf' in o && o.buf === buf) {
-        inputs[slot] = to(o);
-        changed = true;
-      } else inputs[slot] = o;
+    let inputs: Record<string, Operand> | undefined;
+    for (const slot in k.inputs) {
+      const o = k.inputs[slot]!;
+      if ('buf' in o && o.buf === buf) (inputs ??= { ...k.inputs })[slot] = to(o);
     }
-    return changed ? { ...k, inputs } : k;
+    return inputs ? { ...k, inputs } : k;
   });
 }
 

@@ -4,9 +4,9 @@
 
 import type { DerivedWeight, Kernel, Operand } from '../../../runtime/program.ts';
 import type { Lowered } from '../lower.ts';
-import { type Rule, type RuleEnv, flatProduct, redirectReads, withDerived } from '../rewrite.ts';
+import { type Rule, type RuleEnv, flatProduct, readersOf, redirectReads, withDerived } from '../rewrite.ts';
 
-const sameOperand = (a: Operand, b: Operand) => JSON.stringify(a) === JSON.stringify(b);
+const sameOperand = (a: Operand, b: Operand) => 'buf' in a && 'buf' in b && a.buf === b.buf && a.col === b.col && a.width === b.width;
 
 /** A plain product (no fused work yet) over checkpoint weights: what can be merged. */
 function plain(l: Lowered, k: Kernel, env: RuleEnv): boolean {
@@ -22,7 +22,9 @@ export const mergeSiblings: Rule<{ siblings: number[] }> = {
     const x = k.inputs.x!;
     const dtype = env.weight((k.inputs.w as { weight: string }).weight)!.dtype;
     const siblings = [i];
-    for (let j = i + 1; j < l.kernels.length; j++) {
+    // the other readers of the same input buffer, in order
+    const others = [...new Set(readersOf(ix, (x as { buf: number }).buf).map((r) => r.k))].filter((j) => j > i).sort((a, b) => a - b);
+    for (const j of others) {
       const s = l.kernels[j]!;
       if (!plain(l, s, env) || !sameOperand(s.inputs.x!, x) || s.sizes.K !== k.sizes.K) continue;
       if (env.weight((s.inputs.w as { weight: string }).weight)!.dtype !== dtype || ('b' in s.inputs) !== ('b' in k.inputs)) continue;
