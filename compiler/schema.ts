@@ -126,6 +126,10 @@ const prologue = {
     { additionalProperties: false, properties: { kind: { const: 'gather_last' } } },
     { additionalProperties: false, required: ['weight', 'eps'], properties: { kind: { const: 'rmsnorm' }, weight: { type: 'string' }, eps: { type: 'number' } } },
     {
+      additionalProperties: false, required: ['weight', 'eps'],
+      properties: { kind: { const: 'layernorm' }, weight: { type: 'string' }, bias: { type: 'string' }, eps: { type: 'number' } },
+    },
+    {
       additionalProperties: false, required: ['weight', 'eps', 'groups'],
       properties: { kind: { const: 'rmsnorm_gated' }, weight: { type: 'string' }, eps: { type: 'number' }, groups: { type: 'integer', minimum: 1 } },
     },

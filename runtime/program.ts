@@ -60,6 +60,7 @@ export type Prologue =
   /** Keep only the last row of each sequence (rows T -> S). */
   | { readonly kind: 'gather_last' }
   | { readonly kind: 'rmsnorm'; readonly weight: string; readonly eps: number }
+  | { readonly kind: 'layernorm'; readonly weight: string; readonly bias?: string; readonly eps: number }
   /** rmsnorm(x · silu(z)) over `groups` equal parts of the row; z is the operand `z`. */
   | { readonly kind: 'rmsnorm_gated'; readonly weight: string; readonly eps: number; readonly groups: number };
 
@@ -187,7 +188,10 @@ export function weightsRead(entries: Readonly<Record<string, Entry>>): Set<strin
       for (const x of [k.body, ...Object.values(k.pre ?? {}), ...(k.epilogue ?? []).map((s) => (s.kind === 'map' ? s.body : s.kind === 'conv_step' ? s.post : undefined))]) {
         if (x) for (const leaf of exprLeaves(x)) if (leaf.op === 'w') out.add(leaf.name);
       }
-      for (const p of k.prologue ?? []) if (p.kind !== 'gather_last') out.add(p.weight);
+      for (const p of k.prologue ?? []) {
+        if (p.kind !== 'gather_last') out.add(p.weight);
+        if (p.kind === 'layernorm' && p.bias) out.add(p.bias);
+      }
       for (const s of k.epilogue ?? []) if (s.kind === 'conv_step') { out.add(s.weight); if (s.bias) out.add(s.bias); }
     }
   }

@@ -15,6 +15,7 @@ function prologueText(p: Prologue): string {
   switch (p.kind) {
     case 'gather_last': return 'gather_last';
     case 'rmsnorm': return `rmsnorm(${p.weight}, eps=${p.eps})`;
+    case 'layernorm': return `layernorm(${p.weight}${p.bias ? `, ${p.bias}` : ''}, eps=${p.eps})`;
     case 'rmsnorm_gated': return `rmsnorm_gated(${p.weight}, eps=${p.eps}, groups=${p.groups})`;
   }
 }

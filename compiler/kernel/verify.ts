@@ -40,7 +40,10 @@ export function verifyKernels(l: Lowered, weights: ReadonlySet<string>, states: 
     }
     if (k.body) expr(k, k.body);
     if (k.prologue && k.family !== 'matmul') problems.push(`${k.name}: a ${k.family} kernel has a prologue`);
-    for (const p of k.prologue ?? []) if (p.kind !== 'gather_last') weight(k, p.weight);
+    for (const p of k.prologue ?? []) {
+      if (p.kind !== 'gather_last') weight(k, p.weight);
+      if (p.kind === 'layernorm' && p.bias) weight(k, p.bias);
+    }
     if (k.epilogue && !EPILOGUE_FAMILIES.has(k.family)) problems.push(`${k.name}: a ${k.family} kernel has an epilogue`);
     for (const e of k.epilogue ?? []) {
       if (e.kind === 'map') expr(k, e.body);

@@ -63,14 +63,18 @@ export class CpuBackend implements Backend {
 
   private derive(d: DerivedWeight): Tensor {
     if (d.from.kind === 'concat') {
+      // the parts as stored (a checkpoint may hold another dtype than the program declares); parts
+      // of mixed dtypes are widened to f32
       const ts = d.from.parts.map((p) => this.weights.get(p)!);
-      const data = new (ts[0]!.data.constructor as Float32ArrayConstructor)(ts.reduce((n, t) => n + t.data.length, 0));
+      const dtype = ts.every((t) => t.dtype === ts[0]!.dtype) ? ts[0]!.dtype : 'f32';
+      const n = ts.reduce((a, t) => a + t.data.length, 0);
+      const data = dtype === 'f32' ? new Float32Array(n) : new Uint16Array(n);
       let at = 0;
       for (const t of ts) {
-        data.set(t.data as Float32Array, at);
+        data.set((dtype === 'f32' && t.dtype !== 'f32' ? toF32(t) : t.data) as Float32Array, at);
         at += t.data.length;
       }
-      return { dtype: d.dtype, shape: d.shape, data };
+      return { dtype, shape: d.shape, data };
     }
     const n = d.shape.reduce((a, b) => a * b, 1);
     const fn = compileExpr(d.from.body, { weight: (w) => this.f32(w) });

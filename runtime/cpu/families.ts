@@ -119,6 +119,7 @@ const matmul: Impl = (k, c) => {
       if (z) z = lastRows(z, K, c.seqs);
       rows = c.seqs.length;
     } else if (p.kind === 'rmsnorm') x = rmsnorm(x, rows, K, c.f32(p.weight), p.eps);
+    else if (p.kind === 'layernorm') x = layernorm(x, rows, K, c.f32(p.weight), p.bias ? c.f32(p.bias) : null, p.eps);
     else x = rmsnormGated(x, z!, rows, K, c.f32(p.weight), p.eps, p.groups);
   }
   const b = k.inputs.b ? c.tensor((k.inputs.b as { weight: string }).weight) : null;
@@ -130,7 +131,8 @@ const matmul: Impl = (k, c) => {
 const embeddingImpl: Impl = (k, c) => {
   const ids = k.inputs.ids!;
   if (!('input' in ids)) throw new Error(`archc runtime: ${k.name} looks up rows by a computed value; only token ids and positions can index`);
-  c.write(k.outputs.y!, embedding(ids.input === 'tokens' ? c.tokens : c.positions, c.tensor((k.inputs.w as { weight: string }).weight)));
+  const y = embedding(ids.input === 'tokens' ? c.tokens : c.positions, c.tensor((k.inputs.w as { weight: string }).weight));
+  c.write(k.outputs.y!, epilogue(k, c, y, c.T, k.sizes.D!));
 };
 
 const norm: Impl = (k, c) => {

@@ -1,7 +1,7 @@
-// Rule: an elementwise kernel that consumes the whole output of a matrix product or a convolution
-// (read by it alone) becomes a `map` stage of that producer's epilogue: SiLU after the causal conv,
-// the residual add after out_proj / o_proj / down_proj, SwiGLU's silu(gate)·up after the merged
-// gate/up product. Its other activation operands become operands of the producer, which must
+// Rule: an elementwise kernel that consumes the whole output of a matrix product, a convolution or
+// an embedding (read by it alone) becomes a `map` stage of that producer's epilogue: SiLU after the
+// causal conv, the residual add after out_proj / o_proj / down_proj, SwiGLU's silu(gate)·up after
+// the merged gate/up product, token plus position embedding. Its other activation operands become operands of the producer, which must
 // already have been computed where the producer runs.
 
 import { substituteX, mapExpr } from '../../../runtime/expr.ts';
@@ -10,7 +10,7 @@ import type { Lowered } from '../lower.ts';
 import { type Index, type Rule, flatProduct, merged, readersOf, soleWriter } from '../rewrite.ts';
 
 /** Families whose kernels apply epilogue stages to their result rows. */
-export const EPILOGUE_FAMILIES: ReadonlySet<Family> = new Set(['matmul', 'conv', 'conv_step']);
+export const EPILOGUE_FAMILIES: ReadonlySet<Family> = new Set(['matmul', 'conv', 'conv_step', 'embedding']);
 
 /** The kernel index that first writes `buf` (-1 for none: weights and program inputs). */
 function producedAt(ix: Index, buf: number): number {

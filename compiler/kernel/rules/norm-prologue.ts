@@ -1,4 +1,4 @@
-// Rule: an RMS norm (plain or gated) read only by one matrix product becomes that product's
+// Rule: a norm (RMS, gated RMS or layer norm) read only by one matrix product becomes that product's
 // prologue: the norm runs on the rows the product loads (the input layernorm into in_proj or the
 // merged q/k/v, the gated norm closing a Mamba mixer into out_proj, the final norm into the head).
 // Row-wise stages commute with a gather already in the prologue, so the norm is appended after it.
@@ -11,7 +11,7 @@ export const normPrologue: Rule<{ reader: number }> = {
   name: 'norm-prologue',
   match(l, i, ix) {
     const n = l.kernels[i]!;
-    if (n.family !== 'norm' || n.attrs.layer || n.sizes.D !== n.sizes.W || !('weight' in n.inputs.w!)) return null;
+    if (n.family !== 'norm' || n.sizes.D !== n.sizes.W || !('weight' in n.inputs.w!) || (n.inputs.b && !('weight' in n.inputs.b))) return null;
     const y = n.outputs.y!;
     if (ix.outputs.has(y.buf) || soleWriter(l, ix, y.buf) !== i) return null;
     const rs = readersOf(ix, y.buf);
@@ -24,8 +24,9 @@ export const normPrologue: Rule<{ reader: number }> = {
     const n = l.kernels[i]!;
     const weight = (n.inputs.w as { weight: string }).weight;
     const eps = n.attrs.eps as number;
-    const stage: Prologue = n.attrs.gated
-      ? { kind: 'rmsnorm_gated', weight, eps, groups: n.attrs.groups as number }
+    const bias = n.inputs.b ? (n.inputs.b as { weight: string }).weight : undefined;
+    const stage: Prologue = n.attrs.layer ? { kind: 'layernorm', weight, ...(bias ? { bias } : {}), eps }
+      : n.attrs.gated ? { kind: 'rmsnorm_gated', weight, eps, groups: n.attrs.groups as number }
       : { kind: 'rmsnorm', weight, eps };
     const kernels = l.kernels.map((k, j): Kernel => {
       if (j !== reader) return k;
