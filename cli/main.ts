@@ -48,11 +48,17 @@ export function program(): Command {
       process.stdout.write(o.json ? JSON.stringify(s, null, 2) + '\n' : formatStats(s));
     });
 
-  withCommon(p.command('graph <file>').description('print the model graph'))
-    .addOption(new Option('--format <format>', 'output format').choices(['text', 'json', 'dot', 'mermaid']).default('text'))
+  withCommon(p.command('graph <file>').description('print the model graph, or (--format kernels) the fused kernel program'))
+    .addOption(new Option('--format <format>', 'output format').choices(['text', 'json', 'dot', 'mermaid', 'kernels']).default('text'))
     .option('-o, --out <file>', 'write to a file instead of stdout')
-    .action((file: string, o: CommonOpts & { format: string; out?: string }) => {
-      const { graph } = compile(file, o);
+    .action(async (file: string, o: CommonOpts & { format: string; out?: string }) => {
+      const c = compile(file, o);
+      const { graph } = c;
+      if (o.format === 'kernels') {
+        const [{ lowerToProgram }, { printProgram }] = await Promise.all([import('../compiler/lower.ts'), import('../compiler/kernel/printer.ts')]);
+        emit(printProgram(lowerToProgram(graph, c.bindings)), o.out);
+        return;
+      }
       const text = o.format === 'json' ? graphToJson(graph) : o.format === 'dot' ? toDot(graph) : o.format === 'mermaid' ? toMermaid(graph) : printGraph(graph);
       emit(text, o.out);
     });

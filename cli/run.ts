@@ -4,9 +4,8 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import cliProgress from 'cli-progress';
-import { type Compiled, compileFile, loadConfig } from '../compiler/compile.ts';
+import { type CompiledModel, compileModel, loadConfig } from '../compiler/compile.ts';
 import { hfConfigText, initWeights } from '../compiler/init.ts';
-import { lowerToProgram } from '../compiler/lower.ts';
 import { computeStats } from '../compiler/stats.ts';
 import { programReport } from '../compiler/kernel/report.ts';
 import { CompileError, diag } from '../dsl/diagnostics.ts';
@@ -20,9 +19,9 @@ import { writeDirAtomic, writeFileAtomic } from './fsutil.ts';
 import { encodeNpy } from './npy.ts';
 
 /** Compiles for a checkpoint: its config.json binds the params unless --hf-config names another. */
-function compileFor(file: string, o: CommonOpts, weightsDir?: string): Compiled {
+function compileFor(file: string, o: CommonOpts, weightsDir?: string): CompiledModel {
   const configPath = o.hfConfig ?? (weightsDir && existsSync(join(weightsDir, 'config.json')) ? join(weightsDir, 'config.json') : undefined);
-  return compileFile(file, { hfConfigData: configPath ? loadConfig(configPath) : undefined, set: o.set, model: o.model });
+  return compileModel(file, { hfConfigData: configPath ? loadConfig(configPath) : undefined, set: o.set, model: o.model });
 }
 
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
@@ -42,8 +41,7 @@ function parseIdLists(text: string, flag: string): number[][] {
 }
 
 async function loadModel(file: string, o: CommonOpts & { weights: string; allowExtra?: boolean }, progress: boolean): Promise<Model> {
-  const compiled = compileFor(file, o, o.weights);
-  const program = lowerToProgram(compiled.graph, compiled.bindings);
+  const { program } = compileFor(file, o, o.weights);
   const bar = progress && process.stderr.isTTY
     ? new cliProgress.SingleBar({ format: 'loading weights [{bar}] {value}/{total} {tensor}', clearOnComplete: true, stream: process.stderr }, cliProgress.Presets.shades_classic)
     : undefined;
@@ -67,7 +65,7 @@ export function registerRunCommands(p: Command): void {
       // ts-morph (TypeScript) takes a third of a second to load: only `build` needs it.
       const { buildPackage } = await import('../codegen/package.ts');
       const compiled = compileFor(file, o);
-      const program = lowerToProgram(compiled.graph, compiled.bindings);
+      const program = compiled.program;
       const ctx = compiled.graph.params.context;
       const stats = computeStats(compiled.graph, typeof ctx === 'number' ? ctx : 4096, 1);
       const r = buildPackage({ graph: compiled.graph, program, stats, source: file, packageName: o.name }, o.out);
