@@ -151,7 +151,7 @@ function generateIndexFile(file: SourceFile, input: BuildInput): void {
   file.addExportDeclaration({ moduleSpecifier: './model.ts', namedExports: ['PARAMS', 'WEIGHTS', 'PROGRAM', 'type WeightInfo'] });
   file.addExportDeclaration({
     moduleSpecifier: './runtime/model.ts',
-    namedExports: ['type LoadOptions', 'type ForwardInput', 'type ForwardResult', 'type GenerateOptions', 'type GeneratedToken'],
+    namedExports: ['type LoadOptions', 'type ForwardInput', 'type ForwardResult', 'type GenerateOptions', 'type GeneratedToken', 'type SavedSequence'],
   });
   file.addExportDeclaration({ moduleSpecifier: './runtime/engine.ts', namedExports: ['type SequenceState'] });
   file.addExportDeclaration({ moduleSpecifier: './runtime/errors.ts', namedExports: ['RuntimeError'] });
@@ -214,8 +214,11 @@ for await (const { text } of model.generate('The capital of France is', { maxTok
 }
 
 // prefill and decode with the hybrid cache (KV for attention, conv + SSM state for Mamba layers)
-const { states, logits: last } = model.prefill([[1, 2, 3]]);
-const next = model.decode([42], states);
+const { states, logits: last } = model.prefill([[1, 2, 3], [4, 5]]);   // each sequence in a state slot
+const next = model.decode([42, 7], states);                             // one batched step, [2, vocab]
+const fork = model.copySequence(states[0]);                             // continue two ways from here
+const saved = model.saveSequence(states[1]);                            // bytes; restoreSequence(saved) resumes it
+for (const s of [...states, fork]) model.releaseSequence(s);
 \`\`\`
 
 Load options: \`backend\` (\`'cpu'\`), \`threads\` (matrix-product threads; default \`ARCHC_THREADS\`, else the
