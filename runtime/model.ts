@@ -243,24 +243,25 @@ export class Model {
     const rng = createRng(opts.seed ?? 0);
     const decoder = this.tokenizer?.decoder();
     const history = [...ids];
-    let { states, logits: [logits] } = this.prefill([ids]);
+    const { states: [state], logits: [first] } = this.prefill([ids]);
+    let logits = first!;
     let text = '';
     try {
-    for (let n = 0; n < maxTokens; n++) {
-      const id = sampleToken(logits!, opts, history, rng);
-      history.push(id);
-      if (stop.has(id)) break;
-      const piece = decoder ? decoder.push(id) : '';
-      text += piece;
-      yield { id, text: piece };
-      if (opts.stopStrings?.some((s) => text.includes(s))) break;
-      if (n + 1 < maxTokens) {
-        logits = this.decode([id], states);
-        await Promise.resolve();
+      for (let n = 0; n < maxTokens; n++) {
+        const id = sampleToken(logits, opts, history, rng);
+        history.push(id);
+        if (stop.has(id)) break;
+        const piece = decoder ? decoder.push(id) : '';
+        text += piece;
+        yield { id, text: piece };
+        if (opts.stopStrings?.some((s) => text.includes(s))) break;
+        if (n + 1 < maxTokens) {
+          logits = this.decode([id], [state!]);
+          await Promise.resolve();
+        }
       }
-    }
     } finally {
-      this.releaseSequence(states[0]!);
+      this.releaseSequence(state!);
     }
     // Text the detokenizer held back (an unfinished character, a space it may still clean up).
     const rest = decoder?.flush() ?? '';
