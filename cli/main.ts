@@ -4,7 +4,6 @@ import { Command, Option } from 'commander';
 import { compileFile } from '../compiler/compile.ts';
 import { printGraph } from '../compiler/printer.ts';
 import { toDot, toMermaid } from '../compiler/render.ts';
-import { graphToJson } from '../compiler/schema.ts';
 import { computeStats, formatStats } from '../compiler/stats.ts';
 import { CompileError, diag, formatDiagnostic } from '../dsl/diagnostics.ts';
 import { reportError } from './errors.ts';
@@ -51,9 +50,11 @@ export function program(): Command {
   withCommon(p.command('graph <file>').description('print the model graph'))
     .addOption(new Option('--format <format>', 'output format').choices(['text', 'json', 'dot', 'mermaid']).default('text'))
     .option('-o, --out <file>', 'write to a file instead of stdout')
-    .action((file: string, o: CommonOpts & { format: string; out?: string }) => {
+    .action(async (file: string, o: CommonOpts & { format: string; out?: string }) => {
       const { graph } = compile(file, o);
-      const text = o.format === 'json' ? graphToJson(graph) : o.format === 'dot' ? toDot(graph) : o.format === 'mermaid' ? toMermaid(graph) : printGraph(graph);
+      // ajv (graph.json's schema) loads only for --format json
+      const graphToJson = o.format === 'json' ? (await import('../compiler/schema.ts')).graphToJson : undefined;
+      const text = graphToJson ? graphToJson(graph) : o.format === 'dot' ? toDot(graph) : o.format === 'mermaid' ? toMermaid(graph) : printGraph(graph);
       emit(text, o.out);
     });
 

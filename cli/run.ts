@@ -3,14 +3,13 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
-import cliProgress from 'cli-progress';
 import { type Compiled, compileFile, loadConfig } from '../compiler/compile.ts';
 import { hfConfigText, initWeights } from '../compiler/init.ts';
 import { lowerToProgram } from '../compiler/lower.ts';
 import { computeStats } from '../compiler/stats.ts';
 import { CompileError, diag } from '../dsl/diagnostics.ts';
 import { causalLmLoss } from '../runtime/loss.ts';
-import { Model } from '../runtime/model.ts';
+import type { Model } from '../runtime/model.ts';
 import { createRng } from '../runtime/rng.ts';
 import { writeSafetensors, writeShardedSafetensors } from '../runtime/safetensors.ts';
 import type { DType } from '../runtime/tensor.ts';
@@ -41,7 +40,10 @@ function parseIdLists(text: string, flag: string): number[][] {
 async function loadModel(file: string, o: CommonOpts & { weights: string; allowExtra?: boolean }, progress: boolean): Promise<Model> {
   const compiled = compileFor(file, o, o.weights);
   const program = lowerToProgram(compiled.graph, compiled.bindings);
-  const bar = progress && process.stderr.isTTY
+  // the runtime (with the tokenizer) and cli-progress load only in the commands that run a model
+  const { Model } = await import('../runtime/model.ts');
+  const cliProgress = progress && process.stderr.isTTY ? (await import('cli-progress')).default : undefined;
+  const bar = cliProgress
     ? new cliProgress.SingleBar({ format: 'loading weights [{bar}] {value}/{total} {tensor}', clearOnComplete: true, stream: process.stderr }, cliProgress.Presets.shades_classic)
     : undefined;
   bar?.start(program.weights.length, 0, { tensor: '' });
