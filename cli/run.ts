@@ -14,7 +14,7 @@ import { createRng } from '../runtime/rng.ts';
 import { writeSafetensors, writeShardedSafetensors } from '../runtime/safetensors.ts';
 import type { DType } from '../runtime/tensor.ts';
 import { type CommonOpts, withCommon } from './common.ts';
-import { writeDirAtomic, writeFileAtomic } from './fsutil.ts';
+import { checkParent, writeDirAtomic, writeFileAtomic } from './fsutil.ts';
 import { encodeNpy } from './npy.ts';
 
 /** Compiles for a checkpoint: its config.json binds the params unless --hf-config names another. */
@@ -61,7 +61,8 @@ export function registerRunCommands(p: Command): void {
   withCommon(p.command('build <file>').description('compile a model into an npm package (generated TypeScript runtime, graph.json, report)'))
     .requiredOption('-o, --out <dir>', 'the package directory to write')
     .option('--name <name>', 'npm package name')
-    .action(async (file: string, o: CommonOpts & { out: string; name?: string }) => {
+    .option('--force', 'replace the output directory even if it holds files archc did not write')
+    .action(async (file: string, o: CommonOpts & { out: string; name?: string; force?: boolean }) => {
       const t0 = performance.now();
       // ts-morph (TypeScript) takes a third of a second to load: only `build` needs it.
       const { buildPackage } = await import('../codegen/package.ts');
@@ -69,7 +70,7 @@ export function registerRunCommands(p: Command): void {
       const program = lowerToProgram(compiled.graph, compiled.bindings);
       const ctx = compiled.graph.params.context;
       const stats = computeStats(compiled.graph, typeof ctx === 'number' ? ctx : 4096, 1);
-      const r = buildPackage({ graph: compiled.graph, program, stats, source: file, packageName: o.name }, o.out);
+      const r = buildPackage({ graph: compiled.graph, program, stats, source: file, packageName: o.name }, o.out, { force: o.force });
       process.stdout.write(`built ${r.dir}: model ${compiled.graph.model}, ${program.steps.length} kernels, ${r.files.length} files in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
     });
 
@@ -78,15 +79,16 @@ export function registerRunCommands(p: Command): void {
     .addOption(new Option('--dtype <dtype>', 'weight dtype').choices(['f32', 'bf16', 'f16']))
     .option('--seed <n>', 'random seed', '0')
     .option('--shard-size <bytes>', 'split into shards of at most this many bytes (writes model.safetensors.index.json)')
-    .action((file: string, o: CommonOpts & { out: string; dtype?: DType; seed: string; shardSize?: string }) => {
+    .option('--force', 'replace the output directory even if it holds files archc did not write')
+    .action((file: string, o: CommonOpts & { out: string; dtype?: DType; seed: string; shardSize?: string; force?: boolean }) => {
       const compiled = compileFor(file, o);
       const g = compiled.graph;
       const tensors = initWeights(g, createRng(Number(o.seed)), o.dtype);
-      writeDirAtomic(resolve(o.out), (tmp) => {
+      writeDirAtomic(resolve(o.out), 'checkpoint', (tmp) => {
         writeFileSync(join(tmp, 'config.json'), hfConfigText(compiled, o.dtype));
         if (o.shardSize) writeShardedSafetensors(tmp, tensors, Number(o.shardSize), { format: 'pt' });
         else writeSafetensors(join(tmp, 'model.safetensors'), tensors, { format: 'pt' });
-      });
+      }, { force: o.force });
       const n = tensors.reduce((s, t) => s + t.tensor.data.length, 0);
       process.stdout.write(`wrote ${o.out}: ${tensors.length} tensors, ${n.toLocaleString('en-US')} parameters\n`);
     });
@@ -102,6 +104,7 @@ export function registerRunCommands(p: Command): void {
     .addOption(new Option('--backend <backend>', 'where to run').choices(['cpu']).default('cpu'))
     .action(async (file: string, o: CommonOpts & { weights: string; ids: string; positions?: string; step?: boolean; loss?: boolean; out?: string; allowExtra?: boolean }) => {
       const seqs = parseIdLists(o.ids, '--ids');
+      if (o.out) checkParent(resolve(o.out)); // before the work, not after
       const model = await loadModel(file, o, false);
       const ids = seqs.flat();
       const cu = [0];
