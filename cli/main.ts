@@ -7,12 +7,12 @@ import { toDot, toMermaid } from '../compiler/render.ts';
 import { computeStats, formatStats } from '../compiler/stats.ts';
 import { CompileError, diag, formatDiagnostic } from '../dsl/diagnostics.ts';
 import { reportError } from './errors.ts';
-import { type CommonOpts, withCommon } from './common.ts';
+import { type CommonOpts, setsOf, withCommon, withPreset } from './common.ts';
 import { writeFileAtomic } from './fsutil.ts';
 import { registerRunCommands } from './run.ts';
 
 function compile(file: string, o: CommonOpts) {
-  const c = compileFile(file, { hfConfig: o.hfConfig, set: o.set, model: o.model });
+  const c = compileFile(file, { hfConfig: o.hfConfig, set: setsOf(file, o), model: o.model });
   for (const w of c.warnings) process.stderr.write(formatDiagnostic(w, c.sources) + '\n');
   return c;
 }
@@ -29,13 +29,13 @@ export function program(): Command {
     .showHelpAfterError()
     .exitOverride();
 
-  withCommon(p.command('check <file>').description('parse, resolve and type-check a model'))
+  withPreset(withCommon(p.command('check <file>').description('parse, resolve and type-check a model')))
     .action((file: string, o: CommonOpts) => {
       const { graph } = compile(file, o);
       process.stdout.write(`${file}: ok — model ${graph.model}, ${graph.nodes.length} ops, ${graph.weights.length} weights, ${graph.state.length} states\n`);
     });
 
-  withCommon(p.command('stats <file>').description('parameters, weight bytes, FLOPs per token and inference state'))
+  withPreset(withCommon(p.command('stats <file>').description('parameters, weight bytes, FLOPs per token and inference state')))
     .option('--json', 'print JSON')
     .option('--context <n>', 'context length for FLOPs and state (default: the model param `context`, else 4096)')
     .option('--batch <n>', 'sequences held at once, for the state total', '1')
@@ -47,7 +47,7 @@ export function program(): Command {
       process.stdout.write(o.json ? JSON.stringify(s, null, 2) + '\n' : formatStats(s));
     });
 
-  withCommon(p.command('graph <file>').description('print the model graph'))
+  withPreset(withCommon(p.command('graph <file>').description('print the model graph')))
     .addOption(new Option('--format <format>', 'output format').choices(['text', 'json', 'dot', 'mermaid']).default('text'))
     .option('-o, --out <file>', 'write to a file instead of stdout')
     .action(async (file: string, o: CommonOpts & { format: string; out?: string }) => {

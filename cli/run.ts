@@ -10,17 +10,18 @@ import { computeStats } from '../compiler/stats.ts';
 import { CompileError, diag } from '../dsl/diagnostics.ts';
 import { causalLmLoss } from '../runtime/loss.ts';
 import type { Model } from '../runtime/model.ts';
+import { RuntimeError } from '../runtime/errors.ts';
 import { createRng } from '../runtime/rng.ts';
 import { writeSafetensors, writeShardedSafetensors } from '../runtime/safetensors.ts';
 import type { DType } from '../runtime/tensor.ts';
-import { type CommonOpts, withCommon } from './common.ts';
+import { type CommonOpts, setsOf, withCommon, withPreset } from './common.ts';
 import { checkParent, writeDirAtomic, writeFileAtomic } from './fsutil.ts';
 import { encodeNpy } from './npy.ts';
 
 /** Compiles for a checkpoint: its config.json binds the params unless --hf-config names another. */
 function compileFor(file: string, o: CommonOpts, weightsDir?: string): Compiled {
   const configPath = o.hfConfig ?? (weightsDir && existsSync(join(weightsDir, 'config.json')) ? join(weightsDir, 'config.json') : undefined);
-  return compileFile(file, { hfConfigData: configPath ? loadConfig(configPath) : undefined, set: o.set, model: o.model });
+  return compileFile(file, { hfConfigData: configPath ? loadConfig(configPath) : undefined, set: setsOf(file, o), model: o.model });
 }
 
 /** A bad command-line value: a diagnostic without a place in any file. */
@@ -58,7 +59,7 @@ async function loadModel(file: string, o: CommonOpts & { weights: string; allowE
 }
 
 export function registerRunCommands(p: Command): void {
-  withCommon(p.command('build <file>').description('compile a model into an npm package (generated TypeScript runtime, graph.json, report)'))
+  withPreset(withCommon(p.command('build <file>').description('compile a model into an npm package (generated TypeScript runtime, graph.json, report)')))
     .requiredOption('-o, --out <dir>', 'the package directory to write')
     .option('--name <name>', 'npm package name')
     .option('--force', 'replace the output directory even if it holds files archc did not write')
@@ -74,7 +75,7 @@ export function registerRunCommands(p: Command): void {
       process.stdout.write(`built ${r.dir}: model ${compiled.graph.model}, ${program.steps.length} kernels, ${r.files.length} files in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
     });
 
-  withCommon(p.command('init-weights <file>').description('write a random checkpoint in Hugging Face layout (config.json + safetensors)'))
+  withPreset(withCommon(p.command('init-weights <file>').description('write a random checkpoint in Hugging Face layout (config.json + safetensors)')))
     .requiredOption('-o, --out <dir>', 'the checkpoint directory to write')
     .addOption(new Option('--dtype <dtype>', 'weight dtype').choices(['f32', 'bf16', 'f16']))
     .option('--seed <n>', 'random seed', '0')
@@ -149,7 +150,12 @@ export function registerRunCommands(p: Command): void {
     .addOption(new Option('--backend <backend>', 'where to run').choices(['cpu']).default('cpu'))
     .action(async (file: string, o: CommonOpts & Record<string, string | undefined> & { weights: string; set: string[] }) => {
       if (!o.prompt && !o.ids) usage('arguments', 'missing --prompt TEXT (or --ids 1,2,3 when the checkpoint has no tokenizer)');
+      // a prompt needs the tokenizer: check it before the weights take their time to load
+      if (o.prompt !== undefined && !o.ids) await checkTokenizer(o.weights);
       const model = await loadModel(file, o as never, true);
+      if (model.tokenizer && model.tokenizer.vocabSize > model.vocab) {
+        process.stderr.write(`warning: ${join(o.weights, 'tokenizer.json')} has ids up to ${model.tokenizer.vocabSize - 1}, but the model's vocabulary has ${model.vocab} entries: a prompt with a larger id is refused, and the model never generates one\n`);
+      }
       const prompt = o.ids ? parseIdLists(o.ids, '--ids').flat() : o.prompt!;
       const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
       const t0 = performance.now();
@@ -167,6 +173,13 @@ export function registerRunCommands(p: Command): void {
       const rate = n > 1 ? ((n - 1) / ((t1 - first) / 1000)).toFixed(2) : '-';
       process.stderr.write(`\n${n} tokens; first after ${((first - t0) / 1000).toFixed(2)} s (prefill), then ${rate} tokens/s\n`);
     });
+}
+
+/** Fails (RT400, naming --ids) when `dir` has no tokenizer.json, or one the library rejects. */
+async function checkTokenizer(dir: string): Promise<void> {
+  const { loadTokenizer } = await import('../runtime/tokenizer.ts');
+  const path = join(dir, 'tokenizer.json');
+  if (!(await loadTokenizer(dir))) throw new RuntimeError('RT400', [path, 'no such file: --prompt needs one; pass token ids with --ids 1,2,3 instead'], { file: path });
 }
 
 /** Logits of feeding every sequence one token at a time through decode. */
