@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
@@ -8,8 +9,10 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 180_000,
     teardownTimeout: 60_000,
-    // one child process per file (the CLI tests spawn more); long loops in tests yield between batches
+    // child processes, at least two even on 2 cores: many tests wait on CLI processes they spawn, so a
+    // second worker overlaps that wait; long loops in tests yield between batches
     pool: 'forks',
+    maxWorkers: Math.max(2, availableParallelism() - 1),
     // the JSON report lets .ci/run print a plain "N passed, N failed" line
     reporters: ['default', ['json', { outputFile: '.tmp/vitest-report.json' }]],
   },

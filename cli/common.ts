@@ -1,4 +1,5 @@
-// Options every model command takes: --hf-config, --set (repeatable) and --model.
+// Options every model command takes: --hf-config, --set (repeatable) and --model; and --preset
+// for the commands that make a model up (check, stats, graph, build, init-weights).
 
 import { type Command, Option } from 'commander';
 import { PRESET_NAMES, presetSets } from '../compiler/presets.ts';

@@ -111,7 +111,8 @@ export function readOutputMarker(dir: string): { kind: string; files: string[] }
   }
 }
 
-function checkReplaceable(target: string, kind: OutputKind, force: boolean): void {
+/** Refuses (AC600-AC602) a target that writeDirAtomic would refuse: call it before long work. */
+export function checkReplaceable(target: string, kind: OutputKind, force: boolean): void {
   let st;
   try {
     st = lstatSync(target);

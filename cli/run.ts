@@ -15,7 +15,7 @@ import { createRng } from '../runtime/rng.ts';
 import { writeSafetensors, writeShardedSafetensors } from '../runtime/safetensors.ts';
 import type { DType } from '../runtime/tensor.ts';
 import { type CommonOpts, setsOf, withCommon, withPreset } from './common.ts';
-import { checkParent, writeDirAtomic, writeFileAtomic } from './fsutil.ts';
+import { checkParent, checkReplaceable, writeDirAtomic, writeFileAtomic } from './fsutil.ts';
 import { encodeNpy } from './npy.ts';
 
 /** Compiles for a checkpoint: its config.json binds the params unless --hf-config names another. */
@@ -66,6 +66,7 @@ export function registerRunCommands(p: Command): void {
     .action(async (file: string, o: CommonOpts & { out: string; name?: string; force?: boolean }) => {
       const t0 = performance.now();
       // ts-morph (TypeScript) takes a third of a second to load: only `build` needs it.
+      checkReplaceable(resolve(o.out), 'package', o.force ?? false); // before the work, not after
       const { buildPackage } = await import('../codegen/package.ts');
       const compiled = compileFor(file, o);
       const program = lowerToProgram(compiled.graph, compiled.bindings);
@@ -82,6 +83,7 @@ export function registerRunCommands(p: Command): void {
     .option('--shard-size <bytes>', 'split into shards of at most this many bytes (writes model.safetensors.index.json)')
     .option('--force', 'replace the output directory even if it holds files archc did not write')
     .action((file: string, o: CommonOpts & { out: string; dtype?: DType; seed: string; shardSize?: string; force?: boolean }) => {
+      checkReplaceable(resolve(o.out), 'checkpoint', o.force ?? false);
       const compiled = compileFor(file, o);
       const g = compiled.graph;
       const tensors = initWeights(g, createRng(Number(o.seed)), o.dtype);
