@@ -1,15 +1,18 @@
 #!/usr/bin/env node
-// archc's entry point. The CLI runs from one bundled file, dist/archc.mjs, rebuilt with esbuild
-// whenever a source file is newer than it: bundling the TypeScript sources and chevrotain halves
-// start-up time against loading hundreds of modules one by one. Without a writable dist/ it falls
-// back to running the sources through tsx.
+// archc's entry point. The CLI runs from an esbuild bundle in dist/cli-<stamp>/, rebuilt whenever a
+// source file is newer than the bundle: bundling the TypeScript sources and chevrotain halves
+// start-up time against loading hundreds of modules one by one. The bundle is split at dynamic
+// imports, so heavy modules (ts-morph, the tokenizer, cli-progress, ajv) load only in the commands
+// that use them. Each build goes to a fresh directory named by the sources' newest mtime, so a
+// process still reading an older bundle is never disturbed. Without a writable dist/ it falls back
+// to running the sources through tsx.
 
-import { existsSync, mkdirSync, readdirSync, renameSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const bundle = join(root, 'dist', 'archc.mjs');
+const dist = join(root, 'dist');
 const SOURCES = ['cli', 'compiler', 'dsl', 'runtime', 'codegen'];
 
 function newestSource() {
@@ -24,22 +27,39 @@ function newestSource() {
 
 async function entry() {
   try {
-    if (!existsSync(bundle) || statSync(bundle).mtimeMs < newestSource()) {
+    const dir = join(dist, `cli-${Math.floor(newestSource())}`);
+    const bundle = join(dir, 'archc.mjs');
+    if (!existsSync(bundle)) {
       const { buildSync } = await import('esbuild');
-      mkdirSync(dirname(bundle), { recursive: true });
-      const tmp = `${bundle}.${process.pid}.tmp`;
+      mkdirSync(dist, { recursive: true });
+      const tmp = `${dir}.${process.pid}.tmp`;
       buildSync({
-        entryPoints: [join(root, 'cli', 'main.ts')],
-        outfile: tmp,
+        entryPoints: { archc: join(root, 'cli', 'main.ts') },
+        outdir: tmp,
+        outExtension: { '.js': '.mjs' },
         bundle: true,
+        splitting: true,
         format: 'esm',
         platform: 'node',
         target: 'node20',
         // chevrotain is bundled (it is hundreds of small modules); the rest load from node_modules
         external: ['ts-morph', 'ajv', 'commander', 'cli-progress', '@huggingface/tokenizers', 'esbuild', 'tsx'],
+        // The sources find models/ and runtime/ beside their own directory; the bundle sits one level
+        // deeper than they do, so each of its files reports a URL in dist/ instead.
+        define: { 'import.meta.url': '__archcUrl' },
+        banner: { js: "const __archcUrl = new URL('../archc.mjs', import.meta.url).href;" },
         logLevel: 'silent',
       });
-      renameSync(tmp, bundle);
+      try {
+        renameSync(tmp, dir);
+      } catch {
+        rmSync(tmp, { recursive: true, force: true }); // another process put the same build in place first
+      }
+      // older bundles (and temp builds of crashed processes) go, but not ones a running process may still read
+      for (const e of readdirSync(dist)) {
+        const p = join(dist, e);
+        if (p !== dir && /^(cli-|archc\.mjs)/.test(e) && Date.now() - statSync(p).mtimeMs > 60_000) rmSync(p, { recursive: true, force: true });
+      }
     }
     return await import(pathToFileURL(bundle).href);
   } catch {

@@ -1,11 +1,14 @@
-// Options every model command takes: --hf-config, --set (repeatable) and --model.
+// Options every model command takes: --hf-config, --set (repeatable) and --model; and --preset
+// for the commands that make a model up (check, stats, graph, build, init-weights).
 
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
+import { PRESET_NAMES, presetSets } from '../compiler/presets.ts';
 
 export interface CommonOpts {
   hfConfig?: string;
   set: string[];
   model?: string;
+  preset?: string;
 }
 
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -15,4 +18,14 @@ export function withCommon(cmd: Command): Command {
     .option('--hf-config <file>', 'bind params from a Hugging Face config.json')
     .option('--set <name=value>', 'override a param (repeatable)', collect, [])
     .option('--model <name>', 'the model to use when the file has several');
+}
+
+/** `--preset NAME`: a named model size (compiler/presets.ts), for commands that make a model up. */
+export function withPreset(cmd: Command): Command {
+  return cmd.addOption(new Option('--preset <name>', 'a model size: every size param set together (before --set)').choices(PRESET_NAMES));
+}
+
+/** The --set overrides to compile with: the preset's, then the user's (which win). */
+export function setsOf(file: string, o: CommonOpts): string[] {
+  return o.preset ? [...presetSets(file, o.preset, o.model), ...o.set] : o.set;
 }

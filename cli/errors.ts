@@ -4,6 +4,30 @@
 import { CompileError, InternalError, formatDiagnostic } from '../dsl/diagnostics.ts';
 import { CompileErrorWithSources } from '../compiler/compile.ts';
 
+/** Errors writing the command line's outputs. `{0}`, `{1}` … are filled from the arguments. */
+export const OUTPUT_MESSAGES = {
+  AC600: 'output {0} exists and is not a directory',
+  AC601: 'output directory {0} is not empty and is not an archc {1}: it holds {2}',
+  AC602: 'output directory {0} is an archc {1} but also holds files archc did not write: {2}',
+  AC603: 'cannot write {0}: directory {1} does not exist',
+  AC604: 'cannot write {0}: {1}',
+} as const;
+
+/** A file or directory the command cannot write as asked; nothing has been changed. */
+export class OutputError extends Error {
+  readonly code: keyof typeof OUTPUT_MESSAGES;
+  readonly text: string;
+  readonly hint?: string;
+  constructor(code: keyof typeof OUTPUT_MESSAGES, args: readonly unknown[], hint?: string) {
+    const text = OUTPUT_MESSAGES[code].replace(/\{(\d+)\}/g, (_, i: string) => String(args[Number(i)]));
+    super(`${code}: ${text}`);
+    this.name = 'OutputError';
+    this.code = code;
+    this.text = text;
+    this.hint = hint;
+  }
+}
+
 export function reportError(e: unknown): number {
   const out = process.stderr;
   if (e instanceof CompileError) {
@@ -20,8 +44,8 @@ export function reportError(e: unknown): number {
     return 70;
   }
   if (err && typeof err.code === 'string' && /^(RT|AC)\d+$/.test(err.code)) {
-    const text = (err as { text?: string }).text ?? err.message;
-    out.write(`error ${err.code}: ${text}\n`);
+    const { text, hint } = err as { text?: string; hint?: string };
+    out.write(`error ${err.code}: ${text ?? err.message}\n${hint ? `  hint: ${hint}\n` : ''}`);
     return 1;
   }
   if (err && typeof err.code === 'string' && err.code.startsWith('E')) {

@@ -1,34 +1,191 @@
-// Writing outputs whole or not at all: a temp file beside the target, then a rename.
+// Writing outputs whole or not at all, and never over files archc did not write.
+//   writeFileAtomic: a temp file beside the target, then a rename (the directory must exist).
+//   writeDirAtomic:  a temp directory beside the target, filled, then put in place of the target.
+// Every output directory holds a marker, .archc-output.json, naming its kind and the files written,
+// so a later run can tell an earlier archc output of the same kind (replaced as a whole) from a
+// directory with anything else in it (refused unless forced).
 
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, relative } from 'node:path';
+import { OutputError } from './errors.ts';
 
+export const OUTPUT_MARKER = '.archc-output.json';
+export type OutputKind = 'package' | 'checkpoint';
+
+/** Writes `data` to `path` via a temp file; the parent directory must already exist (AC603). */
 export function writeFileAtomic(path: string, data: string | Uint8Array): void {
-  mkdirSync(dirname(path), { recursive: true });
+  checkParent(path);
   const tmp = `${path}.${process.pid}.tmp`;
   try {
     writeFileSync(tmp, data);
     renameSync(tmp, path);
   } catch (e) {
     rmSync(tmp, { force: true });
-    throw e;
+    throw asOutputError(e, path);
   }
 }
 
-/** Fills a fresh temp directory beside `target` with `fill`, then puts it in place of `target`
- *  (the old one is moved aside first and removed last); on failure nothing of it is left. */
-export function writeDirAtomic(target: string, fill: (dir: string) => void): void {
-  mkdirSync(dirname(target), { recursive: true });
-  const tmp = mkdtempSync(join(dirname(target), `.${basename(target)}.tmp-`));
-  chmodSync(tmp, 0o755);
+export interface WriteDirOptions {
+  /** Replace the target even when it holds files archc did not write (they are deleted). */
+  readonly force?: boolean;
+}
+
+/** Fills a fresh temp directory beside `target` with `fill`, marks it as an archc output of `kind`,
+ *  then puts it in place of `target` (the old one is moved aside first and removed last). The target
+ *  must be absent, empty, or an earlier archc output of the same kind holding only the files it
+ *  wrote; anything else is refused (AC601/AC602) unless `force`. On failure, or on SIGINT/SIGTERM,
+ *  nothing of the temp directory is left; temp directories of processes that died are swept. */
+export function writeDirAtomic(target: string, kind: OutputKind, fill: (dir: string) => void, opts: WriteDirOptions = {}): void {
+  const parent = dirname(target);
+  try {
+    makeDirs(parent);
+  } catch (e) {
+    throw asOutputError(e, target);
+  }
+  sweepStaleTemps(target);
+  checkReplaceable(target, kind, opts.force ?? false);
+  let tmp: string;
+  try {
+    tmp = mkdtempSync(join(parent, `.${basename(target)}.tmp-${process.pid}-`));
+    chmodSync(tmp, 0o755);
+  } catch (e) {
+    throw asOutputError(e, target);
+  }
+  const old = `${tmp}.old`;
+  const cleanUp = () => {
+    rmSync(tmp, { recursive: true, force: true });
+    rmSync(old, { recursive: true, force: true });
+  };
+  // A signal arriving while `fill` runs synchronously is handled once it returns: the temp
+  // directory goes, the output stays as it was (or whole, if already in place), and the process
+  // ends as the signal would have ended it.
+  const onSignal = (signal: NodeJS.Signals) => {
+    cleanUp();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    process.kill(process.pid, signal);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   try {
     fill(tmp);
-    const old = existsSync(target) ? `${tmp}.old` : undefined;
-    if (old) renameSync(target, old);
-    renameSync(tmp, target);
-    if (old) rmSync(old, { recursive: true, force: true });
+    writeFileSync(join(tmp, OUTPUT_MARKER), JSON.stringify({ kind, files: listFiles(tmp) }, null, 2) + '\n');
+    const exists = existsSync(target);
+    if (exists) renameSync(target, old);
+    try {
+      renameSync(tmp, target);
+    } catch (e) {
+      if (exists) renameSync(old, target);
+      throw e;
+    }
+    rmSync(old, { recursive: true, force: true });
   } catch (e) {
-    rmSync(tmp, { recursive: true, force: true });
-    throw e;
+    cleanUp();
+    throw asOutputError(e, target);
+  } finally {
+    // the handlers stay until the next turn of the event loop, so a signal that came during the
+    // synchronous write still finds one
+    setImmediate(() => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    });
   }
+}
+
+/** `mkdir -p`, one level at a time (Node's recursive mkdir never returns on some paths under /proc). */
+function makeDirs(dir: string): void {
+  if (existsSync(dir)) return;
+  const up = dirname(dir);
+  if (up !== dir) makeDirs(up);
+  mkdirSync(dir);
+}
+
+/** The kind an earlier archc output declares, with the files it wrote; undefined if unmarked. */
+export function readOutputMarker(dir: string): { kind: string; files: string[] } | undefined {
+  try {
+    const m = JSON.parse(readFileSync(join(dir, OUTPUT_MARKER), 'utf8')) as { kind?: unknown; files?: unknown };
+    if (typeof m.kind !== 'string' || !Array.isArray(m.files) || !m.files.every((f) => typeof f === 'string')) return undefined;
+    return { kind: m.kind, files: m.files as string[] };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Refuses (AC600-AC602) a target that writeDirAtomic would refuse: call it before long work. */
+export function checkReplaceable(target: string, kind: OutputKind, force: boolean): void {
+  let st;
+  try {
+    st = lstatSync(target);
+  } catch {
+    return; // absent
+  }
+  if (!st.isDirectory()) throw new OutputError('AC600', [target]);
+  if (force) return;
+  const present = listFiles(target);
+  if (present.length === 0) return;
+  const marker = readOutputMarker(target);
+  const hint = `choose a new or empty directory, or pass --force to replace ${target} and everything in it`;
+  if (!marker || marker.kind !== kind) {
+    throw new OutputError('AC601', [target, kind, sample(present)], marker ? `it is an archc ${marker.kind}; ${hint}` : hint);
+  }
+  const written = new Set([...marker.files, OUTPUT_MARKER]);
+  const foreign = present.filter((f) => !written.has(f));
+  if (foreign.length) throw new OutputError('AC602', [target, kind, sample(foreign)], hint);
+}
+
+/** Removes temp directories beside `target` left by archc processes that no longer run. */
+function sweepStaleTemps(target: string): void {
+  const prefix = `.${basename(target)}.tmp-`;
+  let names: string[];
+  try {
+    names = readdirSync(dirname(target));
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const pid = Number(/^(\d+)-/.exec(name.slice(prefix.length))?.[1]);
+    if (!Number.isInteger(pid) || pid <= 0 || alive(pid)) continue;
+    rmSync(join(dirname(target), name), { recursive: true, force: true });
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Files under `dir`, relative, sorted (symbolic links count as files). */
+function listFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true, recursive: true })
+    .filter((e) => !e.isDirectory())
+    .map((e) => relative(dir, join(e.parentPath, e.name)))
+    .sort();
+}
+
+const sample = (files: readonly string[]): string =>
+  files.slice(0, 3).join(', ') + (files.length > 3 ? ` and ${files.length - 3} more` : '');
+
+/** Refuses (AC603) a file path whose directory does not exist: outputs never create directories. */
+export function checkParent(path: string): void {
+  const parent = dirname(path);
+  let ok = false;
+  try {
+    ok = statSync(parent).isDirectory();
+  } catch {
+    ok = false;
+  }
+  if (!ok) throw new OutputError('AC603', [path, parent]);
+}
+
+/** A system error while writing `path` (ENOENT, EACCES, EROFS, …) as a coded error naming it. */
+function asOutputError(e: unknown, path: string): unknown {
+  if (e instanceof OutputError) return e;
+  const err = e as NodeJS.ErrnoException;
+  if (typeof err?.code === 'string' && err.code.startsWith('E')) return new OutputError('AC604', [path, err.message]);
+  return e;
 }

@@ -4,16 +4,15 @@ import { Command, Option } from 'commander';
 import { compileFile } from '../compiler/compile.ts';
 import { printGraph } from '../compiler/printer.ts';
 import { toDot, toMermaid } from '../compiler/render.ts';
-import { graphToJson } from '../compiler/schema.ts';
 import { computeStats, formatStats } from '../compiler/stats.ts';
 import { CompileError, diag, formatDiagnostic } from '../dsl/diagnostics.ts';
 import { reportError } from './errors.ts';
-import { type CommonOpts, withCommon } from './common.ts';
+import { type CommonOpts, setsOf, withCommon, withPreset } from './common.ts';
 import { writeFileAtomic } from './fsutil.ts';
 import { registerRunCommands } from './run.ts';
 
 function compile(file: string, o: CommonOpts) {
-  const c = compileFile(file, { hfConfig: o.hfConfig, set: o.set, model: o.model });
+  const c = compileFile(file, { hfConfig: o.hfConfig, set: setsOf(file, o), model: o.model });
   for (const w of c.warnings) process.stderr.write(formatDiagnostic(w, c.sources) + '\n');
   return c;
 }
@@ -30,13 +29,13 @@ export function program(): Command {
     .showHelpAfterError()
     .exitOverride();
 
-  withCommon(p.command('check <file>').description('parse, resolve and type-check a model'))
+  withPreset(withCommon(p.command('check <file>').description('parse, resolve and type-check a model')))
     .action((file: string, o: CommonOpts) => {
       const { graph } = compile(file, o);
       process.stdout.write(`${file}: ok — model ${graph.model}, ${graph.nodes.length} ops, ${graph.weights.length} weights, ${graph.state.length} states\n`);
     });
 
-  withCommon(p.command('stats <file>').description('parameters, weight bytes, FLOPs per token and inference state'))
+  withPreset(withCommon(p.command('stats <file>').description('parameters, weight bytes, FLOPs per token and inference state')))
     .option('--json', 'print JSON')
     .option('--context <n>', 'context length for FLOPs and state (default: the model param `context`, else 4096)')
     .option('--batch <n>', 'sequences held at once, for the state total', '1')
@@ -48,7 +47,7 @@ export function program(): Command {
       process.stdout.write(o.json ? JSON.stringify(s, null, 2) + '\n' : formatStats(s));
     });
 
-  withCommon(p.command('graph <file>').description('print the model graph, or (--format kernels) the fused kernel program'))
+  withPreset(withCommon(p.command('graph <file>').description('print the model graph, or (--format kernels) the fused kernel program')))
     .addOption(new Option('--format <format>', 'output format').choices(['text', 'json', 'dot', 'mermaid', 'kernels']).default('text'))
     .option('-o, --out <file>', 'write to a file instead of stdout')
     .action(async (file: string, o: CommonOpts & { format: string; out?: string }) => {
@@ -59,7 +58,9 @@ export function program(): Command {
         emit(printProgram(lowerToProgram(graph, c.bindings)), o.out);
         return;
       }
-      const text = o.format === 'json' ? graphToJson(graph) : o.format === 'dot' ? toDot(graph) : o.format === 'mermaid' ? toMermaid(graph) : printGraph(graph);
+      // ajv (graph.json's schema) loads only for --format json
+      const graphToJson = o.format === 'json' ? (await import('../compiler/schema.ts')).graphToJson : undefined;
+      const text = graphToJson ? graphToJson(graph) : o.format === 'dot' ? toDot(graph) : o.format === 'mermaid' ? toMermaid(graph) : printGraph(graph);
       emit(text, o.out);
     });
 

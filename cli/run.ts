@@ -3,25 +3,38 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
-import cliProgress from 'cli-progress';
-import { type CompiledModel, compileModel, loadConfig } from '../compiler/compile.ts';
+import { type CompileOptions, type Compiled, compileFile, loadConfig } from '../compiler/compile.ts';
+import type { CompiledModel } from '../compiler/pipeline.ts';
 import { hfConfigText, initWeights } from '../compiler/init.ts';
 import { computeStats } from '../compiler/stats.ts';
 import { programReport } from '../compiler/kernel/report.ts';
 import { CompileError, diag } from '../dsl/diagnostics.ts';
 import { causalLmLoss } from '../runtime/loss.ts';
-import { Model } from '../runtime/model.ts';
+import type { Model } from '../runtime/model.ts';
+import { RuntimeError } from '../runtime/errors.ts';
 import { createRng } from '../runtime/rng.ts';
 import { writeSafetensors, writeShardedSafetensors } from '../runtime/safetensors.ts';
 import type { DType } from '../runtime/tensor.ts';
-import { type CommonOpts, withCommon } from './common.ts';
-import { writeDirAtomic, writeFileAtomic } from './fsutil.ts';
+import { type CommonOpts, setsOf, withCommon, withPreset } from './common.ts';
+import { checkParent, checkReplaceable, writeDirAtomic, writeFileAtomic } from './fsutil.ts';
 import { encodeNpy } from './npy.ts';
 
-/** Compiles for a checkpoint: its config.json binds the params unless --hf-config names another. */
-function compileFor(file: string, o: CommonOpts, weightsDir?: string): CompiledModel {
+/** The params for a checkpoint: its config.json binds them unless --hf-config names another. */
+function optionsFor(file: string, o: CommonOpts, weightsDir?: string): CompileOptions {
   const configPath = o.hfConfig ?? (weightsDir && existsSync(join(weightsDir, 'config.json')) ? join(weightsDir, 'config.json') : undefined);
-  return compileModel(file, { hfConfigData: configPath ? loadConfig(configPath) : undefined, set: o.set, model: o.model });
+  return { hfConfigData: configPath ? loadConfig(configPath) : undefined, set: setsOf(file, o), model: o.model };
+}
+
+/** The graph alone (init-weights needs no kernels). */
+function compileGraphFor(file: string, o: CommonOpts): Compiled {
+  return compileFile(file, optionsFor(file, o));
+}
+
+/** The whole pipeline: graph and kernel program. */
+async function compileFor(file: string, o: CommonOpts, weightsDir?: string): Promise<CompiledModel> {
+  // the kernel compiler loads only in the commands that make a program
+  const { compileModel } = await import('../compiler/pipeline.ts');
+  return compileModel(file, optionsFor(file, o, weightsDir));
 }
 
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
@@ -41,8 +54,11 @@ function parseIdLists(text: string, flag: string): number[][] {
 }
 
 async function loadModel(file: string, o: CommonOpts & { weights: string; allowExtra?: boolean }, progress: boolean): Promise<Model> {
-  const { program } = compileFor(file, o, o.weights);
-  const bar = progress && process.stderr.isTTY
+  const { program } = await compileFor(file, o, o.weights);
+  // the runtime (with the tokenizer) and cli-progress load only in the commands that run a model
+  const { Model } = await import('../runtime/model.ts');
+  const cliProgress = progress && process.stderr.isTTY ? (await import('cli-progress')).default : undefined;
+  const bar = cliProgress
     ? new cliProgress.SingleBar({ format: 'loading weights [{bar}] {value}/{total} {tensor}', clearOnComplete: true, stream: process.stderr }, cliProgress.Presets.shades_classic)
     : undefined;
   bar?.start(program.weights.length, 0, { tensor: '' });
@@ -57,18 +73,20 @@ async function loadModel(file: string, o: CommonOpts & { weights: string; allowE
 }
 
 export function registerRunCommands(p: Command): void {
-  withCommon(p.command('build <file>').description('compile a model into an npm package (generated TypeScript runtime, graph.json, report)'))
+  withPreset(withCommon(p.command('build <file>').description('compile a model into an npm package (generated TypeScript runtime, graph.json, report)')))
     .requiredOption('-o, --out <dir>', 'the package directory to write')
     .option('--name <name>', 'npm package name')
-    .action(async (file: string, o: CommonOpts & { out: string; name?: string }) => {
+    .option('--force', 'replace the output directory even if it holds files archc did not write')
+    .action(async (file: string, o: CommonOpts & { out: string; name?: string; force?: boolean }) => {
       const t0 = performance.now();
       // ts-morph (TypeScript) takes a third of a second to load: only `build` needs it.
+      checkReplaceable(resolve(o.out), 'package', o.force ?? false); // before the work, not after
       const { buildPackage } = await import('../codegen/package.ts');
-      const compiled = compileFor(file, o);
+      const compiled = await compileFor(file, o);
       const program = compiled.program;
       const ctx = compiled.graph.params.context;
       const stats = computeStats(compiled.graph, typeof ctx === 'number' ? ctx : 4096, 1);
-      const r = buildPackage({ graph: compiled.graph, program, stats, source: file, packageName: o.name }, o.out);
+      const r = buildPackage({ graph: compiled.graph, program, stats, source: file, packageName: o.name }, o.out, { force: o.force });
       const rep = programReport(program, { prefillTokens: 4096, decodeBatch: 8, context: typeof ctx === 'number' ? ctx : 4096 });
       const d = rep.dispatches, m = rep.memory;
       const layers = Object.entries(d.perLayer).map(([k, n]) => `${n} per ${k} layer`).join(', ');
@@ -78,20 +96,22 @@ export function registerRunCommands(p: Command): void {
         + `${mib(m.stateBytesPerSlot)} of state per sequence slot (context ${m.context})\n`);
     });
 
-  withCommon(p.command('init-weights <file>').description('write a random checkpoint in Hugging Face layout (config.json + safetensors)'))
+  withPreset(withCommon(p.command('init-weights <file>').description('write a random checkpoint in Hugging Face layout (config.json + safetensors)')))
     .requiredOption('-o, --out <dir>', 'the checkpoint directory to write')
     .addOption(new Option('--dtype <dtype>', 'weight dtype').choices(['f32', 'bf16', 'f16']))
     .option('--seed <n>', 'random seed', '0')
     .option('--shard-size <bytes>', 'split into shards of at most this many bytes (writes model.safetensors.index.json)')
-    .action((file: string, o: CommonOpts & { out: string; dtype?: DType; seed: string; shardSize?: string }) => {
-      const compiled = compileFor(file, o);
+    .option('--force', 'replace the output directory even if it holds files archc did not write')
+    .action((file: string, o: CommonOpts & { out: string; dtype?: DType; seed: string; shardSize?: string; force?: boolean }) => {
+      checkReplaceable(resolve(o.out), 'checkpoint', o.force ?? false);
+      const compiled = compileGraphFor(file, o);
       const g = compiled.graph;
       const tensors = initWeights(g, createRng(Number(o.seed)), o.dtype);
-      writeDirAtomic(resolve(o.out), (tmp) => {
+      writeDirAtomic(resolve(o.out), 'checkpoint', (tmp) => {
         writeFileSync(join(tmp, 'config.json'), hfConfigText(compiled, o.dtype));
         if (o.shardSize) writeShardedSafetensors(tmp, tensors, Number(o.shardSize), { format: 'pt' });
         else writeSafetensors(join(tmp, 'model.safetensors'), tensors, { format: 'pt' });
-      });
+      }, { force: o.force });
       const n = tensors.reduce((s, t) => s + t.tensor.data.length, 0);
       process.stdout.write(`wrote ${o.out}: ${tensors.length} tensors, ${n.toLocaleString('en-US')} parameters\n`);
     });
@@ -107,6 +127,7 @@ export function registerRunCommands(p: Command): void {
     .addOption(new Option('--backend <backend>', 'where to run').choices(['cpu']).default('cpu'))
     .action(async (file: string, o: CommonOpts & { weights: string; ids: string; positions?: string; step?: boolean; loss?: boolean; out?: string; allowExtra?: boolean }) => {
       const seqs = parseIdLists(o.ids, '--ids');
+      if (o.out) checkParent(resolve(o.out)); // before the work, not after
       const model = await loadModel(file, o, false);
       const ids = seqs.flat();
       const cu = [0];
@@ -151,7 +172,12 @@ export function registerRunCommands(p: Command): void {
     .addOption(new Option('--backend <backend>', 'where to run').choices(['cpu']).default('cpu'))
     .action(async (file: string, o: CommonOpts & Record<string, string | undefined> & { weights: string; set: string[] }) => {
       if (!o.prompt && !o.ids) usage('arguments', 'missing --prompt TEXT (or --ids 1,2,3 when the checkpoint has no tokenizer)');
+      // a prompt needs the tokenizer: check it before the weights take their time to load
+      if (o.prompt !== undefined && !o.ids) await checkTokenizer(o.weights);
       const model = await loadModel(file, o as never, true);
+      if (model.tokenizer && model.tokenizer.vocabSize > model.vocab) {
+        process.stderr.write(`warning: ${join(o.weights, 'tokenizer.json')} has ids up to ${model.tokenizer.vocabSize - 1}, but the model's vocabulary has ${model.vocab} entries: a prompt with a larger id is refused, and the model never generates one\n`);
+      }
       const prompt = o.ids ? parseIdLists(o.ids, '--ids').flat() : o.prompt!;
       const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
       const t0 = performance.now();
@@ -169,6 +195,13 @@ export function registerRunCommands(p: Command): void {
       const rate = n > 1 ? ((n - 1) / ((t1 - first) / 1000)).toFixed(2) : '-';
       process.stderr.write(`\n${n} tokens; first after ${((first - t0) / 1000).toFixed(2)} s (prefill), then ${rate} tokens/s\n`);
     });
+}
+
+/** Fails (RT400, naming --ids) when `dir` has no tokenizer.json, or one the library rejects. */
+async function checkTokenizer(dir: string): Promise<void> {
+  const { loadTokenizer } = await import('../runtime/tokenizer.ts');
+  const path = join(dir, 'tokenizer.json');
+  if (!(await loadTokenizer(dir))) throw new RuntimeError('RT400', [path, 'no such file: --prompt needs one; pass token ids with --ids 1,2,3 instead'], { file: path });
 }
 
 /** Logits of feeding every sequence one token at a time through decode. */

@@ -4,7 +4,7 @@
 // Everything is written to a temp directory beside the target and renamed into place at the end.
 
 import { cpSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { writeDirAtomic } from '../cli/fsutil.ts';
+import { type WriteDirOptions, writeDirAtomic } from '../cli/fsutil.ts';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Project, VariableDeclarationKind, ts, type SourceFile } from 'ts-morph';
@@ -33,10 +33,11 @@ export interface BuildResult {
   readonly files: readonly string[];
 }
 
-/** Builds the package into `outDir` (replacing it only once the new one is complete). */
-export function buildPackage(input: BuildInput, outDir: string): BuildResult {
+/** Builds the package into `outDir` (replacing it only once the new one is complete, and only if
+ *  it is empty or an earlier package, unless `force`: see writeDirAtomic). */
+export function buildPackage(input: BuildInput, outDir: string, opts: WriteDirOptions = {}): BuildResult {
   const target = resolve(outDir);
-  writeDirAtomic(target, (tmp) => writePackage(input, tmp));
+  writeDirAtomic(target, 'package', (tmp) => writePackage(input, tmp), opts);
   return { dir: target, files: listFiles(target).map((f) => relative(target, f)) };
 }
 

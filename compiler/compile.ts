@@ -1,11 +1,11 @@
 // The pipeline, top to bottom. The front half: read the .arch files, pick the model, bind params
 // (defaults < config.json < --set), instantiate into the graph IR, run the graph passes. The back
 // half (lower.ts): lowering to kernels, the kernel rules, the memory plan, the schedules.
-// `compileModel` runs both; `ARCHC_DUMP_IR=1` prints the IR after each step to stderr.
+// pipeline.ts `compileModel` runs both; `ARCHC_DUMP_IR=1` prints the IR after each step to stderr.
 
 import { CompileError, type Diagnostic, diag } from '../dsl/diagnostics.ts';
 import { readHfConfig } from '../runtime/hfconfig.ts';
-import type { Program, ProgramBinding } from '../runtime/program.ts';
+import type { ProgramBinding } from '../runtime/program.ts';
 import type { Graph } from './ir.ts';
 import { instantiate } from './instantiate.ts';
 import { displayName, loadProgram, pickModel } from './load.ts';
@@ -13,7 +13,6 @@ import { type HfConfigInput, Params, parseSets } from './params.ts';
 import { printGraph } from './printer.ts';
 import { verifyGraph } from './passes/verify.ts';
 import { pruneDead } from './passes/prune.ts';
-import { lowerToProgram } from './lower.ts';
 
 export interface CompileOptions {
   /** Path of a Hugging Face config.json whose keys bind params. */
@@ -67,17 +66,6 @@ export function compileFile(file: string, opts: CompileOptions = {}): Compiled {
     if (e instanceof CompileError) throw new CompileErrorWithSources(e.diagnostics, sources);
     throw e;
   }
-}
-
-export interface CompiledModel extends Compiled {
-  /** The kernel program every backend runs. */
-  readonly program: Program;
-}
-
-/** The whole pipeline: graph passes → lowering → kernel rules → memory plan → schedules. */
-export function compileModel(file: string, opts: CompileOptions = {}): CompiledModel {
-  const compiled = compileFile(file, opts);
-  return { ...compiled, program: lowerToProgram(compiled.graph, compiled.bindings) };
 }
 
 /** A CompileError that also carries the source texts its spans point into. */

@@ -120,9 +120,15 @@ export function initWeights(g: Graph, rng: Rng, dtype?: DType): { name: string; 
   });
 }
 
-/** config.json for a random checkpoint: every bound param under its first key. */
+/** config.json for a random checkpoint: every bound param under its first key. It is marked as
+ *  archc's own (model_type `archc-<model>`, architectures `Archc<Model>`, an `archc` entry), so no
+ *  tool takes it for a real Hugging Face model of the same family; archc reads only the keys. */
 export function hfConfigText(c: Compiled, dtype?: DType, edit?: (cfg: Record<string, unknown>) => void): string {
-  const cfg: Record<string, unknown> = { architectures: [`${c.graph.model}ForCausalLM`], model_type: c.graph.model.toLowerCase() };
+  const cfg: Record<string, unknown> = {
+    architectures: [`Archc${c.graph.model}`],
+    model_type: `archc-${c.graph.model.toLowerCase()}`,
+    archc: { model: c.graph.model, note: 'random weights written by archc init-weights' },
+  };
   for (const b of c.allBindings) cfg[b.keys[0]!] = b.value;
   const d = dtype ?? (typeof c.graph.params.dtype === 'string' ? c.graph.params.dtype : 'f32');
   cfg.torch_dtype = { f32: 'float32', f16: 'float16', bf16: 'bfloat16' }[d as 'f32' | 'f16' | 'bf16'] ?? 'float32';

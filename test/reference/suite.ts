@@ -6,7 +6,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { compileModel } from '../../compiler/compile.ts';
+import { compileModel } from '../../compiler/pipeline.ts';
 import { hfConfigText, initWeights } from '../../compiler/init.ts';
 import { type HfConfig, readHfConfig } from '../../runtime/hfconfig.ts';
 import { Model } from '../../runtime/model.ts';

@@ -1,0 +1,99 @@
+// init-weights presets (every size scaled together, for each model family), the marking of the
+// configs it writes as archc's own, and `run`'s checks of the tokenizer.
+
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { readHfConfig } from '../../runtime/hfconfig.ts';
+import { BAMBA, ROOT, inParallel, runCli, writeCheckpoint } from '../helpers/checkpoints.ts';
+import { useTmpDirs } from '../helpers/tmp.ts';
+
+const tmp = useTmpDirs('archc-init-');
+const MODEL = (name: string) => join(ROOT, 'models', `${name}.arch`);
+/** model_type values of real Hugging Face models that an archc model could be mistaken for. */
+const HF_TYPES = ['bamba', 'mamba2', 'llama', 'hymba', 'mamba', 'jamba', 'granitemoehybrid'];
+
+describe('init-weights --preset', () => {
+  it('tiny and small scale vocab, width, depth and d_ff together for bamba, mamba2 and llama', async () => {
+    const dir = tmp();
+    const jobs = ['bamba', 'mamba2', 'llama'].flatMap((m) => ['tiny', 'small'].map((p) => ({ m, p, out: join(dir, `${m}-${p}`) })));
+    const results = await inParallel(jobs.map((j) => () => runCli(['init-weights', MODEL(j.m), '-o', j.out, '--preset', j.p])), 2);
+    results.forEach((r, i) => expect(r.code, `${jobs[i]!.m} ${jobs[i]!.p}: ${r.stderr}`).toBe(0));
+    for (const [i, j] of jobs.entries()) {
+      const cfg = readHfConfig(join(j.out, 'config.json')) as Record<string, unknown>;
+      const params = Number(/([\d,]+) parameters/.exec(results[i]!.stdout)![1]!.replaceAll(',', ''));
+      expect(cfg.vocab_size, `${j.m} ${j.p}`).toBe(j.p === 'tiny' ? 256 : 4096);
+      expect(cfg.hidden_size ?? cfg.d_model, `${j.m} ${j.p}`).toBe(j.p === 'tiny' ? 64 : 256);
+      expect(cfg.num_hidden_layers, `${j.m} ${j.p}`).toBe(j.p === 'tiny' ? 4 : 8);
+      if (j.m !== 'mamba2') expect(cfg.intermediate_size, `${j.m} ${j.p}`).toBe(j.p === 'tiny' ? 128 : 768);
+      if (j.p === 'tiny') expect(params, `${j.m} tiny`).toBeLessThan(300_000);
+      else expect(params, `${j.m} small`).toBeLessThan(10_000_000);
+    }
+  });
+
+  it('--set still overrides a preset param, and an unknown preset is refused', async () => {
+    const dir = tmp();
+    const [ok, bad] = await inParallel([
+      () => runCli(['init-weights', BAMBA, '-o', join(dir, 'a'), '--preset', 'tiny', '--set', 'vocab=300']),
+      () => runCli(['init-weights', BAMBA, '-o', join(dir, 'b'), '--preset', 'huge']),
+    ], 2);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(readHfConfig(join(dir, 'a', 'config.json')).vocab_size).toBe(300);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/--preset.*huge.*tiny, small/s);
+  });
+});
+
+describe('configs written by init-weights', () => {
+  it('are marked as archc\'s, not a real Hugging Face model, and still load', async () => {
+    const dir = tmp();
+    const ckpt = join(dir, 'ckpt');
+    const init = await runCli(['init-weights', MODEL('bamba'), '-o', ckpt, '--preset', 'tiny']);
+    expect(init.code, init.stderr).toBe(0);
+    const cfg = readHfConfig(join(ckpt, 'config.json')) as unknown as { model_type: string; architectures: string[]; archc?: { model: string } };
+    expect(cfg.model_type).toBe('archc-bamba');
+    expect(HF_TYPES).not.toContain(cfg.model_type);
+    expect(cfg.architectures).toEqual(['ArchcBamba']);
+    expect(cfg.archc?.model).toBe('Bamba');
+    const [fwd, real] = await inParallel([
+      () => runCli(['forward', MODEL('bamba'), '--weights', ckpt, '--ids', '1,2,3', '--loss']),
+      // a real Hugging Face Bamba config still binds the params
+      () => runCli(['stats', MODEL('bamba'), '--hf-config', join(ROOT, 'test', 'fixtures', 'configs', 'bamba-9b.json')]),
+    ], 2);
+    expect(fwd.code, fwd.stderr).toBe(0);
+    expect(Number.isFinite(JSON.parse(fwd.stdout).loss)).toBe(true);
+    expect(real.code, real.stderr).toBe(0);
+    expect(real.stdout).toMatch(/at context 262144/); // the fixture's max_position_embeddings
+  });
+});
+
+describe('run and the tokenizer', () => {
+  it('--prompt without tokenizer.json fails before the weights load, naming --ids (RT400)', async () => {
+    const dir = tmp();
+    writeCheckpoint(dir);
+    // no weights at all: an error about them would mean they were read first
+    const noWeights = join(dir, 'config-only');
+    mkdirSync(noWeights);
+    copyFileSync(join(dir, 'config.json'), join(noWeights, 'config.json'));
+    const r = await runCli(['run', BAMBA, '--weights', noWeights, '--prompt', 'Hello']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^error RT400: cannot load tokenizer .*config-only\/tokenizer\.json: .*--ids/);
+  });
+
+  it('warns when the tokenizer knows more ids than the model\'s vocabulary', async () => {
+    const dir = tmp();
+    writeCheckpoint(dir); // vocab 96
+    for (const f of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(ROOT, 'test', 'fixtures', 'tokenizer', f), join(dir, f));
+    const r = await runCli(['run', BAMBA, '--weights', dir, '--ids', '1,2,3', '--max-tokens', '2']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/warning: .*tokenizer\.json has ids up to \d+, but the model's vocabulary has 96 entries/);
+
+    const fits = tmp();
+    writeCheckpoint(fits, { vocab: 368 });
+    for (const f of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(ROOT, 'test', 'fixtures', 'tokenizer', f), join(fits, f));
+    writeFileSync(join(fits, 'unused.txt'), '');
+    const ok = await runCli(['run', BAMBA, '--weights', fits, '--prompt', 'hi', '--max-tokens', '2']);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stderr).not.toMatch(/warning/);
+  });
+});
