@@ -6,15 +6,15 @@ import { printGraph } from '../compiler/printer.ts';
 import { toDot, toMermaid } from '../compiler/render.ts';
 import { graphToJson } from '../compiler/schema.ts';
 import { computeStats, formatStats } from '../compiler/stats.ts';
-import { CompileError, diag, formatDiagnostic } from '../dsl/diagnostics.ts';
-import { reportError } from './errors.ts';
+import { CompileError, diag } from '../dsl/diagnostics.ts';
+import { printWarnings, reportError } from './errors.ts';
 import { type CommonOpts, withCommon } from './common.ts';
 import { writeFileAtomic } from './fsutil.ts';
 import { registerRunCommands } from './run.ts';
 
 function compile(file: string, o: CommonOpts) {
   const c = compileFile(file, { hfConfig: o.hfConfig, set: o.set, model: o.model });
-  for (const w of c.warnings) process.stderr.write(formatDiagnostic(w, c.sources) + '\n');
+  printWarnings(c);
   return c;
 }
 
