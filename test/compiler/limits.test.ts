@@ -200,3 +200,24 @@ describe('runtime limits (runtime/limits.ts)', () => {
     }
   });
 });
+
+describe('names that are not what they seem (null-prototype lookups)', () => {
+  it.each(['constructor', 'toString', '__proto__', 'hasOwnProperty'])('--set dtype=%s is not a dtype', (name) => {
+    const text = 'model M(tokens: i32[T]) {\n  param dtype: dtype = "f32"\n  weight w[4, 4]\n  x = embedding(tokens, w)\n  return x\n}\n';
+    const d = diagnostics(text, [`dtype=${name}`]);
+    expect(d.map((x) => x.code)).toEqual(['AC311']);
+  });
+
+  it.each(['constructor', 'toString', 'valueOf'])('%s: is not an attribute of rmsnorm', (name) => {
+    const text = `model M(tokens: i32[T]) {\n  weight w[4, 4]\n  weight g[4]\n  x = embedding(tokens, w)\n  y = rmsnorm(x, g, ${name}: 1)\n  return y\n}\n`;
+    const d = diagnostics(text);
+    expect(d.map((x) => x.code)).toEqual(['AC208']);
+  });
+});
+
+describe('docs/LIMITS.md', () => {
+  it('documents every limit by name', () => {
+    const doc = readFileSync(join(import.meta.dirname, '..', '..', 'docs', 'LIMITS.md'), 'utf8');
+    for (const l of [...Object.values(LIMITS), ...Object.values(RUNTIME_LIMITS)]) expect(doc).toContain(`\`${l.name}\``);
+  });
+});
