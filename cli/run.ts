@@ -54,10 +54,10 @@ function parseIdLists(text: string, flag: string): number[][] {
   const max = RUNTIME_LIMITS.position.value;
   return text.split(';').map((part) => part.split(',').map((s) => {
     const t = s.trim();
-    const hint = `${flag} takes decimal integers from 0 to ${max} separated by commas, sequences separated by ;`;
-    if (!/^\d+$/.test(t)) usage(flag, `${JSON.stringify(t)} in ${JSON.stringify(shorten(text))} is not a non-negative decimal integer`, hint);
+    const hint = `${flag} takes integers separated by commas, sequences separated by ; (decimal, from 0 to ${max})`;
+    if (!/^\d+$/.test(t)) usage(flag, `${JSON.stringify(shorten(text))}: ${JSON.stringify(t)} is not a non-negative decimal integer`, hint);
     const n = Number(t);
-    if (n > max) usage(flag, `${t} is over ${max}`, hint);
+    if (n > max) usage(flag, `${JSON.stringify(shorten(text))}: ${t} is over ${max}`, hint);
     return n;
   }));
 }

@@ -24,7 +24,7 @@ export const RUNTIME_MESSAGES = {
   RT123: '{0}: tensor {1}: data_offsets [{2}, {3}] hold {4} bytes but shape {5} of {6} needs {7}',
   RT124: '{0}: tensor {1}: data_offsets [{2}, {3}] lie outside the data section of {4} bytes (truncated file?)',
   RT125: '{0}: tensors {1} [{2}, {3}] and {4} [{5}, {6}] overlap',
-  RT126: '{0}: {1} bytes of the data section [{2}, {3}) belong to no tensor, {4}',
+  RT126: '{0}: {1} bytes of the data section [{2}, {3}) belong to no tensor: {4}',
   // 13x: sharded checkpoints
   RT130: '{0}: invalid index: {1}',
   RT131: '{0}: shard {1} (for tensor {2}) does not exist',

@@ -136,7 +136,7 @@ const KINDS: readonly Kind[] = [
     h[NORM].data_offsets = [h[other].data_offsets[0], h[other].data_offsets[0] + 128];
   }) },
   { name: 'junk after the tensor data', code: 'RT126', damage: (d) => writeFileSync(join(d, ST), Buffer.concat([readFileSync(join(d, ST)), Buffer.alloc(64, 7)])), mentions: ['after the last tensor'] },
-  { name: 'a gap between tensors', code: 'RT126', damage: (d) => editEntries(d, (es) => es.unshift({ name: '__gap__', dtype: 'F32', shape: [4], bytes: Buffer.alloc(16) })), weights: (d) => { editHeader(d, (h) => delete h.__gap__); return d; } },
+  { name: 'junk after data the header does not list', code: 'RT126', damage: (d) => editEntries(d, (es) => es.push({ name: 'junk', dtype: 'F32', shape: [4], bytes: Buffer.alloc(16) })), weights: (d) => { editHeader(d, (h) => delete h.junk); return d; } },
   // dtypes and values
   { name: 'I32 where a float weight is expected', code: 'RT165', damage: (d) => editHeader(d, (h) => (h[NORM].dtype = 'I32')), mentions: [NORM, 'I32'] },
   { name: 'I64 where a float weight is expected', code: 'RT165', damage: (d) => editEntries(d, (es) => {
@@ -157,6 +157,7 @@ const KINDS: readonly Kind[] = [
   // shards
   { name: 'index not JSON', code: 'RT130', damage: (d) => shard(d, undefined, '{"weight_map": ') },
   { name: 'index without weight_map', code: 'RT130', damage: (d) => shard(d, undefined, '{"metadata": {}}') },
+  { name: 'index weight_map an array', code: 'RT130', damage: (d) => shard(d, undefined, '{"weight_map": []}') },
   { name: 'index entry not a file name', code: 'RT130', damage: (d) => shard(d, (i) => ((i.weight_map as Record<string, unknown>)[NORM] = 3)) },
   { name: 'index nesting 20,000 deep', code: 'RT130', damage: (d) => shard(d, undefined, `{"weight_map": {}, "x": ${'['.repeat(20_000)}${']'.repeat(20_000)}}`), mentions: ['header-depth'] },
   { name: 'shard file missing', code: 'RT131', damage: (d) => shard(d, (i) => (i.weight_map[NORM] = 'model-00009-of-00009.safetensors')) },
