@@ -20,6 +20,8 @@ export interface RunOptions<J extends Job = Job> {
   /** The child's heap limit in MB (default 2048): a program that needs more is a crash. */
   readonly heapMb?: number;
   readonly onResult?: (r: Result<J>, index: number) => void;
+  /** Child processes at once (default 1). */
+  readonly concurrency?: number;
 }
 
 const CHILD = join(import.meta.dirname, 'compile-child.ts');
@@ -64,29 +66,35 @@ class Child {
   }
 }
 
-/** Compiles every job in a child process; results in order. */
+/** Compiles every job in child processes (`concurrency` of them, default 1); results in order. */
 export async function runPrograms<J extends Job>(jobs: readonly J[], opts: RunOptions<J> = {}): Promise<Result<J>[]> {
   const hangMs = opts.hangMs ?? 30_000;
   const heapMb = opts.heapMb ?? 2048;
-  let child = new Child(heapMb);
-  const results: Result<J>[] = [];
-  try {
-    for (const [i, job] of jobs.entries()) {
-      const t0 = performance.now();
-      const o = await child.run(job, hangMs);
-      let r: Result<J>;
-      if (o === 'hang' || o === 'died') {
-        child.kill();
-        child = new Child(heapMb);
-        r = { job, kind: o, detail: [], ms: performance.now() - t0 };
-      } else {
-        r = { job, kind: o.kind, detail: o.detail, ms: o.ms };
+  const results: Result<J>[] = new Array(jobs.length);
+  let next = 0;
+  const worker = async () => {
+    let child = new Child(heapMb);
+    try {
+      while (next < jobs.length) {
+        const i = next++;
+        const job = jobs[i]!;
+        const t0 = performance.now();
+        const o = await child.run(job, hangMs);
+        let r: Result<J>;
+        if (o === 'hang' || o === 'died') {
+          child.kill();
+          child = new Child(heapMb);
+          r = { job, kind: o, detail: [], ms: performance.now() - t0 };
+        } else {
+          r = { job, kind: o.kind, detail: o.detail, ms: o.ms };
+        }
+        results[i] = r;
+        opts.onResult?.(r, i);
       }
-      results.push(r);
-      opts.onResult?.(r, i);
+    } finally {
+      child.kill();
     }
-  } finally {
-    child.kill();
-  }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, opts.concurrency ?? 1) }, worker));
   return results;
 }
