@@ -18,7 +18,9 @@ function limit(name: string, value: number, counts: string): Limit {
 
 export const LIMITS = {
   /** Bytes of one .arch file. */
-  sourceBytes: limit('source-bytes', 16 * 1024 * 1024, 'bytes of one .arch file'),
+  sourceBytes: limit('source-bytes', 1024 * 1024, 'bytes of one .arch file'),
+  /** Tokens of one .arch file: parsing costs tens of microseconds a token. */
+  sourceTokens: limit('source-tokens', 100_000, 'tokens of one .arch file (Bamba-9B\'s has about 1,500)'),
   /** Depth of expression evaluation, counting param defaults evaluated on the way. */
   exprDepth: limit('expr-depth', 200, 'nested expressions being evaluated at once (a param default that reads another param nests one deeper)'),
   /** Block applications inside one another. */

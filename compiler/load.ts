@@ -61,7 +61,7 @@ export function loadProgram(path: string, text?: string): Loaded {
       diagnostics.push(diag('AC500', span, [LIMITS.sourceBytes.name, `${name} is ${formatCount(src.length)} characters`, formatCount(LIMITS.sourceBytes.value)]));
       return undefined;
     }
-    const parsed = parse(src, name);
+    const parsed = parse(src, name, { maxTokens: LIMITS.sourceTokens });
     for (const d of parsed.diagnostics) diagnostics.push(d);
     const file: SourceFile = { path: abs, text: src, program: parsed.program, scope: new Map() };
     files.set(abs, file);

@@ -209,9 +209,20 @@ function emptyProgram(file: string): Program {
 }
 
 /** Lexes, parses and builds `text`; never throws. Diagnostics come back sorted by position. */
-export function parse(text: string, file: string): ParseResult {
+export interface ParseOptions {
+  /** Most tokens parsed (the parser's time and memory grow with them); more is AC500 naming the
+   *  limit, and no AST. The compiler passes its `source-tokens` limit (compiler/limits.ts). */
+  readonly maxTokens?: { readonly name: string; readonly value: number };
+}
+
+export function parse(text: string, file: string, opts: ParseOptions = {}): ParseResult {
   const lines = new Lines(text, file);
   const lexed = T.archLexer.tokenize(text);
+  const max = opts.maxTokens;
+  if (max && lexed.tokens.length > max.value) {
+    const at = lines.token(lexed.tokens[max.value]!);
+    return { program: emptyProgram(file), diagnostics: [diag('AC500', at, [max.name, `${file} has ${lexed.tokens.length.toLocaleString('en-US')} tokens`, max.value.toLocaleString('en-US')])] };
+  }
   const diagnostics = lexDiagnostics(lines, lexed.tokens, lexed.errors);
 
   parser.input = lexed.tokens;

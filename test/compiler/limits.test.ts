@@ -86,10 +86,16 @@ describe('front-end limits (compiler/limits.ts)', () => {
     expect(diagnostics(text).length).toBe(LIMITS.diagnostics.value + 1);
   });
 
-  it('source-bytes: a file over 16 MiB is refused before it is parsed', () => {
+  it('source-bytes: a file over 1 MiB is refused before it is parsed', () => {
     const text = `# ${'x'.repeat(LIMITS.sourceBytes.value)}\n`;
     const [d] = tripsTwice(LIMITS.sourceBytes, text);
-    expect(d!.message).toMatch(/__test__\.arch is 16,777,21\d characters/);
+    expect(d!.message).toMatch(/__test__\.arch is 1,048,57\d characters/);
+  });
+
+  it('source-tokens: ten lets of 20,000-term sums are refused after lexing', () => {
+    const sum = Array.from({ length: 20_000 }, () => '1').join(' + ');
+    const [d] = tripsTwice(LIMITS.sourceTokens, model(Array.from({ length: 10 }, (_, i) => `  let a${i} = ${sum}`).join('\n')));
+    expect(d!.message).toMatch(/has 400,\d{3} tokens \(the limit is 100,000\)/);
   });
 
   it('ops and eval-steps: a loop that emits ops, a block that applies itself twice per level (child process)', async () => {
