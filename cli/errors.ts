@@ -1,8 +1,16 @@
 // Turns any error into what a user should see: diagnostics with code frames, runtime errors with
 // their code and place, and for compiler bugs a short report (the stack only with ARCHC_DEBUG=1).
 
-import { CompileError, InternalError, formatDiagnostic } from '../dsl/diagnostics.ts';
+import { CompileError, type Diagnostic, InternalError, formatDiagnostic } from '../dsl/diagnostics.ts';
 import { CompileErrorWithSources } from '../compiler/compile.ts';
+import { LIMITS, formatCount } from '../compiler/limits.ts';
+
+/** A compile's warnings on stderr, at most `shown-diagnostics` of them. */
+export function printWarnings(c: { readonly warnings: readonly Diagnostic[]; readonly sources: ReadonlyMap<string, string> }): void {
+  const shown = c.warnings.slice(0, LIMITS.shownDiagnostics.value);
+  for (const w of shown) process.stderr.write(formatDiagnostic(w, c.sources, LIMITS.frameWidth.value) + '\n');
+  if (c.warnings.length > shown.length) process.stderr.write(`… and ${formatCount(c.warnings.length - shown.length)} more warnings not shown\n`);
+}
 
 /** Errors writing the command line's outputs. `{0}`, `{1}` … are filled from the arguments. */
 export const OUTPUT_MESSAGES = {
@@ -32,9 +40,13 @@ export function reportError(e: unknown): number {
   const out = process.stderr;
   if (e instanceof CompileError) {
     const sources = e instanceof CompileErrorWithSources ? e.sources : new Map<string, string>();
-    for (const d of e.diagnostics) out.write(formatDiagnostic(d, sources) + '\n\n');
+    // Errors first (a flood of warnings must not hide them), at most `shown-diagnostics` of them.
+    const all = [...e.diagnostics.filter((d) => d.severity === 'error'), ...e.diagnostics.filter((d) => d.severity !== 'error')];
+    const shown = all.slice(0, LIMITS.shownDiagnostics.value);
+    for (const d of shown) out.write(formatDiagnostic(d, sources, LIMITS.frameWidth.value) + '\n\n');
+    if (all.length > shown.length) out.write(`… and ${formatCount(all.length - shown.length)} more not shown\n`);
     const n = e.diagnostics.filter((d) => d.severity === 'error').length;
-    out.write(`${n} error${n === 1 ? '' : 's'}\n`);
+    out.write(`${formatCount(n)} error${n === 1 ? '' : 's'}\n`);
     return 1;
   }
   const err = e as Error & { code?: unknown };

@@ -5,15 +5,15 @@ import { compileFile } from '../compiler/compile.ts';
 import { printGraph } from '../compiler/printer.ts';
 import { toDot, toMermaid } from '../compiler/render.ts';
 import { computeStats, formatStats } from '../compiler/stats.ts';
-import { CompileError, diag, formatDiagnostic } from '../dsl/diagnostics.ts';
-import { reportError } from './errors.ts';
+import { CompileError, diag } from '../dsl/diagnostics.ts';
+import { printWarnings, reportError } from './errors.ts';
 import { type CommonOpts, setsOf, withCommon, withPreset } from './common.ts';
 import { writeFileAtomic } from './fsutil.ts';
 import { registerRunCommands } from './run.ts';
 
 function compile(file: string, o: CommonOpts) {
   const c = compileFile(file, { hfConfig: o.hfConfig, set: setsOf(file, o), model: o.model });
-  for (const w of c.warnings) process.stderr.write(formatDiagnostic(w, c.sources) + '\n');
+  printWarnings(c);
   return c;
 }
 

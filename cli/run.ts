@@ -1,6 +1,7 @@
 // The commands that build and run models: build, init-weights, forward, run.
 
-import { existsSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
+import { totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { type CompileOptions, type Compiled, compileFile, loadConfig } from '../compiler/compile.ts';
@@ -14,27 +15,46 @@ import type { Model } from '../runtime/model.ts';
 import { RuntimeError } from '../runtime/errors.ts';
 import { createRng } from '../runtime/rng.ts';
 import { writeSafetensors, writeShardedSafetensors } from '../runtime/safetensors.ts';
-import type { DType } from '../runtime/tensor.ts';
+import { DTYPE_BYTES, type DType, numel } from '../runtime/tensor.ts';
+import type { Graph } from '../compiler/ir.ts';
+import { RUNTIME_LIMITS } from '../runtime/limits.ts';
+import { probePath } from '../runtime/paths.ts';
+import { printWarnings } from './errors.ts';
 import { type CommonOpts, setsOf, withCommon, withPreset } from './common.ts';
 import { checkParent, checkReplaceable, writeDirAtomic, writeFileAtomic } from './fsutil.ts';
 import { encodeNpy } from './npy.ts';
 
-/** The params for a checkpoint: its config.json binds them unless --hf-config names another. */
+/** The params for a checkpoint: its config.json binds them unless --hf-config names another.
+ *  A checkpoint without config.json is refused (its sizes would silently be the defaults). */
 function optionsFor(file: string, o: CommonOpts, weightsDir?: string): CompileOptions {
-  const configPath = o.hfConfig ?? (weightsDir && existsSync(join(weightsDir, 'config.json')) ? join(weightsDir, 'config.json') : undefined);
+  let configPath = o.hfConfig;
+  if (weightsDir !== undefined) {
+    const dir = probePath(weightsDir);
+    if (dir.kind === 'missing') throw new RuntimeError('RT100', [weightsDir, 'no such file or directory'], { file: weightsDir });
+    if (dir.kind === 'bad') throw new RuntimeError('RT100', [weightsDir, dir.why], { file: weightsDir });
+    const own = join(weightsDir, 'config.json');
+    const found = dir.kind === 'dir' ? probePath(own) : { kind: 'missing' as const };
+    if (found.kind === 'bad') throw new RuntimeError('RT200', [own, found.why], { file: own });
+    if (found.kind === 'file') configPath ??= own;
+    else if (configPath === undefined) throw new RuntimeError('RT204', [weightsDir], { file: own });
+  }
   return { hfConfigData: configPath ? loadConfig(configPath) : undefined, set: setsOf(file, o), model: o.model };
 }
 
 /** The graph alone (init-weights needs no kernels). */
 function compileGraphFor(file: string, o: CommonOpts): Compiled {
-  return compileFile(file, optionsFor(file, o));
+  const compiled = compileFile(file, optionsFor(file, o));
+  printWarnings(compiled);
+  return compiled;
 }
 
 /** The whole pipeline: graph and kernel program. */
 async function compileFor(file: string, o: CommonOpts, weightsDir?: string): Promise<CompiledModel> {
   // the kernel compiler loads only in the commands that make a program
   const { compileModel } = await import('../compiler/pipeline.ts');
-  return compileModel(file, optionsFor(file, o, weightsDir));
+  const compiled = compileModel(file, optionsFor(file, o, weightsDir));
+  printWarnings(compiled);
+  return compiled;
 }
 
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
@@ -44,16 +64,38 @@ function usage(what: string, message: string, hint?: string): never {
   throw new CompileError([diag('AC315', undefined, [what, message], hint)]);
 }
 
-/** `1,2,3;4,5` -> [[1,2,3],[4,5]] */
+/** `1,2,3;4,5` -> [[1,2,3],[4,5]]: decimal integers from 0 to 2^31 - 1 only (`0x10`, `1e2`, `-1`,
+ *  `2.0` are refused, not converted). */
 function parseIdLists(text: string, flag: string): number[][] {
+  const max = RUNTIME_LIMITS.position.value;
   return text.split(';').map((part) => part.split(',').map((s) => {
-    const n = Number(s.trim());
-    if (s.trim() === '' || !Number.isInteger(n)) usage(flag, JSON.stringify(text), `${flag} takes integers separated by commas, sequences separated by ;`);
+    const t = s.trim();
+    const hint = `${flag} takes integers separated by commas, sequences separated by ; (decimal, from 0 to ${max})`;
+    if (!/^\d+$/.test(t)) usage(flag, `${JSON.stringify(shorten(text))}: ${JSON.stringify(t)} is not a non-negative decimal integer`, hint);
+    const n = Number(t);
+    if (n > max) usage(flag, `${JSON.stringify(shorten(text))}: ${t} is over ${max}`, hint);
     return n;
   }));
 }
 
-async function loadModel(file: string, o: CommonOpts & { weights: string; allowExtra?: boolean }, progress: boolean): Promise<Model> {
+function shorten(text: string): string {
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+}
+
+/** A number flag: decimal text only (`abc`, `0x1`, `` are refused with the flag's name). */
+function numberFlag(v: string | undefined, flag: string, rule: { int?: boolean; min?: number; minExclusive?: number; max?: number; what: string }): number | undefined {
+  if (v === undefined) return undefined;
+  const t = v.trim();
+  const ok = rule.int ? /^-?\d+$/.test(t) : /^-?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(t);
+  const n = Number(t);
+  if (!ok || !Number.isFinite(n) || (rule.int && !Number.isSafeInteger(n)) || (rule.min !== undefined && n < rule.min) ||
+    (rule.minExclusive !== undefined && n <= rule.minExclusive) || (rule.max !== undefined && n > rule.max)) {
+    usage(flag, `expected ${rule.what}, got ${JSON.stringify(shorten(v))}`);
+  }
+  return n;
+}
+
+async function loadModel(file: string, o: CommonOpts & { weights: string; allowExtra?: boolean; checkWeights?: boolean }, progress: boolean): Promise<Model> {
   const { program } = await compileFor(file, o, o.weights);
   // the runtime (with the tokenizer) and cli-progress load only in the commands that run a model
   const { Model } = await import('../runtime/model.ts');
@@ -65,6 +107,7 @@ async function loadModel(file: string, o: CommonOpts & { weights: string; allowE
   try {
     return await Model.loadProgram(program, o.weights, {
       allowExtra: o.allowExtra,
+      checkWeights: o.checkWeights,
       onProgress: (done, _total, tensor) => bar?.update(done, { tensor }),
     });
   } finally {
@@ -103,13 +146,16 @@ export function registerRunCommands(p: Command): void {
     .option('--shard-size <bytes>', 'split into shards of at most this many bytes (writes model.safetensors.index.json)')
     .option('--force', 'replace the output directory even if it holds files archc did not write')
     .action((file: string, o: CommonOpts & { out: string; dtype?: DType; seed: string; shardSize?: string; force?: boolean }) => {
+      const seed = numberFlag(o.seed, '--seed', { int: true, what: 'an integer' })!;
+      const shardSize = numberFlag(o.shardSize, '--shard-size', { int: true, min: 1, what: 'a positive number of bytes' });
       checkReplaceable(resolve(o.out), 'checkpoint', o.force ?? false);
       const compiled = compileGraphFor(file, o);
       const g = compiled.graph;
-      const tensors = initWeights(g, createRng(Number(o.seed)), o.dtype);
+      checkFitsInMemory(g, o.dtype, o.out);
+      const tensors = initWeights(g, createRng(seed), o.dtype);
       writeDirAtomic(resolve(o.out), 'checkpoint', (tmp) => {
         writeFileSync(join(tmp, 'config.json'), hfConfigText(compiled, o.dtype));
-        if (o.shardSize) writeShardedSafetensors(tmp, tensors, Number(o.shardSize), { format: 'pt' });
+        if (shardSize) writeShardedSafetensors(tmp, tensors, shardSize, { format: 'pt' });
         else writeSafetensors(join(tmp, 'model.safetensors'), tensors, { format: 'pt' });
       }, { force: o.force });
       const n = tensors.reduce((s, t) => s + t.tensor.data.length, 0);
@@ -124,10 +170,20 @@ export function registerRunCommands(p: Command): void {
     .option('--loss', 'print the causal-LM loss (labels = the ids) as JSON')
     .option('--out <file>', 'write float32 logits [tokens, vocab] as .npy')
     .option('--allow-extra', 'accept checkpoint tensors the model does not use')
+    .option('--no-check-weights', 'load weights holding NaN or infinities')
     .addOption(new Option('--backend <backend>', 'where to run').choices(['cpu']).default('cpu'))
-    .action(async (file: string, o: CommonOpts & { weights: string; ids: string; positions?: string; step?: boolean; loss?: boolean; out?: string; allowExtra?: boolean }) => {
+    .action(async (file: string, o: CommonOpts & { weights: string; ids: string; positions?: string; step?: boolean; loss?: boolean; out?: string; allowExtra?: boolean; checkWeights?: boolean }) => {
       const seqs = parseIdLists(o.ids, '--ids');
       if (o.out) checkParent(resolve(o.out)); // before the work, not after
+      const posSeqs = o.positions !== undefined ? parseIdLists(o.positions, '--positions') : undefined;
+      if (posSeqs && o.step) usage('--positions', 'it cannot be combined with --step', 'decode numbers positions itself');
+      if (posSeqs) checkPositions(seqs, posSeqs);
+      // Sequence starts: from `;` in --ids, or from the zeros of --positions when --ids has one list.
+      const starts = posSeqs && seqs.length === 1 ? posSeqs[0]!.flatMap((p, i) => (p === 0 && i > 0 ? [i] : [])) : [];
+      const predicted = seqs.reduce((n, s) => n + s.length, 0) - seqs.length - starts.length;
+      if (o.loss && predicted <= 0) {
+        usage('--loss', 'no token to predict: the loss needs a sequence of at least two tokens');
+      }
       const model = await loadModel(file, o, false);
       const ids = seqs.flat();
       const cu = [0];
@@ -135,14 +191,13 @@ export function registerRunCommands(p: Command): void {
       let logits: Float32Array;
       let loss: number | undefined;
       if (o.step) {
-        if (o.positions) usage('--positions', 'it cannot be combined with --step', 'decode numbers positions itself');
         logits = stepByStep(model, seqs);
       } else {
-        const positions = o.positions ? parseIdLists(o.positions, '--positions').flat() : undefined;
+        const positions = posSeqs?.flat();
         // labels = ids; the first token of each packed sequence is not predicted from the one before
         const labels = o.loss ? Int32Array.from(ids) : undefined;
-        if (labels) cu.slice(1, -1).forEach((start) => (labels[start] = -100));
-        const r = model.forward(positions ? { ids, positions, labels } : { ids, cuSeqlens: cu, labels });
+        if (labels) [...cu.slice(1, -1), ...starts].forEach((start) => (labels[start] = -100));
+        const r = model.forward(positions ? (seqs.length > 1 ? { ids, positions, cuSeqlens: cu, labels } : { ids, positions, labels }) : { ids, cuSeqlens: cu, labels });
         logits = r.logits;
         loss = r.loss;
       }
@@ -151,6 +206,7 @@ export function registerRunCommands(p: Command): void {
         cu.slice(1, -1).forEach((start) => (labels[start] = -100));
         loss = causalLmLoss(logits, ids.length, model.vocab, labels).loss;
       }
+      checkLogits(logits, model.vocab);
       if (o.out) writeFileAtomic(o.out, encodeNpy(logits, [ids.length, model.vocab]));
       if (o.loss) process.stdout.write(JSON.stringify({ loss, tokens: ids.length }) + '\n');
       if (!o.out && !o.loss) process.stdout.write(`logits [${ids.length}, ${model.vocab}]: pass --out FILE.npy to save them\n`);
@@ -169,31 +225,42 @@ export function registerRunCommands(p: Command): void {
     .option('--seed <n>', 'sampling seed', '0')
     .option('--stop <ids>', 'stop token ids, comma-separated')
     .option('--allow-extra', 'accept checkpoint tensors the model does not use')
+    .option('--no-check-weights', 'load weights holding NaN or infinities')
     .addOption(new Option('--backend <backend>', 'where to run').choices(['cpu']).default('cpu'))
-    .action(async (file: string, o: CommonOpts & Record<string, string | undefined> & { weights: string; set: string[] }) => {
-      if (!o.prompt && !o.ids) usage('arguments', 'missing --prompt TEXT (or --ids 1,2,3 when the checkpoint has no tokenizer)');
+    .action(async (file: string, o: CommonOpts & Record<string, string | undefined> & { weights: string; set: string[]; checkWeights?: boolean }) => {
+      if (o.prompt === undefined && o.ids === undefined) usage('arguments', 'missing --prompt TEXT (or --ids 1,2,3 when the checkpoint has no tokenizer)');
+      if (o.prompt !== undefined && o.ids !== undefined) usage('arguments', 'give --prompt or --ids, not both');
+      // Every flag is checked before the weights are loaded, and named as typed.
+      const prompt = o.ids !== undefined ? parseIdLists(o.ids, '--ids').flat() : o.prompt!;
+      const options = {
+        maxTokens: numberFlag(o.maxTokens, '--max-tokens', { int: true, min: 1, what: 'a positive integer' }),
+        temperature: numberFlag(o.temperature, '--temperature', { min: 0, what: 'a finite number ≥ 0' }),
+        topK: numberFlag(o.topK, '--top-k', { int: true, min: 0, what: 'an integer ≥ 0' }),
+        topP: numberFlag(o.topP, '--top-p', { minExclusive: 0, max: 1, what: 'a number in (0, 1]' }),
+        minP: numberFlag(o.minP, '--min-p', { min: 0, max: 1, what: 'a number in [0, 1]' }),
+        repetitionPenalty: numberFlag(o.repetitionPenalty, '--repetition-penalty', { minExclusive: 0, what: 'a finite number > 0' }),
+        seed: numberFlag(o.seed, '--seed', { int: true, what: 'an integer' }),
+        stop: o.stop !== undefined ? parseIdLists(o.stop, '--stop').flat() : undefined,
+      };
       // a prompt needs the tokenizer: check it before the weights take their time to load
-      if (o.prompt !== undefined && !o.ids) await checkTokenizer(o.weights);
+      if (o.prompt !== undefined) await checkTokenizer(o.weights);
       const model = await loadModel(file, o as never, true);
       if (model.tokenizer && model.tokenizer.vocabSize > model.vocab) {
         process.stderr.write(`warning: ${join(o.weights, 'tokenizer.json')} has ids up to ${model.tokenizer.vocabSize - 1}, but the model's vocabulary has ${model.vocab} entries: a prompt with a larger id is refused, and the model never generates one\n`);
       }
-      const prompt = o.ids ? parseIdLists(o.ids, '--ids').flat() : o.prompt!;
-      const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
       const t0 = performance.now();
       let n = 0;
       let first = 0;
-      for await (const tok of model.generate(prompt, {
-        maxTokens: num(o.maxTokens), temperature: num(o.temperature), topK: num(o.topK), topP: num(o.topP), minP: num(o.minP),
-        repetitionPenalty: num(o.repetitionPenalty), seed: num(o.seed), stop: o.stop ? parseIdLists(o.stop, '--stop').flat() : undefined,
-      })) {
+      for await (const tok of model.generate(prompt, options)) {
         if (n === 0) first = performance.now();
         n++;
         process.stdout.write(model.tokenizer ? tok.text : `${tok.id} `);
       }
       const t1 = performance.now();
       const rate = n > 1 ? ((n - 1) / ((t1 - first) / 1000)).toFixed(2) : '-';
-      process.stderr.write(`\n${n} tokens; first after ${((first - t0) / 1000).toFixed(2)} s (prefill), then ${rate} tokens/s\n`);
+      // With no token (the first was a stop token) there is no first-token time to report.
+      const prefill = n > 0 ? `first after ${((first - t0) / 1000).toFixed(2)} s (prefill), then ${rate} tokens/s` : `stopped at once after ${((t1 - t0) / 1000).toFixed(2)} s`;
+      process.stderr.write(`\n${n} tokens; ${prefill}\n`);
     });
 }
 
@@ -202,6 +269,47 @@ async function checkTokenizer(dir: string): Promise<void> {
   const { loadTokenizer } = await import('../runtime/tokenizer.ts');
   const path = join(dir, 'tokenizer.json');
   if (!(await loadTokenizer(dir))) throw new RuntimeError('RT400', [path, 'no such file: --prompt needs one; pass token ids with --ids 1,2,3 instead'], { file: path });
+}
+
+/** --positions must follow the sequences of --ids: the same `;`-separated lists of the same lengths
+ *  (or one list for one list of ids, where a 0 starts a new sequence). */
+function checkPositions(ids: readonly number[][], positions: readonly number[][]): void {
+  const lengths = (xs: readonly number[][]) => xs.map((x) => x.length).join(', ');
+  if (ids.length !== positions.length || ids.some((s, i) => s.length !== positions[i]!.length)) {
+    usage('--positions', `sequences of ${lengths(positions)} positions for sequences of ${lengths(ids)} ids`, 'give one position per id, with ; where --ids has it');
+  }
+  if (ids.length > 1) {
+    positions.forEach((p, i) => {
+      if (p[0] !== 0) usage('--positions', `sequence ${i + 1} starts at position ${p[0]}; each ;-separated sequence starts at 0`);
+      const k = p.indexOf(0, 1);
+      if (k > 0) usage('--positions', `sequence ${i + 1} has a 0 at index ${k}, which would start another sequence; separate sequences with ;`);
+    });
+  }
+}
+
+/** RT319 before logits with NaN or infinities are written or summed into a loss. */
+function checkLogits(logits: Float32Array, vocab: number): void {
+  let bad = 0;
+  let first = -1;
+  for (let i = 0; i < logits.length; i++) {
+    if (logits[i]! - logits[i]! !== 0) {
+      if (bad++ === 0) first = i;
+    }
+  }
+  if (bad > 0) throw new RuntimeError('RT319', [bad, logits[first], Math.floor(first / vocab), first % vocab]);
+}
+
+/** Refuses, before anything is allocated, weights that cannot be held: one over the tensor-bytes
+ *  limit, or all of them together over this machine's memory (init-weights holds them all). */
+function checkFitsInMemory(g: Graph, dtype: DType | undefined, out: string): void {
+  let total = 0;
+  for (const w of g.weights) {
+    const bytes = numel(w.shape) * DTYPE_BYTES[dtype ?? w.dtype];
+    const { tensorBytes } = RUNTIME_LIMITS;
+    if (bytes > tensorBytes.value) throw new RuntimeError('RT145', [out, w.name, `[${w.shape.join(', ')}]`, bytes, tensorBytes.name, tensorBytes.value], { file: out, tensor: w.name });
+    total += bytes;
+  }
+  if (total > totalmem()) throw new RuntimeError('RT152', [out, total.toLocaleString('en-US'), totalmem().toLocaleString('en-US')], { file: out });
 }
 
 /** Logits of feeding every sequence one token at a time through decode. */
@@ -216,7 +324,7 @@ function stepByStep(model: Model, seqs: readonly number[][]): Float32Array {
     offsets.push(o);
     o += s.length;
   }
-  const longest = Math.max(...seqs.map((s) => s.length));
+  const longest = seqs.reduce((m, s) => Math.max(m, s.length), 0);
   for (let t = 0; t < longest; t++) {
     const active = seqs.map((s, i) => i).filter((i) => t < seqs[i]!.length);
     const logits = model.decode(active.map((i) => seqs[i]![t]!), active.map((i) => states[i]!));

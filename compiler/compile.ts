@@ -61,7 +61,8 @@ export function compileFile(file: string, opts: CompileOptions = {}): Compiled {
       verifyGraph(graph, pass.name);
       dump(pass.name, graph);
     }
-    return { graph, bindings: params.bindings(), allBindings: params.bindings(true), sources, warnings: loaded.diagnostics.filter((d) => d.severity === 'warning') };
+    const warnings = [...loaded.diagnostics.filter((d) => d.severity === 'warning'), ...params.missingKeys()];
+    return { graph, bindings: params.bindings(), allBindings: params.bindings(true), sources, warnings };
   } catch (e) {
     if (e instanceof CompileError) throw new CompileErrorWithSources(e.diagnostics, sources);
     throw e;

@@ -9,6 +9,7 @@ import { CompileError, type Diagnostic, diag } from '../dsl/diagnostics.ts';
 import { OP_BY_NAME, OpError, type OpDef, type AttrValue, type TensorType } from './ops.ts';
 import type { DType } from '../runtime/tensor.ts';
 import type { Graph, Loc, Node, ParamValue, State, Value, Weight } from './ir.ts';
+import { LIMITS, type Limit, formatCount } from './limits.ts';
 import { BUILTIN_MODELS_DIR, type SourceFile, displayName } from './load.ts';
 import { type ParamSource, type Params, DTYPES } from './params.ts';
 
@@ -50,12 +51,12 @@ interface Frame {
 
 const BUILTINS = new Set(['min', 'max', 'len', 'sum']);
 const ERR: Val = { k: 'error' };
-/** Limits that keep a runaway program (a typo in a loop bound) from hanging the compiler. */
-const MAX_ITERATIONS = 1_000_000;
-const MAX_NODES = 2_000_000;
 
 /** Thrown inside a statement after its diagnostic has been recorded. */
 class Reported extends Error {}
+
+/** A limit on the whole compile was crossed: nothing catches it until instantiation ends. */
+class LimitExceeded extends CompileError {}
 
 export interface InstantiateOptions {
   readonly model: ModelDecl;
@@ -72,6 +73,8 @@ class Instantiator {
   private readonly nodes: Node[] = [];
   private readonly weights: Weight[] = [];
   private readonly weightByName = new Map<string, number>();
+  /** Every proper dotted prefix of a weight name (`a`, `a.b` for `a.b.w`): scopes that hold weights. */
+  private readonly weightScopes = new Set<string>();
   private readonly state: State[] = [];
   private readonly instances = new Map<string, Instance>();
   private readonly diagnostics: Diagnostic[] = [];
@@ -79,6 +82,8 @@ class Instantiator {
   private defaultDtype: DType = 'f32';
   private depth = 0;
   private iterations = 0;
+  private evalSteps = 0;
+  private readonly reported = new Set<string>();
   private readonly paramFrame: Frame;
   /** Spans of the block applications being run, outermost first. */
   private readonly callStack: Span[] = [];
@@ -186,8 +191,8 @@ class Instantiator {
       case 'for': {
         const lo = this.constInt(s.from, frame), hi = this.constInt(s.to, frame);
         this.iterations += Math.max(0, hi - lo);
-        if (this.iterations > MAX_ITERATIONS) {
-          this.report(diag('AC314', s.to.span, [`${hi} (the model would run ${this.iterations} loop iterations; the limit is ${MAX_ITERATIONS})`]));
+        if (this.iterations > LIMITS.loopIterations.value) {
+          this.exceeded(LIMITS.loopIterations, s.to.span, `the model would run ${formatCount(this.iterations)} loop iterations (this loop: ${formatCount(lo)}..${formatCount(hi)})`);
         }
         for (let i = lo; i < hi; i++) {
           frame.vars.set(s.variable, { k: 'const', v: i });
@@ -214,7 +219,8 @@ class Instantiator {
         if (!t.v) {
           const shown = [...new Set(namesIn(s.test))].flatMap((n) => {
             const v = frame.vars.get(n) ?? (frame.params?.has(n) ? { k: 'const' as const, v: frame.params.get(n) } : undefined);
-            return v?.k === 'const' ? [`${n} = ${JSON.stringify(v.v)}`] : [];
+            const origin = !frame.vars.has(n) && frame.params?.has(n) ? this.opts.params.origin(n) : undefined;
+            return v?.k === 'const' ? [`${n} = ${showConst(v.v)}${origin ? ` (${origin})` : ''}`] : [];
           });
           this.report(diag('AC406', s.test.span, [s.message ?? 'condition is false'], shown.length ? shown.join(', ') : undefined));
         }
@@ -244,6 +250,10 @@ class Instantiator {
       if (v.k !== 'const' || typeof v.v !== 'number' || !Number.isInteger(v.v) || v.v <= 0) this.report(diag('AC402', e.span, [describe(v)]));
       return v.v as number;
     });
+    const elements = shape.reduce((n, d) => n * d, 1);
+    if (elements > LIMITS.weightElements.value) {
+      this.report(diag('AC500', s.span, [LIMITS.weightElements.name, `weight ${s.name} [${shape.map(formatCount).join(', ')}] has ${formatCount(elements)} elements`, formatCount(LIMITS.weightElements.value)]));
+    }
     let dtype = this.defaultDtype;
     if (s.dtype) {
       if (!(DTYPES as readonly string[]).includes(s.dtype)) this.report(diag('AC403', s.span, [s.dtype], `one of ${DTYPES.join(', ')}`));
@@ -254,6 +264,12 @@ class Instantiator {
     const id = this.newValue({ shape, dtype }, { kind: 'weight', name });
     this.weights.push({ name, shape, dtype, blocks: frame.blocks, loc: loc(s.span) });
     this.weightByName.set(name, id);
+    // Longest prefix first: once one is known, all shorter ones are too.
+    for (let i = name.lastIndexOf('.'); i > 0; i = name.lastIndexOf('.', i - 1)) {
+      const scope = name.slice(0, i);
+      if (this.weightScopes.has(scope)) break;
+      this.weightScopes.add(scope);
+    }
     const v: Val = { k: 'tensor', id };
     frame.inst?.weights?.set(s.name, v);
     frame.vars.set(s.name, v);
@@ -262,10 +278,14 @@ class Instantiator {
   // ---- expressions -----------------------------------------------------------------------
 
   private eval(e: Expr, frame: Frame): Val {
-    if (++this.depth > 200) {
-      this.depth = 0;
-      this.report(diag('AC400', e.span, ['expression', 'nested too deeply']));
+    if (++this.evalSteps > LIMITS.evalSteps.value) {
+      this.exceeded(LIMITS.evalSteps, e.span, `more than ${formatCount(LIMITS.evalSteps.value)} expressions evaluated`);
     }
+    // The counter is restored on every way out, so the limit holds however often it trips.
+    if (this.depth >= LIMITS.exprDepth.value) {
+      return this.report(diag('AC500', e.span, [LIMITS.exprDepth.name, `expressions nested ${this.depth + 1} deep here`, LIMITS.exprDepth.value]));
+    }
+    this.depth++;
     try {
       return this.evalInner(e, frame);
     } finally {
@@ -280,7 +300,7 @@ class Instantiator {
       case 'list': {
         const items = e.items.map((i) => this.eval(i, frame));
         if (items.some((i) => i.k === 'error')) return ERR;
-        return { k: 'const', v: items.map((i, n) => this.constOf(i, e.items[n]!.span)) };
+        return this.value(items.map((i, n) => this.constOf(i, e.items[n]!.span)), e.span);
       }
       case 'name':
         return this.lookup(e.name, e.span, frame);
@@ -346,7 +366,7 @@ class Instantiator {
     if (BUILTINS.has(name)) return { k: 'builtin', name };
     const path = `${frame.prefix}${name}`;
     for (const p of [path, name]) {
-      if (this.instances.has(p) || [...this.weightByName.keys()].some((w) => w.startsWith(`${p}.`))) return { k: 'path', path: p };
+      if (this.instances.has(p) || this.weightScopes.has(p)) return { k: 'path', path: p };
     }
     // A block of an imported file that was left out of the import list (`LayerNorm` with std.{Linear}).
     const home = [frame.file, ...[...frame.file.scope.values()].map((b) => b.file)].find((f) => f.program.blocks.some((b) => b.name === name));
@@ -373,7 +393,7 @@ class Instantiator {
     if (w !== undefined) return { k: 'tensor', id: w };
     const inst = this.instances.get(path);
     if (inst) return { k: 'instance', inst };
-    if ([...this.weightByName.keys()].some((k) => k.startsWith(`${path}.`))) return { k: 'path', path };
+    if (this.weightScopes.has(path)) return { k: 'path', path };
     return this.report(diag('AC207', span, [name, o.k === 'instance' ? o.inst.name : o.path],
       'only weights created before this point can be referenced'));
   }
@@ -399,8 +419,14 @@ class Instantiator {
     switch (e.op) {
       case '+':
         if (nums) return c(x + y);
-        if (typeof x === 'string' && typeof y === 'string') return c(x + y);
-        if (Array.isArray(x) && Array.isArray(y)) return c([...x, ...y]);
+        if (typeof x === 'string' && typeof y === 'string') {
+          this.checkSize(LIMITS.stringLength, x.length + y.length, 'characters', e.span);
+          return c(x + y);
+        }
+        if (Array.isArray(x) && Array.isArray(y)) {
+          this.checkSize(LIMITS.listLength, measure(x).count + measure(y).count, 'items (nested lists included)', e.span);
+          return this.value([...x, ...y], e.span);
+        }
         return bad();
       case '-': return nums ? c(x - y) : bad();
       case '*': return nums ? c(x * y) : bad();
@@ -460,7 +486,7 @@ class Instantiator {
       return this.report(diag('AC300', e.span, [`${name} arguments`, 'numbers or one non-empty list of numbers', JSON.stringify(vals)]));
     }
     const ns = list as number[];
-    return c(name === 'min' ? Math.min(...ns) : name === 'max' ? Math.max(...ns) : ns.reduce((s, n) => s + n, 0));
+    return c(ns.reduce((s, n) => (name === 'min' ? Math.min(s, n) : name === 'max' ? Math.max(s, n) : s + n), name === 'sum' ? 0 : ns[0]!));
   }
 
   private callPrim(op: OpDef, e: Extract<Expr, { kind: 'call' }>, frame: Frame): Val {
@@ -472,12 +498,14 @@ class Instantiator {
     }
     const inputs: (number | null)[] = op.inputs.map(() => null);
     const given = new Set<number>();
-    const attrs: Record<string, AttrValue> = {};
+    // Null prototype: attribute names come from the user's text.
+    const attrs: Record<string, AttrValue> = Object.create(null) as Record<string, AttrValue>;
     let positional = 0;
     let failed = false;
     for (const a of e.args) {
       // A name that is neither a slot nor an attribute labels its value: `split(in_proj: Linear(…)(x), …)`.
-      const labelled = a.name !== undefined && !op.attrs[a.name] && !op.inputs.some((s) => s.name === a.name);
+      const isAttr = a.name !== undefined && Object.hasOwn(op.attrs, a.name);
+      const labelled = a.name !== undefined && !isAttr && !op.inputs.some((s) => s.name === a.name);
       const slotIndex = a.name && !labelled ? op.inputs.findIndex((s) => s.name === a.name) : positional++;
       if (!a.name && slotIndex >= op.inputs.length) {
         this.report(diag('AC307', a.span, [op.name, `${op.inputs.length} tensor`, `more (put attributes as name: value, e.g. ${Object.keys(op.attrs)[0] ?? 'eps'}: …)`]));
@@ -494,7 +522,7 @@ class Instantiator {
           this.report(diag('AC401', a.value.span, [op.name, op.inputs[slotIndex]!.name, describe(v)]));
         }
         inputs[slotIndex] = v.id;
-      } else if (a.name && op.attrs[a.name]) {
+      } else if (a.name && isAttr) {
         attrs[a.name] = this.attrOf(op, a, v);
       } else {
         const known = [...op.inputs.map((s) => s.name), ...Object.keys(op.attrs)].join(', ');
@@ -599,7 +627,9 @@ class Instantiator {
     for (const [k, v] of inst.params) vars.set(k, { k: 'const', v });
     decl.inputs.forEach((input, i) => vars.set(input.name, inputs[i]!));
     inst.weights ??= new Map();
-    if (this.depth > 150) this.report(diag('AC400', e.span, [decl.name, 'blocks nested too deeply (recursive block?)']));
+    if (this.callStack.length >= LIMITS.blockDepth.value) {
+      this.report(diag('AC500', e.span, [LIMITS.blockDepth.name, `${decl.name} applied ${this.callStack.length + 1} blocks deep`, LIMITS.blockDepth.value], 'does a block apply itself?'));
+    }
     const inner: Frame = { vars, file: inst.file, prefix: `${inst.name}.`, blocks: inst.blocks, inst, created: new Set() };
     this.callStack.push(e.callee.span);
     let r;
@@ -634,7 +664,7 @@ class Instantiator {
       throw err;
     }
     const id = this.nodes.length;
-    if (id >= MAX_NODES) this.report(diag('AC400', span, [op.name, `the model has more than ${MAX_NODES} ops`]));
+    if (id >= LIMITS.ops.value) this.exceeded(LIMITS.ops, span, `the model emits more than ${formatCount(LIMITS.ops.value)} ops (here: ${op.name})`);
     const outputs = outs.map((t, index) => this.newValue(t, { kind: 'node', node: id, index }));
     const scope = frame.prefix.replace(/\.$/, '');
     this.nodes.push({ id, op: op.name, inputs, outputs, attrs, scope, loc: loc(span) });
@@ -658,6 +688,18 @@ class Instantiator {
   }
 
   // ---- helpers ---------------------------------------------------------------------------
+
+  /** A list value, within the list limits (its items counted with those of the lists inside it). */
+  private value(items: ParamValue[], span: Span): Val {
+    const { depth, count } = measure(items);
+    this.checkSize(LIMITS.listLength, count, 'items (nested lists included)', span);
+    if (depth > LIMITS.listDepth.value) this.report(diag('AC500', span, [LIMITS.listDepth.name, `a list nested ${depth} deep`, LIMITS.listDepth.value]));
+    return c(items);
+  }
+
+  private checkSize(l: Limit, n: number, what: string, span: Span): void {
+    if (n > l.value) this.report(diag('AC500', span, [l.name, `a value of ${formatCount(n)} ${what}`, formatCount(l.value)]));
+  }
 
   private constOf(v: Val, span: Span): ParamValue {
     if (v.k === 'const') return v.v;
@@ -686,7 +728,7 @@ class Instantiator {
     try {
       return f();
     } catch (e) {
-      if (e instanceof CompileError) {
+      if (e instanceof CompileError && !(e instanceof LimitExceeded)) {
         for (const d of e.diagnostics) if (!this.diagnostics.some((x) => x.code === d.code && x.message === d.message)) this.diagnostics.push(d);
         throw new Reported();
       }
@@ -695,18 +737,34 @@ class Instantiator {
   }
 
   private report(d: Diagnostic): never {
+    // The same error at the same place (a block applied many times) is recorded once.
+    const key = diagnosticKey(d);
+    if (this.reported.has(key)) throw new Reported();
+    this.reported.add(key);
     this.diagnostics.push(d);
-    if (this.diagnostics.length > 200) throw new CompileError(this.diagnostics);
+    if (this.diagnostics.length >= LIMITS.diagnostics.value) {
+      this.exceeded(LIMITS.diagnostics, undefined, `${formatCount(this.diagnostics.length)} diagnostics so far`);
+    }
     throw new Reported();
+  }
+
+  /** A limit on the whole compile: stops instantiation at once, with what was reported so far. */
+  private exceeded(l: Limit, span: Span | undefined, what: string): never {
+    const d = diag('AC500', span, [l.name, what, formatCount(l.value)], 'see docs/LIMITS.md');
+    throw new LimitExceeded(dedupe([...this.diagnostics, d]));
   }
 }
 
 // ---- small pure helpers --------------------------------------------------------------------
 
+function diagnosticKey(d: Diagnostic): string {
+  return `${d.code}|${d.message}|${d.span?.file}:${d.span?.offset}`;
+}
+
 function dedupe(ds: readonly Diagnostic[]): Diagnostic[] {
   const seen = new Set<string>();
   return ds.filter((d) => {
-    const key = `${d.code}|${d.message}|${d.span?.file}:${d.span?.offset}`;
+    const key = diagnosticKey(d);
     if (seen.has(key)) return false;
     seen.add(key);
     return true;
@@ -714,6 +772,28 @@ function dedupe(ds: readonly Diagnostic[]): Diagnostic[] {
 }
 
 const c = (v: ParamValue): Val => ({ k: 'const', v });
+
+/** Depth and item count (nested lists' items included, a shared list counted each time it
+ * appears) of compile-time lists, remembered per list: `[l, l]` costs two lookups, not a walk. */
+const measured = new WeakMap<readonly ParamValue[], { depth: number; count: number }>();
+
+function measure(v: readonly ParamValue[]): { depth: number; count: number } {
+  const known = measured.get(v);
+  if (known) return known;
+  let depth = 1;
+  let count = v.length;
+  for (const i of v) {
+    if (!Array.isArray(i)) continue;
+    // Lists reach here built by `value` (measured) or from config.json / --set (flat enough:
+    // params.ts bounds their depth), so this recursion is shallow.
+    const m = measure(i);
+    depth = Math.max(depth, 1 + m.depth);
+    count += m.count;
+  }
+  const out = { depth, count };
+  measured.set(v, out);
+  return out;
+}
 
 function loc(span: Span): Loc {
   return { file: span.file, line: span.line, col: span.col };
@@ -733,6 +813,11 @@ function namesIn(e: Expr): string[] {
     case 'labeled': return namesIn(e.expr);
     default: return [];
   }
+}
+
+/** A compile-time value in a message: JSON, with NaN and the infinities by name. */
+function showConst(v: ParamValue): string {
+  return JSON.stringify(v, (_k, x: unknown) => (typeof x === 'number' && !Number.isFinite(x) ? `@${x}` : x)).replace(/"@(-?Infinity|NaN)"/g, '$1');
 }
 
 function equal(a: ParamValue, b: ParamValue): boolean {

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import type { BlockDecl, ModelDecl, Program, Span } from '../dsl/ast.ts';
 import { type Diagnostic, diag } from '../dsl/diagnostics.ts';
 import { parse } from '../dsl/index.ts';
+import { LIMITS, formatCount } from './limits.ts';
 
 export const BUILTIN_MODELS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'models');
 
@@ -44,13 +45,24 @@ export function loadProgram(path: string, text?: string): Loaded {
     const name = displayName(abs);
     let src: string;
     try {
+      if (given === undefined) {
+        const size = statSync(abs).size;
+        if (size > LIMITS.sourceBytes.value) {
+          diagnostics.push(diag('AC500', span, [LIMITS.sourceBytes.name, `${name} is ${formatCount(size)} bytes`, formatCount(LIMITS.sourceBytes.value)]));
+          return undefined;
+        }
+      }
       src = given ?? readFileSync(abs, 'utf8');
     } catch (e) {
       diagnostics.push(diag('AC100', span, [name, (e as NodeJS.ErrnoException).code ?? String(e)]));
       return undefined;
     }
-    const parsed = parse(src, name);
-    diagnostics.push(...parsed.diagnostics);
+    if (src.length > LIMITS.sourceBytes.value) {
+      diagnostics.push(diag('AC500', span, [LIMITS.sourceBytes.name, `${name} is ${formatCount(src.length)} characters`, formatCount(LIMITS.sourceBytes.value)]));
+      return undefined;
+    }
+    const parsed = parse(src, name, { maxTokens: LIMITS.sourceTokens });
+    for (const d of parsed.diagnostics) diagnostics.push(d);
     const file: SourceFile = { path: abs, text: src, program: parsed.program, scope: new Map() };
     files.set(abs, file);
     sources.set(name, src);

@@ -3,14 +3,16 @@
 // cycle detection; every value is checked against the param's type.
 
 import type { Expr, Span, Stmt, TypeName } from '../dsl/ast.ts';
-import { CompileError, diag } from '../dsl/diagnostics.ts';
+import { CompileError, type Diagnostic, diag } from '../dsl/diagnostics.ts';
+import { LIMITS } from './limits.ts';
 import { lookupKey } from '../runtime/hfconfig.ts';
 import type { ParamValue } from './ir.ts';
 
 export const DTYPES = ['f32', 'f16', 'bf16'] as const;
-const DTYPE_ALIASES: Record<string, string> = {
+/** A Map, not an object: a user's string must never reach `constructor` or `toString`. */
+const DTYPE_ALIASES: ReadonlyMap<string, string> = new Map(Object.entries({
   f32: 'f32', float32: 'f32', float: 'f32', f16: 'f16', float16: 'f16', half: 'f16', bf16: 'bf16', bfloat16: 'bf16',
-};
+}));
 
 type ParamStmt = Extract<Stmt, { kind: 'param' }>;
 
@@ -35,6 +37,10 @@ export class Params implements ParamSource {
   /** Params read by the model body, and the params each param's value was computed from. */
   private readonly readByBody = new Set<string>();
   private readonly deps = new Map<string, Set<string>>();
+  /** Where each value came from, when not from its default: `--set` or the config key. */
+  private readonly origins = new Map<string, string>();
+  /** Params whose config keys were all absent from a given config.json, with the keys. */
+  private readonly missing = new Map<string, { keys: string; span: Span }>();
   evalDefault: EvalDefault = () => {
     throw new Error('Params.evalDefault not set');
   };
@@ -82,6 +88,20 @@ export class Params implements ParamSource {
     }
   }
 
+  /** `from --set` or `from rms_norm_eps in config.json`, for a param not at its default. */
+  origin(name: string): string | undefined {
+    return this.origins.get(name);
+  }
+
+  /** AC408 warnings: params that shape the graph but took their default because a config.json
+   *  was given without any of their keys. */
+  missingKeys(): Diagnostic[] {
+    if (!this.hf) return [];
+    const used = this.used();
+    return [...this.missing].filter(([name]) => used.has(name))
+      .map(([name, m]) => diag('AC408', m.span, [m.keys, this.hf!.file, name, JSON.stringify(this.done.get(name))], undefined, 'warning'));
+  }
+
   /** Records that the model body (not another param) read `name`. */
   markRead(name: string): void {
     this.readByBody.add(name);
@@ -114,6 +134,9 @@ export class Params implements ParamSource {
       const type = decl.type ?? typeOf(this.defaultValue(decl));
       const checked = convert(v, type);
       if (checked === undefined) throw new CompileError([diag('AC311', undefined, [decl.name, `expected ${article(type)}, got ${JSON.stringify(v)}`])]);
+      const wrong = unusable(checked);
+      if (wrong) throw new CompileError([diag('AC311', undefined, [decl.name, wrong])]);
+      this.origins.set(decl.name, 'from --set');
       return checked;
     }
     if (this.hf) {
@@ -123,10 +146,16 @@ export class Params implements ParamSource {
         const type = decl.type ?? typeOf(this.defaultValue(decl));
         const checked = convert(value as ParamValue, type);
         if (checked === undefined) {
-          throw new CompileError([diag('AC301', key.span, [`${key.path.join('.')} in ${this.hf.file}`, article(type), JSON.stringify(value)],
+          throw new CompileError([diag('AC301', key.span, [`${key.path.join('.')} in ${this.hf.file}`, article(type), showValue(value)],
             `param ${decl.name} is bound to it here`)]);
         }
+        const wrong = unusable(checked);
+        if (wrong) throw new CompileError([diag('AC301', key.span, [`${key.path.join('.')} in ${this.hf.file}`, article(type), wrong], `param ${decl.name} is bound to it here`)]);
+        this.origins.set(decl.name, `from ${key.path.join('.')} in ${this.hf.file}`);
         return checked;
+      }
+      if (decl.hf.length > 0 && decl.hf.every((key) => !lookupKey(this.hf!.config, key.path as string[]).found)) {
+        this.missing.set(decl.name, { keys: decl.hf.map((k) => k.path.join('.')).join(' | '), span: decl.hf[0]!.span });
       }
     }
     const v = this.defaultValue(decl);
@@ -141,6 +170,29 @@ export class Params implements ParamSource {
   private defaultValue(decl: ParamStmt): ParamValue {
     return this.evalDefault(decl.value);
   }
+}
+
+/** Why a value from outside the file (config.json, --set) cannot be a param: NaN anywhere, or
+ * lists nested deeper than the list-depth limit. Undefined when it is fine. Iterative: the value
+ * may nest as deep as its JSON does. */
+function unusable(v: ParamValue): string | undefined {
+  const stack: [ParamValue, number][] = [[v, 0]];
+  while (stack.length) {
+    const [x, depth] = stack.pop()!;
+    if (typeof x === 'number' && Number.isNaN(x)) return 'got NaN';
+    if (Array.isArray(x)) {
+      if (depth >= LIMITS.listDepth.value) return `got lists nested more than ${LIMITS.listDepth.value} deep (limit ${LIMITS.listDepth.name})`;
+      if (x.length > LIMITS.listLength.value) return `got a list of ${x.length} items (limit ${LIMITS.listLength.name} is ${LIMITS.listLength.value})`;
+      for (const i of x) stack.push([i, depth + 1]);
+    }
+  }
+  return undefined;
+}
+
+/** A config value for a message, cut short. */
+function showValue(v: unknown): string {
+  const s = unusable(v as ParamValue) ? String(v) : JSON.stringify(v) ?? String(v);
+  return s.length > 60 ? `${s.slice(0, 57)}...` : s;
 }
 
 function typeOf(v: ParamValue): TypeName {
@@ -162,7 +214,7 @@ export function convert(v: ParamValue, type: TypeName): ParamValue | undefined {
     case 'bool': return typeof v === 'boolean' ? v : undefined;
     case 'str': return typeof v === 'string' ? v : undefined;
     case 'list': return Array.isArray(v) ? v : undefined;
-    case 'dtype': return typeof v === 'string' ? DTYPE_ALIASES[v] : undefined;
+    case 'dtype': return typeof v === 'string' ? DTYPE_ALIASES.get(v) : undefined;
   }
 }
 

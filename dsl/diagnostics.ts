@@ -51,6 +51,9 @@ export const MESSAGES = {
   AC405: '{0} has no return',
   AC406: 'assertion failed: {0}',
   AC407: 'value {0} is defined but never used',
+  AC408: 'config key {0} is missing from {1}; param {2} takes its default {3}',
+  // 5xx: limits (compiler/limits.ts)
+  AC500: 'limit {0} exceeded: {1} (the limit is {2})',
 } as const;
 
 export type Code = keyof typeof MESSAGES;
@@ -106,27 +109,53 @@ export class DiagnosticBag {
 }
 
 /** Renders a diagnostic like a compiler: `file:line:col: error AC200: message`, a code frame, a hint. */
-export function formatDiagnostic(d: Diagnostic, sources: ReadonlyMap<string, string> = new Map()): string {
+export function formatDiagnostic(d: Diagnostic, sources: ReadonlyMap<string, string> = new Map(), width = Infinity): string {
   const where = d.span ? `${d.span.file}:${d.span.line}:${d.span.col}: ` : '';
   const lines = [`${where}${d.severity} ${d.code}: ${d.message}`];
   const text = d.span ? sources.get(d.span.file) : undefined;
-  if (d.span && text !== undefined) lines.push(codeFrame(text, d.span));
+  if (d.span && text !== undefined) lines.push(codeFrame(text, d.span, width));
   if (d.hint) lines.push(`  hint: ${d.hint}`);
   return lines.join('\n');
 }
 
-function codeFrame(text: string, span: Span): string {
-  const all = text.split('\n');
+/** The span's line with one line of context either side; lines longer than `maxWidth` are cut to a
+ * window of that many characters around the span's column (`…` marks a cut). */
+function codeFrame(text: string, span: Span, maxWidth: number): string {
   const first = Math.max(1, span.line - 1);
-  const width = String(span.line + 1).length;
+  const last = span.line + 1;
+  const rows = linesOf(text, first, last);
+  const width = String(last).length;
+  // The window [from, from + maxWidth) of columns (0-based) shown on every line.
+  const from = Number.isFinite(maxWidth) ? Math.max(0, Math.min(span.col - 1 - Math.floor(maxWidth / 3), (rows.get(span.line)?.length ?? 0) - maxWidth)) : 0;
+  const cut = (line: string) => {
+    if (!Number.isFinite(maxWidth) || line.length <= maxWidth) return line;
+    return `${from > 0 ? '…' : ''}${line.slice(from, from + maxWidth)}${from + maxWidth < line.length ? '…' : ''}`;
+  };
+  const lead = Number.isFinite(maxWidth) && from > 0 ? 1 : 0;
   const out: string[] = [];
-  for (let n = first; n <= Math.min(all.length, span.line + 1); n++) {
-    const line = all[n - 1] ?? '';
-    out.push(`${n === span.line ? '>' : ' '} ${String(n).padStart(width)} | ${line}`);
+  for (let n = first; n <= last; n++) {
+    const line = rows.get(n);
+    if (line === undefined) break;
+    out.push(`${n === span.line ? '>' : ' '} ${String(n).padStart(width)} | ${cut(line)}`);
     if (n === span.line) {
       const end = span.endLine === span.line ? Math.max(span.endCol, span.col + 1) : line.length + 1;
-      out.push(`  ${' '.repeat(width)} | ${' '.repeat(span.col - 1)}${'^'.repeat(Math.max(1, end - span.col))}`);
+      const start = span.col - 1 - from + lead;
+      const carets = Math.max(1, Math.min(end - span.col, Number.isFinite(maxWidth) ? maxWidth - (span.col - 1 - from) : Infinity));
+      out.push(`  ${' '.repeat(width)} | ${' '.repeat(Math.max(0, start))}${'^'.repeat(carets)}`);
     }
   }
   return out.join('\n');
+}
+
+/** Lines `first..last` (1-based) of `text`, without splitting the whole text. */
+function linesOf(text: string, first: number, last: number): Map<number, string> {
+  const out = new Map<number, string>();
+  let start = 0;
+  for (let n = 1; n <= last && start <= text.length; n++) {
+    let end = text.indexOf('\n', start);
+    if (end < 0) end = text.length;
+    if (n >= first) out.set(n, text.slice(start, end));
+    start = end + 1;
+  }
+  return out;
 }

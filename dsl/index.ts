@@ -165,13 +165,39 @@ function syntaxDiagnostics(lines: Lines, tokens: readonly IToken[], lexical: rea
     return lo - 1;
   };
   // A skipped character (AC101) sits just before the token that follows it; the others are tokens.
-  const marks = lexical.flatMap((d) => (d.span ? [{ index: before(d.span.endOffset) + (d.code === 'AC101' ? 1 : 0), line: d.span.line }] : []));
+  // Marks are kept sorted by token index, with the smallest marked index of each line, so each
+  // error is checked in O(log n) (a file can hold 100k errors).
+  const marks: number[] = [];
+  const lineMin = new Map<number, number>();
+  const mark = (index: number, line: number) => {
+    let lo = 0;
+    let hi = marks.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (marks[mid]! <= index) lo = mid + 1;
+      else hi = mid;
+    }
+    marks.splice(lo, 0, index);
+    lineMin.set(line, Math.min(lineMin.get(line) ?? Infinity, index));
+  };
+  /** Is there a mark m with index - 2 <= m <= index? */
+  const near = (index: number) => {
+    let lo = 0;
+    let hi = marks.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (marks[mid]! <= index) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo > 0 && index - marks[lo - 1]! <= 2;
+  };
+  for (const d of lexical) if (d.span) mark(before(d.span.endOffset) + (d.code === 'AC101' ? 1 : 0), d.span.line);
   const out: Diagnostic[] = [];
   for (const e of errors) {
     const span = lines.token(e.token);
     const index = span.offset >= lines.text.length ? tokens.length : before(span.offset + 1);
-    if (marks.some((m) => m.index <= index && (index - m.index <= 2 || m.line === span.line))) continue;
-    marks.push({ index, line: span.line });
+    if (near(index) || (lineMin.get(span.line) ?? Infinity) <= index) continue;
+    mark(index, span.line);
     const reserved = T.RESERVED.has(e.token.tokenType) && /\ba name\b/.test(e.message);
     out.push(diag('AC102', span, [describe(e.token), e.message], reserved ? `'${e.token.image}' is a reserved word and cannot be a name` : undefined));
   }
@@ -183,9 +209,20 @@ function emptyProgram(file: string): Program {
 }
 
 /** Lexes, parses and builds `text`; never throws. Diagnostics come back sorted by position. */
-export function parse(text: string, file: string): ParseResult {
+export interface ParseOptions {
+  /** Most tokens parsed (the parser's time and memory grow with them); more is AC500 naming the
+   *  limit, and no AST. The compiler passes its `source-tokens` limit (compiler/limits.ts). */
+  readonly maxTokens?: { readonly name: string; readonly value: number };
+}
+
+export function parse(text: string, file: string, opts: ParseOptions = {}): ParseResult {
   const lines = new Lines(text, file);
   const lexed = T.archLexer.tokenize(text);
+  const max = opts.maxTokens;
+  if (max && lexed.tokens.length > max.value) {
+    const at = lines.token(lexed.tokens[max.value]!);
+    return { program: emptyProgram(file), diagnostics: [diag('AC500', at, [max.name, `${file} has ${lexed.tokens.length.toLocaleString('en-US')} tokens`, max.value.toLocaleString('en-US')])] };
+  }
   const diagnostics = lexDiagnostics(lines, lexed.tokens, lexed.errors);
 
   parser.input = lexed.tokens;
@@ -198,7 +235,7 @@ export function parse(text: string, file: string): ParseResult {
     diagnostics.push(diag('AC108', lines.token(parser.nextToken()), []));
     return { program: emptyProgram(file), diagnostics };
   }
-  diagnostics.push(...syntaxDiagnostics(lines, lexed.tokens, diagnostics, parser.errors));
+  for (const d of syntaxDiagnostics(lines, lexed.tokens, diagnostics, parser.errors)) diagnostics.push(d);
 
   let program: Program;
   try {

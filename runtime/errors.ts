@@ -16,6 +16,7 @@ export const RUNTIME_MESSAGES = {
   RT115: '{0}: header is not valid JSON: {1}',
   RT116: '{0}: header must be a JSON object, found {1}',
   RT117: '{0}: __metadata__ must map strings to strings: {1}',
+  RT118: '{0}: header JSON nests deeper than the limit {1} = {2}',
   // 12x: one tensor entry in the header
   RT120: '{0}: tensor {1}: {2}',
   RT121: '{0}: tensor {1}: unknown dtype {2} (known: {3})',
@@ -23,6 +24,7 @@ export const RUNTIME_MESSAGES = {
   RT123: '{0}: tensor {1}: data_offsets [{2}, {3}] hold {4} bytes but shape {5} of {6} needs {7}',
   RT124: '{0}: tensor {1}: data_offsets [{2}, {3}] lie outside the data section of {4} bytes (truncated file?)',
   RT125: '{0}: tensors {1} [{2}, {3}] and {4} [{5}, {6}] overlap',
+  RT126: '{0}: {1} bytes of the data section [{2}, {3}) belong to no tensor: {4}',
   // 13x: sharded checkpoints
   RT130: '{0}: invalid index: {1}',
   RT131: '{0}: shard {1} (for tensor {2}) does not exist',
@@ -33,20 +35,26 @@ export const RUNTIME_MESSAGES = {
   RT141: 'checkpoint {0} is closed',
   RT142: '{0}: cannot read tensor {1}: {2}',
   RT143: '{0}: tensor {1}: {2} value {3} at index {4} does not fit in i32',
+  RT144: '{0}: tensor {1} holds {2} non-finite values (the first, {3}, at index {4}); pass --no-check-weights (checkWeights: false) to load it anyway',
+  RT145: '{0}: tensor {1} {2} needs {3} bytes in memory, over the limit {4} = {5}',
   // 15x: writing checkpoints
   RT150: 'cannot write {0}: tensor {1}: {2}',
   RT151: 'cannot write {0}: {1}',
+  RT152: 'cannot write {0}: the weights take {1} bytes, more than this machine\'s memory ({2} bytes)',
   // 16x: checking a checkpoint against the shapes a model expects
   RT160: '{0}: tensor {1} has shape {3}, expected {2}',
   RT161: '{0}: tensor {1} has dtype {3}, expected {2}',
   RT162: '{0}: missing tensor {1} (expected shape {2})',
   RT163: '{0}: unexpected tensor {1} (shape {2})',
   RT164: '{0}: checkpoint does not match the model ({1} problems):\n{2}',
+  RT165: '{0}: tensor {1} is stored as {2}, an integer dtype; the model reads it as a float weight',
   // 2xx: config.json
   RT200: 'cannot read config {0}: {1}',
   RT201: '{0}:{1}:{2}: invalid JSON: {3}',
   RT202: '{0}: config must be a JSON object, found {1}',
   RT203: '{0}:{1}:{2}: invalid __float__ value {3} (expected "Infinity", "-Infinity", "NaN" or a number)',
+  RT204: '{0}: no config.json in the checkpoint; it says which architecture the weights are for (pass --hf-config FILE to use another)',
+  RT205: 'cannot read config {0}: {1} bytes, over the limit {2} = {3}',
   RT210: '{0} does not match this program:\n  {1}\n{2}',
   // 3xx: inputs to a running model
   RT300: 'token id {0} at position {1} is out of range for a vocabulary of {2}',
@@ -63,6 +71,7 @@ export const RUNTIME_MESSAGES = {
   RT316: 'cannot sample from logits of length {0}',
   RT317: 'logits contain NaN at index {0}',
   RT318: 'logits have no finite maximum (largest is {0})',
+  RT319: 'the logits hold {0} non-finite values (the first, {1}, at token {2}, vocab index {3}): the weights or the model are broken',
   // 32x: loss inputs
   RT320: 'label {0} at position {1} ({2}) is out of range for a vocabulary of {3}; only -100 is ignored',
   RT321: 'logits hold {0} values, expected T × V = {1} × {2} = {3}',

@@ -4,6 +4,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describeError, fail } from './errors.ts';
+import { RUNTIME_LIMITS } from './limits.ts';
+import { probePath } from './paths.ts';
 
 export type HfConfig = Record<string, unknown>;
 
@@ -20,8 +22,15 @@ export function readHfConfig(p: string): HfConfig {
   let bytes: Uint8Array;
   try {
     if (fs.statSync(p).isDirectory()) file = path.join(p, 'config.json');
+    const what = probePath(file);
+    if (what.kind === 'bad') fail('RT200', [file, what.why], { file });
+    if (what.kind === 'dir') fail('RT200', [file, 'a directory, expected a file'], { file });
+    const size = what.kind === 'file' ? fs.statSync(file).size : 0;
+    const { configBytes } = RUNTIME_LIMITS;
+    if (size > configBytes.value) fail('RT205', [file, size, configBytes.name, configBytes.value], { file });
     bytes = fs.readFileSync(file);
   } catch (e) {
+    if ((e as { code?: string }).code?.startsWith('RT')) throw e;
     const why = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : describeError(e);
     fail('RT200', [file, why], { file }, e);
   }
@@ -60,7 +69,7 @@ const FLOAT_WORDS: Readonly<Record<string, number>> = {
 };
 const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
 const WORD = /[A-Za-z0-9_.+-]+/y;
-const MAX_DEPTH = 512;
+const MAX_DEPTH = RUNTIME_LIMITS.configDepth.value;
 const ESCAPES: Readonly<Record<string, string>> = { '"': '"', '\\': '\\', '/': '/', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t' };
 
 /** A recursive-descent JSON parser that tracks offsets so errors can name line and column. */
@@ -80,7 +89,7 @@ class ConfigParser {
   }
 
   private value(depth: number): unknown {
-    if (depth > MAX_DEPTH) this.error(`nesting deeper than ${MAX_DEPTH} levels`);
+    if (depth > MAX_DEPTH) this.error(`nesting deeper than the limit ${RUNTIME_LIMITS.configDepth.name} = ${MAX_DEPTH}`);
     const c = this.text[this.pos];
     switch (c) {
       case '{': return this.object(depth);

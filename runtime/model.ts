@@ -1,7 +1,6 @@
 // The model a generated package exports: loads a Hugging Face checkpoint directory for its
 // program, then runs packed prefill, decode with the hybrid cache, loss, and streaming generation.
 
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { StatePool } from './backend.ts';
 import { CpuBackend } from './cpu/backend.ts';
@@ -9,8 +8,11 @@ import { defaultThreads, linearPool } from './cpu/pool.ts';
 import { type SequenceState, positionsFor, runBatch, seqsFromCuSeqlens, seqsFromPositions, seqsFromSeqIdx } from './engine.ts';
 import { RuntimeError } from './errors.ts';
 import { type HfConfig, lookupKey, readHfConfig } from './hfconfig.ts';
+import { RUNTIME_LIMITS } from './limits.ts';
+import { probePath } from './paths.ts';
 import { causalLmLoss } from './loss.ts';
 import type { EntryName, Program } from './program.ts';
+import { type Tensor, bf16ToF32, f16ToF32 } from './tensor.ts';
 import { createRng } from './rng.ts';
 import { type Checkpoint, checkShapes, openCheckpoint } from './safetensors.ts';
 import { type SamplingOptions, sampleToken, validateSampling } from './sampling.ts';
@@ -28,6 +30,8 @@ export interface LoadOptions {
   readonly onProgress?: (done: number, total: number, tensor: string) => void;
   /** Threads for matrix products (default: ARCHC_THREADS, else the machine's cores, at most 8). */
   readonly threads?: number;
+  /** Refuse weights holding NaN or ±Infinity (RT144); one pass over each tensor (default true). */
+  readonly checkWeights?: boolean;
 }
 
 export interface ForwardInput {
@@ -96,7 +100,7 @@ export class Model {
       throw new RuntimeError('RT303', [`backend ${opts.backend}`, 'this package runs on: cpu']);
     }
     const configPath = join(dir, 'config.json');
-    const config = existsSync(configPath) ? readHfConfig(configPath) : {};
+    const config = probePath(configPath).kind === 'missing' ? {} : readHfConfig(configPath);
     checkConfig(program, config, configPath);
     const ckpt = openCheckpoint(dir);
     try {
@@ -313,12 +317,22 @@ function sameValue(a: unknown, b: unknown): boolean {
 
 function loadWeights(program: Program, ckpt: Checkpoint, opts: LoadOptions, backend: CpuBackend): void {
   const problems = checkShapes(ckpt, program.weights.map((w) => ({ name: w.name, shape: w.shape })), { allowExtra: opts.allowExtra });
+  // Every weight of a program is read as floating point: integers are a wrong checkpoint.
+  for (const w of program.weights) {
+    const got = ckpt.tensors.get(w.name);
+    if (got?.dtype === 'i32') problems.push(new RuntimeError('RT165', [ckpt.path, w.name, got.fileDtype], { file: ckpt.path, tensor: w.name }));
+  }
   if (problems.length === 1) throw problems[0]!;
   if (problems.length > 1) {
-    throw new RuntimeError('RT164', [ckpt.path, problems.length, problems.map((p) => `  ${p.text}`).join('\n')], { file: ckpt.path, problems });
+    const shown = RUNTIME_LIMITS.shownProblems.value;
+    const list = problems.slice(0, shown).map((p) => `  ${p.text}`);
+    if (problems.length > shown) list.push(`  … and ${problems.length - shown} more`);
+    throw new RuntimeError('RT164', [ckpt.path, problems.length, list.join('\n')], { file: ckpt.path, problems });
   }
   program.weights.forEach((w, i) => {
-    backend.uploadWeight(w, ckpt.read(w.name));
+    const t = ckpt.read(w.name);
+    if (opts.checkWeights ?? true) checkFinite(t, ckpt.tensors.get(w.name)!.file, w.name);
+    backend.uploadWeight(w, t);
     opts.onProgress?.(i + 1, program.weights.length, w.name);
   });
   if (!backend.complete()) fail('some weights the kernels read were not made at load');
@@ -326,4 +340,32 @@ function loadWeights(program: Program, ckpt: Checkpoint, opts: LoadOptions, back
 
 function fail(msg: string): never {
   throw new Error(`archc runtime: ${msg}`);
+}
+
+/** RT144 when a float tensor holds NaN or ±Infinity: a broken checkpoint gives NaN logits. Looks at
+ *  the exponent bits only (all ones means not finite), one pass. */
+function checkFinite(t: Tensor, file: string, name: string): void {
+  const d = t.data;
+  let bad = 0;
+  let first = -1;
+  if (t.dtype === 'f32') {
+    const x = d as Float32Array;
+    for (let i = 0; i < x.length; i++) {
+      if (x[i]! - x[i]! !== 0) {
+        if (bad++ === 0) first = i;
+      }
+    }
+  } else if (t.dtype === 'bf16' || t.dtype === 'f16') {
+    const mask = t.dtype === 'bf16' ? 0x7f80 : 0x7c00;
+    const x = d as Uint16Array;
+    for (let i = 0; i < x.length; i++) {
+      if ((x[i]! & mask) === mask) {
+        if (bad++ === 0) first = i;
+      }
+    }
+  }
+  if (bad > 0) {
+    const v = t.dtype === 'f32' ? (d as Float32Array)[first]! : t.dtype === 'bf16' ? bf16ToF32(d[first]!) : f16ToF32(d[first]!);
+    throw new RuntimeError('RT144', [file, name, bad, v, first], { file, tensor: name });
+  }
 }

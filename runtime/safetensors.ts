@@ -6,9 +6,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { type DType, type Tensor, type TensorData, DTYPE_BYTES, numel, f16ToF32 } from './tensor.ts';
 import { RuntimeError, type RuntimeErrorContext, describeError, fail } from './errors.ts';
+import { RUNTIME_LIMITS, jsonDepth } from './limits.ts';
+import { probePath } from './paths.ts';
 
 /** The reference implementation's limit on the JSON header (100 MB). */
-export const MAX_HEADER_BYTES = 100_000_000;
+export const MAX_HEADER_BYTES = RUNTIME_LIMITS.headerBytes.value;
 
 /** Stored dtypes this runtime understands: bytes per element and the DType that `read` returns.
  *  F64 and F8 narrow/widen to f32; integer types become i32 (I64/U64/U32 are range-checked). */
@@ -97,6 +99,8 @@ export function parseSafetensorsHeader(bytes: Uint8Array, fileSize: number, file
   } catch {
     fail('RT114', [file], { file });
   }
+  const depth = jsonDepth(text, RUNTIME_LIMITS.headerDepth.value);
+  if (depth > RUNTIME_LIMITS.headerDepth.value) fail('RT118', [file, RUNTIME_LIMITS.headerDepth.name, RUNTIME_LIMITS.headerDepth.value], { file });
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -115,6 +119,7 @@ export function parseSafetensorsHeader(bytes: Uint8Array, fileSize: number, file
     tensors.push(checkEntry(name, entry, file, dataStart, dataSize));
   }
   checkNoOverlap(tensors, file, dataStart);
+  checkCovered(tensors, file, dataStart, dataSize);
   return { file, dataStart, tensors, metadata };
 }
 
@@ -169,23 +174,32 @@ function checkNoOverlap(tensors: readonly TensorInfo[], file: string, dataStart:
   }
 }
 
+/** Bytes after the last tensor's data mean the header and the data disagree (a damaged or spliced
+ *  file). Gaps between tensors are accepted, as before. */
+function checkCovered(tensors: readonly TensorInfo[], file: string, dataStart: number, dataSize: number): void {
+  let end = 0;
+  for (const t of tensors) end = Math.max(end, t.end - dataStart);
+  if (dataSize > end) fail('RT126', [file, dataSize - end, end, dataSize, 'after the last tensor (junk at the end of the file?)'], { file });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Opening checkpoints
 
 /** Opens `model.safetensors` or `model.safetensors.index.json` in a directory, or a given
  *  `.safetensors` / `.safetensors.index.json` file. Reads only headers; tensors load on `read`. */
 export function openCheckpoint(p: string): Checkpoint {
-  let st: fs.Stats;
-  try {
-    st = fs.statSync(p);
-  } catch (e) {
-    fail('RT100', [p, describeError(e)], { file: p }, e);
-  }
-  if (st.isDirectory()) {
-    const single = path.join(p, 'model.safetensors');
-    if (fs.existsSync(single)) return openSingle(single);
-    const index = path.join(p, 'model.safetensors.index.json');
-    if (fs.existsSync(index)) return openSharded(index);
+  const what = probePath(p);
+  if (what.kind === 'missing') fail('RT100', [p, 'no such file or directory (ENOENT)'], { file: p });
+  if (what.kind === 'bad') fail('RT100', [p, what.why], { file: p });
+  if (what.kind === 'dir') {
+    // A link that leads nowhere, a loop or an unreadable file is named, not taken for "no checkpoint".
+    for (const [name, open] of [['model.safetensors', openSingle], ['model.safetensors.index.json', openSharded]] as const) {
+      const f = path.join(p, name);
+      const found = probePath(f);
+      if (found.kind === 'bad') fail('RT100', [f, found.why], { file: f });
+      if (found.kind === 'dir') fail('RT100', [f, 'a directory, expected a file'], { file: f });
+      if (found.kind === 'file') return open(f);
+    }
     fail('RT101', [p], { file: p });
   }
   return p.endsWith('.index.json') ? openSharded(p) : openSingle(p);
@@ -219,7 +233,9 @@ function openSharded(indexFile: string): Checkpoint {
       const file = path.resolve(dir, shardName);
       const rel = path.relative(path.resolve(dir), file);
       if (rel === '' || rel === '..' || rel.startsWith(`..${path.sep}`) || path.isAbsolute(rel)) fail('RT133', [indexFile, shardName, names[0]], { file: indexFile, tensor: names[0] });
-      if (!fs.existsSync(file)) fail('RT131', [indexFile, file, names[0]], { file: indexFile, tensor: names[0] });
+      const found = probePath(file);
+      if (found.kind === 'missing') fail('RT131', [indexFile, file, names[0]], { file: indexFile, tensor: names[0] });
+      if (found.kind === 'bad') fail('RT100', [file, found.why], { file });
       const { fd, header } = openShard(file);
       fds.set(file, fd);
       for (const [k, v] of Object.entries(header.metadata)) if (!Object.hasOwn(metadata, k)) setOwn(metadata, k, v);
@@ -244,6 +260,9 @@ function readIndex(indexFile: string): Record<string, string> {
     text = fs.readFileSync(indexFile, 'utf8');
   } catch (e) {
     fail('RT100', [indexFile, describeError(e)], { file: indexFile }, e);
+  }
+  if (jsonDepth(text, RUNTIME_LIMITS.headerDepth.value) > RUNTIME_LIMITS.headerDepth.value) {
+    fail('RT130', [indexFile, `JSON nests deeper than the limit ${RUNTIME_LIMITS.headerDepth.name} = ${RUNTIME_LIMITS.headerDepth.value}`], { file: indexFile });
   }
   let json: unknown;
   try {
@@ -335,6 +354,10 @@ function readTensor(fd: number, info: TensorInfo): Tensor {
   const ctx = { file, tensor: name };
   if (!LITTLE_ENDIAN) fail('RT142', [file, name, 'big-endian hosts are not supported'], ctx);
   const n = numel(info.shape);
+  // What `read` allocates: the stored bytes, or 4 per element once widened to f32 / i32.
+  const held = Math.max(info.end - info.begin, n * 4);
+  const { tensorBytes } = RUNTIME_LIMITS;
+  if (held > tensorBytes.value) fail('RT145', [file, name, fmtShape(info.shape), held, tensorBytes.name, tensorBytes.value], ctx);
   const load = <T extends ArrayBufferView>(make: (n: number) => T): T => {
     let arr: T;
     try {
@@ -685,7 +708,40 @@ function describeJson(v: unknown): string {
   if (v === undefined) return 'nothing';
   if (v === null) return 'null';
   const kind = Array.isArray(v) ? 'array' : typeof v;
-  let s = JSON.stringify(v) ?? String(v);
+  let s = shortJson(v, 60);
   if (s.length > 60) s = s.slice(0, 57) + '...';
   return `${kind} ${s}`;
+}
+
+/** JSON text of `v`, stopping once `max` characters are written; nesting is walked with an explicit
+ *  stack, so a value of any depth is safe to describe. */
+function shortJson(v: unknown, max: number): string {
+  let out = '';
+  const stack: unknown[] = [v];
+  const CLOSE = Symbol('close');
+  while (stack.length && out.length <= max) {
+    const x = stack.pop();
+    if (typeof x === 'object' && x !== null && (x as { [CLOSE]?: string })[CLOSE] !== undefined) {
+      out += (x as { [CLOSE]: string })[CLOSE];
+    } else if (Array.isArray(x)) {
+      out += '[';
+      stack.push({ [CLOSE]: ']' });
+      for (let i = Math.min(x.length, max) - 1; i >= 0; i--) {
+        stack.push(x[i]);
+        if (i > 0) stack.push({ [CLOSE]: ',' });
+      }
+    } else if (typeof x === 'object' && x !== null) {
+      out += '{';
+      stack.push({ [CLOSE]: '}' });
+      const keys = Object.keys(x).slice(0, max);
+      for (let i = keys.length - 1; i >= 0; i--) {
+        stack.push((x as Record<string, unknown>)[keys[i]!]);
+        stack.push({ [CLOSE]: `${JSON.stringify(keys[i])}:` });
+        if (i > 0) stack.push({ [CLOSE]: ',' });
+      }
+    } else {
+      out += JSON.stringify(x) ?? String(x);
+    }
+  }
+  return out;
 }

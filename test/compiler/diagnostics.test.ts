@@ -110,7 +110,7 @@ describe('models/bamba.arch checks its params', () => {
     }
   };
   it('attention indices out of range', () => {
-    expect(codes(['attn_layers=[9, 32]'])).toEqual(['AC406 assertion failed: attention layer indices must lie in 0..n_layers-1 (attn_layers = [9,32], n_layers = 32)']);
+    expect(codes(['attn_layers=[9, 32]'])).toEqual(['AC406 assertion failed: attention layer indices must lie in 0..n_layers-1 (attn_layers = [9,32] (from --set), n_layers = 32)']);
     expect(codes(['attn_layers=[-1]'])[0]).toMatch(/^AC406/);
     expect(codes(['attn_layers=[]'])).toEqual([]);
   });

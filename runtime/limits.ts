@@ -1,0 +1,52 @@
+// Every limit of the runtime (checkpoint, config and input reading) in one table; the front end's
+// are in compiler/limits.ts. docs/LIMITS.md documents each; tests trip each twice in one run.
+
+import { constants } from 'node:buffer';
+
+export interface RuntimeLimit {
+  /** Stable name, shown in the error and in docs/LIMITS.md. */
+  readonly name: string;
+  readonly value: number;
+  readonly counts: string;
+}
+
+export const RUNTIME_LIMITS = {
+  /** The safetensors reference implementation's limit on the JSON header. */
+  headerBytes: { name: 'header-bytes', value: 100_000_000, counts: 'bytes of one safetensors JSON header' },
+  /** A header is three levels deep ({name: {shape: [...]}}); deeper is not a safetensors header. */
+  headerDepth: { name: 'header-depth', value: 64, counts: 'nesting of objects and arrays in a safetensors header or index' },
+  configBytes: { name: 'config-bytes', value: 64 * 1024 * 1024, counts: 'bytes of one config.json' },
+  configDepth: { name: 'config-depth', value: 512, counts: 'nesting of objects and arrays in a config.json' },
+  /** One tensor is one typed array: its bytes cannot pass what the JavaScript engine allows. */
+  tensorBytes: { name: 'tensor-bytes', value: constants.MAX_LENGTH, counts: 'bytes of one tensor held in memory' },
+  /** Positions are stored as i32. */
+  position: { name: 'position', value: 2 ** 31 - 1, counts: 'a position id' },
+  /** Problems listed when a checkpoint does not match the model (the rest are counted). */
+  shownProblems: { name: 'shown-problems', value: 20, counts: 'problems listed when a checkpoint does not match the model' },
+} as const satisfies Record<string, RuntimeLimit>;
+
+/** How deep objects and arrays nest in JSON `text`, scanning without recursion; stops early once
+ *  past `limit` (returning a value over it). Strings are skipped, escapes included. */
+export function jsonDepth(text: string, limit = Infinity): number {
+  let depth = 0;
+  let max = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      // skip the string
+      for (i++; i < text.length; i++) {
+        const d = text.charCodeAt(i);
+        if (d === 0x5c) i++;
+        else if (d === 0x22) break;
+      }
+    } else if (c === 0x7b || c === 0x5b) {
+      if (++depth > max) {
+        max = depth;
+        if (max > limit) return max;
+      }
+    } else if (c === 0x7d || c === 0x5d) {
+      depth--;
+    }
+  }
+  return max;
+}

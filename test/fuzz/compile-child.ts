@@ -1,0 +1,44 @@
+// A child process that compiles programs sent over IPC, one at a time, and reports how each ended:
+// `ok`, `diagnosed` (a CompileError: its codes), or `crash` (anything else: an internal error, a
+// stack overflow, a TypeError). Run by test/fuzz/runner.ts, which watches it for hangs and deaths.
+
+import { join } from 'node:path';
+import { compileFile } from '../../compiler/compile.ts';
+import { CompileError, InternalError } from '../../dsl/diagnostics.ts';
+
+const MODELS = join(import.meta.dirname, '..', '..', 'models');
+
+export interface Job {
+  readonly id: number;
+  readonly text: string;
+  readonly set?: readonly string[];
+}
+
+export interface Outcome {
+  readonly id: number;
+  readonly kind: 'ok' | 'diagnosed' | 'crash';
+  /** Diagnostic codes (diagnosed), or the error's first line (crash). */
+  readonly detail: readonly string[];
+  readonly ms: number;
+}
+
+process.on('message', (job: Job) => {
+  const t0 = performance.now();
+  let kind: Outcome['kind'];
+  let detail: string[] = [];
+  try {
+    compileFile(join(MODELS, '__fuzz__.arch'), { text: job.text, set: job.set });
+    kind = 'ok';
+  } catch (e) {
+    if (e instanceof CompileError && !(e instanceof InternalError)) {
+      kind = 'diagnosed';
+      detail = [...new Set(e.diagnostics.map((d) => d.code))];
+    } else {
+      kind = 'crash';
+      detail = [String((e as Error)?.stack ?? e).split('\n').slice(0, 4).join(' | ')];
+    }
+  }
+  const out: Outcome = { id: job.id, kind, detail, ms: performance.now() - t0 };
+  process.send!(out);
+});
+process.send!({ ready: true });
