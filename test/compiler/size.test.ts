@@ -19,8 +19,9 @@ describe('size budget', () => {
     expect(counts.ops).toBeLessThanOrEqual(20);
     // 2200 -> 3600: the op records moved here from runtime/ (with their lowerings), and the kernel IR
     // (compiler/kernel/: lowering, nine fusion rules, memory plan, schedule, printer, report) arrived
-    expect(counts.compiler).toBeLessThanOrEqual(3600);
-    expect(counts.dsl).toBeLessThanOrEqual(1600);
+    // 3600 -> 3900: the limits of hostile input in one table (compiler/limits.ts) and presets
+    expect(counts.compiler).toBeLessThanOrEqual(3900);
+    expect(counts.dsl).toBeLessThanOrEqual(1650);
   });
 });
 
