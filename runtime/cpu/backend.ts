@@ -14,7 +14,7 @@ import type { LinearPool } from './pool.ts';
 import type { KvCache } from './seq.ts';
 
 export class CpuBackend implements Backend {
-  readonly name = 'cpu';
+  readonly name: string = 'cpu';
   private readonly weights = new Map<string, Tensor>();
   private readonly widened = new Map<string, Float32Array>();
   /** Weights the kernels read (the rest are only parts of derived weights). */
@@ -57,7 +57,8 @@ export class CpuBackend implements Backend {
     return [...this.read].every((n) => this.weights.has(n));
   }
 
-  private store(name: string, t: Tensor): void {
+  /** Keeps a weight (a subclass may place matrices elsewhere and keep a stand-in). */
+  protected store(name: string, t: Tensor): void {
     this.weights.set(name, this.pool && this.matrices.has(name) && t.shape.length === 2 ? this.pool.share(t) : t);
   }
 
