@@ -36,7 +36,7 @@ async function entry() {
         platform: 'node',
         target: 'node20',
         // chevrotain is bundled (it is hundreds of small modules); the rest load from node_modules
-        external: ['ts-morph', 'ajv', 'commander', 'cli-progress', '@huggingface/tokenizers', 'esbuild', 'tsx'],
+        external: ['ts-morph', 'ajv', 'commander', 'cli-progress', '@huggingface/tokenizers', 'esbuild', 'tsx', 'wabt'],
         logLevel: 'silent',
       });
       renameSync(tmp, bundle);

@@ -40,8 +40,11 @@ function parseIdLists(text: string, flag: string): number[][] {
   }));
 }
 
-async function loadModel(file: string, o: CommonOpts & { weights: string; allowExtra?: boolean }, progress: boolean): Promise<Model> {
+async function loadModel(file: string, o: CommonOpts & { weights: string; allowExtra?: boolean; backend?: string }, progress: boolean): Promise<Model> {
   const { program } = compileFor(file, o, o.weights);
+  const backend = o.backend === 'wasm' ? 'wasm' : 'cpu';
+  // the wasm kernels are assembled here from the same text `archc build` ships (wabt loads only then)
+  const wasmKernels = backend === 'wasm' ? await (await import('../codegen/wasm/assemble.ts')).wasmKernels() : undefined;
   const bar = progress && process.stderr.isTTY
     ? new cliProgress.SingleBar({ format: 'loading weights [{bar}] {value}/{total} {tensor}', clearOnComplete: true, stream: process.stderr }, cliProgress.Presets.shades_classic)
     : undefined;
@@ -49,6 +52,8 @@ async function loadModel(file: string, o: CommonOpts & { weights: string; allowE
   try {
     return await Model.loadProgram(program, o.weights, {
       allowExtra: o.allowExtra,
+      backend,
+      wasmKernels,
       onProgress: (done, _total, tensor) => bar?.update(done, { tensor }),
     });
   } finally {
@@ -68,7 +73,8 @@ export function registerRunCommands(p: Command): void {
       const program = compiled.program;
       const ctx = compiled.graph.params.context;
       const stats = computeStats(compiled.graph, typeof ctx === 'number' ? ctx : 4096, 1);
-      const r = buildPackage({ graph: compiled.graph, program, stats, source: file, packageName: o.name }, o.out);
+      const wasmKernels = await (await import('../codegen/wasm/assemble.ts')).wasmKernels();
+      const r = buildPackage({ graph: compiled.graph, program, stats, source: file, packageName: o.name, wasmKernels }, o.out);
       const rep = programReport(program, { prefillTokens: 4096, decodeBatch: 8, context: typeof ctx === 'number' ? ctx : 4096 });
       const d = rep.dispatches, m = rep.memory;
       const layers = Object.entries(d.perLayer).map(([k, n]) => `${n} per ${k} layer`).join(', ');
@@ -104,7 +110,7 @@ export function registerRunCommands(p: Command): void {
     .option('--loss', 'print the causal-LM loss (labels = the ids) as JSON')
     .option('--out <file>', 'write float32 logits [tokens, vocab] as .npy')
     .option('--allow-extra', 'accept checkpoint tensors the model does not use')
-    .addOption(new Option('--backend <backend>', 'where to run').choices(['cpu']).default('cpu'))
+    .addOption(new Option('--backend <backend>', 'where to run').choices(['cpu', 'wasm']).default('cpu'))
     .action(async (file: string, o: CommonOpts & { weights: string; ids: string; positions?: string; step?: boolean; loss?: boolean; out?: string; allowExtra?: boolean }) => {
       const seqs = parseIdLists(o.ids, '--ids');
       const model = await loadModel(file, o, false);
@@ -148,7 +154,7 @@ export function registerRunCommands(p: Command): void {
     .option('--seed <n>', 'sampling seed', '0')
     .option('--stop <ids>', 'stop token ids, comma-separated')
     .option('--allow-extra', 'accept checkpoint tensors the model does not use')
-    .addOption(new Option('--backend <backend>', 'where to run').choices(['cpu']).default('cpu'))
+    .addOption(new Option('--backend <backend>', 'where to run').choices(['cpu', 'wasm']).default('cpu'))
     .action(async (file: string, o: CommonOpts & Record<string, string | undefined> & { weights: string; set: string[] }) => {
       if (!o.prompt && !o.ids) usage('arguments', 'missing --prompt TEXT (or --ids 1,2,3 when the checkpoint has no tokenizer)');
       const model = await loadModel(file, o as never, true);

@@ -27,7 +27,7 @@ const SEQS = IDS.split(';').map((s) => s.split(',').map(Number));
 
 let root: string;
 let ckpt: string;
-let check: CliResult, stats: CliResult, init: CliResult, fwd: CliResult, step: CliResult, run: CliResult, badIds: CliResult;
+let check: CliResult, stats: CliResult, init: CliResult, fwd: CliResult, step: CliResult, run: CliResult, badIds: CliResult, wasm: CliResult;
 let model: Model;
 
 beforeAll(async () => {
@@ -40,11 +40,12 @@ beforeAll(async () => {
   // init-weights runs alongside check and stats; forward, --step and run need its checkpoint
   [check, stats, init] = await inParallel([() => runCli(['check', arch]), () => runCli(['stats', BAMBA, '--json']), initJob], 3);
   expect(init.stderr).toBe('');
-  [fwd, step, run, badIds] = await inParallel([
+  [fwd, step, run, badIds, wasm] = await inParallel([
     () => runCli(['forward', BAMBA, '--weights', ckpt, '--ids', IDS, '--out', join(root, 'prefill.npy'), '--loss']),
     () => runCli(['forward', BAMBA, '--weights', ckpt, '--ids', IDS, '--out', join(root, 'step.npy'), '--step']),
     () => runCli(['run', BAMBA, '--weights', ckpt, '--ids', SEQS[0]!.join(','), '--max-tokens', '6']),
     () => runCli(['forward', BAMBA, '--weights', ckpt, '--ids', '1,x;2', '--out', join(root, 'bad.npy')]),
+    () => runCli(['forward', BAMBA, '--weights', ckpt, '--ids', IDS, '--out', join(root, 'wasm.npy'), '--step', '--backend', 'wasm']),
   ], 3);
   model = await loadModel(ckpt);
 }, 180_000);
@@ -96,6 +97,14 @@ describe('archc init-weights → forward → run', () => {
     expect(shape).toEqual([T, 96]);
     const ref = model.forward({ ids: SEQS.flat(), cuSeqlens: [0, SEQS[0]!.length, T] }).logits;
     expectLogitsClose(data, ref, 1e-6, 'CLI logits vs in-process', 96);
+  });
+
+  it('forward --step --backend wasm gives the CPU engine\'s logits (to f32 rounding)', () => {
+    expect(wasm.code, wasm.stderr).toBe(0);
+    const { data } = decodeNpy(readFileSync(join(root, 'wasm.npy')));
+    const T = SEQS.flat().length;
+    const ref = model.forward({ ids: SEQS.flat(), cuSeqlens: [0, SEQS[0]!.length, T] }).logits;
+    expectLogitsClose(data, ref, 1e-5, 'CLI wasm logits vs in-process cpu', 96);
   });
 
   it('forward --loss prints the loss of the packed batch (labels = ids, -100 at each sequence start)', () => {
