@@ -5,10 +5,10 @@
 
 import type { Backend, Invocation, RunBatch, StatePool } from '../backend.ts';
 import { compileExpr, exprLeaves } from '../expr.ts';
-import type { DerivedWeight, Entry, Kernel, Operand, Program, ProgramBuffer, ProgramWeight, View } from '../program.ts';
+import type { DerivedWeight, Entry, Family, Kernel, Operand, Program, ProgramBuffer, ProgramWeight, View } from '../program.ts';
 import { slotLayout, weightsRead } from '../program.ts';
 import { type Tensor, toF32 } from '../tensor.ts';
-import { CPU_FAMILIES, type Ctx } from './families.ts';
+import { CPU_FAMILIES, type Ctx, type Impl } from './families.ts';
 import { linear } from './linear.ts';
 import type { LinearPool } from './pool.ts';
 import type { KvCache } from './seq.ts';
@@ -23,6 +23,8 @@ export class CpuBackend implements Backend {
   private readonly matrices = new Set<string>();
   private pending: DerivedWeight[];
   private arena = new Float32Array(0);
+  /** The implementation of each kernel family (a subclass may replace some). */
+  readonly families: Readonly<Record<Family, Impl>> = CPU_FAMILIES;
 
   constructor(readonly program: Program, private readonly pool?: LinearPool) {
     this.read = weightsRead(program.entries);
@@ -142,7 +144,7 @@ class CpuInvocation implements Invocation, Ctx {
   }
 
   dispatch(k: Kernel): void {
-    CPU_FAMILIES[k.family](k, this);
+    this.backend.families[k.family](k, this);
   }
 
   read(v: View): Float32Array {

@@ -1,14 +1,17 @@
 // The `wasm` backend: matrix products in WebAssembly SIMD (runtime/wasm/kernels.ts, over weights
 // packed into panels in shared memory, split across worker threads), every other kernel family and
 // the matmul prologue and epilogue stages through the CPU reference implementations
-// (runtime/cpu/families.ts) on the same arena and state slots. It is the CPU backend with its
+// (runtime/cpu/families.ts) on the same arena and state slots, except the chunked SSD, whose work
+// runs as matrix products on the same kernels (runtime/wasm/ssd.ts). It is the CPU backend with its
 // products replaced, so the rest stays exactly the reference.
 
 import { CpuBackend } from '../cpu/backend.ts';
+import { CPU_FAMILIES, type Ctx, type Impl } from '../cpu/families.ts';
 import { exprLeaves } from '../expr.ts';
-import { type Entry, type Program, weightsRead } from '../program.ts';
+import { type Entry, type Family, type Kernel, type Program, weightsRead } from '../program.ts';
 import { readF32, type Tensor } from '../tensor.ts';
 import { type PackedWeight, WasmKernels } from './kernels.ts';
+import { ssdChunkedWasm } from './ssd.ts';
 
 export class WasmBackend extends CpuBackend {
   override readonly name: string = 'wasm';
@@ -17,6 +20,8 @@ export class WasmBackend extends CpuBackend {
   private readonly products = new Set<string>();
   private readonly elsewhere: Set<string>;
   private readonly packed = new WeakMap<Tensor, PackedWeight>();
+  /** The chunked SSD as matrix products on the wasm kernels; the rest as the CPU engine runs them. */
+  override readonly families: Readonly<Record<Family, Impl>> = { ...CPU_FAMILIES, ssd: (k, c) => this.ssd(k, c) };
 
   /** `module`: the assembled kernel module (codegen/wasm/); `threads` counts the calling thread. */
   constructor(program: Program, module: WebAssembly.Module, threads: number) {
@@ -56,6 +61,12 @@ export class WasmBackend extends CpuBackend {
     if (p.K !== K || x.length !== rows * K) throw new RangeError(`linear: weight [${p.N}, ${p.K}] does not match x of ${rows} rows of K=${K}`);
     const bias = b ? readF32(b, 0, p.N, new Float32Array(p.N)) : null;
     return this.kernels.linear(p, x, rows, bias);
+  }
+
+  private ssd(k: Kernel, c: Ctx): void {
+    const { H, P, G, N } = k.sizes as { H: number; P: number; G: number; N: number };
+    const [x, dt, A, B, C, D] = ['x', 'dt', 'A', 'B', 'C', 'D'].map((n) => c.operand(k, n)) as Float32Array[];
+    c.write(k.outputs.y!, ssdChunkedWasm(this.kernels, x!, dt!, A!, B!, C!, D!, { H, P, G, N }, k.sizes.chunk!, c.seqs, c.states(k.state!)));
   }
 
   override dispose(): void {

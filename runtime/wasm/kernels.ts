@@ -5,6 +5,7 @@
 // Module layout: codegen/wasm/kernels.ts.
 
 import { Worker } from 'node:worker_threads';
+import { RuntimeError } from '../errors.ts';
 import { type Tensor, toF32 } from '../tensor.ts';
 
 /** A weight [N, K] packed into panels of NR output columns, [P][K][NR] (zeros past N). */
@@ -78,7 +79,9 @@ export class WasmKernels {
     const have = this.memory.buffer.byteLength;
     if (end > have) {
       const pages = Math.ceil((end - have) / PAGE);
-      if (have / PAGE + pages > MAX_PAGES) throw new Error(`archc runtime: the wasm backend's memory would pass 4 GiB (${(end / 2 ** 30).toFixed(2)} GiB of packed weights and scratch); use the cpu backend for this model`);
+      if (have / PAGE + pages > MAX_PAGES) {
+        throw new RuntimeError('RT303', [`a wasm memory of ${(end / 2 ** 30).toFixed(2)} GiB (packed weights and scratch)`, 'one WebAssembly memory holds at most 4 GiB: use the cpu backend for this model']);
+      }
       this.memory.grow(pages);
     }
     this.top = end;
@@ -132,6 +135,30 @@ export class WasmKernels {
       else y.set(ys.subarray(o, o + N), r);
     }
     return y;
+  }
+
+  /**
+   * Y [T, N] = X·Wᵀ for a small product on the calling thread, its operands read through strides:
+   * X[t, k] = x[xo + t·xt + k·xk], W[n, k] = w[wo + n·wn + k·wk] (so a transpose or a column slice
+   * costs nothing to express). Returns a view of Y, rows `ld` apart, valid until the next product.
+   */
+  product(x: Float32Array, xo: number, xt: number, xk: number, T: number, K: number,
+    w: Float32Array, wo: number, wn: number, wk: number, N: number): { y: Float32Array; ld: number } {
+    const MR = this.MR, NR = this.NR, panels = Math.ceil(N / NR), Tpad = Math.ceil(T / MR) * MR, ld = panels * NR;
+    const wAt = this.reserve(4 * (panels * K * NR + Tpad * K + Tpad * ld));
+    const xAt = wAt + 4 * panels * K * NR, yAt = xAt + 4 * Tpad * K;
+    const mem = new Float32Array(this.memory.buffer);
+    // padding columns and rows keep whatever is there: their results are never read
+    for (let n = 0; n < N; n++) {
+      const base = (wAt >> 2) + Math.floor(n / NR) * K * NR + (n % NR);
+      for (let k = 0, src = wo + n * wn; k < K; k++, src += wk) mem[base + k * NR] = w[src]!;
+    }
+    for (let t = 0; t < T; t++) {
+      const base = (xAt >> 2) + (t - (t % MR)) * K + (t % MR);
+      for (let k = 0, src = xo + t * xt; k < K; k++, src += xk) mem[base + k * MR] = x[src]!;
+    }
+    this.ex.gemm_f32(xAt, wAt, yAt, T, K, ld, 0, panels);
+    return { y: mem.subarray(yAt >> 2, (yAt >> 2) + Tpad * ld), ld };
   }
 
   /** Runs gemm `fn` over all panels, split by panels across the threads when `split`. */

@@ -1,7 +1,8 @@
 // The wasm backend's matrix products against the CPU reference backend, kernel by kernel, on random
 // inputs with outputs poisoned first (test/helpers/kernels.ts): every row count around the
 // micro-tile and cache-block edges, widths that leave partial panels, f32/bf16/f16 weights, bias,
-// the head's gather_last prologue, decode batches, and one or two threads.
+// the head's gather_last prologue, decode batches, and one or two threads; and the chunked SSD, whose
+// work runs as products on the same kernels.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { wasmKernels } from '../../../codegen/wasm/assemble.ts';
@@ -81,4 +82,30 @@ describe('wasm matrix products = CPU backend', () => {
     const tr: OpInput[] = [x, { weight: weight(rand, [10, 6], 'f32') }, null];
     expectClose(runOp('linear', tr, { transposed: true }, 4, { backend: wasm(1) }).outputs[0]!, runOp('linear', tr, { transposed: true }, 4).outputs[0]!, TOL, 'transposed');
   });
+});
+
+describe('wasm chunked SSD = CPU backend', () => {
+  const CASES = [
+    { T: 13, H: 4, P: 12, G: 2, N: 6, chunk: 5 },
+    { T: 21, H: 2, P: 8, G: 1, N: 16, chunk: 16 },
+    { T: 20, H: 3, P: 5, G: 3, N: 9, chunk: 4 },
+  ];
+  for (const c of CASES) {
+    it(`T=${c.T} H=${c.H} P=${c.P} G=${c.G} N=${c.N} chunk=${c.chunk}`, () => {
+      const rand = prng(c.T * 31 + c.N);
+      const act = (n: number, w: readonly (number | 'T')[], lo = -1, hi = 1) => ({ act: uniform(rand, n, lo, hi), shape: w });
+      const inputs: OpInput[] = [
+        act(c.T * c.H * c.P, ['T', c.H, c.P]),
+        act(c.T * c.H, ['T', c.H], 0.05, 1), // dt after softplus
+        { weight: { dtype: 'f32', shape: [c.H], data: uniform(rand, c.H, -1.5, -0.2) } },
+        act(c.T * c.G * c.N, ['T', c.G, c.N]),
+        act(c.T * c.G * c.N, ['T', c.G, c.N]),
+        { weight: { dtype: 'f32', shape: [c.H], data: uniform(rand, c.H) } },
+      ];
+      const ref = runOp('ssd', inputs, { chunk: c.chunk }, c.T);
+      const got = runOp('ssd', inputs, { chunk: c.chunk }, c.T, { backend: wasm(1) });
+      expect(ref.program.entries.forward.kernels.some((k) => k.family === 'ssd'), 'the chunked family runs').toBe(true);
+      expectClose(got.outputs[0]!, ref.outputs[0]!, TOL, `ssd ${JSON.stringify(c)}`);
+    });
+  }
 });
