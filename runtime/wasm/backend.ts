@@ -1,8 +1,8 @@
 // The `wasm` backend: matrix products in WebAssembly SIMD (runtime/wasm/kernels.ts, over weights
 // packed into panels in shared memory, split across worker threads), every other kernel family and
 // the matmul prologue and epilogue stages through the CPU reference implementations
-// (runtime/cpu/families.ts) on the same arena and state slots, except the chunked SSD, whose work
-// runs as matrix products on the same kernels (runtime/wasm/ssd.ts). It is the CPU backend with its
+// (runtime/cpu/families.ts) on the same arena and state slots, except the chunked SSD and prefill
+// attention, whose work runs as matrix products on the same kernels (runtime/wasm/ssd.ts, attention.ts). It is the CPU backend with its
 // products replaced, so the rest stays exactly the reference.
 
 import { CpuBackend } from '../cpu/backend.ts';
@@ -12,6 +12,7 @@ import { type Entry, type Family, type Kernel, type Program, weightsRead } from 
 import { readF32, type Tensor } from '../tensor.ts';
 import { type PackedWeight, WasmKernels } from './kernels.ts';
 import { ssdChunkedWasm } from './ssd.ts';
+import { attentionWasm } from './attention.ts';
 
 export class WasmBackend extends CpuBackend {
   override readonly name: string = 'wasm';
@@ -20,8 +21,8 @@ export class WasmBackend extends CpuBackend {
   private readonly products = new Set<string>();
   private readonly elsewhere: Set<string>;
   private readonly packed = new WeakMap<Tensor, PackedWeight>();
-  /** The chunked SSD as matrix products on the wasm kernels; the rest as the CPU engine runs them. */
-  override readonly families: Readonly<Record<Family, Impl>> = { ...CPU_FAMILIES, ssd: (k, c) => this.ssd(k, c) };
+  /** The chunked SSD and prefill attention as matrix products on the wasm kernels; the rest as the CPU engine runs them. */
+  override readonly families: Readonly<Record<Family, Impl>> = { ...CPU_FAMILIES, ssd: (k, c) => this.ssd(k, c), attention: (k, c) => this.attention(k, c) };
 
   /** `module`: the assembled kernel module (codegen/wasm/); `threads` counts the calling thread. */
   constructor(program: Program, module: WebAssembly.Module, threads: number) {
@@ -67,6 +68,12 @@ export class WasmBackend extends CpuBackend {
     const { H, P, G, N } = k.sizes as { H: number; P: number; G: number; N: number };
     const [x, dt, A, B, C, D] = ['x', 'dt', 'A', 'B', 'C', 'D'].map((n) => c.operand(k, n)) as Float32Array[];
     c.write(k.outputs.y!, ssdChunkedWasm(this.kernels, x!, dt!, A!, B!, C!, D!, { H, P, G, N }, k.sizes.chunk!, c.seqs, c.states(k.state!)));
+  }
+
+  private attention(k: Kernel, c: Ctx): void {
+    const { H, KV, Dh } = k.sizes as { H: number; KV: number; Dh: number };
+    const [q, kk, v] = ['q', 'k', 'v'].map((n) => c.operand(k, n)) as Float32Array[];
+    c.write(k.outputs.y!, attentionWasm(this.kernels, q!, kk!, v!, c.T, H, KV, Dh, k.attrs.scale as number, c.seqs, c.caches(k.state!)));
   }
 
   override dispose(): void {

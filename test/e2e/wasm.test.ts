@@ -1,5 +1,6 @@
 // The wasm backend end to end against the CPU reference engine on random checkpoints: packed forward
-// (two sequences), prefill then a batched decode of both, and one token at a time through decode,
+// (two sequences), prefill then a batched decode of both and a multi-token continuation, and one
+// token at a time through decode,
 // for Bamba (f32 and bf16 weights, kept 16-bit in the panels) and the other models/ architectures.
 // Logits agree within 1e-5 of their scale (f32 sums in k order against the engine's double sums).
 
@@ -56,10 +57,11 @@ function compare({ cpu, wasm }: Pair, what: string): void {
   const ref = cpu.forward(input).logits;
   expectLogitsClose(wasm.forward(input).logits, ref, 1e-5, `${what}: packed forward`, V);
 
-  // prefill both, then decode one more token for both in one batch
+  // prefill both, decode one more token for both in one batch, then continue both by a few tokens
+  // at once (attention over the cached keys and new ones, the SSD from the carried state)
   const run = (m: Model) => {
     const { states, logits } = m.prefill([a, b]);
-    return [...logits, m.decode([a[0]!, b[0]!], states)];
+    return [...logits, m.decode([a[0]!, b[0]!], states), m.step([a.slice(2, 6), b.slice(1, 3)], states)];
   };
   const [want, got] = [run(cpu), run(wasm)];
   want.forEach((w, i) => expectLogitsClose(got[i]!, w, 1e-5, `${what}: prefill/decode batch, output ${i}`, V));

@@ -1,8 +1,8 @@
 // The wasm backend's matrix products against the CPU reference backend, kernel by kernel, on random
 // inputs with outputs poisoned first (test/helpers/kernels.ts): every row count around the
 // micro-tile and cache-block edges, widths that leave partial panels, f32/bf16/f16 weights, bias,
-// the head's gather_last prologue, decode batches, and one or two threads; and the chunked SSD, whose
-// work runs as products on the same kernels.
+// the head's gather_last prologue, decode batches, and one or two threads; and the chunked SSD and
+// prefill attention, whose work runs as products on the same kernels.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { wasmKernels } from '../../../codegen/wasm/assemble.ts';
@@ -106,6 +106,26 @@ describe('wasm chunked SSD = CPU backend', () => {
       const got = runOp('ssd', inputs, { chunk: c.chunk }, c.T, { backend: wasm(1) });
       expect(ref.program.entries.forward.kernels.some((k) => k.family === 'ssd'), 'the chunked family runs').toBe(true);
       expectClose(got.outputs[0]!, ref.outputs[0]!, TOL, `ssd ${JSON.stringify(c)}`);
+    });
+  }
+});
+
+describe('wasm attention = CPU backend', () => {
+  // T past one block of query rows; GQA groups; a head dim that leaves a partial panel
+  const CASES = [{ T: 5, H: 4, KV: 2, Dh: 8 }, { T: 70, H: 2, KV: 1, Dh: 12 }, { T: 9, H: 3, KV: 3, Dh: 5 }];
+  for (const c of CASES) {
+    it(`T=${c.T} H=${c.H} KV=${c.KV} Dh=${c.Dh}`, () => {
+      const rand = prng(c.T * 7 + c.Dh);
+      const inputs: OpInput[] = [
+        { act: uniform(rand, c.T * c.H * c.Dh, -2, 2), shape: ['T', c.H, c.Dh] },
+        { act: uniform(rand, c.T * c.KV * c.Dh, -2, 2), shape: ['T', c.KV, c.Dh] },
+        { act: uniform(rand, c.T * c.KV * c.Dh), shape: ['T', c.KV, c.Dh] },
+      ];
+      const attrs = { scale: 1 / Math.sqrt(c.Dh) };
+      const ref = runOp('attention', inputs, attrs, c.T);
+      const got = runOp('attention', inputs, attrs, c.T, { backend: wasm(1) });
+      expect(ref.program.entries.forward.kernels.some((k) => k.family === 'attention'), 'the prefill family runs').toBe(true);
+      expectClose(got.outputs[0]!, ref.outputs[0]!, TOL, `attention ${JSON.stringify(c)}`);
     });
   }
 });
