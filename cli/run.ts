@@ -42,7 +42,7 @@ function parseIdLists(text: string, flag: string): number[][] {
 
 async function loadModel(file: string, o: CommonOpts & { weights: string; allowExtra?: boolean; backend?: string }, progress: boolean): Promise<Model> {
   const { program } = compileFor(file, o, o.weights);
-  const backend = o.backend === 'wasm' ? 'wasm' : 'cpu';
+  const backend = o.backend === 'cpu' ? 'cpu' : 'wasm';
   // the wasm kernels are assembled here from the same text `archc build` ships (wabt loads only then)
   const wasmKernels = backend === 'wasm' ? await (await import('../codegen/wasm/assemble.ts')).wasmKernels() : undefined;
   const bar = progress && process.stderr.isTTY
@@ -110,7 +110,7 @@ export function registerRunCommands(p: Command): void {
     .option('--loss', 'print the causal-LM loss (labels = the ids) as JSON')
     .option('--out <file>', 'write float32 logits [tokens, vocab] as .npy')
     .option('--allow-extra', 'accept checkpoint tensors the model does not use')
-    .addOption(new Option('--backend <backend>', 'where to run').choices(['cpu', 'wasm']).default('cpu'))
+    .addOption(new Option('--backend <backend>', 'where to run').choices(['wasm', 'cpu']).default('wasm'))
     .action(async (file: string, o: CommonOpts & { weights: string; ids: string; positions?: string; step?: boolean; loss?: boolean; out?: string; allowExtra?: boolean }) => {
       const seqs = parseIdLists(o.ids, '--ids');
       const model = await loadModel(file, o, false);
@@ -154,7 +154,7 @@ export function registerRunCommands(p: Command): void {
     .option('--seed <n>', 'sampling seed', '0')
     .option('--stop <ids>', 'stop token ids, comma-separated')
     .option('--allow-extra', 'accept checkpoint tensors the model does not use')
-    .addOption(new Option('--backend <backend>', 'where to run').choices(['cpu', 'wasm']).default('cpu'))
+    .addOption(new Option('--backend <backend>', 'where to run').choices(['wasm', 'cpu']).default('wasm'))
     .action(async (file: string, o: CommonOpts & Record<string, string | undefined> & { weights: string; set: string[] }) => {
       if (!o.prompt && !o.ids) usage('arguments', 'missing --prompt TEXT (or --ids 1,2,3 when the checkpoint has no tokenizer)');
       const model = await loadModel(file, o as never, true);

@@ -167,7 +167,7 @@ function generateIndexFile(file: SourceFile, input: BuildInput): void {
     parameters: [{ name: 'dir', type: 'string' }, { name: 'options', type: 'LoadOptions', initializer: '{}' }],
     returnType: 'Promise<RuntimeModel>',
     statements: input.wasmKernels
-      ? `const wasmKernels = options.backend === 'wasm' && !options.wasmKernels ? wasmKernelBytes() : options.wasmKernels;
+      ? `const wasmKernels = (options.backend ?? 'wasm') === 'wasm' && !options.wasmKernels ? wasmKernelBytes() : options.wasmKernels;
 return RuntimeModel.loadProgram(PROGRAM, dir, { ...options, wasmKernels });`
       : 'return RuntimeModel.loadProgram(PROGRAM, dir, options);',
   });
@@ -220,7 +220,7 @@ ${graph.weights.length} checkpoint tensors; ${input.program.entries.decode.kerne
 import { Model } from '${name}';
 
 // a Hugging Face checkpoint directory: config.json, model.safetensors (or the sharded index), tokenizer.json
-const model = await Model.load('/path/to/checkpoint', { backend: 'cpu' });
+const model = await Model.load('/path/to/checkpoint');   // { backend: 'cpu' } for the reference engine
 
 // logits for a packed batch of two sequences (position ids restart at 0 for each)
 const { logits, vocab } = model.forward({ ids: [1, 2, 3, 4, 5], positions: [0, 1, 2, 0, 1] });
@@ -238,7 +238,8 @@ const saved = model.saveSequence(states[1]);                            // bytes
 for (const s of [...states, fork]) model.releaseSequence(s);
 \`\`\`
 
-Load options: \`backend\` (\`'cpu'\`), \`threads\` (matrix-product threads; default \`ARCHC_THREADS\`, else the
+Load options: \`backend\` (\`'wasm'\`, the default when the package ships its kernels: WebAssembly SIMD
+products, SSD and attention; \`'cpu'\`: the reference engine), \`threads\` (threads for the products; default \`ARCHC_THREADS\`, else the
 cores, at most 8), \`capacity\` (tokens a sequence may hold; default the model's context), \`allowExtra\`, \`onProgress\`.
 
 Sampling options: \`temperature\`, \`topK\`, \`topP\`, \`minP\`, \`repetitionPenalty\`, \`seed\`, \`stop\` (token ids),
@@ -269,7 +270,7 @@ function report(input: BuildInput, ms: number): object {
     kernels: r.kernels,
     states: input.program.states.length,
     stats: input.stats,
-    backends: ['cpu'],
+    backends: input.wasmKernels ? ['wasm', 'cpu'] : ['cpu'],
     buildMs: ms,
   };
 }

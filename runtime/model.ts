@@ -20,6 +20,9 @@ import { type Tokenizer, loadTokenizer } from './tokenizer.ts';
 export type Backend = 'cpu' | 'wasm';
 
 export interface LoadOptions {
+  /** Where to run: `wasm` (matrix products, SSD and attention in WebAssembly SIMD) or `cpu` (the
+   *  reference engine). Default: wasm when its kernel module is at hand (`wasmKernels`: a package
+   *  and the CLI always pass it), else cpu. */
   readonly backend?: Backend;
   /** Tokens one sequence may hold (its slot's KV cache rows); default: the model's `context` param. */
   readonly capacity?: number;
@@ -96,7 +99,8 @@ export class Model {
 
   /** Loads `dir` (config.json, model.safetensors or its index, tokenizer.json) for `program`. */
   static async loadProgram(program: Program, dir: string, opts: LoadOptions = {}): Promise<Model> {
-    if (!BACKENDS.includes(opts.backend ?? 'cpu')) {
+    const backendName = opts.backend ?? (opts.wasmKernels ? 'wasm' : 'cpu');
+    if (!BACKENDS.includes(backendName)) {
       throw new RuntimeError('RT303', [`backend ${opts.backend}`, `this package runs on: ${BACKENDS.join(', ')}`]);
     }
     const configPath = join(dir, 'config.json');
@@ -106,7 +110,7 @@ export class Model {
     try {
       const threads = opts.threads ?? defaultThreads();
       if (!Number.isInteger(threads) || threads < 1) throw new RuntimeError('RT303', [`threads ${threads}`, 'give a positive integer']);
-      const backend = createBackend(program, opts.backend ?? 'cpu', threads, opts.wasmKernels);
+      const backend = createBackend(program, backendName, threads, opts.wasmKernels);
       loadWeights(program, ckpt, opts, backend);
       const tokenizer = await loadTokenizer(dir);
       const ctx = program.params.context;

@@ -62,6 +62,8 @@ describe('the generated package', () => {
       writeFileSync('logits.bin', Buffer.from(r.logits.buffer));
       const w = await Model.load(${JSON.stringify(ckpt)}, { backend: 'wasm', threads: 2 });
       writeFileSync('logits-wasm.bin', Buffer.from(w.forward({ ids: ${JSON.stringify(ids)}, positions: ${JSON.stringify(positions)} }).logits.buffer));
+      const d = await Model.load(${JSON.stringify(ckpt)});
+      writeFileSync('logits-default.bin', Buffer.from(d.forward({ ids: ${JSON.stringify(ids)}, positions: ${JSON.stringify(positions)} }).logits.buffer));
     `);
     execFileSync('node', ['run.mjs'], { cwd: app, stdio: 'pipe' });
     const got = new Float32Array(new Uint8Array(readFileSync(join(app, 'logits.bin'))).buffer);
@@ -73,6 +75,10 @@ describe('the generated package', () => {
     // the wasm backend from the package's own kernels.wasm: the same logits to f32 rounding
     const wasm = new Float32Array(new Uint8Array(readFileSync(join(app, 'logits-wasm.bin'))).buffer);
     expectLogitsClose(wasm, want, 1e-5, 'packaged wasm backend vs cpu', 48);
+    // the default backend is wasm: its logits bit for bit (sums in f32, so not the CPU engine's)
+    const dflt = new Float32Array(new Uint8Array(readFileSync(join(app, 'logits-default.bin'))).buffer);
+    expect(Array.from(dflt)).toEqual(Array.from(wasm));
+    expect(Array.from(dflt)).not.toEqual(Array.from(want));
   }, 120_000);
 
   it('a failed build leaves no package and no temp directory behind', () => {
