@@ -43,7 +43,7 @@ async function entry() {
         platform: 'node',
         target: 'node20',
         // chevrotain is bundled (it is hundreds of small modules); the rest load from node_modules
-        external: ['ts-morph', 'ajv', 'commander', 'cli-progress', '@huggingface/tokenizers', 'esbuild', 'tsx'],
+        external: ['ts-morph', 'ajv', 'commander', 'cli-progress', '@huggingface/tokenizers', 'esbuild', 'tsx', 'wabt'],
         // The sources find models/ and runtime/ beside their own directory; the bundle sits one level
         // deeper than they do, so each of its files reports a URL in dist/ instead.
         define: { 'import.meta.url': '__archcUrl' },

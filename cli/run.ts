@@ -95,8 +95,11 @@ function numberFlag(v: string | undefined, flag: string, rule: { int?: boolean; 
   return n;
 }
 
-async function loadModel(file: string, o: CommonOpts & { weights: string; allowExtra?: boolean; checkWeights?: boolean }, progress: boolean): Promise<Model> {
+async function loadModel(file: string, o: CommonOpts & { weights: string; allowExtra?: boolean; checkWeights?: boolean; backend?: string }, progress: boolean): Promise<Model> {
   const { program } = await compileFor(file, o, o.weights);
+  const backend = o.backend === 'cpu' ? 'cpu' : 'wasm';
+  // the wasm kernels are assembled here from the same text `archc build` ships (wabt loads only then)
+  const wasmKernels = backend === 'wasm' ? await (await import('../codegen/wasm/assemble.ts')).wasmKernels() : undefined;
   // the runtime (with the tokenizer) and cli-progress load only in the commands that run a model
   const { Model } = await import('../runtime/model.ts');
   const cliProgress = progress && process.stderr.isTTY ? (await import('cli-progress')).default : undefined;
@@ -108,6 +111,8 @@ async function loadModel(file: string, o: CommonOpts & { weights: string; allowE
     return await Model.loadProgram(program, o.weights, {
       allowExtra: o.allowExtra,
       checkWeights: o.checkWeights,
+      backend,
+      wasmKernels,
       onProgress: (done, _total, tensor) => bar?.update(done, { tensor }),
     });
   } finally {
@@ -129,7 +134,8 @@ export function registerRunCommands(p: Command): void {
       const program = compiled.program;
       const ctx = compiled.graph.params.context;
       const stats = computeStats(compiled.graph, typeof ctx === 'number' ? ctx : 4096, 1);
-      const r = buildPackage({ graph: compiled.graph, program, stats, source: file, packageName: o.name }, o.out, { force: o.force });
+      const wasmKernels = await (await import('../codegen/wasm/assemble.ts')).wasmKernels();
+      const r = buildPackage({ graph: compiled.graph, program, stats, source: file, packageName: o.name, wasmKernels }, o.out, { force: o.force });
       const rep = programReport(program, { prefillTokens: 4096, decodeBatch: 8, context: typeof ctx === 'number' ? ctx : 4096 });
       const d = rep.dispatches, m = rep.memory;
       const layers = Object.entries(d.perLayer).map(([k, n]) => `${n} per ${k} layer`).join(', ');
@@ -171,7 +177,7 @@ export function registerRunCommands(p: Command): void {
     .option('--out <file>', 'write float32 logits [tokens, vocab] as .npy')
     .option('--allow-extra', 'accept checkpoint tensors the model does not use')
     .option('--no-check-weights', 'load weights holding NaN or infinities')
-    .addOption(new Option('--backend <backend>', 'where to run').choices(['cpu']).default('cpu'))
+    .addOption(new Option('--backend <backend>', 'where to run').choices(['wasm', 'cpu']).default('wasm'))
     .action(async (file: string, o: CommonOpts & { weights: string; ids: string; positions?: string; step?: boolean; loss?: boolean; out?: string; allowExtra?: boolean; checkWeights?: boolean }) => {
       const seqs = parseIdLists(o.ids, '--ids');
       if (o.out) checkParent(resolve(o.out)); // before the work, not after
@@ -226,7 +232,7 @@ export function registerRunCommands(p: Command): void {
     .option('--stop <ids>', 'stop token ids, comma-separated')
     .option('--allow-extra', 'accept checkpoint tensors the model does not use')
     .option('--no-check-weights', 'load weights holding NaN or infinities')
-    .addOption(new Option('--backend <backend>', 'where to run').choices(['cpu']).default('cpu'))
+    .addOption(new Option('--backend <backend>', 'where to run').choices(['wasm', 'cpu']).default('wasm'))
     .action(async (file: string, o: CommonOpts & Record<string, string | undefined> & { weights: string; set: string[]; checkWeights?: boolean }) => {
       if (o.prompt === undefined && o.ids === undefined) usage('arguments', 'missing --prompt TEXT (or --ids 1,2,3 when the checkpoint has no tokenizer)');
       if (o.prompt !== undefined && o.ids !== undefined) usage('arguments', 'give --prompt or --ids, not both');

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import type { StatePool } from './backend.ts';
 import { CpuBackend } from './cpu/backend.ts';
 import { defaultThreads, linearPool } from './cpu/pool.ts';
+import { WasmBackend } from './wasm/backend.ts';
 import { type SequenceState, positionsFor, runBatch, seqsFromCuSeqlens, seqsFromPositions, seqsFromSeqIdx } from './engine.ts';
 import { RuntimeError } from './errors.ts';
 import { type HfConfig, lookupKey, readHfConfig } from './hfconfig.ts';
@@ -18,9 +19,12 @@ import { type Checkpoint, checkShapes, openCheckpoint } from './safetensors.ts';
 import { type SamplingOptions, sampleToken, validateSampling } from './sampling.ts';
 import { type Tokenizer, loadTokenizer } from './tokenizer.ts';
 
-export type Backend = 'cpu';
+export type Backend = 'cpu' | 'wasm';
 
 export interface LoadOptions {
+  /** Where to run: `wasm` (matrix products, SSD and attention in WebAssembly SIMD) or `cpu` (the
+   *  reference engine). Default: wasm when its kernel module is at hand (`wasmKernels`: a package
+   *  and the CLI always pass it), else cpu. */
   readonly backend?: Backend;
   /** Tokens one sequence may hold (its slot's KV cache rows); default: the model's `context` param. */
   readonly capacity?: number;
@@ -32,6 +36,9 @@ export interface LoadOptions {
   readonly threads?: number;
   /** Refuse weights holding NaN or ±Infinity (RT144); one pass over each tensor (default true). */
   readonly checkWeights?: boolean;
+  /** The `wasm` backend's kernel module (`archc build` writes it into the package as kernels.wasm,
+   *  and the package's `Model.load` passes it). */
+  readonly wasmKernels?: Uint8Array | WebAssembly.Module;
 }
 
 export interface ForwardInput {
@@ -96,8 +103,9 @@ export class Model {
 
   /** Loads `dir` (config.json, model.safetensors or its index, tokenizer.json) for `program`. */
   static async loadProgram(program: Program, dir: string, opts: LoadOptions = {}): Promise<Model> {
-    if ((opts.backend ?? 'cpu') !== 'cpu') {
-      throw new RuntimeError('RT303', [`backend ${opts.backend}`, 'this package runs on: cpu']);
+    const backendName = opts.backend ?? (opts.wasmKernels ? 'wasm' : 'cpu');
+    if (!BACKENDS.includes(backendName)) {
+      throw new RuntimeError('RT303', [`backend ${opts.backend}`, `this package runs on: ${BACKENDS.join(', ')}`]);
     }
     const configPath = join(dir, 'config.json');
     const config = probePath(configPath).kind === 'missing' ? {} : readHfConfig(configPath);
@@ -106,7 +114,7 @@ export class Model {
     try {
       const threads = opts.threads ?? defaultThreads();
       if (!Number.isInteger(threads) || threads < 1) throw new RuntimeError('RT303', [`threads ${threads}`, 'give a positive integer']);
-      const backend = new CpuBackend(program, threads > 1 ? linearPool(threads) : undefined);
+      const backend = createBackend(program, backendName, threads, opts.wasmKernels);
       loadWeights(program, ckpt, opts, backend);
       const tokenizer = await loadTokenizer(dir);
       const ctx = program.params.context;
@@ -313,6 +321,16 @@ function sameValue(a: unknown, b: unknown): boolean {
   if (typeof a === 'number' && typeof b === 'number') return a === b || (Number.isNaN(a) && Number.isNaN(b));
   if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((x, i) => sameValue(x, b[i]));
   return a === b;
+}
+
+const BACKENDS: readonly Backend[] = ['cpu', 'wasm'];
+
+/** The backend a model runs on: the CPU reference engine, or wasm (its products in WebAssembly). */
+function createBackend(program: Program, name: Backend, threads: number, wasmKernels?: Uint8Array | WebAssembly.Module): CpuBackend {
+  if (name === 'cpu') return new CpuBackend(program, threads > 1 ? linearPool(threads) : undefined);
+  if (!wasmKernels) throw new RuntimeError('RT303', ['backend wasm without its kernel module', 'pass wasmKernels (kernels.wasm, written by archc build)']);
+  const module = wasmKernels instanceof WebAssembly.Module ? wasmKernels : new WebAssembly.Module(wasmKernels as Uint8Array<ArrayBuffer>);
+  return new WasmBackend(program, module, threads);
 }
 
 function loadWeights(program: Program, ckpt: Checkpoint, opts: LoadOptions, backend: CpuBackend): void {

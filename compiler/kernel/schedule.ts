@@ -20,3 +20,19 @@ function scheduleKernel(k: Kernel, t: Target): Kernel {
 export function schedule(e: Entry, t: Target): Entry {
   return { ...e, kernels: e.kernels.map((k) => scheduleKernel(k, t)) };
 }
+
+/** The `wasm` target (codegen/wasm/): the register block and cache block of its matrix products.
+ *  Its module is generic over sizes, so the record shapes the module, not each kernel's schedule. */
+export interface WasmTarget {
+  readonly name: 'wasm';
+  /** Rows (tokens) per micro-tile: each loaded weight vector serves this many rows. */
+  readonly rowsPerTile: number;
+  /** Rows per cache block: a block of x stays in cache while every weight panel passes over it. */
+  readonly tokenBlock: number;
+  /** k unrolled onto this many accumulator sets in the one- and two-row micro-kernels (GEMV). */
+  readonly gemvUnroll: number;
+  /** Products of fewer multiply-adds run on the calling thread alone. */
+  readonly splitFrom: number;
+}
+
+export const WASM_TARGET: WasmTarget = { name: 'wasm', rowsPerTile: 4, tokenBlock: 64, gemvUnroll: 2, splitFrom: 1 << 17 };

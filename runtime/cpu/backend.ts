@@ -5,16 +5,16 @@
 
 import type { Backend, Invocation, RunBatch, StatePool } from '../backend.ts';
 import { compileExpr, exprLeaves } from '../expr.ts';
-import type { DerivedWeight, Entry, Kernel, Operand, Program, ProgramBuffer, ProgramWeight, View } from '../program.ts';
+import type { DerivedWeight, Entry, Family, Kernel, Operand, Program, ProgramBuffer, ProgramWeight, View } from '../program.ts';
 import { slotLayout, weightsRead } from '../program.ts';
 import { type Tensor, toF32 } from '../tensor.ts';
-import { CPU_FAMILIES, type Ctx } from './families.ts';
+import { CPU_FAMILIES, type Ctx, type Impl } from './families.ts';
 import { linear } from './linear.ts';
 import type { LinearPool } from './pool.ts';
 import type { KvCache } from './seq.ts';
 
 export class CpuBackend implements Backend {
-  readonly name = 'cpu';
+  readonly name: string = 'cpu';
   private readonly weights = new Map<string, Tensor>();
   private readonly widened = new Map<string, Float32Array>();
   /** Weights the kernels read (the rest are only parts of derived weights). */
@@ -23,6 +23,8 @@ export class CpuBackend implements Backend {
   private readonly matrices = new Set<string>();
   private pending: DerivedWeight[];
   private arena = new Float32Array(0);
+  /** The implementation of each kernel family (a subclass may replace some). */
+  readonly families: Readonly<Record<Family, Impl>> = CPU_FAMILIES;
 
   constructor(readonly program: Program, private readonly pool?: LinearPool) {
     this.read = weightsRead(program.entries);
@@ -57,7 +59,8 @@ export class CpuBackend implements Backend {
     return [...this.read].every((n) => this.weights.has(n));
   }
 
-  private store(name: string, t: Tensor): void {
+  /** Keeps a weight (a subclass may place matrices elsewhere and keep a stand-in). */
+  protected store(name: string, t: Tensor): void {
     this.weights.set(name, this.pool && this.matrices.has(name) && t.shape.length === 2 ? this.pool.share(t) : t);
   }
 
@@ -141,7 +144,7 @@ class CpuInvocation implements Invocation, Ctx {
   }
 
   dispatch(k: Kernel): void {
-    CPU_FAMILIES[k.family](k, this);
+    this.backend.families[k.family](k, this);
   }
 
   read(v: View): Float32Array {

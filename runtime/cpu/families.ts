@@ -38,7 +38,8 @@ export interface Ctx {
   caches(index: number): KvCache[];
 }
 
-type Impl = (k: Kernel, c: Ctx) => void;
+/** One family's implementation: runs kernel `k` on the run in progress. */
+export type Impl = (k: Kernel, c: Ctx) => void;
 
 /** Rows of `x` ([rows, width]) at the last token of each sequence. */
 function lastRows(x: Float32Array, width: number, seqs: readonly SeqSlice[]): Float32Array {

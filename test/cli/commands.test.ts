@@ -6,6 +6,7 @@ import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeNpy } from '../../cli/npy.ts';
+import { wasmKernels } from '../../codegen/wasm/assemble.ts';
 import type { Model } from '../../runtime/model.ts';
 import { BAMBA, type CliResult, TINY, expectLogitsClose, inParallel, loadModel, makeDir, removeDir, runCli, setsFor } from '../helpers/checkpoints.ts';
 
@@ -27,7 +28,7 @@ const SEQS = IDS.split(';').map((s) => s.split(',').map(Number));
 
 let root: string;
 let ckpt: string;
-let check: CliResult, stats: CliResult, init: CliResult, fwd: CliResult, step: CliResult, run: CliResult, badIds: CliResult;
+let check: CliResult, stats: CliResult, init: CliResult, fwd: CliResult, step: CliResult, run: CliResult, badIds: CliResult, cpu: CliResult;
 let model: Model;
 
 beforeAll(async () => {
@@ -40,13 +41,15 @@ beforeAll(async () => {
   // init-weights runs alongside check and stats; forward, --step and run need its checkpoint
   [check, stats, init] = await inParallel([() => runCli(['check', arch]), () => runCli(['stats', BAMBA, '--json']), initJob], 3);
   expect(init.stderr).toBe('');
-  [fwd, step, run, badIds] = await inParallel([
+  [fwd, step, run, badIds, cpu] = await inParallel([
     () => runCli(['forward', BAMBA, '--weights', ckpt, '--ids', IDS, '--out', join(root, 'prefill.npy'), '--loss']),
     () => runCli(['forward', BAMBA, '--weights', ckpt, '--ids', IDS, '--out', join(root, 'step.npy'), '--step']),
     () => runCli(['run', BAMBA, '--weights', ckpt, '--ids', SEQS[0]!.join(','), '--max-tokens', '6']),
     () => runCli(['forward', BAMBA, '--weights', ckpt, '--ids', '1,x;2', '--out', join(root, 'bad.npy')]),
+    () => runCli(['forward', BAMBA, '--weights', ckpt, '--ids', IDS, '--out', join(root, 'cpu.npy'), '--step', '--backend', 'cpu']),
   ], 3);
-  model = await loadModel(ckpt);
+  // the CLI runs on its default backend, wasm: the in-process model too
+  model = await loadModel(ckpt, { backend: 'wasm', wasmKernels: await wasmKernels() });
 }, 180_000);
 afterAll(() => removeDir(root));
 
@@ -96,6 +99,14 @@ describe('archc init-weights → forward → run', () => {
     expect(shape).toEqual([T, 96]);
     const ref = model.forward({ ids: SEQS.flat(), cuSeqlens: [0, SEQS[0]!.length, T] }).logits;
     expectLogitsClose(data, ref, 1e-6, 'CLI logits vs in-process', 96);
+  });
+
+  it('forward --step --backend cpu (the reference engine) gives the logits of the default wasm backend (to f32 rounding)', () => {
+    expect(cpu.code, cpu.stderr).toBe(0);
+    const { data } = decodeNpy(readFileSync(join(root, 'cpu.npy')));
+    const T = SEQS.flat().length;
+    const ref = model.forward({ ids: SEQS.flat(), cuSeqlens: [0, SEQS[0]!.length, T] }).logits;
+    expectLogitsClose(data, ref, 1e-5, 'CLI cpu logits vs in-process wasm', 96);
   });
 
   it('forward --loss prints the loss of the packed batch (labels = ids, -100 at each sequence start)', () => {

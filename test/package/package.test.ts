@@ -15,6 +15,8 @@ import { computeStats } from '../../compiler/stats.ts';
 import { Model } from '../../runtime/model.ts';
 import { createRng } from '../../runtime/rng.ts';
 import { writeSafetensors } from '../../runtime/safetensors.ts';
+import { wasmKernels } from '../../codegen/wasm/assemble.ts';
+import { expectLogitsClose } from '../helpers/checkpoints.ts';
 import { MODELS } from '../helpers/compile.ts';
 
 const TINY = ['vocab=48', 'd_model=32', 'n_layers=3', 'attn_layers=[1]', 'n_heads=4', 'n_kv_heads=2', 'mamba_heads=4',
@@ -37,8 +39,8 @@ describe('the generated package', () => {
 
     const program = lowerToProgram(compiled.graph, compiled.bindings);
     const pkg = join(work, 'pkg');
-    buildPackage({ graph: compiled.graph, program, stats: computeStats(compiled.graph, 64, 1), source: file, packageName: 'tiny-bamba' }, pkg);
-    for (const f of ['package.json', 'README.md', 'graph.json', 'build-report.json', 'dist/index.js', 'dist/index.d.ts', 'dist/model.js', 'src/model.ts']) {
+    buildPackage({ graph: compiled.graph, program, stats: computeStats(compiled.graph, 64, 1), source: file, packageName: 'tiny-bamba', wasmKernels: await wasmKernels() }, pkg);
+    for (const f of ['package.json', 'README.md', 'graph.json', 'build-report.json', 'dist/index.js', 'dist/index.d.ts', 'dist/model.js', 'src/model.ts', 'src/kernels.ts']) {
       expect(existsSync(join(pkg, f)), f).toBe(true);
     }
     expect(checkGraphJson(JSON.parse(readFileSync(join(pkg, 'graph.json'), 'utf8')))).toEqual([]);
@@ -58,6 +60,10 @@ describe('the generated package', () => {
       const m = await Model.load(${JSON.stringify(ckpt)}, { backend: 'cpu' });
       const r = m.forward({ ids: ${JSON.stringify(ids)}, positions: ${JSON.stringify(positions)} });
       writeFileSync('logits.bin', Buffer.from(r.logits.buffer));
+      const w = await Model.load(${JSON.stringify(ckpt)}, { backend: 'wasm', threads: 2 });
+      writeFileSync('logits-wasm.bin', Buffer.from(w.forward({ ids: ${JSON.stringify(ids)}, positions: ${JSON.stringify(positions)} }).logits.buffer));
+      const d = await Model.load(${JSON.stringify(ckpt)});
+      writeFileSync('logits-default.bin', Buffer.from(d.forward({ ids: ${JSON.stringify(ids)}, positions: ${JSON.stringify(positions)} }).logits.buffer));
     `);
     execFileSync('node', ['run.mjs'], { cwd: app, stdio: 'pipe' });
     const got = new Float32Array(new Uint8Array(readFileSync(join(app, 'logits.bin'))).buffer);
@@ -66,6 +72,13 @@ describe('the generated package', () => {
     const want = model.forward({ ids, positions }).logits;
     expect(got.length).toBe(ids.length * 48);
     expect(Array.from(got)).toEqual(Array.from(want));
+    // the wasm backend from the package's own kernels.wasm: the same logits to f32 rounding
+    const wasm = new Float32Array(new Uint8Array(readFileSync(join(app, 'logits-wasm.bin'))).buffer);
+    expectLogitsClose(wasm, want, 1e-5, 'packaged wasm backend vs cpu', 48);
+    // the default backend is wasm: its logits bit for bit (sums in f32, so not the CPU engine's)
+    const dflt = new Float32Array(new Uint8Array(readFileSync(join(app, 'logits-default.bin'))).buffer);
+    expect(Array.from(dflt)).toEqual(Array.from(wasm));
+    expect(Array.from(dflt)).not.toEqual(Array.from(want));
   }, 120_000);
 
   it('a failed build leaves no package and no temp directory behind', () => {

@@ -1,0 +1,271 @@
+// The wasm backend against the machine's limits and against the reference engine, in one run with
+// the contenders interleaved round by round (so load from elsewhere hits them alike):
+//   1. matrix product GFLOP/s at the prefill (T=512) and decode (T=1) shapes of a ~100M Bamba
+//      (d_model 768, d_ff 1280, vocab 32000): wasm, the CPU engine's linear, numpy's BLAS (if python3
+//      has numpy), all on the same threads;
+//   2. decode GEMV weight bytes/s over every product of one decode step of the 12 layers (f32, bf16),
+//      against a plain memory-copy loop over as many bytes (1 and 2 threads);
+//   3. end to end at that configuration: prefill 512 tokens and decode 64 tokens after 16, reference
+//      engine vs wasm, f32 and bf16 weights.
+// Prints tables and writes bench/results/wasm.json.
+//
+// Run: npx tsx bench/wasm.ts [--threads 2] [--rounds 3] [--e2e-rounds 2] [--skip-e2e]
+
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { wasmKernels } from '../codegen/wasm/assemble.ts';
+import { compileFile, loadConfig } from '../compiler/compile.ts';
+import { lowerToProgram } from '../compiler/lower.ts';
+import { LinearPool } from '../runtime/cpu/pool.ts';
+import { Model } from '../runtime/model.ts';
+import { createRng } from '../runtime/rng.ts';
+import { f32ToBf16, type Tensor } from '../runtime/tensor.ts';
+import { type PackedWeight, WasmKernels } from '../runtime/wasm/kernels.ts';
+import { median, timeCalls } from './timing.ts';
+
+const ROOT = resolve(fileURLToPath(import.meta.url), '..', '..');
+const BAMBA = join(ROOT, 'models', 'bamba.arch');
+
+function arg(name: string, dflt: number): number {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? Number(process.argv[i + 1]) : dflt;
+}
+const THREADS = arg('--threads', 2);
+const ROUNDS = arg('--rounds', 3);
+const E2E_ROUNDS = arg('--e2e-rounds', 2);
+const SKIP_E2E = process.argv.includes('--skip-e2e');
+
+// The ~100M configuration of the issue: 12 layers, attention at 5 and 11.
+const SETS = ['vocab=32000', 'd_model=768', 'n_layers=12', 'attn_layers=[5,11]', 'n_heads=12', 'n_kv_heads=4', 'mamba_heads=24',
+  'd_state=64', 'd_ff=1280', 'chunk=64', 'context=1024'];
+const D = 768, FF = 1280, V = 32000, INNER = 1536, IN_PROJ = 2 * INNER + 2 * 64 + 24;
+/** [T, K, N] of its products: in_proj, out_proj, q/k/v, gate/up, down, head. */
+const PREFILL: [number, number, number][] = [[512, D, IN_PROJ], [512, INNER, D], [512, D, 1280], [512, D, 2 * FF], [512, FF, D]];
+const DECODE: [number, number, number][] = [[1, D, IN_PROJ], [1, INNER, D], [1, D, 2 * FF], [1, FF, D], [1, D, V]];
+
+const rand = createRng(1);
+const randF32 = (n: number) => Float32Array.from({ length: n }, () => rand.next() - 0.5);
+const fmt = (x: number, d = 1) => x.toFixed(d);
+
+function table(rows: string[][]): string {
+  const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((c, i) => (i ? c.padStart(w[i]!) : c.padEnd(w[i]!))).join('  ')).join('\n');
+}
+
+// ---- 1. matrix products -----------------------------------------------------------------------
+
+const NUMPY = `
+import sys, json, time, numpy as np
+shapes = json.loads(sys.argv[1]); out = {}
+try:
+    import ctypes, glob, scipy_openblas64, os
+    lib = ctypes.CDLL(glob.glob(os.path.join(os.path.dirname(scipy_openblas64.__file__), 'lib', '*.so*'))[0])
+    lib.scipy_openblas_get_corename64_.restype = ctypes.c_char_p
+    out['core'] = lib.scipy_openblas_get_corename64_().decode()
+except Exception as e:
+    out['core'] = 'unknown'
+rng = np.random.default_rng(0)
+for T, K, N in shapes:
+    x = rng.standard_normal((T, K), dtype=np.float32); w = rng.standard_normal((N, K), dtype=np.float32)
+    reps = 5 if T > 1 else 50
+    x @ w.T
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter(); x @ w.T; ts.append(time.perf_counter() - t)
+    out[f'{T}x{K}x{N}'] = sorted(ts)[len(ts) // 2]
+print(json.dumps(out))
+`;
+
+function numpyRound(shapes: [number, number, number][]): Record<string, number | string> | null {
+  const env: NodeJS.ProcessEnv = { ...process.env, OPENBLAS_NUM_THREADS: String(THREADS), OMP_NUM_THREADS: String(THREADS) };
+  // the machine's env pins an old core type for old OpenBLAS builds; unset both together here only
+  delete env.OPENBLAS_CORETYPE;
+  delete env.OPENBLAS_L2_SIZE;
+  const r = spawnSync('python3', ['-c', NUMPY, JSON.stringify(shapes)], { encoding: 'utf8', env });
+  if (r.status !== 0) return null;
+  return JSON.parse(r.stdout) as Record<string, number | string>;
+}
+
+function matmulBench(module: WebAssembly.Module): object {
+  const shapes = [...PREFILL, ...DECODE];
+  const wk = new WasmKernels(module, THREADS);
+  const pool = new LinearPool(THREADS);
+  const ws = shapes.map(([, K, N]) => ({ dtype: 'f32', shape: [N, K], data: randF32(N * K) }) as Tensor);
+  const packed = ws.map((w) => wk.pack(w));
+  const shared = ws.map((w) => pool.share(w));
+  const xs = shapes.map(([T, K]) => randF32(T * K));
+  const key = ([T, K, N]: [number, number, number]) => `${T}x${K}x${N}`;
+  const samples: Record<string, { wasm: number[]; engine: number[]; numpy: number[] }> = {};
+  for (const s of shapes) samples[key(s)] = { wasm: [], engine: [], numpy: [] };
+  let core = 'n/a';
+  for (let r = 0; r < ROUNDS; r++) {
+    shapes.forEach((s, i) => {
+      const reps = s[0] > 1 ? 5 : 50;
+      samples[key(s)]!.wasm.push(median(timeCalls(() => wk.linear(packed[i]!, xs[i]!, s[0], null), reps, 1)));
+      // the engine's product is slow at prefill shapes: one call per round there
+      samples[key(s)]!.engine.push(median(timeCalls(() => pool.linear(xs[i]!, s[0], s[1], shared[i]!, null), s[0] > 1 ? 1 : 20, s[0] > 1 ? 0 : 2)));
+    });
+    const np = numpyRound(shapes);
+    if (np) {
+      core = String(np.core);
+      for (const s of shapes) samples[key(s)]!.numpy.push(np[key(s)] as number);
+    }
+    process.stderr.write(`matmul round ${r + 1}/${ROUNDS}\n`);
+  }
+  wk.close();
+  pool.close();
+  const rows = [['shape T×K×N', 'wasm GFLOP/s', 'engine GFLOP/s', 'numpy GFLOP/s', 'wasm / numpy']];
+  const out: Record<string, object> = {};
+  for (const s of shapes) {
+    const f = 2 * s[0] * s[1] * s[2] / 1e9;
+    const m = samples[key(s)]!;
+    const g = { wasm: f / median(m.wasm), engine: f / median(m.engine), numpy: m.numpy.length ? f / median(m.numpy) : NaN };
+    out[key(s)] = g;
+    rows.push([key(s), fmt(g.wasm), fmt(g.engine), m.numpy.length ? fmt(g.numpy) : '-', m.numpy.length ? `${fmt(100 * g.wasm / g.numpy)} %` : '-']);
+  }
+  console.log(`\nMatrix products, ${THREADS} threads, f32, median over ${ROUNDS} interleaved rounds (numpy OpenBLAS core: ${core})\n${table(rows)}`);
+  return { core, gflops: out };
+}
+
+// ---- 2. GEMV bandwidth vs memory copy ---------------------------------------------------------
+
+const COPY_WORKER = `
+const { workerData } = require('node:worker_threads');
+const { src, dst, ctl: c, lo, hi } = workerData;
+const ctl = new Int32Array(c), s = new Uint8Array(src), d = new Uint8Array(dst);
+let gen = 0;
+for (;;) {
+  Atomics.wait(ctl, 0, gen); gen = Atomics.load(ctl, 0);
+  if (Atomics.load(ctl, 2)) break;
+  d.set(s.subarray(lo, hi), lo);
+  Atomics.add(ctl, 1, 1); Atomics.notify(ctl, 1);
+}`;
+
+/** Seconds for one copy of `bytes` bytes with `threads` threads (plain TypedArray.set loops). */
+function copyBench(bytes: number, threads: number, reps: number): number {
+  const src = new SharedArrayBuffer(bytes), dst = new SharedArrayBuffer(bytes);
+  new Uint8Array(src).fill(1);
+  new Uint8Array(dst).fill(2);
+  const ctl = new Int32Array(new SharedArrayBuffer(12));
+  const part = Math.ceil(bytes / threads / 64) * 64;
+  const workers = Array.from({ length: threads - 1 }, (_, i) => new Worker(COPY_WORKER, { eval: true, workerData: { src, dst, ctl: ctl.buffer, lo: (i + 1) * part, hi: Math.min(bytes, (i + 2) * part) } }));
+  const s = new Uint8Array(src), d = new Uint8Array(dst);
+  const once = () => {
+    Atomics.store(ctl, 1, 0);
+    Atomics.add(ctl, 0, 1);
+    Atomics.notify(ctl, 0);
+    d.set(s.subarray(0, Math.min(bytes, part)));
+    for (let n = Atomics.load(ctl, 1); n < threads - 1; n = Atomics.load(ctl, 1)) Atomics.wait(ctl, 1, n);
+  };
+  const t = median(timeCalls(once, reps, 1));
+  Atomics.store(ctl, 2, 1);
+  Atomics.add(ctl, 0, 1);
+  Atomics.notify(ctl, 0);
+  for (const w of workers) void w.terminate();
+  return t;
+}
+
+function gemvBench(module: WebAssembly.Module): object {
+  // every product of one decode step: 10 Mamba layers (in_proj, out_proj), 2 attention layers
+  // (q/k/v, o), 12 MLPs (gate/up, down) and the head
+  const mats: [number, number][] = [];
+  for (let l = 0; l < 12; l++) {
+    if (l === 5 || l === 11) mats.push([1280, D], [D, D]);
+    else mats.push([IN_PROJ, D], [D, INNER]);
+    mats.push([2 * FF, D], [D, FF]);
+  }
+  mats.push([V, D]);
+  const out: Record<string, object> = {};
+  const rows = [['weights', 'bytes/step', 'GEMV GB/s', 'copy 1t GB/s', `copy ${THREADS}t GB/s`, 'GEMV / best copy']];
+  for (const dtype of ['f32', 'bf16'] as const) {
+    const wk = new WasmKernels(module, THREADS);
+    const packed: PackedWeight[] = mats.map(([N, K]) => {
+      const f = randF32(N * K);
+      return wk.pack(dtype === 'f32' ? { dtype, shape: [N, K], data: f } : { dtype, shape: [N, K], data: Uint16Array.from(f, f32ToBf16) });
+    });
+    const bytes = packed.reduce((s, p) => s + p.panels * 8 * p.K * (dtype === 'f32' ? 4 : 2), 0);
+    const xs = mats.map(([, K]) => randF32(K));
+    const gemv: number[] = [], copy1: number[] = [], copyN: number[] = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      gemv.push(median(timeCalls(() => packed.forEach((p, i) => wk.linear(p, xs[i]!, 1, null)), 5, 1)));
+      copy1.push(copyBench(bytes, 1, 5));
+      copyN.push(copyBench(bytes, THREADS, 5));
+    }
+    wk.close();
+    // a copy reads and writes every byte (STREAM's convention counts both); the GEMV reads its weights
+    const g = bytes / median(gemv) / 1e9, c1 = 2 * bytes / median(copy1) / 1e9, cN = 2 * bytes / median(copyN) / 1e9;
+    out[dtype] = { bytesPerStep: bytes, gemvGBs: g, copy1GBs: c1, copyNGBs: cN, ratio: g / Math.max(c1, cN) };
+    rows.push([dtype, `${fmt(bytes / 2 ** 20)} MiB`, fmt(g), fmt(c1), fmt(cN), `${fmt(100 * g / Math.max(c1, cN))} %`]);
+  }
+  console.log(`\nDecode GEMV over one step's products vs a memory copy of as many bytes (copy counts read + write), ${THREADS} threads\n${table(rows)}`);
+  return out;
+}
+
+// ---- 3. end to end ------------------------------------------------------------------------------
+
+async function e2eBench(kernels: Uint8Array): Promise<object> {
+  const out: Record<string, object> = {};
+  const rows = [['weights', 'engine', 'prefill 512 tok/s', 'decode tok/s', 'prefill ×', 'decode ×']];
+  for (const dtype of ['f32', 'bf16'] as const) {
+    const dir = mkdtempSync(join(tmpdir(), 'archc-bench-wasm-'));
+    try {
+      const init = spawnSync(process.execPath, [join(ROOT, 'bin', 'archc.js'), 'init-weights', BAMBA, '-o', dir, '--dtype', dtype, ...SETS.flatMap((s) => ['--set', s])], { encoding: 'utf8' });
+      if (init.status !== 0) throw new Error(`init-weights failed:\n${init.stderr}`);
+      const c = compileFile(BAMBA, { hfConfigData: loadConfig(join(dir, 'config.json')) });
+      const program = lowerToProgram(c.graph, c.bindings);
+      const models = {
+        engine: await Model.loadProgram(program, dir, { threads: THREADS }),
+        wasm: await Model.loadProgram(program, dir, { threads: THREADS, backend: 'wasm', wasmKernels: kernels }),
+      };
+      const prompt = Array.from({ length: 512 }, (_, i) => (i * 7919) % V);
+      const t: Record<string, { prefill: number[]; decode: number[] }> = { engine: { prefill: [], decode: [] }, wasm: { prefill: [], decode: [] } };
+      let maxRel = 0;
+      for (let r = 0; r < E2E_ROUNDS; r++) {
+        const last: Record<string, Float32Array> = {};
+        for (const [name, m] of Object.entries(models)) {
+          const t0 = performance.now();
+          const { logits } = m.prefill([prompt]);
+          t[name]!.prefill.push((performance.now() - t0) / 1000);
+          last[name] = logits[0]!;
+          // decode: 64 tokens after a 16-token prompt, batch 1
+          const { states } = m.prefill([prompt.slice(0, 16)]);
+          const t1 = performance.now();
+          for (let k = 0; k < 64; k++) m.decode([prompt[16 + k]!], states);
+          t[name]!.decode.push((performance.now() - t1) / 1000);
+          m.releaseSequence(states[0]!);
+          process.stderr.write(`${dtype} ${name} round ${r + 1}/${E2E_ROUNDS}: prefill ${fmt(t[name]!.prefill.at(-1)!, 2)} s, decode ${fmt(t[name]!.decode.at(-1)!, 2)} s (load ${loadavg()[0]!.toFixed(1)})\n`);
+        }
+        const scale = Math.max(...Array.from(last.engine!, Math.abs));
+        for (let i = 0; i < V; i++) maxRel = Math.max(maxRel, Math.abs(last.wasm![i]! - last.engine![i]!) / scale);
+      }
+      const res = Object.fromEntries(Object.entries(t).map(([n, s]) => [n, { prefillTokS: 512 / median(s.prefill), decodeTokS: 64 / median(s.decode) }]));
+      out[dtype] = { ...res, maxRelLogitDiff: maxRel };
+      const e = res.engine!, w = res.wasm!;
+      rows.push([dtype, 'reference', fmt(e.prefillTokS), fmt(e.decodeTokS), '', '']);
+      rows.push([dtype, 'wasm', fmt(w.prefillTokS), fmt(w.decodeTokS), `${fmt(w.prefillTokS / e.prefillTokS, 2)}×`, `${fmt(w.decodeTokS / e.decodeTokS, 2)}×`]);
+      for (const m of Object.values(models)) m.dispose();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  console.log(`\nEnd to end, ~100M Bamba (${SETS.join(' ')}), ${THREADS} threads, median of ${E2E_ROUNDS} interleaved rounds; decode = 64 tokens after 16, batch 1\n${table(rows)}`);
+  return out;
+}
+
+const kernels = await wasmKernels();
+const module = new WebAssembly.Module(kernels as Uint8Array<ArrayBuffer>);
+const load0 = loadavg()[0];
+const matmul = matmulBench(module);
+const gemv = gemvBench(module);
+const e2e = SKIP_E2E ? null : await e2eBench(kernels);
+const conditions = `load average ${load0?.toFixed(1)} at the start, ${loadavg()[0]?.toFixed(1)} at the end, on ${cpus().length} cores`;
+console.log(`\n${conditions}`);
+const dir = join(ROOT, 'bench', 'results');
+mkdirSync(dir, { recursive: true });
+writeFileSync(join(dir, 'wasm.json'), JSON.stringify({ bench: 'wasm', date: new Date().toISOString(), node: process.version, cpu: cpus()[0]?.model, cores: cpus().length,
+  threads: THREADS, rounds: ROUNDS, conditions, matmul, gemv, e2e }, null, 2) + '\n');
+console.log(`wrote ${join('bench', 'results', 'wasm.json')}`);

@@ -1,0 +1,139 @@
+// The `wasm` target's kernel module as WebAssembly text: register-blocked f32x4 micro-kernels for the
+// matrix product, generated from the target record (rows per micro-tile, token block, weight
+// dtypes), then assembled by codegen/wasm/assemble.ts. Sizes (K, panels, rows) are arguments: the
+// inner loop runs over K, which is long at every model size, so constant trip counts would buy
+// nothing measurable, and one module serves every program.
+//
+// Layouts (all in the one shared memory; byte addresses):
+//   weights  packed panels [P][K][NR] of f32 or bf16: panel p holds output columns p·NR … p·NR+NR-1
+//            (zero rows past N), so a k step reads NR consecutive weights and each panel is one
+//            contiguous stream (prefill re-reads it from L1 for every row tile; decode streams it).
+//   x        packed row tiles [ceil(T/MR)][K][MR] f32: a k step reads MR consecutive floats.
+//   y        [Tpad][ldy] f32 with ldy = P·NR.
+// Every output element is one f32 sum in k order (the CPU engine sums in double: results agree to
+// f32 rounding, not bit for bit).
+
+import type { WasmTarget } from '../../compiler/kernel/schedule.ts';
+
+/** Panel width in output columns: two f32x4 vectors. */
+export const NR = 8;
+
+type WeightType = 'f32' | 'bf16';
+const BYTES: Record<WeightType, number> = { f32: 4, bf16: 2 };
+
+const get = (n: string) => `(local.get $${n})`;
+const add = (a: string, b: string | number) => `(i32.add ${a} ${typeof b === 'number' ? `(i32.const ${b})` : b})`;
+
+/** The two f32x4 weight vectors of one k step, loaded at `wp` + `off` into locals $w0 and $w1. */
+function loadWeights(dt: WeightType, off: number): string {
+  if (dt === 'f32') {
+    return `(local.set $w0 (v128.load offset=${off} ${get('wp')}))\n(local.set $w1 (v128.load offset=${off + 16} ${get('wp')}))`;
+  }
+  // bf16 -> f32 is the 16 bits moved to the top of a 32-bit lane: interleave with zeros
+  return `(local.set $wv (v128.load offset=${off} ${get('wp')}))
+(local.set $w0 (i8x16.shuffle 0 1 16 17 2 3 18 19 4 5 20 21 6 7 22 23 (v128.const i32x4 0 0 0 0) ${get('wv')}))
+(local.set $w1 (i8x16.shuffle 8 9 24 25 10 11 26 27 12 13 28 29 14 15 30 31 (v128.const i32x4 0 0 0 0) ${get('wv')}))`;
+}
+
+/**
+ * mk_<dt>_<m>(xp, wp, yp, K, ldyb): rows 0..m-1 of one row tile times one panel. Accumulators
+ * acc<u>_<r>_<c> (unroll set u, row r, vector c); with few rows (the GEMV case) k is unrolled by
+ * `unroll` onto separate accumulator sets, so the adds do not wait on each other.
+ */
+function microKernel(dt: WeightType, m: number, mr: number, unroll: number): string {
+  const wb = NR * BYTES[dt];
+  const accs: string[] = [];
+  for (let u = 0; u < unroll; u++) for (let r = 0; r < m; r++) for (let c = 0; c < 2; c++) accs.push(`$acc${u}_${r}_${c}`);
+  const step = (u: number) => {
+    const lines = [loadWeights(dt, u * wb)];
+    for (let r = 0; r < m; r++) {
+      lines.push(`(local.set $xv (v128.load32_splat offset=${(u * mr + r) * 4} ${get('xp')}))`);
+      for (let c = 0; c < 2; c++) {
+        lines.push(`(local.set $acc${u}_${r}_${c} (f32x4.add ${get(`acc${u}_${r}_${c}`)} (f32x4.mul ${get('xv')} ${get(`w${c}`)})))`);
+      }
+    }
+    return lines.join('\n');
+  };
+  const loop = (name: string, u: number) => `(block $${name}_end (loop $${name}
+  (br_if $${name}_end (i32.gt_s ${add(get('k'), u)} ${get('K')}))
+  ${Array.from({ length: u }, (_, i) => step(i)).join('\n')}
+  (local.set $xp ${add(get('xp'), u * mr * 4)})
+  (local.set $wp ${add(get('wp'), u * wb)})
+  (local.set $k ${add(get('k'), u)})
+  (br $${name})))`;
+  const stores: string[] = [];
+  for (let r = 0; r < m; r++) {
+    for (let c = 0; c < 2; c++) {
+      let sum = get(`acc0_${r}_${c}`);
+      for (let u = 1; u < unroll; u++) sum = `(f32x4.add ${sum} ${get(`acc${u}_${r}_${c}`)})`;
+      stores.push(`(v128.store offset=${c * 16} ${r ? add(get('yp'), `(i32.mul (i32.const ${r}) ${get('ldyb')})`) : get('yp')} ${sum})`);
+    }
+  }
+  return `(func $mk_${dt}_${m} (param $xp i32) (param $wp i32) (param $yp i32) (param $K i32) (param $ldyb i32)
+  (local $k i32) (local $xv v128) (local $w0 v128) (local $w1 v128) (local $wv v128)
+  ${accs.map((a) => `(local ${a} v128)`).join(' ')}
+  ${unroll > 1 ? loop('main', unroll) : ''}
+  ${loop('tail', 1)}
+  ${stores.join('\n  ')})`;
+}
+
+/**
+ * gemm_<dt>(x, w, y, T, K, ldy, p0, p1): panels [p0, p1) of y = x·Wᵀ for all T rows. Rows go in
+ * blocks of `tokenBlock` (a block of x stays in cache while every panel passes over it), each block
+ * in tiles of MR rows; the last tile of a block takes the micro-kernel of its row count.
+ */
+function gemm(dt: WeightType, t: WasmTarget): string {
+  const mr = t.rowsPerTile;
+  const cases = Array.from({ length: mr }, (_, i) => i + 1);
+  // br_table on m - 1: case blocks nested innermost-first
+  let body = `(br_table ${cases.map((m) => `$m${m}`).join(' ')} (i32.sub ${get('m')} (i32.const 1)))`;
+  for (const m of cases) {
+    body = `(block $m${m}\n${body})\n(call $mk_${dt}_${m} ${get('xp')} ${get('wp')} ${get('yp')} ${get('K')} ${get('ldyb')})\n(br $tiles_next)`;
+  }
+  return `(func (export "gemm_${dt}") (param $x i32) (param $w i32) (param $y i32) (param $T i32) (param $K i32) (param $ldy i32) (param $p0 i32) (param $p1 i32)
+  (local $tb i32) (local $te i32) (local $p i32) (local $t i32) (local $m i32) (local $xp i32) (local $wp i32) (local $yp i32) (local $ldyb i32) (local $panelb i32)
+  (local.set $ldyb (i32.shl ${get('ldy')} (i32.const 2)))
+  (local.set $panelb (i32.mul ${get('K')} (i32.const ${NR * BYTES[dt]})))
+  (block $blocks_end (loop $blocks
+    (br_if $blocks_end (i32.ge_s ${get('tb')} ${get('T')}))
+    (local.set $te ${add(get('tb'), t.tokenBlock)})
+    (if (i32.gt_s ${get('te')} ${get('T')}) (then (local.set $te ${get('T')})))
+    (local.set $p ${get('p0')})
+    (block $panels_end (loop $panels
+      (br_if $panels_end (i32.ge_s ${get('p')} ${get('p1')}))
+      (local.set $t ${get('tb')})
+      (block $tiles_end (loop $tiles
+        (br_if $tiles_end (i32.ge_s ${get('t')} ${get('te')}))
+        (local.set $m (i32.sub ${get('te')} ${get('t')}))
+        (if (i32.gt_s ${get('m')} (i32.const ${mr})) (then (local.set $m (i32.const ${mr}))))
+        (local.set $xp ${add(get('x'), `(i32.shl (i32.mul ${get('t')} ${get('K')}) (i32.const 2))`)})
+        (local.set $wp ${add(get('w'), `(i32.mul ${get('p')} ${get('panelb')})`)})
+        (local.set $yp ${add(get('y'), `(i32.add (i32.mul ${get('t')} ${get('ldyb')}) (i32.mul ${get('p')} (i32.const ${NR * 4})))`)})
+        (block $tiles_next
+          ${body})
+        (local.set $t ${add(get('t'), mr)})
+        (br $tiles)))
+      (local.set $p ${add(get('p'), 1)})
+      (br $panels)))
+    (local.set $tb ${get('te')})
+    (br $blocks))))`;
+}
+
+/** The whole module: imports the shared memory, exports the products and the tile constants. */
+export function renderWasmKernels(t: WasmTarget): string {
+  const dts: WeightType[] = ['f32', 'bf16'];
+  const funcs: string[] = [];
+  for (const dt of dts) {
+    for (let m = 1; m <= t.rowsPerTile; m++) funcs.push(microKernel(dt, m, t.rowsPerTile, m <= 2 ? t.gemvUnroll : 1));
+    funcs.push(gemm(dt, t));
+  }
+  return `;; archc wasm kernels: matrix products over packed weight panels (generated; see codegen/wasm/kernels.ts)
+(module
+(import "env" "memory" (memory 1 65536 shared))
+(global (export "MR") i32 (i32.const ${t.rowsPerTile}))
+(global (export "NR") i32 (i32.const ${NR}))
+(global (export "SPLIT_FROM") i32 (i32.const ${t.splitFrom}))
+${funcs.join('\n')}
+)
+`;
+}

@@ -1,0 +1,205 @@
+// The `wasm` target's matrix products at run time: one shared WebAssembly memory holding packed
+// weight panels and the scratch of the product in flight, the kernel module instantiated on the
+// calling thread and on each worker thread, and a product split by weight panels across them. The
+// caller blocks on an Atomics counter, so the engine stays synchronous (as runtime/cpu/pool.ts).
+// Module layout: codegen/wasm/kernels.ts.
+
+import { Worker } from 'node:worker_threads';
+import { RuntimeError } from '../errors.ts';
+import { type Tensor, toF32 } from '../tensor.ts';
+
+/** A weight [N, K] packed into panels of NR output columns, [P][K][NR] (zeros past N). */
+export interface PackedWeight {
+  readonly N: number;
+  readonly K: number;
+  readonly panels: number;
+  /** Byte address in the memory. */
+  readonly at: number;
+  readonly dtype: 'f32' | 'bf16';
+}
+
+interface Exports {
+  readonly MR: WebAssembly.Global;
+  readonly NR: WebAssembly.Global;
+  readonly SPLIT_FROM: WebAssembly.Global;
+  gemm_f32(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number): void;
+  gemm_bf16(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number): void;
+}
+
+const PAGE = 65536;
+const MAX_PAGES = 65536;
+/** Control words shared with the workers: [generation, done, quit], then one job of JOB ints each. */
+const CTL_GEN = 0, CTL_DONE = 1, CTL_QUIT = 2, CTL_JOBS = 4, JOB = 10;
+
+/** The worker's program: the module on the same memory, and a loop over jobs woken by Atomics. */
+const WORKER_SOURCE = `
+const { workerData } = require('node:worker_threads');
+const { module, memory, ctl: sab, slot } = workerData;
+const ctl = new Int32Array(sab);
+const ex = new WebAssembly.Instance(module, { env: { memory } }).exports;
+const fns = [ex.gemm_f32, ex.gemm_bf16];
+let gen = 0;
+for (;;) {
+  Atomics.wait(ctl, ${CTL_GEN}, gen);
+  gen = Atomics.load(ctl, ${CTL_GEN});
+  if (Atomics.load(ctl, ${CTL_QUIT})) break;
+  const j = ${CTL_JOBS} + slot * ${JOB};
+  if (ctl[j] >= 0) fns[ctl[j]](ctl[j + 1], ctl[j + 2], ctl[j + 3], ctl[j + 4], ctl[j + 5], ctl[j + 6], ctl[j + 7], ctl[j + 8]);
+  Atomics.add(ctl, ${CTL_DONE}, 1);
+  Atomics.notify(ctl, ${CTL_DONE});
+}`;
+
+export class WasmKernels {
+  readonly memory: WebAssembly.Memory;
+  private readonly ex: Exports;
+  /** Rows per micro-tile and columns per panel (the module's constants). */
+  readonly MR: number;
+  readonly NR: number;
+  private readonly splitFrom: number;
+  /** Next free byte (weights are never freed: they live as long as the backend). */
+  private top = 64;
+  private scratch = { at: 0, bytes: 0 };
+  private readonly workers: Worker[] = [];
+  private readonly ctl: Int32Array;
+
+  /** `threads` counts the calling thread: 2 means one worker. */
+  constructor(private readonly module: WebAssembly.Module, readonly threads: number) {
+    this.memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
+    this.ex = new WebAssembly.Instance(module, { env: { memory: this.memory } }).exports as unknown as Exports;
+    this.MR = this.ex.MR.value as number;
+    this.NR = this.ex.NR.value as number;
+    this.splitFrom = this.ex.SPLIT_FROM.value as number;
+    this.ctl = new Int32Array(new SharedArrayBuffer(4 * (CTL_JOBS + JOB * Math.max(1, threads))));
+  }
+
+  /** `bytes` of memory, 64-byte aligned, growing the memory as needed. */
+  private alloc(bytes: number): number {
+    const at = this.top;
+    const end = at + Math.ceil(bytes / 64) * 64;
+    const have = this.memory.buffer.byteLength;
+    if (end > have) {
+      const pages = Math.ceil((end - have) / PAGE);
+      if (have / PAGE + pages > MAX_PAGES) {
+        throw new RuntimeError('RT303', [`a wasm memory of ${(end / 2 ** 30).toFixed(2)} GiB (packed weights and scratch)`, 'one WebAssembly memory holds at most 4 GiB: use the cpu backend for this model']);
+      }
+      this.memory.grow(pages);
+    }
+    this.top = end;
+    return at;
+  }
+
+  /** Packs W [N, K] (f32 or bf16 kept as is; f16 widened to f32) into panels in the memory. */
+  pack(w: Tensor): PackedWeight {
+    const [N, K] = w.shape as [number, number];
+    const NR = this.NR, panels = Math.ceil(N / NR);
+    const dtype = w.dtype === 'bf16' ? 'bf16' : 'f32';
+    const src = w.dtype === 'f32' || w.dtype === 'bf16' ? w.data : toF32(w);
+    const at = this.alloc(panels * K * NR * (dtype === 'bf16' ? 2 : 4));
+    const dst = dtype === 'bf16' ? new Uint16Array(this.memory.buffer, at, panels * K * NR) : new Float32Array(this.memory.buffer, at, panels * K * NR);
+    for (let n = 0; n < N; n++) {
+      const p = Math.floor(n / NR), c = n % NR, row = n * K, base = p * K * NR + c;
+      for (let k = 0; k < K; k++) dst[base + k * NR] = src[row + k]!;
+    }
+    return { N, K, panels, at, dtype };
+  }
+
+  /** Scratch for a product of T rows: x tiles [ceil(T/MR)·MR, K] then y [ceil(T/MR)·MR, P·NR]. */
+  private reserve(bytes: number): number {
+    if (this.scratch.bytes < bytes) this.scratch = { at: this.alloc(Math.max(bytes, 2 * this.scratch.bytes)), bytes: Math.max(bytes, 2 * this.scratch.bytes) };
+    return this.scratch.at;
+  }
+
+  /** y = x·Wᵀ + b: x [T, K] f32, bias [N] f32 or null; returns y [T, N]. */
+  linear(w: PackedWeight, x: Float32Array, T: number, bias: Float32Array | null): Float32Array {
+    const { N, K, panels } = w;
+    const MR = this.MR, NR = this.NR;
+    const Tpad = Math.ceil(T / MR) * MR, ldy = panels * NR;
+    const xAt = this.reserve(4 * Tpad * (K + ldy));
+    const yAt = xAt + 4 * Tpad * K;
+    const buf = this.memory.buffer;
+    // x rows into tiles [T/MR][K][MR] (rows past T left as they are: their results are never read)
+    const xs = new Float32Array(buf, xAt, Tpad * K);
+    for (let t0 = 0; t0 < T; t0 += MR) {
+      const rows = Math.min(MR, T - t0), tile = t0 * K;
+      for (let r = 0; r < rows; r++) {
+        const src = (t0 + r) * K;
+        for (let k = 0; k < K; k++) xs[tile + k * MR + r] = x[src + k]!;
+      }
+    }
+    this.run(w.dtype === 'bf16' ? 1 : 0, [xAt, w.at, yAt, T, K, ldy], panels, T * K * N >= this.splitFrom);
+    const ys = new Float32Array(buf, yAt, Tpad * ldy);
+    const y = new Float32Array(T * N);
+    for (let t = 0; t < T; t++) {
+      const o = t * ldy, r = t * N;
+      if (bias) for (let n = 0; n < N; n++) y[r + n] = ys[o + n]! + bias[n]!;
+      else y.set(ys.subarray(o, o + N), r);
+    }
+    return y;
+  }
+
+  /**
+   * Y [T, N] = X·Wᵀ for a small product on the calling thread, its operands read through strides:
+   * X[t, k] = x[xo + t·xt + k·xk], W[n, k] = w[wo + n·wn + k·wk] (so a transpose or a column slice
+   * costs nothing to express). Returns a view of Y, rows `ld` apart, valid until the next product.
+   */
+  product(x: Float32Array, xo: number, xt: number, xk: number, T: number, K: number,
+    w: Float32Array, wo: number, wn: number, wk: number, N: number): { y: Float32Array; ld: number } {
+    const MR = this.MR, NR = this.NR, panels = Math.ceil(N / NR), Tpad = Math.ceil(T / MR) * MR, ld = panels * NR;
+    const wAt = this.reserve(4 * (panels * K * NR + Tpad * K + Tpad * ld));
+    const xAt = wAt + 4 * panels * K * NR, yAt = xAt + 4 * Tpad * K;
+    const mem = new Float32Array(this.memory.buffer);
+    // padding columns and rows keep whatever is there: their results are never read
+    for (let n = 0; n < N; n++) {
+      const base = (wAt >> 2) + Math.floor(n / NR) * K * NR + (n % NR);
+      for (let k = 0, src = wo + n * wn; k < K; k++, src += wk) mem[base + k * NR] = w[src]!;
+    }
+    for (let t = 0; t < T; t++) {
+      const base = (xAt >> 2) + (t - (t % MR)) * K + (t % MR);
+      for (let k = 0, src = xo + t * xt; k < K; k++, src += xk) mem[base + k * MR] = x[src]!;
+    }
+    this.ex.gemm_f32(xAt, wAt, yAt, T, K, ld, 0, panels);
+    return { y: mem.subarray(yAt >> 2, (yAt >> 2) + Tpad * ld), ld };
+  }
+
+  /** Runs gemm `fn` over all panels, split by panels across the threads when `split`. */
+  private run(fn: number, args: readonly number[], panels: number, split: boolean): void {
+    const gemm = fn === 1 ? this.ex.gemm_bf16 : this.ex.gemm_f32;
+    const [x, w, y, T, K, ldy] = args as [number, number, number, number, number, number];
+    const parts = split ? Math.min(this.threads, panels) : 1;
+    if (parts <= 1) {
+      gemm(x, w, y, T, K, ldy, 0, panels);
+      return;
+    }
+    this.startWorkers();
+    const step = Math.ceil(panels / parts);
+    const ctl = this.ctl;
+    for (let i = 0; i < this.workers.length; i++) {
+      const p0 = Math.min(panels, (i + 1) * step), p1 = Math.min(panels, (i + 2) * step);
+      const j = CTL_JOBS + i * JOB;
+      ctl[j] = p0 < p1 ? fn : -1;
+      ctl.set([x, w, y, T, K, ldy, p0, p1], j + 1);
+    }
+    Atomics.store(ctl, CTL_DONE, 0);
+    Atomics.add(ctl, CTL_GEN, 1);
+    Atomics.notify(ctl, CTL_GEN);
+    gemm(x, w, y, T, K, ldy, 0, Math.min(panels, step));
+    const n = this.workers.length;
+    for (let done = Atomics.load(ctl, CTL_DONE); done < n; done = Atomics.load(ctl, CTL_DONE)) Atomics.wait(ctl, CTL_DONE, done);
+  }
+
+  private startWorkers(): void {
+    while (this.workers.length < this.threads - 1) {
+      const w = new Worker(WORKER_SOURCE, { eval: true, workerData: { module: this.module, memory: this.memory, ctl: this.ctl.buffer, slot: this.workers.length } });
+      w.unref();
+      this.workers.push(w);
+    }
+  }
+
+  /** Stops the workers. */
+  close(): void {
+    Atomics.store(this.ctl, CTL_QUIT, 1);
+    Atomics.add(this.ctl, CTL_GEN, 1);
+    Atomics.notify(this.ctl, CTL_GEN);
+    this.workers.length = 0;
+  }
+}

@@ -1,0 +1,86 @@
+// The chunked SSD (runtime/cpu/ssd.ts, ssdChunked: same chunks, same four steps) with its work as
+// matrix products on the wasm micro-kernels. Per sequence, chunk of q rows and group g:
+//   CB = C_g · B_gᵀ                                   [q, q]  (shared by the group's heads)
+// and per head h (M[i, j] = exp(seg(i, j)) · CB[i, j] · dt_j for j <= i, else 0):
+//   1. diagonal block   Y  = M · X_h                  [q, P]
+//   4. state -> output  Y += decayIn ∘ (C_g · S_inᵀ)  [q, P]
+//   2+3. chunk state    S_out = total · S_in + (decayOut ∘ X_h)ᵀ · B_g   [P, N]
+// The decays, segment sums and M are computed in double as in the reference; the products sum in
+// f32 (the reference in double), so results agree to f32 rounding. The state is f32 between chunks
+// in both.
+
+import { checkSeqs, type SeqSlice } from '../cpu/seq.ts';
+import type { SsdDims } from '../cpu/ssd.ts';
+import type { WasmKernels } from './kernels.ts';
+
+export function ssdChunkedWasm(wk: WasmKernels, x: Float32Array, dt: Float32Array, A: Float32Array, B: Float32Array, C: Float32Array, D: Float32Array,
+  dims: SsdDims, chunk: number, seqs: readonly SeqSlice[], states: Float32Array[]): Float32Array {
+  const { H, P, G, N } = dims;
+  const T = x.length / (H * P);
+  if (!Number.isInteger(T) || H % G !== 0 || dt.length !== T * H || B.length !== T * G * N || C.length !== T * G * N) {
+    throw new RangeError(`ssdChunked: operand sizes do not match H=${H} P=${P} G=${G} N=${N} over ${T} rows`);
+  }
+  checkSeqs('ssdChunked', T, seqs, states.length);
+  const hpg = H / G;
+  let longest = 1;
+  for (const sq of seqs) longest = Math.max(longest, sq.len);
+  const Q = Math.min(chunk, longest);
+  const y = new Float32Array(T * H * P);
+  const cb = new Float32Array(Q * Q);
+  const m = new Float32Array(Q * Q);
+  const xw = new Float32Array(P * Q); // (decayOut ∘ X_h)ᵀ
+  const diag = new Float32Array(Q * P);
+  const a = new Float64Array(Q), decayIn = new Float64Array(Q), decayOut = new Float64Array(Q);
+
+  for (let s = 0; s < seqs.length; s++) {
+    const { start, len } = seqs[s]!;
+    const st = states[s]!;
+    for (let c0 = start; c0 < start + len; c0 += Q) {
+      const q = Math.min(Q, start + len - c0);
+      for (let g = 0; g < G; g++) {
+        const bc0 = (c0 * G + g) * N; // row c0 of B_g and C_g; rows G·N apart
+        {
+          const r = wk.product(C, bc0, G * N, 1, q, N, B, bc0, G * N, 1, q);
+          for (let i = 0; i < q; i++) for (let j = 0; j <= i; j++) cb[i * Q + j] = r.y[i * r.ld + j]!;
+        }
+        for (let h = g * hpg; h < (g + 1) * hpg; h++) {
+          const Ah = A[h]!;
+          for (let i = 0; i < q; i++) a[i] = dt[(c0 + i) * H + h]! * Ah;
+          let run = 0;
+          for (let i = 0; i < q; i++) { run += a[i]!; decayIn[i] = Math.exp(run); }
+          run = 0;
+          for (let j = q - 1; j >= 0; j--) { decayOut[j] = Math.exp(run) * dt[(c0 + j) * H + h]!; run += a[j]!; }
+          m.fill(0);
+          for (let i = 0; i < q; i++) {
+            let seg = 0;
+            for (let j = i; j >= 0; j--) {
+              m[i * Q + j] = Math.exp(seg) * cb[i * Q + j]! * dt[(c0 + j) * H + h]!;
+              seg += a[j]!;
+            }
+          }
+          const x0 = (c0 * H + h) * P; // row c0 of X_h; rows H·P apart
+          // 1. Y = M · X_h: W[p, j] = X_h[j, p]
+          {
+            const r = wk.product(m, 0, Q, 1, q, q, x, x0, 1, H * P, P);
+            for (let i = 0; i < q; i++) for (let p = 0; p < P; p++) diag[i * P + p] = r.y[i * r.ld + p]!;
+          }
+          // 4. C_g · S_inᵀ, S_in = the state [P, N] entering the chunk
+          const so = h * P * N;
+          {
+            const r = wk.product(C, bc0, G * N, 1, q, N, st, so, N, 1, P);
+            for (let i = 0; i < q; i++) {
+              const row = ((c0 + i) * H + h) * P;
+              for (let p = 0; p < P; p++) y[row + p] = diag[i * P + p]! + decayIn[i]! * r.y[i * r.ld + p]! + D[h]! * x[row + p]!;
+            }
+          }
+          // 2 + 3. S_out[p, n] = total · S_in[p, n] + Σ_j decayOut_j · X_h[j, p] · B_g[j, n]
+          for (let p = 0; p < P; p++) for (let j = 0; j < q; j++) xw[p * Q + j] = decayOut[j]! * x[x0 + j * H * P + p]!;
+          const total = decayIn[q - 1]!;
+          const r = wk.product(xw, 0, Q, 1, P, q, B, bc0, 1, G * N, N);
+          for (let p = 0; p < P; p++) for (let n = 0; n < N; n++) st[so + p * N + n] = total * st[so + p * N + n]! + r.y[p * r.ld + n]!;
+        }
+      }
+    }
+  }
+  return y;
+}
