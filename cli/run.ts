@@ -62,7 +62,8 @@ export function registerRunCommands(p: Command): void {
   withCommon(p.command('build <file>').description('compile a model into an npm package (generated TypeScript runtime, graph.json, report)'))
     .requiredOption('-o, --out <dir>', 'the package directory to write')
     .option('--name <name>', 'npm package name')
-    .action(async (file: string, o: CommonOpts & { out: string; name?: string }) => {
+    .option('--cuda-arch <archs>', 'GPU architectures to compile the CUDA kernels for (where nvcc exists)', 'sm_80,sm_90')
+    .action(async (file: string, o: CommonOpts & { out: string; name?: string; cudaArch: string }) => {
       const t0 = performance.now();
       // ts-morph (TypeScript) takes a third of a second to load: only `build` needs it.
       const { buildPackage } = await import('../codegen/package.ts');
@@ -70,14 +71,18 @@ export function registerRunCommands(p: Command): void {
       const program = lowerToProgram(compiled.graph, compiled.bindings);
       const ctx = compiled.graph.params.context;
       const stats = computeStats(compiled.graph, typeof ctx === 'number' ? ctx : 4096, 1);
-      const r = buildPackage({ graph: compiled.graph, program, stats, source: file, packageName: o.name }, o.out);
+      const { buildCuda } = await import('../codegen/cuda/build.ts');
+      const cuda = await buildCuda(program, { archs: o.cudaArch.split(',').map((a) => a.trim()).filter(Boolean) });
+      const r = buildPackage({ graph: compiled.graph, program, stats, source: file, packageName: o.name, cuda }, o.out);
       const rep = programReport(program, { prefillTokens: 4096, decodeBatch: 8, context: typeof ctx === 'number' ? ctx : 4096 });
       const d = rep.dispatches, m = rep.memory;
       const layers = Object.entries(d.perLayer).map(([k, n]) => `${n} per ${k} layer`).join(', ');
       process.stdout.write(`built ${r.dir}: model ${compiled.graph.model}, ${r.files.length} files in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`
         + `  kernels: ${d.decode} per decode step (${layers}, ${d.outsideLayers} outside the layers), ${d.prefill} per prefill\n`
         + `  memory: arena ${mib(m.arenaBytesByEntry.prefill)} for a ${m.prefillTokens}-token prefill, ${mib(m.arenaBytesByEntry.decode)} for a decode batch of ${m.decodeBatch}; `
-        + `${mib(m.stateBytesPerSlot)} of state per sequence slot (context ${m.context})\n`);
+        + `${mib(m.stateBytesPerSlot)} of state per sequence slot (context ${m.context})\n`
+        + `  cuda: ${cuda.kernels.length} kernels (.cu); ${cuda.report.nvcc === null ? 'no nvcc, NVRTC compiles them at load'
+          : `${cuda.report.compiled} modules compiled, ${cuda.report.cached} cached for ${cuda.report.archs.join(', ')} in ${(cuda.report.compileMs / 1000).toFixed(1)} s`}\n`);
     });
 
   withCommon(p.command('init-weights <file>').description('write a random checkpoint in Hugging Face layout (config.json + safetensors)'))

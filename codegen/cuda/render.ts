@@ -4,7 +4,7 @@
 // become C++ expressions, epilogue stages become code blocks from their own templates. Activations
 // are f32 in the arena; matrices bf16 with f32 accumulation (runtime/cuda/abi.ts).
 
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Handlebars from 'handlebars';
@@ -14,7 +14,9 @@ import { kernelWeights, stateOffset, type WeightSlot } from '../../runtime/cuda/
 import type { Entry, Epilogue, Expr, Kernel, Program, View } from '../../runtime/program.ts';
 import { productOffsets } from '../../compiler/kernel/schedule-cuda.ts';
 
-const TEMPLATES = join(dirname(fileURLToPath(import.meta.url)), 'templates');
+// beside this file, or (from the CLI's bundle in dist/) in the sources beside dist/
+const HERE = dirname(fileURLToPath(import.meta.url));
+const TEMPLATES = [join(HERE, 'templates'), join(HERE, '..', 'codegen', 'cuda', 'templates')].find((d) => existsSync(d)) ?? join(HERE, 'templates');
 const hbs = Handlebars.create();
 const compiled = new Map<string, HandlebarsTemplateDelegate>();
 function template(name: string): HandlebarsTemplateDelegate {
