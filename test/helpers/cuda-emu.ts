@@ -27,7 +27,8 @@ export const sourceId = (src: string): string => createHash('sha256').update(src
 /** Every kernel source of `program` (all entries), by id. */
 export function programSources(program: Program): Map<string, string> {
   const out = new Map<string, string>();
-  for (const e of Object.values(program.entries)) for (const k of e.kernels) { const s = renderKernel(program, e, k).source; out.set(sourceId(s), s); }
+  // (kernels with nothing to read are runOp's placeholders for its inputs, never dispatched)
+  for (const e of Object.values(program.entries)) for (const k of e.kernels) { if (!Object.keys(k.inputs).length) continue; const s = renderKernel(program, e, k).source; out.set(sourceId(s), s); }
   return out;
 }
 
