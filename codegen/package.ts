@@ -14,7 +14,7 @@ import { checkProgramJson, graphToJson } from '../compiler/schema.ts';
 import type { Stats } from '../compiler/stats.ts';
 import { programReport } from '../compiler/kernel/report.ts';
 import type { Program } from '../runtime/program.ts';
-import type { CudaBuild } from './cuda/build.ts';
+import { type CudaBuild, cudaManifest } from './cuda/build.ts';
 
 const RUNTIME_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'runtime');
 const ROOT_PACKAGE = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'package.json');
@@ -89,7 +89,8 @@ function writePackage(input: BuildInput, dir: string): void {
   writeFileSync(join(dir, 'build-report.json'), JSON.stringify(report(input, Date.now() - started), null, 2) + '\n');
 }
 
-/** cuda/: every kernel's `.cu`, the compiled modules, and a manifest (kernel -> id, file, module). */
+/** cuda/: each distinct kernel source once (kernels/<id>.cu), the compiled modules, and the
+ *  manifest (runtime/cuda/kernels.ts: each entry's kernels by name and id, the modules). */
 function writeCuda(dir: string, cuda: CudaBuild): void {
   for (const k of cuda.kernels) {
     mkdirSync(dirname(join(dir, k.path)), { recursive: true });
@@ -99,9 +100,7 @@ function writeCuda(dir: string, cuda: CudaBuild): void {
     mkdirSync(dirname(join(dir, path)), { recursive: true });
     writeFileSync(join(dir, path), bytes);
   }
-  const entries: Record<string, { id: string; path: string }[]> = {};
-  for (const k of cuda.kernels) (entries[k.entry] ??= [])[k.index] = { id: k.id, path: k.path };
-  writeFileSync(join(dir, 'cuda', 'manifest.json'), JSON.stringify({ archs: cuda.report.archs, entries, modules: cuda.report.modules }, null, 2) + '\n');
+  writeFileSync(join(dir, 'cuda', 'manifest.json'), JSON.stringify(cudaManifest(cuda), null, 2) + '\n');
 }
 
 // ---- generated TypeScript ------------------------------------------------------------------
@@ -206,6 +205,8 @@ function packageJson(name: string, input: BuildInput): object {
     files: ['dist', 'src', 'graph.json', 'build-report.json', 'README.md', ...(input.cuda ? ['cuda'] : [])],
     engines: { node: '>=20' },
     dependencies: { '@huggingface/tokenizers': root.dependencies['@huggingface/tokenizers'] },
+    // the cuda backend's FFI to the driver, only loaded by backend 'cuda'
+    ...(input.cuda ? { optionalDependencies: { koffi: root.dependencies.koffi } } : {}),
   };
 }
 

@@ -1,9 +1,11 @@
-// Compiling a program's CUDA kernels: every kernel is rendered to its own `.cu` (always carried by
-// the package); where nvcc exists, the distinct sources are compiled per architecture to cubins in
-// a few translation units (one per job, each kernel in its own namespace with its entry functions
-// renamed `archc_main_<id>` / `archc_gemv_<id>`), cached by content, and ptxas' report gives each
-// kernel's registers, shared memory and spills. A rejection names the kernel's own file and a
-// command that reproduces it.
+// Compiling a program's CUDA kernels: every kernel is rendered to a `.cu`, and kernels that render
+// alike (the same family, sizes and fused stages: the same layer at every depth) share one source,
+// `cuda/kernels/<id>.cu`, always carried by the package. Where nvcc exists, the distinct sources
+// are compiled per architecture to cubins in a few translation units (one per job, each kernel in
+// its own namespace with its entry functions renamed `archc_main_<id>` / `archc_gemv_<id>`: see
+// translationUnit), cached by content; the lowest architecture's PTX comes along for newer GPUs;
+// ptxas' report gives each kernel's registers, shared memory and spills. A rejection names the
+// kernel's file and a command that reproduces it.
 
 import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -13,6 +15,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { InternalError } from '../../dsl/diagnostics.ts';
 import type { EntryName, Program } from '../../runtime/program.ts';
+import { translationUnit, type CudaKernels, type CudaManifest, type CudaModuleInfo } from '../../runtime/cuda/kernels.ts';
 import { renderKernel } from './render.ts';
 
 const run = promisify(execFile);
@@ -22,7 +25,7 @@ export interface CudaKernelFile {
   readonly index: number;
   readonly name: string;
   readonly family: string;
-  /** Path in the package, e.g. `cuda/decode/3.matmul.cu`. */
+  /** Path in the package of its (shared) source: `cuda/kernels/<id>.cu`. */
   readonly path: string;
   readonly id: string;
   readonly source: string;
@@ -44,8 +47,10 @@ export interface CudaBuild {
   readonly report: {
     readonly nvcc: string | null;
     readonly archs: readonly string[];
-    /** Module file of each distinct kernel id, per architecture. */
-    readonly modules: Readonly<Record<string, Readonly<Record<string, string>>>>;
+    /** The compiled modules: file, architecture, cubin or PTX, and the kernel ids each holds. */
+    readonly modules: readonly CudaModuleInfo[];
+    /** Distinct kernel sources. */
+    readonly sources: number;
     /** ptxas usage per arch, kernel id and function. */
     readonly usage: Readonly<Record<string, Readonly<Record<string, Readonly<Record<string, FunctionUsage>>>>>>;
     readonly compileMs: number;
@@ -73,7 +78,8 @@ export function renderProgram(program: Program): CudaKernelFile[] {
   for (const [entry, e] of Object.entries(program.entries) as [EntryName, Program['entries'][EntryName]][]) {
     e.kernels.forEach((k, index) => {
       const source = renderKernel(program, e, k).source;
-      out.push({ entry, index, name: k.name, family: k.family, path: `cuda/${entry}/${index}.${k.family}.cu`, id: kernelId(source), source });
+      const id = kernelId(source);
+      out.push({ entry, index, name: k.name, family: k.family, path: `cuda/kernels/${id}.cu`, id, source });
     });
   }
   return out;
@@ -93,7 +99,7 @@ export async function buildCuda(program: Program, opts: CudaBuildOptions): Promi
   const nvcc = opts.nvcc ?? 'nvcc';
   const version = nvccVersion(nvcc);
   const modules = new Map<string, Uint8Array>();
-  const where: Record<string, Record<string, string>> = {};
+  const where: CudaModuleInfo[] = [];
   const usage: Record<string, Record<string, Record<string, FunctionUsage>>> = {};
   let cached = 0, compiled = 0;
   if (version !== null) {
@@ -104,22 +110,24 @@ export async function buildCuda(program: Program, opts: CudaBuildOptions): Promi
     const cache = opts.cacheDir ?? join(homedir(), '.cache', 'archc', 'cuda');
     mkdirSync(cache, { recursive: true });
     const tasks = opts.archs.flatMap((arch) => groups.map((g, gi) => ({ arch, g, gi })));
+    // PTX of the lowest architecture, which a newer GPU's driver compiles at load
+    const ptxArch = [...opts.archs].sort((a, b) => archNumber(a) - archNumber(b))[0];
     // at most `jobs` nvcc processes at a time
     let next = 0;
     const worker = async () => {
       while (next < tasks.length) {
         const { arch, g, gi } = tasks[next++]!;
-        // the headers first, at file scope: inside each namespace their include guards skip them
-        const tu = '#include <cuda_bf16.h>\n#include <mma.h>\n#include <stdint.h>\n#include <math.h>\n' + g.map((id) => `namespace k_${id} {\n#define archc_main archc_main_${id}\n#define archc_gemv archc_gemv_${id}\n#include "${id}.cu"\n#undef archc_main\n#undef archc_gemv\n}\n`).join('');
+        const tu = translationUnit(g);
         const key = kernelId(`${version}\n${arch}\n${tu}\n${g.map((id) => byId.get(id)!.source).join('\n')}`);
         const dir = join(cache, key);
-        const cubin = join(dir, 'module.cubin'), log = join(dir, 'ptxas.txt');
+        const cubin = join(dir, 'module.cubin'), log = join(dir, 'ptxas.txt'), ptx = join(dir, 'keep', 'module.ptx');
         if (!existsSync(cubin)) {
-          mkdirSync(dir, { recursive: true });
+          mkdirSync(join(dir, 'keep'), { recursive: true });
           for (const id of g) writeFileSync(join(dir, `${id}.cu`), byId.get(id)!.source);
           writeFileSync(join(dir, 'module.cu'), tu);
           try {
-            const r = await run(nvcc, ['-cubin', `-arch=${arch}`, '-Xptxas', '-v', '-o', `${cubin}.tmp`, 'module.cu'], { cwd: dir, maxBuffer: 1 << 26 });
+            // -keep leaves the PTX the cubin was made from
+            const r = await run(nvcc, ['-cubin', `-arch=${arch}`, '-Xptxas', '-v', '-keep', '-keep-dir', 'keep', '-o', `${cubin}.tmp`, 'module.cu'], { cwd: dir, maxBuffer: 1 << 26 });
             writeFileSync(log, r.stderr);
             renameSync(`${cubin}.tmp`, cubin);
             compiled++;
@@ -129,9 +137,14 @@ export async function buildCuda(program: Program, opts: CudaBuildOptions): Promi
         } else cached++;
         const file = `cuda/${arch}/module${gi}.cubin`;
         modules.set(file, readFileSync(cubin));
+        where.push({ file, arch, kind: 'cubin', ids: g });
+        if (arch === ptxArch && existsSync(ptx)) {
+          const pfile = `cuda/${arch}/module${gi}.ptx`;
+          modules.set(pfile, readFileSync(ptx));
+          where.push({ file: pfile, arch, kind: 'ptx', ids: g });
+        }
         const fns = parsePtxas(readFileSync(log, 'utf8'));
         for (const id of g) {
-          ((where[id] ??= {})[arch] = file);
           ((usage[arch] ??= {})[id] = Object.fromEntries(Object.entries(fns).filter(([f]) => f.endsWith(`_${id}`)).map(([f, u]) => [f.replace(`_${id}`, ''), u])));
         }
       }
@@ -140,9 +153,29 @@ export async function buildCuda(program: Program, opts: CudaBuildOptions): Promi
   }
   return {
     kernels, modules,
-    report: { nvcc: version, archs: opts.archs, modules: where, usage, compileMs: Math.round(performance.now() - t0), cached, compiled },
+    report: { nvcc: version, archs: opts.archs, sources: new Set(kernels.map((k) => k.id)).size, modules: where.sort((a, b) => a.file.localeCompare(b.file)), usage, compileMs: Math.round(performance.now() - t0), cached, compiled },
   };
 }
+
+/** The manifest of a build (cuda/manifest.json in a package). */
+export function cudaManifest(b: CudaBuild): CudaManifest {
+  const entries: Record<string, { name: string; id: string }[]> = {};
+  for (const k of b.kernels) (entries[k.entry] ??= [])[k.index] = { name: k.name, id: k.id };
+  return { archs: b.report.archs, entries: entries as unknown as CudaManifest['entries'], modules: b.report.modules };
+}
+
+/** A build's kernels as the CUDA backend loads them, without writing a package. */
+export function buildKernels(b: CudaBuild): CudaKernels {
+  const sources = new Map(b.kernels.map((k) => [k.id, k.source]));
+  return {
+    manifest: cudaManifest(b),
+    source: (id) => sources.get(id) ?? '',
+    module: (file) => b.modules.get(file) ?? new Uint8Array(0),
+  };
+}
+
+/** 80 for sm_80. */
+const archNumber = (arch: string): number => Number(/(\d+)/.exec(arch)?.[1] ?? 0);
 
 /** ptxas -v output -> usage per entry function. */
 export function parsePtxas(text: string): Record<string, FunctionUsage> {
@@ -168,6 +201,7 @@ function rejection(e: { stderr?: string; message: string }, arch: string, group:
   const lines = k.source.split('\n');
   const frame = lines.slice(Math.max(0, line - 4), line + 2).map((l, i) => `${String(Math.max(1, line - 3) + i).padStart(5)} | ${l}`).join('\n');
   const errors = text.split('\n').filter((l) => /error/i.test(l)).slice(0, 8).map((l) => l.replace(/\w{16}\.cu/g, k.path)).join('\n');
-  return new CudaCompileError(`nvcc rejected kernel ${k.name} (${k.family}) for ${arch}:\n${errors}\n${frame}\n`
+  const shared = all.filter((x) => x.id === k.id).length;
+  return new CudaCompileError(`nvcc rejected kernel ${k.name} (${k.family}${shared > 1 ? `; its source serves ${shared} kernels` : ''}) for ${arch}:\n${errors}\n${frame}\n`
     + `reproduce: nvcc -cubin -arch=${arch} ${k.path}   (the file is in the package; the source follows)\n${k.source}`);
 }

@@ -2,15 +2,17 @@
 // family (templates/). The renderer only gathers fields: sizes and tiles become compile-time
 // constants, operands become reader functions (their `pre` expression applied), fused expressions
 // become C++ expressions, epilogue stages become code blocks from their own templates. Activations
-// are f32 in the arena; matrices bf16 with f32 accumulation (runtime/cuda/abi.ts).
+// are f32 in the arena; matrices bf16 with f32 accumulation (runtime/cuda/abi.ts). Nothing in a
+// source names its kernel or where its memory is (views and states are arguments), so the kernels
+// of every layer of one kind render to one source.
 
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Handlebars from 'handlebars';
 import { InternalError } from '../../dsl/diagnostics.ts';
-import { exprText } from '../../runtime/expr.ts';
-import { kernelWeights, stateOffset, type WeightSlot } from '../../runtime/cuda/abi.ts';
+import { exprText, mapExpr } from '../../runtime/expr.ts';
+import { ARGS_STATES, ARGS_VIEWS, kernelStates, kernelViews, kernelWeights, type WeightSlot } from '../../runtime/cuda/abi.ts';
 import type { Entry, Epilogue, Expr, Kernel, Program, View } from '../../runtime/program.ts';
 import { productOffsets } from '../../compiler/kernel/schedule-cuda.ts';
 
@@ -57,10 +59,21 @@ interface Leaves {
 class Renderer {
   readonly weights: WeightSlot[];
   private readonly slot: Map<string, number>;
+  private readonly view: Map<string, number>;
+  private readonly states: number[];
 
   constructor(readonly program: Program, readonly entry: Entry, readonly k: Kernel) {
     this.weights = kernelWeights(k);
     this.slot = new Map(this.weights.map((w, i) => [w.name, i]));
+    const views = kernelViews(k);
+    this.view = new Map(views.map((v, i) => [v.key, i]));
+    this.states = kernelStates(k);
+    if (views.length > ARGS_VIEWS || this.states.length > ARGS_STATES) this.fail(`has ${views.length} views and ${this.states.length} states; ArchcArgs holds ${ARGS_VIEWS} and ${ARGS_STATES}`);
+  }
+
+  /** An expression as a comment shows it: weights by slot, not by name. */
+  text(e: Expr): string {
+    return exprText(mapExpr(e, (l) => (l.op === 'w' ? { op: 'w', name: `slot ${this.slot.get(l.name)}` } : l)));
   }
 
   fail(msg: string): never {
@@ -102,10 +115,9 @@ class Renderer {
     };
   }
 
-  /** Where a view's buffer starts in the arena, as C++. */
-  base(v: View): string {
-    const b = this.entry.buffers[v.buf] ?? this.fail(`a view of buffer ${v.buf}, which the entry lacks`);
-    return b.rows === 'T' ? `(long long)${b.offset} * a.T` : `(long long)${this.entry.arena.T} * a.T + (long long)${b.offset} * a.S`;
+  /** Where view `key` (row 0, its first column) is in the arena, as C++. */
+  base(key: string): string {
+    return `a.view[${this.view.get(key) ?? this.fail(`has no view ${key}`)}]`;
   }
 
   rowsOf(v: View): string {
@@ -121,10 +133,10 @@ class Renderer {
       let load: string;
       if ('weight' in o) load = this.wf(o.weight, 'c');
       else {
-        const b = this.entry.buffers[o.buf]!;
+        const b = this.entry.buffers[o.buf] ?? this.fail(`a view of buffer ${o.buf}, which the entry lacks`);
         load = b.rows === 'C'
-          ? `a.arena[${this.base(o)} + ${o.col} + c % ${o.width}]`
-          : `a.arena[${this.base(o)} + r * ${b.width} + ${o.col} + c]`;
+          ? `a.arena[${this.base(`in:${name}`)} + c % ${o.width}]`
+          : `a.arena[${this.base(`in:${name}`)} + r * ${b.width} + c]`;
       }
       const pre = this.k.pre?.[name];
       const value = pre ? this.expr(pre, this.at((off) => `raw_${name}(a, r, c${off ? ` + ${off}` : ''})`, 'c')) : `raw_${name}(a, r, c)`;
@@ -135,19 +147,19 @@ class Renderer {
 
   writers(): string[] {
     return Object.entries(this.k.outputs).map(([name, v]) =>
-      template('writer')({ name, base: this.base(v), stride: this.entry.buffers[v.buf]!.width, col: v.col }));
+      template('writer')({ name, view: this.view.get(`out:${name}`), stride: this.entry.buffers[v.buf]!.width }));
   }
 
-  state(): { stateFixed: number; statePerCapacity: number } {
+  /** A stateful family's state is argument 0 (archc_state(a, seq, 0)). */
+  state(): Record<string, never> {
     if (this.k.state === undefined) this.fail('has no state');
-    const o = stateOffset(this.program, this.k.state);
-    return { stateFixed: o.fixed, statePerCapacity: o.perCapacity };
+    return {};
   }
 
   common(): Record<string, unknown> {
     const s = this.k.schedule.cuda ?? this.fail('has no CUDA schedule');
     return {
-      name: this.k.name, family: this.k.family, fused: this.k.fused.join(' '), source: this.k.source,
+      family: this.k.family, fused: this.k.fused.join(' '), argViews: ARGS_VIEWS, argStates: ARGS_STATES,
       readers: this.readers(), writers: this.writers(), ...s,
     };
   }
@@ -165,7 +177,7 @@ class Renderer {
           if (at < 0 || (i > 0 && off !== 0)) this.fail(`epilogue stage ${i} reads the product at offset ${off}; only the first stage may read other columns`);
           return `acc[${at}][m][n]`;
         };
-        return template('epilogue-map')({ text: exprText(s.body), width: s.width, body: this.expr(s.body, this.at(x)) });
+        return template('epilogue-map')({ text: this.text(s.body), width: s.width, body: this.expr(s.body, this.at(x)) });
       }
       case 'rope': {
         const tileN = this.k.schedule.cuda!.tileN as number, gemvCols = this.k.schedule.cuda!.gemvCols as number;
@@ -175,10 +187,9 @@ class Renderer {
       case 'conv_step': {
         const post = s.post ? this.expr(s.post, this.at((off) => (off ? this.fail('a conv epilogue reads x at an offset') : 'x'))) : 'x';
         const wSlot = this.slot.get(s.weight)!;
-        const st = stateOffset(this.program, s.state);
         return template('epilogue-conv-step')({
           col: s.col, channels: s.channels, taps: s.taps, wSlot, wLen: this.weightLen(s.weight),
-          bias: s.bias ? this.wf(s.bias, 'ch') : '0.0f', post, stateFixed: st.fixed, statePerCapacity: st.perCapacity,
+          bias: s.bias ? this.wf(s.bias, 'ch') : '0.0f', post, stateIndex: this.states.indexOf(s.state),
         });
       }
     }
@@ -230,7 +241,7 @@ const FAMILIES: Readonly<Record<Kernel['family'], FamilyRender>> = {
   elementwise(r) {
     const y = r.k.outputs.y!;
     const body = r.k.body ?? r.fail('has no body');
-    return template('elementwise')({ ...r.common(), W: y.width, rows: r.rowsOf(y), text: exprText(body), body: r.expr(body, r.at(leafFree(r))) });
+    return template('elementwise')({ ...r.common(), W: y.width, rows: r.rowsOf(y), text: r.text(body), body: r.expr(body, r.at(leafFree(r))) });
   },
   copy(r) {
     const y = r.k.outputs.y!;

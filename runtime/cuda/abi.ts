@@ -1,13 +1,20 @@
 // What a generated CUDA kernel and its launcher agree on: the one argument struct every kernel
 // takes (ArchcArgs, by value), the table of weights a kernel reads (by slot; matrices in bf16, every
-// other weight in f32), where each state sits in a slot, and the launch grid from the schedule.
+// other weight in f32), where each of its views sits in the arena and each of its states in a slot
+// (arguments, so kernels that differ only there — the same layer at another depth — share one
+// source and one compiled function), and the launch grid from the schedule.
 
 import { exprLeaves } from '../expr.ts';
 import type { Entry, Kernel, Program, View } from '../program.ts';
 
-/** The fields of ArchcArgs in order: nine pointers, one 64-bit integer, three 32-bit ints. */
+/** The fields of ArchcArgs in order: nine pointers, one 64-bit integer, three 32-bit ints (and 4
+ *  bytes of padding), then ARGS_VIEWS and ARGS_STATES 64-bit offsets (floats). */
 export const ARGS_FIELDS = ['arena', 'pool', 'w', 'tokens', 'positions', 'seq_start', 'seq_len', 'seq_before', 'seq_slot'] as const;
-export const ARGS_BYTES = 9 * 8 + 8 + 3 * 4 + 4;
+/** Views (activation operands, then outputs) and states one kernel may have. */
+export const ARGS_VIEWS = 16;
+export const ARGS_STATES = 2;
+export const ARGS_VIEW_AT = 9 * 8 + 8 + 3 * 4 + 4;
+export const ARGS_BYTES = ARGS_VIEW_AT + 8 * (ARGS_VIEWS + ARGS_STATES);
 
 export interface ArgsValues {
   /** Device addresses of the fields named in ARGS_FIELDS. */
@@ -16,6 +23,10 @@ export interface ArgsValues {
   readonly T: number;
   readonly S: number;
   readonly capacity: number;
+  /** Arena offset (floats) of row 0, column 0 of each of the kernel's views (kernelViews order). */
+  readonly views: readonly number[];
+  /** Offset (floats) in a slot of each of the kernel's states (kernelStates order). */
+  readonly states: readonly number[];
 }
 
 /** ArchcArgs as bytes (little-endian, the layout of the struct in codegen/cuda/templates/prelude). */
@@ -27,7 +38,40 @@ export function packArgs(v: ArgsValues): Uint8Array {
   dv.setInt32(80, v.T, true);
   dv.setInt32(84, v.S, true);
   dv.setInt32(88, v.capacity, true);
+  if (v.views.length > ARGS_VIEWS || v.states.length > ARGS_STATES) throw new Error(`archc runtime: ${v.views.length} views and ${v.states.length} states; a kernel takes at most ${ARGS_VIEWS} and ${ARGS_STATES}`);
+  v.views.forEach((x, i) => dv.setBigInt64(ARGS_VIEW_AT + 8 * i, BigInt(x), true));
+  v.states.forEach((x, i) => dv.setBigInt64(ARGS_VIEW_AT + 8 * (ARGS_VIEWS + i), BigInt(x), true));
   return out;
+}
+
+/** The views a kernel addresses, by index: its activation operands (in operand order), then its
+ *  outputs. */
+export function kernelViews(k: Kernel): { readonly key: string; readonly view: View }[] {
+  const out: { key: string; view: View }[] = [];
+  for (const [name, o] of Object.entries(k.inputs)) if ('buf' in o) out.push({ key: `in:${name}`, view: o });
+  for (const [name, o] of Object.entries(k.outputs)) out.push({ key: `out:${name}`, view: o });
+  return out;
+}
+
+/** The states a kernel addresses, by index: its own, then those of its conv_step epilogue stages. */
+export function kernelStates(k: Kernel): number[] {
+  const out = k.state === undefined ? [] : [k.state];
+  for (const s of k.epilogue ?? []) if (s.kind === 'conv_step' && !out.includes(s.state)) out.push(s.state);
+  return out;
+}
+
+/** Arena offset (floats) of row 0, column 0 of view `v` for a batch of T tokens and S sequences. */
+export function viewBase(e: Entry, v: View, T: number, S: number): number {
+  const b = e.buffers[v.buf]!;
+  return (b.rows === 'T' ? b.offset * T : e.arena.T * T + b.offset * S) + v.col;
+}
+
+/** The view and state offsets of `k`'s arguments. */
+export function kernelOffsets(p: Program, e: Entry, k: Kernel, T: number, S: number, capacity: number): { views: number[]; states: number[] } {
+  return {
+    views: kernelViews(k).map((x) => viewBase(e, x.view, T, S)),
+    states: kernelStates(k).map((i) => { const o = stateOffset(p, i); return o.fixed + o.perCapacity * capacity; }),
+  };
 }
 
 export interface WeightSlot {

@@ -6,7 +6,7 @@
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { buildCuda, parsePtxas } from '../../codegen/cuda/build.ts';
+import { buildCuda, parsePtxas, renderProgram } from '../../codegen/cuda/build.ts';
 import { lowerToProgram } from '../../compiler/lower.ts';
 import { runEntry } from '../../runtime/backend.ts';
 import { CpuBackend } from '../../runtime/cpu/backend.ts';
@@ -61,6 +61,21 @@ describe('CUDA kernels', () => {
     }
     bin = await buildEmulator(sources);
   }, 300_000);
+
+  it('kernels that differ only in where their memory is share one source: every layer of a kind', () => {
+    const ks = renderProgram(program);
+    const byRole = new Map<string, Set<string>>();
+    for (const k of ks) {
+      const role = `${k.entry} ${k.name.replace(/layers\.\d+\./, 'layers.*.')}`;
+      (byRole.get(role) ?? byRole.set(role, new Set()).get(role)!).add(k.id);
+    }
+    const layered = [...byRole].filter(([role]) => role.includes('layers.*.'));
+    expect(layered.length).toBeGreaterThan(5);
+    for (const [role, ids] of layered) expect({ role, sources: ids.size }).toEqual({ role, sources: 1 });
+    // and the layers repeat: a tiny Bamba has more kernels than distinct sources by far
+    expect(new Set(ks.map((k) => k.id)).size * 2).toBeLessThan(ks.length);
+    for (const k of ks) expect(k.source).not.toContain('model.layers');
+  });
 
   it('ptxas reports are read per function', () => {
     const u = parsePtxas("ptxas info    : Compiling entry function 'archc_main_ab' for 'sm_90'\nptxas info    : Function properties for archc_main_ab\n    8 bytes stack frame, 4 bytes spill stores, 4 bytes spill loads\nptxas info    : Used 32 registers, used 1 barriers, 416 bytes smem\n");

@@ -13,7 +13,7 @@ import { promisify } from 'node:util';
 import { renderKernel } from '../../codegen/cuda/render.ts';
 import type { Backend, Invocation, RunBatch, StatePool } from '../../runtime/backend.ts';
 import { CpuBackend } from '../../runtime/cpu/backend.ts';
-import { kernelWeights, launchOf } from '../../runtime/cuda/abi.ts';
+import { ARGS_FIELDS, kernelOffsets, kernelWeights, launchOf, packArgs } from '../../runtime/cuda/abi.ts';
 import type { Entry, Kernel, Program, ProgramWeight, View } from '../../runtime/program.ts';
 import { slotLayout } from '../../runtime/program.ts';
 import { fromF32, type Tensor } from '../../runtime/tensor.ts';
@@ -41,7 +41,7 @@ export async function buildEmulator(sources: ReadonlyMap<string, string>, parts 
   if (existsSync(bin)) return bin;
   mkdirSync(dir, { recursive: true });
   const groups = Array.from({ length: Math.min(parts, ids.length) }, (_, g) => ids.filter((_, i) => i % parts === g));
-  const launcher = 'struct Launcher { const char* id; void (*main)(const void*); void (*gemv)(const void*); };\n';
+  const launcher = 'struct Launcher { const char* id; void (*main)(const void*); void (*gemv)(const void*); size_t args_bytes; };\n';
   groups.forEach((g, gi) => {
     const body = g.map((id) => {
       writeFileSync(join(dir, `${id}.cu`), sources.get(id)!);
@@ -49,7 +49,7 @@ export async function buildEmulator(sources: ReadonlyMap<string, string>, parts 
       return `namespace k_${id} {\n#define archc_main archc_main_${id}\n#define archc_gemv archc_gemv_${id}\n#include "${id}.cu"\n#undef archc_main\n#undef archc_gemv\n`
         + `void run_main(const void* a) { archc_main_${id}(*static_cast<const ArchcArgs*>(a)); }\n`
         + (gemv ? `void run_gemv(const void* a) { archc_gemv_${id}(*static_cast<const ArchcArgs*>(a)); }\n` : '') + '}\n'
-        + `extern const Launcher L_${id} = {"${id}", k_${id}::run_main, ${gemv ? `k_${id}::run_gemv` : 'nullptr'}};\n`;
+        + `extern const Launcher L_${id} = {"${id}", k_${id}::run_main, ${gemv ? `k_${id}::run_gemv` : 'nullptr'}, sizeof(k_${id}::ArchcArgs)};\n`;
     }).join('');
     writeFileSync(join(dir, `part${gi}.cpp`), `#include "emu.h"\n${launcher}${body}`);
   });
@@ -137,9 +137,14 @@ class EmuInvocation implements Invocation {
     const ints = (xs: ArrayLike<number>) => new Uint8Array(Int32Array.from(xs).buffer);
     const i64 = (xs: number[]) => new Uint8Array(BigInt64Array.from(xs.map(BigInt)).buffer);
     const mem = this.pool.mem();
+    // the launcher's packed arguments, pointers left for the emulator to fill in
+    const args = packArgs({
+      ptr: Object.fromEntries(ARGS_FIELDS.map((f) => [f, 0n])) as Parameters<typeof packArgs>[0]['ptr'],
+      slotFloats: this.pool.floats, T, S, capacity: this.pool.capacity, ...kernelOffsets(program, this.entry, k, T, S, this.pool.capacity),
+    });
     const parts: Uint8Array[] = [
-      ints([launch.fn === 'archc_gemv' ? 1 : 0, launch.grid[0], launch.grid[1], launch.block[0], T, S, this.pool.capacity, weights.length]),
-      i64([this.pool.floats, this.arena.length, mem.length]),
+      ints([launch.fn === 'archc_gemv' ? 1 : 0, launch.grid[0], launch.grid[1], launch.block[0], T, S, weights.length, args.byteLength]),
+      i64([this.arena.length, mem.length]), args,
       ...weights.flatMap((w) => [i64([w.byteLength]), w]),
       ints(this.batch.tokens), ints(this.batch.positions),
       ints(this.batch.seqs.map((s) => s.start)), ints(this.batch.seqs.map((s) => s.len)), ints(this.batch.lengths), ints(this.batch.slots),
