@@ -19,6 +19,8 @@ import { type CommonOpts, withCommon } from './common.ts';
 import { writeDirAtomic, writeFileAtomic } from './fsutil.ts';
 import { encodeNpy } from './npy.ts';
 
+const archList = (text = 'sm_80,sm_90'): string[] => text.split(',').map((a) => a.trim()).filter(Boolean);
+
 /** Compiles for a checkpoint: its config.json binds the params unless --hf-config names another. */
 function compileFor(file: string, o: CommonOpts, weightsDir?: string): Compiled {
   const configPath = o.hfConfig ?? (weightsDir && existsSync(join(weightsDir, 'config.json')) ? join(weightsDir, 'config.json') : undefined);
@@ -41,7 +43,7 @@ function parseIdLists(text: string, flag: string): number[][] {
   }));
 }
 
-async function loadModel(file: string, o: CommonOpts & { weights: string; allowExtra?: boolean }, progress: boolean): Promise<Model> {
+async function loadModel(file: string, o: CommonOpts & { weights: string; allowExtra?: boolean; backend?: string; cudaArch?: string }, progress: boolean): Promise<Model> {
   const compiled = compileFor(file, o, o.weights);
   const program = lowerToProgram(compiled.graph, compiled.bindings);
   const bar = progress && process.stderr.isTTY
@@ -51,6 +53,9 @@ async function loadModel(file: string, o: CommonOpts & { weights: string; allowE
   try {
     return await Model.loadProgram(program, o.weights, {
       allowExtra: o.allowExtra,
+      backend: o.backend === 'cuda' ? 'cuda' : 'cpu',
+      // the kernels, compiled (and cached) once the driver has found a device
+      cuda: { kernels: async () => { const b = await import('../codegen/cuda/build.ts'); return b.buildKernels(await b.buildCuda(program, { archs: archList(o.cudaArch) })); } },
       onProgress: (done, _total, tensor) => bar?.update(done, { tensor }),
     });
   } finally {
@@ -72,7 +77,7 @@ export function registerRunCommands(p: Command): void {
       const ctx = compiled.graph.params.context;
       const stats = computeStats(compiled.graph, typeof ctx === 'number' ? ctx : 4096, 1);
       const { buildCuda } = await import('../codegen/cuda/build.ts');
-      const cuda = await buildCuda(program, { archs: o.cudaArch.split(',').map((a) => a.trim()).filter(Boolean) });
+      const cuda = await buildCuda(program, { archs: archList(o.cudaArch) });
       const r = buildPackage({ graph: compiled.graph, program, stats, source: file, packageName: o.name, cuda }, o.out);
       const rep = programReport(program, { prefillTokens: 4096, decodeBatch: 8, context: typeof ctx === 'number' ? ctx : 4096 });
       const d = rep.dispatches, m = rep.memory;
@@ -81,7 +86,7 @@ export function registerRunCommands(p: Command): void {
         + `  kernels: ${d.decode} per decode step (${layers}, ${d.outsideLayers} outside the layers), ${d.prefill} per prefill\n`
         + `  memory: arena ${mib(m.arenaBytesByEntry.prefill)} for a ${m.prefillTokens}-token prefill, ${mib(m.arenaBytesByEntry.decode)} for a decode batch of ${m.decodeBatch}; `
         + `${mib(m.stateBytesPerSlot)} of state per sequence slot (context ${m.context})\n`
-        + `  cuda: ${cuda.kernels.length} kernels (.cu); ${cuda.report.nvcc === null ? 'no nvcc, NVRTC compiles them at load'
+        + `  cuda: ${cuda.kernels.length} kernels from ${cuda.report.sources} sources (.cu); ${cuda.report.nvcc === null ? 'no nvcc, NVRTC compiles them at load'
           : `${cuda.report.compiled} modules compiled, ${cuda.report.cached} cached for ${cuda.report.archs.join(', ')} in ${(cuda.report.compileMs / 1000).toFixed(1)} s`}\n`);
     });
 
@@ -111,7 +116,8 @@ export function registerRunCommands(p: Command): void {
     .option('--loss', 'print the causal-LM loss (labels = the ids) as JSON')
     .option('--out <file>', 'write float32 logits [tokens, vocab] as .npy')
     .option('--allow-extra', 'accept checkpoint tensors the model does not use')
-    .addOption(new Option('--backend <backend>', 'where to run').choices(['cpu']).default('cpu'))
+    .addOption(new Option('--backend <backend>', 'where to run').choices(['cpu', 'cuda']).default('cpu'))
+    .option('--cuda-arch <archs>', 'backend cuda: architectures to compile the kernels for where nvcc exists (else NVRTC at load)', 'sm_80,sm_90')
     .action(async (file: string, o: CommonOpts & { weights: string; ids: string; positions?: string; step?: boolean; loss?: boolean; out?: string; allowExtra?: boolean }) => {
       const seqs = parseIdLists(o.ids, '--ids');
       const model = await loadModel(file, o, false);
@@ -155,7 +161,8 @@ export function registerRunCommands(p: Command): void {
     .option('--seed <n>', 'sampling seed', '0')
     .option('--stop <ids>', 'stop token ids, comma-separated')
     .option('--allow-extra', 'accept checkpoint tensors the model does not use')
-    .addOption(new Option('--backend <backend>', 'where to run').choices(['cpu']).default('cpu'))
+    .addOption(new Option('--backend <backend>', 'where to run').choices(['cpu', 'cuda']).default('cpu'))
+    .option('--cuda-arch <archs>', 'backend cuda: architectures to compile the kernels for where nvcc exists (else NVRTC at load)', 'sm_80,sm_90')
     .action(async (file: string, o: CommonOpts & Record<string, string | undefined> & { weights: string; set: string[] }) => {
       if (!o.prompt && !o.ids) usage('arguments', 'missing --prompt TEXT (or --ids 1,2,3 when the checkpoint has no tokenizer)');
       const model = await loadModel(file, o as never, true);

@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { StatePool } from './backend.ts';
 import { CpuBackend } from './cpu/backend.ts';
+import type { CudaBackend, CudaLoadOptions } from './cuda/backend.ts';
 import { defaultThreads, linearPool } from './cpu/pool.ts';
 import { type SequenceState, positionsFor, runBatch, seqsFromCuSeqlens, seqsFromPositions, seqsFromSeqIdx } from './engine.ts';
 import { RuntimeError } from './errors.ts';
@@ -16,7 +17,7 @@ import { type Checkpoint, checkShapes, openCheckpoint } from './safetensors.ts';
 import { type SamplingOptions, sampleToken, validateSampling } from './sampling.ts';
 import { type Tokenizer, loadTokenizer } from './tokenizer.ts';
 
-export type Backend = 'cpu';
+export type Backend = 'cpu' | 'cuda';
 
 export interface LoadOptions {
   readonly backend?: Backend;
@@ -28,6 +29,8 @@ export interface LoadOptions {
   readonly onProgress?: (done: number, total: number, tensor: string) => void;
   /** Threads for matrix products (default: ARCHC_THREADS, else the machine's cores, at most 8). */
   readonly threads?: number;
+  /** backend 'cuda': where the kernels, the driver and the device come from. */
+  readonly cuda?: CudaLoadOptions;
 }
 
 export interface ForwardInput {
@@ -81,7 +84,7 @@ export class Model {
     readonly program: Program,
     readonly config: HfConfig,
     readonly tokenizer: Tokenizer | null,
-    private readonly backend: CpuBackend,
+    private readonly backend: CpuBackend | CudaBackend,
     readonly capacity: number,
     readonly vocab: number,
     /** The checkpoint directory it was loaded from. */
@@ -92,8 +95,8 @@ export class Model {
 
   /** Loads `dir` (config.json, model.safetensors or its index, tokenizer.json) for `program`. */
   static async loadProgram(program: Program, dir: string, opts: LoadOptions = {}): Promise<Model> {
-    if ((opts.backend ?? 'cpu') !== 'cpu') {
-      throw new RuntimeError('RT303', [`backend ${opts.backend}`, 'this package runs on: cpu']);
+    if (!['cpu', 'cuda'].includes(opts.backend ?? 'cpu')) {
+      throw new RuntimeError('RT303', [`backend ${opts.backend}`, 'this package runs on: cpu, cuda']);
     }
     const configPath = join(dir, 'config.json');
     const config = existsSync(configPath) ? readHfConfig(configPath) : {};
@@ -102,8 +105,15 @@ export class Model {
     try {
       const threads = opts.threads ?? defaultThreads();
       if (!Number.isInteger(threads) || threads < 1) throw new RuntimeError('RT303', [`threads ${threads}`, 'give a positive integer']);
-      const backend = new CpuBackend(program, threads > 1 ? linearPool(threads) : undefined);
-      loadWeights(program, ckpt, opts, backend);
+      const backend = opts.backend === 'cuda'
+        ? await (await import('./cuda/backend.ts')).openCudaBackend(program, opts.cuda)
+        : new CpuBackend(program, threads > 1 ? linearPool(threads) : undefined);
+      try {
+        loadWeights(program, ckpt, opts, backend);
+      } catch (e) {
+        backend.dispose();
+        throw e;
+      }
       const tokenizer = await loadTokenizer(dir);
       const ctx = program.params.context;
       const capacity = opts.capacity ?? (typeof ctx === 'number' ? ctx : 4096);
@@ -310,7 +320,7 @@ function sameValue(a: unknown, b: unknown): boolean {
   return a === b;
 }
 
-function loadWeights(program: Program, ckpt: Checkpoint, opts: LoadOptions, backend: CpuBackend): void {
+function loadWeights(program: Program, ckpt: Checkpoint, opts: LoadOptions, backend: CpuBackend | CudaBackend): void {
   const problems = checkShapes(ckpt, program.weights.map((w) => ({ name: w.name, shape: w.shape })), { allowExtra: opts.allowExtra });
   if (problems.length === 1) throw problems[0]!;
   if (problems.length > 1) {
