@@ -24,6 +24,8 @@ import { type CommonOpts, setsOf, withCommon, withPreset } from './common.ts';
 import { checkParent, checkReplaceable, writeDirAtomic, writeFileAtomic } from './fsutil.ts';
 import { encodeNpy } from './npy.ts';
 
+const archList = (text = 'sm_80,sm_90'): string[] => text.split(',').map((a) => a.trim()).filter(Boolean);
+
 /** The params for a checkpoint: its config.json binds them unless --hf-config names another.
  *  A checkpoint without config.json is refused (its sizes would silently be the defaults). */
 function optionsFor(file: string, o: CommonOpts, weightsDir?: string): CompileOptions {
@@ -95,9 +97,9 @@ function numberFlag(v: string | undefined, flag: string, rule: { int?: boolean; 
   return n;
 }
 
-async function loadModel(file: string, o: CommonOpts & { weights: string; allowExtra?: boolean; checkWeights?: boolean; backend?: string }, progress: boolean): Promise<Model> {
+async function loadModel(file: string, o: CommonOpts & { weights: string; allowExtra?: boolean; checkWeights?: boolean; backend?: string; cudaArch?: string }, progress: boolean): Promise<Model> {
   const { program } = await compileFor(file, o, o.weights);
-  const backend = o.backend === 'cpu' ? 'cpu' : 'wasm';
+  const backend = o.backend === 'cpu' || o.backend === 'cuda' ? o.backend : 'wasm';
   // the wasm kernels are assembled here from the same text `archc build` ships (wabt loads only then)
   const wasmKernels = backend === 'wasm' ? await (await import('../codegen/wasm/assemble.ts')).wasmKernels() : undefined;
   // the runtime (with the tokenizer) and cli-progress load only in the commands that run a model
@@ -113,6 +115,8 @@ async function loadModel(file: string, o: CommonOpts & { weights: string; allowE
       checkWeights: o.checkWeights,
       backend,
       wasmKernels,
+      // the kernels, compiled (and cached) once the driver has found a device
+      cuda: { kernels: async () => { const b = await import('../codegen/cuda/build.ts'); return b.buildKernels(await b.buildCuda(program, { archs: archList(o.cudaArch) })); } },
       onProgress: (done, _total, tensor) => bar?.update(done, { tensor }),
     });
   } finally {
@@ -125,7 +129,8 @@ export function registerRunCommands(p: Command): void {
     .requiredOption('-o, --out <dir>', 'the package directory to write')
     .option('--name <name>', 'npm package name')
     .option('--force', 'replace the output directory even if it holds files archc did not write')
-    .action(async (file: string, o: CommonOpts & { out: string; name?: string; force?: boolean }) => {
+    .option('--cuda-arch <archs>', 'GPU architectures to compile the CUDA kernels for (where nvcc exists)', 'sm_80,sm_90')
+    .action(async (file: string, o: CommonOpts & { out: string; name?: string; force?: boolean; cudaArch: string }) => {
       const t0 = performance.now();
       // ts-morph (TypeScript) takes a third of a second to load: only `build` needs it.
       checkReplaceable(resolve(o.out), 'package', o.force ?? false); // before the work, not after
@@ -135,14 +140,18 @@ export function registerRunCommands(p: Command): void {
       const ctx = compiled.graph.params.context;
       const stats = computeStats(compiled.graph, typeof ctx === 'number' ? ctx : 4096, 1);
       const wasmKernels = await (await import('../codegen/wasm/assemble.ts')).wasmKernels();
-      const r = buildPackage({ graph: compiled.graph, program, stats, source: file, packageName: o.name, wasmKernels }, o.out, { force: o.force });
+      const { buildCuda } = await import('../codegen/cuda/build.ts');
+      const cuda = await buildCuda(program, { archs: archList(o.cudaArch) });
+      const r = buildPackage({ graph: compiled.graph, program, stats, source: file, packageName: o.name, wasmKernels, cuda }, o.out, { force: o.force });
       const rep = programReport(program, { prefillTokens: 4096, decodeBatch: 8, context: typeof ctx === 'number' ? ctx : 4096 });
       const d = rep.dispatches, m = rep.memory;
       const layers = Object.entries(d.perLayer).map(([k, n]) => `${n} per ${k} layer`).join(', ');
       process.stdout.write(`built ${r.dir}: model ${compiled.graph.model}, ${r.files.length} files in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`
         + `  kernels: ${d.decode} per decode step (${layers}, ${d.outsideLayers} outside the layers), ${d.prefill} per prefill\n`
         + `  memory: arena ${mib(m.arenaBytesByEntry.prefill)} for a ${m.prefillTokens}-token prefill, ${mib(m.arenaBytesByEntry.decode)} for a decode batch of ${m.decodeBatch}; `
-        + `${mib(m.stateBytesPerSlot)} of state per sequence slot (context ${m.context})\n`);
+        + `${mib(m.stateBytesPerSlot)} of state per sequence slot (context ${m.context})\n`
+        + `  cuda: ${cuda.kernels.length} kernels from ${cuda.report.sources} sources (.cu); ${cuda.report.nvcc === null ? 'no nvcc, NVRTC compiles them at load'
+          : `${cuda.report.compiled} modules compiled, ${cuda.report.cached} cached for ${cuda.report.archs.join(', ')} in ${(cuda.report.compileMs / 1000).toFixed(1)} s`}\n`);
     });
 
   withPreset(withCommon(p.command('init-weights <file>').description('write a random checkpoint in Hugging Face layout (config.json + safetensors)')))
@@ -177,7 +186,8 @@ export function registerRunCommands(p: Command): void {
     .option('--out <file>', 'write float32 logits [tokens, vocab] as .npy')
     .option('--allow-extra', 'accept checkpoint tensors the model does not use')
     .option('--no-check-weights', 'load weights holding NaN or infinities')
-    .addOption(new Option('--backend <backend>', 'where to run').choices(['wasm', 'cpu']).default('wasm'))
+    .addOption(new Option('--backend <backend>', 'where to run').choices(['wasm', 'cpu', 'cuda']).default('wasm'))
+    .option('--cuda-arch <archs>', 'backend cuda: architectures to compile the kernels for where nvcc exists (else NVRTC at load)', 'sm_80,sm_90')
     .action(async (file: string, o: CommonOpts & { weights: string; ids: string; positions?: string; step?: boolean; loss?: boolean; out?: string; allowExtra?: boolean; checkWeights?: boolean }) => {
       const seqs = parseIdLists(o.ids, '--ids');
       if (o.out) checkParent(resolve(o.out)); // before the work, not after
@@ -232,7 +242,8 @@ export function registerRunCommands(p: Command): void {
     .option('--stop <ids>', 'stop token ids, comma-separated')
     .option('--allow-extra', 'accept checkpoint tensors the model does not use')
     .option('--no-check-weights', 'load weights holding NaN or infinities')
-    .addOption(new Option('--backend <backend>', 'where to run').choices(['wasm', 'cpu']).default('wasm'))
+    .addOption(new Option('--backend <backend>', 'where to run').choices(['wasm', 'cpu', 'cuda']).default('wasm'))
+    .option('--cuda-arch <archs>', 'backend cuda: architectures to compile the kernels for where nvcc exists (else NVRTC at load)', 'sm_80,sm_90')
     .action(async (file: string, o: CommonOpts & Record<string, string | undefined> & { weights: string; set: string[]; checkWeights?: boolean }) => {
       if (o.prompt === undefined && o.ids === undefined) usage('arguments', 'missing --prompt TEXT (or --ids 1,2,3 when the checkpoint has no tokenizer)');
       if (o.prompt !== undefined && o.ids !== undefined) usage('arguments', 'give --prompt or --ids, not both');

@@ -3,7 +3,7 @@
 // hand-written runtime, compiled JS with .d.ts, graph.json, a README and a build report.
 // Everything is written to a temp directory beside the target and renamed into place at the end.
 
-import { cpSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { type WriteDirOptions, writeDirAtomic } from '../cli/fsutil.ts';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,6 +14,7 @@ import { checkProgramJson, graphToJson } from '../compiler/schema.ts';
 import type { Stats } from '../compiler/stats.ts';
 import { programReport } from '../compiler/kernel/report.ts';
 import type { Program } from '../runtime/program.ts';
+import { type CudaBuild, cudaManifest } from './cuda/build.ts';
 
 const RUNTIME_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'runtime');
 const ROOT_PACKAGE = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'package.json');
@@ -28,6 +29,8 @@ export interface BuildInput {
   readonly packageName?: string;
   /** The `wasm` backend's assembled kernel module (codegen/wasm/), shipped in src/kernels.ts. */
   readonly wasmKernels?: Uint8Array;
+  /** The CUDA kernels (`.cu` sources, and cubins where nvcc compiled them). */
+  readonly cuda?: CudaBuild;
 }
 
 export interface BuildResult {
@@ -86,7 +89,22 @@ function writePackage(input: BuildInput, dir: string): void {
   writeFileSync(join(dir, 'package.json'), JSON.stringify(packageJson(name, input), null, 2) + '\n');
   writeFileSync(join(dir, 'graph.json'), graphToJson(input.graph));
   writeFileSync(join(dir, 'README.md'), readme(name, input));
+  if (input.cuda) writeCuda(dir, input.cuda);
   writeFileSync(join(dir, 'build-report.json'), JSON.stringify(report(input, Date.now() - started), null, 2) + '\n');
+}
+
+/** cuda/: each distinct kernel source once (kernels/<id>.cu), the compiled modules, and the
+ *  manifest (runtime/cuda/kernels.ts: each entry's kernels by name and id, the modules). */
+function writeCuda(dir: string, cuda: CudaBuild): void {
+  for (const k of cuda.kernels) {
+    mkdirSync(dirname(join(dir, k.path)), { recursive: true });
+    writeFileSync(join(dir, k.path), k.source);
+  }
+  for (const [path, bytes] of cuda.modules) {
+    mkdirSync(dirname(join(dir, path)), { recursive: true });
+    writeFileSync(join(dir, path), bytes);
+  }
+  writeFileSync(join(dir, 'cuda', 'manifest.json'), JSON.stringify(cudaManifest(cuda), null, 2) + '\n');
 }
 
 // ---- generated TypeScript ------------------------------------------------------------------
@@ -202,9 +220,11 @@ function packageJson(name: string, input: BuildInput): object {
     main: './dist/index.js',
     types: './dist/index.d.ts',
     exports: { '.': { types: './dist/index.d.ts', default: './dist/index.js' }, './graph.json': './graph.json' },
-    files: ['dist', 'src', 'graph.json', 'build-report.json', 'README.md'],
+    files: ['dist', 'src', 'graph.json', 'build-report.json', 'README.md', ...(input.cuda ? ['cuda'] : [])],
     engines: { node: '>=20' },
     dependencies: { '@huggingface/tokenizers': root.dependencies['@huggingface/tokenizers'] },
+    // the cuda backend's FFI to the driver, only loaded by backend 'cuda'
+    ...(input.cuda ? { optionalDependencies: { koffi: root.dependencies.koffi } } : {}),
   };
 }
 
@@ -272,6 +292,7 @@ function report(input: BuildInput, ms: number): object {
     states: input.program.states.length,
     stats: input.stats,
     backends: input.wasmKernels ? ['wasm', 'cpu'] : ['cpu'],
+    ...(input.cuda ? { cuda: { ...input.cuda.report, kernels: input.cuda.kernels.length } } : {}),
     buildMs: ms,
   };
 }

@@ -88,6 +88,15 @@ export const RUNTIME_MESSAGES = {
   RT406: '{0}: {1} is true but no {2} is set',
   RT407: 'token id {0} at position {1} is not a non-negative integer',
   RT408: 'cannot encode: the tokenizer has no id for piece {0} and no unk_token',
+  // 7xx: the CUDA backend
+  RT700: 'no CUDA driver: cannot load {0} ({1}); the cuda backend needs an NVIDIA GPU and its driver (libcuda.so.1)',
+  RT701: 'the CUDA driver ({0}) failed to initialise: {1}; is an NVIDIA GPU present and its kernel module loaded (nvidia-smi)?',
+  RT702: 'no CUDA device: the driver ({0}) reports {1} devices{2}',
+  RT703: 'cannot load the CUDA module {0} (kernels {1}) on {2}: {3}',
+  RT704: 'CUDA call {0} failed: {1}',
+  RT705: 'no CUDA kernels for this program in {0}: {1}',
+  RT706: 'cannot compile CUDA kernel {0} for {1} with NVRTC: {2}',
+  RT707: 'the cuda backend needs the koffi package (npm install koffi): {0}',
 } as const;
 
 export type RuntimeCode = keyof typeof RUNTIME_MESSAGES;

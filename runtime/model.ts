@@ -4,6 +4,7 @@
 import { join } from 'node:path';
 import type { StatePool } from './backend.ts';
 import { CpuBackend } from './cpu/backend.ts';
+import type { CudaBackend, CudaLoadOptions } from './cuda/backend.ts';
 import { defaultThreads, linearPool } from './cpu/pool.ts';
 import { WasmBackend } from './wasm/backend.ts';
 import { type SequenceState, positionsFor, runBatch, seqsFromCuSeqlens, seqsFromPositions, seqsFromSeqIdx } from './engine.ts';
@@ -19,7 +20,7 @@ import { type Checkpoint, checkShapes, openCheckpoint } from './safetensors.ts';
 import { type SamplingOptions, sampleToken, validateSampling } from './sampling.ts';
 import { type Tokenizer, loadTokenizer } from './tokenizer.ts';
 
-export type Backend = 'cpu' | 'wasm';
+export type Backend = 'cpu' | 'wasm' | 'cuda';
 
 export interface LoadOptions {
   /** Where to run: `wasm` (matrix products, SSD and attention in WebAssembly SIMD) or `cpu` (the
@@ -39,6 +40,8 @@ export interface LoadOptions {
   /** The `wasm` backend's kernel module (`archc build` writes it into the package as kernels.wasm,
    *  and the package's `Model.load` passes it). */
   readonly wasmKernels?: Uint8Array | WebAssembly.Module;
+  /** backend 'cuda': where the kernels, the driver and the device come from. */
+  readonly cuda?: CudaLoadOptions;
 }
 
 export interface ForwardInput {
@@ -92,7 +95,7 @@ export class Model {
     readonly program: Program,
     readonly config: HfConfig,
     readonly tokenizer: Tokenizer | null,
-    private readonly backend: CpuBackend,
+    private readonly backend: CpuBackend | CudaBackend,
     readonly capacity: number,
     readonly vocab: number,
     /** The checkpoint directory it was loaded from. */
@@ -114,8 +117,15 @@ export class Model {
     try {
       const threads = opts.threads ?? defaultThreads();
       if (!Number.isInteger(threads) || threads < 1) throw new RuntimeError('RT303', [`threads ${threads}`, 'give a positive integer']);
-      const backend = createBackend(program, backendName, threads, opts.wasmKernels);
-      loadWeights(program, ckpt, opts, backend);
+      const backend = backendName === 'cuda'
+        ? await (await import('./cuda/backend.ts')).openCudaBackend(program, opts.cuda)
+        : createBackend(program, backendName, threads, opts.wasmKernels);
+      try {
+        loadWeights(program, ckpt, opts, backend);
+      } catch (e) {
+        backend.dispose();
+        throw e;
+      }
       const tokenizer = await loadTokenizer(dir);
       const ctx = program.params.context;
       const capacity = opts.capacity ?? (typeof ctx === 'number' ? ctx : 4096);
@@ -323,17 +333,17 @@ function sameValue(a: unknown, b: unknown): boolean {
   return a === b;
 }
 
-const BACKENDS: readonly Backend[] = ['cpu', 'wasm'];
+const BACKENDS: readonly Backend[] = ['cpu', 'wasm', 'cuda'];
 
 /** The backend a model runs on: the CPU reference engine, or wasm (its products in WebAssembly). */
-function createBackend(program: Program, name: Backend, threads: number, wasmKernels?: Uint8Array | WebAssembly.Module): CpuBackend {
+function createBackend(program: Program, name: 'cpu' | 'wasm', threads: number, wasmKernels?: Uint8Array | WebAssembly.Module): CpuBackend {
   if (name === 'cpu') return new CpuBackend(program, threads > 1 ? linearPool(threads) : undefined);
   if (!wasmKernels) throw new RuntimeError('RT303', ['backend wasm without its kernel module', 'pass wasmKernels (kernels.wasm, written by archc build)']);
   const module = wasmKernels instanceof WebAssembly.Module ? wasmKernels : new WebAssembly.Module(wasmKernels as Uint8Array<ArrayBuffer>);
   return new WasmBackend(program, module, threads);
 }
 
-function loadWeights(program: Program, ckpt: Checkpoint, opts: LoadOptions, backend: CpuBackend): void {
+function loadWeights(program: Program, ckpt: Checkpoint, opts: LoadOptions, backend: CpuBackend | CudaBackend): void {
   const problems = checkShapes(ckpt, program.weights.map((w) => ({ name: w.name, shape: w.shape })), { allowExtra: opts.allowExtra });
   // Every weight of a program is read as floating point: integers are a wrong checkpoint.
   for (const w of program.weights) {

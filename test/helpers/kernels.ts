@@ -6,6 +6,7 @@
 import type { LowerCtx, KernelSpec, Lowered } from '../../compiler/kernel/lower.ts';
 import { rowWidth } from '../../compiler/kernel/lower.ts';
 import { planMemory } from '../../compiler/kernel/memory.ts';
+import { CPU_TARGET, CUDA_TARGET, schedule } from '../../compiler/kernel/schedule.ts';
 import { OP_BY_NAME, type Attrs, type TensorType } from '../../compiler/ops.ts';
 import type { Backend } from '../../runtime/backend.ts';
 import { CpuBackend } from '../../runtime/cpu/backend.ts';
@@ -61,7 +62,7 @@ export function runOp(name: string, inputs: readonly OpInput[], attrs: Attrs, T:
   op.lower(ctx);
   // a writer for every input buffer, so the memory plan keeps them apart from the outputs
   const lowered: Lowered = { entry: mode, buffers, kernels, outputs: Object.fromEntries(outs.map((o, i) => [`y${i}`, o])), derived: [] };
-  const entry = planMemory({ ...lowered, kernels: [...inputsWritten(operands), ...kernels] });
+  const entry = schedule(schedule(planMemory({ ...lowered, kernels: [...inputsWritten(operands), ...kernels] }), CPU_TARGET), CUDA_TARGET);
   const program: Program = {
     format: 'archc-kernels/1', model: name, params: {}, bindings: [],
     weights: inputs.flatMap((i, k) => (i && 'weight' in i ? [{ name: `w${k}`, shape: i.weight.shape, dtype: i.weight.dtype }] : [])),

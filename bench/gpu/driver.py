@@ -1,0 +1,441 @@
+#!/usr/bin/env python3
+"""The GPU script's driver: replays the launches bench/gpu/prepare.ts recorded, on an NVIDIA GPU,
+through the CUDA driver API (ctypes on libcuda.so.1; numpy for host arrays; no Node, no torch).
+
+1. The tiny model: its weights uploaded as the CUDA backend stores them, the arena poisoned with
+   NaN, then a packed ragged prefill, two decode steps and a forward; after every launch the
+   kernel's outputs are compared with the CPU engine's, and each run's logits (max error relative
+   to max |ref| at most 2e-2, as the emulated tests ask).
+2. The Bamba-9B-shaped model with random bf16 weights made on the GPU: prefill of 4096 tokens and
+   decode steps of batch 1 and 8 timed with CUDA events, each against its floor
+   (bytes / HBM bandwidth, FLOPs / dense bf16 tensor-core rate).
+
+The numbers go to --out (JSON). --dry-run does everything up to the first CUDA call: reads the
+trace and its files, packs every launch's arguments and checks the packing against the one
+runtime/cuda/abi.ts made.
+"""
+
+import argparse
+import base64
+import ctypes
+import glob
+import json
+import os
+import struct
+import sys
+import time
+
+import numpy as np
+
+ARGS_FIELDS = ["arena", "pool", "w", "tokens", "positions", "seq_start", "seq_len", "seq_before", "seq_slot"]
+TOLERANCE = 2e-2
+
+
+def pack_args(template: bytes, ptrs: dict) -> bytes:
+    """ArchcArgs: the recorded bytes with the nine pointers (little-endian u64, in order) set."""
+    out = bytearray(template)
+    for i, f in enumerate(ARGS_FIELDS):
+        struct.pack_into("<Q", out, 8 * i, ptrs[f])
+    return bytes(out)
+
+
+def batch_pointers(base: int, T: int, S: int) -> dict:
+    """Where the batch's int32 arrays sit in its buffer: tokens, positions [T]; start, len, before, slot [S]."""
+    return {
+        "tokens": base, "positions": base + 4 * T, "seq_start": base + 8 * T, "seq_len": base + 8 * T + 4 * S,
+        "seq_before": base + 8 * T + 8 * S, "seq_slot": base + 8 * T + 12 * S,
+    }
+
+
+def translation_unit(ids) -> str:
+    """The translation unit archc build gives nvcc (runtime/cuda/kernels.ts translationUnit)."""
+    head = "#include <cuda_bf16.h>\n#include <mma.h>\n#include <stdint.h>\n#include <math.h>\n"
+    return head + "".join(
+        f"namespace k_{i} {{\n#define archc_main archc_main_{i}\n#define archc_gemv archc_gemv_{i}\n"
+        f'#include "{i}.cu"\n#undef archc_main\n#undef archc_gemv\n}}\n' for i in ids)
+
+
+def arch_number(arch: str) -> int:
+    return int("".join(c for c in arch if c.isdigit()) or 0)
+
+
+class CudaError(RuntimeError):
+    pass
+
+
+class Cuda:
+    """The driver calls the script makes."""
+
+    def __init__(self, library: str):
+        try:
+            self.lib = ctypes.CDLL(library)
+        except OSError as e:
+            raise CudaError(f"no CUDA driver: cannot load {library} ({e}); this script needs an NVIDIA GPU and its driver")
+        L, u64, vp, i32 = self.lib, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_int
+        sig = {
+            "cuInit": [ctypes.c_uint], "cuDeviceGet": [ctypes.POINTER(i32), i32], "cuDeviceGetCount": [ctypes.POINTER(i32)],
+            "cuDeviceGetAttribute": [ctypes.POINTER(i32), i32, i32], "cuDeviceGetName": [ctypes.c_char_p, i32, i32],
+            "cuDevicePrimaryCtxRetain": [ctypes.POINTER(vp), i32], "cuCtxSetCurrent": [vp],
+            "cuModuleLoadData": [ctypes.POINTER(vp), ctypes.c_char_p], "cuModuleGetFunction": [ctypes.POINTER(vp), vp, ctypes.c_char_p],
+            "cuMemAlloc_v2": [ctypes.POINTER(u64), ctypes.c_size_t], "cuMemFree_v2": [u64],
+            "cuMemcpyHtoD_v2": [u64, vp, ctypes.c_size_t], "cuMemcpyDtoH_v2": [vp, u64, ctypes.c_size_t],
+            "cuMemsetD8_v2": [u64, ctypes.c_ubyte, ctypes.c_size_t],
+            "cuLaunchKernel": [vp] + [ctypes.c_uint] * 7 + [vp, ctypes.POINTER(vp), ctypes.POINTER(vp)],
+            "cuStreamCreate": [ctypes.POINTER(vp), ctypes.c_uint], "cuStreamSynchronize": [vp],
+            "cuEventCreate": [ctypes.POINTER(vp), ctypes.c_uint], "cuEventRecord": [vp, vp], "cuEventSynchronize": [vp],
+            "cuEventElapsedTime": [ctypes.POINTER(ctypes.c_float), vp, vp], "cuGetErrorName": [i32, ctypes.POINTER(ctypes.c_char_p)],
+            "cuDriverGetVersion": [ctypes.POINTER(i32)],
+        }
+        for name, args in sig.items():
+            f = getattr(L, name)
+            f.argtypes, f.restype = args, ctypes.c_int
+
+    def error(self, r: int) -> str:
+        name = ctypes.c_char_p()
+        return f"{name.value.decode()} ({r})" if self.lib.cuGetErrorName(r, ctypes.byref(name)) == 0 and name.value else f"CUresult {r}"
+
+    def check(self, r: int, what: str):
+        if r != 0:
+            raise CudaError(f"{what} failed: {self.error(r)}")
+
+    def init(self):
+        r = self.lib.cuInit(0)
+        if r != 0:
+            raise CudaError(f"the CUDA driver failed to initialise: {self.error(r)}")
+        n, dev = ctypes.c_int(), ctypes.c_int()
+        self.check(self.lib.cuDeviceGetCount(ctypes.byref(n)), "cuDeviceGetCount")
+        if n.value < 1:
+            raise CudaError("no CUDA device")
+        self.check(self.lib.cuDeviceGet(ctypes.byref(dev), 0), "cuDeviceGet")
+        self.dev = dev.value
+        major, minor, version = ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
+        self.check(self.lib.cuDeviceGetAttribute(ctypes.byref(major), 75, self.dev), "cuDeviceGetAttribute")
+        self.check(self.lib.cuDeviceGetAttribute(ctypes.byref(minor), 76, self.dev), "cuDeviceGetAttribute")
+        self.lib.cuDriverGetVersion(ctypes.byref(version))
+        self.arch = f"sm_{major.value}{minor.value}"
+        name = ctypes.create_string_buffer(256)
+        self.check(self.lib.cuDeviceGetName(name, 256, self.dev), "cuDeviceGetName")
+        self.name, self.driver_version = name.value.decode(), version.value
+        ctx, stream = ctypes.c_void_p(), ctypes.c_void_p()
+        self.check(self.lib.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), self.dev), "cuDevicePrimaryCtxRetain")
+        self.check(self.lib.cuCtxSetCurrent(ctx), "cuCtxSetCurrent")
+        self.check(self.lib.cuStreamCreate(ctypes.byref(stream), 0), "cuStreamCreate")
+        self.stream = stream
+
+    def alloc(self, nbytes: int) -> int:
+        p = ctypes.c_uint64()
+        self.check(self.lib.cuMemAlloc_v2(ctypes.byref(p), max(nbytes, 4)), f"cuMemAlloc({nbytes} bytes)")
+        return p.value
+
+    def htod(self, ptr: int, data: bytes):
+        buf = ctypes.create_string_buffer(data, len(data))
+        self.check(self.lib.cuMemcpyHtoD_v2(ptr, buf, len(data)), "cuMemcpyHtoD")
+
+    def dtoh_f32(self, ptr: int, n: int) -> np.ndarray:
+        out = np.empty(n, dtype=np.float32)
+        self.sync()
+        self.check(self.lib.cuMemcpyDtoH_v2(out.ctypes.data_as(ctypes.c_void_p), ptr, 4 * n), "cuMemcpyDtoH")
+        return out
+
+    def memset(self, ptr: int, value: int, nbytes: int):
+        self.check(self.lib.cuMemsetD8_v2(ptr, value, nbytes), "cuMemsetD8")
+
+    def module(self, image: bytes, what: str):
+        m = ctypes.c_void_p()
+        r = self.lib.cuModuleLoadData(ctypes.byref(m), image)
+        if r != 0:
+            raise CudaError(f"cannot load {what} on {self.name} ({self.arch}): {self.error(r)}")
+        return m
+
+    def function(self, module, name: str):
+        f = ctypes.c_void_p()
+        r = self.lib.cuModuleGetFunction(ctypes.byref(f), module, name.encode())
+        return f if r == 0 else None
+
+    def launch(self, fn, grid, block, args: bytes, what: str):
+        buf = ctypes.create_string_buffer(args, len(args))
+        params = (ctypes.c_void_p * 1)(ctypes.cast(buf, ctypes.c_void_p))
+        self.check(self.lib.cuLaunchKernel(fn, *grid, *block, 0, self.stream, params, None), f"cuLaunchKernel({what})")
+
+    def sync(self):
+        self.check(self.lib.cuStreamSynchronize(self.stream), "cuStreamSynchronize")
+
+    def event(self):
+        e = ctypes.c_void_p()
+        self.check(self.lib.cuEventCreate(ctypes.byref(e), 0), "cuEventCreate")
+        return e
+
+    def elapsed_ms(self, a, b) -> float:
+        ms = ctypes.c_float()
+        self.check(self.lib.cuEventSynchronize(b), "cuEventSynchronize")
+        self.check(self.lib.cuEventElapsedTime(ctypes.byref(ms), a, b), "cuEventElapsedTime")
+        return ms.value
+
+
+def nvrtc_compile(ids, sources: dict, arch: str) -> bytes:
+    """The kernels compiled for `arch` with NVRTC (for a device the prepared modules do not cover)."""
+    names = [os.environ.get("ARCHC_LIBNVRTC", ""), "libnvrtc.so", "libnvrtc.so.13", "libnvrtc.so.12"]
+    names += sorted(glob.glob(os.path.join(sys.prefix, "lib", "python3*", "site-packages", "nvidia", "cuda_nvrtc", "lib", "libnvrtc.so*")))
+    lib = None
+    for n in filter(None, names):
+        try:
+            lib = ctypes.CDLL(n)
+            break
+        except OSError:
+            pass
+    if lib is None:
+        raise CudaError(f"no prepared module runs on {arch} and NVRTC (libnvrtc.so) was not found; prepare with --cuda-arch {arch}")
+    incs = [os.environ.get("ARCHC_CUDA_INCLUDE", ""), os.path.join(os.environ.get("CUDA_HOME", "/nonexistent"), "include"), "/usr/local/cuda/include"]
+    incs += glob.glob(os.path.join(sys.prefix, "lib", "python3*", "site-packages", "nvidia", "cuda_runtime", "include"))
+    inc = next((d for d in incs if d and os.path.exists(os.path.join(d, "mma.h"))), None)
+    stand_ins = {"stdint.h": "#pragma once\n", "math.h": "#pragma once\n#ifndef INFINITY\n#define INFINITY __int_as_float(0x7f800000)\n#endif\n#ifndef NAN\n#define NAN __int_as_float(0x7fffffff)\n#endif\n"}
+    hdr_names = [f"{i}.cu" for i in ids] + list(stand_ins)
+    hdr_texts = [sources[i] for i in ids] + list(stand_ins.values())
+    arr = lambda xs: (ctypes.c_char_p * len(xs))(*[x.encode() for x in xs])
+    prog = ctypes.c_void_p()
+    r = lib.nvrtcCreateProgram(ctypes.byref(prog), translation_unit(ids).encode(), b"module.cu", len(hdr_names), arr(hdr_texts), arr(hdr_names))
+    if r != 0:
+        raise CudaError(f"nvrtcCreateProgram failed ({r})")
+    opts = [f"--gpu-architecture={arch}", "--std=c++17"] + ([f"--include-path={inc}"] if inc else [])
+    r = lib.nvrtcCompileProgram(prog, len(opts), arr(opts))
+    if r != 0:
+        size = ctypes.c_size_t()
+        lib.nvrtcGetProgramLogSize(prog, ctypes.byref(size))
+        log = ctypes.create_string_buffer(size.value)
+        lib.nvrtcGetProgramLog(prog, log)
+        raise CudaError(f"NVRTC rejected the kernels for {arch}:\n{log.value.decode(errors='replace')[:4000]}")
+    size = ctypes.c_size_t()
+    lib.nvrtcGetCUBINSize(prog, ctypes.byref(size))
+    out = ctypes.create_string_buffer(size.value)
+    lib.nvrtcGetCUBIN(prog, out)
+    return out.raw
+
+
+class Model:
+    """One prepared model on the device: modules and functions, weights, weight tables."""
+
+    def __init__(self, cuda: Cuda, work: str, m: dict, dry: bool):
+        self.cuda, self.m, self.dir, self.dry = cuda, m, os.path.join(work, m["name"]), dry
+        self.fns, self.tables, self.weights = {}, {}, []
+        wanted = {l["id"] for s in m["sessions"] for r in s["runs"] for l in r["launches"]}
+        for i in wanted:
+            if not os.path.exists(os.path.join(self.dir, "cuda", "kernels", f"{i}.cu")):
+                raise CudaError(f"{m['name']}: the source of kernel {i} is missing from {self.dir}")
+        for mod in m["modules"]:
+            if not os.path.exists(os.path.join(self.dir, mod["file"])):
+                raise CudaError(f"{m['name']}: module {mod['file']} is missing")
+        if dry:
+            return
+        arch = cuda.arch
+        left, images = set(wanted), []
+        cubins = [x for x in m["modules"] if x["kind"] == "cubin" and x["arch"] == arch]
+        ptx = sorted([x for x in m["modules"] if x["kind"] == "ptx" and arch_number(x["arch"]) <= arch_number(arch)], key=lambda x: -arch_number(x["arch"]))
+        for mod in cubins + ptx:
+            if left & set(mod["ids"]):
+                data = open(os.path.join(self.dir, mod["file"]), "rb").read()
+                try:
+                    images.append((cuda.module(data + (b"\0" if mod["kind"] == "ptx" else b""), mod["file"]), mod["ids"]))
+                    left -= set(mod["ids"])
+                except CudaError as e:
+                    print(f"  {e}; trying the next way", flush=True)
+        if left:
+            ids = sorted(left)
+            sources = {i: open(os.path.join(self.dir, "cuda", "kernels", f"{i}.cu")).read() for i in ids}
+            images.append((cuda.module(nvrtc_compile(ids, sources, arch), f"NVRTC module ({arch})"), ids))
+        for module, ids in images:
+            for i in ids:
+                if i in wanted:
+                    self.fns[i] = {fn: cuda.function(module, f"{fn}_{i}") for fn in ("archc_main", "archc_gemv")}
+        self.upload()
+
+    def upload(self):
+        blob = open(os.path.join(self.dir, self.m["weightFile"]), "rb").read() if self.m.get("weightFile") else None
+        fill = Fill.get(self.cuda)
+        for i, w in enumerate(self.m["weights"]):
+            p = self.cuda.alloc(w["bytes"])
+            if blob is not None:
+                self.cuda.htod(p, blob[w["offset"]:w["offset"] + w["bytes"]])
+            else:
+                fill.fill(p, w["dtype"], w["bytes"], seed=i + 1, around=w.get("around", 0), scale=0.02 if w["dtype"] == "bf16" else 0.1)
+            self.weights.append(p)
+        self.cuda.sync()
+
+    def table(self, idx) -> int:
+        key = tuple(idx)
+        if key not in self.tables:
+            ptrs = [self.weights[i] for i in idx] or [0]
+            p = self.cuda.alloc(8 * len(ptrs))
+            self.cuda.htod(p, struct.pack(f"<{len(ptrs)}Q", *ptrs))
+            self.tables[key] = p
+        return self.tables[key]
+
+
+class Fill:
+    """The random-weight kernels (bench/gpu/fill.cu), loaded once."""
+    one = None
+
+    @classmethod
+    def get(cls, cuda: Cuda):
+        if cls.one is None:
+            cls.one = Fill(cuda)
+        return cls.one
+
+    def __init__(self, cuda: Cuda):
+        self.cuda = cuda
+        d = os.path.join(WORK, "fill")
+        cubin, ptx = os.path.join(d, f"{cuda.arch}.cubin"), sorted(glob.glob(os.path.join(d, "*.ptx")))
+        image = open(cubin, "rb").read() if os.path.exists(cubin) else open(ptx[0], "rb").read() + b"\0"
+        mod = cuda.module(image, "the fill kernels")
+        self.fns = {"bf16": cuda.function(mod, "archc_fill_bf16"), "f32": cuda.function(mod, "archc_fill_f32")}
+
+    def fill(self, ptr, dtype, nbytes, seed, around, scale):
+        n = nbytes // (2 if dtype == "bf16" else 4)
+        # the parameters one by one: pointer, long long, unsigned, float, float
+        vals = [ctypes.c_uint64(ptr), ctypes.c_int64(n), ctypes.c_uint32(seed), ctypes.c_float(around), ctypes.c_float(scale)]
+        params = (ctypes.c_void_p * len(vals))(*[ctypes.cast(ctypes.byref(v), ctypes.c_void_p) for v in vals])
+        self.cuda.check(self.cuda.lib.cuLaunchKernel(self.fns[dtype], min(65535, (n + 255) // 256), 1, 1, 256, 1, 1, 0, self.cuda.stream, params, None), "cuLaunchKernel(fill)")
+
+
+def close(got: np.ndarray, ref: np.ndarray) -> float:
+    """max |got - ref| / (max |ref| + 1e-6); inf when anything is NaN."""
+    if got.shape != ref.shape or not np.all(np.isfinite(got) | ~np.isfinite(ref)):
+        return float("inf")
+    return float(np.max(np.abs(got - ref)) / (np.max(np.abs(ref)) + 1e-6)) if ref.size else 0.0
+
+
+def view_values(cuda: Cuda, arena: int, base: int, rows: int, stride: int, width: int) -> np.ndarray:
+    if rows == 0:
+        return np.zeros(0, np.float32)
+    raw = cuda.dtoh_f32(arena + 4 * base, (rows - 1) * stride + width)
+    return np.stack([raw[r * stride:r * stride + width] for r in range(rows)]).reshape(-1)
+
+
+def replay(cuda: Cuda, model: Model, run: dict, pool: int, arena: int, batch: int, dry: bool, refs, report: dict):
+    ptrs = {"arena": arena, "pool": pool, **batch_pointers(batch, run["T"], run["S"])}
+    packed = []
+    for l in run["launches"]:
+        ptrs["w"] = 0 if dry else model.table(l["weights"])
+        packed.append(pack_args(base64.b64decode(l["args"]), ptrs))
+    if dry:
+        return packed
+    cuda.htod(batch, struct.pack(f"<{len(run['batch'])}i", *run["batch"]))
+    for l, args in zip(run["launches"], packed):
+        fn = model.fns[l["id"]][l["fn"]]
+        if fn is None:
+            raise CudaError(f"kernel {l['kernel']}: no function {l['fn']}_{l['id']}")
+        cuda.launch(fn, l["grid"], l["block"], args, l["kernel"])
+        if refs is not None and l.get("check"):
+            for base, rows, stride, width, at in l["check"]:
+                err = close(view_values(cuda, arena, base, rows, stride, width), refs[at:at + rows * width])
+                fam = report.setdefault(l["family"], {"launches": 0, "max_error": 0.0, "worst": None})
+                fam["launches"] += 1
+                if not err <= fam["max_error"]:
+                    fam["max_error"], fam["worst"] = err, l["kernel"]
+    return packed
+
+
+def main():
+    global WORK
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "work"))
+    ap.add_argument("--out", default=None, help="results JSON (default: <work>/results.json)")
+    ap.add_argument("--dry-run", action="store_true", help="stop before the first CUDA call")
+    ap.add_argument("--library", default=os.environ.get("ARCHC_LIBCUDA", "libcuda.so.1"))
+    a = ap.parse_args()
+    WORK = a.work
+    t0 = time.time()
+    path = os.path.join(WORK, "trace.json")
+    if not os.path.exists(path):
+        sys.exit(f"error: {path} is missing; run `npx tsx bench/gpu/prepare.ts` where Node is, and carry bench/gpu/work here")
+    trace = json.load(open(path))
+    if trace.get("format") != "archc-gpu-bench/1":
+        sys.exit(f"error: {path}: unknown format {trace.get('format')}")
+    # the packing of the arguments, against the bytes runtime/cuda/abi.ts made with the same pointers
+    chk = trace["abiCheck"]
+    if pack_args(base64.b64decode(chk["launch"]), chk["pointers"]) != base64.b64decode(chk["packed"]):
+        sys.exit("error: this driver packs ArchcArgs differently from runtime/cuda/abi.ts")
+    results = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "checks": {}, "timings": [], "h200": trace["h200"]}
+    cuda = None
+    if not a.dry_run:
+        try:
+            cuda = Cuda(a.library)
+            cuda.init()
+        except CudaError as e:
+            sys.exit(f"error: {e}")
+        results["device"] = {"name": cuda.name, "arch": cuda.arch, "driver": cuda.driver_version}
+        print(f"device: {cuda.name} ({cuda.arch}), driver {cuda.driver_version}", flush=True)
+    ok = True
+    for m in trace["models"]:
+        try:
+            model = Model(cuda, WORK, m, a.dry_run)
+        except CudaError as e:
+            sys.exit(f"error: {e}")
+        refs = np.fromfile(os.path.join(model.dir, m["refFile"]), dtype=np.float32) if m.get("refFile") else None
+        for s in m["sessions"]:
+            pool_bytes = 4 * s["slots"] * s["slotFloats"]
+            arena_bytes = 4 * max(r["arenaFloats"] for r in s["runs"])
+            batch_bytes = 4 * max(len(r["batch"]) for r in s["runs"])
+            if a.dry_run:
+                n = sum(len(replay(None, model, r, 0x2000, 0x1000, 0x3000, True, None, {})) for r in s["runs"])
+                print(f"{m['name']}: {len(s['runs'])} runs, {n} launches packed; device memory: pool {pool_bytes / 2**20:.1f} MiB, arena {arena_bytes / 2**20:.1f} MiB, "
+                      f"weights {sum(w['bytes'] for w in m['weights']) / 2**30:.2f} GiB", flush=True)
+                for r in s["runs"]:
+                    if r.get("time"):
+                        f = r["time"]
+                        floor = max(f["bytes"] / trace["h200"]["bandwidth"], f["flops"] / trace["h200"]["bf16Flops"])
+                        print(f"  {r['name']}: floor {floor * 1e3:.3f} ms ({f['bytes'] / 1e9:.2f} GB, {f['flops'] / 1e12:.2f} TFLOP)")
+                continue
+            pool, arena, batch = cuda.alloc(pool_bytes), cuda.alloc(arena_bytes), cuda.alloc(batch_bytes)
+            cuda.memset(pool, 0, pool_bytes)
+            for r in s["runs"]:
+                if refs is not None:
+                    cuda.memset(arena, 0xFF, arena_bytes)  # NaN: every value read must have been written
+                    fams = results["checks"].setdefault(m["name"], {})
+                    replay(cuda, model, r, pool, arena, batch, False, refs, fams)
+                    base, rows, stride, width, at = r["logits"]
+                    err = close(view_values(cuda, arena, base, rows, stride, width), refs[at:at + rows * width])
+                    good = err <= TOLERANCE
+                    ok &= good
+                    results["checks"].setdefault("logits", {})[r["name"]] = err
+                    print(f"  {r['name']}: logits max error {err:.2e} of max |ref| ({'ok' if good else 'FAIL'})", flush=True)
+                if r.get("time"):
+                    t = r["time"]
+                    replay(cuda, model, r, pool, arena, batch, False, None, {})  # warm-up
+                    cuda.sync()
+                    times = []
+                    for _ in range(t["reps"]):
+                        e0, e1 = cuda.event(), cuda.event()
+                        cuda.lib.cuEventRecord(e0, cuda.stream)
+                        replay(cuda, model, r, pool, arena, batch, False, None, {})
+                        cuda.lib.cuEventRecord(e1, cuda.stream)
+                        times.append(cuda.elapsed_ms(e0, e1))
+                        if time.time() - t0 > 420:
+                            break
+                    ms = sorted(times)[len(times) // 2]
+                    h = trace["h200"]
+                    bw_ms, fl_ms = 1e3 * t["bytes"] / h["bandwidth"], 1e3 * t["flops"] / h["bf16Flops"]
+                    floor = max(bw_ms, fl_ms)
+                    row = {"run": r["name"], "ms": ms, "samples": times, "floor_ms": floor, "bytes": t["bytes"], "flops": t["flops"],
+                           "bytes_floor_ms": bw_ms, "flops_floor_ms": fl_ms, "of_floor": floor / ms,
+                           "GBps": t["bytes"] / ms / 1e6, "TFLOPs": t["flops"] / ms / 1e9}
+                    results["timings"].append(row)
+                    print(f"  {r['name']}: {ms:.3f} ms (median of {len(times)}); floor {floor:.3f} ms = max({t['bytes'] / 1e9:.2f} GB / 4.8 TB/s = {bw_ms:.3f} ms, "
+                          f"{t['flops'] / 1e12:.2f} TFLOP / 990 TFLOP/s = {fl_ms:.3f} ms); {100 * floor / ms:.1f}% of the floor", flush=True)
+        if refs is not None and not a.dry_run:
+            for fam, v in sorted(results["checks"][m["name"]].items()):
+                good = v["max_error"] <= TOLERANCE
+                ok &= good
+                print(f"  {m['name']} {fam}: {v['launches']} outputs checked, max error {v['max_error']:.2e} ({'ok' if good else 'FAIL at ' + str(v['worst'])})", flush=True)
+    if a.dry_run:
+        print(f"dry run: trace and files complete, argument packing matches runtime/cuda/abi.ts ({time.time() - t0:.1f} s)")
+        return
+    results["ok"], results["seconds"] = bool(ok), time.time() - t0
+    out = a.out or os.path.join(WORK, "results.json")
+    json.dump(results, open(out, "w"), indent=2)
+    print(f"{'all checks passed' if ok else 'CHECKS FAILED'}; numbers in {out} ({time.time() - t0:.0f} s)")
+    sys.exit(0 if ok else 1)
+
+
+WORK = ""
+if __name__ == "__main__":
+    main()

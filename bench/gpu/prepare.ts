@@ -1,0 +1,297 @@
+// Prepares the GPU script's folder (bench/gpu/work/, ignored by git): everything bench/gpu/run.sh
+// needs on a machine with an NVIDIA GPU and Python but no Node. For each model, the compiled CUDA
+// modules (cubins for --cuda-arch, PTX of the lowest) and kernel sources, and "sessions": runs of
+// the program's entries recorded as launches (function, grid, block, ArchcArgs packed by
+// runtime/cuda/abi.ts with its nine pointers left for the driver to fill in, the weights of its
+// table). The tiny model carries its weights (as the CUDA backend stores them) and the CPU engine's
+// result of every launch and the logits of every run; the Bamba-9B-shaped model carries only the
+// weight sizes (bench/gpu/driver.py fills them with random values on the GPU) and each run's floor:
+// bytes it must move and FLOPs it must do.
+//
+//   npx tsx bench/gpu/prepare.ts [--out bench/gpu/work] [--cuda-arch sm_80,sm_90] [--cache DIR] [--tiny-only]
+
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { buildCuda, type CudaBuild } from '../../codegen/cuda/build.ts';
+import { compileFile } from '../../compiler/compile.ts';
+import { lowerToProgram } from '../../compiler/lower.ts';
+import type { RunBatch, StatePool } from '../../runtime/backend.ts';
+import { CpuBackend } from '../../runtime/cpu/backend.ts';
+import { ARGS_FIELDS, kernelOffsets, kernelViews, kernelWeights, launchOf, packArgs, viewBase, type ArgsValues } from '../../runtime/cuda/abi.ts';
+import type { Entry, EntryName, Program } from '../../runtime/program.ts';
+import { slotLayout } from '../../runtime/program.ts';
+import { fromF32 } from '../../runtime/tensor.ts';
+import { compileTiny, randomTensors } from '../../test/helpers/checkpoints.ts';
+
+const HERE = import.meta.dirname;
+const ROOT = join(HERE, '..', '..');
+
+/** H200 figures the floors are measured against. */
+export const H200 = { bandwidth: 4.8e12, bf16Flops: 990e12 };
+
+export interface TraceLaunch {
+  readonly kernel: string;
+  readonly family: string;
+  readonly id: string;
+  readonly fn: string;
+  readonly grid: readonly number[];
+  readonly block: readonly number[];
+  /** ArchcArgs, base64, pointers zero. */
+  readonly args: string;
+  /** Indexes into the model's weights: the kernel's table, in slot order. */
+  readonly weights: readonly number[];
+  /** The CPU engine's values of the kernel's outputs after it ran: [arena float offset, rows, stride, width, offset in refs.bin (floats)]. */
+  readonly check?: readonly (readonly number[])[];
+}
+
+export interface TraceRun {
+  readonly name: string;
+  readonly entry: EntryName;
+  readonly T: number;
+  readonly S: number;
+  /** tokens, positions, seq_start, seq_len, seq_before, seq_slot (int32), as the backend lays them out. */
+  readonly batch: readonly number[];
+  readonly arenaFloats: number;
+  readonly launches: readonly TraceLaunch[];
+  /** Logits: [arena float offset, rows, stride, width, offset in refs.bin] (the tiny model only). */
+  readonly logits?: readonly number[];
+  /** Timed runs: how many, and the floor. */
+  readonly time?: { readonly reps: number; readonly bytes: number; readonly flops: number };
+}
+
+export interface TraceModel {
+  readonly name: string;
+  readonly modules: CudaBuild['report']['modules'];
+  readonly weights: readonly { readonly name: string; readonly dtype: 'bf16' | 'f32'; readonly bytes: number; readonly offset?: number; readonly around?: number }[];
+  /** The weights' bytes (the tiny model), in weights.bin at `offset`. */
+  readonly weightFile?: string;
+  readonly refFile?: string;
+  readonly sessions: readonly { readonly slots: number; readonly slotFloats: number; readonly capacity: number; readonly runs: readonly TraceRun[] }[];
+}
+
+const b64 = (u: Uint8Array): string => Buffer.from(u).toString('base64');
+
+/** Fake addresses for the nine pointers, so the Python driver's packing can be checked here. */
+export const FAKE_POINTERS = Object.fromEntries(ARGS_FIELDS.map((f, i) => [f, BigInt(0x1000 * (i + 1))])) as ArgsValues['ptr'];
+
+/** Records launches of `program` (and, with `cpu`, runs it there and keeps every kernel's result). */
+class Recorder {
+  readonly weightIndex = new Map<string, number>();
+  readonly weights: { name: string; dtype: 'bf16' | 'f32'; bytes: number }[] = [];
+  readonly refs: Float32Array[] = [];
+  refFloats = 0;
+
+  constructor(readonly program: Program, readonly cpu: CpuBackend | null, readonly ids: Map<string, string>) {
+    for (const e of Object.values(program.entries)) {
+      for (const k of e.kernels) {
+        for (const w of kernelWeights(k)) {
+          const key = `${w.dtype}:${w.name}`;
+          if (this.weightIndex.has(key)) continue;
+          const src = program.weights.find((x) => x.name === w.name) ?? program.derived.find((x) => x.name === w.name)!;
+          this.weightIndex.set(key, this.weights.length);
+          this.weights.push({ name: w.name, dtype: w.dtype, bytes: src.shape.reduce((a, b) => a * b, 1) * (w.dtype === 'bf16' ? 2 : 4) });
+        }
+      }
+    }
+  }
+
+  ref(data: Float32Array): number {
+    const at = this.refFloats;
+    this.refs.push(data);
+    this.refFloats += data.length;
+    return at;
+  }
+
+  run(name: string, entryName: EntryName, batch: RunBatch, capacity: number, cpuPool: StatePool | null, check: boolean): TraceRun {
+    const entry = this.program.entries[entryName];
+    const T = batch.tokens.length, S = batch.seqs.length;
+    const inv = cpuPool && this.cpu ? this.cpu.begin(entry, batch, cpuPool) : null;
+    const floats = slotLayout(this.program.states, capacity).floats;
+    const launches: TraceLaunch[] = [];
+    entry.kernels.forEach((k, index) => {
+      inv?.dispatch(k);
+      const l = launchOf(entry, k, T, S);
+      if (!l) return;
+      const args = packArgs({ ptr: zeroPointers(), slotFloats: floats, T, S, capacity, ...kernelOffsets(this.program, entry, k, T, S, capacity) });
+      const checkViews = check && inv ? kernelViews(k).filter((v) => v.key.startsWith('out:')).map((v) => {
+        const b = entry.buffers[v.view.buf]!;
+        const rows = b.rows === 'T' ? T : b.rows === 'S' ? S : 1;
+        return [viewBase(entry, v.view, T, S), rows, b.width, v.view.width, this.ref(inv.read(v.view))];
+      }) : undefined;
+      launches.push({
+        kernel: k.name, family: k.family, id: this.ids.get(`${entryName}:${index}`)!, fn: l.fn, grid: l.grid, block: l.block, args: b64(args),
+        weights: kernelWeights(k).map((w) => this.weightIndex.get(`${w.dtype}:${w.name}`)!), check: checkViews,
+      });
+    });
+    const out = entry.outputs.logits!;
+    const b = entry.buffers[out.buf]!;
+    const rows = b.rows === 'T' ? T : b.rows === 'S' ? S : 1;
+    const batchInts = [...batch.tokens, ...batch.positions, ...batch.seqs.map((s) => s.start), ...batch.seqs.map((s) => s.len), ...batch.lengths, ...batch.slots];
+    return {
+      name, entry: entryName, T, S, batch: batchInts, arenaFloats: entry.arena.T * T + entry.arena.S * S, launches,
+      logits: inv ? [viewBase(entry, out, T, S), rows, b.width, out.width, this.ref(inv.read(out))] : undefined,
+    };
+  }
+}
+
+const zeroPointers = (): ArgsValues['ptr'] => Object.fromEntries(ARGS_FIELDS.map((f) => [f, 0n])) as ArgsValues['ptr'];
+
+function idsOf(build: CudaBuild): Map<string, string> {
+  return new Map(build.kernels.map((k) => [`${k.entry}:${k.index}`, k.id]));
+}
+
+function batchOf(lens: readonly number[], before: readonly number[], slots: readonly number[], vocab: number, seed: number): RunBatch {
+  let start = 0, x = seed;
+  const seqs = lens.map((len) => { const s = { start, len }; start += len; return s; });
+  const rand = () => { x = (x * 1103515245 + 12345) % 2147483648; return x; };
+  return {
+    tokens: Int32Array.from({ length: start }, () => rand() % vocab),
+    positions: Int32Array.from(seqs.flatMap((s, i) => Array.from({ length: s.len }, (_, j) => before[i]! + j))),
+    seqs, slots, lengths: before,
+  };
+}
+
+/** The tiny Bamba: its weights, a packed ragged prefill then two decode steps, and a forward. */
+async function tiny(out: string, archs: readonly string[], cache: string): Promise<TraceModel> {
+  const compiled = compileTiny();
+  const program = lowerToProgram(compiled.graph, compiled.bindings);
+  const tensors = randomTensors(compiled, { dtype: 'bf16', seed: 3 });
+  const build = await buildCuda(program, { archs, cacheDir: cache });
+  writeModules(out, 'tiny', build);
+  const cpu = new CpuBackend(program);
+  for (const w of program.weights) cpu.uploadWeight(w, tensors.find((t) => t.name === w.name)!.tensor);
+  const rec = new Recorder(program, cpu, idsOf(build));
+  // the weights as the CUDA backend stores them (matrices bf16, the rest f32; derived ones made)
+  let offset = 0;
+  const blobs = rec.weights.map((w) => {
+    const t = cpu.tensor(w.name);
+    const bytes = w.dtype === 'f32' ? new Uint8Array(cpu.f32(w.name).slice().buffer)
+      : new Uint8Array((t.dtype === 'bf16' ? (t.data as Uint16Array) : (fromF32(cpu.f32(w.name), [t.data.length], 'bf16').data as Uint16Array)).slice().buffer);
+    const at = offset;
+    offset += bytes.byteLength;
+    return { ...w, offset: at, bytes: bytes.byteLength, data: bytes };
+  });
+  writeFileSync(join(out, 'tiny', 'weights.bin'), Buffer.concat(blobs.map((b) => b.data)));
+  const vocab = program.outputs.logits!;
+  const capacity = 32;
+  const pool = cpu.createStatePool(capacity);
+  const slots = [pool.acquire(), pool.acquire(), pool.acquire()];
+  const lens = [5, 19, 2];
+  const runs: TraceRun[] = [rec.run('tiny prefill (packed 5+19+2)', 'prefill', batchOf(lens, [0, 0, 0], slots, vocab, 1), capacity, pool, true)];
+  for (let step = 0; step < 2; step++) {
+    runs.push(rec.run(`tiny decode step ${step + 1} (batch 3)`, 'decode', batchOf([1, 1, 1], lens.map((l) => l + step), slots, vocab, 7 + step), capacity, pool, true));
+  }
+  const fpool = cpu.createStatePool(capacity);
+  const fslots = [fpool.acquire(), fpool.acquire(), fpool.acquire()];
+  const forward = rec.run('tiny forward (packed 5+19+2)', 'forward', batchOf(lens, [0, 0, 0], fslots, vocab, 1), capacity, fpool, true);
+  const refs = new Float32Array(rec.refFloats);
+  let at = 0;
+  for (const r of rec.refs) { refs.set(r, at); at += r.length; }
+  writeFileSync(join(out, 'tiny', 'refs.bin'), refs);
+  return {
+    name: 'tiny', modules: build.report.modules, weights: blobs.map(({ data: _, ...w }) => w), weightFile: 'weights.bin', refFile: 'refs.bin',
+    sessions: [{ slots: 3, slotFloats: slotLayout(program.states, capacity).floats, capacity, runs }, { slots: 3, slotFloats: slotLayout(program.states, capacity).floats, capacity, runs: [forward] }],
+  };
+}
+
+/** The floor of a run: bytes it must move (weights, and the state and KV cache it reads), FLOPs of
+ *  its matrix products and attention. */
+function floorOf(program: Program, e: Entry, T: number, S: number, context: readonly number[]): { bytes: number; flops: number } {
+  const seen = new Map<string, number>();
+  let bytes = 0, flops = 0;
+  for (const k of e.kernels) {
+    for (const w of kernelWeights(k)) {
+      const src = program.weights.find((x) => x.name === w.name) ?? program.derived.find((x) => x.name === w.name)!;
+      seen.set(`${w.dtype}:${w.name}`, src.shape.reduce((a, b) => a * b, 1) * (w.dtype === 'bf16' ? 2 : 4));
+    }
+    if (k.family === 'matmul') {
+      const x = k.inputs.x!;
+      const hpr = 'buf' in x ? x.width / k.sizes.K! : 1;
+      const rows = (k.prologue ?? []).some((p) => p.kind === 'gather_last') ? S : T * hpr;
+      flops += 2 * rows * k.sizes.K! * k.outputs.y!.width / hpr;
+    }
+    if (k.family === 'attention' || k.family === 'attention_decode') {
+      const { H, Dh } = k.sizes as { H: number; Dh: number };
+      const st = program.states[k.state!]!;
+      const kvRow = st.shape[1]! * st.shape[2]!;
+      // QKᵀ and PV over the keys each query sees (causal), and the cache read once
+      let pairs = 0;
+      for (let s = 0; s < S; s++) { const len = e === program.entries.decode ? 1 : T / S; pairs += len * context[s]! + len * (len + 1) / 2; }
+      flops += 4 * H * Dh * pairs;
+      bytes += context.reduce((a, c) => a + c, 0) * 2 * kvRow * 4;
+    }
+    if (k.family === 'ssd_step' || k.family === 'conv' || k.family === 'ssd' || k.family === 'conv_step') {
+      const st = program.states[k.state!]!;
+      bytes += 2 * S * st.shape.reduce((a, b) => a * b, 1) * 4;
+    }
+    for (const s of k.epilogue ?? []) if (s.kind === 'conv_step') bytes += 2 * S * program.states[s.state]!.shape.reduce((a, b) => a * b, 1) * 4;
+  }
+  // every weight the entry reads, once
+  return { bytes: bytes + [...seen.values()].reduce((a, b) => a + b, 0), flops };
+}
+
+/** The Bamba-9B-shaped model: prefill of 4096 tokens, decode of batch 1 and 8 (1024 tokens of context each). */
+async function bamba9b(out: string, archs: readonly string[], cache: string): Promise<TraceModel> {
+  const compiled = compileFile(join(ROOT, 'models', 'bamba.arch'), {});
+  const program = lowerToProgram(compiled.graph, compiled.bindings);
+  const build = await buildCuda(program, { archs, cacheDir: cache });
+  writeModules(out, 'bamba9b', build);
+  const rec = new Recorder(program, null, idsOf(build));
+  const vocab = program.outputs.logits!;
+  const capacity = 4096;
+  const slotFloats = slotLayout(program.states, capacity).floats;
+  const prefill = rec.run('prefill 4096 tokens', 'prefill', batchOf([4096], [0], [0], vocab, 1), capacity, null, false);
+  const decode = (n: number) => rec.run(`decode batch ${n} (context 1024)`, 'decode', batchOf(Array(n).fill(1), Array(n).fill(1024), Array.from({ length: n }, (_, i) => i), vocab, 5), capacity, null, false);
+  const runs = [prefill, decode(1), decode(8)].map((r) => {
+    const e = program.entries[r.entry];
+    const context = r.entry === 'decode' ? Array(r.S).fill(1024) : [0];
+    return { ...r, time: { reps: r.entry === 'decode' ? 20 : 3, ...floorOf(program, e, r.T, r.S, context) } };
+  });
+  const weights = rec.weights.map((w) => ({ ...w, around: /norm|D$|\.D/.test(w.name) ? 1 : 0 }));
+  return { name: 'bamba9b', modules: build.report.modules, weights, sessions: [{ slots: 8, slotFloats, capacity, runs }] };
+}
+
+function writeModules(out: string, model: string, build: CudaBuild): void {
+  for (const [file, bytes] of build.modules) {
+    mkdirSync(dirname(join(out, model, file)), { recursive: true });
+    writeFileSync(join(out, model, file), bytes);
+  }
+  for (const k of build.kernels) {
+    mkdirSync(join(out, model, 'cuda', 'kernels'), { recursive: true });
+    writeFileSync(join(out, model, k.path), k.source);
+  }
+}
+
+/** The fill kernel random weights are made with (bench/gpu/fill.cu), per architecture. */
+function fillModules(out: string, archs: readonly string[]): void {
+  mkdirSync(join(out, 'fill'), { recursive: true });
+  for (const arch of archs) execFileSync('nvcc', ['-cubin', `-arch=${arch}`, '-o', join(out, 'fill', `${arch}.cubin`), join(HERE, 'fill.cu')]);
+  execFileSync('nvcc', ['-ptx', `-arch=${archs[0]}`, '-o', join(out, 'fill', `${archs[0]}.ptx`), join(HERE, 'fill.cu')]);
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  const opt = (name: string, dflt: string) => { const i = argv.indexOf(name); return i >= 0 ? argv[i + 1]! : dflt; };
+  const out = opt('--out', join(HERE, 'work'));
+  const archs = opt('--cuda-arch', 'sm_80,sm_90').split(',').filter(Boolean);
+  const t0 = performance.now();
+  rmSync(out, { recursive: true, force: true });
+  mkdirSync(join(out, 'tiny'), { recursive: true });
+  mkdirSync(join(out, 'bamba9b'), { recursive: true });
+  fillModules(out, archs);
+  const cache = opt('--cache', join(HERE, '.cache'));
+  const models = [await tiny(out, archs, cache), ...(argv.includes('--tiny-only') ? [] : [await bamba9b(out, archs, cache)])];
+  // for the driver's own check of its argument packing: one launch packed with fake pointers
+  const sample = models[0]!.sessions[0]!.runs[0]!.launches[0]!;
+  const withPointers = Buffer.from(sample.args, 'base64');
+  const fake = packArgs({ ptr: FAKE_POINTERS, slotFloats: 0, T: 0, S: 0, capacity: 0, views: [], states: [] });
+  fake.subarray(0, 72).forEach((b, i) => { withPointers[i] = b; });
+  writeFileSync(join(out, 'trace.json'), JSON.stringify({
+    format: 'archc-gpu-bench/1', archs, h200: H200, models,
+    abiCheck: { launch: sample.args, pointers: Object.fromEntries(Object.entries(FAKE_POINTERS).map(([k, v]) => [k, Number(v)])), packed: withPointers.toString('base64') },
+  }));
+  process.stdout.write(`prepared ${out} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+}
+
+if (process.argv[1] && import.meta.filename === process.argv[1]) await main();

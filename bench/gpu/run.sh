@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The GPU script: on a machine with an NVIDIA GPU, its driver, Python 3 and numpy (no Node needed),
+# checks every kernel and end-to-end logits of a tiny Bamba against the CPU engine, then times
+# prefill (4096 tokens) and decode (batch 1 and 8) of a Bamba-9B-shaped model against their floors.
+# It replays what `npx tsx bench/gpu/prepare.ts` wrote into bench/gpu/work/ (carry that folder).
+#   bash bench/gpu/run.sh [--dry-run] [--out results.json]
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+exec python3 "$here/driver.py" --work "$here/work" "$@"

@@ -1,0 +1,279 @@
+// Kernel IR -> CUDA C++: one self-contained `.cu` per kernel, from one small handlebars template per
+// family (templates/). The renderer only gathers fields: sizes and tiles become compile-time
+// constants, operands become reader functions (their `pre` expression applied), fused expressions
+// become C++ expressions, epilogue stages become code blocks from their own templates. Activations
+// are f32 in the arena; matrices bf16 with f32 accumulation (runtime/cuda/abi.ts). Nothing in a
+// source names its kernel or where its memory is (views and states are arguments), so the kernels
+// of every layer of one kind render to one source.
+
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Handlebars from 'handlebars';
+import { InternalError } from '../../dsl/diagnostics.ts';
+import { exprText, mapExpr } from '../../runtime/expr.ts';
+import { ARGS_STATES, ARGS_VIEWS, kernelStates, kernelViews, kernelWeights, type WeightSlot } from '../../runtime/cuda/abi.ts';
+import type { Entry, Epilogue, Expr, Kernel, Program, View } from '../../runtime/program.ts';
+import { productOffsets } from '../../compiler/kernel/schedule-cuda.ts';
+
+// beside this file, or (from the CLI's bundle in dist/) in the sources beside dist/
+const HERE = dirname(fileURLToPath(import.meta.url));
+const TEMPLATES = [join(HERE, 'templates'), join(HERE, '..', 'codegen', 'cuda', 'templates')].find((d) => existsSync(d)) ?? join(HERE, 'templates');
+const hbs = Handlebars.create();
+const compiled = new Map<string, HandlebarsTemplateDelegate>();
+function template(name: string): HandlebarsTemplateDelegate {
+  let t = compiled.get(name);
+  if (!t) {
+    t = hbs.compile(readFileSync(join(TEMPLATES, `${name}.cu.hbs`), 'utf8'), { strict: true, noEscape: true });
+    compiled.set(name, t);
+  }
+  return t;
+}
+hbs.registerPartial('prelude', (ctx: unknown) => template('prelude')(ctx));
+
+export interface RenderedKernel {
+  readonly source: string;
+  /** The weights the kernel reads, by slot. */
+  readonly weights: readonly WeightSlot[];
+}
+
+/** A float literal C++ reads back exactly (f32). */
+export function floatLit(v: number): string {
+  if (v === Infinity) return 'INFINITY';
+  if (v === -Infinity) return '(-INFINITY)';
+  if (Number.isNaN(v)) return 'NAN';
+  const f = Math.fround(v);
+  const s = Number.isInteger(f) && Math.abs(f) < 1e15 ? `${f}.0` : f.toPrecision(9);
+  return `${s}f`;
+}
+
+/** How an expression's leaves read, where it is evaluated. */
+interface Leaves {
+  x(offset: number): string;
+  /** Activation operand `name` at the current row and column. */
+  in(name: string): string;
+  /** The column a weight leaf reads at (mod its length). */
+  readonly col: string;
+}
+
+class Renderer {
+  readonly weights: WeightSlot[];
+  private readonly slot: Map<string, number>;
+  private readonly view: Map<string, number>;
+  private readonly states: number[];
+
+  constructor(readonly program: Program, readonly entry: Entry, readonly k: Kernel) {
+    this.weights = kernelWeights(k);
+    this.slot = new Map(this.weights.map((w, i) => [w.name, i]));
+    const views = kernelViews(k);
+    this.view = new Map(views.map((v, i) => [v.key, i]));
+    this.states = kernelStates(k);
+    if (views.length > ARGS_VIEWS || this.states.length > ARGS_STATES) this.fail(`has ${views.length} views and ${this.states.length} states; ArchcArgs holds ${ARGS_VIEWS} and ${ARGS_STATES}`);
+  }
+
+  /** An expression as a comment shows it: weights by slot, not by name. */
+  text(e: Expr): string {
+    return exprText(mapExpr(e, (l) => (l.op === 'w' ? { op: 'w', name: `slot ${this.slot.get(l.name)}` } : l)));
+  }
+
+  fail(msg: string): never {
+    throw new InternalError(`CUDA codegen: kernel ${this.k.name} (${this.k.family}): ${msg}`);
+  }
+
+  weightLen(name: string): number {
+    const w = this.program.weights.find((x) => x.name === name) ?? this.program.derived.find((x) => x.name === name) ?? this.fail(`reads weight ${name}, which the program lacks`);
+    return w.shape.reduce((a, b) => a * b, 1);
+  }
+
+  wf(name: string, col: string): string {
+    const s = this.slot.get(name) ?? this.fail(`weight ${name} has no slot`);
+    return `archc_wf(a, ${s}, ${this.weightLen(name)}LL, ${col})`;
+  }
+
+  expr(e: Expr, l: Leaves): string {
+    const r = (x: Expr) => this.expr(x, l);
+    switch (e.op) {
+      case 'x': return l.x(e.offset);
+      case 'in': return l.in(e.name);
+      case 'w': return this.wf(e.name, l.col);
+      case 'const': return floatLit(e.value);
+      case 'silu': case 'softplus': case 'gelu': case 'gelu_tanh': return `archc_${e.op}(${r(e.a)})`;
+      case 'exp': return `expf(${r(e.a)})`;
+      case 'neg': return `(-${r(e.a)})`;
+      case 'add': return `(${r(e.a)} + ${r(e.b)})`;
+      case 'mul': return `(${r(e.a)} * ${r(e.b)})`;
+      case 'clamp': return `archc_clamp(${r(e.a)}, ${floatLit(e.min)}, ${floatLit(e.max)})`;
+    }
+  }
+
+  /** Leaves of an expression evaluated at row `r`, column `j`, with `x` the given C++ value. */
+  at(x: (offset: number) => string, col = 'j', row = 'r'): Leaves {
+    return {
+      x,
+      in: (n) => { if (!this.k.inputs[n]) this.fail(`an expression reads %${n}, which is not an operand`); return `rd_${n}(a, ${row}, ${col})`; },
+      col,
+    };
+  }
+
+  /** Where view `key` (row 0, its first column) is in the arena, as C++. */
+  base(key: string): string {
+    return `a.view[${this.view.get(key) ?? this.fail(`has no view ${key}`)}]`;
+  }
+
+  rowsOf(v: View): string {
+    const rows = this.entry.buffers[v.buf]!.rows;
+    return rows === 'T' ? 'a.T' : rows === 'S' ? 'a.S' : '1';
+  }
+
+  readers(): string[] {
+    const out: string[] = [];
+    for (const [name, o] of Object.entries(this.k.inputs)) {
+      if ('input' in o) continue;
+      if ('weight' in o && this.weights.find((w) => w.name === o.weight)?.dtype === 'bf16') continue;
+      let load: string;
+      if ('weight' in o) load = this.wf(o.weight, 'c');
+      else {
+        const b = this.entry.buffers[o.buf] ?? this.fail(`a view of buffer ${o.buf}, which the entry lacks`);
+        load = b.rows === 'C'
+          ? `a.arena[${this.base(`in:${name}`)} + c % ${o.width}]`
+          : `a.arena[${this.base(`in:${name}`)} + r * ${b.width} + c]`;
+      }
+      const pre = this.k.pre?.[name];
+      const value = pre ? this.expr(pre, this.at((off) => `raw_${name}(a, r, c${off ? ` + ${off}` : ''})`, 'c')) : `raw_${name}(a, r, c)`;
+      out.push(template('reader')({ name, load, value }));
+    }
+    return out;
+  }
+
+  writers(): string[] {
+    return Object.entries(this.k.outputs).map(([name, v]) =>
+      template('writer')({ name, view: this.view.get(`out:${name}`), stride: this.entry.buffers[v.buf]!.width }));
+  }
+
+  /** A stateful family's state is argument 0 (archc_state(a, seq, 0)). */
+  state(): Record<string, never> {
+    if (this.k.state === undefined) this.fail('has no state');
+    return {};
+  }
+
+  common(): Record<string, unknown> {
+    const s = this.k.schedule.cuda ?? this.fail('has no CUDA schedule');
+    return {
+      family: this.k.family, fused: this.k.fused.join(' '), argViews: ARGS_VIEWS, argStates: ARGS_STATES,
+      readers: this.readers(), writers: this.writers(), ...s,
+    };
+  }
+
+  /** Epilogue stages as code blocks (matmul: on the tile `acc`; conv: on `x`). */
+  matmulStages(offsets: readonly number[]): string[] {
+    return (this.k.epilogue ?? []).map((s, i) => this.matmulStage(s, i, offsets));
+  }
+
+  private matmulStage(s: Epilogue, i: number, offsets: readonly number[]): string {
+    switch (s.kind) {
+      case 'map': {
+        const x = (off: number) => {
+          const at = offsets.indexOf(off);
+          if (at < 0 || (i > 0 && off !== 0)) this.fail(`epilogue stage ${i} reads the product at offset ${off}; only the first stage may read other columns`);
+          return `acc[${at}][m][n]`;
+        };
+        return template('epilogue-map')({ text: this.text(s.body), width: s.width, body: this.expr(s.body, this.at(x)) });
+      }
+      case 'rope': {
+        const tileN = this.k.schedule.cuda!.tileN as number, gemvCols = this.k.schedule.cuda!.gemvCols as number;
+        if (s.col % s.headDim || tileN % s.headDim || gemvCols % s.headDim) this.fail(`rope on columns from ${s.col} needs whole heads of ${s.headDim} in a tile`);
+        return template('epilogue-rope')({ ...s, theta: floatLit(s.theta) });
+      }
+      case 'conv_step': {
+        const post = s.post ? this.expr(s.post, this.at((off) => (off ? this.fail('a conv epilogue reads x at an offset') : 'x'))) : 'x';
+        const wSlot = this.slot.get(s.weight)!;
+        return template('epilogue-conv-step')({
+          col: s.col, channels: s.channels, taps: s.taps, wSlot, wLen: this.weightLen(s.weight),
+          bias: s.bias ? this.wf(s.bias, 'ch') : '0.0f', post, stateIndex: this.states.indexOf(s.state),
+        });
+      }
+    }
+  }
+}
+
+type FamilyRender = (r: Renderer) => string;
+
+const leafFree = (r: Renderer) => (off: number): string => r.fail(`reads x[+${off}] where there is no x`);
+
+const FAMILIES: Readonly<Record<Kernel['family'], FamilyRender>> = {
+  embedding(r) {
+    const ids = r.k.inputs.ids!;
+    const from = 'input' in ids ? ids.input : r.fail('looks up rows by a computed value; only token ids and positions can index');
+    return template('embedding')({ ...r.common(), V: r.k.sizes.V, D: r.k.sizes.D, ids: from, wSlot: 0 });
+  },
+  matmul(r) {
+    const k = r.k;
+    const { K, N } = k.sizes as { K: number; N: number };
+    const s = k.schedule.cuda!;
+    const x = k.inputs.x as View;
+    const pro = k.prologue ?? [];
+    const gather = pro[0]?.kind === 'gather_last';
+    const norms = pro.filter((p) => p.kind !== 'gather_last');
+    if (norms.length > 1 || pro.slice(gather ? 1 : 0).some((p) => p.kind === 'gather_last')) r.fail(`prologue [${pro.map((p) => p.kind)}] is not (gather_last?, norm?)`);
+    const norm = norms[0];
+    const hpr = x.width / K;
+    const offsets = productOffsets(k.epilogue);
+    if (hpr !== 1 && (gather || k.epilogue?.length)) r.fail('a product over [T, heads, K] rows takes no gather or epilogue');
+    const rowsText = gather ? 'a.S' : `${r.rowsOf(x)} * ${hpr}`;
+    return template('matmul')({
+      ...r.common(), K, N, nOut: k.outputs.y!.width / hpr, hpr, offsets,
+      prologue: norm ? (norm.kind === 'rmsnorm' ? 1 : 2) : 0, gather, transposed: Boolean(k.attrs.transposed),
+      eps: floatLit(norm ? norm.eps : 0), z: norm?.kind === 'rmsnorm_gated' ? 'rd_z(a, xr, c)' : '0.0f',
+      normWeight: norm ? r.wf(norm.weight, 'k') : '1.0f', bias: Boolean(k.inputs.b), rowsText,
+      stages: r.matmulStages(offsets), tensor: Boolean(s.tensor),
+    });
+  },
+  norm(r) {
+    const k = r.k;
+    const { W, D } = k.sizes as { W: number; D: number };
+    const layer = Boolean(k.attrs.layer), gated = Boolean(k.attrs.gated);
+    return template('norm')({
+      ...r.common(), D, hpr: W / D, groups: gated ? (k.attrs.groups as number) : 1, layer, gated, eps: floatLit(k.attrs.eps as number),
+      what: layer ? 'LayerNorm' : gated ? 'gated RMSNorm' : 'RMSNorm', rows: r.rowsOf(k.inputs.x as View),
+      z: gated ? 'rd_z(a, r, c)' : '0.0f', bias: k.inputs.b ? 'rd_b(a, r, i)' : '0.0f',
+    });
+  },
+  elementwise(r) {
+    const y = r.k.outputs.y!;
+    const body = r.k.body ?? r.fail('has no body');
+    return template('elementwise')({ ...r.common(), W: y.width, rows: r.rowsOf(y), text: r.text(body), body: r.expr(body, r.at(leafFree(r))) });
+  },
+  copy(r) {
+    const y = r.k.outputs.y!;
+    return template('elementwise')({ ...r.common(), W: y.width, rows: r.rowsOf(y), text: 'x', body: 'rd_x(a, r, j)' });
+  },
+  gather_last: (r) => template('gather_last')({ ...r.common(), W: r.k.sizes.W }),
+  rope: (r) => template('rope')({ ...r.common(), ...r.k.sizes, theta: floatLit(r.k.attrs.theta as number) }),
+  conv: (r) => conv(r),
+  conv_step: (r) => conv(r),
+  ssd: (r) => template('ssd')({ ...r.common(), ...r.k.sizes, ...r.state() }),
+  ssd_step: (r) => template('ssd_step')({ ...r.common(), ...r.k.sizes, ...r.state() }),
+  attention: (r) => attention(r),
+  attention_decode: (r) => attention(r),
+};
+
+function conv(r: Renderer): string {
+  let post = 'x';
+  for (const [i, s] of (r.k.epilogue ?? []).entries()) {
+    if (s.kind !== 'map' || s.width !== r.k.sizes.C) r.fail(`conv epilogue stage ${i} (${s.kind}) is not a map over the channels`);
+    const prev = post;
+    post = r.expr(s.body, r.at((off) => (off ? r.fail('a conv epilogue reads x at an offset') : `(${prev})`)));
+  }
+  return template('conv')({ ...r.common(), C: r.k.sizes.C, K: r.k.sizes.K, ...r.state(), bias: r.k.inputs.b ? 'rd_b(a, 0, c)' : '0.0f', post });
+}
+
+function attention(r: Renderer): string {
+  const s = r.k.schedule.cuda!;
+  return template('attention')({ ...r.common(), ...r.k.sizes, ...r.state(), scale: floatLit(r.k.attrs.scale as number), rows: s.rows, keys: s.keys });
+}
+
+/** The `.cu` source of kernel `k` of `entry`, and the weights it reads by slot. */
+export function renderKernel(program: Program, entry: Entry, k: Kernel): RenderedKernel {
+  const r = new Renderer(program, entry, k);
+  return { source: FAMILIES[k.family](r), weights: r.weights };
+}

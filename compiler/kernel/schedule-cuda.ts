@@ -1,0 +1,94 @@
+// The CUDA schedule of one kernel, from the target record: threads per block, tiles, and the launch
+// grid as data the runtime evaluates once T and S are known (runtime/cuda/launch.ts):
+//   grid.x = ceil(rows(rowsOf) · rowMul / rowDiv) (+ S when plusS), grid.y = gridY.
+// Matrix products carry two paths: tensor-core tiles for many rows, a GEMV for few (decode).
+
+import type { Epilogue, Kernel } from '../../runtime/program.ts';
+import { exprLeaves } from '../../runtime/expr.ts';
+import type { CudaTarget } from './schedule.ts';
+
+export interface CudaSchedule {
+  readonly threads: number;
+  /** Whose rows count the grid: a view of the kernel (`x`, `y`), or the batch's T or S. */
+  readonly rowsOf: string;
+  readonly rowMul: number;
+  readonly rowDiv: number;
+  readonly plusS: boolean;
+  readonly gridY: number;
+  readonly [key: string]: number | boolean | string | readonly number[];
+}
+
+const lcm = (a: number, b: number): number => {
+  const gcd = (x: number, y: number): number => (y ? gcd(y, x % y) : x);
+  return (a / gcd(a, b)) * b;
+};
+const ceilDiv = (a: number, b: number): number => Math.ceil(a / b);
+/** The smallest multiple of `unit` that is at least `atLeast`. */
+const multipleOf = (unit: number, atLeast: number): number => unit * Math.max(1, ceilDiv(atLeast, unit));
+
+/** Distinct column offsets the first epilogue stage reads the product at (0 always first). */
+export function productOffsets(epilogue: readonly Epilogue[] | undefined): number[] {
+  const first = epilogue?.[0];
+  const offs = new Set([0]);
+  if (first?.kind === 'map') for (const l of exprLeaves(first.body)) if (l.op === 'x') offs.add(l.offset);
+  return [...offs];
+}
+
+/** Head dim of the widest rope stage (a product tile must hold whole heads). */
+function ropeHead(k: Kernel): number {
+  return Math.max(1, ...(k.epilogue ?? []).map((s) => (s.kind === 'rope' ? s.headDim : 1)));
+}
+
+export function cudaSchedule(k: Kernel, t: CudaTarget): CudaSchedule {
+  const threads = t.threads;
+  const base = { threads, rowMul: 1, plusS: false, gridY: 1 };
+  switch (k.family) {
+    case 'matmul': {
+      const K = k.sizes.K!;
+      const x = k.inputs.x!;
+      const hpr = 'buf' in x ? x.width / K : 1;
+      const gather = (k.prologue ?? []).some((p) => p.kind === 'gather_last');
+      const y = k.outputs.y!;
+      const nOut = y.width / hpr;
+      const offsets = productOffsets(k.epilogue).length;
+      const head = ropeHead(k);
+      const groups = Math.max(1, ...(k.prologue ?? []).map((p) => (p.kind === 'rmsnorm_gated' ? p.groups : 1)));
+      const tileN = multipleOf(lcm(32, head), t.matmul.tileN);
+      const bk = t.matmul.tileK;
+      const smem = (bm: number) => offsets * bm * (tileN + 4) * 4 + bm * (bk + 8) * 2 + offsets * tileN * (bk + 8) * 2 + bm * groups * 4;
+      let tileM = t.matmul.tileM;
+      while (tileM > 32 && smem(tileM) > t.sharedBytes) tileM /= 2;
+      const gemvCols = multipleOf(lcm(threads / t.warp, head), t.matmul.gemvCols);
+      const tensor = K % 16 === 0 && smem(tileM) <= t.sharedBytes;
+      return {
+        ...base, rowsOf: gather ? 'S' : 'x', rowMul: gather ? 1 : hpr, rowDiv: tileM, gridY: ceilDiv(nOut, tileN),
+        tensor, tileM, tileN, tileK: bk, offsets, groups,
+        gemvRows: t.matmul.gemvRows, gemvCols, gemvUpTo: tensor ? t.matmul.gemvUpTo : Number.MAX_SAFE_INTEGER, gemvGridY: ceilDiv(nOut, gemvCols),
+      };
+    }
+    case 'embedding': case 'rope':
+      return { ...base, rowsOf: 'T', rowDiv: 1 };
+    case 'gather_last':
+      return { ...base, rowsOf: 'S', rowDiv: 1 };
+    case 'norm':
+      return { ...base, rowsOf: 'x', rowMul: k.sizes.W! / k.sizes.D!, rowDiv: 1 };
+    case 'elementwise': case 'copy':
+      return { ...base, rowsOf: 'y', rowMul: k.outputs.y!.width, rowDiv: threads };
+    case 'conv': case 'conv_step':
+      return { ...base, rowsOf: 'S', rowDiv: 1, gridY: ceilDiv(k.sizes.C!, threads) };
+    case 'ssd': {
+      // shared: the state [P, N], cumulative decays and dt of a chunk [2, Q], a tile of C·B [rows, Q]
+      const { P, N, chunk } = k.sizes as { P: number; N: number; chunk: number };
+      let rows = t.ssd.rows;
+      while (rows > 1 && 4 * (P * N + 2 * chunk + rows * chunk) > t.sharedBytes) rows /= 2;
+      return { ...base, rowsOf: 'S', rowDiv: 1, gridY: k.sizes.H!, tileRows: rows };
+    }
+    case 'ssd_step':
+      return { ...base, rowsOf: 'S', rowDiv: 1, gridY: k.sizes.H! };
+    case 'attention': case 'attention_decode': {
+      // one warp per query row; a block's rows never span two sequences (S extra blocks at most)
+      const rows = threads / t.warp;
+      return { ...base, rowsOf: 'T', rowDiv: rows, plusS: true, gridY: k.sizes.H!, rows, keys: t.attention.keys };
+    }
+  }
+}

@@ -1,0 +1,136 @@
+// What a generated CUDA kernel and its launcher agree on: the one argument struct every kernel
+// takes (ArchcArgs, by value), the table of weights a kernel reads (by slot; matrices in bf16, every
+// other weight in f32), where each of its views sits in the arena and each of its states in a slot
+// (arguments, so kernels that differ only there — the same layer at another depth — share one
+// source and one compiled function), and the launch grid from the schedule.
+
+import { exprLeaves } from '../expr.ts';
+import type { Entry, Kernel, Program, View } from '../program.ts';
+
+/** The fields of ArchcArgs in order: nine pointers, one 64-bit integer, three 32-bit ints (and 4
+ *  bytes of padding), then ARGS_VIEWS and ARGS_STATES 64-bit offsets (floats). */
+export const ARGS_FIELDS = ['arena', 'pool', 'w', 'tokens', 'positions', 'seq_start', 'seq_len', 'seq_before', 'seq_slot'] as const;
+/** Views (activation operands, then outputs) and states one kernel may have. */
+export const ARGS_VIEWS = 16;
+export const ARGS_STATES = 2;
+export const ARGS_VIEW_AT = 9 * 8 + 8 + 3 * 4 + 4;
+export const ARGS_BYTES = ARGS_VIEW_AT + 8 * (ARGS_VIEWS + ARGS_STATES);
+
+export interface ArgsValues {
+  /** Device addresses of the fields named in ARGS_FIELDS. */
+  readonly ptr: Readonly<Record<(typeof ARGS_FIELDS)[number], bigint>>;
+  readonly slotFloats: number;
+  readonly T: number;
+  readonly S: number;
+  readonly capacity: number;
+  /** Arena offset (floats) of row 0, column 0 of each of the kernel's views (kernelViews order). */
+  readonly views: readonly number[];
+  /** Offset (floats) in a slot of each of the kernel's states (kernelStates order). */
+  readonly states: readonly number[];
+}
+
+/** ArchcArgs as bytes (little-endian, the layout of the struct in codegen/cuda/templates/prelude). */
+export function packArgs(v: ArgsValues): Uint8Array {
+  const out = new Uint8Array(ARGS_BYTES);
+  const dv = new DataView(out.buffer);
+  ARGS_FIELDS.forEach((f, i) => dv.setBigUint64(i * 8, v.ptr[f], true));
+  dv.setBigInt64(72, BigInt(v.slotFloats), true);
+  dv.setInt32(80, v.T, true);
+  dv.setInt32(84, v.S, true);
+  dv.setInt32(88, v.capacity, true);
+  if (v.views.length > ARGS_VIEWS || v.states.length > ARGS_STATES) throw new Error(`archc runtime: ${v.views.length} views and ${v.states.length} states; a kernel takes at most ${ARGS_VIEWS} and ${ARGS_STATES}`);
+  v.views.forEach((x, i) => dv.setBigInt64(ARGS_VIEW_AT + 8 * i, BigInt(x), true));
+  v.states.forEach((x, i) => dv.setBigInt64(ARGS_VIEW_AT + 8 * (ARGS_VIEWS + i), BigInt(x), true));
+  return out;
+}
+
+/** The views a kernel addresses, by index: its activation operands (in operand order), then its
+ *  outputs. */
+export function kernelViews(k: Kernel): { readonly key: string; readonly view: View }[] {
+  const out: { key: string; view: View }[] = [];
+  for (const [name, o] of Object.entries(k.inputs)) if ('buf' in o) out.push({ key: `in:${name}`, view: o });
+  for (const [name, o] of Object.entries(k.outputs)) out.push({ key: `out:${name}`, view: o });
+  return out;
+}
+
+/** The states a kernel addresses, by index: its own, then those of its conv_step epilogue stages. */
+export function kernelStates(k: Kernel): number[] {
+  const out = k.state === undefined ? [] : [k.state];
+  for (const s of k.epilogue ?? []) if (s.kind === 'conv_step' && !out.includes(s.state)) out.push(s.state);
+  return out;
+}
+
+/** Arena offset (floats) of row 0, column 0 of view `v` for a batch of T tokens and S sequences. */
+export function viewBase(e: Entry, v: View, T: number, S: number): number {
+  const b = e.buffers[v.buf]!;
+  return (b.rows === 'T' ? b.offset * T : e.arena.T * T + b.offset * S) + v.col;
+}
+
+/** The view and state offsets of `k`'s arguments. */
+export function kernelOffsets(p: Program, e: Entry, k: Kernel, T: number, S: number, capacity: number): { views: number[]; states: number[] } {
+  return {
+    views: kernelViews(k).map((x) => viewBase(e, x.view, T, S)),
+    states: kernelStates(k).map((i) => { const o = stateOffset(p, i); return o.fixed + o.perCapacity * capacity; }),
+  };
+}
+
+export interface WeightSlot {
+  readonly name: string;
+  readonly dtype: 'bf16' | 'f32';
+}
+
+/** The weights `k` reads, in slot order: matrices of products and embeddings in bf16, the rest f32. */
+export function kernelWeights(k: Kernel): WeightSlot[] {
+  const slots = new Map<string, WeightSlot['dtype']>();
+  const add = (name: string, dtype: WeightSlot['dtype']) => { if (!slots.has(name)) slots.set(name, dtype); };
+  const matrix = k.family === 'matmul' || k.family === 'embedding' ? k.inputs.w : undefined;
+  if (matrix && 'weight' in matrix) add(matrix.weight, 'bf16');
+  for (const o of Object.values(k.inputs)) if ('weight' in o) add(o.weight, 'f32');
+  for (const p of k.prologue ?? []) if (p.kind !== 'gather_last') add(p.weight, 'f32');
+  for (const s of k.epilogue ?? []) {
+    if (s.kind === 'conv_step') { add(s.weight, 'f32'); if (s.bias) add(s.bias, 'f32'); }
+  }
+  const exprs = [k.body, ...Object.values(k.pre ?? {}), ...(k.epilogue ?? []).map((s) => (s.kind === 'map' ? s.body : s.kind === 'conv_step' ? s.post : undefined))];
+  for (const e of exprs) if (e) for (const l of exprLeaves(e)) if (l.op === 'w') add(l.name, 'f32');
+  return [...slots].map(([name, dtype]) => ({ name, dtype }));
+}
+
+/** Where state `index` starts in a slot: `fixed + perCapacity · capacity` floats. */
+export function stateOffset(p: Program, index: number): { fixed: number; perCapacity: number } {
+  let fixed = 0, perCapacity = 0;
+  for (const s of p.states.slice(0, index)) {
+    const n = s.shape.reduce((a, b) => a * b, 1);
+    if (s.per === 'token') perCapacity += n;
+    else fixed += n;
+  }
+  return { fixed, perCapacity };
+}
+
+/** Rows of the buffer behind a view for a batch of T tokens and S sequences. */
+export function viewRows(e: Entry, v: View, T: number, S: number): number {
+  const rows = e.buffers[v.buf]!.rows;
+  return rows === 'T' ? T : rows === 'S' ? S : 1;
+}
+
+export interface Launch {
+  /** `archc_main`, or `archc_gemv` for a product of few rows. */
+  readonly fn: 'archc_main' | 'archc_gemv';
+  readonly grid: readonly [number, number, number];
+  readonly block: readonly [number, number, number];
+}
+
+/** The launch of `k` for T tokens in S sequences, from its CUDA schedule; null when there is no work. */
+export function launchOf(e: Entry, k: Kernel, T: number, S: number): Launch | null {
+  const s = k.schedule.cuda;
+  if (!s) throw new Error(`archc runtime: kernel ${k.name} has no CUDA schedule`);
+  const rowsOf = s.rowsOf as string;
+  const base = rowsOf === 'T' ? T : rowsOf === 'S' ? S : viewRows(e, k.inputs[rowsOf] && 'buf' in k.inputs[rowsOf]! ? k.inputs[rowsOf] as View : k.outputs[rowsOf]!, T, S);
+  const rows = base * (s.rowMul as number);
+  const block: [number, number, number] = [s.threads as number, 1, 1];
+  if (k.family === 'matmul' && rows <= (s.gemvUpTo as number)) {
+    const x = Math.ceil(rows / (s.gemvRows as number));
+    return x ? { fn: 'archc_gemv', grid: [x, s.gemvGridY as number, 1], block } : null;
+  }
+  const x = Math.ceil(rows / (s.rowDiv as number)) + (s.plusS ? S : 0);
+  return x && rows ? { fn: 'archc_main', grid: [x, s.gridY as number, 1], block } : null;
+}

@@ -1,0 +1,457 @@
+// The CUDA backend: the kernel program on an NVIDIA GPU through the driver API (runtime/cuda/driver.ts).
+// Weights are streamed to the device tensor by tensor as they are read (matrices bf16, the rest
+// f32: runtime/cuda/abi.ts); derived weights are made on the host from their parts, then uploaded.
+// An entry's activations live in one device arena laid out by the compiler's memory plan; the state
+// pool is one device buffer of slots. A dispatch is one launch on the backend's stream; a read waits
+// for the stream and copies the view back.
+
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Backend, Invocation, RunBatch, StatePool } from '../backend.ts';
+import { compileExpr, exprLeaves } from '../expr.ts';
+import type { DerivedWeight, Entry, EntryName, Kernel, Program, ProgramWeight, View } from '../program.ts';
+import { slotLayout, weightsRead } from '../program.ts';
+import { RuntimeError } from '../errors.ts';
+import { type Tensor, fromF32, toF32 } from '../tensor.ts';
+import { ARGS_FIELDS, kernelOffsets, kernelWeights, launchOf, packArgs, viewBase } from './abi.ts';
+import {
+  CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, CUDA_ERROR_NOT_FOUND, CUDA_SUCCESS,
+  type CudaDriver, type DevicePtr, type Handle, addr, check, errorName, openDriver,
+} from './driver.ts';
+import { type CudaKernels, functionName, kernelsFromDir, planModules } from './kernels.ts';
+import { openNvrtc } from './nvrtc.ts';
+
+/** Compiles kernel sources for an architecture when no module covers them (NVRTC). */
+export type CudaCompiler = (ids: readonly string[], arch: string, source: (id: string) => string) => Uint8Array;
+
+export interface CudaBackendOptions {
+  readonly driver: CudaDriver;
+  readonly kernels: CudaKernels;
+  /** Device ordinal (default 0). */
+  readonly device?: number;
+  /** For kernels without a module for this device; without it they are an error (RT705). */
+  readonly compile?: CudaCompiler;
+}
+
+/** Functions of one kernel. */
+interface Loaded {
+  readonly main: Handle;
+  readonly gemv: Handle | null;
+}
+
+/** A device allocation that grows (contents kept) when more is asked of it. */
+class DeviceBuffer {
+  ptr: bigint = 0n;
+  bytes = 0;
+  constructor(private readonly b: CudaBackend) {}
+  /** At least `bytes`; the old contents are copied over when `keep`. */
+  reserve(bytes: number, keep = false): bigint {
+    if (bytes <= this.bytes) return this.ptr;
+    this.b.sync();  // launches in flight may use the old allocation
+    const size = Math.max(bytes, Math.ceil(this.bytes * 1.5), 256);
+    const p = this.b.alloc(size);
+    if (keep && this.bytes) this.b.call(this.b.driver.cuMemcpyDtoD(p, this.ptr, this.bytes), 'cuMemcpyDtoD');
+    this.free();
+    this.ptr = p;
+    this.bytes = size;
+    return p;
+  }
+  free(): void {
+    if (this.bytes) this.b.driver.cuMemFree(this.ptr);
+    this.ptr = 0n;
+    this.bytes = 0;
+  }
+}
+
+/** cuInit, and a device `ordinal` there: RT701 when the driver does not start, RT702 without it. */
+export function initDriver(d: CudaDriver, ordinal = 0): void {
+  const init = d.cuInit(0);
+  if (init !== CUDA_SUCCESS) throw new RuntimeError('RT701', [d.library, errorName(d, init)]);
+  const count = [0];
+  const c = d.cuDeviceGetCount(count);
+  if (c !== CUDA_SUCCESS || count[0]! <= ordinal) {
+    throw new RuntimeError('RT702', [d.library, c === CUDA_SUCCESS ? count[0] : 0, c === CUDA_SUCCESS ? (ordinal ? `; device ${ordinal} was asked for` : '') : ` (${errorName(d, c)})`]);
+  }
+}
+
+export class CudaBackend implements Backend {
+  readonly name = 'cuda';
+  readonly driver: CudaDriver;
+  readonly device: number;
+  /** `sm_90` for a compute capability of 9.0. */
+  readonly arch: string;
+  readonly deviceName: string;
+  private readonly modules: Handle[] = [];
+  private readonly fns = new Map<string, Loaded>();
+  private readonly stream: Handle;
+  /** Device weights by name and storage dtype. */
+  private readonly weights = new Map<string, bigint>();
+  /** The storage dtypes the kernels read each weight in. */
+  private readonly dtypes = new Map<string, Set<'bf16' | 'f32'>>();
+  /** Checkpoint tensors kept on the host until the derived weights made from them are made. */
+  private readonly parts = new Map<string, Tensor>();
+  private pending: DerivedWeight[];
+  private readonly read: Set<string>;
+  /** Each kernel's table of weight addresses on the device, by kernel. */
+  private readonly tables = new Map<Kernel, bigint>();
+  readonly arena: DeviceBuffer;
+  /** tokens, positions, then per sequence start, len, before, slot (int32). */
+  readonly batchBuf: DeviceBuffer;
+  private disposed = false;
+
+  constructor(readonly program: Program, opts: CudaBackendOptions) {
+    const d = (this.driver = opts.driver);
+    const ordinal = opts.device ?? 0;
+    initDriver(d, ordinal);
+    const dev = [0];
+    this.call(d.cuDeviceGet(dev, ordinal), 'cuDeviceGet');
+    this.device = dev[0]!;
+    const major = [0], minor = [0];
+    this.call(d.cuDeviceGetAttribute(major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, this.device), 'cuDeviceGetAttribute');
+    this.call(d.cuDeviceGetAttribute(minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, this.device), 'cuDeviceGetAttribute');
+    this.arch = `sm_${major[0]}${minor[0]}`;
+    const name = new Uint8Array(256);
+    this.call(d.cuDeviceGetName(name, name.length, this.device), 'cuDeviceGetName');
+    this.deviceName = new TextDecoder().decode(name.subarray(0, Math.max(0, name.indexOf(0)))) || `device ${ordinal}`;
+    const ctx: Handle[] = [null];
+    this.call(d.cuDevicePrimaryCtxRetain(ctx, this.device), 'cuDevicePrimaryCtxRetain');
+    this.call(d.cuCtxSetCurrent(ctx[0]), 'cuCtxSetCurrent');
+    const stream: Handle[] = [null];
+    this.call(d.cuStreamCreate(stream, 0), 'cuStreamCreate');
+    this.stream = stream[0];
+    this.arena = new DeviceBuffer(this);
+    this.batchBuf = new DeviceBuffer(this);
+    this.read = weightsRead(program.entries);
+    for (const e of Object.values(program.entries)) {
+      for (const k of e.kernels) for (const w of kernelWeights(k)) (this.dtypes.get(w.name) ?? this.dtypes.set(w.name, new Set()).get(w.name)!).add(w.dtype);
+    }
+    this.pending = [...program.derived];
+    try {
+      this.loadModules(opts);
+    } catch (e) {
+      this.dispose();
+      throw e;
+    }
+  }
+
+  call(code: number, what: string): void {
+    check(this.driver, code, what);
+  }
+
+  alloc(bytes: number): bigint {
+    const p: DevicePtr[] = [0];
+    this.call(this.driver.cuMemAlloc(p, bytes), `cuMemAlloc(${bytes} bytes)`);
+    return addr(p[0]!);
+  }
+
+  /** Loads the modules the device can run (cubin, else PTX), compiles the rest, and finds each
+   *  kernel's functions. */
+  private loadModules(opts: CudaBackendOptions): void {
+    const { manifest } = opts.kernels;
+    const names = new Map<string, string[]>();
+    for (const ks of Object.values(manifest.entries)) for (const k of ks) (names.get(k.id) ?? names.set(k.id, []).get(k.id)!).push(k.name);
+    const kernelsOf = (ids: readonly string[]) => {
+      const all = [...new Set(ids.flatMap((id) => names.get(id) ?? []))];
+      return all.length > 3 ? `${all.slice(0, 3).join(', ')} and ${all.length - 3} more` : all.join(', ');
+    };
+    const plan = planModules(manifest, this.arch);
+    const images: { file: string; ids: readonly string[]; image: Uint8Array }[] = plan.load.map((m) => ({ file: m.file, ids: m.ids, image: m.kind === 'ptx' ? nulTerminated(opts.kernels.module(m.file)) : opts.kernels.module(m.file) }));
+    if (plan.compile.length) {
+      if (!opts.compile) throw new RuntimeError('RT705', ['the package', `none compiled for ${this.arch} (it has ${manifest.archs.join(', ') || 'no architectures'}) and NVRTC is not available to compile them; rebuild with --cuda-arch ${this.arch}`]);
+      images.push({ file: `NVRTC (${this.arch})`, ids: plan.compile, image: opts.compile(plan.compile, this.arch, opts.kernels.source) });
+    }
+    const where = new Map<string, Handle>();
+    for (const m of images) {
+      const mod: Handle[] = [null];
+      const r = this.driver.cuModuleLoadData(mod, m.image);
+      if (r !== CUDA_SUCCESS) throw new RuntimeError('RT703', [m.file, kernelsOf(m.ids), `${this.deviceName} (${this.arch})`, errorName(this.driver, r)]);
+      this.modules.push(mod[0]);
+      for (const id of m.ids) where.set(id, mod[0]);
+    }
+    for (const [entry, ks] of Object.entries(manifest.entries) as [EntryName, CudaKernels['manifest']['entries'][EntryName]][]) {
+      const kernels = this.program.entries[entry]?.kernels ?? [];
+      if (kernels.length !== ks.length) throw new RuntimeError('RT705', ['the package', `its manifest lists ${ks.length} ${entry} kernels, the program has ${kernels.length}; rebuild the package`]);
+      for (const k of ks) {
+        if (this.fns.has(k.id)) continue;
+        const mod = where.get(k.id) ?? fail(`no module holds kernel ${k.name}`);
+        const get = (fn: 'archc_main' | 'archc_gemv', optional: boolean): Handle | null => {
+          const out: Handle[] = [null];
+          const r = this.driver.cuModuleGetFunction(out, mod, functionName(fn, k.id));
+          if (r === CUDA_ERROR_NOT_FOUND && optional) return null;
+          if (r !== CUDA_SUCCESS) throw new RuntimeError('RT703', [`function ${functionName(fn, k.id)}`, k.name, `${this.deviceName} (${this.arch})`, errorName(this.driver, r)]);
+          return out[0];
+        };
+        this.fns.set(k.id, { main: get('archc_main', false), gemv: get('archc_gemv', true) });
+      }
+    }
+    this.ids = new Map(Object.entries(manifest.entries).map(([e, ks]) => [e, ks.map((k) => k.id)]));
+  }
+
+  /** Kernel source ids per entry, in order. */
+  private ids = new Map<string, string[]>();
+
+  uploadWeight(w: ProgramWeight, t: Tensor): void {
+    if (this.read.has(w.name)) this.store(w.name, t);
+    if (this.pending.some((d) => parts(d).includes(w.name))) this.parts.set(w.name, t);
+    const ready = this.pending.filter((d) => parts(d).every((p) => this.parts.has(p)));
+    if (!ready.length) return;
+    this.pending = this.pending.filter((d) => !ready.includes(d));
+    for (const d of ready) this.store(d.name, this.derive(d));
+    const needed = new Set(this.pending.flatMap(parts));
+    for (const p of [...this.parts.keys()]) if (!needed.has(p)) this.parts.delete(p);
+  }
+
+  /** True once every weight the kernels read is on the device. */
+  complete(): boolean {
+    return [...this.dtypes].every(([name, ds]) => [...ds].every((d) => this.weights.has(`${d}:${name}`)));
+  }
+
+  private store(name: string, t: Tensor): void {
+    for (const dtype of this.dtypes.get(name) ?? []) {
+      const bytes = dtype === 'bf16'
+        ? (t.dtype === 'bf16' ? new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength) : u8(fromF32(toF32(t), [t.data.length], 'bf16').data))
+        : u8(t.dtype === 'f32' ? t.data : toF32(t));
+      const key = `${dtype}:${name}`;
+      const old = this.weights.get(key);
+      if (old !== undefined) this.driver.cuMemFree(old);
+      const p = this.alloc(Math.max(bytes.byteLength, 4));
+      this.call(this.driver.cuMemcpyHtoD(p, bytes, bytes.byteLength), `cuMemcpyHtoD(weight ${name})`);
+      this.weights.set(key, p);
+    }
+  }
+
+  private derive(d: DerivedWeight): Tensor {
+    if (d.from.kind === 'concat') {
+      const ts = d.from.parts.map((p) => this.parts.get(p)!);
+      const same = ts.every((t) => t.dtype === ts[0]!.dtype);
+      const datas = ts.map((t) => (same ? t.data : toF32(t)));
+      const data = new (datas[0]!.constructor as Float32ArrayConstructor)(datas.reduce((n, x) => n + x.length, 0));
+      let at = 0;
+      for (const x of datas) { data.set(x as Float32Array, at); at += x.length; }
+      return { dtype: same ? ts[0]!.dtype : 'f32', shape: d.shape, data };
+    }
+    const n = d.shape.reduce((a, b) => a * b, 1);
+    const f32 = new Map<string, Float32Array>();
+    const fn = compileExpr(d.from.body, { weight: (w) => f32.get(w) ?? f32.set(w, toF32(this.parts.get(w)!)).get(w)! });
+    const data = new Float32Array(n);
+    for (let j = 0; j < n; j++) data[j] = fn(0, j);
+    return { dtype: 'f32', shape: d.shape, data };
+  }
+
+  /** Kernel `k`'s weight table on the device (made on its first launch). */
+  table(k: Kernel): bigint {
+    let t = this.tables.get(k);
+    if (t === undefined) {
+      const slots = kernelWeights(k);
+      const ptrs = new BigUint64Array(Math.max(1, slots.length));
+      slots.forEach((w, i) => { ptrs[i] = this.weights.get(`${w.dtype}:${w.name}`) ?? fail(`weight ${w.name} (${w.dtype}) of kernel ${k.name} is not on the device`); });
+      t = this.alloc(ptrs.byteLength);
+      this.call(this.driver.cuMemcpyHtoD(t, u8(ptrs), ptrs.byteLength), 'cuMemcpyHtoD(weight table)');
+      this.tables.set(k, t);
+    }
+    return t;
+  }
+
+  functions(entry: Entry, index: number): Loaded {
+    const name = (Object.keys(this.program.entries) as EntryName[]).find((n) => this.program.entries[n] === entry);
+    const id = (name && this.ids.get(name)?.[index]) ?? fail('the entry is not one of the program\'s');
+    return this.fns.get(id)!;
+  }
+
+  createStatePool(capacity: number): StatePool {
+    return new CudaStatePool(this, capacity);
+  }
+
+  begin(entry: Entry, batch: RunBatch, pool: StatePool): Invocation {
+    if (!(pool instanceof CudaStatePool) || pool.backend !== this) fail('the state pool was not made by this CUDA backend');
+    const T = batch.tokens.length, S = batch.seqs.length;
+    this.arena.reserve(4 * (entry.arena.T * T + entry.arena.S * S));
+    const ints = new Int32Array(2 * T + 4 * S);
+    ints.set(batch.tokens, 0);
+    ints.set(batch.positions, T);
+    batch.seqs.forEach((s, i) => {
+      ints[2 * T + i] = s.start;
+      ints[2 * T + S + i] = s.len;
+      ints[2 * T + 2 * S + i] = batch.lengths[i]!;
+      ints[2 * T + 3 * S + i] = batch.slots[i]!;
+    });
+    const base = this.batchBuf.reserve(ints.byteLength);
+    this.call(this.driver.cuMemcpyHtoD(base, u8(ints), ints.byteLength), 'cuMemcpyHtoD(batch)');
+    const at = (i: number) => base + BigInt(4 * i);
+    const ptr = {
+      arena: this.arena.ptr, pool: pool.reserve(), w: 0n, tokens: at(0), positions: at(T),
+      seq_start: at(2 * T), seq_len: at(2 * T + S), seq_before: at(2 * T + 2 * S), seq_slot: at(2 * T + 3 * S),
+    } satisfies Record<(typeof ARGS_FIELDS)[number], bigint>;
+    return new CudaInvocation(this, entry, T, S, pool, ptr);
+  }
+
+  /** Waits for the stream. */
+  sync(): void {
+    this.call(this.driver.cuStreamSynchronize(this.stream), 'cuStreamSynchronize');
+  }
+
+  launch(fn: Handle, grid: readonly number[], block: readonly number[], args: Uint8Array, what: string): void {
+    this.call(this.driver.cuLaunchKernel(fn, grid[0]!, grid[1]!, grid[2]!, block[0]!, block[1]!, block[2]!, 0, this.stream, [args], null), `cuLaunchKernel(${what})`);
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    const d = this.driver;
+    for (const p of [...this.weights.values(), ...this.tables.values()]) d.cuMemFree(p);
+    this.weights.clear();
+    this.tables.clear();
+    this.arena?.free();
+    this.batchBuf?.free();
+    for (const m of this.modules) d.cuModuleUnload(m);
+    if (this.stream) d.cuStreamDestroy(this.stream);
+    d.cuDevicePrimaryCtxRelease(this.device);
+  }
+}
+
+class CudaInvocation implements Invocation {
+  constructor(private readonly b: CudaBackend, private readonly entry: Entry, private readonly T: number, private readonly S: number,
+    private readonly pool: CudaStatePool, private readonly ptr: Record<(typeof ARGS_FIELDS)[number], bigint>) {}
+
+  private region(v: View): { base: number; stride: number; rows: number } {
+    const b = this.entry.buffers[v.buf] ?? fail(`a view of buffer ${v.buf}, which the entry lacks`);
+    const rows = b.rows === 'T' ? this.T : b.rows === 'S' ? this.S : 1;
+    return { base: viewBase(this.entry, { ...v, col: 0 }, this.T, this.S), stride: b.width, rows };
+  }
+
+  write(v: View, data: Float32Array): void {
+    const { base, stride, rows } = this.region(v);
+    if (data.length !== rows * v.width) fail(`writing ${data.length} floats into a view of ${rows} x ${v.width}`);
+    this.b.sync();
+    for (let r = 0; r < rows; r++) {
+      const row = data.subarray(r * v.width, (r + 1) * v.width);
+      this.b.call(this.b.driver.cuMemcpyHtoD(this.b.arena.ptr + BigInt(4 * (base + r * stride + v.col)), u8(row), row.byteLength), 'cuMemcpyHtoD(arena)');
+    }
+  }
+
+  dispatch(k: Kernel): void {
+    const index = this.entry.kernels.indexOf(k);
+    if (index < 0) fail(`kernel ${k.name} is not in this entry`);
+    const launch = launchOf(this.entry, k, this.T, this.S);
+    if (!launch) return;
+    const fns = this.b.functions(this.entry, index);
+    const fn = launch.fn === 'archc_gemv' ? fns.gemv ?? fail(`kernel ${k.name} has no GEMV function`) : fns.main;
+    const args = packArgs({
+      ptr: { ...this.ptr, w: this.b.table(k) }, slotFloats: this.pool.floats, T: this.T, S: this.S, capacity: this.pool.capacity,
+      ...kernelOffsets(this.b.program, this.entry, k, this.T, this.S, this.pool.capacity),
+    });
+    this.b.launch(fn, launch.grid, launch.block, args, k.name);
+  }
+
+  read(v: View): Float32Array {
+    const { base, stride, rows } = this.region(v);
+    this.b.sync();
+    const all = new Float32Array(rows * stride);
+    if (all.length) this.b.call(this.b.driver.cuMemcpyDtoH(u8(all), this.b.arena.ptr + BigInt(4 * base), all.byteLength), 'cuMemcpyDtoH(arena)');
+    if (v.col === 0 && v.width === stride) return all;
+    const out = new Float32Array(rows * v.width);
+    for (let r = 0; r < rows; r++) out.set(all.subarray(r * stride + v.col, r * stride + v.col + v.width), r * v.width);
+    return out;
+  }
+}
+
+/** State slots in one device buffer (grown, contents kept, as slots are acquired). */
+export class CudaStatePool implements StatePool {
+  readonly slotBytes: number;
+  readonly floats: number;
+  private readonly mem: DeviceBuffer;
+  private used: boolean[] = [];
+
+  constructor(readonly backend: CudaBackend, readonly capacity: number) {
+    if (!Number.isInteger(capacity) || capacity < 1) fail(`a state pool needs a positive capacity, got ${capacity}`);
+    this.floats = slotLayout(backend.program.states, capacity).floats;
+    this.slotBytes = 4 * this.floats;
+    this.mem = new DeviceBuffer(backend);
+  }
+
+  /** The pool's device address, room for every slot in use ensured. */
+  reserve(): bigint {
+    return this.mem.reserve(Math.max(1, this.used.length) * this.slotBytes, true);
+  }
+
+  private at(slot: number): bigint {
+    if (!this.used[slot]) fail(`state slot ${slot} is not in use`);
+    return this.mem.ptr + BigInt(slot) * BigInt(this.slotBytes);
+  }
+
+  acquire(): number {
+    let s = this.used.indexOf(false);
+    if (s < 0) { s = this.used.length; this.used.push(true); } else this.used[s] = true;
+    this.backend.sync();
+    this.reserve();
+    this.backend.call(this.backend.driver.cuMemsetD8(this.at(s), 0, this.slotBytes), 'cuMemsetD8(state slot)');
+    return s;
+  }
+
+  release(slot: number): void {
+    this.at(slot);
+    this.used[slot] = false;
+  }
+
+  copy(from: number, to: number): void {
+    this.backend.sync();
+    this.backend.call(this.backend.driver.cuMemcpyDtoD(this.at(to), this.at(from), this.slotBytes), 'cuMemcpyDtoD(state slot)');
+  }
+
+  save(slot: number): Uint8Array {
+    this.backend.sync();
+    const out = new Uint8Array(this.slotBytes);
+    this.backend.call(this.backend.driver.cuMemcpyDtoH(out, this.at(slot), this.slotBytes), 'cuMemcpyDtoH(state slot)');
+    return out;
+  }
+
+  restore(slot: number, bytes: Uint8Array): void {
+    if (bytes.byteLength !== this.slotBytes) fail(`a saved slot of ${bytes.byteLength} bytes does not fit slots of ${this.slotBytes}`);
+    this.backend.sync();
+    this.backend.call(this.backend.driver.cuMemcpyHtoD(this.at(slot), bytes, this.slotBytes), 'cuMemcpyHtoD(state slot)');
+  }
+}
+
+/** The weights a derived weight is made from. */
+const parts = (d: DerivedWeight): readonly string[] =>
+  d.from.kind === 'concat' ? d.from.parts : exprLeaves(d.from.body).flatMap((l) => (l.op === 'w' ? [l.name] : []));
+
+const u8 = (a: ArrayBufferView): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+
+/** PTX is text the driver reads up to a NUL. */
+function nulTerminated(b: Uint8Array): Uint8Array {
+  if (b[b.length - 1] === 0) return b;
+  const out = new Uint8Array(b.length + 1);
+  out.set(b);
+  return out;
+}
+
+function fail(msg: string): never {
+  throw new Error(`archc runtime: ${msg}`);
+}
+
+/** How `backend: 'cuda'` finds its driver, device and kernels. */
+export interface CudaLoadOptions {
+  /** The package's cuda/ folder (default: the one beside this runtime), kernels at hand, or a
+   *  function that makes them (called once the device is known to be there). */
+  readonly kernels?: string | CudaKernels | (() => Promise<CudaKernels>);
+  /** The driver library (default libcuda.so.1, or ARCHC_LIBCUDA). */
+  readonly library?: string;
+  readonly device?: number;
+}
+
+/** The package's cuda/ folder: this file is <package>/{src,dist}/runtime/cuda/backend.*. */
+export const packageKernelDir = (): string =>
+  // @ts-ignore TS1470: the package's sources are compiled before its package.json says "type": "module"; the output is ESM
+  join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'cuda');
+
+/** Opens the driver (RT700 without one), initialises the device (RT701, RT702) and loads the
+ *  program's kernels on it (RT703, RT705). */
+export async function openCudaBackend(program: Program, o: CudaLoadOptions = {}): Promise<CudaBackend> {
+  const driver = await openDriver(o.library);
+  initDriver(driver, o.device);
+  const k = o.kernels;
+  const kernels = typeof k === 'function' ? await k() : typeof k === 'object' ? k : kernelsFromDir(k ?? packageKernelDir());
+  const compile = (await openNvrtc()) ?? undefined;
+  return new CudaBackend(program, { driver, kernels, device: o.device, compile });
+}

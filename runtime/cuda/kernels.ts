@@ -1,0 +1,85 @@
+// Where a program's compiled CUDA kernels come from: the package's cuda/ folder (manifest.json,
+// one `.cu` per distinct kernel source, cubins per architecture, PTX of the lowest), chosen for the
+// device at load — a cubin for its architecture, else PTX its driver compiles, else the source
+// compiled by NVRTC. Every module is one translation unit of several kernels, each in its own
+// namespace with its entry functions renamed archc_main_<id> / archc_gemv_<id>.
+
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { EntryName } from '../program.ts';
+import { RuntimeError } from '../errors.ts';
+
+/** A compiled module of a package: its file, the architecture it is for, and the kernels it holds. */
+export interface CudaModuleInfo {
+  /** Path in the package, e.g. `cuda/sm_90/module0.cubin`. */
+  readonly file: string;
+  /** `sm_90`: a cubin runs on exactly that architecture; PTX on it and every later one. */
+  readonly arch: string;
+  readonly kind: 'cubin' | 'ptx';
+  readonly ids: readonly string[];
+}
+
+/** cuda/manifest.json. */
+export interface CudaManifest {
+  readonly archs: readonly string[];
+  /** Each entry's kernels in order: name and source id. */
+  readonly entries: Readonly<Record<EntryName, readonly { readonly name: string; readonly id: string }[]>>;
+  readonly modules: readonly CudaModuleInfo[];
+}
+
+/** Everything the backend may load kernels from. */
+export interface CudaKernels {
+  readonly manifest: CudaManifest;
+  /** The `.cu` source of kernel id `id` (for NVRTC). */
+  source(id: string): string;
+  /** The bytes of a module file. */
+  module(file: string): Uint8Array;
+}
+
+/** The kernels of a built package's cuda/ folder. */
+export function kernelsFromDir(dir: string): CudaKernels {
+  const path = join(dir, 'manifest.json');
+  if (!existsSync(path)) throw new RuntimeError('RT705', [dir, 'it has no manifest.json; build the package with `archc build`']);
+  const manifest = JSON.parse(readFileSync(path, 'utf8')) as CudaManifest;
+  return {
+    manifest,
+    source: (id) => readFileSync(join(dir, 'kernels', `${id}.cu`), 'utf8'),
+    module: (file) => readFileSync(join(dir, '..', file)),
+  };
+}
+
+/** One translation unit holding kernels `ids` (their sources included as `<id>.cu`). The headers
+ *  come first, at file scope: inside each namespace their include guards skip them. */
+export function translationUnit(ids: readonly string[]): string {
+  return '#include <cuda_bf16.h>\n#include <mma.h>\n#include <stdint.h>\n#include <math.h>\n'
+    + ids.map((id) => `namespace k_${id} {\n#define archc_main archc_main_${id}\n#define archc_gemv archc_gemv_${id}\n#include "${id}.cu"\n#undef archc_main\n#undef archc_gemv\n}\n`).join('');
+}
+
+/** The entry functions of kernel `id` in its module. */
+export const functionName = (fn: 'archc_main' | 'archc_gemv', id: string): string => `${fn}_${id}`;
+
+const archNumber = (arch: string): number => Number(/(\d+)/.exec(arch)?.[1] ?? 0);
+
+export interface ModulePlan {
+  /** Modules to load as they are (cubins for the device, else PTX for an older architecture). */
+  readonly load: readonly CudaModuleInfo[];
+  /** Kernel ids no module covers: NVRTC compiles them. */
+  readonly compile: readonly string[];
+}
+
+/** Which modules to load on a device of architecture `arch` (`sm_90`), and what is left to compile. */
+export function planModules(m: CudaManifest, arch: string): ModulePlan {
+  const want = new Set(Object.values(m.entries).flatMap((ks) => ks.map((k) => k.id)));
+  const load: CudaModuleInfo[] = [];
+  const take = (mods: readonly CudaModuleInfo[]) => {
+    for (const mod of mods) {
+      if (!mod.ids.some((id) => want.has(id))) continue;
+      load.push(mod);
+      for (const id of mod.ids) want.delete(id);
+    }
+  };
+  take(m.modules.filter((x) => x.kind === 'cubin' && x.arch === arch));
+  // PTX of the newest architecture the device can run
+  take(m.modules.filter((x) => x.kind === 'ptx' && archNumber(x.arch) <= archNumber(arch)).sort((a, b) => archNumber(b.arch) - archNumber(a.arch)));
+  return { load, compile: [...want].sort() };
+}

@@ -1,0 +1,151 @@
+// Running CUDA kernels on the CPU (tests only): the CUDA C++ that archc's kernels use, as host C++.
+// A block runs as blockDim.x std::threads with a std::barrier for __syncthreads; warps exchange
+// values (shuffles, votes) through per-warp slots between two barriers of their 32 threads; a
+// thread that returns early leaves the barriers (arrive_and_drop), as an exited GPU thread does.
+// Blocks run one after another, so `__shared__` (function-static storage) is the block's own.
+// WMMA fragments are held whole by every lane; a warp's loads, products and stores are collective.
+#pragma once
+#include <barrier>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <math.h>
+#include <memory>
+#include <mutex>
+#include <stdint.h>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __shared__ static
+#define __align__(n) __attribute__((aligned(n)))
+
+struct dim3 { unsigned x = 1, y = 1, z = 1; };
+inline thread_local dim3 threadIdx, blockIdx;
+inline dim3 blockDim, gridDim;
+
+namespace emu {
+struct Warp {
+  std::barrier<> bar{32};
+  uint64_t slot[32];
+};
+inline std::barrier<>* block_bar = nullptr;
+inline std::vector<std::unique_ptr<Warp>> warps;
+inline std::mutex atomics;
+
+template <class T> inline T exchange(T v, int from) {
+  Warp& w = *warps[threadIdx.x / 32];
+  uint64_t bits = 0;
+  std::memcpy(&bits, &v, sizeof(T));
+  w.slot[threadIdx.x % 32] = bits;
+  w.bar.arrive_and_wait();
+  bits = w.slot[from & 31];
+  w.bar.arrive_and_wait();
+  T out;
+  std::memcpy(&out, &bits, sizeof(T));
+  return out;
+}
+
+/** Runs `kernel` over the grid, block after block, each block's threads in parallel. */
+template <class F> void launch(dim3 grid, dim3 block, F kernel) {
+  gridDim = grid;
+  blockDim = block;
+  const unsigned n = block.x * block.y * block.z;
+  for (unsigned bz = 0; bz < grid.z; bz++)
+    for (unsigned by = 0; by < grid.y; by++)
+      for (unsigned bx = 0; bx < grid.x; bx++) {
+        std::barrier<> bar(n);
+        block_bar = &bar;
+        warps.clear();
+        for (unsigned w = 0; w < (n + 31) / 32; w++) warps.push_back(std::make_unique<Warp>());
+        std::vector<std::thread> threads;
+        for (unsigned t = 0; t < n; t++) {
+          threads.emplace_back([&, t] {
+            blockIdx = {bx, by, bz};
+            threadIdx = {t % block.x, (t / block.x) % block.y, t / (block.x * block.y)};
+            kernel();
+            warps[t / 32]->bar.arrive_and_drop();
+            block_bar->arrive_and_drop();
+          });
+        }
+        for (auto& th : threads) th.join();
+      }
+}
+}  // namespace emu
+
+inline void __syncthreads() { emu::block_bar->arrive_and_wait(); }
+inline void __syncwarp(unsigned = 0xffffffffu) { emu::warps[threadIdx.x / 32]->bar.arrive_and_wait(); }
+template <class T> inline T __shfl_sync(unsigned, T v, int src) { return emu::exchange(v, src); }
+template <class T> inline T __shfl_xor_sync(unsigned, T v, int m) { return emu::exchange(v, int(threadIdx.x % 32) ^ m); }
+template <class T> inline T __shfl_down_sync(unsigned, T v, int d) { int l = threadIdx.x % 32; return emu::exchange(v, l + d < 32 ? l + d : l); }
+inline unsigned __ballot_sync(unsigned, int pred) {
+  unsigned bits = 0;
+  for (int l = 0; l < 32; l++) bits |= (unsigned)(emu::exchange(pred ? 1 : 0, l) != 0) << l;
+  return bits;
+}
+inline int __any_sync(unsigned m, int pred) { return __ballot_sync(m, pred) != 0; }
+inline int __all_sync(unsigned m, int pred) { return __ballot_sync(m, pred) == 0xffffffffu; }
+template <class T> inline T atomicAdd(T* p, T v) { std::lock_guard<std::mutex> g(emu::atomics); T old = *p; *p = old + v; return old; }
+template <class T> inline T atomicMax(T* p, T v) { std::lock_guard<std::mutex> g(emu::atomics); T old = *p; if (v > old) *p = v; return old; }
+
+// bf16: the top half of an f32, rounded to nearest even
+struct __nv_bfloat16 { uint16_t bits; };
+inline __nv_bfloat16 __float2bfloat16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return {uint16_t((u >> 16) | 0x40)};
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return {uint16_t(u >> 16)};
+}
+inline float __bfloat162float(__nv_bfloat16 b) {
+  uint32_t u = uint32_t(b.bits) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+namespace nvcuda { namespace wmma {
+struct matrix_a {}; struct matrix_b {}; struct accumulator {};
+struct row_major {}; struct col_major {};
+enum layout_t { mem_row_major, mem_col_major };
+template <class Use, int M, int N, int K, class T, class Layout = void> struct fragment {
+  static constexpr int rows = std::is_same_v<Use, matrix_b> ? K : M;
+  static constexpr int cols = std::is_same_v<Use, matrix_a> ? K : N;
+  float v[rows * cols];
+};
+template <class Use, int M, int N, int K, class T, class L> void fill_fragment(fragment<Use, M, N, K, T, L>& f, float x) {
+  for (float& e : f.v) e = x;
+}
+inline float widen(const __nv_bfloat16& b) { return __bfloat162float(b); }
+inline float widen(const float& f) { return f; }
+template <class Use, int M, int N, int K, class T, class L, class P> void load_matrix_sync(fragment<Use, M, N, K, T, L>& f, const P* p, unsigned ld) {
+  using Fr = fragment<Use, M, N, K, T, L>;
+  for (int r = 0; r < Fr::rows; r++)
+    for (int c = 0; c < Fr::cols; c++) f.v[r * Fr::cols + c] = widen(std::is_same_v<L, col_major> ? p[c * ld + r] : p[r * ld + c]);
+  __syncwarp();
+}
+template <int M, int N, int K, class T, class LA, class LB>
+void mma_sync(fragment<accumulator, M, N, K, float>& d, const fragment<matrix_a, M, N, K, T, LA>& a, const fragment<matrix_b, M, N, K, T, LB>& b,
+              const fragment<accumulator, M, N, K, float>& c) {
+  float out[M * N];
+  for (int i = 0; i < M; i++)
+    for (int j = 0; j < N; j++) {
+      float s = c.v[i * N + j];
+      for (int k = 0; k < K; k++) s += a.v[i * K + k] * b.v[k * N + j];
+      out[i * N + j] = s;
+    }
+  std::memcpy(d.v, out, sizeof out);
+}
+template <int M, int N, int K> void store_matrix_sync(float* p, const fragment<accumulator, M, N, K, float>& f, unsigned ld, layout_t layout) {
+  __syncwarp();
+  if (threadIdx.x % 32 == 0)
+    for (int r = 0; r < M; r++)
+      for (int c = 0; c < N; c++) (layout == mem_row_major ? p[r * ld + c] : p[c * ld + r]) = f.v[r * N + c];
+  __syncwarp();
+}
+}}  // namespace nvcuda::wmma

@@ -1,0 +1,1 @@
+// empty: emu.h provides WMMA

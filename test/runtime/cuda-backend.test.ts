@@ -1,0 +1,171 @@
+// The CUDA backend without a GPU: its error paths (no driver library, cuInit failing, no device, a
+// module the driver rejects, a package without kernels), and its own code — koffi's bindings, the
+// weights streamed to device memory, weight tables, the state pool, launches with the ABI's packed
+// arguments — against a stand-in libcuda (test/helpers/fake-cuda/libcuda.c) over host memory.
+
+import { execFileSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { lowerToProgram } from '../../compiler/lower.ts';
+import { renderProgram } from '../../codegen/cuda/build.ts';
+import { runEntry } from '../../runtime/backend.ts';
+import { ARGS_BYTES, ARGS_VIEW_AT, ARGS_VIEWS, kernelOffsets, kernelWeights, launchOf } from '../../runtime/cuda/abi.ts';
+import { CudaBackend, openCudaBackend } from '../../runtime/cuda/backend.ts';
+import { loadKoffi, openDriver } from '../../runtime/cuda/driver.ts';
+import type { CudaKernels, CudaManifest } from '../../runtime/cuda/kernels.ts';
+import { RuntimeError } from '../../runtime/errors.ts';
+import { Model } from '../../runtime/model.ts';
+import type { EntryName } from '../../runtime/program.ts';
+import { toF32 } from '../../runtime/tensor.ts';
+import { compileTiny, makeDir, randomTensors, removeDir, writeCheckpoint } from '../helpers/checkpoints.ts';
+
+const compiled = compileTiny();
+const program = lowerToProgram(compiled.graph, compiled.bindings);
+const tensors = randomTensors(compiled, { dtype: 'bf16', seed: 5 });
+const rendered = renderProgram(program);
+const ids = [...new Set(rendered.map((k) => k.id))].sort();
+
+/** Kernels whose one "module" names every function (the stand-in finds functions by name). */
+function fakeKernels(image = ids.map((id) => `archc_main_${id} archc_gemv_${id}`).join(' ')): CudaKernels {
+  const entries: Record<string, { name: string; id: string }[]> = {};
+  for (const k of rendered) (entries[k.entry] ??= [])[k.index] = { name: k.name, id: k.id };
+  const manifest: CudaManifest = { archs: ['sm_90'], entries: entries as unknown as CudaManifest['entries'], modules: [{ file: 'cuda/sm_90/module0.cubin', arch: 'sm_90', kind: 'cubin', ids }] };
+  return { manifest, source: () => '', module: () => new TextEncoder().encode(`${image}\0`) };
+}
+
+async function rejects(p: Promise<unknown>, code: string, ...texts: RegExp[]): Promise<RuntimeError> {
+  const e = await p.then(() => null, (x: unknown) => x);
+  expect(e, `expected ${code}`).toBeInstanceOf(RuntimeError);
+  expect((e as RuntimeError).code).toBe(code);
+  for (const t of texts) expect((e as RuntimeError).message).toMatch(t);
+  return e as RuntimeError;
+}
+
+describe('the CUDA backend', () => {
+  let lib = '';
+  let fake: { launches: () => number; last: (name: Uint8Array, dims: Uint32Array, args: Uint8Array) => number };
+  beforeAll(async () => {
+    const dir = join(tmpdir(), `archc-fake-cuda-${process.pid}`);
+    mkdirSync(dir, { recursive: true });
+    lib = join(dir, 'libcuda.so.1');
+    execFileSync('gcc', ['-shared', '-fPIC', '-O1', '-o', lib, join(import.meta.dirname, '..', 'helpers', 'fake-cuda', 'libcuda.c')]);
+    const koffi = await loadKoffi();
+    const l = koffi.load(lib);
+    fake = { launches: l.func('int fake_launches(void)') as () => number, last: l.func('int fake_last_launch(void *name, void *dims, void *args)') as typeof fake.last };
+    process.env.FAKE_CUDA_ARGS_BYTES = String(ARGS_BYTES);
+  }, 60_000);
+  afterEach(() => {
+    delete process.env.FAKE_CUDA_INIT;
+    delete process.env.FAKE_CUDA_DEVICES;
+  });
+
+  it('without a driver library: RT700 naming libcuda and the driver', async () => {
+    await rejects(openDriver('/nonexistent/libcuda.so.1'), 'RT700', /libcuda\.so\.1/, /NVIDIA GPU and its driver/);
+    // and through Model.load, before any weight is read
+    const dir = makeDir();
+    try {
+      writeCheckpoint(dir);
+      await rejects(Model.loadProgram(program, dir, { backend: 'cuda', cuda: { library: '/nonexistent/libcuda.so.1', kernels: fakeKernels() } }), 'RT700', /libcuda/);
+    } finally {
+      removeDir(dir);
+    }
+  });
+
+  it('cuInit failing: RT701 with the CUDA error name', async () => {
+    process.env.FAKE_CUDA_INIT = '100';
+    await rejects(openCudaBackend(program, { library: lib, kernels: fakeKernels() }), 'RT701', /CUDA_ERROR_NO_DEVICE \(100\)/, /libcuda/);
+  });
+
+  it('no device: RT702', async () => {
+    process.env.FAKE_CUDA_DEVICES = '0';
+    await rejects(openCudaBackend(program, { library: lib, kernels: fakeKernels() }), 'RT702', /reports 0 devices/);
+  });
+
+  it('a module the driver rejects: RT703 naming the module, its kernels and the CUDA error', async () => {
+    const e = await rejects(openCudaBackend(program, { library: lib, kernels: fakeKernels('FAIL') }), 'RT703', /cuda\/sm_90\/module0\.cubin/, /CUDA_ERROR_INVALID_IMAGE \(200\)/, /Fake GPU \(sm_90\)/);
+    expect(e.message).toMatch(/kernels model\.layers\.\d+\..* and \d+ more\)/);
+  });
+
+  it('a missing function: RT703 naming the kernel', async () => {
+    const image = ids.slice(1).map((id) => `archc_main_${id} archc_gemv_${id}`).join(' ');
+    await rejects(openCudaBackend(program, { library: lib, kernels: fakeKernels(image) }), 'RT703', new RegExp(`archc_main_${ids[0]}`), /CUDA_ERROR_NOT_FOUND/);
+  });
+
+  it('no module for the device and no NVRTC: RT705 naming the architecture', async () => {
+    const k = fakeKernels();
+    const other: CudaKernels = { ...k, manifest: { ...k.manifest, archs: ['sm_80'], modules: k.manifest.modules.map((m) => ({ ...m, arch: 'sm_80' })) } };
+    const driver = await openDriver(lib);
+    expect(() => new CudaBackend(program, { driver, kernels: other })).toThrow(/RT705.*sm_90.*--cuda-arch sm_90/s);
+    // PTX of an older architecture is loaded instead
+    const ptx: CudaKernels = { ...other, manifest: { ...other.manifest, modules: other.manifest.modules.map((m) => ({ ...m, kind: 'ptx' as const })) } };
+    new CudaBackend(program, { driver, kernels: ptx }).dispose();
+  });
+
+  it('streams weights to the device, keeps state slots there, and launches every kernel with the ABI\'s arguments', async () => {
+    const b = await openCudaBackend(program, { library: lib, kernels: fakeKernels() });
+    try {
+      expect(b.arch).toBe('sm_90');
+      expect(b.deviceName).toBe('Fake GPU');
+      for (const w of program.weights) b.uploadWeight(w, tensors.find((t) => t.name === w.name)!.tensor);
+      expect(b.complete()).toBe(true);
+
+      // state slots: fresh ones are zero; copy, save and restore move bytes between them
+      const pool = b.createStatePool(16);
+      const [s0, s1] = [pool.acquire(), pool.acquire()];
+      expect(pool.save(s0).every((x) => x === 0)).toBe(true);
+      const bytes = Uint8Array.from({ length: pool.slotBytes }, (_, i) => (i * 7) & 255);
+      pool.restore(s0, bytes);
+      pool.copy(s0, s1);
+      expect(pool.save(s1)).toEqual(bytes);
+
+      const before = fake.launches();
+      const T = 5;
+      const batch = { tokens: Int32Array.from([1, 2, 3, 4, 5]), positions: Int32Array.from([0, 1, 2, 0, 1]), seqs: [{ start: 0, len: 3 }, { start: 3, len: 2 }], slots: [s0, s1], lengths: [0, 0] };
+      const entry = program.entries.prefill;
+      runEntry(b, program, 'prefill' as EntryName, batch, pool);
+      const launched = entry.kernels.filter((k) => launchOf(entry, k, T, 2));
+      expect(fake.launches() - before).toBe(launched.length);
+
+      // the last launch: its function, grid and packed ArchcArgs as the kernel receives them
+      const k = launched[launched.length - 1]!;
+      const name = new Uint8Array(128), dims = new Uint32Array(6), args = new Uint8Array(1024);
+      fake.last(name, dims, args);
+      const l = launchOf(entry, k, T, 2)!;
+      const id = rendered.find((r) => r.entry === 'prefill' && r.name === k.name)!.id;
+      expect(new TextDecoder().decode(name.subarray(0, name.indexOf(0)))).toBe(`${l.fn}_${id}`);
+      expect([...dims]).toEqual([...l.grid, ...l.block]);
+      const dv = new DataView(args.buffer);
+      expect([dv.getInt32(80, true), dv.getInt32(84, true), dv.getInt32(88, true)]).toEqual([T, 2, 16]);
+      const off = kernelOffsets(program, entry, k, T, 2, 16);
+      expect(off.views.map((_, i) => Number(dv.getBigInt64(ARGS_VIEW_AT + 8 * i, true)))).toEqual(off.views);
+      expect(off.states.map((_, i) => Number(dv.getBigInt64(ARGS_VIEW_AT + 8 * (ARGS_VIEWS + i), true)))).toEqual(off.states);
+      // tokens and slots on the device, through the pointers in the arguments
+      const driver = b.driver;
+      const read = (ptr: bigint, n: number) => { const out = new Int32Array(n); driver.cuMemcpyDtoH(new Uint8Array(out.buffer), ptr, 4 * n); return [...out]; };
+      expect(read(dv.getBigUint64(3 * 8, true), T)).toEqual([1, 2, 3, 4, 5]);
+      expect(read(dv.getBigUint64(8 * 8, true), 2)).toEqual([s0, s1]);
+      // the kernel's weight table: its first weight, as stored (bf16 for a product's matrix)
+      const slots = kernelWeights(k);
+      const table = new BigUint64Array(slots.length);
+      driver.cuMemcpyDtoH(new Uint8Array(table.buffer), dv.getBigUint64(2 * 8, true), 8 * slots.length);
+      const w = slots[0]!;
+      const src = tensors.find((t) => t.name === w.name)?.tensor;
+      if (src) {
+        const n = Math.min(64, src.data.length);
+        if (w.dtype === 'bf16') {
+          const got = new Uint16Array(n);
+          driver.cuMemcpyDtoH(new Uint8Array(got.buffer), table[0]!, 2 * n);
+          expect([...got]).toEqual([...(src.data as Uint16Array).subarray(0, n)]);
+        } else {
+          const got = new Float32Array(n);
+          driver.cuMemcpyDtoH(new Uint8Array(got.buffer), table[0]!, 4 * n);
+          expect([...got]).toEqual([...toF32(src).subarray(0, n)]);
+        }
+      }
+    } finally {
+      b.dispose();
+    }
+  });
+});
