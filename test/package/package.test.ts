@@ -1,23 +1,25 @@
 // `archc build` makes a package that works on its own: packed with `npm pack`, installed into an
 // empty directory (no archc there), loading a checkpoint and giving the same logits as archc does.
+// Builds, npm and node run as child processes awaited asynchronously: a synchronous build or
+// install of a minute on a loaded machine would stall the test worker past vitest's RPC deadline.
 
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildPackage } from '../../codegen/package.ts';
 import { compileFile } from '../../compiler/compile.ts';
 import { hfConfigText, initWeights } from '../../compiler/init.ts';
 import { lowerToProgram } from '../../compiler/lower.ts';
 import { checkGraphJson } from '../../compiler/schema.ts';
-import { computeStats } from '../../compiler/stats.ts';
 import { Model } from '../../runtime/model.ts';
 import { createRng } from '../../runtime/rng.ts';
 import { writeSafetensors } from '../../runtime/safetensors.ts';
-import { wasmKernels } from '../../codegen/wasm/assemble.ts';
-import { expectLogitsClose } from '../helpers/checkpoints.ts';
+import { ROOT, expectLogitsClose, runCli } from '../helpers/checkpoints.ts';
 import { MODELS } from '../helpers/compile.ts';
+
+const run = (cmd: string, args: readonly string[], cwd: string) => promisify(execFile)(cmd, args, { cwd, maxBuffer: 16 << 20 });
 
 const TINY = ['vocab=48', 'd_model=32', 'n_layers=3', 'attn_layers=[1]', 'n_heads=4', 'n_kv_heads=2', 'mamba_heads=4',
   'd_state=8', 'd_ff=48', 'chunk=4', 'dtype=f32'];
@@ -33,23 +35,24 @@ describe('the generated package', () => {
     const file = join(MODELS, 'bamba.arch');
     const compiled = compileFile(file, { set: TINY });
     const ckpt = join(work, 'ckpt');
-    execFileSync('mkdir', ['-p', ckpt]);
+    mkdirSync(ckpt);
     writeFileSync(join(ckpt, 'config.json'), hfConfigText(compiled));
     writeSafetensors(join(ckpt, 'model.safetensors'), initWeights(compiled.graph, createRng(7)));
 
     const program = lowerToProgram(compiled.graph, compiled.bindings);
     const pkg = join(work, 'pkg');
-    buildPackage({ graph: compiled.graph, program, stats: computeStats(compiled.graph, 64, 1), source: file, packageName: 'tiny-bamba', wasmKernels: await wasmKernels() }, pkg);
+    const built = await runCli(['build', file, '-o', pkg, '--name', 'tiny-bamba', ...TINY.flatMap((s) => ['--set', s])], 300_000);
+    expect(built.code, built.stderr).toBe(0);
     for (const f of ['package.json', 'README.md', 'graph.json', 'build-report.json', 'dist/index.js', 'dist/index.d.ts', 'dist/model.js', 'src/model.ts', 'src/kernels.ts']) {
       expect(existsSync(join(pkg, f)), f).toBe(true);
     }
     expect(checkGraphJson(JSON.parse(readFileSync(join(pkg, 'graph.json'), 'utf8')))).toEqual([]);
 
-    execFileSync('npm', ['pack', pkg, '--pack-destination', work], { cwd: work, stdio: 'pipe' });
+    await run('npm', ['pack', pkg, '--pack-destination', work], work);
     const app = join(work, 'app');
-    execFileSync('mkdir', ['-p', app]);
+    mkdirSync(app);
     writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module' }));
-    execFileSync('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', join(work, 'tiny-bamba-0.1.0.tgz')], { cwd: app, stdio: 'pipe' });
+    await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', join(work, 'tiny-bamba-0.1.0.tgz')], app);
     expect(existsSync(join(app, 'node_modules', 'archc'))).toBe(false);
 
     const ids = [3, 1, 4, 1, 5, 9, 2, 6, 5];
@@ -65,7 +68,7 @@ describe('the generated package', () => {
       const d = await Model.load(${JSON.stringify(ckpt)});
       writeFileSync('logits-default.bin', Buffer.from(d.forward({ ids: ${JSON.stringify(ids)}, positions: ${JSON.stringify(positions)} }).logits.buffer));
     `);
-    execFileSync('node', ['run.mjs'], { cwd: app, stdio: 'pipe' });
+    await run(process.execPath, ['run.mjs'], app);
     const got = new Float32Array(new Uint8Array(readFileSync(join(app, 'logits.bin'))).buffer);
 
     const model = await Model.loadProgram(program, ckpt);
@@ -79,16 +82,31 @@ describe('the generated package', () => {
     const dflt = new Float32Array(new Uint8Array(readFileSync(join(app, 'logits-default.bin'))).buffer);
     expect(Array.from(dflt)).toEqual(Array.from(wasm));
     expect(Array.from(dflt)).not.toEqual(Array.from(want));
-  }, 120_000);
+  }, 300_000);
 
-  it('a failed build leaves no package and no temp directory behind', () => {
+  it('a failed build leaves no package and no temp directory behind', async () => {
     const out = join(work, 'broken');
-    const compiled = compileFile(join(MODELS, 'bamba.arch'), { set: TINY });
-    const program = lowerToProgram(compiled.graph, compiled.bindings);
-    // a graph that fails its schema stops the build after the TypeScript was compiled
-    const graph = { ...compiled.graph, format: 'broken' } as never;
-    expect(() => buildPackage({ graph, program, stats: computeStats(compiled.graph, 64, 1), source: 'x.arch' }, out)).toThrow(/schema/);
+    // a graph that fails its schema stops the build after the TypeScript was compiled (in a child
+    // process: the build is synchronous)
+    const script = join(work, 'broken-build.mts');
+    writeFileSync(script, `
+      import { buildPackage } from ${JSON.stringify(join(ROOT, 'codegen', 'package.ts'))};
+      import { compileFile } from ${JSON.stringify(join(ROOT, 'compiler', 'compile.ts'))};
+      import { lowerToProgram } from ${JSON.stringify(join(ROOT, 'compiler', 'lower.ts'))};
+      import { computeStats } from ${JSON.stringify(join(ROOT, 'compiler', 'stats.ts'))};
+      const compiled = compileFile(${JSON.stringify(join(MODELS, 'bamba.arch'))}, { set: ${JSON.stringify(TINY)} });
+      const program = lowerToProgram(compiled.graph, compiled.bindings);
+      const graph = { ...compiled.graph, format: 'broken' };
+      try {
+        buildPackage({ graph, program, stats: computeStats(compiled.graph, 64, 1), source: 'x.arch' }, ${JSON.stringify(out)});
+        console.log('built');
+      } catch (e) {
+        console.log('failed: ' + e.message);
+      }
+    `);
+    const { stdout } = await run(process.execPath, ['--import', 'tsx', script], ROOT);
+    expect(stdout).toMatch(/^failed: .*schema/);
     expect(existsSync(out)).toBe(false);
-    expect(execFileSync('ls', ['-a', work]).toString()).not.toMatch(/\.broken\.tmp/);
-  }, 60_000);
+    expect(readdirSync(work).filter((n) => n.startsWith('.broken.tmp'))).toEqual([]);
+  }, 300_000);
 });
