@@ -4,8 +4,11 @@
 // the head's gather_last prologue, decode batches, and one or two threads; and the chunked SSD and
 // prefill attention, whose work runs as products on the same kernels.
 
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { wasmKernels } from '../../../codegen/wasm/assemble.ts';
+import { renderWasmKernels } from '../../../codegen/wasm/kernels.ts';
 import { WASM_TARGET } from '../../../compiler/kernel/schedule.ts';
 import type { Backend } from '../../../runtime/backend.ts';
 import type { EntryName, Program } from '../../../runtime/program.ts';
@@ -128,4 +131,18 @@ describe('wasm attention = CPU backend', () => {
       expectClose(got.outputs[0]!, ref.outputs[0]!, TOL, `attention ${JSON.stringify(c)}`);
     });
   }
+});
+
+describe('the wasm module text', () => {
+  // a change to the generator shows its exact effect here; regenerate with
+  // `ARCHC_UPDATE_GOLDEN=1 npx vitest run test/runtime/wasm`
+  it('renders as test/golden/wasm-kernels.wat', () => {
+    const text = renderWasmKernels(WASM_TARGET);
+    const file = join(import.meta.dirname, '..', '..', 'golden', 'wasm-kernels.wat');
+    if (process.env.ARCHC_UPDATE_GOLDEN || !existsSync(file)) {
+      if (process.env.CI) throw new Error(`golden file ${file} is missing`);
+      writeFileSync(file, text);
+    }
+    expect(text).toBe(readFileSync(file, 'utf8'));
+  });
 });
