@@ -169,7 +169,8 @@ function syntaxDiagnostics(lines: Lines, tokens: readonly IToken[], lexical: rea
   // error is checked in O(log n) (a file can hold 100k errors).
   const marks: number[] = [];
   const lineMin = new Map<number, number>();
-  const mark = (index: number, line: number) => {
+  /** How many marks are <= index. */
+  const upTo = (index: number) => {
     let lo = 0;
     let hi = marks.length;
     while (lo < hi) {
@@ -177,20 +178,14 @@ function syntaxDiagnostics(lines: Lines, tokens: readonly IToken[], lexical: rea
       if (marks[mid]! <= index) lo = mid + 1;
       else hi = mid;
     }
-    marks.splice(lo, 0, index);
+    return lo;
+  };
+  const mark = (index: number, line: number) => {
+    marks.splice(upTo(index), 0, index);
     lineMin.set(line, Math.min(lineMin.get(line) ?? Infinity, index));
   };
   /** Is there a mark m with index - 2 <= m <= index? */
-  const near = (index: number) => {
-    let lo = 0;
-    let hi = marks.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (marks[mid]! <= index) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo > 0 && index - marks[lo - 1]! <= 2;
-  };
+  const near = (index: number) => upTo(index) > 0 && index - marks[upTo(index) - 1]! <= 2;
   for (const d of lexical) if (d.span) mark(before(d.span.endOffset) + (d.code === 'AC101' ? 1 : 0), d.span.line);
   const out: Diagnostic[] = [];
   for (const e of errors) {
@@ -210,8 +205,7 @@ function emptyProgram(file: string): Program {
 
 /** Lexes, parses and builds `text`; never throws. Diagnostics come back sorted by position. */
 export interface ParseOptions {
-  /** Most tokens parsed (the parser's time and memory grow with them); more is AC500 naming the
-   *  limit, and no AST. The compiler passes its `source-tokens` limit (compiler/limits.ts). */
+  /** Most tokens parsed, else AC500 and no AST (the compiler's `source-tokens`, compiler/limits.ts). */
   readonly maxTokens?: { readonly name: string; readonly value: number };
 }
 
