@@ -3,10 +3,10 @@
 
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import type { StatePool } from './backend.ts';
+import type { Backend as KernelBackend, StatePool } from './backend.ts';
 import { CpuBackend } from './cpu/backend.ts';
 import { defaultThreads, linearPool } from './cpu/pool.ts';
-import { type SequenceState, positionsFor, runBatch, seqsFromCuSeqlens, seqsFromPositions, seqsFromSeqIdx } from './engine.ts';
+import { type SequenceState, positionsFor, runBatch, runBatchAsync, seqsFromCuSeqlens, seqsFromPositions, seqsFromSeqIdx } from './engine.ts';
 import { RuntimeError } from './errors.ts';
 import { type HfConfig, lookupKey, readHfConfig } from './hfconfig.ts';
 import { causalLmLoss } from './loss.ts';
@@ -15,11 +15,23 @@ import { createRng } from './rng.ts';
 import { type Checkpoint, checkShapes, openCheckpoint } from './safetensors.ts';
 import { type SamplingOptions, sampleToken, validateSampling } from './sampling.ts';
 import { type Tokenizer, loadTokenizer } from './tokenizer.ts';
+import type { WebGpuOptions } from './webgpu/backend.ts';
+import type { WgslProgram } from './webgpu/shaders.ts';
 
-export type Backend = 'cpu';
+/** A backend a model can load its weights into. */
+type LoadableBackend = KernelBackend & { complete(): boolean };
+
+/** Where the kernels run: `cpu` (the reference engine, synchronous) or `webgpu` (Dawn in Node,
+ *  navigator.gpu in a browser). A GPU's results are read asynchronously: on `webgpu` use the async
+ *  methods (forwardAsync, stepAsync, prefillAsync, decodeAsync; generate is async already). */
+export type Backend = 'cpu' | 'webgpu';
 
 export interface LoadOptions {
   readonly backend?: Backend;
+  /** The program's WGSL (the generated package passes its own; `renderProgram` in codegen/wgsl). */
+  readonly wgsl?: WgslProgram;
+  /** Where WebGPU comes from (default: navigator.gpu, else the `webgpu` package). */
+  readonly webgpu?: WebGpuOptions;
   /** Tokens one sequence may hold (its slot's KV cache rows); default: the model's `context` param. */
   readonly capacity?: number;
   /** Accept checkpoint tensors the model does not use. */
@@ -81,7 +93,7 @@ export class Model {
     readonly program: Program,
     readonly config: HfConfig,
     readonly tokenizer: Tokenizer | null,
-    private readonly backend: CpuBackend,
+    private readonly backend: LoadableBackend,
     readonly capacity: number,
     readonly vocab: number,
     /** The checkpoint directory it was loaded from. */
@@ -92,17 +104,15 @@ export class Model {
 
   /** Loads `dir` (config.json, model.safetensors or its index, tokenizer.json) for `program`. */
   static async loadProgram(program: Program, dir: string, opts: LoadOptions = {}): Promise<Model> {
-    if ((opts.backend ?? 'cpu') !== 'cpu') {
-      throw new RuntimeError('RT303', [`backend ${opts.backend}`, 'this package runs on: cpu']);
-    }
+    const kind = opts.backend ?? 'cpu';
+    if (kind !== 'cpu' && kind !== 'webgpu') throw new RuntimeError('RT303', [`backend ${kind}`, 'this package runs on: cpu, webgpu']);
+    if (kind === 'webgpu' && !opts.wgsl) throw new RuntimeError('RT303', ['backend webgpu without the program\'s WGSL', 'pass LoadOptions.wgsl (the package\'s WGSL)']);
     const configPath = join(dir, 'config.json');
     const config = existsSync(configPath) ? readHfConfig(configPath) : {};
     checkConfig(program, config, configPath);
     const ckpt = openCheckpoint(dir);
     try {
-      const threads = opts.threads ?? defaultThreads();
-      if (!Number.isInteger(threads) || threads < 1) throw new RuntimeError('RT303', [`threads ${threads}`, 'give a positive integer']);
-      const backend = new CpuBackend(program, threads > 1 ? linearPool(threads) : undefined);
+      const backend = kind === 'webgpu' ? await openWebGpu(program, opts.wgsl!, opts.webgpu) : cpuBackend(program, opts);
       loadWeights(program, ckpt, opts, backend);
       const tokenizer = await loadTokenizer(dir);
       const ctx = program.params.context;
@@ -163,6 +173,17 @@ export class Model {
 
   /** Packed prefill from fresh states: logits for every token, and the loss when labels are given. */
   forward(input: ForwardInput): ForwardResult {
+    const b = this.forwardBatch(input);
+    return this.forwardResult(input, this.run('forward', b.ids, b.positions, b.seqs, b.sequences));
+  }
+
+  /** forward on any backend (a GPU's logits are read asynchronously). */
+  async forwardAsync(input: ForwardInput): Promise<ForwardResult> {
+    const b = this.forwardBatch(input);
+    return this.forwardResult(input, await this.runAsync('forward', b.ids, b.positions, b.seqs, b.sequences));
+  }
+
+  private forwardBatch(input: ForwardInput): { ids: Int32Array; positions: Int32Array; seqs: { start: number; len: number }[]; sequences: SequenceState[] } {
     const ids = this.tokenIds(input.ids);
     const T = ids.length;
     if (T === 0) throw new RuntimeError('RT301', ['no tokens to run']);
@@ -183,7 +204,11 @@ export class Model {
     // longest of them.
     const pool = this.backend.createStatePool(Math.max(...seqs.map((s) => s.len)));
     const sequences = seqs.map(() => ({ pool, slot: pool.acquire(), length: 0, capacity: pool.capacity }));
-    const logits = this.run('forward', ids, positions, seqs, sequences);
+    return { ids, positions, seqs, sequences };
+  }
+
+  private forwardResult(input: ForwardInput, logits: Float32Array): ForwardResult {
+    const T = logits.length / this.vocab;
     let loss: number | undefined;
     if (input.labels) {
       const labels = Int32Array.from(input.labels);
@@ -196,6 +221,17 @@ export class Model {
   /** Runs new tokens of several sequences at once, continuing from their states: logits [Σ lens, vocab],
    *  or with `lastOnly` [sequences, vocab] for each sequence's last token (the head runs on those alone). */
   step(chunks: readonly ArrayLike<number>[], states: readonly SequenceState[], lastOnly = false): Float32Array {
+    const b = this.stepBatch(chunks, states, lastOnly);
+    return this.run(b.entry, b.ids, b.positions, b.seqs, states);
+  }
+
+  /** step on any backend (a GPU's logits are read asynchronously). */
+  stepAsync(chunks: readonly ArrayLike<number>[], states: readonly SequenceState[], lastOnly = false): Promise<Float32Array> {
+    const b = this.stepBatch(chunks, states, lastOnly);
+    return this.runAsync(b.entry, b.ids, b.positions, b.seqs, states);
+  }
+
+  private stepBatch(chunks: readonly ArrayLike<number>[], states: readonly SequenceState[], lastOnly: boolean) {
     if (chunks.length !== states.length) throw new RuntimeError('RT301', [`${chunks.length} sequences but ${states.length} states`]);
     const seqs: { start: number; len: number }[] = [];
     let T = 0;
@@ -213,11 +249,15 @@ export class Model {
     });
     this.tokenIds(ids);
     const entry: EntryName = chunks.every((c) => c.length === 1) ? 'decode' : lastOnly ? 'prefill' : 'forward';
-    return this.run(entry, ids, positions, seqs, states);
+    return { entry, ids, positions, seqs };
   }
 
   private run(entry: EntryName, tokens: Int32Array, positions: Int32Array, seqs: readonly { start: number; len: number }[], sequences: readonly SequenceState[]): Float32Array {
     return runBatch(this.backend, this.program, entry, { tokens, positions, seqs, sequences }).get('logits') ?? fail('the program has no logits output');
+  }
+
+  private async runAsync(entry: EntryName, tokens: Int32Array, positions: Int32Array, seqs: readonly { start: number; len: number }[], sequences: readonly SequenceState[]): Promise<Float32Array> {
+    return (await runBatchAsync(this.backend, this.program, entry, { tokens, positions, seqs, sequences })).get('logits') ?? fail('the program has no logits output');
   }
 
   /** Prefill of several prompts; returns their states and each prompt's last-token logits. */
@@ -228,9 +268,21 @@ export class Model {
     return { states, logits };
   }
 
+  /** prefill on any backend. */
+  async prefillAsync(prompts: readonly ArrayLike<number>[]): Promise<{ states: SequenceState[]; logits: Float32Array[] }> {
+    const states = prompts.map(() => this.newSequence());
+    const last = await this.stepAsync(prompts, states, true);
+    return { states, logits: prompts.map((_, i) => last.slice(i * this.vocab, (i + 1) * this.vocab)) };
+  }
+
   /** One token per sequence through the cache; [n, vocab]. */
   decode(tokens: readonly number[], states: readonly SequenceState[]): Float32Array {
     return this.step(tokens.map((t) => [t]), states);
+  }
+
+  /** decode on any backend. */
+  decodeAsync(tokens: readonly number[], states: readonly SequenceState[]): Promise<Float32Array> {
+    return this.stepAsync(tokens.map((t) => [t]), states);
   }
 
   /** Streams generated tokens for a prompt (text needs the tokenizer; ids do not). */
@@ -243,7 +295,7 @@ export class Model {
     const rng = createRng(opts.seed ?? 0);
     const decoder = this.tokenizer?.decoder();
     const history = [...ids];
-    let { states, logits: [logits] } = this.prefill([ids]);
+    let { states, logits: [logits] } = await this.prefillAsync([ids]);
     let text = '';
     try {
     for (let n = 0; n < maxTokens; n++) {
@@ -255,8 +307,7 @@ export class Model {
       yield { id, text: piece };
       if (opts.stopStrings?.some((s) => text.includes(s))) break;
       if (n + 1 < maxTokens) {
-        logits = this.decode([id], states);
-        await Promise.resolve();
+        logits = await this.decodeAsync([id], states);
       }
     }
     } finally {
@@ -279,6 +330,18 @@ export class Model {
     }
     return out;
   }
+}
+
+function cpuBackend(program: Program, opts: LoadOptions): CpuBackend {
+  const threads = opts.threads ?? defaultThreads();
+  if (!Number.isInteger(threads) || threads < 1) throw new RuntimeError('RT303', [`threads ${threads}`, 'give a positive integer']);
+  return new CpuBackend(program, threads > 1 ? linearPool(threads) : undefined);
+}
+
+/** The WebGPU backend, loaded only when asked for (a CPU user never loads Dawn). */
+async function openWebGpu(program: Program, wgsl: WgslProgram, opts?: WebGpuOptions): Promise<LoadableBackend> {
+  const { createWebGpuBackend } = await import('./webgpu/backend.ts');
+  return createWebGpuBackend(program, wgsl, opts);
 }
 
 /** The config.json values the program was built for must be the checkpoint's. */
@@ -310,7 +373,7 @@ function sameValue(a: unknown, b: unknown): boolean {
   return a === b;
 }
 
-function loadWeights(program: Program, ckpt: Checkpoint, opts: LoadOptions, backend: CpuBackend): void {
+function loadWeights(program: Program, ckpt: Checkpoint, opts: LoadOptions, backend: LoadableBackend): void {
   const problems = checkShapes(ckpt, program.weights.map((w) => ({ name: w.name, shape: w.shape })), { allowExtra: opts.allowExtra });
   if (problems.length === 1) throw problems[0]!;
   if (problems.length > 1) {

@@ -441,7 +441,7 @@ function epiloguePass(c: Ctx, rows: { wgsl: string; rows: RunCount['rows']; time
     const src = cur;
     blocks.push(TEMPLATES.STAGE_MAP({ width: src.width, wg: c.wg, store: flatOut(s, y, src.width)('r', 'j', readCur(src, 'j')) }));
   }
-  const code = s.render('EPILOGUE', 'epilogue', c.header, { rows: rows.wgsl, stages: blocks.join('\n') });
+  const code = s.render('EPILOGUE', 'epilogue', c.header, { wg: c.wg, rows: rows.wgsl, stages: blocks.join('\n') });
   return pass('epilogue', s, code, count(rows.rows, rows.times, 1), 1, {
     scratch: { scratch1: count(rows.rows, rows.times * maxWidth, 1), scratch2: count(rows.rows, rows.times * maxWidth, 1) },
   });
