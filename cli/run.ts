@@ -18,6 +18,7 @@ import type { DType } from '../runtime/tensor.ts';
 import { type CommonOpts, withCommon } from './common.ts';
 import { writeDirAtomic, writeFileAtomic } from './fsutil.ts';
 import { encodeNpy } from './npy.ts';
+import { renderProgram } from '../codegen/wgsl/render.ts';
 
 /** Compiles for a checkpoint: its config.json binds the params unless --hf-config names another. */
 function compileFor(file: string, o: CommonOpts, weightsDir?: string): Compiled {
@@ -41,7 +42,7 @@ function parseIdLists(text: string, flag: string): number[][] {
   }));
 }
 
-async function loadModel(file: string, o: CommonOpts & { weights: string; allowExtra?: boolean }, progress: boolean): Promise<Model> {
+async function loadModel(file: string, o: CommonOpts & { weights: string; allowExtra?: boolean; backend?: string }, progress: boolean): Promise<Model> {
   const compiled = compileFor(file, o, o.weights);
   const program = lowerToProgram(compiled.graph, compiled.bindings);
   const bar = progress && process.stderr.isTTY
@@ -49,8 +50,10 @@ async function loadModel(file: string, o: CommonOpts & { weights: string; allowE
     : undefined;
   bar?.start(program.weights.length, 0, { tensor: '' });
   try {
+    const webgpu = o.backend === 'webgpu';
     return await Model.loadProgram(program, o.weights, {
       allowExtra: o.allowExtra,
+      ...(webgpu ? { backend: 'webgpu' as const, wgsl: renderProgram(program) } : {}),
       onProgress: (done, _total, tensor) => bar?.update(done, { tensor }),
     });
   } finally {
@@ -106,8 +109,8 @@ export function registerRunCommands(p: Command): void {
     .option('--loss', 'print the causal-LM loss (labels = the ids) as JSON')
     .option('--out <file>', 'write float32 logits [tokens, vocab] as .npy')
     .option('--allow-extra', 'accept checkpoint tensors the model does not use')
-    .addOption(new Option('--backend <backend>', 'where to run').choices(['cpu']).default('cpu'))
-    .action(async (file: string, o: CommonOpts & { weights: string; ids: string; positions?: string; step?: boolean; loss?: boolean; out?: string; allowExtra?: boolean }) => {
+    .addOption(new Option('--backend <backend>', 'where to run (webgpu: Dawn; without a GPU set VK_ICD_FILENAMES to SwiftShader\'s ICD)').choices(['cpu', 'webgpu']).default('cpu'))
+    .action(async (file: string, o: CommonOpts & { weights: string; ids: string; positions?: string; step?: boolean; loss?: boolean; out?: string; allowExtra?: boolean; backend?: string }) => {
       const seqs = parseIdLists(o.ids, '--ids');
       const model = await loadModel(file, o, false);
       const ids = seqs.flat();
@@ -117,13 +120,13 @@ export function registerRunCommands(p: Command): void {
       let loss: number | undefined;
       if (o.step) {
         if (o.positions) usage('--positions', 'it cannot be combined with --step', 'decode numbers positions itself');
-        logits = stepByStep(model, seqs);
+        logits = await stepByStep(model, seqs);
       } else {
         const positions = o.positions ? parseIdLists(o.positions, '--positions').flat() : undefined;
         // labels = ids; the first token of each packed sequence is not predicted from the one before
         const labels = o.loss ? Int32Array.from(ids) : undefined;
         if (labels) cu.slice(1, -1).forEach((start) => (labels[start] = -100));
-        const r = model.forward(positions ? { ids, positions, labels } : { ids, cuSeqlens: cu, labels });
+        const r = await model.forwardAsync(positions ? { ids, positions, labels } : { ids, cuSeqlens: cu, labels });
         logits = r.logits;
         loss = r.loss;
       }
@@ -150,7 +153,7 @@ export function registerRunCommands(p: Command): void {
     .option('--seed <n>', 'sampling seed', '0')
     .option('--stop <ids>', 'stop token ids, comma-separated')
     .option('--allow-extra', 'accept checkpoint tensors the model does not use')
-    .addOption(new Option('--backend <backend>', 'where to run').choices(['cpu']).default('cpu'))
+    .addOption(new Option('--backend <backend>', 'where to run (webgpu: Dawn; without a GPU set VK_ICD_FILENAMES to SwiftShader\'s ICD)').choices(['cpu', 'webgpu']).default('cpu'))
     .action(async (file: string, o: CommonOpts & Record<string, string | undefined> & { weights: string; set: string[] }) => {
       if (!o.prompt && !o.ids) usage('arguments', 'missing --prompt TEXT (or --ids 1,2,3 when the checkpoint has no tokenizer)');
       const model = await loadModel(file, o as never, true);
@@ -174,7 +177,7 @@ export function registerRunCommands(p: Command): void {
 }
 
 /** Logits of feeding every sequence one token at a time through decode. */
-function stepByStep(model: Model, seqs: readonly number[][]): Float32Array {
+async function stepByStep(model: Model, seqs: readonly number[][]): Promise<Float32Array> {
   const V = model.vocab;
   const T = seqs.reduce((s, x) => s + x.length, 0);
   const out = new Float32Array(T * V);
@@ -188,7 +191,7 @@ function stepByStep(model: Model, seqs: readonly number[][]): Float32Array {
   const longest = Math.max(...seqs.map((s) => s.length));
   for (let t = 0; t < longest; t++) {
     const active = seqs.map((s, i) => i).filter((i) => t < seqs[i]!.length);
-    const logits = model.decode(active.map((i) => seqs[i]![t]!), active.map((i) => states[i]!));
+    const logits = await model.decodeAsync(active.map((i) => seqs[i]![t]!), active.map((i) => states[i]!));
     active.forEach((i, k) => out.set(logits.subarray(k * V, (k + 1) * V), (offsets[i]! + t) * V));
   }
   return out;
