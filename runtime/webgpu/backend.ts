@@ -95,7 +95,8 @@ export function describeAdapter(a: GPUAdapter): string {
   return [i.vendor, i.architecture, i.device, i.description].filter((x) => x).join(' ') || 'an unnamed adapter';
 }
 
-const STORAGE = 0x80, COPY_SRC = 0x04, COPY_DST = 0x08, MAP_READ = 0x01; // GPUBufferUsage
+// GPUBufferUsage, GPUShaderStage and GPUMapMode flags as numbers: the globals exist only once a GPU is loaded
+const STORAGE = 0x80, COPY_SRC = 0x04, COPY_DST = 0x08, MAP_READ = 0x01, COMPUTE = 0x4, MAP_MODE_READ = 0x1;
 
 export class WebGpuBackend implements Backend {
   readonly name = 'webgpu';
@@ -230,7 +231,7 @@ export class WebGpuBackend implements Backend {
     if (!made) {
       const layout = this.device.createBindGroupLayout({
         entries: p.bindings.map((b, i) => ({
-          binding: i, visibility: GPUShaderStage.COMPUTE,
+          binding: i, visibility: COMPUTE,
           buffer: { type: b === 'ints' || b.startsWith('w:') ? 'read-only-storage' as const : 'storage' as const },
         })),
       });
@@ -249,7 +250,7 @@ export class WebGpuBackend implements Backend {
     this.commands().copyBufferToBuffer(buffer, offset, staging, 0, size);
     this.flush();
     try {
-      await staging.mapAsync(GPUMapMode.READ);
+      await staging.mapAsync(MAP_MODE_READ);
     } catch (e) {
       this.alive();
       throw e;
