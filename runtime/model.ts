@@ -8,11 +8,12 @@ import { CpuBackend } from './cpu/backend.ts';
 import { defaultThreads, linearPool } from './cpu/pool.ts';
 import { type SequenceState, positionsFor, runBatch, runBatchAsync, seqsFromCuSeqlens, seqsFromPositions, seqsFromSeqIdx } from './engine.ts';
 import { RuntimeError } from './errors.ts';
+import { type CheckpointFiles, type TensorSource, fetchCheckpoint, isUrl } from './fetch.ts';
 import { type HfConfig, lookupKey, readHfConfig } from './hfconfig.ts';
 import { causalLmLoss } from './loss.ts';
 import type { EntryName, Program } from './program.ts';
 import { createRng } from './rng.ts';
-import { type Checkpoint, checkShapes, openCheckpoint } from './safetensors.ts';
+import { checkShapes, openCheckpoint } from './safetensors.ts';
 import { type SamplingOptions, sampleToken, validateSampling } from './sampling.ts';
 import { type Tokenizer, loadTokenizer } from './tokenizer.ts';
 import type { WebGpuOptions } from './webgpu/backend.ts';
@@ -96,30 +97,31 @@ export class Model {
     private readonly backend: LoadableBackend,
     readonly capacity: number,
     readonly vocab: number,
-    /** The checkpoint directory it was loaded from. */
+    /** The checkpoint directory (or URL) it was loaded from. */
     readonly dir: string,
+    private readonly tokenizerPath: string,
   ) {
     this.pool = backend.createStatePool(capacity);
   }
 
-  /** Loads `dir` (config.json, model.safetensors or its index, tokenizer.json) for `program`. */
+  /** Loads `dir` (config.json, model.safetensors or its index, tokenizer.json) for `program`: a
+   *  directory in Node, a URL (fetched, tensor by tensor) in a browser or when it starts with http(s)://. */
   static async loadProgram(program: Program, dir: string, opts: LoadOptions = {}): Promise<Model> {
     const kind = opts.backend ?? 'cpu';
     if (kind !== 'cpu' && kind !== 'webgpu') throw new RuntimeError('RT303', [`backend ${kind}`, 'this package runs on: cpu, webgpu']);
     if (kind === 'webgpu' && !opts.wgsl) throw new RuntimeError('RT303', ['backend webgpu without the program\'s WGSL', 'pass LoadOptions.wgsl (the package\'s WGSL)']);
-    const configPath = join(dir, 'config.json');
-    const config = existsSync(configPath) ? readHfConfig(configPath) : {};
-    checkConfig(program, config, configPath);
-    const ckpt = openCheckpoint(dir);
+    const files = isUrl(dir) || !onNode() ? await fetchCheckpoint(dir) : nodeCheckpoint(dir);
+    checkConfig(program, files.config, files.configPath);
+    const ckpt = await files.tensors();
     try {
       const backend = kind === 'webgpu' ? await openWebGpu(program, opts.wgsl!, opts.webgpu) : cpuBackend(program, opts);
-      loadWeights(program, ckpt, opts, backend);
-      const tokenizer = await loadTokenizer(dir);
+      await loadWeights(program, ckpt, opts, backend);
+      const tokenizer = await files.tokenizer();
       const ctx = program.params.context;
       const capacity = opts.capacity ?? (typeof ctx === 'number' ? ctx : 4096);
       if (!Number.isInteger(capacity) || capacity < 1) throw new RuntimeError('RT303', [`capacity ${capacity}`, 'give a positive integer']);
       const vocab = program.outputs.logits ?? fail('the program has no logits output');
-      return new Model(program, config, tokenizer, backend, capacity, vocab, dir);
+      return new Model(program, files.config, tokenizer, backend, capacity, vocab, dir, files.path('tokenizer.json'));
     } finally {
       ckpt.close();
     }
@@ -319,7 +321,7 @@ export class Model {
   }
 
   encode(text: string): number[] {
-    if (!this.tokenizer) throw new RuntimeError('RT400', [join(this.dir, 'tokenizer.json'), 'the checkpoint has no tokenizer.json; pass token ids instead']);
+    if (!this.tokenizer) throw new RuntimeError('RT400', [this.tokenizerPath, 'the checkpoint has no tokenizer.json; pass token ids instead']);
     return this.tokenizer.encode(text);
   }
 
@@ -373,16 +375,32 @@ function sameValue(a: unknown, b: unknown): boolean {
   return a === b;
 }
 
-function loadWeights(program: Program, ckpt: Checkpoint, opts: LoadOptions, backend: LoadableBackend): void {
+/** A checkpoint directory on this machine (Node). */
+function nodeCheckpoint(dir: string): CheckpointFiles {
+  const configPath = join(dir, 'config.json');
+  return {
+    configPath,
+    config: existsSync(configPath) ? readHfConfig(configPath) : {},
+    tensors: async () => openCheckpoint(dir),
+    tokenizer: () => loadTokenizer(dir),
+    path: (name) => join(dir, name),
+  };
+}
+
+function onNode(): boolean {
+  return typeof process !== 'undefined' && typeof process.versions?.node === 'string';
+}
+
+async function loadWeights(program: Program, ckpt: TensorSource, opts: LoadOptions, backend: LoadableBackend): Promise<void> {
   const problems = checkShapes(ckpt, program.weights.map((w) => ({ name: w.name, shape: w.shape })), { allowExtra: opts.allowExtra });
   if (problems.length === 1) throw problems[0]!;
   if (problems.length > 1) {
     throw new RuntimeError('RT164', [ckpt.path, problems.length, problems.map((p) => `  ${p.text}`).join('\n')], { file: ckpt.path, problems });
   }
-  program.weights.forEach((w, i) => {
-    backend.uploadWeight(w, ckpt.read(w.name));
+  for (const [i, w] of program.weights.entries()) {
+    backend.uploadWeight(w, await ckpt.read(w.name));
     opts.onProgress?.(i + 1, program.weights.length, w.name);
-  });
+  }
   if (!backend.complete()) fail('some weights the kernels read were not made at load');
 }
 

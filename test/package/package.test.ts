@@ -38,10 +38,17 @@ describe('the generated package', () => {
     const program = lowerToProgram(compiled.graph, compiled.bindings);
     const pkg = join(work, 'pkg');
     buildPackage({ graph: compiled.graph, program, stats: computeStats(compiled.graph, 64, 1), source: file, packageName: 'tiny-bamba' }, pkg);
-    for (const f of ['package.json', 'README.md', 'graph.json', 'build-report.json', 'dist/index.js', 'dist/index.d.ts', 'dist/model.js', 'src/model.ts']) {
+    for (const f of ['package.json', 'README.md', 'graph.json', 'build-report.json', 'dist/index.js', 'dist/index.d.ts', 'dist/model.js', 'src/model.ts', 'src/wgsl.ts', 'dist/wgsl.js']) {
       expect(existsSync(join(pkg, f)), f).toBe(true);
     }
     expect(checkGraphJson(JSON.parse(readFileSync(join(pkg, 'graph.json'), 'utf8')))).toEqual([]);
+
+    // WebGPU for Node is an optional peer (browsers have navigator.gpu), and a browser bundle leaves Node's modules out
+    const manifest = JSON.parse(readFileSync(join(pkg, 'package.json'), 'utf8'));
+    expect(manifest.dependencies.webgpu).toBeUndefined();
+    expect(manifest.peerDependencies.webgpu).toMatch(/^\d/);
+    expect(manifest.peerDependenciesMeta.webgpu.optional).toBe(true);
+    expect(manifest.browser['node:fs']).toBe(false);
 
     execFileSync('npm', ['pack', pkg, '--pack-destination', work], { cwd: work, stdio: 'pipe' });
     const app = join(work, 'app');
@@ -58,8 +65,13 @@ describe('the generated package', () => {
       const m = await Model.load(${JSON.stringify(ckpt)}, { backend: 'cpu' });
       const r = m.forward({ ids: ${JSON.stringify(ids)}, positions: ${JSON.stringify(positions)} });
       writeFileSync('logits.bin', Buffer.from(r.logits.buffer));
+      // the package's own WGSL is found; without the optional \`webgpu\` installed, a clear error
+      const e = await Model.load(${JSON.stringify(ckpt)}, { backend: 'webgpu' }).then(() => null, (err) => err);
+      writeFileSync('webgpu.txt', String(e && e.message));
     `);
     execFileSync('node', ['run.mjs'], { cwd: app, stdio: 'pipe' });
+    expect(existsSync(join(app, 'node_modules', 'webgpu'))).toBe(false);
+    expect(readFileSync(join(app, 'webgpu.txt'), 'utf8')).toMatch(/RT500.*`webgpu` package/);
     const got = new Float32Array(new Uint8Array(readFileSync(join(app, 'logits.bin'))).buffer);
 
     const model = await Model.loadProgram(program, ckpt);
