@@ -11,6 +11,7 @@
 // follows, and the epilogue stages from there into the output view.
 
 import Handlebars from 'handlebars';
+import { exprLeaves } from '../../runtime/expr.ts';
 import type { Entry, EntryName, Epilogue, Expr, Kernel, Operand, Program, View } from '../../runtime/program.ts';
 import { CHUNK_FIELDS, SEQ_FIELDS, type BindingKind, type KernelShaders, type Pass, type RunCount, type WgslProgram } from '../../runtime/webgpu/shaders.ts';
 import type { DType } from '../../runtime/tensor.ts';
@@ -386,9 +387,129 @@ function matmul(c: Ctx): Pass[] {
     const code = s.render(variant, 'matrix-vector product', c.header, { rows: rows.wgsl, lanes, columns, colBlocks: Math.ceil(N / columns), K, N });
     return pass('matrix-vector product', s, code, count(rows.rows, rows.times, 1), Math.ceil(N / columns), { rowsAtMost: sched.gemv_rows!, scratch });
   };
-  passes.push(product('MATMUL_GEMV'), product('MATMUL_TILED'));
-  if (epi.length) passes.push(epiloguePass(c, rows, N));
-  return passes;
+  const fused = fusedGemv(c, rows);
+  if (!fused) {
+    passes.push(product('MATMUL_GEMV'), product('MATMUL_TILED'));
+    if (epi.length) passes.push(epiloguePass(c, rows, N));
+    return passes;
+  }
+  // the matrix-vector path is one pass; the prologue and epilogue passes serve the tiled one alone
+  const tiledOnly = (p: Pass): Pass => ({ ...p, rowsAbove: sched.gemv_rows!, rows: count(rows.rows, rows.times, 1) });
+  return [...passes.map(tiledOnly), fused, product('MATMUL_TILED'), ...(epi.length ? [tiledOnly(epiloguePass(c, rows, N))] : [])];
+}
+
+/** At most this many product columns feed one output column of a fused matrix-vector pass. */
+const MAX_FUSED_COLUMNS = 4;
+
+/**
+ * The matrix-vector product with its prologue and epilogue in one pass, or null where a stage is
+ * not row-local enough: the norm reads the whole row (each workgroup reduces it again), and each
+ * output column must be a function of a few product columns of the same row (maps read x at fixed
+ * offsets, a rotary stage reads the pair's other column, a one-token conv its own channel and the
+ * sequence's window, so it may only come last: each output column is computed once).
+ */
+function fusedGemv(c: Ctx, rows: { wgsl: string; rows: RunCount['rows']; times: number }): Pass | null {
+  const { k } = c;
+  const { K, N } = k.sizes as { K: number; N: number };
+  const sched = k.schedule.wgsl as Record<string, number>;
+  const prologue = k.prologue ?? [];
+  const epi = k.epilogue ?? [];
+  if (!prologue.length && !epi.length) return null;
+  if (epi.some((st, i) => st.kind === 'conv_step' && i !== epi.length - 1)) return null;
+  const s = shader(c);
+  // need(i)(j, m): the m-th column of stage i-1 that stage i reads for its column j
+  const fan: number[] = [];
+  const stages: string[] = ['fn s0(r: u32, j: u32) -> f32 { return pval(j); }'];
+  const needs: string[] = ['fn need0(j: u32, m: u32) -> u32 { return j; }'];
+  let width = N;
+  epi.forEach((st: Epilogue, idx) => {
+    const i = idx + 1;
+    const prev = `s${i - 1}`;
+    let cols: string[];
+    if (st.kind === 'map') {
+      const offsets = [...new Set(exprLeaves(st.body).flatMap((l) => (l.op === 'x' ? [l.offset] : [])))].sort((a, b) => a - b);
+      if (!offsets.length) offsets.push(0);
+      cols = offsets.map((o) => (o ? `j + ${o}u` : 'j'));
+      stages.push(`fn s${i}(r: u32, j: u32) -> f32 { return ${s.expr(st.body, (off) => `${prev}(r, ${off ? `j + ${off}u` : 'j'})`, 'r', 'j')}; }`);
+      width = st.width;
+    } else if (st.kind === 'rope') {
+      const half = st.rotaryDim / 2;
+      if (half === 0) {
+        cols = ['j'];
+        stages.push(`fn s${i}(r: u32, j: u32) -> f32 { return ${prev}(r, j); }`);
+      } else {
+        const table = ropeTable(s, st.rotaryDim, st.theta);
+        const inside = `j >= ${st.col}u && j < ${st.col + st.heads * st.headDim}u && (j - ${st.col}u) % ${st.headDim}u < ${st.rotaryDim}u`;
+        s.raw(`partner${i}`, `fn partner${i}(j: u32) -> u32 {
+  if (!(${inside})) { return j; }
+  return select(j - ${half}u, j + ${half}u, (j - ${st.col}u) % ${st.headDim}u < ${half}u);
+}`);
+        cols = ['j', `partner${i}(j)`];
+        stages.push(`fn s${i}(r: u32, j: u32) -> f32 {
+  if (!(${inside})) { return ${prev}(r, j); }
+  let d = (j - ${st.col}u) % ${st.headDim}u;
+  let o = j - d;
+  let q = d % ${half}u;
+  let angle = f32(position(r)) * ${table}[q];
+  let lo = ${prev}(r, o + q);
+  let hi = ${prev}(r, o + q + ${half}u);
+  return select(lo * cos(angle) - hi * sin(angle), hi * cos(angle) + lo * sin(angle), d >= ${half}u);
+}`);
+      }
+    } else {
+      s.state();
+      const post = st.post ? s.expr(st.post, (off) => (off ? fail(`${k.name}: a conv_step post reads x[+${off}]`) : 'y'), 'r', 'c') : 'y';
+      const w = s.weight(st.weight);
+      cols = ['j'];
+      stages.push(`fn s${i}(r: u32, j: u32) -> f32 {
+  let xv = ${prev}(r, j);
+  if (j < ${st.col}u || j >= ${st.col + st.channels}u) { return xv; }
+  let c = j - ${st.col}u;
+  let sb = seqSlot(r) + stateAt(${st.state}u) + c * ${st.taps - 1}u;
+  var acc = ${st.bias ? `${s.weight(st.bias)}(c)` : '0.0'};
+  for (var t = 0u; t < ${st.taps - 1}u; t++) { acc += ${w}(c * ${st.taps}u + t) * state[sb + t]; }
+  acc += ${w}(c * ${st.taps}u + ${st.taps - 1}u) * xv;
+  for (var t = 0u; t + 1u < ${st.taps - 1}u; t++) { state[sb + t] = state[sb + t + 1u]; }
+  state[sb + ${st.taps - 2}u] = xv;
+  let y = acc;
+  return ${post};
+}`);
+    }
+    fan.push(cols.length);
+    const f = cols.length;
+    const choose = cols.reduceRight((acc, col, t) => (t === f - 1 ? col : `select(${acc}, ${col}, m % ${f}u == ${t}u)`), '');
+    needs.push(`fn need${i}(j: u32, m: u32) -> u32 { return need${i - 1}(${f === 1 ? cols[0] : choose}, m / ${f}u); }`);
+  });
+  const M = fan.reduce((a, b) => a * b, 1);
+  const normGroups = prologue.find((p) => p.kind !== 'gather_last');
+  const G = normGroups?.kind === 'rmsnorm_gated' ? normGroups.groups : 1;
+  if (M > MAX_FUSED_COLUMNS || (M + 1) * G > 2 * MAX_FUSED_COLUMNS) return null;
+  const last = epi.length;
+  s.raw('stages', [...needs, `fn need(j: u32, m: u32) -> u32 { return need${last}(j, m); }`, ...stages].join('\n'));
+  const put = flatOut(s, k.outputs.y!, width);
+  // the rows the product reads: the norm of x (gathered at each sequence's last row, or not)
+  const gather = prologue.some((p) => p.kind === 'gather_last');
+  const n = prologue.find((p) => p.kind !== 'gather_last');
+  const x = flat(s, 'x', view(k, 'x'), K);
+  let groups = 1;
+  if (n) {
+    groups = n.kind === 'rmsnorm_gated' ? n.groups : 1;
+    const z = n.kind === 'rmsnorm_gated' ? flat(s, 'z', view(k, 'z'), K) : null;
+    s.raw('h', `fn h(r: u32, i: u32) -> f32 { return ${z ? `${x('r', 'i')} * silu(${z('r', 'i')})` : x('r', 'i')}; }`);
+    s.raw('nw', `fn nw(i: u32) -> f32 { return ${s.weight(n.weight)}(i); }`);
+  } else {
+    s.raw('xin', `fn xin(r: u32, k: u32) -> f32 { return ${x('r', 'k')}; }`);
+  }
+  const w = s.weight(weightName(k, 'w'));
+  s.raw('wt', `fn wt(n: u32, k: u32) -> f32 { return ${w}(${k.attrs.transposed ? `k * ${N}u + n` : `n * ${K}u + k`}); }`);
+  s.raw('bias', `fn bias(n: u32) -> f32 { return ${k.inputs.b ? `${s.weight(weightName(k, 'b'))}(n)` : '0.0'}; }`);
+  const lanes = sched.gemv_lanes!, columns = sched.gemv_columns!;
+  const code = s.render('MATMUL_GEMV_FUSED', 'fused matrix-vector product', c.header, {
+    M, slots: n ? (M + 1) * groups : M, lanes, columns, colBlocks: Math.ceil(width / columns), rows: rows.wgsl, K, N, W: width,
+    norm: !!n, groups, part: K / groups, eps: n ? lit(n.eps) : '0.0', source: gather ? 'seqStart(r) + seqLen(r) - 1u' : 'r',
+    store: put('r', 'n', `s${last}(r, n)`),
+  });
+  return pass('fused matrix-vector product', s, code, count(rows.rows, rows.times, 1), Math.ceil(width / columns), { rowsAtMost: sched.gemv_rows!, rows: count(rows.rows, rows.times, 1) });
 }
 
 /** The epilogue stages over result rows [rows, width] in scratch1: maps move the row between

@@ -377,3 +377,71 @@ ${MAIN}
   for (var d = 0u; d < {{Dh}}u; d++) { put(t, h * {{Dh}}u + d, acc[d] / l); }
 }
 `;
+
+/** The matrix-vector path with its prologue and epilogue in the same pass (one dispatch per fused
+ *  kernel). Each of COLS column slots takes output column n, whose value needs the product at M
+ *  columns need(n, m); LANES invocations split K for all M at once. An RMS norm before the product
+ *  folds into it: per norm group g, sum_k w_nk nw_k h_k inv_g = inv_g · sum_k w_nk nw_k h_k, so the
+ *  lanes also sum h² and no pass reduces the row first. Lane 0 applies inv, the bias and the
+ *  epilogue stages (functions of pval(j), the product at column j) and stores out(r, n). */
+export const MATMUL_GEMV_FUSED = `{{prelude}}
+const M = {{M}}u;
+const G = {{groups}}u;
+// per column slot and lane: M·G partial products, then G partial sums of squares
+var<workgroup> part: array<array<array<f32, {{lanes}}>, {{columns}}>, {{slots}}>;
+var<private> pc: array<u32, {{M}}>;
+var<private> pv: array<f32, {{M}}>;
+fn pval(j: u32) -> f32 {
+  for (var m = 0u; m < M; m++) { if (pc[m] == j) { return pv[m]; } }
+  return 0.0;
+}
+@compute @workgroup_size({{lanes}}, {{columns}})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let unit = wid.x + wid.y * nwg.x;
+  let colBlocks = {{colBlocks}}u;
+  let r = unit / colBlocks;
+  if (r >= {{rows}}) { return; }
+  let src = {{source}};
+  let n = (unit % colBlocks) * {{columns}}u + lid.y;
+  var acc: array<f32, {{slots}}>;
+  var live: array<bool, {{M}}>;
+  for (var i = 0u; i < {{slots}}u; i++) { acc[i] = 0.0; }
+  for (var m = 0u; m < M; m++) {
+    pc[m] = need(n, m);
+    live[m] = n < {{W}}u && pc[m] < {{N}}u;
+    for (var e = 0u; e < m; e++) { if (pc[e] == pc[m]) { live[m] = false; } }
+  }
+  for (var k = lid.x; k < {{K}}u; k += {{lanes}}u) {
+{{#if norm}}
+    let g = k / {{part}}u;
+    let hv = h(src, k);
+    acc[M * G + g] += hv * hv;
+    let xv = nw(k) * hv;
+{{else}}
+    let g = 0u;
+    let xv = xin(src, k);
+{{/if}}
+    for (var m = 0u; m < M; m++) { if (live[m]) { acc[m * G + g] += xv * wt(pc[m], k); } }
+  }
+  for (var i = 0u; i < {{slots}}u; i++) { part[i][lid.y][lid.x] = acc[i]; }
+  workgroupBarrier();
+  for (var s = {{lanes}}u / 2u; s > 0u; s = s / 2u) {
+    if (lid.x < s) { for (var i = 0u; i < {{slots}}u; i++) { part[i][lid.y][lid.x] = part[i][lid.y][lid.x] + part[i][lid.y][lid.x + s]; } }
+    workgroupBarrier();
+  }
+  if (lid.x == 0u && n < {{W}}u) {
+    for (var m = 0u; m < M; m++) {
+      var v = 0.0;
+      for (var g = 0u; g < G; g++) {
+{{#if norm}}
+        v += part[m * G + g][lid.y][0] * inverseSqrt(part[M * G + g][lid.y][0] / {{part}}.0 + {{eps}});
+{{else}}
+        v += part[m * G + g][lid.y][0];
+{{/if}}
+      }
+      pv[m] = v + bias(pc[m]);
+    }
+    {{store}};
+  }
+}
+`;

@@ -105,7 +105,9 @@ export class WebGpuBackend implements Backend {
   private readonly host = new Map<string, Tensor>();
   private readonly read: Set<string>;
   private pending: DerivedWeight[];
-  private readonly pipelines = new Map<string, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>();
+  private readonly pipelines: Map<string, Pipeline>;
+  /** The last bind group of each pass, reused while its buffers stay the same. */
+  private readonly groups = new Map<Pass, { buffers: readonly GPUBuffer[]; group: GPUBindGroup }>();
   private encoder: GPUCommandEncoder | null = null;
   private lost: string | null = null;
   /** Device buffers by role, grown as batches need. */
@@ -117,19 +119,40 @@ export class WebGpuBackend implements Backend {
   constructor(readonly program: Program, readonly shaders: WgslProgram, readonly device: GPUDevice, readonly adapter: string, private readonly owned = false) {
     this.read = weightsRead(program.entries);
     this.pending = [...program.derived];
+    this.pipelines = PIPELINES.get(device) ?? PIPELINES.set(device, new Map()).get(device)!;
     void device.lost.then((info) => { this.lost = info.message || info.reason; });
   }
 
-  /** Compiles every shader and throws RT503 with the source around the first error. */
+  /** Compiles every shader and throws RT503 with the source around the first error. (Pipelines
+   *  are made on first use: a backend compiles only the passes a run takes, once per device.) */
   async checkShaders(): Promise<void> {
     for (const [entry, e] of Object.entries(this.shaders.entries)) {
       for (const k of e.kernels) {
         for (const p of k.passes) {
+          if (this.pipelines.has(p.code)) continue;
           const problem = await shaderProblem(this.device, p.code);
           if (problem) throw new RuntimeError('RT503', [k.kernel, `${entry}, pass ${p.name}`, problem]);
         }
       }
     }
+  }
+
+  private layout(p: Pass): GPUBindGroupLayout {
+    return this.device.createBindGroupLayout({
+      entries: p.bindings.map((b, i) => ({
+        binding: i, visibility: COMPUTE,
+        buffer: { type: b === 'ints' || b.startsWith('w:') ? 'read-only-storage' as const : 'storage' as const },
+      })),
+    });
+  }
+
+  /** The bind group of pass `p` over `buffers` (made once while they stay the same). */
+  bindGroup(p: Pass, buffers: readonly GPUBuffer[]): GPUBindGroup {
+    const have = this.groups.get(p);
+    if (have && have.buffers.every((b, i) => b === buffers[i])) return have.group;
+    const group = this.device.createBindGroup({ layout: this.pipeline(p).layout, entries: buffers.map((buffer, i) => ({ binding: i, resource: { buffer } })) });
+    this.groups.set(p, { buffers, group });
+    return group;
   }
 
   uploadWeight(w: ProgramWeight, t: Tensor): void {
@@ -226,15 +249,10 @@ export class WebGpuBackend implements Backend {
     return this.buffers[role];
   }
 
-  pipeline(p: Pass): { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout } {
+  pipeline(p: Pass): Pipeline {
     let made = this.pipelines.get(p.code);
     if (!made) {
-      const layout = this.device.createBindGroupLayout({
-        entries: p.bindings.map((b, i) => ({
-          binding: i, visibility: COMPUTE,
-          buffer: { type: b === 'ints' || b.startsWith('w:') ? 'read-only-storage' as const : 'storage' as const },
-        })),
-      });
+      const layout = this.layout(p);
       const module = this.device.createShaderModule({ code: p.code });
       const pipeline = this.device.createComputePipeline({ layout: this.device.createPipelineLayout({ bindGroupLayouts: [layout] }), compute: { module, entryPoint: 'main' } });
       made = { pipeline, layout };
@@ -282,14 +300,30 @@ export class WebGpuBackend implements Backend {
   }
 }
 
+interface Pipeline {
+  readonly pipeline: GPUComputePipeline;
+  readonly layout: GPUBindGroupLayout;
+}
+
+/** Compute pipelines by shader text, per device: kept across runs, and across models on one device. */
+const PIPELINES = new WeakMap<GPUDevice, Map<string, Pipeline>>();
+
 /** The compilation errors of a shader, with the source lines around each; null when it compiles. */
 export async function shaderProblem(device: GPUDevice, code: string): Promise<string | null> {
+  return (await compileShader(device, code)).problem;
+}
+
+async function compileShader(device: GPUDevice, code: string): Promise<{ module: GPUShaderModule; problem: string | null }> {
   device.pushErrorScope('validation');
   const module = device.createShaderModule({ code });
   const info = await module.getCompilationInfo();
   const scope = await device.popErrorScope();
   const errors = info.messages.filter((m) => m.type === 'error');
-  if (!errors.length && !scope) return null;
+  return { module, problem: errors.length || scope ? describeProblem(code, errors, scope) : null };
+}
+
+
+function describeProblem(code: string, errors: readonly GPUCompilationMessage[], scope: GPUError | null): string {
   const lines = code.split('\n');
   const out: string[] = [];
   for (const m of errors) {
@@ -362,14 +396,14 @@ class WebGpuInvocation implements Invocation {
     const shaders = this.next.get(k) ?? fail(`${k.name} is not a kernel of this entry`);
     for (const p of shaders.passes) {
       if (p.rowsAtMost !== undefined || p.rowsAbove !== undefined) {
-        const productRows = this.n(p.groups.rows) * p.groups.times;
+        const productRows = this.n((p.rows ?? p.groups).rows) * (p.rows ?? p.groups).times;
         if (p.rowsAtMost !== undefined && productRows > p.rowsAtMost) continue;
         if (p.rowsAbove !== undefined && productRows <= p.rowsAbove) continue;
       }
       const groups = this.count(p.groups) * p.columns;
       if (groups === 0) continue;
-      const { pipeline, layout } = this.gpu.pipeline(p);
-      const bind = this.gpu.device.createBindGroup({ layout, entries: p.bindings.map((b, i) => ({ binding: i, resource: { buffer: this.bound(b) } })) });
+      const { pipeline } = this.gpu.pipeline(p);
+      const bind = this.gpu.bindGroup(p, p.bindings.map((b) => this.bound(b)));
       const pass = this.gpu.commands().beginComputePass();
       pass.setPipeline(pipeline);
       pass.setBindGroup(0, bind);

@@ -27,6 +27,8 @@ export interface Pass {
   /** Run only when the product rows n(rows)·times are at most / above this (matmul paths). */
   readonly rowsAtMost?: number;
   readonly rowsAbove?: number;
+  /** The product rows those bounds are checked against (default: the pass's own `groups`). */
+  readonly rows?: RunCount;
   /** Floats each scratch buffer must hold for this pass. */
   readonly scratch?: Readonly<Partial<Record<'scratch0' | 'scratch1' | 'scratch2', RunCount>>>;
 }
