@@ -37,7 +37,11 @@ export interface StatePool {
   copy(from: number, to: number): void;
   /** The slot's bytes (for saving a sequence). */
   save(slot: number): Uint8Array;
+  /** The same, once the work submitted so far has run (a GPU pool reads only this way). */
+  saveAsync?(slot: number): Promise<Uint8Array>;
   restore(slot: number, bytes: Uint8Array): void;
+  /** Frees the pool's device memory (a GPU pool); the pool must not be used again. */
+  dispose?(): void;
 }
 
 /** One entry run in progress: the arena is sized for the batch; kernels run in order. */

@@ -153,6 +153,17 @@ export class Model {
     return s;
   }
 
+  /** saveSequence on any backend (a GPU's state is read asynchronously). */
+  async saveSequenceAsync(s: SequenceState): Promise<SavedSequence> {
+    const slot = this.own(s).slot;
+    return { length: s.length, bytes: this.pool.saveAsync ? await this.pool.saveAsync(slot) : this.pool.save(slot) };
+  }
+
+  /** restoreSequence on any backend. */
+  async restoreSequenceAsync(saved: SavedSequence): Promise<SequenceState> {
+    return this.restoreSequence(saved);
+  }
+
   /** Gives the sequence's slot back to the pool; the state must not be used again. */
   releaseSequence(s: SequenceState): void {
     this.pool.release(this.own(s).slot);
@@ -176,13 +187,21 @@ export class Model {
   /** Packed prefill from fresh states: logits for every token, and the loss when labels are given. */
   forward(input: ForwardInput): ForwardResult {
     const b = this.forwardBatch(input);
-    return this.forwardResult(input, this.run('forward', b.ids, b.positions, b.seqs, b.sequences));
+    try {
+      return this.forwardResult(input, this.run('forward', b.ids, b.positions, b.seqs, b.sequences));
+    } finally {
+      b.sequences[0]?.pool.dispose?.();
+    }
   }
 
   /** forward on any backend (a GPU's logits are read asynchronously). */
   async forwardAsync(input: ForwardInput): Promise<ForwardResult> {
     const b = this.forwardBatch(input);
-    return this.forwardResult(input, await this.runAsync('forward', b.ids, b.positions, b.seqs, b.sequences));
+    try {
+      return this.forwardResult(input, await this.runAsync('forward', b.ids, b.positions, b.seqs, b.sequences));
+    } finally {
+      b.sequences[0]?.pool.dispose?.(); // its slots die with the call
+    }
   }
 
   private forwardBatch(input: ForwardInput): { ids: Int32Array; positions: Int32Array; seqs: { start: number; len: number }[]; sequences: SequenceState[] } {

@@ -279,8 +279,13 @@ export class WebGpuBackend implements Backend {
     return out;
   }
 
+  /** State pools not yet disposed (the model's own, and any a run is using). */
+  readonly pools = new Set<WebGpuStatePool>();
+
   createStatePool(capacity: number): StatePool {
-    return new WebGpuStatePool(this, capacity);
+    const pool = new WebGpuStatePool(this, capacity);
+    this.pools.add(pool);
+    return pool;
   }
 
   begin(entry: Entry, batch: RunBatch, pool: StatePool): Invocation {
@@ -296,6 +301,7 @@ export class WebGpuBackend implements Backend {
     for (const b of this.weights.values()) b.destroy();
     this.weights.clear();
     for (const b of Object.values(this.buffers)) b?.destroy();
+    for (const p of [...this.pools]) p.dispose();
     if (this.owned) this.device.destroy();
   }
 }
@@ -508,7 +514,16 @@ export class WebGpuStatePool implements StatePool {
   }
 
   save(): Uint8Array {
-    throw new RuntimeError('RT504', ['webgpu', 'saveAsync']);
+    throw new RuntimeError('RT504', ['webgpu', 'saveAsync (Model.saveSequenceAsync)']);
+  }
+
+  dispose(): void {
+    this.gpu.flush();
+    this.buf?.destroy();
+    this.buf = null;
+    this.slots = 0;
+    this.used.clear();
+    this.gpu.pools.delete(this);
   }
 
   async saveAsync(slot: number): Promise<Uint8Array> {
