@@ -81,6 +81,8 @@ async function runConfig(cfg: RunConfig, runs: number): Promise<object> {
     const compiled = compileFile(BAMBA, { hfConfigData: loadConfig(join(dir, 'config.json')) });
     const program = lowerToProgram(compiled.graph, compiled.bindings);
     const wgsl = renderProgram(program);
+    const say = (what: string) => process.stderr.write(`  ${cfg.name}: ${what}\n`);
+    say('weights written; loading');
     const t0 = performance.now();
     const gpu = await Model.loadProgram(program, dir, { backend: 'webgpu', wgsl, capacity: cfg.prompt + cfg.decodeSteps + 8 });
     const loadSeconds = (performance.now() - t0) / 1000;
@@ -114,7 +116,9 @@ async function runConfig(cfg: RunConfig, runs: number): Promise<object> {
       }
       return { prefillTokensPerSecond: cfg.prompt / prefill, decodeTokensPerSecond: cfg.decodeSteps / median(decodeS) };
     };
+    say('timing WebGPU');
     const webgpu = await measure(gpu, true);
+    say('timing the CPU engine');
     const cpuRate = await measure(cpu, false);
     const result = {
       name: cfg.name, sets: cfg.sets, adapter: backend.adapter,
