@@ -99,7 +99,7 @@ function numberFlag(v: string | undefined, flag: string, rule: { int?: boolean; 
 
 async function loadModel(file: string, o: CommonOpts & { weights: string; allowExtra?: boolean; checkWeights?: boolean; backend?: string; cudaArch?: string }, progress: boolean): Promise<Model> {
   const { program } = await compileFor(file, o, o.weights);
-  const backend = o.backend === 'cpu' || o.backend === 'cuda' ? o.backend : 'wasm';
+  const backend = o.backend === 'cpu' || o.backend === 'cuda' || o.backend === 'webgpu' ? o.backend : 'wasm';
   // the wasm kernels are assembled here from the same text `archc build` ships (wabt loads only then)
   const wasmKernels = backend === 'wasm' ? await (await import('../codegen/wasm/assemble.ts')).wasmKernels() : undefined;
   // the runtime (with the tokenizer) and cli-progress load only in the commands that run a model
@@ -117,6 +117,7 @@ async function loadModel(file: string, o: CommonOpts & { weights: string; allowE
       wasmKernels,
       // the kernels, compiled (and cached) once the driver has found a device
       cuda: { kernels: async () => { const b = await import('../codegen/cuda/build.ts'); return b.buildKernels(await b.buildCuda(program, { archs: archList(o.cudaArch) })); } },
+      ...(backend === 'webgpu' ? { wgsl: (await import('../codegen/wgsl/render.ts')).renderProgram(program) } : {}),
       onProgress: (done, _total, tensor) => bar?.update(done, { tensor }),
     });
   } finally {
@@ -186,7 +187,7 @@ export function registerRunCommands(p: Command): void {
     .option('--out <file>', 'write float32 logits [tokens, vocab] as .npy')
     .option('--allow-extra', 'accept checkpoint tensors the model does not use')
     .option('--no-check-weights', 'load weights holding NaN or infinities')
-    .addOption(new Option('--backend <backend>', 'where to run').choices(['wasm', 'cpu', 'cuda']).default('wasm'))
+    .addOption(new Option('--backend <backend>', 'where to run (webgpu: Dawn; without a GPU set VK_ICD_FILENAMES to SwiftShader\'s ICD)').choices(['wasm', 'cpu', 'webgpu', 'cuda']).default('wasm'))
     .option('--cuda-arch <archs>', 'backend cuda: architectures to compile the kernels for where nvcc exists (else NVRTC at load)', 'sm_80,sm_90')
     .action(async (file: string, o: CommonOpts & { weights: string; ids: string; positions?: string; step?: boolean; loss?: boolean; out?: string; allowExtra?: boolean; checkWeights?: boolean }) => {
       const seqs = parseIdLists(o.ids, '--ids');
@@ -207,13 +208,13 @@ export function registerRunCommands(p: Command): void {
       let logits: Float32Array;
       let loss: number | undefined;
       if (o.step) {
-        logits = stepByStep(model, seqs);
+        logits = await stepByStep(model, seqs);
       } else {
         const positions = posSeqs?.flat();
         // labels = ids; the first token of each packed sequence is not predicted from the one before
         const labels = o.loss ? Int32Array.from(ids) : undefined;
         if (labels) [...cu.slice(1, -1), ...starts].forEach((start) => (labels[start] = -100));
-        const r = model.forward(positions ? (seqs.length > 1 ? { ids, positions, cuSeqlens: cu, labels } : { ids, positions, labels }) : { ids, cuSeqlens: cu, labels });
+        const r = await model.forwardAsync(positions ? (seqs.length > 1 ? { ids, positions, cuSeqlens: cu, labels } : { ids, positions, labels }) : { ids, cuSeqlens: cu, labels });
         logits = r.logits;
         loss = r.loss;
       }
@@ -242,7 +243,7 @@ export function registerRunCommands(p: Command): void {
     .option('--stop <ids>', 'stop token ids, comma-separated')
     .option('--allow-extra', 'accept checkpoint tensors the model does not use')
     .option('--no-check-weights', 'load weights holding NaN or infinities')
-    .addOption(new Option('--backend <backend>', 'where to run').choices(['wasm', 'cpu', 'cuda']).default('wasm'))
+    .addOption(new Option('--backend <backend>', 'where to run (webgpu: Dawn; without a GPU set VK_ICD_FILENAMES to SwiftShader\'s ICD)').choices(['wasm', 'cpu', 'webgpu', 'cuda']).default('wasm'))
     .option('--cuda-arch <archs>', 'backend cuda: architectures to compile the kernels for where nvcc exists (else NVRTC at load)', 'sm_80,sm_90')
     .action(async (file: string, o: CommonOpts & Record<string, string | undefined> & { weights: string; set: string[]; checkWeights?: boolean }) => {
       if (o.prompt === undefined && o.ids === undefined) usage('arguments', 'missing --prompt TEXT (or --ids 1,2,3 when the checkpoint has no tokenizer)');
@@ -330,7 +331,7 @@ function checkFitsInMemory(g: Graph, dtype: DType | undefined, out: string): voi
 }
 
 /** Logits of feeding every sequence one token at a time through decode. */
-function stepByStep(model: Model, seqs: readonly number[][]): Float32Array {
+async function stepByStep(model: Model, seqs: readonly number[][]): Promise<Float32Array> {
   const V = model.vocab;
   const T = seqs.reduce((s, x) => s + x.length, 0);
   const out = new Float32Array(T * V);
@@ -344,7 +345,7 @@ function stepByStep(model: Model, seqs: readonly number[][]): Float32Array {
   const longest = seqs.reduce((m, s) => Math.max(m, s.length), 0);
   for (let t = 0; t < longest; t++) {
     const active = seqs.map((s, i) => i).filter((i) => t < seqs[i]!.length);
-    const logits = model.decode(active.map((i) => seqs[i]![t]!), active.map((i) => states[i]!));
+    const logits = await model.decodeAsync(active.map((i) => seqs[i]![t]!), active.map((i) => states[i]!));
     active.forEach((i, k) => out.set(logits.subarray(k * V, (k + 1) * V), (offsets[i]! + t) * V));
   }
   return out;

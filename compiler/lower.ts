@@ -18,7 +18,7 @@ import { normPrologue } from './kernel/rules/norm-prologue.ts';
 import { prologue } from './kernel/rules/prologue.ts';
 import { ropeEpilogue } from './kernel/rules/rope-epilogue.ts';
 import { views } from './kernel/rules/views.ts';
-import { CPU_TARGET, CUDA_TARGET, schedule } from './kernel/schedule.ts';
+import { TARGETS, schedule } from './kernel/schedule.ts';
 import { verifyKernels } from './kernel/verify.ts';
 
 /** The kernel rules in priority order (each runs over every kernel before the next; the list
@@ -50,8 +50,8 @@ export function lowerToProgram(g: Graph, bindings: readonly ProgramBinding[], op
     for (const d of l.derived) derived.set(d.name, d);
     const planned = planMemory(l);
     dump(`${name} after the memory plan`, planned);
-    entries[name] = schedule(schedule(planned, CPU_TARGET), CUDA_TARGET);
-    dump(`${name} after scheduling`, entries[name]);
+    entries[name] = TARGETS.reduce(schedule, planned);
+    dump(`${name} after scheduling for ${TARGETS.map((t) => t.name).join(', ')}`, entries[name]);
   }
   return {
     format: 'archc-kernels/1',

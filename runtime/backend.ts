@@ -37,7 +37,11 @@ export interface StatePool {
   copy(from: number, to: number): void;
   /** The slot's bytes (for saving a sequence). */
   save(slot: number): Uint8Array;
+  /** The same, once the work submitted so far has run (a GPU pool reads only this way). */
+  saveAsync?(slot: number): Promise<Uint8Array>;
   restore(slot: number, bytes: Uint8Array): void;
+  /** Frees the pool's device memory (a GPU pool); the pool must not be used again. */
+  dispose?(): void;
 }
 
 /** One entry run in progress: the arena is sized for the batch; kernels run in order. */
@@ -47,6 +51,8 @@ export interface Invocation {
   dispatch(k: Kernel): void;
   /** A view's rows as f32 [rows, width]. */
   read(v: View): Float32Array;
+  /** The same, once the kernels dispatched so far have run (a GPU backend reads only this way). */
+  readAsync(v: View): Promise<Float32Array>;
 }
 
 export interface Backend {
@@ -58,6 +64,16 @@ export interface Backend {
   begin(entry: Entry, batch: RunBatch, pool: StatePool): Invocation;
   /** Frees what the backend holds (worker threads, device memory). */
   dispose(): void;
+}
+
+/** runEntry for any backend, GPU ones included: the outputs are read once the kernels have run. */
+export async function runEntryAsync(backend: Backend, program: Program, name: EntryName, batch: RunBatch, pool: StatePool): Promise<Map<string, Float32Array>> {
+  const entry = program.entries[name];
+  const inv = backend.begin(entry, batch, pool);
+  for (const k of entry.kernels) inv.dispatch(k);
+  const out = new Map<string, Float32Array>();
+  for (const [n, v] of Object.entries(entry.outputs)) out.set(n, await inv.readAsync(v));
+  return out;
 }
 
 /** Runs entry `name` of `program` on `backend`; returns each model output as [rows, width]. */

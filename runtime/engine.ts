@@ -2,7 +2,7 @@
 // and KV caches); a batch of sequences runs one entry of the kernel program. Prefill, forward and
 // decode share the bookkeeping here; the kernels are the program's.
 
-import { type Backend, type RunBatch, type StatePool, runEntry } from './backend.ts';
+import { type Backend, type RunBatch, type StatePool, runEntry, runEntryAsync } from './backend.ts';
 import type { SeqSlice } from './cpu/seq.ts';
 import { RuntimeError } from './errors.ts';
 import type { EntryName, Program } from './program.ts';
@@ -30,15 +30,26 @@ export interface Batch {
 
 /** Runs `entry` over a batch and advances each sequence; returns the model outputs. */
 export function runBatch(backend: Backend, program: Program, entry: EntryName, b: Batch): Map<string, Float32Array> {
+  const out = runEntry(backend, program, entry, toRun(b, entry), b.sequences[0]!.pool);
+  b.sequences.forEach((s, i) => { s.length += b.seqs[i]!.len; });
+  return out;
+}
+
+/** runBatch on any backend (a GPU reads its outputs asynchronously). */
+export async function runBatchAsync(backend: Backend, program: Program, entry: EntryName, b: Batch): Promise<Map<string, Float32Array>> {
+  const run = toRun(b, entry);
+  // the sequences advance when the kernels are recorded, as in runBatch
+  const out = runEntryAsync(backend, program, entry, run, b.sequences[0]!.pool);
+  b.sequences.forEach((s, i) => { s.length += b.seqs[i]!.len; });
+  return out;
+}
+
+function toRun(b: Batch, entry: EntryName): RunBatch {
   checkBatch(b, entry);
-  const pool = b.sequences[0]!.pool;
-  const run: RunBatch = {
+  return {
     tokens: b.tokens, positions: b.positions, seqs: b.seqs,
     slots: b.sequences.map((s) => s.slot), lengths: b.sequences.map((s) => s.length),
   };
-  const out = runEntry(backend, program, entry, run, pool);
-  b.sequences.forEach((s, i) => { s.length += b.seqs[i]!.len; });
-  return out;
 }
 
 function checkBatch(b: Batch, entry: EntryName): void {

@@ -88,6 +88,12 @@ export const RUNTIME_MESSAGES = {
   RT406: '{0}: {1} is true but no {2} is set',
   RT407: 'token id {0} at position {1} is not a non-negative integer',
   RT408: 'cannot encode: the tokenizer has no id for piece {0} and no unk_token',
+  // 5xx: the WebGPU backend
+  RT500: 'no WebGPU adapter: {0}',
+  RT501: 'the model does not fit this WebGPU device ({0}):\n  {1}',
+  RT502: 'the WebGPU device was lost: {0}',
+  RT503: 'the WebGPU device rejected the shader of kernel {0} ({1}):\n{2}',
+  RT504: 'the {0} backend reads results asynchronously: use {1}',
   // 7xx: the CUDA backend
   RT700: 'no CUDA driver: cannot load {0} ({1}); the cuda backend needs an NVIDIA GPU and its driver (libcuda.so.1)',
   RT701: 'the CUDA driver ({0}) failed to initialise: {1}; is an NVIDIA GPU present and its kernel module loaded (nvidia-smi)?',

@@ -2,13 +2,13 @@
 // program, then runs packed prefill, decode with the hybrid cache, loss, and streaming generation.
 
 import { join } from 'node:path';
-import type { StatePool } from './backend.ts';
+import type { Backend as KernelBackend, StatePool } from './backend.ts';
 import { CpuBackend } from './cpu/backend.ts';
-import type { CudaBackend, CudaLoadOptions } from './cuda/backend.ts';
+import type { CudaLoadOptions } from './cuda/backend.ts';
 import { defaultThreads, linearPool } from './cpu/pool.ts';
-import { WasmBackend } from './wasm/backend.ts';
-import { type SequenceState, positionsFor, runBatch, seqsFromCuSeqlens, seqsFromPositions, seqsFromSeqIdx } from './engine.ts';
+import { type SequenceState, positionsFor, runBatch, runBatchAsync, seqsFromCuSeqlens, seqsFromPositions, seqsFromSeqIdx } from './engine.ts';
 import { RuntimeError } from './errors.ts';
+import { type CheckpointFiles, type TensorSource, fetchCheckpoint, isUrl } from './fetch.ts';
 import { type HfConfig, lookupKey, readHfConfig } from './hfconfig.ts';
 import { RUNTIME_LIMITS } from './limits.ts';
 import { probePath } from './paths.ts';
@@ -16,17 +16,30 @@ import { causalLmLoss } from './loss.ts';
 import type { EntryName, Program } from './program.ts';
 import { type Tensor, bf16ToF32, f16ToF32 } from './tensor.ts';
 import { createRng } from './rng.ts';
-import { type Checkpoint, checkShapes, openCheckpoint } from './safetensors.ts';
+import { checkShapes, openCheckpoint } from './safetensors.ts';
 import { type SamplingOptions, sampleToken, validateSampling } from './sampling.ts';
 import { type Tokenizer, loadTokenizer } from './tokenizer.ts';
+import type { WebGpuOptions } from './webgpu/backend.ts';
+import type { WgslProgram } from './webgpu/shaders.ts';
 
-export type Backend = 'cpu' | 'wasm' | 'cuda';
+/** A backend a model can load its weights into. */
+type LoadableBackend = KernelBackend & { complete(): boolean };
+
+/** Where the kernels run: `cpu` (the reference engine), `wasm` (its matrix products, SSD and
+ *  attention as WebAssembly SIMD kernels), `webgpu` (Dawn in Node, navigator.gpu in a browser) or
+ *  `cuda` (an NVIDIA GPU through its driver). A GPU's results are read asynchronously: on `webgpu`
+ *  use the async methods (forwardAsync, stepAsync, prefillAsync, decodeAsync; generate is async). */
+export type Backend = 'cpu' | 'wasm' | 'webgpu' | 'cuda';
 
 export interface LoadOptions {
   /** Where to run: `wasm` (matrix products, SSD and attention in WebAssembly SIMD) or `cpu` (the
    *  reference engine). Default: wasm when its kernel module is at hand (`wasmKernels`: a package
    *  and the CLI always pass it), else cpu. */
   readonly backend?: Backend;
+  /** The program's WGSL (the generated package passes its own; `renderProgram` in codegen/wgsl). */
+  readonly wgsl?: WgslProgram;
+  /** Where WebGPU comes from (default: navigator.gpu, else the `webgpu` package). */
+  readonly webgpu?: WebGpuOptions;
   /** Tokens one sequence may hold (its slot's KV cache rows); default: the model's `context` param. */
   readonly capacity?: number;
   /** Accept checkpoint tensors the model does not use. */
@@ -95,43 +108,39 @@ export class Model {
     readonly program: Program,
     readonly config: HfConfig,
     readonly tokenizer: Tokenizer | null,
-    private readonly backend: CpuBackend | CudaBackend,
+    private readonly backend: LoadableBackend,
     readonly capacity: number,
     readonly vocab: number,
-    /** The checkpoint directory it was loaded from. */
+    /** The checkpoint directory (or URL) it was loaded from. */
     readonly dir: string,
+    private readonly tokenizerPath: string,
   ) {
     this.pool = backend.createStatePool(capacity);
   }
 
-  /** Loads `dir` (config.json, model.safetensors or its index, tokenizer.json) for `program`. */
+  /** Loads `dir` (config.json, model.safetensors or its index, tokenizer.json) for `program`: a
+   *  directory in Node, a URL (fetched, tensor by tensor) in a browser or when it starts with http(s)://. */
   static async loadProgram(program: Program, dir: string, opts: LoadOptions = {}): Promise<Model> {
-    const backendName = opts.backend ?? (opts.wasmKernels ? 'wasm' : 'cpu');
-    if (!BACKENDS.includes(backendName)) {
-      throw new RuntimeError('RT303', [`backend ${opts.backend}`, `this package runs on: ${BACKENDS.join(', ')}`]);
-    }
-    const configPath = join(dir, 'config.json');
-    const config = probePath(configPath).kind === 'missing' ? {} : readHfConfig(configPath);
-    checkConfig(program, config, configPath);
-    const ckpt = openCheckpoint(dir);
+    const kind = opts.backend ?? (opts.wasmKernels ? 'wasm' : 'cpu');
+    if (!BACKENDS.includes(kind)) throw new RuntimeError('RT303', [`backend ${kind}`, `this package runs on: ${BACKENDS.join(', ')}`]);
+    if (kind === 'webgpu' && !opts.wgsl) throw new RuntimeError('RT303', ['backend webgpu without the program\'s WGSL', 'pass LoadOptions.wgsl (the package\'s WGSL)']);
+    const files = isUrl(dir) || !onNode() ? await fetchCheckpoint(dir) : nodeCheckpoint(dir);
+    checkConfig(program, files.config, files.configPath);
+    const ckpt = await files.tensors();
     try {
-      const threads = opts.threads ?? defaultThreads();
-      if (!Number.isInteger(threads) || threads < 1) throw new RuntimeError('RT303', [`threads ${threads}`, 'give a positive integer']);
-      const backend = backendName === 'cuda'
-        ? await (await import('./cuda/backend.ts')).openCudaBackend(program, opts.cuda)
-        : createBackend(program, backendName, threads, opts.wasmKernels);
+      const backend = await openBackend(program, kind, opts);
       try {
-        loadWeights(program, ckpt, opts, backend);
+        await loadWeights(program, ckpt, opts, backend);
       } catch (e) {
         backend.dispose();
         throw e;
       }
-      const tokenizer = await loadTokenizer(dir);
+      const tokenizer = await files.tokenizer();
       const ctx = program.params.context;
       const capacity = opts.capacity ?? (typeof ctx === 'number' ? ctx : 4096);
       if (!Number.isInteger(capacity) || capacity < 1) throw new RuntimeError('RT303', [`capacity ${capacity}`, 'give a positive integer']);
       const vocab = program.outputs.logits ?? fail('the program has no logits output');
-      return new Model(program, config, tokenizer, backend, capacity, vocab, dir);
+      return new Model(program, files.config, tokenizer, backend, capacity, vocab, dir, files.path('tokenizer.json'));
     } finally {
       ckpt.close();
     }
@@ -163,6 +172,17 @@ export class Model {
     return s;
   }
 
+  /** saveSequence on any backend (a GPU's state is read asynchronously). */
+  async saveSequenceAsync(s: SequenceState): Promise<SavedSequence> {
+    const slot = this.own(s).slot;
+    return { length: s.length, bytes: this.pool.saveAsync ? await this.pool.saveAsync(slot) : this.pool.save(slot) };
+  }
+
+  /** restoreSequence on any backend. */
+  async restoreSequenceAsync(saved: SavedSequence): Promise<SequenceState> {
+    return this.restoreSequence(saved);
+  }
+
   /** Gives the sequence's slot back to the pool; the state must not be used again. */
   releaseSequence(s: SequenceState): void {
     this.pool.release(this.own(s).slot);
@@ -185,6 +205,25 @@ export class Model {
 
   /** Packed prefill from fresh states: logits for every token, and the loss when labels are given. */
   forward(input: ForwardInput): ForwardResult {
+    const b = this.forwardBatch(input);
+    try {
+      return this.forwardResult(input, this.run('forward', b.ids, b.positions, b.seqs, b.sequences));
+    } finally {
+      b.sequences[0]?.pool.dispose?.();
+    }
+  }
+
+  /** forward on any backend (a GPU's logits are read asynchronously). */
+  async forwardAsync(input: ForwardInput): Promise<ForwardResult> {
+    const b = this.forwardBatch(input);
+    try {
+      return this.forwardResult(input, await this.runAsync('forward', b.ids, b.positions, b.seqs, b.sequences));
+    } finally {
+      b.sequences[0]?.pool.dispose?.(); // its slots die with the call
+    }
+  }
+
+  private forwardBatch(input: ForwardInput): { ids: Int32Array; positions: Int32Array; seqs: { start: number; len: number }[]; sequences: SequenceState[] } {
     const ids = this.tokenIds(input.ids);
     const T = ids.length;
     if (T === 0) throw new RuntimeError('RT301', ['no tokens to run']);
@@ -205,7 +244,11 @@ export class Model {
     // longest of them.
     const pool = this.backend.createStatePool(Math.max(...seqs.map((s) => s.len)));
     const sequences = seqs.map(() => ({ pool, slot: pool.acquire(), length: 0, capacity: pool.capacity }));
-    const logits = this.run('forward', ids, positions, seqs, sequences);
+    return { ids, positions, seqs, sequences };
+  }
+
+  private forwardResult(input: ForwardInput, logits: Float32Array): ForwardResult {
+    const T = logits.length / this.vocab;
     let loss: number | undefined;
     if (input.labels) {
       const labels = Int32Array.from(input.labels);
@@ -218,6 +261,17 @@ export class Model {
   /** Runs new tokens of several sequences at once, continuing from their states: logits [Σ lens, vocab],
    *  or with `lastOnly` [sequences, vocab] for each sequence's last token (the head runs on those alone). */
   step(chunks: readonly ArrayLike<number>[], states: readonly SequenceState[], lastOnly = false): Float32Array {
+    const b = this.stepBatch(chunks, states, lastOnly);
+    return this.run(b.entry, b.ids, b.positions, b.seqs, states);
+  }
+
+  /** step on any backend (a GPU's logits are read asynchronously). */
+  stepAsync(chunks: readonly ArrayLike<number>[], states: readonly SequenceState[], lastOnly = false): Promise<Float32Array> {
+    const b = this.stepBatch(chunks, states, lastOnly);
+    return this.runAsync(b.entry, b.ids, b.positions, b.seqs, states);
+  }
+
+  private stepBatch(chunks: readonly ArrayLike<number>[], states: readonly SequenceState[], lastOnly: boolean) {
     if (chunks.length !== states.length) throw new RuntimeError('RT301', [`${chunks.length} sequences but ${states.length} states`]);
     const seqs: { start: number; len: number }[] = [];
     let T = 0;
@@ -235,11 +289,15 @@ export class Model {
     });
     this.tokenIds(ids);
     const entry: EntryName = chunks.every((c) => c.length === 1) ? 'decode' : lastOnly ? 'prefill' : 'forward';
-    return this.run(entry, ids, positions, seqs, states);
+    return { entry, ids, positions, seqs };
   }
 
   private run(entry: EntryName, tokens: Int32Array, positions: Int32Array, seqs: readonly { start: number; len: number }[], sequences: readonly SequenceState[]): Float32Array {
     return runBatch(this.backend, this.program, entry, { tokens, positions, seqs, sequences }).get('logits') ?? fail('the program has no logits output');
+  }
+
+  private async runAsync(entry: EntryName, tokens: Int32Array, positions: Int32Array, seqs: readonly { start: number; len: number }[], sequences: readonly SequenceState[]): Promise<Float32Array> {
+    return (await runBatchAsync(this.backend, this.program, entry, { tokens, positions, seqs, sequences })).get('logits') ?? fail('the program has no logits output');
   }
 
   /** Prefill of several prompts; returns their states and each prompt's last-token logits. */
@@ -250,9 +308,21 @@ export class Model {
     return { states, logits };
   }
 
+  /** prefill on any backend. */
+  async prefillAsync(prompts: readonly ArrayLike<number>[]): Promise<{ states: SequenceState[]; logits: Float32Array[] }> {
+    const states = prompts.map(() => this.newSequence());
+    const last = await this.stepAsync(prompts, states, true);
+    return { states, logits: prompts.map((_, i) => last.slice(i * this.vocab, (i + 1) * this.vocab)) };
+  }
+
   /** One token per sequence through the cache; [n, vocab]. */
   decode(tokens: readonly number[], states: readonly SequenceState[]): Float32Array {
     return this.step(tokens.map((t) => [t]), states);
+  }
+
+  /** decode on any backend. */
+  decodeAsync(tokens: readonly number[], states: readonly SequenceState[]): Promise<Float32Array> {
+    return this.stepAsync(tokens.map((t) => [t]), states);
   }
 
   /** Streams generated tokens for a prompt (text needs the tokenizer; ids do not). */
@@ -265,7 +335,7 @@ export class Model {
     const rng = createRng(opts.seed ?? 0);
     const decoder = this.tokenizer?.decoder();
     const history = [...ids];
-    const { states: [state], logits: [first] } = this.prefill([ids]);
+    const { states: [state], logits: [first] } = await this.prefillAsync([ids]);
     let logits = first!;
     let text = '';
     try {
@@ -277,10 +347,7 @@ export class Model {
         text += piece;
         yield { id, text: piece };
         if (opts.stopStrings?.some((s) => text.includes(s))) break;
-        if (n + 1 < maxTokens) {
-          logits = this.decode([id], [state!]);
-          await Promise.resolve();
-        }
+        if (n + 1 < maxTokens) logits = await this.decodeAsync([id], [state!]);
       }
     } finally {
       this.releaseSequence(state!);
@@ -291,7 +358,7 @@ export class Model {
   }
 
   encode(text: string): number[] {
-    if (!this.tokenizer) throw new RuntimeError('RT400', [join(this.dir, 'tokenizer.json'), 'the checkpoint has no tokenizer.json; pass token ids instead']);
+    if (!this.tokenizer) throw new RuntimeError('RT400', [this.tokenizerPath, 'the checkpoint has no tokenizer.json; pass token ids instead']);
     return this.tokenizer.encode(text);
   }
 
@@ -302,6 +369,23 @@ export class Model {
     }
     return out;
   }
+}
+
+function threadsOf(opts: LoadOptions): number {
+  const threads = opts.threads ?? defaultThreads();
+  if (!Number.isInteger(threads) || threads < 1) throw new RuntimeError('RT303', [`threads ${threads}`, 'give a positive integer']);
+  return threads;
+}
+
+function cpuBackend(program: Program, opts: LoadOptions): CpuBackend {
+  const threads = threadsOf(opts);
+  return new CpuBackend(program, threads > 1 ? linearPool(threads) : undefined);
+}
+
+/** The WebGPU backend, loaded only when asked for (a CPU user never loads Dawn). */
+async function openWebGpu(program: Program, wgsl: WgslProgram, opts?: WebGpuOptions): Promise<LoadableBackend> {
+  const { createWebGpuBackend } = await import('./webgpu/backend.ts');
+  return createWebGpuBackend(program, wgsl, opts);
 }
 
 /** The config.json values the program was built for must be the checkpoint's. */
@@ -333,17 +417,37 @@ function sameValue(a: unknown, b: unknown): boolean {
   return a === b;
 }
 
-const BACKENDS: readonly Backend[] = ['cpu', 'wasm', 'cuda'];
+const BACKENDS: readonly Backend[] = ['cpu', 'wasm', 'webgpu', 'cuda'];
 
-/** The backend a model runs on: the CPU reference engine, or wasm (its products in WebAssembly). */
-function createBackend(program: Program, name: 'cpu' | 'wasm', threads: number, wasmKernels?: Uint8Array | WebAssembly.Module): CpuBackend {
-  if (name === 'cpu') return new CpuBackend(program, threads > 1 ? linearPool(threads) : undefined);
-  if (!wasmKernels) throw new RuntimeError('RT303', ['backend wasm without its kernel module', 'pass wasmKernels (kernels.wasm, written by archc build)']);
-  const module = wasmKernels instanceof WebAssembly.Module ? wasmKernels : new WebAssembly.Module(wasmKernels as Uint8Array<ArrayBuffer>);
-  return new WasmBackend(program, module, threads);
+/** The backend a model runs on; the GPU and wasm ones load only when asked for (a CPU user never
+ *  loads Dawn, the CUDA driver or worker threads for wasm). */
+async function openBackend(program: Program, kind: Backend, opts: LoadOptions): Promise<LoadableBackend> {
+  if (kind === 'webgpu') return openWebGpu(program, opts.wgsl!, opts.webgpu);
+  if (kind === 'cuda') return (await import('./cuda/backend.ts')).openCudaBackend(program, opts.cuda);
+  if (kind === 'cpu') return cpuBackend(program, opts);
+  if (!opts.wasmKernels) throw new RuntimeError('RT303', ['backend wasm without its kernel module', 'pass wasmKernels (written by archc build)']);
+  const module = opts.wasmKernels instanceof WebAssembly.Module ? opts.wasmKernels : new WebAssembly.Module(opts.wasmKernels as Uint8Array<ArrayBuffer>);
+  const { WasmBackend } = await import('./wasm/backend.ts');
+  return new WasmBackend(program, module, threadsOf(opts));
 }
 
-function loadWeights(program: Program, ckpt: Checkpoint, opts: LoadOptions, backend: CpuBackend | CudaBackend): void {
+/** A checkpoint directory on this machine (Node). */
+function nodeCheckpoint(dir: string): CheckpointFiles {
+  const configPath = join(dir, 'config.json');
+  return {
+    configPath,
+    config: probePath(configPath).kind === 'missing' ? {} : readHfConfig(configPath),
+    tensors: async () => openCheckpoint(dir),
+    tokenizer: () => loadTokenizer(dir),
+    path: (name) => join(dir, name),
+  };
+}
+
+function onNode(): boolean {
+  return typeof process !== 'undefined' && typeof process.versions?.node === 'string';
+}
+
+async function loadWeights(program: Program, ckpt: TensorSource, opts: LoadOptions, backend: LoadableBackend): Promise<void> {
   const problems = checkShapes(ckpt, program.weights.map((w) => ({ name: w.name, shape: w.shape })), { allowExtra: opts.allowExtra });
   // Every weight of a program is read as floating point: integers are a wrong checkpoint.
   for (const w of program.weights) {
@@ -357,12 +461,12 @@ function loadWeights(program: Program, ckpt: Checkpoint, opts: LoadOptions, back
     if (problems.length > shown) list.push(`  … and ${problems.length - shown} more`);
     throw new RuntimeError('RT164', [ckpt.path, problems.length, list.join('\n')], { file: ckpt.path, problems });
   }
-  program.weights.forEach((w, i) => {
-    const t = ckpt.read(w.name);
-    if (opts.checkWeights ?? true) checkFinite(t, ckpt.tensors.get(w.name)!.file, w.name);
+  for (const [i, w] of program.weights.entries()) {
+    const t = await ckpt.read(w.name);
+    if (opts.checkWeights ?? true) checkFinite(t, ckpt.tensors.get(w.name)?.file ?? ckpt.path, w.name);
     backend.uploadWeight(w, t);
     opts.onProgress?.(i + 1, program.weights.length, w.name);
-  });
+  }
   if (!backend.complete()) fail('some weights the kernels read were not made at load');
 }
 

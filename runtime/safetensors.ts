@@ -350,6 +350,21 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /** Reads exactly one tensor's byte range into freshly allocated (hence aligned) memory. */
 function readTensor(fd: number, info: TensorInfo): Tensor {
+  const ctx = { file: info.file, tensor: info.name };
+  return decodeTensor(info, (bytes) => {
+    const got = readInto(fd, bytes, info.begin, ctx);
+    if (got < bytes.length) fail('RT142', [info.file, info.name, `file ended after ${info.begin + got} bytes, expected ${info.end} (truncated since it was opened?)`], ctx);
+  });
+}
+
+/** One tensor from its stored bytes (`end - begin` of them), e.g. fetched by a byte range. */
+export function tensorFromBytes(info: TensorInfo, stored: Uint8Array): Tensor {
+  if (stored.length !== info.end - info.begin) fail('RT142', [info.file, info.name, `${stored.length} bytes, expected ${info.end - info.begin}`], { file: info.file, tensor: info.name });
+  return decodeTensor(info, (bytes) => bytes.set(stored));
+}
+
+/** A tensor of `info`'s dtype and shape whose stored bytes `fill` writes into aligned memory. */
+function decodeTensor(info: TensorInfo, fill: (bytes: Uint8Array) => void): Tensor {
   const { file, name } = info;
   const ctx = { file, tensor: name };
   if (!LITTLE_ENDIAN) fail('RT142', [file, name, 'big-endian hosts are not supported'], ctx);
@@ -365,9 +380,7 @@ function readTensor(fd: number, info: TensorInfo): Tensor {
     } catch (e) {
       fail('RT142', [file, name, `cannot allocate ${info.end - info.begin} bytes: ${describeError(e)}`], ctx, e);
     }
-    const bytes = new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength);
-    const got = readInto(fd, bytes, info.begin, ctx);
-    if (got < bytes.length) fail('RT142', [file, name, `file ended after ${info.begin + got} bytes, expected ${info.end} (truncated since it was opened?)`], ctx);
+    fill(new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength));
     return arr;
   };
   const shape = [...info.shape];
@@ -645,7 +658,7 @@ export interface CheckShapesOptions {
 
 /** Every mismatch between the checkpoint and `expected`: wrong shape (RT160), wrong dtype (RT161),
  *  missing tensor (RT162), unexpected tensor (RT163, unless `allowExtra`). Empty when all match. */
-export function checkShapes(ckpt: Checkpoint, expected: readonly ExpectedTensor[], opts: CheckShapesOptions = {}): RuntimeError[] {
+export function checkShapes(ckpt: Pick<Checkpoint, 'path' | 'tensors'>, expected: readonly ExpectedTensor[], opts: CheckShapesOptions = {}): RuntimeError[] {
   const problems: RuntimeError[] = [];
   const file = ckpt.path;
   const named = new Set<string>();

@@ -69,8 +69,11 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer | null> {
 }
 
 /** The same from JSON strings (browsers: fetch the files, pass their text). */
-export function tokenizerFromJson(tokenizerJson: string, configJson?: string): Tokenizer {
+export function tokenizerFromJson(tokenizerJson: string, configJson?: string, specialTokensMapJson?: string): Tokenizer {
   const config = configJson === undefined ? {} : parseObject(configJson, 'tokenizer_config.json');
+  const specialMap = specialTokensMapJson === undefined ? {} : parseObject(specialTokensMapJson, 'special_tokens_map.json');
+  for (const key of ['bos_token', 'eos_token', 'unk_token'])
+    if (config[key] === undefined && specialMap[key] !== undefined) config[key] = specialMap[key];
   return buildTokenizer(parseObject(tokenizerJson, 'tokenizer.json'), config, 'tokenizer.json', 'tokenizer_config.json');
 }
 

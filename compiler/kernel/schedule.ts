@@ -1,12 +1,13 @@
 // Schedules: each target fills the `schedule` slot of every kernel from its target record (data,
 // not code: STYLE 12). The CPU splits large matrix products by output columns across its threads
-// and runs everything else on the calling thread. CUDA gives each kernel a block size and tiles
-// (codegen/cuda/ renders them as compile-time constants).
+// and runs everything else on the calling thread. WebGPU (the `wgsl` slot) gets workgroup sizes and
+// tiles chosen for the limits the record assumes (a portable adapter: 256 invocations and 16 KiB of
+// workgroup memory), which the WGSL renderer (codegen/wgsl/) writes into each shader as constants.
+// CUDA gives each kernel a block size and tiles (codegen/cuda/ renders them as compile-time
+// constants). The wasm record shapes its one generic module rather than each kernel.
 
 import type { AttrValue, Entry, Kernel } from '../../runtime/program.ts';
 import { cudaSchedule } from './schedule-cuda.ts';
-
-export type Target = CpuTarget | CudaTarget;
 
 export interface CpuTarget {
   readonly name: 'cpu';
@@ -15,6 +16,21 @@ export interface CpuTarget {
 }
 
 export const CPU_TARGET: CpuTarget = { name: 'cpu', splitColumnsFrom: 1 << 14 };
+
+export interface WgslTarget {
+  readonly name: 'wgsl';
+  /** Invocations of a one-dimensional workgroup (elementwise, norms, epilogues, scans). */
+  readonly workgroup: number;
+  /** Output tile (rows = columns = depth) of the tiled matrix product, one invocation per output. */
+  readonly tile: number;
+  /** The matrix-vector path: lanes that split K for one output column, columns per workgroup. */
+  readonly gemvLanes: number;
+  readonly gemvColumns: number;
+  /** Products over at most this many rows take the matrix-vector path (decode), more the tiled one. */
+  readonly gemvRows: number;
+}
+
+export const WGSL_TARGET: WgslTarget = { name: 'wgsl', workgroup: 256, tile: 16, gemvLanes: 64, gemvColumns: 4, gemvRows: 4 };
 
 /** An NVIDIA GPU (sm_80 and later): warp size, threads per block, tiles of each kernel family. */
 export interface CudaTarget {
@@ -39,9 +55,22 @@ export const CUDA_TARGET: CudaTarget = {
   ssd: { rows: 16 },
 };
 
+export type Target = CpuTarget | WgslTarget | CudaTarget;
+
+/** Every target a program is scheduled for, in order. */
+export const TARGETS: readonly Target[] = [CPU_TARGET, WGSL_TARGET, CUDA_TARGET];
+
+function wgslSchedule(k: Kernel, t: WgslTarget): Record<string, number> {
+  if (k.family === 'matmul') return { workgroup: t.workgroup, tile: t.tile, gemv_lanes: t.gemvLanes, gemv_columns: t.gemvColumns, gemv_rows: t.gemvRows };
+  // a chunked scan runs one workgroup per (chunk, head) over the head's channels
+  if (k.family === 'ssd') return { workgroup: t.workgroup, chunk_lanes: Math.min(t.workgroup, k.sizes.P!) };
+  return { workgroup: t.workgroup };
+}
+
 function scheduleKernel(k: Kernel, t: Target): Kernel {
-  if (t.name === 'cuda') return { ...k, schedule: { ...k.schedule, cuda: cudaSchedule(k, t) as Record<string, AttrValue> } };
-  const s: Record<string, string> = k.family === 'matmul' && k.sizes.K! * k.sizes.N! >= t.splitColumnsFrom ? { split: 'columns' } : {};
+  const s: Record<string, AttrValue> = t.name === 'wgsl' ? wgslSchedule(k, t)
+    : t.name === 'cuda' ? (cudaSchedule(k, t) as Record<string, AttrValue>)
+    : k.family === 'matmul' && k.sizes.K! * k.sizes.N! >= t.splitColumnsFrom ? { split: 'columns' } : {};
   return { ...k, schedule: { ...k.schedule, [t.name]: s } };
 }
 

@@ -151,6 +151,10 @@ class CpuInvocation implements Invocation, Ctx {
     return this.rowsOf(v).slice();
   }
 
+  readAsync(v: View): Promise<Float32Array> {
+    return Promise.resolve(this.read(v));
+  }
+
   private buffer(v: View): ProgramBuffer {
     return this.entry.buffers[v.buf] ?? fail(`view of buffer ${v.buf}, which the entry does not have`);
   }

@@ -142,6 +142,7 @@ export function linearPool(threads: number): LinearPool {
 
 /** Threads to use by default: ARCHC_THREADS, else the machine's parallelism (at most 8). */
 export function defaultThreads(): number {
+  if (typeof process === 'undefined') return 1; // a browser: no worker threads here
   const env = Number(process.env.ARCHC_THREADS);
   if (Number.isInteger(env) && env >= 1) return env;
   return Math.min(8, availableParallelism());

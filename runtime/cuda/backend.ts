@@ -343,6 +343,10 @@ class CudaInvocation implements Invocation {
     this.b.launch(fn, launch.grid, launch.block, args, k.name);
   }
 
+  readAsync(v: View): Promise<Float32Array> {
+    return Promise.resolve(this.read(v));
+  }
+
   read(v: View): Float32Array {
     const { base, stride, rows } = this.region(v);
     this.b.sync();

@@ -120,6 +120,10 @@ class EmuInvocation implements Invocation {
     for (let r = 0; r < rows; r++) this.arena.set(data.subarray(r * v.width, (r + 1) * v.width), base + r * stride);
   }
 
+  readAsync(v: View): Promise<Float32Array> {
+    return Promise.resolve(this.read(v));
+  }
+
   read(v: View): Float32Array {
     const { base, stride, rows } = this.at(v);
     const out = new Float32Array(rows * v.width);

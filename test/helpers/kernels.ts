@@ -6,15 +6,15 @@
 import type { LowerCtx, KernelSpec, Lowered } from '../../compiler/kernel/lower.ts';
 import { rowWidth } from '../../compiler/kernel/lower.ts';
 import { planMemory } from '../../compiler/kernel/memory.ts';
-import { CPU_TARGET, CUDA_TARGET, schedule } from '../../compiler/kernel/schedule.ts';
+import { TARGETS, schedule } from '../../compiler/kernel/schedule.ts';
 import { OP_BY_NAME, type Attrs, type TensorType } from '../../compiler/ops.ts';
-import type { Backend } from '../../runtime/backend.ts';
+import type { Backend, Invocation } from '../../runtime/backend.ts';
 import { CpuBackend } from '../../runtime/cpu/backend.ts';
-import type { EntryName, Expr, Kernel, Operand, Program, Rows, View } from '../../runtime/program.ts';
+import type { Entry, EntryName, Expr, Kernel, Operand, Program, Rows, View } from '../../runtime/program.ts';
 import type { Tensor } from '../../runtime/tensor.ts';
 
 /** An input of the op: an activation ([T, ...] values), a weight, or absent. */
-export type OpInput = { readonly act: Float32Array; readonly shape: readonly (number | 'T')[] } | { readonly weight: Tensor } | null;
+export type OpInput = { readonly act: Float32Array; readonly shape: readonly (number | 'T')[]; readonly dtype?: 'f32' | 'i32' } | { readonly weight: Tensor } | null;
 
 export interface OpRun {
   readonly program: Program;
@@ -25,9 +25,24 @@ export interface OpRun {
  *  (forward, prefill), or T sequences of one token each (decode), every sequence in a fresh slot. */
 export function runOp(name: string, inputs: readonly OpInput[], attrs: Attrs, T: number,
   opts: { mode?: EntryName; backend?: (p: Program) => Backend } = {}): OpRun {
+  const { program, inv, entry, outs } = startOp(name, inputs, attrs, T, opts);
+  return { program, outputs: outs.map((_, i) => inv.read(entry.outputs[`y${i}`]!)) };
+}
+
+/** runOp on a backend that reads asynchronously (a GPU); `backend` may be made asynchronously too. */
+export async function runOpAsync(name: string, inputs: readonly OpInput[], attrs: Attrs, T: number,
+  opts: { mode?: EntryName; backend: (p: Program) => Backend }): Promise<OpRun> {
+  const { program, inv, entry, outs } = startOp(name, inputs, attrs, T, opts);
+  const outputs: Float32Array[] = [];
+  for (let i = 0; i < outs.length; i++) outputs.push(await inv.readAsync(entry.outputs[`y${i}`]!));
+  return { program, outputs };
+}
+
+function startOp(name: string, inputs: readonly OpInput[], attrs: Attrs, T: number,
+  opts: { mode?: EntryName; backend?: (p: Program) => Backend }): { program: Program; inv: Invocation; entry: Entry; outs: View[] } {
   const op = OP_BY_NAME.get(name) ?? (() => { throw new Error(`no op ${name}`); })();
   const full: Attrs = { ...Object.fromEntries(Object.entries(op.attrs).filter(([, a]) => a.default !== undefined).map(([k, a]) => [k, a.default!])), ...attrs };
-  const types: (TensorType | null)[] = inputs.map((i) => (i === null ? null : 'act' in i ? { shape: i.shape, dtype: 'f32' } : { shape: i.weight.shape, dtype: i.weight.dtype }));
+  const types: (TensorType | null)[] = inputs.map((i) => (i === null ? null : 'act' in i ? { shape: i.shape, dtype: i.dtype ?? 'f32' } : { shape: i.weight.shape, dtype: i.weight.dtype }));
   const outTypes = op.infer(types, full);
   const buffers: { id: number; width: number; rows: Rows }[] = [];
   const fresh = (width: number, rows: Rows): View => {
@@ -62,7 +77,7 @@ export function runOp(name: string, inputs: readonly OpInput[], attrs: Attrs, T:
   op.lower(ctx);
   // a writer for every input buffer, so the memory plan keeps them apart from the outputs
   const lowered: Lowered = { entry: mode, buffers, kernels, outputs: Object.fromEntries(outs.map((o, i) => [`y${i}`, o])), derived: [] };
-  const entry = schedule(schedule(planMemory({ ...lowered, kernels: [...inputsWritten(operands), ...kernels] }), CPU_TARGET), CUDA_TARGET);
+  const entry = TARGETS.reduce(schedule, planMemory({ ...lowered, kernels: [...inputsWritten(operands), ...kernels] }));
   const program: Program = {
     format: 'archc-kernels/1', model: name, params: {}, bindings: [],
     weights: inputs.flatMap((i, k) => (i && 'weight' in i ? [{ name: `w${k}`, shape: i.weight.shape, dtype: i.weight.dtype }] : [])),
@@ -86,12 +101,13 @@ export function runOp(name: string, inputs: readonly OpInput[], attrs: Attrs, T:
       inv.dispatch(k);
     }
   });
-  return { program, outputs: outs.map((_, i) => inv.read(entry.outputs[`y${i}`]!)) };
+  return { program, inv, entry, outs };
 }
 
-/** Placeholder kernels (never dispatched) that mark the input buffers as written first. */
+/** Placeholder kernels (never dispatched) that mark the input buffers as written first (a copy of
+ *  the buffer onto itself, so every target can render them). */
 function inputsWritten(operands: readonly (Operand | null)[]): Kernel[] {
-  return operands.flatMap((o, n) => (o && 'buf' in o ? [{ name: `in:${n}`, family: 'copy' as const, sizes: { W: o.width }, inputs: {}, outputs: { y: o }, attrs: {}, schedule: {}, fused: ['input'], source: [] }] : []));
+  return operands.flatMap((o, n) => (o && 'buf' in o ? [{ name: `in:${n}`, family: 'copy' as const, sizes: { W: o.width }, inputs: { x: o }, outputs: { y: o }, attrs: {}, schedule: {}, fused: ['input'], source: [] }] : []));
 }
 
 function inputCount(operands: readonly (Operand | null)[]): number {

@@ -43,10 +43,17 @@ describe('the generated package', () => {
     const pkg = join(work, 'pkg');
     const built = await runCli(['build', file, '-o', pkg, '--name', 'tiny-bamba', ...TINY.flatMap((s) => ['--set', s])], 300_000);
     expect(built.code, built.stderr).toBe(0);
-    for (const f of ['package.json', 'README.md', 'graph.json', 'build-report.json', 'dist/index.js', 'dist/index.d.ts', 'dist/model.js', 'src/model.ts', 'src/kernels.ts']) {
+    for (const f of ['package.json', 'README.md', 'graph.json', 'build-report.json', 'dist/index.js', 'dist/index.d.ts', 'dist/model.js', 'src/model.ts', 'src/kernels.ts', 'src/wgsl.ts', 'dist/wgsl.js']) {
       expect(existsSync(join(pkg, f)), f).toBe(true);
     }
     expect(checkGraphJson(JSON.parse(readFileSync(join(pkg, 'graph.json'), 'utf8')))).toEqual([]);
+
+    // WebGPU for Node is an optional peer (browsers have navigator.gpu), and a browser bundle leaves Node's modules out
+    const manifest = JSON.parse(readFileSync(join(pkg, 'package.json'), 'utf8'));
+    expect(manifest.dependencies.webgpu).toBeUndefined();
+    expect(manifest.peerDependencies.webgpu).toMatch(/^\d/);
+    expect(manifest.peerDependenciesMeta.webgpu.optional).toBe(true);
+    expect(manifest.browser['node:fs']).toBe(false);
 
     await run('npm', ['pack', pkg, '--pack-destination', work], work);
     const app = join(work, 'app');
@@ -67,8 +74,13 @@ describe('the generated package', () => {
       writeFileSync('logits-wasm.bin', Buffer.from(w.forward({ ids: ${JSON.stringify(ids)}, positions: ${JSON.stringify(positions)} }).logits.buffer));
       const d = await Model.load(${JSON.stringify(ckpt)});
       writeFileSync('logits-default.bin', Buffer.from(d.forward({ ids: ${JSON.stringify(ids)}, positions: ${JSON.stringify(positions)} }).logits.buffer));
+      // the package's own WGSL is found; without the optional \`webgpu\` installed, a clear error
+      const e = await Model.load(${JSON.stringify(ckpt)}, { backend: 'webgpu' }).then(() => null, (err) => err);
+      writeFileSync('webgpu.txt', String(e && e.message));
     `);
     await run(process.execPath, ['run.mjs'], app);
+    expect(existsSync(join(app, 'node_modules', 'webgpu'))).toBe(false);
+    expect(readFileSync(join(app, 'webgpu.txt'), 'utf8')).toMatch(/RT500.*`webgpu` package/);
     const got = new Float32Array(new Uint8Array(readFileSync(join(app, 'logits.bin'))).buffer);
 
     const model = await Model.loadProgram(program, ckpt);
@@ -82,7 +94,7 @@ describe('the generated package', () => {
     const dflt = new Float32Array(new Uint8Array(readFileSync(join(app, 'logits-default.bin'))).buffer);
     expect(Array.from(dflt)).toEqual(Array.from(wasm));
     expect(Array.from(dflt)).not.toEqual(Array.from(want));
-  }, 300_000);
+  }, 400_000);
 
   it('a failed build leaves no package and no temp directory behind', async () => {
     const out = join(work, 'broken');

@@ -1,0 +1,668 @@
+// Renders a kernel program's kernels to WGSL (the `wgsl` target): for each kernel the passes that
+// make it, from the templates of templates.ts, specialised to the kernel's sizes, views, fused
+// stages and `pre` expressions, with the workgroup sizes and tiles of its `schedule.wgsl`.
+//
+// Memory as the shaders see it: binding `arena` is the entry's activation arena (f32; a T-row buffer
+// at offset·T floats, an S-row one at arena.T·T + offset·S); `ints` holds T, S, the slot capacity and
+// size, each state's offset in a slot, then tokens, positions, the sequence of each row, sequence
+// records and SSD chunk records; `state` is the state pool (slot after slot); weights are one
+// binding each, bf16 and f16 kept two per u32 and widened as read. A fused kernel runs as a few
+// passes: a prologue (gather, norm) into scratch0, the product into scratch1 when an epilogue
+// follows, and the epilogue stages from there into the output view.
+
+import Handlebars from 'handlebars';
+import { exprLeaves } from '../../runtime/expr.ts';
+import type { Entry, EntryName, Epilogue, Expr, Kernel, Operand, Program, View } from '../../runtime/program.ts';
+import { CHUNK_FIELDS, SEQ_FIELDS, type BindingKind, type KernelShaders, type Pass, type RunCount, type WgslProgram } from '../../runtime/webgpu/shaders.ts';
+import type { DType } from '../../runtime/tensor.ts';
+import * as T from './templates.ts';
+
+const compile = (src: string) => Handlebars.compile(src, { strict: true, noEscape: true });
+const TEMPLATES = Object.fromEntries(Object.entries(T).map(([k, v]) => [k, compile(v)])) as Record<keyof typeof T, HandlebarsTemplateDelegate>;
+
+/** A WGSL f32 literal for a finite value (exact: 9 significant digits round-trip an f32). */
+export function lit(v: number): string {
+  if (Number.isNaN(v)) return 'bitcast<f32>(0x7fc00000u)';
+  if (!Number.isFinite(v)) return v > 0 ? 'bitcast<f32>(0x7f800000u)' : 'bitcast<f32>(0xff800000u)';
+  const f = Math.fround(v);
+  if (f === 0) return '0.0';
+  const s = f.toPrecision(9);
+  return s.includes('.') || s.includes('e') ? s : `${s}.0`;
+}
+
+/** Where an expression's leaves read from, as WGSL text. */
+export interface Leaves {
+  x(offset: number): string;
+  in(name: string): string;
+  w(name: string): string;
+}
+
+/** An Expr as a WGSL f32 expression. */
+export function wgslExpr(e: Expr, leaf: Leaves): string {
+  const r = (a: Expr) => wgslExpr(a, leaf);
+  switch (e.op) {
+    case 'x': return leaf.x(e.offset);
+    case 'in': return leaf.in(e.name);
+    case 'w': return leaf.w(e.name);
+    case 'const': return lit(e.value);
+    case 'add': return `(${r(e.a)} + ${r(e.b)})`;
+    case 'mul': return `(${r(e.a)} * ${r(e.b)})`;
+    case 'neg': return `(-${r(e.a)})`;
+    case 'exp': return `exp(${r(e.a)})`;
+    case 'clamp': {
+      let s = r(e.a);
+      if (Number.isFinite(e.min)) s = `max(${s}, ${lit(e.min)})`;
+      if (Number.isFinite(e.max)) s = `min(${s}, ${lit(e.max)})`;
+      return s;
+    }
+    default: return `${e.op}(${r(e.a)})`;
+  }
+}
+
+/** The weights a program knows and their dtypes (checkpoint and derived). */
+type Dtypes = ReadonlyMap<string, { dtype: DType; length: number }>;
+
+/** One shader being put together: its bindings and the helper functions its body calls. */
+class Shader {
+  readonly bindings: BindingKind[] = ['arena', 'ints'];
+  private readonly helpers: string[] = [];
+  private readonly done = new Set<string>();
+
+  constructor(private readonly k: Kernel, private readonly entry: Entry, private readonly dtypes: Dtypes) {}
+
+  private bind(kind: BindingKind): number {
+    let i = this.bindings.indexOf(kind);
+    if (i < 0) { this.bindings.push(kind); i = this.bindings.length - 1; }
+    return i;
+  }
+
+  private helper(name: string, make: () => string): string {
+    if (!this.done.has(name)) { this.done.add(name); this.helpers.push(make()); }
+    return name;
+  }
+
+  state(): void { this.bind('state'); }
+
+  scratch(i: 0 | 1 | 2): string {
+    this.bind(`scratch${i}`);
+    return `scratch${i}`;
+  }
+
+  /** A reader `wN(i) -> f32` of weight `name` (flat index). */
+  weight(name: string): string {
+    const b = this.bind(`w:${name}`);
+    const t = this.dtypes.get(name) ?? fail(`${this.k.name} reads weight ${name}, which the program does not have`);
+    return this.helper(`w${b}`, () =>
+      t.dtype === 'f32' ? `fn w${b}(i: u32) -> f32 { return bitcast<f32>(wb${b}[i]); }`
+        : t.dtype === 'bf16' ? `fn w${b}(i: u32) -> f32 { let p = wb${b}[i >> 1u]; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }`
+          : t.dtype === 'f16' ? `fn w${b}(i: u32) -> f32 { return unpack2x16float(wb${b}[i >> 1u])[i & 1u]; }`
+            : fail(`weight ${name} of dtype ${t.dtype} cannot be read as floats`));
+  }
+
+  weightLength(name: string): number {
+    return this.dtypes.get(name)!.length;
+  }
+
+  /** WGSL for the first float of row r of the view's buffer. */
+  private rowBase(v: View): (r: string) => string {
+    const b = this.entry.buffers[v.buf] ?? fail(`${this.k.name} reads buffer ${v.buf}, which the entry does not have`);
+    const base = b.rows === 'T' ? `${b.offset}u * nT()` : `${this.entry.arena.T}u * nT() + ${b.offset}u * nS()`;
+    return (r) => `${base} + (${r}) * ${b.width}u + ${v.col}u`;
+  }
+
+  isConstRows(v: View): boolean {
+    return this.entry.buffers[v.buf]!.rows === 'C';
+  }
+
+  /** `op_NAME(r, c) -> f32`: operand `name` of the kernel at row r, column c, its `pre` applied
+   *  (a constant row broadcasts; a weight reads its flat element c). */
+  operand(name: string): string {
+    const o: Operand = this.k.inputs[name] ?? fail(`${this.k.name} has no operand ${name}`);
+    return this.helper(`op_${name}`, () => {
+      let raw: (c: string) => string;
+      if ('weight' in o) {
+        const w = this.weight(o.weight);
+        raw = (c) => `${w}(${c})`;
+      } else if ('buf' in o) {
+        const base = this.rowBase(o);
+        raw = this.isConstRows(o) ? (c) => `arena[${base('0u')} + (${c}) % ${o.width}u]` : (c) => `arena[${base('r')} + ${c}]`;
+      } else fail(`${this.k.name} reads the integer input ${o.input} as floats`);
+      const pre = this.k.pre?.[name];
+      const body = pre ? this.expr(pre, (off) => raw(off ? `c + ${off}u` : 'c')) : raw('c');
+      return `fn op_${name}(r: u32, c: u32) -> f32 { return ${body}; }`;
+    });
+  }
+
+  /** An expression at row `r`, column `j`, with `x` leaves read by `x(offset)`. */
+  expr(e: Expr, x: (offset: number) => string, r = 'r', j = 'c'): string {
+    return wgslExpr(e, {
+      x,
+      in: (n) => `${this.operand(n)}(${r}, ${j})`,
+      w: (n) => `${this.weight(n)}((${j}) % ${this.weightLength(n)}u)`,
+    });
+  }
+
+  /** `NAME(r, c, v)` storing into view v; `get_NAME(r, c)` reading it back. */
+  output(v: View, name = 'put'): string {
+    const base = this.rowBase(v);
+    this.helper(`get_${name}`, () => `fn get_${name}(r: u32, c: u32) -> f32 { return arena[${base('r')} + c]; }`);
+    return this.helper(name, () => `fn ${name}(r: u32, c: u32, v: f32) { arena[${base('r')} + c] = v; }`);
+  }
+
+  /** Adds a WGSL helper function verbatim (once per name). */
+  raw(name: string, text: string): string {
+    return this.helper(name, () => text);
+  }
+
+  render(template: keyof typeof T, pass: string, header: number, fields: Record<string, unknown>): string {
+    const decls = this.bindings.map((b, i) => {
+      const kind = b === 'arena' || b === 'state' || b.startsWith('scratch') ? `storage, read_write` : 'storage, read';
+      const name = b.startsWith('w:') ? `wb${i}` : b;
+      const type = b.startsWith('w:') || b === 'ints' ? 'array<u32>' : 'array<f32>';
+      return `@group(0) @binding(${i}) var<${kind}> ${name}: ${type};`;
+    }).join('\n');
+    const prelude = TEMPLATES.PRELUDE({ kernel: this.k.name, pass, decls, header, seqFields: SEQ_FIELDS, chunkFields: CHUNK_FIELDS, helpers: this.helpers.join('\n') });
+    return TEMPLATES[template]({ ...fields, prelude });
+  }
+}
+
+const count = (rows: RunCount['rows'], times: number, per: number): RunCount => ({ rows, times, per });
+
+/** Rows of the buffer behind a view, as WGSL and as a run count. */
+function rowsOf(entry: Entry, v: View): { wgsl: string; rows: RunCount['rows'] } {
+  const r = entry.buffers[v.buf]!.rows;
+  return { wgsl: r === 'T' ? 'nT()' : r === 'S' ? 'nS()' : '1u', rows: r };
+}
+
+interface Ctx {
+  readonly k: Kernel;
+  readonly entry: Entry;
+  readonly dtypes: Dtypes;
+  readonly header: number;
+  readonly wg: number;
+}
+
+function shader(c: Ctx): Shader {
+  return new Shader(c.k, c.entry, c.dtypes);
+}
+
+function pass(name: string, s: Shader, code: string, groups: RunCount, columns = 1, extra: Partial<Pass> = {}): Pass {
+  return { name, code, bindings: [...s.bindings], groups, columns, ...extra };
+}
+
+/** One invocation per element of a [rows, width] result; `body(s)` is the statement for (r, j). */
+function elements(c: Ctx, name: string, rows: { wgsl: string; rows: RunCount['rows']; times?: number }, width: number, body: (s: Shader) => string): Pass {
+  const s = shader(c);
+  const text = body(s);
+  const code = s.render('ELEMENTS', name, c.header, { wg: c.wg, rows: rows.wgsl, width, body: text });
+  return pass(name, s, code, count(rows.rows, width * (rows.times ?? 1), c.wg));
+}
+
+/** Reads element (r, i) of a [rows, width] view taken as rows of `width` (a view of wider rows holds
+ *  several: the product over the last dim of [T, heads, K]). */
+function flat(s: Shader, name: string, v: View, width: number): (r: string, i: string) => string {
+  const op = s.operand(name);
+  return v.width === width ? (r, i) => `${op}(${r}, ${i})` : (r, i) => `${op}((${r} * ${width}u + ${i}) / ${v.width}u, (${r} * ${width}u + ${i}) % ${v.width}u)`;
+}
+
+function flatOut(s: Shader, v: View, width: number): (r: string, i: string, val: string) => string {
+  const put = s.output(v, 'store');
+  return v.width === width ? (r, i, val) => `${put}(${r}, ${i}, ${val})` : (r, i, val) => `${put}((${r} * ${width}u + ${i}) / ${v.width}u, (${r} * ${width}u + ${i}) % ${v.width}u, ${val})`;
+}
+
+const view = (k: Kernel, name: string): View => {
+  const o = k.inputs[name];
+  if (!o || !('buf' in o)) fail(`${k.name}: operand ${name} is not an activation view`);
+  return o;
+};
+
+const weightName = (k: Kernel, name: string): string => {
+  const o = k.inputs[name];
+  if (!o || !('weight' in o)) fail(`${k.name}: operand ${name} is not a weight`);
+  return o.weight;
+};
+
+// ---- the families --------------------------------------------------------------------------
+
+function embedding(c: Ctx): Pass[] {
+  const { k } = c;
+  const ids = k.inputs.ids!;
+  if (!('input' in ids)) fail(`${k.name} looks up rows by a computed value; only token ids and positions can index`);
+  const y = k.outputs.y!;
+  return [elements(c, 'lookup', rowsOf(c.entry, y), y.width, (s) => {
+    const w = s.weight(weightName(k, 'w'));
+    const put = s.output(y);
+    return `${put}(r, j, ${w}(${ids.input === 'tokens' ? 'token' : 'position'}(r) * ${y.width}u + j));`;
+  })];
+}
+
+function elementwise(c: Ctx): Pass[] {
+  const { k } = c;
+  const y = k.outputs.y!;
+  return [elements(c, 'map', rowsOf(c.entry, y), y.width, (s) => {
+    const put = s.output(y);
+    return `${put}(r, j, ${s.expr(k.body!, () => fail(`${k.name}: an elementwise body reads x`), 'r', 'j')});`;
+  })];
+}
+
+function copy(c: Ctx): Pass[] {
+  const y = c.k.outputs.y!;
+  return [elements(c, 'copy', rowsOf(c.entry, y), y.width, (s) => `${s.output(y)}(r, j, ${s.operand('x')}(r, j));`)];
+}
+
+function gatherLast(c: Ctx): Pass[] {
+  const y = c.k.outputs.y!;
+  return [elements(c, 'gather', { wgsl: 'nS()', rows: 'S' }, y.width, (s) => `${s.output(y)}(r, j, ${s.operand('x')}(seqStart(r) + seqLen(r) - 1u, j));`)];
+}
+
+/** The inverse frequencies of a rotary dim, as HF rounds them (f32 steps). */
+function invFreqs(rotaryDim: number, theta: number): number[] {
+  return Array.from({ length: rotaryDim / 2 }, (_, i) => Math.fround(1 / Math.fround(theta ** Math.fround((2 * i) / rotaryDim))));
+}
+
+function ropeTable(s: Shader, rotaryDim: number, theta: number): string {
+  const inv = invFreqs(rotaryDim, theta);
+  const name = `INV_FREQ_${rotaryDim}_${String(theta).replace(/\W/g, '_')}`;
+  s.raw(name, `const ${name} = array<f32, ${inv.length}>(${inv.map(lit).join(', ')});`);
+  return name;
+}
+
+function rope(c: Ctx): Pass[] {
+  const { k } = c;
+  const { H, Dh, R } = k.sizes as { H: number; Dh: number; R: number };
+  const y = k.outputs.y!;
+  const half = R / 2;
+  return [elements(c, 'rotate', { wgsl: 'nT()', rows: 'T' }, H * Dh, (s) => {
+    const x = flat(s, 'x', view(k, 'x'), H * Dh);
+    const put = flatOut(s, y, H * Dh);
+    if (half === 0) return `${put('r', 'j', x('r', 'j'))};`;
+    const table = ropeTable(s, R, k.attrs.theta as number);
+    return `let d = j % ${Dh}u;
+  let o = j - d;
+  var v = ${x('r', 'j')};
+  if (d < ${R}u) {
+    let i = d % ${half}u;
+    let angle = f32(position(r)) * ${table}[i];
+    let lo = ${x('r', 'o + i')};
+    let hi = ${x('r', `o + i + ${half}u`)};
+    v = select(lo * cos(angle) - hi * sin(angle), hi * cos(angle) + lo * sin(angle), d >= ${half}u);
+  }
+  ${put('r', 'j', 'v')};`;
+  })];
+}
+
+function norm(c: Ctx): Pass[] {
+  const { k } = c;
+  const { W, D } = k.sizes as { W: number; D: number };
+  const s = shader(c);
+  const xv = view(k, 'x');
+  const rows = rowsOf(c.entry, xv);
+  const x = flat(s, 'x', xv, D);
+  const put = flatOut(s, k.outputs.y!, D);
+  const w = s.weight(weightName(k, 'w'));
+  s.raw('nw', `fn nw(i: u32) -> f32 { return ${w}(i); }`);
+  s.raw('put', `fn put(r: u32, i: u32, v: f32) { ${put('r', 'i', 'v')}; }`);
+  const eps = lit(k.attrs.eps as number);
+  const groups = (k.attrs.groups as number | undefined) ?? 1;
+  let code: string;
+  if (k.attrs.layer) {
+    s.raw('h', `fn h(r: u32, i: u32) -> f32 { return ${x('r', 'i')}; }`);
+    const b = k.inputs.b ? `${s.operand('b')}(0u, i)` : '0.0';
+    s.raw('nb', `fn nb(i: u32) -> f32 { return ${b}; }`);
+    code = s.render('LAYER_ROWS', 'layernorm', c.header, { wg: c.wg, rows: `${rows.wgsl} * ${W / D}u`, width: D, eps });
+  } else {
+    const z = k.attrs.gated ? flat(s, 'z', view(k, 'z'), D) : null;
+    s.raw('h', `fn h(r: u32, i: u32) -> f32 { return ${z ? `${x('r', 'i')} * silu(${z('r', 'i')})` : x('r', 'i')}; }`);
+    code = s.render('RMS_ROWS', 'rmsnorm', c.header, { wg: c.wg, rows: `${rows.wgsl} * ${W / D}u`, source: 'r', groups, part: D / groups, eps });
+  }
+  return [pass('norm', s, code, count(rows.rows, W / D, 1))];
+}
+
+/** Rows of a matrix product: its input rows times (row width / K), or one per sequence after a
+ *  gather. */
+function productRows(c: Ctx): { wgsl: string; rows: RunCount['rows']; times: number } {
+  const { k } = c;
+  if (k.prologue?.some((p) => p.kind === 'gather_last')) return { wgsl: 'nS()', rows: 'S', times: 1 };
+  const xv = view(k, 'x');
+  const r = rowsOf(c.entry, xv);
+  const times = xv.width / k.sizes.K!;
+  return { wgsl: times === 1 ? r.wgsl : `${r.wgsl} * ${times}u`, rows: r.rows, times };
+}
+
+function matmul(c: Ctx): Pass[] {
+  const { k } = c;
+  const { K, N } = k.sizes as { K: number; N: number };
+  const sched = k.schedule.wgsl as Record<string, number> | undefined ?? fail(`${k.name} has no wgsl schedule`);
+  const rows = productRows(c);
+  const passes: Pass[] = [];
+  const prologue = k.prologue ?? [];
+  const gather = prologue.some((p) => p.kind === 'gather_last');
+  const norms = prologue.filter((p) => p.kind !== 'gather_last');
+  if (norms.length > 1 || (gather && prologue[0]!.kind !== 'gather_last')) fail(`${k.name}: prologue ${prologue.map((p) => p.kind).join(', ')} is not one of gather, norm, gather then norm`);
+  const scratchRows = { scratch0: count(rows.rows, rows.times * K, 1) };
+  // 1. prologue: the rows the product reads, into scratch0 [rows, K]
+  if (prologue.length) {
+    const s = shader(c);
+    const xv = view(k, 'x');
+    const x = flat(s, 'x', xv, K);
+    const z = k.inputs.z ? flat(s, 'z', view(k, 'z'), K) : null;
+    const out = s.scratch(0);
+    s.raw('put', `fn put(r: u32, i: u32, v: f32) { ${out}[r * ${K}u + i] = v; }`);
+    const source = gather ? 'seqStart(r) + seqLen(r) - 1u' : 'r';
+    const n = norms[0];
+    let code: string;
+    if (!n) {
+      code = s.render('ELEMENTS', 'gather', c.header, { wg: c.wg, rows: rows.wgsl, width: K, body: `put(r, j, ${x(source, 'j')});` });
+      passes.push(pass('gather', s, code, count(rows.rows, K * rows.times, c.wg), 1, { scratch: scratchRows }));
+    } else {
+      const groups = n.kind === 'rmsnorm_gated' ? n.groups : 1;
+      s.raw('h', `fn h(r: u32, i: u32) -> f32 { return ${n.kind === 'rmsnorm_gated' ? `${x('r', 'i')} * silu(${z!('r', 'i')})` : x('r', 'i')}; }`);
+      s.raw('nw', `fn nw(i: u32) -> f32 { return ${s.weight(n.weight)}(i); }`);
+      code = s.render('RMS_ROWS', n.kind, c.header, { wg: c.wg, rows: rows.wgsl, source, groups, part: K / groups, eps: lit(n.eps) });
+      passes.push(pass(n.kind, s, code, count(rows.rows, rows.times, 1), 1, { scratch: scratchRows }));
+    }
+  }
+  // 2. the product, into the output or (before an epilogue) scratch1 [rows, N]
+  const epi = k.epilogue ?? [];
+  const product = (variant: 'MATMUL_TILED' | 'MATMUL_GEMV'): Pass => {
+    const s = shader(c);
+    const xin = prologue.length ? (() => { const b = s.scratch(0); return (r: string, i: string) => `${b}[${r} * ${K}u + ${i}]`; })() : flat(s, 'x', view(k, 'x'), K);
+    const w = s.weight(weightName(k, 'w'));
+    s.raw('xin', `fn xin(r: u32, k: u32) -> f32 { return ${xin('r', 'k')}; }`);
+    s.raw('wt', `fn wt(n: u32, k: u32) -> f32 { return ${w}(${k.attrs.transposed ? `k * ${N}u + n` : `n * ${K}u + k`}); }`);
+    s.raw('bias', `fn bias(n: u32) -> f32 { return ${k.inputs.b ? `${s.weight(weightName(k, 'b'))}(n)` : '0.0'}; }`);
+    if (epi.length) {
+      const b = s.scratch(1);
+      s.raw('put', `fn put(r: u32, n: u32, v: f32) { ${b}[r * ${N}u + n] = v; }`);
+    } else {
+      const put = flatOut(s, k.outputs.y!, N);
+      s.raw('put', `fn put(r: u32, n: u32, v: f32) { ${put('r', 'n', 'v')}; }`);
+    }
+    const tile = sched.tile!, lanes = sched.gemv_lanes!, columns = sched.gemv_columns!;
+    const scratch = { ...(prologue.length ? scratchRows : {}), ...(epi.length ? { scratch1: count(rows.rows, rows.times * N, 1) } : {}) };
+    if (variant === 'MATMUL_TILED') {
+      const code = s.render(variant, 'tiled product', c.header, { rows: rows.wgsl, tile, colTiles: Math.ceil(N / tile), K, N });
+      return pass('tiled product', s, code, count(rows.rows, rows.times, tile), Math.ceil(N / tile), { rowsAbove: sched.gemv_rows!, scratch });
+    }
+    const code = s.render(variant, 'matrix-vector product', c.header, { rows: rows.wgsl, lanes, columns, colBlocks: Math.ceil(N / columns), K, N });
+    return pass('matrix-vector product', s, code, count(rows.rows, rows.times, 1), Math.ceil(N / columns), { rowsAtMost: sched.gemv_rows!, scratch });
+  };
+  const fused = fusedGemv(c, rows);
+  if (!fused) {
+    passes.push(product('MATMUL_GEMV'), product('MATMUL_TILED'));
+    if (epi.length) passes.push(epiloguePass(c, rows, N));
+    return passes;
+  }
+  // the matrix-vector path is one pass; the prologue and epilogue passes serve the tiled one alone
+  const tiledOnly = (p: Pass): Pass => ({ ...p, rowsAbove: sched.gemv_rows!, rows: count(rows.rows, rows.times, 1) });
+  return [...passes.map(tiledOnly), fused, product('MATMUL_TILED'), ...(epi.length ? [tiledOnly(epiloguePass(c, rows, N))] : [])];
+}
+
+/** At most this many product columns feed one output column of a fused matrix-vector pass. */
+const MAX_FUSED_COLUMNS = 4;
+
+/**
+ * The matrix-vector product with its prologue and epilogue in one pass, or null where a stage is
+ * not row-local enough: the norm reads the whole row (each workgroup reduces it again), and each
+ * output column must be a function of a few product columns of the same row (maps read x at fixed
+ * offsets, a rotary stage reads the pair's other column, a one-token conv its own channel and the
+ * sequence's window, so it may only come last: each output column is computed once).
+ */
+function fusedGemv(c: Ctx, rows: { wgsl: string; rows: RunCount['rows']; times: number }): Pass | null {
+  const { k } = c;
+  const { K, N } = k.sizes as { K: number; N: number };
+  const sched = k.schedule.wgsl as Record<string, number>;
+  const prologue = k.prologue ?? [];
+  const epi = k.epilogue ?? [];
+  if (!prologue.length && !epi.length) return null;
+  if (epi.some((st, i) => st.kind === 'conv_step' && i !== epi.length - 1)) return null;
+  const s = shader(c);
+  // need(i)(j, m): the m-th column of stage i-1 that stage i reads for its column j
+  const fan: number[] = [];
+  const stages: string[] = ['fn s0(r: u32, j: u32) -> f32 { return pval(j); }'];
+  const needs: string[] = ['fn need0(j: u32, m: u32) -> u32 { return j; }'];
+  let width = N;
+  epi.forEach((st: Epilogue, idx) => {
+    const i = idx + 1;
+    const prev = `s${i - 1}`;
+    let cols: string[];
+    if (st.kind === 'map') {
+      const offsets = [...new Set(exprLeaves(st.body).flatMap((l) => (l.op === 'x' ? [l.offset] : [])))].sort((a, b) => a - b);
+      if (!offsets.length) offsets.push(0);
+      cols = offsets.map((o) => (o ? `j + ${o}u` : 'j'));
+      stages.push(`fn s${i}(r: u32, j: u32) -> f32 { return ${s.expr(st.body, (off) => `${prev}(r, ${off ? `j + ${off}u` : 'j'})`, 'r', 'j')}; }`);
+      width = st.width;
+    } else if (st.kind === 'rope') {
+      const half = st.rotaryDim / 2;
+      if (half === 0) {
+        cols = ['j'];
+        stages.push(`fn s${i}(r: u32, j: u32) -> f32 { return ${prev}(r, j); }`);
+      } else {
+        const table = ropeTable(s, st.rotaryDim, st.theta);
+        const inside = `j >= ${st.col}u && j < ${st.col + st.heads * st.headDim}u && (j - ${st.col}u) % ${st.headDim}u < ${st.rotaryDim}u`;
+        s.raw(`partner${i}`, `fn partner${i}(j: u32) -> u32 {
+  if (!(${inside})) { return j; }
+  return select(j - ${half}u, j + ${half}u, (j - ${st.col}u) % ${st.headDim}u < ${half}u);
+}`);
+        cols = ['j', `partner${i}(j)`];
+        stages.push(`fn s${i}(r: u32, j: u32) -> f32 {
+  if (!(${inside})) { return ${prev}(r, j); }
+  let d = (j - ${st.col}u) % ${st.headDim}u;
+  let o = j - d;
+  let q = d % ${half}u;
+  let angle = f32(position(r)) * ${table}[q];
+  let lo = ${prev}(r, o + q);
+  let hi = ${prev}(r, o + q + ${half}u);
+  return select(lo * cos(angle) - hi * sin(angle), hi * cos(angle) + lo * sin(angle), d >= ${half}u);
+}`);
+      }
+    } else {
+      s.state();
+      const post = st.post ? s.expr(st.post, (off) => (off ? fail(`${k.name}: a conv_step post reads x[+${off}]`) : 'y'), 'r', 'c') : 'y';
+      const w = s.weight(st.weight);
+      cols = ['j'];
+      stages.push(`fn s${i}(r: u32, j: u32) -> f32 {
+  let xv = ${prev}(r, j);
+  if (j < ${st.col}u || j >= ${st.col + st.channels}u) { return xv; }
+  let c = j - ${st.col}u;
+  let sb = seqSlot(r) + stateAt(${st.state}u) + c * ${st.taps - 1}u;
+  var acc = ${st.bias ? `${s.weight(st.bias)}(c)` : '0.0'};
+  for (var t = 0u; t < ${st.taps - 1}u; t++) { acc += ${w}(c * ${st.taps}u + t) * state[sb + t]; }
+  acc += ${w}(c * ${st.taps}u + ${st.taps - 1}u) * xv;
+  for (var t = 0u; t + 1u < ${st.taps - 1}u; t++) { state[sb + t] = state[sb + t + 1u]; }
+  state[sb + ${st.taps - 2}u] = xv;
+  let y = acc;
+  return ${post};
+}`);
+    }
+    fan.push(cols.length);
+    const f = cols.length;
+    const choose = cols.reduceRight((acc, col, t) => (t === f - 1 ? col : `select(${acc}, ${col}, m % ${f}u == ${t}u)`), '');
+    needs.push(`fn need${i}(j: u32, m: u32) -> u32 { return need${i - 1}(${f === 1 ? cols[0] : choose}, m / ${f}u); }`);
+  });
+  const M = fan.reduce((a, b) => a * b, 1);
+  const normGroups = prologue.find((p) => p.kind !== 'gather_last');
+  const G = normGroups?.kind === 'rmsnorm_gated' ? normGroups.groups : 1;
+  if (M > MAX_FUSED_COLUMNS || (M + 1) * G > 2 * MAX_FUSED_COLUMNS) return null;
+  const last = epi.length;
+  s.raw('stages', [...needs, `fn need(j: u32, m: u32) -> u32 { return need${last}(j, m); }`, ...stages].join('\n'));
+  const put = flatOut(s, k.outputs.y!, width);
+  // the rows the product reads: the norm of x (gathered at each sequence's last row, or not)
+  const gather = prologue.some((p) => p.kind === 'gather_last');
+  const n = prologue.find((p) => p.kind !== 'gather_last');
+  const x = flat(s, 'x', view(k, 'x'), K);
+  let groups = 1;
+  if (n) {
+    groups = n.kind === 'rmsnorm_gated' ? n.groups : 1;
+    const z = n.kind === 'rmsnorm_gated' ? flat(s, 'z', view(k, 'z'), K) : null;
+    s.raw('h', `fn h(r: u32, i: u32) -> f32 { return ${z ? `${x('r', 'i')} * silu(${z('r', 'i')})` : x('r', 'i')}; }`);
+    s.raw('nw', `fn nw(i: u32) -> f32 { return ${s.weight(n.weight)}(i); }`);
+  } else {
+    s.raw('xin', `fn xin(r: u32, k: u32) -> f32 { return ${x('r', 'k')}; }`);
+  }
+  const w = s.weight(weightName(k, 'w'));
+  s.raw('wt', `fn wt(n: u32, k: u32) -> f32 { return ${w}(${k.attrs.transposed ? `k * ${N}u + n` : `n * ${K}u + k`}); }`);
+  s.raw('bias', `fn bias(n: u32) -> f32 { return ${k.inputs.b ? `${s.weight(weightName(k, 'b'))}(n)` : '0.0'}; }`);
+  const lanes = sched.gemv_lanes!, columns = sched.gemv_columns!;
+  const code = s.render('MATMUL_GEMV_FUSED', 'fused matrix-vector product', c.header, {
+    M, slots: n ? (M + 1) * groups : M, lanes, columns, colBlocks: Math.ceil(width / columns), rows: rows.wgsl, K, N, W: width,
+    norm: !!n, groups, part: K / groups, eps: n ? lit(n.eps) : '0.0', source: gather ? 'seqStart(r) + seqLen(r) - 1u' : 'r',
+    store: put('r', 'n', `s${last}(r, n)`),
+  });
+  return pass('fused matrix-vector product', s, code, count(rows.rows, rows.times, 1), Math.ceil(width / columns), { rowsAtMost: sched.gemv_rows!, rows: count(rows.rows, rows.times, 1) });
+}
+
+/** The epilogue stages over result rows [rows, width] in scratch1: maps move the row between
+ *  scratch1 and scratch2 (the last into the output view), rope and conv_step work in place. */
+function epiloguePass(c: Ctx, rows: { wgsl: string; rows: RunCount['rows']; times: number }, width: number): Pass {
+  const { k } = c;
+  const s = shader(c);
+  const y = k.outputs.y!;
+  const stages = k.epilogue ?? [];
+  let cur = { buf: s.scratch(1), width };
+  let maxWidth = width;
+  const blocks: string[] = [];
+  const readCur = (at: { buf: string; width: number }, col: string) => `${at.buf}[r * ${at.width}u + ${col}]`;
+  stages.forEach((st: Epilogue, i) => {
+    const last = i === stages.length - 1;
+    if (st.kind === 'map') {
+      const src = cur;
+      const body = s.expr(st.body, (off) => readCur(src, off ? `j + ${off}u` : 'j'), 'r', 'j');
+      let store: string;
+      if (last) {
+        store = `${flatOut(s, y, st.width)('r', 'j', body)}`;
+      } else {
+        const next = { buf: s.scratch(src.buf === 'scratch1' ? 2 : 1), width: st.width };
+        store = `${readCur(next, 'j')} = ${body}`;
+        cur = next;
+      }
+      maxWidth = Math.max(maxWidth, st.width);
+      blocks.push(TEMPLATES.STAGE_MAP({ width: st.width, wg: c.wg, store }));
+    } else if (st.kind === 'rope') {
+      const half = st.rotaryDim / 2;
+      if (half > 0) {
+        const table = ropeTable(s, st.rotaryDim, st.theta);
+        const at = (off: string) => readCur(cur, off);
+        blocks.push(TEMPLATES.STAGE_ROPE({
+          pairs: st.heads * half, wg: c.wg, col: st.col, half, dim: st.headDim, table,
+          read_lo: at('o'), read_hi: at(`o + ${half}u`), write_lo: `${at('o')} = lo * c - hi * s`, write_hi: `${at(`o + ${half}u`)} = hi * c + lo * s`,
+        }));
+      }
+    } else {
+      s.state();
+      const at = (col: string) => readCur(cur, `${st.col}u + ${col}`);
+      const post = st.post ? s.expr(st.post, (off) => (off ? fail(`${k.name}: a conv_step post reads x[+${off}]`) : 'y'), 'r', 'c') : 'y';
+      blocks.push(TEMPLATES.STAGE_CONV_STEP({
+        channels: st.channels, wg: c.wg, state: st.state, taps: st.taps, taps1: st.taps - 1, read: at('c'),
+        bias: st.bias ? `${s.weight(st.bias)}(c)` : '0.0', weight: s.weight(st.weight), store: `let y = acc; ${at('c')} = ${post}`,
+      }));
+    }
+  });
+  if (stages[stages.length - 1]?.kind !== 'map') {
+    const src = cur;
+    blocks.push(TEMPLATES.STAGE_MAP({ width: src.width, wg: c.wg, store: flatOut(s, y, src.width)('r', 'j', readCur(src, 'j')) }));
+  }
+  const code = s.render('EPILOGUE', 'epilogue', c.header, { wg: c.wg, rows: rows.wgsl, stages: blocks.join('\n') });
+  return pass('epilogue', s, code, count(rows.rows, rows.times, 1), 1, {
+    scratch: { scratch1: count(rows.rows, rows.times * maxWidth, 1), scratch2: count(rows.rows, rows.times * maxWidth, 1) },
+  });
+}
+
+function conv(c: Ctx): Pass[] {
+  const { k } = c;
+  const { C, K } = k.sizes as { C: number; K: number };
+  if (K < 2) fail(`${k.name}: a causal conv of ${K} tap has no window to carry`);
+  const s = shader(c);
+  s.state();
+  s.operand('x');
+  s.operand('w');
+  const bias = k.inputs.b ? `${s.operand('b')}(0u, c)` : '0.0';
+  const epi = k.epilogue ?? [];
+  if (epi.length) s.raw('put', `fn put(r: u32, c: u32, v: f32) { ${s.scratch(1)}[r * ${C}u + c] = v; }`);
+  else s.output(k.outputs.y!);
+  const code = s.render('CONV', 'conv', c.header, { wg: c.wg, C, taps: K, taps1: K - 1, state: k.state!, bias });
+  const rows = rowsOf(c.entry, view(k, 'x'));
+  const passes = [pass('conv', s, code, count('S', C, c.wg), 1, epi.length ? { scratch: { scratch1: count(rows.rows, C, 1) } } : {})];
+  if (epi.length) passes.push(epiloguePass(c, { ...rows, times: 1 }, C));
+  return passes;
+}
+
+function ssdOperands(s: Shader): void {
+  for (const n of ['x', 'dt', 'A', 'B', 'C', 'D']) s.operand(n);
+}
+
+function ssdStep(c: Ctx): Pass[] {
+  const { k } = c;
+  const { H, P, G, N } = k.sizes as { H: number; P: number; G: number; N: number };
+  const s = shader(c);
+  s.state();
+  ssdOperands(s);
+  s.output(k.outputs.y!);
+  const code = s.render('SSD_SCAN', 'scan', c.header, { wg: c.wg, H, P, N, hpg: H / G, state: k.state! });
+  return [pass('scan', s, code, count('S', H * P, c.wg))];
+}
+
+function ssd(c: Ctx): Pass[] {
+  const { k } = c;
+  const { H, P, G, N, chunk } = k.sizes as { H: number; P: number; G: number; N: number; chunk: number };
+  const lanes = (k.schedule.wgsl as Record<string, number>).chunk_lanes!;
+  const scratch = { scratch0: count('chunks', H * P * N, 1), scratch1: count('chunks', H, 1) };
+  const one = (template: 'SSD_CHUNK' | 'SSD_PASS' | 'SSD_OUT', name: string, groups: RunCount, wg: number): Pass => {
+    const s = shader(c);
+    ssdOperands(s);
+    s.output(k.outputs.y!);
+    s.scratch(0);
+    s.scratch(1);
+    if (template === 'SSD_PASS') s.state();
+    const code = s.render(template, name, c.header, { wg, lanes, H, P, N, HPN: H * P * N, hpg: H / G, Q: chunk, chunks: 'seqField(nS() - 1u, 4u) + seqField(nS() - 1u, 5u)', state: k.state! });
+    return pass(name, s, code, groups, 1, { scratch });
+  };
+  return [
+    one('SSD_CHUNK', 'chunk states', count('chunks', H, 1), lanes),
+    one('SSD_PASS', 'state passing', count('S', H * P * N, c.wg), c.wg),
+    one('SSD_OUT', 'state output', count('T', H * P, c.wg), c.wg),
+  ];
+}
+
+function attention(c: Ctx): Pass[] {
+  const { k } = c;
+  const { H, KV, Dh } = k.sizes as { H: number; KV: number; Dh: number };
+  const append = shader(c);
+  append.state();
+  append.operand('k');
+  append.operand('v');
+  const a = append.render('KV_APPEND', 'kv append', c.header, { wg: c.wg, row: KV * Dh, state: k.state! });
+  const s = shader(c);
+  s.state();
+  s.operand('q');
+  s.output(k.outputs.y!);
+  const code = s.render('ATTENTION', 'attention', c.header, { wg: 64, H, Dh, group: H / KV, row: KV * Dh, scale: lit(k.attrs.scale as number), state: k.state! });
+  return [pass('kv append', append, a, count('T', KV * Dh, c.wg)), pass('attention', s, code, count('T', H, 64))];
+}
+
+const FAMILIES: Readonly<Record<Kernel['family'], (c: Ctx) => Pass[]>> = {
+  embedding, matmul, norm, elementwise, copy, gather_last: gatherLast, rope, conv, conv_step: conv,
+  ssd, ssd_step: ssdStep, attention, attention_decode: attention,
+};
+
+/** Every kernel of every entry of `program` as WGSL passes. */
+export function renderProgram(program: Program): WgslProgram {
+  const dtypes = new Map<string, { dtype: DType; length: number }>();
+  for (const w of [...program.weights, ...program.derived]) dtypes.set(w.name, { dtype: w.dtype, length: w.shape.reduce((a, b) => a * b, 1) });
+  const header = 4 + program.states.length;
+  const entries = {} as Record<EntryName, WgslProgram['entries'][EntryName]>;
+  for (const [name, entry] of Object.entries(program.entries) as [EntryName, Entry][]) {
+    const chunks = new Set(entry.kernels.filter((k) => k.family === 'ssd').map((k) => k.sizes.chunk!));
+    if (chunks.size > 1) fail(`entry ${name} has chunked scans of different chunk lengths (${[...chunks].join(', ')})`);
+    const kernels: KernelShaders[] = entry.kernels.map((k) => {
+      const wg = ((k.schedule.wgsl as Record<string, number> | undefined)?.workgroup) ?? fail(`${k.name} has no wgsl schedule`);
+      return { kernel: k.name, passes: FAMILIES[k.family]({ k, entry, dtypes, header, wg }) };
+    });
+    entries[name] = { kernels, chunk: [...chunks][0] ?? 0 };
+  }
+  return { format: 'archc-wgsl/1', header, entries };
+}
+
+function fail(msg: string): never {
+  throw new Error(`archc wgsl: ${msg}`);
+}

@@ -1,0 +1,548 @@
+// The WebGPU backend: runs a kernel program's WGSL (rendered by the compiler, runtime/webgpu/shaders.ts)
+// through WebGPU — Dawn in Node (the `webgpu` package), `navigator.gpu` in browsers. Weights go to
+// the GPU one tensor at a time in their stored dtype (bf16/f16 two per u32); derived weights are made
+// there (concatenations by buffer copies; expressions of small vectors on the host). Activations live
+// in one arena buffer laid out by the compiler's memory plan; the state pool is one buffer of slots.
+// Work is recorded into a command encoder and submitted when something must be read or written, so
+// a run of an entry is one submission; reading a result maps a staging buffer (asynchronous: use
+// `readAsync`, or `runEntryAsync`).
+
+import type { Backend, Invocation, RunBatch, StatePool } from '../backend.ts';
+import { compileExpr, exprLeaves } from '../expr.ts';
+import { RuntimeError } from '../errors.ts';
+import type { DerivedWeight, Entry, EntryName, Kernel, Program, ProgramWeight, View } from '../program.ts';
+import { slotLayout, weightsRead } from '../program.ts';
+import { type Tensor, toF32 } from '../tensor.ts';
+import { CHUNK_FIELDS, SEQ_FIELDS, type BindingKind, type Pass, type RunCount, type WgslProgram } from './shaders.ts';
+
+export interface WebGpuOptions {
+  /** A GPU object (navigator.gpu); default: navigator.gpu in a browser, else Dawn from the `webgpu` package. */
+  readonly gpu?: GPU;
+  /** Dawn instance flags in Node (e.g. `backend=null` to validate shaders without running them). */
+  readonly dawnFlags?: readonly string[];
+}
+
+/** Dawn instances by flags: held for the life of the process, since Dawn's devices stop working
+ *  (and the process crashes) once the instance that made them is garbage-collected. */
+const dawn = new Map<string, GPU>();
+
+/** The GPU entry point of this JS environment. */
+export async function findGpu(opts: WebGpuOptions = {}): Promise<GPU> {
+  if (opts.gpu) return opts.gpu;
+  const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
+  if (nav?.gpu) return nav.gpu;
+  const key = (opts.dawnFlags ?? []).join(' ');
+  const made = dawn.get(key);
+  if (made) return made;
+  const name = 'webgpu'; // a variable: bundlers for the browser leave the Node package out
+  let mod: { create(flags: string[]): GPU; globals: Record<string, unknown> };
+  try {
+    mod = await import(name);
+  } catch (e) {
+    throw new RuntimeError('RT500', [`cannot load the \`webgpu\` package (${e instanceof Error ? e.message : String(e)})`]);
+  }
+  Object.assign(globalThis, mod.globals);
+  const gpu = mod.create([...(opts.dawnFlags ?? [])]);
+  dawn.set(key, gpu);
+  return gpu;
+}
+
+/** What a program needs of a device, checked against an adapter before anything is uploaded. */
+export function preflight(program: Program, shaders: WgslProgram, limits: GPUSupportedLimits): string[] {
+  const problems: string[] = [];
+  const bindings = Math.max(...Object.values(shaders.entries).flatMap((e) => e.kernels.flatMap((k) => k.passes.map((p) => p.bindings.length - 0))));
+  if (bindings > limits.maxStorageBuffersPerShaderStage) problems.push(`a kernel binds ${bindings} storage buffers; the adapter allows ${limits.maxStorageBuffersPerShaderStage}`);
+  for (const w of [...program.weights, ...program.derived]) {
+    const bytes = weightBytes(w);
+    if (bytes > limits.maxStorageBufferBindingSize) problems.push(`weight ${w.name} takes ${bytes} bytes; one binding holds at most ${limits.maxStorageBufferBindingSize}`);
+  }
+  return problems;
+}
+
+function weightBytes(w: { shape: readonly number[]; dtype: string }): number {
+  const n = w.shape.reduce((a, b) => a * b, 1);
+  return 4 * Math.ceil((w.dtype === 'f32' ? 4 * n : 2 * n) / 4);
+}
+
+/** Opens a device fit for `program` (its limits raised to what the adapter has). */
+export async function createWebGpuBackend(program: Program, shaders: WgslProgram, opts: WebGpuOptions = {}): Promise<WebGpuBackend> {
+  const gpu = await findGpu(opts);
+  const adapter = await gpu.requestAdapter();
+  if (!adapter) {
+    throw new RuntimeError('RT500', ['requestAdapter() found none. Without a GPU, point Vulkan at SwiftShader: VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json (Debian\'s chromium package)']);
+  }
+  const problems = preflight(program, shaders, adapter.limits);
+  if (problems.length) throw new RuntimeError('RT501', [describeAdapter(adapter), problems.join('\n  ')]);
+  const l = adapter.limits;
+  const device = await adapter.requestDevice({
+    requiredLimits: {
+      maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
+      maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+      maxBufferSize: l.maxBufferSize,
+      maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+      maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+      maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
+      maxComputeWorkgroupSizeY: l.maxComputeWorkgroupSizeY,
+    },
+  });
+  const backend = new WebGpuBackend(program, shaders, device, describeAdapter(adapter), true);
+  await backend.checkShaders();
+  return backend;
+}
+
+export function describeAdapter(a: GPUAdapter): string {
+  const i = a.info;
+  return [i.vendor, i.architecture, i.device, i.description].filter((x) => x).join(' ') || 'an unnamed adapter';
+}
+
+// GPUBufferUsage, GPUShaderStage and GPUMapMode flags as numbers: the globals exist only once a GPU is loaded
+const STORAGE = 0x80, COPY_SRC = 0x04, COPY_DST = 0x08, MAP_READ = 0x01, COMPUTE = 0x4, MAP_MODE_READ = 0x1;
+
+export class WebGpuBackend implements Backend {
+  readonly name = 'webgpu';
+  private readonly weights = new Map<string, GPUBuffer>();
+  /** Host copies of the parts of expression-derived weights, until those are made. */
+  private readonly host = new Map<string, Tensor>();
+  private readonly read: Set<string>;
+  private pending: DerivedWeight[];
+  private readonly pipelines: Map<string, Pipeline>;
+  /** The last bind group of each pass, reused while its buffers stay the same. */
+  private readonly groups = new Map<Pass, { buffers: readonly GPUBuffer[]; group: GPUBindGroup }>();
+  private encoder: GPUCommandEncoder | null = null;
+  private lost: string | null = null;
+  /** Device buffers by role, grown as batches need. */
+  private readonly buffers: Partial<Record<'arena' | 'ints' | 'scratch0' | 'scratch1' | 'scratch2', GPUBuffer>> = {};
+  /** Dispatches since creation (bench: dispatches per step). */
+  dispatches = 0;
+
+  /** `owned`: the backend made the device and destroys it on dispose. */
+  constructor(readonly program: Program, readonly shaders: WgslProgram, readonly device: GPUDevice, readonly adapter: string, private readonly owned = false) {
+    this.read = weightsRead(program.entries);
+    this.pending = [...program.derived];
+    this.pipelines = PIPELINES.get(device) ?? PIPELINES.set(device, new Map()).get(device)!;
+    void device.lost.then((info) => { this.lost = info.message || info.reason; });
+  }
+
+  /** Compiles every shader and throws RT503 with the source around the first error. (Pipelines
+   *  are made on first use: a backend compiles only the passes a run takes, once per device.) */
+  async checkShaders(): Promise<void> {
+    for (const [entry, e] of Object.entries(this.shaders.entries)) {
+      for (const k of e.kernels) {
+        for (const p of k.passes) {
+          if (this.pipelines.has(p.code)) continue;
+          const problem = await shaderProblem(this.device, p.code);
+          if (problem) throw new RuntimeError('RT503', [k.kernel, `${entry}, pass ${p.name}`, problem]);
+        }
+      }
+    }
+  }
+
+  private layout(p: Pass): GPUBindGroupLayout {
+    return this.device.createBindGroupLayout({
+      entries: p.bindings.map((b, i) => ({
+        binding: i, visibility: COMPUTE,
+        buffer: { type: b === 'ints' || b.startsWith('w:') ? 'read-only-storage' as const : 'storage' as const },
+      })),
+    });
+  }
+
+  /** The bind group of pass `p` over `buffers` (made once while they stay the same). */
+  bindGroup(p: Pass, buffers: readonly GPUBuffer[]): GPUBindGroup {
+    const have = this.groups.get(p);
+    if (have && have.buffers.every((b, i) => b === buffers[i])) return have.group;
+    const group = this.device.createBindGroup({ layout: this.pipeline(p).layout, entries: buffers.map((buffer, i) => ({ binding: i, resource: { buffer } })) });
+    this.groups.set(p, { buffers, group });
+    return group;
+  }
+
+  uploadWeight(w: ProgramWeight, t: Tensor): void {
+    this.alive();
+    const exprParts = new Set(this.pending.filter((d) => d.from.kind === 'expr').flatMap(parts));
+    if (exprParts.has(w.name)) this.host.set(w.name, t);
+    if (this.read.has(w.name) || this.pending.some((d) => d.from.kind === 'concat' && d.from.parts.includes(w.name))) this.weights.set(w.name, this.upload(t));
+    const ready = this.pending.filter((d) => parts(d).every((p) => this.weights.has(p) || this.host.has(p)));
+    if (!ready.length) return;
+    this.pending = this.pending.filter((d) => !ready.includes(d));
+    for (const d of ready) this.weights.set(d.name, this.derive(d));
+    const needed = new Set(this.pending.flatMap(parts));
+    for (const d of ready) {
+      for (const p of parts(d)) {
+        if (this.read.has(p) || needed.has(p)) continue;
+        this.host.delete(p);
+        const b = this.weights.get(p);
+        if (b) { this.flush(); b.destroy(); this.weights.delete(p); }
+      }
+    }
+  }
+
+  complete(): boolean {
+    return [...this.read].every((n) => this.weights.has(n));
+  }
+
+  /** Bytes of weights on the device. */
+  weightBytes(): number {
+    let n = 0;
+    for (const b of this.weights.values()) n += b.size;
+    return n;
+  }
+
+  private upload(t: Tensor): GPUBuffer {
+    const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+    const b = this.device.createBuffer({ size: Math.max(4, Math.ceil(bytes.byteLength / 4) * 4), usage: STORAGE | COPY_SRC | COPY_DST, mappedAtCreation: true });
+    new Uint8Array(b.getMappedRange()).set(bytes);
+    b.unmap();
+    return b;
+  }
+
+  private derive(d: DerivedWeight): GPUBuffer {
+    if (d.from.kind === 'concat') {
+      const bufs = d.from.parts.map((p) => this.weights.get(p)!);
+      const sizes = d.from.parts.map((p) => weightBytesOf(this.program, p));
+      if (sizes.some((s, i) => i < sizes.length - 1 && s % 4 !== 0)) fail(`derived weight ${d.name}: a part of an odd number of 16-bit values cannot be joined on the device`);
+      const total = sizes.reduce((a, b) => a + b, 0);
+      const out = this.device.createBuffer({ size: Math.max(4, Math.ceil(total / 4) * 4), usage: STORAGE | COPY_SRC | COPY_DST });
+      let at = 0;
+      const enc = this.commands();
+      bufs.forEach((b, i) => { enc.copyBufferToBuffer(b, 0, out, at, Math.ceil(sizes[i]! / 4) * 4); at += sizes[i]!; });
+      return out;
+    }
+    const n = d.shape.reduce((a, b) => a * b, 1);
+    const fn = compileExpr(d.from.body, { weight: (w) => toF32(this.host.get(w) ?? fail(`derived weight ${d.name} needs ${w} on the host`)) });
+    const data = new Float32Array(n);
+    for (let j = 0; j < n; j++) data[j] = fn(0, j);
+    return this.upload({ dtype: 'f32', shape: d.shape, data });
+  }
+
+  weight(name: string): GPUBuffer {
+    return this.weights.get(name) ?? fail(`weight ${name} was not loaded`);
+  }
+
+  /** The encoder work is recorded into until the next submit. */
+  commands(): GPUCommandEncoder {
+    this.alive();
+    return this.encoder ??= this.device.createCommandEncoder();
+  }
+
+  /** Submits recorded work. */
+  flush(): void {
+    if (this.encoder) {
+      this.device.queue.submit([this.encoder.finish()]);
+      this.encoder = null;
+    }
+  }
+
+  alive(): void {
+    if (this.lost !== null) throw new RuntimeError('RT502', [this.lost]);
+  }
+
+  /** A buffer of at least `bytes` for `role` (contents kept only until it grows). */
+  buffer(role: keyof WebGpuBackend['buffers'], bytes: number): GPUBuffer {
+    const have = this.buffers[role];
+    if (have && have.size >= bytes) return have;
+    if (have) { this.flush(); have.destroy(); }
+    const b = this.device.createBuffer({ size: Math.max(16, Math.ceil(bytes / 16) * 16), usage: STORAGE | COPY_SRC | COPY_DST });
+    this.buffers[role] = b;
+    return b;
+  }
+
+  has(role: keyof WebGpuBackend['buffers']): GPUBuffer | undefined {
+    return this.buffers[role];
+  }
+
+  pipeline(p: Pass): Pipeline {
+    let made = this.pipelines.get(p.code);
+    if (!made) {
+      const layout = this.layout(p);
+      const module = this.device.createShaderModule({ code: p.code });
+      const pipeline = this.device.createComputePipeline({ layout: this.device.createPipelineLayout({ bindGroupLayouts: [layout] }), compute: { module, entryPoint: 'main' } });
+      made = { pipeline, layout };
+      this.pipelines.set(p.code, made);
+    }
+    return made;
+  }
+
+  /** `bytes` bytes of `buffer` from `offset`, once the work submitted so far has run. */
+  async readBytes(buffer: GPUBuffer, offset: number, bytes: number): Promise<ArrayBuffer> {
+    const size = Math.max(4, Math.ceil(bytes / 4) * 4);
+    const staging = this.device.createBuffer({ size, usage: MAP_READ | COPY_DST });
+    this.commands().copyBufferToBuffer(buffer, offset, staging, 0, size);
+    this.flush();
+    try {
+      await staging.mapAsync(MAP_MODE_READ);
+    } catch (e) {
+      this.alive();
+      throw e;
+    }
+    const out = staging.getMappedRange().slice(0, bytes);
+    staging.unmap();
+    staging.destroy();
+    return out;
+  }
+
+  /** State pools not yet disposed (the model's own, and any a run is using). */
+  readonly pools = new Set<WebGpuStatePool>();
+
+  createStatePool(capacity: number): StatePool {
+    const pool = new WebGpuStatePool(this, capacity);
+    this.pools.add(pool);
+    return pool;
+  }
+
+  begin(entry: Entry, batch: RunBatch, pool: StatePool): Invocation {
+    if (!(pool instanceof WebGpuStatePool)) fail('the state pool was not made by the WebGPU backend');
+    const name = (Object.keys(this.program.entries) as EntryName[]).find((n) => this.program.entries[n] === entry);
+    const shaders = name ? this.shaders.entries[name] : undefined;
+    if (!shaders) fail('the entry is not one of the program\'s');
+    return new WebGpuInvocation(this, entry, shaders.kernels, shaders.chunk, batch, pool);
+  }
+
+  dispose(): void {
+    this.flush();
+    for (const b of this.weights.values()) b.destroy();
+    this.weights.clear();
+    for (const b of Object.values(this.buffers)) b?.destroy();
+    for (const p of [...this.pools]) p.dispose();
+    if (this.owned) this.device.destroy();
+  }
+}
+
+interface Pipeline {
+  readonly pipeline: GPUComputePipeline;
+  readonly layout: GPUBindGroupLayout;
+}
+
+/** Compute pipelines by shader text, per device: kept across runs, and across models on one device. */
+const PIPELINES = new WeakMap<GPUDevice, Map<string, Pipeline>>();
+
+/** The compilation errors of a shader, with the source lines around each; null when it compiles. */
+export async function shaderProblem(device: GPUDevice, code: string): Promise<string | null> {
+  return (await compileShader(device, code)).problem;
+}
+
+async function compileShader(device: GPUDevice, code: string): Promise<{ module: GPUShaderModule; problem: string | null }> {
+  device.pushErrorScope('validation');
+  const module = device.createShaderModule({ code });
+  const info = await module.getCompilationInfo();
+  const scope = await device.popErrorScope();
+  const errors = info.messages.filter((m) => m.type === 'error');
+  return { module, problem: errors.length || scope ? describeProblem(code, errors, scope) : null };
+}
+
+
+function describeProblem(code: string, errors: readonly GPUCompilationMessage[], scope: GPUError | null): string {
+  const lines = code.split('\n');
+  const out: string[] = [];
+  for (const m of errors) {
+    out.push(`line ${m.lineNum}:${m.linePos}: ${m.message}`);
+    for (let i = Math.max(1, m.lineNum - 3); i <= Math.min(lines.length, m.lineNum + 2); i++) out.push(`${String(i).padStart(5)} | ${lines[i - 1]}`);
+  }
+  if (!errors.length && scope) out.push(scope.message);
+  return `${out.join('\n')}\n--- the whole shader ---\n${lines.map((l, i) => `${String(i + 1).padStart(5)} | ${l}`).join('\n')}`;
+}
+
+function weightBytesOf(program: Program, name: string): number {
+  const w = [...program.weights, ...program.derived].find((x) => x.name === name) ?? fail(`no weight ${name}`);
+  const n = w.shape.reduce((a, b) => a * b, 1);
+  return w.dtype === 'f32' ? 4 * n : 2 * n;
+}
+
+const parts = (d: DerivedWeight): readonly string[] =>
+  d.from.kind === 'concat' ? d.from.parts : exprLeaves(d.from.body).flatMap((l) => (l.op === 'w' ? [l.name] : []));
+
+class WebGpuInvocation implements Invocation {
+  private readonly T: number;
+  private readonly S: number;
+  private readonly chunks: number;
+  private readonly next: Map<Kernel, { kernel: string; passes: readonly Pass[] }>;
+
+  constructor(private readonly gpu: WebGpuBackend, private readonly entry: Entry, kernels: readonly { kernel: string; passes: readonly Pass[] }[],
+    chunk: number, batch: RunBatch, private readonly pool: WebGpuStatePool) {
+    this.T = batch.tokens.length;
+    this.S = batch.seqs.length;
+    this.next = new Map(entry.kernels.map((k, i) => [k, kernels[i]!]));
+    // the integer buffer: header, tokens, positions, row -> sequence, sequence records, chunk records
+    const { floats, offsets } = slotLayout(gpu.program.states, pool.capacity);
+    const chunkCounts = batch.seqs.map((s) => (chunk ? Math.ceil(s.len / chunk) : 0));
+    this.chunks = chunkCounts.reduce((a, b) => a + b, 0);
+    const ints = new Uint32Array(gpu.shaders.header + 3 * this.T + SEQ_FIELDS * this.S + CHUNK_FIELDS * this.chunks);
+    ints.set([this.T, this.S, pool.capacity, floats, ...offsets]);
+    let at = gpu.shaders.header;
+    ints.set(batch.tokens, at);
+    ints.set(batch.positions, at + this.T);
+    at += 3 * this.T;
+    let first = 0;
+    batch.seqs.forEach((s, i) => {
+      ints.fill(i, gpu.shaders.header + 2 * this.T + s.start, gpu.shaders.header + 2 * this.T + s.start + s.len);
+      ints.set([s.start, s.len, batch.slots[i]!, batch.lengths[i]!, first, chunkCounts[i]!], at + SEQ_FIELDS * i);
+      for (let c = 0; c < chunkCounts[i]!; c++) {
+        ints.set([s.start + c * chunk, Math.min(chunk, s.len - c * chunk), i], at + SEQ_FIELDS * this.S + CHUNK_FIELDS * (first + c));
+      }
+      first += chunkCounts[i]!;
+    });
+    gpu.flush();
+    gpu.device.queue.writeBuffer(gpu.buffer('ints', ints.byteLength), 0, ints);
+    gpu.buffer('arena', 4 * (entry.arena.T * this.T + entry.arena.S * this.S));
+    // scratch buffers as large as the entry's passes need for this batch
+    const need: Record<string, number> = {};
+    for (const k of kernels) {
+      for (const p of k.passes) for (const [role, c] of Object.entries(p.scratch ?? {})) need[role] = Math.max(need[role] ?? 0, this.count(c!) * 4);
+    }
+    for (const [role, bytes] of Object.entries(need)) gpu.buffer(role as 'scratch0', bytes);
+  }
+
+  private n(rows: RunCount['rows']): number {
+    return rows === 'T' ? this.T : rows === 'S' ? this.S : rows === 'C' ? 1 : this.chunks;
+  }
+
+  private count(c: RunCount): number {
+    return Math.ceil((this.n(c.rows) * c.times) / c.per);
+  }
+
+  dispatch(k: Kernel): void {
+    const shaders = this.next.get(k) ?? fail(`${k.name} is not a kernel of this entry`);
+    for (const p of shaders.passes) {
+      if (p.rowsAtMost !== undefined || p.rowsAbove !== undefined) {
+        const productRows = this.n((p.rows ?? p.groups).rows) * (p.rows ?? p.groups).times;
+        if (p.rowsAtMost !== undefined && productRows > p.rowsAtMost) continue;
+        if (p.rowsAbove !== undefined && productRows <= p.rowsAbove) continue;
+      }
+      const groups = this.count(p.groups) * p.columns;
+      if (groups === 0) continue;
+      const { pipeline } = this.gpu.pipeline(p);
+      const bind = this.gpu.bindGroup(p, p.bindings.map((b) => this.bound(b)));
+      const pass = this.gpu.commands().beginComputePass();
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, bind);
+      const x = Math.min(groups, 65535);
+      pass.dispatchWorkgroups(x, Math.ceil(groups / x));
+      pass.end();
+      this.gpu.dispatches++;
+    }
+  }
+
+  private bound(b: BindingKind): GPUBuffer {
+    if (b.startsWith('w:')) return this.gpu.weight(b.slice(2));
+    if (b === 'state') return this.pool.buffer();
+    return this.gpu.has(b as 'arena') ?? this.gpu.buffer(b as 'arena', 16);
+  }
+
+  private place(v: View): { base: number; stride: number; rows: number } {
+    const b = this.entry.buffers[v.buf] ?? fail(`view of buffer ${v.buf}, which the entry does not have`);
+    const rows = b.rows === 'T' ? this.T : b.rows === 'S' ? this.S : 1;
+    const base = b.rows === 'T' ? b.offset * this.T : this.entry.arena.T * this.T + b.offset * this.S;
+    return { base, stride: b.width, rows };
+  }
+
+  write(v: View, data: Float32Array): void {
+    const { base, stride, rows } = this.place(v);
+    if (data.length !== rows * v.width) fail(`writing ${data.length} floats into a view of ${rows} x ${v.width}`);
+    this.gpu.flush();
+    const arena = this.gpu.has('arena')!;
+    if (v.col === 0 && v.width === stride) this.gpu.device.queue.writeBuffer(arena, 4 * base, data as Float32Array<ArrayBuffer>);
+    else for (let r = 0; r < rows; r++) this.gpu.device.queue.writeBuffer(arena, 4 * (base + r * stride + v.col), data as Float32Array<ArrayBuffer>, r * v.width, v.width);
+  }
+
+  read(): Float32Array {
+    throw new RuntimeError('RT504', ['webgpu', 'readAsync (or runEntryAsync, Model.forwardAsync / stepAsync / decodeAsync)']);
+  }
+
+  async readAsync(v: View): Promise<Float32Array> {
+    const { base, stride, rows } = this.place(v);
+    const all = await this.gpu.readBytes(this.gpu.has('arena')!, 4 * base, 4 * rows * stride);
+    const f = new Float32Array(all);
+    if (v.col === 0 && v.width === stride) return f;
+    const out = new Float32Array(rows * v.width);
+    for (let r = 0; r < rows; r++) out.set(f.subarray(r * stride + v.col, r * stride + v.col + v.width), r * v.width);
+    return out;
+  }
+}
+
+/** State slots in one device buffer, slot i at i · slot bytes; grown (and copied) as slots are taken. */
+export class WebGpuStatePool implements StatePool {
+  readonly slotBytes: number;
+  private buf: GPUBuffer | null = null;
+  private slots = 0;
+  private readonly used = new Set<number>();
+  private readonly free: number[] = [];
+
+  constructor(private readonly gpu: WebGpuBackend, readonly capacity: number) {
+    if (!Number.isInteger(capacity) || capacity < 1) fail(`a state pool needs a positive capacity, got ${capacity}`);
+    this.slotBytes = 4 * slotLayout(gpu.program.states, capacity).floats;
+  }
+
+  buffer(): GPUBuffer {
+    return this.buf ?? this.grow(1);
+  }
+
+  private grow(slots: number): GPUBuffer {
+    const b = this.gpu.device.createBuffer({ size: Math.max(16, slots * this.slotBytes), usage: STORAGE | COPY_SRC | COPY_DST });
+    if (this.buf) {
+      this.gpu.commands().copyBufferToBuffer(this.buf, 0, b, 0, this.slots * this.slotBytes);
+      this.gpu.flush();
+      this.buf.destroy();
+    }
+    this.buf = b;
+    this.slots = slots;
+    return b;
+  }
+
+  acquire(): number {
+    const slot = this.free.pop() ?? this.used.size;
+    if (slot >= this.slots) this.grow(Math.max(slot + 1, 2 * this.slots));
+    this.used.add(slot);
+    if (this.slotBytes) this.gpu.commands().clearBuffer(this.buf!, slot * this.slotBytes, this.slotBytes);
+    return slot;
+  }
+
+  release(slot: number): void {
+    this.check(slot);
+    this.used.delete(slot);
+    this.free.push(slot);
+  }
+
+  copy(from: number, to: number): void {
+    this.check(from);
+    this.check(to);
+    if (!this.slotBytes || from === to) return;
+    // a buffer cannot be copied into itself: through a temporary
+    const tmp = this.gpu.device.createBuffer({ size: this.slotBytes, usage: COPY_SRC | COPY_DST });
+    const enc = this.gpu.commands();
+    enc.copyBufferToBuffer(this.buf!, from * this.slotBytes, tmp, 0, this.slotBytes);
+    enc.copyBufferToBuffer(tmp, 0, this.buf!, to * this.slotBytes, this.slotBytes);
+    this.gpu.flush();
+    tmp.destroy();
+  }
+
+  save(): Uint8Array {
+    throw new RuntimeError('RT504', ['webgpu', 'saveAsync (Model.saveSequenceAsync)']);
+  }
+
+  dispose(): void {
+    this.gpu.flush();
+    this.buf?.destroy();
+    this.buf = null;
+    this.slots = 0;
+    this.used.clear();
+    this.gpu.pools.delete(this);
+  }
+
+  async saveAsync(slot: number): Promise<Uint8Array> {
+    this.check(slot);
+    return new Uint8Array(await this.gpu.readBytes(this.buf!, slot * this.slotBytes, this.slotBytes));
+  }
+
+  restore(slot: number, bytes: Uint8Array): void {
+    this.check(slot);
+    if (bytes.byteLength !== this.slotBytes) fail(`a saved slot of ${bytes.byteLength} bytes does not fit slots of ${this.slotBytes}`);
+    this.gpu.flush();
+    this.gpu.device.queue.writeBuffer(this.buf!, slot * this.slotBytes, bytes as Uint8Array<ArrayBuffer>);
+  }
+
+  private check(slot: number): void {
+    if (!this.used.has(slot)) fail(`state slot ${slot} is not in use`);
+  }
+}
+
+function fail(msg: string): never {
+  throw new Error(`archc runtime: ${msg}`);
+}

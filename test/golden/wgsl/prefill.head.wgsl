@@ -1,0 +1,224 @@
+// ==== pass rmsnorm: bindings arena, ints, scratch0, w:model.final_layernorm.weight; workgroups ceil(n(S)·1/1)·1; product rows > 4
+// archc head (rmsnorm)
+@group(0) @binding(0) var<storage, read_write> arena: array<f32>;
+@group(0) @binding(1) var<storage, read> ints: array<u32>;
+@group(0) @binding(2) var<storage, read_write> scratch0: array<f32>;
+@group(0) @binding(3) var<storage, read> wb3: array<u32>;
+const HDR = 10u;
+fn nT() -> u32 { return ints[0]; }
+fn nS() -> u32 { return ints[1]; }
+fn slotFloats() -> u32 { return ints[3]; }
+fn capacity() -> u32 { return ints[2]; }
+fn stateAt(i: u32) -> u32 { return ints[4u + i]; }
+fn token(t: u32) -> u32 { return ints[HDR + t]; }
+fn position(t: u32) -> u32 { return ints[HDR + nT() + t]; }
+fn rowSeq(t: u32) -> u32 { return ints[HDR + 2u * nT() + t]; }
+fn seqField(s: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * s + f]; }
+fn seqStart(s: u32) -> u32 { return seqField(s, 0u); }
+fn seqLen(s: u32) -> u32 { return seqField(s, 1u); }
+fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
+fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
+fn chunkField(c: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * nS() + 4u * c + f]; }
+fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
+fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
+fn erf(v: f32) -> f32 {
+  // Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7)
+  let a = abs(v);
+  let t = 1.0 / (1.0 + 0.3275911 * a);
+  let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-a * a);
+  return select(y, -y, v < 0.0);
+}
+fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
+fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
+fn op_x(r: u32, c: u32) -> f32 { return arena[96u * nT() + (r) * 32u + 0u + c]; }
+fn put(r: u32, i: u32, v: f32) { scratch0[r * 32u + i] = v; }
+fn h(r: u32, i: u32) -> f32 { return op_x(r, i); }
+fn w3(i: u32) -> f32 { let p = wb3[i >> 1u]; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
+fn nw(i: u32) -> f32 { return w3(i); }
+var<workgroup> red: array<f32, 256>;
+fn total(li: u32, v: f32) -> f32 {
+  red[li] = v;
+  workgroupBarrier();
+  for (var s = 256u / 2u; s > 0u; s = s / 2u) {
+    if (li < s) { red[li] = red[li] + red[li + s]; }
+    workgroupBarrier();
+  }
+  let t = workgroupUniformLoad(&red[0]);
+  workgroupBarrier();
+  return t;
+}
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let unit = wid.x + wid.y * nwg.x;
+  let r = unit;
+  if (r >= nS()) { return; }
+  let src = seqStart(r) + seqLen(r) - 1u;
+  for (var g = 0u; g < 1u; g++) {
+    let g0 = g * 32u;
+    var ss = 0.0;
+    for (var i = li; i < 32u; i += 256u) { let v = h(src, g0 + i); ss += v * v; }
+    let inv = inverseSqrt(total(li, ss) / 32.0 + 0.00000999999975);
+    for (var i = li; i < 32u; i += 256u) { put(r, g0 + i, nw(g0 + i) * (h(src, g0 + i) * inv)); }
+  }
+}
+
+// ==== pass fused matrix-vector product: bindings arena, ints, w:model.final_layernorm.weight, w:model.embed_tokens.weight; workgroups ceil(n(S)·1/1)·24; product rows <= 4
+// archc head (fused matrix-vector product)
+@group(0) @binding(0) var<storage, read_write> arena: array<f32>;
+@group(0) @binding(1) var<storage, read> ints: array<u32>;
+@group(0) @binding(2) var<storage, read> wb2: array<u32>;
+@group(0) @binding(3) var<storage, read> wb3: array<u32>;
+const HDR = 10u;
+fn nT() -> u32 { return ints[0]; }
+fn nS() -> u32 { return ints[1]; }
+fn slotFloats() -> u32 { return ints[3]; }
+fn capacity() -> u32 { return ints[2]; }
+fn stateAt(i: u32) -> u32 { return ints[4u + i]; }
+fn token(t: u32) -> u32 { return ints[HDR + t]; }
+fn position(t: u32) -> u32 { return ints[HDR + nT() + t]; }
+fn rowSeq(t: u32) -> u32 { return ints[HDR + 2u * nT() + t]; }
+fn seqField(s: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * s + f]; }
+fn seqStart(s: u32) -> u32 { return seqField(s, 0u); }
+fn seqLen(s: u32) -> u32 { return seqField(s, 1u); }
+fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
+fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
+fn chunkField(c: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * nS() + 4u * c + f]; }
+fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
+fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
+fn erf(v: f32) -> f32 {
+  // Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7)
+  let a = abs(v);
+  let t = 1.0 / (1.0 + 0.3275911 * a);
+  let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-a * a);
+  return select(y, -y, v < 0.0);
+}
+fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
+fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
+fn need0(j: u32, m: u32) -> u32 { return j; }
+fn need(j: u32, m: u32) -> u32 { return need0(j, m); }
+fn s0(r: u32, j: u32) -> f32 { return pval(j); }
+fn get_store(r: u32, c: u32) -> f32 { return arena[340u * nT() + 0u * nS() + (r) * 96u + 0u + c]; }
+fn store(r: u32, c: u32, v: f32) { arena[340u * nT() + 0u * nS() + (r) * 96u + 0u + c] = v; }
+fn op_x(r: u32, c: u32) -> f32 { return arena[96u * nT() + (r) * 32u + 0u + c]; }
+fn h(r: u32, i: u32) -> f32 { return op_x(r, i); }
+fn w2(i: u32) -> f32 { let p = wb2[i >> 1u]; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
+fn nw(i: u32) -> f32 { return w2(i); }
+fn w3(i: u32) -> f32 { let p = wb3[i >> 1u]; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
+fn wt(n: u32, k: u32) -> f32 { return w3(n * 32u + k); }
+fn bias(n: u32) -> f32 { return 0.0; }
+const M = 1u;
+const G = 1u;
+// per column slot and lane: M·G partial products, then G partial sums of squares
+var<workgroup> part: array<array<array<f32, 64>, 4>, 2>;
+var<private> pc: array<u32, 1>;
+var<private> pv: array<f32, 1>;
+fn pval(j: u32) -> f32 {
+  for (var m = 0u; m < M; m++) { if (pc[m] == j) { return pv[m]; } }
+  return 0.0;
+}
+@compute @workgroup_size(64, 4)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let unit = wid.x + wid.y * nwg.x;
+  let colBlocks = 24u;
+  let r = unit / colBlocks;
+  if (r >= nS()) { return; }
+  let src = seqStart(r) + seqLen(r) - 1u;
+  let n = (unit % colBlocks) * 4u + lid.y;
+  var acc: array<f32, 2>;
+  var live: array<bool, 1>;
+  for (var i = 0u; i < 2u; i++) { acc[i] = 0.0; }
+  for (var m = 0u; m < M; m++) {
+    pc[m] = need(n, m);
+    live[m] = n < 96u && pc[m] < 96u;
+    for (var e = 0u; e < m; e++) { if (pc[e] == pc[m]) { live[m] = false; } }
+  }
+  for (var k = lid.x; k < 32u; k += 64u) {
+    let g = k / 32u;
+    let hv = h(src, k);
+    acc[M * G + g] += hv * hv;
+    let xv = nw(k) * hv;
+    for (var m = 0u; m < M; m++) { if (live[m]) { acc[m * G + g] += xv * wt(pc[m], k); } }
+  }
+  for (var i = 0u; i < 2u; i++) { part[i][lid.y][lid.x] = acc[i]; }
+  workgroupBarrier();
+  for (var s = 64u / 2u; s > 0u; s = s / 2u) {
+    if (lid.x < s) { for (var i = 0u; i < 2u; i++) { part[i][lid.y][lid.x] = part[i][lid.y][lid.x] + part[i][lid.y][lid.x + s]; } }
+    workgroupBarrier();
+  }
+  if (lid.x == 0u && n < 96u) {
+    for (var m = 0u; m < M; m++) {
+      var v = 0.0;
+      for (var g = 0u; g < G; g++) {
+        v += part[m * G + g][lid.y][0] * inverseSqrt(part[M * G + g][lid.y][0] / 32.0 + 0.00000999999975);
+      }
+      pv[m] = v + bias(pc[m]);
+    }
+    store(r, n, s0(r, n));
+  }
+}
+
+// ==== pass tiled product: bindings arena, ints, scratch0, w:model.embed_tokens.weight; workgroups ceil(n(S)·1/16)·6; product rows > 4
+// archc head (tiled product)
+@group(0) @binding(0) var<storage, read_write> arena: array<f32>;
+@group(0) @binding(1) var<storage, read> ints: array<u32>;
+@group(0) @binding(2) var<storage, read_write> scratch0: array<f32>;
+@group(0) @binding(3) var<storage, read> wb3: array<u32>;
+const HDR = 10u;
+fn nT() -> u32 { return ints[0]; }
+fn nS() -> u32 { return ints[1]; }
+fn slotFloats() -> u32 { return ints[3]; }
+fn capacity() -> u32 { return ints[2]; }
+fn stateAt(i: u32) -> u32 { return ints[4u + i]; }
+fn token(t: u32) -> u32 { return ints[HDR + t]; }
+fn position(t: u32) -> u32 { return ints[HDR + nT() + t]; }
+fn rowSeq(t: u32) -> u32 { return ints[HDR + 2u * nT() + t]; }
+fn seqField(s: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * s + f]; }
+fn seqStart(s: u32) -> u32 { return seqField(s, 0u); }
+fn seqLen(s: u32) -> u32 { return seqField(s, 1u); }
+fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
+fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
+fn chunkField(c: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * nS() + 4u * c + f]; }
+fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
+fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
+fn erf(v: f32) -> f32 {
+  // Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7)
+  let a = abs(v);
+  let t = 1.0 / (1.0 + 0.3275911 * a);
+  let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-a * a);
+  return select(y, -y, v < 0.0);
+}
+fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
+fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
+fn w3(i: u32) -> f32 { let p = wb3[i >> 1u]; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
+fn xin(r: u32, k: u32) -> f32 { return scratch0[r * 32u + k]; }
+fn wt(n: u32, k: u32) -> f32 { return w3(n * 32u + k); }
+fn bias(n: u32) -> f32 { return 0.0; }
+fn get_store(r: u32, c: u32) -> f32 { return arena[340u * nT() + 0u * nS() + (r) * 96u + 0u + c]; }
+fn store(r: u32, c: u32, v: f32) { arena[340u * nT() + 0u * nS() + (r) * 96u + 0u + c] = v; }
+fn put(r: u32, n: u32, v: f32) { store(r, n, v); }
+const TILE = 16u;
+var<workgroup> xs: array<array<f32, 16>, 16>;
+var<workgroup> ws: array<array<f32, 16>, 16>;
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let unit = wid.x + wid.y * nwg.x;
+  let rows = nS();
+  let rowTiles = (rows + TILE - 1u) / TILE;
+  let tm = unit % rowTiles;
+  let tn = unit / rowTiles;
+  if (tn >= 6u) { return; }
+  let r = tm * TILE + lid.y;
+  let n = tn * TILE + lid.x;
+  let rl = tm * TILE + lid.x;
+  let nl = tn * TILE + lid.y;
+  var acc = 0.0;
+  for (var k0 = 0u; k0 < 32u; k0 += TILE) {
+    let kl = k0 + lid.x;
+    xs[lid.y][lid.x] = select(0.0, xin(tm * TILE + lid.y, kl), tm * TILE + lid.y < rows && kl < 32u);
+    ws[lid.y][lid.x] = select(0.0, wt(nl, kl), nl < 96u && kl < 32u);
+    workgroupBarrier();
+    for (var kk = 0u; kk < TILE; kk++) { acc += xs[lid.y][kk] * ws[lid.x][kk]; }
+    workgroupBarrier();
+  }
+  if (r < rows && n < 96u) { put(r, n, acc + bias(n)); }
+}

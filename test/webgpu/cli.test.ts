@@ -1,0 +1,32 @@
+// `archc run|forward --backend webgpu` from the CLI (a child process on SwiftShader): the same greedy
+// tokens and logits within 1e-3 · (1 + max|logit|) of the CPU backend's.
+
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { decodeNpy } from '../../cli/npy.ts';
+import { expectLogitsClose, makeDir, removeDir, runCli, writeCheckpoint } from '../helpers/checkpoints.ts';
+import { useSwiftShader } from './gpu.ts';
+
+let dir: string;
+beforeAll(() => {
+  useSwiftShader(); // the child inherits the environment
+  dir = makeDir();
+  writeCheckpoint(dir, {}, { dtype: 'bf16', seed: 4 });
+});
+afterAll(() => { if (dir) removeDir(dir); });
+
+const npy = (file: string): Float32Array => decodeNpy(readFileSync(file)).data;
+
+it('run and forward --backend webgpu agree with the CPU', async () => {
+  const args = ['models/bamba.arch', '--weights', dir];
+  const [cpu, gpu] = [await runCli(['run', ...args, '--ids', '5,6,7', '--max-tokens', '5']), await runCli(['run', ...args, '--ids', '5,6,7', '--max-tokens', '5', '--backend', 'webgpu'], 120_000)];
+  expect(gpu.code, gpu.stderr).toBe(0);
+  expect(gpu.stdout.trim()).toBe(cpu.stdout.trim());
+  expect(cpu.stdout.trim().split(' ').length).toBe(5);
+  const c = await runCli(['forward', ...args, '--ids', '1,2,3;4,5', '--out', join(dir, 'c.npy')]);
+  const g = await runCli(['forward', ...args, '--ids', '1,2,3;4,5', '--out', join(dir, 'g.npy'), '--backend', 'webgpu'], 120_000);
+  expect(c.code, c.stderr).toBe(0);
+  expect(g.code, g.stderr).toBe(0);
+  expectLogitsClose(npy(join(dir, 'g.npy')), npy(join(dir, 'c.npy')), 1e-3, 'forward logits', 96);
+}, 240_000);

@@ -1,0 +1,45 @@
+// Golden files of emitted WGSL for a few kernels of the tiny Bamba (TINY), every pass of each: a
+// change to the renderer, the templates or the WGSL schedule shows its exact effect here.
+// Regenerate with `ARCHC_UPDATE_GOLDEN=1 npx vitest run test/webgpu/golden.test.ts`.
+
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { renderProgram } from '../../codegen/wgsl/render.ts';
+import { lowerToProgram } from '../../compiler/lower.ts';
+import type { EntryName } from '../../runtime/program.ts';
+import { compileTiny } from '../helpers/checkpoints.ts';
+
+const GOLDEN = join(import.meta.dirname, '..', 'golden', 'wgsl');
+
+/** (entry, kernel name): fused products on both paths, both scans, attention, the head. */
+const KERNELS: readonly [EntryName, string][] = [
+  ['decode', 'model.layers.0.mamba.in_proj:linear'],
+  ['decode', 'model.layers.0.mamba:ssd'],
+  ['decode', 'model.layers.1.self_attn.q_proj+k_proj+v_proj:linear'],
+  ['decode', 'model.layers.1.self_attn:attention'],
+  ['prefill', 'model.layers.0.mamba:ssd'],
+  ['prefill', 'model.layers.0.feed_forward.gate_proj+up_proj:linear'],
+  ['prefill', 'head'],
+];
+
+describe('golden WGSL of the tiny Bamba', () => {
+  const c = compileTiny();
+  const program = lowerToProgram(c.graph, c.bindings);
+  const wgsl = renderProgram(program);
+  for (const [entry, name] of KERNELS) {
+    const file = join(GOLDEN, `${entry}.${name.replace(/[^\w.+-]/g, '_')}.wgsl`);
+    it(`${entry} ${name}`, () => {
+      const k = wgsl.entries[entry].kernels.find((x) => x.kernel === name);
+      expect(k, `no kernel ${name} in ${entry}`).toBeDefined();
+      const text = k!.passes.map((p) => `// ==== pass ${p.name}: bindings ${p.bindings.join(', ')}; workgroups ceil(n(${p.groups.rows})·${p.groups.times}/${p.groups.per})·${p.columns}`
+        + `${p.rowsAtMost !== undefined ? `; product rows <= ${p.rowsAtMost}` : ''}${p.rowsAbove !== undefined ? `; product rows > ${p.rowsAbove}` : ''}\n${p.code}`).join('\n');
+      if (process.env.ARCHC_UPDATE_GOLDEN || !existsSync(file)) {
+        if (process.env.CI) throw new Error(`golden file ${file} is missing`);
+        mkdirSync(GOLDEN, { recursive: true });
+        writeFileSync(file, text);
+      }
+      expect(text).toBe(readFileSync(file, 'utf8'));
+    });
+  }
+});

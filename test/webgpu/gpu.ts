@@ -1,0 +1,49 @@
+// The WebGPU device the tests run on: Dawn (the `webgpu` package) on a CPU Vulkan adapter
+// (SwiftShader, from Debian's chromium package) unless VK_ICD_FILENAMES already names a driver.
+// In CI (CI=true) a missing adapter fails the tests that need it instead of skipping them; locally too.
+
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type WebGpuBackend, describeAdapter, findGpu, shaderProblem } from '../../runtime/webgpu/backend.ts';
+
+export const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
+
+/** Sets the environment Dawn's Vulkan loader reads; must run before the first adapter request. */
+export function useSwiftShader(): void {
+  if (!process.env.VK_ICD_FILENAMES && existsSync(SWIFTSHADER_ICD)) process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
+  process.env.XDG_RUNTIME_DIR ??= mkdtempSync(join(tmpdir(), 'archc-xdg-'));
+}
+
+let shared: Promise<{ device: GPUDevice; adapter: string }> | null = null;
+
+/** One device for a test file (limits raised to the adapter's); throws when there is no adapter. */
+export function testDevice(): Promise<{ device: GPUDevice; adapter: string }> {
+  shared ??= (async () => {
+    useSwiftShader();
+    const gpu = await findGpu();
+    const adapter = await gpu.requestAdapter();
+    if (!adapter) throw new Error(`no WebGPU adapter (VK_ICD_FILENAMES=${process.env.VK_ICD_FILENAMES ?? ''}); install Debian's chromium (SwiftShader) and libvulkan1`);
+    const l = adapter.limits;
+    const device = await adapter.requestDevice({
+      requiredLimits: { maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage, maxStorageBufferBindingSize: l.maxStorageBufferBindingSize, maxBufferSize: l.maxBufferSize },
+    });
+    return { device, adapter: describeAdapter(adapter) };
+  })();
+  return shared;
+}
+
+/** Throws with the source and the line when Dawn rejects a shader of the backend's program. */
+export async function expectShadersValid(b: WebGpuBackend): Promise<number> {
+  let n = 0;
+  for (const e of Object.values(b.shaders.entries)) {
+    for (const k of e.kernels) {
+      for (const p of k.passes) {
+        const problem = await shaderProblem(b.device, p.code);
+        if (problem) throw new Error(`Dawn rejected ${k.kernel} (${p.name}):\n${problem}`);
+        n++;
+      }
+    }
+  }
+  return n;
+}

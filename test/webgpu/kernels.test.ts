@@ -1,0 +1,76 @@
+// Every WGSL kernel family against the CPU backend (the oracle), through the kernel harness: the op
+// is lowered, its kernels rendered to WGSL and run on Dawn (SwiftShader here), outputs poisoned with
+// NaN first; random inputs at several token counts, ragged ones included, in prefill and decode mode.
+// Tolerance: |gpu − cpu| ≤ 2e-4 · (1 + |cpu|) per element (f32 on the GPU against the CPU's double
+// sums; the chunked scan sums exponentials of segment sums in f32).
+
+import { beforeAll, describe, it } from 'vitest';
+import type { Attrs } from '../../compiler/ops.ts';
+import { renderProgram } from '../../codegen/wgsl/render.ts';
+import type { EntryName } from '../../runtime/program.ts';
+import { type DType, fromF32 } from '../../runtime/tensor.ts';
+import { WebGpuBackend } from '../../runtime/webgpu/backend.ts';
+import { type OpInput, runOp, runOpAsync } from '../helpers/kernels.ts';
+import { expectClose, prng, uniform } from '../runtime/cpu/check.ts';
+import { expectShadersValid, testDevice } from './gpu.ts';
+
+const TOL = { atol: 2e-4, rtol: 2e-4 };
+
+let device: GPUDevice;
+beforeAll(async () => { ({ device } = await testDevice()); });
+
+interface Case {
+  readonly op: string;
+  readonly attrs?: Attrs;
+  /** The op's inputs for T token rows (seeded). */
+  readonly inputs: (T: number, rand: () => number) => OpInput[];
+  readonly Ts: readonly number[];
+  readonly modes?: readonly EntryName[];
+}
+
+const act = (rand: () => number, T: number, shape: readonly number[], lo = -1, hi = 1): OpInput =>
+  ({ act: uniform(rand, T * shape.reduce((a, b) => a * b, 1), lo, hi), shape: ['T', ...shape] });
+const weight = (rand: () => number, shape: readonly number[], dtype: DType = 'f32', lo = -1, hi = 1): OpInput =>
+  ({ weight: fromF32(uniform(rand, shape.reduce((a, b) => a * b, 1), lo, hi), shape, dtype) });
+
+const CASES: Case[] = [
+  { op: 'linear', attrs: { transposed: false }, inputs: (T, r) => [act(r, T, [37]), weight(r, [29, 37], 'bf16'), weight(r, [29])], Ts: [1, 3, 21], modes: ['forward', 'decode'] },
+  { op: 'linear', attrs: { transposed: false }, inputs: (T, r) => [act(r, T, [40]), weight(r, [18, 40], 'f16')], Ts: [2, 17] },
+  { op: 'linear', attrs: { transposed: true }, inputs: (T, r) => [act(r, T, [16]), weight(r, [16, 24]), weight(r, [24])], Ts: [1, 19] },
+  { op: 'head', inputs: (T, r) => [act(r, T, [32]), weight(r, [50, 32], 'bf16')], Ts: [1, 6] },
+  { op: 'rmsnorm', attrs: { eps: 1e-5 }, inputs: (T, r) => [act(r, T, [3, 24]), weight(r, [24])], Ts: [1, 7] },
+  { op: 'rmsnorm_gated', attrs: { eps: 1e-5, groups: 2 }, inputs: (T, r) => [act(r, T, [40]), act(r, T, [40]), weight(r, [40])], Ts: [1, 9] },
+  { op: 'layernorm', attrs: { eps: 1e-5 }, inputs: (T, r) => [act(r, T, [300]), weight(r, [300]), weight(r, [300])], Ts: [1, 4] },
+  { op: 'silu', inputs: (T, r) => [act(r, T, [33], -6, 6)], Ts: [1, 10] },
+  { op: 'softplus', inputs: (T, r) => [act(r, T, [33], -25, 25)], Ts: [3] },
+  { op: 'gelu', attrs: { tanh: false }, inputs: (T, r) => [act(r, T, [20], -4, 4)], Ts: [5] },
+  { op: 'gelu', attrs: { tanh: true }, inputs: (T, r) => [act(r, T, [20], -4, 4)], Ts: [5] },
+  { op: 'add', inputs: (T, r) => [act(r, T, [12]), act(r, T, [12])], Ts: [1, 6] },
+  { op: 'mul', inputs: (T, r) => [act(r, T, [12]), weight(r, [12])], Ts: [6] },
+  { op: 'clamp', attrs: { min: -0.5, max: 0.25 }, inputs: (T, r) => [act(r, T, [12])], Ts: [4] },
+  { op: 'split', attrs: { sizes: [5, 7] }, inputs: (T, r) => [act(r, T, [12])], Ts: [3] },
+  { op: 'rope', attrs: { rotary_dim: 4, theta: 10000 }, inputs: (T, r) => [act(r, T, [3, 8]), { act: new Float32Array(T), shape: ['T'], dtype: 'i32' }], Ts: [1, 9] },
+  { op: 'causal_conv1d', inputs: (T, r) => [act(r, T, [10]), weight(r, [10, 1, 4]), weight(r, [10])], Ts: [1, 7], modes: ['forward', 'decode'] },
+  {
+    op: 'ssd', attrs: { chunk: 4 }, Ts: [1, 4, 11], modes: ['forward', 'decode'],
+    inputs: (T, r) => [act(r, T, [4, 6]), act(r, T, [4], 0.05, 0.8), weight(r, [4], 'f32', -2, -0.2), act(r, T, [2, 5]), act(r, T, [2, 5]), weight(r, [4])],
+  },
+  { op: 'attention', attrs: { scale: 0.3 }, inputs: (T, r) => [act(r, T, [4, 8]), act(r, T, [2, 8]), act(r, T, [2, 8])], Ts: [1, 6], modes: ['forward', 'decode'] },
+];
+
+describe('WGSL kernels = the CPU backend', () => {
+  CASES.forEach((c, n) => {
+    it(`${c.op} ${JSON.stringify(c.attrs ?? {})}`, async () => {
+      for (const mode of c.modes ?? ['forward']) {
+        for (const T of c.Ts) {
+          const inputs = c.inputs(T, prng(1000 + 17 * n + T));
+                    const cpu = runOp(c.op, inputs, c.attrs ?? {}, T, { mode });
+          let backend: WebGpuBackend | undefined;
+          const gpu = await runOpAsync(c.op, inputs, c.attrs ?? {}, T, { mode, backend: (p) => (backend = new WebGpuBackend(p, renderProgram(p), device, 'test')) });
+          await expectShadersValid(backend!);
+          gpu.outputs.forEach((y, i) => expectClose(y, cpu.outputs[i]!, TOL, `${c.op} ${mode} T=${T} output ${i}`));
+        }
+      }
+    });
+  });
+});

@@ -1,0 +1,101 @@
+// End to end on a random tiny Bamba (Mamba-2 + attention layers, bf16 weights): the WebGPU backend's
+// logits equal the CPU engine's within 1e-3 · (1 + max|logit|) for a forward pass, a packed batch of
+// ragged sequences, step-by-step decode, batched decode over state slots, and greedy generation
+// gives the same tokens. Every shader of the program is validated by Dawn first.
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { renderProgram } from '../../codegen/wgsl/render.ts';
+import { Model } from '../../runtime/model.ts';
+import type { WebGpuBackend } from '../../runtime/webgpu/backend.ts';
+import { expectLogitsClose, makeDir, programFor, randomIds, removeDir, writeCheckpoint } from '../helpers/checkpoints.ts';
+import { expectShadersValid, useSwiftShader } from './gpu.ts';
+
+const RTOL = 1e-3;
+/** SwiftShader on two busy cores: a generous bound per test (budgets are by count, not time). */
+const TIMEOUT = 180_000;
+let dir: string;
+let cpu: Model;
+let gpu: Model;
+
+beforeAll(async () => {
+  useSwiftShader();
+  dir = makeDir();
+  writeCheckpoint(dir, {}, { dtype: 'bf16', seed: 3 });
+  const program = programFor(dir);
+  cpu = await Model.loadProgram(program, dir, { threads: 1 });
+  gpu = await Model.loadProgram(program, dir, { backend: 'webgpu', wgsl: renderProgram(program) });
+}, 120_000);
+
+afterAll(() => {
+  cpu?.dispose();
+  gpu?.dispose();
+  if (dir) removeDir(dir);
+});
+
+describe('WebGPU = CPU on a tiny Bamba', () => {
+  it('every shader compiles', async () => {
+    const n = await expectShadersValid((gpu as unknown as { backend: WebGpuBackend }).backend);
+    expect(n).toBeGreaterThan(60);
+  }, TIMEOUT);
+
+  it('forward and a packed batch of ragged sequences', async () => {
+    const ids = randomIds(9, 96, 1);
+    expectLogitsClose((await gpu.forwardAsync({ ids })).logits, cpu.forward({ ids }).logits, RTOL, 'forward T=9', 96);
+    const packed = { ids: randomIds(13, 96, 2), cuSeqlens: [0, 5, 6, 13] };
+    expectLogitsClose((await gpu.forwardAsync(packed)).logits, cpu.forward(packed).logits, RTOL, 'packed 5+1+7', 96);
+  }, TIMEOUT);
+
+  it('prefill then step-by-step decode, and batched decode over slots', async () => {
+    const prompts = [randomIds(6, 96, 3), randomIds(3, 96, 4)];
+    const c = cpu.prefill(prompts);
+    const g = await gpu.prefillAsync(prompts);
+    g.logits.forEach((l, i) => expectLogitsClose(l, c.logits[i]!, RTOL, `prefill ${i}`, 96));
+    for (let step = 0; step < 4; step++) {
+      const next = randomIds(2, 96, 10 + step);
+      expectLogitsClose(await gpu.decodeAsync(next, g.states), cpu.decode(next, c.states), RTOL, `decode step ${step}`, 96);
+    }
+    // one sequence alone, after the batch
+    const one = randomIds(1, 96, 20);
+    expectLogitsClose(await gpu.decodeAsync(one, [g.states[1]!]), cpu.decode(one, [c.states[1]!]), RTOL, 'decode one slot', 96);
+  }, TIMEOUT);
+
+  it('greedy generation gives the same tokens', async () => {
+    const prompt = randomIds(5, 96, 5);
+    const take = async (m: Model) => { const out: number[] = []; for await (const t of m.generate(prompt, { maxTokens: 8, temperature: 0, stop: [] })) out.push(t.id); return out; };
+    const want = await take(cpu);
+    expect(want.length).toBe(8);
+    expect(await take(gpu)).toEqual(want);
+  }, TIMEOUT);
+
+  it('the synchronous methods say to use the async ones', () => {
+    expect(() => gpu.forward({ ids: [1, 2] })).toThrow(/RT504.*forwardAsync/);
+    const s = gpu.newSequence();
+    expect(() => gpu.saveSequence(s)).toThrow(/RT504.*saveSequenceAsync/);
+    gpu.releaseSequence(s);
+  });
+
+  it('saveSequenceAsync holds the CPU\'s state; restoreSequenceAsync resumes it', async () => {
+    const prompt = randomIds(6, 96, 40);
+    const c = cpu.prefill([prompt]);
+    const g = await gpu.prefillAsync([prompt]);
+    const saved = await gpu.saveSequenceAsync(g.states[0]!);
+    const want = cpu.saveSequence(c.states[0]!);
+    expect(saved.length).toBe(6);
+    expect(saved.bytes.byteLength).toBe(want.bytes.byteLength);
+    const f32 = (b: Uint8Array) => new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4);
+    expectLogitsClose(f32(saved.bytes), f32(want.bytes), RTOL, 'saved state');
+    const next = randomIds(1, 96, 41);
+    const first = await gpu.decodeAsync(next, g.states);
+    const restored = await gpu.restoreSequenceAsync(saved);
+    expectLogitsClose(await gpu.decodeAsync(next, [restored]), first, 1e-6, 'decode after restore');
+    gpu.releaseSequence(restored);
+    gpu.releaseSequence(g.states[0]!);
+  }, TIMEOUT);
+
+  it('forwardAsync frees the state pool it made', async () => {
+    const pools = (gpu as unknown as { backend: WebGpuBackend }).backend.pools;
+    const before = pools.size;
+    for (let i = 0; i < 3; i++) await gpu.forwardAsync({ ids: randomIds(3, 96, 50 + i) });
+    expect(pools.size).toBe(before);
+  }, TIMEOUT);
+});
