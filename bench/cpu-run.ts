@@ -106,7 +106,7 @@ async function runConfig(cfg: BenchConfig, runs: number): Promise<ConfigResult> 
 
     const prefill = cfg.prefillBatches.map((B): Measurement => {
       const prompts = Array.from({ length: B }, (_, b) => ids(cfg.prompt, V, 10 + b));
-      const s = timeRuns(runs, () => model.prefill(prompts));
+      const s = timeRuns(runs, () => { for (const st of model.prefill(prompts).states) model.releaseSequence(st); });
       return { batch: B, tokens: B * cfg.prompt, runs, medianSeconds: s, tokensPerSecond: (B * cfg.prompt) / s };
     });
 
@@ -119,6 +119,7 @@ async function runConfig(cfg: BenchConfig, runs: number): Promise<ConfigResult> 
         const t = performance.now();
         for (let k = 0; k < cfg.decodeSteps; k++) model.decode(next[k]!, states);
         if (r > 0) samples.push((performance.now() - t) / 1000); // run 0 warms up
+        for (const st of states) model.releaseSequence(st);
       }
       const s = median(samples);
       return { batch: B, tokens: B * cfg.decodeSteps, runs, medianSeconds: s, tokensPerSecond: (B * cfg.decodeSteps) / s };

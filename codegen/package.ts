@@ -231,7 +231,15 @@ function generateKernelsFile(file: SourceFile, bytes: Uint8Array): void {
 // ---- package files -------------------------------------------------------------------------
 
 /** The Node modules the runtime imports: a browser bundle gets empty ones (only Node paths use them). */
-const NODE_MODULES = ['node:fs', 'node:fs/promises', 'node:path', 'node:os', 'node:worker_threads', 'webgpu'];
+/** What the runtime imports that a browser does not have: every `node:` module its sources name
+ *  (found by reading them, so a new import cannot be forgotten) and the Node-only packages. */
+function nodeModules(): string[] {
+  const found = new Set(['webgpu', 'koffi']);
+  for (const f of listFiles(RUNTIME_DIR).filter((p) => p.endsWith('.ts'))) {
+    for (const m of readText(f).matchAll(/['"](node:[\w/]+)['"]/g)) found.add(m[1]!);
+  }
+  return [...found].sort();
+}
 
 function packageJson(name: string, input: BuildInput): object {
   const root = JSON.parse(readText(ROOT_PACKAGE)) as { version: string; dependencies: Record<string, string> };
@@ -252,7 +260,7 @@ function packageJson(name: string, input: BuildInput): object {
     // have navigator.gpu, and their bundlers leave Node's modules out (the `browser` map)
     peerDependencies: { webgpu: root.dependencies.webgpu },
     peerDependenciesMeta: { webgpu: { optional: true } },
-    browser: Object.fromEntries(NODE_MODULES.map((m) => [m, false])),
+    browser: Object.fromEntries(nodeModules().map((m) => [m, false])),
   };
 }
 

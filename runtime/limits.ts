@@ -1,7 +1,6 @@
 // Every limit of the runtime (checkpoint, config and input reading) in one table; the front end's
 // are in compiler/limits.ts. docs/LIMITS.md documents each; tests trip each twice in one run.
 
-import { constants } from 'node:buffer';
 
 export interface RuntimeLimit {
   /** Stable name, shown in the error and in docs/LIMITS.md. */
@@ -18,7 +17,9 @@ export const RUNTIME_LIMITS = {
   configBytes: { name: 'config-bytes', value: 64 * 1024 * 1024, counts: 'bytes of one config.json' },
   configDepth: { name: 'config-depth', value: 512, counts: 'nesting of objects and arrays in a config.json' },
   /** One tensor is one typed array: its bytes cannot pass what the JavaScript engine allows. */
-  tensorBytes: { name: 'tensor-bytes', value: constants.MAX_LENGTH, counts: 'bytes of one tensor held in memory' },
+  // Node 20's largest buffer (buffer.constants.MAX_LENGTH, 2^32 bytes); a constant rather than an
+  // import of node:buffer, which a browser does not have
+  tensorBytes: { name: 'tensor-bytes', value: 2 ** 32, counts: 'bytes of one tensor held in memory' },
   /** Positions are stored as i32. */
   position: { name: 'position', value: 2 ** 31 - 1, counts: 'a position id' },
   /** Problems listed when a checkpoint does not match the model (the rest are counted). */

@@ -8,9 +8,9 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildCuda, parsePtxas, renderProgram } from '../../codegen/cuda/build.ts';
 import { lowerToProgram } from '../../compiler/lower.ts';
-import { runEntry } from '../../runtime/backend.ts';
+import type { Backend, RunBatch, StatePool } from '../../runtime/backend.ts';
+import type { EntryName, Program } from '../../runtime/program.ts';
 import { CpuBackend } from '../../runtime/cpu/backend.ts';
-import type { Program } from '../../runtime/program.ts';
 import { fromF32 } from '../../runtime/tensor.ts';
 import { compileTiny, randomTensors } from '../helpers/checkpoints.ts';
 import { buildEmulator, EmuCudaBackend, programSources } from '../helpers/cuda-emu.ts';
@@ -105,7 +105,20 @@ describe('CUDA kernels', () => {
     });
   });
 
-  it('a packed ragged batch, then decode steps, match the CPU backend (every Bamba family, fused stages)', () => {
+  /** runEntry, yielding to the event loop after every kernel: the emulator runs each kernel as a
+   *  child process, and a minute of them back to back would stall this worker past vitest's RPC
+   *  deadline on a loaded machine. */
+  async function runEntryYielding(b: Backend, p: Program, name: EntryName, batch: RunBatch, pool: StatePool): Promise<Map<string, Float32Array>> {
+    const entry = p.entries[name];
+    const inv = b.begin(entry, batch, pool);
+    for (const k of entry.kernels) {
+      inv.dispatch(k);
+      await new Promise((r) => setImmediate(r));
+    }
+    return new Map(Object.entries(entry.outputs).map(([n, v]) => [n, inv.read(v)]));
+  }
+
+  it('a packed ragged batch, then decode steps, match the CPU backend (every Bamba family, fused stages)', async () => {
     const backends = [new CpuBackend(program), new EmuCudaBackend(program, bin)];
     for (const b of backends) for (const w of program.weights) b.uploadWeight(w, tensors.find((t) => t.name === w.name)!.tensor);
     const lens = [5, 19, 2];
@@ -114,25 +127,27 @@ describe('CUDA kernels', () => {
     const T = start;
     const tokens = Int32Array.from({ length: T }, () => Math.floor(rng.next() * 96));
     const positions = Int32Array.from(seqs.flatMap((s) => Array.from({ length: s.len }, (_, i) => i)));
-    const runs = backends.map((b) => {
+    const runs: Float32Array[][] = [];
+    for (const b of backends) {
       const pool = b.createStatePool(32);
       const slots = seqs.map(() => pool.acquire());
       const out: Float32Array[] = [];
-      out.push(runEntry(b, program, 'prefill', { tokens, positions, seqs, slots, lengths: seqs.map(() => 0) }, pool).get('logits')!);
+      out.push((await runEntryYielding(b, program, 'prefill', { tokens, positions, seqs, slots, lengths: seqs.map(() => 0) }, pool)).get('logits')!);
       // two decode steps for all three sequences at once (GEMV path, conv_step, ssd_step, attention_decode)
       for (let step = 0; step < 2; step++) {
         const t = Int32Array.from(lens.map((_, i) => (7 * i + step) % 96));
         const pos = Int32Array.from(lens.map((l) => l + step));
-        out.push(runEntry(b, program, 'decode', { tokens: t, positions: pos, seqs: lens.map((_, i) => ({ start: i, len: 1 })), slots, lengths: lens.map((l) => l + step) }, pool).get('logits')!);
+        out.push((await runEntryYielding(b, program, 'decode', { tokens: t, positions: pos, seqs: lens.map((_, i) => ({ start: i, len: 1 })), slots, lengths: lens.map((l) => l + step) }, pool)).get('logits')!);
       }
       out.push(new Float32Array(pool.save(slots[1]!).buffer));
-      return out;
-    });
+      runs.push(out);
+    }
     ['prefill logits', 'decode step 1 logits', 'decode step 2 logits', 'state slot of sequence 2'].forEach((what, i) => expectClose(runs[1]![i]!, runs[0]![i]!, 2e-2, what));
-    const forward = backends.map((b) => {
+    const forward: Float32Array[] = [];
+    for (const b of backends) {
       const pool = b.createStatePool(32);
-      return runEntry(b, program, 'forward', { tokens, positions, seqs, slots: seqs.map(() => pool.acquire()), lengths: seqs.map(() => 0) }, pool).get('logits')!;
-    });
+      forward.push((await runEntryYielding(b, program, 'forward', { tokens, positions, seqs, slots: seqs.map(() => pool.acquire()), lengths: seqs.map(() => 0) }, pool)).get('logits')!);
+    }
     expectClose(forward[1]!, forward[0]!, 2e-2, 'forward logits of every token');
   }, 600_000); // a hang guard: the emulator runs every block's threads on 2 busy cores
 });
