@@ -138,7 +138,8 @@ function finish(k: KernelSpec, node: Node, names: Map<string, number>): Kernel {
   names.set(name, seen + 1);
   if (seen) name += `#${seen}`;
   return {
-    name, family: k.family, sizes: k.sizes, inputs: k.inputs, outputs: k.outputs, attrs: k.attrs ?? {},
+    // sizes as int32 (shapes computed from params may be held as doubles): targets index with them
+    name, family: k.family, sizes: Object.fromEntries(Object.entries(k.sizes).map(([n, v]) => [n, Number.isInteger(v) ? v | 0 : v])), inputs: k.inputs, outputs: k.outputs, attrs: k.attrs ?? {},
     ...(k.body ? { body: k.body } : {}),
     ...(k.state !== undefined ? { state: k.state } : {}),
     schedule: {},

@@ -108,12 +108,15 @@ function applyStage(k: Kernel, c: Ctx, s: Epilogue, acc: Float32Array, rows: num
 }
 
 const matmul: Impl = (k, c) => {
-  const { K, N } = k.sizes as { K: number; N: number };
+  // sizes as small integers for the JIT: a size computed in floating point (a param like
+  // d_model * expand // heads) arrives as a double, and a double K makes every index of the
+  // product's inner loop double arithmetic, at half the speed
+  const K = k.sizes.K! | 0, N = k.sizes.N! | 0;
   const xv = k.inputs.x as View;
   let x = c.operand(k, 'x');
   let z = k.inputs.z ? c.operand(k, 'z') : null;
-  // a product over the last dim of a [T, heads, K] input runs on T·heads rows of K
-  let rows = (c.rows(xv) * xv.width) / K;
+  // a product over the last dim of a [T, heads, K] input runs on T·heads rows of K (an integer too)
+  let rows = ((c.rows(xv) * xv.width) / K) | 0;
   for (const p of k.prologue ?? []) {
     if (p.kind === 'gather_last') {
       x = lastRows(x, K, c.seqs);
@@ -121,7 +124,7 @@ const matmul: Impl = (k, c) => {
       rows = c.seqs.length;
     } else if (p.kind === 'rmsnorm') x = rmsnorm(x, rows, K, c.f32(p.weight), p.eps);
     else if (p.kind === 'layernorm') x = layernorm(x, rows, K, c.f32(p.weight), p.bias ? c.f32(p.bias) : null, p.eps);
-    else x = rmsnormGated(x, z!, rows, K, c.f32(p.weight), p.eps, p.groups);
+    else x = rmsnormGated(x, z!, rows, K, c.f32(p.weight), p.eps, p.groups | 0);
   }
   const b = k.inputs.b ? c.tensor((k.inputs.b as { weight: string }).weight) : null;
   const w = c.tensor((k.inputs.w as { weight: string }).weight);
@@ -137,13 +140,13 @@ const embeddingImpl: Impl = (k, c) => {
 };
 
 const norm: Impl = (k, c) => {
-  const { W, D } = k.sizes as { W: number; D: number };
+  const W = k.sizes.W! | 0, D = k.sizes.D! | 0;
   const x = c.operand(k, 'x');
-  const rows = (c.rows(k.inputs.x as View) * W) / D;
+  const rows = ((c.rows(k.inputs.x as View) * W) / D) | 0;
   const w = c.f32((k.inputs.w as { weight: string }).weight);
   const eps = k.attrs.eps as number;
   const y = k.attrs.layer ? layernorm(x, rows, D, w, k.inputs.b ? c.operand(k, 'b') : null, eps)
-    : k.attrs.gated ? rmsnormGated(x, c.operand(k, 'z'), rows, D, w, eps, k.attrs.groups as number) : rmsnorm(x, rows, D, w, eps);
+    : k.attrs.gated ? rmsnormGated(x, c.operand(k, 'z'), rows, D, w, eps, (k.attrs.groups as number) | 0) : rmsnorm(x, rows, D, w, eps);
   c.write(k.outputs.y!, y);
 };
 
