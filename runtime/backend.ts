@@ -57,6 +57,8 @@ export interface Invocation {
 
 export interface Backend {
   readonly name: string;
+  /** Threads its kernels run on, where it uses several (the calling thread counts; absent: 1). */
+  readonly threads?: number;
   /** Takes one checkpoint tensor (in its stored dtype); derived weights are made as soon as their
    *  parts are in, and parts no kernel reads are then dropped. */
   uploadWeight(w: ProgramWeight, t: Tensor): void;

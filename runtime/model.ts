@@ -46,7 +46,10 @@ export interface LoadOptions {
   readonly allowExtra?: boolean;
   /** Called after each tensor is read. */
   readonly onProgress?: (done: number, total: number, tensor: string) => void;
-  /** Threads for matrix products (default: ARCHC_THREADS, else the machine's cores, at most 8). */
+  /** Threads for matrix products (default: ARCHC_THREADS, else the machine's cores, at most 8; in a
+   *  browser navigator.hardwareConcurrency, at most 8). On `wasm` in a browser, threads run only in
+   *  a Web Worker of a cross-origin isolated page; elsewhere (the main thread) the model runs on one
+   *  (see `Model.threads`). */
   readonly threads?: number;
   /** Refuse weights holding NaN or ±Infinity (RT144); one pass over each tensor (default true). */
   readonly checkWeights?: boolean;
@@ -186,6 +189,12 @@ export class Model {
   /** Gives the sequence's slot back to the pool; the state must not be used again. */
   releaseSequence(s: SequenceState): void {
     this.pool.release(this.own(s).slot);
+  }
+
+  /** Threads its matrix products run on (the calling thread counts): what `threads` asked for,
+   *  or fewer where this thread may not wait for workers (wasm on a browser's main thread). */
+  get threads(): number {
+    return this.backend.threads ?? 1;
   }
 
   /** Bytes of one sequence's state slot. */
@@ -426,9 +435,9 @@ async function openBackend(program: Program, kind: Backend, opts: LoadOptions): 
   if (kind === 'cuda') return (await import('./cuda/backend.ts')).openCudaBackend(program, opts.cuda);
   if (kind === 'cpu') return cpuBackend(program, opts);
   if (!opts.wasmKernels) throw new RuntimeError('RT303', ['backend wasm without its kernel module', 'pass wasmKernels (written by archc build)']);
-  const module = opts.wasmKernels instanceof WebAssembly.Module ? opts.wasmKernels : new WebAssembly.Module(opts.wasmKernels as Uint8Array<ArrayBuffer>);
-  const { WasmBackend } = await import('./wasm/backend.ts');
-  return new WasmBackend(program, module, threadsOf(opts));
+  const { openWasmBackend } = await import('./wasm/backend.ts');
+  // the default thread count is the wasm backend's own (a browser's cores); fewer where this thread cannot wait for workers
+  return openWasmBackend(program, opts.wasmKernels, opts.threads === undefined ? undefined : threadsOf(opts));
 }
 
 /** A checkpoint directory on this machine (Node). */

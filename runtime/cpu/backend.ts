@@ -34,6 +34,11 @@ export class CpuBackend implements Backend {
     this.pending = [...program.derived];
   }
 
+  /** Threads the matrix products run on (the calling thread counts). */
+  get threads(): number {
+    return this.pool?.threads ?? 1;
+  }
+
   uploadWeight(w: ProgramWeight, t: Tensor): void {
     this.store(w.name, t);
     // derived weights whose parts are all in; then drop parts nothing else needs

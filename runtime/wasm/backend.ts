@@ -13,6 +13,34 @@ import { readF32, type Tensor } from '../tensor.ts';
 import { type PackedWeight, WasmKernels } from './kernels.ts';
 import { ssdChunkedWasm } from './ssd.ts';
 import { attentionWasm } from './attention.ts';
+import { RuntimeError } from '../errors.ts';
+import { threadSupport, threadsHere, unsharedModule } from './threads.ts';
+
+/**
+ * The wasm backend as this thread can run it: `threads` (default: threads.ts' defaultThreads) where
+ * it may share memory with workers and wait for them (Node; a cross-origin isolated page's worker),
+ * else one, over a memory that is not shared where there is no shared memory (a page that is not
+ * cross-origin isolated), with the module's memory import rewritten to match. The workers are
+ * running when it resolves.
+ */
+export async function openWasmBackend(program: Program, kernels: Uint8Array | WebAssembly.Module, threads?: number): Promise<WasmBackend> {
+  const support = threadSupport();
+  let module: WebAssembly.Module;
+  if (kernels instanceof WebAssembly.Module) {
+    if (!support.shared) throw new RuntimeError('RT303', ['a compiled wasm kernel module without shared memory (a page that is not cross-origin isolated)', 'pass the module\'s bytes (wasmKernels: Uint8Array), which are rewritten for an unshared memory']);
+    module = kernels;
+  } else {
+    module = await WebAssembly.compile((support.shared ? kernels : unsharedModule(kernels)) as Uint8Array<ArrayBuffer>);
+  }
+  const backend = new WasmBackend(program, module, threadsHere(threads, support));
+  try {
+    await backend.start();
+  } catch (e) {
+    backend.dispose();
+    throw e;
+  }
+  return backend;
+}
 
 export class WasmBackend extends CpuBackend {
   override readonly name: string = 'wasm';
@@ -74,6 +102,17 @@ export class WasmBackend extends CpuBackend {
     const { H, KV, Dh } = k.sizes as { H: number; KV: number; Dh: number };
     const [q, kk, v] = ['q', 'k', 'v'].map((n) => c.operand(k, n)) as Float32Array[];
     c.write(k.outputs.y!, attentionWasm(this.kernels, q!, kk!, v!, c.T, H, KV, Dh, k.attrs.scale as number, c.seqs, c.caches(k.state!)));
+  }
+
+  /** Threads the products run on (the calling thread counts). */
+  override get threads(): number {
+    return this.kernels.threads;
+  }
+
+  /** Starts the worker threads (before the first product: a browser's workers start only while
+   *  this thread runs its event loop). */
+  start(): Promise<void> {
+    return this.kernels.start();
   }
 
   override dispose(): void {

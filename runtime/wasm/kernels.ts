@@ -2,11 +2,12 @@
 // weight panels and the scratch of the product in flight, the kernel module instantiated on the
 // calling thread and on each worker thread, and a product split by weight panels across them. The
 // caller blocks on an Atomics counter, so the engine stays synchronous (as runtime/cpu/pool.ts).
-// Module layout: codegen/wasm/kernels.ts.
+// Where that is not allowed (a browser's main thread, a page without cross-origin isolation) it runs
+// alone over a memory that is not shared (runtime/wasm/threads.ts). Module layout: codegen/wasm/kernels.ts.
 
-import { Worker } from 'node:worker_threads';
 import { RuntimeError } from '../errors.ts';
 import { type Tensor, toF32 } from '../tensor.ts';
+import { type Threads, onNode, startThreads, startThreadsNow, threadSupport } from './threads.ts';
 
 /** A weight [N, K] packed into panels of NR output columns, [P][K][NR] (zeros past N). */
 export interface PackedWeight {
@@ -31,13 +32,13 @@ const MAX_PAGES = 65536;
 /** Control words shared with the workers: [generation, done, quit], then one job of JOB ints each. */
 const CTL_GEN = 0, CTL_DONE = 1, CTL_QUIT = 2, CTL_JOBS = 4, JOB = 10;
 
-/** The worker's program: the module on the same memory, and a loop over jobs woken by Atomics. */
-const WORKER_SOURCE = `
-const { workerData } = require('node:worker_threads');
-const { module, memory, ctl: sab, slot } = workerData;
+/** The worker's program (threads.ts runs it in Node and in browsers): the module on the same
+ *  memory, then a loop over jobs woken by Atomics. */
+const WORKER_MAIN = `({ module, memory, ctl: sab, slot }, ready) => {
 const ctl = new Int32Array(sab);
 const ex = new WebAssembly.Instance(module, { env: { memory } }).exports;
 const fns = [ex.gemm_f32, ex.gemm_bf16];
+ready();
 let gen = 0;
 for (;;) {
   Atomics.wait(ctl, ${CTL_GEN}, gen);
@@ -47,6 +48,7 @@ for (;;) {
   if (ctl[j] >= 0) fns[ctl[j]](ctl[j + 1], ctl[j + 2], ctl[j + 3], ctl[j + 4], ctl[j + 5], ctl[j + 6], ctl[j + 7], ctl[j + 8]);
   Atomics.add(ctl, ${CTL_DONE}, 1);
   Atomics.notify(ctl, ${CTL_DONE});
+}
 }`;
 
 export class WasmKernels {
@@ -59,17 +61,21 @@ export class WasmKernels {
   /** Next free byte (weights are never freed: they live as long as the backend). */
   private top = 64;
   private scratch = { at: 0, bytes: 0 };
-  private readonly workers: Worker[] = [];
+  private workers: Threads | null = null;
   private readonly ctl: Int32Array;
 
-  /** `threads` counts the calling thread: 2 means one worker. */
+  /** `threads` counts the calling thread: 2 means one worker. Without shared memory here (see
+   *  threads.ts) the memory is not shared, `module` must be threads.ts' unsharedModule of the
+   *  kernels and `threads` 1. */
   constructor(private readonly module: WebAssembly.Module, readonly threads: number) {
-    this.memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
+    const shared = threadSupport().shared;
+    if (!shared && threads > 1) throw new RuntimeError('RT303', [`${threads} wasm threads without shared memory`, 'a browser shares memory only with a cross-origin isolated page: pass threads: 1']);
+    this.memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared });
     this.ex = new WebAssembly.Instance(module, { env: { memory: this.memory } }).exports as unknown as Exports;
     this.MR = this.ex.MR.value as number;
     this.NR = this.ex.NR.value as number;
     this.splitFrom = this.ex.SPLIT_FROM.value as number;
-    this.ctl = new Int32Array(new SharedArrayBuffer(4 * (CTL_JOBS + JOB * Math.max(1, threads))));
+    this.ctl = new Int32Array(new (shared ? SharedArrayBuffer : ArrayBuffer)(4 * (CTL_JOBS + JOB * Math.max(1, threads))));
   }
 
   /** `bytes` of memory, 64-byte aligned, growing the memory as needed. */
@@ -170,10 +176,10 @@ export class WasmKernels {
       gemm(x, w, y, T, K, ldy, 0, panels);
       return;
     }
-    this.startWorkers();
+    const n = this.startWorkers();
     const step = Math.ceil(panels / parts);
     const ctl = this.ctl;
-    for (let i = 0; i < this.workers.length; i++) {
+    for (let i = 0; i < n; i++) {
       const p0 = Math.min(panels, (i + 1) * step), p1 = Math.min(panels, (i + 2) * step);
       const j = CTL_JOBS + i * JOB;
       ctl[j] = p0 < p1 ? fn : -1;
@@ -183,16 +189,27 @@ export class WasmKernels {
     Atomics.add(ctl, CTL_GEN, 1);
     Atomics.notify(ctl, CTL_GEN);
     gemm(x, w, y, T, K, ldy, 0, Math.min(panels, step));
-    const n = this.workers.length;
     for (let done = Atomics.load(ctl, CTL_DONE); done < n; done = Atomics.load(ctl, CTL_DONE)) Atomics.wait(ctl, CTL_DONE, done);
   }
 
-  private startWorkers(): void {
-    while (this.workers.length < this.threads - 1) {
-      const w = new Worker(WORKER_SOURCE, { eval: true, workerData: { module: this.module, memory: this.memory, ctl: this.ctl.buffer, slot: this.workers.length } });
-      w.unref();
-      this.workers.push(w);
+  /** Each worker's data: the module, the memory, the control words and its job slot. */
+  private workerData(): object[] {
+    return Array.from({ length: this.threads - 1 }, (_, slot) => ({ module: this.module, memory: this.memory, ctl: this.ctl.buffer, slot }));
+  }
+
+  /** Starts the worker threads and resolves once they run; a browser needs this before the first
+   *  product (in Node a product starts them if need be). */
+  async start(): Promise<void> {
+    if (!this.workers && this.threads > 1) this.workers = await startThreads(WORKER_MAIN, this.workerData());
+  }
+
+  /** The workers (started now in Node); returns their count. */
+  private startWorkers(): number {
+    if (!this.workers) {
+      if (!onNode()) throw new Error('WasmKernels: await start() before the first product');
+      this.workers = startThreadsNow(WORKER_MAIN, this.workerData());
     }
+    return this.workers.count;
   }
 
   /** Stops the workers. */
@@ -200,6 +217,7 @@ export class WasmKernels {
     Atomics.store(this.ctl, CTL_QUIT, 1);
     Atomics.add(this.ctl, CTL_GEN, 1);
     Atomics.notify(this.ctl, CTL_GEN);
-    this.workers.length = 0;
+    this.workers?.close();
+    this.workers = null;
   }
 }
