@@ -151,8 +151,10 @@ export function unsharedModule(bytes: Uint8Array): Uint8Array {
       continue;
     }
     for (let n = u32(); n > 0; n--) {
-      at += u32(); // module name
-      at += u32(); // field name
+      const moduleName = u32();
+      at += moduleName;
+      const fieldName = u32();
+      at += fieldName;
       const kind = out[at++]!;
       if (kind === 0) u32(); // function: type index
       else if (kind === 1) { at++; limits(); } // table: element type, limits

@@ -4,19 +4,16 @@
 // with range requests. Both generate the same greedy tokens as Node's CPU engine on the same
 // checkpoint. A missing Chromium or adapter fails the test in CI (CI=true) and skips it elsewhere.
 
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { build } from 'esbuild';
-import { type Browser, chromium } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Model } from '../../runtime/model.ts';
+import { CHROMIUM, bundle, closeServer, launchChromium, port, sendFile, serve } from '../helpers/browser.ts';
 import { BAMBA, ROOT, programFor, randomIds, runCli, writeCheckpoint } from '../helpers/checkpoints.ts';
 import { useSwiftShader } from './gpu.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
-const ARGS = ['--enable-unsafe-webgpu', '--enable-unsafe-swiftshader', '--use-webgpu-adapter=swiftshader', '--no-sandbox',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const ARGS = ['--enable-unsafe-webgpu', '--enable-unsafe-swiftshader', '--use-webgpu-adapter=swiftshader'];
 const TOKENS = 8;
 
 // under the repository, so the package's bare imports (@huggingface/tokenizers, webgpu) resolve
@@ -82,9 +79,7 @@ describe('the generated package on WebGPU', () => {
         return out;
       };
     `);
-    await build({ entryPoints: [join(site, 'main.js')], bundle: true, platform: 'browser', format: 'esm', outfile: join(site, 'bundle.js'), logLevel: 'error' });
-    const bundle = readFileSync(join(site, 'bundle.js'), 'utf8');
-    expect(bundle).not.toMatch(/from ["']node:/); // Node's modules were left out, not imported
+    await bundle(join(site, 'main.js'), join(site, 'bundle.js')); // Node's modules are left out, not imported
     writeFileSync(join(site, 'index.html'), '<!doctype html><meta charset="utf-8"><script type="module" src="/bundle.js"></script>\n');
 
     const ranges: string[] = [];
@@ -96,7 +91,7 @@ describe('the generated package on WebGPU', () => {
     });
     let browser: Browser | null = null;
     try {
-      browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true });
+      browser = await launchChromium(ARGS);
       const page = await browser.newPage();
       const errors: string[] = [];
       page.on('pageerror', (e) => errors.push(e.message));
@@ -111,32 +106,7 @@ describe('the generated package on WebGPU', () => {
       expect(ranges.filter((r) => r.startsWith('model.safetensors ')).length).toBeGreaterThanOrEqual(tensors.length);
     } finally {
       await browser?.close();
-      await new Promise((r) => server.close(r));
+      await closeServer(server);
     }
   }, 240_000);
 });
-
-function serve(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<Server> {
-  const server = createServer(handler);
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
-}
-
-function port(s: Server): number {
-  const a = s.address();
-  if (!a || typeof a === 'string') throw new Error('the test server has no port');
-  return a.port;
-}
-
-const TYPES: Record<string, string> = { html: 'text/html', js: 'text/javascript', json: 'application/json' };
-
-/** A static file, honouring one `Range: bytes=a-b` (206 with Content-Range); 404 when absent. */
-function sendFile(file: string, req: IncomingMessage, res: ServerResponse, ranges?: string[]): void {
-  if (!existsSync(file) || !statSync(file).isFile()) { res.writeHead(404).end(); return; }
-  const data = readFileSync(file);
-  res.setHeader('content-type', TYPES[file.split('.').pop()!] ?? 'application/octet-stream');
-  const m = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? '');
-  if (!m) { res.writeHead(200).end(data); return; }
-  const [a, b] = [Number(m[1]), Math.min(Number(m[2]), data.length - 1)];
-  ranges?.push(`${file.split('/').pop()} ${a}-${b}`);
-  res.writeHead(206, { 'content-range': `bytes ${a}-${b}/${data.length}` }).end(data.subarray(a, b + 1));
-}
