@@ -305,9 +305,23 @@ const { states: s } = await gpu.prefillAsync([[1, 2, 3]]);
 const n = await gpu.decodeAsync([42], s);
 \`\`\`
 
+In a browser the \`wasm\` backend runs on several threads only inside a Worker of a cross-origin isolated
+page (\`Cross-Origin-Opener-Policy: same-origin\`, \`Cross-Origin-Embedder-Policy: require-corp\`); on the main
+thread or without isolation it runs on one (\`model.threads\` says which). Load the model in a module Worker
+and pass prompts and results by messages:
+
+\`\`\`js
+// model-worker.js, started by the page with new Worker(new URL('./model-worker.js', import.meta.url), { type: 'module' })
+import { Model } from '${name}';
+const model = Model.load(new URL('/ckpt/', location.href).href);
+self.onmessage = async ({ data: prompt }) => {
+  for await (const { text } of (await model).generate(prompt, { maxTokens: 64 })) self.postMessage(text);
+};
+\`\`\`
+
 Load options: \`backend\` (\`'wasm'\`, the default when the package ships its kernels: WebAssembly SIMD
 products, SSD and attention; \`'cpu'\`: the reference engine; \`'webgpu'\`; \`'cuda'\` on an NVIDIA GPU), \`threads\` (threads for the products; default \`ARCHC_THREADS\`, else the
-cores, at most 8), \`capacity\` (tokens a sequence may hold; default the model's context), \`allowExtra\`, \`onProgress\`.
+cores, at most 8; in a browser \`navigator.hardwareConcurrency\`, at most 8), \`capacity\` (tokens a sequence may hold; default the model's context), \`allowExtra\`, \`onProgress\`.
 
 Sampling options: \`temperature\`, \`topK\`, \`topP\`, \`minP\`, \`repetitionPenalty\`, \`seed\`, \`stop\` (token ids),
 \`stopStrings\`, \`maxTokens\`. \`forward({ ids, labels })\` also returns the causal-LM \`loss\`.
