@@ -53,6 +53,10 @@ export interface LoadOptions {
   /** The `wasm` backend's kernel module (`archc build` writes it into the package as kernels.wasm,
    *  and the package's `Model.load` passes it). */
   readonly wasmKernels?: Uint8Array | WebAssembly.Module;
+  /** The `wasm` backend's module of this program's own kernels (codegen/wasm/program.ts; `archc
+   *  build` writes it into the package). Without it the stages, norms, conv and SSD step run on the
+   *  reference families. */
+  readonly wasmProgram?: Uint8Array | WebAssembly.Module;
   /** backend 'cuda': where the kernels, the driver and the device come from. */
   readonly cuda?: CudaLoadOptions;
 }
@@ -427,8 +431,9 @@ async function openBackend(program: Program, kind: Backend, opts: LoadOptions): 
   if (kind === 'cpu') return cpuBackend(program, opts);
   if (!opts.wasmKernels) throw new RuntimeError('RT303', ['backend wasm without its kernel module', 'pass wasmKernels (written by archc build)']);
   const module = opts.wasmKernels instanceof WebAssembly.Module ? opts.wasmKernels : new WebAssembly.Module(opts.wasmKernels as Uint8Array<ArrayBuffer>);
+  const own = opts.wasmProgram instanceof WebAssembly.Module || !opts.wasmProgram ? opts.wasmProgram : new WebAssembly.Module(opts.wasmProgram as Uint8Array<ArrayBuffer>);
   const { WasmBackend } = await import('./wasm/backend.ts');
-  return new WasmBackend(program, module, threadsOf(opts));
+  return new WasmBackend(program, module, threadsOf(opts), own);
 }
 
 /** A checkpoint directory on this machine (Node). */
