@@ -176,6 +176,11 @@ export class WasmBackend extends CpuBackend {
     return this.scratchBlock.at;
   }
 
+  /** Whether `k` runs as the program module's functions (else on the reference families). */
+  renders(k: Kernel): boolean {
+    return !!this.prog?.get(k);
+  }
+
   /** Runs `k` through the program module; false where the module has no function for it. */
   private rendered(k: Kernel, c: Ctx): boolean {
     const r = this.prog?.get(k);
