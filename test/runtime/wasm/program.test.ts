@@ -177,3 +177,14 @@ describe('the wasm program module text', () => {
     expect(text).toBe(readFileSync(file, 'utf8'));
   });
 });
+
+describe('the module and its program', () => {
+  it('a module rendered for another program is refused (RT303)', () => {
+    const a = model('mamba2', MODELS.mamba2!).program, b = model('qwen3', MODELS.qwen3!).program;
+    const own = new WebAssembly.Module(assembleWith(wabt, renderWasmProgram(a), 'test-program.wat') as Uint8Array<ArrayBuffer>);
+    let err: unknown;
+    try { made.push(new WasmBackend(b, kernels, 1, own)); } catch (e) { err = e; }
+    expect((err as { code?: string }).code).toBe('RT303');
+    made.push(new WasmBackend(a, kernels, 1, own)); // its own program loads
+  });
+});
