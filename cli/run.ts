@@ -102,6 +102,7 @@ async function loadModel(file: string, o: CommonOpts & { weights: string; allowE
   const backend = o.backend === 'cpu' || o.backend === 'cuda' || o.backend === 'webgpu' ? o.backend : 'wasm';
   // the wasm kernels are assembled here from the same text `archc build` ships (wabt loads only then)
   const wasmKernels = backend === 'wasm' ? await (await import('../codegen/wasm/assemble.ts')).wasmKernels() : undefined;
+  const wasmProgram = backend === 'wasm' ? await (await import('../codegen/wasm/program.ts')).wasmProgram(program) : undefined;
   // the runtime (with the tokenizer) and cli-progress load only in the commands that run a model
   const { Model } = await import('../runtime/model.ts');
   const cliProgress = progress && process.stderr.isTTY ? (await import('cli-progress')).default : undefined;
@@ -115,6 +116,7 @@ async function loadModel(file: string, o: CommonOpts & { weights: string; allowE
       checkWeights: o.checkWeights,
       backend,
       wasmKernels,
+      wasmProgram,
       // the kernels, compiled (and cached) once the driver has found a device
       cuda: { kernels: async () => { const b = await import('../codegen/cuda/build.ts'); return b.buildKernels(await b.buildCuda(program, { archs: archList(o.cudaArch) })); } },
       ...(backend === 'webgpu' ? { wgsl: (await import('../codegen/wgsl/render.ts')).renderProgram(program) } : {}),
@@ -141,9 +143,10 @@ export function registerRunCommands(p: Command): void {
       const ctx = compiled.graph.params.context;
       const stats = computeStats(compiled.graph, typeof ctx === 'number' ? ctx : 4096, 1);
       const wasmKernels = await (await import('../codegen/wasm/assemble.ts')).wasmKernels();
+      const wasmProgram = await (await import('../codegen/wasm/program.ts')).wasmProgram(program);
       const { buildCuda } = await import('../codegen/cuda/build.ts');
       const cuda = await buildCuda(program, { archs: archList(o.cudaArch) });
-      const r = buildPackage({ graph: compiled.graph, program, stats, source: file, packageName: o.name, wasmKernels, cuda }, o.out, { force: o.force });
+      const r = buildPackage({ graph: compiled.graph, program, stats, source: file, packageName: o.name, wasmKernels, wasmProgram, cuda }, o.out, { force: o.force });
       const rep = programReport(program, { prefillTokens: 4096, decodeBatch: 8, context: typeof ctx === 'number' ? ctx : 4096 });
       const d = rep.dispatches, m = rep.memory;
       const layers = Object.entries(d.perLayer).map(([k, n]) => `${n} per ${k} layer`).join(', ');

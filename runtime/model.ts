@@ -56,6 +56,10 @@ export interface LoadOptions {
   /** The `wasm` backend's kernel module (`archc build` writes it into the package as kernels.wasm,
    *  and the package's `Model.load` passes it). */
   readonly wasmKernels?: Uint8Array | WebAssembly.Module;
+  /** The `wasm` backend's module of this program's own kernels (codegen/wasm/program.ts; `archc
+   *  build` writes it into the package). Without it the stages, norms, conv and SSD step run on the
+   *  reference families. */
+  readonly wasmProgram?: Uint8Array | WebAssembly.Module;
   /** backend 'cuda': where the kernels, the driver and the device come from. */
   readonly cuda?: CudaLoadOptions;
 }
@@ -437,7 +441,7 @@ async function openBackend(program: Program, kind: Backend, opts: LoadOptions): 
   if (!opts.wasmKernels) throw new RuntimeError('RT303', ['backend wasm without its kernel module', 'pass wasmKernels (written by archc build)']);
   const { openWasmBackend } = await import('./wasm/backend.ts');
   // the default thread count is the wasm backend's own (a browser's cores); fewer where this thread cannot wait for workers
-  return openWasmBackend(program, opts.wasmKernels, opts.threads === undefined ? undefined : threadsOf(opts));
+  return openWasmBackend(program, opts.wasmKernels, opts.threads === undefined ? undefined : threadsOf(opts), opts.wasmProgram);
 }
 
 /** A checkpoint directory on this machine (Node). */

@@ -17,10 +17,19 @@ export function wasmKernels(t: WasmTarget = WASM_TARGET): Promise<Uint8Array> {
   return bytes;
 }
 
+/** wabt, loaded once per process. */
+export function loadWabt(): ReturnType<typeof wabtInit> {
+  wabt ??= wabtInit();
+  return wabt;
+}
+
 /** WebAssembly text -> a binary that the engine accepts (SIMD and shared memory). */
 export async function assemble(text: string, file = 'archc-kernels.wat'): Promise<Uint8Array> {
-  wabt ??= wabtInit();
-  const w = await wabt;
+  return assembleWith(await loadWabt(), text, file);
+}
+
+/** `assemble` with wabt at hand (synchronous). */
+export function assembleWith(w: Awaited<ReturnType<typeof wabtInit>>, text: string, file = 'archc-kernels.wat'): Uint8Array {
   let bytes: Uint8Array;
   try {
     const m = w.parseWat(file, text, { simd: true, threads: true });
@@ -30,7 +39,7 @@ export async function assemble(text: string, file = 'archc-kernels.wat'): Promis
       m.destroy();
     }
   } catch (e) {
-    throw new InternalError(`the wasm kernel text does not assemble: ${(e as Error).message}\n(write renderWasmKernels(WASM_TARGET) to a .wat file and run wat2wasm --enable-threads on it to reproduce)`);
+    throw new InternalError(`the wasm kernel text ${file} does not assemble: ${(e as Error).message}\n(write the text (renderWasmKernels or renderWasmProgram) to ${file} and run wat2wasm --enable-threads on it to reproduce)`);
   }
   // wabt's own validator rejects shared memories; the engine's is the one that matters
   try {

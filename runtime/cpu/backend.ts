@@ -116,9 +116,13 @@ export class CpuBackend implements Backend {
   begin(entry: Entry, batch: RunBatch, pool: StatePool): Invocation {
     if (!(pool instanceof CpuStatePool)) fail('the state pool was not made by the CPU backend');
     const T = batch.tokens.length, S = batch.seqs.length;
-    const floats = entry.arena.T * T + entry.arena.S * S;
+    return new CpuInvocation(this, entry, batch, pool, this.arenaOf(entry.arena.T * T + entry.arena.S * S));
+  }
+
+  /** The arena for a run of `floats` floats (a subclass may place it elsewhere). */
+  protected arenaOf(floats: number): Float32Array {
     if (this.arena.length < floats) this.arena = new Float32Array(floats);
-    return new CpuInvocation(this, entry, batch, pool, this.arena);
+    return this.arena;
   }
 
   dispose(): void {
@@ -246,11 +250,16 @@ export class CpuStatePool implements StatePool {
   acquire(): number {
     const reused = this.free.pop();
     if (reused !== undefined) {
-      this.slots[reused] = new Float32Array(this.floats);
+      this.slots[reused] = this.newSlot(reused, this.floats);
       return reused;
     }
-    this.slots.push(new Float32Array(this.floats));
+    this.slots.push(this.newSlot(this.slots.length, this.floats));
     return this.slots.length - 1;
+  }
+
+  /** The zeroed memory of slot `index` (a subclass may place it elsewhere). */
+  protected newSlot(_index: number, floats: number): Float32Array {
+    return new Float32Array(floats);
   }
 
   release(slot: number): void {

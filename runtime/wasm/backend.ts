@@ -1,16 +1,21 @@
 // The `wasm` backend: matrix products in WebAssembly SIMD (runtime/wasm/kernels.ts, over weights
-// packed into panels in shared memory, split across worker threads), every other kernel family and
-// the matmul prologue and epilogue stages through the CPU reference implementations
-// (runtime/cpu/families.ts) on the same arena and state slots, except the chunked SSD and prefill
-// attention, whose work runs as matrix products on the same kernels (runtime/wasm/ssd.ts, attention.ts). It is the CPU backend with its
-// products replaced, so the rest stays exactly the reference.
+// packed into panels in shared memory, split across worker threads); with the program's own module
+// (codegen/wasm/program.ts, runtime/wasm/program.ts) the arena and the state slots live in that
+// memory too, and the matmul prologue and epilogue stages, norms, elementwise kernels, the conv,
+// the one-token conv and SSD step and RoPE run as its rendered functions, the products reading x and
+// writing y in place. The chunked SSD and prefill attention run as matrix products on the same
+// kernels (runtime/wasm/ssd.ts, attention.ts); what is left (embedding, copies, gather_last, the
+// one-token attention, and any kernel the module has no function for) runs through the CPU
+// reference implementations (runtime/cpu/families.ts) on the same arena and state slots.
 
+import type { Invocation, RunBatch, StatePool } from '../backend.ts';
 import { CpuBackend } from '../cpu/backend.ts';
 import { CPU_FAMILIES, type Ctx, type Impl } from '../cpu/families.ts';
 import { exprLeaves } from '../expr.ts';
-import { type Entry, type Family, type Kernel, type Program, weightsRead } from '../program.ts';
+import { type Entry, type Family, type Kernel, type Program, type View, weightsRead } from '../program.ts';
 import { readF32, type Tensor } from '../tensor.ts';
 import { type PackedWeight, WasmKernels } from './kernels.ts';
+import { type Arg, Heap, WasmProgram, WasmStatePool, rowsOf } from './program.ts';
 import { ssdChunkedWasm } from './ssd.ts';
 import { attentionWasm } from './attention.ts';
 import { RuntimeError } from '../errors.ts';
@@ -23,16 +28,18 @@ import { threadSupport, threadsHere, unsharedModule } from './threads.ts';
  * cross-origin isolated), with the module's memory import rewritten to match. The workers are
  * running when it resolves.
  */
-export async function openWasmBackend(program: Program, kernels: Uint8Array | WebAssembly.Module, threads?: number): Promise<WasmBackend> {
+export async function openWasmBackend(program: Program, kernels: Uint8Array | WebAssembly.Module, threads?: number,
+  own?: Uint8Array | WebAssembly.Module): Promise<WasmBackend> {
   const support = threadSupport();
-  let module: WebAssembly.Module;
-  if (kernels instanceof WebAssembly.Module) {
-    if (!support.shared) throw new RuntimeError('RT303', ['a compiled wasm kernel module without shared memory (a page that is not cross-origin isolated)', 'pass the module\'s bytes (wasmKernels: Uint8Array), which are rewritten for an unshared memory']);
-    module = kernels;
-  } else {
-    module = await WebAssembly.compile((support.shared ? kernels : unsharedModule(kernels)) as Uint8Array<ArrayBuffer>);
-  }
-  const backend = new WasmBackend(program, module, threadsHere(threads, support));
+  // both modules import the one memory: without shared memory their imports are rewritten to match
+  const compile = async (m: Uint8Array | WebAssembly.Module, what: string): Promise<WebAssembly.Module> => {
+    if (!(m instanceof WebAssembly.Module)) return WebAssembly.compile((support.shared ? m : unsharedModule(m)) as Uint8Array<ArrayBuffer>);
+    if (!support.shared) throw new RuntimeError('RT303', [`a compiled ${what} without shared memory (a page that is not cross-origin isolated)`, 'pass the module\'s bytes (a Uint8Array), which are rewritten for an unshared memory']);
+    return m;
+  };
+  const module = await compile(kernels, 'wasm kernel module (wasmKernels)');
+  const programModule = own === undefined ? undefined : await compile(own, 'wasm program module (wasmProgram)');
+  const backend = new WasmBackend(program, module, threadsHere(threads, support), programModule);
   try {
     await backend.start();
   } catch (e) {
@@ -49,13 +56,30 @@ export class WasmBackend extends CpuBackend {
   private readonly products = new Set<string>();
   private readonly elsewhere: Set<string>;
   private readonly packed = new WeakMap<Tensor, PackedWeight>();
-  /** The chunked SSD and prefill attention as matrix products on the wasm kernels; the rest as the CPU engine runs them. */
-  override readonly families: Readonly<Record<Family, Impl>> = { ...CPU_FAMILIES, ssd: (k, c) => this.ssd(k, c), attention: (k, c) => this.attention(k, c) };
+  /** The chunked SSD and prefill attention as matrix products on the wasm kernels; the rendered
+   *  families through the program module where it has the kernel; the rest as the CPU engine runs them. */
+  override readonly families: Readonly<Record<Family, Impl>> = {
+    ...CPU_FAMILIES, ssd: (k, c) => this.ssd(k, c), attention: (k, c) => this.attention(k, c),
+    ...Object.fromEntries((['matmul', 'norm', 'elementwise', 'rope', 'conv', 'conv_step', 'ssd_step'] as const)
+      .map((f) => [f, (k: Kernel, c: Ctx) => { if (!this.rendered(k, c)) CPU_FAMILIES[f](k, c); }])),
+  };
+  /** The program module (absent: every family but the products runs as the CPU engine's). */
+  private readonly prog: WasmProgram | null;
+  private readonly heap: Heap;
+  private arenaBlock: { at: number; bytes: number } | null = null;
+  private scratchBlock: { at: number; bytes: number } | null = null;
+  private readonly weightCopies = new Map<string, number>();
+  /** The run in progress: where its arena and sequence table are, and its rotary tables. */
+  private current: { entry: Entry; batch: RunBatch; pool: WasmStatePool; T: number; S: number; seq: number; ropes: Map<string, number> } | null = null;
+  private runBlocks: { at: number; bytes: number }[] = [];
 
-  /** `module`: the assembled kernel module (codegen/wasm/); `threads` counts the calling thread. */
-  constructor(program: Program, module: WebAssembly.Module, threads: number) {
+  /** `module`: the assembled kernel module (codegen/wasm/); `threads` counts the calling thread;
+   *  `programModule`: the program's own module (codegen/wasm/program.ts), if at hand. */
+  constructor(program: Program, module: WebAssembly.Module, threads: number, programModule?: WebAssembly.Module) {
     super(program);
     this.kernels = new WasmKernels(module, threads);
+    this.heap = new Heap((bytes) => this.kernels.allocate(bytes));
+    this.prog = programModule ? new WasmProgram(programModule, this.kernels.memory, program) : null;
     const rest: Entry[] = [];
     for (const e of Object.values(program.entries)) {
       const kernels = e.kernels.map((k) => {
@@ -90,6 +114,144 @@ export class WasmBackend extends CpuBackend {
     if (p.K !== K || x.length !== rows * K) throw new RangeError(`linear: weight [${p.N}, ${p.K}] does not match x of ${rows} rows of K=${K}`);
     const bias = b ? readF32(b, 0, p.N, new Float32Array(p.N)) : null;
     return this.kernels.linear(p, x, rows, bias);
+  }
+
+  /** With the program module, the arena lives in the shared memory (grown by doubling). */
+  protected override arenaOf(floats: number): Float32Array {
+    if (!this.prog) return super.arenaOf(floats);
+    if (!this.arenaBlock || this.arenaBlock.bytes < 4 * floats) {
+      if (this.arenaBlock) this.heap.release(this.arenaBlock);
+      this.arenaBlock = this.heap.alloc(Math.max(4 * floats, 2 * (this.arenaBlock?.bytes ?? 0), 64));
+    }
+    return new Float32Array(this.kernels.memory.buffer, this.arenaBlock.at, this.arenaBlock.bytes >> 2);
+  }
+
+  override createStatePool(capacity: number): StatePool {
+    return this.prog ? new WasmStatePool(this.program, capacity, this.heap, this.kernels.memory) : super.createStatePool(capacity);
+  }
+
+  override begin(entry: Entry, batch: RunBatch, pool: StatePool): Invocation {
+    const inv = super.begin(entry, batch, pool);
+    if (!this.prog) return inv;
+    if (!(pool instanceof WasmStatePool)) throw new Error('archc runtime: the state pool was not made by the wasm backend');
+    for (const b of this.runBlocks) this.heap.release(b);
+    this.runBlocks = [];
+    const S = batch.seqs.length;
+    const seq = this.runAlloc(12 * Math.max(1, S));
+    const table = new Int32Array(this.kernels.memory.buffer, seq, 3 * S);
+    batch.seqs.forEach((s, i) => table.set([s.start, s.len, pool.address(batch.slots[i]!)], 3 * i));
+    this.current = { entry, batch, pool, T: batch.tokens.length, S, seq, ropes: new Map() };
+    return inv;
+  }
+
+  private runAlloc(bytes: number): number {
+    const b = this.heap.alloc(bytes);
+    this.runBlocks.push(b);
+    return b.at;
+  }
+
+  /** Byte address of a weight's f32 copy in the memory (made on first use). */
+  private weightAt(name: string): number {
+    let at = this.weightCopies.get(name);
+    if (at === undefined) {
+      const w = this.f32(name);
+      at = this.heap.alloc(4 * Math.max(1, w.length)).at;
+      new Float32Array(this.kernels.memory.buffer, at, w.length).set(w);
+      this.weightCopies.set(name, at);
+    }
+    return at;
+  }
+
+  /** The run's rotary table for (R, theta): [T][R/2] cos then [T][R/2] sin of the reference's angles. */
+  private ropeAt(rotaryDim: number, theta: number): number {
+    const run = this.current!;
+    const key = `${rotaryDim}:${theta}`;
+    let at = run.ropes.get(key);
+    if (at === undefined) {
+      const half = rotaryDim / 2, T = run.T, pos = run.batch.positions;
+      at = this.runAlloc(16 * Math.max(1, T * half));
+      const tab = new Float64Array(this.kernels.memory.buffer, at, 2 * T * half);
+      for (let i = 0; i < half; i++) {
+        // runtime/cpu/attention.ts' angles: f32 inverse frequencies, the angle rounded to f32
+        const inv = Math.fround(1 / Math.fround(theta ** Math.fround((2 * i) / rotaryDim)));
+        for (let t = 0; t < T; t++) {
+          const a = Math.fround(pos[t]! * inv);
+          tab[t * half + i] = Math.cos(a);
+          tab[(T + t) * half + i] = Math.sin(a);
+        }
+      }
+      run.ropes.set(key, at);
+    }
+    return at;
+  }
+
+  private argValue(a: Arg): number {
+    const run = this.current!;
+    switch (a.kind) {
+      case 'buf': {
+        const b = run.entry.buffers[a.buf]!;
+        return this.arenaBlock!.at + 4 * (b.rows === 'T' ? b.offset * run.T : run.entry.arena.T * run.T + b.offset * run.S);
+      }
+      case 'weight': return this.weightAt(a.name);
+      case 'state': return run.pool.byteOffsets[a.index]!;
+      case 'rope': return this.ropeAt(a.rotaryDim, a.theta);
+    }
+  }
+
+  private scratch(bytes: number): number {
+    if (!this.scratchBlock || this.scratchBlock.bytes < bytes) {
+      if (this.scratchBlock) this.heap.release(this.scratchBlock);
+      this.scratchBlock = this.heap.alloc(Math.max(bytes, 2 * (this.scratchBlock?.bytes ?? 0), 64));
+    }
+    return this.scratchBlock.at;
+  }
+
+  /** Whether `k` runs as the program module's functions (else on the reference families). */
+  renders(k: Kernel): boolean {
+    return !!this.prog?.get(k);
+  }
+
+  /** Runs `k` through the program module; false where the module has no function for it. */
+  private rendered(k: Kernel, c: Ctx): boolean {
+    const r = this.prog?.get(k);
+    const run = this.current;
+    if (!r || !run) return false;
+    const rows = rowsOf(k, (v) => c.rows(v as View));
+    const args = r.args.map((a) => this.argValue(a));
+    const perRow = r.scratch.reduce((a, p) => a + p.perRow, 0);
+    if (k.family !== 'matmul') {
+      const scr = this.scratch(4 * rows * perRow + 16);
+      r.run!(run.T, run.S, run.seq, rows, scr, 0, 0, ...args);
+      return true;
+    }
+    const w = this.tensor((k.inputs.w as { weight: string }).weight);
+    const p = this.packed.get(w);
+    if (!p || !r.post) return false;
+    const K = k.sizes.K! | 0, N = k.sizes.N! | 0;
+    if (p.K !== K || p.N !== N) throw new RangeError(`${k.name}: weight [${p.N}, ${p.K}] does not match K=${K}, N=${N}`);
+    const outRows = k.prologue?.[0]?.kind === 'gather_last' ? run.S : rows;
+    const ldy = p.panels * this.kernels.NR;
+    const scr = this.scratch(4 * rows * (perRow + ldy) + 16);
+    const y0 = scr + 4 * rows * perRow;
+    const fixed = [run.T, run.S, run.seq, rows, scr, ldy, y0] as const;
+    let xAt: number, ldx: number;
+    if (r.pre) {
+      r.pre(...fixed, ...args);
+      [xAt, ldx] = [scr, K];
+    } else {
+      const xv = k.inputs.x as View;
+      [xAt, ldx] = [this.argValue({ kind: 'buf', buf: xv.buf }) + 4 * xv.col, run.entry.buffers[xv.buf]!.width];
+    }
+    if (!outRows) return true;
+    const y = k.outputs.y!;
+    if (!k.epilogue?.length && !k.inputs.b && N % this.kernels.NR === 0) {
+      // the product writes its output view itself
+      this.kernels.linearAt(p, xAt, ldx, outRows, this.argValue({ kind: 'buf', buf: y.buf }) + 4 * y.col, run.entry.buffers[y.buf]!.width);
+      return true;
+    }
+    this.kernels.linearAt(p, xAt, ldx, outRows, y0, ldy);
+    r.post(...fixed, ...args);
+    return true;
   }
 
   private ssd(k: Kernel, c: Ctx): void {

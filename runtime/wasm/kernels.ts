@@ -167,6 +167,29 @@ export class WasmKernels {
     return { y: mem.subarray(yAt >> 2, (yAt >> 2) + Tpad * ld), ld };
   }
 
+  /** `bytes` of the memory for the caller's own use (never freed; see runtime/wasm/program.ts' Heap). */
+  allocate(bytes: number): number {
+    return this.alloc(bytes);
+  }
+
+  /**
+   * y = x·Wᵀ with x and y in the memory: T rows of K floats at byte address `xAt`, `ldx` floats
+   * apart; y rows at `yAt`, `ldy` floats apart, of which columns [0, panels·NR) are written (the
+   * caller leaves room for a partial panel's padding columns). No bias.
+   */
+  linearAt(w: PackedWeight, xAt: number, ldx: number, T: number, yAt: number, ldy: number): void {
+    const { K, N, panels } = w;
+    const MR = this.MR, Tpad = Math.ceil(T / MR) * MR;
+    const tiles = this.reserve(4 * Tpad * K);
+    const mem = new Float32Array(this.memory.buffer);
+    const t0 = tiles >> 2, x0 = xAt >> 2;
+    for (let t = 0; t < T; t++) {
+      const base = t0 + (t - (t % MR)) * K + (t % MR), src = x0 + t * ldx;
+      for (let k = 0; k < K; k++) mem[base + k * MR] = mem[src + k]!;
+    }
+    this.run(w.dtype === 'bf16' ? 1 : 0, [tiles, w.at, yAt, T, K, ldy], panels, T * K * N >= this.splitFrom);
+  }
+
   /** Runs gemm `fn` over all panels, split by panels across the threads when `split`. */
   private run(fn: number, args: readonly number[], panels: number, split: boolean): void {
     const gemm = fn === 1 ? this.ex.gemm_bf16 : this.ex.gemm_f32;

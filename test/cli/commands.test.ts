@@ -7,8 +7,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeNpy } from '../../cli/npy.ts';
 import { wasmKernels } from '../../codegen/wasm/assemble.ts';
-import type { Model } from '../../runtime/model.ts';
-import { BAMBA, type CliResult, TINY, expectLogitsClose, inParallel, loadModel, makeDir, removeDir, runCli, setsFor } from '../helpers/checkpoints.ts';
+import { wasmProgram } from '../../codegen/wasm/program.ts';
+import { Model } from '../../runtime/model.ts';
+import { BAMBA, type CliResult, TINY, expectLogitsClose, inParallel, makeDir, programFor, removeDir, runCli, setsFor } from '../helpers/checkpoints.ts';
 
 // Line 7 col 7 and line 8 col 24 are unknown names; the compiler reports both in one run.
 const TWO_ERRORS = `import std.{Embedding, RMSNorm}
@@ -48,8 +49,9 @@ beforeAll(async () => {
     () => runCli(['forward', BAMBA, '--weights', ckpt, '--ids', '1,x;2', '--out', join(root, 'bad.npy')]),
     () => runCli(['forward', BAMBA, '--weights', ckpt, '--ids', IDS, '--out', join(root, 'cpu.npy'), '--step', '--backend', 'cpu']),
   ], 3);
-  // the CLI runs on its default backend, wasm: the in-process model too
-  model = await loadModel(ckpt, { backend: 'wasm', wasmKernels: await wasmKernels() });
+  // the CLI runs on its default backend, wasm, with the program's own module: the in-process model too
+  const program = programFor(ckpt);
+  model = await Model.loadProgram(program, ckpt, { backend: 'wasm', wasmKernels: await wasmKernels(), wasmProgram: await wasmProgram(program) });
 }, 180_000);
 afterAll(() => removeDir(root));
 

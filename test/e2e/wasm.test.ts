@@ -3,18 +3,21 @@
 // token at a time through decode,
 // for Bamba (f32 and bf16 weights, kept 16-bit in the panels) and the other models/ architectures.
 // Logits agree within 1e-5 of their scale (f32 sums in k order against the engine's double sums).
+// The wasm side has the program's own module (codegen/wasm/program.ts): arena and state slots in
+// the shared memory, stages, norms, conv and SSD step as its functions.
 
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import { wasmKernels } from '../../codegen/wasm/assemble.ts';
+import { wasmProgram } from '../../codegen/wasm/program.ts';
 import { compileFile } from '../../compiler/compile.ts';
 import { hfConfigText, initWeights } from '../../compiler/init.ts';
 import { lowerToProgram } from '../../compiler/lower.ts';
 import { Model } from '../../runtime/model.ts';
 import { createRng } from '../../runtime/rng.ts';
 import { writeSafetensors } from '../../runtime/safetensors.ts';
-import { ROOT, expectLogitsClose, loadModel, makeDir, randomIds, removeDir, rows, writeCheckpoint } from '../helpers/checkpoints.ts';
+import { ROOT, expectLogitsClose, makeDir, programFor, randomIds, removeDir, rows, writeCheckpoint } from '../helpers/checkpoints.ts';
 
 const work = makeDir('archc-wasm-');
 let kernels: Uint8Array;
@@ -35,7 +38,8 @@ async function bamba(dtype: 'f32' | 'bf16'): Promise<Pair> {
   const dir = join(work, `bamba-${dtype}`);
   mkdirSync(dir);
   writeCheckpoint(dir, { vocab: 90 }, { dtype, seed: 3 });
-  return { cpu: await loadModel(dir, { threads: 1 }), wasm: await loadModel(dir, { backend: 'wasm', wasmKernels: kernels, threads: 2 }) };
+  const program = programFor(dir);
+  return { cpu: await Model.loadProgram(program, dir, { threads: 1 }), wasm: await Model.loadProgram(program, dir, { backend: 'wasm', wasmKernels: kernels, wasmProgram: await wasmProgram(program), threads: 2 }) };
 }
 
 async function other(name: string): Promise<Pair> {
@@ -47,7 +51,7 @@ async function other(name: string): Promise<Pair> {
   writeSafetensors(join(dir, 'model.safetensors'), initWeights(c.graph, createRng(9)));
   const bound = compileFile(file, { hfConfig: join(dir, 'config.json') });
   const program = lowerToProgram(bound.graph, bound.bindings);
-  return { cpu: await Model.loadProgram(program, dir, { threads: 1 }), wasm: await Model.loadProgram(program, dir, { backend: 'wasm', wasmKernels: kernels, threads: 2 }) };
+  return { cpu: await Model.loadProgram(program, dir, { threads: 1 }), wasm: await Model.loadProgram(program, dir, { backend: 'wasm', wasmKernels: kernels, wasmProgram: await wasmProgram(program), threads: 2 }) };
 }
 
 function compare({ cpu, wasm }: Pair, what: string): void {

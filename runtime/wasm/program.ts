@@ -1,0 +1,189 @@
+// The `wasm` target's per-program module at run time: its calling convention (shared with the
+// renderer, codegen/wasm/program.ts), a small heap in the shared memory (the arena, state slots,
+// per-run tables and kernel scratch live there, so the rendered kernels and the products read and
+// write activations in place), and the state pool whose slots are in that memory.
+//
+// Calling convention: every rendered function takes i32 arguments
+//   (T, S, seq, rows, scr, ldy, y0, a0, a1, …)
+// T, S: the batch's rows; seq: byte address of [S][3] i32 (first row, row count, slot address) per
+// sequence; rows: the kernel's input rows (family-specific, see `rowsOf`); scr: the kernel's scratch
+// (laid out by `scratchPlan`, then y0); ldy, y0: where a matrix product left its result (floats per
+// row, byte address); then `kernelArgs(k)` in order: a buffer's byte address in the arena, a weight's
+// f32 copy, a state's byte offset in a slot, a rotary table ([T][R/2] cos, then [T][R/2] sin, f64).
+// Sizes, columns and row strides are constants in the code, so the kernels that differ only in
+// where their memory is (the same layer at every depth) are one function.
+
+import { RuntimeError } from '../errors.ts';
+import { type Entry, type EntryName, type Expr, type Kernel, type Program, isView, slotLayout } from '../program.ts';
+import { exprLeaves } from '../expr.ts';
+import { CpuStatePool } from '../cpu/backend.ts';
+
+export type Arg =
+  | { readonly kind: 'buf'; readonly buf: number }
+  | { readonly kind: 'weight'; readonly name: string }
+  | { readonly kind: 'state'; readonly index: number }
+  | { readonly kind: 'rope'; readonly rotaryDim: number; readonly theta: number };
+
+/** Leading arguments of every rendered function. */
+export const FIXED = ['T', 'S', 'seq', 'rows', 'scr', 'ldy', 'y0'] as const;
+
+/** The export of kernel `index` of entry `entry` for one of its stages. */
+export const exportName = (entry: EntryName, index: number, stage: 'run' | 'pre' | 'post') => `${entry}.${index}.${stage}`;
+
+const key = (a: Arg) => (a.kind === 'buf' ? `b${a.buf}` : a.kind === 'weight' ? `w:${a.name}` : a.kind === 'state' ? `s${a.index}` : `r${a.rotaryDim}:${a.theta}`);
+
+/** The kernel-specific arguments of `k`'s functions, in order (each once). */
+export function kernelArgs(k: Kernel): Arg[] {
+  const out = new Map<string, Arg>();
+  const put = (a: Arg) => { if (!out.has(key(a))) out.set(key(a), a); };
+  const exprWeights = (e: Expr | undefined) => { if (e) for (const l of exprLeaves(e)) if (l.op === 'w') put({ kind: 'weight', name: l.name }); };
+  for (const name of Object.keys(k.inputs).sort()) {
+    const o = k.inputs[name]!;
+    if (isView(o)) put({ kind: 'buf', buf: o.buf });
+  }
+  for (const name of Object.keys(k.outputs).sort()) put({ kind: 'buf', buf: k.outputs[name]!.buf });
+  for (const name of Object.keys(k.inputs).sort()) {
+    const o = k.inputs[name]!;
+    if ('weight' in o && !(k.family === 'matmul' && name === 'w')) put({ kind: 'weight', name: o.weight });
+  }
+  exprWeights(k.body);
+  for (const name of Object.keys(k.pre ?? {}).sort()) exprWeights(k.pre![name]);
+  for (const p of k.prologue ?? []) {
+    if (p.kind !== 'gather_last') put({ kind: 'weight', name: p.weight });
+    if (p.kind === 'layernorm' && p.bias) put({ kind: 'weight', name: p.bias });
+  }
+  for (const s of k.epilogue ?? []) {
+    if (s.kind === 'map') exprWeights(s.body);
+    if (s.kind === 'conv_step') { put({ kind: 'weight', name: s.weight }); if (s.bias) put({ kind: 'weight', name: s.bias }); exprWeights(s.post); }
+  }
+  if (k.state !== undefined) put({ kind: 'state', index: k.state });
+  for (const s of k.epilogue ?? []) {
+    if (s.kind === 'conv_step') put({ kind: 'state', index: s.state });
+    if (s.kind === 'rope') put({ kind: 'rope', rotaryDim: s.rotaryDim, theta: s.theta });
+  }
+  if (k.family === 'rope') put({ kind: 'rope', rotaryDim: k.sizes.R!, theta: k.attrs.theta as number });
+  return [...out.values()];
+}
+
+/** Scratch arrays of a kernel, in order, each `rows` rows of `perRow` floats (a multiple of 4);
+ *  a matrix product's result y0 follows them. */
+export function scratchPlan(k: Kernel): { name: string; perRow: number }[] {
+  const plan: { name: string; perRow: number }[] = [];
+  const add = (name: string, floats: number) => plan.push({ name, perRow: Math.ceil(floats / 4) * 4 });
+  const views = Object.entries(k.inputs).filter(([, o]) => isView(o)) as [string, { width: number }][];
+  if (k.family === 'matmul' && (k.prologue?.length || k.pre?.x)) add('x', k.sizes.K!);
+  // operands whose `pre` the SSD step and the conv read materialised first
+  if (k.family === 'ssd_step' || k.family === 'conv' || k.family === 'conv_step') {
+    for (const [name, o] of views.sort((a, b) => (a[0] < b[0] ? -1 : 1))) if (k.pre?.[name]) add(`pre:${name}`, o.width);
+  }
+  const maps = (k.epilogue ?? []).filter((s) => s.kind === 'map');
+  const widest = Math.max(0, ...maps.map((s) => s.width));
+  const bias = k.family === 'matmul' && k.inputs.b ? 1 : 0;
+  if (maps.length + bias >= 2) add('y1', Math.max(widest, k.sizes.N ?? 0));
+  if (maps.length + bias >= 3) add('y2', Math.max(widest, k.sizes.N ?? 0));
+  if ((k.family === 'conv' || k.family === 'conv_step') && k.epilogue?.length) add('y0', k.sizes.C!);
+  return plan;
+}
+
+/** The `rows` argument: the rows the kernel reads (a norm over [T, heads, D] counts buffer rows). */
+export function rowsOf(k: Kernel, rows: (v: { buf: number }) => number): number {
+  switch (k.family) {
+    case 'elementwise': return rows(k.outputs.y!);
+    default: {
+      const x = k.inputs.x;
+      return x && isView(x) ? rows(x) : rows(k.outputs.y!);
+    }
+  }
+}
+
+/** A fingerprint of the program's entries (FNV-1a over their JSON): the module and the program it
+ *  is loaded with must be the same. */
+export function programHash(p: Program): number {
+  const text = JSON.stringify([p.entries, p.states]);
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return h | 0;
+}
+
+/** First-fit blocks over an allocator that never frees (the kernels' memory): freed blocks are
+ *  reused for requests they hold. */
+export class Heap {
+  private readonly free: { at: number; bytes: number }[] = [];
+  constructor(private readonly grow: (bytes: number) => number) {}
+
+  alloc(bytes: number): { at: number; bytes: number } {
+    const i = this.free.findIndex((b) => b.bytes >= bytes);
+    if (i >= 0) return this.free.splice(i, 1)[0]!;
+    const size = Math.ceil(bytes / 64) * 64;
+    return { at: this.grow(size), bytes: size };
+  }
+
+  release(b: { at: number; bytes: number }): void {
+    this.free.push(b);
+    this.free.sort((x, y) => x.bytes - y.bytes);
+  }
+}
+
+type Fn = (...args: number[]) => void;
+
+/** One kernel's rendered functions and arguments. */
+export interface Rendered {
+  readonly run?: Fn;
+  readonly pre?: Fn;
+  readonly post?: Fn;
+  readonly args: readonly Arg[];
+  readonly scratch: readonly { name: string; perRow: number }[];
+}
+
+/** The program module instantiated on the shared memory, its functions by kernel. */
+export class WasmProgram {
+  private readonly byKernel = new Map<Kernel, Rendered>();
+
+  constructor(module: WebAssembly.Module, memory: WebAssembly.Memory, program: Program) {
+    const ex = new WebAssembly.Instance(module, { env: { memory } }).exports as Record<string, unknown>;
+    const hash = (ex.PROGRAM as WebAssembly.Global | undefined)?.value;
+    if (hash !== programHash(program)) {
+      throw new RuntimeError('RT303', ['a wasm program module built for another program', 'pass the wasmProgram rendered for this model (archc build writes it into the package)']);
+    }
+    for (const [name, e] of Object.entries(program.entries) as [EntryName, Entry][]) {
+      e.kernels.forEach((k, i) => {
+        const fn = (stage: 'run' | 'pre' | 'post') => ex[exportName(name, i, stage)] as Fn | undefined;
+        const [run, pre, post] = [fn('run'), fn('pre'), fn('post')];
+        if (run || pre || post) this.byKernel.set(k, { run, pre, post, args: kernelArgs(k), scratch: scratchPlan(k) });
+      });
+    }
+  }
+
+  get(k: Kernel): Rendered | undefined {
+    return this.byKernel.get(k);
+  }
+}
+
+/** State slots in the shared memory (so the rendered kernels update them in place). */
+export class WasmStatePool extends CpuStatePool {
+  private readonly blocks: ({ at: number; bytes: number } | undefined)[] = [];
+  /** Byte offset of each state in a slot. */
+  readonly byteOffsets: readonly number[];
+
+  constructor(program: Program, capacity: number, private readonly heap: Heap, private readonly memory: WebAssembly.Memory) {
+    super(program, capacity);
+    this.byteOffsets = slotLayout(program.states, capacity).offsets.map((o) => 4 * o);
+  }
+
+  protected override newSlot(index: number, floats: number): Float32Array {
+    const b = (this.blocks[index] ??= this.heap.alloc(4 * floats));
+    const a = new Float32Array(this.memory.buffer, b.at, floats);
+    a.fill(0);
+    return a;
+  }
+
+  /** Byte address of slot `index`. */
+  address(index: number): number {
+    return this.blocks[index]?.at ?? -1;
+  }
+
+  dispose(): void {
+    for (const b of this.blocks) if (b) this.heap.release(b);
+    this.blocks.length = 0;
+  }
+}
