@@ -38,7 +38,10 @@ export async function openWasmBackend(program: Program, kernels: Uint8Array | We
     return m;
   };
   const module = await compile(kernels, 'wasm kernel module (wasmKernels)');
-  const programModule = own === undefined ? undefined : await compile(own, 'wasm program module (wasmProgram)');
+  // The program module keeps the arena and state slots in the memory, and the engine holds views of
+  // them across a kernel; an unshared memory detaches every view when it grows, so without shared
+  // memory the stages stay on the reference families over a JS arena (products still run in wasm).
+  const programModule = own === undefined || !support.shared ? undefined : await compile(own, 'wasm program module (wasmProgram)');
   const backend = new WasmBackend(program, module, threadsHere(threads, support), programModule);
   try {
     await backend.start();
