@@ -321,7 +321,7 @@ configuration.
 - \`graph.json\` — the model graph (schema \`archc-graph/1\`)
 - \`build-report.json\` — what was built: dispatches per decode step and prefill, arena and state-slot bytes,
   every kernel with the ops it fused and its source lines, parameter counts, FLOPs and state sizes
-- \`src/\` — generated TypeScript (\`model.ts\`, \`wgsl.ts\`: the WGSL of every kernel, one binding per buffer — buffers larger than the device's bindings are split at load —, \`index.ts\`) and the archc runtime; \`dist/\` — compiled JS and .d.ts
+- \`src/\` — generated TypeScript (\`model.ts\`, \`wgsl.ts\`: the WGSL of every kernel, one binding per buffer, split at load where a buffer is larger than the device's bindings; \`index.ts\`) and the archc runtime; \`dist/\` — compiled JS and .d.ts
 `;
 }
 

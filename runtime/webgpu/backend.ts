@@ -14,7 +14,7 @@ import type { DerivedWeight, Entry, EntryName, Kernel, Program, ProgramWeight, V
 import { slotLayout, weightsRead } from '../program.ts';
 import { type Tensor, toF32 } from '../tensor.ts';
 import { CHUNK_FIELDS, SEQ_FIELDS, type BindingKind, type Pass, type RunCount, type WgslProgram } from './shaders.ts';
-import { type BindingLimits, type BoundPass, type SplitOptions, type SplitPlan, SplitBuffer, describe, intsWords, planSplits, specialise, weightDeviceBytes } from './split.ts';
+import { type BindingLimits, type BoundPass, type SplitOptions, type SplitPlan, SplitBuffer, describe, intsWords, partsOf, planSplits, specialise, weightDeviceBytes } from './split.ts';
 
 export interface WebGpuOptions extends SplitOptions {
   /** A GPU object (navigator.gpu); default: navigator.gpu in a browser, else Dawn from the `webgpu` package. */
@@ -151,7 +151,7 @@ export class WebGpuBackend implements Backend {
     for (const [entry, e] of Object.entries(this.shaders.entries)) {
       for (const k of e.kernels) {
         for (const p of k.passes) {
-          const { code } = this.specialised(p);
+          const { code } = this.specialised(p, entry as EntryName);
           if (this.pipelines.has(code)) continue;
           const problem = await shaderProblem(this.device, code);
           if (problem) throw new RuntimeError('RT503', [k.kernel, `${entry}, pass ${p.name}`, problem]);
@@ -160,10 +160,10 @@ export class WebGpuBackend implements Backend {
     }
   }
 
-  /** Pass `p` as this device runs it (split buffers bound part by part). */
-  specialised(p: Pass): BoundPass {
+  /** Pass `p` of `entry` as this device runs it (split buffers bound part by part). */
+  specialised(p: Pass, entry: EntryName): BoundPass {
     let b = this.bound.get(p);
-    if (!b) this.bound.set(p, b = specialise(p, this.plan));
+    if (!b) this.bound.set(p, b = specialise(p, this.plan, entry));
     return b;
   }
 
@@ -328,8 +328,8 @@ export class WebGpuBackend implements Backend {
     if (!(pool instanceof WebGpuStatePool)) fail('the state pool was not made by the WebGPU backend');
     const name = (Object.keys(this.program.entries) as EntryName[]).find((n) => this.program.entries[n] === entry);
     const shaders = name ? this.shaders.entries[name] : undefined;
-    if (!shaders) fail('the entry is not one of the program\'s');
-    return new WebGpuInvocation(this, entry, shaders.kernels, shaders.chunk, batch, pool);
+    if (!name || !shaders) fail('the entry is not one of the program\'s');
+    return new WebGpuInvocation(this, entry, name, shaders.kernels, shaders.chunk, batch, pool);
   }
 
   dispose(): void {
@@ -396,7 +396,7 @@ class WebGpuInvocation implements Invocation {
   private readonly chunks: number;
   private readonly next: Map<Kernel, { kernel: string; passes: readonly Pass[] }>;
 
-  constructor(private readonly gpu: WebGpuBackend, private readonly entry: Entry, kernels: readonly { kernel: string; passes: readonly Pass[] }[],
+  constructor(private readonly gpu: WebGpuBackend, private readonly entry: Entry, private readonly entryName: EntryName, kernels: readonly { kernel: string; passes: readonly Pass[] }[],
     chunk: number, batch: RunBatch, private readonly pool: WebGpuStatePool) {
     this.T = batch.tokens.length;
     this.S = batch.seqs.length;
@@ -431,10 +431,13 @@ class WebGpuInvocation implements Invocation {
     }
     for (const [role, bytes] of Object.entries(need) as [BatchRole, number][]) {
       const b = gpu.batchBuffer(role);
-      if (!b.ensure(bytes, false)) {
-        throw new RuntimeError('RT505', [`${what}: ${describe(role)}`, bytes, b.capacity,
-          b.split.parts > 1 ? `planned for ${gpu.plan.maxBatchTokens} tokens: load with a larger webgpu.maxBatchTokens, or run fewer tokens at once` : 'run fewer tokens at once']);
+      const parts = partsOf(gpu.plan, role, entryName);
+      if (bytes > parts * b.split.partBytes) {
+        const { maxBatchTokens: t, maxBatchSequences: s } = gpu.plan;
+        throw new RuntimeError('RT505', [`${what}: ${describe(role)}`, bytes, parts * b.split.partBytes,
+          b.split.parts > 1 ? `planned for ${t} tokens and ${s} sequences: load with a larger webgpu.maxBatchTokens or webgpu.maxBatchSequences, or run fewer at once` : 'run fewer tokens at once']);
       }
+      b.ensure(bytes, false);
     }
   }
 
@@ -456,7 +459,7 @@ class WebGpuInvocation implements Invocation {
       }
       const groups = this.count(p.groups) * p.columns;
       if (groups === 0) continue;
-      const bp = this.gpu.specialised(p);
+      const bp = this.gpu.specialised(p, this.entryName);
       const { pipeline } = this.gpu.pipeline(bp);
       const bind = this.gpu.bindGroup(bp, bp.bindings.map((b) => this.bound(b.kind, b.part)));
       const pass = this.gpu.commands().beginComputePass();

@@ -18,7 +18,7 @@
 // a shader's bindings cannot change after it is made; a batch or pool beyond them is RT505.
 
 import { RuntimeError } from '../errors.ts';
-import type { Program } from '../program.ts';
+import type { EntryName, Program } from '../program.ts';
 import { slotLayout } from '../program.ts';
 import { CHUNK_FIELDS, SEQ_FIELDS, type BindingKind, type Pass, type RunCount, type WgslProgram } from './shaders.ts';
 
@@ -29,6 +29,8 @@ export interface SplitOptions {
   /** The most tokens one batch carries: sizes the parts of the arena and scratch buffers when they
    *  split (default: the model's `context` param, else 4096). */
   readonly maxBatchTokens?: number;
+  /** The most sequences one batch carries (default: `stateSlots`, at most maxBatchTokens). */
+  readonly maxBatchSequences?: number;
   /** The state slots a split state pool holds at least (default 8). */
   readonly stateSlots?: number;
   /** Tokens a state slot holds, as the pool's parts are planned (default: the model's `context`
@@ -56,12 +58,20 @@ export interface SplitPlan {
   /** The most bytes one part holds: the binding limit rounded down to 16. */
   readonly partLimit: number;
   readonly maxBatchTokens: number;
+  readonly maxBatchSequences: number;
   readonly stateSlots: number;
   /** Bytes of one state slot at the model's context (the pool's parts hold whole ones). */
   readonly slotBytes: number;
-  /** Every buffer a pass may bind, by binding kind ('ints' is never split). */
+  /** Every buffer a pass may bind, by binding kind ('ints' is never split); for the arena and
+   *  scratch buffers, the most parts any entry binds. */
   readonly buffers: ReadonlyMap<BindingKind, BufferSplit>;
+  /** The parts of the arena and scratch buffers each entry's passes bind (their sizes differ by
+   *  entry: a forward holds logits for every token, a decode step a few rows). */
+  readonly entries: Readonly<Record<EntryName, ReadonlyMap<BindingKind, number>>>;
 }
+
+/** Buffers laid out per batch, whose parts are planned per entry. */
+export const BATCH_BUFFERS = ['arena', 'scratch0', 'scratch1', 'scratch2'] as const;
 
 const ceil16 = (n: number) => Math.ceil(n / 16) * 16;
 const product = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
@@ -93,8 +103,9 @@ export function planSplits(program: Program, shaders: WgslProgram, limits: Bindi
   const ctx = program.params.context;
   const maxT = opts.maxBatchTokens ?? (typeof ctx === 'number' ? ctx : 4096);
   const stateSlots = opts.stateSlots ?? 8;
+  const maxS = opts.maxBatchSequences ?? Math.min(stateSlots, maxT);
   const capacity = opts.capacity ?? (typeof ctx === 'number' ? ctx : 4096);
-  for (const [k, v] of [['maxBatchTokens', maxT], ['stateSlots', stateSlots], ['capacity', capacity]] as const) {
+  for (const [k, v] of [['maxBatchTokens', maxT], ['maxBatchSequences', maxS], ['stateSlots', stateSlots], ['capacity', capacity]] as const) {
     if (!Number.isInteger(v) || v < 1) throw new RuntimeError('RT303', [`webgpu.${k} ${v}`, 'give a positive integer']);
   }
   if (partLimit < 16) throw new RuntimeError('RT303', [`webgpu.maxBindingBytes ${opts.maxBindingBytes}`, 'give at least 16 bytes']);
@@ -104,16 +115,25 @@ export function planSplits(program: Program, shaders: WgslProgram, limits: Bindi
     const raw = (w.dtype === 'f32' ? 4 : 2) * product(w.shape);
     buffers.set(`w:${w.name}`, splitOf(bytes, partLimit, w.shape.length >= 2 ? raw / w.shape[0]! : 0));
   }
-  // buffers laid out per batch, at maxBatchTokens tokens (sequences and chunks are at most as many)
-  const n = (c: RunCount) => Math.ceil(((c.rows === 'C' ? 1 : maxT) * c.times) / c.per);
-  const arena = Math.max(0, ...Object.values(program.entries).map((e) => 4 * (e.arena.T + e.arena.S) * maxT));
-  buffers.set('arena', splitOf(arena, partLimit));
-  const scratch: Record<string, number> = {};
-  for (const e of Object.values(shaders.entries)) {
-    for (const k of e.kernels) for (const p of k.passes) for (const [role, c] of Object.entries(p.scratch ?? {})) scratch[role] = Math.max(scratch[role] ?? 0, 4 * n(c!));
+  // buffers laid out per batch, per entry, at maxBatchTokens tokens and maxBatchSequences sequences
+  // (a decode step has one token per sequence; a batch of S sequences of T tokens in all has at
+  // most T/chunk + S SSD chunks, and never more than T)
+  const entries = {} as Record<EntryName, Map<BindingKind, number>>;
+  const most = new Map<BindingKind, number>(BATCH_BUFFERS.map((b) => [b, 0]));
+  for (const [name, e] of Object.entries(program.entries) as [EntryName, Program['entries'][EntryName]][]) {
+    const T = name === 'decode' ? maxS : maxT;
+    const Q = shaders.entries[name].chunk;
+    const rows = { T, S: maxS, C: 1, chunks: Q ? Math.min(T, Math.ceil(T / Q) + maxS) : 0 };
+    const n = (c: RunCount) => Math.ceil((rows[c.rows] * c.times) / c.per);
+    const bytes = new Map<BindingKind, number>([['arena', 4 * (e.arena.T * T + e.arena.S * maxS)]]);
+    for (const k of shaders.entries[name].kernels) {
+      for (const p of k.passes) for (const [role, c] of Object.entries(p.scratch ?? {})) bytes.set(role as BindingKind, Math.max(bytes.get(role as BindingKind) ?? 0, 4 * n(c!)));
+    }
+    entries[name] = new Map(BATCH_BUFFERS.map((b) => [b, splitOf(bytes.get(b) ?? 0, partLimit).parts]));
+    for (const b of BATCH_BUFFERS) most.set(b, Math.max(most.get(b)!, bytes.get(b) ?? 0));
   }
-  for (const role of ['scratch0', 'scratch1', 'scratch2'] as const) buffers.set(role, splitOf(scratch[role] ?? 0, partLimit));
-  const ints = 4 * intsWords(shaders, maxT, maxT, maxT);
+  for (const b of BATCH_BUFFERS) buffers.set(b, splitOf(most.get(b)!, partLimit));
+  const ints = 4 * intsWords(shaders, maxT, maxS, maxT);
   if (ints > partLimit) problems.push(`the integer inputs of a batch of ${maxT} tokens take ${ints} bytes; one binding holds at most ${partLimit} (lower webgpu.maxBatchTokens)`);
   buffers.set('ints', { parts: 1, partBytes: partLimit, bytes: ints });
   const slotBytes = 4 * slotLayout(program.states, capacity).floats;
@@ -121,7 +141,7 @@ export function planSplits(program: Program, shaders: WgslProgram, limits: Bindi
   for (const [kind, s] of buffers) {
     if (s.parts > 1 && s.parts * s.partBytes / 4 > MAX_ELEMENTS) problems.push(`${describe(kind)} takes ${s.bytes} bytes; a shader indexes at most 2^32 elements of it`);
   }
-  const plan: SplitPlan = { partLimit, maxBatchTokens: maxT, stateSlots, slotBytes, buffers };
+  const plan: SplitPlan = { partLimit, maxBatchTokens: maxT, maxBatchSequences: maxS, stateSlots, slotBytes, buffers, entries };
   problems.push(...bindingProblems(shaders, plan, limits.maxStorageBuffersPerShaderStage));
   return { plan, problems };
 }
@@ -131,8 +151,9 @@ export function describe(kind: BindingKind): string {
   return kind.startsWith('w:') ? `weight ${kind.slice(2)}` : kind === 'state' ? 'the state pool' : kind === 'ints' ? 'the integer inputs' : `the ${kind}`;
 }
 
-export function partsOf(plan: SplitPlan, kind: BindingKind): number {
-  return plan.buffers.get(kind)?.parts ?? 1;
+/** The parts of buffer `kind` that the passes of `entry` bind. */
+export function partsOf(plan: SplitPlan, kind: BindingKind, entry: EntryName): number {
+  return plan.entries[entry].get(kind) ?? plan.buffers.get(kind)?.parts ?? 1;
 }
 
 /** Passes that would bind more storage buffers than a shader stage may, naming the kernel, the pass
@@ -140,13 +161,14 @@ export function partsOf(plan: SplitPlan, kind: BindingKind): number {
 function bindingProblems(shaders: WgslProgram, plan: SplitPlan, allowed: number): string[] {
   const seen = new Set<string>();
   const out: string[] = [];
-  for (const [entry, e] of Object.entries(shaders.entries)) {
+  for (const [entry, e] of Object.entries(shaders.entries) as [EntryName, WgslProgram['entries'][EntryName]][]) {
     for (const k of e.kernels) {
       for (const p of k.passes) {
-        const n = p.bindings.reduce((s, b) => s + partsOf(plan, b), 0);
+        const parts = (b: BindingKind) => partsOf(plan, b, entry);
+        const n = p.bindings.reduce((s, b) => s + parts(b), 0);
         if (n <= allowed || seen.has(`${k.kernel}/${p.name}`)) continue;
         seen.add(`${k.kernel}/${p.name}`);
-        const split = p.bindings.filter((b) => partsOf(plan, b) > 1).map((b) => `${describe(b)} in ${partsOf(plan, b)} parts of ${plan.buffers.get(b)!.partBytes} bytes`);
+        const split = p.bindings.filter((b) => parts(b) > 1).map((b) => `${describe(b)} in ${parts(b)} parts of ${plan.buffers.get(b)!.partBytes} bytes`);
         out.push(`kernel ${k.kernel} (${entry}, pass ${p.name}) binds ${n} storage buffers (${p.bindings.length} buffers${split.length ? `; ${split.join(', ')}` : ''}); the adapter allows ${allowed} per shader stage`);
       }
     }
@@ -163,11 +185,11 @@ export interface BoundPass {
 
 const DECL = /^@group\(0\) @binding\((\d+)\) var<([^>]+)> (\w+): array<(\w+)>;$/gm;
 
-/** `pass` for `plan`: unchanged where nothing it binds is split; otherwise each split buffer's
- *  declaration becomes one per part (`NAME_p0`, `NAME_p1`, …, bindings numbered in order) and its
- *  accesses calls of `NAME_get(i)` / `NAME_set(i, v)`. */
-export function specialise(pass: Pass, plan: SplitPlan): BoundPass {
-  const parts = pass.bindings.map((b) => partsOf(plan, b));
+/** `pass` (of `entry`) for `plan`: unchanged where nothing it binds is split; otherwise each split
+ *  buffer's declaration becomes one per part (`NAME_p0`, `NAME_p1`, …, bindings numbered in order)
+ *  and its accesses calls of `NAME_get(i)` / `NAME_set(i, v)`. */
+export function specialise(pass: Pass, plan: SplitPlan, entry: EntryName): BoundPass {
+  const parts = pass.bindings.map((b) => partsOf(plan, b, entry));
   if (parts.every((n) => n === 1)) return { pass, code: pass.code, bindings: pass.bindings.map((kind) => ({ kind, part: 0 })) };
   const decls = [...pass.code.matchAll(DECL)];
   if (decls.length !== pass.bindings.length) fail(`pass ${pass.name} declares ${decls.length} bindings for ${pass.bindings.length} buffers`);
