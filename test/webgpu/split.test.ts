@@ -119,8 +119,9 @@ describe('WGSL kernels with split operands = the CPU backend', () => {
   });
 });
 
-/** The tiny Bamba's split: its bf16 in_proj weights (2 parts, whole rows), the arena (2), the
- *  chunk-state scratch (3) and the state pool (2, a slot each); every pass within SwiftShader's 12. */
+/** The tiny Bamba's split: its bf16 in_proj weights (2 parts, whole rows), the arena (2 parts in
+ *  forward and prefill; a decode step's fits one), the chunk-state scratch (2) and the state pool (2,
+ *  a slot each); every pass within SwiftShader's 12 bindings. */
 const SPLIT: SplitOptions = { maxBindingBytes: 9200, maxBatchTokens: 9, stateSlots: 2 };
 const CAPACITY = 12;
 
@@ -149,6 +150,7 @@ describe('WebGPU = CPU on a tiny Bamba with split buffers', () => {
     const s = splits(backend.plan);
     expect(s['w:model.layers.0.mamba.in_proj.weight']).toBe(2);
     expect(s.arena).toBe(2);
+    expect(backend.plan.entries.prefill.get('arena')).toBe(2);
     expect(s.state).toBe(2);
     expect(backend.plan.buffers.get('state')!.partBytes).toBe(backend.plan.slotBytes);
     expect(backend.program.weights.find((w) => w.name === 'model.layers.0.mamba.in_proj.weight')!.dtype).toBe('bf16');
@@ -217,14 +219,16 @@ describe('the preflight', () => {
 });
 
 describe('golden WGSL of a specialised kernel', () => {
-  it('decode model.layers.0.mamba:ssd with the arena and state pool in two parts', () => {
+  it('prefill model.layers.0.mamba:ssd with the arena, chunk states and state pool split', () => {
     const c = compileTiny();
     const program = lowerToProgram(c.graph, c.bindings);
     const wgsl = renderProgram(program);
     const { plan } = planSplits(program, wgsl, { maxStorageBufferBindingSize: 2 ** 30, maxBufferSize: 2 ** 30, maxStorageBuffersPerShaderStage: 12 }, { ...SPLIT, capacity: CAPACITY });
-    const k = wgsl.entries.decode.kernels.find((x) => x.kernel === 'model.layers.0.mamba:ssd')!;
-    const text = k.passes.map((p) => { const b = specialise(p, plan, 'decode'); return `// ==== pass ${p.name}: bindings ${b.bindings.map((x) => `${x.kind}#${x.part}`).join(', ')}\n${b.code}`; }).join('\n');
-    const file = join(import.meta.dirname, '..', 'golden', 'wgsl', 'split.decode.model.layers.0.mamba_ssd.wgsl');
+    expect(Object.fromEntries(plan.entries.prefill)).toEqual({ arena: 2, scratch0: 2, scratch1: 1, scratch2: 1 });
+    expect(plan.buffers.get('state')!.parts).toBe(2);
+    const k = wgsl.entries.prefill.kernels.find((x) => x.kernel === 'model.layers.0.mamba:ssd')!;
+    const text = k.passes.map((p) => { const b = specialise(p, plan, 'prefill'); return `// ==== pass ${p.name}: bindings ${b.bindings.map((x) => `${x.kind}#${x.part}`).join(', ')}\n${b.code}`; }).join('\n');
+    const file = join(import.meta.dirname, '..', 'golden', 'wgsl', 'split.prefill.model.layers.0.mamba_ssd.wgsl');
     if (process.env.ARCHC_UPDATE_GOLDEN || !existsSync(file)) {
       if (process.env.CI) throw new Error(`golden file ${file} is missing`);
       mkdirSync(join(file, '..'), { recursive: true });
