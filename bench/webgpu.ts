@@ -6,7 +6,8 @@
 // two assumed discrete-GPU profiles and the adapter here.
 // Each config runs in a child process of its own. Prints tables; writes bench/results/webgpu.json.
 //
-// Run: npx tsx bench/webgpu.ts [--only tiny|100m|9b] [--runs N]
+// Run: npx tsx bench/webgpu.ts [--only tiny|100m|9b] [--runs N] [--max-binding-bytes B]
+// (--max-binding-bytes: split every buffer over B bytes across bindings, to measure what a split costs)
 // Without a GPU, Dawn runs on SwiftShader: VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json
 
 import { spawnSync } from 'node:child_process';
@@ -86,7 +87,9 @@ async function runConfig(cfg: RunConfig, runs: number): Promise<object> {
     const say = (what: string) => process.stderr.write(`  ${cfg.name}: ${what}\n`);
     say('weights written; loading');
     const t0 = performance.now();
-    const gpu = await Model.loadProgram(program, dir, { backend: 'webgpu', wgsl, capacity: cfg.prompt + cfg.decodeSteps + 8 });
+    const maxBinding = arg('--max-binding-bytes');
+    const gpu = await Model.loadProgram(program, dir, { backend: 'webgpu', wgsl, capacity: cfg.prompt + cfg.decodeSteps + 8,
+      ...(maxBinding ? { webgpu: { maxBindingBytes: Number(maxBinding), maxBatchTokens: cfg.prompt, stateSlots: 2 } } : {}) });
     const loadSeconds = (performance.now() - t0) / 1000;
     const cpu = await Model.loadProgram(program, dir, { capacity: cfg.prompt + cfg.decodeSteps + 8 });
     const backend = (gpu as unknown as { backend: WebGpuBackend }).backend;
@@ -124,6 +127,7 @@ async function runConfig(cfg: RunConfig, runs: number): Promise<object> {
     const cpuRate = await measure(cpu, false);
     const result = {
       name: cfg.name, sets: cfg.sets, adapter: backend.adapter,
+      split: Object.fromEntries([...backend.plan.buffers].filter(([, s]) => s.parts > 1).map(([k, s]) => [k, s.parts])),
       parameters: program.weights.reduce((s, w) => s + numel(w.shape), 0),
       kernels: { decode: program.entries.decode.kernels.length, prefill: program.entries.prefill.kernels.length },
       shaders: { decode: passes(wgsl, 'decode'), prefill: passes(wgsl, 'prefill') },
@@ -252,7 +256,8 @@ async function main(): Promise<void> {
   const results: Record<string, unknown>[] = [];
   for (const name of [...CONFIGS.map((c) => c.name), '9b'].filter((n) => !only || n === only)) {
     process.stderr.write(`${name}: measuring…\n`);
-    const r = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--child', name, ...(runsArg ? ['--runs', runsArg] : [])],
+    const pass = ['--runs', '--max-binding-bytes'].flatMap((f) => (arg(f) ? [f, arg(f)!] : []));
+    const r = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--child', name, ...pass],
       { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 24 });
     const line = r.stdout.split('\n').find((l) => l.startsWith(TAG));
     if (r.status !== 0 || !line) throw new Error(`${name} failed (status ${r.status})\n${r.stdout}`);

@@ -14,7 +14,7 @@ import type { DerivedWeight, Entry, EntryName, Kernel, Program, ProgramWeight, V
 import { slotLayout, weightsRead } from '../program.ts';
 import { type Tensor, toF32 } from '../tensor.ts';
 import { CHUNK_FIELDS, SEQ_FIELDS, type BindingKind, type Pass, type RunCount, type WgslProgram } from './shaders.ts';
-import { type BindingLimits, type BoundPass, type SplitOptions, type SplitPlan, SplitBuffer, describe, intsWords, partsOf, planSplits, specialise, weightDeviceBytes } from './split.ts';
+import { type BindingLimits, type BoundPass, type SplitOptions, type SplitPlan, SplitBuffer, bufferName, intsWords, partsOf, planSplits, specialise, weightDeviceBytes } from './split.ts';
 
 export interface WebGpuOptions extends SplitOptions {
   /** A GPU object (navigator.gpu); default: navigator.gpu in a browser, else Dawn from the `webgpu` package. */
@@ -434,7 +434,7 @@ class WebGpuInvocation implements Invocation {
       const parts = partsOf(gpu.plan, role, entryName);
       if (bytes > parts * b.split.partBytes) {
         const { maxBatchTokens: t, maxBatchSequences: s } = gpu.plan;
-        throw new RuntimeError('RT505', [`${what}: ${describe(role)}`, bytes, parts * b.split.partBytes,
+        throw new RuntimeError('RT505', [`${what}: ${bufferName(role)}`, bytes, parts * b.split.partBytes,
           b.split.parts > 1 ? `planned for ${t} tokens and ${s} sequences: load with a larger webgpu.maxBatchTokens or webgpu.maxBatchSequences, or run fewer at once` : 'run fewer tokens at once']);
       }
       b.ensure(bytes, false);

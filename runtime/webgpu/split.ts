@@ -139,7 +139,7 @@ export function planSplits(program: Program, shaders: WgslProgram, limits: Bindi
   const slotBytes = 4 * slotLayout(program.states, capacity).floats;
   buffers.set('state', splitOf(slotBytes * stateSlots, partLimit, slotBytes));
   for (const [kind, s] of buffers) {
-    if (s.parts > 1 && s.parts * s.partBytes / 4 > MAX_ELEMENTS) problems.push(`${describe(kind)} takes ${s.bytes} bytes; a shader indexes at most 2^32 elements of it`);
+    if (s.parts > 1 && s.parts * s.partBytes / 4 > MAX_ELEMENTS) problems.push(`${bufferName(kind)} takes ${s.bytes} bytes; a shader indexes at most 2^32 elements of it`);
   }
   const plan: SplitPlan = { partLimit, maxBatchTokens: maxT, maxBatchSequences: maxS, stateSlots, slotBytes, buffers, entries };
   problems.push(...bindingProblems(shaders, plan, limits.maxStorageBuffersPerShaderStage));
@@ -147,7 +147,7 @@ export function planSplits(program: Program, shaders: WgslProgram, limits: Bindi
 }
 
 /** What a binding kind is, in words. */
-export function describe(kind: BindingKind): string {
+export function bufferName(kind: BindingKind): string {
   return kind.startsWith('w:') ? `weight ${kind.slice(2)}` : kind === 'state' ? 'the state pool' : kind === 'ints' ? 'the integer inputs' : `the ${kind}`;
 }
 
@@ -168,7 +168,7 @@ function bindingProblems(shaders: WgslProgram, plan: SplitPlan, allowed: number)
         const n = p.bindings.reduce((s, b) => s + parts(b), 0);
         if (n <= allowed || seen.has(`${k.kernel}/${p.name}`)) continue;
         seen.add(`${k.kernel}/${p.name}`);
-        const split = p.bindings.filter((b) => parts(b) > 1).map((b) => `${describe(b)} in ${parts(b)} parts of ${plan.buffers.get(b)!.partBytes} bytes`);
+        const split = p.bindings.filter((b) => parts(b) > 1).map((b) => `${bufferName(b)} in ${parts(b)} parts of ${plan.buffers.get(b)!.partBytes} bytes`);
         out.push(`kernel ${k.kernel} (${entry}, pass ${p.name}) binds ${n} storage buffers (${p.bindings.length} buffers${split.length ? `; ${split.join(', ')}` : ''}); the adapter allows ${allowed} per shader stage`);
       }
     }
@@ -360,7 +360,7 @@ export class SplitBuffer {
       const i = Math.floor(at / partBytes);
       const inside = at - i * partBytes;
       const n = Math.min(partBytes - inside, offset + bytes - at);
-      out.push({ buffer: this.parts[i] ?? fail(`${describe(this.kind)}: part ${i} is not allocated`), offset: inside, bytes: n, from: at - offset });
+      out.push({ buffer: this.parts[i] ?? fail(`${bufferName(this.kind)}: part ${i} is not allocated`), offset: inside, bytes: n, from: at - offset });
       at += n;
     }
     return out;
