@@ -2,10 +2,12 @@
 // passes) they take on WebGPU, shaders, GPU bytes for weights, state and arena, and tokens/s for
 // prefill and decode against the CPU engine, for a tiny Bamba and a ~100M one (bf16 random weights
 // written by `archc init-weights` to a temp dir, removed afterwards); and for Bamba-9B (no weights)
-// the memory plan and what a device must allow, against the WebGPU defaults and the adapter here.
+// the memory plan, how each buffer splits over bindings and whether it fits, for the WebGPU defaults,
+// two assumed discrete-GPU profiles and the adapter here.
 // Each config runs in a child process of its own. Prints tables; writes bench/results/webgpu.json.
 //
-// Run: npx tsx bench/webgpu.ts [--only tiny|100m|9b] [--runs N]
+// Run: npx tsx bench/webgpu.ts [--only tiny|100m|9b] [--runs N] [--max-binding-bytes B]
+// (--max-binding-bytes: split every buffer over B bytes across bindings, to measure what a split costs)
 // Without a GPU, Dawn runs on SwiftShader: VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json
 
 import { spawnSync } from 'node:child_process';
@@ -23,8 +25,9 @@ import type { Program } from '../runtime/program.ts';
 import { slotLayout, weightsRead } from '../runtime/program.ts';
 import { createRng } from '../runtime/rng.ts';
 import { numel } from '../runtime/tensor.ts';
-import { type WebGpuBackend, describeAdapter, findGpu, preflight } from '../runtime/webgpu/backend.ts';
-import type { WgslProgram } from '../runtime/webgpu/shaders.ts';
+import { type WebGpuBackend, describeAdapter, findGpu } from '../runtime/webgpu/backend.ts';
+import type { BindingKind, WgslProgram } from '../runtime/webgpu/shaders.ts';
+import { type BindingLimits, type SplitOptions, partsOf, planSplits, weightDeviceBytes } from '../runtime/webgpu/split.ts';
 import { median } from './timing.ts';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '..', '..');
@@ -84,7 +87,9 @@ async function runConfig(cfg: RunConfig, runs: number): Promise<object> {
     const say = (what: string) => process.stderr.write(`  ${cfg.name}: ${what}\n`);
     say('weights written; loading');
     const t0 = performance.now();
-    const gpu = await Model.loadProgram(program, dir, { backend: 'webgpu', wgsl, capacity: cfg.prompt + cfg.decodeSteps + 8 });
+    const maxBinding = arg('--max-binding-bytes');
+    const gpu = await Model.loadProgram(program, dir, { backend: 'webgpu', wgsl, capacity: cfg.prompt + cfg.decodeSteps + 8,
+      ...(maxBinding ? { webgpu: { maxBindingBytes: Number(maxBinding), maxBatchTokens: cfg.prompt, stateSlots: 2 } } : {}) });
     const loadSeconds = (performance.now() - t0) / 1000;
     const cpu = await Model.loadProgram(program, dir, { capacity: cfg.prompt + cfg.decodeSteps + 8 });
     const backend = (gpu as unknown as { backend: WebGpuBackend }).backend;
@@ -122,6 +127,7 @@ async function runConfig(cfg: RunConfig, runs: number): Promise<object> {
     const cpuRate = await measure(cpu, false);
     const result = {
       name: cfg.name, sets: cfg.sets, adapter: backend.adapter,
+      split: Object.fromEntries([...backend.plan.buffers].filter(([, s]) => s.parts > 1).map(([k, s]) => [k, s.parts])),
       parameters: program.weights.reduce((s, w) => s + numel(w.shape), 0),
       kernels: { decode: program.entries.decode.kernels.length, prefill: program.entries.prefill.kernels.length },
       shaders: { decode: passes(wgsl, 'decode'), prefill: passes(wgsl, 'prefill') },
@@ -143,50 +149,88 @@ async function runConfig(cfg: RunConfig, runs: number): Promise<object> {
   }
 }
 
-/** The WebGPU spec's default limits (what a device gets without asking for more). */
-const DEFAULT_LIMITS = { maxStorageBufferBindingSize: 128 * MiB, maxBufferSize: 256 * MiB, maxStorageBuffersPerShaderStage: 8 };
+/** Device limits a fit is checked against. */
+interface Profile {
+  readonly name: string;
+  readonly limits: BindingLimits;
+  readonly note: string;
+}
 
-/** Bamba-9B, no weights: the memory plan and the limits a device must allow. */
+/** The WebGPU spec's default limits (what a device gets without asking for more), and what we
+ *  assume of discrete GPUs: Chrome/Dawn on D3D12 report 2 GiB − 4 per binding, on Vulkan and Metal
+ *  4 GiB − 4, with buffers up to 4 GiB and 10 storage buffers per stage (Chrome's higher tier).
+ *  These are assumptions, not measurements; the adapter at hand is measured. */
+const PROFILES: readonly Profile[] = [
+  { name: 'webgpuDefaults', limits: { maxStorageBufferBindingSize: 128 * MiB, maxBufferSize: 256 * MiB, maxStorageBuffersPerShaderStage: 8 }, note: 'the WebGPU spec defaults' },
+  { name: 'discrete2GiB', limits: { maxStorageBufferBindingSize: 2 * 1024 * MiB - 4, maxBufferSize: 4 * 1024 * MiB, maxStorageBuffersPerShaderStage: 10 }, note: 'assumed: a discrete GPU through D3D12' },
+  { name: 'discrete4GiB', limits: { maxStorageBufferBindingSize: 4 * 1024 * MiB - 4, maxBufferSize: 4 * 1024 * MiB, maxStorageBuffersPerShaderStage: 10 }, note: 'assumed: a discrete GPU through Vulkan or Metal' },
+];
+
+/** A split as text: `3 × 128 MiB` (one part: `1`). */
+const parts = (n: number, bytes: number) => (n === 1 ? '1' : `${n} × ${bytes >= 1024 * MiB ? `${(bytes / 1024 / MiB).toFixed(2)} GiB` : `${(bytes / MiB).toFixed(bytes % MiB ? 1 : 0)} MiB`}`);
+
+/** Bamba-9B, no weights: the memory plan, and for each device profile how every buffer splits over
+ *  bindings (runtime/webgpu/split.ts) and whether every pass fits the bindings a stage allows. */
 async function fit9b(): Promise<object> {
   const compiled = compileFile(BAMBA, {});
   const program: Program = lowerToProgram(compiled.graph, compiled.bindings);
   const wgsl = renderProgram(program);
   const read = weightsRead(program.entries);
-  const bytesOf = (w: { shape: readonly number[]; dtype: string }) => (w.dtype === 'f32' ? 4 : 2) * numel(w.shape);
   const onGpu = [...program.weights, ...program.derived].filter((w) => read.has(w.name));
-  const largest = onGpu.reduce((a, w) => (bytesOf(w) > bytesOf(a) ? w : a));
+  const largest = onGpu.reduce((a, w) => (weightDeviceBytes(w) > weightDeviceBytes(a) ? w : a));
   const context = 4096;
   const prefillTokens = 4096;
   const decodeBatch = 8;
-  const arena = Math.max(arenaBytes(program.entries.prefill, prefillTokens, 1), arenaBytes(program.entries.decode, decodeBatch, decodeBatch));
+  // the batches the plan is made for: a 4096-token prefill (or forward), decode of 8 slots
+  const opts: SplitOptions = { maxBatchTokens: prefillTokens, stateSlots: decodeBatch, capacity: context };
   const slot = 4 * slotLayout(program.states, context).floats;
   const bindings = Math.max(...Object.values(wgsl.entries).flatMap((e) => e.kernels.flatMap((k) => k.passes.map((p) => p.bindings.length))));
-  const needs = {
-    maxStorageBufferBindingSize: Math.max(bytesOf(largest), arena, slot * decodeBatch),
-    maxBufferSize: Math.max(bytesOf(largest), arena, slot * decodeBatch),
-    maxStorageBuffersPerShaderStage: bindings,
+  const fit = (limits: BindingLimits) => {
+    const { plan, problems } = planSplits(program, wgsl, limits, opts);
+    const split = [...plan.buffers].filter(([, s]) => s.parts > 1);
+    // weights by name with layer numbers folded: `model.layers.*.mamba.in_proj.weight ×29: 2 × 117 MiB`
+    const weights = new Map<string, { n: number; text: string }>();
+    for (const [k, s] of split) {
+      if (!k.startsWith('w:')) continue;
+      const key = `${k.slice(2).replace(/\.layers\.\d+\./, '.layers.*.')}: ${parts(s.parts, s.partBytes)}`;
+      weights.set(key, { n: (weights.get(key)?.n ?? 0) + 1, text: key });
+    }
+    const batch = (b: BindingKind) => Object.fromEntries((['forward', 'prefill', 'decode'] as const).map((e) => [e, parts(partsOf(plan, b, e), plan.buffers.get(b)!.partBytes)]));
+    const state = plan.buffers.get('state')!;
+    return {
+      fits: problems.length === 0,
+      splits: {
+        arena: batch('arena'), scratch0: batch('scratch0'), scratch1: batch('scratch1'), scratch2: batch('scratch2'),
+        state: `${parts(state.parts, state.partBytes)}${state.partBytes >= slot ? ` (${Math.floor(state.partBytes / slot)} slots a part)` : ' (slots straddle parts)'}`,
+        weights: { split: split.filter(([k]) => k.startsWith('w:')).length, of: onGpu.length, byName: [...weights.values()].map((w) => (w.n > 1 ? `${w.text.replace(':', ` ×${w.n}:`)}` : w.text)) },
+      },
+      mostBindings: Object.fromEntries((['forward', 'prefill', 'decode'] as const).map((e) => [e, Math.max(...wgsl.entries[e].kernels.flatMap((k) => k.passes.map((p) => p.bindings.reduce((n, b) => n + partsOf(plan, b, e), 0))))])),
+      problems: problems.length, first: problems.slice(0, 3),
+    };
   };
-  const verdict = (limits: typeof DEFAULT_LIMITS) => {
-    const problems = preflight(program, wgsl, limits as unknown as GPUSupportedLimits);
-    for (const k of ['maxBufferSize'] as const) if (needs[k] > limits[k]) problems.push(`${k}: needs ${needs[k]}, has ${limits[k]}`);
-    if (needs.maxStorageBufferBindingSize > limits.maxStorageBufferBindingSize && bytesOf(largest) <= limits.maxStorageBufferBindingSize) problems.push(`the arena or state pool (${needs.maxStorageBufferBindingSize} bytes) exceeds one binding`);
-    return { fits: problems.length === 0, problems: problems.length, first: problems.slice(0, 3) };
-  };
-  let adapter: { name: string; limits: typeof DEFAULT_LIMITS } | null = null;
+  let adapter: { name: string; limits: BindingLimits } | null = null;
   try {
     const gpu = await findGpu();
     const a = await gpu.requestAdapter();
     if (a) adapter = { name: describeAdapter(a), limits: { maxStorageBufferBindingSize: a.limits.maxStorageBufferBindingSize, maxBufferSize: a.limits.maxBufferSize, maxStorageBuffersPerShaderStage: a.limits.maxStorageBuffersPerShaderStage } };
-  } catch { /* no adapter: the defaults only */ }
+  } catch { /* no adapter: the profiles only */ }
   return {
     name: '9b',
     parameters: program.weights.reduce((s, w) => s + numel(w.shape), 0),
     kernels: { decode: program.entries.decode.kernels.length, prefill: program.entries.prefill.kernels.length },
     shaders: { decode: passes(wgsl, 'decode'), prefill: passes(wgsl, 'prefill') },
     wgslBytes: JSON.stringify(wgsl).length,
-    gpuBytes: { weights: onGpu.reduce((s, w) => s + bytesOf(w), 0), largestWeight: { name: largest.name, bytes: bytesOf(largest) }, arena, arenaAt: { prefillTokens, decodeBatch }, statePerSlot: slot, context },
-    needs,
-    fit: { webgpuDefaults: { limits: DEFAULT_LIMITS, ...verdict(DEFAULT_LIMITS) }, ...(adapter ? { here: { adapter: adapter.name, limits: adapter.limits, ...verdict(adapter.limits) } } : {}) },
+    gpuBytes: {
+      weights: onGpu.reduce((s, w) => s + weightDeviceBytes(w), 0), largestWeight: { name: largest.name, bytes: weightDeviceBytes(largest) },
+      arena: { prefill: arenaBytes(program.entries.prefill, prefillTokens, 1), forward: arenaBytes(program.entries.forward, prefillTokens, 1), decode: arenaBytes(program.entries.decode, decodeBatch, decodeBatch) },
+      arenaAt: { prefillTokens, decodeBatch }, statePerSlot: slot, context,
+    },
+    planFor: opts,
+    bindingsPerPassUnsplit: bindings,
+    fit: {
+      ...Object.fromEntries(PROFILES.map((p) => [p.name, { note: p.note, limits: p.limits, ...fit(p.limits) }])),
+      ...(adapter ? { here: { adapter: adapter.name, limits: adapter.limits, ...fit(adapter.limits) } } : {}),
+    },
   };
 }
 
@@ -212,7 +256,8 @@ async function main(): Promise<void> {
   const results: Record<string, unknown>[] = [];
   for (const name of [...CONFIGS.map((c) => c.name), '9b'].filter((n) => !only || n === only)) {
     process.stderr.write(`${name}: measuring…\n`);
-    const r = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--child', name, ...(runsArg ? ['--runs', runsArg] : [])],
+    const pass = ['--runs', '--max-binding-bytes'].flatMap((f) => (arg(f) ? [f, arg(f)!] : []));
+    const r = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--child', name, ...pass],
       { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 24 });
     const line = r.stdout.split('\n').find((l) => l.startsWith(TAG));
     if (r.status !== 0 || !line) throw new Error(`${name} failed (status ${r.status})\n${r.stdout}`);

@@ -178,7 +178,7 @@ function generateWgslFile(file: SourceFile, input: BuildInput): void {
   file.addVariableStatement({
     isExported: true,
     declarationKind: VariableDeclarationKind.Const,
-    docs: [`Every kernel of every entry as WGSL compute shaders (${passes} passes), with bindings and workgroup counts.`],
+    docs: [`Every kernel of every entry as WGSL compute shaders (${passes} passes), with bindings and workgroup counts: one binding per buffer, as rendered at build time; the backend re-specialises the passes that bind a buffer larger than the device's binding at load (runtime/webgpu/split.ts).`],
     declarations: [{ name: 'WGSL', type: 'WgslProgram', initializer: literal(wgsl) }],
   });
 }
@@ -347,7 +347,7 @@ configuration.
 - \`graph.json\` — the model graph (schema \`archc-graph/1\`)
 - \`build-report.json\` — what was built: dispatches per decode step and prefill, arena and state-slot bytes,
   every kernel with the ops it fused and its source lines, parameter counts, FLOPs and state sizes
-- \`src/\` — generated TypeScript (\`model.ts\`, \`wgsl.ts\`: the WGSL of every kernel, \`index.ts\`) and the archc runtime; \`dist/\` — compiled JS and .d.ts
+- \`src/\` — generated TypeScript (\`model.ts\`, \`wgsl.ts\`: the WGSL of every kernel, one binding per buffer, split at load where a buffer is larger than the device's bindings; \`index.ts\`) and the archc runtime; \`dist/\` — compiled JS and .d.ts
 `;
 }
 

@@ -435,7 +435,7 @@ const BACKENDS: readonly Backend[] = ['cpu', 'wasm', 'webgpu', 'cuda'];
 /** The backend a model runs on; the GPU and wasm ones load only when asked for (a CPU user never
  *  loads Dawn, the CUDA driver or worker threads for wasm). */
 async function openBackend(program: Program, kind: Backend, opts: LoadOptions): Promise<LoadableBackend> {
-  if (kind === 'webgpu') return openWebGpu(program, opts.wgsl!, opts.webgpu);
+  if (kind === 'webgpu') return openWebGpu(program, opts.wgsl!, { ...(opts.capacity !== undefined ? { capacity: opts.capacity } : {}), ...opts.webgpu });
   if (kind === 'cuda') return (await import('./cuda/backend.ts')).openCudaBackend(program, opts.cuda);
   if (kind === 'cpu') return cpuBackend(program, opts);
   if (!opts.wasmKernels) throw new RuntimeError('RT303', ['backend wasm without its kernel module', 'pass wasmKernels (written by archc build)']);

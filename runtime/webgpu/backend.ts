@@ -14,8 +14,9 @@ import type { DerivedWeight, Entry, EntryName, Kernel, Program, ProgramWeight, V
 import { slotLayout, weightsRead } from '../program.ts';
 import { type Tensor, toF32 } from '../tensor.ts';
 import { CHUNK_FIELDS, SEQ_FIELDS, type BindingKind, type Pass, type RunCount, type WgslProgram } from './shaders.ts';
+import { type BindingLimits, type BoundPass, type SplitOptions, type SplitPlan, SplitBuffer, bufferName, intsWords, partsOf, planSplits, specialise, weightDeviceBytes } from './split.ts';
 
-export interface WebGpuOptions {
+export interface WebGpuOptions extends SplitOptions {
   /** A GPU object (navigator.gpu); default: navigator.gpu in a browser, else Dawn from the `webgpu` package. */
   readonly gpu?: GPU;
   /** Dawn instance flags in Node (e.g. `backend=null` to validate shaders without running them). */
@@ -47,21 +48,18 @@ export async function findGpu(opts: WebGpuOptions = {}): Promise<GPU> {
   return gpu;
 }
 
-/** What a program needs of a device, checked against an adapter before anything is uploaded. */
-export function preflight(program: Program, shaders: WgslProgram, limits: GPUSupportedLimits): string[] {
-  const problems: string[] = [];
-  const bindings = Math.max(...Object.values(shaders.entries).flatMap((e) => e.kernels.flatMap((k) => k.passes.map((p) => p.bindings.length - 0))));
-  if (bindings > limits.maxStorageBuffersPerShaderStage) problems.push(`a kernel binds ${bindings} storage buffers; the adapter allows ${limits.maxStorageBuffersPerShaderStage}`);
-  for (const w of [...program.weights, ...program.derived]) {
-    const bytes = weightBytes(w);
-    if (bytes > limits.maxStorageBufferBindingSize) problems.push(`weight ${w.name} takes ${bytes} bytes; one binding holds at most ${limits.maxStorageBufferBindingSize}`);
-  }
-  return problems;
+/** What a program needs of a device, checked against an adapter's limits before anything is
+ *  uploaded: the split of every buffer over bindings (split.ts) and the passes that would bind more
+ *  storage buffers than a shader stage may. */
+export function preflight(program: Program, shaders: WgslProgram, limits: BindingLimits, opts: SplitOptions = {}): string[] {
+  return planSplits(program, shaders, limits, opts).problems;
 }
 
-function weightBytes(w: { shape: readonly number[]; dtype: string }): number {
-  const n = w.shape.reduce((a, b) => a * b, 1);
-  return 4 * Math.ceil((w.dtype === 'f32' ? 4 * n : 2 * n) / 4);
+/** The problems as RT501's list: the first 12, then a count of the rest. */
+function listProblems(problems: readonly string[]): string {
+  const shown = problems.slice(0, 12);
+  if (problems.length > shown.length) shown.push(`… and ${problems.length - shown.length} more`);
+  return shown.join('\n  ');
 }
 
 /** Opens a device fit for `program` (its limits raised to what the adapter has). */
@@ -71,8 +69,8 @@ export async function createWebGpuBackend(program: Program, shaders: WgslProgram
   if (!adapter) {
     throw new RuntimeError('RT500', ['requestAdapter() found none. Without a GPU, point Vulkan at SwiftShader: VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json (Debian\'s chromium package)']);
   }
-  const problems = preflight(program, shaders, adapter.limits);
-  if (problems.length) throw new RuntimeError('RT501', [describeAdapter(adapter), problems.join('\n  ')]);
+  const problems = preflight(program, shaders, adapter.limits, opts);
+  if (problems.length) throw new RuntimeError('RT501', [describeAdapter(adapter), listProblems(problems)]);
   const l = adapter.limits;
   const device = await adapter.requestDevice({
     requiredLimits: {
@@ -85,8 +83,19 @@ export async function createWebGpuBackend(program: Program, shaders: WgslProgram
       maxComputeWorkgroupSizeY: l.maxComputeWorkgroupSizeY,
     },
   });
-  const backend = new WebGpuBackend(program, shaders, device, describeAdapter(adapter), true);
-  await backend.checkShaders();
+  let backend: WebGpuBackend;
+  try {
+    backend = new WebGpuBackend(program, shaders, device, describeAdapter(adapter), true, opts);
+  } catch (e) {
+    device.destroy();
+    throw e;
+  }
+  try {
+    await backend.checkShaders();
+  } catch (e) {
+    backend.dispose();
+    throw e;
+  }
   return backend;
 }
 
@@ -98,25 +107,38 @@ export function describeAdapter(a: GPUAdapter): string {
 // GPUBufferUsage, GPUShaderStage and GPUMapMode flags as numbers: the globals exist only once a GPU is loaded
 const STORAGE = 0x80, COPY_SRC = 0x04, COPY_DST = 0x08, MAP_READ = 0x01, COMPUTE = 0x4, MAP_MODE_READ = 0x1;
 
+/** Buffers laid out per batch (the arena and scratch), split as the plan says. */
+type BatchRole = 'arena' | 'scratch0' | 'scratch1' | 'scratch2';
+
 export class WebGpuBackend implements Backend {
   readonly name = 'webgpu';
-  private readonly weights = new Map<string, GPUBuffer>();
+  private readonly weights = new Map<string, SplitBuffer>();
   /** Host copies of the parts of expression-derived weights, until those are made. */
   private readonly host = new Map<string, Tensor>();
   private readonly read: Set<string>;
   private pending: DerivedWeight[];
   private readonly pipelines: Map<string, Pipeline>;
   /** The last bind group of each pass, reused while its buffers stay the same. */
-  private readonly groups = new Map<Pass, { buffers: readonly GPUBuffer[]; group: GPUBindGroup }>();
+  private readonly groups = new Map<BoundPass, { buffers: readonly GPUBuffer[]; group: GPUBindGroup }>();
+  /** Each pass specialised to the split plan. */
+  private readonly bound = new Map<Pass, BoundPass>();
   private encoder: GPUCommandEncoder | null = null;
   private lost: string | null = null;
-  /** Device buffers by role, grown as batches need. */
-  private readonly buffers: Partial<Record<'arena' | 'ints' | 'scratch0' | 'scratch1' | 'scratch2', GPUBuffer>> = {};
+  /** The integer inputs of the current batch. */
+  private ints: GPUBuffer | null = null;
+  /** The arena and scratch buffers, grown as batches need (contents kept only until they grow). */
+  private readonly batchBuffers = new Map<BatchRole, SplitBuffer>();
+  /** How every buffer is split over bindings on this device (split.ts). */
+  readonly plan: SplitPlan;
   /** Dispatches since creation (bench: dispatches per step). */
   dispatches = 0;
 
-  /** `owned`: the backend made the device and destroys it on dispose. */
-  constructor(readonly program: Program, readonly shaders: WgslProgram, readonly device: GPUDevice, readonly adapter: string, private readonly owned = false) {
+  /** `owned`: the backend made the device and destroys it on dispose. The split of buffers over
+   *  bindings is planned from `device.limits` (and `opts`); RT501 when the program does not fit. */
+  constructor(readonly program: Program, readonly shaders: WgslProgram, readonly device: GPUDevice, readonly adapter: string, private readonly owned = false, opts: SplitOptions = {}) {
+    const { plan, problems } = planSplits(program, shaders, device.limits, opts);
+    if (problems.length) throw new RuntimeError('RT501', [adapter, listProblems(problems)]);
+    this.plan = plan;
     this.read = weightsRead(program.entries);
     this.pending = [...program.derived];
     this.pipelines = PIPELINES.get(device) ?? PIPELINES.set(device, new Map()).get(device)!;
@@ -129,25 +151,33 @@ export class WebGpuBackend implements Backend {
     for (const [entry, e] of Object.entries(this.shaders.entries)) {
       for (const k of e.kernels) {
         for (const p of k.passes) {
-          if (this.pipelines.has(p.code)) continue;
-          const problem = await shaderProblem(this.device, p.code);
+          const { code } = this.specialised(p, entry as EntryName);
+          if (this.pipelines.has(code)) continue;
+          const problem = await shaderProblem(this.device, code);
           if (problem) throw new RuntimeError('RT503', [k.kernel, `${entry}, pass ${p.name}`, problem]);
         }
       }
     }
   }
 
-  private layout(p: Pass): GPUBindGroupLayout {
+  /** Pass `p` of `entry` as this device runs it (split buffers bound part by part). */
+  specialised(p: Pass, entry: EntryName): BoundPass {
+    let b = this.bound.get(p);
+    if (!b) this.bound.set(p, b = specialise(p, this.plan, entry));
+    return b;
+  }
+
+  private layout(p: BoundPass): GPUBindGroupLayout {
     return this.device.createBindGroupLayout({
-      entries: p.bindings.map((b, i) => ({
+      entries: p.bindings.map(({ kind }, i) => ({
         binding: i, visibility: COMPUTE,
-        buffer: { type: b === 'ints' || b.startsWith('w:') ? 'read-only-storage' as const : 'storage' as const },
+        buffer: { type: kind === 'ints' || kind.startsWith('w:') ? 'read-only-storage' as const : 'storage' as const },
       })),
     });
   }
 
   /** The bind group of pass `p` over `buffers` (made once while they stay the same). */
-  bindGroup(p: Pass, buffers: readonly GPUBuffer[]): GPUBindGroup {
+  bindGroup(p: BoundPass, buffers: readonly GPUBuffer[]): GPUBindGroup {
     const have = this.groups.get(p);
     if (have && have.buffers.every((b, i) => b === buffers[i])) return have.group;
     const group = this.device.createBindGroup({ layout: this.pipeline(p).layout, entries: buffers.map((buffer, i) => ({ binding: i, resource: { buffer } })) });
@@ -159,7 +189,7 @@ export class WebGpuBackend implements Backend {
     this.alive();
     const exprParts = new Set(this.pending.filter((d) => d.from.kind === 'expr').flatMap(parts));
     if (exprParts.has(w.name)) this.host.set(w.name, t);
-    if (this.read.has(w.name) || this.pending.some((d) => d.from.kind === 'concat' && d.from.parts.includes(w.name))) this.weights.set(w.name, this.upload(t));
+    if (this.read.has(w.name) || this.pending.some((d) => d.from.kind === 'concat' && d.from.parts.includes(w.name))) this.weights.set(w.name, this.upload(w.name, t));
     const ready = this.pending.filter((d) => parts(d).every((p) => this.weights.has(p) || this.host.has(p)));
     if (!ready.length) return;
     this.pending = this.pending.filter((d) => !ready.includes(d));
@@ -182,38 +212,44 @@ export class WebGpuBackend implements Backend {
   /** Bytes of weights on the device. */
   weightBytes(): number {
     let n = 0;
-    for (const b of this.weights.values()) n += b.size;
+    for (const b of this.weights.values()) n += b.deviceBytes();
     return n;
   }
 
-  private upload(t: Tensor): GPUBuffer {
-    const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-    const b = this.device.createBuffer({ size: Math.max(4, Math.ceil(bytes.byteLength / 4) * 4), usage: STORAGE | COPY_SRC | COPY_DST, mappedAtCreation: true });
-    new Uint8Array(b.getMappedRange()).set(bytes);
-    b.unmap();
+  /** A weight's buffer (in the parts the plan cuts it into), sized for its dtype on the device. */
+  private weightBuffer(name: string): SplitBuffer {
+    const w = weightOf(this.program, name);
+    const b = new SplitBuffer(this, `w:${name}`, this.plan.buffers.get(`w:${name}`) ?? fail(`no split planned for weight ${name}`));
+    b.ensure(Math.max(4, weightDeviceBytes(w)), false);
     return b;
   }
 
-  private derive(d: DerivedWeight): GPUBuffer {
+  private upload(name: string, t: Tensor): SplitBuffer {
+    const b = this.weightBuffer(name);
+    let bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+    if (bytes.byteLength % 4) { const padded = new Uint8Array(Math.ceil(bytes.byteLength / 4) * 4); padded.set(bytes); bytes = padded; }
+    this.flush();
+    b.write(0, bytes);
+    return b;
+  }
+
+  private derive(d: DerivedWeight): SplitBuffer {
     if (d.from.kind === 'concat') {
-      const bufs = d.from.parts.map((p) => this.weights.get(p)!);
       const sizes = d.from.parts.map((p) => weightBytesOf(this.program, p));
       if (sizes.some((s, i) => i < sizes.length - 1 && s % 4 !== 0)) fail(`derived weight ${d.name}: a part of an odd number of 16-bit values cannot be joined on the device`);
-      const total = sizes.reduce((a, b) => a + b, 0);
-      const out = this.device.createBuffer({ size: Math.max(4, Math.ceil(total / 4) * 4), usage: STORAGE | COPY_SRC | COPY_DST });
+      const out = this.weightBuffer(d.name);
       let at = 0;
-      const enc = this.commands();
-      bufs.forEach((b, i) => { enc.copyBufferToBuffer(b, 0, out, at, Math.ceil(sizes[i]! / 4) * 4); at += sizes[i]!; });
+      d.from.parts.forEach((p, i) => { out.copyFrom(this.weights.get(p)!, 0, at, Math.ceil(sizes[i]! / 4) * 4); at += sizes[i]!; });
       return out;
     }
     const n = d.shape.reduce((a, b) => a * b, 1);
     const fn = compileExpr(d.from.body, { weight: (w) => toF32(this.host.get(w) ?? fail(`derived weight ${d.name} needs ${w} on the host`)) });
     const data = new Float32Array(n);
     for (let j = 0; j < n; j++) data[j] = fn(0, j);
-    return this.upload({ dtype: 'f32', shape: d.shape, data });
+    return this.upload(d.name, { dtype: 'f32', shape: d.shape, data });
   }
 
-  weight(name: string): GPUBuffer {
+  weight(name: string): SplitBuffer {
     return this.weights.get(name) ?? fail(`weight ${name} was not loaded`);
   }
 
@@ -235,21 +271,21 @@ export class WebGpuBackend implements Backend {
     if (this.lost !== null) throw new RuntimeError('RT502', [this.lost]);
   }
 
-  /** A buffer of at least `bytes` for `role` (contents kept only until it grows). */
-  buffer(role: keyof WebGpuBackend['buffers'], bytes: number): GPUBuffer {
-    const have = this.buffers[role];
-    if (have && have.size >= bytes) return have;
-    if (have) { this.flush(); have.destroy(); }
-    const b = this.device.createBuffer({ size: Math.max(16, Math.ceil(bytes / 16) * 16), usage: STORAGE | COPY_SRC | COPY_DST });
-    this.buffers[role] = b;
+  /** The integer buffer, holding at least `bytes` (contents kept only until it grows). */
+  intsBuffer(bytes: number): GPUBuffer {
+    if (this.ints && this.ints.size >= bytes) return this.ints;
+    if (this.ints) { this.flush(); this.ints.destroy(); }
+    return this.ints = this.device.createBuffer({ size: Math.max(16, Math.ceil(bytes / 16) * 16), usage: STORAGE | COPY_SRC | COPY_DST });
+  }
+
+  /** The arena or a scratch buffer (in the parts the plan cuts it into). */
+  batchBuffer(role: BatchRole): SplitBuffer {
+    let b = this.batchBuffers.get(role);
+    if (!b) this.batchBuffers.set(role, b = new SplitBuffer(this, role, this.plan.buffers.get(role)!));
     return b;
   }
 
-  has(role: keyof WebGpuBackend['buffers']): GPUBuffer | undefined {
-    return this.buffers[role];
-  }
-
-  pipeline(p: Pass): Pipeline {
+  pipeline(p: BoundPass): Pipeline {
     let made = this.pipelines.get(p.code);
     if (!made) {
       const layout = this.layout(p);
@@ -261,11 +297,11 @@ export class WebGpuBackend implements Backend {
     return made;
   }
 
-  /** `bytes` bytes of `buffer` from `offset`, once the work submitted so far has run. */
-  async readBytes(buffer: GPUBuffer, offset: number, bytes: number): Promise<ArrayBuffer> {
-    const size = Math.max(4, Math.ceil(bytes / 4) * 4);
-    const staging = this.device.createBuffer({ size, usage: MAP_READ | COPY_DST });
-    this.commands().copyBufferToBuffer(buffer, offset, staging, 0, size);
+  /** `bytes` bytes (a multiple of 4) of `buffer` from `offset`, once the work submitted so far has run. */
+  async readBytes(buffer: SplitBuffer, offset: number, bytes: number): Promise<ArrayBuffer> {
+    const staging = this.device.createBuffer({ size: Math.max(4, bytes), usage: MAP_READ | COPY_DST });
+    const enc = this.commands();
+    for (const r of buffer.ranges(offset, bytes)) enc.copyBufferToBuffer(r.buffer, r.offset, staging, r.from, r.bytes);
     this.flush();
     try {
       await staging.mapAsync(MAP_MODE_READ);
@@ -292,15 +328,16 @@ export class WebGpuBackend implements Backend {
     if (!(pool instanceof WebGpuStatePool)) fail('the state pool was not made by the WebGPU backend');
     const name = (Object.keys(this.program.entries) as EntryName[]).find((n) => this.program.entries[n] === entry);
     const shaders = name ? this.shaders.entries[name] : undefined;
-    if (!shaders) fail('the entry is not one of the program\'s');
-    return new WebGpuInvocation(this, entry, shaders.kernels, shaders.chunk, batch, pool);
+    if (!name || !shaders) fail('the entry is not one of the program\'s');
+    return new WebGpuInvocation(this, entry, name, shaders.kernels, shaders.chunk, batch, pool);
   }
 
   dispose(): void {
     this.flush();
     for (const b of this.weights.values()) b.destroy();
     this.weights.clear();
-    for (const b of Object.values(this.buffers)) b?.destroy();
+    for (const b of this.batchBuffers.values()) b.destroy();
+    this.ints?.destroy();
     for (const p of [...this.pools]) p.dispose();
     if (this.owned) this.device.destroy();
   }
@@ -340,8 +377,12 @@ function describeProblem(code: string, errors: readonly GPUCompilationMessage[],
   return `${out.join('\n')}\n--- the whole shader ---\n${lines.map((l, i) => `${String(i + 1).padStart(5)} | ${l}`).join('\n')}`;
 }
 
+function weightOf(program: Program, name: string): ProgramWeight | DerivedWeight {
+  return [...program.weights, ...program.derived].find((x) => x.name === name) ?? fail(`no weight ${name}`);
+}
+
 function weightBytesOf(program: Program, name: string): number {
-  const w = [...program.weights, ...program.derived].find((x) => x.name === name) ?? fail(`no weight ${name}`);
+  const w = weightOf(program, name);
   const n = w.shape.reduce((a, b) => a * b, 1);
   return w.dtype === 'f32' ? 4 * n : 2 * n;
 }
@@ -355,7 +396,7 @@ class WebGpuInvocation implements Invocation {
   private readonly chunks: number;
   private readonly next: Map<Kernel, { kernel: string; passes: readonly Pass[] }>;
 
-  constructor(private readonly gpu: WebGpuBackend, private readonly entry: Entry, kernels: readonly { kernel: string; passes: readonly Pass[] }[],
+  constructor(private readonly gpu: WebGpuBackend, private readonly entry: Entry, private readonly entryName: EntryName, kernels: readonly { kernel: string; passes: readonly Pass[] }[],
     chunk: number, batch: RunBatch, private readonly pool: WebGpuStatePool) {
     this.T = batch.tokens.length;
     this.S = batch.seqs.length;
@@ -364,7 +405,7 @@ class WebGpuInvocation implements Invocation {
     const { floats, offsets } = slotLayout(gpu.program.states, pool.capacity);
     const chunkCounts = batch.seqs.map((s) => (chunk ? Math.ceil(s.len / chunk) : 0));
     this.chunks = chunkCounts.reduce((a, b) => a + b, 0);
-    const ints = new Uint32Array(gpu.shaders.header + 3 * this.T + SEQ_FIELDS * this.S + CHUNK_FIELDS * this.chunks);
+    const ints = new Uint32Array(intsWords(gpu.shaders, this.T, this.S, this.chunks));
     ints.set([this.T, this.S, pool.capacity, floats, ...offsets]);
     let at = gpu.shaders.header;
     ints.set(batch.tokens, at);
@@ -380,14 +421,24 @@ class WebGpuInvocation implements Invocation {
       first += chunkCounts[i]!;
     });
     gpu.flush();
-    gpu.device.queue.writeBuffer(gpu.buffer('ints', ints.byteLength), 0, ints);
-    gpu.buffer('arena', 4 * (entry.arena.T * this.T + entry.arena.S * this.S));
-    // scratch buffers as large as the entry's passes need for this batch
-    const need: Record<string, number> = {};
+    const what = `a batch of ${this.T} tokens, ${this.S} sequences`;
+    if (ints.byteLength > gpu.plan.partLimit) throw new RuntimeError('RT505', [`${what}: the integer inputs`, ints.byteLength, gpu.plan.partLimit, 'run fewer tokens at once']);
+    gpu.device.queue.writeBuffer(gpu.intsBuffer(ints.byteLength), 0, ints);
+    // the arena, and scratch buffers as large as the entry's passes need for this batch
+    const need: Partial<Record<BatchRole, number>> = { arena: 4 * (entry.arena.T * this.T + entry.arena.S * this.S) };
     for (const k of kernels) {
-      for (const p of k.passes) for (const [role, c] of Object.entries(p.scratch ?? {})) need[role] = Math.max(need[role] ?? 0, this.count(c!) * 4);
+      for (const p of k.passes) for (const [role, c] of Object.entries(p.scratch ?? {})) need[role as BatchRole] = Math.max(need[role as BatchRole] ?? 0, this.count(c!) * 4);
     }
-    for (const [role, bytes] of Object.entries(need)) gpu.buffer(role as 'scratch0', bytes);
+    for (const [role, bytes] of Object.entries(need) as [BatchRole, number][]) {
+      const b = gpu.batchBuffer(role);
+      const parts = partsOf(gpu.plan, role, entryName);
+      if (bytes > parts * b.split.partBytes) {
+        const { maxBatchTokens: t, maxBatchSequences: s } = gpu.plan;
+        throw new RuntimeError('RT505', [`${what}: ${bufferName(role)}`, bytes, parts * b.split.partBytes,
+          b.split.parts > 1 ? `planned for ${t} tokens and ${s} sequences: load with a larger webgpu.maxBatchTokens or webgpu.maxBatchSequences, or run fewer at once` : 'run fewer tokens at once']);
+      }
+      b.ensure(bytes, false);
+    }
   }
 
   private n(rows: RunCount['rows']): number {
@@ -408,8 +459,9 @@ class WebGpuInvocation implements Invocation {
       }
       const groups = this.count(p.groups) * p.columns;
       if (groups === 0) continue;
-      const { pipeline } = this.gpu.pipeline(p);
-      const bind = this.gpu.bindGroup(p, p.bindings.map((b) => this.bound(b)));
+      const bp = this.gpu.specialised(p, this.entryName);
+      const { pipeline } = this.gpu.pipeline(bp);
+      const bind = this.gpu.bindGroup(bp, bp.bindings.map((b) => this.bound(b.kind, b.part)));
       const pass = this.gpu.commands().beginComputePass();
       pass.setPipeline(pipeline);
       pass.setBindGroup(0, bind);
@@ -420,10 +472,11 @@ class WebGpuInvocation implements Invocation {
     }
   }
 
-  private bound(b: BindingKind): GPUBuffer {
-    if (b.startsWith('w:')) return this.gpu.weight(b.slice(2));
-    if (b === 'state') return this.pool.buffer();
-    return this.gpu.has(b as 'arena') ?? this.gpu.buffer(b as 'arena', 16);
+  private bound(b: BindingKind, part: number): GPUBuffer {
+    if (b.startsWith('w:')) return this.gpu.weight(b.slice(2)).part(part);
+    if (b === 'state') return this.pool.buffer().part(part);
+    if (b === 'ints') return this.gpu.intsBuffer(16);
+    return this.gpu.batchBuffer(b as BatchRole).part(part);
   }
 
   private place(v: View): { base: number; stride: number; rows: number } {
@@ -437,9 +490,9 @@ class WebGpuInvocation implements Invocation {
     const { base, stride, rows } = this.place(v);
     if (data.length !== rows * v.width) fail(`writing ${data.length} floats into a view of ${rows} x ${v.width}`);
     this.gpu.flush();
-    const arena = this.gpu.has('arena')!;
-    if (v.col === 0 && v.width === stride) this.gpu.device.queue.writeBuffer(arena, 4 * base, data as Float32Array<ArrayBuffer>);
-    else for (let r = 0; r < rows; r++) this.gpu.device.queue.writeBuffer(arena, 4 * (base + r * stride + v.col), data as Float32Array<ArrayBuffer>, r * v.width, v.width);
+    const arena = this.gpu.batchBuffer('arena');
+    if (v.col === 0 && v.width === stride) arena.write(4 * base, data);
+    else for (let r = 0; r < rows; r++) arena.write(4 * (base + r * stride + v.col), data.subarray(r * v.width, (r + 1) * v.width));
   }
 
   read(): Float32Array {
@@ -448,7 +501,7 @@ class WebGpuInvocation implements Invocation {
 
   async readAsync(v: View): Promise<Float32Array> {
     const { base, stride, rows } = this.place(v);
-    const all = await this.gpu.readBytes(this.gpu.has('arena')!, 4 * base, 4 * rows * stride);
+    const all = await this.gpu.readBytes(this.gpu.batchBuffer('arena'), 4 * base, 4 * rows * stride);
     const f = new Float32Array(all);
     if (v.col === 0 && v.width === stride) return f;
     const out = new Float32Array(rows * v.width);
@@ -457,10 +510,11 @@ class WebGpuInvocation implements Invocation {
   }
 }
 
-/** State slots in one device buffer, slot i at i · slot bytes; grown (and copied) as slots are taken. */
+/** State slots in one device buffer, slot i at i · slot bytes, grown (and copied) as slots are
+ *  taken; split into parts when the plan says so (split.ts), up to the slots the parts hold. */
 export class WebGpuStatePool implements StatePool {
   readonly slotBytes: number;
-  private buf: GPUBuffer | null = null;
+  private buf: SplitBuffer | null = null;
   private slots = 0;
   private readonly used = new Set<number>();
   private readonly free: number[] = [];
@@ -470,27 +524,32 @@ export class WebGpuStatePool implements StatePool {
     this.slotBytes = 4 * slotLayout(gpu.program.states, capacity).floats;
   }
 
-  buffer(): GPUBuffer {
+  buffer(): SplitBuffer {
     return this.buf ?? this.grow(1);
   }
 
-  private grow(slots: number): GPUBuffer {
-    const b = this.gpu.device.createBuffer({ size: Math.max(16, slots * this.slotBytes), usage: STORAGE | COPY_SRC | COPY_DST });
-    if (this.buf) {
-      this.gpu.commands().copyBufferToBuffer(this.buf, 0, b, 0, this.slots * this.slotBytes);
-      this.gpu.flush();
-      this.buf.destroy();
-    }
-    this.buf = b;
-    this.slots = slots;
-    return b;
+  private grow(slots: number): SplitBuffer {
+    this.buf ??= new SplitBuffer(this.gpu, 'state', this.gpu.plan.buffers.get('state')!);
+    const most = this.slotBytes ? Math.floor(this.buf.capacity / this.slotBytes) : Infinity;
+    const want = Math.min(most, slots);
+    this.buf.ensure(Math.max(16, want * this.slotBytes), true);
+    this.slots = want;
+    return this.buf;
   }
 
   acquire(): number {
     const slot = this.free.pop() ?? this.used.size;
-    if (slot >= this.slots) this.grow(Math.max(slot + 1, 2 * this.slots));
+    if (slot >= this.slots) {
+      const most = this.slotBytes ? Math.floor(this.buffer().capacity / this.slotBytes) : Infinity;
+      if (slot >= most) {
+        const s = this.gpu.plan.buffers.get('state')!;
+        throw new RuntimeError('RT505', [`state slot ${slot + 1}`, (slot + 1) * this.slotBytes, s.parts * s.partBytes,
+          s.parts > 1 ? `the pool was planned for ${this.gpu.plan.stateSlots} slots: load with a larger webgpu.stateSlots, or release sequences` : 'release sequences, or load with a smaller capacity']);
+      }
+      this.grow(Math.max(slot + 1, 2 * this.slots));
+    }
     this.used.add(slot);
-    if (this.slotBytes) this.gpu.commands().clearBuffer(this.buf!, slot * this.slotBytes, this.slotBytes);
+    if (this.slotBytes) this.buf!.clear(slot * this.slotBytes, this.slotBytes);
     return slot;
   }
 
@@ -505,10 +564,10 @@ export class WebGpuStatePool implements StatePool {
     this.check(to);
     if (!this.slotBytes || from === to) return;
     // a buffer cannot be copied into itself: through a temporary
-    const tmp = this.gpu.device.createBuffer({ size: this.slotBytes, usage: COPY_SRC | COPY_DST });
-    const enc = this.gpu.commands();
-    enc.copyBufferToBuffer(this.buf!, from * this.slotBytes, tmp, 0, this.slotBytes);
-    enc.copyBufferToBuffer(tmp, 0, this.buf!, to * this.slotBytes, this.slotBytes);
+    const tmp = new SplitBuffer(this.gpu, 'state', { parts: 1, partBytes: this.slotBytes, bytes: this.slotBytes });
+    tmp.ensure(this.slotBytes, false);
+    tmp.copyFrom(this.buf!, from * this.slotBytes, 0, this.slotBytes);
+    this.buf!.copyFrom(tmp, 0, to * this.slotBytes, this.slotBytes);
     this.gpu.flush();
     tmp.destroy();
   }
@@ -535,7 +594,7 @@ export class WebGpuStatePool implements StatePool {
     this.check(slot);
     if (bytes.byteLength !== this.slotBytes) fail(`a saved slot of ${bytes.byteLength} bytes does not fit slots of ${this.slotBytes}`);
     this.gpu.flush();
-    this.gpu.device.queue.writeBuffer(this.buf!, slot * this.slotBytes, bytes as Uint8Array<ArrayBuffer>);
+    this.buf!.write(slot * this.slotBytes, bytes);
   }
 
   private check(slot: number): void {
