@@ -50,9 +50,10 @@ export interface LoadOptions {
   readonly threads?: number;
   /** Refuse weights holding NaN or ±Infinity (RT144); one pass over each tensor (default true). */
   readonly checkWeights?: boolean;
-  /** The `wasm` backend's kernel module (`archc build` writes it into the package as kernels.wasm,
-   *  and the package's `Model.load` passes it). */
-  readonly wasmKernels?: Uint8Array | WebAssembly.Module;
+  /** The `wasm` backend's kernel module, or its variants in order of preference (`archc build`
+   *  writes the fused multiply-add and the plain one into the package's src/kernels.ts, and the
+   *  package's `Model.load` passes them): the first the engine accepts runs (runtime/wasm/module.ts). */
+  readonly wasmKernels?: Uint8Array | WebAssembly.Module | readonly Uint8Array[];
   /** backend 'cuda': where the kernels, the driver and the device come from. */
   readonly cuda?: CudaLoadOptions;
 }
@@ -426,7 +427,7 @@ async function openBackend(program: Program, kind: Backend, opts: LoadOptions): 
   if (kind === 'cuda') return (await import('./cuda/backend.ts')).openCudaBackend(program, opts.cuda);
   if (kind === 'cpu') return cpuBackend(program, opts);
   if (!opts.wasmKernels) throw new RuntimeError('RT303', ['backend wasm without its kernel module', 'pass wasmKernels (written by archc build)']);
-  const module = opts.wasmKernels instanceof WebAssembly.Module ? opts.wasmKernels : new WebAssembly.Module(opts.wasmKernels as Uint8Array<ArrayBuffer>);
+  const module = await (await import('./wasm/module.ts')).wasmModule(opts.wasmKernels);
   const { WasmBackend } = await import('./wasm/backend.ts');
   return new WasmBackend(program, module, threadsOf(opts));
 }

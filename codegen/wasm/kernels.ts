@@ -40,7 +40,7 @@ function loadWeights(dt: WeightType, off: number): string {
  * acc<u>_<r>_<c> (unroll set u, row r, vector c); with few rows (the GEMV case) k is unrolled by
  * `unroll` onto separate accumulator sets, so the adds do not wait on each other.
  */
-function microKernel(dt: WeightType, m: number, mr: number, unroll: number): string {
+function microKernel(dt: WeightType, m: number, mr: number, unroll: number, fma: boolean): string {
   const wb = NR * BYTES[dt];
   const accs: string[] = [];
   for (let u = 0; u < unroll; u++) for (let r = 0; r < m; r++) for (let c = 0; c < 2; c++) accs.push(`$acc${u}_${r}_${c}`);
@@ -49,7 +49,8 @@ function microKernel(dt: WeightType, m: number, mr: number, unroll: number): str
     for (let r = 0; r < m; r++) {
       lines.push(`(local.set $xv (v128.load32_splat offset=${(u * mr + r) * 4} ${get('xp')}))`);
       for (let c = 0; c < 2; c++) {
-        lines.push(`(local.set $acc${u}_${r}_${c} (f32x4.add ${get(`acc${u}_${r}_${c}`)} (f32x4.mul ${get('xv')} ${get(`w${c}`)})))`);
+        const acc = get(`acc${u}_${r}_${c}`), w = get(`w${c}`);
+        lines.push(`(local.set $acc${u}_${r}_${c} ${fma ? `(f32x4.relaxed_madd ${get('xv')} ${w} ${acc})` : `(f32x4.add ${acc} (f32x4.mul ${get('xv')} ${w}))`})`);
       }
     }
     return lines.join('\n');
@@ -119,20 +120,22 @@ function gemm(dt: WeightType, t: WasmTarget): string {
     (br $blocks))))`;
 }
 
-/** The whole module: imports the shared memory, exports the products and the tile constants. */
+/** The whole module: imports the shared memory, exports the products, the tile constants and
+ *  which variant it is (FMA: 1 when its multiply-adds are fused). */
 export function renderWasmKernels(t: WasmTarget): string {
   const dts: WeightType[] = ['f32', 'bf16'];
   const funcs: string[] = [];
   for (const dt of dts) {
-    for (let m = 1; m <= t.rowsPerTile; m++) funcs.push(microKernel(dt, m, t.rowsPerTile, m <= 2 ? t.gemvUnroll : 1));
+    for (let m = 1; m <= t.rowsPerTile; m++) funcs.push(microKernel(dt, m, t.rowsPerTile, m <= 2 ? t.gemvUnroll : 1, t.fma));
     funcs.push(gemm(dt, t));
   }
-  return `;; archc wasm kernels: matrix products over packed weight panels (generated; see codegen/wasm/kernels.ts)
+  return `;; archc wasm kernels${t.fma ? ' (fused multiply-add: relaxed SIMD)' : ''}: matrix products over packed weight panels (generated; see codegen/wasm/kernels.ts)
 (module
 (import "env" "memory" (memory 1 65536 shared))
 (global (export "MR") i32 (i32.const ${t.rowsPerTile}))
 (global (export "NR") i32 (i32.const ${NR}))
 (global (export "SPLIT_FROM") i32 (i32.const ${t.splitFrom}))
+(global (export "FMA") i32 (i32.const ${t.fma ? 1 : 0}))
 ${funcs.join('\n')}
 )
 `;

@@ -82,6 +82,9 @@ export function schedule(e: Entry, t: Target): Entry {
  *  Its module is generic over sizes, so the record shapes the module, not each kernel's schedule. */
 export interface WasmTarget {
   readonly name: 'wasm';
+  /** Multiply-adds as one fused `f32x4.relaxed_madd` (the relaxed-SIMD proposal) instead of a mul
+   *  then an add: twice the arithmetic per instruction where the engine has it. */
+  readonly fma: boolean;
   /** Rows (tokens) per micro-tile: each loaded weight vector serves this many rows. */
   readonly rowsPerTile: number;
   /** Rows per cache block: a block of x stays in cache while every weight panel passes over it. */
@@ -92,4 +95,10 @@ export interface WasmTarget {
   readonly splitFrom: number;
 }
 
-export const WASM_TARGET: WasmTarget = { name: 'wasm', rowsPerTile: 4, tokenBlock: 64, gemvUnroll: 2, splitFrom: 1 << 17 };
+/** 128-bit SIMD alone: runs on every engine with SIMD. */
+export const WASM_TARGET: WasmTarget = { name: 'wasm', fma: false, rowsPerTile: 4, tokenBlock: 64, gemvUnroll: 2, splitFrom: 1 << 17 };
+/** With relaxed SIMD's fused multiply-add (Chromium >= 114, Node >= 22; Node 20 behind a flag that
+ *  runtime/wasm/module.ts sets). */
+export const WASM_FMA_TARGET: WasmTarget = { ...WASM_TARGET, fma: true };
+/** The module variants a build ships, in order of preference: the runtime runs the first the engine accepts. */
+export const WASM_TARGETS: readonly WasmTarget[] = [WASM_FMA_TARGET, WASM_TARGET];

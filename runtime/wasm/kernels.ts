@@ -22,6 +22,7 @@ interface Exports {
   readonly MR: WebAssembly.Global;
   readonly NR: WebAssembly.Global;
   readonly SPLIT_FROM: WebAssembly.Global;
+  readonly FMA: WebAssembly.Global;
   gemm_f32(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number): void;
   gemm_bf16(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number): void;
 }
@@ -55,6 +56,8 @@ export class WasmKernels {
   /** Rows per micro-tile and columns per panel (the module's constants). */
   readonly MR: number;
   readonly NR: number;
+  /** The module's multiply-adds are fused (relaxed SIMD; runtime/wasm/module.ts picks the variant). */
+  readonly fma: boolean;
   private readonly splitFrom: number;
   /** Next free byte (weights are never freed: they live as long as the backend). */
   private top = 64;
@@ -69,6 +72,7 @@ export class WasmKernels {
     this.MR = this.ex.MR.value as number;
     this.NR = this.ex.NR.value as number;
     this.splitFrom = this.ex.SPLIT_FROM.value as number;
+    this.fma = this.ex.FMA.value === 1;
     this.ctl = new Int32Array(new SharedArrayBuffer(4 * (CTL_JOBS + JOB * Math.max(1, threads))));
   }
 

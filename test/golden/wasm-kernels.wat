@@ -4,6 +4,7 @@
 (global (export "MR") i32 (i32.const 4))
 (global (export "NR") i32 (i32.const 8))
 (global (export "SPLIT_FROM") i32 (i32.const 131072))
+(global (export "FMA") i32 (i32.const 0))
 (func $mk_f32_1 (param $xp i32) (param $wp i32) (param $yp i32) (param $K i32) (param $ldyb i32)
   (local $k i32) (local $xv v128) (local $w0 v128) (local $w1 v128) (local $wv v128)
   (local $acc0_0_0 v128) (local $acc0_0_1 v128) (local $acc1_0_0 v128) (local $acc1_0_1 v128)
