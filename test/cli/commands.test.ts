@@ -6,7 +6,7 @@ import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeNpy } from '../../cli/npy.ts';
-import { wasmKernels } from '../../codegen/wasm/assemble.ts';
+import { wasmKernelVariants } from '../../codegen/wasm/assemble.ts';
 import type { Model } from '../../runtime/model.ts';
 import { BAMBA, type CliResult, TINY, expectLogitsClose, inParallel, loadModel, makeDir, removeDir, runCli, setsFor } from '../helpers/checkpoints.ts';
 
@@ -49,7 +49,7 @@ beforeAll(async () => {
     () => runCli(['forward', BAMBA, '--weights', ckpt, '--ids', IDS, '--out', join(root, 'cpu.npy'), '--step', '--backend', 'cpu']),
   ], 3);
   // the CLI runs on its default backend, wasm: the in-process model too
-  model = await loadModel(ckpt, { backend: 'wasm', wasmKernels: await wasmKernels() });
+  model = await loadModel(ckpt, { backend: 'wasm', wasmKernels: await wasmKernelVariants() });
 }, 180_000);
 afterAll(() => removeDir(root));
 
