@@ -14,6 +14,7 @@
 // f32 rounding, not bit for bit).
 
 import type { WasmTarget } from '../../compiler/kernel/schedule.ts';
+import { InternalError } from '../../dsl/diagnostics.ts';
 
 /** Panel width in output columns: two f32x4 vectors. */
 export const NR = 8;
@@ -79,6 +80,41 @@ function microKernel(dt: WeightType, m: number, mr: number, unroll: number, fma:
 }
 
 /**
+ * mv_<dt>(xp, wp, yp, K, panelb): one row times q = `gemvPanels` adjacent panels (a GEMV: decode
+ * with one token). The panels are read as q streams side by side: one broadcast x serves q·NR
+ * columns, and the 2q accumulators acc<j>_<c> (panel j, vector c) are chains enough that the
+ * multiply-adds do not wait on each other.
+ */
+function gemvKernel(dt: WeightType, q: number, mr: number, fma: boolean): string {
+  const wb = NR * BYTES[dt];
+  const accs: string[] = [];
+  for (let j = 0; j < q; j++) for (let c = 0; c < 2; c++) accs.push(`$acc${j}_${c}`);
+  const body = [`(local.set $xv (v128.load32_splat ${get('xp')}))`];
+  for (let j = 0; j < q; j++) {
+    body.push(loadWeights(dt, 0).replaceAll('$wp', `$wp${j}`));
+    for (let c = 0; c < 2; c++) {
+      const a = `acc${j}_${c}`, acc = get(a), w = get(`w${c}`);
+      body.push(`(local.set $${a} ${fma ? `(f32x4.relaxed_madd ${get('xv')} ${w} ${acc})` : `(f32x4.add ${acc} (f32x4.mul ${get('xv')} ${w}))`})`);
+    }
+  }
+  const stores: string[] = [];
+  for (let j = 0; j < q; j++) for (let c = 0; c < 2; c++) stores.push(`(v128.store offset=${(j * 2 + c) * 16} ${get('yp')} ${get(`acc${j}_${c}`)})`);
+  return `(func $mv_${dt} (param $xp i32) (param $wp i32) (param $yp i32) (param $K i32) (param $panelb i32)
+  (local $k i32) (local $xv v128) (local $w0 v128) (local $w1 v128) (local $wv v128)
+  ${Array.from({ length: q }, (_, j) => `(local $wp${j} i32)`).join(' ')}
+  ${accs.map((a) => `(local ${a} v128)`).join(' ')}
+  ${Array.from({ length: q }, (_, j) => `(local.set $wp${j} ${j ? add(get('wp'), `(i32.mul ${get('panelb')} (i32.const ${j}))`) : get('wp')})`).join('\n  ')}
+  (block $k_end (loop $k_loop
+  (br_if $k_end (i32.ge_s ${get('k')} ${get('K')}))
+  ${body.join('\n  ')}
+  (local.set $xp ${add(get('xp'), mr * 4)})
+  ${Array.from({ length: q }, (_, j) => `(local.set $wp${j} ${add(get(`wp${j}`), wb)})`).join('\n  ')}
+  (local.set $k ${add(get('k'), 1)})
+  (br $k_loop)))
+  ${stores.join('\n  ')})`;
+}
+
+/**
  * gemm_<dt>(x, w, y, T, K, ldy, p0, p1): panels [p0, p1) of y = x·Wᵀ for all T rows. Rows go in
  * blocks of `tokenBlock` (a block of x stays in cache while every panel passes over it), each block
  * in tiles of MR rows; the last tile of a block takes the micro-kernel of its row count.
@@ -94,7 +130,16 @@ function gemm(dt: WeightType, t: WasmTarget): string {
   return `(func (export "gemm_${dt}") (param $x i32) (param $w i32) (param $y i32) (param $T i32) (param $K i32) (param $ldy i32) (param $p0 i32) (param $p1 i32)
   (local $tb i32) (local $te i32) (local $p i32) (local $t i32) (local $m i32) (local $xp i32) (local $wp i32) (local $yp i32) (local $ldyb i32) (local $panelb i32)
   (local.set $ldyb (i32.shl ${get('ldy')} (i32.const 2)))
-  (local.set $panelb (i32.mul ${get('K')} (i32.const ${NR * BYTES[dt]})))
+  (local.set $panelb (i32.mul ${get('K')} (i32.const ${NR * BYTES[dt]})))${t.gemvPanels > 1 ? `
+  ;; one row: q panels at a time, then the rest one by one below
+  (if (i32.eq ${get('T')} (i32.const 1)) (then
+    (local.set $p ${get('p0')})
+    (block $mv_end (loop $mv
+      (br_if $mv_end (i32.gt_s ${add(get('p'), t.gemvPanels)} ${get('p1')}))
+      (call $mv_${dt} ${get('x')} ${add(get('w'), `(i32.mul ${get('p')} ${get('panelb')})`)} ${add(get('y'), `(i32.mul ${get('p')} (i32.const ${NR * 4}))`)} ${get('K')} ${get('panelb')})
+      (local.set $p ${add(get('p'), t.gemvPanels)})
+      (br $mv)))
+    (local.set $p0 ${get('p')})))` : ''}
   (block $blocks_end (loop $blocks
     (br_if $blocks_end (i32.ge_s ${get('tb')} ${get('T')}))
     (local.set $te ${add(get('tb'), t.tokenBlock)})
@@ -123,10 +168,12 @@ function gemm(dt: WeightType, t: WasmTarget): string {
 /** The whole module: imports the shared memory, exports the products, the tile constants and
  *  which variant it is (FMA: 1 when its multiply-adds are fused). */
 export function renderWasmKernels(t: WasmTarget): string {
+  if (t.tokenBlock % t.rowsPerTile !== 0) throw new InternalError(`wasm target: tokenBlock ${t.tokenBlock} is not a multiple of rowsPerTile ${t.rowsPerTile}`);
   const dts: WeightType[] = ['f32', 'bf16'];
   const funcs: string[] = [];
   for (const dt of dts) {
     for (let m = 1; m <= t.rowsPerTile; m++) funcs.push(microKernel(dt, m, t.rowsPerTile, m <= 2 ? t.gemvUnroll : 1, t.fma));
+    if (t.gemvPanels > 1) funcs.push(gemvKernel(dt, t.gemvPanels, t.rowsPerTile, t.fma));
     funcs.push(gemm(dt, t));
   }
   return `;; archc wasm kernels${t.fma ? ' (fused multiply-add: relaxed SIMD)' : ''}: matrix products over packed weight panels (generated; see codegen/wasm/kernels.ts)

@@ -63,6 +63,12 @@ for (const t of WASM_TARGETS) describe(`the ${variantName(t)} module`, () => {
     { T: 3, K: 17, N: 9, dtype: 'f16', bias: true },
     { T: 5, K: 23, N: 11, dtype: 'f32', bias: true, mode: 'decode' },
     { T: 3, K: 31, N: 17, dtype: 'bf16', bias: false, mode: 'decode' },
+    // one row over several groups of `gemvPanels` panels and a remainder; split across threads at a
+    // panel that starts no group
+    { T: 1, K: 29, N: 8 * (2 * t.gemvPanels + 2) - 5, dtype: 'f32', bias: false },
+    { T: 1, K: 35, N: 8 * (2 * t.gemvPanels + 1) + 3, dtype: 'bf16', bias: true, mode: 'decode' },
+    { T: 1, K: 512, N: 300, dtype: 'f32', bias: false },
+    { T: 1, K: 384, N: 390, dtype: 'bf16', bias: false },
   ];
 
   describe('matrix products = CPU backend', () => {
