@@ -10,6 +10,7 @@
 //            contiguous stream (prefill re-reads it from L1 for every row tile; decode streams it).
 //   x        packed row tiles [ceil(T/MR)][K][MR] f32: a k step reads MR consecutive floats.
 //   y        [Tpad][ldy] f32 with ldy = P·NR.
+//   job      the product being shared by the threads, 48 bytes at JOB (see `work` below).
 // Every output element is one f32 sum in k order (the CPU engine sums in double: results agree to
 // f32 rounding, not bit for bit).
 
@@ -127,7 +128,7 @@ function gemm(dt: WeightType, t: WasmTarget): string {
   for (const m of cases) {
     body = `(block $m${m}\n${body})\n(call $mk_${dt}_${m} ${get('xp')} ${get('wp')} ${get('yp')} ${get('K')} ${get('ldyb')})\n(br $tiles_next)`;
   }
-  return `(func (export "gemm_${dt}") (param $x i32) (param $w i32) (param $y i32) (param $T i32) (param $K i32) (param $ldy i32) (param $p0 i32) (param $p1 i32)
+  return `(func $gemm_${dt} (export "gemm_${dt}") (param $x i32) (param $w i32) (param $y i32) (param $T i32) (param $K i32) (param $ldy i32) (param $p0 i32) (param $p1 i32)
   (local $tb i32) (local $te i32) (local $p i32) (local $t i32) (local $m i32) (local $xp i32) (local $wp i32) (local $yp i32) (local $ldyb i32) (local $panelb i32)
   (local.set $ldyb (i32.shl ${get('ldy')} (i32.const 2)))
   (local.set $panelb (i32.mul ${get('K')} (i32.const ${NR * BYTES[dt]})))${t.gemvPanels > 1 ? `
@@ -165,6 +166,41 @@ function gemm(dt: WeightType, t: WasmTarget): string {
     (br $blocks))))`;
 }
 
+/** Byte address of the job record, its fields (i32, byte offsets) and a closed claim word's chunk. */
+export const JOB = 0;
+export const JOB_FIELDS = { claim: 0, done: 4, dt: 8, x: 12, w: 16, y: 20, T: 24, K: 28, ldy: 32, p0: 36, p1: 40, chunk: 44 } as const;
+export const CLOSED = 0xffff;
+
+/**
+ * work(): the calling thread's share of the job at JOB, taken chunk by chunk. The claim word holds
+ * (job number << 16) | next chunk; a thread reads it, reads the job, and takes the chunk by a
+ * compare-exchange of the claim word, so it never takes a chunk of a job other than the one it read
+ * (the caller closes the claim word, chunk CLOSED, before it rewrites the job, and writes a job only
+ * once every chunk of the last one is done). Each chunk's panels are added to `done` when computed.
+ * A thread that wakes late finds no chunk left and returns: the caller waits for `done`, never for
+ * a thread to wake.
+ */
+function work(): string {
+  const f = (name: keyof typeof JOB_FIELDS) => `(i32.atomic.load (i32.const ${JOB + JOB_FIELDS[name]}))`;
+  const args = `${get('x')} ${get('w')} ${get('y')} ${get('T')} ${get('K')} ${get('ldy')} ${get('start')} ${get('end')}`;
+  return `(func (export "work")
+  (local $c i32) (local $x i32) (local $w i32) (local $y i32) (local $T i32) (local $K i32) (local $ldy i32) (local $start i32) (local $end i32) (local $p1 i32)
+  (block $out (loop $next
+    (local.set $c ${f('claim')})
+    (br_if $out (i32.eq (i32.and ${get('c')} (i32.const 0xffff)) (i32.const ${CLOSED})))
+    (local.set $x ${f('x')}) (local.set $w ${f('w')}) (local.set $y ${f('y')}) (local.set $T ${f('T')}) (local.set $K ${f('K')}) (local.set $ldy ${f('ldy')})
+    (local.set $p1 ${f('p1')})
+    (local.set $start (i32.add ${f('p0')} (i32.mul (i32.and ${get('c')} (i32.const 0xffff)) ${f('chunk')})))
+    (br_if $out (i32.ge_s ${get('start')} ${get('p1')}))
+    (br_if $next (i32.ne (i32.atomic.rmw.cmpxchg (i32.const ${JOB + JOB_FIELDS.claim}) ${get('c')} ${add(get('c'), 1)}) ${get('c')}))
+    (local.set $end (i32.add ${get('start')} ${f('chunk')}))
+    (if (i32.gt_s ${get('end')} ${get('p1')}) (then (local.set $end ${get('p1')})))
+    (if ${f('dt')} (then (call $gemm_bf16 ${args})) (else (call $gemm_f32 ${args})))
+    (drop (i32.atomic.rmw.add (i32.const ${JOB + JOB_FIELDS.done}) (i32.sub ${get('end')} ${get('start')})))
+    (drop (memory.atomic.notify (i32.const ${JOB + JOB_FIELDS.done}) (i32.const 1)))
+    (br $next))))`;
+}
+
 /** The whole module: imports the shared memory, exports the products, the tile constants and
  *  which variant it is (FMA: 1 when its multiply-adds are fused). */
 export function renderWasmKernels(t: WasmTarget): string {
@@ -176,6 +212,7 @@ export function renderWasmKernels(t: WasmTarget): string {
     if (t.gemvPanels > 1) funcs.push(gemvKernel(dt, t.gemvPanels, t.rowsPerTile, t.fma));
     funcs.push(gemm(dt, t));
   }
+  funcs.push(work());
   return `;; archc wasm kernels${t.fma ? ' (fused multiply-add: relaxed SIMD)' : ''}: matrix products over packed weight panels (generated; see codegen/wasm/kernels.ts)
 (module
 (import "env" "memory" (memory 1 65536 shared))
@@ -183,6 +220,8 @@ export function renderWasmKernels(t: WasmTarget): string {
 (global (export "NR") i32 (i32.const ${NR}))
 (global (export "SPLIT_FROM") i32 (i32.const ${t.splitFrom}))
 (global (export "FMA") i32 (i32.const ${t.fma ? 1 : 0}))
+(global (export "JOB") i32 (i32.const ${JOB}))
+(global (export "GEMV_PANELS") i32 (i32.const ${t.gemvPanels}))
 ${funcs.join('\n')}
 )
 `;

@@ -1,7 +1,8 @@
 // The `wasm` target's matrix products at run time: one shared WebAssembly memory holding packed
 // weight panels and the scratch of the product in flight, the kernel module instantiated on the
-// calling thread and on each worker thread, and a product split by weight panels across them. The
-// caller blocks on an Atomics counter, so the engine stays synchronous (as runtime/cpu/pool.ts).
+// calling thread and on each worker thread, and a product shared by them in chunks of weight
+// panels (a job record in the memory). The caller blocks on the record's count of panels done, so
+// the engine stays synchronous (as runtime/cpu/pool.ts).
 // Module layout: codegen/wasm/kernels.ts.
 
 import { Worker } from 'node:worker_threads';
@@ -23,14 +24,22 @@ interface Exports {
   readonly NR: WebAssembly.Global;
   readonly SPLIT_FROM: WebAssembly.Global;
   readonly FMA: WebAssembly.Global;
+  readonly GEMV_PANELS: WebAssembly.Global;
+  readonly JOB: WebAssembly.Global;
   gemm_f32(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number): void;
   gemm_bf16(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number): void;
+  work(): void;
 }
 
 const PAGE = 65536;
 const MAX_PAGES = 65536;
-/** Control words shared with the workers: [generation, done, quit], then one job of JOB ints each. */
+/** Control words shared with the workers: [generation, done, quit], then one job of JOB ints each
+ *  (the workers still count `done`; products wait on the job record's count instead). */
 const CTL_GEN = 0, CTL_DONE = 1, CTL_QUIT = 2, CTL_JOBS = 4, JOB = 10;
+/** A worker's job: its entry in the worker's function table, `work` (the product in the job record). */
+const WORK = 2;
+/** The job record in the module's memory (i32 fields: claim word, panels done, then the product). */
+const JOB_CLAIM = 0, JOB_DONE = 1;
 
 /** The worker's program: the module on the same memory, and a loop over jobs woken by Atomics. */
 const WORKER_SOURCE = `
@@ -38,7 +47,7 @@ const { workerData } = require('node:worker_threads');
 const { module, memory, ctl: sab, slot } = workerData;
 const ctl = new Int32Array(sab);
 const ex = new WebAssembly.Instance(module, { env: { memory } }).exports;
-const fns = [ex.gemm_f32, ex.gemm_bf16];
+const fns = [ex.gemm_f32, ex.gemm_bf16, ex.work];
 let gen = 0;
 for (;;) {
   Atomics.wait(ctl, ${CTL_GEN}, gen);
@@ -59,6 +68,11 @@ export class WasmKernels {
   /** The module's multiply-adds are fused (relaxed SIMD; runtime/wasm/module.ts picks the variant). */
   readonly fma: boolean;
   private readonly splitFrom: number;
+  private readonly gemvPanels: number;
+  /** The job record the threads share a product through (codegen/wasm/kernels.ts `work`). */
+  private readonly job: Int32Array;
+  /** Jobs shared so far (numbers the claim word). */
+  private jobs = 0;
   /** Next free byte (weights are never freed: they live as long as the backend). */
   private top = 64;
   private scratch = { at: 0, bytes: 0 };
@@ -73,6 +87,8 @@ export class WasmKernels {
     this.NR = this.ex.NR.value as number;
     this.splitFrom = this.ex.SPLIT_FROM.value as number;
     this.fma = this.ex.FMA.value === 1;
+    this.job = new Int32Array(this.memory.buffer, this.ex.JOB.value as number, 12);
+    this.gemvPanels = this.ex.GEMV_PANELS.value as number;
     this.ctl = new Int32Array(new SharedArrayBuffer(4 * (CTL_JOBS + JOB * Math.max(1, threads))));
   }
 
@@ -165,30 +181,33 @@ export class WasmKernels {
     return { y: mem.subarray(yAt >> 2, (yAt >> 2) + Tpad * ld), ld };
   }
 
-  /** Runs gemm `fn` over all panels, split by panels across the threads when `split`. */
+  /**
+   * Runs gemm `fn` over all panels; when `split`, the threads share it in chunks of panels through
+   * the job record (codegen/wasm/kernels.ts `work`): the calling thread wakes the workers, takes
+   * chunks itself, and waits only until every panel is done, so a worker that wakes late takes
+   * fewer chunks (or none) instead of holding the product up. Chunks: for one row (decode) two
+   * groups of the GEMV's panels, so every thread count computes each panel with the same kernel,
+   * bit for bit; else about four per thread.
+   */
   private run(fn: number, args: readonly number[], panels: number, split: boolean): void {
-    const gemm = fn === 1 ? this.ex.gemm_bf16 : this.ex.gemm_f32;
     const [x, w, y, T, K, ldy] = args as [number, number, number, number, number, number];
-    const parts = split ? Math.min(this.threads, panels) : 1;
-    if (parts <= 1) {
-      gemm(x, w, y, T, K, ldy, 0, panels);
+    if (!split || this.threads < 2 || panels < 2) {
+      (fn === 1 ? this.ex.gemm_bf16 : this.ex.gemm_f32)(x, w, y, T, K, ldy, 0, panels);
       return;
     }
     this.startWorkers();
-    const step = Math.ceil(panels / parts);
-    const ctl = this.ctl;
-    for (let i = 0; i < this.workers.length; i++) {
-      const p0 = Math.min(panels, (i + 1) * step), p1 = Math.min(panels, (i + 2) * step);
-      const j = CTL_JOBS + i * JOB;
-      ctl[j] = p0 < p1 ? fn : -1;
-      ctl.set([x, w, y, T, K, ldy, p0, p1], j + 1);
-    }
-    Atomics.store(ctl, CTL_DONE, 0);
-    Atomics.add(ctl, CTL_GEN, 1);
-    Atomics.notify(ctl, CTL_GEN);
-    gemm(x, w, y, T, K, ldy, 0, Math.min(panels, step));
-    const n = this.workers.length;
-    for (let done = Atomics.load(ctl, CTL_DONE); done < n; done = Atomics.load(ctl, CTL_DONE)) Atomics.wait(ctl, CTL_DONE, done);
+    const job = this.job;
+    const chunk = Math.max(T === 1 ? 2 * this.gemvPanels : Math.ceil(panels / (4 * this.threads)), Math.ceil(panels / 0xfff0));
+    // closed while the record is rewritten (every chunk of the last job is done: see below)
+    const number = (++this.jobs & 0x7fff) << 16;
+    Atomics.store(job, JOB_CLAIM, number | 0xffff);
+    [0, fn, x, w, y, T, K, ldy, 0, panels, chunk].forEach((v, i) => Atomics.store(job, JOB_CLAIM + 1 + i, v));
+    Atomics.store(job, JOB_CLAIM, number);
+    for (let i = 0; i < this.workers.length; i++) this.ctl[CTL_JOBS + i * JOB] = WORK;
+    Atomics.add(this.ctl, CTL_GEN, 1);
+    Atomics.notify(this.ctl, CTL_GEN);
+    this.ex.work();
+    for (let done = Atomics.load(job, JOB_DONE); done < panels; done = Atomics.load(job, JOB_DONE)) Atomics.wait(job, JOB_DONE, done);
   }
 
   private startWorkers(): void {

@@ -88,14 +88,38 @@ for (const t of WASM_TARGETS) describe(`the ${variantName(t)} module`, () => {
       }
     }
 
-    it('a product split across two threads equals one thread bit for bit', () => {
-      const rand = prng(7);
-      const [T, K, N] = [TB + 5, 96, 200];
-      expect(T * K * N, 'the product is large enough to split').toBeGreaterThanOrEqual(t.splitFrom);
-      const inputs: OpInput[] = [{ act: uniform(rand, T * K), shape: ['T', K] }, { weight: weight(rand, [N, K], 'f32') }, null];
-      const one = runOp('linear', inputs, { transposed: false }, T, { backend: wasm(1) }).outputs[0]!;
-      const two = runOp('linear', inputs, { transposed: false }, T, { backend: wasm(2) }).outputs[0]!;
-      expect(Array.from(two)).toEqual(Array.from(one));
+    for (const [T, K, N, dtype] of [[TB + 5, 96, 200, 'f32'], [1, 512, 300, 'f32'], [1, 640, 530, 'bf16']] as const) {
+      it(`a product shared by three threads equals one thread bit for bit (T=${T} K=${K} N=${N} ${dtype})`, () => {
+        const rand = prng(7);
+        expect(T * K * N, 'the product is large enough to split').toBeGreaterThanOrEqual(t.splitFrom);
+        const inputs: OpInput[] = [{ act: uniform(rand, T * K), shape: ['T', K] }, { weight: weight(rand, [N, K], dtype) }, null];
+        const one = runOp('linear', inputs, { transposed: false }, T, { backend: wasm(1) }).outputs[0]!;
+        // repeated: which thread takes which chunk varies from run to run
+        for (let r = 0; r < 3; r++) {
+          const three = runOp('linear', inputs, { transposed: false }, T, { backend: wasm(3) }).outputs[0]!;
+          expect(Array.from(three)).toEqual(Array.from(one));
+        }
+      });
+    }
+
+    it('products back to back on three threads, one and many rows (a worker that wakes late finds its chunks taken)', () => {
+      const rand = prng(11);
+      const [K, N] = [256, 600];
+      const w: Tensor = weight(rand, [N, K], 'bf16');
+      const one = new WasmKernels(modules.get(t)!, 1), three = new WasmKernels(modules.get(t)!, 3);
+      try {
+        const [p1, p3] = [one.pack(w), three.pack(w)];
+        for (let i = 0; i < 200; i++) {
+          const T = i % 5 === 4 ? 9 : 1;
+          const x = uniform(rand, T * K);
+          expect(T * K * N).toBeGreaterThanOrEqual(t.splitFrom);
+          const want = one.linear(p1, x, T, null), got = three.linear(p3, x, T, null);
+          if (!want.every((v, j) => Object.is(v, got[j]))) throw new Error(`product ${i} (T=${T}) differs on three threads`);
+        }
+      } finally {
+        one.close();
+        three.close();
+      }
     });
 
     it('the head over [T, heads, K] rows, and a transposed linear (left to the CPU kernels)', () => {
