@@ -73,7 +73,8 @@ export class WasmKernels {
   private readonly job: Int32Array;
   /** Jobs shared so far (numbers the claim word). */
   private jobs = 0;
-  /** Next free byte (weights are never freed: they live as long as the backend). */
+  /** Next free byte (the first 64 hold the job record; weights are never freed: they live as long
+   *  as the backend). */
   private top = 64;
   private scratch = { at: 0, bytes: 0 };
   private readonly workers: Worker[] = [];
