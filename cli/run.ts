@@ -101,7 +101,7 @@ async function loadModel(file: string, o: CommonOpts & { weights: string; allowE
   const { program } = await compileFor(file, o, o.weights);
   const backend = o.backend === 'cpu' || o.backend === 'cuda' || o.backend === 'webgpu' ? o.backend : 'wasm';
   // the wasm kernels are assembled here from the same text `archc build` ships (wabt loads only then)
-  const wasmKernels = backend === 'wasm' ? await (await import('../codegen/wasm/assemble.ts')).wasmKernels() : undefined;
+  const wasmKernels = backend === 'wasm' ? await (await import('../codegen/wasm/assemble.ts')).wasmKernelVariants() : undefined;
   const wasmProgram = backend === 'wasm' ? await (await import('../codegen/wasm/program.ts')).wasmProgram(program) : undefined;
   // the runtime (with the tokenizer) and cli-progress load only in the commands that run a model
   const { Model } = await import('../runtime/model.ts');
@@ -142,7 +142,7 @@ export function registerRunCommands(p: Command): void {
       const program = compiled.program;
       const ctx = compiled.graph.params.context;
       const stats = computeStats(compiled.graph, typeof ctx === 'number' ? ctx : 4096, 1);
-      const wasmKernels = await (await import('../codegen/wasm/assemble.ts')).wasmKernels();
+      const wasmKernels = await (await import('../codegen/wasm/assemble.ts')).wasmKernelVariants();
       const wasmProgram = await (await import('../codegen/wasm/program.ts')).wasmProgram(program);
       const { buildCuda } = await import('../codegen/cuda/build.ts');
       const cuda = await buildCuda(program, { archs: archList(o.cudaArch) });

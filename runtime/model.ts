@@ -53,9 +53,10 @@ export interface LoadOptions {
   readonly threads?: number;
   /** Refuse weights holding NaN or ±Infinity (RT144); one pass over each tensor (default true). */
   readonly checkWeights?: boolean;
-  /** The `wasm` backend's kernel module (`archc build` writes it into the package as kernels.wasm,
-   *  and the package's `Model.load` passes it). */
-  readonly wasmKernels?: Uint8Array | WebAssembly.Module;
+  /** The `wasm` backend's kernel module, or its variants in order of preference (`archc build`
+   *  writes the fused multiply-add and the plain one into the package's src/kernels.ts, and the
+   *  package's `Model.load` passes them): the first the engine accepts runs (runtime/wasm/module.ts). */
+  readonly wasmKernels?: Uint8Array | WebAssembly.Module | readonly Uint8Array[];
   /** The `wasm` backend's module of this program's own kernels (codegen/wasm/program.ts; `archc
    *  build` writes it into the package). Without it the stages, norms, conv and SSD step run on the
    *  reference families. */

@@ -1,10 +1,12 @@
-// Assembles the `wasm` target's module (codegen/wasm/kernels.ts) with wabt, once per process and
-// target record. `archc build` writes the bytes into the package; the CLI and the tests assemble
-// the same text at load time.
+// Assembles the `wasm` target's modules with wabt: the product kernels (codegen/wasm/kernels.ts),
+// once per process and target record, and a program's own module (codegen/wasm/program.ts).
+// `archc build` writes the bytes into the package; the CLI and the tests assemble the same text at
+// load time.
 
 import wabtInit from 'wabt';
 import { InternalError } from '../../dsl/diagnostics.ts';
-import { WASM_TARGET, type WasmTarget } from '../../compiler/kernel/schedule.ts';
+import { WASM_TARGET, WASM_TARGETS, type WasmTarget } from '../../compiler/kernel/schedule.ts';
+import { enableRelaxedSimd } from '../../runtime/wasm/module.ts';
 import { renderWasmKernels } from './kernels.ts';
 
 const cache = new Map<WasmTarget, Promise<Uint8Array>>();
@@ -13,8 +15,14 @@ let wabt: ReturnType<typeof wabtInit> | null = null;
 /** The module's bytes for target `t` (assembled on first use, then cached). */
 export function wasmKernels(t: WasmTarget = WASM_TARGET): Promise<Uint8Array> {
   let bytes = cache.get(t);
-  if (!bytes) cache.set(t, (bytes = assemble(renderWasmKernels(t))));
+  if (!bytes) cache.set(t, (bytes = assemble(renderWasmKernels(t), 'archc-kernels.wat', t.fma)));
   return bytes;
+}
+
+/** Every variant a build ships (WASM_TARGETS: the fused multiply-add one first), for
+ *  runtime/wasm/module.ts to pick from. */
+export function wasmKernelVariants(): Promise<Uint8Array[]> {
+  return Promise.all(WASM_TARGETS.map((t) => wasmKernels(t)));
 }
 
 /** wabt, loaded once per process. */
@@ -23,25 +31,31 @@ export function loadWabt(): ReturnType<typeof wabtInit> {
   return wabt;
 }
 
-/** WebAssembly text -> a binary that the engine accepts (SIMD and shared memory). */
-export async function assemble(text: string, file = 'archc-kernels.wat'): Promise<Uint8Array> {
-  return assembleWith(await loadWabt(), text, file);
+/** WebAssembly text -> a binary that the engine accepts (SIMD, shared memory, and relaxed SIMD's
+ *  fused multiply-add when `relaxed`). */
+export async function assemble(text: string, file = 'archc-kernels.wat', relaxed = false): Promise<Uint8Array> {
+  const w = await loadWabt();
+  // wabt's own validator rejects shared memories; the engine's is the one that matters (Node 20
+  // validates relaxed SIMD once its flag is set)
+  if (relaxed && !(await enableRelaxedSimd())) {
+    throw new InternalError('this JavaScript engine has no relaxed SIMD to check the fused multiply-add kernels with (Node >= 20 has it)');
+  }
+  return assembleWith(w, text, file, relaxed);
 }
 
-/** `assemble` with wabt at hand (synchronous). */
-export function assembleWith(w: Awaited<ReturnType<typeof wabtInit>>, text: string, file = 'archc-kernels.wat'): Uint8Array {
+/** `assemble` with wabt at hand (synchronous; relaxed SIMD, if asked for, must already be enabled). */
+export function assembleWith(w: Awaited<ReturnType<typeof wabtInit>>, text: string, file = 'archc-kernels.wat', relaxed = false): Uint8Array {
   let bytes: Uint8Array;
   try {
-    const m = w.parseWat(file, text, { simd: true, threads: true });
+    const m = w.parseWat(file, text, { simd: true, threads: true, relaxed_simd: relaxed });
     try {
       bytes = m.toBinary({}).buffer.slice();
     } finally {
       m.destroy();
     }
   } catch (e) {
-    throw new InternalError(`the wasm kernel text ${file} does not assemble: ${(e as Error).message}\n(write the text (renderWasmKernels or renderWasmProgram) to ${file} and run wat2wasm --enable-threads on it to reproduce)`);
+    throw new InternalError(`the wasm kernel text ${file} does not assemble: ${(e as Error).message}\n(write the text (renderWasmKernels or renderWasmProgram) to ${file} and run wat2wasm --enable-threads --enable-relaxed-simd on it to reproduce)`);
   }
-  // wabt's own validator rejects shared memories; the engine's is the one that matters
   try {
     new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>);
   } catch (e) {

@@ -10,10 +10,12 @@
 //            contiguous stream (prefill re-reads it from L1 for every row tile; decode streams it).
 //   x        packed row tiles [ceil(T/MR)][K][MR] f32: a k step reads MR consecutive floats.
 //   y        [Tpad][ldy] f32 with ldy = P·NR.
+//   job      the product being shared by the threads, 48 bytes at JOB (see `work` below).
 // Every output element is one f32 sum in k order (the CPU engine sums in double: results agree to
 // f32 rounding, not bit for bit).
 
 import type { WasmTarget } from '../../compiler/kernel/schedule.ts';
+import { InternalError } from '../../dsl/diagnostics.ts';
 
 /** Panel width in output columns: two f32x4 vectors. */
 export const NR = 8;
@@ -40,7 +42,7 @@ function loadWeights(dt: WeightType, off: number): string {
  * acc<u>_<r>_<c> (unroll set u, row r, vector c); with few rows (the GEMV case) k is unrolled by
  * `unroll` onto separate accumulator sets, so the adds do not wait on each other.
  */
-function microKernel(dt: WeightType, m: number, mr: number, unroll: number): string {
+function microKernel(dt: WeightType, m: number, mr: number, unroll: number, fma: boolean): string {
   const wb = NR * BYTES[dt];
   const accs: string[] = [];
   for (let u = 0; u < unroll; u++) for (let r = 0; r < m; r++) for (let c = 0; c < 2; c++) accs.push(`$acc${u}_${r}_${c}`);
@@ -49,7 +51,8 @@ function microKernel(dt: WeightType, m: number, mr: number, unroll: number): str
     for (let r = 0; r < m; r++) {
       lines.push(`(local.set $xv (v128.load32_splat offset=${(u * mr + r) * 4} ${get('xp')}))`);
       for (let c = 0; c < 2; c++) {
-        lines.push(`(local.set $acc${u}_${r}_${c} (f32x4.add ${get(`acc${u}_${r}_${c}`)} (f32x4.mul ${get('xv')} ${get(`w${c}`)})))`);
+        const acc = get(`acc${u}_${r}_${c}`), w = get(`w${c}`);
+        lines.push(`(local.set $acc${u}_${r}_${c} ${fma ? `(f32x4.relaxed_madd ${get('xv')} ${w} ${acc})` : `(f32x4.add ${acc} (f32x4.mul ${get('xv')} ${w}))`})`);
       }
     }
     return lines.join('\n');
@@ -78,6 +81,41 @@ function microKernel(dt: WeightType, m: number, mr: number, unroll: number): str
 }
 
 /**
+ * mv_<dt>(xp, wp, yp, K, panelb): one row times q = `gemvPanels` adjacent panels (a GEMV: decode
+ * with one token). The panels are read as q streams side by side: one broadcast x serves q·NR
+ * columns, and the 2q accumulators acc<j>_<c> (panel j, vector c) are chains enough that the
+ * multiply-adds do not wait on each other.
+ */
+function gemvKernel(dt: WeightType, q: number, mr: number, fma: boolean): string {
+  const wb = NR * BYTES[dt];
+  const accs: string[] = [];
+  for (let j = 0; j < q; j++) for (let c = 0; c < 2; c++) accs.push(`$acc${j}_${c}`);
+  const body = [`(local.set $xv (v128.load32_splat ${get('xp')}))`];
+  for (let j = 0; j < q; j++) {
+    body.push(loadWeights(dt, 0).replaceAll('$wp', `$wp${j}`));
+    for (let c = 0; c < 2; c++) {
+      const a = `acc${j}_${c}`, acc = get(a), w = get(`w${c}`);
+      body.push(`(local.set $${a} ${fma ? `(f32x4.relaxed_madd ${get('xv')} ${w} ${acc})` : `(f32x4.add ${acc} (f32x4.mul ${get('xv')} ${w}))`})`);
+    }
+  }
+  const stores: string[] = [];
+  for (let j = 0; j < q; j++) for (let c = 0; c < 2; c++) stores.push(`(v128.store offset=${(j * 2 + c) * 16} ${get('yp')} ${get(`acc${j}_${c}`)})`);
+  return `(func $mv_${dt} (param $xp i32) (param $wp i32) (param $yp i32) (param $K i32) (param $panelb i32)
+  (local $k i32) (local $xv v128) (local $w0 v128) (local $w1 v128) (local $wv v128)
+  ${Array.from({ length: q }, (_, j) => `(local $wp${j} i32)`).join(' ')}
+  ${accs.map((a) => `(local ${a} v128)`).join(' ')}
+  ${Array.from({ length: q }, (_, j) => `(local.set $wp${j} ${j ? add(get('wp'), `(i32.mul ${get('panelb')} (i32.const ${j}))`) : get('wp')})`).join('\n  ')}
+  (block $k_end (loop $k_loop
+  (br_if $k_end (i32.ge_s ${get('k')} ${get('K')}))
+  ${body.join('\n  ')}
+  (local.set $xp ${add(get('xp'), mr * 4)})
+  ${Array.from({ length: q }, (_, j) => `(local.set $wp${j} ${add(get(`wp${j}`), wb)})`).join('\n  ')}
+  (local.set $k ${add(get('k'), 1)})
+  (br $k_loop)))
+  ${stores.join('\n  ')})`;
+}
+
+/**
  * gemm_<dt>(x, w, y, T, K, ldy, p0, p1): panels [p0, p1) of y = x·Wᵀ for all T rows. Rows go in
  * blocks of `tokenBlock` (a block of x stays in cache while every panel passes over it), each block
  * in tiles of MR rows; the last tile of a block takes the micro-kernel of its row count.
@@ -90,10 +128,19 @@ function gemm(dt: WeightType, t: WasmTarget): string {
   for (const m of cases) {
     body = `(block $m${m}\n${body})\n(call $mk_${dt}_${m} ${get('xp')} ${get('wp')} ${get('yp')} ${get('K')} ${get('ldyb')})\n(br $tiles_next)`;
   }
-  return `(func (export "gemm_${dt}") (param $x i32) (param $w i32) (param $y i32) (param $T i32) (param $K i32) (param $ldy i32) (param $p0 i32) (param $p1 i32)
+  return `(func $gemm_${dt} (export "gemm_${dt}") (param $x i32) (param $w i32) (param $y i32) (param $T i32) (param $K i32) (param $ldy i32) (param $p0 i32) (param $p1 i32)
   (local $tb i32) (local $te i32) (local $p i32) (local $t i32) (local $m i32) (local $xp i32) (local $wp i32) (local $yp i32) (local $ldyb i32) (local $panelb i32)
   (local.set $ldyb (i32.shl ${get('ldy')} (i32.const 2)))
-  (local.set $panelb (i32.mul ${get('K')} (i32.const ${NR * BYTES[dt]})))
+  (local.set $panelb (i32.mul ${get('K')} (i32.const ${NR * BYTES[dt]})))${t.gemvPanels > 1 ? `
+  ;; one row: q panels at a time, then the rest one by one below
+  (if (i32.eq ${get('T')} (i32.const 1)) (then
+    (local.set $p ${get('p0')})
+    (block $mv_end (loop $mv
+      (br_if $mv_end (i32.gt_s ${add(get('p'), t.gemvPanels)} ${get('p1')}))
+      (call $mv_${dt} ${get('x')} ${add(get('w'), `(i32.mul ${get('p')} ${get('panelb')})`)} ${add(get('y'), `(i32.mul ${get('p')} (i32.const ${NR * 4}))`)} ${get('K')} ${get('panelb')})
+      (local.set $p ${add(get('p'), t.gemvPanels)})
+      (br $mv)))
+    (local.set $p0 ${get('p')})))` : ''}
   (block $blocks_end (loop $blocks
     (br_if $blocks_end (i32.ge_s ${get('tb')} ${get('T')}))
     (local.set $te ${add(get('tb'), t.tokenBlock)})
@@ -119,20 +166,62 @@ function gemm(dt: WeightType, t: WasmTarget): string {
     (br $blocks))))`;
 }
 
-/** The whole module: imports the shared memory, exports the products and the tile constants. */
+/** Byte address of the job record, its fields (i32, byte offsets) and a closed claim word's chunk. */
+export const JOB = 0;
+export const JOB_FIELDS = { claim: 0, done: 4, dt: 8, x: 12, w: 16, y: 20, T: 24, K: 28, ldy: 32, p0: 36, p1: 40, chunk: 44 } as const;
+export const CLOSED = 0xffff;
+
+/**
+ * work(): the calling thread's share of the job at JOB, taken chunk by chunk. The claim word holds
+ * (job number << 16) | next chunk; a thread reads it, reads the job, and takes the chunk by a
+ * compare-exchange of the claim word, so it never takes a chunk of a job other than the one it read
+ * (the caller closes the claim word, chunk CLOSED, before it rewrites the job, and writes a job only
+ * once every chunk of the last one is done). Each chunk's panels are added to `done` when computed.
+ * A thread that wakes late finds no chunk left and returns: the caller waits for `done`, never for
+ * a thread to wake.
+ */
+function work(): string {
+  const f = (name: keyof typeof JOB_FIELDS) => `(i32.atomic.load (i32.const ${JOB + JOB_FIELDS[name]}))`;
+  const args = `${get('x')} ${get('w')} ${get('y')} ${get('T')} ${get('K')} ${get('ldy')} ${get('start')} ${get('end')}`;
+  return `(func (export "work")
+  (local $c i32) (local $x i32) (local $w i32) (local $y i32) (local $T i32) (local $K i32) (local $ldy i32) (local $start i32) (local $end i32) (local $p1 i32)
+  (block $out (loop $next
+    (local.set $c ${f('claim')})
+    (br_if $out (i32.eq (i32.and ${get('c')} (i32.const 0xffff)) (i32.const ${CLOSED})))
+    (local.set $x ${f('x')}) (local.set $w ${f('w')}) (local.set $y ${f('y')}) (local.set $T ${f('T')}) (local.set $K ${f('K')}) (local.set $ldy ${f('ldy')})
+    (local.set $p1 ${f('p1')})
+    (local.set $start (i32.add ${f('p0')} (i32.mul (i32.and ${get('c')} (i32.const 0xffff)) ${f('chunk')})))
+    (br_if $out (i32.ge_s ${get('start')} ${get('p1')}))
+    (br_if $next (i32.ne (i32.atomic.rmw.cmpxchg (i32.const ${JOB + JOB_FIELDS.claim}) ${get('c')} ${add(get('c'), 1)}) ${get('c')}))
+    (local.set $end (i32.add ${get('start')} ${f('chunk')}))
+    (if (i32.gt_s ${get('end')} ${get('p1')}) (then (local.set $end ${get('p1')})))
+    (if ${f('dt')} (then (call $gemm_bf16 ${args})) (else (call $gemm_f32 ${args})))
+    (drop (i32.atomic.rmw.add (i32.const ${JOB + JOB_FIELDS.done}) (i32.sub ${get('end')} ${get('start')})))
+    (drop (memory.atomic.notify (i32.const ${JOB + JOB_FIELDS.done}) (i32.const 1)))
+    (br $next))))`;
+}
+
+/** The whole module: imports the shared memory, exports the products, the tile constants and
+ *  which variant it is (FMA: 1 when its multiply-adds are fused). */
 export function renderWasmKernels(t: WasmTarget): string {
+  if (t.tokenBlock % t.rowsPerTile !== 0) throw new InternalError(`wasm target: tokenBlock ${t.tokenBlock} is not a multiple of rowsPerTile ${t.rowsPerTile}`);
   const dts: WeightType[] = ['f32', 'bf16'];
   const funcs: string[] = [];
   for (const dt of dts) {
-    for (let m = 1; m <= t.rowsPerTile; m++) funcs.push(microKernel(dt, m, t.rowsPerTile, m <= 2 ? t.gemvUnroll : 1));
+    for (let m = 1; m <= t.rowsPerTile; m++) funcs.push(microKernel(dt, m, t.rowsPerTile, m <= 2 ? t.gemvUnroll : 1, t.fma));
+    if (t.gemvPanels > 1) funcs.push(gemvKernel(dt, t.gemvPanels, t.rowsPerTile, t.fma));
     funcs.push(gemm(dt, t));
   }
-  return `;; archc wasm kernels: matrix products over packed weight panels (generated; see codegen/wasm/kernels.ts)
+  funcs.push(work());
+  return `;; archc wasm kernels${t.fma ? ' (fused multiply-add: relaxed SIMD)' : ''}: matrix products over packed weight panels (generated; see codegen/wasm/kernels.ts)
 (module
 (import "env" "memory" (memory 1 65536 shared))
 (global (export "MR") i32 (i32.const ${t.rowsPerTile}))
 (global (export "NR") i32 (i32.const ${NR}))
 (global (export "SPLIT_FROM") i32 (i32.const ${t.splitFrom}))
+(global (export "FMA") i32 (i32.const ${t.fma ? 1 : 0}))
+(global (export "JOB") i32 (i32.const ${JOB}))
+(global (export "GEMV_PANELS") i32 (i32.const ${t.gemvPanels}))
 ${funcs.join('\n')}
 )
 `;

@@ -15,6 +15,7 @@ import { exprLeaves } from '../expr.ts';
 import { type Entry, type Family, type Kernel, type Program, type View, weightsRead } from '../program.ts';
 import { readF32, type Tensor } from '../tensor.ts';
 import { type PackedWeight, WasmKernels } from './kernels.ts';
+import { wasmModule } from './module.ts';
 import { type Arg, Heap, WasmProgram, WasmStatePool, rowsOf } from './program.ts';
 import { ssdChunkedWasm } from './ssd.ts';
 import { attentionWasm } from './attention.ts';
@@ -28,14 +29,15 @@ import { threadSupport, threadsHere, unsharedModule } from './threads.ts';
  * cross-origin isolated), with the module's memory import rewritten to match. The workers are
  * running when it resolves.
  */
-export async function openWasmBackend(program: Program, kernels: Uint8Array | WebAssembly.Module, threads?: number,
-  own?: Uint8Array | WebAssembly.Module): Promise<WasmBackend> {
+export async function openWasmBackend(program: Program, kernels: Uint8Array | WebAssembly.Module | readonly Uint8Array[],
+  threads?: number, own?: Uint8Array | WebAssembly.Module): Promise<WasmBackend> {
   const support = threadSupport();
   // both modules import the one memory: without shared memory their imports are rewritten to match
-  const compile = async (m: Uint8Array | WebAssembly.Module, what: string): Promise<WebAssembly.Module> => {
-    if (!(m instanceof WebAssembly.Module)) return WebAssembly.compile((support.shared ? m : unsharedModule(m)) as Uint8Array<ArrayBuffer>);
-    if (!support.shared) throw new RuntimeError('RT303', [`a compiled ${what} without shared memory (a page that is not cross-origin isolated)`, 'pass the module\'s bytes (a Uint8Array), which are rewritten for an unshared memory']);
-    return m;
+  const compile = async (m: Uint8Array | WebAssembly.Module | readonly Uint8Array[], what: string): Promise<WebAssembly.Module> => {
+    if (m instanceof WebAssembly.Module && !support.shared) {
+      throw new RuntimeError('RT303', [`a compiled ${what} without shared memory (a page that is not cross-origin isolated)`, 'pass the module\'s bytes (a Uint8Array), which are rewritten for an unshared memory']);
+    }
+    return wasmModule(m, support.shared ? undefined : unsharedModule);
   };
   const module = await compile(kernels, 'wasm kernel module (wasmKernels)');
   // The program module keeps the arena and state slots in the memory, and the engine holds views of

@@ -1,9 +1,10 @@
 // The `wasm` target's matrix products at run time: one shared WebAssembly memory holding packed
 // weight panels and the scratch of the product in flight, the kernel module instantiated on the
-// calling thread and on each worker thread, and a product split by weight panels across them. The
-// caller blocks on an Atomics counter, so the engine stays synchronous (as runtime/cpu/pool.ts).
-// Where that is not allowed (a browser's main thread, a page without cross-origin isolation) it runs
-// alone over a memory that is not shared (runtime/wasm/threads.ts). Module layout: codegen/wasm/kernels.ts.
+// calling thread and on each worker thread, and a product shared by them in chunks of weight
+// panels (a job record in the memory). The caller blocks on the record's count of panels done, so
+// the engine stays synchronous (as runtime/cpu/pool.ts). Where blocking is not allowed (a browser's
+// main thread, a page without cross-origin isolation) it runs alone over a memory that is not shared
+// (runtime/wasm/threads.ts). Module layout: codegen/wasm/kernels.ts.
 
 import { RuntimeError } from '../errors.ts';
 import { type Tensor, toF32 } from '../tensor.ts';
@@ -23,21 +24,30 @@ interface Exports {
   readonly MR: WebAssembly.Global;
   readonly NR: WebAssembly.Global;
   readonly SPLIT_FROM: WebAssembly.Global;
+  readonly FMA: WebAssembly.Global;
+  readonly GEMV_PANELS: WebAssembly.Global;
+  readonly JOB: WebAssembly.Global;
   gemm_f32(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number): void;
   gemm_bf16(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number): void;
+  work(): void;
 }
 
 const PAGE = 65536;
 const MAX_PAGES = 65536;
-/** Control words shared with the workers: [generation, done, quit], then one job of JOB ints each. */
+/** Control words shared with the workers: [generation, done, quit], then one job of JOB ints each
+ *  (the workers still count `done`; products wait on the job record's count instead). */
 const CTL_GEN = 0, CTL_DONE = 1, CTL_QUIT = 2, CTL_JOBS = 4, JOB = 10;
+/** A worker's job: its entry in the worker's function table, `work` (the product in the job record). */
+const WORK = 2;
+/** The job record in the module's memory (i32 fields: claim word, panels done, then the product). */
+const JOB_CLAIM = 0, JOB_DONE = 1;
 
 /** The worker's program (threads.ts runs it in Node and in browsers): the module on the same
  *  memory, then a loop over jobs woken by Atomics. */
 const WORKER_MAIN = `({ module, memory, ctl: sab, slot }, ready) => {
 const ctl = new Int32Array(sab);
 const ex = new WebAssembly.Instance(module, { env: { memory } }).exports;
-const fns = [ex.gemm_f32, ex.gemm_bf16];
+const fns = [ex.gemm_f32, ex.gemm_bf16, ex.work];
 ready();
 let gen = 0;
 for (;;) {
@@ -57,8 +67,16 @@ export class WasmKernels {
   /** Rows per micro-tile and columns per panel (the module's constants). */
   readonly MR: number;
   readonly NR: number;
+  /** The module's multiply-adds are fused (relaxed SIMD; runtime/wasm/module.ts picks the variant). */
+  readonly fma: boolean;
   private readonly splitFrom: number;
-  /** Next free byte (weights are never freed: they live as long as the backend). */
+  private readonly gemvPanels: number;
+  /** The job record the threads share a product through (codegen/wasm/kernels.ts `work`). */
+  private readonly job: Int32Array;
+  /** Jobs shared so far (numbers the claim word). */
+  private jobs = 0;
+  /** Next free byte (the first 64 hold the job record; weights are never freed: they live as long
+   *  as the backend). */
   private top = 64;
   private scratch = { at: 0, bytes: 0 };
   private workers: Threads | null = null;
@@ -75,6 +93,9 @@ export class WasmKernels {
     this.MR = this.ex.MR.value as number;
     this.NR = this.ex.NR.value as number;
     this.splitFrom = this.ex.SPLIT_FROM.value as number;
+    this.fma = this.ex.FMA.value === 1;
+    this.job = new Int32Array(this.memory.buffer, this.ex.JOB.value as number, 12);
+    this.gemvPanels = this.ex.GEMV_PANELS.value as number;
     this.ctl = new Int32Array(new (shared ? SharedArrayBuffer : ArrayBuffer)(4 * (CTL_JOBS + JOB * Math.max(1, threads))));
   }
 
@@ -190,29 +211,33 @@ export class WasmKernels {
     this.run(w.dtype === 'bf16' ? 1 : 0, [tiles, w.at, yAt, T, K, ldy], panels, T * K * N >= this.splitFrom);
   }
 
-  /** Runs gemm `fn` over all panels, split by panels across the threads when `split`. */
+  /**
+   * Runs gemm `fn` over all panels; when `split`, the threads share it in chunks of panels through
+   * the job record (codegen/wasm/kernels.ts `work`): the calling thread wakes the workers, takes
+   * chunks itself, and waits only until every panel is done, so a worker that wakes late takes
+   * fewer chunks (or none) instead of holding the product up. Chunks: for one row (decode) two
+   * groups of the GEMV's panels, so every thread count computes each panel with the same kernel,
+   * bit for bit; else about four per thread.
+   */
   private run(fn: number, args: readonly number[], panels: number, split: boolean): void {
-    const gemm = fn === 1 ? this.ex.gemm_bf16 : this.ex.gemm_f32;
     const [x, w, y, T, K, ldy] = args as [number, number, number, number, number, number];
-    const parts = split ? Math.min(this.threads, panels) : 1;
-    if (parts <= 1) {
-      gemm(x, w, y, T, K, ldy, 0, panels);
+    if (!split || this.threads < 2 || panels < 2) {
+      (fn === 1 ? this.ex.gemm_bf16 : this.ex.gemm_f32)(x, w, y, T, K, ldy, 0, panels);
       return;
     }
     const n = this.startWorkers();
-    const step = Math.ceil(panels / parts);
-    const ctl = this.ctl;
-    for (let i = 0; i < n; i++) {
-      const p0 = Math.min(panels, (i + 1) * step), p1 = Math.min(panels, (i + 2) * step);
-      const j = CTL_JOBS + i * JOB;
-      ctl[j] = p0 < p1 ? fn : -1;
-      ctl.set([x, w, y, T, K, ldy, p0, p1], j + 1);
-    }
-    Atomics.store(ctl, CTL_DONE, 0);
-    Atomics.add(ctl, CTL_GEN, 1);
-    Atomics.notify(ctl, CTL_GEN);
-    gemm(x, w, y, T, K, ldy, 0, Math.min(panels, step));
-    for (let done = Atomics.load(ctl, CTL_DONE); done < n; done = Atomics.load(ctl, CTL_DONE)) Atomics.wait(ctl, CTL_DONE, done);
+    const job = this.job;
+    const chunk = Math.max(T === 1 ? 2 * this.gemvPanels : Math.ceil(panels / (4 * this.threads)), Math.ceil(panels / 0xfff0));
+    // closed while the record is rewritten (every chunk of the last job is done: see below)
+    const number = (++this.jobs & 0x7fff) << 16;
+    Atomics.store(job, JOB_CLAIM, number | 0xffff);
+    [0, fn, x, w, y, T, K, ldy, 0, panels, chunk].forEach((v, i) => Atomics.store(job, JOB_CLAIM + 1 + i, v));
+    Atomics.store(job, JOB_CLAIM, number);
+    for (let i = 0; i < n; i++) this.ctl[CTL_JOBS + i * JOB] = WORK;
+    Atomics.add(this.ctl, CTL_GEN, 1);
+    Atomics.notify(this.ctl, CTL_GEN);
+    this.ex.work();
+    for (let done = Atomics.load(job, JOB_DONE); done < panels; done = Atomics.load(job, JOB_DONE)) Atomics.wait(job, JOB_DONE, done);
   }
 
   /** Each worker's data: the module, the memory, the control words and its job slot. */

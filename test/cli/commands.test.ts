@@ -6,7 +6,7 @@ import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeNpy } from '../../cli/npy.ts';
-import { wasmKernels } from '../../codegen/wasm/assemble.ts';
+import { wasmKernelVariants } from '../../codegen/wasm/assemble.ts';
 import { wasmProgram } from '../../codegen/wasm/program.ts';
 import { Model } from '../../runtime/model.ts';
 import { BAMBA, type CliResult, TINY, expectLogitsClose, inParallel, makeDir, programFor, removeDir, runCli, setsFor } from '../helpers/checkpoints.ts';
@@ -51,7 +51,7 @@ beforeAll(async () => {
   ], 3);
   // the CLI runs on its default backend, wasm, with the program's own module: the in-process model too
   const program = programFor(ckpt);
-  model = await Model.loadProgram(program, ckpt, { backend: 'wasm', wasmKernels: await wasmKernels(), wasmProgram: await wasmProgram(program) });
+  model = await Model.loadProgram(program, ckpt, { backend: 'wasm', wasmKernels: await wasmKernelVariants(), wasmProgram: await wasmProgram(program) });
 }, 180_000);
 afterAll(() => removeDir(root));
 
