@@ -19,12 +19,12 @@ import { arenaBytes } from '../compiler/kernel/memory.ts';
 import { lowerToProgram } from '../compiler/lower.ts';
 import { defaultThreads } from '../runtime/cpu/pool.ts';
 import { Model } from '../runtime/model.ts';
-import type { Program } from '../runtime/program.ts';
+import type { EntryName, Program } from '../runtime/program.ts';
 import { slotLayout, weightsRead } from '../runtime/program.ts';
 import { createRng } from '../runtime/rng.ts';
 import { numel } from '../runtime/tensor.ts';
 import { type WebGpuBackend, describeAdapter, findGpu, preflight } from '../runtime/webgpu/backend.ts';
-import type { WgslProgram } from '../runtime/webgpu/shaders.ts';
+import type { WgslProfile, WgslProgram } from '../runtime/webgpu/shaders.ts';
 import { median } from './timing.ts';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '..', '..');
@@ -54,7 +54,7 @@ const CONFIGS: readonly RunConfig[] = [
 ];
 
 const MiB = 1024 * 1024;
-const passes = (w: WgslProgram, e: keyof WgslProgram['entries']) => w.entries[e].kernels.reduce((n, k) => n + k.passes.length, 0);
+const passes = (w: WgslProgram, e: EntryName, p: WgslProfile = 'gpu') => w.profiles[p][e].kernels.reduce((n, k) => n + k.passes.length, 0);
 
 function ids(n: number, vocab: number, seed: number): number[] {
   const rng = createRng(seed);
@@ -160,7 +160,7 @@ async function fit9b(): Promise<object> {
   const decodeBatch = 8;
   const arena = Math.max(arenaBytes(program.entries.prefill, prefillTokens, 1), arenaBytes(program.entries.decode, decodeBatch, decodeBatch));
   const slot = 4 * slotLayout(program.states, context).floats;
-  const bindings = Math.max(...Object.values(wgsl.entries).flatMap((e) => e.kernels.flatMap((k) => k.passes.map((p) => p.bindings.length))));
+  const bindings = Math.max(...Object.values(wgsl.profiles.gpu).flatMap((e) => e.kernels.flatMap((k) => k.passes.map((p) => p.bindings.length))));
   const needs = {
     maxStorageBufferBindingSize: Math.max(bytesOf(largest), arena, slot * decodeBatch),
     maxBufferSize: Math.max(bytesOf(largest), arena, slot * decodeBatch),

@@ -163,12 +163,23 @@ ${MAIN}
 }
 `;
 
-/** A map stage: the row becomes `value` for columns [0, width). */
-export const STAGE_MAP = `  for (var j = li; j < {{width}}u; j += {{wg}}u) { {{store}}; }
-  storageBarrier();`;
+/** The same, one result row per invocation (a CPU adapter): the stages run in order, no barrier. */
+export const EPILOGUE_OWN = `{{prelude}}
+${MAIN}
+  let r = unit * {{wg}}u + li;
+  if (r >= {{rows}}) { return; }
+{{stages}}
+}
+`;
+
+/** A map stage: the row becomes `value` for columns [0, width). Each stage's loop starts at
+ *  {{lane}} and steps by {{step}} (the workgroup's invocations share a row, or one owns it), and ends
+ *  with {{barrier}} (a storage barrier, or nothing where one invocation owns the row). */
+export const STAGE_MAP = `  for (var j = {{lane}}; j < {{width}}u; j += {{step}}u) { {{store}}; }
+  {{barrier}}`;
 
 /** A rotary stage in place: one invocation per (head, pair) of columns [col, col + heads·dim). */
-export const STAGE_ROPE = `  for (var p = li; p < {{pairs}}u; p += {{wg}}u) {
+export const STAGE_ROPE = `  for (var p = {{lane}}; p < {{pairs}}u; p += {{step}}u) {
     let o = {{col}}u + (p / {{half}}u) * {{dim}}u + p % {{half}}u;
     let angle = f32(position(r)) * {{table}}[p % {{half}}u];
     let c = cos(angle);
@@ -178,10 +189,10 @@ export const STAGE_ROPE = `  for (var p = li; p < {{pairs}}u; p += {{wg}}u) {
     {{write_lo}};
     {{write_hi}};
   }
-  storageBarrier();`;
+  {{barrier}}`;
 
 /** A one-token causal conv in place on columns [col, col + channels): row r is sequence r's token. */
-export const STAGE_CONV_STEP = `  for (var c = li; c < {{channels}}u; c += {{wg}}u) {
+export const STAGE_CONV_STEP = `  for (var c = {{lane}}; c < {{channels}}u; c += {{step}}u) {
     let sb = seqSlot(r) + stateAt({{state}}u) + c * {{taps1}}u;
     let xv = {{read}};
     var acc = {{bias}};
@@ -191,7 +202,7 @@ export const STAGE_CONV_STEP = `  for (var c = li; c < {{channels}}u; c += {{wg}
     state[sb + {{taps1}}u - 1u] = xv;
     {{store}};
   }
-  storageBarrier();`;
+  {{barrier}}`;
 
 /** The causal depthwise conv over packed sequences: one invocation per (sequence, channel) walks
  *  the sequence's tokens with the window in registers, starting from and leaving it in the state. */
@@ -443,5 +454,152 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     {{store}};
   }
+}
+`;
+
+// ---- the `cpu` profile: each invocation owns whole outputs, no workgroup memory, no barrier ----
+
+/** Invocation i = unit·wg + li of a one-dimensional grid. */
+const OWN_ROW = `@compute @workgroup_size({{wg}})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let i = (wid.x + wid.y * nwg.x) * {{wg}}u + li;`;
+
+/** RMSNorm (plain or gated, over `groups` parts), one row per invocation. */
+export const RMS_ROW_OWN = `{{prelude}}
+${OWN_ROW}
+  let r = i;
+  if (r >= {{rows}}) { return; }
+  let src = {{source}};
+  for (var g = 0u; g < {{groups}}u; g++) {
+    let g0 = g * {{part}}u;
+    var ss = 0.0;
+    for (var i = 0u; i < {{part}}u; i++) { let v = h(src, g0 + i); ss += v * v; }
+    let inv = inverseSqrt(ss / {{part}}.0 + {{eps}});
+    for (var i = 0u; i < {{part}}u; i++) { put(r, g0 + i, nw(g0 + i) * (h(src, g0 + i) * inv)); }
+  }
+}
+`;
+
+/** LayerNorm, one row per invocation. */
+export const LAYER_ROW_OWN = `{{prelude}}
+${OWN_ROW}
+  let r = i;
+  if (r >= {{rows}}) { return; }
+  var s = 0.0;
+  for (var i = 0u; i < {{width}}u; i++) { s += h(r, i); }
+  let mean = s / {{width}}.0;
+  var ss = 0.0;
+  for (var i = 0u; i < {{width}}u; i++) { let d = h(r, i) - mean; ss += d * d; }
+  let inv = inverseSqrt(ss / {{width}}.0 + {{eps}});
+  for (var i = 0u; i < {{width}}u; i++) { put(r, i, (h(r, i) - mean) * inv * nw(i) + nb(i)); }
+}
+`;
+
+/** The matrix-vector path on a CPU adapter: each invocation owns four adjacent output columns of
+ *  one row and walks K four at a time (x and each column's weights as vec4, four dot products). */
+export const MATMUL_GEMV_OWN = `{{prelude}}
+fn w4(n: u32, k: u32) -> vec4<f32> { return vec4<f32>(wt(n, k), wt(n, k + 1u), wt(n, k + 2u), wt(n, k + 3u)); }
+${OWN_ROW}
+  let r = i / {{colBlocks}}u;
+  if (r >= {{rows}}) { return; }
+  let n = (i % {{colBlocks}}u) * 4u;
+  // columns past N read the last one and are not stored
+  let n1 = min(n + 1u, {{N}}u - 1u);
+  let n2 = min(n + 2u, {{N}}u - 1u);
+  let n3 = min(n + 3u, {{N}}u - 1u);
+  var acc = vec4<f32>(0.0);
+  for (var k = 0u; k < {{K4}}u; k += 4u) {
+    let xv = vec4<f32>(xin(r, k), xin(r, k + 1u), xin(r, k + 2u), xin(r, k + 3u));
+    acc += vec4<f32>(dot(xv, w4(n, k)), dot(xv, w4(n1, k)), dot(xv, w4(n2, k)), dot(xv, w4(n3, k)));
+  }
+  for (var k = {{K4}}u; k < {{K}}u; k++) {
+    let xv = xin(r, k);
+    acc += xv * vec4<f32>(wt(n, k), wt(n1, k), wt(n2, k), wt(n3, k));
+  }
+  put(r, n, acc.x + bias(n));
+  if (n + 1u < {{N}}u) { put(r, n + 1u, acc.y + bias(n1)); }
+  if (n + 2u < {{N}}u) { put(r, n + 2u, acc.z + bias(n2)); }
+  if (n + 3u < {{N}}u) { put(r, n + 3u, acc.w + bias(n3)); }
+}
+`;
+
+/** The product over many rows on a CPU adapter: each invocation owns a TILE x TILE block of outputs
+ *  in registers (rows as vec4 accumulators over four columns), walking K once. A workgroup's
+ *  invocations take consecutive row tiles of one column tile, so they share its weights. */
+export const MATMUL_TILED_OWN = `{{prelude}}
+@compute @workgroup_size({{wg}})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let unit = wid.x + wid.y * nwg.x;
+  let rows = {{rows}};
+  let rowBlocks = (rows + {{rowsPerGroup}}u - 1u) / {{rowsPerGroup}}u;
+  let tn = unit / rowBlocks;
+  let r = ((unit % rowBlocks) * {{wg}}u + li) * 4u;
+  if (tn >= {{colTiles}}u || r >= rows) { return; }
+  let n = tn * 4u;
+  // rows and columns past the end read the last one and are not stored
+  let r1 = min(r + 1u, rows - 1u);
+  let r2 = min(r + 2u, rows - 1u);
+  let r3 = min(r + 3u, rows - 1u);
+  let n1 = min(n + 1u, {{N}}u - 1u);
+  let n2 = min(n + 2u, {{N}}u - 1u);
+  let n3 = min(n + 3u, {{N}}u - 1u);
+  var a0 = vec4<f32>(0.0);
+  var a1 = vec4<f32>(0.0);
+  var a2 = vec4<f32>(0.0);
+  var a3 = vec4<f32>(0.0);
+  for (var k = 0u; k < {{K}}u; k++) {
+    let wv = vec4<f32>(wt(n, k), wt(n1, k), wt(n2, k), wt(n3, k));
+    a0 += xin(r, k) * wv;
+    a1 += xin(r1, k) * wv;
+    a2 += xin(r2, k) * wv;
+    a3 += xin(r3, k) * wv;
+  }
+  let b = vec4<f32>(bias(n), bias(n1), bias(n2), bias(n3));
+  let acc = array<vec4<f32>, 4>(a0 + b, a1 + b, a2 + b, a3 + b);
+  for (var i = 0u; i < 4u; i++) {
+    if (r + i >= rows) { break; }
+    for (var j = 0u; j < 4u; j++) { if (n + j < {{N}}u) { put(r + i, n + j, acc[i][j]); } }
+  }
+}
+`;
+
+/** The fused matrix-vector pass on a CPU adapter: one invocation per output column n of a row,
+ *  which sums the M product columns it needs (and, under a norm, each group's squares) itself. */
+export const MATMUL_GEMV_FUSED_OWN = `{{prelude}}
+const M = {{M}}u;
+var<private> pc: array<u32, {{M}}>;
+var<private> pv: array<f32, {{M}}>;
+fn pval(j: u32) -> f32 {
+  for (var m = 0u; m < M; m++) { if (pc[m] == j) { return pv[m]; } }
+  return 0.0;
+}
+${OWN_ROW}
+  let r = i / {{W}}u;
+  if (r >= {{rows}}) { return; }
+  let n = i % {{W}}u;
+  let src = {{source}};
+{{columns}}
+  for (var g = 0u; g < {{groups}}u; g++) {
+{{zero}}
+    var ss = 0.0;
+    for (var k = g * {{part}}u; k < (g + 1u) * {{part}}u; k++) {
+{{#if norm}}
+      let hv = h(src, k);
+      ss += hv * hv;
+      let xv = nw(k) * hv;
+{{else}}
+      let xv = xin(src, k);
+{{/if}}
+{{accumulate}}
+    }
+{{#if norm}}
+    let inv = inverseSqrt(ss / {{part}}.0 + {{eps}});
+{{else}}
+    let inv = 1.0;
+{{/if}}
+{{gather}}
+  }
+{{finish}}
+  {{store}};
 }
 `;

@@ -13,13 +13,28 @@ import { RuntimeError } from '../errors.ts';
 import type { DerivedWeight, Entry, EntryName, Kernel, Program, ProgramWeight, View } from '../program.ts';
 import { slotLayout, weightsRead } from '../program.ts';
 import { type Tensor, toF32 } from '../tensor.ts';
-import { CHUNK_FIELDS, SEQ_FIELDS, type BindingKind, type Pass, type RunCount, type WgslProgram } from './shaders.ts';
+import { CHUNK_FIELDS, SEQ_FIELDS, type BindingKind, type Pass, type RunCount, type WgslProfile, type WgslProgram } from './shaders.ts';
 
 export interface WebGpuOptions {
   /** A GPU object (navigator.gpu); default: navigator.gpu in a browser, else Dawn from the `webgpu` package. */
   readonly gpu?: GPU;
   /** Dawn instance flags in Node (e.g. `backend=null` to validate shaders without running them). */
   readonly dawnFlags?: readonly string[];
+  /** Which rendering of the program to run (default: by the adapter, `adapterProfile`). */
+  readonly profile?: WgslProfile;
+}
+
+/** Adapters that run shaders on CPU cores: SwiftShader (Chromium's, and Dawn's fallback), Mesa's
+ *  llvmpipe and lavapipe, Microsoft's WARP (the Basic Render Driver). */
+const CPU_ADAPTERS = /swiftshader|llvmpipe|lavapipe|basic render|\bwarp\b/i;
+
+/** The program's shape for an adapter: `cpu` for a fallback adapter or one that names a CPU
+ *  rasteriser (its barriers are emulated, so products and norms must do without), else `gpu`. */
+export function adapterProfile(a: GPUAdapter): WgslProfile {
+  const i = a.info as GPUAdapterInfo & { isFallbackAdapter?: boolean };
+  const legacy = (a as GPUAdapter & { isFallbackAdapter?: boolean }).isFallbackAdapter;
+  if (i.isFallbackAdapter || legacy) return 'cpu';
+  return CPU_ADAPTERS.test([i.vendor, i.architecture, i.device, i.description].join(' ')) ? 'cpu' : 'gpu';
 }
 
 /** Dawn instances by flags: held for the life of the process, since Dawn's devices stop working
@@ -50,7 +65,7 @@ export async function findGpu(opts: WebGpuOptions = {}): Promise<GPU> {
 /** What a program needs of a device, checked against an adapter before anything is uploaded. */
 export function preflight(program: Program, shaders: WgslProgram, limits: GPUSupportedLimits): string[] {
   const problems: string[] = [];
-  const bindings = Math.max(...Object.values(shaders.entries).flatMap((e) => e.kernels.flatMap((k) => k.passes.map((p) => p.bindings.length - 0))));
+  const bindings = Math.max(...Object.values(shaders.profiles).flatMap((p) => Object.values(p)).flatMap((e) => e.kernels.flatMap((k) => k.passes.map((p) => p.bindings.length - 0))));
   if (bindings > limits.maxStorageBuffersPerShaderStage) problems.push(`a kernel binds ${bindings} storage buffers; the adapter allows ${limits.maxStorageBuffersPerShaderStage}`);
   for (const w of [...program.weights, ...program.derived]) {
     const bytes = weightBytes(w);
@@ -85,7 +100,7 @@ export async function createWebGpuBackend(program: Program, shaders: WgslProgram
       maxComputeWorkgroupSizeY: l.maxComputeWorkgroupSizeY,
     },
   });
-  const backend = new WebGpuBackend(program, shaders, device, describeAdapter(adapter), true);
+  const backend = new WebGpuBackend(program, shaders, device, describeAdapter(adapter), true, opts.profile ?? adapterProfile(adapter));
   await backend.checkShaders();
   return backend;
 }
@@ -115,8 +130,10 @@ export class WebGpuBackend implements Backend {
   /** Dispatches since creation (bench: dispatches per step). */
   dispatches = 0;
 
-  /** `owned`: the backend made the device and destroys it on dispose. */
-  constructor(readonly program: Program, readonly shaders: WgslProgram, readonly device: GPUDevice, readonly adapter: string, private readonly owned = false) {
+  /** `owned`: the backend made the device and destroys it on dispose; `profile`: the rendering of
+   *  the program it runs (`adapterProfile` of the device's adapter). */
+  constructor(readonly program: Program, readonly shaders: WgslProgram, readonly device: GPUDevice, readonly adapter: string, private readonly owned = false,
+    readonly profile: WgslProfile = 'gpu') {
     this.read = weightsRead(program.entries);
     this.pending = [...program.derived];
     this.pipelines = PIPELINES.get(device) ?? PIPELINES.set(device, new Map()).get(device)!;
@@ -126,7 +143,7 @@ export class WebGpuBackend implements Backend {
   /** Compiles every shader and throws RT503 with the source around the first error. (Pipelines
    *  are made on first use: a backend compiles only the passes a run takes, once per device.) */
   async checkShaders(): Promise<void> {
-    for (const [entry, e] of Object.entries(this.shaders.entries)) {
+    for (const [entry, e] of Object.entries(this.shaders.profiles[this.profile])) {
       for (const k of e.kernels) {
         for (const p of k.passes) {
           if (this.pipelines.has(p.code)) continue;
@@ -291,7 +308,7 @@ export class WebGpuBackend implements Backend {
   begin(entry: Entry, batch: RunBatch, pool: StatePool): Invocation {
     if (!(pool instanceof WebGpuStatePool)) fail('the state pool was not made by the WebGPU backend');
     const name = (Object.keys(this.program.entries) as EntryName[]).find((n) => this.program.entries[n] === entry);
-    const shaders = name ? this.shaders.entries[name] : undefined;
+    const shaders = name ? this.shaders.profiles[this.profile][name] : undefined;
     if (!shaders) fail('the entry is not one of the program\'s');
     return new WebGpuInvocation(this, entry, shaders.kernels, shaders.chunk, batch, pool);
   }

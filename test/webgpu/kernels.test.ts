@@ -1,6 +1,7 @@
 // Every WGSL kernel family against the CPU backend (the oracle), through the kernel harness: the op
 // is lowered, its kernels rendered to WGSL and run on Dawn (SwiftShader here), outputs poisoned with
-// NaN first; random inputs at several token counts, ragged ones included, in prefill and decode mode.
+// NaN first; random inputs at several token counts, ragged ones included, in prefill and decode mode,
+// in both profiles (the GPU-shaped and the CPU-adapter-shaped rendering).
 // Tolerance: |gpu − cpu| ≤ 2e-4 · (1 + |cpu|) per element (f32 on the GPU against the CPU's double
 // sums; the chunked scan sums exponentials of segment sums in f32).
 
@@ -10,11 +11,14 @@ import { renderProgram } from '../../codegen/wgsl/render.ts';
 import type { EntryName } from '../../runtime/program.ts';
 import { type DType, fromF32 } from '../../runtime/tensor.ts';
 import { WebGpuBackend } from '../../runtime/webgpu/backend.ts';
+import type { WgslProfile } from '../../runtime/webgpu/shaders.ts';
 import { type OpInput, runOp, runOpAsync } from '../helpers/kernels.ts';
 import { expectClose, prng, uniform } from '../runtime/cpu/check.ts';
 import { expectShadersValid, testDevice } from './gpu.ts';
 
 const TOL = { atol: 2e-4, rtol: 2e-4 };
+/** Both renderings of every kernel: for GPUs and for CPU adapters (run here on SwiftShader alike). */
+const PROFILES: readonly WgslProfile[] = ['gpu', 'cpu'];
 
 let device: GPUDevice;
 beforeAll(async () => { ({ device } = await testDevice()); });
@@ -65,10 +69,12 @@ describe('WGSL kernels = the CPU backend', () => {
         for (const T of c.Ts) {
           const inputs = c.inputs(T, prng(1000 + 17 * n + T));
                     const cpu = runOp(c.op, inputs, c.attrs ?? {}, T, { mode });
-          let backend: WebGpuBackend | undefined;
-          const gpu = await runOpAsync(c.op, inputs, c.attrs ?? {}, T, { mode, backend: (p) => (backend = new WebGpuBackend(p, renderProgram(p), device, 'test')) });
-          await expectShadersValid(backend!);
-          gpu.outputs.forEach((y, i) => expectClose(y, cpu.outputs[i]!, TOL, `${c.op} ${mode} T=${T} output ${i}`));
+          for (const profile of PROFILES) {
+            let backend: WebGpuBackend | undefined;
+            const gpu = await runOpAsync(c.op, inputs, c.attrs ?? {}, T, { mode, backend: (p) => (backend = new WebGpuBackend(p, renderProgram(p), device, 'test', false, profile)) });
+            await expectShadersValid(backend!, profile);
+            gpu.outputs.forEach((y, i) => expectClose(y, cpu.outputs[i]!, TOL, `${c.op} ${profile} ${mode} T=${T} output ${i}`));
+          }
         }
       }
     });
