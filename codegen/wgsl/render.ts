@@ -685,8 +685,17 @@ function attention(c: Ctx): Pass[] {
   s.state();
   s.operand('q');
   s.output(k.outputs.y!);
-  const code = s.render('ATTENTION', 'attention', c.header, { wg: 64, H, Dh, group: H / KV, row: KV * Dh, scale: lit(k.attrs.scale as number), state: k.state! });
-  return [pass('kv append', append, a, count('T', KV * Dh, c.wg)), pass('attention', s, code, count('T', H, 64))];
+  const appendPass = pass('kv append', append, a, count('T', KV * Dh, c.wg));
+  const scale = lit(k.attrs.scale as number);
+  if (k.family === 'attention') {
+    // prefill: flash-style, `rows` rows x the group's heads per workgroup, K/V tiles of `keys` rows
+    const { rows, keys } = c.sched as { rows: number; keys: number };
+    const group = H / KV;
+    const code = s.render('FLASH_ATTENTION', 'flash attention', c.header, { wg: rows * group, rows, keys, tileFloats: keys * Dh, KV, Dh, group, row: KV * Dh, scale, state: k.state! });
+    return [appendPass, pass('flash attention', s, code, count('T', 1, rows), KV)];
+  }
+  const code = s.render('ATTENTION', 'attention', c.header, { wg: 64, H, Dh, group: H / KV, row: KV * Dh, scale, state: k.state! });
+  return [appendPass, pass('attention', s, code, count('T', H, 64))];
 }
 
 const FAMILIES: Readonly<Record<Kernel['family'], (c: Ctx) => Pass[]>> = {

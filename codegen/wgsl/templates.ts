@@ -603,3 +603,68 @@ ${OWN_ROW}
   {{store}};
 }
 `;
+
+/** Attention over a packed prefill batch, flash-style: a workgroup takes ROWS consecutive rows of
+ *  the batch for the GROUP query heads of one KV head (invocation li: row li / GROUP, head li %
+ *  GROUP). Block-diagonal: for each sequence the block's rows touch, K and V tiles of KEYS cache
+ *  rows are staged through workgroup memory, and only that sequence's rows take them in (causal:
+ *  row t sees keys [0, before + t - start]), with a running max and sum per row (online softmax).
+ *  Loop bounds come from the integer buffer alone, so every barrier is in uniform control flow. */
+export const FLASH_ATTENTION = `{{prelude}}
+const KEYS = {{keys}}u;
+const TILE = {{tileFloats}}u;
+var<workgroup> ks: array<f32, {{tileFloats}}>;
+var<workgroup> vs: array<f32, {{tileFloats}}>;
+@compute @workgroup_size({{wg}})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let unit = wid.x + wid.y * nwg.x;
+  let blocks = (nT() + {{rows}}u - 1u) / {{rows}}u;
+  let kv = unit / blocks;
+  let t0 = (unit % blocks) * {{rows}}u;
+  if (kv >= {{KV}}u) { return; }
+  let tEnd = min(t0 + {{rows}}u, nT());
+  let t = t0 + li / {{group}}u;
+  let h = kv * {{group}}u + li % {{group}}u;
+  let live = t < tEnd;
+  let tq = min(t, tEnd - 1u);
+  var q: array<f32, {{Dh}}>;
+  var acc: array<f32, {{Dh}}>;
+  for (var d = 0u; d < {{Dh}}u; d++) { q[d] = op_q(tq, h * {{Dh}}u + d); acc[d] = 0.0; }
+  var m = -3.0e38;
+  var l = 0.0;
+  let mySeq = rowSeq(tq);
+  for (var s = rowSeq(t0); s <= rowSeq(tEnd - 1u); s++) {
+    let start = seqStart(s);
+    // keys the block's rows of sequence s see: up to its last row in the block
+    let keys = seqBefore(s) + min(tEnd, start + seqLen(s)) - start;
+    let base = seqSlot(s) + stateAt({{state}}u) + kv * {{Dh}}u;
+    let mine = live && mySeq == s;
+    let myKeys = select(0u, seqBefore(s) + tq - start + 1u, mine);
+    for (var j0 = 0u; j0 < keys; j0 += KEYS) {
+      for (var e = li; e < TILE; e += {{wg}}u) {
+        let j = j0 + e / {{Dh}}u;
+        let at = base + min(j, keys - 1u) * {{row}}u + e % {{Dh}}u;
+        ks[e] = state[at];
+        vs[e] = state[at + capacity() * {{row}}u];
+      }
+      workgroupBarrier();
+      let seen = min(KEYS, myKeys - min(myKeys, j0));
+      for (var jj = 0u; jj < seen; jj++) {
+        var dot = 0.0;
+        for (var d = 0u; d < {{Dh}}u; d++) { dot += q[d] * ks[jj * {{Dh}}u + d]; }
+        let sc = dot * {{scale}};
+        let mn = max(m, sc);
+        let corr = exp(m - mn);
+        let pj = exp(sc - mn);
+        l = l * corr + pj;
+        for (var d = 0u; d < {{Dh}}u; d++) { acc[d] = acc[d] * corr + pj * vs[jj * {{Dh}}u + d]; }
+        m = mn;
+      }
+      workgroupBarrier();
+    }
+  }
+  if (live) {
+    for (var d = 0u; d < {{Dh}}u; d++) { put(t, h * {{Dh}}u + d, acc[d] / l); }
+  }
+}
+`;

@@ -80,3 +80,43 @@ describe('WGSL kernels = the CPU backend', () => {
     });
   });
 });
+
+/** Random floats in [-1, 1) as a state slot's bytes (a KV cache to continue). */
+const randomSlot = (seed: number) => (bytes: number, seq: number): Uint8Array => {
+  const f = uniform(prng(seed + 31 * seq), bytes / 4, -1, 1);
+  return new Uint8Array(f.buffer);
+};
+
+describe('flash attention (prefill) = the CPU backend', () => {
+  // (heads, kv heads, head dim, sequence lengths, tokens each held before): ragged, packed, GQA,
+  // lengths that are no multiple of a K/V tile or of a workgroup's rows, caches continued
+  const SHAPES: readonly { H: number; KV: number; Dh: number; seqs: readonly number[]; before: readonly number[] }[] = [
+    { H: 4, KV: 2, Dh: 8, seqs: [5, 1, 7], before: [0, 0, 0] },
+    { H: 4, KV: 2, Dh: 64, seqs: [37], before: [0] },
+    { H: 4, KV: 2, Dh: 64, seqs: [20, 33, 18], before: [3, 0, 11] },
+    { H: 6, KV: 2, Dh: 16, seqs: [1, 70, 2], before: [0, 5, 40] },
+  ];
+  SHAPES.forEach((c, n) => {
+    it(`heads ${c.H}/${c.KV}, dim ${c.Dh}, sequences ${c.seqs.join('+')} after ${c.before.join(',')}`, async () => {
+      const T = c.seqs.reduce((a, b) => a + b, 0);
+      const r = prng(5000 + n);
+      const inputs = [act(r, T, [c.H, c.Dh]), act(r, T, [c.KV, c.Dh]), act(r, T, [c.KV, c.Dh])];
+      const attrs = { scale: 1 / Math.sqrt(c.Dh) };
+      const batch = { mode: 'prefill' as const, seqs: c.seqs, before: c.before, state: randomSlot(77 + n) };
+      const cpu = runOp('attention', inputs, attrs, T, batch);
+      for (const profile of PROFILES) {
+        let backend: WebGpuBackend | undefined;
+        const gpu = await runOpAsync('attention', inputs, attrs, T, { ...batch, backend: (p) => (backend = new WebGpuBackend(p, renderProgram(p), device, 'test', false, profile)) });
+        const passes = backend!.shaders.profiles[profile].prefill.kernels.flatMap((k) => k.passes.map((p) => p.name));
+        if (!passes.includes('flash attention')) throw new Error(`${profile}: the prefill attention is not the flash kernel (passes ${passes.join(', ')})`);
+        expectClose(gpu.outputs[0]!, cpu.outputs[0]!, TOL, `attention ${profile} ${JSON.stringify(c)}`);
+        // the K/V rows appended to each sequence's cache (and the rest of the slot untouched)
+        for (const [i, slot] of gpu.slots.entries()) {
+          const got = new Float32Array((await gpu.pool.saveAsync!(slot)).slice().buffer);
+          const want = new Float32Array(cpu.pool.save(cpu.slots[i]!).slice().buffer);
+          expectClose(got, want, { atol: 0, rtol: 0 }, `attention ${profile} slot of sequence ${i}`);
+        }
+      }
+    });
+  });
+});
