@@ -655,18 +655,24 @@ function ssd(c: Ctx): Pass[] {
   const { k } = c;
   const { H, P, G, N, chunk } = k.sizes as { H: number; P: number; G: number; N: number; chunk: number };
   const lanes = c.sched.chunk_lanes!;
-  const scratch = { scratch0: count('chunks', H * P * N, 1), scratch1: count('chunks', H, 1) };
-  const one = (template: 'SSD_CHUNK' | 'SSD_PASS' | 'SSD_OUT', name: string, groups: RunCount, wg: number): Pass => {
+  const Q = chunk;
+  const scratch = { scratch0: count('chunks', H * P * N, 1), scratch1: count('chunks', H, 1), scratch2: count('chunks', G * Q * Q, 1) };
+  const one = (template: 'SSD_SCORES' | 'SSD_CHUNK' | 'SSD_PASS' | 'SSD_OUT', name: string, groups: RunCount, wg: number): Pass => {
     const s = shader(c);
     ssdOperands(s);
     s.output(k.outputs.y!);
     s.scratch(0);
     s.scratch(1);
+    s.scratch(2);
     if (template === 'SSD_PASS') s.state();
-    const code = s.render(template, name, c.header, { wg, lanes, H, P, N, HPN: H * P * N, hpg: H / G, Q: chunk, chunks: 'seqField(nS() - 1u, 4u) + seqField(nS() - 1u, 5u)', state: k.state! });
+    const code = s.render(template, name, c.header, {
+      wg, lanes, H, P, N, G, HPN: H * P * N, hpg: H / G, Q, QQ: Q * Q, GQQ: G * Q * Q,
+      chunks: 'seqField(nS() - 1u, 4u) + seqField(nS() - 1u, 5u)', state: k.state!,
+    });
     return pass(name, s, code, groups, 1, { scratch });
   };
   return [
+    one('SSD_SCORES', 'chunk scores', count('chunks', G * Q * Q, c.wg), c.wg),
     one('SSD_CHUNK', 'chunk states', count('chunks', H, 1), lanes),
     one('SSD_PASS', 'state passing', count('S', H * P * N, c.wg), c.wg),
     one('SSD_OUT', 'state output', count('T', H * P, c.wg), c.wg),

@@ -255,10 +255,32 @@ ${MAIN}
 }
 `;
 
+/** Chunked SSD, pass 0: per (chunk, group, i, j), the chunk's scores C_i·B_j (j <= i < the chunk's
+ *  length; 0 elsewhere) into scratch2 [chunks, G, Q, Q], shared by the group's heads. */
+export const SSD_SCORES = `{{prelude}}
+${MAIN}
+  let e = unit * {{wg}}u + li;
+  if (e >= ({{chunks}}) * {{GQQ}}u) { return; }
+  let c = e / {{GQQ}}u;
+  let g = (e / {{QQ}}u) % {{G}}u;
+  let i = (e / {{Q}}u) % {{Q}}u;
+  let j = e % {{Q}}u;
+  let t0 = chunkField(c, 0u);
+  var cb = 0.0;
+  if (j <= i && i < chunkField(c, 1u)) {
+    for (var n = 0u; n < {{N}}u; n++) { cb += op_C(t0 + i, g * {{N}}u + n) * op_B(t0 + j, g * {{N}}u + n); }
+  }
+  scratch2[e] = cb;
+}
+`;
+
 /** Chunked SSD, pass 1: per (chunk, head), the diagonal block y_i = sum_{j<=i} exp(seg(i,j))
- *  (C_i·B_j) dt_j x_j plus the skip D·x_i, the chunk's own state (scratch0) and its decay (scratch1). */
+ *  (C_i·B_j) dt_j x_j plus the skip D·x_i, the chunk's own state (scratch0) and its decay (scratch1).
+ *  seg(i, j) = cum_i - cum_j (cum: running sums of dt·A); the scores come from pass 0. */
 export const SSD_CHUNK = `{{prelude}}
-var<workgroup> a: array<f32, {{Q}}>;
+var<workgroup> dts: array<f32, {{Q}}>;
+var<workgroup> cum: array<f32, {{Q}}>;
+var<workgroup> wout: array<f32, {{Q}}>;
 ${MAIN}
   let c = unit / {{H}}u;
   let h = unit % {{H}}u;
@@ -268,31 +290,24 @@ ${MAIN}
   let g = h / {{hpg}}u;
   if (li == 0u) {
     var run = 0.0;
-    for (var i = 0u; i < q; i++) { a[i] = op_dt(t0 + i, h) * op_A(0u, h); run += a[i]; }
+    for (var i = 0u; i < q; i++) { dts[i] = op_dt(t0 + i, h); run += dts[i] * op_A(0u, h); cum[i] = run; }
     scratch1[c * {{H}}u + h] = exp(run);
+    // exp(seg(last, j)) · dt_j: token j's weight in the chunk's state
+    for (var j = 0u; j < q; j++) { wout[j] = exp(run - cum[j]) * dts[j]; }
   }
   workgroupBarrier();
+  let scores = (c * {{G}}u + g) * {{QQ}}u;
   for (var p = li; p < {{P}}u; p += {{lanes}}u) {
     for (var i = 0u; i < q; i++) {
       var y = 0.0;
-      var seg = 0.0;
-      for (var jj = 0u; jj <= i; jj++) {
-        let j = i - jj;
-        var cb = 0.0;
-        for (var n = 0u; n < {{N}}u; n++) { cb += op_C(t0 + i, g * {{N}}u + n) * op_B(t0 + j, g * {{N}}u + n); }
-        y += exp(seg) * cb * op_dt(t0 + j, h) * op_x(t0 + j, h * {{P}}u + p);
-        seg += a[j];
+      for (var j = 0u; j <= i; j++) {
+        y += exp(cum[i] - cum[j]) * scratch2[scores + i * {{Q}}u + j] * dts[j] * op_x(t0 + j, h * {{P}}u + p);
       }
       put(t0 + i, h * {{P}}u + p, y + op_D(0u, h) * op_x(t0 + i, h * {{P}}u + p));
     }
     for (var n = 0u; n < {{N}}u; n++) {
       var st = 0.0;
-      var seg = 0.0;
-      for (var jj = 0u; jj < q; jj++) {
-        let j = q - 1u - jj;
-        st += exp(seg) * op_dt(t0 + j, h) * op_x(t0 + j, h * {{P}}u + p) * op_B(t0 + j, g * {{N}}u + n);
-        seg += a[j];
-      }
+      for (var j = 0u; j < q; j++) { st += wout[j] * op_x(t0 + j, h * {{P}}u + p) * op_B(t0 + j, g * {{N}}u + n); }
       scratch0[((c * {{H}}u + h) * {{P}}u + p) * {{N}}u + n] = st;
     }
   }

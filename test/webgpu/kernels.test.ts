@@ -81,11 +81,30 @@ describe('WGSL kernels = the CPU backend', () => {
   });
 });
 
-/** Random floats in [-1, 1) as a state slot's bytes (a KV cache to continue). */
+/** Random floats in [-1, 1) as a state slot's bytes (a cache or state to continue). */
 const randomSlot = (seed: number) => (bytes: number, seq: number): Uint8Array => {
   const f = uniform(prng(seed + 31 * seq), bytes / 4, -1, 1);
   return new Uint8Array(f.buffer);
 };
+
+describe('chunked SSD over packed sequences = the CPU backend', () => {
+  // chunk 4: sequences that end inside a chunk, a one-token sequence, states continued from the slots
+  it.each([[[11]], [[5, 2]], [[1, 9, 4]], [[3, 4, 6]]] as const)('sequences %j', async (seqs) => {
+    const T = seqs.reduce((a, b) => a + b, 0);
+    const r = prng(6000 + T);
+    const inputs = [act(r, T, [4, 6]), act(r, T, [4], 0.05, 0.8), weight(r, [4], 'f32', -2, -0.2), act(r, T, [2, 5]), act(r, T, [2, 5]), weight(r, [4])];
+    const batch = { mode: 'prefill' as const, seqs, state: randomSlot(99 + T) };
+    const cpu = runOp('ssd', inputs, { chunk: 4 }, T, batch);
+    for (const profile of PROFILES) {
+      const gpu = await runOpAsync('ssd', inputs, { chunk: 4 }, T, { ...batch, backend: (p) => new WebGpuBackend(p, renderProgram(p), device, 'test', false, profile) });
+      expectClose(gpu.outputs[0]!, cpu.outputs[0]!, TOL, `ssd ${profile} ${seqs.join('+')}`);
+      for (const [i, slot] of gpu.slots.entries()) {
+        const got = new Float32Array((await gpu.pool.saveAsync!(slot)).slice().buffer);
+        expectClose(got, new Float32Array(cpu.pool.save(cpu.slots[i]!).slice().buffer), TOL, `ssd ${profile} state of sequence ${i}`);
+      }
+    }
+  });
+});
 
 describe('flash attention (prefill) = the CPU backend', () => {
   // (heads, kv heads, head dim, sequence lengths, tokens each held before): ragged, packed, GQA,
