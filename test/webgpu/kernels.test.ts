@@ -5,12 +5,12 @@
 // Tolerance: |gpu − cpu| ≤ 2e-4 · (1 + |cpu|) per element (f32 on the GPU against the CPU's double
 // sums; the chunked scan sums exponentials of segment sums in f32).
 
-import { beforeAll, describe, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { Attrs } from '../../compiler/ops.ts';
 import { renderProgram } from '../../codegen/wgsl/render.ts';
 import type { EntryName } from '../../runtime/program.ts';
 import { type DType, fromF32 } from '../../runtime/tensor.ts';
-import { WebGpuBackend } from '../../runtime/webgpu/backend.ts';
+import { WebGpuBackend, adapterProfile } from '../../runtime/webgpu/backend.ts';
 import type { WgslProfile } from '../../runtime/webgpu/shaders.ts';
 import { type OpInput, runOp, runOpAsync } from '../helpers/kernels.ts';
 import { expectClose, prng, uniform } from '../runtime/cpu/check.ts';
@@ -138,4 +138,16 @@ describe('flash attention (prefill) = the CPU backend', () => {
       }
     });
   });
+});
+
+describe('the profile an adapter gets', () => {
+  const adapter = (info: Partial<GPUAdapterInfo>) => ({ info: { vendor: '', architecture: '', device: '', description: '', ...info } }) as unknown as GPUAdapter;
+  it.each([
+    [{ vendor: 'google', architecture: 'swiftshader', description: 'SwiftShader driver 5.0.0' }, 'cpu'],
+    [{ vendor: 'mesa', description: 'llvmpipe (LLVM 15.0.6, 256 bits)' }, 'cpu'],
+    [{ vendor: 'microsoft', description: 'Microsoft Basic Render Driver' }, 'cpu'],
+    [{ vendor: 'intel', architecture: 'gen-12lp', isFallbackAdapter: true }, 'cpu'],
+    [{ vendor: 'nvidia', architecture: 'ampere', description: 'NVIDIA GeForce RTX 3080' }, 'gpu'],
+    [{ vendor: 'apple', architecture: 'metal-3' }, 'gpu'],
+  ] as const)('%j -> %s', (info, want) => expect(adapterProfile(adapter(info))).toBe(want));
 });
