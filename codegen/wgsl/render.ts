@@ -535,25 +535,38 @@ function fusedGemv(c: Ctx, rows: { wgsl: string; rows: RunCount['rows']; times: 
   s.raw('wt', `fn wt(n: u32, k: u32) -> f32 { return ${w}(${k.attrs.transposed ? `k * ${N}u + n` : `n * ${K}u + k`}); }`);
   s.raw('bias', `fn bias(n: u32) -> f32 { return ${k.inputs.b ? `${s.weight(weightName(k, 'b'))}(n)` : '0.0'}; }`);
   const source = gather ? 'seqStart(r) + seqLen(r) - 1u' : 'r';
-  const store = put('r', 'n', `s${last}(r, n)`);
   if (sched.reduce === 'invocation') {
-    // one invocation per output column: its M product columns as scalars, unrolled here
-    const ms = Array.from({ length: M }, (_, m) => m);
-    const lines = (f: (m: number) => string, indent: string) => ms.map((m) => indent + f(m)).join('\n');
+    // each invocation owns `cols` output columns o, each needing M product columns m: scalars
+    // a{o}_{m} unrolled here, so one read of the row's k-th value serves them all
+    const cols = sched.gemv_columns!;
+    const pairs = Array.from({ length: cols }, (_, o) => Array.from({ length: M }, (_, m) => [o, m] as const)).flat();
+    const each = (f: (o: number, m: number) => string, indent: string) => pairs.map(([o, m]) => indent + f(o, m)).join('\n');
+    const finish = Array.from({ length: cols }, (_, o) => [
+      ...Array.from({ length: M }, (_, m) => `  pc[${m}] = need(n${o}, ${m}u);\n  pv[${m}] = select(v${o}_${m} + bias(c${o}_${m}), 0.0, pc[${m}] >= ${N}u);`),
+      `  if (nb + ${o}u < ${width}u) { ${put('r', `n${o}`, `s${last}(r, n${o})`)}; }`,
+    ].join('\n')).join('\n');
+    const colBlocks = Math.ceil(width / cols);
+    // reads at k..k+3 as one vec4 where each norm group's length allows
+    const vec = (K / groups) % 4 === 0;
+    const vec4 = (read: string) => (vec ? `vec4<f32>(${[0, 1, 2, 3].map((d) => read.replace('K', d ? `k + ${d}u` : 'k')).join(', ')})` : read.replace('K', 'k'));
     const code = s.render('MATMUL_GEMV_FUSED_OWN', 'fused matrix-vector product', c.header, {
-      wg: c.wg, M, rows: rows.wgsl, W: width, norm: !!n, groups, part: K / groups, eps: n ? lit(n.eps) : '0.0', source, store,
-      columns: lines((m) => `let c${m} = min(need(n, ${m}u), ${N - 1}u);\n  var v${m} = 0.0;`, '  '),
-      zero: lines((m) => `var a${m} = 0.0;`, '    '),
-      accumulate: lines((m) => `a${m} += xv * wt(c${m}, k);`, '      '),
-      gather: lines((m) => `v${m} += a${m} * inv;`, '    '),
-      finish: lines((m) => `pc[${m}] = need(n, ${m}u);\n  pv[${m}] = select(v${m} + bias(c${m}), 0.0, pc[${m}] >= ${N}u);`, '  '),
+      wg: c.wg, M, cols, colBlocks, rows: rows.wgsl, norm: !!n, groups, part: K / groups, eps: n ? lit(n.eps) : '0.0', source,
+      columns: [
+        ...Array.from({ length: cols }, (_, o) => `  let n${o} = min(nb + ${o}u, ${width - 1}u);`),
+        each((o, m) => `let c${o}_${m} = min(need(n${o}, ${m}u), ${N - 1}u);\n  var v${o}_${m} = 0.0;`, '  '),
+      ].join('\n'),
+      zero: each((o, m) => `var a${o}_${m} = 0.0;`, '    '),
+      step: vec ? 4 : 1, hv: vec4('h(src, K)'), nwv: vec4('nw(K)'), xv: vec4('xin(src, K)'),
+      accumulate: each((o, m) => `a${o}_${m} += ${vec ? 'dot' : ''}(xv${vec ? ', ' : ' * '}${vec4(`wt(c${o}_${m}, K)`)});`, '      '),
+      gather: each((o, m) => `v${o}_${m} += a${o}_${m} * inv;`, '    '),
+      finish,
     });
-    return pass('fused matrix-vector product', s, code, count(rows.rows, rows.times * width, c.wg), 1, { rowsAtMost: sched.gemv_rows!, rows: count(rows.rows, rows.times, 1) });
+    return pass('fused matrix-vector product', s, code, count(rows.rows, rows.times * colBlocks, c.wg), 1, { rowsAtMost: sched.gemv_rows!, rows: count(rows.rows, rows.times, 1) });
   }
   const lanes = sched.gemv_lanes!, columns = sched.gemv_columns!;
   const code = s.render('MATMUL_GEMV_FUSED', 'fused matrix-vector product', c.header, {
     M, slots: n ? (M + 1) * groups : M, lanes, columns, colBlocks: Math.ceil(width / columns), rows: rows.wgsl, K, N, W: width,
-    norm: !!n, groups, part: K / groups, eps: n ? lit(n.eps) : '0.0', source, store,
+    norm: !!n, groups, part: K / groups, eps: n ? lit(n.eps) : '0.0', source, store: put('r', 'n', `s${last}(r, n)`),
   });
   return pass('fused matrix-vector product', s, code, count(rows.rows, rows.times, 1), Math.ceil(width / columns), { rowsAtMost: sched.gemv_rows!, rows: count(rows.rows, rows.times, 1) });
 }

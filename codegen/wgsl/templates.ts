@@ -578,8 +578,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }
 `;
 
-/** The fused matrix-vector pass on a CPU adapter: one invocation per output column n of a row,
- *  which sums the M product columns it needs (and, under a norm, each group's squares) itself. */
+/** The fused matrix-vector pass on a CPU adapter: each invocation owns COLS adjacent output
+ *  columns of a row and sums the product columns they need (M each; under a norm, each group's
+ *  squares once for all of them) itself; the per-column statements are unrolled by the renderer. */
 export const MATMUL_GEMV_FUSED_OWN = `{{prelude}}
 const M = {{M}}u;
 var<private> pc: array<u32, {{M}}>;
@@ -589,21 +590,22 @@ fn pval(j: u32) -> f32 {
   return 0.0;
 }
 ${OWN_ROW}
-  let r = i / {{W}}u;
+  let r = i / {{colBlocks}}u;
   if (r >= {{rows}}) { return; }
-  let n = i % {{W}}u;
+  let nb = (i % {{colBlocks}}u) * {{cols}}u;
   let src = {{source}};
 {{columns}}
   for (var g = 0u; g < {{groups}}u; g++) {
 {{zero}}
     var ss = 0.0;
-    for (var k = g * {{part}}u; k < (g + 1u) * {{part}}u; k++) {
+    // k four at a time as vec4s (the group's length is a multiple of 4), else one at a time
+    for (var k = g * {{part}}u; k < (g + 1u) * {{part}}u; k += {{step}}u) {
 {{#if norm}}
-      let hv = h(src, k);
-      ss += hv * hv;
-      let xv = nw(k) * hv;
+      let hv = {{hv}};
+      ss += dot(hv, hv);
+      let xv = {{nwv}} * hv;
 {{else}}
-      let xv = xin(src, k);
+      let xv = {{xv}};
 {{/if}}
 {{accumulate}}
     }
@@ -615,7 +617,6 @@ ${OWN_ROW}
 {{gather}}
   }
 {{finish}}
-  {{store}};
 }
 `;
 

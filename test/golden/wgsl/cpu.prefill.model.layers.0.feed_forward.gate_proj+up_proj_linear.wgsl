@@ -50,7 +50,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   }
 }
 
-// ==== pass fused matrix-vector product: bindings arena, ints, w:model.layers.0.pre_ff_layernorm.weight, w:model.layers.0.feed_forward.gate_proj+up_proj.weight; workgroups ceil(n(T)·64/64)·1; product rows <= 4
+// ==== pass fused matrix-vector product: bindings arena, ints, w:model.layers.0.pre_ff_layernorm.weight, w:model.layers.0.feed_forward.gate_proj+up_proj.weight; workgroups ceil(n(T)·16/64)·1; product rows <= 4
 // archc model.layers.0.feed_forward.gate_proj+up_proj:linear (fused matrix-vector product)
 @group(0) @binding(0) var<storage, read_write> arena: array<f32>;
 @group(0) @binding(1) var<storage, read> ints: array<u32>;
@@ -106,34 +106,84 @@ fn pval(j: u32) -> f32 {
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let i = (wid.x + wid.y * nwg.x) * 64u + li;
-  let r = i / 64u;
+  let r = i / 16u;
   if (r >= nT()) { return; }
-  let n = i % 64u;
+  let nb = (i % 16u) * 4u;
   let src = r;
-  let c0 = min(need(n, 0u), 127u);
-  var v0 = 0.0;
-  let c1 = min(need(n, 1u), 127u);
-  var v1 = 0.0;
+  let n0 = min(nb + 0u, 63u);
+  let n1 = min(nb + 1u, 63u);
+  let n2 = min(nb + 2u, 63u);
+  let n3 = min(nb + 3u, 63u);
+  let c0_0 = min(need(n0, 0u), 127u);
+  var v0_0 = 0.0;
+  let c0_1 = min(need(n0, 1u), 127u);
+  var v0_1 = 0.0;
+  let c1_0 = min(need(n1, 0u), 127u);
+  var v1_0 = 0.0;
+  let c1_1 = min(need(n1, 1u), 127u);
+  var v1_1 = 0.0;
+  let c2_0 = min(need(n2, 0u), 127u);
+  var v2_0 = 0.0;
+  let c2_1 = min(need(n2, 1u), 127u);
+  var v2_1 = 0.0;
+  let c3_0 = min(need(n3, 0u), 127u);
+  var v3_0 = 0.0;
+  let c3_1 = min(need(n3, 1u), 127u);
+  var v3_1 = 0.0;
   for (var g = 0u; g < 1u; g++) {
-    var a0 = 0.0;
-    var a1 = 0.0;
+    var a0_0 = 0.0;
+    var a0_1 = 0.0;
+    var a1_0 = 0.0;
+    var a1_1 = 0.0;
+    var a2_0 = 0.0;
+    var a2_1 = 0.0;
+    var a3_0 = 0.0;
+    var a3_1 = 0.0;
     var ss = 0.0;
-    for (var k = g * 32u; k < (g + 1u) * 32u; k++) {
-      let hv = h(src, k);
-      ss += hv * hv;
-      let xv = nw(k) * hv;
-      a0 += xv * wt(c0, k);
-      a1 += xv * wt(c1, k);
+    // k four at a time as vec4s (the group's length is a multiple of 4), else one at a time
+    for (var k = g * 32u; k < (g + 1u) * 32u; k += 4u) {
+      let hv = vec4<f32>(h(src, k), h(src, k + 1u), h(src, k + 2u), h(src, k + 3u));
+      ss += dot(hv, hv);
+      let xv = vec4<f32>(nw(k), nw(k + 1u), nw(k + 2u), nw(k + 3u)) * hv;
+      a0_0 += dot(xv, vec4<f32>(wt(c0_0, k), wt(c0_0, k + 1u), wt(c0_0, k + 2u), wt(c0_0, k + 3u)));
+      a0_1 += dot(xv, vec4<f32>(wt(c0_1, k), wt(c0_1, k + 1u), wt(c0_1, k + 2u), wt(c0_1, k + 3u)));
+      a1_0 += dot(xv, vec4<f32>(wt(c1_0, k), wt(c1_0, k + 1u), wt(c1_0, k + 2u), wt(c1_0, k + 3u)));
+      a1_1 += dot(xv, vec4<f32>(wt(c1_1, k), wt(c1_1, k + 1u), wt(c1_1, k + 2u), wt(c1_1, k + 3u)));
+      a2_0 += dot(xv, vec4<f32>(wt(c2_0, k), wt(c2_0, k + 1u), wt(c2_0, k + 2u), wt(c2_0, k + 3u)));
+      a2_1 += dot(xv, vec4<f32>(wt(c2_1, k), wt(c2_1, k + 1u), wt(c2_1, k + 2u), wt(c2_1, k + 3u)));
+      a3_0 += dot(xv, vec4<f32>(wt(c3_0, k), wt(c3_0, k + 1u), wt(c3_0, k + 2u), wt(c3_0, k + 3u)));
+      a3_1 += dot(xv, vec4<f32>(wt(c3_1, k), wt(c3_1, k + 1u), wt(c3_1, k + 2u), wt(c3_1, k + 3u)));
     }
     let inv = inverseSqrt(ss / 32.0 + 0.00000999999975);
-    v0 += a0 * inv;
-    v1 += a1 * inv;
+    v0_0 += a0_0 * inv;
+    v0_1 += a0_1 * inv;
+    v1_0 += a1_0 * inv;
+    v1_1 += a1_1 * inv;
+    v2_0 += a2_0 * inv;
+    v2_1 += a2_1 * inv;
+    v3_0 += a3_0 * inv;
+    v3_1 += a3_1 * inv;
   }
-  pc[0] = need(n, 0u);
-  pv[0] = select(v0 + bias(c0), 0.0, pc[0] >= 128u);
-  pc[1] = need(n, 1u);
-  pv[1] = select(v1 + bias(c1), 0.0, pc[1] >= 128u);
-  store(r, n, s1(r, n));
+  pc[0] = need(n0, 0u);
+  pv[0] = select(v0_0 + bias(c0_0), 0.0, pc[0] >= 128u);
+  pc[1] = need(n0, 1u);
+  pv[1] = select(v0_1 + bias(c0_1), 0.0, pc[1] >= 128u);
+  if (nb + 0u < 64u) { store(r, n0, s1(r, n0)); }
+  pc[0] = need(n1, 0u);
+  pv[0] = select(v1_0 + bias(c1_0), 0.0, pc[0] >= 128u);
+  pc[1] = need(n1, 1u);
+  pv[1] = select(v1_1 + bias(c1_1), 0.0, pc[1] >= 128u);
+  if (nb + 1u < 64u) { store(r, n1, s1(r, n1)); }
+  pc[0] = need(n2, 0u);
+  pv[0] = select(v2_0 + bias(c2_0), 0.0, pc[0] >= 128u);
+  pc[1] = need(n2, 1u);
+  pv[1] = select(v2_1 + bias(c2_1), 0.0, pc[1] >= 128u);
+  if (nb + 2u < 64u) { store(r, n2, s1(r, n2)); }
+  pc[0] = need(n3, 0u);
+  pv[0] = select(v3_0 + bias(c3_0), 0.0, pc[0] >= 128u);
+  pc[1] = need(n3, 1u);
+  pv[1] = select(v3_1 + bias(c3_1), 0.0, pc[1] >= 128u);
+  if (nb + 3u < 64u) { store(r, n3, s1(r, n3)); }
 }
 
 // ==== pass tiled product: bindings arena, ints, scratch0, w:model.layers.0.feed_forward.gate_proj+up_proj.weight, scratch1; workgroups ceil(n(T)·1/256)·32; product rows > 4
