@@ -1,6 +1,8 @@
-// Renders a kernel program's kernels to WGSL (the `wgsl` target): for each kernel the passes that
-// make it, from the templates of templates.ts, specialised to the kernel's sizes, views, fused
-// stages and `pre` expressions, with the workgroup sizes and tiles of its `schedule.wgsl`.
+// Renders a kernel program's kernels to WGSL: for each kernel the passes that make it, from the
+// templates of templates.ts, specialised to the kernel's sizes, views, fused stages and `pre`
+// expressions, once per profile: for GPUs with the workgroup sizes and tiles of its `schedule.wgsl`,
+// for CPU adapters with those of `schedule.wgsl_cpu` (reduce = invocation: each invocation owns
+// whole outputs, so products, norms and epilogues have no barrier).
 //
 // Memory as the shaders see it: binding `arena` is the entry's activation arena (f32; a T-row buffer
 // at offset·T floats, an S-row one at arena.T·T + offset·S); `ints` holds T, S, the slot capacity and
@@ -710,6 +712,7 @@ function attention(c: Ctx): Pass[] {
     // prefill: flash-style, `rows` rows x the group's heads per workgroup, K/V tiles of `keys` rows
     const { rows, keys } = c.sched as { rows: number; keys: number };
     const group = H / KV;
+    if (rows * group > 256) fail(`${k.name}: ${group} query heads per KV head make a workgroup of ${rows * group} invocations; WebGPU allows 256`);
     const code = s.render('FLASH_ATTENTION', 'flash attention', c.header, { wg: rows * group, rows, keys, tileFloats: keys * Dh, KV, Dh, group, row: KV * Dh, scale, state: k.state! });
     return [appendPass, pass('flash attention', s, code, count('T', 1, rows), KV)];
   }
