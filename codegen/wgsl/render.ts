@@ -406,7 +406,7 @@ function matmul(c: Ctx): Pass[] {
       // each invocation owns 4 x 4 outputs (tiled) or 4 columns of a row (matrix-vector), as vec4s
       if (tile !== 4 || columns !== 4 || lanes !== 1) fail(`${k.name}: a per-invocation product owns 4 x 4 outputs or 4 columns on 1 lane, not tile ${tile}, ${columns} columns on ${lanes}`);
       if (variant === 'MATMUL_TILED') {
-        const code = s.render('MATMUL_TILED_OWN', 'tiled product', c.header, { wg: c.wg, rows: rows.wgsl, rowsPerGroup: 4 * c.wg, colTiles: Math.ceil(N / 4), K, N });
+        const code = s.render('MATMUL_TILED_OWN', 'tiled product', c.header, { wg: c.wg, rows: rows.wgsl, rowsPerGroup: 4 * c.wg, colTiles: Math.ceil(N / 4), K, K4: K - (K % 4), N });
         return pass('tiled product', s, code, count(rows.rows, rows.times, 4 * c.wg), Math.ceil(N / 4), { rowsAbove: sched.gemv_rows!, scratch });
       }
       const colBlocks = Math.ceil(N / 4);

@@ -195,6 +195,8 @@ fn bias(n: u32) -> f32 { return 0.0; }
 fn get_store(r: u32, c: u32) -> f32 { return arena[340u * nT() + 0u * nS() + (r) * 96u + 0u + c]; }
 fn store(r: u32, c: u32, v: f32) { arena[340u * nT() + 0u * nS() + (r) * 96u + 0u + c] = v; }
 fn put(r: u32, n: u32, v: f32) { store(r, n, v); }
+fn w4(n: u32, k: u32) -> vec4<f32> { return vec4<f32>(wt(n, k), wt(n, k + 1u), wt(n, k + 2u), wt(n, k + 3u)); }
+fn x4(r: u32, k: u32) -> vec4<f32> { return vec4<f32>(xin(r, k), xin(r, k + 1u), xin(r, k + 2u), xin(r, k + 3u)); }
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let unit = wid.x + wid.y * nwg.x;
@@ -215,7 +217,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   var a1 = vec4<f32>(0.0);
   var a2 = vec4<f32>(0.0);
   var a3 = vec4<f32>(0.0);
-  for (var k = 0u; k < 32u; k++) {
+  // K four at a time: rows and columns as vec4s over k, sixteen dot products
+  for (var k = 0u; k < 32u; k += 4u) {
+    let w0 = w4(n, k);
+    let w1 = w4(n1, k);
+    let w2 = w4(n2, k);
+    let w3 = w4(n3, k);
+    let x0 = x4(r, k);
+    let x1 = x4(r1, k);
+    let x2 = x4(r2, k);
+    let x3 = x4(r3, k);
+    a0 += vec4<f32>(dot(x0, w0), dot(x0, w1), dot(x0, w2), dot(x0, w3));
+    a1 += vec4<f32>(dot(x1, w0), dot(x1, w1), dot(x1, w2), dot(x1, w3));
+    a2 += vec4<f32>(dot(x2, w0), dot(x2, w1), dot(x2, w2), dot(x2, w3));
+    a3 += vec4<f32>(dot(x3, w0), dot(x3, w1), dot(x3, w2), dot(x3, w3));
+  }
+  for (var k = 32u; k < 32u; k++) {
     let wv = vec4<f32>(wt(n, k), wt(n1, k), wt(n2, k), wt(n3, k));
     a0 += xin(r, k) * wv;
     a1 += xin(r1, k) * wv;
