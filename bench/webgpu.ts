@@ -6,13 +6,17 @@
 // two assumed discrete-GPU profiles and the adapter here.
 // Each config runs in a child process of its own. Prints tables; writes bench/results/webgpu.json.
 //
-// Run: npx tsx bench/webgpu.ts [--only tiny|100m|9b] [--runs N] [--max-binding-bytes B]
+// WebGPU is measured in the profile its adapter gets (`adapter`; on SwiftShader the CPU-adapter
+// shape), or in each of `--profiles` (e.g. cpu,gpu: both shapes on one adapter), interleaved with the
+// CPU engine round by round; the load average at the start and end is recorded (shared machines).
+//
+// Run: npx tsx bench/webgpu.ts [--only tiny|100m|9b] [--runs N] [--profiles adapter|cpu,gpu] [--prompt N] [--decode-steps N] [--max-binding-bytes B]
 // (--max-binding-bytes: split every buffer over B bytes across bindings, to measure what a split costs)
 // Without a GPU, Dawn runs on SwiftShader: VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json
 
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { renderProgram } from '../codegen/wgsl/render.ts';
@@ -21,12 +25,12 @@ import { arenaBytes } from '../compiler/kernel/memory.ts';
 import { lowerToProgram } from '../compiler/lower.ts';
 import { defaultThreads } from '../runtime/cpu/pool.ts';
 import { Model } from '../runtime/model.ts';
-import type { Program } from '../runtime/program.ts';
+import type { EntryName, Program } from '../runtime/program.ts';
 import { slotLayout, weightsRead } from '../runtime/program.ts';
 import { createRng } from '../runtime/rng.ts';
 import { numel } from '../runtime/tensor.ts';
 import { type WebGpuBackend, describeAdapter, findGpu } from '../runtime/webgpu/backend.ts';
-import type { BindingKind, WgslProgram } from '../runtime/webgpu/shaders.ts';
+import type { BindingKind, WgslProfile, WgslProgram } from '../runtime/webgpu/shaders.ts';
 import { type BindingLimits, type SplitOptions, partsOf, planSplits, weightDeviceBytes } from '../runtime/webgpu/split.ts';
 import { median } from './timing.ts';
 
@@ -57,26 +61,15 @@ const CONFIGS: readonly RunConfig[] = [
 ];
 
 const MiB = 1024 * 1024;
-const passes = (w: WgslProgram, e: keyof WgslProgram['entries']) => w.entries[e].kernels.reduce((n, k) => n + k.passes.length, 0);
+const passes = (w: WgslProgram, e: EntryName, p: WgslProfile = 'gpu') => w.profiles[p][e].kernels.reduce((n, k) => n + k.passes.length, 0);
 
 function ids(n: number, vocab: number, seed: number): number[] {
   const rng = createRng(seed);
   return Array.from({ length: n }, () => Math.floor(rng.next() * vocab));
 }
 
-/** Median seconds over `runs` timed calls after one warm-up call. */
-async function timeAsync(runs: number, fn: () => Promise<unknown>): Promise<number> {
-  await fn();
-  const s: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const t = performance.now();
-    await fn();
-    s.push((performance.now() - t) / 1000);
-  }
-  return median(s);
-}
-
-async function runConfig(cfg: RunConfig, runs: number): Promise<object> {
+async function runConfig(cfg: RunConfig, runs: number, profiles: readonly (WgslProfile | 'adapter')[]): Promise<object> {
+  const loadStart = loadavg();
   const dir = mkdtempSync(join(tmpdir(), `archc-bench-webgpu-${cfg.name}-`));
   try {
     const init = spawnSync(process.execPath, [join(ROOT, 'bin', 'archc.js'), 'init-weights', BAMBA, '-o', dir, '--dtype', 'bf16', ...cfg.sets.flatMap((s) => ['--set', s])], { encoding: 'utf8' });
@@ -86,62 +79,76 @@ async function runConfig(cfg: RunConfig, runs: number): Promise<object> {
     const wgsl = renderProgram(program);
     const say = (what: string) => process.stderr.write(`  ${cfg.name}: ${what}\n`);
     say('weights written; loading');
-    const t0 = performance.now();
-    const maxBinding = arg('--max-binding-bytes');
-    const gpu = await Model.loadProgram(program, dir, { backend: 'webgpu', wgsl, capacity: cfg.prompt + cfg.decodeSteps + 8,
-      ...(maxBinding ? { webgpu: { maxBindingBytes: Number(maxBinding), maxBatchTokens: cfg.prompt, stateSlots: 2 } } : {}) });
-    const loadSeconds = (performance.now() - t0) / 1000;
-    const cpu = await Model.loadProgram(program, dir, { capacity: cfg.prompt + cfg.decodeSteps + 8 });
-    const backend = (gpu as unknown as { backend: WebGpuBackend }).backend;
-    const V = gpu.vocab;
+    const capacity = cfg.prompt + cfg.decodeSteps + 8;
+    // one model per WebGPU profile measured (the adapter's own first), and the CPU engine
+    const gpus: { profile: WgslProfile; model: Model; backend: WebGpuBackend; loadSeconds: number }[] = [];
+    for (const profile of profiles) {
+      const t0 = performance.now();
+      const maxBinding = arg('--max-binding-bytes');
+      const split = maxBinding ? { maxBindingBytes: Number(maxBinding), maxBatchTokens: cfg.prompt, stateSlots: 2 } : {};
+      const model = await Model.loadProgram(program, dir, { backend: 'webgpu', wgsl, capacity, webgpu: { ...split, ...(profile === 'adapter' ? {} : { profile }) } });
+      const backend = (model as unknown as { backend: WebGpuBackend }).backend;
+      gpus.push({ profile: backend.profile, model, backend, loadSeconds: (performance.now() - t0) / 1000 });
+    }
+    const cpu = await Model.loadProgram(program, dir, { capacity });
+    const V = cpu.vocab;
     const prompt = ids(cfg.prompt, V, 1);
     const next = ids(cfg.decodeSteps, V, 2);
 
-    // dispatches: one prefill, then one decode step
-    let d0 = backend.dispatches;
-    const { states } = await gpu.prefillAsync([prompt]);
-    const prefillDispatches = backend.dispatches - d0;
-    d0 = backend.dispatches;
-    await gpu.decodeAsync([next[0]!], states);
-    const decodeDispatches = backend.dispatches - d0;
-    gpu.releaseSequence(states[0]!);
+    // dispatches: one prefill, then one decode step (also the warm-up: pipelines are made on first use)
+    const dispatches = new Map<WgslProfile, { decodeStep: number; prefill: number }>();
+    for (const g of gpus) {
+      let d0 = g.backend.dispatches;
+      const { states } = await g.model.prefillAsync([prompt]);
+      const prefill = g.backend.dispatches - d0;
+      d0 = g.backend.dispatches;
+      await g.model.decodeAsync([next[0]!], states);
+      dispatches.set(g.profile, { decodeStep: g.backend.dispatches - d0, prefill });
+      g.model.releaseSequence(states[0]!);
+    }
+    cpu.releaseSequence(cpu.prefill([prompt]).states[0]!);
 
-    const measure = async (m: Model, async: boolean) => {
-      const prefill = await timeAsync(runs, async () => {
-        const r = async ? await m.prefillAsync([prompt]) : m.prefill([prompt]);
-        m.releaseSequence(r.states[0]!);
-      });
-      const decodeS: number[] = [];
-      for (let r = 0; r <= runs; r++) {
-        const { states: s } = async ? await m.prefillAsync([prompt]) : m.prefill([prompt]);
-        const t = performance.now();
-        for (const id of next) await (async ? m.decodeAsync([id], s) : m.decode([id], s));
-        if (r > 0) decodeS.push((performance.now() - t) / 1000);
+    // rounds: each engine in turn times one prefill and one decode of `decodeSteps` tokens, so a
+    // change in the machine's load falls on all of them alike
+    const engines = [...gpus.map((g) => ({ name: `webgpu-${g.profile}`, model: g.model, async: true })), { name: 'cpu-engine', model: cpu, async: false }];
+    const times = new Map(engines.map((e) => [e.name, { prefill: [] as number[], decode: [] as number[] }]));
+    for (let round = 0; round < runs; round++) {
+      for (const e of engines) {
+        say(`round ${round + 1}/${runs}: ${e.name}`);
+        const m = e.model;
+        let t = performance.now();
+        const { states: s } = e.async ? await m.prefillAsync([prompt]) : m.prefill([prompt]);
+        times.get(e.name)!.prefill.push((performance.now() - t) / 1000);
+        t = performance.now();
+        for (const id of next) await (e.async ? m.decodeAsync([id], s) : m.decode([id], s));
+        times.get(e.name)!.decode.push((performance.now() - t) / 1000);
         m.releaseSequence(s[0]!);
       }
-      return { prefillTokensPerSecond: cfg.prompt / prefill, decodeTokensPerSecond: cfg.decodeSteps / median(decodeS) };
+    }
+    const rate = (name: string) => {
+      const t = times.get(name)!;
+      return { prefillTokensPerSecond: cfg.prompt / median(t.prefill), decodeTokensPerSecond: cfg.decodeSteps / median(t.decode) };
     };
-    say('timing WebGPU');
-    const webgpu = await measure(gpu, true);
-    say('timing the CPU engine');
-    const cpuRate = await measure(cpu, false);
     const result = {
-      name: cfg.name, sets: cfg.sets, adapter: backend.adapter,
-      split: Object.fromEntries([...backend.plan.buffers].filter(([, s]) => s.parts > 1).map(([k, s]) => [k, s.parts])),
+      name: cfg.name, sets: cfg.sets, adapter: gpus[0]?.backend.adapter,
+      split: Object.fromEntries([...(gpus[0]?.backend.plan.buffers ?? [])].filter(([, s]) => s.parts > 1).map(([k, s]) => [k, s.parts])),
       parameters: program.weights.reduce((s, w) => s + numel(w.shape), 0),
       kernels: { decode: program.entries.decode.kernels.length, prefill: program.entries.prefill.kernels.length },
-      shaders: { decode: passes(wgsl, 'decode'), prefill: passes(wgsl, 'prefill') },
-      dispatches: { decodeStep: decodeDispatches, prefill: prefillDispatches },
-      gpuBytes: {
-        weights: backend.weightBytes(),
-        statePerSlot: gpu.slotBytes,
+      shaders: Object.fromEntries(gpus.map((g) => [g.profile, { decode: passes(wgsl, 'decode', g.profile), prefill: passes(wgsl, 'prefill', g.profile) }])),
+      dispatches: Object.fromEntries(dispatches),
+      gpuBytes: gpus[0] ? {
+        weights: gpus[0].backend.weightBytes(),
+        statePerSlot: gpus[0].model.slotBytes,
         arenaPrefill: arenaBytes(program.entries.prefill, cfg.prompt, 1),
         arenaDecode: arenaBytes(program.entries.decode, 1, 1),
-      },
-      prompt: cfg.prompt, decodeSteps: cfg.decodeSteps, runs, loadSeconds,
-      webgpu, cpu: { ...cpuRate, threads: defaultThreads() },
+      } : {},
+      prompt: cfg.prompt, decodeSteps: cfg.decodeSteps, runs,
+      loadSeconds: Object.fromEntries(gpus.map((g) => [g.profile, g.loadSeconds])),
+      webgpu: Object.fromEntries(gpus.map((g) => [g.profile, rate(`webgpu-${g.profile}`)])),
+      cpu: { ...rate('cpu-engine'), threads: defaultThreads() },
+      loadAverage: { start: loadStart, end: loadavg() },
     };
-    gpu.dispose();
+    for (const g of gpus) g.model.dispose();
     cpu.dispose();
     return result;
   } finally {
@@ -184,7 +191,7 @@ async function fit9b(): Promise<object> {
   // the batches the plan is made for: a 4096-token prefill (or forward), decode of 8 slots
   const opts: SplitOptions = { maxBatchTokens: prefillTokens, stateSlots: decodeBatch, capacity: context };
   const slot = 4 * slotLayout(program.states, context).floats;
-  const bindings = Math.max(...Object.values(wgsl.entries).flatMap((e) => e.kernels.flatMap((k) => k.passes.map((p) => p.bindings.length))));
+  const bindings = Math.max(...Object.values(wgsl.profiles.gpu).flatMap((e) => e.kernels.flatMap((k) => k.passes.map((p) => p.bindings.length))));
   const fit = (limits: BindingLimits) => {
     const { plan, problems } = planSplits(program, wgsl, limits, opts);
     const split = [...plan.buffers].filter(([, s]) => s.parts > 1);
@@ -204,7 +211,7 @@ async function fit9b(): Promise<object> {
         state: `${parts(state.parts, state.partBytes)}${state.partBytes >= slot ? ` (${Math.floor(state.partBytes / slot)} slots a part)` : ' (slots straddle parts)'}`,
         weights: { split: split.filter(([k]) => k.startsWith('w:')).length, of: onGpu.length, byName: [...weights.values()].map((w) => (w.n > 1 ? `${w.text.replace(':', ` ×${w.n}:`)}` : w.text)) },
       },
-      mostBindings: Object.fromEntries((['forward', 'prefill', 'decode'] as const).map((e) => [e, Math.max(...wgsl.entries[e].kernels.flatMap((k) => k.passes.map((p) => p.bindings.reduce((n, b) => n + partsOf(plan, b, e), 0))))])),
+      mostBindings: Object.fromEntries((['forward', 'prefill', 'decode'] as const).map((e) => [e, Math.max(...wgsl.profiles.gpu[e].kernels.flatMap((k) => k.passes.map((p) => p.bindings.reduce((n, b) => n + partsOf(plan, b, e), 0))))])),
       problems: problems.length, first: problems.slice(0, 3),
     };
   };
@@ -247,8 +254,10 @@ async function main(): Promise<void> {
   const runsArg = arg('--runs');
   const child = arg('--child');
   if (child) {
-    const cfg = CONFIGS.find((c) => c.name === child);
-    const r = cfg ? await runConfig(cfg, runsArg ? Number(runsArg) : cfg.runs) : await fit9b();
+    const base = CONFIGS.find((c) => c.name === child);
+    const cfg = base && { ...base, prompt: Number(arg('--prompt') ?? base.prompt), decodeSteps: Number(arg('--decode-steps') ?? base.decodeSteps) };
+    const profiles = (arg('--profiles') ?? 'adapter').split(',') as (WgslProfile | 'adapter')[];
+    const r = cfg ? await runConfig(cfg, runsArg ? Number(runsArg) : cfg.runs, profiles) : await fit9b();
     process.stdout.write(TAG + JSON.stringify(r) + '\n');
     process.exit(0); // Dawn's instance holds the process open
   }
@@ -256,7 +265,7 @@ async function main(): Promise<void> {
   const results: Record<string, unknown>[] = [];
   for (const name of [...CONFIGS.map((c) => c.name), '9b'].filter((n) => !only || n === only)) {
     process.stderr.write(`${name}: measuring…\n`);
-    const pass = ['--runs', '--max-binding-bytes'].flatMap((f) => (arg(f) ? [f, arg(f)!] : []));
+    const pass = ['--runs', '--prompt', '--decode-steps', '--profiles', '--max-binding-bytes'].flatMap((f) => (arg(f) ? [f, arg(f)!] : []));
     const r = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--child', name, ...pass],
       { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 24 });
     const line = r.stdout.split('\n').find((l) => l.startsWith(TAG));

@@ -1,6 +1,8 @@
-// Renders a kernel program's kernels to WGSL (the `wgsl` target): for each kernel the passes that
-// make it, from the templates of templates.ts, specialised to the kernel's sizes, views, fused
-// stages and `pre` expressions, with the workgroup sizes and tiles of its `schedule.wgsl`.
+// Renders a kernel program's kernels to WGSL: for each kernel the passes that make it, from the
+// templates of templates.ts, specialised to the kernel's sizes, views, fused stages and `pre`
+// expressions, once per profile: for GPUs with the workgroup sizes and tiles of its `schedule.wgsl`,
+// for CPU adapters with those of `schedule.wgsl_cpu` (reduce = invocation: each invocation owns
+// whole outputs, so products, norms and epilogues have no barrier).
 //
 // Memory as the shaders see it: binding `arena` is the entry's activation arena (f32; a T-row buffer
 // at offset·T floats, an S-row one at arena.T·T + offset·S); `ints` holds T, S, the slot capacity and
@@ -13,7 +15,7 @@
 import Handlebars from 'handlebars';
 import { exprLeaves } from '../../runtime/expr.ts';
 import type { Entry, EntryName, Epilogue, Expr, Kernel, Operand, Program, View } from '../../runtime/program.ts';
-import { CHUNK_FIELDS, SEQ_FIELDS, type BindingKind, type KernelShaders, type Pass, type RunCount, type WgslProgram } from '../../runtime/webgpu/shaders.ts';
+import { CHUNK_FIELDS, SEQ_FIELDS, type BindingKind, type KernelShaders, type Pass, type RunCount, type WgslEntry, type WgslProfile, type WgslProgram } from '../../runtime/webgpu/shaders.ts';
 import type { DType } from '../../runtime/tensor.ts';
 import * as T from './templates.ts';
 
@@ -179,8 +181,26 @@ interface Ctx {
   readonly entry: Entry;
   readonly dtypes: Dtypes;
   readonly header: number;
+  /** The kernel's schedule for the profile being rendered, and its workgroup size. */
+  readonly sched: Schedule;
   readonly wg: number;
 }
+
+/** A kernel's `wgsl` or `wgsl_cpu` schedule (compiler/kernel/schedule.ts). */
+interface Schedule {
+  readonly workgroup: number;
+  readonly reduce?: 'workgroup' | 'invocation';
+  readonly tile?: number;
+  readonly gemv_lanes?: number;
+  readonly gemv_columns?: number;
+  readonly gemv_rows?: number;
+  readonly chunk_lanes?: number;
+  readonly rows?: number;
+  readonly keys?: number;
+}
+
+/** The schedule slot each profile renders from. */
+const SLOTS: Readonly<Record<WgslProfile, string>> = { gpu: 'wgsl', cpu: 'wgsl_cpu' };
 
 function shader(c: Ctx): Shader {
   return new Shader(c.k, c.entry, c.dtypes);
@@ -304,18 +324,19 @@ function norm(c: Ctx): Pass[] {
   s.raw('put', `fn put(r: u32, i: u32, v: f32) { ${put('r', 'i', 'v')}; }`);
   const eps = lit(k.attrs.eps as number);
   const groups = (k.attrs.groups as number | undefined) ?? 1;
+  const own = c.sched.reduce === 'invocation';
   let code: string;
   if (k.attrs.layer) {
     s.raw('h', `fn h(r: u32, i: u32) -> f32 { return ${x('r', 'i')}; }`);
     const b = k.inputs.b ? `${s.operand('b')}(0u, i)` : '0.0';
     s.raw('nb', `fn nb(i: u32) -> f32 { return ${b}; }`);
-    code = s.render('LAYER_ROWS', 'layernorm', c.header, { wg: c.wg, rows: `${rows.wgsl} * ${W / D}u`, width: D, eps });
+    code = s.render(own ? 'LAYER_ROW_OWN' : 'LAYER_ROWS', 'layernorm', c.header, { wg: c.wg, rows: `${rows.wgsl} * ${W / D}u`, width: D, eps });
   } else {
     const z = k.attrs.gated ? flat(s, 'z', view(k, 'z'), D) : null;
     s.raw('h', `fn h(r: u32, i: u32) -> f32 { return ${z ? `${x('r', 'i')} * silu(${z('r', 'i')})` : x('r', 'i')}; }`);
-    code = s.render('RMS_ROWS', 'rmsnorm', c.header, { wg: c.wg, rows: `${rows.wgsl} * ${W / D}u`, source: 'r', groups, part: D / groups, eps });
+    code = s.render(own ? 'RMS_ROW_OWN' : 'RMS_ROWS', 'rmsnorm', c.header, { wg: c.wg, rows: `${rows.wgsl} * ${W / D}u`, source: 'r', groups, part: D / groups, eps });
   }
-  return [pass('norm', s, code, count(rows.rows, W / D, 1))];
+  return [pass('norm', s, code, count(rows.rows, W / D, own ? c.wg : 1))];
 }
 
 /** Rows of a matrix product: its input rows times (row width / K), or one per sequence after a
@@ -332,7 +353,7 @@ function productRows(c: Ctx): { wgsl: string; rows: RunCount['rows']; times: num
 function matmul(c: Ctx): Pass[] {
   const { k } = c;
   const { K, N } = k.sizes as { K: number; N: number };
-  const sched = k.schedule.wgsl as Record<string, number> | undefined ?? fail(`${k.name} has no wgsl schedule`);
+  const sched = c.sched;
   const rows = productRows(c);
   const passes: Pass[] = [];
   const prologue = k.prologue ?? [];
@@ -358,8 +379,9 @@ function matmul(c: Ctx): Pass[] {
       const groups = n.kind === 'rmsnorm_gated' ? n.groups : 1;
       s.raw('h', `fn h(r: u32, i: u32) -> f32 { return ${n.kind === 'rmsnorm_gated' ? `${x('r', 'i')} * silu(${z!('r', 'i')})` : x('r', 'i')}; }`);
       s.raw('nw', `fn nw(i: u32) -> f32 { return ${s.weight(n.weight)}(i); }`);
-      code = s.render('RMS_ROWS', n.kind, c.header, { wg: c.wg, rows: rows.wgsl, source, groups, part: K / groups, eps: lit(n.eps) });
-      passes.push(pass(n.kind, s, code, count(rows.rows, rows.times, 1), 1, { scratch: scratchRows }));
+      const own = sched.reduce === 'invocation';
+      code = s.render(own ? 'RMS_ROW_OWN' : 'RMS_ROWS', n.kind, c.header, { wg: c.wg, rows: rows.wgsl, source, groups, part: K / groups, eps: lit(n.eps) });
+      passes.push(pass(n.kind, s, code, count(rows.rows, rows.times, own ? c.wg : 1), 1, { scratch: scratchRows }));
     }
   }
   // 2. the product, into the output or (before an epilogue) scratch1 [rows, N]
@@ -380,6 +402,17 @@ function matmul(c: Ctx): Pass[] {
     }
     const tile = sched.tile!, lanes = sched.gemv_lanes!, columns = sched.gemv_columns!;
     const scratch = { ...(prologue.length ? scratchRows : {}), ...(epi.length ? { scratch1: count(rows.rows, rows.times * N, 1) } : {}) };
+    if (sched.reduce === 'invocation') {
+      // each invocation owns 4 x 4 outputs (tiled) or 4 columns of a row (matrix-vector), as vec4s
+      if (tile !== 4 || columns !== 4 || lanes !== 1) fail(`${k.name}: a per-invocation product owns 4 x 4 outputs or 4 columns on 1 lane, not tile ${tile}, ${columns} columns on ${lanes}`);
+      if (variant === 'MATMUL_TILED') {
+        const code = s.render('MATMUL_TILED_OWN', 'tiled product', c.header, { wg: c.wg, rows: rows.wgsl, rowsPerGroup: 4 * c.wg, colTiles: Math.ceil(N / 4), K, K4: K - (K % 4), N });
+        return pass('tiled product', s, code, count(rows.rows, rows.times, 4 * c.wg), Math.ceil(N / 4), { rowsAbove: sched.gemv_rows!, scratch });
+      }
+      const colBlocks = Math.ceil(N / 4);
+      const code = s.render('MATMUL_GEMV_OWN', 'matrix-vector product', c.header, { wg: c.wg, rows: rows.wgsl, colBlocks, K, K4: K - (K % 4), N });
+      return pass('matrix-vector product', s, code, count(rows.rows, rows.times * colBlocks, c.wg), 1, { rowsAtMost: sched.gemv_rows!, rows: count(rows.rows, rows.times, 1), scratch });
+    }
     if (variant === 'MATMUL_TILED') {
       const code = s.render(variant, 'tiled product', c.header, { rows: rows.wgsl, tile, colTiles: Math.ceil(N / tile), K, N });
       return pass('tiled product', s, code, count(rows.rows, rows.times, tile), Math.ceil(N / tile), { rowsAbove: sched.gemv_rows!, scratch });
@@ -411,7 +444,7 @@ const MAX_FUSED_COLUMNS = 4;
 function fusedGemv(c: Ctx, rows: { wgsl: string; rows: RunCount['rows']; times: number }): Pass | null {
   const { k } = c;
   const { K, N } = k.sizes as { K: number; N: number };
-  const sched = k.schedule.wgsl as Record<string, number>;
+  const sched = c.sched;
   const prologue = k.prologue ?? [];
   const epi = k.epilogue ?? [];
   if (!prologue.length && !epi.length) return null;
@@ -503,11 +536,39 @@ function fusedGemv(c: Ctx, rows: { wgsl: string; rows: RunCount['rows']; times: 
   const w = s.weight(weightName(k, 'w'));
   s.raw('wt', `fn wt(n: u32, k: u32) -> f32 { return ${w}(${k.attrs.transposed ? `k * ${N}u + n` : `n * ${K}u + k`}); }`);
   s.raw('bias', `fn bias(n: u32) -> f32 { return ${k.inputs.b ? `${s.weight(weightName(k, 'b'))}(n)` : '0.0'}; }`);
+  const source = gather ? 'seqStart(r) + seqLen(r) - 1u' : 'r';
+  if (sched.reduce === 'invocation') {
+    // each invocation owns `cols` output columns o, each needing M product columns m: scalars
+    // a{o}_{m} unrolled here, so one read of the row's k-th value serves them all
+    const cols = sched.gemv_columns!;
+    const pairs = Array.from({ length: cols }, (_, o) => Array.from({ length: M }, (_, m) => [o, m] as const)).flat();
+    const each = (f: (o: number, m: number) => string, indent: string) => pairs.map(([o, m]) => indent + f(o, m)).join('\n');
+    const finish = Array.from({ length: cols }, (_, o) => [
+      ...Array.from({ length: M }, (_, m) => `  pc[${m}] = need(n${o}, ${m}u);\n  pv[${m}] = select(v${o}_${m} + bias(c${o}_${m}), 0.0, pc[${m}] >= ${N}u);`),
+      `  if (nb + ${o}u < ${width}u) { ${put('r', `n${o}`, `s${last}(r, n${o})`)}; }`,
+    ].join('\n')).join('\n');
+    const colBlocks = Math.ceil(width / cols);
+    // reads at k..k+3 as one vec4 where each norm group's length allows
+    const vec = (K / groups) % 4 === 0;
+    const vec4 = (read: string) => (vec ? `vec4<f32>(${[0, 1, 2, 3].map((d) => read.replace('K', d ? `k + ${d}u` : 'k')).join(', ')})` : read.replace('K', 'k'));
+    const code = s.render('MATMUL_GEMV_FUSED_OWN', 'fused matrix-vector product', c.header, {
+      wg: c.wg, M, cols, colBlocks, rows: rows.wgsl, norm: !!n, groups, part: K / groups, eps: n ? lit(n.eps) : '0.0', source,
+      columns: [
+        ...Array.from({ length: cols }, (_, o) => `  let n${o} = min(nb + ${o}u, ${width - 1}u);`),
+        each((o, m) => `let c${o}_${m} = min(need(n${o}, ${m}u), ${N - 1}u);\n  var v${o}_${m} = 0.0;`, '  '),
+      ].join('\n'),
+      zero: each((o, m) => `var a${o}_${m} = 0.0;`, '    '),
+      step: vec ? 4 : 1, hv: vec4('h(src, K)'), nwv: vec4('nw(K)'), xv: vec4('xin(src, K)'),
+      accumulate: each((o, m) => `a${o}_${m} += ${vec ? 'dot' : ''}(xv${vec ? ', ' : ' * '}${vec4(`wt(c${o}_${m}, K)`)});`, '      '),
+      gather: each((o, m) => `v${o}_${m} += a${o}_${m} * inv;`, '    '),
+      finish,
+    });
+    return pass('fused matrix-vector product', s, code, count(rows.rows, rows.times * colBlocks, c.wg), 1, { rowsAtMost: sched.gemv_rows!, rows: count(rows.rows, rows.times, 1) });
+  }
   const lanes = sched.gemv_lanes!, columns = sched.gemv_columns!;
   const code = s.render('MATMUL_GEMV_FUSED', 'fused matrix-vector product', c.header, {
     M, slots: n ? (M + 1) * groups : M, lanes, columns, colBlocks: Math.ceil(width / columns), rows: rows.wgsl, K, N, W: width,
-    norm: !!n, groups, part: K / groups, eps: n ? lit(n.eps) : '0.0', source: gather ? 'seqStart(r) + seqLen(r) - 1u' : 'r',
-    store: put('r', 'n', `s${last}(r, n)`),
+    norm: !!n, groups, part: K / groups, eps: n ? lit(n.eps) : '0.0', source, store: put('r', 'n', `s${last}(r, n)`),
   });
   return pass('fused matrix-vector product', s, code, count(rows.rows, rows.times, 1), Math.ceil(width / columns), { rowsAtMost: sched.gemv_rows!, rows: count(rows.rows, rows.times, 1) });
 }
@@ -523,6 +584,9 @@ function epiloguePass(c: Ctx, rows: { wgsl: string; rows: RunCount['rows']; time
   let maxWidth = width;
   const blocks: string[] = [];
   const readCur = (at: { buf: string; width: number }, col: string) => `${at.buf}[r * ${at.width}u + ${col}]`;
+  // a workgroup shares each row (stages apart by barriers), or one invocation owns it (a CPU adapter)
+  const own = c.sched.reduce === 'invocation';
+  const loop = own ? { lane: '0u', step: 1, barrier: '' } : { lane: 'li', step: c.wg, barrier: 'storageBarrier();' };
   stages.forEach((st: Epilogue, i) => {
     const last = i === stages.length - 1;
     if (st.kind === 'map') {
@@ -537,14 +601,14 @@ function epiloguePass(c: Ctx, rows: { wgsl: string; rows: RunCount['rows']; time
         cur = next;
       }
       maxWidth = Math.max(maxWidth, st.width);
-      blocks.push(TEMPLATES.STAGE_MAP({ width: st.width, wg: c.wg, store }));
+      blocks.push(TEMPLATES.STAGE_MAP({ ...loop, width: st.width, store }));
     } else if (st.kind === 'rope') {
       const half = st.rotaryDim / 2;
       if (half > 0) {
         const table = ropeTable(s, st.rotaryDim, st.theta);
         const at = (off: string) => readCur(cur, off);
         blocks.push(TEMPLATES.STAGE_ROPE({
-          pairs: st.heads * half, wg: c.wg, col: st.col, half, dim: st.headDim, table,
+          ...loop, pairs: st.heads * half, col: st.col, half, dim: st.headDim, table,
           read_lo: at('o'), read_hi: at(`o + ${half}u`), write_lo: `${at('o')} = lo * c - hi * s`, write_hi: `${at(`o + ${half}u`)} = hi * c + lo * s`,
         }));
       }
@@ -553,17 +617,17 @@ function epiloguePass(c: Ctx, rows: { wgsl: string; rows: RunCount['rows']; time
       const at = (col: string) => readCur(cur, `${st.col}u + ${col}`);
       const post = st.post ? s.expr(st.post, (off) => (off ? fail(`${k.name}: a conv_step post reads x[+${off}]`) : 'y'), 'r', 'c') : 'y';
       blocks.push(TEMPLATES.STAGE_CONV_STEP({
-        channels: st.channels, wg: c.wg, state: st.state, taps: st.taps, taps1: st.taps - 1, read: at('c'),
+        ...loop, channels: st.channels, state: st.state, taps: st.taps, taps1: st.taps - 1, read: at('c'),
         bias: st.bias ? `${s.weight(st.bias)}(c)` : '0.0', weight: s.weight(st.weight), store: `let y = acc; ${at('c')} = ${post}`,
       }));
     }
   });
   if (stages[stages.length - 1]?.kind !== 'map') {
     const src = cur;
-    blocks.push(TEMPLATES.STAGE_MAP({ width: src.width, wg: c.wg, store: flatOut(s, y, src.width)('r', 'j', readCur(src, 'j')) }));
+    blocks.push(TEMPLATES.STAGE_MAP({ ...loop, width: src.width, store: flatOut(s, y, src.width)('r', 'j', readCur(src, 'j')) }));
   }
-  const code = s.render('EPILOGUE', 'epilogue', c.header, { wg: c.wg, rows: rows.wgsl, stages: blocks.join('\n') });
-  return pass('epilogue', s, code, count(rows.rows, rows.times, 1), 1, {
+  const code = s.render(own ? 'EPILOGUE_OWN' : 'EPILOGUE', 'epilogue', c.header, { wg: c.wg, rows: rows.wgsl, stages: blocks.join('\n') });
+  return pass('epilogue', s, code, count(rows.rows, rows.times, own ? c.wg : 1), 1, {
     scratch: { scratch1: count(rows.rows, rows.times * maxWidth, 1), scratch2: count(rows.rows, rows.times * maxWidth, 1) },
   });
 }
@@ -605,19 +669,25 @@ function ssdStep(c: Ctx): Pass[] {
 function ssd(c: Ctx): Pass[] {
   const { k } = c;
   const { H, P, G, N, chunk } = k.sizes as { H: number; P: number; G: number; N: number; chunk: number };
-  const lanes = (k.schedule.wgsl as Record<string, number>).chunk_lanes!;
-  const scratch = { scratch0: count('chunks', H * P * N, 1), scratch1: count('chunks', H, 1) };
-  const one = (template: 'SSD_CHUNK' | 'SSD_PASS' | 'SSD_OUT', name: string, groups: RunCount, wg: number): Pass => {
+  const lanes = c.sched.chunk_lanes!;
+  const Q = chunk;
+  const scratch = { scratch0: count('chunks', H * P * N, 1), scratch1: count('chunks', H, 1), scratch2: count('chunks', G * Q * Q, 1) };
+  const one = (template: 'SSD_SCORES' | 'SSD_CHUNK' | 'SSD_PASS' | 'SSD_OUT', name: string, groups: RunCount, wg: number): Pass => {
     const s = shader(c);
     ssdOperands(s);
     s.output(k.outputs.y!);
     s.scratch(0);
     s.scratch(1);
+    s.scratch(2);
     if (template === 'SSD_PASS') s.state();
-    const code = s.render(template, name, c.header, { wg, lanes, H, P, N, HPN: H * P * N, hpg: H / G, Q: chunk, chunks: 'seqField(nS() - 1u, 4u) + seqField(nS() - 1u, 5u)', state: k.state! });
+    const code = s.render(template, name, c.header, {
+      wg, lanes, H, P, N, G, HPN: H * P * N, hpg: H / G, Q, QQ: Q * Q, GQQ: G * Q * Q,
+      chunks: 'seqField(nS() - 1u, 4u) + seqField(nS() - 1u, 5u)', state: k.state!,
+    });
     return pass(name, s, code, groups, 1, { scratch });
   };
   return [
+    one('SSD_SCORES', 'chunk scores', count('chunks', G * Q * Q, c.wg), c.wg),
     one('SSD_CHUNK', 'chunk states', count('chunks', H, 1), lanes),
     one('SSD_PASS', 'state passing', count('S', H * P * N, c.wg), c.wg),
     one('SSD_OUT', 'state output', count('T', H * P, c.wg), c.wg),
@@ -636,8 +706,18 @@ function attention(c: Ctx): Pass[] {
   s.state();
   s.operand('q');
   s.output(k.outputs.y!);
-  const code = s.render('ATTENTION', 'attention', c.header, { wg: 64, H, Dh, group: H / KV, row: KV * Dh, scale: lit(k.attrs.scale as number), state: k.state! });
-  return [pass('kv append', append, a, count('T', KV * Dh, c.wg)), pass('attention', s, code, count('T', H, 64))];
+  const appendPass = pass('kv append', append, a, count('T', KV * Dh, c.wg));
+  const scale = lit(k.attrs.scale as number);
+  if (k.family === 'attention') {
+    // prefill: flash-style, `rows` rows x the group's heads per workgroup, K/V tiles of `keys` rows
+    const { rows, keys } = c.sched as { rows: number; keys: number };
+    const group = H / KV;
+    if (rows * group > 256) fail(`${k.name}: ${group} query heads per KV head make a workgroup of ${rows * group} invocations; WebGPU allows 256`);
+    const code = s.render('FLASH_ATTENTION', 'flash attention', c.header, { wg: rows * group, rows, keys, tileFloats: keys * Dh, KV, Dh, group, row: KV * Dh, scale, state: k.state! });
+    return [appendPass, pass('flash attention', s, code, count('T', 1, rows), KV)];
+  }
+  const code = s.render('ATTENTION', 'attention', c.header, { wg: 64, H, Dh, group: H / KV, row: KV * Dh, scale, state: k.state! });
+  return [appendPass, pass('attention', s, code, count('T', H, 64))];
 }
 
 const FAMILIES: Readonly<Record<Kernel['family'], (c: Ctx) => Pass[]>> = {
@@ -645,22 +725,25 @@ const FAMILIES: Readonly<Record<Kernel['family'], (c: Ctx) => Pass[]>> = {
   ssd, ssd_step: ssdStep, attention, attention_decode: attention,
 };
 
-/** Every kernel of every entry of `program` as WGSL passes. */
+/** Every kernel of every entry of `program` as WGSL passes, once per profile. */
 export function renderProgram(program: Program): WgslProgram {
   const dtypes = new Map<string, { dtype: DType; length: number }>();
   for (const w of [...program.weights, ...program.derived]) dtypes.set(w.name, { dtype: w.dtype, length: w.shape.reduce((a, b) => a * b, 1) });
   const header = 4 + program.states.length;
-  const entries = {} as Record<EntryName, WgslProgram['entries'][EntryName]>;
-  for (const [name, entry] of Object.entries(program.entries) as [EntryName, Entry][]) {
-    const chunks = new Set(entry.kernels.filter((k) => k.family === 'ssd').map((k) => k.sizes.chunk!));
-    if (chunks.size > 1) fail(`entry ${name} has chunked scans of different chunk lengths (${[...chunks].join(', ')})`);
-    const kernels: KernelShaders[] = entry.kernels.map((k) => {
-      const wg = ((k.schedule.wgsl as Record<string, number> | undefined)?.workgroup) ?? fail(`${k.name} has no wgsl schedule`);
-      return { kernel: k.name, passes: FAMILIES[k.family]({ k, entry, dtypes, header, wg }) };
-    });
-    entries[name] = { kernels, chunk: [...chunks][0] ?? 0 };
-  }
-  return { format: 'archc-wgsl/1', header, entries };
+  const profile = (slot: string): Record<EntryName, WgslEntry> => {
+    const entries = {} as Record<EntryName, WgslEntry>;
+    for (const [name, entry] of Object.entries(program.entries) as [EntryName, Entry][]) {
+      const chunks = new Set(entry.kernels.filter((k) => k.family === 'ssd').map((k) => k.sizes.chunk!));
+      if (chunks.size > 1) fail(`entry ${name} has chunked scans of different chunk lengths (${[...chunks].join(', ')})`);
+      const kernels: KernelShaders[] = entry.kernels.map((k) => {
+        const sched = (k.schedule[slot] as unknown as Schedule | undefined) ?? fail(`${k.name} has no ${slot} schedule`);
+        return { kernel: k.name, passes: FAMILIES[k.family]({ k, entry, dtypes, header, sched, wg: sched.workgroup }) };
+      });
+      entries[name] = { kernels, chunk: [...chunks][0] ?? 0 };
+    }
+    return entries;
+  };
+  return { format: 'archc-wgsl/2', header, profiles: { gpu: profile(SLOTS.gpu), cpu: profile(SLOTS.cpu) } };
 }
 
 function fail(msg: string): never {

@@ -163,12 +163,23 @@ ${MAIN}
 }
 `;
 
-/** A map stage: the row becomes `value` for columns [0, width). */
-export const STAGE_MAP = `  for (var j = li; j < {{width}}u; j += {{wg}}u) { {{store}}; }
-  storageBarrier();`;
+/** The same, one result row per invocation (a CPU adapter): the stages run in order, no barrier. */
+export const EPILOGUE_OWN = `{{prelude}}
+${MAIN}
+  let r = unit * {{wg}}u + li;
+  if (r >= {{rows}}) { return; }
+{{stages}}
+}
+`;
+
+/** A map stage: the row becomes `value` for columns [0, width). Each stage's loop starts at
+ *  {{lane}} and steps by {{step}} (the workgroup's invocations share a row, or one owns it), and ends
+ *  with {{barrier}} (a storage barrier, or nothing where one invocation owns the row). */
+export const STAGE_MAP = `  for (var j = {{lane}}; j < {{width}}u; j += {{step}}u) { {{store}}; }
+  {{barrier}}`;
 
 /** A rotary stage in place: one invocation per (head, pair) of columns [col, col + heads·dim). */
-export const STAGE_ROPE = `  for (var p = li; p < {{pairs}}u; p += {{wg}}u) {
+export const STAGE_ROPE = `  for (var p = {{lane}}; p < {{pairs}}u; p += {{step}}u) {
     let o = {{col}}u + (p / {{half}}u) * {{dim}}u + p % {{half}}u;
     let angle = f32(position(r)) * {{table}}[p % {{half}}u];
     let c = cos(angle);
@@ -178,10 +189,10 @@ export const STAGE_ROPE = `  for (var p = li; p < {{pairs}}u; p += {{wg}}u) {
     {{write_lo}};
     {{write_hi}};
   }
-  storageBarrier();`;
+  {{barrier}}`;
 
 /** A one-token causal conv in place on columns [col, col + channels): row r is sequence r's token. */
-export const STAGE_CONV_STEP = `  for (var c = li; c < {{channels}}u; c += {{wg}}u) {
+export const STAGE_CONV_STEP = `  for (var c = {{lane}}; c < {{channels}}u; c += {{step}}u) {
     let sb = seqSlot(r) + stateAt({{state}}u) + c * {{taps1}}u;
     let xv = {{read}};
     var acc = {{bias}};
@@ -191,7 +202,7 @@ export const STAGE_CONV_STEP = `  for (var c = li; c < {{channels}}u; c += {{wg}
     state[sb + {{taps1}}u - 1u] = xv;
     {{store}};
   }
-  storageBarrier();`;
+  {{barrier}}`;
 
 /** The causal depthwise conv over packed sequences: one invocation per (sequence, channel) walks
  *  the sequence's tokens with the window in registers, starting from and leaving it in the state. */
@@ -244,10 +255,32 @@ ${MAIN}
 }
 `;
 
+/** Chunked SSD, pass 0: per (chunk, group, i, j), the chunk's scores C_i·B_j (j <= i < the chunk's
+ *  length; 0 elsewhere) into scratch2 [chunks, G, Q, Q], shared by the group's heads. */
+export const SSD_SCORES = `{{prelude}}
+${MAIN}
+  let e = unit * {{wg}}u + li;
+  if (e >= ({{chunks}}) * {{GQQ}}u) { return; }
+  let c = e / {{GQQ}}u;
+  let g = (e / {{QQ}}u) % {{G}}u;
+  let i = (e / {{Q}}u) % {{Q}}u;
+  let j = e % {{Q}}u;
+  let t0 = chunkField(c, 0u);
+  var cb = 0.0;
+  if (j <= i && i < chunkField(c, 1u)) {
+    for (var n = 0u; n < {{N}}u; n++) { cb += op_C(t0 + i, g * {{N}}u + n) * op_B(t0 + j, g * {{N}}u + n); }
+  }
+  scratch2[e] = cb;
+}
+`;
+
 /** Chunked SSD, pass 1: per (chunk, head), the diagonal block y_i = sum_{j<=i} exp(seg(i,j))
- *  (C_i·B_j) dt_j x_j plus the skip D·x_i, the chunk's own state (scratch0) and its decay (scratch1). */
+ *  (C_i·B_j) dt_j x_j plus the skip D·x_i, the chunk's own state (scratch0) and its decay (scratch1).
+ *  seg(i, j) = cum_i - cum_j (cum: running sums of dt·A); the scores come from pass 0. */
 export const SSD_CHUNK = `{{prelude}}
-var<workgroup> a: array<f32, {{Q}}>;
+var<workgroup> dts: array<f32, {{Q}}>;
+var<workgroup> cum: array<f32, {{Q}}>;
+var<workgroup> wout: array<f32, {{Q}}>;
 ${MAIN}
   let c = unit / {{H}}u;
   let h = unit % {{H}}u;
@@ -257,31 +290,24 @@ ${MAIN}
   let g = h / {{hpg}}u;
   if (li == 0u) {
     var run = 0.0;
-    for (var i = 0u; i < q; i++) { a[i] = op_dt(t0 + i, h) * op_A(0u, h); run += a[i]; }
+    for (var i = 0u; i < q; i++) { dts[i] = op_dt(t0 + i, h); run += dts[i] * op_A(0u, h); cum[i] = run; }
     scratch1[c * {{H}}u + h] = exp(run);
+    // exp(seg(last, j)) · dt_j: token j's weight in the chunk's state
+    for (var j = 0u; j < q; j++) { wout[j] = exp(run - cum[j]) * dts[j]; }
   }
   workgroupBarrier();
+  let scores = (c * {{G}}u + g) * {{QQ}}u;
   for (var p = li; p < {{P}}u; p += {{lanes}}u) {
     for (var i = 0u; i < q; i++) {
       var y = 0.0;
-      var seg = 0.0;
-      for (var jj = 0u; jj <= i; jj++) {
-        let j = i - jj;
-        var cb = 0.0;
-        for (var n = 0u; n < {{N}}u; n++) { cb += op_C(t0 + i, g * {{N}}u + n) * op_B(t0 + j, g * {{N}}u + n); }
-        y += exp(seg) * cb * op_dt(t0 + j, h) * op_x(t0 + j, h * {{P}}u + p);
-        seg += a[j];
+      for (var j = 0u; j <= i; j++) {
+        y += exp(cum[i] - cum[j]) * scratch2[scores + i * {{Q}}u + j] * dts[j] * op_x(t0 + j, h * {{P}}u + p);
       }
       put(t0 + i, h * {{P}}u + p, y + op_D(0u, h) * op_x(t0 + i, h * {{P}}u + p));
     }
     for (var n = 0u; n < {{N}}u; n++) {
       var st = 0.0;
-      var seg = 0.0;
-      for (var jj = 0u; jj < q; jj++) {
-        let j = q - 1u - jj;
-        st += exp(seg) * op_dt(t0 + j, h) * op_x(t0 + j, h * {{P}}u + p) * op_B(t0 + j, g * {{N}}u + n);
-        seg += a[j];
-      }
+      for (var j = 0u; j < q; j++) { st += wout[j] * op_x(t0 + j, h * {{P}}u + p) * op_B(t0 + j, g * {{N}}u + n); }
       scratch0[((c * {{H}}u + h) * {{P}}u + p) * {{N}}u + n] = st;
     }
   }
@@ -442,6 +468,236 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       pv[m] = v + bias(pc[m]);
     }
     {{store}};
+  }
+}
+`;
+
+// ---- the `cpu` profile: each invocation owns whole outputs, no workgroup memory, no barrier ----
+
+/** Invocation i = unit·wg + li of a one-dimensional grid. */
+const OWN_ROW = `@compute @workgroup_size({{wg}})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let i = (wid.x + wid.y * nwg.x) * {{wg}}u + li;`;
+
+/** RMSNorm (plain or gated, over `groups` parts), one row per invocation. */
+export const RMS_ROW_OWN = `{{prelude}}
+${OWN_ROW}
+  let r = i;
+  if (r >= {{rows}}) { return; }
+  let src = {{source}};
+  for (var g = 0u; g < {{groups}}u; g++) {
+    let g0 = g * {{part}}u;
+    var ss = 0.0;
+    for (var i = 0u; i < {{part}}u; i++) { let v = h(src, g0 + i); ss += v * v; }
+    let inv = inverseSqrt(ss / {{part}}.0 + {{eps}});
+    for (var i = 0u; i < {{part}}u; i++) { put(r, g0 + i, nw(g0 + i) * (h(src, g0 + i) * inv)); }
+  }
+}
+`;
+
+/** LayerNorm, one row per invocation. */
+export const LAYER_ROW_OWN = `{{prelude}}
+${OWN_ROW}
+  let r = i;
+  if (r >= {{rows}}) { return; }
+  var s = 0.0;
+  for (var i = 0u; i < {{width}}u; i++) { s += h(r, i); }
+  let mean = s / {{width}}.0;
+  var ss = 0.0;
+  for (var i = 0u; i < {{width}}u; i++) { let d = h(r, i) - mean; ss += d * d; }
+  let inv = inverseSqrt(ss / {{width}}.0 + {{eps}});
+  for (var i = 0u; i < {{width}}u; i++) { put(r, i, (h(r, i) - mean) * inv * nw(i) + nb(i)); }
+}
+`;
+
+/** The matrix-vector path on a CPU adapter: each invocation owns four adjacent output columns of
+ *  one row and walks K four at a time (x and each column's weights as vec4, four dot products). */
+export const MATMUL_GEMV_OWN = `{{prelude}}
+fn w4(n: u32, k: u32) -> vec4<f32> { return vec4<f32>(wt(n, k), wt(n, k + 1u), wt(n, k + 2u), wt(n, k + 3u)); }
+${OWN_ROW}
+  let r = i / {{colBlocks}}u;
+  if (r >= {{rows}}) { return; }
+  let n = (i % {{colBlocks}}u) * 4u;
+  // columns past N read the last one and are not stored
+  let n1 = min(n + 1u, {{N}}u - 1u);
+  let n2 = min(n + 2u, {{N}}u - 1u);
+  let n3 = min(n + 3u, {{N}}u - 1u);
+  var acc = vec4<f32>(0.0);
+  for (var k = 0u; k < {{K4}}u; k += 4u) {
+    let xv = vec4<f32>(xin(r, k), xin(r, k + 1u), xin(r, k + 2u), xin(r, k + 3u));
+    acc += vec4<f32>(dot(xv, w4(n, k)), dot(xv, w4(n1, k)), dot(xv, w4(n2, k)), dot(xv, w4(n3, k)));
+  }
+  for (var k = {{K4}}u; k < {{K}}u; k++) {
+    let xv = xin(r, k);
+    acc += xv * vec4<f32>(wt(n, k), wt(n1, k), wt(n2, k), wt(n3, k));
+  }
+  put(r, n, acc.x + bias(n));
+  if (n + 1u < {{N}}u) { put(r, n + 1u, acc.y + bias(n1)); }
+  if (n + 2u < {{N}}u) { put(r, n + 2u, acc.z + bias(n2)); }
+  if (n + 3u < {{N}}u) { put(r, n + 3u, acc.w + bias(n3)); }
+}
+`;
+
+/** The product over many rows on a CPU adapter: each invocation owns a 4 x 4 block of outputs in
+ *  registers (rows as vec4 accumulators over four columns), walking K once, four k at a time. A workgroup's
+ *  invocations take consecutive row tiles of one column tile, so they share its weights. */
+export const MATMUL_TILED_OWN = `{{prelude}}
+fn w4(n: u32, k: u32) -> vec4<f32> { return vec4<f32>(wt(n, k), wt(n, k + 1u), wt(n, k + 2u), wt(n, k + 3u)); }
+fn x4(r: u32, k: u32) -> vec4<f32> { return vec4<f32>(xin(r, k), xin(r, k + 1u), xin(r, k + 2u), xin(r, k + 3u)); }
+@compute @workgroup_size({{wg}})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let unit = wid.x + wid.y * nwg.x;
+  let rows = {{rows}};
+  let rowBlocks = (rows + {{rowsPerGroup}}u - 1u) / {{rowsPerGroup}}u;
+  let tn = unit / rowBlocks;
+  let r = ((unit % rowBlocks) * {{wg}}u + li) * 4u;
+  if (tn >= {{colTiles}}u || r >= rows) { return; }
+  let n = tn * 4u;
+  // rows and columns past the end read the last one and are not stored
+  let r1 = min(r + 1u, rows - 1u);
+  let r2 = min(r + 2u, rows - 1u);
+  let r3 = min(r + 3u, rows - 1u);
+  let n1 = min(n + 1u, {{N}}u - 1u);
+  let n2 = min(n + 2u, {{N}}u - 1u);
+  let n3 = min(n + 3u, {{N}}u - 1u);
+  var a0 = vec4<f32>(0.0);
+  var a1 = vec4<f32>(0.0);
+  var a2 = vec4<f32>(0.0);
+  var a3 = vec4<f32>(0.0);
+  // K four at a time: rows and columns as vec4s over k, sixteen dot products
+  for (var k = 0u; k < {{K4}}u; k += 4u) {
+    let w0 = w4(n, k);
+    let w1 = w4(n1, k);
+    let w2 = w4(n2, k);
+    let w3 = w4(n3, k);
+    let x0 = x4(r, k);
+    let x1 = x4(r1, k);
+    let x2 = x4(r2, k);
+    let x3 = x4(r3, k);
+    a0 += vec4<f32>(dot(x0, w0), dot(x0, w1), dot(x0, w2), dot(x0, w3));
+    a1 += vec4<f32>(dot(x1, w0), dot(x1, w1), dot(x1, w2), dot(x1, w3));
+    a2 += vec4<f32>(dot(x2, w0), dot(x2, w1), dot(x2, w2), dot(x2, w3));
+    a3 += vec4<f32>(dot(x3, w0), dot(x3, w1), dot(x3, w2), dot(x3, w3));
+  }
+  for (var k = {{K4}}u; k < {{K}}u; k++) {
+    let wv = vec4<f32>(wt(n, k), wt(n1, k), wt(n2, k), wt(n3, k));
+    a0 += xin(r, k) * wv;
+    a1 += xin(r1, k) * wv;
+    a2 += xin(r2, k) * wv;
+    a3 += xin(r3, k) * wv;
+  }
+  let b = vec4<f32>(bias(n), bias(n1), bias(n2), bias(n3));
+  let acc = array<vec4<f32>, 4>(a0 + b, a1 + b, a2 + b, a3 + b);
+  for (var i = 0u; i < 4u; i++) {
+    if (r + i >= rows) { break; }
+    for (var j = 0u; j < 4u; j++) { if (n + j < {{N}}u) { put(r + i, n + j, acc[i][j]); } }
+  }
+}
+`;
+
+/** The fused matrix-vector pass on a CPU adapter: each invocation owns COLS adjacent output
+ *  columns of a row and sums the product columns they need (M each; under a norm, each group's
+ *  squares once for all of them) itself; the per-column statements are unrolled by the renderer. */
+export const MATMUL_GEMV_FUSED_OWN = `{{prelude}}
+const M = {{M}}u;
+var<private> pc: array<u32, {{M}}>;
+var<private> pv: array<f32, {{M}}>;
+fn pval(j: u32) -> f32 {
+  for (var m = 0u; m < M; m++) { if (pc[m] == j) { return pv[m]; } }
+  return 0.0;
+}
+${OWN_ROW}
+  let r = i / {{colBlocks}}u;
+  if (r >= {{rows}}) { return; }
+  let nb = (i % {{colBlocks}}u) * {{cols}}u;
+  let src = {{source}};
+{{columns}}
+  for (var g = 0u; g < {{groups}}u; g++) {
+{{zero}}
+    var ss = 0.0;
+    // k four at a time as vec4s (the group's length is a multiple of 4), else one at a time
+    for (var k = g * {{part}}u; k < (g + 1u) * {{part}}u; k += {{step}}u) {
+{{#if norm}}
+      let hv = {{hv}};
+      ss += dot(hv, hv);
+      let xv = {{nwv}} * hv;
+{{else}}
+      let xv = {{xv}};
+{{/if}}
+{{accumulate}}
+    }
+{{#if norm}}
+    let inv = inverseSqrt(ss / {{part}}.0 + {{eps}});
+{{else}}
+    let inv = 1.0;
+{{/if}}
+{{gather}}
+  }
+{{finish}}
+}
+`;
+
+/** Attention over a packed prefill batch, flash-style: a workgroup takes ROWS consecutive rows of
+ *  the batch for the GROUP query heads of one KV head (invocation li: row li / GROUP, head li %
+ *  GROUP). Block-diagonal: for each sequence the block's rows touch, K and V tiles of KEYS cache
+ *  rows are staged through workgroup memory, and only that sequence's rows take them in (causal:
+ *  row t sees keys [0, before + t - start]), with a running max and sum per row (online softmax).
+ *  Loop bounds come from the integer buffer alone, so every barrier is in uniform control flow. */
+export const FLASH_ATTENTION = `{{prelude}}
+const KEYS = {{keys}}u;
+const TILE = {{tileFloats}}u;
+var<workgroup> ks: array<f32, {{tileFloats}}>;
+var<workgroup> vs: array<f32, {{tileFloats}}>;
+@compute @workgroup_size({{wg}})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let unit = wid.x + wid.y * nwg.x;
+  let blocks = (nT() + {{rows}}u - 1u) / {{rows}}u;
+  let kv = unit / blocks;
+  let t0 = (unit % blocks) * {{rows}}u;
+  if (kv >= {{KV}}u) { return; }
+  let tEnd = min(t0 + {{rows}}u, nT());
+  let t = t0 + li / {{group}}u;
+  let h = kv * {{group}}u + li % {{group}}u;
+  let live = t < tEnd;
+  let tq = min(t, tEnd - 1u);
+  var q: array<f32, {{Dh}}>;
+  var acc: array<f32, {{Dh}}>;
+  for (var d = 0u; d < {{Dh}}u; d++) { q[d] = op_q(tq, h * {{Dh}}u + d); acc[d] = 0.0; }
+  var m = -3.0e38;
+  var l = 0.0;
+  let mySeq = rowSeq(tq);
+  for (var s = rowSeq(t0); s <= rowSeq(tEnd - 1u); s++) {
+    let start = seqStart(s);
+    // keys the block's rows of sequence s see: up to its last row in the block
+    let keys = seqBefore(s) + min(tEnd, start + seqLen(s)) - start;
+    let base = seqSlot(s) + stateAt({{state}}u) + kv * {{Dh}}u;
+    let mine = live && mySeq == s;
+    let myKeys = select(0u, seqBefore(s) + tq - start + 1u, mine);
+    for (var j0 = 0u; j0 < keys; j0 += KEYS) {
+      for (var e = li; e < TILE; e += {{wg}}u) {
+        let j = j0 + e / {{Dh}}u;
+        let at = base + min(j, keys - 1u) * {{row}}u + e % {{Dh}}u;
+        ks[e] = state[at];
+        vs[e] = state[at + capacity() * {{row}}u];
+      }
+      workgroupBarrier();
+      let seen = min(KEYS, myKeys - min(myKeys, j0));
+      for (var jj = 0u; jj < seen; jj++) {
+        var dot = 0.0;
+        for (var d = 0u; d < {{Dh}}u; d++) { dot += q[d] * ks[jj * {{Dh}}u + d]; }
+        let sc = dot * {{scale}};
+        let mn = max(m, sc);
+        let corr = exp(m - mn);
+        let pj = exp(sc - mn);
+        l = l * corr + pj;
+        for (var d = 0u; d < {{Dh}}u; d++) { acc[d] = acc[d] * corr + pj * vs[jj * {{Dh}}u + d]; }
+        m = mn;
+      }
+      workgroupBarrier();
+    }
+  }
+  if (live) {
+    for (var d = 0u; d < {{Dh}}u; d++) { put(t, h * {{Dh}}u + d, acc[d] / l); }
   }
 }
 `;

@@ -2,7 +2,8 @@
 // not code: STYLE 12). The CPU splits large matrix products by output columns across its threads
 // and runs everything else on the calling thread. WebGPU (the `wgsl` slot) gets workgroup sizes and
 // tiles chosen for the limits the record assumes (a portable adapter: 256 invocations and 16 KiB of
-// workgroup memory), which the WGSL renderer (codegen/wgsl/) writes into each shader as constants.
+// workgroup memory), which the WGSL renderer (codegen/wgsl/) writes into each shader as constants;
+// `wgsl_cpu` the shape for adapters that run shaders on CPU cores (no barriers in products and norms).
 // CUDA gives each kernel a block size and tiles (codegen/cuda/ renders them as compile-time
 // constants). The wasm record shapes its one generic module rather than each kernel.
 
@@ -17,20 +18,51 @@ export interface CpuTarget {
 
 export const CPU_TARGET: CpuTarget = { name: 'cpu', splitColumnsFrom: 1 << 14 };
 
+/**
+ * A WebGPU adapter shape. `gpu`: a GPU, where a workgroup's invocations run together and share
+ * workgroup memory cheaply: sums over a row are split across lanes and reduced through workgroup
+ * memory, products are tiled through it. `cpu`: an adapter that runs shaders on CPU cores
+ * (SwiftShader, llvmpipe, WARP: what a machine without a GPU offers), which runs a few invocations
+ * per SIMD instruction and emulates a barrier by switching between invocations, at great cost: each
+ * invocation owns whole outputs and sums its own rows, so products and norms have no barrier, in
+ * small workgroups spread over many. Both are rendered; the backend picks one by its adapter.
+ */
 export interface WgslTarget {
-  readonly name: 'wgsl';
+  /** The schedule slot it fills: `wgsl` (GPUs) or `wgsl_cpu` (CPU adapters). */
+  readonly name: 'wgsl' | 'wgsl_cpu';
   /** Invocations of a one-dimensional workgroup (elementwise, norms, epilogues, scans). */
   readonly workgroup: number;
-  /** Output tile (rows = columns = depth) of the tiled matrix product, one invocation per output. */
+  /** Where a sum over a row runs: split over a workgroup's lanes and reduced through workgroup
+   *  memory (`workgroup`), or inside one invocation (`invocation`, no barrier). */
+  readonly reduce: 'workgroup' | 'invocation';
+  /** Output tile of the product over many rows: `workgroup` reduction: a tile x tile block per
+   *  workgroup, K staged through workgroup memory; `invocation`: tile x tile outputs per invocation
+   *  in registers. */
   readonly tile: number;
-  /** The matrix-vector path: lanes that split K for one output column, columns per workgroup. */
+  /** The matrix-vector path: lanes that split K for one output column (1: each invocation owns its
+   *  columns), columns per workgroup (`workgroup`) or per invocation (`invocation`). */
   readonly gemvLanes: number;
   readonly gemvColumns: number;
   /** Products over at most this many rows take the matrix-vector path (decode), more the tiled one. */
   readonly gemvRows: number;
+  /** Flash attention (prefill): invocations per workgroup (query rows x the query heads of one KV
+   *  head), keys per tile staged through workgroup memory, and the workgroup memory it may take. */
+  readonly attentionInvocations: number;
+  readonly attentionKeys: number;
+  readonly workgroupBytes: number;
 }
 
-export const WGSL_TARGET: WgslTarget = { name: 'wgsl', workgroup: 256, tile: 16, gemvLanes: 64, gemvColumns: 4, gemvRows: 4 };
+/** A portable GPU adapter: 256 invocations and 16 KiB of workgroup memory. */
+export const WGSL_TARGET: WgslTarget = {
+  name: 'wgsl', workgroup: 256, reduce: 'workgroup', tile: 16, gemvLanes: 64, gemvColumns: 4, gemvRows: 4,
+  attentionInvocations: 128, attentionKeys: 16, workgroupBytes: 16 * 1024,
+};
+
+/** A CPU adapter (SwiftShader: 256 invocations, 32 KiB of workgroup memory, 4-wide SIMD). */
+export const WGSL_CPU_TARGET: WgslTarget = {
+  name: 'wgsl_cpu', workgroup: 64, reduce: 'invocation', tile: 4, gemvLanes: 1, gemvColumns: 4, gemvRows: 4,
+  attentionInvocations: 64, attentionKeys: 32, workgroupBytes: 32 * 1024,
+};
 
 /** An NVIDIA GPU (sm_80 and later): warp size, threads per block, tiles of each kernel family. */
 export interface CudaTarget {
@@ -58,19 +90,29 @@ export const CUDA_TARGET: CudaTarget = {
 export type Target = CpuTarget | WgslTarget | CudaTarget;
 
 /** Every target a program is scheduled for, in order. */
-export const TARGETS: readonly Target[] = [CPU_TARGET, WGSL_TARGET, CUDA_TARGET];
+export const TARGETS: readonly Target[] = [CPU_TARGET, WGSL_TARGET, WGSL_CPU_TARGET, CUDA_TARGET];
 
-function wgslSchedule(k: Kernel, t: WgslTarget): Record<string, number> {
-  if (k.family === 'matmul') return { workgroup: t.workgroup, tile: t.tile, gemv_lanes: t.gemvLanes, gemv_columns: t.gemvColumns, gemv_rows: t.gemvRows };
+function wgslSchedule(k: Kernel, t: WgslTarget): Record<string, AttrValue> {
+  if (k.family === 'matmul') return { workgroup: t.workgroup, reduce: t.reduce, tile: t.tile, gemv_lanes: t.gemvLanes, gemv_columns: t.gemvColumns, gemv_rows: t.gemvRows };
+  if (k.family === 'norm') return { workgroup: t.workgroup, reduce: t.reduce };
   // a chunked scan runs one workgroup per (chunk, head) over the head's channels
   if (k.family === 'ssd') return { workgroup: t.workgroup, chunk_lanes: Math.min(t.workgroup, k.sizes.P!) };
+  if (k.family === 'attention') {
+    // a workgroup: `rows` query rows of one sequence x the `group` query heads of one KV head,
+    // K and V tiles of `keys` rows (2 · keys · KV-row floats) in workgroup memory
+    const group = k.sizes.H! / k.sizes.KV!;
+    const rows = Math.max(1, Math.floor(t.attentionInvocations / group));
+    let keys = t.attentionKeys;
+    while (keys > 1 && 2 * keys * k.sizes.Dh! * 4 > t.workgroupBytes / 2) keys /= 2;
+    return { workgroup: t.workgroup, rows, keys };
+  }
   return { workgroup: t.workgroup };
 }
 
 function scheduleKernel(k: Kernel, t: Target): Kernel {
-  const s: Record<string, AttrValue> = t.name === 'wgsl' ? wgslSchedule(k, t)
+  const s: Record<string, AttrValue> = t.name === 'cpu' ? (k.family === 'matmul' && k.sizes.K! * k.sizes.N! >= t.splitColumnsFrom ? { split: 'columns' } : {})
     : t.name === 'cuda' ? (cudaSchedule(k, t) as Record<string, AttrValue>)
-    : k.family === 'matmul' && k.sizes.K! * k.sizes.N! >= t.splitColumnsFrom ? { split: 'columns' } : {};
+    : wgslSchedule(k, t);
   return { ...k, schedule: { ...k.schedule, [t.name]: s } };
 }
 

@@ -13,7 +13,7 @@ import { RuntimeError } from '../errors.ts';
 import type { DerivedWeight, Entry, EntryName, Kernel, Program, ProgramWeight, View } from '../program.ts';
 import { slotLayout, weightsRead } from '../program.ts';
 import { type Tensor, toF32 } from '../tensor.ts';
-import { CHUNK_FIELDS, SEQ_FIELDS, type BindingKind, type Pass, type RunCount, type WgslProgram } from './shaders.ts';
+import { CHUNK_FIELDS, SEQ_FIELDS, type BindingKind, type Pass, type RunCount, type WgslProfile, type WgslProgram } from './shaders.ts';
 import { type BindingLimits, type BoundPass, type SplitOptions, type SplitPlan, SplitBuffer, bufferName, intsWords, partsOf, planSplits, specialise, weightDeviceBytes } from './split.ts';
 
 export interface WebGpuOptions extends SplitOptions {
@@ -21,6 +21,21 @@ export interface WebGpuOptions extends SplitOptions {
   readonly gpu?: GPU;
   /** Dawn instance flags in Node (e.g. `backend=null` to validate shaders without running them). */
   readonly dawnFlags?: readonly string[];
+  /** Which rendering of the program to run (default: by the adapter, `adapterProfile`). */
+  readonly profile?: WgslProfile;
+}
+
+/** Adapters that run shaders on CPU cores: SwiftShader (Chromium's, and Dawn's fallback), Mesa's
+ *  llvmpipe and lavapipe, Microsoft's WARP (the Basic Render Driver). */
+const CPU_ADAPTERS = /swiftshader|llvmpipe|lavapipe|basic render|\bwarp\b/i;
+
+/** The program's shape for an adapter: `cpu` for a fallback adapter or one that names a CPU
+ *  rasteriser (its barriers are emulated, so products and norms must do without), else `gpu`. */
+export function adapterProfile(a: GPUAdapter): WgslProfile {
+  const i = a.info as GPUAdapterInfo & { isFallbackAdapter?: boolean };
+  const legacy = (a as GPUAdapter & { isFallbackAdapter?: boolean }).isFallbackAdapter;
+  if (i.isFallbackAdapter || legacy) return 'cpu';
+  return CPU_ADAPTERS.test([i.vendor, i.architecture, i.device, i.description].join(' ')) ? 'cpu' : 'gpu';
 }
 
 /** Dawn instances by flags: held for the life of the process, since Dawn's devices stop working
@@ -49,10 +64,10 @@ export async function findGpu(opts: WebGpuOptions = {}): Promise<GPU> {
 }
 
 /** What a program needs of a device, checked against an adapter's limits before anything is
- *  uploaded: the split of every buffer over bindings (split.ts) and the passes that would bind more
- *  storage buffers than a shader stage may. */
-export function preflight(program: Program, shaders: WgslProgram, limits: BindingLimits, opts: SplitOptions = {}): string[] {
-  return planSplits(program, shaders, limits, opts).problems;
+ *  uploaded: the split of every buffer over bindings (split.ts) and the passes of rendering
+ *  `profile` that would bind more storage buffers than a shader stage may. */
+export function preflight(program: Program, shaders: WgslProgram, limits: BindingLimits, opts: SplitOptions = {}, profile: WgslProfile = 'gpu'): string[] {
+  return planSplits(program, shaders, limits, opts, profile).problems;
 }
 
 /** The problems as RT501's list: the first 12, then a count of the rest. */
@@ -69,7 +84,7 @@ export async function createWebGpuBackend(program: Program, shaders: WgslProgram
   if (!adapter) {
     throw new RuntimeError('RT500', ['requestAdapter() found none. Without a GPU, point Vulkan at SwiftShader: VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json (Debian\'s chromium package)']);
   }
-  const problems = preflight(program, shaders, adapter.limits, opts);
+  const problems = preflight(program, shaders, adapter.limits, opts, opts.profile ?? adapterProfile(adapter));
   if (problems.length) throw new RuntimeError('RT501', [describeAdapter(adapter), listProblems(problems)]);
   const l = adapter.limits;
   const device = await adapter.requestDevice({
@@ -85,7 +100,7 @@ export async function createWebGpuBackend(program: Program, shaders: WgslProgram
   });
   let backend: WebGpuBackend;
   try {
-    backend = new WebGpuBackend(program, shaders, device, describeAdapter(adapter), true, opts);
+    backend = new WebGpuBackend(program, shaders, device, describeAdapter(adapter), true, opts, opts.profile ?? adapterProfile(adapter));
   } catch (e) {
     device.destroy();
     throw e;
@@ -133,10 +148,13 @@ export class WebGpuBackend implements Backend {
   /** Dispatches since creation (bench: dispatches per step). */
   dispatches = 0;
 
-  /** `owned`: the backend made the device and destroys it on dispose. The split of buffers over
-   *  bindings is planned from `device.limits` (and `opts`); RT501 when the program does not fit. */
-  constructor(readonly program: Program, readonly shaders: WgslProgram, readonly device: GPUDevice, readonly adapter: string, private readonly owned = false, opts: SplitOptions = {}) {
-    const { plan, problems } = planSplits(program, shaders, device.limits, opts);
+  /** `owned`: the backend made the device and destroys it on dispose; `profile`: the rendering of
+   *  the program it runs (`adapterProfile` of the device's adapter). The split of buffers over
+   *  bindings is planned from `device.limits` (and `opts`) for that rendering; RT501 when the program
+   *  does not fit. */
+  constructor(readonly program: Program, readonly shaders: WgslProgram, readonly device: GPUDevice, readonly adapter: string, private readonly owned = false,
+    opts: SplitOptions = {}, readonly profile: WgslProfile = 'gpu') {
+    const { plan, problems } = planSplits(program, shaders, device.limits, opts, profile);
     if (problems.length) throw new RuntimeError('RT501', [adapter, listProblems(problems)]);
     this.plan = plan;
     this.read = weightsRead(program.entries);
@@ -148,7 +166,7 @@ export class WebGpuBackend implements Backend {
   /** Compiles every shader and throws RT503 with the source around the first error. (Pipelines
    *  are made on first use: a backend compiles only the passes a run takes, once per device.) */
   async checkShaders(): Promise<void> {
-    for (const [entry, e] of Object.entries(this.shaders.entries)) {
+    for (const [entry, e] of Object.entries(this.shaders.profiles[this.profile])) {
       for (const k of e.kernels) {
         for (const p of k.passes) {
           const { code } = this.specialised(p, entry as EntryName);
@@ -327,7 +345,7 @@ export class WebGpuBackend implements Backend {
   begin(entry: Entry, batch: RunBatch, pool: StatePool): Invocation {
     if (!(pool instanceof WebGpuStatePool)) fail('the state pool was not made by the WebGPU backend');
     const name = (Object.keys(this.program.entries) as EntryName[]).find((n) => this.program.entries[n] === entry);
-    const shaders = name ? this.shaders.entries[name] : undefined;
+    const shaders = name ? this.shaders.profiles[this.profile][name] : undefined;
     if (!name || !shaders) fail('the entry is not one of the program\'s');
     return new WebGpuInvocation(this, entry, name, shaders.kernels, shaders.chunk, batch, pool);
   }

@@ -44,11 +44,17 @@ export interface WgslEntry {
   readonly chunk: number;
 }
 
+/** The adapter shapes a program is rendered for (the compiler's WGSL target records): `gpu` for GPUs,
+ *  `cpu` for adapters that run shaders on CPU cores (SwiftShader and the like: no barriers in
+ *  products and norms). The backend picks one by its adapter. */
+export type WgslProfile = 'gpu' | 'cpu';
+
 export interface WgslProgram {
-  readonly format: 'archc-wgsl/1';
+  readonly format: 'archc-wgsl/2';
   /** Words before the token ids in the integer buffer: T, S, capacity, slot floats, state offsets. */
   readonly header: number;
-  readonly entries: Readonly<Record<EntryName, WgslEntry>>;
+  /** Every entry's kernels, rendered once per profile. */
+  readonly profiles: Readonly<Record<WgslProfile, Readonly<Record<EntryName, WgslEntry>>>>;
 }
 
 /** Fields of one sequence's record in the integer buffer (start, len, slot, before, first chunk, chunks). */

@@ -20,7 +20,7 @@
 import { RuntimeError } from '../errors.ts';
 import type { EntryName, Program } from '../program.ts';
 import { slotLayout } from '../program.ts';
-import { CHUNK_FIELDS, SEQ_FIELDS, type BindingKind, type Pass, type RunCount, type WgslProgram } from './shaders.ts';
+import { CHUNK_FIELDS, SEQ_FIELDS, type BindingKind, type Pass, type RunCount, type WgslEntry, type WgslProfile, type WgslProgram } from './shaders.ts';
 
 export interface SplitOptions {
   /** The most bytes one binding may hold, below what the device allows (tests force splits with a
@@ -95,8 +95,11 @@ function splitOf(bytes: number, partLimit: number, rowBytes = 0): BufferSplit {
   return { parts: Math.ceil(bytes / partBytes), partBytes, bytes };
 }
 
-/** The split of every buffer of `program` on a device with `limits`, and what does not fit. */
-export function planSplits(program: Program, shaders: WgslProgram, limits: BindingLimits, opts: SplitOptions = {}): { plan: SplitPlan; problems: string[] } {
+/** The split of every buffer of `program` on a device with `limits`, and what does not fit, for the
+ *  shaders of rendering `profile`. */
+export function planSplits(program: Program, shaders: WgslProgram, limits: BindingLimits, opts: SplitOptions = {},
+  profile: WgslProfile = 'gpu'): { plan: SplitPlan; problems: string[] } {
+  const rendered = shaders.profiles[profile];
   const problems: string[] = [];
   const bindingBytes = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize, opts.maxBindingBytes ?? Infinity);
   const partLimit = Math.floor(bindingBytes / 16) * 16;
@@ -122,11 +125,11 @@ export function planSplits(program: Program, shaders: WgslProgram, limits: Bindi
   const most = new Map<BindingKind, number>(BATCH_BUFFERS.map((b) => [b, 0]));
   for (const [name, e] of Object.entries(program.entries) as [EntryName, Program['entries'][EntryName]][]) {
     const T = name === 'decode' ? maxS : maxT;
-    const Q = shaders.entries[name].chunk;
+    const Q = rendered[name].chunk;
     const rows = { T, S: maxS, C: 1, chunks: Q ? Math.min(T, Math.ceil(T / Q) + maxS) : 0 };
     const n = (c: RunCount) => Math.ceil((rows[c.rows] * c.times) / c.per);
     const bytes = new Map<BindingKind, number>([['arena', 4 * (e.arena.T * T + e.arena.S * maxS)]]);
-    for (const k of shaders.entries[name].kernels) {
+    for (const k of rendered[name].kernels) {
       for (const p of k.passes) for (const [role, c] of Object.entries(p.scratch ?? {})) bytes.set(role as BindingKind, Math.max(bytes.get(role as BindingKind) ?? 0, 4 * n(c!)));
     }
     entries[name] = new Map(BATCH_BUFFERS.map((b) => [b, splitOf(bytes.get(b) ?? 0, partLimit).parts]));
@@ -142,7 +145,7 @@ export function planSplits(program: Program, shaders: WgslProgram, limits: Bindi
     if (s.parts > 1 && s.parts * s.partBytes / 4 > MAX_ELEMENTS) problems.push(`${bufferName(kind)} takes ${s.bytes} bytes; a shader indexes at most 2^32 elements of it`);
   }
   const plan: SplitPlan = { partLimit, maxBatchTokens: maxT, maxBatchSequences: maxS, stateSlots, slotBytes, buffers, entries };
-  problems.push(...bindingProblems(shaders, plan, limits.maxStorageBuffersPerShaderStage));
+  problems.push(...bindingProblems(rendered, plan, limits.maxStorageBuffersPerShaderStage));
   return { plan, problems };
 }
 
@@ -158,10 +161,10 @@ export function partsOf(plan: SplitPlan, kind: BindingKind, entry: EntryName): n
 
 /** Passes that would bind more storage buffers than a shader stage may, naming the kernel, the pass
  *  and the buffers that split. */
-function bindingProblems(shaders: WgslProgram, plan: SplitPlan, allowed: number): string[] {
+function bindingProblems(rendered: Readonly<Record<EntryName, WgslEntry>>, plan: SplitPlan, allowed: number): string[] {
   const seen = new Set<string>();
   const out: string[] = [];
-  for (const [entry, e] of Object.entries(shaders.entries) as [EntryName, WgslProgram['entries'][EntryName]][]) {
+  for (const [entry, e] of Object.entries(rendered) as [EntryName, WgslEntry][]) {
     for (const k of e.kernels) {
       for (const p of k.passes) {
         const parts = (b: BindingKind) => partsOf(plan, b, entry);

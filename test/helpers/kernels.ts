@@ -8,7 +8,7 @@ import { rowWidth } from '../../compiler/kernel/lower.ts';
 import { planMemory } from '../../compiler/kernel/memory.ts';
 import { TARGETS, schedule } from '../../compiler/kernel/schedule.ts';
 import { OP_BY_NAME, type Attrs, type TensorType } from '../../compiler/ops.ts';
-import type { Backend, Invocation } from '../../runtime/backend.ts';
+import type { Backend, Invocation, StatePool } from '../../runtime/backend.ts';
 import { CpuBackend } from '../../runtime/cpu/backend.ts';
 import type { Entry, EntryName, Expr, Kernel, Operand, Program, Rows, View } from '../../runtime/program.ts';
 import type { Tensor } from '../../runtime/tensor.ts';
@@ -19,27 +19,39 @@ export type OpInput = { readonly act: Float32Array; readonly shape: readonly (nu
 export interface OpRun {
   readonly program: Program;
   readonly outputs: Float32Array[];
+  /** The state pool and each sequence's slot, after the run (the op's carried state). */
+  readonly pool: StatePool;
+  readonly slots: readonly number[];
+}
+
+/** How the T rows form sequences: `seqs` packs sequences of these lengths (forward/prefill; they
+ *  must sum to T), each having held `before[i]` tokens, its slot filled from `state(slot bytes, i)`
+ *  first (a cache to continue). */
+export interface OpBatch {
+  readonly seqs?: readonly number[];
+  readonly before?: readonly number[];
+  readonly state?: (bytes: number, seq: number) => Uint8Array;
 }
 
 /** Lowers `op` over `inputs` and runs its kernels on `backend`: T token rows of one sequence
  *  (forward, prefill), or T sequences of one token each (decode), every sequence in a fresh slot. */
 export function runOp(name: string, inputs: readonly OpInput[], attrs: Attrs, T: number,
-  opts: { mode?: EntryName; backend?: (p: Program) => Backend } = {}): OpRun {
-  const { program, inv, entry, outs } = startOp(name, inputs, attrs, T, opts);
-  return { program, outputs: outs.map((_, i) => inv.read(entry.outputs[`y${i}`]!)) };
+  opts: { mode?: EntryName; backend?: (p: Program) => Backend } & OpBatch = {}): OpRun {
+  const { program, inv, entry, outs, pool, slots } = startOp(name, inputs, attrs, T, opts);
+  return { program, outputs: outs.map((_, i) => inv.read(entry.outputs[`y${i}`]!)), pool, slots };
 }
 
 /** runOp on a backend that reads asynchronously (a GPU); `backend` may be made asynchronously too. */
 export async function runOpAsync(name: string, inputs: readonly OpInput[], attrs: Attrs, T: number,
-  opts: { mode?: EntryName; backend: (p: Program) => Backend }): Promise<OpRun> {
-  const { program, inv, entry, outs } = startOp(name, inputs, attrs, T, opts);
+  opts: { mode?: EntryName; backend: (p: Program) => Backend } & OpBatch): Promise<OpRun> {
+  const { program, inv, entry, outs, pool, slots } = startOp(name, inputs, attrs, T, opts);
   const outputs: Float32Array[] = [];
   for (let i = 0; i < outs.length; i++) outputs.push(await inv.readAsync(entry.outputs[`y${i}`]!));
-  return { program, outputs };
+  return { program, outputs, pool, slots };
 }
 
 function startOp(name: string, inputs: readonly OpInput[], attrs: Attrs, T: number,
-  opts: { mode?: EntryName; backend?: (p: Program) => Backend }): { program: Program; inv: Invocation; entry: Entry; outs: View[] } {
+  opts: { mode?: EntryName; backend?: (p: Program) => Backend } & OpBatch): { program: Program; inv: Invocation; entry: Entry; outs: View[]; pool: StatePool; slots: number[] } {
   const op = OP_BY_NAME.get(name) ?? (() => { throw new Error(`no op ${name}`); })();
   const full: Attrs = { ...Object.fromEntries(Object.entries(op.attrs).filter(([, a]) => a.default !== undefined).map(([k, a]) => [k, a.default!])), ...attrs };
   const types: (TensorType | null)[] = inputs.map((i) => (i === null ? null : 'act' in i ? { shape: i.shape, dtype: i.dtype ?? 'f32' } : { shape: i.weight.shape, dtype: i.weight.dtype }));
@@ -87,11 +99,21 @@ function startOp(name: string, inputs: readonly OpInput[], attrs: Attrs, T: numb
   const backend = (opts.backend ?? ((p) => new CpuBackend(p)))(program);
   inputs.forEach((i, k) => { if (i && 'weight' in i) backend.uploadWeight(program.weights.find((w) => w.name === `w${k}`)!, i.weight); });
   // one sequence of T tokens, or (decode) T sequences of one token, each in a fresh slot
-  const seqs = mode === 'decode' ? Array.from({ length: T }, (_, t) => ({ start: t, len: 1 })) : [{ start: 0, len: T }];
-  const pool = backend.createStatePool(Math.max(1, T));
+  let seqs = mode === 'decode' ? Array.from({ length: T }, (_, t) => ({ start: t, len: 1 })) : [{ start: 0, len: T }];
+  if (opts.seqs) {
+    if (opts.seqs.reduce((a, b) => a + b, 0) !== T) throw new Error(`sequences of ${opts.seqs.join('+')} rows do not make ${T}`);
+    let at = 0;
+    seqs = opts.seqs.map((len) => ({ start: (at += len) - len, len }));
+  }
+  const before = seqs.map((_, i) => opts.before?.[i] ?? 0);
+  const pool = backend.createStatePool(Math.max(1, T + Math.max(...before)));
   const slots = seqs.map(() => pool.acquire());
-  const positions = Int32Array.from({ length: T }, (_, t) => (mode === 'decode' ? 0 : t));
-  const inv = backend.begin(entry, { tokens: new Int32Array(T), positions, seqs, slots, lengths: seqs.map(() => 0) }, pool);
+  if (opts.state) slots.forEach((slot, i) => pool.restore(slot, opts.state!(pool.slotBytes, i)));
+  const positions = Int32Array.from({ length: T }, (_, t) => {
+    const i = seqs.findIndex((q) => t >= q.start && t < q.start + q.len);
+    return mode === 'decode' ? before[i]! : before[i]! + t - seqs[i]!.start;
+  });
+  const inv = backend.begin(entry, { tokens: new Int32Array(T), positions, seqs, slots, lengths: before }, pool);
   entry.kernels.forEach((k, j) => {
     if (j < inputCount(operands)) {
       const which = operands.findIndex((o, n) => o && 'buf' in o && n === Number(k.name.slice(3)));
@@ -101,7 +123,7 @@ function startOp(name: string, inputs: readonly OpInput[], attrs: Attrs, T: numb
       inv.dispatch(k);
     }
   });
-  return { program, inv, entry, outs };
+  return { program, inv, entry, outs, pool, slots };
 }
 
 /** Placeholder kernels (never dispatched) that mark the input buffers as written first (a copy of

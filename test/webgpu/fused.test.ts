@@ -3,7 +3,7 @@
 // rotary pairs, SwiGLU's paired columns, residual adds), so a decode step takes one dispatch per
 // kernel, plus one for each attention kernel's cache append. Checked against the CPU engine (logits
 // within 1e-3 · (1 + max|logit|)) on a tiny Bamba and on a tiny Mamba-2 LM whose gated norm has
-// two groups.
+// two groups, in both profiles (the GPU-shaped rendering and the one for CPU adapters).
 
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -21,11 +21,12 @@ import { ROOT, expectLogitsClose, makeDir, programFor, randomIds, removeDir, wri
 import { useSwiftShader } from './gpu.ts';
 
 let work: string;
+let seq = 0;
 beforeAll(() => { useSwiftShader(); work = makeDir(); });
 afterAll(() => { if (work) removeDir(work); });
 
 function bamba(): { dir: string; program: Program } {
-  const dir = join(work, 'bamba');
+  const dir = join(work, `bamba-${seq++}`);
   mkdirSync(dir);
   writeCheckpoint(dir, { n_layers: 2, attn_layers: [1] }, { dtype: 'bf16', seed: 12 });
   return { dir, program: programFor(dir) };
@@ -33,7 +34,7 @@ function bamba(): { dir: string; program: Program } {
 
 function mamba2(): { dir: string; program: Program } {
   const file = join(ROOT, 'models', 'mamba2.arch');
-  const dir = join(work, 'mamba2');
+  const dir = join(work, `mamba2-${seq++}`);
   mkdirSync(dir);
   const c = compileFile(file, { set: ['vocab=96', 'd_model=32', 'n_layers=2', 'head_dim=8', 'n_groups=2', 'd_state=8', 'chunk=3', 'dtype=f32'] });
   writeFileSync(join(dir, 'config.json'), hfConfigText(c));
@@ -42,11 +43,14 @@ function mamba2(): { dir: string; program: Program } {
   return { dir, program: lowerToProgram(bound.graph, bound.bindings) };
 }
 
-describe.each([['a tiny Bamba', bamba], ['a tiny Mamba-2 with two norm groups', mamba2]] as const)('%s', (_name, make) => {
+const MODELS = [['a tiny Bamba', bamba], ['a tiny Mamba-2 with two norm groups', mamba2]] as const;
+const CASES = (['gpu', 'cpu'] as const).flatMap((profile) => MODELS.map(([name, make]) => [name, profile, make] as const));
+
+describe.each(CASES)('%s, %s profile', (_name, profile, make) => {
   it('a decode step is one dispatch per kernel (attention: two) and equals the CPU', async () => {
     const { dir, program } = make();
     const cpu = await Model.loadProgram(program, dir, { threads: 1 });
-    const gpu = await Model.loadProgram(program, dir, { backend: 'webgpu', wgsl: renderProgram(program) });
+    const gpu = await Model.loadProgram(program, dir, { backend: 'webgpu', wgsl: renderProgram(program), webgpu: { profile } });
     try {
       const backend = (gpu as unknown as { backend: WebGpuBackend }).backend;
       const kernels = program.entries.decode.kernels;

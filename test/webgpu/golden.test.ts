@@ -1,5 +1,6 @@
-// Golden files of emitted WGSL for a few kernels of the tiny Bamba (TINY), every pass of each: a
-// change to the renderer, the templates or the WGSL schedule shows its exact effect here.
+// Golden files of emitted WGSL for a few kernels of the tiny Bamba (TINY), every pass of each, in
+// both profiles (GPUs: `<entry>.<kernel>.wgsl`; CPU adapters: `cpu.<entry>.<kernel>.wgsl`): a change
+// to the renderer, the templates or a WGSL schedule shows its exact effect here.
 // Regenerate with `ARCHC_UPDATE_GOLDEN=1 npx vitest run test/webgpu/golden.test.ts`.
 
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -20,6 +21,7 @@ const KERNELS: readonly [EntryName, string][] = [
   ['decode', 'model.layers.1.self_attn:attention'],
   ['prefill', 'model.layers.0.mamba:ssd'],
   ['prefill', 'model.layers.0.feed_forward.gate_proj+up_proj:linear'],
+  ['prefill', 'model.layers.1.self_attn:attention'],
   ['prefill', 'head'],
 ];
 
@@ -27,10 +29,10 @@ describe('golden WGSL of the tiny Bamba', () => {
   const c = compileTiny();
   const program = lowerToProgram(c.graph, c.bindings);
   const wgsl = renderProgram(program);
-  for (const [entry, name] of KERNELS) {
-    const file = join(GOLDEN, `${entry}.${name.replace(/[^\w.+-]/g, '_')}.wgsl`);
-    it(`${entry} ${name}`, () => {
-      const k = wgsl.entries[entry].kernels.find((x) => x.kernel === name);
+  for (const [profile, [entry, name]] of (['gpu', 'cpu'] as const).flatMap((p) => KERNELS.map((k) => [p, k] as const))) {
+    const file = join(GOLDEN, `${profile === 'gpu' ? '' : `${profile}.`}${entry}.${name.replace(/[^\w.+-]/g, '_')}.wgsl`);
+    it(`${profile} ${entry} ${name}`, () => {
+      const k = wgsl.profiles[profile][entry].kernels.find((x) => x.kernel === name);
       expect(k, `no kernel ${name} in ${entry}`).toBeDefined();
       const text = k!.passes.map((p) => `// ==== pass ${p.name}: bindings ${p.bindings.join(', ')}; workgroups ceil(n(${p.groups.rows})·${p.groups.times}/${p.groups.per})·${p.columns}`
         + `${p.rowsAtMost !== undefined ? `; product rows <= ${p.rowsAtMost}` : ''}${p.rowsAbove !== undefined ? `; product rows > ${p.rowsAbove}` : ''}\n${p.code}`).join('\n');

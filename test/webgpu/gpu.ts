@@ -6,6 +6,7 @@ import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type WebGpuBackend, describeAdapter, findGpu, shaderProblem } from '../../runtime/webgpu/backend.ts';
+import type { WgslProfile } from '../../runtime/webgpu/shaders.ts';
 
 export const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
 
@@ -33,10 +34,12 @@ export function testDevice(): Promise<{ device: GPUDevice; adapter: string }> {
   return shared;
 }
 
-/** Throws with the source and the line when Dawn rejects a shader of the backend's program. */
-export async function expectShadersValid(b: WebGpuBackend): Promise<number> {
+/** Throws with the source and the line when Dawn rejects a shader of the backend's program (every
+ *  profile's, unless one is named). */
+export async function expectShadersValid(b: WebGpuBackend, profile?: WgslProfile): Promise<number> {
   let n = 0;
-  for (const e of Object.values(b.shaders.entries)) {
+  const profiles = profile ? [b.shaders.profiles[profile]] : Object.values(b.shaders.profiles);
+  for (const e of profiles.flatMap((p) => Object.values(p))) {
     for (const k of e.kernels) {
       for (const p of k.passes) {
         const problem = await shaderProblem(b.device, p.code);

@@ -1,20 +1,24 @@
 // Every WGSL kernel family against the CPU backend (the oracle), through the kernel harness: the op
 // is lowered, its kernels rendered to WGSL and run on Dawn (SwiftShader here), outputs poisoned with
-// NaN first; random inputs at several token counts, ragged ones included, in prefill and decode mode.
+// NaN first; random inputs at several token counts, ragged ones included, in prefill and decode mode,
+// in both profiles (the GPU-shaped and the CPU-adapter-shaped rendering).
 // Tolerance: |gpu − cpu| ≤ 2e-4 · (1 + |cpu|) per element (f32 on the GPU against the CPU's double
 // sums; the chunked scan sums exponentials of segment sums in f32).
 
-import { beforeAll, describe, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { Attrs } from '../../compiler/ops.ts';
 import { renderProgram } from '../../codegen/wgsl/render.ts';
 import type { EntryName } from '../../runtime/program.ts';
 import { type DType, fromF32 } from '../../runtime/tensor.ts';
-import { WebGpuBackend } from '../../runtime/webgpu/backend.ts';
+import { WebGpuBackend, adapterProfile } from '../../runtime/webgpu/backend.ts';
+import type { WgslProfile } from '../../runtime/webgpu/shaders.ts';
 import { type OpInput, runOp, runOpAsync } from '../helpers/kernels.ts';
 import { expectClose, prng, uniform } from '../runtime/cpu/check.ts';
 import { expectShadersValid, testDevice } from './gpu.ts';
 
 const TOL = { atol: 2e-4, rtol: 2e-4 };
+/** Both renderings of every kernel: for GPUs and for CPU adapters (run here on SwiftShader alike). */
+const PROFILES: readonly WgslProfile[] = ['gpu', 'cpu'];
 
 let device: GPUDevice;
 beforeAll(async () => { ({ device } = await testDevice()); });
@@ -65,12 +69,85 @@ describe('WGSL kernels = the CPU backend', () => {
         for (const T of c.Ts) {
           const inputs = c.inputs(T, prng(1000 + 17 * n + T));
                     const cpu = runOp(c.op, inputs, c.attrs ?? {}, T, { mode });
-          let backend: WebGpuBackend | undefined;
-          const gpu = await runOpAsync(c.op, inputs, c.attrs ?? {}, T, { mode, backend: (p) => (backend = new WebGpuBackend(p, renderProgram(p), device, 'test')) });
-          await expectShadersValid(backend!);
-          gpu.outputs.forEach((y, i) => expectClose(y, cpu.outputs[i]!, TOL, `${c.op} ${mode} T=${T} output ${i}`));
+          for (const profile of PROFILES) {
+            let backend: WebGpuBackend | undefined;
+            const gpu = await runOpAsync(c.op, inputs, c.attrs ?? {}, T, { mode, backend: (p) => (backend = new WebGpuBackend(p, renderProgram(p), device, 'test', false, {}, profile)) });
+            await expectShadersValid(backend!, profile);
+            gpu.outputs.forEach((y, i) => expectClose(y, cpu.outputs[i]!, TOL, `${c.op} ${profile} ${mode} T=${T} output ${i}`));
+          }
         }
       }
     });
   });
+});
+
+/** Random floats in [-1, 1) as a state slot's bytes (a cache or state to continue). */
+const randomSlot = (seed: number) => (bytes: number, seq: number): Uint8Array => {
+  const f = uniform(prng(seed + 31 * seq), bytes / 4, -1, 1);
+  return new Uint8Array(f.buffer);
+};
+
+describe('chunked SSD over packed sequences = the CPU backend', () => {
+  // chunk 4: sequences that end inside a chunk, a one-token sequence, states continued from the slots
+  it.each([[[11]], [[5, 2]], [[1, 9, 4]], [[3, 4, 6]]] as const)('sequences %j', async (seqs) => {
+    const T = seqs.reduce((a, b) => a + b, 0);
+    const r = prng(6000 + T);
+    const inputs = [act(r, T, [4, 6]), act(r, T, [4], 0.05, 0.8), weight(r, [4], 'f32', -2, -0.2), act(r, T, [2, 5]), act(r, T, [2, 5]), weight(r, [4])];
+    const batch = { mode: 'prefill' as const, seqs, state: randomSlot(99 + T) };
+    const cpu = runOp('ssd', inputs, { chunk: 4 }, T, batch);
+    for (const profile of PROFILES) {
+      const gpu = await runOpAsync('ssd', inputs, { chunk: 4 }, T, { ...batch, backend: (p) => new WebGpuBackend(p, renderProgram(p), device, 'test', false, {}, profile) });
+      expectClose(gpu.outputs[0]!, cpu.outputs[0]!, TOL, `ssd ${profile} ${seqs.join('+')}`);
+      for (const [i, slot] of gpu.slots.entries()) {
+        const got = new Float32Array((await gpu.pool.saveAsync!(slot)).slice().buffer);
+        expectClose(got, new Float32Array(cpu.pool.save(cpu.slots[i]!).slice().buffer), TOL, `ssd ${profile} state of sequence ${i}`);
+      }
+    }
+  });
+});
+
+describe('flash attention (prefill) = the CPU backend', () => {
+  // (heads, kv heads, head dim, sequence lengths, tokens each held before): ragged, packed, GQA,
+  // lengths that are no multiple of a K/V tile or of a workgroup's rows, caches continued
+  const SHAPES: readonly { H: number; KV: number; Dh: number; seqs: readonly number[]; before: readonly number[] }[] = [
+    { H: 4, KV: 2, Dh: 8, seqs: [5, 1, 7], before: [0, 0, 0] },
+    { H: 4, KV: 2, Dh: 64, seqs: [37], before: [0] },
+    { H: 4, KV: 2, Dh: 64, seqs: [20, 33, 18], before: [3, 0, 11] },
+    { H: 6, KV: 2, Dh: 16, seqs: [1, 70, 2], before: [0, 5, 40] },
+  ];
+  SHAPES.forEach((c, n) => {
+    it(`heads ${c.H}/${c.KV}, dim ${c.Dh}, sequences ${c.seqs.join('+')} after ${c.before.join(',')}`, async () => {
+      const T = c.seqs.reduce((a, b) => a + b, 0);
+      const r = prng(5000 + n);
+      const inputs = [act(r, T, [c.H, c.Dh]), act(r, T, [c.KV, c.Dh]), act(r, T, [c.KV, c.Dh])];
+      const attrs = { scale: 1 / Math.sqrt(c.Dh) };
+      const batch = { mode: 'prefill' as const, seqs: c.seqs, before: c.before, state: randomSlot(77 + n) };
+      const cpu = runOp('attention', inputs, attrs, T, batch);
+      for (const profile of PROFILES) {
+        let backend: WebGpuBackend | undefined;
+        const gpu = await runOpAsync('attention', inputs, attrs, T, { ...batch, backend: (p) => (backend = new WebGpuBackend(p, renderProgram(p), device, 'test', false, {}, profile)) });
+        const passes = backend!.shaders.profiles[profile].prefill.kernels.flatMap((k) => k.passes.map((p) => p.name));
+        if (!passes.includes('flash attention')) throw new Error(`${profile}: the prefill attention is not the flash kernel (passes ${passes.join(', ')})`);
+        expectClose(gpu.outputs[0]!, cpu.outputs[0]!, TOL, `attention ${profile} ${JSON.stringify(c)}`);
+        // the K/V rows appended to each sequence's cache (and the rest of the slot untouched)
+        for (const [i, slot] of gpu.slots.entries()) {
+          const got = new Float32Array((await gpu.pool.saveAsync!(slot)).slice().buffer);
+          const want = new Float32Array(cpu.pool.save(cpu.slots[i]!).slice().buffer);
+          expectClose(got, want, { atol: 0, rtol: 0 }, `attention ${profile} slot of sequence ${i}`);
+        }
+      }
+    });
+  });
+});
+
+describe('the profile an adapter gets', () => {
+  const adapter = (info: Partial<GPUAdapterInfo>) => ({ info: { vendor: '', architecture: '', device: '', description: '', ...info } }) as unknown as GPUAdapter;
+  it.each([
+    [{ vendor: 'google', architecture: 'swiftshader', description: 'SwiftShader driver 5.0.0' }, 'cpu'],
+    [{ vendor: 'mesa', description: 'llvmpipe (LLVM 15.0.6, 256 bits)' }, 'cpu'],
+    [{ vendor: 'microsoft', description: 'Microsoft Basic Render Driver' }, 'cpu'],
+    [{ vendor: 'intel', architecture: 'gen-12lp', isFallbackAdapter: true }, 'cpu'],
+    [{ vendor: 'nvidia', architecture: 'ampere', description: 'NVIDIA GeForce RTX 3080' }, 'gpu'],
+    [{ vendor: 'apple', architecture: 'metal-3' }, 'gpu'],
+  ] as const)('%j -> %s', (info, want) => expect(adapterProfile(adapter(info))).toBe(want));
 });

@@ -33,6 +33,11 @@ afterAll(() => {
 });
 
 describe('WebGPU = CPU on a tiny Bamba', () => {
+  it('runs the rendering for CPU adapters on SwiftShader (chosen by its adapter)', async () => {
+    const backend = (gpu as unknown as { backend: WebGpuBackend }).backend;
+    if (/swiftshader/i.test(backend.adapter)) expect(backend.profile).toBe('cpu');
+  }, TIMEOUT);
+
   it('every shader compiles', async () => {
     const n = await expectShadersValid((gpu as unknown as { backend: WebGpuBackend }).backend);
     expect(n).toBeGreaterThan(60);

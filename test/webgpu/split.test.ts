@@ -226,7 +226,7 @@ describe('golden WGSL of a specialised kernel', () => {
     const { plan } = planSplits(program, wgsl, { maxStorageBufferBindingSize: 2 ** 30, maxBufferSize: 2 ** 30, maxStorageBuffersPerShaderStage: 12 }, { ...SPLIT, capacity: CAPACITY });
     expect(Object.fromEntries(plan.entries.prefill)).toEqual({ arena: 2, scratch0: 2, scratch1: 1, scratch2: 1 });
     expect(plan.buffers.get('state')!.parts).toBe(2);
-    const k = wgsl.entries.prefill.kernels.find((x) => x.kernel === 'model.layers.0.mamba:ssd')!;
+    const k = wgsl.profiles.gpu.prefill.kernels.find((x) => x.kernel === 'model.layers.0.mamba:ssd')!;
     const text = k.passes.map((p) => { const b = specialise(p, plan, 'prefill'); return `// ==== pass ${p.name}: bindings ${b.bindings.map((x) => `${x.kind}#${x.part}`).join(', ')}\n${b.code}`; }).join('\n');
     const file = join(import.meta.dirname, '..', 'golden', 'wgsl', 'split.prefill.model.layers.0.mamba_ssd.wgsl');
     if (process.env.ARCHC_UPDATE_GOLDEN || !existsSync(file)) {

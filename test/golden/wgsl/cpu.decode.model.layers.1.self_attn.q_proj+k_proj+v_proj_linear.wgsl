@@ -1,0 +1,427 @@
+// ==== pass rmsnorm: bindings arena, ints, scratch0, w:model.layers.1.input_layernorm.weight; workgroups ceil(n(T)·1/64)·1; product rows > 4
+// archc model.layers.1.self_attn.q_proj+k_proj+v_proj:linear (rmsnorm)
+@group(0) @binding(0) var<storage, read_write> arena: array<f32>;
+@group(0) @binding(1) var<storage, read> ints: array<u32>;
+@group(0) @binding(2) var<storage, read_write> scratch0: array<f32>;
+@group(0) @binding(3) var<storage, read> wb3: array<u32>;
+const HDR = 10u;
+fn nT() -> u32 { return ints[0]; }
+fn nS() -> u32 { return ints[1]; }
+fn slotFloats() -> u32 { return ints[3]; }
+fn capacity() -> u32 { return ints[2]; }
+fn stateAt(i: u32) -> u32 { return ints[4u + i]; }
+fn token(t: u32) -> u32 { return ints[HDR + t]; }
+fn position(t: u32) -> u32 { return ints[HDR + nT() + t]; }
+fn rowSeq(t: u32) -> u32 { return ints[HDR + 2u * nT() + t]; }
+fn seqField(s: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * s + f]; }
+fn seqStart(s: u32) -> u32 { return seqField(s, 0u); }
+fn seqLen(s: u32) -> u32 { return seqField(s, 1u); }
+fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
+fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
+fn chunkField(c: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * nS() + 4u * c + f]; }
+fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
+fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
+fn erf(v: f32) -> f32 {
+  // Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7)
+  let a = abs(v);
+  let t = 1.0 / (1.0 + 0.3275911 * a);
+  let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-a * a);
+  return select(y, -y, v < 0.0);
+}
+fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
+fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
+fn op_x(r: u32, c: u32) -> f32 { return arena[64u * nT() + (r) * 32u + 0u + c]; }
+fn put(r: u32, i: u32, v: f32) { scratch0[r * 32u + i] = v; }
+fn h(r: u32, i: u32) -> f32 { return op_x(r, i); }
+fn w3(i: u32) -> f32 { let p = wb3[i >> 1u]; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
+fn nw(i: u32) -> f32 { return w3(i); }
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let i = (wid.x + wid.y * nwg.x) * 64u + li;
+  let r = i;
+  if (r >= nT()) { return; }
+  let src = r;
+  for (var g = 0u; g < 1u; g++) {
+    let g0 = g * 32u;
+    var ss = 0.0;
+    for (var i = 0u; i < 32u; i++) { let v = h(src, g0 + i); ss += v * v; }
+    let inv = inverseSqrt(ss / 32.0 + 0.00000999999975);
+    for (var i = 0u; i < 32u; i++) { put(r, g0 + i, nw(g0 + i) * (h(src, g0 + i) * inv)); }
+  }
+}
+
+// ==== pass fused matrix-vector product: bindings arena, ints, w:model.layers.1.input_layernorm.weight, w:model.layers.1.self_attn.q_proj+k_proj+v_proj.weight; workgroups ceil(n(T)·16/64)·1; product rows <= 4
+// archc model.layers.1.self_attn.q_proj+k_proj+v_proj:linear (fused matrix-vector product)
+@group(0) @binding(0) var<storage, read_write> arena: array<f32>;
+@group(0) @binding(1) var<storage, read> ints: array<u32>;
+@group(0) @binding(2) var<storage, read> wb2: array<u32>;
+@group(0) @binding(3) var<storage, read> wb3: array<u32>;
+const HDR = 10u;
+fn nT() -> u32 { return ints[0]; }
+fn nS() -> u32 { return ints[1]; }
+fn slotFloats() -> u32 { return ints[3]; }
+fn capacity() -> u32 { return ints[2]; }
+fn stateAt(i: u32) -> u32 { return ints[4u + i]; }
+fn token(t: u32) -> u32 { return ints[HDR + t]; }
+fn position(t: u32) -> u32 { return ints[HDR + nT() + t]; }
+fn rowSeq(t: u32) -> u32 { return ints[HDR + 2u * nT() + t]; }
+fn seqField(s: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * s + f]; }
+fn seqStart(s: u32) -> u32 { return seqField(s, 0u); }
+fn seqLen(s: u32) -> u32 { return seqField(s, 1u); }
+fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
+fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
+fn chunkField(c: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * nS() + 4u * c + f]; }
+fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
+fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
+fn erf(v: f32) -> f32 {
+  // Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7)
+  let a = abs(v);
+  let t = 1.0 / (1.0 + 0.3275911 * a);
+  let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-a * a);
+  return select(y, -y, v < 0.0);
+}
+fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
+fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
+const INV_FREQ_4_10000 = array<f32, 2>(1.00000000, 0.00999999978);
+fn partner1(j: u32) -> u32 {
+  if (!(j >= 0u && j < 32u && (j - 0u) % 8u < 4u)) { return j; }
+  return select(j - 2u, j + 2u, (j - 0u) % 8u < 2u);
+}
+fn partner2(j: u32) -> u32 {
+  if (!(j >= 32u && j < 48u && (j - 32u) % 8u < 4u)) { return j; }
+  return select(j - 2u, j + 2u, (j - 32u) % 8u < 2u);
+}
+fn need0(j: u32, m: u32) -> u32 { return j; }
+fn need1(j: u32, m: u32) -> u32 { return need0(select(partner1(j), j, m % 2u == 0u), m / 2u); }
+fn need2(j: u32, m: u32) -> u32 { return need1(select(partner2(j), j, m % 2u == 0u), m / 2u); }
+fn need(j: u32, m: u32) -> u32 { return need2(j, m); }
+fn s0(r: u32, j: u32) -> f32 { return pval(j); }
+fn s1(r: u32, j: u32) -> f32 {
+  if (!(j >= 0u && j < 32u && (j - 0u) % 8u < 4u)) { return s0(r, j); }
+  let d = (j - 0u) % 8u;
+  let o = j - d;
+  let q = d % 2u;
+  let angle = f32(position(r)) * INV_FREQ_4_10000[q];
+  let lo = s0(r, o + q);
+  let hi = s0(r, o + q + 2u);
+  return select(lo * cos(angle) - hi * sin(angle), hi * cos(angle) + lo * sin(angle), d >= 2u);
+}
+fn s2(r: u32, j: u32) -> f32 {
+  if (!(j >= 32u && j < 48u && (j - 32u) % 8u < 4u)) { return s1(r, j); }
+  let d = (j - 32u) % 8u;
+  let o = j - d;
+  let q = d % 2u;
+  let angle = f32(position(r)) * INV_FREQ_4_10000[q];
+  let lo = s1(r, o + q);
+  let hi = s1(r, o + q + 2u);
+  return select(lo * cos(angle) - hi * sin(angle), hi * cos(angle) + lo * sin(angle), d >= 2u);
+}
+fn get_store(r: u32, c: u32) -> f32 { return arena[0u * nT() + (r) * 64u + 0u + c]; }
+fn store(r: u32, c: u32, v: f32) { arena[0u * nT() + (r) * 64u + 0u + c] = v; }
+fn op_x(r: u32, c: u32) -> f32 { return arena[64u * nT() + (r) * 32u + 0u + c]; }
+fn h(r: u32, i: u32) -> f32 { return op_x(r, i); }
+fn w2(i: u32) -> f32 { let p = wb2[i >> 1u]; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
+fn nw(i: u32) -> f32 { return w2(i); }
+fn w3(i: u32) -> f32 { let p = wb3[i >> 1u]; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
+fn wt(n: u32, k: u32) -> f32 { return w3(n * 32u + k); }
+fn bias(n: u32) -> f32 { return 0.0; }
+const M = 4u;
+var<private> pc: array<u32, 4>;
+var<private> pv: array<f32, 4>;
+fn pval(j: u32) -> f32 {
+  for (var m = 0u; m < M; m++) { if (pc[m] == j) { return pv[m]; } }
+  return 0.0;
+}
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let i = (wid.x + wid.y * nwg.x) * 64u + li;
+  let r = i / 16u;
+  if (r >= nT()) { return; }
+  let nb = (i % 16u) * 4u;
+  let src = r;
+  let n0 = min(nb + 0u, 63u);
+  let n1 = min(nb + 1u, 63u);
+  let n2 = min(nb + 2u, 63u);
+  let n3 = min(nb + 3u, 63u);
+  let c0_0 = min(need(n0, 0u), 63u);
+  var v0_0 = 0.0;
+  let c0_1 = min(need(n0, 1u), 63u);
+  var v0_1 = 0.0;
+  let c0_2 = min(need(n0, 2u), 63u);
+  var v0_2 = 0.0;
+  let c0_3 = min(need(n0, 3u), 63u);
+  var v0_3 = 0.0;
+  let c1_0 = min(need(n1, 0u), 63u);
+  var v1_0 = 0.0;
+  let c1_1 = min(need(n1, 1u), 63u);
+  var v1_1 = 0.0;
+  let c1_2 = min(need(n1, 2u), 63u);
+  var v1_2 = 0.0;
+  let c1_3 = min(need(n1, 3u), 63u);
+  var v1_3 = 0.0;
+  let c2_0 = min(need(n2, 0u), 63u);
+  var v2_0 = 0.0;
+  let c2_1 = min(need(n2, 1u), 63u);
+  var v2_1 = 0.0;
+  let c2_2 = min(need(n2, 2u), 63u);
+  var v2_2 = 0.0;
+  let c2_3 = min(need(n2, 3u), 63u);
+  var v2_3 = 0.0;
+  let c3_0 = min(need(n3, 0u), 63u);
+  var v3_0 = 0.0;
+  let c3_1 = min(need(n3, 1u), 63u);
+  var v3_1 = 0.0;
+  let c3_2 = min(need(n3, 2u), 63u);
+  var v3_2 = 0.0;
+  let c3_3 = min(need(n3, 3u), 63u);
+  var v3_3 = 0.0;
+  for (var g = 0u; g < 1u; g++) {
+    var a0_0 = 0.0;
+    var a0_1 = 0.0;
+    var a0_2 = 0.0;
+    var a0_3 = 0.0;
+    var a1_0 = 0.0;
+    var a1_1 = 0.0;
+    var a1_2 = 0.0;
+    var a1_3 = 0.0;
+    var a2_0 = 0.0;
+    var a2_1 = 0.0;
+    var a2_2 = 0.0;
+    var a2_3 = 0.0;
+    var a3_0 = 0.0;
+    var a3_1 = 0.0;
+    var a3_2 = 0.0;
+    var a3_3 = 0.0;
+    var ss = 0.0;
+    // k four at a time as vec4s (the group's length is a multiple of 4), else one at a time
+    for (var k = g * 32u; k < (g + 1u) * 32u; k += 4u) {
+      let hv = vec4<f32>(h(src, k), h(src, k + 1u), h(src, k + 2u), h(src, k + 3u));
+      ss += dot(hv, hv);
+      let xv = vec4<f32>(nw(k), nw(k + 1u), nw(k + 2u), nw(k + 3u)) * hv;
+      a0_0 += dot(xv, vec4<f32>(wt(c0_0, k), wt(c0_0, k + 1u), wt(c0_0, k + 2u), wt(c0_0, k + 3u)));
+      a0_1 += dot(xv, vec4<f32>(wt(c0_1, k), wt(c0_1, k + 1u), wt(c0_1, k + 2u), wt(c0_1, k + 3u)));
+      a0_2 += dot(xv, vec4<f32>(wt(c0_2, k), wt(c0_2, k + 1u), wt(c0_2, k + 2u), wt(c0_2, k + 3u)));
+      a0_3 += dot(xv, vec4<f32>(wt(c0_3, k), wt(c0_3, k + 1u), wt(c0_3, k + 2u), wt(c0_3, k + 3u)));
+      a1_0 += dot(xv, vec4<f32>(wt(c1_0, k), wt(c1_0, k + 1u), wt(c1_0, k + 2u), wt(c1_0, k + 3u)));
+      a1_1 += dot(xv, vec4<f32>(wt(c1_1, k), wt(c1_1, k + 1u), wt(c1_1, k + 2u), wt(c1_1, k + 3u)));
+      a1_2 += dot(xv, vec4<f32>(wt(c1_2, k), wt(c1_2, k + 1u), wt(c1_2, k + 2u), wt(c1_2, k + 3u)));
+      a1_3 += dot(xv, vec4<f32>(wt(c1_3, k), wt(c1_3, k + 1u), wt(c1_3, k + 2u), wt(c1_3, k + 3u)));
+      a2_0 += dot(xv, vec4<f32>(wt(c2_0, k), wt(c2_0, k + 1u), wt(c2_0, k + 2u), wt(c2_0, k + 3u)));
+      a2_1 += dot(xv, vec4<f32>(wt(c2_1, k), wt(c2_1, k + 1u), wt(c2_1, k + 2u), wt(c2_1, k + 3u)));
+      a2_2 += dot(xv, vec4<f32>(wt(c2_2, k), wt(c2_2, k + 1u), wt(c2_2, k + 2u), wt(c2_2, k + 3u)));
+      a2_3 += dot(xv, vec4<f32>(wt(c2_3, k), wt(c2_3, k + 1u), wt(c2_3, k + 2u), wt(c2_3, k + 3u)));
+      a3_0 += dot(xv, vec4<f32>(wt(c3_0, k), wt(c3_0, k + 1u), wt(c3_0, k + 2u), wt(c3_0, k + 3u)));
+      a3_1 += dot(xv, vec4<f32>(wt(c3_1, k), wt(c3_1, k + 1u), wt(c3_1, k + 2u), wt(c3_1, k + 3u)));
+      a3_2 += dot(xv, vec4<f32>(wt(c3_2, k), wt(c3_2, k + 1u), wt(c3_2, k + 2u), wt(c3_2, k + 3u)));
+      a3_3 += dot(xv, vec4<f32>(wt(c3_3, k), wt(c3_3, k + 1u), wt(c3_3, k + 2u), wt(c3_3, k + 3u)));
+    }
+    let inv = inverseSqrt(ss / 32.0 + 0.00000999999975);
+    v0_0 += a0_0 * inv;
+    v0_1 += a0_1 * inv;
+    v0_2 += a0_2 * inv;
+    v0_3 += a0_3 * inv;
+    v1_0 += a1_0 * inv;
+    v1_1 += a1_1 * inv;
+    v1_2 += a1_2 * inv;
+    v1_3 += a1_3 * inv;
+    v2_0 += a2_0 * inv;
+    v2_1 += a2_1 * inv;
+    v2_2 += a2_2 * inv;
+    v2_3 += a2_3 * inv;
+    v3_0 += a3_0 * inv;
+    v3_1 += a3_1 * inv;
+    v3_2 += a3_2 * inv;
+    v3_3 += a3_3 * inv;
+  }
+  pc[0] = need(n0, 0u);
+  pv[0] = select(v0_0 + bias(c0_0), 0.0, pc[0] >= 64u);
+  pc[1] = need(n0, 1u);
+  pv[1] = select(v0_1 + bias(c0_1), 0.0, pc[1] >= 64u);
+  pc[2] = need(n0, 2u);
+  pv[2] = select(v0_2 + bias(c0_2), 0.0, pc[2] >= 64u);
+  pc[3] = need(n0, 3u);
+  pv[3] = select(v0_3 + bias(c0_3), 0.0, pc[3] >= 64u);
+  if (nb + 0u < 64u) { store(r, n0, s2(r, n0)); }
+  pc[0] = need(n1, 0u);
+  pv[0] = select(v1_0 + bias(c1_0), 0.0, pc[0] >= 64u);
+  pc[1] = need(n1, 1u);
+  pv[1] = select(v1_1 + bias(c1_1), 0.0, pc[1] >= 64u);
+  pc[2] = need(n1, 2u);
+  pv[2] = select(v1_2 + bias(c1_2), 0.0, pc[2] >= 64u);
+  pc[3] = need(n1, 3u);
+  pv[3] = select(v1_3 + bias(c1_3), 0.0, pc[3] >= 64u);
+  if (nb + 1u < 64u) { store(r, n1, s2(r, n1)); }
+  pc[0] = need(n2, 0u);
+  pv[0] = select(v2_0 + bias(c2_0), 0.0, pc[0] >= 64u);
+  pc[1] = need(n2, 1u);
+  pv[1] = select(v2_1 + bias(c2_1), 0.0, pc[1] >= 64u);
+  pc[2] = need(n2, 2u);
+  pv[2] = select(v2_2 + bias(c2_2), 0.0, pc[2] >= 64u);
+  pc[3] = need(n2, 3u);
+  pv[3] = select(v2_3 + bias(c2_3), 0.0, pc[3] >= 64u);
+  if (nb + 2u < 64u) { store(r, n2, s2(r, n2)); }
+  pc[0] = need(n3, 0u);
+  pv[0] = select(v3_0 + bias(c3_0), 0.0, pc[0] >= 64u);
+  pc[1] = need(n3, 1u);
+  pv[1] = select(v3_1 + bias(c3_1), 0.0, pc[1] >= 64u);
+  pc[2] = need(n3, 2u);
+  pv[2] = select(v3_2 + bias(c3_2), 0.0, pc[2] >= 64u);
+  pc[3] = need(n3, 3u);
+  pv[3] = select(v3_3 + bias(c3_3), 0.0, pc[3] >= 64u);
+  if (nb + 3u < 64u) { store(r, n3, s2(r, n3)); }
+}
+
+// ==== pass tiled product: bindings arena, ints, scratch0, w:model.layers.1.self_attn.q_proj+k_proj+v_proj.weight, scratch1; workgroups ceil(n(T)·1/256)·16; product rows > 4
+// archc model.layers.1.self_attn.q_proj+k_proj+v_proj:linear (tiled product)
+@group(0) @binding(0) var<storage, read_write> arena: array<f32>;
+@group(0) @binding(1) var<storage, read> ints: array<u32>;
+@group(0) @binding(2) var<storage, read_write> scratch0: array<f32>;
+@group(0) @binding(3) var<storage, read> wb3: array<u32>;
+@group(0) @binding(4) var<storage, read_write> scratch1: array<f32>;
+const HDR = 10u;
+fn nT() -> u32 { return ints[0]; }
+fn nS() -> u32 { return ints[1]; }
+fn slotFloats() -> u32 { return ints[3]; }
+fn capacity() -> u32 { return ints[2]; }
+fn stateAt(i: u32) -> u32 { return ints[4u + i]; }
+fn token(t: u32) -> u32 { return ints[HDR + t]; }
+fn position(t: u32) -> u32 { return ints[HDR + nT() + t]; }
+fn rowSeq(t: u32) -> u32 { return ints[HDR + 2u * nT() + t]; }
+fn seqField(s: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * s + f]; }
+fn seqStart(s: u32) -> u32 { return seqField(s, 0u); }
+fn seqLen(s: u32) -> u32 { return seqField(s, 1u); }
+fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
+fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
+fn chunkField(c: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * nS() + 4u * c + f]; }
+fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
+fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
+fn erf(v: f32) -> f32 {
+  // Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7)
+  let a = abs(v);
+  let t = 1.0 / (1.0 + 0.3275911 * a);
+  let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-a * a);
+  return select(y, -y, v < 0.0);
+}
+fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
+fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
+fn w3(i: u32) -> f32 { let p = wb3[i >> 1u]; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
+fn xin(r: u32, k: u32) -> f32 { return scratch0[r * 32u + k]; }
+fn wt(n: u32, k: u32) -> f32 { return w3(n * 32u + k); }
+fn bias(n: u32) -> f32 { return 0.0; }
+fn put(r: u32, n: u32, v: f32) { scratch1[r * 64u + n] = v; }
+fn w4(n: u32, k: u32) -> vec4<f32> { return vec4<f32>(wt(n, k), wt(n, k + 1u), wt(n, k + 2u), wt(n, k + 3u)); }
+fn x4(r: u32, k: u32) -> vec4<f32> { return vec4<f32>(xin(r, k), xin(r, k + 1u), xin(r, k + 2u), xin(r, k + 3u)); }
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let unit = wid.x + wid.y * nwg.x;
+  let rows = nT();
+  let rowBlocks = (rows + 256u - 1u) / 256u;
+  let tn = unit / rowBlocks;
+  let r = ((unit % rowBlocks) * 64u + li) * 4u;
+  if (tn >= 16u || r >= rows) { return; }
+  let n = tn * 4u;
+  // rows and columns past the end read the last one and are not stored
+  let r1 = min(r + 1u, rows - 1u);
+  let r2 = min(r + 2u, rows - 1u);
+  let r3 = min(r + 3u, rows - 1u);
+  let n1 = min(n + 1u, 64u - 1u);
+  let n2 = min(n + 2u, 64u - 1u);
+  let n3 = min(n + 3u, 64u - 1u);
+  var a0 = vec4<f32>(0.0);
+  var a1 = vec4<f32>(0.0);
+  var a2 = vec4<f32>(0.0);
+  var a3 = vec4<f32>(0.0);
+  // K four at a time: rows and columns as vec4s over k, sixteen dot products
+  for (var k = 0u; k < 32u; k += 4u) {
+    let w0 = w4(n, k);
+    let w1 = w4(n1, k);
+    let w2 = w4(n2, k);
+    let w3 = w4(n3, k);
+    let x0 = x4(r, k);
+    let x1 = x4(r1, k);
+    let x2 = x4(r2, k);
+    let x3 = x4(r3, k);
+    a0 += vec4<f32>(dot(x0, w0), dot(x0, w1), dot(x0, w2), dot(x0, w3));
+    a1 += vec4<f32>(dot(x1, w0), dot(x1, w1), dot(x1, w2), dot(x1, w3));
+    a2 += vec4<f32>(dot(x2, w0), dot(x2, w1), dot(x2, w2), dot(x2, w3));
+    a3 += vec4<f32>(dot(x3, w0), dot(x3, w1), dot(x3, w2), dot(x3, w3));
+  }
+  for (var k = 32u; k < 32u; k++) {
+    let wv = vec4<f32>(wt(n, k), wt(n1, k), wt(n2, k), wt(n3, k));
+    a0 += xin(r, k) * wv;
+    a1 += xin(r1, k) * wv;
+    a2 += xin(r2, k) * wv;
+    a3 += xin(r3, k) * wv;
+  }
+  let b = vec4<f32>(bias(n), bias(n1), bias(n2), bias(n3));
+  let acc = array<vec4<f32>, 4>(a0 + b, a1 + b, a2 + b, a3 + b);
+  for (var i = 0u; i < 4u; i++) {
+    if (r + i >= rows) { break; }
+    for (var j = 0u; j < 4u; j++) { if (n + j < 64u) { put(r + i, n + j, acc[i][j]); } }
+  }
+}
+
+// ==== pass epilogue: bindings arena, ints, scratch1; workgroups ceil(n(T)·1/64)·1; product rows > 4
+// archc model.layers.1.self_attn.q_proj+k_proj+v_proj:linear (epilogue)
+@group(0) @binding(0) var<storage, read_write> arena: array<f32>;
+@group(0) @binding(1) var<storage, read> ints: array<u32>;
+@group(0) @binding(2) var<storage, read_write> scratch1: array<f32>;
+const HDR = 10u;
+fn nT() -> u32 { return ints[0]; }
+fn nS() -> u32 { return ints[1]; }
+fn slotFloats() -> u32 { return ints[3]; }
+fn capacity() -> u32 { return ints[2]; }
+fn stateAt(i: u32) -> u32 { return ints[4u + i]; }
+fn token(t: u32) -> u32 { return ints[HDR + t]; }
+fn position(t: u32) -> u32 { return ints[HDR + nT() + t]; }
+fn rowSeq(t: u32) -> u32 { return ints[HDR + 2u * nT() + t]; }
+fn seqField(s: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * s + f]; }
+fn seqStart(s: u32) -> u32 { return seqField(s, 0u); }
+fn seqLen(s: u32) -> u32 { return seqField(s, 1u); }
+fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
+fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
+fn chunkField(c: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * nS() + 4u * c + f]; }
+fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
+fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
+fn erf(v: f32) -> f32 {
+  // Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7)
+  let a = abs(v);
+  let t = 1.0 / (1.0 + 0.3275911 * a);
+  let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-a * a);
+  return select(y, -y, v < 0.0);
+}
+fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
+fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
+const INV_FREQ_4_10000 = array<f32, 2>(1.00000000, 0.00999999978);
+fn get_store(r: u32, c: u32) -> f32 { return arena[0u * nT() + (r) * 64u + 0u + c]; }
+fn store(r: u32, c: u32, v: f32) { arena[0u * nT() + (r) * 64u + 0u + c] = v; }
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let unit = wid.x + wid.y * nwg.x;
+  let r = unit * 64u + li;
+  if (r >= nT()) { return; }
+  for (var p = 0u; p < 8u; p += 1u) {
+    let o = 0u + (p / 2u) * 8u + p % 2u;
+    let angle = f32(position(r)) * INV_FREQ_4_10000[p % 2u];
+    let c = cos(angle);
+    let s = sin(angle);
+    let lo = scratch1[r * 64u + o];
+    let hi = scratch1[r * 64u + o + 2u];
+    scratch1[r * 64u + o] = lo * c - hi * s;
+    scratch1[r * 64u + o + 2u] = hi * c + lo * s;
+  }
+  
+  for (var p = 0u; p < 4u; p += 1u) {
+    let o = 32u + (p / 2u) * 8u + p % 2u;
+    let angle = f32(position(r)) * INV_FREQ_4_10000[p % 2u];
+    let c = cos(angle);
+    let s = sin(angle);
+    let lo = scratch1[r * 64u + o];
+    let hi = scratch1[r * 64u + o + 2u];
+    scratch1[r * 64u + o] = lo * c - hi * s;
+    scratch1[r * 64u + o + 2u] = hi * c + lo * s;
+  }
+  
+  for (var j = 0u; j < 64u; j += 1u) { store(r, j, scratch1[r * 64u + j]); }
+  
+}
