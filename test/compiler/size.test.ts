@@ -20,7 +20,8 @@ describe('size budget', () => {
     // 2200 -> 3600: the op records moved here from runtime/ (with their lowerings), and the kernel IR
     // (compiler/kernel/: lowering, nine fusion rules, memory plan, schedule, printer, report) arrived
     // 3600 -> 3900: the limits of hostile input in one table (compiler/limits.ts) and presets
-    expect(counts.compiler).toBeLessThanOrEqual(3900);
+    // 3900 -> 4000: target records for WebGPU's CPU-adapter shape and the fused multiply-add wasm module
+    expect(counts.compiler).toBeLessThanOrEqual(4000);
     expect(counts.dsl).toBeLessThanOrEqual(1600);
   });
 });

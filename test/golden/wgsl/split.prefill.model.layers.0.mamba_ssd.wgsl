@@ -1,5 +1,5 @@
-// ==== pass chunk states: bindings arena#0, arena#1, ints#0, w:model.layers.0.mamba.dt_bias#0, w:neg(exp(w:model.layers.0.mamba.A_log))#0, w:model.layers.0.mamba.D#0, scratch0#0, scratch0#1, scratch1#0
-// archc model.layers.0.mamba:ssd (chunk states)
+// ==== pass chunk scores: bindings arena#0, arena#1, ints#0, w:model.layers.0.mamba.dt_bias#0, w:neg(exp(w:model.layers.0.mamba.A_log))#0, w:model.layers.0.mamba.D#0, scratch0#0, scratch0#1, scratch1#0, scratch2#0
+// archc model.layers.0.mamba:ssd (chunk scores)
 @group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;
 @group(0) @binding(1) var<storage, read_write> arena_p1: array<f32>;
 @group(0) @binding(2) var<storage, read> ints: array<u32>;
@@ -9,6 +9,7 @@
 @group(0) @binding(6) var<storage, read_write> scratch0_p0: array<f32>;
 @group(0) @binding(7) var<storage, read_write> scratch0_p1: array<f32>;
 @group(0) @binding(8) var<storage, read_write> scratch1: array<f32>;
+@group(0) @binding(9) var<storage, read_write> scratch2: array<f32>;
 fn arena_get(i: u32) -> f32 {
   if (i < 2300u) { return arena_p0[i]; }
   return arena_p1[i - 2300u];
@@ -64,7 +65,93 @@ fn w4(i: u32) -> f32 { let p = wb4[i >> 1u]; return bitcast<f32>(select(p << 16u
 fn op_D(r: u32, c: u32) -> f32 { return w4(c); }
 fn get_put(r: u32, c: u32) -> f32 { return arena_get(260u * nT() + (r) * 64u + 0u + c); }
 fn put(r: u32, c: u32, v: f32) { arena_set(260u * nT() + (r) * 64u + 0u + c, v); }
-var<workgroup> a: array<f32, 4>;
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let unit = wid.x + wid.y * nwg.x;
+  let e = unit * 256u + li;
+  if (e >= (seqField(nS() - 1u, 4u) + seqField(nS() - 1u, 5u)) * 16u) { return; }
+  let c = e / 16u;
+  let g = (e / 16u) % 1u;
+  let i = (e / 4u) % 4u;
+  let j = e % 4u;
+  let t0 = chunkField(c, 0u);
+  var cb = 0.0;
+  if (j <= i && i < chunkField(c, 1u)) {
+    for (var n = 0u; n < 8u; n++) { cb += op_C(t0 + i, g * 8u + n) * op_B(t0 + j, g * 8u + n); }
+  }
+  scratch2[e] = cb;
+}
+
+// ==== pass chunk states: bindings arena#0, arena#1, ints#0, w:model.layers.0.mamba.dt_bias#0, w:neg(exp(w:model.layers.0.mamba.A_log))#0, w:model.layers.0.mamba.D#0, scratch0#0, scratch0#1, scratch1#0, scratch2#0
+// archc model.layers.0.mamba:ssd (chunk states)
+@group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;
+@group(0) @binding(1) var<storage, read_write> arena_p1: array<f32>;
+@group(0) @binding(2) var<storage, read> ints: array<u32>;
+@group(0) @binding(3) var<storage, read> wb2: array<u32>;
+@group(0) @binding(4) var<storage, read> wb3: array<u32>;
+@group(0) @binding(5) var<storage, read> wb4: array<u32>;
+@group(0) @binding(6) var<storage, read_write> scratch0_p0: array<f32>;
+@group(0) @binding(7) var<storage, read_write> scratch0_p1: array<f32>;
+@group(0) @binding(8) var<storage, read_write> scratch1: array<f32>;
+@group(0) @binding(9) var<storage, read_write> scratch2: array<f32>;
+fn arena_get(i: u32) -> f32 {
+  if (i < 2300u) { return arena_p0[i]; }
+  return arena_p1[i - 2300u];
+}
+fn arena_set(i: u32, v: f32) {
+  if (i < 2300u) { arena_p0[i] = v; return; }
+  arena_p1[i - 2300u] = v;
+}
+
+fn scratch0_get(i: u32) -> f32 {
+  if (i < 2300u) { return scratch0_p0[i]; }
+  return scratch0_p1[i - 2300u];
+}
+fn scratch0_set(i: u32, v: f32) {
+  if (i < 2300u) { scratch0_p0[i] = v; return; }
+  scratch0_p1[i - 2300u] = v;
+}
+
+const HDR = 10u;
+fn nT() -> u32 { return ints[0]; }
+fn nS() -> u32 { return ints[1]; }
+fn slotFloats() -> u32 { return ints[3]; }
+fn capacity() -> u32 { return ints[2]; }
+fn stateAt(i: u32) -> u32 { return ints[4u + i]; }
+fn token(t: u32) -> u32 { return ints[HDR + t]; }
+fn position(t: u32) -> u32 { return ints[HDR + nT() + t]; }
+fn rowSeq(t: u32) -> u32 { return ints[HDR + 2u * nT() + t]; }
+fn seqField(s: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * s + f]; }
+fn seqStart(s: u32) -> u32 { return seqField(s, 0u); }
+fn seqLen(s: u32) -> u32 { return seqField(s, 1u); }
+fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
+fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
+fn chunkField(c: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * nS() + 4u * c + f]; }
+fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
+fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
+fn erf(v: f32) -> f32 {
+  // Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7)
+  let a = abs(v);
+  let t = 1.0 / (1.0 + 0.3275911 * a);
+  let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-a * a);
+  return select(y, -y, v < 0.0);
+}
+fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
+fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
+fn op_x(r: u32, c: u32) -> f32 { return arena_get(180u * nT() + (r) * 80u + 0u + c); }
+fn w2(i: u32) -> f32 { let p = wb2[i >> 1u]; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
+fn op_dt(r: u32, c: u32) -> f32 { return max(softplus((arena_get(32u * nT() + (r) * 148u + 144u + c) + w2((c) % 4u))), 0.0); }
+fn w3(i: u32) -> f32 { return bitcast<f32>(wb3[i]); }
+fn op_A(r: u32, c: u32) -> f32 { return w3(c); }
+fn op_B(r: u32, c: u32) -> f32 { return arena_get(180u * nT() + (r) * 80u + 64u + c); }
+fn op_C(r: u32, c: u32) -> f32 { return arena_get(180u * nT() + (r) * 80u + 72u + c); }
+fn w4(i: u32) -> f32 { let p = wb4[i >> 1u]; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
+fn op_D(r: u32, c: u32) -> f32 { return w4(c); }
+fn get_put(r: u32, c: u32) -> f32 { return arena_get(260u * nT() + (r) * 64u + 0u + c); }
+fn put(r: u32, c: u32, v: f32) { arena_set(260u * nT() + (r) * 64u + 0u + c, v); }
+var<workgroup> dts: array<f32, 4>;
+var<workgroup> cum: array<f32, 4>;
+var<workgroup> wout: array<f32, 4>;
 @compute @workgroup_size(16)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let unit = wid.x + wid.y * nwg.x;
@@ -76,37 +163,30 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let g = h / 4u;
   if (li == 0u) {
     var run = 0.0;
-    for (var i = 0u; i < q; i++) { a[i] = op_dt(t0 + i, h) * op_A(0u, h); run += a[i]; }
+    for (var i = 0u; i < q; i++) { dts[i] = op_dt(t0 + i, h); run += dts[i] * op_A(0u, h); cum[i] = run; }
     scratch1[c * 4u + h] = exp(run);
+    // exp(seg(last, j)) · dt_j: token j's weight in the chunk's state
+    for (var j = 0u; j < q; j++) { wout[j] = exp(run - cum[j]) * dts[j]; }
   }
   workgroupBarrier();
+  let scores = (c * 1u + g) * 16u;
   for (var p = li; p < 16u; p += 16u) {
     for (var i = 0u; i < q; i++) {
       var y = 0.0;
-      var seg = 0.0;
-      for (var jj = 0u; jj <= i; jj++) {
-        let j = i - jj;
-        var cb = 0.0;
-        for (var n = 0u; n < 8u; n++) { cb += op_C(t0 + i, g * 8u + n) * op_B(t0 + j, g * 8u + n); }
-        y += exp(seg) * cb * op_dt(t0 + j, h) * op_x(t0 + j, h * 16u + p);
-        seg += a[j];
+      for (var j = 0u; j <= i; j++) {
+        y += exp(cum[i] - cum[j]) * scratch2[scores + i * 4u + j] * dts[j] * op_x(t0 + j, h * 16u + p);
       }
       put(t0 + i, h * 16u + p, y + op_D(0u, h) * op_x(t0 + i, h * 16u + p));
     }
     for (var n = 0u; n < 8u; n++) {
       var st = 0.0;
-      var seg = 0.0;
-      for (var jj = 0u; jj < q; jj++) {
-        let j = q - 1u - jj;
-        st += exp(seg) * op_dt(t0 + j, h) * op_x(t0 + j, h * 16u + p) * op_B(t0 + j, g * 8u + n);
-        seg += a[j];
-      }
+      for (var j = 0u; j < q; j++) { st += wout[j] * op_x(t0 + j, h * 16u + p) * op_B(t0 + j, g * 8u + n); }
       scratch0_set(((c * 4u + h) * 16u + p) * 8u + n, st);
     }
   }
 }
 
-// ==== pass state passing: bindings arena#0, arena#1, ints#0, w:model.layers.0.mamba.dt_bias#0, w:neg(exp(w:model.layers.0.mamba.A_log))#0, w:model.layers.0.mamba.D#0, scratch0#0, scratch0#1, scratch1#0, state#0, state#1
+// ==== pass state passing: bindings arena#0, arena#1, ints#0, w:model.layers.0.mamba.dt_bias#0, w:neg(exp(w:model.layers.0.mamba.A_log))#0, w:model.layers.0.mamba.D#0, scratch0#0, scratch0#1, scratch1#0, scratch2#0, state#0, state#1
 // archc model.layers.0.mamba:ssd (state passing)
 @group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;
 @group(0) @binding(1) var<storage, read_write> arena_p1: array<f32>;
@@ -117,8 +197,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 @group(0) @binding(6) var<storage, read_write> scratch0_p0: array<f32>;
 @group(0) @binding(7) var<storage, read_write> scratch0_p1: array<f32>;
 @group(0) @binding(8) var<storage, read_write> scratch1: array<f32>;
-@group(0) @binding(9) var<storage, read_write> state_p0: array<f32>;
-@group(0) @binding(10) var<storage, read_write> state_p1: array<f32>;
+@group(0) @binding(9) var<storage, read_write> scratch2: array<f32>;
+@group(0) @binding(10) var<storage, read_write> state_p0: array<f32>;
+@group(0) @binding(11) var<storage, read_write> state_p1: array<f32>;
 fn arena_get(i: u32) -> f32 {
   if (i < 2300u) { return arena_p0[i]; }
   return arena_p1[i - 2300u];
@@ -202,7 +283,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   state_set(at, run);
 }
 
-// ==== pass state output: bindings arena#0, arena#1, ints#0, w:model.layers.0.mamba.dt_bias#0, w:neg(exp(w:model.layers.0.mamba.A_log))#0, w:model.layers.0.mamba.D#0, scratch0#0, scratch0#1, scratch1#0
+// ==== pass state output: bindings arena#0, arena#1, ints#0, w:model.layers.0.mamba.dt_bias#0, w:neg(exp(w:model.layers.0.mamba.A_log))#0, w:model.layers.0.mamba.D#0, scratch0#0, scratch0#1, scratch1#0, scratch2#0
 // archc model.layers.0.mamba:ssd (state output)
 @group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;
 @group(0) @binding(1) var<storage, read_write> arena_p1: array<f32>;
@@ -213,6 +294,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 @group(0) @binding(6) var<storage, read_write> scratch0_p0: array<f32>;
 @group(0) @binding(7) var<storage, read_write> scratch0_p1: array<f32>;
 @group(0) @binding(8) var<storage, read_write> scratch1: array<f32>;
+@group(0) @binding(9) var<storage, read_write> scratch2: array<f32>;
 fn arena_get(i: u32) -> f32 {
   if (i < 2300u) { return arena_p0[i]; }
   return arena_p1[i - 2300u];
