@@ -6,13 +6,11 @@
 // sums; the chunked scan sums exponentials of segment sums in f32).
 
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { Attrs } from '../../compiler/ops.ts';
 import { renderProgram } from '../../codegen/wgsl/render.ts';
-import type { EntryName } from '../../runtime/program.ts';
-import { type DType, fromF32 } from '../../runtime/tensor.ts';
 import { WebGpuBackend, adapterProfile } from '../../runtime/webgpu/backend.ts';
 import type { WgslProfile } from '../../runtime/webgpu/shaders.ts';
-import { type OpInput, runOp, runOpAsync } from '../helpers/kernels.ts';
+import { runOp, runOpAsync } from '../helpers/kernels.ts';
+import { type Case, act, weight } from './cases.ts';
 import { expectClose, prng, uniform } from '../runtime/cpu/check.ts';
 import { expectShadersValid, testDevice } from './gpu.ts';
 
@@ -22,20 +20,6 @@ const PROFILES: readonly WgslProfile[] = ['gpu', 'cpu'];
 
 let device: GPUDevice;
 beforeAll(async () => { ({ device } = await testDevice()); });
-
-interface Case {
-  readonly op: string;
-  readonly attrs?: Attrs;
-  /** The op's inputs for T token rows (seeded). */
-  readonly inputs: (T: number, rand: () => number) => OpInput[];
-  readonly Ts: readonly number[];
-  readonly modes?: readonly EntryName[];
-}
-
-const act = (rand: () => number, T: number, shape: readonly number[], lo = -1, hi = 1): OpInput =>
-  ({ act: uniform(rand, T * shape.reduce((a, b) => a * b, 1), lo, hi), shape: ['T', ...shape] });
-const weight = (rand: () => number, shape: readonly number[], dtype: DType = 'f32', lo = -1, hi = 1): OpInput =>
-  ({ weight: fromF32(uniform(rand, shape.reduce((a, b) => a * b, 1), lo, hi), shape, dtype) });
 
 const CASES: Case[] = [
   { op: 'linear', attrs: { transposed: false }, inputs: (T, r) => [act(r, T, [37]), weight(r, [29, 37], 'bf16'), weight(r, [29])], Ts: [1, 3, 21], modes: ['forward', 'decode'] },

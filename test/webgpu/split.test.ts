@@ -11,15 +11,14 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { renderProgram } from '../../codegen/wgsl/render.ts';
 import { lowerToProgram } from '../../compiler/lower.ts';
-import type { Attrs } from '../../compiler/ops.ts';
 import { Model } from '../../runtime/model.ts';
-import type { EntryName, Program } from '../../runtime/program.ts';
-import { type DType, fromF32 } from '../../runtime/tensor.ts';
+import type { Program } from '../../runtime/program.ts';
 import { WebGpuBackend } from '../../runtime/webgpu/backend.ts';
 import { type SplitOptions, type SplitPlan, planSplits, rewriteAccesses, specialise } from '../../runtime/webgpu/split.ts';
 import { compileTiny, expectLogitsClose, makeDir, programFor, randomIds, removeDir, writeCheckpoint } from '../helpers/checkpoints.ts';
-import { type OpInput, runOp, runOpAsync } from '../helpers/kernels.ts';
-import { expectClose, prng, uniform } from '../runtime/cpu/check.ts';
+import { runOp, runOpAsync } from '../helpers/kernels.ts';
+import { type Case, act, weight } from './cases.ts';
+import { expectClose, prng } from '../runtime/cpu/check.ts';
 import { expectShadersValid, testDevice } from './gpu.ts';
 
 const TOL = { atol: 2e-4, rtol: 2e-4 };
@@ -44,19 +43,6 @@ describe('the access rewrite', () => {
     expect(() => rewriteAccesses('let p = &state[i];', new Set(['state']))).toThrow(/pointer into the split buffer state/);
   });
 });
-
-interface Case {
-  readonly op: string;
-  readonly attrs?: Attrs;
-  readonly inputs: (T: number, rand: () => number) => OpInput[];
-  readonly Ts: readonly number[];
-  readonly modes?: readonly EntryName[];
-}
-
-const act = (rand: () => number, T: number, shape: readonly number[], lo = -1, hi = 1): OpInput =>
-  ({ act: uniform(rand, T * shape.reduce((a, b) => a * b, 1), lo, hi), shape: ['T', ...shape] });
-const weight = (rand: () => number, shape: readonly number[], dtype: DType = 'f32', lo = -1, hi = 1): OpInput =>
-  ({ weight: fromF32(uniform(rand, shape.reduce((a, b) => a * b, 1), lo, hi), shape, dtype) });
 
 /** One case per kernel family (products on both paths and in every weight dtype, norms, elementwise
  *  with a weight, copy, rope, conv, both scans, attention). */
