@@ -103,4 +103,17 @@ describe('WebGPU = CPU on a tiny Bamba', () => {
     for (let i = 0; i < 3; i++) await gpu.forwardAsync({ ids: randomIds(3, 96, 50 + i) });
     expect(pools.size).toBe(before);
   }, TIMEOUT);
+
+  it('a lost device fails the next call with RT502, naming the reason', async () => {
+    const other = await Model.loadProgram(programFor(dir), dir, { backend: 'webgpu', wgsl: renderProgram(programFor(dir)) });
+    try {
+      const backend = (other as unknown as { backend: WebGpuBackend }).backend;
+      expect((await other.forwardAsync({ ids: [1, 2, 3] })).logits.length).toBe(3 * 96);
+      backend.device.destroy();
+      await backend.device.lost;
+      await expect(other.forwardAsync({ ids: [1, 2, 3] })).rejects.toMatchObject({ code: 'RT502', message: expect.stringMatching(/device was lost/) });
+    } finally {
+      other.dispose();
+    }
+  }, TIMEOUT);
 });
