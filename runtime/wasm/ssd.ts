@@ -5,6 +5,8 @@
 //   1. diagonal block   Y  = M · X_h                  [q, P]
 //   4. state -> output  Y += decayIn ∘ (C_g · S_inᵀ)  [q, P]
 //   2+3. chunk state    S_out = total · S_in + (decayOut ∘ X_h)ᵀ · B_g   [P, N]
+// ssdChunkedAt: the same over the shared memory, the steps between the products in the program
+// module (codegen/wasm/program.ts, SSD_GLUE); ssdChunkedWasm: in JS, where there is no such module.
 // The decays, segment sums and M are computed in double as in the reference; the products sum in
 // f32 (the reference in double), so results agree to f32 rounding. The state is f32 between chunks
 // in both.
