@@ -568,6 +568,9 @@ function renderKernel(k: Kernel, program: Program, buffers: readonly { width: nu
       case 'rope': return { run: make(ropeRun) };
       case 'conv': case 'conv_step': return { run: make(convRun) };
       case 'ssd_step': return { run: make(ssdStepRun) };
+      // the chunked SSD's operands read through their `pre` (dt's bias, softplus, clamp) into
+      // scratch; the rest is the module's fixed ssd.* steps around the products
+      case 'ssd': return Object.keys(k.pre ?? {}).length ? { pre: make((f) => materialise(f, ['x', 'dt', 'B', 'C']).parts.join('\n')) } : {};
       default: return {};
     }
   } catch (e) {
@@ -601,10 +604,63 @@ export function renderWasmProgram(program: Program): string {
 (import "env" "memory" (memory 1 65536 shared))
 (global (export "PROGRAM") i32 (i32.const ${programHash(program)}))
 ${MATH}
+${SSD_GLUE}
 ${defs.join('\n')}
 )
 `;
 }
+
+/**
+ * The chunked SSD's steps around its matrix products (runtime/wasm/ssd.ts drives them, the
+ * products run on the kernel module), the same for every kernel: addresses are bytes, strides
+ * (`ld…`) floats. As runtime/cpu/ssd.ts: a_j = dt_j·A_h, the decays and segment sums in f64, each
+ * result rounded to f32 where it is stored.
+ *   ssd.put     dst[i, j] = src[i, j]                          (rows × cols)
+ *   ssd.decays  a[i] = dt_i·A_h; din[i] = exp(a_0 + … + a_i); dout[j] = exp(a_{j+1} + … + a_{q-1})·dt_j
+ *   ssd.mask    m[i, j] = exp(seg(i, j))·cb[i, j]·dt_j for j ≤ i, else 0      (q × q)
+ *   ssd.out     y[i, p] = y[i, p] + din[i]·r[i, p] + D_h·x[i, p]             (q × P)
+ *   ssd.xw      xw[p, j] = dout[j]·x[j, p]                                     (P × q)
+ *   ssd.state   st[p, n] = total·st[p, n] + r[p, n]                            (P × N)
+ */
+const SSD_GLUE = (() => {
+  const f = (base: string, i: string, ld: string, j: string) => `(i32.add (local.get $${base}) (i32.shl (i32.add (i32.mul (local.get $${i}) (local.get $${ld})) (local.get $${j})) (i32.const 2)))`;
+  const d = (base: string, i: string) => `(i32.add (local.get $${base}) (i32.shl (local.get $${i}) (i32.const 3)))`;
+  const ld32 = (addr: string) => `(f64.promote_f32 (f32.load ${addr}))`;
+  let n = 0;
+  const dtAt = (i: string) => `(i32.add (local.get $dt) (i32.shl (i32.mul (local.get $${i}) (local.get $ldt)) (i32.const 2)))`;
+  const loop = (v: string, from: string, to: string, body: string, down = false) => {
+    const [e, l] = [`$e${n}_${v}`, `$l${n++}_${v}`];
+    return `(local.set $${v} ${down ? `(i32.sub ${to} (i32.const 1))` : from})
+  (block ${e} (loop ${l}
+    (br_if ${e} ${down ? `(i32.lt_s (local.get $${v}) ${from})` : `(i32.ge_s (local.get $${v}) ${to})`})
+    ${body}
+    (local.set $${v} (${down ? 'i32.sub' : 'i32.add'} (local.get $${v}) (i32.const 1)))
+    (br ${l})))`;
+  };
+  const p = (...names: string[]) => names.map((n) => `(param $${n} i32)`).join(' ');
+  const zero = '(i32.const 0)', g = (n: string) => `(local.get $${n})`;
+  return `(func (export "ssd.put") ${p('src', 'lds', 'dst', 'ldd', 'rows', 'cols')} (local $i i32) (local $j i32)
+  ${loop('i', zero, g('rows'), loop('j', zero, g('cols'), `(f32.store ${f('dst', 'i', 'ldd', 'j')} (f32.load ${f('src', 'i', 'lds', 'j')}))`))})
+(func (export "ssd.decays") ${p('dt', 'ldt')} (param $A f64) ${p('q', 'a', 'din', 'dout')} (local $i i32) (local $run f64)
+  ${loop('i', zero, g('q'), `(f64.store ${d('a', 'i')} (f64.mul ${ld32(dtAt('i'))} (local.get $A)))
+    (local.set $run (f64.add (local.get $run) (f64.load ${d('a', 'i')})))
+    (f64.store ${d('din', 'i')} (call $exp64 (local.get $run)))`)}
+  (local.set $run (f64.const 0))
+  ${loop('i', zero, g('q'), `(f64.store ${d('dout', 'i')} (f64.mul (call $exp64 (local.get $run)) ${ld32(dtAt('i'))}))
+    (local.set $run (f64.add (local.get $run) (f64.load ${d('a', 'i')})))`, true)})
+(func (export "ssd.mask") ${p('cb', 'ldcb', 'dt', 'ldt', 'a', 'q', 'm', 'ldm')} (local $i i32) (local $j i32) (local $seg f64)
+  ${loop('i', zero, g('q'), `${loop('j', `(i32.add (local.get $i) (i32.const 1))`, g('q'), `(f32.store ${f('m', 'i', 'ldm', 'j')} (f32.const 0))`)}
+    (local.set $seg (f64.const 0))
+    ${loop('j', zero, `(i32.add (local.get $i) (i32.const 1))`, `(f32.store ${f('m', 'i', 'ldm', 'j')} (f32.demote_f64 (f64.mul (f64.mul (call $exp64 (local.get $seg)) ${ld32(f('cb', 'i', 'ldcb', 'j'))}) ${ld32(dtAt('j'))})))
+    (local.set $seg (f64.add (local.get $seg) (f64.load ${d('a', 'j')})))`, true)}`)})
+(func (export "ssd.out") ${p('y', 'ldy', 'r', 'ldr', 'din', 'x', 'ldx')} (param $D f64) ${p('q', 'P')} (local $i i32) (local $j i32)
+  ${loop('i', zero, g('q'), loop('j', zero, g('P'), `(f32.store ${f('y', 'i', 'ldy', 'j')} (f32.demote_f64 (f64.add (f64.add ${ld32(f('y', 'i', 'ldy', 'j'))}
+      (f64.mul (f64.load ${d('din', 'i')}) ${ld32(f('r', 'i', 'ldr', 'j'))})) (f64.mul (local.get $D) ${ld32(f('x', 'i', 'ldx', 'j'))}))))`))})
+(func (export "ssd.xw") ${p('x', 'ldx', 'dout', 'q', 'P', 'xw', 'ldw')} (local $i i32) (local $j i32)
+  ${loop('i', zero, g('P'), loop('j', zero, g('q'), `(f32.store ${f('xw', 'i', 'ldw', 'j')} (f32.demote_f64 (f64.mul (f64.load ${d('dout', 'j')}) ${ld32(f('x', 'j', 'ldx', 'i'))})))`))})
+(func (export "ssd.state") (param $st i32) (param $total f64) ${p('r', 'ldr', 'P', 'N')} (local $i i32) (local $j i32)
+  ${loop('i', zero, g('P'), loop('j', zero, g('N'), `(f32.store ${f('st', 'i', 'N', 'j')} (f32.demote_f64 (f64.add (f64.mul (local.get $total) ${ld32(f('st', 'i', 'N', 'j'))}) ${ld32(f('r', 'i', 'ldr', 'j'))})))`))})`;
+})();
 
 /**
  * Math helpers. exp4: f32x4 e^x by x = n·ln2 + r (ln2 split in two, |r| ≤ ln2/2), a degree-7

@@ -4,7 +4,8 @@
 // memory too, and the matmul prologue and epilogue stages, norms, elementwise kernels, the conv,
 // the one-token conv and SSD step and RoPE run as its rendered functions, the products reading x and
 // writing y in place. The chunked SSD and prefill attention run as matrix products on the same
-// kernels (runtime/wasm/ssd.ts, attention.ts); what is left (embedding, copies, gather_last, the
+// kernels (runtime/wasm/ssd.ts, attention.ts), the SSD's steps between them (and its operands'
+// `pre`) in the program module over the arena and slots; what is left (embedding, copies, gather_last, the
 // one-token attention, and any kernel the module has no function for) runs through the CPU
 // reference implementations (runtime/cpu/families.ts) on the same arena and state slots.
 
@@ -12,12 +13,12 @@ import type { Invocation, RunBatch, StatePool } from '../backend.ts';
 import { CpuBackend } from '../cpu/backend.ts';
 import { CPU_FAMILIES, type Ctx, type Impl } from '../cpu/families.ts';
 import { exprLeaves } from '../expr.ts';
-import { type Entry, type Family, type Kernel, type Program, type View, weightsRead } from '../program.ts';
+import { type Entry, type Family, type Kernel, type Program, type View, isView, weightsRead } from '../program.ts';
 import { readF32, type Tensor } from '../tensor.ts';
 import { type PackedWeight, WasmKernels } from './kernels.ts';
 import { wasmModule } from './module.ts';
 import { type Arg, Heap, WasmProgram, WasmStatePool, rowsOf } from './program.ts';
-import { ssdChunkedWasm } from './ssd.ts';
+import { type At, ssdChunkedAt, ssdChunkedWasm, ssdWorkBytes } from './ssd.ts';
 import { attentionWasm } from './attention.ts';
 import { RuntimeError } from '../errors.ts';
 import { threadSupport, threadsHere, unsharedModule } from './threads.ts';
@@ -213,6 +214,8 @@ export class WasmBackend extends CpuBackend {
 
   /** Whether `k` runs as the program module's functions (else on the reference families). */
   renders(k: Kernel): boolean {
+    // the chunked SSD: its steps are the module's own, its operands' `pre` a function of its kernel
+    if (k.family === 'ssd') return !!this.prog && (!Object.keys(k.pre ?? {}).length || !!this.prog.get(k)?.pre);
     return !!this.prog?.get(k);
   }
 
@@ -261,8 +264,45 @@ export class WasmBackend extends CpuBackend {
 
   private ssd(k: Kernel, c: Ctx): void {
     const { H, P, G, N } = k.sizes as { H: number; P: number; G: number; N: number };
+    if (this.ssdInMemory(k, c)) return;
     const [x, dt, A, B, C, D] = ['x', 'dt', 'A', 'B', 'C', 'D'].map((n) => c.operand(k, n)) as Float32Array[];
     c.write(k.outputs.y!, ssdChunkedWasm(this.kernels, x!, dt!, A!, B!, C!, D!, { H, P, G, N }, k.sizes.chunk!, c.seqs, c.states(k.state!)));
+  }
+
+  /** The chunked SSD over the arena and state slots in the shared memory, its operands' `pre`
+   *  through the program module; false without the module, or where y shares a buffer with an operand. */
+  private ssdInMemory(k: Kernel, c: Ctx): boolean {
+    const run = this.current;
+    if (!this.prog || !run) return false;
+    const names = ['x', 'dt', 'B', 'C'] as const;
+    const views = names.map((n) => k.inputs[n]);
+    const y = k.outputs.y!;
+    if (!views.every((v): v is View => !!v && isView(v)) || views.some((v) => v.buf === y.buf)) return false;
+    const r = this.prog.get(k);
+    if (names.some((n) => k.pre?.[n]) && !r?.pre) return false;
+    const { H, P, G, N } = k.sizes as { H: number; P: number; G: number; N: number };
+    const rows = c.T;
+    const plan = r?.scratch ?? [];
+    const perRow = plan.reduce((a, p) => a + p.perRow, 0);
+    let longest = 1;
+    for (const sq of c.seqs) longest = Math.max(longest, sq.len);
+    const Q = Math.min(k.sizes.chunk!, longest);
+    const scr = this.scratch(4 * rows * perRow + ssdWorkBytes(Q, P) + 16);
+    const work = scr + 4 * rows * perRow;
+    if (r?.pre) r.pre(run.T, run.S, run.seq, rows, scr, 0, 0, ...r.args.map((a) => this.argValue(a)));
+    const at = (n: (typeof names)[number], v: View): At => {
+      if (k.pre?.[n]) {
+        const i = plan.findIndex((p) => p.name === `pre:${n}`);
+        return { at: scr + 4 * rows * plan.slice(0, i).reduce((a, p) => a + p.perRow, 0), ld: plan[i]!.perRow };
+      }
+      return { at: this.argValue({ kind: 'buf', buf: v.buf }) + 4 * v.col, ld: run.entry.buffers[v.buf]!.width };
+    };
+    const [x, dt, B, C] = names.map((n, i) => at(n, views[i] as View));
+    const yAt: At = { at: this.argValue({ kind: 'buf', buf: y.buf }) + 4 * y.col, ld: run.entry.buffers[y.buf]!.width };
+    const slots = c.states(k.state!).map((st) => st.byteOffset);
+    ssdChunkedAt(this.kernels, this.prog.ssd, this.kernels.memory, x!, dt!, c.operand(k, 'A'), B!, C!, c.operand(k, 'D'), yAt,
+      { H, P, G, N }, c.T, k.sizes.chunk!, c.seqs, slots, work);
+    return true;
   }
 
   private attention(k: Kernel, c: Ctx): void {

@@ -17,6 +17,7 @@ import { RuntimeError } from '../errors.ts';
 import { type Entry, type EntryName, type Expr, type Kernel, type Program, isView, slotLayout } from '../program.ts';
 import { exprLeaves } from '../expr.ts';
 import { CpuStatePool } from '../cpu/backend.ts';
+import type { SsdGlue } from './ssd.ts';
 
 export type Arg =
   | { readonly kind: 'buf'; readonly buf: number }
@@ -72,8 +73,8 @@ export function scratchPlan(k: Kernel): { name: string; perRow: number }[] {
   const add = (name: string, floats: number) => plan.push({ name, perRow: Math.ceil(floats / 4) * 4 });
   const views = Object.entries(k.inputs).filter(([, o]) => isView(o)) as [string, { width: number }][];
   if (k.family === 'matmul' && (k.prologue?.length || k.pre?.x)) add('x', k.sizes.K!);
-  // operands whose `pre` the SSD step and the conv read materialised first
-  if (k.family === 'ssd_step' || k.family === 'conv' || k.family === 'conv_step') {
+  // operands whose `pre` the SSDs and the conv read materialised first
+  if (k.family === 'ssd' || k.family === 'ssd_step' || k.family === 'conv' || k.family === 'conv_step') {
     for (const [name, o] of views.sort((a, b) => (a[0] < b[0] ? -1 : 1))) if (k.pre?.[name]) add(`pre:${name}`, o.width);
   }
   const maps = (k.epilogue ?? []).filter((s) => s.kind === 'map');
@@ -138,6 +139,8 @@ export interface Rendered {
 /** The program module instantiated on the shared memory, its functions by kernel. */
 export class WasmProgram {
   private readonly byKernel = new Map<Kernel, Rendered>();
+  /** The chunked SSD's steps around its products. */
+  readonly ssd: SsdGlue;
 
   constructor(module: WebAssembly.Module, memory: WebAssembly.Memory, program: Program) {
     const ex = new WebAssembly.Instance(module, { env: { memory } }).exports as Record<string, unknown>;
@@ -145,6 +148,8 @@ export class WasmProgram {
     if (hash !== programHash(program)) {
       throw new RuntimeError('RT303', ['a wasm program module built for another program', 'pass the wasmProgram rendered for this model (archc build writes it into the package)']);
     }
+    const glue = (n: string) => ex[`ssd.${n}`] as (...args: number[]) => void;
+    this.ssd = Object.fromEntries(['put', 'decays', 'mask', 'out', 'xw', 'state'].map((n) => [n, glue(n)])) as unknown as SsdGlue;
     for (const [name, e] of Object.entries(program.entries) as [EntryName, Entry][]) {
       e.kernels.forEach((k, i) => {
         const fn = (stage: 'run' | 'pre' | 'post') => ex[exportName(name, i, stage)] as Fn | undefined;

@@ -5,6 +5,8 @@
 //   1. diagonal block   Y  = M · X_h                  [q, P]
 //   4. state -> output  Y += decayIn ∘ (C_g · S_inᵀ)  [q, P]
 //   2+3. chunk state    S_out = total · S_in + (decayOut ∘ X_h)ᵀ · B_g   [P, N]
+// ssdChunkedAt: the same over the shared memory, the steps between the products in the program
+// module (codegen/wasm/program.ts, SSD_GLUE); ssdChunkedWasm: in JS, where there is no such module.
 // The decays, segment sums and M are computed in double as in the reference; the products sum in
 // f32 (the reference in double), so results agree to f32 rounding. The state is f32 between chunks
 // in both.
@@ -83,4 +85,82 @@ export function ssdChunkedWasm(wk: WasmKernels, x: Float32Array, dt: Float32Arra
     }
   }
   return y;
+}
+
+/** The program module's fixed steps of the chunked SSD (codegen/wasm/program.ts, SSD_GLUE). */
+export interface SsdGlue {
+  put(src: number, lds: number, dst: number, ldd: number, rows: number, cols: number): void;
+  decays(dt: number, ldt: number, A: number, q: number, a: number, din: number, dout: number): void;
+  mask(cb: number, ldcb: number, dt: number, ldt: number, a: number, q: number, m: number, ldm: number): void;
+  out(y: number, ldy: number, r: number, ldr: number, din: number, x: number, ldx: number, D: number, q: number, P: number): void;
+  xw(x: number, ldx: number, dout: number, q: number, P: number, xw: number, ldw: number): void;
+  state(st: number, total: number, r: number, ldr: number, P: number, N: number): void;
+}
+
+/** Where a matrix lies in the shared memory: its byte address and floats per row. */
+export interface At {
+  readonly at: number;
+  readonly ld: number;
+}
+
+/** Bytes of work space ssdChunkedAt needs for chunks of up to Q rows. */
+export const ssdWorkBytes = (Q: number, P: number) => 4 * (2 * Q * Q + P * Q) + 8 * 3 * Q;
+
+/**
+ * ssdChunkedWasm with every operand and the output in the shared memory and its steps between
+ * the products in the program module (`glue`): x [T, H·P], dt [T, H], B, C [T, G·N] at their
+ * addresses, rows `ld` floats apart; y likewise (written whole, never aliasing an operand); the
+ * states [H, P, N] at the byte addresses in `states`; `work` (8-byte aligned) bytes of ssdWorkBytes(Q, P).
+ */
+export function ssdChunkedAt(wk: WasmKernels, glue: SsdGlue, memory: WebAssembly.Memory, x: At, dt: At, A: Float32Array, B: At, C: At, D: Float32Array, y: At,
+  dims: SsdDims, T: number, chunk: number, seqs: readonly SeqSlice[], states: readonly number[], work: number): void {
+  const { H, P, G, N } = dims;
+  if (H % G !== 0 || A.length !== H || D.length !== H) throw new RangeError(`ssdChunked: operand sizes do not match H=${H} P=${P} G=${G} N=${N}`);
+  checkSeqs('ssdChunked', T, seqs, states.length);
+  const hpg = H / G;
+  let longest = 1;
+  for (const sq of seqs) longest = Math.max(longest, sq.len);
+  const Q = Math.min(chunk, longest);
+  const a = work, din = a + 8 * Q, dout = din + 8 * Q, cb = dout + 8 * Q, m = cb + 4 * Q * Q, xw = m + 4 * Q * Q;
+  // rows no sequence covers are zero, as the reference writes them
+  const covered = new Uint8Array(T);
+  for (const sq of seqs) covered.fill(1, sq.start, sq.start + sq.len);
+  const mem0 = new Float32Array(memory.buffer);
+  for (let t = 0; t < T; t++) if (!covered[t]) mem0.fill(0, (y.at >> 2) + t * y.ld, (y.at >> 2) + t * y.ld + H * P);
+  const f = (at: number) => at >> 2;
+  for (let s = 0; s < seqs.length; s++) {
+    const { start, len } = seqs[s]!;
+    const st = states[s]!;
+    for (let c0 = start; c0 < start + len; c0 += Q) {
+      const q = Math.min(Q, start + len - c0);
+      for (let g = 0; g < G; g++) {
+        const bc = B.at + 4 * (c0 * B.ld + g * N), cc = C.at + 4 * (c0 * C.ld + g * N);
+        let mem = new Float32Array(memory.buffer);
+        {
+          const r = wk.product(mem, f(cc), C.ld, 1, q, N, mem, f(bc), B.ld, 1, q);
+          glue.put(r.y.byteOffset, r.ld, cb, Q, q, q);
+        }
+        for (let h = g * hpg; h < (g + 1) * hpg; h++) {
+          const dth = dt.at + 4 * (c0 * dt.ld + h), xh = x.at + 4 * (c0 * x.ld + h * P), yh = y.at + 4 * (c0 * y.ld + h * P);
+          glue.decays(dth, dt.ld, A[h]!, q, a, din, dout);
+          glue.mask(cb, Q, dth, dt.ld, a, q, m, Q);
+          mem = new Float32Array(memory.buffer);
+          // 1. Y = M · X_h: W[p, j] = X_h[j, p]
+          let r = wk.product(mem, f(m), Q, 1, q, q, mem, f(xh), 1, x.ld, P);
+          glue.put(r.y.byteOffset, r.ld, yh, y.ld, q, P);
+          // 4. + decayIn ∘ (C_g · S_inᵀ) + D·x
+          const so = st + 4 * h * P * N;
+          mem = new Float32Array(memory.buffer);
+          r = wk.product(mem, f(cc), C.ld, 1, q, N, mem, f(so), N, 1, P);
+          glue.out(yh, y.ld, r.y.byteOffset, r.ld, din, xh, x.ld, D[h]!, q, P);
+          // 2 + 3. S_out = total · S_in + (decayOut ∘ X_h)ᵀ · B_g
+          glue.xw(xh, x.ld, dout, q, P, xw, Q);
+          const total = new Float64Array(memory.buffer, din, Q)[q - 1]!;
+          mem = new Float32Array(memory.buffer);
+          r = wk.product(mem, f(xw), Q, 1, P, q, mem, f(bc), 1, B.ld, N);
+          glue.state(so, total, r.y.byteOffset, r.ld, P, N);
+        }
+      }
+    }
+  }
 }

@@ -106,6 +106,37 @@ describe('wasm program kernels = the CPU backend', () => {
   });
 });
 
+describe('chunked SSD over packed sequences = the CPU backend', () => {
+  // sequences that end inside a chunk, a one-token sequence, groups shared by heads, states continued
+  // from the slots (random, as a cache to continue); the output and the state left in each slot
+  const SHAPES = [
+    { seqs: [11], H: 4, P: 6, G: 2, N: 5, chunk: 4 },
+    { seqs: [5, 2], H: 4, P: 6, G: 2, N: 5, chunk: 4 },
+    { seqs: [1, 9, 4], H: 3, P: 5, G: 1, N: 9, chunk: 4 },
+    { seqs: [3, 17, 6], H: 2, P: 8, G: 2, N: 7, chunk: 5 },
+  ];
+  SHAPES.forEach((c, n) => {
+    it(`sequences ${c.seqs.join('+')}, H=${c.H} P=${c.P} G=${c.G} N=${c.N} chunk ${c.chunk}`, () => {
+      const T = c.seqs.reduce((a, b) => a + b, 0);
+      const r = prng(6000 + n);
+      const inputs = [act(r, T, [c.H, c.P]), act(r, T, [c.H], 0.05, 0.8), weight(r, [c.H], -2, -0.2), act(r, T, [c.G, c.N]), act(r, T, [c.G, c.N]), weight(r, [c.H])];
+      const state = (bytes: number, seq: number) => new Uint8Array(uniform(prng(99 + 31 * seq + n), bytes / 4, -1, 1).buffer);
+      const batch = { mode: 'prefill' as const, seqs: c.seqs, state };
+      const cpu = runOp('ssd', inputs, { chunk: c.chunk }, T, batch);
+      let backend: WasmBackend | undefined;
+      const got = runOp('ssd', inputs, { chunk: c.chunk }, T, { ...batch, backend: (p) => (backend = wasmFor(p)) });
+      const ks = got.program.entries.prefill.kernels.filter((k) => k.family === 'ssd');
+      expect(ks.length, 'the chunked family runs').toBeGreaterThan(0);
+      for (const k of ks) expect(backend!.renders(k), `${k.name} runs in the module`).toBe(true);
+      expectClose(got.outputs[0]!, cpu.outputs[0]!, TOL, `ssd ${JSON.stringify(c)}`);
+      for (const [i, slot] of got.slots.entries()) {
+        const want = new Float32Array(cpu.pool.save(cpu.slots[i]!).slice().buffer);
+        expectClose(new Float32Array(got.pool.save(slot).slice().buffer), want, TOL, `ssd ${JSON.stringify(c)} state of sequence ${i}`);
+      }
+    });
+  });
+});
+
 /** A tiny model's program and random checkpoint tensors. */
 function model(name: string, set: string[]): { program: Program; tensors: Map<string, Tensor> } {
   const c = compileFile(join(ROOT, 'models', `${name}.arch`), { set });
@@ -120,7 +151,7 @@ const MODELS: Record<string, string[]> = {
   qwen3: ['vocab=64', 'd_model=32', 'n_layers=2', 'n_heads=4', 'n_kv_heads=2', 'head_dim=16', 'd_ff=48', 'dtype=f32'],
 };
 
-const RENDERED = new Set(['matmul', 'norm', 'elementwise', 'rope', 'conv', 'conv_step', 'ssd_step']);
+const RENDERED = new Set(['matmul', 'norm', 'elementwise', 'rope', 'conv', 'conv_step', 'ssd', 'ssd_step']);
 
 describe('fused kernels of whole programs, kernel by kernel', () => {
   for (const [name, set] of Object.entries(MODELS)) {
