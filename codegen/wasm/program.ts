@@ -544,6 +544,76 @@ ${perP}`);
   return parts.join('\n');
 }
 
+/**
+ * The one-token attention (and any causal GQA attention) as runtime/cpu/attention.ts: per sequence
+ * its k, v rows appended to the KV cache in its slot ([capacity, KV, Dh] keys, then values), then
+ * per row and head the scores q·k_j·scale, the softmax (max subtracted) and the weighted sum of the
+ * values, all in f64 (f64x2 across the head dim), rounded to f32 at the end. Scratch: f64 scores
+ * [capacity] at scr, then the f64 sum [Dh].
+ */
+function attentionDecodeRun(f: Fn): string {
+  const k = f.k, { H, KV, Dh } = k.sizes as { H: number; KV: number; Dh: number };
+  if (KV < 1 || H % KV) unsupported('kv heads that do not divide heads');
+  if (Object.keys(k.pre ?? {}).length) unsupported('attention operands with a pre-expression');
+  const views = ['q', 'k', 'v'].map((n) => { const o = k.inputs[n]; return o && isView(o) ? o : unsupported(`attention operand ${n}`); });
+  const [qv, kv, vv] = views as [View, View, View];
+  const y = k.outputs.y ?? unsupported('no output y');
+  if (qv.width !== H * Dh || kv.width !== KV * Dh || vv.width !== KV * Dh || y.width !== H * Dh) unsupported('an attention view');
+  if (views.some((v) => v.buf === y.buf)) unsupported('an attention output sharing a buffer with an operand');
+  const group = H / KV, rowLen = KV * Dh, pairs = Dh - (Dh % 2);
+  const s = f.fresh('s'), t = f.fresh('t'), r = f.fresh('r'), h = f.fresh('h'), j = f.fresh('j'), dd = f.fresh('d');
+  const start = f.fresh('start'), len = f.fresh('len'), before = f.fresh('before'), kc = f.fresh('kc'), vc = f.fresh('vc'), nk = f.fresh('nk');
+  const qo = f.fresh('qo'), ko = f.fresh('ko'), yo = f.fresh('yo'), acc = f.fresh('acc');
+  const dot = f.fresh('dot', 'v128'), v2 = f.fresh('v2', 'v128'), sc = f.fresh('sc', 'f64'), max = f.fresh('max', 'f64'), sum = f.fresh('sum', 'f64'), pj = f.fresh('pj', 'f64');
+  const seqAt = addI(get('seq'), mulI(get(s), 12));
+  const fa = (base: string, i: string) => addI(base, `(i32.shl ${i} ${i32(2)})`);
+  const da = (base: string, i: string) => addI(base, `(i32.shl ${i} ${i32(3)})`);
+  const pair = (base: string) => `(f64x2.promote_low_f32x4 (v128.load64_zero ${fa(base, get(dd))}))`;
+  const one = (base: string) => `(f64.promote_f32 (f32.load ${fa(base, get(dd))}))`;
+  // keys of row r: [0, before + r]; K row j of kv head h/group at kc + (j·rowLen + (h/group)·Dh)·4
+  const kvHead = mulI(`(i32.div_u ${get(h)} ${i32(group)})`, Dh);
+  const scores = f.loop(j, i32(0), get(nk), `(local.set $${ko} ${fa(get(kc), addI(mulI(get(j), rowLen), kvHead))})
+(local.set $${dot} (v128.const f64x2 0 0))
+${f.loop(dd, i32(0), i32(pairs), `(local.set $${dot} (f64x2.add ${get(dot)} (f64x2.mul ${pair(get(qo))} ${pair(get(ko))})))`, 2)}
+(local.set $${sc} (f64.add (f64x2.extract_lane 0 ${get(dot)}) (f64x2.extract_lane 1 ${get(dot)})))
+${Dh % 2 ? `(local.set $${dd} ${i32(Dh - 1)})
+(local.set $${sc} (f64.add ${get(sc)} (f64.mul ${one(get(qo))} ${one(get(ko))})))` : ''}
+(local.set $${sc} (f64.mul ${get(sc)} (f64.const ${f64lit(k.attrs.scale as number)})))
+(f64.store ${da(get('scr'), get(j))} ${get(sc)})
+(local.set $${max} (f64.max ${get(max)} ${get(sc)}))`);
+  const accAt = (i: string) => da(get(acc), i);
+  const weigh = f.loop(j, i32(0), get(nk), `(local.set $${pj} (call $exp64 (f64.sub (f64.load ${da(get('scr'), get(j))}) ${get(max)})))
+(local.set $${sum} (f64.add ${get(sum)} ${get(pj)}))
+(local.set $${ko} ${fa(get(vc), addI(mulI(get(j), rowLen), kvHead))})
+(local.set $${v2} (f64x2.splat ${get(pj)}))
+${f.loop(dd, i32(0), i32(pairs), `(v128.store ${accAt(get(dd))} (f64x2.add (v128.load ${accAt(get(dd))}) (f64x2.mul ${get(v2)} ${pair(get(ko))})))`, 2)}
+${Dh % 2 ? `(local.set $${dd} ${i32(Dh - 1)})
+(f64.store ${accAt(get(dd))} (f64.add (f64.load ${accAt(get(dd))}) (f64.mul ${get(pj)} ${one(get(ko))})))` : ''}`);
+  const head = `(local.set $${qo} ${addI(f.viewRow(qv)(addI(get(start), get(r))), `(i32.shl ${mulI(get(h), Dh)} ${i32(2)})`)})
+(local.set $${yo} ${addI(f.viewRow(y)(addI(get(start), get(r))), `(i32.shl ${mulI(get(h), Dh)} ${i32(2)})`)})
+(local.set $${max} (f64.const -inf))
+${scores}
+(local.set $${sum} (f64.const 0))
+${f.loop(dd, i32(0), i32(Dh), `(f64.store ${accAt(get(dd))} (f64.const 0))`)}
+${weigh}
+${f.loop(dd, i32(0), i32(Dh), `(f32.store ${fa(get(yo), get(dd))} (f32.demote_f64 (f64.div (f64.load ${accAt(get(dd))}) ${get(sum)})))`)}`;
+  const append = (src: View, cache: string) => f.loop(t, i32(0), get(len), f.loop(dd, i32(0), i32(rowLen),
+    `(f32.store ${fa(cache, addI(mulI(addI(get(before), get(t)), rowLen), get(dd)))} (f32.load ${fa(f.viewRow(src)(addI(get(start), get(t))), get(dd))}))`));
+  // rows no sequence covers stay as written before: the reference writes them zero
+  const zero = f.loop(t, i32(0), get('T'), f.loop(dd, i32(0), i32(H * Dh), `(f32.store ${fa(f.viewRow(y)(get(t)), get(dd))} (f32.const 0))`));
+  return `${zero}
+(local.set $${acc} ${addI(get('scr'), `(i32.shl (i32.load ${addI(get('seq'), `(i32.shl ${get('S')} ${i32(4)})`)}) ${i32(3)})`)})
+${f.loop(s, i32(0), get('S'), `(local.set $${start} (i32.load ${seqAt}))
+(local.set $${len} (i32.load offset=4 ${seqAt}))
+(local.set $${kc} ${addI(`(i32.load offset=8 ${seqAt})`, f.state(k.state ?? unsupported('an attention without a cache')))})
+(local.set $${vc} ${addI(get(kc), `(i32.shl (i32.mul (i32.load ${addI(get('seq'), `(i32.shl ${get('S')} ${i32(4)})`)}) ${i32(rowLen)}) ${i32(2)})`)})
+(local.set $${before} (i32.load ${addI(addI(get('seq'), mulI(get('S'), 12)), `(i32.shl ${get(s)} ${i32(2)})`)}))
+${append(kv, get(kc))}
+${append(vv, get(vc))}
+${f.loop(r, i32(0), get(len), `(local.set $${nk} ${addI(addI(get(before), get(r)), 1)})
+${f.loop(h, i32(0), i32(H), head)}`)}`)}`;
+}
+
 // ---- module -----------------------------------------------------------------------------------
 
 /** The functions of one kernel by stage, or none where it is not rendered. */
@@ -568,6 +638,7 @@ function renderKernel(k: Kernel, program: Program, buffers: readonly { width: nu
       case 'rope': return { run: make(ropeRun) };
       case 'conv': case 'conv_step': return { run: make(convRun) };
       case 'ssd_step': return { run: make(ssdStepRun) };
+      case 'attention_decode': return { run: make(attentionDecodeRun) };
       // the chunked SSD's operands read through their `pre` (dt's bias, softplus, clamp) into
       // scratch; the rest is the module's fixed ssd.* steps around the products
       case 'ssd': return Object.keys(k.pre ?? {}).length ? { pre: make((f) => materialise(f, ['x', 'dt', 'B', 'C']).parts.join('\n')) } : {};
@@ -605,6 +676,7 @@ export function renderWasmProgram(program: Program): string {
 (global (export "PROGRAM") i32 (i32.const ${programHash(program)}))
 ${MATH}
 ${SSD_GLUE}
+${ATTN_GLUE}
 ${defs.join('\n')}
 )
 `;
@@ -660,6 +732,47 @@ const SSD_GLUE = (() => {
   ${loop('i', zero, g('P'), loop('j', zero, g('q'), `(f32.store ${f('xw', 'i', 'ldw', 'j')} (f32.demote_f64 (f64.mul (f64.load ${d('dout', 'j')}) ${ld32(f('x', 'j', 'ldx', 'i'))})))`))})
 (func (export "ssd.state") (param $st i32) (param $total f64) ${p('r', 'ldr', 'P', 'N')} (local $i i32) (local $j i32)
   ${loop('i', zero, g('P'), loop('j', zero, g('N'), `(f32.store ${f('st', 'i', 'N', 'j')} (f32.demote_f64 (f64.add (f64.mul (local.get $total) ${ld32(f('st', 'i', 'N', 'j'))}) ${ld32(f('r', 'i', 'ldr', 'j'))})))`))})`;
+})();
+
+/**
+ * Prefill attention's steps around its two products (runtime/wasm/attention.ts drives them), the
+ * same for every kernel: addresses are bytes, strides floats. As runtime/wasm/attention.ts' JS
+ * glue: scores scaled and the softmax in f64, its weights stored in f32, the row sums kept in f64.
+ *   attn.put      dst[i, j] = src[i, j]                         (rows × cols: appending K/V to the cache)
+ *   attn.softmax  row i of the scores sees keys [0, first + i]: m = max_j sc[i, j]·scale;
+ *                 p[i, j] = exp(sc[i, j]·scale − m) (0 past the row's keys); sums[i] = Σ_j p[i, j]
+ *   attn.out      y[i, d] = pv[i, d] / sums[i]                  (rows × Dh)
+ */
+const ATTN_GLUE = (() => {
+  const f = (base: string, i: string, ld: string, j: string) => `(i32.add (local.get $${base}) (i32.shl (i32.add (i32.mul (local.get $${i}) (local.get $${ld})) (local.get $${j})) (i32.const 2)))`;
+  const d = (base: string, i: string) => `(i32.add (local.get $${base}) (i32.shl (local.get $${i}) (i32.const 3)))`;
+  let n = 0;
+  const loop = (v: string, from: string, to: string, body: string) => {
+    const [e, l] = [`$ae${n}_${v}`, `$al${n++}_${v}`];
+    return `(local.set $${v} ${from})
+  (block ${e} (loop ${l}
+    (br_if ${e} (i32.ge_s (local.get $${v}) ${to}))
+    ${body}
+    (local.set $${v} (i32.add (local.get $${v}) (i32.const 1)))
+    (br ${l})))`;
+  };
+  const p = (...names: string[]) => names.map((x) => `(param $${x} i32)`).join(' ');
+  const zero = '(i32.const 0)', g = (x: string) => `(local.get $${x})`;
+  const scaled = `(f64.mul (f64.promote_f32 (f32.load ${f('sc', 'i', 'ldsc', 'j')})) (local.get $scale))`;
+  return `(func (export "attn.put") ${p('src', 'lds', 'dst', 'ldd', 'rows', 'cols')} (local $i i32) (local $j i32)
+  ${loop('i', zero, g('rows'), loop('j', zero, g('cols'), `(f32.store ${f('dst', 'i', 'ldd', 'j')} (f32.load ${f('src', 'i', 'lds', 'j')}))`))})
+(func (export "attn.softmax") ${p('sc', 'ldsc', 'rows', 'keys', 'first')} (param $scale f64) ${p('pw', 'ldp', 'sums')} (local $i i32) (local $j i32) (local $nk i32) (local $max f64) (local $sum f64) (local $e f64)
+  ${loop('i', zero, g('rows'), `(local.set $nk (i32.add (i32.add (local.get $first) (local.get $i)) (i32.const 1)))
+    (local.set $max (f64.const -inf))
+    ${loop('j', zero, g('nk'), `(local.set $max (f64.max (local.get $max) ${scaled}))`)}
+    (local.set $sum (f64.const 0))
+    ${loop('j', zero, g('nk'), `(local.set $e (call $exp64 (f64.sub ${scaled} (local.get $max))))
+    (local.set $sum (f64.add (local.get $sum) (local.get $e)))
+    (f32.store ${f('pw', 'i', 'ldp', 'j')} (f32.demote_f64 (local.get $e)))`)}
+    ${loop('j', g('nk'), g('keys'), `(f32.store ${f('pw', 'i', 'ldp', 'j')} (f32.const 0))`)}
+    (f64.store ${d('sums', 'i')} (local.get $sum))`)})
+(func (export "attn.out") ${p('y', 'ldy', 'pv', 'ldpv', 'sums', 'rows', 'cols')} (local $i i32) (local $j i32)
+  ${loop('i', zero, g('rows'), loop('j', zero, g('cols'), `(f32.store ${f('y', 'i', 'ldy', 'j')} (f32.demote_f64 (f64.div (f64.promote_f32 (f32.load ${f('pv', 'i', 'ldpv', 'j')})) (f64.load ${d('sums', 'i')}))))`))})`;
 })();
 
 /**

@@ -4,10 +4,14 @@
 //   S = scale · Q_blk · K[0, end)ᵀ    → softmax per row over its causal keys (max subtracted, in double)
 //   O = P · V[0, end) / row sums
 // Scores sum in f32 (the reference in double), so results agree to f32 rounding.
+// attentionAt: the same over the shared memory, the steps between the products (appending K/V,
+// the softmax, the division by the row sums) in the program module (codegen/wasm/program.ts,
+// ATTN_GLUE); attentionWasm: in JS, where there is no such module.
 
 import type { KvCache, SeqSlice } from '../cpu/seq.ts';
 import { checkSeqs } from '../cpu/seq.ts';
 import type { WasmKernels } from './kernels.ts';
+import type { At } from './ssd.ts';
 
 /** Query rows per block. */
 const BLOCK = 64;
@@ -65,4 +69,70 @@ export function attentionWasm(wk: WasmKernels, q: Float32Array, k: Float32Array,
     }
   }
   return out;
+}
+
+/** The program module's fixed steps of prefill attention (codegen/wasm/program.ts, ATTN_GLUE). */
+export interface AttnGlue {
+  put(src: number, lds: number, dst: number, ldd: number, rows: number, cols: number): void;
+  softmax(sc: number, ldsc: number, rows: number, keys: number, first: number, scale: number, p: number, ldp: number, sums: number): void;
+  out(y: number, ldy: number, pv: number, ldpv: number, sums: number, rows: number, cols: number): void;
+}
+
+/** One sequence's KV cache in the shared memory: byte addresses of its keys and values
+ *  ([capacity, KV, Dh] each), the rows it holds and its capacity. */
+export interface KvAt {
+  readonly k: number;
+  readonly v: number;
+  readonly len: number;
+  readonly capacity: number;
+}
+
+/** Bytes of work space attentionAt needs for sequences attending to up to `maxKeys` keys. */
+export const attentionWorkBytes = (maxKeys: number) => 8 * BLOCK + 4 * BLOCK * maxKeys;
+
+/**
+ * attentionWasm with q [T, H·Dh], k, v [T, KV·Dh] and the output y at their addresses in the
+ * shared memory (rows `ld` floats apart; y written whole, never aliasing an operand), the caches
+ * in the slots, and the steps between the products in the program module (`glue`); `work`
+ * (8-byte aligned) holds attentionWorkBytes of the longest sequence's keys. The caches' rows grow
+ * by each sequence's; their new lengths are the caller's to keep.
+ */
+export function attentionAt(wk: WasmKernels, glue: AttnGlue, memory: WebAssembly.Memory, q: At, k: At, v: At, y: At, T: number, H: number, KV: number, Dh: number,
+  scale: number, seqs: readonly SeqSlice[], caches: readonly KvAt[], work: number): void {
+  if (KV < 1 || H % KV !== 0) throw new RangeError(`attention: ${KV} kv heads do not divide ${H} query heads`);
+  checkSeqs('attention', T, seqs, caches.length);
+  const rowLen = KV * Dh;
+  for (let s = 0; s < seqs.length; s++) {
+    const c = caches[s]!;
+    if (c.len + seqs[s]!.len > c.capacity) throw new RangeError(`attention: cache ${s} has ${c.len} of ${c.capacity} rows; ${seqs[s]!.len} more do not fit`);
+  }
+  const group = H / KV;
+  const sums = work, p = work + 8 * BLOCK;
+  // rows no sequence covers are zero, as the reference writes them
+  const covered = new Uint8Array(T);
+  for (const sq of seqs) covered.fill(1, sq.start, sq.start + sq.len);
+  const mem0 = new Float32Array(memory.buffer);
+  for (let t = 0; t < T; t++) if (!covered[t]) mem0.fill(0, (y.at >> 2) + t * y.ld, (y.at >> 2) + t * y.ld + H * Dh);
+  const f = (at: number) => at >> 2;
+  for (let s = 0; s < seqs.length; s++) {
+    const { start, len } = seqs[s]!;
+    const cache = caches[s]!;
+    const before = cache.len;
+    glue.put(k.at + 4 * start * k.ld, k.ld, cache.k + 4 * before * rowLen, rowLen, len, rowLen);
+    glue.put(v.at + 4 * start * v.ld, v.ld, cache.v + 4 * before * rowLen, rowLen, len, rowLen);
+    for (let r0 = 0; r0 < len; r0 += BLOCK) {
+      const rows = Math.min(BLOCK, len - r0);
+      const keys = before + r0 + rows; // the block's last row sees keys [0, keys)
+      for (let h = 0; h < H; h++) {
+        const kvo = Math.floor(h / group) * Dh;
+        const qh = q.at + 4 * ((start + r0) * q.ld + h * Dh);
+        let mem = new Float32Array(memory.buffer);
+        const sc = wk.product(mem, f(qh), q.ld, 1, rows, Dh, mem, f(cache.k) + kvo, rowLen, 1, keys);
+        glue.softmax(sc.y.byteOffset, sc.ld, rows, keys, before + r0, scale, p, keys, sums);
+        mem = new Float32Array(memory.buffer);
+        const pv = wk.product(mem, f(p), keys, 1, rows, keys, mem, f(cache.v) + kvo, 1, rowLen, Dh);
+        glue.out(y.at + 4 * ((start + r0) * y.ld + h * Dh), y.ld, pv.y.byteOffset, pv.ld, sums, rows, Dh);
+      }
+    }
+  }
 }

@@ -19,7 +19,7 @@ import { type PackedWeight, WasmKernels } from './kernels.ts';
 import { wasmModule } from './module.ts';
 import { type Arg, Heap, WasmProgram, WasmStatePool, rowsOf } from './program.ts';
 import { type At, ssdChunkedAt, ssdChunkedWasm, ssdWorkBytes } from './ssd.ts';
-import { attentionWasm } from './attention.ts';
+import { attentionAt, attentionWasm, attentionWorkBytes } from './attention.ts';
 import { RuntimeError } from '../errors.ts';
 import { threadSupport, threadsHere, unsharedModule } from './threads.ts';
 
@@ -66,7 +66,7 @@ export class WasmBackend extends CpuBackend {
    *  families through the program module where it has the kernel; the rest as the CPU engine runs them. */
   override readonly families: Readonly<Record<Family, Impl>> = {
     ...CPU_FAMILIES, ssd: (k, c) => this.ssd(k, c), attention: (k, c) => this.attention(k, c),
-    ...Object.fromEntries((['matmul', 'norm', 'elementwise', 'rope', 'conv', 'conv_step', 'ssd_step'] as const)
+    ...Object.fromEntries((['matmul', 'norm', 'elementwise', 'rope', 'conv', 'conv_step', 'ssd_step', 'attention_decode'] as const)
       .map((f) => [f, (k: Kernel, c: Ctx) => { if (!this.rendered(k, c)) CPU_FAMILIES[f](k, c); }])),
   };
   /** The program module (absent: every family but the products runs as the CPU engine's). */
@@ -143,9 +143,11 @@ export class WasmBackend extends CpuBackend {
     for (const b of this.runBlocks) this.heap.release(b);
     this.runBlocks = [];
     const S = batch.seqs.length;
-    const seq = this.runAlloc(12 * Math.max(1, S));
-    const table = new Int32Array(this.kernels.memory.buffer, seq, 3 * S);
+    const seq = this.runAlloc(16 * S + 4);
+    const table = new Int32Array(this.kernels.memory.buffer, seq, 4 * S + 1);
     batch.seqs.forEach((s, i) => table.set([s.start, s.len, pool.address(batch.slots[i]!)], 3 * i));
+    table.set(batch.lengths.slice(0, S), 3 * S);
+    table[4 * S] = pool.capacity;
     this.current = { entry, batch, pool, T: batch.tokens.length, S, seq, ropes: new Map() };
     return inv;
   }
@@ -216,6 +218,11 @@ export class WasmBackend extends CpuBackend {
   renders(k: Kernel): boolean {
     // the chunked SSD: its steps are the module's own, its operands' `pre` a function of its kernel
     if (k.family === 'ssd') return !!this.prog && (!Object.keys(k.pre ?? {}).length || !!this.prog.get(k)?.pre);
+    // prefill attention: its steps are the module's own (operands read in place)
+    if (k.family === 'attention') {
+      const y = k.outputs.y!;
+      return !!this.prog && !Object.keys(k.pre ?? {}).length && ['q', 'k', 'v'].every((n) => { const v = k.inputs[n]; return !!v && isView(v) && v.buf !== y.buf; });
+    }
     return !!this.prog?.get(k);
   }
 
@@ -228,7 +235,9 @@ export class WasmBackend extends CpuBackend {
     const args = r.args.map((a) => this.argValue(a));
     const perRow = r.scratch.reduce((a, p) => a + p.perRow, 0);
     if (k.family !== 'matmul') {
-      const scr = this.scratch(4 * rows * perRow + 16);
+      // the one-token attention's scores and sum: f64 [capacity] and [Dh]
+      const extra = k.family === 'attention_decode' ? 8 * (run.pool.capacity + k.sizes.Dh!) : 0;
+      const scr = this.scratch(4 * rows * perRow + extra + 16);
       r.run!(run.T, run.S, run.seq, rows, scr, 0, 0, ...args);
       return true;
     }
@@ -307,8 +316,29 @@ export class WasmBackend extends CpuBackend {
 
   private attention(k: Kernel, c: Ctx): void {
     const { H, KV, Dh } = k.sizes as { H: number; KV: number; Dh: number };
+    if (this.attentionInMemory(k, c)) return;
     const [q, kk, v] = ['q', 'k', 'v'].map((n) => c.operand(k, n)) as Float32Array[];
     c.write(k.outputs.y!, attentionWasm(this.kernels, q!, kk!, v!, c.T, H, KV, Dh, k.attrs.scale as number, c.seqs, c.caches(k.state!)));
+  }
+
+  /** Prefill attention over the arena and the caches in the slots, its steps between the products
+   *  in the program module; false without the module, where an operand has a `pre`, or where y
+   *  shares a buffer with an operand. */
+  private attentionInMemory(k: Kernel, c: Ctx): boolean {
+    const run = this.current;
+    if (!this.prog || !run || Object.keys(k.pre ?? {}).length) return false;
+    const views = ['q', 'k', 'v'].map((n) => k.inputs[n]);
+    const y = k.outputs.y!;
+    if (!views.every((v): v is View => !!v && isView(v)) || views.some((v) => v.buf === y.buf)) return false;
+    const { H, KV, Dh } = k.sizes as { H: number; KV: number; Dh: number };
+    const at = (v: View): At => ({ at: this.argValue({ kind: 'buf', buf: v.buf }) + 4 * v.col, ld: run.entry.buffers[v.buf]!.width });
+    const [q, kk, v] = views.map(at);
+    const caches = c.caches(k.state!).map((ch) => ({ k: ch.k.byteOffset, v: ch.v.byteOffset, len: ch.len, capacity: ch.capacity }));
+    let maxKeys = 1;
+    c.seqs.forEach((s, i) => { maxKeys = Math.max(maxKeys, caches[i]!.len + s.len); });
+    const work = this.scratch(attentionWorkBytes(maxKeys) + 16);
+    attentionAt(this.kernels, this.prog.attn, this.kernels.memory, q!, kk!, v!, at(y), c.T, H, KV, Dh, k.attrs.scale as number, c.seqs, caches, work);
+    return true;
   }
 
   /** Threads the products run on (the calling thread counts). */

@@ -6,7 +6,8 @@
 // Calling convention: every rendered function takes i32 arguments
 //   (T, S, seq, rows, scr, ldy, y0, a0, a1, …)
 // T, S: the batch's rows; seq: byte address of [S][3] i32 (first row, row count, slot address) per
-// sequence; rows: the kernel's input rows (family-specific, see `rowsOf`); scr: the kernel's scratch
+// sequence, then [S] i32 (the tokens each sequence held before the run: its KV caches' rows), then
+// one i32 (the slots' capacity in tokens); rows: the kernel's input rows (family-specific, see `rowsOf`); scr: the kernel's scratch
 // (laid out by `scratchPlan`, then y0); ldy, y0: where a matrix product left its result (floats per
 // row, byte address); then `kernelArgs(k)` in order: a buffer's byte address in the arena, a weight's
 // f32 copy, a state's byte offset in a slot, a rotary table ([T][R/2] cos, then [T][R/2] sin, f64).
@@ -18,6 +19,7 @@ import { type Entry, type EntryName, type Expr, type Kernel, type Program, isVie
 import { exprLeaves } from '../expr.ts';
 import { CpuStatePool } from '../cpu/backend.ts';
 import type { SsdGlue } from './ssd.ts';
+import type { AttnGlue } from './attention.ts';
 
 export type Arg =
   | { readonly kind: 'buf'; readonly buf: number }
@@ -141,6 +143,8 @@ export class WasmProgram {
   private readonly byKernel = new Map<Kernel, Rendered>();
   /** The chunked SSD's steps around its products. */
   readonly ssd: SsdGlue;
+  /** Prefill attention's steps around its products. */
+  readonly attn: AttnGlue;
 
   constructor(module: WebAssembly.Module, memory: WebAssembly.Memory, program: Program) {
     const ex = new WebAssembly.Instance(module, { env: { memory } }).exports as Record<string, unknown>;
@@ -150,6 +154,7 @@ export class WasmProgram {
     }
     const glue = (n: string) => ex[`ssd.${n}`] as (...args: number[]) => void;
     this.ssd = Object.fromEntries(['put', 'decays', 'mask', 'out', 'xw', 'state'].map((n) => [n, glue(n)])) as unknown as SsdGlue;
+    this.attn = Object.fromEntries(['put', 'softmax', 'out'].map((n) => [n, ex[`attn.${n}`]])) as unknown as AttnGlue;
     for (const [name, e] of Object.entries(program.entries) as [EntryName, Entry][]) {
       e.kernels.forEach((k, i) => {
         const fn = (stage: 'run' | 'pre' | 'post') => ex[exportName(name, i, stage)] as Fn | undefined;

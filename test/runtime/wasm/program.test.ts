@@ -137,6 +137,40 @@ describe('chunked SSD over packed sequences = the CPU backend', () => {
   });
 });
 
+describe('attention over packed sequences with cached tokens = the CPU backend', () => {
+  // GQA (4 heads over 2 kv heads), head dim 64 and an odd one; prefill: ragged sequences, one past
+  // a block of query rows; decode: one token per sequence; each sequence with tokens cached before
+  // (random cache rows); the output and each slot (the cache with the new rows appended)
+  const SHAPES = [
+    { mode: 'prefill' as const, seqs: [5, 1, 9], before: [3, 0, 7], H: 4, KV: 2, Dh: 64 },
+    { mode: 'prefill' as const, seqs: [70, 2], before: [1, 4], H: 2, KV: 1, Dh: 12 },
+    { mode: 'decode' as const, seqs: [1, 1, 1], before: [3, 0, 11], H: 4, KV: 2, Dh: 64 },
+    { mode: 'decode' as const, seqs: [1, 1], before: [5, 2], H: 3, KV: 3, Dh: 5 },
+  ];
+  SHAPES.forEach((c, n) => {
+    it(`${c.mode} sequences ${c.seqs.join('+')} after ${c.before.join('+')}, H=${c.H} KV=${c.KV} Dh=${c.Dh}`, () => {
+      const T = c.seqs.reduce((a, b) => a + b, 0);
+      const r = prng(7000 + n);
+      const inputs = [act(r, T, [c.H, c.Dh], -2, 2), act(r, T, [c.KV, c.Dh], -2, 2), act(r, T, [c.KV, c.Dh])];
+      const attrs = { scale: 1 / Math.sqrt(c.Dh) };
+      const state = (bytes: number, seq: number) => new Uint8Array(uniform(prng(77 + 31 * seq + n), bytes / 4, -1, 1).buffer);
+      const batch = { mode: c.mode, seqs: c.seqs, before: c.before, state };
+      const cpu = runOp('attention', inputs, attrs, T, batch);
+      let backend: WasmBackend | undefined;
+      const got = runOp('attention', inputs, attrs, T, { ...batch, backend: (p) => (backend = wasmFor(p)) });
+      const family = c.mode === 'decode' ? 'attention_decode' : 'attention';
+      const ks = got.program.entries[c.mode].kernels.filter((k) => k.family === family);
+      expect(ks.length, `the ${family} family runs`).toBeGreaterThan(0);
+      for (const k of ks) expect(backend!.renders(k), `${k.name} runs in the module`).toBe(true);
+      expectClose(got.outputs[0]!, cpu.outputs[0]!, TOL, `attention ${JSON.stringify(c)}`);
+      for (const [i, slot] of got.slots.entries()) {
+        const want = new Float32Array(cpu.pool.save(cpu.slots[i]!).slice().buffer);
+        expectClose(new Float32Array(got.pool.save(slot).slice().buffer), want, TOL, `attention ${JSON.stringify(c)} cache of sequence ${i}`);
+      }
+    });
+  });
+});
+
 /** A tiny model's program and random checkpoint tensors. */
 function model(name: string, set: string[]): { program: Program; tensors: Map<string, Tensor> } {
   const c = compileFile(join(ROOT, 'models', `${name}.arch`), { set });
