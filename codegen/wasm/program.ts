@@ -1,14 +1,15 @@
 // The `wasm` target's per-program module as WebAssembly text: one function per kernel (or per
 // matmul stage) for the families the generic product module does not cover — the matmul prologue
 // (gather_last, RMSNorm, gated RMSNorm, LayerNorm) and epilogue (maps, RoPE, the one-token conv),
-// norm, elementwise, conv, conv_step, ssd_step and rope — with the kernel's sizes, columns and row
+// norm, elementwise, conv, conv_step, ssd_step, attention_decode and rope — with the kernel's sizes, columns and row
 // strides as constants, over the arena, state slots and weights in the shared memory. The calling
 // convention and the scratch layout are runtime/wasm/program.ts'; assembled by codegen/wasm/assemble.ts.
 //
 // Numerics follow the reference (runtime/cpu/): expressions in f32x4, every step rounded to f32 as
 // the unfused kernels store it (exp, log1p, SiLU and softplus as f32 module helpers accurate to a
 // few ulps; GELU per lane in f64, as the reference computes it); norms, the conv, the SSD step and
-// RoPE in f64 scalar or f64x2 where the reference sums in double, rounded to f32 where it stores.
+// RoPE in f64 scalar or f64x2 where the reference sums in double, rounded to f32 where it stores;
+// the one-token attention's scores, softmax and weighted values in f64 (f64x2), as the reference.
 // A kernel this file cannot render (a shape of stage it does not know) gets no function and runs on
 // the reference families.
 
@@ -741,6 +742,7 @@ const SSD_GLUE = (() => {
  *   attn.put      dst[i, j] = src[i, j]                         (rows × cols: appending K/V to the cache)
  *   attn.softmax  row i of the scores sees keys [0, first + i]: m = max_j sc[i, j]·scale;
  *                 p[i, j] = exp(sc[i, j]·scale − m) (0 past the row's keys); sums[i] = Σ_j p[i, j]
+ *                 (in f64x2 over pairs of keys: exp64x2, the sum in two lanes added at the end)
  *   attn.out      y[i, d] = pv[i, d] / sums[i]                  (rows × Dh)
  */
 const ATTN_GLUE = (() => {
@@ -759,14 +761,32 @@ const ATTN_GLUE = (() => {
   const p = (...names: string[]) => names.map((x) => `(param $${x} i32)`).join(' ');
   const zero = '(i32.const 0)', g = (x: string) => `(local.get $${x})`;
   const scaled = `(f64.mul (f64.promote_f32 (f32.load ${f('sc', 'i', 'ldsc', 'j')})) (local.get $scale))`;
+  const scaled2 = `(f64x2.mul (f64x2.promote_low_f32x4 (v128.load64_zero ${f('sc', 'i', 'ldsc', 'j')})) (f64x2.splat (local.get $scale)))`;
+  // j from 0 while < to, by 2
+  const step2 = (v: string, to: string, body: string) => {
+    const [e, l] = [`$ae${n}_${v}`, `$al${n++}_${v}`];
+    return `(local.set $${v} (i32.const 0))
+  (block ${e} (loop ${l}
+    (br_if ${e} (i32.ge_s (local.get $${v}) ${to}))
+    ${body}
+    (local.set $${v} (i32.add (local.get $${v}) (i32.const 2)))
+    (br ${l})))`;
+  };
   return `(func (export "attn.put") ${p('src', 'lds', 'dst', 'ldd', 'rows', 'cols')} (local $i i32) (local $j i32)
   ${loop('i', zero, g('rows'), loop('j', zero, g('cols'), `(f32.store ${f('dst', 'i', 'ldd', 'j')} (f32.load ${f('src', 'i', 'lds', 'j')}))`))})
-(func (export "attn.softmax") ${p('sc', 'ldsc', 'rows', 'keys', 'first')} (param $scale f64) ${p('pw', 'ldp', 'sums')} (local $i i32) (local $j i32) (local $nk i32) (local $max f64) (local $sum f64) (local $e f64)
+(func (export "attn.softmax") ${p('sc', 'ldsc', 'rows', 'keys', 'first')} (param $scale f64) ${p('pw', 'ldp', 'sums')} (local $i i32) (local $j i32) (local $nk i32) (local $n2 i32) (local $max f64) (local $sum f64) (local $e f64) (local $mx v128) (local $s2 v128) (local $e2 v128)
   ${loop('i', zero, g('rows'), `(local.set $nk (i32.add (i32.add (local.get $first) (local.get $i)) (i32.const 1)))
-    (local.set $max (f64.const -inf))
-    ${loop('j', zero, g('nk'), `(local.set $max (f64.max (local.get $max) ${scaled}))`)}
-    (local.set $sum (f64.const 0))
-    ${loop('j', zero, g('nk'), `(local.set $e (call $exp64 (f64.sub ${scaled} (local.get $max))))
+    (local.set $n2 (i32.and (local.get $nk) (i32.const -2)))
+    (local.set $mx (f64x2.splat (f64.const -inf)))
+    ${step2('j', g('n2'), `(local.set $mx (f64x2.max (local.get $mx) ${scaled2}))`)}
+    (local.set $max (f64.max (f64x2.extract_lane 0 (local.get $mx)) (f64x2.extract_lane 1 (local.get $mx))))
+    ${loop('j', g('n2'), g('nk'), `(local.set $max (f64.max (local.get $max) ${scaled}))`)}
+    (local.set $s2 (f64x2.splat (f64.const 0)))
+    ${step2('j', g('n2'), `(local.set $e2 (call $exp64x2 (f64x2.sub ${scaled2} (f64x2.splat (local.get $max)))))
+    (local.set $s2 (f64x2.add (local.get $s2) (local.get $e2)))
+    (v128.store64_lane 0 ${f('pw', 'i', 'ldp', 'j')} (f32x4.demote_f64x2_zero (local.get $e2)))`)}
+    (local.set $sum (f64.add (f64x2.extract_lane 0 (local.get $s2)) (f64x2.extract_lane 1 (local.get $s2))))
+    ${loop('j', g('n2'), g('nk'), `(local.set $e (call $exp64 (f64.sub ${scaled} (local.get $max))))
     (local.set $sum (f64.add (local.get $sum) (local.get $e)))
     (f32.store ${f('pw', 'i', 'ldp', 'j')} (f32.demote_f64 (local.get $e)))`)}
     ${loop('j', g('nk'), g('keys'), `(f32.store ${f('pw', 'i', 'ldp', 'j')} (f32.const 0))`)}
@@ -820,6 +840,13 @@ const MATH = `(func $exp4 (param $x v128) (result v128) (local $n v128) (local $
   (local.set $p (f64.const ${1 / 6227020800}))
   ${[12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0].map((i) => `(local.set $p (f64.add (f64.mul (local.get $p) (local.get $r)) (f64.const ${f64lit(1 / factorial(i))})))`).join('\n  ')}
   (f64.mul (local.get $p) (f64.reinterpret_i64 (i64.shl (i64.add (i64.trunc_sat_f64_s (local.get $n)) (i64.const 1023)) (i64.const 52)))))
+(func $exp64x2 (param $x v128) (result v128) (local $n v128) (local $r v128) (local $p v128)
+  (local.set $x (f64x2.min (f64x2.max (local.get $x) (f64x2.splat (f64.const -708))) (f64x2.splat (f64.const 709))))
+  (local.set $n (f64x2.nearest (f64x2.mul (local.get $x) (f64x2.splat (f64.const 1.4426950408889634)))))
+  (local.set $r (f64x2.sub (f64x2.sub (local.get $x) (f64x2.mul (local.get $n) (f64x2.splat (f64.const 0.6931471803691238)))) (f64x2.mul (local.get $n) (f64x2.splat (f64.const 1.9082149292705877e-10)))))
+  (local.set $p (f64x2.splat (f64.const ${1 / 6227020800})))
+  ${[12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0].map((i) => `(local.set $p (f64x2.add (f64x2.mul (local.get $p) (local.get $r)) (f64x2.splat (f64.const ${f64lit(1 / factorial(i))}))))`).join('\n  ')}
+  (f64x2.mul (local.get $p) (i64x2.shl (i64x2.add (i64x2.extend_low_i32x4_s (i32x4.trunc_sat_f64x2_s_zero (local.get $n))) (v128.const i64x2 1023 1023)) (i32.const 52))))
 (func $erf64 (param $z f64) (result f64) (local $a f64) (local $z2 f64) (local $term f64) (local $sum f64) (local $n f64) (local $r f64)
   (local.set $a (f64.abs (local.get $z)))
   (if (i32.eqz (f64.lt (local.get $a) (f64.const 6)))

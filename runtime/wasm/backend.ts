@@ -4,9 +4,10 @@
 // memory too, and the matmul prologue and epilogue stages, norms, elementwise kernels, the conv,
 // the one-token conv and SSD step and RoPE run as its rendered functions, the products reading x and
 // writing y in place. The chunked SSD and prefill attention run as matrix products on the same
-// kernels (runtime/wasm/ssd.ts, attention.ts), the SSD's steps between them (and its operands'
-// `pre`) in the program module over the arena and slots; what is left (embedding, copies, gather_last, the
-// one-token attention, and any kernel the module has no function for) runs through the CPU
+// kernels (runtime/wasm/ssd.ts, attention.ts), the steps between them (the SSD's, and its operands'
+// `pre`; attention's cache append, softmax and division) in the program module over the arena and
+// slots, as is the one-token attention; what is left (embedding, copies, gather_last, and any
+// kernel the module has no function for) runs through the CPU
 // reference implementations (runtime/cpu/families.ts) on the same arena and state slots.
 
 import type { Invocation, RunBatch, StatePool } from '../backend.ts';

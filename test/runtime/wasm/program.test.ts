@@ -185,7 +185,7 @@ const MODELS: Record<string, string[]> = {
   qwen3: ['vocab=64', 'd_model=32', 'n_layers=2', 'n_heads=4', 'n_kv_heads=2', 'head_dim=16', 'd_ff=48', 'dtype=f32'],
 };
 
-const RENDERED = new Set(['matmul', 'norm', 'elementwise', 'rope', 'conv', 'conv_step', 'ssd', 'ssd_step']);
+const RENDERED = new Set(['matmul', 'norm', 'elementwise', 'rope', 'conv', 'conv_step', 'ssd', 'ssd_step', 'attention', 'attention_decode']);
 
 describe('fused kernels of whole programs, kernel by kernel', () => {
   for (const [name, set] of Object.entries(MODELS)) {
