@@ -11,6 +11,7 @@
 //   x        packed row tiles [ceil(T/MR)][K][MR] f32: a k step reads MR consecutive floats.
 //   y        [Tpad][ldy] f32 with ldy = P·NR.
 //   job      the product being shared by the threads, 48 bytes at JOB (see `work` below).
+//   scratch  per thread, one panel widened from bf16 to f32 [K][NR] (see `gemm` below).
 // Every output element is one f32 sum in k order (the CPU engine sums in double: results agree to
 // f32 rounding, not bit for bit).
 
@@ -116,19 +117,64 @@ function gemvKernel(dt: WeightType, q: number, mr: number, fma: boolean): string
 }
 
 /**
- * gemm_<dt>(x, w, y, T, K, ldy, p0, p1): panels [p0, p1) of y = x·Wᵀ for all T rows. Rows go in
- * blocks of `tokenBlock` (a block of x stays in cache while every panel passes over it), each block
- * in tiles of MR rows; the last tile of a block takes the micro-kernel of its row count.
+ * widen(src, dst, K): one bf16 panel's K steps of NR weights widened to f32 at `dst` (the f32
+ * panel layout), so a product of many rows widens each weight once per cache block of rows instead
+ * of once per row tile.
+ */
+function widen(): string {
+  return `(func $widen (param $src i32) (param $dst i32) (param $K i32)
+  (local $end i32) (local $wv v128)
+  (local.set $end ${add(get('src'), `(i32.shl ${get('K')} (i32.const 4))`)})
+  (block $done (loop $step
+    (br_if $done (i32.ge_u ${get('src')} ${get('end')}))
+    (local.set $wv (v128.load ${get('src')}))
+    (v128.store ${get('dst')} (i8x16.shuffle 0 1 16 17 2 3 18 19 4 5 20 21 6 7 22 23 (v128.const i32x4 0 0 0 0) ${get('wv')}))
+    (v128.store offset=16 ${get('dst')} (i8x16.shuffle 8 9 24 25 10 11 26 27 12 13 28 29 14 15 30 31 (v128.const i32x4 0 0 0 0) ${get('wv')}))
+    (local.set $src ${add(get('src'), 16)})
+    (local.set $dst ${add(get('dst'), 32)})
+    (br $step))))`;
+}
+
+/** The row tiles [tb, te) of one panel, whose weights start at `wp`, with the micro-kernels of `dt`;
+ *  the last tile takes the micro-kernel of its row count. Labels are suffixed with `dt`. */
+function tiles(dt: WeightType, mr: number, wp: string): string {
+  const cases = Array.from({ length: mr }, (_, i) => i + 1);
+  // br_table on m - 1: case blocks nested innermost-first
+  let body = `(br_table ${cases.map((m) => `$m${m}_${dt}`).join(' ')} (i32.sub ${get('m')} (i32.const 1)))`;
+  for (const m of cases) {
+    body = `(block $m${m}_${dt}\n${body})\n(call $mk_${dt}_${m} ${get('xp')} ${get('wp')} ${get('yp')} ${get('K')} ${get('ldyb')})\n(br $tiles_next_${dt})`;
+  }
+  return `(local.set $wp ${wp})
+      (local.set $t ${get('tb')})
+      (block $tiles_end_${dt} (loop $tiles_${dt}
+        (br_if $tiles_end_${dt} (i32.ge_s ${get('t')} ${get('te')}))
+        (local.set $m (i32.sub ${get('te')} ${get('t')}))
+        (if (i32.gt_s ${get('m')} (i32.const ${mr})) (then (local.set $m (i32.const ${mr}))))
+        (local.set $xp ${add(get('x'), `(i32.shl (i32.mul ${get('t')} ${get('K')}) (i32.const 2))`)})
+        (local.set $yp ${add(get('y'), `(i32.add (i32.mul ${get('t')} ${get('ldyb')}) (i32.mul ${get('p')} (i32.const ${NR * 4})))`)})
+        (block $tiles_next_${dt}
+          ${body})
+        (local.set $t ${add(get('t'), mr)})
+        (br $tiles_${dt})))`;
+}
+
+/**
+ * gemm_<dt>(x, w, y, T, K, ldy, p0, p1[, s]): panels [p0, p1) of y = x·Wᵀ for all T rows. Rows go
+ * in blocks of `tokenBlock` (a block of x stays in cache while every panel passes over it), each
+ * block in tiles of MR rows. bf16 takes `s`, the calling thread's own K·NR·4 bytes: a block of at
+ * least `widenFrom` rows widens each panel there once and runs the f32 micro-kernels over it (fewer
+ * rows widen in registers, per tile).
  */
 function gemm(dt: WeightType, t: WasmTarget): string {
   const mr = t.rowsPerTile;
-  const cases = Array.from({ length: mr }, (_, i) => i + 1);
-  // br_table on m - 1: case blocks nested innermost-first
-  let body = `(br_table ${cases.map((m) => `$m${m}`).join(' ')} (i32.sub ${get('m')} (i32.const 1)))`;
-  for (const m of cases) {
-    body = `(block $m${m}\n${body})\n(call $mk_${dt}_${m} ${get('xp')} ${get('wp')} ${get('yp')} ${get('K')} ${get('ldyb')})\n(br $tiles_next)`;
-  }
-  return `(func $gemm_${dt} (export "gemm_${dt}") (param $x i32) (param $w i32) (param $y i32) (param $T i32) (param $K i32) (param $ldy i32) (param $p0 i32) (param $p1 i32)
+  const panelAt = add(get('w'), `(i32.mul ${get('p')} ${get('panelb')})`);
+  const perPanel = dt === 'f32' ? tiles('f32', mr, panelAt) : `(if (i32.ge_s (i32.sub ${get('te')} ${get('tb')}) (i32.const ${t.widenFrom}))
+      (then
+      (call $widen ${panelAt} ${get('s')} ${get('K')})
+      ${tiles('f32', mr, get('s'))})
+      (else
+      ${tiles('bf16', mr, panelAt)}))`;
+  return `(func $gemm_${dt} (export "gemm_${dt}") (param $x i32) (param $w i32) (param $y i32) (param $T i32) (param $K i32) (param $ldy i32) (param $p0 i32) (param $p1 i32)${dt === 'bf16' ? ' (param $s i32)' : ''}
   (local $tb i32) (local $te i32) (local $p i32) (local $t i32) (local $m i32) (local $xp i32) (local $wp i32) (local $yp i32) (local $ldyb i32) (local $panelb i32)
   (local.set $ldyb (i32.shl ${get('ldy')} (i32.const 2)))
   (local.set $panelb (i32.mul ${get('K')} (i32.const ${NR * BYTES[dt]})))${t.gemvPanels > 1 ? `
@@ -148,18 +194,7 @@ function gemm(dt: WeightType, t: WasmTarget): string {
     (local.set $p ${get('p0')})
     (block $panels_end (loop $panels
       (br_if $panels_end (i32.ge_s ${get('p')} ${get('p1')}))
-      (local.set $t ${get('tb')})
-      (block $tiles_end (loop $tiles
-        (br_if $tiles_end (i32.ge_s ${get('t')} ${get('te')}))
-        (local.set $m (i32.sub ${get('te')} ${get('t')}))
-        (if (i32.gt_s ${get('m')} (i32.const ${mr})) (then (local.set $m (i32.const ${mr}))))
-        (local.set $xp ${add(get('x'), `(i32.shl (i32.mul ${get('t')} ${get('K')}) (i32.const 2))`)})
-        (local.set $wp ${add(get('w'), `(i32.mul ${get('p')} ${get('panelb')})`)})
-        (local.set $yp ${add(get('y'), `(i32.add (i32.mul ${get('t')} ${get('ldyb')}) (i32.mul ${get('p')} (i32.const ${NR * 4})))`)})
-        (block $tiles_next
-          ${body})
-        (local.set $t ${add(get('t'), mr)})
-        (br $tiles)))
+      ${perPanel}
       (local.set $p ${add(get('p'), 1)})
       (br $panels)))
     (local.set $tb ${get('te')})
@@ -172,7 +207,8 @@ export const JOB_FIELDS = { claim: 0, done: 4, dt: 8, x: 12, w: 16, y: 20, T: 24
 export const CLOSED = 0xffff;
 
 /**
- * work(): the calling thread's share of the job at JOB, taken chunk by chunk. The claim word holds
+ * work(s): the calling thread's share of the job at JOB, taken chunk by chunk (`s`: the thread's own
+ * scratch for widened bf16 panels, K·NR·4 bytes). The claim word holds
  * (job number << 16) | next chunk; a thread reads it, reads the job, and takes the chunk by a
  * compare-exchange of the claim word, so it never takes a chunk of a job other than the one it read
  * (the caller closes the claim word, chunk CLOSED, before it rewrites the job, and writes a job only
@@ -183,7 +219,7 @@ export const CLOSED = 0xffff;
 function work(): string {
   const f = (name: keyof typeof JOB_FIELDS) => `(i32.atomic.load (i32.const ${JOB + JOB_FIELDS[name]}))`;
   const args = `${get('x')} ${get('w')} ${get('y')} ${get('T')} ${get('K')} ${get('ldy')} ${get('start')} ${get('end')}`;
-  return `(func (export "work")
+  return `(func (export "work") (param $s i32)
   (local $c i32) (local $x i32) (local $w i32) (local $y i32) (local $T i32) (local $K i32) (local $ldy i32) (local $start i32) (local $end i32) (local $p1 i32)
   (block $out (loop $next
     (local.set $c ${f('claim')})
@@ -195,7 +231,7 @@ function work(): string {
     (br_if $next (i32.ne (i32.atomic.rmw.cmpxchg (i32.const ${JOB + JOB_FIELDS.claim}) ${get('c')} ${add(get('c'), 1)}) ${get('c')}))
     (local.set $end (i32.add ${get('start')} ${f('chunk')}))
     (if (i32.gt_s ${get('end')} ${get('p1')}) (then (local.set $end ${get('p1')})))
-    (if ${f('dt')} (then (call $gemm_bf16 ${args})) (else (call $gemm_f32 ${args})))
+    (if ${f('dt')} (then (call $gemm_bf16 ${args} ${get('s')})) (else (call $gemm_f32 ${args})))
     (drop (i32.atomic.rmw.add (i32.const ${JOB + JOB_FIELDS.done}) (i32.sub ${get('end')} ${get('start')})))
     (drop (memory.atomic.notify (i32.const ${JOB + JOB_FIELDS.done}) (i32.const 1)))
     (br $next))))`;
@@ -212,7 +248,7 @@ export function renderWasmKernels(t: WasmTarget): string {
     if (t.gemvPanels > 1) funcs.push(gemvKernel(dt, t.gemvPanels, t.rowsPerTile, t.fma));
     funcs.push(gemm(dt, t));
   }
-  funcs.push(work());
+  funcs.push(widen(), work());
   return `;; archc wasm kernels${t.fma ? ' (fused multiply-add: relaxed SIMD)' : ''}: matrix products over packed weight panels (generated; see codegen/wasm/kernels.ts)
 (module
 (import "env" "memory" (memory 1 65536 shared))

@@ -140,12 +140,16 @@ export interface WasmTarget {
   readonly gemvPanels: number;
   /** Products of fewer multiply-adds run on the calling thread alone. */
   readonly splitFrom: number;
+  /** bf16 weights: a cache block of at least this many rows widens each panel to f32 once, into the
+   *  thread's scratch, and runs the f32 micro-kernels over it; fewer rows (decode) read bf16 and
+   *  widen in registers, tile by tile. */
+  readonly widenFrom: number;
 }
 
 /** 128-bit SIMD alone: runs on every engine with SIMD. */
-export const WASM_TARGET: WasmTarget = { name: 'wasm', fma: false, rowsPerTile: 4, tokenBlock: 64, gemvUnroll: 2, gemvPanels: 4, splitFrom: 1 << 17 };
+export const WASM_TARGET: WasmTarget = { name: 'wasm', fma: false, rowsPerTile: 4, tokenBlock: 64, gemvUnroll: 2, gemvPanels: 4, splitFrom: 1 << 17, widenFrom: 8 };
 /** With relaxed SIMD's fused multiply-add (Chromium >= 114, Node >= 22; Node 20 behind a flag that
  *  runtime/wasm/module.ts sets). */
-export const WASM_FMA_TARGET: WasmTarget = { ...WASM_TARGET, fma: true, rowsPerTile: 6, tokenBlock: 60 };
+export const WASM_FMA_TARGET: WasmTarget = { ...WASM_TARGET, fma: true, rowsPerTile: 6, tokenBlock: 60, widenFrom: 12 };
 /** The module variants a build ships, in order of preference: the runtime runs the first the engine accepts. */
 export const WASM_TARGETS: readonly WasmTarget[] = [WASM_FMA_TARGET, WASM_TARGET];

@@ -1,6 +1,7 @@
 // The wasm backend's matrix products against the CPU reference backend, kernel by kernel, on random
 // inputs with outputs poisoned first (test/helpers/kernels.ts): every row count around the
-// micro-tile and cache-block edges, widths that leave partial panels, f32/bf16/f16 weights, bias,
+// micro-tile and cache-block edges, widths that leave partial panels, f32/bf16/f16 weights (bf16
+// both widened per tile and widened per cache block into each thread's scratch), bias,
 // the head's gather_last prologue, decode batches, and one or two threads; and the chunked SSD and
 // prefill attention, whose work runs as products on the same kernels. Every module variant a build
 // ships (fused multiply-add, plain SIMD) runs every case.
@@ -69,6 +70,12 @@ for (const t of WASM_TARGETS) describe(`the ${variantName(t)} module`, () => {
     { T: 1, K: 35, N: 8 * (2 * t.gemvPanels + 1) + 3, dtype: 'bf16', bias: true, mode: 'decode' },
     { T: 1, K: 512, N: 300, dtype: 'f32', bias: false },
     { T: 1, K: 384, N: 390, dtype: 'bf16', bias: false },
+    // bf16 at prefill-like sizes: a block of rows that widens each panel into the thread's scratch,
+    // then a remainder below `widenFrom` (widened in registers); a block of exactly `widenFrom`
+    // rows; a last block one row short of it. Each large enough to split across threads.
+    { T: TB + MR + 2, K: 67, N: 37, dtype: 'bf16', bias: true },
+    { T: t.widenFrom, K: 200, N: 85, dtype: 'bf16', bias: false },
+    { T: 2 * TB + t.widenFrom - 1, K: 45, N: 50, dtype: 'bf16', bias: true },
   ];
 
   describe('matrix products = CPU backend', () => {
@@ -88,7 +95,7 @@ for (const t of WASM_TARGETS) describe(`the ${variantName(t)} module`, () => {
       }
     }
 
-    for (const [T, K, N, dtype] of [[TB + 5, 96, 200, 'f32'], [1, 512, 300, 'f32'], [1, 640, 530, 'bf16']] as const) {
+    for (const [T, K, N, dtype] of [[TB + 5, 96, 200, 'f32'], [TB + 5, 96, 200, 'bf16'], [1, 512, 300, 'f32'], [1, 640, 530, 'bf16']] as const) {
       it(`a product shared by three threads equals one thread bit for bit (T=${T} K=${K} N=${N} ${dtype})`, () => {
         const rand = prng(7);
         expect(T * K * N, 'the product is large enough to split').toBeGreaterThanOrEqual(t.splitFrom);
@@ -115,6 +122,24 @@ for (const t of WASM_TARGETS) describe(`the ${variantName(t)} module`, () => {
           expect(T * K * N).toBeGreaterThanOrEqual(t.splitFrom);
           const want = one.linear(p1, x, T, null), got = three.linear(p3, x, T, null);
           if (!want.every((v, j) => Object.is(v, got[j]))) throw new Error(`product ${i} (T=${T}) differs on three threads`);
+        }
+      } finally {
+        one.close();
+        three.close();
+      }
+    });
+
+    it('bf16 products of many rows back to back on three threads: each thread widens panels in its own scratch', () => {
+      const rand = prng(12);
+      const [T, K, N] = [TB + 2 * MR, 256, 640];
+      const w: Tensor = weight(rand, [N, K], 'bf16');
+      const one = new WasmKernels(modules.get(t)!, 1), three = new WasmKernels(modules.get(t)!, 3);
+      try {
+        const [p1, p3] = [one.pack(w), three.pack(w)];
+        for (let i = 0; i < 40; i++) {
+          const x = uniform(rand, T * K);
+          const want = one.linear(p1, x, T, null), got = three.linear(p3, x, T, null);
+          if (!want.every((v, j) => Object.is(v, got[j]))) throw new Error(`product ${i} differs on three threads`);
         }
       } finally {
         one.close();
