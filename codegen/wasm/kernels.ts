@@ -41,14 +41,17 @@ function loadWeights(dt: WeightType, off: number): string {
 /**
  * mk_<dt>_<m>(xp, wp, yp, K, ldyb): rows 0..m-1 of one row tile times one panel. Accumulators
  * acc<u>_<r>_<c> (unroll set u, row r, vector c); with few rows (the GEMV case) k is unrolled by
- * `unroll` onto separate accumulator sets, so the adds do not wait on each other.
+ * `unroll` onto separate accumulator sets, so the adds do not wait on each other. With `widenTo`
+ * (bf16), mkw_bf16_<m>(…, sp) also stores the weights it widened at `sp` in the f32 panel layout, so
+ * the first tile of a cache block widens the panel for the tiles after it at the cost of two stores.
  */
-function microKernel(dt: WeightType, m: number, mr: number, unroll: number, fma: boolean): string {
+function microKernel(dt: WeightType, m: number, mr: number, unroll: number, fma: boolean, widenTo = false): string {
   const wb = NR * BYTES[dt];
   const accs: string[] = [];
   for (let u = 0; u < unroll; u++) for (let r = 0; r < m; r++) for (let c = 0; c < 2; c++) accs.push(`$acc${u}_${r}_${c}`);
   const step = (u: number) => {
     const lines = [loadWeights(dt, u * wb)];
+    if (widenTo) lines.push(`(v128.store offset=${u * NR * 4} ${get('sp')} ${get('w0')})`, `(v128.store offset=${u * NR * 4 + 16} ${get('sp')} ${get('w1')})`);
     for (let r = 0; r < m; r++) {
       lines.push(`(local.set $xv (v128.load32_splat offset=${(u * mr + r) * 4} ${get('xp')}))`);
       for (let c = 0; c < 2; c++) {
@@ -62,7 +65,8 @@ function microKernel(dt: WeightType, m: number, mr: number, unroll: number, fma:
   (br_if $${name}_end (i32.gt_s ${add(get('k'), u)} ${get('K')}))
   ${Array.from({ length: u }, (_, i) => step(i)).join('\n')}
   (local.set $xp ${add(get('xp'), u * mr * 4)})
-  (local.set $wp ${add(get('wp'), u * wb)})
+  (local.set $wp ${add(get('wp'), u * wb)})${widenTo ? `
+  (local.set $sp ${add(get('sp'), u * NR * 4)})` : ''}
   (local.set $k ${add(get('k'), u)})
   (br $${name})))`;
   const stores: string[] = [];
@@ -73,7 +77,7 @@ function microKernel(dt: WeightType, m: number, mr: number, unroll: number, fma:
       stores.push(`(v128.store offset=${c * 16} ${r ? add(get('yp'), `(i32.mul (i32.const ${r}) ${get('ldyb')})`) : get('yp')} ${sum})`);
     }
   }
-  return `(func $mk_${dt}_${m} (param $xp i32) (param $wp i32) (param $yp i32) (param $K i32) (param $ldyb i32)
+  return `(func $mk${widenTo ? 'w' : ''}_${dt}_${m} (param $xp i32) (param $wp i32) (param $yp i32) (param $K i32) (param $ldyb i32)${widenTo ? ' (param $sp i32)' : ''}
   (local $k i32) (local $xv v128) (local $w0 v128) (local $w1 v128) (local $wv v128)
   ${accs.map((a) => `(local ${a} v128)`).join(' ')}
   ${unroll > 1 ? loop('main', unroll) : ''}
@@ -116,28 +120,13 @@ function gemvKernel(dt: WeightType, q: number, mr: number, fma: boolean): string
   ${stores.join('\n  ')})`;
 }
 
-/**
- * widen(src, dst, K): one bf16 panel's K steps of NR weights widened to f32 at `dst` (the f32
- * panel layout), so a product of many rows widens each weight once per cache block of rows instead
- * of once per row tile.
- */
-function widen(): string {
-  return `(func $widen (param $src i32) (param $dst i32) (param $K i32)
-  (local $end i32) (local $wv v128)
-  (local.set $end ${add(get('src'), `(i32.shl ${get('K')} (i32.const 4))`)})
-  (block $done (loop $step
-    (br_if $done (i32.ge_u ${get('src')} ${get('end')}))
-    (local.set $wv (v128.load ${get('src')}))
-    (v128.store ${get('dst')} (i8x16.shuffle 0 1 16 17 2 3 18 19 4 5 20 21 6 7 22 23 (v128.const i32x4 0 0 0 0) ${get('wv')}))
-    (v128.store offset=16 ${get('dst')} (i8x16.shuffle 8 9 24 25 10 11 26 27 12 13 28 29 14 15 30 31 (v128.const i32x4 0 0 0 0) ${get('wv')}))
-    (local.set $src ${add(get('src'), 16)})
-    (local.set $dst ${add(get('dst'), 32)})
-    (br $step))))`;
-}
+/** $xp and $yp of the row tile at row $t, panel $p. */
+const tileAt = () => `(local.set $xp ${add(get('x'), `(i32.shl (i32.mul ${get('t')} ${get('K')}) (i32.const 2))`)})
+        (local.set $yp ${add(get('y'), `(i32.add (i32.mul ${get('t')} ${get('ldyb')}) (i32.mul ${get('p')} (i32.const ${NR * 4})))`)})`;
 
 /** The row tiles [tb, te) of one panel, whose weights start at `wp`, with the micro-kernels of `dt`;
  *  the last tile takes the micro-kernel of its row count. Labels are suffixed with `dt`. */
-function tiles(dt: WeightType, mr: number, wp: string): string {
+function tiles(dt: WeightType, mr: number, wp: string, from = get('tb')): string {
   const cases = Array.from({ length: mr }, (_, i) => i + 1);
   // br_table on m - 1: case blocks nested innermost-first
   let body = `(br_table ${cases.map((m) => `$m${m}_${dt}`).join(' ')} (i32.sub ${get('m')} (i32.const 1)))`;
@@ -145,13 +134,12 @@ function tiles(dt: WeightType, mr: number, wp: string): string {
     body = `(block $m${m}_${dt}\n${body})\n(call $mk_${dt}_${m} ${get('xp')} ${get('wp')} ${get('yp')} ${get('K')} ${get('ldyb')})\n(br $tiles_next_${dt})`;
   }
   return `(local.set $wp ${wp})
-      (local.set $t ${get('tb')})
+      (local.set $t ${from})
       (block $tiles_end_${dt} (loop $tiles_${dt}
         (br_if $tiles_end_${dt} (i32.ge_s ${get('t')} ${get('te')}))
         (local.set $m (i32.sub ${get('te')} ${get('t')}))
         (if (i32.gt_s ${get('m')} (i32.const ${mr})) (then (local.set $m (i32.const ${mr}))))
-        (local.set $xp ${add(get('x'), `(i32.shl (i32.mul ${get('t')} ${get('K')}) (i32.const 2))`)})
-        (local.set $yp ${add(get('y'), `(i32.add (i32.mul ${get('t')} ${get('ldyb')}) (i32.mul ${get('p')} (i32.const ${NR * 4})))`)})
+        ${tileAt()}
         (block $tiles_next_${dt}
           ${body})
         (local.set $t ${add(get('t'), mr)})
@@ -161,17 +149,20 @@ function tiles(dt: WeightType, mr: number, wp: string): string {
 /**
  * gemm_<dt>(x, w, y, T, K, ldy, p0, p1[, s]): panels [p0, p1) of y = x·Wᵀ for all T rows. Rows go
  * in blocks of `tokenBlock` (a block of x stays in cache while every panel passes over it), each
- * block in tiles of MR rows. bf16 takes `s`, the calling thread's own K·NR·4 bytes: a block of at
- * least `widenFrom` rows widens each panel there once and runs the f32 micro-kernels over it (fewer
- * rows widen in registers, per tile).
+ * block in tiles of MR rows. bf16 takes `s`, the calling thread's own K·NR·4 bytes: in a block of at
+ * least `widenFrom` rows (>= MR) the first tile widens each panel there (mkw) and the other tiles
+ * run the f32 micro-kernels over it; fewer rows widen in registers, tile by tile.
  */
 function gemm(dt: WeightType, t: WasmTarget): string {
   const mr = t.rowsPerTile;
   const panelAt = add(get('w'), `(i32.mul ${get('p')} ${get('panelb')})`);
   const perPanel = dt === 'f32' ? tiles('f32', mr, panelAt) : `(if (i32.ge_s (i32.sub ${get('te')} ${get('tb')}) (i32.const ${t.widenFrom}))
       (then
-      (call $widen ${panelAt} ${get('s')} ${get('K')})
-      ${tiles('f32', mr, get('s'))})
+      ;; the first tile widens the panel into s as it goes; the others read s
+      (local.set $t ${get('tb')})
+      ${tileAt()}
+      (call $mkw_bf16_${mr} ${get('xp')} ${panelAt} ${get('yp')} ${get('K')} ${get('ldyb')} ${get('s')})
+      ${tiles('f32', mr, get('s'), add(get('tb'), mr))})
       (else
       ${tiles('bf16', mr, panelAt)}))`;
   return `(func $gemm_${dt} (export "gemm_${dt}") (param $x i32) (param $w i32) (param $y i32) (param $T i32) (param $K i32) (param $ldy i32) (param $p0 i32) (param $p1 i32)${dt === 'bf16' ? ' (param $s i32)' : ''}
@@ -241,14 +232,16 @@ function work(): string {
  *  which variant it is (FMA: 1 when its multiply-adds are fused). */
 export function renderWasmKernels(t: WasmTarget): string {
   if (t.tokenBlock % t.rowsPerTile !== 0) throw new InternalError(`wasm target: tokenBlock ${t.tokenBlock} is not a multiple of rowsPerTile ${t.rowsPerTile}`);
+  if (t.widenFrom < t.rowsPerTile) throw new InternalError(`wasm target: widenFrom ${t.widenFrom} is below rowsPerTile ${t.rowsPerTile} (the first tile of a widened block is whole)`);
   const dts: WeightType[] = ['f32', 'bf16'];
   const funcs: string[] = [];
   for (const dt of dts) {
     for (let m = 1; m <= t.rowsPerTile; m++) funcs.push(microKernel(dt, m, t.rowsPerTile, m <= 2 ? t.gemvUnroll : 1, t.fma));
+    if (dt === 'bf16') funcs.push(microKernel(dt, t.rowsPerTile, t.rowsPerTile, 1, t.fma, true));
     if (t.gemvPanels > 1) funcs.push(gemvKernel(dt, t.gemvPanels, t.rowsPerTile, t.fma));
     funcs.push(gemm(dt, t));
   }
-  funcs.push(widen(), work());
+  funcs.push(work());
   return `;; archc wasm kernels${t.fma ? ' (fused multiply-add: relaxed SIMD)' : ''}: matrix products over packed weight panels (generated; see codegen/wasm/kernels.ts)
 (module
 (import "env" "memory" (memory 1 65536 shared))

@@ -49,7 +49,7 @@ function weight(rand: () => number, shape: [number, number], dtype: DType): Tens
 /** f32 sums in k order against the engine's double sums: a wrong row, column or panel is off by O(1). */
 const TOL = { atol: 2e-5, rtol: 2e-5 };
 
-interface Case { T: number; K: number; N: number; dtype: DType; bias: boolean; mode?: EntryName }
+interface Case { T: number; K: number; N: number; dtype: DType; bias: boolean; mode?: EntryName; split?: boolean }
 
 // each variant on ragged shapes: its own micro-tile and cache-block edges
 for (const t of WASM_TARGETS) describe(`the ${variantName(t)} module`, () => {
@@ -73,15 +73,16 @@ for (const t of WASM_TARGETS) describe(`the ${variantName(t)} module`, () => {
     // bf16 at prefill-like sizes: a block of rows that widens each panel into the thread's scratch,
     // then a remainder below `widenFrom` (widened in registers); a block of exactly `widenFrom`
     // rows; a last block one row short of it. Each large enough to split across threads.
-    { T: TB + MR + 2, K: 67, N: 37, dtype: 'bf16', bias: true },
-    { T: t.widenFrom, K: 200, N: 85, dtype: 'bf16', bias: false },
-    { T: 2 * TB + t.widenFrom - 1, K: 45, N: 50, dtype: 'bf16', bias: true },
+    { T: TB + MR + 2, K: 67, N: 37, dtype: 'bf16', bias: true, split: true },
+    { T: t.widenFrom, K: 240, N: 85, dtype: 'bf16', bias: false, split: true },
+    { T: 2 * TB + t.widenFrom - 1, K: 45, N: 50, dtype: 'bf16', bias: true, split: true },
   ];
 
   describe('matrix products = CPU backend', () => {
     for (const c of CASES) {
       for (const threads of [1, 2]) {
         it(`linear T=${c.T} K=${c.K} N=${c.N} ${c.dtype}${c.bias ? ' +bias' : ''} ${c.mode ?? 'forward'}, ${threads} thread(s)`, () => {
+          if (c.split) expect(c.T * c.K * c.N, 'the product is large enough to split').toBeGreaterThanOrEqual(t.splitFrom);
           const rand = prng(c.T * 1000 + c.K * 10 + c.N);
           const inputs: OpInput[] = [
             { act: uniform(rand, c.T * c.K, -2, 2), shape: ['T', c.K] },
@@ -131,7 +132,7 @@ for (const t of WASM_TARGETS) describe(`the ${variantName(t)} module`, () => {
 
     it('bf16 products of many rows back to back on three threads: each thread widens panels in its own scratch', () => {
       const rand = prng(12);
-      const [T, K, N] = [TB + 2 * MR, 256, 640];
+      const [T, K, N] = [3 * TB + 2 * MR, 256, 640];
       const w: Tensor = weight(rand, [N, K], 'bf16');
       const one = new WasmKernels(modules.get(t)!, 1), three = new WasmKernels(modules.get(t)!, 3);
       try {
