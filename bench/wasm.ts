@@ -3,7 +3,7 @@
 //   1. matrix product GFLOP/s at the prefill (T=512) and decode (T=1) shapes of a ~100M Bamba
 //      (d_model 768, d_ff 1280, vocab 32000): wasm (both module variants: fused multiply-add and
 //      plain SIMD), the CPU engine's linear, numpy's BLAS (if python3 has numpy), all on the same
-//      threads;
+//      threads; and wasm with bf16 weights at the MLP's prefill shapes (against numpy's f32 product);
 //   2. decode GEMV weight bytes/s over every product of one decode step of the 12 layers (f32, bf16;
 //      both variants), against a plain memory-copy loop over as many bytes (1 and 2 threads);
 //   3. end to end at that configuration: prefill 512 tokens and decode 64 tokens after 16, reference
@@ -56,6 +56,8 @@ const D = 768, FF = 1280, V = 32000, INNER = 1536, IN_PROJ = 2 * INNER + 2 * 64 
 /** [T, K, N] of its products: in_proj, out_proj, q/k/v, gate/up, down, head. */
 const PREFILL: [number, number, number][] = [[512, D, IN_PROJ], [512, INNER, D], [512, D, 1280], [512, D, 2 * FF], [512, FF, D]];
 const DECODE: [number, number, number][] = [[1, D, IN_PROJ], [1, INNER, D], [1, D, 2 * FF], [1, FF, D], [1, D, V]];
+/** Prefill shapes also run with bf16 weights (wasm only; numpy's column is its f32 product). */
+const PREFILL_BF16: [number, number, number][] = [[512, D, 2 * FF], [512, FF, D]];
 
 const rand = createRng(1);
 const randF32 = (n: number) => Float32Array.from({ length: n }, () => rand.next() - 0.5);
@@ -103,16 +105,23 @@ function numpyRound(shapes: [number, number, number][]): Record<string, number |
 /** The module variants by name (fma, plain), each on its own memory and threads. */
 type Variants = Record<string, WebAssembly.Module>;
 
+type Shape = [number, number, number, 'f32' | 'bf16'];
+
 function matmulBench(variants: Variants): object {
-  const shapes = [...PREFILL, ...DECODE];
+  const shapes: Shape[] = [...PREFILL.map(([T, K, N]): Shape => [T, K, N, 'f32']), ...PREFILL_BF16.map(([T, K, N]): Shape => [T, K, N, 'bf16']),
+    ...DECODE.map(([T, K, N]): Shape => [T, K, N, 'f32'])];
   const names = Object.keys(variants);
   const wks = names.map((n) => new WasmKernels(variants[n]!, THREADS));
   const pool = new LinearPool(THREADS);
-  const ws = shapes.map(([, K, N]) => ({ dtype: 'f32', shape: [N, K], data: randF32(N * K) }) as Tensor);
+  const ws = shapes.map(([, K, N, dtype]) => {
+    const f = randF32(N * K);
+    return (dtype === 'f32' ? { dtype, shape: [N, K], data: f } : { dtype, shape: [N, K], data: Uint16Array.from(f, f32ToBf16) }) as Tensor;
+  });
   const packed = wks.map((wk) => ws.map((w) => wk.pack(w)));
-  const shared = ws.map((w) => pool.share(w));
+  const shared = ws.map((w, i) => (shapes[i]![3] === 'f32' ? pool.share(w) : null));
   const xs = shapes.map(([T, K]) => randF32(T * K));
-  const key = ([T, K, N]: [number, number, number]) => `${T}x${K}x${N}`;
+  const f32Key = ([T, K, N]: Shape) => `${T}x${K}x${N}`;
+  const key = (s: Shape) => `${f32Key(s)}${s[3] === 'bf16' ? ' bf16' : ''}`;
   const samples: Record<string, Record<string, number[]>> = {};
   for (const s of shapes) samples[key(s)] = Object.fromEntries([...names, 'engine', 'numpy'].map((n) => [n, []]));
   let core = 'n/a';
@@ -120,13 +129,14 @@ function matmulBench(variants: Variants): object {
     shapes.forEach((s, i) => {
       const reps = s[0] > 1 ? 5 : 50;
       wks.forEach((wk, v) => samples[key(s)]![names[v]!]!.push(median(timeCalls(() => wk.linear(packed[v]![i]!, xs[i]!, s[0], null), reps, 1))));
-      // the engine's product is slow at prefill shapes: one call per round there
-      samples[key(s)]!.engine!.push(median(timeCalls(() => pool.linear(xs[i]!, s[0], s[1], shared[i]!, null), s[0] > 1 ? 1 : 20, s[0] > 1 ? 0 : 2)));
+      // the engine's product is slow at prefill shapes: one call per round there (f32 weights only)
+      const w = shared[i];
+      if (w) samples[key(s)]!.engine!.push(median(timeCalls(() => pool.linear(xs[i]!, s[0], s[1], w, null), s[0] > 1 ? 1 : 20, s[0] > 1 ? 0 : 2)));
     });
-    const np = numpyRound(shapes);
+    const np = numpyRound(shapes.filter((s) => s[3] === 'f32').map(([T, K, N]) => [T, K, N]));
     if (np) {
       core = String(np.core);
-      for (const s of shapes) samples[key(s)]!.numpy!.push(np[key(s)] as number);
+      for (const s of shapes) samples[key(s)]!.numpy!.push(np[f32Key(s)] as number);
     }
     process.stderr.write(`matmul round ${r + 1}/${ROUNDS} (load ${loadavg()[0]!.toFixed(1)})\n`);
   }
@@ -140,9 +150,9 @@ function matmulBench(variants: Variants): object {
     const g = Object.fromEntries(Object.entries(m).map(([n, t]) => [n, t.length ? f / over(t) : NaN]));
     out[key(s)] = g;
     rows.push([key(s), ...names.map((n) => fmt(g[n]!)), fmt(g.engine!), m.numpy!.length ? fmt(g.numpy!) : '-',
-      ...names.map((n) => (m.numpy!.length ? `${fmt(100 * g[n]! / g.numpy!)} %` : '-'))]);
+      ...names.map((n) => (m.numpy!.length ? `${fmt(100 * g[n]! / g.numpy!)} %` : '-'))].map((c) => (c === 'NaN' ? '-' : c)));
   }
-  console.log(`\nMatrix products, ${THREADS} threads, f32, ${STAT} ${ROUNDS} interleaved rounds (numpy OpenBLAS core: ${core})\n${table(rows)}`);
+  console.log(`\nMatrix products, ${THREADS} threads, f32 weights unless marked bf16 (numpy: f32), ${STAT} ${ROUNDS} interleaved rounds (numpy OpenBLAS core: ${core})\n${table(rows)}`);
   return { core, gflops: out };
 }
 

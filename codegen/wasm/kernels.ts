@@ -11,6 +11,7 @@
 //   x        packed row tiles [ceil(T/MR)][K][MR] f32: a k step reads MR consecutive floats.
 //   y        [Tpad][ldy] f32 with ldy = P·NR.
 //   job      the product being shared by the threads, 48 bytes at JOB (see `work` below).
+//   scratch  per thread, one panel widened from bf16 to f32 [K][NR] (see `gemm` below).
 // Every output element is one f32 sum in k order (the CPU engine sums in double: results agree to
 // f32 rounding, not bit for bit).
 
@@ -40,14 +41,17 @@ function loadWeights(dt: WeightType, off: number): string {
 /**
  * mk_<dt>_<m>(xp, wp, yp, K, ldyb): rows 0..m-1 of one row tile times one panel. Accumulators
  * acc<u>_<r>_<c> (unroll set u, row r, vector c); with few rows (the GEMV case) k is unrolled by
- * `unroll` onto separate accumulator sets, so the adds do not wait on each other.
+ * `unroll` onto separate accumulator sets, so the adds do not wait on each other. With `widenTo`
+ * (bf16), mkw_bf16_<m>(…, sp) also stores the weights it widened at `sp` in the f32 panel layout, so
+ * the first tile of a cache block widens the panel for the tiles after it at the cost of two stores.
  */
-function microKernel(dt: WeightType, m: number, mr: number, unroll: number, fma: boolean): string {
+function microKernel(dt: WeightType, m: number, mr: number, unroll: number, fma: boolean, widenTo = false): string {
   const wb = NR * BYTES[dt];
   const accs: string[] = [];
   for (let u = 0; u < unroll; u++) for (let r = 0; r < m; r++) for (let c = 0; c < 2; c++) accs.push(`$acc${u}_${r}_${c}`);
   const step = (u: number) => {
     const lines = [loadWeights(dt, u * wb)];
+    if (widenTo) lines.push(`(v128.store offset=${u * NR * 4} ${get('sp')} ${get('w0')})`, `(v128.store offset=${u * NR * 4 + 16} ${get('sp')} ${get('w1')})`);
     for (let r = 0; r < m; r++) {
       lines.push(`(local.set $xv (v128.load32_splat offset=${(u * mr + r) * 4} ${get('xp')}))`);
       for (let c = 0; c < 2; c++) {
@@ -61,7 +65,8 @@ function microKernel(dt: WeightType, m: number, mr: number, unroll: number, fma:
   (br_if $${name}_end (i32.gt_s ${add(get('k'), u)} ${get('K')}))
   ${Array.from({ length: u }, (_, i) => step(i)).join('\n')}
   (local.set $xp ${add(get('xp'), u * mr * 4)})
-  (local.set $wp ${add(get('wp'), u * wb)})
+  (local.set $wp ${add(get('wp'), u * wb)})${widenTo ? `
+  (local.set $sp ${add(get('sp'), u * NR * 4)})` : ''}
   (local.set $k ${add(get('k'), u)})
   (br $${name})))`;
   const stores: string[] = [];
@@ -72,7 +77,7 @@ function microKernel(dt: WeightType, m: number, mr: number, unroll: number, fma:
       stores.push(`(v128.store offset=${c * 16} ${r ? add(get('yp'), `(i32.mul (i32.const ${r}) ${get('ldyb')})`) : get('yp')} ${sum})`);
     }
   }
-  return `(func $mk_${dt}_${m} (param $xp i32) (param $wp i32) (param $yp i32) (param $K i32) (param $ldyb i32)
+  return `(func $mk${widenTo ? 'w' : ''}_${dt}_${m} (param $xp i32) (param $wp i32) (param $yp i32) (param $K i32) (param $ldyb i32)${widenTo ? ' (param $sp i32)' : ''}
   (local $k i32) (local $xv v128) (local $w0 v128) (local $w1 v128) (local $wv v128)
   ${accs.map((a) => `(local ${a} v128)`).join(' ')}
   ${unroll > 1 ? loop('main', unroll) : ''}
@@ -115,20 +120,52 @@ function gemvKernel(dt: WeightType, q: number, mr: number, fma: boolean): string
   ${stores.join('\n  ')})`;
 }
 
+/** $xp and $yp of the row tile at row $t, panel $p. */
+const tileAt = () => `(local.set $xp ${add(get('x'), `(i32.shl (i32.mul ${get('t')} ${get('K')}) (i32.const 2))`)})
+        (local.set $yp ${add(get('y'), `(i32.add (i32.mul ${get('t')} ${get('ldyb')}) (i32.mul ${get('p')} (i32.const ${NR * 4})))`)})`;
+
+/** The row tiles [tb, te) of one panel, whose weights start at `wp`, with the micro-kernels of `dt`;
+ *  the last tile takes the micro-kernel of its row count. Labels are suffixed with `dt`. */
+function tiles(dt: WeightType, mr: number, wp: string, from = get('tb')): string {
+  const cases = Array.from({ length: mr }, (_, i) => i + 1);
+  // br_table on m - 1: case blocks nested innermost-first
+  let body = `(br_table ${cases.map((m) => `$m${m}_${dt}`).join(' ')} (i32.sub ${get('m')} (i32.const 1)))`;
+  for (const m of cases) {
+    body = `(block $m${m}_${dt}\n${body})\n(call $mk_${dt}_${m} ${get('xp')} ${get('wp')} ${get('yp')} ${get('K')} ${get('ldyb')})\n(br $tiles_next_${dt})`;
+  }
+  return `(local.set $wp ${wp})
+      (local.set $t ${from})
+      (block $tiles_end_${dt} (loop $tiles_${dt}
+        (br_if $tiles_end_${dt} (i32.ge_s ${get('t')} ${get('te')}))
+        (local.set $m (i32.sub ${get('te')} ${get('t')}))
+        (if (i32.gt_s ${get('m')} (i32.const ${mr})) (then (local.set $m (i32.const ${mr}))))
+        ${tileAt()}
+        (block $tiles_next_${dt}
+          ${body})
+        (local.set $t ${add(get('t'), mr)})
+        (br $tiles_${dt})))`;
+}
+
 /**
- * gemm_<dt>(x, w, y, T, K, ldy, p0, p1): panels [p0, p1) of y = x·Wᵀ for all T rows. Rows go in
- * blocks of `tokenBlock` (a block of x stays in cache while every panel passes over it), each block
- * in tiles of MR rows; the last tile of a block takes the micro-kernel of its row count.
+ * gemm_<dt>(x, w, y, T, K, ldy, p0, p1[, s]): panels [p0, p1) of y = x·Wᵀ for all T rows. Rows go
+ * in blocks of `tokenBlock` (a block of x stays in cache while every panel passes over it), each
+ * block in tiles of MR rows. bf16 takes `s`, the calling thread's own K·NR·4 bytes: in a block of at
+ * least `widenFrom` rows (>= MR) the first tile widens each panel there (mkw) and the other tiles
+ * run the f32 micro-kernels over it; fewer rows widen in registers, tile by tile.
  */
 function gemm(dt: WeightType, t: WasmTarget): string {
   const mr = t.rowsPerTile;
-  const cases = Array.from({ length: mr }, (_, i) => i + 1);
-  // br_table on m - 1: case blocks nested innermost-first
-  let body = `(br_table ${cases.map((m) => `$m${m}`).join(' ')} (i32.sub ${get('m')} (i32.const 1)))`;
-  for (const m of cases) {
-    body = `(block $m${m}\n${body})\n(call $mk_${dt}_${m} ${get('xp')} ${get('wp')} ${get('yp')} ${get('K')} ${get('ldyb')})\n(br $tiles_next)`;
-  }
-  return `(func $gemm_${dt} (export "gemm_${dt}") (param $x i32) (param $w i32) (param $y i32) (param $T i32) (param $K i32) (param $ldy i32) (param $p0 i32) (param $p1 i32)
+  const panelAt = add(get('w'), `(i32.mul ${get('p')} ${get('panelb')})`);
+  const perPanel = dt === 'f32' ? tiles('f32', mr, panelAt) : `(if (i32.ge_s (i32.sub ${get('te')} ${get('tb')}) (i32.const ${t.widenFrom}))
+      (then
+      ;; the first tile widens the panel into s as it goes; the others read s
+      (local.set $t ${get('tb')})
+      ${tileAt()}
+      (call $mkw_bf16_${mr} ${get('xp')} ${panelAt} ${get('yp')} ${get('K')} ${get('ldyb')} ${get('s')})
+      ${tiles('f32', mr, get('s'), add(get('tb'), mr))})
+      (else
+      ${tiles('bf16', mr, panelAt)}))`;
+  return `(func $gemm_${dt} (export "gemm_${dt}") (param $x i32) (param $w i32) (param $y i32) (param $T i32) (param $K i32) (param $ldy i32) (param $p0 i32) (param $p1 i32)${dt === 'bf16' ? ' (param $s i32)' : ''}
   (local $tb i32) (local $te i32) (local $p i32) (local $t i32) (local $m i32) (local $xp i32) (local $wp i32) (local $yp i32) (local $ldyb i32) (local $panelb i32)
   (local.set $ldyb (i32.shl ${get('ldy')} (i32.const 2)))
   (local.set $panelb (i32.mul ${get('K')} (i32.const ${NR * BYTES[dt]})))${t.gemvPanels > 1 ? `
@@ -148,18 +185,7 @@ function gemm(dt: WeightType, t: WasmTarget): string {
     (local.set $p ${get('p0')})
     (block $panels_end (loop $panels
       (br_if $panels_end (i32.ge_s ${get('p')} ${get('p1')}))
-      (local.set $t ${get('tb')})
-      (block $tiles_end (loop $tiles
-        (br_if $tiles_end (i32.ge_s ${get('t')} ${get('te')}))
-        (local.set $m (i32.sub ${get('te')} ${get('t')}))
-        (if (i32.gt_s ${get('m')} (i32.const ${mr})) (then (local.set $m (i32.const ${mr}))))
-        (local.set $xp ${add(get('x'), `(i32.shl (i32.mul ${get('t')} ${get('K')}) (i32.const 2))`)})
-        (local.set $wp ${add(get('w'), `(i32.mul ${get('p')} ${get('panelb')})`)})
-        (local.set $yp ${add(get('y'), `(i32.add (i32.mul ${get('t')} ${get('ldyb')}) (i32.mul ${get('p')} (i32.const ${NR * 4})))`)})
-        (block $tiles_next
-          ${body})
-        (local.set $t ${add(get('t'), mr)})
-        (br $tiles)))
+      ${perPanel}
       (local.set $p ${add(get('p'), 1)})
       (br $panels)))
     (local.set $tb ${get('te')})
@@ -172,7 +198,8 @@ export const JOB_FIELDS = { claim: 0, done: 4, dt: 8, x: 12, w: 16, y: 20, T: 24
 export const CLOSED = 0xffff;
 
 /**
- * work(): the calling thread's share of the job at JOB, taken chunk by chunk. The claim word holds
+ * work(s): the calling thread's share of the job at JOB, taken chunk by chunk (`s`: the thread's own
+ * scratch for widened bf16 panels, K·NR·4 bytes). The claim word holds
  * (job number << 16) | next chunk; a thread reads it, reads the job, and takes the chunk by a
  * compare-exchange of the claim word, so it never takes a chunk of a job other than the one it read
  * (the caller closes the claim word, chunk CLOSED, before it rewrites the job, and writes a job only
@@ -183,7 +210,7 @@ export const CLOSED = 0xffff;
 function work(): string {
   const f = (name: keyof typeof JOB_FIELDS) => `(i32.atomic.load (i32.const ${JOB + JOB_FIELDS[name]}))`;
   const args = `${get('x')} ${get('w')} ${get('y')} ${get('T')} ${get('K')} ${get('ldy')} ${get('start')} ${get('end')}`;
-  return `(func (export "work")
+  return `(func (export "work") (param $s i32)
   (local $c i32) (local $x i32) (local $w i32) (local $y i32) (local $T i32) (local $K i32) (local $ldy i32) (local $start i32) (local $end i32) (local $p1 i32)
   (block $out (loop $next
     (local.set $c ${f('claim')})
@@ -195,7 +222,7 @@ function work(): string {
     (br_if $next (i32.ne (i32.atomic.rmw.cmpxchg (i32.const ${JOB + JOB_FIELDS.claim}) ${get('c')} ${add(get('c'), 1)}) ${get('c')}))
     (local.set $end (i32.add ${get('start')} ${f('chunk')}))
     (if (i32.gt_s ${get('end')} ${get('p1')}) (then (local.set $end ${get('p1')})))
-    (if ${f('dt')} (then (call $gemm_bf16 ${args})) (else (call $gemm_f32 ${args})))
+    (if ${f('dt')} (then (call $gemm_bf16 ${args} ${get('s')})) (else (call $gemm_f32 ${args})))
     (drop (i32.atomic.rmw.add (i32.const ${JOB + JOB_FIELDS.done}) (i32.sub ${get('end')} ${get('start')})))
     (drop (memory.atomic.notify (i32.const ${JOB + JOB_FIELDS.done}) (i32.const 1)))
     (br $next))))`;
@@ -205,10 +232,12 @@ function work(): string {
  *  which variant it is (FMA: 1 when its multiply-adds are fused). */
 export function renderWasmKernels(t: WasmTarget): string {
   if (t.tokenBlock % t.rowsPerTile !== 0) throw new InternalError(`wasm target: tokenBlock ${t.tokenBlock} is not a multiple of rowsPerTile ${t.rowsPerTile}`);
+  if (t.widenFrom < t.rowsPerTile) throw new InternalError(`wasm target: widenFrom ${t.widenFrom} is below rowsPerTile ${t.rowsPerTile} (the first tile of a widened block is whole)`);
   const dts: WeightType[] = ['f32', 'bf16'];
   const funcs: string[] = [];
   for (const dt of dts) {
     for (let m = 1; m <= t.rowsPerTile; m++) funcs.push(microKernel(dt, m, t.rowsPerTile, m <= 2 ? t.gemvUnroll : 1, t.fma));
+    if (dt === 'bf16') funcs.push(microKernel(dt, t.rowsPerTile, t.rowsPerTile, 1, t.fma, true));
     if (t.gemvPanels > 1) funcs.push(gemvKernel(dt, t.gemvPanels, t.rowsPerTile, t.fma));
     funcs.push(gemm(dt, t));
   }

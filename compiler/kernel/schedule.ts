@@ -140,10 +140,16 @@ export interface WasmTarget {
   readonly gemvPanels: number;
   /** Products of fewer multiply-adds run on the calling thread alone. */
   readonly splitFrom: number;
+  /** bf16 weights: in a cache block of at least this many rows (>= rowsPerTile) the first tile
+   *  widens each panel to f32 into the thread's scratch as it goes and the other tiles run the f32
+   *  micro-kernels over it; fewer rows (decode) read bf16 and widen in registers, tile by tile.
+   *  Measured at the ~100M Bamba's widths (K 768 and 1280, 2 threads): a second tile of 1 row
+   *  (FMA) or 3 rows (plain) already pays for the stores. */
+  readonly widenFrom: number;
 }
 
 /** 128-bit SIMD alone: runs on every engine with SIMD. */
-export const WASM_TARGET: WasmTarget = { name: 'wasm', fma: false, rowsPerTile: 4, tokenBlock: 64, gemvUnroll: 2, gemvPanels: 4, splitFrom: 1 << 17 };
+export const WASM_TARGET: WasmTarget = { name: 'wasm', fma: false, rowsPerTile: 4, tokenBlock: 64, gemvUnroll: 2, gemvPanels: 4, splitFrom: 1 << 17, widenFrom: 7 };
 /** With relaxed SIMD's fused multiply-add (Chromium >= 114, Node >= 22; Node 20 behind a flag that
  *  runtime/wasm/module.ts sets). */
 export const WASM_FMA_TARGET: WasmTarget = { ...WASM_TARGET, fma: true, rowsPerTile: 6, tokenBlock: 60 };

@@ -28,8 +28,8 @@ interface Exports {
   readonly GEMV_PANELS: WebAssembly.Global;
   readonly JOB: WebAssembly.Global;
   gemm_f32(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number): void;
-  gemm_bf16(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number): void;
-  work(): void;
+  gemm_bf16(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number, s: number): void;
+  work(s: number): void;
 }
 
 const PAGE = 65536;
@@ -79,6 +79,8 @@ export class WasmKernels {
    *  as the backend). */
   private top = 64;
   private scratch = { at: 0, bytes: 0 };
+  /** One widened bf16 panel per thread (the calling thread's first), `stride` bytes apart. */
+  private panels = { at: 0, stride: 0 };
   private workers: Threads | null = null;
   private readonly ctl: Int32Array;
 
@@ -134,6 +136,13 @@ export class WasmKernels {
   private reserve(bytes: number): number {
     if (this.scratch.bytes < bytes) this.scratch = { at: this.alloc(Math.max(bytes, 2 * this.scratch.bytes)), bytes: Math.max(bytes, 2 * this.scratch.bytes) };
     return this.scratch.at;
+  }
+
+  /** The threads' panel scratch for K (codegen/wasm/kernels.ts gemm_bf16); returns its address. */
+  private panelScratch(K: number): number {
+    const stride = Math.ceil(K * this.NR * 4 / 64) * 64;
+    if (this.panels.stride < stride) this.panels = { at: this.alloc(stride * Math.max(1, this.threads)), stride };
+    return this.panels.at;
   }
 
   /** y = x·Wᵀ + b: x [T, K] f32, bias [N] f32 or null; returns y [T, N]. */
@@ -221,8 +230,10 @@ export class WasmKernels {
    */
   private run(fn: number, args: readonly number[], panels: number, split: boolean): void {
     const [x, w, y, T, K, ldy] = args as [number, number, number, number, number, number];
+    const s = fn === 1 ? this.panelScratch(K) : 0;
     if (!split || this.threads < 2 || panels < 2) {
-      (fn === 1 ? this.ex.gemm_bf16 : this.ex.gemm_f32)(x, w, y, T, K, ldy, 0, panels);
+      if (fn === 1) this.ex.gemm_bf16(x, w, y, T, K, ldy, 0, panels, s);
+      else this.ex.gemm_f32(x, w, y, T, K, ldy, 0, panels);
       return;
     }
     const n = this.startWorkers();
@@ -233,10 +244,13 @@ export class WasmKernels {
     Atomics.store(job, JOB_CLAIM, number | 0xffff);
     [0, fn, x, w, y, T, K, ldy, 0, panels, chunk].forEach((v, i) => Atomics.store(job, JOB_CLAIM + 1 + i, v));
     Atomics.store(job, JOB_CLAIM, number);
-    for (let i = 0; i < n; i++) this.ctl[CTL_JOBS + i * JOB] = WORK;
+    for (let i = 0; i < n; i++) {
+      this.ctl[CTL_JOBS + i * JOB] = WORK;
+      this.ctl[CTL_JOBS + i * JOB + 1] = s + (i + 1) * this.panels.stride;
+    }
     Atomics.add(this.ctl, CTL_GEN, 1);
     Atomics.notify(this.ctl, CTL_GEN);
-    this.ex.work();
+    this.ex.work(s);
     for (let done = Atomics.load(job, JOB_DONE); done < panels; done = Atomics.load(job, JOB_DONE)) Atomics.wait(job, JOB_DONE, done);
   }
 

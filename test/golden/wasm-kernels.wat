@@ -203,30 +203,30 @@
     (local.set $p (local.get $p0))
     (block $panels_end (loop $panels
       (br_if $panels_end (i32.ge_s (local.get $p) (local.get $p1)))
+      (local.set $wp (i32.add (local.get $w) (i32.mul (local.get $p) (local.get $panelb))))
       (local.set $t (local.get $tb))
-      (block $tiles_end (loop $tiles
-        (br_if $tiles_end (i32.ge_s (local.get $t) (local.get $te)))
+      (block $tiles_end_f32 (loop $tiles_f32
+        (br_if $tiles_end_f32 (i32.ge_s (local.get $t) (local.get $te)))
         (local.set $m (i32.sub (local.get $te) (local.get $t)))
         (if (i32.gt_s (local.get $m) (i32.const 4)) (then (local.set $m (i32.const 4))))
         (local.set $xp (i32.add (local.get $x) (i32.shl (i32.mul (local.get $t) (local.get $K)) (i32.const 2))))
-        (local.set $wp (i32.add (local.get $w) (i32.mul (local.get $p) (local.get $panelb))))
         (local.set $yp (i32.add (local.get $y) (i32.add (i32.mul (local.get $t) (local.get $ldyb)) (i32.mul (local.get $p) (i32.const 32)))))
-        (block $tiles_next
-          (block $m4
-(block $m3
-(block $m2
-(block $m1
-(br_table $m1 $m2 $m3 $m4 (i32.sub (local.get $m) (i32.const 1))))
+        (block $tiles_next_f32
+          (block $m4_f32
+(block $m3_f32
+(block $m2_f32
+(block $m1_f32
+(br_table $m1_f32 $m2_f32 $m3_f32 $m4_f32 (i32.sub (local.get $m) (i32.const 1))))
 (call $mk_f32_1 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb))
-(br $tiles_next))
+(br $tiles_next_f32))
 (call $mk_f32_2 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb))
-(br $tiles_next))
+(br $tiles_next_f32))
 (call $mk_f32_3 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb))
-(br $tiles_next))
+(br $tiles_next_f32))
 (call $mk_f32_4 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb))
-(br $tiles_next))
+(br $tiles_next_f32))
         (local.set $t (i32.add (local.get $t) (i32.const 4)))
-        (br $tiles)))
+        (br $tiles_f32)))
       (local.set $p (i32.add (local.get $p) (i32.const 1)))
       (br $panels)))
     (local.set $tb (local.get $te))
@@ -373,6 +373,42 @@
   (v128.store offset=16 (i32.add (local.get $yp) (i32.mul (i32.const 2) (local.get $ldyb))) (local.get $acc0_2_1))
   (v128.store offset=0 (i32.add (local.get $yp) (i32.mul (i32.const 3) (local.get $ldyb))) (local.get $acc0_3_0))
   (v128.store offset=16 (i32.add (local.get $yp) (i32.mul (i32.const 3) (local.get $ldyb))) (local.get $acc0_3_1)))
+(func $mkw_bf16_4 (param $xp i32) (param $wp i32) (param $yp i32) (param $K i32) (param $ldyb i32) (param $sp i32)
+  (local $k i32) (local $xv v128) (local $w0 v128) (local $w1 v128) (local $wv v128)
+  (local $acc0_0_0 v128) (local $acc0_0_1 v128) (local $acc0_1_0 v128) (local $acc0_1_1 v128) (local $acc0_2_0 v128) (local $acc0_2_1 v128) (local $acc0_3_0 v128) (local $acc0_3_1 v128)
+  
+  (block $tail_end (loop $tail
+  (br_if $tail_end (i32.gt_s (i32.add (local.get $k) (i32.const 1)) (local.get $K)))
+  (local.set $wv (v128.load offset=0 (local.get $wp)))
+(local.set $w0 (i8x16.shuffle 0 1 16 17 2 3 18 19 4 5 20 21 6 7 22 23 (v128.const i32x4 0 0 0 0) (local.get $wv)))
+(local.set $w1 (i8x16.shuffle 8 9 24 25 10 11 26 27 12 13 28 29 14 15 30 31 (v128.const i32x4 0 0 0 0) (local.get $wv)))
+(v128.store offset=0 (local.get $sp) (local.get $w0))
+(v128.store offset=16 (local.get $sp) (local.get $w1))
+(local.set $xv (v128.load32_splat offset=0 (local.get $xp)))
+(local.set $acc0_0_0 (f32x4.add (local.get $acc0_0_0) (f32x4.mul (local.get $xv) (local.get $w0))))
+(local.set $acc0_0_1 (f32x4.add (local.get $acc0_0_1) (f32x4.mul (local.get $xv) (local.get $w1))))
+(local.set $xv (v128.load32_splat offset=4 (local.get $xp)))
+(local.set $acc0_1_0 (f32x4.add (local.get $acc0_1_0) (f32x4.mul (local.get $xv) (local.get $w0))))
+(local.set $acc0_1_1 (f32x4.add (local.get $acc0_1_1) (f32x4.mul (local.get $xv) (local.get $w1))))
+(local.set $xv (v128.load32_splat offset=8 (local.get $xp)))
+(local.set $acc0_2_0 (f32x4.add (local.get $acc0_2_0) (f32x4.mul (local.get $xv) (local.get $w0))))
+(local.set $acc0_2_1 (f32x4.add (local.get $acc0_2_1) (f32x4.mul (local.get $xv) (local.get $w1))))
+(local.set $xv (v128.load32_splat offset=12 (local.get $xp)))
+(local.set $acc0_3_0 (f32x4.add (local.get $acc0_3_0) (f32x4.mul (local.get $xv) (local.get $w0))))
+(local.set $acc0_3_1 (f32x4.add (local.get $acc0_3_1) (f32x4.mul (local.get $xv) (local.get $w1))))
+  (local.set $xp (i32.add (local.get $xp) (i32.const 16)))
+  (local.set $wp (i32.add (local.get $wp) (i32.const 16)))
+  (local.set $sp (i32.add (local.get $sp) (i32.const 32)))
+  (local.set $k (i32.add (local.get $k) (i32.const 1)))
+  (br $tail)))
+  (v128.store offset=0 (local.get $yp) (local.get $acc0_0_0))
+  (v128.store offset=16 (local.get $yp) (local.get $acc0_0_1))
+  (v128.store offset=0 (i32.add (local.get $yp) (i32.mul (i32.const 1) (local.get $ldyb))) (local.get $acc0_1_0))
+  (v128.store offset=16 (i32.add (local.get $yp) (i32.mul (i32.const 1) (local.get $ldyb))) (local.get $acc0_1_1))
+  (v128.store offset=0 (i32.add (local.get $yp) (i32.mul (i32.const 2) (local.get $ldyb))) (local.get $acc0_2_0))
+  (v128.store offset=16 (i32.add (local.get $yp) (i32.mul (i32.const 2) (local.get $ldyb))) (local.get $acc0_2_1))
+  (v128.store offset=0 (i32.add (local.get $yp) (i32.mul (i32.const 3) (local.get $ldyb))) (local.get $acc0_3_0))
+  (v128.store offset=16 (i32.add (local.get $yp) (i32.mul (i32.const 3) (local.get $ldyb))) (local.get $acc0_3_1)))
 (func $mv_bf16 (param $xp i32) (param $wp i32) (param $yp i32) (param $K i32) (param $panelb i32)
   (local $k i32) (local $xv v128) (local $w0 v128) (local $w1 v128) (local $wv v128)
   (local $wp0 i32) (local $wp1 i32) (local $wp2 i32) (local $wp3 i32)
@@ -419,7 +455,7 @@
   (v128.store offset=80 (local.get $yp) (local.get $acc2_1))
   (v128.store offset=96 (local.get $yp) (local.get $acc3_0))
   (v128.store offset=112 (local.get $yp) (local.get $acc3_1)))
-(func $gemm_bf16 (export "gemm_bf16") (param $x i32) (param $w i32) (param $y i32) (param $T i32) (param $K i32) (param $ldy i32) (param $p0 i32) (param $p1 i32)
+(func $gemm_bf16 (export "gemm_bf16") (param $x i32) (param $w i32) (param $y i32) (param $T i32) (param $K i32) (param $ldy i32) (param $p0 i32) (param $p1 i32) (param $s i32)
   (local $tb i32) (local $te i32) (local $p i32) (local $t i32) (local $m i32) (local $xp i32) (local $wp i32) (local $yp i32) (local $ldyb i32) (local $panelb i32)
   (local.set $ldyb (i32.shl (local.get $ldy) (i32.const 2)))
   (local.set $panelb (i32.mul (local.get $K) (i32.const 16)))
@@ -439,35 +475,67 @@
     (local.set $p (local.get $p0))
     (block $panels_end (loop $panels
       (br_if $panels_end (i32.ge_s (local.get $p) (local.get $p1)))
+      (if (i32.ge_s (i32.sub (local.get $te) (local.get $tb)) (i32.const 7))
+      (then
+      ;; the first tile widens the panel into s as it goes; the others read s
       (local.set $t (local.get $tb))
-      (block $tiles_end (loop $tiles
-        (br_if $tiles_end (i32.ge_s (local.get $t) (local.get $te)))
+      (local.set $xp (i32.add (local.get $x) (i32.shl (i32.mul (local.get $t) (local.get $K)) (i32.const 2))))
+        (local.set $yp (i32.add (local.get $y) (i32.add (i32.mul (local.get $t) (local.get $ldyb)) (i32.mul (local.get $p) (i32.const 32)))))
+      (call $mkw_bf16_4 (local.get $xp) (i32.add (local.get $w) (i32.mul (local.get $p) (local.get $panelb))) (local.get $yp) (local.get $K) (local.get $ldyb) (local.get $s))
+      (local.set $wp (local.get $s))
+      (local.set $t (i32.add (local.get $tb) (i32.const 4)))
+      (block $tiles_end_f32 (loop $tiles_f32
+        (br_if $tiles_end_f32 (i32.ge_s (local.get $t) (local.get $te)))
         (local.set $m (i32.sub (local.get $te) (local.get $t)))
         (if (i32.gt_s (local.get $m) (i32.const 4)) (then (local.set $m (i32.const 4))))
         (local.set $xp (i32.add (local.get $x) (i32.shl (i32.mul (local.get $t) (local.get $K)) (i32.const 2))))
-        (local.set $wp (i32.add (local.get $w) (i32.mul (local.get $p) (local.get $panelb))))
         (local.set $yp (i32.add (local.get $y) (i32.add (i32.mul (local.get $t) (local.get $ldyb)) (i32.mul (local.get $p) (i32.const 32)))))
-        (block $tiles_next
-          (block $m4
-(block $m3
-(block $m2
-(block $m1
-(br_table $m1 $m2 $m3 $m4 (i32.sub (local.get $m) (i32.const 1))))
-(call $mk_bf16_1 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb))
-(br $tiles_next))
-(call $mk_bf16_2 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb))
-(br $tiles_next))
-(call $mk_bf16_3 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb))
-(br $tiles_next))
-(call $mk_bf16_4 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb))
-(br $tiles_next))
+        (block $tiles_next_f32
+          (block $m4_f32
+(block $m3_f32
+(block $m2_f32
+(block $m1_f32
+(br_table $m1_f32 $m2_f32 $m3_f32 $m4_f32 (i32.sub (local.get $m) (i32.const 1))))
+(call $mk_f32_1 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb))
+(br $tiles_next_f32))
+(call $mk_f32_2 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb))
+(br $tiles_next_f32))
+(call $mk_f32_3 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb))
+(br $tiles_next_f32))
+(call $mk_f32_4 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb))
+(br $tiles_next_f32))
         (local.set $t (i32.add (local.get $t) (i32.const 4)))
-        (br $tiles)))
+        (br $tiles_f32))))
+      (else
+      (local.set $wp (i32.add (local.get $w) (i32.mul (local.get $p) (local.get $panelb))))
+      (local.set $t (local.get $tb))
+      (block $tiles_end_bf16 (loop $tiles_bf16
+        (br_if $tiles_end_bf16 (i32.ge_s (local.get $t) (local.get $te)))
+        (local.set $m (i32.sub (local.get $te) (local.get $t)))
+        (if (i32.gt_s (local.get $m) (i32.const 4)) (then (local.set $m (i32.const 4))))
+        (local.set $xp (i32.add (local.get $x) (i32.shl (i32.mul (local.get $t) (local.get $K)) (i32.const 2))))
+        (local.set $yp (i32.add (local.get $y) (i32.add (i32.mul (local.get $t) (local.get $ldyb)) (i32.mul (local.get $p) (i32.const 32)))))
+        (block $tiles_next_bf16
+          (block $m4_bf16
+(block $m3_bf16
+(block $m2_bf16
+(block $m1_bf16
+(br_table $m1_bf16 $m2_bf16 $m3_bf16 $m4_bf16 (i32.sub (local.get $m) (i32.const 1))))
+(call $mk_bf16_1 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb))
+(br $tiles_next_bf16))
+(call $mk_bf16_2 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb))
+(br $tiles_next_bf16))
+(call $mk_bf16_3 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb))
+(br $tiles_next_bf16))
+(call $mk_bf16_4 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb))
+(br $tiles_next_bf16))
+        (local.set $t (i32.add (local.get $t) (i32.const 4)))
+        (br $tiles_bf16)))))
       (local.set $p (i32.add (local.get $p) (i32.const 1)))
       (br $panels)))
     (local.set $tb (local.get $te))
     (br $blocks))))
-(func (export "work")
+(func (export "work") (param $s i32)
   (local $c i32) (local $x i32) (local $w i32) (local $y i32) (local $T i32) (local $K i32) (local $ldy i32) (local $start i32) (local $end i32) (local $p1 i32)
   (block $out (loop $next
     (local.set $c (i32.atomic.load (i32.const 0)))
@@ -479,7 +547,7 @@
     (br_if $next (i32.ne (i32.atomic.rmw.cmpxchg (i32.const 0) (local.get $c) (i32.add (local.get $c) (i32.const 1))) (local.get $c)))
     (local.set $end (i32.add (local.get $start) (i32.atomic.load (i32.const 44))))
     (if (i32.gt_s (local.get $end) (local.get $p1)) (then (local.set $end (local.get $p1))))
-    (if (i32.atomic.load (i32.const 8)) (then (call $gemm_bf16 (local.get $x) (local.get $w) (local.get $y) (local.get $T) (local.get $K) (local.get $ldy) (local.get $start) (local.get $end))) (else (call $gemm_f32 (local.get $x) (local.get $w) (local.get $y) (local.get $T) (local.get $K) (local.get $ldy) (local.get $start) (local.get $end))))
+    (if (i32.atomic.load (i32.const 8)) (then (call $gemm_bf16 (local.get $x) (local.get $w) (local.get $y) (local.get $T) (local.get $K) (local.get $ldy) (local.get $start) (local.get $end) (local.get $s))) (else (call $gemm_f32 (local.get $x) (local.get $w) (local.get $y) (local.get $T) (local.get $K) (local.get $ldy) (local.get $start) (local.get $end))))
     (drop (i32.atomic.rmw.add (i32.const 4) (i32.sub (local.get $end) (local.get $start))))
     (drop (memory.atomic.notify (i32.const 4) (i32.const 1)))
     (br $next))))

@@ -1,6 +1,7 @@
 // The wasm backend's matrix products against the CPU reference backend, kernel by kernel, on random
 // inputs with outputs poisoned first (test/helpers/kernels.ts): every row count around the
-// micro-tile and cache-block edges, widths that leave partial panels, f32/bf16/f16 weights, bias,
+// micro-tile and cache-block edges, widths that leave partial panels, f32/bf16/f16 weights (bf16
+// both widened per tile and widened per cache block into each thread's scratch), bias,
 // the head's gather_last prologue, decode batches, and one or two threads; and the chunked SSD and
 // prefill attention, whose work runs as products on the same kernels. Every module variant a build
 // ships (fused multiply-add, plain SIMD) runs every case.
@@ -48,7 +49,7 @@ function weight(rand: () => number, shape: [number, number], dtype: DType): Tens
 /** f32 sums in k order against the engine's double sums: a wrong row, column or panel is off by O(1). */
 const TOL = { atol: 2e-5, rtol: 2e-5 };
 
-interface Case { T: number; K: number; N: number; dtype: DType; bias: boolean; mode?: EntryName }
+interface Case { T: number; K: number; N: number; dtype: DType; bias: boolean; mode?: EntryName; split?: boolean }
 
 // each variant on ragged shapes: its own micro-tile and cache-block edges
 for (const t of WASM_TARGETS) describe(`the ${variantName(t)} module`, () => {
@@ -69,12 +70,19 @@ for (const t of WASM_TARGETS) describe(`the ${variantName(t)} module`, () => {
     { T: 1, K: 35, N: 8 * (2 * t.gemvPanels + 1) + 3, dtype: 'bf16', bias: true, mode: 'decode' },
     { T: 1, K: 512, N: 300, dtype: 'f32', bias: false },
     { T: 1, K: 384, N: 390, dtype: 'bf16', bias: false },
+    // bf16 at prefill-like sizes: a block of rows that widens each panel into the thread's scratch,
+    // then a remainder below `widenFrom` (widened in registers); a block of exactly `widenFrom`
+    // rows; a last block one row short of it. Each large enough to split across threads.
+    { T: TB + MR + 2, K: 67, N: 37, dtype: 'bf16', bias: true, split: true },
+    { T: t.widenFrom, K: 240, N: 85, dtype: 'bf16', bias: false, split: true },
+    { T: 2 * TB + t.widenFrom - 1, K: 45, N: 50, dtype: 'bf16', bias: true, split: true },
   ];
 
   describe('matrix products = CPU backend', () => {
     for (const c of CASES) {
       for (const threads of [1, 2]) {
         it(`linear T=${c.T} K=${c.K} N=${c.N} ${c.dtype}${c.bias ? ' +bias' : ''} ${c.mode ?? 'forward'}, ${threads} thread(s)`, () => {
+          if (c.split) expect(c.T * c.K * c.N, 'the product is large enough to split').toBeGreaterThanOrEqual(t.splitFrom);
           const rand = prng(c.T * 1000 + c.K * 10 + c.N);
           const inputs: OpInput[] = [
             { act: uniform(rand, c.T * c.K, -2, 2), shape: ['T', c.K] },
@@ -88,7 +96,7 @@ for (const t of WASM_TARGETS) describe(`the ${variantName(t)} module`, () => {
       }
     }
 
-    for (const [T, K, N, dtype] of [[TB + 5, 96, 200, 'f32'], [1, 512, 300, 'f32'], [1, 640, 530, 'bf16']] as const) {
+    for (const [T, K, N, dtype] of [[TB + 5, 96, 200, 'f32'], [TB + 5, 96, 200, 'bf16'], [1, 512, 300, 'f32'], [1, 640, 530, 'bf16']] as const) {
       it(`a product shared by three threads equals one thread bit for bit (T=${T} K=${K} N=${N} ${dtype})`, () => {
         const rand = prng(7);
         expect(T * K * N, 'the product is large enough to split').toBeGreaterThanOrEqual(t.splitFrom);
@@ -115,6 +123,24 @@ for (const t of WASM_TARGETS) describe(`the ${variantName(t)} module`, () => {
           expect(T * K * N).toBeGreaterThanOrEqual(t.splitFrom);
           const want = one.linear(p1, x, T, null), got = three.linear(p3, x, T, null);
           if (!want.every((v, j) => Object.is(v, got[j]))) throw new Error(`product ${i} (T=${T}) differs on three threads`);
+        }
+      } finally {
+        one.close();
+        three.close();
+      }
+    });
+
+    it('bf16 products of many rows back to back on three threads: each thread widens panels in its own scratch', () => {
+      const rand = prng(12);
+      const [T, K, N] = [3 * TB + 2 * MR, 256, 640];
+      const w: Tensor = weight(rand, [N, K], 'bf16');
+      const one = new WasmKernels(modules.get(t)!, 1), three = new WasmKernels(modules.get(t)!, 3);
+      try {
+        const [p1, p3] = [one.pack(w), three.pack(w)];
+        for (let i = 0; i < 40; i++) {
+          const x = uniform(rand, T * K);
+          const want = one.linear(p1, x, T, null), got = three.linear(p3, x, T, null);
+          if (!want.every((v, j) => Object.is(v, got[j]))) throw new Error(`product ${i} differs on three threads`);
         }
       } finally {
         one.close();
