@@ -163,7 +163,8 @@ export class WasmKernels {
       }
     }
     this.run(w.dtype === 'bf16' ? 1 : 0, [xAt, w.at, yAt, T, K, ldy], panels, T * K * N >= this.splitFrom);
-    const ys = new Float32Array(buf, yAt, Tpad * ldy);
+    // the run may have grown the memory (a bf16 panel's scratch), which detaches an unshared one's buffer
+    const ys = new Float32Array(this.memory.buffer, yAt, Tpad * ldy);
     const y = new Float32Array(T * N);
     for (let t = 0; t < T; t++) {
       const o = t * ldy, r = t * N;
