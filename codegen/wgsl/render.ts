@@ -417,12 +417,16 @@ function matmul(c: Ctx): Pass[] {
     if (sched.reduce === 'invocation') {
       // each invocation owns 4 x 4 outputs (tiled) or 4 columns of a row (matrix-vector), as vec4s
       if (tile !== 4 || columns !== 4 || lanes !== 1) fail(`${k.name}: a per-invocation product owns 4 x 4 outputs or 4 columns on 1 lane, not tile ${tile}, ${columns} columns on ${lanes}`);
+      // w4(n, k): weights k..k+3 of column n (k a multiple of 4), as two packed pairs where a
+      // row-major matrix's rows start at even elements
+      const wp = !k.attrs.transposed && K % 2 === 0 ? s.weightPair(weightName(k, 'w')) : '';
+      const w4 = `fn w4(n: u32, k: u32) -> vec4<f32> { return ${wp ? `vec4<f32>(${wp}(n * ${K}u + k), ${wp}(n * ${K}u + k + 2u))` : 'vec4<f32>(wt(n, k), wt(n, k + 1u), wt(n, k + 2u), wt(n, k + 3u))'}; }`;
       if (variant === 'MATMUL_TILED') {
-        const code = s.render('MATMUL_TILED_OWN', 'tiled product', c.header, { wg: c.wg, rows: rows.wgsl, rowsPerGroup: 4 * c.wg, colTiles: Math.ceil(N / 4), K, K4: K - (K % 4), N });
+        const code = s.render('MATMUL_TILED_OWN', 'tiled product', c.header, { wg: c.wg, rows: rows.wgsl, rowsPerGroup: 4 * c.wg, colTiles: Math.ceil(N / 4), K, K4: K - (K % 4), N, w4 });
         return pass('tiled product', s, code, count(rows.rows, rows.times, 4 * c.wg), Math.ceil(N / 4), { rowsAbove: sched.gemv_rows!, scratch });
       }
       const colBlocks = Math.ceil(N / 4);
-      const code = s.render('MATMUL_GEMV_OWN', 'matrix-vector product', c.header, { wg: c.wg, rows: rows.wgsl, colBlocks, K, K4: K - (K % 4), N });
+      const code = s.render('MATMUL_GEMV_OWN', 'matrix-vector product', c.header, { wg: c.wg, rows: rows.wgsl, colBlocks, K, K4: K - (K % 4), N, w4 });
       return pass('matrix-vector product', s, code, count(rows.rows, rows.times * colBlocks, c.wg), 1, { rowsAtMost: sched.gemv_rows!, rows: count(rows.rows, rows.times, 1), scratch });
     }
     if (variant === 'MATMUL_TILED') {

@@ -513,7 +513,7 @@ ${OWN_ROW}
 /** The matrix-vector path on a CPU adapter: each invocation owns four adjacent output columns of
  *  one row and walks K four at a time (x and each column's weights as vec4, four dot products). */
 export const MATMUL_GEMV_OWN = `{{prelude}}
-fn w4(n: u32, k: u32) -> vec4<f32> { return vec4<f32>(wt(n, k), wt(n, k + 1u), wt(n, k + 2u), wt(n, k + 3u)); }
+{{w4}}
 ${OWN_ROW}
   let r = i / {{colBlocks}}u;
   if (r >= {{rows}}) { return; }
@@ -542,7 +542,7 @@ ${OWN_ROW}
  *  registers (rows as vec4 accumulators over four columns), walking K once, four k at a time. A workgroup's
  *  invocations take consecutive row tiles of one column tile, so they share its weights. */
 export const MATMUL_TILED_OWN = `{{prelude}}
-fn w4(n: u32, k: u32) -> vec4<f32> { return vec4<f32>(wt(n, k), wt(n, k + 1u), wt(n, k + 2u), wt(n, k + 3u)); }
+{{w4}}
 fn x4(r: u32, k: u32) -> vec4<f32> { return vec4<f32>(xin(r, k), xin(r, k + 1u), xin(r, k + 2u), xin(r, k + 3u)); }
 @compute @workgroup_size({{wg}})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {

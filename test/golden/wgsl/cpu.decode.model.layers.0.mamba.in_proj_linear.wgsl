@@ -472,7 +472,8 @@ fn xin(r: u32, k: u32) -> f32 { return scratch0[r * 32u + k]; }
 fn wt(n: u32, k: u32) -> f32 { return w3(n * 32u + k); }
 fn bias(n: u32) -> f32 { return 0.0; }
 fn put(r: u32, n: u32, v: f32) { scratch1[r * 148u + n] = v; }
-fn w4(n: u32, k: u32) -> vec4<f32> { return vec4<f32>(wt(n, k), wt(n, k + 1u), wt(n, k + 2u), wt(n, k + 3u)); }
+fn wp3(i: u32) -> vec2<f32> { let p = wb3[i >> 1u]; return vec2<f32>(bitcast<f32>(p << 16u), bitcast<f32>(p & 0xffff0000u)); }
+fn w4(n: u32, k: u32) -> vec4<f32> { return vec4<f32>(wp3(n * 32u + k), wp3(n * 32u + k + 2u)); }
 fn x4(r: u32, k: u32) -> vec4<f32> { return vec4<f32>(xin(r, k), xin(r, k + 1u), xin(r, k + 2u), xin(r, k + 3u)); }
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
