@@ -205,6 +205,7 @@ interface Schedule {
   readonly tile?: number;
   readonly gemv_lanes?: number;
   readonly gemv_columns?: number;
+  readonly gemv_columns_one?: number;
   readonly gemv_rows?: number;
   readonly chunk_lanes?: number;
   readonly rows?: number;
@@ -557,19 +558,19 @@ function fusedGemv(c: Ctx, rows: { wgsl: string; rows: RunCount['rows']; times: 
   if (sched.reduce === 'invocation') {
     // each invocation owns `cols` output columns o, each needing M product columns m, of R rows q:
     // scalars a{q}_{o}_{m} unrolled here, so one read of a weight serves every row of the batch and
-    // one read of a row's k-th value every column. Two passes: one row (R = 1), and up to gemv_rows
-    // rows in one invocation (rows past the batch read its last row and are not stored).
-    const cols = sched.gemv_columns!;
-    const colBlocks = Math.ceil(width / cols);
-    const pairs = Array.from({ length: cols }, (_, o) => Array.from({ length: M }, (_, m) => [o, m] as const)).flat();
+    // one read of a row's k-th value every column. Two passes: one row (R = 1, gemv_columns_one
+    // columns), and up to gemv_rows rows in one invocation (gemv_columns columns; rows past the
+    // batch read its last row and are not stored).
     // reads at k..k+3 as one vec4 where each norm group's length allows; weights of a row-major
     // matrix with even K as two packed pairs (k and the row's start are then even)
     const vec = (K / groups) % 4 === 0;
     const paired = vec && !k.attrs.transposed && K % 2 === 0;
     const wp = paired ? s.weightPair(weightName(k, 'w')) : '';
     const vec4 = (read: (k: string) => string) => (vec ? `vec4<f32>(${[0, 1, 2, 3].map((d) => read(d ? `k + ${d}u` : 'k')).join(', ')})` : read('k'));
-    const weights = (o: number, m: number) => (paired ? `vec4<f32>(${wp}(c${o}_${m} * ${K}u + k), ${wp}(c${o}_${m} * ${K}u + k + 2u))` : vec4((kk) => `wt(c${o}_${m}, ${kk})`));
-    const fields = (R: number) => {
+    const fields = (R: number, cols: number) => {
+      const colBlocks = Math.ceil(width / cols);
+      const pairs = Array.from({ length: cols }, (_, o) => Array.from({ length: M }, (_, m) => [o, m] as const)).flat();
+      const weights = (o: number, m: number) => (paired ? `vec4<f32>(${wp}(c${o}_${m} * ${K}u + k), ${wp}(c${o}_${m} * ${K}u + k + 2u))` : vec4((kk) => `wt(c${o}_${m}, ${kk})`));
       const qs = Array.from({ length: R }, (_, q) => q);
       const lines = (f: (q: number) => string[], indent: string) => qs.flatMap(f).map((l) => indent + l).join('\n');
       const finish = qs.map((q) => [
@@ -596,18 +597,18 @@ function fusedGemv(c: Ctx, rows: { wgsl: string; rows: RunCount['rows']; times: 
             ? [`let hv${q} = ${vec4((kk) => `h(src${q}, ${kk})`)};`, `ss${q} += dot(hv${q}, hv${q});`, `let xv${q} = nwv * hv${q};`]
             : [`let xv${q} = ${vec4((kk) => `xin(src${q}, ${kk})`)};`]), '      '),
         ].join('\n'),
-        nwv: vec4((kk) => `nw(${kk})`),
+        nwv: vec && n ? `vec4<f32>(${s.weightPair(n.weight)}(k), ${s.weightPair(n.weight)}(k + 2u))` : vec4((kk) => `nw(${kk})`),
         accumulate: lines((q) => pairs.map(([o, m]) => `a${q}_${o}_${m} += ${vec ? `dot(xv${q}, w${o}_${m})` : `xv${q} * w${o}_${m}`};`), '      '),
         gather: lines((q) => [`let inv${q} = ${n ? `inverseSqrt(ss${q} / ${K / groups}.0 + ${lit(n.eps)})` : '1.0'};`, ...pairs.map(([o, m]) => `v${q}_${o}_${m} += a${q}_${o}_${m} * inv${q};`)], '    '),
         finish,
       };
     };
-    const one = fields(1), batch = fields(sched.gemv_rows!);
+    const one = fields(1, sched.gemv_columns_one ?? sched.gemv_columns!), batch = fields(sched.gemv_rows!, sched.gemv_columns!);
     const product = count(rows.rows, rows.times, 1);
-    const groupsOf = count(rows.rows, rows.times * colBlocks, c.wg);
+    const groupsOf = (f: { colBlocks: number }) => count(rows.rows, rows.times * f.colBlocks, c.wg);
     return [
-      pass('fused matrix-vector product', s, s.render('MATMUL_GEMV_FUSED_OWN', 'fused matrix-vector product', c.header, one), groupsOf, 1, { rowsAtMost: 1, rows: product }),
-      pass('fused matrix-vector product', s, s.render('MATMUL_GEMV_FUSED_OWN', 'fused matrix-vector product', c.header, batch), groupsOf, 1, { rowsAbove: 1, rowsAtMost: sched.gemv_rows!, rows: product }),
+      pass('fused matrix-vector product', s, s.render('MATMUL_GEMV_FUSED_OWN', 'fused matrix-vector product', c.header, one), groupsOf(one), 1, { rowsAtMost: 1, rows: product }),
+      pass('fused matrix-vector product', s, s.render('MATMUL_GEMV_FUSED_OWN', 'fused matrix-vector product', c.header, batch), groupsOf(batch), 1, { rowsAbove: 1, rowsAtMost: sched.gemv_rows!, rows: product }),
     ];
   }
   const lanes = sched.gemv_lanes!, columns = sched.gemv_columns!;

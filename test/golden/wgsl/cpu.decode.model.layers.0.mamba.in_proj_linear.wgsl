@@ -50,7 +50,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   }
 }
 
-// ==== pass fused matrix-vector product: bindings arena, ints, state, w:model.layers.0.mamba.conv1d.weight, w:model.layers.0.mamba.conv1d.bias, w:model.layers.0.input_layernorm.weight, w:model.layers.0.mamba.in_proj.weight; workgroups ceil(n(T)·37/64)·1; product rows <= 1
+// ==== pass fused matrix-vector product: bindings arena, ints, state, w:model.layers.0.mamba.conv1d.weight, w:model.layers.0.mamba.conv1d.bias, w:model.layers.0.input_layernorm.weight, w:model.layers.0.mamba.in_proj.weight; workgroups ceil(n(T)·19/64)·1; product rows <= 1
 // archc model.layers.0.mamba.in_proj:linear (fused matrix-vector product)
 @group(0) @binding(0) var<storage, read_write> arena: array<f32>;
 @group(0) @binding(1) var<storage, read> ints: array<u32>;
@@ -114,6 +114,7 @@ fn w6(i: u32) -> f32 { let p = wb6[i >> 1u]; return bitcast<f32>(select(p << 16u
 fn wt(n: u32, k: u32) -> f32 { return w6(n * 32u + k); }
 fn bias(n: u32) -> f32 { return 0.0; }
 fn wp6(i: u32) -> vec2<f32> { let p = wb6[i >> 1u]; return vec2<f32>(bitcast<f32>(p << 16u), bitcast<f32>(p & 0xffff0000u)); }
+fn wp5(i: u32) -> vec2<f32> { let p = wb5[i >> 1u]; return vec2<f32>(bitcast<f32>(p << 16u), bitcast<f32>(p & 0xffff0000u)); }
 const M = 1u;
 var<private> pc: array<u32, 1>;
 var<private> pv: array<f32, 1>;
@@ -124,36 +125,56 @@ fn pval(j: u32) -> f32 {
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let i = (wid.x + wid.y * nwg.x) * 64u + li;
-  let rb = (i / 37u) * 1u;
+  let rb = (i / 19u) * 1u;
   if (rb >= nT()) { return; }
-  let nb = (i % 37u) * 4u;
+  let nb = (i % 19u) * 8u;
   let r0 = min(rb + 0u, nT() - 1u);
   let src0 = r0;
   let n0 = min(nb + 0u, 147u);
   let n1 = min(nb + 1u, 147u);
   let n2 = min(nb + 2u, 147u);
   let n3 = min(nb + 3u, 147u);
+  let n4 = min(nb + 4u, 147u);
+  let n5 = min(nb + 5u, 147u);
+  let n6 = min(nb + 6u, 147u);
+  let n7 = min(nb + 7u, 147u);
   let c0_0 = min(need(n0, 0u), 147u);
   let c1_0 = min(need(n1, 0u), 147u);
   let c2_0 = min(need(n2, 0u), 147u);
   let c3_0 = min(need(n3, 0u), 147u);
+  let c4_0 = min(need(n4, 0u), 147u);
+  let c5_0 = min(need(n5, 0u), 147u);
+  let c6_0 = min(need(n6, 0u), 147u);
+  let c7_0 = min(need(n7, 0u), 147u);
   var v0_0_0 = 0.0;
   var v0_1_0 = 0.0;
   var v0_2_0 = 0.0;
   var v0_3_0 = 0.0;
+  var v0_4_0 = 0.0;
+  var v0_5_0 = 0.0;
+  var v0_6_0 = 0.0;
+  var v0_7_0 = 0.0;
   for (var g = 0u; g < 1u; g++) {
     var ss0 = 0.0;
     var a0_0_0 = 0.0;
     var a0_1_0 = 0.0;
     var a0_2_0 = 0.0;
     var a0_3_0 = 0.0;
+    var a0_4_0 = 0.0;
+    var a0_5_0 = 0.0;
+    var a0_6_0 = 0.0;
+    var a0_7_0 = 0.0;
     // k four at a time as vec4s (the group's length is a multiple of 4), else one at a time
     for (var k = g * 32u; k < (g + 1u) * 32u; k += 4u) {
-      let nwv = vec4<f32>(nw(k), nw(k + 1u), nw(k + 2u), nw(k + 3u));
+      let nwv = vec4<f32>(wp5(k), wp5(k + 2u));
       let w0_0 = vec4<f32>(wp6(c0_0 * 32u + k), wp6(c0_0 * 32u + k + 2u));
       let w1_0 = vec4<f32>(wp6(c1_0 * 32u + k), wp6(c1_0 * 32u + k + 2u));
       let w2_0 = vec4<f32>(wp6(c2_0 * 32u + k), wp6(c2_0 * 32u + k + 2u));
       let w3_0 = vec4<f32>(wp6(c3_0 * 32u + k), wp6(c3_0 * 32u + k + 2u));
+      let w4_0 = vec4<f32>(wp6(c4_0 * 32u + k), wp6(c4_0 * 32u + k + 2u));
+      let w5_0 = vec4<f32>(wp6(c5_0 * 32u + k), wp6(c5_0 * 32u + k + 2u));
+      let w6_0 = vec4<f32>(wp6(c6_0 * 32u + k), wp6(c6_0 * 32u + k + 2u));
+      let w7_0 = vec4<f32>(wp6(c7_0 * 32u + k), wp6(c7_0 * 32u + k + 2u));
       let hv0 = vec4<f32>(h(src0, k), h(src0, k + 1u), h(src0, k + 2u), h(src0, k + 3u));
       ss0 += dot(hv0, hv0);
       let xv0 = nwv * hv0;
@@ -161,12 +182,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       a0_1_0 += dot(xv0, w1_0);
       a0_2_0 += dot(xv0, w2_0);
       a0_3_0 += dot(xv0, w3_0);
+      a0_4_0 += dot(xv0, w4_0);
+      a0_5_0 += dot(xv0, w5_0);
+      a0_6_0 += dot(xv0, w6_0);
+      a0_7_0 += dot(xv0, w7_0);
     }
     let inv0 = inverseSqrt(ss0 / 32.0 + 0.00000999999975);
     v0_0_0 += a0_0_0 * inv0;
     v0_1_0 += a0_1_0 * inv0;
     v0_2_0 += a0_2_0 * inv0;
     v0_3_0 += a0_3_0 * inv0;
+    v0_4_0 += a0_4_0 * inv0;
+    v0_5_0 += a0_5_0 * inv0;
+    v0_6_0 += a0_6_0 * inv0;
+    v0_7_0 += a0_7_0 * inv0;
   }
   if (rb + 0u < nT()) {
     let r = r0;
@@ -182,6 +211,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     pc[0] = need(n3, 0u);
     pv[0] = select(v0_3_0 + bias(c3_0), 0.0, pc[0] >= 148u);
     if (nb + 3u < 148u) { store(r, n3, s1(r, n3)); }
+    pc[0] = need(n4, 0u);
+    pv[0] = select(v0_4_0 + bias(c4_0), 0.0, pc[0] >= 148u);
+    if (nb + 4u < 148u) { store(r, n4, s1(r, n4)); }
+    pc[0] = need(n5, 0u);
+    pv[0] = select(v0_5_0 + bias(c5_0), 0.0, pc[0] >= 148u);
+    if (nb + 5u < 148u) { store(r, n5, s1(r, n5)); }
+    pc[0] = need(n6, 0u);
+    pv[0] = select(v0_6_0 + bias(c6_0), 0.0, pc[0] >= 148u);
+    if (nb + 6u < 148u) { store(r, n6, s1(r, n6)); }
+    pc[0] = need(n7, 0u);
+    pv[0] = select(v0_7_0 + bias(c7_0), 0.0, pc[0] >= 148u);
+    if (nb + 7u < 148u) { store(r, n7, s1(r, n7)); }
   }
 }
 
@@ -249,6 +290,7 @@ fn w6(i: u32) -> f32 { let p = wb6[i >> 1u]; return bitcast<f32>(select(p << 16u
 fn wt(n: u32, k: u32) -> f32 { return w6(n * 32u + k); }
 fn bias(n: u32) -> f32 { return 0.0; }
 fn wp6(i: u32) -> vec2<f32> { let p = wb6[i >> 1u]; return vec2<f32>(bitcast<f32>(p << 16u), bitcast<f32>(p & 0xffff0000u)); }
+fn wp5(i: u32) -> vec2<f32> { let p = wb5[i >> 1u]; return vec2<f32>(bitcast<f32>(p << 16u), bitcast<f32>(p & 0xffff0000u)); }
 const M = 1u;
 var<private> pc: array<u32, 1>;
 var<private> pv: array<f32, 1>;
@@ -317,7 +359,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     var a3_3_0 = 0.0;
     // k four at a time as vec4s (the group's length is a multiple of 4), else one at a time
     for (var k = g * 32u; k < (g + 1u) * 32u; k += 4u) {
-      let nwv = vec4<f32>(nw(k), nw(k + 1u), nw(k + 2u), nw(k + 3u));
+      let nwv = vec4<f32>(wp5(k), wp5(k + 2u));
       let w0_0 = vec4<f32>(wp6(c0_0 * 32u + k), wp6(c0_0 * 32u + k + 2u));
       let w1_0 = vec4<f32>(wp6(c1_0 * 32u + k), wp6(c1_0 * 32u + k + 2u));
       let w2_0 = vec4<f32>(wp6(c2_0 * 32u + k), wp6(c2_0 * 32u + k + 2u));

@@ -50,7 +50,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   }
 }
 
-// ==== pass fused matrix-vector product: bindings arena, ints, w:model.layers.1.input_layernorm.weight, w:model.layers.1.self_attn.q_proj+k_proj+v_proj.weight; workgroups ceil(n(T)·16/64)·1; product rows <= 1
+// ==== pass fused matrix-vector product: bindings arena, ints, w:model.layers.1.input_layernorm.weight, w:model.layers.1.self_attn.q_proj+k_proj+v_proj.weight; workgroups ceil(n(T)·8/64)·1; product rows <= 1
 // archc model.layers.1.self_attn.q_proj+k_proj+v_proj:linear (fused matrix-vector product)
 @group(0) @binding(0) var<storage, read_write> arena: array<f32>;
 @group(0) @binding(1) var<storage, read> ints: array<u32>;
@@ -126,6 +126,7 @@ fn w3(i: u32) -> f32 { let p = wb3[i >> 1u]; return bitcast<f32>(select(p << 16u
 fn wt(n: u32, k: u32) -> f32 { return w3(n * 32u + k); }
 fn bias(n: u32) -> f32 { return 0.0; }
 fn wp3(i: u32) -> vec2<f32> { let p = wb3[i >> 1u]; return vec2<f32>(bitcast<f32>(p << 16u), bitcast<f32>(p & 0xffff0000u)); }
+fn wp2(i: u32) -> vec2<f32> { let p = wb2[i >> 1u]; return vec2<f32>(bitcast<f32>(p << 16u), bitcast<f32>(p & 0xffff0000u)); }
 const M = 4u;
 var<private> pc: array<u32, 4>;
 var<private> pv: array<f32, 4>;
@@ -136,15 +137,19 @@ fn pval(j: u32) -> f32 {
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let i = (wid.x + wid.y * nwg.x) * 64u + li;
-  let rb = (i / 16u) * 1u;
+  let rb = (i / 8u) * 1u;
   if (rb >= nT()) { return; }
-  let nb = (i % 16u) * 4u;
+  let nb = (i % 8u) * 8u;
   let r0 = min(rb + 0u, nT() - 1u);
   let src0 = r0;
   let n0 = min(nb + 0u, 63u);
   let n1 = min(nb + 1u, 63u);
   let n2 = min(nb + 2u, 63u);
   let n3 = min(nb + 3u, 63u);
+  let n4 = min(nb + 4u, 63u);
+  let n5 = min(nb + 5u, 63u);
+  let n6 = min(nb + 6u, 63u);
+  let n7 = min(nb + 7u, 63u);
   let c0_0 = min(need(n0, 0u), 63u);
   let c0_1 = min(need(n0, 1u), 63u);
   let c0_2 = min(need(n0, 2u), 63u);
@@ -161,6 +166,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let c3_1 = min(need(n3, 1u), 63u);
   let c3_2 = min(need(n3, 2u), 63u);
   let c3_3 = min(need(n3, 3u), 63u);
+  let c4_0 = min(need(n4, 0u), 63u);
+  let c4_1 = min(need(n4, 1u), 63u);
+  let c4_2 = min(need(n4, 2u), 63u);
+  let c4_3 = min(need(n4, 3u), 63u);
+  let c5_0 = min(need(n5, 0u), 63u);
+  let c5_1 = min(need(n5, 1u), 63u);
+  let c5_2 = min(need(n5, 2u), 63u);
+  let c5_3 = min(need(n5, 3u), 63u);
+  let c6_0 = min(need(n6, 0u), 63u);
+  let c6_1 = min(need(n6, 1u), 63u);
+  let c6_2 = min(need(n6, 2u), 63u);
+  let c6_3 = min(need(n6, 3u), 63u);
+  let c7_0 = min(need(n7, 0u), 63u);
+  let c7_1 = min(need(n7, 1u), 63u);
+  let c7_2 = min(need(n7, 2u), 63u);
+  let c7_3 = min(need(n7, 3u), 63u);
   var v0_0_0 = 0.0;
   var v0_0_1 = 0.0;
   var v0_0_2 = 0.0;
@@ -177,6 +198,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   var v0_3_1 = 0.0;
   var v0_3_2 = 0.0;
   var v0_3_3 = 0.0;
+  var v0_4_0 = 0.0;
+  var v0_4_1 = 0.0;
+  var v0_4_2 = 0.0;
+  var v0_4_3 = 0.0;
+  var v0_5_0 = 0.0;
+  var v0_5_1 = 0.0;
+  var v0_5_2 = 0.0;
+  var v0_5_3 = 0.0;
+  var v0_6_0 = 0.0;
+  var v0_6_1 = 0.0;
+  var v0_6_2 = 0.0;
+  var v0_6_3 = 0.0;
+  var v0_7_0 = 0.0;
+  var v0_7_1 = 0.0;
+  var v0_7_2 = 0.0;
+  var v0_7_3 = 0.0;
   for (var g = 0u; g < 1u; g++) {
     var ss0 = 0.0;
     var a0_0_0 = 0.0;
@@ -195,9 +232,25 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     var a0_3_1 = 0.0;
     var a0_3_2 = 0.0;
     var a0_3_3 = 0.0;
+    var a0_4_0 = 0.0;
+    var a0_4_1 = 0.0;
+    var a0_4_2 = 0.0;
+    var a0_4_3 = 0.0;
+    var a0_5_0 = 0.0;
+    var a0_5_1 = 0.0;
+    var a0_5_2 = 0.0;
+    var a0_5_3 = 0.0;
+    var a0_6_0 = 0.0;
+    var a0_6_1 = 0.0;
+    var a0_6_2 = 0.0;
+    var a0_6_3 = 0.0;
+    var a0_7_0 = 0.0;
+    var a0_7_1 = 0.0;
+    var a0_7_2 = 0.0;
+    var a0_7_3 = 0.0;
     // k four at a time as vec4s (the group's length is a multiple of 4), else one at a time
     for (var k = g * 32u; k < (g + 1u) * 32u; k += 4u) {
-      let nwv = vec4<f32>(nw(k), nw(k + 1u), nw(k + 2u), nw(k + 3u));
+      let nwv = vec4<f32>(wp2(k), wp2(k + 2u));
       let w0_0 = vec4<f32>(wp3(c0_0 * 32u + k), wp3(c0_0 * 32u + k + 2u));
       let w0_1 = vec4<f32>(wp3(c0_1 * 32u + k), wp3(c0_1 * 32u + k + 2u));
       let w0_2 = vec4<f32>(wp3(c0_2 * 32u + k), wp3(c0_2 * 32u + k + 2u));
@@ -214,6 +267,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       let w3_1 = vec4<f32>(wp3(c3_1 * 32u + k), wp3(c3_1 * 32u + k + 2u));
       let w3_2 = vec4<f32>(wp3(c3_2 * 32u + k), wp3(c3_2 * 32u + k + 2u));
       let w3_3 = vec4<f32>(wp3(c3_3 * 32u + k), wp3(c3_3 * 32u + k + 2u));
+      let w4_0 = vec4<f32>(wp3(c4_0 * 32u + k), wp3(c4_0 * 32u + k + 2u));
+      let w4_1 = vec4<f32>(wp3(c4_1 * 32u + k), wp3(c4_1 * 32u + k + 2u));
+      let w4_2 = vec4<f32>(wp3(c4_2 * 32u + k), wp3(c4_2 * 32u + k + 2u));
+      let w4_3 = vec4<f32>(wp3(c4_3 * 32u + k), wp3(c4_3 * 32u + k + 2u));
+      let w5_0 = vec4<f32>(wp3(c5_0 * 32u + k), wp3(c5_0 * 32u + k + 2u));
+      let w5_1 = vec4<f32>(wp3(c5_1 * 32u + k), wp3(c5_1 * 32u + k + 2u));
+      let w5_2 = vec4<f32>(wp3(c5_2 * 32u + k), wp3(c5_2 * 32u + k + 2u));
+      let w5_3 = vec4<f32>(wp3(c5_3 * 32u + k), wp3(c5_3 * 32u + k + 2u));
+      let w6_0 = vec4<f32>(wp3(c6_0 * 32u + k), wp3(c6_0 * 32u + k + 2u));
+      let w6_1 = vec4<f32>(wp3(c6_1 * 32u + k), wp3(c6_1 * 32u + k + 2u));
+      let w6_2 = vec4<f32>(wp3(c6_2 * 32u + k), wp3(c6_2 * 32u + k + 2u));
+      let w6_3 = vec4<f32>(wp3(c6_3 * 32u + k), wp3(c6_3 * 32u + k + 2u));
+      let w7_0 = vec4<f32>(wp3(c7_0 * 32u + k), wp3(c7_0 * 32u + k + 2u));
+      let w7_1 = vec4<f32>(wp3(c7_1 * 32u + k), wp3(c7_1 * 32u + k + 2u));
+      let w7_2 = vec4<f32>(wp3(c7_2 * 32u + k), wp3(c7_2 * 32u + k + 2u));
+      let w7_3 = vec4<f32>(wp3(c7_3 * 32u + k), wp3(c7_3 * 32u + k + 2u));
       let hv0 = vec4<f32>(h(src0, k), h(src0, k + 1u), h(src0, k + 2u), h(src0, k + 3u));
       ss0 += dot(hv0, hv0);
       let xv0 = nwv * hv0;
@@ -233,6 +302,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       a0_3_1 += dot(xv0, w3_1);
       a0_3_2 += dot(xv0, w3_2);
       a0_3_3 += dot(xv0, w3_3);
+      a0_4_0 += dot(xv0, w4_0);
+      a0_4_1 += dot(xv0, w4_1);
+      a0_4_2 += dot(xv0, w4_2);
+      a0_4_3 += dot(xv0, w4_3);
+      a0_5_0 += dot(xv0, w5_0);
+      a0_5_1 += dot(xv0, w5_1);
+      a0_5_2 += dot(xv0, w5_2);
+      a0_5_3 += dot(xv0, w5_3);
+      a0_6_0 += dot(xv0, w6_0);
+      a0_6_1 += dot(xv0, w6_1);
+      a0_6_2 += dot(xv0, w6_2);
+      a0_6_3 += dot(xv0, w6_3);
+      a0_7_0 += dot(xv0, w7_0);
+      a0_7_1 += dot(xv0, w7_1);
+      a0_7_2 += dot(xv0, w7_2);
+      a0_7_3 += dot(xv0, w7_3);
     }
     let inv0 = inverseSqrt(ss0 / 32.0 + 0.00000999999975);
     v0_0_0 += a0_0_0 * inv0;
@@ -251,6 +336,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     v0_3_1 += a0_3_1 * inv0;
     v0_3_2 += a0_3_2 * inv0;
     v0_3_3 += a0_3_3 * inv0;
+    v0_4_0 += a0_4_0 * inv0;
+    v0_4_1 += a0_4_1 * inv0;
+    v0_4_2 += a0_4_2 * inv0;
+    v0_4_3 += a0_4_3 * inv0;
+    v0_5_0 += a0_5_0 * inv0;
+    v0_5_1 += a0_5_1 * inv0;
+    v0_5_2 += a0_5_2 * inv0;
+    v0_5_3 += a0_5_3 * inv0;
+    v0_6_0 += a0_6_0 * inv0;
+    v0_6_1 += a0_6_1 * inv0;
+    v0_6_2 += a0_6_2 * inv0;
+    v0_6_3 += a0_6_3 * inv0;
+    v0_7_0 += a0_7_0 * inv0;
+    v0_7_1 += a0_7_1 * inv0;
+    v0_7_2 += a0_7_2 * inv0;
+    v0_7_3 += a0_7_3 * inv0;
   }
   if (rb + 0u < nT()) {
     let r = r0;
@@ -290,6 +391,42 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     pc[3] = need(n3, 3u);
     pv[3] = select(v0_3_3 + bias(c3_3), 0.0, pc[3] >= 64u);
     if (nb + 3u < 64u) { store(r, n3, s2(r, n3)); }
+    pc[0] = need(n4, 0u);
+    pv[0] = select(v0_4_0 + bias(c4_0), 0.0, pc[0] >= 64u);
+    pc[1] = need(n4, 1u);
+    pv[1] = select(v0_4_1 + bias(c4_1), 0.0, pc[1] >= 64u);
+    pc[2] = need(n4, 2u);
+    pv[2] = select(v0_4_2 + bias(c4_2), 0.0, pc[2] >= 64u);
+    pc[3] = need(n4, 3u);
+    pv[3] = select(v0_4_3 + bias(c4_3), 0.0, pc[3] >= 64u);
+    if (nb + 4u < 64u) { store(r, n4, s2(r, n4)); }
+    pc[0] = need(n5, 0u);
+    pv[0] = select(v0_5_0 + bias(c5_0), 0.0, pc[0] >= 64u);
+    pc[1] = need(n5, 1u);
+    pv[1] = select(v0_5_1 + bias(c5_1), 0.0, pc[1] >= 64u);
+    pc[2] = need(n5, 2u);
+    pv[2] = select(v0_5_2 + bias(c5_2), 0.0, pc[2] >= 64u);
+    pc[3] = need(n5, 3u);
+    pv[3] = select(v0_5_3 + bias(c5_3), 0.0, pc[3] >= 64u);
+    if (nb + 5u < 64u) { store(r, n5, s2(r, n5)); }
+    pc[0] = need(n6, 0u);
+    pv[0] = select(v0_6_0 + bias(c6_0), 0.0, pc[0] >= 64u);
+    pc[1] = need(n6, 1u);
+    pv[1] = select(v0_6_1 + bias(c6_1), 0.0, pc[1] >= 64u);
+    pc[2] = need(n6, 2u);
+    pv[2] = select(v0_6_2 + bias(c6_2), 0.0, pc[2] >= 64u);
+    pc[3] = need(n6, 3u);
+    pv[3] = select(v0_6_3 + bias(c6_3), 0.0, pc[3] >= 64u);
+    if (nb + 6u < 64u) { store(r, n6, s2(r, n6)); }
+    pc[0] = need(n7, 0u);
+    pv[0] = select(v0_7_0 + bias(c7_0), 0.0, pc[0] >= 64u);
+    pc[1] = need(n7, 1u);
+    pv[1] = select(v0_7_1 + bias(c7_1), 0.0, pc[1] >= 64u);
+    pc[2] = need(n7, 2u);
+    pv[2] = select(v0_7_2 + bias(c7_2), 0.0, pc[2] >= 64u);
+    pc[3] = need(n7, 3u);
+    pv[3] = select(v0_7_3 + bias(c7_3), 0.0, pc[3] >= 64u);
+    if (nb + 7u < 64u) { store(r, n7, s2(r, n7)); }
   }
 }
 
@@ -369,6 +506,7 @@ fn w3(i: u32) -> f32 { let p = wb3[i >> 1u]; return bitcast<f32>(select(p << 16u
 fn wt(n: u32, k: u32) -> f32 { return w3(n * 32u + k); }
 fn bias(n: u32) -> f32 { return 0.0; }
 fn wp3(i: u32) -> vec2<f32> { let p = wb3[i >> 1u]; return vec2<f32>(bitcast<f32>(p << 16u), bitcast<f32>(p & 0xffff0000u)); }
+fn wp2(i: u32) -> vec2<f32> { let p = wb2[i >> 1u]; return vec2<f32>(bitcast<f32>(p << 16u), bitcast<f32>(p & 0xffff0000u)); }
 const M = 4u;
 var<private> pc: array<u32, 4>;
 var<private> pv: array<f32, 4>;
@@ -545,7 +683,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     var a3_3_3 = 0.0;
     // k four at a time as vec4s (the group's length is a multiple of 4), else one at a time
     for (var k = g * 32u; k < (g + 1u) * 32u; k += 4u) {
-      let nwv = vec4<f32>(nw(k), nw(k + 1u), nw(k + 2u), nw(k + 3u));
+      let nwv = vec4<f32>(wp2(k), wp2(k + 2u));
       let w0_0 = vec4<f32>(wp3(c0_0 * 32u + k), wp3(c0_0 * 32u + k + 2u));
       let w0_1 = vec4<f32>(wp3(c0_1 * 32u + k), wp3(c0_1 * 32u + k + 2u));
       let w0_2 = vec4<f32>(wp3(c0_2 * 32u + k), wp3(c0_2 * 32u + k + 2u));
