@@ -101,6 +101,18 @@ class Shader {
             : fail(`weight ${name} of dtype ${t.dtype} cannot be read as floats`));
   }
 
+  /** A reader `wpN(i) -> vec2<f32>` of weight `name`'s elements i and i + 1 (i even): one u32 of a
+   *  bf16 or f16 pair widened at once. It indexes the bound array, so a split binding still reads it. */
+  weightPair(name: string): string {
+    const b = this.bind(`w:${name}`);
+    const t = this.dtypes.get(name)!;
+    return this.helper(`wp${b}`, () =>
+      t.dtype === 'f32' ? `fn wp${b}(i: u32) -> vec2<f32> { return vec2<f32>(bitcast<f32>(wb${b}[i]), bitcast<f32>(wb${b}[i + 1u])); }`
+        : t.dtype === 'bf16' ? `fn wp${b}(i: u32) -> vec2<f32> { let p = wb${b}[i >> 1u]; return vec2<f32>(bitcast<f32>(p << 16u), bitcast<f32>(p & 0xffff0000u)); }`
+          : t.dtype === 'f16' ? `fn wp${b}(i: u32) -> vec2<f32> { return unpack2x16float(wb${b}[i >> 1u]); }`
+            : fail(`weight ${name} of dtype ${t.dtype} cannot be read as floats`));
+  }
+
   weightLength(name: string): number {
     return this.dtypes.get(name)!.length;
   }
@@ -193,6 +205,7 @@ interface Schedule {
   readonly tile?: number;
   readonly gemv_lanes?: number;
   readonly gemv_columns?: number;
+  readonly gemv_columns_one?: number;
   readonly gemv_rows?: number;
   readonly chunk_lanes?: number;
   readonly rows?: number;
@@ -405,12 +418,16 @@ function matmul(c: Ctx): Pass[] {
     if (sched.reduce === 'invocation') {
       // each invocation owns 4 x 4 outputs (tiled) or 4 columns of a row (matrix-vector), as vec4s
       if (tile !== 4 || columns !== 4 || lanes !== 1) fail(`${k.name}: a per-invocation product owns 4 x 4 outputs or 4 columns on 1 lane, not tile ${tile}, ${columns} columns on ${lanes}`);
+      // w4(n, k): weights k..k+3 of column n (k a multiple of 4), as two packed pairs where a
+      // row-major matrix's rows start at even elements
+      const wp = !k.attrs.transposed && K % 2 === 0 ? s.weightPair(weightName(k, 'w')) : '';
+      const w4 = `fn w4(n: u32, k: u32) -> vec4<f32> { return ${wp ? `vec4<f32>(${wp}(n * ${K}u + k), ${wp}(n * ${K}u + k + 2u))` : 'vec4<f32>(wt(n, k), wt(n, k + 1u), wt(n, k + 2u), wt(n, k + 3u))'}; }`;
       if (variant === 'MATMUL_TILED') {
-        const code = s.render('MATMUL_TILED_OWN', 'tiled product', c.header, { wg: c.wg, rows: rows.wgsl, rowsPerGroup: 4 * c.wg, colTiles: Math.ceil(N / 4), K, K4: K - (K % 4), N });
+        const code = s.render('MATMUL_TILED_OWN', 'tiled product', c.header, { wg: c.wg, rows: rows.wgsl, rowsPerGroup: 4 * c.wg, colTiles: Math.ceil(N / 4), K, K4: K - (K % 4), N, w4 });
         return pass('tiled product', s, code, count(rows.rows, rows.times, 4 * c.wg), Math.ceil(N / 4), { rowsAbove: sched.gemv_rows!, scratch });
       }
       const colBlocks = Math.ceil(N / 4);
-      const code = s.render('MATMUL_GEMV_OWN', 'matrix-vector product', c.header, { wg: c.wg, rows: rows.wgsl, colBlocks, K, K4: K - (K % 4), N });
+      const code = s.render('MATMUL_GEMV_OWN', 'matrix-vector product', c.header, { wg: c.wg, rows: rows.wgsl, colBlocks, K, K4: K - (K % 4), N, w4 });
       return pass('matrix-vector product', s, code, count(rows.rows, rows.times * colBlocks, c.wg), 1, { rowsAtMost: sched.gemv_rows!, rows: count(rows.rows, rows.times, 1), scratch });
     }
     if (variant === 'MATMUL_TILED') {
@@ -428,7 +445,7 @@ function matmul(c: Ctx): Pass[] {
   }
   // the matrix-vector path is one pass; the prologue and epilogue passes serve the tiled one alone
   const tiledOnly = (p: Pass): Pass => ({ ...p, rowsAbove: sched.gemv_rows!, rows: count(rows.rows, rows.times, 1) });
-  return [...passes.map(tiledOnly), fused, product('MATMUL_TILED'), ...(epi.length ? [tiledOnly(epiloguePass(c, rows, N))] : [])];
+  return [...passes.map(tiledOnly), ...fused, product('MATMUL_TILED'), ...(epi.length ? [tiledOnly(epiloguePass(c, rows, N))] : [])];
 }
 
 /** At most this many product columns feed one output column of a fused matrix-vector pass. */
@@ -441,7 +458,7 @@ const MAX_FUSED_COLUMNS = 4;
  * offsets, a rotary stage reads the pair's other column, a one-token conv its own channel and the
  * sequence's window, so it may only come last: each output column is computed once).
  */
-function fusedGemv(c: Ctx, rows: { wgsl: string; rows: RunCount['rows']; times: number }): Pass | null {
+function fusedGemv(c: Ctx, rows: { wgsl: string; rows: RunCount['rows']; times: number }): Pass[] | null {
   const { k } = c;
   const { K, N } = k.sizes as { K: number; N: number };
   const sched = c.sched;
@@ -536,41 +553,70 @@ function fusedGemv(c: Ctx, rows: { wgsl: string; rows: RunCount['rows']; times: 
   const w = s.weight(weightName(k, 'w'));
   s.raw('wt', `fn wt(n: u32, k: u32) -> f32 { return ${w}(${k.attrs.transposed ? `k * ${N}u + n` : `n * ${K}u + k`}); }`);
   s.raw('bias', `fn bias(n: u32) -> f32 { return ${k.inputs.b ? `${s.weight(weightName(k, 'b'))}(n)` : '0.0'}; }`);
-  const source = gather ? 'seqStart(r) + seqLen(r) - 1u' : 'r';
+  const sourceOf = (r: string) => (gather ? `seqStart(${r}) + seqLen(${r}) - 1u` : r);
+  const source = sourceOf('r');
   if (sched.reduce === 'invocation') {
-    // each invocation owns `cols` output columns o, each needing M product columns m: scalars
-    // a{o}_{m} unrolled here, so one read of the row's k-th value serves them all
-    const cols = sched.gemv_columns!;
-    const pairs = Array.from({ length: cols }, (_, o) => Array.from({ length: M }, (_, m) => [o, m] as const)).flat();
-    const each = (f: (o: number, m: number) => string, indent: string) => pairs.map(([o, m]) => indent + f(o, m)).join('\n');
-    const finish = Array.from({ length: cols }, (_, o) => [
-      ...Array.from({ length: M }, (_, m) => `  pc[${m}] = need(n${o}, ${m}u);\n  pv[${m}] = select(v${o}_${m} + bias(c${o}_${m}), 0.0, pc[${m}] >= ${N}u);`),
-      `  if (nb + ${o}u < ${width}u) { ${put('r', `n${o}`, `s${last}(r, n${o})`)}; }`,
-    ].join('\n')).join('\n');
-    const colBlocks = Math.ceil(width / cols);
-    // reads at k..k+3 as one vec4 where each norm group's length allows
+    // each invocation owns `cols` output columns o, each needing M product columns m, of R rows q:
+    // scalars a{q}_{o}_{m} unrolled here, so one read of a weight serves every row of the batch and
+    // one read of a row's k-th value every column. Two passes: one row (R = 1, gemv_columns_one
+    // columns), and up to gemv_rows rows in one invocation (gemv_columns columns; rows past the
+    // batch read its last row and are not stored).
+    // reads at k..k+3 as one vec4 where each norm group's length allows; weights of a row-major
+    // matrix with even K as two packed pairs (k and the row's start are then even)
     const vec = (K / groups) % 4 === 0;
-    const vec4 = (read: string) => (vec ? `vec4<f32>(${[0, 1, 2, 3].map((d) => read.replace('K', d ? `k + ${d}u` : 'k')).join(', ')})` : read.replace('K', 'k'));
-    const code = s.render('MATMUL_GEMV_FUSED_OWN', 'fused matrix-vector product', c.header, {
-      wg: c.wg, M, cols, colBlocks, rows: rows.wgsl, norm: !!n, groups, part: K / groups, eps: n ? lit(n.eps) : '0.0', source,
-      columns: [
-        ...Array.from({ length: cols }, (_, o) => `  let n${o} = min(nb + ${o}u, ${width - 1}u);`),
-        each((o, m) => `let c${o}_${m} = min(need(n${o}, ${m}u), ${N - 1}u);\n  var v${o}_${m} = 0.0;`, '  '),
-      ].join('\n'),
-      zero: each((o, m) => `var a${o}_${m} = 0.0;`, '    '),
-      step: vec ? 4 : 1, hv: vec4('h(src, K)'), nwv: vec4('nw(K)'), xv: vec4('xin(src, K)'),
-      accumulate: each((o, m) => `a${o}_${m} += ${vec ? 'dot' : ''}(xv${vec ? ', ' : ' * '}${vec4(`wt(c${o}_${m}, K)`)});`, '      '),
-      gather: each((o, m) => `v${o}_${m} += a${o}_${m} * inv;`, '    '),
-      finish,
-    });
-    return pass('fused matrix-vector product', s, code, count(rows.rows, rows.times * colBlocks, c.wg), 1, { rowsAtMost: sched.gemv_rows!, rows: count(rows.rows, rows.times, 1) });
+    const paired = vec && !k.attrs.transposed && K % 2 === 0;
+    const wp = paired ? s.weightPair(weightName(k, 'w')) : '';
+    const vec4 = (read: (k: string) => string) => (vec ? `vec4<f32>(${[0, 1, 2, 3].map((d) => read(d ? `k + ${d}u` : 'k')).join(', ')})` : read('k'));
+    const fields = (R: number, cols: number) => {
+      const colBlocks = Math.ceil(width / cols);
+      const pairs = Array.from({ length: cols }, (_, o) => Array.from({ length: M }, (_, m) => [o, m] as const)).flat();
+      const weights = (o: number, m: number) => (paired ? `vec4<f32>(${wp}(c${o}_${m} * ${K}u + k), ${wp}(c${o}_${m} * ${K}u + k + 2u))` : vec4((kk) => `wt(c${o}_${m}, ${kk})`));
+      const qs = Array.from({ length: R }, (_, q) => q);
+      const lines = (f: (q: number) => string[], indent: string) => qs.flatMap(f).map((l) => indent + l).join('\n');
+      const finish = qs.map((q) => [
+        `  if (rb + ${q}u < ${rows.wgsl}) {`,
+        `    let r = r${q};`,
+        ...Array.from({ length: cols }, (_, o) => [
+          ...Array.from({ length: M }, (_, m) => `    pc[${m}] = need(n${o}, ${m}u);\n    pv[${m}] = select(v${q}_${o}_${m} + bias(c${o}_${m}), 0.0, pc[${m}] >= ${N}u);`),
+          `    if (nb + ${o}u < ${width}u) { ${put('r', `n${o}`, `s${last}(r, n${o})`)}; }`,
+        ]).flat(),
+        '  }',
+      ].join('\n')).join('\n');
+      return {
+        wg: c.wg, M, cols, colBlocks, R, rows: rows.wgsl, norm: !!n, groups, part: K / groups, eps: n ? lit(n.eps) : '0.0', step: vec ? 4 : 1,
+        columns: [
+          ...qs.map((q) => `  let r${q} = min(rb + ${q}u, ${rows.wgsl} - 1u);\n  let src${q} = ${sourceOf(`r${q}`)};`),
+          ...Array.from({ length: cols }, (_, o) => `  let n${o} = min(nb + ${o}u, ${width - 1}u);`),
+          ...pairs.map(([o, m]) => `  let c${o}_${m} = min(need(n${o}, ${m}u), ${N - 1}u);`),
+          lines((q) => pairs.map(([o, m]) => `var v${q}_${o}_${m} = 0.0;`), '  '),
+        ].join('\n'),
+        zero: lines((q) => [`var ss${q} = 0.0;`, ...pairs.map(([o, m]) => `var a${q}_${o}_${m} = 0.0;`)], '    '),
+        load: [
+          ...pairs.map(([o, m]) => `      let w${o}_${m} = ${weights(o, m)};`),
+          lines((q) => (n
+            ? [`let hv${q} = ${vec4((kk) => `h(src${q}, ${kk})`)};`, `ss${q} += dot(hv${q}, hv${q});`, `let xv${q} = nwv * hv${q};`]
+            : [`let xv${q} = ${vec4((kk) => `xin(src${q}, ${kk})`)};`]), '      '),
+        ].join('\n'),
+        nwv: vec && n ? `vec4<f32>(${s.weightPair(n.weight)}(k), ${s.weightPair(n.weight)}(k + 2u))` : vec4((kk) => `nw(${kk})`),
+        accumulate: lines((q) => pairs.map(([o, m]) => `a${q}_${o}_${m} += ${vec ? `dot(xv${q}, w${o}_${m})` : `xv${q} * w${o}_${m}`};`), '      '),
+        gather: lines((q) => [`let inv${q} = ${n ? `inverseSqrt(ss${q} / ${K / groups}.0 + ${lit(n.eps)})` : '1.0'};`, ...pairs.map(([o, m]) => `v${q}_${o}_${m} += a${q}_${o}_${m} * inv${q};`)], '    '),
+        finish,
+      };
+    };
+    const one = fields(1, sched.gemv_columns_one ?? sched.gemv_columns!), batch = fields(sched.gemv_rows!, sched.gemv_columns!);
+    const product = count(rows.rows, rows.times, 1);
+    const groupsOf = (f: { colBlocks: number }) => count(rows.rows, rows.times * f.colBlocks, c.wg);
+    return [
+      pass('fused matrix-vector product', s, s.render('MATMUL_GEMV_FUSED_OWN', 'fused matrix-vector product', c.header, one), groupsOf(one), 1, { rowsAtMost: 1, rows: product }),
+      pass('fused matrix-vector product', s, s.render('MATMUL_GEMV_FUSED_OWN', 'fused matrix-vector product', c.header, batch), groupsOf(batch), 1, { rowsAbove: 1, rowsAtMost: sched.gemv_rows!, rows: product }),
+    ];
   }
   const lanes = sched.gemv_lanes!, columns = sched.gemv_columns!;
   const code = s.render('MATMUL_GEMV_FUSED', 'fused matrix-vector product', c.header, {
     M, slots: n ? (M + 1) * groups : M, lanes, columns, colBlocks: Math.ceil(width / columns), rows: rows.wgsl, K, N, W: width,
     norm: !!n, groups, part: K / groups, eps: n ? lit(n.eps) : '0.0', source, store: put('r', 'n', `s${last}(r, n)`),
   });
-  return pass('fused matrix-vector product', s, code, count(rows.rows, rows.times, 1), Math.ceil(width / columns), { rowsAtMost: sched.gemv_rows!, rows: count(rows.rows, rows.times, 1) });
+  return [pass('fused matrix-vector product', s, code, count(rows.rows, rows.times, 1), Math.ceil(width / columns), { rowsAtMost: sched.gemv_rows!, rows: count(rows.rows, rows.times, 1) })];
 }
 
 /** The epilogue stages over result rows [rows, width] in scratch1: maps move the row between

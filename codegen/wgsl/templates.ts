@@ -513,7 +513,7 @@ ${OWN_ROW}
 /** The matrix-vector path on a CPU adapter: each invocation owns four adjacent output columns of
  *  one row and walks K four at a time (x and each column's weights as vec4, four dot products). */
 export const MATMUL_GEMV_OWN = `{{prelude}}
-fn w4(n: u32, k: u32) -> vec4<f32> { return vec4<f32>(wt(n, k), wt(n, k + 1u), wt(n, k + 2u), wt(n, k + 3u)); }
+{{w4}}
 ${OWN_ROW}
   let r = i / {{colBlocks}}u;
   if (r >= {{rows}}) { return; }
@@ -542,7 +542,7 @@ ${OWN_ROW}
  *  registers (rows as vec4 accumulators over four columns), walking K once, four k at a time. A workgroup's
  *  invocations take consecutive row tiles of one column tile, so they share its weights. */
 export const MATMUL_TILED_OWN = `{{prelude}}
-fn w4(n: u32, k: u32) -> vec4<f32> { return vec4<f32>(wt(n, k), wt(n, k + 1u), wt(n, k + 2u), wt(n, k + 3u)); }
+{{w4}}
 fn x4(r: u32, k: u32) -> vec4<f32> { return vec4<f32>(xin(r, k), xin(r, k + 1u), xin(r, k + 2u), xin(r, k + 3u)); }
 @compute @workgroup_size({{wg}})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -596,8 +596,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 `;
 
 /** The fused matrix-vector pass on a CPU adapter: each invocation owns COLS adjacent output
- *  columns of a row and sums the product columns they need (M each; under a norm, each group's
- *  squares once for all of them) itself; the per-column statements are unrolled by the renderer. */
+ *  columns of R rows and sums the product columns they need (M each; under a norm, each group's
+ *  squares once per row for all of them) itself, reading each weight once for all R rows; the
+ *  per-row and per-column statements are unrolled by the renderer. */
 export const MATMUL_GEMV_FUSED_OWN = `{{prelude}}
 const M = {{M}}u;
 var<private> pc: array<u32, {{M}}>;
@@ -607,30 +608,20 @@ fn pval(j: u32) -> f32 {
   return 0.0;
 }
 ${OWN_ROW}
-  let r = i / {{colBlocks}}u;
-  if (r >= {{rows}}) { return; }
+  let rb = (i / {{colBlocks}}u) * {{R}}u;
+  if (rb >= {{rows}}) { return; }
   let nb = (i % {{colBlocks}}u) * {{cols}}u;
-  let src = {{source}};
 {{columns}}
   for (var g = 0u; g < {{groups}}u; g++) {
 {{zero}}
-    var ss = 0.0;
     // k four at a time as vec4s (the group's length is a multiple of 4), else one at a time
     for (var k = g * {{part}}u; k < (g + 1u) * {{part}}u; k += {{step}}u) {
 {{#if norm}}
-      let hv = {{hv}};
-      ss += dot(hv, hv);
-      let xv = {{nwv}} * hv;
-{{else}}
-      let xv = {{xv}};
+      let nwv = {{nwv}};
 {{/if}}
+{{load}}
 {{accumulate}}
     }
-{{#if norm}}
-    let inv = inverseSqrt(ss / {{part}}.0 + {{eps}});
-{{else}}
-    let inv = 1.0;
-{{/if}}
 {{gather}}
   }
 {{finish}}

@@ -43,6 +43,9 @@ export interface WgslTarget {
    *  columns), columns per workgroup (`workgroup`) or per invocation (`invocation`). */
   readonly gemvLanes: number;
   readonly gemvColumns: number;
+  /** Columns per invocation of a fused matrix-vector pass over a single row (`invocation`): wider
+   *  than `gemvColumns`, which also counts for each of the up to `gemvRows` rows it takes at once. */
+  readonly gemvColumnsOne: number;
   /** Products over at most this many rows take the matrix-vector path (decode), more the tiled one. */
   readonly gemvRows: number;
   /** Flash attention (prefill): invocations per workgroup (query rows x the query heads of one KV
@@ -54,13 +57,13 @@ export interface WgslTarget {
 
 /** A portable GPU adapter: 256 invocations and 16 KiB of workgroup memory. */
 export const WGSL_TARGET: WgslTarget = {
-  name: 'wgsl', workgroup: 256, reduce: 'workgroup', tile: 16, gemvLanes: 64, gemvColumns: 4, gemvRows: 4,
+  name: 'wgsl', workgroup: 256, reduce: 'workgroup', tile: 16, gemvLanes: 64, gemvColumns: 4, gemvColumnsOne: 4, gemvRows: 4,
   attentionInvocations: 128, attentionKeys: 16, workgroupBytes: 16 * 1024,
 };
 
 /** A CPU adapter (SwiftShader: 256 invocations, 32 KiB of workgroup memory, 4-wide SIMD). */
 export const WGSL_CPU_TARGET: WgslTarget = {
-  name: 'wgsl_cpu', workgroup: 64, reduce: 'invocation', tile: 4, gemvLanes: 1, gemvColumns: 4, gemvRows: 4,
+  name: 'wgsl_cpu', workgroup: 64, reduce: 'invocation', tile: 4, gemvLanes: 1, gemvColumns: 4, gemvColumnsOne: 8, gemvRows: 4,
   attentionInvocations: 64, attentionKeys: 32, workgroupBytes: 32 * 1024,
 };
 
@@ -93,7 +96,7 @@ export type Target = CpuTarget | WgslTarget | CudaTarget;
 export const TARGETS: readonly Target[] = [CPU_TARGET, WGSL_TARGET, WGSL_CPU_TARGET, CUDA_TARGET];
 
 function wgslSchedule(k: Kernel, t: WgslTarget): Record<string, AttrValue> {
-  if (k.family === 'matmul') return { workgroup: t.workgroup, reduce: t.reduce, tile: t.tile, gemv_lanes: t.gemvLanes, gemv_columns: t.gemvColumns, gemv_rows: t.gemvRows };
+  if (k.family === 'matmul') return { workgroup: t.workgroup, reduce: t.reduce, tile: t.tile, gemv_lanes: t.gemvLanes, gemv_columns: t.gemvColumns, gemv_columns_one: t.gemvColumnsOne, gemv_rows: t.gemvRows };
   if (k.family === 'norm') return { workgroup: t.workgroup, reduce: t.reduce };
   // a chunked scan runs one workgroup per (chunk, head) over the head's channels
   if (k.family === 'ssd') return { workgroup: t.workgroup, chunk_lanes: Math.min(t.workgroup, k.sizes.P!) };

@@ -56,15 +56,17 @@ describe.each(CASES)('%s, %s profile', (_name, profile, make) => {
       const kernels = program.entries.decode.kernels;
       const attention = kernels.filter((k) => k.family === 'attention_decode').length;
       expect(kernels.filter((k) => k.prologue?.length || k.epilogue?.length).length).toBeGreaterThan(3);
-      const prompts = [randomIds(5, 96, 1), randomIds(2, 96, 2)];
+      const prompts = [randomIds(5, 96, 1), randomIds(2, 96, 2), randomIds(3, 96, 3), randomIds(1, 96, 4), randomIds(4, 96, 5)];
       const c = cpu.prefill(prompts);
       const g = await gpu.prefillAsync(prompts);
       g.logits.forEach((l, i) => expectLogitsClose(l, c.logits[i]!, 1e-3, `prefill ${i}`, 96));
-      for (let step = 0; step < 3; step++) {
-        const next = randomIds(2, 96, 10 + step);
+      // batches of 2, 3 and 1 sequences (the matrix-vector passes), then all 5 (the tiled products
+      // on a CPU adapter, whose matrix-vector path takes at most 4 rows)
+      for (const [step, n] of [[0, 2], [1, 3], [2, 1], [3, 5]] as const) {
+        const next = randomIds(n, 96, 10 + step);
         const before = backend.dispatches;
-        expectLogitsClose(await gpu.decodeAsync(next, g.states), cpu.decode(next, c.states), 1e-3, `decode step ${step}`, 96);
-        expect(backend.dispatches - before).toBe(kernels.length + attention);
+        expectLogitsClose(await gpu.decodeAsync(next, g.states.slice(0, n)), cpu.decode(next, c.states.slice(0, n)), 1e-3, `decode step ${step} (${n} sequences)`, 96);
+        if (n <= 4) expect(backend.dispatches - before).toBe(kernels.length + attention);
       }
     } finally {
       cpu.dispose();

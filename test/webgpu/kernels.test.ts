@@ -24,6 +24,9 @@ beforeAll(async () => { ({ device } = await testDevice()); });
 const CASES: Case[] = [
   { op: 'linear', attrs: { transposed: false }, inputs: (T, r) => [act(r, T, [37]), weight(r, [29, 37], 'bf16'), weight(r, [29])], Ts: [1, 3, 21], modes: ['forward', 'decode'] },
   { op: 'linear', attrs: { transposed: false }, inputs: (T, r) => [act(r, T, [40]), weight(r, [18, 40], 'f16')], Ts: [2, 17] },
+  // packed weights read a pair per u32 (even K) or one at a time (odd K), over 1, 3 and 5 rows
+  { op: 'linear', attrs: { transposed: false }, inputs: (T, r) => [act(r, T, [44]), weight(r, [30, 44], 'bf16'), weight(r, [30])], Ts: [1, 3, 5], modes: ['forward', 'decode'] },
+  { op: 'linear', attrs: { transposed: false }, inputs: (T, r) => [act(r, T, [39]), weight(r, [21, 39], 'f16')], Ts: [1, 3, 5] },
   { op: 'linear', attrs: { transposed: true }, inputs: (T, r) => [act(r, T, [16]), weight(r, [16, 24]), weight(r, [24])], Ts: [1, 19] },
   { op: 'head', inputs: (T, r) => [act(r, T, [32]), weight(r, [50, 32], 'bf16')], Ts: [1, 6] },
   { op: 'rmsnorm', attrs: { eps: 1e-5 }, inputs: (T, r) => [act(r, T, [3, 24]), weight(r, [24])], Ts: [1, 7] },

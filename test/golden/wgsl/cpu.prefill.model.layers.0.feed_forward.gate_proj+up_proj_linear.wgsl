@@ -50,7 +50,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   }
 }
 
-// ==== pass fused matrix-vector product: bindings arena, ints, w:model.layers.0.pre_ff_layernorm.weight, w:model.layers.0.feed_forward.gate_proj+up_proj.weight; workgroups ceil(n(T)·16/64)·1; product rows <= 4
+// ==== pass fused matrix-vector product: bindings arena, ints, w:model.layers.0.pre_ff_layernorm.weight, w:model.layers.0.feed_forward.gate_proj+up_proj.weight; workgroups ceil(n(T)·8/64)·1; product rows <= 1
 // archc model.layers.0.feed_forward.gate_proj+up_proj:linear (fused matrix-vector product)
 @group(0) @binding(0) var<storage, read_write> arena: array<f32>;
 @group(0) @binding(1) var<storage, read> ints: array<u32>;
@@ -96,6 +96,8 @@ fn nw(i: u32) -> f32 { return w2(i); }
 fn w3(i: u32) -> f32 { let p = wb3[i >> 1u]; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
 fn wt(n: u32, k: u32) -> f32 { return w3(n * 32u + k); }
 fn bias(n: u32) -> f32 { return 0.0; }
+fn wp3(i: u32) -> vec2<f32> { let p = wb3[i >> 1u]; return vec2<f32>(bitcast<f32>(p << 16u), bitcast<f32>(p & 0xffff0000u)); }
+fn wp2(i: u32) -> vec2<f32> { let p = wb2[i >> 1u]; return vec2<f32>(bitcast<f32>(p << 16u), bitcast<f32>(p & 0xffff0000u)); }
 const M = 2u;
 var<private> pc: array<u32, 2>;
 var<private> pv: array<f32, 2>;
@@ -106,84 +108,506 @@ fn pval(j: u32) -> f32 {
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let i = (wid.x + wid.y * nwg.x) * 64u + li;
-  let r = i / 16u;
-  if (r >= nT()) { return; }
+  let rb = (i / 8u) * 1u;
+  if (rb >= nT()) { return; }
+  let nb = (i % 8u) * 8u;
+  let r0 = min(rb + 0u, nT() - 1u);
+  let src0 = r0;
+  let n0 = min(nb + 0u, 63u);
+  let n1 = min(nb + 1u, 63u);
+  let n2 = min(nb + 2u, 63u);
+  let n3 = min(nb + 3u, 63u);
+  let n4 = min(nb + 4u, 63u);
+  let n5 = min(nb + 5u, 63u);
+  let n6 = min(nb + 6u, 63u);
+  let n7 = min(nb + 7u, 63u);
+  let c0_0 = min(need(n0, 0u), 127u);
+  let c0_1 = min(need(n0, 1u), 127u);
+  let c1_0 = min(need(n1, 0u), 127u);
+  let c1_1 = min(need(n1, 1u), 127u);
+  let c2_0 = min(need(n2, 0u), 127u);
+  let c2_1 = min(need(n2, 1u), 127u);
+  let c3_0 = min(need(n3, 0u), 127u);
+  let c3_1 = min(need(n3, 1u), 127u);
+  let c4_0 = min(need(n4, 0u), 127u);
+  let c4_1 = min(need(n4, 1u), 127u);
+  let c5_0 = min(need(n5, 0u), 127u);
+  let c5_1 = min(need(n5, 1u), 127u);
+  let c6_0 = min(need(n6, 0u), 127u);
+  let c6_1 = min(need(n6, 1u), 127u);
+  let c7_0 = min(need(n7, 0u), 127u);
+  let c7_1 = min(need(n7, 1u), 127u);
+  var v0_0_0 = 0.0;
+  var v0_0_1 = 0.0;
+  var v0_1_0 = 0.0;
+  var v0_1_1 = 0.0;
+  var v0_2_0 = 0.0;
+  var v0_2_1 = 0.0;
+  var v0_3_0 = 0.0;
+  var v0_3_1 = 0.0;
+  var v0_4_0 = 0.0;
+  var v0_4_1 = 0.0;
+  var v0_5_0 = 0.0;
+  var v0_5_1 = 0.0;
+  var v0_6_0 = 0.0;
+  var v0_6_1 = 0.0;
+  var v0_7_0 = 0.0;
+  var v0_7_1 = 0.0;
+  for (var g = 0u; g < 1u; g++) {
+    var ss0 = 0.0;
+    var a0_0_0 = 0.0;
+    var a0_0_1 = 0.0;
+    var a0_1_0 = 0.0;
+    var a0_1_1 = 0.0;
+    var a0_2_0 = 0.0;
+    var a0_2_1 = 0.0;
+    var a0_3_0 = 0.0;
+    var a0_3_1 = 0.0;
+    var a0_4_0 = 0.0;
+    var a0_4_1 = 0.0;
+    var a0_5_0 = 0.0;
+    var a0_5_1 = 0.0;
+    var a0_6_0 = 0.0;
+    var a0_6_1 = 0.0;
+    var a0_7_0 = 0.0;
+    var a0_7_1 = 0.0;
+    // k four at a time as vec4s (the group's length is a multiple of 4), else one at a time
+    for (var k = g * 32u; k < (g + 1u) * 32u; k += 4u) {
+      let nwv = vec4<f32>(wp2(k), wp2(k + 2u));
+      let w0_0 = vec4<f32>(wp3(c0_0 * 32u + k), wp3(c0_0 * 32u + k + 2u));
+      let w0_1 = vec4<f32>(wp3(c0_1 * 32u + k), wp3(c0_1 * 32u + k + 2u));
+      let w1_0 = vec4<f32>(wp3(c1_0 * 32u + k), wp3(c1_0 * 32u + k + 2u));
+      let w1_1 = vec4<f32>(wp3(c1_1 * 32u + k), wp3(c1_1 * 32u + k + 2u));
+      let w2_0 = vec4<f32>(wp3(c2_0 * 32u + k), wp3(c2_0 * 32u + k + 2u));
+      let w2_1 = vec4<f32>(wp3(c2_1 * 32u + k), wp3(c2_1 * 32u + k + 2u));
+      let w3_0 = vec4<f32>(wp3(c3_0 * 32u + k), wp3(c3_0 * 32u + k + 2u));
+      let w3_1 = vec4<f32>(wp3(c3_1 * 32u + k), wp3(c3_1 * 32u + k + 2u));
+      let w4_0 = vec4<f32>(wp3(c4_0 * 32u + k), wp3(c4_0 * 32u + k + 2u));
+      let w4_1 = vec4<f32>(wp3(c4_1 * 32u + k), wp3(c4_1 * 32u + k + 2u));
+      let w5_0 = vec4<f32>(wp3(c5_0 * 32u + k), wp3(c5_0 * 32u + k + 2u));
+      let w5_1 = vec4<f32>(wp3(c5_1 * 32u + k), wp3(c5_1 * 32u + k + 2u));
+      let w6_0 = vec4<f32>(wp3(c6_0 * 32u + k), wp3(c6_0 * 32u + k + 2u));
+      let w6_1 = vec4<f32>(wp3(c6_1 * 32u + k), wp3(c6_1 * 32u + k + 2u));
+      let w7_0 = vec4<f32>(wp3(c7_0 * 32u + k), wp3(c7_0 * 32u + k + 2u));
+      let w7_1 = vec4<f32>(wp3(c7_1 * 32u + k), wp3(c7_1 * 32u + k + 2u));
+      let hv0 = vec4<f32>(h(src0, k), h(src0, k + 1u), h(src0, k + 2u), h(src0, k + 3u));
+      ss0 += dot(hv0, hv0);
+      let xv0 = nwv * hv0;
+      a0_0_0 += dot(xv0, w0_0);
+      a0_0_1 += dot(xv0, w0_1);
+      a0_1_0 += dot(xv0, w1_0);
+      a0_1_1 += dot(xv0, w1_1);
+      a0_2_0 += dot(xv0, w2_0);
+      a0_2_1 += dot(xv0, w2_1);
+      a0_3_0 += dot(xv0, w3_0);
+      a0_3_1 += dot(xv0, w3_1);
+      a0_4_0 += dot(xv0, w4_0);
+      a0_4_1 += dot(xv0, w4_1);
+      a0_5_0 += dot(xv0, w5_0);
+      a0_5_1 += dot(xv0, w5_1);
+      a0_6_0 += dot(xv0, w6_0);
+      a0_6_1 += dot(xv0, w6_1);
+      a0_7_0 += dot(xv0, w7_0);
+      a0_7_1 += dot(xv0, w7_1);
+    }
+    let inv0 = inverseSqrt(ss0 / 32.0 + 0.00000999999975);
+    v0_0_0 += a0_0_0 * inv0;
+    v0_0_1 += a0_0_1 * inv0;
+    v0_1_0 += a0_1_0 * inv0;
+    v0_1_1 += a0_1_1 * inv0;
+    v0_2_0 += a0_2_0 * inv0;
+    v0_2_1 += a0_2_1 * inv0;
+    v0_3_0 += a0_3_0 * inv0;
+    v0_3_1 += a0_3_1 * inv0;
+    v0_4_0 += a0_4_0 * inv0;
+    v0_4_1 += a0_4_1 * inv0;
+    v0_5_0 += a0_5_0 * inv0;
+    v0_5_1 += a0_5_1 * inv0;
+    v0_6_0 += a0_6_0 * inv0;
+    v0_6_1 += a0_6_1 * inv0;
+    v0_7_0 += a0_7_0 * inv0;
+    v0_7_1 += a0_7_1 * inv0;
+  }
+  if (rb + 0u < nT()) {
+    let r = r0;
+    pc[0] = need(n0, 0u);
+    pv[0] = select(v0_0_0 + bias(c0_0), 0.0, pc[0] >= 128u);
+    pc[1] = need(n0, 1u);
+    pv[1] = select(v0_0_1 + bias(c0_1), 0.0, pc[1] >= 128u);
+    if (nb + 0u < 64u) { store(r, n0, s1(r, n0)); }
+    pc[0] = need(n1, 0u);
+    pv[0] = select(v0_1_0 + bias(c1_0), 0.0, pc[0] >= 128u);
+    pc[1] = need(n1, 1u);
+    pv[1] = select(v0_1_1 + bias(c1_1), 0.0, pc[1] >= 128u);
+    if (nb + 1u < 64u) { store(r, n1, s1(r, n1)); }
+    pc[0] = need(n2, 0u);
+    pv[0] = select(v0_2_0 + bias(c2_0), 0.0, pc[0] >= 128u);
+    pc[1] = need(n2, 1u);
+    pv[1] = select(v0_2_1 + bias(c2_1), 0.0, pc[1] >= 128u);
+    if (nb + 2u < 64u) { store(r, n2, s1(r, n2)); }
+    pc[0] = need(n3, 0u);
+    pv[0] = select(v0_3_0 + bias(c3_0), 0.0, pc[0] >= 128u);
+    pc[1] = need(n3, 1u);
+    pv[1] = select(v0_3_1 + bias(c3_1), 0.0, pc[1] >= 128u);
+    if (nb + 3u < 64u) { store(r, n3, s1(r, n3)); }
+    pc[0] = need(n4, 0u);
+    pv[0] = select(v0_4_0 + bias(c4_0), 0.0, pc[0] >= 128u);
+    pc[1] = need(n4, 1u);
+    pv[1] = select(v0_4_1 + bias(c4_1), 0.0, pc[1] >= 128u);
+    if (nb + 4u < 64u) { store(r, n4, s1(r, n4)); }
+    pc[0] = need(n5, 0u);
+    pv[0] = select(v0_5_0 + bias(c5_0), 0.0, pc[0] >= 128u);
+    pc[1] = need(n5, 1u);
+    pv[1] = select(v0_5_1 + bias(c5_1), 0.0, pc[1] >= 128u);
+    if (nb + 5u < 64u) { store(r, n5, s1(r, n5)); }
+    pc[0] = need(n6, 0u);
+    pv[0] = select(v0_6_0 + bias(c6_0), 0.0, pc[0] >= 128u);
+    pc[1] = need(n6, 1u);
+    pv[1] = select(v0_6_1 + bias(c6_1), 0.0, pc[1] >= 128u);
+    if (nb + 6u < 64u) { store(r, n6, s1(r, n6)); }
+    pc[0] = need(n7, 0u);
+    pv[0] = select(v0_7_0 + bias(c7_0), 0.0, pc[0] >= 128u);
+    pc[1] = need(n7, 1u);
+    pv[1] = select(v0_7_1 + bias(c7_1), 0.0, pc[1] >= 128u);
+    if (nb + 7u < 64u) { store(r, n7, s1(r, n7)); }
+  }
+}
+
+// ==== pass fused matrix-vector product: bindings arena, ints, w:model.layers.0.pre_ff_layernorm.weight, w:model.layers.0.feed_forward.gate_proj+up_proj.weight; workgroups ceil(n(T)·16/64)·1; product rows <= 4; product rows > 1
+// archc model.layers.0.feed_forward.gate_proj+up_proj:linear (fused matrix-vector product)
+@group(0) @binding(0) var<storage, read_write> arena: array<f32>;
+@group(0) @binding(1) var<storage, read> ints: array<u32>;
+@group(0) @binding(2) var<storage, read> wb2: array<u32>;
+@group(0) @binding(3) var<storage, read> wb3: array<u32>;
+const HDR = 10u;
+fn nT() -> u32 { return ints[0]; }
+fn nS() -> u32 { return ints[1]; }
+fn slotFloats() -> u32 { return ints[3]; }
+fn capacity() -> u32 { return ints[2]; }
+fn stateAt(i: u32) -> u32 { return ints[4u + i]; }
+fn token(t: u32) -> u32 { return ints[HDR + t]; }
+fn position(t: u32) -> u32 { return ints[HDR + nT() + t]; }
+fn rowSeq(t: u32) -> u32 { return ints[HDR + 2u * nT() + t]; }
+fn seqField(s: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * s + f]; }
+fn seqStart(s: u32) -> u32 { return seqField(s, 0u); }
+fn seqLen(s: u32) -> u32 { return seqField(s, 1u); }
+fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
+fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
+fn chunkField(c: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * nS() + 4u * c + f]; }
+fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
+fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
+fn erf(v: f32) -> f32 {
+  // Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7)
+  let a = abs(v);
+  let t = 1.0 / (1.0 + 0.3275911 * a);
+  let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-a * a);
+  return select(y, -y, v < 0.0);
+}
+fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
+fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
+fn need0(j: u32, m: u32) -> u32 { return j; }
+fn need1(j: u32, m: u32) -> u32 { return need0(select(j + 64u, j, m % 2u == 0u), m / 2u); }
+fn need(j: u32, m: u32) -> u32 { return need1(j, m); }
+fn s0(r: u32, j: u32) -> f32 { return pval(j); }
+fn s1(r: u32, j: u32) -> f32 { return (silu(s0(r, j)) * s0(r, j + 64u)); }
+fn get_store(r: u32, c: u32) -> f32 { return arena[0u * nT() + (r) * 64u + 0u + c]; }
+fn store(r: u32, c: u32, v: f32) { arena[0u * nT() + (r) * 64u + 0u + c] = v; }
+fn op_x(r: u32, c: u32) -> f32 { return arena[180u * nT() + (r) * 32u + 0u + c]; }
+fn h(r: u32, i: u32) -> f32 { return op_x(r, i); }
+fn w2(i: u32) -> f32 { let p = wb2[i >> 1u]; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
+fn nw(i: u32) -> f32 { return w2(i); }
+fn w3(i: u32) -> f32 { let p = wb3[i >> 1u]; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
+fn wt(n: u32, k: u32) -> f32 { return w3(n * 32u + k); }
+fn bias(n: u32) -> f32 { return 0.0; }
+fn wp3(i: u32) -> vec2<f32> { let p = wb3[i >> 1u]; return vec2<f32>(bitcast<f32>(p << 16u), bitcast<f32>(p & 0xffff0000u)); }
+fn wp2(i: u32) -> vec2<f32> { let p = wb2[i >> 1u]; return vec2<f32>(bitcast<f32>(p << 16u), bitcast<f32>(p & 0xffff0000u)); }
+const M = 2u;
+var<private> pc: array<u32, 2>;
+var<private> pv: array<f32, 2>;
+fn pval(j: u32) -> f32 {
+  for (var m = 0u; m < M; m++) { if (pc[m] == j) { return pv[m]; } }
+  return 0.0;
+}
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let i = (wid.x + wid.y * nwg.x) * 64u + li;
+  let rb = (i / 16u) * 4u;
+  if (rb >= nT()) { return; }
   let nb = (i % 16u) * 4u;
-  let src = r;
+  let r0 = min(rb + 0u, nT() - 1u);
+  let src0 = r0;
+  let r1 = min(rb + 1u, nT() - 1u);
+  let src1 = r1;
+  let r2 = min(rb + 2u, nT() - 1u);
+  let src2 = r2;
+  let r3 = min(rb + 3u, nT() - 1u);
+  let src3 = r3;
   let n0 = min(nb + 0u, 63u);
   let n1 = min(nb + 1u, 63u);
   let n2 = min(nb + 2u, 63u);
   let n3 = min(nb + 3u, 63u);
   let c0_0 = min(need(n0, 0u), 127u);
-  var v0_0 = 0.0;
   let c0_1 = min(need(n0, 1u), 127u);
-  var v0_1 = 0.0;
   let c1_0 = min(need(n1, 0u), 127u);
-  var v1_0 = 0.0;
   let c1_1 = min(need(n1, 1u), 127u);
-  var v1_1 = 0.0;
   let c2_0 = min(need(n2, 0u), 127u);
-  var v2_0 = 0.0;
   let c2_1 = min(need(n2, 1u), 127u);
-  var v2_1 = 0.0;
   let c3_0 = min(need(n3, 0u), 127u);
-  var v3_0 = 0.0;
   let c3_1 = min(need(n3, 1u), 127u);
-  var v3_1 = 0.0;
+  var v0_0_0 = 0.0;
+  var v0_0_1 = 0.0;
+  var v0_1_0 = 0.0;
+  var v0_1_1 = 0.0;
+  var v0_2_0 = 0.0;
+  var v0_2_1 = 0.0;
+  var v0_3_0 = 0.0;
+  var v0_3_1 = 0.0;
+  var v1_0_0 = 0.0;
+  var v1_0_1 = 0.0;
+  var v1_1_0 = 0.0;
+  var v1_1_1 = 0.0;
+  var v1_2_0 = 0.0;
+  var v1_2_1 = 0.0;
+  var v1_3_0 = 0.0;
+  var v1_3_1 = 0.0;
+  var v2_0_0 = 0.0;
+  var v2_0_1 = 0.0;
+  var v2_1_0 = 0.0;
+  var v2_1_1 = 0.0;
+  var v2_2_0 = 0.0;
+  var v2_2_1 = 0.0;
+  var v2_3_0 = 0.0;
+  var v2_3_1 = 0.0;
+  var v3_0_0 = 0.0;
+  var v3_0_1 = 0.0;
+  var v3_1_0 = 0.0;
+  var v3_1_1 = 0.0;
+  var v3_2_0 = 0.0;
+  var v3_2_1 = 0.0;
+  var v3_3_0 = 0.0;
+  var v3_3_1 = 0.0;
   for (var g = 0u; g < 1u; g++) {
-    var a0_0 = 0.0;
-    var a0_1 = 0.0;
-    var a1_0 = 0.0;
-    var a1_1 = 0.0;
-    var a2_0 = 0.0;
-    var a2_1 = 0.0;
-    var a3_0 = 0.0;
-    var a3_1 = 0.0;
-    var ss = 0.0;
+    var ss0 = 0.0;
+    var a0_0_0 = 0.0;
+    var a0_0_1 = 0.0;
+    var a0_1_0 = 0.0;
+    var a0_1_1 = 0.0;
+    var a0_2_0 = 0.0;
+    var a0_2_1 = 0.0;
+    var a0_3_0 = 0.0;
+    var a0_3_1 = 0.0;
+    var ss1 = 0.0;
+    var a1_0_0 = 0.0;
+    var a1_0_1 = 0.0;
+    var a1_1_0 = 0.0;
+    var a1_1_1 = 0.0;
+    var a1_2_0 = 0.0;
+    var a1_2_1 = 0.0;
+    var a1_3_0 = 0.0;
+    var a1_3_1 = 0.0;
+    var ss2 = 0.0;
+    var a2_0_0 = 0.0;
+    var a2_0_1 = 0.0;
+    var a2_1_0 = 0.0;
+    var a2_1_1 = 0.0;
+    var a2_2_0 = 0.0;
+    var a2_2_1 = 0.0;
+    var a2_3_0 = 0.0;
+    var a2_3_1 = 0.0;
+    var ss3 = 0.0;
+    var a3_0_0 = 0.0;
+    var a3_0_1 = 0.0;
+    var a3_1_0 = 0.0;
+    var a3_1_1 = 0.0;
+    var a3_2_0 = 0.0;
+    var a3_2_1 = 0.0;
+    var a3_3_0 = 0.0;
+    var a3_3_1 = 0.0;
     // k four at a time as vec4s (the group's length is a multiple of 4), else one at a time
     for (var k = g * 32u; k < (g + 1u) * 32u; k += 4u) {
-      let hv = vec4<f32>(h(src, k), h(src, k + 1u), h(src, k + 2u), h(src, k + 3u));
-      ss += dot(hv, hv);
-      let xv = vec4<f32>(nw(k), nw(k + 1u), nw(k + 2u), nw(k + 3u)) * hv;
-      a0_0 += dot(xv, vec4<f32>(wt(c0_0, k), wt(c0_0, k + 1u), wt(c0_0, k + 2u), wt(c0_0, k + 3u)));
-      a0_1 += dot(xv, vec4<f32>(wt(c0_1, k), wt(c0_1, k + 1u), wt(c0_1, k + 2u), wt(c0_1, k + 3u)));
-      a1_0 += dot(xv, vec4<f32>(wt(c1_0, k), wt(c1_0, k + 1u), wt(c1_0, k + 2u), wt(c1_0, k + 3u)));
-      a1_1 += dot(xv, vec4<f32>(wt(c1_1, k), wt(c1_1, k + 1u), wt(c1_1, k + 2u), wt(c1_1, k + 3u)));
-      a2_0 += dot(xv, vec4<f32>(wt(c2_0, k), wt(c2_0, k + 1u), wt(c2_0, k + 2u), wt(c2_0, k + 3u)));
-      a2_1 += dot(xv, vec4<f32>(wt(c2_1, k), wt(c2_1, k + 1u), wt(c2_1, k + 2u), wt(c2_1, k + 3u)));
-      a3_0 += dot(xv, vec4<f32>(wt(c3_0, k), wt(c3_0, k + 1u), wt(c3_0, k + 2u), wt(c3_0, k + 3u)));
-      a3_1 += dot(xv, vec4<f32>(wt(c3_1, k), wt(c3_1, k + 1u), wt(c3_1, k + 2u), wt(c3_1, k + 3u)));
+      let nwv = vec4<f32>(wp2(k), wp2(k + 2u));
+      let w0_0 = vec4<f32>(wp3(c0_0 * 32u + k), wp3(c0_0 * 32u + k + 2u));
+      let w0_1 = vec4<f32>(wp3(c0_1 * 32u + k), wp3(c0_1 * 32u + k + 2u));
+      let w1_0 = vec4<f32>(wp3(c1_0 * 32u + k), wp3(c1_0 * 32u + k + 2u));
+      let w1_1 = vec4<f32>(wp3(c1_1 * 32u + k), wp3(c1_1 * 32u + k + 2u));
+      let w2_0 = vec4<f32>(wp3(c2_0 * 32u + k), wp3(c2_0 * 32u + k + 2u));
+      let w2_1 = vec4<f32>(wp3(c2_1 * 32u + k), wp3(c2_1 * 32u + k + 2u));
+      let w3_0 = vec4<f32>(wp3(c3_0 * 32u + k), wp3(c3_0 * 32u + k + 2u));
+      let w3_1 = vec4<f32>(wp3(c3_1 * 32u + k), wp3(c3_1 * 32u + k + 2u));
+      let hv0 = vec4<f32>(h(src0, k), h(src0, k + 1u), h(src0, k + 2u), h(src0, k + 3u));
+      ss0 += dot(hv0, hv0);
+      let xv0 = nwv * hv0;
+      let hv1 = vec4<f32>(h(src1, k), h(src1, k + 1u), h(src1, k + 2u), h(src1, k + 3u));
+      ss1 += dot(hv1, hv1);
+      let xv1 = nwv * hv1;
+      let hv2 = vec4<f32>(h(src2, k), h(src2, k + 1u), h(src2, k + 2u), h(src2, k + 3u));
+      ss2 += dot(hv2, hv2);
+      let xv2 = nwv * hv2;
+      let hv3 = vec4<f32>(h(src3, k), h(src3, k + 1u), h(src3, k + 2u), h(src3, k + 3u));
+      ss3 += dot(hv3, hv3);
+      let xv3 = nwv * hv3;
+      a0_0_0 += dot(xv0, w0_0);
+      a0_0_1 += dot(xv0, w0_1);
+      a0_1_0 += dot(xv0, w1_0);
+      a0_1_1 += dot(xv0, w1_1);
+      a0_2_0 += dot(xv0, w2_0);
+      a0_2_1 += dot(xv0, w2_1);
+      a0_3_0 += dot(xv0, w3_0);
+      a0_3_1 += dot(xv0, w3_1);
+      a1_0_0 += dot(xv1, w0_0);
+      a1_0_1 += dot(xv1, w0_1);
+      a1_1_0 += dot(xv1, w1_0);
+      a1_1_1 += dot(xv1, w1_1);
+      a1_2_0 += dot(xv1, w2_0);
+      a1_2_1 += dot(xv1, w2_1);
+      a1_3_0 += dot(xv1, w3_0);
+      a1_3_1 += dot(xv1, w3_1);
+      a2_0_0 += dot(xv2, w0_0);
+      a2_0_1 += dot(xv2, w0_1);
+      a2_1_0 += dot(xv2, w1_0);
+      a2_1_1 += dot(xv2, w1_1);
+      a2_2_0 += dot(xv2, w2_0);
+      a2_2_1 += dot(xv2, w2_1);
+      a2_3_0 += dot(xv2, w3_0);
+      a2_3_1 += dot(xv2, w3_1);
+      a3_0_0 += dot(xv3, w0_0);
+      a3_0_1 += dot(xv3, w0_1);
+      a3_1_0 += dot(xv3, w1_0);
+      a3_1_1 += dot(xv3, w1_1);
+      a3_2_0 += dot(xv3, w2_0);
+      a3_2_1 += dot(xv3, w2_1);
+      a3_3_0 += dot(xv3, w3_0);
+      a3_3_1 += dot(xv3, w3_1);
     }
-    let inv = inverseSqrt(ss / 32.0 + 0.00000999999975);
-    v0_0 += a0_0 * inv;
-    v0_1 += a0_1 * inv;
-    v1_0 += a1_0 * inv;
-    v1_1 += a1_1 * inv;
-    v2_0 += a2_0 * inv;
-    v2_1 += a2_1 * inv;
-    v3_0 += a3_0 * inv;
-    v3_1 += a3_1 * inv;
+    let inv0 = inverseSqrt(ss0 / 32.0 + 0.00000999999975);
+    v0_0_0 += a0_0_0 * inv0;
+    v0_0_1 += a0_0_1 * inv0;
+    v0_1_0 += a0_1_0 * inv0;
+    v0_1_1 += a0_1_1 * inv0;
+    v0_2_0 += a0_2_0 * inv0;
+    v0_2_1 += a0_2_1 * inv0;
+    v0_3_0 += a0_3_0 * inv0;
+    v0_3_1 += a0_3_1 * inv0;
+    let inv1 = inverseSqrt(ss1 / 32.0 + 0.00000999999975);
+    v1_0_0 += a1_0_0 * inv1;
+    v1_0_1 += a1_0_1 * inv1;
+    v1_1_0 += a1_1_0 * inv1;
+    v1_1_1 += a1_1_1 * inv1;
+    v1_2_0 += a1_2_0 * inv1;
+    v1_2_1 += a1_2_1 * inv1;
+    v1_3_0 += a1_3_0 * inv1;
+    v1_3_1 += a1_3_1 * inv1;
+    let inv2 = inverseSqrt(ss2 / 32.0 + 0.00000999999975);
+    v2_0_0 += a2_0_0 * inv2;
+    v2_0_1 += a2_0_1 * inv2;
+    v2_1_0 += a2_1_0 * inv2;
+    v2_1_1 += a2_1_1 * inv2;
+    v2_2_0 += a2_2_0 * inv2;
+    v2_2_1 += a2_2_1 * inv2;
+    v2_3_0 += a2_3_0 * inv2;
+    v2_3_1 += a2_3_1 * inv2;
+    let inv3 = inverseSqrt(ss3 / 32.0 + 0.00000999999975);
+    v3_0_0 += a3_0_0 * inv3;
+    v3_0_1 += a3_0_1 * inv3;
+    v3_1_0 += a3_1_0 * inv3;
+    v3_1_1 += a3_1_1 * inv3;
+    v3_2_0 += a3_2_0 * inv3;
+    v3_2_1 += a3_2_1 * inv3;
+    v3_3_0 += a3_3_0 * inv3;
+    v3_3_1 += a3_3_1 * inv3;
   }
-  pc[0] = need(n0, 0u);
-  pv[0] = select(v0_0 + bias(c0_0), 0.0, pc[0] >= 128u);
-  pc[1] = need(n0, 1u);
-  pv[1] = select(v0_1 + bias(c0_1), 0.0, pc[1] >= 128u);
-  if (nb + 0u < 64u) { store(r, n0, s1(r, n0)); }
-  pc[0] = need(n1, 0u);
-  pv[0] = select(v1_0 + bias(c1_0), 0.0, pc[0] >= 128u);
-  pc[1] = need(n1, 1u);
-  pv[1] = select(v1_1 + bias(c1_1), 0.0, pc[1] >= 128u);
-  if (nb + 1u < 64u) { store(r, n1, s1(r, n1)); }
-  pc[0] = need(n2, 0u);
-  pv[0] = select(v2_0 + bias(c2_0), 0.0, pc[0] >= 128u);
-  pc[1] = need(n2, 1u);
-  pv[1] = select(v2_1 + bias(c2_1), 0.0, pc[1] >= 128u);
-  if (nb + 2u < 64u) { store(r, n2, s1(r, n2)); }
-  pc[0] = need(n3, 0u);
-  pv[0] = select(v3_0 + bias(c3_0), 0.0, pc[0] >= 128u);
-  pc[1] = need(n3, 1u);
-  pv[1] = select(v3_1 + bias(c3_1), 0.0, pc[1] >= 128u);
-  if (nb + 3u < 64u) { store(r, n3, s1(r, n3)); }
+  if (rb + 0u < nT()) {
+    let r = r0;
+    pc[0] = need(n0, 0u);
+    pv[0] = select(v0_0_0 + bias(c0_0), 0.0, pc[0] >= 128u);
+    pc[1] = need(n0, 1u);
+    pv[1] = select(v0_0_1 + bias(c0_1), 0.0, pc[1] >= 128u);
+    if (nb + 0u < 64u) { store(r, n0, s1(r, n0)); }
+    pc[0] = need(n1, 0u);
+    pv[0] = select(v0_1_0 + bias(c1_0), 0.0, pc[0] >= 128u);
+    pc[1] = need(n1, 1u);
+    pv[1] = select(v0_1_1 + bias(c1_1), 0.0, pc[1] >= 128u);
+    if (nb + 1u < 64u) { store(r, n1, s1(r, n1)); }
+    pc[0] = need(n2, 0u);
+    pv[0] = select(v0_2_0 + bias(c2_0), 0.0, pc[0] >= 128u);
+    pc[1] = need(n2, 1u);
+    pv[1] = select(v0_2_1 + bias(c2_1), 0.0, pc[1] >= 128u);
+    if (nb + 2u < 64u) { store(r, n2, s1(r, n2)); }
+    pc[0] = need(n3, 0u);
+    pv[0] = select(v0_3_0 + bias(c3_0), 0.0, pc[0] >= 128u);
+    pc[1] = need(n3, 1u);
+    pv[1] = select(v0_3_1 + bias(c3_1), 0.0, pc[1] >= 128u);
+    if (nb + 3u < 64u) { store(r, n3, s1(r, n3)); }
+  }
+  if (rb + 1u < nT()) {
+    let r = r1;
+    pc[0] = need(n0, 0u);
+    pv[0] = select(v1_0_0 + bias(c0_0), 0.0, pc[0] >= 128u);
+    pc[1] = need(n0, 1u);
+    pv[1] = select(v1_0_1 + bias(c0_1), 0.0, pc[1] >= 128u);
+    if (nb + 0u < 64u) { store(r, n0, s1(r, n0)); }
+    pc[0] = need(n1, 0u);
+    pv[0] = select(v1_1_0 + bias(c1_0), 0.0, pc[0] >= 128u);
+    pc[1] = need(n1, 1u);
+    pv[1] = select(v1_1_1 + bias(c1_1), 0.0, pc[1] >= 128u);
+    if (nb + 1u < 64u) { store(r, n1, s1(r, n1)); }
+    pc[0] = need(n2, 0u);
+    pv[0] = select(v1_2_0 + bias(c2_0), 0.0, pc[0] >= 128u);
+    pc[1] = need(n2, 1u);
+    pv[1] = select(v1_2_1 + bias(c2_1), 0.0, pc[1] >= 128u);
+    if (nb + 2u < 64u) { store(r, n2, s1(r, n2)); }
+    pc[0] = need(n3, 0u);
+    pv[0] = select(v1_3_0 + bias(c3_0), 0.0, pc[0] >= 128u);
+    pc[1] = need(n3, 1u);
+    pv[1] = select(v1_3_1 + bias(c3_1), 0.0, pc[1] >= 128u);
+    if (nb + 3u < 64u) { store(r, n3, s1(r, n3)); }
+  }
+  if (rb + 2u < nT()) {
+    let r = r2;
+    pc[0] = need(n0, 0u);
+    pv[0] = select(v2_0_0 + bias(c0_0), 0.0, pc[0] >= 128u);
+    pc[1] = need(n0, 1u);
+    pv[1] = select(v2_0_1 + bias(c0_1), 0.0, pc[1] >= 128u);
+    if (nb + 0u < 64u) { store(r, n0, s1(r, n0)); }
+    pc[0] = need(n1, 0u);
+    pv[0] = select(v2_1_0 + bias(c1_0), 0.0, pc[0] >= 128u);
+    pc[1] = need(n1, 1u);
+    pv[1] = select(v2_1_1 + bias(c1_1), 0.0, pc[1] >= 128u);
+    if (nb + 1u < 64u) { store(r, n1, s1(r, n1)); }
+    pc[0] = need(n2, 0u);
+    pv[0] = select(v2_2_0 + bias(c2_0), 0.0, pc[0] >= 128u);
+    pc[1] = need(n2, 1u);
+    pv[1] = select(v2_2_1 + bias(c2_1), 0.0, pc[1] >= 128u);
+    if (nb + 2u < 64u) { store(r, n2, s1(r, n2)); }
+    pc[0] = need(n3, 0u);
+    pv[0] = select(v2_3_0 + bias(c3_0), 0.0, pc[0] >= 128u);
+    pc[1] = need(n3, 1u);
+    pv[1] = select(v2_3_1 + bias(c3_1), 0.0, pc[1] >= 128u);
+    if (nb + 3u < 64u) { store(r, n3, s1(r, n3)); }
+  }
+  if (rb + 3u < nT()) {
+    let r = r3;
+    pc[0] = need(n0, 0u);
+    pv[0] = select(v3_0_0 + bias(c0_0), 0.0, pc[0] >= 128u);
+    pc[1] = need(n0, 1u);
+    pv[1] = select(v3_0_1 + bias(c0_1), 0.0, pc[1] >= 128u);
+    if (nb + 0u < 64u) { store(r, n0, s1(r, n0)); }
+    pc[0] = need(n1, 0u);
+    pv[0] = select(v3_1_0 + bias(c1_0), 0.0, pc[0] >= 128u);
+    pc[1] = need(n1, 1u);
+    pv[1] = select(v3_1_1 + bias(c1_1), 0.0, pc[1] >= 128u);
+    if (nb + 1u < 64u) { store(r, n1, s1(r, n1)); }
+    pc[0] = need(n2, 0u);
+    pv[0] = select(v3_2_0 + bias(c2_0), 0.0, pc[0] >= 128u);
+    pc[1] = need(n2, 1u);
+    pv[1] = select(v3_2_1 + bias(c2_1), 0.0, pc[1] >= 128u);
+    if (nb + 2u < 64u) { store(r, n2, s1(r, n2)); }
+    pc[0] = need(n3, 0u);
+    pv[0] = select(v3_3_0 + bias(c3_0), 0.0, pc[0] >= 128u);
+    pc[1] = need(n3, 1u);
+    pv[1] = select(v3_3_1 + bias(c3_1), 0.0, pc[1] >= 128u);
+    if (nb + 3u < 64u) { store(r, n3, s1(r, n3)); }
+  }
 }
 
 // ==== pass tiled product: bindings arena, ints, scratch0, w:model.layers.0.feed_forward.gate_proj+up_proj.weight, scratch1; workgroups ceil(n(T)·1/256)·32; product rows > 4
@@ -224,7 +648,8 @@ fn xin(r: u32, k: u32) -> f32 { return scratch0[r * 32u + k]; }
 fn wt(n: u32, k: u32) -> f32 { return w3(n * 32u + k); }
 fn bias(n: u32) -> f32 { return 0.0; }
 fn put(r: u32, n: u32, v: f32) { scratch1[r * 128u + n] = v; }
-fn w4(n: u32, k: u32) -> vec4<f32> { return vec4<f32>(wt(n, k), wt(n, k + 1u), wt(n, k + 2u), wt(n, k + 3u)); }
+fn wp3(i: u32) -> vec2<f32> { let p = wb3[i >> 1u]; return vec2<f32>(bitcast<f32>(p << 16u), bitcast<f32>(p & 0xffff0000u)); }
+fn w4(n: u32, k: u32) -> vec4<f32> { return vec4<f32>(wp3(n * 32u + k), wp3(n * 32u + k + 2u)); }
 fn x4(r: u32, k: u32) -> vec4<f32> { return vec4<f32>(xin(r, k), xin(r, k + 1u), xin(r, k + 2u), xin(r, k + 3u)); }
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
