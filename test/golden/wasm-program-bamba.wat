@@ -1,7 +1,7 @@
 ;; archc wasm program: Bamba's kernels over the arena (generated; see codegen/wasm/program.ts)
 (module
 (import "env" "memory" (memory 1 65536 shared))
-(global (export "PROGRAM") i32 (i32.const 1793861642))
+(global (export "PROGRAM") i32 (i32.const -1592933222))
 (func $exp4 (param $x v128) (result v128) (local $n v128) (local $r v128) (local $p v128)
   (local.set $x (f32x4.min (f32x4.max (local.get $x) (f32x4.splat (f32.const -87.30000305175781))) (f32x4.splat (f32.const 88))))
   (local.set $n (f32x4.nearest (f32x4.mul (local.get $x) (f32x4.splat (f32.const 1.4426950216293335)))))
