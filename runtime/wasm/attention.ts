@@ -11,21 +11,26 @@
 import type { KvCache, SeqSlice } from '../cpu/seq.ts';
 import { checkSeqs } from '../cpu/seq.ts';
 import type { WasmKernels } from './kernels.ts';
-import type { At } from './ssd.ts';
+import { type At, zeroUncovered } from './ssd.ts';
+
+/** The heads divide, the sequences tile T, and every cache holds its sequence's new rows. */
+function checkAttention(T: number, H: number, KV: number, seqs: readonly SeqSlice[], caches: readonly { len: number; capacity: number }[]): void {
+  if (KV < 1 || H % KV !== 0) throw new RangeError(`attention: ${KV} kv heads do not divide ${H} query heads`);
+  checkSeqs('attention', T, seqs, caches.length);
+  for (let s = 0; s < seqs.length; s++) {
+    const c = caches[s]!;
+    if (c.len + seqs[s]!.len > c.capacity) throw new RangeError(`attention: cache ${s} has ${c.len} of ${c.capacity} rows; ${seqs[s]!.len} more do not fit`);
+  }
+}
 
 /** Query rows per block. */
 const BLOCK = 64;
 
 export function attentionWasm(wk: WasmKernels, q: Float32Array, k: Float32Array, v: Float32Array, T: number, H: number, KV: number, Dh: number,
   scale: number, seqs: readonly SeqSlice[], caches: KvCache[]): Float32Array {
-  if (KV < 1 || H % KV !== 0) throw new RangeError(`attention: ${KV} kv heads do not divide ${H} query heads`);
   if (q.length !== T * H * Dh || k.length !== T * KV * Dh || v.length !== T * KV * Dh) throw new RangeError(`attention: q, k, v do not hold ${T} rows of ${H}/${KV} heads of ${Dh}`);
-  checkSeqs('attention', T, seqs, caches.length);
+  checkAttention(T, H, KV, seqs, caches);
   const rowLen = KV * Dh;
-  for (let s = 0; s < seqs.length; s++) {
-    const c = caches[s]!;
-    if (c.len + seqs[s]!.len > c.capacity) throw new RangeError(`attention: cache ${s} has ${c.len} of ${c.capacity} rows; ${seqs[s]!.len} more do not fit`);
-  }
   const group = H / KV;
   const out = new Float32Array(T * H * Dh);
   let maxKeys = 0;
@@ -99,20 +104,11 @@ export const attentionWorkBytes = (maxKeys: number) => 8 * BLOCK + 4 * BLOCK * m
  */
 export function attentionAt(wk: WasmKernels, glue: AttnGlue, memory: WebAssembly.Memory, q: At, k: At, v: At, y: At, T: number, H: number, KV: number, Dh: number,
   scale: number, seqs: readonly SeqSlice[], caches: readonly KvAt[], work: number): void {
-  if (KV < 1 || H % KV !== 0) throw new RangeError(`attention: ${KV} kv heads do not divide ${H} query heads`);
-  checkSeqs('attention', T, seqs, caches.length);
+  checkAttention(T, H, KV, seqs, caches);
   const rowLen = KV * Dh;
-  for (let s = 0; s < seqs.length; s++) {
-    const c = caches[s]!;
-    if (c.len + seqs[s]!.len > c.capacity) throw new RangeError(`attention: cache ${s} has ${c.len} of ${c.capacity} rows; ${seqs[s]!.len} more do not fit`);
-  }
   const group = H / KV;
   const sums = work, p = work + 8 * BLOCK;
-  // rows no sequence covers are zero, as the reference writes them
-  const covered = new Uint8Array(T);
-  for (const sq of seqs) covered.fill(1, sq.start, sq.start + sq.len);
-  const mem0 = new Float32Array(memory.buffer);
-  for (let t = 0; t < T; t++) if (!covered[t]) mem0.fill(0, (y.at >> 2) + t * y.ld, (y.at >> 2) + t * y.ld + H * Dh);
+  zeroUncovered(memory, y, T, H * Dh, seqs);
   const f = (at: number) => at >> 2;
   for (let s = 0; s < seqs.length; s++) {
     const { start, len } = seqs[s]!;

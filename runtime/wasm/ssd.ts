@@ -103,6 +103,14 @@ export interface At {
   readonly ld: number;
 }
 
+/** Zeroes the rows of y ([T, width] at `y`) that no sequence covers, as the reference writes them. */
+export function zeroUncovered(memory: WebAssembly.Memory, y: At, T: number, width: number, seqs: readonly SeqSlice[]): void {
+  const covered = new Uint8Array(T);
+  for (const sq of seqs) covered.fill(1, sq.start, sq.start + sq.len);
+  const mem = new Float32Array(memory.buffer);
+  for (let t = 0; t < T; t++) if (!covered[t]) mem.fill(0, (y.at >> 2) + t * y.ld, (y.at >> 2) + t * y.ld + width);
+}
+
 /** Bytes of work space ssdChunkedAt needs for chunks of up to Q rows. */
 export const ssdWorkBytes = (Q: number, P: number) => 4 * (2 * Q * Q + P * Q) + 8 * 3 * Q;
 
@@ -122,11 +130,7 @@ export function ssdChunkedAt(wk: WasmKernels, glue: SsdGlue, memory: WebAssembly
   for (const sq of seqs) longest = Math.max(longest, sq.len);
   const Q = Math.min(chunk, longest);
   const a = work, din = a + 8 * Q, dout = din + 8 * Q, cb = dout + 8 * Q, m = cb + 4 * Q * Q, xw = m + 4 * Q * Q;
-  // rows no sequence covers are zero, as the reference writes them
-  const covered = new Uint8Array(T);
-  for (const sq of seqs) covered.fill(1, sq.start, sq.start + sq.len);
-  const mem0 = new Float32Array(memory.buffer);
-  for (let t = 0; t < T; t++) if (!covered[t]) mem0.fill(0, (y.at >> 2) + t * y.ld, (y.at >> 2) + t * y.ld + H * P);
+  zeroUncovered(memory, y, T, H * P, seqs);
   const f = (at: number) => at >> 2;
   for (let s = 0; s < seqs.length; s++) {
     const { start, len } = seqs[s]!;
