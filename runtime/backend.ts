@@ -68,6 +68,15 @@ export interface Backend {
   dispose(): void;
 }
 
+/** The view's columns of `rows` rows laid `stride` floats apart in `all` (from its row 0), as
+ *  contiguous rows: `all` itself when the view spans the rows, else a copy. */
+export function viewColumns(all: Float32Array, rows: number, stride: number, v: View): Float32Array {
+  if (v.col === 0 && v.width === stride) return all.length === rows * stride ? all : all.subarray(0, rows * stride);
+  const out = new Float32Array(rows * v.width);
+  for (let r = 0; r < rows; r++) out.set(all.subarray(r * stride + v.col, r * stride + v.col + v.width), r * v.width);
+  return out;
+}
+
 /** runEntry for any backend, GPU ones included: the outputs are read once the kernels have run. */
 export async function runEntryAsync(backend: Backend, program: Program, name: EntryName, batch: RunBatch, pool: StatePool): Promise<Map<string, Float32Array>> {
   const entry = program.entries[name];

@@ -3,7 +3,7 @@
 // weights are made as soon as their parts arrive. Activations live in one Float32Array arena laid
 // out by the compiler's memory plan; state slots are Float32Arrays laid out by `slotLayout`.
 
-import type { Backend, Invocation, RunBatch, StatePool } from '../backend.ts';
+import { type Backend, type Invocation, type RunBatch, type StatePool, viewColumns } from '../backend.ts';
 import { compileExpr, exprLeaves } from '../expr.ts';
 import type { DerivedWeight, Entry, Family, Kernel, Operand, Program, ProgramBuffer, ProgramWeight, View } from '../program.ts';
 import { slotLayout, weightsRead } from '../program.ts';
@@ -182,10 +182,7 @@ class CpuInvocation implements Invocation, Ctx {
     const b = this.buffer(v);
     const rows = this.rows(v);
     const base = this.base(b);
-    if (v.col === 0 && v.width === b.width) return this.arena.subarray(base, base + rows * b.width);
-    const out = new Float32Array(rows * v.width);
-    for (let r = 0; r < rows; r++) out.set(this.arena.subarray(base + r * b.width + v.col, base + r * b.width + v.col + v.width), r * v.width);
-    return out;
+    return viewColumns(this.arena.subarray(base, base + rows * b.width), rows, b.width, v);
   }
 
   operand(k: Kernel, name: string): Float32Array {

@@ -7,7 +7,7 @@
 
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Backend, Invocation, RunBatch, StatePool } from '../backend.ts';
+import { type Backend, type Invocation, type RunBatch, type StatePool, viewColumns } from '../backend.ts';
 import { compileExpr, exprLeaves } from '../expr.ts';
 import type { DerivedWeight, Entry, EntryName, Kernel, Program, ProgramWeight, View } from '../program.ts';
 import { slotLayout, weightsRead } from '../program.ts';
@@ -352,10 +352,7 @@ class CudaInvocation implements Invocation {
     this.b.sync();
     const all = new Float32Array(rows * stride);
     if (all.length) this.b.call(this.b.driver.cuMemcpyDtoH(u8(all), this.b.arena.ptr + BigInt(4 * base), all.byteLength), 'cuMemcpyDtoH(arena)');
-    if (v.col === 0 && v.width === stride) return all;
-    const out = new Float32Array(rows * v.width);
-    for (let r = 0; r < rows; r++) out.set(all.subarray(r * stride + v.col, r * stride + v.col + v.width), r * v.width);
-    return out;
+    return viewColumns(all, rows, stride, v);
   }
 }
 

@@ -7,7 +7,7 @@
 // a run of an entry is one submission; reading a result maps a staging buffer (asynchronous: use
 // `readAsync`, or `runEntryAsync`).
 
-import type { Backend, Invocation, RunBatch, StatePool } from '../backend.ts';
+import { type Backend, type Invocation, type RunBatch, type StatePool, viewColumns } from '../backend.ts';
 import { compileExpr, exprLeaves } from '../expr.ts';
 import { RuntimeError } from '../errors.ts';
 import type { DerivedWeight, Entry, EntryName, Kernel, Program, ProgramWeight, View } from '../program.ts';
@@ -520,11 +520,7 @@ class WebGpuInvocation implements Invocation {
   async readAsync(v: View): Promise<Float32Array> {
     const { base, stride, rows } = this.place(v);
     const all = await this.gpu.readBytes(this.gpu.batchBuffer('arena'), 4 * base, 4 * rows * stride);
-    const f = new Float32Array(all);
-    if (v.col === 0 && v.width === stride) return f;
-    const out = new Float32Array(rows * v.width);
-    for (let r = 0; r < rows; r++) out.set(f.subarray(r * stride + v.col, r * stride + v.col + v.width), r * v.width);
-    return out;
+    return viewColumns(new Float32Array(all), rows, stride, v);
   }
 }
 
