@@ -30,7 +30,7 @@ import { createRng } from '../runtime/rng.ts';
 import { f32ToBf16, type Tensor } from '../runtime/tensor.ts';
 import { type PackedWeight, WasmKernels } from '../runtime/wasm/kernels.ts';
 import { wasmModule } from '../runtime/wasm/module.ts';
-import { WASM_TARGETS } from '../compiler/kernel/schedule.ts';
+import { WASM_TARGETS } from '../codegen/wasm/target.ts';
 import { median, timeCalls } from './timing.ts';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '..', '..');

@@ -1,7 +1,7 @@
 // The back half of the pipeline, top to bottom: for each entry point (forward, prefill, decode) the
 // graph is lowered to unfused kernels, the kernel rules fuse them, the memory plan places every
-// buffer in the arena, and each target fills in its schedule. The result is the kernel program
-// (runtime/program.ts) that every backend runs. `ARCHC_DUMP_IR=1` prints the kernels after each step.
+// buffer in the arena. The result is the kernel program (runtime/program.ts) that every backend runs;
+// it ends at the memory plan: each target schedules the kernels as it renders them (codegen/<target>/). `ARCHC_DUMP_IR=1` prints the kernels after each step.
 
 import { type DerivedWeight, type Entry, type EntryName, type Program, type ProgramBinding, weightsRead } from '../runtime/program.ts';
 import type { Graph } from './ir.ts';
@@ -18,7 +18,6 @@ import { normPrologue } from './kernel/rules/norm-prologue.ts';
 import { prologue } from './kernel/rules/prologue.ts';
 import { ropeEpilogue } from './kernel/rules/rope-epilogue.ts';
 import { views } from './kernel/rules/views.ts';
-import { TARGETS, schedule } from './kernel/schedule.ts';
 import { verifyKernels } from './kernel/verify.ts';
 
 /** The kernel rules in priority order (each runs over every kernel before the next; the list
@@ -48,10 +47,8 @@ export function lowerToProgram(g: Graph, bindings: readonly ProgramBinding[], op
     verifyKernels(l, names, g.state.length, 'the kernel rules');
     dump(`${name} after the kernel rules`, l);
     for (const d of l.derived) derived.set(d.name, d);
-    const planned = planMemory(l);
-    dump(`${name} after the memory plan`, planned);
-    entries[name] = TARGETS.reduce(schedule, planned);
-    dump(`${name} after scheduling for ${TARGETS.map((t) => t.name).join(', ')}`, entries[name]);
+    entries[name] = planMemory(l);
+    dump(`${name} after the memory plan`, entries[name]);
   }
   return {
     format: 'archc-kernels/1',

@@ -157,7 +157,7 @@ const epilogue = {
 };
 const kernel = {
   type: 'object', additionalProperties: false,
-  required: ['name', 'family', 'sizes', 'inputs', 'outputs', 'attrs', 'schedule', 'fused', 'source'],
+  required: ['name', 'family', 'sizes', 'inputs', 'outputs', 'attrs', 'fused', 'source'],
   properties: {
     name: { type: 'string' },
     family: { enum: ['embedding', 'matmul', 'norm', 'elementwise', 'copy', 'gather_last', 'rope', 'conv', 'conv_step', 'ssd', 'ssd_step', 'attention', 'attention_decode'] },
@@ -170,7 +170,6 @@ const kernel = {
     prologue: { type: 'array', items: prologue },
     epilogue: { type: 'array', items: epilogue },
     state: { type: 'integer', minimum: 0 },
-    schedule: { type: 'object', additionalProperties: { type: 'object', additionalProperties: attr } },
     fused: { type: 'array', minItems: 1, items: { type: 'string' } },
     source: { type: 'array', items: { type: 'string' } },
   },

@@ -97,8 +97,6 @@ export interface Kernel {
   readonly epilogue?: readonly Epilogue[];
   /** Index into the program's states for a stateful kernel. */
   readonly state?: number;
-  /** Filled per target by the scheduler (workgroup or block shape, tiles, vector width, threads). */
-  readonly schedule: Readonly<Record<string, Readonly<Record<string, AttrValue>>>>;
   /** The graph ops this kernel computes, in order. */
   readonly fused: readonly string[];
   /** `.arch` lines it came from (`file:line`). */

@@ -14,6 +14,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { buildCuda, type CudaBuild } from '../../codegen/cuda/build.ts';
+import { CUDA_TARGET, cudaSchedule } from '../../codegen/cuda/schedule.ts';
 import { compileFile } from '../../compiler/compile.ts';
 import { lowerToProgram } from '../../compiler/lower.ts';
 import type { RunBatch, StatePool } from '../../runtime/backend.ts';
@@ -111,7 +112,7 @@ class Recorder {
     const launches: TraceLaunch[] = [];
     entry.kernels.forEach((k, index) => {
       inv?.dispatch(k);
-      const l = launchOf(entry, k, T, S);
+      const l = launchOf(entry, k, cudaSchedule(k, CUDA_TARGET), T, S);
       if (!l) return;
       const args = packArgs({ ptr: zeroPointers(), slotFloats: floats, T, S, capacity, ...kernelOffsets(this.program, entry, k, T, S, capacity) });
       const checkViews = check && inv ? kernelViews(k).filter((v) => v.key.startsWith('out:')).map((v) => {

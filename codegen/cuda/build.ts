@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { InternalError } from '../../dsl/diagnostics.ts';
 import type { EntryName, Program } from '../../runtime/program.ts';
-import { translationUnit, type CudaKernels, type CudaManifest, type CudaModuleInfo } from '../../runtime/cuda/kernels.ts';
+import { launchPlan, translationUnit, type CudaKernels, type CudaLaunchPlan, type CudaManifest, type CudaManifestKernel, type CudaModuleInfo } from '../../runtime/cuda/kernels.ts';
 import { renderKernel } from './render.ts';
 
 const run = promisify(execFile);
@@ -29,6 +29,8 @@ export interface CudaKernelFile {
   readonly path: string;
   readonly id: string;
   readonly source: string;
+  /** How the runtime launches it (from its schedule). */
+  readonly launch: CudaLaunchPlan;
 }
 
 export interface FunctionUsage {
@@ -77,9 +79,9 @@ export function renderProgram(program: Program): CudaKernelFile[] {
   const out: CudaKernelFile[] = [];
   for (const [entry, e] of Object.entries(program.entries) as [EntryName, Program['entries'][EntryName]][]) {
     e.kernels.forEach((k, index) => {
-      const source = renderKernel(program, e, k).source;
-      const id = kernelId(source);
-      out.push({ entry, index, name: k.name, family: k.family, path: `cuda/kernels/${id}.cu`, id, source });
+      const r = renderKernel(program, e, k);
+      const id = kernelId(r.source);
+      out.push({ entry, index, name: k.name, family: k.family, path: `cuda/kernels/${id}.cu`, id, source: r.source, launch: launchPlan(r.schedule) });
     });
   }
   return out;
@@ -159,8 +161,8 @@ export async function buildCuda(program: Program, opts: CudaBuildOptions): Promi
 
 /** The manifest of a build (cuda/manifest.json in a package). */
 export function cudaManifest(b: CudaBuild): CudaManifest {
-  const entries: Record<string, { name: string; id: string }[]> = {};
-  for (const k of b.kernels) (entries[k.entry] ??= [])[k.index] = { name: k.name, id: k.id };
+  const entries: Record<string, CudaManifestKernel[]> = {};
+  for (const k of b.kernels) (entries[k.entry] ??= [])[k.index] = { name: k.name, id: k.id, launch: k.launch };
   return { archs: b.report.archs, entries: entries as unknown as CudaManifest['entries'], modules: b.report.modules };
 }
 

@@ -14,7 +14,7 @@ import { InternalError } from '../../dsl/diagnostics.ts';
 import { exprText, mapExpr } from '../../runtime/expr.ts';
 import { ARGS_STATES, ARGS_VIEWS, kernelStates, kernelViews, kernelWeights, type WeightSlot } from '../../runtime/cuda/abi.ts';
 import type { Entry, Epilogue, Expr, Kernel, Program, View } from '../../runtime/program.ts';
-import { productOffsets } from '../../compiler/kernel/schedule-cuda.ts';
+import { CUDA_TARGET, type CudaSchedule, cudaSchedule, productOffsets } from './schedule.ts';
 
 // beside this file, or (from the CLI's bundle in dist/) in the sources beside dist/
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -35,6 +35,8 @@ export interface RenderedKernel {
   readonly source: string;
   /** The weights the kernel reads, by slot. */
   readonly weights: readonly WeightSlot[];
+  /** Its schedule: threads, tiles and the launch grid. */
+  readonly schedule: CudaSchedule;
 }
 
 /** A float literal C++ reads back exactly (f32). */
@@ -61,8 +63,11 @@ class Renderer {
   private readonly slot: Map<string, number>;
   private readonly view: Map<string, number>;
   private readonly states: number[];
+  /** The kernel's CUDA schedule (threads, tiles, launch grid). */
+  readonly sched: CudaSchedule;
 
   constructor(readonly program: Program, readonly entry: Entry, readonly k: Kernel) {
+    this.sched = cudaSchedule(k, CUDA_TARGET);
     this.weights = kernelWeights(k);
     this.slot = new Map(this.weights.map((w, i) => [w.name, i]));
     const views = kernelViews(k);
@@ -157,7 +162,7 @@ class Renderer {
   }
 
   common(): Record<string, unknown> {
-    const s = this.k.schedule.cuda ?? this.fail('has no CUDA schedule');
+    const s = this.sched;
     return {
       family: this.k.family, fused: this.k.fused.join(' '), argViews: ARGS_VIEWS, argStates: ARGS_STATES,
       readers: this.readers(), writers: this.writers(), ...s,
@@ -180,7 +185,7 @@ class Renderer {
         return template('epilogue-map')({ text: this.text(s.body), width: s.width, body: this.expr(s.body, this.at(x)) });
       }
       case 'rope': {
-        const tileN = this.k.schedule.cuda!.tileN as number, gemvCols = this.k.schedule.cuda!.gemvCols as number;
+        const tileN = this.sched.tileN as number, gemvCols = this.sched.gemvCols as number;
         if (s.col % s.headDim || tileN % s.headDim || gemvCols % s.headDim) this.fail(`rope on columns from ${s.col} needs whole heads of ${s.headDim} in a tile`);
         return template('epilogue-rope')({ ...s, theta: floatLit(s.theta) });
       }
@@ -209,7 +214,7 @@ const FAMILIES: Readonly<Record<Kernel['family'], FamilyRender>> = {
   matmul(r) {
     const k = r.k;
     const { K, N } = k.sizes as { K: number; N: number };
-    const s = k.schedule.cuda!;
+    const s = r.sched;
     const x = k.inputs.x as View;
     const pro = k.prologue ?? [];
     const gather = pro[0]?.kind === 'gather_last';
@@ -268,12 +273,12 @@ function conv(r: Renderer): string {
 }
 
 function attention(r: Renderer): string {
-  const s = r.k.schedule.cuda!;
+  const s = r.sched;
   return template('attention')({ ...r.common(), ...r.k.sizes, ...r.state(), scale: floatLit(r.k.attrs.scale as number), rows: s.rows, keys: s.keys });
 }
 
 /** The `.cu` source of kernel `k` of `entry`, and the weights it reads by slot. */
 export function renderKernel(program: Program, entry: Entry, k: Kernel): RenderedKernel {
   const r = new Renderer(program, entry, k);
-  return { source: FAMILIES[k.family](r), weights: r.weights };
+  return { source: FAMILIES[k.family](r), weights: r.weights, schedule: r.sched };
 }

@@ -5,7 +5,7 @@
 
 import wabtInit from 'wabt';
 import { InternalError } from '../../dsl/diagnostics.ts';
-import { WASM_TARGET, WASM_TARGETS, type WasmTarget } from '../../compiler/kernel/schedule.ts';
+import { WASM_TARGET, WASM_TARGETS, type WasmTarget } from './target.ts';
 import { enableRelaxedSimd } from '../../runtime/wasm/module.ts';
 import { renderWasmKernels } from './kernels.ts';
 

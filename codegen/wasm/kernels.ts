@@ -15,7 +15,7 @@
 // Every output element is one f32 sum in k order (the CPU engine sums in double: results agree to
 // f32 rounding, not bit for bit).
 
-import type { WasmTarget } from '../../compiler/kernel/schedule.ts';
+import type { WasmTarget } from './target.ts';
 import { InternalError } from '../../dsl/diagnostics.ts';
 
 /** Panel width in output columns: two f32x4 vectors. */

@@ -1,8 +1,8 @@
 // Renders a kernel program's kernels to WGSL: for each kernel the passes that make it, from the
 // templates of templates.ts, specialised to the kernel's sizes, views, fused stages and `pre`
-// expressions, once per profile: for GPUs with the workgroup sizes and tiles of its `schedule.wgsl`,
-// for CPU adapters with those of `schedule.wgsl_cpu` (reduce = invocation: each invocation owns
-// whole outputs, so products, norms and epilogues have no barrier).
+// expressions, once per profile: for GPUs with the workgroup sizes and tiles that `WGSL_TARGET`
+// schedules (schedule.ts), for CPU adapters with those of `WGSL_CPU_TARGET` (reduce = invocation: each
+// invocation owns whole outputs, so products, norms and epilogues have no barrier).
 //
 // Memory as the shaders see it: binding `arena` is the entry's activation arena (f32; a T-row buffer
 // at offset·T floats, an S-row one at arena.T·T + offset·S); `ints` holds T, S, the slot capacity and
@@ -17,6 +17,7 @@ import { exprLeaves } from '../../runtime/expr.ts';
 import type { Entry, EntryName, Epilogue, Expr, Kernel, Operand, Program, View } from '../../runtime/program.ts';
 import { CHUNK_FIELDS, SEQ_FIELDS, type BindingKind, type KernelShaders, type Pass, type RunCount, type WgslEntry, type WgslProfile, type WgslProgram } from '../../runtime/webgpu/shaders.ts';
 import type { DType } from '../../runtime/tensor.ts';
+import { WGSL_CPU_TARGET, WGSL_TARGET, type WgslSchedule, type WgslTarget, wgslSchedule } from './schedule.ts';
 import * as T from './templates.ts';
 
 const compile = (src: string) => Handlebars.compile(src, { strict: true, noEscape: true });
@@ -194,26 +195,12 @@ interface Ctx {
   readonly dtypes: Dtypes;
   readonly header: number;
   /** The kernel's schedule for the profile being rendered, and its workgroup size. */
-  readonly sched: Schedule;
+  readonly sched: WgslSchedule;
   readonly wg: number;
 }
 
-/** A kernel's `wgsl` or `wgsl_cpu` schedule (compiler/kernel/schedule.ts). */
-interface Schedule {
-  readonly workgroup: number;
-  readonly reduce?: 'workgroup' | 'invocation';
-  readonly tile?: number;
-  readonly gemv_lanes?: number;
-  readonly gemv_columns?: number;
-  readonly gemv_columns_one?: number;
-  readonly gemv_rows?: number;
-  readonly chunk_lanes?: number;
-  readonly rows?: number;
-  readonly keys?: number;
-}
-
-/** The schedule slot each profile renders from. */
-const SLOTS: Readonly<Record<WgslProfile, string>> = { gpu: 'wgsl', cpu: 'wgsl_cpu' };
+/** The target record each profile renders with. */
+const TARGETS: Readonly<Record<WgslProfile, WgslTarget>> = { gpu: WGSL_TARGET, cpu: WGSL_CPU_TARGET };
 
 function shader(c: Ctx): Shader {
   return new Shader(c.k, c.entry, c.dtypes);
@@ -776,20 +763,20 @@ export function renderProgram(program: Program): WgslProgram {
   const dtypes = new Map<string, { dtype: DType; length: number }>();
   for (const w of [...program.weights, ...program.derived]) dtypes.set(w.name, { dtype: w.dtype, length: w.shape.reduce((a, b) => a * b, 1) });
   const header = 4 + program.states.length;
-  const profile = (slot: string): Record<EntryName, WgslEntry> => {
+  const profile = (target: WgslTarget): Record<EntryName, WgslEntry> => {
     const entries = {} as Record<EntryName, WgslEntry>;
     for (const [name, entry] of Object.entries(program.entries) as [EntryName, Entry][]) {
       const chunks = new Set(entry.kernels.filter((k) => k.family === 'ssd').map((k) => k.sizes.chunk!));
       if (chunks.size > 1) fail(`entry ${name} has chunked scans of different chunk lengths (${[...chunks].join(', ')})`);
       const kernels: KernelShaders[] = entry.kernels.map((k) => {
-        const sched = (k.schedule[slot] as unknown as Schedule | undefined) ?? fail(`${k.name} has no ${slot} schedule`);
+        const sched = wgslSchedule(k, target);
         return { kernel: k.name, passes: FAMILIES[k.family]({ k, entry, dtypes, header, sched, wg: sched.workgroup }) };
       });
       entries[name] = { kernels, chunk: [...chunks][0] ?? 0 };
     }
     return entries;
   };
-  return { format: 'archc-wgsl/2', header, profiles: { gpu: profile(SLOTS.gpu), cpu: profile(SLOTS.cpu) } };
+  return { format: 'archc-wgsl/2', header, profiles: { gpu: profile(TARGETS.gpu), cpu: profile(TARGETS.cpu) } };
 }
 
 function fail(msg: string): never {

@@ -25,7 +25,7 @@ export interface Lowered {
   readonly derived: readonly DerivedWeight[];
 }
 
-/** What a kernel looks like when an op record emits it (the lowerer adds name, schedule, fused, source). */
+/** What a kernel looks like when an op record emits it (the lowerer adds name, fused, source). */
 export interface KernelSpec {
   readonly family: Family;
   /** Tells apart the kernels of one node in their names. */
@@ -142,7 +142,6 @@ function finish(k: KernelSpec, node: Node, names: Map<string, number>): Kernel {
     name, family: k.family, sizes: Object.fromEntries(Object.entries(k.sizes).map(([n, v]) => [n, Number.isInteger(v) ? v | 0 : v])), inputs: k.inputs, outputs: k.outputs, attrs: k.attrs ?? {},
     ...(k.body ? { body: k.body } : {}),
     ...(k.state !== undefined ? { state: k.state } : {}),
-    schedule: {},
     fused: [node.op],
     source: node.loc ? [`${node.loc.file}:${node.loc.line}`] : [],
   };

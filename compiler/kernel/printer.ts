@@ -39,8 +39,7 @@ export function printKernel(k: Kernel, i: number): string {
   if (k.body) lines.push(`   body ${exprText(k.body)}`);
   for (const p of k.prologue ?? []) lines.push(`   prologue ${prologueText(p)}`);
   for (const e of k.epilogue ?? []) lines.push(`   epilogue ${epilogueText(e)}`);
-  const sched = Object.entries(k.schedule).map(([t, s]) => `${t}{${Object.entries(s).map(([a, b]) => `${a}=${b}`).join(',')}}`).join(' ');
-  lines.push(`   fused ${k.fused.join(' ')}${k.source.length ? `  @ ${k.source.join(' ')}` : ''}${sched ? `  schedule ${sched}` : ''}`);
+  lines.push(`   fused ${k.fused.join(' ')}${k.source.length ? `  @ ${k.source.join(' ')}` : ''}`);
   return lines.join('\n');
 }
 

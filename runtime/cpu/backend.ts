@@ -13,6 +13,10 @@ import { linear } from './linear.ts';
 import type { LinearPool } from './pool.ts';
 import type { KvCache } from './seq.ts';
 
+/** The CPU's one scheduling decision: a product of at least this many multiply-adds per row is split
+ *  by output columns across the thread pool; smaller ones run on the calling thread. */
+export const SPLIT_COLUMNS_FROM = 1 << 14;
+
 export class CpuBackend implements Backend {
   readonly name: string = 'cpu';
   private readonly weights = new Map<string, Tensor>();
@@ -216,7 +220,7 @@ class CpuInvocation implements Invocation, Ctx {
   }
 
   linear(k: Kernel, x: Float32Array, rows: number, K: number, w: Tensor, b: Tensor | null): Float32Array {
-    return this.backend.linear(x, rows, K, w, b, k.schedule.cpu?.split === 'columns');
+    return this.backend.linear(x, rows, K, w, b, k.sizes.K! * k.sizes.N! >= SPLIT_COLUMNS_FROM);
   }
 
   states(index: number): Float32Array[] {

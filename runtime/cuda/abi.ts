@@ -2,10 +2,11 @@
 // takes (ArchcArgs, by value), the table of weights a kernel reads (by slot; matrices in bf16, every
 // other weight in f32), where each of its views sits in the arena and each of its states in a slot
 // (arguments, so kernels that differ only there — the same layer at another depth — share one
-// source and one compiled function), and the launch grid from the schedule.
+// source and one compiled function), and the launch grid from its launch plan (the manifest).
 
 import { exprLeaves } from '../expr.ts';
 import type { Entry, Kernel, Program, View } from '../program.ts';
+import type { CudaLaunchPlan } from './kernels.ts';
 
 /** The fields of ArchcArgs in order: nine pointers, one 64-bit integer, three 32-bit ints (and 4
  *  bytes of padding), then ARGS_VIEWS and ARGS_STATES 64-bit offsets (floats). */
@@ -119,18 +120,16 @@ export interface Launch {
   readonly block: readonly [number, number, number];
 }
 
-/** The launch of `k` for T tokens in S sequences, from its CUDA schedule; null when there is no work. */
-export function launchOf(e: Entry, k: Kernel, T: number, S: number): Launch | null {
-  const s = k.schedule.cuda;
-  if (!s) throw new Error(`archc runtime: kernel ${k.name} has no CUDA schedule`);
-  const rowsOf = s.rowsOf as string;
+/** The launch of `k` for T tokens in S sequences, from its launch plan; null when there is no work. */
+export function launchOf(e: Entry, k: Kernel, s: CudaLaunchPlan, T: number, S: number): Launch | null {
+  const rowsOf = s.rowsOf;
   const base = rowsOf === 'T' ? T : rowsOf === 'S' ? S : viewRows(e, k.inputs[rowsOf] && 'buf' in k.inputs[rowsOf]! ? k.inputs[rowsOf] as View : k.outputs[rowsOf]!, T, S);
-  const rows = base * (s.rowMul as number);
-  const block: [number, number, number] = [s.threads as number, 1, 1];
-  if (k.family === 'matmul' && rows <= (s.gemvUpTo as number)) {
-    const x = Math.ceil(rows / (s.gemvRows as number));
-    return x ? { fn: 'archc_gemv', grid: [x, s.gemvGridY as number, 1], block } : null;
+  const rows = base * s.rowMul;
+  const block: [number, number, number] = [s.threads, 1, 1];
+  if (k.family === 'matmul' && s.gemvRows !== undefined && rows <= s.gemvUpTo!) {
+    const x = Math.ceil(rows / s.gemvRows);
+    return x ? { fn: 'archc_gemv', grid: [x, s.gemvGridY!, 1], block } : null;
   }
-  const x = Math.ceil(rows / (s.rowDiv as number)) + (s.plusS ? S : 0);
-  return x && rows ? { fn: 'archc_main', grid: [x, s.gridY as number, 1], block } : null;
+  const x = Math.ceil(rows / s.rowDiv) + (s.plusS ? S : 0);
+  return x && rows ? { fn: 'archc_main', grid: [x, s.gridY, 1], block } : null;
 }

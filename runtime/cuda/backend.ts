@@ -18,7 +18,7 @@ import {
   CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, CUDA_ERROR_NOT_FOUND, CUDA_SUCCESS,
   type CudaDriver, type DevicePtr, type Handle, addr, check, errorName, openDriver,
 } from './driver.ts';
-import { type CudaKernels, functionName, kernelsFromDir, planModules } from './kernels.ts';
+import { type CudaKernels, type CudaLaunchPlan, functionName, kernelsFromDir, planModules } from './kernels.ts';
 import { openNvrtc } from './nvrtc.ts';
 
 /** Compiles kernel sources for an architecture when no module covers them (NVRTC). */
@@ -185,10 +185,13 @@ export class CudaBackend implements Backend {
       }
     }
     this.ids = new Map(Object.entries(manifest.entries).map(([e, ks]) => [e, ks.map((k) => k.id)]));
+    this.launches = new Map(Object.entries(manifest.entries).map(([e, ks]) => [e, ks.map((k) => k.launch)]));
   }
 
   /** Kernel source ids per entry, in order. */
   private ids = new Map<string, string[]>();
+  /** Each entry's kernels' launch plans, in order (from the manifest). */
+  private launches = new Map<string, CudaLaunchPlan[]>();
 
   uploadWeight(w: ProgramWeight, t: Tensor): void {
     if (this.read.has(w.name)) this.store(w.name, t);
@@ -253,9 +256,17 @@ export class CudaBackend implements Backend {
   }
 
   functions(entry: Entry, index: number): Loaded {
-    const name = (Object.keys(this.program.entries) as EntryName[]).find((n) => this.program.entries[n] === entry);
-    const id = (name && this.ids.get(name)?.[index]) ?? fail('the entry is not one of the program\'s');
+    const id = this.ids.get(this.entryName(entry))?.[index] ?? fail('the entry is not one of the program\'s');
     return this.fns.get(id)!;
+  }
+
+  /** The launch plan of kernel `index` of `entry`. */
+  launchPlan(entry: Entry, index: number): CudaLaunchPlan {
+    return this.launches.get(this.entryName(entry))?.[index] ?? fail('the entry is not one of the program\'s');
+  }
+
+  private entryName(entry: Entry): string {
+    return (Object.keys(this.program.entries) as EntryName[]).find((n) => this.program.entries[n] === entry) ?? fail('the entry is not one of the program\'s');
   }
 
   createStatePool(capacity: number): StatePool {
@@ -332,7 +343,7 @@ class CudaInvocation implements Invocation {
   dispatch(k: Kernel): void {
     const index = this.entry.kernels.indexOf(k);
     if (index < 0) fail(`kernel ${k.name} is not in this entry`);
-    const launch = launchOf(this.entry, k, this.T, this.S);
+    const launch = launchOf(this.entry, k, this.b.launchPlan(this.entry, index), this.T, this.S);
     if (!launch) return;
     const fns = this.b.functions(this.entry, index);
     const fn = launch.fn === 'archc_gemv' ? fns.gemv ?? fail(`kernel ${k.name} has no GEMV function`) : fns.main;

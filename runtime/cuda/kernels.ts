@@ -19,11 +19,40 @@ export interface CudaModuleInfo {
   readonly ids: readonly string[];
 }
 
+/** How a kernel is launched, from its CUDA schedule (codegen/cuda/schedule.ts), once T and S are
+ *  known: grid.x = ceil(rows(rowsOf) · rowMul / rowDiv) (+ S when plusS), grid.y = gridY; a product
+ *  of at most `gemvUpTo` rows runs its GEMV instead, ceil(rows / gemvRows) x gemvGridY blocks. */
+export interface CudaLaunchPlan {
+  readonly threads: number;
+  /** Whose rows count the grid: a view of the kernel (`x`, `y`), or the batch's T or S. */
+  readonly rowsOf: string;
+  readonly rowMul: number;
+  readonly rowDiv: number;
+  readonly plusS: boolean;
+  readonly gridY: number;
+  readonly gemvUpTo?: number;
+  readonly gemvRows?: number;
+  readonly gemvGridY?: number;
+}
+
+/** The launch fields of a schedule (what the manifest keeps of it). */
+export function launchPlan(s: CudaLaunchPlan): CudaLaunchPlan {
+  const { threads, rowsOf, rowMul, rowDiv, plusS, gridY, gemvUpTo, gemvRows, gemvGridY } = s;
+  return { threads, rowsOf, rowMul, rowDiv, plusS, gridY, ...(gemvRows !== undefined ? { gemvUpTo, gemvRows, gemvGridY } : {}) };
+}
+
+/** One kernel of an entry in the manifest: its name, its source id and its launch. */
+export interface CudaManifestKernel {
+  readonly name: string;
+  readonly id: string;
+  readonly launch: CudaLaunchPlan;
+}
+
 /** cuda/manifest.json. */
 export interface CudaManifest {
   readonly archs: readonly string[];
-  /** Each entry's kernels in order: name and source id. */
-  readonly entries: Readonly<Record<EntryName, readonly { readonly name: string; readonly id: string }[]>>;
+  /** Each entry's kernels in order. */
+  readonly entries: Readonly<Record<EntryName, readonly CudaManifestKernel[]>>;
   readonly modules: readonly CudaModuleInfo[];
 }
 

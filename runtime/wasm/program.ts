@@ -102,8 +102,8 @@ export function rowsOf(k: Kernel, rows: (v: { buf: number }) => number): number 
 /** A fingerprint of the program's entries (FNV-1a over their JSON): the module and the program it
  *  is loaded with must be the same. */
 export function programHash(p: Program): number {
-  // what the module's code depends on: kernels and states, not the other targets' schedules
-  const text = JSON.stringify([p.entries, p.states], (key, v) => (key === 'schedule' ? undefined : v));
+  // what the module's code depends on: the kernels and states
+  const text = JSON.stringify([p.entries, p.states]);
   let h = 0x811c9dc5;
   for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
   return h | 0;

@@ -13,7 +13,7 @@ import type { Server } from 'node:http';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WASM_TARGET } from '../../compiler/kernel/schedule.ts';
+import { WASM_TARGET } from '../../codegen/wasm/target.ts';
 import { Model } from '../../runtime/model.ts';
 import { ISOLATED, bundle, closeServer, launchChromium, port, sendFile, serve } from '../helpers/browser.ts';
 import { BAMBA, ROOT, TINY, expectLogitsClose, programFor, randomIds, runCli, writeCheckpoint } from '../helpers/checkpoints.ts';

@@ -134,9 +134,10 @@ class EmuInvocation implements Invocation {
   dispatch(k: Kernel): void {
     const { program } = this.b;
     const T = this.batch.tokens.length, S = this.batch.seqs.length;
-    const launch = launchOf(this.entry, k, T, S);
+    const rendered = renderKernel(program, this.entry, k);
+    const launch = launchOf(this.entry, k, rendered.schedule, T, S);
     if (!launch) return;
-    const src = renderKernel(program, this.entry, k).source;
+    const src = rendered.source;
     const weights = kernelWeights(k).map((w) => this.b.weightBytes(w.name, w.dtype));
     const ints = (xs: ArrayLike<number>) => new Uint8Array(Int32Array.from(xs).buffer);
     const i64 = (xs: number[]) => new Uint8Array(BigInt64Array.from(xs.map(BigInt)).buffer);

@@ -6,7 +6,6 @@
 import type { LowerCtx, KernelSpec, Lowered } from '../../compiler/kernel/lower.ts';
 import { rowWidth } from '../../compiler/kernel/lower.ts';
 import { planMemory } from '../../compiler/kernel/memory.ts';
-import { TARGETS, schedule } from '../../compiler/kernel/schedule.ts';
 import { OP_BY_NAME, type Attrs, type TensorType } from '../../compiler/ops.ts';
 import type { Backend, Invocation, StatePool } from '../../runtime/backend.ts';
 import { CpuBackend } from '../../runtime/cpu/backend.ts';
@@ -65,7 +64,7 @@ function startOp(name: string, inputs: readonly OpInput[], attrs: Attrs, T: numb
   const outs = outTypes.map((t) => fresh(rowWidth(t), 'T'));
   const kernels: Kernel[] = [];
   const emit = (k: KernelSpec) => kernels.push({ name: `${name}.${kernels.length}`, family: k.family, sizes: k.sizes, inputs: k.inputs, outputs: k.outputs,
-    attrs: k.attrs ?? {}, ...(k.body ? { body: k.body } : {}), ...(k.state !== undefined ? { state: k.state } : {}), schedule: {}, fused: [name], source: [] });
+    attrs: k.attrs ?? {}, ...(k.body ? { body: k.body } : {}), ...(k.state !== undefined ? { state: k.state } : {}), fused: [name], source: [] });
   const mode = opts.mode ?? 'forward';
   const spec = op.state?.(types, full);
   const ctx: LowerCtx = {
@@ -89,7 +88,7 @@ function startOp(name: string, inputs: readonly OpInput[], attrs: Attrs, T: numb
   op.lower(ctx);
   // a writer for every input buffer, so the memory plan keeps them apart from the outputs
   const lowered: Lowered = { entry: mode, buffers, kernels, outputs: Object.fromEntries(outs.map((o, i) => [`y${i}`, o])), derived: [] };
-  const entry = TARGETS.reduce(schedule, planMemory({ ...lowered, kernels: [...inputsWritten(operands), ...kernels] }));
+  const entry = planMemory({ ...lowered, kernels: [...inputsWritten(operands), ...kernels] });
   const program: Program = {
     format: 'archc-kernels/1', model: name, params: {}, bindings: [],
     weights: inputs.flatMap((i, k) => (i && 'weight' in i ? [{ name: `w${k}`, shape: i.weight.shape, dtype: i.weight.dtype }] : [])),

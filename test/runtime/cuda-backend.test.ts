@@ -14,10 +14,10 @@ import { runEntry } from '../../runtime/backend.ts';
 import { ARGS_BYTES, ARGS_VIEW_AT, ARGS_VIEWS, kernelOffsets, kernelWeights, launchOf } from '../../runtime/cuda/abi.ts';
 import { CudaBackend, openCudaBackend } from '../../runtime/cuda/backend.ts';
 import { loadKoffi, openDriver } from '../../runtime/cuda/driver.ts';
-import type { CudaKernels, CudaManifest } from '../../runtime/cuda/kernels.ts';
+import type { CudaKernels, CudaManifest, CudaManifestKernel } from '../../runtime/cuda/kernels.ts';
 import { RuntimeError } from '../../runtime/errors.ts';
 import { Model } from '../../runtime/model.ts';
-import type { EntryName } from '../../runtime/program.ts';
+import type { EntryName, Kernel } from '../../runtime/program.ts';
 import { toF32 } from '../../runtime/tensor.ts';
 import { compileTiny, makeDir, randomTensors, removeDir, writeCheckpoint } from '../helpers/checkpoints.ts';
 
@@ -29,8 +29,8 @@ const ids = [...new Set(rendered.map((k) => k.id))].sort();
 
 /** Kernels whose one "module" names every function (the stand-in finds functions by name). */
 function fakeKernels(image = ids.map((id) => `archc_main_${id} archc_gemv_${id}`).join(' ')): CudaKernels {
-  const entries: Record<string, { name: string; id: string }[]> = {};
-  for (const k of rendered) (entries[k.entry] ??= [])[k.index] = { name: k.name, id: k.id };
+  const entries: Record<string, CudaManifestKernel[]> = {};
+  for (const k of rendered) (entries[k.entry] ??= [])[k.index] = { name: k.name, id: k.id, launch: k.launch };
   const manifest: CudaManifest = { archs: ['sm_90'], entries: entries as unknown as CudaManifest['entries'], modules: [{ file: 'cuda/sm_90/module0.cubin', arch: 'sm_90', kind: 'cubin', ids }] };
   return { manifest, source: () => '', module: () => new TextEncoder().encode(`${image}\0`) };
 }
@@ -125,14 +125,15 @@ describe('the CUDA backend', () => {
       const batch = { tokens: Int32Array.from([1, 2, 3, 4, 5]), positions: Int32Array.from([0, 1, 2, 0, 1]), seqs: [{ start: 0, len: 3 }, { start: 3, len: 2 }], slots: [s0, s1], lengths: [0, 0] };
       const entry = program.entries.prefill;
       runEntry(b, program, 'prefill' as EntryName, batch, pool);
-      const launched = entry.kernels.filter((k) => launchOf(entry, k, T, 2));
+      const plan = (k: Kernel) => rendered.find((r) => r.entry === 'prefill' && r.name === k.name)!.launch;
+      const launched = entry.kernels.filter((k) => launchOf(entry, k, plan(k), T, 2));
       expect(fake.launches() - before).toBe(launched.length);
 
       // the last launch: its function, grid and packed ArchcArgs as the kernel receives them
       const k = launched[launched.length - 1]!;
       const name = new Uint8Array(128), dims = new Uint32Array(6), args = new Uint8Array(1024);
       fake.last(name, dims, args);
-      const l = launchOf(entry, k, T, 2)!;
+      const l = launchOf(entry, k, plan(k), T, 2)!;
       const id = rendered.find((r) => r.entry === 'prefill' && r.name === k.name)!.id;
       expect(new TextDecoder().decode(name.subarray(0, name.indexOf(0)))).toBe(`${l.fn}_${id}`);
       expect([...dims]).toEqual([...l.grid, ...l.block]);

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { wasmKernels, wasmKernelVariants } from '../../../codegen/wasm/assemble.ts';
 import { renderWasmKernels } from '../../../codegen/wasm/kernels.ts';
-import { WASM_FMA_TARGET, WASM_TARGET, WASM_TARGETS, type WasmTarget } from '../../../compiler/kernel/schedule.ts';
+import { WASM_FMA_TARGET, WASM_TARGET, WASM_TARGETS, type WasmTarget } from '../../../codegen/wasm/target.ts';
 import type { Backend } from '../../../runtime/backend.ts';
 import type { EntryName, Program } from '../../../runtime/program.ts';
 import { f32ToBf16, f32ToF16, type DType, type Tensor } from '../../../runtime/tensor.ts';

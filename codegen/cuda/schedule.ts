@@ -1,11 +1,34 @@
-// The CUDA schedule of one kernel, from the target record: threads per block, tiles, and the launch
-// grid as data the runtime evaluates once T and S are known (runtime/cuda/launch.ts):
+// The CUDA target record (an NVIDIA GPU, sm_80 and later) and the schedule of one kernel from it: threads per block, tiles, and the launch
+// grid as data the runtime evaluates once T and S are known (runtime/cuda/abi.ts `launchOf`; the build
+// writes each kernel's launch into the package's CUDA manifest):
 //   grid.x = ceil(rows(rowsOf) · rowMul / rowDiv) (+ S when plusS), grid.y = gridY.
 // Matrix products carry two paths: tensor-core tiles for many rows, a GEMV for few (decode).
 
 import type { Epilogue, Kernel } from '../../runtime/program.ts';
 import { exprLeaves } from '../../runtime/expr.ts';
-import type { CudaTarget } from './schedule.ts';
+
+/** An NVIDIA GPU (sm_80 and later): warp size, threads per block, tiles of each kernel family. */
+export interface CudaTarget {
+  readonly name: 'cuda';
+  readonly warp: number;
+  readonly threads: number;
+  /** Static shared memory one block may use (bytes). */
+  readonly sharedBytes: number;
+  /** Matrix products: tensor-core tiles (rows, columns, depth) for many rows; a GEMV of `gemvRows`
+   *  rows by `gemvCols` columns per block for up to `gemvUpTo` rows (decode). */
+  readonly matmul: { readonly tileM: number; readonly tileN: number; readonly tileK: number; readonly gemvRows: number; readonly gemvCols: number; readonly gemvUpTo: number };
+  /** Keys per staged attention tile (a block holds one query row per warp). */
+  readonly attention: { readonly keys: number };
+  /** Chunk rows per SSD output tile. */
+  readonly ssd: { readonly rows: number };
+}
+
+export const CUDA_TARGET: CudaTarget = {
+  name: 'cuda', warp: 32, threads: 128, sharedBytes: 48 * 1024,
+  matmul: { tileM: 64, tileN: 64, tileK: 32, gemvRows: 8, gemvCols: 8, gemvUpTo: 16 },
+  attention: { keys: 32 },
+  ssd: { rows: 16 },
+};
 
 export interface CudaSchedule {
   readonly threads: number;

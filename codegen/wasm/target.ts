@@ -1,0 +1,38 @@
+// The `wasm` target's records: the module variants a build ships (codegen/wasm/kernels.ts renders
+// each; the runtime runs the first the engine accepts).
+
+/** The `wasm` target (codegen/wasm/): the register block and cache block of its matrix products.
+ *  Its module is generic over sizes, so the record shapes the module, not each kernel's schedule. */
+export interface WasmTarget {
+  readonly name: 'wasm';
+  /** Multiply-adds as one fused `f32x4.relaxed_madd` (the relaxed-SIMD proposal) instead of a mul
+   *  then an add: twice the arithmetic per instruction where the engine has it. */
+  readonly fma: boolean;
+  /** Rows (tokens) per micro-tile: each loaded weight vector serves this many rows. A tile keeps
+   *  2·rows f32x4 accumulators, 2 weight vectors and a broadcast x in the 15 vector registers V8
+   *  allocates on x64 (a separate multiply needs one more: 4 rows without FMA, 6 with). */
+  readonly rowsPerTile: number;
+  /** Rows per cache block: a block of x stays in cache while every weight panel passes over it (a
+   *  multiple of rowsPerTile: x is packed in tiles counted from row 0). */
+  readonly tokenBlock: number;
+  /** k unrolled onto this many accumulator sets in the one- and two-row micro-kernels (GEMV). */
+  readonly gemvUnroll: number;
+  /** One-row products (decode, batch 1) read this many panels side by side (1: as other rows). */
+  readonly gemvPanels: number;
+  /** Products of fewer multiply-adds run on the calling thread alone. */
+  readonly splitFrom: number;
+  /** bf16 weights: in a cache block of at least this many rows (>= rowsPerTile) the first tile
+   *  widens each panel to f32 into the thread's scratch as it goes and the other tiles run the f32
+   *  micro-kernels over it; fewer rows (decode) read bf16 and widen in registers, tile by tile.
+   *  Measured at the ~100M Bamba's widths (K 768 and 1280, 2 threads): a second tile of 1 row
+   *  (FMA) or 3 rows (plain) already pays for the stores. */
+  readonly widenFrom: number;
+}
+
+/** 128-bit SIMD alone: runs on every engine with SIMD. */
+export const WASM_TARGET: WasmTarget = { name: 'wasm', fma: false, rowsPerTile: 4, tokenBlock: 64, gemvUnroll: 2, gemvPanels: 4, splitFrom: 1 << 17, widenFrom: 7 };
+/** With relaxed SIMD's fused multiply-add (Chromium >= 114, Node >= 22; Node 20 behind a flag that
+ *  runtime/wasm/module.ts sets). */
+export const WASM_FMA_TARGET: WasmTarget = { ...WASM_TARGET, fma: true, rowsPerTile: 6, tokenBlock: 60 };
+/** The module variants a build ships, in order of preference: the runtime runs the first the engine accepts. */
+export const WASM_TARGETS: readonly WasmTarget[] = [WASM_FMA_TARGET, WASM_TARGET];
