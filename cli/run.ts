@@ -19,6 +19,7 @@ import { DTYPE_BYTES, type DType, numel } from '../runtime/tensor.ts';
 import type { Graph } from '../compiler/ir.ts';
 import { RUNTIME_LIMITS } from '../runtime/limits.ts';
 import { probePath } from '../runtime/paths.ts';
+import { BACKEND_NAMES, type Backend } from '../runtime/targets.ts';
 import { printWarnings } from './errors.ts';
 import { type CommonOpts, setsOf, withCommon, withPreset } from './common.ts';
 import { checkParent, checkReplaceable, writeDirAtomic, writeFileAtomic } from './fsutil.ts';
@@ -99,10 +100,9 @@ function numberFlag(v: string | undefined, flag: string, rule: { int?: boolean; 
 
 async function loadModel(file: string, o: CommonOpts & { weights: string; allowExtra?: boolean; checkWeights?: boolean; backend?: string; cudaArch?: string }, progress: boolean): Promise<Model> {
   const { program } = await compileFor(file, o, o.weights);
-  const backend = o.backend === 'cpu' || o.backend === 'cuda' || o.backend === 'webgpu' ? o.backend : 'wasm';
-  // the wasm kernels are assembled here from the same text `archc build` ships (wabt loads only then)
-  const wasmKernels = backend === 'wasm' ? await (await import('../codegen/wasm/assemble.ts')).wasmKernelVariants() : undefined;
-  const wasmProgram = backend === 'wasm' ? await (await import('../codegen/wasm/program.ts')).wasmProgram(program) : undefined;
+  const backend = (o.backend ?? 'wasm') as Backend;
+  // what the backend's build target makes (the same a package ships), in this process
+  const made = await (await import('../codegen/targets.ts')).buildTarget(backend)?.inProcess(program, { cudaArchs: archList(o.cudaArch) }) ?? {};
   // the runtime (with the tokenizer) and cli-progress load only in the commands that run a model
   const { Model } = await import('../runtime/model.ts');
   const cliProgress = progress && process.stderr.isTTY ? (await import('cli-progress')).default : undefined;
@@ -115,11 +115,7 @@ async function loadModel(file: string, o: CommonOpts & { weights: string; allowE
       allowExtra: o.allowExtra,
       checkWeights: o.checkWeights,
       backend,
-      wasmKernels,
-      wasmProgram,
-      // the kernels, compiled (and cached) once the driver has found a device
-      cuda: { kernels: async () => { const b = await import('../codegen/cuda/build.ts'); return b.buildKernels(await b.buildCuda(program, { archs: archList(o.cudaArch) })); } },
-      ...(backend === 'webgpu' ? { wgsl: (await import('../codegen/wgsl/render.ts')).renderProgram(program) } : {}),
+      ...made,
       onProgress: (done, _total, tensor) => bar?.update(done, { tensor }),
     });
   } finally {
@@ -137,16 +133,13 @@ export function registerRunCommands(p: Command): void {
       const t0 = performance.now();
       // ts-morph (TypeScript) takes a third of a second to load: only `build` needs it.
       checkReplaceable(resolve(o.out), 'package', o.force ?? false); // before the work, not after
-      const { buildPackage } = await import('../codegen/package.ts');
+      const { buildPackage, packageParts } = await import('../codegen/package.ts');
       const compiled = await compileFor(file, o);
       const program = compiled.program;
       const ctx = compiled.graph.params.context;
       const stats = computeStats(compiled.graph, typeof ctx === 'number' ? ctx : 4096, 1);
-      const wasmKernels = await (await import('../codegen/wasm/assemble.ts')).wasmKernelVariants();
-      const wasmProgram = await (await import('../codegen/wasm/program.ts')).wasmProgram(program);
-      const { buildCuda } = await import('../codegen/cuda/build.ts');
-      const cuda = await buildCuda(program, { archs: archList(o.cudaArch) });
-      const r = buildPackage({ graph: compiled.graph, program, stats, source: file, packageName: o.name, wasmKernels, wasmProgram, cuda }, o.out, { force: o.force });
+      const targets = await packageParts(program, { cudaArchs: archList(o.cudaArch) });
+      const r = buildPackage({ graph: compiled.graph, program, stats, source: file, packageName: o.name, targets }, o.out, { force: o.force });
       const rep = programReport(program, { prefillTokens: 4096, decodeBatch: 8, context: typeof ctx === 'number' ? ctx : 4096 });
       const d = rep.dispatches, m = rep.memory;
       const layers = Object.entries(d.perLayer).map(([k, n]) => `${n} per ${k} layer`).join(', ');
@@ -154,8 +147,7 @@ export function registerRunCommands(p: Command): void {
         + `  kernels: ${d.decode} per decode step (${layers}, ${d.outsideLayers} outside the layers), ${d.prefill} per prefill\n`
         + `  memory: arena ${mib(m.arenaBytesByEntry.prefill)} for a ${m.prefillTokens}-token prefill, ${mib(m.arenaBytesByEntry.decode)} for a decode batch of ${m.decodeBatch}; `
         + `${mib(m.stateBytesPerSlot)} of state per sequence slot (context ${m.context})\n`
-        + `  cuda: ${cuda.kernels.length} kernels from ${cuda.report.sources} sources (.cu); ${cuda.report.nvcc === null ? 'no nvcc, NVRTC compiles them at load'
-          : `${cuda.report.compiled} modules compiled, ${cuda.report.cached} cached for ${cuda.report.archs.join(', ')} in ${(cuda.report.compileMs / 1000).toFixed(1)} s`}\n`);
+        + [...targets.values()].flatMap((t) => (t.summary ? [`  ${t.summary}\n`] : [])).join(''));
     });
 
   withPreset(withCommon(p.command('init-weights <file>').description('write a random checkpoint in Hugging Face layout (config.json + safetensors)')))
@@ -190,7 +182,7 @@ export function registerRunCommands(p: Command): void {
     .option('--out <file>', 'write float32 logits [tokens, vocab] as .npy')
     .option('--allow-extra', 'accept checkpoint tensors the model does not use')
     .option('--no-check-weights', 'load weights holding NaN or infinities')
-    .addOption(new Option('--backend <backend>', 'where to run (webgpu: Dawn; without a GPU set VK_ICD_FILENAMES to SwiftShader\'s ICD)').choices(['wasm', 'cpu', 'webgpu', 'cuda']).default('wasm'))
+    .addOption(new Option('--backend <backend>', 'where to run (webgpu: Dawn; without a GPU set VK_ICD_FILENAMES to SwiftShader\'s ICD)').choices(BACKEND_NAMES).default('wasm'))
     .option('--cuda-arch <archs>', 'backend cuda: architectures to compile the kernels for where nvcc exists (else NVRTC at load)', 'sm_80,sm_90')
     .action(async (file: string, o: CommonOpts & { weights: string; ids: string; positions?: string; step?: boolean; loss?: boolean; out?: string; allowExtra?: boolean; checkWeights?: boolean }) => {
       const seqs = parseIdLists(o.ids, '--ids');
@@ -246,7 +238,7 @@ export function registerRunCommands(p: Command): void {
     .option('--stop <ids>', 'stop token ids, comma-separated')
     .option('--allow-extra', 'accept checkpoint tensors the model does not use')
     .option('--no-check-weights', 'load weights holding NaN or infinities')
-    .addOption(new Option('--backend <backend>', 'where to run (webgpu: Dawn; without a GPU set VK_ICD_FILENAMES to SwiftShader\'s ICD)').choices(['wasm', 'cpu', 'webgpu', 'cuda']).default('wasm'))
+    .addOption(new Option('--backend <backend>', 'where to run (webgpu: Dawn; without a GPU set VK_ICD_FILENAMES to SwiftShader\'s ICD)').choices(BACKEND_NAMES).default('wasm'))
     .option('--cuda-arch <archs>', 'backend cuda: architectures to compile the kernels for where nvcc exists (else NVRTC at load)', 'sm_80,sm_90')
     .action(async (file: string, o: CommonOpts & Record<string, string | undefined> & { weights: string; set: string[]; checkWeights?: boolean }) => {
       if (o.prompt === undefined && o.ids === undefined) usage('arguments', 'missing --prompt TEXT (or --ids 1,2,3 when the checkpoint has no tokenizer)');

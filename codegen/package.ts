@@ -14,8 +14,10 @@ import { checkProgramJson, graphToJson } from '../compiler/schema.ts';
 import type { Stats } from '../compiler/stats.ts';
 import { programReport } from '../compiler/kernel/report.ts';
 import type { Program } from '../runtime/program.ts';
-import { type CudaBuild, cudaManifest } from './cuda/build.ts';
-import { renderProgram } from './wgsl/render.ts';
+import { type Backend, RUN_TARGETS } from '../runtime/targets.ts';
+import { literal } from './literal.ts';
+import type { BuildOptions, PackagePart } from './targets.ts';
+import { BUILD_TARGETS } from './targets.ts';
 
 const RUNTIME_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'runtime');
 const ROOT_PACKAGE = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'package.json');
@@ -28,13 +30,9 @@ export interface BuildInput {
   readonly source: string;
   /** npm package name; default `archc-model-<model name>`. */
   readonly packageName?: string;
-  /** The `wasm` backend's assembled kernel modules (codegen/wasm/: its variants, the fused
-   *  multiply-add one first), shipped in src/kernels.ts. */
-  readonly wasmKernels?: readonly Uint8Array[];
-  /** The program's own wasm module (codegen/wasm/program.ts), shipped beside them in src/kernels.ts. */
-  readonly wasmProgram?: Uint8Array;
-  /** The CUDA kernels (`.cu` sources, and cubins where nvcc compiled them). */
-  readonly cuda?: CudaBuild;
+  /** What each build target ships (codegen/targets.ts), in BUILD_TARGETS order; a package runs on
+   *  these backends and on `cpu`. */
+  readonly targets?: ReadonlyMap<Backend, PackagePart>;
 }
 
 export interface BuildResult {
@@ -78,9 +76,10 @@ function writePackage(input: BuildInput, dir: string): void {
   });
   project.addSourceFilesAtPaths(join(src, 'runtime', '**', '*.ts'));
   generateModelFile(project.createSourceFile(join(src, 'model.ts'), '', { overwrite: true }), input);
-  generateWgslFile(project.createSourceFile(join(src, 'wgsl.ts'), '', { overwrite: true }), input);
   generateIndexFile(project.createSourceFile(join(src, 'index.ts'), '', { overwrite: true }), input);
-  if (input.wasmKernels) generateKernelsFile(project.createSourceFile(join(src, 'kernels.ts'), '', { overwrite: true }), input.wasmKernels, input.wasmProgram);
+  for (const part of parts(input).values()) {
+    for (const [file, text] of part.sources) project.createSourceFile(join(src, file), text, { overwrite: true });
+  }
   project.saveSync();
 
   const diagnostics = project.getPreEmitDiagnostics().filter((d) => d.getCategory() === ts.DiagnosticCategory.Error);
@@ -94,43 +93,32 @@ function writePackage(input: BuildInput, dir: string): void {
   writeFileSync(join(dir, 'package.json'), JSON.stringify(packageJson(name, input), null, 2) + '\n');
   writeFileSync(join(dir, 'graph.json'), graphToJson(input.graph));
   writeFileSync(join(dir, 'README.md'), readme(name, input));
-  if (input.cuda) writeCuda(dir, input.cuda);
+  for (const part of parts(input).values()) {
+    for (const [path, bytes] of part.files) {
+      mkdirSync(dirname(join(dir, path)), { recursive: true });
+      writeFileSync(join(dir, path), bytes);
+    }
+  }
   writeFileSync(join(dir, 'build-report.json'), JSON.stringify(report(input, Date.now() - started), null, 2) + '\n');
 }
 
-/** cuda/: each distinct kernel source once (kernels/<id>.cu), the compiled modules, and the
- *  manifest (runtime/cuda/kernels.ts: each entry's kernels by name and id, the modules). */
-function writeCuda(dir: string, cuda: CudaBuild): void {
-  for (const k of cuda.kernels) {
-    mkdirSync(dirname(join(dir, k.path)), { recursive: true });
-    writeFileSync(join(dir, k.path), k.source);
-  }
-  for (const [path, bytes] of cuda.modules) {
-    mkdirSync(dirname(join(dir, path)), { recursive: true });
-    writeFileSync(join(dir, path), bytes);
-  }
-  writeFileSync(join(dir, 'cuda', 'manifest.json'), JSON.stringify(cudaManifest(cuda), null, 2) + '\n');
+/** Every build target's part of a package (BUILD_TARGETS order): what `archc build` passes to buildPackage. */
+export async function packageParts(program: Program, opts: BuildOptions): Promise<Map<Backend, PackagePart>> {
+  const out = new Map<Backend, PackagePart>();
+  for (const t of BUILD_TARGETS) out.set(t.name, await t.package(program, opts));
+  return out;
+}
+
+function parts(input: BuildInput): ReadonlyMap<Backend, PackagePart> {
+  return input.targets ?? new Map();
+}
+
+/** The backends a package runs on: its build targets', then the reference engine. */
+function backends(input: BuildInput): Backend[] {
+  return [...parts(input).keys(), 'cpu'];
 }
 
 // ---- generated TypeScript ------------------------------------------------------------------
-
-/** A TypeScript literal for plain data (JSON plus Infinity and NaN). */
-function literal(v: unknown, indent = ''): string {
-  if (typeof v === 'number') return Number.isFinite(v) ? String(v) : Number.isNaN(v) ? 'NaN' : v > 0 ? 'Infinity' : '-Infinity';
-  if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'undefined';
-  if (Array.isArray(v)) {
-    if (v.every((x) => typeof x !== 'object' || x === null)) return `[${v.map((x) => literal(x)).join(', ')}]`;
-    const inner = indent + '  ';
-    return `[\n${v.map((x) => inner + literal(x, inner)).join(',\n')},\n${indent}]`;
-  }
-  const entries = Object.entries(v as Record<string, unknown>).filter(([, x]) => x !== undefined);
-  if (entries.length === 0) return '{}';
-  const inner = indent + '  ';
-  const key = (k: string) => (/^[A-Za-z_$][\w$]*$/.test(k) ? k : JSON.stringify(k));
-  const flat = entries.every(([, x]) => typeof x !== 'object' || x === null || (Array.isArray(x) && x.every((y) => typeof y !== 'object')));
-  if (flat && entries.length <= 8) return `{ ${entries.map(([k, x]) => `${key(k)}: ${literal(x)}`).join(', ')} }`;
-  return `{\n${entries.map(([k, x]) => `${inner}${key(k)}: ${literal(x, inner)}`).join(',\n')},\n${indent}}`;
-}
 
 function generateModelFile(file: SourceFile, input: BuildInput): void {
   const { graph, program } = input;
@@ -170,24 +158,9 @@ function generateModelFile(file: SourceFile, input: BuildInput): void {
   });
 }
 
-/** The program's WGSL (codegen/wgsl), imported only when a model loads on WebGPU. */
-function generateWgslFile(file: SourceFile, input: BuildInput): void {
-  const wgsl = renderProgram(input.program);
-  const passes = Object.values(wgsl.profiles).flatMap((p) => Object.values(p)).reduce((n, e) => n + e.kernels.reduce((m, k) => m + k.passes.length, 0), 0);
-  file.addStatements(`// Generated by archc from ${basename(input.source)}: the WGSL of model ${input.graph.model}. Do not edit.`);
-  file.addImportDeclaration({ isTypeOnly: true, moduleSpecifier: './runtime/webgpu/shaders.ts', namedImports: ['WgslProgram'] });
-  file.addVariableStatement({
-    isExported: true,
-    declarationKind: VariableDeclarationKind.Const,
-    docs: [`Every kernel of every entry as WGSL compute shaders for GPUs and for CPU adapters (${passes} passes), with bindings and workgroup counts: one binding per buffer, as rendered at build time; the backend re-specialises the passes that bind a buffer larger than the device's binding at load (runtime/webgpu/split.ts).`],
-    declarations: [{ name: 'WGSL', type: 'WgslProgram', initializer: literal(wgsl) }],
-  });
-}
-
 function generateIndexFile(file: SourceFile, input: BuildInput): void {
   const model = input.graph.model;
   file.addStatements(`// Generated by archc: the ${model} model package entry point. Do not edit.`);
-  if (input.wasmKernels) file.addImportDeclaration({ moduleSpecifier: './kernels.ts', namedImports: ['wasmKernelBytes', ...(input.wasmProgram ? ['wasmProgramBytes'] : [])] });
   file.addImportDeclaration({ moduleSpecifier: './model.ts', namedImports: ['PROGRAM'] });
   file.addImportDeclaration({ moduleSpecifier: './runtime/model.ts', namedImports: [{ name: 'Model', alias: 'RuntimeModel' }, 'type LoadOptions'] });
   file.addExportDeclaration({ moduleSpecifier: './model.ts', namedExports: ['PARAMS', 'WEIGHTS', 'PROGRAM', 'type WeightInfo'] });
@@ -206,14 +179,10 @@ function generateIndexFile(file: SourceFile, input: BuildInput): void {
     parameters: [{ name: 'dir', type: 'string' }, { name: 'options', type: 'LoadOptions', initializer: '{}' }],
     returnType: 'Promise<RuntimeModel>',
     statements: [
-      `const wgsl = options.wgsl ?? (options.backend === 'webgpu' ? (await import('./wgsl.ts')).WGSL : undefined);`,
-      ...(input.wasmKernels
-        ? [`const wasmKernels = (options.backend ?? 'wasm') === 'wasm' && !options.wasmKernels ? wasmKernelBytes() : options.wasmKernels;`,
-          ...(input.wasmProgram
-            ? [`const wasmProgram = (options.backend ?? 'wasm') === 'wasm' && !options.wasmProgram ? wasmProgramBytes() : options.wasmProgram;`,
-              'return RuntimeModel.loadProgram(PROGRAM, dir, { ...options, wgsl, wasmKernels, wasmProgram });']
-            : ['return RuntimeModel.loadProgram(PROGRAM, dir, { ...options, wgsl, wasmKernels });'])]
-        : ['return RuntimeModel.loadProgram(PROGRAM, dir, { ...options, wgsl });']),
+      // the default: the first backend the package runs on (wasm when it ships its kernels)
+      `const backend = options.backend ?? ${JSON.stringify(backends(input)[0])};`,
+      // each build target hands its part of the package to its backend (codegen/targets.ts)
+      `return RuntimeModel.loadProgram(PROGRAM, dir, { ...options, backend${[...parts(input).values()].flatMap((p) => Object.entries(p.load)).map(([f, e]) => `, ${f}: ${e}`).join('')} });`,
     ],
   });
   file.addVariableStatement({
@@ -221,25 +190,6 @@ function generateIndexFile(file: SourceFile, input: BuildInput): void {
     declarationKind: VariableDeclarationKind.Const,
     docs: ['`Model.load(dir, { backend })`'],
     declarations: [{ name: 'Model', initializer: '{ load } as const' }],
-  });
-}
-
-/** src/kernels.ts: the wasm backend's module variants, assembled at build, as base64 (no file to
- *  locate at run time); the runtime runs the first the engine accepts. Beside them the program's own
- *  module, if built. */
-function generateKernelsFile(file: SourceFile, variants: readonly Uint8Array[], program?: Uint8Array): void {
-  file.addStatements(`// Generated by archc: the wasm backend's kernel modules (${variants.map((b) => b.length).join(' and ')} bytes: fused multiply-add, then plain SIMD; from codegen/wasm/kernels.ts). Do not edit.`);
-  file.addVariableStatement({ declarationKind: VariableDeclarationKind.Const, declarations: [{ name: 'BASE64', initializer: `[\n${variants.map((b) => `  ${JSON.stringify(Buffer.from(b).toString('base64'))},\n`).join('')}]` }] });
-  file.addFunction({
-    isExported: true, name: 'wasmKernelBytes', returnType: 'Uint8Array[]',
-    statements: 'return BASE64.map((s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0)));',
-  });
-  if (!program) return;
-  // the program's own kernels (codegen/wasm/program.ts), sizes as constants
-  file.addVariableStatement({ declarationKind: VariableDeclarationKind.Const, declarations: [{ name: 'PROGRAM_BASE64', initializer: JSON.stringify(Buffer.from(program).toString('base64')) }] });
-  file.addFunction({
-    isExported: true, name: 'wasmProgramBytes', returnType: 'Uint8Array',
-    statements: 'return Uint8Array.from(atob(PROGRAM_BASE64), (c) => c.charCodeAt(0));',
   });
 }
 
@@ -258,6 +208,8 @@ function nodeModules(): string[] {
 
 function packageJson(name: string, input: BuildInput): object {
   const root = JSON.parse(readText(ROOT_PACKAGE)) as { version: string; dependencies: Record<string, string> };
+  const optional = [...new Set([...parts(input).values()].flatMap((p) => p.optionalDependencies ?? []))];
+  const fail = (msg: string): never => { throw new InternalError(msg); };
   return {
     name,
     version: '0.1.0',
@@ -266,11 +218,11 @@ function packageJson(name: string, input: BuildInput): object {
     main: './dist/index.js',
     types: './dist/index.d.ts',
     exports: { '.': { types: './dist/index.d.ts', default: './dist/index.js' }, './graph.json': './graph.json' },
-    files: ['dist', 'src', 'graph.json', 'build-report.json', 'README.md', ...(input.cuda ? ['cuda'] : [])],
+    files: ['dist', 'src', 'graph.json', 'build-report.json', 'README.md', ...new Set([...parts(input).values()].flatMap((p) => [...p.files.keys()].map((f) => f.split('/')[0]!)))],
     engines: { node: '>=20' },
     dependencies: { '@huggingface/tokenizers': root.dependencies['@huggingface/tokenizers'] },
     // the cuda backend's FFI to the driver, only loaded by backend 'cuda'
-    ...(input.cuda ? { optionalDependencies: { koffi: root.dependencies.koffi } } : {}),
+    ...(optional.length ? { optionalDependencies: Object.fromEntries(optional.map((d) => [d, root.dependencies[d] ?? fail(`archc has no dependency ${d}`)])) } : {}),
     // WebGPU in Node comes from the `webgpu` package (Dawn), installed by whoever wants it; browsers
     // have navigator.gpu, and their bundlers leave Node's modules out (the `browser` map)
     peerDependencies: { webgpu: root.dependencies.webgpu },
@@ -334,9 +286,10 @@ self.onmessage = async ({ data: prompt }) => {
 };
 \`\`\`
 
-Load options: \`backend\` (\`'wasm'\`, the default when the package ships its kernels: WebAssembly SIMD
-products, SSD and attention; \`'cpu'\`: the reference engine; \`'webgpu'\`; \`'cuda'\` on an NVIDIA GPU), \`threads\` (threads for the products; default \`ARCHC_THREADS\`, else the
-cores, at most 8; in a browser \`navigator.hardwareConcurrency\`, at most 8), \`capacity\` (tokens a sequence may hold; default the model's context), \`allowExtra\`, \`onProgress\`.
+Load options: \`backend\`, where the kernels run (the first is the default):
+${backends(input).map((b) => `- \`'${b}'\`: ${RUN_TARGETS.find((t) => t.name === b)!.about}`).join('\n')}
+
+and \`threads\` (threads for the products; default \`ARCHC_THREADS\`, else the cores, at most 8; in a browser \`navigator.hardwareConcurrency\`, at most 8), \`capacity\` (tokens a sequence may hold; default the model's context), \`allowExtra\`, \`onProgress\`.
 
 Sampling options: \`temperature\`, \`topK\`, \`topP\`, \`minP\`, \`repetitionPenalty\`, \`seed\`, \`stop\` (token ids),
 \`stopStrings\`, \`maxTokens\`. \`forward({ ids, labels })\` also returns the causal-LM \`loss\`.
@@ -366,8 +319,8 @@ function report(input: BuildInput, ms: number): object {
     kernels: r.kernels,
     states: input.program.states.length,
     stats: input.stats,
-    backends: [...(input.wasmKernels ? ['wasm'] : []), 'cpu', 'webgpu', ...(input.cuda ? ['cuda'] : [])],
-    ...(input.cuda ? { cuda: { ...input.cuda.report, kernels: input.cuda.kernels.length } } : {}),
+    backends: backends(input),
+    targets: Object.fromEntries([...parts(input)].map(([t, p]) => [t, p.report])),
     buildMs: ms,
   };
 }

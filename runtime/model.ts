@@ -2,10 +2,8 @@
 // program, then runs packed prefill, decode with the hybrid cache, loss, and streaming generation.
 
 import { join } from 'node:path';
-import type { Backend as KernelBackend, StatePool } from './backend.ts';
-import { CpuBackend } from './cpu/backend.ts';
+import type { StatePool } from './backend.ts';
 import type { CudaLoadOptions } from './cuda/backend.ts';
-import { defaultThreads, linearPool } from './cpu/pool.ts';
 import { type SequenceState, positionsFor, runBatch, runBatchAsync, seqsFromCuSeqlens, seqsFromPositions, seqsFromSeqIdx } from './engine.ts';
 import { RuntimeError } from './errors.ts';
 import { type CheckpointFiles, type TensorSource, fetchCheckpoint, isUrl } from './fetch.ts';
@@ -18,18 +16,17 @@ import { type Tensor, bf16ToF32, f16ToF32 } from './tensor.ts';
 import { createRng } from './rng.ts';
 import { checkShapes, openCheckpoint } from './safetensors.ts';
 import { type SamplingOptions, sampleToken, validateSampling } from './sampling.ts';
+import { type Backend, type LoadableBackend, defaultBackend, runTarget } from './targets.ts';
 import { type Tokenizer, loadTokenizer } from './tokenizer.ts';
 import type { WebGpuOptions } from './webgpu/backend.ts';
 import type { WgslProgram } from './webgpu/shaders.ts';
 
 /** A backend a model can load its weights into. */
-type LoadableBackend = KernelBackend & { complete(): boolean };
 
-/** Where the kernels run: `cpu` (the reference engine), `wasm` (its matrix products, SSD and
- *  attention as WebAssembly SIMD kernels), `webgpu` (Dawn in Node, navigator.gpu in a browser) or
- *  `cuda` (an NVIDIA GPU through its driver). A GPU's results are read asynchronously: on `webgpu`
- *  use the async methods (forwardAsync, stepAsync, prefillAsync, decodeAsync; generate is async). */
-export type Backend = 'cpu' | 'wasm' | 'webgpu' | 'cuda';
+/** Where the kernels run: one of the run targets (runtime/targets.ts). A GPU's results are read
+ *  asynchronously: on `webgpu` use the async methods (forwardAsync, stepAsync, prefillAsync,
+ *  decodeAsync; generate is async). */
+export type { Backend };
 
 export interface LoadOptions {
   /** Where to run: `wasm` (matrix products, SSD and attention in WebAssembly SIMD) or `cpu` (the
@@ -129,14 +126,12 @@ export class Model {
   /** Loads `dir` (config.json, model.safetensors or its index, tokenizer.json) for `program`: a
    *  directory in Node, a URL (fetched, tensor by tensor) in a browser or when it starts with http(s)://. */
   static async loadProgram(program: Program, dir: string, opts: LoadOptions = {}): Promise<Model> {
-    const kind = opts.backend ?? (opts.wasmKernels ? 'wasm' : 'cpu');
-    if (!BACKENDS.includes(kind)) throw new RuntimeError('RT303', [`backend ${kind}`, `this package runs on: ${BACKENDS.join(', ')}`]);
-    if (kind === 'webgpu' && !opts.wgsl) throw new RuntimeError('RT303', ['backend webgpu without the program\'s WGSL', 'pass LoadOptions.wgsl (the package\'s WGSL)']);
+    const target = runTarget(opts.backend ?? defaultBackend(opts));
     const files = isUrl(dir) || !onNode() ? await fetchCheckpoint(dir) : nodeCheckpoint(dir);
     checkConfig(program, files.config, files.configPath);
     const ckpt = await files.tensors();
     try {
-      const backend = await openBackend(program, kind, opts);
+      const backend = await target.open(program, opts);
       try {
         await loadWeights(program, ckpt, opts, backend);
       } catch (e) {
@@ -385,23 +380,6 @@ export class Model {
   }
 }
 
-function threadsOf(opts: LoadOptions): number {
-  const threads = opts.threads ?? defaultThreads();
-  if (!Number.isInteger(threads) || threads < 1) throw new RuntimeError('RT303', [`threads ${threads}`, 'give a positive integer']);
-  return threads;
-}
-
-function cpuBackend(program: Program, opts: LoadOptions): CpuBackend {
-  const threads = threadsOf(opts);
-  return new CpuBackend(program, threads > 1 ? linearPool(threads) : undefined);
-}
-
-/** The WebGPU backend, loaded only when asked for (a CPU user never loads Dawn). */
-async function openWebGpu(program: Program, wgsl: WgslProgram, opts?: WebGpuOptions): Promise<LoadableBackend> {
-  const { createWebGpuBackend } = await import('./webgpu/backend.ts');
-  return createWebGpuBackend(program, wgsl, opts);
-}
-
 /** The config.json values the program was built for must be the checkpoint's. */
 function checkConfig(program: Program, config: HfConfig, file: string): void {
   const problems: string[] = [];
@@ -429,20 +407,6 @@ function sameValue(a: unknown, b: unknown): boolean {
   if (typeof a === 'number' && typeof b === 'number') return a === b || (Number.isNaN(a) && Number.isNaN(b));
   if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((x, i) => sameValue(x, b[i]));
   return a === b;
-}
-
-const BACKENDS: readonly Backend[] = ['cpu', 'wasm', 'webgpu', 'cuda'];
-
-/** The backend a model runs on; the GPU and wasm ones load only when asked for (a CPU user never
- *  loads Dawn, the CUDA driver or worker threads for wasm). */
-async function openBackend(program: Program, kind: Backend, opts: LoadOptions): Promise<LoadableBackend> {
-  if (kind === 'webgpu') return openWebGpu(program, opts.wgsl!, { ...(opts.capacity !== undefined ? { capacity: opts.capacity } : {}), ...opts.webgpu });
-  if (kind === 'cuda') return (await import('./cuda/backend.ts')).openCudaBackend(program, opts.cuda);
-  if (kind === 'cpu') return cpuBackend(program, opts);
-  if (!opts.wasmKernels) throw new RuntimeError('RT303', ['backend wasm without its kernel module', 'pass wasmKernels (written by archc build)']);
-  const { openWasmBackend } = await import('./wasm/backend.ts');
-  // the default thread count is the wasm backend's own (a browser's cores); fewer where this thread cannot wait for workers
-  return openWasmBackend(program, opts.wasmKernels, opts.threads === undefined ? undefined : threadsOf(opts), opts.wasmProgram);
 }
 
 /** A checkpoint directory on this machine (Node). */

@@ -2,27 +2,71 @@
 // made by raising the number here in the same change.
 
 import { readFileSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { OPS } from '../../compiler/ops.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
-const lines = (dir: string): number => readdirSync(join(ROOT, dir), { withFileTypes: true, recursive: true })
+const SOURCE_DIRS = ['dsl', 'compiler', 'codegen', 'runtime', 'cli'];
+/** Every .ts file of the source folders, relative to the root. */
+const files = (dirs = SOURCE_DIRS): string[] => dirs.flatMap((d) => readdirSync(join(ROOT, d), { withFileTypes: true, recursive: true })
   .filter((e) => e.isFile() && e.name.endsWith('.ts'))
-  .reduce((n, e) => n + readFileSync(join(e.parentPath, e.name), 'utf8').split('\n').length, 0);
+  .map((e) => relative(ROOT, join(e.parentPath, e.name))));
+const fileLines = (f: string): number => readFileSync(join(ROOT, f), 'utf8').split('\n').length;
+const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLines(f), 0);
+
+/** Lines per top-level source folder. Raising one is a decision, made here with its reason:
+ *  compiler 2200 -> 3600: the op records moved here from runtime/ (with their lowerings), and the kernel IR
+ *  (compiler/kernel/: lowering, nine fusion rules, memory plan, printer, report); 3600 -> 3900: the limits
+ *  of hostile input in one table (compiler/limits.ts) and presets; 4000 -> 3700: the target records moved
+ *  to codegen/ with their schedules. */
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1600, compiler: 3700, codegen: 4000, runtime: 8300, cli: 800 };
+/** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
+const FILE_CAP = 500;
+const LONG_FILES: Readonly<Record<string, number>> = {
+  'compiler/instantiate.ts': 881,
+  'codegen/wasm/program.ts': 883,
+  'codegen/wgsl/render.ts': 786,
+  'codegen/wgsl/templates.ts': 695,
+  'runtime/safetensors.ts': 761,
+  'runtime/webgpu/backend.ts': 622,
+};
+/** Where the targets are listed: the run targets and the build targets. */
+const REGISTRIES = ['runtime/targets.ts', 'codegen/targets.ts'];
 
 describe('size budget', () => {
   it('counts primitives and lines', () => {
-    const counts = { ops: OPS.length, compiler: lines('compiler'), dsl: lines('dsl'), runtime: lines('runtime'), codegen: lines('codegen') };
+    const counts = { ops: OPS.length, ...Object.fromEntries(Object.keys(BUDGETS).map((d) => [d, lines(d)])) };
     console.log(`size: ${JSON.stringify(counts)}`);
     // 20 = the 18 that Bamba, Llama and Mamba-2 need, plus layernorm and gelu for the GPT-2 family.
     expect(counts.ops).toBeLessThanOrEqual(20);
-    // 2200 -> 3600: the op records moved here from runtime/ (with their lowerings), and the kernel IR
-    // (compiler/kernel/: lowering, nine fusion rules, memory plan, schedule, printer, report) arrived
-    // 3600 -> 3900: the limits of hostile input in one table (compiler/limits.ts) and presets
-    // 3900 -> 4000: target records for WebGPU's CPU-adapter shape and the fused multiply-add wasm module
-    expect(counts.compiler).toBeLessThanOrEqual(4000);
-    expect(counts.dsl).toBeLessThanOrEqual(1600);
+    for (const [dir, budget] of Object.entries(BUDGETS)) expect(lines(dir), `lines of ${dir}/ (budget ${budget})`).toBeLessThanOrEqual(budget);
+  });
+
+  it(`keeps every source file under ${FILE_CAP} lines, but the named ones, which only shrink`, () => {
+    const over = files().filter((f) => fileLines(f) > FILE_CAP);
+    expect(over.filter((f) => !(f in LONG_FILES)), `files over ${FILE_CAP} lines`).toEqual([]);
+    for (const [f, cap] of Object.entries(LONG_FILES)) {
+      expect(fileLines(f), `${f}: over its cap`).toBeLessThanOrEqual(cap);
+      // a file back under the cap leaves the list; one that shrank lowers its number
+      expect(fileLines(f), `${f} is under ${FILE_CAP} lines now: remove it from LONG_FILES`).toBeGreaterThan(FILE_CAP);
+      expect(cap - fileLines(f), `${f} shrank: lower its cap in LONG_FILES`).toBeLessThan(50);
+    }
+  });
+});
+
+describe('the target wing', () => {
+  const text = (f: string) => readFileSync(join(ROOT, f), 'utf8');
+  it('lists the targets only in the two registries', () => {
+    // an array or a condition naming two backends is a list of targets
+    const list = /'(cpu|wasm|webgpu|cuda)'.*'(cpu|wasm|webgpu|cuda)'/;
+    const found = files().filter((f) => !REGISTRIES.includes(f)).flatMap((f) => text(f).split('\n').map((l, i) => [`${f}:${i + 1}`, l] as const))
+      .filter(([, l]) => list.test(l) && !l.trimStart().startsWith('//') && !l.trimStart().startsWith('*'));
+    expect(found.map(([at, l]) => `${at}: ${l.trim()}`)).toEqual([]);
+  });
+
+  it('keeps schedules out of the kernel program', () => {
+    expect(text('runtime/program.ts')).not.toMatch(/schedule/);
   });
 });
 

@@ -1,0 +1,86 @@
+// The run targets: every backend a model can run on, listed once, each with how it opens. Model.load's
+// `backend` option, the CLI's --backend choices and the package README iterate this list; what a
+// target ships in a package is its build-target record (codegen/targets.ts). A backend's code loads
+// only when it is opened (a CPU user never loads Dawn, the CUDA driver or wasm worker threads), so
+// this module imports nothing but types.
+
+import type { Backend as KernelBackend } from './backend.ts';
+import { RuntimeError } from './errors.ts';
+import type { LoadOptions } from './model.ts';
+import type { Program } from './program.ts';
+
+/** A backend as Model.load uses it: the kernel interface, and whether every weight was made. */
+export type LoadableBackend = KernelBackend & { complete(): boolean };
+
+export interface RunTarget {
+  readonly name: string;
+  /** One line for --help and the docs. */
+  readonly about: string;
+  /** Whether Model.load picks it when no backend is named (the first that says yes). */
+  byDefault(opts: LoadOptions): boolean;
+  open(program: Program, opts: LoadOptions): Promise<LoadableBackend>;
+}
+
+export const RUN_TARGETS = [
+  {
+    name: 'wasm',
+    about: 'matrix products, SSD and attention as WebAssembly SIMD kernels on worker threads (the default)',
+    byDefault: (opts) => opts.wasmKernels !== undefined,
+    async open(program, opts) {
+      if (!opts.wasmKernels) throw new RuntimeError('RT303', ['backend wasm without its kernel module', 'pass wasmKernels (written by archc build)']);
+      const { openWasmBackend } = await import('./wasm/backend.ts');
+      // the default thread count is the wasm backend's own (a browser's cores); fewer where this thread cannot wait for workers
+      return openWasmBackend(program, opts.wasmKernels, opts.threads === undefined ? undefined : checkedThreads(opts.threads), opts.wasmProgram);
+    },
+  },
+  {
+    name: 'cpu',
+    about: 'the reference engine (TypeScript; products split across worker threads)',
+    byDefault: () => true,
+    async open(program, opts) {
+      const [{ CpuBackend }, { defaultThreads, linearPool }] = await Promise.all([import('./cpu/backend.ts'), import('./cpu/pool.ts')]);
+      const threads = checkedThreads(opts.threads ?? defaultThreads());
+      return new CpuBackend(program, threads > 1 ? linearPool(threads) : undefined);
+    },
+  },
+  {
+    name: 'webgpu',
+    about: 'WGSL kernels through WebGPU: Dawn in Node (the `webgpu` package), navigator.gpu in a browser',
+    byDefault: () => false,
+    async open(program, opts) {
+      if (!opts.wgsl) throw new RuntimeError('RT303', ['backend webgpu without the program\'s WGSL', 'pass LoadOptions.wgsl (the package\'s WGSL)']);
+      const { createWebGpuBackend } = await import('./webgpu/backend.ts');
+      return createWebGpuBackend(program, opts.wgsl, { ...(opts.capacity !== undefined ? { capacity: opts.capacity } : {}), ...opts.webgpu });
+    },
+  },
+  {
+    name: 'cuda',
+    about: 'CUDA kernels on an NVIDIA GPU through its driver (libcuda, via koffi)',
+    byDefault: () => false,
+    async open(program, opts) {
+      return (await import('./cuda/backend.ts')).openCudaBackend(program, opts.cuda);
+    },
+  },
+] as const satisfies readonly RunTarget[];
+
+/** Where the kernels run (see RUN_TARGETS). */
+export type Backend = (typeof RUN_TARGETS)[number]['name'];
+
+export const BACKEND_NAMES: readonly Backend[] = RUN_TARGETS.map((t) => t.name);
+
+/** The backend Model.load runs on when none is named. */
+export function defaultBackend(opts: LoadOptions): Backend {
+  return RUN_TARGETS.find((t) => t.byDefault(opts))!.name;
+}
+
+export function runTarget(name: string): RunTarget {
+  const t = RUN_TARGETS.find((r) => r.name === name);
+  if (!t) throw new RuntimeError('RT303', [`backend ${name}`, `this package runs on: ${BACKEND_NAMES.join(', ')}`]);
+  return t;
+}
+
+/** A thread count asked for, checked. */
+export function checkedThreads(threads: number): number {
+  if (!Number.isInteger(threads) || threads < 1) throw new RuntimeError('RT303', [`threads ${threads}`, 'give a positive integer']);
+  return threads;
+}
