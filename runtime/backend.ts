@@ -5,7 +5,7 @@
 
 import type { SeqSlice } from './cpu/seq.ts';
 import type { Entry, EntryName, Kernel, Program, ProgramWeight, View } from './program.ts';
-import type { Tensor } from './tensor.ts';
+import type { HostWeight, QuantDType } from './quant.ts';
 
 /** One run of an entry: a packed batch of sequences, each in its own state slot. */
 export interface RunBatch {
@@ -59,9 +59,13 @@ export interface Backend {
   readonly name: string;
   /** Threads its kernels run on, where it uses several (the calling thread counts; absent: 1). */
   readonly threads?: number;
-  /** Takes one checkpoint tensor (in its stored dtype); derived weights are made as soon as their
-   *  parts are in, and parts no kernel reads are then dropped. */
-  uploadWeight(w: ProgramWeight, t: Tensor): void;
+  /** Quantised weight formats it reads (runtime/quant.ts); a model is never loaded with quantised
+   *  weights onto a backend that does not list their format (RT171), so none falls back silently. */
+  readonly quantFormats?: readonly QuantDType[];
+  /** Takes one checkpoint tensor (in its stored dtype, or quantised where `quantFormats` lists its
+   *  format); derived weights are made as soon as their parts are in, and parts no kernel reads
+   *  are then dropped. */
+  uploadWeight(w: ProgramWeight, t: HostWeight): void;
   createStatePool(capacity: number): StatePool;
   begin(entry: Entry, batch: RunBatch, pool: StatePool): Invocation;
   /** Frees what the backend holds (worker threads, device memory). */

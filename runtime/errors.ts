@@ -48,6 +48,14 @@ export const RUNTIME_MESSAGES = {
   RT163: '{0}: unexpected tensor {1} (shape {2})',
   RT164: '{0}: checkpoint does not match the model ({1} problems):\n{2}',
   RT165: '{0}: tensor {1} is stored as {2}, an integer dtype; the model reads it as a float weight',
+  // 17x: quantised weights (runtime/quant.ts, quantplan.ts, quantckpt.ts)
+  RT170: 'quantize override {0}: {1}',
+  RT171: 'the {0} backend does not read {1} weights yet; run with --backend cpu (or load without quantising)',
+  RT172: '{0}: quantization_config{1} = {2} is not supported: {3}',
+  RT173: '{0}: tensor {1}: {2}',
+  RT174: 'quantize option {0}: expected {1}',
+  RT175: '{0} holds weights quantised already ({1}); load it without --quantize',
+  RT176: 'tensor {0} cannot be quantised to {1}: {2}; keep it as stored with --keep {0}=none',
   // 2xx: config.json
   RT200: 'cannot read config {0}: {1}',
   RT201: '{0}:{1}:{2}: invalid JSON: {3}',

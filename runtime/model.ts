@@ -12,6 +12,9 @@ import { RUNTIME_LIMITS } from './limits.ts';
 import { probePath } from './paths.ts';
 import { causalLmLoss } from './loss.ts';
 import type { EntryName, Program } from './program.ts';
+import { type HostWeight, type QuantDType, quantize } from './quant.ts';
+import { packedBits, packedSource } from './quantckpt.ts';
+import { type QuantPlan, type QuantizeOption, planQuant } from './quantplan.ts';
 import { type Tensor, bf16ToF32, f16ToF32 } from './tensor.ts';
 import { createRng } from './rng.ts';
 import { checkShapes, openCheckpoint } from './safetensors.ts';
@@ -60,6 +63,18 @@ export interface LoadOptions {
   readonly wasmProgram?: Uint8Array | WebAssembly.Module;
   /** backend 'cuda': where the kernels, the driver and the device come from. */
   readonly cuda?: CudaLoadOptions;
+  /** Quantise the products' and embeddings' weights as they stream in (runtime/quant.ts, the
+   *  choice of weights runtime/quantplan.ts): `'q8'`, `'q4'`, or a default with per-tensor
+   *  overrides. A checkpoint quantised already (compressed-tensors pack-quantized) loads as it is. */
+  readonly quantize?: QuantizeOption;
+}
+
+/** What a load quantised: each weight's format, and the candidates kept as stored (with why). */
+export interface QuantReport {
+  readonly formats: ReadonlyMap<string, QuantDType>;
+  readonly kept: QuantPlan['kept'];
+  /** True when the checkpoint held the codes already. */
+  readonly prequantized: boolean;
 }
 
 export interface ForwardInput {
@@ -119,6 +134,8 @@ export class Model {
     /** The checkpoint directory (or URL) it was loaded from. */
     readonly dir: string,
     private readonly tokenizerPath: string,
+    /** The quantised weights, or null when every weight is as stored. */
+    readonly quantization: QuantReport | null = null,
   ) {
     this.pool = backend.createStatePool(capacity);
   }
@@ -129,11 +146,31 @@ export class Model {
     const target = runTarget(opts.backend ?? defaultBackend(opts));
     const files = isUrl(dir) || !onNode() ? await fetchCheckpoint(dir) : nodeCheckpoint(dir);
     checkConfig(program, files.config, files.configPath);
-    const ckpt = await files.tensors();
+    const raw = await files.tensors();
+    let ckpt: TensorSource = raw;
     try {
+      const bits = packedBits(files.config, files.configPath);
+      const packed = bits ? await packedSource(raw, bits) : null;
+      if (packed && opts.quantize !== undefined) throw new RuntimeError('RT175', [dir, [...new Set(packed.formats.values())].join(', ')]);
+      if (packed) ckpt = packed.source;
+      const plan: QuantPlan = packed ? { formats: packed.formats, kept: [] }
+        : opts.quantize !== undefined ? planQuant(program, opts.quantize, (n) => ckpt.tensors.get(n)?.shape ?? [])
+        : { formats: new Map(), kept: [] };
       const backend = await target.open(program, opts);
       try {
-        await loadWeights(program, ckpt, opts, backend);
+        const refused = [...new Set(plan.formats.values())].find((f) => !backend.quantFormats?.includes(f));
+        if (refused) throw new RuntimeError('RT171', [backend.name, refused]);
+        const read = async (name: string): Promise<HostWeight> => {
+          if (packed?.formats.has(name)) return packed.readQuant(name);
+          const t = await ckpt.read(name);
+          if (opts.checkWeights ?? true) checkFinite(t, ckpt.tensors.get(name)?.file ?? ckpt.path, name);
+          const f = plan.formats.get(name);
+          if (!f) return t;
+          const q = quantize(t, f);
+          if ('reason' in q) throw new RuntimeError('RT176', [name, f, q.reason], { tensor: name });
+          return q.q;
+        };
+        await loadWeights(program, ckpt, read, opts, backend, new Set(plan.formats.keys()));
       } catch (e) {
         backend.dispose();
         throw e;
@@ -143,7 +180,8 @@ export class Model {
       const capacity = opts.capacity ?? (typeof ctx === 'number' ? ctx : 4096);
       if (!Number.isInteger(capacity) || capacity < 1) throw new RuntimeError('RT303', [`capacity ${capacity}`, 'give a positive integer']);
       const vocab = program.outputs.logits ?? fail('the program has no logits output');
-      return new Model(program, files.config, tokenizer, backend, capacity, vocab, dir, files.path('tokenizer.json'));
+      const quantization = plan.formats.size || plan.kept.length ? { ...plan, prequantized: !!packed } : null;
+      return new Model(program, files.config, tokenizer, backend, capacity, vocab, dir, files.path('tokenizer.json'), quantization);
     } finally {
       ckpt.close();
     }
@@ -425,12 +463,13 @@ function onNode(): boolean {
   return typeof process !== 'undefined' && typeof process.versions?.node === 'string';
 }
 
-async function loadWeights(program: Program, ckpt: TensorSource, opts: LoadOptions, backend: LoadableBackend): Promise<void> {
+async function loadWeights(program: Program, ckpt: TensorSource, read: (name: string) => Promise<HostWeight>, opts: LoadOptions,
+  backend: LoadableBackend, quantised: ReadonlySet<string>): Promise<void> {
   const problems = checkShapes(ckpt, program.weights.map((w) => ({ name: w.name, shape: w.shape })), { allowExtra: opts.allowExtra });
   // Every weight of a program is read as floating point: integers are a wrong checkpoint.
   for (const w of program.weights) {
     const got = ckpt.tensors.get(w.name);
-    if (got?.dtype === 'i32') problems.push(new RuntimeError('RT165', [ckpt.path, w.name, got.fileDtype], { file: ckpt.path, tensor: w.name }));
+    if (got?.dtype === 'i32' && !quantised.has(w.name)) problems.push(new RuntimeError('RT165', [ckpt.path, w.name, got.fileDtype], { file: ckpt.path, tensor: w.name }));
   }
   if (problems.length === 1) throw problems[0]!;
   if (problems.length > 1) {
@@ -440,9 +479,7 @@ async function loadWeights(program: Program, ckpt: TensorSource, opts: LoadOptio
     throw new RuntimeError('RT164', [ckpt.path, problems.length, list.join('\n')], { file: ckpt.path, problems });
   }
   for (const [i, w] of program.weights.entries()) {
-    const t = await ckpt.read(w.name);
-    if (opts.checkWeights ?? true) checkFinite(t, ckpt.tensors.get(w.name)?.file ?? ckpt.path, w.name);
-    backend.uploadWeight(w, t);
+    backend.uploadWeight(w, await read(w.name));
     opts.onProgress?.(i + 1, program.weights.length, w.name);
   }
   if (!backend.complete()) fail('some weights the kernels read were not made at load');

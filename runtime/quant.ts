@@ -39,6 +39,13 @@ export interface QuantTensor {
   readonly scales: Uint16Array;
 }
 
+/** A weight as a backend receives it: a float tensor as stored, or quantised. */
+export type HostWeight = Tensor | QuantTensor;
+
+export function isQuant(w: HostWeight): w is QuantTensor {
+  return w.dtype === 'q8' || w.dtype === 'q4';
+}
+
 /** A tensor quantised, or the reason it stays as stored. */
 export type QuantResult = { readonly q: QuantTensor } | { readonly reason: string };
 

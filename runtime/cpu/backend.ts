@@ -7,6 +7,7 @@ import { type Backend, type Invocation, type RunBatch, type StatePool, viewColum
 import { compileExpr, exprLeaves } from '../expr.ts';
 import type { DerivedWeight, Entry, Family, Kernel, Operand, Program, ProgramBuffer, ProgramWeight, View } from '../program.ts';
 import { slotLayout, weightsRead } from '../program.ts';
+import { type HostWeight, type QuantDType, concatQuant, dequantizeRows, isQuant } from '../quant.ts';
 import { type Tensor, toF32 } from '../tensor.ts';
 import { CPU_FAMILIES, type Ctx, type Impl } from './families.ts';
 import { linear } from './linear.ts';
@@ -19,7 +20,9 @@ export const SPLIT_COLUMNS_FROM = 1 << 14;
 
 export class CpuBackend implements Backend {
   readonly name: string = 'cpu';
-  private readonly weights = new Map<string, Tensor>();
+  /** The reference products and embedding read both formats exactly per runtime/quant.ts. */
+  readonly quantFormats: readonly QuantDType[] = ['q8', 'q4'];
+  private readonly weights = new Map<string, HostWeight>();
   private readonly widened = new Map<string, Float32Array>();
   /** Weights the kernels read (the rest are only parts of derived weights). */
   private readonly read: Set<string>;
@@ -43,7 +46,7 @@ export class CpuBackend implements Backend {
     return this.pool?.threads ?? 1;
   }
 
-  uploadWeight(w: ProgramWeight, t: Tensor): void {
+  uploadWeight(w: ProgramWeight, t: HostWeight): void {
     this.store(w.name, t);
     // derived weights whose parts are all in; then drop parts nothing else needs
     const ready = this.pending.filter((d) => parts(d).every((p) => this.weights.has(p)));
@@ -69,15 +72,22 @@ export class CpuBackend implements Backend {
   }
 
   /** Keeps a weight (a subclass may place matrices elsewhere and keep a stand-in). */
-  protected store(name: string, t: Tensor): void {
+  protected store(name: string, t: HostWeight): void {
     this.weights.set(name, this.pool && this.matrices.has(name) && t.shape.length === 2 ? this.pool.share(t) : t);
   }
 
-  private derive(d: DerivedWeight): Tensor {
+  private derive(d: DerivedWeight): HostWeight {
     if (d.from.kind === 'concat') {
+      const qs = d.from.parts.map((p) => this.weights.get(p)!);
+      // quantised parts (one format: the load plan gives a merged product's parts one) are
+      // concatenated as codes and scales, rows after rows
+      if (qs.some(isQuant)) {
+        if (!qs.every((q) => isQuant(q) && q.dtype === qs[0]!.dtype)) fail(`parts of ${d.name} mix quantised and other weights`);
+        return concatQuant(qs.filter(isQuant));
+      }
       // the parts as stored (a checkpoint may hold another dtype than the program declares); parts
       // of mixed dtypes are widened to f32
-      const ts = d.from.parts.map((p) => this.weights.get(p)!);
+      const ts = qs as Tensor[];
       const dtype = ts.every((t) => t.dtype === ts[0]!.dtype) ? ts[0]!.dtype : 'f32';
       const n = ts.reduce((a, t) => a + t.data.length, 0);
       const data = dtype === 'f32' ? new Float32Array(n) : new Uint16Array(n);
@@ -95,21 +105,28 @@ export class CpuBackend implements Backend {
     return { dtype: 'f32', shape: d.shape, data };
   }
 
+  /** A float weight as stored (a quantised one is read through `weight`). */
   tensor(name: string): Tensor {
+    const t = this.weight(name);
+    return isQuant(t) ? fail(`weight ${name} is ${t.dtype}, read where only float weights are`) : t;
+  }
+
+  /** A weight as stored: float, or quantised (products and embeddings). */
+  weight(name: string): HostWeight {
     return this.weights.get(name) ?? fail(`weight ${name} was not loaded`);
   }
 
   f32(name: string): Float32Array {
     let w = this.widened.get(name);
     if (!w) {
-      const t = this.tensor(name);
-      w = t.dtype === 'f32' ? (t.data as Float32Array) : toF32(t);
+      const t = this.weight(name);
+      w = isQuant(t) ? dequantizeRows(t, 0, t.shape[0]) : t.dtype === 'f32' ? (t.data as Float32Array) : toF32(t);
       this.widened.set(name, w);
     }
     return w;
   }
 
-  linear(x: Float32Array, rows: number, K: number, w: Tensor, b: Tensor | null, split: boolean): Float32Array {
+  linear(x: Float32Array, rows: number, K: number, w: HostWeight, b: Tensor | null, split: boolean): Float32Array {
     return split && this.pool ? this.pool.linear(x, rows, K, w, b) : linear(x, rows, K, w, b);
   }
 
@@ -206,6 +223,10 @@ class CpuInvocation implements Invocation, Ctx {
     return this.backend.tensor(name);
   }
 
+  weight(name: string): HostWeight {
+    return this.backend.weight(name);
+  }
+
   f32(name: string): Float32Array {
     return this.backend.f32(name);
   }
@@ -219,7 +240,7 @@ class CpuInvocation implements Invocation, Ctx {
     else for (let r = 0; r < rows; r++) this.arena.set(data.subarray(r * v.width, (r + 1) * v.width), base + r * b.width + v.col);
   }
 
-  linear(k: Kernel, x: Float32Array, rows: number, K: number, w: Tensor, b: Tensor | null): Float32Array {
+  linear(k: Kernel, x: Float32Array, rows: number, K: number, w: HostWeight, b: Tensor | null): Float32Array {
     return this.backend.linear(x, rows, K, w, b, k.sizes.K! * k.sizes.N! >= SPLIT_COLUMNS_FROM);
   }
 

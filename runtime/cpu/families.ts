@@ -6,6 +6,7 @@
 
 import { type ExprEnv, compileExpr } from '../expr.ts';
 import type { Epilogue, Family, Kernel, View } from '../program.ts';
+import type { HostWeight } from '../quant.ts';
 import type { Tensor } from '../tensor.ts';
 import { attention, rope } from './attention.ts';
 import { causalConv1d } from './conv.ts';
@@ -27,11 +28,13 @@ export interface Ctx {
   operand(k: Kernel, name: string): Float32Array;
   /** A weight as stored (f32, f16 or bf16). */
   tensor(name: string): Tensor;
+  /** A product's or embedding's weight as stored: a float tensor or quantised (q8, q4). */
+  weight(name: string): HostWeight;
   /** A weight widened to f32 (cached). */
   f32(name: string): Float32Array;
   write(v: View, data: Float32Array): void;
   /** y = x·Wᵀ + b over `rows` rows (the thread pool's product where the schedule splits it). */
-  linear(k: Kernel, x: Float32Array, rows: number, K: number, w: Tensor, b: Tensor | null): Float32Array;
+  linear(k: Kernel, x: Float32Array, rows: number, K: number, w: HostWeight, b: Tensor | null): Float32Array;
   /** Per-sequence state `index` of each sequence of the batch. */
   states(index: number): Float32Array[];
   /** The KV cache `index` of each sequence, positioned after its earlier tokens. */
@@ -127,15 +130,16 @@ const matmul: Impl = (k, c) => {
     else x = rmsnormGated(x, z!, rows, K, c.f32(p.weight), p.eps, p.groups | 0);
   }
   const b = k.inputs.b ? c.tensor((k.inputs.b as { weight: string }).weight) : null;
-  const w = c.tensor((k.inputs.w as { weight: string }).weight);
-  const acc = k.attrs.transposed ? linearIn(x, rows, K, w, b) : c.linear(k, x, rows, K, w, b);
+  const acc = k.attrs.transposed
+    ? linearIn(x, rows, K, c.tensor((k.inputs.w as { weight: string }).weight), b)
+    : c.linear(k, x, rows, K, c.weight((k.inputs.w as { weight: string }).weight), b);
   c.write(k.outputs.y!, epilogue(k, c, acc, rows, N));
 };
 
 const embeddingImpl: Impl = (k, c) => {
   const ids = k.inputs.ids!;
   if (!('input' in ids)) throw new Error(`archc runtime: ${k.name} looks up rows by a computed value; only token ids and positions can index`);
-  const y = embedding(ids.input === 'tokens' ? c.tokens : c.positions, c.tensor((k.inputs.w as { weight: string }).weight));
+  const y = embedding(ids.input === 'tokens' ? c.tokens : c.positions, c.weight((k.inputs.w as { weight: string }).weight));
   c.write(k.outputs.y!, epilogue(k, c, y, c.T, k.sizes.D!));
 };
 

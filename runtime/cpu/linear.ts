@@ -1,5 +1,7 @@
-// Dense projection y = x·Wᵀ + b (the CPU hot loop) and embedding lookup, for f32/f16/bf16 weights.
+// Dense projection y = x·Wᵀ + b (the CPU hot loop) and embedding lookup, for f32/f16/bf16 weights
+// and the q8/q4 group formats (runtime/quant.ts: rows dequantised exactly as its definition says).
 
+import { type HostWeight, type QuantTensor, dequantizeRows, isQuant } from '../quant.ts';
 import { f16ToF32, readF32, type Tensor } from '../tensor.ts';
 import { checkLen } from './seq.ts';
 
@@ -17,28 +19,33 @@ function f16Lut(): Float32Array {
  * y[t, n] = sum_k x[t, k] * W[n, k] + bias[n].  x: [T, K] f32; W: [N, K] f32, f16 or bf16;
  * bias: [N] or null. Returns y: [T, N] f32 (written into `out` when given, which must hold T*N).
  */
-export function linear(x: Float32Array, T: number, K: number, w: Tensor, bias: Tensor | null, out?: Float32Array): Float32Array {
+export function linear(x: Float32Array, T: number, K: number, w: HostWeight, bias: Tensor | null, out?: Float32Array): Float32Array {
   const N = checkLinear(x, T, K, w, bias);
   const y = out ?? new Float32Array(T * N);
   checkLen('linear', 'out', y, T * N);
   const bv = bias ? readF32(bias, 0, N, new Float32Array(N)) : null;
-  linearRows(x, T, K, w.data as Float32Array | Uint16Array, WEIGHT_CODE[w.dtype], w.dtype === 'f16' ? f16Lut() : null, bv, y, N, 0, N);
+  const q = isQuant(w);
+  linearRows(x, T, K, q ? w.codes : w.data as Float32Array | Uint16Array, WEIGHT_CODE[w.dtype], w.dtype === 'f16' || q ? f16Lut() : null, bv, y, N, 0, N, q ? w.scales : null);
   return y;
 }
 
 /** Checks the operands of `linear`; returns N. */
-export function checkLinear(x: Float32Array, T: number, K: number, w: Tensor, bias: Tensor | null): number {
+export function checkLinear(x: Float32Array, T: number, K: number, w: HostWeight, bias: Tensor | null): number {
   if (w.shape.length !== 2 || w.shape[1] !== K) throw new RangeError(`linear: weight shape [${w.shape}] does not match K=${K}`);
   if (w.dtype === 'i32') throw new RangeError('linear: weight dtype i32 is not a float type');
   const N = w.shape[0];
   checkLen('linear', 'x', x, T * K);
-  checkLen('linear', 'weight', w.data, N * K);
+  if (isQuant(w)) {
+    checkLen('linear', 'weight codes', w.codes, w.dtype === 'q8' ? N * K : (N * K) / 2);
+    checkLen('linear', 'weight scales', w.scales, (N * K) / 32);
+  } else checkLen('linear', 'weight', w.data, N * K);
   if (bias) checkLen('linear', 'bias', bias.data, N);
   return N;
 }
 
-/** How `linearRows` reads W: 0 f32, 1 bf16 bits, 2 f16 bits (through the lookup table). */
-export const WEIGHT_CODE = { f32: 0, bf16: 1, f16: 2, i32: -1 } as const;
+/** How `linearRows` reads W: 0 f32, 1 bf16 bits, 2 f16 bits (through the lookup table), 3 q8 and
+ *  4 q4 codes (their f16 scales through the lookup table). */
+export const WEIGHT_CODE = { f32: 0, bf16: 1, f16: 2, q8: 3, q4: 4, i32: -1 } as const;
 
 /** The f16 -> f32 lookup table `linearRows` needs for f16 weights. */
 export { f16Lut };
@@ -53,8 +60,8 @@ export { f16Lut };
  * output rows into a scratch and then reused over all T rows. Sums, bias included, run in double
  * (JS numbers) and are rounded to f32 once, on store.
  */
-export function linearRows(x: Float32Array, T: number, K: number, wData: Float32Array | Uint16Array, wCode: number,
-  lut: Float32Array | null, bias: Float32Array | null, y: Float32Array, N: number, n0: number, n1: number): void {
+export function linearRows(x: Float32Array, T: number, K: number, wData: Float32Array | Uint16Array | Int8Array | Uint8Array, wCode: number,
+  lut: Float32Array | null, bias: Float32Array | null, y: Float32Array, N: number, n0: number, n1: number, scales: Uint16Array | null = null): void {
   const scratch = wCode !== 0 ? new Float32Array(2 * K) : null;
   const scratchBits = scratch ? new Uint32Array(scratch.buffer) : null;
   const T4 = T - (T % 4);
@@ -63,7 +70,28 @@ export function linearRows(x: Float32Array, T: number, K: number, wData: Float32
     let W: Float32Array;
     let wa: number;
     let wb: number;
-    if (scratch) {
+    if (scratch && wCode >= 3) {
+      // q8/q4: value = code · f16(scale), groups of 32 along K (runtime/quant.ts; 32 written out
+      // here because this function's source text runs alone in the worker threads)
+      const G = K >> 5;
+      for (let r = 0; r < (pair ? 2 : 1); r++) {
+        for (let g = 0; g < G; g++) {
+          const s = lut![scales![(n + r) * G + g]];
+          const at = (n + r) * K + g * 32, o = r * K + g * 32;
+          if (wCode === 3) for (let i = 0; i < 32; i++) scratch[o + i] = wData[at + i] * s;
+          else {
+            for (let i = 0; i < 32; i += 2) {
+              const b = wData[(at + i) >> 1];
+              scratch[o + i] = ((b & 15) - 8) * s;
+              scratch[o + i + 1] = ((b >> 4) - 8) * s;
+            }
+          }
+        }
+      }
+      W = scratch;
+      wa = 0;
+      wb = pair ? K : 0;
+    } else if (scratch) {
       const src = wData as Uint16Array;
       const off = n * K;
       const count = (pair ? 2 : 1) * K;
@@ -151,8 +179,8 @@ export function linearIn(x: Float32Array, T: number, K: number, w: Tensor, bias:
   return Float32Array.from(acc);
 }
 
-/** out[t, :] = W[ids[t], :] widened to f32.  ids: [T]; W: [V, D]. Returns [T, D]. */
-export function embedding(ids: Int32Array, w: Tensor): Float32Array {
+/** out[t, :] = W[ids[t], :] widened (or dequantised) to f32.  ids: [T]; W: [V, D]. Returns [T, D]. */
+export function embedding(ids: Int32Array, w: HostWeight): Float32Array {
   if (w.shape.length !== 2) throw new RangeError(`embedding: weight shape [${w.shape}] is not [V, D]`);
   if (w.dtype === 'i32') throw new RangeError('embedding: weight dtype i32 is not a float type');
   const [V, D] = w.shape;
@@ -160,7 +188,8 @@ export function embedding(ids: Int32Array, w: Tensor): Float32Array {
   for (let t = 0; t < ids.length; t++) {
     const id = ids[t];
     if (id < 0 || id >= V) throw new RangeError(`embedding: token id ${id} at row ${t} is out of range for a vocabulary of ${V}`);
-    readF32(w, id * D, D, out, t * D);
+    if (isQuant(w)) dequantizeRows(w as QuantTensor, id, 1, out, t * D);
+    else readF32(w, id * D, D, out, t * D);
   }
   return out;
 }

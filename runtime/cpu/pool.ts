@@ -5,6 +5,7 @@
 
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
+import { type HostWeight, isQuant } from '../quant.ts';
 import { readF32, type Tensor } from '../tensor.ts';
 import { WEIGHT_CODE, checkLinear, f16Lut, linearRows } from './linear.ts';
 
@@ -20,13 +21,13 @@ const weights = new Map();
 let x, y, bias, lut, ctl;
 parentPort.on('message', (m) => {
   if (m.type === 'init') { ({ x, y, bias, lut, ctl } = m); return; }
-  if (m.type === 'weight') { weights.set(m.id, m.data); return; }
+  if (m.type === 'weight') { weights.set(m.id, m); return; }
   if (m.type === 'drop') { weights.delete(m.id); return; }
   const w = weights.get(m.id);
   const xs = new Float32Array(x, 0, m.T * m.K);
   const ys = new Float32Array(y, 0, m.T * m.N);
   const bs = m.bias ? new Float32Array(bias, 0, m.N) : null;
-  linearRows(xs, m.T, m.K, w, m.code, m.code === 2 ? new Float32Array(lut) : null, bs, ys, m.N, m.n0, m.n1);
+  linearRows(xs, m.T, m.K, w.data, m.code, m.code >= 2 ? new Float32Array(lut) : null, bs, ys, m.N, m.n0, m.n1, w.scales);
   Atomics.add(ctl, 0, 1);
   Atomics.notify(ctl, 0);
 });`;
@@ -72,36 +73,42 @@ export class LinearPool {
   }
 
   /** A copy of `t` in shared memory, registered with every worker; use it in place of `t`. */
-  share(t: Tensor): Tensor {
-    const src = t.data;
-    const sab = new SharedArrayBuffer(src.byteLength);
-    const data = new (src.constructor as Float32ArrayConstructor)(sab) as typeof src;
-    data.set(src as never);
+  share<W extends HostWeight>(t: W): W {
+    const shared = <A extends ArrayBufferView>(src: A): A => {
+      const data = new (src.constructor as new (b: SharedArrayBuffer) => A)(new SharedArrayBuffer(src.byteLength));
+      (data as unknown as Uint8Array).set(src as unknown as Uint8Array);
+      return data;
+    };
+    const data = shared(isQuant(t) ? t.codes : t.data);
+    const scales = isQuant(t) ? shared(t.scales) : null;
     const id = this.nextId++;
     this.ids.set(data, id);
-    for (const w of this.workers) w.postMessage({ type: 'weight', id, data });
-    return { dtype: t.dtype, shape: t.shape, data };
+    for (const w of this.workers) w.postMessage({ type: 'weight', id, data, scales });
+    return (isQuant(t) ? { ...t, codes: data, scales } : { ...t, data }) as W;
   }
 
   /** Forgets shared weights (when their model is dropped). */
-  release(tensors: Iterable<Tensor>): void {
+  release(tensors: Iterable<HostWeight>): void {
     for (const t of tensors) {
-      const id = this.ids.get(t.data);
+      const id = this.ids.get(isQuant(t) ? t.codes : t.data);
       if (id === undefined) continue;
       for (const w of this.workers) w.postMessage({ type: 'drop', id });
     }
   }
 
   /** `linear` (runtime/cpu/linear.ts), its columns split across the threads when it is large enough. */
-  linear(x: Float32Array, T: number, K: number, w: Tensor, bias: Tensor | null): Float32Array {
+  linear(x: Float32Array, T: number, K: number, w: HostWeight, bias: Tensor | null): Float32Array {
     const N = checkLinear(x, T, K, w, bias);
-    const id = this.ids.get(w.data);
+    const q = isQuant(w);
+    const wData = q ? w.codes : w.data as Float32Array | Uint16Array;
+    const scales = q ? w.scales : null;
+    const id = this.ids.get(wData);
     const code = WEIGHT_CODE[w.dtype];
     const bv = bias ? readF32(bias, 0, N, new Float32Array(N)) : null;
-    const lut = w.dtype === 'f16' ? new Float32Array(this.lut) : null;
+    const lut = w.dtype === 'f16' || q ? new Float32Array(this.lut) : null;
     if (id === undefined || this.workers.length === 0 || T * K * N < this.minWork) {
       const y = new Float32Array(T * N);
-      linearRows(x, T, K, w.data as Float32Array | Uint16Array, code, lut, bv, y, N, 0, N);
+      linearRows(x, T, K, wData, code, lut, bv, y, N, 0, N, scales);
       return y;
     }
     this.reserve(T, K, N);
@@ -120,7 +127,7 @@ export class LinearPool {
       this.workers[p - 1]!.postMessage({ type: 'job', id, T, K, N, n0, n1, code, bias: !!bv });
       sent++;
     }
-    linearRows(xs, T, K, w.data as Float32Array | Uint16Array, code, lut, bv, ys, N, 0, Math.min(N, step));
+    linearRows(xs, T, K, wData, code, lut, bv, ys, N, 0, Math.min(N, step), scales);
     for (let done = Atomics.load(this.ctl, 0); done < sent; done = Atomics.load(this.ctl, 0)) Atomics.wait(this.ctl, 0, done);
     return ys.slice();
   }

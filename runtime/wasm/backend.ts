@@ -15,6 +15,7 @@ import { CpuBackend } from '../cpu/backend.ts';
 import { CPU_FAMILIES, type Ctx, type Impl } from '../cpu/families.ts';
 import { exprLeaves } from '../expr.ts';
 import { type Entry, type Family, type Kernel, type Program, type View, isView, weightsRead } from '../program.ts';
+import type { QuantDType } from '../quant.ts';
 import { readF32, type Tensor } from '../tensor.ts';
 import { type PackedWeight, WasmKernels } from './kernels.ts';
 import { wasmModule } from './module.ts';
@@ -58,6 +59,8 @@ export async function openWasmBackend(program: Program, kernels: Uint8Array | We
 
 export class WasmBackend extends CpuBackend {
   override readonly name: string = 'wasm';
+  /** No q8/q4 kernels yet: a model with quantised weights is refused at load (RT171). */
+  override readonly quantFormats: readonly QuantDType[] = [];
   private readonly kernels: WasmKernels;
   /** Weights read as a matmul's `w` ([N, K]); those read by nothing else keep no host copy. */
   private readonly products = new Set<string>();
