@@ -3,6 +3,7 @@
 import Ajv from 'ajv';
 import { InternalError } from '../dsl/diagnostics.ts';
 import type { Graph } from './ir.ts';
+import { FAMILY_NAMES } from '../runtime/families.ts';
 
 const dim = { anyOf: [{ type: 'integer', minimum: 0 }, { const: 'T' }] };
 const attr = { anyOf: [{ type: 'number' }, { type: 'boolean' }, { type: 'string' }, { type: 'array' }, { type: 'null' }] };
@@ -160,7 +161,7 @@ const kernel = {
   required: ['name', 'family', 'sizes', 'inputs', 'outputs', 'attrs', 'fused', 'source'],
   properties: {
     name: { type: 'string' },
-    family: { enum: ['embedding', 'matmul', 'norm', 'elementwise', 'copy', 'gather_last', 'rope', 'conv', 'conv_step', 'ssd', 'ssd_step', 'attention', 'attention_decode'] },
+    family: { enum: FAMILY_NAMES },
     sizes: { type: 'object', additionalProperties: { type: 'integer', minimum: 1 } },
     inputs: { type: 'object', additionalProperties: operand },
     outputs: { type: 'object', minProperties: 1, additionalProperties: view },

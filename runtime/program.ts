@@ -10,6 +10,7 @@
 // sequences S) are known at run time.
 
 import { exprLeaves } from './expr.ts';
+import type { Family } from './families.ts';
 import type { DType } from './tensor.ts';
 
 export type StateKind = 'kv' | 'conv' | 'ssm';
@@ -75,9 +76,8 @@ export type Epilogue =
   | { readonly kind: 'conv_step'; readonly col: number; readonly channels: number; readonly taps: number; readonly weight: string;
       readonly bias?: string; readonly state: number; readonly post?: Expr };
 
-export type Family =
-  | 'embedding' | 'matmul' | 'norm' | 'elementwise' | 'copy' | 'gather_last' | 'rope'
-  | 'conv' | 'conv_step' | 'ssd' | 'ssd_step' | 'attention' | 'attention_decode';
+/** A kernel family: its record (size names, operand slots, attributes, state, stages) is in families.ts. */
+export type { Family };
 
 export interface Kernel {
   /** Unique in its entry, from the scope that emitted it, e.g. `model.layers.3.mamba.in_proj`. */

@@ -1,12 +1,13 @@
 // Checks one entry's kernels at the pipeline's boundaries (after lowering, after the kernel passes,
 // and in tests after every rule): views inside their buffers, every activation written before it
-// is read, weights and states that exist, fused stages only where the family applies them.
+// is read, weights and states that exist, and the kernel's shape as its family's record has it
+// (runtime/families.ts: sizes, operand slots and kinds, attributes, state, stages).
 
 import { InternalError } from '../../dsl/diagnostics.ts';
 import { exprLeaves } from '../../runtime/expr.ts';
 import type { Expr, Kernel, View } from '../../runtime/program.ts';
 import type { Lowered } from './lower.ts';
-import { EPILOGUE_FAMILIES } from './rules/epilogue.ts';
+import { familyProblems } from '../../runtime/families.ts';
 
 export function verifyKernels(l: Lowered, weights: ReadonlySet<string>, states: number, after: string): void {
   const problems: string[] = [];
@@ -27,6 +28,7 @@ export function verifyKernels(l: Lowered, weights: ReadonlySet<string>, states: 
     }
   };
   l.kernels.forEach((k) => {
+    for (const p of familyProblems(k, (o) => ('buf' in (o as object) ? 'view' : 'weight' in (o as object) ? 'weight' : 'input'))) problems.push(`${k.name}: ${p}`);
     for (const [n, v] of Object.entries(k.sizes)) if (!Number.isInteger(v) || v < 1) problems.push(`${k.name}: size ${n} = ${v}`);
     for (const [n, o] of Object.entries(k.inputs)) {
       if ('buf' in o) {
@@ -39,12 +41,10 @@ export function verifyKernels(l: Lowered, weights: ReadonlySet<string>, states: 
       expr(k, e);
     }
     if (k.body) expr(k, k.body);
-    if (k.prologue && k.family !== 'matmul') problems.push(`${k.name}: a ${k.family} kernel has a prologue`);
     for (const p of k.prologue ?? []) {
       if (p.kind !== 'gather_last') weight(k, p.weight);
       if (p.kind === 'layernorm' && p.bias) weight(k, p.bias);
     }
-    if (k.epilogue && !EPILOGUE_FAMILIES.has(k.family)) problems.push(`${k.name}: a ${k.family} kernel has an epilogue`);
     for (const e of k.epilogue ?? []) {
       if (e.kind === 'map') expr(k, e.body);
       if (e.kind === 'conv_step') {

@@ -6,11 +6,12 @@
 
 import { substituteX, mapExpr } from '../../../runtime/expr.ts';
 import type { Expr, Family, Kernel, Operand } from '../../../runtime/program.ts';
+import { FAMILIES, FAMILY_NAMES } from '../../../runtime/families.ts';
 import type { Lowered } from '../lower.ts';
 import { type Index, type Rule, flatProduct, merged, readersOf, soleWriter } from '../rewrite.ts';
 
-/** Families whose kernels apply epilogue stages to their result rows. */
-export const EPILOGUE_FAMILIES: ReadonlySet<Family> = new Set(['matmul', 'conv', 'conv_step', 'embedding']);
+/** Families whose kernels apply epilogue stages to their result rows (their records say so). */
+export const EPILOGUE_FAMILIES: ReadonlySet<Family> = new Set(FAMILY_NAMES.filter((f) => FAMILIES[f].epilogue));
 
 /** The kernel index that first writes `buf` (-1 for none: weights and program inputs). */
 function producedAt(ix: Index, buf: number): number {
