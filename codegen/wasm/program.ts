@@ -13,13 +13,15 @@
 // few ulps; GELU per lane in f64, as the reference computes it); norms, the conv, the SSD step and
 // RoPE in f64 scalar or f64x2 where the reference sums in double, rounded to f32 where it stores;
 // the one-token attention's scores, softmax and weighted values in f64 (f64x2), as the reference.
-// A kernel this file cannot render (a shape of stage it does not know) gets no function and runs on
-// the reference families.
+// Which kernels get functions is runtime/wasm/plan.ts' decision (the backend dispatches by the same
+// plan); the rest run on the reference families.
 
 import { exprLeaves } from '../../runtime/expr.ts';
 import type { Epilogue, Expr, Kernel, Program, View } from '../../runtime/program.ts';
 import { isView } from '../../runtime/program.ts';
 import { exportName, kernelArgs, programHash } from '../../runtime/wasm/program.ts';
+import { InternalError } from '../../dsl/diagnostics.ts';
+import { type Placement, wasmPlan } from '../../runtime/wasm/plan.ts';
 import { assemble } from './assemble.ts';
 import { FIXED_WAT } from './fixed.ts';
 import { Fn, type RowAt, Unsupported, addI, f64lit, get, i32, mapPass, mulI, normPass, ropePass, unsupported } from './wat.ts';
@@ -345,8 +347,10 @@ ${f.loop(h, i32(0), i32(H), head)}`)}`)}`;
 
 // ---- module -----------------------------------------------------------------------------------
 
-/** The functions of one kernel by stage, or none where it is not rendered. */
-function renderKernel(k: Kernel, program: Program, buffers: readonly { width: number; rows: string }[]): Partial<Record<'run' | 'pre' | 'post', Fn & { body: string }>> {
+/** The functions of one kernel by stage: none where the plan (runtime/wasm/plan.ts) places it on
+ *  the reference families; one it places in the module that cannot be rendered is a compiler bug. */
+function renderKernel(k: Kernel, program: Program, buffers: readonly { width: number; rows: string }[], placed: Placement): Partial<Record<'run' | 'pre' | 'post', Fn & { body: string }>> {
+  if (placed.path === 'reference') return {};
   const args = kernelArgs(k);
   const make = (render: (f: Fn) => string) => {
     const f = new Fn(k, args, program, buffers);
@@ -355,9 +359,6 @@ function renderKernel(k: Kernel, program: Program, buffers: readonly { width: nu
   try {
     switch (k.family) {
       case 'matmul': {
-        const w = k.inputs.w;
-        if (k.attrs.transposed || !w || !('weight' in w) || !isView(k.inputs.x!)) return {};
-        if ((k.inputs.x as View).width !== k.sizes.K) return {};
         // post is always there (the runtime skips it where the product can write y itself)
         const pre = k.prologue?.length || k.pre?.x ? make(matmulPre) : undefined;
         return { ...(pre ? { pre } : {}), post: make(matmulPost) };
@@ -371,11 +372,13 @@ function renderKernel(k: Kernel, program: Program, buffers: readonly { width: nu
       // the chunked SSD's operands read through their `pre` (dt's bias, softplus, clamp) into
       // scratch; the rest is the module's fixed ssd.* steps around the products
       case 'ssd': return Object.keys(k.pre ?? {}).length ? { pre: make((f) => materialise(f, ['x', 'dt', 'B', 'C']).parts.join('\n')) } : {};
-      default: return {};
+      // prefill attention is the module's fixed attn.* steps around the products
+      case 'attention': return {};
+      case 'embedding': case 'copy': case 'gather_last': return unsupported(`no ${k.family} family`);
     }
   } catch (e) {
-    if (e instanceof Unsupported) return {};
-    throw e;
+    if (!(e instanceof Unsupported)) throw e;
+    throw new InternalError(`the wasm plan (runtime/wasm/plan.ts) places ${k.name} (${k.family}) in the program module, but it cannot be rendered: ${e.message}`);
   }
 }
 
@@ -387,10 +390,11 @@ export function wasmProgram(program: Program): Promise<Uint8Array> {
 /** The program's module: each distinct function once, exported under every kernel that uses it. */
 export function renderWasmProgram(program: Program): string {
   const funcs = new Map<string, { name: string; exports: string[] }>();
+  const plan = wasmPlan(program);
   for (const [entry, e] of Object.entries(program.entries) as [keyof Program['entries'], Program['entries'][keyof Program['entries']]][]) {
     const buffers = e.buffers.map((b) => ({ width: b.width, rows: b.rows === 'T' ? get('T') : b.rows === 'S' ? get('S') : i32(1) }));
     e.kernels.forEach((k, i) => {
-      for (const [stage, f] of Object.entries(renderKernel(k, program, buffers)) as ['run' | 'pre' | 'post', Fn & { body: string }][]) {
+      for (const [stage, f] of Object.entries(renderKernel(k, program, buffers, plan[entry][i]!)) as ['run' | 'pre' | 'post', Fn & { body: string }][]) {
         const text = f.text('NAME', f.body);
         let fn = funcs.get(text);
         if (!fn) funcs.set(text, (fn = { name: `k${funcs.size}`, exports: [] }));

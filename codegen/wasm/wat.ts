@@ -9,7 +9,8 @@ import type { Expr, Kernel, Program, View } from '../../runtime/program.ts';
 import { isView } from '../../runtime/program.ts';
 import { type Arg, FIXED, scratchPlan } from '../../runtime/wasm/program.ts';
 
-/** Thrown (and caught per kernel) where a kernel has something this renderer does not handle. */
+/** Thrown where a kernel has something this renderer does not handle: runtime/wasm/plan.ts places
+ *  such kernels on the reference families, so one met here is a compiler bug (renderKernel says so). */
 export class Unsupported extends Error {}
 export function unsupported(why: string): never {
   throw new Unsupported(why);

@@ -6,19 +6,21 @@
 // writing y in place. The chunked SSD and prefill attention run as matrix products on the same
 // kernels (runtime/wasm/ssd.ts, attention.ts), the steps between them (the SSD's, and its operands'
 // `pre`; attention's cache append, softmax and division) in the program module over the arena and
-// slots, as is the one-token attention; what is left (embedding, copies, gather_last, and any
-// kernel the module has no function for) runs through the CPU
-// reference implementations (runtime/cpu/families.ts) on the same arena and state slots.
+// slots, as is the one-token attention. Which kernels run there is runtime/wasm/plan.ts' decision (the
+// renderer renders by the same plan); the rest (embedding, copies, gather_last, and kernels the plan
+// gives a reason for) run through the CPU reference implementations (runtime/cpu/families.ts) on the
+// same arena and state slots, listed with their reasons in `fallbacks`.
 
 import type { Invocation, RunBatch, StatePool } from '../backend.ts';
 import { CpuBackend } from '../cpu/backend.ts';
 import { CPU_FAMILIES, type Ctx, type Impl } from '../cpu/families.ts';
 import { exprLeaves } from '../expr.ts';
-import { type Entry, type Family, type Kernel, type Program, type View, isView, weightsRead } from '../program.ts';
+import { type Entry, type EntryName, type Family, type Kernel, type Program, type View, weightsRead } from '../program.ts';
 import { readF32, type Tensor } from '../tensor.ts';
 import { type PackedWeight, WasmKernels } from './kernels.ts';
 import { wasmModule } from './module.ts';
 import { type Arg, Heap, WasmProgram, WasmStatePool, rowsOf } from './program.ts';
+import { type Fallback, NO_MODULE, type Placement, wasmPlan } from './plan.ts';
 import { type At, ssdChunkedAt, ssdChunkedWasm, ssdWorkBytes } from './ssd.ts';
 import { attentionAt, attentionWasm, attentionWorkBytes } from './attention.ts';
 import { RuntimeError } from '../errors.ts';
@@ -64,7 +66,7 @@ export class WasmBackend extends CpuBackend {
   private readonly elsewhere: Set<string>;
   private readonly packed = new WeakMap<Tensor, PackedWeight>();
   /** The chunked SSD and prefill attention as matrix products on the wasm kernels; the rendered
-   *  families through the program module where it has the kernel; the rest as the CPU engine runs them. */
+   *  families through the program module where the plan places the kernel; the rest as the CPU engine runs them. */
   override readonly families: Readonly<Record<Family, Impl>> = {
     ...CPU_FAMILIES, ssd: (k, c) => this.ssd(k, c), attention: (k, c) => this.attention(k, c),
     ...Object.fromEntries((['matmul', 'norm', 'elementwise', 'rope', 'conv', 'conv_step', 'ssd_step', 'attention_decode'] as const)
@@ -72,6 +74,11 @@ export class WasmBackend extends CpuBackend {
   };
   /** The program module (absent: every family but the products runs as the CPU engine's). */
   private readonly prog: WasmProgram | null;
+  /** Each kernel's placement (runtime/wasm/plan.ts: the renderer rendered by the same plan). */
+  private readonly placed = new Map<Kernel, Placement>();
+  /** The kernels that run on a reference path here, and why: the plan's list with the program
+   *  module, every kernel without it (build-report.json lists the former). */
+  readonly fallbacks: readonly Fallback[];
   private readonly heap: Heap;
   private arenaBlock: { at: number; bytes: number } | null = null;
   private scratchBlock: { at: number; bytes: number } | null = null;
@@ -87,6 +94,21 @@ export class WasmBackend extends CpuBackend {
     this.kernels = new WasmKernels(module, threads);
     this.heap = new Heap((bytes) => this.kernels.allocate(bytes));
     this.prog = programModule ? new WasmProgram(programModule, this.kernels.memory, program) : null;
+    const plan = wasmPlan(program);
+    const fallbacks: Fallback[] = [];
+    for (const [entry, e] of Object.entries(program.entries) as [EntryName, Entry][]) {
+      e.kernels.forEach((k, i) => {
+        const p = plan[entry][i]!;
+        this.placed.set(k, p);
+        if (!this.prog || p.path === 'reference') fallbacks.push({ entry, name: k.name, family: k.family, reason: p.path === 'reference' ? p.reason : NO_MODULE });
+        // the module has a function for every kernel placed in it but the fixed-step families
+        // (the chunked SSD without a `pre`, prefill attention)
+        else if (!this.prog.get(k) && k.family !== 'attention' && !(k.family === 'ssd' && !Object.keys(k.pre ?? {}).length)) {
+          throw new Error(`archc runtime: the wasm program module has no function for ${entry} kernel ${k.name}, which the plan places in it`);
+        }
+      });
+    }
+    this.fallbacks = fallbacks;
     const rest: Entry[] = [];
     for (const e of Object.values(program.entries)) {
       const kernels = e.kernels.map((k) => {
@@ -217,19 +239,12 @@ export class WasmBackend extends CpuBackend {
 
   /** Whether `k` runs as the program module's functions (else on the reference families). */
   renders(k: Kernel): boolean {
-    // the chunked SSD: its steps are the module's own, its operands' `pre` a function of its kernel
-    if (k.family === 'ssd') return !!this.prog && (!Object.keys(k.pre ?? {}).length || !!this.prog.get(k)?.pre);
-    // prefill attention: its steps are the module's own (operands read in place)
-    if (k.family === 'attention') {
-      const y = k.outputs.y!;
-      return !!this.prog && !Object.keys(k.pre ?? {}).length && ['q', 'k', 'v'].every((n) => { const v = k.inputs[n]; return !!v && isView(v) && v.buf !== y.buf; });
-    }
-    return !!this.prog?.get(k);
+    return !!this.prog && this.placed.get(k)?.path === 'module';
   }
 
   /** Runs `k` through the program module; false where the module has no function for it. */
   private rendered(k: Kernel, c: Ctx): boolean {
-    const r = this.prog?.get(k);
+    const r = this.renders(k) ? this.prog!.get(k) : undefined;
     const run = this.current;
     if (!r || !run) return false;
     const rows = rowsOf(k, (v) => c.rows(v as View));
@@ -244,7 +259,7 @@ export class WasmBackend extends CpuBackend {
     }
     const w = this.tensor((k.inputs.w as { weight: string }).weight);
     const p = this.packed.get(w);
-    if (!p || !r.post) return false;
+    if (!p || !r.post) throw new Error(`archc runtime: ${k.name}: the plan places it in the wasm module, but its matrix was not packed`);
     const K = k.sizes.K! | 0, N = k.sizes.N! | 0;
     if (p.K !== K || p.N !== N) throw new RangeError(`${k.name}: weight [${p.N}, ${p.K}] does not match K=${K}, N=${N}`);
     const outRows = k.prologue?.[0]?.kind === 'gather_last' ? run.S : rows;
@@ -280,16 +295,15 @@ export class WasmBackend extends CpuBackend {
   }
 
   /** The chunked SSD over the arena and state slots in the shared memory, its operands' `pre`
-   *  through the program module; false without the module, or where y shares a buffer with an operand. */
+   *  through the program module; false where the plan does not place it in the module (y sharing a
+   *  buffer with an operand, say) or without the module. */
   private ssdInMemory(k: Kernel, c: Ctx): boolean {
     const run = this.current;
-    if (!this.prog || !run) return false;
+    if (!this.renders(k) || !run) return false;
     const names = ['x', 'dt', 'B', 'C'] as const;
-    const views = names.map((n) => k.inputs[n]);
+    const views = names.map((n) => k.inputs[n] as View);
     const y = k.outputs.y!;
-    if (!views.every((v): v is View => !!v && isView(v)) || views.some((v) => v.buf === y.buf)) return false;
-    const r = this.prog.get(k);
-    if (names.some((n) => k.pre?.[n]) && !r?.pre) return false;
+    const r = this.prog!.get(k);
     const { H, P, G, N } = k.sizes as { H: number; P: number; G: number; N: number };
     const rows = c.T;
     const plan = r?.scratch ?? [];
@@ -310,7 +324,7 @@ export class WasmBackend extends CpuBackend {
     const [x, dt, B, C] = names.map((n, i) => at(n, views[i] as View));
     const yAt: At = { at: this.argValue({ kind: 'buf', buf: y.buf }) + 4 * y.col, ld: run.entry.buffers[y.buf]!.width };
     const slots = c.states(k.state!).map((st) => st.byteOffset);
-    ssdChunkedAt(this.kernels, this.prog.ssd, this.kernels.memory, x!, dt!, c.operand(k, 'A'), B!, C!, c.operand(k, 'D'), yAt,
+    ssdChunkedAt(this.kernels, this.prog!.ssd, this.kernels.memory, x!, dt!, c.operand(k, 'A'), B!, C!, c.operand(k, 'D'), yAt,
       { H, P, G, N }, c.T, k.sizes.chunk!, c.seqs, slots, work);
     return true;
   }
@@ -323,14 +337,13 @@ export class WasmBackend extends CpuBackend {
   }
 
   /** Prefill attention over the arena and the caches in the slots, its steps between the products
-   *  in the program module; false without the module, where an operand has a `pre`, or where y
-   *  shares a buffer with an operand. */
+   *  in the program module; false where the plan does not place it in the module (an operand with a
+   *  `pre`, y sharing a buffer with an operand) or without the module. */
   private attentionInMemory(k: Kernel, c: Ctx): boolean {
     const run = this.current;
-    if (!this.prog || !run || Object.keys(k.pre ?? {}).length) return false;
-    const views = ['q', 'k', 'v'].map((n) => k.inputs[n]);
+    if (!this.renders(k) || !run) return false;
+    const views = ['q', 'k', 'v'].map((n) => k.inputs[n] as View);
     const y = k.outputs.y!;
-    if (!views.every((v): v is View => !!v && isView(v)) || views.some((v) => v.buf === y.buf)) return false;
     const { H, KV, Dh } = k.sizes as { H: number; KV: number; Dh: number };
     const at = (v: View): At => ({ at: this.argValue({ kind: 'buf', buf: v.buf }) + 4 * v.col, ld: run.entry.buffers[v.buf]!.width });
     const [q, kk, v] = views.map(at);
@@ -338,7 +351,7 @@ export class WasmBackend extends CpuBackend {
     let maxKeys = 1;
     c.seqs.forEach((s, i) => { maxKeys = Math.max(maxKeys, caches[i]!.len + s.len); });
     const work = this.scratch(attentionWorkBytes(maxKeys) + 16);
-    attentionAt(this.kernels, this.prog.attn, this.kernels.memory, q!, kk!, v!, at(y), c.T, H, KV, Dh, k.attrs.scale as number, c.seqs, caches, work);
+    attentionAt(this.kernels, this.prog!.attn, this.kernels.memory, q!, kk!, v!, at(y), c.T, H, KV, Dh, k.attrs.scale as number, c.seqs, caches, work);
     return true;
   }
 
