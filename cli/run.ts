@@ -8,7 +8,7 @@ import { type CompileOptions, type Compiled, compileFile, loadConfig } from '../
 import type { CompiledModel } from '../compiler/pipeline.ts';
 import { hfConfigText, initWeights } from '../compiler/init.ts';
 import { computeStats } from '../compiler/stats.ts';
-import { programReport } from '../compiler/kernel/report.ts';
+import { fallbackSummary, programReport } from '../compiler/kernel/report.ts';
 import { CompileError, diag } from '../dsl/diagnostics.ts';
 import { causalLmLoss } from '../runtime/loss.ts';
 import type { Model } from '../runtime/model.ts';
@@ -154,6 +154,7 @@ export function registerRunCommands(p: Command): void {
         + `  kernels: ${d.decode} per decode step (${layers}, ${d.outsideLayers} outside the layers), ${d.prefill} per prefill\n`
         + `  memory: arena ${mib(m.arenaBytesByEntry.prefill)} for a ${m.prefillTokens}-token prefill, ${mib(m.arenaBytesByEntry.decode)} for a decode batch of ${m.decodeBatch}; `
         + `${mib(m.stateBytesPerSlot)} of state per sequence slot (context ${m.context})\n`
+        + `  fallbacks: ${fallbackSummary(program, rep)} (build-report.json lists them)\n`
         + `  cuda: ${cuda.kernels.length} kernels from ${cuda.report.sources} sources (.cu); ${cuda.report.nvcc === null ? 'no nvcc, NVRTC compiles them at load'
           : `${cuda.report.compiled} modules compiled, ${cuda.report.cached} cached for ${cuda.report.archs.join(', ')} in ${(cuda.report.compileMs / 1000).toFixed(1)} s`}\n`);
     });
