@@ -61,8 +61,9 @@ export async function openWasmBackend(program: Program, kernels: Uint8Array | We
 export class WasmBackend extends CpuBackend {
   override readonly name: string = 'wasm';
   private readonly kernels: WasmKernels;
-  /** Weights read as a matmul's `w` ([N, K]); those read by nothing else keep no host copy. */
-  private readonly products = new Set<string>();
+  /** Weights read as a matmul's `w`, whether transposed ([K, N], packed as [N, K]); those read by
+   *  nothing else keep no host copy. */
+  private readonly products = new Map<string, boolean>();
   private readonly elsewhere: Set<string>;
   private readonly packed = new WeakMap<Tensor, PackedWeight>();
   /** The chunked SSD and prefill attention as matrix products on the wasm kernels; the rendered
@@ -113,8 +114,12 @@ export class WasmBackend extends CpuBackend {
     for (const e of Object.values(program.entries)) {
       const kernels = e.kernels.map((k) => {
         const w = k.inputs.w;
-        if (k.family !== 'matmul' || k.attrs.transposed || !w || !('weight' in w)) return k;
-        this.products.add(w.weight);
+        if (k.family !== 'matmul' || !w || !('weight' in w)) return k;
+        const transposed = !!k.attrs.transposed;
+        // without the module a transposed product runs on the reference family, over [K, N] itself
+        if (transposed && !this.prog) return k;
+        if ((this.products.get(w.weight) ?? transposed) !== transposed) throw new Error(`archc runtime: weight ${w.weight} is read by products both as [N, K] and as [K, N]`);
+        this.products.set(w.weight, transposed);
         const { w: _, ...inputs } = k.inputs;
         return { ...k, inputs };
       });
@@ -129,8 +134,9 @@ export class WasmBackend extends CpuBackend {
   }
 
   protected override store(name: string, t: Tensor): void {
-    if (!this.products.has(name) || t.shape.length !== 2 || t.dtype === 'i32') return super.store(name, t);
-    const p = this.kernels.pack(t);
+    const transposed = this.products.get(name);
+    if (transposed === undefined || t.shape.length !== 2 || t.dtype === 'i32') return super.store(name, t);
+    const p = this.kernels.pack(t, transposed);
     // a stand-in for a weight only products read: the packed panels are its one copy
     const kept = this.elsewhere.has(name) ? t : { dtype: t.dtype, shape: t.shape, data: new Float32Array(0) };
     this.packed.set(kept, p);

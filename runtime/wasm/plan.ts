@@ -106,26 +106,27 @@ function epilogueReason(k: Kernel, width: number): string | null {
   return width === y.width ? null : `an epilogue ending at ${width} columns, not the output's ${y.width}`;
 }
 
-/** A weight the product kernels pack: [N, K] in a float type (the panels are f32 or bf16). */
-function packable(program: Program, name: string, N: number, K: number): string | null {
+/** A weight the product kernels pack: [N, K] ([K, N] for a transposed product) in a float type
+ *  (the panels are f32 or bf16). */
+function packable(program: Program, name: string, N: number, K: number, transposed: boolean): string | null {
   const w = program.weights.find((x) => x.name === name) ?? program.derived.find((x) => x.name === name);
   if (!w) return `no weight ${name}`;
   if (w.dtype === 'i32') return `weight ${name} is i32`;
-  return w.shape.length === 2 && w.shape[0] === N && w.shape[1] === K ? null : `weight ${name} of shape [${w.shape}] is not [N=${N}, K=${K}]`;
+  const [a, b] = transposed ? [K, N] : [N, K];
+  return w.shape.length === 2 && w.shape[0] === a && w.shape[1] === b ? null : `weight ${name} of shape [${w.shape}] is not [${a}, ${b}]`;
 }
 
 const matmul: Check = (k, program) => {
   const w = k.inputs.w, x = viewOf(k, 'x'), b = k.inputs.b;
   const { K, N } = k.sizes as { K: number; N: number };
   if (!w || !('weight' in w)) return 'a product whose matrix is not a weight';
-  if (k.attrs.transposed) return 'a transposed matrix ([in, out]): the product kernels pack [out, in]';
   if (!x) return 'a product whose x is not an activation view';
   if (x.width !== K) return 'a product over several rows of its input view';
   if (b && !('weight' in b)) return 'a bias that is not a weight';
   const stages = k.prologue ?? [];
   const rest = stages[0]?.kind === 'gather_last' ? stages.slice(1) : stages;
   return first(
-    () => packable(program, w.weight, N, K),
+    () => packable(program, w.weight, N, K, !!k.attrs.transposed),
     () => (rest.some((p) => p.kind === 'gather_last') ? 'gather_last after a norm in a prologue' : null),
     () => (rest.slice(1).some((p) => p.kind === 'rmsnorm_gated') ? 'a gated norm after another prologue stage' : null),
     () => (rest[0]?.kind === 'rmsnorm_gated' && !viewOf(k, 'z') ? 'a gated norm without the operand z' : null),
