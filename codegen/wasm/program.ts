@@ -1,7 +1,7 @@
 // The `wasm` target's per-program module as WebAssembly text: one function per kernel (or per
 // matmul stage) for the families the generic product module does not cover — the matmul prologue
 // (gather_last, RMSNorm, gated RMSNorm, LayerNorm) and epilogue (maps, RoPE, the one-token conv),
-// norm, elementwise, conv, conv_step, ssd_step, attention_decode and rope — with the kernel's sizes,
+// embedding, norm, elementwise, conv, conv_step, ssd_step, attention_decode and rope — with the kernel's sizes,
 // columns and row strides as constants, over the arena, state slots and weights in the shared memory.
 // Only what depends on the program is rendered here: the fixed functions (math helpers, the chunked
 // SSD's and prefill attention's steps) are codegen/wasm/fixed.ts', the WAT vocabulary and the passes
@@ -158,6 +158,19 @@ function normRun(f: Fn): string {
     return `${h}\n${normPass(f, 'rms', get('rows'), f.viewRow(y), f.viewRow(y), D, D / groups, w, null, eps)}`;
   }
   return normPass(f, 'rms', vrows, seg(x), seg(y), D, D, w, null, eps);
+}
+
+/** Rows of the table [V, D] by the run's token ids (or positions) through the epilogue into y; an id
+ *  outside the table traps (the backend checks the ids first and reports one as the reference does). */
+function embeddingRun(f: Fn): string {
+  const k = f.k, { V, D } = k.sizes as { V: number; D: number };
+  const ids = k.inputs.ids, w = k.inputs.w;
+  if (!ids || !('input' in ids) || !w || !('weight' in w)) return unsupported('an embedding by computed ids or of an activation');
+  const table = f.weight(w.weight), at = f.ids(ids.input);
+  const id = (r: string) => `(i32.load ${addI(at, `(i32.shl ${r} ${i32(2)})`)})`;
+  const r = f.fresh('r');
+  const guard = f.loop(r, i32(0), get('rows'), `(if (i32.ge_u ${id(get(r))} ${i32(V)}) (then unreachable))`);
+  return `${guard}\n${epilogueChain(f, (row) => addI(table, `(i32.shl ${mulI(id(row), D)} ${i32(2)})`), D, get('rows'), null)}`;
 }
 
 function elementwiseRun(f: Fn): string {
@@ -374,7 +387,8 @@ function renderKernel(k: Kernel, program: Program, buffers: readonly { width: nu
       case 'ssd': return Object.keys(k.pre ?? {}).length ? { pre: make((f) => materialise(f, ['x', 'dt', 'B', 'C']).parts.join('\n')) } : {};
       // prefill attention is the module's fixed attn.* steps around the products
       case 'attention': return {};
-      case 'embedding': case 'copy': case 'gather_last': return unsupported(`no ${k.family} family`);
+      case 'embedding': return { run: make(embeddingRun) };
+      case 'copy': case 'gather_last': return unsupported(`no ${k.family} family`);
     }
   } catch (e) {
     if (!(e instanceof Unsupported)) throw e;

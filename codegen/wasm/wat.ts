@@ -64,6 +64,7 @@ export class Fn {
   weight(n: string): string { return this.argIndex((a) => a.kind === 'weight' && a.name === n, `weight ${n}`); }
   state(i: number): string { return this.argIndex((a) => a.kind === 'state' && a.index === i, `state ${i}`); }
   rope(r: number, theta: number): string { return this.argIndex((a) => a.kind === 'rope' && a.rotaryDim === r && a.theta === theta, 'rotary table'); }
+  ids(input: 'tokens' | 'positions'): string { return this.argIndex((a) => a.kind === 'ids' && a.input === input, input); }
 
   /** Floats per row of a view's buffer, and its row count as an expression (T, S or 1). */
   bufferOf(v: View): { width: number; rows: string } {

@@ -7,8 +7,8 @@
 // kernels (runtime/wasm/ssd.ts, attention.ts), the steps between them (the SSD's, and its operands'
 // `pre`; attention's cache append, softmax and division) in the program module over the arena and
 // slots, as is the one-token attention. Which kernels run there is runtime/wasm/plan.ts' decision (the
-// renderer renders by the same plan); the rest (embedding, copies, gather_last, and kernels the plan
-// gives a reason for) run through the CPU reference implementations (runtime/cpu/families.ts) on the
+// renderer renders by the same plan); the rest (copies, gather_last, embeddings of large tables, and
+// kernels the plan gives another reason for) run through the CPU reference implementations (runtime/cpu/families.ts) on the
 // same arena and state slots, listed with their reasons in `fallbacks`.
 
 import type { Invocation, RunBatch, StatePool } from '../backend.ts';
@@ -70,7 +70,7 @@ export class WasmBackend extends CpuBackend {
    *  families through the program module where the plan places the kernel; the rest as the CPU engine runs them. */
   override readonly families: Readonly<Record<Family, Impl>> = {
     ...CPU_FAMILIES, ssd: (k, c) => this.ssd(k, c), attention: (k, c) => this.attention(k, c),
-    ...Object.fromEntries((['matmul', 'norm', 'elementwise', 'rope', 'conv', 'conv_step', 'ssd_step', 'attention_decode'] as const)
+    ...Object.fromEntries((['embedding', 'matmul', 'norm', 'elementwise', 'rope', 'conv', 'conv_step', 'ssd_step', 'attention_decode'] as const)
       .map((f) => [f, (k: Kernel, c: Ctx) => { if (!this.rendered(k, c)) CPU_FAMILIES[f](k, c); }])),
   };
   /** The program module (absent: every family but the products runs as the CPU engine's). */
@@ -85,7 +85,7 @@ export class WasmBackend extends CpuBackend {
   private scratchBlock: { at: number; bytes: number } | null = null;
   private readonly weightCopies = new Map<string, number>();
   /** The run in progress: where its arena and sequence table are, and its rotary tables. */
-  private current: { entry: Entry; batch: RunBatch; pool: WasmStatePool; T: number; S: number; seq: number; ropes: Map<string, number> } | null = null;
+  private current: { entry: Entry; batch: RunBatch; pool: WasmStatePool; T: number; S: number; seq: number; ropes: Map<string, number>; ids: Map<string, number> } | null = null;
   private runBlocks: { at: number; bytes: number }[] = [];
 
   /** `module`: the assembled kernel module (codegen/wasm/); `threads` counts the calling thread;
@@ -177,7 +177,7 @@ export class WasmBackend extends CpuBackend {
     batch.seqs.forEach((s, i) => table.set([s.start, s.len, pool.address(batch.slots[i]!)], 3 * i));
     table.set(batch.lengths.slice(0, S), 3 * S);
     table[4 * S] = pool.capacity;
-    this.current = { entry, batch, pool, T: batch.tokens.length, S, seq, ropes: new Map() };
+    this.current = { entry, batch, pool, T: batch.tokens.length, S, seq, ropes: new Map(), ids: new Map() };
     return inv;
   }
 
@@ -187,14 +187,29 @@ export class WasmBackend extends CpuBackend {
     return b.at;
   }
 
-  /** Byte address of a weight's f32 copy in the memory (made on first use). */
+  /** Byte address of a weight's f32 copy in the memory (made on first use, widened straight into
+   *  the memory: an embedding table keeps no widened host copy besides). */
   private weightAt(name: string): number {
     let at = this.weightCopies.get(name);
     if (at === undefined) {
-      const w = this.f32(name);
-      at = this.heap.alloc(4 * Math.max(1, w.length)).at;
-      new Float32Array(this.kernels.memory.buffer, at, w.length).set(w);
+      const t = this.tensor(name);
+      const n = t.shape.reduce((a, b) => a * b, 1);
+      at = this.heap.alloc(4 * Math.max(1, n)).at;
+      readF32(t, 0, n, new Float32Array(this.kernels.memory.buffer, at, n));
       this.weightCopies.set(name, at);
+    }
+    return at;
+  }
+
+  /** The run's token ids or positions in the memory ([T] i32, copied on first use). */
+  private idsAt(input: 'tokens' | 'positions'): number {
+    const run = this.current!;
+    let at = run.ids.get(input);
+    if (at === undefined) {
+      const ids = input === 'tokens' ? run.batch.tokens : run.batch.positions;
+      at = this.runAlloc(4 * Math.max(1, ids.length));
+      new Int32Array(this.kernels.memory.buffer, at, ids.length).set(ids);
+      run.ids.set(input, at);
     }
     return at;
   }
@@ -232,6 +247,7 @@ export class WasmBackend extends CpuBackend {
       case 'weight': return this.weightAt(a.name);
       case 'state': return run.pool.byteOffsets[a.index]!;
       case 'rope': return this.ropeAt(a.rotaryDim, a.theta);
+      case 'ids': return this.idsAt(a.input);
     }
   }
 
@@ -256,6 +272,12 @@ export class WasmBackend extends CpuBackend {
     const rows = rowsOf(k, (v) => c.rows(v as View));
     const args = r.args.map((a) => this.argValue(a));
     const perRow = r.scratch.reduce((a, p) => a + p.perRow, 0);
+    if (k.family === 'embedding') {
+      // an id outside the table: the reference reports it (the module's function would trap)
+      const ids = (k.inputs.ids as { input: 'tokens' | 'positions' }).input === 'tokens' ? c.tokens : c.positions;
+      const V = k.sizes.V!;
+      if (ids.some((id) => id < 0 || id >= V)) return false;
+    }
     if (k.family !== 'matmul') {
       // the one-token attention's scores and sum: f64 [capacity] and [Dh]
       const extra = k.family === 'attention_decode' ? 8 * (run.pool.capacity + k.sizes.Dh!) : 0;

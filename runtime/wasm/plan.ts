@@ -206,12 +206,30 @@ const ssd: Check = (k) => first(
   () => stateOf(k),
 );
 
+/** The largest embedding table the module reads: it reads an f32 copy in the wasm memory (beside
+ *  the host's, which the reference path and tied products keep), so a large table stays on the host,
+ *  where gathering T rows costs about what the module would. */
+export const EMBEDDING_COPY_BYTES = 64 * 2 ** 20;
+
+/** Rows of a [V, D] float table by the token ids or positions, through the epilogue. */
+const embedding: Check = (k, program) => {
+  const ids = k.inputs.ids, w = k.inputs.w;
+  const { V, D } = k.sizes as { V: number; D: number };
+  if (!ids || !('input' in ids)) return 'an embedding by computed ids';
+  if (!w || !('weight' in w)) return 'an embedding of an activation';
+  const t = program.weights.find((x) => x.name === w.weight) ?? program.derived.find((x) => x.name === w.weight);
+  if (!t || t.dtype === 'i32' || t.shape.length !== 2 || t.shape[0] !== V || t.shape[1] !== D) return `an embedding table other than [V=${V}, D=${D}] floats`;
+  const bytes = 4 * V * D;
+  if (bytes > EMBEDDING_COPY_BYTES) return `an embedding table of ${(bytes / 2 ** 20).toFixed(0)} MiB as f32, over the ${EMBEDDING_COPY_BYTES / 2 ** 20} MiB the module copies into the wasm memory`;
+  return epilogueReason(k, D);
+};
+
 /** Prefill attention: the module's fixed steps around the products, operands read in place. */
 const attention: Check = (k) => first(() => noPre(k, 'attention'), () => attentionViews(k), () => stateOf(k));
 
 const FAMILY: Readonly<Record<Family, Check>> = {
   matmul, norm, elementwise, rope, conv, conv_step: conv, ssd_step: ssdStep, attention_decode: attentionDecode, ssd, attention,
-  embedding: () => 'the wasm renderer has no embedding family (rows of the table gathered on the host)',
+  embedding,
   copy: () => 'the wasm renderer has no copy family',
   gather_last: () => 'the wasm renderer has no gather_last family (it renders gather_last in a product\'s prologue)',
 };
