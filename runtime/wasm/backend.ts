@@ -6,10 +6,11 @@
 // writing y in place. The chunked SSD and prefill attention run as matrix products on the same
 // kernels (runtime/wasm/ssd.ts, attention.ts), the steps between them (the SSD's, and its operands'
 // `pre`; attention's cache append, softmax and division) in the program module over the arena and
-// slots, as is the one-token attention. Which kernels run there is runtime/wasm/plan.ts' decision (the
-// renderer renders by the same plan); the rest (copies, gather_last, embeddings of large tables, and
-// kernels the plan gives another reason for) run through the CPU reference implementations (runtime/cpu/families.ts) on the
-// same arena and state slots, listed with their reasons in `fallbacks`.
+// slots, as is the one-token attention. Which kernels run there is runtime/wasm/plan.ts' decision
+// (the renderer renders by the same plan); the rest (copies, gather_last, embeddings of large
+// tables, and kernels the plan gives another reason for) run through the CPU reference
+// implementations (runtime/cpu/families.ts) on the same arena and state slots, listed with their
+// reasons in `fallbacks`.
 
 import type { Invocation, RunBatch, StatePool } from '../backend.ts';
 import { CpuBackend } from '../cpu/backend.ts';
@@ -20,7 +21,7 @@ import { readF32, type Tensor } from '../tensor.ts';
 import { type PackedWeight, WasmKernels } from './kernels.ts';
 import { wasmModule } from './module.ts';
 import { type Arg, Heap, WasmProgram, WasmStatePool, rowsOf } from './program.ts';
-import { type Fallback, NO_MODULE, type Placement, wasmPlan } from './plan.ts';
+import { type Fallback, NO_MODULE, type Placement, ownFunctions, wasmPlan } from './plan.ts';
 import { type At, ssdChunkedAt, ssdChunkedWasm, ssdWorkBytes } from './ssd.ts';
 import { attentionAt, attentionWasm, attentionWorkBytes } from './attention.ts';
 import { RuntimeError } from '../errors.ts';
@@ -102,9 +103,7 @@ export class WasmBackend extends CpuBackend {
         const p = plan[entry][i]!;
         this.placed.set(k, p);
         if (!this.prog || p.path === 'reference') fallbacks.push({ entry, name: k.name, family: k.family, reason: p.path === 'reference' ? p.reason : NO_MODULE });
-        // the module has a function for every kernel placed in it but the fixed-step families
-        // (the chunked SSD without a `pre`, prefill attention)
-        else if (!this.prog.get(k) && k.family !== 'attention' && !(k.family === 'ssd' && !Object.keys(k.pre ?? {}).length)) {
+        else if (ownFunctions(k) && !this.prog.get(k)) {
           throw new Error(`archc runtime: the wasm program module has no function for ${entry} kernel ${k.name}, which the plan places in it`);
         }
       });
@@ -269,15 +268,15 @@ export class WasmBackend extends CpuBackend {
     const r = this.renders(k) ? this.prog!.get(k) : undefined;
     const run = this.current;
     if (!r || !run) return false;
-    const rows = rowsOf(k, (v) => c.rows(v as View));
-    const args = r.args.map((a) => this.argValue(a));
-    const perRow = r.scratch.reduce((a, p) => a + p.perRow, 0);
     if (k.family === 'embedding') {
       // an id outside the table: the reference reports it (the module's function would trap)
       const ids = (k.inputs.ids as { input: 'tokens' | 'positions' }).input === 'tokens' ? c.tokens : c.positions;
       const V = k.sizes.V!;
       if (ids.some((id) => id < 0 || id >= V)) return false;
     }
+    const rows = rowsOf(k, (v) => c.rows(v as View));
+    const args = r.args.map((a) => this.argValue(a));
+    const perRow = r.scratch.reduce((a, p) => a + p.perRow, 0);
     if (k.family !== 'matmul') {
       // the one-token attention's scores and sum: f64 [capacity] and [Dh]
       const extra = k.family === 'attention_decode' ? 8 * (run.pool.capacity + k.sizes.Dh!) : 0;

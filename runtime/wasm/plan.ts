@@ -47,6 +47,12 @@ export function placeKernel(program: Program, k: Kernel): Placement {
   return reason ? { path: 'reference', reason } : MODULE;
 }
 
+/** Whether a kernel placed in the module has functions of its own there (`<entry>.<index>.<stage>`):
+ *  all but the chunked SSD without a `pre` and prefill attention, which are the module's fixed steps. */
+export function ownFunctions(k: Kernel): boolean {
+  return k.family !== 'attention' && !(k.family === 'ssd' && !Object.keys(k.pre ?? {}).length);
+}
+
 /** null where the kernel renders, else why not. */
 type Check = (k: Kernel, program: Program) => string | null;
 

@@ -16,7 +16,7 @@ import { lowerToProgram } from '../../../compiler/lower.ts';
 import { presetSets } from '../../../compiler/presets.ts';
 import type { Entry, EntryName, Kernel, Program } from '../../../runtime/program.ts';
 import { WasmBackend } from '../../../runtime/wasm/backend.ts';
-import { NO_MODULE, placeKernel, wasmFallbacks, wasmPlan } from '../../../runtime/wasm/plan.ts';
+import { NO_MODULE, ownFunctions, placeKernel, wasmFallbacks, wasmPlan } from '../../../runtime/wasm/plan.ts';
 import { ROOT } from '../../helpers/checkpoints.ts';
 
 const ENTRIES: readonly EntryName[] = ['forward', 'prefill', 'decode'];
@@ -83,10 +83,6 @@ describe('the plan, the renderer, the backend and the build report agree', () =>
     wabt = await loadWabt();
   });
   afterAll(() => { for (const b of made) b.dispose(); });
-
-  /** Kernels with a function of their own placed in the module, else none: the chunked SSD without a
-   *  `pre` and prefill attention are the module's fixed steps. */
-  const ownFunctions = (k: Kernel) => k.family !== 'attention' && !(k.family === 'ssd' && !Object.keys(k.pre ?? {}).length);
 
   for (const name of MODELS) {
     it(`${name}: the module has functions for exactly the kernels placed in it`, () => {
