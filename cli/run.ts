@@ -8,7 +8,7 @@ import { type CompileOptions, type Compiled, compileFile, loadConfig } from '../
 import type { CompiledModel } from '../compiler/pipeline.ts';
 import { hfConfigText, initWeights } from '../compiler/init.ts';
 import { computeStats } from '../compiler/stats.ts';
-import { programReport } from '../compiler/kernel/report.ts';
+import { fallbackSummary, programReport } from '../compiler/kernel/report.ts';
 import { CompileError, diag } from '../dsl/diagnostics.ts';
 import { causalLmLoss } from '../runtime/loss.ts';
 import type { Model } from '../runtime/model.ts';
@@ -147,7 +147,10 @@ export function registerRunCommands(p: Command): void {
         + `  kernels: ${d.decode} per decode step (${layers}, ${d.outsideLayers} outside the layers), ${d.prefill} per prefill\n`
         + `  memory: arena ${mib(m.arenaBytesByEntry.prefill)} for a ${m.prefillTokens}-token prefill, ${mib(m.arenaBytesByEntry.decode)} for a decode batch of ${m.decodeBatch}; `
         + `${mib(m.stateBytesPerSlot)} of state per sequence slot (context ${m.context})\n`
-        + [...targets.values()].flatMap((t) => (t.summary ? [`  ${t.summary}\n`] : [])).join(''));
+        + `  fallbacks: ${fallbackSummary(program, rep)} (build-report.json lists them)
+`
+        + [...targets.values()].flatMap((t) => (t.summary ? [`  ${t.summary}
+`] : [])).join(''));
     });
 
   withPreset(withCommon(p.command('init-weights <file>').description('write a random checkpoint in Hugging Face layout (config.json + safetensors)')))

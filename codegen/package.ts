@@ -302,7 +302,8 @@ configuration.
 
 - \`graph.json\` — the model graph (schema \`archc-graph/1\`)
 - \`build-report.json\` — what was built: dispatches per decode step and prefill, arena and state-slot bytes,
-  every kernel with the ops it fused and its source lines, parameter counts, FLOPs and state sizes
+  every kernel with the ops it fused and its source lines, the kernels a backend runs on a reference path
+  (\`fallbacks\`, with the reason), parameter counts, FLOPs and state sizes
 - \`src/\` — generated TypeScript (\`model.ts\`, \`wgsl.ts\`: the WGSL of every kernel, one binding per buffer, split at load where a buffer is larger than the device's bindings; \`index.ts\`) and the archc runtime; \`dist/\` — compiled JS and .d.ts
 `;
 }
@@ -317,6 +318,7 @@ function report(input: BuildInput, ms: number): object {
     dispatches: r.dispatches,
     memory: r.memory,
     kernels: r.kernels,
+    fallbacks: r.fallbacks,
     states: input.program.states.length,
     stats: input.stats,
     backends: backends(input),

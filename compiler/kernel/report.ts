@@ -1,8 +1,9 @@
 // What a kernel program costs at run time, for the build report, `archc build`'s summary and the
 // benchmarks: dispatches per entry and per layer, arena and state-slot bytes, and every kernel with
-// the ops it absorbed and the lines it came from.
+// the ops it absorbed and the lines it came from, and the kernels a target runs on a reference path.
 
 import { type Entry, type Program, slotLayout } from '../../runtime/program.ts';
+import { wasmFallbacks } from '../../runtime/wasm/plan.ts';
 import { arenaBytes } from './memory.ts';
 
 export interface ProgramReport {
@@ -27,6 +28,11 @@ export interface ProgramReport {
   };
   /** Every kernel of the prefill and decode entries. */
   readonly kernels: readonly { readonly entry: string; readonly name: string; readonly family: string; readonly fused: readonly string[]; readonly source: readonly string[] }[];
+  /** Kernels of the prefill, decode and forward entries that a target runs on a reference path
+   *  (runtime/cpu/families.ts) rather than as its own code, and why. Only the wasm target has any:
+   *  the WGSL and CUDA renderers cover every family (a table by family) and reject, at build, a
+   *  kernel they cannot render. */
+  readonly fallbacks: readonly { readonly target: 'wasm'; readonly entry: string; readonly name: string; readonly family: string; readonly reason: string }[];
 }
 
 export interface ReportSizes {
@@ -79,5 +85,15 @@ export function programReport(p: Program, sizes: ReportSizes): ProgramReport {
     },
     kernels: (['prefill', 'decode'] as const).flatMap((entry) =>
       p.entries[entry].kernels.map((k) => ({ entry, name: k.name, family: k.family, fused: k.fused, source: k.source }))),
+    fallbacks: wasmFallbacks(p).map((f) => ({ target: 'wasm' as const, ...f })),
   };
+}
+
+/** One line on the fallbacks: `wasm: 3 of 150 kernels on the reference path (embedding 3); webgpu, cuda: none`. */
+export function fallbackSummary(p: Program, r: ProgramReport): string {
+  const total = Object.values(p.entries).reduce((n, e) => n + e.kernels.length, 0);
+  const families = new Map<string, number>();
+  for (const f of r.fallbacks) families.set(f.family, (families.get(f.family) ?? 0) + 1);
+  const by = [...families].map(([f, n]) => `${f} ${n}`).join(', ');
+  return `wasm: ${r.fallbacks.length} of ${total} kernels on the reference path${by ? ` (${by})` : ''}; webgpu, cuda: none`;
 }

@@ -6,20 +6,23 @@
 // writing y in place. The chunked SSD and prefill attention run as matrix products on the same
 // kernels (runtime/wasm/ssd.ts, attention.ts), the steps between them (the SSD's, and its operands'
 // `pre`; attention's cache append, softmax and division) in the program module over the arena and
-// slots, as is the one-token attention; what is left (embedding, copies, gather_last, and any
-// kernel the module has no function for) runs through the CPU
-// reference implementations (runtime/cpu/families.ts) on the same arena and state slots.
+// slots, as is the one-token attention. Which kernels run there is runtime/wasm/plan.ts' decision
+// (the renderer renders by the same plan); the rest (copies, gather_last, embeddings of large
+// tables, and kernels the plan gives another reason for) run through the CPU reference
+// implementations (runtime/cpu/families.ts) on the same arena and state slots, listed with their
+// reasons in `fallbacks`.
 
 import type { Invocation, RunBatch, StatePool } from '../backend.ts';
 import { CpuBackend } from '../cpu/backend.ts';
 import { CPU_FAMILIES, type Ctx, type Impl } from '../cpu/families.ts';
 import { exprLeaves } from '../expr.ts';
-import { type Entry, type Family, type Kernel, type Program, type View, isView, weightsRead } from '../program.ts';
+import { type Entry, type EntryName, type Family, type Kernel, type Program, type View, weightsRead } from '../program.ts';
 import type { QuantDType } from '../quant.ts';
 import { readF32, type Tensor } from '../tensor.ts';
 import { type PackedWeight, WasmKernels } from './kernels.ts';
 import { wasmModule } from './module.ts';
 import { type Arg, Heap, WasmProgram, WasmStatePool, rowsOf } from './program.ts';
+import { type Fallback, NO_MODULE, type Placement, ownFunctions, wasmPlan } from './plan.ts';
 import { type At, ssdChunkedAt, ssdChunkedWasm, ssdWorkBytes } from './ssd.ts';
 import { attentionAt, attentionWasm, attentionWorkBytes } from './attention.ts';
 import { RuntimeError } from '../errors.ts';
@@ -62,25 +65,31 @@ export class WasmBackend extends CpuBackend {
   /** No q8/q4 kernels yet: a model with quantised weights is refused at load (RT171). */
   override readonly quantFormats: readonly QuantDType[] = [];
   private readonly kernels: WasmKernels;
-  /** Weights read as a matmul's `w` ([N, K]); those read by nothing else keep no host copy. */
-  private readonly products = new Set<string>();
+  /** Weights read as a matmul's `w`, whether transposed ([K, N], packed as [N, K]); those read by
+   *  nothing else keep no host copy. */
+  private readonly products = new Map<string, boolean>();
   private readonly elsewhere: Set<string>;
   private readonly packed = new WeakMap<Tensor, PackedWeight>();
   /** The chunked SSD and prefill attention as matrix products on the wasm kernels; the rendered
-   *  families through the program module where it has the kernel; the rest as the CPU engine runs them. */
+   *  families through the program module where the plan places the kernel; the rest as the CPU engine runs them. */
   override readonly families: Readonly<Record<Family, Impl>> = {
     ...CPU_FAMILIES, ssd: (k, c) => this.ssd(k, c), attention: (k, c) => this.attention(k, c),
-    ...Object.fromEntries((['matmul', 'norm', 'elementwise', 'rope', 'conv', 'conv_step', 'ssd_step', 'attention_decode'] as const)
+    ...Object.fromEntries((['embedding', 'matmul', 'norm', 'elementwise', 'rope', 'conv', 'conv_step', 'ssd_step', 'attention_decode'] as const)
       .map((f) => [f, (k: Kernel, c: Ctx) => { if (!this.rendered(k, c)) CPU_FAMILIES[f](k, c); }])),
   };
   /** The program module (absent: every family but the products runs as the CPU engine's). */
   private readonly prog: WasmProgram | null;
+  /** Each kernel's placement (runtime/wasm/plan.ts: the renderer rendered by the same plan). */
+  private readonly placed = new Map<Kernel, Placement>();
+  /** The kernels that run on a reference path here, and why: the plan's list with the program
+   *  module, every kernel without it (build-report.json lists the former). */
+  readonly fallbacks: readonly Fallback[];
   private readonly heap: Heap;
   private arenaBlock: { at: number; bytes: number } | null = null;
   private scratchBlock: { at: number; bytes: number } | null = null;
   private readonly weightCopies = new Map<string, number>();
   /** The run in progress: where its arena and sequence table are, and its rotary tables. */
-  private current: { entry: Entry; batch: RunBatch; pool: WasmStatePool; T: number; S: number; seq: number; ropes: Map<string, number> } | null = null;
+  private current: { entry: Entry; batch: RunBatch; pool: WasmStatePool; T: number; S: number; seq: number; ropes: Map<string, number>; ids: Map<string, number> } | null = null;
   private runBlocks: { at: number; bytes: number }[] = [];
 
   /** `module`: the assembled kernel module (codegen/wasm/); `threads` counts the calling thread;
@@ -90,12 +99,29 @@ export class WasmBackend extends CpuBackend {
     this.kernels = new WasmKernels(module, threads);
     this.heap = new Heap((bytes) => this.kernels.allocate(bytes));
     this.prog = programModule ? new WasmProgram(programModule, this.kernels.memory, program) : null;
+    const plan = wasmPlan(program);
+    const fallbacks: Fallback[] = [];
+    for (const [entry, e] of Object.entries(program.entries) as [EntryName, Entry][]) {
+      e.kernels.forEach((k, i) => {
+        const p = plan[entry][i]!;
+        this.placed.set(k, p);
+        if (!this.prog || p.path === 'reference') fallbacks.push({ entry, name: k.name, family: k.family, reason: p.path === 'reference' ? p.reason : NO_MODULE });
+        else if (ownFunctions(k) && !this.prog.get(k)) {
+          throw new Error(`archc runtime: the wasm program module has no function for ${entry} kernel ${k.name}, which the plan places in it`);
+        }
+      });
+    }
+    this.fallbacks = fallbacks;
     const rest: Entry[] = [];
     for (const e of Object.values(program.entries)) {
       const kernels = e.kernels.map((k) => {
         const w = k.inputs.w;
-        if (k.family !== 'matmul' || k.attrs.transposed || !w || !('weight' in w)) return k;
-        this.products.add(w.weight);
+        if (k.family !== 'matmul' || !w || !('weight' in w)) return k;
+        const transposed = !!k.attrs.transposed;
+        // without the module a transposed product runs on the reference family, over [K, N] itself
+        if (transposed && !this.prog) return k;
+        if ((this.products.get(w.weight) ?? transposed) !== transposed) throw new Error(`archc runtime: weight ${w.weight} is read by products both as [N, K] and as [K, N]`);
+        this.products.set(w.weight, transposed);
         const { w: _, ...inputs } = k.inputs;
         return { ...k, inputs };
       });
@@ -110,8 +136,9 @@ export class WasmBackend extends CpuBackend {
   }
 
   protected override store(name: string, t: Tensor): void {
-    if (!this.products.has(name) || t.shape.length !== 2 || t.dtype === 'i32') return super.store(name, t);
-    const p = this.kernels.pack(t);
+    const transposed = this.products.get(name);
+    if (transposed === undefined || t.shape.length !== 2 || t.dtype === 'i32') return super.store(name, t);
+    const p = this.kernels.pack(t, transposed);
     // a stand-in for a weight only products read: the packed panels are its one copy
     const kept = this.elsewhere.has(name) ? t : { dtype: t.dtype, shape: t.shape, data: new Float32Array(0) };
     this.packed.set(kept, p);
@@ -152,7 +179,7 @@ export class WasmBackend extends CpuBackend {
     batch.seqs.forEach((s, i) => table.set([s.start, s.len, pool.address(batch.slots[i]!)], 3 * i));
     table.set(batch.lengths.slice(0, S), 3 * S);
     table[4 * S] = pool.capacity;
-    this.current = { entry, batch, pool, T: batch.tokens.length, S, seq, ropes: new Map() };
+    this.current = { entry, batch, pool, T: batch.tokens.length, S, seq, ropes: new Map(), ids: new Map() };
     return inv;
   }
 
@@ -162,14 +189,29 @@ export class WasmBackend extends CpuBackend {
     return b.at;
   }
 
-  /** Byte address of a weight's f32 copy in the memory (made on first use). */
+  /** Byte address of a weight's f32 copy in the memory (made on first use, widened straight into
+   *  the memory: an embedding table keeps no widened host copy besides). */
   private weightAt(name: string): number {
     let at = this.weightCopies.get(name);
     if (at === undefined) {
-      const w = this.f32(name);
-      at = this.heap.alloc(4 * Math.max(1, w.length)).at;
-      new Float32Array(this.kernels.memory.buffer, at, w.length).set(w);
+      const t = this.tensor(name);
+      const n = t.shape.reduce((a, b) => a * b, 1);
+      at = this.heap.alloc(4 * Math.max(1, n)).at;
+      readF32(t, 0, n, new Float32Array(this.kernels.memory.buffer, at, n));
       this.weightCopies.set(name, at);
+    }
+    return at;
+  }
+
+  /** The run's token ids or positions in the memory ([T] i32, copied on first use). */
+  private idsAt(input: 'tokens' | 'positions'): number {
+    const run = this.current!;
+    let at = run.ids.get(input);
+    if (at === undefined) {
+      const ids = input === 'tokens' ? run.batch.tokens : run.batch.positions;
+      at = this.runAlloc(4 * Math.max(1, ids.length));
+      new Int32Array(this.kernels.memory.buffer, at, ids.length).set(ids);
+      run.ids.set(input, at);
     }
     return at;
   }
@@ -207,6 +249,7 @@ export class WasmBackend extends CpuBackend {
       case 'weight': return this.weightAt(a.name);
       case 'state': return run.pool.byteOffsets[a.index]!;
       case 'rope': return this.ropeAt(a.rotaryDim, a.theta);
+      case 'ids': return this.idsAt(a.input);
     }
   }
 
@@ -220,21 +263,20 @@ export class WasmBackend extends CpuBackend {
 
   /** Whether `k` runs as the program module's functions (else on the reference families). */
   renders(k: Kernel): boolean {
-    // the chunked SSD: its steps are the module's own, its operands' `pre` a function of its kernel
-    if (k.family === 'ssd') return !!this.prog && (!Object.keys(k.pre ?? {}).length || !!this.prog.get(k)?.pre);
-    // prefill attention: its steps are the module's own (operands read in place)
-    if (k.family === 'attention') {
-      const y = k.outputs.y!;
-      return !!this.prog && !Object.keys(k.pre ?? {}).length && ['q', 'k', 'v'].every((n) => { const v = k.inputs[n]; return !!v && isView(v) && v.buf !== y.buf; });
-    }
-    return !!this.prog?.get(k);
+    return !!this.prog && this.placed.get(k)?.path === 'module';
   }
 
   /** Runs `k` through the program module; false where the module has no function for it. */
   private rendered(k: Kernel, c: Ctx): boolean {
-    const r = this.prog?.get(k);
+    const r = this.renders(k) ? this.prog!.get(k) : undefined;
     const run = this.current;
     if (!r || !run) return false;
+    if (k.family === 'embedding') {
+      // an id outside the table: the reference reports it (the module's function would trap)
+      const ids = (k.inputs.ids as { input: 'tokens' | 'positions' }).input === 'tokens' ? c.tokens : c.positions;
+      const V = k.sizes.V!;
+      if (ids.some((id) => id < 0 || id >= V)) return false;
+    }
     const rows = rowsOf(k, (v) => c.rows(v as View));
     const args = r.args.map((a) => this.argValue(a));
     const perRow = r.scratch.reduce((a, p) => a + p.perRow, 0);
@@ -247,7 +289,7 @@ export class WasmBackend extends CpuBackend {
     }
     const w = this.tensor((k.inputs.w as { weight: string }).weight);
     const p = this.packed.get(w);
-    if (!p || !r.post) return false;
+    if (!p || !r.post) throw new Error(`archc runtime: ${k.name}: the plan places it in the wasm module, but its matrix was not packed`);
     const K = k.sizes.K! | 0, N = k.sizes.N! | 0;
     if (p.K !== K || p.N !== N) throw new RangeError(`${k.name}: weight [${p.N}, ${p.K}] does not match K=${K}, N=${N}`);
     const outRows = k.prologue?.[0]?.kind === 'gather_last' ? run.S : rows;
@@ -283,16 +325,15 @@ export class WasmBackend extends CpuBackend {
   }
 
   /** The chunked SSD over the arena and state slots in the shared memory, its operands' `pre`
-   *  through the program module; false without the module, or where y shares a buffer with an operand. */
+   *  through the program module; false where the plan does not place it in the module (y sharing a
+   *  buffer with an operand, say) or without the module. */
   private ssdInMemory(k: Kernel, c: Ctx): boolean {
     const run = this.current;
-    if (!this.prog || !run) return false;
+    if (!this.renders(k) || !run) return false;
     const names = ['x', 'dt', 'B', 'C'] as const;
-    const views = names.map((n) => k.inputs[n]);
+    const views = names.map((n) => k.inputs[n] as View);
     const y = k.outputs.y!;
-    if (!views.every((v): v is View => !!v && isView(v)) || views.some((v) => v.buf === y.buf)) return false;
-    const r = this.prog.get(k);
-    if (names.some((n) => k.pre?.[n]) && !r?.pre) return false;
+    const r = this.prog!.get(k);
     const { H, P, G, N } = k.sizes as { H: number; P: number; G: number; N: number };
     const rows = c.T;
     const plan = r?.scratch ?? [];
@@ -313,7 +354,7 @@ export class WasmBackend extends CpuBackend {
     const [x, dt, B, C] = names.map((n, i) => at(n, views[i] as View));
     const yAt: At = { at: this.argValue({ kind: 'buf', buf: y.buf }) + 4 * y.col, ld: run.entry.buffers[y.buf]!.width };
     const slots = c.states(k.state!).map((st) => st.byteOffset);
-    ssdChunkedAt(this.kernels, this.prog.ssd, this.kernels.memory, x!, dt!, c.operand(k, 'A'), B!, C!, c.operand(k, 'D'), yAt,
+    ssdChunkedAt(this.kernels, this.prog!.ssd, this.kernels.memory, x!, dt!, c.operand(k, 'A'), B!, C!, c.operand(k, 'D'), yAt,
       { H, P, G, N }, c.T, k.sizes.chunk!, c.seqs, slots, work);
     return true;
   }
@@ -326,14 +367,13 @@ export class WasmBackend extends CpuBackend {
   }
 
   /** Prefill attention over the arena and the caches in the slots, its steps between the products
-   *  in the program module; false without the module, where an operand has a `pre`, or where y
-   *  shares a buffer with an operand. */
+   *  in the program module; false where the plan does not place it in the module (an operand with a
+   *  `pre`, y sharing a buffer with an operand) or without the module. */
   private attentionInMemory(k: Kernel, c: Ctx): boolean {
     const run = this.current;
-    if (!this.prog || !run || Object.keys(k.pre ?? {}).length) return false;
-    const views = ['q', 'k', 'v'].map((n) => k.inputs[n]);
+    if (!this.renders(k) || !run) return false;
+    const views = ['q', 'k', 'v'].map((n) => k.inputs[n] as View);
     const y = k.outputs.y!;
-    if (!views.every((v): v is View => !!v && isView(v)) || views.some((v) => v.buf === y.buf)) return false;
     const { H, KV, Dh } = k.sizes as { H: number; KV: number; Dh: number };
     const at = (v: View): At => ({ at: this.argValue({ kind: 'buf', buf: v.buf }) + 4 * v.col, ld: run.entry.buffers[v.buf]!.width });
     const [q, kk, v] = views.map(at);
@@ -341,7 +381,7 @@ export class WasmBackend extends CpuBackend {
     let maxKeys = 1;
     c.seqs.forEach((s, i) => { maxKeys = Math.max(maxKeys, caches[i]!.len + s.len); });
     const work = this.scratch(attentionWorkBytes(maxKeys) + 16);
-    attentionAt(this.kernels, this.prog.attn, this.kernels.memory, q!, kk!, v!, at(y), c.T, H, KV, Dh, k.attrs.scale as number, c.seqs, caches, work);
+    attentionAt(this.kernels, this.prog!.attn, this.kernels.memory, q!, kk!, v!, at(y), c.T, H, KV, Dh, k.attrs.scale as number, c.seqs, caches, work);
     return true;
   }
 

@@ -117,17 +117,26 @@ export class WasmKernels {
     return at;
   }
 
-  /** Packs W [N, K] (f32 or bf16 kept as is; f16 widened to f32) into panels in the memory. */
-  pack(w: Tensor): PackedWeight {
-    const [N, K] = w.shape as [number, number];
+  /** Packs W [N, K] (f32 or bf16 kept as is; f16 widened to f32) into panels in the memory;
+   *  `transposed`: W is given as [K, N] (a product over an [in, out] matrix). */
+  pack(w: Tensor, transposed = false): PackedWeight {
+    const [N, K] = (transposed ? [w.shape[1], w.shape[0]] : w.shape) as [number, number];
     const NR = this.NR, panels = Math.ceil(N / NR);
     const dtype = w.dtype === 'bf16' ? 'bf16' : 'f32';
     const src = w.dtype === 'f32' || w.dtype === 'bf16' ? w.data : toF32(w);
     const at = this.alloc(panels * K * NR * (dtype === 'bf16' ? 2 : 4));
     const dst = dtype === 'bf16' ? new Uint16Array(this.memory.buffer, at, panels * K * NR) : new Float32Array(this.memory.buffer, at, panels * K * NR);
-    for (let n = 0; n < N; n++) {
-      const p = Math.floor(n / NR), c = n % NR, row = n * K, base = p * K * NR + c;
-      for (let k = 0; k < K; k++) dst[base + k * NR] = src[row + k]!;
+    // panel p holds W[p·NR + c, k] at p·K·NR + k·NR + c
+    if (transposed) {
+      for (let k = 0; k < K; k++) {
+        const row = k * N;
+        for (let n = 0; n < N; n++) dst[Math.floor(n / NR) * K * NR + k * NR + (n % NR)] = src[row + n]!;
+      }
+    } else {
+      for (let n = 0; n < N; n++) {
+        const p = Math.floor(n / NR), c = n % NR, row = n * K, base = p * K * NR + c;
+        for (let k = 0; k < K; k++) dst[base + k * NR] = src[row + k]!;
+      }
     }
     return { N, K, panels, at, dtype };
   }

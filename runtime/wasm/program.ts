@@ -10,7 +10,8 @@
 // one i32 (the slots' capacity in tokens); rows: the kernel's input rows (family-specific, see `rowsOf`); scr: the kernel's scratch
 // (laid out by `scratchPlan`, then y0); ldy, y0: where a matrix product left its result (floats per
 // row, byte address); then `kernelArgs(k)` in order: a buffer's byte address in the arena, a weight's
-// f32 copy, a state's byte offset in a slot, a rotary table ([T][R/2] cos, then [T][R/2] sin, f64).
+// f32 copy, a state's byte offset in a slot, a rotary table ([T][R/2] cos, then [T][R/2] sin, f64),
+// the run's token ids or positions ([T] i32).
 // Sizes, columns and row strides are constants in the code, so the kernels that differ only in
 // where their memory is (the same layer at every depth) are one function.
 
@@ -25,7 +26,8 @@ export type Arg =
   | { readonly kind: 'buf'; readonly buf: number }
   | { readonly kind: 'weight'; readonly name: string }
   | { readonly kind: 'state'; readonly index: number }
-  | { readonly kind: 'rope'; readonly rotaryDim: number; readonly theta: number };
+  | { readonly kind: 'rope'; readonly rotaryDim: number; readonly theta: number }
+  | { readonly kind: 'ids'; readonly input: 'tokens' | 'positions' };
 
 /** Leading arguments of every rendered function. */
 export const FIXED = ['T', 'S', 'seq', 'rows', 'scr', 'ldy', 'y0'] as const;
@@ -33,7 +35,7 @@ export const FIXED = ['T', 'S', 'seq', 'rows', 'scr', 'ldy', 'y0'] as const;
 /** The export of kernel `index` of entry `entry` for one of its stages. */
 export const exportName = (entry: EntryName, index: number, stage: 'run' | 'pre' | 'post') => `${entry}.${index}.${stage}`;
 
-const key = (a: Arg) => (a.kind === 'buf' ? `b${a.buf}` : a.kind === 'weight' ? `w:${a.name}` : a.kind === 'state' ? `s${a.index}` : `r${a.rotaryDim}:${a.theta}`);
+const key = (a: Arg) => (a.kind === 'buf' ? `b${a.buf}` : a.kind === 'weight' ? `w:${a.name}` : a.kind === 'state' ? `s${a.index}` : a.kind === 'ids' ? `i:${a.input}` : `r${a.rotaryDim}:${a.theta}`);
 
 /** The kernel-specific arguments of `k`'s functions, in order (each once). */
 export function kernelArgs(k: Kernel): Arg[] {
@@ -65,6 +67,8 @@ export function kernelArgs(k: Kernel): Arg[] {
     if (s.kind === 'rope') put({ kind: 'rope', rotaryDim: s.rotaryDim, theta: s.theta });
   }
   if (k.family === 'rope') put({ kind: 'rope', rotaryDim: k.sizes.R!, theta: k.attrs.theta as number });
+  const ids = k.inputs.ids;
+  if (k.family === 'embedding' && ids && 'input' in ids) put({ kind: 'ids', input: ids.input });
   return [...out.values()];
 }
 

@@ -85,6 +85,9 @@ const CASES: Case[] = [
   },
   { op: 'linear', attrs: { transposed: false }, inputs: (T, r) => [act(r, T, [37]), weight(r, [29, 37], -1, 1, 'bf16'), weight(r, [29])], Ts: [1, 3, 21], modes: ['forward', 'decode'], families: ['matmul'] },
   { op: 'linear', attrs: { transposed: false }, inputs: (T, r) => [act(r, T, [24]), weight(r, [16, 24])], Ts: [2, 9], families: ['matmul'] },
+  // [in, out] matrices (GPT-2's Conv1D), packed transposed
+  { op: 'linear', attrs: { transposed: true }, inputs: (T, r) => [act(r, T, [37]), weight(r, [37, 29], -1, 1, 'bf16'), weight(r, [29])], Ts: [1, 3, 21], modes: ['forward', 'decode'], families: ['matmul'] },
+  { op: 'linear', attrs: { transposed: true }, inputs: (T, r) => [act(r, T, [24]), weight(r, [24, 16])], Ts: [2, 9], families: ['matmul'] },
 ];
 
 describe('wasm program kernels = the CPU backend', () => {
@@ -185,7 +188,7 @@ const MODELS: Record<string, string[]> = {
   qwen3: ['vocab=64', 'd_model=32', 'n_layers=2', 'n_heads=4', 'n_kv_heads=2', 'head_dim=16', 'd_ff=48', 'dtype=f32'],
 };
 
-const RENDERED = new Set(['matmul', 'norm', 'elementwise', 'rope', 'conv', 'conv_step', 'ssd', 'ssd_step', 'attention', 'attention_decode']);
+const RENDERED = new Set(['embedding', 'matmul', 'norm', 'elementwise', 'rope', 'conv', 'conv_step', 'ssd', 'ssd_step', 'attention', 'attention_decode']);
 
 describe('fused kernels of whole programs, kernel by kernel', () => {
   for (const [name, set] of Object.entries(MODELS)) {
@@ -211,8 +214,8 @@ describe('fused kernels of whole programs, kernel by kernel', () => {
           for (const y of Object.values(k.outputs)) runs[1]!.write(y, new Float32Array(runs[1]!.read(y).length).fill(NaN));
           runs.forEach((r) => r.dispatch(k));
           // every kernel of a rendered family runs as the module's function (GPT-2's [in, out]
-          // products excepted: the CPU kernels run them)
-          if (RENDERED.has(k.family) && !k.attrs.transposed && !wasm.renders(k)) missed.push(`${entry} ${k.name}`);
+          // products too, their matrices packed transposed)
+          if (RENDERED.has(k.family) && !wasm.renders(k)) missed.push(`${entry} ${k.name}`);
           if (wasm.renders(k) && (k.prologue?.length || k.epilogue?.length)) staged++;
           for (const [o, y] of Object.entries(k.outputs)) {
             const ref = runs[0]!.read(y);
@@ -226,6 +229,26 @@ describe('fused kernels of whole programs, kernel by kernel', () => {
       expect(staged, 'fused kernels among them').toBeGreaterThan(name === 'gpt2' ? 0 : 3);
     });
   }
+});
+
+describe('an embedding id outside the table', () => {
+  it('is reported as the reference reports it (the module\'s function never reads past the table)', () => {
+    const { program, tensors } = model('bamba', MODELS.bamba!);
+    const cpu = new CpuBackend(program), wasm = wasmFor(program);
+    for (const w of program.weights) for (const b of [cpu, wasm]) b.uploadWeight(w, tensors.get(w.name)!);
+    const entry = program.entries.forward;
+    const k = entry.kernels.find((x) => x.family === 'embedding')!;
+    expect(wasm.renders(k)).toBe(true);
+    const error = (b: Backend): string => {
+      const pool = b.createStatePool(4);
+      const inv = b.begin(entry, { tokens: Int32Array.of(3, k.sizes.V!), positions: Int32Array.of(0, 1), seqs: [{ start: 0, len: 2 }], slots: [pool.acquire()], lengths: [0] }, pool);
+      try { inv.dispatch(k); } catch (e) { return (e as Error).message; }
+      return 'no error';
+    };
+    const want = error(cpu);
+    expect(want).toMatch(/out of range/);
+    expect(error(wasm)).toBe(want);
+  });
 });
 
 describe('the wasm program module text', () => {
