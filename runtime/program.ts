@@ -10,7 +10,7 @@
 // sequences S) are known at run time.
 
 import { exprLeaves } from './expr.ts';
-import type { Family } from './families.ts';
+import type { Family, SizesOf } from './families.ts';
 import type { DType } from './tensor.ts';
 
 export type StateKind = 'kv' | 'conv' | 'ssm';
@@ -79,12 +79,12 @@ export type Epilogue =
 /** A kernel family: its record (size names, operand slots, attributes, state, stages) is in families.ts. */
 export type { Family };
 
-export interface Kernel {
+interface KernelBase<F extends Family> {
   /** Unique in its entry, from the scope that emitted it, e.g. `model.layers.3.mamba.in_proj`. */
   readonly name: string;
-  readonly family: Family;
-  /** Compile-time sizes (K, N, H, P, G, N, chunk, …). */
-  readonly sizes: Readonly<Record<string, number>>;
+  readonly family: F;
+  /** Compile-time sizes, named by the family's record (K, N, H, P, G, N, chunk, …). */
+  readonly sizes: SizesOf<F>;
   readonly inputs: Readonly<Record<string, Operand>>;
   readonly outputs: Readonly<Record<string, View>>;
   /** Non-size constants of the family (eps, scale, theta, …). */
@@ -101,6 +101,26 @@ export interface Kernel {
   readonly fused: readonly string[];
   /** `.arch` lines it came from (`file:line`). */
   readonly source: readonly string[];
+}
+
+/** A kernel of family F (of any of them, for a union). */
+export type KernelOf<F extends Family> = F extends Family ? KernelBase<F> : never;
+/** A kernel: a union discriminated by family, so `k.sizes` has the sizes of the family `k` is narrowed
+ *  to, and reading a size its family lacks is a type error. */
+export type Kernel = KernelOf<Family>;
+/** One implementation per family, each typed by its family's kernel (a target's table). */
+export type FamilyTable<A extends unknown[], R> = { readonly [F in Family]: (k: KernelOf<F>, ...a: A) => R };
+
+/** `k`, checked to be of one of the families `fs` (where a table or a rule has already chosen it by
+ *  family, so its sizes are typed by the family). */
+export function ofFamily<F extends Family>(k: Kernel, ...fs: F[]): KernelOf<F> {
+  if (!(fs as Family[]).includes(k.family)) throw new Error(`archc: kernel ${k.name} is a ${k.family} kernel, not a ${fs.join(' or ')} kernel`);
+  return k as KernelOf<F>;
+}
+
+/** Calls the entry of `table` for `k`'s family: the one place where the union meets a table. */
+export function byFamily<A extends unknown[], R>(table: FamilyTable<A, R>, k: Kernel, ...a: A): R {
+  return (table[k.family] as (k: Kernel, ...a: A) => R)(k, ...a);
 }
 
 export interface Entry {

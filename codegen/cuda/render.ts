@@ -13,7 +13,7 @@ import Handlebars from 'handlebars';
 import { InternalError } from '../../dsl/diagnostics.ts';
 import { exprText, mapExpr } from '../../runtime/expr.ts';
 import { ARGS_STATES, ARGS_VIEWS, kernelStates, kernelViews, kernelWeights, type WeightSlot } from '../../runtime/cuda/abi.ts';
-import type { Entry, Epilogue, Expr, Kernel, Program, View } from '../../runtime/program.ts';
+import { type Entry, type Epilogue, type Expr, type Kernel, type Program, type View, ofFamily } from '../../runtime/program.ts';
 import { CUDA_TARGET, type CudaSchedule, cudaSchedule, productOffsets } from './schedule.ts';
 
 // beside this file, or (from the CLI's bundle in dist/) in the sources beside dist/
@@ -203,13 +203,15 @@ class Renderer {
 
 type FamilyRender = (r: Renderer) => string;
 
+const pick = <T extends object, K extends keyof T>(o: T, ...keys: K[]): Pick<T, K> => Object.fromEntries(keys.map((k) => [k, o[k]])) as Pick<T, K>;
+
 const leafFree = (r: Renderer) => (off: number): string => r.fail(`reads x[+${off}] where there is no x`);
 
 const FAMILIES: Readonly<Record<Kernel['family'], FamilyRender>> = {
   embedding(r) {
     const ids = r.k.inputs.ids!;
     const from = 'input' in ids ? ids.input : r.fail('looks up rows by a computed value; only token ids and positions can index');
-    return template('embedding')({ ...r.common(), V: r.k.sizes.V, D: r.k.sizes.D, ids: from, wSlot: 0 });
+    return template('embedding')({ ...r.common(), ...pick(ofFamily(r.k, 'embedding').sizes, 'V', 'D'), ids: from, wSlot: 0 });
   },
   matmul(r) {
     const k = r.k;
@@ -252,7 +254,7 @@ const FAMILIES: Readonly<Record<Kernel['family'], FamilyRender>> = {
     const y = r.k.outputs.y!;
     return template('elementwise')({ ...r.common(), W: y.width, rows: r.rowsOf(y), text: 'x', body: 'rd_x(a, r, j)' });
   },
-  gather_last: (r) => template('gather_last')({ ...r.common(), W: r.k.sizes.W }),
+  gather_last: (r) => template('gather_last')({ ...r.common(), W: ofFamily(r.k, 'gather_last').sizes.W }),
   rope: (r) => template('rope')({ ...r.common(), ...r.k.sizes, theta: floatLit(r.k.attrs.theta as number) }),
   conv: (r) => conv(r),
   conv_step: (r) => conv(r),
@@ -265,11 +267,11 @@ const FAMILIES: Readonly<Record<Kernel['family'], FamilyRender>> = {
 function conv(r: Renderer): string {
   let post = 'x';
   for (const [i, s] of (r.k.epilogue ?? []).entries()) {
-    if (s.kind !== 'map' || s.width !== r.k.sizes.C) r.fail(`conv epilogue stage ${i} (${s.kind}) is not a map over the channels`);
+    if (s.kind !== 'map' || s.width !== ofFamily(r.k, 'conv', 'conv_step').sizes.C) r.fail(`conv epilogue stage ${i} (${s.kind}) is not a map over the channels`);
     const prev = post;
     post = r.expr(s.body, r.at((off) => (off ? r.fail('a conv epilogue reads x at an offset') : `(${prev})`)));
   }
-  return template('conv')({ ...r.common(), C: r.k.sizes.C, K: r.k.sizes.K, ...r.state(), bias: r.k.inputs.b ? 'rd_b(a, 0, c)' : '0.0f', post });
+  return template('conv')({ ...r.common(), ...pick(ofFamily(r.k, 'conv', 'conv_step').sizes, 'C', 'K'), ...r.state(), bias: r.k.inputs.b ? 'rd_b(a, 0, c)' : '0.0f', post });
 }
 
 function attention(r: Renderer): string {

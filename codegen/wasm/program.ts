@@ -18,7 +18,7 @@
 
 import { exprLeaves } from '../../runtime/expr.ts';
 import type { Epilogue, Expr, Kernel, Program, View } from '../../runtime/program.ts';
-import { isView } from '../../runtime/program.ts';
+import { isView, ofFamily } from '../../runtime/program.ts';
 import { exportName, kernelArgs, programHash } from '../../runtime/wasm/program.ts';
 import { InternalError } from '../../dsl/diagnostics.ts';
 import { type Placement, wasmPlan } from '../../runtime/wasm/plan.ts';
@@ -94,7 +94,7 @@ const lastRowOf = (r: string) => `(i32.sub ${addI(`(i32.load ${addI(get('seq'), 
 
 /** The matmul prologue: x (gathered, normed) into scratch x [rows', K]. */
 function matmulPre(f: Fn): string {
-  const k = f.k, K = k.sizes.K!;
+  const k = ofFamily(f.k, 'matmul'), K = k.sizes.K;
   const xv = k.inputs.x as View;
   if (xv.width !== K) unsupported('a product over several rows of its input view');
   const stages = k.prologue ?? [];
@@ -132,11 +132,11 @@ function matmulPost(f: Fn): string {
   const b = k.inputs.b;
   if (b && !('weight' in b)) unsupported('a bias that is not a weight');
   const y0: RowAt = (r) => addI(get('y0'), `(i32.shl (i32.mul ${r} ${get('ldy')}) ${i32(2)})`);
-  return epilogueChain(f, y0, k.sizes.N!, rows, b && 'weight' in b ? b.weight : null);
+  return epilogueChain(f, y0, ofFamily(k, 'matmul').sizes.N, rows, b && 'weight' in b ? b.weight : null);
 }
 
 function normRun(f: Fn): string {
-  const k = f.k, W = k.sizes.W!, D = k.sizes.D!;
+  const k = ofFamily(f.k, 'norm'), W = k.sizes.W, D = k.sizes.D;
   const x = k.inputs.x as View, y = k.outputs.y!;
   if (k.pre && Object.keys(k.pre).length) unsupported('a norm with a pre-expression');
   if (x.width !== W || y.width !== W || W % D !== 0) unsupported('a norm view');

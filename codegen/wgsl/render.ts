@@ -14,7 +14,7 @@
 
 import Handlebars from 'handlebars';
 import { exprLeaves } from '../../runtime/expr.ts';
-import type { Entry, EntryName, Epilogue, Expr, Kernel, Operand, Program, View } from '../../runtime/program.ts';
+import { type Entry, type EntryName, type Epilogue, type Expr, type Kernel, type Operand, type Program, type View, ofFamily } from '../../runtime/program.ts';
 import { CHUNK_FIELDS, SEQ_FIELDS, type BindingKind, type KernelShaders, type Pass, type RunCount, type WgslEntry, type WgslProfile, type WgslProgram } from '../../runtime/webgpu/shaders.ts';
 import type { DType } from '../../runtime/tensor.ts';
 import { WGSL_CPU_TARGET, WGSL_TARGET, type WgslSchedule, type WgslTarget, wgslSchedule } from './schedule.ts';
@@ -346,7 +346,7 @@ function productRows(c: Ctx): { wgsl: string; rows: RunCount['rows']; times: num
   if (k.prologue?.some((p) => p.kind === 'gather_last')) return { wgsl: 'nS()', rows: 'S', times: 1 };
   const xv = view(k, 'x');
   const r = rowsOf(c.entry, xv);
-  const times = xv.width / k.sizes.K!;
+  const times = xv.width / ofFamily(k, 'matmul').sizes.K;
   return { wgsl: times === 1 ? r.wgsl : `${r.wgsl} * ${times}u`, rows: r.rows, times };
 }
 

@@ -5,6 +5,7 @@
 
 import { InternalError } from '../../dsl/diagnostics.ts';
 import type { DerivedWeight, EntryName, Expr, Family, Kernel, Operand, Rows, View } from '../../runtime/program.ts';
+import type { SizesOf } from '../../runtime/families.ts';
 import type { Attrs, Graph, Node, TensorType } from '../ir.ts';
 import { OP_BY_NAME } from '../ops.ts';
 
@@ -26,11 +27,13 @@ export interface Lowered {
 }
 
 /** What a kernel looks like when an op record emits it (the lowerer adds name, fused, source). */
-export interface KernelSpec {
-  readonly family: Family;
+export type KernelSpec = { [F in Family]: KernelSpecOf<F> }[Family];
+interface KernelSpecOf<F extends Family> {
+  readonly family: F;
   /** Tells apart the kernels of one node in their names. */
   readonly part?: string;
-  readonly sizes: Readonly<Record<string, number>>;
+  /** The sizes the family's record names (runtime/families.ts), all of them. */
+  readonly sizes: SizesOf<F>;
   readonly inputs: Readonly<Record<string, Operand>>;
   readonly outputs: Readonly<Record<string, View>>;
   readonly attrs?: Kernel['attrs'];
@@ -137,14 +140,16 @@ function finish(k: KernelSpec, node: Node, names: Map<string, number>): Kernel {
   const seen = names.get(name) ?? 0;
   names.set(name, seen + 1);
   if (seen) name += `#${seen}`;
+  // sizes as int32 (shapes computed from params may be held as doubles): targets index with them
+  const sizes = Object.fromEntries(Object.entries(k.sizes as Readonly<Record<string, number>>).map(([n, v]) => [n, Number.isInteger(v) ? v | 0 : v]));
   return {
-    // sizes as int32 (shapes computed from params may be held as doubles): targets index with them
-    name, family: k.family, sizes: Object.fromEntries(Object.entries(k.sizes).map(([n, v]) => [n, Number.isInteger(v) ? v | 0 : v])), inputs: k.inputs, outputs: k.outputs, attrs: k.attrs ?? {},
+    // the family's sizes, with the same names as the spec's (typed by the family there)
+    name, family: k.family, sizes: sizes as typeof k.sizes, inputs: k.inputs, outputs: k.outputs, attrs: k.attrs ?? {},
     ...(k.body ? { body: k.body } : {}),
     ...(k.state !== undefined ? { state: k.state } : {}),
     fused: [node.op],
     source: node.loc ? [`${node.loc.file}:${node.loc.line}`] : [],
-  };
+  } as Kernel; // a spread loses the family-sizes pairing the spec had; verifyKernels checks it next
 }
 
 function fail(msg: string): never {

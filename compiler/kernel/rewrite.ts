@@ -4,7 +4,7 @@
 // redirecting reads from one buffer to another.
 
 import { InternalError } from '../../dsl/diagnostics.ts';
-import type { DerivedWeight, Kernel, Operand, View } from '../../runtime/program.ts';
+import type { DerivedWeight, Kernel, KernelOf, Operand, View } from '../../runtime/program.ts';
 import type { Lowered } from './lower.ts';
 
 /** What a rule may need to know beyond the entry: the checkpoint weights' dtypes and shapes. */
@@ -87,7 +87,7 @@ export function redirectReads(kernels: readonly Kernel[], buf: number, to: (v: V
 
 /** A matrix product over whole rows of its input ([T, K], not [T, heads, K]): the shape every
  *  fused stage assumes. */
-export function flatProduct(l: Lowered, k: Kernel): boolean {
+export function flatProduct(l: Lowered, k: Kernel): k is KernelOf<'matmul'> {
   const x = k.inputs.x;
   return k.family === 'matmul' && !!x && 'buf' in x && x.width === k.sizes.K && l.buffers[x.buf] !== undefined;
 }

@@ -5,11 +5,11 @@
 
 import { type Backend, type Invocation, type RunBatch, type StatePool, viewColumns } from '../backend.ts';
 import { compileExpr, exprLeaves } from '../expr.ts';
-import type { DerivedWeight, Entry, Family, Kernel, Operand, Program, ProgramBuffer, ProgramWeight, View } from '../program.ts';
-import { slotLayout, weightsRead } from '../program.ts';
+import type { DerivedWeight, Entry, FamilyTable, Kernel, Operand, Program, ProgramBuffer, ProgramWeight, View } from '../program.ts';
+import { byFamily, slotLayout, weightsRead } from '../program.ts';
 import { type HostWeight, type QuantDType, concatQuant, dequantizeRows, isQuant } from '../quant.ts';
 import { type Tensor, toF32 } from '../tensor.ts';
-import { CPU_FAMILIES, type Ctx, type Impl } from './families.ts';
+import { CPU_FAMILIES, type Ctx } from './families.ts';
 import { linear } from './linear.ts';
 import type { LinearPool } from './pool.ts';
 import type { KvCache } from './seq.ts';
@@ -31,7 +31,7 @@ export class CpuBackend implements Backend {
   private pending: DerivedWeight[];
   private arena = new Float32Array(0);
   /** The implementation of each kernel family (a subclass may replace some). */
-  readonly families: Readonly<Record<Family, Impl>> = CPU_FAMILIES;
+  readonly families: FamilyTable<[Ctx], void> = CPU_FAMILIES;
 
   constructor(readonly program: Program, private readonly pool?: LinearPool) {
     this.read = weightsRead(program.entries);
@@ -174,7 +174,7 @@ class CpuInvocation implements Invocation, Ctx {
   }
 
   dispatch(k: Kernel): void {
-    this.backend.families[k.family](k, this);
+    byFamily(this.backend.families, k, this);
   }
 
   read(v: View): Float32Array {
@@ -241,7 +241,7 @@ class CpuInvocation implements Invocation, Ctx {
   }
 
   linear(k: Kernel, x: Float32Array, rows: number, K: number, w: HostWeight, b: Tensor | null): Float32Array {
-    return this.backend.linear(x, rows, K, w, b, k.sizes.K! * k.sizes.N! >= SPLIT_COLUMNS_FROM);
+    return this.backend.linear(x, rows, K, w, b, k.family === 'matmul' && k.sizes.K * k.sizes.N >= SPLIT_COLUMNS_FROM);
   }
 
   states(index: number): Float32Array[] {

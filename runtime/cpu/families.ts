@@ -5,7 +5,7 @@
 // fused program computes what the unfused one does.
 
 import { type ExprEnv, compileExpr } from '../expr.ts';
-import type { Epilogue, Family, Kernel, View } from '../program.ts';
+import type { Epilogue, Family, FamilyTable, Kernel, KernelOf, View } from '../program.ts';
 import type { HostWeight } from '../quant.ts';
 import type { Tensor } from '../tensor.ts';
 import { attention, rope } from './attention.ts';
@@ -42,7 +42,7 @@ export interface Ctx {
 }
 
 /** One family's implementation: runs kernel `k` on the run in progress. */
-export type Impl = (k: Kernel, c: Ctx) => void;
+export type Impl<F extends Family = Family> = (k: KernelOf<F>, c: Ctx) => void;
 
 /** Rows of `x` ([rows, width]) at the last token of each sequence. */
 function lastRows(x: Float32Array, width: number, seqs: readonly SeqSlice[]): Float32Array {
@@ -110,7 +110,7 @@ function applyStage(k: Kernel, c: Ctx, s: Epilogue, acc: Float32Array, rows: num
   }
 }
 
-const matmul: Impl = (k, c) => {
+const matmul: Impl<'matmul'> = (k, c) => {
   // sizes as small integers for the JIT: a size computed in floating point (a param like
   // d_model * expand // heads) arrives as a double, and a double K makes every index of the
   // product's inner loop double arithmetic, at half the speed
@@ -136,14 +136,14 @@ const matmul: Impl = (k, c) => {
   c.write(k.outputs.y!, epilogue(k, c, acc, rows, N));
 };
 
-const embeddingImpl: Impl = (k, c) => {
+const embeddingImpl: Impl<'embedding'> = (k, c) => {
   const ids = k.inputs.ids!;
   if (!('input' in ids)) throw new Error(`archc runtime: ${k.name} looks up rows by a computed value; only token ids and positions can index`);
   const y = embedding(ids.input === 'tokens' ? c.tokens : c.positions, c.weight((k.inputs.w as { weight: string }).weight));
   c.write(k.outputs.y!, epilogue(k, c, y, c.T, k.sizes.D!));
 };
 
-const norm: Impl = (k, c) => {
+const norm: Impl<'norm'> = (k, c) => {
   const W = k.sizes.W! | 0, D = k.sizes.D! | 0;
   const x = c.operand(k, 'x');
   const rows = ((c.rows(k.inputs.x as View) * W) / D) | 0;
@@ -154,7 +154,7 @@ const norm: Impl = (k, c) => {
   c.write(k.outputs.y!, y);
 };
 
-const elementwise: Impl = (k, c) => {
+const elementwise: Impl<'elementwise'> = (k, c) => {
   const y = k.outputs.y!;
   const rows = c.rows(y);
   const fn = compileExpr(k.body!, env(k, c));
@@ -163,16 +163,16 @@ const elementwise: Impl = (k, c) => {
   c.write(y, out);
 };
 
-const copy: Impl = (k, c) => c.write(k.outputs.y!, c.operand(k, 'x'));
+const copy: Impl<'copy'> = (k, c) => c.write(k.outputs.y!, c.operand(k, 'x'));
 
-const gatherLast: Impl = (k, c) => c.write(k.outputs.y!, lastRows(c.operand(k, 'x'), k.sizes.W!, c.seqs));
+const gatherLast: Impl<'gather_last'> = (k, c) => c.write(k.outputs.y!, lastRows(c.operand(k, 'x'), k.sizes.W!, c.seqs));
 
-const ropeImpl: Impl = (k, c) => {
+const ropeImpl: Impl<'rope'> = (k, c) => {
   const { H, Dh, R } = k.sizes as { H: number; Dh: number; R: number };
   c.write(k.outputs.y!, rope(c.operand(k, 'x'), c.T, H, Dh, c.positions, R, k.attrs.theta as number));
 };
 
-const conv: Impl = (k, c) => {
+const conv: Impl<'conv' | 'conv_step'> = (k, c) => {
   const { C, K } = k.sizes as { C: number; K: number };
   const b = k.inputs.b ? c.operand(k, 'b') : null;
   const rows = c.rows(k.inputs.x as View);
@@ -180,25 +180,25 @@ const conv: Impl = (k, c) => {
   c.write(k.outputs.y!, epilogue(k, c, y, rows, C));
 };
 
-function ssdWith(chunked: boolean): Impl {
+function ssdWith(chunked: boolean): Impl<'ssd' | 'ssd_step'> {
   return (k, c) => {
     const { H, P, G, N } = k.sizes as { H: number; P: number; G: number; N: number };
     const [x, dt, A, B, C, D] = ['x', 'dt', 'A', 'B', 'C', 'D'].map((n) => c.operand(k, n)) as Float32Array[];
     const states = c.states(k.state!);
     const y = chunked
-      ? ssdChunked(x!, dt!, A!, B!, C!, D!, { H, P, G, N }, k.sizes.chunk!, c.seqs, states)
+      ? ssdChunked(x!, dt!, A!, B!, C!, D!, { H, P, G, N }, k.family === 'ssd' ? k.sizes.chunk : 0, c.seqs, states)
       : ssdSequential(x!, dt!, A!, B!, C!, D!, { H, P, G, N }, c.seqs, states);
     c.write(k.outputs.y!, y);
   };
 }
 
-const attentionImpl: Impl = (k, c) => {
+const attentionImpl: Impl<'attention' | 'attention_decode'> = (k, c) => {
   const { H, KV, Dh } = k.sizes as { H: number; KV: number; Dh: number };
   const [q, kk, v] = ['q', 'k', 'v'].map((n) => c.operand(k, n)) as Float32Array[];
   c.write(k.outputs.y!, attention(q!, kk!, v!, c.T, H, KV, Dh, k.attrs.scale as number, c.seqs, c.caches(k.state!)));
 };
 
-export const CPU_FAMILIES: Readonly<Record<Family, Impl>> = {
+export const CPU_FAMILIES: FamilyTable<[Ctx], void> = {
   embedding: embeddingImpl, matmul, norm, elementwise, copy, gather_last: gatherLast, rope: ropeImpl,
   conv, conv_step: conv, ssd: ssdWith(true), ssd_step: ssdWith(false), attention: attentionImpl, attention_decode: attentionImpl,
 };

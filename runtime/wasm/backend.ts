@@ -14,9 +14,9 @@
 
 import type { Invocation, RunBatch, StatePool } from '../backend.ts';
 import { CpuBackend } from '../cpu/backend.ts';
-import { CPU_FAMILIES, type Ctx, type Impl } from '../cpu/families.ts';
+import { CPU_FAMILIES, type Ctx } from '../cpu/families.ts';
 import { exprLeaves } from '../expr.ts';
-import { type Entry, type EntryName, type Family, type Kernel, type Program, type View, weightsRead } from '../program.ts';
+import { type Entry, type EntryName, type FamilyTable, type Kernel, type KernelOf, type Program, type View, byFamily, weightsRead } from '../program.ts';
 import type { QuantDType } from '../quant.ts';
 import { readF32, type Tensor } from '../tensor.ts';
 import { type PackedWeight, WasmKernels } from './kernels.ts';
@@ -72,11 +72,11 @@ export class WasmBackend extends CpuBackend {
   private readonly packed = new WeakMap<Tensor, PackedWeight>();
   /** The chunked SSD and prefill attention as matrix products on the wasm kernels; the rendered
    *  families through the program module where the plan places the kernel; the rest as the CPU engine runs them. */
-  override readonly families: Readonly<Record<Family, Impl>> = {
+  override readonly families: FamilyTable<[Ctx], void> = {
     ...CPU_FAMILIES, ssd: (k, c) => this.ssd(k, c), attention: (k, c) => this.attention(k, c),
     ...Object.fromEntries((['embedding', 'matmul', 'norm', 'elementwise', 'rope', 'conv', 'conv_step', 'ssd_step', 'attention_decode'] as const)
-      .map((f) => [f, (k: Kernel, c: Ctx) => { if (!this.rendered(k, c)) CPU_FAMILIES[f](k, c); }])),
-  };
+      .map((f) => [f, (k: Kernel, c: Ctx) => { if (!this.rendered(k, c)) byFamily(CPU_FAMILIES, k, c); }])),
+  } as FamilyTable<[Ctx], void>;
   /** The program module (absent: every family but the products runs as the CPU engine's). */
   private readonly prog: WasmProgram | null;
   /** Each kernel's placement (runtime/wasm/plan.ts: the renderer rendered by the same plan). */
@@ -317,7 +317,7 @@ export class WasmBackend extends CpuBackend {
     return true;
   }
 
-  private ssd(k: Kernel, c: Ctx): void {
+  private ssd(k: KernelOf<'ssd'>, c: Ctx): void {
     const { H, P, G, N } = k.sizes as { H: number; P: number; G: number; N: number };
     if (this.ssdInMemory(k, c)) return;
     const [x, dt, A, B, C, D] = ['x', 'dt', 'A', 'B', 'C', 'D'].map((n) => c.operand(k, n)) as Float32Array[];
@@ -327,7 +327,7 @@ export class WasmBackend extends CpuBackend {
   /** The chunked SSD over the arena and state slots in the shared memory, its operands' `pre`
    *  through the program module; false where the plan does not place it in the module (y sharing a
    *  buffer with an operand, say) or without the module. */
-  private ssdInMemory(k: Kernel, c: Ctx): boolean {
+  private ssdInMemory(k: KernelOf<'ssd'>, c: Ctx): boolean {
     const run = this.current;
     if (!this.renders(k) || !run) return false;
     const names = ['x', 'dt', 'B', 'C'] as const;
@@ -359,7 +359,7 @@ export class WasmBackend extends CpuBackend {
     return true;
   }
 
-  private attention(k: Kernel, c: Ctx): void {
+  private attention(k: KernelOf<'attention'>, c: Ctx): void {
     const { H, KV, Dh } = k.sizes as { H: number; KV: number; Dh: number };
     if (this.attentionInMemory(k, c)) return;
     const [q, kk, v] = ['q', 'k', 'v'].map((n) => c.operand(k, n)) as Float32Array[];
@@ -369,7 +369,7 @@ export class WasmBackend extends CpuBackend {
   /** Prefill attention over the arena and the caches in the slots, its steps between the products
    *  in the program module; false where the plan does not place it in the module (an operand with a
    *  `pre`, y sharing a buffer with an operand) or without the module. */
-  private attentionInMemory(k: Kernel, c: Ctx): boolean {
+  private attentionInMemory(k: KernelOf<'attention'>, c: Ctx): boolean {
     const run = this.current;
     if (!this.renders(k) || !run) return false;
     const views = ['q', 'k', 'v'].map((n) => k.inputs[n] as View);

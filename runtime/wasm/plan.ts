@@ -7,7 +7,7 @@
 // build-report.json. A test pins the list per model (test/runtime/wasm/fallbacks.test.ts).
 
 import { exprLeaves } from '../expr.ts';
-import { type Entry, type EntryName, type Expr, type Family, type Kernel, type Program, type View, isView } from '../program.ts';
+import { type Entry, type EntryName, type Expr, type Family, type FamilyTable, type Kernel, type KernelOf, type Program, type View, byFamily, isView } from '../program.ts';
 
 export type Placement = { readonly path: 'module' } | { readonly path: 'reference'; readonly reason: string };
 
@@ -43,7 +43,7 @@ export function wasmFallbacks(program: Program): Fallback[] {
 
 /** Where `k` runs: the first reason it cannot run in the module, else the module. */
 export function placeKernel(program: Program, k: Kernel): Placement {
-  const reason = FAMILY[k.family](k, program);
+  const reason = byFamily(FAMILY, k, program);
   return reason ? { path: 'reference', reason } : MODULE;
 }
 
@@ -54,7 +54,7 @@ export function ownFunctions(k: Kernel): boolean {
 }
 
 /** null where the kernel renders, else why not. */
-type Check = (k: Kernel, program: Program) => string | null;
+type Check<F extends Family = Family> = (k: KernelOf<F>, program: Program) => string | null;
 
 const first = (...reasons: (() => string | null)[]): string | null => {
   for (const r of reasons) { const why = r(); if (why) return why; }
@@ -122,7 +122,7 @@ function packable(program: Program, name: string, N: number, K: number, transpos
   return w.shape.length === 2 && w.shape[0] === a && w.shape[1] === b ? null : `weight ${name} of shape [${w.shape}] is not [${a}, ${b}]`;
 }
 
-const matmul: Check = (k, program) => {
+const matmul: Check<'matmul'> = (k, program) => {
   const w = k.inputs.w, x = viewOf(k, 'x'), b = k.inputs.b;
   const { K, N } = k.sizes as { K: number; N: number };
   if (!w || !('weight' in w)) return 'a product whose matrix is not a weight';
@@ -142,7 +142,7 @@ const matmul: Check = (k, program) => {
   );
 };
 
-const norm: Check = (k) => {
+const norm: Check<'norm'> = (k) => {
   const { W, D } = k.sizes as { W: number; D: number };
   const x = viewOf(k, 'x'), y = k.outputs.y, b = k.inputs.b;
   return first(
@@ -154,15 +154,15 @@ const norm: Check = (k) => {
   );
 };
 
-const elementwise: Check = (k) => (!k.body ? 'an elementwise kernel without a body' : !k.outputs.y ? 'no output y' : exprReason(k, k.body, false));
+const elementwise: Check<'elementwise'> = (k) => (!k.body ? 'an elementwise kernel without a body' : !k.outputs.y ? 'no output y' : exprReason(k, k.body, false));
 
-const rope: Check = (k) => {
+const rope: Check<'rope'> = (k) => {
   const { H, Dh, R } = k.sizes as { H: number; Dh: number; R: number };
   const x = viewOf(k, 'x'), y = k.outputs.y;
   return !x || !y || R % 2 || R > Dh || x.width !== H * Dh || y.width !== H * Dh ? 'a rope over views other than rows of its heads' : null;
 };
 
-const conv: Check = (k) => {
+const conv: Check<'conv' | 'conv_step'> = (k) => {
   const b = k.inputs.b;
   return first(
     () => (!isWeight(k, 'w') || (b && !('weight' in b)) ? 'a conv whose weights are activations' : null),
@@ -172,7 +172,7 @@ const conv: Check = (k) => {
   );
 };
 
-const ssdStep: Check = (k) => first(
+const ssdStep: Check<'ssd_step'> = (k) => first(
   () => (k.sizes.H! % k.sizes.G! ? 'groups that do not divide the heads' : null),
   () => operandsReason(k, ['x', 'dt', 'A', 'B', 'C', 'D']),
   () => stateOf(k),
@@ -188,7 +188,7 @@ function attentionViews(k: Kernel): string | null {
   return views.some((v) => v!.buf === y.buf) ? 'an attention output sharing a buffer with an operand' : null;
 }
 
-const attentionDecode: Check = (k) => {
+const attentionDecode: Check<'attention_decode'> = (k) => {
   const { H, KV, Dh } = k.sizes as { H: number; KV: number; Dh: number };
   return first(
     () => (KV < 1 || H % KV ? 'kv heads that do not divide the heads' : null),
@@ -204,7 +204,7 @@ const attentionDecode: Check = (k) => {
 
 /** The chunked SSD: the module's fixed steps over x, dt, B, C in place (through their `pre` into
  *  scratch where they have one; A and D are read on the host). */
-const ssd: Check = (k) => first(
+const ssd: Check<'ssd'> = (k) => first(
   () => (['x', 'dt', 'B', 'C'].some((n) => !viewOf(k, n)) ? 'SSD operands x, dt, B, C that are not activation views' : null),
   () => (k.outputs.y ? null : 'no output y'),
   () => (['x', 'dt', 'B', 'C'].some((n) => viewOf(k, n)!.buf === k.outputs.y!.buf) ? 'an SSD output sharing a buffer with an operand' : null),
@@ -218,7 +218,7 @@ const ssd: Check = (k) => first(
 export const EMBEDDING_COPY_BYTES = 64 * 2 ** 20;
 
 /** Rows of a [V, D] float table by the token ids or positions, through the epilogue. */
-const embedding: Check = (k, program) => {
+const embedding: Check<'embedding'> = (k, program) => {
   const ids = k.inputs.ids, w = k.inputs.w;
   const { V, D } = k.sizes as { V: number; D: number };
   if (!ids || !('input' in ids)) return 'an embedding by computed ids';
@@ -231,9 +231,9 @@ const embedding: Check = (k, program) => {
 };
 
 /** Prefill attention: the module's fixed steps around the products, operands read in place. */
-const attention: Check = (k) => first(() => noPre(k, 'attention'), () => attentionViews(k), () => stateOf(k));
+const attention: Check<'attention'> = (k) => first(() => noPre(k, 'attention'), () => attentionViews(k), () => stateOf(k));
 
-const FAMILY: Readonly<Record<Family, Check>> = {
+const FAMILY: FamilyTable<[Program], string | null> = {
   matmul, norm, elementwise, rope, conv, conv_step: conv, ssd_step: ssdStep, attention_decode: attentionDecode, ssd, attention,
   embedding,
   copy: () => 'the wasm renderer has no copy family',

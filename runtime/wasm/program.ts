@@ -86,8 +86,8 @@ export function scratchPlan(k: Kernel): { name: string; perRow: number }[] {
   const maps = (k.epilogue ?? []).filter((s) => s.kind === 'map');
   const widest = Math.max(0, ...maps.map((s) => s.width));
   const bias = k.family === 'matmul' && k.inputs.b ? 1 : 0;
-  if (maps.length + bias >= 2) add('y1', Math.max(widest, k.sizes.N ?? 0));
-  if (maps.length + bias >= 3) add('y2', Math.max(widest, k.sizes.N ?? 0));
+  if (maps.length + bias >= 2) add('y1', Math.max(widest, k.family === 'matmul' ? k.sizes.N : 0));
+  if (maps.length + bias >= 3) add('y2', Math.max(widest, k.family === 'matmul' ? k.sizes.N : 0));
   if ((k.family === 'conv' || k.family === 'conv_step') && k.epilogue?.length) add('y0', k.sizes.C!);
   return plan;
 }

@@ -64,7 +64,7 @@ function startOp(name: string, inputs: readonly OpInput[], attrs: Attrs, T: numb
   const outs = outTypes.map((t) => fresh(rowWidth(t), 'T'));
   const kernels: Kernel[] = [];
   const emit = (k: KernelSpec) => kernels.push({ name: `${name}.${kernels.length}`, family: k.family, sizes: k.sizes, inputs: k.inputs, outputs: k.outputs,
-    attrs: k.attrs ?? {}, ...(k.body ? { body: k.body } : {}), ...(k.state !== undefined ? { state: k.state } : {}), fused: [name], source: [] });
+    attrs: k.attrs ?? {}, ...(k.body ? { body: k.body } : {}), ...(k.state !== undefined ? { state: k.state } : {}), fused: [name], source: [] } as Kernel);
   const mode = opts.mode ?? 'forward';
   const spec = op.state?.(types, full);
   const ctx: LowerCtx = {

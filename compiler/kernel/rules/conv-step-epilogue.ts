@@ -3,7 +3,7 @@
 // token, pushed through that sequence's conv window.
 
 import { exprLeaves } from '../../../runtime/expr.ts';
-import type { Expr, Kernel, View } from '../../../runtime/program.ts';
+import { type Expr, type Kernel, type View, ofFamily } from '../../../runtime/program.ts';
 import type { Lowered } from '../lower.ts';
 import { type Rule, columnsOwnedBy, flatProduct, merged, redirectReads, soleWriter } from '../rewrite.ts';
 
@@ -26,11 +26,11 @@ export const convStepEpilogue: Rule<{ producer: number; at: View; post?: Expr }>
     return { producer: p, at, ...(post ? { post } : {}) };
   },
   rewrite(l, i, { producer, at, post }): Lowered {
-    const c = l.kernels[i]!;
+    const c = ofFamily(l.kernels[i]!, 'conv_step');
     let kernels = l.kernels.map((k, j): Kernel => (j !== producer ? k : {
       ...k,
       epilogue: [...(k.epilogue ?? []), {
-        kind: 'conv_step', col: at.col, channels: c.sizes.C!, taps: c.sizes.K!, weight: (c.inputs.w as { weight: string }).weight,
+        kind: 'conv_step', col: at.col, channels: c.sizes.C, taps: c.sizes.K, weight: (c.inputs.w as { weight: string }).weight,
         ...(c.inputs.b ? { bias: (c.inputs.b as { weight: string }).weight } : {}), state: c.state!, ...(post ? { post } : {}),
       }],
       ...merged(k, c),

@@ -2,14 +2,14 @@
 // one product over their weights concatenated at load: the input is read once, one dispatch instead
 // of several. Each original output becomes a column view of the merged one.
 
-import type { DerivedWeight, Kernel, Operand } from '../../../runtime/program.ts';
+import { type DerivedWeight, type Kernel, type KernelOf, type Operand, ofFamily } from '../../../runtime/program.ts';
 import type { Lowered } from '../lower.ts';
 import { type Rule, type RuleEnv, flatProduct, readersOf, redirectReads, withDerived } from '../rewrite.ts';
 
 const sameOperand = (a: Operand, b: Operand) => 'buf' in a && 'buf' in b && a.buf === b.buf && a.col === b.col && a.width === b.width;
 
 /** A plain product (no fused work yet) over checkpoint weights: what can be merged. */
-function plain(l: Lowered, k: Kernel, env: RuleEnv): boolean {
+function plain(l: Lowered, k: Kernel, env: RuleEnv): k is KernelOf<'matmul'> {
   // weights stored [in, out] would concatenate along the wrong dim
   return flatProduct(l, k) && !k.attrs.transposed && !k.pre && !k.prologue && !k.epilogue && 'weight' in k.inputs.w! && env.weight((k.inputs.w as { weight: string }).weight) !== undefined;
 }
@@ -34,11 +34,11 @@ export const mergeSiblings: Rule<{ siblings: number[] }> = {
     return siblings.length > 1 && !ix.outputs.has(k.outputs.y!.buf) ? { siblings } : null;
   },
   rewrite(l, i, { siblings }, _ix, env): Lowered {
-    const ks = siblings.map((j) => l.kernels[j]!);
+    const ks = siblings.map((j) => ofFamily(l.kernels[j]!, 'matmul'));
     const w = ks.map((k) => (k.inputs.w as { weight: string }).weight);
     const name = mergedName(w);
-    const N = ks.reduce((n, k) => n + k.sizes.N!, 0);
-    const K = ks[0]!.sizes.K!;
+    const N = ks.reduce((n, k) => n + k.sizes.N, 0);
+    const K = ks[0]!.sizes.K;
     const first = env.weight(w[0]!)!;
     const derived: DerivedWeight[] = [{ name: `${name}.weight`, shape: [N, K], dtype: first.dtype as DerivedWeight['dtype'], from: { kind: 'concat', parts: w } }];
     const inputs: Record<string, Operand> = { x: ks[0]!.inputs.x!, w: { weight: `${name}.weight` } };
@@ -57,7 +57,7 @@ export const mergeSiblings: Rule<{ siblings: number[] }> = {
     for (const k of ks) {
       const c = col;
       kernels = redirectReads(kernels, k.outputs.y!.buf, (v) => ({ buf, col: c + v.col, width: v.width }));
-      col += k.sizes.N!;
+      col += k.sizes.N;
     }
     const rows = l.buffers[ks[0]!.outputs.y!.buf]!.rows;
     return { ...l, buffers: [...l.buffers, { id: buf, width: N, rows }], kernels, derived: withDerived(l, derived) };
