@@ -228,7 +228,8 @@ export function registerRunCommands(p: Command): void {
       }
       checkLogits(logits, model.vocab);
       if (o.out) writeFileAtomic(o.out, encodeNpy(logits, [ids.length, model.vocab]));
-      if (o.loss) process.stdout.write(JSON.stringify({ loss, tokens: ids.length }) + '\n');
+      // tokens: the rows the loss averages over (each predicts the next id of its own sequence)
+      if (o.loss) process.stdout.write(JSON.stringify({ loss, tokens: predicted }) + '\n');
       if (!o.out && !o.loss) process.stdout.write(`logits [${ids.length}, ${model.vocab}]: pass --out FILE.npy to save them\n`);
     });
 
