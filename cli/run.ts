@@ -141,7 +141,7 @@ export function registerRunCommands(p: Command): void {
       const compiled = await compileFor(file, o);
       const program = compiled.program;
       const ctx = compiled.graph.params.context;
-      const stats = computeStats(compiled.graph, typeof ctx === 'number' ? ctx : 4096, 1);
+      const stats = computeStats(compiled.graph, typeof ctx === 'number' ? ctx : 4096, 1, compiled.forProgram);
       const wasmKernels = await (await import('../codegen/wasm/assemble.ts')).wasmKernelVariants();
       const wasmProgram = await (await import('../codegen/wasm/program.ts')).wasmProgram(program);
       const { buildCuda } = await import('../codegen/cuda/build.ts');

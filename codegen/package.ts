@@ -155,7 +155,7 @@ function generateModelFile(file: SourceFile, input: BuildInput): void {
   file.addVariableStatement({
     isExported: true,
     declarationKind: VariableDeclarationKind.Const,
-    docs: [`The ${graph.weights.length} checkpoint tensors, by Hugging Face name.`],
+    docs: [`The ${graph.weights.length} checkpoint tensors, by Hugging Face name${program.choices.length ? ` (config.json's ${program.choices.map((c) => c.keys[0]).join(', ')} at the default)` : ''}.`],
     declarations: [{
       name: 'WEIGHTS',
       type: 'readonly WeightInfo[]',
@@ -279,12 +279,18 @@ function packageJson(name: string, input: BuildInput): object {
   };
 }
 
+/** What the checkpoint's config.json decides at load, with the parameter count of each value. */
+function atLoadText(stats: Stats): string {
+  return (stats.parameters.atLoad ?? []).map((c) => `\nThe checkpoint's \`${c.key}\` decides at load which tensors the weights read (absent: ${JSON.stringify(c.value)}): `
+    + `${c.totals.map((t) => `${JSON.stringify(t.value)}, ${t.total.toLocaleString('en-US')} parameters`).join('; ')}.`).join('');
+}
+
 function readme(name: string, input: BuildInput): string {
   const { graph, stats } = input;
   return `# ${name}
 
 ${graph.model}, compiled by archc from \`${basename(input.source)}\`: ${stats.parameters.total.toLocaleString('en-US')} parameters,
-${graph.weights.length} checkpoint tensors; ${input.program.entries.decode.kernels.length} kernels per decode step, ${input.program.entries.prefill.kernels.length} per prefill.
+${graph.weights.length} checkpoint tensors; ${input.program.entries.decode.kernels.length} kernels per decode step, ${input.program.entries.prefill.kernels.length} per prefill.${atLoadText(stats)}
 
 ## Use
 

@@ -133,12 +133,12 @@ export class Model {
     if (!BACKENDS.includes(kind)) throw new RuntimeError('RT303', [`backend ${kind}`, `this package runs on: ${BACKENDS.join(', ')}`]);
     if (kind === 'webgpu' && !opts.wgsl) throw new RuntimeError('RT303', ['backend webgpu without the program\'s WGSL', 'pass LoadOptions.wgsl (the package\'s WGSL)']);
     const files = isUrl(dir) || !onNode() ? await fetchCheckpoint(dir) : nodeCheckpoint(dir);
-    checkConfig(program, files.config, files.configPath);
+    const reads = checkConfig(program, files.config, files.configPath);
     const ckpt = await files.tensors();
     try {
       const backend = await openBackend(program, kind, opts);
       try {
-        await loadWeights(program, ckpt, opts, backend);
+        await loadWeights(program, ckpt, opts, backend, reads);
       } catch (e) {
         backend.dispose();
         throw e;
@@ -402,22 +402,34 @@ async function openWebGpu(program: Program, wgsl: WgslProgram, opts?: WebGpuOpti
   return createWebGpuBackend(program, wgsl, opts);
 }
 
-/** The config.json values the program was built for must be the checkpoint's. */
-function checkConfig(program: Program, config: HfConfig, file: string): void {
+/** The config.json values the program was built for must be the checkpoint's; the params decided
+ *  at load take config.json's value (absent: the program's). Returns the checkpoint tensor each
+ *  weight reads where that is not its own name (e.g. a tied head's `lm_head.weight`). */
+function checkConfig(program: Program, config: HfConfig, file: string): Map<string, string> {
   const problems: string[] = [];
-  for (const b of program.bindings) {
-    for (const key of b.keys) {
+  /** The value of the first of `keys` config.json gives (null and "auto" give none). */
+  const valueOf = (keys: readonly string[]): { key: string; value: unknown } | undefined => {
+    for (const key of keys) {
       const { found, value } = lookupKey(config, key.split('.'));
-      if (!found || value === null || value === 'auto') continue;
-      if (!sameValue(value, b.value)) {
-        problems.push(`${key} = ${show(value)}, but this program was built with ${b.param} = ${show(b.value)}`);
-      }
-      break;
+      if (found && value !== null && value !== 'auto') return { key, value };
     }
+    return undefined;
+  };
+  for (const b of program.bindings) {
+    const got = valueOf(b.keys);
+    if (got && !sameValue(got.value, b.value)) problems.push(`${got.key} = ${show(got.value)}, but this program was built with ${b.param} = ${show(b.value)}`);
+  }
+  const reads = new Map<string, string>();
+  for (const c of program.choices) {
+    const got = valueOf(c.keys);
+    const chosen = c.reads.find((r) => sameValue(r.value, got ? got.value : c.value));
+    if (!chosen) problems.push(`${got!.key} = ${show(got!.value)}, but this program takes ${c.reads.map((r) => show(r.value)).join(' or ')} for ${c.param}`);
+    else for (const [weight, tensor] of Object.entries(chosen.tensors)) reads.set(weight, tensor);
   }
   if (problems.length) {
     throw new RuntimeError('RT210', [file, problems.join('\n  '), 'rebuild with `archc build <model.arch> --hf-config <checkpoint>/config.json`'], { file });
   }
+  return reads;
 }
 
 /** JSON-like text that keeps infinities readable. */
@@ -461,12 +473,16 @@ function onNode(): boolean {
   return typeof process !== 'undefined' && typeof process.versions?.node === 'string';
 }
 
-async function loadWeights(program: Program, ckpt: TensorSource, opts: LoadOptions, backend: LoadableBackend): Promise<void> {
-  const problems = checkShapes(ckpt, program.weights.map((w) => ({ name: w.name, shape: w.shape })), { allowExtra: opts.allowExtra });
+/** Uploads every weight of `program` from the checkpoint tensor it reads (`reads`, else its own
+ *  name); a tensor read by several weights is read once. */
+async function loadWeights(program: Program, ckpt: TensorSource, opts: LoadOptions, backend: LoadableBackend, reads: ReadonlyMap<string, string>): Promise<void> {
+  const tensorOf = (name: string) => reads.get(name) ?? name;
+  const wanted = new Map(program.weights.map((w) => [tensorOf(w.name), w.shape]));
+  const problems = checkShapes(ckpt, [...wanted].map(([name, shape]) => ({ name, shape })), { allowExtra: opts.allowExtra });
   // Every weight of a program is read as floating point: integers are a wrong checkpoint.
-  for (const w of program.weights) {
-    const got = ckpt.tensors.get(w.name);
-    if (got?.dtype === 'i32') problems.push(new RuntimeError('RT165', [ckpt.path, w.name, got.fileDtype], { file: ckpt.path, tensor: w.name }));
+  for (const name of wanted.keys()) {
+    const got = ckpt.tensors.get(name);
+    if (got?.dtype === 'i32') problems.push(new RuntimeError('RT165', [ckpt.path, name, got.fileDtype], { file: ckpt.path, tensor: name }));
   }
   if (problems.length === 1) throw problems[0]!;
   if (problems.length > 1) {
@@ -475,9 +491,16 @@ async function loadWeights(program: Program, ckpt: TensorSource, opts: LoadOptio
     if (problems.length > shown) list.push(`  … and ${problems.length - shown} more`);
     throw new RuntimeError('RT164', [ckpt.path, problems.length, list.join('\n')], { file: ckpt.path, problems });
   }
+  const shared = new Set([...reads.values()]);
+  const kept = new Map<string, Tensor>();
   for (const [i, w] of program.weights.entries()) {
-    const t = await ckpt.read(w.name);
-    if (opts.checkWeights ?? true) checkFinite(t, ckpt.tensors.get(w.name)?.file ?? ckpt.path, w.name);
+    const name = tensorOf(w.name);
+    let t = kept.get(name);
+    if (!t) {
+      t = await ckpt.read(name);
+      if (opts.checkWeights ?? true) checkFinite(t, ckpt.tensors.get(name)?.file ?? ckpt.path, name);
+      if (shared.has(name)) kept.set(name, t);
+    }
     backend.uploadWeight(w, t);
     opts.onProgress?.(i + 1, program.weights.length, w.name);
   }
