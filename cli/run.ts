@@ -21,7 +21,7 @@ import { RUNTIME_LIMITS } from '../runtime/limits.ts';
 import { probePath } from '../runtime/paths.ts';
 import { printWarnings } from './errors.ts';
 import { type CommonOpts, setsOf, withCommon, withPreset } from './common.ts';
-import { checkParent, checkReplaceable, writeDirAtomic, writeFileAtomic } from './fsutil.ts';
+import { checkParent, checkReplaceable, exitOnSignals, writeDirAtomic, writeFileAtomic, yieldToSignals } from './fsutil.ts';
 import { encodeNpy } from './npy.ts';
 
 const archList = (text = 'sm_80,sm_90'): string[] => text.split(',').map((a) => a.trim()).filter(Boolean);
@@ -135,18 +135,26 @@ export function registerRunCommands(p: Command): void {
     .option('--cuda-arch <archs>', 'GPU architectures to compile the CUDA kernels for (where nvcc exists)', 'sm_80,sm_90')
     .action(async (file: string, o: CommonOpts & { out: string; name?: string; force?: boolean; cudaArch: string }) => {
       const t0 = performance.now();
+      // Ctrl-C stops the build between its steps (each yields to the event loop) or while the
+      // TypeScript is checked and emitted on a worker, leaving no output; exit 130 (143: SIGTERM).
+      exitOnSignals();
       // ts-morph (TypeScript) takes a third of a second to load: only `build` needs it.
       checkReplaceable(resolve(o.out), 'package', o.force ?? false); // before the work, not after
       const { buildPackage } = await import('../codegen/package.ts');
+      await yieldToSignals();
       const compiled = await compileFor(file, o);
+      await yieldToSignals();
       const program = compiled.program;
       const ctx = compiled.graph.params.context;
       const stats = computeStats(compiled.graph, typeof ctx === 'number' ? ctx : 4096, 1, compiled.forProgram);
       const wasmKernels = await (await import('../codegen/wasm/assemble.ts')).wasmKernelVariants();
+      await yieldToSignals();
       const wasmProgram = await (await import('../codegen/wasm/program.ts')).wasmProgram(program);
+      await yieldToSignals();
       const { buildCuda } = await import('../codegen/cuda/build.ts');
       const cuda = await buildCuda(program, { archs: archList(o.cudaArch) });
-      const r = buildPackage({ graph: compiled.graph, program, stats, source: file, packageName: o.name, wasmKernels, wasmProgram, cuda }, o.out, { force: o.force });
+      await yieldToSignals();
+      const r = await buildPackage({ graph: compiled.graph, program, stats, source: file, packageName: o.name, wasmKernels, wasmProgram, cuda }, o.out, { force: o.force });
       const rep = programReport(program, { prefillTokens: 4096, decodeBatch: 8, context: typeof ctx === 'number' ? ctx : 4096 });
       const d = rep.dispatches, m = rep.memory;
       const layers = Object.entries(d.perLayer).map(([k, n]) => `${n} per ${k} layer`).join(', ');

@@ -4,7 +4,9 @@
 // Everything is written to a temp directory beside the target and renamed into place at the end.
 
 import { cpSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { type WriteDirOptions, writeDirAtomic } from '../cli/fsutil.ts';
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
+import { type WriteDirOptions, writeDirAtomicAsync, yieldToSignals } from '../cli/fsutil.ts';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Project, VariableDeclarationKind, ts, type SourceFile } from 'ts-morph';
@@ -44,51 +46,45 @@ export interface BuildResult {
 
 /** Builds the package into `outDir` (replacing it only once the new one is complete, and only if
  *  it is empty or an earlier package, unless `force`: see writeDirAtomic). */
-export function buildPackage(input: BuildInput, outDir: string, opts: WriteDirOptions = {}): BuildResult {
+export async function buildPackage(input: BuildInput, outDir: string, opts: WriteDirOptions = {}): Promise<BuildResult> {
   const target = resolve(outDir);
-  writeDirAtomic(target, 'package', (tmp) => writePackage(input, tmp), opts);
+  await writeDirAtomicAsync(target, 'package', (tmp) => writePackage(input, tmp), opts);
   return { dir: target, files: listFiles(target).map((f) => relative(target, f)) };
 }
 
-function writePackage(input: BuildInput, dir: string): void {
+async function writePackage(input: BuildInput, dir: string): Promise<void> {
   const started = Date.now();
   const problems = checkProgramJson(JSON.parse(JSON.stringify(input.program, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v))));
   if (problems.length) throw new InternalError(`the kernel program fails its schema: ${problems.slice(0, 5).join('; ')}`);
   const src = join(dir, 'src');
   cpSync(RUNTIME_DIR, join(src, 'runtime'), { recursive: true, filter: (p) => !p.endsWith('.test.ts') });
 
-  const project = new Project({
-    compilerOptions: {
-      target: ts.ScriptTarget.ES2022,
-      module: ts.ModuleKind.NodeNext,
-      moduleResolution: ts.ModuleResolutionKind.NodeNext,
-      strict: true,
-      declaration: true,
-      skipLibCheck: true,
-      rewriteRelativeImportExtensions: true,
-      allowImportingTsExtensions: true,
-      rootDir: src,
-      outDir: join(dir, 'dist'),
-      types: ['node'],
-      typeRoots: [resolve(dirname(ROOT_PACKAGE), 'node_modules', '@types')],
-      // The package's dependencies are typed from archc's own node_modules while compiling; the
-      // emitted JS imports them by name, resolved from the package's node_modules once installed.
-      paths: { '@huggingface/tokenizers': [resolve(dirname(ROOT_PACKAGE), 'node_modules', '@huggingface', 'tokenizers')] },
-    },
-  });
+  const compilerOptions: ts.CompilerOptions = {
+    target: ts.ScriptTarget.ES2022,
+    module: ts.ModuleKind.NodeNext,
+    moduleResolution: ts.ModuleResolutionKind.NodeNext,
+    strict: true,
+    declaration: true,
+    skipLibCheck: true,
+    rewriteRelativeImportExtensions: true,
+    allowImportingTsExtensions: true,
+    rootDir: src,
+    outDir: join(dir, 'dist'),
+    types: ['node'],
+    typeRoots: [resolve(dirname(ROOT_PACKAGE), 'node_modules', '@types')],
+    // The package's dependencies are typed from archc's own node_modules while compiling; the
+    // emitted JS imports them by name, resolved from the package's node_modules once installed.
+    paths: { '@huggingface/tokenizers': [resolve(dirname(ROOT_PACKAGE), 'node_modules', '@huggingface', 'tokenizers')] },
+  };
+  const project = new Project({ compilerOptions });
   project.addSourceFilesAtPaths(join(src, 'runtime', '**', '*.ts'));
   generateModelFile(project.createSourceFile(join(src, 'model.ts'), '', { overwrite: true }), input);
   generateWgslFile(project.createSourceFile(join(src, 'wgsl.ts'), '', { overwrite: true }), input);
   generateIndexFile(project.createSourceFile(join(src, 'index.ts'), '', { overwrite: true }), input);
   if (input.wasmKernels) generateKernelsFile(project.createSourceFile(join(src, 'kernels.ts'), '', { overwrite: true }), input.wasmKernels, input.wasmProgram);
   project.saveSync();
-
-  const diagnostics = project.getPreEmitDiagnostics().filter((d) => d.getCategory() === ts.DiagnosticCategory.Error);
-  if (diagnostics.length) {
-    throw new InternalError(`generated TypeScript does not compile:\n${project.formatDiagnosticsWithColorAndContext(diagnostics.slice(0, 10))}`);
-  }
-  const emitted = project.emitSync();
-  if (emitted.getEmitSkipped()) throw new InternalError('TypeScript emit was skipped');
+  await yieldToSignals();
+  await checkAndEmit(compilerOptions, src);
 
   const name = input.packageName ?? `archc-model-${input.graph.model.toLowerCase()}`;
   writeFileSync(join(dir, 'package.json'), JSON.stringify(packageJson(name, input), null, 2) + '\n');
@@ -111,6 +107,35 @@ function writeCuda(dir: string, cuda: CudaBuild): void {
   }
   writeFileSync(join(dir, 'cuda', 'manifest.json'), JSON.stringify(cudaManifest(cuda), null, 2) + '\n');
 }
+
+/** Type-checks and emits the package's TypeScript (saved under `src`) on a worker thread: the
+ *  longest step of a build, and one the main thread keeps waiting on, not running, so a SIGINT
+ *  ends the build at once (cli/fsutil.ts exitOnSignals). The worker is plain CommonJS text with
+ *  ts-morph's resolved path, so it runs the same from the sources and from the CLI's bundle. */
+async function checkAndEmit(compilerOptions: ts.CompilerOptions, src: string): Promise<void> {
+  const worker = new Worker(EMIT_WORKER, { eval: true, workerData: { tsMorph: createRequire(import.meta.url).resolve('ts-morph'), compilerOptions, src } });
+  try {
+    const result = await new Promise<{ errors?: string; skipped?: boolean }>((resolve, reject) => {
+      worker.once('message', resolve);
+      worker.once('error', reject);
+      worker.once('exit', (code) => reject(new InternalError(`the TypeScript worker exited with code ${code}`)));
+    });
+    if (result.errors) throw new InternalError(`generated TypeScript does not compile:\n${result.errors}`);
+    if (result.skipped) throw new InternalError('TypeScript emit was skipped');
+  } finally {
+    await worker.terminate();
+  }
+}
+
+const EMIT_WORKER = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { Project, ts } = require(workerData.tsMorph);
+const project = new Project({ compilerOptions: workerData.compilerOptions });
+project.addSourceFilesAtPaths(workerData.src + '/**/*.ts');
+const diagnostics = project.getPreEmitDiagnostics().filter((d) => d.getCategory() === ts.DiagnosticCategory.Error);
+if (diagnostics.length) parentPort.postMessage({ errors: project.formatDiagnosticsWithColorAndContext(diagnostics.slice(0, 10)) });
+else parentPort.postMessage({ skipped: project.emitSync().getEmitSkipped() });
+`;
 
 // ---- generated TypeScript ------------------------------------------------------------------
 
