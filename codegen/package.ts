@@ -247,6 +247,8 @@ function generateIndexFile(file: SourceFile, input: BuildInput): void {
     docs: ['`Model.load(dir, { backend })`'],
     declarations: [{ name: 'Model', initializer: '{ load } as const' }],
   });
+  // the same name as a type: `const m: Model = await Model.load(dir)`
+  file.addTypeAlias({ isExported: true, name: 'Model', type: 'RuntimeModel', docs: [`A loaded ${model}: what \`Model.load\` and \`load\` give.`] });
 }
 
 /** src/kernels.ts: the wasm backend's module variants, assembled at build, as base64 (no file to
@@ -324,6 +326,7 @@ import { Model } from '${name}';
 
 // a Hugging Face checkpoint directory: config.json, model.safetensors (or the sharded index), tokenizer.json
 const model = await Model.load('/path/to/checkpoint');   // { backend: 'cpu' } for the reference engine
+// in TypeScript \`Model\` is also the loaded model's type: function run(m: Model) { … }
 
 // logits for a packed batch of two sequences (position ids restart at 0 for each)
 const { logits, vocab } = model.forward({ ids: [1, 2, 3, 4, 5], positions: [0, 1, 2, 0, 1] });
