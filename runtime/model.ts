@@ -133,7 +133,9 @@ export class Model {
     if (!BACKENDS.includes(kind)) throw new RuntimeError('RT303', [`backend ${kind}`, `this package runs on: ${BACKENDS.join(', ')}`]);
     if (kind === 'webgpu' && !opts.wgsl) throw new RuntimeError('RT303', ['backend webgpu without the program\'s WGSL', 'pass LoadOptions.wgsl (the package\'s WGSL)']);
     const files = isUrl(dir) || !onNode() ? await fetchCheckpoint(dir) : nodeCheckpoint(dir);
-    const reads = checkConfig(program, files.config, files.configPath);
+    const { reads, chosen } = checkConfig(program, files.config, files.configPath);
+    // the model's program records the values its checkpoint chose (model.program.params.tie)
+    if (Object.keys(chosen).length) program = { ...program, params: { ...program.params, ...chosen } };
     const ckpt = await files.tensors();
     try {
       const backend = await openBackend(program, kind, opts);
@@ -405,7 +407,7 @@ async function openWebGpu(program: Program, wgsl: WgslProgram, opts?: WebGpuOpti
 /** The config.json values the program was built for must be the checkpoint's; the params decided
  *  at load take config.json's value (absent: the program's). Returns the checkpoint tensor each
  *  weight reads where that is not its own name (e.g. a tied head's `lm_head.weight`). */
-function checkConfig(program: Program, config: HfConfig, file: string): Map<string, string> {
+function checkConfig(program: Program, config: HfConfig, file: string): { reads: Map<string, string>; chosen: Record<string, unknown> } {
   const problems: string[] = [];
   /** The value of the first of `keys` config.json gives (null and "auto" give none). */
   const valueOf = (keys: readonly string[]): { key: string; value: unknown } | undefined => {
@@ -420,16 +422,20 @@ function checkConfig(program: Program, config: HfConfig, file: string): Map<stri
     if (got && !sameValue(got.value, b.value)) problems.push(`${got.key} = ${show(got.value)}, but this program was built with ${b.param} = ${show(b.value)}`);
   }
   const reads = new Map<string, string>();
+  const chosen: Record<string, unknown> = {};
   for (const c of program.choices) {
     const got = valueOf(c.keys);
-    const chosen = c.reads.find((r) => sameValue(r.value, got ? got.value : c.value));
-    if (!chosen) problems.push(`${got!.key} = ${show(got!.value)}, but this program takes ${c.reads.map((r) => show(r.value)).join(' or ')} for ${c.param}`);
-    else for (const [weight, tensor] of Object.entries(chosen.tensors)) reads.set(weight, tensor);
+    const pick = c.reads.find((r) => sameValue(r.value, got ? got.value : c.value));
+    if (!pick) problems.push(`${got!.key} = ${show(got!.value)}, but this program takes ${c.reads.map((r) => show(r.value)).join(' or ')} for ${c.param}`);
+    else {
+      chosen[c.param] = pick.value;
+      for (const [weight, tensor] of Object.entries(pick.tensors)) reads.set(weight, tensor);
+    }
   }
   if (problems.length) {
     throw new RuntimeError('RT210', [file, problems.join('\n  '), 'rebuild with `archc build <model.arch> --hf-config <checkpoint>/config.json`'], { file });
   }
-  return reads;
+  return { reads, chosen };
 }
 
 /** JSON-like text that keeps infinities readable. */

@@ -14,7 +14,7 @@ import { type LoadOptions, Model } from '../../runtime/model.ts';
 import { writeSafetensors } from '../../runtime/safetensors.ts';
 import { type WrittenCheckpoint, BAMBA, TINY, expectLogitsClose, makeDir, maxAbsDiff, removeDir, runCli, setsFor, writeCheckpoint } from '../helpers/checkpoints.ts';
 
-interface PackageModel { forward(input: { ids: readonly number[]; cuSeqlens?: readonly number[] }): { logits: Float32Array } }
+interface PackageModel { readonly program: { readonly params: Readonly<Record<string, unknown>> }; forward(input: { ids: readonly number[]; cuSeqlens?: readonly number[] }): { logits: Float32Array } }
 type Package = { Model: { load(dir: string, opts?: LoadOptions): Promise<PackageModel> } };
 
 const IDS = [3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5];
@@ -60,6 +60,8 @@ describe('one package, tied or untied head', () => {
     const ref = await reference(ckpt);
     const cpu = await pkg.Model.load(ckpt.dir, { backend: 'cpu' });
     expectLogitsClose(cpu.forward({ ids: IDS, cuSeqlens: CU }).logits, ref, 1e-6, `package cpu, ${which}`, TINY.vocab as number);
+    // the loaded model says which layout its checkpoint chose
+    expect(cpu.program.params.tie).toBe(which === 'tied');
     const wasm = await pkg.Model.load(ckpt.dir, { threads: 2 });
     expectLogitsClose(wasm.forward({ ids: IDS, cuSeqlens: CU }).logits, ref, 1e-5, `package wasm, ${which}`, TINY.vocab as number);
   });
