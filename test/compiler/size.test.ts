@@ -21,8 +21,11 @@ describe('size budget', () => {
     // (compiler/kernel/: lowering, nine fusion rules, memory plan, schedule, printer, report) arrived
     // 3600 -> 3900: the limits of hostile input in one table (compiler/limits.ts) and presets
     // 3900 -> 4000: target records for WebGPU's CPU-adapter shape and the fused multiply-add wasm module
-    expect(counts.compiler).toBeLessThanOrEqual(4000);
-    expect(counts.dsl).toBeLessThanOrEqual(1600);
+    // 4000 -> 4100: load-time choices (compiler/choices.ts: a param that only picks which checkpoint
+    // tensor a weight reads is decided at load, not pinned) and their parameter counts in stats
+    expect(counts.compiler).toBeLessThanOrEqual(4100);
+    // 1600 -> 1610: AC409 (a model's outputs need its logits)
+    expect(counts.dsl).toBeLessThanOrEqual(1610);
   });
 });
 
