@@ -30,12 +30,67 @@ export interface WriteDirOptions {
   readonly force?: boolean;
 }
 
+/** Temp outputs in progress: removed when a signal ends the process. */
+const inProgress = new Set<() => void>();
+const SIGNAL_NUMBERS = { SIGINT: 2, SIGTERM: 15 } as const;
+let handling = false;
+
+/** From now until the process ends, SIGINT and SIGTERM remove every temp output in progress and end
+ *  the process with 128 + the signal's number (130, 143), as a shell reports a process a signal
+ *  killed. Installed once and never removed: a signal that arrives while synchronous work runs is
+ *  dispatched only when the event loop next polls, and a listener removed before then would lose
+ *  it (the process would go on and exit 0). Long commands call it first and yield to the event loop
+ *  (`yieldToSignals`) between their steps, so a signal stops them between steps. */
+export function exitOnSignals(): void {
+  if (handling) return;
+  handling = true;
+  for (const signal of Object.keys(SIGNAL_NUMBERS) as (keyof typeof SIGNAL_NUMBERS)[]) {
+    process.on(signal, () => {
+      for (const cleanUp of inProgress) cleanUp();
+      process.exit(128 + SIGNAL_NUMBERS[signal]);
+    });
+  }
+}
+
+/** Lets a pending SIGINT/SIGTERM be handled: two turns of the event loop, so that it polls (where
+ *  signals are read) at least once in between. */
+export function yieldToSignals(): Promise<void> {
+  return new Promise((resolve) => setImmediate(() => setImmediate(resolve)));
+}
+
 /** Fills a fresh temp directory beside `target` with `fill`, marks it as an archc output of `kind`,
  *  then puts it in place of `target` (the old one is moved aside first and removed last). The target
  *  must be absent, empty, or an earlier archc output of the same kind holding only the files it
  *  wrote; anything else is refused (AC601/AC602) unless `force`. On failure, or on SIGINT/SIGTERM,
  *  nothing of the temp directory is left; temp directories of processes that died are swept. */
 export function writeDirAtomic(target: string, kind: OutputKind, fill: (dir: string) => void, opts: WriteDirOptions = {}): void {
+  const out = beginDir(target, kind, opts);
+  try {
+    fill(out.tmp);
+    out.commit();
+  } catch (e) {
+    out.abandon();
+    throw asOutputError(e, target);
+  }
+}
+
+/** writeDirAtomic with an asynchronous `fill`: a signal during it removes the temp directory and
+ *  ends the process (exitOnSignals) without waiting for `fill` to finish. */
+export async function writeDirAtomicAsync(target: string, kind: OutputKind, fill: (dir: string) => Promise<void>, opts: WriteDirOptions = {}): Promise<void> {
+  const out = beginDir(target, kind, opts);
+  try {
+    await fill(out.tmp);
+    await yieldToSignals(); // a signal that came during the last synchronous step stops it here, before the output is put in place
+    out.commit();
+  } catch (e) {
+    out.abandon();
+    throw asOutputError(e, target);
+  }
+}
+
+/** The temp directory of a writeDirAtomic, registered for removal on a signal until it is committed
+ *  (put in place of the target) or abandoned (removed). */
+function beginDir(target: string, kind: OutputKind, opts: WriteDirOptions): { tmp: string; commit(): void; abandon(): void } {
   const parent = dirname(target);
   try {
     makeDirs(parent);
@@ -56,40 +111,28 @@ export function writeDirAtomic(target: string, kind: OutputKind, fill: (dir: str
     rmSync(tmp, { recursive: true, force: true });
     rmSync(old, { recursive: true, force: true });
   };
-  // A signal arriving while `fill` runs synchronously is handled once it returns: the temp
-  // directory goes, the output stays as it was (or whole, if already in place), and the process
-  // ends as the signal would have ended it.
-  const onSignal = (signal: NodeJS.Signals) => {
-    cleanUp();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-    process.kill(process.pid, signal);
+  exitOnSignals();
+  inProgress.add(cleanUp);
+  return {
+    tmp,
+    commit() {
+      writeFileSync(join(tmp, OUTPUT_MARKER), JSON.stringify({ kind, files: listFiles(tmp) }, null, 2) + '\n');
+      const exists = existsSync(target);
+      if (exists) renameSync(target, old);
+      try {
+        renameSync(tmp, target);
+      } catch (e) {
+        if (exists) renameSync(old, target);
+        throw e;
+      }
+      rmSync(old, { recursive: true, force: true });
+      inProgress.delete(cleanUp);
+    },
+    abandon() {
+      cleanUp();
+      inProgress.delete(cleanUp);
+    },
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  try {
-    fill(tmp);
-    writeFileSync(join(tmp, OUTPUT_MARKER), JSON.stringify({ kind, files: listFiles(tmp) }, null, 2) + '\n');
-    const exists = existsSync(target);
-    if (exists) renameSync(target, old);
-    try {
-      renameSync(tmp, target);
-    } catch (e) {
-      if (exists) renameSync(old, target);
-      throw e;
-    }
-    rmSync(old, { recursive: true, force: true });
-  } catch (e) {
-    cleanUp();
-    throw asOutputError(e, target);
-  } finally {
-    // the handlers stay until the next turn of the event loop, so a signal that came during the
-    // synchronous write still finds one
-    setImmediate(() => {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-    });
-  }
 }
 
 /** `mkdir -p`, one level at a time (Node's recursive mkdir never returns on some paths under /proc). */

@@ -40,10 +40,10 @@ export function program(): Command {
     .option('--context <n>', 'context length for FLOPs and state (default: the model param `context`, else 4096)')
     .option('--batch <n>', 'sequences held at once, for the state total', '1')
     .action((file: string, o: CommonOpts & { json?: boolean; context?: string; batch: string }) => {
-      const { graph } = compile(file, o);
+      const { graph, forProgram } = compile(file, o);
       const ctxParam = graph.params.context;
       const context = o.context !== undefined ? positiveInt(o.context, '--context') : typeof ctxParam === 'number' ? ctxParam : 4096;
-      const s = computeStats(graph, context, positiveInt(o.batch, '--batch'));
+      const s = computeStats(graph, context, positiveInt(o.batch, '--batch'), forProgram);
       process.stdout.write(o.json ? JSON.stringify(s, null, 2) + '\n' : formatStats(s));
     });
 
@@ -55,7 +55,8 @@ export function program(): Command {
       const { graph } = c;
       if (o.format === 'kernels') {
         const [{ lowerToProgram }, { printProgram }] = await Promise.all([import('../compiler/lower.ts'), import('../compiler/kernel/printer.ts')]);
-        emit(printProgram(lowerToProgram(graph, c.bindings)), o.out);
+        // the program `build` ships: the params config.json decides at load left open
+        emit(printProgram(lowerToProgram(c.forProgram.graph, c.forProgram.bindings, { choices: c.forProgram.choices })), o.out);
         return;
       }
       // ajv (graph.json's schema) loads only for --format json

@@ -22,7 +22,7 @@ import { probePath } from '../runtime/paths.ts';
 import { BACKEND_NAMES, type Backend } from '../runtime/targets.ts';
 import { printWarnings } from './errors.ts';
 import { type CommonOpts, setsOf, withCommon, withPreset } from './common.ts';
-import { checkParent, checkReplaceable, writeDirAtomic, writeFileAtomic } from './fsutil.ts';
+import { checkParent, checkReplaceable, exitOnSignals, writeDirAtomic, writeFileAtomic, yieldToSignals } from './fsutil.ts';
 import { encodeNpy } from './npy.ts';
 
 const archList = (text = 'sm_80,sm_90'): string[] => text.split(',').map((a) => a.trim()).filter(Boolean);
@@ -131,15 +131,21 @@ export function registerRunCommands(p: Command): void {
     .option('--cuda-arch <archs>', 'GPU architectures to compile the CUDA kernels for (where nvcc exists)', 'sm_80,sm_90')
     .action(async (file: string, o: CommonOpts & { out: string; name?: string; force?: boolean; cudaArch: string }) => {
       const t0 = performance.now();
+      // Ctrl-C stops the build between its steps (each yields to the event loop) or while the
+      // TypeScript is checked and emitted on a worker, leaving no output; exit 130 (143: SIGTERM).
+      exitOnSignals();
       // ts-morph (TypeScript) takes a third of a second to load: only `build` needs it.
       checkReplaceable(resolve(o.out), 'package', o.force ?? false); // before the work, not after
       const { buildPackage, packageParts } = await import('../codegen/package.ts');
+      await yieldToSignals();
       const compiled = await compileFor(file, o);
+      await yieldToSignals();
       const program = compiled.program;
       const ctx = compiled.graph.params.context;
-      const stats = computeStats(compiled.graph, typeof ctx === 'number' ? ctx : 4096, 1);
-      const targets = await packageParts(program, { cudaArchs: archList(o.cudaArch) });
-      const r = buildPackage({ graph: compiled.graph, program, stats, source: file, packageName: o.name, targets }, o.out, { force: o.force });
+      const stats = computeStats(compiled.graph, typeof ctx === 'number' ? ctx : 4096, 1, compiled.forProgram);
+      // each build target's part, with a pause for pending signals after each
+      const targets = await packageParts(program, { cudaArchs: archList(o.cudaArch) }, yieldToSignals);
+      const r = await buildPackage({ graph: compiled.graph, program, stats, source: file, packageName: o.name, targets }, o.out, { force: o.force });
       const rep = programReport(program, { prefillTokens: 4096, decodeBatch: 8, context: typeof ctx === 'number' ? ctx : 4096 });
       const d = rep.dispatches, m = rep.memory;
       const layers = Object.entries(d.perLayer).map(([k, n]) => `${n} per ${k} layer`).join(', ');
@@ -223,7 +229,8 @@ export function registerRunCommands(p: Command): void {
       }
       checkLogits(logits, model.vocab);
       if (o.out) writeFileAtomic(o.out, encodeNpy(logits, [ids.length, model.vocab]));
-      if (o.loss) process.stdout.write(JSON.stringify({ loss, tokens: ids.length }) + '\n');
+      // tokens: the rows the loss averages over (each predicts the next id of its own sequence)
+      if (o.loss) process.stdout.write(JSON.stringify({ loss, tokens: predicted }) + '\n');
       if (!o.out && !o.loss) process.stdout.write(`logits [${ids.length}, ${model.vocab}]: pass --out FILE.npy to save them\n`);
     });
 

@@ -4,7 +4,9 @@
 // Everything is written to a temp directory beside the target and renamed into place at the end.
 
 import { cpSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { type WriteDirOptions, writeDirAtomic } from '../cli/fsutil.ts';
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
+import { type WriteDirOptions, writeDirAtomicAsync, yieldToSignals } from '../cli/fsutil.ts';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Project, VariableDeclarationKind, ts, type SourceFile } from 'ts-morph';
@@ -42,38 +44,37 @@ export interface BuildResult {
 
 /** Builds the package into `outDir` (replacing it only once the new one is complete, and only if
  *  it is empty or an earlier package, unless `force`: see writeDirAtomic). */
-export function buildPackage(input: BuildInput, outDir: string, opts: WriteDirOptions = {}): BuildResult {
+export async function buildPackage(input: BuildInput, outDir: string, opts: WriteDirOptions = {}): Promise<BuildResult> {
   const target = resolve(outDir);
-  writeDirAtomic(target, 'package', (tmp) => writePackage(input, tmp), opts);
+  await writeDirAtomicAsync(target, 'package', (tmp) => writePackage(input, tmp), opts);
   return { dir: target, files: listFiles(target).map((f) => relative(target, f)) };
 }
 
-function writePackage(input: BuildInput, dir: string): void {
+async function writePackage(input: BuildInput, dir: string): Promise<void> {
   const started = Date.now();
   const problems = checkProgramJson(JSON.parse(JSON.stringify(input.program, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v))));
   if (problems.length) throw new InternalError(`the kernel program fails its schema: ${problems.slice(0, 5).join('; ')}`);
   const src = join(dir, 'src');
   cpSync(RUNTIME_DIR, join(src, 'runtime'), { recursive: true, filter: (p) => !p.endsWith('.test.ts') });
 
-  const project = new Project({
-    compilerOptions: {
-      target: ts.ScriptTarget.ES2022,
-      module: ts.ModuleKind.NodeNext,
-      moduleResolution: ts.ModuleResolutionKind.NodeNext,
-      strict: true,
-      declaration: true,
-      skipLibCheck: true,
-      rewriteRelativeImportExtensions: true,
-      allowImportingTsExtensions: true,
-      rootDir: src,
-      outDir: join(dir, 'dist'),
-      types: ['node'],
-      typeRoots: [resolve(dirname(ROOT_PACKAGE), 'node_modules', '@types')],
-      // The package's dependencies are typed from archc's own node_modules while compiling; the
-      // emitted JS imports them by name, resolved from the package's node_modules once installed.
-      paths: { '@huggingface/tokenizers': [resolve(dirname(ROOT_PACKAGE), 'node_modules', '@huggingface', 'tokenizers')] },
-    },
-  });
+  const compilerOptions: ts.CompilerOptions = {
+    target: ts.ScriptTarget.ES2022,
+    module: ts.ModuleKind.NodeNext,
+    moduleResolution: ts.ModuleResolutionKind.NodeNext,
+    strict: true,
+    declaration: true,
+    skipLibCheck: true,
+    rewriteRelativeImportExtensions: true,
+    allowImportingTsExtensions: true,
+    rootDir: src,
+    outDir: join(dir, 'dist'),
+    types: ['node'],
+    typeRoots: [resolve(dirname(ROOT_PACKAGE), 'node_modules', '@types')],
+    // The package's dependencies are typed from archc's own node_modules while compiling; the
+    // emitted JS imports them by name, resolved from the package's node_modules once installed.
+    paths: { '@huggingface/tokenizers': [resolve(dirname(ROOT_PACKAGE), 'node_modules', '@huggingface', 'tokenizers')] },
+  };
+  const project = new Project({ compilerOptions });
   project.addSourceFilesAtPaths(join(src, 'runtime', '**', '*.ts'));
   generateModelFile(project.createSourceFile(join(src, 'model.ts'), '', { overwrite: true }), input);
   generateIndexFile(project.createSourceFile(join(src, 'index.ts'), '', { overwrite: true }), input);
@@ -81,13 +82,8 @@ function writePackage(input: BuildInput, dir: string): void {
     for (const [file, text] of part.sources) project.createSourceFile(join(src, file), text, { overwrite: true });
   }
   project.saveSync();
-
-  const diagnostics = project.getPreEmitDiagnostics().filter((d) => d.getCategory() === ts.DiagnosticCategory.Error);
-  if (diagnostics.length) {
-    throw new InternalError(`generated TypeScript does not compile:\n${project.formatDiagnosticsWithColorAndContext(diagnostics.slice(0, 10))}`);
-  }
-  const emitted = project.emitSync();
-  if (emitted.getEmitSkipped()) throw new InternalError('TypeScript emit was skipped');
+  await yieldToSignals();
+  await checkAndEmit(compilerOptions, src);
 
   const name = input.packageName ?? `archc-model-${input.graph.model.toLowerCase()}`;
   writeFileSync(join(dir, 'package.json'), JSON.stringify(packageJson(name, input), null, 2) + '\n');
@@ -103,9 +99,12 @@ function writePackage(input: BuildInput, dir: string): void {
 }
 
 /** Every build target's part of a package (BUILD_TARGETS order): what `archc build` passes to buildPackage. */
-export async function packageParts(program: Program, opts: BuildOptions): Promise<Map<Backend, PackagePart>> {
+export async function packageParts(program: Program, opts: BuildOptions, between?: () => Promise<void>): Promise<Map<Backend, PackagePart>> {
   const out = new Map<Backend, PackagePart>();
-  for (const t of BUILD_TARGETS) out.set(t.name, await t.package(program, opts));
+  for (const t of BUILD_TARGETS) {
+    out.set(t.name, await t.package(program, opts));
+    await between?.();
+  }
   return out;
 }
 
@@ -117,6 +116,35 @@ function parts(input: BuildInput): ReadonlyMap<Backend, PackagePart> {
 function backends(input: BuildInput): Backend[] {
   return [...parts(input).keys(), 'cpu'];
 }
+
+/** Type-checks and emits the package's TypeScript (saved under `src`) on a worker thread: the
+ *  longest step of a build, and one the main thread keeps waiting on, not running, so a SIGINT
+ *  ends the build at once (cli/fsutil.ts exitOnSignals). The worker is plain CommonJS text with
+ *  ts-morph's resolved path, so it runs the same from the sources and from the CLI's bundle. */
+async function checkAndEmit(compilerOptions: ts.CompilerOptions, src: string): Promise<void> {
+  const worker = new Worker(EMIT_WORKER, { eval: true, workerData: { tsMorph: createRequire(import.meta.url).resolve('ts-morph'), compilerOptions, src } });
+  try {
+    const result = await new Promise<{ errors?: string; skipped?: boolean }>((resolve, reject) => {
+      worker.once('message', resolve);
+      worker.once('error', reject);
+      worker.once('exit', (code) => reject(new InternalError(`the TypeScript worker exited with code ${code}`)));
+    });
+    if (result.errors) throw new InternalError(`generated TypeScript does not compile:\n${result.errors}`);
+    if (result.skipped) throw new InternalError('TypeScript emit was skipped');
+  } finally {
+    await worker.terminate();
+  }
+}
+
+const EMIT_WORKER = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { Project, ts } = require(workerData.tsMorph);
+const project = new Project({ compilerOptions: workerData.compilerOptions });
+project.addSourceFilesAtPaths(workerData.src + '/**/*.ts');
+const diagnostics = project.getPreEmitDiagnostics().filter((d) => d.getCategory() === ts.DiagnosticCategory.Error);
+if (diagnostics.length) parentPort.postMessage({ errors: project.formatDiagnosticsWithColorAndContext(diagnostics.slice(0, 10)) });
+else parentPort.postMessage({ skipped: project.emitSync().getEmitSkipped() });
+`;
 
 // ---- generated TypeScript ------------------------------------------------------------------
 
@@ -143,7 +171,7 @@ function generateModelFile(file: SourceFile, input: BuildInput): void {
   file.addVariableStatement({
     isExported: true,
     declarationKind: VariableDeclarationKind.Const,
-    docs: [`The ${graph.weights.length} checkpoint tensors, by Hugging Face name.`],
+    docs: [`The ${graph.weights.length} checkpoint tensors, by Hugging Face name${program.choices.length ? ` (config.json's ${program.choices.map((c) => c.keys[0]).join(', ')} at the default)` : ''}.`],
     declarations: [{
       name: 'WEIGHTS',
       type: 'readonly WeightInfo[]',
@@ -191,6 +219,8 @@ function generateIndexFile(file: SourceFile, input: BuildInput): void {
     docs: ['`Model.load(dir, { backend })`'],
     declarations: [{ name: 'Model', initializer: '{ load } as const' }],
   });
+  // the same name as a type: `const m: Model = await Model.load(dir)`
+  file.addTypeAlias({ isExported: true, name: 'Model', type: 'RuntimeModel', docs: [`A loaded ${model}: what \`Model.load\` and \`load\` give.`] });
 }
 
 // ---- package files -------------------------------------------------------------------------
@@ -231,12 +261,18 @@ function packageJson(name: string, input: BuildInput): object {
   };
 }
 
+/** What the checkpoint's config.json decides at load, with the parameter count of each value. */
+function atLoadText(stats: Stats): string {
+  return (stats.parameters.atLoad ?? []).map((c) => `\nThe checkpoint's \`${c.key}\` decides at load which tensors the weights read (absent: ${JSON.stringify(c.value)}): `
+    + `${c.totals.map((t) => `${JSON.stringify(t.value)}, ${t.total.toLocaleString('en-US')} parameters`).join('; ')}.`).join('');
+}
+
 function readme(name: string, input: BuildInput): string {
   const { graph, stats } = input;
   return `# ${name}
 
 ${graph.model}, compiled by archc from \`${basename(input.source)}\`: ${stats.parameters.total.toLocaleString('en-US')} parameters,
-${graph.weights.length} checkpoint tensors; ${input.program.entries.decode.kernels.length} kernels per decode step, ${input.program.entries.prefill.kernels.length} per prefill.
+${graph.weights.length} checkpoint tensors; ${input.program.entries.decode.kernels.length} kernels per decode step, ${input.program.entries.prefill.kernels.length} per prefill.${atLoadText(stats)}
 
 ## Use
 
@@ -245,6 +281,7 @@ import { Model } from '${name}';
 
 // a Hugging Face checkpoint directory: config.json, model.safetensors (or the sharded index), tokenizer.json
 const model = await Model.load('/path/to/checkpoint');   // { backend: 'cpu' } for the reference engine
+// in TypeScript \`Model\` is also the loaded model's type: function run(m: Model) { … }
 
 // logits for a packed batch of two sequences (position ids restart at 0 for each)
 const { logits, vocab } = model.forward({ ids: [1, 2, 3, 4, 5], positions: [0, 1, 2, 0, 1] });

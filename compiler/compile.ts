@@ -7,6 +7,7 @@ import { CompileError, type Diagnostic, diag } from '../dsl/diagnostics.ts';
 import { readHfConfig } from '../runtime/hfconfig.ts';
 import type { ProgramBinding } from '../runtime/program.ts';
 import type { Graph } from './ir.ts';
+import { type ForProgram, findChoices } from './choices.ts';
 import { instantiate } from './instantiate.ts';
 import { displayName, loadProgram, pickModel } from './load.ts';
 import { type HfConfigInput, Params, parseSets } from './params.ts';
@@ -33,6 +34,9 @@ export interface Compiled {
   readonly bindings: readonly ProgramBinding[];
   /** Every param bound to config.json keys, used or not (for writing a config.json). */
   readonly allBindings: readonly ProgramBinding[];
+  /** What the kernel program is lowered from: `graph` with the weights of every param decided at
+   *  load made distinct, and those params apart from the bindings (choices.ts). */
+  readonly forProgram: ForProgram;
   /** File texts by display name, for code frames. */
   readonly sources: ReadonlyMap<string, string>;
   readonly warnings: readonly Diagnostic[];
@@ -52,17 +56,24 @@ export function compileFile(file: string, opts: CompileOptions = {}): Compiled {
     const model = pickModel(loaded, opts.model);
     if (!('kind' in model)) throw new CompileError([model]);
     const hf = opts.hfConfigData ?? (opts.hfConfig ? loadConfig(opts.hfConfig) : undefined);
-    const params = new Params(model.body, hf, parseSets(opts.set ?? []));
-    let graph = instantiate({ model, file: loaded.root, params });
-    verifyGraph(graph, 'instantiate');
-    dump('instantiate', graph);
-    for (const pass of GRAPH_PASSES) {
-      graph = pass.run(graph);
-      verifyGraph(graph, pass.name);
-      dump(pass.name, graph);
-    }
+    const sets = parseSets(opts.set ?? []);
+    const graphOf = (params: Params, show: boolean): Graph => {
+      let graph = instantiate({ model, file: loaded.root, params });
+      verifyGraph(graph, 'instantiate');
+      if (show) dump('instantiate', graph);
+      for (const pass of GRAPH_PASSES) {
+        graph = pass.run(graph);
+        verifyGraph(graph, pass.name);
+        if (show) dump(pass.name, graph);
+      }
+      return graph;
+    };
+    const params = new Params(model.body, hf, sets);
+    const graph = graphOf(params, true);
+    const bindings = params.bindings();
+    const forProgram = findChoices(graph, bindings, (more) => graphOf(new Params(model.body, hf, new Map([...sets, ...more])), false));
     const warnings = [...loaded.diagnostics.filter((d) => d.severity === 'warning'), ...params.missingKeys()];
-    return { graph, bindings: params.bindings(), allBindings: params.bindings(true), sources, warnings };
+    return { graph, bindings, allBindings: params.bindings(true), forProgram, sources, warnings };
   } catch (e) {
     if (e instanceof CompileError) throw new CompileErrorWithSources(e.diagnostics, sources);
     throw e;

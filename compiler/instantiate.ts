@@ -125,6 +125,12 @@ class Instantiator {
         }
         outputs.push({ name: e.kind === 'name' ? e.name : `output${i}`, value: v.id });
       });
+      // The runtime reads one output, the logits: a model's one returned value is its logits
+      // whatever it is called (`return head(x, w)`); of several, one must be named logits.
+      if (outputs.length === 1) outputs[0] = { name: 'logits', value: outputs[0]!.value };
+      else if (outputs.length > 1 && !outputs.some((o) => o.name === 'logits')) {
+        this.diagnostics.push(diag('AC409', returned.exprs[0]!.span, [`model ${model.name}`, outputs.length], 'name the logits: `logits = …`, then `return logits, …`'));
+      }
     }
     if (this.diagnostics.length) throw new CompileError(dedupe(this.diagnostics));
     return {

@@ -3,7 +3,7 @@
 // buffer in the arena. The result is the kernel program (runtime/program.ts) that every backend runs;
 // it ends at the memory plan: each target schedules the kernels as it renders them (codegen/<target>/). `ARCHC_DUMP_IR=1` prints the kernels after each step.
 
-import { type DerivedWeight, type Entry, type EntryName, type Program, type ProgramBinding, weightsRead } from '../runtime/program.ts';
+import { type DerivedWeight, type Entry, type EntryName, type Program, type ProgramBinding, type ProgramChoice, weightsRead } from '../runtime/program.ts';
 import type { Graph } from './ir.ts';
 import { type Lowered, lowerGraph, rowWidth } from './kernel/lower.ts';
 import { planMemory } from './kernel/memory.ts';
@@ -31,6 +31,8 @@ export const ENTRIES: readonly EntryName[] = ['forward', 'prefill', 'decode'];
 export interface LowerOptions {
   /** The kernel rules to run (default: all; `[]` runs the unfused kernels). */
   readonly rules?: readonly Rule[];
+  /** Params decided at load (compiler/choices.ts); the graph has the weights of each distinct. */
+  readonly choices?: readonly ProgramChoice[];
 }
 
 export function lowerToProgram(g: Graph, bindings: readonly ProgramBinding[], opts: LowerOptions = {}): Program {
@@ -55,6 +57,7 @@ export function lowerToProgram(g: Graph, bindings: readonly ProgramBinding[], op
     model: g.model,
     params: g.params,
     bindings,
+    choices: opts.choices ?? [],
     weights: g.weights.map((w) => ({ name: w.name, shape: w.shape, dtype: w.dtype })),
     derived: [...derived.values()].filter((d) => used(entries, d.name)),
     states: g.state.map((s) => ({ name: s.name, kind: s.kind, per: s.per, shape: s.shape })),

@@ -14,5 +14,6 @@ export interface CompiledModel extends Compiled {
 
 export function compileModel(file: string, opts: CompileOptions = {}): CompiledModel {
   const compiled = compileFile(file, opts);
-  return { ...compiled, program: lowerToProgram(compiled.graph, compiled.bindings) };
+  const { graph, bindings, choices } = compiled.forProgram;
+  return { ...compiled, program: lowerToProgram(graph, bindings, { choices }) };
 }

@@ -197,7 +197,7 @@ export const PROGRAM_SCHEMA = {
   $id: 'https://archc.dev/schemas/kernels-1.json',
   type: 'object',
   additionalProperties: false,
-  required: ['format', 'model', 'params', 'bindings', 'weights', 'derived', 'states', 'outputs', 'entries'],
+  required: ['format', 'model', 'params', 'bindings', 'choices', 'weights', 'derived', 'states', 'outputs', 'entries'],
   definitions: { expr },
   properties: {
     format: { const: 'archc-kernels/1' },
@@ -208,6 +208,22 @@ export const PROGRAM_SCHEMA = {
       items: {
         type: 'object', additionalProperties: false, required: ['param', 'keys', 'value'],
         properties: { param: { type: 'string' }, keys: { type: 'array', minItems: 1, items: { type: 'string' } }, value: {} },
+      },
+    },
+    choices: {
+      type: 'array',
+      items: {
+        type: 'object', additionalProperties: false, required: ['param', 'keys', 'value', 'reads'],
+        properties: {
+          param: { type: 'string' }, keys: { type: 'array', minItems: 1, items: { type: 'string' } }, value: {},
+          reads: {
+            type: 'array', minItems: 2,
+            items: {
+              type: 'object', additionalProperties: false, required: ['value', 'tensors'],
+              properties: { value: {}, tensors: { type: 'object', additionalProperties: { type: 'string' } } },
+            },
+          },
+        },
       },
     },
     weights: {

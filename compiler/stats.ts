@@ -4,6 +4,7 @@
 import { OP_BY_NAME, type TensorType } from './ops.ts';
 import { DTYPE_BYTES, numel } from '../runtime/tensor.ts';
 import type { Graph } from './ir.ts';
+import type { ForProgram } from './choices.ts';
 
 export interface Stats {
   readonly model: string;
@@ -11,6 +12,9 @@ export interface Stats {
     readonly total: number;
     /** embedding, head, then the top-level block type of each remaining weight (e.g. Mamba2). */
     readonly byKind: Readonly<Record<string, number>>;
+    /** For each param config.json decides at load (compiler/choices.ts), the checkpoint's
+     *  parameters under each of its values (the others at theirs): `total` is for `value`. */
+    readonly atLoad?: readonly { readonly param: string; readonly key: string; readonly value: unknown; readonly totals: readonly { readonly value: unknown; readonly total: number }[] }[];
   };
   readonly weightBytes: { readonly total: number; readonly byDtype: Readonly<Record<string, number>> };
   readonly flopsPerToken: { readonly context: number; readonly prefill: number; readonly decode: number };
@@ -24,7 +28,9 @@ export interface Stats {
   };
 }
 
-export function computeStats(g: Graph, context: number, batch: number): Stats {
+/** Stats of `g` (the graph as configured); with `forProgram`, also the parameter counts of each
+ *  load-time choice's values. */
+export function computeStats(g: Graph, context: number, batch: number, forProgram?: ForProgram): Stats {
   // What each weight is, from the ops that read it.
   const kindOf = new Map<string, string>();
   for (const n of g.nodes) {
@@ -66,11 +72,25 @@ export function computeStats(g: Graph, context: number, batch: number): Stats {
   }
   return {
     model: g.model,
-    parameters: { total, byKind },
+    parameters: { total, byKind, ...(forProgram?.choices.length ? { atLoad: atLoad(forProgram) } : {}) },
     weightBytes: { total: bytes, byDtype },
     flopsPerToken: { context, prefill: flops('prefill'), decode: flops('decode') },
     state: { kvBytesPerToken: kv, convSsmBytesPerSequence: perSeq, context, batch, totalBytes: (kv * context + perSeq) * batch },
   };
+}
+
+/** Parameters the checkpoint holds for each value of each choice: the distinct tensors the
+ *  program's weights read (a tied head reads the embedding, so it adds none). */
+function atLoad({ graph, choices }: ForProgram): NonNullable<Stats['parameters']['atLoad']> {
+  const countWith = (tensors: Readonly<Record<string, string>>) => {
+    const read = new Map(graph.weights.map((w) => [tensors[w.name] ?? w.name, numel(w.shape)]));
+    return [...read.values()].reduce((a, b) => a + b, 0);
+  };
+  const defaults = (skip: string) => Object.assign({}, ...choices.filter((c) => c.param !== skip).map((c) => c.reads.find((r) => r.value === c.value)!.tensors)) as Record<string, string>;
+  return choices.map((c) => ({
+    param: c.param, key: c.keys[0]!, value: c.value,
+    totals: c.reads.map((r) => ({ value: r.value, total: countWith({ ...defaults(c.param), ...r.tensors }) })),
+  }));
 }
 
 const group = (n: number) => Math.round(n).toLocaleString('en-US');
@@ -94,6 +114,13 @@ export function formatStats(s: Stats): string {
   const lines = [`model ${s.model}`, '', `parameters        ${group(s.parameters.total)}`];
   for (const [k, n] of Object.entries(s.parameters.byKind).sort((a, b) => b[1] - a[1])) {
     lines.push(`  ${k.padEnd(16)}${group(n).padStart(16)}  ${((100 * n) / s.parameters.total).toFixed(1).padStart(5)}%`);
+  }
+  for (const c of s.parameters.atLoad ?? []) {
+    lines.push(`  by config.json's ${c.key} (param ${c.param}), read at load; the default when absent:`);
+    for (const t of c.totals) {
+      const label = `${JSON.stringify(t.value)}${t.value === c.value ? ' (default)' : ''}`;
+      lines.push(`    ${label.padEnd(16)}${group(t.total).padStart(15)}`);
+    }
   }
   lines.push('', `weight bytes      ${human(s.weightBytes.total)}`);
   for (const [d, b] of Object.entries(s.weightBytes.byDtype)) lines.push(`  ${d.padEnd(16)}${human(b).padStart(16)}`);

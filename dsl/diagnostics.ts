@@ -52,6 +52,7 @@ export const MESSAGES = {
   AC406: 'assertion failed: {0}',
   AC407: 'value {0} is defined but never used',
   AC408: 'config key {0} is missing from {1}; param {2} takes its default {3}',
+  AC409: '{0} returns {1} values and none is named logits: the runtime reads the logits (a model that returns one value may name it anything)',
   // 5xx: limits (compiler/limits.ts)
   AC500: 'limit {0} exceeded: {1} (the limit is {2})',
 } as const;

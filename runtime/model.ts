@@ -145,7 +145,11 @@ export class Model {
   static async loadProgram(program: Program, dir: string, opts: LoadOptions = {}): Promise<Model> {
     const target = runTarget(opts.backend ?? defaultBackend(opts));
     const files = isUrl(dir) || !onNode() ? await fetchCheckpoint(dir) : nodeCheckpoint(dir);
-    checkConfig(program, files.config, files.configPath);
+    const { reads, chosen } = checkConfig(program, files.config, files.configPath);
+    // the model's program records the values its checkpoint chose (model.program.params.tie)
+    if (Object.keys(chosen).length) program = { ...program, params: { ...program.params, ...chosen } };
+    /** The checkpoint tensor a program weight reads (a tied head: the embedding's). */
+    const tensorOf = (name: string) => reads.get(name) ?? name;
     const raw = await files.tensors();
     let ckpt: TensorSource = raw;
     try {
@@ -154,23 +158,31 @@ export class Model {
       if (packed && opts.quantize !== undefined) throw new RuntimeError('RT175', [dir, [...new Set(packed.formats.values())].join(', ')]);
       if (packed) ckpt = packed.source;
       const plan: QuantPlan = packed ? { formats: packed.formats, kept: [] }
-        : opts.quantize !== undefined ? planQuant(program, opts.quantize, (n) => ckpt.tensors.get(n)?.shape ?? [])
+        : opts.quantize !== undefined ? planQuant(program, opts.quantize, (n) => ckpt.tensors.get(tensorOf(n))?.shape ?? [])
         : { formats: new Map(), kept: [] };
       const backend = await target.open(program, opts);
       try {
         const refused = [...new Set(plan.formats.values())].find((f) => !backend.quantFormats?.includes(f));
         if (refused) throw new RuntimeError('RT171', [backend.name, refused]);
-        const read = async (name: string): Promise<HostWeight> => {
+        // a tensor two weights read (a tied embedding and head) is read once
+        const shared = new Set(reads.values());
+        const kept = new Map<string, Tensor>();
+        const read = async (weight: string): Promise<HostWeight> => {
+          const name = tensorOf(weight);
           if (packed?.formats.has(name)) return packed.readQuant(name);
-          const t = await ckpt.read(name);
-          if (opts.checkWeights ?? true) checkFinite(t, ckpt.tensors.get(name)?.file ?? ckpt.path, name);
-          const f = plan.formats.get(name);
+          let t = kept.get(name);
+          if (!t) {
+            t = await ckpt.read(name);
+            if (opts.checkWeights ?? true) checkFinite(t, ckpt.tensors.get(name)?.file ?? ckpt.path, name);
+            if (shared.has(name)) kept.set(name, t);
+          }
+          const f = plan.formats.get(weight);
           if (!f) return t;
           const q = quantize(t, f);
-          if ('reason' in q) throw new RuntimeError('RT176', [name, f, q.reason], { tensor: name });
+          if ('reason' in q) throw new RuntimeError('RT176', [weight, f, q.reason], { tensor: weight });
           return q.q;
         };
-        await loadWeights(program, ckpt, read, opts, backend, new Set(plan.formats.keys()));
+        await loadWeights(program, ckpt, read, opts, backend, packed ? new Set(packed.formats.keys()) : new Set(), tensorOf);
       } catch (e) {
         backend.dispose();
         throw e;
@@ -418,22 +430,38 @@ export class Model {
   }
 }
 
-/** The config.json values the program was built for must be the checkpoint's. */
-function checkConfig(program: Program, config: HfConfig, file: string): void {
+/** The config.json values the program was built for must be the checkpoint's; the params decided
+ *  at load take config.json's value (absent: the program's). Returns the checkpoint tensor each
+ *  weight reads where that is not its own name (e.g. a tied head's `lm_head.weight`). */
+function checkConfig(program: Program, config: HfConfig, file: string): { reads: Map<string, string>; chosen: Record<string, unknown> } {
   const problems: string[] = [];
-  for (const b of program.bindings) {
-    for (const key of b.keys) {
+  /** The value of the first of `keys` config.json gives (null and "auto" give none). */
+  const valueOf = (keys: readonly string[]): { key: string; value: unknown } | undefined => {
+    for (const key of keys) {
       const { found, value } = lookupKey(config, key.split('.'));
-      if (!found || value === null || value === 'auto') continue;
-      if (!sameValue(value, b.value)) {
-        problems.push(`${key} = ${show(value)}, but this program was built with ${b.param} = ${show(b.value)}`);
-      }
-      break;
+      if (found && value !== null && value !== 'auto') return { key, value };
+    }
+    return undefined;
+  };
+  for (const b of program.bindings) {
+    const got = valueOf(b.keys);
+    if (got && !sameValue(got.value, b.value)) problems.push(`${got.key} = ${show(got.value)}, but this program was built with ${b.param} = ${show(b.value)}`);
+  }
+  const reads = new Map<string, string>();
+  const chosen: Record<string, unknown> = {};
+  for (const c of program.choices) {
+    const got = valueOf(c.keys);
+    const pick = c.reads.find((r) => sameValue(r.value, got ? got.value : c.value));
+    if (!pick) problems.push(`${got!.key} = ${show(got!.value)}, but this program takes ${c.reads.map((r) => show(r.value)).join(' or ')} for ${c.param}`);
+    else {
+      chosen[c.param] = pick.value;
+      for (const [weight, tensor] of Object.entries(pick.tensors)) reads.set(weight, tensor);
     }
   }
   if (problems.length) {
     throw new RuntimeError('RT210', [file, problems.join('\n  '), 'rebuild with `archc build <model.arch> --hf-config <checkpoint>/config.json`'], { file });
   }
+  return { reads, chosen };
 }
 
 /** JSON-like text that keeps infinities readable. */
@@ -463,13 +491,17 @@ function onNode(): boolean {
   return typeof process !== 'undefined' && typeof process.versions?.node === 'string';
 }
 
-async function loadWeights(program: Program, ckpt: TensorSource, read: (name: string) => Promise<HostWeight>, opts: LoadOptions,
-  backend: LoadableBackend, quantised: ReadonlySet<string>): Promise<void> {
-  const problems = checkShapes(ckpt, program.weights.map((w) => ({ name: w.name, shape: w.shape })), { allowExtra: opts.allowExtra });
+/** Uploads every weight of `program` as `read` gives it (quantised or as stored), from the checkpoint
+ *  tensor it reads (`tensorOf`: a tied head reads the embedding's); `quantised` holds the tensors a
+ *  pre-quantised checkpoint stores as integer codes. */
+async function loadWeights(program: Program, ckpt: TensorSource, read: (weight: string) => Promise<HostWeight>, opts: LoadOptions,
+  backend: LoadableBackend, quantised: ReadonlySet<string>, tensorOf: (weight: string) => string): Promise<void> {
+  const wanted = new Map(program.weights.map((w) => [tensorOf(w.name), w.shape]));
+  const problems = checkShapes(ckpt, [...wanted].map(([name, shape]) => ({ name, shape })), { allowExtra: opts.allowExtra });
   // Every weight of a program is read as floating point: integers are a wrong checkpoint.
-  for (const w of program.weights) {
-    const got = ckpt.tensors.get(w.name);
-    if (got?.dtype === 'i32' && !quantised.has(w.name)) problems.push(new RuntimeError('RT165', [ckpt.path, w.name, got.fileDtype], { file: ckpt.path, tensor: w.name }));
+  for (const name of wanted.keys()) {
+    const got = ckpt.tensors.get(name);
+    if (got?.dtype === 'i32' && !quantised.has(name)) problems.push(new RuntimeError('RT165', [ckpt.path, name, got.fileDtype], { file: ckpt.path, tensor: name }));
   }
   if (problems.length === 1) throw problems[0]!;
   if (problems.length > 1) {

@@ -169,11 +169,28 @@ export interface ProgramBinding {
   readonly value: unknown;
 }
 
+/** A param decided at load from config.json rather than fixed at build: its values give the same
+ *  kernels and differ only in which checkpoint tensor some weights read (`tie_word_embeddings`: the
+ *  head's `lm_head.weight` is the checkpoint's `model.embed_tokens.weight`, or its own tensor). */
+export interface ProgramChoice {
+  readonly param: string;
+  /** The config.json keys bound to it, first present wins (as for a binding). */
+  readonly keys: readonly string[];
+  /** The value when config.json has none of the keys (the value the program was built with). */
+  readonly value: unknown;
+  /** For each value it may take: program weight -> the checkpoint tensor it reads, where that is
+   *  not the weight's own name. */
+  readonly reads: readonly { readonly value: unknown; readonly tensors: Readonly<Record<string, string>> }[];
+}
+
 export interface Program {
   readonly format: 'archc-kernels/1';
   readonly model: string;
   readonly params: Readonly<Record<string, unknown>>;
+  /** Params that shape the kernels: a checkpoint's config.json must agree with each. */
   readonly bindings: readonly ProgramBinding[];
+  /** Params config.json decides at load (see ProgramChoice). */
+  readonly choices: readonly ProgramChoice[];
   readonly weights: readonly ProgramWeight[];
   readonly derived: readonly DerivedWeight[];
   readonly states: readonly ProgramState[];

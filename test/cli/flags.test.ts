@@ -64,6 +64,9 @@ describe('forward flags', () => {
     expect(a.code, a.stderr).toBe(0);
     expect(JSON.parse(a.stdout).loss).toBeCloseTo(JSON.parse(c.stdout).loss, 6);
     expect(JSON.parse(b.stdout).loss).toBeCloseTo(JSON.parse(c.stdout).loss, 6);
+    // tokens counts the predicted rows (each sequence's length - 1), not the ids given
+    const predicted = [[1, 2, 3], [4, 5]].reduce((n, s) => n + s.length - 1, 0);
+    for (const r of [a, b, c]) expect(JSON.parse(r.stdout).tokens, r.stdout).toBe(predicted);
   });
 
   it('--loss with nothing to predict is refused instead of printing null', async () => {

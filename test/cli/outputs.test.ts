@@ -102,21 +102,28 @@ describe('build -o', () => {
     expect(r.stderr).not.toMatch(NO_STACK);
   });
 
-  it('SIGINT while the package is being written leaves no temp directory, and the target whole or absent', async () => {
+  it.each([['SIGINT', 130], ['SIGTERM', 143]] as const)('%s while the package is being written stops the build: exit %i, no temp directory, the target whole or absent', async (signal, code) => {
     const dir = tmp();
     const out = join(dir, 'pkg');
     const child = spawn(process.execPath, [ARCHC, 'build', BAMBA, '-o', out, ...SETS], { cwd: ROOT, stdio: 'ignore' });
-    const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
-    let running = true;
-    void exited.then(() => (running = false));
+    let exit: { code: number | null; signal: string | null } | undefined;
+    child.on('exit', (c, s) => (exit = { code: c, signal: s }));
+    const poll = () => new Promise((r) => setTimeout(r, 20));
     // signal as soon as the temp directory exists (polled, at most 3000 times)
-    for (let i = 0; i < 3000 && running && temps(dir).length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    for (let i = 0; i < 3000 && !exit && temps(dir).length === 0; i++) await poll();
     expect(temps(dir).length, 'the build never created its temp directory').toBe(1);
-    child.kill('SIGINT');
-    await exited;
+    child.kill(signal);
+    // the build stops within a bounded number of polls (it used to run on to the end and exit 0)
+    let polls = 0;
+    while (!exit && polls < 500) {
+      await poll();
+      polls++;
+    }
+    expect(exit, `the build still ran ${polls} polls after ${signal}`).toBeDefined();
+    expect(exit).toEqual({ code, signal: null });
     expect(temps(dir)).toEqual([]);
     if (existsSync(out)) expect(JSON.parse(readFileSync(join(out, '.archc-output.json'), 'utf8')).kind).toBe('package');
-  });
+  }, 120_000);
 });
 
 describe('--out FILE', () => {

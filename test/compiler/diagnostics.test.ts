@@ -54,6 +54,7 @@ const ROWS: Row[] = [
   { name: 'unknown weight dtype', source: `block W()(x) {\n  weight w[4]: f64\n  return x\n}\nmodel M(t: i32[T]) {\n  return q: W()(t)\n}\n`, code: 'AC403', line: 2, col: 3 },
   { name: 'unpacking the wrong count', source: model('  e = Embedding(16, d)\n  a, b = split(e(tokens), sizes: [4, 2, 2])\n  return a'), code: 'AC404', line: 4, col: 10 },
   { name: 'block without return', source: `block B()(x) {\n  let y = 1\n}\nmodel M(t: i32[T]) {\n  return q: B()(t)\n}\n`, code: 'AC405', line: 1, col: 7 },
+  { name: 'several outputs, none named logits', source: model('  e = Embedding(16, d)\n  x = e(tokens)\n  y = silu(x)\n  return x, y'), code: 'AC409', line: 6, col: 10 },
   { name: 'failed assert (attention layer index out of range)', source: model('  assert max(attn) < n, "attention layer indices must lie in 0..n-1"\n  return tokens', '  param attn = [1, 4]\n  param n = 4'), code: 'AC406', line: 3, col: 10 },
 ];
 

@@ -19,8 +19,10 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  compiler 2200 -> 3600: the op records moved here from runtime/ (with their lowerings), and the kernel IR
  *  (compiler/kernel/: lowering, nine fusion rules, memory plan, printer, report); 3600 -> 3900: the limits
  *  of hostile input in one table (compiler/limits.ts) and presets; 4000 -> 3700: the target records moved
- *  to codegen/ with their schedules. */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1600, compiler: 3700, codegen: 4000, runtime: 8300, cli: 800 };
+ *  to codegen/ with their schedules; 3700 -> 3800: load-time choices (compiler/choices.ts: a param that
+ *  only picks which checkpoint tensor a weight reads is decided at load, not pinned). dsl 1600 -> 1610:
+ *  AC409 (a model's outputs need its logits). */
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 3800, codegen: 4000, runtime: 8300, cli: 800 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {

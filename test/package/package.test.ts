@@ -99,7 +99,7 @@ describe('the generated package', () => {
   it('a failed build leaves no package and no temp directory behind', async () => {
     const out = join(work, 'broken');
     // a graph that fails its schema stops the build after the TypeScript was compiled (in a child
-    // process: the build is synchronous)
+    // process: the build's signal handlers stay for the life of the process)
     const script = join(work, 'broken-build.mts');
     writeFileSync(script, `
       import { buildPackage } from ${JSON.stringify(join(ROOT, 'codegen', 'package.ts'))};
@@ -110,7 +110,7 @@ describe('the generated package', () => {
       const program = lowerToProgram(compiled.graph, compiled.bindings);
       const graph = { ...compiled.graph, format: 'broken' };
       try {
-        buildPackage({ graph, program, stats: computeStats(compiled.graph, 64, 1), source: 'x.arch' }, ${JSON.stringify(out)});
+        await buildPackage({ graph, program, stats: computeStats(compiled.graph, 64, 1), source: 'x.arch' }, ${JSON.stringify(out)});
         console.log('built');
       } catch (e) {
         console.log('failed: ' + e.message);
