@@ -15,7 +15,7 @@ import { CpuBackend } from '../cpu/backend.ts';
 import { CPU_FAMILIES, type Ctx, type Impl } from '../cpu/families.ts';
 import { exprLeaves } from '../expr.ts';
 import { type Entry, type Family, type Kernel, type Program, type View, isView, weightsRead } from '../program.ts';
-import type { QuantDType } from '../quant.ts';
+import { type HostWeight, type QuantDType, isQuant } from '../quant.ts';
 import { readF32, type Tensor } from '../tensor.ts';
 import { type PackedWeight, WasmKernels } from './kernels.ts';
 import { wasmModule } from './module.ts';
@@ -59,13 +59,15 @@ export async function openWasmBackend(program: Program, kernels: Uint8Array | We
 
 export class WasmBackend extends CpuBackend {
   override readonly name: string = 'wasm';
-  /** No q8/q4 kernels yet: a model with quantised weights is refused at load (RT171). */
-  override readonly quantFormats: readonly QuantDType[] = [];
+  /** q8/q4 products read the codes in the memory (runtime/wasm/kernels.ts packQuant); quantised
+   *  embeddings, and any other reader of a quantised weight, read the host copy through the
+   *  reference (runtime/cpu/linear.ts embedding). */
+  override readonly quantFormats: readonly QuantDType[] = ['q8', 'q4'];
   private readonly kernels: WasmKernels;
   /** Weights read as a matmul's `w` ([N, K]); those read by nothing else keep no host copy. */
   private readonly products = new Set<string>();
   private readonly elsewhere: Set<string>;
-  private readonly packed = new WeakMap<Tensor, PackedWeight>();
+  private readonly packed = new WeakMap<HostWeight, PackedWeight>();
   /** The chunked SSD and prefill attention as matrix products on the wasm kernels; the rendered
    *  families through the program module where it has the kernel; the rest as the CPU engine runs them. */
   override readonly families: Readonly<Record<Family, Impl>> = {
@@ -109,16 +111,18 @@ export class WasmBackend extends CpuBackend {
     }
   }
 
-  protected override store(name: string, t: Tensor): void {
+  protected override store(name: string, t: HostWeight): void {
     if (!this.products.has(name) || t.shape.length !== 2 || t.dtype === 'i32') return super.store(name, t);
-    const p = this.kernels.pack(t);
+    const p = isQuant(t) ? this.kernels.packQuant(t) : this.kernels.pack(t);
     // a stand-in for a weight only products read: the packed panels are its one copy
-    const kept = this.elsewhere.has(name) ? t : { dtype: t.dtype, shape: t.shape, data: new Float32Array(0) };
+    const kept: HostWeight = this.elsewhere.has(name) ? t
+      : isQuant(t) ? { dtype: t.dtype, shape: t.shape, codes: new Int8Array(0), scales: new Uint16Array(0) }
+      : { dtype: t.dtype, shape: t.shape, data: new Float32Array(0) };
     this.packed.set(kept, p);
     super.store(name, kept);
   }
 
-  override linear(x: Float32Array, rows: number, K: number, w: Tensor, b: Tensor | null, split: boolean): Float32Array {
+  override linear(x: Float32Array, rows: number, K: number, w: HostWeight, b: Tensor | null, split: boolean): Float32Array {
     const p = this.packed.get(w);
     if (!p) return super.linear(x, rows, K, w, b, split);
     if (p.K !== K || x.length !== rows * K) throw new RangeError(`linear: weight [${p.N}, ${p.K}] does not match x of ${rows} rows of K=${K}`);
@@ -245,7 +249,7 @@ export class WasmBackend extends CpuBackend {
       r.run!(run.T, run.S, run.seq, rows, scr, 0, 0, ...args);
       return true;
     }
-    const w = this.tensor((k.inputs.w as { weight: string }).weight);
+    const w = this.weight((k.inputs.w as { weight: string }).weight);
     const p = this.packed.get(w);
     if (!p || !r.post) return false;
     const K = k.sizes.K! | 0, N = k.sizes.N! | 0;
