@@ -288,8 +288,12 @@ function dotKernel(f: QuantType, fma: boolean): string {
   const acc = (a: string, e: string) => (f === 'q4' ? `(local.set $${a} (i16x8.add ${get(a)} ${e}))` : `(local.set $${a} (i32x4.add ${get(a)} (i32x4.extadd_pairwise_i16x8_s ${e})))`);
   const quads: string[] = [];
   for (let q = 0; q < 8; q++) {
-    quads.push(...['x2', 'x1', 'x0'].map((x, d) => `(local.set $${x} (v128.load32_splat offset=${16 + q * 12 + d * 4} ${get('xd')}))`), loadCodes(f, q, false));
-    for (const d of [2, 1, 0]) quads.push(acc(`a${d}`, dot('va', `x${d}`)), acc(`b${d}`, dot('vb', `x${d}`)));
+    // one half's codes at a time, so fewer vectors are live at once
+    quads.push(...['x2', 'x1', 'x0'].map((x, d) => `(local.set $${x} (v128.load32_splat offset=${16 + q * 12 + d * 4} ${get('xd')}))`));
+    quads.push(f === 'q8' ? `(local.set $va (v128.load offset=${q * 32} ${get('wp')}))` : `(local.set $v (v128.load offset=${q * 16} ${get('wp')}))\n(local.set $va (v128.and ${get('v')} (v128.const i8x16 ${Array(16).fill(15).join(' ')})))`);
+    for (const d of [2, 1, 0]) quads.push(acc(`a${d}`, dot('va', `x${d}`)));
+    quads.push(f === 'q8' ? `(local.set $vb (v128.load offset=${q * 32 + 16} ${get('wp')}))` : `(local.set $vb (i8x16.shr_u ${get('v')} (i32.const 4)))`);
+    for (const d of [2, 1, 0]) quads.push(acc(`b${d}`, dot('vb', `x${d}`)));
   }
   const zero = '(v128.const i32x4 0 0 0 0)';
   const sum = (h: 'a' | 'b', i: number) => {
@@ -297,12 +301,15 @@ function dotKernel(f: QuantType, fma: boolean): string {
     let e = `(i32x4.sub (i32x4.add (i32x4.add (i32x4.shl ${d(2)} (i32.const 14)) (i32x4.shl ${d(1)} (i32.const 7))) ${d(0)}) (v128.load offset=${L.corr + 16 * i} ${get('wp')}))`;
     if (f === 'q4') e = `(i32x4.sub ${e} (v128.load32_splat offset=4 ${get('xd')}))`;
     const prod = `(f32x4.mul (f32x4.convert_i32x4_s ${e}) (v128.load offset=${L.scales + 16 * i} ${get('wp')}))`;
-    const y = get(`y${i}`);
-    return `(local.set $y${i} ${fma ? `(f32x4.relaxed_madd ${prod} ${get('sx')} ${y})` : `(f32x4.add ${y} (f32x4.mul ${prod} ${get('sx')}))`})`;
+    // y accumulates in place (at yp, zeroed first): two vectors fewer held across the group
+    const y = `(v128.load offset=${16 * i} ${get('yp')})`;
+    return `(v128.store offset=${16 * i} ${get('yp')} ${fma ? `(f32x4.relaxed_madd ${prod} ${get('sx')} ${y})` : `(f32x4.add ${y} (f32x4.mul ${prod} ${get('sx')}))`})`;
   };
   return `(func $mvi_${f} (param $xd i32) (param $wp i32) (param $yp i32) (param $G i32)
-  (local $g i32) (local $y0 v128) (local $y1 v128) (local $a2 v128) (local $a1 v128) (local $a0 v128) (local $b2 v128) (local $b1 v128) (local $b0 v128)
+  (local $g i32) (local $a2 v128) (local $a1 v128) (local $a0 v128) (local $b2 v128) (local $b1 v128) (local $b0 v128)
   (local $x2 v128) (local $x1 v128) (local $x0 v128) (local $v v128) (local $va v128) (local $vb v128) (local $sx v128)
+  (v128.store ${get('yp')} ${zero})
+  (v128.store offset=16 ${get('yp')} ${zero})
   (block $g_end (loop $g_loop
   (br_if $g_end (i32.ge_s ${get('g')} ${get('G')}))
   ${['a2', 'a1', 'a0', 'b2', 'b1', 'b0'].map((a) => `(local.set $${a} ${zero})`).join(' ')}
@@ -313,9 +320,7 @@ function dotKernel(f: QuantType, fma: boolean): string {
   (local.set $wp ${add(get('wp'), L.group)})
   (local.set $xd ${add(get('xd'), XD_GROUP)})
   (local.set $g ${add(get('g'), 1)})
-  (br $g_loop)))
-  (v128.store ${get('yp')} ${get('y0')})
-  (v128.store offset=16 ${get('yp')} ${get('y1')}))`;
+  (br $g_loop))))`;
 }
 
 /** dot_<f>(xd, w, y, T, K, ldy, p0, p1): panels [p0, p1) for T rows by `mvi`, rows inner (a
