@@ -48,6 +48,8 @@ export const QUANT_LAYOUT: Readonly<Record<QuantType, { group: number; codes: nu
 /** Bytes of one group of one activation row for the integer-dot GEMV: f32 scale, i32 row
  *  correction, 8 bytes unused, then per k-quad the three digits' 4 bytes (high, middle, low). */
 export const XD_GROUP = 112;
+/** The integer-dot GEMV's activations: xq in ±XQ_MAX (20 bits), carried as xq + XQ_OFFSET. */
+const XQ_MAX = (1 << 19) - 1, XQ_OFFSET = 1 << 20;
 /** The work record's product codes (`dt`): f32, bf16, q8/q4 dequantised per panel, q8/q4 integer dot. */
 export const PRODUCT = { f32: 0, bf16: 1, q8: 2, q4: 3, dot_q8: 4, dot_q4: 5 } as const;
 
@@ -323,6 +325,53 @@ function dotKernel(f: QuantType, fma: boolean): string {
   (br $g_loop))))`;
 }
 
+/**
+ * digits(x, ldx, T, K, xd) -> 1, or 0 where a row holds a value that is not finite (nothing
+ * usable written: the product then dequantises, carrying NaN and infinities as the reference does):
+ * T rows of K f32 at byte x, ldx floats apart, as `mvi` reads them at xd, per row [K/32] groups of
+ * XD_GROUP bytes: sx = max|x| / (2^19 - 1) (f32, 0 for a group of zeros), xq = nearest(x · (1 /
+ * sx)) clamped to ±(2^19 - 1), z = xq + 2^20 as its digits z >> 14, (z >> 7) & 127, z & 127 (4
+ * bytes each per k-quad), and the q4 row correction 8 · Σz.
+ */
+function digitsKernel(): string {
+  const quads: string[] = [];
+  for (let q = 0; q < 8; q++) {
+    quads.push(`(local.set $z (i32x4.add (i32x4.max_s (i32x4.min_s (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=${q * 16} ${get('xp')}) ${get('inv')})))
+      (v128.const i32x4 ${Array(4).fill(XQ_MAX).join(' ')})) (v128.const i32x4 ${Array(4).fill(-XQ_MAX).join(' ')})) (v128.const i32x4 ${Array(4).fill(XQ_OFFSET).join(' ')})))`,
+    `(local.set $zs (i32x4.add ${get('zs')} ${get('z')}))`);
+    const digit = ['(i32x4.shr_u $z (i32.const 14))', '(v128.and (i32x4.shr_u $z (i32.const 7)) $m)', '(v128.and $z $m)'].map((e) => e.replaceAll('$z', get('z')).replaceAll('$m', get('m127')));
+    digit.forEach((e, j) => quads.push(`(local.set $n (i16x8.narrow_i32x4_u ${e} ${e}))`, `(v128.store32_lane offset=${16 + q * 12 + j * 4} 0 ${get('dp')} (i8x16.narrow_i16x8_u ${get('n')} ${get('n')}))`));
+  }
+  const lane = (v: string, op: string, ty: 'f32' | 'i32') => `(${ty}.${op} (${ty}.${op} (${ty}x4.extract_lane 0 ${v}) (${ty}x4.extract_lane 1 ${v})) (${ty}.${op} (${ty}x4.extract_lane 2 ${v}) (${ty}x4.extract_lane 3 ${v})))`;
+  return `(func (export "digits") (param $x i32) (param $ldx i32) (param $T i32) (param $K i32) (param $xd i32) (result i32)
+  (local $t i32) (local $g i32) (local $xp i32) (local $dp i32) (local $amax f32) (local $sx f32) (local $mv v128) (local $inv v128) (local $z v128) (local $zs v128) (local $n v128) (local $m127 v128)
+  (local.set $m127 (v128.const i32x4 127 127 127 127))
+  (local.set $dp ${get('xd')})
+  (block $t_end (loop $t_loop
+    (br_if $t_end (i32.ge_s ${get('t')} ${get('T')}))
+    (local.set $g (i32.const 0))
+    (block $g_end (loop $g_loop
+      (br_if $g_end (i32.ge_s (i32.shl ${get('g')} (i32.const 5)) ${get('K')}))
+      (local.set $xp ${add(get('x'), `(i32.shl (i32.add (i32.mul ${get('t')} ${get('ldx')}) (i32.shl ${get('g')} (i32.const 5))) (i32.const 2))`)})
+      (local.set $mv (f32x4.abs (v128.load ${get('xp')})))
+      ${Array.from({ length: 7 }, (_, q) => `(local.set $mv (f32x4.max ${get('mv')} (f32x4.abs (v128.load offset=${(q + 1) * 16} ${get('xp')}))))`).join('\n      ')}
+      (local.set $amax ${lane(get('mv'), 'max', 'f32')})
+      ;; NaN fails the comparison, an infinity passes it
+      (if (i32.eqz (f32.lt ${get('amax')} (f32.const inf))) (then (return (i32.const 0))))
+      (local.set $sx (f32.div ${get('amax')} (f32.const ${XQ_MAX})))
+      (local.set $inv (f32x4.splat (select (f32.div (f32.const 1) ${get('sx')}) (f32.const 0) (f32.gt ${get('sx')} (f32.const 0)))))
+      (local.set $zs (v128.const i32x4 0 0 0 0))
+      ${quads.join('\n      ')}
+      (f32.store ${get('dp')} ${get('sx')})
+      (i32.store offset=4 ${get('dp')} (i32.shl ${lane(get('zs'), 'add', 'i32')} (i32.const 3)))
+      (local.set $dp ${add(get('dp'), XD_GROUP)})
+      (local.set $g ${add(get('g'), 1)})
+      (br $g_loop)))
+    (local.set $t ${add(get('t'), 1)})
+    (br $t_loop)))
+  (i32.const 1))`;
+}
+
 /** dot_<f>(xd, w, y, T, K, ldy, p0, p1): panels [p0, p1) for T rows by `mvi`, rows inner (a
  *  panel's groups stay in cache for the rows after the first). */
 function dotProduct(f: QuantType): string {
@@ -431,6 +480,7 @@ export function renderWasmKernels(t: WasmTarget): string {
     funcs.push(dequantKernel(f), gemmQuant(f, t));
     if (t.quantDotRows > 0) funcs.push(dotKernel(f, t.fma), dotProduct(f));
   }
+  if (t.quantDotRows > 0) funcs.push(digitsKernel());
   funcs.push(work(t.quantDotRows > 0));
   return `;; archc wasm kernels${t.fma ? ' (fused multiply-add: relaxed SIMD)' : ''}: matrix products over packed weight panels (generated; see codegen/wasm/kernels.ts)
 (module

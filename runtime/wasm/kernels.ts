@@ -6,7 +6,7 @@
 // main thread, a page without cross-origin isolation) it runs alone over a memory that is not shared
 // (runtime/wasm/threads.ts). Module layout: codegen/wasm/kernels.ts.
 
-import { PRODUCT, QUANT_LAYOUT, XD_GROUP } from '../../codegen/wasm/kernels.ts';
+import { PRODUCT, QUANT_LAYOUT } from '../../codegen/wasm/kernels.ts';
 import { RuntimeError } from '../errors.ts';
 import { QUANT_GROUP, type QuantTensor } from '../quant.ts';
 import { type Tensor, f16ToF32, toF32 } from '../tensor.ts';
@@ -37,11 +37,9 @@ interface Exports {
   gemm_q4(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number, s: number): void;
   dot_q8?(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number): void;
   dot_q4?(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number): void;
+  digits?(x: number, ldx: number, T: number, K: number, xd: number): number;
   work(s: number): void;
 }
-
-/** The integer-dot GEMV's activation digits: xq in ±XQ_MAX, carried as xq + XQ_OFFSET. */
-const XQ_MAX = (1 << 19) - 1, XQ_OFFSET = 1 << 20;
 
 const PAGE = 65536;
 const MAX_PAGES = 65536;
@@ -181,7 +179,7 @@ export class WasmKernels {
           }
         }
         f32[(base + L.scales) / 4 + c] = f16ToF32(w.scales[n * G + g]!);
-        i32[(base + L.corr) / 4 + c] = Math.imul(sum, XQ_OFFSET);
+        i32[(base + L.corr) / 4 + c] = Math.imul(sum, 1 << 20);
       }
     }
     // q4 padding columns: code 0 is stored as 8
@@ -196,51 +194,18 @@ export class WasmKernels {
     return { N, K, panels, at, dtype: w.dtype };
   }
 
-  /**
-   * The integer-dot GEMV's activation rows (codegen/wasm/kernels.ts `mvi`) at byte `at`: row t is
-   * read at src[so + t·ld + k]; per group of 32, sx = f32(max|x| / XQ_MAX), xq = round(x / sx)
-   * (clamped), z = xq + XQ_OFFSET as three 7-bit digits, and the q4 row correction 8·Σz. False
-   * (nothing usable written) where a row holds a value that is not finite: the product then takes
-   * the dequantising path, which carries NaN and infinities as the reference does.
-   */
-  private digits(src: Float32Array, so: number, ld: number, T: number, K: number, at: number): boolean {
-    const G = K / QUANT_GROUP;
-    const buf = this.memory.buffer, f32 = new Float32Array(buf, at, (T * G * XD_GROUP) >> 2), i32 = new Int32Array(buf, at, (T * G * XD_GROUP) >> 2);
-    const u8 = new Uint8Array(buf, at, T * G * XD_GROUP);
-    for (let t = 0; t < T; t++) {
-      for (let g = 0; g < G; g++) {
-        const x0 = so + t * ld + g * QUANT_GROUP, o = (t * G + g) * XD_GROUP;
-        let amax = 0;
-        for (let i = 0; i < QUANT_GROUP; i++) amax = Math.max(amax, Math.abs(src[x0 + i]!));
-        if (!Number.isFinite(amax)) return false;
-        const sx = Math.fround(amax / XQ_MAX), inv = sx > 0 ? 1 / sx : 0;
-        let zs = 0;
-        for (let i = 0; i < QUANT_GROUP; i++) {
-          const xq = Math.min(XQ_MAX, Math.max(-XQ_MAX, Math.round(src[x0 + i]! * inv)));
-          const z = xq + XQ_OFFSET, d = o + 16 + (i >> 2) * 12 + (i & 3);
-          zs += z;
-          u8[d] = z >> 14;
-          u8[d + 4] = (z >> 7) & 127;
-          u8[d + 8] = z & 127;
-        }
-        f32[o >> 2] = sx;
-        i32[(o >> 2) + 1] = 8 * zs;
-      }
-    }
-    return true;
-  }
-
-  /** x's T rows (src[so + t·ld + k]) at `at` as the product `fn` of `w` reads them: digits for the
-   *  integer-dot GEMV where it applies, else row tiles [ceil(T/MR)][K][MR]; returns the product's
-   *  PRODUCT code. `at` holds 4·ceil(T/MR)·MR·K bytes (digits take 3.5·T·K). */
-  private operand(w: PackedWeight, src: Float32Array, so: number, ld: number, T: number, K: number, at: number): number {
-    if ((w.dtype === 'q8' || w.dtype === 'q4') && T <= this.quantDotRows && this.digits(src, so, ld, T, K, at)) return PRODUCT[`dot_${w.dtype}`];
+  /** x's T rows (floats at byte `xAt`, `ldx` apart) at `at` as the product of `w` reads them: the
+   *  integer-dot GEMV's digits (codegen/wasm/kernels.ts `digits`) where it applies and every row is
+   *  finite, else row tiles [ceil(T/MR)][K][MR]; returns the product's PRODUCT code. `at` holds
+   *  4·ceil(T/MR)·MR·K bytes (digits take 3.5·T·K). */
+  private operand(w: PackedWeight, xAt: number, ldx: number, T: number, K: number, at: number): number {
+    if ((w.dtype === 'q8' || w.dtype === 'q4') && T <= this.quantDotRows && this.ex.digits!(xAt, ldx, T, K, at)) return PRODUCT[`dot_${w.dtype}`];
     const MR = this.MR;
-    const xs = new Float32Array(this.memory.buffer, at, Math.ceil(T / MR) * MR * K);
+    const mem = new Float32Array(this.memory.buffer);
     // rows past T left as they are: their results are never read
-    for (let t = 0; t < T; t++) {
-      const base = (t - (t % MR)) * K + (t % MR), row = so + t * ld;
-      for (let k = 0; k < K; k++) xs[base + k * MR] = src[row + k]!;
+    for (let t = 0, x0 = xAt >> 2, t0 = at >> 2; t < T; t++) {
+      const base = t0 + (t - (t % MR)) * K + (t % MR), row = x0 + t * ldx;
+      for (let k = 0; k < K; k++) mem[base + k * MR] = mem[row + k]!;
     }
     return PRODUCT[w.dtype];
   }
@@ -263,9 +228,11 @@ export class WasmKernels {
     const { N, K, panels } = w;
     const MR = this.MR, NR = this.NR;
     const Tpad = Math.ceil(T / MR) * MR, ldy = panels * NR;
-    const xAt = this.reserve(4 * Tpad * (K + ldy));
-    const yAt = xAt + 4 * Tpad * K;
-    const fn = this.operand(w, x, 0, K, T, K, xAt);
+    // x tiles (or digits), y, then x's rows as given
+    const xAt = this.reserve(4 * Tpad * (K + ldy) + 4 * T * K);
+    const yAt = xAt + 4 * Tpad * K, rowsAt = yAt + 4 * Tpad * ldy;
+    new Float32Array(this.memory.buffer, rowsAt, T * K).set(x.subarray(0, T * K));
+    const fn = this.operand(w, rowsAt, K, T, K, xAt);
     this.run(fn, [xAt, w.at, yAt, T, K, ldy], panels, T * K * N >= this.splitFrom);
     // the run may have grown the memory (a bf16 panel's scratch), which detaches an unshared one's buffer
     const ys = new Float32Array(this.memory.buffer, yAt, Tpad * ldy);
@@ -316,7 +283,7 @@ export class WasmKernels {
     const { K, N, panels } = w;
     const MR = this.MR, Tpad = Math.ceil(T / MR) * MR;
     const tiles = this.reserve(4 * Tpad * K);
-    const fn = this.operand(w, new Float32Array(this.memory.buffer), xAt >> 2, ldx, T, K, tiles);
+    const fn = this.operand(w, xAt, ldx, T, K, tiles);
     this.run(fn, [tiles, w.at, yAt, T, K, ldy], panels, T * K * N >= this.splitFrom);
   }
 
