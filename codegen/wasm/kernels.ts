@@ -48,8 +48,10 @@ export const QUANT_LAYOUT: Readonly<Record<QuantType, { group: number; codes: nu
 /** Bytes of one group of one activation row for the integer-dot GEMV: f32 scale, i32 row
  *  correction, 8 bytes unused, then per k-quad the three digits' 4 bytes (high, middle, low). */
 export const XD_GROUP = 112;
-/** The integer-dot GEMV's activations: xq in ±XQ_MAX (20 bits), carried as xq + XQ_OFFSET. */
-const XQ_MAX = (1 << 19) - 1, XQ_OFFSET = 1 << 20;
+/** The integer-dot GEMV's activations: xq in ±XQ_MAX (20 bits), carried as xq + XQ_OFFSET (so
+ *  the panels' corrections are XQ_OFFSET · Σcode). */
+const XQ_MAX = (1 << 19) - 1;
+export const XQ_OFFSET = 1 << 20;
 /** The work record's product codes (`dt`): f32, bf16, q8/q4 dequantised per panel, q8/q4 integer dot. */
 export const PRODUCT = { f32: 0, bf16: 1, q8: 2, q4: 3, dot_q8: 4, dot_q4: 5 } as const;
 

@@ -6,7 +6,8 @@
 // writing y in place. The chunked SSD and prefill attention run as matrix products on the same
 // kernels (runtime/wasm/ssd.ts, attention.ts), the steps between them (the SSD's, and its operands'
 // `pre`; attention's cache append, softmax and division) in the program module over the arena and
-// slots, as is the one-token attention; what is left (embedding, copies, gather_last, and any
+// slots, as is the one-token attention. q8/q4 products read the codes packed in the memory
+// (runtime/wasm/kernels.ts packQuant). What is left (embedding, copies, gather_last, and any
 // kernel the module has no function for) runs through the CPU
 // reference implementations (runtime/cpu/families.ts) on the same arena and state slots.
 

@@ -6,7 +6,7 @@
 // main thread, a page without cross-origin isolation) it runs alone over a memory that is not shared
 // (runtime/wasm/threads.ts). Module layout: codegen/wasm/kernels.ts.
 
-import { PRODUCT, QUANT_LAYOUT } from '../../codegen/wasm/kernels.ts';
+import { PRODUCT, QUANT_LAYOUT, XQ_OFFSET } from '../../codegen/wasm/kernels.ts';
 import { RuntimeError } from '../errors.ts';
 import { QUANT_GROUP, type QuantTensor } from '../quant.ts';
 import { type Tensor, f16ToF32, toF32 } from '../tensor.ts';
@@ -179,7 +179,8 @@ export class WasmKernels {
           }
         }
         f32[(base + L.scales) / 4 + c] = f16ToF32(w.scales[n * G + g]!);
-        i32[(base + L.corr) / 4 + c] = Math.imul(sum, 1 << 20);
+        // the offset the GEMV's activation digits carry, taken off again per group (mvi)
+        i32[(base + L.corr) / 4 + c] = Math.imul(sum, XQ_OFFSET);
       }
     }
     // q4 padding columns: code 0 is stored as 8
