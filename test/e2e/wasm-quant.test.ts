@@ -1,8 +1,8 @@
 // The wasm backend with q8/q4 weights (Model.load's `quantize`) end to end against the CPU reference
 // engine loaded with the same `quantize` (the oracle of the format: runtime/quant.ts), on random
 // tiny Bamba checkpoints (f32 and bf16 stored, the head tied to the embedding, so the quantised
-// embedding is read by both the lookup and the head's product) and on the trained
-// ../shared/models/tiny-bamba-a: packed forward of two sequences, prefill then a batched decode and a
+// embedding is read by both the lookup and the head's product; and one with its own lm_head) and
+// on the trained ../shared/models/tiny-bamba-a: packed forward of two sequences, prefill then a batched decode and a
 // multi-token continuation, and one token at a time. Logits agree within 1e-5 of their scale; the
 // quantisation itself moves them by far more (checked, so the comparison is of quantised models).
 // Products of one row take the integer-dot GEMV in the fma variant; the plain variant dequantises.
@@ -30,6 +30,7 @@ async function load(dir: string, quantize: 'q8' | 'q4', variant: 'picked' | 'pla
   const wasm = await Model.loadProgram(program, dir, { backend: 'wasm', wasmKernels, wasmProgram: await wasmProgram(program), threads: 2, quantize });
   expect(wasm.quantization?.formats.size, 'weights were quantised').toBeGreaterThan(0);
   expect([...wasm.quantization!.formats.values()].every((f) => f === quantize)).toBe(true);
+  expect(wasm.quantization!.formats.get('model.embed_tokens.weight'), 'the embedding is quantised').toBe(quantize);
   return { cpu, wasm };
 }
 
@@ -82,10 +83,10 @@ describe('the wasm backend with quantised weights = the CPU reference of the sam
       }
     });
 
-    it(`${quantize}: random tiny Bamba, plain SIMD module`, async () => {
+    it(`${quantize}: random tiny Bamba with its own head (lm_head), plain SIMD module`, async () => {
       const dir = join(work, `plain-${quantize}`);
       mkdirSync(dir);
-      writeCheckpoint(dir, { vocab: 90 }, { dtype: 'bf16', seed: 4 });
+      writeCheckpoint(dir, { vocab: 90, tie: false } as never, { dtype: 'bf16', seed: 4 });
       compare(await load(dir, quantize, 'plain'), `${quantize} plain`, [randomIds(9, 90, 3), randomIds(6, 90, 4)]);
     });
 
