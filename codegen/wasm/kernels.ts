@@ -425,7 +425,8 @@ export const CLOSED = 0xffff;
 
 /**
  * work(s): the calling thread's share of the job at JOB, taken chunk by chunk (`s`: the thread's own
- * scratch for widened bf16 panels, K·NR·4 bytes). The claim word holds
+ * scratch for widened bf16 or dequantised q8/q4 panels, K·NR·4 bytes; the job's `dt` is a PRODUCT
+ * code). The claim word holds
  * (job number << 16) | next chunk; a thread reads it, reads the job, and takes the chunk by a
  * compare-exchange of the claim word, so it never takes a chunk of a job other than the one it read
  * (the caller closes the claim word, chunk CLOSED, before it rewrites the job, and writes a job only
@@ -465,7 +466,8 @@ function dispatch(dt: string, args: string, dot: boolean): string {
 }
 
 /** The whole module: imports the shared memory, exports the products, the tile constants and
- *  which variant it is (FMA: 1 when its multiply-adds are fused). */
+ *  which variant it is (FMA: 1 when its multiply-adds are fused; QUANT_DOT_ROWS: rows up to which
+ *  q8/q4 products take the integer-dot GEMV, 0 where it has none). */
 export function renderWasmKernels(t: WasmTarget): string {
   if (t.tokenBlock % t.rowsPerTile !== 0) throw new InternalError(`wasm target: tokenBlock ${t.tokenBlock} is not a multiple of rowsPerTile ${t.rowsPerTile}`);
   if (t.widenFrom < t.rowsPerTile) throw new InternalError(`wasm target: widenFrom ${t.widenFrom} is below rowsPerTile ${t.rowsPerTile} (the first tile of a widened block is whole)`);
