@@ -8,9 +8,13 @@
 //      both variants), against a plain memory-copy loop over as many bytes (1 and 2 threads);
 //   3. end to end at that configuration: prefill 512 tokens and decode 64 tokens after 16, reference
 //      engine vs wasm (the variant the runtime picks), f32 and bf16 weights.
+//   4. with --quant, instead of 1-3: end to end with bf16 weights and the same checkpoint loaded with
+//      `quantize: 'q8'` and `'q4'` (the wasm variant the runtime picks), decode 64 tokens after 16 and
+//      prefill 512, side by side in interleaved rounds, decode also in CPU time per token (steadier
+//      than wall time on a loaded machine) (writes bench/results/wasm-quant.json).
 // Prints tables and writes bench/results/wasm.json.
 //
-// Run: npx tsx bench/wasm.ts [--threads 2] [--rounds 3] [--e2e-rounds 2] [--skip-e2e] [--best]
+// Run: npx tsx bench/wasm.ts [--threads 2] [--rounds 3] [--e2e-rounds 2] [--skip-e2e] [--best] [--quant]
 // --best: each contender's fastest round instead of the median over rounds (on a machine loaded by
 // other work, the fastest round is the better estimate of what each can do; rounds stay interleaved).
 
@@ -45,6 +49,7 @@ const ROUNDS = arg('--rounds', 3);
 const E2E_ROUNDS = arg('--e2e-rounds', 2);
 const SKIP_E2E = process.argv.includes('--skip-e2e');
 const BEST = process.argv.includes('--best');
+const QUANT = process.argv.includes('--quant');
 /** Seconds per call over rounds: the median, or with --best the fastest. */
 const over = (xs: readonly number[]): number => (BEST ? Math.min(...xs) : median(xs));
 const STAT = BEST ? 'fastest of' : 'median over';
@@ -285,8 +290,63 @@ async function e2eBench(kernels: Uint8Array[]): Promise<object> {
   return out;
 }
 
+// ---- 4. quantised weights end to end ---------------------------------------------------------
+
+async function quantBench(kernels: Uint8Array[]): Promise<object> {
+  const dir = mkdtempSync(join(tmpdir(), 'archc-bench-wasm-quant-'));
+  try {
+    const init = spawnSync(process.execPath, [join(ROOT, 'bin', 'archc.js'), 'init-weights', BAMBA, '-o', dir, '--dtype', 'bf16', ...SETS.flatMap((s) => ['--set', s])], { encoding: 'utf8' });
+    if (init.status !== 0) throw new Error(`init-weights failed:\n${init.stderr}`);
+    const c = compileFile(BAMBA, { hfConfigData: loadConfig(join(dir, 'config.json')) });
+    const program = lowerToProgram(c.graph, c.bindings);
+    const wasmProg = await wasmProgram(program);
+    const names = ['bf16', 'q8', 'q4'] as const;
+    const models = await Promise.all(names.map((n) => Model.loadProgram(program, dir, { threads: THREADS, backend: 'wasm', wasmKernels: kernels, wasmProgram: wasmProg,
+      ...(n === 'bf16' ? {} : { quantize: n }) })));
+    const prompt = Array.from({ length: 512 }, (_, i) => (i * 7919) % V);
+    // decode also in CPU time (this process, worker threads included; the workers block, not spin,
+    // between products): on a machine loaded by other work it moves far less than wall time
+    const t = names.map(() => ({ prefill: [] as number[], decode: [] as number[], decodeCpu: [] as number[] }));
+    for (let r = 0; r < E2E_ROUNDS; r++) {
+      models.forEach((m, i) => {
+        const { states } = m.prefill([prompt.slice(0, 16)]);
+        const t1 = performance.now(), c1 = process.cpuUsage();
+        for (let k = 0; k < 64; k++) m.decode([prompt[16 + k]!], states);
+        t[i]!.decode.push((performance.now() - t1) / 1000);
+        const c = process.cpuUsage(c1);
+        t[i]!.decodeCpu.push((c.user + c.system) / 1e6);
+        m.releaseSequence(states[0]!);
+        const t0 = performance.now();
+        m.prefill([prompt]);
+        t[i]!.prefill.push((performance.now() - t0) / 1000);
+        process.stderr.write(`${names[i]} round ${r + 1}/${E2E_ROUNDS}: decode ${fmt(t[i]!.decode.at(-1)!, 2)} s (CPU ${fmt(t[i]!.decodeCpu.at(-1)!, 2)} s), prefill ${fmt(t[i]!.prefill.at(-1)!, 2)} s (load ${loadavg()[0]!.toFixed(1)})\n`);
+      });
+    }
+    for (const m of models) m.dispose();
+    const res = names.map((_, i) => ({ decodeTokS: 64 / over(t[i]!.decode), decodeCpuMsTok: 1000 * over(t[i]!.decodeCpu) / 64, prefillTokS: 512 / over(t[i]!.prefill) }));
+    const rows = [['weights', 'decode tok/s', 'decode × bf16', 'decode CPU ms/tok', 'CPU × bf16', 'prefill 512 tok/s', 'prefill × bf16']];
+    names.forEach((n, i) => rows.push([n, fmt(res[i]!.decodeTokS), `${fmt(res[i]!.decodeTokS / res[0]!.decodeTokS, 2)}×`, fmt(res[i]!.decodeCpuMsTok, 2),
+      `${fmt(res[0]!.decodeCpuMsTok / res[i]!.decodeCpuMsTok, 2)}×`, fmt(res[i]!.prefillTokS), `${fmt(res[i]!.prefillTokS / res[0]!.prefillTokS, 2)}×`]));
+    console.log(`\nQuantised weights end to end, wasm, ~100M Bamba (${SETS.join(' ')}), ${THREADS} threads, ${STAT} ${E2E_ROUNDS} interleaved rounds; decode = 64 tokens after 16, batch 1\n${table(rows)}`);
+    return Object.fromEntries(names.map((n, i) => [n, res[i]]));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 // both variants a build ships, by name; end to end runs the one the runtime picks (fma where it validates)
 const kernels = await wasmKernelVariants();
+if (QUANT) {
+  const load0 = loadavg()[0];
+  const quant = await quantBench(kernels);
+  const conditions = `load average ${load0?.toFixed(1)} at the start, ${loadavg()[0]?.toFixed(1)} at the end, on ${cpus().length} cores`;
+  console.log(`\n${conditions}`);
+  mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true });
+  writeFileSync(join(ROOT, 'bench', 'results', 'wasm-quant.json'), JSON.stringify({ bench: 'wasm --quant', date: new Date().toISOString(), node: process.version, cpu: cpus()[0]?.model, cores: cpus().length,
+    threads: THREADS, rounds: E2E_ROUNDS, statistic: BEST ? 'fastest round' : 'median', conditions, quant }, null, 2) + '\n');
+  console.log(`wrote ${join('bench', 'results', 'wasm-quant.json')}`);
+  process.exit(0);
+}
 const variants: Variants = Object.fromEntries(await Promise.all(WASM_TARGETS.map(async (t) => [t.fma ? 'fma' : 'plain', await wasmModule(await wasmKernels(t))] as const)));
 const load0 = loadavg()[0];
 const matmul = matmulBench(variants);

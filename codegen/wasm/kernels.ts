@@ -10,8 +10,15 @@
 //            contiguous stream (prefill re-reads it from L1 for every row tile; decode streams it).
 //   x        packed row tiles [ceil(T/MR)][K][MR] f32: a k step reads MR consecutive floats.
 //   y        [Tpad][ldy] f32 with ldy = P·NR.
+//   q8/q4    packed panels [P][K/32 groups] of QUANT_LAYOUT[fmt].group bytes: a group's codes
+//            [8 k-quads][NR][4 k] (codes of 4 consecutive k side by side, as the i8·i7 dot product
+//            multiplies and sums them), then its NR scales widened to f32, then NR i32 corrections
+//            (see `quantLayout`); a panel is again one contiguous stream.
+//   xd       the integer-dot GEMV's activation rows: per row [K/32] groups of XD_GROUP bytes (see
+//            `mvi` below).
 //   job      the product being shared by the threads, 48 bytes at JOB (see `work` below).
-//   scratch  per thread, one panel widened from bf16 to f32 [K][NR] (see `gemm` below).
+//   scratch  per thread, one panel widened from bf16 (or dequantised from q8/q4) to f32 [K][NR]
+//            (see `gemm` below).
 // Every output element is one f32 sum in k order (the CPU engine sums in double: results agree to
 // f32 rounding, not bit for bit).
 
@@ -23,6 +30,30 @@ export const NR = 8;
 
 type WeightType = 'f32' | 'bf16';
 const BYTES: Record<WeightType, number> = { f32: 4, bf16: 2 };
+type QuantType = 'q8' | 'q4';
+const QUANT_TYPES: readonly QuantType[] = ['q8', 'q4'];
+
+/**
+ * One group (32 k) of one panel of q8/q4 codes, in bytes: `codes` bytes of codes in 8 k-quads,
+ * each k-quad two halves (columns 0-3, then 4-7; q4: one half, columns 0-3 in the low nibbles and
+ * 4-7 in the high ones), a half [4 columns][4 k]: byte 4c + j holds column c's code at k 4q + j
+ * (q8: the signed code; q4: code + 8, 0..15, as stored). Then at `scales` the NR f16 scales
+ * widened to f32, and at `corr` NR i32: 2^20 · (sum of the group's signed codes of that column),
+ * wrapping (the offset the integer-dot GEMV's digits carry; see `mvi`).
+ */
+export const QUANT_LAYOUT: Readonly<Record<QuantType, { group: number; codes: number; scales: number; corr: number }>> = {
+  q8: { group: 320, codes: 256, scales: 256, corr: 288 },
+  q4: { group: 192, codes: 128, scales: 128, corr: 160 },
+};
+/** Bytes of one group of one activation row for the integer-dot GEMV: f32 scale, i32 row
+ *  correction, 8 bytes unused, then per k-quad the three digits' 4 bytes (high, middle, low). */
+export const XD_GROUP = 112;
+/** The integer-dot GEMV's activations: xq in ±XQ_MAX (20 bits), carried as xq + XQ_OFFSET (so
+ *  the panels' corrections are XQ_OFFSET · Σcode). */
+const XQ_MAX = (1 << 19) - 1;
+export const XQ_OFFSET = 1 << 20;
+/** The work record's product codes (`dt`): f32, bf16, q8/q4 dequantised per panel, q8/q4 integer dot. */
+export const PRODUCT = { f32: 0, bf16: 1, q8: 2, q4: 3, dot_q8: 4, dot_q4: 5 } as const;
 
 const get = (n: string) => `(local.get $${n})`;
 const add = (a: string, b: string | number) => `(i32.add ${a} ${typeof b === 'number' ? `(i32.const ${b})` : b})`;
@@ -192,6 +223,201 @@ function gemm(dt: WeightType, t: WasmTarget): string {
     (br $blocks))))`;
 }
 
+
+/** Byte indices of an i8x16.shuffle picking f32 lanes `l` (0-3 of a, 4-7 of b). */
+const lanes = (...l: number[]) => l.flatMap((i) => [4 * i, 4 * i + 1, 4 * i + 2, 4 * i + 3]).join(' ');
+
+/** The two i8x16 halves of k-quad `q` (columns 0-3, 4-7) into $va, $vb: q8 as stored; q4 nibbles
+ *  unpacked to 0..15, then less 8 where `signed` (the dequantising path) or left as code + 8. */
+function loadCodes(f: QuantType, q: number, signed: boolean): string {
+  if (f === 'q8') return `(local.set $va (v128.load offset=${q * 32} ${get('wp')}))\n(local.set $vb (v128.load offset=${q * 32 + 16} ${get('wp')}))`;
+  const lo = `(v128.and ${get('v')} (v128.const i8x16 ${Array(16).fill(15).join(' ')}))`, hi = `(i8x16.shr_u ${get('v')} (i32.const 4))`;
+  const eight = `(v128.const i8x16 ${Array(16).fill(8).join(' ')})`;
+  const fix = (e: string) => (signed ? `(i8x16.sub ${e} ${eight})` : e);
+  return `(local.set $v (v128.load offset=${q * 16} ${get('wp')}))\n(local.set $va ${fix(lo)})\n(local.set $vb ${fix(hi)})`;
+}
+
+/**
+ * dq_<f>(wp, sp, K): one panel of q8/q4 codes dequantised to f32 at sp in the f32 panel layout
+ * [K][NR]. A half's 16 codes widen (i8 → i16 → i32 → f32) to four vectors, one column × 4 k each,
+ * transposed by shuffles to one k × 4 columns each and multiplied by the columns' scales: value =
+ * f32(code) · scale, the one rounding runtime/quant.ts defines (exact), so the f32 micro-kernels
+ * over it compute what the reference does.
+ */
+function dequantKernel(f: QuantType): string {
+  const L = QUANT_LAYOUT[f];
+  const half = (v: string, s: string, off: number) => {
+    const lines = [`(local.set $lo (i16x8.extend_low_i8x16_s ${get(v)}))`, `(local.set $hi (i16x8.extend_high_i8x16_s ${get(v)}))`];
+    ['lo', 'lo', 'hi', 'hi'].forEach((h, c) => lines.push(`(local.set $c${c} (f32x4.convert_i32x4_s (i32x4.extend_${c % 2 ? 'high' : 'low'}_i16x8_s ${get(h)})))`));
+    lines.push(`(local.set $t0 (i8x16.shuffle ${lanes(0, 4, 1, 5)} ${get('c0')} ${get('c1')}))`, `(local.set $t1 (i8x16.shuffle ${lanes(2, 6, 3, 7)} ${get('c0')} ${get('c1')}))`,
+      `(local.set $t2 (i8x16.shuffle ${lanes(0, 4, 1, 5)} ${get('c2')} ${get('c3')}))`, `(local.set $t3 (i8x16.shuffle ${lanes(2, 6, 3, 7)} ${get('c2')} ${get('c3')}))`);
+    const rows = [['t0', 't2', lanes(0, 1, 4, 5)], ['t0', 't2', lanes(2, 3, 6, 7)], ['t1', 't3', lanes(0, 1, 4, 5)], ['t1', 't3', lanes(2, 3, 6, 7)]];
+    rows.forEach(([a, b, l], j) => lines.push(`(v128.store offset=${off + j * NR * 4} ${get('sp')} (f32x4.mul (i8x16.shuffle ${l} ${get(a!)} ${get(b!)}) ${get(s)}))`));
+    return lines.join('\n  ');
+  };
+  const quads: string[] = [];
+  for (let q = 0; q < 8; q++) quads.push(loadCodes(f, q, true), half('va', 's0', q * 4 * NR * 4), half('vb', 's1', q * 4 * NR * 4 + 16));
+  return `(func $dq_${f} (param $wp i32) (param $sp i32) (param $K i32)
+  (local $g i32) (local $s0 v128) (local $s1 v128) (local $v v128) (local $va v128) (local $vb v128) (local $lo v128) (local $hi v128)
+  (local $c0 v128) (local $c1 v128) (local $c2 v128) (local $c3 v128) (local $t0 v128) (local $t1 v128) (local $t2 v128) (local $t3 v128)
+  (block $g_end (loop $g_loop
+  (br_if $g_end (i32.ge_s ${get('g')} (i32.shr_s ${get('K')} (i32.const 5))))
+  (local.set $s0 (v128.load offset=${L.scales} ${get('wp')}))
+  (local.set $s1 (v128.load offset=${L.scales + 16} ${get('wp')}))
+  ${quads.join('\n  ')}
+  (local.set $wp ${add(get('wp'), L.group)})
+  (local.set $sp ${add(get('sp'), 32 * NR * 4)})
+  (local.set $g ${add(get('g'), 1)})
+  (br $g_loop))))`;
+}
+
+/**
+ * mvi_<f>(xd, wp, yp, G): one activation row times one panel of q8/q4 codes by integer dot
+ * products. The row comes quantised per group (runtime/wasm/kernels.ts `digits`): xq = round(x /
+ * sx) in ±(2^19 - 1), sx = max|x| / (2^19 - 1), carried as z = xq + 2^20 in three 7-bit digits
+ * z = d2·2^14 + d1·2^7 + d0 (0..127: the i7 operand of `i16x8.relaxed_dot_i8x16_i7x16_s`, whose
+ * i16 lanes sum the products of two adjacent bytes, never past ±32512). Per group and column the
+ * three digit sums D2, D1, D0 (i32) recombine, wrapping, to A = (D2 << 14) + (D1 << 7) + D0 -
+ * corr (2^20 · Σcode, from the panel) - [q4: 8 · Σz, from the row, as q4's codes are code + 8]
+ * = Σ code · xq exactly (|A| < 2^31: 32 · 128 · (2^19 - 1)), then y += f32(A) · scale · sx. So the
+ * only difference from the reference is x's rounding to 20 bits of its group's maximum
+ * (relative 2^-20) and f32 sums per group. q4's pair sums (codes 0..15: at most 3810) add up in
+ * i16 over the whole group and widen once; q8's widen (pairwise) at every k-quad.
+ * (i32x4.relaxed_dot_i8x16_i7x16_add_s would fold the widening and the add, but Node 20's V8
+ * computes it wrongly in its baseline tier: twice the dot, the addend dropped.)
+ */
+function dotKernel(f: QuantType, fma: boolean): string {
+  const L = QUANT_LAYOUT[f];
+  const dot = (w: string, x: string) => `(i16x8.relaxed_dot_i8x16_i7x16_s ${get(w)} ${get(x)})`;
+  const acc = (a: string, e: string) => (f === 'q4' ? `(local.set $${a} (i16x8.add ${get(a)} ${e}))` : `(local.set $${a} (i32x4.add ${get(a)} (i32x4.extadd_pairwise_i16x8_s ${e})))`);
+  const quads: string[] = [];
+  for (let q = 0; q < 8; q++) {
+    // one half's codes at a time, so fewer vectors are live at once
+    quads.push(...['x2', 'x1', 'x0'].map((x, d) => `(local.set $${x} (v128.load32_splat offset=${16 + q * 12 + d * 4} ${get('xd')}))`));
+    quads.push(f === 'q8' ? `(local.set $va (v128.load offset=${q * 32} ${get('wp')}))` : `(local.set $v (v128.load offset=${q * 16} ${get('wp')}))\n(local.set $va (v128.and ${get('v')} (v128.const i8x16 ${Array(16).fill(15).join(' ')})))`);
+    for (const d of [2, 1, 0]) quads.push(acc(`a${d}`, dot('va', `x${d}`)));
+    quads.push(f === 'q8' ? `(local.set $vb (v128.load offset=${q * 32 + 16} ${get('wp')}))` : `(local.set $vb (i8x16.shr_u ${get('v')} (i32.const 4)))`);
+    for (const d of [2, 1, 0]) quads.push(acc(`b${d}`, dot('vb', `x${d}`)));
+  }
+  const zero = '(v128.const i32x4 0 0 0 0)';
+  const sum = (h: 'a' | 'b', i: number) => {
+    const d = (j: number) => (f === 'q4' ? `(i32x4.extadd_pairwise_i16x8_s ${get(`${h}${j}`)})` : get(`${h}${j}`));
+    let e = `(i32x4.sub (i32x4.add (i32x4.add (i32x4.shl ${d(2)} (i32.const 14)) (i32x4.shl ${d(1)} (i32.const 7))) ${d(0)}) (v128.load offset=${L.corr + 16 * i} ${get('wp')}))`;
+    if (f === 'q4') e = `(i32x4.sub ${e} (v128.load32_splat offset=4 ${get('xd')}))`;
+    const prod = `(f32x4.mul (f32x4.convert_i32x4_s ${e}) (v128.load offset=${L.scales + 16 * i} ${get('wp')}))`;
+    // y accumulates in place (at yp, zeroed first): two vectors fewer held across the group
+    const y = `(v128.load offset=${16 * i} ${get('yp')})`;
+    return `(v128.store offset=${16 * i} ${get('yp')} ${fma ? `(f32x4.relaxed_madd ${prod} ${get('sx')} ${y})` : `(f32x4.add ${y} (f32x4.mul ${prod} ${get('sx')}))`})`;
+  };
+  return `(func $mvi_${f} (param $xd i32) (param $wp i32) (param $yp i32) (param $G i32)
+  (local $g i32) (local $a2 v128) (local $a1 v128) (local $a0 v128) (local $b2 v128) (local $b1 v128) (local $b0 v128)
+  (local $x2 v128) (local $x1 v128) (local $x0 v128) (local $v v128) (local $va v128) (local $vb v128) (local $sx v128)
+  (v128.store ${get('yp')} ${zero})
+  (v128.store offset=16 ${get('yp')} ${zero})
+  (block $g_end (loop $g_loop
+  (br_if $g_end (i32.ge_s ${get('g')} ${get('G')}))
+  ${['a2', 'a1', 'a0', 'b2', 'b1', 'b0'].map((a) => `(local.set $${a} ${zero})`).join(' ')}
+  ${quads.join('\n  ')}
+  (local.set $sx (v128.load32_splat ${get('xd')}))
+  ${sum('a', 0)}
+  ${sum('b', 1)}
+  (local.set $wp ${add(get('wp'), L.group)})
+  (local.set $xd ${add(get('xd'), XD_GROUP)})
+  (local.set $g ${add(get('g'), 1)})
+  (br $g_loop))))`;
+}
+
+/**
+ * digits(x, ldx, T, K, xd) -> 1, or 0 where a row holds a value that is not finite (nothing
+ * usable written: the product then dequantises, carrying NaN and infinities as the reference does):
+ * T rows of K f32 at byte x, ldx floats apart, as `mvi` reads them at xd, per row [K/32] groups of
+ * XD_GROUP bytes: sx = max|x| / (2^19 - 1) (f32, 0 for a group of zeros), xq = nearest(x · (1 /
+ * sx)) clamped to ±(2^19 - 1), z = xq + 2^20 as its digits z >> 14, (z >> 7) & 127, z & 127 (4
+ * bytes each per k-quad), and the q4 row correction 8 · Σz.
+ */
+function digitsKernel(): string {
+  const quads: string[] = [];
+  for (let q = 0; q < 8; q++) {
+    quads.push(`(local.set $z (i32x4.add (i32x4.max_s (i32x4.min_s (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=${q * 16} ${get('xp')}) ${get('inv')})))
+      (v128.const i32x4 ${Array(4).fill(XQ_MAX).join(' ')})) (v128.const i32x4 ${Array(4).fill(-XQ_MAX).join(' ')})) (v128.const i32x4 ${Array(4).fill(XQ_OFFSET).join(' ')})))`,
+    `(local.set $zs (i32x4.add ${get('zs')} ${get('z')}))`);
+    const digit = ['(i32x4.shr_u $z (i32.const 14))', '(v128.and (i32x4.shr_u $z (i32.const 7)) $m)', '(v128.and $z $m)'].map((e) => e.replaceAll('$z', get('z')).replaceAll('$m', get('m127')));
+    digit.forEach((e, j) => quads.push(`(local.set $n (i16x8.narrow_i32x4_u ${e} ${e}))`, `(v128.store32_lane offset=${16 + q * 12 + j * 4} 0 ${get('dp')} (i8x16.narrow_i16x8_u ${get('n')} ${get('n')}))`));
+  }
+  const lane = (v: string, op: string, ty: 'f32' | 'i32') => `(${ty}.${op} (${ty}.${op} (${ty}x4.extract_lane 0 ${v}) (${ty}x4.extract_lane 1 ${v})) (${ty}.${op} (${ty}x4.extract_lane 2 ${v}) (${ty}x4.extract_lane 3 ${v})))`;
+  return `(func (export "digits") (param $x i32) (param $ldx i32) (param $T i32) (param $K i32) (param $xd i32) (result i32)
+  (local $t i32) (local $g i32) (local $xp i32) (local $dp i32) (local $amax f32) (local $sx f32) (local $mv v128) (local $inv v128) (local $z v128) (local $zs v128) (local $n v128) (local $m127 v128)
+  (local.set $m127 (v128.const i32x4 127 127 127 127))
+  (local.set $dp ${get('xd')})
+  (block $t_end (loop $t_loop
+    (br_if $t_end (i32.ge_s ${get('t')} ${get('T')}))
+    (local.set $g (i32.const 0))
+    (block $g_end (loop $g_loop
+      (br_if $g_end (i32.ge_s (i32.shl ${get('g')} (i32.const 5)) ${get('K')}))
+      (local.set $xp ${add(get('x'), `(i32.shl (i32.add (i32.mul ${get('t')} ${get('ldx')}) (i32.shl ${get('g')} (i32.const 5))) (i32.const 2))`)})
+      (local.set $mv (f32x4.abs (v128.load ${get('xp')})))
+      ${Array.from({ length: 7 }, (_, q) => `(local.set $mv (f32x4.max ${get('mv')} (f32x4.abs (v128.load offset=${(q + 1) * 16} ${get('xp')}))))`).join('\n      ')}
+      (local.set $amax ${lane(get('mv'), 'max', 'f32')})
+      ;; NaN fails the comparison, an infinity passes it
+      (if (i32.eqz (f32.lt ${get('amax')} (f32.const inf))) (then (return (i32.const 0))))
+      (local.set $sx (f32.div ${get('amax')} (f32.const ${XQ_MAX})))
+      (local.set $inv (f32x4.splat (select (f32.div (f32.const 1) ${get('sx')}) (f32.const 0) (f32.gt ${get('sx')} (f32.const 0)))))
+      (local.set $zs (v128.const i32x4 0 0 0 0))
+      ${quads.join('\n      ')}
+      (f32.store ${get('dp')} ${get('sx')})
+      (i32.store offset=4 ${get('dp')} (i32.shl ${lane(get('zs'), 'add', 'i32')} (i32.const 3)))
+      (local.set $dp ${add(get('dp'), XD_GROUP)})
+      (local.set $g ${add(get('g'), 1)})
+      (br $g_loop)))
+    (local.set $t ${add(get('t'), 1)})
+    (br $t_loop)))
+  (i32.const 1))`;
+}
+
+/** dot_<f>(xd, w, y, T, K, ldy, p0, p1): panels [p0, p1) for T rows by `mvi`, rows inner (a
+ *  panel's groups stay in cache for the rows after the first). */
+function dotProduct(f: QuantType): string {
+  return `(func $dot_${f} (export "dot_${f}") (param $x i32) (param $w i32) (param $y i32) (param $T i32) (param $K i32) (param $ldy i32) (param $p0 i32) (param $p1 i32)
+  (local $G i32) (local $p i32) (local $t i32) (local $wp i32)
+  (local.set $G (i32.shr_s ${get('K')} (i32.const 5)))
+  (local.set $p ${get('p0')})
+  (block $p_end (loop $p_loop
+    (br_if $p_end (i32.ge_s ${get('p')} ${get('p1')}))
+    (local.set $wp ${add(get('w'), `(i32.mul ${get('p')} (i32.mul ${get('G')} (i32.const ${QUANT_LAYOUT[f].group})))`)})
+    (local.set $t (i32.const 0))
+    (block $t_end (loop $t_loop
+      (br_if $t_end (i32.ge_s ${get('t')} ${get('T')}))
+      (call $mvi_${f} ${add(get('x'), `(i32.mul ${get('t')} (i32.mul ${get('G')} (i32.const ${XD_GROUP})))`)} ${get('wp')}
+        ${add(get('y'), `(i32.shl (i32.add (i32.mul ${get('t')} ${get('ldy')}) (i32.mul ${get('p')} (i32.const ${NR}))) (i32.const 2))`)} ${get('G')})
+      (local.set $t ${add(get('t'), 1)})
+      (br $t_loop)))
+    (local.set $p ${add(get('p'), 1)})
+    (br $p_loop))))`;
+}
+
+/** gemm_<f>(x, w, y, T, K, ldy, p0, p1, s): as gemm_f32 over x tiles, each panel of q8/q4 codes
+ *  dequantised once per cache block into the thread's scratch `s` (dq), then the f32 micro-kernels. */
+function gemmQuant(f: QuantType, t: WasmTarget): string {
+  const mr = t.rowsPerTile;
+  return `(func $gemm_${f} (export "gemm_${f}") (param $x i32) (param $w i32) (param $y i32) (param $T i32) (param $K i32) (param $ldy i32) (param $p0 i32) (param $p1 i32) (param $s i32)
+  (local $tb i32) (local $te i32) (local $p i32) (local $t i32) (local $m i32) (local $xp i32) (local $wp i32) (local $yp i32) (local $ldyb i32) (local $panelb i32)
+  (local.set $ldyb (i32.shl ${get('ldy')} (i32.const 2)))
+  (local.set $panelb (i32.mul (i32.shr_s ${get('K')} (i32.const 5)) (i32.const ${QUANT_LAYOUT[f].group})))
+  (block $blocks_end (loop $blocks
+    (br_if $blocks_end (i32.ge_s ${get('tb')} ${get('T')}))
+    (local.set $te ${add(get('tb'), t.tokenBlock)})
+    (if (i32.gt_s ${get('te')} ${get('T')}) (then (local.set $te ${get('T')})))
+    (local.set $p ${get('p0')})
+    (block $panels_end (loop $panels
+      (br_if $panels_end (i32.ge_s ${get('p')} ${get('p1')}))
+      (call $dq_${f} ${add(get('w'), `(i32.mul ${get('p')} ${get('panelb')})`)} ${get('s')} ${get('K')})
+      ${tiles('f32', mr, get('s'))}
+      (local.set $p ${add(get('p'), 1)})
+      (br $panels)))
+    (local.set $tb ${get('te')})
+    (br $blocks))))`;
+}
+
 /** Byte address of the job record, its fields (i32, byte offsets) and a closed claim word's chunk. */
 export const JOB = 0;
 export const JOB_FIELDS = { claim: 0, done: 4, dt: 8, x: 12, w: 16, y: 20, T: 24, K: 28, ldy: 32, p0: 36, p1: 40, chunk: 44 } as const;
@@ -199,7 +425,8 @@ export const CLOSED = 0xffff;
 
 /**
  * work(s): the calling thread's share of the job at JOB, taken chunk by chunk (`s`: the thread's own
- * scratch for widened bf16 panels, K·NR·4 bytes). The claim word holds
+ * scratch for widened bf16 or dequantised q8/q4 panels, K·NR·4 bytes; the job's `dt` is a PRODUCT
+ * code). The claim word holds
  * (job number << 16) | next chunk; a thread reads it, reads the job, and takes the chunk by a
  * compare-exchange of the claim word, so it never takes a chunk of a job other than the one it read
  * (the caller closes the claim word, chunk CLOSED, before it rewrites the job, and writes a job only
@@ -207,7 +434,7 @@ export const CLOSED = 0xffff;
  * A thread that wakes late finds no chunk left and returns: the caller waits for `done`, never for
  * a thread to wake.
  */
-function work(): string {
+function work(dot: boolean): string {
   const f = (name: keyof typeof JOB_FIELDS) => `(i32.atomic.load (i32.const ${JOB + JOB_FIELDS[name]}))`;
   const args = `${get('x')} ${get('w')} ${get('y')} ${get('T')} ${get('K')} ${get('ldy')} ${get('start')} ${get('end')}`;
   return `(func (export "work") (param $s i32)
@@ -222,17 +449,29 @@ function work(): string {
     (br_if $next (i32.ne (i32.atomic.rmw.cmpxchg (i32.const ${JOB + JOB_FIELDS.claim}) ${get('c')} ${add(get('c'), 1)}) ${get('c')}))
     (local.set $end (i32.add ${get('start')} ${f('chunk')}))
     (if (i32.gt_s ${get('end')} ${get('p1')}) (then (local.set $end ${get('p1')})))
-    (if ${f('dt')} (then (call $gemm_bf16 ${args} ${get('s')})) (else (call $gemm_f32 ${args})))
+    ${dispatch(f('dt'), args, dot)}
     (drop (i32.atomic.rmw.add (i32.const ${JOB + JOB_FIELDS.done}) (i32.sub ${get('end')} ${get('start')})))
     (drop (memory.atomic.notify (i32.const ${JOB + JOB_FIELDS.done}) (i32.const 1)))
     (br $next))))`;
 }
 
+/** The call of the product the job's `dt` names (PRODUCT; the dot_* ones where the module has them). */
+function dispatch(dt: string, args: string, dot: boolean): string {
+  const calls = [`(call $gemm_f32 ${args})`, `(call $gemm_bf16 ${args} ${get('s')})`, `(call $gemm_q8 ${args} ${get('s')})`, `(call $gemm_q4 ${args} ${get('s')})`,
+    ...(dot ? [`(call $dot_q8 ${args})`, `(call $dot_q4 ${args})`] : [])];
+  // br_table on dt: case blocks nested innermost-first, each case's call after its block
+  let body = `(br_table ${calls.map((_, i) => `$dt${i}`).join(' ')} ${dt})`;
+  calls.forEach((c, i) => { body = `(block $dt${i}\n${body})\n${c}\n(br $dt_done)`; });
+  return `(block $dt_done\n${body})`;
+}
+
 /** The whole module: imports the shared memory, exports the products, the tile constants and
- *  which variant it is (FMA: 1 when its multiply-adds are fused). */
+ *  which variant it is (FMA: 1 when its multiply-adds are fused; QUANT_DOT_ROWS: rows up to which
+ *  q8/q4 products take the integer-dot GEMV, 0 where it has none). */
 export function renderWasmKernels(t: WasmTarget): string {
   if (t.tokenBlock % t.rowsPerTile !== 0) throw new InternalError(`wasm target: tokenBlock ${t.tokenBlock} is not a multiple of rowsPerTile ${t.rowsPerTile}`);
   if (t.widenFrom < t.rowsPerTile) throw new InternalError(`wasm target: widenFrom ${t.widenFrom} is below rowsPerTile ${t.rowsPerTile} (the first tile of a widened block is whole)`);
+  if (t.quantDotRows > 0 && !t.fma) throw new InternalError('wasm target: the integer-dot GEMV (quantDotRows) needs relaxed SIMD, as the fma variant has');
   const dts: WeightType[] = ['f32', 'bf16'];
   const funcs: string[] = [];
   for (const dt of dts) {
@@ -241,7 +480,12 @@ export function renderWasmKernels(t: WasmTarget): string {
     if (t.gemvPanels > 1) funcs.push(gemvKernel(dt, t.gemvPanels, t.rowsPerTile, t.fma));
     funcs.push(gemm(dt, t));
   }
-  funcs.push(work());
+  for (const f of QUANT_TYPES) {
+    funcs.push(dequantKernel(f), gemmQuant(f, t));
+    if (t.quantDotRows > 0) funcs.push(dotKernel(f, t.fma), dotProduct(f));
+  }
+  if (t.quantDotRows > 0) funcs.push(digitsKernel());
+  funcs.push(work(t.quantDotRows > 0));
   return `;; archc wasm kernels${t.fma ? ' (fused multiply-add: relaxed SIMD)' : ''}: matrix products over packed weight panels (generated; see codegen/wasm/kernels.ts)
 (module
 (import "env" "memory" (memory 1 65536 shared))
@@ -251,6 +495,7 @@ export function renderWasmKernels(t: WasmTarget): string {
 (global (export "FMA") i32 (i32.const ${t.fma ? 1 : 0}))
 (global (export "JOB") i32 (i32.const ${JOB}))
 (global (export "GEMV_PANELS") i32 (i32.const ${t.gemvPanels}))
+(global (export "QUANT_DOT_ROWS") i32 (i32.const ${t.quantDotRows}))
 ${funcs.join('\n')}
 )
 `;

@@ -27,12 +27,18 @@ export interface WasmTarget {
    *  Measured at the ~100M Bamba's widths (K 768 and 1280, 2 threads): a second tile of 1 row
    *  (FMA) or 3 rows (plain) already pays for the stores. */
   readonly widenFrom: number;
+  /** q8/q4 weights: products of at most this many rows (decode) take the integer-dot GEMV (each
+   *  activation row quantised per group of 32 to 20 bits, as three 7-bit digits, against the codes
+   *  with relaxed SIMD's i8·i7 dot product, exact in integers; codegen/wasm/kernels.ts `mvi`); more rows,
+   *  or 0 (no relaxed SIMD), dequantise each panel once per cache block into the thread's scratch
+   *  and run the f32 micro-kernels. */
+  readonly quantDotRows: number;
 }
 
 /** 128-bit SIMD alone: runs on every engine with SIMD. */
-export const WASM_TARGET: WasmTarget = { name: 'wasm', fma: false, rowsPerTile: 4, tokenBlock: 64, gemvUnroll: 2, gemvPanels: 4, splitFrom: 1 << 17, widenFrom: 7 };
+export const WASM_TARGET: WasmTarget = { name: 'wasm', fma: false, rowsPerTile: 4, tokenBlock: 64, gemvUnroll: 2, gemvPanels: 4, splitFrom: 1 << 17, widenFrom: 7, quantDotRows: 0 };
 /** With relaxed SIMD's fused multiply-add (Chromium >= 114, Node >= 22; Node 20 behind a flag that
  *  runtime/wasm/module.ts sets). */
-export const WASM_FMA_TARGET: WasmTarget = { ...WASM_TARGET, fma: true, rowsPerTile: 6, tokenBlock: 60 };
+export const WASM_FMA_TARGET: WasmTarget = { ...WASM_TARGET, fma: true, rowsPerTile: 6, tokenBlock: 60, quantDotRows: 6 };
 /** The module variants a build ships, in order of preference: the runtime runs the first the engine accepts. */
 export const WASM_TARGETS: readonly WasmTarget[] = [WASM_FMA_TARGET, WASM_TARGET];

@@ -6,7 +6,8 @@
 // writing y in place. The chunked SSD and prefill attention run as matrix products on the same
 // kernels (runtime/wasm/ssd.ts, attention.ts), the steps between them (the SSD's, and its operands'
 // `pre`; attention's cache append, softmax and division) in the program module over the arena and
-// slots, as is the one-token attention. Which kernels run there is runtime/wasm/plan.ts' decision
+// slots, as is the one-token attention. q8/q4 products read the codes packed in the memory
+// (runtime/wasm/kernels.ts packQuant). Which kernels run there is runtime/wasm/plan.ts' decision
 // (the renderer renders by the same plan); the rest (copies, gather_last, embeddings of large
 // tables, and kernels the plan gives another reason for) run through the CPU reference
 // implementations (runtime/cpu/families.ts) on the same arena and state slots, listed with their
@@ -17,7 +18,7 @@ import { CpuBackend } from '../cpu/backend.ts';
 import { CPU_FAMILIES, type Ctx } from '../cpu/families.ts';
 import { exprLeaves } from '../expr.ts';
 import { type Entry, type EntryName, type FamilyTable, type Kernel, type KernelOf, type Program, type View, byFamily, weightsRead } from '../program.ts';
-import type { QuantDType } from '../quant.ts';
+import { type HostWeight, type QuantDType, dequantizeRows, isQuant } from '../quant.ts';
 import { readF32, type Tensor } from '../tensor.ts';
 import { type PackedWeight, WasmKernels } from './kernels.ts';
 import { wasmModule } from './module.ts';
@@ -62,14 +63,16 @@ export async function openWasmBackend(program: Program, kernels: Uint8Array | We
 
 export class WasmBackend extends CpuBackend {
   override readonly name: string = 'wasm';
-  /** No q8/q4 kernels yet: a model with quantised weights is refused at load (RT171). */
-  override readonly quantFormats: readonly QuantDType[] = [];
+  /** q8/q4 products read the codes in the memory (runtime/wasm/kernels.ts packQuant); quantised
+   *  embeddings, and any other reader of a quantised weight, read the host copy through the
+   *  reference (runtime/cpu/linear.ts embedding). */
+  override readonly quantFormats: readonly QuantDType[] = ['q8', 'q4'];
   private readonly kernels: WasmKernels;
   /** Weights read as a matmul's `w`, whether transposed ([K, N], packed as [N, K]); those read by
    *  nothing else keep no host copy. */
   private readonly products = new Map<string, boolean>();
   private readonly elsewhere: Set<string>;
-  private readonly packed = new WeakMap<Tensor, PackedWeight>();
+  private readonly packed = new WeakMap<HostWeight, PackedWeight>();
   /** The chunked SSD and prefill attention as matrix products on the wasm kernels; the rendered
    *  families through the program module where the plan places the kernel; the rest as the CPU engine runs them. */
   override readonly families: FamilyTable<[Ctx], void> = {
@@ -135,17 +138,20 @@ export class WasmBackend extends CpuBackend {
     }
   }
 
-  protected override store(name: string, t: Tensor): void {
+  protected override store(name: string, t: HostWeight): void {
     const transposed = this.products.get(name);
     if (transposed === undefined || t.shape.length !== 2 || t.dtype === 'i32') return super.store(name, t);
-    const p = this.kernels.pack(t, transposed);
+    // quantised weights are never transposed ones (runtime/quantplan.ts takes [out, in] matrices only)
+    const p = isQuant(t) ? this.kernels.packQuant(t) : this.kernels.pack(t, transposed);
     // a stand-in for a weight only products read: the packed panels are its one copy
-    const kept = this.elsewhere.has(name) ? t : { dtype: t.dtype, shape: t.shape, data: new Float32Array(0) };
+    const kept: HostWeight = this.elsewhere.has(name) ? t
+      : isQuant(t) ? { dtype: t.dtype, shape: t.shape, codes: new Int8Array(0), scales: new Uint16Array(0) }
+      : { dtype: t.dtype, shape: t.shape, data: new Float32Array(0) };
     this.packed.set(kept, p);
     super.store(name, kept);
   }
 
-  override linear(x: Float32Array, rows: number, K: number, w: Tensor, b: Tensor | null, split: boolean): Float32Array {
+  override linear(x: Float32Array, rows: number, K: number, w: HostWeight, b: Tensor | null, split: boolean): Float32Array {
     const p = this.packed.get(w);
     if (!p) return super.linear(x, rows, K, w, b, split);
     if (p.K !== K || x.length !== rows * K) throw new RangeError(`linear: weight [${p.N}, ${p.K}] does not match x of ${rows} rows of K=${K}`);
@@ -189,15 +195,18 @@ export class WasmBackend extends CpuBackend {
     return b.at;
   }
 
-  /** Byte address of a weight's f32 copy in the memory (made on first use, widened straight into
-   *  the memory: an embedding table keeps no widened host copy besides). */
+  /** Byte address of a weight's f32 copy in the memory (made on first use, widened or dequantised
+   *  straight into the memory: an embedding table keeps no widened host copy besides). */
   private weightAt(name: string): number {
     let at = this.weightCopies.get(name);
     if (at === undefined) {
-      const t = this.tensor(name);
+      const t = this.weight(name);
       const n = t.shape.reduce((a, b) => a * b, 1);
       at = this.heap.alloc(4 * Math.max(1, n)).at;
-      readF32(t, 0, n, new Float32Array(this.kernels.memory.buffer, at, n));
+      const out = new Float32Array(this.kernels.memory.buffer, at, n);
+      // a quantised table widens to exactly the values the reference reads (code · scale)
+      if (isQuant(t)) dequantizeRows(t, 0, t.shape[0]!, out);
+      else readF32(t, 0, n, out);
       this.weightCopies.set(name, at);
     }
     return at;
@@ -287,7 +296,7 @@ export class WasmBackend extends CpuBackend {
       r.run!(run.T, run.S, run.seq, rows, scr, 0, 0, ...args);
       return true;
     }
-    const w = this.tensor((k.inputs.w as { weight: string }).weight);
+    const w = this.weight((k.inputs.w as { weight: string }).weight);
     const p = this.packed.get(w);
     if (!p || !r.post) throw new Error(`archc runtime: ${k.name}: the plan places it in the wasm module, but its matrix was not packed`);
     const K = k.sizes.K! | 0, N = k.sizes.N! | 0;

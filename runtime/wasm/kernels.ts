@@ -6,18 +6,21 @@
 // main thread, a page without cross-origin isolation) it runs alone over a memory that is not shared
 // (runtime/wasm/threads.ts). Module layout: codegen/wasm/kernels.ts.
 
+import { PRODUCT, QUANT_LAYOUT, XQ_OFFSET } from '../../codegen/wasm/kernels.ts';
 import { RuntimeError } from '../errors.ts';
-import { type Tensor, toF32 } from '../tensor.ts';
+import { QUANT_GROUP, type QuantTensor } from '../quant.ts';
+import { type Tensor, f16ToF32, toF32 } from '../tensor.ts';
 import { type Threads, onNode, startThreads, startThreadsNow, threadSupport } from './threads.ts';
 
-/** A weight [N, K] packed into panels of NR output columns, [P][K][NR] (zeros past N). */
+/** A weight [N, K] packed into panels of NR output columns, [P][K][NR] (zeros past N); q8/q4 in
+ *  panels of groups of 32 along K (codegen/wasm/kernels.ts QUANT_LAYOUT). */
 export interface PackedWeight {
   readonly N: number;
   readonly K: number;
   readonly panels: number;
   /** Byte address in the memory. */
   readonly at: number;
-  readonly dtype: 'f32' | 'bf16';
+  readonly dtype: 'f32' | 'bf16' | 'q8' | 'q4';
 }
 
 interface Exports {
@@ -27,8 +30,14 @@ interface Exports {
   readonly FMA: WebAssembly.Global;
   readonly GEMV_PANELS: WebAssembly.Global;
   readonly JOB: WebAssembly.Global;
+  readonly QUANT_DOT_ROWS: WebAssembly.Global;
   gemm_f32(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number): void;
   gemm_bf16(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number, s: number): void;
+  gemm_q8(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number, s: number): void;
+  gemm_q4(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number, s: number): void;
+  dot_q8?(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number): void;
+  dot_q4?(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number): void;
+  digits?(x: number, ldx: number, T: number, K: number, xd: number): number;
   work(s: number): void;
 }
 
@@ -71,6 +80,8 @@ export class WasmKernels {
   readonly fma: boolean;
   private readonly splitFrom: number;
   private readonly gemvPanels: number;
+  /** q8/q4 products of at most this many rows take the integer-dot GEMV (0: the module has none). */
+  readonly quantDotRows: number;
   /** The job record the threads share a product through (codegen/wasm/kernels.ts `work`). */
   private readonly job: Int32Array;
   /** Jobs shared so far (numbers the claim word). */
@@ -98,6 +109,7 @@ export class WasmKernels {
     this.fma = this.ex.FMA.value === 1;
     this.job = new Int32Array(this.memory.buffer, this.ex.JOB.value as number, 12);
     this.gemvPanels = this.ex.GEMV_PANELS.value as number;
+    this.quantDotRows = this.ex.QUANT_DOT_ROWS.value as number;
     this.ctl = new Int32Array(new (shared ? SharedArrayBuffer : ArrayBuffer)(4 * (CTL_JOBS + JOB * Math.max(1, threads))));
   }
 
@@ -141,6 +153,73 @@ export class WasmKernels {
     return { N, K, panels, at, dtype };
   }
 
+  /**
+   * Packs a q8/q4 weight [N, K] into panels of QUANT_LAYOUT groups (codegen/wasm/kernels.ts):
+   * codes regrouped as [group][k-quad][half][4 columns][4 k], q4 nibbles re-paired (column c low,
+   * c + 4 high), scales widened from f16 to f32, and per column and group 2^20 · Σcode (wrapping
+   * i32). Padding columns past N: codes 0 (q4: 8, code 0) and scales 0.
+   */
+  packQuant(w: QuantTensor): PackedWeight {
+    const [N, K] = w.shape;
+    const NR = this.NR, panels = Math.ceil(N / NR), G = K / QUANT_GROUP, L = QUANT_LAYOUT[w.dtype];
+    if (NR !== 8 || !Number.isInteger(G)) throw new RangeError(`packQuant: K = ${K} is not a multiple of ${QUANT_GROUP}, or panels of ${NR} columns`);
+    const at = this.alloc(panels * G * L.group);
+    const bytes = new Uint8Array(this.memory.buffer, at, panels * G * L.group);
+    const f32 = new Float32Array(this.memory.buffer, at, (panels * G * L.group) >> 2);
+    const i32 = new Int32Array(this.memory.buffer, at, (panels * G * L.group) >> 2);
+    bytes.fill(0);
+    const q4 = w.dtype === 'q4';
+    const codes = w.codes;
+    for (let n = 0; n < N; n++) {
+      const p = n >> 3, c = n & 7, half = c >> 2, cc = c & 3;
+      for (let g = 0; g < G; g++) {
+        const base = (p * G + g) * L.group;
+        let sum = 0;
+        for (let i = 0; i < QUANT_GROUP; i++) {
+          const e = n * K + g * QUANT_GROUP + i, q = i >> 2, j = i & 3;
+          if (q4) {
+            const u = (codes[e >> 1]! >> (4 * (e & 1))) & 15;
+            sum += u - 8;
+            bytes[base + q * 16 + cc * 4 + j]! |= u << (4 * half);
+          } else {
+            const code = (codes as Int8Array)[e]!;
+            sum += code;
+            bytes[base + q * 32 + half * 16 + cc * 4 + j] = code & 255;
+          }
+        }
+        f32[(base + L.scales) / 4 + c] = f16ToF32(w.scales[n * G + g]!);
+        // the offset the GEMV's activation digits carry, taken off again per group (mvi)
+        i32[(base + L.corr) / 4 + c] = Math.imul(sum, XQ_OFFSET);
+      }
+    }
+    // q4 padding columns: code 0 is stored as 8
+    if (q4 && N % NR) {
+      for (let g = 0; g < G; g++) {
+        for (let c = N % NR; c < NR; c++) {
+          const base = ((panels - 1) * G + g) * L.group;
+          for (let i = 0; i < QUANT_GROUP; i++) bytes[base + (i >> 2) * 16 + (c & 3) * 4 + (i & 3)]! |= 8 << (4 * (c >> 2));
+        }
+      }
+    }
+    return { N, K, panels, at, dtype: w.dtype };
+  }
+
+  /** x's T rows (floats at byte `xAt`, `ldx` apart) at `at` as the product of `w` reads them: the
+   *  integer-dot GEMV's digits (codegen/wasm/kernels.ts `digits`) where it applies and every row is
+   *  finite, else row tiles [ceil(T/MR)][K][MR]; returns the product's PRODUCT code. `at` holds
+   *  4·ceil(T/MR)·MR·K bytes (digits take 3.5·T·K). */
+  private operand(w: PackedWeight, xAt: number, ldx: number, T: number, K: number, at: number): number {
+    if ((w.dtype === 'q8' || w.dtype === 'q4') && T <= this.quantDotRows && this.ex.digits!(xAt, ldx, T, K, at)) return PRODUCT[`dot_${w.dtype}`];
+    const MR = this.MR;
+    const mem = new Float32Array(this.memory.buffer);
+    // rows past T left as they are: their results are never read
+    for (let t = 0, x0 = xAt >> 2, t0 = at >> 2; t < T; t++) {
+      const base = t0 + (t - (t % MR)) * K + (t % MR), row = x0 + t * ldx;
+      for (let k = 0; k < K; k++) mem[base + k * MR] = mem[row + k]!;
+    }
+    return PRODUCT[w.dtype];
+  }
+
   /** Scratch for a product of T rows: x tiles [ceil(T/MR)·MR, K] then y [ceil(T/MR)·MR, P·NR]. */
   private reserve(bytes: number): number {
     if (this.scratch.bytes < bytes) this.scratch = { at: this.alloc(Math.max(bytes, 2 * this.scratch.bytes)), bytes: Math.max(bytes, 2 * this.scratch.bytes) };
@@ -159,19 +238,12 @@ export class WasmKernels {
     const { N, K, panels } = w;
     const MR = this.MR, NR = this.NR;
     const Tpad = Math.ceil(T / MR) * MR, ldy = panels * NR;
-    const xAt = this.reserve(4 * Tpad * (K + ldy));
-    const yAt = xAt + 4 * Tpad * K;
-    const buf = this.memory.buffer;
-    // x rows into tiles [T/MR][K][MR] (rows past T left as they are: their results are never read)
-    const xs = new Float32Array(buf, xAt, Tpad * K);
-    for (let t0 = 0; t0 < T; t0 += MR) {
-      const rows = Math.min(MR, T - t0), tile = t0 * K;
-      for (let r = 0; r < rows; r++) {
-        const src = (t0 + r) * K;
-        for (let k = 0; k < K; k++) xs[tile + k * MR + r] = x[src + k]!;
-      }
-    }
-    this.run(w.dtype === 'bf16' ? 1 : 0, [xAt, w.at, yAt, T, K, ldy], panels, T * K * N >= this.splitFrom);
+    // x tiles (or digits), y, then x's rows as given
+    const xAt = this.reserve(4 * Tpad * (K + ldy) + 4 * T * K);
+    const yAt = xAt + 4 * Tpad * K, rowsAt = yAt + 4 * Tpad * ldy;
+    new Float32Array(this.memory.buffer, rowsAt, T * K).set(x.subarray(0, T * K));
+    const fn = this.operand(w, rowsAt, K, T, K, xAt);
+    this.run(fn, [xAt, w.at, yAt, T, K, ldy], panels, T * K * N >= this.splitFrom);
     // the run may have grown the memory (a bf16 panel's scratch), which detaches an unshared one's buffer
     const ys = new Float32Array(this.memory.buffer, yAt, Tpad * ldy);
     const y = new Float32Array(T * N);
@@ -221,13 +293,8 @@ export class WasmKernels {
     const { K, N, panels } = w;
     const MR = this.MR, Tpad = Math.ceil(T / MR) * MR;
     const tiles = this.reserve(4 * Tpad * K);
-    const mem = new Float32Array(this.memory.buffer);
-    const t0 = tiles >> 2, x0 = xAt >> 2;
-    for (let t = 0; t < T; t++) {
-      const base = t0 + (t - (t % MR)) * K + (t % MR), src = x0 + t * ldx;
-      for (let k = 0; k < K; k++) mem[base + k * MR] = mem[src + k]!;
-    }
-    this.run(w.dtype === 'bf16' ? 1 : 0, [tiles, w.at, yAt, T, K, ldy], panels, T * K * N >= this.splitFrom);
+    const fn = this.operand(w, xAt, ldx, T, K, tiles);
+    this.run(fn, [tiles, w.at, yAt, T, K, ldy], panels, T * K * N >= this.splitFrom);
   }
 
   /**
@@ -240,10 +307,13 @@ export class WasmKernels {
    */
   private run(fn: number, args: readonly number[], panels: number, split: boolean): void {
     const [x, w, y, T, K, ldy] = args as [number, number, number, number, number, number];
-    const s = fn === 1 ? this.panelScratch(K) : 0;
+    // bf16 and dequantised q8/q4 panels widen into each thread's scratch
+    const s = fn === PRODUCT.bf16 || fn === PRODUCT.q8 || fn === PRODUCT.q4 ? this.panelScratch(K) : 0;
     if (!split || this.threads < 2 || panels < 2) {
-      if (fn === 1) this.ex.gemm_bf16(x, w, y, T, K, ldy, 0, panels, s);
-      else this.ex.gemm_f32(x, w, y, T, K, ldy, 0, panels);
+      const ex = this.ex;
+      const call = [ex.gemm_f32, ex.gemm_bf16, ex.gemm_q8, ex.gemm_q4, ex.dot_q8, ex.dot_q4][fn];
+      if (!call) throw new Error(`WasmKernels: the module has no product ${fn}`);
+      call(x, w, y, T, K, ldy, 0, panels, s);
       return;
     }
     const n = this.startWorkers();
