@@ -210,6 +210,41 @@ describe('WebGPU = CPU on a tiny Bamba with split buffers', () => {
   }, TIMEOUT);
 });
 
+/** The trained tiny-bamba-a (../shared, bf16): its larger weights (in_proj, the MLP's), arena and
+ *  state pool split at the smallest binding (a power of two) that fits SwiftShader's bindings, on
+ *  held-out text, against the CPU engine (1e-3 · (1 + max|logit|), as above). */
+describe('the trained tiny-bamba-a with split buffers', () => {
+  const dir = join(import.meta.dirname, '..', '..', '..', 'shared', 'models', 'tiny-bamba-a', 'bf16');
+
+  it('forward, prefill and decode steps equal the CPU engine', async () => {
+    const text = [...readFileSync(join(dir, '..', 'eval-A.txt')).subarray(1000, 1040)];
+    const program = programFor(dir);
+    const opts: SplitOptions = { maxBatchTokens: text.length, stateSlots: 2, capacity: text.length + 8 };
+    const { bytes, plan } = smallestFit(program, opts);
+    const s = splits(plan);
+    expect(s['w:model.layers.0.mamba.in_proj.weight'], JSON.stringify(s)).toBeGreaterThan(1);
+    expect(s.arena, JSON.stringify(s)).toBeGreaterThan(1);
+    expect(s.state, JSON.stringify(s)).toBeGreaterThan(1);
+    const cpu = await Model.loadProgram(program, dir, { threads: 1, capacity: opts.capacity });
+    const gpu = await Model.loadProgram(program, dir, { backend: 'webgpu', wgsl: renderProgram(program), capacity: opts.capacity, webgpu: { ...opts, maxBindingBytes: bytes } });
+    try {
+      const V = cpu.vocab;
+      expectLogitsClose((await gpu.forwardAsync({ ids: text })).logits, cpu.forward({ ids: text }).logits, RTOL, `forward of ${text.length} bytes (split: ${JSON.stringify(s)})`, V);
+      const prompts = [text.slice(0, 30), text.slice(5, 17)];
+      const c = cpu.prefill(prompts);
+      const g = await gpu.prefillAsync(prompts);
+      g.logits.forEach((l, i) => expectLogitsClose(l, c.logits[i]!, RTOL, `prefill ${i}`, V));
+      for (let step = 0; step < 3; step++) {
+        const next = [text[30 + step]!, text[17 + step]!];
+        expectLogitsClose(await gpu.decodeAsync(next, g.states), cpu.decode(next, c.states), RTOL, `decode step ${step}`, V);
+      }
+    } finally {
+      cpu.dispose();
+      gpu.dispose();
+    }
+  }, TIMEOUT);
+});
+
 describe('the preflight', () => {
   const c = compileTiny();
   const program = lowerToProgram(c.graph, c.bindings);
