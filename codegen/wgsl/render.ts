@@ -15,7 +15,7 @@
 import Handlebars from 'handlebars';
 import { exprLeaves } from '../../runtime/expr.ts';
 import { type Entry, type EntryName, type Epilogue, type Expr, type Kernel, type Operand, type Program, type View, ofFamily } from '../../runtime/program.ts';
-import { CHUNK_FIELDS, SEQ_FIELDS, type BindingKind, type KernelShaders, type Pass, type RunCount, type WgslEntry, type WgslProfile, type WgslProgram } from '../../runtime/webgpu/shaders.ts';
+import { CHUNK_FIELDS, SEQ_FIELDS, bindingName, type BindingKind, type KernelShaders, type Pass, type RunCount, type WgslEntry, type WgslProfile, type WgslProgram } from '../../runtime/webgpu/shaders.ts';
 import type { DType } from '../../runtime/tensor.ts';
 import { WGSL_CPU_TARGET, WGSL_TARGET, type WgslSchedule, type WgslTarget, wgslSchedule } from './schedule.ts';
 import * as T from './templates.ts';
@@ -40,26 +40,34 @@ export interface Leaves {
   w(name: string): string;
 }
 
+/** Each expression op's WGSL spelling, given the WGSL of its operands (`r`) and of its leaves: a
+ *  new op is a type error here until it has one. */
+const EXPRS: { readonly [O in Expr['op']]: (e: Expr & { readonly op: O }, r: (a: Expr) => string, leaf: Leaves) => string } = {
+  x: (e, _, leaf) => leaf.x(e.offset),
+  in: (e, _, leaf) => leaf.in(e.name),
+  w: (e, _, leaf) => leaf.w(e.name),
+  const: (e) => lit(e.value),
+  add: (e, r) => `(${r(e.a)} + ${r(e.b)})`,
+  mul: (e, r) => `(${r(e.a)} * ${r(e.b)})`,
+  neg: (e, r) => `(-${r(e.a)})`,
+  exp: (e, r) => `exp(${r(e.a)})`,
+  // the prelude's functions (templates.ts)
+  silu: (e, r) => `silu(${r(e.a)})`,
+  softplus: (e, r) => `softplus(${r(e.a)})`,
+  gelu: (e, r) => `gelu(${r(e.a)})`,
+  gelu_tanh: (e, r) => `gelu_tanh(${r(e.a)})`,
+  clamp: (e, r) => {
+    let v = r(e.a);
+    if (Number.isFinite(e.min)) v = `max(${v}, ${lit(e.min)})`;
+    if (Number.isFinite(e.max)) v = `min(${v}, ${lit(e.max)})`;
+    return v;
+  },
+};
+
 /** An Expr as a WGSL f32 expression. */
 export function wgslExpr(e: Expr, leaf: Leaves): string {
-  const r = (a: Expr) => wgslExpr(a, leaf);
-  switch (e.op) {
-    case 'x': return leaf.x(e.offset);
-    case 'in': return leaf.in(e.name);
-    case 'w': return leaf.w(e.name);
-    case 'const': return lit(e.value);
-    case 'add': return `(${r(e.a)} + ${r(e.b)})`;
-    case 'mul': return `(${r(e.a)} * ${r(e.b)})`;
-    case 'neg': return `(-${r(e.a)})`;
-    case 'exp': return `exp(${r(e.a)})`;
-    case 'clamp': {
-      let s = r(e.a);
-      if (Number.isFinite(e.min)) s = `max(${s}, ${lit(e.min)})`;
-      if (Number.isFinite(e.max)) s = `min(${s}, ${lit(e.max)})`;
-      return s;
-    }
-    default: return `${e.op}(${r(e.a)})`;
-  }
+  const spell = EXPRS[e.op] as (e: Expr, r: (a: Expr) => string, leaf: Leaves) => string;
+  return spell(e, (a) => wgslExpr(a, leaf), leaf);
 }
 
 /** The weights a program knows and their dtypes (checkpoint and derived). */
@@ -79,6 +87,16 @@ class Shader {
     return i;
   }
 
+  /** Element `i` of buffer `kind`, through its accessor (runtime/webgpu/shaders.ts). */
+  load(kind: BindingKind, i: string): string {
+    return `${bindingName(kind, this.bind(kind))}_get(${i})`;
+  }
+
+  /** The statement storing `v` at element `i` of buffer `kind`. */
+  store(kind: BindingKind, i: string, v: string): string {
+    return `${bindingName(kind, this.bind(kind))}_set(${i}, ${v})`;
+  }
+
   private helper(name: string, make: () => string): string {
     if (!this.done.has(name)) { this.done.add(name); this.helpers.push(make()); }
     return name;
@@ -86,7 +104,7 @@ class Shader {
 
   state(): void { this.bind('state'); }
 
-  scratch(i: 0 | 1 | 2): string {
+  scratch(i: 0 | 1 | 2): 'scratch0' | 'scratch1' | 'scratch2' {
     this.bind(`scratch${i}`);
     return `scratch${i}`;
   }
@@ -95,22 +113,24 @@ class Shader {
   weight(name: string): string {
     const b = this.bind(`w:${name}`);
     const t = this.dtypes.get(name) ?? fail(`${this.k.name} reads weight ${name}, which the program does not have`);
+    const word = (i: string) => this.load(`w:${name}`, i);
     return this.helper(`w${b}`, () =>
-      t.dtype === 'f32' ? `fn w${b}(i: u32) -> f32 { return bitcast<f32>(wb${b}[i]); }`
-        : t.dtype === 'bf16' ? `fn w${b}(i: u32) -> f32 { let p = wb${b}[i >> 1u]; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }`
-          : t.dtype === 'f16' ? `fn w${b}(i: u32) -> f32 { return unpack2x16float(wb${b}[i >> 1u])[i & 1u]; }`
+      t.dtype === 'f32' ? `fn w${b}(i: u32) -> f32 { return bitcast<f32>(${word('i')}); }`
+        : t.dtype === 'bf16' ? `fn w${b}(i: u32) -> f32 { let p = ${word('i >> 1u')}; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }`
+          : t.dtype === 'f16' ? `fn w${b}(i: u32) -> f32 { return unpack2x16float(${word('i >> 1u')})[i & 1u]; }`
             : fail(`weight ${name} of dtype ${t.dtype} cannot be read as floats`));
   }
 
   /** A reader `wpN(i) -> vec2<f32>` of weight `name`'s elements i and i + 1 (i even): one u32 of a
-   *  bf16 or f16 pair widened at once. It indexes the bound array, so a split binding still reads it. */
+   *  bf16 or f16 pair widened at once. */
   weightPair(name: string): string {
     const b = this.bind(`w:${name}`);
     const t = this.dtypes.get(name)!;
+    const word = (i: string) => this.load(`w:${name}`, i);
     return this.helper(`wp${b}`, () =>
-      t.dtype === 'f32' ? `fn wp${b}(i: u32) -> vec2<f32> { return vec2<f32>(bitcast<f32>(wb${b}[i]), bitcast<f32>(wb${b}[i + 1u])); }`
-        : t.dtype === 'bf16' ? `fn wp${b}(i: u32) -> vec2<f32> { let p = wb${b}[i >> 1u]; return vec2<f32>(bitcast<f32>(p << 16u), bitcast<f32>(p & 0xffff0000u)); }`
-          : t.dtype === 'f16' ? `fn wp${b}(i: u32) -> vec2<f32> { return unpack2x16float(wb${b}[i >> 1u]); }`
+      t.dtype === 'f32' ? `fn wp${b}(i: u32) -> vec2<f32> { return vec2<f32>(bitcast<f32>(${word('i')}), bitcast<f32>(${word('i + 1u')})); }`
+        : t.dtype === 'bf16' ? `fn wp${b}(i: u32) -> vec2<f32> { let p = ${word('i >> 1u')}; return vec2<f32>(bitcast<f32>(p << 16u), bitcast<f32>(p & 0xffff0000u)); }`
+          : t.dtype === 'f16' ? `fn wp${b}(i: u32) -> vec2<f32> { return unpack2x16float(${word('i >> 1u')}); }`
             : fail(`weight ${name} of dtype ${t.dtype} cannot be read as floats`));
   }
 
@@ -140,7 +160,7 @@ class Shader {
         raw = (c) => `${w}(${c})`;
       } else if ('buf' in o) {
         const base = this.rowBase(o);
-        raw = this.isConstRows(o) ? (c) => `arena[${base('0u')} + (${c}) % ${o.width}u]` : (c) => `arena[${base('r')} + ${c}]`;
+        raw = this.isConstRows(o) ? (c) => this.load('arena', `${base('0u')} + (${c}) % ${o.width}u`) : (c) => this.load('arena', `${base('r')} + ${c}`);
       } else fail(`${this.k.name} reads the integer input ${o.input} as floats`);
       const pre = this.k.pre?.[name];
       const body = pre ? this.expr(pre, (off) => raw(off ? `c + ${off}u` : 'c')) : raw('c');
@@ -160,8 +180,8 @@ class Shader {
   /** `NAME(r, c, v)` storing into view v; `get_NAME(r, c)` reading it back. */
   output(v: View, name = 'put'): string {
     const base = this.rowBase(v);
-    this.helper(`get_${name}`, () => `fn get_${name}(r: u32, c: u32) -> f32 { return arena[${base('r')} + c]; }`);
-    return this.helper(name, () => `fn ${name}(r: u32, c: u32, v: f32) { arena[${base('r')} + c] = v; }`);
+    this.helper(`get_${name}`, () => `fn get_${name}(r: u32, c: u32) -> f32 { return ${this.load('arena', `${base('r')} + c`)}; }`);
+    return this.helper(name, () => `fn ${name}(r: u32, c: u32, v: f32) { ${this.store('arena', `${base('r')} + c`, 'v')}; }`);
   }
 
   /** Adds a WGSL helper function verbatim (once per name). */
@@ -169,15 +189,10 @@ class Shader {
     return this.helper(name, () => text);
   }
 
-  render(template: keyof typeof T, pass: string, header: number, fields: Record<string, unknown>): string {
-    const decls = this.bindings.map((b, i) => {
-      const kind = b === 'arena' || b === 'state' || b.startsWith('scratch') ? `storage, read_write` : 'storage, read';
-      const name = b.startsWith('w:') ? `wb${i}` : b;
-      const type = b.startsWith('w:') || b === 'ints' ? 'array<u32>' : 'array<f32>';
-      return `@group(0) @binding(${i}) var<${kind}> ${name}: ${type};`;
-    }).join('\n');
-    const prelude = TEMPLATES.PRELUDE({ kernel: this.k.name, pass, decls, header, seqFields: SEQ_FIELDS, chunkFields: CHUNK_FIELDS, helpers: this.helpers.join('\n') });
-    return TEMPLATES[template]({ ...fields, prelude });
+  /** The pass's shader but its binding region (runtime/webgpu/shaders.ts `shaderCode`). */
+  render(template: keyof typeof T, pass: string, header: number, fields: Record<string, unknown>): { head: string; body: string } {
+    const prelude = TEMPLATES.PRELUDE({ header, seqFields: SEQ_FIELDS, chunkFields: CHUNK_FIELDS, helpers: this.helpers.join('\n') });
+    return { head: `// archc ${this.k.name} (${pass})`, body: TEMPLATES[template]({ ...fields, prelude }) };
   }
 }
 
@@ -206,8 +221,8 @@ function shader(c: Ctx): Shader {
   return new Shader(c.k, c.entry, c.dtypes);
 }
 
-function pass(name: string, s: Shader, code: string, groups: RunCount, columns = 1, extra: Partial<Pass> = {}): Pass {
-  return { name, code, bindings: [...s.bindings], groups, columns, ...extra };
+function pass(name: string, s: Shader, code: { head: string; body: string }, groups: RunCount, columns = 1, extra: Partial<Pass> = {}): Pass {
+  return { name, ...code, bindings: [...s.bindings], groups, columns, ...extra };
 }
 
 /** One invocation per element of a [rows, width] result; `body(s)` is the statement for (r, j). */
@@ -287,27 +302,73 @@ function ropeTable(s: Shader, rotaryDim: number, theta: number): string {
   return name;
 }
 
+/** An epilogue stage as WGSL: `fn NAME(r: u32, j: u32) -> f32`, column j of row r after the stage,
+ *  reading its input's column c of row r as `prev(r, c)`, and the columns of its input it reads for
+ *  column j (WGSL in j). The one spelling of each stage, for a kernel of its own (rope), an epilogue
+ *  pass (each stage's row into scratch) and a fused matrix-vector pass (stages as nested calls). */
+function stage(s: Shader, c: Ctx, st: Epilogue, name: string, prev: (r: string, j: string) => string): { reads: string[] } {
+  if (st.kind === 'map') {
+    const offsets = [...new Set(exprLeaves(st.body).flatMap((l) => (l.op === 'x' ? [l.offset] : [])))].sort((a, b) => a - b);
+    s.raw(name, `fn ${name}(r: u32, j: u32) -> f32 { return ${s.expr(st.body, (off) => prev('r', off ? `j + ${off}u` : 'j'), 'r', 'j')}; }`);
+    return { reads: (offsets.length ? offsets : [0]).map((o) => (o ? `j + ${o}u` : 'j')) };
+  }
+  if (st.kind === 'rope') {
+    // columns [col, col + heads·headDim) hold heads of headDim; the first rotaryDim of each rotate
+    // by pairs (d, d + half) at the token's position; the rest pass through
+    const half = st.rotaryDim / 2;
+    if (half === 0) {
+      s.raw(name, `fn ${name}(r: u32, j: u32) -> f32 { return ${prev('r', 'j')}; }`);
+      return { reads: ['j'] };
+    }
+    const table = ropeTable(s, st.rotaryDim, st.theta);
+    const inside = `${st.col ? `j >= ${st.col}u && ` : ''}j < ${st.col + st.heads * st.headDim}u && (j - ${st.col}u) % ${st.headDim}u < ${st.rotaryDim}u`;
+    s.raw(`${name}_partner`, `fn ${name}_partner(j: u32) -> u32 {
+  if (!(${inside})) { return j; }
+  return select(j - ${half}u, j + ${half}u, (j - ${st.col}u) % ${st.headDim}u < ${half}u);
+}`);
+    s.raw(name, `fn ${name}(r: u32, j: u32) -> f32 {
+  if (!(${inside})) { return ${prev('r', 'j')}; }
+  let d = (j - ${st.col}u) % ${st.headDim}u;
+  let o = j - d;
+  let q = d % ${half}u;
+  let angle = f32(position(r)) * ${table}[q];
+  let lo = ${prev('r', 'o + q')};
+  let hi = ${prev('r', `o + q + ${half}u`)};
+  return select(lo * cos(angle) - hi * sin(angle), hi * cos(angle) + lo * sin(angle), d >= ${half}u);
+}`);
+    return { reads: ['j', `${name}_partner(j)`] };
+  }
+  // conv_step: row r is sequence r's one token; channel j - col goes through the sequence's window
+  // (taps - 1 values in the state slot), which moves on by the token: call it once per column
+  s.state();
+  const post = st.post ? s.expr(st.post, (off) => (off ? fail(`${c.k.name}: a conv_step post reads x[+${off}]`) : 'y'), 'r', 'c') : 'y';
+  const w = s.weight(st.weight);
+  const taps1 = st.taps - 1;
+  const state = (i: string) => s.load('state', i);
+  s.raw(name, `fn ${name}(r: u32, j: u32) -> f32 {
+  let xv = ${prev('r', 'j')};
+  if (j < ${st.col}u || j >= ${st.col + st.channels}u) { return xv; }
+  let c = j - ${st.col}u;
+  let sb = seqSlot(r) + stateAt(${st.state}u) + c * ${taps1}u;
+  var acc = ${st.bias ? `${s.weight(st.bias)}(c)` : '0.0'};
+  for (var t = 0u; t < ${taps1}u; t++) { acc += ${w}(c * ${st.taps}u + t) * ${state('sb + t')}; }
+  acc += ${w}(c * ${st.taps}u + ${taps1}u) * xv;
+  for (var t = 0u; t + 1u < ${taps1}u; t++) { ${s.store('state', 'sb + t', state('sb + t + 1u'))}; }
+  ${s.store('state', `sb + ${taps1 - 1}u`, 'xv')};
+  let y = acc;
+  return ${post};
+}`);
+  return { reads: ['j'] };
+}
+
 function rope(c: Ctx): Pass[] {
   const { k } = c;
   const { H, Dh, R } = k.sizes as { H: number; Dh: number; R: number };
   const y = k.outputs.y!;
-  const half = R / 2;
   return [elements(c, 'rotate', { wgsl: 'nT()', rows: 'T' }, H * Dh, (s) => {
     const x = flat(s, 'x', view(k, 'x'), H * Dh);
-    const put = flatOut(s, y, H * Dh);
-    if (half === 0) return `${put('r', 'j', x('r', 'j'))};`;
-    const table = ropeTable(s, R, k.attrs.theta as number);
-    return `let d = j % ${Dh}u;
-  let o = j - d;
-  var v = ${x('r', 'j')};
-  if (d < ${R}u) {
-    let i = d % ${half}u;
-    let angle = f32(position(r)) * ${table}[i];
-    let lo = ${x('r', 'o + i')};
-    let hi = ${x('r', `o + i + ${half}u`)};
-    v = select(lo * cos(angle) - hi * sin(angle), hi * cos(angle) + lo * sin(angle), d >= ${half}u);
-  }
-  ${put('r', 'j', 'v')};`;
+    stage(s, c, { kind: 'rope', col: 0, heads: H, headDim: Dh, rotaryDim: R, theta: k.attrs.theta as number }, 'rotate', x);
+    return `${flatOut(s, y, H * Dh)('r', 'j', 'rotate(r, j)')};`;
   })];
 }
 
@@ -325,7 +386,7 @@ function norm(c: Ctx): Pass[] {
   const eps = lit(k.attrs.eps as number);
   const groups = (k.attrs.groups as number | undefined) ?? 1;
   const own = c.sched.reduce === 'invocation';
-  let code: string;
+  let code: { head: string; body: string };
   if (k.attrs.layer) {
     s.raw('h', `fn h(r: u32, i: u32) -> f32 { return ${x('r', 'i')}; }`);
     const b = k.inputs.b ? `${s.operand('b')}(0u, i)` : '0.0';
@@ -367,11 +428,10 @@ function matmul(c: Ctx): Pass[] {
     const xv = view(k, 'x');
     const x = flat(s, 'x', xv, K);
     const z = k.inputs.z ? flat(s, 'z', view(k, 'z'), K) : null;
-    const out = s.scratch(0);
-    s.raw('put', `fn put(r: u32, i: u32, v: f32) { ${out}[r * ${K}u + i] = v; }`);
+    s.raw('put', `fn put(r: u32, i: u32, v: f32) { ${s.store(s.scratch(0), `r * ${K}u + i`, 'v')}; }`);
     const source = gather ? 'seqStart(r) + seqLen(r) - 1u' : 'r';
     const n = norms[0];
-    let code: string;
+    let code: { head: string; body: string };
     if (!n) {
       code = s.render('ELEMENTS', 'gather', c.header, { wg: c.wg, rows: rows.wgsl, width: K, body: `put(r, j, ${x(source, 'j')});` });
       passes.push(pass('gather', s, code, count(rows.rows, K * rows.times, c.wg), 1, { scratch: scratchRows }));
@@ -388,14 +448,13 @@ function matmul(c: Ctx): Pass[] {
   const epi = k.epilogue ?? [];
   const product = (variant: 'MATMUL_TILED' | 'MATMUL_GEMV'): Pass => {
     const s = shader(c);
-    const xin = prologue.length ? (() => { const b = s.scratch(0); return (r: string, i: string) => `${b}[${r} * ${K}u + ${i}]`; })() : flat(s, 'x', view(k, 'x'), K);
+    const xin = prologue.length ? (r: string, i: string) => s.load(s.scratch(0), `${r} * ${K}u + ${i}`) : flat(s, 'x', view(k, 'x'), K);
     const w = s.weight(weightName(k, 'w'));
     s.raw('xin', `fn xin(r: u32, k: u32) -> f32 { return ${xin('r', 'k')}; }`);
     s.raw('wt', `fn wt(n: u32, k: u32) -> f32 { return ${w}(${k.attrs.transposed ? `k * ${N}u + n` : `n * ${K}u + k`}); }`);
     s.raw('bias', `fn bias(n: u32) -> f32 { return ${k.inputs.b ? `${s.weight(weightName(k, 'b'))}(n)` : '0.0'}; }`);
     if (epi.length) {
-      const b = s.scratch(1);
-      s.raw('put', `fn put(r: u32, n: u32, v: f32) { ${b}[r * ${N}u + n] = v; }`);
+      s.raw('put', `fn put(r: u32, n: u32, v: f32) { ${s.store(s.scratch(1), `r * ${N}u + n`, 'v')}; }`);
     } else {
       const put = flatOut(s, k.outputs.y!, N);
       s.raw('put', `fn put(r: u32, n: u32, v: f32) { ${put('r', 'n', 'v')}; }`);
@@ -456,62 +515,13 @@ function fusedGemv(c: Ctx, rows: { wgsl: string; rows: RunCount['rows']; times: 
   const s = shader(c);
   // need(i)(j, m): the m-th column of stage i-1 that stage i reads for its column j
   const fan: number[] = [];
-  const stages: string[] = ['fn s0(r: u32, j: u32) -> f32 { return pval(j); }'];
+  s.raw('s0', 'fn s0(r: u32, j: u32) -> f32 { return pval(j); }');
   const needs: string[] = ['fn need0(j: u32, m: u32) -> u32 { return j; }'];
   let width = N;
   epi.forEach((st: Epilogue, idx) => {
     const i = idx + 1;
-    const prev = `s${i - 1}`;
-    let cols: string[];
-    if (st.kind === 'map') {
-      const offsets = [...new Set(exprLeaves(st.body).flatMap((l) => (l.op === 'x' ? [l.offset] : [])))].sort((a, b) => a - b);
-      if (!offsets.length) offsets.push(0);
-      cols = offsets.map((o) => (o ? `j + ${o}u` : 'j'));
-      stages.push(`fn s${i}(r: u32, j: u32) -> f32 { return ${s.expr(st.body, (off) => `${prev}(r, ${off ? `j + ${off}u` : 'j'})`, 'r', 'j')}; }`);
-      width = st.width;
-    } else if (st.kind === 'rope') {
-      const half = st.rotaryDim / 2;
-      if (half === 0) {
-        cols = ['j'];
-        stages.push(`fn s${i}(r: u32, j: u32) -> f32 { return ${prev}(r, j); }`);
-      } else {
-        const table = ropeTable(s, st.rotaryDim, st.theta);
-        const inside = `j >= ${st.col}u && j < ${st.col + st.heads * st.headDim}u && (j - ${st.col}u) % ${st.headDim}u < ${st.rotaryDim}u`;
-        s.raw(`partner${i}`, `fn partner${i}(j: u32) -> u32 {
-  if (!(${inside})) { return j; }
-  return select(j - ${half}u, j + ${half}u, (j - ${st.col}u) % ${st.headDim}u < ${half}u);
-}`);
-        cols = ['j', `partner${i}(j)`];
-        stages.push(`fn s${i}(r: u32, j: u32) -> f32 {
-  if (!(${inside})) { return ${prev}(r, j); }
-  let d = (j - ${st.col}u) % ${st.headDim}u;
-  let o = j - d;
-  let q = d % ${half}u;
-  let angle = f32(position(r)) * ${table}[q];
-  let lo = ${prev}(r, o + q);
-  let hi = ${prev}(r, o + q + ${half}u);
-  return select(lo * cos(angle) - hi * sin(angle), hi * cos(angle) + lo * sin(angle), d >= ${half}u);
-}`);
-      }
-    } else {
-      s.state();
-      const post = st.post ? s.expr(st.post, (off) => (off ? fail(`${k.name}: a conv_step post reads x[+${off}]`) : 'y'), 'r', 'c') : 'y';
-      const w = s.weight(st.weight);
-      cols = ['j'];
-      stages.push(`fn s${i}(r: u32, j: u32) -> f32 {
-  let xv = ${prev}(r, j);
-  if (j < ${st.col}u || j >= ${st.col + st.channels}u) { return xv; }
-  let c = j - ${st.col}u;
-  let sb = seqSlot(r) + stateAt(${st.state}u) + c * ${st.taps - 1}u;
-  var acc = ${st.bias ? `${s.weight(st.bias)}(c)` : '0.0'};
-  for (var t = 0u; t < ${st.taps - 1}u; t++) { acc += ${w}(c * ${st.taps}u + t) * state[sb + t]; }
-  acc += ${w}(c * ${st.taps}u + ${st.taps - 1}u) * xv;
-  for (var t = 0u; t + 1u < ${st.taps - 1}u; t++) { state[sb + t] = state[sb + t + 1u]; }
-  state[sb + ${st.taps - 2}u] = xv;
-  let y = acc;
-  return ${post};
-}`);
-    }
+    const { reads: cols } = stage(s, c, st, `s${i}`, (r, j) => `s${i - 1}(${r}, ${j})`);
+    if (st.kind === 'map') width = st.width;
     fan.push(cols.length);
     const f = cols.length;
     const choose = cols.reduceRight((acc, col, t) => (t === f - 1 ? col : `select(${acc}, ${col}, m % ${f}u == ${t}u)`), '');
@@ -522,7 +532,7 @@ function fusedGemv(c: Ctx, rows: { wgsl: string; rows: RunCount['rows']; times: 
   const G = normGroups?.kind === 'rmsnorm_gated' ? normGroups.groups : 1;
   if (M > MAX_FUSED_COLUMNS || (M + 1) * G > 2 * MAX_FUSED_COLUMNS) return null;
   const last = epi.length;
-  s.raw('stages', [...needs, `fn need(j: u32, m: u32) -> u32 { return need${last}(j, m); }`, ...stages].join('\n'));
+  s.raw('need', [...needs, `fn need(j: u32, m: u32) -> u32 { return need${last}(j, m); }`].join('\n'));
   const put = flatOut(s, k.outputs.y!, width);
   // the rows the product reads: the norm of x (gathered at each sequence's last row, or not)
   const gather = prologue.some((p) => p.kind === 'gather_last');
@@ -606,8 +616,9 @@ function fusedGemv(c: Ctx, rows: { wgsl: string; rows: RunCount['rows']; times: 
   return [pass('fused matrix-vector product', s, code, count(rows.rows, rows.times, 1), Math.ceil(width / columns), { rowsAtMost: sched.gemv_rows!, rows: count(rows.rows, rows.times, 1) })];
 }
 
-/** The epilogue stages over result rows [rows, width] in scratch1: maps move the row between
- *  scratch1 and scratch2 (the last into the output view), rope and conv_step work in place. */
+/** The epilogue stages over result rows [rows, width] in scratch1: each stage's row goes from one
+ *  scratch buffer to the other (scratch1, scratch2, scratch1, …), the last stage's into the output
+ *  view; a stage runs once per column (a conv_step moves its window on). */
 function epiloguePass(c: Ctx, rows: { wgsl: string; rows: RunCount['rows']; times: number }, width: number): Pass {
   const { k } = c;
   const s = shader(c);
@@ -616,49 +627,24 @@ function epiloguePass(c: Ctx, rows: { wgsl: string; rows: RunCount['rows']; time
   let cur = { buf: s.scratch(1), width };
   let maxWidth = width;
   const blocks: string[] = [];
-  const readCur = (at: { buf: string; width: number }, col: string) => `${at.buf}[r * ${at.width}u + ${col}]`;
   // a workgroup shares each row (stages apart by barriers), or one invocation owns it (a CPU adapter)
   const own = c.sched.reduce === 'invocation';
   const loop = own ? { lane: '0u', step: 1, barrier: '' } : { lane: 'li', step: c.wg, barrier: 'storageBarrier();' };
   stages.forEach((st: Epilogue, i) => {
-    const last = i === stages.length - 1;
-    if (st.kind === 'map') {
-      const src = cur;
-      const body = s.expr(st.body, (off) => readCur(src, off ? `j + ${off}u` : 'j'), 'r', 'j');
-      let store: string;
-      if (last) {
-        store = `${flatOut(s, y, st.width)('r', 'j', body)}`;
-      } else {
-        const next = { buf: s.scratch(src.buf === 'scratch1' ? 2 : 1), width: st.width };
-        store = `${readCur(next, 'j')} = ${body}`;
-        cur = next;
-      }
-      maxWidth = Math.max(maxWidth, st.width);
-      blocks.push(TEMPLATES.STAGE_MAP({ ...loop, width: st.width, store }));
-    } else if (st.kind === 'rope') {
-      const half = st.rotaryDim / 2;
-      if (half > 0) {
-        const table = ropeTable(s, st.rotaryDim, st.theta);
-        const at = (off: string) => readCur(cur, off);
-        blocks.push(TEMPLATES.STAGE_ROPE({
-          ...loop, pairs: st.heads * half, col: st.col, half, dim: st.headDim, table,
-          read_lo: at('o'), read_hi: at(`o + ${half}u`), write_lo: `${at('o')} = lo * c - hi * s`, write_hi: `${at(`o + ${half}u`)} = hi * c + lo * s`,
-        }));
-      }
-    } else {
-      s.state();
-      const at = (col: string) => readCur(cur, `${st.col}u + ${col}`);
-      const post = st.post ? s.expr(st.post, (off) => (off ? fail(`${k.name}: a conv_step post reads x[+${off}]`) : 'y'), 'r', 'c') : 'y';
-      blocks.push(TEMPLATES.STAGE_CONV_STEP({
-        ...loop, channels: st.channels, state: st.state, taps: st.taps, taps1: st.taps - 1, read: at('c'),
-        bias: st.bias ? `${s.weight(st.bias)}(c)` : '0.0', weight: s.weight(st.weight), store: `let y = acc; ${at('c')} = ${post}`,
-      }));
-    }
-  });
-  if (stages[stages.length - 1]?.kind !== 'map') {
     const src = cur;
-    blocks.push(TEMPLATES.STAGE_MAP({ ...loop, width: src.width, store: flatOut(s, y, src.width)('r', 'j', readCur(src, 'j')) }));
-  }
+    stage(s, c, st, `s${i + 1}`, (r, j) => s.load(src.buf, `${r} * ${src.width}u + ${j}`));
+    const out = st.kind === 'map' ? st.width : src.width;
+    const value = `s${i + 1}(r, j)`;
+    let store: string;
+    if (i === stages.length - 1) {
+      store = flatOut(s, y, out)('r', 'j', value);
+    } else {
+      cur = { buf: s.scratch(src.buf === 'scratch1' ? 2 : 1), width: out };
+      store = s.store(cur.buf, `r * ${out}u + j`, value);
+    }
+    maxWidth = Math.max(maxWidth, out);
+    blocks.push(TEMPLATES.STAGE({ ...loop, width: out, store }));
+  });
   const code = s.render(own ? 'EPILOGUE_OWN' : 'EPILOGUE', 'epilogue', c.header, { wg: c.wg, rows: rows.wgsl, stages: blocks.join('\n') });
   return pass('epilogue', s, code, count(rows.rows, rows.times, own ? c.wg : 1), 1, {
     scratch: { scratch1: count(rows.rows, rows.times * maxWidth, 1), scratch2: count(rows.rows, rows.times * maxWidth, 1) },
@@ -675,7 +661,7 @@ function conv(c: Ctx): Pass[] {
   s.operand('w');
   const bias = k.inputs.b ? `${s.operand('b')}(0u, c)` : '0.0';
   const epi = k.epilogue ?? [];
-  if (epi.length) s.raw('put', `fn put(r: u32, c: u32, v: f32) { ${s.scratch(1)}[r * ${C}u + c] = v; }`);
+  if (epi.length) s.raw('put', `fn put(r: u32, c: u32, v: f32) { ${s.store(s.scratch(1), `r * ${C}u + c`, 'v')}; }`);
   else s.output(k.outputs.y!);
   const code = s.render('CONV', 'conv', c.header, { wg: c.wg, C, taps: K, taps1: K - 1, state: k.state!, bias });
   const rows = rowsOf(c.entry, view(k, 'x'));
@@ -776,7 +762,7 @@ export function renderProgram(program: Program): WgslProgram {
     }
     return entries;
   };
-  return { format: 'archc-wgsl/2', header, profiles: { gpu: profile(TARGETS.gpu), cpu: profile(TARGETS.cpu) } };
+  return { format: 'archc-wgsl/3', header, profiles: { gpu: profile(TARGETS.gpu), cpu: profile(TARGETS.cpu) } };
 }
 
 function fail(msg: string): never {

@@ -2,25 +2,24 @@
 // as constants, expressions and operand readers as WGSL text made by render.ts. Compiled with
 // `strict: true, noEscape: true`, so a missing field is an error and nothing is escaped.
 
-/** Declarations and helpers every shader starts with: bindings, the integer buffer's fields, the
- *  kernel's operand readers and output writers. */
-export const PRELUDE = `// archc {{kernel}} ({{pass}})
-{{decls}}
-const HDR = {{header}}u;
-fn nT() -> u32 { return ints[0]; }
-fn nS() -> u32 { return ints[1]; }
-fn slotFloats() -> u32 { return ints[3]; }
-fn capacity() -> u32 { return ints[2]; }
-fn stateAt(i: u32) -> u32 { return ints[4u + i]; }
-fn token(t: u32) -> u32 { return ints[HDR + t]; }
-fn position(t: u32) -> u32 { return ints[HDR + nT() + t]; }
-fn rowSeq(t: u32) -> u32 { return ints[HDR + 2u * nT() + t]; }
-fn seqField(s: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + {{seqFields}}u * s + f]; }
+/** Helpers every shader starts with (after its binding region): the integer buffer's fields, the
+ *  kernel's operand readers and output writers. Buffers are read and written through their
+ *  accessors `NAME_get(i)` / `NAME_set(i, v)` only (runtime/webgpu/shaders.ts). */
+export const PRELUDE = `const HDR = {{header}}u;
+fn nT() -> u32 { return ints_get(0u); }
+fn nS() -> u32 { return ints_get(1u); }
+fn slotFloats() -> u32 { return ints_get(3u); }
+fn capacity() -> u32 { return ints_get(2u); }
+fn stateAt(i: u32) -> u32 { return ints_get(4u + i); }
+fn token(t: u32) -> u32 { return ints_get(HDR + t); }
+fn position(t: u32) -> u32 { return ints_get(HDR + nT() + t); }
+fn rowSeq(t: u32) -> u32 { return ints_get(HDR + 2u * nT() + t); }
+fn seqField(s: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + {{seqFields}}u * s + f); }
 fn seqStart(s: u32) -> u32 { return seqField(s, 0u); }
 fn seqLen(s: u32) -> u32 { return seqField(s, 1u); }
 fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
 fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
-fn chunkField(c: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + {{seqFields}}u * nS() + {{chunkFields}}u * c + f]; }
+fn chunkField(c: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + {{seqFields}}u * nS() + {{chunkFields}}u * c + f); }
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
 fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
 fn erf(v: f32) -> f32 {
@@ -172,36 +171,11 @@ ${MAIN}
 }
 `;
 
-/** A map stage: the row becomes `value` for columns [0, width). Each stage's loop starts at
- *  {{lane}} and steps by {{step}} (the workgroup's invocations share a row, or one owns it), and ends
- *  with {{barrier}} (a storage barrier, or nothing where one invocation owns the row). */
-export const STAGE_MAP = `  for (var j = {{lane}}; j < {{width}}u; j += {{step}}u) { {{store}}; }
-  {{barrier}}`;
-
-/** A rotary stage in place: one invocation per (head, pair) of columns [col, col + heads·dim). */
-export const STAGE_ROPE = `  for (var p = {{lane}}; p < {{pairs}}u; p += {{step}}u) {
-    let o = {{col}}u + (p / {{half}}u) * {{dim}}u + p % {{half}}u;
-    let angle = f32(position(r)) * {{table}}[p % {{half}}u];
-    let c = cos(angle);
-    let s = sin(angle);
-    let lo = {{read_lo}};
-    let hi = {{read_hi}};
-    {{write_lo}};
-    {{write_hi}};
-  }
-  {{barrier}}`;
-
-/** A one-token causal conv in place on columns [col, col + channels): row r is sequence r's token. */
-export const STAGE_CONV_STEP = `  for (var c = {{lane}}; c < {{channels}}u; c += {{step}}u) {
-    let sb = seqSlot(r) + stateAt({{state}}u) + c * {{taps1}}u;
-    let xv = {{read}};
-    var acc = {{bias}};
-    for (var j = 0u; j < {{taps1}}u; j++) { acc += {{weight}}(c * {{taps}}u + j) * state[sb + j]; }
-    acc += {{weight}}(c * {{taps}}u + {{taps1}}u) * xv;
-    for (var j = 0u; j + 1u < {{taps1}}u; j++) { state[sb + j] = state[sb + j + 1u]; }
-    state[sb + {{taps1}}u - 1u] = xv;
-    {{store}};
-  }
+/** One epilogue stage: columns [0, width) of the row through the stage, `store` for column j. The
+ *  loop starts at {{lane}} and steps by {{step}} (the workgroup's invocations share a row, or one
+ *  owns it), and ends with {{barrier}} (a storage barrier, or nothing where one invocation owns the
+ *  row). */
+export const STAGE = `  for (var j = {{lane}}; j < {{width}}u; j += {{step}}u) { {{store}}; }
   {{barrier}}`;
 
 /** The causal depthwise conv over packed sequences: one invocation per (sequence, channel) walks
@@ -215,7 +189,7 @@ ${MAIN}
   let start = seqStart(s);
   let sb = seqSlot(s) + stateAt({{state}}u) + c * {{taps1}}u;
   var win: array<f32, {{taps1}}>;
-  for (var j = 0u; j < {{taps1}}u; j++) { win[j] = state[sb + j]; }
+  for (var j = 0u; j < {{taps1}}u; j++) { win[j] = state_get(sb + j); }
   for (var t = start; t < start + seqLen(s); t++) {
     let xv = op_x(t, c);
     var acc = 0.0;
@@ -225,7 +199,7 @@ ${MAIN}
     for (var j = 0u; j + 1u < {{taps1}}u; j++) { win[j] = win[j + 1u]; }
     win[{{taps1}}u - 1u] = xv;
   }
-  for (var j = 0u; j < {{taps1}}u; j++) { state[sb + j] = win[j]; }
+  for (var j = 0u; j < {{taps1}}u; j++) { state_set(sb + j, win[j]); }
 }
 `;
 
@@ -246,8 +220,8 @@ ${MAIN}
     let xp = op_x(t, h * {{P}}u + p);
     var acc = 0.0;
     for (var n = 0u; n < {{N}}u; n++) {
-      let v = state[sb + n] * decay + d * xp * op_B(t, g * {{N}}u + n);
-      state[sb + n] = v;
+      let v = state_get(sb + n) * decay + d * xp * op_B(t, g * {{N}}u + n);
+      state_set(sb + n, v);
       acc += v * op_C(t, g * {{N}}u + n);
     }
     put(t, h * {{P}}u + p, acc + op_D(0u, h) * xp);
@@ -270,7 +244,7 @@ ${MAIN}
   if (j <= i && i < chunkField(c, 1u)) {
     for (var n = 0u; n < {{N}}u; n++) { cb += op_C(t0 + i, g * {{N}}u + n) * op_B(t0 + j, g * {{N}}u + n); }
   }
-  scratch2[e] = cb;
+  scratch2_set(e, cb);
 }
 `;
 
@@ -291,7 +265,7 @@ ${MAIN}
   if (li == 0u) {
     var run = 0.0;
     for (var i = 0u; i < q; i++) { dts[i] = op_dt(t0 + i, h); run += dts[i] * op_A(0u, h); cum[i] = run; }
-    scratch1[c * {{H}}u + h] = exp(run);
+    scratch1_set(c * {{H}}u + h, exp(run));
     // exp(seg(last, j)) · dt_j: token j's weight in the chunk's state
     for (var j = 0u; j < q; j++) { wout[j] = exp(run - cum[j]) * dts[j]; }
   }
@@ -301,14 +275,14 @@ ${MAIN}
     for (var i = 0u; i < q; i++) {
       var y = 0.0;
       for (var j = 0u; j <= i; j++) {
-        y += exp(cum[i] - cum[j]) * scratch2[scores + i * {{Q}}u + j] * dts[j] * op_x(t0 + j, h * {{P}}u + p);
+        y += exp(cum[i] - cum[j]) * scratch2_get(scores + i * {{Q}}u + j) * dts[j] * op_x(t0 + j, h * {{P}}u + p);
       }
       put(t0 + i, h * {{P}}u + p, y + op_D(0u, h) * op_x(t0 + i, h * {{P}}u + p));
     }
     for (var n = 0u; n < {{N}}u; n++) {
       var st = 0.0;
       for (var j = 0u; j < q; j++) { st += wout[j] * op_x(t0 + j, h * {{P}}u + p) * op_B(t0 + j, g * {{N}}u + n); }
-      scratch0[((c * {{H}}u + h) * {{P}}u + p) * {{N}}u + n] = st;
+      scratch0_set(((c * {{H}}u + h) * {{P}}u + p) * {{N}}u + n, st);
     }
   }
 }
@@ -324,14 +298,14 @@ ${MAIN}
   let e = i % {{HPN}}u;
   let h = e / ({{P}}u * {{N}}u);
   let at = seqSlot(s) + stateAt({{state}}u) + e;
-  var run = state[at];
+  var run = state_get(at);
   let first = seqField(s, 4u);
   for (var c = first; c < first + seqField(s, 5u); c++) {
-    let own = scratch0[c * {{HPN}}u + e];
-    scratch0[c * {{HPN}}u + e] = run;
-    run = scratch1[c * {{H}}u + h] * run + own;
+    let own = scratch0_get(c * {{HPN}}u + e);
+    scratch0_set(c * {{HPN}}u + e, run);
+    run = scratch1_get(c * {{H}}u + h) * run + own;
   }
-  state[at] = run;
+  state_set(at, run);
 }
 `;
 
@@ -352,7 +326,7 @@ ${MAIN}
   var cum = 0.0;
   for (var j = t0; j <= t; j++) { cum += op_dt(j, h) * op_A(0u, h); }
   var acc = 0.0;
-  for (var n = 0u; n < {{N}}u; n++) { acc += scratch0[((c * {{H}}u + h) * {{P}}u + p) * {{N}}u + n] * op_C(t, g * {{N}}u + n); }
+  for (var n = 0u; n < {{N}}u; n++) { acc += scratch0_get(((c * {{H}}u + h) * {{P}}u + p) * {{N}}u + n) * op_C(t, g * {{N}}u + n); }
   put(t, h * {{P}}u + p, get_put(t, h * {{P}}u + p) + exp(cum) * acc);
 }
 `;
@@ -366,8 +340,8 @@ ${MAIN}
   let e = i % {{row}}u;
   let s = rowSeq(t);
   let at = seqSlot(s) + stateAt({{state}}u) + (seqBefore(s) + t - seqStart(s)) * {{row}}u + e;
-  state[at] = op_k(t, e);
-  state[at + capacity() * {{row}}u] = op_v(t, e);
+  state_set(at, op_k(t, e));
+  state_set(at + capacity() * {{row}}u, op_v(t, e));
 }
 `;
 
@@ -390,14 +364,14 @@ ${MAIN}
   for (var j = 0u; j < keys; j++) {
     let ko = base + j * {{row}}u;
     var dot = 0.0;
-    for (var d = 0u; d < {{Dh}}u; d++) { dot += q[d] * state[ko + d]; }
+    for (var d = 0u; d < {{Dh}}u; d++) { dot += q[d] * state_get(ko + d); }
     let sc = dot * {{scale}};
     let mn = max(m, sc);
     let corr = exp(m - mn);
     let pj = exp(sc - mn);
     l = l * corr + pj;
     let vo = ko + capacity() * {{row}}u;
-    for (var d = 0u; d < {{Dh}}u; d++) { acc[d] = acc[d] * corr + pj * state[vo + d]; }
+    for (var d = 0u; d < {{Dh}}u; d++) { acc[d] = acc[d] * corr + pj * state_get(vo + d); }
     m = mn;
   }
   for (var d = 0u; d < {{Dh}}u; d++) { put(t, h * {{Dh}}u + d, acc[d] / l); }
@@ -668,8 +642,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       for (var e = li; e < TILE; e += {{wg}}u) {
         let j = j0 + e / {{Dh}}u;
         let at = base + min(j, keys - 1u) * {{row}}u + e % {{Dh}}u;
-        ks[e] = state[at];
-        vs[e] = state[at + capacity() * {{row}}u];
+        ks[e] = state_get(at);
+        vs[e] = state_get(at + capacity() * {{row}}u);
       }
       workgroupBarrier();
       let seen = min(KEYS, myKeys - min(myKeys, j0));

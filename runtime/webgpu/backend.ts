@@ -13,7 +13,7 @@ import { RuntimeError } from '../errors.ts';
 import type { DerivedWeight, Entry, EntryName, Kernel, Program, ProgramWeight, View } from '../program.ts';
 import { slotLayout, weightsRead } from '../program.ts';
 import { type Tensor, toF32 } from '../tensor.ts';
-import { CHUNK_FIELDS, SEQ_FIELDS, type BindingKind, type Pass, type RunCount, type WgslProfile, type WgslProgram } from './shaders.ts';
+import { CHUNK_FIELDS, SEQ_FIELDS, writable, type BindingKind, type Pass, type RunCount, type WgslProfile, type WgslProgram } from './shaders.ts';
 import { type BindingLimits, type BoundPass, type SplitOptions, type SplitPlan, SplitBuffer, bufferName, intsWords, partsOf, planSplits, specialise, weightDeviceBytes } from './split.ts';
 
 export interface WebGpuOptions extends SplitOptions {
@@ -189,7 +189,7 @@ export class WebGpuBackend implements Backend {
     return this.device.createBindGroupLayout({
       entries: p.bindings.map(({ kind }, i) => ({
         binding: i, visibility: COMPUTE,
-        buffer: { type: kind === 'ints' || kind.startsWith('w:') ? 'read-only-storage' as const : 'storage' as const },
+        buffer: { type: writable(kind) ? 'storage' as const : 'read-only-storage' as const },
       })),
     });
   }

@@ -1,6 +1,15 @@
 // The WGSL a WebGPU backend runs: for every kernel of every entry, the passes (compute shaders) that
 // make it, each with the buffers it binds and how many workgroups a run of T tokens and S sequences
 // dispatches. Plain data, rendered by the compiler (codegen/wgsl/) and shipped in the package.
+//
+// A shader reads and writes its storage buffers only through accessors, `NAME_get(i)` and
+// `NAME_set(i, v)` by element index (binding i: `arena`, `ints`, `state`, `scratchN`, or `wbI` for a
+// weight), never by indexing an array. The declarations and accessors of a pass's bindings are not in
+// its text: they are the binding region, made by `bindingRegion` from the pass's binding kinds and a
+// layout per binding chosen from a fixed menu — whole (one binding) or `parts` parts of `per`
+// elements — and put between the pass's `head` and `body` (`shaderCode`). The renderer's own text
+// (golden files, the package) is every binding whole; a backend whose device cannot bind a buffer
+// whole picks the parts from its split plan (split.ts). Nothing reads or rewrites shader text.
 
 import type { EntryName } from '../program.ts';
 
@@ -19,7 +28,10 @@ export interface RunCount {
 export interface Pass {
   /** e.g. `product`, `epilogue`, `chunk states`. */
   readonly name: string;
-  readonly code: string;
+  /** The shader before its binding region (a comment naming the kernel and pass) and after it
+   *  (helpers, constants, `main`), which calls the accessors of `bindingRegion`. */
+  readonly head: string;
+  readonly body: string;
   readonly bindings: readonly BindingKind[];
   /** Workgroups: `groups(rows) · columns`, laid out over x and y when over 65535. */
   readonly groups: RunCount;
@@ -50,7 +62,7 @@ export interface WgslEntry {
 export type WgslProfile = 'gpu' | 'cpu';
 
 export interface WgslProgram {
-  readonly format: 'archc-wgsl/2';
+  readonly format: 'archc-wgsl/3';
   /** Words before the token ids in the integer buffer: T, S, capacity, slot floats, state offsets. */
   readonly header: number;
   /** Every entry's kernels, rendered once per profile. */
@@ -61,3 +73,53 @@ export interface WgslProgram {
 export const SEQ_FIELDS = 8;
 /** Fields of one chunk's record (start row, len, sequence). */
 export const CHUNK_FIELDS = 4;
+
+/** How a binding is laid out over the device's bindings: whole, or `parts` parts of `per` elements
+ *  (element i in part floor(i / per); the last part may hold fewer). */
+export interface BindingLayout {
+  readonly parts: number;
+  readonly per: number;
+}
+
+/** One binding: the menu's first entry, and what the renderer's own text uses for every binding. */
+export const WHOLE: BindingLayout = { parts: 1, per: 0 };
+
+/** Whether a pass may write a binding of this kind (weights and the integer inputs it only reads). */
+export function writable(kind: BindingKind): boolean {
+  return kind === 'arena' || kind === 'state' || kind.startsWith('scratch');
+}
+
+/** The WGSL name of binding `i` of kind `kind`: its accessors are `NAME_get` and `NAME_set`. */
+export function bindingName(kind: BindingKind, i: number): string {
+  return kind.startsWith('w:') ? `wb${i}` : kind;
+}
+
+/** The declarations and accessors of bindings `kinds` laid out as `layouts` (default: all whole):
+ *  parts of binding i are consecutive `@binding`s, named `NAME_p0`, `NAME_p1`, …; its accessors pick
+ *  the part by a chain of compares against the part boundaries (WGSL cannot index an array of
+ *  bindings; the chain is a compare or two for the 2–9 parts real models need, and no division).
+ *  Whole, an accessor is one indexing, which shader compilers inline. */
+export function bindingRegion(kinds: readonly BindingKind[], layouts: readonly BindingLayout[] = kinds.map(() => WHOLE)): string {
+  if (layouts.length !== kinds.length) throw new Error(`archc runtime: ${layouts.length} binding layouts for ${kinds.length} bindings`);
+  const out: string[] = [];
+  let at = 0;
+  kinds.forEach((kind, b) => {
+    const { parts, per } = layouts[b]!;
+    const name = bindingName(kind, b);
+    const type = kind.startsWith('w:') || kind === 'ints' ? 'u32' : 'f32';
+    const access = writable(kind) ? 'storage, read_write' : 'storage, read';
+    for (let p = 0; p < parts; p++) out.push(`@group(0) @binding(${at++}) var<${access}> ${name}_p${p}: array<${type}>;`);
+    const index = (p: number) => (p === 0 ? 'i' : `i - ${p * per}u`);
+    const fn = (sig: string, part: (p: number) => string, last: (p: number) => string) => (parts === 1 ? `${sig} { ${last(0)} }`
+      : [`${sig} {`, ...Array.from({ length: parts - 1 }, (_, p) => `  if (i < ${(p + 1) * per}u) { ${part(p)} }`), `  ${last(parts - 1)}`, '}'].join('\n'));
+    const read = (p: number) => `return ${name}_p${p}[${index(p)}];`;
+    out.push(fn(`fn ${name}_get(i: u32) -> ${type}`, read, read));
+    if (writable(kind)) out.push(fn(`fn ${name}_set(i: u32, v: ${type})`, (p) => `${name}_p${p}[${index(p)}] = v; return;`, (p) => `${name}_p${p}[${index(p)}] = v;`));
+  });
+  return out.join('\n');
+}
+
+/** The shader of `pass` with its bindings laid out as `layouts` (default: all whole). */
+export function shaderCode(pass: Pass, layouts?: readonly BindingLayout[]): string {
+  return `${pass.head}\n${bindingRegion(pass.bindings, layouts)}\n${pass.body}`;
+}

@@ -1,13 +1,12 @@
 // Buffers larger than one storage binding, split into parts that a shader binds separately.
 //
 // The compiler renders every pass with one binding per buffer (codegen/wgsl: the arena, the integer
-// inputs, the state pool, scratch buffers, one per weight). At load the backend plans, from the
-// limits of the device it obtained, which buffers exceed a binding (maxStorageBufferBindingSize,
-// maxBufferSize) and into how many parts each is cut, and specialises each pass: a split buffer's
-// declaration becomes one per part, and every read `NAME[i]` and store `NAME[i] = v` in the shader
-// becomes a call of an accessor that picks the part by a chain of compares against the part
-// boundaries (WGSL cannot index an array of bindings; the chain is a compare or two for the 2–9
-// parts real models need, and no division). Passes whose buffers all fit are left as rendered.
+// inputs, the state pool, scratch buffers, one per weight), each read and written through its
+// accessors. At load the backend plans, from the limits of the device it obtained, which buffers
+// exceed a binding (maxStorageBufferBindingSize, maxBufferSize) and into how many parts each is cut,
+// and lays out each pass's binding region accordingly (shaders.ts `bindingRegion`: a split buffer
+// is declared once per part and its accessors pick the part by compares against the part
+// boundaries). The shader text around the region is the renderer's, unread and unchanged.
 //
 // Where a part boundary falls: a weight's parts hold whole rows of its first dimension (a product's
 // lanes over one output column all take the same branch); the state pool's parts hold whole slots
@@ -20,7 +19,7 @@
 import { RuntimeError } from '../errors.ts';
 import type { EntryName, Program } from '../program.ts';
 import { slotLayout } from '../program.ts';
-import { CHUNK_FIELDS, SEQ_FIELDS, type BindingKind, type Pass, type RunCount, type WgslEntry, type WgslProfile, type WgslProgram } from './shaders.ts';
+import { CHUNK_FIELDS, SEQ_FIELDS, WHOLE, shaderCode, type BindingKind, type BindingLayout, type Pass, type RunCount, type WgslEntry, type WgslProfile, type WgslProgram } from './shaders.ts';
 
 export interface SplitOptions {
   /** The most bytes one binding may hold, below what the device allows (tests force splits with a
@@ -186,107 +185,16 @@ export interface BoundPass {
   readonly bindings: readonly { readonly kind: BindingKind; readonly part: number }[];
 }
 
-const DECL = /^@group\(0\) @binding\((\d+)\) var<([^>]+)> (\w+): array<(\w+)>;$/gm;
-
-/** `pass` (of `entry`) for `plan`: unchanged where nothing it binds is split; otherwise each split
- *  buffer's declaration becomes one per part (`NAME_p0`, `NAME_p1`, …, bindings numbered in order)
- *  and its accesses calls of `NAME_get(i)` / `NAME_set(i, v)`. */
+/** `pass` (of `entry`) for `plan`: its binding region laid out as the plan cuts each buffer (whole,
+ *  or parts of `partBytes / 4` elements; shaders.ts `bindingRegion`), the parts of binding i bound
+ *  in order from `@binding` i's place on. */
 export function specialise(pass: Pass, plan: SplitPlan, entry: EntryName): BoundPass {
-  const parts = pass.bindings.map((b) => partsOf(plan, b, entry));
-  if (parts.every((n) => n === 1)) return { pass, code: pass.code, bindings: pass.bindings.map((kind) => ({ kind, part: 0 })) };
-  const decls = [...pass.code.matchAll(DECL)];
-  if (decls.length !== pass.bindings.length) fail(`pass ${pass.name} declares ${decls.length} bindings for ${pass.bindings.length} buffers`);
-  const bindings: { kind: BindingKind; part: number }[] = [];
-  const lines: string[] = [];
-  const accessors: string[] = [];
-  const split = new Set<string>();
-  decls.forEach((m, i) => {
-    const [, , mode, name, type] = m as unknown as [string, string, string, string, string];
-    const kind = pass.bindings[i]!;
-    const n = parts[i]!;
-    if (n === 1) {
-      lines.push(`@group(0) @binding(${bindings.length}) var<${mode}> ${name}: array<${type}>;`);
-      bindings.push({ kind, part: 0 });
-      return;
-    }
-    split.add(name);
-    for (let p = 0; p < n; p++) {
-      lines.push(`@group(0) @binding(${bindings.length}) var<${mode}> ${name}_p${p}: array<${type}>;`);
-      bindings.push({ kind, part: p });
-    }
-    accessors.push(accessorsFor(name, type, n, plan.buffers.get(kind)!.partBytes / 4, mode.includes('read_write')));
+  const layouts = pass.bindings.map((kind): BindingLayout => {
+    const parts = partsOf(plan, kind, entry);
+    return parts === 1 ? WHOLE : { parts, per: plan.buffers.get(kind)!.partBytes / 4 };
   });
-  const last = decls[decls.length - 1]!;
-  const head = pass.code.slice(0, decls[0]!.index);
-  const body = pass.code.slice(last.index! + last[0].length);
-  return { pass, code: `${head}${lines.join('\n')}\n${accessors.join('\n')}${rewriteAccesses(body, split)}`, bindings };
-}
-
-/** `NAME_get(i)` (and `NAME_set(i, v)` for a writable buffer) over parts of `per` elements. */
-function accessorsFor(name: string, type: string, parts: number, per: number, writable: boolean): string {
-  const at = (p: number) => (p === 0 ? 'i' : `i - ${p * per}u`);
-  const get = [`fn ${name}_get(i: u32) -> ${type} {`];
-  const set = [`fn ${name}_set(i: u32, v: ${type}) {`];
-  for (let p = 0; p < parts - 1; p++) {
-    get.push(`  if (i < ${(p + 1) * per}u) { return ${name}_p${p}[${at(p)}]; }`);
-    set.push(`  if (i < ${(p + 1) * per}u) { ${name}_p${p}[${at(p)}] = v; return; }`);
-  }
-  get.push(`  return ${name}_p${parts - 1}[${at(parts - 1)}];`, '}');
-  set.push(`  ${name}_p${parts - 1}[${at(parts - 1)}] = v;`, '}');
-  return [...get, ...(writable ? set : [])].join('\n') + '\n';
-}
-
-/** Rewrites every `NAME[e]` of a name in `names` to `NAME_get(e)`, and every store `NAME[e] = v;`
- *  (or `NAME[e] op= v;`) to `NAME_set(e, v);`, inner accesses first. */
-export function rewriteAccesses(src: string, names: ReadonlySet<string>): string {
-  const re = /([A-Za-z_]\w*)\s*\[/g;
-  let out = '';
-  let at = 0;
-  for (;;) {
-    re.lastIndex = at;
-    let m: RegExpExecArray | null;
-    do m = re.exec(src); while (m && (!names.has(m[1]!) || /[\w.]/.test(src[m.index - 1] ?? '')));
-    if (!m) return out + src.slice(at);
-    const name = m[1]!;
-    if (/(?<!&)&\s*$/.test(src.slice(Math.max(0, m.index - 8), m.index))) fail(`a pointer into the split buffer ${name} (${src.slice(m.index, m.index + 40)}…)`);
-    out += src.slice(at, m.index);
-    const open = m.index + m[0].length - 1;
-    const close = closing(src, open);
-    const index = rewriteAccesses(src.slice(open + 1, close), names);
-    const store = /^\s*([-+*/%&|^]?)=(?!=)/.exec(src.slice(close + 1));
-    if (store) {
-      const from = close + 1 + store[0].length;
-      const end = statementEnd(src, from);
-      const value = rewriteAccesses(src.slice(from, end), names).trim();
-      out += `${name}_set(${index}, ${store[1] ? `${name}_get(${index}) ${store[1]} (${value})` : value})`;
-      at = end;
-    } else {
-      out += `${name}_get(${index})`;
-      at = close + 1;
-    }
-  }
-}
-
-/** The index of the `]` that closes the `[` at `open`. */
-function closing(src: string, open: number): number {
-  let depth = 0;
-  for (let i = open; i < src.length; i++) {
-    if (src[i] === '[') depth++;
-    else if (src[i] === ']' && --depth === 0) return i;
-  }
-  return fail(`an unclosed [ at ${src.slice(open, open + 40)}`);
-}
-
-/** The index of the `;` that ends the statement whose value starts at `from`. */
-function statementEnd(src: string, from: number): number {
-  let depth = 0;
-  for (let i = from; i < src.length; i++) {
-    const c = src[i];
-    if (c === '(' || c === '[' || c === '{') depth++;
-    else if (c === ')' || c === ']' || c === '}') depth--;
-    else if (c === ';' && depth === 0) return i;
-  }
-  return fail(`a store without its ; at ${src.slice(from, from + 40)}`);
+  const bindings = pass.bindings.flatMap((kind, i) => Array.from({ length: layouts[i]!.parts }, (_, part) => ({ kind, part })));
+  return { pass, code: shaderCode(pass, layouts), bindings };
 }
 
 // GPUBufferUsage flags as numbers: the globals exist only once a GPU is loaded

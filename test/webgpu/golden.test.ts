@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { renderProgram } from '../../codegen/wgsl/render.ts';
 import { lowerToProgram } from '../../compiler/lower.ts';
 import type { EntryName } from '../../runtime/program.ts';
+import { shaderCode } from '../../runtime/webgpu/shaders.ts';
 import { compileTiny } from '../helpers/checkpoints.ts';
 
 const GOLDEN = join(import.meta.dirname, '..', 'golden', 'wgsl');
@@ -35,7 +36,7 @@ describe('golden WGSL of the tiny Bamba', () => {
       const k = wgsl.profiles[profile][entry].kernels.find((x) => x.kernel === name);
       expect(k, `no kernel ${name} in ${entry}`).toBeDefined();
       const text = k!.passes.map((p) => `// ==== pass ${p.name}: bindings ${p.bindings.join(', ')}; workgroups ceil(n(${p.groups.rows})·${p.groups.times}/${p.groups.per})·${p.columns}`
-        + `${p.rowsAtMost !== undefined ? `; product rows <= ${p.rowsAtMost}` : ''}${p.rowsAbove !== undefined ? `; product rows > ${p.rowsAbove}` : ''}\n${p.code}`).join('\n');
+        + `${p.rowsAtMost !== undefined ? `; product rows <= ${p.rowsAtMost}` : ''}${p.rowsAbove !== undefined ? `; product rows > ${p.rowsAbove}` : ''}\n${shaderCode(p)}`).join('\n');
       if (process.env.ARCHC_UPDATE_GOLDEN || !existsSync(file)) {
         if (process.env.CI) throw new Error(`golden file ${file} is missing`);
         mkdirSync(GOLDEN, { recursive: true });

@@ -6,7 +6,8 @@ import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type WebGpuBackend, describeAdapter, findGpu, shaderProblem } from '../../runtime/webgpu/backend.ts';
-import type { WgslProfile } from '../../runtime/webgpu/shaders.ts';
+import type { EntryName } from '../../runtime/program.ts';
+import type { WgslEntry, WgslProfile } from '../../runtime/webgpu/shaders.ts';
 
 export const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
 
@@ -35,15 +36,15 @@ export function testDevice(): Promise<{ device: GPUDevice; adapter: string }> {
 }
 
 /** Throws with the source and the line when Dawn rejects a shader of the backend's program (every
- *  profile's, unless one is named). */
+ *  profile's, unless one is named), as the backend runs it: its bindings laid out by its split plan. */
 export async function expectShadersValid(b: WebGpuBackend, profile?: WgslProfile): Promise<number> {
   let n = 0;
   const profiles = profile ? [b.shaders.profiles[profile]] : Object.values(b.shaders.profiles);
-  for (const e of profiles.flatMap((p) => Object.values(p))) {
+  for (const [entry, e] of profiles.flatMap((p) => Object.entries(p) as [EntryName, WgslEntry][])) {
     for (const k of e.kernels) {
       for (const p of k.passes) {
-        const problem = await shaderProblem(b.device, p.code);
-        if (problem) throw new Error(`Dawn rejected ${k.kernel} (${p.name}):\n${problem}`);
+        const problem = await shaderProblem(b.device, b.specialised(p, entry).code);
+        if (problem) throw new Error(`Dawn rejected ${k.kernel} (${entry}, ${p.name}):\n${problem}`);
         n++;
       }
     }

@@ -1,5 +1,6 @@
 // Buffers split across bindings (runtime/webgpu/split.ts), forced with a small `maxBindingBytes`:
-// the access rewrite; every kernel family with split operands against the CPU backend (tolerance
+// the binding region (runtime/webgpu/shaders.ts) whole and in parts, and every rendered pass reaching
+// its buffers through accessors alone; every kernel family with split operands against the CPU backend (tolerance
 // as kernels.test.ts: |gpu − cpu| ≤ 2e-4 · (1 + |cpu|)); a tiny Bamba whose bf16 in_proj weights,
 // arena, scratch and state pool are split, against the CPU engine (1e-3 · (1 + max|logit|), as
 // model.test.ts) for forward, packed, prefill + step-by-step and batched decode over slots; the
@@ -13,8 +14,9 @@ import { renderProgram } from '../../codegen/wgsl/render.ts';
 import { lowerToProgram } from '../../compiler/lower.ts';
 import { Model } from '../../runtime/model.ts';
 import type { Program } from '../../runtime/program.ts';
-import { WebGpuBackend } from '../../runtime/webgpu/backend.ts';
-import { type SplitOptions, type SplitPlan, planSplits, rewriteAccesses, specialise } from '../../runtime/webgpu/split.ts';
+import { WebGpuBackend, shaderProblem } from '../../runtime/webgpu/backend.ts';
+import { type BindingKind, WHOLE, bindingRegion, shaderCode } from '../../runtime/webgpu/shaders.ts';
+import { type SplitOptions, type SplitPlan, planSplits, specialise } from '../../runtime/webgpu/split.ts';
 import { compileTiny, expectLogitsClose, makeDir, programFor, randomIds, removeDir, writeCheckpoint } from '../helpers/checkpoints.ts';
 import { runOp, runOpAsync } from '../helpers/kernels.ts';
 import { type Case, act, weight } from './cases.ts';
@@ -31,17 +33,46 @@ beforeAll(async () => { ({ device } = await testDevice()); });
 /** The split buffers of a plan, as `kind: parts`. */
 const splits = (plan: SplitPlan) => Object.fromEntries([...plan.buffers].filter(([, s]) => s.parts > 1).map(([k, s]) => [k, s.parts]));
 
-describe('the access rewrite', () => {
-  it('turns reads and stores of split buffers into accessor calls, inner ones first', () => {
-    const src = 'let a = state[sb + n] * arena[ints[0] + 1u];\n  state[at + arena[j]] = op_v(t, state[e]);\n  scratch0[i] += 2.0;\n  let w = wb3[i >> 1u]; wb30[i] = 1.0;';
-    expect(rewriteAccesses(src, new Set(['state', 'arena', 'scratch0', 'wb3']))).toBe(
-      'let a = state_get(sb + n) * arena_get(ints[0] + 1u);\n  state_set(at + arena_get(j), op_v(t, state_get(e)));\n  scratch0_set(i, scratch0_get(i) + (2.0));\n  let w = wb3_get(i >> 1u); wb30[i] = 1.0;');
+describe('the binding region', () => {
+  const kinds: BindingKind[] = ['arena', 'ints', 'w:x'];
+
+  it('declares each buffer whole or in parts, bindings numbered in order, accessors by element', () => {
+    const decls = (text: string) => text.split('\n').filter((l) => l.startsWith('@group'));
+    expect(decls(bindingRegion(kinds))).toEqual([
+      '@group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;',
+      '@group(0) @binding(1) var<storage, read> ints_p0: array<u32>;',
+      '@group(0) @binding(2) var<storage, read> wb2_p0: array<u32>;',
+    ]);
+    expect(bindingRegion(kinds)).toContain('fn arena_get(i: u32) -> f32 { return arena_p0[i]; }');
+    expect(bindingRegion(kinds)).not.toContain('fn wb2_set');
+    const split = bindingRegion(kinds, [{ parts: 3, per: 256 }, WHOLE, { parts: 2, per: 100 }]);
+    expect(decls(split).map((l) => /binding\((\d+)\).* (\w+):/.exec(l)!.slice(1).join(' '))).toEqual(['0 arena_p0', '1 arena_p1', '2 arena_p2', '3 ints_p0', '4 wb2_p0', '5 wb2_p1']);
+    expect(split).toContain('fn arena_set(i: u32, v: f32) {\n  if (i < 256u) { arena_p0[i] = v; return; }\n  if (i < 512u) { arena_p1[i - 256u] = v; return; }\n  arena_p2[i - 512u] = v;\n}');
+    expect(split).toContain('fn wb2_get(i: u32) -> u32 {\n  if (i < 100u) { return wb2_p0[i]; }\n  return wb2_p1[i - 100u];\n}');
+    expect(() => bindingRegion(kinds, [WHOLE])).toThrow(/1 binding layouts for 3 bindings/);
   });
 
-  it('leaves comparisons alone and refuses pointers into split buffers', () => {
-    expect(rewriteAccesses('if (state[i] == 1.0 && state[j] >= 0.0) {}', new Set(['state']))).toBe('if (state_get(i) == 1.0 && state_get(j) >= 0.0) {}');
-    expect(() => rewriteAccesses('let p = &state[i];', new Set(['state']))).toThrow(/pointer into the split buffer state/);
-  });
+  it('every pass of the tiny Bamba reaches its buffers only through accessors, and compiles with each in 3 parts', async () => {
+    const c = compileTiny();
+    const wgsl = renderProgram(lowerToProgram(c.graph, c.bindings));
+    let n = 0;
+    for (const [profile, entries] of Object.entries(wgsl.profiles)) {
+      for (const [entry, e] of Object.entries(entries)) {
+        for (const k of e.kernels) {
+          for (const p of k.passes) {
+            const where = `${profile} ${entry} ${k.kernel} (${p.name})`;
+            expect(p.body, where).not.toMatch(/\b(arena|ints|state|scratch[0-2]|wb\d+)(_p\d+)?\s*\[/);
+            const code = shaderCode(p, p.bindings.map(() => ({ parts: 3, per: 64 })));
+            expect(code.startsWith(`${p.head}\n`) && code.endsWith(`\n${p.body}`), where).toBe(true);
+            const problem = await shaderProblem(device, code);
+            if (problem) throw new Error(`Dawn rejected ${where} with every buffer in 3 parts:\n${problem}`);
+            n++;
+          }
+        }
+      }
+    }
+    expect(n).toBeGreaterThan(100);
+  }, TIMEOUT);
 });
 
 /** One case per kernel family (products on both paths and in every weight dtype, norms, elementwise
@@ -177,6 +208,41 @@ describe('WebGPU = CPU on a tiny Bamba with split buffers', () => {
     expect(() => gpu.newSequence()).toThrow(/RT505: state slot 3 .*webgpu\.stateSlots/);
     for (const s of held) gpu.releaseSequence(s);
   }, TIMEOUT);
+});
+
+/** The trained tiny-bamba-a (../shared, bf16): its larger weights (in_proj, the MLP's), arena and
+ *  state pool split at the smallest binding (a power of two) that fits SwiftShader's bindings, on
+ *  held-out text, against the CPU engine (1e-3 · (1 + max|logit|), as above). */
+describe('the trained tiny-bamba-a with split buffers', () => {
+  const dir = join(import.meta.dirname, '..', '..', '..', 'shared', 'models', 'tiny-bamba-a', 'bf16');
+
+  it('forward, prefill and decode steps equal the CPU engine', async () => {
+    const text = [...readFileSync(join(dir, '..', 'eval-A.txt')).subarray(1000, 1040)];
+    const program = programFor(dir);
+    const opts: SplitOptions = { maxBatchTokens: text.length, stateSlots: 2, capacity: text.length + 8 };
+    const { bytes, plan } = smallestFit(program, opts);
+    const s = splits(plan);
+    expect(s['w:model.layers.0.mamba.in_proj.weight'], JSON.stringify(s)).toBeGreaterThan(1);
+    expect(s.arena, JSON.stringify(s)).toBeGreaterThan(1);
+    expect(s.state, JSON.stringify(s)).toBeGreaterThan(1);
+    const cpu = await Model.loadProgram(program, dir, { threads: 1, capacity: opts.capacity });
+    const gpu = await Model.loadProgram(program, dir, { backend: 'webgpu', wgsl: renderProgram(program), capacity: opts.capacity, webgpu: { ...opts, maxBindingBytes: bytes } });
+    try {
+      const V = cpu.vocab;
+      expectLogitsClose((await gpu.forwardAsync({ ids: text })).logits, cpu.forward({ ids: text }).logits, RTOL, `forward of ${text.length} bytes (split: ${JSON.stringify(s)})`, V);
+      const prompts = [text.slice(0, 30), text.slice(5, 17)];
+      const c = cpu.prefill(prompts);
+      const g = await gpu.prefillAsync(prompts);
+      g.logits.forEach((l, i) => expectLogitsClose(l, c.logits[i]!, RTOL, `prefill ${i}`, V));
+      for (let step = 0; step < 2; step++) {
+        const next = [text[30 + step]!, text[17 + step]!];
+        expectLogitsClose(await gpu.decodeAsync(next, g.states), cpu.decode(next, c.states), RTOL, `decode step ${step}`, V);
+      }
+    } finally {
+      cpu.dispose();
+      gpu.dispose();
+    }
+  }, 2 * TIMEOUT); // a 5M model's shaders for three entries on SwiftShader, on a shared machine
 });
 
 describe('the preflight', () => {

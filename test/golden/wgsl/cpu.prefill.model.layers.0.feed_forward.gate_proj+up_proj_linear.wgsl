@@ -1,24 +1,30 @@
 // ==== pass rmsnorm: bindings arena, ints, scratch0, w:model.layers.0.pre_ff_layernorm.weight; workgroups ceil(n(T)·1/64)·1; product rows > 4
 // archc model.layers.0.feed_forward.gate_proj+up_proj:linear (rmsnorm)
-@group(0) @binding(0) var<storage, read_write> arena: array<f32>;
-@group(0) @binding(1) var<storage, read> ints: array<u32>;
-@group(0) @binding(2) var<storage, read_write> scratch0: array<f32>;
-@group(0) @binding(3) var<storage, read> wb3: array<u32>;
+@group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;
+fn arena_get(i: u32) -> f32 { return arena_p0[i]; }
+fn arena_set(i: u32, v: f32) { arena_p0[i] = v; }
+@group(0) @binding(1) var<storage, read> ints_p0: array<u32>;
+fn ints_get(i: u32) -> u32 { return ints_p0[i]; }
+@group(0) @binding(2) var<storage, read_write> scratch0_p0: array<f32>;
+fn scratch0_get(i: u32) -> f32 { return scratch0_p0[i]; }
+fn scratch0_set(i: u32, v: f32) { scratch0_p0[i] = v; }
+@group(0) @binding(3) var<storage, read> wb3_p0: array<u32>;
+fn wb3_get(i: u32) -> u32 { return wb3_p0[i]; }
 const HDR = 10u;
-fn nT() -> u32 { return ints[0]; }
-fn nS() -> u32 { return ints[1]; }
-fn slotFloats() -> u32 { return ints[3]; }
-fn capacity() -> u32 { return ints[2]; }
-fn stateAt(i: u32) -> u32 { return ints[4u + i]; }
-fn token(t: u32) -> u32 { return ints[HDR + t]; }
-fn position(t: u32) -> u32 { return ints[HDR + nT() + t]; }
-fn rowSeq(t: u32) -> u32 { return ints[HDR + 2u * nT() + t]; }
-fn seqField(s: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * s + f]; }
+fn nT() -> u32 { return ints_get(0u); }
+fn nS() -> u32 { return ints_get(1u); }
+fn slotFloats() -> u32 { return ints_get(3u); }
+fn capacity() -> u32 { return ints_get(2u); }
+fn stateAt(i: u32) -> u32 { return ints_get(4u + i); }
+fn token(t: u32) -> u32 { return ints_get(HDR + t); }
+fn position(t: u32) -> u32 { return ints_get(HDR + nT() + t); }
+fn rowSeq(t: u32) -> u32 { return ints_get(HDR + 2u * nT() + t); }
+fn seqField(s: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * s + f); }
 fn seqStart(s: u32) -> u32 { return seqField(s, 0u); }
 fn seqLen(s: u32) -> u32 { return seqField(s, 1u); }
 fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
 fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
-fn chunkField(c: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * nS() + 4u * c + f]; }
+fn chunkField(c: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * nS() + 4u * c + f); }
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
 fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
 fn erf(v: f32) -> f32 {
@@ -30,10 +36,10 @@ fn erf(v: f32) -> f32 {
 }
 fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
 fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
-fn op_x(r: u32, c: u32) -> f32 { return arena[180u * nT() + (r) * 32u + 0u + c]; }
-fn put(r: u32, i: u32, v: f32) { scratch0[r * 32u + i] = v; }
+fn op_x(r: u32, c: u32) -> f32 { return arena_get(180u * nT() + (r) * 32u + 0u + c); }
+fn put(r: u32, i: u32, v: f32) { scratch0_set(r * 32u + i, v); }
 fn h(r: u32, i: u32) -> f32 { return op_x(r, i); }
-fn w3(i: u32) -> f32 { let p = wb3[i >> 1u]; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
+fn w3(i: u32) -> f32 { let p = wb3_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
 fn nw(i: u32) -> f32 { return w3(i); }
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -52,25 +58,30 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
 // ==== pass fused matrix-vector product: bindings arena, ints, w:model.layers.0.pre_ff_layernorm.weight, w:model.layers.0.feed_forward.gate_proj+up_proj.weight; workgroups ceil(n(T)·8/64)·1; product rows <= 1
 // archc model.layers.0.feed_forward.gate_proj+up_proj:linear (fused matrix-vector product)
-@group(0) @binding(0) var<storage, read_write> arena: array<f32>;
-@group(0) @binding(1) var<storage, read> ints: array<u32>;
-@group(0) @binding(2) var<storage, read> wb2: array<u32>;
-@group(0) @binding(3) var<storage, read> wb3: array<u32>;
+@group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;
+fn arena_get(i: u32) -> f32 { return arena_p0[i]; }
+fn arena_set(i: u32, v: f32) { arena_p0[i] = v; }
+@group(0) @binding(1) var<storage, read> ints_p0: array<u32>;
+fn ints_get(i: u32) -> u32 { return ints_p0[i]; }
+@group(0) @binding(2) var<storage, read> wb2_p0: array<u32>;
+fn wb2_get(i: u32) -> u32 { return wb2_p0[i]; }
+@group(0) @binding(3) var<storage, read> wb3_p0: array<u32>;
+fn wb3_get(i: u32) -> u32 { return wb3_p0[i]; }
 const HDR = 10u;
-fn nT() -> u32 { return ints[0]; }
-fn nS() -> u32 { return ints[1]; }
-fn slotFloats() -> u32 { return ints[3]; }
-fn capacity() -> u32 { return ints[2]; }
-fn stateAt(i: u32) -> u32 { return ints[4u + i]; }
-fn token(t: u32) -> u32 { return ints[HDR + t]; }
-fn position(t: u32) -> u32 { return ints[HDR + nT() + t]; }
-fn rowSeq(t: u32) -> u32 { return ints[HDR + 2u * nT() + t]; }
-fn seqField(s: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * s + f]; }
+fn nT() -> u32 { return ints_get(0u); }
+fn nS() -> u32 { return ints_get(1u); }
+fn slotFloats() -> u32 { return ints_get(3u); }
+fn capacity() -> u32 { return ints_get(2u); }
+fn stateAt(i: u32) -> u32 { return ints_get(4u + i); }
+fn token(t: u32) -> u32 { return ints_get(HDR + t); }
+fn position(t: u32) -> u32 { return ints_get(HDR + nT() + t); }
+fn rowSeq(t: u32) -> u32 { return ints_get(HDR + 2u * nT() + t); }
+fn seqField(s: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * s + f); }
 fn seqStart(s: u32) -> u32 { return seqField(s, 0u); }
 fn seqLen(s: u32) -> u32 { return seqField(s, 1u); }
 fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
 fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
-fn chunkField(c: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * nS() + 4u * c + f]; }
+fn chunkField(c: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * nS() + 4u * c + f); }
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
 fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
 fn erf(v: f32) -> f32 {
@@ -82,22 +93,22 @@ fn erf(v: f32) -> f32 {
 }
 fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
 fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
+fn s0(r: u32, j: u32) -> f32 { return pval(j); }
+fn s1(r: u32, j: u32) -> f32 { return (silu(s0(r, j)) * s0(r, j + 64u)); }
 fn need0(j: u32, m: u32) -> u32 { return j; }
 fn need1(j: u32, m: u32) -> u32 { return need0(select(j + 64u, j, m % 2u == 0u), m / 2u); }
 fn need(j: u32, m: u32) -> u32 { return need1(j, m); }
-fn s0(r: u32, j: u32) -> f32 { return pval(j); }
-fn s1(r: u32, j: u32) -> f32 { return (silu(s0(r, j)) * s0(r, j + 64u)); }
-fn get_store(r: u32, c: u32) -> f32 { return arena[0u * nT() + (r) * 64u + 0u + c]; }
-fn store(r: u32, c: u32, v: f32) { arena[0u * nT() + (r) * 64u + 0u + c] = v; }
-fn op_x(r: u32, c: u32) -> f32 { return arena[180u * nT() + (r) * 32u + 0u + c]; }
+fn get_store(r: u32, c: u32) -> f32 { return arena_get(0u * nT() + (r) * 64u + 0u + c); }
+fn store(r: u32, c: u32, v: f32) { arena_set(0u * nT() + (r) * 64u + 0u + c, v); }
+fn op_x(r: u32, c: u32) -> f32 { return arena_get(180u * nT() + (r) * 32u + 0u + c); }
 fn h(r: u32, i: u32) -> f32 { return op_x(r, i); }
-fn w2(i: u32) -> f32 { let p = wb2[i >> 1u]; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
+fn w2(i: u32) -> f32 { let p = wb2_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
 fn nw(i: u32) -> f32 { return w2(i); }
-fn w3(i: u32) -> f32 { let p = wb3[i >> 1u]; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
+fn w3(i: u32) -> f32 { let p = wb3_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
 fn wt(n: u32, k: u32) -> f32 { return w3(n * 32u + k); }
 fn bias(n: u32) -> f32 { return 0.0; }
-fn wp3(i: u32) -> vec2<f32> { let p = wb3[i >> 1u]; return vec2<f32>(bitcast<f32>(p << 16u), bitcast<f32>(p & 0xffff0000u)); }
-fn wp2(i: u32) -> vec2<f32> { let p = wb2[i >> 1u]; return vec2<f32>(bitcast<f32>(p << 16u), bitcast<f32>(p & 0xffff0000u)); }
+fn wp3(i: u32) -> vec2<f32> { let p = wb3_get(i >> 1u); return vec2<f32>(bitcast<f32>(p << 16u), bitcast<f32>(p & 0xffff0000u)); }
+fn wp2(i: u32) -> vec2<f32> { let p = wb2_get(i >> 1u); return vec2<f32>(bitcast<f32>(p << 16u), bitcast<f32>(p & 0xffff0000u)); }
 const M = 2u;
 var<private> pc: array<u32, 2>;
 var<private> pv: array<f32, 2>;
@@ -275,25 +286,30 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
 // ==== pass fused matrix-vector product: bindings arena, ints, w:model.layers.0.pre_ff_layernorm.weight, w:model.layers.0.feed_forward.gate_proj+up_proj.weight; workgroups ceil(n(T)·16/64)·1; product rows <= 4; product rows > 1
 // archc model.layers.0.feed_forward.gate_proj+up_proj:linear (fused matrix-vector product)
-@group(0) @binding(0) var<storage, read_write> arena: array<f32>;
-@group(0) @binding(1) var<storage, read> ints: array<u32>;
-@group(0) @binding(2) var<storage, read> wb2: array<u32>;
-@group(0) @binding(3) var<storage, read> wb3: array<u32>;
+@group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;
+fn arena_get(i: u32) -> f32 { return arena_p0[i]; }
+fn arena_set(i: u32, v: f32) { arena_p0[i] = v; }
+@group(0) @binding(1) var<storage, read> ints_p0: array<u32>;
+fn ints_get(i: u32) -> u32 { return ints_p0[i]; }
+@group(0) @binding(2) var<storage, read> wb2_p0: array<u32>;
+fn wb2_get(i: u32) -> u32 { return wb2_p0[i]; }
+@group(0) @binding(3) var<storage, read> wb3_p0: array<u32>;
+fn wb3_get(i: u32) -> u32 { return wb3_p0[i]; }
 const HDR = 10u;
-fn nT() -> u32 { return ints[0]; }
-fn nS() -> u32 { return ints[1]; }
-fn slotFloats() -> u32 { return ints[3]; }
-fn capacity() -> u32 { return ints[2]; }
-fn stateAt(i: u32) -> u32 { return ints[4u + i]; }
-fn token(t: u32) -> u32 { return ints[HDR + t]; }
-fn position(t: u32) -> u32 { return ints[HDR + nT() + t]; }
-fn rowSeq(t: u32) -> u32 { return ints[HDR + 2u * nT() + t]; }
-fn seqField(s: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * s + f]; }
+fn nT() -> u32 { return ints_get(0u); }
+fn nS() -> u32 { return ints_get(1u); }
+fn slotFloats() -> u32 { return ints_get(3u); }
+fn capacity() -> u32 { return ints_get(2u); }
+fn stateAt(i: u32) -> u32 { return ints_get(4u + i); }
+fn token(t: u32) -> u32 { return ints_get(HDR + t); }
+fn position(t: u32) -> u32 { return ints_get(HDR + nT() + t); }
+fn rowSeq(t: u32) -> u32 { return ints_get(HDR + 2u * nT() + t); }
+fn seqField(s: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * s + f); }
 fn seqStart(s: u32) -> u32 { return seqField(s, 0u); }
 fn seqLen(s: u32) -> u32 { return seqField(s, 1u); }
 fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
 fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
-fn chunkField(c: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * nS() + 4u * c + f]; }
+fn chunkField(c: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * nS() + 4u * c + f); }
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
 fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
 fn erf(v: f32) -> f32 {
@@ -305,22 +321,22 @@ fn erf(v: f32) -> f32 {
 }
 fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
 fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
+fn s0(r: u32, j: u32) -> f32 { return pval(j); }
+fn s1(r: u32, j: u32) -> f32 { return (silu(s0(r, j)) * s0(r, j + 64u)); }
 fn need0(j: u32, m: u32) -> u32 { return j; }
 fn need1(j: u32, m: u32) -> u32 { return need0(select(j + 64u, j, m % 2u == 0u), m / 2u); }
 fn need(j: u32, m: u32) -> u32 { return need1(j, m); }
-fn s0(r: u32, j: u32) -> f32 { return pval(j); }
-fn s1(r: u32, j: u32) -> f32 { return (silu(s0(r, j)) * s0(r, j + 64u)); }
-fn get_store(r: u32, c: u32) -> f32 { return arena[0u * nT() + (r) * 64u + 0u + c]; }
-fn store(r: u32, c: u32, v: f32) { arena[0u * nT() + (r) * 64u + 0u + c] = v; }
-fn op_x(r: u32, c: u32) -> f32 { return arena[180u * nT() + (r) * 32u + 0u + c]; }
+fn get_store(r: u32, c: u32) -> f32 { return arena_get(0u * nT() + (r) * 64u + 0u + c); }
+fn store(r: u32, c: u32, v: f32) { arena_set(0u * nT() + (r) * 64u + 0u + c, v); }
+fn op_x(r: u32, c: u32) -> f32 { return arena_get(180u * nT() + (r) * 32u + 0u + c); }
 fn h(r: u32, i: u32) -> f32 { return op_x(r, i); }
-fn w2(i: u32) -> f32 { let p = wb2[i >> 1u]; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
+fn w2(i: u32) -> f32 { let p = wb2_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
 fn nw(i: u32) -> f32 { return w2(i); }
-fn w3(i: u32) -> f32 { let p = wb3[i >> 1u]; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
+fn w3(i: u32) -> f32 { let p = wb3_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
 fn wt(n: u32, k: u32) -> f32 { return w3(n * 32u + k); }
 fn bias(n: u32) -> f32 { return 0.0; }
-fn wp3(i: u32) -> vec2<f32> { let p = wb3[i >> 1u]; return vec2<f32>(bitcast<f32>(p << 16u), bitcast<f32>(p & 0xffff0000u)); }
-fn wp2(i: u32) -> vec2<f32> { let p = wb2[i >> 1u]; return vec2<f32>(bitcast<f32>(p << 16u), bitcast<f32>(p & 0xffff0000u)); }
+fn wp3(i: u32) -> vec2<f32> { let p = wb3_get(i >> 1u); return vec2<f32>(bitcast<f32>(p << 16u), bitcast<f32>(p & 0xffff0000u)); }
+fn wp2(i: u32) -> vec2<f32> { let p = wb2_get(i >> 1u); return vec2<f32>(bitcast<f32>(p << 16u), bitcast<f32>(p & 0xffff0000u)); }
 const M = 2u;
 var<private> pc: array<u32, 2>;
 var<private> pv: array<f32, 2>;
@@ -610,28 +626,36 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   }
 }
 
-// ==== pass tiled product: bindings arena, ints, scratch0, w:model.layers.0.feed_forward.gate_proj+up_proj.weight, scratch1; workgroups ceil(n(T)·1/256)·32; product rows > 4
+// ==== pass tiled product: bindings arena, ints, w:model.layers.0.feed_forward.gate_proj+up_proj.weight, scratch0, scratch1; workgroups ceil(n(T)·1/256)·32; product rows > 4
 // archc model.layers.0.feed_forward.gate_proj+up_proj:linear (tiled product)
-@group(0) @binding(0) var<storage, read_write> arena: array<f32>;
-@group(0) @binding(1) var<storage, read> ints: array<u32>;
-@group(0) @binding(2) var<storage, read_write> scratch0: array<f32>;
-@group(0) @binding(3) var<storage, read> wb3: array<u32>;
-@group(0) @binding(4) var<storage, read_write> scratch1: array<f32>;
+@group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;
+fn arena_get(i: u32) -> f32 { return arena_p0[i]; }
+fn arena_set(i: u32, v: f32) { arena_p0[i] = v; }
+@group(0) @binding(1) var<storage, read> ints_p0: array<u32>;
+fn ints_get(i: u32) -> u32 { return ints_p0[i]; }
+@group(0) @binding(2) var<storage, read> wb2_p0: array<u32>;
+fn wb2_get(i: u32) -> u32 { return wb2_p0[i]; }
+@group(0) @binding(3) var<storage, read_write> scratch0_p0: array<f32>;
+fn scratch0_get(i: u32) -> f32 { return scratch0_p0[i]; }
+fn scratch0_set(i: u32, v: f32) { scratch0_p0[i] = v; }
+@group(0) @binding(4) var<storage, read_write> scratch1_p0: array<f32>;
+fn scratch1_get(i: u32) -> f32 { return scratch1_p0[i]; }
+fn scratch1_set(i: u32, v: f32) { scratch1_p0[i] = v; }
 const HDR = 10u;
-fn nT() -> u32 { return ints[0]; }
-fn nS() -> u32 { return ints[1]; }
-fn slotFloats() -> u32 { return ints[3]; }
-fn capacity() -> u32 { return ints[2]; }
-fn stateAt(i: u32) -> u32 { return ints[4u + i]; }
-fn token(t: u32) -> u32 { return ints[HDR + t]; }
-fn position(t: u32) -> u32 { return ints[HDR + nT() + t]; }
-fn rowSeq(t: u32) -> u32 { return ints[HDR + 2u * nT() + t]; }
-fn seqField(s: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * s + f]; }
+fn nT() -> u32 { return ints_get(0u); }
+fn nS() -> u32 { return ints_get(1u); }
+fn slotFloats() -> u32 { return ints_get(3u); }
+fn capacity() -> u32 { return ints_get(2u); }
+fn stateAt(i: u32) -> u32 { return ints_get(4u + i); }
+fn token(t: u32) -> u32 { return ints_get(HDR + t); }
+fn position(t: u32) -> u32 { return ints_get(HDR + nT() + t); }
+fn rowSeq(t: u32) -> u32 { return ints_get(HDR + 2u * nT() + t); }
+fn seqField(s: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * s + f); }
 fn seqStart(s: u32) -> u32 { return seqField(s, 0u); }
 fn seqLen(s: u32) -> u32 { return seqField(s, 1u); }
 fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
 fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
-fn chunkField(c: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * nS() + 4u * c + f]; }
+fn chunkField(c: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * nS() + 4u * c + f); }
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
 fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
 fn erf(v: f32) -> f32 {
@@ -643,13 +667,13 @@ fn erf(v: f32) -> f32 {
 }
 fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
 fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
-fn w3(i: u32) -> f32 { let p = wb3[i >> 1u]; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
-fn xin(r: u32, k: u32) -> f32 { return scratch0[r * 32u + k]; }
-fn wt(n: u32, k: u32) -> f32 { return w3(n * 32u + k); }
+fn w2(i: u32) -> f32 { let p = wb2_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
+fn xin(r: u32, k: u32) -> f32 { return scratch0_get(r * 32u + k); }
+fn wt(n: u32, k: u32) -> f32 { return w2(n * 32u + k); }
 fn bias(n: u32) -> f32 { return 0.0; }
-fn put(r: u32, n: u32, v: f32) { scratch1[r * 128u + n] = v; }
-fn wp3(i: u32) -> vec2<f32> { let p = wb3[i >> 1u]; return vec2<f32>(bitcast<f32>(p << 16u), bitcast<f32>(p & 0xffff0000u)); }
-fn w4(n: u32, k: u32) -> vec4<f32> { return vec4<f32>(wp3(n * 32u + k), wp3(n * 32u + k + 2u)); }
+fn put(r: u32, n: u32, v: f32) { scratch1_set(r * 128u + n, v); }
+fn wp2(i: u32) -> vec2<f32> { let p = wb2_get(i >> 1u); return vec2<f32>(bitcast<f32>(p << 16u), bitcast<f32>(p & 0xffff0000u)); }
+fn w4(n: u32, k: u32) -> vec4<f32> { return vec4<f32>(wp2(n * 32u + k), wp2(n * 32u + k + 2u)); }
 fn x4(r: u32, k: u32) -> vec4<f32> { return vec4<f32>(xin(r, k), xin(r, k + 1u), xin(r, k + 2u), xin(r, k + 3u)); }
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -703,24 +727,29 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
 // ==== pass epilogue: bindings arena, ints, scratch1; workgroups ceil(n(T)·1/64)·1; product rows > 4
 // archc model.layers.0.feed_forward.gate_proj+up_proj:linear (epilogue)
-@group(0) @binding(0) var<storage, read_write> arena: array<f32>;
-@group(0) @binding(1) var<storage, read> ints: array<u32>;
-@group(0) @binding(2) var<storage, read_write> scratch1: array<f32>;
+@group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;
+fn arena_get(i: u32) -> f32 { return arena_p0[i]; }
+fn arena_set(i: u32, v: f32) { arena_p0[i] = v; }
+@group(0) @binding(1) var<storage, read> ints_p0: array<u32>;
+fn ints_get(i: u32) -> u32 { return ints_p0[i]; }
+@group(0) @binding(2) var<storage, read_write> scratch1_p0: array<f32>;
+fn scratch1_get(i: u32) -> f32 { return scratch1_p0[i]; }
+fn scratch1_set(i: u32, v: f32) { scratch1_p0[i] = v; }
 const HDR = 10u;
-fn nT() -> u32 { return ints[0]; }
-fn nS() -> u32 { return ints[1]; }
-fn slotFloats() -> u32 { return ints[3]; }
-fn capacity() -> u32 { return ints[2]; }
-fn stateAt(i: u32) -> u32 { return ints[4u + i]; }
-fn token(t: u32) -> u32 { return ints[HDR + t]; }
-fn position(t: u32) -> u32 { return ints[HDR + nT() + t]; }
-fn rowSeq(t: u32) -> u32 { return ints[HDR + 2u * nT() + t]; }
-fn seqField(s: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * s + f]; }
+fn nT() -> u32 { return ints_get(0u); }
+fn nS() -> u32 { return ints_get(1u); }
+fn slotFloats() -> u32 { return ints_get(3u); }
+fn capacity() -> u32 { return ints_get(2u); }
+fn stateAt(i: u32) -> u32 { return ints_get(4u + i); }
+fn token(t: u32) -> u32 { return ints_get(HDR + t); }
+fn position(t: u32) -> u32 { return ints_get(HDR + nT() + t); }
+fn rowSeq(t: u32) -> u32 { return ints_get(HDR + 2u * nT() + t); }
+fn seqField(s: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * s + f); }
 fn seqStart(s: u32) -> u32 { return seqField(s, 0u); }
 fn seqLen(s: u32) -> u32 { return seqField(s, 1u); }
 fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
 fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
-fn chunkField(c: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * nS() + 4u * c + f]; }
+fn chunkField(c: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * nS() + 4u * c + f); }
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
 fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
 fn erf(v: f32) -> f32 {
@@ -732,13 +761,14 @@ fn erf(v: f32) -> f32 {
 }
 fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
 fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
-fn get_store(r: u32, c: u32) -> f32 { return arena[0u * nT() + (r) * 64u + 0u + c]; }
-fn store(r: u32, c: u32, v: f32) { arena[0u * nT() + (r) * 64u + 0u + c] = v; }
+fn s1(r: u32, j: u32) -> f32 { return (silu(scratch1_get(r * 128u + j)) * scratch1_get(r * 128u + j + 64u)); }
+fn get_store(r: u32, c: u32) -> f32 { return arena_get(0u * nT() + (r) * 64u + 0u + c); }
+fn store(r: u32, c: u32, v: f32) { arena_set(0u * nT() + (r) * 64u + 0u + c, v); }
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let unit = wid.x + wid.y * nwg.x;
   let r = unit * 64u + li;
   if (r >= nT()) { return; }
-  for (var j = 0u; j < 64u; j += 1u) { store(r, j, (silu(scratch1[r * 128u + j]) * scratch1[r * 128u + j + 64u])); }
+  for (var j = 0u; j < 64u; j += 1u) { store(r, j, s1(r, j)); }
   
 }

@@ -1,24 +1,30 @@
 // ==== pass rmsnorm: bindings arena, ints, scratch0, w:model.layers.1.input_layernorm.weight; workgroups ceil(n(T)·1/1)·1; product rows > 4
 // archc model.layers.1.self_attn.q_proj+k_proj+v_proj:linear (rmsnorm)
-@group(0) @binding(0) var<storage, read_write> arena: array<f32>;
-@group(0) @binding(1) var<storage, read> ints: array<u32>;
-@group(0) @binding(2) var<storage, read_write> scratch0: array<f32>;
-@group(0) @binding(3) var<storage, read> wb3: array<u32>;
+@group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;
+fn arena_get(i: u32) -> f32 { return arena_p0[i]; }
+fn arena_set(i: u32, v: f32) { arena_p0[i] = v; }
+@group(0) @binding(1) var<storage, read> ints_p0: array<u32>;
+fn ints_get(i: u32) -> u32 { return ints_p0[i]; }
+@group(0) @binding(2) var<storage, read_write> scratch0_p0: array<f32>;
+fn scratch0_get(i: u32) -> f32 { return scratch0_p0[i]; }
+fn scratch0_set(i: u32, v: f32) { scratch0_p0[i] = v; }
+@group(0) @binding(3) var<storage, read> wb3_p0: array<u32>;
+fn wb3_get(i: u32) -> u32 { return wb3_p0[i]; }
 const HDR = 10u;
-fn nT() -> u32 { return ints[0]; }
-fn nS() -> u32 { return ints[1]; }
-fn slotFloats() -> u32 { return ints[3]; }
-fn capacity() -> u32 { return ints[2]; }
-fn stateAt(i: u32) -> u32 { return ints[4u + i]; }
-fn token(t: u32) -> u32 { return ints[HDR + t]; }
-fn position(t: u32) -> u32 { return ints[HDR + nT() + t]; }
-fn rowSeq(t: u32) -> u32 { return ints[HDR + 2u * nT() + t]; }
-fn seqField(s: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * s + f]; }
+fn nT() -> u32 { return ints_get(0u); }
+fn nS() -> u32 { return ints_get(1u); }
+fn slotFloats() -> u32 { return ints_get(3u); }
+fn capacity() -> u32 { return ints_get(2u); }
+fn stateAt(i: u32) -> u32 { return ints_get(4u + i); }
+fn token(t: u32) -> u32 { return ints_get(HDR + t); }
+fn position(t: u32) -> u32 { return ints_get(HDR + nT() + t); }
+fn rowSeq(t: u32) -> u32 { return ints_get(HDR + 2u * nT() + t); }
+fn seqField(s: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * s + f); }
 fn seqStart(s: u32) -> u32 { return seqField(s, 0u); }
 fn seqLen(s: u32) -> u32 { return seqField(s, 1u); }
 fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
 fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
-fn chunkField(c: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * nS() + 4u * c + f]; }
+fn chunkField(c: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * nS() + 4u * c + f); }
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
 fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
 fn erf(v: f32) -> f32 {
@@ -30,10 +36,10 @@ fn erf(v: f32) -> f32 {
 }
 fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
 fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
-fn op_x(r: u32, c: u32) -> f32 { return arena[64u * nT() + (r) * 32u + 0u + c]; }
-fn put(r: u32, i: u32, v: f32) { scratch0[r * 32u + i] = v; }
+fn op_x(r: u32, c: u32) -> f32 { return arena_get(64u * nT() + (r) * 32u + 0u + c); }
+fn put(r: u32, i: u32, v: f32) { scratch0_set(r * 32u + i, v); }
 fn h(r: u32, i: u32) -> f32 { return op_x(r, i); }
-fn w3(i: u32) -> f32 { let p = wb3[i >> 1u]; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
+fn w3(i: u32) -> f32 { let p = wb3_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
 fn nw(i: u32) -> f32 { return w3(i); }
 var<workgroup> red: array<f32, 256>;
 fn total(li: u32, v: f32) -> f32 {
@@ -64,25 +70,30 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
 // ==== pass fused matrix-vector product: bindings arena, ints, w:model.layers.1.input_layernorm.weight, w:model.layers.1.self_attn.q_proj+k_proj+v_proj.weight; workgroups ceil(n(T)·1/1)·16; product rows <= 4
 // archc model.layers.1.self_attn.q_proj+k_proj+v_proj:linear (fused matrix-vector product)
-@group(0) @binding(0) var<storage, read_write> arena: array<f32>;
-@group(0) @binding(1) var<storage, read> ints: array<u32>;
-@group(0) @binding(2) var<storage, read> wb2: array<u32>;
-@group(0) @binding(3) var<storage, read> wb3: array<u32>;
+@group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;
+fn arena_get(i: u32) -> f32 { return arena_p0[i]; }
+fn arena_set(i: u32, v: f32) { arena_p0[i] = v; }
+@group(0) @binding(1) var<storage, read> ints_p0: array<u32>;
+fn ints_get(i: u32) -> u32 { return ints_p0[i]; }
+@group(0) @binding(2) var<storage, read> wb2_p0: array<u32>;
+fn wb2_get(i: u32) -> u32 { return wb2_p0[i]; }
+@group(0) @binding(3) var<storage, read> wb3_p0: array<u32>;
+fn wb3_get(i: u32) -> u32 { return wb3_p0[i]; }
 const HDR = 10u;
-fn nT() -> u32 { return ints[0]; }
-fn nS() -> u32 { return ints[1]; }
-fn slotFloats() -> u32 { return ints[3]; }
-fn capacity() -> u32 { return ints[2]; }
-fn stateAt(i: u32) -> u32 { return ints[4u + i]; }
-fn token(t: u32) -> u32 { return ints[HDR + t]; }
-fn position(t: u32) -> u32 { return ints[HDR + nT() + t]; }
-fn rowSeq(t: u32) -> u32 { return ints[HDR + 2u * nT() + t]; }
-fn seqField(s: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * s + f]; }
+fn nT() -> u32 { return ints_get(0u); }
+fn nS() -> u32 { return ints_get(1u); }
+fn slotFloats() -> u32 { return ints_get(3u); }
+fn capacity() -> u32 { return ints_get(2u); }
+fn stateAt(i: u32) -> u32 { return ints_get(4u + i); }
+fn token(t: u32) -> u32 { return ints_get(HDR + t); }
+fn position(t: u32) -> u32 { return ints_get(HDR + nT() + t); }
+fn rowSeq(t: u32) -> u32 { return ints_get(HDR + 2u * nT() + t); }
+fn seqField(s: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * s + f); }
 fn seqStart(s: u32) -> u32 { return seqField(s, 0u); }
 fn seqLen(s: u32) -> u32 { return seqField(s, 1u); }
 fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
 fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
-fn chunkField(c: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * nS() + 4u * c + f]; }
+fn chunkField(c: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * nS() + 4u * c + f); }
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
 fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
 fn erf(v: f32) -> f32 {
@@ -94,22 +105,14 @@ fn erf(v: f32) -> f32 {
 }
 fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
 fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
+fn s0(r: u32, j: u32) -> f32 { return pval(j); }
 const INV_FREQ_4_10000 = array<f32, 2>(1.00000000, 0.00999999978);
-fn partner1(j: u32) -> u32 {
-  if (!(j >= 0u && j < 32u && (j - 0u) % 8u < 4u)) { return j; }
+fn s1_partner(j: u32) -> u32 {
+  if (!(j < 32u && (j - 0u) % 8u < 4u)) { return j; }
   return select(j - 2u, j + 2u, (j - 0u) % 8u < 2u);
 }
-fn partner2(j: u32) -> u32 {
-  if (!(j >= 32u && j < 48u && (j - 32u) % 8u < 4u)) { return j; }
-  return select(j - 2u, j + 2u, (j - 32u) % 8u < 2u);
-}
-fn need0(j: u32, m: u32) -> u32 { return j; }
-fn need1(j: u32, m: u32) -> u32 { return need0(select(partner1(j), j, m % 2u == 0u), m / 2u); }
-fn need2(j: u32, m: u32) -> u32 { return need1(select(partner2(j), j, m % 2u == 0u), m / 2u); }
-fn need(j: u32, m: u32) -> u32 { return need2(j, m); }
-fn s0(r: u32, j: u32) -> f32 { return pval(j); }
 fn s1(r: u32, j: u32) -> f32 {
-  if (!(j >= 0u && j < 32u && (j - 0u) % 8u < 4u)) { return s0(r, j); }
+  if (!(j < 32u && (j - 0u) % 8u < 4u)) { return s0(r, j); }
   let d = (j - 0u) % 8u;
   let o = j - d;
   let q = d % 2u;
@@ -117,6 +120,10 @@ fn s1(r: u32, j: u32) -> f32 {
   let lo = s0(r, o + q);
   let hi = s0(r, o + q + 2u);
   return select(lo * cos(angle) - hi * sin(angle), hi * cos(angle) + lo * sin(angle), d >= 2u);
+}
+fn s2_partner(j: u32) -> u32 {
+  if (!(j >= 32u && j < 48u && (j - 32u) % 8u < 4u)) { return j; }
+  return select(j - 2u, j + 2u, (j - 32u) % 8u < 2u);
 }
 fn s2(r: u32, j: u32) -> f32 {
   if (!(j >= 32u && j < 48u && (j - 32u) % 8u < 4u)) { return s1(r, j); }
@@ -128,13 +135,17 @@ fn s2(r: u32, j: u32) -> f32 {
   let hi = s1(r, o + q + 2u);
   return select(lo * cos(angle) - hi * sin(angle), hi * cos(angle) + lo * sin(angle), d >= 2u);
 }
-fn get_store(r: u32, c: u32) -> f32 { return arena[0u * nT() + (r) * 64u + 0u + c]; }
-fn store(r: u32, c: u32, v: f32) { arena[0u * nT() + (r) * 64u + 0u + c] = v; }
-fn op_x(r: u32, c: u32) -> f32 { return arena[64u * nT() + (r) * 32u + 0u + c]; }
+fn need0(j: u32, m: u32) -> u32 { return j; }
+fn need1(j: u32, m: u32) -> u32 { return need0(select(s1_partner(j), j, m % 2u == 0u), m / 2u); }
+fn need2(j: u32, m: u32) -> u32 { return need1(select(s2_partner(j), j, m % 2u == 0u), m / 2u); }
+fn need(j: u32, m: u32) -> u32 { return need2(j, m); }
+fn get_store(r: u32, c: u32) -> f32 { return arena_get(0u * nT() + (r) * 64u + 0u + c); }
+fn store(r: u32, c: u32, v: f32) { arena_set(0u * nT() + (r) * 64u + 0u + c, v); }
+fn op_x(r: u32, c: u32) -> f32 { return arena_get(64u * nT() + (r) * 32u + 0u + c); }
 fn h(r: u32, i: u32) -> f32 { return op_x(r, i); }
-fn w2(i: u32) -> f32 { let p = wb2[i >> 1u]; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
+fn w2(i: u32) -> f32 { let p = wb2_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
 fn nw(i: u32) -> f32 { return w2(i); }
-fn w3(i: u32) -> f32 { let p = wb3[i >> 1u]; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
+fn w3(i: u32) -> f32 { let p = wb3_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
 fn wt(n: u32, k: u32) -> f32 { return w3(n * 32u + k); }
 fn bias(n: u32) -> f32 { return 0.0; }
 const M = 4u;
@@ -188,28 +199,36 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   }
 }
 
-// ==== pass tiled product: bindings arena, ints, scratch0, w:model.layers.1.self_attn.q_proj+k_proj+v_proj.weight, scratch1; workgroups ceil(n(T)·1/16)·4; product rows > 4
+// ==== pass tiled product: bindings arena, ints, w:model.layers.1.self_attn.q_proj+k_proj+v_proj.weight, scratch0, scratch1; workgroups ceil(n(T)·1/16)·4; product rows > 4
 // archc model.layers.1.self_attn.q_proj+k_proj+v_proj:linear (tiled product)
-@group(0) @binding(0) var<storage, read_write> arena: array<f32>;
-@group(0) @binding(1) var<storage, read> ints: array<u32>;
-@group(0) @binding(2) var<storage, read_write> scratch0: array<f32>;
-@group(0) @binding(3) var<storage, read> wb3: array<u32>;
-@group(0) @binding(4) var<storage, read_write> scratch1: array<f32>;
+@group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;
+fn arena_get(i: u32) -> f32 { return arena_p0[i]; }
+fn arena_set(i: u32, v: f32) { arena_p0[i] = v; }
+@group(0) @binding(1) var<storage, read> ints_p0: array<u32>;
+fn ints_get(i: u32) -> u32 { return ints_p0[i]; }
+@group(0) @binding(2) var<storage, read> wb2_p0: array<u32>;
+fn wb2_get(i: u32) -> u32 { return wb2_p0[i]; }
+@group(0) @binding(3) var<storage, read_write> scratch0_p0: array<f32>;
+fn scratch0_get(i: u32) -> f32 { return scratch0_p0[i]; }
+fn scratch0_set(i: u32, v: f32) { scratch0_p0[i] = v; }
+@group(0) @binding(4) var<storage, read_write> scratch1_p0: array<f32>;
+fn scratch1_get(i: u32) -> f32 { return scratch1_p0[i]; }
+fn scratch1_set(i: u32, v: f32) { scratch1_p0[i] = v; }
 const HDR = 10u;
-fn nT() -> u32 { return ints[0]; }
-fn nS() -> u32 { return ints[1]; }
-fn slotFloats() -> u32 { return ints[3]; }
-fn capacity() -> u32 { return ints[2]; }
-fn stateAt(i: u32) -> u32 { return ints[4u + i]; }
-fn token(t: u32) -> u32 { return ints[HDR + t]; }
-fn position(t: u32) -> u32 { return ints[HDR + nT() + t]; }
-fn rowSeq(t: u32) -> u32 { return ints[HDR + 2u * nT() + t]; }
-fn seqField(s: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * s + f]; }
+fn nT() -> u32 { return ints_get(0u); }
+fn nS() -> u32 { return ints_get(1u); }
+fn slotFloats() -> u32 { return ints_get(3u); }
+fn capacity() -> u32 { return ints_get(2u); }
+fn stateAt(i: u32) -> u32 { return ints_get(4u + i); }
+fn token(t: u32) -> u32 { return ints_get(HDR + t); }
+fn position(t: u32) -> u32 { return ints_get(HDR + nT() + t); }
+fn rowSeq(t: u32) -> u32 { return ints_get(HDR + 2u * nT() + t); }
+fn seqField(s: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * s + f); }
 fn seqStart(s: u32) -> u32 { return seqField(s, 0u); }
 fn seqLen(s: u32) -> u32 { return seqField(s, 1u); }
 fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
 fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
-fn chunkField(c: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * nS() + 4u * c + f]; }
+fn chunkField(c: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * nS() + 4u * c + f); }
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
 fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
 fn erf(v: f32) -> f32 {
@@ -221,11 +240,11 @@ fn erf(v: f32) -> f32 {
 }
 fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
 fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
-fn w3(i: u32) -> f32 { let p = wb3[i >> 1u]; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
-fn xin(r: u32, k: u32) -> f32 { return scratch0[r * 32u + k]; }
-fn wt(n: u32, k: u32) -> f32 { return w3(n * 32u + k); }
+fn w2(i: u32) -> f32 { let p = wb2_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
+fn xin(r: u32, k: u32) -> f32 { return scratch0_get(r * 32u + k); }
+fn wt(n: u32, k: u32) -> f32 { return w2(n * 32u + k); }
 fn bias(n: u32) -> f32 { return 0.0; }
-fn put(r: u32, n: u32, v: f32) { scratch1[r * 64u + n] = v; }
+fn put(r: u32, n: u32, v: f32) { scratch1_set(r * 64u + n, v); }
 const TILE = 16u;
 var<workgroup> xs: array<array<f32, 16>, 16>;
 var<workgroup> ws: array<array<f32, 16>, 16>;
@@ -253,26 +272,34 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   if (r < rows && n < 64u) { put(r, n, acc + bias(n)); }
 }
 
-// ==== pass epilogue: bindings arena, ints, scratch1; workgroups ceil(n(T)·1/1)·1; product rows > 4
+// ==== pass epilogue: bindings arena, ints, scratch1, scratch2; workgroups ceil(n(T)·1/1)·1; product rows > 4
 // archc model.layers.1.self_attn.q_proj+k_proj+v_proj:linear (epilogue)
-@group(0) @binding(0) var<storage, read_write> arena: array<f32>;
-@group(0) @binding(1) var<storage, read> ints: array<u32>;
-@group(0) @binding(2) var<storage, read_write> scratch1: array<f32>;
+@group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;
+fn arena_get(i: u32) -> f32 { return arena_p0[i]; }
+fn arena_set(i: u32, v: f32) { arena_p0[i] = v; }
+@group(0) @binding(1) var<storage, read> ints_p0: array<u32>;
+fn ints_get(i: u32) -> u32 { return ints_p0[i]; }
+@group(0) @binding(2) var<storage, read_write> scratch1_p0: array<f32>;
+fn scratch1_get(i: u32) -> f32 { return scratch1_p0[i]; }
+fn scratch1_set(i: u32, v: f32) { scratch1_p0[i] = v; }
+@group(0) @binding(3) var<storage, read_write> scratch2_p0: array<f32>;
+fn scratch2_get(i: u32) -> f32 { return scratch2_p0[i]; }
+fn scratch2_set(i: u32, v: f32) { scratch2_p0[i] = v; }
 const HDR = 10u;
-fn nT() -> u32 { return ints[0]; }
-fn nS() -> u32 { return ints[1]; }
-fn slotFloats() -> u32 { return ints[3]; }
-fn capacity() -> u32 { return ints[2]; }
-fn stateAt(i: u32) -> u32 { return ints[4u + i]; }
-fn token(t: u32) -> u32 { return ints[HDR + t]; }
-fn position(t: u32) -> u32 { return ints[HDR + nT() + t]; }
-fn rowSeq(t: u32) -> u32 { return ints[HDR + 2u * nT() + t]; }
-fn seqField(s: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * s + f]; }
+fn nT() -> u32 { return ints_get(0u); }
+fn nS() -> u32 { return ints_get(1u); }
+fn slotFloats() -> u32 { return ints_get(3u); }
+fn capacity() -> u32 { return ints_get(2u); }
+fn stateAt(i: u32) -> u32 { return ints_get(4u + i); }
+fn token(t: u32) -> u32 { return ints_get(HDR + t); }
+fn position(t: u32) -> u32 { return ints_get(HDR + nT() + t); }
+fn rowSeq(t: u32) -> u32 { return ints_get(HDR + 2u * nT() + t); }
+fn seqField(s: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * s + f); }
 fn seqStart(s: u32) -> u32 { return seqField(s, 0u); }
 fn seqLen(s: u32) -> u32 { return seqField(s, 1u); }
 fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
 fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
-fn chunkField(c: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * nS() + 4u * c + f]; }
+fn chunkField(c: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * nS() + 4u * c + f); }
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
 fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
 fn erf(v: f32) -> f32 {
@@ -285,35 +312,43 @@ fn erf(v: f32) -> f32 {
 fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
 fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
 const INV_FREQ_4_10000 = array<f32, 2>(1.00000000, 0.00999999978);
-fn get_store(r: u32, c: u32) -> f32 { return arena[0u * nT() + (r) * 64u + 0u + c]; }
-fn store(r: u32, c: u32, v: f32) { arena[0u * nT() + (r) * 64u + 0u + c] = v; }
+fn s1_partner(j: u32) -> u32 {
+  if (!(j < 32u && (j - 0u) % 8u < 4u)) { return j; }
+  return select(j - 2u, j + 2u, (j - 0u) % 8u < 2u);
+}
+fn s1(r: u32, j: u32) -> f32 {
+  if (!(j < 32u && (j - 0u) % 8u < 4u)) { return scratch1_get(r * 64u + j); }
+  let d = (j - 0u) % 8u;
+  let o = j - d;
+  let q = d % 2u;
+  let angle = f32(position(r)) * INV_FREQ_4_10000[q];
+  let lo = scratch1_get(r * 64u + o + q);
+  let hi = scratch1_get(r * 64u + o + q + 2u);
+  return select(lo * cos(angle) - hi * sin(angle), hi * cos(angle) + lo * sin(angle), d >= 2u);
+}
+fn s2_partner(j: u32) -> u32 {
+  if (!(j >= 32u && j < 48u && (j - 32u) % 8u < 4u)) { return j; }
+  return select(j - 2u, j + 2u, (j - 32u) % 8u < 2u);
+}
+fn s2(r: u32, j: u32) -> f32 {
+  if (!(j >= 32u && j < 48u && (j - 32u) % 8u < 4u)) { return scratch2_get(r * 64u + j); }
+  let d = (j - 32u) % 8u;
+  let o = j - d;
+  let q = d % 2u;
+  let angle = f32(position(r)) * INV_FREQ_4_10000[q];
+  let lo = scratch2_get(r * 64u + o + q);
+  let hi = scratch2_get(r * 64u + o + q + 2u);
+  return select(lo * cos(angle) - hi * sin(angle), hi * cos(angle) + lo * sin(angle), d >= 2u);
+}
+fn get_store(r: u32, c: u32) -> f32 { return arena_get(0u * nT() + (r) * 64u + 0u + c); }
+fn store(r: u32, c: u32, v: f32) { arena_set(0u * nT() + (r) * 64u + 0u + c, v); }
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let unit = wid.x + wid.y * nwg.x;
   let r = unit;
   if (r >= nT()) { return; }
-  for (var p = li; p < 8u; p += 256u) {
-    let o = 0u + (p / 2u) * 8u + p % 2u;
-    let angle = f32(position(r)) * INV_FREQ_4_10000[p % 2u];
-    let c = cos(angle);
-    let s = sin(angle);
-    let lo = scratch1[r * 64u + o];
-    let hi = scratch1[r * 64u + o + 2u];
-    scratch1[r * 64u + o] = lo * c - hi * s;
-    scratch1[r * 64u + o + 2u] = hi * c + lo * s;
-  }
+  for (var j = li; j < 64u; j += 256u) { scratch2_set(r * 64u + j, s1(r, j)); }
   storageBarrier();
-  for (var p = li; p < 4u; p += 256u) {
-    let o = 32u + (p / 2u) * 8u + p % 2u;
-    let angle = f32(position(r)) * INV_FREQ_4_10000[p % 2u];
-    let c = cos(angle);
-    let s = sin(angle);
-    let lo = scratch1[r * 64u + o];
-    let hi = scratch1[r * 64u + o + 2u];
-    scratch1[r * 64u + o] = lo * c - hi * s;
-    scratch1[r * 64u + o + 2u] = hi * c + lo * s;
-  }
-  storageBarrier();
-  for (var j = li; j < 64u; j += 256u) { store(r, j, scratch1[r * 64u + j]); }
+  for (var j = li; j < 64u; j += 256u) { store(r, j, s2(r, j)); }
   storageBarrier();
 }

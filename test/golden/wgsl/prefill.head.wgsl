@@ -1,24 +1,30 @@
 // ==== pass rmsnorm: bindings arena, ints, scratch0, w:model.final_layernorm.weight; workgroups ceil(n(S)·1/1)·1; product rows > 4
 // archc head (rmsnorm)
-@group(0) @binding(0) var<storage, read_write> arena: array<f32>;
-@group(0) @binding(1) var<storage, read> ints: array<u32>;
-@group(0) @binding(2) var<storage, read_write> scratch0: array<f32>;
-@group(0) @binding(3) var<storage, read> wb3: array<u32>;
+@group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;
+fn arena_get(i: u32) -> f32 { return arena_p0[i]; }
+fn arena_set(i: u32, v: f32) { arena_p0[i] = v; }
+@group(0) @binding(1) var<storage, read> ints_p0: array<u32>;
+fn ints_get(i: u32) -> u32 { return ints_p0[i]; }
+@group(0) @binding(2) var<storage, read_write> scratch0_p0: array<f32>;
+fn scratch0_get(i: u32) -> f32 { return scratch0_p0[i]; }
+fn scratch0_set(i: u32, v: f32) { scratch0_p0[i] = v; }
+@group(0) @binding(3) var<storage, read> wb3_p0: array<u32>;
+fn wb3_get(i: u32) -> u32 { return wb3_p0[i]; }
 const HDR = 10u;
-fn nT() -> u32 { return ints[0]; }
-fn nS() -> u32 { return ints[1]; }
-fn slotFloats() -> u32 { return ints[3]; }
-fn capacity() -> u32 { return ints[2]; }
-fn stateAt(i: u32) -> u32 { return ints[4u + i]; }
-fn token(t: u32) -> u32 { return ints[HDR + t]; }
-fn position(t: u32) -> u32 { return ints[HDR + nT() + t]; }
-fn rowSeq(t: u32) -> u32 { return ints[HDR + 2u * nT() + t]; }
-fn seqField(s: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * s + f]; }
+fn nT() -> u32 { return ints_get(0u); }
+fn nS() -> u32 { return ints_get(1u); }
+fn slotFloats() -> u32 { return ints_get(3u); }
+fn capacity() -> u32 { return ints_get(2u); }
+fn stateAt(i: u32) -> u32 { return ints_get(4u + i); }
+fn token(t: u32) -> u32 { return ints_get(HDR + t); }
+fn position(t: u32) -> u32 { return ints_get(HDR + nT() + t); }
+fn rowSeq(t: u32) -> u32 { return ints_get(HDR + 2u * nT() + t); }
+fn seqField(s: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * s + f); }
 fn seqStart(s: u32) -> u32 { return seqField(s, 0u); }
 fn seqLen(s: u32) -> u32 { return seqField(s, 1u); }
 fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
 fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
-fn chunkField(c: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * nS() + 4u * c + f]; }
+fn chunkField(c: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * nS() + 4u * c + f); }
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
 fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
 fn erf(v: f32) -> f32 {
@@ -30,10 +36,10 @@ fn erf(v: f32) -> f32 {
 }
 fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
 fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
-fn op_x(r: u32, c: u32) -> f32 { return arena[96u * nT() + (r) * 32u + 0u + c]; }
-fn put(r: u32, i: u32, v: f32) { scratch0[r * 32u + i] = v; }
+fn op_x(r: u32, c: u32) -> f32 { return arena_get(96u * nT() + (r) * 32u + 0u + c); }
+fn put(r: u32, i: u32, v: f32) { scratch0_set(r * 32u + i, v); }
 fn h(r: u32, i: u32) -> f32 { return op_x(r, i); }
-fn w3(i: u32) -> f32 { let p = wb3[i >> 1u]; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
+fn w3(i: u32) -> f32 { let p = wb3_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
 fn nw(i: u32) -> f32 { return w3(i); }
 var<workgroup> red: array<f32, 256>;
 fn total(li: u32, v: f32) -> f32 {
@@ -64,25 +70,30 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
 // ==== pass fused matrix-vector product: bindings arena, ints, w:model.final_layernorm.weight, w:model.embed_tokens.weight; workgroups ceil(n(S)·1/1)·24; product rows <= 4
 // archc head (fused matrix-vector product)
-@group(0) @binding(0) var<storage, read_write> arena: array<f32>;
-@group(0) @binding(1) var<storage, read> ints: array<u32>;
-@group(0) @binding(2) var<storage, read> wb2: array<u32>;
-@group(0) @binding(3) var<storage, read> wb3: array<u32>;
+@group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;
+fn arena_get(i: u32) -> f32 { return arena_p0[i]; }
+fn arena_set(i: u32, v: f32) { arena_p0[i] = v; }
+@group(0) @binding(1) var<storage, read> ints_p0: array<u32>;
+fn ints_get(i: u32) -> u32 { return ints_p0[i]; }
+@group(0) @binding(2) var<storage, read> wb2_p0: array<u32>;
+fn wb2_get(i: u32) -> u32 { return wb2_p0[i]; }
+@group(0) @binding(3) var<storage, read> wb3_p0: array<u32>;
+fn wb3_get(i: u32) -> u32 { return wb3_p0[i]; }
 const HDR = 10u;
-fn nT() -> u32 { return ints[0]; }
-fn nS() -> u32 { return ints[1]; }
-fn slotFloats() -> u32 { return ints[3]; }
-fn capacity() -> u32 { return ints[2]; }
-fn stateAt(i: u32) -> u32 { return ints[4u + i]; }
-fn token(t: u32) -> u32 { return ints[HDR + t]; }
-fn position(t: u32) -> u32 { return ints[HDR + nT() + t]; }
-fn rowSeq(t: u32) -> u32 { return ints[HDR + 2u * nT() + t]; }
-fn seqField(s: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * s + f]; }
+fn nT() -> u32 { return ints_get(0u); }
+fn nS() -> u32 { return ints_get(1u); }
+fn slotFloats() -> u32 { return ints_get(3u); }
+fn capacity() -> u32 { return ints_get(2u); }
+fn stateAt(i: u32) -> u32 { return ints_get(4u + i); }
+fn token(t: u32) -> u32 { return ints_get(HDR + t); }
+fn position(t: u32) -> u32 { return ints_get(HDR + nT() + t); }
+fn rowSeq(t: u32) -> u32 { return ints_get(HDR + 2u * nT() + t); }
+fn seqField(s: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * s + f); }
 fn seqStart(s: u32) -> u32 { return seqField(s, 0u); }
 fn seqLen(s: u32) -> u32 { return seqField(s, 1u); }
 fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
 fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
-fn chunkField(c: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * nS() + 4u * c + f]; }
+fn chunkField(c: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * nS() + 4u * c + f); }
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
 fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
 fn erf(v: f32) -> f32 {
@@ -94,16 +105,16 @@ fn erf(v: f32) -> f32 {
 }
 fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
 fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
+fn s0(r: u32, j: u32) -> f32 { return pval(j); }
 fn need0(j: u32, m: u32) -> u32 { return j; }
 fn need(j: u32, m: u32) -> u32 { return need0(j, m); }
-fn s0(r: u32, j: u32) -> f32 { return pval(j); }
-fn get_store(r: u32, c: u32) -> f32 { return arena[340u * nT() + 0u * nS() + (r) * 96u + 0u + c]; }
-fn store(r: u32, c: u32, v: f32) { arena[340u * nT() + 0u * nS() + (r) * 96u + 0u + c] = v; }
-fn op_x(r: u32, c: u32) -> f32 { return arena[96u * nT() + (r) * 32u + 0u + c]; }
+fn get_store(r: u32, c: u32) -> f32 { return arena_get(340u * nT() + 0u * nS() + (r) * 96u + 0u + c); }
+fn store(r: u32, c: u32, v: f32) { arena_set(340u * nT() + 0u * nS() + (r) * 96u + 0u + c, v); }
+fn op_x(r: u32, c: u32) -> f32 { return arena_get(96u * nT() + (r) * 32u + 0u + c); }
 fn h(r: u32, i: u32) -> f32 { return op_x(r, i); }
-fn w2(i: u32) -> f32 { let p = wb2[i >> 1u]; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
+fn w2(i: u32) -> f32 { let p = wb2_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
 fn nw(i: u32) -> f32 { return w2(i); }
-fn w3(i: u32) -> f32 { let p = wb3[i >> 1u]; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
+fn w3(i: u32) -> f32 { let p = wb3_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
 fn wt(n: u32, k: u32) -> f32 { return w3(n * 32u + k); }
 fn bias(n: u32) -> f32 { return 0.0; }
 const M = 1u;
@@ -157,27 +168,33 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   }
 }
 
-// ==== pass tiled product: bindings arena, ints, scratch0, w:model.embed_tokens.weight; workgroups ceil(n(S)·1/16)·6; product rows > 4
+// ==== pass tiled product: bindings arena, ints, w:model.embed_tokens.weight, scratch0; workgroups ceil(n(S)·1/16)·6; product rows > 4
 // archc head (tiled product)
-@group(0) @binding(0) var<storage, read_write> arena: array<f32>;
-@group(0) @binding(1) var<storage, read> ints: array<u32>;
-@group(0) @binding(2) var<storage, read_write> scratch0: array<f32>;
-@group(0) @binding(3) var<storage, read> wb3: array<u32>;
+@group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;
+fn arena_get(i: u32) -> f32 { return arena_p0[i]; }
+fn arena_set(i: u32, v: f32) { arena_p0[i] = v; }
+@group(0) @binding(1) var<storage, read> ints_p0: array<u32>;
+fn ints_get(i: u32) -> u32 { return ints_p0[i]; }
+@group(0) @binding(2) var<storage, read> wb2_p0: array<u32>;
+fn wb2_get(i: u32) -> u32 { return wb2_p0[i]; }
+@group(0) @binding(3) var<storage, read_write> scratch0_p0: array<f32>;
+fn scratch0_get(i: u32) -> f32 { return scratch0_p0[i]; }
+fn scratch0_set(i: u32, v: f32) { scratch0_p0[i] = v; }
 const HDR = 10u;
-fn nT() -> u32 { return ints[0]; }
-fn nS() -> u32 { return ints[1]; }
-fn slotFloats() -> u32 { return ints[3]; }
-fn capacity() -> u32 { return ints[2]; }
-fn stateAt(i: u32) -> u32 { return ints[4u + i]; }
-fn token(t: u32) -> u32 { return ints[HDR + t]; }
-fn position(t: u32) -> u32 { return ints[HDR + nT() + t]; }
-fn rowSeq(t: u32) -> u32 { return ints[HDR + 2u * nT() + t]; }
-fn seqField(s: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * s + f]; }
+fn nT() -> u32 { return ints_get(0u); }
+fn nS() -> u32 { return ints_get(1u); }
+fn slotFloats() -> u32 { return ints_get(3u); }
+fn capacity() -> u32 { return ints_get(2u); }
+fn stateAt(i: u32) -> u32 { return ints_get(4u + i); }
+fn token(t: u32) -> u32 { return ints_get(HDR + t); }
+fn position(t: u32) -> u32 { return ints_get(HDR + nT() + t); }
+fn rowSeq(t: u32) -> u32 { return ints_get(HDR + 2u * nT() + t); }
+fn seqField(s: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * s + f); }
 fn seqStart(s: u32) -> u32 { return seqField(s, 0u); }
 fn seqLen(s: u32) -> u32 { return seqField(s, 1u); }
 fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
 fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
-fn chunkField(c: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * nS() + 4u * c + f]; }
+fn chunkField(c: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * nS() + 4u * c + f); }
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
 fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
 fn erf(v: f32) -> f32 {
@@ -189,12 +206,12 @@ fn erf(v: f32) -> f32 {
 }
 fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
 fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
-fn w3(i: u32) -> f32 { let p = wb3[i >> 1u]; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
-fn xin(r: u32, k: u32) -> f32 { return scratch0[r * 32u + k]; }
-fn wt(n: u32, k: u32) -> f32 { return w3(n * 32u + k); }
+fn w2(i: u32) -> f32 { let p = wb2_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
+fn xin(r: u32, k: u32) -> f32 { return scratch0_get(r * 32u + k); }
+fn wt(n: u32, k: u32) -> f32 { return w2(n * 32u + k); }
 fn bias(n: u32) -> f32 { return 0.0; }
-fn get_store(r: u32, c: u32) -> f32 { return arena[340u * nT() + 0u * nS() + (r) * 96u + 0u + c]; }
-fn store(r: u32, c: u32, v: f32) { arena[340u * nT() + 0u * nS() + (r) * 96u + 0u + c] = v; }
+fn get_store(r: u32, c: u32) -> f32 { return arena_get(340u * nT() + 0u * nS() + (r) * 96u + 0u + c); }
+fn store(r: u32, c: u32, v: f32) { arena_set(340u * nT() + 0u * nS() + (r) * 96u + 0u + c, v); }
 fn put(r: u32, n: u32, v: f32) { store(r, n, v); }
 const TILE = 16u;
 var<workgroup> xs: array<array<f32, 16>, 16>;

@@ -1,28 +1,40 @@
 // ==== pass chunk scores: bindings arena, ints, w:model.layers.0.mamba.dt_bias, w:neg(exp(w:model.layers.0.mamba.A_log)), w:model.layers.0.mamba.D, scratch0, scratch1, scratch2; workgroups ceil(n(chunks)·16/256)·1
 // archc model.layers.0.mamba:ssd (chunk scores)
-@group(0) @binding(0) var<storage, read_write> arena: array<f32>;
-@group(0) @binding(1) var<storage, read> ints: array<u32>;
-@group(0) @binding(2) var<storage, read> wb2: array<u32>;
-@group(0) @binding(3) var<storage, read> wb3: array<u32>;
-@group(0) @binding(4) var<storage, read> wb4: array<u32>;
-@group(0) @binding(5) var<storage, read_write> scratch0: array<f32>;
-@group(0) @binding(6) var<storage, read_write> scratch1: array<f32>;
-@group(0) @binding(7) var<storage, read_write> scratch2: array<f32>;
+@group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;
+fn arena_get(i: u32) -> f32 { return arena_p0[i]; }
+fn arena_set(i: u32, v: f32) { arena_p0[i] = v; }
+@group(0) @binding(1) var<storage, read> ints_p0: array<u32>;
+fn ints_get(i: u32) -> u32 { return ints_p0[i]; }
+@group(0) @binding(2) var<storage, read> wb2_p0: array<u32>;
+fn wb2_get(i: u32) -> u32 { return wb2_p0[i]; }
+@group(0) @binding(3) var<storage, read> wb3_p0: array<u32>;
+fn wb3_get(i: u32) -> u32 { return wb3_p0[i]; }
+@group(0) @binding(4) var<storage, read> wb4_p0: array<u32>;
+fn wb4_get(i: u32) -> u32 { return wb4_p0[i]; }
+@group(0) @binding(5) var<storage, read_write> scratch0_p0: array<f32>;
+fn scratch0_get(i: u32) -> f32 { return scratch0_p0[i]; }
+fn scratch0_set(i: u32, v: f32) { scratch0_p0[i] = v; }
+@group(0) @binding(6) var<storage, read_write> scratch1_p0: array<f32>;
+fn scratch1_get(i: u32) -> f32 { return scratch1_p0[i]; }
+fn scratch1_set(i: u32, v: f32) { scratch1_p0[i] = v; }
+@group(0) @binding(7) var<storage, read_write> scratch2_p0: array<f32>;
+fn scratch2_get(i: u32) -> f32 { return scratch2_p0[i]; }
+fn scratch2_set(i: u32, v: f32) { scratch2_p0[i] = v; }
 const HDR = 10u;
-fn nT() -> u32 { return ints[0]; }
-fn nS() -> u32 { return ints[1]; }
-fn slotFloats() -> u32 { return ints[3]; }
-fn capacity() -> u32 { return ints[2]; }
-fn stateAt(i: u32) -> u32 { return ints[4u + i]; }
-fn token(t: u32) -> u32 { return ints[HDR + t]; }
-fn position(t: u32) -> u32 { return ints[HDR + nT() + t]; }
-fn rowSeq(t: u32) -> u32 { return ints[HDR + 2u * nT() + t]; }
-fn seqField(s: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * s + f]; }
+fn nT() -> u32 { return ints_get(0u); }
+fn nS() -> u32 { return ints_get(1u); }
+fn slotFloats() -> u32 { return ints_get(3u); }
+fn capacity() -> u32 { return ints_get(2u); }
+fn stateAt(i: u32) -> u32 { return ints_get(4u + i); }
+fn token(t: u32) -> u32 { return ints_get(HDR + t); }
+fn position(t: u32) -> u32 { return ints_get(HDR + nT() + t); }
+fn rowSeq(t: u32) -> u32 { return ints_get(HDR + 2u * nT() + t); }
+fn seqField(s: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * s + f); }
 fn seqStart(s: u32) -> u32 { return seqField(s, 0u); }
 fn seqLen(s: u32) -> u32 { return seqField(s, 1u); }
 fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
 fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
-fn chunkField(c: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * nS() + 4u * c + f]; }
+fn chunkField(c: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * nS() + 4u * c + f); }
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
 fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
 fn erf(v: f32) -> f32 {
@@ -34,17 +46,17 @@ fn erf(v: f32) -> f32 {
 }
 fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
 fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
-fn op_x(r: u32, c: u32) -> f32 { return arena[180u * nT() + (r) * 80u + 0u + c]; }
-fn w2(i: u32) -> f32 { let p = wb2[i >> 1u]; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
-fn op_dt(r: u32, c: u32) -> f32 { return max(softplus((arena[32u * nT() + (r) * 148u + 144u + c] + w2((c) % 4u))), 0.0); }
-fn w3(i: u32) -> f32 { return bitcast<f32>(wb3[i]); }
+fn op_x(r: u32, c: u32) -> f32 { return arena_get(180u * nT() + (r) * 80u + 0u + c); }
+fn w2(i: u32) -> f32 { let p = wb2_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
+fn op_dt(r: u32, c: u32) -> f32 { return max(softplus((arena_get(32u * nT() + (r) * 148u + 144u + c) + w2((c) % 4u))), 0.0); }
+fn w3(i: u32) -> f32 { return bitcast<f32>(wb3_get(i)); }
 fn op_A(r: u32, c: u32) -> f32 { return w3(c); }
-fn op_B(r: u32, c: u32) -> f32 { return arena[180u * nT() + (r) * 80u + 64u + c]; }
-fn op_C(r: u32, c: u32) -> f32 { return arena[180u * nT() + (r) * 80u + 72u + c]; }
-fn w4(i: u32) -> f32 { let p = wb4[i >> 1u]; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
+fn op_B(r: u32, c: u32) -> f32 { return arena_get(180u * nT() + (r) * 80u + 64u + c); }
+fn op_C(r: u32, c: u32) -> f32 { return arena_get(180u * nT() + (r) * 80u + 72u + c); }
+fn w4(i: u32) -> f32 { let p = wb4_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
 fn op_D(r: u32, c: u32) -> f32 { return w4(c); }
-fn get_put(r: u32, c: u32) -> f32 { return arena[260u * nT() + (r) * 64u + 0u + c]; }
-fn put(r: u32, c: u32, v: f32) { arena[260u * nT() + (r) * 64u + 0u + c] = v; }
+fn get_put(r: u32, c: u32) -> f32 { return arena_get(260u * nT() + (r) * 64u + 0u + c); }
+fn put(r: u32, c: u32, v: f32) { arena_set(260u * nT() + (r) * 64u + 0u + c, v); }
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let unit = wid.x + wid.y * nwg.x;
@@ -59,34 +71,46 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   if (j <= i && i < chunkField(c, 1u)) {
     for (var n = 0u; n < 8u; n++) { cb += op_C(t0 + i, g * 8u + n) * op_B(t0 + j, g * 8u + n); }
   }
-  scratch2[e] = cb;
+  scratch2_set(e, cb);
 }
 
 // ==== pass chunk states: bindings arena, ints, w:model.layers.0.mamba.dt_bias, w:neg(exp(w:model.layers.0.mamba.A_log)), w:model.layers.0.mamba.D, scratch0, scratch1, scratch2; workgroups ceil(n(chunks)·4/1)·1
 // archc model.layers.0.mamba:ssd (chunk states)
-@group(0) @binding(0) var<storage, read_write> arena: array<f32>;
-@group(0) @binding(1) var<storage, read> ints: array<u32>;
-@group(0) @binding(2) var<storage, read> wb2: array<u32>;
-@group(0) @binding(3) var<storage, read> wb3: array<u32>;
-@group(0) @binding(4) var<storage, read> wb4: array<u32>;
-@group(0) @binding(5) var<storage, read_write> scratch0: array<f32>;
-@group(0) @binding(6) var<storage, read_write> scratch1: array<f32>;
-@group(0) @binding(7) var<storage, read_write> scratch2: array<f32>;
+@group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;
+fn arena_get(i: u32) -> f32 { return arena_p0[i]; }
+fn arena_set(i: u32, v: f32) { arena_p0[i] = v; }
+@group(0) @binding(1) var<storage, read> ints_p0: array<u32>;
+fn ints_get(i: u32) -> u32 { return ints_p0[i]; }
+@group(0) @binding(2) var<storage, read> wb2_p0: array<u32>;
+fn wb2_get(i: u32) -> u32 { return wb2_p0[i]; }
+@group(0) @binding(3) var<storage, read> wb3_p0: array<u32>;
+fn wb3_get(i: u32) -> u32 { return wb3_p0[i]; }
+@group(0) @binding(4) var<storage, read> wb4_p0: array<u32>;
+fn wb4_get(i: u32) -> u32 { return wb4_p0[i]; }
+@group(0) @binding(5) var<storage, read_write> scratch0_p0: array<f32>;
+fn scratch0_get(i: u32) -> f32 { return scratch0_p0[i]; }
+fn scratch0_set(i: u32, v: f32) { scratch0_p0[i] = v; }
+@group(0) @binding(6) var<storage, read_write> scratch1_p0: array<f32>;
+fn scratch1_get(i: u32) -> f32 { return scratch1_p0[i]; }
+fn scratch1_set(i: u32, v: f32) { scratch1_p0[i] = v; }
+@group(0) @binding(7) var<storage, read_write> scratch2_p0: array<f32>;
+fn scratch2_get(i: u32) -> f32 { return scratch2_p0[i]; }
+fn scratch2_set(i: u32, v: f32) { scratch2_p0[i] = v; }
 const HDR = 10u;
-fn nT() -> u32 { return ints[0]; }
-fn nS() -> u32 { return ints[1]; }
-fn slotFloats() -> u32 { return ints[3]; }
-fn capacity() -> u32 { return ints[2]; }
-fn stateAt(i: u32) -> u32 { return ints[4u + i]; }
-fn token(t: u32) -> u32 { return ints[HDR + t]; }
-fn position(t: u32) -> u32 { return ints[HDR + nT() + t]; }
-fn rowSeq(t: u32) -> u32 { return ints[HDR + 2u * nT() + t]; }
-fn seqField(s: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * s + f]; }
+fn nT() -> u32 { return ints_get(0u); }
+fn nS() -> u32 { return ints_get(1u); }
+fn slotFloats() -> u32 { return ints_get(3u); }
+fn capacity() -> u32 { return ints_get(2u); }
+fn stateAt(i: u32) -> u32 { return ints_get(4u + i); }
+fn token(t: u32) -> u32 { return ints_get(HDR + t); }
+fn position(t: u32) -> u32 { return ints_get(HDR + nT() + t); }
+fn rowSeq(t: u32) -> u32 { return ints_get(HDR + 2u * nT() + t); }
+fn seqField(s: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * s + f); }
 fn seqStart(s: u32) -> u32 { return seqField(s, 0u); }
 fn seqLen(s: u32) -> u32 { return seqField(s, 1u); }
 fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
 fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
-fn chunkField(c: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * nS() + 4u * c + f]; }
+fn chunkField(c: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * nS() + 4u * c + f); }
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
 fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
 fn erf(v: f32) -> f32 {
@@ -98,17 +122,17 @@ fn erf(v: f32) -> f32 {
 }
 fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
 fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
-fn op_x(r: u32, c: u32) -> f32 { return arena[180u * nT() + (r) * 80u + 0u + c]; }
-fn w2(i: u32) -> f32 { let p = wb2[i >> 1u]; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
-fn op_dt(r: u32, c: u32) -> f32 { return max(softplus((arena[32u * nT() + (r) * 148u + 144u + c] + w2((c) % 4u))), 0.0); }
-fn w3(i: u32) -> f32 { return bitcast<f32>(wb3[i]); }
+fn op_x(r: u32, c: u32) -> f32 { return arena_get(180u * nT() + (r) * 80u + 0u + c); }
+fn w2(i: u32) -> f32 { let p = wb2_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
+fn op_dt(r: u32, c: u32) -> f32 { return max(softplus((arena_get(32u * nT() + (r) * 148u + 144u + c) + w2((c) % 4u))), 0.0); }
+fn w3(i: u32) -> f32 { return bitcast<f32>(wb3_get(i)); }
 fn op_A(r: u32, c: u32) -> f32 { return w3(c); }
-fn op_B(r: u32, c: u32) -> f32 { return arena[180u * nT() + (r) * 80u + 64u + c]; }
-fn op_C(r: u32, c: u32) -> f32 { return arena[180u * nT() + (r) * 80u + 72u + c]; }
-fn w4(i: u32) -> f32 { let p = wb4[i >> 1u]; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
+fn op_B(r: u32, c: u32) -> f32 { return arena_get(180u * nT() + (r) * 80u + 64u + c); }
+fn op_C(r: u32, c: u32) -> f32 { return arena_get(180u * nT() + (r) * 80u + 72u + c); }
+fn w4(i: u32) -> f32 { let p = wb4_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
 fn op_D(r: u32, c: u32) -> f32 { return w4(c); }
-fn get_put(r: u32, c: u32) -> f32 { return arena[260u * nT() + (r) * 64u + 0u + c]; }
-fn put(r: u32, c: u32, v: f32) { arena[260u * nT() + (r) * 64u + 0u + c] = v; }
+fn get_put(r: u32, c: u32) -> f32 { return arena_get(260u * nT() + (r) * 64u + 0u + c); }
+fn put(r: u32, c: u32, v: f32) { arena_set(260u * nT() + (r) * 64u + 0u + c, v); }
 var<workgroup> dts: array<f32, 4>;
 var<workgroup> cum: array<f32, 4>;
 var<workgroup> wout: array<f32, 4>;
@@ -124,7 +148,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   if (li == 0u) {
     var run = 0.0;
     for (var i = 0u; i < q; i++) { dts[i] = op_dt(t0 + i, h); run += dts[i] * op_A(0u, h); cum[i] = run; }
-    scratch1[c * 4u + h] = exp(run);
+    scratch1_set(c * 4u + h, exp(run));
     // exp(seg(last, j)) · dt_j: token j's weight in the chunk's state
     for (var j = 0u; j < q; j++) { wout[j] = exp(run - cum[j]) * dts[j]; }
   }
@@ -134,44 +158,58 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     for (var i = 0u; i < q; i++) {
       var y = 0.0;
       for (var j = 0u; j <= i; j++) {
-        y += exp(cum[i] - cum[j]) * scratch2[scores + i * 4u + j] * dts[j] * op_x(t0 + j, h * 16u + p);
+        y += exp(cum[i] - cum[j]) * scratch2_get(scores + i * 4u + j) * dts[j] * op_x(t0 + j, h * 16u + p);
       }
       put(t0 + i, h * 16u + p, y + op_D(0u, h) * op_x(t0 + i, h * 16u + p));
     }
     for (var n = 0u; n < 8u; n++) {
       var st = 0.0;
       for (var j = 0u; j < q; j++) { st += wout[j] * op_x(t0 + j, h * 16u + p) * op_B(t0 + j, g * 8u + n); }
-      scratch0[((c * 4u + h) * 16u + p) * 8u + n] = st;
+      scratch0_set(((c * 4u + h) * 16u + p) * 8u + n, st);
     }
   }
 }
 
 // ==== pass state passing: bindings arena, ints, w:model.layers.0.mamba.dt_bias, w:neg(exp(w:model.layers.0.mamba.A_log)), w:model.layers.0.mamba.D, scratch0, scratch1, scratch2, state; workgroups ceil(n(S)·512/256)·1
 // archc model.layers.0.mamba:ssd (state passing)
-@group(0) @binding(0) var<storage, read_write> arena: array<f32>;
-@group(0) @binding(1) var<storage, read> ints: array<u32>;
-@group(0) @binding(2) var<storage, read> wb2: array<u32>;
-@group(0) @binding(3) var<storage, read> wb3: array<u32>;
-@group(0) @binding(4) var<storage, read> wb4: array<u32>;
-@group(0) @binding(5) var<storage, read_write> scratch0: array<f32>;
-@group(0) @binding(6) var<storage, read_write> scratch1: array<f32>;
-@group(0) @binding(7) var<storage, read_write> scratch2: array<f32>;
-@group(0) @binding(8) var<storage, read_write> state: array<f32>;
+@group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;
+fn arena_get(i: u32) -> f32 { return arena_p0[i]; }
+fn arena_set(i: u32, v: f32) { arena_p0[i] = v; }
+@group(0) @binding(1) var<storage, read> ints_p0: array<u32>;
+fn ints_get(i: u32) -> u32 { return ints_p0[i]; }
+@group(0) @binding(2) var<storage, read> wb2_p0: array<u32>;
+fn wb2_get(i: u32) -> u32 { return wb2_p0[i]; }
+@group(0) @binding(3) var<storage, read> wb3_p0: array<u32>;
+fn wb3_get(i: u32) -> u32 { return wb3_p0[i]; }
+@group(0) @binding(4) var<storage, read> wb4_p0: array<u32>;
+fn wb4_get(i: u32) -> u32 { return wb4_p0[i]; }
+@group(0) @binding(5) var<storage, read_write> scratch0_p0: array<f32>;
+fn scratch0_get(i: u32) -> f32 { return scratch0_p0[i]; }
+fn scratch0_set(i: u32, v: f32) { scratch0_p0[i] = v; }
+@group(0) @binding(6) var<storage, read_write> scratch1_p0: array<f32>;
+fn scratch1_get(i: u32) -> f32 { return scratch1_p0[i]; }
+fn scratch1_set(i: u32, v: f32) { scratch1_p0[i] = v; }
+@group(0) @binding(7) var<storage, read_write> scratch2_p0: array<f32>;
+fn scratch2_get(i: u32) -> f32 { return scratch2_p0[i]; }
+fn scratch2_set(i: u32, v: f32) { scratch2_p0[i] = v; }
+@group(0) @binding(8) var<storage, read_write> state_p0: array<f32>;
+fn state_get(i: u32) -> f32 { return state_p0[i]; }
+fn state_set(i: u32, v: f32) { state_p0[i] = v; }
 const HDR = 10u;
-fn nT() -> u32 { return ints[0]; }
-fn nS() -> u32 { return ints[1]; }
-fn slotFloats() -> u32 { return ints[3]; }
-fn capacity() -> u32 { return ints[2]; }
-fn stateAt(i: u32) -> u32 { return ints[4u + i]; }
-fn token(t: u32) -> u32 { return ints[HDR + t]; }
-fn position(t: u32) -> u32 { return ints[HDR + nT() + t]; }
-fn rowSeq(t: u32) -> u32 { return ints[HDR + 2u * nT() + t]; }
-fn seqField(s: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * s + f]; }
+fn nT() -> u32 { return ints_get(0u); }
+fn nS() -> u32 { return ints_get(1u); }
+fn slotFloats() -> u32 { return ints_get(3u); }
+fn capacity() -> u32 { return ints_get(2u); }
+fn stateAt(i: u32) -> u32 { return ints_get(4u + i); }
+fn token(t: u32) -> u32 { return ints_get(HDR + t); }
+fn position(t: u32) -> u32 { return ints_get(HDR + nT() + t); }
+fn rowSeq(t: u32) -> u32 { return ints_get(HDR + 2u * nT() + t); }
+fn seqField(s: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * s + f); }
 fn seqStart(s: u32) -> u32 { return seqField(s, 0u); }
 fn seqLen(s: u32) -> u32 { return seqField(s, 1u); }
 fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
 fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
-fn chunkField(c: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * nS() + 4u * c + f]; }
+fn chunkField(c: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * nS() + 4u * c + f); }
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
 fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
 fn erf(v: f32) -> f32 {
@@ -183,17 +221,17 @@ fn erf(v: f32) -> f32 {
 }
 fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
 fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
-fn op_x(r: u32, c: u32) -> f32 { return arena[180u * nT() + (r) * 80u + 0u + c]; }
-fn w2(i: u32) -> f32 { let p = wb2[i >> 1u]; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
-fn op_dt(r: u32, c: u32) -> f32 { return max(softplus((arena[32u * nT() + (r) * 148u + 144u + c] + w2((c) % 4u))), 0.0); }
-fn w3(i: u32) -> f32 { return bitcast<f32>(wb3[i]); }
+fn op_x(r: u32, c: u32) -> f32 { return arena_get(180u * nT() + (r) * 80u + 0u + c); }
+fn w2(i: u32) -> f32 { let p = wb2_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
+fn op_dt(r: u32, c: u32) -> f32 { return max(softplus((arena_get(32u * nT() + (r) * 148u + 144u + c) + w2((c) % 4u))), 0.0); }
+fn w3(i: u32) -> f32 { return bitcast<f32>(wb3_get(i)); }
 fn op_A(r: u32, c: u32) -> f32 { return w3(c); }
-fn op_B(r: u32, c: u32) -> f32 { return arena[180u * nT() + (r) * 80u + 64u + c]; }
-fn op_C(r: u32, c: u32) -> f32 { return arena[180u * nT() + (r) * 80u + 72u + c]; }
-fn w4(i: u32) -> f32 { let p = wb4[i >> 1u]; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
+fn op_B(r: u32, c: u32) -> f32 { return arena_get(180u * nT() + (r) * 80u + 64u + c); }
+fn op_C(r: u32, c: u32) -> f32 { return arena_get(180u * nT() + (r) * 80u + 72u + c); }
+fn w4(i: u32) -> f32 { let p = wb4_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
 fn op_D(r: u32, c: u32) -> f32 { return w4(c); }
-fn get_put(r: u32, c: u32) -> f32 { return arena[260u * nT() + (r) * 64u + 0u + c]; }
-fn put(r: u32, c: u32, v: f32) { arena[260u * nT() + (r) * 64u + 0u + c] = v; }
+fn get_put(r: u32, c: u32) -> f32 { return arena_get(260u * nT() + (r) * 64u + 0u + c); }
+fn put(r: u32, c: u32, v: f32) { arena_set(260u * nT() + (r) * 64u + 0u + c, v); }
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let unit = wid.x + wid.y * nwg.x;
@@ -203,41 +241,53 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let e = i % 512u;
   let h = e / (16u * 8u);
   let at = seqSlot(s) + stateAt(1u) + e;
-  var run = state[at];
+  var run = state_get(at);
   let first = seqField(s, 4u);
   for (var c = first; c < first + seqField(s, 5u); c++) {
-    let own = scratch0[c * 512u + e];
-    scratch0[c * 512u + e] = run;
-    run = scratch1[c * 4u + h] * run + own;
+    let own = scratch0_get(c * 512u + e);
+    scratch0_set(c * 512u + e, run);
+    run = scratch1_get(c * 4u + h) * run + own;
   }
-  state[at] = run;
+  state_set(at, run);
 }
 
 // ==== pass state output: bindings arena, ints, w:model.layers.0.mamba.dt_bias, w:neg(exp(w:model.layers.0.mamba.A_log)), w:model.layers.0.mamba.D, scratch0, scratch1, scratch2; workgroups ceil(n(T)·64/256)·1
 // archc model.layers.0.mamba:ssd (state output)
-@group(0) @binding(0) var<storage, read_write> arena: array<f32>;
-@group(0) @binding(1) var<storage, read> ints: array<u32>;
-@group(0) @binding(2) var<storage, read> wb2: array<u32>;
-@group(0) @binding(3) var<storage, read> wb3: array<u32>;
-@group(0) @binding(4) var<storage, read> wb4: array<u32>;
-@group(0) @binding(5) var<storage, read_write> scratch0: array<f32>;
-@group(0) @binding(6) var<storage, read_write> scratch1: array<f32>;
-@group(0) @binding(7) var<storage, read_write> scratch2: array<f32>;
+@group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;
+fn arena_get(i: u32) -> f32 { return arena_p0[i]; }
+fn arena_set(i: u32, v: f32) { arena_p0[i] = v; }
+@group(0) @binding(1) var<storage, read> ints_p0: array<u32>;
+fn ints_get(i: u32) -> u32 { return ints_p0[i]; }
+@group(0) @binding(2) var<storage, read> wb2_p0: array<u32>;
+fn wb2_get(i: u32) -> u32 { return wb2_p0[i]; }
+@group(0) @binding(3) var<storage, read> wb3_p0: array<u32>;
+fn wb3_get(i: u32) -> u32 { return wb3_p0[i]; }
+@group(0) @binding(4) var<storage, read> wb4_p0: array<u32>;
+fn wb4_get(i: u32) -> u32 { return wb4_p0[i]; }
+@group(0) @binding(5) var<storage, read_write> scratch0_p0: array<f32>;
+fn scratch0_get(i: u32) -> f32 { return scratch0_p0[i]; }
+fn scratch0_set(i: u32, v: f32) { scratch0_p0[i] = v; }
+@group(0) @binding(6) var<storage, read_write> scratch1_p0: array<f32>;
+fn scratch1_get(i: u32) -> f32 { return scratch1_p0[i]; }
+fn scratch1_set(i: u32, v: f32) { scratch1_p0[i] = v; }
+@group(0) @binding(7) var<storage, read_write> scratch2_p0: array<f32>;
+fn scratch2_get(i: u32) -> f32 { return scratch2_p0[i]; }
+fn scratch2_set(i: u32, v: f32) { scratch2_p0[i] = v; }
 const HDR = 10u;
-fn nT() -> u32 { return ints[0]; }
-fn nS() -> u32 { return ints[1]; }
-fn slotFloats() -> u32 { return ints[3]; }
-fn capacity() -> u32 { return ints[2]; }
-fn stateAt(i: u32) -> u32 { return ints[4u + i]; }
-fn token(t: u32) -> u32 { return ints[HDR + t]; }
-fn position(t: u32) -> u32 { return ints[HDR + nT() + t]; }
-fn rowSeq(t: u32) -> u32 { return ints[HDR + 2u * nT() + t]; }
-fn seqField(s: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * s + f]; }
+fn nT() -> u32 { return ints_get(0u); }
+fn nS() -> u32 { return ints_get(1u); }
+fn slotFloats() -> u32 { return ints_get(3u); }
+fn capacity() -> u32 { return ints_get(2u); }
+fn stateAt(i: u32) -> u32 { return ints_get(4u + i); }
+fn token(t: u32) -> u32 { return ints_get(HDR + t); }
+fn position(t: u32) -> u32 { return ints_get(HDR + nT() + t); }
+fn rowSeq(t: u32) -> u32 { return ints_get(HDR + 2u * nT() + t); }
+fn seqField(s: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * s + f); }
 fn seqStart(s: u32) -> u32 { return seqField(s, 0u); }
 fn seqLen(s: u32) -> u32 { return seqField(s, 1u); }
 fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
 fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
-fn chunkField(c: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * nS() + 4u * c + f]; }
+fn chunkField(c: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * nS() + 4u * c + f); }
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
 fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
 fn erf(v: f32) -> f32 {
@@ -249,17 +299,17 @@ fn erf(v: f32) -> f32 {
 }
 fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
 fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
-fn op_x(r: u32, c: u32) -> f32 { return arena[180u * nT() + (r) * 80u + 0u + c]; }
-fn w2(i: u32) -> f32 { let p = wb2[i >> 1u]; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
-fn op_dt(r: u32, c: u32) -> f32 { return max(softplus((arena[32u * nT() + (r) * 148u + 144u + c] + w2((c) % 4u))), 0.0); }
-fn w3(i: u32) -> f32 { return bitcast<f32>(wb3[i]); }
+fn op_x(r: u32, c: u32) -> f32 { return arena_get(180u * nT() + (r) * 80u + 0u + c); }
+fn w2(i: u32) -> f32 { let p = wb2_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
+fn op_dt(r: u32, c: u32) -> f32 { return max(softplus((arena_get(32u * nT() + (r) * 148u + 144u + c) + w2((c) % 4u))), 0.0); }
+fn w3(i: u32) -> f32 { return bitcast<f32>(wb3_get(i)); }
 fn op_A(r: u32, c: u32) -> f32 { return w3(c); }
-fn op_B(r: u32, c: u32) -> f32 { return arena[180u * nT() + (r) * 80u + 64u + c]; }
-fn op_C(r: u32, c: u32) -> f32 { return arena[180u * nT() + (r) * 80u + 72u + c]; }
-fn w4(i: u32) -> f32 { let p = wb4[i >> 1u]; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
+fn op_B(r: u32, c: u32) -> f32 { return arena_get(180u * nT() + (r) * 80u + 64u + c); }
+fn op_C(r: u32, c: u32) -> f32 { return arena_get(180u * nT() + (r) * 80u + 72u + c); }
+fn w4(i: u32) -> f32 { let p = wb4_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
 fn op_D(r: u32, c: u32) -> f32 { return w4(c); }
-fn get_put(r: u32, c: u32) -> f32 { return arena[260u * nT() + (r) * 64u + 0u + c]; }
-fn put(r: u32, c: u32, v: f32) { arena[260u * nT() + (r) * 64u + 0u + c] = v; }
+fn get_put(r: u32, c: u32) -> f32 { return arena_get(260u * nT() + (r) * 64u + 0u + c); }
+fn put(r: u32, c: u32, v: f32) { arena_set(260u * nT() + (r) * 64u + 0u + c, v); }
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let unit = wid.x + wid.y * nwg.x;
@@ -276,6 +326,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   var cum = 0.0;
   for (var j = t0; j <= t; j++) { cum += op_dt(j, h) * op_A(0u, h); }
   var acc = 0.0;
-  for (var n = 0u; n < 8u; n++) { acc += scratch0[((c * 4u + h) * 16u + p) * 8u + n] * op_C(t, g * 8u + n); }
+  for (var n = 0u; n < 8u; n++) { acc += scratch0_get(((c * 4u + h) * 16u + p) * 8u + n) * op_C(t, g * 8u + n); }
   put(t, h * 16u + p, get_put(t, h * 16u + p) + exp(cum) * acc);
 }

@@ -1,23 +1,28 @@
 // ==== pass kv append: bindings arena, ints, state; workgroups ceil(n(T)·16/256)·1
 // archc model.layers.1.self_attn:attention (kv append)
-@group(0) @binding(0) var<storage, read_write> arena: array<f32>;
-@group(0) @binding(1) var<storage, read> ints: array<u32>;
-@group(0) @binding(2) var<storage, read_write> state: array<f32>;
+@group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;
+fn arena_get(i: u32) -> f32 { return arena_p0[i]; }
+fn arena_set(i: u32, v: f32) { arena_p0[i] = v; }
+@group(0) @binding(1) var<storage, read> ints_p0: array<u32>;
+fn ints_get(i: u32) -> u32 { return ints_p0[i]; }
+@group(0) @binding(2) var<storage, read_write> state_p0: array<f32>;
+fn state_get(i: u32) -> f32 { return state_p0[i]; }
+fn state_set(i: u32, v: f32) { state_p0[i] = v; }
 const HDR = 10u;
-fn nT() -> u32 { return ints[0]; }
-fn nS() -> u32 { return ints[1]; }
-fn slotFloats() -> u32 { return ints[3]; }
-fn capacity() -> u32 { return ints[2]; }
-fn stateAt(i: u32) -> u32 { return ints[4u + i]; }
-fn token(t: u32) -> u32 { return ints[HDR + t]; }
-fn position(t: u32) -> u32 { return ints[HDR + nT() + t]; }
-fn rowSeq(t: u32) -> u32 { return ints[HDR + 2u * nT() + t]; }
-fn seqField(s: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * s + f]; }
+fn nT() -> u32 { return ints_get(0u); }
+fn nS() -> u32 { return ints_get(1u); }
+fn slotFloats() -> u32 { return ints_get(3u); }
+fn capacity() -> u32 { return ints_get(2u); }
+fn stateAt(i: u32) -> u32 { return ints_get(4u + i); }
+fn token(t: u32) -> u32 { return ints_get(HDR + t); }
+fn position(t: u32) -> u32 { return ints_get(HDR + nT() + t); }
+fn rowSeq(t: u32) -> u32 { return ints_get(HDR + 2u * nT() + t); }
+fn seqField(s: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * s + f); }
 fn seqStart(s: u32) -> u32 { return seqField(s, 0u); }
 fn seqLen(s: u32) -> u32 { return seqField(s, 1u); }
 fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
 fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
-fn chunkField(c: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * nS() + 4u * c + f]; }
+fn chunkField(c: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * nS() + 4u * c + f); }
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
 fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
 fn erf(v: f32) -> f32 {
@@ -29,8 +34,8 @@ fn erf(v: f32) -> f32 {
 }
 fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
 fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
-fn op_k(r: u32, c: u32) -> f32 { return arena[0u * nT() + (r) * 64u + 32u + c]; }
-fn op_v(r: u32, c: u32) -> f32 { return arena[0u * nT() + (r) * 64u + 48u + c]; }
+fn op_k(r: u32, c: u32) -> f32 { return arena_get(0u * nT() + (r) * 64u + 32u + c); }
+fn op_v(r: u32, c: u32) -> f32 { return arena_get(0u * nT() + (r) * 64u + 48u + c); }
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let unit = wid.x + wid.y * nwg.x;
@@ -40,30 +45,35 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let e = i % 16u;
   let s = rowSeq(t);
   let at = seqSlot(s) + stateAt(2u) + (seqBefore(s) + t - seqStart(s)) * 16u + e;
-  state[at] = op_k(t, e);
-  state[at + capacity() * 16u] = op_v(t, e);
+  state_set(at, op_k(t, e));
+  state_set(at + capacity() * 16u, op_v(t, e));
 }
 
 // ==== pass flash attention: bindings arena, ints, state; workgroups ceil(n(T)·1/64)·2
 // archc model.layers.1.self_attn:attention (flash attention)
-@group(0) @binding(0) var<storage, read_write> arena: array<f32>;
-@group(0) @binding(1) var<storage, read> ints: array<u32>;
-@group(0) @binding(2) var<storage, read_write> state: array<f32>;
+@group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;
+fn arena_get(i: u32) -> f32 { return arena_p0[i]; }
+fn arena_set(i: u32, v: f32) { arena_p0[i] = v; }
+@group(0) @binding(1) var<storage, read> ints_p0: array<u32>;
+fn ints_get(i: u32) -> u32 { return ints_p0[i]; }
+@group(0) @binding(2) var<storage, read_write> state_p0: array<f32>;
+fn state_get(i: u32) -> f32 { return state_p0[i]; }
+fn state_set(i: u32, v: f32) { state_p0[i] = v; }
 const HDR = 10u;
-fn nT() -> u32 { return ints[0]; }
-fn nS() -> u32 { return ints[1]; }
-fn slotFloats() -> u32 { return ints[3]; }
-fn capacity() -> u32 { return ints[2]; }
-fn stateAt(i: u32) -> u32 { return ints[4u + i]; }
-fn token(t: u32) -> u32 { return ints[HDR + t]; }
-fn position(t: u32) -> u32 { return ints[HDR + nT() + t]; }
-fn rowSeq(t: u32) -> u32 { return ints[HDR + 2u * nT() + t]; }
-fn seqField(s: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * s + f]; }
+fn nT() -> u32 { return ints_get(0u); }
+fn nS() -> u32 { return ints_get(1u); }
+fn slotFloats() -> u32 { return ints_get(3u); }
+fn capacity() -> u32 { return ints_get(2u); }
+fn stateAt(i: u32) -> u32 { return ints_get(4u + i); }
+fn token(t: u32) -> u32 { return ints_get(HDR + t); }
+fn position(t: u32) -> u32 { return ints_get(HDR + nT() + t); }
+fn rowSeq(t: u32) -> u32 { return ints_get(HDR + 2u * nT() + t); }
+fn seqField(s: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * s + f); }
 fn seqStart(s: u32) -> u32 { return seqField(s, 0u); }
 fn seqLen(s: u32) -> u32 { return seqField(s, 1u); }
 fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
 fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
-fn chunkField(c: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * nS() + 4u * c + f]; }
+fn chunkField(c: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * nS() + 4u * c + f); }
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
 fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
 fn erf(v: f32) -> f32 {
@@ -75,9 +85,9 @@ fn erf(v: f32) -> f32 {
 }
 fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
 fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
-fn op_q(r: u32, c: u32) -> f32 { return arena[0u * nT() + (r) * 64u + 0u + c]; }
-fn get_put(r: u32, c: u32) -> f32 { return arena[96u * nT() + (r) * 32u + 0u + c]; }
-fn put(r: u32, c: u32, v: f32) { arena[96u * nT() + (r) * 32u + 0u + c] = v; }
+fn op_q(r: u32, c: u32) -> f32 { return arena_get(0u * nT() + (r) * 64u + 0u + c); }
+fn get_put(r: u32, c: u32) -> f32 { return arena_get(96u * nT() + (r) * 32u + 0u + c); }
+fn put(r: u32, c: u32, v: f32) { arena_set(96u * nT() + (r) * 32u + 0u + c, v); }
 const KEYS = 16u;
 const TILE = 128u;
 var<workgroup> ks: array<f32, 128>;
@@ -111,8 +121,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       for (var e = li; e < TILE; e += 128u) {
         let j = j0 + e / 8u;
         let at = base + min(j, keys - 1u) * 16u + e % 8u;
-        ks[e] = state[at];
-        vs[e] = state[at + capacity() * 16u];
+        ks[e] = state_get(at);
+        vs[e] = state_get(at + capacity() * 16u);
       }
       workgroupBarrier();
       let seen = min(KEYS, myKeys - min(myKeys, j0));

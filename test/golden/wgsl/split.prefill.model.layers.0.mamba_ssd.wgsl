@@ -2,14 +2,6 @@
 // archc model.layers.0.mamba:ssd (chunk scores)
 @group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;
 @group(0) @binding(1) var<storage, read_write> arena_p1: array<f32>;
-@group(0) @binding(2) var<storage, read> ints: array<u32>;
-@group(0) @binding(3) var<storage, read> wb2: array<u32>;
-@group(0) @binding(4) var<storage, read> wb3: array<u32>;
-@group(0) @binding(5) var<storage, read> wb4: array<u32>;
-@group(0) @binding(6) var<storage, read_write> scratch0_p0: array<f32>;
-@group(0) @binding(7) var<storage, read_write> scratch0_p1: array<f32>;
-@group(0) @binding(8) var<storage, read_write> scratch1: array<f32>;
-@group(0) @binding(9) var<storage, read_write> scratch2: array<f32>;
 fn arena_get(i: u32) -> f32 {
   if (i < 2300u) { return arena_p0[i]; }
   return arena_p1[i - 2300u];
@@ -18,7 +10,16 @@ fn arena_set(i: u32, v: f32) {
   if (i < 2300u) { arena_p0[i] = v; return; }
   arena_p1[i - 2300u] = v;
 }
-
+@group(0) @binding(2) var<storage, read> ints_p0: array<u32>;
+fn ints_get(i: u32) -> u32 { return ints_p0[i]; }
+@group(0) @binding(3) var<storage, read> wb2_p0: array<u32>;
+fn wb2_get(i: u32) -> u32 { return wb2_p0[i]; }
+@group(0) @binding(4) var<storage, read> wb3_p0: array<u32>;
+fn wb3_get(i: u32) -> u32 { return wb3_p0[i]; }
+@group(0) @binding(5) var<storage, read> wb4_p0: array<u32>;
+fn wb4_get(i: u32) -> u32 { return wb4_p0[i]; }
+@group(0) @binding(6) var<storage, read_write> scratch0_p0: array<f32>;
+@group(0) @binding(7) var<storage, read_write> scratch0_p1: array<f32>;
 fn scratch0_get(i: u32) -> f32 {
   if (i < 2300u) { return scratch0_p0[i]; }
   return scratch0_p1[i - 2300u];
@@ -27,22 +28,27 @@ fn scratch0_set(i: u32, v: f32) {
   if (i < 2300u) { scratch0_p0[i] = v; return; }
   scratch0_p1[i - 2300u] = v;
 }
-
+@group(0) @binding(8) var<storage, read_write> scratch1_p0: array<f32>;
+fn scratch1_get(i: u32) -> f32 { return scratch1_p0[i]; }
+fn scratch1_set(i: u32, v: f32) { scratch1_p0[i] = v; }
+@group(0) @binding(9) var<storage, read_write> scratch2_p0: array<f32>;
+fn scratch2_get(i: u32) -> f32 { return scratch2_p0[i]; }
+fn scratch2_set(i: u32, v: f32) { scratch2_p0[i] = v; }
 const HDR = 10u;
-fn nT() -> u32 { return ints[0]; }
-fn nS() -> u32 { return ints[1]; }
-fn slotFloats() -> u32 { return ints[3]; }
-fn capacity() -> u32 { return ints[2]; }
-fn stateAt(i: u32) -> u32 { return ints[4u + i]; }
-fn token(t: u32) -> u32 { return ints[HDR + t]; }
-fn position(t: u32) -> u32 { return ints[HDR + nT() + t]; }
-fn rowSeq(t: u32) -> u32 { return ints[HDR + 2u * nT() + t]; }
-fn seqField(s: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * s + f]; }
+fn nT() -> u32 { return ints_get(0u); }
+fn nS() -> u32 { return ints_get(1u); }
+fn slotFloats() -> u32 { return ints_get(3u); }
+fn capacity() -> u32 { return ints_get(2u); }
+fn stateAt(i: u32) -> u32 { return ints_get(4u + i); }
+fn token(t: u32) -> u32 { return ints_get(HDR + t); }
+fn position(t: u32) -> u32 { return ints_get(HDR + nT() + t); }
+fn rowSeq(t: u32) -> u32 { return ints_get(HDR + 2u * nT() + t); }
+fn seqField(s: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * s + f); }
 fn seqStart(s: u32) -> u32 { return seqField(s, 0u); }
 fn seqLen(s: u32) -> u32 { return seqField(s, 1u); }
 fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
 fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
-fn chunkField(c: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * nS() + 4u * c + f]; }
+fn chunkField(c: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * nS() + 4u * c + f); }
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
 fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
 fn erf(v: f32) -> f32 {
@@ -55,13 +61,13 @@ fn erf(v: f32) -> f32 {
 fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
 fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
 fn op_x(r: u32, c: u32) -> f32 { return arena_get(180u * nT() + (r) * 80u + 0u + c); }
-fn w2(i: u32) -> f32 { let p = wb2[i >> 1u]; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
+fn w2(i: u32) -> f32 { let p = wb2_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
 fn op_dt(r: u32, c: u32) -> f32 { return max(softplus((arena_get(32u * nT() + (r) * 148u + 144u + c) + w2((c) % 4u))), 0.0); }
-fn w3(i: u32) -> f32 { return bitcast<f32>(wb3[i]); }
+fn w3(i: u32) -> f32 { return bitcast<f32>(wb3_get(i)); }
 fn op_A(r: u32, c: u32) -> f32 { return w3(c); }
 fn op_B(r: u32, c: u32) -> f32 { return arena_get(180u * nT() + (r) * 80u + 64u + c); }
 fn op_C(r: u32, c: u32) -> f32 { return arena_get(180u * nT() + (r) * 80u + 72u + c); }
-fn w4(i: u32) -> f32 { let p = wb4[i >> 1u]; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
+fn w4(i: u32) -> f32 { let p = wb4_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
 fn op_D(r: u32, c: u32) -> f32 { return w4(c); }
 fn get_put(r: u32, c: u32) -> f32 { return arena_get(260u * nT() + (r) * 64u + 0u + c); }
 fn put(r: u32, c: u32, v: f32) { arena_set(260u * nT() + (r) * 64u + 0u + c, v); }
@@ -79,21 +85,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   if (j <= i && i < chunkField(c, 1u)) {
     for (var n = 0u; n < 8u; n++) { cb += op_C(t0 + i, g * 8u + n) * op_B(t0 + j, g * 8u + n); }
   }
-  scratch2[e] = cb;
+  scratch2_set(e, cb);
 }
 
 // ==== pass chunk states: bindings arena#0, arena#1, ints#0, w:model.layers.0.mamba.dt_bias#0, w:neg(exp(w:model.layers.0.mamba.A_log))#0, w:model.layers.0.mamba.D#0, scratch0#0, scratch0#1, scratch1#0, scratch2#0
 // archc model.layers.0.mamba:ssd (chunk states)
 @group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;
 @group(0) @binding(1) var<storage, read_write> arena_p1: array<f32>;
-@group(0) @binding(2) var<storage, read> ints: array<u32>;
-@group(0) @binding(3) var<storage, read> wb2: array<u32>;
-@group(0) @binding(4) var<storage, read> wb3: array<u32>;
-@group(0) @binding(5) var<storage, read> wb4: array<u32>;
-@group(0) @binding(6) var<storage, read_write> scratch0_p0: array<f32>;
-@group(0) @binding(7) var<storage, read_write> scratch0_p1: array<f32>;
-@group(0) @binding(8) var<storage, read_write> scratch1: array<f32>;
-@group(0) @binding(9) var<storage, read_write> scratch2: array<f32>;
 fn arena_get(i: u32) -> f32 {
   if (i < 2300u) { return arena_p0[i]; }
   return arena_p1[i - 2300u];
@@ -102,7 +100,16 @@ fn arena_set(i: u32, v: f32) {
   if (i < 2300u) { arena_p0[i] = v; return; }
   arena_p1[i - 2300u] = v;
 }
-
+@group(0) @binding(2) var<storage, read> ints_p0: array<u32>;
+fn ints_get(i: u32) -> u32 { return ints_p0[i]; }
+@group(0) @binding(3) var<storage, read> wb2_p0: array<u32>;
+fn wb2_get(i: u32) -> u32 { return wb2_p0[i]; }
+@group(0) @binding(4) var<storage, read> wb3_p0: array<u32>;
+fn wb3_get(i: u32) -> u32 { return wb3_p0[i]; }
+@group(0) @binding(5) var<storage, read> wb4_p0: array<u32>;
+fn wb4_get(i: u32) -> u32 { return wb4_p0[i]; }
+@group(0) @binding(6) var<storage, read_write> scratch0_p0: array<f32>;
+@group(0) @binding(7) var<storage, read_write> scratch0_p1: array<f32>;
 fn scratch0_get(i: u32) -> f32 {
   if (i < 2300u) { return scratch0_p0[i]; }
   return scratch0_p1[i - 2300u];
@@ -111,22 +118,27 @@ fn scratch0_set(i: u32, v: f32) {
   if (i < 2300u) { scratch0_p0[i] = v; return; }
   scratch0_p1[i - 2300u] = v;
 }
-
+@group(0) @binding(8) var<storage, read_write> scratch1_p0: array<f32>;
+fn scratch1_get(i: u32) -> f32 { return scratch1_p0[i]; }
+fn scratch1_set(i: u32, v: f32) { scratch1_p0[i] = v; }
+@group(0) @binding(9) var<storage, read_write> scratch2_p0: array<f32>;
+fn scratch2_get(i: u32) -> f32 { return scratch2_p0[i]; }
+fn scratch2_set(i: u32, v: f32) { scratch2_p0[i] = v; }
 const HDR = 10u;
-fn nT() -> u32 { return ints[0]; }
-fn nS() -> u32 { return ints[1]; }
-fn slotFloats() -> u32 { return ints[3]; }
-fn capacity() -> u32 { return ints[2]; }
-fn stateAt(i: u32) -> u32 { return ints[4u + i]; }
-fn token(t: u32) -> u32 { return ints[HDR + t]; }
-fn position(t: u32) -> u32 { return ints[HDR + nT() + t]; }
-fn rowSeq(t: u32) -> u32 { return ints[HDR + 2u * nT() + t]; }
-fn seqField(s: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * s + f]; }
+fn nT() -> u32 { return ints_get(0u); }
+fn nS() -> u32 { return ints_get(1u); }
+fn slotFloats() -> u32 { return ints_get(3u); }
+fn capacity() -> u32 { return ints_get(2u); }
+fn stateAt(i: u32) -> u32 { return ints_get(4u + i); }
+fn token(t: u32) -> u32 { return ints_get(HDR + t); }
+fn position(t: u32) -> u32 { return ints_get(HDR + nT() + t); }
+fn rowSeq(t: u32) -> u32 { return ints_get(HDR + 2u * nT() + t); }
+fn seqField(s: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * s + f); }
 fn seqStart(s: u32) -> u32 { return seqField(s, 0u); }
 fn seqLen(s: u32) -> u32 { return seqField(s, 1u); }
 fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
 fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
-fn chunkField(c: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * nS() + 4u * c + f]; }
+fn chunkField(c: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * nS() + 4u * c + f); }
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
 fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
 fn erf(v: f32) -> f32 {
@@ -139,13 +151,13 @@ fn erf(v: f32) -> f32 {
 fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
 fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
 fn op_x(r: u32, c: u32) -> f32 { return arena_get(180u * nT() + (r) * 80u + 0u + c); }
-fn w2(i: u32) -> f32 { let p = wb2[i >> 1u]; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
+fn w2(i: u32) -> f32 { let p = wb2_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
 fn op_dt(r: u32, c: u32) -> f32 { return max(softplus((arena_get(32u * nT() + (r) * 148u + 144u + c) + w2((c) % 4u))), 0.0); }
-fn w3(i: u32) -> f32 { return bitcast<f32>(wb3[i]); }
+fn w3(i: u32) -> f32 { return bitcast<f32>(wb3_get(i)); }
 fn op_A(r: u32, c: u32) -> f32 { return w3(c); }
 fn op_B(r: u32, c: u32) -> f32 { return arena_get(180u * nT() + (r) * 80u + 64u + c); }
 fn op_C(r: u32, c: u32) -> f32 { return arena_get(180u * nT() + (r) * 80u + 72u + c); }
-fn w4(i: u32) -> f32 { let p = wb4[i >> 1u]; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
+fn w4(i: u32) -> f32 { let p = wb4_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
 fn op_D(r: u32, c: u32) -> f32 { return w4(c); }
 fn get_put(r: u32, c: u32) -> f32 { return arena_get(260u * nT() + (r) * 64u + 0u + c); }
 fn put(r: u32, c: u32, v: f32) { arena_set(260u * nT() + (r) * 64u + 0u + c, v); }
@@ -164,7 +176,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   if (li == 0u) {
     var run = 0.0;
     for (var i = 0u; i < q; i++) { dts[i] = op_dt(t0 + i, h); run += dts[i] * op_A(0u, h); cum[i] = run; }
-    scratch1[c * 4u + h] = exp(run);
+    scratch1_set(c * 4u + h, exp(run));
     // exp(seg(last, j)) · dt_j: token j's weight in the chunk's state
     for (var j = 0u; j < q; j++) { wout[j] = exp(run - cum[j]) * dts[j]; }
   }
@@ -174,7 +186,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     for (var i = 0u; i < q; i++) {
       var y = 0.0;
       for (var j = 0u; j <= i; j++) {
-        y += exp(cum[i] - cum[j]) * scratch2[scores + i * 4u + j] * dts[j] * op_x(t0 + j, h * 16u + p);
+        y += exp(cum[i] - cum[j]) * scratch2_get(scores + i * 4u + j) * dts[j] * op_x(t0 + j, h * 16u + p);
       }
       put(t0 + i, h * 16u + p, y + op_D(0u, h) * op_x(t0 + i, h * 16u + p));
     }
@@ -190,16 +202,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 // archc model.layers.0.mamba:ssd (state passing)
 @group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;
 @group(0) @binding(1) var<storage, read_write> arena_p1: array<f32>;
-@group(0) @binding(2) var<storage, read> ints: array<u32>;
-@group(0) @binding(3) var<storage, read> wb2: array<u32>;
-@group(0) @binding(4) var<storage, read> wb3: array<u32>;
-@group(0) @binding(5) var<storage, read> wb4: array<u32>;
-@group(0) @binding(6) var<storage, read_write> scratch0_p0: array<f32>;
-@group(0) @binding(7) var<storage, read_write> scratch0_p1: array<f32>;
-@group(0) @binding(8) var<storage, read_write> scratch1: array<f32>;
-@group(0) @binding(9) var<storage, read_write> scratch2: array<f32>;
-@group(0) @binding(10) var<storage, read_write> state_p0: array<f32>;
-@group(0) @binding(11) var<storage, read_write> state_p1: array<f32>;
 fn arena_get(i: u32) -> f32 {
   if (i < 2300u) { return arena_p0[i]; }
   return arena_p1[i - 2300u];
@@ -208,7 +210,16 @@ fn arena_set(i: u32, v: f32) {
   if (i < 2300u) { arena_p0[i] = v; return; }
   arena_p1[i - 2300u] = v;
 }
-
+@group(0) @binding(2) var<storage, read> ints_p0: array<u32>;
+fn ints_get(i: u32) -> u32 { return ints_p0[i]; }
+@group(0) @binding(3) var<storage, read> wb2_p0: array<u32>;
+fn wb2_get(i: u32) -> u32 { return wb2_p0[i]; }
+@group(0) @binding(4) var<storage, read> wb3_p0: array<u32>;
+fn wb3_get(i: u32) -> u32 { return wb3_p0[i]; }
+@group(0) @binding(5) var<storage, read> wb4_p0: array<u32>;
+fn wb4_get(i: u32) -> u32 { return wb4_p0[i]; }
+@group(0) @binding(6) var<storage, read_write> scratch0_p0: array<f32>;
+@group(0) @binding(7) var<storage, read_write> scratch0_p1: array<f32>;
 fn scratch0_get(i: u32) -> f32 {
   if (i < 2300u) { return scratch0_p0[i]; }
   return scratch0_p1[i - 2300u];
@@ -217,7 +228,14 @@ fn scratch0_set(i: u32, v: f32) {
   if (i < 2300u) { scratch0_p0[i] = v; return; }
   scratch0_p1[i - 2300u] = v;
 }
-
+@group(0) @binding(8) var<storage, read_write> scratch1_p0: array<f32>;
+fn scratch1_get(i: u32) -> f32 { return scratch1_p0[i]; }
+fn scratch1_set(i: u32, v: f32) { scratch1_p0[i] = v; }
+@group(0) @binding(9) var<storage, read_write> scratch2_p0: array<f32>;
+fn scratch2_get(i: u32) -> f32 { return scratch2_p0[i]; }
+fn scratch2_set(i: u32, v: f32) { scratch2_p0[i] = v; }
+@group(0) @binding(10) var<storage, read_write> state_p0: array<f32>;
+@group(0) @binding(11) var<storage, read_write> state_p1: array<f32>;
 fn state_get(i: u32) -> f32 {
   if (i < 2272u) { return state_p0[i]; }
   return state_p1[i - 2272u];
@@ -226,22 +244,21 @@ fn state_set(i: u32, v: f32) {
   if (i < 2272u) { state_p0[i] = v; return; }
   state_p1[i - 2272u] = v;
 }
-
 const HDR = 10u;
-fn nT() -> u32 { return ints[0]; }
-fn nS() -> u32 { return ints[1]; }
-fn slotFloats() -> u32 { return ints[3]; }
-fn capacity() -> u32 { return ints[2]; }
-fn stateAt(i: u32) -> u32 { return ints[4u + i]; }
-fn token(t: u32) -> u32 { return ints[HDR + t]; }
-fn position(t: u32) -> u32 { return ints[HDR + nT() + t]; }
-fn rowSeq(t: u32) -> u32 { return ints[HDR + 2u * nT() + t]; }
-fn seqField(s: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * s + f]; }
+fn nT() -> u32 { return ints_get(0u); }
+fn nS() -> u32 { return ints_get(1u); }
+fn slotFloats() -> u32 { return ints_get(3u); }
+fn capacity() -> u32 { return ints_get(2u); }
+fn stateAt(i: u32) -> u32 { return ints_get(4u + i); }
+fn token(t: u32) -> u32 { return ints_get(HDR + t); }
+fn position(t: u32) -> u32 { return ints_get(HDR + nT() + t); }
+fn rowSeq(t: u32) -> u32 { return ints_get(HDR + 2u * nT() + t); }
+fn seqField(s: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * s + f); }
 fn seqStart(s: u32) -> u32 { return seqField(s, 0u); }
 fn seqLen(s: u32) -> u32 { return seqField(s, 1u); }
 fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
 fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
-fn chunkField(c: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * nS() + 4u * c + f]; }
+fn chunkField(c: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * nS() + 4u * c + f); }
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
 fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
 fn erf(v: f32) -> f32 {
@@ -254,13 +271,13 @@ fn erf(v: f32) -> f32 {
 fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
 fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
 fn op_x(r: u32, c: u32) -> f32 { return arena_get(180u * nT() + (r) * 80u + 0u + c); }
-fn w2(i: u32) -> f32 { let p = wb2[i >> 1u]; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
+fn w2(i: u32) -> f32 { let p = wb2_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
 fn op_dt(r: u32, c: u32) -> f32 { return max(softplus((arena_get(32u * nT() + (r) * 148u + 144u + c) + w2((c) % 4u))), 0.0); }
-fn w3(i: u32) -> f32 { return bitcast<f32>(wb3[i]); }
+fn w3(i: u32) -> f32 { return bitcast<f32>(wb3_get(i)); }
 fn op_A(r: u32, c: u32) -> f32 { return w3(c); }
 fn op_B(r: u32, c: u32) -> f32 { return arena_get(180u * nT() + (r) * 80u + 64u + c); }
 fn op_C(r: u32, c: u32) -> f32 { return arena_get(180u * nT() + (r) * 80u + 72u + c); }
-fn w4(i: u32) -> f32 { let p = wb4[i >> 1u]; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
+fn w4(i: u32) -> f32 { let p = wb4_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
 fn op_D(r: u32, c: u32) -> f32 { return w4(c); }
 fn get_put(r: u32, c: u32) -> f32 { return arena_get(260u * nT() + (r) * 64u + 0u + c); }
 fn put(r: u32, c: u32, v: f32) { arena_set(260u * nT() + (r) * 64u + 0u + c, v); }
@@ -278,7 +295,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   for (var c = first; c < first + seqField(s, 5u); c++) {
     let own = scratch0_get(c * 512u + e);
     scratch0_set(c * 512u + e, run);
-    run = scratch1[c * 4u + h] * run + own;
+    run = scratch1_get(c * 4u + h) * run + own;
   }
   state_set(at, run);
 }
@@ -287,14 +304,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 // archc model.layers.0.mamba:ssd (state output)
 @group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;
 @group(0) @binding(1) var<storage, read_write> arena_p1: array<f32>;
-@group(0) @binding(2) var<storage, read> ints: array<u32>;
-@group(0) @binding(3) var<storage, read> wb2: array<u32>;
-@group(0) @binding(4) var<storage, read> wb3: array<u32>;
-@group(0) @binding(5) var<storage, read> wb4: array<u32>;
-@group(0) @binding(6) var<storage, read_write> scratch0_p0: array<f32>;
-@group(0) @binding(7) var<storage, read_write> scratch0_p1: array<f32>;
-@group(0) @binding(8) var<storage, read_write> scratch1: array<f32>;
-@group(0) @binding(9) var<storage, read_write> scratch2: array<f32>;
 fn arena_get(i: u32) -> f32 {
   if (i < 2300u) { return arena_p0[i]; }
   return arena_p1[i - 2300u];
@@ -303,7 +312,16 @@ fn arena_set(i: u32, v: f32) {
   if (i < 2300u) { arena_p0[i] = v; return; }
   arena_p1[i - 2300u] = v;
 }
-
+@group(0) @binding(2) var<storage, read> ints_p0: array<u32>;
+fn ints_get(i: u32) -> u32 { return ints_p0[i]; }
+@group(0) @binding(3) var<storage, read> wb2_p0: array<u32>;
+fn wb2_get(i: u32) -> u32 { return wb2_p0[i]; }
+@group(0) @binding(4) var<storage, read> wb3_p0: array<u32>;
+fn wb3_get(i: u32) -> u32 { return wb3_p0[i]; }
+@group(0) @binding(5) var<storage, read> wb4_p0: array<u32>;
+fn wb4_get(i: u32) -> u32 { return wb4_p0[i]; }
+@group(0) @binding(6) var<storage, read_write> scratch0_p0: array<f32>;
+@group(0) @binding(7) var<storage, read_write> scratch0_p1: array<f32>;
 fn scratch0_get(i: u32) -> f32 {
   if (i < 2300u) { return scratch0_p0[i]; }
   return scratch0_p1[i - 2300u];
@@ -312,22 +330,27 @@ fn scratch0_set(i: u32, v: f32) {
   if (i < 2300u) { scratch0_p0[i] = v; return; }
   scratch0_p1[i - 2300u] = v;
 }
-
+@group(0) @binding(8) var<storage, read_write> scratch1_p0: array<f32>;
+fn scratch1_get(i: u32) -> f32 { return scratch1_p0[i]; }
+fn scratch1_set(i: u32, v: f32) { scratch1_p0[i] = v; }
+@group(0) @binding(9) var<storage, read_write> scratch2_p0: array<f32>;
+fn scratch2_get(i: u32) -> f32 { return scratch2_p0[i]; }
+fn scratch2_set(i: u32, v: f32) { scratch2_p0[i] = v; }
 const HDR = 10u;
-fn nT() -> u32 { return ints[0]; }
-fn nS() -> u32 { return ints[1]; }
-fn slotFloats() -> u32 { return ints[3]; }
-fn capacity() -> u32 { return ints[2]; }
-fn stateAt(i: u32) -> u32 { return ints[4u + i]; }
-fn token(t: u32) -> u32 { return ints[HDR + t]; }
-fn position(t: u32) -> u32 { return ints[HDR + nT() + t]; }
-fn rowSeq(t: u32) -> u32 { return ints[HDR + 2u * nT() + t]; }
-fn seqField(s: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * s + f]; }
+fn nT() -> u32 { return ints_get(0u); }
+fn nS() -> u32 { return ints_get(1u); }
+fn slotFloats() -> u32 { return ints_get(3u); }
+fn capacity() -> u32 { return ints_get(2u); }
+fn stateAt(i: u32) -> u32 { return ints_get(4u + i); }
+fn token(t: u32) -> u32 { return ints_get(HDR + t); }
+fn position(t: u32) -> u32 { return ints_get(HDR + nT() + t); }
+fn rowSeq(t: u32) -> u32 { return ints_get(HDR + 2u * nT() + t); }
+fn seqField(s: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * s + f); }
 fn seqStart(s: u32) -> u32 { return seqField(s, 0u); }
 fn seqLen(s: u32) -> u32 { return seqField(s, 1u); }
 fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
 fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
-fn chunkField(c: u32, f: u32) -> u32 { return ints[HDR + 3u * nT() + 8u * nS() + 4u * c + f]; }
+fn chunkField(c: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * nS() + 4u * c + f); }
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
 fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
 fn erf(v: f32) -> f32 {
@@ -340,13 +363,13 @@ fn erf(v: f32) -> f32 {
 fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
 fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
 fn op_x(r: u32, c: u32) -> f32 { return arena_get(180u * nT() + (r) * 80u + 0u + c); }
-fn w2(i: u32) -> f32 { let p = wb2[i >> 1u]; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
+fn w2(i: u32) -> f32 { let p = wb2_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
 fn op_dt(r: u32, c: u32) -> f32 { return max(softplus((arena_get(32u * nT() + (r) * 148u + 144u + c) + w2((c) % 4u))), 0.0); }
-fn w3(i: u32) -> f32 { return bitcast<f32>(wb3[i]); }
+fn w3(i: u32) -> f32 { return bitcast<f32>(wb3_get(i)); }
 fn op_A(r: u32, c: u32) -> f32 { return w3(c); }
 fn op_B(r: u32, c: u32) -> f32 { return arena_get(180u * nT() + (r) * 80u + 64u + c); }
 fn op_C(r: u32, c: u32) -> f32 { return arena_get(180u * nT() + (r) * 80u + 72u + c); }
-fn w4(i: u32) -> f32 { let p = wb4[i >> 1u]; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
+fn w4(i: u32) -> f32 { let p = wb4_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
 fn op_D(r: u32, c: u32) -> f32 { return w4(c); }
 fn get_put(r: u32, c: u32) -> f32 { return arena_get(260u * nT() + (r) * 64u + 0u + c); }
 fn put(r: u32, c: u32, v: f32) { arena_set(260u * nT() + (r) * 64u + 0u + c, v); }
