@@ -91,7 +91,8 @@ class Recorder {
           if (this.weightIndex.has(key)) continue;
           const src = program.weights.find((x) => x.name === w.name) ?? program.derived.find((x) => x.name === w.name)!;
           this.weightIndex.set(key, this.weights.length);
-          this.weights.push({ name: w.name, dtype: w.dtype, bytes: src.shape.reduce((a, b) => a * b, 1) * (w.dtype === 'bf16' ? 2 : 4) });
+          // (the script runs bf16 weights: kernelWeights' default)
+          this.weights.push({ name: w.name, dtype: w.dtype as 'bf16' | 'f32', bytes: src.shape.reduce((a, b) => a * b, 1) * (w.dtype === 'bf16' ? 2 : 4) });
         }
       }
     }
