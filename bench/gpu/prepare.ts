@@ -140,7 +140,8 @@ class Recorder {
 const zeroPointers = (): ArgsValues['ptr'] => Object.fromEntries(ARGS_FIELDS.map((f) => [f, 0n])) as ArgsValues['ptr'];
 
 function idsOf(build: CudaBuild): Map<string, string> {
-  return new Map(build.kernels.map((k) => [`${k.entry}:${k.index}`, k.id]));
+  // (the bf16 sources: the script's weights are bf16, the q8/q4 ones are compiled beside them)
+  return new Map(build.kernels.filter((k) => k.format === 'bf16').map((k) => [`${k.entry}:${k.index}`, k.id]));
 }
 
 function batchOf(lens: readonly number[], before: readonly number[], slots: readonly number[], vocab: number, seed: number): RunBatch {
