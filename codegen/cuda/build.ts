@@ -219,8 +219,9 @@ export function parsePtxas(text: string): Record<string, FunctionUsage> {
     if (f) { fn = f[1]!; continue; }
     const s = /(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads/.exec(line);
     if (s && fn) { [stack, stores, loads] = [Number(s[1]), Number(s[2]), Number(s[3])]; continue; }
-    const u = /Used (\d+) registers.*?(?:(\d+) bytes smem)?$/.exec(line);
-    if (u && fn) out[fn] = { registers: Number(u[1]), sharedBytes: Number(u[2] ?? 0), stackBytes: stack, spillStores: stores, spillLoads: loads };
+    // (sm_80's line goes on to constant memory: `..., 34208 bytes smem, 592 bytes cmem[0]`)
+    const u = /Used (\d+) registers/.exec(line);
+    if (u && fn) out[fn] = { registers: Number(u[1]), sharedBytes: Number(/(\d+) bytes smem/.exec(line)?.[1] ?? 0), stackBytes: stack, spillStores: stores, spillLoads: loads };
   }
   return out;
 }

@@ -122,6 +122,9 @@ describe('CUDA kernels', () => {
   it('ptxas reports are read per function', () => {
     const u = parsePtxas("ptxas info    : Compiling entry function 'archc_main_ab' for 'sm_90'\nptxas info    : Function properties for archc_main_ab\n    8 bytes stack frame, 4 bytes spill stores, 4 bytes spill loads\nptxas info    : Used 32 registers, used 1 barriers, 416 bytes smem\n");
     expect(u).toEqual({ archc_main_ab: { registers: 32, sharedBytes: 416, stackBytes: 8, spillStores: 4, spillLoads: 4 } });
+    // sm_80 reports constant memory after the shared
+    const v = parsePtxas("ptxas info    : Compiling entry function 'archc_gemv_cd' for 'sm_80'\nptxas info    : Function properties for archc_gemv_cd\n    0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads\nptxas info    : Used 102 registers, used 1 barriers, 34208 bytes smem, 592 bytes cmem[0]\n");
+    expect(v).toEqual({ archc_gemv_cd: { registers: 102, sharedBytes: 34208, stackBytes: 0, spillStores: 0, spillLoads: 0 } });
   });
 
   it('every kernel of a tiny Bamba compiles for sm_80 and sm_90 without spills', async () => {
