@@ -116,12 +116,14 @@ const cuda: BuildTarget = {
     for (const [path, bytes] of built.modules) files.set(path, bytes);
     files.set('cuda/manifest.json', JSON.stringify(cudaManifest(built), null, 2) + '\n');
     const r = built.report;
+    // a product or embedding has a source per matrix format (bf16, q8, q4): count kernels once
+    const kernels = built.kernels.filter((k) => k.format === 'bf16').length;
     return {
       sources: new Map(),
       files,
       load: {},
-      report: { ...r, kernels: built.kernels.length },
-      summary: `cuda: ${built.kernels.length} kernels from ${r.sources} sources (.cu); ${r.nvcc === null ? 'no nvcc, NVRTC compiles them at load'
+      report: { ...r, kernels },
+      summary: `cuda: ${kernels} kernels from ${r.sources} sources (.cu, matrices in bf16, q8 and q4); ${r.nvcc === null ? 'no nvcc, NVRTC compiles them at load'
         : `${r.compiled} modules compiled, ${r.cached} cached for ${r.archs.join(', ')} in ${(r.compileMs / 1000).toFixed(1)} s`}`,
       // the cuda backend's FFI to the driver, only loaded by backend 'cuda'
       optionalDependencies: ['koffi'],

@@ -19,8 +19,10 @@ import { compileFile } from '../../compiler/compile.ts';
 import { lowerToProgram } from '../../compiler/lower.ts';
 import type { RunBatch, StatePool } from '../../runtime/backend.ts';
 import { CpuBackend } from '../../runtime/cpu/backend.ts';
-import { ARGS_FIELDS, kernelOffsets, kernelViews, kernelWeights, launchOf, packArgs, viewBase, type ArgsValues } from '../../runtime/cuda/abi.ts';
-import type { Entry, EntryName, Program } from '../../runtime/program.ts';
+import { ARGS_FIELDS, type MatrixFormat, kernelOffsets, kernelViews, kernelWeights, launchOf, packArgs, quantDeviceBytes, quantMatrix, viewBase, type ArgsValues } from '../../runtime/cuda/abi.ts';
+import type { Entry, EntryName, Kernel, Program } from '../../runtime/program.ts';
+import { isQuant, quantBytes, quantize } from '../../runtime/quant.ts';
+import { planQuant } from '../../runtime/quantplan.ts';
 import { slotLayout } from '../../runtime/program.ts';
 import { fromF32 } from '../../runtime/tensor.ts';
 import { compileTiny, randomTensors } from '../../test/helpers/checkpoints.ts';
@@ -64,7 +66,7 @@ export interface TraceRun {
 export interface TraceModel {
   readonly name: string;
   readonly modules: CudaBuild['report']['modules'];
-  readonly weights: readonly { readonly name: string; readonly dtype: 'bf16' | 'f32'; readonly bytes: number; readonly offset?: number; readonly around?: number }[];
+  readonly weights: readonly { readonly name: string; readonly dtype: MatrixFormat | 'f32'; readonly bytes: number; readonly offset?: number; readonly around?: number }[];
   /** The weights' bytes (the tiny model), in weights.bin at `offset`. */
   readonly weightFile?: string;
   readonly refFile?: string;
@@ -79,19 +81,21 @@ export const FAKE_POINTERS = Object.fromEntries(ARGS_FIELDS.map((f, i) => [f, Bi
 /** Records launches of `program` (and, with `cpu`, runs it there and keeps every kernel's result). */
 class Recorder {
   readonly weightIndex = new Map<string, number>();
-  readonly weights: { name: string; dtype: 'bf16' | 'f32'; bytes: number }[] = [];
+  readonly weights: { name: string; dtype: MatrixFormat | 'f32'; bytes: number }[] = [];
   readonly refs: Float32Array[] = [];
   refFloats = 0;
 
-  constructor(readonly program: Program, readonly cpu: CpuBackend | null, readonly ids: Map<string, string>) {
+  /** `format`: the format each kernel's matrix is in (bf16, or q8/q4 as the CPU backend holds it). */
+  constructor(readonly program: Program, readonly cpu: CpuBackend | null, readonly build: CudaBuild, readonly format: (k: Kernel) => MatrixFormat = () => 'bf16') {
     for (const e of Object.values(program.entries)) {
       for (const k of e.kernels) {
-        for (const w of kernelWeights(k)) {
+        for (const w of kernelWeights(k, format(k))) {
           const key = `${w.dtype}:${w.name}`;
           if (this.weightIndex.has(key)) continue;
           const src = program.weights.find((x) => x.name === w.name) ?? program.derived.find((x) => x.name === w.name)!;
+          const [N, K] = src.shape as [number, number];
           this.weightIndex.set(key, this.weights.length);
-          this.weights.push({ name: w.name, dtype: w.dtype, bytes: src.shape.reduce((a, b) => a * b, 1) * (w.dtype === 'bf16' ? 2 : 4) });
+          this.weights.push({ name: w.name, dtype: w.dtype, bytes: w.dtype === 'bf16' || w.dtype === 'f32' ? src.shape.reduce((a, b) => a * b, 1) * (w.dtype === 'bf16' ? 2 : 4) : quantBytes(w.dtype, N, K) });
         }
       }
     }
@@ -120,9 +124,11 @@ class Recorder {
         const rows = b.rows === 'T' ? T : b.rows === 'S' ? S : 1;
         return [viewBase(entry, v.view, T, S), rows, b.width, v.view.width, this.ref(inv.read(v.view))];
       }) : undefined;
+      const format = this.format(k);
+      const id = this.build.kernels.find((x) => x.entry === entryName && x.index === index && x.format === format)!.id;
       launches.push({
-        kernel: k.name, family: k.family, id: this.ids.get(`${entryName}:${index}`)!, fn: l.fn, grid: l.grid, block: l.block, args: b64(args),
-        weights: kernelWeights(k).map((w) => this.weightIndex.get(`${w.dtype}:${w.name}`)!), check: checkViews,
+        kernel: k.name, family: k.family, id, fn: l.fn, grid: l.grid, block: l.block, args: b64(args),
+        weights: kernelWeights(k, format).map((w) => this.weightIndex.get(`${w.dtype}:${w.name}`)!), check: checkViews,
       });
     });
     const out = entry.outputs.logits!;
@@ -138,10 +144,6 @@ class Recorder {
 
 const zeroPointers = (): ArgsValues['ptr'] => Object.fromEntries(ARGS_FIELDS.map((f) => [f, 0n])) as ArgsValues['ptr'];
 
-function idsOf(build: CudaBuild): Map<string, string> {
-  return new Map(build.kernels.map((k) => [`${k.entry}:${k.index}`, k.id]));
-}
-
 function batchOf(lens: readonly number[], before: readonly number[], slots: readonly number[], vocab: number, seed: number): RunBatch {
   let start = 0, x = seed;
   const seqs = lens.map((len) => { const s = { start, len }; start += len; return s; });
@@ -153,45 +155,57 @@ function batchOf(lens: readonly number[], before: readonly number[], slots: read
   };
 }
 
-/** The tiny Bamba: its weights, a packed ragged prefill then two decode steps, and a forward. */
-async function tiny(out: string, archs: readonly string[], cache: string): Promise<TraceModel> {
+/** The tiny Bamba: its weights (bf16, or its products and embedding quantised to `quant` as a load
+ *  would), a packed ragged prefill then two decode steps, and a forward. */
+async function tiny(out: string, archs: readonly string[], cache: string, quant?: 'q8' | 'q4'): Promise<TraceModel> {
+  const name = quant ? `tiny-${quant}` : 'tiny';
+  mkdirSync(join(out, name), { recursive: true });
   const compiled = compileTiny();
   const program = lowerToProgram(compiled.graph, compiled.bindings);
   const tensors = randomTensors(compiled, { dtype: 'bf16', seed: 3 });
   const build = await buildCuda(program, { archs, cacheDir: cache });
-  writeModules(out, 'tiny', build);
+  writeModules(out, name, build);
   const cpu = new CpuBackend(program);
-  for (const w of program.weights) cpu.uploadWeight(w, tensors.find((t) => t.name === w.name)!.tensor);
-  const rec = new Recorder(program, cpu, idsOf(build));
-  // the weights as the CUDA backend stores them (matrices bf16, the rest f32; derived ones made)
+  const plan = quant ? planQuant(program, quant, (n) => tensors.find((t) => t.name === n)?.tensor.shape ?? []) : null;
+  for (const w of program.weights) {
+    const t = tensors.find((x) => x.name === w.name)!.tensor;
+    const f = plan?.formats.get(w.name);
+    const q = f ? quantize(t, f) : null;
+    if (q && 'reason' in q) throw new Error(`${w.name}: ${q.reason}`);
+    cpu.uploadWeight(w, q ? q.q : t);
+  }
+  const formatOf = (k: Kernel): MatrixFormat => { const m = quantMatrix(k); const w = m ? cpu.weight(m) : null; return w && isQuant(w) ? w.dtype : 'bf16'; };
+  const rec = new Recorder(program, cpu, build, formatOf);
+  // the weights as the CUDA backend stores them (matrices bf16 or codes then scales, the rest f32; derived ones made)
   let offset = 0;
   const blobs = rec.weights.map((w) => {
-    const t = cpu.tensor(w.name);
-    const bytes = w.dtype === 'f32' ? new Uint8Array(cpu.f32(w.name).slice().buffer)
-      : new Uint8Array((t.dtype === 'bf16' ? (t.data as Uint16Array) : (fromF32(cpu.f32(w.name), [t.data.length], 'bf16').data as Uint16Array)).slice().buffer);
+    const h = cpu.weight(w.name);
+    const t = isQuant(h) ? null : h;
+    const bytes = isQuant(h) ? quantDeviceBytes(h) : w.dtype === 'f32' ? new Uint8Array(cpu.f32(w.name).slice().buffer)
+      : new Uint8Array((t!.dtype === 'bf16' ? (t!.data as Uint16Array) : (fromF32(cpu.f32(w.name), [t!.data.length], 'bf16').data as Uint16Array)).slice().buffer);
     const at = offset;
     offset += bytes.byteLength;
     return { ...w, offset: at, bytes: bytes.byteLength, data: bytes };
   });
-  writeFileSync(join(out, 'tiny', 'weights.bin'), Buffer.concat(blobs.map((b) => b.data)));
+  writeFileSync(join(out, name, 'weights.bin'), Buffer.concat(blobs.map((b) => b.data)));
   const vocab = program.outputs.logits!;
   const capacity = 32;
   const pool = cpu.createStatePool(capacity);
   const slots = [pool.acquire(), pool.acquire(), pool.acquire()];
   const lens = [5, 19, 2];
-  const runs: TraceRun[] = [rec.run('tiny prefill (packed 5+19+2)', 'prefill', batchOf(lens, [0, 0, 0], slots, vocab, 1), capacity, pool, true)];
+  const runs: TraceRun[] = [rec.run(`${name} prefill (packed 5+19+2)`, 'prefill', batchOf(lens, [0, 0, 0], slots, vocab, 1), capacity, pool, true)];
   for (let step = 0; step < 2; step++) {
-    runs.push(rec.run(`tiny decode step ${step + 1} (batch 3)`, 'decode', batchOf([1, 1, 1], lens.map((l) => l + step), slots, vocab, 7 + step), capacity, pool, true));
+    runs.push(rec.run(`${name} decode step ${step + 1} (batch 3)`, 'decode', batchOf([1, 1, 1], lens.map((l) => l + step), slots, vocab, 7 + step), capacity, pool, true));
   }
   const fpool = cpu.createStatePool(capacity);
   const fslots = [fpool.acquire(), fpool.acquire(), fpool.acquire()];
-  const forward = rec.run('tiny forward (packed 5+19+2)', 'forward', batchOf(lens, [0, 0, 0], fslots, vocab, 1), capacity, fpool, true);
+  const forward = rec.run(`${name} forward (packed 5+19+2)`, 'forward', batchOf(lens, [0, 0, 0], fslots, vocab, 1), capacity, fpool, true);
   const refs = new Float32Array(rec.refFloats);
   let at = 0;
   for (const r of rec.refs) { refs.set(r, at); at += r.length; }
-  writeFileSync(join(out, 'tiny', 'refs.bin'), refs);
+  writeFileSync(join(out, name, 'refs.bin'), refs);
   return {
-    name: 'tiny', modules: build.report.modules, weights: blobs.map(({ data: _, ...w }) => w), weightFile: 'weights.bin', refFile: 'refs.bin',
+    name, modules: build.report.modules, weights: blobs.map(({ data: _, ...w }) => w), weightFile: 'weights.bin', refFile: 'refs.bin',
     sessions: [{ slots: 3, slotFloats: slotLayout(program.states, capacity).floats, capacity, runs }, { slots: 3, slotFloats: slotLayout(program.states, capacity).floats, capacity, runs: [forward] }],
   };
 }
@@ -238,7 +252,7 @@ async function bamba9b(out: string, archs: readonly string[], cache: string): Pr
   const program = lowerToProgram(compiled.graph, compiled.bindings);
   const build = await buildCuda(program, { archs, cacheDir: cache });
   writeModules(out, 'bamba9b', build);
-  const rec = new Recorder(program, null, idsOf(build));
+  const rec = new Recorder(program, null, build);
   const vocab = program.outputs.logits!;
   const capacity = 4096;
   const slotFloats = slotLayout(program.states, capacity).floats;
@@ -282,7 +296,7 @@ async function main(): Promise<void> {
   mkdirSync(join(out, 'bamba9b'), { recursive: true });
   fillModules(out, archs);
   const cache = opt('--cache', join(HERE, '.cache'));
-  const models = [await tiny(out, archs, cache), ...(argv.includes('--tiny-only') ? [] : [await bamba9b(out, archs, cache)])];
+  const models = [await tiny(out, archs, cache), await tiny(out, archs, cache, 'q4'), ...(argv.includes('--tiny-only') ? [] : [await bamba9b(out, archs, cache)])];
   // for the driver's own check of its argument packing: one launch packed with fake pointers
   const sample = models[0]!.sessions[0]!.runs[0]!.launches[0]!;
   const withPointers = Buffer.from(sample.args, 'base64');

@@ -1,5 +1,7 @@
-// Compiling a program's CUDA kernels: every kernel is rendered to a `.cu`, and kernels that render
-// alike (the same family, sizes and fused stages: the same layer at every depth) share one source,
+// Compiling a program's CUDA kernels: every kernel is rendered to a `.cu` — a product or embedding
+// whose matrix loading may quantise once per format (bf16, q8, q4), since the format is chosen at
+// load — and kernels that render alike (the same family, sizes and fused stages: the same layer at
+// every depth) share one source,
 // `cuda/kernels/<id>.cu`, always carried by the package. Where nvcc exists, the distinct sources
 // are compiled per architecture to cubins in a few translation units (one per job, each kernel in
 // its own namespace with its entry functions renamed `archc_main_<id>` / `archc_gemv_<id>`: see
@@ -15,6 +17,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { InternalError } from '../../dsl/diagnostics.ts';
 import type { EntryName, Program } from '../../runtime/program.ts';
+import { type MatrixFormat, quantMatrix } from '../../runtime/cuda/abi.ts';
+import { QUANT_DTYPES } from '../../runtime/quant.ts';
 import { launchPlan, translationUnit, type CudaKernels, type CudaLaunchPlan, type CudaManifest, type CudaManifestKernel, type CudaModuleInfo } from '../../runtime/cuda/kernels.ts';
 import { renderKernel } from './render.ts';
 
@@ -25,6 +29,8 @@ export interface CudaKernelFile {
   readonly index: number;
   readonly name: string;
   readonly family: string;
+  /** The format of its matrix this source reads (bf16 for kernels without one). */
+  readonly format: MatrixFormat;
   /** Path in the package of its (shared) source: `cuda/kernels/<id>.cu`. */
   readonly path: string;
   readonly id: string;
@@ -79,9 +85,11 @@ export function renderProgram(program: Program): CudaKernelFile[] {
   const out: CudaKernelFile[] = [];
   for (const [entry, e] of Object.entries(program.entries) as [EntryName, Program['entries'][EntryName]][]) {
     e.kernels.forEach((k, index) => {
-      const r = renderKernel(program, e, k);
-      const id = kernelId(r.source);
-      out.push({ entry, index, name: k.name, family: k.family, path: `cuda/kernels/${id}.cu`, id, source: r.source, launch: launchPlan(r.schedule) });
+      for (const format of ['bf16', ...(quantMatrix(k) ? QUANT_DTYPES : [])] as MatrixFormat[]) {
+        const r = renderKernel(program, e, k, format);
+        const id = kernelId(r.source);
+        out.push({ entry, index, name: k.name, family: k.family, format, path: `cuda/kernels/${id}.cu`, id, source: r.source, launch: launchPlan(r.schedule) });
+      }
     });
   }
   return out;
@@ -161,9 +169,31 @@ export async function buildCuda(program: Program, opts: CudaBuildOptions): Promi
 
 /** The manifest of a build (cuda/manifest.json in a package). */
 export function cudaManifest(b: CudaBuild): CudaManifest {
+  return { archs: b.report.archs, entries: manifestEntries(b.kernels), modules: b.report.modules };
+}
+
+/** Each entry's kernels in order: the bf16 source's id and launch, the quantised formats' ids. */
+export function manifestEntries(kernels: readonly CudaKernelFile[]): CudaManifest['entries'] {
   const entries: Record<string, CudaManifestKernel[]> = {};
-  for (const k of b.kernels) (entries[k.entry] ??= [])[k.index] = { name: k.name, id: k.id, launch: k.launch };
-  return { archs: b.report.archs, entries: entries as unknown as CudaManifest['entries'], modules: b.report.modules };
+  const formats = new Map<CudaManifestKernel, Record<string, string>>();
+  for (const k of kernels) {
+    if (k.format !== 'bf16') continue;
+    const mk = { name: k.name, id: k.id, launch: k.launch };
+    (entries[k.entry] ??= [])[k.index] = mk;
+  }
+  for (const k of kernels) {
+    if (k.format === 'bf16') continue;
+    const mk = entries[k.entry]?.[k.index] ?? fail(`kernel ${k.name} has a ${k.format} source and no bf16 one`);
+    if (JSON.stringify(k.launch) !== JSON.stringify(mk.launch)) fail(`kernel ${k.name} launches differently as ${k.format}`);
+    const f = formats.get(mk) ?? formats.set(mk, {}).get(mk)!;
+    f[k.format] = k.id;
+  }
+  for (const ks of Object.values(entries)) ks.forEach((mk, i) => { const f = formats.get(mk); if (f) ks[i] = { ...mk, formats: f }; });
+  return entries as unknown as CudaManifest['entries'];
+}
+
+function fail(msg: string): never {
+  throw new InternalError(`CUDA build: ${msg}`);
 }
 
 /** A build's kernels as the CUDA backend loads them, without writing a package. */
@@ -189,8 +219,9 @@ export function parsePtxas(text: string): Record<string, FunctionUsage> {
     if (f) { fn = f[1]!; continue; }
     const s = /(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads/.exec(line);
     if (s && fn) { [stack, stores, loads] = [Number(s[1]), Number(s[2]), Number(s[3])]; continue; }
-    const u = /Used (\d+) registers.*?(?:(\d+) bytes smem)?$/.exec(line);
-    if (u && fn) out[fn] = { registers: Number(u[1]), sharedBytes: Number(u[2] ?? 0), stackBytes: stack, spillStores: stores, spillLoads: loads };
+    // (sm_80's line goes on to constant memory: `..., 34208 bytes smem, 592 bytes cmem[0]`)
+    const u = /Used (\d+) registers/.exec(line);
+    if (u && fn) out[fn] = { registers: Number(u[1]), sharedBytes: Number(/(\d+) bytes smem/.exec(line)?.[1] ?? 0), stackBytes: stack, spillStores: stores, spillLoads: loads };
   }
   return out;
 }

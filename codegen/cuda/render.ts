@@ -2,7 +2,8 @@
 // family (templates/). The renderer only gathers fields: sizes and tiles become compile-time
 // constants, operands become reader functions (their `pre` expression applied), fused expressions
 // become C++ expressions, epilogue stages become code blocks from their own templates. Activations
-// are f32 in the arena; matrices bf16 with f32 accumulation (runtime/cuda/abi.ts). Nothing in a
+// are f32 in the arena; matrices bf16 with f32 accumulation (runtime/cuda/abi.ts), or q8/q4 codes
+// with f16 scales: a product or embedding renders once per format its matrix may take. Nothing in a
 // source names its kernel or where its memory is (views and states are arguments), so the kernels
 // of every layer of one kind render to one source.
 
@@ -12,7 +13,8 @@ import { fileURLToPath } from 'node:url';
 import Handlebars from 'handlebars';
 import { InternalError } from '../../dsl/diagnostics.ts';
 import { exprText, mapExpr } from '../../runtime/expr.ts';
-import { ARGS_STATES, ARGS_VIEWS, kernelStates, kernelViews, kernelWeights, type WeightSlot } from '../../runtime/cuda/abi.ts';
+import { ARGS_STATES, ARGS_VIEWS, type MatrixFormat, kernelStates, kernelViews, kernelWeights, type WeightSlot } from '../../runtime/cuda/abi.ts';
+import { QUANT_BITS } from '../../runtime/quant.ts';
 import { type Entry, type Epilogue, type Expr, type Kernel, type Program, type View, ofFamily } from '../../runtime/program.ts';
 import { CUDA_TARGET, type CudaSchedule, cudaSchedule, productOffsets } from './schedule.ts';
 
@@ -30,6 +32,7 @@ function template(name: string): HandlebarsTemplateDelegate {
   return t;
 }
 hbs.registerPartial('prelude', (ctx: unknown) => template('prelude')(ctx));
+hbs.registerPartial('quant', (ctx: unknown) => template('quant')(ctx));
 
 export interface RenderedKernel {
   readonly source: string;
@@ -66,9 +69,9 @@ class Renderer {
   /** The kernel's CUDA schedule (threads, tiles, launch grid). */
   readonly sched: CudaSchedule;
 
-  constructor(readonly program: Program, readonly entry: Entry, readonly k: Kernel) {
+  constructor(readonly program: Program, readonly entry: Entry, readonly k: Kernel, readonly format: MatrixFormat) {
     this.sched = cudaSchedule(k, CUDA_TARGET);
-    this.weights = kernelWeights(k);
+    this.weights = kernelWeights(k, format);
     this.slot = new Map(this.weights.map((w, i) => [w.name, i]));
     const views = kernelViews(k);
     this.view = new Map(views.map((v, i) => [v.key, i]));
@@ -134,7 +137,7 @@ class Renderer {
     const out: string[] = [];
     for (const [name, o] of Object.entries(this.k.inputs)) {
       if ('input' in o) continue;
-      if ('weight' in o && this.weights.find((w) => w.name === o.weight)?.dtype === 'bf16') continue;
+      if ('weight' in o && this.weights.find((w) => w.name === o.weight)?.dtype !== 'f32') continue;
       let load: string;
       if ('weight' in o) load = this.wf(o.weight, 'c');
       else {
@@ -165,8 +168,14 @@ class Renderer {
     const s = this.sched;
     return {
       family: this.k.family, fused: this.k.fused.join(' '), argViews: ARGS_VIEWS, argStates: ARGS_STATES,
-      readers: this.readers(), writers: this.writers(), ...s,
+      readers: this.readers(), writers: this.writers(), ...s, quant: this.format !== 'bf16',
     };
+  }
+
+  /** The fields of the quantised-matrix partial for a [rows, cols] matrix in slot 0. */
+  quant(rows: number, cols: number): Record<string, unknown> {
+    const f = this.format;
+    return f === 'bf16' ? {} : { format: f, q8: f === 'q8', bits: QUANT_BITS[f], rows, cols };
   }
 
   /** Epilogue stages as code blocks (matmul: on the tile `acc`; conv: on `x`). */
@@ -211,7 +220,8 @@ const FAMILIES: Readonly<Record<Kernel['family'], FamilyRender>> = {
   embedding(r) {
     const ids = r.k.inputs.ids!;
     const from = 'input' in ids ? ids.input : r.fail('looks up rows by a computed value; only token ids and positions can index');
-    return template('embedding')({ ...r.common(), ...pick(ofFamily(r.k, 'embedding').sizes, 'V', 'D'), ids: from, wSlot: 0 });
+    const { V, D } = ofFamily(r.k, 'embedding').sizes;
+    return template('embedding')({ ...r.common(), ...r.quant(V, D), V, D, ids: from, wSlot: 0 });
   },
   matmul(r) {
     const k = r.k;
@@ -228,7 +238,7 @@ const FAMILIES: Readonly<Record<Kernel['family'], FamilyRender>> = {
     if (hpr !== 1 && (gather || k.epilogue?.length)) r.fail('a product over [T, heads, K] rows takes no gather or epilogue');
     const rowsText = gather ? 'a.S' : `${r.rowsOf(x)} * ${hpr}`;
     return template('matmul')({
-      ...r.common(), K, N, nOut: k.outputs.y!.width / hpr, hpr, offsets,
+      ...r.common(), ...r.quant(N, K), K, N, nOut: k.outputs.y!.width / hpr, hpr, offsets,
       prologue: norm ? (norm.kind === 'rmsnorm' ? 1 : 2) : 0, gather, transposed: Boolean(k.attrs.transposed),
       eps: floatLit(norm ? norm.eps : 0), z: norm?.kind === 'rmsnorm_gated' ? 'rd_z(a, xr, c)' : '0.0f',
       normWeight: norm ? r.wf(norm.weight, 'k') : '1.0f', bias: Boolean(k.inputs.b), rowsText,
@@ -279,8 +289,9 @@ function attention(r: Renderer): string {
   return template('attention')({ ...r.common(), ...r.k.sizes, ...r.state(), scale: floatLit(r.k.attrs.scale as number), rows: s.rows, keys: s.keys });
 }
 
-/** The `.cu` source of kernel `k` of `entry`, and the weights it reads by slot. */
-export function renderKernel(program: Program, entry: Entry, k: Kernel): RenderedKernel {
-  const r = new Renderer(program, entry, k);
+/** The `.cu` source of kernel `k` of `entry` with its matrix in `format` (abi.ts `quantMatrix` says
+ *  which kernels may take q8 or q4), and the weights it reads by slot. */
+export function renderKernel(program: Program, entry: Entry, k: Kernel, format: MatrixFormat = 'bf16'): RenderedKernel {
+  const r = new Renderer(program, entry, k, format);
   return { source: FAMILIES[k.family](r), weights: r.weights, schedule: r.sched };
 }

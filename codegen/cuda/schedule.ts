@@ -83,10 +83,16 @@ export function cudaSchedule(k: Kernel, t: CudaTarget): CudaSchedule {
       while (tileM > 32 && smem(tileM) > t.sharedBytes) tileM /= 2;
       const gemvCols = multipleOf(lcm(threads / t.warp, head), t.matmul.gemvCols);
       const tensor = K % 16 === 0 && smem(tileM) <= t.sharedBytes;
+      // a quantised GEMV stages x a chunk of groups of 32 at a time (a group per lane): up to a
+      // warp's worth, fewer where its shared memory would not fit
+      const gemvSmem = (groupsPerChunk: number) => 4 * (offsets * t.matmul.gemvRows * (gemvCols + 4) + t.matmul.gemvRows * groups + t.matmul.gemvRows * groupsPerChunk * 33);
+      let chunk = Math.min(t.warp, ceilDiv(K, 32));
+      while (chunk > 1 && gemvSmem(chunk) > t.sharedBytes) chunk = ceilDiv(chunk, 2);
       return {
         ...base, rowsOf: gather ? 'S' : 'x', rowMul: gather ? 1 : hpr, rowDiv: tileM, gridY: ceilDiv(nOut, tileN),
         tensor, tileM, tileN, tileK: bk, offsets, groups,
         gemvRows: t.matmul.gemvRows, gemvCols, gemvUpTo: tensor ? t.matmul.gemvUpTo : Number.MAX_SAFE_INTEGER, gemvGridY: ceilDiv(nOut, gemvCols),
+        gemvChunk: chunk * 32,
       };
     }
     case 'embedding': case 'rope':

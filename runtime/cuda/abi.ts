@@ -1,11 +1,12 @@
 // What a generated CUDA kernel and its launcher agree on: the one argument struct every kernel
-// takes (ArchcArgs, by value), the table of weights a kernel reads (by slot; matrices in bf16, every
-// other weight in f32), where each of its views sits in the arena and each of its states in a slot
+// takes (ArchcArgs, by value), the table of weights a kernel reads (by slot; matrices in bf16 or a
+// quantised format, every other weight in f32), where each of its views sits in the arena and each of its states in a slot
 // (arguments, so kernels that differ only there — the same layer at another depth — share one
 // source and one compiled function), and the launch grid from its launch plan (the manifest).
 
 import { exprLeaves } from '../expr.ts';
 import type { Entry, Kernel, Program, View } from '../program.ts';
+import { QUANT_GROUP, type QuantDType, type QuantTensor } from '../quant.ts';
 import type { CudaLaunchPlan } from './kernels.ts';
 
 /** The fields of ArchcArgs in order: nine pointers, one 64-bit integer, three 32-bit ints (and 4
@@ -75,17 +76,33 @@ export function kernelOffsets(p: Program, e: Entry, k: Kernel, T: number, S: num
   };
 }
 
+/** How a kernel holds its matrix (slot 0 of a product or an embedding): bf16, or a quantised
+ *  format (runtime/quant.ts) when loading quantised it. Each format renders its own source. */
+export type MatrixFormat = 'bf16' | QuantDType;
+
 export interface WeightSlot {
   readonly name: string;
-  readonly dtype: 'bf16' | 'f32';
+  readonly dtype: MatrixFormat | 'f32';
 }
 
-/** The weights `k` reads, in slot order: matrices of products and embeddings in bf16, the rest f32. */
-export function kernelWeights(k: Kernel): WeightSlot[] {
+/** The weight `k` reads as a matrix that loading may quantise — a product's (non-transposed) [N, K]
+ *  matrix or an embedding's [V, D] table, K or D a multiple of the group — or null. */
+export function quantMatrix(k: Kernel): string | null {
+  const w = k.inputs.w;
+  if (!w || !('weight' in w)) return null;
+  if (k.family === 'matmul' && !k.attrs.transposed && k.sizes.K! % QUANT_GROUP === 0) return w.weight;
+  if (k.family === 'embedding' && k.sizes.D! % QUANT_GROUP === 0) return w.weight;
+  return null;
+}
+
+/** The weights `k` reads, in slot order: the matrix of a product or an embedding in `format` (bf16
+ *  unless loading quantised it), the rest f32. */
+export function kernelWeights(k: Kernel, format: MatrixFormat = 'bf16'): WeightSlot[] {
   const slots = new Map<string, WeightSlot['dtype']>();
   const add = (name: string, dtype: WeightSlot['dtype']) => { if (!slots.has(name)) slots.set(name, dtype); };
   const matrix = k.family === 'matmul' || k.family === 'embedding' ? k.inputs.w : undefined;
-  if (matrix && 'weight' in matrix) add(matrix.weight, 'bf16');
+  if (format !== 'bf16' && !quantMatrix(k)) throw new Error(`archc runtime: kernel ${k.name} (${k.family}) reads no matrix that can be ${format}`);
+  if (matrix && 'weight' in matrix) add(matrix.weight, format);
   for (const o of Object.values(k.inputs)) if ('weight' in o) add(o.weight, 'f32');
   for (const p of k.prologue ?? []) if (p.kind !== 'gather_last') add(p.weight, 'f32');
   for (const s of k.epilogue ?? []) {
@@ -94,6 +111,16 @@ export function kernelWeights(k: Kernel): WeightSlot[] {
   const exprs = [k.body, ...Object.values(k.pre ?? {}), ...(k.epilogue ?? []).map((s) => (s.kind === 'map' ? s.body : s.kind === 'conv_step' ? s.post : undefined))];
   for (const e of exprs) if (e) for (const l of exprLeaves(e)) if (l.op === 'w') add(l.name, 'f32');
   return [...slots].map(([name, dtype]) => ({ name, dtype }));
+}
+
+/** A quantised matrix as the device holds it, in one allocation: its codes (q8: int8 [N·K]; q4:
+ *  [N·K/2] bytes, 8 codes a little-endian u32), then its f16 scales [N, K/32] — which start 16-byte
+ *  aligned, K being a multiple of 32. */
+export function quantDeviceBytes(q: QuantTensor): Uint8Array {
+  const out = new Uint8Array(q.codes.byteLength + q.scales.byteLength);
+  out.set(new Uint8Array(q.codes.buffer, q.codes.byteOffset, q.codes.byteLength));
+  out.set(new Uint8Array(q.scales.buffer, q.scales.byteOffset, q.scales.byteLength), q.codes.byteLength);
+  return out;
 }
 
 /** Where state `index` starts in a slot: `fixed + perCapacity · capacity` floats. */

@@ -1,6 +1,8 @@
 // The CUDA backend: the kernel program on an NVIDIA GPU through the driver API (runtime/cuda/driver.ts).
-// Weights are streamed to the device tensor by tensor as they are read (matrices bf16, the rest
-// f32: runtime/cuda/abi.ts); derived weights are made on the host from their parts, then uploaded.
+// Weights are streamed to the device tensor by tensor as they are read (matrices bf16, or q8/q4
+// codes and scales as loading quantised them; the rest f32: runtime/cuda/abi.ts), and each product
+// or embedding runs the source for its matrix's format; derived weights are made on the host from
+// their parts, then uploaded.
 // An entry's activations live in one device arena laid out by the compiler's memory plan; the state
 // pool is one device buffer of slots. A dispatch is one launch on the backend's stream; a read waits
 // for the stream and copies the view back.
@@ -12,13 +14,14 @@ import { compileExpr, exprLeaves } from '../expr.ts';
 import type { DerivedWeight, Entry, EntryName, Kernel, Program, ProgramWeight, View } from '../program.ts';
 import { slotLayout, weightsRead } from '../program.ts';
 import { RuntimeError } from '../errors.ts';
+import { type HostWeight, type QuantDType, QUANT_DTYPES, concatQuant, isQuant } from '../quant.ts';
 import { type Tensor, fromF32, toF32 } from '../tensor.ts';
-import { ARGS_FIELDS, kernelOffsets, kernelWeights, launchOf, packArgs, viewBase } from './abi.ts';
+import { ARGS_FIELDS, type MatrixFormat, kernelOffsets, kernelWeights, launchOf, packArgs, quantDeviceBytes, quantMatrix, viewBase } from './abi.ts';
 import {
   CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, CUDA_ERROR_NOT_FOUND, CUDA_SUCCESS,
   type CudaDriver, type DevicePtr, type Handle, addr, check, errorName, openDriver,
 } from './driver.ts';
-import { type CudaKernels, type CudaLaunchPlan, functionName, kernelsFromDir, planModules } from './kernels.ts';
+import { type CudaKernels, type CudaLaunchPlan, type CudaManifestKernel, functionName, kernelIds, kernelsFromDir, planModules } from './kernels.ts';
 import { openNvrtc } from './nvrtc.ts';
 
 /** Compiles kernel sources for an architecture when no module covers them (NVRTC). */
@@ -84,12 +87,16 @@ export class CudaBackend implements Backend {
   private readonly modules: Handle[] = [];
   private readonly fns = new Map<string, Loaded>();
   private readonly stream: Handle;
+  /** The quantised formats every kernel that may read one has a source for (from the manifest). */
+  quantFormats: readonly QuantDType[] = [];
   /** Device weights by name and storage dtype. */
   private readonly weights = new Map<string, bigint>();
-  /** The storage dtypes the kernels read each weight in. */
+  /** The storage dtypes the kernels read each weight in (a matrix: bf16 unless uploaded quantised). */
   private readonly dtypes = new Map<string, Set<'bf16' | 'f32'>>();
+  /** The format of each matrix uploaded quantised. */
+  private readonly formats = new Map<string, QuantDType>();
   /** Checkpoint tensors kept on the host until the derived weights made from them are made. */
-  private readonly parts = new Map<string, Tensor>();
+  private readonly parts = new Map<string, HostWeight>();
   private pending: DerivedWeight[];
   private readonly read: Set<string>;
   /** Each kernel's table of weight addresses on the device, by kernel. */
@@ -123,7 +130,7 @@ export class CudaBackend implements Backend {
     this.batchBuf = new DeviceBuffer(this);
     this.read = weightsRead(program.entries);
     for (const e of Object.values(program.entries)) {
-      for (const k of e.kernels) for (const w of kernelWeights(k)) (this.dtypes.get(w.name) ?? this.dtypes.set(w.name, new Set()).get(w.name)!).add(w.dtype);
+      for (const k of e.kernels) for (const w of kernelWeights(k)) (this.dtypes.get(w.name) ?? this.dtypes.set(w.name, new Set()).get(w.name)!).add(w.dtype as 'bf16' | 'f32');
     }
     this.pending = [...program.derived];
     try {
@@ -149,7 +156,7 @@ export class CudaBackend implements Backend {
   private loadModules(opts: CudaBackendOptions): void {
     const { manifest } = opts.kernels;
     const names = new Map<string, string[]>();
-    for (const ks of Object.values(manifest.entries)) for (const k of ks) (names.get(k.id) ?? names.set(k.id, []).get(k.id)!).push(k.name);
+    for (const ks of Object.values(manifest.entries)) for (const k of ks) for (const id of kernelIds(k)) (names.get(id) ?? names.set(id, []).get(id)!).push(k.name);
     const kernelsOf = (ids: readonly string[]) => {
       const all = [...new Set(ids.flatMap((id) => names.get(id) ?? []))];
       return all.length > 3 ? `${all.slice(0, 3).join(', ')} and ${all.length - 3} more` : all.join(', ');
@@ -171,29 +178,31 @@ export class CudaBackend implements Backend {
     for (const [entry, ks] of Object.entries(manifest.entries) as [EntryName, CudaKernels['manifest']['entries'][EntryName]][]) {
       const kernels = this.program.entries[entry]?.kernels ?? [];
       if (kernels.length !== ks.length) throw new RuntimeError('RT705', ['the package', `its manifest lists ${ks.length} ${entry} kernels, the program has ${kernels.length}; rebuild the package`]);
-      for (const k of ks) {
-        if (this.fns.has(k.id)) continue;
-        const mod = where.get(k.id) ?? fail(`no module holds kernel ${k.name}`);
+      for (const k of ks) for (const id of kernelIds(k)) {
+        if (this.fns.has(id)) continue;
+        const mod = where.get(id) ?? fail(`no module holds kernel ${k.name}`);
         const get = (fn: 'archc_main' | 'archc_gemv', optional: boolean): Handle | null => {
           const out: Handle[] = [null];
-          const r = this.driver.cuModuleGetFunction(out, mod, functionName(fn, k.id));
+          const r = this.driver.cuModuleGetFunction(out, mod, functionName(fn, id));
           if (r === CUDA_ERROR_NOT_FOUND && optional) return null;
-          if (r !== CUDA_SUCCESS) throw new RuntimeError('RT703', [`function ${functionName(fn, k.id)}`, k.name, `${this.deviceName} (${this.arch})`, errorName(this.driver, r)]);
+          if (r !== CUDA_SUCCESS) throw new RuntimeError('RT703', [`function ${functionName(fn, id)}`, k.name, `${this.deviceName} (${this.arch})`, errorName(this.driver, r)]);
           return out[0];
         };
-        this.fns.set(k.id, { main: get('archc_main', false), gemv: get('archc_gemv', true) });
+        this.fns.set(id, { main: get('archc_main', false), gemv: get('archc_gemv', true) });
       }
     }
-    this.ids = new Map(Object.entries(manifest.entries).map(([e, ks]) => [e, ks.map((k) => k.id)]));
+    const all = Object.values(manifest.entries).flat();
+    this.quantFormats = QUANT_DTYPES.filter((f) => all.some((k) => k.formats?.[f]));
+    this.ids = new Map(Object.entries(manifest.entries).map(([e, ks]) => [e, [...ks]]));
     this.launches = new Map(Object.entries(manifest.entries).map(([e, ks]) => [e, ks.map((k) => k.launch)]));
   }
 
-  /** Kernel source ids per entry, in order. */
-  private ids = new Map<string, string[]>();
+  /** Each entry's kernels' sources per format, in order (from the manifest). */
+  private ids = new Map<string, CudaManifestKernel[]>();
   /** Each entry's kernels' launch plans, in order (from the manifest). */
   private launches = new Map<string, CudaLaunchPlan[]>();
 
-  uploadWeight(w: ProgramWeight, t: Tensor): void {
+  uploadWeight(w: ProgramWeight, t: HostWeight): void {
     if (this.read.has(w.name)) this.store(w.name, t);
     if (this.pending.some((d) => parts(d).includes(w.name))) this.parts.set(w.name, t);
     const ready = this.pending.filter((d) => parts(d).every((p) => this.parts.has(p)));
@@ -206,12 +215,25 @@ export class CudaBackend implements Backend {
 
   /** True once every weight the kernels read is on the device. */
   complete(): boolean {
-    return [...this.dtypes].every(([name, ds]) => [...ds].every((d) => this.weights.has(`${d}:${name}`)));
+    return [...this.dtypes].every(([name, ds]) => [...ds].every((d) => this.weights.has(`${d === 'bf16' ? this.formats.get(name) ?? d : d}:${name}`)));
   }
 
-  private store(name: string, t: Tensor): void {
-    for (const dtype of this.dtypes.get(name) ?? []) {
-      const bytes = dtype === 'bf16'
+  /** The format kernel `k`'s matrix is held in (bf16 without one). */
+  kernelFormat(k: Kernel): MatrixFormat {
+    const m = k.family === 'matmul' || k.family === 'embedding' ? k.inputs.w : undefined;
+    const f = (m && 'weight' in m && this.formats.get(m.weight)) || 'bf16';
+    if (f !== 'bf16' && !quantMatrix(k)) fail(`kernel ${k.name} reads ${f} weights it has no source for`);
+    return f;
+  }
+
+  private store(name: string, t: HostWeight): void {
+    if (isQuant(t)) {
+      const ds = this.dtypes.get(name);
+      if (!ds || ds.size !== 1 || !ds.has('bf16')) fail(`weight ${name} is ${t.dtype}, and a kernel reads it as f32`);
+      this.formats.set(name, t.dtype);
+    }
+    for (const dtype of isQuant(t) ? [t.dtype] : this.dtypes.get(name) ?? []) {
+      const bytes = isQuant(t) ? quantDeviceBytes(t) : dtype === 'bf16'
         ? (t.dtype === 'bf16' ? new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength) : u8(fromF32(toF32(t), [t.data.length], 'bf16').data))
         : u8(t.dtype === 'f32' ? t.data : toF32(t));
       const key = `${dtype}:${name}`;
@@ -223,9 +245,12 @@ export class CudaBackend implements Backend {
     }
   }
 
-  private derive(d: DerivedWeight): Tensor {
+  private derive(d: DerivedWeight): HostWeight {
     if (d.from.kind === 'concat') {
-      const ts = d.from.parts.map((p) => this.parts.get(p)!);
+      const hs = d.from.parts.map((p) => this.parts.get(p)!);
+      // quantised parts (one format: the load plan gives a merged product's parts one) stay codes
+      if (hs.some(isQuant)) return concatQuant(hs.map((h) => (isQuant(h) ? h : fail(`parts of ${d.name} mix quantised and other weights`))));
+      const ts = hs as Tensor[];
       const same = ts.every((t) => t.dtype === ts[0]!.dtype);
       const datas = ts.map((t) => (same ? t.data : toF32(t)));
       const data = new (datas[0]!.constructor as Float32ArrayConstructor)(datas.reduce((n, x) => n + x.length, 0));
@@ -235,7 +260,7 @@ export class CudaBackend implements Backend {
     }
     const n = d.shape.reduce((a, b) => a * b, 1);
     const f32 = new Map<string, Float32Array>();
-    const fn = compileExpr(d.from.body, { weight: (w) => f32.get(w) ?? f32.set(w, toF32(this.parts.get(w)!)).get(w)! });
+    const fn = compileExpr(d.from.body, { weight: (w) => f32.get(w) ?? f32.set(w, toF32(this.parts.get(w) as Tensor)).get(w)! });
     const data = new Float32Array(n);
     for (let j = 0; j < n; j++) data[j] = fn(0, j);
     return { dtype: 'f32', shape: d.shape, data };
@@ -245,7 +270,7 @@ export class CudaBackend implements Backend {
   table(k: Kernel): bigint {
     let t = this.tables.get(k);
     if (t === undefined) {
-      const slots = kernelWeights(k);
+      const slots = kernelWeights(k, this.kernelFormat(k));
       const ptrs = new BigUint64Array(Math.max(1, slots.length));
       slots.forEach((w, i) => { ptrs[i] = this.weights.get(`${w.dtype}:${w.name}`) ?? fail(`weight ${w.name} (${w.dtype}) of kernel ${k.name} is not on the device`); });
       t = this.alloc(ptrs.byteLength);
@@ -255,9 +280,11 @@ export class CudaBackend implements Backend {
     return t;
   }
 
+  /** The functions of kernel `index` of `entry` for its matrix's format. */
   functions(entry: Entry, index: number): Loaded {
-    const id = this.ids.get(this.entryName(entry))?.[index] ?? fail('the entry is not one of the program\'s');
-    return this.fns.get(id)!;
+    const mk = this.ids.get(this.entryName(entry))?.[index] ?? fail('the entry is not one of the program\'s');
+    const f = this.kernelFormat(entry.kernels[index]!);
+    return this.fns.get(f === 'bf16' ? mk.id : mk.formats?.[f] ?? fail(`the package has no ${f} source for kernel ${mk.name}; rebuild it`))!;
   }
 
   /** The launch plan of kernel `index` of `entry`. */

@@ -7,6 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { EntryName } from '../program.ts';
+import type { QuantDType } from '../quant.ts';
 import { RuntimeError } from '../errors.ts';
 
 /** A compiled module of a package: its file, the architecture it is for, and the kernels it holds. */
@@ -41,12 +42,18 @@ export function launchPlan(s: CudaLaunchPlan): CudaLaunchPlan {
   return { threads, rowsOf, rowMul, rowDiv, plusS, gridY, ...(gemvRows !== undefined ? { gemvUpTo, gemvRows, gemvGridY } : {}) };
 }
 
-/** One kernel of an entry in the manifest: its name, its source id and its launch. */
+/** One kernel of an entry in the manifest: its name, its source id (its matrix in bf16) and its
+ *  launch; a kernel whose matrix loading may quantise also has a source per quantised format (the
+ *  same launch), the backend picking by the format its weight was uploaded in. */
 export interface CudaManifestKernel {
   readonly name: string;
   readonly id: string;
   readonly launch: CudaLaunchPlan;
+  readonly formats?: Readonly<Partial<Record<QuantDType, string>>>;
 }
+
+/** Every source id of a manifest kernel: bf16, then its quantised formats'. */
+export const kernelIds = (k: CudaManifestKernel): string[] => [k.id, ...Object.values(k.formats ?? {})];
 
 /** cuda/manifest.json. */
 export interface CudaManifest {
@@ -98,7 +105,7 @@ export interface ModulePlan {
 
 /** Which modules to load on a device of architecture `arch` (`sm_90`), and what is left to compile. */
 export function planModules(m: CudaManifest, arch: string): ModulePlan {
-  const want = new Set(Object.values(m.entries).flatMap((ks) => ks.map((k) => k.id)));
+  const want = new Set(Object.values(m.entries).flatMap((ks) => ks.flatMap(kernelIds)));
   const load: CudaModuleInfo[] = [];
   const take = (mods: readonly CudaModuleInfo[]) => {
     for (const mod of mods) {

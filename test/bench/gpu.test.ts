@@ -1,6 +1,7 @@
 // The GPU script's preparation and its driver up to the first CUDA call (no GPU here): prepare
 // writes the tiny model's modules, weights, launches and CPU results; the Python driver's dry run
-// reads all of it, packs every launch's ArchcArgs and checks its packing against runtime/cuda/abi.ts;
+// reads all of it (the tiny model in bf16 and with q4 weights), packs every launch's ArchcArgs and
+// checks its packing against runtime/cuda/abi.ts;
 // the recorded launches are the kernel program's, with the arguments the CUDA backend would pack.
 
 import { execFileSync } from 'node:child_process';
@@ -30,6 +31,13 @@ describe('bench/gpu', () => {
     const out = execFileSync('python3', [join(ROOT, 'bench', 'gpu', 'driver.py'), '--work', join(work, 'work'), '--dry-run'], { encoding: 'utf8' });
     expect(out).toMatch(/argument packing matches runtime\/cuda\/abi\.ts/);
     expect(out).toMatch(/tiny: 3 runs, \d+ launches packed/);
+    // the tiny model again with q4 products and embedding: their q4 sources, codes and scales
+    const q4 = trace.models[1];
+    expect(q4.name).toBe('tiny-q4');
+    expect(q4.weights.filter((w: { dtype: string }) => w.dtype === 'q4').length).toBeGreaterThan(5);
+    const q4ids = new Set(q4.sessions.flatMap((s: { runs: { launches: { id: string }[] }[] }) => s.runs.flatMap((r) => r.launches.map((l) => l.id))));
+    expect([...q4ids].filter((id) => launches.some((l: { id?: string }) => l.id === id)).length).toBeLessThan(q4ids.size);
+    expect(out).toMatch(/tiny-q4: 3 runs, \d+ launches packed/);
     // a driver that packed differently would stop: flip one byte of the expected packing
     const broken = { ...trace, abiCheck: { ...trace.abiCheck, packed: Buffer.from(Buffer.from(trace.abiCheck.packed, 'base64').map((b, i) => (i === 8 ? b ^ 1 : b))).toString('base64') } };
     execFileSync('bash', ['-c', `cp -r "${join(work, 'work')}" "${join(work, 'broken')}"`]);

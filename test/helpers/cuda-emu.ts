@@ -2,7 +2,8 @@
 // emulation header (cuda-emu/emu.h) into one binary per set of kernels (cached by content), and a
 // backend runs each dispatch through it — arena, state pool and weights over stdin, results back
 // over stdout. Weights and derived weights are made by a CPU backend, then narrowed as the CUDA
-// backend stores them (matrices bf16, the rest f32).
+// backend stores them (matrices bf16, the rest f32; a quantised matrix as its codes and scales, run
+// by the kernel's source for that format).
 
 import { execFile, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -13,10 +14,11 @@ import { promisify } from 'node:util';
 import { renderKernel } from '../../codegen/cuda/render.ts';
 import type { Backend, Invocation, RunBatch, StatePool } from '../../runtime/backend.ts';
 import { CpuBackend } from '../../runtime/cpu/backend.ts';
-import { ARGS_FIELDS, kernelOffsets, kernelWeights, launchOf, packArgs } from '../../runtime/cuda/abi.ts';
+import { ARGS_FIELDS, type MatrixFormat, kernelOffsets, kernelWeights, launchOf, packArgs, quantDeviceBytes, quantMatrix } from '../../runtime/cuda/abi.ts';
+import { type HostWeight, type QuantDType, QUANT_DTYPES, isQuant } from '../../runtime/quant.ts';
 import type { Entry, Kernel, Program, ProgramWeight, View } from '../../runtime/program.ts';
 import { slotLayout } from '../../runtime/program.ts';
-import { fromF32, type Tensor } from '../../runtime/tensor.ts';
+import { fromF32 } from '../../runtime/tensor.ts';
 
 const EMU = join(import.meta.dirname, 'cuda-emu');
 const CACHE = join(tmpdir(), 'archc-cuda-emu');
@@ -24,11 +26,16 @@ const run = promisify(execFile);
 
 export const sourceId = (src: string): string => createHash('sha256').update(src).digest('hex').slice(0, 16);
 
-/** Every kernel source of `program` (all entries), by id. */
+/** Every kernel source of `program` (all entries, every format of a matrix), by id. */
 export function programSources(program: Program): Map<string, string> {
   const out = new Map<string, string>();
   // (kernels with nothing to read are runOp's placeholders for its inputs, never dispatched)
-  for (const e of Object.values(program.entries)) for (const k of e.kernels) { if (!Object.keys(k.inputs).length) continue; const s = renderKernel(program, e, k).source; out.set(sourceId(s), s); }
+  for (const e of Object.values(program.entries)) {
+    for (const k of e.kernels) {
+      if (!Object.keys(k.inputs).length) continue;
+      for (const f of ['bf16', ...(quantMatrix(k) ? QUANT_DTYPES : [])] as MatrixFormat[]) { const s = renderKernel(program, e, k, f).source; out.set(sourceId(s), s); }
+    }
+  }
   return out;
 }
 
@@ -69,19 +76,29 @@ export async function buildEmulator(sources: ReadonlyMap<string, string>, parts 
 /** A backend that runs the generated CUDA kernels in the emulator binary `bin`. */
 export class EmuCudaBackend implements Backend {
   readonly name = 'cuda-emu';
+  readonly quantFormats: readonly QuantDType[] = QUANT_DTYPES;
   readonly cpu: CpuBackend;
 
   constructor(readonly program: Program, readonly bin: string) {
     this.cpu = new CpuBackend(program);
   }
 
-  uploadWeight(w: ProgramWeight, t: Tensor): void {
+  uploadWeight(w: ProgramWeight, t: HostWeight): void {
     this.cpu.uploadWeight(w, t);
   }
 
+  /** The format kernel `k`'s matrix is held in: as uploaded (bf16 for float weights). */
+  format(k: Kernel): MatrixFormat {
+    const m = quantMatrix(k);
+    const w = m ? this.cpu.weight(m) : null;
+    return w && isQuant(w) ? w.dtype : 'bf16';
+  }
+
   /** Weight `name` as the CUDA backend stores it. */
-  weightBytes(name: string, dtype: 'bf16' | 'f32'): Uint8Array {
+  weightBytes(name: string, dtype: MatrixFormat | 'f32'): Uint8Array {
     if (dtype === 'f32') return new Uint8Array(this.cpu.f32(name).slice().buffer);
+    const q = this.cpu.weight(name);
+    if (dtype !== 'bf16') return isQuant(q) && q.dtype === dtype ? quantDeviceBytes(q) : fail(`weight ${name} is not ${dtype}`);
     const t = this.cpu.tensor(name);
     const bf = t.dtype === 'bf16' ? (t.data as Uint16Array) : (fromF32(this.cpu.f32(name), [t.data.length], 'bf16').data as Uint16Array);
     return new Uint8Array(bf.slice().buffer);
@@ -134,11 +151,12 @@ class EmuInvocation implements Invocation {
   dispatch(k: Kernel): void {
     const { program } = this.b;
     const T = this.batch.tokens.length, S = this.batch.seqs.length;
-    const rendered = renderKernel(program, this.entry, k);
+    const format = this.b.format(k);
+    const rendered = renderKernel(program, this.entry, k, format);
     const launch = launchOf(this.entry, k, rendered.schedule, T, S);
     if (!launch) return;
     const src = rendered.source;
-    const weights = kernelWeights(k).map((w) => this.b.weightBytes(w.name, w.dtype));
+    const weights = kernelWeights(k, format).map((w) => this.b.weightBytes(w.name, w.dtype));
     const ints = (xs: ArrayLike<number>) => new Uint8Array(Int32Array.from(xs).buffer);
     const i64 = (xs: number[]) => new Uint8Array(BigInt64Array.from(xs.map(BigInt)).buffer);
     const mem = this.pool.mem();
@@ -208,4 +226,8 @@ export class EmuStatePool implements StatePool {
   restore(slot: number, bytes: Uint8Array): void {
     this.data.set(new Float32Array(bytes.slice().buffer), slot * this.floats);
   }
+}
+
+function fail(msg: string): never {
+  throw new Error(`archc test: ${msg}`);
 }

@@ -1,7 +1,8 @@
 // The CUDA backend without a GPU: its error paths (no driver library, cuInit failing, no device, a
 // module the driver rejects, a package without kernels), and its own code — koffi's bindings, the
 // weights streamed to device memory, weight tables, the state pool, launches with the ABI's packed
-// arguments — against a stand-in libcuda (test/helpers/fake-cuda/libcuda.c) over host memory.
+// arguments — against a stand-in libcuda (test/helpers/fake-cuda/libcuda.c) over host memory; and a
+// model loaded with q4 weights: codes and scales on the device, launched from the q4 sources.
 
 import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
@@ -9,15 +10,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { lowerToProgram } from '../../compiler/lower.ts';
-import { renderProgram } from '../../codegen/cuda/build.ts';
+import { manifestEntries, renderProgram } from '../../codegen/cuda/build.ts';
 import { runEntry } from '../../runtime/backend.ts';
-import { ARGS_BYTES, ARGS_VIEW_AT, ARGS_VIEWS, kernelOffsets, kernelWeights, launchOf } from '../../runtime/cuda/abi.ts';
+import { ARGS_BYTES, ARGS_VIEW_AT, ARGS_VIEWS, kernelOffsets, kernelWeights, launchOf, quantDeviceBytes, quantMatrix } from '../../runtime/cuda/abi.ts';
 import { CudaBackend, openCudaBackend } from '../../runtime/cuda/backend.ts';
 import { loadKoffi, openDriver } from '../../runtime/cuda/driver.ts';
-import type { CudaKernels, CudaManifest, CudaManifestKernel } from '../../runtime/cuda/kernels.ts';
+import type { CudaKernels, CudaManifest } from '../../runtime/cuda/kernels.ts';
 import { RuntimeError } from '../../runtime/errors.ts';
 import { Model } from '../../runtime/model.ts';
 import type { EntryName, Kernel } from '../../runtime/program.ts';
+import { quantize } from '../../runtime/quant.ts';
 import { toF32 } from '../../runtime/tensor.ts';
 import { compileTiny, makeDir, randomTensors, removeDir, writeCheckpoint } from '../helpers/checkpoints.ts';
 
@@ -29,9 +31,7 @@ const ids = [...new Set(rendered.map((k) => k.id))].sort();
 
 /** Kernels whose one "module" names every function (the stand-in finds functions by name). */
 function fakeKernels(image = ids.map((id) => `archc_main_${id} archc_gemv_${id}`).join(' ')): CudaKernels {
-  const entries: Record<string, CudaManifestKernel[]> = {};
-  for (const k of rendered) (entries[k.entry] ??= [])[k.index] = { name: k.name, id: k.id, launch: k.launch };
-  const manifest: CudaManifest = { archs: ['sm_90'], entries: entries as unknown as CudaManifest['entries'], modules: [{ file: 'cuda/sm_90/module0.cubin', arch: 'sm_90', kind: 'cubin', ids }] };
+  const manifest: CudaManifest = { archs: ['sm_90'], entries: manifestEntries(rendered), modules: [{ file: 'cuda/sm_90/module0.cubin', arch: 'sm_90', kind: 'cubin', ids }] };
   return { manifest, source: () => '', module: () => new TextEncoder().encode(`${image}\0`) };
 }
 
@@ -125,7 +125,7 @@ describe('the CUDA backend', () => {
       const batch = { tokens: Int32Array.from([1, 2, 3, 4, 5]), positions: Int32Array.from([0, 1, 2, 0, 1]), seqs: [{ start: 0, len: 3 }, { start: 3, len: 2 }], slots: [s0, s1], lengths: [0, 0] };
       const entry = program.entries.prefill;
       runEntry(b, program, 'prefill' as EntryName, batch, pool);
-      const plan = (k: Kernel) => rendered.find((r) => r.entry === 'prefill' && r.name === k.name)!.launch;
+      const plan = (k: Kernel) => rendered.find((r) => r.entry === 'prefill' && r.name === k.name && r.format === 'bf16')!.launch;
       const launched = entry.kernels.filter((k) => launchOf(entry, k, plan(k), T, 2));
       expect(fake.launches() - before).toBe(launched.length);
 
@@ -134,7 +134,7 @@ describe('the CUDA backend', () => {
       const name = new Uint8Array(128), dims = new Uint32Array(6), args = new Uint8Array(1024);
       fake.last(name, dims, args);
       const l = launchOf(entry, k, plan(k), T, 2)!;
-      const id = rendered.find((r) => r.entry === 'prefill' && r.name === k.name)!.id;
+      const id = rendered.find((r) => r.entry === 'prefill' && r.name === k.name && r.format === 'bf16')!.id;
       expect(new TextDecoder().decode(name.subarray(0, name.indexOf(0)))).toBe(`${l.fn}_${id}`);
       expect([...dims]).toEqual([...l.grid, ...l.block]);
       const dv = new DataView(args.buffer);
@@ -167,6 +167,50 @@ describe('the CUDA backend', () => {
       }
     } finally {
       b.dispose();
+    }
+  });
+
+  it('loads a q4 model: codes and scales on the device, the products launched from their q4 sources', async () => {
+    const dir = makeDir();
+    try {
+      const { tensors: written } = writeCheckpoint(dir);
+      const m = await Model.loadProgram(program, dir, { backend: 'cuda', quantize: 'q4', cuda: { library: lib, kernels: fakeKernels() } });
+      try {
+        expect([...new Set(m.quantization!.formats.values())]).toEqual(['q4']);
+        const before = fake.launches();
+        const { states } = m.prefill([[1, 2, 3]]);
+        m.decode([4], states);
+        expect(fake.launches()).toBeGreaterThan(before);
+        // the last launch: decode's last product (the head, tied to the embedding) in its q4 GEMV
+        const entry = program.entries.decode;
+        const index = entry.kernels.length - 1;
+        const k = entry.kernels[index]!;
+        expect(quantMatrix(k)).not.toBeNull();
+        const q4 = rendered.find((r) => r.entry === 'decode' && r.index === index && r.format === 'q4')!;
+        const name = new Uint8Array(128), dims = new Uint32Array(6), args = new Uint8Array(1024);
+        fake.last(name, dims, args);
+        expect(new TextDecoder().decode(name.subarray(0, name.indexOf(0)))).toBe(`archc_gemv_${q4.id}`);
+        // its weight table's slot 0: the codes, then the f16 scales, as the host quantised them
+        const driver = await openDriver(lib);
+        const table = new BigUint64Array(1);
+        driver.cuMemcpyDtoH(new Uint8Array(table.buffer), new DataView(args.buffer).getBigUint64(2 * 8, true), 8);
+        const w = kernelWeights(k, 'q4')[0]!;
+        expect(w.dtype).toBe('q4');
+        const q = quantize(written.find((t) => t.name === w.name)!.tensor, 'q4');
+        if ('reason' in q) throw new Error(q.reason);
+        const want = quantDeviceBytes(q.q);
+        const got = new Uint8Array(want.length);
+        driver.cuMemcpyDtoH(got, table[0]!, got.length);
+        expect(Buffer.compare(got, want)).toBe(0);
+      } finally {
+        m.dispose();
+      }
+      // a package without q4 sources refuses a q4 load
+      const old = fakeKernels();
+      const bare: CudaKernels = { ...old, manifest: { ...old.manifest, entries: Object.fromEntries(Object.entries(old.manifest.entries).map(([e, ks]) => [e, ks.map(({ formats: _, ...mk }) => mk)])) as unknown as CudaManifest['entries'] } };
+      await rejects(Model.loadProgram(program, dir, { backend: 'cuda', quantize: 'q4', cuda: { library: lib, kernels: bare } }), 'RT171', /q4/);
+    } finally {
+      removeDir(dir);
     }
   });
 });

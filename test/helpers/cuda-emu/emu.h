@@ -109,6 +109,16 @@ inline float __bfloat162float(__nv_bfloat16 b) {
   return f;
 }
 
+// f16 (the quantised weights' scales): bits to f32, exactly
+struct __half { uint16_t bits; };
+inline __half __ushort_as_half(unsigned short b) { return {b}; }
+inline float __half2float(__half h) {
+  const uint32_t e = (h.bits >> 10) & 31u, m = h.bits & 1023u;
+  const float mag = e == 31 ? (m ? NAN : INFINITY) : e ? std::ldexp(float(m | 1024u), int(e) - 25) : std::ldexp(float(m), -24);
+  return h.bits & 0x8000u ? -mag : mag;
+}
+struct alignas(16) uint4 { unsigned x, y, z, w; };
+
 namespace nvcuda { namespace wmma {
 struct matrix_a {}; struct matrix_b {}; struct accumulator {};
 struct row_major {}; struct col_major {};
