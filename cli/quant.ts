@@ -105,6 +105,6 @@ export function registerQuantCommands(p: Command): void {
       const { evaluate, formatEval } = await import('./eval.ts');
       const r = await evaluate(model, ref, text, { window, maxWindows, file: o.text });
       const names = { model: o.quantize ?? o.weights, reference: o.reference ?? 'unquantised' };
-      process.stdout.write(o.json ? JSON.stringify({ ...r, ...names }, null, 2) + '\n' : formatEval(r, names));
+      process.stdout.write(o.json ? JSON.stringify({ ...r, labels: names }, null, 2) + '\n' : formatEval(r, names));
     });
 }

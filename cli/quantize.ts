@@ -2,7 +2,7 @@
 // quantised (runtime/quantplan.ts chooses them) and written in compressed-tensors' pack-quantized
 // layout (runtime/quantckpt.ts) with config.json's quantization_config; the rest as stored.
 
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { RuntimeError } from '../runtime/errors.ts';
 import { readHfConfig } from '../runtime/hfconfig.ts';
@@ -10,7 +10,7 @@ import { checkFinite } from '../runtime/model.ts';
 import type { Program } from '../runtime/program.ts';
 import { quantize, quantTensorBytes } from '../runtime/quant.ts';
 import { packedBits, packedTensors, quantizationConfig } from '../runtime/quantckpt.ts';
-import { type QuantizeOption, planQuant } from '../runtime/quantplan.ts';
+import { type QuantizeOption, planQuant, quantCandidates } from '../runtime/quantplan.ts';
 import { type NamedTensor, checkShapes, openCheckpoint, writeSafetensors } from '../runtime/safetensors.ts';
 import { DTYPE_BYTES, numel } from '../runtime/tensor.ts';
 
@@ -46,8 +46,14 @@ export async function writeQuantized(program: Program, dir: string, opt: Quantiz
       entries.push(...packedTensors(w.name, q.q));
       after += quantTensorBytes(q.q);
     }
-    const ignore = [...new Set([...plan.kept.map((k) => k.name)])];
-    const out = { ...config, quantization_config: quantizationConfig(plan.formats, ignore) };
+    // compressed-tensors' ignore list: every candidate left as stored (K not a multiple of 32, --keep none)
+    const ignore = [...quantCandidates(program).keys()].filter((n) => !plan.formats.has(n));
+    // config.json as written, the quantization_config added as its last key (the text is kept:
+    // JSON.stringify would turn a config's Infinity into null)
+    const text = readFileSync(configPath, 'utf8');
+    const close = text.lastIndexOf('}');
+    const qc = JSON.stringify(quantizationConfig(plan.formats, ignore), null, 2).replace(/\n/g, '\n  ');
+    const out = `${text.slice(0, close).trimEnd()}${Object.keys(config).length ? ',' : ''}\n  "quantization_config": ${qc}\n}\n`;
     const counts = new Map<string, number>();
     for (const f of plan.formats.values()) counts.set(f, (counts.get(f) ?? 0) + 1);
     const mb = (b: number) => `${(b / 1e6).toFixed(2)} MB`;
@@ -64,6 +70,6 @@ export async function writeQuantized(program: Program, dir: string, opt: Quantiz
   }
 }
 
-function writeConfig(d: string, config: Record<string, unknown>): void {
-  writeFileSync(join(d, 'config.json'), JSON.stringify(config, null, 2) + '\n');
+function writeConfig(d: string, text: string): void {
+  writeFileSync(join(d, 'config.json'), text);
 }
