@@ -64,15 +64,16 @@ export function registerQuantCommands(p: Command): void {
     .addOption(new Option('--to <format>', 'the format').choices(['q8', 'q4']).makeOptionMandatory())
     .option('--keep <tensor=format>', 'one tensor\'s format, q8, q4 or none (repeatable)', collect, [])
     .requiredOption('-o, --out <dir>', 'the checkpoint directory to write')
+    .option('--dequantize', 'write the quantised values (code · scale) as f32 tensors instead: the quantised model\'s numbers for any backend')
     .option('--force', 'replace the output directory even if it holds files archc did not write')
-    .action(async (file: string, o: LoadFlags & { to: 'q8' | 'q4'; out: string; force?: boolean }) => {
+    .action(async (file: string, o: LoadFlags & { to: 'q8' | 'q4'; out: string; force?: boolean; dequantize?: boolean }) => {
       const out = resolve(o.out);
       checkReplaceable(out, 'checkpoint', o.force ?? false);
       const flags = { ...o, quantize: o.to };
       const option = quantizeOption(flags)!;
       const { program } = await compileFor(file, o, o.weights);
       const { writeQuantized } = await import('./quantize.ts');
-      const r = await writeQuantized(program, o.weights, option, { checkWeights: o.checkWeights ?? true, allowExtra: o.allowExtra ?? false });
+      const r = await writeQuantized(program, o.weights, option, { checkWeights: o.checkWeights ?? true, allowExtra: o.allowExtra ?? false, dequantize: o.dequantize ?? false });
       writeDirAtomic(out, 'checkpoint', (tmp) => {
         r.write(tmp);
         for (const f of ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json']) {

@@ -8,7 +8,7 @@ import { RuntimeError } from '../runtime/errors.ts';
 import { readHfConfig } from '../runtime/hfconfig.ts';
 import { checkFinite } from '../runtime/model.ts';
 import type { Program } from '../runtime/program.ts';
-import { quantize, quantTensorBytes } from '../runtime/quant.ts';
+import { dequantizeRows, quantize, quantTensorBytes } from '../runtime/quant.ts';
 import { packedBits, packedTensors, quantizationConfig } from '../runtime/quantckpt.ts';
 import { type QuantizeOption, planQuant, quantCandidates } from '../runtime/quantplan.ts';
 import { type NamedTensor, checkShapes, openCheckpoint, writeSafetensors } from '../runtime/safetensors.ts';
@@ -20,7 +20,9 @@ export interface QuantizedCheckpoint {
   readonly summary: string;
 }
 
-export async function writeQuantized(program: Program, dir: string, opt: QuantizeOption, o: { checkWeights: boolean; allowExtra: boolean }): Promise<QuantizedCheckpoint> {
+/** `dequantize`: write each quantised weight's values (code · scale) as f32 instead of its codes, a
+ *  plain checkpoint holding the quantised model's numbers that every backend runs. */
+export async function writeQuantized(program: Program, dir: string, opt: QuantizeOption, o: { checkWeights: boolean; allowExtra: boolean; dequantize: boolean }): Promise<QuantizedCheckpoint> {
   const configPath = join(dir, 'config.json');
   const config = readHfConfig(configPath);
   if (packedBits(config, configPath)) throw new RuntimeError('RT175', [dir, 'compressed-tensors pack-quantized']);
@@ -43,6 +45,11 @@ export async function writeQuantized(program: Program, dir: string, opt: Quantiz
       }
       const q = quantize(t, f);
       if ('reason' in q) throw new RuntimeError('RT176', [w.name, f, q.reason], { tensor: w.name });
+      if (o.dequantize) {
+        entries.push({ name: w.name, tensor: { dtype: 'f32', shape: t.shape, data: dequantizeRows(q.q, 0, q.q.shape[0]) } });
+        after += numel(t.shape) * 4;
+        continue;
+      }
       entries.push(...packedTensors(w.name, q.q));
       after += quantTensorBytes(q.q);
     }
@@ -53,7 +60,7 @@ export async function writeQuantized(program: Program, dir: string, opt: Quantiz
     const text = readFileSync(configPath, 'utf8');
     const close = text.lastIndexOf('}');
     const qc = JSON.stringify(quantizationConfig(plan.formats, ignore), null, 2).replace(/\n/g, '\n  ');
-    const out = `${text.slice(0, close).trimEnd()}${Object.keys(config).length ? ',' : ''}\n  "quantization_config": ${qc}\n}\n`;
+    const out = o.dequantize ? text : `${text.slice(0, close).trimEnd()}${Object.keys(config).length ? ',' : ''}\n  "quantization_config": ${qc}\n}\n`;
     const counts = new Map<string, number>();
     for (const f of plan.formats.values()) counts.set(f, (counts.get(f) ?? 0) + 1);
     const mb = (b: number) => `${(b / 1e6).toFixed(2)} MB`;
@@ -62,7 +69,7 @@ export async function writeQuantized(program: Program, dir: string, opt: Quantiz
         writeSafetensors(join(d, 'model.safetensors'), entries, { format: 'pt' });
         writeConfig(d, out);
       },
-      summary: `${[...counts].map(([f, n]) => `${n} weights ${f}`).join(', ')}; weights ${mb(before)} → ${mb(after)}`
+      summary: `${[...counts].map(([f, n]) => `${n} weights ${f}`).join(', ')}${o.dequantize ? ' (written dequantised, f32)' : ''}; weights ${mb(before)} → ${mb(after)}`
         + (plan.kept.length ? `; kept as stored: ${plan.kept.map((k) => `${k.name} (${k.reason})`).join(', ')}` : ''),
     };
   } finally {
