@@ -129,6 +129,33 @@ describe('archc quantize', () => {
     onLoad.dispose();
   });
 
+  it('--dequantize writes the quantised values as f32: the same logits as the quantised model', async () => {
+    const out = join(base, 'deq');
+    const r = await cli(['quantize', BAMBA, '--weights', rand, '--to', 'q8', '--dequantize', '-o', out]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/weights q8 \(written dequantised, f32\)/);
+    expect(parseConfig(join(out, 'config.json')).quantization_config).toBeUndefined();
+    const deq = await loadModel(out, { backend: 'cpu', threads: 1 });
+    const q = await loadModel(rand, { backend: 'cpu', threads: 1, quantize: 'q8' });
+    expect(deq.quantization).toBeNull();
+    expect(deq.forward({ ids }).logits).toEqual(q.forward({ ids }).logits);
+    deq.dispose();
+    q.dispose();
+  });
+
+  it('RT173: a non-finite scale in a quantised checkpoint names the tensor', async () => {
+    const dir = join(base, 'infscale');
+    cpSync(join(base, 'q4'), dir, { recursive: true });
+    const ck = openCheckpoint(join(base, 'q4'));
+    const tensors = [...ck.tensors.keys()].map((name) => ({ name, tensor: ck.read(name) }));
+    ck.close();
+    const s = tensors.find((t) => t.name === 'model.layers.2.feed_forward.down_proj.weight_scale')!;
+    (s.tensor.data as Uint16Array)[5] = 0x7c00;
+    writeSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt' });
+    const r = await cli(['forward', BAMBA, '--weights', dir, '--ids', '1,2', '--backend', 'cpu']);
+    expect(r.stderr).toMatch(/error RT173: .*tensor model\.layers\.2\.feed_forward\.down_proj\.weight_scale: scale Infinity at index 5 is not finite/);
+  });
+
   it('loads a compressed-tensors checkpoint written elsewhere: bf16 scales, class targets, zero points', async () => {
     const dir = join(base, 'foreign');
     mkdirSync(dir);
