@@ -9,6 +9,7 @@ import { CompileError, diag } from '../dsl/diagnostics.ts';
 import { printWarnings, reportError } from './errors.ts';
 import { type CommonOpts, setsOf, withCommon, withPreset } from './common.ts';
 import { writeFileAtomic } from './fsutil.ts';
+import { registerQuantCommands } from './quant.ts';
 import { registerRunCommands } from './run.ts';
 
 function compile(file: string, o: CommonOpts) {
@@ -66,6 +67,7 @@ export function program(): Command {
     });
 
   registerRunCommands(p);
+  registerQuantCommands(p);
   return p;
 }
 

@@ -24,6 +24,7 @@ import { printWarnings } from './errors.ts';
 import { type CommonOpts, setsOf, withCommon, withPreset } from './common.ts';
 import { checkParent, checkReplaceable, exitOnSignals, writeDirAtomic, writeFileAtomic, yieldToSignals } from './fsutil.ts';
 import { encodeNpy } from './npy.ts';
+import { type QuantFlags, quantizeOption, reportQuantization, withQuantize } from './quant.ts';
 
 const archList = (text = 'sm_80,sm_90'): string[] => text.split(',').map((a) => a.trim()).filter(Boolean);
 
@@ -52,7 +53,7 @@ function compileGraphFor(file: string, o: CommonOpts): Compiled {
 }
 
 /** The whole pipeline: graph and kernel program. */
-async function compileFor(file: string, o: CommonOpts, weightsDir?: string): Promise<CompiledModel> {
+export async function compileFor(file: string, o: CommonOpts, weightsDir?: string): Promise<CompiledModel> {
   // the kernel compiler loads only in the commands that make a program
   const { compileModel } = await import('../compiler/pipeline.ts');
   const compiled = compileModel(file, optionsFor(file, o, weightsDir));
@@ -63,7 +64,7 @@ async function compileFor(file: string, o: CommonOpts, weightsDir?: string): Pro
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
 
 /** A bad command-line value: a diagnostic without a place in any file. */
-function usage(what: string, message: string, hint?: string): never {
+export function usage(what: string, message: string, hint?: string): never {
   throw new CompileError([diag('AC315', undefined, [what, message], hint)]);
 }
 
@@ -86,7 +87,7 @@ function shorten(text: string): string {
 }
 
 /** A number flag: decimal text only (`abc`, `0x1`, `` are refused with the flag's name). */
-function numberFlag(v: string | undefined, flag: string, rule: { int?: boolean; min?: number; minExclusive?: number; max?: number; what: string }): number | undefined {
+export function numberFlag(v: string | undefined, flag: string, rule: { int?: boolean; min?: number; minExclusive?: number; max?: number; what: string }): number | undefined {
   if (v === undefined) return undefined;
   const t = v.trim();
   const ok = rule.int ? /^-?\d+$/.test(t) : /^-?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(t);
@@ -98,7 +99,10 @@ function numberFlag(v: string | undefined, flag: string, rule: { int?: boolean; 
   return n;
 }
 
-async function loadModel(file: string, o: CommonOpts & { weights: string; allowExtra?: boolean; checkWeights?: boolean; backend?: string; cudaArch?: string }, progress: boolean): Promise<Model> {
+export type LoadFlags = CommonOpts & QuantFlags & { weights: string; allowExtra?: boolean; checkWeights?: boolean; backend?: string; cudaArch?: string };
+
+export async function loadModel(file: string, o: LoadFlags, progress: boolean, unquantised = false): Promise<Model> {
+  const quantize = unquantised ? undefined : quantizeOption(o);
   const { program } = await compileFor(file, o, o.weights);
   const backend = (o.backend ?? 'wasm') as Backend;
   // what the backend's build target makes (the same a package ships), in this process
@@ -111,13 +115,16 @@ async function loadModel(file: string, o: CommonOpts & { weights: string; allowE
     : undefined;
   bar?.start(program.weights.length, 0, { tensor: '' });
   try {
-    return await Model.loadProgram(program, o.weights, {
+    const model = await Model.loadProgram(program, o.weights, {
+      ...(quantize !== undefined ? { quantize } : {}),
       allowExtra: o.allowExtra,
       checkWeights: o.checkWeights,
       backend,
       ...made,
       onProgress: (done, _total, tensor) => bar?.update(done, { tensor }),
     });
+    if (!unquantised) reportQuantization(model);
+    return model;
   } finally {
     bar?.stop();
   }
@@ -182,7 +189,7 @@ export function registerRunCommands(p: Command): void {
       process.stdout.write(`wrote ${o.out}: ${tensors.length} tensors, ${n.toLocaleString('en-US')} parameters\n`);
     });
 
-  withCommon(p.command('forward <file>').description('run a forward pass and write the logits as .npy'))
+  withQuantize(withCommon(p.command('forward <file>').description('run a forward pass and write the logits as .npy')))
     .requiredOption('--weights <dir>', 'checkpoint directory')
     .requiredOption('--ids <ids>', 'token ids, comma-separated; `;` separates packed sequences')
     .option('--positions <ids>', 'position ids (a 0 starts a new sequence)')
@@ -193,7 +200,7 @@ export function registerRunCommands(p: Command): void {
     .option('--no-check-weights', 'load weights holding NaN or infinities')
     .addOption(new Option('--backend <backend>', 'where to run (webgpu: Dawn; without a GPU set VK_ICD_FILENAMES to SwiftShader\'s ICD)').choices(BACKEND_NAMES).default('wasm'))
     .option('--cuda-arch <archs>', 'backend cuda: architectures to compile the kernels for where nvcc exists (else NVRTC at load)', 'sm_80,sm_90')
-    .action(async (file: string, o: CommonOpts & { weights: string; ids: string; positions?: string; step?: boolean; loss?: boolean; out?: string; allowExtra?: boolean; checkWeights?: boolean }) => {
+    .action(async (file: string, o: LoadFlags & { ids: string; positions?: string; step?: boolean; loss?: boolean; out?: string }) => {
       const seqs = parseIdLists(o.ids, '--ids');
       if (o.out) checkParent(resolve(o.out)); // before the work, not after
       const posSeqs = o.positions !== undefined ? parseIdLists(o.positions, '--positions') : undefined;
@@ -234,7 +241,7 @@ export function registerRunCommands(p: Command): void {
       if (!o.out && !o.loss) process.stdout.write(`logits [${ids.length}, ${model.vocab}]: pass --out FILE.npy to save them\n`);
     });
 
-  withCommon(p.command('run <file>').description('generate text from a prompt'))
+  withQuantize(withCommon(p.command('run <file>').description('generate text from a prompt')))
     .requiredOption('--weights <dir>', 'checkpoint directory')
     .option('--prompt <text>', 'the prompt (needs tokenizer.json)')
     .option('--ids <ids>', 'prompt token ids instead of text')

@@ -1,7 +1,9 @@
-// Model statistics from the graph: parameters (total, by kind), weight bytes per dtype, FLOPs per
-// token for prefill and decode at a given context, and the inference state (KV cache, conv + SSM).
+// Model statistics from the graph: parameters (total, by kind), weight bytes per dtype and per
+// weight format (f32, bf16, q8, q4), FLOPs per token for prefill and decode at a given context, and
+// the inference state (KV cache, conv + SSM).
 
 import { OP_BY_NAME, type TensorType } from './ops.ts';
+import { quantBytes, shapeReason } from '../runtime/quant.ts';
 import { DTYPE_BYTES, numel } from '../runtime/tensor.ts';
 import type { Graph } from './ir.ts';
 import type { ForProgram } from './choices.ts';
@@ -16,7 +18,15 @@ export interface Stats {
      *  parameters under each of its values (the others at theirs): `total` is for `value`. */
     readonly atLoad?: readonly { readonly param: string; readonly key: string; readonly value: unknown; readonly totals: readonly { readonly value: unknown; readonly total: number }[] }[];
   };
-  readonly weightBytes: { readonly total: number; readonly byDtype: Readonly<Record<string, number>> };
+  readonly weightBytes: {
+    readonly total: number;
+    readonly byDtype: Readonly<Record<string, number>>;
+    /** All weights in f32 or bf16; q8/q4: the products' and embeddings' matrices quantised (K a
+     *  multiple of 32; what runtime/quantplan.ts picks), the rest as declared. */
+    readonly byFormat: Readonly<Record<WeightFormat, number>>;
+    /** Parameters the q8/q4 formats quantise. */
+    readonly quantizable: number;
+  };
   readonly flopsPerToken: { readonly context: number; readonly prefill: number; readonly decode: number };
   readonly state: {
     readonly kvBytesPerToken: number;
@@ -28,9 +38,31 @@ export interface Stats {
   };
 }
 
+export type WeightFormat = 'f32' | 'bf16' | 'q8' | 'q4';
+
+/** One WebAssembly (wasm32) memory: what a wasm backend can hold. */
+export const WASM_MEMORY_BYTES = 4 * 2 ** 30;
+
+/** Weights read only as a product's [out, in] matrix or an embedding/head table (by any op). */
+function matrixWeights(g: Graph): Set<string> {
+  const matrix = new Set<string>();
+  const other = new Set<string>();
+  for (const n of g.nodes) {
+    n.inputs.forEach((v, i) => {
+      const src = v === null || v === undefined ? undefined : g.values[v]!.source;
+      if (src?.kind !== 'weight') return;
+      const isMatrix = i === 1 && ((n.op === 'linear' && n.attrs.transposed !== true) || n.op === 'embedding' || n.op === 'head');
+      (isMatrix ? matrix : other).add(src.name);
+    });
+  }
+  for (const o of other) matrix.delete(o);
+  return matrix;
+}
+
 /** Stats of `g` (the graph as configured); with `forProgram`, also the parameter counts of each
  *  load-time choice's values. */
 export function computeStats(g: Graph, context: number, batch: number, forProgram?: ForProgram): Stats {
+
   // What each weight is, from the ops that read it.
   const kindOf = new Map<string, string>();
   for (const n of g.nodes) {
@@ -41,10 +73,18 @@ export function computeStats(g: Graph, context: number, batch: number, forProgra
   }
   const byKind: Record<string, number> = {};
   const byDtype: Record<string, number> = {};
+  const byFormat: Record<WeightFormat, number> = { f32: 0, bf16: 0, q8: 0, q4: 0 };
+  const matrices = matrixWeights(g);
+  let quantizable = 0;
   let total = 0;
   let bytes = 0;
   for (const w of g.weights) {
     const n = numel(w.shape);
+    byFormat.f32 += n * 4;
+    byFormat.bf16 += n * 2;
+    const q = matrices.has(w.name) && shapeReason(w.shape) === null;
+    if (q) quantizable += n;
+    for (const f of ['q8', 'q4'] as const) byFormat[f] += q ? quantBytes(f, w.shape[0]!, w.shape[1]!) : n * DTYPE_BYTES[w.dtype];
     const kind = kindOf.get(w.name) ?? w.blocks[0] ?? 'other';
     byKind[kind] = (byKind[kind] ?? 0) + n;
     byDtype[w.dtype] = (byDtype[w.dtype] ?? 0) + n * DTYPE_BYTES[w.dtype];
@@ -73,7 +113,7 @@ export function computeStats(g: Graph, context: number, batch: number, forProgra
   return {
     model: g.model,
     parameters: { total, byKind, ...(forProgram?.choices.length ? { atLoad: atLoad(forProgram) } : {}) },
-    weightBytes: { total: bytes, byDtype },
+    weightBytes: { total: bytes, byDtype, byFormat, quantizable },
     flopsPerToken: { context, prefill: flops('prefill'), decode: flops('decode') },
     state: { kvBytesPerToken: kv, convSsmBytesPerSequence: perSeq, context, batch, totalBytes: (kv * context + perSeq) * batch },
   };
@@ -124,6 +164,11 @@ export function formatStats(s: Stats): string {
   }
   lines.push('', `weight bytes      ${human(s.weightBytes.total)}`);
   for (const [d, b] of Object.entries(s.weightBytes.byDtype)) lines.push(`  ${d.padEnd(16)}${human(b).padStart(16)}`);
+  lines.push('', `weights by format (q8/q4: ${group(s.weightBytes.quantizable)} parameters of products and embeddings in groups of 32, the rest as declared)`);
+  for (const [f, b] of Object.entries(s.weightBytes.byFormat)) {
+    const fits = b <= WASM_MEMORY_BYTES ? 'fits' : 'does not fit';
+    lines.push(`  ${f.padEnd(16)}${human(b).padStart(16)}  ${(b / 1e9).toFixed(2).padStart(7)} GB  ${fits} one wasm memory (4 GiB)`);
+  }
   lines.push('', `FLOPs per token at context ${s.flopsPerToken.context}`,
     `  prefill         ${flopsText(s.flopsPerToken.prefill).padStart(16)}  (mean over the sequence)`,
     `  decode          ${flopsText(s.flopsPerToken.decode).padStart(16)}  (the next token)`);

@@ -523,7 +523,7 @@ function fail(msg: string): never {
 
 /** RT144 when a float tensor holds NaN or ±Infinity: a broken checkpoint gives NaN logits. Looks at
  *  the exponent bits only (all ones means not finite), one pass. */
-function checkFinite(t: Tensor, file: string, name: string): void {
+export function checkFinite(t: Tensor, file: string, name: string): void {
   const d = t.data;
   let bad = 0;
   let first = -1;

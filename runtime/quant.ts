@@ -74,10 +74,6 @@ export function quantBitsPerWeight(dtype: QuantDType): number {
   return QUANT_BITS[dtype] + 16 / QUANT_GROUP;
 }
 
-function roundHalfAway(x: number): number {
-  return x < 0 ? -Math.floor(-x + 0.5) : Math.floor(x + 0.5);
-}
-
 /**
  * Quantises a float tensor (f32, bf16 or f16) of shape [N, K]. `divisors` overrides the scale
  * candidates (for measuring rules); the default is the format's rule above.
@@ -112,12 +108,15 @@ export function quantize(t: Tensor, dtype: QuantDType, divisors?: readonly numbe
         const bits = f32ToF16(amax / d);
         const s = f16ToF32(bits);
         if (!Number.isFinite(s)) continue;
+        // c · s is exact in f32 (8-bit code, 11-bit scale), so the error needs no rounding step
         let err = 0;
         for (let i = 0; i < QUANT_GROUP; i++) {
           const v = row[base + i]!;
-          const c = s === 0 ? 0 : Math.min(hi, Math.max(lo, roundHalfAway(v / s)));
+          const x = s === 0 ? 0 : v / s;
+          const r = x < 0 ? -Math.floor(0.5 - x) : Math.floor(x + 0.5);
+          const c = r < lo ? lo : r > hi ? hi : r;
           trial[i] = c;
-          const e = v - Math.fround(c * s);
+          const e = v - c * s;
           err += e * e;
         }
         if (err < bestErr) {

@@ -89,6 +89,8 @@ export async function packedSource(ckpt: TensorSource, bits: ReadonlySet<number>
     const shape = shapes.get(name)!;
     const packed = await ckpt.read(`${name}_packed`);
     const scales = f16Scales(await ckpt.read(`${name}_scale`), `${name}_scale`, err);
+    const bad = scales.findIndex((h) => (h & 0x7c00) === 0x7c00);
+    if (bad >= 0) throw err(`${name}_scale`, `scale ${f16ToF32(scales[bad]!)} at index ${bad} is not finite`);
     if (ckpt.tensors.has(`${name}_zero_point`)) {
       const z = await ckpt.read(`${name}_zero_point`);
       if (Array.prototype.some.call(z.data, (v: number) => v !== 0)) throw err(`${name}_zero_point`, 'has non-zero entries; archc reads symmetric codes only');

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { compileFile } from '../../compiler/compile.ts';
-import { computeStats } from '../../compiler/stats.ts';
+import { computeStats, formatStats } from '../../compiler/stats.ts';
 import { MODELS } from '../helpers/compile.ts';
 
 const BAMBA = join(MODELS, 'bamba.arch');
@@ -20,6 +20,23 @@ describe('archc stats for Bamba-9B', () => {
     const s = computeStats(compileFile(BAMBA, { hfConfig: CONFIG }).graph, 4096, 1);
     expect(s.parameters.total).toBe(9_780_235_392);
     expect(s.parameters.byKind.head).toBe(128256 * 4096);
+  });
+
+  it('gives each weight format\'s bytes: q8/q4 quantise every product\'s and embedding\'s matrix, the rest stays bf16', () => {
+    const s = computeStats(compileFile(BAMBA, { hfConfig: CONFIG }).graph, 4096, 1);
+    const total = 9_780_235_392;
+    // not quantised: 65 RMSNorm weights of 4096; per Mamba layer (29) the conv weight [8448, 1, 4]
+    // and bias, A_log, D and dt_bias (128 heads) and the gated norm (8192)
+    const rest = 65 * 4096 + 29 * (8448 * 4 + 8448 + 3 * 128 + 8192);
+    expect(s.weightBytes.quantizable).toBe(total - rest);
+    expect(s.weightBytes.byFormat).toEqual({
+      f32: total * 4, bf16: total * 2, q8: ((total - rest) * 8.5) / 8 + rest * 2, q4: ((total - rest) * 4.5) / 8 + rest * 2,
+    });
+    // about 5.5 GB at 4.5 bits a weight, 10.4 GB at 8.5
+    expect(s.weightBytes.byFormat.q4 / 1e9).toBeCloseTo(5.50, 2);
+    expect(s.weightBytes.byFormat.q8 / 1e9).toBeCloseTo(10.39, 2);
+    const text = formatStats(s);
+    expect(text).toContain('q4                      5.13 GiB     5.50 GB  does not fit one wasm memory (4 GiB)');
   });
 
   it('derives the inference state from the graph', () => {

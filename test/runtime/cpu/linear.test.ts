@@ -1,7 +1,9 @@
-// linear (weights [out, in] and [in, out]) and embedding against naive loops, for f32, f16 and bf16 weights.
+// linear (weights [out, in] and [in, out]) and embedding against naive loops, for f32, f16 and bf16
+// weights, and for the q8/q4 group formats.
 
 import { describe, expect, it } from 'vitest';
 import { embedding, linear, linearIn } from '../../../runtime/cpu/linear.ts';
+import { type QuantTensor, codeAt, quantize } from '../../../runtime/quant.ts';
 import { bf16ToF32, f16ToF32, fromF32, type DType, type Tensor } from '../../../runtime/tensor.ts';
 import { expectClose, F32, prng, uniform } from './check.ts';
 
@@ -119,4 +121,34 @@ describe('embedding', () => {
     expect(() => embedding(Int32Array.from([0, 1, 4]), w)).toThrow(new RangeError('embedding: token id 4 at row 2 is out of range for a vocabulary of 4'));
     expect(() => embedding(Int32Array.from([-1]), w)).toThrow(/token id -1 at row 0 .* vocabulary of 4/);
   });
+});
+
+describe('linear and embedding over q8/q4 weights', () => {
+  // the reference: a naive double product over the weights' values code · f16(scale), each element
+  // taken through runtime/quant.ts' codeAt (not the kernel's row widening)
+  const value = (q: QuantTensor, i: number) => codeAt(q, i) * f16ToF32(q.scales[Math.floor(i / 32)]!);
+  for (const dtype of ['q8', 'q4'] as const) {
+    it(`${dtype}: matches a naive matmul over the dequantised values, bias, odd N and T, into a poisoned buffer`, () => {
+      const rand = prng(21);
+      for (const [T, K, N] of [[1, 32, 1], [3, 64, 7], [9, 96, 10], [4, 32, 3]] as const) {
+        const x = uniform(rand, T * K);
+        const r = quantize(fromF32(uniform(rand, N * K, -2, 2), [N, K], 'f32'), dtype);
+        if ('reason' in r) throw new Error(r.reason);
+        const b = fromF32(uniform(rand, N), [N], 'f32');
+        const ref = new Float64Array(T * N);
+        for (let t = 0; t < T; t++) {
+          for (let n = 0; n < N; n++) {
+            let s = (b.data as Float32Array)[n]!;
+            for (let k = 0; k < K; k++) s += x[t * K + k]! * value(r.q, n * K + k);
+            ref[t * N + n] = s;
+          }
+        }
+        const out = new Float32Array(T * N).fill(NaN);
+        expectClose(linear(x, T, K, r.q, b, out), ref, F32, `linear ${dtype} T=${T} K=${K} N=${N}`);
+        const ids = Int32Array.from({ length: T }, (_, t) => (t * 5) % N);
+        const emb = embedding(ids, r.q);
+        for (let t = 0; t < T; t++) for (let k = 0; k < K; k++) expect(emb[t * K + k], `embedding row ${ids[t]} col ${k}`).toBe(value(r.q, ids[t]! * K + k));
+      }
+    });
+  }
 });
