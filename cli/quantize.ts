@@ -6,7 +6,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { RuntimeError } from '../runtime/errors.ts';
 import { readHfConfig } from '../runtime/hfconfig.ts';
-import { checkFinite } from '../runtime/model.ts';
+import { checkConfig, checkFinite } from '../runtime/model.ts';
 import type { Program } from '../runtime/program.ts';
 import { dequantizeRows, quantize, quantTensorBytes } from '../runtime/quant.ts';
 import { packedBits, packedTensors, quantizationConfig } from '../runtime/quantckpt.ts';
@@ -26,14 +26,17 @@ export async function writeQuantized(program: Program, dir: string, opt: Quantiz
   const configPath = join(dir, 'config.json');
   const config = readHfConfig(configPath);
   if (packedBits(config, configPath)) throw new RuntimeError('RT175', [dir, 'compressed-tensors pack-quantized']);
+  // the tensors the checkpoint holds: a weight that reads another's tensor (a tied head) is not written
+  const { reads } = checkConfig(program, config, configPath);
+  const own = program.weights.filter((w) => !reads.has(w.name));
   const ckpt = openCheckpoint(dir);
   try {
-    const problems = checkShapes(ckpt, program.weights.map((w) => ({ name: w.name, shape: w.shape })), { allowExtra: o.allowExtra });
+    const problems = checkShapes(ckpt, own.map((w) => ({ name: w.name, shape: w.shape })), { allowExtra: o.allowExtra });
     if (problems.length) throw problems.length === 1 ? problems[0]! : new RuntimeError('RT164', [ckpt.path, problems.length, problems.map((p) => `  ${p.text}`).join('\n')], { file: ckpt.path, problems });
-    const plan = planQuant(program, opt, (n) => ckpt.tensors.get(n)?.shape ?? []);
+    const plan = planQuant(program, opt, (n) => ckpt.tensors.get(reads.get(n) ?? n)?.shape ?? []);
     const entries: NamedTensor[] = [];
     let before = 0, after = 0;
-    for (const w of program.weights) {
+    for (const w of own) {
       const t = ckpt.read(w.name);
       if (o.checkWeights) checkFinite(t, ckpt.tensors.get(w.name)?.file ?? ckpt.path, w.name);
       before += numel(t.shape) * DTYPE_BYTES[t.dtype];
@@ -54,7 +57,7 @@ export async function writeQuantized(program: Program, dir: string, opt: Quantiz
       after += quantTensorBytes(q.q);
     }
     // compressed-tensors' ignore list: every candidate left as stored (K not a multiple of 32, --keep none)
-    const ignore = [...quantCandidates(program).keys()].filter((n) => !plan.formats.has(n));
+    const ignore = [...quantCandidates(program).keys()].filter((n) => !plan.formats.has(n) && !reads.has(n));
     // config.json as written, the quantization_config added as its last key (the text is kept:
     // JSON.stringify would turn a config's Infinity into null)
     const text = readFileSync(configPath, 'utf8');

@@ -433,7 +433,7 @@ export class Model {
 /** The config.json values the program was built for must be the checkpoint's; the params decided
  *  at load take config.json's value (absent: the program's). Returns the checkpoint tensor each
  *  weight reads where that is not its own name (e.g. a tied head's `lm_head.weight`). */
-function checkConfig(program: Program, config: HfConfig, file: string): { reads: Map<string, string>; chosen: Record<string, unknown> } {
+export function checkConfig(program: Program, config: HfConfig, file: string): { reads: Map<string, string>; chosen: Record<string, unknown> } {
   const problems: string[] = [];
   /** The value of the first of `keys` config.json gives (null and "auto" give none). */
   const valueOf = (keys: readonly string[]): { key: string; value: unknown } | undefined => {
