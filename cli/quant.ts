@@ -11,6 +11,7 @@ import type { QuantizeOption } from '../runtime/quantplan.ts';
 import { withCommon } from './common.ts';
 import { checkReplaceable, writeDirAtomic } from './fsutil.ts';
 import { type LoadFlags, compileFor, loadModel, numberFlag, usage } from './run.ts';
+import { BACKEND_NAMES } from '../runtime/targets.ts';
 
 export interface QuantFlags {
   quantize?: 'q8' | 'q4';
@@ -89,7 +90,7 @@ export function registerQuantCommands(p: Command): void {
     .option('--max-windows <n>', 'evaluate only this many windows, evenly spread over the text')
     .option('--reference <dir>', 'the checkpoint to measure the KL divergence from (default with --quantize: --weights, unquantised)')
     .option('--json', 'print JSON')
-    .addOption(new Option('--backend <backend>', 'where to run').choices(['wasm', 'cpu', 'webgpu', 'cuda']).default('wasm'))
+    .addOption(new Option('--backend <backend>', 'where to run').choices(BACKEND_NAMES).default('wasm'))
     .option('--cuda-arch <archs>', 'backend cuda: architectures to compile the kernels for', 'sm_80,sm_90')
     .action(async (file: string, o: LoadFlags & { text: string; window: string; maxWindows?: string; reference?: string; json?: boolean }) => {
       const window = numberFlag(o.window, '--window', { int: true, min: 2, what: 'an integer ≥ 2' })!;

@@ -24,6 +24,9 @@
 
 import type { WasmTarget } from './target.ts';
 import { InternalError } from '../../dsl/diagnostics.ts';
+import { PRODUCT, QUANT_LAYOUT, XQ_OFFSET } from '../../runtime/wasm/layout.ts';
+
+export { PRODUCT, QUANT_LAYOUT, XQ_OFFSET };
 
 /** Panel width in output columns: two f32x4 vectors. */
 export const NR = 8;
@@ -33,27 +36,12 @@ const BYTES: Record<WeightType, number> = { f32: 4, bf16: 2 };
 type QuantType = 'q8' | 'q4';
 const QUANT_TYPES: readonly QuantType[] = ['q8', 'q4'];
 
-/**
- * One group (32 k) of one panel of q8/q4 codes, in bytes: `codes` bytes of codes in 8 k-quads,
- * each k-quad two halves (columns 0-3, then 4-7; q4: one half, columns 0-3 in the low nibbles and
- * 4-7 in the high ones), a half [4 columns][4 k]: byte 4c + j holds column c's code at k 4q + j
- * (q8: the signed code; q4: code + 8, 0..15, as stored). Then at `scales` the NR f16 scales
- * widened to f32, and at `corr` NR i32: 2^20 · (sum of the group's signed codes of that column),
- * wrapping (the offset the integer-dot GEMV's digits carry; see `mvi`).
- */
-export const QUANT_LAYOUT: Readonly<Record<QuantType, { group: number; codes: number; scales: number; corr: number }>> = {
-  q8: { group: 320, codes: 256, scales: 256, corr: 288 },
-  q4: { group: 192, codes: 128, scales: 128, corr: 160 },
-};
 /** Bytes of one group of one activation row for the integer-dot GEMV: f32 scale, i32 row
  *  correction, 8 bytes unused, then per k-quad the three digits' 4 bytes (high, middle, low). */
 export const XD_GROUP = 112;
-/** The integer-dot GEMV's activations: xq in ±XQ_MAX (20 bits), carried as xq + XQ_OFFSET (so
- *  the panels' corrections are XQ_OFFSET · Σcode). */
+/** The integer-dot GEMV's activations: xq in ±XQ_MAX (20 bits), carried as xq + XQ_OFFSET (see
+ *  runtime/wasm/layout.ts). */
 const XQ_MAX = (1 << 19) - 1;
-export const XQ_OFFSET = 1 << 20;
-/** The work record's product codes (`dt`): f32, bf16, q8/q4 dequantised per panel, q8/q4 integer dot. */
-export const PRODUCT = { f32: 0, bf16: 1, q8: 2, q4: 3, dot_q8: 4, dot_q4: 5 } as const;
 
 const get = (n: string) => `(local.get $${n})`;
 const add = (a: string, b: string | number) => `(i32.add ${a} ${typeof b === 'number' ? `(i32.const ${b})` : b})`;

@@ -6,7 +6,7 @@
 // main thread, a page without cross-origin isolation) it runs alone over a memory that is not shared
 // (runtime/wasm/threads.ts). Module layout: codegen/wasm/kernels.ts.
 
-import { PRODUCT, QUANT_LAYOUT, XQ_OFFSET } from '../../codegen/wasm/kernels.ts';
+import { PRODUCT, QUANT_LAYOUT, XQ_OFFSET } from './layout.ts';
 import { RuntimeError } from '../errors.ts';
 import { QUANT_GROUP, type QuantTensor } from '../quant.ts';
 import { type Tensor, f16ToF32, toF32 } from '../tensor.ts';

@@ -2,7 +2,7 @@
 // made by raising the number here in the same change.
 
 import { readFileSync, readdirSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { OPS } from '../../compiler/ops.ts';
 
@@ -65,6 +65,12 @@ describe('the target wing', () => {
     const found = files().filter((f) => !REGISTRIES.includes(f)).flatMap((f) => text(f).split('\n').map((l, i) => [`${f}:${i + 1}`, l] as const))
       .filter(([, l]) => list.test(l) && !l.trimStart().startsWith('//') && !l.trimStart().startsWith('*'));
     expect(found.map(([at, l]) => `${at}: ${l.trim()}`)).toEqual([]);
+  });
+
+  it('keeps runtime/ self-contained (a package ships a copy of it alone)', () => {
+    const outside = files(['runtime']).flatMap((f) => [...text(f).matchAll(/from '(\.\.?\/[^']+)'/g)]
+      .map((m) => join(dirname(f), m[1]!)).filter((p) => !p.startsWith('runtime/')).map((p) => `${f} imports ${p}`));
+    expect(outside).toEqual([]);
   });
 
   it('keeps schedules out of the kernel program', () => {
