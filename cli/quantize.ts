@@ -6,7 +6,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { RuntimeError } from '../runtime/errors.ts';
 import { readHfConfig } from '../runtime/hfconfig.ts';
-import { checkConfig, checkFinite } from '../runtime/model.ts';
+import { checkConfig, checkFinite } from '../runtime/load.ts';
 import type { Program } from '../runtime/program.ts';
 import { dequantizeRows, quantize, quantTensorBytes } from '../runtime/quant.ts';
 import { packedBits, packedTensors, quantizationConfig } from '../runtime/quantckpt.ts';
