@@ -23,6 +23,7 @@ const TINY_A = resolve(import.meta.dirname, '../../../shared/models/tiny-bamba-a
 const RTOL = 1e-4;
 /** As split.test.ts: every buffer over 9200 bytes cut into parts. */
 const SPLIT: SplitOptions = { maxBindingBytes: 9200, maxBatchTokens: 9, stateSlots: 2 };
+const CAPACITY = 12;
 /** SwiftShader on two busy cores: a generous bound per test. */
 const TIMEOUT = 600_000;
 let work: string;
@@ -57,7 +58,7 @@ async function compare(dir: string, quantize: 'q8' | 'q4', profile: WgslProfile,
   const program = programFor(dir);
   const cpu = await Model.loadProgram(program, dir, { threads: 1, quantize });
   const plain = await Model.loadProgram(program, dir, { threads: 1 });
-  const gpu = await Model.loadProgram(program, dir, { backend: 'webgpu', wgsl: renderProgram(program), quantize, webgpu: { profile, ...split } });
+  const gpu = await Model.loadProgram(program, dir, { backend: 'webgpu', wgsl: renderProgram(program), quantize, webgpu: { profile, ...split }, ...(split ? { capacity: CAPACITY } : {}) });
   try {
     const b = backendOf(gpu);
     expect(b.profile).toBe(profile);
