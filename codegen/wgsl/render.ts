@@ -17,6 +17,8 @@ import { exprLeaves } from '../../runtime/expr.ts';
 import { type Entry, type EntryName, type Epilogue, type Expr, type Kernel, type Operand, type Program, type View, ofFamily } from '../../runtime/program.ts';
 import { CHUNK_FIELDS, SEQ_FIELDS, bindingName, type BindingKind, type KernelShaders, type Pass, type RunCount, type WgslEntry, type WgslProfile, type WgslProgram } from '../../runtime/webgpu/shaders.ts';
 import type { DType } from '../../runtime/tensor.ts';
+import { QUANT_BITS, QUANT_DTYPES, type QuantDType, shapeReason } from '../../runtime/quant.ts';
+import { quantCandidates } from '../../runtime/quantplan.ts';
 import { WGSL_CPU_TARGET, WGSL_TARGET, type WgslSchedule, type WgslTarget, wgslSchedule } from './schedule.ts';
 import * as T from './templates.ts';
 
@@ -70,8 +72,33 @@ export function wgslExpr(e: Expr, leaf: Leaves): string {
   return spell(e, (a) => wgslExpr(a, leaf), leaf);
 }
 
-/** The weights a program knows and their dtypes (checkpoint and derived). */
-type Dtypes = ReadonlyMap<string, { dtype: DType; length: number }>;
+/** The weights a program knows and their dtypes (checkpoint and derived); a product's or
+ *  embedding's weight as q8/q4 in the passes rendered for that format. */
+type Dtypes = ReadonlyMap<string, { dtype: DType | QuantDType; length: number }>;
+
+/**
+ * Readers of a q8/q4 weight of `length` elements (runtime/quant.ts), as WGSL: one buffer holding
+ * the codes (q8 four a u32, element i at bits 8(i%4); q4 eight a u32, element i at bits 4(i%8),
+ * stored as code + 8), then from word C = length·bits/32 the f16 scales two a u32 (scale g in the low
+ * half when g is even). A group is 32 consecutive elements along K and K is a multiple of 32, so
+ * element i's scale is number i / 32 of the row-major [N, K/32] scales. value = code · scale in f32,
+ * exact as the reference's (a code has 8 bits, a scale 11). `at` is 1, 2 or 4 elements from an
+ * index that is a multiple of it: within one word and one group.
+ */
+function quantReader(dtype: QuantDType, length: number, word: (i: string) => string, at: 1 | 2 | 4): string {
+  const C = (length * QUANT_BITS[dtype]) / 32;
+  const scale = `unpack2x16float(${word(`${C}u + (i >> 6u)`)})[(i >> 5u) & 1u]`;
+  const b = QUANT_BITS[dtype];
+  const per = 32 / b;
+  // the bit offset of element i in its word, and code j after it
+  const sh = `(i & ${per - 1}u) * ${b}u`;
+  const code = (j: number) => (dtype === 'q8'
+    ? `f32(extractBits(p, sh + ${j * b}u, 8u))`
+    : `f32(i32(extractBits(p, sh + ${j * b}u, 4u)) - 8)`);
+  const p = dtype === 'q8' ? `bitcast<i32>(${word(`i >> ${Math.log2(per)}u`)})` : word(`i >> ${Math.log2(per)}u`);
+  const vec = at === 1 ? code(0) : `vec${at}<f32>(${Array.from({ length: at }, (_, j) => code(j)).join(', ')})`;
+  return `let p = ${p}; let sh = ${sh}; return ${vec} * ${scale};`;
+}
 
 /** One shader being put together: its bindings and the helper functions its body calls. */
 class Shader {
@@ -115,7 +142,8 @@ class Shader {
     const t = this.dtypes.get(name) ?? fail(`${this.k.name} reads weight ${name}, which the program does not have`);
     const word = (i: string) => this.load(`w:${name}`, i);
     return this.helper(`w${b}`, () =>
-      t.dtype === 'f32' ? `fn w${b}(i: u32) -> f32 { return bitcast<f32>(${word('i')}); }`
+      t.dtype === 'q8' || t.dtype === 'q4' ? `fn w${b}(i: u32) -> f32 { ${quantReader(t.dtype, t.length, word, 1)} }`
+        : t.dtype === 'f32' ? `fn w${b}(i: u32) -> f32 { return bitcast<f32>(${word('i')}); }`
         : t.dtype === 'bf16' ? `fn w${b}(i: u32) -> f32 { let p = ${word('i >> 1u')}; return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }`
           : t.dtype === 'f16' ? `fn w${b}(i: u32) -> f32 { return unpack2x16float(${word('i >> 1u')})[i & 1u]; }`
             : fail(`weight ${name} of dtype ${t.dtype} cannot be read as floats`));
@@ -128,10 +156,27 @@ class Shader {
     const t = this.dtypes.get(name)!;
     const word = (i: string) => this.load(`w:${name}`, i);
     return this.helper(`wp${b}`, () =>
-      t.dtype === 'f32' ? `fn wp${b}(i: u32) -> vec2<f32> { return vec2<f32>(bitcast<f32>(${word('i')}), bitcast<f32>(${word('i + 1u')})); }`
+      t.dtype === 'q8' || t.dtype === 'q4' ? `fn wp${b}(i: u32) -> vec2<f32> { ${quantReader(t.dtype, t.length, word, 2)} }`
+        : t.dtype === 'f32' ? `fn wp${b}(i: u32) -> vec2<f32> { return vec2<f32>(bitcast<f32>(${word('i')}), bitcast<f32>(${word('i + 1u')})); }`
         : t.dtype === 'bf16' ? `fn wp${b}(i: u32) -> vec2<f32> { let p = ${word('i >> 1u')}; return vec2<f32>(bitcast<f32>(p << 16u), bitcast<f32>(p & 0xffff0000u)); }`
           : t.dtype === 'f16' ? `fn wp${b}(i: u32) -> vec2<f32> { return unpack2x16float(${word('i >> 1u')}); }`
             : fail(`weight ${name} of dtype ${t.dtype} cannot be read as floats`));
+  }
+
+  /** Whether weight `name` is read as q8/q4 codes in this rendering. */
+  quantised(name: string): boolean {
+    const d = this.dtypes.get(name)?.dtype;
+    return d === 'q8' || d === 'q4';
+  }
+
+  /** A reader `wqN(i) -> vec4<f32>` of a q8/q4 weight's elements i..i+3 (i a multiple of 4): one
+   *  word of codes and one scale. */
+  weightQuad(name: string): string {
+    const b = this.bind(`w:${name}`);
+    const t = this.dtypes.get(name)!;
+    if (t.dtype !== 'q8' && t.dtype !== 'q4') fail(`${this.k.name}: weight ${name} of dtype ${t.dtype} has no four-code reader`);
+    const dtype = t.dtype;
+    return this.helper(`wq${b}`, () => `fn wq${b}(i: u32) -> vec4<f32> { ${quantReader(dtype, t.length, (i) => this.load(`w:${name}`, i), 4)} }`);
   }
 
   weightLength(name: string): number {
@@ -466,8 +511,11 @@ function matmul(c: Ctx): Pass[] {
       if (tile !== 4 || columns !== 4 || lanes !== 1) fail(`${k.name}: a per-invocation product owns 4 x 4 outputs or 4 columns on 1 lane, not tile ${tile}, ${columns} columns on ${lanes}`);
       // w4(n, k): weights k..k+3 of column n (k a multiple of 4), as two packed pairs where a
       // row-major matrix's rows start at even elements
-      const wp = !k.attrs.transposed && K % 2 === 0 ? s.weightPair(weightName(k, 'w')) : '';
-      const w4 = `fn w4(n: u32, k: u32) -> vec4<f32> { return ${wp ? `vec4<f32>(${wp}(n * ${K}u + k), ${wp}(n * ${K}u + k + 2u))` : 'vec4<f32>(wt(n, k), wt(n, k + 1u), wt(n, k + 2u), wt(n, k + 3u))'}; }`;
+      // row-major matrix's rows start at even elements; q8/q4 codes (K a multiple of 32) as one
+      // word of four codes and one scale
+      const quad = s.quantised(weightName(k, 'w')) ? s.weightQuad(weightName(k, 'w')) : '';
+      const wp = !quad && !k.attrs.transposed && K % 2 === 0 ? s.weightPair(weightName(k, 'w')) : '';
+      const w4 = `fn w4(n: u32, k: u32) -> vec4<f32> { return ${quad ? `${quad}(n * ${K}u + k)` : wp ? `vec4<f32>(${wp}(n * ${K}u + k), ${wp}(n * ${K}u + k + 2u))` : 'vec4<f32>(wt(n, k), wt(n, k + 1u), wt(n, k + 2u), wt(n, k + 3u))'}; }`;
       if (variant === 'MATMUL_TILED') {
         const code = s.render('MATMUL_TILED_OWN', 'tiled product', c.header, { wg: c.wg, rows: rows.wgsl, rowsPerGroup: 4 * c.wg, colTiles: Math.ceil(N / 4), K, K4: K - (K % 4), N, w4 });
         return pass('tiled product', s, code, count(rows.rows, rows.times, 4 * c.wg), Math.ceil(N / 4), { rowsAbove: sched.gemv_rows!, scratch });
@@ -562,12 +610,14 @@ function fusedGemv(c: Ctx, rows: { wgsl: string; rows: RunCount['rows']; times: 
     // matrix with even K as two packed pairs (k and the row's start are then even)
     const vec = (K / groups) % 4 === 0;
     const paired = vec && !k.attrs.transposed && K % 2 === 0;
-    const wp = paired ? s.weightPair(weightName(k, 'w')) : '';
+    // q8/q4 codes: four at a time from one word (k and the row's start are multiples of 4)
+    const quad = paired && s.quantised(weightName(k, 'w')) ? s.weightQuad(weightName(k, 'w')) : '';
+    const wp = paired && !quad ? s.weightPair(weightName(k, 'w')) : '';
     const vec4 = (read: (k: string) => string) => (vec ? `vec4<f32>(${[0, 1, 2, 3].map((d) => read(d ? `k + ${d}u` : 'k')).join(', ')})` : read('k'));
     const fields = (R: number, cols: number) => {
       const colBlocks = Math.ceil(width / cols);
       const pairs = Array.from({ length: cols }, (_, o) => Array.from({ length: M }, (_, m) => [o, m] as const)).flat();
-      const weights = (o: number, m: number) => (paired ? `vec4<f32>(${wp}(c${o}_${m} * ${K}u + k), ${wp}(c${o}_${m} * ${K}u + k + 2u))` : vec4((kk) => `wt(c${o}_${m}, ${kk})`));
+      const weights = (o: number, m: number) => (quad ? `${quad}(c${o}_${m} * ${K}u + k)` : paired ? `vec4<f32>(${wp}(c${o}_${m} * ${K}u + k), ${wp}(c${o}_${m} * ${K}u + k + 2u))` : vec4((kk) => `wt(c${o}_${m}, ${kk})`));
       const qs = Array.from({ length: R }, (_, q) => q);
       const lines = (f: (q: number) => string[], indent: string) => qs.flatMap(f).map((l) => indent + l).join('\n');
       const finish = qs.map((q) => [
@@ -746,9 +796,10 @@ const FAMILIES: Readonly<Record<Kernel['family'], (c: Ctx) => Pass[]>> = {
 
 /** Every kernel of every entry of `program` as WGSL passes, once per profile. */
 export function renderProgram(program: Program): WgslProgram {
-  const dtypes = new Map<string, { dtype: DType; length: number }>();
+  const dtypes = new Map<string, { dtype: DType | QuantDType; length: number }>();
   for (const w of [...program.weights, ...program.derived]) dtypes.set(w.name, { dtype: w.dtype, length: w.shape.reduce((a, b) => a * b, 1) });
   const header = 4 + program.states.length;
+  const quantisable = quantWeights(program);
   const profile = (target: WgslTarget): Record<EntryName, WgslEntry> => {
     const entries = {} as Record<EntryName, WgslEntry>;
     for (const [name, entry] of Object.entries(program.entries) as [EntryName, Entry][]) {
@@ -756,13 +807,33 @@ export function renderProgram(program: Program): WgslProgram {
       if (chunks.size > 1) fail(`entry ${name} has chunked scans of different chunk lengths (${[...chunks].join(', ')})`);
       const kernels: KernelShaders[] = entry.kernels.map((k) => {
         const sched = wgslSchedule(k, target);
-        return { kernel: k.name, passes: FAMILIES[k.family]({ k, entry, dtypes, header, sched, wg: sched.workgroup }) };
+        const passes = FAMILIES[k.family]({ k, entry, dtypes, header, sched, wg: sched.workgroup });
+        // a weight the load may quantise: the kernel's passes again per format, reading codes
+        const w = k.inputs.w;
+        if (!w || !('weight' in w) || !quantisable.has(w.weight) || (k.family !== 'embedding' && (k.family !== 'matmul' || k.attrs.transposed))) return { kernel: k.name, passes };
+        const variant = (f: QuantDType) => {
+          const d = new Map(dtypes);
+          d.set(w.weight, { dtype: f, length: dtypes.get(w.weight)!.length });
+          return FAMILIES[k.family]({ k, entry, dtypes: d, header, sched, wg: sched.workgroup });
+        };
+        return { kernel: k.name, passes, quant: { weight: w.weight, passes: Object.fromEntries(QUANT_DTYPES.map((f) => [f, variant(f)])) as Record<QuantDType, Pass[]> } };
       });
       entries[name] = { kernels, chunk: [...chunks][0] ?? 0 };
     }
     return entries;
   };
   return { format: 'archc-wgsl/3', header, profiles: { gpu: profile(TARGETS.gpu), cpu: profile(TARGETS.cpu) } };
+}
+
+/** The weights a load may quantise (runtime/quantplan.ts): checkpoint candidates of a group
+ *  format's shape, and concatenations of such (merged q/k/v, gate/up). */
+function quantWeights(program: Program): Set<string> {
+  const fits = (shape: readonly number[]) => shapeReason(shape) === null;
+  const cands = quantCandidates(program);
+  const out = new Set<string>();
+  for (const w of program.weights) if (fits(w.shape) && cands.has(w.name)) out.add(w.name);
+  for (const d of program.derived) if (d.from.kind === 'concat' && fits(d.shape) && d.from.parts.every((p) => out.has(p))) out.add(d.name);
+  return out;
 }
 
 function fail(msg: string): never {

@@ -1,7 +1,9 @@
 // The WebGPU backend: runs a kernel program's WGSL (rendered by the compiler, runtime/webgpu/shaders.ts)
 // through WebGPU — Dawn in Node (the `webgpu` package), `navigator.gpu` in browsers. Weights go to
-// the GPU one tensor at a time in their stored dtype (bf16/f16 two per u32); derived weights are made
-// there (concatenations by buffer copies; expressions of small vectors on the host). Activations live
+// the GPU one tensor at a time in their stored dtype (bf16/f16 two per u32), or as q8/q4 codes with
+// their f16 scales after them in the same buffer (`quantWords`); derived weights are made there
+// (concatenations by buffer copies, of quantised parts on the host; expressions of small vectors on
+// the host). A kernel whose matrix came quantised runs the passes rendered for its format. Activations live
 // in one arena buffer laid out by the compiler's memory plan; the state pool is one buffer of slots.
 // Work is recorded into a command encoder and submitted when something must be read or written, so
 // a run of an entry is one submission; reading a result maps a staging buffer (asynchronous: use
@@ -12,8 +14,9 @@ import { compileExpr, exprLeaves } from '../expr.ts';
 import { RuntimeError } from '../errors.ts';
 import type { DerivedWeight, Entry, EntryName, Kernel, Program, ProgramWeight, View } from '../program.ts';
 import { slotLayout, weightsRead } from '../program.ts';
+import { type HostWeight, type QuantDType, type QuantTensor, concatQuant, isQuant, quantTensorBytes } from '../quant.ts';
 import { type Tensor, toF32 } from '../tensor.ts';
-import { CHUNK_FIELDS, SEQ_FIELDS, writable, type BindingKind, type Pass, type RunCount, type WgslProfile, type WgslProgram } from './shaders.ts';
+import { CHUNK_FIELDS, SEQ_FIELDS, allPasses, writable, type BindingKind, type KernelShaders, type Pass, type RunCount, type WgslProfile, type WgslProgram } from './shaders.ts';
 import { type BindingLimits, type BoundPass, type SplitOptions, type SplitPlan, SplitBuffer, bufferName, intsWords, partsOf, planSplits, specialise, weightDeviceBytes } from './split.ts';
 
 export interface WebGpuOptions extends SplitOptions {
@@ -127,9 +130,14 @@ type BatchRole = 'arena' | 'scratch0' | 'scratch1' | 'scratch2';
 
 export class WebGpuBackend implements Backend {
   readonly name = 'webgpu';
+  /** Every kernel that may read a quantised matrix has passes rendered for q8 and q4. */
+  readonly quantFormats: readonly QuantDType[] = ['q8', 'q4'];
   private readonly weights = new Map<string, SplitBuffer>();
-  /** Host copies of the parts of expression-derived weights, until those are made. */
-  private readonly host = new Map<string, Tensor>();
+  /** The format of each weight uploaded (or joined) as codes. */
+  readonly formats = new Map<string, QuantDType>();
+  /** Host copies of the parts of expression-derived weights, and of quantised parts of a
+   *  concatenation (joined on the host: the scales follow the codes), until those are made. */
+  private readonly host = new Map<string, Tensor | QuantTensor>();
   private readonly read: Set<string>;
   private pending: DerivedWeight[];
   private readonly pipelines: Map<string, Pipeline>;
@@ -168,7 +176,7 @@ export class WebGpuBackend implements Backend {
   async checkShaders(): Promise<void> {
     for (const [entry, e] of Object.entries(this.shaders.profiles[this.profile])) {
       for (const k of e.kernels) {
-        for (const p of k.passes) {
+        for (const p of allPasses(k)) {
           const { code } = this.specialised(p, entry as EntryName);
           if (this.pipelines.has(code)) continue;
           const problem = await shaderProblem(this.device, code);
@@ -203,11 +211,18 @@ export class WebGpuBackend implements Backend {
     return group;
   }
 
-  uploadWeight(w: ProgramWeight, t: Tensor): void {
+  uploadWeight(w: ProgramWeight, t: HostWeight): void {
     this.alive();
     const exprParts = new Set(this.pending.filter((d) => d.from.kind === 'expr').flatMap(parts));
-    if (exprParts.has(w.name)) this.host.set(w.name, t);
-    if (this.read.has(w.name) || this.pending.some((d) => d.from.kind === 'concat' && d.from.parts.includes(w.name))) this.weights.set(w.name, this.upload(w.name, t));
+    const concatPart = this.pending.some((d) => d.from.kind === 'concat' && d.from.parts.includes(w.name));
+    if (isQuant(t)) {
+      if (exprParts.has(w.name)) fail(`weight ${w.name} is quantised but an expression-derived weight reads it`);
+      if (concatPart) this.host.set(w.name, t);
+      if (this.read.has(w.name)) this.weights.set(w.name, this.uploadQuant(w.name, t));
+    } else {
+      if (exprParts.has(w.name)) this.host.set(w.name, t);
+      if (this.read.has(w.name) || concatPart) this.weights.set(w.name, this.upload(w.name, t));
+    }
     const ready = this.pending.filter((d) => parts(d).every((p) => this.weights.has(p) || this.host.has(p)));
     if (!ready.length) return;
     this.pending = this.pending.filter((d) => !ready.includes(d));
@@ -242,6 +257,28 @@ export class WebGpuBackend implements Backend {
     return b;
   }
 
+  /** A q8/q4 weight as one buffer: the codes as stored (q8 four a u32, q4 eight), then the f16
+   *  scales two a u32 (codegen/wgsl/render.ts `quantReader` reads this layout). */
+  private uploadQuant(name: string, q: QuantTensor): SplitBuffer {
+    const kernels = Object.values(this.shaders.profiles[this.profile]).flatMap((e) => e.kernels);
+    const readers = kernels.filter((k) => k.passes.some((p) => p.bindings.includes(`w:${name}`)));
+    const lacking = readers.find((k) => k.quant?.weight !== name);
+    if (lacking) fail(`kernel ${lacking.kernel} reads weight ${name}, which came as ${q.dtype}, but has no passes rendered for quantised weights`);
+    const b = new SplitBuffer(this, `w:${name}`, this.plan.buffers.get(`w:${name}`) ?? fail(`no split planned for weight ${name}`));
+    const bytes = quantWords(q);
+    if (!b.ensure(bytes.byteLength, false)) fail(`weight ${name} as ${q.dtype} takes ${bytes.byteLength} bytes, more than planned`);
+    this.flush();
+    b.write(0, bytes);
+    this.formats.set(name, q.dtype);
+    return b;
+  }
+
+  /** The passes of kernel `k` for the weights uploaded: its quantised matrix's format's, or as stored. */
+  passesOf(k: KernelShaders): readonly Pass[] {
+    const f = k.quant && this.formats.get(k.quant.weight);
+    return f ? k.quant!.passes[f] : k.passes;
+  }
+
   private upload(name: string, t: Tensor): SplitBuffer {
     const b = this.weightBuffer(name);
     let bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
@@ -252,6 +289,12 @@ export class WebGpuBackend implements Backend {
   }
 
   private derive(d: DerivedWeight): SplitBuffer {
+    if (d.from.kind === 'concat' && d.from.parts.some((p) => this.formats.has(p) || isQuantHost(this.host.get(p)))) {
+      // quantised parts (one format: runtime/quantplan.ts) are joined on the host, codes then scales
+      const qs = d.from.parts.map((p) => this.host.get(p));
+      if (!qs.every(isQuantHost)) fail(`derived weight ${d.name} joins quantised and float parts`);
+      return this.uploadQuant(d.name, concatQuant(qs));
+    }
     if (d.from.kind === 'concat') {
       const sizes = d.from.parts.map((p) => weightBytesOf(this.program, p));
       if (sizes.some((s, i) => i < sizes.length - 1 && s % 4 !== 0)) fail(`derived weight ${d.name}: a part of an odd number of 16-bit values cannot be joined on the device`);
@@ -261,7 +304,7 @@ export class WebGpuBackend implements Backend {
       return out;
     }
     const n = d.shape.reduce((a, b) => a * b, 1);
-    const fn = compileExpr(d.from.body, { weight: (w) => toF32(this.host.get(w) ?? fail(`derived weight ${d.name} needs ${w} on the host`)) });
+    const fn = compileExpr(d.from.body, { weight: (w) => { const t = this.host.get(w); return toF32(t && !isQuant(t) ? t : fail(`derived weight ${d.name} needs ${w} on the host, as floats`)); } });
     const data = new Float32Array(n);
     for (let j = 0; j < n; j++) data[j] = fn(0, j);
     return this.upload(d.name, { dtype: 'f32', shape: d.shape, data });
@@ -395,6 +438,17 @@ function describeProblem(code: string, errors: readonly GPUCompilationMessage[],
   return `${out.join('\n')}\n--- the whole shader ---\n${lines.map((l, i) => `${String(i + 1).padStart(5)} | ${l}`).join('\n')}`;
 }
 
+const isQuantHost = (t: Tensor | QuantTensor | undefined): t is QuantTensor => !!t && isQuant(t);
+
+/** A q8/q4 weight as the device holds it: its code bytes (a multiple of 16: N·K is one of 32),
+ *  then its f16 scales, the whole padded to a u32. */
+export function quantWords(q: QuantTensor): Uint8Array {
+  const out = new Uint8Array(Math.ceil(quantTensorBytes(q) / 4) * 4);
+  out.set(new Uint8Array(q.codes.buffer, q.codes.byteOffset, q.codes.byteLength));
+  out.set(new Uint8Array(q.scales.buffer, q.scales.byteOffset, q.scales.byteLength), q.codes.byteLength);
+  return out;
+}
+
 function weightOf(program: Program, name: string): ProgramWeight | DerivedWeight {
   return [...program.weights, ...program.derived].find((x) => x.name === name) ?? fail(`no weight ${name}`);
 }
@@ -418,7 +472,7 @@ class WebGpuInvocation implements Invocation {
     chunk: number, batch: RunBatch, private readonly pool: WebGpuStatePool) {
     this.T = batch.tokens.length;
     this.S = batch.seqs.length;
-    this.next = new Map(entry.kernels.map((k, i) => [k, kernels[i]!]));
+    this.next = new Map(entry.kernels.map((k, i) => [k, { kernel: kernels[i]!.kernel, passes: gpu.passesOf(kernels[i]!) }]));
     // the integer buffer: header, tokens, positions, row -> sequence, sequence records, chunk records
     const { floats, offsets } = slotLayout(gpu.program.states, pool.capacity);
     const chunkCounts = batch.seqs.map((s) => (chunk ? Math.ceil(s.len / chunk) : 0));
@@ -444,7 +498,7 @@ class WebGpuInvocation implements Invocation {
     gpu.device.queue.writeBuffer(gpu.intsBuffer(ints.byteLength), 0, ints);
     // the arena, and scratch buffers as large as the entry's passes need for this batch
     const need: Partial<Record<BatchRole, number>> = { arena: 4 * (entry.arena.T * this.T + entry.arena.S * this.S) };
-    for (const k of kernels) {
+    for (const k of this.next.values()) {
       for (const p of k.passes) for (const [role, c] of Object.entries(p.scratch ?? {})) need[role as BatchRole] = Math.max(need[role as BatchRole] ?? 0, this.count(c!) * 4);
     }
     for (const [role, bytes] of Object.entries(need) as [BatchRole, number][]) {

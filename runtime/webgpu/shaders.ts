@@ -12,6 +12,7 @@
 // whole picks the parts from its split plan (split.ts). Nothing reads or rewrites shader text.
 
 import type { EntryName } from '../program.ts';
+import type { QuantDType } from '../quant.ts';
 
 /** What a binding of a pass is: the arena, the integer inputs, the state pool, a scratch buffer or a
  *  weight (by name). Binding i of a pass is `@binding(i)` of its shader. */
@@ -47,7 +48,17 @@ export interface Pass {
 
 export interface KernelShaders {
   readonly kernel: string;
+  /** The passes with every weight read in its stored float dtype. */
   readonly passes: readonly Pass[];
+  /** Where the load may quantise the kernel's matrix (a product's or embedding's `weight`): the
+   *  passes again, reading its q8 or q4 codes (codegen/wgsl/render.ts `quantReader`); the backend
+   *  runs the set of the format it uploaded. */
+  readonly quant?: { readonly weight: string; readonly passes: Readonly<Record<QuantDType, readonly Pass[]>> };
+}
+
+/** Every rendering of a kernel's passes: as stored, then each quantised format's. */
+export function allPasses(k: KernelShaders): readonly Pass[] {
+  return k.quant ? [...k.passes, ...Object.values(k.quant.passes).flat()] : k.passes;
 }
 
 export interface WgslEntry {

@@ -19,7 +19,7 @@
 import { RuntimeError } from '../errors.ts';
 import type { EntryName, Program } from '../program.ts';
 import { slotLayout } from '../program.ts';
-import { CHUNK_FIELDS, SEQ_FIELDS, WHOLE, shaderCode, type BindingKind, type BindingLayout, type Pass, type RunCount, type WgslEntry, type WgslProfile, type WgslProgram } from './shaders.ts';
+import { CHUNK_FIELDS, SEQ_FIELDS, WHOLE, allPasses, shaderCode, type BindingKind, type BindingLayout, type Pass, type RunCount, type WgslEntry, type WgslProfile, type WgslProgram } from './shaders.ts';
 
 export interface SplitOptions {
   /** The most bytes one binding may hold, below what the device allows (tests force splits with a
@@ -129,7 +129,7 @@ export function planSplits(program: Program, shaders: WgslProgram, limits: Bindi
     const n = (c: RunCount) => Math.ceil((rows[c.rows] * c.times) / c.per);
     const bytes = new Map<BindingKind, number>([['arena', 4 * (e.arena.T * T + e.arena.S * maxS)]]);
     for (const k of rendered[name].kernels) {
-      for (const p of k.passes) for (const [role, c] of Object.entries(p.scratch ?? {})) bytes.set(role as BindingKind, Math.max(bytes.get(role as BindingKind) ?? 0, 4 * n(c!)));
+      for (const p of allPasses(k)) for (const [role, c] of Object.entries(p.scratch ?? {})) bytes.set(role as BindingKind, Math.max(bytes.get(role as BindingKind) ?? 0, 4 * n(c!)));
     }
     entries[name] = new Map(BATCH_BUFFERS.map((b) => [b, splitOf(bytes.get(b) ?? 0, partLimit).parts]));
     for (const b of BATCH_BUFFERS) most.set(b, Math.max(most.get(b)!, bytes.get(b) ?? 0));
@@ -165,7 +165,7 @@ function bindingProblems(rendered: Readonly<Record<EntryName, WgslEntry>>, plan:
   const out: string[] = [];
   for (const [entry, e] of Object.entries(rendered) as [EntryName, WgslEntry][]) {
     for (const k of e.kernels) {
-      for (const p of k.passes) {
+      for (const p of allPasses(k)) {
         const parts = (b: BindingKind) => partsOf(plan, b, entry);
         const n = p.bindings.reduce((s, b) => s + parts(b), 0);
         if (n <= allowed || seen.has(`${k.kernel}/${p.name}`)) continue;

@@ -6,12 +6,12 @@
 
 import { cpSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Model } from '../../runtime/model.ts';
 import { dequantizeRows, quantize } from '../../runtime/quant.ts';
 import { type NamedTensor, openCheckpoint, writeSafetensors } from '../../runtime/safetensors.ts';
 import { RuntimeError } from '../../runtime/errors.ts';
-import { loadModel, makeDir, programFor, randomIds, randomTensors, removeDir, writeCheckpoint, compileTiny } from '../helpers/checkpoints.ts';
+import { loadModel, makeDir, randomIds, randomTensors, removeDir, writeCheckpoint, compileTiny } from '../helpers/checkpoints.ts';
 
 const TINY_A = resolve(import.meta.dirname, '../../../shared/models/tiny-bamba-a/f32');
 const V = 96;
@@ -156,13 +156,23 @@ describe('refusals', () => {
     await expectRejects(loadModel(dir, { backend: 'cpu', quantize: { default: 'q4', overrides: { 'model.embed_tokens.weight': 'int4' as never } } }), 'RT174', /model\.embed_tokens\.weight/);
   });
 
-  it('RT171: a backend without q8/q4 kernels (webgpu, SwiftShader) refuses quantised weights, naming itself and the format', async () => {
-    // (the wasm backend reads both: test/e2e/wasm-quant.test.ts)
-    const { renderProgram } = await import('../../codegen/wgsl/render.ts');
-    const { useSwiftShader } = await import('../webgpu/gpu.ts');
-    useSwiftShader();
-    const program = programFor(dir);
-    await expectRejects(Model.loadProgram(program, dir, { backend: 'webgpu', wgsl: renderProgram(program), quantize: 'q4' }), 'RT171', /the webgpu backend does not read q4 weights yet; run with --backend cpu/);
+  it('RT171: a backend without q8/q4 kernels refuses quantised weights, naming itself and the format', async () => {
+    // every shipped backend reads both (the wasm one: test/e2e/wasm-quant.test.ts; webgpu:
+    // test/webgpu/quant.test.ts), so a stand-in run target opens a reference backend that lists none
+    const { RUN_TARGETS } = await import('../../runtime/targets.ts');
+    const { CpuBackend } = await import('../../runtime/cpu/backend.ts');
+    class StandIn extends CpuBackend {
+      override readonly name = 'stand-in';
+      override readonly quantFormats = [] as const;
+    }
+    const cpu = RUN_TARGETS.find((t) => t.name === 'cpu')!;
+    const open = vi.spyOn(cpu, 'open').mockImplementation(async (p) => new StandIn(p));
+    try {
+      await expectRejects(loadModel(dir, { backend: 'cpu', quantize: 'q4' }), 'RT171', /the stand-in backend does not read q4 weights yet; run with --backend cpu/);
+      expect(open).toHaveBeenCalledTimes(1);
+    } finally {
+      open.mockRestore();
+    }
   });
 
   it('RT176: a group beyond an f16 scale names the tensor and the override that keeps it', async () => {

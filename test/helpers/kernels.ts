@@ -10,10 +10,13 @@ import { OP_BY_NAME, type Attrs, type TensorType } from '../../compiler/ops.ts';
 import type { Backend, Invocation, StatePool } from '../../runtime/backend.ts';
 import { CpuBackend } from '../../runtime/cpu/backend.ts';
 import type { Entry, EntryName, Expr, Kernel, Operand, Program, Rows, View } from '../../runtime/program.ts';
+import type { HostWeight } from '../../runtime/quant.ts';
 import type { Tensor } from '../../runtime/tensor.ts';
 
 /** An input of the op: an activation ([T, ...] values), a weight, or absent. */
-export type OpInput = { readonly act: Float32Array; readonly shape: readonly (number | 'T')[]; readonly dtype?: 'f32' | 'i32' } | { readonly weight: Tensor } | null;
+export type OpInput = { readonly act: Float32Array; readonly shape: readonly (number | 'T')[]; readonly dtype?: 'f32' | 'i32' }
+  /** `upload`: what the backend receives instead of `weight` (a quantised form of it). */
+  | { readonly weight: Tensor; readonly upload?: HostWeight } | null;
 
 export interface OpRun {
   readonly program: Program;
@@ -96,7 +99,7 @@ function startOp(name: string, inputs: readonly OpInput[], attrs: Attrs, T: numb
     entries: { forward: entry, prefill: entry, decode: entry },
   };
   const backend = (opts.backend ?? ((p) => new CpuBackend(p)))(program);
-  inputs.forEach((i, k) => { if (i && 'weight' in i) backend.uploadWeight(program.weights.find((w) => w.name === `w${k}`)!, i.weight); });
+  inputs.forEach((i, k) => { if (i && 'weight' in i) backend.uploadWeight(program.weights.find((w) => w.name === `w${k}`)!, i.upload ?? i.weight); });
   // one sequence of T tokens, or (decode) T sequences of one token, each in a fresh slot
   let seqs = mode === 'decode' ? Array.from({ length: T }, (_, t) => ({ start: t, len: 1 })) : [{ start: 0, len: T }];
   if (opts.seqs) {
