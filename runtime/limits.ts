@@ -20,6 +20,10 @@ export const RUNTIME_LIMITS = {
   // Node 20's largest buffer (buffer.constants.MAX_LENGTH, 2^32 bytes); a constant rather than an
   // import of node:buffer, which a browser does not have
   tensorBytes: { name: 'tensor-bytes', value: 2 ** 32, counts: 'bytes of one tensor held in memory' },
+  /** One run's arena (and a forward pass's own state slots) is one typed array each: the same bound. */
+  runBytes: { name: 'run-bytes', value: 2 ** 32, counts: 'bytes of the activations of one run, or of the state slots of one forward pass' },
+  /** The default of LoadOptions.maxSequences: slots are memory, and a leak should stop early. */
+  sequences: { name: 'sequences', value: 256, counts: 'live sequences of one model (LoadOptions.maxSequences)' },
   /** Positions are stored as i32. */
   position: { name: 'position', value: 2 ** 31 - 1, counts: 'a position id' },
   /** Problems listed when a checkpoint does not match the model (the rest are counted). */

@@ -4,14 +4,14 @@
 import { join } from 'node:path';
 import type { StatePool } from './backend.ts';
 import type { CudaLoadOptions } from './cuda/backend.ts';
-import { type SequenceState, positionsFor, runBatch, runBatchAsync, seqsFromCuSeqlens, seqsFromPositions, seqsFromSeqIdx } from './engine.ts';
+import { type SlotState, checkRunBytes, positionsFor, runBatch, runBatchAsync, seqsFromCuSeqlens, seqsFromPositions, seqsFromSeqIdx } from './engine.ts';
 import { RuntimeError } from './errors.ts';
 import { type CheckpointFiles, type TensorSource, fetchCheckpoint, isUrl } from './fetch.ts';
 import { type HfConfig, lookupKey, readHfConfig } from './hfconfig.ts';
 import { RUNTIME_LIMITS } from './limits.ts';
 import { probePath } from './paths.ts';
 import { causalLmLoss } from './loss.ts';
-import type { EntryName, Program } from './program.ts';
+import { type EntryName, type Program, slotLayout } from './program.ts';
 import { type HostWeight, type QuantDType, quantize } from './quant.ts';
 import { packedBits, packedSource } from './quantckpt.ts';
 import { type QuantPlan, type QuantizeOption, planQuant } from './quantplan.ts';
@@ -19,6 +19,7 @@ import { type Tensor, bf16ToF32, f16ToF32 } from './tensor.ts';
 import { createRng } from './rng.ts';
 import { checkShapes, openCheckpoint } from './safetensors.ts';
 import { type SamplingOptions, sampleToken, validateSampling } from './sampling.ts';
+import { type SavedSequence, type SequenceState, Sequences } from './sequences.ts';
 import { type Backend, type LoadableBackend, defaultBackend, runTarget } from './targets.ts';
 import { type Tokenizer, loadTokenizer } from './tokenizer.ts';
 import type { WebGpuOptions } from './webgpu/backend.ts';
@@ -29,7 +30,7 @@ import type { WgslProgram } from './webgpu/shaders.ts';
 /** Where the kernels run: one of the run targets (runtime/targets.ts). A GPU's results are read
  *  asynchronously: on `webgpu` use the async methods (forwardAsync, stepAsync, prefillAsync,
  *  decodeAsync; generate is async). */
-export type { Backend };
+export type { Backend, SavedSequence, SequenceState };
 
 export interface LoadOptions {
   /** Where to run: `wasm` (matrix products, SSD and attention in WebAssembly SIMD) or `cpu` (the
@@ -67,6 +68,10 @@ export interface LoadOptions {
    *  choice of weights runtime/quantplan.ts): `'q8'`, `'q4'`, or a default with per-tensor
    *  overrides. A checkpoint quantised already (compressed-tensors pack-quantized) loads as it is. */
   readonly quantize?: QuantizeOption;
+  /** The most sequences open at once (newSequence, copySequence, prefill, restoreSequence, a running
+   *  generate); more is RT333 (default 256). A handle dropped without release frees its slot when
+   *  it is garbage collected; release sequences to free them at once. */
+  readonly maxSequences?: number;
 }
 
 /** What a load quantised: each weight's format, and the candidates kept as stored (with why). */
@@ -114,15 +119,11 @@ export interface GeneratedToken {
   readonly text: string;
 }
 
-/** A sequence's state saved outside its slot (see Model.saveSequence). */
-export interface SavedSequence {
-  readonly length: number;
-  readonly bytes: Uint8Array;
-}
-
 export class Model {
   /** The state slots of this model's sequences. */
   private readonly pool: StatePool;
+  /** The handles over them. */
+  private readonly seqs: Sequences;
 
   private constructor(
     readonly program: Program,
@@ -136,8 +137,10 @@ export class Model {
     private readonly tokenizerPath: string,
     /** The quantised weights, or null when every weight is as stored. */
     readonly quantization: QuantReport | null = null,
+    maxSequences: number = RUNTIME_LIMITS.sequences.value,
   ) {
     this.pool = backend.createStatePool(capacity);
+    this.seqs = new Sequences(this.pool, capacity, maxSequences, program);
   }
 
   /** Loads `dir` (config.json, model.safetensors or its index, tokenizer.json) for `program`: a
@@ -179,44 +182,45 @@ export class Model {
       const ctx = program.params.context;
       const capacity = opts.capacity ?? (typeof ctx === 'number' ? ctx : 4096);
       if (!Number.isInteger(capacity) || capacity < 1) throw new RuntimeError('RT303', [`capacity ${capacity}`, 'give a positive integer']);
+      const maxSequences = opts.maxSequences ?? RUNTIME_LIMITS.sequences.value;
+      if (!Number.isInteger(maxSequences) || maxSequences < 1) throw new RuntimeError('RT303', [`maxSequences ${maxSequences}`, 'give a positive integer']);
       const vocab = program.outputs.logits ?? fail('the program has no logits output');
       const quantization = plan.formats.size || plan.kept.length ? { ...plan, prequantized: !!packed } : null;
-      return new Model(program, files.config, tokenizer, backend, capacity, vocab, dir, files.path('tokenizer.json'), quantization);
+      return new Model(program, files.config, tokenizer, backend, capacity, vocab, dir, files.path('tokenizer.json'), quantization, maxSequences);
     } finally {
       ckpt.close();
     }
   }
 
   /** A fresh sequence in a state slot of its own (conv and SSM states, KV caches up to the model's
-   *  capacity). Release it when done to reuse the slot. */
+   *  capacity). Release it when done to reuse the slot; every call checks the handle (RT330–334). */
   newSequence(): SequenceState {
-    return { pool: this.pool, slot: this.pool.acquire(), length: 0, capacity: this.capacity };
+    return this.seqs.create();
   }
 
   /** A new sequence that continues exactly like `s` (its slot copied). */
   copySequence(s: SequenceState): SequenceState {
-    const c = this.newSequence();
-    this.pool.copy(this.own(s).slot, c.slot);
-    c.length = s.length;
-    return c;
+    return this.seqs.copy(s);
   }
 
-  /** The sequence's state as bytes, to resume it later with `restoreSequence`. */
+  /** The sequence's state as bytes (a header naming this program, capacity and length, then the
+   *  slot), to resume it later with `restoreSequence`. */
   saveSequence(s: SequenceState): SavedSequence {
-    return { length: s.length, bytes: this.pool.save(this.own(s).slot) };
+    const st = this.seqs.state(s, 'saveSequence');
+    return this.seqs.pack(st.length, this.pool.save(st.slot));
   }
 
+  /** A new sequence from saved bytes, checked whole first (RT335, RT336): no slot is taken for a
+   *  blob that is refused. */
   restoreSequence(saved: SavedSequence): SequenceState {
-    const s = this.newSequence();
-    this.pool.restore(s.slot, saved.bytes);
-    s.length = saved.length;
-    return s;
+    return this.seqs.restore(saved);
   }
 
   /** saveSequence on any backend (a GPU's state is read asynchronously). */
   async saveSequenceAsync(s: SequenceState): Promise<SavedSequence> {
-    const slot = this.own(s).slot;
-    return { length: s.length, bytes: this.pool.saveAsync ? await this.pool.saveAsync(slot) : this.pool.save(slot) };
+    const st = this.seqs.state(s, 'saveSequence');
+    const length = st.length;
+    return this.seqs.pack(length, this.pool.saveAsync ? await this.pool.saveAsync(st.slot) : this.pool.save(st.slot));
   }
 
   /** restoreSequence on any backend. */
@@ -224,9 +228,14 @@ export class Model {
     return this.restoreSequence(saved);
   }
 
-  /** Gives the sequence's slot back to the pool; the state must not be used again. */
+  /** Gives the sequence's slot back to the pool; the handle is refused from then on (RT330). */
   releaseSequence(s: SequenceState): void {
-    this.pool.release(this.own(s).slot);
+    this.seqs.release(s);
+  }
+
+  /** Sequences open now (made and not released or collected). */
+  get openSequences(): number {
+    return this.seqs.open;
   }
 
   /** Threads its matrix products run on (the calling thread counts): what `threads` asked for,
@@ -242,12 +251,8 @@ export class Model {
 
   /** Frees the weights and the thread pool's copies of them. */
   dispose(): void {
+    this.seqs.close();
     this.backend.dispose();
-  }
-
-  private own(s: SequenceState): SequenceState {
-    if (s.pool !== this.pool) throw new RuntimeError('RT301', ['that sequence belongs to another model']);
-    return s;
   }
 
   /** Packed prefill from fresh states: logits for every token, and the loss when labels are given. */
@@ -270,28 +275,46 @@ export class Model {
     }
   }
 
-  private forwardBatch(input: ForwardInput): { ids: Int32Array; positions: Int32Array; seqs: { start: number; len: number }[]; sequences: SequenceState[] } {
-    const ids = this.tokenIds(input.ids);
-    const T = ids.length;
+  private forwardBatch(input: ForwardInput): { ids: Int32Array; positions: Int32Array; seqs: { start: number; len: number }[]; sequences: SlotState[] } {
+    const T = countOf(input?.ids, 'ids');
     if (T === 0) throw new RuntimeError('RT301', ['no tokens to run']);
+    // sized before anything is allocated: 2^20 tokens is a coded refusal, not a RangeError
+    checkRunBytes(this.program, 'forward', T, 1);
+    const ids = this.tokenIds(input.ids);
+    const given = input.positions === undefined ? undefined : this.positionIds(input.positions, T);
     let seqs;
-    let positions: Int32Array;
     if (input.cuSeqlens) {
       seqs = seqsFromCuSeqlens(input.cuSeqlens, T);
-      positions = input.positions ? Int32Array.from(input.positions) : positionsFor(seqs, T);
     } else if (input.seqIdx) {
+      if (countOf(input.seqIdx, 'seqIdx') !== T) throw new RuntimeError('RT301', [`${input.seqIdx.length} seqIdx entries for ${T} tokens`]);
       seqs = seqsFromSeqIdx(Int32Array.from(input.seqIdx));
-      positions = input.positions ? Int32Array.from(input.positions) : positionsFor(seqs, T);
     } else {
-      positions = input.positions ? Int32Array.from(input.positions) : positionsFor([{ start: 0, len: T }], T);
-      seqs = seqsFromPositions(positions);
+      seqs = seqsFromPositions(given ?? positionsFor([{ start: 0, len: T }], T));
     }
-    if (positions.length !== T) throw new RuntimeError('RT301', [`${positions.length} positions for ${T} tokens`]);
+    const positions = given ?? positionsFor(seqs, T);
     // A forward pass keeps no state: its sequences get slots of a pool of their own, as long as the
-    // longest of them.
-    const pool = this.backend.createStatePool(Math.max(...seqs.map((s) => s.len)));
+    // longest of them (at most the model's capacity), all of them within the run-bytes limit.
+    const longest = seqs.reduce((m, s) => Math.max(m, s.len), 0);
+    if (longest > this.capacity) throw new RuntimeError('RT302', [`a sequence of ${longest} tokens, more than the capacity ${this.capacity}`]);
+    checkRunBytes(this.program, 'forward', T, seqs.length);
+    const slotBytes = 4 * slotLayout(this.program.states, longest).floats;
+    const limit = RUNTIME_LIMITS.runBytes;
+    if (slotBytes * seqs.length > limit.value) throw new RuntimeError('RT305', [T, seqs.length, slotBytes * seqs.length, limit.name, limit.value]);
+    const pool = this.backend.createStatePool(longest);
     const sequences = seqs.map(() => ({ pool, slot: pool.acquire(), length: 0, capacity: pool.capacity }));
     return { ids, positions, seqs, sequences };
+  }
+
+  /** Position ids checked (RT304: integers in [0, capacity)) before they become i32. */
+  private positionIds(p: ArrayLike<number>, T: number): Int32Array {
+    if (countOf(p, 'positions') !== T) throw new RuntimeError('RT301', [`${p.length} positions for ${T} tokens`]);
+    const out = new Int32Array(T);
+    for (let t = 0; t < T; t++) {
+      const x = p[t]!;
+      if (!Number.isInteger(x) || x < 0 || x >= this.capacity) throw new RuntimeError('RT304', ['position', x, t, this.capacity]);
+      out[t] = x;
+    }
+    return out;
   }
 
   private forwardResult(input: ForwardInput, logits: Float32Array): ForwardResult {
@@ -308,68 +331,93 @@ export class Model {
   /** Runs new tokens of several sequences at once, continuing from their states: logits [Σ lens, vocab],
    *  or with `lastOnly` [sequences, vocab] for each sequence's last token (the head runs on those alone). */
   step(chunks: readonly ArrayLike<number>[], states: readonly SequenceState[], lastOnly = false): Float32Array {
-    const b = this.stepBatch(chunks, states, lastOnly);
-    return this.run(b.entry, b.ids, b.positions, b.seqs, states);
+    const b = this.stepBatch(chunks, states, lastOnly, 'step');
+    return this.run(b.entry, b.ids, b.positions, b.seqs, b.sequences);
   }
 
   /** step on any backend (a GPU's logits are read asynchronously). */
   stepAsync(chunks: readonly ArrayLike<number>[], states: readonly SequenceState[], lastOnly = false): Promise<Float32Array> {
-    const b = this.stepBatch(chunks, states, lastOnly);
-    return this.runAsync(b.entry, b.ids, b.positions, b.seqs, states);
+    const b = this.stepBatch(chunks, states, lastOnly, 'step');
+    return this.runAsync(b.entry, b.ids, b.positions, b.seqs, b.sequences);
   }
 
-  private stepBatch(chunks: readonly ArrayLike<number>[], states: readonly SequenceState[], lastOnly: boolean) {
-    if (chunks.length !== states.length) throw new RuntimeError('RT301', [`${chunks.length} sequences but ${states.length} states`]);
+  /** The batch of a step: every handle, count and id checked before anything is allocated. */
+  private stepBatch(chunks: readonly ArrayLike<number>[], states: readonly SequenceState[], lastOnly: boolean, what: string) {
+    const S = countOf(chunks, 'sequences');
+    if (countOf(states, 'states') !== S) throw new RuntimeError('RT301', [`${S} sequences but ${states.length} states`]);
+    const sequences = Array.from(states, (s) => this.seqs.state(s, what));
     const seqs: { start: number; len: number }[] = [];
     let T = 0;
-    for (const c of chunks) {
-      seqs.push({ start: T, len: c.length });
-      T += c.length;
+    for (let i = 0; i < S; i++) {
+      const len = countOf(chunks[i], `sequence ${i}'s tokens`);
+      const st = sequences[i]!;
+      if (st.length + len > st.capacity) throw new RuntimeError('RT302', [`sequence ${i} would hold ${st.length + len} tokens, more than its capacity ${st.capacity}`]);
+      seqs.push({ start: T, len });
+      T += len;
     }
+    const entry: EntryName = S > 0 && chunks.every((c) => c.length === 1) ? 'decode' : lastOnly ? 'prefill' : 'forward';
+    checkRunBytes(this.program, entry, T, S);
     const ids = new Int32Array(T);
     const positions = new Int32Array(T);
-    chunks.forEach((c, i) => {
+    for (let i = 0; i < S; i++) {
+      const c = chunks[i]!;
+      const at = seqs[i]!.start;
       for (let j = 0; j < c.length; j++) {
-        ids[seqs[i]!.start + j] = c[j]!;
-        positions[seqs[i]!.start + j] = states[i]!.length + j;
+        ids[at + j] = this.tokenId(c[j], at + j);
+        positions[at + j] = sequences[i]!.length + j;
       }
-    });
-    this.tokenIds(ids);
-    const entry: EntryName = chunks.every((c) => c.length === 1) ? 'decode' : lastOnly ? 'prefill' : 'forward';
-    return { entry, ids, positions, seqs };
+    }
+    return { entry, ids, positions, seqs, sequences };
   }
 
-  private run(entry: EntryName, tokens: Int32Array, positions: Int32Array, seqs: readonly { start: number; len: number }[], sequences: readonly SequenceState[]): Float32Array {
+  private run(entry: EntryName, tokens: Int32Array, positions: Int32Array, seqs: readonly { start: number; len: number }[], sequences: readonly SlotState[]): Float32Array {
     return runBatch(this.backend, this.program, entry, { tokens, positions, seqs, sequences }).get('logits') ?? fail('the program has no logits output');
   }
 
-  private async runAsync(entry: EntryName, tokens: Int32Array, positions: Int32Array, seqs: readonly { start: number; len: number }[], sequences: readonly SequenceState[]): Promise<Float32Array> {
+  private async runAsync(entry: EntryName, tokens: Int32Array, positions: Int32Array, seqs: readonly { start: number; len: number }[], sequences: readonly SlotState[]): Promise<Float32Array> {
     return (await runBatchAsync(this.backend, this.program, entry, { tokens, positions, seqs, sequences })).get('logits') ?? fail('the program has no logits output');
   }
 
   /** Prefill of several prompts; returns their states and each prompt's last-token logits. */
   prefill(prompts: readonly ArrayLike<number>[]): { states: SequenceState[]; logits: Float32Array[] } {
-    const states = prompts.map(() => this.newSequence());
-    const last = this.step(prompts, states, true);
-    const logits = prompts.map((_, i) => last.slice(i * this.vocab, (i + 1) * this.vocab));
-    return { states, logits };
+    const states = this.newSequences(prompts);
+    try {
+      const last = this.step(prompts, states, true);
+      return { states, logits: prompts.map((_, i) => last.slice(i * this.vocab, (i + 1) * this.vocab)) };
+    } catch (e) {
+      for (const s of states) this.seqs.release(s);
+      throw e;
+    }
+  }
+
+  /** A fresh sequence for each prompt, all within the bound or none. */
+  private newSequences(prompts: readonly ArrayLike<number>[]): SequenceState[] {
+    this.seqs.reserve(countOf(prompts, 'prompts'));
+    return Array.from(prompts, () => this.seqs.create());
   }
 
   /** prefill on any backend. */
   async prefillAsync(prompts: readonly ArrayLike<number>[]): Promise<{ states: SequenceState[]; logits: Float32Array[] }> {
-    const states = prompts.map(() => this.newSequence());
-    const last = await this.stepAsync(prompts, states, true);
-    return { states, logits: prompts.map((_, i) => last.slice(i * this.vocab, (i + 1) * this.vocab)) };
+    const states = this.newSequences(prompts);
+    try {
+      const last = await this.stepAsync(prompts, states, true);
+      return { states, logits: prompts.map((_, i) => last.slice(i * this.vocab, (i + 1) * this.vocab)) };
+    } catch (e) {
+      for (const s of states) this.seqs.release(s);
+      throw e;
+    }
   }
 
   /** One token per sequence through the cache; [n, vocab]. */
   decode(tokens: readonly number[], states: readonly SequenceState[]): Float32Array {
-    return this.step(tokens.map((t) => [t]), states);
+    const b = this.stepBatch(oneEach(tokens), states, false, 'decode');
+    return this.run(b.entry, b.ids, b.positions, b.seqs, b.sequences);
   }
 
   /** decode on any backend. */
   decodeAsync(tokens: readonly number[], states: readonly SequenceState[]): Promise<Float32Array> {
-    return this.stepAsync(tokens.map((t) => [t]), states);
+    const b = this.stepBatch(oneEach(tokens), states, false, 'decode');
+    return this.runAsync(b.entry, b.ids, b.positions, b.seqs, b.sequences);
   }
 
   /** Streams generated tokens for a prompt (text needs the tokenizer; ids do not). */
@@ -409,13 +457,29 @@ export class Model {
     return this.tokenizer.encode(text);
   }
 
+  /** Token ids checked (RT300: integers in [0, vocab)) before they become i32. */
   private tokenIds(ids: ArrayLike<number>): Int32Array {
-    const out = Int32Array.from(ids);
-    for (let t = 0; t < out.length; t++) {
-      if (out[t]! < 0 || out[t]! >= this.vocab || out[t] !== ids[t]) throw new RuntimeError('RT300', [ids[t], t, this.vocab]);
-    }
+    const out = new Int32Array(ids.length);
+    for (let t = 0; t < out.length; t++) out[t] = this.tokenId(ids[t], t);
     return out;
   }
+
+  private tokenId(x: unknown, t: number): number {
+    if (typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x >= this.vocab) throw new RuntimeError('RT300', [x, t, this.vocab]);
+    return x;
+  }
+}
+
+/** The length of an array-like argument, or RT301 naming it (a non-array, a forged length). */
+function countOf(x: unknown, what: string): number {
+  const n = typeof x === 'object' && x !== null ? (x as { length?: unknown }).length : undefined;
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) throw new RuntimeError('RT301', [`${what} must be an array, got ${typeof x === 'object' ? 'an object without a length' : String(x)}`]);
+  return n;
+}
+
+/** decode's tokens as one-token chunks. */
+function oneEach(tokens: readonly number[]): number[][] {
+  return Array.from({ length: countOf(tokens, 'tokens') }, (_, i) => [tokens[i]!]);
 }
 
 /** The config.json values the program was built for must be the checkpoint's. */
