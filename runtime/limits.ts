@@ -24,6 +24,8 @@ export const RUNTIME_LIMITS = {
   runBytes: { name: 'run-bytes', value: 2 ** 32, counts: 'bytes of the activations of one run, or of the state slots of one forward pass' },
   /** The default of LoadOptions.maxSequences: slots are memory, and a leak should stop early. */
   sequences: { name: 'sequences', value: 256, counts: 'live sequences of one model (LoadOptions.maxSequences)' },
+  /** Each thread is a worker with its own heap; more than this many only costs memory. */
+  threads: { name: 'threads', value: 64, counts: 'threads of one model (LoadOptions.threads, ARCHC_THREADS)' },
   /** Positions are stored as i32. */
   position: { name: 'position', value: 2 ** 31 - 1, counts: 'a position id' },
   /** Problems listed when a checkpoint does not match the model (the rest are counted). */

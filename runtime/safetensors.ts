@@ -236,6 +236,7 @@ function openSharded(indexFile: string): Checkpoint {
       const found = probePath(file);
       if (found.kind === 'missing') fail('RT131', [indexFile, file, names[0]], { file: indexFile, tensor: names[0] });
       if (found.kind === 'bad') fail('RT100', [file, found.why], { file });
+      checkShardTarget(indexFile, dir, file, shardName, names[0]!);
       const { fd, header } = openShard(file);
       fds.set(file, fd);
       for (const [k, v] of Object.entries(header.metadata)) if (!Object.hasOwn(metadata, k)) setOwn(metadata, k, v);
@@ -251,6 +252,29 @@ function openSharded(indexFile: string): Checkpoint {
     throw e;
   }
   return new SafetensorsCheckpoint(indexFile, fds, infos, metadata);
+}
+
+/** RT133 unless the shard, its links resolved, lies inside the checkpoint folder: a shard named
+ *  plainly can still be a link to any file. A Hugging Face cache keeps the files of a snapshot
+ *  folder (`…/snapshots/<rev>/`) as links to its `…/blobs/`, which is allowed there. */
+function checkShardTarget(indexFile: string, dir: string, file: string, shardName: string, tensor: string): void {
+  const real = (p: string): string => {
+    try {
+      return fs.realpathSync(p);
+    } catch (e) {
+      fail('RT100', [p, describeError(e)], { file: p }, e);
+    }
+  };
+  const target = real(file);
+  const roots = [real(dir)];
+  const snapshots = path.dirname(path.resolve(dir));
+  const blobs = path.join(path.dirname(snapshots), 'blobs');
+  if (path.basename(snapshots) === 'snapshots' && probePath(blobs).kind === 'dir') roots.push(real(blobs));
+  const inside = (root: string) => {
+    const rel = path.relative(root, target);
+    return rel !== '' && rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel);
+  };
+  if (!roots.some(inside)) fail('RT133', [indexFile, `${shardName} (a link to ${target})`, tensor], { file: indexFile, tensor });
 }
 
 /** The index's `weight_map` (tensor name -> shard file), checked. */
