@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { type DType, type Tensor, type TensorData, DTYPE_BYTES, numel, f16ToF32 } from './tensor.ts';
 import { RuntimeError, type RuntimeErrorContext, describeError, fail } from './errors.ts';
 import { RUNTIME_LIMITS, jsonDepth } from './limits.ts';
-import { probePath } from './paths.ts';
+import { probePath, readRegular } from './paths.ts';
 
 /** The reference implementation's limit on the JSON header (100 MB). */
 export const MAX_HEADER_BYTES = RUNTIME_LIMITS.headerBytes.value;
@@ -279,12 +279,12 @@ function checkShardTarget(indexFile: string, dir: string, file: string, shardNam
 
 /** The index's `weight_map` (tensor name -> shard file), checked. */
 function readIndex(indexFile: string): Record<string, string> {
-  let text: string;
-  try {
-    text = fs.readFileSync(indexFile, 'utf8');
-  } catch (e) {
-    fail('RT100', [indexFile, describeError(e)], { file: indexFile }, e);
-  }
+  // an index is JSON like a header: the header's byte limit, counted as read, from a regular file
+  const r = readRegular(indexFile, RUNTIME_LIMITS.headerBytes.value);
+  if (r.kind === 'missing') fail('RT100', [indexFile, 'no such file'], { file: indexFile });
+  if (r.kind === 'bad') fail('RT100', [indexFile, r.why], { file: indexFile });
+  if (r.kind === 'over') fail('RT130', [indexFile, `over the limit ${RUNTIME_LIMITS.headerBytes.name} = ${RUNTIME_LIMITS.headerBytes.value} bytes`], { file: indexFile });
+  const text = new TextDecoder().decode(r.bytes);
   if (jsonDepth(text, RUNTIME_LIMITS.headerDepth.value) > RUNTIME_LIMITS.headerDepth.value) {
     fail('RT130', [indexFile, `JSON nests deeper than the limit ${RUNTIME_LIMITS.headerDepth.name} = ${RUNTIME_LIMITS.headerDepth.value}`], { file: indexFile });
   }
@@ -309,7 +309,8 @@ function readIndex(indexFile: string): Record<string, string> {
 function openShard(file: string): OpenShard {
   let fd: number;
   try {
-    fd = fs.openSync(file, 'r');
+    // without blocking: a FIFO put in a shard's place is refused by the fstat below, not awaited
+    fd = fs.openSync(file, fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0));
   } catch (e) {
     fail('RT100', [file, describeError(e)], { file }, e);
   }
