@@ -25,7 +25,15 @@ import { type CommonOpts, setsOf, withCommon, withPreset } from './common.ts';
 import { checkParent, checkReplaceable, writeDirAtomic, writeFileAtomic } from './fsutil.ts';
 import { encodeNpy } from './npy.ts';
 
-const archList = (text = 'sm_80,sm_90'): string[] => text.split(',').map((a) => a.trim()).filter(Boolean);
+/** --cuda-arch: a comma-separated list of `sm_NN` or `compute_NN` (nvcc's names; `a`/`f` suffixes
+ *  too), refused with AC315 before anything reaches nvcc. */
+function archList(text = 'sm_80,sm_90'): string[] {
+  const archs = text.split(',').map((a) => a.trim());
+  for (const a of archs) {
+    if (!/^(sm|compute)_\d{2,3}[af]?$/.test(a)) usage('--cuda-arch', `expected a comma-separated list of sm_NN or compute_NN, got ${JSON.stringify(shorten(a))}`);
+  }
+  return archs;
+}
 
 /** The params for a checkpoint: its config.json binds them unless --hf-config names another.
  *  A checkpoint without config.json is refused (its sizes would silently be the defaults). */
@@ -133,12 +141,16 @@ export function registerRunCommands(p: Command): void {
       const t0 = performance.now();
       // ts-morph (TypeScript) takes a third of a second to load: only `build` needs it.
       checkReplaceable(resolve(o.out), 'package', o.force ?? false); // before the work, not after
-      const { buildPackage, packageParts } = await import('../codegen/package.ts');
+      const { buildPackage, npmNameProblem, packageParts } = await import('../codegen/package.ts');
+      // the flags that reach package.json and nvcc, checked before the work
+      const bad = o.name === undefined ? null : npmNameProblem(o.name);
+      if (bad) usage('--name', `${JSON.stringify(shorten(o.name!))} is not an npm package name: it ${bad}`);
+      const cudaArchs = archList(o.cudaArch);
       const compiled = await compileFor(file, o);
       const program = compiled.program;
       const ctx = compiled.graph.params.context;
       const stats = computeStats(compiled.graph, typeof ctx === 'number' ? ctx : 4096, 1);
-      const targets = await packageParts(program, { cudaArchs: archList(o.cudaArch) });
+      const targets = await packageParts(program, { cudaArchs });
       const r = buildPackage({ graph: compiled.graph, program, stats, source: file, packageName: o.name, targets }, o.out, { force: o.force });
       const rep = programReport(program, { prefillTokens: 4096, decodeBatch: 8, context: typeof ctx === 'number' ? ctx : 4096 });
       const d = rep.dispatches, m = rep.memory;
