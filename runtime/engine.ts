@@ -105,6 +105,7 @@ export function seqsFromCuSeqlens(cu: readonly number[], T: number): SeqSlice[] 
   }
   const out: SeqSlice[] = [];
   for (let i = 1; i < cu.length; i++) {
+    if (!Number.isInteger(cu[i])) throw new RuntimeError('RT301', [`cu_seqlens must hold integers, found ${cu[i]} at index ${i}`]);
     if (cu[i]! <= cu[i - 1]!) throw new RuntimeError('RT301', [`cu_seqlens must increase, got [${cu.join(', ')}]`]);
     out.push({ start: cu[i - 1]!, len: cu[i]! - cu[i - 1]! });
   }

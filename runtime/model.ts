@@ -321,8 +321,14 @@ export class Model {
     const T = logits.length / this.vocab;
     let loss: number | undefined;
     if (input.labels) {
-      const labels = Int32Array.from(input.labels);
-      if (labels.length !== T) throw new RuntimeError('RT301', [`${labels.length} labels for ${T} tokens`]);
+      if (countOf(input.labels, 'labels') !== T) throw new RuntimeError('RT301', [`${input.labels.length} labels for ${T} tokens`]);
+      // integers before they become i32 (NaN or 2^32 would turn into a valid label); the range is the loss's check
+      const labels = new Int32Array(T);
+      for (let t = 0; t < T; t++) {
+        const y = input.labels[t]!;
+        if (!Number.isInteger(y) || Math.abs(y) > RUNTIME_LIMITS.position.value) throw new RuntimeError('RT320', [y, t, 'not an integer label', this.vocab]);
+        labels[t] = y;
+      }
       loss = causalLmLoss(logits, T, this.vocab, labels, input.zLossCoefficient ?? 0).loss;
     }
     return { logits, tokens: T, vocab: this.vocab, loss };

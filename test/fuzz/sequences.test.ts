@@ -1,6 +1,6 @@
 // Random call sequences over the sequence-state API (seeded, by count) on the CPU engine and the wasm
 // backend with its program module: new, copy, save, restore (of damaged blobs too), release (twice
-// too), decode, step, prefill and forward with hostile ids, positions, lengths and handles (released,
+// too), decode, step, prefill and forward with hostile ids, positions, cu_seqlens, labels, lengths and handles (released,
 // forged, of the other model). Every call either returns finite logits or throws a coded RuntimeError,
 // and the model's count of open sequences always equals the handles made and not released.
 
@@ -13,7 +13,7 @@ import { SAVED_HEADER_BYTES } from '../../runtime/sequences.ts';
 import { makeDir, programFor, removeDir, writeCheckpoint } from '../helpers/checkpoints.ts';
 import { prng } from '../helpers/random.ts';
 
-const SEED = 20261206;
+const SEED = Number(process.env.ARCHC_SEQ_FUZZ_SEED ?? 20261206);
 /** ARCHC_SEQ_FUZZ_CALLS runs a longer campaign (the CI count is 600 per backend). */
 const CALLS = Number(process.env.ARCHC_SEQ_FUZZ_CALLS ?? 600);
 const CAPACITY = 16;
@@ -91,7 +91,12 @@ describe.each(['cpu', 'wasm'])('sequence API fuzz on %s', (name) => {
       () => {
         const T = 1 + int(2 * CAPACITY);
         const positions = r() < 0.5 ? undefined : Array.from({ length: T }, (_, t) => (r() < 0.95 ? t % 7 : pick([-1, 1.5, CAPACITY, NaN])));
-        finite(m.forward({ ids: ids(T), positions }).logits);
+        const labels = r() < 0.7 ? undefined : Array.from({ length: T }, () => (r() < 0.9 ? int(V) : pick([-100, -1, NaN, 1.5, V, 2 ** 32])));
+        const cuSeqlens = positions || r() < 0.7 ? undefined : [0, ...(T > 2 ? [pick([1, T >> 1, 1.5, T, -1])] : []), T];
+        const out = m.forward({ ids: ids(T), positions, labels, cuSeqlens });
+        finite(out.logits);
+        // NaN only when no label is counted (each label t ≥ 1 not -100 is the target of row t - 1)
+        if (labels) expect(Number.isFinite(out.loss) || labels.slice(1).every((y) => y === -100)).toBe(true);
       },
     ];
     for (let i = 0; i < CALLS; i++) {

@@ -73,12 +73,14 @@ describe.each(['cpu', 'wasm'])('sequence handles on %s', (name) => {
     m().releaseSequence(mine);
   });
 
-  it('ids and positions: integers in range, checked before they become i32 (RT300, RT304)', () => {
+  it('ids, positions, cu_seqlens and labels: integers in range, checked before they become i32 (RT300, RT304, RT301, RT320)', () => {
     const s = m().newSequence();
     for (const id of [NaN, -1, 1.5, 2 ** 32 + 3, m().vocab, Infinity]) expectRuntimeError(() => m().decode([id], [s]), 'RT300', String(id));
     expectRuntimeError(() => m().step([[1, 2 ** 31]], [s]), 'RT300', '2147483648');
     expectRuntimeError(() => m().forward({ ids: [1, NaN] }), 'RT300', 'NaN');
     for (const p of [-5, 1.5, NaN, 24, 2 ** 32]) expectRuntimeError(() => m().forward({ ids: [1, 2], positions: [0, p] }), 'RT304', 'position', String(p));
+    expectRuntimeError(() => m().forward({ ids: [1, 2, 3], cuSeqlens: [0, 1.5, 3] }), 'RT301', 'integers');
+    for (const y of [NaN, 1.5, 2 ** 32 + 1]) expectRuntimeError(() => m().forward({ ids: [1, 2], labels: [1, y] }), 'RT320', String(y));
     expect(s.length).toBe(0); // nothing ran
     m().releaseSequence(s);
   });
