@@ -25,6 +25,17 @@ import { type CommonOpts, setsOf, withCommon, withPreset } from './common.ts';
 import { checkParent, checkReplaceable, writeDirAtomic, writeFileAtomic } from './fsutil.ts';
 import { encodeNpy } from './npy.ts';
 
+/** Why `name` is not an npm package name, or null: lowercase, URL-safe, at most 214 characters,
+ *  optionally scoped (`@scope/name`), not starting with `.` or `_` (npm's rules). */
+export function npmNameProblem(name: string): string | null {
+  if (name.length === 0 || name.length > 214) return `must have 1 to 214 characters, has ${name.length}`;
+  if (name !== name.toLowerCase()) return 'must be lowercase';
+  const m = /^(?:@([a-z0-9-~][a-z0-9-._~]*)\/)?([a-z0-9-~][a-z0-9-._~]*)$/.exec(name);
+  if (!m) return 'may hold only a-z, 0-9, -, ., _ and ~ (and one @scope/ prefix), and may not start with . or _';
+  if (m[2] === 'node_modules' || m[2] === 'favicon.ico') return `may not be ${m[2]}`;
+  return null;
+}
+
 /** --cuda-arch: a comma-separated list of `sm_NN` or `compute_NN` (nvcc's names; `a`/`f` suffixes
  *  too), refused with AC315 before anything reaches nvcc. */
 function archList(text = 'sm_80,sm_90'): string[] {
@@ -141,7 +152,7 @@ export function registerRunCommands(p: Command): void {
       const t0 = performance.now();
       // ts-morph (TypeScript) takes a third of a second to load: only `build` needs it.
       checkReplaceable(resolve(o.out), 'package', o.force ?? false); // before the work, not after
-      const { buildPackage, npmNameProblem, packageParts } = await import('../codegen/package.ts');
+      const { buildPackage, packageParts } = await import('../codegen/package.ts');
       // the flags that reach package.json and nvcc, checked before the work
       const bad = o.name === undefined ? null : npmNameProblem(o.name);
       if (bad) usage('--name', `${JSON.stringify(shorten(o.name!))} is not an npm package name: it ${bad}`);

@@ -90,8 +90,6 @@ function writePackage(input: BuildInput, dir: string): void {
   if (emitted.getEmitSkipped()) throw new InternalError('TypeScript emit was skipped');
 
   const name = input.packageName ?? `archc-model-${input.graph.model.toLowerCase()}`;
-  const bad = npmNameProblem(name);
-  if (bad) throw new InternalError(`package name ${JSON.stringify(name)} ${bad} (the CLI checks --name first)`);
   writeFileSync(join(dir, 'package.json'), JSON.stringify(packageJson(name, input), null, 2) + '\n');
   writeFileSync(join(dir, 'graph.json'), graphToJson(input.graph));
   writeFileSync(join(dir, 'README.md'), readme(name, input));
@@ -240,17 +238,6 @@ export function commentText(text: string): string {
   return text
     .replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
     .replace(/\*\//g, '*\\/');
-}
-
-/** Why `name` is not an npm package name, or null: lowercase, URL-safe, at most 214 characters,
- *  optionally scoped (`@scope/name`), not starting with `.` or `_` (npm's rules). */
-export function npmNameProblem(name: string): string | null {
-  if (name.length === 0 || name.length > 214) return `must have 1 to 214 characters, has ${name.length}`;
-  if (name !== name.toLowerCase()) return 'must be lowercase';
-  const m = /^(?:@([a-z0-9-~][a-z0-9-._~]*)\/)?([a-z0-9-~][a-z0-9-._~]*)$/.exec(name);
-  if (!m) return 'may hold only a-z, 0-9, -, ., _ and ~ (and one @scope/ prefix), and may not start with . or _';
-  if (m[2] === 'node_modules' || m[2] === 'favicon.ico') return `may not be ${m[2]}`;
-  return null;
 }
 
 function readme(name: string, input: BuildInput): string {

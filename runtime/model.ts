@@ -4,14 +4,15 @@
 import { join } from 'node:path';
 import type { StatePool } from './backend.ts';
 import type { CudaLoadOptions } from './cuda/backend.ts';
-import { type SlotState, checkRunBytes, positionsFor, runBatch, runBatchAsync, seqsFromCuSeqlens, seqsFromPositions, seqsFromSeqIdx } from './engine.ts';
+import { type SlotState, runBatch, runBatchAsync } from './engine.ts';
 import { RuntimeError } from './errors.ts';
 import { type CheckpointFiles, type TensorSource, fetchCheckpoint, isUrl } from './fetch.ts';
 import { type HfConfig, lookupKey, readHfConfig } from './hfconfig.ts';
 import { RUNTIME_LIMITS } from './limits.ts';
 import { probePath } from './paths.ts';
 import { causalLmLoss } from './loss.ts';
-import { type EntryName, type Program, slotLayout } from './program.ts';
+import type { EntryName, Program } from './program.ts';
+import { type Rows, countOf, forwardRows, labelIds, oneEach, stepRows } from './inputs.ts';
 import { type HostWeight, type QuantDType, quantize } from './quant.ts';
 import { packedBits, packedSource } from './quantckpt.ts';
 import { type QuantPlan, type QuantizeOption, planQuant } from './quantplan.ts';
@@ -68,9 +69,8 @@ export interface LoadOptions {
    *  choice of weights runtime/quantplan.ts): `'q8'`, `'q4'`, or a default with per-tensor
    *  overrides. A checkpoint quantised already (compressed-tensors pack-quantized) loads as it is. */
   readonly quantize?: QuantizeOption;
-  /** The most sequences open at once (newSequence, copySequence, prefill, restoreSequence, a running
-   *  generate); more is RT333 (default 256). A handle dropped without release frees its slot when
-   *  it is garbage collected; release sequences to free them at once. */
+  /** The most sequences open at once (default 256; more is RT333). A handle dropped without release
+   *  frees its slot when garbage collected (an abandoned generate); releasing frees it at once. */
   readonly maxSequences?: number;
 }
 
@@ -122,8 +122,7 @@ export interface GeneratedToken {
 export class Model {
   /** The state slots of this model's sequences. */
   private readonly pool: StatePool;
-  /** The handles over them. */
-  private readonly seqs: Sequences;
+  private readonly seqs: Sequences; // the handles over them
 
   private constructor(
     readonly program: Program,
@@ -192,8 +191,7 @@ export class Model {
     }
   }
 
-  /** A fresh sequence in a state slot of its own (conv and SSM states, KV caches up to the model's
-   *  capacity). Release it when done to reuse the slot; every call checks the handle (RT330–334). */
+  /** A fresh sequence in a state slot of its own (conv and SSM states, KV caches); every call checks its handle. */
   newSequence(): SequenceState {
     return this.seqs.create();
   }
@@ -203,24 +201,21 @@ export class Model {
     return this.seqs.copy(s);
   }
 
-  /** The sequence's state as bytes (a header naming this program, capacity and length, then the
-   *  slot), to resume it later with `restoreSequence`. */
+  /** The sequence's state as bytes (a header, then the slot: runtime/sequences.ts) for `restoreSequence`. */
   saveSequence(s: SequenceState): SavedSequence {
     const st = this.seqs.state(s, 'saveSequence');
     return this.seqs.pack(st.length, this.pool.save(st.slot));
   }
 
-  /** A new sequence from saved bytes, checked whole first (RT335, RT336): no slot is taken for a
-   *  blob that is refused. */
+  /** A new sequence from saved bytes, checked whole (RT335, RT336) before it takes a slot. */
   restoreSequence(saved: SavedSequence): SequenceState {
     return this.seqs.restore(saved);
   }
 
   /** saveSequence on any backend (a GPU's state is read asynchronously). */
   async saveSequenceAsync(s: SequenceState): Promise<SavedSequence> {
-    const st = this.seqs.state(s, 'saveSequence');
-    const length = st.length;
-    return this.seqs.pack(length, this.pool.saveAsync ? await this.pool.saveAsync(st.slot) : this.pool.save(st.slot));
+    const { slot, length } = this.seqs.state(s, 'saveSequence');
+    return this.seqs.pack(length, this.pool.saveAsync ? await this.pool.saveAsync(slot) : this.pool.save(slot));
   }
 
   /** restoreSequence on any backend. */
@@ -275,60 +270,19 @@ export class Model {
     }
   }
 
-  private forwardBatch(input: ForwardInput): { ids: Int32Array; positions: Int32Array; seqs: { start: number; len: number }[]; sequences: SlotState[] } {
-    const T = countOf(input?.ids, 'ids');
-    if (T === 0) throw new RuntimeError('RT301', ['no tokens to run']);
-    // sized before anything is allocated: 2^20 tokens is a coded refusal, not a RangeError
-    checkRunBytes(this.program, 'forward', T, 1);
-    const ids = this.tokenIds(input.ids);
-    const given = input.positions === undefined ? undefined : this.positionIds(input.positions, T);
-    let seqs;
-    if (input.cuSeqlens) {
-      seqs = seqsFromCuSeqlens(input.cuSeqlens, T);
-    } else if (input.seqIdx) {
-      if (countOf(input.seqIdx, 'seqIdx') !== T) throw new RuntimeError('RT301', [`${input.seqIdx.length} seqIdx entries for ${T} tokens`]);
-      seqs = seqsFromSeqIdx(Int32Array.from(input.seqIdx));
-    } else {
-      seqs = seqsFromPositions(given ?? positionsFor([{ start: 0, len: T }], T));
-    }
-    const positions = given ?? positionsFor(seqs, T);
+  private forwardBatch(input: ForwardInput): Rows & { sequences: SlotState[] } {
+    const rows = forwardRows(this, input);
     // A forward pass keeps no state: its sequences get slots of a pool of their own, as long as the
-    // longest of them (at most the model's capacity), all of them within the run-bytes limit.
-    const longest = seqs.reduce((m, s) => Math.max(m, s.len), 0);
-    if (longest > this.capacity) throw new RuntimeError('RT302', [`a sequence of ${longest} tokens, more than the capacity ${this.capacity}`]);
-    checkRunBytes(this.program, 'forward', T, seqs.length);
-    const slotBytes = 4 * slotLayout(this.program.states, longest).floats;
-    const limit = RUNTIME_LIMITS.runBytes;
-    if (slotBytes * seqs.length > limit.value) throw new RuntimeError('RT305', [T, seqs.length, slotBytes * seqs.length, limit.name, limit.value]);
-    const pool = this.backend.createStatePool(longest);
-    const sequences = seqs.map(() => ({ pool, slot: pool.acquire(), length: 0, capacity: pool.capacity }));
-    return { ids, positions, seqs, sequences };
-  }
-
-  /** Position ids checked (RT304: integers in [0, capacity)) before they become i32. */
-  private positionIds(p: ArrayLike<number>, T: number): Int32Array {
-    if (countOf(p, 'positions') !== T) throw new RuntimeError('RT301', [`${p.length} positions for ${T} tokens`]);
-    const out = new Int32Array(T);
-    for (let t = 0; t < T; t++) {
-      const x = p[t]!;
-      if (!Number.isInteger(x) || x < 0 || x >= this.capacity) throw new RuntimeError('RT304', ['position', x, t, this.capacity]);
-      out[t] = x;
-    }
-    return out;
+    // longest of them.
+    const pool = this.backend.createStatePool(rows.longest);
+    return { ...rows, sequences: rows.seqs.map(() => ({ pool, slot: pool.acquire(), length: 0, capacity: pool.capacity })) };
   }
 
   private forwardResult(input: ForwardInput, logits: Float32Array): ForwardResult {
     const T = logits.length / this.vocab;
     let loss: number | undefined;
     if (input.labels) {
-      if (countOf(input.labels, 'labels') !== T) throw new RuntimeError('RT301', [`${input.labels.length} labels for ${T} tokens`]);
-      // integers before they become i32 (NaN or 2^32 would turn into a valid label); the range is the loss's check
-      const labels = new Int32Array(T);
-      for (let t = 0; t < T; t++) {
-        const y = input.labels[t]!;
-        if (!Number.isInteger(y) || Math.abs(y) > RUNTIME_LIMITS.position.value) throw new RuntimeError('RT320', [y, t, 'not an integer label', this.vocab]);
-        labels[t] = y;
-      }
+      const labels = labelIds(input.labels, T, this.vocab);
       loss = causalLmLoss(logits, T, this.vocab, labels, input.zLossCoefficient ?? 0).loss;
     }
     return { logits, tokens: T, vocab: this.vocab, loss };
@@ -352,28 +306,7 @@ export class Model {
     const S = countOf(chunks, 'sequences');
     if (countOf(states, 'states') !== S) throw new RuntimeError('RT301', [`${S} sequences but ${states.length} states`]);
     const sequences = Array.from(states, (s) => this.seqs.state(s, what));
-    const seqs: { start: number; len: number }[] = [];
-    let T = 0;
-    for (let i = 0; i < S; i++) {
-      const len = countOf(chunks[i], `sequence ${i}'s tokens`);
-      const st = sequences[i]!;
-      if (st.length + len > st.capacity) throw new RuntimeError('RT302', [`sequence ${i} would hold ${st.length + len} tokens, more than its capacity ${st.capacity}`]);
-      seqs.push({ start: T, len });
-      T += len;
-    }
-    const entry: EntryName = S > 0 && chunks.every((c) => c.length === 1) ? 'decode' : lastOnly ? 'prefill' : 'forward';
-    checkRunBytes(this.program, entry, T, S);
-    const ids = new Int32Array(T);
-    const positions = new Int32Array(T);
-    for (let i = 0; i < S; i++) {
-      const c = chunks[i]!;
-      const at = seqs[i]!.start;
-      for (let j = 0; j < c.length; j++) {
-        ids[at + j] = this.tokenId(c[j], at + j);
-        positions[at + j] = sequences[i]!.length + j;
-      }
-    }
-    return { entry, ids, positions, seqs, sequences };
+    return { ...stepRows(this, chunks, sequences, lastOnly), sequences };
   }
 
   private run(entry: EntryName, tokens: Int32Array, positions: Int32Array, seqs: readonly { start: number; len: number }[], sequences: readonly SlotState[]): Float32Array {
@@ -388,8 +321,18 @@ export class Model {
   prefill(prompts: readonly ArrayLike<number>[]): { states: SequenceState[]; logits: Float32Array[] } {
     const states = this.newSequences(prompts);
     try {
-      const last = this.step(prompts, states, true);
-      return { states, logits: prompts.map((_, i) => last.slice(i * this.vocab, (i + 1) * this.vocab)) };
+      return { states, logits: this.perPrompt(this.step(prompts, states, true), prompts.length) };
+    } catch (e) {
+      for (const s of states) this.seqs.release(s);
+      throw e;
+    }
+  }
+
+  /** prefill on any backend. */
+  async prefillAsync(prompts: readonly ArrayLike<number>[]): Promise<{ states: SequenceState[]; logits: Float32Array[] }> {
+    const states = this.newSequences(prompts);
+    try {
+      return { states, logits: this.perPrompt(await this.stepAsync(prompts, states, true), prompts.length) };
     } catch (e) {
       for (const s of states) this.seqs.release(s);
       throw e;
@@ -402,16 +345,8 @@ export class Model {
     return Array.from(prompts, () => this.seqs.create());
   }
 
-  /** prefill on any backend. */
-  async prefillAsync(prompts: readonly ArrayLike<number>[]): Promise<{ states: SequenceState[]; logits: Float32Array[] }> {
-    const states = this.newSequences(prompts);
-    try {
-      const last = await this.stepAsync(prompts, states, true);
-      return { states, logits: prompts.map((_, i) => last.slice(i * this.vocab, (i + 1) * this.vocab)) };
-    } catch (e) {
-      for (const s of states) this.seqs.release(s);
-      throw e;
-    }
+  private perPrompt(last: Float32Array, n: number): Float32Array[] {
+    return Array.from({ length: n }, (_, i) => last.slice(i * this.vocab, (i + 1) * this.vocab));
   }
 
   /** One token per sequence through the cache; [n, vocab]. */
@@ -462,30 +397,6 @@ export class Model {
     if (!this.tokenizer) throw new RuntimeError('RT400', [this.tokenizerPath, 'the checkpoint has no tokenizer.json; pass token ids instead']);
     return this.tokenizer.encode(text);
   }
-
-  /** Token ids checked (RT300: integers in [0, vocab)) before they become i32. */
-  private tokenIds(ids: ArrayLike<number>): Int32Array {
-    const out = new Int32Array(ids.length);
-    for (let t = 0; t < out.length; t++) out[t] = this.tokenId(ids[t], t);
-    return out;
-  }
-
-  private tokenId(x: unknown, t: number): number {
-    if (typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x >= this.vocab) throw new RuntimeError('RT300', [x, t, this.vocab]);
-    return x;
-  }
-}
-
-/** The length of an array-like argument, or RT301 naming it (a non-array, a forged length). */
-function countOf(x: unknown, what: string): number {
-  const n = typeof x === 'object' && x !== null ? (x as { length?: unknown }).length : undefined;
-  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) throw new RuntimeError('RT301', [`${what} must be an array, got ${typeof x === 'object' ? 'an object without a length' : String(x)}`]);
-  return n;
-}
-
-/** decode's tokens as one-token chunks. */
-function oneEach(tokens: readonly number[]): number[][] {
-  return Array.from({ length: countOf(tokens, 'tokens') }, (_, i) => [tokens[i]!]);
 }
 
 /** The config.json values the program was built for must be the checkpoint's. */

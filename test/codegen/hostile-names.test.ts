@@ -7,7 +7,8 @@
 import { copyFileSync, existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { commentText, npmNameProblem } from '../../codegen/package.ts';
+import { npmNameProblem } from '../../cli/run.ts';
+import { commentText } from '../../codegen/package.ts';
 import { BAMBA, ROOT, runCli } from '../helpers/checkpoints.ts';
 import { useTmpDirs } from '../helpers/tmp.ts';
 
