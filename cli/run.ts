@@ -26,7 +26,26 @@ import { checkParent, checkReplaceable, exitOnSignals, writeDirAtomic, writeFile
 import { encodeNpy } from './npy.ts';
 import { type QuantFlags, quantizeOption, reportQuantization, withQuantize } from './quant.ts';
 
-const archList = (text = 'sm_80,sm_90'): string[] => text.split(',').map((a) => a.trim()).filter(Boolean);
+/** Why `name` is not an npm package name, or null: lowercase, URL-safe, at most 214 characters,
+ *  optionally scoped (`@scope/name`), not starting with `.` or `_` (npm's rules). */
+export function npmNameProblem(name: string): string | null {
+  if (name.length === 0 || name.length > 214) return `must have 1 to 214 characters, has ${name.length}`;
+  if (name !== name.toLowerCase()) return 'must be lowercase';
+  const m = /^(?:@([a-z0-9-~][a-z0-9-._~]*)\/)?([a-z0-9-~][a-z0-9-._~]*)$/.exec(name);
+  if (!m) return 'may hold only a-z, 0-9, -, ., _ and ~ (and one @scope/ prefix), and may not start with . or _';
+  if (m[2] === 'node_modules' || m[2] === 'favicon.ico') return `may not be ${m[2]}`;
+  return null;
+}
+
+/** --cuda-arch: a comma-separated list of `sm_NN` or `compute_NN` (nvcc's names; `a`/`f` suffixes
+ *  too), refused with AC315 before anything reaches nvcc. */
+function archList(text = 'sm_80,sm_90'): string[] {
+  const archs = text.split(',').map((a) => a.trim());
+  for (const a of archs) {
+    if (!/^(sm|compute)_\d{2,3}[af]?$/.test(a)) usage('--cuda-arch', `expected a comma-separated list of sm_NN or compute_NN, got ${JSON.stringify(shorten(a))}`);
+  }
+  return archs;
+}
 
 /** The params for a checkpoint: its config.json binds them unless --hf-config names another.
  *  A checkpoint without config.json is refused (its sizes would silently be the defaults). */
@@ -144,6 +163,10 @@ export function registerRunCommands(p: Command): void {
       // ts-morph (TypeScript) takes a third of a second to load: only `build` needs it.
       checkReplaceable(resolve(o.out), 'package', o.force ?? false); // before the work, not after
       const { buildPackage, packageParts } = await import('../codegen/package.ts');
+      // the flags that reach package.json and nvcc, checked before the work
+      const bad = o.name === undefined ? null : npmNameProblem(o.name);
+      if (bad) usage('--name', `${JSON.stringify(shorten(o.name!))} is not an npm package name: it ${bad}`);
+      const cudaArchs = archList(o.cudaArch);
       await yieldToSignals();
       const compiled = await compileFor(file, o);
       await yieldToSignals();
@@ -151,7 +174,7 @@ export function registerRunCommands(p: Command): void {
       const ctx = compiled.graph.params.context;
       const stats = computeStats(compiled.graph, typeof ctx === 'number' ? ctx : 4096, 1, compiled.forProgram);
       // each build target's part, with a pause for pending signals after each
-      const targets = await packageParts(program, { cudaArchs: archList(o.cudaArch) }, yieldToSignals);
+      const targets = await packageParts(program, { cudaArchs }, yieldToSignals);
       const r = await buildPackage({ graph: compiled.graph, program, stats, source: file, packageName: o.name, targets }, o.out, { force: o.force });
       const rep = programReport(program, { prefillTokens: 4096, decodeBatch: 8, context: typeof ctx === 'number' ? ctx : 4096 });
       const d = rep.dispatches, m = rep.memory;

@@ -2,12 +2,13 @@
 // `import a.b` reads `a/b.arch`, or every .arch file of the folder `a/b/`, looked up beside the
 // importing file first and then in archc's own models/ folder (which holds the standard library).
 
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BlockDecl, ModelDecl, Program, Span } from '../dsl/ast.ts';
 import { type Diagnostic, diag } from '../dsl/diagnostics.ts';
 import { parse } from '../dsl/index.ts';
+import { readRegular } from '../runtime/paths.ts';
 import { LIMITS, formatCount } from './limits.ts';
 
 export const BUILTIN_MODELS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'models');
@@ -44,18 +45,21 @@ export function loadProgram(path: string, text?: string): Loaded {
     if (known) return known;
     const name = displayName(abs);
     let src: string;
-    try {
-      if (given === undefined) {
-        const size = statSync(abs).size;
-        if (size > LIMITS.sourceBytes.value) {
-          diagnostics.push(diag('AC500', span, [LIMITS.sourceBytes.name, `${name} is ${formatCount(size)} bytes`, formatCount(LIMITS.sourceBytes.value)]));
-          return undefined;
-        }
+    if (given === undefined) {
+      // bytes counted as read, and only from a regular file: /dev/zero or a FIFO (named x.arch, or
+      // reached through a link) is AC100, never a hang or an endless read
+      const r = readRegular(abs, LIMITS.sourceBytes.value);
+      if (r.kind === 'over') {
+        diagnostics.push(diag('AC500', span, [LIMITS.sourceBytes.name, `${name} holds at least ${formatCount(r.bytes)} bytes`, formatCount(LIMITS.sourceBytes.value)]));
+        return undefined;
       }
-      src = given ?? readFileSync(abs, 'utf8');
-    } catch (e) {
-      diagnostics.push(diag('AC100', span, [name, (e as NodeJS.ErrnoException).code ?? String(e)]));
-      return undefined;
+      if (r.kind !== 'ok') {
+        diagnostics.push(diag('AC100', span, [name, r.kind === 'missing' ? 'ENOENT' : r.why]));
+        return undefined;
+      }
+      src = new TextDecoder().decode(r.bytes);
+    } else {
+      src = given;
     }
     if (src.length > LIMITS.sourceBytes.value) {
       diagnostics.push(diag('AC500', span, [LIMITS.sourceBytes.name, `${name} is ${formatCount(src.length)} characters`, formatCount(LIMITS.sourceBytes.value)]));

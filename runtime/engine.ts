@@ -5,10 +5,14 @@
 import { type Backend, type RunBatch, type StatePool, runEntry, runEntryAsync } from './backend.ts';
 import type { SeqSlice } from './cpu/seq.ts';
 import { RuntimeError } from './errors.ts';
+import { RUNTIME_LIMITS } from './limits.ts';
 import type { EntryName, Program } from './program.ts';
 
-/** One sequence's inference state: a slot of a state pool and the tokens it has seen. */
-export interface SequenceState {
+export type { SequenceState } from './sequences.ts';
+
+/** One sequence's inference state as the engine sees it: a slot of a state pool and the tokens it
+ *  has seen (a Model's handles resolve to these, runtime/sequences.ts). */
+export interface SlotState {
   readonly pool: StatePool;
   readonly slot: number;
   /** Tokens seen so far (the next position). */
@@ -25,27 +29,28 @@ export interface Batch {
   /** Rows of each sequence, in order, covering [0, T). */
   readonly seqs: readonly SeqSlice[];
   /** The state each sequence starts from and leaves its final state in (all of one pool). */
-  readonly sequences: readonly SequenceState[];
+  readonly sequences: readonly SlotState[];
 }
 
 /** Runs `entry` over a batch and advances each sequence; returns the model outputs. */
 export function runBatch(backend: Backend, program: Program, entry: EntryName, b: Batch): Map<string, Float32Array> {
-  const out = runEntry(backend, program, entry, toRun(b, entry), b.sequences[0]!.pool);
+  const out = runEntry(backend, program, entry, toRun(b, entry, program), b.sequences[0]!.pool);
   b.sequences.forEach((s, i) => { s.length += b.seqs[i]!.len; });
   return out;
 }
 
 /** runBatch on any backend (a GPU reads its outputs asynchronously). */
 export async function runBatchAsync(backend: Backend, program: Program, entry: EntryName, b: Batch): Promise<Map<string, Float32Array>> {
-  const run = toRun(b, entry);
+  const run = toRun(b, entry, program);
   // the sequences advance when the kernels are recorded, as in runBatch
   const out = runEntryAsync(backend, program, entry, run, b.sequences[0]!.pool);
   b.sequences.forEach((s, i) => { s.length += b.seqs[i]!.len; });
   return out;
 }
 
-function toRun(b: Batch, entry: EntryName): RunBatch {
+function toRun(b: Batch, entry: EntryName, program: Program): RunBatch {
   checkBatch(b, entry);
+  checkRunBytes(program, entry, b.tokens.length, b.seqs.length);
   return {
     tokens: b.tokens, positions: b.positions, seqs: b.seqs,
     slots: b.sequences.map((s) => s.slot), lengths: b.sequences.map((s) => s.length),
@@ -75,6 +80,14 @@ function checkBatch(b: Batch, entry: EntryName): void {
   if (next !== T) throw new RuntimeError('RT301', [`sequences cover ${next} rows of ${T}`]);
 }
 
+/** RT305 unless the arena of `entry` for T tokens in S sequences stays under the run-bytes limit. */
+export function checkRunBytes(program: Program, entry: EntryName, T: number, S: number): void {
+  const a = program.entries[entry].arena;
+  const bytes = 4 * (a.T * T + a.S * S);
+  const limit = RUNTIME_LIMITS.runBytes;
+  if (bytes > limit.value) throw new RuntimeError('RT305', [T, S, bytes, limit.name, limit.value]);
+}
+
 /** Sequence slices from position ids: a position 0 (or the first row) starts a new sequence. */
 export function seqsFromPositions(positions: Int32Array): SeqSlice[] {
   const out: SeqSlice[] = [];
@@ -92,6 +105,7 @@ export function seqsFromCuSeqlens(cu: readonly number[], T: number): SeqSlice[] 
   }
   const out: SeqSlice[] = [];
   for (let i = 1; i < cu.length; i++) {
+    if (!Number.isInteger(cu[i])) throw new RuntimeError('RT301', [`cu_seqlens must hold integers, found ${cu[i]} at index ${i}`]);
     if (cu[i]! <= cu[i - 1]!) throw new RuntimeError('RT301', [`cu_seqlens must increase, got [${cu.join(', ')}]`]);
     out.push({ start: cu[i - 1]!, len: cu[i]! - cu[i - 1]! });
   }

@@ -69,6 +69,9 @@ export const RUNTIME_MESSAGES = {
   RT301: 'bad batch: {0}',
   RT302: 'cache full: {0}',
   RT303: 'unsupported {0}; {1}',
+  RT304: '{0} {1} at index {2} must be an integer in [0, {3})',
+  RT305: 'a run of {0} tokens in {1} sequences needs {2} bytes, over the limit {3} = {4}',
+  RT306: 'environment variable {0} = {1}: expected {2}',
   // 31x: sampling options and the logits they apply to
   RT310: 'sampling option temperature must be a finite number ≥ 0, got {0}',
   RT311: 'sampling option topK must be an integer ≥ 0, got {0}',
@@ -86,6 +89,14 @@ export const RUNTIME_MESSAGES = {
   RT322: 'labels hold {0} values, expected T = {1}',
   RT323: 'T and V must be non-negative integers (V > 0), got T = {0}, V = {1}',
   RT324: 'zLossCoefficient must be a finite number ≥ 0, got {0}',
+  // 33x: sequence handles and saved sequences (runtime/sequences.ts)
+  RT330: '{0}: the sequence was released (slot {1} may now hold another sequence); make a new one with newSequence',
+  RT331: '{0}: the sequence belongs to another model',
+  RT332: '{0}: {1} is not a sequence; use one from newSequence, copySequence, prefill or restoreSequence',
+  RT333: 'too many live sequences: {0} open and {1} more asked for, over the limit maxSequences = {2}; release the ones you no longer need (releaseSequence) or load with a larger maxSequences',
+  RT334: '{0}: the model was disposed',
+  RT335: 'cannot restore a sequence: {0}',
+  RT336: 'cannot restore a sequence: state value {0} at float {1} is not finite',
   // 4xx: tokenizer
   RT400: 'cannot load tokenizer {0}: {1}',
   RT401: '{0}: invalid JSON: {1}',
@@ -96,6 +107,7 @@ export const RUNTIME_MESSAGES = {
   RT406: '{0}: {1} is true but no {2} is set',
   RT407: 'token id {0} at position {1} is not a non-negative integer',
   RT408: 'cannot encode: the tokenizer has no id for piece {0} and no unk_token',
+  RT409: '{0}: {1}, over the limit {2} = {3}',
   // 5xx: the WebGPU backend
   RT500: 'no WebGPU adapter: {0}',
   RT501: 'the model does not fit this WebGPU device ({0}):\n  {1}',

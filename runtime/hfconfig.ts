@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describeError, fail } from './errors.ts';
 import { RUNTIME_LIMITS } from './limits.ts';
-import { probePath } from './paths.ts';
+import { readRegular } from './paths.ts';
 
 export type HfConfig = Record<string, unknown>;
 
@@ -22,13 +22,13 @@ export function readHfConfig(p: string): HfConfig {
   let bytes: Uint8Array;
   try {
     if (fs.statSync(p).isDirectory()) file = path.join(p, 'config.json');
-    const what = probePath(file);
-    if (what.kind === 'bad') fail('RT200', [file, what.why], { file });
-    if (what.kind === 'dir') fail('RT200', [file, 'a directory, expected a file'], { file });
-    const size = what.kind === 'file' ? fs.statSync(file).size : 0;
+    // a regular file only, its bytes counted as read (a FIFO or /dev/zero is refused, not awaited)
     const { configBytes } = RUNTIME_LIMITS;
-    if (size > configBytes.value) fail('RT205', [file, size, configBytes.name, configBytes.value], { file });
-    bytes = fs.readFileSync(file);
+    const r = readRegular(file, configBytes.value);
+    if (r.kind === 'missing') fail('RT200', [file, 'no such file'], { file });
+    if (r.kind === 'bad') fail('RT200', [file, r.why], { file });
+    if (r.kind === 'over') fail('RT205', [file, r.bytes, configBytes.name, configBytes.value], { file });
+    bytes = r.bytes;
   } catch (e) {
     if ((e as { code?: string }).code?.startsWith('RT')) throw e;
     const why = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : describeError(e);

@@ -20,6 +20,18 @@ export const RUNTIME_LIMITS = {
   // Node 20's largest buffer (buffer.constants.MAX_LENGTH, 2^32 bytes); a constant rather than an
   // import of node:buffer, which a browser does not have
   tensorBytes: { name: 'tensor-bytes', value: 2 ** 32, counts: 'bytes of one tensor held in memory' },
+  /** The largest Hugging Face tokenizer.json files are tens of MB (big vocabularies and merges). */
+  tokenizerBytes: { name: 'tokenizer-bytes', value: 256 * 1024 * 1024, counts: 'bytes of one tokenizer.json, tokenizer_config.json or special_tokens_map.json' },
+  /** Added tokens are special markers of a few to a few hundred characters; the library's work
+   *  grows with their length (one of 100 MB took minutes). */
+  addedTokenChars: { name: 'added-token-chars', value: 4096, counts: 'characters of one added token' },
+  addedTokens: { name: 'added-tokens', value: 262_144, counts: 'entries of a tokenizer\'s added_tokens' },
+  /** One run's arena (and a forward pass's own state slots) is one typed array each: the same bound. */
+  runBytes: { name: 'run-bytes', value: 2 ** 32, counts: 'bytes of the activations of one run, or of the state slots of one forward pass' },
+  /** The default of LoadOptions.maxSequences: slots are memory, and a leak should stop early. */
+  sequences: { name: 'sequences', value: 256, counts: 'live sequences of one model (LoadOptions.maxSequences)' },
+  /** Each thread is a worker with its own heap; more than this many only costs memory. */
+  threads: { name: 'threads', value: 64, counts: 'threads of one model (LoadOptions.threads, ARCHC_THREADS)' },
   /** Positions are stored as i32. */
   position: { name: 'position', value: 2 ** 31 - 1, counts: 'a position id' },
   /** Problems listed when a checkpoint does not match the model (the rest are counted). */

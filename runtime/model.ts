@@ -3,19 +3,22 @@
 
 import type { StatePool } from './backend.ts';
 import type { CudaLoadOptions } from './cuda/backend.ts';
-import { type SequenceState, positionsFor, runBatch, runBatchAsync, seqsFromCuSeqlens, seqsFromPositions, seqsFromSeqIdx } from './engine.ts';
+import { type SlotState, runBatch, runBatchAsync } from './engine.ts';
 import { RuntimeError } from './errors.ts';
 import { type TensorSource, fetchCheckpoint, isUrl } from './fetch.ts';
 import type { HfConfig } from './hfconfig.ts';
 import { checkConfig, checkFinite, loadWeights, nodeCheckpoint, onNode } from './load.ts';
+import { RUNTIME_LIMITS } from './limits.ts';
 import { causalLmLoss } from './loss.ts';
 import type { EntryName, Program } from './program.ts';
+import { type Rows, countOf, forwardRows, labelIds, oneEach, stepRows } from './inputs.ts';
 import { type HostWeight, type QuantDType, quantize } from './quant.ts';
 import { packedBits, packedSource } from './quantckpt.ts';
 import { type QuantPlan, type QuantizeOption, planQuant } from './quantplan.ts';
 import type { Tensor } from './tensor.ts';
 import { createRng } from './rng.ts';
 import { type SamplingOptions, sampleToken, validateSampling } from './sampling.ts';
+import { type SavedSequence, type SequenceState, Sequences } from './sequences.ts';
 import { type Backend, type LoadableBackend, defaultBackend, runTarget } from './targets.ts';
 import type { Tokenizer } from './tokenizer.ts';
 import type { WebGpuOptions } from './webgpu/backend.ts';
@@ -26,7 +29,7 @@ import type { WgslProgram } from './webgpu/shaders.ts';
 /** Where the kernels run: one of the run targets (runtime/targets.ts). A GPU's results are read
  *  asynchronously: on `webgpu` use the async methods (forwardAsync, stepAsync, prefillAsync,
  *  decodeAsync; generate is async). */
-export type { Backend };
+export type { Backend, SavedSequence, SequenceState };
 
 export interface LoadOptions {
   /** Where to run: `wasm` (matrix products, SSD and attention in WebAssembly SIMD) or `cpu` (the
@@ -64,6 +67,9 @@ export interface LoadOptions {
    *  choice of weights runtime/quantplan.ts): `'q8'`, `'q4'`, or a default with per-tensor
    *  overrides. A checkpoint quantised already (compressed-tensors pack-quantized) loads as it is. */
   readonly quantize?: QuantizeOption;
+  /** The most sequences open at once (default 256; more is RT333). A handle dropped without release
+   *  frees its slot when garbage collected (an abandoned generate); releasing frees it at once. */
+  readonly maxSequences?: number;
 }
 
 /** What a load quantised: each weight's format, and the candidates kept as stored (with why). */
@@ -111,15 +117,10 @@ export interface GeneratedToken {
   readonly text: string;
 }
 
-/** A sequence's state saved outside its slot (see Model.saveSequence). */
-export interface SavedSequence {
-  readonly length: number;
-  readonly bytes: Uint8Array;
-}
-
 export class Model {
   /** The state slots of this model's sequences. */
   private readonly pool: StatePool;
+  private readonly seqs: Sequences; // the handles over them
 
   private constructor(
     readonly program: Program,
@@ -133,8 +134,10 @@ export class Model {
     private readonly tokenizerPath: string,
     /** The quantised weights, or null when every weight is as stored. */
     readonly quantization: QuantReport | null = null,
+    maxSequences: number = RUNTIME_LIMITS.sequences.value,
   ) {
     this.pool = backend.createStatePool(capacity);
+    this.seqs = new Sequences(this.pool, capacity, maxSequences, program);
   }
 
   /** Loads `dir` (config.json, model.safetensors or its index, tokenizer.json) for `program`: a
@@ -188,44 +191,41 @@ export class Model {
       const ctx = program.params.context;
       const capacity = opts.capacity ?? (typeof ctx === 'number' ? ctx : 4096);
       if (!Number.isInteger(capacity) || capacity < 1) throw new RuntimeError('RT303', [`capacity ${capacity}`, 'give a positive integer']);
+      const maxSequences = opts.maxSequences ?? RUNTIME_LIMITS.sequences.value;
+      if (!Number.isInteger(maxSequences) || maxSequences < 1) throw new RuntimeError('RT303', [`maxSequences ${maxSequences}`, 'give a positive integer']);
       const vocab = program.outputs.logits ?? fail('the program has no logits output');
       const quantization = plan.formats.size || plan.kept.length ? { ...plan, prequantized: !!packed } : null;
-      return new Model(program, files.config, tokenizer, backend, capacity, vocab, dir, files.path('tokenizer.json'), quantization);
+      return new Model(program, files.config, tokenizer, backend, capacity, vocab, dir, files.path('tokenizer.json'), quantization, maxSequences);
     } finally {
       ckpt.close();
     }
   }
 
-  /** A fresh sequence in a state slot of its own (conv and SSM states, KV caches up to the model's
-   *  capacity). Release it when done to reuse the slot. */
+  /** A fresh sequence in a state slot of its own (conv and SSM states, KV caches); every call checks its handle. */
   newSequence(): SequenceState {
-    return { pool: this.pool, slot: this.pool.acquire(), length: 0, capacity: this.capacity };
+    return this.seqs.create();
   }
 
   /** A new sequence that continues exactly like `s` (its slot copied). */
   copySequence(s: SequenceState): SequenceState {
-    const c = this.newSequence();
-    this.pool.copy(this.own(s).slot, c.slot);
-    c.length = s.length;
-    return c;
+    return this.seqs.copy(s);
   }
 
-  /** The sequence's state as bytes, to resume it later with `restoreSequence`. */
+  /** The sequence's state as bytes (a header, then the slot: runtime/sequences.ts) for `restoreSequence`. */
   saveSequence(s: SequenceState): SavedSequence {
-    return { length: s.length, bytes: this.pool.save(this.own(s).slot) };
+    const st = this.seqs.state(s, 'saveSequence');
+    return this.seqs.pack(st.length, this.pool.save(st.slot));
   }
 
+  /** A new sequence from saved bytes, checked whole (RT335, RT336) before it takes a slot. */
   restoreSequence(saved: SavedSequence): SequenceState {
-    const s = this.newSequence();
-    this.pool.restore(s.slot, saved.bytes);
-    s.length = saved.length;
-    return s;
+    return this.seqs.restore(saved);
   }
 
   /** saveSequence on any backend (a GPU's state is read asynchronously). */
   async saveSequenceAsync(s: SequenceState): Promise<SavedSequence> {
-    const slot = this.own(s).slot;
-    return { length: s.length, bytes: this.pool.saveAsync ? await this.pool.saveAsync(slot) : this.pool.save(slot) };
+    const { slot, length } = this.seqs.state(s, 'saveSequence');
+    return this.seqs.pack(length, this.pool.saveAsync ? await this.pool.saveAsync(slot) : this.pool.save(slot));
   }
 
   /** restoreSequence on any backend. */
@@ -233,9 +233,14 @@ export class Model {
     return this.restoreSequence(saved);
   }
 
-  /** Gives the sequence's slot back to the pool; the state must not be used again. */
+  /** Gives the sequence's slot back to the pool; the handle is refused from then on (RT330). */
   releaseSequence(s: SequenceState): void {
-    this.pool.release(this.own(s).slot);
+    this.seqs.release(s);
+  }
+
+  /** Sequences open now (made and not released or collected). */
+  get openSequences(): number {
+    return this.seqs.open;
   }
 
   /** Threads its matrix products run on (the calling thread counts): what `threads` asked for,
@@ -251,12 +256,8 @@ export class Model {
 
   /** Frees the weights and the thread pool's copies of them. */
   dispose(): void {
+    this.seqs.close();
     this.backend.dispose();
-  }
-
-  private own(s: SequenceState): SequenceState {
-    if (s.pool !== this.pool) throw new RuntimeError('RT301', ['that sequence belongs to another model']);
-    return s;
   }
 
   /** Packed prefill from fresh states: logits for every token, and the loss when labels are given. */
@@ -279,36 +280,19 @@ export class Model {
     }
   }
 
-  private forwardBatch(input: ForwardInput): { ids: Int32Array; positions: Int32Array; seqs: { start: number; len: number }[]; sequences: SequenceState[] } {
-    const ids = this.tokenIds(input.ids);
-    const T = ids.length;
-    if (T === 0) throw new RuntimeError('RT301', ['no tokens to run']);
-    let seqs;
-    let positions: Int32Array;
-    if (input.cuSeqlens) {
-      seqs = seqsFromCuSeqlens(input.cuSeqlens, T);
-      positions = input.positions ? Int32Array.from(input.positions) : positionsFor(seqs, T);
-    } else if (input.seqIdx) {
-      seqs = seqsFromSeqIdx(Int32Array.from(input.seqIdx));
-      positions = input.positions ? Int32Array.from(input.positions) : positionsFor(seqs, T);
-    } else {
-      positions = input.positions ? Int32Array.from(input.positions) : positionsFor([{ start: 0, len: T }], T);
-      seqs = seqsFromPositions(positions);
-    }
-    if (positions.length !== T) throw new RuntimeError('RT301', [`${positions.length} positions for ${T} tokens`]);
+  private forwardBatch(input: ForwardInput): Rows & { sequences: SlotState[] } {
+    const rows = forwardRows(this, input);
     // A forward pass keeps no state: its sequences get slots of a pool of their own, as long as the
     // longest of them.
-    const pool = this.backend.createStatePool(Math.max(...seqs.map((s) => s.len)));
-    const sequences = seqs.map(() => ({ pool, slot: pool.acquire(), length: 0, capacity: pool.capacity }));
-    return { ids, positions, seqs, sequences };
+    const pool = this.backend.createStatePool(rows.longest);
+    return { ...rows, sequences: rows.seqs.map(() => ({ pool, slot: pool.acquire(), length: 0, capacity: pool.capacity })) };
   }
 
   private forwardResult(input: ForwardInput, logits: Float32Array): ForwardResult {
     const T = logits.length / this.vocab;
     let loss: number | undefined;
     if (input.labels) {
-      const labels = Int32Array.from(input.labels);
-      if (labels.length !== T) throw new RuntimeError('RT301', [`${labels.length} labels for ${T} tokens`]);
+      const labels = labelIds(input.labels, T, this.vocab);
       loss = causalLmLoss(logits, T, this.vocab, labels, input.zLossCoefficient ?? 0).loss;
     }
     return { logits, tokens: T, vocab: this.vocab, loss };
@@ -317,68 +301,74 @@ export class Model {
   /** Runs new tokens of several sequences at once, continuing from their states: logits [Σ lens, vocab],
    *  or with `lastOnly` [sequences, vocab] for each sequence's last token (the head runs on those alone). */
   step(chunks: readonly ArrayLike<number>[], states: readonly SequenceState[], lastOnly = false): Float32Array {
-    const b = this.stepBatch(chunks, states, lastOnly);
-    return this.run(b.entry, b.ids, b.positions, b.seqs, states);
+    const b = this.stepBatch(chunks, states, lastOnly, 'step');
+    return this.run(b.entry, b.ids, b.positions, b.seqs, b.sequences);
   }
 
   /** step on any backend (a GPU's logits are read asynchronously). */
   stepAsync(chunks: readonly ArrayLike<number>[], states: readonly SequenceState[], lastOnly = false): Promise<Float32Array> {
-    const b = this.stepBatch(chunks, states, lastOnly);
-    return this.runAsync(b.entry, b.ids, b.positions, b.seqs, states);
+    const b = this.stepBatch(chunks, states, lastOnly, 'step');
+    return this.runAsync(b.entry, b.ids, b.positions, b.seqs, b.sequences);
   }
 
-  private stepBatch(chunks: readonly ArrayLike<number>[], states: readonly SequenceState[], lastOnly: boolean) {
-    if (chunks.length !== states.length) throw new RuntimeError('RT301', [`${chunks.length} sequences but ${states.length} states`]);
-    const seqs: { start: number; len: number }[] = [];
-    let T = 0;
-    for (const c of chunks) {
-      seqs.push({ start: T, len: c.length });
-      T += c.length;
-    }
-    const ids = new Int32Array(T);
-    const positions = new Int32Array(T);
-    chunks.forEach((c, i) => {
-      for (let j = 0; j < c.length; j++) {
-        ids[seqs[i]!.start + j] = c[j]!;
-        positions[seqs[i]!.start + j] = states[i]!.length + j;
-      }
-    });
-    this.tokenIds(ids);
-    const entry: EntryName = chunks.every((c) => c.length === 1) ? 'decode' : lastOnly ? 'prefill' : 'forward';
-    return { entry, ids, positions, seqs };
+  /** The batch of a step: every handle, count and id checked before anything is allocated. */
+  private stepBatch(chunks: readonly ArrayLike<number>[], states: readonly SequenceState[], lastOnly: boolean, what: string) {
+    const S = countOf(chunks, 'sequences');
+    if (countOf(states, 'states') !== S) throw new RuntimeError('RT301', [`${S} sequences but ${states.length} states`]);
+    const sequences = Array.from(states, (s) => this.seqs.state(s, what));
+    return { ...stepRows(this, chunks, sequences, lastOnly), sequences };
   }
 
-  private run(entry: EntryName, tokens: Int32Array, positions: Int32Array, seqs: readonly { start: number; len: number }[], sequences: readonly SequenceState[]): Float32Array {
+  private run(entry: EntryName, tokens: Int32Array, positions: Int32Array, seqs: readonly { start: number; len: number }[], sequences: readonly SlotState[]): Float32Array {
     return runBatch(this.backend, this.program, entry, { tokens, positions, seqs, sequences }).get('logits') ?? fail('the program has no logits output');
   }
 
-  private async runAsync(entry: EntryName, tokens: Int32Array, positions: Int32Array, seqs: readonly { start: number; len: number }[], sequences: readonly SequenceState[]): Promise<Float32Array> {
+  private async runAsync(entry: EntryName, tokens: Int32Array, positions: Int32Array, seqs: readonly { start: number; len: number }[], sequences: readonly SlotState[]): Promise<Float32Array> {
     return (await runBatchAsync(this.backend, this.program, entry, { tokens, positions, seqs, sequences })).get('logits') ?? fail('the program has no logits output');
   }
 
   /** Prefill of several prompts; returns their states and each prompt's last-token logits. */
   prefill(prompts: readonly ArrayLike<number>[]): { states: SequenceState[]; logits: Float32Array[] } {
-    const states = prompts.map(() => this.newSequence());
-    const last = this.step(prompts, states, true);
-    const logits = prompts.map((_, i) => last.slice(i * this.vocab, (i + 1) * this.vocab));
-    return { states, logits };
+    const states = this.newSequences(prompts);
+    try {
+      return { states, logits: this.perPrompt(this.step(prompts, states, true), prompts.length) };
+    } catch (e) {
+      for (const s of states) this.seqs.release(s);
+      throw e;
+    }
   }
 
   /** prefill on any backend. */
   async prefillAsync(prompts: readonly ArrayLike<number>[]): Promise<{ states: SequenceState[]; logits: Float32Array[] }> {
-    const states = prompts.map(() => this.newSequence());
-    const last = await this.stepAsync(prompts, states, true);
-    return { states, logits: prompts.map((_, i) => last.slice(i * this.vocab, (i + 1) * this.vocab)) };
+    const states = this.newSequences(prompts);
+    try {
+      return { states, logits: this.perPrompt(await this.stepAsync(prompts, states, true), prompts.length) };
+    } catch (e) {
+      for (const s of states) this.seqs.release(s);
+      throw e;
+    }
+  }
+
+  /** A fresh sequence for each prompt, all within the bound or none. */
+  private newSequences(prompts: readonly ArrayLike<number>[]): SequenceState[] {
+    this.seqs.reserve(countOf(prompts, 'prompts'));
+    return Array.from(prompts, () => this.seqs.create());
+  }
+
+  private perPrompt(last: Float32Array, n: number): Float32Array[] {
+    return Array.from({ length: n }, (_, i) => last.slice(i * this.vocab, (i + 1) * this.vocab));
   }
 
   /** One token per sequence through the cache; [n, vocab]. */
   decode(tokens: readonly number[], states: readonly SequenceState[]): Float32Array {
-    return this.step(tokens.map((t) => [t]), states);
+    const b = this.stepBatch(oneEach(tokens), states, false, 'decode');
+    return this.run(b.entry, b.ids, b.positions, b.seqs, b.sequences);
   }
 
   /** decode on any backend. */
   decodeAsync(tokens: readonly number[], states: readonly SequenceState[]): Promise<Float32Array> {
-    return this.stepAsync(tokens.map((t) => [t]), states);
+    const b = this.stepBatch(oneEach(tokens), states, false, 'decode');
+    return this.runAsync(b.entry, b.ids, b.positions, b.seqs, b.sequences);
   }
 
   /** Streams generated tokens for a prompt (text needs the tokenizer; ids do not). */
@@ -416,14 +406,6 @@ export class Model {
   encode(text: string): number[] {
     if (!this.tokenizer) throw new RuntimeError('RT400', [this.tokenizerPath, 'the checkpoint has no tokenizer.json; pass token ids instead']);
     return this.tokenizer.encode(text);
-  }
-
-  private tokenIds(ids: ArrayLike<number>): Int32Array {
-    const out = Int32Array.from(ids);
-    for (let t = 0; t < out.length; t++) {
-      if (out[t]! < 0 || out[t]! >= this.vocab || out[t] !== ids[t]) throw new RuntimeError('RT300', [ids[t], t, this.vocab]);
-    }
-    return out;
   }
 }
 

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { type DType, type Tensor, type TensorData, DTYPE_BYTES, numel, f16ToF32 } from './tensor.ts';
 import { RuntimeError, type RuntimeErrorContext, describeError, fail } from './errors.ts';
 import { RUNTIME_LIMITS, jsonDepth } from './limits.ts';
-import { probePath } from './paths.ts';
+import { probePath, readRegular } from './paths.ts';
 
 /** The reference implementation's limit on the JSON header (100 MB). */
 export const MAX_HEADER_BYTES = RUNTIME_LIMITS.headerBytes.value;
@@ -236,6 +236,7 @@ function openSharded(indexFile: string): Checkpoint {
       const found = probePath(file);
       if (found.kind === 'missing') fail('RT131', [indexFile, file, names[0]], { file: indexFile, tensor: names[0] });
       if (found.kind === 'bad') fail('RT100', [file, found.why], { file });
+      checkShardTarget(indexFile, dir, file, shardName, names[0]!);
       const { fd, header } = openShard(file);
       fds.set(file, fd);
       for (const [k, v] of Object.entries(header.metadata)) if (!Object.hasOwn(metadata, k)) setOwn(metadata, k, v);
@@ -253,14 +254,37 @@ function openSharded(indexFile: string): Checkpoint {
   return new SafetensorsCheckpoint(indexFile, fds, infos, metadata);
 }
 
+/** RT133 unless the shard, its links resolved, lies inside the checkpoint folder: a shard named
+ *  plainly can still be a link to any file. A Hugging Face cache keeps the files of a snapshot
+ *  folder (`…/snapshots/<rev>/`) as links to its `…/blobs/`, which is allowed there. */
+function checkShardTarget(indexFile: string, dir: string, file: string, shardName: string, tensor: string): void {
+  const real = (p: string): string => {
+    try {
+      return fs.realpathSync(p);
+    } catch (e) {
+      fail('RT100', [p, describeError(e)], { file: p }, e);
+    }
+  };
+  const target = real(file);
+  const roots = [real(dir)];
+  const snapshots = path.dirname(path.resolve(dir));
+  const blobs = path.join(path.dirname(snapshots), 'blobs');
+  if (path.basename(snapshots) === 'snapshots' && probePath(blobs).kind === 'dir') roots.push(real(blobs));
+  const inside = (root: string) => {
+    const rel = path.relative(root, target);
+    return rel !== '' && rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel);
+  };
+  if (!roots.some(inside)) fail('RT133', [indexFile, `${shardName} (a link to ${target})`, tensor], { file: indexFile, tensor });
+}
+
 /** The index's `weight_map` (tensor name -> shard file), checked. */
 function readIndex(indexFile: string): Record<string, string> {
-  let text: string;
-  try {
-    text = fs.readFileSync(indexFile, 'utf8');
-  } catch (e) {
-    fail('RT100', [indexFile, describeError(e)], { file: indexFile }, e);
-  }
+  // an index is JSON like a header: the header's byte limit, counted as read, from a regular file
+  const r = readRegular(indexFile, RUNTIME_LIMITS.headerBytes.value);
+  if (r.kind === 'missing') fail('RT100', [indexFile, 'no such file'], { file: indexFile });
+  if (r.kind === 'bad') fail('RT100', [indexFile, r.why], { file: indexFile });
+  if (r.kind === 'over') fail('RT130', [indexFile, `over the limit ${RUNTIME_LIMITS.headerBytes.name} = ${RUNTIME_LIMITS.headerBytes.value} bytes`], { file: indexFile });
+  const text = new TextDecoder().decode(r.bytes);
   if (jsonDepth(text, RUNTIME_LIMITS.headerDepth.value) > RUNTIME_LIMITS.headerDepth.value) {
     fail('RT130', [indexFile, `JSON nests deeper than the limit ${RUNTIME_LIMITS.headerDepth.name} = ${RUNTIME_LIMITS.headerDepth.value}`], { file: indexFile });
   }
@@ -285,7 +309,8 @@ function readIndex(indexFile: string): Record<string, string> {
 function openShard(file: string): OpenShard {
   let fd: number;
   try {
-    fd = fs.openSync(file, 'r');
+    // without blocking: a FIFO put in a shard's place is refused by the fstat below, not awaited
+    fd = fs.openSync(file, fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0));
   } catch (e) {
     fail('RT100', [file, describeError(e)], { file }, e);
   }

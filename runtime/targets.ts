@@ -2,10 +2,11 @@
 // `backend` option, the CLI's --backend choices and the package README iterate this list; what a
 // target ships in a package is its build-target record (codegen/targets.ts). A backend's code loads
 // only when it is opened (a CPU user never loads Dawn, the CUDA driver or wasm worker threads), so
-// this module imports nothing but types.
+// this module imports no backend (only types, the errors and the limits).
 
 import type { Backend as KernelBackend } from './backend.ts';
 import { RuntimeError } from './errors.ts';
+import { RUNTIME_LIMITS } from './limits.ts';
 import type { LoadOptions } from './model.ts';
 import type { Program } from './program.ts';
 
@@ -81,6 +82,7 @@ export function runTarget(name: string): RunTarget {
 
 /** A thread count asked for, checked. */
 export function checkedThreads(threads: number): number {
-  if (!Number.isInteger(threads) || threads < 1) throw new RuntimeError('RT303', [`threads ${threads}`, 'give a positive integer']);
+  const most = RUNTIME_LIMITS.threads.value;
+  if (!Number.isInteger(threads) || threads < 1 || threads > most) throw new RuntimeError('RT303', [`threads ${threads}`, `give an integer from 1 to ${most} (limit ${RUNTIME_LIMITS.threads.name})`]);
   return threads;
 }

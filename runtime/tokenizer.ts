@@ -4,6 +4,7 @@
 
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { describeError, fail } from './errors.ts';
+import { RUNTIME_LIMITS } from './limits.ts';
 
 // ---- API ---------------------------------------------------------------------------------------
 
@@ -46,16 +47,17 @@ export interface Tokenizer {
  * bos/eos when the config lacks them). Null when there is no tokenizer.json.
  */
 export async function loadTokenizer(dir: string): Promise<Tokenizer | null> {
-  const { readFile } = await import('node:fs/promises');
+  const { readRegular } = await import('./paths.ts');
   const { join } = await import('node:path');
+  // regular files only, their bytes counted as read: a FIFO or /dev/zero is RT400, not a hang
   const read = async (name: string): Promise<{ path: string; text: string | null }> => {
     const path = join(dir, name);
-    try {
-      return { path, text: await readFile(path, 'utf8') };
-    } catch (e) {
-      if ((e as { code?: string }).code === 'ENOENT') return { path, text: null };
-      fail('RT400', [path, describeError(e)], { file: path }, e);
-    }
+    const limit = RUNTIME_LIMITS.tokenizerBytes;
+    const r = readRegular(path, limit.value);
+    if (r.kind === 'missing') return { path, text: null };
+    if (r.kind === 'bad') fail('RT400', [path, r.why], { file: path });
+    if (r.kind === 'over') fail('RT409', [path, `at least ${r.bytes} bytes`, limit.name, limit.value], { file: path });
+    return { path, text: new TextDecoder().decode(r.bytes) };
   };
   const tok = await read('tokenizer.json');
   if (tok.text === null) return null;
@@ -108,6 +110,19 @@ function tokenString(config: Json, key: string, file: string): string | undefine
   fail('RT405', [file, key, describe(v)], { file, key });
 }
 
+/** RT409 for added tokens past the limits: the library's work grows with their number and length. */
+function checkAddedTokens(added: readonly unknown[] | undefined, file: string): void {
+  if (!added) return;
+  const { addedTokens, addedTokenChars } = RUNTIME_LIMITS;
+  if (added.length > addedTokens.value) fail('RT409', [file, `added_tokens holds ${added.length} entries`, addedTokens.name, addedTokens.value], { file, key: 'added_tokens' });
+  added.forEach((t, i) => {
+    const content = t !== null && typeof t === 'object' ? (t as Json).content : undefined;
+    if (typeof content === 'string' && content.length > addedTokenChars.value) {
+      fail('RT409', [file, `added_tokens[${i}].content has ${content.length} characters`, addedTokenChars.name, addedTokenChars.value], { file, key: `added_tokens[${i}].content` });
+    }
+  });
+}
+
 const SENTINEL = '\u0000archc-sequence\u0000';
 
 function buildTokenizer(json: Json, rawConfig: Json, file: string, configFile: string): Tokenizer {
@@ -115,6 +130,7 @@ function buildTokenizer(json: Json, rawConfig: Json, file: string, configFile: s
     fail('RT402', [file, `"model" must be an object, found ${describe(json.model)}`], { file, key: 'model' });
   if (json.added_tokens !== undefined && !Array.isArray(json.added_tokens))
     fail('RT402', [file, `"added_tokens" must be an array, found ${describe(json.added_tokens)}`], { file, key: 'added_tokens' });
+  checkAddedTokens(json.added_tokens as unknown[] | undefined, file);
   // The library insists on every component key; HF files have them, hand-written ones may not.
   const tokJson: Json = { normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, ...json };
   tokJson.added_tokens = json.added_tokens ?? [];

@@ -5,6 +5,8 @@
 
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
+import { RuntimeError } from '../errors.ts';
+import { RUNTIME_LIMITS } from '../limits.ts';
 import { type HostWeight, isQuant } from '../quant.ts';
 import { readF32, type Tensor } from '../tensor.ts';
 import { WEIGHT_CODE, checkLinear, f16Lut, linearRows } from './linear.ts';
@@ -150,7 +152,18 @@ export function linearPool(threads: number): LinearPool {
 /** Threads to use by default: ARCHC_THREADS, else the machine's parallelism (at most 8). */
 export function defaultThreads(): number {
   if (typeof process === 'undefined') return 1; // a browser: no worker threads here
-  const env = Number(process.env.ARCHC_THREADS);
-  if (Number.isInteger(env) && env >= 1) return env;
+  const env = process.env.ARCHC_THREADS;
+  if (env !== undefined && env !== '') return envThreads(env);
   return Math.min(8, availableParallelism());
+}
+
+/** ARCHC_THREADS read strictly: decimal digits, from 1 to the threads limit (RT306 naming it);
+ *  `0`, `-1`, `1.5`, `abc` and `1e9` are refused, not silently replaced. */
+export function envThreads(text: string): number {
+  const limit = RUNTIME_LIMITS.threads;
+  const n = /^\s*\d{1,9}\s*$/.test(text) ? Number(text) : NaN;
+  if (!(n >= 1 && n <= limit.value)) {
+    throw new RuntimeError('RT306', ['ARCHC_THREADS', JSON.stringify(text.slice(0, 40)), `an integer from 1 to ${limit.value} (limit ${limit.name})`]);
+  }
+  return n;
 }

@@ -207,6 +207,53 @@ describe('runtime limits (runtime/limits.ts)', () => {
   });
 });
 
+describe('the limits of the sequence API, the environment and the tokenizer, twice each', () => {
+  const tmp = useTmpDirs();
+  it('run-bytes: a run whose arena passes one typed array is RT305, twice', async () => {
+    const [{ compileTiny }, { lowerToProgram }, { checkRunBytes }] = await Promise.all([import('../helpers/checkpoints.ts'), import('../../compiler/lower.ts'), import('../../runtime/engine.ts')]);
+    const c = compileTiny();
+    const program = lowerToProgram(c.graph, c.bindings);
+    const T = Math.ceil(RUNTIME_LIMITS.runBytes.value / (4 * program.entries.forward.arena.T)) + 1;
+    for (let i = 0; i < 2; i++) expectRuntimeError(() => checkRunBytes(program, 'forward', T, 1), 'RT305', 'run-bytes');
+    checkRunBytes(program, 'forward', 1, 1);
+  });
+
+  it('sequences: one more live sequence than maxSequences is RT333, twice; a release makes room', async () => {
+    const [{ compileTiny }, { lowerToProgram }, { Sequences }] = await Promise.all([import('../helpers/checkpoints.ts'), import('../../compiler/lower.ts'), import('../../runtime/sequences.ts')]);
+    const c = compileTiny();
+    let next = 0;
+    const pool = { capacity: 4, slotBytes: 0, acquire: () => next++, release: () => {}, copy: () => {}, save: () => new Uint8Array(0), restore: () => {} };
+    const seqs = new Sequences(pool, 4, 3, lowerToProgram(c.graph, c.bindings));
+    const held = [seqs.create(), seqs.create(), seqs.create()];
+    for (let i = 0; i < 2; i++) expectRuntimeError(() => seqs.create(), 'RT333', 'maxSequences = 3');
+    seqs.release(held[0]!);
+    seqs.create();
+  });
+
+  it('threads: ARCHC_THREADS over 64 is RT306, twice', async () => {
+    const { envThreads } = await import('../../runtime/cpu/pool.ts');
+    for (let i = 0; i < 2; i++) expectRuntimeError(() => envThreads(String(RUNTIME_LIMITS.threads.value + 1)), 'RT306', 'ARCHC_THREADS', 'limit threads');
+    expect(envThreads(String(RUNTIME_LIMITS.threads.value))).toBe(RUNTIME_LIMITS.threads.value);
+  });
+
+  it('added-token-chars, added-tokens and tokenizer-bytes are RT409, twice', async () => {
+    const { loadTokenizer, tokenizerFromJson } = await import('../../runtime/tokenizer.ts');
+    const { truncateSync } = await import('node:fs');
+    const json = (added: unknown[]) => JSON.stringify({ model: { type: 'WordLevel', vocab: { a: 0 }, unk_token: 'a' }, added_tokens: added });
+    const token = (content: string, id: number) => ({ id, content, special: true });
+    const long = json([token('x'.repeat(RUNTIME_LIMITS.addedTokenChars.value + 1), 1)]);
+    const many = json(Array.from({ length: RUNTIME_LIMITS.addedTokens.value + 1 }, (_, i) => token(`t${i}`, i + 1)));
+    for (let i = 0; i < 2; i++) {
+      expectRuntimeError(() => tokenizerFromJson(long), 'RT409', 'added-token-chars');
+      expectRuntimeError(() => tokenizerFromJson(many), 'RT409', 'added-tokens');
+    }
+    const dir = tmp();
+    writeFileSync(join(dir, 'tokenizer.json'), '{}');
+    truncateSync(join(dir, 'tokenizer.json'), RUNTIME_LIMITS.tokenizerBytes.value + 1); // sparse
+    for (let i = 0; i < 2; i++) await expect(loadTokenizer(dir)).rejects.toThrow(/RT409: .*tokenizer-bytes/);
+  });
+});
+
 describe('names that are not what they seem (null-prototype lookups)', () => {
   it.each(['constructor', 'toString', '__proto__', 'hasOwnProperty'])('--set dtype=%s is not a dtype', (name) => {
     const text = 'model M(tokens: i32[T]) {\n  param dtype: dtype = "f32"\n  weight w[4, 4]\n  x = embedding(tokens, w)\n  return x\n}\n';

@@ -5,6 +5,7 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Model } from '../../runtime/model.ts';
+import { SAVED_HEADER_BYTES } from '../../runtime/sequences.ts';
 import { expectLogitsClose, loadModel, makeDir, randomIds, removeDir, rows, writeCheckpoint } from '../helpers/checkpoints.ts';
 
 let dir: string;
@@ -61,7 +62,7 @@ describe('state slots', () => {
     for (let t = 7; t < 10; t++) model.decode([ids[t]!], [orig!]);
     const copy = model.copySequence(orig!);
     const saved = model.saveSequence(orig!);
-    expect(saved.bytes.byteLength).toBe(model.slotBytes);
+    expect(saved.bytes.byteLength).toBe(SAVED_HEADER_BYTES + model.slotBytes);
     const restored = model.restoreSequence(saved);
     expect([copy.length, restored.length]).toEqual([10, 10]);
     for (let t = 10; t < 20; t++) {

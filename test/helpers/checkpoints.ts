@@ -191,9 +191,9 @@ export interface CliResult {
   readonly stderr: string;
 }
 
-/** Runs `node bin/archc.js …args` in the repository root; never rejects. */
-export function runCli(args: readonly string[], timeoutMs = 60_000): Promise<CliResult> {
-  const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1' };
+/** Runs `node bin/archc.js …args` in the repository root (with `extraEnv` set); never rejects. */
+export function runCli(args: readonly string[], timeoutMs = 60_000, extraEnv: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+  const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1', ...extraEnv };
   delete env.ARCHC_DEBUG; // the stack traces it adds are what the tests look for
   return new Promise((resolve) => {
     execFile(process.execPath, [ARCHC, ...args], { cwd: ROOT, timeout: timeoutMs, maxBuffer: 16 << 20, env },

@@ -203,7 +203,7 @@ describe('WebGPU = CPU on a tiny Bamba with split buffers', () => {
   }, TIMEOUT);
 
   it('a batch or a pool beyond the plan is RT505', async () => {
-    await expect(gpu.forwardAsync({ ids: randomIds(20, 96, 30) })).rejects.toThrow(/RT505: a batch of 20 tokens, 1 sequences: the arena needs \d+ bytes .*webgpu\.maxBatchTokens or webgpu\.maxBatchSequences/);
+    await expect(gpu.forwardAsync({ ids: randomIds(20, 96, 30), cuSeqlens: [0, 10, 20] })).rejects.toThrow(/RT505: a batch of 20 tokens, 2 sequences: the arena needs \d+ bytes .*webgpu\.maxBatchTokens or webgpu\.maxBatchSequences/);
     const held = [gpu.newSequence(), gpu.newSequence()];
     expect(() => gpu.newSequence()).toThrow(/RT505: state slot 3 .*webgpu\.stateSlots/);
     for (const s of held) gpu.releaseSequence(s);
