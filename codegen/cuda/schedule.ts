@@ -6,6 +6,7 @@
 
 import type { Epilogue, Kernel } from '../../runtime/program.ts';
 import { exprLeaves } from '../../runtime/expr.ts';
+import type { CudaLaunchPlan } from '../../runtime/cuda/kernels.ts';
 
 /** An NVIDIA GPU (sm_80 and later): warp size, threads per block, tiles of each kernel family. */
 export interface CudaTarget {
@@ -30,15 +31,10 @@ export const CUDA_TARGET: CudaTarget = {
   ssd: { rows: 16 },
 };
 
-export interface CudaSchedule {
-  readonly threads: number;
-  /** Whose rows count the grid: a view of the kernel (`x`, `y`), or the batch's T or S. */
-  readonly rowsOf: string;
-  readonly rowMul: number;
-  readonly rowDiv: number;
-  readonly plusS: boolean;
-  readonly gridY: number;
-  readonly [key: string]: number | boolean | string | readonly number[];
+/** A kernel's schedule: its launch plan (what the manifest keeps for the runtime) and the tiles and
+ *  sizes its source is rendered with. */
+export interface CudaSchedule extends CudaLaunchPlan {
+  readonly [key: string]: number | boolean | string | readonly number[] | undefined;
 }
 
 const lcm = (a: number, b: number): number => {
