@@ -16,7 +16,7 @@ import type { DerivedWeight, Entry, EntryName, Kernel, Program, ProgramWeight, V
 import { slotLayout, weightsRead } from '../program.ts';
 import { type HostWeight, type QuantDType, type QuantTensor, concatQuant, isQuant, quantTensorBytes } from '../quant.ts';
 import { type Tensor, toF32 } from '../tensor.ts';
-import { CHUNK_FIELDS, SEQ_FIELDS, allPasses, writable, type BindingKind, type KernelShaders, type Pass, type RunCount, type WgslProfile, type WgslProgram } from './shaders.ts';
+import { CHUNK_FIELDS, SEQ_FIELDS, writable, type BindingKind, type KernelShaders, type Pass, type RunCount, type WgslProfile, type WgslProgram } from './shaders.ts';
 import { type BindingLimits, type BoundPass, type SplitOptions, type SplitPlan, SplitBuffer, bufferName, intsWords, partsOf, planSplits, specialise, weightDeviceBytes } from './split.ts';
 
 export interface WebGpuOptions extends SplitOptions {
@@ -171,12 +171,15 @@ export class WebGpuBackend implements Backend {
     void device.lost.then((info) => { this.lost = info.message || info.reason; });
   }
 
-  /** Compiles every shader and throws RT503 with the source around the first error. (Pipelines
-   *  are made on first use: a backend compiles only the passes a run takes, once per device.) */
+  /** Compiles every shader a model with its weights as stored runs, and throws RT503 with the source
+   *  around the first error. (Pipelines are made on first use: a backend compiles only the passes a
+   *  run takes, once per device.) The q8/q4 variants of the products are not compiled here, so a
+   *  load pays for them only when its weights are quantised, when they are made as they are first
+   *  run; the tests run them (test/webgpu/quant-kernels.test.ts, quant.test.ts). */
   async checkShaders(): Promise<void> {
     for (const [entry, e] of Object.entries(this.shaders.profiles[this.profile])) {
       for (const k of e.kernels) {
-        for (const p of allPasses(k)) {
+        for (const p of k.passes) {
           const { code } = this.specialised(p, entry as EntryName);
           if (this.pipelines.has(code)) continue;
           const problem = await shaderProblem(this.device, code);
