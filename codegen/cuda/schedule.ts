@@ -63,7 +63,7 @@ export function cudaSchedule(k: Kernel, t: CudaTarget): CudaSchedule {
   const base = { threads, rowMul: 1, plusS: false, gridY: 1 };
   switch (k.family) {
     case 'matmul': {
-      const K = k.sizes.K!;
+      const K = k.sizes.K;
       const x = k.inputs.x!;
       const hpr = 'buf' in x ? x.width / K : 1;
       const gather = (k.prologue ?? []).some((p) => p.kind === 'gather_last');
@@ -96,24 +96,24 @@ export function cudaSchedule(k: Kernel, t: CudaTarget): CudaSchedule {
     case 'gather_last':
       return { ...base, rowsOf: 'S', rowDiv: 1 };
     case 'norm':
-      return { ...base, rowsOf: 'x', rowMul: k.sizes.W! / k.sizes.D!, rowDiv: 1 };
+      return { ...base, rowsOf: 'x', rowMul: k.sizes.W / k.sizes.D, rowDiv: 1 };
     case 'elementwise': case 'copy':
       return { ...base, rowsOf: 'y', rowMul: k.outputs.y!.width, rowDiv: threads };
     case 'conv': case 'conv_step':
-      return { ...base, rowsOf: 'S', rowDiv: 1, gridY: ceilDiv(k.sizes.C!, threads) };
+      return { ...base, rowsOf: 'S', rowDiv: 1, gridY: ceilDiv(k.sizes.C, threads) };
     case 'ssd': {
       // shared: the state [P, N], cumulative decays and dt of a chunk [2, Q], a tile of C·B [rows, Q]
-      const { P, N, chunk } = k.sizes as { P: number; N: number; chunk: number };
+      const { P, N, chunk } = k.sizes;
       let rows = t.ssd.rows;
       while (rows > 1 && 4 * (P * N + 2 * chunk + rows * chunk) > t.sharedBytes) rows /= 2;
-      return { ...base, rowsOf: 'S', rowDiv: 1, gridY: k.sizes.H!, tileRows: rows };
+      return { ...base, rowsOf: 'S', rowDiv: 1, gridY: k.sizes.H, tileRows: rows };
     }
     case 'ssd_step':
-      return { ...base, rowsOf: 'S', rowDiv: 1, gridY: k.sizes.H! };
+      return { ...base, rowsOf: 'S', rowDiv: 1, gridY: k.sizes.H };
     case 'attention': case 'attention_decode': {
       // one warp per query row; a block's rows never span two sequences (S extra blocks at most)
       const rows = threads / t.warp;
-      return { ...base, rowsOf: 'T', rowDiv: rows, plusS: true, gridY: k.sizes.H!, rows, keys: t.attention.keys };
+      return { ...base, rowsOf: 'T', rowDiv: rows, plusS: true, gridY: k.sizes.H, rows, keys: t.attention.keys };
     }
   }
 }

@@ -803,7 +803,7 @@ export function renderProgram(program: Program): WgslProgram {
   const profile = (target: WgslTarget): Record<EntryName, WgslEntry> => {
     const entries = {} as Record<EntryName, WgslEntry>;
     for (const [name, entry] of Object.entries(program.entries) as [EntryName, Entry][]) {
-      const chunks = new Set(entry.kernels.filter((k) => k.family === 'ssd').map((k) => k.sizes.chunk!));
+      const chunks = new Set(entry.kernels.filter((k) => k.family === 'ssd').map((k) => k.sizes.chunk));
       if (chunks.size > 1) fail(`entry ${name} has chunked scans of different chunk lengths (${[...chunks].join(', ')})`);
       const kernels: KernelShaders[] = entry.kernels.map((k) => {
         const sched = wgslSchedule(k, target);

@@ -73,14 +73,14 @@ export function wgslSchedule(k: Kernel, t: WgslTarget): WgslSchedule {
   if (k.family === 'matmul') return { workgroup: t.workgroup, reduce: t.reduce, tile: t.tile, gemv_lanes: t.gemvLanes, gemv_columns: t.gemvColumns, gemv_columns_one: t.gemvColumnsOne, gemv_rows: t.gemvRows };
   if (k.family === 'norm') return { workgroup: t.workgroup, reduce: t.reduce };
   // a chunked scan runs one workgroup per (chunk, head) over the head's channels
-  if (k.family === 'ssd') return { workgroup: t.workgroup, chunk_lanes: Math.min(t.workgroup, k.sizes.P!) };
+  if (k.family === 'ssd') return { workgroup: t.workgroup, chunk_lanes: Math.min(t.workgroup, k.sizes.P) };
   if (k.family === 'attention') {
     // a workgroup: `rows` query rows of one sequence x the `group` query heads of one KV head,
     // K and V tiles of `keys` rows (2 · keys · KV-row floats) in workgroup memory
-    const group = k.sizes.H! / k.sizes.KV!;
+    const group = k.sizes.H / k.sizes.KV;
     const rows = Math.max(1, Math.floor(t.attentionInvocations / group));
     let keys = t.attentionKeys;
-    while (keys > 1 && 2 * keys * k.sizes.Dh! * 4 > t.workgroupBytes / 2) keys /= 2;
+    while (keys > 1 && 2 * keys * k.sizes.Dh * 4 > t.workgroupBytes / 2) keys /= 2;
     return { workgroup: t.workgroup, rows, keys };
   }
   return { workgroup: t.workgroup };

@@ -114,7 +114,7 @@ const matmul: Impl<'matmul'> = (k, c) => {
   // sizes as small integers for the JIT: a size computed in floating point (a param like
   // d_model * expand // heads) arrives as a double, and a double K makes every index of the
   // product's inner loop double arithmetic, at half the speed
-  const K = k.sizes.K! | 0, N = k.sizes.N! | 0;
+  const K = k.sizes.K | 0, N = k.sizes.N | 0;
   const xv = k.inputs.x as View;
   let x = c.operand(k, 'x');
   let z = k.inputs.z ? c.operand(k, 'z') : null;
@@ -140,11 +140,11 @@ const embeddingImpl: Impl<'embedding'> = (k, c) => {
   const ids = k.inputs.ids!;
   if (!('input' in ids)) throw new Error(`archc runtime: ${k.name} looks up rows by a computed value; only token ids and positions can index`);
   const y = embedding(ids.input === 'tokens' ? c.tokens : c.positions, c.weight((k.inputs.w as { weight: string }).weight));
-  c.write(k.outputs.y!, epilogue(k, c, y, c.T, k.sizes.D!));
+  c.write(k.outputs.y!, epilogue(k, c, y, c.T, k.sizes.D));
 };
 
 const norm: Impl<'norm'> = (k, c) => {
-  const W = k.sizes.W! | 0, D = k.sizes.D! | 0;
+  const W = k.sizes.W | 0, D = k.sizes.D | 0;
   const x = c.operand(k, 'x');
   const rows = ((c.rows(k.inputs.x as View) * W) / D) | 0;
   const w = c.f32((k.inputs.w as { weight: string }).weight);
@@ -165,15 +165,15 @@ const elementwise: Impl<'elementwise'> = (k, c) => {
 
 const copy: Impl<'copy'> = (k, c) => c.write(k.outputs.y!, c.operand(k, 'x'));
 
-const gatherLast: Impl<'gather_last'> = (k, c) => c.write(k.outputs.y!, lastRows(c.operand(k, 'x'), k.sizes.W!, c.seqs));
+const gatherLast: Impl<'gather_last'> = (k, c) => c.write(k.outputs.y!, lastRows(c.operand(k, 'x'), k.sizes.W, c.seqs));
 
 const ropeImpl: Impl<'rope'> = (k, c) => {
-  const { H, Dh, R } = k.sizes as { H: number; Dh: number; R: number };
+  const { H, Dh, R } = k.sizes;
   c.write(k.outputs.y!, rope(c.operand(k, 'x'), c.T, H, Dh, c.positions, R, k.attrs.theta as number));
 };
 
 const conv: Impl<'conv' | 'conv_step'> = (k, c) => {
-  const { C, K } = k.sizes as { C: number; K: number };
+  const { C, K } = k.sizes;
   const b = k.inputs.b ? c.operand(k, 'b') : null;
   const rows = c.rows(k.inputs.x as View);
   const y = causalConv1d(c.operand(k, 'x'), rows, C, K, c.operand(k, 'w'), b, c.seqs, c.states(k.state!));
@@ -182,7 +182,7 @@ const conv: Impl<'conv' | 'conv_step'> = (k, c) => {
 
 function ssdWith(chunked: boolean): Impl<'ssd' | 'ssd_step'> {
   return (k, c) => {
-    const { H, P, G, N } = k.sizes as { H: number; P: number; G: number; N: number };
+    const { H, P, G, N } = k.sizes;
     const [x, dt, A, B, C, D] = ['x', 'dt', 'A', 'B', 'C', 'D'].map((n) => c.operand(k, n)) as Float32Array[];
     const states = c.states(k.state!);
     const y = chunked
@@ -193,7 +193,7 @@ function ssdWith(chunked: boolean): Impl<'ssd' | 'ssd_step'> {
 }
 
 const attentionImpl: Impl<'attention' | 'attention_decode'> = (k, c) => {
-  const { H, KV, Dh } = k.sizes as { H: number; KV: number; Dh: number };
+  const { H, KV, Dh } = k.sizes;
   const [q, kk, v] = ['q', 'k', 'v'].map((n) => c.operand(k, n)) as Float32Array[];
   c.write(k.outputs.y!, attention(q!, kk!, v!, c.T, H, KV, Dh, k.attrs.scale as number, c.seqs, c.caches(k.state!)));
 };

@@ -90,8 +90,8 @@ export interface WeightSlot {
 export function quantMatrix(k: Kernel): string | null {
   const w = k.inputs.w;
   if (!w || !('weight' in w)) return null;
-  if (k.family === 'matmul' && !k.attrs.transposed && k.sizes.K! % QUANT_GROUP === 0) return w.weight;
-  if (k.family === 'embedding' && k.sizes.D! % QUANT_GROUP === 0) return w.weight;
+  if (k.family === 'matmul' && !k.attrs.transposed && k.sizes.K % QUANT_GROUP === 0) return w.weight;
+  if (k.family === 'embedding' && k.sizes.D % QUANT_GROUP === 0) return w.weight;
   return null;
 }
 

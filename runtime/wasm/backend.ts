@@ -283,7 +283,7 @@ export class WasmBackend extends CpuBackend {
     if (k.family === 'embedding') {
       // an id outside the table: the reference reports it (the module's function would trap)
       const ids = (k.inputs.ids as { input: 'tokens' | 'positions' }).input === 'tokens' ? c.tokens : c.positions;
-      const V = k.sizes.V!;
+      const V = k.sizes.V;
       if (ids.some((id) => id < 0 || id >= V)) return false;
     }
     const rows = rowsOf(k, (v) => c.rows(v as View));
@@ -291,7 +291,7 @@ export class WasmBackend extends CpuBackend {
     const perRow = r.scratch.reduce((a, p) => a + p.perRow, 0);
     if (k.family !== 'matmul') {
       // the one-token attention's scores and sum: f64 [capacity] and [Dh]
-      const extra = k.family === 'attention_decode' ? 8 * (run.pool.capacity + k.sizes.Dh!) : 0;
+      const extra = k.family === 'attention_decode' ? 8 * (run.pool.capacity + k.sizes.Dh) : 0;
       const scr = this.scratch(4 * rows * perRow + extra + 16);
       r.run!(run.T, run.S, run.seq, rows, scr, 0, 0, ...args);
       return true;
@@ -299,7 +299,7 @@ export class WasmBackend extends CpuBackend {
     const w = this.weight((k.inputs.w as { weight: string }).weight);
     const p = this.packed.get(w);
     if (!p || !r.post) throw new Error(`archc runtime: ${k.name}: the plan places it in the wasm module, but its matrix was not packed`);
-    const K = k.sizes.K! | 0, N = k.sizes.N! | 0;
+    const K = k.sizes.K | 0, N = k.sizes.N | 0;
     if (p.K !== K || p.N !== N) throw new RangeError(`${k.name}: weight [${p.N}, ${p.K}] does not match K=${K}, N=${N}`);
     const outRows = k.prologue?.[0]?.kind === 'gather_last' ? run.S : rows;
     const ldy = p.panels * this.kernels.NR;
@@ -327,10 +327,10 @@ export class WasmBackend extends CpuBackend {
   }
 
   private ssd(k: KernelOf<'ssd'>, c: Ctx): void {
-    const { H, P, G, N } = k.sizes as { H: number; P: number; G: number; N: number };
+    const { H, P, G, N } = k.sizes;
     if (this.ssdInMemory(k, c)) return;
     const [x, dt, A, B, C, D] = ['x', 'dt', 'A', 'B', 'C', 'D'].map((n) => c.operand(k, n)) as Float32Array[];
-    c.write(k.outputs.y!, ssdChunkedWasm(this.kernels, x!, dt!, A!, B!, C!, D!, { H, P, G, N }, k.sizes.chunk!, c.seqs, c.states(k.state!)));
+    c.write(k.outputs.y!, ssdChunkedWasm(this.kernels, x!, dt!, A!, B!, C!, D!, { H, P, G, N }, k.sizes.chunk, c.seqs, c.states(k.state!)));
   }
 
   /** The chunked SSD over the arena and state slots in the shared memory, its operands' `pre`
@@ -343,13 +343,13 @@ export class WasmBackend extends CpuBackend {
     const views = names.map((n) => k.inputs[n] as View);
     const y = k.outputs.y!;
     const r = this.prog!.get(k);
-    const { H, P, G, N } = k.sizes as { H: number; P: number; G: number; N: number };
+    const { H, P, G, N } = k.sizes;
     const rows = c.T;
     const plan = r?.scratch ?? [];
     const perRow = plan.reduce((a, p) => a + p.perRow, 0);
     let longest = 1;
     for (const sq of c.seqs) longest = Math.max(longest, sq.len);
-    const Q = Math.min(k.sizes.chunk!, longest);
+    const Q = Math.min(k.sizes.chunk, longest);
     const scr = this.scratch(4 * rows * perRow + ssdWorkBytes(Q, P) + 16);
     const work = scr + 4 * rows * perRow;
     if (r?.pre) r.pre(run.T, run.S, run.seq, rows, scr, 0, 0, ...r.args.map((a) => this.argValue(a)));
@@ -364,12 +364,12 @@ export class WasmBackend extends CpuBackend {
     const yAt: At = { at: this.argValue({ kind: 'buf', buf: y.buf }) + 4 * y.col, ld: run.entry.buffers[y.buf]!.width };
     const slots = c.states(k.state!).map((st) => st.byteOffset);
     ssdChunkedAt(this.kernels, this.prog!.ssd, this.kernels.memory, x!, dt!, c.operand(k, 'A'), B!, C!, c.operand(k, 'D'), yAt,
-      { H, P, G, N }, c.T, k.sizes.chunk!, c.seqs, slots, work);
+      { H, P, G, N }, c.T, k.sizes.chunk, c.seqs, slots, work);
     return true;
   }
 
   private attention(k: KernelOf<'attention'>, c: Ctx): void {
-    const { H, KV, Dh } = k.sizes as { H: number; KV: number; Dh: number };
+    const { H, KV, Dh } = k.sizes;
     if (this.attentionInMemory(k, c)) return;
     const [q, kk, v] = ['q', 'k', 'v'].map((n) => c.operand(k, n)) as Float32Array[];
     c.write(k.outputs.y!, attentionWasm(this.kernels, q!, kk!, v!, c.T, H, KV, Dh, k.attrs.scale as number, c.seqs, c.caches(k.state!)));
@@ -383,7 +383,7 @@ export class WasmBackend extends CpuBackend {
     if (!this.renders(k) || !run) return false;
     const views = ['q', 'k', 'v'].map((n) => k.inputs[n] as View);
     const y = k.outputs.y!;
-    const { H, KV, Dh } = k.sizes as { H: number; KV: number; Dh: number };
+    const { H, KV, Dh } = k.sizes;
     const at = (v: View): At => ({ at: this.argValue({ kind: 'buf', buf: v.buf }) + 4 * v.col, ld: run.entry.buffers[v.buf]!.width });
     const [q, kk, v] = views.map(at);
     const caches = c.caches(k.state!).map((ch) => ({ k: ch.k.byteOffset, v: ch.v.byteOffset, len: ch.len, capacity: ch.capacity }));

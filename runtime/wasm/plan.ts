@@ -124,7 +124,7 @@ function packable(program: Program, name: string, N: number, K: number, transpos
 
 const matmul: Check<'matmul'> = (k, program) => {
   const w = k.inputs.w, x = viewOf(k, 'x'), b = k.inputs.b;
-  const { K, N } = k.sizes as { K: number; N: number };
+  const { K, N } = k.sizes;
   if (!w || !('weight' in w)) return 'a product whose matrix is not a weight';
   if (!x) return 'a product whose x is not an activation view';
   if (x.width !== K) return 'a product over several rows of its input view';
@@ -143,7 +143,7 @@ const matmul: Check<'matmul'> = (k, program) => {
 };
 
 const norm: Check<'norm'> = (k) => {
-  const { W, D } = k.sizes as { W: number; D: number };
+  const { W, D } = k.sizes;
   const x = viewOf(k, 'x'), y = k.outputs.y, b = k.inputs.b;
   return first(
     () => noPre(k, 'a norm'),
@@ -157,7 +157,7 @@ const norm: Check<'norm'> = (k) => {
 const elementwise: Check<'elementwise'> = (k) => (!k.body ? 'an elementwise kernel without a body' : !k.outputs.y ? 'no output y' : exprReason(k, k.body, false));
 
 const rope: Check<'rope'> = (k) => {
-  const { H, Dh, R } = k.sizes as { H: number; Dh: number; R: number };
+  const { H, Dh, R } = k.sizes;
   const x = viewOf(k, 'x'), y = k.outputs.y;
   return !x || !y || R % 2 || R > Dh || x.width !== H * Dh || y.width !== H * Dh ? 'a rope over views other than rows of its heads' : null;
 };
@@ -168,12 +168,12 @@ const conv: Check<'conv' | 'conv_step'> = (k) => {
     () => (!isWeight(k, 'w') || (b && !('weight' in b)) ? 'a conv whose weights are activations' : null),
     () => operandsReason(k, ['x']),
     () => stateOf(k),
-    () => (k.epilogue?.length ? epilogueReason(k, k.sizes.C!) : null),
+    () => (k.epilogue?.length ? epilogueReason(k, k.sizes.C) : null),
   );
 };
 
 const ssdStep: Check<'ssd_step'> = (k) => first(
-  () => (k.sizes.H! % k.sizes.G! ? 'groups that do not divide the heads' : null),
+  () => (k.sizes.H % k.sizes.G ? 'groups that do not divide the heads' : null),
   () => operandsReason(k, ['x', 'dt', 'A', 'B', 'C', 'D']),
   () => stateOf(k),
   () => (k.outputs.y ? null : 'no output y'),
@@ -189,7 +189,7 @@ function attentionViews(k: Kernel): string | null {
 }
 
 const attentionDecode: Check<'attention_decode'> = (k) => {
-  const { H, KV, Dh } = k.sizes as { H: number; KV: number; Dh: number };
+  const { H, KV, Dh } = k.sizes;
   return first(
     () => (KV < 1 || H % KV ? 'kv heads that do not divide the heads' : null),
     () => noPre(k, 'attention'),
@@ -220,7 +220,7 @@ export const EMBEDDING_COPY_BYTES = 64 * 2 ** 20;
 /** Rows of a [V, D] float table by the token ids or positions, through the epilogue. */
 const embedding: Check<'embedding'> = (k, program) => {
   const ids = k.inputs.ids, w = k.inputs.w;
-  const { V, D } = k.sizes as { V: number; D: number };
+  const { V, D } = k.sizes;
   if (!ids || !('input' in ids)) return 'an embedding by computed ids';
   if (!w || !('weight' in w)) return 'an embedding of an activation';
   const t = program.weights.find((x) => x.name === w.weight) ?? program.derived.find((x) => x.name === w.weight);

@@ -66,7 +66,7 @@ export function kernelArgs(k: Kernel): Arg[] {
     if (s.kind === 'conv_step') put({ kind: 'state', index: s.state });
     if (s.kind === 'rope') put({ kind: 'rope', rotaryDim: s.rotaryDim, theta: s.theta });
   }
-  if (k.family === 'rope') put({ kind: 'rope', rotaryDim: k.sizes.R!, theta: k.attrs.theta as number });
+  if (k.family === 'rope') put({ kind: 'rope', rotaryDim: k.sizes.R, theta: k.attrs.theta as number });
   const ids = k.inputs.ids;
   if (k.family === 'embedding' && ids && 'input' in ids) put({ kind: 'ids', input: ids.input });
   return [...out.values()];
@@ -78,7 +78,7 @@ export function scratchPlan(k: Kernel): { name: string; perRow: number }[] {
   const plan: { name: string; perRow: number }[] = [];
   const add = (name: string, floats: number) => plan.push({ name, perRow: Math.ceil(floats / 4) * 4 });
   const views = Object.entries(k.inputs).filter(([, o]) => isView(o)) as [string, { width: number }][];
-  if (k.family === 'matmul' && (k.prologue?.length || k.pre?.x)) add('x', k.sizes.K!);
+  if (k.family === 'matmul' && (k.prologue?.length || k.pre?.x)) add('x', k.sizes.K);
   // operands whose `pre` the SSDs and the conv read materialised first
   if (k.family === 'ssd' || k.family === 'ssd_step' || k.family === 'conv' || k.family === 'conv_step') {
     for (const [name, o] of views.sort((a, b) => (a[0] < b[0] ? -1 : 1))) if (k.pre?.[name]) add(`pre:${name}`, o.width);
@@ -88,7 +88,7 @@ export function scratchPlan(k: Kernel): { name: string; perRow: number }[] {
   const bias = k.family === 'matmul' && k.inputs.b ? 1 : 0;
   if (maps.length + bias >= 2) add('y1', Math.max(widest, k.family === 'matmul' ? k.sizes.N : 0));
   if (maps.length + bias >= 3) add('y2', Math.max(widest, k.family === 'matmul' ? k.sizes.N : 0));
-  if ((k.family === 'conv' || k.family === 'conv_step') && k.epilogue?.length) add('y0', k.sizes.C!);
+  if ((k.family === 'conv' || k.family === 'conv_step') && k.epilogue?.length) add('y0', k.sizes.C);
   return plan;
 }
 
