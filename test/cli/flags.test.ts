@@ -121,6 +121,7 @@ describe('--capacity and --stop-at-context', () => {
     expect(r.stderr).toContain('RT307');
     expect(r.stderr).toContain('capacity 16');
     expect(r.stderr).toContain('--capacity N');
+    expect(r.stderr).toContain('--stop-at-context');
     expect(r.stdout).toBe('');
   });
 
@@ -148,6 +149,7 @@ describe('--capacity and --stop-at-context', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('RT302');
     expect(r.stderr).toContain('capacity 2');
+    expect(r.stderr).toContain('--capacity N');
   });
 });
 
