@@ -118,10 +118,14 @@ export function numberFlag(v: string | undefined, flag: string, rule: { int?: bo
   return n;
 }
 
-export type LoadFlags = CommonOpts & QuantFlags & { weights: string; allowExtra?: boolean; checkWeights?: boolean; backend?: string; cudaArch?: string };
+export type LoadFlags = CommonOpts & QuantFlags & { weights: string; allowExtra?: boolean; checkWeights?: boolean; backend?: string; cudaArch?: string; capacity?: string };
+
+/** --capacity: the tokens one sequence may hold (LoadOptions.capacity; default the `context` param). */
+const capacityFlag = (v: string | undefined) => numberFlag(v, '--capacity', { int: true, min: 1, max: RUNTIME_LIMITS.position.value, what: 'a positive integer' });
 
 export async function loadModel(file: string, o: LoadFlags, progress: boolean, unquantised = false): Promise<Model> {
   const quantize = unquantised ? undefined : quantizeOption(o);
+  const capacity = capacityFlag(o.capacity);
   const { program } = await compileFor(file, o, o.weights);
   const backend = (o.backend ?? 'wasm') as Backend;
   // what the backend's build target makes (the same a package ships), in this process
@@ -138,6 +142,7 @@ export async function loadModel(file: string, o: LoadFlags, progress: boolean, u
       ...(quantize !== undefined ? { quantize } : {}),
       allowExtra: o.allowExtra,
       checkWeights: o.checkWeights,
+      ...(capacity !== undefined ? { capacity } : {}),
       backend,
       ...made,
       onProgress: (done, _total, tensor) => bar?.update(done, { tensor }),
@@ -218,6 +223,7 @@ export function registerRunCommands(p: Command): void {
     .option('--positions <ids>', 'position ids (a 0 starts a new sequence)')
     .option('--step', 'feed the tokens one at a time through decode')
     .option('--loss', 'print the causal-LM loss (labels = the ids) as JSON')
+    .option('--capacity <n>', 'tokens one sequence may hold (default: the model\'s context param)')
     .option('--out <file>', 'write float32 logits [tokens, vocab] as .npy')
     .option('--allow-extra', 'accept checkpoint tensors the model does not use')
     .option('--no-check-weights', 'load weights holding NaN or infinities')
@@ -276,6 +282,8 @@ export function registerRunCommands(p: Command): void {
     .option('--repetition-penalty <r>')
     .option('--seed <n>', 'sampling seed', '0')
     .option('--stop <ids>', 'stop token ids, comma-separated')
+    .option('--capacity <n>', 'tokens one sequence may hold, prompt included (default: the model\'s context param)')
+    .option('--stop-at-context', 'stop when the sequence is full instead of refusing a prompt and --max-tokens over --capacity')
     .option('--allow-extra', 'accept checkpoint tensors the model does not use')
     .option('--no-check-weights', 'load weights holding NaN or infinities')
     .addOption(new Option('--backend <backend>', 'where to run (webgpu: Dawn; without a GPU set VK_ICD_FILENAMES to SwiftShader\'s ICD)').choices(BACKEND_NAMES).default('wasm'))
@@ -294,7 +302,9 @@ export function registerRunCommands(p: Command): void {
         repetitionPenalty: numberFlag(o.repetitionPenalty, '--repetition-penalty', { minExclusive: 0, what: 'a finite number > 0' }),
         seed: numberFlag(o.seed, '--seed', { int: true, what: 'an integer' }),
         stop: o.stop !== undefined ? parseIdLists(o.stop, '--stop').flat() : undefined,
+        stopAtContext: o.stopAtContext !== undefined,
       };
+      capacityFlag(o.capacity);
       // a prompt needs the tokenizer: check it before the weights take their time to load
       if (o.prompt !== undefined) await checkTokenizer(o.weights);
       const model = await loadModel(file, o as never, true);
@@ -307,13 +317,15 @@ export function registerRunCommands(p: Command): void {
       for await (const tok of model.generate(prompt, options)) {
         if (n === 0) first = performance.now();
         n++;
-        process.stdout.write(model.tokenizer ? tok.text : `${tok.id} `);
+        process.stdout.write(model.tokenizer ? tok.text : `${n > 1 ? ' ' : ''}${tok.id}`);
       }
+      // the output ends its line, also when stdout is a file or a pipe (the summary goes to stderr)
+      process.stdout.write('\n');
       const t1 = performance.now();
       const rate = n > 1 ? ((n - 1) / ((t1 - first) / 1000)).toFixed(2) : '-';
       // With no token (the first was a stop token) there is no first-token time to report.
       const prefill = n > 0 ? `first after ${((first - t0) / 1000).toFixed(2)} s (prefill), then ${rate} tokens/s` : `stopped at once after ${((t1 - t0) / 1000).toFixed(2)} s`;
-      process.stderr.write(`\n${n} tokens; ${prefill}\n`);
+      process.stderr.write(`${n} tokens; ${prefill}\n`);
     });
 }
 

@@ -309,7 +309,7 @@ class Instantiator {
         return this.value(items.map((i, n) => this.constOf(i, e.items[n]!.span)), e.span);
       }
       case 'name':
-        return this.lookup(e.name, e.span, frame);
+        return this.lookup(e.name, e.span, frame, false);
       case 'member':
         return this.member(this.eval(e.object, frame), e.name, e.nameSpan);
       case 'index': {
@@ -358,7 +358,8 @@ class Instantiator {
     }
   }
 
-  private lookup(name: string, span: Span, frame: Frame): Val {
+  /** A name's value; `called`: it is the callee of a call (the hints of an unknown name differ). */
+  private lookup(name: string, span: Span, frame: Frame, called: boolean): Val {
     const v = frame.vars.get(name);
     if (v) return v;
     if (frame.params?.has(name)) {
@@ -377,6 +378,13 @@ class Instantiator {
     // A block of an imported file that was left out of the import list (`LayerNorm` with std.{Linear}).
     const home = [frame.file, ...[...frame.file.scope.values()].map((b) => b.file)].find((f) => f.program.blocks.some((b) => b.name === name));
     if (home) return this.report(diag('AC200', span, [name], `${name} is a block of ${displayName(home.path)} but is not imported: import ${importPath(frame.file.path, home.path)}.{${name}}`));
+    if (called) {
+      const instances = [...frame.vars].flatMap(([k, v]) => (v.k === 'instance' ? [k] : []));
+      // one edit for a short name (`topk` is not `rope`), two from 6 letters (`layer_norm`)
+      const close = suggest(name, [...instances, ...frame.file.scope.keys(), ...OP_BY_NAME.keys(), ...BUILTINS], name.length < 6 ? 1 : 2);
+      return this.report(diag('AC200', span, [name], close ? `did you mean ${close}?`
+        : `no block or primitive has this name; the primitives: ${[...OP_BY_NAME.keys()].join(', ')}`));
+    }
     const known = [...frame.vars.keys(), ...(frame.params?.names() ?? []), ...frame.file.scope.keys(), ...OP_BY_NAME.keys()];
     const close = suggest(name, known);
     return this.report(diag('AC200', span, [name], close ? `did you mean ${close}?` : undefined));
@@ -467,7 +475,9 @@ class Instantiator {
   // ---- calls -----------------------------------------------------------------------------
 
   private call(e: Extract<Expr, { kind: 'call' }>, frame: Frame): Val {
-    const callee = this.eval(e.callee, frame);
+    // a name in call position is looked up among what can be called (an unknown one is steered to
+    // the primitives and blocks, not to a param of a similar name)
+    const callee = e.callee.kind === 'name' ? this.lookup(e.callee.name, e.callee.span, frame, true) : this.eval(e.callee, frame);
     switch (callee.k) {
       case 'error': return ERR;
       case 'prim': return this.callPrim(callee.op, e, frame);
@@ -509,9 +519,19 @@ class Instantiator {
     let positional = 0;
     let failed = false;
     for (const a of e.args) {
-      // A name that is neither a slot nor an attribute labels its value: `split(in_proj: Linear(…)(x), …)`.
+      // A name that is neither a slot nor an attribute labels its value when that makes a block
+      // instance, `split(in_proj: Linear(…)(x), …)`; on anything else it is a wrong attribute (AC210).
       const isAttr = a.name !== undefined && Object.hasOwn(op.attrs, a.name);
-      const labelled = a.name !== undefined && !isAttr && !op.inputs.some((s) => s.name === a.name);
+      const unknown = a.name !== undefined && !isAttr && !op.inputs.some((s) => s.name === a.name);
+      if (unknown && !(a.value.kind === 'call' && a.value.callee.kind === 'call')) {
+        const attrs = Object.keys(op.attrs);
+        const close = suggest(a.name!, attrs);
+        this.report(diag('AC210', a.nameSpan ?? a.span, [op.name, a.name, attrs.length ? attrs.join(', ') : 'none'],
+          `${close ? `did you mean ${close}? ` : ''}${op.name} takes inputs ${op.inputs.map((s) => s.name).join(', ')}${attrs.length ? ` and attributes ${attrs.map((k) => `${k}:`).join(', ')}` : ''}`));
+        failed = true;
+        continue;
+      }
+      const labelled = unknown;
       const slotIndex = a.name && !labelled ? op.inputs.findIndex((s) => s.name === a.name) : positional++;
       if (!a.name && slotIndex >= op.inputs.length) {
         this.report(diag('AC307', a.span, [op.name, `${op.inputs.length} tensor`, `more (put attributes as name: value, e.g. ${Object.keys(op.attrs)[0] ?? 'eps'}: …)`]));
@@ -855,10 +875,10 @@ function importPath(from: string, target: string): string {
   return rel.replace(/\.arch$/, '').split(sep).join('.');
 }
 
-/** The closest known name within edit distance 2, for "did you mean". */
-export function suggest(name: string, known: readonly string[]): string | undefined {
+/** The closest known name within edit distance 2 (or `maxDistance`), for "did you mean". */
+export function suggest(name: string, known: readonly string[], maxDistance = 2): string | undefined {
   let best: string | undefined;
-  let bestD = 3;
+  let bestD = maxDistance + 1;
   for (const k of new Set(known)) {
     const d = editDistance(name, k);
     if (d < bestD) {

@@ -29,6 +29,28 @@ export interface Loaded {
   readonly diagnostics: readonly Diagnostic[];
 }
 
+/** What a model file that cannot be read may have meant: the same name with .arch, or the .arch
+ *  files of the folder given. */
+function modelFileHint(abs: string): string | undefined {
+  const isDir = (() => {
+    try {
+      return statSync(abs).isDirectory();
+    } catch {
+      return false;
+    }
+  })();
+  if (!abs.endsWith('.arch') && existsSync(`${abs}.arch`)) return `did you mean ${displayName(`${abs}.arch`)}? a model file's name ends in .arch`;
+  if (isDir) {
+    let names: string[] = [];
+    try {
+      names = readdirSync(abs).filter((n) => n.endsWith('.arch')).sort();
+    } catch { /* an unreadable folder: no list */ }
+    const shown = names.slice(0, 5).map((n) => displayName(join(abs, n))).join(', ');
+    return names.length ? `a model is one .arch file; this folder holds ${shown}${names.length > 5 ? ', …' : ''}` : 'a model is one .arch file, not a folder';
+  }
+  return abs.endsWith('.arch') ? undefined : "a model file's name ends in .arch";
+}
+
 /** Display name of a path: relative to the working directory when inside it. */
 export function displayName(path: string): string {
   const rel = relative(process.cwd(), path);
@@ -54,7 +76,7 @@ export function loadProgram(path: string, text?: string): Loaded {
         return undefined;
       }
       if (r.kind !== 'ok') {
-        diagnostics.push(diag('AC100', span, [name, r.kind === 'missing' ? 'ENOENT' : r.why]));
+        diagnostics.push(diag('AC100', span, [name, r.kind === 'missing' ? 'no such file' : r.why], span ? undefined : modelFileHint(abs)));
         return undefined;
       }
       src = new TextDecoder().decode(r.bytes);

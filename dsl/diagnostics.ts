@@ -25,6 +25,7 @@ export const MESSAGES = {
   AC207: 'no weight {0} at {1}',
   AC208: '{0} is a {1}, not a {2}',
   AC209: 'this {0} instance needs a name',
+  AC210: 'primitive {0} has no attribute {1}; its attributes: {2}',
   // 3xx: params, config and overrides
   AC300: '{0} must be {1}, got {2}',
   AC301: 'config key {0} must be {1}, got {2}',

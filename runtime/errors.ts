@@ -67,11 +67,12 @@ export const RUNTIME_MESSAGES = {
   // 3xx: inputs to a running model
   RT300: 'token id {0} at position {1} is out of range for a vocabulary of {2}',
   RT301: 'bad batch: {0}',
-  RT302: 'cache full: {0}',
+  RT302: 'cache full: {0}; load with a larger capacity (the load option capacity; archc run/forward --capacity N)',
   RT303: 'unsupported {0}; {1}',
   RT304: '{0} {1} at index {2} must be an integer in [0, {3})',
   RT305: 'a run of {0} tokens in {1} sequences needs {2} bytes, over the limit {3} = {4}',
   RT306: 'environment variable {0} = {1}: expected {2}',
+  RT307: 'generate: a prompt of {0} tokens and maxTokens {1} need {2} tokens of the sequence, over its capacity {3}; load with a larger capacity (the load option capacity; archc run --capacity N), lower maxTokens, or pass stopAtContext (archc run --stop-at-context) to stop at the capacity',
   // 31x: sampling options and the logits they apply to
   RT310: 'sampling option temperature must be a finite number ≥ 0, got {0}',
   RT311: 'sampling option topK must be an integer ≥ 0, got {0}',

@@ -108,6 +108,9 @@ export interface GenerateOptions extends SamplingOptions {
   readonly stop?: readonly number[];
   /** Strings that end generation once they appear in the output. */
   readonly stopStrings?: readonly string[];
+  /** Stop cleanly when the sequence is full instead of refusing, up front, a prompt and maxTokens
+   *  that need more than the capacity (RT307). */
+  readonly stopAtContext?: boolean;
 }
 
 export interface GeneratedToken {
@@ -376,7 +379,14 @@ export class Model {
     validateSampling(opts);
     const ids = typeof prompt === 'string' ? this.encode(prompt) : [...prompt];
     if (ids.length === 0) throw new RuntimeError('RT301', ['the prompt has no tokens']);
-    const maxTokens = opts.maxTokens ?? 128;
+    // The sequence holds the prompt and every generated token but the last (it is never fed back):
+    // checked before the prefill, so a stream never breaks off at the capacity (RT302) midway.
+    const asked = opts.maxTokens ?? 128;
+    const room = this.capacity - ids.length + 1;
+    if (ids.length + asked - 1 > this.capacity && (!opts.stopAtContext || room < 1)) {
+      throw new RuntimeError('RT307', [ids.length, asked, ids.length + asked - 1, this.capacity]);
+    }
+    const maxTokens = Math.min(asked, room);
     const stop = new Set(opts.stop ?? this.tokenizer?.eosIds ?? []);
     const rng = createRng(opts.seed ?? 0);
     const decoder = this.tokenizer?.decoder();

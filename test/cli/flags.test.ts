@@ -114,6 +114,45 @@ describe('run flags', () => {
   });
 });
 
+describe('--capacity and --stop-at-context', () => {
+  it('a prompt and --max-tokens over --capacity are refused before any token, naming the flag (RT307)', async () => {
+    const r = await run('--ids', '1,2', '--max-tokens', '400', '--capacity', '16');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('RT307');
+    expect(r.stderr).toContain('capacity 16');
+    expect(r.stderr).toContain('--capacity N');
+    expect(r.stderr).toContain('--stop-at-context');
+    expect(r.stdout).toBe('');
+  });
+
+  it('what fits runs; --stop-at-context stops at the capacity; every output ends its line', async () => {
+    const fits = await run('--ids', '1,2', '--max-tokens', '15', '--capacity', '16', '--stop', '0');
+    expect(fits.code, fits.stderr).toBe(0);
+    const stopped = await run('--ids', '1,2', '--max-tokens', '400', '--capacity', '16', '--stop', '0', '--stop-at-context');
+    expect(stopped.code, stopped.stderr).toBe(0);
+    // the same greedy tokens, at most 15 (2 + 15 - 1 = 16 tokens in the sequence)
+    expect(stopped.stdout).toBe(fits.stdout);
+    expect(stopped.stdout).toMatch(/^\d+( \d+)*\n$/);
+    const n = stopped.stdout.trim().split(' ').length;
+    expect(n).toBeLessThanOrEqual(15);
+    expect(stopped.stderr).toContain(`${n} tokens; `);
+  });
+
+  it.each(['0', 'abc', '1.5'])('--capacity %s is refused with the flag name', async (v) => {
+    const r = await run('--ids', '1,2', '--capacity', v);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('--capacity');
+  });
+
+  it('forward loads with --capacity: a sequence longer than it is RT302', async () => {
+    const r = await forward('--ids', '1,2,3', '--capacity', '2');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('RT302');
+    expect(r.stderr).toContain('capacity 2');
+    expect(r.stderr).toContain('--capacity N');
+  });
+});
+
 describe('checkpoint directory problems', () => {
   it('a missing config.json key that shapes the graph is named with its default (AC408)', async () => {
     const { readFileSync, writeFileSync, cpSync, mkdtempSync } = await import('node:fs');

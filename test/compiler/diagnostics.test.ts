@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { compileFile } from '../../compiler/compile.ts';
+import { OP_BY_NAME } from '../../compiler/ops.ts';
 import { CompileError } from '../../dsl/diagnostics.ts';
 import { compileText, diagnosticsOf } from '../helpers/compile.ts';
 
@@ -33,6 +34,7 @@ const ROWS: Row[] = [
   { name: 'instance name used twice', source: model('  e = Embedding(16, d)\n  x = e(tokens)\n  y = n: RMSNorm(d)(x)\n  z = n: RMSNorm(d)(y)\n  return z'), code: 'AC206', line: 6, col: 7 },
   { name: 'missing weight path', source: model('  e = Embedding(16, d)\n  x = e(tokens)\n  return head(x, e.bias)'), code: 'AC207', line: 5, col: 20 },
   { name: 'label on a primitive', source: model('  e = Embedding(16, d)\n  x = e(tokens)\n  return lbl: silu(x)'), code: 'AC208', line: 5, col: 10 },
+  { name: 'unknown attribute of a primitive', source: model('  e = Embedding(16, d)\n  x = e(tokens)\n  return rmsnorm(x, e.weight, epsilon: 1e-5)'), code: 'AC210', line: 5, col: 31 },
   { name: 'unnamed instance', source: model('  e = Embedding(16, d)\n  x = e(tokens)\n  return RMSNorm(d)(x)'), code: 'AC209', line: 5, col: 10 },
   { name: 'config value of the wrong type', source: model('  return tokens', '  param d = 8 hf: hidden_size'), code: 'AC301', line: 4, col: 19, config: { hidden_size: 4.5 } },
   { name: 'unknown --set param', source: model('  return tokens'), code: 'AC302', line: 0, col: 0, set: ['nope=1'] },
@@ -81,7 +83,7 @@ describe('AC200 hints: the closest name that exists, or the import that is missi
     { call: 'rms_norm(x, e.weight)', hint: 'did you mean rmsnorm?' },
     { call: 'Gelu(x)', hint: 'did you mean gelu?' },
     // a norm that does not exist is not steered to rmsnorm
-    { call: 'groupnorm(x, e.weight)', hint: undefined },
+    { call: 'groupnorm(x, e.weight)', hint: `no block or primitive has this name; the primitives: ${[...OP_BY_NAME.keys()].join(', ')}` },
     // a std block left out of the import list: the import that fixes it
     { call: 'n: LayerNorm(d)(x)', hint: 'LayerNorm is a block of models/std/layers.arch but is not imported: import std.layers.{LayerNorm}' },
   ];
@@ -97,6 +99,36 @@ describe('AC200 hints: the closest name that exists, or the import that is missi
   it('layernorm and gelu exist: no AC200 (a shape error instead for a wrong weight)', () => {
     expect(diagnosticsOf(body('layernorm(x, e.weight)')).map((x) => `${x.code} ${x.message}`)).toEqual(['AC400 layernorm: layernorm weight [16, 8] does not match width 8']);
     expect(() => compileText(body('gelu(x, tanh: true)'))).not.toThrow();
+  });
+});
+
+describe('a named argument a primitive does not take is a wrong attribute (AC210), not a label', () => {
+  const body = (call: string, params?: string) => model(`  e = Embedding(16, d)\n  x = e(tokens)\n  return ${call}`, params);
+  const ROWS: { readonly call: string; readonly message: string; readonly hint: string }[] = [
+    { call: 'rmsnorm(x, e.weight, epsilon: 1e-5)', message: 'primitive rmsnorm has no attribute epsilon; its attributes: eps', hint: 'rmsnorm takes inputs x, weight and attributes eps:' },
+    { call: 'rmsnorm(x, e.weight, ep: 1e-5)', message: 'primitive rmsnorm has no attribute ep; its attributes: eps', hint: 'did you mean eps? rmsnorm takes' },
+    { call: 'attention(x, x, x, window: 512)', message: `primitive attention has no attribute window; its attributes: ${Object.keys(OP_BY_NAME.get('attention')!.attrs).join(', ')}`, hint: 'attention takes inputs q, k, v' },
+    { call: 'silu(x, alpha: 1.0)', message: 'primitive silu has no attribute alpha; its attributes: none', hint: 'silu takes inputs x' },
+  ];
+  for (const { call, message, hint } of ROWS) {
+    it(call, () => {
+      const ds = diagnosticsOf(body(call));
+      expect(ds.map((x) => `${x.code} ${x.message}`)).toEqual([`AC210 ${message}`]);
+      expect(ds[0]!.span?.line).toBe(5);
+      expect(ds[0]!.hint).toContain(hint);
+    });
+  }
+
+  it('a label on a block instance as an argument still names it', () => {
+    const { graph } = compileText(body('silu(out: Linear(d, d)(x))'));
+    expect(graph.weights.map((w) => w.name)).toContain('out.weight');
+  });
+
+  it('an unknown op is steered to the primitives, not to a param of a similar name', () => {
+    const ds = diagnosticsOf(body('topk(x, k: 4)', '  param d = 8\n  param top_k = 4'));
+    expect(ds.map((x) => `${x.code} ${x.message}`)).toEqual(['AC200 unknown name topk']);
+    expect(ds[0]!.hint).not.toContain('top_k');
+    expect(ds[0]!.hint).toContain('the primitives: embedding, linear');
   });
 });
 

@@ -169,6 +169,31 @@ describe.each(['cpu', 'wasm'])('sequence handles on %s', (name) => {
     const s = m().newSequence();
     m().releaseSequence(s);
   });
+
+  it('generate: a prompt and maxTokens over the capacity are refused up front (RT307), or stop at it with stopAtContext', async () => {
+    const ids = async (prompt: number[], opts: object) => {
+      const out: number[] = [];
+      for await (const t of m().generate(prompt, { temperature: 0, stop: [], ...opts })) if (t.id >= 0) out.push(t.id);
+      return out;
+    };
+    const refused = async (prompt: number[], opts: object) => {
+      const gen = m().generate(prompt, { temperature: 0, stop: [], ...opts });
+      const err = await gen.next().then(() => null, (e: unknown) => e);
+      expectRuntimeError(() => { throw err; }, 'RT307', 'capacity 24', 'capacity', '--capacity', 'stopAtContext');
+      expect(m().openSequences).toBe(0);
+    };
+    // capacity 24: 3 prompt tokens and 22 generated fit (the last generated token is never fed back)
+    const full = await ids([1, 2, 3], { maxTokens: 22 });
+    expect(full).toHaveLength(22);
+    // one more is refused before the first token, not broken off midway with RT302
+    await refused([1, 2, 3], { maxTokens: 23 });
+    await refused([1, 2, 3], { maxTokens: 400 });
+    // stopAtContext: the same tokens, ended cleanly at the capacity
+    expect(await ids([1, 2, 3], { maxTokens: 400, stopAtContext: true })).toEqual(full);
+    expect(await ids(Array.from({ length: 24 }, (_, i) => i % 7), { maxTokens: 5, stopAtContext: true })).toHaveLength(1);
+    // a prompt over the capacity has nothing to stop at
+    await refused(Array.from({ length: 25 }, (_, i) => i % 7), { maxTokens: 1, stopAtContext: true });
+  });
 });
 
 describe('a disposed model', () => {

@@ -38,6 +38,21 @@ describe('.arch files and imports', () => {
     }
   }, 90_000);
 
+  it('a model path that is not a file says what was meant: the name with .arch, or the folder\'s .arch files (AC100, no bare ENOENT)', async () => {
+    const r = await runCli(['check', join(ROOT, 'models', 'bamba')], 20_000);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/AC100: cannot read file \S*models\/bamba: no such file/);
+    expect(r.stderr).toMatch(/hint: did you mean \S*models\/bamba\.arch\?/);
+    expect(r.stderr).not.toContain('ENOENT');
+    const d = tmp();
+    writeFileSync(join(d, 'a.arch'), MODEL);
+    const hint = (p: string) => loadProgram(p).diagnostics.map((x) => [x.code, x.message.includes(' no such file') || x.message.includes('a directory'), x.hint]);
+    expect(hint(join(d, 'a'))).toEqual([['AC100', true, expect.stringMatching(/did you mean \S*a\.arch\?/)]]);
+    expect(hint(d)).toEqual([['AC100', true, expect.stringMatching(/a model is one \.arch file; this folder holds \S*a\.arch/)]]);
+    expect(hint(join(d, 'b'))).toEqual([['AC100', true, "a model file's name ends in .arch"]]);
+    expect(hint(join(d, 'b.arch'))).toEqual([['AC100', true, undefined]]);
+  }, 60_000);
+
   it('an import of a FIFO, of a folder holding one, or of a link to /dev/zero is AC100 at the import', () => {
     const d = tmp();
     mkdirSync(join(d, 'lib'));
