@@ -338,7 +338,7 @@ ${backends(input).map((b) => `- \`'${b}'\`: ${RUN_TARGETS.find((t) => t.name ===
 and \`threads\` (threads for the products; default \`ARCHC_THREADS\`, else the cores, at most 8; in a browser \`navigator.hardwareConcurrency\`, at most 8), \`capacity\` (tokens a sequence may hold; default the model's context), \`allowExtra\`, \`onProgress\`.
 
 Sampling options: \`temperature\`, \`topK\`, \`topP\`, \`minP\`, \`repetitionPenalty\`, \`seed\`, \`stop\` (token ids),
-\`stopStrings\`, \`maxTokens\`. \`forward({ ids, labels })\` also returns the causal-LM \`loss\`.
+\`stopStrings\`, \`maxTokens\`, \`stopAtContext\` (end at the sequence's capacity instead of refusing a run that would pass it, RT307). \`forward({ ids, labels })\` also returns the causal-LM \`loss\`.
 
 The checkpoint's config.json must match the params this package was built with (\`PARAMS\`); a mismatch is
 reported key by key. Rebuild with \`archc build <model.arch> --hf-config <checkpoint>/config.json\` for another
