@@ -16,17 +16,11 @@ import type { DerivedWeight, Entry, EntryName, Kernel, Program, ProgramWeight, V
 import { slotLayout, weightsRead } from '../program.ts';
 import { type HostWeight, type QuantDType, type QuantTensor, concatQuant, isQuant, quantTensorBytes } from '../quant.ts';
 import { type Tensor, toF32 } from '../tensor.ts';
+import type { SplitOptions, WebGpuOptions } from './options.ts';
 import { CHUNK_FIELDS, SEQ_FIELDS, writable, type BindingKind, type KernelShaders, type Pass, type RunCount, type WgslProfile, type WgslProgram } from './shaders.ts';
-import { type BindingLimits, type BoundPass, type SplitOptions, type SplitPlan, SplitBuffer, bufferName, intsWords, partsOf, planSplits, specialise, weightDeviceBytes } from './split.ts';
+import { type BindingLimits, type BoundPass, type SplitPlan, SplitBuffer, bufferName, intsWords, partsOf, planSplits, specialise, weightDeviceBytes } from './split.ts';
 
-export interface WebGpuOptions extends SplitOptions {
-  /** A GPU object (navigator.gpu); default: navigator.gpu in a browser, else Dawn from the `webgpu` package. */
-  readonly gpu?: GPU;
-  /** Dawn instance flags in Node (e.g. `backend=null` to validate shaders without running them). */
-  readonly dawnFlags?: readonly string[];
-  /** Which rendering of the program to run (default: by the adapter, `adapterProfile`). */
-  readonly profile?: WgslProfile;
-}
+export type { WebGpuOptions };
 
 /** Adapters that run shaders on CPU cores: SwiftShader (Chromium's, and Dawn's fallback), Mesa's
  *  llvmpipe and lavapipe, Microsoft's WARP (the Basic Render Driver). */
@@ -47,7 +41,7 @@ const dawn = new Map<string, GPU>();
 
 /** The GPU entry point of this JS environment. */
 export async function findGpu(opts: WebGpuOptions = {}): Promise<GPU> {
-  if (opts.gpu) return opts.gpu;
+  if (opts.gpu) return opts.gpu as GPU; // a GpuEntry is typed structurally only for the public .d.ts (options.ts)
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
   if (nav?.gpu) return nav.gpu;
   const key = (opts.dawnFlags ?? []).join(' ');
