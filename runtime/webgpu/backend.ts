@@ -81,6 +81,7 @@ export async function createWebGpuBackend(program: Program, shaders: WgslProgram
   if (!adapter) {
     throw new RuntimeError('RT500', ['requestAdapter() found none. Without a GPU, point Vulkan at SwiftShader: VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json (Debian\'s chromium package)']);
   }
+  if (!opts.profile && adapterProfile(adapter) === 'cpu') warnCpuAdapter(describeAdapter(adapter), opts);
   const problems = preflight(program, shaders, adapter.limits, opts, opts.profile ?? adapterProfile(adapter));
   if (problems.length) throw new RuntimeError('RT501', [describeAdapter(adapter), listProblems(problems)]);
   const l = adapter.limits;
@@ -109,6 +110,23 @@ export async function createWebGpuBackend(program: Program, shaders: WgslProgram
     throw e;
   }
   return backend;
+}
+
+/** The CPU adapters warned about so far in this process. */
+const warnedAdapters = new Set<string>();
+
+/** Says once per adapter that WebGPU runs on CPU cores here (SwiftShader, llvmpipe, …), where its
+ *  emulated barriers make it far slower than the wasm backend on the same cores. Not said when the
+ *  caller named a profile: that is a choice. */
+function warnCpuAdapter(adapter: string, opts: WebGpuOptions): void {
+  if (warnedAdapters.has(adapter)) return;
+  warnedAdapters.add(adapter);
+  const message = `WebGPU runs on ${adapter}, a CPU adapter: it is far slower there than backend 'wasm' on the same cores; `
+    + `load with backend 'wasm' (archc: --backend wasm), or name webgpu.profile to keep WebGPU without this warning`;
+  if (opts.onWarning) return opts.onWarning(message);
+  const proc = (globalThis as { process?: { emitWarning?: (m: string, o: { code: string }) => void } }).process;
+  if (proc?.emitWarning) proc.emitWarning(message, { code: 'ARCHC_WEBGPU_CPU_ADAPTER' });
+  else console.warn(message);
 }
 
 export function describeAdapter(a: GPUAdapter): string {

@@ -34,6 +34,10 @@ export interface WebGpuOptions extends SplitOptions {
   readonly gpu?: GpuEntry;
   /** Dawn instance flags in Node (e.g. `backend=null` to validate shaders without running them). */
   readonly dawnFlags?: readonly string[];
-  /** Which rendering of the program to run (default: by the adapter, `adapterProfile`). */
+  /** Which rendering of the program to run (default: by the adapter, `adapterProfile`). Naming
+   *  one also says WebGPU on a CPU adapter is meant: no warning then. */
   readonly profile?: WgslProfile;
+  /** Where a warning goes (once per adapter and process): default process.emitWarning in Node
+   *  (`--no-warnings` silences it), console.warn elsewhere. */
+  readonly onWarning?: (message: string) => void;
 }
