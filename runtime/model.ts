@@ -21,7 +21,7 @@ import { type SamplingOptions, sampleToken, validateSampling } from './sampling.
 import { type SavedSequence, type SequenceState, Sequences } from './sequences.ts';
 import { type Backend, type LoadableBackend, defaultBackend, runTarget } from './targets.ts';
 import type { Tokenizer } from './tokenizer.ts';
-import type { WebGpuOptions } from './webgpu/backend.ts';
+import type { WebGpuOptions } from './webgpu/options.ts';
 import type { WgslProgram } from './webgpu/shaders.ts';
 
 /** A backend a model can load its weights into. */

@@ -27,7 +27,7 @@ export const RUN_TARGETS = [
     name: 'wasm',
     about: 'matrix products, SSD and attention as WebAssembly SIMD kernels on worker threads (the default)',
     byDefault: (opts) => opts.wasmKernels !== undefined,
-    async open(program, opts) {
+    async open(program, opts): Promise<LoadableBackend> {
       if (!opts.wasmKernels) throw new RuntimeError('RT303', ['backend wasm without its kernel module', 'pass wasmKernels (written by archc build)']);
       const { openWasmBackend } = await import('./wasm/backend.ts');
       // the default thread count is the wasm backend's own (a browser's cores); fewer where this thread cannot wait for workers
@@ -38,7 +38,7 @@ export const RUN_TARGETS = [
     name: 'cpu',
     about: 'the reference engine (TypeScript; products split across worker threads)',
     byDefault: () => true,
-    async open(program, opts) {
+    async open(program, opts): Promise<LoadableBackend> {
       const [{ CpuBackend }, { defaultThreads, linearPool }] = await Promise.all([import('./cpu/backend.ts'), import('./cpu/pool.ts')]);
       const threads = checkedThreads(opts.threads ?? defaultThreads());
       return new CpuBackend(program, threads > 1 ? linearPool(threads) : undefined);
@@ -48,7 +48,7 @@ export const RUN_TARGETS = [
     name: 'webgpu',
     about: 'WGSL kernels through WebGPU: Dawn in Node (the `webgpu` package), navigator.gpu in a browser',
     byDefault: () => false,
-    async open(program, opts) {
+    async open(program, opts): Promise<LoadableBackend> {
       if (!opts.wgsl) throw new RuntimeError('RT303', ['backend webgpu without the program\'s WGSL', 'pass LoadOptions.wgsl (the package\'s WGSL)']);
       const { createWebGpuBackend } = await import('./webgpu/backend.ts');
       return createWebGpuBackend(program, opts.wgsl, { ...(opts.capacity !== undefined ? { capacity: opts.capacity } : {}), ...opts.webgpu });
@@ -58,7 +58,7 @@ export const RUN_TARGETS = [
     name: 'cuda',
     about: 'CUDA kernels on an NVIDIA GPU through its driver (libcuda, via koffi)',
     byDefault: () => false,
-    async open(program, opts) {
+    async open(program, opts): Promise<LoadableBackend> {
       return (await import('./cuda/backend.ts')).openCudaBackend(program, opts.cuda);
     },
   },

@@ -16,17 +16,11 @@ import type { DerivedWeight, Entry, EntryName, Kernel, Program, ProgramWeight, V
 import { slotLayout, weightsRead } from '../program.ts';
 import { type HostWeight, type QuantDType, type QuantTensor, concatQuant, isQuant, quantTensorBytes } from '../quant.ts';
 import { type Tensor, toF32 } from '../tensor.ts';
+import type { SplitOptions, WebGpuOptions } from './options.ts';
 import { CHUNK_FIELDS, SEQ_FIELDS, writable, type BindingKind, type KernelShaders, type Pass, type RunCount, type WgslProfile, type WgslProgram } from './shaders.ts';
-import { type BindingLimits, type BoundPass, type SplitOptions, type SplitPlan, SplitBuffer, bufferName, intsWords, partsOf, planSplits, specialise, weightDeviceBytes } from './split.ts';
+import { type BindingLimits, type BoundPass, type SplitPlan, SplitBuffer, bufferName, intsWords, partsOf, planSplits, specialise, weightDeviceBytes } from './split.ts';
 
-export interface WebGpuOptions extends SplitOptions {
-  /** A GPU object (navigator.gpu); default: navigator.gpu in a browser, else Dawn from the `webgpu` package. */
-  readonly gpu?: GPU;
-  /** Dawn instance flags in Node (e.g. `backend=null` to validate shaders without running them). */
-  readonly dawnFlags?: readonly string[];
-  /** Which rendering of the program to run (default: by the adapter, `adapterProfile`). */
-  readonly profile?: WgslProfile;
-}
+export type { WebGpuOptions };
 
 /** Adapters that run shaders on CPU cores: SwiftShader (Chromium's, and Dawn's fallback), Mesa's
  *  llvmpipe and lavapipe, Microsoft's WARP (the Basic Render Driver). */
@@ -47,7 +41,7 @@ const dawn = new Map<string, GPU>();
 
 /** The GPU entry point of this JS environment. */
 export async function findGpu(opts: WebGpuOptions = {}): Promise<GPU> {
-  if (opts.gpu) return opts.gpu;
+  if (opts.gpu) return opts.gpu as GPU; // a GpuEntry is typed structurally only for the public .d.ts (options.ts)
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
   if (nav?.gpu) return nav.gpu;
   const key = (opts.dawnFlags ?? []).join(' ');
@@ -87,6 +81,7 @@ export async function createWebGpuBackend(program: Program, shaders: WgslProgram
   if (!adapter) {
     throw new RuntimeError('RT500', ['requestAdapter() found none. Without a GPU, point Vulkan at SwiftShader: VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json (Debian\'s chromium package)']);
   }
+  if (!opts.profile && adapterProfile(adapter) === 'cpu') warnCpuAdapter(describeAdapter(adapter), opts);
   const problems = preflight(program, shaders, adapter.limits, opts, opts.profile ?? adapterProfile(adapter));
   if (problems.length) throw new RuntimeError('RT501', [describeAdapter(adapter), listProblems(problems)]);
   const l = adapter.limits;
@@ -115,6 +110,23 @@ export async function createWebGpuBackend(program: Program, shaders: WgslProgram
     throw e;
   }
   return backend;
+}
+
+/** The CPU adapters warned about so far in this process. */
+const warnedAdapters = new Set<string>();
+
+/** Says once per adapter that WebGPU runs on CPU cores here (SwiftShader, llvmpipe, …), where its
+ *  emulated barriers make it far slower than the wasm backend on the same cores. Not said when the
+ *  caller named a profile: that is a choice. */
+function warnCpuAdapter(adapter: string, opts: WebGpuOptions): void {
+  if (warnedAdapters.has(adapter)) return;
+  warnedAdapters.add(adapter);
+  const message = `WebGPU runs on ${adapter}, a CPU adapter: it is far slower there than backend 'wasm' on the same cores; `
+    + `load with backend 'wasm' (archc: --backend wasm), or name webgpu.profile to keep WebGPU without this warning`;
+  if (opts.onWarning) return opts.onWarning(message);
+  const proc = (globalThis as { process?: { emitWarning?: (m: string, o: { code: string }) => void } }).process;
+  if (proc?.emitWarning) proc.emitWarning(message, { code: 'ARCHC_WEBGPU_CPU_ADAPTER' });
+  else console.warn(message);
 }
 
 export function describeAdapter(a: GPUAdapter): string {

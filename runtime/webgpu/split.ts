@@ -19,23 +19,10 @@
 import { RuntimeError } from '../errors.ts';
 import type { EntryName, Program } from '../program.ts';
 import { slotLayout } from '../program.ts';
+import type { SplitOptions } from './options.ts';
 import { CHUNK_FIELDS, SEQ_FIELDS, WHOLE, allPasses, shaderCode, type BindingKind, type BindingLayout, type Pass, type RunCount, type WgslEntry, type WgslProfile, type WgslProgram } from './shaders.ts';
 
-export interface SplitOptions {
-  /** The most bytes one binding may hold, below what the device allows (tests force splits with a
-   *  small value); default: the device's maxStorageBufferBindingSize and maxBufferSize. */
-  readonly maxBindingBytes?: number;
-  /** The most tokens one batch carries: sizes the parts of the arena and scratch buffers when they
-   *  split (default: the model's `context` param, else 4096). */
-  readonly maxBatchTokens?: number;
-  /** The most sequences one batch carries (default: `stateSlots`, at most maxBatchTokens). */
-  readonly maxBatchSequences?: number;
-  /** The state slots a split state pool holds at least (default 8). */
-  readonly stateSlots?: number;
-  /** Tokens a state slot holds, as the pool's parts are planned (default: the model's `context`
-   *  param, else 4096; `Model.load` passes its `capacity`). */
-  readonly capacity?: number;
-}
+export type { SplitOptions };
 
 /** The device limits a split is planned against. */
 export interface BindingLimits {
