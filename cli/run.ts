@@ -145,6 +145,8 @@ export async function loadModel(file: string, o: LoadFlags, progress: boolean, u
       ...(capacity !== undefined ? { capacity } : {}),
       backend,
       ...made,
+      // a WebGPU adapter that runs shaders on the CPU: said once, as the CLI's other warnings are
+      webgpu: { onWarning: (m) => process.stderr.write(`warning: ${m}\n`) },
       onProgress: (done, _total, tensor) => bar?.update(done, { tensor }),
     });
     if (!unquantised) reportQuantization(model);
