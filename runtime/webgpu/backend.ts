@@ -273,7 +273,7 @@ export class WebGpuBackend implements Backend {
   }
 
   /** A q8/q4 weight as one buffer: the codes as stored (q8 four a u32, q4 eight), then the f16
-   *  scales two a u32 (codegen/wgsl/render.ts `quantReader` reads this layout). */
+   *  scales two a u32 (codegen/wgsl/shader.ts `quantReader` reads this layout). */
   private uploadQuant(name: string, q: QuantTensor): SplitBuffer {
     const kernels = Object.values(this.shaders.profiles[this.profile]).flatMap((e) => e.kernels);
     const readers = kernels.filter((k) => k.passes.some((p) => p.bindings.includes(`w:${name}`)));

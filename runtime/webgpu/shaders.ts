@@ -51,7 +51,7 @@ export interface KernelShaders {
   /** The passes with every weight read in its stored float dtype. */
   readonly passes: readonly Pass[];
   /** Where the load may quantise the kernel's matrix (a product's or embedding's `weight`): the
-   *  passes again, reading its q8 or q4 codes (codegen/wgsl/render.ts `quantReader`); the backend
+   *  passes again, reading its q8 or q4 codes (codegen/wgsl/shader.ts `quantReader`); the backend
    *  runs the set of the format it uploaded. */
   readonly quant?: { readonly weight: string; readonly passes: Readonly<Record<QuantDType, readonly Pass[]>> };
 }
