@@ -1,13 +1,15 @@
-// Safetensors checkpoints: lazy, bounds-checked reading (one file, or shards named by an index) and
-// atomic writing. File layout: u64 little-endian header length N · N bytes of JSON header · data
-// section; `data_offsets` in the header are relative to the start of the data section.
+// Safetensors checkpoints: lazy, bounds-checked reading (one file, or shards named by an index);
+// writing is safetensors-write.ts. File layout: u64 little-endian header length N · N bytes of JSON
+// header · data section; `data_offsets` in the header are relative to the start of the data section.
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { type DType, type Tensor, type TensorData, DTYPE_BYTES, numel, f16ToF32 } from './tensor.ts';
+import { type DType, type Tensor, type TensorData, numel, f16ToF32 } from './tensor.ts';
 import { RuntimeError, type RuntimeErrorContext, describeError, fail } from './errors.ts';
 import { RUNTIME_LIMITS, jsonDepth } from './limits.ts';
 import { probePath, readRegular } from './paths.ts';
+
+export { type NamedTensor, type ShardedWrite, writeSafetensors, writeShardedSafetensors } from './safetensors-write.ts';
 
 /** The reference implementation's limit on the JSON header (100 MB). */
 export const MAX_HEADER_BYTES = RUNTIME_LIMITS.headerBytes.value;
@@ -34,8 +36,6 @@ const FILE_DTYPES = {
 
 export type FileDType = keyof typeof FILE_DTYPES;
 
-/** The stored dtype that `writeSafetensors` uses for each host dtype. */
-const WRITE_DTYPES: Readonly<Record<DType, FileDType>> = { f32: 'F32', f16: 'F16', bf16: 'BF16', i32: 'I32' };
 
 /** One tensor of a checkpoint. `begin`/`end` are absolute byte offsets in `file`. */
 export interface TensorInfo {
@@ -477,192 +477,11 @@ function readInto(fd: number, into: Uint8Array, position: number, ctx: RuntimeEr
   return done;
 }
 
-function closeQuietly(fd: number): void {
+export function closeQuietly(fd: number): void {
   try {
     fs.closeSync(fd);
   } catch {
     // already closed or never valid: nothing to release
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Writing
-
-export interface NamedTensor {
-  readonly name: string;
-  readonly tensor: Tensor;
-}
-
-/** Writes one safetensors file atomically (temp file in the same directory, then rename).
- *  Tensors are laid out in the given order; the header is space-padded to a multiple of 8. */
-export function writeSafetensors(file: string, entries: readonly NamedTensor[], metadata?: Readonly<Record<string, string>>): void {
-  const header = buildHeader(file, entries, metadata);
-  const tmp = writeTemp(file, (fd) => writeBody(fd, file, header, entries));
-  commit([[tmp, file]]);
-}
-
-export interface ShardedWrite {
-  /** The shard files, in order. */
-  readonly files: readonly string[];
-  readonly indexFile: string;
-  readonly totalBytes: number;
-}
-
-/** Writes `model-0000i-of-0000N.safetensors` shards of at most `maxShardBytes` of tensor data each
- *  (a larger tensor gets a shard of its own) and `model.safetensors.index.json`. All files go to
- *  temp names first and are renamed only once every one is written. `metadata` goes in each shard. */
-export function writeShardedSafetensors(
-  dir: string,
-  entries: readonly NamedTensor[],
-  maxShardBytes: number,
-  metadata?: Readonly<Record<string, string>>,
-): ShardedWrite {
-  const indexFile = path.join(dir, 'model.safetensors.index.json');
-  if (!(maxShardBytes > 0)) fail('RT151', [indexFile, `maxShardBytes must be positive, got ${maxShardBytes}`], { file: indexFile });
-  try {
-    fs.mkdirSync(dir, { recursive: true });
-  } catch (e) {
-    fail('RT151', [dir, describeError(e)], { file: dir }, e);
-  }
-
-  const groups: NamedTensor[][] = [[]];
-  let groupBytes = 0;
-  for (const e of entries) {
-    const b = e.tensor.data.byteLength;
-    if (groups.at(-1)!.length > 0 && groupBytes + b > maxShardBytes) {
-      groups.push([]);
-      groupBytes = 0;
-    }
-    groups.at(-1)!.push(e);
-    groupBytes += b;
-  }
-  const count = groups.length;
-  const pad = (i: number) => String(i).padStart(5, '0');
-  const names = groups.map((_, i) => `model-${pad(i + 1)}-of-${pad(count)}.safetensors`);
-  const files = names.map((n) => path.join(dir, n));
-  // Validate everything before the first byte is written.
-  const headers = groups.map((g, i) => buildHeader(files[i]!, g, metadata));
-  assertUniqueNames(indexFile, entries);
-
-  const weightMap: Record<string, string> = {};
-  groups.forEach((g, i) => g.forEach((e) => setOwn(weightMap, e.name, names[i]!)));
-  const totalBytes = entries.reduce((s, e) => s + e.tensor.data.byteLength, 0);
-  const indexText = JSON.stringify({ metadata: { total_size: totalBytes }, weight_map: weightMap }, null, 2) + '\n';
-
-  const temps: string[] = [];
-  try {
-    groups.forEach((g, i) => temps.push(writeTemp(files[i]!, (fd) => writeBody(fd, files[i]!, headers[i]!, g))));
-    temps.push(writeTemp(indexFile, (fd) => writeAll(fd, new TextEncoder().encode(indexText), indexFile)));
-  } catch (e) {
-    for (const t of temps) unlinkQuietly(t);
-    throw e;
-  }
-  // Shards first, the index last: a reader never sees an index whose shards are not in place.
-  commit([...files.map((f, i): [string, string] => [temps[i]!, f]), [temps.at(-1)!, indexFile]]);
-  return { files, indexFile, totalBytes };
-}
-
-const HOST_ARRAYS: Readonly<Record<DType, { new (length: number): TensorData; readonly name: string }>> = { f32: Float32Array, f16: Uint16Array, bf16: Uint16Array, i32: Int32Array };
-
-/** The 8-byte length prefix plus the space-padded JSON header, after checking every entry. */
-function buildHeader(file: string, entries: readonly NamedTensor[], metadata?: Readonly<Record<string, string>>): Uint8Array {
-  const bad = (name: string, what: string): never => fail('RT150', [file, name, what], { file, tensor: name });
-  const header: Record<string, unknown> = {};
-  if (metadata && Object.keys(metadata).length > 0) {
-    for (const [k, v] of Object.entries(metadata)) {
-      if (typeof v !== 'string') fail('RT151', [file, `metadata value for ${k} must be a string, got ${describeJson(v)}`], { file, key: k });
-    }
-    header['__metadata__'] = metadata;
-  }
-  let offset = 0;
-  for (const { name, tensor } of entries) {
-    if (typeof name !== 'string' || name === '__metadata__') bad(String(name), 'invalid tensor name');
-    if (Object.hasOwn(header, name)) bad(name, 'name is used twice');
-    const dtype = WRITE_DTYPES[tensor.dtype];
-    if (!dtype) bad(name, `unknown dtype ${describeJson(tensor.dtype)}`);
-    if (!tensor.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) bad(name, `shape entries must be non-negative integers, got ${JSON.stringify(tensor.shape)}`);
-    if (!(tensor.data instanceof HOST_ARRAYS[tensor.dtype])) bad(name, `${tensor.dtype} data must be a ${HOST_ARRAYS[tensor.dtype].name}, got ${tensor.data?.constructor?.name}`);
-    const n = numel(tensor.shape);
-    if (tensor.data.length !== n) bad(name, `shape ${fmtShape(tensor.shape)} has ${n} elements but data has ${tensor.data.length}`);
-    const bytes = n * DTYPE_BYTES[tensor.dtype];
-    setOwn(header, name, { dtype, shape: [...tensor.shape], data_offsets: [offset, offset + bytes] });
-    offset += bytes;
-  }
-  const json = new TextEncoder().encode(JSON.stringify(header));
-  const padded = (json.length + 7) & ~7;
-  const out = new Uint8Array(8 + padded).fill(0x20, 8 + json.length);
-  new DataView(out.buffer).setBigUint64(0, BigInt(padded), true);
-  out.set(json, 8);
-  return out;
-}
-
-function assertUniqueNames(file: string, entries: readonly NamedTensor[]): void {
-  const seen = new Set<string>();
-  for (const { name } of entries) {
-    if (seen.has(name)) fail('RT150', [file, name, 'name is used twice'], { file, tensor: name });
-    seen.add(name);
-  }
-}
-
-function writeBody(fd: number, file: string, header: Uint8Array, entries: readonly NamedTensor[]): void {
-  writeAll(fd, header, file);
-  for (const { tensor } of entries) {
-    const d = tensor.data;
-    writeAll(fd, new Uint8Array(d.buffer, d.byteOffset, d.byteLength), file);
-  }
-}
-
-function writeAll(fd: number, bytes: Uint8Array, file: string): void {
-  let done = 0;
-  while (done < bytes.length) {
-    try {
-      done += fs.writeSync(fd, bytes, done, Math.min(1 << 30, bytes.length - done));
-    } catch (e) {
-      fail('RT151', [file, describeError(e)], { file }, e);
-    }
-  }
-}
-
-/** Writes `target`'s contents to a fresh temp file beside it (fsynced); on failure removes it. */
-function writeTemp(target: string, body: (fd: number) => void): string {
-  const tmp = path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`);
-  let fd: number;
-  try {
-    fd = fs.openSync(tmp, 'wx');
-  } catch (e) {
-    fail('RT151', [target, describeError(e)], { file: target }, e);
-  }
-  try {
-    body(fd);
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
-  } catch (e) {
-    closeQuietly(fd);
-    unlinkQuietly(tmp);
-    if (e instanceof RuntimeError) throw e;
-    fail('RT151', [target, describeError(e)], { file: target }, e);
-  }
-  return tmp;
-}
-
-/** Renames temp files onto their targets; if one rename fails, removes the temps not yet renamed. */
-function commit(pairs: readonly (readonly [string, string])[]): void {
-  for (let i = 0; i < pairs.length; i++) {
-    const [tmp, target] = pairs[i]!;
-    try {
-      fs.renameSync(tmp, target);
-    } catch (e) {
-      for (const [t] of pairs.slice(i)) unlinkQuietly(t);
-      fail('RT151', [target, describeError(e)], { file: target }, e);
-    }
-  }
-}
-
-function unlinkQuietly(file: string): void {
-  try {
-    fs.unlinkSync(file);
-  } catch {
-    // already gone
   }
 }
 
@@ -729,7 +548,7 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 }
 
 /** `obj[key] = value` that stays data for every key, `__proto__` included (as in JSON.parse). */
-function setOwn<T>(obj: Record<string, T>, key: string, value: T): void {
+export function setOwn<T>(obj: Record<string, T>, key: string, value: T): void {
   Object.defineProperty(obj, key, { value, writable: true, enumerable: true, configurable: true });
 }
 
@@ -737,12 +556,12 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);
 }
 
-function fmtShape(shape: readonly number[]): string {
+export function fmtShape(shape: readonly number[]): string {
   return `[${shape.join(', ')}]`;
 }
 
 /** A JSON value for a message: its kind and a short rendering. */
-function describeJson(v: unknown): string {
+export function describeJson(v: unknown): string {
   if (v === undefined) return 'nothing';
   if (v === null) return 'null';
   const kind = Array.isArray(v) ? 'array' : typeof v;
