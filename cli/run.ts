@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { type CompileOptions, type Compiled, compileFile, loadConfig } from '../compiler/compile.ts';
 import type { CompiledModel } from '../compiler/pipeline.ts';
-import { hfConfigText, initWeights } from '../compiler/init.ts';
+import { hfConfigText, initWeightsLazily } from '../compiler/init.ts';
 import { computeStats } from '../compiler/stats.ts';
 import { fallbackSummary, programReport } from '../compiler/kernel/report.ts';
 import { CompileError, diag } from '../dsl/diagnostics.ts';
@@ -209,13 +209,14 @@ export function registerRunCommands(p: Command): void {
       const compiled = compileGraphFor(file, o);
       const g = compiled.graph;
       checkFitsInMemory(g, o.dtype, o.out);
-      const tensors = initWeights(g, createRng(seed), o.dtype);
+      // made one at a time as they are written: a checkpoint larger than memory is fine
+      const tensors = initWeightsLazily(g, createRng(seed), o.dtype);
       writeDirAtomic(resolve(o.out), 'checkpoint', (tmp) => {
         writeFileSync(join(tmp, 'config.json'), hfConfigText(compiled, o.dtype));
         if (shardSize) writeShardedSafetensors(tmp, tensors, shardSize, { format: 'pt' });
         else writeSafetensors(join(tmp, 'model.safetensors'), tensors, { format: 'pt' });
       }, { force: o.force });
-      const n = tensors.reduce((s, t) => s + t.tensor.data.length, 0);
+      const n = tensors.reduce((s, t) => s + numel(t.shape), 0);
       process.stdout.write(`wrote ${o.out}: ${tensors.length} tensors, ${n.toLocaleString('en-US')} parameters\n`);
     });
 
@@ -366,17 +367,17 @@ function checkLogits(logits: Float32Array, vocab: number): void {
   if (bad > 0) throw new RuntimeError('RT319', [bad, logits[first], Math.floor(first / vocab), first % vocab]);
 }
 
-/** Refuses, before anything is allocated, weights that cannot be held: one over the tensor-bytes
- *  limit, or all of them together over this machine's memory (init-weights holds them all). */
+/** Refuses, before anything is allocated, a weight that cannot be held: one over the tensor-bytes
+ *  limit, or one whose f32 draw and stored copy together exceed this machine's memory (init-weights
+ *  holds one tensor at a time). */
 function checkFitsInMemory(g: Graph, dtype: DType | undefined, out: string): void {
-  let total = 0;
   for (const w of g.weights) {
     const bytes = numel(w.shape) * DTYPE_BYTES[dtype ?? w.dtype];
     const { tensorBytes } = RUNTIME_LIMITS;
     if (bytes > tensorBytes.value) throw new RuntimeError('RT145', [out, w.name, `[${w.shape.join(', ')}]`, bytes, tensorBytes.name, tensorBytes.value], { file: out, tensor: w.name });
-    total += bytes;
+    const held = bytes + 4 * numel(w.shape);
+    if (held > totalmem()) throw new RuntimeError('RT152', [out, held.toLocaleString('en-US'), totalmem().toLocaleString('en-US')], { file: out });
   }
-  if (total > totalmem()) throw new RuntimeError('RT152', [out, total.toLocaleString('en-US'), totalmem().toLocaleString('en-US')], { file: out });
 }
 
 /** Logits of feeding every sequence one token at a time through decode. */

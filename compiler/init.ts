@@ -64,6 +64,20 @@ function normal(rng: Rng): number {
 
 /** Random tensors for every weight of the graph, in graph order. */
 export function initWeights(g: Graph, rng: Rng, dtype?: DType): { name: string; tensor: Tensor }[] {
+  return initWeightsLazily(g, rng, dtype).map((w) => ({ name: w.name, tensor: w.make() }));
+}
+
+/** One weight of a random checkpoint, made on demand: `make` must be called in the list's order,
+ *  once each (the draws come from one generator), so a checkpoint of any size is written holding
+ *  one tensor at a time, with the same values as `initWeights`. */
+export interface LazyWeight {
+  readonly name: string;
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+  make(): Tensor;
+}
+
+export function initWeightsLazily(g: Graph, rng: Rng, dtype?: DType): LazyWeight[] {
   const rules = initRules(g);
   const tiedEmbeddings = new Set<string>();
   for (const n of g.nodes) {
@@ -71,53 +85,64 @@ export function initWeights(g: Graph, rng: Rng, dtype?: DType): { name: string; 
     const src = g.values[n.inputs[1]!]!.source;
     if (src.kind === 'weight' && rules.get(src.name) === 'embedding') tiedEmbeddings.add(src.name);
   }
-  return g.weights.map((w) => {
-    const n = numel(w.shape);
-    const x = new Float32Array(n);
-    const rule = rules.get(w.name)!;
-    const fanIn = w.shape.length >= 2 ? w.shape[w.shape.length - 1]! : w.shape[0]!;
-    switch (rule) {
-      case 'fan_in':
-      case 'fan_in_rows': {
-        const b = 1 / Math.sqrt(rule === 'fan_in' ? fanIn : w.shape[0]!);
-        for (let i = 0; i < n; i++) x[i] = (2 * rng.next() - 1) * b;
-        break;
-      }
-      case 'bias':
-        for (let i = 0; i < n; i++) x[i] = (2 * rng.next() - 1) * 0.02;
-        break;
-      case 'embedding': {
-        const s = tiedEmbeddings.has(w.name) ? 1 / Math.sqrt(w.shape[1]!) * 2 : 0.02;
-        for (let i = 0; i < n; i++) x[i] = normal(rng) * s;
-        break;
-      }
-      case 'norm':
-        for (let i = 0; i < n; i++) x[i] = 1 + 0.02 * normal(rng);
-        break;
-      case 'conv': {
-        const k = w.shape[w.shape.length - 1]!;
-        const b = 1 / Math.sqrt(w.shape.length === 3 ? k : 4);
-        for (let i = 0; i < n; i++) x[i] = (2 * rng.next() - 1) * b;
-        break;
-      }
-      case 'a_log':
-        for (let i = 0; i < n; i++) x[i] = Math.log(1 + 15 * rng.next());
-        break;
-      case 'dt_bias':
-        for (let i = 0; i < n; i++) {
-          const dt = Math.exp(Math.log(1e-3) + rng.next() * (Math.log(1e-1) - Math.log(1e-3)));
-          x[i] = dt + Math.log(-Math.expm1(-dt)); // softplus⁻¹
-        }
-        break;
-      case 'd_skip':
-        for (let i = 0; i < n; i++) x[i] = 1 + 0.01 * normal(rng);
-        break;
-      case 'small':
-        for (let i = 0; i < n; i++) x[i] = 0.02 * normal(rng);
-        break;
+  let next = 0;
+  return g.weights.map((w, i) => ({
+    name: w.name,
+    dtype: dtype ?? w.dtype,
+    shape: w.shape,
+    make: () => {
+      if (next !== i) throw new Error(`initWeightsLazily: ${w.name} made out of order (${i}, expected ${next})`);
+      next++;
+      return fromF32(draw(w.shape, rules.get(w.name)!, tiedEmbeddings.has(w.name), rng), w.shape, dtype ?? w.dtype);
+    },
+  }));
+}
+
+function draw(shape: readonly number[], rule: InitRule, tied: boolean, rng: Rng): Float32Array {
+  const n = numel(shape);
+  const x = new Float32Array(n);
+  const fanIn = shape.length >= 2 ? shape[shape.length - 1]! : shape[0]!;
+  switch (rule) {
+    case 'fan_in':
+    case 'fan_in_rows': {
+      const b = 1 / Math.sqrt(rule === 'fan_in' ? fanIn : shape[0]!);
+      for (let i = 0; i < n; i++) x[i] = (2 * rng.next() - 1) * b;
+      break;
     }
-    return { name: w.name, tensor: fromF32(x, w.shape, dtype ?? w.dtype) };
-  });
+    case 'bias':
+      for (let i = 0; i < n; i++) x[i] = (2 * rng.next() - 1) * 0.02;
+      break;
+    case 'embedding': {
+      const s = tied ? 1 / Math.sqrt(shape[1]!) * 2 : 0.02;
+      for (let i = 0; i < n; i++) x[i] = normal(rng) * s;
+      break;
+    }
+    case 'norm':
+      for (let i = 0; i < n; i++) x[i] = 1 + 0.02 * normal(rng);
+      break;
+    case 'conv': {
+      const k = shape[shape.length - 1]!;
+      const b = 1 / Math.sqrt(shape.length === 3 ? k : 4);
+      for (let i = 0; i < n; i++) x[i] = (2 * rng.next() - 1) * b;
+      break;
+    }
+    case 'a_log':
+      for (let i = 0; i < n; i++) x[i] = Math.log(1 + 15 * rng.next());
+      break;
+    case 'dt_bias':
+      for (let i = 0; i < n; i++) {
+        const dt = Math.exp(Math.log(1e-3) + rng.next() * (Math.log(1e-1) - Math.log(1e-3)));
+        x[i] = dt + Math.log(-Math.expm1(-dt)); // softplus⁻¹
+      }
+      break;
+    case 'd_skip':
+      for (let i = 0; i < n; i++) x[i] = 1 + 0.01 * normal(rng);
+      break;
+    case 'small':
+      for (let i = 0; i < n; i++) x[i] = 0.02 * normal(rng);
+      break;
+  }
+  return x;
 }
 
 /** config.json for a random checkpoint: every bound param under its first key. It is marked as

@@ -40,7 +40,7 @@ export const RUNTIME_MESSAGES = {
   // 15x: writing checkpoints
   RT150: 'cannot write {0}: tensor {1}: {2}',
   RT151: 'cannot write {0}: {1}',
-  RT152: 'cannot write {0}: the weights take {1} bytes, more than this machine\'s memory ({2} bytes)',
+  RT152: 'cannot write {0}: a weight takes {1} bytes to make, more than this machine\'s memory ({2} bytes)',
   // 16x: checking a checkpoint against the shapes a model expects
   RT160: '{0}: tensor {1} has shape {3}, expected {2}',
   RT161: '{0}: tensor {1} has dtype {3}, expected {2}',

@@ -15,9 +15,24 @@ export interface NamedTensor {
   readonly tensor: Tensor;
 }
 
+/** A tensor made only when its bytes are written (`make` is called once, in the entries' order), so
+ *  a checkpoint larger than memory is written holding one tensor at a time. */
+export interface LazyNamedTensor {
+  readonly name: string;
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+  make(): Tensor;
+}
+
+type Entry = NamedTensor | LazyNamedTensor;
+
+const specOf = (e: Entry): { name: string; dtype: DType; shape: readonly number[] } =>
+  'tensor' in e ? { name: e.name, dtype: e.tensor.dtype, shape: e.tensor.shape } : e;
+const bytesOf = (e: Entry): number => numel(specOf(e).shape) * DTYPE_BYTES[specOf(e).dtype];
+
 /** Writes one safetensors file atomically (temp file in the same directory, then rename).
  *  Tensors are laid out in the given order; the header is space-padded to a multiple of 8. */
-export function writeSafetensors(file: string, entries: readonly NamedTensor[], metadata?: Readonly<Record<string, string>>): void {
+export function writeSafetensors(file: string, entries: readonly Entry[], metadata?: Readonly<Record<string, string>>): void {
   const header = buildHeader(file, entries, metadata);
   const tmp = writeTemp(file, (fd) => writeBody(fd, file, header, entries));
   commit([[tmp, file]]);
@@ -35,7 +50,7 @@ export interface ShardedWrite {
  *  temp names first and are renamed only once every one is written. `metadata` goes in each shard. */
 export function writeShardedSafetensors(
   dir: string,
-  entries: readonly NamedTensor[],
+  entries: readonly Entry[],
   maxShardBytes: number,
   metadata?: Readonly<Record<string, string>>,
 ): ShardedWrite {
@@ -47,10 +62,10 @@ export function writeShardedSafetensors(
     fail('RT151', [dir, describeError(e)], { file: dir }, e);
   }
 
-  const groups: NamedTensor[][] = [[]];
+  const groups: Entry[][] = [[]];
   let groupBytes = 0;
   for (const e of entries) {
-    const b = e.tensor.data.byteLength;
+    const b = bytesOf(e);
     if (groups.at(-1)!.length > 0 && groupBytes + b > maxShardBytes) {
       groups.push([]);
       groupBytes = 0;
@@ -68,7 +83,7 @@ export function writeShardedSafetensors(
 
   const weightMap: Record<string, string> = {};
   groups.forEach((g, i) => g.forEach((e) => setOwn(weightMap, e.name, names[i]!)));
-  const totalBytes = entries.reduce((s, e) => s + e.tensor.data.byteLength, 0);
+  const totalBytes = entries.reduce((s, e) => s + bytesOf(e), 0);
   const indexText = JSON.stringify({ metadata: { total_size: totalBytes }, weight_map: weightMap }, null, 2) + '\n';
 
   const temps: string[] = [];
@@ -87,7 +102,7 @@ export function writeShardedSafetensors(
 const HOST_ARRAYS: Readonly<Record<DType, { new (length: number): TensorData; readonly name: string }>> = { f32: Float32Array, f16: Uint16Array, bf16: Uint16Array, i32: Int32Array };
 
 /** The 8-byte length prefix plus the space-padded JSON header, after checking every entry. */
-function buildHeader(file: string, entries: readonly NamedTensor[], metadata?: Readonly<Record<string, string>>): Uint8Array {
+function buildHeader(file: string, entries: readonly Entry[], metadata?: Readonly<Record<string, string>>): Uint8Array {
   const bad = (name: string, what: string): never => fail('RT150', [file, name, what], { file, tensor: name });
   const header: Record<string, unknown> = {};
   if (metadata && Object.keys(metadata).length > 0) {
@@ -97,17 +112,16 @@ function buildHeader(file: string, entries: readonly NamedTensor[], metadata?: R
     header['__metadata__'] = metadata;
   }
   let offset = 0;
-  for (const { name, tensor } of entries) {
+  for (const e of entries) {
+    const { name, dtype: host, shape } = specOf(e);
     if (typeof name !== 'string' || name === '__metadata__') bad(String(name), 'invalid tensor name');
     if (Object.hasOwn(header, name)) bad(name, 'name is used twice');
-    const dtype = WRITE_DTYPES[tensor.dtype];
-    if (!dtype) bad(name, `unknown dtype ${describeJson(tensor.dtype)}`);
-    if (!tensor.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) bad(name, `shape entries must be non-negative integers, got ${JSON.stringify(tensor.shape)}`);
-    if (!(tensor.data instanceof HOST_ARRAYS[tensor.dtype])) bad(name, `${tensor.dtype} data must be a ${HOST_ARRAYS[tensor.dtype].name}, got ${tensor.data?.constructor?.name}`);
-    const n = numel(tensor.shape);
-    if (tensor.data.length !== n) bad(name, `shape ${fmtShape(tensor.shape)} has ${n} elements but data has ${tensor.data.length}`);
-    const bytes = n * DTYPE_BYTES[tensor.dtype];
-    setOwn(header, name, { dtype, shape: [...tensor.shape], data_offsets: [offset, offset + bytes] });
+    const dtype = WRITE_DTYPES[host];
+    if (!dtype) bad(name, `unknown dtype ${describeJson(host)}`);
+    if (!shape.every((d) => Number.isSafeInteger(d) && d >= 0)) bad(name, `shape entries must be non-negative integers, got ${JSON.stringify(shape)}`);
+    if ('tensor' in e) checkData(file, name, e.tensor);
+    const bytes = numel(shape) * DTYPE_BYTES[host];
+    setOwn(header, name, { dtype, shape: [...shape], data_offsets: [offset, offset + bytes] });
     offset += bytes;
   }
   const json = new TextEncoder().encode(JSON.stringify(header));
@@ -118,7 +132,15 @@ function buildHeader(file: string, entries: readonly NamedTensor[], metadata?: R
   return out;
 }
 
-function assertUniqueNames(file: string, entries: readonly NamedTensor[]): void {
+/** RT150 unless `t`'s data is the host array of its dtype, of its shape's length. */
+function checkData(file: string, name: string, t: Tensor): void {
+  const bad = (what: string): never => fail('RT150', [file, name, what], { file, tensor: name });
+  if (!(t.data instanceof HOST_ARRAYS[t.dtype])) bad(`${t.dtype} data must be a ${HOST_ARRAYS[t.dtype].name}, got ${t.data?.constructor?.name}`);
+  const n = numel(t.shape);
+  if (t.data.length !== n) bad(`shape ${fmtShape(t.shape)} has ${n} elements but data has ${t.data.length}`);
+}
+
+function assertUniqueNames(file: string, entries: readonly Entry[]): void {
   const seen = new Set<string>();
   for (const { name } of entries) {
     if (seen.has(name)) fail('RT150', [file, name, 'name is used twice'], { file, tensor: name });
@@ -126,9 +148,19 @@ function assertUniqueNames(file: string, entries: readonly NamedTensor[]): void 
   }
 }
 
-function writeBody(fd: number, file: string, header: Uint8Array, entries: readonly NamedTensor[]): void {
+function writeBody(fd: number, file: string, header: Uint8Array, entries: readonly Entry[]): void {
   writeAll(fd, header, file);
-  for (const { tensor } of entries) {
+  for (const e of entries) {
+    let tensor: Tensor;
+    if ('tensor' in e) tensor = e.tensor;
+    else {
+      tensor = e.make();
+      // the header was written from the entry's dtype and shape: the made tensor must be them
+      if (tensor.dtype !== e.dtype || fmtShape(tensor.shape) !== fmtShape(e.shape)) {
+        fail('RT150', [file, e.name, `made as ${tensor.dtype} ${fmtShape(tensor.shape)}, declared ${e.dtype} ${fmtShape(e.shape)}`], { file, tensor: e.name });
+      }
+      checkData(file, e.name, tensor);
+    }
     const d = tensor.data;
     writeAll(fd, new Uint8Array(d.buffer, d.byteOffset, d.byteLength), file);
   }
