@@ -194,8 +194,11 @@ function generateIndexFile(file: SourceFile, input: BuildInput): void {
   file.addExportDeclaration({ moduleSpecifier: './model.ts', namedExports: ['PARAMS', 'WEIGHTS', 'PROGRAM', 'type WeightInfo'] });
   file.addExportDeclaration({
     moduleSpecifier: './runtime/model.ts',
-    namedExports: ['type LoadOptions', 'type ForwardInput', 'type ForwardResult', 'type GenerateOptions', 'type GeneratedToken', 'type SavedSequence'],
+    namedExports: ['type LoadOptions', 'type ForwardInput', 'type ForwardResult', 'type GenerateOptions', 'type GenerateManyOptions', 'type GeneratedToken',
+      'type GeneratedTokenOf', 'type SavedSequence'],
   });
+  // the sampler generate uses, for a loop over decode() of one's own
+  file.addExportDeclaration({ moduleSpecifier: './runtime/sampling.ts', namedExports: ['sampleToken', 'rngFor', 'type SamplingOptions'] });
   file.addExportDeclaration({ moduleSpecifier: './runtime/engine.ts', namedExports: ['type SequenceState'] });
   file.addExportDeclaration({ moduleSpecifier: './runtime/errors.ts', namedExports: ['RuntimeError'] });
   file.addFunction({
