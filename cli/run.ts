@@ -182,7 +182,9 @@ export function registerRunCommands(p: Command): void {
       const stats = computeStats(compiled.graph, typeof ctx === 'number' ? ctx : 4096, 1, compiled.forProgram);
       // each build target's part, with a pause for pending signals after each
       const targets = await packageParts(program, { cudaArchs }, yieldToSignals);
-      const r = await buildPackage({ graph: compiled.graph, program, stats, source: file, packageName: o.name, targets }, o.out, { force: o.force });
+      // a preset's build is named for it (archc-model-bamba-tiny), so two sizes install side by side
+      const packageName = o.name ?? (o.preset ? `archc-model-${compiled.graph.model.toLowerCase()}-${o.preset}` : undefined);
+      const r = await buildPackage({ graph: compiled.graph, program, stats, source: file, packageName, targets }, o.out, { force: o.force });
       const rep = programReport(program, { prefillTokens: 4096, decodeBatch: 8, context: typeof ctx === 'number' ? ctx : 4096 });
       const d = rep.dispatches, m = rep.memory;
       const layers = Object.entries(d.perLayer).map(([k, n]) => `${n} per ${k} layer`).join(', ');
