@@ -44,6 +44,9 @@ export interface BuildResult {
 
 /** Builds the package into `outDir` (replacing it only once the new one is complete, and only if
  *  it is empty or an earlier package, unless `force`: see writeDirAtomic). */
+/** The build targets a package is made of, in order (for a progress display). */
+export const PACKAGE_TARGETS: readonly Backend[] = BUILD_TARGETS.map((t) => t.name);
+
 export async function buildPackage(input: BuildInput, outDir: string, opts: WriteDirOptions = {}): Promise<BuildResult> {
   const target = resolve(outDir);
   await writeDirAtomicAsync(target, 'package', (tmp) => writePackage(input, tmp), opts);
@@ -99,9 +102,10 @@ async function writePackage(input: BuildInput, dir: string): Promise<void> {
 }
 
 /** Every build target's part of a package (BUILD_TARGETS order): what `archc build` passes to buildPackage. */
-export async function packageParts(program: Program, opts: BuildOptions, between?: () => Promise<void>): Promise<Map<Backend, PackagePart>> {
+export async function packageParts(program: Program, opts: BuildOptions, between?: () => Promise<void>, starting?: (target: Backend) => void): Promise<Map<Backend, PackagePart>> {
   const out = new Map<Backend, PackagePart>();
   for (const t of BUILD_TARGETS) {
+    starting?.(t.name);
     out.set(t.name, await t.package(program, opts));
     await between?.();
   }
