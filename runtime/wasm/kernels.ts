@@ -60,8 +60,11 @@ export const MEMORY_BYTES = MAX_PAGES * PAGE;
  *  whatever the limit: those needs are the run's, not the loader's to bound. */
 export const MEMORY0_RESERVE = 1 / 4;
 /** A weight memory takes weights only while they leave it this share of the limit (512 MiB of 4)
- *  for its staging: x's row tiles, the threads' widened panels and (in chunks of panels, if need be) y. */
+ *  for its staging: x's row tiles, the threads' widened panels and (in chunks of panels, if need be)
+ *  y; and at least what a product of STAGED_ROWS rows over each of its weights needs (which matters
+ *  for small limits only). */
 export const STAGING_RESERVE = 1 / 8;
+const STAGED_ROWS = 128;
 /** Control words shared with the workers: [generation, done, quit], then one job of JOB ints each
  *  (the workers still count `done`; products wait on the job record's count instead). A worker's
  *  job: [memory, s]: run `work(s)` on its instance over that memory (the product in the memory's job
@@ -100,6 +103,10 @@ interface Mem {
   /** Bytes of packed weights here, and how many. */
   weightBytes: number;
   weights: number;
+  /** The largest K of its weights that widen into the panel scratch (bf16, q8, q4), and the staging
+   *  its weights need at least (`stagingNeed`). */
+  maxK: number;
+  need: number;
   /** The product in flight's scratch (x tiles or digits, then y). */
   scratch: { at: number; bytes: number };
   /** One widened bf16 (or dequantised q8/q4) panel per thread (the calling thread's first), `stride` bytes apart. */
@@ -177,7 +184,7 @@ export class WasmKernels {
       throw new RuntimeError('RT303', [`wasm memory ${this.mems.length}: the engine refused a new WebAssembly.Memory (${(e as Error).message})`, 'the machine is out of memory (or address space) for this model: quantize it (quantize: \'q4\') or use a smaller one'], {}, { cause: e });
     }
     const ex = new WebAssembly.Instance(this.module, { env: { memory } }).exports as unknown as Exports;
-    const m: Mem = { memory, ex, job: new Int32Array(memory.buffer, ex.JOB.value as number, 12), top: 64, weightBytes: 0, weights: 0, scratch: { at: 0, bytes: 0 }, panels: { at: 0, stride: 0 } };
+    const m: Mem = { memory, ex, job: new Int32Array(memory.buffer, ex.JOB.value as number, 12), top: 64, weightBytes: 0, weights: 0, maxK: 0, need: 0, scratch: { at: 0, bytes: 0 }, panels: { at: 0, stride: 0 } };
     this.mems.push(m);
     if (this.workers) this.stopWorkers();
     return m;
@@ -216,19 +223,30 @@ export class WasmKernels {
     return at;
   }
 
+  /** The staging a weight memory holds at least for a weight [N, K] of `dtype`: the threads' panel
+   *  scratch, x tiles of STAGED_ROWS rows and y for a chunk of as many rows and 2 GEMV panel groups. */
+  private stagingNeed(K: number, dtype: PackedWeight['dtype']): number {
+    const panel = Math.ceil(K * this.NR * 4 / 64) * 64;
+    return (dtype === 'f32' ? 0 : panel * Math.max(1, this.threads)) + 4 * STAGED_ROWS * (K + 2 * this.gemvPanels * this.NR) + 128;
+  }
+
   /**
-   * Memory and address for a packed weight of `bytes`: memory 0 while its weights leave it
-   * MEMORY0_RESERVE of the limit, else the newest weight memory while they leave it STAGING_RESERVE,
-   * else a new weight memory.
+   * Memory and address for a packed weight of `bytes` ([N, K] of `dtype`): memory 0 while its
+   * weights leave it MEMORY0_RESERVE of the limit, else the newest weight memory while they leave it
+   * its staging (STAGING_RESERVE, or what its weights need), else a new weight memory.
    */
-  private place(bytes: number): { m: Mem; mem: number; at: number } {
+  private place(bytes: number, K: number, dtype: PackedWeight['dtype']): { m: Mem; mem: number; at: number } {
     const size = Math.ceil(bytes / 64) * 64;
-    const room = (i: number) => Math.floor(this.memoryBytes * (1 - (i === 0 ? MEMORY0_RESERVE : STAGING_RESERVE)));
+    const need = this.stagingNeed(K, dtype);
+    const fits = (m: Mem, i: number) => i === 0
+      ? m.top + size <= Math.floor(this.memoryBytes * (1 - MEMORY0_RESERVE))
+      : m.top + size + Math.max(Math.floor(this.memoryBytes * STAGING_RESERVE), m.need, need) <= this.memoryBytes;
     const last = this.mems.length - 1;
-    let mem = this.mems[0]!.top + size <= room(0) ? 0 : last > 0 && this.mems[last]!.top + size <= room(last) ? last : -1;
+    let mem = fits(this.mems[0]!, 0) ? 0 : last > 0 && fits(this.mems[last]!, last) ? last : -1;
     if (mem < 0) {
-      if (64 + size > room(1)) {
-        throw new RuntimeError('RT303', [`a packed weight of ${(bytes / 2 ** 20).toFixed(1)} MiB`, `a wasm weight memory holds at most ${(room(1) / 2 ** 20).toFixed(1)} MiB of weights (${1 - STAGING_RESERVE} of ${(this.memoryBytes / 2 ** 20).toFixed(1)} MiB${this.memoryBytes < MEMORY_BYTES ? ', the load option wasmMemoryBytes' : ''}): quantize it (quantize: 'q8' or 'q4')`], this.memoryBytes < MEMORY_BYTES ? { key: 'wasmMemoryBytes' } : {});
+      const most = this.memoryBytes - 64 - Math.max(Math.floor(this.memoryBytes * STAGING_RESERVE), need);
+      if (size > most) {
+        throw new RuntimeError('RT303', [`a packed weight of ${(bytes / 2 ** 20).toFixed(2)} MiB`, `a wasm weight memory of ${(this.memoryBytes / 2 ** 20).toFixed(2)} MiB${this.memoryBytes < MEMORY_BYTES ? ' (the load option wasmMemoryBytes)' : ''} holds at most ${(Math.max(0, most) / 2 ** 20).toFixed(2)} MiB of it beside its staging: quantize it (quantize: 'q8' or 'q4')`], this.memoryBytes < MEMORY_BYTES ? { key: 'wasmMemoryBytes' } : {});
       }
       this.addMemory();
       mem = this.mems.length - 1;
@@ -237,6 +255,10 @@ export class WasmKernels {
     const at = this.alloc(m, bytes, 'packed weights');
     m.weightBytes += size;
     m.weights++;
+    if (mem > 0) {
+      m.need = Math.max(m.need, need);
+      if (dtype !== 'f32') m.maxK = Math.max(m.maxK, K);
+    }
     return { m, mem, at };
   }
 
@@ -247,7 +269,7 @@ export class WasmKernels {
     const NR = this.NR, panels = Math.ceil(N / NR);
     const dtype = w.dtype === 'bf16' ? 'bf16' : 'f32';
     const src = w.dtype === 'f32' || w.dtype === 'bf16' ? w.data : toF32(w);
-    const { m, mem, at } = this.place(panels * K * NR * (dtype === 'bf16' ? 2 : 4));
+    const { m, mem, at } = this.place(panels * K * NR * (dtype === 'bf16' ? 2 : 4), K, dtype);
     const dst = dtype === 'bf16' ? new Uint16Array(m.memory.buffer, at, panels * K * NR) : new Float32Array(m.memory.buffer, at, panels * K * NR);
     // panel p holds W[p·NR + c, k] at p·K·NR + k·NR + c
     if (transposed) {
@@ -274,7 +296,7 @@ export class WasmKernels {
     const [N, K] = w.shape;
     const NR = this.NR, panels = Math.ceil(N / NR), G = K / QUANT_GROUP, L = QUANT_LAYOUT[w.dtype];
     if (NR !== 8 || !Number.isInteger(G)) throw new RangeError(`packQuant: K = ${K} is not a multiple of ${QUANT_GROUP}, or panels of ${NR} columns`);
-    const { m, mem, at } = this.place(panels * G * L.group);
+    const { m, mem, at } = this.place(panels * G * L.group, K, w.dtype);
     const bytes = new Uint8Array(m.memory.buffer, at, panels * G * L.group);
     const f32 = new Float32Array(m.memory.buffer, at, (panels * G * L.group) >> 2);
     const i32 = new Int32Array(m.memory.buffer, at, (panels * G * L.group) >> 2);
@@ -447,8 +469,8 @@ export class WasmKernels {
     const MR = this.MR, NR = this.NR, Tpad = Math.ceil(T / MR) * MR;
     const m = this.mems[w.mem]!, m0 = this.mems[0]!;
     const dot = (w.dtype === 'q8' || w.dtype === 'q4') && T <= this.quantDotRows;
-    // the panel scratch first, so that the staging stays the last block and grows in place
-    if (w.dtype !== 'f32') this.panelScratch(m, K);
+    // the panel scratch first, for every weight here, so that the staging stays the last block and grows in place
+    if (w.dtype !== 'f32') this.panelScratch(m, m.maxK);
     const xBytes = 4 * Tpad * K + (dot ? 4 * T * K : 0), perPanel = 4 * Tpad * NR;
     const fit = Math.floor((this.memoryBytes - this.stagingAt(m) - xBytes) / perPanel);
     const chunk = fit >= panels ? panels : Math.max(this.gemvPanels, fit - (fit % this.gemvPanels));
