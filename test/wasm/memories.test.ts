@@ -52,10 +52,10 @@ function outputs(m: Model, a: number[], b: number[]): Float32Array[] {
   return out;
 }
 
-async function compare(dir: string, what: string, seqs: [number[], number[]], quantize?: 'q8' | 'q4'): Promise<void> {
+async function compare(dir: string, what: string, seqs: [number[], number[]], quantize?: 'q8' | 'q4', threadCounts = [1, 2]): Promise<void> {
   const program: Program = programFor(dir);
   const own = await wasmProgram(program);
-  for (const threads of [1, 2]) {
+  for (const threads of threadCounts) {
     const opts: LoadOptions = { backend: 'wasm', wasmKernels: kernels, wasmProgram: own, threads, ...(quantize ? { quantize } : {}) };
     const one = await Model.loadProgram(program, dir, opts);
     const [single] = one.memories;
@@ -102,6 +102,17 @@ describe('wasm weights over several memories = one memory, bit for bit', () => {
   };
   it('trained tiny-bamba-a, bf16', async () => compare(join(TINY_A, 'bf16'), 'tiny-bamba-a bf16', trained()));
   it('trained tiny-bamba-a, bf16 quantised to q4', async () => compare(join(TINY_A, 'bf16'), 'tiny-bamba-a q4', trained(), 'q4'));
+});
+
+describe('unshared memories (a page without cross-origin isolation), several = one, bit for bit', () => {
+  // threads.ts reads crossOriginIsolated as a browser sets it: false makes every memory unshared, the
+  // module's import rewritten, one thread, and the products run through WasmKernels.linear (the
+  // program module is not used without shared memory)
+  beforeAll(() => { (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated = false; });
+  afterAll(() => { delete (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated; });
+  const ids = (seed: number): [number[], number[]] => [randomIds(13, 64, seed), randomIds(8, 64, seed + 1)];
+  it('random Bamba, bf16 weights', async () => compare(randomBamba('plain-bf16', 'bf16'), 'unshared bf16', ids(11), undefined, [1]));
+  it('random Bamba, q8', async () => compare(randomBamba('plain-q8', 'f32'), 'unshared q8', ids(13), 'q8', [1]));
 });
 
 describe('wasmMemoryBytes', () => {
