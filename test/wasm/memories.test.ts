@@ -2,8 +2,9 @@
 // wasmMemoryBytes lowered so that a small model needs at least three): logits bit for bit those of
 // the same backend in one memory (the same kernels over the same values, x copied into the weight's
 // memory and y back), on a random tiny Bamba (f32, bf16, q8, q4) and the trained tiny-bamba-a (bf16,
-// and q4), on 1 and 2 threads: packed forward of two sequences, prefill then a batched decode and a
-// multi-token continuation, and one token at a time. The memory report is checked against the limit.
+// and q4), on 1 and 2 threads, the plain SIMD module once, and unshared memories (one thread): packed
+// forward of two sequences, prefill then a batched decode and a multi-token continuation, and one
+// token at a time. The memory report is checked against the limit; bad limits are refused.
 
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -52,11 +53,12 @@ function outputs(m: Model, a: number[], b: number[]): Float32Array[] {
   return out;
 }
 
-async function compare(dir: string, what: string, seqs: [number[], number[]], quantize?: 'q8' | 'q4', threadCounts = [1, 2]): Promise<void> {
+async function compare(dir: string, what: string, seqs: [number[], number[]], quantize?: 'q8' | 'q4', threadCounts = [1, 2], variant: 'picked' | 'plain' = 'picked'): Promise<void> {
   const program: Program = programFor(dir);
   const own = await wasmProgram(program);
   for (const threads of threadCounts) {
-    const opts: LoadOptions = { backend: 'wasm', wasmKernels: kernels, wasmProgram: own, threads, ...(quantize ? { quantize } : {}) };
+    const wasmKernels = variant === 'plain' ? kernels.at(-1)! : kernels;
+    const opts: LoadOptions = { backend: 'wasm', wasmKernels, wasmProgram: own, threads, ...(quantize ? { quantize } : {}) };
     const one = await Model.loadProgram(program, dir, opts);
     const [single] = one.memories;
     expect(one.memories.length, `${what}: the default limit keeps one memory`).toBe(1);
@@ -94,6 +96,8 @@ describe('wasm weights over several memories = one memory, bit for bit', () => {
   it('random Bamba, bf16 weights', async () => compare(randomBamba('bf16', 'bf16'), 'bf16', ids(3)));
   it('random Bamba, q8', async () => compare(randomBamba('q8', 'f32'), 'q8', ids(5), 'q8'));
   it('random Bamba, q4', async () => compare(randomBamba('q4', 'bf16', 8), 'q4', ids(7), 'q4'));
+  // the plain SIMD module: other tiles and cache blocks, q4 dequantised for every row count
+  it('random Bamba, q4, plain SIMD module', async () => compare(randomBamba('q4-plain', 'bf16', 8), 'q4 plain', ids(9), 'q4', [2], 'plain'));
 
   const text = readFileSync(join(TINY_A, 'eval-A.txt'), 'utf8').slice(0, 400);
   const trained = (): [number[], number[]] => {
