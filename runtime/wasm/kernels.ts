@@ -3,14 +3,15 @@
 // and on each worker thread, and a product shared by them in chunks of weight panels (a job record in
 // the weight's memory). Memory 0 holds the job record, the scratch of products over its weights, the
 // caller's blocks (`allocate`: arena, state slots, program scratch) and as many weights as leave it
-// `MEMORY0_RESERVE` of room; the other weights fill "weight memories" (panels, plus a staging area
-// where x is copied in and y out, so the same kernels compute the same sums, bit for bit). The caller
+// room; the other weights fill "weight memories" (panels, plus a staging area where x is copied in
+// and y out, so the same kernels compute the same sums, bit for bit; runtime/wasm/memories.ts). The caller
 // blocks on the record's count of panels done, so the engine stays synchronous (as
 // runtime/cpu/pool.ts). Where blocking is not allowed (a browser's main thread, a page without
 // cross-origin isolation) it runs alone over memories that are not shared (runtime/wasm/threads.ts).
 // Module layout: codegen/wasm/kernels.ts.
 
 import { PRODUCT, QUANT_LAYOUT, XQ_OFFSET } from './layout.ts';
+import { MEMORY_BYTES, type Mem, WasmMemories } from './memories.ts';
 import { RuntimeError } from '../errors.ts';
 import type { MemoryReport } from '../targets.ts';
 import { QUANT_GROUP, type QuantTensor } from '../quant.ts';
@@ -30,41 +31,6 @@ export interface PackedWeight {
   readonly dtype: 'f32' | 'bf16' | 'q8' | 'q4';
 }
 
-interface Exports {
-  readonly MR: WebAssembly.Global;
-  readonly NR: WebAssembly.Global;
-  readonly SPLIT_FROM: WebAssembly.Global;
-  readonly FMA: WebAssembly.Global;
-  readonly GEMV_PANELS: WebAssembly.Global;
-  readonly JOB: WebAssembly.Global;
-  readonly QUANT_DOT_ROWS: WebAssembly.Global;
-  gemm_f32(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number): void;
-  gemm_bf16(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number, s: number): void;
-  gemm_q8(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number, s: number): void;
-  gemm_q4(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number, s: number): void;
-  dot_q8?(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number): void;
-  dot_q4?(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number): void;
-  digits?(x: number, ldx: number, T: number, K: number, xd: number): number;
-  work(s: number): void;
-}
-
-const PAGE = 65536;
-const MAX_PAGES = 65536;
-/** What one WebAssembly memory (32-bit addresses) can hold: the default per-memory limit. */
-export const MEMORY_BYTES = MAX_PAGES * PAGE;
-/** Memory 0 takes packed weights only while they leave it this share of the limit (1 GiB of 4) for
- *  what grows after loading: the arena (with the logits of a long prompt), the state slots of the
- *  open sequences (Bamba-9B: ~120 MB each), per-run tables, the products' scratch, embedding tables'
- *  f32 copies. A weight that does not fit goes to a weight memory instead, at the cost of copying x
- *  in and y out (T·(K + N) floats against K·N weights read). Memory 0 itself may grow to 4 GiB
- *  whatever the limit: those needs are the run's, not the loader's to bound. */
-export const MEMORY0_RESERVE = 1 / 4;
-/** A weight memory takes weights only while they leave it this share of the limit (512 MiB of 4)
- *  for its staging: x's row tiles, the threads' widened panels and (in chunks of panels, if need be)
- *  y; and at least what a product of STAGED_ROWS rows over each of its weights needs (which matters
- *  for small limits only). */
-export const STAGING_RESERVE = 1 / 8;
-const STAGED_ROWS = 128;
 /** Control words shared with the workers: [generation, done, quit], then one job of JOB ints each
  *  (the workers still count `done`; products wait on the job record's count instead). A worker's
  *  job: [memory, s]: run `work(s)` on its instance over that memory (the product in the memory's job
@@ -91,31 +57,9 @@ for (;;) {
 }
 }`;
 
-/** One WebAssembly memory and the kernel module instantiated on it on the calling thread. */
-interface Mem {
-  readonly memory: WebAssembly.Memory;
-  readonly ex: Exports;
-  /** The job record the threads share a product over this memory's weights through. */
-  readonly job: Int32Array;
-  /** Next free byte (the first 64 hold the job record; nothing is freed: weights live as long as
-   *  the backend, and the blocks handed out by `allocate` are reused by runtime/wasm/program.ts' Heap). */
-  top: number;
-  /** Bytes of packed weights here, and how many. */
-  weightBytes: number;
-  weights: number;
-  /** The largest K of its weights that widen into the panel scratch (bf16, q8, q4), and the staging
-   *  its weights need at least (`stagingNeed`). */
-  maxK: number;
-  need: number;
-  /** The product in flight's scratch (x tiles or digits, then y). */
-  scratch: { at: number; bytes: number };
-  /** One widened bf16 (or dequantised q8/q4) panel per thread (the calling thread's first), `stride` bytes apart. */
-  panels: { at: number; stride: number };
-}
-
 export class WasmKernels {
   /** Memory 0 (the arena's, the program module's, the scratch of `product`), then the weight memories. */
-  private readonly mems: Mem[] = [];
+  private readonly mems: WasmMemories;
   /** Rows per micro-tile and columns per panel (the module's constants). */
   readonly MR: number;
   readonly NR: number;
@@ -128,11 +72,9 @@ export class WasmKernels {
   /** Jobs shared so far (numbers the claim words). */
   private jobs = 0;
   private workers: Threads | null = null;
-  /** The control words of the workers running now (each start gets new ones: see `addMemory`). */
+  /** The control words of the workers running now (each start gets new ones: see the constructor). */
   private ctl: Int32Array;
   private readonly shared: boolean;
-  /** Bytes one memory may reach (whole pages; LoadOptions.wasmMemoryBytes). */
-  readonly memoryBytes: number;
 
   /** `threads` counts the calling thread: 2 means one worker. Without shared memory here (see
    *  threads.ts) the memories are not shared, `module` must be threads.ts' unsharedModule of the
@@ -141,11 +83,13 @@ export class WasmKernels {
   constructor(private readonly module: WebAssembly.Module, readonly threads: number, memoryBytes: number = MEMORY_BYTES) {
     this.shared = threadSupport().shared;
     if (!this.shared && threads > 1) throw new RuntimeError('RT303', [`${threads} wasm threads without shared memory`, 'a browser shares memory only with a cross-origin isolated page: pass threads: 1']);
-    if (!Number.isSafeInteger(memoryBytes) || memoryBytes < PAGE || memoryBytes > MEMORY_BYTES) {
-      throw new RuntimeError('RT303', [`wasmMemoryBytes ${memoryBytes}`, `give an integer from ${PAGE} (64 KiB) to ${MEMORY_BYTES} (4 GiB, the default)`], { key: 'wasmMemoryBytes' });
-    }
-    this.memoryBytes = Math.floor(memoryBytes / PAGE) * PAGE;
-    const m = this.addMemory();
+    // Workers instantiate the module on every memory when they start, and a worker blocked in
+    // Atomics.wait cannot receive a message, so running workers are stopped when a memory is added
+    // and started again with the whole list (`start`, or the next product in Node). Memories are
+    // added while weights are packed, at load time: Model.load awaits `start` again once the weights
+    // are in (WasmBackend.loaded), as a browser needs.
+    this.mems = new WasmMemories(module, this.shared, threads, memoryBytes, () => { if (this.workers) this.stopWorkers(); });
+    const m = this.mems.list[0]!;
     this.MR = m.ex.MR.value as number;
     this.NR = m.ex.NR.value as number;
     this.splitFrom = m.ex.SPLIT_FROM.value as number;
@@ -157,109 +101,16 @@ export class WasmKernels {
 
   /** Memory 0: the arena, the state slots and the program module's memory. */
   get memory(): WebAssembly.Memory {
-    return this.mems[0]!.memory;
+    return this.mems.list[0]!.memory;
   }
 
   /** Where the packed weights are, memory by memory (memory 0 first). */
   memories(): MemoryReport[] {
-    return this.mems.map((m, i) => ({ memory: i, bytes: m.memory.buffer.byteLength, weightBytes: m.weightBytes, weights: m.weights }));
+    return this.mems.report();
   }
 
   private newCtl(): Int32Array {
     return new Int32Array(new (this.shared ? SharedArrayBuffer : ArrayBuffer)(4 * (CTL_JOBS + JOB * Math.max(1, this.threads))));
-  }
-
-  /**
-   * A new memory with the module on it. Workers instantiate the module on every memory when they
-   * start, and a worker blocked in Atomics.wait cannot receive a message, so running workers are
-   * stopped here and started again with the whole list (`start`, or the next product in Node).
-   * Memories are added while weights are packed, at load time: `Model.load` awaits `start` again
-   * once the weights are in (WasmBackend.loaded), as a browser needs.
-   */
-  private addMemory(): Mem {
-    let memory: WebAssembly.Memory;
-    try {
-      memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: this.shared });
-    } catch (e) {
-      throw new RuntimeError('RT303', [`wasm memory ${this.mems.length}: the engine refused a new WebAssembly.Memory (${(e as Error).message})`, 'the machine is out of memory (or address space) for this model: quantize it (quantize: \'q4\') or use a smaller one'], {}, { cause: e });
-    }
-    const ex = new WebAssembly.Instance(this.module, { env: { memory } }).exports as unknown as Exports;
-    const m: Mem = { memory, ex, job: new Int32Array(memory.buffer, ex.JOB.value as number, 12), top: 64, weightBytes: 0, weights: 0, maxK: 0, need: 0, scratch: { at: 0, bytes: 0 }, panels: { at: 0, stride: 0 } };
-    this.mems.push(m);
-    if (this.workers) this.stopWorkers();
-    return m;
-  }
-
-  /** `bytes` of memory `m`, 64-byte aligned, growing it as needed, within the per-memory limit. */
-  private alloc(m: Mem, bytes: number, what = 'packed weights and scratch'): number {
-    const at = this.grown(m, bytes, what);
-    m.top = at + Math.ceil(bytes / 64) * 64;
-    return at;
-  }
-
-  /** The most bytes `m` may reach: a weight memory the limit; memory 0 4 GiB (its weights stay
-   *  within the limit, `place`; what a run needs besides is not the loader's to bound). */
-  private cap(m: Mem): number {
-    return m === this.mems[0] ? MEMORY_BYTES : this.memoryBytes;
-  }
-
-  /** Where `bytes` from `at` end in `m`, the memory grown to hold them (not yet taken). */
-  private grown(m: Mem, bytes: number, what: string, at = m.top): number {
-    const end = at + Math.ceil(bytes / 64) * 64;
-    const i = this.mems.indexOf(m);
-    if (end > this.cap(m)) {
-      const limited = i > 0 && this.memoryBytes < MEMORY_BYTES;
-      throw new RuntimeError('RT303', [`wasm memory ${i} of ${(end / 2 ** 20).toFixed(1)} MiB (${what})`, `one memory holds at most ${(this.cap(m) / 2 ** 20).toFixed(1)} MiB${limited ? ' (the load option wasmMemoryBytes)' : ''}${i === 0 ? ': memory 0 keeps the arena and state slots: fewer sequences, a smaller capacity or shorter prompts need less' : ': prefill in shorter pieces'}`], limited ? { key: 'wasmMemoryBytes' } : {});
-    }
-    const have = m.memory.buffer.byteLength;
-    if (end > have) {
-      try {
-        m.memory.grow(Math.ceil((end - have) / PAGE));
-      } catch (e) {
-        if (!(e instanceof RangeError)) throw e;
-        throw new RuntimeError('RT303', [`growing wasm memory ${i} to ${end} bytes (${what})`, `the machine could not allocate ${end - have} more bytes (${e.message}): free memory, quantize the model (quantize: 'q4') or use a smaller one`], {}, { cause: e });
-      }
-    }
-    return at;
-  }
-
-  /** The staging a weight memory holds at least for a weight [N, K] of `dtype`: the threads' panel
-   *  scratch, x tiles of STAGED_ROWS rows and y for a chunk of as many rows and 2 GEMV panel groups. */
-  private stagingNeed(K: number, dtype: PackedWeight['dtype']): number {
-    const panel = Math.ceil(K * this.NR * 4 / 64) * 64;
-    return (dtype === 'f32' ? 0 : panel * Math.max(1, this.threads)) + 4 * STAGED_ROWS * (K + 2 * this.gemvPanels * this.NR) + 128;
-  }
-
-  /**
-   * Memory and address for a packed weight of `bytes` ([N, K] of `dtype`): memory 0 while its
-   * weights leave it MEMORY0_RESERVE of the limit, else the newest weight memory while they leave it
-   * its staging (STAGING_RESERVE, or what its weights need), else a new weight memory.
-   */
-  private place(bytes: number, K: number, dtype: PackedWeight['dtype']): { m: Mem; mem: number; at: number } {
-    const size = Math.ceil(bytes / 64) * 64;
-    const need = this.stagingNeed(K, dtype);
-    const fits = (m: Mem, i: number) => i === 0
-      ? m.top + size <= Math.floor(this.memoryBytes * (1 - MEMORY0_RESERVE))
-      : m.top + size + Math.max(Math.floor(this.memoryBytes * STAGING_RESERVE), m.need, need) <= this.memoryBytes;
-    const last = this.mems.length - 1;
-    let mem = fits(this.mems[0]!, 0) ? 0 : last > 0 && fits(this.mems[last]!, last) ? last : -1;
-    if (mem < 0) {
-      const most = this.memoryBytes - 64 - Math.max(Math.floor(this.memoryBytes * STAGING_RESERVE), need);
-      if (size > most) {
-        throw new RuntimeError('RT303', [`a packed weight of ${(bytes / 2 ** 20).toFixed(2)} MiB`, `a wasm weight memory of ${(this.memoryBytes / 2 ** 20).toFixed(2)} MiB${this.memoryBytes < MEMORY_BYTES ? ' (the load option wasmMemoryBytes)' : ''} holds at most ${(Math.max(0, most) / 2 ** 20).toFixed(2)} MiB of it beside its staging: quantize it (quantize: 'q8' or 'q4')`], this.memoryBytes < MEMORY_BYTES ? { key: 'wasmMemoryBytes' } : {});
-      }
-      this.addMemory();
-      mem = this.mems.length - 1;
-    }
-    const m = this.mems[mem]!;
-    const at = this.alloc(m, bytes, 'packed weights');
-    m.weightBytes += size;
-    m.weights++;
-    if (mem > 0) {
-      m.need = Math.max(m.need, need);
-      if (dtype !== 'f32') m.maxK = Math.max(m.maxK, K);
-    }
-    return { m, mem, at };
   }
 
   /** Packs W [N, K] (f32 or bf16 kept as is; f16 widened to f32) into panels in a memory (`place`);
@@ -269,7 +120,7 @@ export class WasmKernels {
     const NR = this.NR, panels = Math.ceil(N / NR);
     const dtype = w.dtype === 'bf16' ? 'bf16' : 'f32';
     const src = w.dtype === 'f32' || w.dtype === 'bf16' ? w.data : toF32(w);
-    const { m, mem, at } = this.place(panels * K * NR * (dtype === 'bf16' ? 2 : 4), K, dtype);
+    const { m, mem, at } = this.mems.place(panels * K * NR * (dtype === 'bf16' ? 2 : 4), K, dtype);
     const dst = dtype === 'bf16' ? new Uint16Array(m.memory.buffer, at, panels * K * NR) : new Float32Array(m.memory.buffer, at, panels * K * NR);
     // panel p holds W[p·NR + c, k] at p·K·NR + k·NR + c
     if (transposed) {
@@ -296,7 +147,7 @@ export class WasmKernels {
     const [N, K] = w.shape;
     const NR = this.NR, panels = Math.ceil(N / NR), G = K / QUANT_GROUP, L = QUANT_LAYOUT[w.dtype];
     if (NR !== 8 || !Number.isInteger(G)) throw new RangeError(`packQuant: K = ${K} is not a multiple of ${QUANT_GROUP}, or panels of ${NR} columns`);
-    const { m, mem, at } = this.place(panels * G * L.group, K, w.dtype);
+    const { m, mem, at } = this.mems.place(panels * G * L.group, K, w.dtype);
     const bytes = new Uint8Array(m.memory.buffer, at, panels * G * L.group);
     const f32 = new Float32Array(m.memory.buffer, at, (panels * G * L.group) >> 2);
     const i32 = new Int32Array(m.memory.buffer, at, (panels * G * L.group) >> 2);
@@ -342,37 +193,11 @@ export class WasmKernels {
    *  every row is finite, else row tiles [ceil(T/MR)][K][MR]; returns the product's PRODUCT code.
    *  `at` holds 4·ceil(T/MR)·MR·K bytes (digits take 3.5·T·K). */
   private operand(w: PackedWeight, xAt: number, ldx: number, T: number, K: number, at: number): number {
-    const m = this.mems[0]!;
+    const m = this.mems.list[0]!;
     if ((w.dtype === 'q8' || w.dtype === 'q4') && T <= this.quantDotRows && m.ex.digits!(xAt, ldx, T, K, at)) return PRODUCT[`dot_${w.dtype}`];
     const mem = new Float32Array(m.memory.buffer);
     tiles(mem, xAt, ldx, mem, at, T, K, this.MR);
     return PRODUCT[w.dtype];
-  }
-
-  /** Scratch of `bytes` in `m` for a product (memory 0: x tiles [ceil(T/MR)·MR, K] then y
-   *  [ceil(T/MR)·MR, P·NR]; a weight memory: its staging), grown in place where it is the last block. */
-  private reserve(m: Mem, bytes: number): number {
-    if (m.scratch.bytes < bytes) {
-      const at = this.stagingAt(m);
-      const want = Math.max(bytes, 2 * m.scratch.bytes);
-      const size = Math.ceil((at + want <= this.cap(m) ? want : bytes) / 64) * 64;
-      this.grown(m, size, 'the scratch of a product', at);
-      m.scratch = { at, bytes: size };
-      m.top = at + size;
-    }
-    return m.scratch.at;
-  }
-
-  /** Where `m`'s scratch starts when it grows: in place where it is the last block, else at the top. */
-  private stagingAt(m: Mem): number {
-    return m.scratch.bytes > 0 && m.scratch.at + m.scratch.bytes === m.top ? m.scratch.at : m.top;
-  }
-
-  /** The threads' panel scratch in `m` for K (codegen/wasm/kernels.ts gemm_bf16); returns its address. */
-  private panelScratch(m: Mem, K: number): number {
-    const stride = Math.ceil(K * this.NR * 4 / 64) * 64;
-    if (m.panels.stride < stride) m.panels = { at: this.alloc(m, stride * Math.max(1, this.threads), 'the threads\' panel scratch'), stride };
-    return m.panels.at;
   }
 
   /** y = x·Wᵀ + b: x [T, K] f32, bias [N] f32 or null; returns y [T, N]. */
@@ -380,11 +205,11 @@ export class WasmKernels {
     const { N, K, panels } = w;
     const MR = this.MR, NR = this.NR;
     const Tpad = Math.ceil(T / MR) * MR, ldy = panels * NR;
-    const m0 = this.mems[0]!;
+    const m0 = this.mems.list[0]!;
     let yAt: number;
     if (w.mem === 0) {
       // x tiles (or digits), y, then x's rows as given
-      const xAt = this.reserve(m0, 4 * Tpad * (K + ldy) + 4 * T * K);
+      const xAt = this.mems.reserve(m0, 4 * Tpad * (K + ldy) + 4 * T * K);
       yAt = xAt + 4 * Tpad * K;
       const rowsAt = yAt + 4 * Tpad * ldy;
       new Float32Array(m0.memory.buffer, rowsAt, T * K).set(x.subarray(0, T * K));
@@ -392,7 +217,7 @@ export class WasmKernels {
       this.run(m0, fn, [xAt, w.at, yAt, T, K, ldy], 0, panels, T * K * N >= this.splitFrom);
     } else {
       // x's rows and y in memory 0, the product in the weight's memory
-      yAt = this.reserve(m0, 4 * Tpad * ldy + 4 * T * K);
+      yAt = this.mems.reserve(m0, 4 * Tpad * ldy + 4 * T * K);
       const rowsAt = yAt + 4 * Tpad * ldy;
       new Float32Array(m0.memory.buffer, rowsAt, T * K).set(x.subarray(0, T * K));
       this.linearAt(w, rowsAt, K, T, yAt, ldy);
@@ -417,8 +242,8 @@ export class WasmKernels {
   product(x: Float32Array, xo: number, xt: number, xk: number, T: number, K: number,
     w: Float32Array, wo: number, wn: number, wk: number, N: number): { y: Float32Array; ld: number } {
     const MR = this.MR, NR = this.NR, panels = Math.ceil(N / NR), Tpad = Math.ceil(T / MR) * MR, ld = panels * NR;
-    const m0 = this.mems[0]!;
-    const wAt = this.reserve(m0, 4 * (panels * K * NR + Tpad * K + Tpad * ld));
+    const m0 = this.mems.list[0]!;
+    const wAt = this.mems.reserve(m0, 4 * (panels * K * NR + Tpad * K + Tpad * ld));
     const xAt = wAt + 4 * panels * K * NR, yAt = xAt + 4 * Tpad * K;
     const mem = new Float32Array(m0.memory.buffer);
     // padding columns and rows keep whatever is there: their results are never read
@@ -436,7 +261,7 @@ export class WasmKernels {
 
   /** `bytes` of memory 0 for the caller's own use (never freed; see runtime/wasm/program.ts' Heap). */
   allocate(bytes: number): number {
-    return this.alloc(this.mems[0]!, bytes, 'the arena, state slots and scratch');
+    return this.mems.alloc(this.mems.list[0]!, bytes, 'the arena, state slots and scratch');
   }
 
   /**
@@ -449,9 +274,9 @@ export class WasmKernels {
     const MR = this.MR, Tpad = Math.ceil(T / MR) * MR;
     const split = T * K * N >= this.splitFrom;
     if (w.mem === 0) {
-      const tiles = this.reserve(this.mems[0]!, 4 * Tpad * K);
+      const tiles = this.mems.reserve(this.mems.list[0]!, 4 * Tpad * K);
       const fn = this.operand(w, xAt, ldx, T, K, tiles);
-      this.run(this.mems[0]!, fn, [tiles, w.at, yAt, T, K, ldy], 0, panels, split);
+      this.run(this.mems.list[0]!, fn, [tiles, w.at, yAt, T, K, ldy], 0, panels, split);
       return;
     }
     this.staged(w, xAt, ldx, T, yAt, ldy, split);
@@ -467,14 +292,14 @@ export class WasmKernels {
   private staged(w: PackedWeight, xAt: number, ldx: number, T: number, yAt: number, ldy: number, split: boolean): void {
     const { K, panels } = w;
     const MR = this.MR, NR = this.NR, Tpad = Math.ceil(T / MR) * MR;
-    const m = this.mems[w.mem]!, m0 = this.mems[0]!;
+    const m = this.mems.list[w.mem]!, m0 = this.mems.list[0]!;
     const dot = (w.dtype === 'q8' || w.dtype === 'q4') && T <= this.quantDotRows;
     // the panel scratch first, for every weight here, so that the staging stays the last block and grows in place
-    if (w.dtype !== 'f32') this.panelScratch(m, m.maxK);
+    if (w.dtype !== 'f32') this.mems.panelScratch(m, m.maxK);
     const xBytes = 4 * Tpad * K + (dot ? 4 * T * K : 0), perPanel = 4 * Tpad * NR;
-    const fit = Math.floor((this.memoryBytes - this.stagingAt(m) - xBytes) / perPanel);
+    const fit = Math.floor((this.mems.memoryBytes - this.mems.stagingAt(m) - xBytes) / perPanel);
     const chunk = fit >= panels ? panels : Math.max(this.gemvPanels, fit - (fit % this.gemvPanels));
-    const tilesAt = this.reserve(m, xBytes + chunk * perPanel);
+    const tilesAt = this.mems.reserve(m, xBytes + chunk * perPanel);
     const yS = tilesAt + xBytes;
     const src = new Float32Array(m0.memory.buffer), dst = new Float32Array(m.memory.buffer);
     let fn: number = PRODUCT[w.dtype];
@@ -507,7 +332,7 @@ export class WasmKernels {
     const [x, w, y, T, K, ldy] = args as [number, number, number, number, number, number];
     const panels = p1 - p0;
     // bf16 and dequantised q8/q4 panels widen into each thread's scratch
-    const s = fn === PRODUCT.bf16 || fn === PRODUCT.q8 || fn === PRODUCT.q4 ? this.panelScratch(m, K) : 0;
+    const s = fn === PRODUCT.bf16 || fn === PRODUCT.q8 || fn === PRODUCT.q4 ? this.mems.panelScratch(m, K) : 0;
     if (!split || this.threads < 2 || panels < 2) {
       const ex = m.ex;
       const call = [ex.gemm_f32, ex.gemm_bf16, ex.gemm_q8, ex.gemm_q4, ex.dot_q8, ex.dot_q4][fn];
@@ -523,7 +348,7 @@ export class WasmKernels {
     Atomics.store(job, JOB_CLAIM, number | 0xffff);
     [0, fn, x, w, y, T, K, ldy, p0, p1, chunk].forEach((v, i) => Atomics.store(job, JOB_CLAIM + 1 + i, v));
     Atomics.store(job, JOB_CLAIM, number);
-    const mem = this.mems.indexOf(m);
+    const mem = m.index;
     for (let i = 0; i < n; i++) {
       this.ctl[CTL_JOBS + i * JOB] = mem;
       this.ctl[CTL_JOBS + i * JOB + 1] = s + (i + 1) * m.panels.stride;
@@ -536,7 +361,7 @@ export class WasmKernels {
 
   /** Each worker's data: the module, the memories, the control words and its job slot. */
   private workerData(): object[] {
-    const memories = this.mems.map((m) => m.memory);
+    const memories = this.mems.list.map((m) => m.memory);
     return Array.from({ length: this.threads - 1 }, (_, slot) => ({ module: this.module, memories, ctl: this.ctl.buffer, slot }));
   }
 

@@ -14,7 +14,7 @@ import { wasmProgram } from '../../codegen/wasm/program.ts';
 import { RuntimeError } from '../../runtime/errors.ts';
 import { type LoadOptions, Model } from '../../runtime/model.ts';
 import type { Program } from '../../runtime/program.ts';
-import { MEMORY0_RESERVE, STAGING_RESERVE } from '../../runtime/wasm/kernels.ts';
+import { MEMORY0_RESERVE, STAGING_RESERVE } from '../../runtime/wasm/memories.ts';
 import { makeDir, programFor, randomIds, removeDir, writeCheckpoint } from '../helpers/checkpoints.ts';
 
 const TINY_A = resolve(import.meta.dirname, '../../../shared/models/tiny-bamba-a');
