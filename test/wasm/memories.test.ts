@@ -138,4 +138,21 @@ describe('wasmMemoryBytes', () => {
     expect((err as RuntimeError).code).toBe('RT303');
     expect((err as RuntimeError).message).toMatch(/a packed weight of [0-9.]+ MiB.*wasmMemoryBytes/);
   });
+
+  it('refuses a prompt whose rows outgrow a weight memory\'s staging, naming the memory and the option', async () => {
+    const dir = join(TINY_A, 'bf16');
+    const m = await Model.loadProgram(programFor(dir), dir, { backend: 'wasm', wasmKernels: kernels, threads: 1, capacity: 512, wasmMemoryBytes: 4 << 20 });
+    try {
+      expect(m.memories.length).toBeGreaterThan(1);
+      const err = (() => { try { m.forward({ ids: randomIds(400, 256, 3) }); return null; } catch (e) { return e; } })();
+      expect(err).toBeInstanceOf(RuntimeError);
+      expect((err as RuntimeError).code).toBe('RT303');
+      expect((err as RuntimeError).key).toBe('wasmMemoryBytes');
+      expect((err as RuntimeError).message).toMatch(/wasm memory [1-9][0-9]* of [0-9.]+ MiB .*prefill in shorter pieces/);
+      // a shorter prompt then runs
+      expect(m.forward({ ids: randomIds(40, 256, 4) }).logits.length).toBe(40 * m.vocab);
+    } finally {
+      m.dispose();
+    }
+  });
 });
