@@ -18,7 +18,7 @@ import { type QuantPlan, type QuantizeOption, planQuant } from './quantplan.ts';
 import type { Tensor } from './tensor.ts';
 import { type GenerateManyOptions, type GenerateOptions, type GeneratedToken, type GeneratedTokenOf, generateMany, generateOne } from './generate.ts';
 import { type SavedSequence, type SequenceState, Sequences } from './sequences.ts';
-import { type Backend, type LoadableBackend, defaultBackend, runTarget } from './targets.ts';
+import { type Backend, type LoadableBackend, type MemoryReport, defaultBackend, runTarget } from './targets.ts';
 import type { Tokenizer } from './tokenizer.ts';
 import type { WebGpuOptions } from './webgpu/options.ts';
 import type { WgslProgram } from './webgpu/shaders.ts';
@@ -60,6 +60,11 @@ export interface LoadOptions {
    *  build` writes it into the package). Without it the stages, norms, conv and SSD step run on the
    *  reference families. */
   readonly wasmProgram?: Uint8Array | WebAssembly.Module;
+  /** The `wasm` backend's most bytes per WebAssembly memory (default and at most 4 GiB, the most a
+   *  memory can address; whole 64 KiB pages). Memory 0 keeps the arena, state slots and scratch and
+   *  the packed weights that leave it a quarter free; the rest go to further memories of their own
+   *  (runtime/wasm/kernels.ts). Lower it to spread a small model (tests). */
+  readonly wasmMemoryBytes?: number;
   /** backend 'cuda': where the kernels, the driver and the device come from. */
   readonly cuda?: CudaLoadOptions;
   /** Quantise the products' and embeddings' weights as they stream in (runtime/quant.ts, the
@@ -169,6 +174,7 @@ export class Model {
           return q.q;
         };
         await loadWeights(program, ckpt, read, opts, backend, packed ? new Set(packed.formats.keys()) : new Set(), tensorOf);
+        await backend.loaded?.();
       } catch (e) {
         backend.dispose();
         throw e;
@@ -233,6 +239,12 @@ export class Model {
    *  or fewer where this thread may not wait for workers (wasm on a browser's main thread). */
   get threads(): number {
     return this.backend.threads ?? 1;
+  }
+
+  /** The wasm backend's WebAssembly memories and the packed weights in each (memory 0 first; see
+   *  LoadOptions.wasmMemoryBytes); empty on other backends. */
+  get memories(): readonly MemoryReport[] {
+    return this.backend.memories?.() ?? [];
   }
 
   /** Bytes of one sequence's state slot. */
