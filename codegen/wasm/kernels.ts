@@ -270,23 +270,27 @@ function dequantKernel(f: QuantType): string {
  * = Σ code · xq exactly (|A| < 2^31: 32 · 128 · (2^19 - 1)), then y += f32(A) · scale · sx. So the
  * only difference from the reference is x's rounding to 20 bits of its group's maximum
  * (relative 2^-20) and f32 sums per group. q4's pair sums (codes 0..15: at most 3810) add up in
- * i16 over the whole group and widen once; q8's widen (pairwise) at every k-quad.
- * (i32x4.relaxed_dot_i8x16_i7x16_add_s would fold the widening and the add, but Node 20's V8
- * computes it wrongly in its baseline tier: twice the dot, the addend dropped.)
+ * i16 over the whole group and widen once; q8's widen (pairwise, a multiply-add with ones) at
+ * every k-quad. The k-quads are a loop, one per iteration: unrolled eight to a group, V8 11.3 (Node
+ * 20) loaded every operand at the group's start and spilled most of them (one thread, CPU time:
+ * q4 13 → 16, q8 9 → 15 G weights/s). (i32x4.relaxed_dot_i8x16_i7x16_add_s would fold the widening
+ * and the add, but Node 20's V8 computes it wrongly in its baseline tier, twice the dot and the
+ * addend dropped, and its optimising tier emits the same three instructions as q8's widening
+ * here, no vpdpbusd, on this AVX512-VNNI machine.)
  */
 function dotKernel(f: QuantType, fma: boolean): string {
   const L = QUANT_LAYOUT[f];
   const dot = (w: string, x: string) => `(i16x8.relaxed_dot_i8x16_i7x16_s ${get(w)} ${get(x)})`;
-  const acc = (a: string, e: string) => (f === 'q4' ? `(local.set $${a} (i16x8.add ${get(a)} ${e}))` : `(local.set $${a} (i32x4.add ${get(a)} (i32x4.extadd_pairwise_i16x8_s ${e})))`);
-  const quads: string[] = [];
-  for (let q = 0; q < 8; q++) {
-    // one half's codes at a time, so fewer vectors are live at once
-    quads.push(...['x2', 'x1', 'x0'].map((x, d) => `(local.set $${x} (v128.load32_splat offset=${16 + q * 12 + d * 4} ${get('xd')}))`));
-    quads.push(f === 'q8' ? `(local.set $va (v128.load offset=${q * 32} ${get('wp')}))` : `(local.set $v (v128.load offset=${q * 16} ${get('wp')}))\n(local.set $va (v128.and ${get('v')} (v128.const i8x16 ${Array(16).fill(15).join(' ')})))`);
-    for (const d of [2, 1, 0]) quads.push(acc(`a${d}`, dot('va', `x${d}`)));
-    quads.push(f === 'q8' ? `(local.set $vb (v128.load offset=${q * 32 + 16} ${get('wp')}))` : `(local.set $vb (i8x16.shr_u ${get('v')} (i32.const 4)))`);
-    for (const d of [2, 1, 0]) quads.push(acc(`b${d}`, dot('vb', `x${d}`)));
-  }
+  // q8's pair sums widen by a multiply-add with ones held in a local (not a constant V8 rebuilds per use)
+  const acc = (a: string, e: string) => (f === 'q4' ? `(local.set $${a} (i16x8.add ${get(a)} ${e}))` : `(local.set $${a} (i32x4.add ${get(a)} (i32x4.dot_i16x8_s ${e} ${get('ones')})))`);
+  // one k-quad: one half's codes at a time, so fewer vectors are live at once
+  const qb = f === 'q8' ? 32 : 16;
+  const quad = [...['x2', 'x1', 'x0'].map((x, d) => `(local.set $${x} (v128.load32_splat offset=${d * 4} ${get('xq')}))`)];
+  quad.push(f === 'q8' ? `(local.set $va (v128.load ${get('wq')}))` : `(local.set $v (v128.load ${get('wq')}))\n(local.set $va (v128.and ${get('v')} ${get('m15')}))`);
+  for (const d of [2, 1, 0]) quad.push(acc(`a${d}`, dot('va', `x${d}`)));
+  // q4's high nibbles: a 16-bit shift and the mask (i8x16.shr_u is three instructions and a constant on x64)
+  quad.push(f === 'q8' ? `(local.set $vb (v128.load offset=16 ${get('wq')}))` : `(local.set $vb (v128.and (i16x8.shr_u ${get('v')} (i32.const 4)) ${get('m15')}))`);
+  for (const d of [2, 1, 0]) quad.push(acc(`b${d}`, dot('vb', `x${d}`)));
   const zero = '(v128.const i32x4 0 0 0 0)';
   const sum = (h: 'a' | 'b', i: number) => {
     const d = (j: number) => (f === 'q4' ? `(i32x4.extadd_pairwise_i16x8_s ${get(`${h}${j}`)})` : get(`${h}${j}`));
@@ -298,14 +302,23 @@ function dotKernel(f: QuantType, fma: boolean): string {
     return `(v128.store offset=${16 * i} ${get('yp')} ${fma ? `(f32x4.relaxed_madd ${prod} ${get('sx')} ${y})` : `(f32x4.add ${y} (f32x4.mul ${prod} ${get('sx')}))`})`;
   };
   return `(func $mvi_${f} (param $xd i32) (param $wp i32) (param $yp i32) (param $G i32)
-  (local $g i32) (local $a2 v128) (local $a1 v128) (local $a0 v128) (local $b2 v128) (local $b1 v128) (local $b0 v128)
-  (local $x2 v128) (local $x1 v128) (local $x0 v128) (local $v v128) (local $va v128) (local $vb v128) (local $sx v128)
+  (local $g i32) (local $xq i32) (local $wq i32) (local $we i32) (local $a2 v128) (local $a1 v128) (local $a0 v128) (local $b2 v128) (local $b1 v128) (local $b0 v128)
+  (local $x2 v128) (local $x1 v128) (local $x0 v128) (local $v v128) (local $va v128) (local $vb v128) (local $sx v128) (local $m15 v128) (local $ones v128)
+  (local.set $m15 (v128.const i8x16 ${Array(16).fill(15).join(' ')}))
+  (local.set $ones (v128.const i16x8 ${Array(8).fill(1).join(' ')}))
   (v128.store ${get('yp')} ${zero})
   (v128.store offset=16 ${get('yp')} ${zero})
   (block $g_end (loop $g_loop
   (br_if $g_end (i32.ge_s ${get('g')} ${get('G')}))
   ${['a2', 'a1', 'a0', 'b2', 'b1', 'b0'].map((a) => `(local.set $${a} ${zero})`).join(' ')}
-  ${quads.join('\n  ')}
+  (local.set $xq ${add(get('xd'), 16)})
+  (local.set $wq ${get('wp')})
+  (local.set $we ${add(get('wp'), L.codes)})
+  (loop $q_loop
+  ${quad.join('\n  ')}
+  (local.set $xq ${add(get('xq'), 12)})
+  (local.set $wq ${add(get('wq'), qb)})
+  (br_if $q_loop (i32.lt_u ${get('wq')} ${get('we')})))
   (local.set $sx (v128.load32_splat ${get('xd')}))
   ${sum('a', 0)}
   ${sum('b', 1)}
