@@ -270,42 +270,58 @@ function dequantKernel(f: QuantType): string {
  * = Σ code · xq exactly (|A| < 2^31: 32 · 128 · (2^19 - 1)), then y += f32(A) · scale · sx. So the
  * only difference from the reference is x's rounding to 20 bits of its group's maximum
  * (relative 2^-20) and f32 sums per group. q4's pair sums (codes 0..15: at most 3810) add up in
- * i16 over the whole group and widen once; q8's widen (pairwise) at every k-quad.
- * (i32x4.relaxed_dot_i8x16_i7x16_add_s would fold the widening and the add, but Node 20's V8
- * computes it wrongly in its baseline tier: twice the dot, the addend dropped.)
+ * i16 over the whole group and widen once; q8's widen (pairwise, a multiply-add with ones) at
+ * every k-quad. The k-quads are a loop, one per iteration: unrolled eight to a group, V8 11.3 (Node
+ * 20) loaded every operand at the group's start and spilled most of them (one thread, CPU time:
+ * q4 13 → 16, q8 9 → 15 G weights/s). (i32x4.relaxed_dot_i8x16_i7x16_add_s would fold the widening
+ * and the add, but Node 20's V8 computes it wrongly in its baseline tier, twice the dot and the
+ * addend dropped, and its optimising tier emits the same three instructions as q8's widening
+ * here, no vpdpbusd, on this AVX512-VNNI machine.)
  */
 function dotKernel(f: QuantType, fma: boolean): string {
   const L = QUANT_LAYOUT[f];
   const dot = (w: string, x: string) => `(i16x8.relaxed_dot_i8x16_i7x16_s ${get(w)} ${get(x)})`;
-  const acc = (a: string, e: string) => (f === 'q4' ? `(local.set $${a} (i16x8.add ${get(a)} ${e}))` : `(local.set $${a} (i32x4.add ${get(a)} (i32x4.extadd_pairwise_i16x8_s ${e})))`);
-  const quads: string[] = [];
-  for (let q = 0; q < 8; q++) {
-    // one half's codes at a time, so fewer vectors are live at once
-    quads.push(...['x2', 'x1', 'x0'].map((x, d) => `(local.set $${x} (v128.load32_splat offset=${16 + q * 12 + d * 4} ${get('xd')}))`));
-    quads.push(f === 'q8' ? `(local.set $va (v128.load offset=${q * 32} ${get('wp')}))` : `(local.set $v (v128.load offset=${q * 16} ${get('wp')}))\n(local.set $va (v128.and ${get('v')} (v128.const i8x16 ${Array(16).fill(15).join(' ')})))`);
-    for (const d of [2, 1, 0]) quads.push(acc(`a${d}`, dot('va', `x${d}`)));
-    quads.push(f === 'q8' ? `(local.set $vb (v128.load offset=${q * 32 + 16} ${get('wp')}))` : `(local.set $vb (i8x16.shr_u ${get('v')} (i32.const 4)))`);
-    for (const d of [2, 1, 0]) quads.push(acc(`b${d}`, dot('vb', `x${d}`)));
-  }
+  // q8's pair sums widen by a multiply-add with ones (in a local: a constant operand V8 rebuilds per use)
+  const acc = (a: string, e: string) => (f === 'q4' ? `(local.set $${a} (i16x8.add ${get(a)} ${e}))` : `(local.set $${a} (i32x4.add ${get(a)} (i32x4.dot_i16x8_s ${e} ${get('c1')})))`);
+  // one k-quad: one half's codes at a time, so fewer vectors are live at once
+  const qb = f === 'q8' ? 32 : 16;
+  const quad = [...['x2', 'x1', 'x0'].map((x, d) => `(local.set $${x} (v128.load32_splat offset=${d * 4} ${get('xq')}))`)];
+  quad.push(f === 'q8' ? `(local.set $va (v128.load ${get('wq')}))` : `(local.set $v (v128.load ${get('wq')}))\n(local.set $va (v128.and ${get('v')} ${get('m15')}))`);
+  for (const d of [2, 1, 0]) quad.push(acc(`a${d}`, dot('va', `x${d}`)));
+  // q4's high nibbles: a 16-bit shift and the mask (i8x16.shr_u is three instructions and a constant on x64)
+  quad.push(f === 'q8' ? `(local.set $vb (v128.load offset=16 ${get('wq')}))` : `(local.set $vb (v128.and (i16x8.shr_u ${get('v')} (i32.const 4)) ${get('m15')}))`);
+  for (const d of [2, 1, 0]) quad.push(acc(`b${d}`, dot('vb', `x${d}`)));
   const zero = '(v128.const i32x4 0 0 0 0)';
   const sum = (h: 'a' | 'b', i: number) => {
-    const d = (j: number) => (f === 'q4' ? `(i32x4.extadd_pairwise_i16x8_s ${get(`${h}${j}`)})` : get(`${h}${j}`));
-    let e = `(i32x4.sub (i32x4.add (i32x4.add (i32x4.shl ${d(2)} (i32.const 14)) (i32x4.shl ${d(1)} (i32.const 7))) ${d(0)}) (v128.load offset=${L.corr + 16 * i} ${get('wp')}))`;
+    // q4: each i16 pair sum widens times its digit's weight in one multiply-add (2 · 30480 · 2^14 < 2^31)
+    let e = f === 'q4' ? `(i32x4.add (i32x4.add (i32x4.dot_i16x8_s ${get(`${h}2`)} ${get('c14')}) (i32x4.dot_i16x8_s ${get(`${h}1`)} ${get('c7')})) (i32x4.dot_i16x8_s ${get(`${h}0`)} ${get('c1')}))`
+      : `(i32x4.add (i32x4.add (i32x4.shl ${get(`${h}2`)} (i32.const 14)) (i32x4.shl ${get(`${h}1`)} (i32.const 7))) ${get(`${h}0`)})`;
+    e = `(i32x4.sub ${e} (v128.load offset=${L.corr + 16 * i} ${get('wp')}))`;
     if (f === 'q4') e = `(i32x4.sub ${e} (v128.load32_splat offset=4 ${get('xd')}))`;
     const prod = `(f32x4.mul (f32x4.convert_i32x4_s ${e}) (v128.load offset=${L.scales + 16 * i} ${get('wp')}))`;
     // y accumulates in place (at yp, zeroed first): two vectors fewer held across the group
     const y = `(v128.load offset=${16 * i} ${get('yp')})`;
     return `(v128.store offset=${16 * i} ${get('yp')} ${fma ? `(f32x4.relaxed_madd ${prod} ${get('sx')} ${y})` : `(f32x4.add ${y} (f32x4.mul ${prod} ${get('sx')}))`})`;
   };
+  const splat16 = (v: number) => `(v128.const i16x8 ${Array(8).fill(v).join(' ')})`;
   return `(func $mvi_${f} (param $xd i32) (param $wp i32) (param $yp i32) (param $G i32)
-  (local $g i32) (local $a2 v128) (local $a1 v128) (local $a0 v128) (local $b2 v128) (local $b1 v128) (local $b0 v128)
-  (local $x2 v128) (local $x1 v128) (local $x0 v128) (local $v v128) (local $va v128) (local $vb v128) (local $sx v128)
+  (local $g i32) (local $xq i32) (local $wq i32) (local $we i32) (local $a2 v128) (local $a1 v128) (local $a0 v128) (local $b2 v128) (local $b1 v128) (local $b0 v128)
+  (local $x2 v128) (local $x1 v128) (local $x0 v128) (local $v v128) (local $va v128) (local $vb v128) (local $sx v128) (local $m15 v128) (local $c1 v128) (local $c7 v128) (local $c14 v128)
+  (local.set $m15 (v128.const i8x16 ${Array(16).fill(15).join(' ')}))
+  (local.set $c1 ${splat16(1)}) (local.set $c7 ${splat16(1 << 7)}) (local.set $c14 ${splat16(1 << 14)})
   (v128.store ${get('yp')} ${zero})
   (v128.store offset=16 ${get('yp')} ${zero})
   (block $g_end (loop $g_loop
   (br_if $g_end (i32.ge_s ${get('g')} ${get('G')}))
   ${['a2', 'a1', 'a0', 'b2', 'b1', 'b0'].map((a) => `(local.set $${a} ${zero})`).join(' ')}
-  ${quads.join('\n  ')}
+  (local.set $xq ${add(get('xd'), 16)})
+  (local.set $wq ${get('wp')})
+  (local.set $we ${add(get('wp'), L.codes)})
+  (loop $q_loop
+  ${quad.join('\n  ')}
+  (local.set $xq ${add(get('xq'), 12)})
+  (local.set $wq ${add(get('wq'), qb)})
+  (br_if $q_loop (i32.lt_u ${get('wq')} ${get('we')})))
   (local.set $sx (v128.load32_splat ${get('xd')}))
   ${sum('a', 0)}
   ${sum('b', 1)}
@@ -418,7 +434,9 @@ export const CLOSED = 0xffff;
  * (job number << 16) | next chunk; a thread reads it, reads the job, and takes the chunk by a
  * compare-exchange of the claim word, so it never takes a chunk of a job other than the one it read
  * (the caller closes the claim word, chunk CLOSED, before it rewrites the job, and writes a job only
- * once every chunk of the last one is done). Each chunk's panels are added to `done` when computed.
+ * once every chunk of the last one is done). Each chunk's panels are added to `done` when computed;
+ * only the chunk that completes the job wakes the caller, which sleeps until then (a notify per
+ * chunk was wasted work: 2 threads, the q4 head 12.8 → 14.4 G weights/s in CPU time).
  * A thread that wakes late finds no chunk left and returns: the caller waits for `done`, never for
  * a thread to wake.
  */
@@ -426,20 +444,23 @@ function work(dot: boolean): string {
   const f = (name: keyof typeof JOB_FIELDS) => `(i32.atomic.load (i32.const ${JOB + JOB_FIELDS[name]}))`;
   const args = `${get('x')} ${get('w')} ${get('y')} ${get('T')} ${get('K')} ${get('ldy')} ${get('start')} ${get('end')}`;
   return `(func (export "work") (param $s i32)
-  (local $c i32) (local $x i32) (local $w i32) (local $y i32) (local $T i32) (local $K i32) (local $ldy i32) (local $start i32) (local $end i32) (local $p1 i32)
+  (local $c i32) (local $x i32) (local $w i32) (local $y i32) (local $T i32) (local $K i32) (local $ldy i32) (local $start i32) (local $end i32) (local $p1 i32) (local $total i32)
   (block $out (loop $next
     (local.set $c ${f('claim')})
     (br_if $out (i32.eq (i32.and ${get('c')} (i32.const 0xffff)) (i32.const ${CLOSED})))
     (local.set $x ${f('x')}) (local.set $w ${f('w')}) (local.set $y ${f('y')}) (local.set $T ${f('T')}) (local.set $K ${f('K')}) (local.set $ldy ${f('ldy')})
     (local.set $p1 ${f('p1')})
+    (local.set $total (i32.sub ${get('p1')} ${f('p0')}))
     (local.set $start (i32.add ${f('p0')} (i32.mul (i32.and ${get('c')} (i32.const 0xffff)) ${f('chunk')})))
     (br_if $out (i32.ge_s ${get('start')} ${get('p1')}))
     (br_if $next (i32.ne (i32.atomic.rmw.cmpxchg (i32.const ${JOB + JOB_FIELDS.claim}) ${get('c')} ${add(get('c'), 1)}) ${get('c')}))
     (local.set $end (i32.add ${get('start')} ${f('chunk')}))
     (if (i32.gt_s ${get('end')} ${get('p1')}) (then (local.set $end ${get('p1')})))
     ${dispatch(f('dt'), args, dot)}
-    (drop (i32.atomic.rmw.add (i32.const ${JOB + JOB_FIELDS.done}) (i32.sub ${get('end')} ${get('start')})))
-    (drop (memory.atomic.notify (i32.const ${JOB + JOB_FIELDS.done}) (i32.const 1)))
+    ;; the caller waits for every panel: only the chunk that completes the job wakes it
+    ;; (the job's size read before: once its last panels are added the record may be rewritten)
+    (if (i32.ge_s (i32.add (i32.atomic.rmw.add (i32.const ${JOB + JOB_FIELDS.done}) (i32.sub ${get('end')} ${get('start')})) (i32.sub ${get('end')} ${get('start')})) ${get('total')})
+      (then (drop (memory.atomic.notify (i32.const ${JOB + JOB_FIELDS.done}) (i32.const 1)))))
     (br $next))))`;
 }
 

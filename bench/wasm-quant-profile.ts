@@ -1,0 +1,137 @@
+// Where a q8/q4 decode step's time goes on the wasm backend, at the ~100M Bamba's product shapes
+// (d_model 768, 12 layers, d_ff 1280, vocab 32000; bench/wasm.ts --quant runs it end to end):
+//   1. every product of one decode step alone (random weights, the fma module variant), 1 and
+//      `--threads` threads: wall and CPU (all threads) ms per call, weight GB/s and G weights/s
+//      (wall) per shape, against a one-thread memory copy; the activations' digits alone;
+//   2. with --e2e, the model's decode: CPU time per token (all threads: workers block between
+//      products) in the products (linearAt, digits included) vs the rest.
+// Best of `--rounds` rounds (the machine is shared).
+//
+// Run: npx tsx bench/wasm-quant-profile.ts [--threads 2] [--rounds 5] [--dtype q4|q8] [--e2e | --e2e-only]
+
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { wasmKernels, wasmKernelVariants } from '../codegen/wasm/assemble.ts';
+import { wasmProgram } from '../codegen/wasm/program.ts';
+import { WASM_FMA_TARGET } from '../codegen/wasm/target.ts';
+import { compileFile, loadConfig } from '../compiler/compile.ts';
+import { lowerToProgram } from '../compiler/lower.ts';
+import { Model } from '../runtime/model.ts';
+import { type QuantDType, type QuantTensor, quantize } from '../runtime/quant.ts';
+import { type PackedWeight, WasmKernels } from '../runtime/wasm/kernels.ts';
+import { wasmModule } from '../runtime/wasm/module.ts';
+
+const ROOT = resolve(fileURLToPath(import.meta.url), '..', '..');
+const arg = (name: string, dflt: number) => (process.argv.includes(name) ? Number(process.argv[process.argv.indexOf(name) + 1]) : dflt);
+const THREADS = arg('--threads', 2), ROUNDS = arg('--rounds', 5);
+const DTYPES: QuantDType[] = process.argv.includes('--dtype') ? [process.argv[process.argv.indexOf('--dtype') + 1] as QuantDType] : ['q4', 'q8'];
+const D = 768, FF = 1280, V = 32000, INNER = 1536, IN_PROJ = 2 * INNER + 2 * 64 + 24;
+const SETS = ['vocab=32000', 'd_model=768', 'n_layers=12', 'attn_layers=[5,11]', 'n_heads=12', 'n_kv_heads=4', 'mamba_heads=24',
+  'd_state=64', 'd_ff=1280', 'chunk=64', 'context=1024'];
+
+/** Fastest of `rounds` of `reps` calls, seconds per call: wall, and CPU of the process (every
+ *  thread; workers block, not spin, between products). */
+function best(fn: () => void, reps: number, rounds = ROUNDS): { wall: number; cpu: number } {
+  fn();
+  let wall = Infinity, cpu = Infinity;
+  for (let r = 0; r < rounds; r++) {
+    const t0 = performance.now(), c0 = process.cpuUsage();
+    for (let i = 0; i < reps; i++) fn();
+    const c = process.cpuUsage(c0);
+    wall = Math.min(wall, (performance.now() - t0) / 1000 / reps);
+    cpu = Math.min(cpu, (c.user + c.system) / 1e6 / reps);
+  }
+  return { wall, cpu };
+}
+
+function quantWeight(N: number, K: number, dtype: QuantDType): QuantTensor {
+  const v = new Float32Array(N * K);
+  for (let i = 0; i < v.length; i++) v[i] = Math.sin(i * 12.9898) * 0.05;
+  const q = quantize({ dtype: 'f32', shape: [N, K], data: v }, dtype);
+  if ('reason' in q) throw new Error(q.reason);
+  return q.q;
+}
+
+const f = (x: number, d = 2) => x.toFixed(d);
+
+// one decode step's products: [N, K, count per step]
+const SHAPES: [string, number, number, number][] = [
+  ['in_proj', IN_PROJ, D, 10], ['out_proj', D, INNER, 10], ['qkv', 1280, D, 2], ['o', D, D, 2], ['gate/up', 2 * FF, D, 12], ['down', D, FF, 12], ['head', V, D, 1]];
+
+async function micro(): Promise<void> {
+  const module = await wasmModule(await wasmKernels(WASM_FMA_TARGET));
+  console.log(`load ${loadavg()[0]!.toFixed(1)}; ${THREADS} threads; best of ${ROUNDS}`);
+  for (const dtype of DTYPES) {
+    for (const threads of new Set([1, THREADS])) {
+      const wk = new WasmKernels(module, threads);
+      const xAt = wk.allocate(4 * 8192), yAt = wk.allocate(4 * (V + 8));
+      new Float32Array(wk.memory.buffer, xAt, 2048).forEach((_, i, a) => { a[i] = Math.cos(i) * 3; });
+      let total = 0, totalCpu = 0, bytes = 0;
+      const rows: string[] = [];
+      for (const [name, N, K, n] of SHAPES) {
+        const p: PackedWeight = wk.packQuant(quantWeight(N, K, dtype));
+        const b = p.panels * (K / 32) * (dtype === 'q4' ? 192 : 320);
+        const { wall: s, cpu } = best(() => wk.linearAt(p, xAt, K, 1, yAt, p.panels * 8), Math.max(3, Math.round(2e6 / b)));
+        total += s * n;
+        totalCpu += cpu * n;
+        bytes += b * n;
+        rows.push(`  ${name.padEnd(9)} [${N}x${K}] x${n}: ${f(s * 1e3, 3)} ms/call (CPU ${f(cpu * 1e3, 3)}), ${f(b / s / 1e9)} GB/s, ${f(N * K / s / 1e9)} G weights/s, ${f(s * n * 1e3)} ms/step`);
+      }
+      const ex = (wk as unknown as { ex: { digits(x: number, ldx: number, T: number, K: number, xd: number): number } }).ex;
+      const dAt = wk.allocate(8192);
+      const dig = best(() => ex.digits(xAt, D, 1, D, dAt), 2000).cpu;
+      console.log(`${dtype}, ${threads} thread(s): products of one step ${f(total * 1e3)} ms, CPU ${f(totalCpu * 1e3)} ms (${f(bytes / 2 ** 20, 1)} MiB, ${f(bytes / total / 1e9)} GB/s); digits of one 768 row ${f(dig * 1e6)} us (x ${SHAPES.reduce((a, s) => a + s[3], 0)} per step)`);
+      console.log(rows.join('\n'));
+      wk.close();
+    }
+  }
+  // memory copy of one step's q4 bytes, one thread (read + write counted)
+  const n = 64 << 20, src = new Uint8Array(n).fill(1), dst = new Uint8Array(n);
+  const c = best(() => dst.set(src), 3).wall;
+  console.log(`memory copy 64 MiB, 1 thread: ${f(2 * n / c / 1e9)} GB/s (read + write)`);
+}
+
+/** The model's decode: CPU time in linearAt (the products, digits included) vs the rest. */
+async function e2e(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'archc-bench-qprof-'));
+  try {
+    const init = spawnSync(process.execPath, [join(ROOT, 'bin', 'archc.js'), 'init-weights', join(ROOT, 'models', 'bamba.arch'), '-o', dir, '--dtype', 'bf16', ...SETS.flatMap((s) => ['--set', s])], { encoding: 'utf8' });
+    if (init.status !== 0) throw new Error(init.stderr);
+    const c = compileFile(join(ROOT, 'models', 'bamba.arch'), { hfConfigData: loadConfig(join(dir, 'config.json')) });
+    const program = lowerToProgram(c.graph, c.bindings);
+    const wasmProg = await wasmProgram(program), kernels = await wasmKernelVariants();
+    const proto = WasmKernels.prototype as unknown as { linearAt: (...a: unknown[]) => void };
+    const orig = proto.linearAt;
+    let inProducts = 0;
+    proto.linearAt = function (this: unknown, ...a: unknown[]) {
+      const c0 = process.cpuUsage();
+      orig.apply(this, a);
+      const c = process.cpuUsage(c0);
+      inProducts += (c.user + c.system) / 1000;
+    };
+    for (const q of ['bf16', 'q8', 'q4'] as const) {
+      const m = await Model.loadProgram(program, dir, { threads: THREADS, backend: 'wasm', wasmKernels: kernels, wasmProgram: wasmProg, ...(q === 'bf16' ? {} : { quantize: q }) });
+      let bestTok = Infinity, bestProd = 0;
+      for (let r = 0; r < ROUNDS; r++) {
+        const { states } = m.prefill([[1, 2, 3, 4, 5, 6, 7, 8]]);
+        inProducts = 0;
+        const c0 = process.cpuUsage();
+        for (let k = 0; k < 32; k++) m.decode([k + 10], states);
+        const c = process.cpuUsage(c0), tok = (c.user + c.system) / 1000 / 32;
+        if (tok < bestTok) [bestTok, bestProd] = [tok, inProducts / 32];
+        m.releaseSequence(states[0]!);
+      }
+      console.log(`${q} decode, ${THREADS} thread(s): CPU ${f(bestTok)} ms/token (all threads), of which products ${f(bestProd)} ms, the rest ${f(bestTok - bestProd)} ms (load ${loadavg()[0]!.toFixed(1)})`);
+      m.dispose();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (!process.argv.includes('--e2e-only')) await micro();
+if (process.argv.some((a) => a.startsWith('--e2e'))) await e2e();
+process.exit(0);
