@@ -176,7 +176,7 @@ def main() -> None:
             fail(f'{a.checkpoint}: {hf}', 'tensor missing')
         used.add(hf)
         name = gguf.TENSOR_NAMES[kind].format(bid=bid) + suffix
-        plan.append(Out(name, s, shape or s.shape, qtype or mat, fn, rowwise))
+        plan.append(Out(name, s, shape or s.shape, mat if qtype is None else qtype, fn, rowwise))
 
     def want(hf: str, shape: tuple):
         s = src.get(hf)
