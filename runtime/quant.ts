@@ -163,7 +163,7 @@ function quantizeRow(row: Float32Array, G: number, cands: Float64Array, lo: numb
 }
 
 /** Every f16 bit pattern's value (f16ToF32, as a table: the scale search reads one per candidate). */
-const F16_TO_F32 = Float32Array.from({ length: 65536 }, (_, h) => f16ToF32(h));
+export const F16_TO_F32 = Float32Array.from({ length: 65536 }, (_, h) => f16ToF32(h));
 
 /** Signed 4-bit codes (one a byte) → the q4 layout: code + 8, element 2i in the low nibble. */
 export function packNibbles(codes: Int8Array): Uint8Array {
