@@ -5,7 +5,10 @@
 // over the wall time of the whole Model.load), and the peak RSS (process.resourceUsage().maxRSS).
 // The checkpoints are made once (archc init-weights) and kept under the directory given.
 //
-// Run: npx tsx bench/load.ts [--dir /tmp/archc-bench-load] [--threads 2] [--rounds 2] [--only wasm:bf16:q4]
+// With --base DIR (a checkout of an earlier commit holding this file at DIR/bench/load.ts), each case
+// runs there too, interleaved round by round with this tree's, for a before/after on the same load.
+//
+// Run: npx tsx bench/load.ts [--dir /tmp/archc-bench-load] [--threads 2] [--rounds 2] [--only wasm:bf16:q4] [--base DIR]
 // (writes bench/results/load.json)
 
 import { spawnSync } from 'node:child_process';
@@ -78,23 +81,30 @@ async function main(): Promise<void> {
   const chosen = cases.filter((c) => !filter || filter.split(',').includes(`${c.backend}:${c.dtype}:${c.quant}`));
   prepare('f32');
   prepare('bf16');
-  const rows = [['backend', 'checkpoint', 'quantize', 'MB', 'seconds', 'MB/s', 'peak RSS MiB']];
+  const base = flag('--base', '');
+  const trees: [string, string][] = [['', ROOT], ...(base ? [['base', resolve(base)] as [string, string]] : [])];
+  const rows = [['backend', 'checkpoint', 'quantize', 'tree', 'MB', 'seconds', 'MB/s', 'peak RSS MiB']];
   const out: Record<string, Result> = {};
   for (const c of chosen) {
     prepare(c.dtype);
-    let best: Result | null = null;
+    const best = new Map<string, Result>();
     for (let r = 0; r < ROUNDS; r++) {
-      const p = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--dir', DIR, '--threads', String(THREADS), '--one', `${c.backend}:${c.dtype}:${c.quant}`], { encoding: 'utf8', cwd: ROOT });
-      if (p.status !== 0) throw new Error(`load ${c.backend}:${c.dtype}:${c.quant} failed:\n${p.stderr}`);
-      const res = JSON.parse(p.stdout.trim().split('\n').pop()!) as Result;
-      if (!best || res.seconds < best.seconds) best = res;
+      for (const [tree, root] of trees) {
+        const p = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'bench', 'load.ts'), '--dir', DIR, '--threads', String(THREADS), '--one', `${c.backend}:${c.dtype}:${c.quant}`], { encoding: 'utf8', cwd: root });
+        if (p.status !== 0) throw new Error(`load ${c.backend}:${c.dtype}:${c.quant} (${root}) failed:\n${p.stderr}`);
+        const res = JSON.parse(p.stdout.trim().split('\n').pop()!) as Result;
+        if (!best.has(tree) || res.seconds < best.get(tree)!.seconds) best.set(tree, res);
+      }
     }
-    out[`${c.backend}:${c.dtype}:${c.quant}`] = best!;
-    rows.push([c.backend, c.dtype, c.quant, (best!.bytes / 1e6).toFixed(0), best!.seconds.toFixed(2), (best!.bytes / 1e6 / best!.seconds).toFixed(0), best!.maxRssMiB.toFixed(0)]);
-    process.stderr.write(`${rows.at(-1)!.join('  ')}\n`);
+    for (const [tree] of trees) {
+      const b = best.get(tree)!;
+      out[`${c.backend}:${c.dtype}:${c.quant}${tree ? `:${tree}` : ''}`] = b;
+      rows.push([c.backend, c.dtype, c.quant, tree || 'this', (b.bytes / 1e6).toFixed(0), b.seconds.toFixed(2), (b.bytes / 1e6 / b.seconds).toFixed(0), b.maxRssMiB.toFixed(0)]);
+      process.stderr.write(`${rows.at(-1)!.join('  ')}\n`);
+    }
   }
   const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  process.stdout.write(rows.map((r) => r.map((x, i) => (i < 3 ? x.padEnd(w[i]!) : x.padStart(w[i]!))).join('  ')).join('\n') + `\n(fastest of ${ROUNDS} fresh processes each, ${THREADS} threads)\n`);
+  process.stdout.write(rows.map((r) => r.map((x, i) => (i < 4 ? x.padEnd(w[i]!) : x.padStart(w[i]!))).join('  ')).join('\n') + `\n(fastest of ${ROUNDS} fresh processes each, ${THREADS} threads)\n`);
   mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true });
   writeFileSync(join(ROOT, 'bench', 'results', 'load.json'), JSON.stringify({ threads: THREADS, rounds: ROUNDS, results: out }, null, 2) + '\n');
 }

@@ -200,9 +200,10 @@ export function checkFinite(t: Tensor, file: string, name: string): void {
   let bad = 0;
   let first = -1;
   if (t.dtype === 'f32') {
-    const x = d as Float32Array;
+    // the exponent bits, as integers (faster than x − x on floats)
+    const x = new Uint32Array(d.buffer, d.byteOffset, d.length);
     for (let i = 0; i < x.length; i++) {
-      if (x[i]! - x[i]! !== 0) {
+      if ((x[i]! & 0x7f800000) === 0x7f800000) {
         if (bad++ === 0) first = i;
       }
     }

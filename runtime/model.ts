@@ -179,20 +179,31 @@ export class Model {
         // a tensor two weights read (a tied embedding and head) is read once
         const shared = new Set(reads.values());
         const kept = new Map<string, Tensor>();
-        // one buffer, grown to the largest, for the tensors nothing keeps after their upload (those
-        // quantised as they arrive, a wasm product's weight packed into the memory); shared memory
-        // for the ones a thread pool keeps (runtime/backend.ts hostCopy)
+        // one buffer for the tensors nothing keeps after their upload (those quantised as they
+        // arrive, a wasm product's weight packed into the memory: runtime/backend.ts hostCopy),
+        // grown as needed and let go once no later one needs it that large; shared memory for
+        // the matrices a thread pool keeps
+        const transient = (weight: string) => !shared.has(tensorOf(weight)) && !packed?.formats.has(tensorOf(weight))
+          && (plan.formats.has(weight) || backend.hostCopy?.(weight) === 'none');
+        const stored = (weight: string) => { const t = ckpt.tensors.get(tensorOf(weight)); return t ? t.end - t.begin : 0; };
+        const later = new Map<string, number>(); // weight -> the largest transient tensor from it on
+        for (let i = program.weights.length - 1, most = 0; i >= 0; i--) {
+          const w = program.weights[i]!.name;
+          if (transient(w)) most = Math.max(most, stored(w));
+          later.set(w, most);
+        }
         let scratch = new ArrayBuffer(0);
         const reuse = (bytes: number) => (scratch.byteLength >= bytes ? scratch : (scratch = new ArrayBuffer(bytes)));
         const sharedMemory = (bytes: number) => new SharedArrayBuffer(bytes);
         const read = async (weight: string): Promise<HostWeight> => {
           const name = tensorOf(weight);
+          if (scratch.byteLength > (later.get(weight) ?? 0)) scratch = new ArrayBuffer(0);
           if (packed?.formats.has(name)) return packed.readQuant(name);
           const f = plan.formats.get(weight);
           let t = kept.get(name);
           if (!t) {
             const copy = backend.hostCopy?.(weight) ?? 'own';
-            const alloc = shared.has(name) ? undefined : f || copy === 'none' ? reuse : copy === 'shared' && typeof SharedArrayBuffer !== 'undefined' ? sharedMemory : undefined;
+            const alloc = transient(weight) ? reuse : !shared.has(name) && copy === 'shared' && typeof SharedArrayBuffer !== 'undefined' ? sharedMemory : undefined;
             t = await ckpt.read(name, alloc);
             if (opts.checkWeights ?? true) checkFinite(t, ckpt.tensors.get(name)?.file ?? ckpt.path, name);
             if (shared.has(name)) kept.set(name, t);

@@ -12,17 +12,31 @@ export function packPanels(dst: Uint32Array | Uint16Array, src: Uint32Array | Ui
   else (transposed ? panelsT16 : panels16)(dst, src as Uint16Array, N, K, NR);
 }
 
+// panel by panel, k by k: the writes run in order, the reads along NR rows at once
 function panels32(dst: Uint32Array, src: Uint32Array, N: number, K: number, NR: number): void {
-  for (let n = 0; n < N; n++) {
-    const c = n % NR;
-    for (let k = 0, o = (n - c) * K + c, i = n * K; k < K; k++, o += NR) dst[o] = src[i + k]!;
+  for (let n0 = 0, o = 0; n0 < N; n0 += NR) {
+    const m = Math.min(NR, N - n0);
+    if (m < NR) return tail(dst, src, n0, m, K, NR);
+    for (let k = 0, i = n0 * K; k < K; k++, i++) {
+      for (let c = 0, j = i; c < NR; c++, j += K) dst[o++] = src[j]!;
+    }
   }
 }
 
 function panels16(dst: Uint16Array, src: Uint16Array, N: number, K: number, NR: number): void {
-  for (let n = 0; n < N; n++) {
-    const c = n % NR;
-    for (let k = 0, o = (n - c) * K + c, i = n * K; k < K; k++, o += NR) dst[o] = src[i + k]!;
+  for (let n0 = 0, o = 0; n0 < N; n0 += NR) {
+    const m = Math.min(NR, N - n0);
+    if (m < NR) return tail(dst, src, n0, m, K, NR);
+    for (let k = 0, i = n0 * K; k < K; k++, i++) {
+      for (let c = 0, j = i; c < NR; c++, j += K) dst[o++] = src[j]!;
+    }
+  }
+}
+
+/** The last panel's m < NR columns (its padding columns left as they are). */
+function tail(dst: Uint32Array | Uint16Array, src: Uint32Array | Uint16Array, n0: number, m: number, K: number, NR: number): void {
+  for (let k = 0; k < K; k++) {
+    for (let c = 0; c < m; c++) dst[n0 * K + k * NR + c] = src[(n0 + c) * K + k]!;
   }
 }
 
