@@ -2,7 +2,8 @@
 // vocab 32000, as bench/wasm.ts) from a warm page cache, f32 and bf16 checkpoints, into the `wasm`
 // and `cpu` backends, as stored and with `quantize: 'q8'` / `'q4'`. Each load runs in a fresh
 // process (so its peak resident memory is its own): MB/s of checkpoint bytes read (the file sizes
-// over the wall time of the whole Model.load), and the peak RSS (process.resourceUsage().maxRSS).
+// over the wall time of the whole Model.load; also over its CPU time, all threads: steadier than the
+// wall time on a loaded machine), and the peak RSS (process.resourceUsage().maxRSS).
 // The checkpoints are made once (archc init-weights) and kept under the directory given.
 //
 // With --base DIR (a checkout of an earlier commit holding this file at DIR/bench/load.ts), each case
@@ -31,7 +32,7 @@ const THREADS = Number(flag('--threads', '2'));
 const ROUNDS = Number(flag('--rounds', '2'));
 
 type Case = { backend: 'wasm' | 'cpu'; dtype: 'f32' | 'bf16'; quant: 'none' | 'q8' | 'q4' };
-interface Result { seconds: number; bytes: number; maxRssMiB: number }
+interface Result { seconds: number; cpuSeconds: number; bytes: number; maxRssMiB: number }
 
 /** One load in this process (the child's side): prints a JSON Result. */
 async function one(c: Case): Promise<void> {
@@ -44,12 +45,13 @@ async function one(c: Case): Promise<void> {
   const extra = c.backend === 'wasm'
     ? { wasmKernels: await (await import('../codegen/wasm/assemble.ts')).wasmKernelVariants(), wasmProgram: await (await import('../codegen/wasm/program.ts')).wasmProgram(program) }
     : {};
-  const t0 = performance.now();
+  const t0 = performance.now(), c0 = process.cpuUsage();
   const model = await Model.loadProgram(program, dir, { backend: c.backend, threads: THREADS, ...extra, ...(c.quant === 'none' ? {} : { quantize: c.quant }) });
   const seconds = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(c0), cpuSeconds = (cpu.user + cpu.system) / 1e6;
   const bytes = checkpointBytes(dir);
   model.dispose();
-  const r: Result = { seconds, bytes, maxRssMiB: process.resourceUsage().maxRSS / 1024 };
+  const r: Result = { seconds, cpuSeconds, bytes, maxRssMiB: process.resourceUsage().maxRSS / 1024 };
   process.stdout.write(JSON.stringify(r) + '\n');
   process.exit(0);
 }
@@ -83,7 +85,7 @@ async function main(): Promise<void> {
   prepare('bf16');
   const base = flag('--base', '');
   const trees: [string, string][] = [['', ROOT], ...(base ? [['base', resolve(base)] as [string, string]] : [])];
-  const rows = [['backend', 'checkpoint', 'quantize', 'tree', 'MB', 'seconds', 'MB/s', 'peak RSS MiB']];
+  const rows = [['backend', 'checkpoint', 'quantize', 'tree', 'MB', 'seconds', 'MB/s', 'CPU s', 'MB/CPU s', 'peak RSS MiB']];
   const out: Record<string, Result> = {};
   for (const c of chosen) {
     prepare(c.dtype);
@@ -99,7 +101,8 @@ async function main(): Promise<void> {
     for (const [tree] of trees) {
       const b = best.get(tree)!;
       out[`${c.backend}:${c.dtype}:${c.quant}${tree ? `:${tree}` : ''}`] = b;
-      rows.push([c.backend, c.dtype, c.quant, tree || 'this', (b.bytes / 1e6).toFixed(0), b.seconds.toFixed(2), (b.bytes / 1e6 / b.seconds).toFixed(0), b.maxRssMiB.toFixed(0)]);
+      rows.push([c.backend, c.dtype, c.quant, tree || 'this', (b.bytes / 1e6).toFixed(0), b.seconds.toFixed(2), (b.bytes / 1e6 / b.seconds).toFixed(0),
+        b.cpuSeconds.toFixed(2), (b.bytes / 1e6 / b.cpuSeconds).toFixed(0), b.maxRssMiB.toFixed(0)]);
       process.stderr.write(`${rows.at(-1)!.join('  ')}\n`);
     }
   }
