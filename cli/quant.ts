@@ -12,6 +12,7 @@ import { withCommon } from './common.ts';
 import { checkReplaceable, writeDirAtomic } from './fsutil.ts';
 import { type LoadFlags, compileFor, loadModel, numberFlag, usage } from './run.ts';
 import { BACKEND_NAMES } from '../runtime/targets.ts';
+import { loadBar } from './progress.ts';
 
 export interface QuantFlags {
   quantize?: 'q8' | 'q4';
@@ -74,7 +75,14 @@ export function registerQuantCommands(p: Command): void {
       const option = quantizeOption(flags)!;
       const { program } = await compileFor(file, o, o.weights);
       const { writeQuantized } = await import('./quantize.ts');
-      const r = await writeQuantized(program, o.weights, option, { checkWeights: o.checkWeights ?? true, allowExtra: o.allowExtra ?? false, dequantize: o.dequantize ?? false });
+      const bar = await loadBar('quantising weights');
+      let r: Awaited<ReturnType<typeof writeQuantized>>;
+      try {
+        r = await writeQuantized(program, o.weights, option, { checkWeights: o.checkWeights ?? true, allowExtra: o.allowExtra ?? false, dequantize: o.dequantize ?? false,
+          onProgress: (p, tensor) => bar?.update(p, tensor) });
+      } finally {
+        bar?.stop();
+      }
       writeDirAtomic(out, 'checkpoint', (tmp) => {
         r.write(tmp);
         for (const f of ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json']) {
@@ -102,8 +110,8 @@ export function registerQuantCommands(p: Command): void {
         throw new RuntimeError('RT100', [o.text, (e as Error).message], { file: o.text });
       }
       quantizeOption(o); // flags checked before anything loads
-      const model = await loadModel(file, o, false);
-      const ref = o.quantize || o.reference ? await loadModel(file, { ...o, weights: o.reference ?? o.weights }, false, true) : null;
+      const model = await loadModel(file, o);
+      const ref = o.quantize || o.reference ? await loadModel(file, { ...o, weights: o.reference ?? o.weights }, true) : null;
       const { evaluate, formatEval } = await import('./eval.ts');
       const r = await evaluate(model, ref, text, { window, maxWindows, file: o.text });
       const names = { model: o.quantize ?? o.weights, reference: o.reference ?? 'unquantised' };

@@ -13,6 +13,7 @@ import { packedBits, packedTensors, quantizationConfig } from '../runtime/quantc
 import { type QuantizeOption, planQuant, quantCandidates } from '../runtime/quantplan.ts';
 import { type NamedTensor, checkShapes, openCheckpoint, writeSafetensors } from '../runtime/safetensors.ts';
 import { DTYPE_BYTES, numel } from '../runtime/tensor.ts';
+import type { LoadProgress } from '../runtime/load.ts';
 
 export interface QuantizedCheckpoint {
   /** Writes config.json and model.safetensors into `dir`. */
@@ -22,7 +23,7 @@ export interface QuantizedCheckpoint {
 
 /** `dequantize`: write each quantised weight's values (code · scale) as f32 instead of its codes, a
  *  plain checkpoint holding the quantised model's numbers that every backend runs. */
-export async function writeQuantized(program: Program, dir: string, opt: QuantizeOption, o: { checkWeights: boolean; allowExtra: boolean; dequantize: boolean }): Promise<QuantizedCheckpoint> {
+export async function writeQuantized(program: Program, dir: string, opt: QuantizeOption, o: { checkWeights: boolean; allowExtra: boolean; dequantize: boolean; onProgress?: (p: LoadProgress, tensor: string) => void }): Promise<QuantizedCheckpoint> {
   const configPath = join(dir, 'config.json');
   const config = readHfConfig(configPath);
   if (packedBits(config, configPath)) throw new RuntimeError('RT175', [dir, 'compressed-tensors pack-quantized']);
@@ -36,7 +37,17 @@ export async function writeQuantized(program: Program, dir: string, opt: Quantiz
     const plan = planQuant(program, opt, (n) => ckpt.tensors.get(reads.get(n) ?? n)?.shape ?? []);
     const entries: NamedTensor[] = [];
     let before = 0, after = 0;
+    const bytesOf = (name: string) => { const t = ckpt.tensors.get(name)!; return t.end - t.begin; };
+    const totalBytes = own.reduce((s, w) => s + bytesOf(w.name), 0), t0 = performance.now();
+    let bytesRead = 0;
+    /** Bytes of the tensors done so far (before the next one, and once at the end). */
+    const progress = (tensor: string) => {
+      const seconds = (performance.now() - t0) / 1000;
+      if (bytesRead) o.onProgress?.({ bytesRead, totalBytes, seconds, bytesPerSecond: bytesRead / seconds }, tensor);
+    };
     for (const w of own) {
+      progress(w.name);
+      bytesRead += bytesOf(w.name);
       const t = ckpt.read(w.name);
       if (o.checkWeights) checkFinite(t, ckpt.tensors.get(w.name)?.file ?? ckpt.path, w.name);
       before += numel(t.shape) * DTYPE_BYTES[t.dtype];
@@ -56,6 +67,7 @@ export async function writeQuantized(program: Program, dir: string, opt: Quantiz
       entries.push(...packedTensors(w.name, q.q));
       after += quantTensorBytes(q.q);
     }
+    progress('');
     // compressed-tensors' ignore list: every candidate left as stored (K not a multiple of 32, --keep none)
     const ignore = [...quantCandidates(program).keys()].filter((n) => !plan.formats.has(n) && !reads.has(n));
     // config.json as written, the quantization_config added as its last key (the text is kept:

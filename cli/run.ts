@@ -26,6 +26,7 @@ import { checkParent, checkReplaceable, exitOnSignals, writeDirAtomic, writeFile
 import { encodeNpy } from './npy.ts';
 import { type QuantFlags, quantizeOption, reportQuantization, withQuantize } from './quant.ts';
 import { phases } from './phases.ts';
+import { loadBar } from './progress.ts';
 
 /** Why `name` is not an npm package name, or null: lowercase, URL-safe, at most 214 characters,
  *  optionally scoped (`@scope/name`), not starting with `.` or `_` (npm's rules). */
@@ -124,20 +125,16 @@ export type LoadFlags = CommonOpts & QuantFlags & { weights: string; allowExtra?
 /** --capacity: the tokens one sequence may hold (LoadOptions.capacity; default the `context` param). */
 const capacityFlag = (v: string | undefined) => numberFlag(v, '--capacity', { int: true, min: 1, max: RUNTIME_LIMITS.position.value, what: 'a positive integer' });
 
-export async function loadModel(file: string, o: LoadFlags, progress: boolean, unquantised = false): Promise<Model> {
+export async function loadModel(file: string, o: LoadFlags, unquantised = false): Promise<Model> {
   const quantize = unquantised ? undefined : quantizeOption(o);
   const capacity = capacityFlag(o.capacity);
   const { program } = await compileFor(file, o, o.weights);
   const backend = (o.backend ?? 'wasm') as Backend;
   // what the backend's build target makes (the same a package ships), in this process
   const made = await (await import('../codegen/targets.ts')).buildTarget(backend)?.inProcess(program, { cudaArchs: archList(o.cudaArch) }) ?? {};
-  // the runtime (with the tokenizer) and cli-progress load only in the commands that run a model
+  // the runtime (with the tokenizer) loads only in the commands that run a model; the bar only on a terminal
   const { Model } = await import('../runtime/model.ts');
-  const cliProgress = progress && process.stderr.isTTY ? (await import('cli-progress')).default : undefined;
-  const bar = cliProgress
-    ? new cliProgress.SingleBar({ format: 'loading weights [{bar}] {value}/{total} {tensor}', clearOnComplete: true, stream: process.stderr }, cliProgress.Presets.shades_classic)
-    : undefined;
-  bar?.start(program.weights.length, 0, { tensor: '' });
+  const bar = await loadBar(unquantised ? 'loading reference weights' : 'loading weights');
   try {
     const model = await Model.loadProgram(program, o.weights, {
       ...(quantize !== undefined ? { quantize } : {}),
@@ -148,7 +145,7 @@ export async function loadModel(file: string, o: LoadFlags, progress: boolean, u
       ...made,
       // a WebGPU adapter that runs shaders on the CPU: said once, as the CLI's other warnings are
       webgpu: { onWarning: (m) => process.stderr.write(`warning: ${m}\n`) },
-      onProgress: (done, _total, tensor) => bar?.update(done, { tensor }),
+      onProgress: (_done, _total, tensor, p) => bar?.update(p, tensor),
     });
     if (!unquantised) reportQuantization(model);
     return model;
@@ -259,7 +256,7 @@ export function registerRunCommands(p: Command): void {
       if (o.loss && predicted <= 0) {
         usage('--loss', 'no token to predict: the loss needs a sequence of at least two tokens');
       }
-      const model = await loadModel(file, o, false);
+      const model = await loadModel(file, o);
       const ids = seqs.flat();
       const cu = [0];
       for (const s of seqs) cu.push(cu[cu.length - 1]! + s.length);
@@ -325,7 +322,7 @@ export function registerRunCommands(p: Command): void {
       capacityFlag(o.capacity);
       // a prompt needs the tokenizer: check it before the weights take their time to load
       if (o.prompt !== undefined) await checkTokenizer(o.weights);
-      const model = await loadModel(file, o as never, true);
+      const model = await loadModel(file, o as never);
       if (model.tokenizer && model.tokenizer.vocabSize > model.vocab) {
         process.stderr.write(`warning: ${join(o.weights, 'tokenizer.json')} has ids up to ${model.tokenizer.vocabSize - 1}, but the model's vocabulary has ${model.vocab} entries: a prompt with a larger id is refused, and the model never generates one\n`);
       }

@@ -342,7 +342,7 @@ self.onmessage = async ({ data: prompt }) => {
 Load options: \`backend\`, where the kernels run (the first is the default):
 ${backends(input).map((b) => `- \`'${b}'\`: ${RUN_TARGETS.find((t) => t.name === b)!.about}`).join('\n')}
 
-and \`threads\` (threads for the products; default \`ARCHC_THREADS\`, else the cores, at most 8; in a browser \`navigator.hardwareConcurrency\`, at most 8), \`capacity\` (tokens a sequence may hold; default the model's context), \`allowExtra\`, \`onProgress\`.
+and \`threads\` (threads for the products; default \`ARCHC_THREADS\`, else the cores, at most 8; in a browser \`navigator.hardwareConcurrency\`, at most 8), \`capacity\` (tokens a sequence may hold; default the model's context), \`allowExtra\`, \`onProgress\` (after each weight: weights done, and checkpoint bytes read of the total with the rate), \`memoryAvailable\` (bytes the weights may take; default in Node the machine's available memory or its cgroup's room: a load that needs more is refused before it reads, RT146).
 
 Sampling options: \`temperature\`, \`topK\`, \`topP\`, \`minP\`, \`repetitionPenalty\`, \`seed\`, \`stop\` (token ids),
 \`stopStrings\`, \`maxTokens\`, \`stopAtContext\` (end at the sequence's capacity instead of refusing a run that would pass it, RT307). \`forward({ ids, labels })\` also returns the causal-LM \`loss\`.

@@ -66,6 +66,11 @@ export interface Backend {
    *  format); derived weights are made as soon as their parts are in, and parts no kernel reads
    *  are then dropped. */
   uploadWeight(w: ProgramWeight, t: HostWeight): void;
+  /** Where the loader may read a float weight's bytes for `uploadWeight`: `none` (the backend keeps
+   *  no reference to the host tensor after the call: a reused buffer will do), `shared` (it keeps
+   *  it in a SharedArrayBuffer for its threads: read straight into one) or `own` (absent: a fresh
+   *  buffer it keeps). */
+  hostCopy?(weight: string): 'none' | 'shared' | 'own';
   createStatePool(capacity: number): StatePool;
   begin(entry: Entry, batch: RunBatch, pool: StatePool): Invocation;
   /** Frees what the backend holds (worker threads, device memory). */

@@ -37,6 +37,7 @@ export const RUNTIME_MESSAGES = {
   RT143: '{0}: tensor {1}: {2} value {3} at index {4} does not fit in i32',
   RT144: '{0}: tensor {1} holds {2} non-finite values (the first, {3}, at index {4}); pass --no-check-weights (checkWeights: false) to load it anyway',
   RT145: '{0}: tensor {1} {2} needs {3} bytes in memory, over the limit {4} = {5}',
+  RT146: '{0}: the weights need {1} bytes on the {2} backend{3}, more than the {4} bytes this process may take ({5}); {6}',
   // 15x: writing checkpoints
   RT150: 'cannot write {0}: tensor {1}: {2}',
   RT151: 'cannot write {0}: {1}',

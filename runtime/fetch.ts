@@ -6,7 +6,7 @@
 
 import { type HfConfig, parseHfConfig } from './hfconfig.ts';
 import { describeError, fail } from './errors.ts';
-import { type TensorInfo, parseSafetensorsHeader, readHeaderLength, tensorFromBytes } from './safetensors.ts';
+import { type TensorAlloc, type TensorInfo, parseSafetensorsHeader, readHeaderLength, tensorFromBytes } from './safetensors.ts';
 import type { Tensor } from './tensor.ts';
 import { type Tokenizer, tokenizerFromJson } from './tokenizer.ts';
 
@@ -15,7 +15,9 @@ export interface TensorSource {
   /** What was opened (a path or URL), for messages. */
   readonly path: string;
   readonly tensors: ReadonlyMap<string, TensorInfo>;
-  read(name: string): Tensor | Promise<Tensor>;
+  /** One tensor; `alloc`, if given, supplies the memory of a tensor kept in its stored dtype (f32,
+   *  f16, bf16, i32) — a reused buffer, or shared memory — instead of a fresh one. */
+  read(name: string, alloc?: TensorAlloc): Tensor | Promise<Tensor>;
   close(): void;
 }
 
@@ -150,10 +152,10 @@ async function openTensors(fetchFn: Fetch, at: (name: string) => string): Promis
   return {
     path,
     tensors,
-    async read(name) {
+    async read(name, alloc) {
       if (closed) fail('RT141', [path], { file: path, tensor: name });
       const info = tensors.get(name) ?? fail('RT140', [path, name], { file: path, tensor: name });
-      return tensorFromBytes(info, await files.get(info.file)!.bytes(info.begin, info.end));
+      return tensorFromBytes(info, await files.get(info.file)!.bytes(info.begin, info.end), alloc);
     },
     close() { closed = true; },
   };

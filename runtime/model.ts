@@ -7,7 +7,7 @@ import { type SlotState, runBatch, runBatchAsync } from './engine.ts';
 import { RuntimeError } from './errors.ts';
 import { type TensorSource, fetchCheckpoint, isUrl } from './fetch.ts';
 import type { HfConfig } from './hfconfig.ts';
-import { checkConfig, checkFinite, loadWeights, nodeCheckpoint, onNode } from './load.ts';
+import { type LoadProgress, checkCheckpoint, checkFinite, checkConfig, checkFits, loadWeights, loadedWeightBytes, nodeCheckpoint, onNode } from './load.ts';
 import { RUNTIME_LIMITS } from './limits.ts';
 import { causalLmLoss } from './loss.ts';
 import type { EntryName, Program } from './program.ts';
@@ -28,7 +28,7 @@ import type { WgslProgram } from './webgpu/shaders.ts';
 /** Where the kernels run: one of the run targets (runtime/targets.ts). A GPU's results are read
  *  asynchronously: on `webgpu` use the async methods (forwardAsync, stepAsync, prefillAsync,
  *  decodeAsync; generate is async). */
-export type { Backend, SavedSequence, SequenceState };
+export type { Backend, LoadProgress, SavedSequence, SequenceState };
 
 export interface LoadOptions {
   /** Where to run: `wasm` (matrix products, SSD and attention in WebAssembly SIMD) or `cpu` (the
@@ -43,8 +43,13 @@ export interface LoadOptions {
   readonly capacity?: number;
   /** Accept checkpoint tensors the model does not use. */
   readonly allowExtra?: boolean;
-  /** Called after each tensor is read. */
-  readonly onProgress?: (done: number, total: number, tensor: string) => void;
+  /** Called after each weight is read and uploaded: weights done of all, its name, and the
+   *  checkpoint bytes read so far of all it reads, with the rate (runtime/load.ts LoadProgress). */
+  readonly onProgress?: (done: number, total: number, tensor: string, progress: LoadProgress) => void;
+  /** Bytes of memory the loaded weights may take (default, in Node: the machine's available memory
+   *  or a cgroup limit's room, whichever is less; in a browser unchecked). A load that needs more is
+   *  refused (RT146) before anything is read or allocated. */
+  readonly memoryAvailable?: number;
   /** Threads for matrix products (default: ARCHC_THREADS, else the machine's cores, at most 8; in a
    *  browser navigator.hardwareConcurrency, at most 8). On `wasm` in a browser, threads run only in
    *  a Web Worker of a cross-origin isolated page; elsewhere (the main thread) the model runs on one
@@ -148,9 +153,13 @@ export class Model {
       const packed = bits ? await packedSource(raw, bits) : null;
       if (packed && opts.quantize !== undefined) throw new RuntimeError('RT175', [dir, [...new Set(packed.formats.values())].join(', ')]);
       if (packed) ckpt = packed.source;
+      // the headers checked against the program, and the room for the weights, before the backend
+      // allocates anything or a byte of tensor data is read
+      checkCheckpoint(program, ckpt, opts, packed ? new Set(packed.formats.keys()) : new Set(), tensorOf);
       const plan: QuantPlan = packed ? { formats: packed.formats, kept: [] }
         : opts.quantize !== undefined ? planQuant(program, opts.quantize, (n) => ckpt.tensors.get(tensorOf(n))?.shape ?? [])
         : { formats: new Map(), kept: [] };
+      await checkFits(loadedWeightBytes(program, ckpt, plan.formats, tensorOf, target.name), opts, dir, target.name, plan.formats);
       const backend = await target.open(program, opts);
       try {
         const refused = [...new Set(plan.formats.values())].find((f) => !backend.quantFormats?.includes(f));
@@ -158,22 +167,41 @@ export class Model {
         // a tensor two weights read (a tied embedding and head) is read once
         const shared = new Set(reads.values());
         const kept = new Map<string, Tensor>();
+        // one buffer for the tensors nothing keeps after their upload (those quantised as they
+        // arrive, a wasm product's weight packed into the memory: runtime/backend.ts hostCopy),
+        // grown as needed and let go once no later one needs it that large; shared memory for
+        // the matrices a thread pool keeps
+        const transient = (weight: string) => !shared.has(tensorOf(weight)) && !packed?.formats.has(tensorOf(weight))
+          && (plan.formats.has(weight) || backend.hostCopy?.(weight) === 'none');
+        const stored = (weight: string) => { const t = ckpt.tensors.get(tensorOf(weight)); return t ? t.end - t.begin : 0; };
+        const later = new Map<string, number>(); // weight -> the largest transient tensor from it on
+        for (let i = program.weights.length - 1, most = 0; i >= 0; i--) {
+          const w = program.weights[i]!.name;
+          if (transient(w)) most = Math.max(most, stored(w));
+          later.set(w, most);
+        }
+        let scratch = new ArrayBuffer(0);
+        const reuse = (bytes: number) => (scratch.byteLength >= bytes ? scratch : (scratch = new ArrayBuffer(bytes)));
+        const sharedMemory = (bytes: number) => new SharedArrayBuffer(bytes);
         const read = async (weight: string): Promise<HostWeight> => {
           const name = tensorOf(weight);
+          if (scratch.byteLength > (later.get(weight) ?? 0)) scratch = new ArrayBuffer(0);
           if (packed?.formats.has(name)) return packed.readQuant(name);
+          const f = plan.formats.get(weight);
           let t = kept.get(name);
           if (!t) {
-            t = await ckpt.read(name);
+            const copy = backend.hostCopy?.(weight) ?? 'own';
+            const alloc = transient(weight) ? reuse : !shared.has(name) && copy === 'shared' && typeof SharedArrayBuffer !== 'undefined' ? sharedMemory : undefined;
+            t = await ckpt.read(name, alloc);
             if (opts.checkWeights ?? true) checkFinite(t, ckpt.tensors.get(name)?.file ?? ckpt.path, name);
             if (shared.has(name)) kept.set(name, t);
           }
-          const f = plan.formats.get(weight);
           if (!f) return t;
           const q = quantize(t, f);
           if ('reason' in q) throw new RuntimeError('RT176', [weight, f, q.reason], { tensor: weight });
           return q.q;
         };
-        await loadWeights(program, ckpt, read, opts, backend, packed ? new Set(packed.formats.keys()) : new Set(), tensorOf);
+        await loadWeights(program, ckpt, read, opts, backend, tensorOf);
         await backend.loaded?.();
       } catch (e) {
         backend.dispose();

@@ -84,53 +84,86 @@ export function quantize(t: Tensor, dtype: QuantDType, divisors?: readonly numbe
   if (why) return { reason: why };
   const [N, K] = t.shape as [number, number];
   const { lo, hi } = RANGE[dtype];
-  const cands = divisors ?? RANGE[dtype].divisors;
+  const cands = Float64Array.from(divisors ?? RANGE[dtype].divisors);
   const G = K / QUANT_GROUP;
   const scales = new Uint16Array(N * G);
   const codes = new Int8Array(N * K);
   const row = new Float32Array(K);
-  const trial = new Int8Array(QUANT_GROUP);
   for (let n = 0; n < N; n++) {
     readF32(t, n * K, K, row);
-    for (let g = 0; g < G; g++) {
-      const base = g * QUANT_GROUP;
-      let amax = 0;
-      for (let i = 0; i < QUANT_GROUP; i++) {
-        const v = row[base + i]!;
-        if (!Number.isFinite(v)) return { reason: `non-finite value ${v} at [${n}, ${base + i}]` };
-        amax = Math.max(amax, Math.abs(v));
-      }
-      let bestBits = 0;
-      let bestErr = Infinity;
-      if (amax === 0) bestErr = 0;
-      for (const d of cands) {
-        if (amax === 0) break;
-        const bits = f32ToF16(amax / d);
-        const s = f16ToF32(bits);
-        if (!Number.isFinite(s)) continue;
-        // c · s is exact in f32 (8-bit code, 11-bit scale), so the error needs no rounding step
-        let err = 0;
-        for (let i = 0; i < QUANT_GROUP; i++) {
-          const v = row[base + i]!;
-          const x = s === 0 ? 0 : v / s;
-          const r = x < 0 ? -Math.floor(0.5 - x) : Math.floor(x + 0.5);
-          const c = r < lo ? lo : r > hi ? hi : r;
-          trial[i] = c;
-          const e = v - c * s;
-          err += e * e;
-        }
-        if (err < bestErr) {
-          bestErr = err;
-          bestBits = bits;
-          codes.set(trial, n * K + base);
-        }
-      }
-      if (bestErr === Infinity) return { reason: `group [${n}, ${base}..${base + QUANT_GROUP - 1}] has max|w| = ${amax}, beyond an f16 scale's range` };
-      scales[n * G + g] = bestBits;
-    }
+    const bad = quantizeRow(row, G, cands, lo, hi, codes, n * K, scales, n * G);
+    if (bad < 0) continue;
+    const base = bad * QUANT_GROUP, group = row.subarray(base, base + QUANT_GROUP);
+    const i = group.findIndex((v) => !Number.isFinite(v));
+    if (i >= 0) return { reason: `non-finite value ${group[i]} at [${n}, ${base + i}]` };
+    const amax = group.reduce((a, v) => Math.max(a, Math.abs(v)), 0);
+    return { reason: `group [${n}, ${base}..${base + QUANT_GROUP - 1}] has max|w| = ${amax}, beyond an f16 scale's range` };
   }
   return { q: { dtype, shape: [N, K], codes: dtype === 'q8' ? codes : packNibbles(codes), scales } };
 }
+
+/** One row's G groups (the rule above) into `codes` at `at` and `scales` at `sAt`; returns -1, or
+ *  the first group that holds a non-finite value or has no finite scale. Tight and monomorphic (the
+ *  load's hot loop): each candidate's squared error is summed in order in f64, and a sum already
+ *  past the best stops there (the terms are >= 0, so it could not win: the same choice as the full
+ *  sums make); codes are written once, for the chosen scale. */
+function quantizeRow(row: Float32Array, G: number, cands: Float64Array, lo: number, hi: number,
+  codes: Int8Array, at: number, scales: Uint16Array, sAt: number): number {
+  const C = cands.length;
+  for (let g = 0; g < G; g++) {
+    const base = g * QUANT_GROUP, end = base + QUANT_GROUP;
+    let amax = 0;
+    for (let i = base; i < end; i++) {
+      const v = row[i]!;
+      if (v - v !== 0) return g;
+      const a = v < 0 ? -v : v;
+      if (a > amax) amax = a;
+    }
+    if (amax === 0) continue; // scale 0, codes 0
+    let bestBits = 0, bestS = 0, bestErr = Infinity;
+    // one candidate (q8): it is the choice if its scale is finite, whatever its error
+    if (C === 1) {
+      bestBits = f32ToF16(amax / cands[0]!);
+      bestS = F16_TO_F32[bestBits]!;
+      if (bestS - bestS === 0) bestErr = 0;
+    }
+    for (let j = 0; j < C && C > 1; j++) {
+      const bits = f32ToF16(amax / cands[j]!);
+      const s = F16_TO_F32[bits]!;
+      if (s - s !== 0) continue;
+      let err = 0;
+      if (s === 0) {
+        for (let i = base; i < end; i++) err += row[i]! * row[i]!;
+      } else {
+        for (let i = base; i < end; i++) {
+          const v = row[i]!;
+          const x = v / s;
+          const r = x < 0 ? -Math.floor(0.5 - x) : Math.floor(x + 0.5);
+          const e = v - (r < lo ? lo : r > hi ? hi : r) * s;
+          err += e * e;
+          if (err >= bestErr) break;
+        }
+      }
+      if (err < bestErr) {
+        bestErr = err;
+        bestBits = bits;
+        bestS = s;
+      }
+    }
+    if (bestErr === Infinity) return g;
+    scales[sAt + g] = bestBits;
+    if (bestS === 0) continue;
+    for (let i = base; i < end; i++) {
+      const x = row[i]! / bestS;
+      const r = x < 0 ? -Math.floor(0.5 - x) : Math.floor(x + 0.5);
+      codes[at + i] = r < lo ? lo : r > hi ? hi : r;
+    }
+  }
+  return -1;
+}
+
+/** Every f16 bit pattern's value (f16ToF32, as a table: the scale search reads one per candidate). */
+export const F16_TO_F32 = Float32Array.from({ length: 65536 }, (_, h) => f16ToF32(h));
 
 /** Signed 4-bit codes (one a byte) → the q4 layout: code + 8, element 2i in the low nibble. */
 export function packNibbles(codes: Int8Array): Uint8Array {

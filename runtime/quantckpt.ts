@@ -81,7 +81,7 @@ export async function packedSource(ckpt: TensorSource, bits: ReadonlySet<number>
   const source: TensorSource = {
     path: file,
     tensors,
-    read: (name) => (formats.has(name) ? Promise.reject(err(name, 'is quantised; read it with readQuant')) : ckpt.read(name)),
+    read: (name, alloc) => (formats.has(name) ? Promise.reject(err(name, 'is quantised; read it with readQuant')) : ckpt.read(name, alloc)),
     close: () => ckpt.close(),
   };
   const readQuant = async (name: string): Promise<QuantTensor> => {

@@ -60,6 +60,10 @@ export interface SafetensorsHeader {
   readonly metadata: Readonly<Record<string, string>>;
 }
 
+/** Memory for a tensor read as stored: an ArrayBuffer (or SharedArrayBuffer) of at least `bytes`,
+ *  which the tensor's typed array views from offset 0. */
+export type TensorAlloc = (bytes: number) => ArrayBufferLike;
+
 export interface Checkpoint {
   /** What was opened: a `.safetensors` file or a `.safetensors.index.json`. */
   readonly path: string;
@@ -70,8 +74,9 @@ export interface Checkpoint {
   readonly metadata: Readonly<Record<string, string>>;
   /** Bytes of tensor data over all tensors (what an index calls `total_size`). */
   readonly totalBytes: number;
-  /** Reads one tensor's byte range into a fresh typed array. */
-  read(name: string): Tensor;
+  /** Reads one tensor's byte range into a fresh typed array (or, for a dtype kept as stored, into
+   *  the memory `alloc` gives). */
+  read(name: string, alloc?: TensorAlloc): Tensor;
   /** Closes the open files; `read` fails afterwards. Safe to call twice. */
   close(): void;
 }
@@ -354,11 +359,11 @@ class SafetensorsCheckpoint implements Checkpoint {
     this.totalBytes = infos.reduce((s, t) => s + (t.end - t.begin), 0);
   }
 
-  read(name: string): Tensor {
+  read(name: string, alloc?: TensorAlloc): Tensor {
     if (this.closed) fail('RT141', [this.path], { file: this.path, tensor: name });
     const info = this.tensors.get(name);
     if (!info) fail('RT140', [this.path, name], { file: this.path, tensor: name });
-    return readTensor(this.fds.get(info.file)!, info);
+    return readTensor(this.fds.get(info.file)!, info, alloc);
   }
 
   close(): void {
@@ -374,22 +379,22 @@ class SafetensorsCheckpoint implements Checkpoint {
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /** Reads exactly one tensor's byte range into freshly allocated (hence aligned) memory. */
-function readTensor(fd: number, info: TensorInfo): Tensor {
+function readTensor(fd: number, info: TensorInfo, alloc?: TensorAlloc): Tensor {
   const ctx = { file: info.file, tensor: info.name };
-  return decodeTensor(info, (bytes) => {
+  return decodeTensor(info, alloc, (bytes) => {
     const got = readInto(fd, bytes, info.begin, ctx);
     if (got < bytes.length) fail('RT142', [info.file, info.name, `file ended after ${info.begin + got} bytes, expected ${info.end} (truncated since it was opened?)`], ctx);
   });
 }
 
 /** One tensor from its stored bytes (`end - begin` of them), e.g. fetched by a byte range. */
-export function tensorFromBytes(info: TensorInfo, stored: Uint8Array): Tensor {
+export function tensorFromBytes(info: TensorInfo, stored: Uint8Array, alloc?: TensorAlloc): Tensor {
   if (stored.length !== info.end - info.begin) fail('RT142', [info.file, info.name, `${stored.length} bytes, expected ${info.end - info.begin}`], { file: info.file, tensor: info.name });
-  return decodeTensor(info, (bytes) => bytes.set(stored));
+  return decodeTensor(info, alloc, (bytes) => bytes.set(stored));
 }
 
 /** A tensor of `info`'s dtype and shape whose stored bytes `fill` writes into aligned memory. */
-function decodeTensor(info: TensorInfo, fill: (bytes: Uint8Array) => void): Tensor {
+function decodeTensor(info: TensorInfo, alloc: TensorAlloc | undefined, fill: (bytes: Uint8Array) => void): Tensor {
   const { file, name } = info;
   const ctx = { file, tensor: name };
   if (!LITTLE_ENDIAN) fail('RT142', [file, name, 'big-endian hosts are not supported'], ctx);
@@ -411,10 +416,11 @@ function decodeTensor(info: TensorInfo, fill: (bytes: Uint8Array) => void): Tens
   const shape = [...info.shape];
   const t = (data: TensorData): Tensor => ({ dtype: info.dtype, shape, data });
   switch (info.fileDtype) {
-    case 'F32': return t(load((k) => new Float32Array(k)));
+    // the dtypes kept as stored may take the caller's memory (a reused buffer, shared memory)
+    case 'F32': return t(load((k) => (alloc ? new Float32Array(alloc(4 * k), 0, k) : new Float32Array(k))));
     case 'F16':
-    case 'BF16': return t(load((k) => new Uint16Array(k)));
-    case 'I32': return t(load((k) => new Int32Array(k)));
+    case 'BF16': return t(load((k) => (alloc ? new Uint16Array(alloc(2 * k), 0, k) : new Uint16Array(k))));
+    case 'I32': return t(load((k) => (alloc ? new Int32Array(alloc(4 * k), 0, k) : new Int32Array(k))));
     case 'F64': return t(new Float32Array(load((k) => new Float64Array(k))));
     case 'F8_E5M2': return t(widenF8(load((k) => new Uint8Array(k)), f8e5m2ToF32));
     case 'F8_E4M3': return t(widenF8(load((k) => new Uint8Array(k)), f8e4m3ToF32));

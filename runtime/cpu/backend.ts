@@ -66,6 +66,10 @@ export class CpuBackend implements Backend {
     }
   }
 
+  hostCopy(weight: string): 'none' | 'shared' | 'own' {
+    return this.pool && this.matrices.has(weight) ? 'shared' : 'own';
+  }
+
   /** True once every weight the kernels read is in. */
   complete(): boolean {
     return [...this.read].every((n) => this.weights.has(n));

@@ -76,7 +76,9 @@ export class LinearPool {
 
   /** A copy of `t` in shared memory, registered with every worker; use it in place of `t`. */
   share<W extends HostWeight>(t: W): W {
+    // a weight read straight into shared memory (Backend.hostCopy 'shared') is not copied again
     const shared = <A extends ArrayBufferView>(src: A): A => {
+      if (typeof SharedArrayBuffer !== 'undefined' && src.buffer instanceof SharedArrayBuffer) return src;
       const data = new (src.constructor as new (b: SharedArrayBuffer) => A)(new SharedArrayBuffer(src.byteLength));
       (data as unknown as Uint8Array).set(src as unknown as Uint8Array);
       return data;

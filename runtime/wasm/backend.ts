@@ -144,6 +144,11 @@ export class WasmBackend extends CpuBackend {
     }
   }
 
+  /** A weight only products read is packed into the memory at upload and keeps no host copy. */
+  override hostCopy(weight: string): 'none' | 'shared' | 'own' {
+    return this.products.has(weight) && !this.elsewhere.has(weight) ? 'none' : super.hostCopy(weight);
+  }
+
   protected override store(name: string, t: HostWeight): void {
     const transposed = this.products.get(name);
     if (transposed === undefined || t.shape.length !== 2 || t.dtype === 'i32') return super.store(name, t);

@@ -14,8 +14,9 @@ import { PRODUCT, QUANT_LAYOUT, XQ_OFFSET } from './layout.ts';
 import { MEMORY_BYTES, type Mem, WasmMemories } from './memories.ts';
 import { RuntimeError } from '../errors.ts';
 import type { MemoryReport } from '../targets.ts';
-import { QUANT_GROUP, type QuantTensor } from '../quant.ts';
-import { type Tensor, f16ToF32, toF32 } from '../tensor.ts';
+import { F16_TO_F32, QUANT_GROUP, type QuantTensor } from '../quant.ts';
+import { type Tensor, toF32 } from '../tensor.ts';
+import { packPanels, packQuantPanels } from './pack.ts';
 import { type Threads, onNode, startThreads, startThreadsNow, threadSupport } from './threads.ts';
 
 /** A weight [N, K] packed into panels of NR output columns, [P][K][NR] (zeros past N); q8/q4 in
@@ -122,18 +123,9 @@ export class WasmKernels {
     const src = w.dtype === 'f32' || w.dtype === 'bf16' ? w.data : toF32(w);
     const { m, mem, at } = this.mems.place(panels * K * NR * (dtype === 'bf16' ? 2 : 4), K, dtype);
     const dst = dtype === 'bf16' ? new Uint16Array(m.memory.buffer, at, panels * K * NR) : new Float32Array(m.memory.buffer, at, panels * K * NR);
-    // panel p holds W[p·NR + c, k] at p·K·NR + k·NR + c
-    if (transposed) {
-      for (let k = 0; k < K; k++) {
-        const row = k * N;
-        for (let n = 0; n < N; n++) dst[Math.floor(n / NR) * K * NR + k * NR + (n % NR)] = src[row + n]!;
-      }
-    } else {
-      for (let n = 0; n < N; n++) {
-        const p = Math.floor(n / NR), c = n % NR, row = n * K, base = p * K * NR + c;
-        for (let k = 0; k < K; k++) dst[base + k * NR] = src[row + k]!;
-      }
-    }
+    // panel p holds W[p·NR + c, k] at p·K·NR + k·NR + c (runtime/wasm/pack.ts), copied as bits
+    const bits = (a: Float32Array | Uint16Array, n: number) => (a instanceof Uint16Array ? a : new Uint32Array(a.buffer, a.byteOffset, n));
+    packPanels(bits(dst, panels * K * NR), bits(src as Float32Array | Uint16Array, N * K), N, K, NR, transposed);
     return { N, K, panels, at, mem, dtype };
   }
 
@@ -152,39 +144,7 @@ export class WasmKernels {
     const f32 = new Float32Array(m.memory.buffer, at, (panels * G * L.group) >> 2);
     const i32 = new Int32Array(m.memory.buffer, at, (panels * G * L.group) >> 2);
     bytes.fill(0);
-    const q4 = w.dtype === 'q4';
-    const codes = w.codes;
-    for (let n = 0; n < N; n++) {
-      const p = n >> 3, c = n & 7, half = c >> 2, cc = c & 3;
-      for (let g = 0; g < G; g++) {
-        const base = (p * G + g) * L.group;
-        let sum = 0;
-        for (let i = 0; i < QUANT_GROUP; i++) {
-          const e = n * K + g * QUANT_GROUP + i, q = i >> 2, j = i & 3;
-          if (q4) {
-            const u = (codes[e >> 1]! >> (4 * (e & 1))) & 15;
-            sum += u - 8;
-            bytes[base + q * 16 + cc * 4 + j]! |= u << (4 * half);
-          } else {
-            const code = (codes as Int8Array)[e]!;
-            sum += code;
-            bytes[base + q * 32 + half * 16 + cc * 4 + j] = code & 255;
-          }
-        }
-        f32[(base + L.scales) / 4 + c] = f16ToF32(w.scales[n * G + g]!);
-        // the offset the GEMV's activation digits carry, taken off again per group (mvi)
-        i32[(base + L.corr) / 4 + c] = Math.imul(sum, XQ_OFFSET);
-      }
-    }
-    // q4 padding columns: code 0 is stored as 8
-    if (q4 && N % NR) {
-      for (let g = 0; g < G; g++) {
-        for (let c = N % NR; c < NR; c++) {
-          const base = ((panels - 1) * G + g) * L.group;
-          for (let i = 0; i < QUANT_GROUP; i++) bytes[base + (i >> 2) * 16 + (c & 3) * 4 + (i & 3)]! |= 8 << (4 * (c >> 2));
-        }
-      }
-    }
+    packQuantPanels(w.dtype === 'q4', w.codes, w.scales, N, K, L, bytes, f32, i32, F16_TO_F32, XQ_OFFSET);
     return { N, K, panels, at, mem, dtype: w.dtype };
   }
 

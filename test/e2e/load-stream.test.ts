@@ -1,0 +1,157 @@
+// Streaming checkpoint load (runtime/model.ts, runtime/load.ts): onProgress's bytes (monotone, the
+// total the checkpoint's tensors hold, counted once for a tied tensor); the early refusal RT146 when
+// the weights do not fit the memory given (before the backend opens: a backend that would fail to
+// open is never reached) and the header checks before it too; and weights loaded unchanged through
+// the reused buffer and shared memory: logits bit for bit those of the same backend fed fresh
+// memory for every tensor (as the loader did before), and close to the CPU reference, on the
+// trained tiny-bamba-a (f32, bf16) and a random Bamba, cpu (1 and 2 threads) and wasm, as stored
+// and with q8/q4.
+
+import { copyFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { wasmKernelVariants } from '../../codegen/wasm/assemble.ts';
+import { wasmProgram } from '../../codegen/wasm/program.ts';
+import { RuntimeError } from '../../runtime/errors.ts';
+import { loadedWeightBytes } from '../../runtime/load.ts';
+import { type LoadOptions, type LoadProgress, Model } from '../../runtime/model.ts';
+import { openCheckpoint } from '../../runtime/safetensors.ts';
+import { planQuant } from '../../runtime/quantplan.ts';
+import { ROOT, expectLogitsClose, makeDir, programFor, randomIds, removeDir, writeCheckpoint } from '../helpers/checkpoints.ts';
+
+const TINY_A = join(ROOT, '..', 'shared', 'models', 'tiny-bamba-a');
+const work = makeDir('archc-load-stream-');
+let kernels: Uint8Array[];
+let random: string;
+beforeAll(async () => {
+  kernels = await wasmKernelVariants();
+  random = join(work, 'random');
+  mkdirSync(random);
+  writeCheckpoint(random, { vocab: 96, tie: true }, { dtype: 'bf16', seed: 4 });
+});
+afterAll(() => removeDir(work));
+
+async function load(dir: string, opts: LoadOptions): Promise<Model> {
+  const program = programFor(dir);
+  const extra = opts.backend === 'wasm' ? { wasmKernels: kernels, wasmProgram: await wasmProgram(program) } : {};
+  return Model.loadProgram(program, dir, { ...extra, ...opts });
+}
+
+/** Logits of a packed forward of two sequences. */
+function logits(m: Model, seed: number): Float32Array {
+  const ids = randomIds(24, m.vocab, seed);
+  return m.forward({ ids, positions: [...Array(24).keys()].map((i) => i % 12) }).logits;
+}
+
+/** A load as the loader did before the streaming change: every tensor in fresh memory; `given`
+ *  counts the tensors the loader asked to read into memory of its own (which this load ignores). */
+async function loadFresh(dir: string, opts: LoadOptions, given: { n: number }): Promise<Model> {
+  const ckpt = openCheckpoint(join(dir, 'model.safetensors'));
+  const proto = Object.getPrototypeOf(ckpt) as { read(name: string, alloc?: unknown): unknown };
+  ckpt.close();
+  const plain = proto.read;
+  const spy = vi.spyOn(proto, 'read').mockImplementation(function (this: unknown, name: string, alloc?: unknown) {
+    if (alloc) given.n++;
+    return plain.call(this, name);
+  });
+  try {
+    return await load(dir, opts);
+  } finally {
+    spy.mockRestore();
+  }
+}
+
+describe('progress in bytes', () => {
+  it('bytes read are monotone, end at the total, and the total is the tensors the program reads (a tied one once)', async () => {
+    for (const [dir, backend] of [[join(TINY_A, 'bf16'), 'wasm'], [random, 'cpu']] as const) {
+      const seen: { done: number; total: number; p: LoadProgress }[] = [];
+      const m = await load(dir, { backend, threads: 2, onProgress: (done, total, _t, p) => seen.push({ done, total, p }) });
+      const ckpt = openCheckpoint(join(dir, 'model.safetensors'));
+      const total = ckpt.totalBytes;
+      ckpt.close();
+      m.dispose();
+      expect(seen.length, dir).toBe(m.program.weights.length);
+      seen.forEach((s, i) => {
+        expect(s.done).toBe(i + 1);
+        expect(s.total).toBe(seen.length);
+        expect(s.p.totalBytes, `${dir}: total`).toBe(total);
+        expect(s.p.bytesRead).toBeGreaterThan(0);
+        expect(s.p.bytesRead).toBeGreaterThanOrEqual(i ? seen[i - 1]!.p.bytesRead : 0);
+        expect(s.p.bytesPerSecond).toBeGreaterThan(0);
+      });
+      expect(seen.at(-1)!.p.bytesRead, dir).toBe(total);
+    }
+  });
+});
+
+describe('early refusal', () => {
+  it('RT146 names the bytes needed and available and q4, before the backend opens; q4 fits where f32 does not', async () => {
+    const dir = join(TINY_A, 'f32');
+    const program = programFor(dir);
+    const ckpt = openCheckpoint(join(dir, 'model.safetensors'));
+    const asStored = loadedWeightBytes(program, ckpt, new Map(), (n) => n, 'cpu');
+    const q4 = loadedWeightBytes(program, ckpt, planQuant(program, 'q4', (n) => ckpt.tensors.get(n)?.shape ?? []).formats, (n) => n, 'cpu');
+    ckpt.close();
+    expect(asStored).toBeGreaterThanOrEqual(ckpt.totalBytes - 4096);
+    expect(q4).toBeLessThan(asStored / 3);
+    const progress = vi.fn();
+    // backend wasm without its kernel module fails as it opens (RT303): RT146 shows it never did
+    const err = await Model.loadProgram(program, dir, { backend: 'wasm', memoryAvailable: q4, onProgress: progress }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RuntimeError);
+    expect((err as RuntimeError).code).toBe('RT146');
+    expect((err as RuntimeError).message).toContain(asStored.toLocaleString('en-US'));
+    expect((err as RuntimeError).message).toContain(q4.toLocaleString('en-US'));
+    expect((err as RuntimeError).message).toContain('--quantize q4');
+    expect(progress).not.toHaveBeenCalled();
+    const m = await Model.loadProgram(program, dir, { backend: 'cpu', threads: 1, quantize: 'q4', memoryAvailable: q4 });
+    m.dispose();
+    const tooSmall = await Model.loadProgram(program, dir, { backend: 'cpu', quantize: 'q4', memoryAvailable: q4 - 1 }).catch((e: unknown) => e);
+    expect((tooSmall as RuntimeError).code).toBe('RT146');
+    expect((tooSmall as RuntimeError).message).toContain('more memory');
+  });
+
+  it('the headers are checked before the backend opens: a wrong shape is RT160, not the backend\'s RT303', async () => {
+    // a checkpoint of vocab 96 with the config.json of one of vocab 97: the embedding's shape is wrong
+    const dir = join(work, 'wrong'), other = join(work, 'other');
+    mkdirSync(dir);
+    mkdirSync(other);
+    writeCheckpoint(dir, { vocab: 96 }, { dtype: 'f32', seed: 1 });
+    writeCheckpoint(other, { vocab: 97 }, { dtype: 'f32', seed: 1 });
+    copyFileSync(join(other, 'config.json'), join(dir, 'config.json'));
+    const err = await Model.loadProgram(programFor(dir), dir, { backend: 'wasm' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RuntimeError);
+    expect(['RT160', 'RT164']).toContain((err as RuntimeError).code);
+  });
+});
+
+describe('weights loaded unchanged', () => {
+  const cases: [string, string, LoadOptions][] = [];
+  for (const d of ['f32', 'bf16']) {
+    cases.push([`tiny-bamba-a ${d} wasm`, join('TINY', d), { backend: 'wasm', threads: 2 }]);
+    cases.push([`tiny-bamba-a ${d} cpu 2 threads`, join('TINY', d), { backend: 'cpu', threads: 2 }]);
+  }
+  cases.push(['tiny-bamba-a bf16 wasm q4', join('TINY', 'bf16'), { backend: 'wasm', threads: 2, quantize: 'q4' }]);
+  cases.push(['tiny-bamba-a f32 cpu q8', join('TINY', 'f32'), { backend: 'cpu', threads: 1, quantize: 'q8' }]);
+  cases.push(['random bf16 wasm', 'RANDOM', { backend: 'wasm', threads: 2 }]);
+  cases.push(['random bf16 cpu 2 threads', 'RANDOM', { backend: 'cpu', threads: 2 }]);
+  it.each(cases)('%s: logits bit for bit those of fresh memory per tensor, and close to the CPU reference', async (what, where, opts) => {
+    const dir = where === 'RANDOM' ? random : join(TINY_A, where.slice(5));
+    const streamed = await load(dir, opts);
+    const given = { n: 0 };
+    const fresh = await loadFresh(dir, opts, given);
+    expect(given.n, `${what}: tensors read into a reused buffer or shared memory`).toBeGreaterThan(0);
+    const ref = await load(dir, { backend: 'cpu', threads: 1 });
+    try {
+      const a = logits(streamed, 5), b = logits(fresh, 5), r = logits(ref, 5);
+      let differ = -1;
+      for (let i = 0; i < a.length && differ < 0; i++) if (!Object.is(a[i], b[i])) differ = i;
+      expect(differ, `${what}: logit ${differ} is ${a[differ]}, fresh memory gives ${b[differ]}`).toBe(-1);
+      // the reference engine on the stored weights; quantised weights are further off
+      expectLogitsClose(a, r, opts.quantize ? 0.5 : 1e-4, what, streamed.vocab);
+    } finally {
+      streamed.dispose();
+      fresh.dispose();
+      ref.dispose();
+    }
+  });
+});
