@@ -6,8 +6,8 @@
 
 import { type HfConfig, parseHfConfig } from './hfconfig.ts';
 import { describeError, fail } from './errors.ts';
-import { type TensorAlloc, type TensorInfo, parseSafetensorsHeader, readHeaderLength, tensorFromBytes } from './safetensors.ts';
-import type { Tensor } from './tensor.ts';
+import { type TensorInfo, parseSafetensorsHeader, readHeaderLength, tensorFromBytes } from './safetensors.ts';
+import type { Tensor, TensorAlloc } from './tensor.ts';
 import { type Tokenizer, tokenizerFromJson } from './tokenizer.ts';
 
 /** The tensors of a checkpoint, read one at a time (a Checkpoint, or this over HTTP). */

@@ -4,7 +4,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { type DType, type Tensor, type TensorData, numel, f16ToF32 } from './tensor.ts';
+import { type DType, type Tensor, type TensorAlloc, type TensorData, numel, f16ToF32 } from './tensor.ts';
 import { RuntimeError, type RuntimeErrorContext, describeError, fail } from './errors.ts';
 import { RUNTIME_LIMITS, jsonDepth } from './limits.ts';
 import { probePath, readRegular } from './paths.ts';
@@ -60,10 +60,6 @@ export interface SafetensorsHeader {
   readonly metadata: Readonly<Record<string, string>>;
 }
 
-/** Memory for a tensor read as stored: an ArrayBuffer (or SharedArrayBuffer) of at least `bytes`,
- *  which the tensor's typed array views from offset 0. */
-export type TensorAlloc = (bytes: number) => ArrayBufferLike;
-
 export interface Checkpoint {
   /** What was opened: a `.safetensors` file or a `.safetensors.index.json`. */
   readonly path: string;
@@ -74,8 +70,7 @@ export interface Checkpoint {
   readonly metadata: Readonly<Record<string, string>>;
   /** Bytes of tensor data over all tensors (what an index calls `total_size`). */
   readonly totalBytes: number;
-  /** Reads one tensor's byte range into a fresh typed array (or, for a dtype kept as stored, into
-   *  the memory `alloc` gives). */
+  /** Reads one tensor's byte range into a fresh typed array (a dtype kept as stored: `alloc`'s memory). */
   read(name: string, alloc?: TensorAlloc): Tensor;
   /** Closes the open files; `read` fails afterwards. Safe to call twice. */
   close(): void;
@@ -416,7 +411,6 @@ function decodeTensor(info: TensorInfo, alloc: TensorAlloc | undefined, fill: (b
   const shape = [...info.shape];
   const t = (data: TensorData): Tensor => ({ dtype: info.dtype, shape, data });
   switch (info.fileDtype) {
-    // the dtypes kept as stored may take the caller's memory (a reused buffer, shared memory)
     case 'F32': return t(load((k) => (alloc ? new Float32Array(alloc(4 * k), 0, k) : new Float32Array(k))));
     case 'F16':
     case 'BF16': return t(load((k) => (alloc ? new Uint16Array(alloc(2 * k), 0, k) : new Uint16Array(k))));

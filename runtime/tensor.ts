@@ -6,6 +6,9 @@ export type DType = 'f32' | 'f16' | 'bf16' | 'i32';
 export const DTYPE_BYTES: Readonly<Record<DType, number>> = { f32: 4, f16: 2, bf16: 2, i32: 4 };
 
 export type TensorData = Float32Array | Uint16Array | Int32Array;
+/** Memory for a tensor read as stored: an ArrayBuffer (or SharedArrayBuffer) of at least `bytes`,
+ *  which the tensor's typed array views from offset 0. */
+export type TensorAlloc = (bytes: number) => ArrayBufferLike;
 
 export interface Tensor {
   readonly dtype: DType;

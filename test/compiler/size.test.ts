@@ -29,8 +29,11 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  staged products in runtime/wasm/kernels.ts; Bamba-9B at 4 bits is past one 4 GiB memory);
  *  runtime -> 10520: generation continuing a caller's sequence and over several prompts (runtime/generate.ts),
  *  saved sequences holding only their rows; compiler 3950 -> 3980: random checkpoints made one tensor at a
- *  time (a 19.6 GB checkpoint on a 24 GB machine); cli 1200 -> 1210: the build's phase line (cli/phases.ts). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 3980, codegen: 4400, runtime: 10520, cli: 1210 };
+ *  time (a 19.6 GB checkpoint on a 24 GB machine); cli 1200 -> 1210: the build's phase line (cli/phases.ts);
+ *  runtime -> 10780, cli -> 1270: streaming load (headers checked first, reused read buffers, RT146's early
+ *  refusal, progress in bytes: runtime/load.ts, runtime/wasm/pack.ts, cli/progress.ts); codegen 4400 -> 4410:
+ *  the kernel module's job record and `work` in codegen/wasm/job.ts, the integer-dot GEMV's loop. */
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 3980, codegen: 4410, runtime: 10780, cli: 1270 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
