@@ -75,7 +75,7 @@ export function registerQuantCommands(p: Command): void {
       const { program } = await compileFor(file, o, o.weights);
       const { writeQuantized } = await import('./quantize.ts');
       const r = await writeQuantized(program, o.weights, option, { checkWeights: o.checkWeights ?? true, allowExtra: o.allowExtra ?? false, dequantize: o.dequantize ?? false });
-      writeDirAtomic(out, 'checkpoint', (tmp) => {
+      await writeDirAtomic(out, 'checkpoint', (tmp) => {
         r.write(tmp);
         for (const f of ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json']) {
           if (existsSync(join(o.weights, f))) copyFileSync(join(o.weights, f), join(tmp, f));
