@@ -21,12 +21,14 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  of hostile input in one table (compiler/limits.ts) and presets; 3900 -> 3700: the target records moved
  *  to codegen/ with their schedules; 3700 -> 3950: load-time choices (compiler/choices.ts: a param that
  *  only picks which checkpoint tensor a weight reads is decided at load, not pinned) and stats by weight
- *  format. dsl 1600 -> 1610: AC409 (a model's outputs need its logits). codegen (first budget) 4400 and
+ *  format; 3950 -> 4060: what check refuses so that lowering and every renderer take what it accepts
+ *  (compiler/contract.ts: the runtime's inputs and outputs; ops.ts inferUse: declared-weight slots, uniform
+ *  attributes, 32-bit sizes, the WebGPU query-group bound) and a preset that clashes with a config. dsl 1600 -> 1610: AC409 (a model's outputs need its logits). codegen (first budget) 4400 and
  *  runtime (first budget) 10100: as they stood with the build- and run-target registries, the family
  *  records, the q8/q4 formats on every target, checked sequence handles and inputs (runtime/sequences.ts,
  *  inputs.ts) and bounded reads of special files; cli (first budget) 1200, with quantize, eval and --capacity; 1200 -> 1280: outputs that are
  *  special files written as streams, protected directories, signals during the final write (fsutil.ts). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 3950, codegen: 4400, runtime: 10100, cli: 1280 };
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4060, codegen: 4400, runtime: 10100, cli: 1280 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
