@@ -55,6 +55,8 @@ export function inferUse(op: OpDef, types: readonly (TensorType | null)[], attrs
     if (t && s.weight && !weights[i]) throw new OpError(`${s.name} must be a declared weight (the kernels read it as stored), got ${t.shape.includes('T') ? 'a value over the tokens' : 'a value computed from weights'} ${fmt(t.shape)}`);
   });
   for (const [k, def] of Object.entries(op.attrs)) {
+    const v = num(attrs, k);
+    if (def.type === 'float' && typeof v === 'number' && (Number.isNaN(v) || (!def.infinite && !Number.isFinite(v)))) throw new OpError(`${k} must be a finite number, got ${v}`);
     if (def.type === 'int' && Math.abs(num(attrs, k)) > MAX_SIZE) throw new OpError(`${k} ${num(attrs, k)} is over ${MAX_SIZE} (2^31 − 1, the largest size the kernels index)`);
   }
   const outs = op.infer(types, attrs);
@@ -88,6 +90,8 @@ export interface SlotDef {
 
 export interface AttrDef {
   readonly type: 'int' | 'float' | 'bool' | 'list';
+  /** A float attribute that may be ±infinity (a bound); any other float must be finite (AC400). */
+  readonly infinite?: boolean;
   readonly default?: AttrValue;
   readonly doc: string;
 }
@@ -272,7 +276,7 @@ export const OPS: readonly OpDef[] = [
   {
     name: 'clamp', doc: 'limits x to [min, max]',
     inputs: [{ name: 'x' }],
-    attrs: { min: { type: 'float', default: -Infinity, doc: 'lower bound' }, max: { type: 'float', default: Infinity, doc: 'upper bound' } },
+    attrs: { min: { type: 'float', default: -Infinity, infinite: true, doc: 'lower bound' }, max: { type: 'float', default: Infinity, infinite: true, doc: 'upper bound' } },
     infer([x], a) {
       if (num(a, 'min') > num(a, 'max')) throw new OpError(`clamp min ${num(a, 'min')} is above max ${num(a, 'max')}`);
       return [f32(need(x, 'x').shape)];
