@@ -34,6 +34,9 @@ export class OpError extends Error {}
 /** The largest dimension, row width or integer attribute a program may hold: the kernels and the
  *  wasm and WGSL sizes are 32-bit integers, so 2^31 would wrap to a negative size. */
 export const MAX_SIZE = 2 ** 31 - 1;
+/** The most elements one token's row of a value may hold (1 GiB of f32): the wasm kernels address a
+ *  row with 32-bit byte offsets, also where the kernel rules merge several rows into one buffer. */
+export const MAX_ROW = 2 ** 28;
 
 /** A use of `op` through its shape rule, with the checks every op shares: integer and floating
  *  slots, fixed slots (weights, not values over the tokens), and sizes within MAX_SIZE. */
@@ -66,7 +69,7 @@ export function inferUse(op: OpDef, types: readonly (TensorType | null)[], attrs
     if (!first) uniform.set(`${op.name}.${k}`, { value: attrs[k], at });
   }
   for (const t of outs) {
-    if (rowSize(t) > MAX_SIZE) throw new OpError(`the result ${fmt(t.shape)} has ${rowSize(t)} elements per token, over ${MAX_SIZE} (2^31 − 1, the largest size the kernels index)`);
+    if (rowSize(t) > MAX_ROW) throw new OpError(`the result ${fmt(t.shape)} has ${rowSize(t)} elements per token, over ${MAX_ROW} (2^28: the kernels address a row with 32-bit byte offsets)`);
   }
   return outs;
 }

@@ -64,6 +64,7 @@ const ROWS: Row[] = [
   { name: 'more query heads per kv head than a WGSL workgroup holds', source: model('  e = Embedding(16, 514)\n  x = e(tokens)\n  weight w[2, 514]\n  q = reshape(x, dims: [257, 2])\n  k = reshape(linear(x, w), dims: [1, 2])\n  return attention(q, k, k, scale: 1.0)'), code: 'AC400', line: 8, col: 10 },
   { name: 'a chunk length of 2^31', source: `import std.{Mamba2, Embedding}\nmodel M(tokens: i32[T]) {\n  e = Embedding(16, 8)\n  x = e(tokens)\n  x = a: Mamba2(8, 2, 8, 1, 4, 4, 2147483648)(x)\n  return head(x, e.weight)\n}\n`, code: 'AC400', line: 5, col: 10 },
   { name: 'an infinite norm epsilon (the wasm text has no infinity literal)', source: model('  e = Embedding(16, d)\n  x = e(tokens)\n  n = RMSNorm(d, inf)\n  return head(n(x), e.weight)'), code: 'AC400', line: 6, col: 15 },
+  { name: 'a row of more than 2^28 elements (wasm byte offsets past 32 bits)', source: model('  e = Embedding(16, d)\n  x = e(tokens)\n  weight w[268435457, 8]\n  return linear(x, w)'), code: 'AC400', line: 6, col: 10 },
   { name: 'a weight dimension of 2^31', source: model('  weight w[2147483648, 8]\n  return embedding(tokens, w)'), code: 'AC402', line: 3, col: 12 },
   { name: 'bad weight dimension', source: `block W()(x) {\n  weight w[0]\n  return x\n}\nmodel M(t: i32[T]) {\n  return q: W()(t)\n}\n`, code: 'AC402', line: 2, col: 12 },
   { name: 'unknown weight dtype', source: `block W()(x) {\n  weight w[4]: f64\n  return x\n}\nmodel M(t: i32[T]) {\n  return q: W()(t)\n}\n`, code: 'AC403', line: 2, col: 3 },
