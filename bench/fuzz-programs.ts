@@ -1,6 +1,7 @@
-// The long fuzz run: `npx tsx bench/fuzz-programs.ts [count=20000] [seed=1] [children=2]` compiles generated
-// programs (test/fuzz/generate.ts) in a child process and prints, per class, how they ended, with
-// crashes and hangs in full. The CI test (test/fuzz/programs.test.ts) runs a short prefix of this.
+// The long fuzz run: `npx tsx bench/fuzz-programs.ts [count=20000] [seed=1] [children=2]` puts generated
+// programs (test/fuzz/generate.ts) through the whole pipeline in a child process (compile, lower,
+// render for wasm, WGSL and CUDA source: test/fuzz/pipeline.ts) and prints, per class, how they
+// ended, with crashes and hangs in full. The CI test (test/fuzz/programs.test.ts) runs a short prefix.
 
 import { CLASSES, type Program, generateProgram } from '../test/fuzz/generate.ts';
 import { type Result, runPrograms } from '../test/fuzz/runner.ts';

@@ -2,6 +2,7 @@
 // for the commands that make a model up (check, stats, graph, build, init-weights).
 
 import { type Command, Option } from 'commander';
+import { loadConfig } from '../compiler/compile.ts';
 import { PRESET_NAMES, presetSets } from '../compiler/presets.ts';
 
 export interface CommonOpts {
@@ -25,7 +26,8 @@ export function withPreset(cmd: Command): Command {
   return cmd.addOption(new Option('--preset <name>', 'a model size: every size param set together (before --set)').choices(PRESET_NAMES));
 }
 
-/** The --set overrides to compile with: the preset's, then the user's (which win). */
+/** The --set overrides to compile with: the preset's, then the user's (which win). A preset that
+ *  would replace values --hf-config sets is refused (presetSets). */
 export function setsOf(file: string, o: CommonOpts): string[] {
-  return o.preset ? [...presetSets(file, o.preset, o.model), ...o.set] : o.set;
+  return o.preset ? [...presetSets(file, o.preset, o.model, o.hfConfig !== undefined ? loadConfig(o.hfConfig) : undefined), ...o.set] : o.set;
 }

@@ -19,6 +19,8 @@ export const OUTPUT_MESSAGES = {
   AC602: 'output directory {0} is an archc {1} but also holds files archc did not write: {2}',
   AC603: 'cannot write {0}: directory {1} does not exist',
   AC604: 'cannot write {0}: {1}',
+  AC605: 'cannot write {0}: it is {1}',
+  AC606: 'output directory {0} is {1}: archc never replaces it, with --force or without',
 } as const;
 
 /** A file or directory the command cannot write as asked; nothing has been changed. */

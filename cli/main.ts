@@ -8,7 +8,7 @@ import { computeStats, formatStats } from '../compiler/stats.ts';
 import { CompileError, diag } from '../dsl/diagnostics.ts';
 import { printWarnings, reportError } from './errors.ts';
 import { type CommonOpts, setsOf, withCommon, withPreset } from './common.ts';
-import { writeFileAtomic } from './fsutil.ts';
+import { writeOutputFile } from './fsutil.ts';
 import { registerQuantCommands } from './quant.ts';
 import { registerRunCommands } from './run.ts';
 
@@ -18,8 +18,8 @@ function compile(file: string, o: CommonOpts) {
   return c;
 }
 
-function emit(text: string, out?: string): void {
-  if (out) writeFileAtomic(out, text);
+async function emit(text: string, out?: string): Promise<void> {
+  if (out) await writeOutputFile(out, text);
   else process.stdout.write(text);
 }
 
@@ -57,13 +57,13 @@ export function program(): Command {
       if (o.format === 'kernels') {
         const [{ lowerToProgram }, { printProgram }] = await Promise.all([import('../compiler/lower.ts'), import('../compiler/kernel/printer.ts')]);
         // the program `build` ships: the params config.json decides at load left open
-        emit(printProgram(lowerToProgram(c.forProgram.graph, c.forProgram.bindings, { choices: c.forProgram.choices })), o.out);
+        await emit(printProgram(lowerToProgram(c.forProgram.graph, c.forProgram.bindings, { choices: c.forProgram.choices })), o.out);
         return;
       }
       // ajv (graph.json's schema) loads only for --format json
       const graphToJson = o.format === 'json' ? (await import('../compiler/schema.ts')).graphToJson : undefined;
       const text = graphToJson ? graphToJson(graph) : o.format === 'dot' ? toDot(graph) : o.format === 'mermaid' ? toMermaid(graph) : printGraph(graph);
-      emit(text, o.out);
+      await emit(text, o.out);
     });
 
   registerRunCommands(p);

@@ -83,7 +83,7 @@ export function registerQuantCommands(p: Command): void {
       } finally {
         bar?.stop();
       }
-      writeDirAtomic(out, 'checkpoint', (tmp) => {
+      await writeDirAtomic(out, 'checkpoint', (tmp) => {
         r.write(tmp);
         for (const f of ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json']) {
           if (existsSync(join(o.weights, f))) copyFileSync(join(o.weights, f), join(tmp, f));

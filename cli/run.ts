@@ -22,7 +22,7 @@ import { probePath } from '../runtime/paths.ts';
 import { BACKEND_NAMES, type Backend } from '../runtime/targets.ts';
 import { printWarnings } from './errors.ts';
 import { type CommonOpts, setsOf, withCommon, withPreset } from './common.ts';
-import { checkParent, checkReplaceable, exitOnSignals, writeDirAtomic, writeFileAtomic, yieldToSignals } from './fsutil.ts';
+import { checkParent, checkReplaceable, exitOnSignals, writeDirAtomic, writeOutputFile, yieldToSignals } from './fsutil.ts';
 import { encodeNpy } from './npy.ts';
 import { type QuantFlags, quantizeOption, reportQuantization, withQuantize } from './quant.ts';
 import { phases } from './phases.ts';
@@ -214,7 +214,7 @@ export function registerRunCommands(p: Command): void {
     .option('--seed <n>', 'random seed', '0')
     .option('--shard-size <bytes>', 'split into shards of at most this many bytes (writes model.safetensors.index.json)')
     .option('--force', 'replace the output directory even if it holds files archc did not write')
-    .action((file: string, o: CommonOpts & { out: string; dtype?: DType; seed: string; shardSize?: string; force?: boolean }) => {
+    .action(async (file: string, o: CommonOpts & { out: string; dtype?: DType; seed: string; shardSize?: string; force?: boolean }) => {
       const seed = numberFlag(o.seed, '--seed', { int: true, what: 'an integer' })!;
       const shardSize = numberFlag(o.shardSize, '--shard-size', { int: true, min: 1, what: 'a positive number of bytes' });
       checkReplaceable(resolve(o.out), 'checkpoint', o.force ?? false);
@@ -223,7 +223,7 @@ export function registerRunCommands(p: Command): void {
       checkFitsInMemory(g, o.dtype, o.out);
       // made one at a time as they are written: a checkpoint larger than memory is fine
       const tensors = initWeightsLazily(g, createRng(seed), o.dtype);
-      writeDirAtomic(resolve(o.out), 'checkpoint', (tmp) => {
+      await writeDirAtomic(resolve(o.out), 'checkpoint', (tmp) => {
         writeFileSync(join(tmp, 'config.json'), hfConfigText(compiled, o.dtype));
         if (shardSize) writeShardedSafetensors(tmp, tensors, shardSize, { format: 'pt' });
         else writeSafetensors(join(tmp, 'model.safetensors'), tensors, { format: 'pt' });
@@ -279,7 +279,7 @@ export function registerRunCommands(p: Command): void {
         loss = causalLmLoss(logits, ids.length, model.vocab, labels).loss;
       }
       checkLogits(logits, model.vocab);
-      if (o.out) writeFileAtomic(o.out, encodeNpy(logits, [ids.length, model.vocab]));
+      if (o.out) await writeOutputFile(o.out, encodeNpy(logits, [ids.length, model.vocab]));
       // tokens: the rows the loss averages over (each predicts the next id of its own sequence)
       if (o.loss) process.stdout.write(JSON.stringify({ loss, tokens: predicted }) + '\n');
       if (!o.out && !o.loss) process.stdout.write(`logits [${ids.length}, ${model.vocab}]: pass --out FILE.npy to save them\n`);

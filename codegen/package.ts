@@ -6,7 +6,7 @@
 import { cpSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
-import { type WriteDirOptions, writeDirAtomicAsync, yieldToSignals } from '../cli/fsutil.ts';
+import { type WriteDirOptions, writeDirAtomic, yieldToSignals } from '../cli/fsutil.ts';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Project, VariableDeclarationKind, ts, type SourceFile } from 'ts-morph';
@@ -49,7 +49,7 @@ export const PACKAGE_TARGETS: readonly Backend[] = BUILD_TARGETS.map((t) => t.na
 
 export async function buildPackage(input: BuildInput, outDir: string, opts: WriteDirOptions = {}): Promise<BuildResult> {
   const target = resolve(outDir);
-  await writeDirAtomicAsync(target, 'package', (tmp) => writePackage(input, tmp), opts);
+  await writeDirAtomic(target, 'package', (tmp) => writePackage(input, tmp), opts);
   return { dir: target, files: listFiles(target).map((f) => relative(target, f)) };
 }
 

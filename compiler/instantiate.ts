@@ -6,10 +6,11 @@
 import { dirname, relative, sep } from 'node:path';
 import type { Arg, BlockDecl, Expr, ModelDecl, Span, Stmt } from '../dsl/ast.ts';
 import { CompileError, type Diagnostic, diag } from '../dsl/diagnostics.ts';
-import { OP_BY_NAME, OpError, type OpDef, type AttrValue, type TensorType } from './ops.ts';
+import { MAX_SIZE, OP_BY_NAME, OpError, inferUse, type OpDef, type AttrValue, type TensorType } from './ops.ts';
 import type { DType } from '../runtime/tensor.ts';
 import type { Graph, Loc, Node, ParamValue, State, Value, Weight } from './ir.ts';
 import { LIMITS, type Limit, formatCount } from './limits.ts';
+import { inputProblems, outputProblems } from './contract.ts';
 import { BUILTIN_MODELS_DIR, type SourceFile, displayName } from './load.ts';
 import { type ParamSource, type Params, DTYPES } from './params.ts';
 
@@ -76,6 +77,7 @@ class Instantiator {
   /** Every proper dotted prefix of a weight name (`a`, `a.b` for `a.b.w`): scopes that hold weights. */
   private readonly weightScopes = new Set<string>();
   private readonly state: State[] = [];
+  private readonly uniform = new Map<string, { value: unknown; at: string }>();
   private readonly instances = new Map<string, Instance>();
   private readonly diagnostics: Diagnostic[] = [];
   private pendingLabel?: { label: string; span: Span };
@@ -104,6 +106,7 @@ class Instantiator {
     const inputs: { name: string; value: number }[] = [];
     for (const input of model.inputs) {
       const type = this.inputType(input.dtype, input.shape, input.span);
+      this.diagnostics.push(...inputProblems(input, type));
       const id = this.newValue(type, { kind: 'input', name: input.name });
       frame.vars.set(input.name, { k: 'tensor', id });
       inputs.push({ name: input.name, value: id });
@@ -124,6 +127,7 @@ class Instantiator {
           return;
         }
         outputs.push({ name: e.kind === 'name' ? e.name : `output${i}`, value: v.id });
+        this.diagnostics.push(...outputProblems(outputs[outputs.length - 1]!.name, this.values[v.id]!, e.span));
       });
       // The runtime reads one output, the logits: a model's one returned value is its logits
       // whatever it is called (`return head(x, w)`); of several, one must be named logits.
@@ -253,7 +257,7 @@ class Instantiator {
     const shape = s.shape.map((e) => {
       const v = this.eval(e, frame);
       if (v.k === 'error') throw new Reported();
-      if (v.k !== 'const' || typeof v.v !== 'number' || !Number.isInteger(v.v) || v.v <= 0) this.report(diag('AC402', e.span, [describe(v)]));
+      if (v.k !== 'const' || typeof v.v !== 'number' || !Number.isInteger(v.v) || v.v <= 0 || v.v > MAX_SIZE) this.report(diag('AC402', e.span, [describe(v)], `at most ${MAX_SIZE} (2^31 − 1)`));
       return v.v as number;
     });
     const elements = shape.reduce((n, d) => n * d, 1);
@@ -674,12 +678,8 @@ class Instantiator {
     const types = inputs.map((i) => (i === null ? null : this.values[i]!.type));
     let outs: TensorType[];
     try {
-      op.inputs.forEach((s, i) => {
-        const t = types[i];
-        if (t && s.int && t.dtype !== 'i32') throw new OpError(`${s.name} must be integers, got ${t.dtype}`);
-        if (t && !s.int && t.dtype === 'i32') throw new OpError(`${s.name} must be floating point, got integer ${t.dtype}`);
-      });
-      outs = op.infer(types, attrs);
+      const weights = inputs.map((i) => i !== null && this.values[i]!.source.kind === 'weight');
+      outs = inferUse(op, types, attrs, { weights, uniform: this.uniform, at: `${span.file}:${span.line}:${span.col}` });
     } catch (err) {
       if (err instanceof OpError) {
         // Inside a library block, point at the user's call and name the library line in a hint.

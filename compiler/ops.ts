@@ -25,8 +25,54 @@ export interface StateSpec {
   readonly shape: readonly number[];
 }
 
+/** Query heads per KV head that every target's attention takes (WebGPU's workgroup limit). */
+export const MAX_QUERY_GROUP = 256;
+
 /** What a shape rule reports for a bad use; the compiler attaches the call's span. */
 export class OpError extends Error {}
+
+/** The largest dimension, row width or integer attribute a program may hold: the kernels and the
+ *  wasm and WGSL sizes are 32-bit integers, so 2^31 would wrap to a negative size. */
+export const MAX_SIZE = 2 ** 31 - 1;
+/** The most elements one token's row of a value may hold (1 GiB of f32): the wasm kernels address a
+ *  row with 32-bit byte offsets, also where the kernel rules merge several rows into one buffer. */
+export const MAX_ROW = 2 ** 28;
+
+/** A use of `op` through its shape rule, with the checks every op shares: integer and floating
+ *  slots, fixed slots (weights, not values over the tokens), and sizes within MAX_SIZE. */
+export interface UseContext {
+  /** Which inputs are declared weights. */
+  readonly weights: readonly boolean[];
+  /** The first value of each `uniform` attribute in the model, and where it was given. */
+  readonly uniform: Map<string, { value: unknown; at: string }>;
+  /** This use's place, file:line:col. */
+  readonly at: string;
+}
+
+export function inferUse(op: OpDef, types: readonly (TensorType | null)[], attrs: Attrs, { weights, uniform, at }: UseContext): TensorType[] {
+  op.inputs.forEach((s, i) => {
+    const t = types[i];
+    if (t && s.int && t.dtype !== 'i32') throw new OpError(`${s.name} must be integers, got ${t.dtype}`);
+    if (t && !s.int && t.dtype === 'i32') throw new OpError(`${s.name} must be floating point, got integer ${t.dtype}`);
+    if (t && s.fixed && t.shape.includes('T')) throw new OpError(`${s.name} must be computed from weights alone, got a value over the tokens ${fmt(t.shape)}`);
+    if (t && s.weight && !weights[i]) throw new OpError(`${s.name} must be a declared weight (the kernels read it as stored), got ${t.shape.includes('T') ? 'a value over the tokens' : 'a value computed from weights'} ${fmt(t.shape)}`);
+  });
+  for (const [k, def] of Object.entries(op.attrs)) {
+    const v = num(attrs, k);
+    if (def.type === 'float' && typeof v === 'number' && (Number.isNaN(v) || (!def.infinite && !Number.isFinite(v)))) throw new OpError(`${k} must be a finite number, got ${v}`);
+    if (def.type === 'int' && Math.abs(num(attrs, k)) > MAX_SIZE) throw new OpError(`${k} ${num(attrs, k)} is over ${MAX_SIZE} (2^31 − 1, the largest size the kernels index)`);
+  }
+  const outs = op.infer(types, attrs);
+  for (const k of op.uniform ?? []) {
+    const first = uniform.get(`${op.name}.${k}`);
+    if (first && first.value !== attrs[k]) throw new OpError(`${k} ${attrs[k]} differs from the ${k} ${first.value} of the first ${op.name} (${first.at}): one model uses one ${k}`);
+    if (!first) uniform.set(`${op.name}.${k}`, { value: attrs[k], at });
+  }
+  for (const t of outs) {
+    if (rowSize(t) > MAX_ROW) throw new OpError(`the result ${fmt(t.shape)} has ${rowSize(t)} elements per token, over ${MAX_ROW} (2^28: the kernels address a row with 32-bit byte offsets)`);
+  }
+  return outs;
+}
 
 export interface CostContext {
   /** Tokens already in the sequence when this token is processed (decode) or its length (prefill). */
@@ -39,10 +85,16 @@ export interface SlotDef {
   readonly optional?: boolean;
   /** Integer inputs (token ids, positions); all others are floating point. */
   readonly int?: boolean;
+  /** A value computed from weights alone: it may not have a T dim (AC400). */
+  readonly fixed?: boolean;
+  /** A weight as declared (`weight w[…]`), which the kernels read in its stored format (AC400). */
+  readonly weight?: boolean;
 }
 
 export interface AttrDef {
   readonly type: 'int' | 'float' | 'bool' | 'list';
+  /** A float attribute that may be ±infinity (a bound); any other float must be finite (AC400). */
+  readonly infinite?: boolean;
   readonly default?: AttrValue;
   readonly doc: string;
 }
@@ -52,6 +104,8 @@ export interface OpDef {
   readonly doc: string;
   readonly inputs: readonly SlotDef[];
   readonly attrs: Readonly<Record<string, AttrDef>>;
+  /** Attributes every use of the op in a model must give the same value (the targets render one). */
+  readonly uniform?: readonly string[];
   /** Output types; throws OpError on a bad use. */
   infer(inputs: readonly (TensorType | null)[], attrs: Attrs): TensorType[];
   state?(inputs: readonly (TensorType | null)[], attrs: Attrs): StateSpec;
@@ -114,7 +168,7 @@ function broadcasting(name: 'add' | 'mul', doc: string): OpDef {
 export const OPS: readonly OpDef[] = [
   {
     name: 'embedding', doc: 'rows of a [vocab, dim] table picked by integer ids [T]',
-    inputs: [{ name: 'ids', int: true }, { name: 'weight' }], attrs: {},
+    inputs: [{ name: 'ids', int: true }, { name: 'weight', weight: true }], attrs: {},
     infer([ids, w]) {
       const I = need(ids, 'ids'), W = need(w, 'weight');
       rank(W, 2, 'embedding weight', '[vocab, dim]');
@@ -129,7 +183,7 @@ export const OPS: readonly OpDef[] = [
   },
   {
     name: 'linear', doc: 'x · weightᵀ (+ bias) over the last dim; weight is [out, in] as in PyTorch, or [in, out] when transposed',
-    inputs: [{ name: 'x' }, { name: 'weight' }, { name: 'bias', optional: true }],
+    inputs: [{ name: 'x' }, { name: 'weight', weight: true }, { name: 'bias', optional: true, weight: true }],
     attrs: { transposed: { type: 'bool', default: false, doc: "the weight is stored [in, out] (GPT-2's Conv1D): y = x · weight" } },
     infer([x, w, b], a) {
       const X = need(x, 'x'), W = need(w, 'weight');
@@ -151,7 +205,7 @@ export const OPS: readonly OpDef[] = [
   },
   {
     name: 'head', doc: 'the language-model head: logits = x · weightᵀ, weight [vocab, dim] (tied or not)',
-    inputs: [{ name: 'x' }, { name: 'weight' }], attrs: {},
+    inputs: [{ name: 'x' }, { name: 'weight', weight: true }], attrs: {},
     infer([x, w]) {
       const X = need(x, 'x'), W = need(w, 'weight');
       rank(W, 2, 'head weight', '[vocab, dim]');
@@ -225,7 +279,7 @@ export const OPS: readonly OpDef[] = [
   {
     name: 'clamp', doc: 'limits x to [min, max]',
     inputs: [{ name: 'x' }],
-    attrs: { min: { type: 'float', default: -Infinity, doc: 'lower bound' }, max: { type: 'float', default: Infinity, doc: 'upper bound' } },
+    attrs: { min: { type: 'float', default: -Infinity, infinite: true, doc: 'lower bound' }, max: { type: 'float', default: Infinity, infinite: true, doc: 'upper bound' } },
     infer([x], a) {
       if (num(a, 'min') > num(a, 'max')) throw new OpError(`clamp min ${num(a, 'min')} is above max ${num(a, 'max')}`);
       return [f32(need(x, 'x').shape)];
@@ -235,7 +289,7 @@ export const OPS: readonly OpDef[] = [
   },
   {
     name: 'rmsnorm', doc: 'x / sqrt(mean(x²) + eps) · weight over the last dim (any rank: [T, heads, head_dim] for QK-norm)',
-    inputs: [{ name: 'x' }, { name: 'weight' }], attrs: { eps: { type: 'float', default: 1e-6, doc: 'added to the mean square' } },
+    inputs: [{ name: 'x' }, { name: 'weight', weight: true }], attrs: { eps: { type: 'float', default: 1e-6, doc: 'added to the mean square' } },
     infer([x, w]) {
       const X = need(x, 'x'), W = need(w, 'weight');
       same(fmt(W.shape), fmt([last(X)]), `rmsnorm weight ${fmt(W.shape)} does not match width ${last(X)}`);
@@ -250,7 +304,7 @@ export const OPS: readonly OpDef[] = [
   },
   {
     name: 'rmsnorm_gated', doc: 'rmsnorm(x · silu(z)) · weight, over the whole width or `groups` equal parts',
-    inputs: [{ name: 'x' }, { name: 'z' }, { name: 'weight' }],
+    inputs: [{ name: 'x' }, { name: 'z' }, { name: 'weight', weight: true }],
     attrs: { eps: { type: 'float', default: 1e-6, doc: 'added to the mean square' }, groups: { type: 'int', default: 1, doc: 'normalisation groups' } },
     infer([x, z, w], a) {
       const X = need(x, 'x'), Z = need(z, 'z'), W = need(w, 'weight');
@@ -269,7 +323,7 @@ export const OPS: readonly OpDef[] = [
   },
   {
     name: 'layernorm', doc: '(x − mean(x)) / sqrt(var(x) + eps) · weight (+ bias) over the last dim (any rank)',
-    inputs: [{ name: 'x' }, { name: 'weight' }, { name: 'bias', optional: true }],
+    inputs: [{ name: 'x' }, { name: 'weight', weight: true }, { name: 'bias', optional: true, weight: true }],
     attrs: { eps: { type: 'float', default: 1e-5, doc: 'added to the variance' } },
     infer([x, w, b]) {
       const X = need(x, 'x'), W = need(w, 'weight');
@@ -287,7 +341,7 @@ export const OPS: readonly OpDef[] = [
   },
   {
     name: 'causal_conv1d', doc: 'depthwise causal convolution over time with bias; carries the last K−1 inputs per sequence',
-    inputs: [{ name: 'x' }, { name: 'weight' }, { name: 'bias', optional: true }], attrs: {},
+    inputs: [{ name: 'x' }, { name: 'weight', weight: true }, { name: 'bias', optional: true, weight: true }], attrs: {},
     infer([x, w, b]) {
       const X = need(x, 'x'), W = need(w, 'weight');
       rank(X, 2, 'causal_conv1d input', '[T, channels]');
@@ -295,6 +349,8 @@ export const OPS: readonly OpDef[] = [
       same(W.shape[0]!, X.shape[1]!, `causal_conv1d weight ${fmt(W.shape)} does not match ${X.shape[1]} channels`);
       same(W.shape[1]!, 1, `causal_conv1d is depthwise: weight must be [channels, 1, kernel], got ${fmt(W.shape)}`);
       if (b) same(fmt(b.shape), fmt([X.shape[1]!]), `causal_conv1d bias ${fmt(b.shape)} does not match ${X.shape[1]} channels`);
+      // a conv carries its last K − 1 inputs: with one tap there is no window (it is x · weight)
+      if ((W.shape[2] as number) < 2) throw new OpError(`the kernel needs at least 2 taps, got ${W.shape[2]} (a 1-tap conv is a per-channel scale: write x * weight)`);
       return [f32(X.shape)];
     },
     state: ([x, w]) => ({ kind: 'conv', per: 'sequence', shape: [x!.shape[1] as number, (w!.shape[2] as number) - 1] }),
@@ -308,8 +364,8 @@ export const OPS: readonly OpDef[] = [
   },
   {
     name: 'ssd', doc: 'the Mamba-2 state-space scan (chunked SSD): y = C·h + D·x with h ← exp(dt·A)·h + dt·x⊗B; carries h per sequence',
-    inputs: [{ name: 'x' }, { name: 'dt' }, { name: 'A' }, { name: 'B' }, { name: 'C' }, { name: 'D' }],
-    attrs: { chunk: { type: 'int', default: 256, doc: 'chunk length of the block algorithm' } },
+    inputs: [{ name: 'x' }, { name: 'dt' }, { name: 'A', fixed: true }, { name: 'B' }, { name: 'C' }, { name: 'D', fixed: true }],
+    attrs: { chunk: { type: 'int', default: 256, doc: 'chunk length of the block algorithm' } }, uniform: ['chunk'],
     infer([x, dt, A, B, C, D], a) {
       const X = need(x, 'x'), DT = need(dt, 'dt'), AA = need(A, 'A'), BB = need(B, 'B'), CC = need(C, 'C'), DD = need(D, 'D');
       rank(X, 3, 'ssd x', '[T, heads, head_dim]');
@@ -372,6 +428,8 @@ export const OPS: readonly OpDef[] = [
       same(Q.shape[2]!, Kk.shape[2]!, `attention head dims differ: q ${fmt(Q.shape)}, k ${fmt(Kk.shape)}`);
       const H = Q.shape[1] as number, KV = Kk.shape[1] as number;
       if (H % KV !== 0) throw new OpError(`attention kv heads ${KV} do not divide heads ${H}`);
+      // the WebGPU flash kernel holds the query heads of one KV head in one workgroup (at most 256 invocations)
+      if (H / KV > MAX_QUERY_GROUP) throw new OpError(`attention has ${H / KV} query heads per kv head (${H} heads, ${KV} kv heads); the WebGPU kernels take at most ${MAX_QUERY_GROUP}`);
       return [f32(Q.shape)];
     },
     state: ([, k]) => ({ kind: 'kv', per: 'token', shape: [2, k!.shape[1] as number, k!.shape[2] as number] }),

@@ -4,7 +4,9 @@
 // the user's own --set overrides.
 
 import { CompileError, diag } from '../dsl/diagnostics.ts';
+import { lookupKey } from '../runtime/hfconfig.ts';
 import { loadProgram, pickModel } from './load.ts';
+import type { HfConfigInput } from './params.ts';
 
 /** Param values by preset. Widths keep every head dimension at 16 (tiny) or 32 (small), so partial
  *  rotary stays even; attention layers sit at the middle and the end (Bamba). */
@@ -22,8 +24,10 @@ export const PRESETS = {
 export type PresetName = keyof typeof PRESETS;
 export const PRESET_NAMES = Object.keys(PRESETS) as PresetName[];
 
-/** `name=value` overrides of `preset` for the params the model in `file` declares. */
-export function presetSets(file: string, preset: string, model?: string): string[] {
+/** `name=value` overrides of `preset` for the params the model in `file` declares. With `config`
+ *  (--hf-config), a preset that would replace a value the config sets is refused (AC315, naming the
+ *  keys): the config's values are the variant's own, and the preset would override them silently. */
+export function presetSets(file: string, preset: string, model?: string, config?: HfConfigInput): string[] {
   const values = (PRESETS as Record<string, Record<string, number | string>>)[preset];
   if (!values) throw new CompileError([diag('AC315', undefined, ['--preset', `unknown preset ${JSON.stringify(preset)}`], `presets: ${PRESET_NAMES.join(', ')}`)]);
   const loaded = loadProgram(file);
@@ -32,5 +36,16 @@ export function presetSets(file: string, preset: string, model?: string): string
   if (!('kind' in picked)) return [];
   // params with a computed default (head_dim = d_model // n_heads) follow from the others
   const declared = new Set(picked.body.flatMap((s) => (s.kind === 'param' && (s.value.kind === 'num' || s.value.kind === 'list') ? [s.name] : [])));
-  return Object.entries(values).filter(([name]) => declared.has(name)).map(([name, v]) => `${name}=${v}`);
+  const sets = Object.entries(values).filter(([name]) => declared.has(name));
+  if (config) {
+    const keyOf = new Map(picked.body.flatMap((s) => (s.kind === 'param' ? [[s.name, s.hf] as const] : [])));
+    const clashes = sets.flatMap(([name, v]) => (keyOf.get(name) ?? []).map((k) => ({ name, v, key: k.path.join('.'), at: lookupKey(config.config, k.path as string[]) }))
+      .filter((c) => c.at.found && JSON.stringify(c.at.value) !== JSON.stringify(typeof c.v === 'string' ? JSON.parse(c.v) : c.v)).slice(0, 1));
+    if (clashes.length) {
+      const shown = clashes.slice(0, 4).map((c) => `${c.key} = ${JSON.stringify(c.at.value)} (param ${c.name}; the preset sets ${c.v})`).join(', ');
+      throw new CompileError([diag('AC315', undefined, ['--preset', `${preset} would replace ${clashes.length} value${clashes.length === 1 ? '' : 's'} that ${config.file} sets: ${shown}${clashes.length > 4 ? ` and ${clashes.length - 4} more` : ''}`],
+        'leave out --preset to use the config\'s sizes, or leave out --hf-config to use the preset\'s; --set changes single params')]);
+    }
+  }
+  return sets.map(([name, v]) => `${name}=${v}`);
 }

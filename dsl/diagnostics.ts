@@ -54,6 +54,8 @@ export const MESSAGES = {
   AC407: 'value {0} is defined but never used',
   AC408: 'config key {0} is missing from {1}; param {2} takes its default {3}',
   AC409: '{0} returns {1} values and none is named logits: the runtime reads the logits (a model that returns one value may name it anything)',
+  AC410: 'model input {0} cannot be fed: {1}',
+  AC411: 'model output {0} {1}: the runtime reads outputs computed from the inputs, one row per token',
   // 5xx: limits (compiler/limits.ts)
   AC500: 'limit {0} exceeded: {1} (the limit is {2})',
 } as const;

@@ -42,6 +42,28 @@ describe('init-weights --preset', () => {
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/--preset.*huge.*tiny, small/s);
   });
+
+  it('a preset that would replace values a config sets is refused, naming the keys (AC315); one that agrees with it is not', async () => {
+    const dir = tmp();
+    // a variant's config: Bamba-9B's sizes, and one at the tiny preset's values but for its context
+    const agrees = join(dir, 'agrees.json');
+    writeFileSync(agrees, JSON.stringify({ hidden_size: 64, num_hidden_layers: 4, attn_layer_indices: [1, 3] }));
+    const differs = join(dir, 'differs.json');
+    writeFileSync(differs, JSON.stringify({ hidden_size: 64, num_hidden_layers: 4, attn_layer_indices: [1, 3], max_position_embeddings: 512 }));
+    const nine = join(ROOT, 'test', 'fixtures', 'configs', 'bamba-9b.json');
+    const [clash, partial, alone] = await inParallel([
+      () => runCli(['check', BAMBA, '--preset', 'tiny', '--hf-config', nine]),
+      () => runCli(['check', BAMBA, '--preset', 'tiny', '--hf-config', differs]),
+      () => runCli(['check', BAMBA, '--preset', 'tiny', '--hf-config', agrees]),
+    ], 2);
+    expect(clash.code).toBe(1);
+    expect(clash.stderr).toMatch(/^error AC315: invalid --preset: tiny would replace \d+ values that .*bamba-9b\.json sets: vocab_size = 128256 \(param vocab; the preset sets 256\), hidden_size = 4096 /);
+    expect(clash.stderr).toMatch(/hint: leave out --preset/);
+    // only the context differs: that one key is named (the list [1, 3] agrees with the preset's)
+    expect(partial.code).toBe(1);
+    expect(partial.stderr).toMatch(/tiny would replace 1 value that .*differs\.json sets: max_position_embeddings = 512 \(param context; the preset sets 256\)\n/);
+    expect(alone.code, alone.stderr).toBe(0);
+  });
 });
 
 describe('configs written by init-weights', () => {

@@ -1,11 +1,12 @@
 // What `-o DIR` and `--out FILE` may do to the file system: never delete files archc did not write
 // (a non-empty directory that is not an earlier output of the same kind is refused, with a code and
-// the way to force it), replace an earlier output only as a whole, leave no temp directory behind
-// when interrupted, never create directories for --out, and report unwritable places with a code.
+// the way to force it; `/`, the home and current directories never), replace an earlier output only
+// as a whole, leave no temp directory behind when interrupted, never create directories for --out,
+// write FIFOs and devices as streams (never replace them), and report unwritable places with a code.
 
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { createReadStream, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ARCHC, BAMBA, ROOT, TINY, runCli, setsFor, writeCheckpoint } from '../helpers/checkpoints.ts';
 import { useTmpDirs } from '../helpers/tmp.ts';
@@ -137,4 +138,106 @@ describe('--out FILE', () => {
     expect(r.stderr).toBe(`error AC603: cannot write ${out}: directory ${join(dir, 'no', 'such')} does not exist\n`);
     expect(existsSync(join(dir, 'no'))).toBe(false);
   });
+});
+
+describe('special files and places that are not archc\'s', () => {
+  const graphText = async () => {
+    const r = await runCli(['graph', BAMBA, ...SETS]);
+    expect(r.code, r.stderr).toBe(0);
+    return r.stdout;
+  };
+
+  it('graph -o FIFO streams into the FIFO (it stays a FIFO; the reader gets the whole graph)', async () => {
+    const fifo = join(tmp(), 'pipe');
+    execFileSync('mkfifo', [fifo]);
+    const chunks: Buffer[] = [];
+    const read = new Promise<string>((done, fail) => {
+      createReadStream(fifo).on('data', (c) => chunks.push(c as Buffer)).on('end', () => done(Buffer.concat(chunks).toString('utf8'))).on('error', fail);
+    });
+    const r = await runCli(['graph', BAMBA, ...SETS, '-o', fifo]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(await read).toBe(await graphText());
+    expect(lstatSync(fifo).isFIFO()).toBe(true);
+  });
+
+  it('graph -o /dev/null and init-weights / build -o /dev/null leave /dev/null a character device', async () => {
+    const g = await runCli(['graph', BAMBA, ...SETS, '-o', '/dev/null']);
+    expect(g.code, g.stderr).toBe(0);
+    for (const cmd of ['init-weights', 'build']) {
+      const r = await runCli([cmd, BAMBA, ...SETS, '-o', '/dev/null']);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/^error AC600: output \/dev\/null exists and is not a directory/);
+    }
+    expect(statSync('/dev/null').isCharacterDevice()).toBe(true);
+    expect(readdirSync('/dev').filter((n) => n.startsWith('null.'))).toEqual([]);
+  });
+
+  it('--out /dev/stdout writes to the command\'s stdout, whatever it is (here a pipe)', async () => {
+    const r = await runCli(['graph', BAMBA, ...SETS, '-o', '/dev/stdout']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe(await graphText());
+    expect(lstatSync('/dev/stdout').isSymbolicLink()).toBe(true);
+  });
+
+  it('a link to a file keeps the link and replaces the file; a directory is refused (AC605)', async () => {
+    const dir = tmp();
+    writeFileSync(join(dir, 'real.txt'), 'old');
+    symlinkSync(join(dir, 'real.txt'), join(dir, 'link.txt'));
+    const r = await runCli(['graph', BAMBA, ...SETS, '-o', join(dir, 'link.txt')]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(readlinkSync(join(dir, 'link.txt'))).toBe(join(dir, 'real.txt'));
+    expect(readFileSync(join(dir, 'real.txt'), 'utf8')).toBe(await graphText());
+    mkdirSync(join(dir, 'sub'));
+    const d = await runCli(['graph', BAMBA, ...SETS, '-o', join(dir, 'sub')]);
+    expect(d.code).toBe(1);
+    expect(d.stderr).toMatch(/^error AC605: cannot write .*sub: it is a directory/);
+    expect(d.stderr).not.toMatch(NO_STACK);
+    expect(readdirSync(join(dir, 'sub'))).toEqual([]);
+  });
+
+  it('build -o refuses /, the home directory, the current directory and their ancestors at once, forced or not (AC606)', async () => {
+    const home = join(tmp(), 'home');
+    mkdirSync(join(home, 'work'), { recursive: true });
+    writeFileSync(join(home, 'notes.txt'), 'mine');
+    const cases: [string, RegExp][] = [
+      ['/', /the root directory/],
+      [home, /the home directory/],
+      [dirname(home), /an ancestor of the home directory/],
+      [ROOT, /the current directory/],
+      [dirname(ROOT), /an ancestor of the current directory/],
+    ];
+    for (const [out, why] of cases) {
+      // a walk of the whole file system (as `-o /` did) would not end within the limit
+      const r = await runCli(['build', BAMBA, ...SETS, '-o', out, '--force'], 30_000, { HOME: home });
+      expect(r.code, `build -o ${out}: ${r.stderr}`).toBe(1);
+      expect(r.stderr).toMatch(/^error AC606: output directory .* is .*: archc never replaces it/);
+      expect(r.stderr).toMatch(why);
+      expect(r.stderr).not.toMatch(NO_STACK);
+    }
+    expect(readFileSync(join(home, 'notes.txt'), 'utf8')).toBe('mine');
+  });
+
+  // a model whose checkpoint takes a while to write (36M parameters, 73 MB of f32)
+  const BIG = setsFor({ ...TINY, d_model: 512, n_layers: 8, mamba_heads: 16, d_ff: 2048 }).flatMap((s) => ['--set', s]);
+
+  it.each([['SIGINT', 130], ['SIGTERM', 143]] as const)('%s while init-weights writes its checkpoint: exit %i, the old checkpoint left as it was, no temp directory', async (signal, code) => {
+    const dir = tmp();
+    const ckpt = join(dir, 'ckpt');
+    const first = await runCli(['init-weights', BAMBA, '-o', ckpt, '--seed', '1', ...SETS]);
+    expect(first.code, first.stderr).toBe(0);
+    const before = readFileSync(join(ckpt, 'model.safetensors'));
+    const child = spawn(process.execPath, [ARCHC, 'init-weights', BAMBA, '-o', ckpt, '--seed', '2', ...BIG], { cwd: ROOT, stdio: 'ignore' });
+    let exit: { code: number | null; signal: string | null } | undefined;
+    child.on('exit', (c, s) => (exit = { code: c, signal: s }));
+    const poll = () => new Promise((r) => setTimeout(r, 5));
+    // the temp directory is made just before the checkpoint is written (polled for at most 60 s)
+    for (let i = 0; i < 12_000 && !exit && temps(dir).length === 0; i++) await poll();
+    expect(temps(dir).length, 'init-weights never created its temp directory').toBeGreaterThan(0);
+    child.kill(signal);
+    while (!exit) await poll();
+    // it used to finish the write, put the new checkpoint in place and exit 0
+    expect(exit).toEqual({ code, signal: null });
+    expect(temps(dir)).toEqual([]);
+    expect(readFileSync(join(ckpt, 'model.safetensors')).equals(before)).toBe(true);
+  }, 120_000);
 });

@@ -7,7 +7,7 @@ import { prng } from '../helpers/random.ts';
 import type { Job } from './compile-child.ts';
 
 export const CLASSES = [
-  'valid', 'depth', 'length', 'repetition', 'recursion', 'numbers', 'names', 'growth', 'params', 'text', 'mutated',
+  'valid', 'depth', 'length', 'repetition', 'recursion', 'numbers', 'names', 'growth', 'params', 'text', 'mutated', 'models', 'contract',
 ] as const;
 export type ProgramClass = (typeof CLASSES)[number];
 
@@ -68,8 +68,9 @@ function validModel(r: R, extra = ''): string {
   return `${block}model M(tokens: i32[T]) {\n${body.join('\n').replace('  for i', `  ${w}  for i`)}\n}\n`;
 }
 
+/** `body` in a model whose output is computed from its input (returning the input is AC411). */
 function model(body: string): string {
-  return `model M(tokens: i32[T]) {\n${body}\n  return tokens\n}\n`;
+  return `model M(tokens: i32[T]) {\n  weight out__[8, 4]\n${body}\n  return embedding(tokens, out__)\n}\n`;
 }
 
 /** Token-level damage: delete, duplicate, swap, or insert punctuation. */
@@ -88,7 +89,7 @@ function mutate(r: R, text: string, n: number): string {
   return tokens.join('');
 }
 
-const GENERATORS: Readonly<Record<ProgramClass, (r: R) => { text: string; set?: string[] }>> = {
+const GENERATORS: Readonly<Record<ProgramClass, (r: R) => { text: string; set?: string[]; file?: string }>> = {
   valid: (r) => ({ text: validModel(r) }),
   depth: (r) => {
     const n = size(r, 100_000);
@@ -184,12 +185,66 @@ const GENERATORS: Readonly<Record<ProgramClass, (r: R) => { text: string; set?: 
     return { text: `${validModel(r)}\n#${junk}` };
   },
   mutated: (r) => ({ text: mutate(r, validModel(r), size(r, 30)) }),
+  models: (r) => {
+    const file = pick(r, Object.keys(SMALL));
+    const params = { ...SMALL[file]! };
+    const keys = Object.keys(params);
+    for (let k = int(r, 1, 2); k > 0; k--) params[pick(r, keys)] = pick(r, EDGE);
+    return { text: '', file, set: Object.entries(params).map(([k, v]) => `${k}=${v}`) };
+  },
+  contract: (r) => ({ text: contractProgram(r) }),
 };
+
+/** The shipped models at sizes that run in milliseconds, for `models` to push one or two params of. */
+const SMALL: Readonly<Record<string, Record<string, string>>> = {
+  'bamba.arch': { vocab: '96', d_model: '32', n_layers: '4', attn_layers: '[1,3]', n_heads: '4', n_kv_heads: '2', mamba_heads: '4', mamba_groups: '1', d_state: '8', d_ff: '64', chunk: '4', context: '64' },
+  'mamba2.arch': { vocab: '64', d_model: '16', n_layers: '2', head_dim: '8', d_state: '4', chunk: '4', context: '32' },
+  'llama.arch': { vocab: '64', d_model: '32', n_layers: '2', n_heads: '4', n_kv_heads: '2', d_ff: '48', context: '32' },
+  'qwen3.arch': { vocab: '64', d_model: '32', n_layers: '2', n_heads: '4', n_kv_heads: '2', head_dim: '8', d_ff: '48', context: '32' },
+  'gpt2.arch': { vocab: '64', d_model: '32', n_layers: '2', n_heads: '4', context: '32' },
+};
+/** Values a config may hold that a size rule or a kernel may not expect: edges, workgroup sizes, 32-bit overflow. */
+const EDGE = ['0', '1', '2', '3', '5', '7', '64', '255', '256', '257', '1024', '65536', '2147483647', '2147483648', '4294967296', '4294967297', '-1', '1e9', '[]', '[0]', '[0,1,2,3]', 'true', '0.5'];
+
+/** Small programs on the runtime's contract and the kernels' edges: what they return, their inputs'
+ *  names, what a weight slot gets, conv taps, chunk lengths, query heads per KV head. */
+function contractProgram(r: R): string {
+  // half the programs keep to the contract everywhere (they must get through every renderer); the
+  // other half break it in one place
+  const bad = r() < 0.5 ? int(r, 0, 5) : -1;
+  const choose = <T,>(k: number, good: readonly T[], hostile: readonly T[]): T => pick(r, bad === k ? hostile : good);
+  const d = pick(r, [4, 8, 16]);
+  const input = choose(0, ['tokens: i32[T]', 'tokens: i32[T], positions: i32[T]'], ['ids: i32[T]', 'tokens: i32[T, 2]', 'tokens: i32[T], extra: i32[T]']);
+  const ret = choose(1, ['head(x, e)', 'x', 'logits, x'], ['tokens', 'e', 'head(x, silu(x))', 'head(x, silu(e))', 'silu(e)', 'linear(x, x)', 'rmsnorm(x, x)', 'x, x']);
+  const chunk = choose(3, [4, 1, 8, 3], [2147483648, 4294967297]);
+  const body: string[] = [`  weight e[32, ${d}]`, `  x = embedding(tokens, e)`];
+  const n = int(r, 1, 3);
+  for (let i = 0; i < n; i++) {
+    switch (int(r, 0, 3)) {
+      case 0: body.push(`  x = x + c${i}: CausalConv1d(${d}, ${choose(2, [2, 3, 4], [1, 0, 2147483648])})(x)`); break;
+      // one chunk length in a model, unless this program breaks it
+      case 1: body.push(`  x = x + m${i}: Mamba2(${d}, 2, ${d}, 1, 4, ${pick(r, [2, 4])}, ${bad === 3 ? pick(r, [chunk, 4, 8]) : chunk})(x)`); break;
+      case 2: {
+        const kv = pick(r, [1, 2]), group = choose(4, [1, 2, 4, 256], [257, 512]);
+        const h = kv * group;
+        body.push(`  o${i} = attention(reshape(linear(x, q${i}), dims: [${h}, 2]), reshape(linear(x, k${i}), dims: [${kv}, 2]), reshape(linear(x, v${i}), dims: [${kv}, 2]), scale: 0.5)`);
+        body.push(`  x = x + linear(reshape(o${i}, dims: [${h * 2}]), p${i})`);
+        body.unshift(`  weight q${i}[${h * 2}, ${d}]`, `  weight k${i}[${kv * 2}, ${d}]`, `  weight v${i}[${kv * 2}, ${d}]`, `  weight p${i}[${d}, ${h * 2}]`);
+        break;
+      }
+      default:
+        body.unshift(`  weight g${i}[${d}]`);
+        body.push(`  x = rmsnorm(x, ${choose(5, [`g${i}`], ['x', `silu(g${i})`])})`);
+    }
+  }
+  const logits = ret.startsWith('logits') ? '  logits = head(x, e)\n' : '';
+  return `import std.{CausalConv1d, Mamba2}\nmodel M(${input}) {\n${body.join('\n')}\n${logits}  return ${ret}\n}\n`;
+}
 
 /** Program `index` of the run seeded by `seed`: classes in turn, each drawn from its own stream. */
 export function generateProgram(seed: number, index: number): Program {
   const cls = CLASSES[index % CLASSES.length]!;
   const r = prng((seed * 1_000_003 + index) >>> 0);
-  const { text, set } = GENERATORS[cls](r);
-  return { id: index, cls, text, set };
+  const { text, set, file } = GENERATORS[cls](r);
+  return { id: index, cls, text, set, file };
 }

@@ -1,4 +1,4 @@
-// Runs generated programs through the front end in a child process (test/fuzz/compile-child.ts),
+// Runs generated programs through the whole pipeline in a child process (test/fuzz/compile-child.ts),
 // one at a time, so that a crash, a hang or running out of memory is observed rather than suffered:
 // a program that has not finished after `hangMs` is a hang (the child is killed and restarted), a
 // child that dies is a crash. Everything here is asynchronous: the caller's event loop stays free.
@@ -15,7 +15,8 @@ export interface Result<J extends Job = Job> {
 }
 
 export interface RunOptions<J extends Job = Job> {
-  /** A program running longer than this is a hang (default 30 s: well past every limit). */
+  /** A program running longer than this is a hang (default 90 s: well past every limit; the slowest
+   *  program within the limits, 4,096 ops through the kernel rules and three renderers, takes about 30 s). */
   readonly hangMs?: number;
   /** The child's heap limit in MB (default 2048): a program that needs more is a crash. */
   readonly heapMb?: number;
@@ -68,7 +69,7 @@ class Child {
 
 /** Compiles every job in child processes (`concurrency` of them, default 1); results in order. */
 export async function runPrograms<J extends Job>(jobs: readonly J[], opts: RunOptions<J> = {}): Promise<Result<J>[]> {
-  const hangMs = opts.hangMs ?? 30_000;
+  const hangMs = opts.hangMs ?? 90_000;
   const heapMb = opts.heapMb ?? 2048;
   const results: Result<J>[] = new Array(jobs.length);
   let next = 0;
