@@ -8,7 +8,7 @@
 // (each format's kernels must equal its reference within 1e-5 of the logits' scale).
 //
 // Run: npx tsx bench/bamba9b.ts [--dir /work/data/bamba9b-bf16] [--formats q4,q8] [--threads 2]
-//        [--prefill 512] [--decode 32] [--check 4] [--no-reference] [--tied]
+//        [--prefill 512] [--decode 32] [--check 4] [--no-reference] [--load-only] [--tied]
 // The checkpoint (~19.6 GB untied, 18.5 GB tied) is made with `archc init-weights models/bamba.arch
 // --dtype bf16 --set tie=false --shard-size 5000000000` when the directory does not exist. Big
 // processes run one at a time (each holds the model). Writes bench/results/bamba9b.json.
@@ -41,6 +41,8 @@ const PREFILL = Number(flag('--prefill', '512'));
 const DECODE = Number(flag('--decode', '32'));
 const CHECK = Number(flag('--check', '4'));
 const REFERENCE = !argv.includes('--no-reference');
+/** Only load (time, peak RSS): no runs, no reference. */
+const LOAD_ONLY = argv.includes('--load-only');
 const CHILD = flag('--child', '');
 
 /** Bytes per weight of a product's matrix in each format (q8/q4: one f16 scale per 32). */
@@ -82,6 +84,12 @@ async function child(spec: string): Promise<void> {
   for (const w of program.weights) {
     if (w.shape.length !== 2 || /embed_tokens/.test(w.name)) continue;
     weightBytesPerToken += w.shape[0]! * w.shape[1]! * (BYTES_PER_WEIGHT[format] ?? 2);
+  }
+  if (LOAD_ONLY) {
+    const out = { backend, format, loadS, checkpointBytes: checkpointBytes(DIR), rssAfterLoad, peakRss: rssAfterLoad, weightBytesPerToken, checkS: 0, logitsFile };
+    model.dispose();
+    process.stdout.write(`RESULT ${JSON.stringify(out)}\n`);
+    return;
   }
   const t1 = performance.now();
   const checked = model.prefill([promptIds(CHECK, V)]);
@@ -185,14 +193,14 @@ async function main(): Promise<void> {
     for (const format of FORMATS) {
       const r = await runChild(`wasm:${format}:${join(tmp, `wasm-${format}.f32`)}`);
       let check;
-      if (REFERENCE) {
+      if (REFERENCE && !LOAD_ONLY) {
         const ref = await runChild(`cpu:${format}:${join(tmp, `cpu-${format}.f32`)}`);
         check = compareLogits(r.logitsFile, ref.logitsFile);
         console.log(`  ${format}: reference loaded in ${fmt(ref.loadS)} s, its ${CHECK}-token prefill ${fmt(ref.checkS)} s`);
       }
       results.push({ ...r, check });
       console.log(`  ${format}: load ${fmt(r.loadS)} s (${fmt(r.checkpointBytes / r.loadS / 1e9, 2)} GB/s), peak RSS ${gb(r.peakRss)} GB, `
-        + `prefill ${PREFILL} ${fmt(PREFILL / r.prefillS!)} tok/s, decode ${fmt(DECODE / r.decodeS!, 2)} tok/s; ${conditions()}`);
+        + (LOAD_ONLY ? '' : `prefill ${PREFILL} ${fmt(PREFILL / r.prefillS!)} tok/s, decode ${fmt(DECODE / r.decodeS!, 2)} tok/s; `) + conditions());
     }
   } finally {
     rmSync(tmp, { recursive: true, force: true });
