@@ -19,6 +19,8 @@ import { DTYPE_BYTES, type DType, numel } from '../runtime/tensor.ts';
 import type { Graph } from '../compiler/ir.ts';
 import { RUNTIME_LIMITS } from '../runtime/limits.ts';
 import { probePath } from '../runtime/paths.ts';
+import type { HfConfig } from '../runtime/hfconfig.ts';
+import { otherModel } from '../runtime/load.ts';
 import { BACKEND_NAMES, type Backend } from '../runtime/targets.ts';
 import { printWarnings } from './errors.ts';
 import { type CommonOpts, setsOf, withCommon, withPreset } from './common.ts';
@@ -77,8 +79,14 @@ function compileGraphFor(file: string, o: CommonOpts): Compiled {
 export async function compileFor(file: string, o: CommonOpts, weightsDir?: string): Promise<CompiledModel> {
   // the kernel compiler loads only in the commands that make a program
   const { compileModel } = await import('../compiler/pipeline.ts');
-  const compiled = compileModel(file, optionsFor(file, o, weightsDir));
-  printWarnings(compiled);
+  const options = optionsFor(file, o, weightsDir);
+  const compiled = compileModel(file, options);
+  // a checkpoint of another model: one line, not a warning per config key it lacks (the load then
+  // refuses it, RT166, if it does not fit)
+  const other = weightsDir && options.hfConfigData ? otherModel(options.hfConfigData.config as HfConfig, compiled.graph.model) : null;
+  if (other && compiled.warnings.length) {
+    process.stderr.write(`warning: ${join(weightsDir!, 'config.json')} says ${other}, not ${compiled.graph.model}: a checkpoint of another model? (${compiled.warnings.length} config warnings not shown)\n`);
+  } else printWarnings(compiled);
   return compiled;
 }
 

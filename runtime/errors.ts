@@ -49,6 +49,7 @@ export const RUNTIME_MESSAGES = {
   RT163: '{0}: unexpected tensor {1} (shape {2})',
   RT164: '{0}: checkpoint does not match the model ({1} problems):\n{2}',
   RT165: '{0}: tensor {1} is stored as {2}, an integer dtype; the model reads it as a float weight',
+  RT166: '{0} looks like a checkpoint of another model: its config.json says {1}, and this program is {2} ({3})',
   // 17x: quantised weights (runtime/quant.ts, quantplan.ts, quantckpt.ts)
   RT170: 'quantize override {0}: {1}',
   RT171: 'the {0} backend does not read {1} weights yet; run with --backend cpu (or load without quantising)',

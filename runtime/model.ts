@@ -7,7 +7,7 @@ import { type SlotState, runBatch, runBatchAsync } from './engine.ts';
 import { RuntimeError } from './errors.ts';
 import { type TensorSource, fetchCheckpoint, isUrl } from './fetch.ts';
 import type { HfConfig } from './hfconfig.ts';
-import { type LoadProgress, checkCheckpoint, checkFinite, checkConfig, checkFits, loadWeights, loadedWeightBytes, nodeCheckpoint, onNode } from './load.ts';
+import { type LoadProgress, checkCheckpoint, checkFinite, checkConfig, checkFits, loadWeights, loadedWeightBytes, nodeCheckpoint, onNode, otherModel } from './load.ts';
 import { RUNTIME_LIMITS } from './limits.ts';
 import { causalLmLoss } from './loss.ts';
 import type { EntryName, Program } from './program.ts';
@@ -141,7 +141,17 @@ export class Model {
   static async loadProgram(program: Program, dir: string, opts: LoadOptions = {}): Promise<Model> {
     const target = runTarget(opts.backend ?? defaultBackend(opts));
     const files = isUrl(dir) || !onNode() ? await fetchCheckpoint(dir) : nodeCheckpoint(dir);
-    const { reads, chosen } = checkConfig(program, files.config, files.configPath);
+    /** A checkpoint of another model fails its checks: said first (RT166), with the first problem. */
+    const named = <T>(check: () => T): T => {
+      try {
+        return check();
+      } catch (e) {
+        const other = e instanceof RuntimeError && ['RT164', 'RT210', 'RT160', 'RT161', 'RT162'].includes(e.code) ? otherModel(files.config, program.model) : null;
+        if (!other) throw e;
+        throw new RuntimeError('RT166', [dir, other, program.model, (e as RuntimeError).text.split('\n').slice(0, 3).join('; ')], { file: files.configPath }, { cause: e });
+      }
+    };
+    const { reads, chosen } = named(() => checkConfig(program, files.config, files.configPath));
     // the model's program records the values its checkpoint chose (model.program.params.tie)
     if (Object.keys(chosen).length) program = { ...program, params: { ...program.params, ...chosen } };
     /** The checkpoint tensor a program weight reads (a tied head: the embedding's). */
@@ -155,7 +165,7 @@ export class Model {
       if (packed) ckpt = packed.source;
       // the headers checked against the program, and the room for the weights, before the backend
       // allocates anything or a byte of tensor data is read
-      checkCheckpoint(program, ckpt, opts, packed ? new Set(packed.formats.keys()) : new Set(), tensorOf);
+      named(() => checkCheckpoint(program, ckpt, opts, packed ? new Set(packed.formats.keys()) : new Set(), tensorOf));
       const plan: QuantPlan = packed ? { formats: packed.formats, kept: [] }
         : opts.quantize !== undefined ? planQuant(program, opts.quantize, (n) => ckpt.tensors.get(tensorOf(n))?.shape ?? [])
         : { formats: new Map(), kept: [] };

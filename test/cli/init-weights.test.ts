@@ -4,7 +4,8 @@
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { readHfConfig } from '../../runtime/hfconfig.ts';
+import { type HfConfig, readHfConfig } from '../../runtime/hfconfig.ts';
+import { otherModel } from '../../runtime/load.ts';
 import { BAMBA, ROOT, inParallel, runCli, writeCheckpoint } from '../helpers/checkpoints.ts';
 import { useTmpDirs } from '../helpers/tmp.ts';
 
@@ -117,5 +118,26 @@ describe('run and the tokenizer', () => {
     const ok = await runCli(['run', BAMBA, '--weights', fits, '--prompt', 'hi', '--max-tokens', '2']);
     expect(ok.code, ok.stderr).toBe(0);
     expect(ok.stderr).not.toMatch(/warning/);
+  });
+});
+
+describe('a checkpoint of another model', () => {
+  it('is named as such (RT166), with one warning line instead of one per config key it lacks', async () => {
+    const dir = tmp();
+    const ckpt = join(dir, 'bamba');
+    expect((await runCli(['init-weights', MODEL('bamba'), '-o', ckpt, '--preset', 'tiny'])).code).toBe(0);
+    const r = await runCli(['forward', MODEL('mamba2'), '--weights', ckpt, '--ids', '1,2,3']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/error RT166: .*looks like a checkpoint of another model: its config.json says model_type "archc-bamba".*this program is Mamba2LM.*missing tensor/);
+    expect(r.stderr.trim().split('\n')).toHaveLength(2);
+    expect(r.stderr).not.toMatch(/AC408/);
+  });
+
+  it('a family is known by its model_type or architectures in any of their spellings', () => {
+    const same: [Record<string, unknown>, string][] = [[{ model_type: 'mamba2', architectures: ['Mamba2ForCausalLM'] }, 'Mamba2LM'], [{ model_type: 'archc-mamba2lm' }, 'Mamba2LM'],
+      [{ model_type: 'gpt2', architectures: ['GPT2LMHeadModel'] }, 'GPT2'], [{ architectures: ['BambaForCausalLM'] }, 'Bamba'], [{ model_type: 'llama' }, 'Llama'], [{}, 'Bamba']];
+    for (const [c, m] of same) expect(otherModel(c as HfConfig, m), JSON.stringify(c)).toBeNull();
+    expect(otherModel({ model_type: 'archc-bamba' } as HfConfig, 'Mamba2LM')).toBe('model_type "archc-bamba"');
+    expect(otherModel({ model_type: 'llama', architectures: ['LlamaForCausalLM'] } as HfConfig, 'Bamba')).toBe('model_type "llama", architectures ["LlamaForCausalLM"]');
   });
 });
