@@ -22,6 +22,7 @@ import { wasmKernelVariants } from '../codegen/wasm/assemble.ts';
 import { wasmProgram } from '../codegen/wasm/program.ts';
 import { compileFile, loadConfig } from '../compiler/compile.ts';
 import { lowerToProgram } from '../compiler/lower.ts';
+import { readHfConfig } from '../runtime/hfconfig.ts';
 import { Model } from '../runtime/model.ts';
 import type { QuantDType } from '../runtime/quant.ts';
 import { copyBench } from './memcopy.ts';
@@ -74,8 +75,10 @@ async function child(spec: string): Promise<void> {
   const program = lowerToProgram(c.graph, c.bindings);
   const wasm = backend === 'wasm' ? { wasmKernels: await wasmKernelVariants(), wasmProgram: await wasmProgram(program) } : {};
   const t0 = performance.now();
+  // a checkpoint quantised already (archc quantize) loads as it is
+  const prequantised = 'quantization_config' in readHfConfig(join(DIR, 'config.json'));
   const model = await Model.loadProgram(program, DIR, { backend, threads: THREADS, capacity: Math.max(PREFILL + DECODE, CHECK) + 8,
-    ...(format === 'bf16' ? {} : { quantize: format }), ...wasm });
+    ...(format === 'bf16' || prequantised ? {} : { quantize: format }), ...wasm });
   const loadS = (performance.now() - t0) / 1000;
   const rssAfterLoad = process.resourceUsage().maxRSS * 1024;
   const V = model.vocab;

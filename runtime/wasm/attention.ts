@@ -109,7 +109,7 @@ export function attentionAt(wk: WasmKernels, glue: AttnGlue, memory: WebAssembly
   const group = H / KV;
   const sums = work, p = work + 8 * BLOCK;
   zeroUncovered(memory, y, T, H * Dh, seqs);
-  const f = (at: number) => at >> 2;
+  const f = (at: number) => at >>> 2;
   for (let s = 0; s < seqs.length; s++) {
     const { start, len } = seqs[s]!;
     const cache = caches[s]!;

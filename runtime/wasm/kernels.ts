@@ -208,15 +208,15 @@ export class WasmKernels {
     const mem = new Float32Array(m0.memory.buffer);
     // padding columns and rows keep whatever is there: their results are never read
     for (let n = 0; n < N; n++) {
-      const base = (wAt >> 2) + Math.floor(n / NR) * K * NR + (n % NR);
+      const base = (wAt >>> 2) + Math.floor(n / NR) * K * NR + (n % NR);
       for (let k = 0, src = wo + n * wn; k < K; k++, src += wk) mem[base + k * NR] = w[src]!;
     }
     for (let t = 0; t < T; t++) {
-      const base = (xAt >> 2) + (t - (t % MR)) * K + (t % MR);
+      const base = (xAt >>> 2) + (t - (t % MR)) * K + (t % MR);
       for (let k = 0, src = xo + t * xt; k < K; k++, src += xk) mem[base + k * MR] = x[src]!;
     }
     m0.ex.gemm_f32(xAt, wAt, yAt, T, K, ld, 0, panels);
-    return { y: mem.subarray(yAt >> 2, (yAt >> 2) + Tpad * ld), ld };
+    return { y: mem.subarray(yAt >>> 2, (yAt >>> 2) + Tpad * ld), ld };
   }
 
   /** `bytes` of memory 0 for the caller's own use (never freed; see runtime/wasm/program.ts' Heap). */
@@ -265,7 +265,7 @@ export class WasmKernels {
     let fn: number = PRODUCT[w.dtype];
     if (dot) {
       const rowsAt = tilesAt + 4 * Tpad * K;
-      for (let t = 0; t < T; t++) dst.set(src.subarray((xAt >> 2) + t * ldx, (xAt >> 2) + t * ldx + K), (rowsAt >> 2) + t * K);
+      for (let t = 0; t < T; t++) dst.set(src.subarray((xAt >>> 2) + t * ldx, (xAt >>> 2) + t * ldx + K), (rowsAt >>> 2) + t * K);
       if (m.ex.digits!(rowsAt, K, T, K, tilesAt)) fn = PRODUCT[`dot_${w.dtype as 'q8' | 'q4'}`];
       else tiles(dst, rowsAt, K, dst, tilesAt, T, K, MR);
     } else {
@@ -276,7 +276,7 @@ export class WasmKernels {
       // y's staging as the module addresses it: panel p of row t at y + 4·(t·cols + p·NR)
       this.run(m, fn, [tilesAt, w.at, yS - 4 * q0 * NR, T, K, cols], q0, q1, split);
       const out = new Float32Array(m0.memory.buffer), ys = new Float32Array(m.memory.buffer);
-      for (let t = 0; t < T; t++) out.set(ys.subarray((yS >> 2) + t * cols, (yS >> 2) + (t + 1) * cols), (yAt >> 2) + t * ldy + q0 * NR);
+      for (let t = 0; t < T; t++) out.set(ys.subarray((yS >>> 2) + t * cols, (yS >>> 2) + (t + 1) * cols), (yAt >>> 2) + t * ldy + q0 * NR);
     }
   }
 
@@ -360,7 +360,7 @@ export class WasmKernels {
 /** x's T rows (floats `ldx` apart from byte `xAt` of `src`) as row tiles [ceil(T/MR)][K][MR] at byte
  *  `at` of `dst`; rows past T are left as they are (their results are never read). */
 function tiles(src: Float32Array, xAt: number, ldx: number, dst: Float32Array, at: number, T: number, K: number, MR: number): void {
-  for (let t = 0, x0 = xAt >> 2, t0 = at >> 2; t < T; t++) {
+  for (let t = 0, x0 = xAt >>> 2, t0 = at >>> 2; t < T; t++) {
     const base = t0 + (t - (t % MR)) * K + (t % MR), row = x0 + t * ldx;
     for (let k = 0; k < K; k++) dst[base + k * MR] = src[row + k]!;
   }

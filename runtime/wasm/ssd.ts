@@ -108,7 +108,7 @@ export function zeroUncovered(memory: WebAssembly.Memory, y: At, T: number, widt
   const covered = new Uint8Array(T);
   for (const sq of seqs) covered.fill(1, sq.start, sq.start + sq.len);
   const mem = new Float32Array(memory.buffer);
-  for (let t = 0; t < T; t++) if (!covered[t]) mem.fill(0, (y.at >> 2) + t * y.ld, (y.at >> 2) + t * y.ld + width);
+  for (let t = 0; t < T; t++) if (!covered[t]) mem.fill(0, (y.at >>> 2) + t * y.ld, (y.at >>> 2) + t * y.ld + width);
 }
 
 /** Bytes of work space ssdChunkedAt needs for chunks of up to Q rows. */
@@ -131,7 +131,7 @@ export function ssdChunkedAt(wk: WasmKernels, glue: SsdGlue, memory: WebAssembly
   const Q = Math.min(chunk, longest);
   const a = work, din = a + 8 * Q, dout = din + 8 * Q, cb = dout + 8 * Q, m = cb + 4 * Q * Q, xw = m + 4 * Q * Q;
   zeroUncovered(memory, y, T, H * P, seqs);
-  const f = (at: number) => at >> 2;
+  const f = (at: number) => at >>> 2;
   for (let s = 0; s < seqs.length; s++) {
     const { start, len } = seqs[s]!;
     const st = states[s]!;
