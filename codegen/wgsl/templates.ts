@@ -11,6 +11,7 @@ fn nS() -> u32 { return ints_get(1u); }
 fn slotFloats() -> u32 { return ints_get(3u); }
 fn capacity() -> u32 { return ints_get(2u); }
 fn stateAt(i: u32) -> u32 { return ints_get(4u + i); }
+fn rotaryAt() -> u32 { return ints_get(HDR - 1u); }
 fn token(t: u32) -> u32 { return ints_get(HDR + t); }
 fn position(t: u32) -> u32 { return ints_get(HDR + nT() + t); }
 fn rowSeq(t: u32) -> u32 { return ints_get(HDR + 2u * nT() + t); }

@@ -10,12 +10,13 @@ fn scratch0_get(i: u32) -> f32 { return scratch0_p0[i]; }
 fn scratch0_set(i: u32, v: f32) { scratch0_p0[i] = v; }
 @group(0) @binding(3) var<storage, read> wb3_p0: array<u32>;
 fn wb3_get(i: u32) -> u32 { return wb3_p0[i]; }
-const HDR = 10u;
+const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
 fn slotFloats() -> u32 { return ints_get(3u); }
 fn capacity() -> u32 { return ints_get(2u); }
 fn stateAt(i: u32) -> u32 { return ints_get(4u + i); }
+fn rotaryAt() -> u32 { return ints_get(HDR - 1u); }
 fn token(t: u32) -> u32 { return ints_get(HDR + t); }
 fn position(t: u32) -> u32 { return ints_get(HDR + nT() + t); }
 fn rowSeq(t: u32) -> u32 { return ints_get(HDR + 2u * nT() + t); }
@@ -74,12 +75,13 @@ fn wb4_get(i: u32) -> u32 { return wb4_p0[i]; }
 fn wb5_get(i: u32) -> u32 { return wb5_p0[i]; }
 @group(0) @binding(6) var<storage, read> wb6_p0: array<u32>;
 fn wb6_get(i: u32) -> u32 { return wb6_p0[i]; }
-const HDR = 10u;
+const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
 fn slotFloats() -> u32 { return ints_get(3u); }
 fn capacity() -> u32 { return ints_get(2u); }
 fn stateAt(i: u32) -> u32 { return ints_get(4u + i); }
+fn rotaryAt() -> u32 { return ints_get(HDR - 1u); }
 fn token(t: u32) -> u32 { return ints_get(HDR + t); }
 fn position(t: u32) -> u32 { return ints_get(HDR + nT() + t); }
 fn rowSeq(t: u32) -> u32 { return ints_get(HDR + 2u * nT() + t); }
@@ -259,12 +261,13 @@ fn wb4_get(i: u32) -> u32 { return wb4_p0[i]; }
 fn wb5_get(i: u32) -> u32 { return wb5_p0[i]; }
 @group(0) @binding(6) var<storage, read> wb6_p0: array<u32>;
 fn wb6_get(i: u32) -> u32 { return wb6_p0[i]; }
-const HDR = 10u;
+const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
 fn slotFloats() -> u32 { return ints_get(3u); }
 fn capacity() -> u32 { return ints_get(2u); }
 fn stateAt(i: u32) -> u32 { return ints_get(4u + i); }
+fn rotaryAt() -> u32 { return ints_get(HDR - 1u); }
 fn token(t: u32) -> u32 { return ints_get(HDR + t); }
 fn position(t: u32) -> u32 { return ints_get(HDR + nT() + t); }
 fn rowSeq(t: u32) -> u32 { return ints_get(HDR + 2u * nT() + t); }
@@ -515,12 +518,13 @@ fn scratch0_set(i: u32, v: f32) { scratch0_p0[i] = v; }
 @group(0) @binding(4) var<storage, read_write> scratch1_p0: array<f32>;
 fn scratch1_get(i: u32) -> f32 { return scratch1_p0[i]; }
 fn scratch1_set(i: u32, v: f32) { scratch1_p0[i] = v; }
-const HDR = 10u;
+const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
 fn slotFloats() -> u32 { return ints_get(3u); }
 fn capacity() -> u32 { return ints_get(2u); }
 fn stateAt(i: u32) -> u32 { return ints_get(4u + i); }
+fn rotaryAt() -> u32 { return ints_get(HDR - 1u); }
 fn token(t: u32) -> u32 { return ints_get(HDR + t); }
 fn position(t: u32) -> u32 { return ints_get(HDR + nT() + t); }
 fn rowSeq(t: u32) -> u32 { return ints_get(HDR + 2u * nT() + t); }
@@ -616,12 +620,13 @@ fn state_set(i: u32, v: f32) { state_p0[i] = v; }
 fn wb4_get(i: u32) -> u32 { return wb4_p0[i]; }
 @group(0) @binding(5) var<storage, read> wb5_p0: array<u32>;
 fn wb5_get(i: u32) -> u32 { return wb5_p0[i]; }
-const HDR = 10u;
+const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
 fn slotFloats() -> u32 { return ints_get(3u); }
 fn capacity() -> u32 { return ints_get(2u); }
 fn stateAt(i: u32) -> u32 { return ints_get(4u + i); }
+fn rotaryAt() -> u32 { return ints_get(HDR - 1u); }
 fn token(t: u32) -> u32 { return ints_get(HDR + t); }
 fn position(t: u32) -> u32 { return ints_get(HDR + nT() + t); }
 fn rowSeq(t: u32) -> u32 { return ints_get(HDR + 2u * nT() + t); }

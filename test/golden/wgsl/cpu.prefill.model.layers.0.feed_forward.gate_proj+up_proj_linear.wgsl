@@ -10,12 +10,13 @@ fn scratch0_get(i: u32) -> f32 { return scratch0_p0[i]; }
 fn scratch0_set(i: u32, v: f32) { scratch0_p0[i] = v; }
 @group(0) @binding(3) var<storage, read> wb3_p0: array<u32>;
 fn wb3_get(i: u32) -> u32 { return wb3_p0[i]; }
-const HDR = 10u;
+const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
 fn slotFloats() -> u32 { return ints_get(3u); }
 fn capacity() -> u32 { return ints_get(2u); }
 fn stateAt(i: u32) -> u32 { return ints_get(4u + i); }
+fn rotaryAt() -> u32 { return ints_get(HDR - 1u); }
 fn token(t: u32) -> u32 { return ints_get(HDR + t); }
 fn position(t: u32) -> u32 { return ints_get(HDR + nT() + t); }
 fn rowSeq(t: u32) -> u32 { return ints_get(HDR + 2u * nT() + t); }
@@ -67,12 +68,13 @@ fn ints_get(i: u32) -> u32 { return ints_p0[i]; }
 fn wb2_get(i: u32) -> u32 { return wb2_p0[i]; }
 @group(0) @binding(3) var<storage, read> wb3_p0: array<u32>;
 fn wb3_get(i: u32) -> u32 { return wb3_p0[i]; }
-const HDR = 10u;
+const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
 fn slotFloats() -> u32 { return ints_get(3u); }
 fn capacity() -> u32 { return ints_get(2u); }
 fn stateAt(i: u32) -> u32 { return ints_get(4u + i); }
+fn rotaryAt() -> u32 { return ints_get(HDR - 1u); }
 fn token(t: u32) -> u32 { return ints_get(HDR + t); }
 fn position(t: u32) -> u32 { return ints_get(HDR + nT() + t); }
 fn rowSeq(t: u32) -> u32 { return ints_get(HDR + 2u * nT() + t); }
@@ -295,12 +297,13 @@ fn ints_get(i: u32) -> u32 { return ints_p0[i]; }
 fn wb2_get(i: u32) -> u32 { return wb2_p0[i]; }
 @group(0) @binding(3) var<storage, read> wb3_p0: array<u32>;
 fn wb3_get(i: u32) -> u32 { return wb3_p0[i]; }
-const HDR = 10u;
+const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
 fn slotFloats() -> u32 { return ints_get(3u); }
 fn capacity() -> u32 { return ints_get(2u); }
 fn stateAt(i: u32) -> u32 { return ints_get(4u + i); }
+fn rotaryAt() -> u32 { return ints_get(HDR - 1u); }
 fn token(t: u32) -> u32 { return ints_get(HDR + t); }
 fn position(t: u32) -> u32 { return ints_get(HDR + nT() + t); }
 fn rowSeq(t: u32) -> u32 { return ints_get(HDR + 2u * nT() + t); }
@@ -641,12 +644,13 @@ fn scratch0_set(i: u32, v: f32) { scratch0_p0[i] = v; }
 @group(0) @binding(4) var<storage, read_write> scratch1_p0: array<f32>;
 fn scratch1_get(i: u32) -> f32 { return scratch1_p0[i]; }
 fn scratch1_set(i: u32, v: f32) { scratch1_p0[i] = v; }
-const HDR = 10u;
+const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
 fn slotFloats() -> u32 { return ints_get(3u); }
 fn capacity() -> u32 { return ints_get(2u); }
 fn stateAt(i: u32) -> u32 { return ints_get(4u + i); }
+fn rotaryAt() -> u32 { return ints_get(HDR - 1u); }
 fn token(t: u32) -> u32 { return ints_get(HDR + t); }
 fn position(t: u32) -> u32 { return ints_get(HDR + nT() + t); }
 fn rowSeq(t: u32) -> u32 { return ints_get(HDR + 2u * nT() + t); }
@@ -735,12 +739,13 @@ fn ints_get(i: u32) -> u32 { return ints_p0[i]; }
 @group(0) @binding(2) var<storage, read_write> scratch1_p0: array<f32>;
 fn scratch1_get(i: u32) -> f32 { return scratch1_p0[i]; }
 fn scratch1_set(i: u32, v: f32) { scratch1_p0[i] = v; }
-const HDR = 10u;
+const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
 fn slotFloats() -> u32 { return ints_get(3u); }
 fn capacity() -> u32 { return ints_get(2u); }
 fn stateAt(i: u32) -> u32 { return ints_get(4u + i); }
+fn rotaryAt() -> u32 { return ints_get(HDR - 1u); }
 fn token(t: u32) -> u32 { return ints_get(HDR + t); }
 fn position(t: u32) -> u32 { return ints_get(HDR + nT() + t); }
 fn rowSeq(t: u32) -> u32 { return ints_get(HDR + 2u * nT() + t); }

@@ -14,12 +14,13 @@ fn wb3_get(i: u32) -> u32 { return wb3_p0[i]; }
 fn wb4_get(i: u32) -> u32 { return wb4_p0[i]; }
 @group(0) @binding(5) var<storage, read> wb5_p0: array<u32>;
 fn wb5_get(i: u32) -> u32 { return wb5_p0[i]; }
-const HDR = 10u;
+const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
 fn slotFloats() -> u32 { return ints_get(3u); }
 fn capacity() -> u32 { return ints_get(2u); }
 fn stateAt(i: u32) -> u32 { return ints_get(4u + i); }
+fn rotaryAt() -> u32 { return ints_get(HDR - 1u); }
 fn token(t: u32) -> u32 { return ints_get(HDR + t); }
 fn position(t: u32) -> u32 { return ints_get(HDR + nT() + t); }
 fn rowSeq(t: u32) -> u32 { return ints_get(HDR + 2u * nT() + t); }

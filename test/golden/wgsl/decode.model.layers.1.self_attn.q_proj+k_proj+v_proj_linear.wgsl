@@ -10,12 +10,13 @@ fn scratch0_get(i: u32) -> f32 { return scratch0_p0[i]; }
 fn scratch0_set(i: u32, v: f32) { scratch0_p0[i] = v; }
 @group(0) @binding(3) var<storage, read> wb3_p0: array<u32>;
 fn wb3_get(i: u32) -> u32 { return wb3_p0[i]; }
-const HDR = 10u;
+const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
 fn slotFloats() -> u32 { return ints_get(3u); }
 fn capacity() -> u32 { return ints_get(2u); }
 fn stateAt(i: u32) -> u32 { return ints_get(4u + i); }
+fn rotaryAt() -> u32 { return ints_get(HDR - 1u); }
 fn token(t: u32) -> u32 { return ints_get(HDR + t); }
 fn position(t: u32) -> u32 { return ints_get(HDR + nT() + t); }
 fn rowSeq(t: u32) -> u32 { return ints_get(HDR + 2u * nT() + t); }
@@ -79,12 +80,13 @@ fn ints_get(i: u32) -> u32 { return ints_p0[i]; }
 fn wb2_get(i: u32) -> u32 { return wb2_p0[i]; }
 @group(0) @binding(3) var<storage, read> wb3_p0: array<u32>;
 fn wb3_get(i: u32) -> u32 { return wb3_p0[i]; }
-const HDR = 10u;
+const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
 fn slotFloats() -> u32 { return ints_get(3u); }
 fn capacity() -> u32 { return ints_get(2u); }
 fn stateAt(i: u32) -> u32 { return ints_get(4u + i); }
+fn rotaryAt() -> u32 { return ints_get(HDR - 1u); }
 fn token(t: u32) -> u32 { return ints_get(HDR + t); }
 fn position(t: u32) -> u32 { return ints_get(HDR + nT() + t); }
 fn rowSeq(t: u32) -> u32 { return ints_get(HDR + 2u * nT() + t); }
@@ -106,7 +108,6 @@ fn erf(v: f32) -> f32 {
 fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
 fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
 fn s0(r: u32, j: u32) -> f32 { return pval(j); }
-const INV_FREQ_4_10000 = array<f32, 2>(1.00000000, 0.00999999978);
 fn s1_partner(j: u32) -> u32 {
   if (!(j < 32u && (j - 0u) % 8u < 4u)) { return j; }
   return select(j - 2u, j + 2u, (j - 0u) % 8u < 2u);
@@ -116,10 +117,11 @@ fn s1(r: u32, j: u32) -> f32 {
   let d = (j - 0u) % 8u;
   let o = j - d;
   let q = d % 2u;
-  let angle = f32(position(r)) * INV_FREQ_4_10000[q];
+  let cs = bitcast<f32>(ints_get(rotaryAt() + r * 4u + 0u + q));
+  let sn = bitcast<f32>(ints_get(rotaryAt() + r * 4u + 0u + q + 2u));
   let lo = s0(r, o + q);
   let hi = s0(r, o + q + 2u);
-  return select(lo * cos(angle) - hi * sin(angle), hi * cos(angle) + lo * sin(angle), d >= 2u);
+  return select(lo * cs - hi * sn, hi * cs + lo * sn, d >= 2u);
 }
 fn s2_partner(j: u32) -> u32 {
   if (!(j >= 32u && j < 48u && (j - 32u) % 8u < 4u)) { return j; }
@@ -130,10 +132,11 @@ fn s2(r: u32, j: u32) -> f32 {
   let d = (j - 32u) % 8u;
   let o = j - d;
   let q = d % 2u;
-  let angle = f32(position(r)) * INV_FREQ_4_10000[q];
+  let cs = bitcast<f32>(ints_get(rotaryAt() + r * 4u + 0u + q));
+  let sn = bitcast<f32>(ints_get(rotaryAt() + r * 4u + 0u + q + 2u));
   let lo = s1(r, o + q);
   let hi = s1(r, o + q + 2u);
-  return select(lo * cos(angle) - hi * sin(angle), hi * cos(angle) + lo * sin(angle), d >= 2u);
+  return select(lo * cs - hi * sn, hi * cs + lo * sn, d >= 2u);
 }
 fn need0(j: u32, m: u32) -> u32 { return j; }
 fn need1(j: u32, m: u32) -> u32 { return need0(select(s1_partner(j), j, m % 2u == 0u), m / 2u); }
@@ -214,12 +217,13 @@ fn scratch0_set(i: u32, v: f32) { scratch0_p0[i] = v; }
 @group(0) @binding(4) var<storage, read_write> scratch1_p0: array<f32>;
 fn scratch1_get(i: u32) -> f32 { return scratch1_p0[i]; }
 fn scratch1_set(i: u32, v: f32) { scratch1_p0[i] = v; }
-const HDR = 10u;
+const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
 fn slotFloats() -> u32 { return ints_get(3u); }
 fn capacity() -> u32 { return ints_get(2u); }
 fn stateAt(i: u32) -> u32 { return ints_get(4u + i); }
+fn rotaryAt() -> u32 { return ints_get(HDR - 1u); }
 fn token(t: u32) -> u32 { return ints_get(HDR + t); }
 fn position(t: u32) -> u32 { return ints_get(HDR + nT() + t); }
 fn rowSeq(t: u32) -> u32 { return ints_get(HDR + 2u * nT() + t); }
@@ -285,12 +289,13 @@ fn scratch1_set(i: u32, v: f32) { scratch1_p0[i] = v; }
 @group(0) @binding(3) var<storage, read_write> scratch2_p0: array<f32>;
 fn scratch2_get(i: u32) -> f32 { return scratch2_p0[i]; }
 fn scratch2_set(i: u32, v: f32) { scratch2_p0[i] = v; }
-const HDR = 10u;
+const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
 fn slotFloats() -> u32 { return ints_get(3u); }
 fn capacity() -> u32 { return ints_get(2u); }
 fn stateAt(i: u32) -> u32 { return ints_get(4u + i); }
+fn rotaryAt() -> u32 { return ints_get(HDR - 1u); }
 fn token(t: u32) -> u32 { return ints_get(HDR + t); }
 fn position(t: u32) -> u32 { return ints_get(HDR + nT() + t); }
 fn rowSeq(t: u32) -> u32 { return ints_get(HDR + 2u * nT() + t); }
@@ -311,7 +316,6 @@ fn erf(v: f32) -> f32 {
 }
 fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
 fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
-const INV_FREQ_4_10000 = array<f32, 2>(1.00000000, 0.00999999978);
 fn s1_partner(j: u32) -> u32 {
   if (!(j < 32u && (j - 0u) % 8u < 4u)) { return j; }
   return select(j - 2u, j + 2u, (j - 0u) % 8u < 2u);
@@ -321,10 +325,11 @@ fn s1(r: u32, j: u32) -> f32 {
   let d = (j - 0u) % 8u;
   let o = j - d;
   let q = d % 2u;
-  let angle = f32(position(r)) * INV_FREQ_4_10000[q];
+  let cs = bitcast<f32>(ints_get(rotaryAt() + r * 4u + 0u + q));
+  let sn = bitcast<f32>(ints_get(rotaryAt() + r * 4u + 0u + q + 2u));
   let lo = scratch1_get(r * 64u + o + q);
   let hi = scratch1_get(r * 64u + o + q + 2u);
-  return select(lo * cos(angle) - hi * sin(angle), hi * cos(angle) + lo * sin(angle), d >= 2u);
+  return select(lo * cs - hi * sn, hi * cs + lo * sn, d >= 2u);
 }
 fn s2_partner(j: u32) -> u32 {
   if (!(j >= 32u && j < 48u && (j - 32u) % 8u < 4u)) { return j; }
@@ -335,10 +340,11 @@ fn s2(r: u32, j: u32) -> f32 {
   let d = (j - 32u) % 8u;
   let o = j - d;
   let q = d % 2u;
-  let angle = f32(position(r)) * INV_FREQ_4_10000[q];
+  let cs = bitcast<f32>(ints_get(rotaryAt() + r * 4u + 0u + q));
+  let sn = bitcast<f32>(ints_get(rotaryAt() + r * 4u + 0u + q + 2u));
   let lo = scratch2_get(r * 64u + o + q);
   let hi = scratch2_get(r * 64u + o + q + 2u);
-  return select(lo * cos(angle) - hi * sin(angle), hi * cos(angle) + lo * sin(angle), d >= 2u);
+  return select(lo * cs - hi * sn, hi * cs + lo * sn, d >= 2u);
 }
 fn get_store(r: u32, c: u32) -> f32 { return arena_get(0u * nT() + (r) * 64u + 0u + c); }
 fn store(r: u32, c: u32, v: f32) { arena_set(0u * nT() + (r) * 64u + 0u + c, v); }

@@ -34,12 +34,13 @@ fn scratch1_set(i: u32, v: f32) { scratch1_p0[i] = v; }
 @group(0) @binding(9) var<storage, read_write> scratch2_p0: array<f32>;
 fn scratch2_get(i: u32) -> f32 { return scratch2_p0[i]; }
 fn scratch2_set(i: u32, v: f32) { scratch2_p0[i] = v; }
-const HDR = 10u;
+const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
 fn slotFloats() -> u32 { return ints_get(3u); }
 fn capacity() -> u32 { return ints_get(2u); }
 fn stateAt(i: u32) -> u32 { return ints_get(4u + i); }
+fn rotaryAt() -> u32 { return ints_get(HDR - 1u); }
 fn token(t: u32) -> u32 { return ints_get(HDR + t); }
 fn position(t: u32) -> u32 { return ints_get(HDR + nT() + t); }
 fn rowSeq(t: u32) -> u32 { return ints_get(HDR + 2u * nT() + t); }
@@ -124,12 +125,13 @@ fn scratch1_set(i: u32, v: f32) { scratch1_p0[i] = v; }
 @group(0) @binding(9) var<storage, read_write> scratch2_p0: array<f32>;
 fn scratch2_get(i: u32) -> f32 { return scratch2_p0[i]; }
 fn scratch2_set(i: u32, v: f32) { scratch2_p0[i] = v; }
-const HDR = 10u;
+const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
 fn slotFloats() -> u32 { return ints_get(3u); }
 fn capacity() -> u32 { return ints_get(2u); }
 fn stateAt(i: u32) -> u32 { return ints_get(4u + i); }
+fn rotaryAt() -> u32 { return ints_get(HDR - 1u); }
 fn token(t: u32) -> u32 { return ints_get(HDR + t); }
 fn position(t: u32) -> u32 { return ints_get(HDR + nT() + t); }
 fn rowSeq(t: u32) -> u32 { return ints_get(HDR + 2u * nT() + t); }
@@ -244,12 +246,13 @@ fn state_set(i: u32, v: f32) {
   if (i < 2272u) { state_p0[i] = v; return; }
   state_p1[i - 2272u] = v;
 }
-const HDR = 10u;
+const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
 fn slotFloats() -> u32 { return ints_get(3u); }
 fn capacity() -> u32 { return ints_get(2u); }
 fn stateAt(i: u32) -> u32 { return ints_get(4u + i); }
+fn rotaryAt() -> u32 { return ints_get(HDR - 1u); }
 fn token(t: u32) -> u32 { return ints_get(HDR + t); }
 fn position(t: u32) -> u32 { return ints_get(HDR + nT() + t); }
 fn rowSeq(t: u32) -> u32 { return ints_get(HDR + 2u * nT() + t); }
@@ -336,12 +339,13 @@ fn scratch1_set(i: u32, v: f32) { scratch1_p0[i] = v; }
 @group(0) @binding(9) var<storage, read_write> scratch2_p0: array<f32>;
 fn scratch2_get(i: u32) -> f32 { return scratch2_p0[i]; }
 fn scratch2_set(i: u32, v: f32) { scratch2_p0[i] = v; }
-const HDR = 10u;
+const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
 fn slotFloats() -> u32 { return ints_get(3u); }
 fn capacity() -> u32 { return ints_get(2u); }
 fn stateAt(i: u32) -> u32 { return ints_get(4u + i); }
+fn rotaryAt() -> u32 { return ints_get(HDR - 1u); }
 fn token(t: u32) -> u32 { return ints_get(HDR + t); }
 fn position(t: u32) -> u32 { return ints_get(HDR + nT() + t); }
 fn rowSeq(t: u32) -> u32 { return ints_get(HDR + 2u * nT() + t); }
