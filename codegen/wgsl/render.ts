@@ -138,8 +138,9 @@ function stage(s: Shader, c: Ctx, st: Epilogue, name: string, prev: (r: string, 
       s.raw(name, `fn ${name}(r: u32, j: u32) -> f32 { return ${prev('r', 'j')}; }`);
       return { reads: ['j'] };
     }
-    // cos/sin of row r's angles from the run's rotary table (runtime/webgpu/rotary.ts), made on the host
-    const at = `rotaryAt() + r * ${rotaryWords(c.rotary)}u + ${rotaryOffset(c.rotary, st.rotaryDim, st.theta)}u + q`;
+    // cos/sin of row r's angles from the run's rotary table (runtime/webgpu/rotary.ts), made on the
+    // host; the header's last word is where the table starts
+    const at = `${s.load('ints', 'HDR - 1u')} + r * ${rotaryWords(c.rotary)}u + ${rotaryOffset(c.rotary, st.rotaryDim, st.theta)}u + q`;
     const inside = `${st.col ? `j >= ${st.col}u && ` : ''}j < ${st.col + st.heads * st.headDim}u && (j - ${st.col}u) % ${st.headDim}u < ${st.rotaryDim}u`;
     s.raw(`${name}_partner`, `fn ${name}_partner(j: u32) -> u32 {
   if (!(${inside})) { return j; }

@@ -127,6 +127,23 @@ describe('flash attention (prefill) = the CPU backend', () => {
   });
 });
 
+describe('softplus where it is small = the CPU backend, relatively', () => {
+  // dt = softplus(x + dt_bias) of a slow head is small; the reference takes log1p(exp(x)) in double,
+  // so the shader must be relative-accurate there too (log(1 + exp(x)) in f32 is 1e-3 off at x = -10
+  // and 0 below -17): within 1e-5 · |ref|, no absolute slack
+  it('x in [-25, -3) and [-3, 20)', async () => {
+    for (const [lo, hi] of [[-25, -3], [-3, 20]] as const) {
+      const T = 8;
+      const inputs = [act(prng(7100 + lo), T, [64], lo, hi)];
+      const cpu = runOp('softplus', inputs, {}, T);
+      for (const profile of PROFILES) {
+        const gpu = await runOpAsync('softplus', inputs, {}, T, { backend: (p) => new WebGpuBackend(p, renderProgram(p), device, 'test', false, {}, profile) });
+        expectClose(gpu.outputs[0]!, cpu.outputs[0]!, { atol: 0, rtol: 1e-5 }, `softplus ${profile} on [${lo}, ${hi})`);
+      }
+    }
+  });
+});
+
 describe('rope at large positions = the CPU backend', () => {
   // the rotary table (runtime/webgpu/rotary.ts) holds the reference's cos/sin, so the rotation is the
   // reference's but for f32 arithmetic: within 1e-6 · (1 + |x|) where angles are thousands of
