@@ -18,8 +18,7 @@ import { type HostWeight, type QuantDType, type QuantTensor, concatQuant, isQuan
 import { type Tensor, toF32 } from '../tensor.ts';
 import type { SplitOptions, WebGpuOptions } from './options.ts';
 import { CHUNK_FIELDS, SEQ_FIELDS, writable, type BindingKind, type KernelShaders, type Pass, type RunCount, type WgslProfile, type WgslProgram } from './shaders.ts';
-import { fillRotary } from './rotary.ts';
-import { type BindingLimits, type BoundPass, type SplitPlan, SplitBuffer, bufferName, intsWords, partsOf, planSplits, specialise, weightDeviceBytes } from './split.ts';
+import { type BindingLimits, type BoundPass, type SplitPlan, SplitBuffer, bufferName, fillRotary, intsWords, partsOf, planSplits, specialise, weightDeviceBytes } from './split.ts';
 
 export type { WebGpuOptions };
 

@@ -24,6 +24,8 @@ import { rotaryWords } from './rotary.ts';
 import { CHUNK_FIELDS, SEQ_FIELDS, WHOLE, allPasses, shaderCode, type BindingKind, type BindingLayout, type Pass, type RunCount, type WgslEntry, type WgslProfile, type WgslProgram } from './shaders.ts';
 
 export type { SplitOptions };
+/** The integer buffer's rotary table, whose words `intsWords` counts. */
+export { fillRotary } from './rotary.ts';
 
 /** The device limits a split is planned against. */
 export interface BindingLimits {
