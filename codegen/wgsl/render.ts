@@ -9,9 +9,9 @@
 // size, each state's offset in a slot and where the rotary table starts, then tokens, positions, the
 // sequence of each row, sequence records, SSD chunk records and the rotary table (cos/sin of each
 // token's angles, made on the host: shaders take no sin/cos); `state` is the state pool (slot after
-// slot); weights are one binding each, bf16 and f16 kept two per u32 and widened as read. A fused kernel runs as a few
-// passes: a prologue (gather, norm) into scratch0, the product into scratch1 when an epilogue
-// follows, and the epilogue stages from there into the output view.
+// slot); weights are one binding each, bf16 and f16 kept two per u32 and widened as read. A fused
+// kernel runs as a few passes: a prologue (gather, norm) into scratch0, the product into scratch1
+// when an epilogue follows, and the epilogue stages from there into the output view.
 
 import { exprLeaves } from '../../runtime/expr.ts';
 import { type Entry, type EntryName, type Epilogue, type Kernel, type Program, type View, ofFamily } from '../../runtime/program.ts';
