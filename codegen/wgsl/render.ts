@@ -6,15 +6,17 @@
 //
 // Memory as the shaders see it: binding `arena` is the entry's activation arena (f32; a T-row buffer
 // at offset·T floats, an S-row one at arena.T·T + offset·S); `ints` holds T, S, the slot capacity and
-// size, each state's offset in a slot, then tokens, positions, the sequence of each row, sequence
-// records and SSD chunk records; `state` is the state pool (slot after slot); weights are one
-// binding each, bf16 and f16 kept two per u32 and widened as read. A fused kernel runs as a few
-// passes: a prologue (gather, norm) into scratch0, the product into scratch1 when an epilogue
-// follows, and the epilogue stages from there into the output view.
+// size, each state's offset in a slot and where the rotary table starts, then tokens, positions, the
+// sequence of each row, sequence records, SSD chunk records and the rotary table (cos/sin of each
+// token's angles, made on the host: shaders take no sin/cos); `state` is the state pool (slot after
+// slot); weights are one binding each, bf16 and f16 kept two per u32 and widened as read. A fused
+// kernel runs as a few passes: a prologue (gather, norm) into scratch0, the product into scratch1
+// when an epilogue follows, and the epilogue stages from there into the output view.
 
 import { exprLeaves } from '../../runtime/expr.ts';
 import { type Entry, type EntryName, type Epilogue, type Kernel, type Program, type View, ofFamily } from '../../runtime/program.ts';
 import { type KernelShaders, type Pass, type RunCount, type WgslEntry, type WgslProfile, type WgslProgram } from '../../runtime/webgpu/shaders.ts';
+import { type RotaryTable, rotaryOffset, rotaryTables, rotaryWords } from '../../runtime/webgpu/rotary.ts';
 import type { DType } from '../../runtime/tensor.ts';
 import { QUANT_DTYPES, type QuantDType, shapeReason } from '../../runtime/quant.ts';
 import { quantCandidates } from '../../runtime/quantplan.ts';
@@ -35,6 +37,8 @@ interface Ctx {
   readonly entry: Entry;
   readonly dtypes: Dtypes;
   readonly header: number;
+  /** The blocks of the run's rotary table. */
+  readonly rotary: readonly RotaryTable[];
   /** The kernel's schedule for the profile being rendered, and its workgroup size. */
   readonly sched: WgslSchedule;
   readonly wg: number;
@@ -116,18 +120,6 @@ function gatherLast(c: Ctx): Pass[] {
   return [elements(c, 'gather', { wgsl: 'nS()', rows: 'S' }, y.width, (s) => `${s.output(y)}(r, j, ${s.operand('x')}(seqStart(r) + seqLen(r) - 1u, j));`)];
 }
 
-/** The inverse frequencies of a rotary dim, as HF rounds them (f32 steps). */
-function invFreqs(rotaryDim: number, theta: number): number[] {
-  return Array.from({ length: rotaryDim / 2 }, (_, i) => Math.fround(1 / Math.fround(theta ** Math.fround((2 * i) / rotaryDim))));
-}
-
-function ropeTable(s: Shader, rotaryDim: number, theta: number): string {
-  const inv = invFreqs(rotaryDim, theta);
-  const name = `INV_FREQ_${rotaryDim}_${String(theta).replace(/\W/g, '_')}`;
-  s.raw(name, `const ${name} = array<f32, ${inv.length}>(${inv.map(lit).join(', ')});`);
-  return name;
-}
-
 /** An epilogue stage as WGSL: `fn NAME(r: u32, j: u32) -> f32`, column j of row r after the stage,
  *  reading its input's column c of row r as `prev(r, c)`, and the columns of its input it reads for
  *  column j (WGSL in j). The one spelling of each stage, for a kernel of its own (rope), an epilogue
@@ -146,7 +138,9 @@ function stage(s: Shader, c: Ctx, st: Epilogue, name: string, prev: (r: string, 
       s.raw(name, `fn ${name}(r: u32, j: u32) -> f32 { return ${prev('r', 'j')}; }`);
       return { reads: ['j'] };
     }
-    const table = ropeTable(s, st.rotaryDim, st.theta);
+    // cos/sin of row r's angles from the run's rotary table (runtime/webgpu/rotary.ts), made on the
+    // host; the header's last word is where the table starts
+    const at = `${s.load('ints', 'HDR - 1u')} + r * ${rotaryWords(c.rotary)}u + ${rotaryOffset(c.rotary, st.rotaryDim, st.theta)}u + q`;
     const inside = `${st.col ? `j >= ${st.col}u && ` : ''}j < ${st.col + st.heads * st.headDim}u && (j - ${st.col}u) % ${st.headDim}u < ${st.rotaryDim}u`;
     s.raw(`${name}_partner`, `fn ${name}_partner(j: u32) -> u32 {
   if (!(${inside})) { return j; }
@@ -157,10 +151,11 @@ function stage(s: Shader, c: Ctx, st: Epilogue, name: string, prev: (r: string, 
   let d = (j - ${st.col}u) % ${st.headDim}u;
   let o = j - d;
   let q = d % ${half}u;
-  let angle = f32(position(r)) * ${table}[q];
+  let cs = bitcast<f32>(${s.load('ints', at)});
+  let sn = bitcast<f32>(${s.load('ints', `${at} + ${half}u`)});
   let lo = ${prev('r', 'o + q')};
   let hi = ${prev('r', `o + q + ${half}u`)};
-  return select(lo * cos(angle) - hi * sin(angle), hi * cos(angle) + lo * sin(angle), d >= ${half}u);
+  return select(lo * cs - hi * sn, hi * cs + lo * sn, d >= ${half}u);
 }`);
     return { reads: ['j', `${name}_partner(j)`] };
   }
@@ -579,7 +574,8 @@ const FAMILIES: Readonly<Record<Kernel['family'], (c: Ctx) => Pass[]>> = {
 export function renderProgram(program: Program): WgslProgram {
   const dtypes = new Map<string, { dtype: DType | QuantDType; length: number }>();
   for (const w of [...program.weights, ...program.derived]) dtypes.set(w.name, { dtype: w.dtype, length: w.shape.reduce((a, b) => a * b, 1) });
-  const header = 4 + program.states.length;
+  const header = 5 + program.states.length;
+  const rotary = rotaryTables(program);
   const quantisable = quantWeights(program);
   const profile = (target: WgslTarget): Record<EntryName, WgslEntry> => {
     const entries = {} as Record<EntryName, WgslEntry>;
@@ -588,14 +584,14 @@ export function renderProgram(program: Program): WgslProgram {
       if (chunks.size > 1) fail(`entry ${name} has chunked scans of different chunk lengths (${[...chunks].join(', ')})`);
       const kernels: KernelShaders[] = entry.kernels.map((k) => {
         const sched = wgslSchedule(k, target);
-        const passes = FAMILIES[k.family]({ k, entry, dtypes, header, sched, wg: sched.workgroup });
+        const passes = FAMILIES[k.family]({ k, entry, dtypes, header, rotary, sched, wg: sched.workgroup });
         // a weight the load may quantise: the kernel's passes again per format, reading codes
         const w = k.inputs.w;
         if (!w || !('weight' in w) || !quantisable.has(w.weight) || (k.family !== 'embedding' && (k.family !== 'matmul' || k.attrs.transposed))) return { kernel: k.name, passes };
         const variant = (f: QuantDType) => {
           const d = new Map(dtypes);
           d.set(w.weight, { dtype: f, length: dtypes.get(w.weight)!.length });
-          return FAMILIES[k.family]({ k, entry, dtypes: d, header, sched, wg: sched.workgroup });
+          return FAMILIES[k.family]({ k, entry, dtypes: d, header, rotary, sched, wg: sched.workgroup });
         };
         return { kernel: k.name, passes, quant: { weight: w.weight, passes: Object.fromEntries(QUANT_DTYPES.map((f) => [f, variant(f)])) as Record<QuantDType, Pass[]> } };
       });
@@ -603,7 +599,7 @@ export function renderProgram(program: Program): WgslProgram {
     }
     return entries;
   };
-  return { format: 'archc-wgsl/3', header, profiles: { gpu: profile(TARGETS.gpu), cpu: profile(TARGETS.cpu) } };
+  return { format: 'archc-wgsl/4', header, rotary, profiles: { gpu: profile(TARGETS.gpu), cpu: profile(TARGETS.cpu) } };
 }
 
 /** The weights a load may quantise (runtime/quantplan.ts): checkpoint candidates of a group

@@ -18,7 +18,7 @@ import { type HostWeight, type QuantDType, type QuantTensor, concatQuant, isQuan
 import { type Tensor, toF32 } from '../tensor.ts';
 import type { SplitOptions, WebGpuOptions } from './options.ts';
 import { CHUNK_FIELDS, SEQ_FIELDS, writable, type BindingKind, type KernelShaders, type Pass, type RunCount, type WgslProfile, type WgslProgram } from './shaders.ts';
-import { type BindingLimits, type BoundPass, type SplitPlan, SplitBuffer, bufferName, intsWords, partsOf, planSplits, specialise, weightDeviceBytes } from './split.ts';
+import { type BindingLimits, type BoundPass, type SplitPlan, SplitBuffer, bufferName, fillRotary, intsWords, partsOf, planSplits, specialise, weightDeviceBytes } from './split.ts';
 
 export type { WebGpuOptions };
 
@@ -488,12 +488,12 @@ class WebGpuInvocation implements Invocation {
     this.T = batch.tokens.length;
     this.S = batch.seqs.length;
     this.next = new Map(entry.kernels.map((k, i) => [k, { kernel: kernels[i]!.kernel, passes: gpu.passesOf(kernels[i]!) }]));
-    // the integer buffer: header, tokens, positions, row -> sequence, sequence records, chunk records
+    // the integer buffer: header, tokens, positions, row -> sequence, sequence and chunk records, rotary table
     const { floats, offsets } = slotLayout(gpu.program.states, pool.capacity);
     const chunkCounts = batch.seqs.map((s) => (chunk ? Math.ceil(s.len / chunk) : 0));
     this.chunks = chunkCounts.reduce((a, b) => a + b, 0);
     const ints = new Uint32Array(intsWords(gpu.shaders, this.T, this.S, this.chunks));
-    ints.set([this.T, this.S, pool.capacity, floats, ...offsets]);
+    ints.set([this.T, this.S, pool.capacity, floats, ...offsets, fillRotary(ints, gpu.shaders.rotary, batch.positions)]);
     let at = gpu.shaders.header;
     ints.set(batch.tokens, at);
     ints.set(batch.positions, at + this.T);

@@ -13,6 +13,7 @@
 
 import type { EntryName } from '../program.ts';
 import type { QuantDType } from '../quant.ts';
+import type { RotaryTable } from './rotary.ts';
 
 /** What a binding of a pass is: the arena, the integer inputs, the state pool, a scratch buffer or a
  *  weight (by name). Binding i of a pass is `@binding(i)` of its shader. */
@@ -73,9 +74,13 @@ export interface WgslEntry {
 export type WgslProfile = 'gpu' | 'cpu';
 
 export interface WgslProgram {
-  readonly format: 'archc-wgsl/3';
-  /** Words before the token ids in the integer buffer: T, S, capacity, slot floats, state offsets. */
+  readonly format: 'archc-wgsl/4';
+  /** Words before the token ids in the integer buffer: T, S, capacity, slot floats, state offsets,
+   *  and last the word where the run's rotary table starts (after the chunk records). */
   readonly header: number;
+  /** The (rotary dim, theta) pairs of the table's blocks (rotary.ts): the shaders read cos/sin of
+   *  each token's angles from it, made on the host, and never evaluate sin or cos. */
+  readonly rotary: readonly RotaryTable[];
   /** Every entry's kernels, rendered once per profile. */
   readonly profiles: Readonly<Record<WgslProfile, Readonly<Record<EntryName, WgslEntry>>>>;
 }

@@ -20,9 +20,12 @@ import { RuntimeError } from '../errors.ts';
 import type { EntryName, Program } from '../program.ts';
 import { slotLayout } from '../program.ts';
 import type { SplitOptions } from './options.ts';
+import { rotaryWords } from './rotary.ts';
 import { CHUNK_FIELDS, SEQ_FIELDS, WHOLE, allPasses, shaderCode, type BindingKind, type BindingLayout, type Pass, type RunCount, type WgslEntry, type WgslProfile, type WgslProgram } from './shaders.ts';
 
 export type { SplitOptions };
+/** The integer buffer's rotary table, whose words `intsWords` counts. */
+export { fillRotary } from './rotary.ts';
 
 /** The device limits a split is planned against. */
 export interface BindingLimits {
@@ -70,9 +73,10 @@ export function weightDeviceBytes(w: { shape: readonly number[]; dtype: string }
   return 4 * Math.ceil((w.dtype === 'f32' ? 4 * n : 2 * n) / 4);
 }
 
-/** Words of the integer buffer for a batch of T tokens, S sequences and `chunks` SSD chunks. */
+/** Words of the integer buffer for a batch of T tokens, S sequences and `chunks` SSD chunks (the
+ *  rotary table last: a row per token). */
 export function intsWords(shaders: WgslProgram, T: number, S: number, chunks: number): number {
-  return shaders.header + 3 * T + SEQ_FIELDS * S + CHUNK_FIELDS * chunks;
+  return shaders.header + 3 * T + SEQ_FIELDS * S + CHUNK_FIELDS * chunks + T * rotaryWords(shaders.rotary);
 }
 
 function splitOf(bytes: number, partLimit: number, rowBytes = 0): BufferSplit {

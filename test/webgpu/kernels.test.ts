@@ -127,6 +127,46 @@ describe('flash attention (prefill) = the CPU backend', () => {
   });
 });
 
+describe('softplus where it is small = the CPU backend, relatively', () => {
+  // dt = softplus(x + dt_bias) of a slow head is small; the reference takes log1p(exp(x)) in double,
+  // so the shader must be relative-accurate there too (log(1 + exp(x)) in f32 is 1e-3 off at x = -10
+  // and 0 below -17): within 1e-5 · |ref|, no absolute slack
+  it('x in [-25, -3) and [-3, 20)', async () => {
+    for (const [lo, hi] of [[-25, -3], [-3, 20]] as const) {
+      const T = 8;
+      const inputs = [act(prng(7100 + lo), T, [64], lo, hi)];
+      const cpu = runOp('softplus', inputs, {}, T);
+      for (const profile of PROFILES) {
+        const gpu = await runOpAsync('softplus', inputs, {}, T, { backend: (p) => new WebGpuBackend(p, renderProgram(p), device, 'test', false, {}, profile) });
+        expectClose(gpu.outputs[0]!, cpu.outputs[0]!, { atol: 0, rtol: 1e-5 }, `softplus ${profile} on [${lo}, ${hi})`);
+      }
+    }
+  });
+});
+
+describe('rope at large positions = the CPU backend', () => {
+  // the rotary table (runtime/webgpu/rotary.ts) holds the reference's cos/sin, so the rotation is the
+  // reference's but for f32 arithmetic: within 1e-6 · (1 + |x|) where angles are thousands of
+  // radians (a device's own sin/cos miss by 3.7e-4 at 4000 rad and 2.8e-3 at 3·10^4 on SwiftShader)
+  const ROPE_TOL = { atol: 1e-6, rtol: 1e-6 };
+  const CASES = [
+    { attrs: { rotary_dim: 16, theta: 10000 }, mode: 'prefill', seqs: [5, 7], before: [2000, 32_000] },
+    { attrs: { rotary_dim: 4, theta: 500_000 }, mode: 'decode', seqs: [1, 1, 1], before: [4095, 16_000, 32_767] },
+  ] as const;
+  CASES.forEach((c, n) => {
+    it(`${JSON.stringify(c.attrs)} ${c.mode}, sequences ${c.seqs.join('+')} after ${c.before.join(',')}`, async () => {
+      const T = c.seqs.reduce((a, b) => a + b, 0);
+      const inputs = [act(prng(7000 + n), T, [3, 32]), { act: new Float32Array(T), shape: ['T'] as const, dtype: 'i32' as const }];
+      const batch = { mode: c.mode, seqs: c.seqs, before: c.before };
+      const cpu = runOp('rope', inputs, c.attrs, T, batch);
+      for (const profile of PROFILES) {
+        const gpu = await runOpAsync('rope', inputs, c.attrs, T, { ...batch, backend: (p) => new WebGpuBackend(p, renderProgram(p), device, 'test', false, {}, profile) });
+        expectClose(gpu.outputs[0]!, cpu.outputs[0]!, ROPE_TOL, `rope ${profile} ${JSON.stringify(c)}`);
+      }
+    });
+  });
+});
+
 describe('the profile an adapter gets', () => {
   const adapter = (info: Partial<GPUAdapterInfo>) => ({ info: { vendor: '', architecture: '', device: '', description: '', ...info } }) as unknown as GPUAdapter;
   it.each([

@@ -1,7 +1,11 @@
 // End to end on a random tiny Bamba (Mamba-2 + attention layers, bf16 weights): the WebGPU backend's
-// logits equal the CPU engine's within 1e-3 · (1 + max|logit|) for a forward pass, a packed batch of
+// logits equal the CPU engine's within 1e-4 · (1 + max|logit|) for a forward pass, a packed batch of
 // ragged sequences, step-by-step decode, batched decode over state slots, and greedy generation
-// gives the same tokens. Every shader of the program is validated by Dawn first.
+// gives the same tokens. Every shader of the program is validated by Dawn first. Then a tiny Bamba
+// whose attention is layer 0 (f32, chunk 5, 4 groups: the rotary embedding acts on the embeddings
+// and every Mamba layer after it carries its error to the logits), within the same bound at
+// positions 0.., past 2000 (a sequence continued by decode) and past 32000 (explicit positions,
+// where a device's own sin/cos of the angles miss by ~3e-3: runtime/webgpu/rotary.ts).
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { renderProgram } from '../../codegen/wgsl/render.ts';
@@ -10,7 +14,8 @@ import type { WebGpuBackend } from '../../runtime/webgpu/backend.ts';
 import { expectLogitsClose, makeDir, programFor, randomIds, removeDir, writeCheckpoint } from '../helpers/checkpoints.ts';
 import { expectShadersValid, useSwiftShader } from './gpu.ts';
 
-const RTOL = 1e-3;
+/** The bound of every WebGPU-vs-CPU comparison of logits here: 1e-4 · (1 + max|logit|). */
+const RTOL = 1e-4;
 /** SwiftShader on two busy cores: a generous bound per test (budgets are by count, not time). */
 const TIMEOUT = 180_000;
 let dir: string;
@@ -114,6 +119,65 @@ describe('WebGPU = CPU on a tiny Bamba', () => {
       await expect(other.forwardAsync({ ids: [1, 2, 3] })).rejects.toMatchObject({ code: 'RT502', message: expect.stringMatching(/device was lost/) });
     } finally {
       other.dispose();
+    }
+  }, TIMEOUT);
+});
+
+describe('WebGPU = CPU on a tiny Bamba with attention at layer 0, at large positions', () => {
+  /** Large enough for explicit positions past 32000 (the slots are made as sequences need them). */
+  const CAPACITY = 32_768;
+  let dir0: string;
+  let cpu0: Model;
+  let gpu0: Model;
+  beforeAll(async () => {
+    dir0 = makeDir();
+    writeCheckpoint(dir0, { attn_layers: [0], chunk: 5, mamba_groups: 4 }, { dtype: 'f32', seed: 3 });
+    const program = programFor(dir0);
+    cpu0 = await Model.loadProgram(program, dir0, { threads: 1, capacity: CAPACITY });
+    gpu0 = await Model.loadProgram(program, dir0, { backend: 'webgpu', wgsl: renderProgram(program), capacity: CAPACITY });
+  }, 120_000);
+
+  afterAll(() => {
+    cpu0?.dispose();
+    gpu0?.dispose();
+    if (dir0) removeDir(dir0);
+  });
+
+  it('forward, a packed batch, prefill and decode from position 0', async () => {
+    const ids = randomIds(9, 96, 1);
+    expectLogitsClose((await gpu0.forwardAsync({ ids })).logits, cpu0.forward({ ids }).logits, RTOL, 'forward T=9', 96);
+    const packed = { ids: randomIds(13, 96, 2), cuSeqlens: [0, 5, 6, 13] };
+    expectLogitsClose((await gpu0.forwardAsync(packed)).logits, cpu0.forward(packed).logits, RTOL, 'packed 5+1+7', 96);
+    const prompts = [randomIds(7, 96, 3), randomIds(2, 96, 4)];
+    const c = cpu0.prefill(prompts);
+    const g = await gpu0.prefillAsync(prompts);
+    g.logits.forEach((l, i) => expectLogitsClose(l, c.logits[i]!, RTOL, `prefill ${i}`, 96));
+    for (let step = 0; step < 3; step++) {
+      const next = randomIds(2, 96, 10 + step);
+      expectLogitsClose(await gpu0.decodeAsync(next, g.states), cpu0.decode(next, c.states), RTOL, `decode step ${step}`, 96);
+    }
+    for (const s of g.states) gpu0.releaseSequence(s);
+    for (const s of c.states) cpu0.releaseSequence(s);
+  }, TIMEOUT);
+
+  it('a sequence continued past position 2000 by decode steps', async () => {
+    const prompt = randomIds(2050, 96, 60);
+    const c = cpu0.prefill([prompt]);
+    const g = await gpu0.prefillAsync([prompt]);
+    expectLogitsClose(g.logits[0]!, c.logits[0]!, RTOL, 'prefill of 2050 tokens', 96);
+    for (let step = 0; step < 3; step++) {
+      const next = randomIds(1, 96, 61 + step);
+      expectLogitsClose(await gpu0.decodeAsync(next, g.states), cpu0.decode(next, c.states), RTOL, `decode at position ${2050 + step}`, 96);
+    }
+    gpu0.releaseSequence(g.states[0]!);
+    cpu0.releaseSequence(c.states[0]!);
+  }, TIMEOUT);
+
+  it('positions past 32000: the product-then-epilogue path (128 rows) and the matrix-vector path (3 rows)', async () => {
+    for (const [T, from, seed] of [[128, 32_600, 70], [128, 32_600, 71], [3, 32_760, 72]] as const) {
+      const ids = randomIds(T, 96, seed);
+      const positions = ids.map((_, i) => from + i);
+      expectLogitsClose((await gpu0.forwardAsync({ ids, positions })).logits, cpu0.forward({ ids, positions }).logits, RTOL, `forward of ${T} tokens at positions ${from}..`, 96);
     }
   }, TIMEOUT);
 });

@@ -14,7 +14,7 @@ fn wb3_get(i: u32) -> u32 { return wb3_p0[i]; }
 fn wb4_get(i: u32) -> u32 { return wb4_p0[i]; }
 @group(0) @binding(5) var<storage, read> wb5_p0: array<u32>;
 fn wb5_get(i: u32) -> u32 { return wb5_p0[i]; }
-const HDR = 10u;
+const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
 fn slotFloats() -> u32 { return ints_get(3u); }
@@ -30,7 +30,7 @@ fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
 fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
 fn chunkField(c: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * nS() + 4u * c + f); }
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
-fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
+fn softplus(v: f32) -> f32 { let x = exp(-abs(v)); let s = x / (2.0 + x); let q = s * s; return select(max(v, 0.0) + 2.0 * s * (1.0 + q * (1.0 / 3.0 + q * (0.2 + q * (1.0 / 7.0 + q * (1.0 / 9.0 + q * (1.0 / 11.0 + q / 13.0)))))), v, v > 20.0); }
 fn erf(v: f32) -> f32 {
   // Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7)
   let a = abs(v);

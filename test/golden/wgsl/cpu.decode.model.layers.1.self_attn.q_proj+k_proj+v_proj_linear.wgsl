@@ -10,7 +10,7 @@ fn scratch0_get(i: u32) -> f32 { return scratch0_p0[i]; }
 fn scratch0_set(i: u32, v: f32) { scratch0_p0[i] = v; }
 @group(0) @binding(3) var<storage, read> wb3_p0: array<u32>;
 fn wb3_get(i: u32) -> u32 { return wb3_p0[i]; }
-const HDR = 10u;
+const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
 fn slotFloats() -> u32 { return ints_get(3u); }
@@ -26,7 +26,7 @@ fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
 fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
 fn chunkField(c: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * nS() + 4u * c + f); }
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
-fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
+fn softplus(v: f32) -> f32 { let x = exp(-abs(v)); let s = x / (2.0 + x); let q = s * s; return select(max(v, 0.0) + 2.0 * s * (1.0 + q * (1.0 / 3.0 + q * (0.2 + q * (1.0 / 7.0 + q * (1.0 / 9.0 + q * (1.0 / 11.0 + q / 13.0)))))), v, v > 20.0); }
 fn erf(v: f32) -> f32 {
   // Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7)
   let a = abs(v);
@@ -67,7 +67,7 @@ fn ints_get(i: u32) -> u32 { return ints_p0[i]; }
 fn wb2_get(i: u32) -> u32 { return wb2_p0[i]; }
 @group(0) @binding(3) var<storage, read> wb3_p0: array<u32>;
 fn wb3_get(i: u32) -> u32 { return wb3_p0[i]; }
-const HDR = 10u;
+const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
 fn slotFloats() -> u32 { return ints_get(3u); }
@@ -83,7 +83,7 @@ fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
 fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
 fn chunkField(c: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * nS() + 4u * c + f); }
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
-fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
+fn softplus(v: f32) -> f32 { let x = exp(-abs(v)); let s = x / (2.0 + x); let q = s * s; return select(max(v, 0.0) + 2.0 * s * (1.0 + q * (1.0 / 3.0 + q * (0.2 + q * (1.0 / 7.0 + q * (1.0 / 9.0 + q * (1.0 / 11.0 + q / 13.0)))))), v, v > 20.0); }
 fn erf(v: f32) -> f32 {
   // Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7)
   let a = abs(v);
@@ -94,7 +94,6 @@ fn erf(v: f32) -> f32 {
 fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
 fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
 fn s0(r: u32, j: u32) -> f32 { return pval(j); }
-const INV_FREQ_4_10000 = array<f32, 2>(1.00000000, 0.00999999978);
 fn s1_partner(j: u32) -> u32 {
   if (!(j < 32u && (j - 0u) % 8u < 4u)) { return j; }
   return select(j - 2u, j + 2u, (j - 0u) % 8u < 2u);
@@ -104,10 +103,11 @@ fn s1(r: u32, j: u32) -> f32 {
   let d = (j - 0u) % 8u;
   let o = j - d;
   let q = d % 2u;
-  let angle = f32(position(r)) * INV_FREQ_4_10000[q];
+  let cs = bitcast<f32>(ints_get(ints_get(HDR - 1u) + r * 4u + 0u + q));
+  let sn = bitcast<f32>(ints_get(ints_get(HDR - 1u) + r * 4u + 0u + q + 2u));
   let lo = s0(r, o + q);
   let hi = s0(r, o + q + 2u);
-  return select(lo * cos(angle) - hi * sin(angle), hi * cos(angle) + lo * sin(angle), d >= 2u);
+  return select(lo * cs - hi * sn, hi * cs + lo * sn, d >= 2u);
 }
 fn s2_partner(j: u32) -> u32 {
   if (!(j >= 32u && j < 48u && (j - 32u) % 8u < 4u)) { return j; }
@@ -118,10 +118,11 @@ fn s2(r: u32, j: u32) -> f32 {
   let d = (j - 32u) % 8u;
   let o = j - d;
   let q = d % 2u;
-  let angle = f32(position(r)) * INV_FREQ_4_10000[q];
+  let cs = bitcast<f32>(ints_get(ints_get(HDR - 1u) + r * 4u + 0u + q));
+  let sn = bitcast<f32>(ints_get(ints_get(HDR - 1u) + r * 4u + 0u + q + 2u));
   let lo = s1(r, o + q);
   let hi = s1(r, o + q + 2u);
-  return select(lo * cos(angle) - hi * sin(angle), hi * cos(angle) + lo * sin(angle), d >= 2u);
+  return select(lo * cs - hi * sn, hi * cs + lo * sn, d >= 2u);
 }
 fn need0(j: u32, m: u32) -> u32 { return j; }
 fn need1(j: u32, m: u32) -> u32 { return need0(select(s1_partner(j), j, m % 2u == 0u), m / 2u); }
@@ -452,7 +453,7 @@ fn ints_get(i: u32) -> u32 { return ints_p0[i]; }
 fn wb2_get(i: u32) -> u32 { return wb2_p0[i]; }
 @group(0) @binding(3) var<storage, read> wb3_p0: array<u32>;
 fn wb3_get(i: u32) -> u32 { return wb3_p0[i]; }
-const HDR = 10u;
+const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
 fn slotFloats() -> u32 { return ints_get(3u); }
@@ -468,7 +469,7 @@ fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
 fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
 fn chunkField(c: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * nS() + 4u * c + f); }
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
-fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
+fn softplus(v: f32) -> f32 { let x = exp(-abs(v)); let s = x / (2.0 + x); let q = s * s; return select(max(v, 0.0) + 2.0 * s * (1.0 + q * (1.0 / 3.0 + q * (0.2 + q * (1.0 / 7.0 + q * (1.0 / 9.0 + q * (1.0 / 11.0 + q / 13.0)))))), v, v > 20.0); }
 fn erf(v: f32) -> f32 {
   // Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7)
   let a = abs(v);
@@ -479,7 +480,6 @@ fn erf(v: f32) -> f32 {
 fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
 fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
 fn s0(r: u32, j: u32) -> f32 { return pval(j); }
-const INV_FREQ_4_10000 = array<f32, 2>(1.00000000, 0.00999999978);
 fn s1_partner(j: u32) -> u32 {
   if (!(j < 32u && (j - 0u) % 8u < 4u)) { return j; }
   return select(j - 2u, j + 2u, (j - 0u) % 8u < 2u);
@@ -489,10 +489,11 @@ fn s1(r: u32, j: u32) -> f32 {
   let d = (j - 0u) % 8u;
   let o = j - d;
   let q = d % 2u;
-  let angle = f32(position(r)) * INV_FREQ_4_10000[q];
+  let cs = bitcast<f32>(ints_get(ints_get(HDR - 1u) + r * 4u + 0u + q));
+  let sn = bitcast<f32>(ints_get(ints_get(HDR - 1u) + r * 4u + 0u + q + 2u));
   let lo = s0(r, o + q);
   let hi = s0(r, o + q + 2u);
-  return select(lo * cos(angle) - hi * sin(angle), hi * cos(angle) + lo * sin(angle), d >= 2u);
+  return select(lo * cs - hi * sn, hi * cs + lo * sn, d >= 2u);
 }
 fn s2_partner(j: u32) -> u32 {
   if (!(j >= 32u && j < 48u && (j - 32u) % 8u < 4u)) { return j; }
@@ -503,10 +504,11 @@ fn s2(r: u32, j: u32) -> f32 {
   let d = (j - 32u) % 8u;
   let o = j - d;
   let q = d % 2u;
-  let angle = f32(position(r)) * INV_FREQ_4_10000[q];
+  let cs = bitcast<f32>(ints_get(ints_get(HDR - 1u) + r * 4u + 0u + q));
+  let sn = bitcast<f32>(ints_get(ints_get(HDR - 1u) + r * 4u + 0u + q + 2u));
   let lo = s1(r, o + q);
   let hi = s1(r, o + q + 2u);
-  return select(lo * cos(angle) - hi * sin(angle), hi * cos(angle) + lo * sin(angle), d >= 2u);
+  return select(lo * cs - hi * sn, hi * cs + lo * sn, d >= 2u);
 }
 fn need0(j: u32, m: u32) -> u32 { return j; }
 fn need1(j: u32, m: u32) -> u32 { return need0(select(s1_partner(j), j, m % 2u == 0u), m / 2u); }
@@ -1035,7 +1037,7 @@ fn scratch0_set(i: u32, v: f32) { scratch0_p0[i] = v; }
 @group(0) @binding(4) var<storage, read_write> scratch1_p0: array<f32>;
 fn scratch1_get(i: u32) -> f32 { return scratch1_p0[i]; }
 fn scratch1_set(i: u32, v: f32) { scratch1_p0[i] = v; }
-const HDR = 10u;
+const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
 fn slotFloats() -> u32 { return ints_get(3u); }
@@ -1051,7 +1053,7 @@ fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
 fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
 fn chunkField(c: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * nS() + 4u * c + f); }
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
-fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
+fn softplus(v: f32) -> f32 { let x = exp(-abs(v)); let s = x / (2.0 + x); let q = s * s; return select(max(v, 0.0) + 2.0 * s * (1.0 + q * (1.0 / 3.0 + q * (0.2 + q * (1.0 / 7.0 + q * (1.0 / 9.0 + q * (1.0 / 11.0 + q / 13.0)))))), v, v > 20.0); }
 fn erf(v: f32) -> f32 {
   // Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7)
   let a = abs(v);
@@ -1132,7 +1134,7 @@ fn scratch1_set(i: u32, v: f32) { scratch1_p0[i] = v; }
 @group(0) @binding(3) var<storage, read_write> scratch2_p0: array<f32>;
 fn scratch2_get(i: u32) -> f32 { return scratch2_p0[i]; }
 fn scratch2_set(i: u32, v: f32) { scratch2_p0[i] = v; }
-const HDR = 10u;
+const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
 fn slotFloats() -> u32 { return ints_get(3u); }
@@ -1148,7 +1150,7 @@ fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
 fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
 fn chunkField(c: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * nS() + 4u * c + f); }
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
-fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
+fn softplus(v: f32) -> f32 { let x = exp(-abs(v)); let s = x / (2.0 + x); let q = s * s; return select(max(v, 0.0) + 2.0 * s * (1.0 + q * (1.0 / 3.0 + q * (0.2 + q * (1.0 / 7.0 + q * (1.0 / 9.0 + q * (1.0 / 11.0 + q / 13.0)))))), v, v > 20.0); }
 fn erf(v: f32) -> f32 {
   // Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7)
   let a = abs(v);
@@ -1158,7 +1160,6 @@ fn erf(v: f32) -> f32 {
 }
 fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
 fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
-const INV_FREQ_4_10000 = array<f32, 2>(1.00000000, 0.00999999978);
 fn s1_partner(j: u32) -> u32 {
   if (!(j < 32u && (j - 0u) % 8u < 4u)) { return j; }
   return select(j - 2u, j + 2u, (j - 0u) % 8u < 2u);
@@ -1168,10 +1169,11 @@ fn s1(r: u32, j: u32) -> f32 {
   let d = (j - 0u) % 8u;
   let o = j - d;
   let q = d % 2u;
-  let angle = f32(position(r)) * INV_FREQ_4_10000[q];
+  let cs = bitcast<f32>(ints_get(ints_get(HDR - 1u) + r * 4u + 0u + q));
+  let sn = bitcast<f32>(ints_get(ints_get(HDR - 1u) + r * 4u + 0u + q + 2u));
   let lo = scratch1_get(r * 64u + o + q);
   let hi = scratch1_get(r * 64u + o + q + 2u);
-  return select(lo * cos(angle) - hi * sin(angle), hi * cos(angle) + lo * sin(angle), d >= 2u);
+  return select(lo * cs - hi * sn, hi * cs + lo * sn, d >= 2u);
 }
 fn s2_partner(j: u32) -> u32 {
   if (!(j >= 32u && j < 48u && (j - 32u) % 8u < 4u)) { return j; }
@@ -1182,10 +1184,11 @@ fn s2(r: u32, j: u32) -> f32 {
   let d = (j - 32u) % 8u;
   let o = j - d;
   let q = d % 2u;
-  let angle = f32(position(r)) * INV_FREQ_4_10000[q];
+  let cs = bitcast<f32>(ints_get(ints_get(HDR - 1u) + r * 4u + 0u + q));
+  let sn = bitcast<f32>(ints_get(ints_get(HDR - 1u) + r * 4u + 0u + q + 2u));
   let lo = scratch2_get(r * 64u + o + q);
   let hi = scratch2_get(r * 64u + o + q + 2u);
-  return select(lo * cos(angle) - hi * sin(angle), hi * cos(angle) + lo * sin(angle), d >= 2u);
+  return select(lo * cs - hi * sn, hi * cs + lo * sn, d >= 2u);
 }
 fn get_store(r: u32, c: u32) -> f32 { return arena_get(0u * nT() + (r) * 64u + 0u + c); }
 fn store(r: u32, c: u32, v: f32) { arena_set(0u * nT() + (r) * 64u + 0u + c, v); }

@@ -10,7 +10,7 @@ fn scratch0_get(i: u32) -> f32 { return scratch0_p0[i]; }
 fn scratch0_set(i: u32, v: f32) { scratch0_p0[i] = v; }
 @group(0) @binding(3) var<storage, read> wb3_p0: array<u32>;
 fn wb3_get(i: u32) -> u32 { return wb3_p0[i]; }
-const HDR = 10u;
+const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
 fn slotFloats() -> u32 { return ints_get(3u); }
@@ -26,7 +26,7 @@ fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
 fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
 fn chunkField(c: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * nS() + 4u * c + f); }
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
-fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
+fn softplus(v: f32) -> f32 { let x = exp(-abs(v)); let s = x / (2.0 + x); let q = s * s; return select(max(v, 0.0) + 2.0 * s * (1.0 + q * (1.0 / 3.0 + q * (0.2 + q * (1.0 / 7.0 + q * (1.0 / 9.0 + q * (1.0 / 11.0 + q / 13.0)))))), v, v > 20.0); }
 fn erf(v: f32) -> f32 {
   // Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7)
   let a = abs(v);
@@ -67,7 +67,7 @@ fn ints_get(i: u32) -> u32 { return ints_p0[i]; }
 fn wb2_get(i: u32) -> u32 { return wb2_p0[i]; }
 @group(0) @binding(3) var<storage, read> wb3_p0: array<u32>;
 fn wb3_get(i: u32) -> u32 { return wb3_p0[i]; }
-const HDR = 10u;
+const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
 fn slotFloats() -> u32 { return ints_get(3u); }
@@ -83,7 +83,7 @@ fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
 fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
 fn chunkField(c: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * nS() + 4u * c + f); }
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
-fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
+fn softplus(v: f32) -> f32 { let x = exp(-abs(v)); let s = x / (2.0 + x); let q = s * s; return select(max(v, 0.0) + 2.0 * s * (1.0 + q * (1.0 / 3.0 + q * (0.2 + q * (1.0 / 7.0 + q * (1.0 / 9.0 + q * (1.0 / 11.0 + q / 13.0)))))), v, v > 20.0); }
 fn erf(v: f32) -> f32 {
   // Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7)
   let a = abs(v);
@@ -295,7 +295,7 @@ fn ints_get(i: u32) -> u32 { return ints_p0[i]; }
 fn wb2_get(i: u32) -> u32 { return wb2_p0[i]; }
 @group(0) @binding(3) var<storage, read> wb3_p0: array<u32>;
 fn wb3_get(i: u32) -> u32 { return wb3_p0[i]; }
-const HDR = 10u;
+const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
 fn slotFloats() -> u32 { return ints_get(3u); }
@@ -311,7 +311,7 @@ fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
 fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
 fn chunkField(c: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * nS() + 4u * c + f); }
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
-fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
+fn softplus(v: f32) -> f32 { let x = exp(-abs(v)); let s = x / (2.0 + x); let q = s * s; return select(max(v, 0.0) + 2.0 * s * (1.0 + q * (1.0 / 3.0 + q * (0.2 + q * (1.0 / 7.0 + q * (1.0 / 9.0 + q * (1.0 / 11.0 + q / 13.0)))))), v, v > 20.0); }
 fn erf(v: f32) -> f32 {
   // Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7)
   let a = abs(v);
@@ -641,7 +641,7 @@ fn scratch0_set(i: u32, v: f32) { scratch0_p0[i] = v; }
 @group(0) @binding(4) var<storage, read_write> scratch1_p0: array<f32>;
 fn scratch1_get(i: u32) -> f32 { return scratch1_p0[i]; }
 fn scratch1_set(i: u32, v: f32) { scratch1_p0[i] = v; }
-const HDR = 10u;
+const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
 fn slotFloats() -> u32 { return ints_get(3u); }
@@ -657,7 +657,7 @@ fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
 fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
 fn chunkField(c: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * nS() + 4u * c + f); }
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
-fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
+fn softplus(v: f32) -> f32 { let x = exp(-abs(v)); let s = x / (2.0 + x); let q = s * s; return select(max(v, 0.0) + 2.0 * s * (1.0 + q * (1.0 / 3.0 + q * (0.2 + q * (1.0 / 7.0 + q * (1.0 / 9.0 + q * (1.0 / 11.0 + q / 13.0)))))), v, v > 20.0); }
 fn erf(v: f32) -> f32 {
   // Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7)
   let a = abs(v);
@@ -735,7 +735,7 @@ fn ints_get(i: u32) -> u32 { return ints_p0[i]; }
 @group(0) @binding(2) var<storage, read_write> scratch1_p0: array<f32>;
 fn scratch1_get(i: u32) -> f32 { return scratch1_p0[i]; }
 fn scratch1_set(i: u32, v: f32) { scratch1_p0[i] = v; }
-const HDR = 10u;
+const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
 fn slotFloats() -> u32 { return ints_get(3u); }
@@ -751,7 +751,7 @@ fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
 fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
 fn chunkField(c: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * nS() + 4u * c + f); }
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
-fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
+fn softplus(v: f32) -> f32 { let x = exp(-abs(v)); let s = x / (2.0 + x); let q = s * s; return select(max(v, 0.0) + 2.0 * s * (1.0 + q * (1.0 / 3.0 + q * (0.2 + q * (1.0 / 7.0 + q * (1.0 / 9.0 + q * (1.0 / 11.0 + q / 13.0)))))), v, v > 20.0); }
 fn erf(v: f32) -> f32 {
   // Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7)
   let a = abs(v);

@@ -20,7 +20,7 @@ fn scratch1_set(i: u32, v: f32) { scratch1_p0[i] = v; }
 @group(0) @binding(7) var<storage, read_write> scratch2_p0: array<f32>;
 fn scratch2_get(i: u32) -> f32 { return scratch2_p0[i]; }
 fn scratch2_set(i: u32, v: f32) { scratch2_p0[i] = v; }
-const HDR = 10u;
+const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
 fn slotFloats() -> u32 { return ints_get(3u); }
@@ -36,7 +36,7 @@ fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
 fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
 fn chunkField(c: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * nS() + 4u * c + f); }
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
-fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
+fn softplus(v: f32) -> f32 { let x = exp(-abs(v)); let s = x / (2.0 + x); let q = s * s; return select(max(v, 0.0) + 2.0 * s * (1.0 + q * (1.0 / 3.0 + q * (0.2 + q * (1.0 / 7.0 + q * (1.0 / 9.0 + q * (1.0 / 11.0 + q / 13.0)))))), v, v > 20.0); }
 fn erf(v: f32) -> f32 {
   // Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7)
   let a = abs(v);
@@ -96,7 +96,7 @@ fn scratch1_set(i: u32, v: f32) { scratch1_p0[i] = v; }
 @group(0) @binding(7) var<storage, read_write> scratch2_p0: array<f32>;
 fn scratch2_get(i: u32) -> f32 { return scratch2_p0[i]; }
 fn scratch2_set(i: u32, v: f32) { scratch2_p0[i] = v; }
-const HDR = 10u;
+const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
 fn slotFloats() -> u32 { return ints_get(3u); }
@@ -112,7 +112,7 @@ fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
 fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
 fn chunkField(c: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * nS() + 4u * c + f); }
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
-fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
+fn softplus(v: f32) -> f32 { let x = exp(-abs(v)); let s = x / (2.0 + x); let q = s * s; return select(max(v, 0.0) + 2.0 * s * (1.0 + q * (1.0 / 3.0 + q * (0.2 + q * (1.0 / 7.0 + q * (1.0 / 9.0 + q * (1.0 / 11.0 + q / 13.0)))))), v, v > 20.0); }
 fn erf(v: f32) -> f32 {
   // Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7)
   let a = abs(v);
@@ -195,7 +195,7 @@ fn scratch2_set(i: u32, v: f32) { scratch2_p0[i] = v; }
 @group(0) @binding(8) var<storage, read_write> state_p0: array<f32>;
 fn state_get(i: u32) -> f32 { return state_p0[i]; }
 fn state_set(i: u32, v: f32) { state_p0[i] = v; }
-const HDR = 10u;
+const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
 fn slotFloats() -> u32 { return ints_get(3u); }
@@ -211,7 +211,7 @@ fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
 fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
 fn chunkField(c: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * nS() + 4u * c + f); }
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
-fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
+fn softplus(v: f32) -> f32 { let x = exp(-abs(v)); let s = x / (2.0 + x); let q = s * s; return select(max(v, 0.0) + 2.0 * s * (1.0 + q * (1.0 / 3.0 + q * (0.2 + q * (1.0 / 7.0 + q * (1.0 / 9.0 + q * (1.0 / 11.0 + q / 13.0)))))), v, v > 20.0); }
 fn erf(v: f32) -> f32 {
   // Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7)
   let a = abs(v);
@@ -273,7 +273,7 @@ fn scratch1_set(i: u32, v: f32) { scratch1_p0[i] = v; }
 @group(0) @binding(7) var<storage, read_write> scratch2_p0: array<f32>;
 fn scratch2_get(i: u32) -> f32 { return scratch2_p0[i]; }
 fn scratch2_set(i: u32, v: f32) { scratch2_p0[i] = v; }
-const HDR = 10u;
+const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
 fn slotFloats() -> u32 { return ints_get(3u); }
@@ -289,7 +289,7 @@ fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
 fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
 fn chunkField(c: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * nS() + 4u * c + f); }
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
-fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
+fn softplus(v: f32) -> f32 { let x = exp(-abs(v)); let s = x / (2.0 + x); let q = s * s; return select(max(v, 0.0) + 2.0 * s * (1.0 + q * (1.0 / 3.0 + q * (0.2 + q * (1.0 / 7.0 + q * (1.0 / 9.0 + q * (1.0 / 11.0 + q / 13.0)))))), v, v > 20.0); }
 fn erf(v: f32) -> f32 {
   // Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7)
   let a = abs(v);

@@ -34,7 +34,7 @@ fn scratch1_set(i: u32, v: f32) { scratch1_p0[i] = v; }
 @group(0) @binding(9) var<storage, read_write> scratch2_p0: array<f32>;
 fn scratch2_get(i: u32) -> f32 { return scratch2_p0[i]; }
 fn scratch2_set(i: u32, v: f32) { scratch2_p0[i] = v; }
-const HDR = 10u;
+const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
 fn slotFloats() -> u32 { return ints_get(3u); }
@@ -50,7 +50,7 @@ fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
 fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
 fn chunkField(c: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * nS() + 4u * c + f); }
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
-fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
+fn softplus(v: f32) -> f32 { let x = exp(-abs(v)); let s = x / (2.0 + x); let q = s * s; return select(max(v, 0.0) + 2.0 * s * (1.0 + q * (1.0 / 3.0 + q * (0.2 + q * (1.0 / 7.0 + q * (1.0 / 9.0 + q * (1.0 / 11.0 + q / 13.0)))))), v, v > 20.0); }
 fn erf(v: f32) -> f32 {
   // Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7)
   let a = abs(v);
@@ -124,7 +124,7 @@ fn scratch1_set(i: u32, v: f32) { scratch1_p0[i] = v; }
 @group(0) @binding(9) var<storage, read_write> scratch2_p0: array<f32>;
 fn scratch2_get(i: u32) -> f32 { return scratch2_p0[i]; }
 fn scratch2_set(i: u32, v: f32) { scratch2_p0[i] = v; }
-const HDR = 10u;
+const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
 fn slotFloats() -> u32 { return ints_get(3u); }
@@ -140,7 +140,7 @@ fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
 fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
 fn chunkField(c: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * nS() + 4u * c + f); }
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
-fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
+fn softplus(v: f32) -> f32 { let x = exp(-abs(v)); let s = x / (2.0 + x); let q = s * s; return select(max(v, 0.0) + 2.0 * s * (1.0 + q * (1.0 / 3.0 + q * (0.2 + q * (1.0 / 7.0 + q * (1.0 / 9.0 + q * (1.0 / 11.0 + q / 13.0)))))), v, v > 20.0); }
 fn erf(v: f32) -> f32 {
   // Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7)
   let a = abs(v);
@@ -244,7 +244,7 @@ fn state_set(i: u32, v: f32) {
   if (i < 2272u) { state_p0[i] = v; return; }
   state_p1[i - 2272u] = v;
 }
-const HDR = 10u;
+const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
 fn slotFloats() -> u32 { return ints_get(3u); }
@@ -260,7 +260,7 @@ fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
 fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
 fn chunkField(c: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * nS() + 4u * c + f); }
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
-fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
+fn softplus(v: f32) -> f32 { let x = exp(-abs(v)); let s = x / (2.0 + x); let q = s * s; return select(max(v, 0.0) + 2.0 * s * (1.0 + q * (1.0 / 3.0 + q * (0.2 + q * (1.0 / 7.0 + q * (1.0 / 9.0 + q * (1.0 / 11.0 + q / 13.0)))))), v, v > 20.0); }
 fn erf(v: f32) -> f32 {
   // Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7)
   let a = abs(v);
@@ -336,7 +336,7 @@ fn scratch1_set(i: u32, v: f32) { scratch1_p0[i] = v; }
 @group(0) @binding(9) var<storage, read_write> scratch2_p0: array<f32>;
 fn scratch2_get(i: u32) -> f32 { return scratch2_p0[i]; }
 fn scratch2_set(i: u32, v: f32) { scratch2_p0[i] = v; }
-const HDR = 10u;
+const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
 fn slotFloats() -> u32 { return ints_get(3u); }
@@ -352,7 +352,7 @@ fn seqSlot(s: u32) -> u32 { return seqField(s, 2u) * slotFloats(); }
 fn seqBefore(s: u32) -> u32 { return seqField(s, 3u); }
 fn chunkField(c: u32, f: u32) -> u32 { return ints_get(HDR + 3u * nT() + 8u * nS() + 4u * c + f); }
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
-fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
+fn softplus(v: f32) -> f32 { let x = exp(-abs(v)); let s = x / (2.0 + x); let q = s * s; return select(max(v, 0.0) + 2.0 * s * (1.0 + q * (1.0 / 3.0 + q * (0.2 + q * (1.0 / 7.0 + q * (1.0 / 9.0 + q * (1.0 / 11.0 + q / 13.0)))))), v, v > 20.0); }
 fn erf(v: f32) -> f32 {
   // Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7)
   let a = abs(v);
