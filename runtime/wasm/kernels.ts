@@ -143,7 +143,8 @@ export class WasmKernels {
     const bytes = new Uint8Array(m.memory.buffer, at, panels * G * L.group);
     const f32 = new Float32Array(m.memory.buffer, at, (panels * G * L.group) >> 2);
     const i32 = new Int32Array(m.memory.buffer, at, (panels * G * L.group) >> 2);
-    bytes.fill(0);
+    // every byte of a whole panel is written; a partial one's missing columns keep zero scales
+    if (N % NR) bytes.fill(0);
     packQuantPanels(w.dtype === 'q4', w.codes, w.scales, N, K, L, bytes, f32, i32, F16_TO_F32, XQ_OFFSET);
     return { N, K, panels, at, mem, dtype: w.dtype };
   }

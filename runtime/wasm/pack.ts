@@ -73,38 +73,44 @@ export interface QuantGroupLayout {
  */
 export function packQuantPanels(q4: boolean, codes: Int8Array | Uint8Array, scales: Uint16Array, N: number, K: number,
   L: QuantGroupLayout, bytes: Uint8Array, f32: Float32Array, i32: Int32Array, f16: Float32Array, offset: number): void {
-  const G = K / QUANT_GROUP, panels = Math.ceil(N / 8);
+  const G = K / QUANT_GROUP;
   if (q4) quantPanels4(codes as Uint8Array, scales, N, K, G, L, bytes, f32, i32, f16, offset);
   else quantPanels8(codes as Int8Array, scales, N, K, G, L, bytes, f32, i32, f16, offset);
-  if (q4 && N % 8) {
-    for (let g = 0; g < G; g++) {
-      const base = ((panels - 1) * G + g) * L.group;
-      for (let c = N % 8; c < 8; c++) {
-        for (let i = 0; i < QUANT_GROUP; i++) bytes[base + (i >> 2) * 16 + (c & 3) * 4 + (i & 3)]! |= 8 << (4 * (c >> 2));
-      }
-    }
-  }
 }
 
-/** q4: element i of a group at byte q·16 + (c&3)·4 + j (q = i>>2, j = i&3), column c's nibble half c>>2. */
+/** q4: element i of a group at byte q·16 + (c&3)·4 + j (q = i>>2, j = i&3), column c's nibble half c>>2.
+ *  Built a word at a time: the 4 codes of k-quad q of column cc (low nibbles) and of column cc + 4
+ *  (high nibbles) are two 16-bit reads of the stored codes, spread a nibble to a byte; every byte of
+ *  a whole panel is written once (a panel's missing columns read code 8, stored for 0). */
 function quantPanels4(codes: Uint8Array, scales: Uint16Array, N: number, K: number, G: number, L: QuantGroupLayout,
   bytes: Uint8Array, f32: Float32Array, i32: Int32Array, f16: Float32Array, offset: number): void {
-  for (let n = 0; n < N; n++) {
-    const p = n >> 3, c = n & 7, shift = 4 * (c >> 2), cc4 = (c & 3) * 4;
-    for (let g = 0; g < G; g++) {
-      const base = (p * G + g) * L.group;
-      let sum = 0;
-      // 16 bytes hold the group's 32 codes, element 2b in the low nibble of byte b
-      for (let b = 0, e = (n * K + g * QUANT_GROUP) >> 1; b < 16; b++) {
-        const v = codes[e + b]!, lo = v & 15, hi = v >> 4;
-        sum += lo + hi - 16;
-        const o = base + (b >> 1) * 16 + cc4 + ((b & 1) << 1);
-        bytes[o] |= lo << shift;
-        bytes[o + 1] |= hi << shift;
+  const words = new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >> 2);
+  const row = K >> 1, panels = Math.ceil(N / 8);
+  const spread = (v: number) => (v & 0xf) | ((v & 0xf0) << 4) | ((v & 0xf00) << 8) | ((v & 0xf000) << 12);
+  for (let p = 0; p < panels; p++) {
+    for (let cc = 0; cc < 4; cc++) {
+      const n0 = 8 * p + cc, n1 = n0 + 4, has0 = n0 < N, has1 = n1 < N;
+      for (let g = 0; g < G; g++) {
+        const base = (p * G + g) * L.group;
+        const e0 = n0 * row + 16 * g, e1 = n1 * row + 16 * g;
+        let s0 = 0, s1 = 0;
+        for (let q = 0; q < 8; q++) {
+          const a = has0 ? codes[e0 + 2 * q]! | (codes[e0 + 2 * q + 1]! << 8) : 0x8888;
+          const b = has1 ? codes[e1 + 2 * q]! | (codes[e1 + 2 * q + 1]! << 8) : 0x8888;
+          s0 += (a & 15) + ((a >> 4) & 15) + ((a >> 8) & 15) + (a >> 12);
+          s1 += (b & 15) + ((b >> 4) & 15) + ((b >> 8) & 15) + (b >> 12);
+          words[((base + q * 16) >> 2) + cc] = spread(a) | (spread(b) << 4);
+        }
+        if (has0) {
+          f32[((base + L.scales) >> 2) + cc] = f16[scales[n0 * G + g]!]!;
+          // the offset the GEMV's activation digits carry, taken off again per group (mvi)
+          i32[((base + L.corr) >> 2) + cc] = Math.imul(s0 - 256, offset);
+        }
+        if (has1) {
+          f32[((base + L.scales) >> 2) + cc + 4] = f16[scales[n1 * G + g]!]!;
+          i32[((base + L.corr) >> 2) + cc + 4] = Math.imul(s1 - 256, offset);
+        }
       }
-      f32[((base + L.scales) >> 2) + c] = f16[scales[n * G + g]!]!;
-      // the offset the GEMV's activation digits carry, taken off again per group (mvi)
-      i32[((base + L.corr) >> 2) + c] = Math.imul(sum, offset);
     }
   }
 }
