@@ -18,7 +18,7 @@
 // disk cache keeps no copy).
 //
 // Run: npx tsx bench/browser-9b.ts --weights DIR [--backend webgpu|wasm] [--tokens 2] [--prompt-len 4]
-//        [--threads 2] [--capacity 64] [--timeout-min 90] [--lock FILE|none] [--skip-cpu] [--build-only]
+//        [--threads 2] [--capacity 64] [--max-batch-tokens N|model] [--timeout-min 90] [--lock FILE|none] [--skip-cpu] [--build-only]
 // The package is built once per config.json (archc build, without CUDA compiles) under .tmp/.
 
 import { spawn, spawnSync } from 'node:child_process';
@@ -349,11 +349,17 @@ async function main(): Promise<void> {
   const { work, pkg } = buildPackage(weights);
   const site = await bundleSite(work, pkg);
   if (process.argv.includes('--build-only')) return say(`built ${pkg} and bundled ${site}`);
-  const opts = { backend, capacity, ...(backend === 'wasm' ? { threads } : {}) } as const;
+  // WebGPU plans its buffers' splits for maxBatchTokens (default: the model's context). For
+  // Bamba-9B that is 4096 tokens, whose forward arena splits into 3 bindings of 1 GiB, and the SSD's
+  // state-passing pass then binds 11 storage buffers, over the 10 Chromium's SwiftShader adapter
+  // allows (Dawn in Node allows 12): RT501 for 29 passes (planSplits with Chromium's limits). This
+  // run's batches hold at most the prompt, so the plan is made for `capacity` tokens unless told `model`.
+  const mbt = flag('--max-batch-tokens') === 'model' ? null : intFlag('--max-batch-tokens', capacity);
+  const opts = { backend, capacity, ...(backend === 'wasm' ? { threads } : mbt ? { webgpu: { maxBatchTokens: mbt } } : {}) } as const;
   const plan: Plan = { weights, backend, site, pkg, spec: { url: '/ckpt/', opts, prompt, tokens }, timeoutMin };
   const planFile = join(work, 'plan.json');
   writeFileSync(planFile, JSON.stringify(plan));
-  say(`${weights}: ${gb(bytes)} of safetensors; ${backend} in ${backend === 'wasm' ? `a worker, ${threads} threads` : 'the page'}; prompt ${JSON.stringify(prompt)}; ${tokens} tokens; capacity ${capacity}`);
+  say(`${weights}: ${gb(bytes)} of safetensors; ${backend} in ${backend === 'wasm' ? `a worker, ${threads} threads` : 'the page'}; prompt ${JSON.stringify(prompt)}; ${tokens} tokens; load options ${JSON.stringify(opts)}`);
 
   const browserOut = join(work, `browser-${backend}.json`);
   const cpuOut = join(work, 'cpu.json');
