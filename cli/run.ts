@@ -2,7 +2,7 @@
 
 import { writeFileSync } from 'node:fs';
 import { totalmem } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { type CompileOptions, type Compiled, compileFile, loadConfig } from '../compiler/compile.ts';
 import type { CompiledModel } from '../compiler/pipeline.ts';
@@ -25,6 +25,7 @@ import { type CommonOpts, setsOf, withCommon, withPreset } from './common.ts';
 import { checkParent, checkReplaceable, exitOnSignals, writeDirAtomic, writeFileAtomic, yieldToSignals } from './fsutil.ts';
 import { encodeNpy } from './npy.ts';
 import { type QuantFlags, quantizeOption, reportQuantization, withQuantize } from './quant.ts';
+import { phases } from './phases.ts';
 
 /** Why `name` is not an npm package name, or null: lowercase, URL-safe, at most 214 characters,
  *  optionally scoped (`@scope/name`), not starting with `.` or `_` (npm's rules). */
@@ -169,20 +170,34 @@ export function registerRunCommands(p: Command): void {
       exitOnSignals();
       // ts-morph (TypeScript) takes a third of a second to load: only `build` needs it.
       checkReplaceable(resolve(o.out), 'package', o.force ?? false); // before the work, not after
-      const { buildPackage, packageParts } = await import('../codegen/package.ts');
+      const { PACKAGE_TARGETS, buildPackage, packageParts } = await import('../codegen/package.ts');
+      // compile, each target's part, then the package's TypeScript: one status line on a terminal
+      const steps = phases(`building ${basename(file)}`, PACKAGE_TARGETS.length + 2);
       // the flags that reach package.json and nvcc, checked before the work
       const bad = o.name === undefined ? null : npmNameProblem(o.name);
       if (bad) usage('--name', `${JSON.stringify(shorten(o.name!))} is not an npm package name: it ${bad}`);
       const cudaArchs = archList(o.cudaArch);
       await yieldToSignals();
-      const compiled = await compileFor(file, o);
-      await yieldToSignals();
+      let compiled: Awaited<ReturnType<typeof compileFor>>, targets: Awaited<ReturnType<typeof packageParts>>, r: Awaited<ReturnType<typeof buildPackage>>;
+      try {
+        steps.start('compiling');
+        compiled = await compileFor(file, o);
+        await yieldToSignals();
+        const program = compiled.program;
+        const ctx = compiled.graph.params.context;
+        const stats = computeStats(compiled.graph, typeof ctx === 'number' ? ctx : 4096, 1, compiled.forProgram);
+        // each build target's part, with a pause for pending signals after each
+        targets = await packageParts(program, { cudaArchs }, yieldToSignals,
+          (t) => steps.start(t === 'cuda' ? `cuda kernels (nvcc ${cudaArchs.join(', ')})` : `${t} kernels`));
+        steps.start('package (TypeScript check and emit)');
+        // a preset's build is named for it (archc-model-bamba-tiny), so two sizes install side by side
+        const packageName = o.name ?? (o.preset ? `archc-model-${compiled.graph.model.toLowerCase()}-${o.preset}` : undefined);
+        r = await buildPackage({ graph: compiled.graph, program, stats, source: file, packageName, targets }, o.out, { force: o.force });
+      } finally {
+        steps.end();
+      }
       const program = compiled.program;
       const ctx = compiled.graph.params.context;
-      const stats = computeStats(compiled.graph, typeof ctx === 'number' ? ctx : 4096, 1, compiled.forProgram);
-      // each build target's part, with a pause for pending signals after each
-      const targets = await packageParts(program, { cudaArchs }, yieldToSignals);
-      const r = await buildPackage({ graph: compiled.graph, program, stats, source: file, packageName: o.name, targets }, o.out, { force: o.force });
       const rep = programReport(program, { prefillTokens: 4096, decodeBatch: 8, context: typeof ctx === 'number' ? ctx : 4096 });
       const d = rep.dispatches, m = rep.memory;
       const layers = Object.entries(d.perLayer).map(([k, n]) => `${n} per ${k} layer`).join(', ');

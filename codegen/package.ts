@@ -44,6 +44,9 @@ export interface BuildResult {
 
 /** Builds the package into `outDir` (replacing it only once the new one is complete, and only if
  *  it is empty or an earlier package, unless `force`: see writeDirAtomic). */
+/** The build targets a package is made of, in order (for a progress display). */
+export const PACKAGE_TARGETS: readonly Backend[] = BUILD_TARGETS.map((t) => t.name);
+
 export async function buildPackage(input: BuildInput, outDir: string, opts: WriteDirOptions = {}): Promise<BuildResult> {
   const target = resolve(outDir);
   await writeDirAtomicAsync(target, 'package', (tmp) => writePackage(input, tmp), opts);
@@ -99,9 +102,10 @@ async function writePackage(input: BuildInput, dir: string): Promise<void> {
 }
 
 /** Every build target's part of a package (BUILD_TARGETS order): what `archc build` passes to buildPackage. */
-export async function packageParts(program: Program, opts: BuildOptions, between?: () => Promise<void>): Promise<Map<Backend, PackagePart>> {
+export async function packageParts(program: Program, opts: BuildOptions, between?: () => Promise<void>, starting?: (target: Backend) => void): Promise<Map<Backend, PackagePart>> {
   const out = new Map<Backend, PackagePart>();
   for (const t of BUILD_TARGETS) {
+    starting?.(t.name);
     out.set(t.name, await t.package(program, opts));
     await between?.();
   }
@@ -194,8 +198,11 @@ function generateIndexFile(file: SourceFile, input: BuildInput): void {
   file.addExportDeclaration({ moduleSpecifier: './model.ts', namedExports: ['PARAMS', 'WEIGHTS', 'PROGRAM', 'type WeightInfo'] });
   file.addExportDeclaration({
     moduleSpecifier: './runtime/model.ts',
-    namedExports: ['type LoadOptions', 'type ForwardInput', 'type ForwardResult', 'type GenerateOptions', 'type GeneratedToken', 'type SavedSequence'],
+    namedExports: ['type LoadOptions', 'type ForwardInput', 'type ForwardResult', 'type GenerateOptions', 'type GenerateManyOptions', 'type GeneratedToken',
+      'type GeneratedTokenOf', 'type SavedSequence'],
   });
+  // the sampler generate uses, for a loop over decode() of one's own
+  file.addExportDeclaration({ moduleSpecifier: './runtime/sampling.ts', namedExports: ['sampleToken', 'rngFor', 'type SamplingOptions'] });
   file.addExportDeclaration({ moduleSpecifier: './runtime/engine.ts', namedExports: ['type SequenceState'] });
   file.addExportDeclaration({ moduleSpecifier: './runtime/errors.ts', namedExports: ['RuntimeError'] });
   file.addFunction({

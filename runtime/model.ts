@@ -16,10 +16,9 @@ import { type HostWeight, type QuantDType, quantize } from './quant.ts';
 import { packedBits, packedSource } from './quantckpt.ts';
 import { type QuantPlan, type QuantizeOption, planQuant } from './quantplan.ts';
 import type { Tensor } from './tensor.ts';
-import { createRng } from './rng.ts';
-import { type SamplingOptions, sampleToken, validateSampling } from './sampling.ts';
+import { type GenerateManyOptions, type GenerateOptions, type GeneratedToken, type GeneratedTokenOf, generateMany, generateOne } from './generate.ts';
 import { type SavedSequence, type SequenceState, Sequences } from './sequences.ts';
-import { type Backend, type LoadableBackend, defaultBackend, runTarget } from './targets.ts';
+import { type Backend, type LoadableBackend, type MemoryReport, defaultBackend, runTarget } from './targets.ts';
 import type { Tokenizer } from './tokenizer.ts';
 import type { WebGpuOptions } from './webgpu/options.ts';
 import type { WgslProgram } from './webgpu/shaders.ts';
@@ -61,6 +60,11 @@ export interface LoadOptions {
    *  build` writes it into the package). Without it the stages, norms, conv and SSD step run on the
    *  reference families. */
   readonly wasmProgram?: Uint8Array | WebAssembly.Module;
+  /** The `wasm` backend's most bytes per WebAssembly memory (default and at most 4 GiB, the most a
+   *  memory can address; whole 64 KiB pages). Memory 0 keeps the arena, state slots and scratch and
+   *  the packed weights that leave it a quarter free; the rest go to further memories of their own
+   *  (runtime/wasm/kernels.ts). Lower it to spread a small model (tests). */
+  readonly wasmMemoryBytes?: number;
   /** backend 'cuda': where the kernels, the driver and the device come from. */
   readonly cuda?: CudaLoadOptions;
   /** Quantise the products' and embeddings' weights as they stream in (runtime/quant.ts, the
@@ -102,23 +106,7 @@ export interface ForwardResult {
   readonly loss?: number;
 }
 
-export interface GenerateOptions extends SamplingOptions {
-  readonly maxTokens?: number;
-  /** Token ids that end generation (default: the tokenizer's eos ids). */
-  readonly stop?: readonly number[];
-  /** Strings that end generation once they appear in the output. */
-  readonly stopStrings?: readonly string[];
-  /** Stop cleanly when the sequence is full instead of refusing, up front, a prompt and maxTokens
-   *  that need more than the capacity (RT307). */
-  readonly stopAtContext?: boolean;
-}
-
-export interface GeneratedToken {
-  /** The token id; -1 for a last entry that only carries text the detokenizer held back. */
-  readonly id: number;
-  /** The new text this token adds (empty without a tokenizer or while bytes are incomplete). */
-  readonly text: string;
-}
+export type { GenerateManyOptions, GenerateOptions, GeneratedToken, GeneratedTokenOf } from './generate.ts';
 
 export class Model {
   /** The state slots of this model's sequences. */
@@ -186,6 +174,7 @@ export class Model {
           return q.q;
         };
         await loadWeights(program, ckpt, read, opts, backend, packed ? new Set(packed.formats.keys()) : new Set(), tensorOf);
+        await backend.loaded?.();
       } catch (e) {
         backend.dispose();
         throw e;
@@ -250,6 +239,12 @@ export class Model {
    *  or fewer where this thread may not wait for workers (wasm on a browser's main thread). */
   get threads(): number {
     return this.backend.threads ?? 1;
+  }
+
+  /** The wasm backend's WebAssembly memories and the packed weights in each (memory 0 first; see
+   *  LoadOptions.wasmMemoryBytes); empty on other backends. */
+  get memories(): readonly MemoryReport[] {
+    return this.backend.memories?.() ?? [];
   }
 
   /** Bytes of one sequence's state slot. */
@@ -374,43 +369,16 @@ export class Model {
     return this.runAsync(b.entry, b.ids, b.positions, b.seqs, b.sequences);
   }
 
-  /** Streams generated tokens for a prompt (text needs the tokenizer; ids do not). */
-  async *generate(prompt: string | readonly number[], opts: GenerateOptions = {}): AsyncGenerator<GeneratedToken> {
-    validateSampling(opts);
-    const ids = typeof prompt === 'string' ? this.encode(prompt) : [...prompt];
-    if (ids.length === 0) throw new RuntimeError('RT301', ['the prompt has no tokens']);
-    // The sequence holds the prompt and every generated token but the last (it is never fed back):
-    // checked before the prefill, so a stream never breaks off at the capacity (RT302) midway.
-    const asked = opts.maxTokens ?? 128;
-    const room = this.capacity - ids.length + 1;
-    if (ids.length + asked - 1 > this.capacity && (!opts.stopAtContext || room < 1)) {
-      throw new RuntimeError('RT307', [ids.length, asked, ids.length + asked - 1, this.capacity]);
-    }
-    const maxTokens = Math.min(asked, room);
-    const stop = new Set(opts.stop ?? this.tokenizer?.eosIds ?? []);
-    const rng = createRng(opts.seed ?? 0);
-    const decoder = this.tokenizer?.decoder();
-    const history = [...ids];
-    const { states: [state], logits: [first] } = await this.prefillAsync([ids]);
-    let logits = first!;
-    let text = '';
-    try {
-      for (let n = 0; n < maxTokens; n++) {
-        const id = sampleToken(logits, opts, history, rng);
-        history.push(id);
-        if (stop.has(id)) break;
-        const piece = decoder ? decoder.push(id) : '';
-        text += piece;
-        yield { id, text: piece };
-        if (opts.stopStrings?.some((s) => text.includes(s))) break;
-        if (n + 1 < maxTokens) logits = await this.decodeAsync([id], [state!]);
-      }
-    } finally {
-      this.releaseSequence(state!);
-    }
-    // Text the detokenizer held back (an unfinished character, a space it may still clean up).
-    const rest = decoder?.flush() ?? '';
-    if (rest) yield { id: -1, text: rest };
+  /** Streams generated tokens for a prompt (text needs the tokenizer; ids do not); with
+   *  `sequence`, continuing that sequence (runtime/generate.ts). */
+  generate(prompt: string | readonly number[], opts: GenerateOptions = {}): AsyncGenerator<GeneratedToken> {
+    return generateOne(this, prompt, opts);
+  }
+
+  /** Several prompts generated together, one batched decode step per token; each token says whose
+   *  it is (`index`), and each sequence samples with seed + its index and stops on its own. */
+  generateMany(prompts: readonly (string | readonly number[])[], opts: GenerateManyOptions = {}): AsyncGenerator<GeneratedTokenOf> {
+    return generateMany(this, prompts, opts);
   }
 
   encode(text: string): number[] {

@@ -3,13 +3,16 @@
 // released handle (whose slot may now hold another sequence), a handle of another model or a forged
 // object is refused with a code instead of reaching the slot. Live sequences are bounded; a handle
 // dropped without release (an abandoned `generate` iterator) gives its slot back when collected.
-// Saved sequences carry a header (the program's fingerprint, capacity, slot size, length) and are
-// checked whole before a slot is taken.
+// Saved sequences carry a header (the program's fingerprint, length, bytes of state) and hold only
+// what the sequence holds: every per-sequence state (conv window, SSM state) whole and the first
+// `length` rows of each KV cache, so a short sequence saves small whatever the capacity, and
+// restores into any model of the same program whose capacity holds it. They are checked whole
+// before a slot is taken.
 
 import type { StatePool } from './backend.ts';
 import type { SlotState } from './engine.ts';
 import { RuntimeError } from './errors.ts';
-import type { Program } from './program.ts';
+import { type Program, type ProgramState, slotLayout } from './program.ts';
 
 /** A sequence of a model (Model.newSequence): an opaque handle the model checks on every use. */
 export interface SequenceState {
@@ -22,7 +25,7 @@ export interface SequenceState {
 }
 
 /** A sequence's state saved outside its slot (Model.saveSequence): `bytes` is the header below and
- *  the slot's floats; `length` repeats the header's. */
+ *  the floats the sequence holds (heldRuns); `length` repeats the header's. */
 export interface SavedSequence {
   readonly length: number;
   readonly bytes: Uint8Array;
@@ -39,11 +42,29 @@ const records = new WeakMap<object, Rec>();
 
 /** The header of a saved sequence: 48 bytes, little-endian. */
 const MAGIC = 'archcseq';
-const VERSION = 1;
+const VERSION = 2;
 export const SAVED_HEADER_BYTES = 48;
 const HEADER = SAVED_HEADER_BYTES;
 // [0, 8) magic · [8, 12) u32 version · [12, 16) u32 header bytes · [16, 20) u32 length ·
-// [20, 24) u32 capacity · [24, 32) u64 slot bytes · [32, 40) u64 program fingerprint · [40, 48) zero
+// [20, 24) u32 capacity of the model that saved it (for messages) · [24, 32) u64 bytes of state
+// that follow · [32, 40) u64 program fingerprint · [40, 48) zero
+
+/** The runs of a slot (float offset, count) a sequence of `length` tokens holds, for slots of
+ *  `capacity` (runtime/program.ts slotLayout): each per-sequence state whole; a per-token state is
+ *  shape[0] blocks (K, V) of [capacity][row], of which the first `length` rows. */
+export function heldRuns(states: readonly ProgramState[], capacity: number, length: number): [number, number][] {
+  const { offsets } = slotLayout(states, capacity);
+  const runs: [number, number][] = [];
+  states.forEach((s, i) => {
+    const n = s.shape.reduce((a, b) => a * b, 1);
+    if (s.per === 'sequence') runs.push([offsets[i]!, n]);
+    else {
+      const blocks = s.shape[0]!, row = n / blocks;
+      for (let b = 0; b < blocks; b++) runs.push([offsets[i]! + b * capacity * row, length * row]);
+    }
+  });
+  return runs;
+}
 
 export class Sequences {
   /** Generation of each slot: a handle is live while its generation is its slot's. */
@@ -118,18 +139,24 @@ export class Sequences {
     return c;
   }
 
-  /** The header for a slot saved at `length` tokens, then the slot's bytes. */
+  /** The header for a sequence of `length` tokens, then what it holds of the slot's bytes. */
   pack(length: number, slot: Uint8Array): SavedSequence {
-    const bytes = new Uint8Array(HEADER + slot.byteLength);
+    const runs = heldRuns(this.program.states, this.capacity, length);
+    const held = runs.reduce((a, [, n]) => a + 4 * n, 0);
+    const bytes = new Uint8Array(HEADER + held);
     const d = new DataView(bytes.buffer);
     for (let i = 0; i < MAGIC.length; i++) bytes[i] = MAGIC.charCodeAt(i);
     d.setUint32(8, VERSION, true);
     d.setUint32(12, HEADER, true);
     d.setUint32(16, length, true);
     d.setUint32(20, this.capacity, true);
-    d.setBigUint64(24, BigInt(this.pool.slotBytes), true);
+    d.setBigUint64(24, BigInt(held), true);
     d.setBigUint64(32, this.programFingerprint(), true);
-    bytes.set(slot, HEADER);
+    let at = HEADER;
+    for (const [o, n] of runs) {
+      bytes.set(slot.subarray(4 * o, 4 * (o + n)), at);
+      at += 4 * n;
+    }
     return { length, bytes };
   }
 
@@ -157,19 +184,24 @@ export class Sequences {
     if (String.fromCharCode(...b.subarray(0, MAGIC.length)) !== MAGIC) bad('no archcseq header: not bytes from saveSequence');
     if (d.getUint32(8, true) !== VERSION || d.getUint32(12, true) !== HEADER) bad(`format version ${d.getUint32(8, true)}, this runtime reads ${VERSION}`);
     if (d.getBigUint64(32, true) !== this.programFingerprint()) bad('saved by a model of another program');
-    const capacity = d.getUint32(20, true), slotBytes = d.getBigUint64(24, true);
-    if (capacity !== this.capacity || slotBytes !== BigInt(this.pool.slotBytes)) {
-      bad(`saved with capacity ${capacity} (slots of ${slotBytes} bytes); this model has capacity ${this.capacity} (slots of ${this.pool.slotBytes} bytes)`);
-    }
-    if (b.byteLength !== HEADER + this.pool.slotBytes) bad(`${b.byteLength} bytes, expected ${HEADER} + ${this.pool.slotBytes}`);
     const length = d.getUint32(16, true);
-    if (length > this.capacity) bad(`length ${length} is over the capacity ${this.capacity}`);
+    if (length > this.capacity) bad(`length ${length} is over the capacity ${this.capacity} (saved by a model of capacity ${d.getUint32(20, true)})`);
     if (saved.length !== length) bad(`length ${String(saved.length)} does not match the header's ${length}`);
+    const runs = heldRuns(this.program.states, this.capacity, length);
+    const held = runs.reduce((a, [, n]) => a + 4 * n, 0);
+    if (d.getBigUint64(24, true) !== BigInt(held)) bad(`the header gives ${d.getBigUint64(24, true)} bytes of state; a sequence of ${length} tokens holds ${held}`);
+    if (b.byteLength !== HEADER + held) bad(`${b.byteLength} bytes, expected ${HEADER} + ${held}`);
     // every state value must be a finite float (a NaN decodes to NaN logits for ever after)
-    const state = b.slice(HEADER);
-    const f = new Float32Array(state.buffer, 0, state.byteLength >> 2);
+    const f = new Float32Array(b.slice(HEADER).buffer);
     for (let i = 0; i < f.length; i++) if (f[i]! - f[i]! !== 0) throw new RuntimeError('RT336', [f[i], i]);
-    return { length, state };
+    // the whole slot: what was held where it lies, zeros past the sequence's rows
+    const slot = new Float32Array(this.pool.slotBytes >> 2);
+    let at = 0;
+    for (const [o, n] of runs) {
+      slot.set(f.subarray(at, at + n), o);
+      at += n;
+    }
+    return { length, state: new Uint8Array(slot.buffer) };
   }
 
   /** 64 bits of FNV-1a (two lanes) over the program's states and entries: what the slot means. */

@@ -11,7 +11,23 @@ import type { LoadOptions } from './model.ts';
 import type { Program } from './program.ts';
 
 /** A backend as Model.load uses it: the kernel interface, and whether every weight was made. */
-export type LoadableBackend = KernelBackend & { complete(): boolean };
+export type LoadableBackend = KernelBackend & {
+  complete(): boolean;
+  /** Called once the weights are in, before the first run (wasm: restarts its workers where packing
+   *  added a memory). */
+  loaded?(): Promise<void>;
+  /** wasm: where the packed weights went, memory by memory. */
+  memories?(): MemoryReport[];
+};
+
+/** One WebAssembly memory of the wasm backend: its index (0 holds the arena, state slots and
+ *  scratch besides), its size in bytes, and the bytes and count of the packed weights in it. */
+export interface MemoryReport {
+  readonly memory: number;
+  readonly bytes: number;
+  readonly weightBytes: number;
+  readonly weights: number;
+}
 
 export interface RunTarget {
   readonly name: string;
@@ -31,7 +47,7 @@ export const RUN_TARGETS = [
       if (!opts.wasmKernels) throw new RuntimeError('RT303', ['backend wasm without its kernel module', 'pass wasmKernels (written by archc build)']);
       const { openWasmBackend } = await import('./wasm/backend.ts');
       // the default thread count is the wasm backend's own (a browser's cores); fewer where this thread cannot wait for workers
-      return openWasmBackend(program, opts.wasmKernels, opts.threads === undefined ? undefined : checkedThreads(opts.threads), opts.wasmProgram);
+      return openWasmBackend(program, opts.wasmKernels, opts.threads === undefined ? undefined : checkedThreads(opts.threads), opts.wasmProgram, opts.wasmMemoryBytes);
     },
   },
   {

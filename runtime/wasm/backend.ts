@@ -12,6 +12,10 @@
 // tables, and kernels the plan gives another reason for) run through the CPU reference
 // implementations (runtime/cpu/families.ts) on the same arena and state slots, listed with their
 // reasons in `fallbacks`.
+// A model past one memory (4 GiB; LoadOptions.wasmMemoryBytes sets a lower limit): everything above
+// stays in memory 0, with the weights that fit beside it; the others are packed into weight memories
+// (`memories` reports where), whose products copy x in and y out (runtime/wasm/kernels.ts `staged`),
+// bit for bit the single-memory results.
 
 import type { Invocation, RunBatch, StatePool } from '../backend.ts';
 import { CpuBackend } from '../cpu/backend.ts';
@@ -21,6 +25,7 @@ import { type Entry, type EntryName, type FamilyTable, type Kernel, type KernelO
 import { type HostWeight, type QuantDType, dequantizeRows, isQuant } from '../quant.ts';
 import { readF32, type Tensor } from '../tensor.ts';
 import { type PackedWeight, WasmKernels } from './kernels.ts';
+import type { MemoryReport } from '../targets.ts';
 import { wasmModule } from './module.ts';
 import { type Arg, Heap, WasmProgram, WasmStatePool, rowsOf } from './program.ts';
 import { type Fallback, NO_MODULE, type Placement, ownFunctions, wasmPlan } from './plan.ts';
@@ -37,7 +42,7 @@ import { threadSupport, threadsHere, unsharedModule } from './threads.ts';
  * running when it resolves.
  */
 export async function openWasmBackend(program: Program, kernels: Uint8Array | WebAssembly.Module | readonly Uint8Array[],
-  threads?: number, own?: Uint8Array | WebAssembly.Module): Promise<WasmBackend> {
+  threads?: number, own?: Uint8Array | WebAssembly.Module, memoryBytes?: number): Promise<WasmBackend> {
   const support = threadSupport();
   // both modules import the one memory: without shared memory their imports are rewritten to match
   const compile = async (m: Uint8Array | WebAssembly.Module | readonly Uint8Array[], what: string): Promise<WebAssembly.Module> => {
@@ -51,7 +56,7 @@ export async function openWasmBackend(program: Program, kernels: Uint8Array | We
   // them across a kernel; an unshared memory detaches every view when it grows, so without shared
   // memory the stages stay on the reference families over a JS arena (products still run in wasm).
   const programModule = own === undefined || !support.shared ? undefined : await compile(own, 'wasm program module (wasmProgram)');
-  const backend = new WasmBackend(program, module, threadsHere(threads, support), programModule);
+  const backend = new WasmBackend(program, module, threadsHere(threads, support), programModule, memoryBytes);
   try {
     await backend.start();
   } catch (e) {
@@ -96,10 +101,11 @@ export class WasmBackend extends CpuBackend {
   private runBlocks: { at: number; bytes: number }[] = [];
 
   /** `module`: the assembled kernel module (codegen/wasm/); `threads` counts the calling thread;
-   *  `programModule`: the program's own module (codegen/wasm/program.ts), if at hand. */
-  constructor(program: Program, module: WebAssembly.Module, threads: number, programModule?: WebAssembly.Module) {
+   *  `programModule`: the program's own module (codegen/wasm/program.ts), if at hand; `memoryBytes`:
+   *  the most one WebAssembly memory may hold (default 4 GiB). */
+  constructor(program: Program, module: WebAssembly.Module, threads: number, programModule?: WebAssembly.Module, memoryBytes?: number) {
     super(program);
-    this.kernels = new WasmKernels(module, threads);
+    this.kernels = new WasmKernels(module, threads, memoryBytes);
     this.heap = new Heap((bytes) => this.kernels.allocate(bytes));
     this.prog = programModule ? new WasmProgram(programModule, this.kernels.memory, program) : null;
     const plan = wasmPlan(program);
@@ -403,6 +409,18 @@ export class WasmBackend extends CpuBackend {
    *  this thread runs its event loop). */
   start(): Promise<void> {
     return this.kernels.start();
+  }
+
+  /** After the weights are in: starts the workers again where packing added a memory (they
+   *  instantiate the module on every memory when they start; see WasmKernels.addMemory). */
+  loaded(): Promise<void> {
+    return this.kernels.start();
+  }
+
+  /** Where the packed weights are: memory 0 (with the arena, state slots and scratch), then the
+   *  weight memories; each memory's bytes, its weights' bytes and their count. */
+  memories(): MemoryReport[] {
+    return this.kernels.memories();
   }
 
   override dispose(): void {

@@ -32,6 +32,8 @@ interface Result {
   readonly decode: number[];
   readonly stepped: number[];
   readonly greedy: number[];
+  /** WebAssembly memories holding the weights (0 on the CPU engine). */
+  readonly memories: number;
 }
 
 // The runs, written once and used by the page, its worker and (on the CPU engine) this test.
@@ -50,7 +52,7 @@ export async function steps(m, { a, b, prompt, tokens }) {
   m.releaseSequence(s);
   const greedy = [];
   for await (const t of m.generate(prompt, { maxTokens: tokens, temperature: 0, stop: [] })) greedy.push(t.id);
-  return { threads: m.threads, isolated: globalThis.crossOriginIsolated === true, full, packed, prefill, decode, stepped, greedy };
+  return { threads: m.threads, isolated: globalThis.crossOriginIsolated === true, full, packed, prefill, decode, stepped, greedy, memories: m.memories.length };
 }
 `;
 
@@ -190,4 +192,16 @@ describe('the generated package on wasm in headless Chromium = Node\'s CPU engin
     expect(worker.threads).toBe(1);
     expectReference(worker, 'worker, no isolation');
   }, 180_000);
+
+  it('weights over several memories (wasmMemoryBytes) = one memory, bit for bit: a worker\'s 2 threads (restarted on every memory after loading), and unshared on the main thread', async () => {
+    const several = { backend: 'wasm', wasmMemoryBytes: 2 * 65536 };
+    for (const [path, where, opts] of [['/', 'inWorker', { threads: 2 }], ['/plain/', 'onMain', {}]] as const) {
+      const one = await runIn(path, where, { backend: 'wasm', ...opts });
+      const many = await runIn(path, where, { ...several, ...opts });
+      expect(one.memories, `${where}${path}: one memory by default`).toBe(1);
+      expect(many.memories, `${where}${path}: memories at ${several.wasmMemoryBytes} bytes`).toBeGreaterThanOrEqual(2);
+      expect(many.threads).toBe(one.threads);
+      expect(many, `${where}${path}: several memories`).toEqual({ ...one, memories: many.memories });
+    }
+  }, 240_000);
 });

@@ -62,7 +62,8 @@ describe('state slots', () => {
     for (let t = 7; t < 10; t++) model.decode([ids[t]!], [orig!]);
     const copy = model.copySequence(orig!);
     const saved = model.saveSequence(orig!);
-    expect(saved.bytes.byteLength).toBe(SAVED_HEADER_BYTES + model.slotBytes);
+    // what the sequence holds: less than the slot (its KV rows past 10 are not saved)
+    expect(saved.bytes.byteLength).toBeLessThan(SAVED_HEADER_BYTES + model.slotBytes);
     const restored = model.restoreSequence(saved);
     expect([copy.length, restored.length]).toEqual([10, 10]);
     for (let t = 10; t < 20; t++) {

@@ -127,3 +127,67 @@ describe('generate', () => {
     expect(await collect(prompt, { maxTokens: 8, temperature: 1, topK: 1, seed: 9 })).toEqual(await collect(prompt, { maxTokens: 8 }));
   });
 });
+
+describe('generate continuing a sequence, and several prompts at once', () => {
+  const ids = async (it: AsyncIterable<{ id: number }>) => {
+    const out: number[] = [];
+    for await (const t of it) if (t.id >= 0) out.push(t.id);
+    return out;
+  };
+
+  it('two turns on one sequence = one generation over the whole history (greedy); the sequence holds every token', async () => {
+    const [p1, p2] = [randomIds(4, V, 810), randomIds(3, V, 811)];
+    const s = model.newSequence();
+    const g1 = await ids(model.generate(p1, { maxTokens: 5, sequence: s }));
+    expect(s.length).toBe(4 + 5);
+    const g2 = await ids(model.generate(p2, { maxTokens: 4, sequence: s }));
+    expect(s.length).toBe(4 + 5 + 3 + 4);
+    expect(g2).toEqual(await ids(model.generate([...p1, ...g1, ...p2], { maxTokens: 4 })));
+    // the sequence is the caller's: still open, and it continues like a fresh run over the history
+    const next = model.decode([7], [s]);
+    const want = model.forward({ ids: [...p1, ...g1, ...p2, ...g2, 7] }).logits;
+    const T = 4 + 5 + 3 + 4 + 1;
+    let worst = 0, scale = 0;
+    for (let v = 0; v < V; v++) {
+      worst = Math.max(worst, Math.abs(next[v]! - want[(T - 1) * V + v]!));
+      scale = Math.max(scale, Math.abs(want[(T - 1) * V + v]!));
+    }
+    expect(worst).toBeLessThanOrEqual(1e-5 * scale);
+    model.releaseSequence(s);
+  });
+
+  it('a continued sequence must hold its prompt and maxTokens (RT307 up front, nothing fed)', async () => {
+    const s = model.newSequence();
+    model.step([randomIds(model.capacity - 4, V, 812)], [s]);
+    await expect(ids(model.generate([1, 2], { maxTokens: 3, sequence: s }))).rejects.toMatchObject({ code: 'RT307' });
+    expect(s.length).toBe(model.capacity - 4);
+    expect(await ids(model.generate([1, 2], { maxTokens: 3, sequence: s, stopAtContext: true }))).toHaveLength(2);
+    expect(s.length).toBe(model.capacity);
+    model.releaseSequence(s);
+  });
+
+  it('generateMany: the tokens of each prompt are what generate gives it alone (greedy, and seeded with seed + index)', async () => {
+    const prompts = [randomIds(5, V, 813), randomIds(2, V, 814), randomIds(7, V, 815)];
+    for (const opts of [{ maxTokens: 6 }, { maxTokens: 6, temperature: 1.3, seed: 4 }]) {
+      const got: number[][] = prompts.map(() => []);
+      const open = model.openSequences;
+      for await (const t of model.generateMany(prompts, opts)) if (t.id >= 0) got[t.index]!.push(t.id);
+      expect(model.openSequences).toBe(open);
+      for (const [i, p] of prompts.entries()) {
+        expect(got[i], `prompt ${i}`).toEqual(await ids(model.generate(p, { ...opts, ...(opts.seed !== undefined ? { seed: opts.seed + i } : {}) })));
+      }
+    }
+  });
+
+  it('generateMany: a prompt that stops early leaves the others going; breaking off releases every sequence', async () => {
+    const prompts = [randomIds(5, V, 816), randomIds(5, V, 817)];
+    const alone = await ids(model.generate(prompts[0]!, { maxTokens: 6 }));
+    const got: number[][] = [[], []];
+    for await (const t of model.generateMany(prompts, { maxTokens: 6, stop: [alone[1]!] })) if (t.id >= 0) got[t.index]!.push(t.id);
+    expect(got[0]).toEqual(alone.slice(0, alone.indexOf(alone[1]!)));
+    const open = model.openSequences;
+    for await (const t of model.generateMany(prompts, { maxTokens: 6 })) if (t.index === 1) break;
+    expect(model.openSequences).toBe(open);
+  });
+});
+

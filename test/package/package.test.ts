@@ -41,7 +41,8 @@ describe('the generated package', () => {
 
     const program = lowerToProgram(compiled.graph, compiled.bindings);
     const pkg = join(work, 'pkg');
-    const built = await runCli(['build', file, '-o', pkg, '--name', 'tiny-bamba', ...TINY.flatMap((s) => ['--set', s])], 300_000);
+    // a preset's build is named for it (the --set values then make it this test's tiny model)
+    const built = await runCli(['build', file, '-o', pkg, '--preset', 'tiny', ...TINY.flatMap((s) => ['--set', s])], 300_000);
     expect(built.code, built.stderr).toBe(0);
     for (const f of ['package.json', 'README.md', 'graph.json', 'build-report.json', 'dist/index.js', 'dist/index.d.ts', 'dist/model.js', 'src/model.ts', 'src/kernels.ts', 'src/wgsl.ts', 'dist/wgsl.js']) {
       expect(existsSync(join(pkg, f)), f).toBe(true);
@@ -50,6 +51,7 @@ describe('the generated package', () => {
 
     // WebGPU for Node is an optional peer (browsers have navigator.gpu), and a browser bundle leaves Node's modules out
     const manifest = JSON.parse(readFileSync(join(pkg, 'package.json'), 'utf8'));
+    expect(manifest.name).toBe('archc-model-bamba-tiny');
     expect(manifest.dependencies.webgpu).toBeUndefined();
     expect(manifest.peerDependencies.webgpu).toMatch(/^\d/);
     expect(manifest.peerDependenciesMeta.webgpu.optional).toBe(true);
@@ -59,15 +61,18 @@ describe('the generated package', () => {
     const app = join(work, 'app');
     mkdirSync(app);
     writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module' }));
-    await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', join(work, 'tiny-bamba-0.1.0.tgz')], app);
+    await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', join(work, 'archc-model-bamba-tiny-0.1.0.tgz')], app);
     expect(existsSync(join(app, 'node_modules', 'archc'))).toBe(false);
 
     const ids = [3, 1, 4, 1, 5, 9, 2, 6, 5];
     const positions = [0, 1, 2, 3, 4, 0, 1, 2, 3];
     writeFileSync(join(app, 'run.mjs'), `
       import { writeFileSync } from 'node:fs';
-      import { Model } from 'tiny-bamba';
+      import { Model, sampleToken, rngFor } from 'archc-model-bamba-tiny';
       const m = await Model.load(${JSON.stringify(ckpt)}, { backend: 'cpu' });
+      // the sampler generate uses, exported: greedy over decode() is generate's first token
+      const first = sampleToken(m.prefill([[3, 1, 4]]).logits[0], {}, [3, 1, 4], rngFor({ seed: 1 }));
+      for await (const t of m.generate([3, 1, 4], { maxTokens: 1 })) writeFileSync('sampled.txt', String([first, t.id]));
       const r = m.forward({ ids: ${JSON.stringify(ids)}, positions: ${JSON.stringify(positions)} });
       writeFileSync('logits.bin', Buffer.from(r.logits.buffer));
       const w = await Model.load(${JSON.stringify(ckpt)}, { backend: 'wasm', threads: 2 });
@@ -81,6 +86,8 @@ describe('the generated package', () => {
     await run(process.execPath, ['run.mjs'], app);
     expect(existsSync(join(app, 'node_modules', 'webgpu'))).toBe(false);
     expect(readFileSync(join(app, 'webgpu.txt'), 'utf8')).toMatch(/RT500.*`webgpu` package/);
+    const [first, generated] = readFileSync(join(app, 'sampled.txt'), 'utf8').split(',').map(Number);
+    expect(first).toBe(generated);
     const got = new Float32Array(new Uint8Array(readFileSync(join(app, 'logits.bin'))).buffer);
 
     const model = await Model.loadProgram(program, ckpt);

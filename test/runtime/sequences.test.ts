@@ -114,7 +114,7 @@ describe.each(['cpu', 'wasm'])('sequence handles on %s', (name) => {
       [{ length: 5, bytes: edit((b) => { b[0] = 0; }) }, 'RT335', 'no archcseq header'],
       [{ length: 5, bytes: edit((_, d) => d.setUint32(8, 9, true)) }, 'RT335', 'version 9'],
       [{ length: 5, bytes: edit((_, d) => d.setUint32(36, 1, true)) }, 'RT335', 'another program'],
-      [{ length: 5, bytes: edit((_, d) => d.setUint32(20, 25, true)) }, 'RT335', 'capacity 25'],
+      [{ length: 5, bytes: edit((_, d) => d.setUint32(24, 12, true)) }, 'RT335', 'gives 12 bytes of state'],
       [{ length: 99, bytes: edit((_, d) => d.setUint32(16, 99, true)) }, 'RT335', 'length 99 is over the capacity 24'],
       [{ length: 5, bytes: edit((_, d) => d.setFloat32(SAVED_HEADER_BYTES + 40, NaN, true)) }, 'RT336', 'NaN at float 10'],
       [{ length: 5, bytes: edit((_, d) => d.setFloat32(d.byteLength - 4, -Infinity, true)) }, 'RT336', '-Infinity'],
@@ -130,6 +130,30 @@ describe.each(['cpu', 'wasm'])('sequence handles on %s', (name) => {
     expect(r.length).toBe(5);
     expect(Array.from(m().decode([7], [r]))).toEqual(Array.from(m().decode([7], [s])));
     m().releaseSequence(r);
+    m().releaseSequence(s);
+  });
+
+  it('a saved sequence holds what it holds, not the whole slot, and restores into a larger capacity', async () => {
+    const s = m().newSequence();
+    m().step([randomIds(3, m().vocab, 2)], [s]);
+    const short = m().saveSequence(s);
+    m().step([randomIds(9, m().vocab, 3)], [s]);
+    const long = m().saveSequence(s);
+    // two attention layers: each token adds its K and V rows; the rest is the same size
+    const rows = (long.bytes.length - short.bytes.length) / 9;
+    expect(rows).toBeGreaterThan(0);
+    expect(short.bytes.length).toBeLessThan(SAVED_HEADER_BYTES + m().slotBytes);
+    expect(SAVED_HEADER_BYTES + m().slotBytes - long.bytes.length).toBe(rows * (24 - 12));
+    const wide = await Model.loadProgram(m().program, dir, { threads: 1, capacity: 48, backend: name as 'cpu' | 'wasm',
+      ...(name === 'wasm' ? { wasmKernels: await wasmKernelVariants(), wasmProgram: await wasmProgram(m().program) } : {}) });
+    try {
+      const r = wide.restoreSequence(long);
+      expect(r.length).toBe(12);
+      expect(Array.from(wide.decode([7], [r]))).toEqual(Array.from(m().decode([7], [s])));
+      wide.releaseSequence(r);
+    } finally {
+      wide.dispose();
+    }
     m().releaseSequence(s);
   });
 

@@ -1,0 +1,214 @@
+// Bamba-9B at full size on this machine: the published model's shape (untied, 9.78B weights) with
+// random weights, written once as a sharded bf16 checkpoint like the published one, then, for each
+// weight format (q4, q8 and, with --formats, bf16 where memory allows), in a fresh process each:
+//   load from the bf16 checkpoint (quantising as it streams) on the wasm backend: seconds, GB/s of
+//   checkpoint, peak resident memory; prefill 512 tokens; decode 32 tokens after it (batch 1);
+//   the decode's weight bytes per second against this machine's memory-copy bandwidth;
+// and the logits of a short prompt against the CPU reference engine loaded with the same format
+// (each format's kernels must equal its reference within 1e-5 of the logits' scale).
+//
+// Run: npx tsx bench/bamba9b.ts [--dir /work/data/bamba9b-bf16] [--formats q4,q8] [--threads 2]
+//        [--prefill 512] [--decode 32] [--check 4] [--no-reference] [--tied]
+// The checkpoint (~19.6 GB untied, 18.5 GB tied) is made with `archc init-weights models/bamba.arch
+// --dtype bf16 --set tie=false --shard-size 5000000000` when the directory does not exist. Big
+// processes run one at a time (each holds the model). Writes bench/results/bamba9b.json.
+
+import { spawn, spawnSync } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpus, freemem, loadavg, tmpdir, totalmem } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { wasmKernelVariants } from '../codegen/wasm/assemble.ts';
+import { wasmProgram } from '../codegen/wasm/program.ts';
+import { compileFile, loadConfig } from '../compiler/compile.ts';
+import { lowerToProgram } from '../compiler/lower.ts';
+import { Model } from '../runtime/model.ts';
+import type { QuantDType } from '../runtime/quant.ts';
+import { copyBench } from './memcopy.ts';
+
+const ROOT = resolve(fileURLToPath(import.meta.url), '..', '..');
+const BAMBA = join(ROOT, 'models', 'bamba.arch');
+const argv = process.argv.slice(2);
+const flag = (name: string, dflt: string): string => {
+  const i = argv.indexOf(name);
+  return i >= 0 && i + 1 < argv.length ? argv[i + 1]! : dflt;
+};
+const TIED = argv.includes('--tied');
+const DIR = resolve(flag('--dir', `/work/data/bamba9b-bf16${TIED ? '-tied' : ''}`));
+const FORMATS = flag('--formats', 'q4,q8').split(',') as ('bf16' | QuantDType)[];
+const THREADS = Number(flag('--threads', '2'));
+const PREFILL = Number(flag('--prefill', '512'));
+const DECODE = Number(flag('--decode', '32'));
+const CHECK = Number(flag('--check', '4'));
+const REFERENCE = !argv.includes('--no-reference');
+const CHILD = flag('--child', '');
+
+/** Bytes per weight of a product's matrix in each format (q8/q4: one f16 scale per 32). */
+const BYTES_PER_WEIGHT: Record<string, number> = { bf16: 2, q8: 1 + 2 / 32, q4: 0.5 + 2 / 32 };
+
+/** The prompt: fixed ids spread over the vocabulary (random weights: any ids will do). */
+const promptIds = (n: number, vocab: number): number[] => Array.from({ length: n }, (_, i) => (i * 7919 + 13) % vocab);
+
+interface ChildResult {
+  backend: string;
+  format: string;
+  loadS: number;
+  checkpointBytes: number;
+  rssAfterLoad: number;
+  peakRss: number;
+  weightBytesPerToken: number;
+  prefillS?: number;
+  decodeS?: number;
+  decodeCpuS?: number;
+  checkS: number;
+  logitsFile: string;
+}
+
+/** One process: load the checkpoint with `format` on `backend`, the short prompt's logits to a file,
+ *  then (wasm) prefill PREFILL and decode DECODE. Prints its result as one JSON line. */
+async function child(spec: string): Promise<void> {
+  const [backend, format, logitsFile] = spec.split(':') as ['wasm' | 'cpu', 'bf16' | QuantDType, string];
+  const c = compileFile(BAMBA, { hfConfigData: loadConfig(join(DIR, 'config.json')) });
+  const program = lowerToProgram(c.graph, c.bindings);
+  const wasm = backend === 'wasm' ? { wasmKernels: await wasmKernelVariants(), wasmProgram: await wasmProgram(program) } : {};
+  const t0 = performance.now();
+  const model = await Model.loadProgram(program, DIR, { backend, threads: THREADS, capacity: Math.max(PREFILL + DECODE, CHECK) + 8,
+    ...(format === 'bf16' ? {} : { quantize: format }), ...wasm });
+  const loadS = (performance.now() - t0) / 1000;
+  const rssAfterLoad = process.resourceUsage().maxRSS * 1024;
+  const V = model.vocab;
+  // the products' weights a decode step reads: every 2-D weight but the embedding table (a gather)
+  let weightBytesPerToken = 0;
+  for (const w of program.weights) {
+    if (w.shape.length !== 2 || /embed_tokens/.test(w.name)) continue;
+    weightBytesPerToken += w.shape[0]! * w.shape[1]! * (BYTES_PER_WEIGHT[format] ?? 2);
+  }
+  const t1 = performance.now();
+  const checked = model.prefill([promptIds(CHECK, V)]);
+  const checkS = (performance.now() - t1) / 1000;
+  writeFileSync(logitsFile, checked.logits[0]!);
+  model.releaseSequence(checked.states[0]!);
+  const out: ChildResult = { backend, format, loadS, checkpointBytes: checkpointBytes(DIR), rssAfterLoad, peakRss: 0, weightBytesPerToken, checkS, logitsFile };
+  if (backend === 'wasm') {
+    const ids = promptIds(PREFILL + DECODE, V);
+    const t2 = performance.now();
+    const { states, logits } = model.prefill([ids.slice(0, PREFILL)]);
+    out.prefillS = (performance.now() - t2) / 1000;
+    // greedy continuation (what a user's decode does), timed token by token
+    let next = argmax(logits[0]!);
+    const t3 = performance.now(), c3 = process.cpuUsage();
+    for (let k = 0; k < DECODE; k++) {
+      const l = model.decode([next], states);
+      next = argmax(l);
+    }
+    out.decodeS = (performance.now() - t3) / 1000;
+    const cu = process.cpuUsage(c3);
+    out.decodeCpuS = (cu.user + cu.system) / 1e6;
+  }
+  out.peakRss = process.resourceUsage().maxRSS * 1024;
+  model.dispose();
+  process.stdout.write(`RESULT ${JSON.stringify(out)}\n`);
+}
+
+function argmax(x: Float32Array): number {
+  let b = 0;
+  for (let i = 1; i < x.length; i++) if (x[i]! > x[b]!) b = i;
+  return b;
+}
+
+function checkpointBytes(dir: string): number {
+  return readdirSync(dir).filter((f) => f.endsWith('.safetensors')).reduce((s, f) => s + statSync(join(dir, f)).size, 0);
+}
+
+/** Reads every shard once (the page cache then holds what fits): seconds and bytes. */
+function warmPageCache(dir: string): { s: number; bytes: number } {
+  const buf = Buffer.allocUnsafe(64 << 20);
+  let bytes = 0;
+  const t0 = performance.now();
+  for (const f of readdirSync(dir).filter((n) => n.endsWith('.safetensors')).sort()) {
+    const fd = openSync(join(dir, f), 'r');
+    for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0;) bytes += n;
+    closeSync(fd);
+  }
+  return { s: (performance.now() - t0) / 1000, bytes };
+}
+
+/** Runs one child process; its RESULT line, with stderr passed through. */
+function runChild(spec: string): Promise<ChildResult> {
+  return new Promise((done, fail) => {
+    const p = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), ...argv, '--child', spec], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    p.stdout.on('data', (d: Buffer) => { out += d; });
+    p.on('close', (code, signal) => {
+      const line = out.split('\n').find((l) => l.startsWith('RESULT '));
+      if (code !== 0 || !line) fail(new Error(`child ${spec} exited ${code ?? signal}:\n${out}`));
+      else done(JSON.parse(line.slice(7)) as ChildResult);
+    });
+  });
+}
+
+function compareLogits(a: string, b: string): { maxAbs: number; scale: number; rel: number; sameTop: boolean } {
+  const x = new Float32Array(readFileSync(a).buffer.slice(0)), y = new Float32Array(readFileSync(b).buffer.slice(0));
+  let maxAbs = 0, scale = 0;
+  for (let i = 0; i < x.length; i++) {
+    maxAbs = Math.max(maxAbs, Math.abs(x[i]! - y[i]!));
+    scale = Math.max(scale, Math.abs(y[i]!));
+  }
+  return { maxAbs, scale, rel: maxAbs / scale, sameTop: argmax(x) === argmax(y) };
+}
+
+const fmt = (x: number | undefined, d = 1): string => (x === undefined ? '—' : x.toFixed(d));
+const gb = (b: number): string => (b / 1e9).toFixed(2);
+
+async function main(): Promise<void> {
+  const conditions = () => `load average ${loadavg()[0]!.toFixed(1)}, ${gb(freemem())} of ${gb(totalmem())} GB free`;
+  if (!existsSync(DIR)) {
+    console.log(`writing ${DIR} (archc init-weights, bf16, ${TIED ? 'tied' : 'untied'}, shards of 5 GB) …`);
+    const t0 = performance.now();
+    const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'archc.js'), 'init-weights', BAMBA, '-o', DIR, '--dtype', 'bf16', '--set', `tie=${TIED}`, '--shard-size', '5000000000'], { stdio: 'inherit' });
+    if (r.status !== 0) throw new Error('init-weights failed');
+    console.log(`  written in ${fmt((performance.now() - t0) / 1000)} s`);
+  }
+  console.log(`Bamba-9B (${DIR}), ${THREADS} threads, ${cpus()[0]?.model}; ${conditions()}`);
+  const copy = { one: 0, all: 0 };
+  {
+    const bytes = 512 << 20;
+    copy.one = 2 * bytes / copyBench(bytes, 1, 5) / 1e9;
+    copy.all = 2 * bytes / copyBench(bytes, THREADS, 5) / 1e9;
+  }
+  console.log(`memory copy (read + write counted, 512 MiB): 1 thread ${fmt(copy.one)} GB/s, ${THREADS} threads ${fmt(copy.all)} GB/s`);
+  const warm = warmPageCache(DIR);
+  console.log(`read the checkpoint once: ${gb(warm.bytes)} GB in ${fmt(warm.s)} s (${fmt(warm.bytes / warm.s / 1e9, 2)} GB/s)`);
+  const tmp = mkdtempSync(join(tmpdir(), 'archc-bamba9b-'));
+  const results: (ChildResult & { check?: ReturnType<typeof compareLogits> })[] = [];
+  try {
+    for (const format of FORMATS) {
+      const r = await runChild(`wasm:${format}:${join(tmp, `wasm-${format}.f32`)}`);
+      let check;
+      if (REFERENCE) {
+        const ref = await runChild(`cpu:${format}:${join(tmp, `cpu-${format}.f32`)}`);
+        check = compareLogits(r.logitsFile, ref.logitsFile);
+        console.log(`  ${format}: reference loaded in ${fmt(ref.loadS)} s, its ${CHECK}-token prefill ${fmt(ref.checkS)} s`);
+      }
+      results.push({ ...r, check });
+      console.log(`  ${format}: load ${fmt(r.loadS)} s (${fmt(r.checkpointBytes / r.loadS / 1e9, 2)} GB/s), peak RSS ${gb(r.peakRss)} GB, `
+        + `prefill ${PREFILL} ${fmt(PREFILL / r.prefillS!)} tok/s, decode ${fmt(DECODE / r.decodeS!, 2)} tok/s; ${conditions()}`);
+    }
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  const rows = [['format', 'load s', 'load GB/s', 'RSS after load GB', 'peak RSS GB', `prefill ${PREFILL} tok/s`, 'decode tok/s', 'decode weight GB/s', `× copy ${THREADS}t`, 'logits vs reference']];
+  for (const r of results) {
+    const decodeGBs = r.weightBytesPerToken * DECODE / r.decodeS! / 1e9;
+    rows.push([r.format, fmt(r.loadS), fmt(r.checkpointBytes / r.loadS / 1e9, 2), gb(r.rssAfterLoad), gb(r.peakRss), fmt(PREFILL / r.prefillS!, 1), fmt(DECODE / r.decodeS!, 2),
+      fmt(decodeGBs, 2), `${fmt(decodeGBs / copy.all, 2)}`, r.check ? `${r.check.rel.toExponential(1)} of scale${r.check.sameTop ? '' : ', top-1 differs'}` : '—']);
+  }
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  console.log(`\n${rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ')).join('\n')}\n\n${conditions()}`);
+  mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true });
+  writeFileSync(join(ROOT, 'bench', 'results', 'bamba9b.json'), JSON.stringify({ bench: 'bamba9b', date: new Date().toISOString(), node: process.version, cpu: cpus()[0]?.model,
+    cores: cpus().length, threads: THREADS, dir: DIR, tied: TIED, copyGBs: copy, warmRead: warm, prefill: PREFILL, decode: DECODE, results }, null, 2) + '\n');
+}
+
+if (CHILD) await child(CHILD);
+else await main();
