@@ -34,6 +34,8 @@ export interface Run {
   readonly isolated: boolean;
   /** Weights held quantised, and whether the checkpoint held the codes already. */
   readonly quantised: { readonly weights: number; readonly prequantized: boolean } | null;
+  /** wasm: each WebAssembly memory's bytes and the packed weights it holds (memory 0 first). */
+  readonly memories: readonly { readonly bytes: number; readonly weightBytes: number; readonly weights: number }[];
 }
 
 /** The package's Model class, as far as this file uses it. */
@@ -72,7 +74,8 @@ export async function runSteps(M: ModelClass, spec: Spec, say: (line: string) =>
   };
   const m = await M.load(spec.url, { ...spec.opts, onProgress });
   const loadMs = now() - t0;
-  say(`loaded in ${(loadMs / 1000).toFixed(1)} s; prefill of ${spec.prompt.length} tokens`);
+  const mems = m.memories.length ? `; ${m.memories.length} wasm memories (${m.memories.map((r) => `${(r.bytes / 2 ** 30).toFixed(2)} GiB`).join(', ')})` : '';
+  say(`loaded in ${(loadMs / 1000).toFixed(1)} s${mems}; prefill of ${spec.prompt.length} tokens`);
   const steps: Step[] = [];
   const step = (logits: Float32Array, ms: number) => {
     const token = argmax(logits);
@@ -97,6 +100,7 @@ export async function runSteps(M: ModelClass, spec: Spec, say: (line: string) =>
     return {
       loadMs, steps, threads: m.threads, isolated: globalThis.crossOriginIsolated === true,
       quantised: q ? { weights: q.formats.size, prequantized: q.prequantized } : null,
+      memories: m.memories.map(({ bytes, weightBytes, weights }) => ({ bytes, weightBytes, weights })),
     };
   } finally {
     m.dispose();

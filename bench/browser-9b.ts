@@ -275,11 +275,13 @@ function checkpointBytes(dir: string): number {
   return readdirSync(dir).filter((f) => f.endsWith('.safetensors')).reduce((s, f) => s + statSync(join(dir, f)).size, 0);
 }
 
-/** The package for the checkpoint's config.json, built once under .tmp/browser-9b/<config hash>. */
+/** The package for the checkpoint's config.json, built once under .tmp/browser-9b/<key>: the
+ *  config less its quantization_config (a bf16 checkpoint and its q4 make one package) and the
+ *  committed trees of the sources a package is made from (a merge or commit rebuilds it). */
 function buildPackage(weights: string): { work: string; pkg: string } {
-  // keyed by the config less its quantization_config: the bf16 checkpoint and its q4 make one package
   const { quantization_config: _, ...config } = readHfConfig(join(weights, 'config.json'));
-  const work = join(ROOT, '.tmp', 'browser-9b', createHash('sha256').update(JSON.stringify(config)).digest('hex').slice(0, 12));
+  const trees = spawnSync('git', ['rev-parse', ...['compiler', 'codegen', 'runtime', 'models', 'cli'].map((d) => `HEAD:${d}`)], { cwd: ROOT, encoding: 'utf8' }).stdout;
+  const work = join(ROOT, '.tmp', 'browser-9b', createHash('sha256').update(JSON.stringify(config)).update(trees).digest('hex').slice(0, 12));
   const pkg = join(work, 'pkg');
   if (existsSync(join(pkg, 'dist', 'index.js'))) return { work, pkg };
   mkdirSync(work, { recursive: true });
@@ -362,12 +364,18 @@ async function main(): Promise<void> {
   say(`${weights}: ${gb(bytes)} of safetensors; ${backend} in ${backend === 'wasm' ? `a worker, ${threads} threads` : 'the page'}; prompt ${JSON.stringify(prompt)}; ${tokens} tokens; load options ${JSON.stringify(opts)}`);
 
   const browserOut = join(work, `browser-${backend}.json`);
-  const cpuOut = join(work, 'cpu.json');
+  // the CPU reference of one checkpoint, prompt and token count is made once (the other backend's
+  // run reuses it): keyed by the checkpoint's files (names, sizes, times) and the spec
+  const files = readdirSync(weights).sort().map((f) => { const st = statSync(join(weights, f)); return `${f} ${st.size} ${st.mtimeMs}`; });
+  const cpuKey = createHash('sha256').update(JSON.stringify({ weights, files, prompt, tokens, capacity })).digest('hex').slice(0, 12);
+  const cpuOut = join(work, `cpu-${cpuKey}.json`);
   const bcode = await child('browser', planFile, browserOut, lock);
   const b = existsSync(browserOut) ? JSON.parse(readFileSync(browserOut, 'utf8')) as { run?: Run; error?: string; memory: MemoryPeak; adapter?: unknown; memory64?: boolean; chromium: string; servedBytes: number } : null;
   if (!b) die(`the browser phase wrote nothing (exit ${bcode})`);
   const skipCpu = process.argv.includes('--skip-cpu');
-  const ccode = skipCpu ? 0 : await child('cpu', planFile, cpuOut, lock, ['--threads', String(threads)]);
+  const reuse = !skipCpu && existsSync(cpuOut) && !(JSON.parse(readFileSync(cpuOut, 'utf8')) as { error?: string }).error;
+  if (reuse) say(`the CPU reference of this checkpoint and spec was made before: ${cpuOut}`);
+  const ccode = skipCpu || reuse ? 0 : await child('cpu', planFile, cpuOut, lock, ['--threads', String(threads)]);
   const c = !skipCpu && existsSync(cpuOut) ? JSON.parse(readFileSync(cpuOut, 'utf8')) as { run?: Run; error?: string; peakRss: number } : null;
   if (!skipCpu && !c) die(`the CPU phase wrote nothing (exit ${ccode})`);
 
@@ -380,6 +388,7 @@ async function main(): Promise<void> {
     const r = b.run;
     console.log(`browser: load ${(r.loadMs / 1000).toFixed(1)} s, prefill ${promptLen} tokens ${(r.steps[0]!.ms / 1000).toFixed(1)} s, decode ${r.steps.slice(1).map((s) => `${(s.ms / 1000).toFixed(1)} s`).join(', ') || '-'}`);
     console.log(`browser tokens ${JSON.stringify(r.steps.map((s) => s.token))}; top-5 ${JSON.stringify(r.steps.map((s) => s.top5.map((t) => t.id)))}`);
+    if (r.memories.length) console.log(`wasm memories: ${r.memories.map((x) => `${gb(x.bytes)} (${x.weights} weights)`).join(', ')}`);
   }
   console.log(`browser peak memory: VmRSS ${gb(m.peakRss)} summed over its processes (${Object.entries(m.atPeak).map(([k, v]) => `${k} ${gb(v)}`).join(', ')}), Pss ${gb(m.peakPss)}; ${m.samples} samples; Node (server, driver) ${gb(m.nodePeakRss)}; served ${gb(b.servedBytes)}`);
   if (c?.error) console.log(`cpu reference: FAILED: ${c.error}`);
