@@ -18,7 +18,8 @@
 // disk cache keeps no copy).
 //
 // Run: npx tsx bench/browser-9b.ts --weights DIR [--backend webgpu|wasm] [--tokens 2] [--prompt-len 4]
-//        [--threads 2] [--capacity 64] [--max-batch-tokens N|model] [--timeout-min 90] [--lock FILE|none] [--skip-cpu] [--build-only]
+//        [--threads 2] [--capacity 64] [--max-batch-tokens N|model] [--wasm-memory-bytes N]
+//        [--timeout-min 90] [--lock FILE|none] [--skip-cpu] [--build-only]
 // The package is built once per config.json (archc build, without CUDA compiles) under .tmp/.
 
 import { spawn, spawnSync } from 'node:child_process';
@@ -357,7 +358,10 @@ async function main(): Promise<void> {
   // allows (Dawn in Node allows 12): RT501 for 29 passes (planSplits with Chromium's limits). This
   // run's batches hold at most the prompt, so the plan is made for `capacity` tokens unless told `model`.
   const mbt = flag('--max-batch-tokens') === 'model' ? null : intFlag('--max-batch-tokens', capacity);
-  const opts = { backend, capacity, ...(backend === 'wasm' ? { threads } : mbt ? { webgpu: { maxBatchTokens: mbt } } : {}) } as const;
+  // wasm: --wasm-memory-bytes lowers the bytes one WebAssembly memory may hold (a small model then
+  // spreads its weights over several memories as Bamba-9B must)
+  const memBytes = flag('--wasm-memory-bytes') ? intFlag('--wasm-memory-bytes', 0) : null;
+  const opts = { backend, capacity, ...(backend === 'wasm' ? { threads, ...(memBytes ? { wasmMemoryBytes: memBytes } : {}) } : mbt ? { webgpu: { maxBatchTokens: mbt } } : {}) } as const;
   const plan: Plan = { weights, backend, site, pkg, spec: { url: '/ckpt/', opts, prompt, tokens }, timeoutMin };
   const planFile = join(work, 'plan.json');
   writeFileSync(planFile, JSON.stringify(plan));
