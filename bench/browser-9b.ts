@@ -204,6 +204,7 @@ async function browserPhase(plan: Plan, out: string): Promise<void> {
   const sent = { bytes: 0 };
   const server = await serve((req, res) => {
     const path = decodeURIComponent(new URL(req.url ?? '/', 'http://127.0.0.1').pathname);
+    if (path === '/favicon.ico') return void res.writeHead(204).end();
     if (path.startsWith('/ckpt/')) return sendStreamed(plan.weights, path.slice(6), req, res, sent);
     return sendStreamed(plan.site, path === '/' ? 'index.html' : path.slice(1), req, res, sent);
   });
@@ -264,8 +265,10 @@ async function cpuPhase(plan: Plan, threads: number, out: string): Promise<void>
 function child(phase: string, planFile: string, out: string, lock: string | null, extra: string[] = []): Promise<number> {
   const cmd = [process.execPath, '--import', 'tsx', SELF, '--phase', phase, '--plan', planFile, '--out', out, ...extra];
   if (lock) say(`${phase}: waiting for ${lock} (one big-model process at a time)`);
-  const p = spawn(lock ? 'flock' : cmd[0]!, lock ? [lock, ...cmd] : cmd.slice(1), { stdio: 'inherit', cwd: ROOT });
-  const stop = () => p.kill('SIGTERM');
+  // its own process group, so a signal to this script stops the child's browser too (flock does not
+  // pass signals on)
+  const p = spawn(lock ? 'flock' : cmd[0]!, lock ? [lock, ...cmd] : cmd.slice(1), { stdio: 'inherit', cwd: ROOT, detached: true });
+  const stop = () => { try { process.kill(-p.pid!, 'SIGTERM'); } catch { /* gone */ } };
   process.once('SIGINT', stop).once('SIGTERM', stop);
   return new Promise((done) => p.on('exit', (code) => { process.off('SIGINT', stop).off('SIGTERM', stop); done(code ?? 1); }));
 }
