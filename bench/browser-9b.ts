@@ -17,10 +17,12 @@
 // is streamed from disk by byte range (never read whole into Node) and served no-store (Chromium's
 // disk cache keeps no copy).
 //
-// Run: npx tsx bench/browser-9b.ts --weights DIR [--backend webgpu|wasm] [--tokens 2] [--prompt-len 4]
+// Run: npx tsx bench/browser-9b.ts [--weights DIR] [--backend webgpu|wasm] [--tokens 2] [--prompt-len 4]
 //        [--threads 2] [--capacity 64] [--max-batch-tokens N|model] [--wasm-memory-bytes N]
 //        [--timeout-min 90] [--lock FILE|none] [--skip-cpu] [--build-only]
-// The package is built once per config.json (archc build, without CUDA compiles) under .tmp/.
+// --weights defaults to /work/data/bamba9b-q4, made when absent (once, under the lock) by `archc
+// quantize --to q4` from bench/bamba9b.ts' /work/data/bamba9b-bf16. The package is built once per
+// config.json and source tree (archc build, without CUDA compiles) under .tmp/browser-9b/.
 
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -32,7 +34,7 @@ import type { Browser } from 'playwright-core';
 import { readHfConfig } from '../runtime/hfconfig.ts';
 import { createRng } from '../runtime/rng.ts';
 import { CHROMIUM, ISOLATED, bundle, closeServer, launchChromium, port, serve } from '../test/helpers/browser.ts';
-import type { ModelClass, Run, Spec } from './browser-9b-page.ts';
+import type { ModelClass, Run, Spec } from './browser-9b/page.ts';
 
 const SELF = fileURLToPath(import.meta.url);
 const ROOT = resolve(SELF, '..', '..');
@@ -248,7 +250,7 @@ async function browserPhase(plan: Plan, out: string): Promise<void> {
 
 /** The CPU reference phase (a child process under the lock): the package on backend 'cpu' in Node. */
 async function cpuPhase(plan: Plan, threads: number, out: string): Promise<void> {
-  const { runSteps } = await import('./browser-9b-page.ts');
+  const { runSteps } = await import('./browser-9b/page.ts');
   const { Model } = await import(join(plan.pkg, 'dist', 'index.js')) as { Model: ModelClass };
   const result: Record<string, unknown> = {};
   try {
@@ -298,12 +300,25 @@ function buildPackage(weights: string): { work: string; pkg: string } {
   return { work, pkg };
 }
 
-/** The page and worker bundles (esbuild) of bench/browser-9b-page.ts over the package. */
+/** The default checkpoint, made once from bench/bamba9b.ts' bf16 one by `archc quantize --to q4`. */
+const Q4_DIR = '/work/data/bamba9b-q4';
+const BF16_DIR = '/work/data/bamba9b-bf16';
+const BIG_LOCK = '/work/data/bigmem.lock';
+
+function makeQ4(): void {
+  if (!existsSync(BF16_DIR)) die(`no ${Q4_DIR} and no ${BF16_DIR} to make it from: run npx tsx bench/bamba9b.ts (it writes the bf16 checkpoint), or pass --weights DIR`);
+  const cmd = [process.execPath, join(ROOT, 'bin', 'archc.js'), 'quantize', BAMBA, '--weights', BF16_DIR, '--to', 'q4', '-o', Q4_DIR];
+  say(`making ${Q4_DIR}: flock ${BIG_LOCK} ${cmd.join(' ')}`);
+  const r = spawnSync('flock', [BIG_LOCK, ...cmd], { stdio: 'inherit', cwd: ROOT });
+  if (r.status !== 0) die(`archc quantize failed (exit ${r.status})`);
+}
+
+/** The page and worker bundles (esbuild) of bench/browser-9b/page.ts over the package. */
 async function bundleSite(work: string, pkg: string): Promise<string> {
   const site = join(work, 'site');
   mkdirSync(site, { recursive: true });
   const imports = `import { Model } from ${JSON.stringify(join(pkg, 'dist', 'index.js'))};\n`
-    + `import { page, worker } from ${JSON.stringify(join(ROOT, 'bench', 'browser-9b-page.ts'))};\n`;
+    + `import { page, worker } from ${JSON.stringify(join(ROOT, 'bench', 'browser-9b', 'page.ts'))};\n`;
   writeFileSync(join(site, 'page.js'), `${imports}page(Model, 'worker.bundle.js');\n`);
   writeFileSync(join(site, 'worker.js'), `${imports}worker(Model);\n`);
   await bundle(join(site, 'page.js'), join(site, 'page.bundle.js'));
@@ -332,8 +347,8 @@ async function main(): Promise<void> {
     if (phase === 'cpu') return cpuPhase(plan, intFlag('--threads', 2), flag('--out')!);
     die(`unknown phase ${phase}`);
   }
-  const weightsArg = flag('--weights') ?? die('--weights DIR is required (a checkpoint directory, e.g. made by archc quantize --to q4)');
-  const weights = resolve(weightsArg);
+  const weights = resolve(flag('--weights') ?? Q4_DIR);
+  if (weights === Q4_DIR && !existsSync(Q4_DIR)) makeQ4();
   if (!existsSync(join(weights, 'config.json'))) die(`${weights}: no config.json (a checkpoint directory in Hugging Face layout is needed)`);
   const backend = flag('--backend') ?? 'webgpu';
   if (backend !== 'webgpu' && backend !== 'wasm') die(`--backend: webgpu or wasm, got ${JSON.stringify(backend)}`);
@@ -344,7 +359,7 @@ async function main(): Promise<void> {
   const timeoutMin = intFlag('--timeout-min', 90);
   const bytes = checkpointBytes(weights);
   const lockFlag = flag('--lock');
-  const lock = lockFlag === 'none' ? null : lockFlag ?? (bytes >= 1e9 ? '/work/data/bigmem.lock' : null);
+  const lock = lockFlag === 'none' ? null : lockFlag ?? (bytes >= 1e9 ? BIG_LOCK : null);
 
   const vocab = readHfConfig(join(weights, 'config.json')).vocab_size;
   if (typeof vocab !== 'number') die(`${join(weights, 'config.json')}: no vocab_size`);

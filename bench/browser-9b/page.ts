@@ -4,7 +4,7 @@
 // The same `runSteps` runs on the page (webgpu), in a dedicated worker (wasm) and in Node (the CPU
 // reference engine), so every side picks its tokens by the one argmax below.
 
-import type { LoadOptions, Model } from '../runtime/model.ts';
+import type { LoadOptions, Model } from '../../runtime/model.ts';
 
 /** What a side is asked to run. */
 export interface Spec {
