@@ -429,9 +429,11 @@ async function main(): Promise<void> {
   };
   mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true });
   const all = existsSync(RESULTS) ? JSON.parse(readFileSync(RESULTS, 'utf8')) as Record<string, unknown> : {};
-  all[backend] = entry;
+  // one entry per backend, and per wasm memory limit when one is given
+  const key = `${backend}${memBytes ? `-memory-bytes-${memBytes}` : ''}`;
+  all[key] = entry;
   writeFileSync(RESULTS, `${JSON.stringify(all, null, 2)}\n`);
-  say(`wrote ${RESULTS} (${backend})`);
+  say(`wrote ${RESULTS} (${key})`);
   if (b.error || c?.error || (!skipCpu && !equal)) process.exitCode = 1;
 }
 
