@@ -46,8 +46,10 @@ const REFERENCE = !argv.includes('--no-reference');
 const LOAD_ONLY = argv.includes('--load-only');
 const CHILD = flag('--child', '');
 
-/** Bytes per weight of a product's matrix in each format (q8/q4: one f16 scale per 32). */
-const BYTES_PER_WEIGHT: Record<string, number> = { bf16: 2, q8: 1 + 2 / 32, q4: 0.5 + 2 / 32 };
+/** Bytes per weight a wasm decode step reads of a product's matrix in each format: the packed
+ *  panels (runtime/wasm/layout.ts QUANT_LAYOUT: per 8 columns × 32 k, the codes, 8 f32 scales and
+ *  8 i32 corrections; q4 192 bytes, q8 320), not the checkpoint's 4.5 and 8.5 bits. */
+const BYTES_PER_WEIGHT: Record<string, number> = { bf16: 2, q8: 320 / 256, q4: 192 / 256 };
 
 /** The prompt: fixed ids spread over the vocabulary (random weights: any ids will do). */
 const promptIds = (n: number, vocab: number): number[] => Array.from({ length: n }, (_, i) => (i * 7919 + 13) % vocab);
