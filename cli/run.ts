@@ -14,7 +14,7 @@ import { causalLmLoss } from '../runtime/loss.ts';
 import type { Model } from '../runtime/model.ts';
 import { RuntimeError } from '../runtime/errors.ts';
 import { createRng } from '../runtime/rng.ts';
-import { writeSafetensors, writeShardedSafetensors } from '../runtime/safetensors.ts';
+import { openCheckpoint, writeSafetensors, writeShardedSafetensors } from '../runtime/safetensors.ts';
 import { DTYPE_BYTES, type DType, numel } from '../runtime/tensor.ts';
 import type { Graph } from '../compiler/ir.ts';
 import { RUNTIME_LIMITS } from '../runtime/limits.ts';
@@ -138,12 +138,15 @@ export async function loadModel(file: string, o: LoadFlags, unquantised = false)
   const capacity = capacityFlag(o.capacity);
   const { program } = await compileFor(file, o, o.weights);
   const backend = (o.backend ?? 'wasm') as Backend;
-  // what the backend's build target makes (the same a package ships), in this process
-  const made = await (await import('../codegen/targets.ts')).buildTarget(backend)?.inProcess(program, { cudaArchs: archList(o.cudaArch) }) ?? {};
-  // the runtime (with the tokenizer) loads only in the commands that run a model; the bar only on a terminal
-  const { Model } = await import('../runtime/model.ts');
+  // the checkpoint's headers are read first: a corrupt file is named (RT1xx) before anything is
+  // made for a backend, even where a backend could not be made at all
+  openCheckpoint(o.weights).close();
   const bar = await loadBar(unquantised ? 'loading reference weights' : 'loading weights');
   try {
+    // what the backend's build target makes (the same a package ships), in this process
+    const made = await (await import('../codegen/targets.ts')).buildTarget(backend)?.inProcess(program, { cudaArchs: archList(o.cudaArch) }) ?? {};
+    // the runtime (with the tokenizer) loads only in the commands that run a model; the bar only on a terminal
+    const { Model } = await import('../runtime/model.ts');
     const model = await Model.loadProgram(program, o.weights, {
       ...(quantize !== undefined ? { quantize } : {}),
       allowExtra: o.allowExtra,
@@ -157,6 +160,13 @@ export async function loadModel(file: string, o: LoadFlags, unquantised = false)
     });
     if (!unquantised) reportQuantization(model);
     return model;
+  } catch (e) {
+    // WebAssembly memories reserve address space up front: under `ulimit -v` they cannot be made
+    const why = e instanceof Error ? e.message : '';
+    if (/out of memory|could not allocate memory|cannot allocate wasm memory/i.test(why) && !(e instanceof RuntimeError)) {
+      throw new RuntimeError('RT309', [backend, why.replace(/\. Build with -sASSERTIONS.*$/s, '').replace(/^Aborted\((.*)\)$/s, '$1')]);
+    }
+    throw e;
   } finally {
     bar?.stop();
   }

@@ -71,6 +71,7 @@ export const RUNTIME_MESSAGES = {
   RT301: 'bad batch: {0}',
   RT302: 'cache full: {0}; load with a larger capacity (the load option capacity; archc run/forward --capacity N)',
   RT303: 'unsupported {0}; {1}',
+  RT309: 'the {0} backend could not reserve its memory ({1}): this process may run under an address-space limit (ulimit -v; WebAssembly reserves several GiB of address space per memory); raise the limit, or use the reference engine (--backend cpu)',
   RT304: '{0} {1} at index {2} must be an integer in [0, {3})',
   RT305: 'a run of {0} tokens in {1} sequences needs {2} bytes, over the limit {3} = {4}',
   RT306: 'environment variable {0} = {1}: expected {2}',

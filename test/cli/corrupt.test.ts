@@ -7,7 +7,8 @@
 import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BAMBA, type CliResult, TINY, inParallel, makeDir, removeDir, runCli, setsFor } from '../helpers/checkpoints.ts';
+import { execFile } from 'node:child_process';
+import { ARCHC, BAMBA, type CliResult, ROOT, TINY, inParallel, makeDir, removeDir, runCli, setsFor } from '../helpers/checkpoints.ts';
 
 /** A parsed safetensors file: its header object and its data section. */
 interface Parsed {
@@ -184,5 +185,40 @@ describe('archc forward on a broken checkpoint', () => {
       else expect(r.stderr).toMatch(want);
     }
     expect(readdirSync(join(root, `out${i}`)), 'the --out directory').toEqual([]);
+  });
+});
+
+describe('under an address-space limit (ulimit -v 3000000, as some hosts set)', () => {
+  /** `archc ARGS` in a shell that lowers its virtual-memory limit first. */
+  const limited = (args: readonly string[]): Promise<CliResult> => new Promise((resolve) => {
+    execFile('bash', ['-c', 'ulimit -v 3000000 && exec "$0" "$@"', process.execPath, ARCHC, ...args], { cwd: ROOT, timeout: 60_000, env: { ...process.env, NO_COLOR: '1' } },
+      (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }));
+  });
+
+  it('the wasm backend that cannot reserve its memory is RT309, naming the limit and --backend cpu; the cpu backend runs', async () => {
+    const [wasm, cpu] = await inParallel([
+      () => limited(['forward', BAMBA, '--weights', join(root, 'case0'), '--ids', '1,2,3']),
+      () => limited(['forward', BAMBA, '--weights', join(root, 'case0'), '--ids', '1,2,3', '--backend', 'cpu']),
+    ], 2);
+    expect(wasm.code, wasm.stderr).toBe(1);
+    expect(wasm.stderr).toMatch(/error RT309: the wasm backend could not reserve its memory .*ulimit -v.*--backend cpu/);
+    expect(wasm.stderr).not.toMatch(/internal error|bug in archc|^\s+at /m);
+    expect(cpu.code, cpu.stderr).toBe(0);
+  });
+
+  it('a corrupt checkpoint is named (its RT1xx) before any backend is made', async () => {
+    const picked = CASES.map((c, i) => ({ c, i: i + 1 })).filter(({ c }) => /header length|data offsets|unknown dtype/.test(c.name));
+    expect(picked.length).toBeGreaterThan(1);
+    const runs = await inParallel(picked.map(({ i }) => () => limited(['forward', BAMBA, '--weights', join(root, `case${i}`), '--ids', '1,2,3'])), 2);
+    runs.forEach((r, k) => {
+      expect(r.code, r.stderr).toBe(1);
+      expect(r.stderr).toMatch(/error RT1\d\d/);
+      expect(r.stderr).not.toMatch(/RT309|internal error/);
+      for (const m of picked[k]!.c.mentions) {
+        const want = typeof m === 'function' ? m() : m;
+        if (typeof want === 'string') expect(r.stderr).toContain(want);
+        else expect(r.stderr).toMatch(want);
+      }
+    });
   });
 });
