@@ -253,3 +253,19 @@ function kindOf(v: unknown): string {
   if (Array.isArray(v)) return 'an array';
   return `a ${typeof v}`;
 }
+
+/** What config.json says the checkpoint is (model_type, architectures) where that names another
+ *  model than the program's `model` (e.g. Bamba: `bamba`, `BambaForCausalLM`, and init-weights'
+ *  `archc-bamba`, `ArchcBamba` all name it), else null. Said only when a load fails: a config of a
+ *  kindred family (Granite-4.0-H for bamba.arch) may well fit. */
+export function otherModel(config: HfConfig, model: string): string | null {
+  // a family's stem: `Mamba2LM`, `mamba2`, `Mamba2ForCausalLM`, `archc-mamba2lm` are all `mamba2`
+  const stem = (v: unknown) => (typeof v === 'string'
+    ? v.toLowerCase().replace(/[^a-z0-9]/g, '').replace(/^archc/, '').replace(/(forcausallm|lmheadmodel|lm|model)$/, '') : null);
+  const m = stem(model);
+  const type = stem(config.model_type);
+  const arch = Array.isArray(config.architectures) ? stem(config.architectures[0]) : null;
+  if ((type === null && arch === null) || type === m || arch === m) return null;
+  return [type !== null ? `model_type ${JSON.stringify(config.model_type)}` : '', arch !== null ? `architectures ${JSON.stringify(config.architectures)}` : '']
+    .filter(Boolean).join(', ');
+}

@@ -60,22 +60,6 @@ function show(v: unknown): string {
   return JSON.stringify(v, (_k, x) => (typeof x === 'number' && !Number.isFinite(x) ? `${x}` : x)).replace(/"(-?Infinity|NaN)"/g, '$1');
 }
 
-/** What config.json says the checkpoint is (model_type, architectures) where that names another
- *  model than the program's `model` (e.g. Bamba: `bamba`, `BambaForCausalLM`, and init-weights'
- *  `archc-bamba`, `ArchcBamba` all name it), else null. Said only when a load fails: a config of a
- *  kindred family (Granite-4.0-H for bamba.arch) may well fit. */
-export function otherModel(config: HfConfig, model: string): string | null {
-  // a family's stem: `Mamba2LM`, `mamba2`, `Mamba2ForCausalLM`, `archc-mamba2lm` are all `mamba2`
-  const stem = (v: unknown) => (typeof v === 'string'
-    ? v.toLowerCase().replace(/[^a-z0-9]/g, '').replace(/^archc/, '').replace(/(forcausallm|lmheadmodel|lm|model)$/, '') : null);
-  const m = stem(model);
-  const type = stem(config.model_type);
-  const arch = Array.isArray(config.architectures) ? stem(config.architectures[0]) : null;
-  if ((type === null && arch === null) || type === m || arch === m) return null;
-  return [type !== null ? `model_type ${JSON.stringify(config.model_type)}` : '', arch !== null ? `architectures ${JSON.stringify(config.architectures)}` : '']
-    .filter(Boolean).join(', ');
-}
-
 function sameValue(a: unknown, b: unknown): boolean {
   if (typeof a === 'number' && typeof b === 'number') return a === b || (Number.isNaN(a) && Number.isNaN(b));
   if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((x, i) => sameValue(x, b[i]));

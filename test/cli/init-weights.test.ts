@@ -4,8 +4,7 @@
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { type HfConfig, readHfConfig } from '../../runtime/hfconfig.ts';
-import { otherModel } from '../../runtime/load.ts';
+import { type HfConfig, otherModel, readHfConfig } from '../../runtime/hfconfig.ts';
 import { BAMBA, ROOT, inParallel, runCli, writeCheckpoint } from '../helpers/checkpoints.ts';
 import { useTmpDirs } from '../helpers/tmp.ts';
 
