@@ -213,8 +213,9 @@ async function main(): Promise<void> {
   const rows = [['format', 'load s', 'load GB/s', 'RSS after load GB', 'peak RSS GB', `prefill ${PREFILL} tok/s`, 'decode tok/s', 'decode weight GB/s', `× copy ${THREADS}t`, 'logits vs reference']];
   for (const r of results) {
     const decodeGBs = r.weightBytesPerToken * DECODE / r.decodeS! / 1e9;
-    rows.push([r.format, fmt(r.loadS), fmt(r.checkpointBytes / r.loadS / 1e9, 2), gb(r.rssAfterLoad), gb(r.peakRss), fmt(PREFILL / r.prefillS!, 1), fmt(DECODE / r.decodeS!, 2),
-      fmt(decodeGBs, 2), `${fmt(decodeGBs / copy.all, 2)}`, r.check ? `${r.check.rel.toExponential(1)} of scale${r.check.sameTop ? '' : ', top-1 differs'}` : '—']);
+    const ran = r.decodeS !== undefined;
+    rows.push([r.format, fmt(r.loadS), fmt(r.checkpointBytes / r.loadS / 1e9, 2), gb(r.rssAfterLoad), gb(r.peakRss), ran ? fmt(PREFILL / r.prefillS!, 1) : '—', ran ? fmt(DECODE / r.decodeS!, 2) : '—',
+      ran ? fmt(decodeGBs, 2) : '—', ran ? fmt(decodeGBs / copy.all, 2) : '—', r.check ? `${r.check.rel.toExponential(1)} of scale${r.check.sameTop ? '' : ', top-1 differs'}` : '—']);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   console.log(`\n${rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ')).join('\n')}\n\n${conditions()}`);
