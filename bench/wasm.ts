@@ -23,7 +23,6 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
 import { wasmKernels, wasmKernelVariants } from '../codegen/wasm/assemble.ts';
 import { wasmProgram } from '../codegen/wasm/program.ts';
 import { compileFile, loadConfig } from '../compiler/compile.ts';
@@ -35,6 +34,7 @@ import { f32ToBf16, type Tensor } from '../runtime/tensor.ts';
 import { type PackedWeight, WasmKernels } from '../runtime/wasm/kernels.ts';
 import { wasmModule } from '../runtime/wasm/module.ts';
 import { WASM_TARGETS } from '../codegen/wasm/target.ts';
+import { copyBench } from './memcopy.ts';
 import { median, timeCalls } from './timing.ts';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '..', '..');
@@ -162,42 +162,6 @@ function matmulBench(variants: Variants): object {
 }
 
 // ---- 2. GEMV bandwidth vs memory copy ---------------------------------------------------------
-
-const COPY_WORKER = `
-const { workerData } = require('node:worker_threads');
-const { src, dst, ctl: c, lo, hi } = workerData;
-const ctl = new Int32Array(c), s = new Uint8Array(src), d = new Uint8Array(dst);
-let gen = 0;
-for (;;) {
-  Atomics.wait(ctl, 0, gen); gen = Atomics.load(ctl, 0);
-  if (Atomics.load(ctl, 2)) break;
-  d.set(s.subarray(lo, hi), lo);
-  Atomics.add(ctl, 1, 1); Atomics.notify(ctl, 1);
-}`;
-
-/** Seconds for one copy of `bytes` bytes with `threads` threads (plain TypedArray.set loops). */
-function copyBench(bytes: number, threads: number, reps: number): number {
-  const src = new SharedArrayBuffer(bytes), dst = new SharedArrayBuffer(bytes);
-  new Uint8Array(src).fill(1);
-  new Uint8Array(dst).fill(2);
-  const ctl = new Int32Array(new SharedArrayBuffer(12));
-  const part = Math.ceil(bytes / threads / 64) * 64;
-  const workers = Array.from({ length: threads - 1 }, (_, i) => new Worker(COPY_WORKER, { eval: true, workerData: { src, dst, ctl: ctl.buffer, lo: (i + 1) * part, hi: Math.min(bytes, (i + 2) * part) } }));
-  const s = new Uint8Array(src), d = new Uint8Array(dst);
-  const once = () => {
-    Atomics.store(ctl, 1, 0);
-    Atomics.add(ctl, 0, 1);
-    Atomics.notify(ctl, 0);
-    d.set(s.subarray(0, Math.min(bytes, part)));
-    for (let n = Atomics.load(ctl, 1); n < threads - 1; n = Atomics.load(ctl, 1)) Atomics.wait(ctl, 1, n);
-  };
-  const t = median(timeCalls(once, reps, 1));
-  Atomics.store(ctl, 2, 1);
-  Atomics.add(ctl, 0, 1);
-  Atomics.notify(ctl, 0);
-  for (const w of workers) void w.terminate();
-  return t;
-}
 
 function gemvBench(variants: Variants): object {
   // every product of one decode step: 10 Mamba layers (in_proj, out_proj), 2 attention layers
