@@ -18,8 +18,11 @@ import { type HostWeight, type QuantDType, type QuantTensor, concatQuant, isQuan
 import { type Tensor, toF32 } from '../tensor.ts';
 import type { SplitOptions, WebGpuOptions } from './options.ts';
 import { CHUNK_FIELDS, SEQ_FIELDS, writable, type BindingKind, type KernelShaders, type Pass, type RunCount, type WgslProfile, type WgslProgram } from './shaders.ts';
+import { findGpu } from './dawn.ts';
 import { WebGpuStatePool } from './pool.ts';
 import { type BindingLimits, type BoundPass, type SplitPlan, SplitBuffer, bufferName, fillRotary, intsWords, partsOf, planSplits, specialise, weightDeviceBytes } from './split.ts';
+
+export { findGpu };
 
 export type { WebGpuOptions };
 
@@ -34,31 +37,6 @@ export function adapterProfile(a: GPUAdapter): WgslProfile {
   const legacy = (a as GPUAdapter & { isFallbackAdapter?: boolean }).isFallbackAdapter;
   if (i.isFallbackAdapter || legacy) return 'cpu';
   return CPU_ADAPTERS.test([i.vendor, i.architecture, i.device, i.description].join(' ')) ? 'cpu' : 'gpu';
-}
-
-/** Dawn instances by flags: held for the life of the process, since Dawn's devices stop working
- *  (and the process crashes) once the instance that made them is garbage-collected. */
-const dawn = new Map<string, GPU>();
-
-/** The GPU entry point of this JS environment. */
-export async function findGpu(opts: WebGpuOptions = {}): Promise<GPU> {
-  if (opts.gpu) return opts.gpu as GPU; // a GpuEntry is typed structurally only for the public .d.ts (options.ts)
-  const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
-  if (nav?.gpu) return nav.gpu;
-  const key = (opts.dawnFlags ?? []).join(' ');
-  const made = dawn.get(key);
-  if (made) return made;
-  const name = 'webgpu'; // a variable: bundlers for the browser leave the Node package out
-  let mod: { create(flags: string[]): GPU; globals: Record<string, unknown> };
-  try {
-    mod = await import(name);
-  } catch (e) {
-    throw new RuntimeError('RT500', [`cannot load the \`webgpu\` package (${e instanceof Error ? e.message : String(e)})`]);
-  }
-  Object.assign(globalThis, mod.globals);
-  const gpu = mod.create([...(opts.dawnFlags ?? [])]);
-  dawn.set(key, gpu);
-  return gpu;
 }
 
 /** What a program needs of a device, checked against an adapter's limits before anything is

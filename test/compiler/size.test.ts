@@ -39,7 +39,7 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  the kernel module's job record and `work` in codegen/wasm/job.ts, the integer-dot GEMV's loop;
  *  runtime -> 10880 (10895 with webgpu/pool.ts split out of backend.ts), cli -> 1390: WebGPU's host-made rotary table (runtime/webgpu/rotary.ts) and a checkpoint
  *  of another model named as such (RT166, one CLI warning line). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4090, codegen: 4410, runtime: 10895, cli: 1390 };
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4090, codegen: 4410, runtime: 10920, cli: 1390 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
@@ -47,7 +47,7 @@ const LONG_FILES: Readonly<Record<string, number>> = {
   'codegen/wgsl/render.ts': 623,
   'codegen/wgsl/templates.ts': 669,
   'runtime/safetensors.ts': 605,
-  'runtime/webgpu/backend.ts': 602,
+  'runtime/webgpu/backend.ts': 580,
 };
 /** Where the targets are listed: the run targets and the build targets. */
 const REGISTRIES = ['runtime/targets.ts', 'codegen/targets.ts'];
