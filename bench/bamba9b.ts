@@ -9,6 +9,9 @@
 //
 // Run: npx tsx bench/bamba9b.ts [--dir /work/data/bamba9b-bf16] [--formats q4,q8] [--threads 2]
 //        [--prefill 512] [--decode 32] [--check 4] [--no-reference] [--load-only] [--tied]
+//        [--llama bamba9b-q4_0.gguf]
+// --llama: llama.cpp's llama-bench on that GGUF (bench/llama/to_gguf.py of the same checkpoint, then
+// llama-quantize Q4_0) after archc's runs, same threads, prefill and decode, for the side by side.
 // The checkpoint (~19.6 GB untied, 18.5 GB tied) is made with `archc init-weights models/bamba.arch
 // --dtype bf16 --set tie=false --shard-size 5000000000` when the directory does not exist. Big
 // processes run one at a time (each holds the model). Writes bench/results/bamba9b.json.
@@ -25,6 +28,8 @@ import { lowerToProgram } from '../compiler/lower.ts';
 import { readHfConfig } from '../runtime/hfconfig.ts';
 import { Model } from '../runtime/model.ts';
 import type { QuantDType } from '../runtime/quant.ts';
+import { QUANT_LAYOUT } from '../runtime/wasm/layout.ts';
+import { run, tool } from './llama/common.ts';
 import { copyBench } from './memcopy.ts';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '..', '..');
@@ -45,11 +50,12 @@ const REFERENCE = !argv.includes('--no-reference');
 /** Only load (time, peak RSS): no runs, no reference. */
 const LOAD_ONLY = argv.includes('--load-only');
 const CHILD = flag('--child', '');
+const LLAMA = flag('--llama', '');
 
 /** Bytes per weight a wasm decode step reads of a product's matrix in each format: the packed
- *  panels (runtime/wasm/layout.ts QUANT_LAYOUT: per 8 columns × 32 k, the codes, 8 f32 scales and
- *  8 i32 corrections; q4 192 bytes, q8 320), not the checkpoint's 4.5 and 8.5 bits. */
-const BYTES_PER_WEIGHT: Record<string, number> = { bf16: 2, q8: 320 / 256, q4: 192 / 256 };
+ *  panels (runtime/wasm/layout.ts QUANT_LAYOUT: one group is 8 columns × 32 k), not the
+ *  checkpoint's 4.5 and 8.5 bits. */
+const BYTES_PER_WEIGHT: Record<string, number> = { bf16: 2, q8: QUANT_LAYOUT.q8.group / 256, q4: QUANT_LAYOUT.q4.group / 256 };
 
 /** The prompt: fixed ids spread over the vocabulary (random weights: any ids will do). */
 const promptIds = (n: number, vocab: number): number[] => Array.from({ length: n }, (_, i) => (i * 7919 + 13) % vocab);
@@ -217,11 +223,27 @@ async function main(): Promise<void> {
     rows.push([r.format, fmt(r.loadS), fmt(r.checkpointBytes / r.loadS / 1e9, 2), gb(r.rssAfterLoad), gb(r.peakRss), ran ? fmt(PREFILL / r.prefillS!, 1) : '—', ran ? fmt(DECODE / r.decodeS!, 2) : '—',
       ran ? fmt(decodeGBs, 2) : '—', ran ? fmt(decodeGBs / copy.all, 2) : '—', r.check ? `${r.check.rel.toExponential(1)} of scale${r.check.sameTop ? '' : ', top-1 differs'}` : '—']);
   }
+  const llama = LLAMA ? llamaBench(LLAMA) : null;
+  if (llama) {
+    const q4 = results.find((r) => r.format === 'q4' && r.decodeS !== undefined);
+    rows.push([`llama.cpp ${llama.type}`, '—', '—', '—', '—', fmt(llama.prefill, 1), fmt(llama.decode, 2), '—', '—', '—']);
+    if (q4) console.log(`archc q4 / llama.cpp ${llama.type}: decode ${fmt(DECODE / q4.decodeS! / llama.decode, 2)}×, prefill ${fmt(PREFILL / q4.prefillS! / llama.prefill, 2)}×`);
+  }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   console.log(`\n${rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ')).join('\n')}\n\n${conditions()}`);
   mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true });
   writeFileSync(join(ROOT, 'bench', 'results', 'bamba9b.json'), JSON.stringify({ bench: 'bamba9b', date: new Date().toISOString(), node: process.version, cpu: cpus()[0]?.model,
-    cores: cpus().length, threads: THREADS, dir: DIR, tied: TIED, copyGBs: copy, warmRead: warm, prefill: PREFILL, decode: DECODE, results }, null, 2) + '\n');
+    cores: cpus().length, threads: THREADS, dir: DIR, tied: TIED, copyGBs: copy, warmRead: warm, prefill: PREFILL, decode: DECODE, results, llama }, null, 2) + '\n');
+}
+
+/** llama-bench on `gguf`: prefill PREFILL and decode DECODE tokens/s, one repetition, THREADS threads. */
+function llamaBench(gguf: string): { type: string; prefill: number; decode: number; loadAverage: number } {
+  const out = run(tool('llama-bench'), ['-m', gguf, '-t', String(THREADS), '-p', String(PREFILL), '-n', String(DECODE), '-r', '1', '-o', 'json'], `llama-bench ${gguf}`);
+  const rows = JSON.parse(out) as { n_prompt: number; n_gen: number; avg_ts: number; model_type: string }[];
+  const pp = rows.find((r) => r.n_prompt === PREFILL && r.n_gen === 0), tg = rows.find((r) => r.n_gen === DECODE && r.n_prompt === 0);
+  if (!pp || !tg) throw new Error(`llama-bench ${gguf}: no pp${PREFILL}/tg${DECODE} rows in its output`);
+  console.log(`  llama.cpp ${tg.model_type}: prefill ${PREFILL} ${fmt(pp.avg_ts, 1)} tok/s, decode ${fmt(tg.avg_ts, 2)} tok/s; load average ${loadavg()[0]!.toFixed(1)}`);
+  return { type: tg.model_type, prefill: pp.avg_ts, decode: tg.avg_ts, loadAverage: loadavg()[0]! };
 }
 
 if (CHILD) await child(CHILD);
