@@ -298,16 +298,22 @@ function dotKernel(f: QuantType, fma: boolean): string {
   // the i8 operand first: q8's codes, q4's signed digits
   const dot = (w: string, x: string) => (f === 'q8' ? `(i16x8.relaxed_dot_i8x16_i7x16_s ${get(w)} ${get(x)})` : `(i16x8.relaxed_dot_i8x16_i7x16_s ${get(x)} ${get(w)})`);
   // q8's pair sums widen by a multiply-add with ones (in a local: a constant operand V8 rebuilds per use)
-  const acc = (a: string, e: string) => (f === 'q4' ? `(local.set $${a} (i16x8.add ${get(a)} ${e}))` : `(local.set $${a} (i32x4.add ${get(a)} (i32x4.dot_i16x8_s ${e} ${get('c1')})))`);
+  const acc = (a: string, e: string, first: boolean) => {
+    const v = f === 'q4' ? e : `(i32x4.dot_i16x8_s ${e} ${get('c1')})`;
+    return `(local.set $${a} ${first ? v : `(${f === 'q4' ? 'i16x8' : 'i32x4'}.add ${get(a)} ${v})`})`;
+  };
   // one k-quad: one half's codes at a time, so fewer vectors are live at once
   const qb = f === 'q8' ? 32 : 16;
-  const quad = [...['x2', 'x1', 'x0'].map((x, d) => `(local.set $${x} (v128.load32_splat offset=${d * 4} ${get('xq')}))`)];
-  quad.push(f === 'q8' ? `(local.set $va (v128.load ${get('wq')}))` : `(local.set $v (v128.load ${get('wq')}))\n(local.set $va (v128.and ${get('v')} ${get('m15')}))`);
-  for (const d of [2, 1, 0]) quad.push(acc(`a${d}`, dot('va', `x${d}`)));
-  // q4's high nibbles: a 16-bit shift and the mask (i8x16.shr_u is three instructions and a constant on x64)
-  quad.push(f === 'q8' ? `(local.set $vb (v128.load offset=16 ${get('wq')}))` : `(local.set $vb (v128.and (i16x8.shr_u ${get('v')} (i32.const 4)) ${get('m15')}))`);
-  for (const d of [2, 1, 0]) quad.push(acc(`b${d}`, dot('vb', `x${d}`)));
-  const zero = '(v128.const i32x4 0 0 0 0)';
+  // the group's first k-quad sets the accumulators (no zeroing, no adds), the loop adds the other seven
+  const quad = (first: boolean) => {
+    const lines = [...['x2', 'x1', 'x0'].map((x, d) => `(local.set $${x} (v128.load32_splat offset=${d * 4} ${get('xq')}))`)];
+    lines.push(f === 'q8' ? `(local.set $va (v128.load ${get('wq')}))` : `(local.set $v (v128.load ${get('wq')}))\n(local.set $va (v128.and ${get('v')} ${get('m15')}))`);
+    for (const d of [2, 1, 0]) lines.push(acc(`a${d}`, dot('va', `x${d}`), first));
+    // q4's high nibbles: a 16-bit shift and the mask (i8x16.shr_u is three instructions and a constant on x64)
+    lines.push(f === 'q8' ? `(local.set $vb (v128.load offset=16 ${get('wq')}))` : `(local.set $vb (v128.and (i16x8.shr_u ${get('v')} (i32.const 4)) ${get('m15')}))`);
+    for (const d of [2, 1, 0]) lines.push(acc(`b${d}`, dot('vb', `x${d}`), first));
+    return lines.join('\n  ');
+  };
   const sum = (h: 'a' | 'b', i: number) => {
     // q4: each i16 pair sum widens times its digit's weight in one multiply-add (2 · 15360 · 2^14 < 2^31)
     let e = f === 'q4' ? `(i32x4.add (i32x4.add (i32x4.dot_i16x8_s ${get(`${h}2`)} ${get('c14')}) (i32x4.dot_i16x8_s ${get(`${h}1`)} ${get('c7')})) (i32x4.dot_i16x8_s ${get(`${h}0`)} ${get('c1')}))`
@@ -315,26 +321,27 @@ function dotKernel(f: QuantType, fma: boolean): string {
     e = f === 'q8' ? `(i32x4.sub ${e} (i32x4.shl (v128.load16x4_s offset=${L.corr! + 8 * i} ${get('wp')}) (i32.const 20)))`
       : `(i32x4.sub ${e} (v128.load32_splat offset=4 ${get('xd')}))`;
     const prod = `(f32x4.mul (f32x4.convert_i32x4_s ${e}) ${widenScales(L.scales + 8 * i, get('wp'))})`;
-    // y accumulates in place (at yp, zeroed first): two vectors fewer held across the group
-    const y = `(v128.load offset=${16 * i} ${get('yp')})`;
-    return `(v128.store offset=${16 * i} ${get('yp')} ${fma ? `(f32x4.relaxed_madd ${prod} ${get('sx')} ${y})` : `(f32x4.add ${y} (f32x4.mul ${prod} ${get('sx')}))`})`;
+    // y in two locals over the groups, stored once (y in memory, loaded and stored per group, was
+    // 2-5% slower; the k-quad loop does not spill with them live)
+    const y = get(`y${i}`);
+    return `(local.set $y${i} ${fma ? `(f32x4.relaxed_madd ${prod} ${get('sx')} ${y})` : `(f32x4.add ${y} (f32x4.mul ${prod} ${get('sx')}))`})`;
   };
   const splat16 = (v: number) => `(v128.const i16x8 ${Array(8).fill(v).join(' ')})`;
   return `(func $mvi_${f} (param $xd i32) (param $wp i32) (param $yp i32) (param $G i32)
   (local $g i32) (local $xq i32) (local $wq i32) (local $we i32) (local $a2 v128) (local $a1 v128) (local $a0 v128) (local $b2 v128) (local $b1 v128) (local $b0 v128)
-  (local $x2 v128) (local $x1 v128) (local $x0 v128) (local $v v128) (local $va v128) (local $vb v128) (local $sx v128) (local $m15 v128) (local $c1 v128) (local $c7 v128) (local $c14 v128)
+  (local $x2 v128) (local $x1 v128) (local $x0 v128) (local $v v128) (local $va v128) (local $vb v128) (local $sx v128) (local $m15 v128) (local $c1 v128) (local $c7 v128) (local $c14 v128) (local $y0 v128) (local $y1 v128)
   (local.set $m15 (v128.const i8x16 ${Array(16).fill(15).join(' ')}))
   (local.set $c1 ${splat16(1)}) (local.set $c7 ${splat16(1 << 7)}) (local.set $c14 ${splat16(1 << 14)})
-  (v128.store ${get('yp')} ${zero})
-  (v128.store offset=16 ${get('yp')} ${zero})
   (block $g_end (loop $g_loop
   (br_if $g_end (i32.ge_s ${get('g')} ${get('G')}))
-  ${['a2', 'a1', 'a0', 'b2', 'b1', 'b0'].map((a) => `(local.set $${a} ${zero})`).join(' ')}
   (local.set $xq ${add(get('xd'), 16)})
   (local.set $wq ${get('wp')})
+  ${quad(true)}
+  (local.set $xq ${add(get('xd'), 28)})
+  (local.set $wq ${add(get('wp'), qb)})
   (local.set $we ${add(get('wp'), L.codes)})
   (loop $q_loop
-  ${quad.join('\n  ')}
+  ${quad(false)}
   (local.set $xq ${add(get('xq'), 12)})
   (local.set $wq ${add(get('wq'), qb)})
   (br_if $q_loop (i32.lt_u ${get('wq')} ${get('we')})))
@@ -344,7 +351,9 @@ function dotKernel(f: QuantType, fma: boolean): string {
   (local.set $wp ${add(get('wp'), L.group)})
   (local.set $xd ${add(get('xd'), XD_GROUP)})
   (local.set $g ${add(get('g'), 1)})
-  (br $g_loop))))`;
+  (br $g_loop)))
+  (v128.store ${get('yp')} ${get('y0')})
+  (v128.store offset=16 ${get('yp')} ${get('y1')}))`;
 }
 
 /**
