@@ -3,7 +3,10 @@
 // sums), and the kernels widen the f16 scale bits to the f32 values runtime/quant.ts defines, exactly,
 // for scales from zero through the f16 subnormals to the largest f16: the dequantising path bit for
 // bit against the same values as f32 weights, the integer-dot GEMV per column within 1e-5 of the
-// column's own terms (so a scale widened wrongly in one column cannot hide behind a larger one).
+// column's own terms (so a scale widened wrongly in one column cannot hide behind a larger one);
+// and the integer-dot GEMV at its i16 bounds (codes and digits at their largest magnitudes: q4's
+// group sums of balanced digits at about -15360, q8's pair sums at 32258), where a narrower sum or a
+// saturating pair would be far off.
 
 import { beforeAll, describe, expect, it } from 'vitest';
 import { wasmKernels } from '../../codegen/wasm/assemble.ts';
@@ -109,5 +112,34 @@ for (const t of WASM_TARGETS) describe(`the ${t.fma ? 'fma' : 'plain'} module: f
         }
       });
     }
+  }
+});
+
+describe('the integer-dot GEMV at its i16 bounds', () => {
+  const t = WASM_TARGETS.find((v) => v.quantDotRows > 0)!;
+  for (const dtype of ['q4', 'q8'] as const) {
+    it(`${dtype}: every code at its largest magnitude, x's digits at theirs, = the reference`, () => {
+      const [K, N] = [128, 16];
+      // q4: stored codes 15 (code 7) times balanced digits -64 (xq = 2^20 - 64·(2^14 + 2^7 + 1) = -8256:
+      // digits 0, -64, -64); q8: codes 127 times unsigned digits 127 (xq = 16383: z = 2^20 + 16383)
+      const q: QuantTensor = dtype === 'q4'
+        ? { dtype, shape: [N, K], codes: new Uint8Array(N * K / 2).fill(0xff), scales: new Uint16Array(N * K / QUANT_GROUP).fill(0x3c00) }
+        : { dtype, shape: [N, K], codes: new Int8Array(N * K).fill(127), scales: new Uint16Array(N * K / QUANT_GROUP).fill(0x3c00) };
+      const xq = dtype === 'q4' ? -8256 : 16383, XQ_MAX = 2 ** 19 - 1;
+      // each group's first element its maximum (xq = XQ_MAX), the other 31 at xq
+      const x = Float32Array.from({ length: K }, (_, k) => (k % QUANT_GROUP ? (2 * xq) / XQ_MAX : 2));
+      const wk = new WasmKernels(modules.get(t)!, 1);
+      try {
+        const got = wk.linear(wk.packQuant(q), x, 1, null), want = linear(x, 1, K, q, null);
+        const f = dequantizeRows(q, 0, 1);
+        let terms = 0;
+        for (let k = 0; k < K; k++) terms += Math.abs(f[k]! * x[k]!);
+        for (let n = 0; n < N; n++) {
+          expect(Math.abs(got[n]! - want[n]!), `column ${n}: got ${got[n]}, want ${want[n]}`).toBeLessThanOrEqual(1e-5 * terms);
+        }
+      } finally {
+        wk.close();
+      }
+    });
   }
 });
