@@ -22,6 +22,7 @@ import { lowerToProgram } from '../compiler/lower.ts';
 import { Model } from '../runtime/model.ts';
 import { type QuantDType, type QuantTensor, quantize } from '../runtime/quant.ts';
 import { type PackedWeight, WasmKernels } from '../runtime/wasm/kernels.ts';
+import { QUANT_LAYOUT } from '../runtime/wasm/layout.ts';
 import { wasmModule } from '../runtime/wasm/module.ts';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '..', '..');
@@ -73,16 +74,16 @@ async function micro(): Promise<void> {
       const rows: string[] = [];
       for (const [name, N, K, n] of SHAPES) {
         const p: PackedWeight = wk.packQuant(quantWeight(N, K, dtype));
-        const b = p.panels * (K / 32) * (dtype === 'q4' ? 192 : 320);
+        const b = p.panels * (K / 32) * QUANT_LAYOUT[dtype].group;
         const { wall: s, cpu } = best(() => wk.linearAt(p, xAt, K, 1, yAt, p.panels * 8), Math.max(3, Math.round(2e6 / b)));
         total += s * n;
         totalCpu += cpu * n;
         bytes += b * n;
         rows.push(`  ${name.padEnd(9)} [${N}x${K}] x${n}: ${f(s * 1e3, 3)} ms/call (CPU ${f(cpu * 1e3, 3)}), ${f(b / s / 1e9)} GB/s, ${f(N * K / s / 1e9)} G weights/s, ${f(s * n * 1e3)} ms/step`);
       }
-      const ex = (wk as unknown as { ex: { digits(x: number, ldx: number, T: number, K: number, xd: number): number } }).ex;
+      const ex = (wk as unknown as { mems: { list: { ex: { digits(x: number, ldx: number, T: number, K: number, xd: number, signed: number): number } }[] } }).mems.list[0]!.ex;
       const dAt = wk.allocate(8192);
-      const dig = best(() => ex.digits(xAt, D, 1, D, dAt), 2000).cpu;
+      const dig = best(() => ex.digits(xAt, D, 1, D, dAt, dtype === 'q4' ? 1 : 0), 2000).cpu;
       console.log(`${dtype}, ${threads} thread(s): products of one step ${f(total * 1e3)} ms, CPU ${f(totalCpu * 1e3)} ms (${f(bytes / 2 ** 20, 1)} MiB, ${f(bytes / total / 1e9)} GB/s); digits of one 768 row ${f(dig * 1e6)} us (x ${SHAPES.reduce((a, s) => a + s[3], 0)} per step)`);
       console.log(rows.join('\n'));
       wk.close();

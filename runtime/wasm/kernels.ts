@@ -10,11 +10,11 @@
 // cross-origin isolation) it runs alone over memories that are not shared (runtime/wasm/threads.ts).
 // Module layout: codegen/wasm/kernels.ts.
 
-import { PRODUCT, QUANT_LAYOUT, XQ_OFFSET } from './layout.ts';
+import { PRODUCT, QUANT_LAYOUT } from './layout.ts';
 import { MEMORY_BYTES, type Mem, WasmMemories } from './memories.ts';
 import { RuntimeError } from '../errors.ts';
 import type { MemoryReport } from '../targets.ts';
-import { F16_TO_F32, QUANT_GROUP, type QuantTensor } from '../quant.ts';
+import { QUANT_GROUP, type QuantTensor } from '../quant.ts';
 import { type Tensor, toF32 } from '../tensor.ts';
 import { packPanels, packQuantPanels } from './pack.ts';
 import { type Threads, onNode, startThreads, startThreadsNow, threadSupport } from './threads.ts';
@@ -130,10 +130,10 @@ export class WasmKernels {
   }
 
   /**
-   * Packs a q8/q4 weight [N, K] into panels of QUANT_LAYOUT groups (codegen/wasm/kernels.ts):
+   * Packs a q8/q4 weight [N, K] into panels of QUANT_LAYOUT groups (runtime/wasm/layout.ts):
    * codes regrouped as [group][k-quad][half][4 columns][4 k], q4 nibbles re-paired (column c low,
-   * c + 4 high), scales widened from f16 to f32, and per column and group 2^20 · Σcode (wrapping
-   * i32). Padding columns past N: codes 0 (q4: 8, code 0) and scales 0.
+   * c + 4 high), scales as f16 bits, and (q8) per column and group Σcode as i16. Padding columns
+   * past N: codes 0 (q4: 8, code 0) and scales 0.
    */
   packQuant(w: QuantTensor): PackedWeight {
     const [N, K] = w.shape;
@@ -141,21 +141,19 @@ export class WasmKernels {
     if (NR !== 8 || !Number.isInteger(G)) throw new RangeError(`packQuant: K = ${K} is not a multiple of ${QUANT_GROUP}, or panels of ${NR} columns`);
     const { m, mem, at } = this.mems.place(panels * G * L.group, K, w.dtype);
     const bytes = new Uint8Array(m.memory.buffer, at, panels * G * L.group);
-    const f32 = new Float32Array(m.memory.buffer, at, (panels * G * L.group) >> 2);
-    const i32 = new Int32Array(m.memory.buffer, at, (panels * G * L.group) >> 2);
     // every byte of a whole panel is written; a partial one's missing columns keep zero scales
     if (N % NR) bytes.fill(0);
-    packQuantPanels(w.dtype === 'q4', w.codes, w.scales, N, K, L, bytes, f32, i32, F16_TO_F32, XQ_OFFSET);
+    packQuantPanels(w.dtype === 'q4', w.codes, w.scales, N, K, L, bytes);
     return { N, K, panels, at, mem, dtype: w.dtype };
   }
 
   /** x's T rows (floats at byte `xAt` of memory 0, `ldx` apart) at `at` as the product of `w` reads
-   *  them: the integer-dot GEMV's digits (codegen/wasm/kernels.ts `digits`) where it applies and
+   *  them: the integer-dot GEMV's digits (codegen/wasm/kernels.ts `digits`; signed for q4) where it applies and
    *  every row is finite, else row tiles [ceil(T/MR)][K][MR]; returns the product's PRODUCT code.
    *  `at` holds 4·ceil(T/MR)·MR·K bytes (digits take 3.5·T·K). */
   private operand(w: PackedWeight, xAt: number, ldx: number, T: number, K: number, at: number): number {
     const m = this.mems.list[0]!;
-    if ((w.dtype === 'q8' || w.dtype === 'q4') && T <= this.quantDotRows && m.ex.digits!(xAt, ldx, T, K, at)) return PRODUCT[`dot_${w.dtype}`];
+    if ((w.dtype === 'q8' || w.dtype === 'q4') && T <= this.quantDotRows && m.ex.digits!(xAt, ldx, T, K, at, w.dtype === 'q4' ? 1 : 0)) return PRODUCT[`dot_${w.dtype}`];
     const mem = new Float32Array(m.memory.buffer);
     tiles(mem, xAt, ldx, mem, at, T, K, this.MR);
     return PRODUCT[w.dtype];
@@ -267,7 +265,7 @@ export class WasmKernels {
     if (dot) {
       const rowsAt = tilesAt + 4 * Tpad * K;
       for (let t = 0; t < T; t++) dst.set(src.subarray((xAt >>> 2) + t * ldx, (xAt >>> 2) + t * ldx + K), (rowsAt >>> 2) + t * K);
-      if (m.ex.digits!(rowsAt, K, T, K, tilesAt)) fn = PRODUCT[`dot_${w.dtype as 'q8' | 'q4'}`];
+      if (m.ex.digits!(rowsAt, K, T, K, tilesAt, w.dtype === 'q4' ? 1 : 0)) fn = PRODUCT[`dot_${w.dtype as 'q8' | 'q4'}`];
       else tiles(dst, rowsAt, K, dst, tilesAt, T, K, MR);
     } else {
       tiles(src, xAt, ldx, dst, tilesAt, T, K, MR);

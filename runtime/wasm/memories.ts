@@ -22,7 +22,7 @@ export interface Exports {
   gemm_q4(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number, s: number): void;
   dot_q8?(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number): void;
   dot_q4?(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number): void;
-  digits?(x: number, ldx: number, T: number, K: number, xd: number): number;
+  digits?(x: number, ldx: number, T: number, K: number, xd: number, signed: number): number;
   work(s: number): void;
 }
 

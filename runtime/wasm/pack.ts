@@ -59,23 +59,24 @@ function panelsT16(dst: Uint16Array, src: Uint16Array, N: number, K: number, NR:
   }
 }
 
-/** Byte offsets within one packed q8/q4 group (codegen/wasm/kernels.ts QUANT_LAYOUT). */
+/** Byte offsets within one packed q8/q4 group (runtime/wasm/layout.ts QUANT_LAYOUT). */
 export interface QuantGroupLayout {
   readonly group: number;
   readonly scales: number;
-  readonly corr: number;
+  readonly corr?: number;
 }
 
 /**
- * q8/q4 codes [N, K] and f16 scale bits into panels of 8 columns of groups (runtime/wasm/kernels.ts
- * packQuant documents the layout): `bytes`, `f32`, `i32` view the zeroed destination; `f16` maps
- * scale bits to values; `offset` is XQ_OFFSET. q4 padding columns get code 0 (stored 8).
+ * q8/q4 codes [N, K] and f16 scale bits into panels of 8 columns of groups (runtime/wasm/layout.ts
+ * QUANT_LAYOUT documents the layout) in `bytes`, zeroed where N leaves a partial panel: the scales
+ * copied as bits, q8's per-column code sums as i16. q4 padding columns get code 0 (stored 8).
  */
 export function packQuantPanels(q4: boolean, codes: Int8Array | Uint8Array, scales: Uint16Array, N: number, K: number,
-  L: QuantGroupLayout, bytes: Uint8Array, f32: Float32Array, i32: Int32Array, f16: Float32Array, offset: number): void {
+  L: QuantGroupLayout, bytes: Uint8Array): void {
   const G = K / QUANT_GROUP;
-  if (q4) quantPanels4(codes as Uint8Array, scales, N, K, G, L, bytes, f32, i32, f16, offset);
-  else quantPanels8(codes as Int8Array, scales, N, K, G, L, bytes, f32, i32, f16, offset);
+  const u16 = new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >> 1);
+  if (q4) quantPanels4(codes as Uint8Array, scales, N, K, G, L, bytes, u16);
+  else quantPanels8(codes as Int8Array, scales, N, K, G, L, bytes, u16);
 }
 
 /** q4: element i of a group at byte q·16 + (c&3)·4 + j (q = i>>2, j = i&3), column c's nibble half c>>2.
@@ -83,7 +84,7 @@ export function packQuantPanels(q4: boolean, codes: Int8Array | Uint8Array, scal
  *  (high nibbles) are two 16-bit reads of the stored codes, spread a nibble to a byte; every byte of
  *  a whole panel is written once (a panel's missing columns read code 8, stored for 0). */
 function quantPanels4(codes: Uint8Array, scales: Uint16Array, N: number, K: number, G: number, L: QuantGroupLayout,
-  bytes: Uint8Array, f32: Float32Array, i32: Int32Array, f16: Float32Array, offset: number): void {
+  bytes: Uint8Array, u16: Uint16Array): void {
   const words = new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >> 2);
   const row = K >> 1, panels = Math.ceil(N / 8);
   const spread = (v: number) => (v & 0xf) | ((v & 0xf0) << 4) | ((v & 0xf00) << 8) | ((v & 0xf000) << 12);
@@ -93,23 +94,13 @@ function quantPanels4(codes: Uint8Array, scales: Uint16Array, N: number, K: numb
       for (let g = 0; g < G; g++) {
         const base = (p * G + g) * L.group;
         const e0 = n0 * row + 16 * g, e1 = n1 * row + 16 * g;
-        let s0 = 0, s1 = 0;
         for (let q = 0; q < 8; q++) {
           const a = has0 ? codes[e0 + 2 * q]! | (codes[e0 + 2 * q + 1]! << 8) : 0x8888;
           const b = has1 ? codes[e1 + 2 * q]! | (codes[e1 + 2 * q + 1]! << 8) : 0x8888;
-          s0 += (a & 15) + ((a >> 4) & 15) + ((a >> 8) & 15) + (a >> 12);
-          s1 += (b & 15) + ((b >> 4) & 15) + ((b >> 8) & 15) + (b >> 12);
           words[((base + q * 16) >> 2) + cc] = spread(a) | (spread(b) << 4);
         }
-        if (has0) {
-          f32[((base + L.scales) >> 2) + cc] = f16[scales[n0 * G + g]!]!;
-          // the offset the GEMV's activation digits carry, taken off again per group (mvi)
-          i32[((base + L.corr) >> 2) + cc] = Math.imul(s0 - 256, offset);
-        }
-        if (has1) {
-          f32[((base + L.scales) >> 2) + cc + 4] = f16[scales[n1 * G + g]!]!;
-          i32[((base + L.corr) >> 2) + cc + 4] = Math.imul(s1 - 256, offset);
-        }
+        if (has0) u16[((base + L.scales) >> 1) + cc] = scales[n0 * G + g]!;
+        if (has1) u16[((base + L.scales) >> 1) + cc + 4] = scales[n1 * G + g]!;
       }
     }
   }
@@ -117,7 +108,8 @@ function quantPanels4(codes: Uint8Array, scales: Uint16Array, N: number, K: numb
 
 /** q8: element i of a group at byte q·32 + half·16 + (c&3)·4 + j. */
 function quantPanels8(codes: Int8Array, scales: Uint16Array, N: number, K: number, G: number, L: QuantGroupLayout,
-  bytes: Uint8Array, f32: Float32Array, i32: Int32Array, f16: Float32Array, offset: number): void {
+  bytes: Uint8Array, u16: Uint16Array): void {
+  const corr = L.corr!;
   for (let n = 0; n < N; n++) {
     const p = n >> 3, c = n & 7, at = (c >> 2) * 16 + (c & 3) * 4;
     for (let g = 0; g < G; g++) {
@@ -132,8 +124,9 @@ function quantPanels8(codes: Int8Array, scales: Uint16Array, N: number, K: numbe
         bytes[o + 2] = c2 & 255;
         bytes[o + 3] = c3 & 255;
       }
-      f32[((base + L.scales) >> 2) + c] = f16[scales[n * G + g]!]!;
-      i32[((base + L.corr) >> 2) + c] = Math.imul(sum, offset);
+      u16[((base + L.scales) >> 1) + c] = scales[n * G + g]!;
+      // the offset the GEMV's unsigned digits carry, taken off again per group (mvi): |sum| <= 4096
+      u16[((base + corr) >> 1) + c] = sum & 0xffff;
     }
   }
 }

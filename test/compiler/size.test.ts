@@ -37,9 +37,10 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  runtime -> 10780: streaming load (headers checked first, reused read buffers, RT146's early
  *  refusal, progress in bytes: runtime/load.ts, runtime/wasm/pack.ts); codegen 4400 -> 4410:
  *  the kernel module's job record and `work` in codegen/wasm/job.ts, the integer-dot GEMV's loop;
- *  runtime -> 10880 (10895 with webgpu/pool.ts split out of backend.ts), cli -> 1390: WebGPU's host-made rotary table (runtime/webgpu/rotary.ts) and a checkpoint
- *  of another model named as such (RT166, one CLI warning line). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4090, codegen: 4410, runtime: 10920, cli: 1390 };
+ *  runtime -> 10880 (10895 with webgpu/pool.ts split out of backend.ts, 10920 with webgpu/dawn.ts), cli -> 1390: WebGPU's host-made rotary table (runtime/webgpu/rotary.ts) and a checkpoint
+ *  of another model named as such (RT166, one CLI warning line); codegen 4410 -> 4439: q8/q4 panels with
+ *  f16 scales widened in the kernels, q4's signed activation digits, the GEMV's peeled k-quad (codegen/wasm/kernels.ts). */
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4090, codegen: 4439, runtime: 10920, cli: 1390 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {

@@ -3,11 +3,10 @@
 // multiple of the panel width, both orientations and both code widths: the same bytes.
 
 import { describe, expect, it } from 'vitest';
-import { F16_TO_F32, QUANT_GROUP, quantize, type QuantTensor } from '../../../runtime/quant.ts';
+import { QUANT_GROUP, quantize, type QuantTensor } from '../../../runtime/quant.ts';
 import { fromF32 } from '../../../runtime/tensor.ts';
-import { QUANT_LAYOUT, XQ_OFFSET } from '../../../runtime/wasm/layout.ts';
+import { QUANT_LAYOUT } from '../../../runtime/wasm/layout.ts';
 import { packPanels, packQuantPanels } from '../../../runtime/wasm/pack.ts';
-import { f16ToF32 } from '../../../runtime/tensor.ts';
 import { prng, uniform } from '../cpu/check.ts';
 
 function firstDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
@@ -37,7 +36,7 @@ describe('packPanels', () => {
 });
 
 describe('packQuantPanels', () => {
-  it('q8 and q4 codes, scales and per-group sums as the layout places them (padding columns included)', () => {
+  it('q8 and q4 codes, scale bits and (q8) per-group sums as the layout places them (padding columns included), nothing past', () => {
     const rand = prng(5);
     for (const [N, K] of [[13, 64], [16, 32], [3, 96]] as const) {
       const t = fromF32(uniform(rand, N * K), [N, K], 'f32');
@@ -45,11 +44,16 @@ describe('packQuantPanels', () => {
         const r = quantize(t, dtype);
         if ('reason' in r) throw new Error(r.reason);
         const q: QuantTensor = r.q, L = QUANT_LAYOUT[dtype], G = K / QUANT_GROUP, P = Math.ceil(N / 8);
+        // a group's bytes as the layout's fields add up: codes (8 or 4 bits a weight), NR f16 scales, q8's NR i16 sums
+        expect(L.group, dtype).toBe(32 * 8 * (dtype === 'q8' ? 1 : 0.5) + 16 + (dtype === 'q8' ? 16 : 0));
         const size = P * G * L.group;
-        const got = new Uint8Array(size), want = new Uint8Array(size);
-        packQuantPanels(dtype === 'q4', q.codes, q.scales, N, K, L, got, new Float32Array(got.buffer), new Int32Array(got.buffer), F16_TO_F32, XQ_OFFSET);
+        // one group more than the panels fill, poisoned, to catch a write past them
+        const got = new Uint8Array(size + L.group).fill(0xa5), want = new Uint8Array(size + L.group);
+        got.fill(0, 0, size);
+        want.fill(0xa5, size);
+        packQuantPanels(dtype === 'q4', q.codes, q.scales, N, K, L, got.subarray(0, size));
         // the layout, element by element
-        const wf = new Float32Array(want.buffer), wi = new Int32Array(want.buffer);
+        const w16 = new Uint16Array(want.buffer), wi16 = new Int16Array(want.buffer);
         for (let n = 0; n < P * 8; n++) {
           const p = n >> 3, c = n & 7;
           for (let g = 0; g < G; g++) {
@@ -63,8 +67,8 @@ describe('packQuantPanels', () => {
               else want[base + (i >> 2) * 16 + (c & 3) * 4 + (i & 3)]! |= (code + 8) << (4 * (c >> 2));
             }
             if (n < N) {
-              wf[(base + L.scales) / 4 + c] = f16ToF32(q.scales[n * G + g]!);
-              wi[(base + L.corr) / 4 + c] = Math.imul(sum, XQ_OFFSET);
+              w16[(base + L.scales) / 2 + c] = q.scales[n * G + g]!;
+              if (dtype === 'q8') wi16[(base + L.corr!) / 2 + c] = sum;
             }
           }
         }
