@@ -1,0 +1,114 @@
+// The gradient of a model's mean causal-LM loss with respect to every weight, evaluated on the
+// graph IR in float64 (compiler/vjp.ts: one VJP record per op): the nodes forward, saving what
+// each backward needs, the loss on the logits, then the nodes in reverse. docs/TRAINING.md.
+
+import { InternalError } from '../dsl/diagnostics.ts';
+import type { SeqSlice } from '../runtime/cpu/seq.ts';
+import { type Checkpoint } from '../runtime/safetensors.ts';
+import { checkFinite } from '../runtime/load.ts';
+import { toF32 } from '../runtime/tensor.ts';
+import type { Graph } from './ir.ts';
+import { type Data, VJP, type VjpCtx, causalLmLossB } from './vjp.ts';
+
+type F64 = Float64Array;
+
+/** A packed batch: tokens and positions [T], the rows of each sequence, labels [T] (row t predicts
+ *  labels[t + 1]; -100 at each sequence's first token keeps rows from predicting across). */
+export interface GradBatch {
+  readonly tokens: Int32Array;
+  readonly positions: Int32Array;
+  readonly seqs: readonly SeqSlice[];
+  readonly labels: Int32Array;
+}
+
+export interface LossGradients {
+  readonly loss: number;
+  /** Rows the loss averages over. */
+  readonly tokens: number;
+  /** [T, vocab] */
+  readonly logits: F64;
+  /** Per weight name, in the weight's shape (row-major); absent with `grads: false`. */
+  readonly grads?: ReadonlyMap<string, F64>;
+}
+
+interface Evaluated {
+  readonly vals: (Data | null)[];
+  readonly ctxs: VjpCtx[];
+  readonly saved: unknown[];
+  readonly logits: number;
+}
+
+/** Runs every node of `g` forward in float64; `weights` by checkpoint name, in their shapes. */
+function evaluate(g: Graph, weights: ReadonlyMap<string, F64>, b: GradBatch): Evaluated {
+  const T = b.tokens.length;
+  const vals: (Data | null)[] = new Array(g.values.length).fill(null);
+  const shape = (id: number) => g.values[id]!.type.shape.map((d) => (d === 'T' ? T : d));
+  for (const v of g.values) {
+    if (v.source.kind === 'weight') {
+      const w = weights.get(v.source.name);
+      if (!w) throw new InternalError(`lossGradients: no weight ${v.source.name}`);
+      vals[v.id] = w;
+    } else if (v.source.kind === 'input') {
+      vals[v.id] = v.source.name === 'tokens' ? b.tokens : b.positions;
+    }
+  }
+  const ctxs: VjpCtx[] = [], saved: unknown[] = [];
+  for (const n of g.nodes) {
+    const rec = VJP[n.op];
+    if (!rec) throw new InternalError(`lossGradients: op ${n.op} has no VJP record`);
+    const c: VjpCtx = {
+      ins: n.inputs.map((i) => (i === null ? null : vals[i]!)), shapes: n.inputs.map((i) => (i === null ? null : shape(i))),
+      outShapes: n.outputs.map(shape), attrs: n.attrs, seqs: b.seqs,
+    };
+    const r = rec.forward(c);
+    n.outputs.forEach((o, i) => { vals[o] = r.outs[i]!; });
+    ctxs.push(c);
+    saved.push(r.saved);
+  }
+  const out = g.outputs.find((o) => o.name === 'logits') ?? g.outputs[0];
+  if (!out) throw new InternalError('lossGradients: the graph has no output');
+  return { vals, ctxs, saved, logits: out.value };
+}
+
+/** The loss (and with `grads`, every weight's gradient) of the packed batch `b`. */
+export function lossGradients(g: Graph, weights: ReadonlyMap<string, F64>, b: GradBatch, opts: { grads?: boolean } = {}): LossGradients {
+  const e = evaluate(g, weights, b);
+  const logits = e.vals[e.logits] as F64;
+  const T = b.tokens.length, V = logits.length / T;
+  const { loss, tokens, dlogits } = causalLmLossB(logits, T, V, b.labels);
+  if (opts.grads === false) return { loss, tokens, logits };
+  const cot: (F64 | null)[] = new Array(g.values.length).fill(null);
+  cot[e.logits] = dlogits;
+  for (let k = g.nodes.length - 1; k >= 0; k--) {
+    const n = g.nodes[k]!;
+    const dOuts = n.outputs.map((o) => cot[o] ?? null);
+    if (dOuts.every((d) => d === null)) continue;
+    // an output nothing read still has a (zero) cotangent, so every record sees all of its outputs'
+    const filled = dOuts.map((d, i) => d ?? new Float64Array((e.vals[n.outputs[i]!] as F64).length));
+    const dIns = VJP[n.op]!.backward(e.ctxs[k]!, e.saved[k], filled);
+    n.inputs.forEach((id, i) => {
+      const d = dIns[i];
+      if (id === null || !d) return;
+      const acc = cot[id];
+      if (!acc) cot[id] = d === cot[n.outputs[0]!] ? d.slice() : d;
+      else for (let j = 0; j < acc.length; j++) acc[j] += d[j]!;
+    });
+  }
+  const grads = new Map<string, F64>();
+  for (const v of g.values) {
+    if (v.source.kind === 'weight') grads.set(v.source.name, cot[v.id] ?? new Float64Array(weights.get(v.source.name)!.length));
+  }
+  return { loss, tokens, logits, grads };
+}
+
+/** Every weight of `g` read from an open checkpoint as float64 (names and shapes already checked);
+ *  a weight holding NaN or infinities is RT144 naming the file and tensor. */
+export function readWeightsF64(g: Graph, ckpt: Checkpoint, tensorOf: (weight: string) => string = (w) => w): Map<string, F64> {
+  const out = new Map<string, F64>();
+  for (const w of g.weights) {
+    const t = ckpt.read(tensorOf(w.name));
+    checkFinite(t, ckpt.path, tensorOf(w.name));
+    out.set(w.name, Float64Array.from(toF32(t)));
+  }
+  return out;
+}
