@@ -1,6 +1,9 @@
 // Shared by the gradient tests: random float64 arrays, central finite differences, and one
 // relative error measure with its stated meaning.
 
+import type { GradBatch } from '../../compiler/grad.ts';
+import { positionsFor } from '../../runtime/engine.ts';
+import { randomIds } from '../helpers/checkpoints.ts';
 import { prng } from '../helpers/random.ts';
 
 /** n values uniform in [−scale, scale) from a seeded generator. */
@@ -39,4 +42,14 @@ export function sample(n: number, k: number, seed: number): number[] {
   const s = new Set<number>([0, n - 1]);
   while (s.size < k) s.add(Math.floor(r() * n));
   return [...s].sort((a, b) => a - b);
+}
+
+/** lens → a packed batch of random ids, labels = ids with -100 at each sequence's first token. */
+export function packed(lens: readonly number[], vocab: number, seed: number): GradBatch {
+  const T = lens.reduce((a, b) => a + b, 0);
+  const seqs = lens.map((len, i) => ({ start: lens.slice(0, i).reduce((a, b) => a + b, 0), len }));
+  const tokens = Int32Array.from(randomIds(T, vocab, seed));
+  const labels = Int32Array.from(tokens);
+  for (const s of seqs) labels[s.start] = -100;
+  return { tokens, positions: positionsFor(seqs, T), seqs, labels };
 }

@@ -3,22 +3,11 @@
 // weight's elements (packed ragged sequences, chunk boundaries inside and across them).
 
 import { describe, expect, it } from 'vitest';
-import { type GradBatch, lossGradients } from '../../compiler/grad.ts';
-import { positionsFor } from '../../runtime/engine.ts';
+import { lossGradients } from '../../compiler/grad.ts';
 import { Model } from '../../runtime/model.ts';
 import { lowerToProgram } from '../../compiler/lower.ts';
-import { compileTiny, makeDir, randomIds, randomTensors, removeDir, writeCheckpoint, expectLogitsClose } from '../helpers/checkpoints.ts';
-import { centralDiff, relErr, sample } from './helpers.ts';
-
-/** lens → a packed batch of random ids, labels = ids with -100 at each sequence's first token. */
-export function packed(lens: readonly number[], vocab: number, seed: number): GradBatch {
-  const T = lens.reduce((a, b) => a + b, 0);
-  const seqs = lens.map((len, i) => ({ start: lens.slice(0, i).reduce((a, b) => a + b, 0), len }));
-  const tokens = Int32Array.from(randomIds(T, vocab, seed));
-  const labels = Int32Array.from(tokens);
-  for (const s of seqs) labels[s.start] = -100;
-  return { tokens, positions: positionsFor(seqs, T), seqs, labels };
-}
+import { type Params, compileTiny, expectLogitsClose, makeDir, randomTensors, removeDir, writeCheckpoint } from '../helpers/checkpoints.ts';
+import { centralDiff, packed, relErr, sample } from './helpers.ts';
 
 const weightsOf = (c: ReturnType<typeof compileTiny>, seed: number) =>
   new Map(randomTensors(c, { seed }).map((t) => [t.name, Float64Array.from(t.tensor.data as Float32Array)]));
@@ -45,8 +34,8 @@ describe('tiny Bamba gradients', () => {
     }
   });
 
-  it('every weight: sampled elements against central finite differences (rel 1e-5; finite differences with h = 1e-5 are good to ~1e-7 here)', () => {
-    const c = compileTiny();
+  for (const params of [{}, { tie: false }] as Params[]) it(`every weight${params.tie === false ? ', untied head' : ''}: sampled elements against central finite differences (rel 1e-5; finite differences with h = 1e-5 are good to ~1e-7 here)`, () => {
+    const c = compileTiny(params);
     const w = weightsOf(c, 5);
     const b = packed(lens, 96, 12);
     const { grads } = lossGradients(c.graph, w, b);
