@@ -10,10 +10,29 @@ export type F64 = Float64Array;
 /** y[r, n] = Σ_k x[r, k] · W[n, k] (+ b[n]); W is [N, K], or [K, N] when `transposed`. */
 export function linearF(x: F64, rows: number, K: number, N: number, w: F64, transposed: boolean, b: F64 | null): F64 {
   const y = new Float64Array(rows * N);
-  for (let r = 0; r < rows; r++) {
-    for (let n = 0; n < N; n++) {
-      let acc = b ? b[n]! : 0;
-      for (let k = 0; k < K; k++) acc += x[r * K + k]! * (transposed ? w[k * N + n]! : w[n * K + k]!);
+  // element (n, k) of W at n·sn + k·sk
+  const sn = transposed ? 1 : K, sk = transposed ? N : 1;
+  // one output column at a time, four rows together: W's row is read once per four rows
+  for (let n = 0; n < N; n++) {
+    const bias = b ? b[n]! : 0;
+    let r = 0;
+    for (; r + 4 <= rows; r += 4) {
+      let a0 = bias, a1 = bias, a2 = bias, a3 = bias;
+      for (let k = 0, x0 = r * K, wi = n * sn; k < K; k++, x0++, wi += sk) {
+        const wv = w[wi]!;
+        a0 += x[x0]! * wv;
+        a1 += x[x0 + K]! * wv;
+        a2 += x[x0 + 2 * K]! * wv;
+        a3 += x[x0 + 3 * K]! * wv;
+      }
+      y[r * N + n] = a0;
+      y[(r + 1) * N + n] = a1;
+      y[(r + 2) * N + n] = a2;
+      y[(r + 3) * N + n] = a3;
+    }
+    for (; r < rows; r++) {
+      let acc = bias;
+      for (let k = 0, xi = r * K, wi = n * sn; k < K; k++, xi++, wi += sk) acc += x[xi]! * w[wi]!;
       y[r * N + n] = acc;
     }
   }
@@ -23,15 +42,15 @@ export function linearF(x: F64, rows: number, K: number, N: number, w: F64, tran
 /** dX = dY · W, dW = dYᵀ · X (in W's layout), db = Σ_rows dY. */
 export function linearB(dy: F64, x: F64, rows: number, K: number, N: number, w: F64, transposed: boolean): { dx: F64; dw: F64; db: F64 } {
   const dx = new Float64Array(rows * K), dw = new Float64Array(N * K), db = new Float64Array(N);
-  for (let r = 0; r < rows; r++) {
-    for (let n = 0; n < N; n++) {
+  const sn = transposed ? 1 : K, sk = transposed ? N : 1;
+  for (let n = 0; n < N; n++) {
+    for (let r = 0; r < rows; r++) {
       const g = dy[r * N + n]!;
       if (g === 0) continue;
       db[n] += g;
-      for (let k = 0; k < K; k++) {
-        const wi = transposed ? k * N + n : n * K + k;
-        dx[r * K + k] += g * w[wi]!;
-        dw[wi] += g * x[r * K + k]!;
+      for (let k = 0, xi = r * K, wi = n * sn; k < K; k++, xi++, wi += sk) {
+        dx[xi] += g * w[wi]!;
+        dw[wi] += g * x[xi]!;
       }
     }
   }
