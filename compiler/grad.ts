@@ -5,6 +5,7 @@
 import { InternalError } from '../dsl/diagnostics.ts';
 import type { SeqSlice } from '../runtime/cpu/seq.ts';
 import { type Checkpoint } from '../runtime/safetensors.ts';
+import { RuntimeError } from '../runtime/errors.ts';
 import { checkFinite } from '../runtime/load.ts';
 import { toF32 } from '../runtime/tensor.ts';
 import type { Graph } from './ir.ts';
@@ -70,8 +71,34 @@ function evaluate(g: Graph, weights: ReadonlyMap<string, F64>, b: GradBatch): Ev
   return { vals, ctxs, saved, logits: out.value };
 }
 
+/** RT301 unless the slices cover [0, T) in order, each with a token, and positions and labels
+ *  have T entries; RT300 for a token id and RT320 for a label out of range; RT301 when no row is
+ *  counted (the mean over nothing has no gradient). */
+function checkBatch(b: GradBatch, vocab: number, labelsVocab: number): void {
+  const T = b.tokens.length;
+  if (T === 0) throw new RuntimeError('RT301', ['no tokens']);
+  if (b.positions.length !== T) throw new RuntimeError('RT301', [`${b.positions.length} positions for ${T} tokens`]);
+  if (b.labels.length !== T) throw new RuntimeError('RT322', [b.labels.length, T]);
+  let next = 0;
+  b.seqs.forEach((s, i) => {
+    if (s.start !== next || !Number.isInteger(s.len) || s.len < 1) throw new RuntimeError('RT301', [`sequence ${i} covers rows ${s.start}..${s.start + s.len}, expected to start at ${next} with at least one token`]);
+    next += s.len;
+  });
+  if (next !== T) throw new RuntimeError('RT301', [`sequences cover ${next} rows of ${T}`]);
+  b.tokens.forEach((id, t) => { if (id < 0 || id >= vocab) throw new RuntimeError('RT300', [id, t, vocab]); });
+  b.labels.forEach((y, t) => {
+    if (y !== -100 && (y < 0 || y >= labelsVocab)) throw new RuntimeError('RT320', [y, t, t === 0 ? 'no logits row predicts it' : `the target of logits row ${t - 1}`, labelsVocab]);
+  });
+  if (b.labels.every((y, t) => t === 0 || y === -100)) throw new RuntimeError('RT301', ['no label to predict: every label after the first is -100, so the mean loss has no gradient']);
+}
+
 /** The loss (and with `grads`, every weight's gradient) of the packed batch `b`. */
 export function lossGradients(g: Graph, weights: ReadonlyMap<string, F64>, b: GradBatch, opts: { grads?: boolean } = {}): LossGradients {
+  // ids index the embedding table; labels index the logits' last dim
+  const embed = g.nodes.find((n) => n.op === 'embedding');
+  const out = (g.outputs.find((o) => o.name === 'logits') ?? g.outputs[0])?.value;
+  const last = (id: number) => g.values[id]!.type.shape.at(-1) as number;
+  checkBatch(b, embed ? g.values[embed.inputs[1]!]!.type.shape[0] as number : Infinity, out === undefined ? Infinity : last(out));
   const e = evaluate(g, weights, b);
   const logits = e.vals[e.logits] as F64;
   const T = b.tokens.length, V = logits.length / T;

@@ -3,11 +3,12 @@
 // weight's elements (packed ragged sequences, chunk boundaries inside and across them).
 
 import { describe, expect, it } from 'vitest';
-import { lossGradients } from '../../compiler/grad.ts';
+import { type GradBatch, lossGradients } from '../../compiler/grad.ts';
 import { Model } from '../../runtime/model.ts';
 import { lowerToProgram } from '../../compiler/lower.ts';
 import { type Params, compileTiny, expectLogitsClose, makeDir, randomTensors, removeDir, writeCheckpoint } from '../helpers/checkpoints.ts';
 import { centralDiff, packed, relErr, sample } from './helpers.ts';
+import { expectRuntimeError } from '../helpers/errors.ts';
 
 const weightsOf = (c: ReturnType<typeof compileTiny>, seed: number) =>
   new Map(randomTensors(c, { seed }).map((t) => [t.name, Float64Array.from(t.tensor.data as Float32Array)]));
@@ -54,4 +55,25 @@ describe('tiny Bamba gradients', () => {
     console.log(`model fd: ${checked} elements over ${w.size} weights, worst rel err ${worst.toExponential(2)}`);
     expect(checked).toBeGreaterThan(3 * 30);
   });
+});
+
+describe('lossGradients refuses a bad batch with a code naming the problem', () => {
+  const c = compileTiny();
+  const w = weightsOf(c, 1);
+  const good = packed([3, 4], 96, 2);
+  const rows: [string, Partial<GradBatch>, string, string][] = [
+    ['a token id past the vocabulary', { tokens: Int32Array.from([1, 2, 96, 4, 5, 6, 7]) }, 'RT300', 'token id 96 at position 2'],
+    ['a label past the vocabulary', { labels: Int32Array.from([-100, 2, 3, -100, 5, 200, 7]) }, 'RT320', 'label 200 at position 5'],
+    ['a negative label other than -100', { labels: Int32Array.from([-100, 2, 3, -100, -1, 6, 7]) }, 'RT320', 'label -1 at position 4'],
+    ['labels of another length', { labels: Int32Array.from([1, 2]) }, 'RT322', 'labels hold 2 values, expected T = 7'],
+    ['positions of another length', { positions: Int32Array.from([0, 1]) }, 'RT301', '2 positions for 7 tokens'],
+    ['sequences that leave a gap', { seqs: [{ start: 0, len: 3 }, { start: 4, len: 3 }] }, 'RT301', 'sequence 1 covers rows 4..7, expected to start at 3'],
+    ['sequences that do not cover the batch', { seqs: [{ start: 0, len: 3 }] }, 'RT301', 'sequences cover 3 rows of 7'],
+    ['nothing to predict', { labels: Int32Array.from([5, -100, -100, -100, -100, -100, -100]) }, 'RT301', 'no label to predict'],
+  ];
+  for (const [what, change, code, says] of rows) {
+    it(what, () => {
+      expectRuntimeError(() => lossGradients(c.graph, w, { ...good, ...change }), code, says);
+    });
+  }
 });
