@@ -7,7 +7,7 @@ import {
   type F64, type Pointwise, POINTWISE, causalLmLossB, embeddingB, embeddingF, gate, gateB,
   layernormB, layernormF, linearB, linearF, pointwiseB, pointwiseF, rmsnormB, rmsnormF,
 } from '../runtime/cpu/backward.ts';
-import { attentionB, attentionF, convB, convF, ropeF, ssdB, ssdF, type SsdIn } from '../runtime/cpu/backward-seq.ts';
+import { attentionB, attentionF, convB, convF, ropeF, ssdChunkedB, ssdF, type SsdIn } from '../runtime/cpu/backward-seq.ts';
 import type { SeqSlice } from '../runtime/cpu/seq.ts';
 import type { Attrs } from './ops.ts';
 
@@ -190,7 +190,7 @@ export const VJP: Readonly<Record<string, OpVjp>> = {
       return { outs: [r.y], saved: r.entering };
     },
     backward(c, entering, d) {
-      const g = ssdB(d0(d), ssdIn(c), ssdDims(c), num(c, 'chunk'), c.seqs, entering as F64[]);
+      const g = ssdChunkedB(d0(d), ssdIn(c), ssdDims(c), num(c, 'chunk'), c.seqs, entering as F64[]);
       return [g.x, g.dt, g.A, g.B, g.C, g.D];
     },
   },

@@ -183,13 +183,14 @@ export function ssdF(s: SsdIn, d: SsdDims, chunk: number, seqs: readonly SeqSlic
 }
 
 /**
- * Per sequence, chunks in reverse, heads apart: recompute the chunk's states from the entering
+ * The SSD backward token by token (the oracle ssdChunkedB is tested against): per sequence, chunks
+ * in reverse, heads apart: recompute the chunk's states from the entering
  * state, then walk its tokens backwards carrying dS (the state's cotangent, zero after the
  * sequence's last token): dS += dy ⊗ C; dC = S_t · dy; dD += dy · x; dx = D·dy + dt · dS·B;
  * dB = dt · dSᵀx; with a = exp(dt·A): da = ⟨S_{t−1}, dS⟩ → ddt += da·a·A + ⟨dS, x⊗B⟩, dA += da·a·dt;
  * then dS ← a · dS for the token before. dS leaving a chunk's first row enters the chunk before.
  */
-export function ssdB(dy: F64, s: SsdIn, d: SsdDims, chunk: number, seqs: readonly SeqSlice[], entering: readonly F64[]): SsdIn {
+export function ssdRecurrentB(dy: F64, s: SsdIn, d: SsdDims, chunk: number, seqs: readonly SeqSlice[], entering: readonly F64[]): SsdIn {
   const { H, P, G, N } = d, T = s.dt.length / H, hpg = H / G, PN = P * N;
   const g: { [K in keyof SsdIn]: F64 } = { x: new Float64Array(s.x.length), dt: new Float64Array(T * H), A: new Float64Array(H),
     B: new Float64Array(s.B.length), C: new Float64Array(s.C.length), D: new Float64Array(H) };
@@ -231,6 +232,107 @@ export function ssdB(dy: F64, s: SsdIn, d: SsdDims, chunk: number, seqs: readonl
         }
         g.dt[t * H + h] += da * a * s.A[h]! + dxb;
         g.A[h] += da * a * dt;
+      }
+    }
+  }
+  return g;
+}
+
+/**
+ * The same gradients in the chunked block form, the split mamba-ssm's backward kernels use, per
+ * sequence and chunk in reverse, per group and head. With cum_i = Σ_{k≤i} dt_k·A (inclusive, within
+ * the chunk), L_ij = exp(cum_i − cum_j) (j ≤ i), S0 the entering state and S1 the leaving one:
+ *   y_i = Σ_j L_ij (C_i·B_j) dt_j x_j + exp(cum_i) S0·C_i + D x_i,
+ *   S1  = exp(cum_last) S0 + Σ_j exp(cum_last − cum_j) dt_j x_j ⊗ B_j.
+ * 1. chunk scan (diagonal block): dM_ij = dy_i·x_j → dx_j, d(C_i·B_j) → dC, dB; ddt_j; dcum_i, −dcum_j.
+ * 2. state → output: dC_i += e^cum_i S0ᵀdy_i; dS0 += e^cum_i dy_i ⊗ C_i; dcum_i.
+ * 3. chunk state (from dS1): dx_j, dB_j, ddt_j, dcum; state passing: dS0 += e^cum_last dS1, which is
+ *    the chunk before's dS1 (zero past a sequence's last chunk).
+ * Then dcum → da by a reverse cumulative sum; a = dt·A gives ddt += da·A, dA += da·dt.
+ */
+export function ssdChunkedB(dy: F64, s: SsdIn, d: SsdDims, chunk: number, seqs: readonly SeqSlice[], entering: readonly F64[]): SsdIn {
+  const { H, P, G, N } = d, T = s.dt.length / H, hpg = H / G, PN = P * N;
+  const g: { [K in keyof SsdIn]: F64 } = { x: new Float64Array(s.x.length), dt: new Float64Array(T * H), A: new Float64Array(H),
+    B: new Float64Array(s.B.length), C: new Float64Array(s.C.length), D: new Float64Array(H) };
+  const chunks: [number, number, boolean][] = [];
+  eachChunk(seqs, chunk, (t0, q, first) => chunks.push([t0, q, first]));
+  const dS1 = new Float64Array(H * PN);
+  for (let c = chunks.length - 1; c >= 0; c--) {
+    const [t0, q] = chunks[c]!;
+    if (c === chunks.length - 1 || chunks[c + 1]![2]) dS1.fill(0); // the sequence's last chunk
+    const cum = new Float64Array(q), dcum = new Float64Array(q);
+    for (let h = 0; h < H; h++) {
+      const gi = Math.floor(h / hpg), S0 = entering[c]!.subarray(h * PN, (h + 1) * PN), dS = dS1.subarray(h * PN, (h + 1) * PN);
+      const row = (i: number) => (t0 + i) * H + h, bc = (i: number) => ((t0 + i) * G + gi) * N;
+      for (let i = 0, run = 0; i < q; i++) cum[i] = run += s.dt[row(i)]! * s.A[h]!;
+      dcum.fill(0);
+      // 1. diagonal block
+      for (let i = 0; i < q; i++) {
+        for (let j = 0; j <= i; j++) {
+          let dm = 0, cb = 0;
+          for (let p = 0; p < P; p++) dm += dy[row(i) * P + p]! * s.x[row(j) * P + p]!;
+          for (let n = 0; n < N; n++) cb += s.C[bc(i) + n]! * s.B[bc(j) + n]!;
+          const L = Math.exp(cum[i]! - cum[j]!), dtj = s.dt[row(j)]!, m = L * cb * dtj;
+          for (let p = 0; p < P; p++) g.x[row(j) * P + p] += m * dy[row(i) * P + p]!;
+          const dcb = dm * L * dtj;
+          for (let n = 0; n < N; n++) {
+            g.C[bc(i) + n] += dcb * s.B[bc(j) + n]!;
+            g.B[bc(j) + n] += dcb * s.C[bc(i) + n]!;
+          }
+          g.dt[row(j)] += dm * L * cb;
+          dcum[i] += dm * m;
+          dcum[j] -= dm * m;
+        }
+      }
+      // 2. entering state → output, and the skip
+      for (let i = 0; i < q; i++) {
+        const e = Math.exp(cum[i]!);
+        for (let p = 0; p < P; p++) {
+          const gy = dy[row(i) * P + p]!, xp = s.x[row(i) * P + p]!;
+          g.D[h] += gy * xp;
+          g.x[row(i) * P + p] += s.D[h]! * gy;
+          let sc = 0;
+          for (let n = 0; n < N; n++) {
+            sc += S0[p * N + n]! * s.C[bc(i) + n]!;
+            g.C[bc(i) + n] += e * S0[p * N + n]! * gy;
+          }
+          dcum[i] += e * gy * sc;
+        }
+      }
+      // 3. chunk state and state passing, from dS1; then dS0 (kept in dS) for the chunk before
+      const last = q - 1, eLast = Math.exp(cum[last]!);
+      for (let j = 0; j < q; j++) {
+        const w = Math.exp(cum[last]! - cum[j]!) * s.dt[row(j)]!;
+        let dw = 0;
+        for (let p = 0; p < P; p++) {
+          const xp = s.x[row(j) * P + p]!;
+          let sb = 0;
+          for (let n = 0; n < N; n++) {
+            sb += dS[p * N + n]! * s.B[bc(j) + n]!;
+            g.B[bc(j) + n] += w * dS[p * N + n]! * xp;
+          }
+          g.x[row(j) * P + p] += w * sb;
+          dw += sb * xp;
+        }
+        g.dt[row(j)] += dw * Math.exp(cum[last]! - cum[j]!);
+        dcum[last] += dw * w;
+        dcum[j] -= dw * w;
+      }
+      let ss = 0;
+      for (let k = 0; k < PN; k++) ss += S0[k]! * dS[k]!;
+      dcum[last] += eLast * ss;
+      for (let i = 0; i < q; i++) {
+        const e = Math.exp(cum[i]!), bi = bc(i);
+        for (let p = 0; p < P; p++) {
+          const gy = dy[row(i) * P + p]!;
+          for (let n = 0; n < N; n++) dS[p * N + n] = (i === 0 ? eLast * dS[p * N + n]! : dS[p * N + n]!) + e * gy * s.C[bi + n]!;
+        }
+      }
+      // dcum → da (reverse cumulative sum) → dt, A
+      for (let i = q - 1, da = 0; i >= 0; i--) {
+        da += dcum[i]!;
+        g.dt[row(i)] += da * s.A[h]!;
+        g.A[h] += da * s.dt[row(i)]!;
       }
     }
   }

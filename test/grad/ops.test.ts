@@ -5,6 +5,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { type Data, VJP, type VjpCtx } from '../../compiler/vjp.ts';
+import { ssdChunkedB, ssdRecurrentB } from '../../runtime/cpu/backward-seq.ts';
 import { OPS, OP_BY_NAME, type Attrs, type Dim } from '../../compiler/ops.ts';
 import type { SeqSlice } from '../../runtime/cpu/seq.ts';
 import { centralDiff, probe, randomF64, relErr, sample } from './helpers.ts';
@@ -122,5 +123,20 @@ describe('op backwards against finite differences', () => {
     });
     a!.y.forEach((v, i) => expect(Math.abs(v - b!.y[i]!)).toBeLessThan(1e-12));
     a!.g.forEach((g, s) => g!.forEach((v, i) => expect(Math.abs(v - b!.g[s]![i]!), `input ${s} [${i}]`).toBeLessThan(1e-12)));
+  });
+
+  it('the chunked SSD backward equals the token-by-token one (f64, 1e-12 of the largest entry)', () => {
+    for (const chunk of [1, 3, 4, 100]) {
+      const k = ssdCase('', chunk, LENS, 90);
+      const ctx = ctxOf(k), r = VJP.ssd!.forward(ctx), dy = probe(r.outs[0]!.length, 6).r;
+      const [x, dt, A, B, C, D] = ctx.ins as Float64Array[];
+      const dims = { H: 4, P: 2, G: 2, N: 3 }, s = { x: x!, dt: dt!, A: A!, B: B!, C: C!, D: D! };
+      const a = ssdChunkedB(dy, s, dims, chunk, ctx.seqs, r.saved as Float64Array[]);
+      const b = ssdRecurrentB(dy, s, dims, chunk, ctx.seqs, r.saved as Float64Array[]);
+      for (const key of ['x', 'dt', 'A', 'B', 'C', 'D'] as const) {
+        const m = b[key].reduce((mx, v) => Math.max(mx, Math.abs(v)), 0);
+        a[key].forEach((v, i) => expect(Math.abs(v - b[key][i]!), `chunk ${chunk}: d${key}[${i}]`).toBeLessThan(1e-12 * m));
+      }
+    }
   });
 });
