@@ -4,9 +4,11 @@
 
 import { resolve } from 'node:path';
 import { compileFile } from '../compiler/compile.ts';
-import { lossGradients, readWeightsF64 } from '../compiler/grad.ts';
+import { gradientBytes, lossGradients, readWeightsF64 } from '../compiler/grad.ts';
 import { positionsFor, seqsFromCuSeqlens, seqsFromPositions } from '../runtime/engine.ts';
+import { RuntimeError } from '../runtime/errors.ts';
 import { gradientsFile } from '../runtime/grad.ts';
+import { availableMemory } from '../runtime/load.ts';
 import { assertShapes, openCheckpoint } from '../runtime/safetensors.ts';
 import { checkParent, writeOutputFile } from './fsutil.ts';
 import type { QuantFlags } from './quant.ts';
@@ -29,6 +31,7 @@ export async function writeGradients(file: string, o: LoadFlags, ids: number[], 
   const seqs = cu ? seqsFromCuSeqlens(cu, T) : positions ? seqsFromPositions(Int32Array.from(positions)) : [{ start: 0, len: T }];
   const labels = Int32Array.from(ids);
   for (const s of seqs) labels[s.start] = -100;
+  await checkGradientMemory(o.weights, gradientBytes(g, T));
   const ckpt = openCheckpoint(o.weights);
   let weights: Map<string, Float64Array>;
   try {
@@ -39,4 +42,13 @@ export async function writeGradients(file: string, o: LoadFlags, ids: number[], 
   }
   const r = lossGradients(g, weights, { tokens: Int32Array.from(ids), positions: positions ? Int32Array.from(positions) : positionsFor(seqs, T), seqs, labels });
   await writeOutputFile(out, gradientsFile(g.weights.map((w) => ({ name: w.name, shape: w.shape, data: r.grads!.get(w.name)! }))));
+}
+
+/** RT146 before anything is read when the float64 evaluation would not fit in the memory this
+ *  process may take (`avail` overrides the machine's figure). */
+export async function checkGradientMemory(dir: string, needed: number, avail?: { bytes: number; source: string } | null): Promise<void> {
+  const room = avail !== undefined ? avail : await availableMemory();
+  if (!room || needed <= room.bytes) return;
+  throw new RuntimeError('RT146', [dir, needed.toLocaleString('en-US'), 'cpu', ' and the float64 gradient reference (--grads)', room.bytes.toLocaleString('en-US'), room.source,
+    '--grads keeps every activation in float64: give fewer tokens, or use a smaller model'], { file: dir });
 }

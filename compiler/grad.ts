@@ -128,6 +128,17 @@ export function lossGradients(g: Graph, weights: ReadonlyMap<string, F64>, b: Gr
   return { loss, tokens, logits, grads };
 }
 
+/** Bytes lossGradients holds for T tokens, about: every weight and its gradient, and every other
+ *  value with its cotangent, in float64 (what the ops save besides is of the same order or less). */
+export function gradientBytes(g: Graph, T: number): number {
+  let n = 0;
+  for (const v of g.values) {
+    const rows = v.type.shape.reduce<number>((p, d) => p * (d === 'T' ? T : d), 1);
+    n += v.source.kind === 'input' ? 0 : 2 * rows;
+  }
+  return 8 * n;
+}
+
 /** Every weight of `g` read from an open checkpoint as float64 (names and shapes already checked);
  *  a weight holding NaN or infinities is RT144 naming the file and tensor. */
 export function readWeightsF64(g: Graph, ckpt: Checkpoint, tensorOf: (weight: string) => string = (w) => w): Map<string, F64> {

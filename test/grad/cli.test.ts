@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { lossGradients } from '../../compiler/grad.ts';
+import { RuntimeError } from '../../runtime/errors.ts';
 import { openCheckpoint } from '../../runtime/safetensors.ts';
 import { toF32 } from '../../runtime/tensor.ts';
 import { BAMBA, runCli, writeCheckpoint } from '../helpers/checkpoints.ts';
@@ -77,4 +78,23 @@ describe('forward --grads', () => {
     expect(existsSync(out)).toBe(false);
     expect(readdirSync(dir)).toEqual(['ckpt']);
   }, 120_000);
+});
+
+describe('--grads memory', () => {
+  it('the float64 evaluation is sized before anything is read: over the memory at hand it is RT146 naming both figures', async () => {
+    const { checkGradientMemory } = await import('../../cli/grads.ts');
+    const { gradientBytes } = await import('../../compiler/grad.ts');
+    const { compileTiny } = await import('../helpers/checkpoints.ts');
+    const g = compileTiny().graph;
+    const need = gradientBytes(g, 10);
+    // at least the weights and their gradients; more tokens need more
+    expect(need).toBeGreaterThan(2 * 8 * g.weights.reduce((n, w) => n + w.shape.reduce((a, b) => a * b, 1), 0));
+    expect(gradientBytes(g, 20)).toBeGreaterThan(need);
+    await expect(checkGradientMemory('ckpt', need, { bytes: need, source: 'a test' })).resolves.toBeUndefined();
+    const err = await checkGradientMemory('ckpt', need, { bytes: need - 1, source: 'a test' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RuntimeError);
+    expect((err as RuntimeError).code).toBe('RT146');
+    expect((err as RuntimeError).message).toContain(need.toLocaleString('en-US'));
+    expect((err as RuntimeError).message).toContain('fewer tokens');
+  });
 });
