@@ -94,8 +94,9 @@ function checkBatch(b: GradBatch, vocab: number, labelsVocab: number): void {
 
 /** The loss (and with `grads`, every weight's gradient) of the packed batch `b`. */
 export function lossGradients(g: Graph, weights: ReadonlyMap<string, F64>, b: GradBatch, opts: { grads?: boolean } = {}): LossGradients {
-  // ids index the embedding table; labels index the logits' last dim
-  const embed = g.nodes.find((n) => n.op === 'embedding');
+  // ids index the table of the embedding that reads them; labels index the logits' last dim
+  const tokensIn = g.inputs.find((i) => i.name === 'tokens')?.value;
+  const embed = g.nodes.find((n) => n.op === 'embedding' && n.inputs[0] === tokensIn);
   const out = (g.outputs.find((o) => o.name === 'logits') ?? g.outputs[0])?.value;
   const last = (id: number) => g.values[id]!.type.shape.at(-1) as number;
   checkBatch(b, embed ? g.values[embed.inputs[1]!]!.type.shape[0] as number : Infinity, out === undefined ? Infinity : last(out));
