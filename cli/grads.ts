@@ -24,8 +24,9 @@ export function checkGradsFlags(o: QuantFlags & { loss?: boolean; step?: boolean
 }
 
 /** The gradient of the mean loss over the packed batch (sequences and labels as the forward's),
- *  evaluated on the graph in float64 (compiler/grad.ts), written as one f32 safetensors file. */
-export async function writeGradients(file: string, o: LoadFlags, ids: number[], positions: number[] | undefined, cu: number[] | undefined, out: string): Promise<void> {
+ *  evaluated on the graph in float64 (compiler/grad.ts), written as one f32 safetensors file.
+ *  Returns the gradients' global L2 norm (over every weight, in float64). */
+export async function writeGradients(file: string, o: LoadFlags, ids: number[], positions: number[] | undefined, cu: number[] | undefined, out: string): Promise<number> {
   const g = compileFile(file, optionsFor(file, o, o.weights)).graph;
   const T = ids.length;
   const seqs = cu ? seqsFromCuSeqlens(cu, T) : positions ? seqsFromPositions(Int32Array.from(positions)) : [{ start: 0, len: T }];
@@ -42,6 +43,9 @@ export async function writeGradients(file: string, o: LoadFlags, ids: number[], 
   }
   const r = lossGradients(g, weights, { tokens: Int32Array.from(ids), positions: positions ? Int32Array.from(positions) : positionsFor(seqs, T), seqs, labels });
   await writeOutputFile(out, gradientsFile(g.weights.map((w) => ({ name: w.name, shape: w.shape, data: r.grads!.get(w.name)! }))));
+  let ss = 0;
+  for (const d of r.grads!.values()) for (const v of d) ss += v * v;
+  return Math.sqrt(ss);
 }
 
 /** RT146 before anything is read when the float64 evaluation would not fit in the memory this

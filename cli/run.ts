@@ -299,9 +299,10 @@ export function registerRunCommands(p: Command): void {
       }
       checkLogits(logits, model.vocab);
       if (o.out) await writeOutputFile(o.out, encodeNpy(logits, [ids.length, model.vocab]));
-      if (o.grads !== undefined) await (await import('./grads.ts')).writeGradients(file, o, ids, posSeqs?.flat(), seqs.length > 1 ? cu : undefined, o.grads);
+      // grad_norm: the gradients' global L2 norm (what clipping by global norm measures)
+      const gradNorm = o.grads !== undefined ? await (await import('./grads.ts')).writeGradients(file, o, ids, posSeqs?.flat(), seqs.length > 1 ? cu : undefined, o.grads) : undefined;
       // tokens: the rows the loss averages over (each predicts the next id of its own sequence)
-      if (o.loss) process.stdout.write(JSON.stringify({ loss, tokens: predicted }) + '\n');
+      if (o.loss) process.stdout.write(JSON.stringify({ loss, tokens: predicted, ...(gradNorm !== undefined ? { grad_norm: gradNorm } : {}) }) + '\n');
       if (!o.out && !o.loss) process.stdout.write(`logits [${ids.length}, ${model.vocab}]: pass --out FILE.npy to save them\n`);
     });
 

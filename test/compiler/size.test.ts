@@ -38,11 +38,11 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  refusal, progress in bytes: runtime/load.ts, runtime/wasm/pack.ts); codegen 4400 -> 4410:
  *  the kernel module's job record and `work` in codegen/wasm/job.ts, the integer-dot GEMV's loop;
  *  runtime -> 10880 (10895 with webgpu/pool.ts split out of backend.ts), cli -> 1390: WebGPU's host-made rotary table (runtime/webgpu/rotary.ts) and a checkpoint
- *  of another model named as such (RT166, one CLI warning line); compiler 4090 -> 4432, runtime -> 11515, cli -> 1444:
+ *  of another model named as such (RT166, one CLI warning line); compiler 4090 -> 4432, runtime -> 11515, cli -> 1449:
  *  gradients (issue 20's first slice: compiler/vjp.ts one VJP record per op, compiler/grad.ts the tape and
  *  reverse sweep, runtime/cpu/backward*.ts the float64 reference backwards, runtime/grad.ts and cli/grads.ts
  *  for `forward --grads`). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4432, codegen: 4410, runtime: 11515, cli: 1444 };
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4432, codegen: 4410, runtime: 11515, cli: 1449 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {

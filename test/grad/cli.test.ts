@@ -34,7 +34,7 @@ describe('forward --grads', () => {
       const { compiled, tensors } = writeCheckpoint(ckpt, { tie: false }, { seed: 4 });
       const r = await runCli(['forward', BAMBA, '--weights', ckpt, '--ids', k.ids, ...(k.positions ? ['--positions', k.positions] : []), '--loss', '--grads', out, '--backend', 'cpu']);
       expect(r.code, r.stderr).toBe(0);
-      const printed = JSON.parse(r.stdout) as { loss: number; tokens: number };
+      const printed = JSON.parse(r.stdout) as { loss: number; tokens: number; grad_norm: number };
       // the reference on the same batch
       const ids = Int32Array.from(k.ids.split(/[;,]/).map(Number));
       const seqs = k.seqs.map(([start, len]) => ({ start: start!, len: len! }));
@@ -45,6 +45,8 @@ describe('forward --grads', () => {
       const ref = lossGradients(compiled.graph, w, { tokens: ids, positions, seqs, labels });
       expect(printed.tokens).toBe(ref.tokens);
       expect(relErr(printed.loss, ref.loss, 1e-12)).toBeLessThan(1e-5);
+      const norm = Math.sqrt([...ref.grads!.values()].reduce((n, d) => n + d.reduce((a, v) => a + v * v, 0), 0));
+      expect(relErr(printed.grad_norm, norm, 1e-12), `grad_norm ${printed.grad_norm} vs ${norm}`).toBeLessThan(1e-12);
       const g = openCheckpoint(out);
       expect([...g.tensors.keys()].sort()).toEqual(compiled.graph.weights.map((x) => x.name).sort());
       for (const wt of compiled.graph.weights) {
