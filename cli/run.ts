@@ -52,7 +52,7 @@ function archList(text = 'sm_80,sm_90'): string[] {
 
 /** The params for a checkpoint: its config.json binds them unless --hf-config names another.
  *  A checkpoint without config.json is refused (its sizes would silently be the defaults). */
-function optionsFor(file: string, o: CommonOpts, weightsDir?: string): CompileOptions {
+export function optionsFor(file: string, o: CommonOpts, weightsDir?: string): CompileOptions {
   let configPath = o.hfConfig;
   if (weightsDir !== undefined) {
     const dir = probePath(weightsDir);
@@ -255,15 +255,17 @@ export function registerRunCommands(p: Command): void {
     .option('--positions <ids>', 'position ids (a 0 starts a new sequence)')
     .option('--step', 'feed the tokens one at a time through decode')
     .option('--loss', 'print the causal-LM loss (labels = the ids) as JSON')
+    .option('--grads <file>', 'with --loss: write the gradient of the mean loss with respect to every weight as f32 safetensors (the checkpoint\'s names; computed in float64 on the CPU reference)')
     .option('--capacity <n>', 'tokens one sequence may hold (default: the model\'s context param)')
     .option('--out <file>', 'write float32 logits [tokens, vocab] as .npy')
     .option('--allow-extra', 'accept checkpoint tensors the model does not use')
     .option('--no-check-weights', 'load weights holding NaN or infinities')
     .addOption(new Option('--backend <backend>', 'where to run (webgpu: Dawn; without a GPU set VK_ICD_FILENAMES to SwiftShader\'s ICD)').choices(BACKEND_NAMES).default('wasm'))
     .option('--cuda-arch <archs>', 'backend cuda: architectures to compile the kernels for where nvcc exists (else NVRTC at load)', 'sm_80,sm_90')
-    .action(async (file: string, o: LoadFlags & { ids: string; positions?: string; step?: boolean; loss?: boolean; out?: string }) => {
+    .action(async (file: string, o: LoadFlags & { ids: string; positions?: string; step?: boolean; loss?: boolean; out?: string; grads?: string }) => {
       const seqs = parseIdLists(o.ids, '--ids');
       if (o.out) checkParent(resolve(o.out)); // before the work, not after
+      if (o.grads !== undefined) (await import('./grads.ts')).checkGradsFlags(o);
       const posSeqs = o.positions !== undefined ? parseIdLists(o.positions, '--positions') : undefined;
       if (posSeqs && o.step) usage('--positions', 'it cannot be combined with --step', 'decode numbers positions itself');
       if (posSeqs) checkPositions(seqs, posSeqs);
@@ -297,8 +299,10 @@ export function registerRunCommands(p: Command): void {
       }
       checkLogits(logits, model.vocab);
       if (o.out) await writeOutputFile(o.out, encodeNpy(logits, [ids.length, model.vocab]));
+      // grad_norm: the gradients' global L2 norm (what clipping by global norm measures)
+      const gradNorm = o.grads !== undefined ? await (await import('./grads.ts')).writeGradients(file, o, ids, posSeqs?.flat(), seqs.length > 1 ? cu : undefined, o.grads) : undefined;
       // tokens: the rows the loss averages over (each predicts the next id of its own sequence)
-      if (o.loss) process.stdout.write(JSON.stringify({ loss, tokens: predicted }) + '\n');
+      if (o.loss) process.stdout.write(JSON.stringify({ loss, tokens: predicted, ...(gradNorm !== undefined ? { grad_norm: gradNorm } : {}) }) + '\n');
       if (!o.out && !o.loss) process.stdout.write(`logits [${ids.length}, ${model.vocab}]: pass --out FILE.npy to save them\n`);
     });
 

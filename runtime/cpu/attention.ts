@@ -7,7 +7,7 @@ import { checkLen, checkSeqs, type KvCache, type SeqSlice } from './seq.ts';
  * HF's inverse frequencies for rotary dim r, with its f32 roundings: 1 / theta^(2i/r), i < r/2,
  * each step rounded to f32 as torch computes it in float32.
  */
-function invFreqs(rotaryDim: number, theta: number): Float64Array {
+export function invFreqs(rotaryDim: number, theta: number): Float64Array {
   const half = rotaryDim / 2;
   const inv = new Float64Array(half);
   for (let i = 0; i < half; i++) {

@@ -39,8 +39,12 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  the kernel module's job record and `work` in codegen/wasm/job.ts, the integer-dot GEMV's loop;
  *  runtime -> 10880 (10895 with webgpu/pool.ts split out of backend.ts, 10920 with webgpu/dawn.ts), cli -> 1390: WebGPU's host-made rotary table (runtime/webgpu/rotary.ts) and a checkpoint
  *  of another model named as such (RT166, one CLI warning line); codegen 4410 -> 4439: q8/q4 panels with
- *  f16 scales widened in the kernels, q4's signed activation digits, the GEMV's peeled k-quad (codegen/wasm/kernels.ts). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4090, codegen: 4439, runtime: 10920, cli: 1390 };
+ *  f16 scales widened in the kernels, q4's signed activation digits, the GEMV's peeled k-quad (codegen/wasm/kernels.ts);
+ *  compiler 4090 -> 4432, runtime -> 11540, cli -> 1449:
+ *  gradients (issue 20's first slice: compiler/vjp.ts one VJP record per op, compiler/grad.ts the tape and
+ *  reverse sweep, runtime/cpu/backward*.ts the float64 reference backwards, runtime/grad.ts and cli/grads.ts
+ *  for `forward --grads`). */
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4432, codegen: 4439, runtime: 11540, cli: 1449 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {

@@ -1,0 +1,58 @@
+// archc forward --loss --grads FILE: the gradient of the mean causal-LM loss with respect to every
+// weight, from the float64 reference (compiler/grad.ts, docs/TRAINING.md), written as one f32
+// safetensors file whole or not at all. Loaded only when --grads is given.
+
+import { resolve } from 'node:path';
+import { compileFile } from '../compiler/compile.ts';
+import { gradientBytes, lossGradients, readWeightsF64 } from '../compiler/grad.ts';
+import { positionsFor, seqsFromCuSeqlens, seqsFromPositions } from '../runtime/engine.ts';
+import { RuntimeError } from '../runtime/errors.ts';
+import { gradientsFile } from '../runtime/grad.ts';
+import { availableMemory } from '../runtime/load.ts';
+import { assertShapes, openCheckpoint } from '../runtime/safetensors.ts';
+import { checkParent, writeOutputFile } from './fsutil.ts';
+import type { QuantFlags } from './quant.ts';
+import { type LoadFlags, optionsFor, usage } from './run.ts';
+
+/** --grads: with --loss, not with --step or --quantize (the gradient is of the checkpoint's own
+ *  weights, through the packed forward); its directory must exist. */
+export function checkGradsFlags(o: QuantFlags & { loss?: boolean; step?: boolean; grads?: string }): void {
+  if (!o.loss) usage('--grads', 'it needs --loss (the gradient is that of the mean causal-LM loss)');
+  if (o.step) usage('--grads', 'it cannot be combined with --step', 'the gradient is taken through the packed forward');
+  if (o.quantize) usage('--grads', 'it cannot be combined with --quantize', 'the gradient is of the checkpoint\'s weights as stored');
+  checkParent(resolve(o.grads!));
+}
+
+/** The gradient of the mean loss over the packed batch (sequences and labels as the forward's),
+ *  evaluated on the graph in float64 (compiler/grad.ts), written as one f32 safetensors file.
+ *  Returns the gradients' global L2 norm (over every weight, in float64). */
+export async function writeGradients(file: string, o: LoadFlags, ids: number[], positions: number[] | undefined, cu: number[] | undefined, out: string): Promise<number> {
+  const g = compileFile(file, optionsFor(file, o, o.weights)).graph;
+  const T = ids.length;
+  const seqs = cu ? seqsFromCuSeqlens(cu, T) : positions ? seqsFromPositions(Int32Array.from(positions)) : [{ start: 0, len: T }];
+  const labels = Int32Array.from(ids);
+  for (const s of seqs) labels[s.start] = -100;
+  await checkGradientMemory(o.weights, gradientBytes(g, T));
+  const ckpt = openCheckpoint(o.weights);
+  let weights: Map<string, Float64Array>;
+  try {
+    assertShapes(ckpt, g.weights.map((w) => ({ name: w.name, shape: w.shape })), { allowExtra: true });
+    weights = readWeightsF64(g, ckpt, o.checkWeights !== false);
+  } finally {
+    ckpt.close();
+  }
+  const r = lossGradients(g, weights, { tokens: Int32Array.from(ids), positions: positions ? Int32Array.from(positions) : positionsFor(seqs, T), seqs, labels });
+  await writeOutputFile(out, gradientsFile(g.weights.map((w) => ({ name: w.name, shape: w.shape, data: r.grads!.get(w.name)! }))));
+  let ss = 0;
+  for (const d of r.grads!.values()) for (const v of d) ss += v * v;
+  return Math.sqrt(ss);
+}
+
+/** RT146 before anything is read when the float64 evaluation would not fit in the memory this
+ *  process may take (`avail` overrides the machine's figure). */
+export async function checkGradientMemory(dir: string, needed: number, avail?: { bytes: number; source: string } | null): Promise<void> {
+  const room = avail !== undefined ? avail : await availableMemory();
+  if (!room || needed <= room.bytes) return;
+  throw new RuntimeError('RT146', [dir, needed.toLocaleString('en-US'), 'cpu', ' and the float64 gradient reference (--grads)', room.bytes.toLocaleString('en-US'), room.source,
+    '--grads keeps every activation in float64: give fewer tokens, or use a smaller model'], { file: dir });
+}

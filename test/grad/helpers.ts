@@ -1,0 +1,55 @@
+// Shared by the gradient tests: random float64 arrays, central finite differences, and one
+// relative error measure with its stated meaning.
+
+import type { GradBatch } from '../../compiler/grad.ts';
+import { positionsFor } from '../../runtime/engine.ts';
+import { randomIds } from '../helpers/checkpoints.ts';
+import { prng } from '../helpers/random.ts';
+
+/** n values uniform in [−scale, scale) from a seeded generator. */
+export function randomF64(n: number, seed: number, scale = 1): Float64Array {
+  const r = prng(seed);
+  return Float64Array.from({ length: n }, () => (2 * r() - 1) * scale);
+}
+
+/** d loss / d x[i] by central differences with step h (x[i] restored afterwards). */
+export function centralDiff(x: Float64Array, i: number, loss: () => number, h = 1e-5): number {
+  const v = x[i]!;
+  x[i] = v + h;
+  const up = loss();
+  x[i] = v - h;
+  const down = loss();
+  x[i] = v;
+  return (up - down) / (2 * h);
+}
+
+/** |a − b| / max(|a|, |b|, floor): relative, with an absolute floor for near-zero entries. */
+export function relErr(a: number, b: number, floor: number): number {
+  return Math.abs(a - b) / Math.max(Math.abs(a), Math.abs(b), floor);
+}
+
+/** A fixed random linear functional of y, Σ y[i] · r[i]: its gradient wrt y is r, so an op's
+ *  backward called with dy = r must equal the finite differences of this scalar. */
+export function probe(n: number, seed: number): { r: Float64Array; dot: (y: Float64Array) => number } {
+  const r = randomF64(n, seed);
+  return { r, dot: (y) => y.reduce((s, v, i) => s + v * r[i]!, 0) };
+}
+
+/** Indices to sample: all when n ≤ k, else k spread evenly plus the first and last. */
+export function sample(n: number, k: number, seed: number): number[] {
+  if (n <= k) return Array.from({ length: n }, (_, i) => i);
+  const r = prng(seed);
+  const s = new Set<number>([0, n - 1]);
+  while (s.size < k) s.add(Math.floor(r() * n));
+  return [...s].sort((a, b) => a - b);
+}
+
+/** lens → a packed batch of random ids, labels = ids with -100 at each sequence's first token. */
+export function packed(lens: readonly number[], vocab: number, seed: number): GradBatch {
+  const T = lens.reduce((a, b) => a + b, 0);
+  const seqs = lens.map((len, i) => ({ start: lens.slice(0, i).reduce((a, b) => a + b, 0), len }));
+  const tokens = Int32Array.from(randomIds(T, vocab, seed));
+  const labels = Int32Array.from(tokens);
+  for (const s of seqs) labels[s.start] = -100;
+  return { tokens, positions: positionsFor(seqs, T), seqs, labels };
+}
