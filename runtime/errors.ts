@@ -119,6 +119,10 @@ export const RUNTIME_MESSAGES = {
   RT503: 'the WebGPU device rejected the shader of kernel {0} ({1}):\n{2}',
   RT504: 'the {0} backend reads results asynchronously: use {1}',
   RT505: '{0} needs {1} bytes on the WebGPU device; its buffers hold {2}: {3}',
+  // 6xx: training (runtime/train/, cli/train.ts)
+  RT600: '{0}:{1}: {2}',
+  RT601: 'cannot resume from {0}: {1}',
+  RT602: 'training diverged at step {0}: {1}; lower --lr or check the data',
   // 7xx: the CUDA backend
   RT700: 'no CUDA driver: cannot load {0} ({1}); the cuda backend needs an NVIDIA GPU and its driver (libcuda.so.1)',
   RT701: 'the CUDA driver ({0}) failed to initialise: {1}; is an NVIDIA GPU present and its kernel module loaded (nvidia-smi)?',
