@@ -11,6 +11,7 @@ import { type CommonOpts, setsOf, withCommon, withPreset } from './common.ts';
 import { writeOutputFile } from './fsutil.ts';
 import { registerQuantCommands } from './quant.ts';
 import { registerRunCommands } from './run.ts';
+import { registerTrainCommand } from './train.ts';
 
 function compile(file: string, o: CommonOpts) {
   const c = compileFile(file, { hfConfig: o.hfConfig, set: setsOf(file, o), model: o.model });
@@ -68,6 +69,7 @@ export function program(): Command {
 
   registerRunCommands(p);
   registerQuantCommands(p);
+  registerTrainCommand(p);
   return p;
 }
 
