@@ -1,0 +1,125 @@
+// archc train end to end on a tiny Bamba: a run killed mid-way and resumed ends with the same
+// weights and moments, bit for bit, as one that never stopped; the loss falls while overfitting a
+// short text; the run directory is a checkpoint archc loads, with metrics and a loss curve; bad
+// input is refused with a code naming the place, writing nothing.
+
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { compileFile, loadConfig } from '../../compiler/compile.ts';
+import { lossGradients, readWeightsF64 } from '../../compiler/grad.ts';
+import { openCheckpoint } from '../../runtime/safetensors.ts';
+import { ARCHC, BAMBA, ROOT, TINY, runCli, setsFor } from '../helpers/checkpoints.ts';
+import { useTmpDirs } from '../helpers/tmp.ts';
+
+const tmp = useTmpDirs('archc-train-');
+const TOKENIZER = join(ROOT, '..', 'shared', 'models', 'tiny-bamba-a', 'f32');
+const SETS = setsFor({ ...TINY, vocab: 264 }).flatMap((s) => ['--set', s]);
+const TEXT = 'The quick brown fox jumps over the lazy dog. <|endoftext|>A stitch in time saves nine. <|endoftext|>Pack my box with five dozen liquor jugs.';
+
+const args = (data: string, out: string, ...extra: string[]) =>
+  ['train', BAMBA, ...SETS, '--tokenizer', TOKENIZER, '--data', data, '--seq-len', '24', '--batch', '2', '--lr', '1e-2', '--warmup', '2', '-o', out, ...extra];
+const bytes = (f: string) => readFileSync(f);
+
+/** Runs the CLI and SIGKILLs it as soon as it has saved a step short of the end; returns that step. */
+function killAfterFirstSave(argv: string[], run: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [ARCHC, ...argv], { cwd: ROOT, stdio: 'ignore' });
+    const poll = setInterval(() => {
+      const f = join(run, 'trainer_state.json');
+      if (!existsSync(f)) return;
+      child.kill('SIGKILL');
+      clearInterval(poll);
+    }, 2);
+    child.on('exit', () => {
+      clearInterval(poll);
+      try {
+        const step = (JSON.parse(readFileSync(join(run, 'trainer_state.json'), 'utf8')) as { step: number }).step;
+        resolve(step);
+      } catch (e) {
+        reject(e);
+      }
+    });
+    setTimeout(() => { child.kill('SIGKILL'); }, 60_000).unref();
+  });
+}
+
+describe('archc train', () => {
+  it('resumes a run killed mid-way to the same weights and moments, bit for bit', async () => {
+    const dir = tmp(), data = join(dir, 'd.txt'), straight = join(dir, 'a'), killed = join(dir, 'b');
+    writeFileSync(data, TEXT);
+    const steps = 40;
+    const a = await runCli(args(data, straight, '--steps', String(steps), '--save-every', '2'), 120_000);
+    expect(a.code, a.stderr).toBe(0);
+    const k = await killAfterFirstSave(args(data, killed, '--steps', String(steps), '--save-every', '2'), killed);
+    process.stderr.write(`killed after step ${k} of ${steps}\n`);
+    expect(k, 'the kill came after the first save and before the end').toBeGreaterThan(0);
+    expect(k).toBeLessThan(steps);
+    const b = await runCli(['train', '--resume', killed], 120_000);
+    expect(b.code, b.stderr).toBe(0);
+    for (const f of ['model.safetensors', 'optimizer.safetensors', 'trainer_state.json']) expect(bytes(join(killed, f)).equals(bytes(join(straight, f))), f).toBe(true);
+    // the metrics agree too, but for the timings
+    const strip = (f: string) => readFileSync(f, 'utf8').split('\n').filter(Boolean).map((l) => { const { tokens_per_s: _, ...m } = JSON.parse(l); return m; });
+    expect(strip(join(killed, 'metrics.jsonl'))).toEqual(strip(join(straight, 'metrics.jsonl')));
+  }, 240_000);
+
+  it('overfits a short text: the loss falls over 20 steps; the run loads as a checkpoint with metrics and a loss curve', async () => {
+    const dir = tmp(), data = join(dir, 'd.txt'), run = join(dir, 'run');
+    writeFileSync(data, TEXT);
+    const r = await runCli(args(data, run, '--steps', '20', '--eval', data), 120_000);
+    expect(r.code, r.stderr).toBe(0);
+    const m = readFileSync(join(run, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, number>);
+    expect(m.map((x) => x.step)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+    for (const x of m) for (const key of ['tokens', 'loss', 'lr', 'grad_norm', 'tokens_per_s']) expect(Number.isFinite(x[key]), key).toBe(true);
+    const mean = (xs: Record<string, number>[]) => xs.reduce((s, x) => s + x.loss!, 0) / xs.length;
+    expect(mean(m.slice(-3)), `first ${mean(m.slice(0, 3))}, last ${mean(m.slice(-3))}`).toBeLessThan(0.6 * mean(m.slice(0, 3)));
+    const svg = readFileSync(join(run, 'loss.svg'), 'utf8');
+    expect(svg.match(/<polyline[^>]*points="([^"]*)"/)![1]!.split(' ')).toHaveLength(20);
+    // archc loads the run as a Hugging Face checkpoint: its loss equals the float64 reference's on the saved weights
+    const ids = '84,104,101,32,113,117,105,99,107';
+    const out = await runCli(['forward', BAMBA, '--weights', run, '--ids', ids, '--loss'], 60_000);
+    expect(out.code, out.stderr).toBe(0);
+    const g = compileFile(BAMBA, { hfConfigData: loadConfig(join(run, 'config.json')) }).graph;
+    const ckpt = openCheckpoint(run);
+    const w = readWeightsF64(g, ckpt);
+    ckpt.close();
+    const tokens = Int32Array.from(ids.split(',').map(Number));
+    const labels = Int32Array.from(tokens);
+    labels[0] = -100;
+    const ref = lossGradients(g, w, { tokens, positions: Int32Array.from(tokens, (_, i) => i), seqs: [{ start: 0, len: tokens.length }], labels }, { grads: false });
+    const got = JSON.parse(out.stdout) as { loss: number };
+    expect(Math.abs(got.loss - ref.loss) / ref.loss, `${got.loss} vs ${ref.loss}`).toBeLessThan(1e-5);
+    const ev = JSON.parse(readFileSync(join(run, 'eval.jsonl'), 'utf8').trim()) as { step: number; eval_loss: number; eval_bits_per_byte: number };
+    expect(ev.step).toBe(20);
+    expect(ev.eval_loss).toBeLessThan(m[0]!.loss!);
+  }, 240_000);
+
+  it('refuses bad flags, data and runs with a code naming the place, writing nothing', async () => {
+    const dir = tmp(), data = join(dir, 'd.txt'), bad = join(dir, 'bad.jsonl'), run = join(dir, 'run'), other = join(dir, 'other');
+    writeFileSync(data, TEXT);
+    writeFileSync(bad, '{"text": "fine"}\n{"body": "no text field"}\n');
+    writeFileSync(join(dir, 'notes.txt'), 'mine');
+    const rows: [string[], string][] = [
+      [['train', BAMBA, ...SETS, '--tokenizer', TOKENIZER, '--steps', '2', '-o', run], 'error AC315: invalid --data: train needs a data file'],
+      [args(data, run, '--steps', '0'), 'error AC315: invalid --steps: expected a positive integer, got "0"'],
+      [args(data, run, '--steps', '2', '--lr', '-1'), 'error AC315: invalid --lr: expected a positive number, got "-1"'],
+      [['train', BAMBA, ...SETS, '--data', data, '--steps', '2', '-o', run], 'error AC315: invalid --tokenizer: a random init needs the tokenizer'],
+      [args(bad, run, '--steps', '2'), `error RT600: ${bad}:2: expected an object with a string field "text"`],
+      [args(data, dir, '--steps', '2'), `error AC601: output directory ${dir} is not empty and is not an archc checkpoint`],
+      [['train', '--resume', other], `error RT601: cannot resume from ${other}: ${join(other, 'trainer_state.json')}`],
+      [['train', '--resume', run, '--lr', '1'], 'error AC315: invalid --lr: it cannot be combined with --resume'],
+    ];
+    for (const [argv, said] of rows) {
+      const r = await runCli(argv, 60_000);
+      expect(r.code, argv.join(' ')).toBe(1);
+      expect(r.stderr.startsWith(said), r.stderr).toBe(true);
+      expect(r.stderr).not.toContain('    at ');
+    }
+    expect(readdirSync(dir).sort()).toEqual(['bad.jsonl', 'd.txt', 'notes.txt']);
+    // a finished run cannot be resumed to the steps it has
+    expect((await runCli(args(data, run, '--steps', '2'), 60_000)).code).toBe(0);
+    const r = await runCli(['train', '--resume', run, '--steps', '2'], 60_000);
+    expect(r.stderr.startsWith(`error AC315: invalid --steps: the run in ${run} has taken 2 steps already`), r.stderr).toBe(true);
+  }, 240_000);
+});
