@@ -8,21 +8,20 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { compileFile } from '../compiler/compile.ts';
-import { gradientBytes } from '../compiler/grad.ts';
+import type { Graph } from '../compiler/ir.ts';
 import { hfConfigText, initWeights } from '../compiler/init.ts';
 import { createRng } from '../runtime/rng.ts';
 import { assertShapes, openCheckpoint } from '../runtime/safetensors.ts';
 import { toF32 } from '../runtime/tensor.ts';
 import { readTrainSettings, readTrainState, writeTrainState } from '../runtime/train/checkpoint.ts';
 import { type PackedBatch, packedBatches } from '../runtime/train/data.ts';
-import { referenceEngine } from '../runtime/train/engine.ts';
+import type { TrainEngine } from '../runtime/train/engine.ts';
 import { ADAMW_DEFAULTS, newParam } from '../runtime/train/optim.ts';
 import { lossCurveSvg } from '../runtime/train/svg.ts';
 import { type Metric, type TrainConfig, type TrainState, evaluate, trainStep } from '../runtime/train/trainer.ts';
 import { type CommonOpts, setsOf, withCommon, withPreset } from './common.ts';
 import { printWarnings } from './errors.ts';
 import { checkReplaceable, exitOnSignals, writeDirAtomic, yieldToSignals } from './fsutil.ts';
-import { checkGradientMemory } from './grads.ts';
 import { numberFlag, optionsFor, usage } from './run.ts';
 
 interface TrainFlags extends CommonOpts {
@@ -65,6 +64,18 @@ export function registerTrainCommand(p: Command): void {
     .option('--resume <dir>', 'continue the run saved in this directory')
     .option('--force', 'replace the output directory even if it holds files archc did not write')
     .action(async (file: string | undefined, o: TrainFlags) => train(file, o));
+}
+
+/** The float64 reference engine: the f32 masters widened exactly, the graph evaluated by
+ *  lossGradients (here, not in runtime/: the runtime ships without the compiler; passed in, as
+ *  compiler/grad.ts loads the runtime's loader, which `archc --help` must not). */
+export function referenceEngine(g: Graph, lossGradients: typeof import('../compiler/grad.ts').lossGradients): TrainEngine {
+  const widen = (w: ReadonlyMap<string, Float32Array>) => new Map([...w].map(([k, v]) => [k, Float64Array.from(v)]));
+  return {
+    weights: g.weights.map((w) => ({ name: w.name, shape: w.shape })),
+    step: (w, b) => lossGradients(g, widen(w), b),
+    evaluate: (w, b) => lossGradients(g, widen(w), b, { grads: false }),
+  };
 }
 
 const int = (v: string | undefined, flag: string, min: number, dflt: number) => numberFlag(v, flag, { int: true, min, what: min > 0 ? 'a positive integer' : 'an integer ≥ 0' }) ?? dflt;
@@ -124,8 +135,9 @@ async function train(file: string | undefined, o: TrainFlags): Promise<void> {
   const g = compiled.graph;
   // the run's config.json: the checkpoint's own when there is one (transformers reads it), else archc's
   const configText = source ? readFileSync(join(source, 'config.json'), 'utf8') : hfConfigText(compiled, 'f32', (c) => { c.archc = { model: g.model, note: 'trained by archc train' }; });
+  const [{ gradientBytes, lossGradients }, { checkGradientMemory }] = await Promise.all([import('../compiler/grad.ts'), import('./grads.ts')]);
   await checkGradientMemory(source ?? s.model, gradientBytes(g, s.seqLen * s.batch));
-  const engine = referenceEngine(g);
+  const engine = referenceEngine(g, lossGradients);
 
   let state: TrainState;
   if (resumed) state = readTrainState(resumed.dir, engine.weights);

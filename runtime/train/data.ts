@@ -6,7 +6,7 @@
 // boundary). docs/TRAINING.md "Data".
 
 import { closeSync, openSync, readSync } from 'node:fs';
-import type { GradBatch } from '../../compiler/grad.ts';
+import type { SeqSlice } from '../cpu/seq.ts';
 import { describeError, fail } from '../errors.ts';
 import { createRng } from '../rng.ts';
 import type { Tokenizer } from '../tokenizer.ts';
@@ -117,9 +117,14 @@ export function* shuffled<T>(items: Iterable<T>, size: number, seed: number): Ge
   while (buf.length) yield draw();
 }
 
-/** A packed batch: GradBatch (tokens, positions, sequence slices, labels) and the collator's
- *  flash-attention arguments, plus what the metrics count. */
-export interface PackedBatch extends GradBatch {
+/** A packed batch: tokens, positions and labels [T] with the rows of each sequence (the shape of
+ *  compiler/grad.ts GradBatch: labels[t + 1] is row t's target), the collator's flash-attention
+ *  arguments, and what the metrics count. */
+export interface PackedBatch {
+  readonly tokens: Int32Array;
+  readonly positions: Int32Array;
+  readonly seqs: readonly SeqSlice[];
+  readonly labels: Int32Array;
   /** [T]: the index of each token's sequence within the batch. */
   readonly seqIdx: Int32Array;
   /** [sequences + 1]: cumulative sequence lengths (cu_seq_lens_q = cu_seq_lens_k). */

@@ -1,10 +1,8 @@
 // What the training loop asks of a gradient engine: a packed batch in, the mean loss and every
-// weight's gradient out. The reference engine evaluates the graph in float64 on the CPU
-// (compiler/grad.ts lossGradients; slow, every activation kept); a lowered engine (wasm) will
-// implement the same interface.
+// weight's gradient out. The reference engine (cli/train.ts referenceEngine) evaluates the graph in
+// float64 on the CPU (compiler/grad.ts lossGradients; slow, every activation kept); a lowered
+// engine (wasm) will implement the same interface.
 
-import { lossGradients } from '../../compiler/grad.ts';
-import type { Graph } from '../../compiler/ir.ts';
 import type { PackedBatch } from './data.ts';
 
 export interface StepResult {
@@ -23,14 +21,4 @@ export interface TrainEngine {
   step(weights: ReadonlyMap<string, Float32Array>, batch: PackedBatch): StepResult;
   /** Loss only. */
   evaluate(weights: ReadonlyMap<string, Float32Array>, batch: PackedBatch): StepResult;
-}
-
-/** The float64 reference: the f32 masters widened exactly, the graph evaluated by lossGradients. */
-export function referenceEngine(g: Graph): TrainEngine {
-  const widen = (w: ReadonlyMap<string, Float32Array>) => new Map([...w].map(([k, v]) => [k, Float64Array.from(v)]));
-  return {
-    weights: g.weights.map((w) => ({ name: w.name, shape: w.shape })),
-    step: (w, b) => lossGradients(g, widen(w), b),
-    evaluate: (w, b) => lossGradients(g, widen(w), b, { grads: false }),
-  };
 }
