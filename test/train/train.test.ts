@@ -4,13 +4,14 @@
 // input is refused with a code naming the place, writing nothing.
 
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { compileFile, loadConfig } from '../../compiler/compile.ts';
 import { lossGradients, readWeightsF64 } from '../../compiler/grad.ts';
 import { openCheckpoint } from '../../runtime/safetensors.ts';
-import { ARCHC, BAMBA, ROOT, TINY, runCli, setsFor } from '../helpers/checkpoints.ts';
+import { ARCHC, BAMBA, ROOT, TINY, runCli, setsFor, writeCheckpoint } from '../helpers/checkpoints.ts';
+import { toF32 } from '../../runtime/tensor.ts';
 import { useTmpDirs } from '../helpers/tmp.ts';
 
 const tmp = useTmpDirs('archc-train-');
@@ -93,6 +94,32 @@ describe('archc train', () => {
     const ev = JSON.parse(readFileSync(join(run, 'eval.jsonl'), 'utf8').trim()) as { step: number; eval_loss: number; eval_bits_per_byte: number };
     expect(ev.step).toBe(20);
     expect(ev.eval_loss).toBeLessThan(m[0]!.loss!);
+  }, 240_000);
+
+  it('fine-tunes from --weights: one step moves each weight from the checkpoint\'s by at most lr (AdamW\'s first step)', async () => {
+    const dir = tmp(), data = join(dir, 'd.txt'), ckpt = join(dir, 'ckpt'), run = join(dir, 'run');
+    writeFileSync(data, TEXT);
+    mkdirSync(ckpt);
+    const { tensors } = writeCheckpoint(ckpt, { vocab: 264 }, { seed: 5 });
+    const lr = 1e-3, wd = 0.1;
+    const r = await runCli(['train', BAMBA, '--weights', ckpt, '--tokenizer', TOKENIZER, '--data', data, '--seq-len', '24', '--batch', '2', '--lr', String(lr), '--weight-decay', String(wd), '--steps', '1', '-o', run], 120_000);
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(join(run, 'config.json'), 'utf8')).toBe(readFileSync(join(ckpt, 'config.json'), 'utf8'));
+    const got = openCheckpoint(run);
+    let moved = 0, n = 0;
+    for (const { name, tensor } of tensors) {
+      const w1 = toF32(got.read(name)), w0 = tensor.data as Float32Array;
+      const decay = tensor.shape.length >= 2 ? 1 - lr * wd : 1;
+      w0.forEach((v, i) => {
+        // the first step is lr · g / (|g| + eps) after the decay: at most lr, in f32
+        const d = Math.abs(w1[i]! - v * decay);
+        expect(d, `${name}[${i}]`).toBeLessThanOrEqual(lr * (1 + 1e-6) + 1e-7 * Math.abs(v));
+        if (d > 0.5 * lr) moved++;
+        n++;
+      });
+    }
+    got.close();
+    expect(moved, 'most weights take a full step of lr').toBeGreaterThan(0.5 * n);
   }, 240_000);
 
   it('refuses bad flags, data and runs with a code naming the place, writing nothing', async () => {
