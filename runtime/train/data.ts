@@ -39,7 +39,7 @@ export function* readDocuments(path: string, format: DataFormat, separator: stri
   const sep = format === 'jsonl' ? '\n' : separator;
   const decoder = new TextDecoder('utf-8', { fatal: true });
   const buf = new Uint8Array(chunkBytes);
-  let pending = '', line = 1;
+  let pending = '', line = 1, read = 0;
   const emit = function* (text: string): Generator<string> {
     if (format === 'text') {
       if (text.trim() !== '') yield text;
@@ -69,8 +69,9 @@ export function* readDocuments(path: string, format: DataFormat, separator: stri
       try {
         pending += decoder.decode(buf.subarray(0, n), { stream: n > 0 });
       } catch {
-        fail('RT600', [path, line, 'the file is not valid UTF-8'], { file: path, line });
+        fail('RT100', [path, `not valid UTF-8 (in bytes ${Math.max(0, read - 3)} to ${read + n})`], { file: path });
       }
+      read += n;
       let cut: number;
       while ((cut = pending.indexOf(sep)) >= 0) {
         yield* emit(pending.slice(0, cut));

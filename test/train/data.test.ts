@@ -114,5 +114,7 @@ describe('training data', () => {
     writeFileSync(none, '\n\n');
     expect(() => [...packedBatches(none, tok, { seqLen: 8, batch: 1, seed: 0 })]).toThrowError(RuntimeError);
     expect(() => [...readDocuments(join(dir, 'missing.txt'), 'text', 'x')]).toThrowError(expect.objectContaining({ code: 'RT100' }));
+    writeFileSync(bad, Uint8Array.from([0x61, 0x62, 0xff, 0x63]));
+    expect(() => [...readDocuments(bad, 'text', 'x', 2)]).toThrowError(expect.objectContaining({ code: 'RT100', message: `RT100: cannot read ${bad}: not valid UTF-8 (in bytes 0 to 4)` }));
   });
 });
