@@ -45,8 +45,7 @@ export function* readDocuments(path: string, format: DataFormat, separator: stri
       if (text.trim() !== '') yield text;
       return;
     }
-    const at = line;
-    line += 1;
+    const at = line++;
     if (text.trim() === '') return;
     let row: unknown;
     try {
