@@ -4,12 +4,13 @@
 // plus optimizer.safetensors, trainer_state.json, metrics.jsonl and loss.svg, rewritten whole at
 // each save, so `--resume RUN` continues bit for bit. docs/TRAINING.md "The training loop".
 
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { compileFile } from '../compiler/compile.ts';
 import type { Graph } from '../compiler/ir.ts';
 import { hfConfigText, initWeights } from '../compiler/init.ts';
+import { RuntimeError, describeError } from '../runtime/errors.ts';
 import { createRng } from '../runtime/rng.ts';
 import { assertShapes, openCheckpoint } from '../runtime/safetensors.ts';
 import { toF32 } from '../runtime/tensor.ts';
@@ -32,7 +33,7 @@ interface TrainFlags extends CommonOpts {
 
 /** What a run is, saved in trainer_state.json and read back by --resume. */
 interface Settings {
-  model: string; modelName?: string; set: string[]; data: string; eval?: string; weights?: string;
+  model: string; modelName?: string; set: string[]; data: string; dataBytes: number; eval?: string; weights?: string;
   seqLen: number; batch: number; seed: number; shuffleBuffer: number; steps: number; saveEvery: number;
   lr: number; warmup: number; clip: number; weightDecay: number; beta1: number; beta2: number; eps: number;
 }
@@ -91,6 +92,13 @@ function settingsFrom(file: string | undefined, o: TrainFlags): { s: Settings; r
     if (o.set.length) usage('--set', 'it cannot be combined with --resume', `the run's settings are in ${join(dir, 'trainer_state.json')}`);
     const saved = readTrainSettings(dir);
     const s = saved.settings as unknown as Settings;
+    const stateFile = join(dir, 'trainer_state.json');
+    const bad = (['seqLen', 'batch', 'seed', 'shuffleBuffer', 'steps', 'saveEvery', 'lr', 'warmup', 'clip', 'weightDecay', 'beta1', 'beta2', 'eps', 'dataBytes'] as const)
+      .find((k) => typeof s[k] !== 'number' || !Number.isFinite(s[k])) ?? (['model', 'data'] as const).find((k) => typeof s[k] !== 'string');
+    if (bad) throw new RuntimeError('RT601', [dir, `${stateFile}: settings.${bad} is missing or of the wrong type`], { file: stateFile, key: `settings.${bad}` });
+    // the batches are replayed from the data file: another file would not continue the same run
+    const size = existsSync(s.data) ? statSync(s.data).size : -1;
+    if (size !== s.dataBytes) throw new RuntimeError('RT601', [dir, `its data file ${s.data} ${size < 0 ? 'is gone' : `holds ${size} bytes, not the ${s.dataBytes} it was trained on`}; the batches it trained on cannot be replayed`], { file: s.data });
     const steps = int(o.steps, '--steps', 1, s.steps);
     if (steps <= saved.step) usage('--steps', `the run in ${dir} has taken ${saved.step} steps already; give a larger total`);
     return { s: { ...s, steps, saveEvery: int(o.saveEvery, '--save-every', 1, s.saveEvery) }, resumed: { step: saved.step, dir } };
@@ -102,13 +110,22 @@ function settingsFrom(file: string | undefined, o: TrainFlags): { s: Settings; r
   const steps = int(o.steps, '--steps', 1, 1);
   return {
     s: {
-      model: resolve(file), modelName: o.model, set: setsOf(file, o), data: resolve(o.data), eval: o.eval && resolve(o.eval), weights: o.weights && resolve(o.weights),
+      model: resolve(file), modelName: o.model, set: setsOf(file, o), data: resolve(o.data), dataBytes: dataSize(o.data), eval: o.eval && resolve(o.eval), weights: o.weights && resolve(o.weights),
       seqLen: int(o.seqLen, '--seq-len', 1, 256), batch: int(o.batch, '--batch', 1, 8), seed: int(o.seed, '--seed', 0, 0),
       shuffleBuffer: int(o.shuffleBuffer, '--shuffle-buffer', 0, 1024), steps, saveEvery: int(o.saveEvery, '--save-every', 1, steps),
       lr: real(o.lr, '--lr', 1e-3, true), warmup: int(o.warmup, '--warmup', 0, 0), clip: real(o.clip, '--clip', 1), weightDecay: real(o.weightDecay, '--weight-decay', ADAMW_DEFAULTS.weightDecay),
       beta1: ADAMW_DEFAULTS.beta1, beta2: ADAMW_DEFAULTS.beta2, eps: ADAMW_DEFAULTS.eps,
     },
   };
+}
+
+/** The data file's size (RT100 naming it when it cannot be read), kept to refuse resuming on another file. */
+function dataSize(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch (e) {
+    throw new RuntimeError('RT100', [path, describeError(e)], { file: path });
+  }
 }
 
 /** The files a run directory holds besides the state, read now (a resumed run rewrites its own). */
@@ -191,9 +208,16 @@ async function train(file: string | undefined, o: TrainFlags): Promise<void> {
     (ev ? `, eval loss ${ev.eval_loss!.toFixed(4)}, ${ev.eval_bits_per_byte!.toFixed(4)} bits/byte` : '') + `; wrote ${out}\n`);
 }
 
+/** A run's metrics.jsonl or eval.jsonl (none: []); a line that is not JSON is RT601 naming file and line. */
 function readJsonl(path: string): Record<string, number>[] {
   if (!existsSync(path)) return [];
-  return readFileSync(path, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, number>);
+  return readFileSync(path, 'utf8').split('\n').map((l, i) => {
+    try {
+      return l ? JSON.parse(l) as Record<string, number> : null;
+    } catch (e) {
+      throw new RuntimeError('RT601', [dirname(path), `${path}:${i + 1}: ${describeError(e)}`], { file: path, line: i + 1 });
+    }
+  }).filter((x) => x !== null);
 }
 
 /** metrics.jsonl up to the saved step (the rows of steps after it are retrained). */

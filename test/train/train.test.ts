@@ -148,5 +148,10 @@ describe('archc train', () => {
     expect((await runCli(args(data, run, '--steps', '2'), 60_000)).code).toBe(0);
     const r = await runCli(['train', '--resume', run, '--steps', '2'], 60_000);
     expect(r.stderr.startsWith(`error AC315: invalid --steps: the run in ${run} has taken 2 steps already`), r.stderr).toBe(true);
+    // nor on a data file that changed: its batches could not be replayed
+    writeFileSync(data, TEXT + ' more');
+    const changed = await runCli(['train', '--resume', run, '--steps', '3'], 60_000);
+    expect(changed.code).toBe(1);
+    expect(changed.stderr.startsWith(`error RT601: cannot resume from ${run}: its data file ${data} holds ${TEXT.length + 5} bytes, not the ${TEXT.length} it was trained on`), changed.stderr).toBe(true);
   }, 240_000);
 });
