@@ -4,7 +4,7 @@
 const W = 640, H = 360, L = 60, R = 20, T = 20, B = 40;
 const COLOURS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e'];
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-const fmt = (v: number) => (Math.abs(v) >= 100 || v === Math.round(v) ? v.toFixed(0) : v.toPrecision(3));
+const fmt = (v: number) => (Math.abs(v) >= 100 ? v.toFixed(0) : String(Number(v.toPrecision(3))));
 
 export interface Curve {
   readonly label: string;
