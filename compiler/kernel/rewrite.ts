@@ -44,8 +44,9 @@ export const newCounts = (): RewriteCounts => ({ visits: 0, rewrites: 0, indexEd
  *  leaves a hole, a replaced one keeps its slot, so slot order is program order throughout. */
 export class Work {
   readonly entry: Lowered;
-  readonly kernels: (Kernel | undefined)[];
-  readonly buffers: LBuffer[];
+  /** Kernels by slot (undefined: removed) and buffers by id, changed only through the methods. */
+  private readonly slots: (Kernel | undefined)[];
+  private readonly bufs: LBuffer[];
   /** Derived weights by name, in the order they were added. */
   readonly derived: Map<string, DerivedWeight>;
   /** Slots of the kernels that write each buffer, ascending. */
@@ -58,13 +59,16 @@ export class Work {
 
   constructor(l: Lowered, counts: RewriteCounts) {
     this.entry = l;
-    this.kernels = [...l.kernels];
-    this.buffers = [...l.buffers];
+    this.slots = [...l.kernels];
+    this.bufs = [...l.buffers];
     this.derived = new Map(l.derived.map((d) => [d.name, d]));
     this.outputs = new Set(Object.values(l.outputs).map((v) => v.buf));
     this.counts = counts;
-    this.kernels.forEach((k, i) => this.index(k!, i, 1));
+    this.slots.forEach((k, i) => this.index(k!, i, 1));
   }
+
+  get kernels(): readonly (Kernel | undefined)[] { return this.slots; }
+  get buffers(): readonly LBuffer[] { return this.bufs; }
 
   /** Adds (+1) or removes (-1) kernel `k` at slot `i` in the index. */
   private index(k: Kernel, i: number, sign: 1 | -1): void {
@@ -88,21 +92,21 @@ export class Work {
 
   /** Kernel `k` in slot `i` (in place of the one there). */
   set(i: number, k: Kernel): void {
-    this.index(this.kernels[i]!, i, -1);
-    this.kernels[i] = k;
+    this.index(this.slots[i]!, i, -1);
+    this.slots[i] = k;
     this.index(k, i, 1);
   }
 
   /** Slot `i` emptied. */
   remove(i: number): void {
-    this.index(this.kernels[i]!, i, -1);
-    this.kernels[i] = undefined;
+    this.index(this.slots[i]!, i, -1);
+    this.slots[i] = undefined;
   }
 
   /** A new buffer; returns its id. */
   addBuffer(width: number, rows: Rows): number {
-    const id = this.buffers.length;
-    this.buffers.push({ id, width, rows });
+    const id = this.bufs.length;
+    this.bufs.push({ id, width, rows });
     return id;
   }
 
@@ -150,8 +154,8 @@ export class Work {
   /** The entry as rewritten: the kernels in slot order, holes dropped. */
   result(): Lowered {
     return {
-      ...this.entry, buffers: this.buffers, derived: [...this.derived.values()],
-      kernels: this.kernels.filter((k): k is Kernel => k !== undefined),
+      ...this.entry, buffers: this.bufs, derived: [...this.derived.values()],
+      kernels: this.slots.filter((k): k is Kernel => k !== undefined),
     };
   }
 }

@@ -38,12 +38,12 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  refusal, progress in bytes: runtime/load.ts, runtime/wasm/pack.ts); codegen 4400 -> 4410:
  *  the kernel module's job record and `work` in codegen/wasm/job.ts, the integer-dot GEMV's loop;
  *  runtime -> 10880 (10895 with webgpu/pool.ts split out of backend.ts), cli -> 1390: WebGPU's host-made rotary table (runtime/webgpu/rotary.ts) and a checkpoint
- *  of another model named as such (RT166, one CLI warning line); compiler 4090 -> 4130: the kernel rules'
+ *  of another model named as such (RT166, one CLI warning line); compiler 4090 -> 4135: the kernel rules'
  *  working copy with an index edited, not rebuilt, per rewrite (compiler/kernel/rewrite.ts: lowering linear in the layers);
  *  the special-files fuzz's fixes: cli 1390 -> 1435 (a FIFO output written without blocking, AC607; eval's
- *  --text read as a bounded regular file), compiler -> 4135 (AC304 names the file once), runtime -> 10905
+ *  --text read as a bounded regular file), compiler -> 4140 (AC304 names the file once), runtime -> 10905
  *  (a socket named as one; text-bytes). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4135, codegen: 4410, runtime: 10905, cli: 1435 };
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4140, codegen: 4410, runtime: 10905, cli: 1435 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
