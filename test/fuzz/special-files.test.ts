@@ -5,10 +5,11 @@
 // output holds the output). Kinds that can only be refused (a FIFO, a device, a socket, a directory
 // as an input) must be refused; a shard linked out of its checkpoint is RT133.
 
-import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, readFileSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { RUNTIME_LIMITS } from '../../runtime/limits.ts';
 import { inParallel } from '../helpers/checkpoints.ts';
 import { type Case, type CaseRun, CASES, type Kind, PLACES, type Place, fingerprint, makeFolder, runArchc, runCase } from './special-files.ts';
 
@@ -88,4 +89,20 @@ describe('special files fuzz', () => {
     // the system's own devices are still devices
     for (const dev of ['/dev/null', '/dev/zero', '/dev/full']) expect(fingerprint(dev)).toBe('chardev');
   }, 1_800_000);
+
+  it('eval --text over text-bytes (a sparse file: no disk used) is RT100 naming the limit, by bytes read, twice', async () => {
+    const d = mkdtempSync(join(tmpdir(), 'archc-special-'));
+    try {
+      makeFolder(d);
+      const place = PLACES.find((p) => p.name === '--text')!;
+      truncateSync(join(d, place.at), RUNTIME_LIMITS.textBytes.value + 1);
+      for (let i = 0; i < 2; i++) {
+        const r = await runArchc(place.argv(d), WAITS[1]!);
+        expect(r.code).toBe(1);
+        expect(r.stderr).toMatch(/^error RT100: cannot read \S*text\.txt: at least 268435457 bytes, over the limit text-bytes = 268435456/);
+      }
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
+  }, 600_000);
 });
