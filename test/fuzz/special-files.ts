@@ -1,5 +1,5 @@
 // Special files in every place the CLI reads or writes one: the .arch source and an import,
-// --hf-config, a checkpoint's config.json, tokenizer.json, model.safetensors, a shard and the
+// --hf-config, a checkpoint's config.json, tokenizer.json and its two companions, model.safetensors, a shard and the
 // shard index, --weights itself, eval's --text, and the outputs (graph -o, forward --out, build,
 // init-weights and quantize -o). Each case puts one kind of file there — a FIFO (an output one with
 // a reader, or with none), a link to
@@ -45,6 +45,8 @@ export const PLACES: readonly Place[] = [
   { name: 'hf-config', at: 'hf.json', argv: (d) => ['check', BAMBA, '--hf-config', join(d, 'hf.json')] },
   { name: 'config.json', at: 'ckpt/config.json', argv: FORWARD },
   { name: 'tokenizer.json', at: 'ckpt/tokenizer.json', argv: (d) => ['run', BAMBA, ...SETS, '--weights', join(d, 'ckpt'), '--prompt', 'hello', '--max-tokens', '2', ...CPU] },
+  { name: 'tokenizer_config.json', at: 'ckpt/tokenizer_config.json', argv: (d) => PLACES.find((p) => p.name === '--text')!.argv(d) },
+  { name: 'special_tokens_map.json', at: 'ckpt/special_tokens_map.json', argv: (d) => PLACES.find((p) => p.name === '--text')!.argv(d) },
   { name: 'model.safetensors', at: 'ckpt/model.safetensors', argv: FORWARD },
   { name: 'shard', at: 'sharded/model-00001-of-00002.safetensors', argv: SHARDED },
   { name: 'index', at: 'sharded/model.safetensors.index.json', argv: SHARDED },
@@ -78,6 +80,7 @@ export function makeFolder(d: string): void {
   copyFileSync(join(d, 'ckpt', 'config.json'), join(d, 'hf.json'));
   copyFileSync(TOKENIZER, join(d, 'ckpt', 'tokenizer.json'));
   copyFileSync(join(TOKENIZER, '..', 'tokenizer_config.json'), join(d, 'ckpt', 'tokenizer_config.json'));
+  writeFileSync(join(d, 'ckpt', 'special_tokens_map.json'), '{}\n');
   mkdirSync(join(d, 'sharded'));
   writeCheckpoint(join(d, 'sharded'), PARAMS, { tensors, shardSize: 200_000 });
   writeFileSync(join(d, 'text.txt'), 'hello world, the quick brown fox jumps over the lazy dog. '.repeat(4));
