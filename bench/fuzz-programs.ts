@@ -27,13 +27,13 @@ const seconds = (performance.now() - t0) / 1000;
 const rows = CLASSES.map((cls) => {
   const rs = results.filter((r) => r.job.cls === cls);
   const n = (k: Result['kind']) => rs.filter((r) => r.kind === k).length;
-  const slowest = Math.max(0, ...rs.map((r) => r.ms));
-  return `${cls.padEnd(11)} ${String(rs.length).padStart(6)} ${String(n('ok')).padStart(6)} ${String(n('diagnosed')).padStart(9)} ${String(n('crash') + n('died')).padStart(6)} ${String(n('hang')).padStart(5)} ${(slowest / 1000).toFixed(2).padStart(8)}`;
+  const slowest = rs.reduce<Result<Program> | undefined>((a, r) => (!a || r.ms > a.ms ? r : a), undefined);
+  return `${cls.padEnd(11)} ${String(rs.length).padStart(6)} ${String(n('ok')).padStart(6)} ${String(n('diagnosed')).padStart(9)} ${String(n('crash') + n('died')).padStart(6)} ${String(n('hang')).padStart(5)} ${((slowest?.ms ?? 0) / 1000).toFixed(2).padStart(8)} ${slowest ? `#${slowest.job.id}` : ''}`;
 });
 const codes = new Map<string, number>();
 for (const r of results) if (r.kind === 'diagnosed') for (const c of r.detail) codes.set(c, (codes.get(c) ?? 0) + 1);
 process.stdout.write(`seed ${seed}: ${count} programs in ${seconds.toFixed(1)} s with ${concurrency} child processes\n`);
-process.stdout.write(`class       programs     ok diagnosed crashes hangs slowest s\n${rows.join('\n')}\n`);
+process.stdout.write(`class       programs     ok diagnosed crashes hangs slowest s (program)\n${rows.join('\n')}\n`);
 process.stdout.write(`codes: ${[...codes].sort((a, b) => b[1] - a[1]).map(([c, n]) => `${c} ${n}`).join(', ')}\n`);
 process.stdout.write(`crashes ${bad.filter((r) => r.kind !== 'hang').length}, hangs ${bad.filter((r) => r.kind === 'hang').length}\n`);
 process.exitCode = bad.length ? 1 : 0;

@@ -21,6 +21,7 @@ export const OUTPUT_MESSAGES = {
   AC604: 'cannot write {0}: {1}',
   AC605: 'cannot write {0}: it is {1}',
   AC606: 'output directory {0} is {1}: archc never replaces it, with --force or without',
+  AC607: 'cannot write {0}: it is a FIFO that no process opened for reading within {1} s',
 } as const;
 
 /** A file or directory the command cannot write as asked; nothing has been changed. */

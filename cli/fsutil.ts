@@ -1,14 +1,15 @@
 // Writing outputs whole or not at all, and never over files archc did not write.
 //   writeOutputFile: a regular file through a temp file beside it and a rename (the directory must
 //                    exist); a FIFO or a character device (/dev/null, /dev/stdout, a terminal) is
-//                    written as a stream, since a rename would put a regular file in its place.
+//                    written as a stream, since a rename would put a regular file in its place (a
+//                    FIFO without blocking: one that nobody reads is AC607 after a few seconds).
 //   writeDirAtomic:  a temp directory beside the target, filled, then put in place of the target.
 // Every output directory holds a marker, .archc-output.json, naming its kind and the files written,
 // so a later run can tell an earlier archc output of the same kind (replaced as a whole) from a
 // directory with anything else in it (refused unless forced). `/`, the home and current directories
 // and their ancestors are never replaced, forced or not (AC606).
 
-import { chmodSync, closeSync, existsSync, fstatSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, statSync, writeFileSync, type Stats } from 'node:fs';
+import { chmodSync, closeSync, constants, existsSync, fstatSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, statSync, writeFileSync, writeSync, type Stats } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { OutputError } from './errors.ts';
@@ -20,14 +21,15 @@ export type OutputKind = 'package' | 'checkpoint';
  *  file and a rename, with a pause for pending signals before the rename: SIGINT/SIGTERM during the
  *  write leaves the old file (or none) and exits 130/143. A symbolic link to a regular file keeps
  *  the link and replaces the file it names. The process's own stdout/stderr (`/dev/stdout`, whatever
- *  it is) and FIFOs and character devices are written as streams; a directory, block device or
+ *  it is) and FIFOs and character devices are written as streams (a FIFO no process reads: AC607); a directory, block device or
  *  socket is refused (AC605). The parent directory must exist (AC603). */
 export async function writeOutputFile(path: string, data: string | Uint8Array): Promise<void> {
   const where = fileTarget(path);
   if (where.kind === 'own') return writeOwnStream(where.fd, data, path);
+  if (where.kind === 'fifo') return writeFifo(path, data);
   if (where.kind === 'stream') {
     try {
-      // 'w' is O_TRUNC, which a FIFO or a device ignores; a FIFO's open waits for its reader
+      // 'w' is O_TRUNC, which a device ignores
       const fd = openSync(path, 'w');
       try {
         writeFileSync(fd, data);
@@ -57,9 +59,44 @@ export async function writeOutputFile(path: string, data: string | Uint8Array): 
   }
 }
 
-/** Where writeOutputFile puts `path`: the process's own stdout or stderr (fd), a stream (FIFO or
+/** How long a FIFO output waits for its reader (polled without blocking: signals still stop it). */
+const FIFO_WAIT_S = 5;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Writes a FIFO without ever blocking the event loop: a blocking open waits for a reader forever,
+ *  past SIGINT's handler. Opened without blocking (ENXIO while no process reads it), polled for
+ *  FIFO_WAIT_S, then AC607; a full pipe (EAGAIN) is waited out; a reader that leaves (EPIPE) is AC604. */
+async function writeFifo(path: string, data: string | Uint8Array): Promise<void> {
+  const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+  let fd: number | undefined;
+  for (let waited = 0; fd === undefined; waited += 50) {
+    try {
+      fd = openSync(path, constants.O_WRONLY | constants.O_NONBLOCK);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENXIO') throw asOutputError(e, path);
+      if (waited >= FIFO_WAIT_S * 1000) throw new OutputError('AC607', [path, FIFO_WAIT_S], 'start the process that reads it first, or write to a file');
+      await sleep(50);
+    }
+  }
+  try {
+    for (let at = 0; at < bytes.length;) {
+      try {
+        at += writeSync(fd, bytes, at, Math.min(bytes.length - at, 1 << 16));
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
+        await sleep(5);
+      }
+    }
+  } catch (e) {
+    throw asOutputError(e, path);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Where writeOutputFile puts `path`: the process's own stdout or stderr (fd), a FIFO, a stream (a
  *  character device), or a regular file at `path` (absent, or a link followed to its file). */
-function fileTarget(path: string): { kind: 'own'; fd: 1 | 2 } | { kind: 'stream' } | { kind: 'file'; path: string } {
+function fileTarget(path: string): { kind: 'own'; fd: 1 | 2 } | { kind: 'fifo' } | { kind: 'stream' } | { kind: 'file'; path: string } {
   let st: Stats;
   try {
     st = statSync(path);
@@ -74,7 +111,8 @@ function fileTarget(path: string): { kind: 'own'; fd: 1 | 2 } | { kind: 'stream'
       // that descriptor is closed
     }
   }
-  if (st.isFIFO() || st.isCharacterDevice()) return { kind: 'stream' };
+  if (st.isFIFO()) return { kind: 'fifo' };
+  if (st.isCharacterDevice()) return { kind: 'stream' };
   if (st.isFile()) return { kind: 'file', path: realpathSync(path) };
   const what = st.isDirectory() ? 'a directory' : st.isBlockDevice() ? 'a block device' : st.isSocket() ? 'a socket' : 'not a regular file';
   throw new OutputError('AC605', [path, what], 'name a file to write (a FIFO, /dev/stdout and /dev/null are written as streams)');
@@ -158,6 +196,10 @@ function beginDir(target: string, kind: OutputKind, opts: WriteDirOptions): { tm
     throw asOutputError(e, target);
   }
   sweepStaleTemps(target);
+  // the handlers before the temp directory exists: a signal right after it is made (before they
+  // were installed, it killed the process and left the directory) is handled once the loop polls,
+  // after the synchronous lines below have registered its removal
+  exitOnSignals();
   let tmp: string;
   try {
     tmp = mkdtempSync(join(parent, `.${basename(target)}.tmp-${process.pid}-`));
@@ -176,7 +218,6 @@ function beginDir(target: string, kind: OutputKind, opts: WriteDirOptions): { tm
     rmSync(tmp, { recursive: true, force: true });
     rmSync(old, { recursive: true, force: true });
   };
-  exitOnSignals();
   inProgress.add(cleanUp);
   return {
     tmp,

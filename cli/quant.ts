@@ -2,10 +2,12 @@
 // checkpoint, `archc quantize` (a compressed-tensors pack-quantized checkpoint) and `archc eval`
 // (cross-entropy over a text in windows, and the KL divergence a quantisation costs).
 
-import { copyFileSync, existsSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type Command, Option } from 'commander';
 import { RuntimeError } from '../runtime/errors.ts';
+import { RUNTIME_LIMITS } from '../runtime/limits.ts';
+import { readRegular } from '../runtime/paths.ts';
 import type { Model } from '../runtime/model.ts';
 import type { QuantizeOption } from '../runtime/quantplan.ts';
 import { withCommon } from './common.ts';
@@ -103,12 +105,7 @@ export function registerQuantCommands(p: Command): void {
     .action(async (file: string, o: LoadFlags & { text: string; window: string; maxWindows?: string; reference?: string; json?: boolean }) => {
       const window = numberFlag(o.window, '--window', { int: true, min: 2, what: 'an integer ≥ 2' })!;
       const maxWindows = numberFlag(o.maxWindows, '--max-windows', { int: true, min: 1, what: 'a positive integer' });
-      let text: string;
-      try {
-        text = readFileSync(o.text, 'utf8');
-      } catch (e) {
-        throw new RuntimeError('RT100', [o.text, (e as Error).message], { file: o.text });
-      }
+      const text = readText(o.text);
       quantizeOption(o); // flags checked before anything loads
       const model = await loadModel(file, o);
       const ref = o.quantize || o.reference ? await loadModel(file, { ...o, weights: o.reference ?? o.weights }, true) : null;
@@ -117,4 +114,13 @@ export function registerQuantCommands(p: Command): void {
       const names = { model: o.quantize ?? o.weights, reference: o.reference ?? 'unquantised' };
       process.stdout.write(o.json ? JSON.stringify({ ...r, labels: names }, null, 2) + '\n' : formatEval(r, names));
     });
+}
+
+/** eval's --text: a regular file (a FIFO or /dev/zero would block or never end), bytes counted as read. */
+function readText(file: string): string {
+  const { textBytes } = RUNTIME_LIMITS;
+  const r = readRegular(file, textBytes.value);
+  if (r.kind === 'ok') return new TextDecoder().decode(r.bytes);
+  const why = r.kind === 'missing' ? 'no such file' : r.kind === 'bad' ? r.why : `at least ${r.bytes} bytes, over the limit ${textBytes.name} = ${textBytes.value}`;
+  throw new RuntimeError('RT100', [file, why], { file });
 }

@@ -61,6 +61,7 @@ export function optionsFor(file: string, o: CommonOpts, weightsDir?: string): Co
     const own = join(weightsDir, 'config.json');
     const found = dir.kind === 'dir' ? probePath(own) : { kind: 'missing' as const };
     if (found.kind === 'bad') throw new RuntimeError('RT200', [own, found.why], { file: own });
+    if (found.kind === 'dir') throw new RuntimeError('RT200', [own, 'a directory, expected a file'], { file: own });
     if (found.kind === 'file') configPath ??= own;
     else if (configPath === undefined) throw new RuntimeError('RT204', [weightsDir], { file: own });
   }

@@ -91,7 +91,11 @@ export function loadConfig(path: string): HfConfigInput {
   try {
     return { file: displayName(path), config: readHfConfig(path) };
   } catch (e) {
-    const text = (e as { text?: string }).text ?? (e as Error).message;
+    const err = e as { text?: string; file?: string; message?: string };
+    let text = err.text ?? String(err.message ?? e);
+    // RT200 names the file already: said once (unless it names another, config.json in a folder)
+    const own = `cannot read config ${path}: `;
+    if (text.startsWith(own)) text = text.slice(own.length);
     throw new CompileError([diag('AC304', undefined, [displayName(path), text])]);
   }
 }

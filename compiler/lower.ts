@@ -8,7 +8,7 @@ import type { Graph } from './ir.ts';
 import { type Lowered, lowerGraph, rowWidth } from './kernel/lower.ts';
 import { planMemory } from './kernel/memory.ts';
 import { printEntry } from './kernel/printer.ts';
-import { type Rule, type RuleEnv, rewrite } from './kernel/rewrite.ts';
+import { type RewriteCounts, type Rule, type RuleEnv, rewrite } from './kernel/rewrite.ts';
 import { convStepEpilogue } from './kernel/rules/conv-step-epilogue.ts';
 import { epilogue } from './kernel/rules/epilogue.ts';
 import { foldWeights } from './kernel/rules/fold-weights.ts';
@@ -33,6 +33,8 @@ export interface LowerOptions {
   readonly rules?: readonly Rule[];
   /** Params decided at load (compiler/choices.ts); the graph has the weights of each distinct. */
   readonly choices?: readonly ProgramChoice[];
+  /** Sums the kernel rules' work over the entries (what test/compiler/kernel/work.test.ts bounds). */
+  readonly counts?: RewriteCounts;
 }
 
 export function lowerToProgram(g: Graph, bindings: readonly ProgramBinding[], opts: LowerOptions = {}): Program {
@@ -45,7 +47,7 @@ export function lowerToProgram(g: Graph, bindings: readonly ProgramBinding[], op
     let l: Lowered = lowerGraph(g, name);
     verifyKernels(l, names, g.state.length, 'lowering');
     dump(`${name} after lowering`, l);
-    l = rewrite(l, opts.rules ?? KERNEL_RULES, env);
+    l = rewrite(l, opts.rules ?? KERNEL_RULES, env, opts.counts);
     verifyKernels(l, names, g.state.length, 'the kernel rules');
     dump(`${name} after the kernel rules`, l);
     for (const d of l.derived) derived.set(d.name, d);

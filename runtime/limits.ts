@@ -26,6 +26,8 @@ export const RUNTIME_LIMITS = {
    *  grows with their length (one of 100 MB took minutes). */
   addedTokenChars: { name: 'added-token-chars', value: 4096, counts: 'characters of one added token' },
   addedTokens: { name: 'added-tokens', value: 262_144, counts: 'entries of a tokenizer\'s added_tokens' },
+  /** eval's text is one JavaScript string (V8 holds at most 2^29 - 24 characters). */
+  textBytes: { name: 'text-bytes', value: 256 * 1024 * 1024, counts: 'bytes of the text `archc eval` reads (--text)' },
   /** One run's arena (and a forward pass's own state slots) is one typed array each: the same bound. */
   runBytes: { name: 'run-bytes', value: 2 ** 32, counts: 'bytes of the activations of one run, or of the state slots of one forward pass' },
   /** The default of LoadOptions.maxSequences: slots are memory, and a leak should stop early. */

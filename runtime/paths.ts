@@ -81,6 +81,9 @@ export function readRegular(p: string, limit: number): ReadResult {
       const link = probePath(p);
       return link.kind === 'bad' ? link : { kind: 'missing' };
     }
+    // a socket cannot be opened (ENXIO): named as what it is, not by the errno's text
+    const st = statQuietly(p);
+    if (st && !st.isFile() && !st.isDirectory()) return { kind: 'bad', why: `not a regular file (${special(st)})` };
     return { kind: 'bad', why: reason(e) };
   }
   try {
@@ -106,6 +109,14 @@ export function readRegular(p: string, limit: number): ReadResult {
     return { kind: 'bad', why: reason(e) };
   } finally {
     try { fs.closeSync(fd); } catch { /* closing a read-only fd has nothing to lose */ }
+  }
+}
+
+function statQuietly(p: string): fs.Stats | undefined {
+  try {
+    return fs.statSync(p);
+  } catch {
+    return undefined;
   }
 }
 

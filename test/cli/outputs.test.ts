@@ -160,6 +160,34 @@ describe('special files and places that are not archc\'s', () => {
     expect(lstatSync(fifo).isFIFO()).toBe(true);
   });
 
+  it('forward --out FIFO past the pipe\'s 64 KB, to a reader that waits before it reads: the reader gets every byte a file gets; a FIFO nobody reads is AC607', async () => {
+    const dir = tmp();
+    mkdirSync(join(dir, 'ckpt'));
+    writeCheckpoint(join(dir, 'ckpt'));
+    const ids = Array.from({ length: 300 }, (_, i) => (i * 7) % 96).join(',');
+    const args = (out: string) => ['forward', BAMBA, ...SETS, '--set', 'context=512', '--weights', join(dir, 'ckpt'), '--ids', ids, '--backend', 'cpu', '--out', out];
+    const file = await runCli(args(join(dir, 'file.npy')));
+    expect(file.code, file.stderr).toBe(0);
+    const want = readFileSync(join(dir, 'file.npy'));
+    expect(want.length).toBeGreaterThan(100_000);
+    const fifo = join(dir, 'pipe.npy');
+    execFileSync('mkfifo', [fifo]);
+    // the reader opens at once and reads only after a pause, so the writer finds the pipe full
+    const reader = spawn('sh', ['-c', `exec 3<"${fifo}"; sleep 2; cat <&3`], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const chunks: Buffer[] = [];
+    reader.stdout.on('data', (b: Buffer) => chunks.push(b));
+    const read = new Promise<void>((done) => reader.once('close', () => done()));
+    const r = await runCli(args(fifo));
+    await read;
+    expect(r.code, r.stderr).toBe(0);
+    expect(Buffer.concat(chunks).equals(want)).toBe(true);
+    expect(lstatSync(fifo).isFIFO()).toBe(true);
+    const alone = await runCli(args(fifo));
+    expect(alone.code).toBe(1);
+    expect(alone.stderr).toMatch(/^error AC607: cannot write \S*pipe\.npy: it is a FIFO that no process opened for reading within 5 s/);
+    expect(lstatSync(fifo).isFIFO()).toBe(true);
+  }, 180_000);
+
   it('graph -o /dev/null and init-weights / build -o /dev/null leave /dev/null a character device', async () => {
     const g = await runCli(['graph', BAMBA, ...SETS, '-o', '/dev/null']);
     expect(g.code, g.stderr).toBe(0);

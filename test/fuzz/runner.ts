@@ -16,7 +16,7 @@ export interface Result<J extends Job = Job> {
 
 export interface RunOptions<J extends Job = Job> {
   /** A program running longer than this is a hang (default 90 s: well past every limit; the slowest
-   *  program within the limits, 4,096 ops through the kernel rules and three renderers, takes about 30 s). */
+   *  program within the limits, about 4,096 ops through lowering and three renderers, takes 4-16 s). */
   readonly hangMs?: number;
   /** The child's heap limit in MB (default 2048): a program that needs more is a crash. */
   readonly heapMb?: number;

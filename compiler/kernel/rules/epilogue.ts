@@ -7,41 +7,35 @@
 import { substituteX, mapExpr } from '../../../runtime/expr.ts';
 import type { Expr, Family, Kernel, Operand } from '../../../runtime/program.ts';
 import { FAMILIES, FAMILY_NAMES } from '../../../runtime/families.ts';
-import type { Lowered } from '../lower.ts';
-import { type Index, type Rule, flatProduct, merged, readersOf, soleWriter } from '../rewrite.ts';
+import { type Rule, flatProduct, merged } from '../rewrite.ts';
 
 /** Families whose kernels apply epilogue stages to their result rows (their records say so). */
 export const EPILOGUE_FAMILIES: ReadonlySet<Family> = new Set(FAMILY_NAMES.filter((f) => FAMILIES[f].epilogue));
 
-/** The kernel index that first writes `buf` (-1 for none: weights and program inputs). */
-function producedAt(ix: Index, buf: number): number {
-  return ix.writers.get(buf)?.[0] ?? -1;
-}
-
 export const epilogue: Rule<{ producer: number }> = {
   name: 'epilogue',
-  match(l, i, ix) {
-    const e = l.kernels[i]!;
+  match(w, i) {
+    const e = w.kernels[i]!;
     if (e.family !== 'elementwise' || !e.body) return null;
-    if (l.buffers[e.outputs.y!.buf]!.rows === 'C') return null;
+    if (w.buffers[e.outputs.y!.buf]!.rows === 'C') return null;
     // the producer: the writer of the first activation operand whose buffer this kernel alone reads
     for (const o of Object.values(e.inputs)) {
       if (!('buf' in o)) continue;
-      const p = soleWriter(l, ix, o.buf);
-      if (p === undefined || p >= i || !EPILOGUE_FAMILIES.has(l.kernels[p]!.family) || ix.outputs.has(o.buf)) continue;
-      if (l.kernels[p]!.family === 'matmul' && !flatProduct(l, l.kernels[p]!)) continue;
-      if (!readersOf(ix, o.buf).every((r) => r.k === i)) continue;
-      if (l.buffers[o.buf]!.rows !== l.buffers[e.outputs.y!.buf]!.rows || o.width !== e.outputs.y!.width) continue;
+      const p = w.soleWriter(o.buf);
+      if (p === undefined || p >= i || !EPILOGUE_FAMILIES.has(w.kernels[p]!.family) || w.outputs.has(o.buf)) continue;
+      if (w.kernels[p]!.family === 'matmul' && !flatProduct(w, w.kernels[p]!)) continue;
+      if (!w.readersOf(o.buf).every((r) => r.k === i)) continue;
+      if (w.buffers[o.buf]!.rows !== w.buffers[e.outputs.y!.buf]!.rows || o.width !== e.outputs.y!.width) continue;
       // every other activation operand must exist before the producer runs
       const others = Object.values(e.inputs).filter((x): x is Extract<Operand, { buf: number }> => 'buf' in x && x.buf !== o.buf);
-      if (others.some((x) => producedAt(ix, x.buf) >= p || l.buffers[x.buf]!.rows !== l.buffers[o.buf]!.rows && l.buffers[x.buf]!.rows !== 'C')) continue;
+      if (others.some((x) => w.producedAt(x.buf) >= p || w.buffers[x.buf]!.rows !== w.buffers[o.buf]!.rows && w.buffers[x.buf]!.rows !== 'C')) continue;
       return { producer: p };
     }
     return null;
   },
-  rewrite(l, i, { producer }): Lowered {
-    const e = l.kernels[i]!;
-    const p = l.kernels[producer]!;
+  rewrite(w, i, { producer }) {
+    const e = w.kernels[i]!;
+    const p = w.kernels[producer]!;
     const acc = p.outputs.y!.buf;
     const inputs: Record<string, Operand> = { ...p.inputs };
     const body = mapExpr(e.body!, (leaf): Expr => {
@@ -65,7 +59,7 @@ export const epilogue: Rule<{ producer: number }> = {
       epilogue: [...(p.epilogue ?? []), { kind: 'map', body, width: e.outputs.y!.width }],
       ...merged(p, e),
     };
-    const kernels = l.kernels.map((k, j) => (j === producer ? fusedKernel : k)).filter((_, j) => j !== i);
-    return { ...l, kernels };
+    w.set(producer, fusedKernel);
+    w.remove(i);
   },
 };

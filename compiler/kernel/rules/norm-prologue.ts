@@ -3,38 +3,35 @@
 // merged q/k/v, the gated norm closing a Mamba mixer into out_proj, the final norm into the head).
 // Row-wise stages commute with a gather already in the prologue, so the norm is appended after it.
 
-import type { Kernel, Operand, Prologue } from '../../../runtime/program.ts';
-import type { Lowered } from '../lower.ts';
-import { type Rule, flatProduct, merged, readersOf, soleWriter } from '../rewrite.ts';
+import type { Operand, Prologue } from '../../../runtime/program.ts';
+import { type Rule, flatProduct, merged } from '../rewrite.ts';
 
 export const normPrologue: Rule<{ reader: number }> = {
   name: 'norm-prologue',
-  match(l, i, ix) {
-    const n = l.kernels[i]!;
+  match(w, i) {
+    const n = w.kernels[i]!;
     if (n.family !== 'norm' || n.sizes.D !== n.sizes.W || !('weight' in n.inputs.w!) || (n.inputs.b && !('weight' in n.inputs.b))) return null;
     const y = n.outputs.y!;
-    if (ix.outputs.has(y.buf) || soleWriter(l, ix, y.buf) !== i) return null;
-    const rs = readersOf(ix, y.buf);
+    if (w.outputs.has(y.buf) || w.soleWriter(y.buf) !== i) return null;
+    const rs = w.readersOf(y.buf);
     if (rs.length !== 1 || rs[0]!.slot !== 'x' || rs[0]!.view.width !== y.width) return null;
-    const m = l.kernels[rs[0]!.k]!;
-    if (!flatProduct(l, m) || m.pre?.x || (m.prologue ?? []).some((p) => p.kind !== 'gather_last')) return null;
+    const m = w.kernels[rs[0]!.k]!;
+    if (!flatProduct(w, m) || m.pre?.x || (m.prologue ?? []).some((p) => p.kind !== 'gather_last')) return null;
     return { reader: rs[0]!.k };
   },
-  rewrite(l, i, { reader }): Lowered {
-    const n = l.kernels[i]!;
+  rewrite(w, i, { reader }) {
+    const n = w.kernels[i]!;
     const weight = (n.inputs.w as { weight: string }).weight;
     const eps = n.attrs.eps as number;
     const bias = n.inputs.b ? (n.inputs.b as { weight: string }).weight : undefined;
     const stage: Prologue = n.attrs.layer ? { kind: 'layernorm', weight, ...(bias ? { bias } : {}), eps }
       : n.attrs.gated ? { kind: 'rmsnorm_gated', weight, eps, groups: n.attrs.groups as number }
       : { kind: 'rmsnorm', weight, eps };
-    const kernels = l.kernels.map((k, j): Kernel => {
-      if (j !== reader) return k;
-      const inputs: Record<string, Operand> = { ...k.inputs, x: n.inputs.x! };
-      if (n.attrs.gated) inputs.z = n.inputs.z!;
-      const pre = { ...k.pre, ...(n.pre?.x ? { x: n.pre.x } : {}), ...(n.pre?.z ? { z: n.pre.z } : {}) };
-      return { ...k, inputs, ...(Object.keys(pre).length ? { pre } : {}), prologue: [...(k.prologue ?? []), stage], ...merged(n, k) };
-    }).filter((_, j) => j !== i);
-    return { ...l, kernels };
+    const k = w.kernels[reader]!;
+    const inputs: Record<string, Operand> = { ...k.inputs, x: n.inputs.x! };
+    if (n.attrs.gated) inputs.z = n.inputs.z!;
+    const pre = { ...k.pre, ...(n.pre?.x ? { x: n.pre.x } : {}), ...(n.pre?.z ? { z: n.pre.z } : {}) };
+    w.set(reader, { ...k, inputs, ...(Object.keys(pre).length ? { pre } : {}), prologue: [...(k.prologue ?? []), stage], ...merged(n, k) });
+    w.remove(i);
   },
 };

@@ -3,25 +3,24 @@
 // softplus and clamp inside the SSD kernels, silu(gate) inside SwiGLU's product of gate and up.
 
 import { mapExpr, substituteX } from '../../../runtime/expr.ts';
-import type { Expr, Kernel } from '../../../runtime/program.ts';
-import type { Lowered } from '../lower.ts';
-import { type Rule, merged, readersOf, soleWriter } from '../rewrite.ts';
+import type { Expr } from '../../../runtime/program.ts';
+import { type Rule, merged } from '../rewrite.ts';
 
 export const prologue: Rule<{ reader: number; slot: string; operand: string }> = {
   name: 'prologue',
-  match(l, i, ix) {
-    const e = l.kernels[i]!;
+  match(w, i) {
+    const e = w.kernels[i]!;
     if (e.family !== 'elementwise' || !e.body) return null;
     const y = e.outputs.y!;
-    if (l.buffers[y.buf]!.rows === 'C' || ix.outputs.has(y.buf) || soleWriter(l, ix, y.buf) !== i) return null;
+    if (w.buffers[y.buf]!.rows === 'C' || w.outputs.has(y.buf) || w.soleWriter(y.buf) !== i) return null;
     const views = Object.entries(e.inputs).filter(([, o]) => 'buf' in o);
     if (views.length !== 1 || (views[0]![1] as { width: number }).width !== y.width) return null;
-    const rs = readersOf(ix, y.buf);
+    const rs = w.readersOf(y.buf);
     if (rs.length !== 1 || rs[0]!.view.width !== y.width || rs[0]!.view.col !== 0 || rs[0]!.k <= i) return null;
     return { reader: rs[0]!.k, slot: rs[0]!.slot, operand: views[0]![0] };
   },
-  rewrite(l, i, { reader, slot, operand }): Lowered {
-    const e = l.kernels[i]!;
+  rewrite(w, i, { reader, slot, operand }) {
+    const e = w.kernels[i]!;
     // the body over the operand: `in` of it becomes x, weight operands become `w:` leaves
     const own = mapExpr(e.body!, (leaf): Expr => {
       if (leaf.op !== 'in') return leaf;
@@ -30,11 +29,9 @@ export const prologue: Rule<{ reader: number; slot: string; operand: string }> =
     });
     const inner = e.pre?.[operand];
     const body = inner ? substituteX(own, inner) : own;
-    const kernels = l.kernels.map((k, j): Kernel => {
-      if (j !== reader) return k;
-      const prev = k.pre?.[slot];
-      return { ...k, inputs: { ...k.inputs, [slot]: e.inputs[operand]! }, pre: { ...k.pre, [slot]: prev ? substituteX(prev, body) : body }, ...merged(e, k) };
-    }).filter((_, j) => j !== i);
-    return { ...l, kernels };
+    const k = w.kernels[reader]!;
+    const prev = k.pre?.[slot];
+    w.set(reader, { ...k, inputs: { ...k.inputs, [slot]: e.inputs[operand]! }, pre: { ...k.pre, [slot]: prev ? substituteX(prev, body) : body }, ...merged(e, k) });
+    w.remove(i);
   },
 };
