@@ -45,10 +45,10 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  reverse sweep, runtime/cpu/backward*.ts the float64 reference backwards, runtime/grad.ts and cli/grads.ts
  *  for `forward --grads`); runtime -> 12000: the training loop (issue 20's second slice: runtime/train/ data
   *  packing, AdamW, the loop, run checkpoints, the loss-curve SVG; RT600-602); cli -> 1690: `archc train` (cli/train.ts);
- *  compiler +64, cli +45, runtime +13: the kernel rules' working copy with an index edited, not rebuilt, per rewrite
+ *  compiler +64, cli +49, runtime +13: the kernel rules' working copy with an index edited, not rebuilt, per rewrite
  *  (compiler/kernel/rewrite.ts: lowering linear in the layers) and the special-files fuzz's fixes (a FIFO output
  *  written without blocking, AC607; eval's --text read as a bounded regular file; a socket named as one; text-bytes). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4496, codegen: 4439, runtime: 12013, cli: 1735 };
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4496, codegen: 4439, runtime: 12013, cli: 1739 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
