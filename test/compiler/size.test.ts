@@ -44,8 +44,9 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  gradients (issue 20's first slice: compiler/vjp.ts one VJP record per op, compiler/grad.ts the tape and
  *  reverse sweep, runtime/cpu/backward*.ts the float64 reference backwards, runtime/grad.ts and cli/grads.ts
  *  for `forward --grads`); runtime -> 12000: the training loop (issue 20's second slice: runtime/train/ data
-  *  packing, AdamW, the loop, run checkpoints, the loss-curve SVG; RT600-602); cli -> 1690: `archc train` (cli/train.ts). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4432, codegen: 4439, runtime: 12000, cli: 1690 };
+  *  packing, AdamW, the loop, run checkpoints, the loss-curve SVG; RT600-602); cli -> 1690: `archc train` (cli/train.ts).
+ *  runtime -> 12047, cli -> 1800: experiments side by side, `archc train a.arch b.arch` (runtime/train/compare.ts, cli/train.ts). */
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4432, codegen: 4439, runtime: 12047, cli: 1800 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
