@@ -255,7 +255,7 @@ function variantNames(files: readonly string[]): string[] {
   return files.map((f) => {
     const path = resolve(f);
     if (seen.has(path)) usage('train', `${f} is the file of variant ${seen.get(path)} again: the two runs would be the same`, 'a variant is a .arch file of its own: copy the model and change what the variant changes');
-    const base = basename(f, extname(f)).replace(/[^\w.-]+/g, '_') || 'model';
+    const base = basename(f, extname(f)).replace(/[^\w.-]+/g, '_').replace(/^\.+/, '') || 'model'; // no hidden or `.`/`..` folders
     let name = taken.has(base) ? `${basename(dirname(path))}-${base}` : base;
     for (let k = 2; taken.has(name); k++) name = `${base}-${k}`;
     taken.add(name);

@@ -90,15 +90,16 @@ describe('archc train with several models', () => {
     expect(jsonl(join(run, 'narrow', 'metrics.jsonl')).map((x) => x.step)).toEqual([1, 2, 3, 4]);
   }, 300_000);
 
-  it('names variants after their files, made unique by their folder', async () => {
+  it('names variants after their files, made unique by their folder, never a hidden one', async () => {
     const dir = tmp(), data = join(dir, 'd.txt'), run = join(dir, 'run');
     writeFileSync(data, TEXT);
     mkdirSync(join(dir, 'other'));
     writeFileSync(join(dir, 'other', 'bamba.arch'), readFileSync(BAMBA, 'utf8'));
-    const r = await runCli(['train', BAMBA, join(dir, 'other', 'bamba.arch'), ...flags(data, run, '--steps', '1')], 120_000);
+    writeFileSync(join(dir, '..arch'), readFileSync(BAMBA, 'utf8'));
+    const r = await runCli(['train', BAMBA, join(dir, 'other', 'bamba.arch'), join(dir, '..arch'), ...flags(data, run, '--steps', '1')], 120_000);
     expect(r.code, r.stderr).toBe(0);
     const cmp = JSON.parse(readFileSync(join(run, 'compare.json'), 'utf8')) as { variants: Variant[] };
-    expect(cmp.variants.map((v) => v.name)).toEqual(['bamba', 'other-bamba']);
+    expect(cmp.variants.map((v) => v.name)).toEqual(['bamba', 'other-bamba', 'model']);
     // the same model from two files: the same run
     expect(readFileSync(join(run, 'bamba', 'model.safetensors')).equals(readFileSync(join(run, 'other-bamba', 'model.safetensors')))).toBe(true);
   }, 120_000);
@@ -113,6 +114,7 @@ describe('archc train with several models', () => {
       [['train', BAMBA, broken, ...flags(data, run)], `${broken}:24:`],
       [['train', BAMBA, join(dir, 'absent.arch'), ...flags(data, run)], `error AC100: cannot read file ${join(dir, 'absent.arch')}`],
       [['train', BAMBA, broken, ...flags(data, run, '--save-every', '1')], 'error AC315: invalid --save-every: a comparison is written once, at the end'],
+      [['train', BAMBA, broken, ...flags(data, run, '--resume', run)], 'error AC315: invalid --resume: a comparison cannot be resumed'],
     ];
     for (const [argv, said] of rows) {
       const r = await runCli(argv, 60_000);
