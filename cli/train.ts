@@ -4,25 +4,29 @@
 // plus optimizer.safetensors, trainer_state.json, metrics.jsonl and loss.svg, rewritten whole at
 // each save, so `--resume RUN` continues bit for bit. docs/TRAINING.md "The training loop".
 
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { type Hash, createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, extname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { compileFile } from '../compiler/compile.ts';
+import { computeStats } from '../compiler/stats.ts';
 import type { Graph } from '../compiler/ir.ts';
 import { hfConfigText, initWeights } from '../compiler/init.ts';
 import { RuntimeError, describeError } from '../runtime/errors.ts';
 import { createRng } from '../runtime/rng.ts';
+import type { Tokenizer } from '../runtime/tokenizer.ts';
 import { assertShapes, openCheckpoint } from '../runtime/safetensors.ts';
 import { toF32 } from '../runtime/tensor.ts';
 import { readTrainSettings, readTrainState, writeTrainState } from '../runtime/train/checkpoint.ts';
 import { type PackedBatch, packedBatches } from '../runtime/train/data.ts';
 import type { TrainEngine } from '../runtime/train/engine.ts';
 import { ADAMW_DEFAULTS, newParam } from '../runtime/train/optim.ts';
+import { type Variant, compareMarkdown } from '../runtime/train/compare.ts';
 import { lossCurveSvg } from '../runtime/train/svg.ts';
 import { type Metric, type TrainConfig, type TrainState, evaluate, trainStep } from '../runtime/train/trainer.ts';
 import { type CommonOpts, setsOf, withCommon, withPreset } from './common.ts';
 import { printWarnings } from './errors.ts';
-import { checkReplaceable, exitOnSignals, writeDirAtomic, yieldToSignals } from './fsutil.ts';
+import { OUTPUT_MARKER, checkReplaceable, exitOnSignals, writeDirAtomic, yieldToSignals } from './fsutil.ts';
 import { numberFlag, optionsFor, usage } from './run.ts';
 
 interface TrainFlags extends CommonOpts {
@@ -46,7 +50,7 @@ const RUN_FLAGS: [keyof TrainFlags, string][] = [['data', '--data'], ['eval', '-
 const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'];
 
 export function registerTrainCommand(p: Command): void {
-  withPreset(withCommon(p.command('train [file]').description('train a causal LM on packed text (float64 CPU reference gradients, AdamW); checkpoints resume bit-exactly')))
+  withPreset(withCommon(p.command('train [files...]').description('train a causal LM on packed text (float64 CPU reference gradients, AdamW); checkpoints resume bit-exactly; several models: trained on the same batches and compared')))
     .option('--data <file>', 'training text (documents separated by the EOS token\'s text) or JSONL (a "text" field per line)')
     .option('--eval <file>', 'evaluation text or JSONL: loss and bits per byte at each save')
     .option('--steps <n>', 'optimizer steps in the run (the schedule\'s length); with --resume, the new total')
@@ -64,7 +68,7 @@ export function registerTrainCommand(p: Command): void {
     .option('-o, --out <dir>', 'the run directory to write (with --resume: default the run itself)')
     .option('--resume <dir>', 'continue the run saved in this directory')
     .option('--force', 'replace the output directory even if it holds files archc did not write')
-    .action(async (file: string | undefined, o: TrainFlags) => train(file, o));
+    .action(async (files: string[], o: TrainFlags) => (files.length > 1 ? compare(files, o) : train(files[0], o)));
 }
 
 /** The float64 reference engine: the f32 masters widened exactly, the graph evaluated by
@@ -135,11 +139,20 @@ function readSmallFiles(dir: string, names: readonly string[]): Map<string, Buff
   return out;
 }
 
-async function train(file: string | undefined, o: TrainFlags): Promise<void> {
-  const { s, resumed } = settingsFrom(file, o);
-  const out = resolve(o.out ?? resumed!.dir);
-  // refused before any work: an output that is not ours, a missing tokenizer
-  checkReplaceable(out, 'checkpoint', o.force ?? false);
+/** One model in training: its settings, graph and engine, the loop's state and what it has recorded. */
+interface Run {
+  readonly s: Settings; readonly g: Graph; readonly engine: TrainEngine; readonly state: TrainState; readonly config: TrainConfig;
+  readonly tok: Tokenizer; readonly tokFiles: Map<string, Buffer>; readonly configText: string;
+  readonly metrics: Metric[]; readonly evals: Record<string, number>[];
+  /** Seconds spent in training steps, and the packed tokens they read (tokens/s; not the first step). */
+  secs: number; packed: number;
+  /** sha256 of every trained batch's ids and positions, in order: equal runs read equal batches. */
+  readonly digest: Hash;
+}
+
+/** Compiles the model, loads the tokenizer, sizes the gradients and sets up the state (fresh, from
+ *  --weights, or resumed). */
+async function prepare(s: Settings, o: TrainFlags, resumed?: { step: number; dir: string }): Promise<Run> {
   const source = resumed?.dir ?? s.weights;
   const tokDir = resumed ? resumed.dir : o.tokenizer ? resolve(o.tokenizer) : s.weights;
   if (!tokDir) usage('--tokenizer', 'a random init needs the tokenizer to read the data with: give --tokenizer DIR (a directory holding tokenizer.json)');
@@ -172,40 +185,124 @@ async function train(file: string | undefined, o: TrainFlags): Promise<void> {
   const metrics: Metric[] = resumed ? readMetrics(resumed.dir, state.step) : [];
   const evals: Record<string, number>[] = resumed ? readJsonl(join(resumed.dir, 'eval.jsonl')).filter((e) => e.step! <= state.step) : [];
   const config: TrainConfig = { lr: s.lr, beta1: s.beta1, beta2: s.beta2, eps: s.eps, weightDecay: s.weightDecay, steps: s.steps, warmup: s.warmup, clip: s.clip };
+  return { s, g, engine, state, config, tok, tokFiles, configText, metrics, evals, secs: 0, packed: 0, digest: createHash('sha256') };
+}
 
-  // the data replayed from the seed: a resumed run skips the batches it has trained on
-  const batches = packedBatches(s.data, tok, { seqLen: s.seqLen, batch: s.batch, seed: s.seed, shuffleBuffer: s.shuffleBuffer });
-  for (let k = 0; k < state.step; k++) batches.next();
-
-  const save = async () => {
-    if (s.eval) {
-      const e = evaluate(engine, state, packedBatches(s.eval, tok, { seqLen: s.seqLen, batch: s.batch, seed: 0, shuffleBuffer: 0, once: true }));
-      evals.push({ step: state.step, eval_loss: e.loss, eval_tokens: e.tokens, eval_bits_per_byte: e.bitsPerByte });
-    }
-    await writeDirAtomic(out, 'checkpoint', (tmp) => {
-      writeFileSync(join(tmp, 'config.json'), configText);
-      for (const [n, b] of tokFiles) writeFileSync(join(tmp, n), b);
-      writeTrainState(tmp, state, s);
-      writeFileSync(join(tmp, 'metrics.jsonl'), metrics.map((m) => JSON.stringify(m) + '\n').join(''));
-      if (evals.length) writeFileSync(join(tmp, 'eval.jsonl'), evals.map((m) => JSON.stringify(m) + '\n').join(''));
-      writeFileSync(join(tmp, 'loss.svg'), lossCurveSvg([{ label: g.model, points: metrics }], `${g.model}: training loss`));
-    }, { force: o.force });
-  };
-
+/** Trains `r` to its last step on the batches replayed from the seed (a resumed run skips those it
+ *  has trained on), calling `save` every --save-every steps and at the end. */
+async function trainRun(r: Run, save: () => Promise<void>, label = ''): Promise<void> {
+  const { s, state } = r;
+  const batches = packedBatches(s.data, r.tok, { seqLen: s.seqLen, batch: s.batch, seed: s.seed, shuffleBuffer: s.shuffleBuffer });
+  const from = state.step;
+  for (let k = 0; k < from; k++) batches.next();
   exitOnSignals();
-  const bar = progressLine(s.steps, state.step);
+  const bar = progressLine(s.steps, from, label);
   while (state.step < s.steps) {
-    const m = trainStep(engine, config, state, batches.next().value as PackedBatch);
-    metrics.push(m);
+    const b = batches.next().value as PackedBatch;
+    r.digest.update(new Uint8Array(b.tokens.buffer, b.tokens.byteOffset, b.tokens.byteLength));
+    r.digest.update(new Uint8Array(b.positions.buffer, b.positions.byteOffset, b.positions.byteLength));
+    const t0 = performance.now();
+    const m = trainStep(r.engine, r.config, state, b);
+    // tokens/s leaves out the first step when there are others: it pays the JIT's warm-up
+    if (state.step > from + 1 || s.steps - from === 1) r.secs += (performance.now() - t0) / 1000, r.packed += b.tokens.length;
+    r.metrics.push(m);
     bar(m);
     if (state.step % s.saveEvery === 0 || state.step === s.steps) await save();
     await yieldToSignals(); // SIGINT/SIGTERM between steps: the last save stands
   }
   if (process.stderr.isTTY) process.stderr.write('\n');
-  const last = metrics.at(-1);
-  const ev = evals.at(-1);
-  process.stdout.write(`trained ${s.steps} steps, ${state.tokens.toLocaleString('en-US')} tokens: loss ${last ? last.loss.toFixed(4) : '-'}` +
+}
+
+/** With --eval: loss and bits per byte over the eval file at the run's current step. */
+function evaluateRun(r: Run): void {
+  if (!r.s.eval) return;
+  const e = evaluate(r.engine, r.state, packedBatches(r.s.eval, r.tok, { seqLen: r.s.seqLen, batch: r.s.batch, seed: 0, shuffleBuffer: 0, once: true }));
+  r.evals.push({ step: r.state.step, eval_loss: e.loss, eval_tokens: e.tokens, eval_bits_per_byte: e.bitsPerByte });
+}
+
+/** The run directory's files, into `dir` (a temp directory the caller puts in place). */
+function writeRunFiles(dir: string, r: Run, title: string): void {
+  writeFileSync(join(dir, 'config.json'), r.configText);
+  for (const [n, b] of r.tokFiles) writeFileSync(join(dir, n), b);
+  writeTrainState(dir, r.state, r.s);
+  writeFileSync(join(dir, 'metrics.jsonl'), r.metrics.map((m) => JSON.stringify(m) + '\n').join(''));
+  if (r.evals.length) writeFileSync(join(dir, 'eval.jsonl'), r.evals.map((m) => JSON.stringify(m) + '\n').join(''));
+  writeFileSync(join(dir, 'loss.svg'), lossCurveSvg([{ label: title, points: r.metrics }], `${title}: training loss`));
+}
+
+async function train(file: string | undefined, o: TrainFlags): Promise<void> {
+  const { s, resumed } = settingsFrom(file, o);
+  const out = resolve(o.out ?? resumed!.dir);
+  // refused before any work: an output that is not ours, a missing tokenizer
+  checkReplaceable(out, 'checkpoint', o.force ?? false);
+  const r = await prepare(s, o, resumed);
+  await trainRun(r, async () => {
+    evaluateRun(r);
+    await writeDirAtomic(out, 'checkpoint', (tmp) => writeRunFiles(tmp, r, r.g.model), { force: o.force });
+  });
+  const last = r.metrics.at(-1);
+  const ev = r.evals.at(-1);
+  process.stdout.write(`trained ${s.steps} steps, ${r.state.tokens.toLocaleString('en-US')} tokens: loss ${last ? last.loss.toFixed(4) : '-'}` +
     (ev ? `, eval loss ${ev.eval_loss!.toFixed(4)}, ${ev.eval_bits_per_byte!.toFixed(4)} bits/byte` : '') + `; wrote ${out}\n`);
+}
+
+/** Names of the variants, from their file names (`a.arch` -> `a`), made unique by the folder above
+ *  (`x/a.arch` -> `x-a`) and then a number; names of the comparison's own files are taken. The same
+ *  file given twice is refused: its runs would be the same. */
+function variantNames(files: readonly string[]): string[] {
+  const taken = new Set(['compare.json', 'compare.md', 'loss.svg', OUTPUT_MARKER]);
+  const seen = new Map<string, string>();
+  return files.map((f) => {
+    const path = resolve(f);
+    if (seen.has(path)) usage('train', `${f} is the file of variant ${seen.get(path)} again: the two runs would be the same`, 'a variant is a .arch file of its own: copy the model and change what the variant changes');
+    const base = basename(f, extname(f)).replace(/[^\w.-]+/g, '_').replace(/^\.+/, '') || 'model'; // no hidden or `.`/`..` folders
+    let name = taken.has(base) ? `${basename(dirname(path))}-${base}` : base;
+    for (let k = 2; taken.has(name); k++) name = `${base}-${k}`;
+    taken.add(name);
+    seen.set(path, name);
+    return name;
+  });
+}
+
+/** `archc train a.arch b.arch ... -o RUN`: each variant trained one after another on the same batches
+ *  (same data, seed and settings) into RUN/<name>/ (a run directory of its own), then compare.json,
+ *  compare.md and one loss.svg with every curve. Every variant compiles and sizes before any trains;
+ *  RUN is written whole at the end, or not at all. */
+async function compare(files: string[], o: TrainFlags): Promise<void> {
+  if (o.resume) usage('--resume', 'a comparison cannot be resumed; resume one of its variants: --resume RUN/<name>');
+  if (o.saveEvery !== undefined) usage('--save-every', 'a comparison is written once, at the end');
+  const names = variantNames(files);
+  const out = resolve(o.out ?? usage('--out', 'train needs the run directory to write (-o RUN)'));
+  checkReplaceable(out, 'checkpoint', o.force ?? false);
+  const runs: Run[] = [];
+  for (const f of files) runs.push(await prepare(settingsFrom(f, o).s, o));
+  const context = runs[0]!.s.seqLen;
+  const rows: Variant[] = [];
+  await writeDirAtomic(out, 'checkpoint', async (tmp) => {
+    for (const [i, r] of runs.entries()) {
+      await trainRun(r, async () => {}, `${names[i]} (${i + 1}/${runs.length}): `);
+      evaluateRun(r);
+      const dir = join(tmp, names[i]!);
+      mkdirSync(dir);
+      writeRunFiles(dir, r, names[i]!);
+      // each variant's folder is an archc checkpoint of its own (`--resume RUN/<name>` replaces it)
+      writeFileSync(join(dir, OUTPUT_MARKER), JSON.stringify({ kind: 'checkpoint', files: readdirSync(dir).sort() }, null, 2) + '\n');
+      const st = computeStats(r.g, context, 1);
+      const ev = r.evals.at(-1);
+      rows.push({
+        name: names[i]!, file: r.s.model, set: r.s.set, model: r.g.model, parameters: st.parameters.total, flops_per_token: st.flopsPerToken.prefill,
+        state_bytes: st.state.totalBytes, steps: r.state.step, tokens: r.state.tokens, tokens_per_s: r.packed / Math.max(r.secs, 1e-9),
+        final_loss: r.metrics.at(-1)!.loss, ...(ev ? { eval_loss: ev.eval_loss!, eval_bits_per_byte: ev.eval_bits_per_byte! } : {}), batches_sha256: r.digest.digest('hex'),
+      });
+    }
+    const { s } = runs[0]!;
+    const shared = { data: s.data, eval: s.eval, steps: s.steps, seq_len: s.seqLen, batch: s.batch, seed: s.seed, lr: s.lr, warmup: s.warmup, clip: s.clip, weight_decay: s.weightDecay, context };
+    writeFileSync(join(tmp, 'compare.json'), JSON.stringify({ format: 'archc-compare-1', settings: shared, variants: rows }, null, 2) + '\n');
+    writeFileSync(join(tmp, 'compare.md'), compareMarkdown(rows, shared));
+    writeFileSync(join(tmp, 'loss.svg'), lossCurveSvg(runs.map((r, i) => ({ label: names[i]!, points: r.metrics })), 'training loss'));
+  }, { force: o.force });
+  process.stdout.write(rows.map((v) => `${v.name}: loss ${v.final_loss.toFixed(4)}` + (v.eval_bits_per_byte !== undefined ? `, ${v.eval_bits_per_byte.toFixed(4)} bits/byte` : '') +
+    `, ${Math.round(v.tokens_per_s).toLocaleString('en-US')} tokens/s\n`).join('') + `wrote ${out}\n`);
 }
 
 /** A run's metrics.jsonl or eval.jsonl (none: []); a line that is not JSON is RT601 naming file and line. */
@@ -226,13 +323,13 @@ function readMetrics(dir: string, step: number): Metric[] {
 }
 
 /** On a terminal: one line rewritten per step with loss, tokens/s and the time left. */
-function progressLine(total: number, from: number): (m: Metric) => void {
+function progressLine(total: number, from: number, label: string): (m: Metric) => void {
   const t0 = performance.now();
   return (m) => {
     if (!process.stderr.isTTY) return;
     const per = (performance.now() - t0) / 1000 / (m.step - from);
     const eta = Math.round(per * (total - m.step));
     const clock = `${Math.floor(eta / 60)}m${String(eta % 60).padStart(2, '0')}s`;
-    process.stderr.write(`\rstep ${m.step}/${total}  loss ${m.loss.toFixed(4)}  lr ${m.lr.toExponential(2)}  |g| ${m.grad_norm.toFixed(3)}  ${Math.round(m.tokens_per_s).toLocaleString('en-US')} tok/s  ETA ${clock}   `);
+    process.stderr.write(`\r${label}step ${m.step}/${total}  loss ${m.loss.toFixed(4)}  lr ${m.lr.toExponential(2)}  |g| ${m.grad_norm.toFixed(3)}  ${Math.round(m.tokens_per_s).toLocaleString('en-US')} tok/s  ETA ${clock}   `);
   };
 }
