@@ -172,10 +172,8 @@ export class WasmMemories {
     const at = this.alloc(m, bytes, 'packed weights');
     m.weightBytes += size;
     m.weights++;
-    if (m.index > 0) {
-      m.need = Math.max(m.need, need);
-      if (dtype !== 'f32') m.maxK = Math.max(m.maxK, K);
-    }
+    if (m.index > 0) m.need = Math.max(m.need, need);
+    if (dtype !== 'f32') m.maxK = Math.max(m.maxK, K);
     return { m, mem: m.index, at };
   }
 
@@ -198,9 +196,12 @@ export class WasmMemories {
     return m.scratch.bytes > 0 && m.scratch.at + m.scratch.bytes === m.top ? m.scratch.at : m.top;
   }
 
-  /** The threads' panel scratch in `m` for K (codegen/wasm/kernels.ts gemm_bf16); returns its address. */
+  /** The threads' panel scratch in `m` for K (codegen/wasm/kernels.ts gemm_bf16); returns its address.
+   *  Sized for the memory's longest K at once, never moved after: a worker that finishes its last
+   *  chunk of one product late can go on to claim chunks of the next with the scratch it was given
+   *  for the first (runtime/wasm/kernels.ts run), which must therefore still be its own. */
   panelScratch(m: Mem, K: number): number {
-    const stride = Math.ceil(K * this.NR * 4 / 64) * 64;
+    const stride = Math.ceil(Math.max(K, m.maxK) * this.NR * 4 / 64) * 64;
     if (m.panels.stride < stride) m.panels = { at: this.alloc(m, stride * Math.max(1, this.threads), 'the threads\' panel scratch'), stride };
     return m.panels.at;
   }
