@@ -13,6 +13,8 @@ import { causalLmLoss } from './loss.ts';
 import type { EntryName, Program } from './program.ts';
 import { type Rows, countOf, forwardRows, labelIds, oneEach, stepRows } from './inputs.ts';
 import { type HostWeight, type QuantDType, quantize } from './quant.ts';
+import { QuantPool, quantizeWasm } from './quantize-wasm.ts';
+import { defaultThreads } from './wasm/threads.ts';
 import { packedBits, packedSource } from './quantckpt.ts';
 import { type QuantPlan, type QuantizeOption, planQuant } from './quantplan.ts';
 import type { Tensor } from './tensor.ts';
@@ -76,6 +78,11 @@ export interface LoadOptions {
    *  choice of weights runtime/quantplan.ts): `'q8'`, `'q4'`, or a default with per-tensor
    *  overrides. A checkpoint quantised already (compressed-tensors pack-quantized) loads as it is. */
   readonly quantize?: QuantizeOption;
+  /** Where `quantize` runs: `'wasm'` (default) in WebAssembly SIMD, on `threads` worker threads
+   *  overlapped with the reads where workers and SharedArrayBuffer exist, else on the loading
+   *  thread (runtime/quantize-wasm.ts); `'js'` the reference (runtime/quant.ts) on the loading
+   *  thread. Both give the same codes and scales, bit for bit; without SIMD 'wasm' is the reference. */
+  readonly quantizer?: 'wasm' | 'js';
   /** The most sequences open at once (default 256; more is RT333). A handle dropped without release
    *  frees its slot when garbage collected (an abandoned generate); releasing frees it at once. */
   readonly maxSequences?: number;
@@ -190,28 +197,48 @@ export class Model {
           if (transient(w)) most = Math.max(most, stored(w));
           later.set(w, most);
         }
-        let scratch = new ArrayBuffer(0);
-        const reuse = (bytes: number) => (scratch.byteLength >= bytes ? scratch : (scratch = new ArrayBuffer(bytes)));
+        // quantising runs in WebAssembly SIMD on worker threads where it can (runtime/quantize-wasm.ts:
+        // the tensor read next overlaps it), else on this thread; `quantizer: 'js'` forces the reference
+        const pool = plan.formats.size && opts.quantizer !== 'js' ? await QuantPool.start(opts.threads ?? defaultThreads()) : null;
         const sharedMemory = (bytes: number) => new SharedArrayBuffer(bytes);
+        // With the pool, two buffers take turns (runtime/load.ts `ahead`: a tensor is read while the
+        // one before it is still being quantised or waits for its upload), in shared memory the
+        // workers read; a read takes the one the read before it did not.
+        const scratch: (ArrayBuffer | SharedArrayBuffer)[] = [new ArrayBuffer(0), new ArrayBuffer(0)];
+        let last = -1; // the buffer the previous read took, or -1
+        /** The buffer for a transient weight (chosen before any await: the next read may begin then). */
+        const take = (weight: string, busy: number): ((bytes: number) => ArrayBufferLike) => {
+          const free = pool ? [0, 1].filter((b) => b !== busy) : [0];
+          const i = free.find((b) => scratch[b]!.byteLength >= stored(weight)) ?? free[0]!;
+          last = i;
+          return (bytes) => (scratch[i]!.byteLength >= bytes ? scratch[i]! : (scratch[i] = pool ? sharedMemory(bytes) : new ArrayBuffer(bytes)));
+        };
         const read = async (weight: string): Promise<HostWeight> => {
           const name = tensorOf(weight);
-          if (scratch.byteLength > (later.get(weight) ?? 0)) scratch = new ArrayBuffer(0);
+          const busy = last;
+          last = -1;
+          for (const b of [0, 1]) if (b !== busy && scratch[b]!.byteLength > (later.get(weight) ?? 0)) scratch[b] = new ArrayBuffer(0);
           if (packed?.formats.has(name)) return packed.readQuant(name);
           const f = plan.formats.get(weight);
           let t = kept.get(name);
           if (!t) {
             const copy = backend.hostCopy?.(weight) ?? 'own';
-            const alloc = transient(weight) ? reuse : !shared.has(name) && copy === 'shared' && typeof SharedArrayBuffer !== 'undefined' ? sharedMemory : undefined;
+            const alloc = transient(weight) ? take(weight, busy)
+              : (!shared.has(name) && copy === 'shared' && typeof SharedArrayBuffer !== 'undefined') || (pool && f) ? sharedMemory : undefined;
             t = await ckpt.read(name, alloc);
             if (opts.checkWeights ?? true) checkFinite(t, ckpt.tensors.get(name)?.file ?? ckpt.path, name);
             if (shared.has(name)) kept.set(name, t);
           }
           if (!f) return t;
-          const q = quantize(t, f);
+          const q = pool ? await pool.quantize(t, f) : opts.quantizer === 'js' ? quantize(t, f) : quantizeWasm(t, f);
           if ('reason' in q) throw new RuntimeError('RT176', [weight, f, q.reason], { tensor: weight });
           return q.q;
         };
-        await loadWeights(program, ckpt, read, opts, backend, tensorOf);
+        try {
+          await loadWeights(program, ckpt, read, opts, backend, tensorOf, pool !== null);
+        } finally {
+          pool?.close();
+        }
         await backend.loaded?.();
       } catch (e) {
         backend.dispose();
