@@ -213,6 +213,7 @@ export class Model {
           last = i;
           return (bytes) => (scratch[i]!.byteLength >= bytes ? scratch[i]! : (scratch[i] = pool ? sharedMemory(bytes) : new ArrayBuffer(bytes)));
         };
+        const fileOf = (name: string) => ckpt.tensors.get(name)?.file ?? ckpt.path;
         const read = async (weight: string): Promise<HostWeight> => {
           const name = tensorOf(weight);
           const busy = last;
@@ -226,12 +227,16 @@ export class Model {
             const alloc = transient(weight) ? take(weight, busy)
               : (!shared.has(name) && copy === 'shared' && typeof SharedArrayBuffer !== 'undefined') || (pool && f) ? sharedMemory : undefined;
             t = await ckpt.read(name, alloc);
-            if (opts.checkWeights ?? true) checkFinite(t, ckpt.tensors.get(name)?.file ?? ckpt.path, name);
+            // the wasm quantiser refuses non-finite values itself: RT144 is then said (below) as here
+            if ((opts.checkWeights ?? true) && !(f && opts.quantizer !== 'js' && !shared.has(name))) checkFinite(t, fileOf(name), name);
             if (shared.has(name)) kept.set(name, t);
           }
           if (!f) return t;
           const q = pool ? await pool.quantize(t, f) : opts.quantizer === 'js' ? quantize(t, f) : quantizeWasm(t, f);
-          if ('reason' in q) throw new RuntimeError('RT176', [weight, f, q.reason], { tensor: weight });
+          if ('reason' in q) {
+            if (opts.checkWeights ?? true) checkFinite(t, fileOf(name), name);
+            throw new RuntimeError('RT176', [weight, f, q.reason], { tensor: weight });
+          }
           return q.q;
         };
         try {

@@ -2,8 +2,8 @@
 // overlapped: runtime/quantize-wasm.ts) against the same load forced onto the JS reference
 // (`quantizer: 'js'`): logits equal bit for bit (tolerance 0) on the trained tiny-bamba-a (bf16 and
 // f32 checkpoints) and on a random checkpoint with a tied head (the embedding kept for two weights),
-// wasm and cpu backends, q8 and q4, one and two threads; and a refusal (RT176) names the same
-// tensor and reason. The quantisation is checked not to be a no-op.
+// wasm and cpu backends, q8 and q4, one and two threads; and a refusal (RT176, RT144) names the
+// same tensor and reason. The quantisation is checked not to be a no-op.
 
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -85,23 +85,26 @@ describe('quantise-on-load: the wasm quantiser gives the JS reference\'s model, 
     }
   });
 
-  it('RT176: a group past an f16 scale is refused with the reference\'s reason, naming the tensor', async () => {
-    const dir = join(work, 'huge');
-    mkdirSync(dir);
-    const { tensors } = writeCheckpoint(dir, {}, { dtype: 'f32' });
-    const name = 'model.layers.0.mamba.out_proj.weight';
-    const t = tensors.find((x) => x.name === name)!.tensor;
-    const data = new Float32Array(t.data as Float32Array);
-    data[3 * t.shape[1]! + 40] = 1e30;
-    writeSafetensors(join(dir, 'model.safetensors'), tensors.map((x): NamedTensor => (x.name === name ? { name, tensor: { ...t, data } } : x)), { format: 'pt' });
-    const message = async (opts: LoadOptions) => {
-      const e = await load(dir, { backend: 'cpu', threads: 2, quantize: 'q4', ...opts }).then(() => null, (x: unknown) => x);
-      expect(e).toBeInstanceOf(RuntimeError);
-      expect((e as RuntimeError).code).toBe('RT176');
-      return (e as RuntimeError).message;
-    };
-    const want = await message({ quantizer: 'js' });
-    expect(want).toMatch(/out_proj.*\[3, 32\.\.63\]/s);
-    expect(await message({})).toBe(want);
-  });
+  for (const [code, value, where] of [['RT176', 1e30, /out_proj.*\[3, 32\.\.63\]/s], ['RT144', NaN, /out_proj.*index 232/s]] as const) {
+    it(`${code}: ${value} in a quantised weight is refused as the reference load refuses it, naming the tensor`, async () => {
+      const dir = join(work, code);
+      mkdirSync(dir);
+      const { tensors } = writeCheckpoint(dir, {}, { dtype: 'f32' });
+      const name = 'model.layers.0.mamba.out_proj.weight';
+      const t = tensors.find((x) => x.name === name)!.tensor;
+      const data = new Float32Array(t.data as Float32Array);
+      data[3 * t.shape[1]! + 40] = value;
+      writeSafetensors(join(dir, 'model.safetensors'), tensors.map((x): NamedTensor => (x.name === name ? { name, tensor: { ...t, data } } : x)), { format: 'pt' });
+      const message = async (opts: LoadOptions) => {
+        const e = await load(dir, { backend: 'cpu', threads: 2, quantize: 'q4', ...opts }).then(() => null, (x: unknown) => x);
+        expect(e).toBeInstanceOf(RuntimeError);
+        expect((e as RuntimeError).code).toBe(code);
+        return (e as RuntimeError).message;
+      };
+      const want = await message({ quantizer: 'js' });
+      expect(want).toMatch(where);
+      expect(await message({})).toBe(want);
+      expect(await message({ threads: 1 })).toBe(want);
+    });
+  }
 });
