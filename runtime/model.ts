@@ -13,7 +13,7 @@ import { causalLmLoss } from './loss.ts';
 import type { EntryName, Program } from './program.ts';
 import { type Rows, countOf, forwardRows, labelIds, oneEach, stepRows } from './inputs.ts';
 import { type HostWeight, type QuantDType, quantize } from './quant.ts';
-import { QuantPool, quantizeWasm } from './quantize-wasm.ts';
+import { type QuantMemory, QuantPool, quantizeWasm } from './quantize-wasm.ts';
 import { defaultThreads } from './wasm/threads.ts';
 import { packedBits, packedSource } from './quantckpt.ts';
 import { type QuantPlan, type QuantizeOption, planQuant } from './quantplan.ts';
@@ -205,6 +205,10 @@ export class Model {
         // one before it is still being quantised or waits for its upload), in shared memory the
         // workers read; a read takes the one the read before it did not.
         const scratch: (ArrayBuffer | SharedArrayBuffer)[] = [new ArrayBuffer(0), new ArrayBuffer(0)];
+        // and with each, the codes and scales of a tensor quantised from it that the backend keeps
+        // no copy of (hostCopy 'none': packed at upload)
+        const outs = [[new SharedArrayBuffer(0), new SharedArrayBuffer(0)], [new SharedArrayBuffer(0), new SharedArrayBuffer(0)]];
+        const out = (i: number): QuantMemory => (bytes, part) => (outs[i]![part]!.byteLength >= bytes ? outs[i]![part]! : (outs[i]![part] = sharedMemory(bytes)));
         let last = -1; // the buffer the previous read took, or -1
         /** The buffer for a transient weight (chosen before any await: the next read may begin then). */
         const take = (weight: string, busy: number): ((bytes: number) => ArrayBufferLike) => {
@@ -218,21 +222,28 @@ export class Model {
           const name = tensorOf(weight);
           const busy = last;
           last = -1;
-          for (const b of [0, 1]) if (b !== busy && scratch[b]!.byteLength > (later.get(weight) ?? 0)) scratch[b] = new ArrayBuffer(0);
+          for (const b of [0, 1]) {
+            if (b !== busy && scratch[b]!.byteLength > (later.get(weight) ?? 0)) {
+              scratch[b] = new ArrayBuffer(0);
+              outs[b] = [new SharedArrayBuffer(0), new SharedArrayBuffer(0)];
+            }
+          }
           if (packed?.formats.has(name)) return packed.readQuant(name);
           const f = plan.formats.get(weight);
           let t = kept.get(name);
+          const copy = backend.hostCopy?.(weight) ?? 'own';
+          let slot = -1; // the scratch buffer this read took
           if (!t) {
-            const copy = backend.hostCopy?.(weight) ?? 'own';
             const alloc = transient(weight) ? take(weight, busy)
               : (!shared.has(name) && copy === 'shared' && typeof SharedArrayBuffer !== 'undefined') || (pool && f) ? sharedMemory : undefined;
+            slot = last; // now: the next read may begin at the await
             t = await ckpt.read(name, alloc);
             // the wasm quantiser refuses non-finite values itself: RT144 is then said (below) as here
             if ((opts.checkWeights ?? true) && !(f && opts.quantizer !== 'js' && !shared.has(name))) checkFinite(t, fileOf(name), name);
             if (shared.has(name)) kept.set(name, t);
           }
           if (!f) return t;
-          const q = pool ? await pool.quantize(t, f) : opts.quantizer === 'js' ? quantize(t, f) : quantizeWasm(t, f);
+          const q = pool ? await pool.quantize(t, f, slot >= 0 && copy === 'none' ? out(slot) : undefined) : opts.quantizer === 'js' ? quantize(t, f) : quantizeWasm(t, f);
           if ('reason' in q) {
             if (opts.checkWeights ?? true) checkFinite(t, fileOf(name), name);
             throw new RuntimeError('RT176', [weight, f, q.reason], { tensor: weight });

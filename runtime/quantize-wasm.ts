@@ -67,16 +67,20 @@ export function quantizeBlocks(wasm: { memory: WebAssembly.Memory; quantize: (..
 
 const DTYPE_CODE: Readonly<Record<string, { code: number; eb: number }>> = { f32: { code: 0, eb: 4 }, bf16: { code: 1, eb: 2 }, f16: { code: 2, eb: 2 } };
 
+/** Where a quantised tensor's codes (`part` 0) and scales (1) go: a buffer of at least `bytes`. */
+export type QuantMemory = (bytes: number, part: 0 | 1) => ArrayBufferLike;
+
 /** What a job needs, and the outputs it fills; null where the module does not apply (then the
  *  reference decides, and says why it refuses). */
-function plan(t: Tensor, dtype: QuantDType, memory: (bytes: number) => ArrayBufferLike) {
+function plan(t: Tensor, dtype: QuantDType, memory: QuantMemory) {
   const d = DTYPE_CODE[t.dtype];
   if (!d || shapeReason(t.shape)) return null;
   const [N, K] = t.shape as [number, number];
-  const codes = memory(dtype === 'q4' ? (N * K) / 2 : N * K), scales = memory((N * K / QUANT_GROUP) * 2);
+  const nc = dtype === 'q4' ? (N * K) / 2 : N * K, ns = N * K / QUANT_GROUP;
+  const codes = memory(nc, 0), scales = memory(ns * 2, 1);
   const job: Omit<QuantJob, 'row0' | 'rows'> = { input: t.data.buffer, inOffset: t.data.byteOffset, dtype: d.code, eb: d.eb, K, q4: dtype === 'q4', codes, codesOffset: 0, scales, scalesOffset: 0 };
   const result = (bad: number): QuantResult => (bad >= 0 ? quantize(t, dtype)
-    : { q: { dtype, shape: [N, K], codes: dtype === 'q8' ? new Int8Array(codes) : new Uint8Array(codes), scales: new Uint16Array(scales) } });
+    : { q: { dtype, shape: [N, K], codes: dtype === 'q8' ? new Int8Array(codes, 0, nc) : new Uint8Array(codes, 0, nc), scales: new Uint16Array(scales, 0, ns) } });
   return { N, job, result };
 }
 
@@ -176,9 +180,10 @@ export class QuantPool {
   }
 
   /** `quantize(t, dtype)`, its rows split among the workers (t's data must be in shared memory:
-   *  QuantPool.memory; elsewhere it runs on this thread). */
-  async quantize(t: Tensor, dtype: QuantDType): Promise<QuantResult> {
-    const p = t.data.buffer instanceof SharedArrayBuffer ? plan(t, dtype, (b) => new SharedArrayBuffer(b)) : null;
+   *  QuantPool.memory; elsewhere it runs on this thread). The codes and scales go to `memory`
+   *  (shared; default: fresh). */
+  async quantize(t: Tensor, dtype: QuantDType, memory: QuantMemory = (b) => new SharedArrayBuffer(b)): Promise<QuantResult> {
+    const p = t.data.buffer instanceof SharedArrayBuffer ? plan(t, dtype, memory) : null;
     if (!p) return quantizeWasm(t, dtype);
     const W = Math.min(this.ports.length, p.N), per = Math.ceil(p.N / W);
     const bad = await Promise.all(this.ports.slice(0, W).map((port, i) =>
