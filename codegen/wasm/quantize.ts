@@ -9,7 +9,8 @@
 //     subnormals included, all-ones exponents made Inf/NaN first);
 //   - non-finite check and max|w| in f32x4;
 //   - each candidate scale amax / d in f64, to f32 (Math.fround), to f16 bits by round-to-nearest-even
-//     (tensor.ts f32ToF16, integer for integer), back to its value;
+//     (tensor.ts f32ToF16, integer for integer; four at a time in i32x4 lanes when none is subnormal),
+//     back to its value;
 //   - q4: the five candidates' squared errors in f64x2 lanes (d = 7, 7.25 | 7.5, 7.75 | 8, 8), each
 //     lane summed in element order as the reference does. On |v| alone: for s > 0, x = v / s has v's
 //     sign, the reference's -floor(0.5 - x) is -floor(|x| + 0.5) and its error the negated one, so
@@ -103,8 +104,30 @@ export function renderQuantizer(): string {
   const cands = D.map((d, j) => `${set(`b${j}`, `(call $f16 (f32.demote_f64 (f64.div ${g('ad')} ${f64(d)})))`)}
       ${set(`s${j}`, scaleOf(g(`b${j}`)))}`).join('\n      ');
   const pairs = [['s0', 's1'], ['s2', 's3'], ['s4', 's4']];
-  const lanes = pairs.map(([a, b], k) => `${set(`P${k}`, `(f64x2.replace_lane 1 (f64x2.splat ${g(a!)}) ${g(b!)})`)}
-      ${set(`E${k}`, '(v128.const i64x2 0 0)')}`).join('\n      ');
+  const lanes = pairs.map(([a, b], k) => set(`P${k}`, `(f64x2.replace_lane 1 (f64x2.splat ${g(a!)}) ${g(b!)})`)).join('\n      ');
+  // The same four at a time when every quotient is an f16 normal or past (the usual case): in f32x4
+  // lanes (d0..d3, and d4 in each), rounded to f16 bits without branches (a carry out of the
+  // mantissa steps the exponent; past 30 is Inf, min_u); a subnormal one takes the calls above.
+  const vi = (n: number) => `(v128.const i32x4 ${n} ${n} ${n} ${n})`;
+  const rne = (u: string) => `(i32x4.min_u (i32x4.shr_u (i32x4.add (i32x4.sub ${u} ${vi(112 << 23)})
+        (i32x4.add ${vi(0xfff)} (v128.and (i32x4.shr_u ${u} ${i32(13)}) ${vi(1)}))) ${i32(13)}) ${vi(0x7c00)})`;
+  const quot = (k: number) => `(f32x4.demote_f64x2_zero (f64x2.div (f64x2.splat ${g('ad')}) (v128.const f64x2 ${f64lit(D[2 * k]!)} ${f64lit(D[2 * k + 1]!)})))`;
+  const shuffle = (lanes: string) => `(i8x16.shuffle ${lanes}`;
+  const vector = `${set('U0', `${shuffle('0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23')} ${quot(0)} ${quot(1)})`)}
+      ${set('U1', `(f32x4.splat (f32.demote_f64 (f64.div ${g('ad')} ${f64(D[4]!)})))`)}
+      (if (v128.any_true (v128.or (i32x4.lt_u ${g('U0')} ${vi(113 << 23)}) (i32x4.lt_u ${g('U1')} ${vi(113 << 23)})))
+        (then
+      ${cands}
+      ${lanes})
+        (else
+      ${set('U0', rne(g('U0')))}
+      ${set('U1', rne(g('U1')))}
+      ${[0, 1, 2, 3].map((j) => set(`b${j}`, `(i32x4.extract_lane ${j} ${g('U0')})`)).join(' ')} ${set('b4', `(i32x4.extract_lane 0 ${g('U1')})`)}
+      ${set('U0', f16x4(g('U0')))}
+      ${set('P0', `(f64x2.promote_low_f32x4 ${g('U0')})`)}
+      ${set('P1', `(f64x2.promote_low_f32x4 ${shuffle('8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7')} ${g('U0')} ${g('U0')}))`)}
+      ${set('P2', `(f64x2.promote_low_f32x4 ${f16x4(g('U1'))})`)}))
+      ${pairs.map((_, k) => set(`E${k}`, '(v128.const i64x2 0 0)')).join(' ')}`;
   // |v| as f64 at [128, 384) and its limit (neg for v < 0, else pos) at [384, 640), two at a time
   const prep = Array.from({ length: 16 }, (_, k) => `${set('x', `(f64x2.promote_low_f32x4 (v128.load64_zero offset=${8 * k} ${i32(0)}))`)}
       (v128.store offset=${128 + 16 * k} ${i32(0)} (f64x2.abs ${g('x')}))
@@ -119,7 +142,7 @@ export function renderQuantizer(): string {
   const pick = D.map((_, j) => {
     const err = `(f64x2.extract_lane ${j % 2} ${g(`E${j >> 1}`)})`;
     return `(if (i32.and (i32.ne (i32.and ${g(`b${j}`)} ${i32(0x7c00)}) ${i32(0x7c00)}) (f64.lt ${err} ${g('best')}))
-        (then ${set('best', err)} ${set('bits', g(`b${j}`))} ${set('S', g(`s${j}`))}))`;
+        (then ${set('best', err)} ${set('bits', g(`b${j}`))} ${set('S', `(f64x2.extract_lane ${j % 2} ${g(`P${j >> 1}`)})`)}))`;
   }).join('\n      ');
   const absMax = Array.from({ length: 8 }, (_, k) => `${set('x', `(v128.load offset=${16 * k} ${i32(0)})`)}
     ${set('bad', `(v128.or ${g('bad')} (i32x4.eq (v128.and ${g('x')} (v128.const i32x4 0x7f800000 0x7f800000 0x7f800000 0x7f800000)) (v128.const i32x4 0x7f800000 0x7f800000 0x7f800000 0x7f800000)))`)}
@@ -135,7 +158,7 @@ export function renderQuantizer(): string {
     (local $ad f64) (local $S f64) (local $best f64) (local $f f64) (local $lo f64) (local $hi f64)
     (local $s0 f64) (local $s1 f64) (local $s2 f64) (local $s3 f64) (local $s4 f64)
     (local $x v128) (local $Sx v128) (local $pos v128) (local $neg v128) (local $bad v128) (local $mx v128) (local $a v128) (local $lim v128)
-    (local $P0 v128) (local $P1 v128) (local $P2 v128) (local $E0 v128) (local $E1 v128) (local $E2 v128)
+    (local $U0 v128) (local $U1 v128) (local $P0 v128) (local $P1 v128) (local $P2 v128) (local $E0 v128) (local $E1 v128) (local $E2 v128)
     ${set('p', g('src'))}
     ${set('hi', `(select ${f64(LIMIT.q4)} ${f64(LIMIT.q8)} ${g('q4')})`)}
     ${set('lo', `(f64.add ${g('hi')} ${f64(1)})`)}
@@ -158,8 +181,7 @@ export function renderQuantizer(): string {
         ${set('ad', `(f64.promote_f32 ${g('amax')})`)}
         (if ${g('q4')}
           (then
-      ${cands}
-      ${lanes}
+      ${vector}
       ${prep}
       ${errs}
       ${set('best', '(f64.const inf)')}

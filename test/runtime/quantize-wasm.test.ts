@@ -62,13 +62,14 @@ function edgeCases(seed: number, N: number, big = 1.2e5): Float32Array {
           : kind === 5 ? u * 1e-5 // subnormal f16 scales
           : kind === 6 ? Math.max(-big, Math.min(big, u * big)) // q4: the smaller divisors' scales overflow f16, the larger do not
           : kind === 7 ? (i === 5 ? -0 : u * 0.02) // a negative zero among ordinary values
-          : kind === 8 || kind === 9 ? u * 0.5
+          : kind === 8 ? Math.max(-8, Math.min(7, Math.round(u * 3))) * (1 + 2 / 1024) // multiples of the even f16 below the tie
+          : kind === 9 ? u * 0.5
           : u * 10 ** (Math.floor(rand() * 6) - 4); // ordinary, mixed magnitudes
       }
       if (kind === 1) x[at + (n % 32)] = -8;
       if (kind === 2) x[at + (n % 32)] = n % 2 ? 127 : -127;
       // amax / d exactly half-way between two f16 values (the lower one even): f16 rounding's tie
-      if (kind === 8) x[at + (n % 32)] = 8 * (1 + 2.5 / 1024);
+      if (kind === 8) x[at + (n % 32)] = -8 * (1 + 2.5 / 1024);
       if (kind === 9) x[at + (n % 32)] = -127 * (1 + 2.5 / 1024);
     }
   }
