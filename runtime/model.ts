@@ -13,7 +13,7 @@ import { causalLmLoss } from './loss.ts';
 import type { EntryName, Program } from './program.ts';
 import { type Rows, countOf, forwardRows, labelIds, oneEach, stepRows } from './inputs.ts';
 import { type HostWeight, type QuantDType, quantize } from './quant.ts';
-import { type QuantMemory, QuantPool, quantizeWasm } from './quantize-wasm.ts';
+import { type QuantMemory, QuantPool, quantizeWasm, quantizerModule } from './quantize-wasm.ts';
 import { defaultThreads } from './wasm/threads.ts';
 import { packedBits, packedSource } from './quantckpt.ts';
 import { type QuantPlan, type QuantizeOption, planQuant } from './quantplan.ts';
@@ -94,6 +94,10 @@ export interface QuantReport {
   readonly kept: QuantPlan['kept'];
   /** True when the checkpoint held the codes already. */
   readonly prequantized: boolean;
+  /** Where the weights were quantised: `wasm, N workers`, `wasm, the loading thread` (no workers
+   *  or shared memory here), `js` (LoadOptions.quantizer 'js', or no WebAssembly SIMD); null when
+   *  the checkpoint held the codes or nothing was quantised. */
+  readonly quantizer: string | null;
 }
 
 export interface ForwardInput {
@@ -178,6 +182,7 @@ export class Model {
         : { formats: new Map(), kept: [] };
       await checkFits(loadedWeightBytes(program, ckpt, plan.formats, tensorOf, target.name), opts, dir, target.name, plan.formats);
       const backend = await target.open(program, opts);
+      let quantizer: string | null = null;
       try {
         const refused = [...new Set(plan.formats.values())].find((f) => !backend.quantFormats?.includes(f));
         if (refused) throw new RuntimeError('RT171', [backend.name, refused]);
@@ -207,7 +212,8 @@ export class Model {
         const scratch: (ArrayBuffer | SharedArrayBuffer)[] = [new ArrayBuffer(0), new ArrayBuffer(0)];
         // and with each, the codes and scales of a tensor quantised from it that the backend keeps
         // no copy of (hostCopy 'none': packed at upload)
-        const outs = [[new SharedArrayBuffer(0), new SharedArrayBuffer(0)], [new SharedArrayBuffer(0), new SharedArrayBuffer(0)]];
+        const none = (): ArrayBufferLike[] => [new ArrayBuffer(0), new ArrayBuffer(0)];
+        const outs = [none(), none()];
         const out = (i: number): QuantMemory => (bytes, part) => (outs[i]![part]!.byteLength >= bytes ? outs[i]![part]! : (outs[i]![part] = sharedMemory(bytes)));
         let last = -1; // the buffer the previous read took, or -1
         /** The buffer for a transient weight (chosen before any await: the next read may begin then). */
@@ -225,7 +231,7 @@ export class Model {
           for (const b of [0, 1]) {
             if (b !== busy && scratch[b]!.byteLength > (later.get(weight) ?? 0)) {
               scratch[b] = new ArrayBuffer(0);
-              outs[b] = [new SharedArrayBuffer(0), new SharedArrayBuffer(0)];
+              outs[b] = none();
             }
           }
           if (packed?.formats.has(name)) return packed.readQuant(name);
@@ -250,6 +256,8 @@ export class Model {
           }
           return q.q;
         };
+        quantizer = packed || !plan.formats.size ? null : pool ? `wasm, ${pool.threads} worker${pool.threads > 1 ? 's' : ''}`
+          : opts.quantizer !== 'js' && quantizerModule() ? 'wasm, the loading thread' : 'js';
         try {
           await loadWeights(program, ckpt, read, opts, backend, tensorOf, pool !== null);
         } finally {
@@ -267,7 +275,7 @@ export class Model {
       const maxSequences = opts.maxSequences ?? RUNTIME_LIMITS.sequences.value;
       if (!Number.isInteger(maxSequences) || maxSequences < 1) throw new RuntimeError('RT303', [`maxSequences ${maxSequences}`, 'give a positive integer']);
       const vocab = program.outputs.logits ?? fail('the program has no logits output');
-      const quantization = plan.formats.size || plan.kept.length ? { ...plan, prequantized: !!packed } : null;
+      const quantization = plan.formats.size || plan.kept.length ? { ...plan, prequantized: !!packed, quantizer } : null;
       return new Model(program, files.config, tokenizer, backend, capacity, vocab, dir, files.path('tokenizer.json'), quantization, maxSequences);
     } finally {
       ckpt.close();

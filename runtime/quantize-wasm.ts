@@ -125,13 +125,15 @@ function webPort(module: WebAssembly.Module): Promise<Port> {
 (${WORKER_MAIN})(e.data, (m) => self.postMessage(m), (f) => { self.onmessage = (e) => f(e.data); }); };`], { type: 'text/javascript' }));
   const w = new Worker(url);
   w.postMessage(module);
-  URL.revokeObjectURL(url);
-  return portOf(
+  const port = portOf(
     (f) => { w.onmessage = (e) => f(e.data); w.onerror = (e) => { e.preventDefault(); f(new Error(e.message || 'a quantiser worker failed to start')); }; },
     (job) => w.postMessage(job),
     () => {},
     () => w.terminate(),
   );
+  // the URL goes once the worker has started (or failed to)
+  void port.then(() => URL.revokeObjectURL(url), () => URL.revokeObjectURL(url));
+  return port;
 }
 
 /** A port over a worker's messages: the first (-2) says it is ready; each later answers the
@@ -156,6 +158,11 @@ function portOf(on: (f: (m: number | Error) => void) => void, post: (job: QuantJ
 /** Worker threads quantising with the module; a tensor's rows are split among them. */
 export class QuantPool {
   private constructor(private readonly ports: readonly Port[]) {}
+
+  /** Its worker threads. */
+  get threads(): number {
+    return this.ports.length;
+  }
 
   /** A pool of `threads` workers, or null where there can be none (no WebAssembly SIMD, no
    *  SharedArrayBuffer, no workers): then the caller quantises on its own thread. */

@@ -52,11 +52,13 @@ describe('quantise-on-load: the wasm quantiser gives the JS reference\'s model, 
       for (const backend of ['wasm', 'cpu'] as const) {
         for (const quantize of ['q8', 'q4'] as const) {
           const js = await load(dir, { backend, threads: 2, quantize, quantizer: 'js' });
+          expect(js.quantization!.quantizer).toBe('js');
           const want = logits(js, 5);
           js.dispose();
           for (const threads of [2, 1]) {
             const m = await load(dir, { backend, threads, quantize });
             expect(m.quantization!.formats.size, 'weights were quantised').toBeGreaterThan(0);
+            expect(m.quantization!.quantizer).toBe(threads === 1 ? 'wasm, 1 worker' : `wasm, ${threads} workers`);
             expectBitEqual(logits(m, 5), want, `${stored} ${backend} ${quantize} ${threads} threads`);
             m.dispose();
           }
