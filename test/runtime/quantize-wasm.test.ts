@@ -3,7 +3,8 @@
 // and the same refusal reasons, on random weights with edge cases (all-zero groups, rounding ties,
 // subnormals, scales past f16, NaN and Inf) in f32, bf16 and f16, on tiny-bamba-a's trained
 // weights, on this thread and split over worker threads. Also: the module bytes the runtime ships
-// are the assembled text (regenerate with ARCHC_UPDATE_GOLDEN=1).
+// are the assembled text (regenerate with ARCHC_UPDATE_GOLDEN=1), and the load's order of reads
+// and uploads that lets a read overlap the quantising before it (runtime/load.ts `ahead`).
 
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -12,7 +13,11 @@ import { assemble } from '../../codegen/wasm/assemble.ts';
 import { quantizerModuleSource, renderQuantizer } from '../../codegen/wasm/quantize.ts';
 import { type QuantDType, type QuantResult, quantize } from '../../runtime/quant.ts';
 import { QuantPool, quantizeWasm, quantizerModule } from '../../runtime/quantize-wasm.ts';
+import type { TensorSource } from '../../runtime/fetch.ts';
+import { loadWeights } from '../../runtime/load.ts';
+import type { Program } from '../../runtime/program.ts';
 import { openCheckpoint } from '../../runtime/safetensors.ts';
+import type { LoadableBackend } from '../../runtime/targets.ts';
 import { type DType, type Tensor, f32ToBf16, f32ToF16 } from '../../runtime/tensor.ts';
 import { prng } from './cpu/check.ts';
 
@@ -171,5 +176,39 @@ describe('QuantPool: the rows split over worker threads', () => {
     for (const f of FORMATS) expectSame(await pool!.quantize(t, f), quantize(t, f), `unshared ${f}`);
     const odd: Tensor = { dtype: 'f32', shape: [4, 48], data: new Float32Array(new SharedArrayBuffer(4 * 192)) };
     expectSame(await pool!.quantize(odd, 'q4'), quantize(odd, 'q4'), 'K = 48');
+  });
+});
+
+describe('loadWeights with `ahead`: weight i + 1 is read while weight i is quantised', () => {
+  it('asks for each weight before the one before it is awaited and uploaded, and uploads in order', async () => {
+    const names = ['a', 'b', 'c', 'd'];
+    const events: string[] = [];
+    const program = { weights: names.map((name) => ({ name, shape: [2, 32] })) } as unknown as Program;
+    const ckpt = { path: 'mem', tensors: new Map(names.map((n) => [n, { begin: 0, end: 256 }])) } as unknown as TensorSource;
+    const backend = { uploadWeight: (w: { name: string }) => events.push(`upload ${w.name}`), complete: () => true } as unknown as LoadableBackend;
+    const read = async (name: string) => {
+      events.push(`read ${name}`);
+      await new Promise((r) => setTimeout(r, 1));
+      return { dtype: 'f32', shape: [2, 32], data: new Float32Array(64) } as const;
+    };
+    await loadWeights(program, ckpt, read, {}, backend, (n) => n, true);
+    expect(events).toEqual(['read a', 'read b', 'upload a', 'read c', 'upload b', 'read d', 'upload c', 'upload d']);
+    events.length = 0;
+    await loadWeights(program, ckpt, read, {}, backend, (n) => n, false);
+    expect(events).toEqual(['read a', 'upload a', 'read b', 'upload b', 'read c', 'upload c', 'read d', 'upload d']);
+  });
+
+  it('a failed read is met in order: the weight before it is uploaded first, and nothing is left unhandled', async () => {
+    const names = ['a', 'b', 'c'];
+    const uploaded: string[] = [];
+    const program = { weights: names.map((name) => ({ name, shape: [2, 32] })) } as unknown as Program;
+    const ckpt = { path: 'mem', tensors: new Map(names.map((n) => [n, { begin: 0, end: 256 }])) } as unknown as TensorSource;
+    const backend = { uploadWeight: (w: { name: string }) => uploaded.push(w.name), complete: () => true } as unknown as LoadableBackend;
+    const read = async (name: string) => {
+      if (name === 'b') throw new Error('b is broken');
+      return { dtype: 'f32', shape: [2, 32], data: new Float32Array(64) } as const;
+    };
+    await expect(loadWeights(program, ckpt, read, {}, backend, (n) => n, true)).rejects.toThrow('b is broken');
+    expect(uploaded).toEqual(['a']);
   });
 });
