@@ -204,7 +204,7 @@ export class Model {
         }
         // quantising runs in WebAssembly SIMD on worker threads where it can (runtime/quantize-wasm.ts:
         // the tensor read next overlaps it), else on this thread; `quantizer: 'js'` forces the reference
-        const pool = plan.formats.size && opts.quantizer !== 'js' ? await QuantPool.start(opts.threads ?? defaultThreads()) : null;
+        const pool = !packed && plan.formats.size && opts.quantizer !== 'js' ? await QuantPool.start(opts.threads ?? defaultThreads()) : null;
         const sharedMemory = (bytes: number) => new SharedArrayBuffer(bytes);
         // With the pool, two buffers take turns (runtime/load.ts `ahead`: a tensor is read while the
         // one before it is still being quantised or waits for its upload), in shared memory the

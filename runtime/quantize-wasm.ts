@@ -4,7 +4,6 @@
 // worker threads (node:worker_threads, or Web Workers where SharedArrayBuffer exists), a tensor's
 // rows split among them, so the thread that reads the checkpoint reads the next tensor meanwhile.
 
-import { RuntimeError } from './errors.ts';
 import { type QuantDType, type QuantResult, QUANT_GROUP, quantize, shapeReason } from './quant.ts';
 import { QUANTIZER_WASM } from './quantize-wasm-module.ts';
 import type { Tensor } from './tensor.ts';
@@ -165,7 +164,9 @@ export class QuantPool {
   }
 
   /** A pool of `threads` workers, or null where there can be none (no WebAssembly SIMD, no
-   *  SharedArrayBuffer, no workers): then the caller quantises on its own thread. */
+   *  SharedArrayBuffer, no workers, or they fail to start: a page's Content-Security-Policy without
+   *  worker-src blob:): then the caller quantises on its own thread, and says so
+   *  (Model.quantization.quantizer). */
   static async start(threads: number): Promise<QuantPool | null> {
     const module = quantizerModule();
     const shared = typeof SharedArrayBuffer === 'function' && (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated !== false;
@@ -173,12 +174,9 @@ export class QuantPool {
     if (!module || !shared || !canSpawn || threads < 1) return null;
     const ports = await Promise.allSettled(Array.from({ length: threads }, () => (onNode() ? nodePort(module) : webPort(module))));
     const ok = ports.flatMap((p) => (p.status === 'fulfilled' ? [p.value] : []));
-    if (ok.length < ports.length) {
-      for (const p of ok) p.close();
-      const why = ports.find((p) => p.status === 'rejected') as PromiseRejectedResult;
-      throw new RuntimeError('RT303', [`a quantiser worker that failed to start (${(why.reason as Error).message})`, 'allow blob: workers (worker-src blob:) or pass threads: 1']);
-    }
-    return new QuantPool(ok);
+    if (ok.length === ports.length) return new QuantPool(ok);
+    for (const p of ok) p.close();
+    return null;
   }
 
   /** Memory a tensor read for `quantize` may live in (the workers read it where it lies). */
