@@ -112,7 +112,11 @@ function nodePort(module: WebAssembly.Module): Promise<Port> {
   const w = new NodeWorker(`const { workerData, parentPort } = require('node:worker_threads');
 (${WORKER_MAIN})(workerData, (m) => parentPort.postMessage(m), (f) => parentPort.on('message', f));`, { eval: true, workerData: module });
   return portOf(
-    (f) => { w.on('message', f); w.on('error', (e) => f(e)); },
+    (f) => {
+      w.on('message', f);
+      w.on('error', (e) => f(e));
+      w.on('exit', (code) => f(new Error(`a quantiser worker exited (code ${code})`)));
+    },
     (job) => { w.ref(); w.postMessage(job); },
     () => w.unref(),
     () => void w.terminate(),
