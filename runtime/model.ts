@@ -191,17 +191,17 @@ export class Model {
         const kept = new Map<string, Tensor>();
         // one buffer for the tensors nothing keeps after their upload (those quantised as they
         // arrive, a wasm product's weight packed into the memory: runtime/backend.ts hostCopy),
-        // grown as needed and let go once no later one needs it that large; shared memory for
-        // the matrices a thread pool keeps
+        // grown as needed and let go once none of the next LOAD_WINDOW weights needs it that large
+        // (Bamba-9B's 1.05 GB embedding buffer is not kept through every layer for the head); shared
+        // memory for the matrices a thread pool keeps
         const transient = (weight: string) => !shared.has(tensorOf(weight)) && !packed?.formats.has(tensorOf(weight))
           && (plan.formats.has(weight) || backend.hostCopy?.(weight) === 'none');
         const stored = (weight: string) => { const t = ckpt.tensors.get(tensorOf(weight)); return t ? t.end - t.begin : 0; };
-        const later = new Map<string, number>(); // weight -> the largest transient tensor from it on
-        for (let i = program.weights.length - 1, most = 0; i >= 0; i--) {
-          const w = program.weights[i]!.name;
-          if (transient(w)) most = Math.max(most, stored(w));
-          later.set(w, most);
-        }
+        const names = program.weights.map((w) => w.name);
+        const sizes = names.map((w) => (transient(w) ? stored(w) : 0));
+        const within = (i: number) => Math.max(0, ...sizes.slice(i, i + LOAD_WINDOW));
+        const later = new Map(names.map((w, i) => [w, within(i)])); // weight -> the largest transient tensor soon from it on
+        const after = new Map(names.map((w, i) => [w, within(i + 1)])); // ... after it
         // quantising runs in WebAssembly SIMD on worker threads where it can (runtime/quantize-wasm.ts:
         // the tensor read next overlaps it), else on this thread; `quantizer: 'js'` forces the reference
         const pool = !packed && plan.formats.size && opts.quantizer !== 'js' ? await QuantPool.start(opts.threads ?? defaultThreads()) : null;
@@ -250,6 +250,8 @@ export class Model {
           }
           if (!f) return t;
           const q = pool ? await pool.quantize(t, f, slot >= 0 && copy === 'none' ? out(slot) : undefined) : opts.quantizer === 'js' ? quantize(t, f) : quantizeWasm(t, f);
+          // its input is done with: let the buffer go now, before the upload, unless a weight soon needs it
+          if (slot >= 0 && scratch[slot]!.byteLength > (after.get(weight) ?? 0)) scratch[slot] = new ArrayBuffer(0);
           if ('reason' in q) {
             if (opts.checkWeights ?? true) checkFinite(t, fileOf(name), name);
             throw new RuntimeError('RT176', [weight, f, q.reason], { tensor: weight });
@@ -475,6 +477,10 @@ export class Model {
     return this.tokenizer.encode(text);
   }
 }
+
+/** Weights ahead a load's read buffer is kept for (runtime/model.ts Model.load): one larger than any
+ *  of them needs is let go. */
+const LOAD_WINDOW = 16;
 
 function fail(msg: string): never {
   throw new Error(`archc runtime: ${msg}`);
