@@ -224,6 +224,7 @@ export class Model {
           return (bytes) => (scratch[i]!.byteLength >= bytes ? scratch[i]! : (scratch[i] = pool ? sharedMemory(bytes) : new ArrayBuffer(bytes)));
         };
         const fileOf = (name: string) => ckpt.tensors.get(name)?.file ?? ckpt.path;
+        const local = onNode() && !isUrl(dir) && !packed; // the tensors' `file` is a path here
         const read = async (weight: string): Promise<HostWeight> => {
           const name = tensorOf(weight);
           const busy = last;
@@ -239,6 +240,18 @@ export class Model {
           let t = kept.get(name);
           const copy = backend.hostCopy?.(weight) ?? 'own';
           let slot = -1; // the scratch buffer this read took
+          if (f && pool && local && !shared.has(name)) {
+            // a local file: the workers read their rows themselves; this read takes a turn only for
+            // the codes and scales
+            take(weight, busy);
+            slot = last;
+            const info = ckpt.tensors.get(name)!;
+            const q = await pool.quantizeFile(info, f, copy === 'none' ? out(slot) : undefined).catch((e: Error) => {
+              throw new RuntimeError('RT142', [info.file, name, e.message], { file: info.file, tensor: name }, { cause: e });
+            });
+            if (q && q !== 'refused' && 'q' in q) return q.q;
+            // refused (the reason is the reference's: read below) or not the module's dtype
+          }
           if (!t) {
             const alloc = transient(weight) ? take(weight, busy)
               : (!shared.has(name) && copy === 'shared' && typeof SharedArrayBuffer !== 'undefined') || (pool && f) ? sharedMemory : undefined;

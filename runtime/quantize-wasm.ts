@@ -25,9 +25,11 @@ export function quantizerModule(): WebAssembly.Module | null {
   return compiled;
 }
 
-/** One job: rows [row0, row0 + rows) of a tensor's stored bytes into its codes and scales. */
+/** One job: rows [row0, row0 + rows) of a tensor's stored bytes into its codes and scales. The
+ *  bytes lie in `input` from `inOffset`, or (`path`, Node) in that file from byte `inOffset`. */
 export interface QuantJob {
-  readonly input: ArrayBufferLike;
+  readonly input: ArrayBufferLike | null;
+  readonly path?: string;
   readonly inOffset: number;
   /** 0 f32, 1 bf16, 2 f16 (the module's dtype argument), and its bytes an element. */
   readonly dtype: number;
@@ -44,10 +46,12 @@ export interface QuantJob {
 
 /**
  * Runs a job through an instance of the module, in blocks of rows of about 256 KiB of input (copied
- * into its memory, the codes and scales copied out); returns -1 or the first refused group (its
- * index over the whole tensor, row-major). Self-contained (workers run its source text).
+ * into its memory, or read there from the job's file by `read`, which returns the bytes it read;
+ * the codes and scales copied out); returns -1 or the first refused group (its index over the whole
+ * tensor, row-major). Self-contained (workers run its source text).
  */
-export function quantizeBlocks(wasm: { memory: WebAssembly.Memory; quantize: (...a: number[]) => number }, job: QuantJob): number {
+export function quantizeBlocks(wasm: { memory: WebAssembly.Memory; quantize: (...a: number[]) => number }, job: QuantJob,
+  read?: (into: Uint8Array, position: number) => number): number {
   const G = job.K / 32, rowIn = job.K * job.eb, rowCodes = job.q4 ? job.K / 2 : job.K;
   const block = Math.max(1, Math.floor(262144 / rowIn));
   const IN = 1024, CODES = IN + block * rowIn, SCALES = CODES + block * rowCodes, need = SCALES + block * G * 2;
@@ -55,7 +59,10 @@ export function quantizeBlocks(wasm: { memory: WebAssembly.Memory; quantize: (..
   const heap = new Uint8Array(wasm.memory.buffer);
   for (let r = 0; r < job.rows; r += block) {
     const n = Math.min(block, job.rows - r), row = job.row0 + r;
-    heap.set(new Uint8Array(job.input, job.inOffset + row * rowIn, n * rowIn), IN);
+    if (read) {
+      const got = read(heap.subarray(IN, IN + n * rowIn), job.inOffset + row * rowIn);
+      if (got < n * rowIn) throw new Error(`file ended after ${job.inOffset + row * rowIn + got} bytes, expected ${job.inOffset + (row + n) * rowIn} (truncated since it was opened?)`);
+    } else heap.set(new Uint8Array(job.input!, job.inOffset + row * rowIn, n * rowIn), IN);
     const bad = wasm.quantize(IN, job.dtype, n * G, CODES, SCALES, job.q4 ? 1 : 0);
     if (bad >= 0) return row * G + bad;
     new Uint8Array(job.codes, job.codesOffset + row * rowCodes, n * rowCodes).set(heap.subarray(CODES, CODES + n * rowCodes));
@@ -94,11 +101,26 @@ export function quantizeWasm(t: Tensor, dtype: QuantDType): QuantResult {
   return p.result(quantizeBlocks(local!, { ...p.job, row0: 0, rows: p.N }));
 }
 
-/** A worker's loop: instantiate, then run each job it is sent and answer with its result. */
-const WORKER_MAIN = `(module, post, listen) => {
+/** A worker's loop: instantiate, then run each job it is sent and answer with its result, or
+ *  { error } (a job's file: opened, read with positions and closed through `fs`, Node's). */
+const WORKER_MAIN = `(module, post, listen, fs) => {
 const quantizeBlocks = ${quantizeBlocks.toString()};
 const wasm = new WebAssembly.Instance(module).exports;
-listen((job) => post(quantizeBlocks(wasm, job)));
+listen((job) => {
+  let fd = -1;
+  try {
+    if (job.path) fd = fs.openSync(job.path, 'r');
+    post(quantizeBlocks(wasm, job, fd < 0 ? undefined : (into, position) => {
+      let done = 0;
+      for (let got = 1; done < into.length && got > 0; done += got) got = fs.readSync(fd, into, done, into.length - done, position + done);
+      return done;
+    }));
+  } catch (e) {
+    post({ error: String(e && e.message || e) });
+  } finally {
+    if (fd >= 0) fs.closeSync(fd);
+  }
+});
 post(-2);
 }`;
 
@@ -110,7 +132,7 @@ interface Port {
 
 function nodePort(module: WebAssembly.Module): Promise<Port> {
   const w = new NodeWorker(`const { workerData, parentPort } = require('node:worker_threads');
-(${WORKER_MAIN})(workerData, (m) => parentPort.postMessage(m), (f) => parentPort.on('message', f));`, { eval: true, workerData: module });
+(${WORKER_MAIN})(workerData, (m) => parentPort.postMessage(m), (f) => parentPort.on('message', f), require('node:fs'));`, { eval: true, workerData: module });
   return portOf(
     (f) => {
       w.on('message', f);
@@ -125,7 +147,7 @@ function nodePort(module: WebAssembly.Module): Promise<Port> {
 
 function webPort(module: WebAssembly.Module): Promise<Port> {
   const url = URL.createObjectURL(new Blob([`self.onmessage = (e) => { self.onmessage = null;
-(${WORKER_MAIN})(e.data, (m) => self.postMessage(m), (f) => { self.onmessage = (e) => f(e.data); }); };`], { type: 'text/javascript' }));
+(${WORKER_MAIN})(e.data, (m) => self.postMessage(m), (f) => { self.onmessage = (e) => f(e.data); }, null); };`], { type: 'text/javascript' }));
   const w = new Worker(url);
   w.postMessage(module);
   const port = portOf(
@@ -141,11 +163,11 @@ function webPort(module: WebAssembly.Module): Promise<Port> {
 
 /** A port over a worker's messages: the first (-2) says it is ready; each later answers the
  *  oldest job not yet answered (a worker runs its jobs in order). */
-function portOf(on: (f: (m: number | Error) => void) => void, post: (job: QuantJob) => void, idle: () => void, end: () => void): Promise<Port> {
+function portOf(on: (f: (m: number | Error | { error: string }) => void) => void, post: (job: QuantJob) => void, idle: () => void, end: () => void): Promise<Port> {
   const waiting: ((m: number | Error) => void)[] = [];
   on((m) => {
     if (m instanceof Error) for (const w of waiting.splice(0)) w(m);
-    else waiting.shift()?.(m);
+    else waiting.shift()?.(typeof m === 'number' ? m : new Error(m.error));
     if (!waiting.length) idle();
   });
   const next = () => new Promise<number>((resolve, reject) => {
@@ -198,6 +220,22 @@ export class QuantPool {
     const bad = await Promise.all(this.ports.slice(0, W).map((port, i) =>
       port.send({ ...p.job, row0: i * per, rows: Math.max(0, Math.min(per, p.N - i * per)) })));
     return p.result(bad.find((b) => b >= 0) ?? -1);
+  }
+
+  /** A tensor of a local checkpoint file quantised where it lies: each worker reads its rows
+   *  itself (nothing of it passes through this thread or its memory). `info`: the tensor's file, its
+   *  absolute byte range and stored dtype (runtime/safetensors.ts TensorInfo). Null where the module
+   *  does not take it (the caller reads it and quantises as usual); `refused` where it refuses a
+   *  group (the caller reads it for the reference's reason). Rejects with the read's failure. */
+  async quantizeFile(info: { readonly file: string; readonly begin: number; readonly fileDtype: string; readonly shape: readonly number[] },
+    dtype: QuantDType, memory: QuantMemory = (b) => new SharedArrayBuffer(b)): Promise<QuantResult | 'refused' | null> {
+    const stored = ({ F32: 'f32', BF16: 'bf16', F16: 'f16' } as Record<string, string>)[info.fileDtype];
+    const p = stored ? plan({ dtype: stored, shape: info.shape, data: new Uint16Array(0) } as unknown as Tensor, dtype, memory) : null;
+    if (!p) return null;
+    const W = Math.min(this.ports.length, p.N), per = Math.ceil(p.N / W);
+    const bad = await Promise.all(this.ports.slice(0, W).map((port, i) =>
+      port.send({ ...p.job, input: null, path: info.file, inOffset: info.begin, row0: i * per, rows: Math.max(0, Math.min(per, p.N - i * per)) })));
+    return bad.some((b) => b >= 0) ? 'refused' : p.result(-1);
   }
 
   close(): void {

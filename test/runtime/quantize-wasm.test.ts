@@ -6,7 +6,8 @@
 // are the assembled text (regenerate with ARCHC_UPDATE_GOLDEN=1), and the load's order of reads
 // and uploads that lets a read overlap the quantising before it (runtime/load.ts `ahead`).
 
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assemble } from '../../codegen/wasm/assemble.ts';
@@ -16,7 +17,7 @@ import { QuantPool, quantizeWasm, quantizerModule } from '../../runtime/quantize
 import type { TensorSource } from '../../runtime/fetch.ts';
 import { loadWeights } from '../../runtime/load.ts';
 import type { Program } from '../../runtime/program.ts';
-import { openCheckpoint } from '../../runtime/safetensors.ts';
+import { openCheckpoint, writeSafetensors } from '../../runtime/safetensors.ts';
 import type { LoadableBackend } from '../../runtime/targets.ts';
 import { type DType, type Tensor, f32ToBf16, f32ToF16 } from '../../runtime/tensor.ts';
 import { prng } from './cpu/check.ts';
@@ -167,6 +168,42 @@ describe('QuantPool: the rows split over worker threads', () => {
       y[700 * 256 + 100] = Infinity;
       const bad = tensorOf(y, N, 256, dtype, true);
       for (const f of FORMATS) expectSame(await pool!.quantize(bad, f), quantize(bad, f), `pool refusal ${dtype} ${f}`);
+    }
+  });
+
+  it('a local checkpoint\'s tensors read by the workers themselves (quantizeFile) equal the reference; a truncated file is a read error', async () => {
+    let tensors = 0;
+    for (const stored of ['bf16', 'f32']) {
+      const ck = openCheckpoint(join(TINY_A, stored));
+      try {
+        for (const [name, info] of ck.tensors) {
+          const t = ck.read(name);
+          for (const f of FORMATS) {
+            const got = await pool!.quantizeFile(info, f);
+            if (t.shape.length !== 2 || t.shape[1]! % 32 !== 0) { expect(got, `${name}: not the module's`).toBeNull(); continue; }
+            expect(got).not.toBe('refused');
+            expectSame(got as QuantResult, quantize(t, f), `file ${stored} ${name} ${f}`);
+            tensors++;
+          }
+        }
+      } finally {
+        ck.close();
+      }
+    }
+    expect(tensors).toBeGreaterThan(20);
+    // a group past f16 refused where it lies; a byte range past the end of the file
+    const dir = mkdtempSync(join(tmpdir(), 'archc-qfile-'));
+    try {
+      const x = edgeCases(5, 64);
+      x[40 * 256 + 3] = 1e30;
+      writeSafetensors(join(dir, 'w.safetensors'), [{ name: 'w', tensor: tensorOf(x, 64, 256, 'f32') }], { format: 'pt' });
+      const ck = openCheckpoint(join(dir, 'w.safetensors'));
+      const info = ck.tensors.get('w')!;
+      ck.close();
+      expect(await pool!.quantizeFile(info, 'q4')).toBe('refused');
+      await expect(pool!.quantizeFile({ ...info, begin: info.begin + 4096 }, 'q8')).rejects.toThrow(/file ended after/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
