@@ -229,12 +229,7 @@ export class Model {
           const name = tensorOf(weight);
           const busy = last;
           last = -1;
-          for (const b of [0, 1]) {
-            if (b !== busy && scratch[b]!.byteLength > (later.get(weight) ?? 0)) {
-              scratch[b] = new ArrayBuffer(0);
-              outs[b] = none();
-            }
-          }
+          for (const b of [0, 1]) if (b !== busy && scratch[b]!.byteLength > (later.get(weight) ?? 0)) [scratch[b], outs[b]] = [new ArrayBuffer(0), none()];
           if (packed?.formats.has(name)) return packed.readQuant(name);
           const f = plan.formats.get(weight);
           let t = kept.get(name);
@@ -491,8 +486,7 @@ export class Model {
   }
 }
 
-/** Weights ahead a load's read buffer is kept for (runtime/model.ts Model.load): one larger than any
- *  of them needs is let go. */
+/** Weights ahead a load's read buffer is kept for: one larger than any of them needs is let go. */
 const LOAD_WINDOW = 16;
 
 function fail(msg: string): never {

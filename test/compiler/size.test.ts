@@ -39,10 +39,10 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  the kernel module's job record and `work` in codegen/wasm/job.ts, the integer-dot GEMV's loop;
  *  runtime -> 10880 (10895 with webgpu/pool.ts split out of backend.ts), cli -> 1390: WebGPU's host-made rotary table (runtime/webgpu/rotary.ts) and a checkpoint
  *  of another model named as such (RT166, one CLI warning line); codegen 4410 -> 4630, runtime
- *  -> 11160: quantise-on-load in WebAssembly SIMD on worker threads, overlapped with the reads
+ *  -> 11215: quantise-on-load in WebAssembly SIMD on worker threads, overlapped with the reads
  *  (codegen/wasm/quantize.ts, runtime/quantize-wasm.ts and its module's bytes, the load's two
- *  turn-taking buffers in runtime/model.ts). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4090, codegen: 4630, runtime: 11160, cli: 1390 };
+ *  turn-taking buffers in runtime/model.ts, the workers reading a local file themselves). */
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4090, codegen: 4630, runtime: 11215, cli: 1390 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
