@@ -10,7 +10,7 @@
 // runs there too, interleaved round by round with this tree's, for a before/after on the same load.
 //
 // Run: npx tsx bench/load.ts [--dir /tmp/archc-bench-load] [--threads 2] [--rounds 2] [--only wasm:bf16:q4] [--base DIR]
-// (writes bench/results/load.json)
+// (writes bench/results/load.json). The quantiser alone: npx tsx bench/load.ts --quantiser [--rounds 3].
 
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
@@ -71,7 +71,43 @@ function prepare(dtype: 'f32' | 'bf16'): void {
   for (const f of readdirSync(dir)) if (f.endsWith('.safetensors')) readFileSync(join(dir, f));
 }
 
+/** The quantiser alone (--quantiser): a bf16 [4096, 4096] tensor of normal values (32 MB), q4 and
+ *  q8, by the JS reference, the wasm module on this thread, and the worker pool of 1 and 2 threads:
+ *  MB of bf16 per second of wall time and per CPU second (all threads of the process). */
+async function quantiser(): Promise<void> {
+  const { quantize } = await import('../runtime/quant.ts');
+  const { QuantPool, quantizeWasm } = await import('../runtime/quantize-wasm.ts');
+  const { f32ToBf16 } = await import('../runtime/tensor.ts');
+  const N = 4096, K = 4096, data = new Uint16Array(new SharedArrayBuffer(N * K * 2));
+  let seed = 1;
+  const rand = () => ((seed = (seed * 1664525 + 1013904223) >>> 0) / 2 ** 32);
+  for (let i = 0; i < data.length; i++) data[i] = f32ToBf16((rand() + rand() + rand() + rand() - 2) * 0.02);
+  const t = { dtype: 'bf16' as const, shape: [N, K], data };
+  const MB = (N * K * 2) / 1e6;
+  const pools = new Map([[1, await QuantPool.start(1)], [2, await QuantPool.start(2)]]);
+  const rows = [['quantiser', 'format', 'MB/s wall', 'MB/CPU s']];
+  for (const f of ['q4', 'q8'] as const) {
+    const ways: [string, () => unknown][] = [['js (reference)', () => quantize(t, f)], ['wasm, this thread', () => quantizeWasm(t, f)],
+      ['wasm, 1 worker', () => pools.get(1)!.quantize(t, f)], ['wasm, 2 workers', () => pools.get(2)!.quantize(t, f)]];
+    for (const [name, run] of ways) {
+      let wall = Infinity, cpu = Infinity;
+      for (let r = 0; r < ROUNDS; r++) {
+        const t0 = performance.now(), c0 = process.cpuUsage();
+        await run();
+        const c = process.cpuUsage(c0);
+        wall = Math.min(wall, (performance.now() - t0) / 1000);
+        cpu = Math.min(cpu, (c.user + c.system) / 1e6);
+      }
+      rows.push([name, f, (MB / wall).toFixed(0), (MB / cpu).toFixed(0)]);
+      process.stderr.write(`${rows.at(-1)!.join('  ')}\n`);
+    }
+  }
+  for (const p of pools.values()) p?.close();
+  process.stdout.write(rows.map((r) => r.join(' | ')).join('\n') + `\n(best of ${ROUNDS})\n`);
+}
+
 async function main(): Promise<void> {
+  if (process.argv.includes('--quantiser')) return quantiser();
   const only = process.argv.indexOf('--one');
   if (only >= 0) {
     const [backend, dtype, quant] = process.argv[only + 1]!.split(':') as [Case['backend'], Case['dtype'], Case['quant']];

@@ -168,17 +168,24 @@ export interface LoadProgress {
 
 /** Uploads every weight of `program` as `read` gives it (quantised or as stored), from the checkpoint
  *  tensor it reads (`tensorOf`: a tied head reads the embedding's), reporting each to `onProgress`.
- *  The checkpoint was checked already (checkCheckpoint). */
+ *  The checkpoint was checked already (checkCheckpoint). With `ahead`, weight i + 1 is asked for
+ *  before weight i is awaited and uploaded (its read overlaps i's quantising on other threads): when
+ *  `read` is called, every weight but the one before it has been uploaded. */
 export async function loadWeights(program: Program, ckpt: TensorSource, read: (weight: string) => Promise<HostWeight>, opts: LoadOptions,
-  backend: LoadableBackend, tensorOf: (weight: string) => string): Promise<void> {
+  backend: LoadableBackend, tensorOf: (weight: string) => string, ahead = false): Promise<void> {
   const bytesOf = (name: string) => { const t = ckpt.tensors.get(name); return t ? t.end - t.begin : 0; };
   const names = new Set(program.weights.map((w) => tensorOf(w.name)));
   const totalBytes = [...names].reduce((s, n) => s + bytesOf(n), 0);
   const seen = new Set<string>();
   let bytesRead = 0;
   const t0 = performance.now();
-  for (const [i, w] of program.weights.entries()) {
-    backend.uploadWeight(w, await read(w.name));
+  const ws = program.weights;
+  let next: Promise<HostWeight> | null = null;
+  for (const [i, w] of ws.entries()) {
+    const got = next ?? read(w.name);
+    next = ahead && i + 1 < ws.length ? read(ws[i + 1]!.name) : null;
+    next?.catch(() => {}); // its failure is met when awaited (after this one's)
+    backend.uploadWeight(w, await got);
     const name = tensorOf(w.name);
     if (!seen.has(name)) {
       seen.add(name);

@@ -34,6 +34,8 @@ interface Result {
   readonly greedy: number[];
   /** WebAssembly memories holding the weights (0 on the CPU engine). */
   readonly memories: number;
+  /** Where a quantised load quantised (Model.quantization.quantizer). */
+  readonly quantizer: string | null;
 }
 
 // The runs, written once and used by the page, its worker and (on the CPU engine) this test.
@@ -52,7 +54,7 @@ export async function steps(m, { a, b, prompt, tokens }) {
   m.releaseSequence(s);
   const greedy = [];
   for await (const t of m.generate(prompt, { maxTokens: tokens, temperature: 0, stop: [] })) greedy.push(t.id);
-  return { threads: m.threads, isolated: globalThis.crossOriginIsolated === true, full, packed, prefill, decode, stepped, greedy, memories: m.memories.length };
+  return { threads: m.threads, isolated: globalThis.crossOriginIsolated === true, full, packed, prefill, decode, stepped, greedy, memories: m.memories.length, quantizer: m.quantization?.quantizer ?? null };
 }
 `;
 
@@ -192,6 +194,19 @@ describe('the generated package on wasm in headless Chromium = Node\'s CPU engin
     expect(worker.threads).toBe(1);
     expectReference(worker, 'worker, no isolation');
   }, 180_000);
+
+  it('quantise-on-load (q4) in the browser: the wasm quantiser\'s model = the JS reference\'s, bit for bit; Web Workers where the page is isolated, else on the loading thread', async () => {
+    for (const [path, where] of [['/', 'inWorker'], ['/', 'onMain'], ['/plain/', 'onMain']] as const) {
+      const opts = { threads: 2 };
+      const fast = await runIn(path, where, { backend: 'wasm', quantize: 'q4', ...opts });
+      const js = await runIn(path, where, { backend: 'wasm', quantize: 'q4', quantizer: 'js', ...opts });
+      expect(js.quantizer).toBe('js');
+      // workers where the page is isolated (from its main thread too: that thread only awaits them)
+      expect(fast.quantizer, `${path} ${where}`).toBe(path === '/' ? 'wasm, 2 workers' : 'wasm, the loading thread');
+      for (const k of ['full', 'packed', 'prefill', 'decode', 'stepped', 'greedy'] as const) expect(fast[k], `${path} ${where}: ${k}`).toEqual(js[k]);
+      expect(fast.full, 'quantising changes the logits').not.toEqual(want.full);
+    }
+  }, 300_000);
 
   it('weights over several memories (wasmMemoryBytes) = one memory, bit for bit: a worker\'s 2 threads (restarted on every memory after loading), and unshared on the main thread', async () => {
     const several = { backend: 'wasm', wasmMemoryBytes: 2 * 65536 };
