@@ -9,7 +9,9 @@
 //
 // Run: npx tsx bench/bamba9b.ts [--dir /work/data/bamba9b-bf16] [--formats q4,q8] [--threads 2]
 //        [--prefill 512] [--decode 32] [--check 4] [--no-reference] [--load-only] [--tied]
-//        [--llama bamba9b-q4_0.gguf]
+//        [--llama bamba9b-q4_0.gguf] [--cold]
+// --cold: no read of the checkpoint before the loads, and the page cache dropped before each (where
+// /proc/sys/vm/drop_caches is writable): a load from disk, as after a download or a reboot.
 // --llama: llama.cpp's llama-bench on that GGUF (bench/llama/to_gguf.py of the same checkpoint, then
 // llama-quantize Q4_0) after archc's runs, same threads, prefill and decode, for the side by side.
 // The checkpoint (~19.6 GB untied, 18.5 GB tied) is made with `archc init-weights models/bamba.arch
@@ -51,6 +53,7 @@ const REFERENCE = !argv.includes('--no-reference');
 const LOAD_ONLY = argv.includes('--load-only');
 const CHILD = flag('--child', '');
 const LLAMA = flag('--llama', '');
+const COLD = argv.includes('--cold');
 
 /** Bytes per weight a wasm decode step reads of a product's matrix in each format: the packed
  *  panels (runtime/wasm/layout.ts QUANT_LAYOUT: one group is 8 columns × 32 k), not the
@@ -152,6 +155,17 @@ function warmPageCache(dir: string): { s: number; bytes: number } {
   return { s: (performance.now() - t0) / 1000, bytes };
 }
 
+/** Drops the page cache (clean pages only: written data is synced first); false where not allowed. */
+function dropCaches(): boolean {
+  spawnSync('sync');
+  try {
+    writeFileSync('/proc/sys/vm/drop_caches', '1\n');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Runs one child process; its RESULT line, with stderr passed through. */
 function runChild(spec: string): Promise<ChildResult> {
   return new Promise((done, fail) => {
@@ -196,12 +210,13 @@ async function main(): Promise<void> {
     copy.all = 2 * bytes / copyBench(bytes, THREADS, 5) / 1e9;
   }
   console.log(`memory copy (read + write counted, 512 MiB): 1 thread ${fmt(copy.one)} GB/s, ${THREADS} threads ${fmt(copy.all)} GB/s`);
-  const warm = warmPageCache(DIR);
-  console.log(`read the checkpoint once: ${gb(warm.bytes)} GB in ${fmt(warm.s)} s (${fmt(warm.bytes / warm.s / 1e9, 2)} GB/s)`);
+  const warm = COLD ? null : warmPageCache(DIR);
+  if (warm) console.log(`read the checkpoint once: ${gb(warm.bytes)} GB in ${fmt(warm.s)} s (${fmt(warm.bytes / warm.s / 1e9, 2)} GB/s)`);
   const tmp = mkdtempSync(join(tmpdir(), 'archc-bamba9b-'));
   const results: (ChildResult & { check?: ReturnType<typeof compareLogits> })[] = [];
   try {
     for (const format of FORMATS) {
+      if (COLD) console.log(`  page cache ${dropCaches() ? 'dropped' : 'NOT dropped (/proc/sys/vm/drop_caches is not writable here)'}`);
       const r = await runChild(`wasm:${format}:${join(tmp, `wasm-${format}.f32`)}`);
       let check;
       if (REFERENCE && !LOAD_ONLY) {
