@@ -9,7 +9,8 @@ import { positionsFor, seqsFromCuSeqlens, seqsFromPositions } from '../runtime/e
 import { RuntimeError } from '../runtime/errors.ts';
 import { gradientsFile } from '../runtime/grad.ts';
 import { availableMemory } from '../runtime/load.ts';
-import { assertShapes, openCheckpoint } from '../runtime/safetensors.ts';
+import { assertShapes } from '../runtime/checkpoint-shapes.ts';
+import { openCheckpoint } from '../runtime/safetensors.ts';
 import { checkParent, writeOutputFile } from './fsutil.ts';
 import type { QuantFlags } from './quant.ts';
 import { type LoadFlags, optionsFor, usage } from './run.ts';

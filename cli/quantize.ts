@@ -11,7 +11,8 @@ import type { Program } from '../runtime/program.ts';
 import { dequantizeRows, quantize, quantTensorBytes } from '../runtime/quant.ts';
 import { packedBits, packedTensors, quantizationConfig } from '../runtime/quantckpt.ts';
 import { type QuantizeOption, planQuant, quantCandidates } from '../runtime/quantplan.ts';
-import { type NamedTensor, checkShapes, openCheckpoint, writeSafetensors } from '../runtime/safetensors.ts';
+import { checkShapes } from '../runtime/checkpoint-shapes.ts';
+import { type NamedTensor, openCheckpoint, writeSafetensors } from '../runtime/safetensors.ts';
 import { DTYPE_BYTES, numel } from '../runtime/tensor.ts';
 import type { LoadProgress } from '../runtime/load.ts';
 

@@ -6,7 +6,8 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describeError, fail } from '../errors.ts';
-import { assertShapes, openCheckpoint } from '../safetensors.ts';
+import { assertShapes } from '../checkpoint-shapes.ts';
+import { openCheckpoint } from '../safetensors.ts';
 import { writeSafetensors } from '../safetensors-write.ts';
 import { fromF32, toF32 } from '../tensor.ts';
 import type { ParamState } from './optim.ts';

@@ -8,12 +8,11 @@ import * as vm from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import {
   type NamedTensor,
-  assertShapes,
-  checkShapes,
   openCheckpoint,
   writeSafetensors,
   writeShardedSafetensors,
 } from '../../runtime/safetensors.ts';
+import { assertShapes, checkShapes } from '../../runtime/checkpoint-shapes.ts';
 import { type Tensor, f32ToBf16, f32ToF16, f32Tensor } from '../../runtime/tensor.ts';
 import { expectRuntimeError } from '../helpers/errors.ts';
 import { useTmpDirs } from '../helpers/tmp.ts';
