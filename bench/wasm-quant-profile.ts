@@ -7,7 +7,7 @@
 //      products) in the products (linearAt, digits included) vs the rest.
 // Best of `--rounds` rounds (the machine is shared).
 //
-// Run: npx tsx bench/wasm-quant-profile.ts [--threads 2] [--rounds 5] [--dtype q4|q8] [--e2e | --e2e-only]
+// Run: npx tsx bench/wasm-quant-profile.ts [--threads 2] [--rounds 5] [--dtype q4|q8] [--activations f32|q8] [--e2e | --e2e-only]
 
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -19,6 +19,7 @@ import { wasmProgram } from '../codegen/wasm/program.ts';
 import { WASM_FMA_TARGET } from '../codegen/wasm/target.ts';
 import { compileFile, loadConfig } from '../compiler/compile.ts';
 import { lowerToProgram } from '../compiler/lower.ts';
+import type { ActivationFormat } from '../runtime/act-quant.ts';
 import { Model } from '../runtime/model.ts';
 import { type QuantDType, type QuantTensor, quantize } from '../runtime/quant.ts';
 import { type PackedWeight, WasmKernels } from '../runtime/wasm/kernels.ts';
@@ -29,6 +30,8 @@ const ROOT = resolve(fileURLToPath(import.meta.url), '..', '..');
 const arg = (name: string, dflt: number) => (process.argv.includes(name) ? Number(process.argv[process.argv.indexOf(name) + 1]) : dflt);
 const THREADS = arg('--threads', 2), ROUNDS = arg('--rounds', 5);
 const DTYPES: QuantDType[] = process.argv.includes('--dtype') ? [process.argv[process.argv.indexOf('--dtype') + 1] as QuantDType] : ['q4', 'q8'];
+/** The activations of the products (runtime/act-quant.ts): f32 and 8-bit, or one with --activations. */
+const ACTS: ActivationFormat[] = process.argv.includes('--activations') ? [process.argv[process.argv.indexOf('--activations') + 1] as ActivationFormat] : ['f32', 'q8'];
 const D = 768, FF = 1280, V = 32000, INNER = 1536, IN_PROJ = 2 * INNER + 2 * 64 + 24;
 const SETS = ['vocab=32000', 'd_model=768', 'n_layers=12', 'attn_layers=[5,11]', 'n_heads=12', 'n_kv_heads=4', 'mamba_heads=24',
   'd_state=64', 'd_ff=1280', 'chunk=64', 'context=1024'];
@@ -66,8 +69,9 @@ async function micro(): Promise<void> {
   const module = await wasmModule(await wasmKernels(WASM_FMA_TARGET));
   console.log(`load ${loadavg()[0]!.toFixed(1)}; ${THREADS} threads; best of ${ROUNDS}`);
   for (const dtype of DTYPES) {
-    for (const threads of new Set([1, THREADS])) {
+    for (const acts of ACTS) for (const threads of new Set([1, THREADS])) {
       const wk = new WasmKernels(module, threads);
+      wk.activations = acts;
       const xAt = wk.allocate(4 * 8192), yAt = wk.allocate(4 * (V + 8));
       new Float32Array(wk.memory.buffer, xAt, 2048).forEach((_, i, a) => { a[i] = Math.cos(i) * 3; });
       let total = 0, totalCpu = 0, bytes = 0;
@@ -81,10 +85,10 @@ async function micro(): Promise<void> {
         bytes += b * n;
         rows.push(`  ${name.padEnd(9)} [${N}x${K}] x${n}: ${f(s * 1e3, 3)} ms/call (CPU ${f(cpu * 1e3, 3)}), ${f(b / s / 1e9)} GB/s, ${f(N * K / s / 1e9)} G weights/s, ${f(s * n * 1e3)} ms/step`);
       }
-      const ex = (wk as unknown as { mems: { list: { ex: { digits(x: number, ldx: number, T: number, K: number, xd: number, signed: number): number } }[] } }).mems.list[0]!.ex;
+      const ex = (wk as unknown as { mems: { list: { ex: { digits(x: number, ldx: number, T: number, K: number, xd: number, signed: number): number; digits8_q4(x: number, ldx: number, T: number, K: number, xd: number): number; digits8_q8(x: number, ldx: number, T: number, K: number, xd: number): number } }[] } }).mems.list[0]!.ex;
       const dAt = wk.allocate(8192);
-      const dig = best(() => ex.digits(xAt, D, 1, D, dAt, dtype === 'q4' ? 1 : 0), 2000).cpu;
-      console.log(`${dtype}, ${threads} thread(s): products of one step ${f(total * 1e3)} ms, CPU ${f(totalCpu * 1e3)} ms (${f(bytes / 2 ** 20, 1)} MiB, ${f(bytes / total / 1e9)} GB/s); digits of one 768 row ${f(dig * 1e6)} us (x ${SHAPES.reduce((a, s) => a + s[3], 0)} per step)`);
+      const dig = best(() => (acts === 'q8' ? ex[`digits8_${dtype}`](xAt, D, 1, D, dAt) : ex.digits(xAt, D, 1, D, dAt, dtype === 'q4' ? 1 : 0)), 2000).cpu;
+      console.log(`${dtype}, activations ${acts}, ${threads} thread(s): products of one step ${f(total * 1e3)} ms, CPU ${f(totalCpu * 1e3)} ms (${f(bytes / 2 ** 20, 1)} MiB, ${f(bytes / total / 1e9)} GB/s); digits of one 768 row ${f(dig * 1e6)} us (x ${SHAPES.reduce((a, s) => a + s[3], 0)} per step)`);
       console.log(rows.join('\n'));
       wk.close();
     }
@@ -113,8 +117,9 @@ async function e2e(): Promise<void> {
       const c = process.cpuUsage(c0);
       inProducts += (c.user + c.system) / 1000;
     };
-    for (const q of ['bf16', 'q8', 'q4'] as const) {
-      const m = await Model.loadProgram(program, dir, { threads: THREADS, backend: 'wasm', wasmKernels: kernels, wasmProgram: wasmProg, ...(q === 'bf16' ? {} : { quantize: q }) });
+    for (const [q, acts] of [['bf16', 'f32'], ['q8', 'f32'], ['q4', 'f32'], ['q8', 'q8'], ['q4', 'q8']] as const) {
+      if (q !== 'bf16' && !ACTS.includes(acts)) continue;
+      const m = await Model.loadProgram(program, dir, { threads: THREADS, backend: 'wasm', wasmKernels: kernels, wasmProgram: wasmProg, ...(q === 'bf16' ? {} : { quantize: q, activations: acts }) });
       let bestTok = Infinity, bestProd = 0;
       for (let r = 0; r < ROUNDS; r++) {
         const { states } = m.prefill([[1, 2, 3, 4, 5, 6, 7, 8]]);
@@ -125,7 +130,7 @@ async function e2e(): Promise<void> {
         if (tok < bestTok) [bestTok, bestProd] = [tok, inProducts / 32];
         m.releaseSequence(states[0]!);
       }
-      console.log(`${q} decode, ${THREADS} thread(s): CPU ${f(bestTok)} ms/token (all threads), of which products ${f(bestProd)} ms, the rest ${f(bestTok - bestProd)} ms (load ${loadavg()[0]!.toFixed(1)})`);
+      console.log(`${q}${q === 'bf16' ? '' : `, activations ${acts}`} decode, ${THREADS} thread(s): CPU ${f(bestTok)} ms/token (all threads), of which products ${f(bestProd)} ms, the rest ${f(bestTok - bestProd)} ms (load ${loadavg()[0]!.toFixed(1)})`);
       m.dispose();
     }
   } finally {

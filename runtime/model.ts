@@ -1,6 +1,7 @@
 // The model a generated package exports: loads a Hugging Face checkpoint directory for its
 // program, then runs packed prefill, decode with the hybrid cache, loss, and streaming generation.
 
+import { type ActivationFormat, checkActivations } from './act-quant.ts';
 import type { StatePool } from './backend.ts';
 import type { CudaLoadOptions } from './cuda/backend.ts';
 import { type SlotState, runBatch, runBatchAsync } from './engine.ts';
@@ -81,6 +82,11 @@ export interface LoadOptions {
    *  thread (runtime/quantize-wasm.ts); `'js'` the reference (runtime/quant.ts) on the loading
    *  thread. Both give the same codes and scales, bit for bit; without SIMD 'wasm' is the reference. */
   readonly quantizer?: 'wasm' | 'js';
+  /** How products over q8/q4 weights read their input: `'f32'` (default: exactly, the weights
+   *  dequantised) or `'q8'`, rounded to 8 bits per group of 32 first (W4A8/W8A8 as llama.cpp's CPU
+   *  kernels: the integer-dot kernels then multiply integers only; runtime/act-quant.ts defines the
+   *  rounding, the same on every backend that runs it: wasm and cpu). */
+  readonly activations?: ActivationFormat;
   /** The most sequences open at once (default 256; more is RT333). A handle dropped without release
    *  frees its slot when garbage collected (an abandoned generate); releasing frees it at once. */
   readonly maxSequences?: number;
@@ -96,6 +102,8 @@ export interface QuantReport {
    *  or shared memory here), `js` (LoadOptions.quantizer 'js', or no WebAssembly SIMD); null when
    *  the checkpoint held the codes or nothing was quantised. */
   readonly quantizer: string | null;
+  /** How the products over these weights read their input (LoadOptions.activations). */
+  readonly activations: ActivationFormat;
 }
 
 export interface ForwardInput {
@@ -178,6 +186,7 @@ export class Model {
       const plan: QuantPlan = packed ? { formats: packed.formats, kept: [] }
         : opts.quantize !== undefined ? planQuant(program, opts.quantize, (n) => ckpt.tensors.get(tensorOf(n))?.shape ?? [])
         : { formats: new Map(), kept: [] };
+      checkActivations(opts, target, plan);
       await checkFits(loadedWeightBytes(program, ckpt, plan.formats, tensorOf, target.name), opts, dir, target.name, plan.formats);
       const backend = await target.open(program, opts);
       let quantizer: string | null = null;
@@ -195,7 +204,7 @@ export class Model {
       const maxSequences = opts.maxSequences ?? RUNTIME_LIMITS.sequences.value;
       if (!Number.isInteger(maxSequences) || maxSequences < 1) throw new RuntimeError('RT303', [`maxSequences ${maxSequences}`, 'give a positive integer']);
       const vocab = program.outputs.logits ?? fail('the program has no logits output');
-      const quantization = plan.formats.size || plan.kept.length ? { ...plan, prequantized: !!packed, quantizer } : null;
+      const quantization = plan.formats.size || plan.kept.length ? { ...plan, prequantized: !!packed, quantizer, activations: opts.activations ?? 'f32' } : null;
       return new Model(program, files.config, tokenizer, backend, capacity, vocab, dir, files.path('tokenizer.json'), quantization, maxSequences);
     } finally {
       ckpt.close();

@@ -4,6 +4,7 @@
 // only when it is opened (a CPU user never loads Dawn, the CUDA driver or wasm worker threads), so
 // this module imports no backend (only types, the errors and the limits).
 
+import type { ActivationFormat } from './act-quant.ts';
 import type { Backend as KernelBackend } from './backend.ts';
 import { RuntimeError } from './errors.ts';
 import { RUNTIME_LIMITS } from './limits.ts';
@@ -35,6 +36,8 @@ export interface RunTarget {
   readonly about: string;
   /** Whether Model.load picks it when no backend is named (the first that says yes). */
   byDefault(opts: LoadOptions): boolean;
+  /** LoadOptions.activations it runs (runtime/act-quant.ts). */
+  readonly activations: readonly ActivationFormat[];
   open(program: Program, opts: LoadOptions): Promise<LoadableBackend>;
 }
 
@@ -43,27 +46,34 @@ export const RUN_TARGETS = [
     name: 'wasm',
     about: 'matrix products, SSD and attention as WebAssembly SIMD kernels on worker threads (the default)',
     byDefault: (opts) => opts.wasmKernels !== undefined,
+    activations: ['f32', 'q8'],
     async open(program, opts): Promise<LoadableBackend> {
       if (!opts.wasmKernels) throw new RuntimeError('RT303', ['backend wasm without its kernel module', 'pass wasmKernels (written by archc build)']);
       const { openWasmBackend } = await import('./wasm/backend.ts');
       // the default thread count is the wasm backend's own (a browser's cores); fewer where this thread cannot wait for workers
-      return openWasmBackend(program, opts.wasmKernels, opts.threads === undefined ? undefined : checkedThreads(opts.threads), opts.wasmProgram, opts.wasmMemoryBytes);
+      const b = await openWasmBackend(program, opts.wasmKernels, opts.threads === undefined ? undefined : checkedThreads(opts.threads), opts.wasmProgram, opts.wasmMemoryBytes);
+      b.useActivations(opts.activations ?? 'f32');
+      return b;
     },
   },
   {
     name: 'cpu',
     about: 'the reference engine (TypeScript; products split across worker threads)',
     byDefault: () => true,
+    activations: ['f32', 'q8'],
     async open(program, opts): Promise<LoadableBackend> {
       const [{ CpuBackend }, { defaultThreads, linearPool }] = await Promise.all([import('./cpu/backend.ts'), import('./cpu/pool.ts')]);
       const threads = checkedThreads(opts.threads ?? defaultThreads());
-      return new CpuBackend(program, threads > 1 ? linearPool(threads) : undefined);
+      const b = new CpuBackend(program, threads > 1 ? linearPool(threads) : undefined);
+      b.useActivations(opts.activations ?? 'f32');
+      return b;
     },
   },
   {
     name: 'webgpu',
     about: 'WGSL kernels through WebGPU: Dawn in Node (the `webgpu` package), navigator.gpu in a browser',
     byDefault: () => false,
+    activations: ['f32'],
     async open(program, opts): Promise<LoadableBackend> {
       if (!opts.wgsl) throw new RuntimeError('RT303', ['backend webgpu without the program\'s WGSL', 'pass LoadOptions.wgsl (the package\'s WGSL)']);
       const { createWebGpuBackend } = await import('./webgpu/backend.ts');
@@ -74,6 +84,7 @@ export const RUN_TARGETS = [
     name: 'cuda',
     about: 'CUDA kernels on an NVIDIA GPU through its driver (libcuda, via koffi)',
     byDefault: () => false,
+    activations: ['f32'],
     async open(program, opts): Promise<LoadableBackend> {
       return (await import('./cuda/backend.ts')).openCudaBackend(program, opts.cuda);
     },

@@ -48,10 +48,10 @@ export function work(dot: boolean): string {
     (br $next))))`;
 }
 
-/** The call of the product the job's `dt` names (PRODUCT; the dot_* ones where the module has them). */
+/** The call of the product the job's `dt` names (PRODUCT; the dot_* and dot8_* ones where the module has them). */
 function dispatch(dt: string, args: string, dot: boolean): string {
   const calls = [`(call $gemm_f32 ${args})`, `(call $gemm_bf16 ${args} ${get('s')})`, `(call $gemm_q8 ${args} ${get('s')})`, `(call $gemm_q4 ${args} ${get('s')})`,
-    ...(dot ? [`(call $dot_q8 ${args})`, `(call $dot_q4 ${args})`] : [])];
+    ...(dot ? [`(call $dot_q8 ${args})`, `(call $dot_q4 ${args})`, `(call $dot8_q8 ${args})`, `(call $dot8_q4 ${args})`] : [])];
   // br_table on dt: case blocks nested innermost-first, each case's call after its block
   let body = `(br_table ${calls.map((_, i) => `$dt${i}`).join(' ')} ${dt})`;
   calls.forEach((c, i) => { body = `(block $dt${i}\n${body})\n${c}\n(br $dt_done)`; });

@@ -7,6 +7,7 @@ import { type Backend, type Invocation, type RunBatch, type StatePool, viewColum
 import { compileExpr, exprLeaves } from '../expr.ts';
 import type { DerivedWeight, Entry, FamilyTable, Kernel, Operand, Program, ProgramBuffer, ProgramWeight, View } from '../program.ts';
 import { byFamily, slotLayout, weightsRead } from '../program.ts';
+import { type ActivationFormat, quantizeActivations } from '../act-quant.ts';
 import { type HostWeight, type QuantDType, concatQuant, dequantizeRows, isQuant } from '../quant.ts';
 import { type Tensor, toF32 } from '../tensor.ts';
 import { CPU_FAMILIES, type Ctx } from './families.ts';
@@ -32,6 +33,7 @@ export class CpuBackend implements Backend {
   private arena = new Float32Array(0);
   /** The implementation of each kernel family (a subclass may replace some). */
   readonly families: FamilyTable<[Ctx], void> = CPU_FAMILIES;
+  private acts: ActivationFormat = 'f32';
 
   constructor(readonly program: Program, private readonly pool?: LinearPool) {
     this.read = weightsRead(program.entries);
@@ -39,6 +41,15 @@ export class CpuBackend implements Backend {
       for (const k of e.kernels) if (k.family === 'matmul' && 'weight' in k.inputs.w!) this.matrices.add(k.inputs.w.weight);
     }
     this.pending = [...program.derived];
+  }
+
+  /** How products over q8/q4 weights read their input (runtime/act-quant.ts; LoadOptions.activations). */
+  get activations(): ActivationFormat {
+    return this.acts;
+  }
+
+  useActivations(a: ActivationFormat): void {
+    this.acts = a;
   }
 
   /** Threads the matrix products run on (the calling thread counts). */
@@ -131,6 +142,11 @@ export class CpuBackend implements Backend {
   }
 
   linear(x: Float32Array, rows: number, K: number, w: HostWeight, b: Tensor | null, split: boolean): Float32Array {
+    if (this.acts === 'q8' && isQuant(w)) {
+      const xq = new Float32Array(rows * K);
+      quantizeActivations(x, 0, K, rows, K, xq);
+      x = xq;
+    }
     return split && this.pool ? this.pool.linear(x, rows, K, w, b) : linear(x, rows, K, w, b);
   }
 

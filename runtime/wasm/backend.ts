@@ -17,6 +17,7 @@
 // (`memories` reports where), whose products copy x in and y out (runtime/wasm/kernels.ts `staged`),
 // bit for bit the single-memory results.
 
+import type { ActivationFormat } from '../act-quant.ts';
 import type { Invocation, RunBatch, StatePool } from '../backend.ts';
 import { CpuBackend } from '../cpu/backend.ts';
 import { CPU_FAMILIES, type Ctx } from '../cpu/families.ts';
@@ -160,6 +161,11 @@ export class WasmBackend extends CpuBackend {
       : { dtype: t.dtype, shape: t.shape, data: new Float32Array(0) };
     this.packed.set(kept, p);
     super.store(name, kept);
+  }
+
+  override useActivations(a: ActivationFormat): void {
+    super.useActivations(a);
+    this.kernels.activations = a;
   }
 
   override linear(x: Float32Array, rows: number, K: number, w: HostWeight, b: Tensor | null, split: boolean): Float32Array {

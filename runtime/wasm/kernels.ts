@@ -15,6 +15,7 @@ import { MEMORY_BYTES, type Mem, WasmMemories } from './memories.ts';
 import { RuntimeError } from '../errors.ts';
 import type { MemoryReport } from '../targets.ts';
 import { QUANT_GROUP, type QuantTensor } from '../quant.ts';
+import { type ActivationFormat, quantizeActivations } from '../act-quant.ts';
 import { type Tensor, toF32 } from '../tensor.ts';
 import { packPanels, packQuantPanels } from './pack.ts';
 import { type Threads, onNode, startThreads, startThreadsNow, threadSupport } from './threads.ts';
@@ -70,6 +71,9 @@ export class WasmKernels {
   private readonly gemvPanels: number;
   /** q8/q4 products of at most this many rows take the integer-dot GEMV (0: the module has none). */
   readonly quantDotRows: number;
+  /** How q8/q4 products read x: 'q8' rounds it to 8 bits per group first (runtime/act-quant.ts):
+   *  the integer-dot GEMV over one digit (q4) or two (q8), or the rounded rows into the dequantising GEMM. */
+  activations: ActivationFormat = 'f32';
   /** Jobs shared so far (numbers the claim words). */
   private jobs = 0;
   private workers: Threads | null = null;
@@ -148,14 +152,28 @@ export class WasmKernels {
   }
 
   /** x's T rows (floats at byte `xAt` of memory 0, `ldx` apart) at `at` as the product of `w` reads
-   *  them: the integer-dot GEMV's digits (codegen/wasm/kernels.ts `digits`; signed for q4) where it applies and
-   *  every row is finite, else row tiles [ceil(T/MR)][K][MR]; returns the product's PRODUCT code.
-   *  `at` holds 4·ceil(T/MR)·MR·K bytes (digits take 3.5·T·K). */
+   *  them: the integer-dot GEMV's digits (codegen/wasm/kernels.ts `digits`, signed for q4, or
+   *  `digits8_<f>` over 8-bit activations) where it applies and every row is finite, else row tiles
+   *  [ceil(T/MR)][K][MR] (rounded to 8 bits first with activations 'q8'); returns the product's
+   *  PRODUCT code. `at` holds 4·ceil(T/MR)·MR·K bytes (digits take 3.5·T·K). */
   private operand(w: PackedWeight, xAt: number, ldx: number, T: number, K: number, at: number): number {
-    const m = this.mems.list[0]!;
-    if ((w.dtype === 'q8' || w.dtype === 'q4') && T <= this.quantDotRows && m.ex.digits!(xAt, ldx, T, K, at, w.dtype === 'q4' ? 1 : 0)) return PRODUCT[`dot_${w.dtype}`];
+    return this.operandIn(this.mems.list[0]!, w, xAt, ldx, T, K, at);
+  }
+
+  /** `operand` in memory m (x's rows already there). */
+  private operandIn(m: Mem, w: PackedWeight, xAt: number, ldx: number, T: number, K: number, at: number): number {
+    const quant = w.dtype === 'q8' || w.dtype === 'q4';
+    const a8 = quant && this.activations === 'q8';
+    if (quant && T <= this.quantDotRows) {
+      const f = w.dtype as 'q8' | 'q4';
+      if (a8 ? m.ex[`digits8_${f}`]!(xAt, ldx, T, K, at) : m.ex.digits!(xAt, ldx, T, K, at, f === 'q4' ? 1 : 0)) return PRODUCT[`${a8 ? 'dot8' : 'dot'}_${f}`];
+    }
     const mem = new Float32Array(m.memory.buffer);
-    tiles(mem, xAt, ldx, mem, at, T, K, this.MR);
+    if (a8) {
+      const rows = new Float32Array(T * K);
+      quantizeActivations(mem, xAt >>> 2, ldx, T, K, rows);
+      tiles(rows, 0, K, mem, at, T, K, this.MR);
+    } else tiles(mem, xAt, ldx, mem, at, T, K, this.MR);
     return PRODUCT[w.dtype];
   }
 
@@ -261,14 +279,19 @@ export class WasmKernels {
     const tilesAt = this.mems.reserve(m, xBytes + chunk * perPanel);
     const yS = tilesAt + xBytes;
     const src = new Float32Array(m0.memory.buffer), dst = new Float32Array(m.memory.buffer);
-    let fn: number = PRODUCT[w.dtype];
+    let fn: number;
     if (dot) {
       const rowsAt = tilesAt + 4 * Tpad * K;
       for (let t = 0; t < T; t++) dst.set(src.subarray((xAt >>> 2) + t * ldx, (xAt >>> 2) + t * ldx + K), (rowsAt >>> 2) + t * K);
-      if (m.ex.digits!(rowsAt, K, T, K, tilesAt, w.dtype === 'q4' ? 1 : 0)) fn = PRODUCT[`dot_${w.dtype as 'q8' | 'q4'}`];
-      else tiles(dst, rowsAt, K, dst, tilesAt, T, K, MR);
+      fn = this.operandIn(m, w, rowsAt, K, T, K, tilesAt);
+    } else if (this.activations === 'q8' && (w.dtype === 'q8' || w.dtype === 'q4')) {
+      const rows = new Float32Array(T * K);
+      quantizeActivations(src, xAt >>> 2, ldx, T, K, rows);
+      tiles(rows, 0, K, dst, tilesAt, T, K, MR);
+      fn = PRODUCT[w.dtype];
     } else {
       tiles(src, xAt, ldx, dst, tilesAt, T, K, MR);
+      fn = PRODUCT[w.dtype];
     }
     for (let q0 = 0; q0 < panels; q0 += chunk) {
       const q1 = Math.min(panels, q0 + chunk), cols = (q1 - q0) * NR;
@@ -294,7 +317,7 @@ export class WasmKernels {
     const s = fn === PRODUCT.bf16 || fn === PRODUCT.q8 || fn === PRODUCT.q4 ? this.mems.panelScratch(m, K) : 0;
     if (!split || this.threads < 2 || panels < 2) {
       const ex = m.ex;
-      const call = [ex.gemm_f32, ex.gemm_bf16, ex.gemm_q8, ex.gemm_q4, ex.dot_q8, ex.dot_q4][fn];
+      const call = [ex.gemm_f32, ex.gemm_bf16, ex.gemm_q8, ex.gemm_q4, ex.dot_q8, ex.dot_q4, ex.dot8_q8, ex.dot8_q4][fn];
       if (!call) throw new Error(`WasmKernels: the module has no product ${fn}`);
       call(x, w, y, T, K, ldy, p0, p1, s);
       return;

@@ -23,6 +23,10 @@ export interface Exports {
   dot_q8?(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number): void;
   dot_q4?(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number): void;
   digits?(x: number, ldx: number, T: number, K: number, xd: number, signed: number): number;
+  dot8_q8?(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number): void;
+  dot8_q4?(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number): void;
+  digits8_q8?(x: number, ldx: number, T: number, K: number, xd: number): number;
+  digits8_q4?(x: number, ldx: number, T: number, K: number, xd: number): number;
   work(s: number): void;
 }
 
