@@ -19,6 +19,7 @@ import { loadBar } from './progress.ts';
 export interface QuantFlags {
   quantize?: 'q8' | 'q4';
   keep: string[];
+  activations?: 'f32' | 'q8';
 }
 
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -26,8 +27,9 @@ const collect = (v: string, prev: string[]) => [...prev, v];
 /** --quantize q8|q4 and --keep NAME=FMT (repeatable). */
 export function withQuantize(cmd: Command): Command {
   return cmd
-    .addOption(new Option('--quantize <format>', 'quantise the products\' and embeddings\' weights as they load (backend cpu for now)').choices(['q8', 'q4']))
-    .option('--keep <tensor=format>', 'with --quantize: one tensor\'s format, q8, q4 or none (repeatable), e.g. --keep lm_head.weight=q8', collect, []);
+    .addOption(new Option('--quantize <format>', 'quantise the products\' and embeddings\' weights as they load').choices(['q8', 'q4']))
+    .option('--keep <tensor=format>', 'with --quantize: one tensor\'s format, q8, q4 or none (repeatable), e.g. --keep lm_head.weight=q8', collect, [])
+    .addOption(new Option('--activations <format>', 'how products over q8/q4 weights read their input: f32 (exact, the default) or q8 (rounded to 8 bits per group of 32: integer-dot kernels, faster; backends wasm and cpu)').choices(['f32', 'q8']));
 }
 
 /** The load option the flags ask for (undefined: none). */
@@ -54,7 +56,7 @@ export function reportQuantization(m: Model): void {
   const counts = new Map<string, number>();
   for (const f of q.formats.values()) counts.set(f, (counts.get(f) ?? 0) + 1);
   const parts = [...counts].map(([f, n]) => `${n} ${f}`).join(', ');
-  process.stderr.write(`${q.prequantized ? 'quantised checkpoint' : 'quantised on load'}: ${parts} weights`
+  process.stderr.write(`${q.prequantized ? 'quantised checkpoint' : 'quantised on load'}: ${parts} weights${q.activations === 'q8' ? ', 8-bit activations' : ''}`
     + (q.kept.length ? `; kept as stored: ${q.kept.map((k) => `${k.name} (${k.reason})`).join(', ')}` : '') + '\n');
 }
 
@@ -111,7 +113,7 @@ export function registerQuantCommands(p: Command): void {
       const ref = o.quantize || o.reference ? await loadModel(file, { ...o, weights: o.reference ?? o.weights }, true) : null;
       const { evaluate, formatEval } = await import('./eval.ts');
       const r = await evaluate(model, ref, text, { window, maxWindows, file: o.text });
-      const names = { model: o.quantize ?? o.weights, reference: o.reference ?? 'unquantised' };
+      const names = { model: o.quantize ? `${o.quantize}${o.activations === 'q8' ? ', 8-bit activations' : ''}` : o.weights, reference: o.reference ?? 'unquantised' };
       process.stdout.write(o.json ? JSON.stringify({ ...r, labels: names }, null, 2) + '\n' : formatEval(r, names));
     });
 }

@@ -149,6 +149,7 @@ export async function loadModel(file: string, o: LoadFlags, unquantised = false)
     const { Model } = await import('../runtime/model.ts');
     const model = await Model.loadProgram(program, o.weights, {
       ...(quantize !== undefined ? { quantize } : {}),
+      ...(!unquantised && o.activations ? { activations: o.activations } : {}),
       allowExtra: o.allowExtra,
       checkWeights: o.checkWeights,
       ...(capacity !== undefined ? { capacity } : {}),

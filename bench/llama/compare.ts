@@ -15,7 +15,7 @@
 //
 // Run (after bench/llama/build.sh):
 //   npx tsx bench/llama/compare.ts [<checkpoint dir>] [--threads 2] [--rounds 3] [--prompt 512] [--gen 64]
-//        [--llama F16,BF16,Q8_0,Q4_0] [--archc bf16,q8,q4] [--best] [--reload] [--no-check] [--out bench/results/llama.json]
+//        [--llama F16,BF16,Q8_0,Q4_0] [--archc bf16,q8,q4,q8a8,q4a8] [--best] [--reload] [--no-check] [--out bench/results/llama.json]
 // Without a checkpoint: the ~100M Bamba of bench/wasm.ts (d_model 768, 12 layers, d_ff 1280, vocab
 // 32000; random bf16 weights, seed 0), made once under ~/.cache/archc-bench/ck/bamba-100m.
 // --best: each contender's fastest round (on a machine loaded by other work, the better estimate of
@@ -46,7 +46,7 @@ const LLAMA = (arg('--llama') ?? 'F16,BF16,Q8_0,Q4_0').split(',') as GgufFormat[
 const ARCHC = (arg('--archc') ?? 'bf16,q8,q4').split(',');
 const OUT = arg('--out') ?? join('bench', 'results', 'llama.json');
 for (const f of LLAMA) if (!['F16', 'BF16', 'Q8_0', 'Q4_0', 'Q8_0-mix', 'Q4_0-mix', 'F32'].includes(f)) die(`--llama: unknown format ${f}`);
-for (const f of ARCHC) if (!['bf16', 'q8', 'q4'].includes(f)) die(`--archc: bf16, q8 or q4, got ${f}`);
+for (const f of ARCHC) if (!['bf16', 'q8', 'q4', 'q8a8', 'q4a8'].includes(f)) die(`--archc: bf16, q8, q4, q8a8 or q4a8, got ${f}`);
 const over = (xs: readonly number[]): number => (BEST ? Math.min(...xs) : median(xs));
 const STAT = BEST ? 'fastest of' : 'median over';
 const fmt = (x: number, d = 1) => x.toFixed(d);
@@ -88,8 +88,10 @@ const program = lowerToProgram(c.graph, c.bindings);
 const kernels = await wasmKernelVariants();
 const wasmProg = await wasmProgram(program);
 const V = program.outputs.logits ?? die(`${BAMBA}: the program has no logits output`);
+// q8a8 / q4a8: the weights' format with 8-bit activations (runtime/act-quant.ts), as llama.cpp's CPU
+// kernels multiply Q8_0/Q4_0 weights by activations rounded to Q8_0
 const load = (f: string) => Model.loadProgram(program, ckpt, { threads: THREADS, backend: 'wasm', wasmKernels: kernels, wasmProgram: wasmProg,
-  ...(f === 'bf16' ? {} : { quantize: f as 'q8' | 'q4' }) });
+  ...(f === 'bf16' ? {} : { quantize: f.slice(0, 2) as 'q8' | 'q4', activations: f.endsWith('a8') ? 'q8' : 'f32' }) });
 const held = new Map<string, Model>();
 if (!RELOAD) for (const f of ARCHC) held.set(f, await load(f));
 const prompt = Array.from({ length: PROMPT }, (_, i) => (i * 7919) % V);
@@ -140,8 +142,9 @@ console.log(`\n${name}: archc (wasm) and llama.cpp side by side, ${THREADS} thre
 
 // the issue's ratios, where both sides ran
 const pairs: [string, string, string, number][] = [
-  ['decode', 'q8', 'Q8_0', 0.8], ['decode', 'q4', 'Q4_0', 0.8],
+  ['decode', 'q8', 'Q8_0', 0.8], ['decode', 'q4', 'Q4_0', 0.8], ['decode', 'q8a8', 'Q8_0', 0.8], ['decode', 'q4a8', 'Q4_0', 0.8],
   ['prefill', 'bf16', 'BF16', 0.5], ['prefill', 'bf16', 'F16', 0.5], ['prefill', 'q8', 'Q8_0', 0.5], ['prefill', 'q4', 'Q4_0', 0.5],
+  ['prefill', 'q8a8', 'Q8_0', 0.5], ['prefill', 'q4a8', 'Q4_0', 0.5],
   ['decode', 'bf16', 'BF16', 0], ['decode', 'bf16', 'F16', 0],
 ];
 // On an oversubscribed machine (1-min load ≥ cores at any point) llama.cpp's threads wait at a

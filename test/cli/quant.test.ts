@@ -7,6 +7,7 @@ import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../cli/main.ts';
+import { decodeNpy } from '../../cli/npy.ts';
 import { readHfConfig } from '../../runtime/hfconfig.ts';
 import { causalLmLoss } from '../../runtime/loss.ts';
 import { quantize } from '../../runtime/quant.ts';
@@ -236,6 +237,27 @@ describe('refusals', () => {
     const bad = await f('--quantize', 'q5');
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toMatch(/argument 'q5' is invalid/);
+  });
+
+  it('--activations q8: the logits of the API\'s 8-bit activations; refused without quantised weights and on webgpu (RT303)', async () => {
+    const f = (...a: string[]) => cli(['forward', BAMBA, '--weights', rand, '--ids', '1,2,3,4', '--out', join(base, `a8-${a.join('')}.npy`), ...a]);
+    const r = await f('--backend', 'cpu', '--quantize', 'q4', '--activations', 'q8');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/^quantised on load: \d+ q4 weights, 8-bit activations/);
+    const got = decodeNpy(readFileSync(join(base, 'a8---backendcpu--quantizeq4--activationsq8.npy')));
+    const [a8, f32] = await Promise.all([loadModel(rand, { backend: 'cpu', threads: 1, quantize: 'q4', activations: 'q8' }), loadModel(rand, { backend: 'cpu', threads: 1, quantize: 'q4' })]);
+    const want = a8.forward({ ids: [1, 2, 3, 4] }).logits, exact = f32.forward({ ids: [1, 2, 3, 4] }).logits;
+    expect(Array.from(got.data)).toEqual(Array.from(want));
+    expect(Array.from(want)).not.toEqual(Array.from(exact));
+    a8.dispose();
+    f32.dispose();
+    const none = await f('--backend', 'cpu', '--activations', 'q8');
+    expect(none.code).not.toBe(0);
+    expect(none.stderr).toContain('error RT303: unsupported activations q8 with no quantised weights');
+    const gpu = await f('--backend', 'webgpu', '--quantize', 'q4', '--activations', 'q8');
+    expect(gpu.code).not.toBe(0);
+    expect(gpu.stderr).toContain('error RT303: unsupported activations q8 on the webgpu backend');
+    expect(gpu.stderr).not.toMatch(/\n\s+at /);
   });
 
   it('quantize writes nothing over a directory archc did not write (AC601), nor when the checkpoint is bad', async () => {
