@@ -9,6 +9,7 @@
 //
 // Run: npx tsx bench/bamba9b.ts [--dir /work/data/bamba9b-bf16] [--formats q4,q8] [--threads 2]
 //        [--prefill 512] [--decode 32] [--check 4] [--no-reference] [--load-only] [--tied]
+//        (formats: bf16, q8, q4, and q8a8 / q4a8 with 8-bit activations)
 //        [--llama bamba9b-q4_0.gguf] [--cold]
 // --cold: no read of the checkpoint before the loads, and the page cache dropped before each (where
 // /proc/sys/vm/drop_caches is writable): a load from disk, as after a download or a reboot.
@@ -43,7 +44,8 @@ const flag = (name: string, dflt: string): string => {
 };
 const TIED = argv.includes('--tied');
 const DIR = resolve(flag('--dir', `/work/data/bamba9b-bf16${TIED ? '-tied' : ''}`));
-const FORMATS = flag('--formats', 'q4,q8').split(',') as ('bf16' | QuantDType)[];
+/** bf16, q8, q4, or q8a8 / q4a8: the weights' format with 8-bit activations (runtime/act-quant.ts). */
+const FORMATS = flag('--formats', 'q4,q8').split(',');
 const THREADS = Number(flag('--threads', '2'));
 const PREFILL = Number(flag('--prefill', '512'));
 const DECODE = Number(flag('--decode', '32'));
@@ -81,7 +83,9 @@ interface ChildResult {
 /** One process: load the checkpoint with `format` on `backend`, the short prompt's logits to a file,
  *  then (wasm) prefill PREFILL and decode DECODE. Prints its result as one JSON line. */
 async function child(spec: string): Promise<void> {
-  const [backend, format, logitsFile] = spec.split(':') as ['wasm' | 'cpu', 'bf16' | QuantDType, string];
+  const [backend, format, logitsFile] = spec.split(':') as ['wasm' | 'cpu', string, string];
+  const weights = format.slice(0, format.endsWith('a8') ? -2 : undefined) as 'bf16' | QuantDType;
+  const activations = format.endsWith('a8') ? 'q8' : 'f32';
   const c = compileFile(BAMBA, { hfConfigData: loadConfig(join(DIR, 'config.json')) });
   const program = lowerToProgram(c.graph, c.bindings);
   const wasm = backend === 'wasm' ? { wasmKernels: await wasmKernelVariants(), wasmProgram: await wasmProgram(program) } : {};
@@ -89,7 +93,7 @@ async function child(spec: string): Promise<void> {
   // a checkpoint quantised already (archc quantize) loads as it is
   const prequantised = 'quantization_config' in readHfConfig(join(DIR, 'config.json'));
   const model = await Model.loadProgram(program, DIR, { backend, threads: THREADS, capacity: Math.max(PREFILL + DECODE, CHECK) + 8,
-    ...(format === 'bf16' || prequantised ? {} : { quantize: format }), ...wasm });
+    ...(weights === 'bf16' || prequantised ? {} : { quantize: weights }), ...(weights === 'bf16' ? {} : { activations }), ...wasm });
   const loadS = (performance.now() - t0) / 1000;
   const rssAfterLoad = process.resourceUsage().maxRSS * 1024;
   const V = model.vocab;
@@ -97,7 +101,7 @@ async function child(spec: string): Promise<void> {
   let weightBytesPerToken = 0;
   for (const w of program.weights) {
     if (w.shape.length !== 2 || /embed_tokens/.test(w.name)) continue;
-    weightBytesPerToken += w.shape[0]! * w.shape[1]! * (BYTES_PER_WEIGHT[format] ?? 2);
+    weightBytesPerToken += w.shape[0]! * w.shape[1]! * (BYTES_PER_WEIGHT[weights] ?? 2);
   }
   if (LOAD_ONLY) {
     const out = { backend, format, loadS, checkpointBytes: checkpointBytes(DIR), rssAfterLoad, peakRss: rssAfterLoad, weightBytesPerToken, checkS: 0, logitsFile };

@@ -53,12 +53,13 @@ function outputs(m: Model, a: number[], b: number[]): Float32Array[] {
   return out;
 }
 
-async function compare(dir: string, what: string, seqs: [number[], number[]], quantize?: 'q8' | 'q4', threadCounts = [1, 2], variant: 'picked' | 'plain' = 'picked'): Promise<void> {
+async function compare(dir: string, what: string, seqs: [number[], number[]], quantize?: 'q8' | 'q4', threadCounts = [1, 2], variant: 'picked' | 'plain' = 'picked',
+  activations: 'f32' | 'q8' = 'f32'): Promise<void> {
   const program: Program = programFor(dir);
   const own = await wasmProgram(program);
   for (const threads of threadCounts) {
     const wasmKernels = variant === 'plain' ? kernels.at(-1)! : kernels;
-    const opts: LoadOptions = { backend: 'wasm', wasmKernels, wasmProgram: own, threads, ...(quantize ? { quantize } : {}) };
+    const opts: LoadOptions = { backend: 'wasm', wasmKernels, wasmProgram: own, threads, ...(quantize ? { quantize, activations } : {}) };
     const one = await Model.loadProgram(program, dir, opts);
     const [single] = one.memories;
     expect(one.memories.length, `${what}: the default limit keeps one memory`).toBe(1);
@@ -106,6 +107,11 @@ describe('wasm weights over several memories = one memory, bit for bit', () => {
   };
   it('trained tiny-bamba-a, bf16', async () => compare(join(TINY_A, 'bf16'), 'tiny-bamba-a bf16', trained()));
   it('trained tiny-bamba-a, bf16 quantised to q4', async () => compare(join(TINY_A, 'bf16'), 'tiny-bamba-a q4', trained(), 'q4'));
+  // 8-bit activations: the rows rounded in the weight memory's staging (digits8, or the rounded rows' tiles)
+  it('random Bamba, q8 and q4 with 8-bit activations', async () => {
+    await compare(randomBamba('q8a8', 'f32'), 'q8a8', ids(15), 'q8', [2], 'picked', 'q8');
+    await compare(randomBamba('q4a8', 'bf16', 8), 'q4a8', ids(17), 'q4', [1, 2], 'picked', 'q8');
+  });
 });
 
 describe('unshared memories (a page without cross-origin isolation), several = one, bit for bit', () => {
