@@ -261,3 +261,46 @@ export function dotProduct(f: QuantType, a8 = false): string {
     (br $p_loop))))`;
 }
 
+
+/**
+ * round8(x, ldx, T, K, out, MR) -> 1, or 0 where a group holds a value that is not finite (nothing
+ * usable written; the caller then rounds the rows as act-quant.ts does, such a group kept): x's T
+ * rows rounded to 8 bits per group (runtime/act-quant.ts, bit for bit, as `digits8_<f>`) and written
+ * as f32 (q · 2^e) in the dequantising GEMM's row tiles at `out`: row t, column k at float
+ * (t - t % MR) · K + t % MR + k · MR.
+ */
+export function round8Kernel(): string {
+  const lane = (v: string, op: string) => `(f32.${op} (f32.${op} (f32x4.extract_lane 0 ${v}) (f32x4.extract_lane 1 ${v})) (f32.${op} (f32x4.extract_lane 2 ${v}) (f32x4.extract_lane 3 ${v})))`;
+  const stores: string[] = [];
+  for (let q = 0; q < 8; q++) {
+    stores.push(`(local.set $z (f32x4.mul (f32x4.nearest (f32x4.mul (v128.load offset=${q * 16} ${get('xp')}) ${get('inv')})) ${get('s')}))`);
+    for (let l = 0; l < 4; l++) stores.push(`(f32.store offset=${(q * 4 + l) * 4} ${get('op')} (f32x4.extract_lane ${l} ${get('z')}))`.replace(`offset=${(q * 4 + l) * 4} ${get('op')}`, `${add(get('op'), `(i32.mul ${get('step')} (i32.const ${q * 4 + l}))`)}`));
+  }
+  return `(func (export "round8") (param $x i32) (param $ldx i32) (param $T i32) (param $K i32) (param $out i32) (param $MR i32) (result i32)
+  (local $t i32) (local $g i32) (local $xp i32) (local $op i32) (local $step i32) (local $amax f32) (local $bits i32) (local $eb i32) (local $mv v128) (local $inv v128) (local $s v128) (local $z v128)
+  (local.set $step (i32.shl ${get('MR')} (i32.const 2)))
+  (block $t_end (loop $t_loop
+    (br_if $t_end (i32.ge_s ${get('t')} ${get('T')}))
+    (local.set $g (i32.const 0))
+    (block $g_end (loop $g_loop
+      (br_if $g_end (i32.ge_s (i32.shl ${get('g')} (i32.const 5)) ${get('K')}))
+      (local.set $xp ${add(get('x'), `(i32.shl (i32.add (i32.mul ${get('t')} ${get('ldx')}) (i32.shl ${get('g')} (i32.const 5))) (i32.const 2))`)})
+      ;; row t's tile: (t - t % MR) · K + t % MR, then column 32g
+      (local.set $op ${add(get('out'), `(i32.shl (i32.add (i32.add (i32.mul (i32.sub ${get('t')} (i32.rem_u ${get('t')} ${get('MR')})) ${get('K')}) (i32.rem_u ${get('t')} ${get('MR')})) (i32.mul (i32.shl ${get('g')} (i32.const 5)) ${get('MR')})) (i32.const 2))`)})
+      (local.set $mv (f32x4.abs (v128.load ${get('xp')})))
+      ${Array.from({ length: 7 }, (_, q) => `(local.set $mv (f32x4.max ${get('mv')} (f32x4.abs (v128.load offset=${(q + 1) * 16} ${get('xp')}))))`).join('\n      ')}
+      (local.set $amax ${lane(get('mv'), 'max')})
+      (if (i32.eqz (f32.lt ${get('amax')} (f32.const inf))) (then (return (i32.const 0))))
+      (local.set $bits (i32.reinterpret_f32 ${get('amax')}))
+      (local.set $eb (i32.sub (i32.shr_u (i32.add ${get('bits')} (i32.const 0x1ffff)) (i32.const 23)) (i32.const 6)))
+      (if (i32.lt_u ${get('bits')} (i32.const ${ACT_ZERO_BITS}))
+        (then (local.set $inv (v128.const i32x4 0 0 0 0)) (local.set $s (v128.const i32x4 0 0 0 0)))
+        (else (local.set $inv (i32x4.splat (i32.shl (i32.sub (i32.const 254) ${get('eb')}) (i32.const 23))))
+              (local.set $s (i32x4.splat (i32.shl ${get('eb')} (i32.const 23))))))
+      ${stores.join('\n      ')}
+      (local.set $g ${add(get('g'), 1)})
+      (br $g_loop)))
+    (local.set $t ${add(get('t'), 1)})
+    (br $t_loop)))
+  (i32.const 1))`;
+}

@@ -26,7 +26,7 @@ import type { WasmTarget } from './target.ts';
 import { InternalError } from '../../dsl/diagnostics.ts';
 import { PRODUCT, QUANT_LAYOUT, XQ_OFFSET } from '../../runtime/wasm/layout.ts';
 import { JOB, work } from './job.ts';
-import { digitsKernel, digits8Kernel, dotKernel, dotProduct, widenScales } from './dot.ts';
+import { digitsKernel, digits8Kernel, dotKernel, dotProduct, round8Kernel, widenScales } from './dot.ts';
 
 export { PRODUCT, QUANT_LAYOUT, XQ_OFFSET };
 export { XD_GROUP, XD8_GROUP } from './dot.ts';
@@ -301,6 +301,7 @@ export function renderWasmKernels(t: WasmTarget): string {
     if (t.quantDotRows > 0) funcs.push(dotKernel(f, t.fma), dotProduct(f), dotKernel(f, t.fma, true), dotProduct(f, true), digits8Kernel(f));
   }
   if (t.quantDotRows > 0) funcs.push(digitsKernel());
+  funcs.push(round8Kernel());
   funcs.push(work(t.quantDotRows > 0));
   return `;; archc wasm kernels${t.fma ? ' (fused multiply-add: relaxed SIMD)' : ''}: matrix products over packed weight panels (generated; see codegen/wasm/kernels.ts)
 (module

@@ -168,6 +168,8 @@ export class WasmKernels {
       const f = w.dtype as 'q8' | 'q4';
       if (a8 ? m.ex[`digits8_${f}`]!(xAt, ldx, T, K, at) : m.ex.digits!(xAt, ldx, T, K, at, f === 'q4' ? 1 : 0)) return PRODUCT[`${a8 ? 'dot8' : 'dot'}_${f}`];
     }
+    // 8-bit activations: rounded into the tiles by the module, or here where a group is not finite
+    if (a8 && m.ex.round8(xAt, ldx, T, K, at, this.MR)) return PRODUCT[w.dtype];
     const mem = new Float32Array(m.memory.buffer);
     if (a8) {
       const rows = new Float32Array(T * K);
@@ -270,25 +272,23 @@ export class WasmKernels {
     const { K, panels } = w;
     const MR = this.MR, NR = this.NR, Tpad = Math.ceil(T / MR) * MR;
     const m = this.mems.list[w.mem]!, m0 = this.mems.list[0]!;
-    const dot = (w.dtype === 'q8' || w.dtype === 'q4') && T <= this.quantDotRows;
+    // x's rows copied into m first where m's instance makes the operand from them: the integer-dot
+    // GEMV's digits, or 8-bit activations' rounded tiles
+    const quant = w.dtype === 'q8' || w.dtype === 'q4';
+    const rowsHere = quant && (T <= this.quantDotRows || this.activations === 'q8');
     // the panel scratch first, for every weight here, so that the staging stays the last block and grows in place
     if (w.dtype !== 'f32') this.mems.panelScratch(m, m.maxK);
-    const xBytes = 4 * Tpad * K + (dot ? 4 * T * K : 0), perPanel = 4 * Tpad * NR;
+    const xBytes = 4 * Tpad * K + (rowsHere ? 4 * T * K : 0), perPanel = 4 * Tpad * NR;
     const fit = Math.floor((this.mems.memoryBytes - this.mems.stagingAt(m) - xBytes) / perPanel);
     const chunk = fit >= panels ? panels : Math.max(this.gemvPanels, fit - (fit % this.gemvPanels));
     const tilesAt = this.mems.reserve(m, xBytes + chunk * perPanel);
     const yS = tilesAt + xBytes;
     const src = new Float32Array(m0.memory.buffer), dst = new Float32Array(m.memory.buffer);
     let fn: number;
-    if (dot) {
+    if (rowsHere) {
       const rowsAt = tilesAt + 4 * Tpad * K;
       for (let t = 0; t < T; t++) dst.set(src.subarray((xAt >>> 2) + t * ldx, (xAt >>> 2) + t * ldx + K), (rowsAt >>> 2) + t * K);
       fn = this.operandIn(m, w, rowsAt, K, T, K, tilesAt);
-    } else if (this.activations === 'q8' && (w.dtype === 'q8' || w.dtype === 'q4')) {
-      const rows = new Float32Array(T * K);
-      quantizeActivations(src, xAt >>> 2, ldx, T, K, rows);
-      tiles(rows, 0, K, dst, tilesAt, T, K, MR);
-      fn = PRODUCT[w.dtype];
     } else {
       tiles(src, xAt, ldx, dst, tilesAt, T, K, MR);
       fn = PRODUCT[w.dtype];

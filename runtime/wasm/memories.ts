@@ -27,6 +27,7 @@ export interface Exports {
   dot8_q4?(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number): void;
   digits8_q8?(x: number, ldx: number, T: number, K: number, xd: number): number;
   digits8_q4?(x: number, ldx: number, T: number, K: number, xd: number): number;
+  round8(x: number, ldx: number, T: number, K: number, out: number, MR: number): number;
   work(s: number): void;
 }
 

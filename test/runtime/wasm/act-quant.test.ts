@@ -111,14 +111,16 @@ function randomWeight(rand: () => number, N: number, K: number, dtype: QuantDTyp
   return q.q;
 }
 
-/** Activations with ties at their groups' scales and a spread of group magnitudes. */
-function activations(rand: () => number, T: number, K: number): Float32Array {
+/** Activations with ties at their groups' scales and a spread of group magnitudes (`sameScale`: every
+ *  group's maximum 127·2^-3, so every rounded value is a multiple of 2^-3 and f32 sums in any order are exact). */
+function activations(rand: () => number, T: number, K: number, sameScale = false): Float32Array {
   const x = uniform(rand, T * K, -2, 2);
   for (let i = 0; i < x.length; i += 32) {
-    const p = Math.floor(rand() * 20) - 10;
+    const p = sameScale ? -3 : Math.floor(rand() * 20) - 10;
     for (let j = i; j < i + 32; j++) x[j] = Math.fround(x[j]! * 2 ** p);
     // a tie: a maximum of 127·2^p... and one value half-way between two steps
-    if (rand() < 0.5) { x[i] = 127 * 2 ** p; x[i + 1] = (Math.floor(rand() * 100) - 50 + 0.5) * 2 ** p; }
+    if (sameScale || rand() < 0.5) { x[i] = 127 * 2 ** p; x[i + 1] = (Math.floor(rand() * 100) - 50 + 0.5) * 2 ** p; }
+    if (sameScale) for (let j = i + 2; j < i + 32; j++) x[j] = Math.fround(x[j]! * 30);
   }
   return x;
 }
@@ -131,12 +133,14 @@ for (const t of WASM_TARGETS) describe(`the ${t.fma ? 'fma' : 'plain'} module wi
   for (const dtype of ['q8', 'q4'] as const) {
     for (const T of [1, 2, t.quantDotRows || 1, t.quantDotRows + 3]) {
       // the integer-dot GEMV sums each group exactly and adds two groups with one rounding, as the
-      // reference rounds its exact double sum once; the dequantising path sums in k order in f32
-      if (T <= t.quantDotRows) it(`${dtype}, ${T} row(s): exact sums equal the reference bit for bit`, () => {
+      // reference rounds its exact double sum once; the dequantising path sums in k order in f32,
+      // exactly where every rounded value is a multiple of one unit (one scale for every group)
+      const path = T <= t.quantDotRows ? 'integer dot' : 'rounded tiles';
+      it(`${dtype}, ${T} row(s), ${path}: exact sums equal the reference bit for bit`, () => {
         const rand = prng(T * 10 + (dtype === 'q4' ? 1 : 0));
         const [K, N] = [64, 24];
         const q = exactWeight(rand, N, K, dtype);
-        const x = activations(rand, T, K);
+        const x = activations(rand, T, K, path === 'rounded tiles');
         const wk = new WasmKernels(modules.get(t)!, 1);
         wk.activations = 'q8';
         try {
