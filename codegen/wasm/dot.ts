@@ -69,9 +69,13 @@ export function dotKernel(f: QuantType, fma: boolean, a8 = false): string {
   // the i8 operand first: q8's codes, q4's signed digits
   const dot = (w: string, x: string) => (f === 'q8' ? `(i16x8.relaxed_dot_i8x16_i7x16_s ${get(w)} ${get(x)})` : `(i16x8.relaxed_dot_i8x16_i7x16_s ${get(x)} ${get(w)})`);
   // q8's pair sums widen by a multiply-add with ones (in a local: a constant operand V8 rebuilds per use)
+  // which digits' pair sums add up in i16 over the group (widened once, in `sum`): q4's all; q8's
+  // high 8-bit digit (0 or 1: pair sums within ±254, ±2032 over the group); the others widen per k-quad
+  const narrow = (d: number) => f === 'q4' || (a8 && d === 1);
   const acc = (a: string, e: string, first: boolean) => {
-    const v = f === 'q4' ? e : `(i32x4.dot_i16x8_s ${e} ${get('c1')})`;
-    return `(local.set $${a} ${first ? v : `(${f === 'q4' ? 'i16x8' : 'i32x4'}.add ${get(a)} ${v})`})`;
+    const n = narrow(Number(a.slice(1)));
+    const v = n ? e : `(i32x4.dot_i16x8_s ${e} ${get('c1')})`;
+    return `(local.set $${a} ${first ? v : `(${n ? 'i16x8' : 'i32x4'}.add ${get(a)} ${v})`})`;
   };
   // one k-quad: one half's codes at a time, so fewer vectors are live at once
   const qb = f === 'q8' ? 32 : 16;
@@ -101,7 +105,7 @@ export function dotKernel(f: QuantType, fma: boolean, a8 = false): string {
     // one 8-bit digit: 8 · 2 · 15 · 127 = 30480 fits the i16 lanes)
     const c = ['c1', 'c7', 'c14'];
     let e = f === 'q4' ? ds.map((d) => `(i32x4.dot_i16x8_s ${get(`${h}${d}`)} ${get(c[d]!)})`).reduce((a, b) => `(i32x4.add ${a} ${b})`)
-      : ds.map((d) => (d ? `(i32x4.shl ${get(`${h}${d}`)} (i32.const ${7 * d}))` : get(`${h}${d}`))).reduce((a, b) => `(i32x4.add ${a} ${b})`);
+      : ds.map((d) => (narrow(d) ? `(i32x4.dot_i16x8_s ${get(`${h}${d}`)} ${get('c7')})` : d ? `(i32x4.shl ${get(`${h}${d}`)} (i32.const ${7 * d}))` : get(`${h}${d}`))).reduce((a, b) => `(i32x4.add ${a} ${b})`);
     // q8: less the offset's share, Σcode · 2^20 (20-bit rows) or Σcode · 2^7 (8-bit rows: z = q + 128)
     e = f === 'q8' ? `(i32x4.sub ${e} (i32x4.shl (v128.load16x4_s offset=${L.corr! + 8 * i} ${get('wp')}) (i32.const ${a8 ? 7 : 20})))`
       : `(i32x4.sub ${e} (v128.load32_splat offset=4 ${get('xd')}))`;
