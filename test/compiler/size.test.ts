@@ -51,12 +51,14 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  runtime +47, cli +110: experiments side by side, `archc train a.arch b.arch` (runtime/train/compare.ts, cli/train.ts).;
  *  codegen +220, runtime +329 (+6: runtime/checkpoint-shapes.ts split out of safetensors.ts; codegen +5: codegen/wgsl/templates-own.ts split out of templates.ts; +38: runtime/load-weights.ts, the load's weight reading out of model.ts): quantise-on-load in WebAssembly SIMD on worker threads, overlapped with the reads
  *  (codegen/wasm/quantize.ts, runtime/quantize-wasm.ts and its module's bytes, the load's two
- *  turn-taking buffers in runtime/model.ts, the workers reading a local file themselves). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4496, codegen: 4800, runtime: 12427, cli: 1849 };
+ *  turn-taking buffers in runtime/model.ts, the workers reading a local file themselves);
+ *  compiler +90: layer patterns (issue 21: compiler/builtins.ts, the built-ins out of instantiate.ts with
+ *  `pattern` and its AC316/AC317 at the bad symbol; compiler/suggest.ts, "did you mean" moved unchanged). */
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4586, codegen: 4800, runtime: 12427, cli: 1849 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
-  'compiler/instantiate.ts': 907,
+  'compiler/instantiate.ts': 884,
   'codegen/wgsl/render.ts': 623,
   'codegen/wgsl/templates.ts': 516,
   'runtime/safetensors.ts': 546,
