@@ -60,7 +60,7 @@ export function presetPlan(file: string, preset: string, model?: string, config?
         'leave out --preset to use the config\'s sizes, or leave out --hf-config to use the preset\'s; --set changes single params')]);
     }
   }
-  const set = sets.map(([name, v]) => ({ name, file: literal.get(name)!, preset: String(v) }));
+  const set = sets.map(([name, v]) => ({ name, file: literal.get(name)!.replace(/\s+/g, ' '), preset: String(v) }));
   return { sets: sets.map(([name, v]) => `${name}=${v}`), set, replaced: set.filter((r) => !same(r.file, r.preset)) };
 }
 
