@@ -1,7 +1,8 @@
 // `archc compare a.arch b.arch`: its figures are `archc stats`'s of each file (same flags) and the
 // decode dispatches of the kernel program (`graph --format kernels`), its ratios b / a; --set goes to
 // the files that declare the param; --preset is refused where the two files set a size differently,
-// and elsewhere names the values it replaced; bad files and flags are coded errors without a stack.
+// and elsewhere names the values it replaced; bad files and flags are coded errors without a stack;
+// README.md's pasted output is this command's.
 
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -97,6 +98,12 @@ describe('archc compare', () => {
     expect(total.split(/\s{2,}/).slice(1)).toEqual([c.rows[0]!.a.toLocaleString('en-US'), c.rows[0]!.b.toLocaleString('en-US'), c.rows[0]!.ratio!.toFixed(3)]);
     expect(r.text!.stdout).toMatch(/active parameters equal the total \(no mixture-of-experts yet\)/);
     expect(lines.find((l) => l.startsWith('dispatches per decode step'))).toMatch(new RegExp(`\\s162\\s+${c.b.dispatches.decode}\\s`));
+  });
+
+  it('README.md shows this output as it is', () => {
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    const shown = /\$ npx archc compare models\/bamba\.arch examples\/bamba-pattern\.arch\n([\s\S]*?)```/.exec(readme)?.[1];
+    expect(shown).toBe(r.text!.stdout);
   });
 
   it('--context, --batch and --set reach each file as they reach `archc stats` (a --set only the files that declare it)', () => {
