@@ -9,12 +9,12 @@ import type { ParamValue } from './ir.ts';
 export const BUILTINS = new Set(['min', 'max', 'len', 'sum', 'pattern']);
 
 /** One argument: its value, its span, and `shown` — its names' values for a message
- *  (`layer_pattern = "M-X" (from --set)`); `char(i)`, where the value is a string literal of the
- *  file, the span of its i-th character. */
+ *  (`layer_pattern = "M-X" (from --set)`), asked for only when there is one; `char(i)`, where the
+ *  value is a string literal of the file, the span of its i-th character. */
 export interface BuiltinArg {
   readonly value: ParamValue;
   readonly span: Span;
-  readonly shown: readonly string[];
+  readonly shown: () => readonly string[];
   readonly char?: (i: number) => Span;
 }
 
@@ -59,10 +59,10 @@ function pattern(args: readonly BuiltinArg[], span: Span): BuiltinResult {
     const others = (items as string[]).filter((s, i) => i > bad && !allowed.includes(s)).length;
     const more = others ? ` (and ${others} more symbol${others === 1 ? '' : 's'} not allowed)` : '';
     return { error: diag('AC316', p.char?.(bad) ?? p.span, [JSON.stringify(items[bad]), bad, allowed.join(' ')],
-      [...p.shown, 'positions count from 0'].join(', ') + more) };
+      [...p.shown(), 'positions count from 0'].join(', ') + more) };
   }
   if (items.length !== n.value) {
-    return { error: diag('AC317', p.span, [items.length, n.value], [...new Set([...p.shown, ...n.shown])].join(', ') || undefined) };
+    return { error: diag('AC317', p.span, [items.length, n.value], [...new Set([...p.shown(), ...n.shown()])].join(', ') || undefined) };
   }
   return { value: items as string[] };
 }

@@ -494,7 +494,7 @@ class Instantiator {
     const args = e.args.map((a) => this.eval(a.value, frame));
     if (args.some((a) => a.k === 'error')) return ERR;
     const r = callBuiltin(name, e.args.map((a, i) => ({
-      value: this.constOf(args[i]!, a.span), span: a.value.span, shown: this.shown(a.value, frame), char: charSpans(this.literalOf(a.value, frame)),
+      value: this.constOf(args[i]!, a.span), span: a.value.span, shown: () => this.shown(a.value, frame), char: charSpans(this.literalOf(a.value, frame)),
     })), e.span);
     return 'error' in r ? this.report(r.error) : c(r.value);
   }
