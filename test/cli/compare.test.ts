@@ -28,6 +28,7 @@ beforeAll(async () => {
   writeFileSync(broken, 'model M(tokens: i32[T]) {\n  x = = tokens\n  return x\n}\n');
   const jobs: Record<string, string[]> = {
     cmp: ['compare', BAMBA, VARIANT, '--json'],
+    same: ['compare', BAMBA, VARIANT, '--json', '--set', `layer_pattern=${Array.from({ length: 32 }, (_, i) => ([9, 18, 27].includes(i) ? '*-' : 'M-')).join('')}`],
     text: ['compare', BAMBA, VARIANT],
     statsA: ['stats', BAMBA, '--json'],
     statsB: ['stats', VARIANT, '--json'],
@@ -88,6 +89,12 @@ describe('archc compare', () => {
     // 8 attention layers for Bamba's 3, 24 Mamba-2 layers for its 29
     expect(row('KV cache per token').ratio).toBeCloseTo(8 / 3, 12);
     expect(row('recurrent state per sequence').ratio).toBeCloseTo(24 / 29, 12);
+  });
+
+  it('the pattern that spells Bamba-9B: every ratio 1, the dispatches included', () => {
+    const c = json<Comparison>(r.same!);
+    expect(c.rows.map((x) => [x.figure, x.ratio])).toEqual(c.rows.map((x) => [x.figure, 1]));
+    expect(c.b.dispatches).toEqual(c.a.dispatches);
   });
 
   it('prints the same figures as a table, the ratio to three places', () => {
