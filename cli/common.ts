@@ -1,9 +1,13 @@
-// Options every model command takes: --hf-config, --set (repeatable) and --model; and --preset
-// for the commands that make a model up (check, stats, graph, build, init-weights).
+// Options every model command takes: --hf-config, --set (repeatable) and --model; --preset for the
+// commands that make a model up (check, stats, graph, build, init-weights, compare); and the stats
+// of a compiled model at --context and --batch (stats, compare).
 
 import { type Command, Option } from 'commander';
-import { loadConfig } from '../compiler/compile.ts';
-import { PRESET_NAMES, presetSets } from '../compiler/presets.ts';
+import { type Compiled, loadConfig } from '../compiler/compile.ts';
+import { type Stats, computeStats } from '../compiler/stats.ts';
+import { CompileError, diag } from '../dsl/diagnostics.ts';
+import { PRESET_NAMES, presetNote, presetPlan } from '../compiler/presets.ts';
+import { parseSets } from '../compiler/params.ts';
 
 export interface CommonOpts {
   hfConfig?: string;
@@ -27,7 +31,25 @@ export function withPreset(cmd: Command): Command {
 }
 
 /** The --set overrides to compile with: the preset's, then the user's (which win). A preset that
- *  would replace values --hf-config sets is refused (presetSets). */
+ *  would replace values --hf-config sets is refused; the file's values it replaces are named on
+ *  stderr, one line (presetPlan, presetNote). */
 export function setsOf(file: string, o: CommonOpts): string[] {
-  return o.preset ? [...presetSets(file, o.preset, o.model, o.hfConfig !== undefined ? loadConfig(o.hfConfig) : undefined), ...o.set] : o.set;
+  if (!o.preset) return o.set;
+  const plan = presetPlan(file, o.preset, o.model, o.hfConfig !== undefined ? loadConfig(o.hfConfig) : undefined);
+  const own = new Set(parseSets(o.set).keys());
+  process.stderr.write(presetNote(o.preset, file, plan.replaced.filter((r) => !own.has(r.name))));
+  return [...plan.sets, ...o.set];
+}
+
+/** `archc stats`'s figures: at --context (default: the model's param `context`, else 4096) and --batch. */
+export function statsFor(c: Compiled, o: { context?: string; batch: string }): Stats {
+  const ctxParam = c.graph.params.context;
+  const context = o.context !== undefined ? positiveInt(o.context, '--context') : typeof ctxParam === 'number' ? ctxParam : 4096;
+  return computeStats(c.graph, context, positiveInt(o.batch, '--batch'), c.forProgram);
+}
+
+export function positiveInt(v: string, flag: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0) throw new CompileError([diag('AC315', undefined, [flag, `expected a positive integer, got ${JSON.stringify(v)}`])]);
+  return n;
 }

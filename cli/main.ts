@@ -1,13 +1,13 @@
-// The archc command line: check, stats, graph (and the build/run commands in cli/run.ts).
+// The archc command line: check, stats, graph (compare in cli/compare.ts, the build/run commands in cli/run.ts).
 
 import { Command, Option } from 'commander';
 import { compileFile } from '../compiler/compile.ts';
 import { printGraph } from '../compiler/printer.ts';
 import { toDot, toMermaid } from '../compiler/render.ts';
-import { computeStats, formatStats } from '../compiler/stats.ts';
-import { CompileError, diag } from '../dsl/diagnostics.ts';
+import { formatStats } from '../compiler/stats.ts';
 import { printWarnings, reportError } from './errors.ts';
-import { type CommonOpts, setsOf, withCommon, withPreset } from './common.ts';
+import { type CommonOpts, setsOf, statsFor, withCommon, withPreset } from './common.ts';
+import { registerCompareCommand } from './compare.ts';
 import { writeOutputFile } from './fsutil.ts';
 import { registerQuantCommands } from './quant.ts';
 import { registerRunCommands } from './run.ts';
@@ -42,10 +42,7 @@ export function program(): Command {
     .option('--context <n>', 'context length for FLOPs and state (default: the model param `context`, else 4096)')
     .option('--batch <n>', 'sequences held at once, for the state total', '1')
     .action((file: string, o: CommonOpts & { json?: boolean; context?: string; batch: string }) => {
-      const { graph, forProgram } = compile(file, o);
-      const ctxParam = graph.params.context;
-      const context = o.context !== undefined ? positiveInt(o.context, '--context') : typeof ctxParam === 'number' ? ctxParam : 4096;
-      const s = computeStats(graph, context, positiveInt(o.batch, '--batch'), forProgram);
+      const s = statsFor(compile(file, o), o);
       process.stdout.write(o.json ? JSON.stringify(s, null, 2) + '\n' : formatStats(s));
     });
 
@@ -70,13 +67,8 @@ export function program(): Command {
   registerRunCommands(p);
   registerQuantCommands(p);
   registerTrainCommand(p);
+  registerCompareCommand(p);
   return p;
-}
-
-function positiveInt(v: string, flag: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new CompileError([diag('AC315', undefined, [flag, `expected a positive integer, got ${JSON.stringify(v)}`])]);
-  return n;
 }
 
 export async function main(argv: string[]): Promise<number> {

@@ -11,6 +11,8 @@ import type { DType } from '../runtime/tensor.ts';
 import type { Graph, Loc, Node, ParamValue, State, Value, Weight } from './ir.ts';
 import { LIMITS, type Limit, formatCount } from './limits.ts';
 import { inputProblems, outputProblems } from './contract.ts';
+import { BUILTINS, callBuiltin, charSpans } from './builtins.ts';
+import { suggest } from './suggest.ts';
 import { BUILTIN_MODELS_DIR, type SourceFile, displayName } from './load.ts';
 import { type ParamSource, type Params, DTYPES } from './params.ts';
 
@@ -50,7 +52,6 @@ interface Frame {
   readonly params?: ParamSource;
 }
 
-const BUILTINS = new Set(['min', 'max', 'len', 'sum']);
 const ERR: Val = { k: 'error' };
 
 /** Thrown inside a statement after its diagnostic has been recorded. */
@@ -227,11 +228,7 @@ class Instantiator {
         if (t.k === 'error') return undefined;
         if (t.k !== 'const' || typeof t.v !== 'boolean') this.report(diag('AC300', s.test.span, ['assert condition', 'a bool', describe(t)]));
         if (!t.v) {
-          const shown = [...new Set(namesIn(s.test))].flatMap((n) => {
-            const v = frame.vars.get(n) ?? (frame.params?.has(n) ? { k: 'const' as const, v: frame.params.get(n) } : undefined);
-            const origin = !frame.vars.has(n) && frame.params?.has(n) ? this.opts.params.origin(n) : undefined;
-            return v?.k === 'const' ? [`${n} = ${showConst(v.v)}${origin ? ` (${origin})` : ''}`] : [];
-          });
+          const shown = this.shown(s.test, frame);
           this.report(diag('AC406', s.test.span, [s.message ?? 'condition is false'], shown.length ? shown.join(', ') : undefined));
         }
         return undefined;
@@ -496,17 +493,27 @@ class Instantiator {
   private callBuiltin(name: string, e: Extract<Expr, { kind: 'call' }>, frame: Frame): Val {
     const args = e.args.map((a) => this.eval(a.value, frame));
     if (args.some((a) => a.k === 'error')) return ERR;
-    const vals = args.map((a, i) => this.constOf(a, e.args[i]!.span));
-    const list = vals.length === 1 && Array.isArray(vals[0]) ? (vals[0] as ParamValue[]) : vals;
-    if (name === 'len') {
-      if (vals.length !== 1 || !Array.isArray(vals[0])) return this.report(diag('AC300', e.span, ['len argument', 'one list', `${vals.length} argument(s)`]));
-      return c(vals[0].length);
-    }
-    if (list.length === 0 || list.some((v) => typeof v !== 'number')) {
-      return this.report(diag('AC300', e.span, [`${name} arguments`, 'numbers or one non-empty list of numbers', JSON.stringify(vals)]));
-    }
-    const ns = list as number[];
-    return c(ns.reduce((s, n) => (name === 'min' ? Math.min(s, n) : name === 'max' ? Math.max(s, n) : s + n), name === 'sum' ? 0 : ns[0]!));
+    const r = callBuiltin(name, e.args.map((a, i) => ({
+      value: this.constOf(args[i]!, a.span), span: a.value.span, shown: () => this.shown(a.value, frame), char: charSpans(this.literalOf(a.value, frame)),
+    })), e.span);
+    return 'error' in r ? this.report(r.error) : c(r.value);
+  }
+
+  /** The values of the names `e` reads, with where a param's came from: `n = 4 (from --set)`. */
+  private shown(e: Expr, frame: Frame): string[] {
+    return [...new Set(namesIn(e))].flatMap((n) => {
+      const v = frame.vars.get(n) ?? (frame.params?.has(n) ? { k: 'const' as const, v: frame.params.get(n) } : undefined);
+      const origin = !frame.vars.has(n) && frame.params?.has(n) ? this.opts.params.origin(n) : undefined;
+      return v?.k === 'const' ? [`${n} = ${showConst(v.v)}${origin ? ` (${origin})` : ''}`] : [];
+    });
+  }
+
+  /** The string literal of the file that `e`'s value is: `e` itself, or a param's default. */
+  private literalOf(e: Expr, frame: Frame): Extract<Expr, { kind: 'str' }> | undefined {
+    if (e.kind === 'str') return e;
+    if (e.kind !== 'name' || frame.vars.has(e.name) || !frame.params?.has(e.name) || this.opts.params.origin(e.name)) return undefined;
+    const d = this.opts.params.defaultExpr(e.name);
+    return d?.kind === 'str' ? d : undefined;
   }
 
   private callPrim(op: OpDef, e: Extract<Expr, { kind: 'call' }>, frame: Frame): Val {
@@ -874,33 +881,3 @@ function importPath(from: string, target: string): string {
   const rel = [relative(dirname(from), target), relative(BUILTIN_MODELS_DIR, target)].find((r) => !r.startsWith('..')) ?? target;
   return rel.replace(/\.arch$/, '').split(sep).join('.');
 }
-
-/** The closest known name within edit distance 2 (or `maxDistance`), for "did you mean". */
-export function suggest(name: string, known: readonly string[], maxDistance = 2): string | undefined {
-  let best: string | undefined;
-  let bestD = maxDistance + 1;
-  for (const k of new Set(known)) {
-    const d = editDistance(name, k);
-    if (d < bestD) {
-      bestD = d;
-      best = k;
-    }
-  }
-  return best;
-}
-
-function editDistance(a: string, b: string): number {
-  if (Math.abs(a.length - b.length) > 2) return 3;
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = row[0]!;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const cur = row[j]!;
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = cur;
-    }
-  }
-  return row[b.length]!;
-}
-

@@ -88,6 +88,11 @@ export class Params implements ParamSource {
     }
   }
 
+  /** The default expression of `name` (where a message points into the file). */
+  defaultExpr(name: string): Expr | undefined {
+    return this.decls.get(name)?.value;
+  }
+
   /** `from --set` or `from rms_norm_eps in config.json`, for a param not at its default. */
   origin(name: string): string | undefined {
     return this.origins.get(name);

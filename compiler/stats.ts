@@ -133,9 +133,10 @@ function atLoad({ graph, choices }: ForProgram): NonNullable<Stats['parameters']
   }));
 }
 
-const group = (n: number) => Math.round(n).toLocaleString('en-US');
+/** 1234567 -> `1,234,567` */
+export const group = (n: number) => Math.round(n).toLocaleString('en-US');
 
-function human(bytes: number): string {
+export function human(bytes: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let v = bytes;
   let u = 0;
@@ -146,7 +147,7 @@ function human(bytes: number): string {
   return `${v.toFixed(u ? 2 : 0)} ${units[u]}`;
 }
 
-function flopsText(f: number): string {
+export function flopsText(f: number): string {
   return f >= 1e9 ? `${(f / 1e9).toFixed(2)} GFLOP` : `${(f / 1e6).toFixed(2)} MFLOP`;
 }
 

@@ -43,6 +43,8 @@ export const MESSAGES = {
   AC313: '{0} must be a compile-time value',
   AC314: 'loop bound must be a non-negative integer, got {0}',
   AC315: 'invalid {0}: {1}',
+  AC316: 'layer pattern symbol {0} at position {1} is not one of {2}',
+  AC317: 'layer pattern has {0} symbols but the model has {1} layers',
   // 4xx: shapes, dtypes and ops
   AC400: '{0}: {1}',
   AC401: '{0} expects a tensor for {1}, got {2}',

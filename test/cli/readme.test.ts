@@ -1,5 +1,5 @@
 // The README's commands work as written: every `npx archc …` line of its sh blocks runs, in order,
-// in a temp directory that sees the repository's models/ (as the repository root would), and exits 0.
+// in a temp directory that sees the repository's models/ and examples/ (as the repository root would), and exits 0.
 // A number with thousands separators in a line's comment must appear in its output.
 
 import { execFile } from 'node:child_process';
@@ -71,6 +71,7 @@ describe('README.md', () => {
   it('every `npx archc` command runs as written, in order', async () => {
     const dir = tmp();
     symlinkSync(join(ROOT, 'models'), join(dir, 'models'));
+    symlinkSync(join(ROOT, 'examples'), join(dir, 'examples'));
     for (const c of commands) {
       const r = await run(c.args, dir);
       expect(r.code, `${c.line}\n${r.stderr}`).toBe(0);

@@ -71,6 +71,12 @@ const ROWS: Row[] = [
   { name: 'unpacking the wrong count', source: model('  e = Embedding(16, d)\n  a, b = split(e(tokens), sizes: [4, 2, 2])\n  return a'), code: 'AC404', line: 4, col: 10 },
   { name: 'block without return', source: `block B()(x) {\n  let y = 1\n}\nmodel M(t: i32[T]) {\n  return q: B()(t)\n}\n`, code: 'AC405', line: 1, col: 7 },
   { name: 'several outputs, none named logits', source: model('  e = Embedding(16, d)\n  x = e(tokens)\n  y = silu(x)\n  return x, y'), code: 'AC409', line: 6, col: 10 },
+  // a layer pattern (compiler/builtins.ts `pattern`): the bad symbol's own column when the pattern is the file's literal
+  { name: 'layer pattern symbol not allowed (the literal default)', source: model('  let k = pattern(p, "M*-", 4)\n  return tokens', '  param p = "M-Q*"'), code: 'AC316', line: 5, col: 16 },
+  { name: 'layer pattern symbol not allowed (from --set)', source: model('  let k = pattern(p, "M*-", 4)\n  return tokens', '  param p = "M-M*"'), code: 'AC316', line: 3, col: 19, set: ['p=M-E*'] },
+  { name: 'layer pattern symbol not allowed (a list)', source: model('  let k = pattern(["M", "-", "MM"], "M*-", 3)\n  return tokens'), code: 'AC300', line: 3, col: 19 },
+  { name: 'layer pattern of the wrong length', source: model('  let k = pattern(p, "M*-", n)\n  return tokens', '  param p = "M-M*"\n  param n = 5'), code: 'AC317', line: 3, col: 19 },
+  { name: 'layer pattern of the wrong length (from config.json)', source: model('  let k = pattern(p, "M*-", n)\n  return tokens', '  param p = "M-M*" hf: hybrid_override_pattern\n  param n = 4'), code: 'AC317', line: 3, col: 19, config: { hybrid_override_pattern: 'M-M*-' } },
   { name: 'failed assert (attention layer index out of range)', source: model('  assert max(attn) < n, "attention layer indices must lie in 0..n-1"\n  return tokens', '  param attn = [1, 4]\n  param n = 4'), code: 'AC406', line: 3, col: 10 },
 ];
 

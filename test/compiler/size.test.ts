@@ -53,12 +53,16 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  (codegen/wasm/quantize.ts, runtime/quantize-wasm.ts and its module's bytes, the load's two
  *  turn-taking buffers in runtime/model.ts, the workers reading a local file themselves);
  *  codegen +140, runtime +166: 8-bit activations (runtime/act-quant.ts, the wasm dot8/digits8/round8
- *  kernels in codegen/wasm/dot.ts, their dispatch in runtime/wasm/kernels.ts, RunTarget.activations). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4496, codegen: 4804, runtime: 12593, cli: 1849 };
+ *  kernels in codegen/wasm/dot.ts, their dispatch in runtime/wasm/kernels.ts, RunTarget.activations);
+ *  compiler +90: layer patterns (issue 21: compiler/builtins.ts, the built-ins out of instantiate.ts with
+ *  `pattern` and its AC316/AC317 at the bad symbol; compiler/suggest.ts, "did you mean" moved unchanged);
+ *  compiler +39, cli +129: `archc compare` (cli/compare.ts; stats' figures through cli/common.ts statsFor) and
+ *  presets that name what they replace and refuse to erase a compared difference (compiler/presets.ts). */
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4625, codegen: 4804, runtime: 12593, cli: 1978 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
-  'compiler/instantiate.ts': 907,
+  'compiler/instantiate.ts': 884,
   'codegen/wgsl/render.ts': 623,
   'codegen/wgsl/templates.ts': 516,
   'runtime/safetensors.ts': 546,
