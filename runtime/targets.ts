@@ -91,9 +91,16 @@ export const RUN_TARGETS = [
     name: 'cuda',
     about: 'CUDA kernels on an NVIDIA GPU through its driver (libcuda, via koffi)',
     byDefault: () => false,
-    activations: ['f32'],
+    activations: ['f32', 'q8'],
     async open(program, opts): Promise<LoadableBackend> {
-      return (await import('./cuda/backend.ts')).openCudaBackend(program, opts.cuda);
+      const b = await (await import('./cuda/backend.ts')).openCudaBackend(program, opts.cuda);
+      try {
+        b.useActivations(opts.activations ?? 'f32');
+      } catch (e) {
+        b.dispose();
+        throw e;
+      }
+      return b;
     },
   },
 ] as const satisfies readonly RunTarget[];
