@@ -77,14 +77,7 @@ export const RUN_TARGETS = [
     async open(program, opts): Promise<LoadableBackend> {
       if (!opts.wgsl) throw new RuntimeError('RT303', ['backend webgpu without the program\'s WGSL', 'pass LoadOptions.wgsl (the package\'s WGSL)']);
       const { createWebGpuBackend } = await import('./webgpu/backend.ts');
-      const b = await createWebGpuBackend(program, opts.wgsl, { ...(opts.capacity !== undefined ? { capacity: opts.capacity } : {}), ...opts.webgpu });
-      try {
-        b.useActivations(opts.activations ?? 'f32');
-      } catch (e) {
-        b.dispose();
-        throw e;
-      }
-      return b;
+      return createWebGpuBackend(program, opts.wgsl, { ...(opts.capacity !== undefined ? { capacity: opts.capacity } : {}), ...opts.webgpu, ...(opts.activations ? { activations: opts.activations } : {}) });
     },
   },
   {

@@ -147,6 +147,8 @@ export class WebGpuBackend implements Backend {
   private readonly batchBuffers = new Map<BatchRole, SplitBuffer>();
   /** How every buffer is split over bindings on this device (split.ts). */
   readonly plan: SplitPlan;
+  /** How products over q8/q4 weights read their input (SplitOptions.activations, runtime/act-quant.ts). */
+  readonly activations: ActivationFormat;
   /** Dispatches since creation (bench: dispatches per step). */
   dispatches = 0;
 
@@ -159,6 +161,7 @@ export class WebGpuBackend implements Backend {
     const { plan, problems } = planSplits(program, shaders, device.limits, opts, profile);
     if (problems.length) throw new RuntimeError('RT501', [adapter, listProblems(problems)]);
     this.plan = plan;
+    this.activations = checkA8Passes(Object.values(shaders.profiles[profile]), opts.activations ?? 'f32');
     this.read = weightsRead(program.entries);
     this.pending = [...program.derived];
     this.pipelines = PIPELINES.get(device) ?? PIPELINES.set(device, new Map()).get(device)!;
@@ -275,12 +278,6 @@ export class WebGpuBackend implements Backend {
     return quantPasses(k, k.quant && this.formats.get(k.quant.weight), this.activations);
   }
 
-  /** How products over q8/q4 weights read their input (LoadOptions.activations, runtime/act-quant.ts). */
-  activations: ActivationFormat = 'f32';
-  useActivations(a: ActivationFormat): void {
-    checkA8Passes(Object.values(this.shaders.profiles[this.profile]), a);
-    this.activations = a;
-  }
 
   private upload(name: string, t: Tensor): SplitBuffer {
     const b = this.weightBuffer(name);

@@ -23,9 +23,10 @@ export function quantPasses(k: KernelShaders, f: QuantDType | undefined, activat
   return activations === 'q8' && k.quant.a8 ? k.quant.a8[f] : k.quant.passes[f];
 }
 
-/** RT303 where activations 'q8' is asked of WGSL rendered without its passes (an older package). */
-export function checkA8Passes(entries: readonly WgslEntry[], activations: ActivationFormat): void {
+/** `activations`, or RT303 where 'q8' is asked of WGSL rendered without its passes (an older package). */
+export function checkA8Passes(entries: readonly WgslEntry[], activations: ActivationFormat): ActivationFormat {
   if (activations === 'q8' && !entries.some((e) => e.kernels.some((k) => k.quant?.a8))) {
     throw new RuntimeError('RT303', ['activations q8 with this WGSL', 'it has no passes for 8-bit activations: rebuild the package (archc build), or leave activations at f32']);
   }
+  return activations;
 }

@@ -59,9 +59,10 @@ export interface KernelShaders {
   readonly quant?: { readonly weight: string; readonly passes: Readonly<Record<QuantDType, readonly Pass[]>>; readonly a8?: Readonly<Record<QuantDType, readonly Pass[]>> };
 }
 
-/** Every rendering of a kernel's passes: as stored, then each quantised format's (and for 8-bit activations). */
-export function allPasses(k: KernelShaders): readonly Pass[] {
-  return k.quant ? [...k.passes, ...Object.values(k.quant.passes).flat(), ...Object.values(k.quant.a8 ?? {}).flat()] : k.passes;
+/** Every rendering of a kernel's passes a load may run: as stored, then each quantised format's
+ *  (`a8`: and those for 8-bit activations). */
+export function allPasses(k: KernelShaders, a8 = false): readonly Pass[] {
+  return k.quant ? [...k.passes, ...Object.values(k.quant.passes).flat(), ...(a8 ? Object.values(k.quant.a8 ?? {}).flat() : [])] : k.passes;
 }
 
 export interface WgslEntry {

@@ -125,7 +125,7 @@ describe('WGSL products of q8/q4 weights over 8-bit activations = the CPU refere
             expect(relErr(f32.outputs[0]!, cpu.outputs[0]!), 'rounding the input moves the product').toBeGreaterThan(1e-3);
             for (const profile of ['gpu', 'cpu'] as WgslProfile[]) {
               let backend: WebGpuBackend | undefined;
-              const gpu = await runOpAsync(c.op, inputs, c.attrs ?? {}, T, { mode, backend: (p) => { backend = new WebGpuBackend(p, renderProgram(p), device, 'test', false, {}, profile); backend.useActivations('q8'); return backend; } });
+              const gpu = await runOpAsync(c.op, inputs, c.attrs ?? {}, T, { mode, backend: (p) => (backend = new WebGpuBackend(p, renderProgram(p), device, 'test', false, { activations: 'q8' }, profile)) });
               const what = `${c.op} ${f} ${profile} ${mode} T=${T}`;
               const k = Object.values(backend!.shaders.profiles[profile]).flatMap((e) => e.kernels).find((x) => x.quant)!;
               expect(backend!.passesOf(k).map((p) => p.name), `${what}: the rounding runs first`).toContain('round');
@@ -138,6 +138,12 @@ describe('WGSL products of q8/q4 weights over 8-bit activations = the CPU refere
         }
       }, 300_000);
     }
+  });
+  it('WGSL rendered without the 8-bit activation passes: RT303', () => {
+    const p = runOp('linear', CASES[0]!.inputs(1, prng(1), 'q8'), { transposed: false }, 1).program;
+    const w = JSON.parse(JSON.stringify(renderProgram(p)), (key, v: unknown) => (key === 'a8' ? undefined : v)) as ReturnType<typeof renderProgram>;
+    expect(() => new WebGpuBackend(p, w, device, 'test', false, { activations: 'q8' }, 'cpu')).toThrow(/RT303.*8-bit activations/);
+    new WebGpuBackend(p, w, device, 'test', false, {}, 'cpu').dispose();
   });
   it('prints the errors seen', () => { console.log(`max |gpu − cpu| / (1 + max|cpu|):\n  ${seen.join('\n  ')}`); expect(seen.length).toBeGreaterThan(0); });
 });
