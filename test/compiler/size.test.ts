@@ -52,9 +52,9 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  codegen +220, runtime +329 (+6: runtime/checkpoint-shapes.ts split out of safetensors.ts; codegen +5: codegen/wgsl/templates-own.ts split out of templates.ts; +38: runtime/load-weights.ts, the load's weight reading out of model.ts): quantise-on-load in WebAssembly SIMD on worker threads, overlapped with the reads
  *  (codegen/wasm/quantize.ts, runtime/quantize-wasm.ts and its module's bytes, the load's two
  *  turn-taking buffers in runtime/model.ts, the workers reading a local file themselves);
- *  codegen +64, runtime +73: 8-bit activations on WebGPU and CUDA (codegen/wgsl/quant.ts the rounding pass,
+ *  codegen +65, runtime +70: 8-bit activations on WebGPU and CUDA (codegen/wgsl/quant.ts the rounding pass,
  *  runtime/webgpu/quant.ts the pass choice, runtime/cuda/abi.ts the q8a8/q4a8 source formats, useActivations). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4496, codegen: 4820, runtime: 12500, cli: 1849 };
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4496, codegen: 4821, runtime: 12497, cli: 1849 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
