@@ -7,6 +7,7 @@
 import { RuntimeError } from './errors.ts';
 import { type TensorSource, isUrl } from './fetch.ts';
 import { checkFinite, loadWeights, onNode } from './load.ts';
+import { LoadPool } from './load-pool.ts';
 import type { LoadOptions } from './model.ts';
 import type { Program } from './program.ts';
 import { type HostWeight, quantize } from './quant.ts';
@@ -19,6 +20,10 @@ import { defaultThreads } from './wasm/threads.ts';
 
 /** Weights ahead a load's read buffer is kept for: one larger than any of them needs is let go. */
 const LOAD_WINDOW = 16;
+/** Tensors of at least this many bytes go through the load pool (smaller ones cost more to hand out). */
+const DIRECT_FROM = 1 << 20;
+/** Stored dtypes the load pool reads as they are: bytes an element, the exponent bits (RT144's test). */
+const STORED: Readonly<Record<string, { eb: number; mask: number }>> = { F32: { eb: 4, mask: 0x7f800000 }, BF16: { eb: 2, mask: 0x7f80 }, F16: { eb: 2, mask: 0x7c00 } };
 
 export interface WeightReading {
   readonly program: Program;
@@ -78,6 +83,32 @@ export async function readAllWeights({ program, ckpt, plan, packed, backend, opt
   };
   const fileOf = (name: string) => ckpt.tensors.get(name)?.file ?? ckpt.path;
   const local = onNode() && !isUrl(dir) && !packed; // the tensors' `file` is a path here
+  // with nothing quantised, stored tensors of a local file on a backend in host memory (hostCopy)
+  // are read by the load pool's threads straight to where the backend keeps them
+  const rowsPool = local && !plan.formats.size && backend.hostCopy ? LoadPool.start(opts.threads ?? defaultThreads()) : null;
+  const byName = new Map(program.weights.map((w) => [w.name, w]));
+  /** A weight through the load pool (runtime/load-pool.ts), or null where it does not take it. */
+  const direct = async (weight: string, name: string, copy: string): Promise<HostWeight | null> => {
+    const info = ckpt.tensors.get(name)!;
+    const s = STORED[info.fileDtype];
+    const bytes = info.end - info.begin;
+    if (!rowsPool || !s || bytes < DIRECT_FROM || (copy === 'none' && info.fileDtype === 'F16')) return null;
+    let buf: ArrayBufferLike | null = null;
+    const to = copy === 'none' ? backend.panelTarget?.(byName.get(weight)!, info.dtype as 'f32' | 'bf16') : { dst: buf = copy === 'shared' ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes), dstAt: 0 };
+    if (!to) return null;
+    const rows = info.shape[0] ?? 1;
+    const bad = await rowsPool.read(info.file, info.begin, s.eb, opts.checkWeights ?? true ? s.mask : 0, rows, bytes / s.eb / rows, to, copy === 'own').catch((e: Error) => {
+      throw new RuntimeError('RT142', [info.file, name, e.message], { file: info.file, tensor: name }, { cause: e });
+    });
+    if (bad) {
+      // said as the loading thread says it (RT144 names the count and the first value)
+      checkFinite(await ckpt.read(name), info.file, name);
+      throw new RuntimeError('RT142', [info.file, name, 'its values changed while it was read'], { file: info.file, tensor: name });
+    }
+    const n = bytes / s.eb;
+    const data = s.eb === 4 ? new Float32Array(buf ?? new ArrayBuffer(0), 0, buf ? n : 0) : new Uint16Array(buf ?? new ArrayBuffer(0), 0, buf ? n : 0);
+    return { dtype: info.dtype, shape: [...info.shape], data };
+  };
   const read = async (weight: string): Promise<HostWeight> => {
     const name = tensorOf(weight);
     const busy = last;
@@ -88,6 +119,10 @@ export async function readAllWeights({ program, ckpt, plan, packed, backend, opt
     let t = kept.get(name);
     const copy = backend.hostCopy?.(weight) ?? 'own';
     let slot = -1; // the scratch buffer this read took
+    if (!f && !shared.has(name)) {
+      const got = await direct(weight, name, copy);
+      if (got) return got;
+    }
     if (f && pool && local && !shared.has(name)) {
       // a local file: the workers read their rows themselves; this read takes a turn only for
       // the codes and scales
@@ -125,6 +160,7 @@ export async function readAllWeights({ program, ckpt, plan, packed, backend, opt
     await loadWeights(program, ckpt, read, opts, backend, tensorOf, pool !== null);
   } finally {
     pool?.close();
+    rowsPool?.close();
   }
   return quantizer;
 }

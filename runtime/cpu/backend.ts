@@ -94,7 +94,9 @@ export class CpuBackend implements Backend {
       const ts = qs as Tensor[];
       const dtype = ts.every((t) => t.dtype === ts[0]!.dtype) ? ts[0]!.dtype : 'f32';
       const n = ts.reduce((a, t) => a + t.data.length, 0);
-      const data = dtype === 'f32' ? new Float32Array(n) : new Uint16Array(n);
+      // a matrix the thread pool reads is made in shared memory (`store` would copy it there)
+      const bytes = n * (dtype === 'f32' ? 4 : 2), buf = this.pool && this.matrices.has(d.name) ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes);
+      const data = dtype === 'f32' ? new Float32Array(buf) : new Uint16Array(buf);
       let at = 0;
       for (const t of ts) {
         data.set((dtype === 'f32' && t.dtype !== 'f32' ? toF32(t) : t.data) as Float32Array, at);

@@ -21,7 +21,8 @@ import type { Invocation, RunBatch, StatePool } from '../backend.ts';
 import { CpuBackend } from '../cpu/backend.ts';
 import { CPU_FAMILIES, type Ctx } from '../cpu/families.ts';
 import { exprLeaves } from '../expr.ts';
-import { type Entry, type EntryName, type FamilyTable, type Kernel, type KernelOf, type Program, type View, byFamily, weightsRead } from '../program.ts';
+import { type Entry, type EntryName, type FamilyTable, type Kernel, type KernelOf, type Program, type ProgramWeight, type View, byFamily, weightsRead } from '../program.ts';
+import type { PanelTarget } from '../load-pool.ts';
 import { type HostWeight, type QuantDType, dequantizeRows, isQuant } from '../quant.ts';
 import { readF32, type Tensor } from '../tensor.ts';
 import { type PackedWeight, WasmKernels } from './kernels.ts';
@@ -78,6 +79,8 @@ export class WasmBackend extends CpuBackend {
   private readonly products = new Map<string, boolean>();
   private readonly elsewhere: Set<string>;
   private readonly packed = new WeakMap<HostWeight, PackedWeight>();
+  /** Panels the loader filled (panelTarget), by weight, until its upload. */
+  private readonly filled = new Map<string, PackedWeight>();
   /** The chunked SSD and prefill attention as matrix products on the wasm kernels; the rendered
    *  families through the program module where the plan places the kernel; the rest as the CPU engine runs them. */
   override readonly families: FamilyTable<[Ctx], void> = {
@@ -149,11 +152,24 @@ export class WasmBackend extends CpuBackend {
     return this.products.has(weight) && !this.elsewhere.has(weight) ? 'none' : super.hostCopy(weight);
   }
 
+  /** Room in the memory for the panels of a weight only products read, for the loader's threads to
+   *  fill (runtime/load-pool.ts); its upload then passes a stand-in without data. Null for others. */
+  panelTarget(w: ProgramWeight, dtype: 'f32' | 'bf16'): PanelTarget | null {
+    const transposed = this.products.get(w.name);
+    if (transposed === undefined || this.elsewhere.has(w.name) || w.shape.length !== 2) return null;
+    const [N, K] = (transposed ? [w.shape[1], w.shape[0]] : w.shape) as [number, number];
+    const { p, buffer } = this.kernels.placePanels(N, K, dtype);
+    this.filled.set(w.name, p);
+    return { buffer, at: p.at, N, K, NR: this.kernels.NR, transposed };
+  }
+
   protected override store(name: string, t: HostWeight): void {
     const transposed = this.products.get(name);
     if (transposed === undefined || t.shape.length !== 2 || t.dtype === 'i32') return super.store(name, t);
     // quantised weights are never transposed ones (runtime/quantplan.ts takes [out, in] matrices only)
-    const p = isQuant(t) ? this.kernels.packQuant(t) : this.kernels.pack(t, transposed);
+    const pre = this.filled.get(name);
+    this.filled.delete(name);
+    const p = pre ?? (isQuant(t) ? this.kernels.packQuant(t) : this.kernels.pack(t, transposed));
     // a stand-in for a weight only products read: the packed panels are its one copy
     const kept: HostWeight = this.elsewhere.has(name) ? t
       : isQuant(t) ? { dtype: t.dtype, shape: t.shape, codes: new Int8Array(0), scales: new Uint16Array(0) }
