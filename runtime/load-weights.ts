@@ -20,8 +20,9 @@ import { defaultThreads } from './wasm/threads.ts';
 
 /** Weights ahead a load's read buffer is kept for: one larger than any of them needs is let go. */
 const LOAD_WINDOW = 16;
-/** Tensors of at least this many bytes go through the load pool (smaller ones cost more to hand out). */
-const DIRECT_FROM = 1 << 20;
+/** Tensors of at least this many bytes go through the load pool (smaller ones cost more to hand out
+ *  to workers than they take to read; tiny-bamba-a f32's MLP weights, 640 KiB, pass through it). */
+const DIRECT_FROM = 1 << 18;
 /** Stored dtypes the load pool reads as they are: bytes an element, the exponent bits (RT144's test). */
 const STORED: Readonly<Record<string, { eb: number; mask: number }>> = { F32: { eb: 4, mask: 0x7f800000 }, BF16: { eb: 2, mask: 0x7f80 }, F16: { eb: 2, mask: 0x7c00 } };
 
@@ -87,14 +88,33 @@ export async function readAllWeights({ program, ckpt, plan, packed, backend, opt
   // are read by the load pool's threads straight to where the backend keeps them
   const rowsPool = local && !plan.formats.size && backend.hostCopy ? LoadPool.start(opts.threads ?? defaultThreads()) : null;
   const byName = new Map(program.weights.map((w) => [w.name, w]));
+  // the parts of a concatenated weight (program.derived concat: of one stored dtype, each part only
+  // its) read into one buffer, each at its place: the backend's concatenation then finds them
+  // adjacent and copies nothing (runtime/cpu/backend.ts derive)
+  const together = new Map<string, { group: { buf: ArrayBufferLike | null; bytes: number }; at: number }>();
+  const inConcats = program.derived.flatMap((d) => (d.from.kind === 'concat' ? d.from.parts : []));
+  for (const d of program.derived) {
+    if (d.from.kind !== 'concat') continue;
+    const infos = d.from.parts.map((p) => (byName.has(p) && !shared.has(tensorOf(p)) && inConcats.filter((q) => q === p).length === 1 ? ckpt.tensors.get(tensorOf(p)) : undefined));
+    if (infos.some((t) => !t || !STORED[t.fileDtype] || t.fileDtype !== infos[0]!.fileDtype || t.end - t.begin < DIRECT_FROM)) continue;
+    const group = { buf: null, bytes: infos.reduce((a, t) => a + t!.end - t!.begin, 0) };
+    let at = 0;
+    d.from.parts.forEach((p, i) => { together.set(p, { group, at }); at += infos[i]!.end - infos[i]!.begin; });
+  }
+  /** Where a weight kept as stored is read to: its place in its concatenation's buffer, or memory of its own. */
+  const placeOf = (weight: string, bytes: number, copy: string): { dst: ArrayBufferLike; dstAt: number } => {
+    const sab = (n: number) => (typeof SharedArrayBuffer === 'function' ? new SharedArrayBuffer(n) : new ArrayBuffer(n));
+    const t = together.get(weight);
+    if (t) return { dst: (t.group.buf ??= sab(t.group.bytes)), dstAt: t.at };
+    return { dst: copy === 'shared' ? sab(bytes) : new ArrayBuffer(bytes), dstAt: 0 };
+  };
   /** A weight through the load pool (runtime/load-pool.ts), or null where it does not take it. */
   const direct = async (weight: string, name: string, copy: string): Promise<HostWeight | null> => {
     const info = ckpt.tensors.get(name)!;
     const s = STORED[info.fileDtype];
     const bytes = info.end - info.begin;
     if (!rowsPool || !s || bytes < DIRECT_FROM || (copy === 'none' && info.fileDtype === 'F16')) return null;
-    let buf: ArrayBufferLike | null = null;
-    const to = copy === 'none' ? backend.panelTarget?.(byName.get(weight)!, info.dtype as 'f32' | 'bf16') : { dst: buf = copy === 'shared' ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes), dstAt: 0 };
+    const to = copy === 'none' ? backend.panelTarget?.(byName.get(weight)!, info.dtype as 'f32' | 'bf16') : placeOf(weight, bytes, copy);
     if (!to) return null;
     const rows = info.shape[0] ?? 1;
     const bad = await rowsPool.read(info.file, info.begin, s.eb, opts.checkWeights ?? true ? s.mask : 0, rows, bytes / s.eb / rows, to, copy === 'own').catch((e: Error) => {
@@ -105,8 +125,9 @@ export async function readAllWeights({ program, ckpt, plan, packed, backend, opt
       checkFinite(await ckpt.read(name), info.file, name);
       throw new RuntimeError('RT142', [info.file, name, 'its values changed while it was read'], { file: info.file, tensor: name });
     }
-    const n = bytes / s.eb;
-    const data = s.eb === 4 ? new Float32Array(buf ?? new ArrayBuffer(0), 0, buf ? n : 0) : new Uint16Array(buf ?? new ArrayBuffer(0), 0, buf ? n : 0);
+    // a weight packed into the backend's memory is uploaded as a stand-in without data
+    const [buf, at, n] = 'dst' in to ? [to.dst, to.dstAt, bytes / s.eb] : [new ArrayBuffer(0), 0, 0];
+    const data = s.eb === 4 ? new Float32Array(buf, at, n) : new Uint16Array(buf, at, n);
     return { dtype: info.dtype, shape: [...info.shape], data };
   };
   const read = async (weight: string): Promise<HostWeight> => {

@@ -65,7 +65,7 @@ async function loadFresh(dir: string, opts: LoadOptions, given: { n: number }): 
   }
 }
 
-/** Tensors of at least 1 MiB (runtime/load-weights.ts DIRECT_FROM) the load pool reads, counted. */
+/** Tensors the load pool reads (of at least 256 KiB: runtime/load-weights.ts DIRECT_FROM), counted. */
 function poolReads(): { n: number; restore(): void } {
   const count = { n: 0, restore: () => spy.mockRestore() };
   const plain = LoadPool.prototype.read;
