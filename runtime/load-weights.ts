@@ -91,13 +91,14 @@ export async function readAllWeights({ program, ckpt, plan, packed, backend, opt
   // the parts of a concatenated weight (program.derived concat: of one stored dtype, each part only
   // its) read into one buffer, each at its place: the backend's concatenation then finds them
   // adjacent and copies nothing (runtime/cpu/backend.ts derive)
-  const together = new Map<string, { group: { buf: ArrayBufferLike | null; bytes: number }; at: number }>();
+  const together = new Map<string, { group: { buf: ArrayBufferLike | null; bytes: number; shared: boolean; left: number }; at: number }>();
   const inConcats = program.derived.flatMap((d) => (d.from.kind === 'concat' ? d.from.parts : []));
   for (const d of program.derived) {
     if (d.from.kind !== 'concat') continue;
     const infos = d.from.parts.map((p) => (byName.has(p) && !shared.has(tensorOf(p)) && inConcats.filter((q) => q === p).length === 1 ? ckpt.tensors.get(tensorOf(p)) : undefined));
     if (infos.some((t) => !t || !STORED[t.fileDtype] || t.fileDtype !== infos[0]!.fileDtype || t.end - t.begin < DIRECT_FROM)) continue;
-    const group = { buf: null, bytes: infos.reduce((a, t) => a + t!.end - t!.begin, 0) };
+    // in shared memory where the backend keeps the concatenation there (ArrayBuffers are let go sooner)
+    const group = { buf: null, bytes: infos.reduce((a, t) => a + t!.end - t!.begin, 0), shared: backend.hostCopy?.(d.name) === 'shared', left: infos.length };
     let at = 0;
     d.from.parts.forEach((p, i) => { together.set(p, { group, at }); at += infos[i]!.end - infos[i]!.begin; });
   }
@@ -105,7 +106,11 @@ export async function readAllWeights({ program, ckpt, plan, packed, backend, opt
   const placeOf = (weight: string, bytes: number, copy: string): { dst: ArrayBufferLike; dstAt: number } => {
     const sab = (n: number) => (typeof SharedArrayBuffer === 'function' ? new SharedArrayBuffer(n) : new ArrayBuffer(n));
     const t = together.get(weight);
-    if (t) return { dst: (t.group.buf ??= sab(t.group.bytes)), dstAt: t.at };
+    if (t) {
+      const dst = (t.group.buf ??= t.group.shared ? sab(t.group.bytes) : new ArrayBuffer(t.group.bytes));
+      if (--t.group.left === 0) t.group.buf = null; // the parts hold it now, and the concatenation once made
+      return { dst, dstAt: t.at };
+    }
     return { dst: copy === 'shared' ? sab(bytes) : new ArrayBuffer(bytes), dstAt: 0 };
   };
   /** A weight through the load pool (runtime/load-pool.ts), or null where it does not take it. */
