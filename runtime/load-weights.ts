@@ -9,6 +9,7 @@ import { type TensorSource, isUrl } from './fetch.ts';
 import { checkFinite, loadWeights, onNode } from './load.ts';
 import { LoadPool } from './load-pool.ts';
 import type { LoadOptions } from './model.ts';
+import { exprLeaves } from './expr.ts';
 import type { Program } from './program.ts';
 import { type HostWeight, quantize } from './quant.ts';
 import { type QuantMemory, QuantPool, quantizeWasm, quantizerModule } from './quantize-wasm.ts';
@@ -93,6 +94,9 @@ export async function readAllWeights({ program, ckpt, plan, packed, backend, opt
   // adjacent and copies nothing (runtime/cpu/backend.ts derive)
   const together = new Map<string, { group: { buf: ArrayBufferLike | null; bytes: number; shared: boolean; left: number }; at: number }>();
   const inConcats = program.derived.flatMap((d) => (d.from.kind === 'concat' ? d.from.parts : []));
+  // parts of derived weights, which the backend may drop once these are made: read on this thread (a
+  // worker keeps a reference to the memory it wrote until it collects garbage, which may be never)
+  const soon = new Set(program.derived.flatMap((d) => (d.from.kind === 'concat' ? d.from.parts : exprLeaves(d.from.body).flatMap((l) => (l.op === 'w' ? [l.name] : [])))));
   for (const d of program.derived) {
     if (d.from.kind !== 'concat') continue;
     const infos = d.from.parts.map((p) => (byName.has(p) && !shared.has(tensorOf(p)) && inConcats.filter((q) => q === p).length === 1 ? ckpt.tensors.get(tensorOf(p)) : undefined));
@@ -111,7 +115,8 @@ export async function readAllWeights({ program, ckpt, plan, packed, backend, opt
       if (--t.group.left === 0) t.group.buf = null; // the parts hold it now, and the concatenation once made
       return { dst, dstAt: t.at };
     }
-    return { dst: copy === 'shared' ? sab(bytes) : new ArrayBuffer(bytes), dstAt: 0 };
+    // shared where workers write it (a weight the backend keeps: see `soon`)
+    return { dst: copy === 'shared' || (rowsPool!.threads && !soon.has(weight)) ? sab(bytes) : new ArrayBuffer(bytes), dstAt: 0 };
   };
   /** A weight through the load pool (runtime/load-pool.ts), or null where it does not take it. */
   const direct = async (weight: string, name: string, copy: string): Promise<HostWeight | null> => {
@@ -122,7 +127,7 @@ export async function readAllWeights({ program, ckpt, plan, packed, backend, opt
     const to = copy === 'none' ? backend.panelTarget?.(byName.get(weight)!, info.dtype as 'f32' | 'bf16') : placeOf(weight, bytes, copy);
     if (!to) return null;
     const rows = info.shape[0] ?? 1;
-    const bad = await rowsPool.read(info.file, info.begin, s.eb, opts.checkWeights ?? true ? s.mask : 0, rows, bytes / s.eb / rows, to, copy === 'own').catch((e: Error) => {
+    const bad = await rowsPool.read(info.file, info.begin, s.eb, opts.checkWeights ?? true ? s.mask : 0, rows, bytes / s.eb / rows, to, soon.has(weight)).catch((e: Error) => {
       throw new RuntimeError('RT142', [info.file, name, e.message], { file: info.file, tensor: name }, { cause: e });
     });
     if (bad) {
