@@ -94,8 +94,8 @@ export async function readAllWeights({ program, ckpt, plan, packed, backend, opt
   // adjacent and copies nothing (runtime/cpu/backend.ts derive)
   const together = new Map<string, { group: { buf: ArrayBufferLike | null; bytes: number; shared: boolean; left: number }; at: number }>();
   const inConcats = program.derived.flatMap((d) => (d.from.kind === 'concat' ? d.from.parts : []));
-  // parts of derived weights, which the backend may drop once these are made: read on this thread (a
-  // worker keeps a reference to the memory it wrote until it collects garbage, which may be never)
+  // parts of derived weights (the backend may drop them) are read on this thread, as a worker keeps
+  // what it wrote until it collects garbage; a concatenation's kept in shared memory are not
   const soon = new Set(program.derived.flatMap((d) => (d.from.kind === 'concat' ? d.from.parts : exprLeaves(d.from.body).flatMap((l) => (l.op === 'w' ? [l.name] : [])))));
   for (const d of program.derived) {
     if (d.from.kind !== 'concat') continue;
@@ -127,7 +127,7 @@ export async function readAllWeights({ program, ckpt, plan, packed, backend, opt
     const to = copy === 'none' ? backend.panelTarget?.(byName.get(weight)!, info.dtype as 'f32' | 'bf16') : placeOf(weight, bytes, copy);
     if (!to) return null;
     const rows = info.shape[0] ?? 1;
-    const bad = await rowsPool.read(info.file, info.begin, s.eb, opts.checkWeights ?? true ? s.mask : 0, rows, bytes / s.eb / rows, to, soon.has(weight)).catch((e: Error) => {
+    const bad = await rowsPool.read(info.file, info.begin, s.eb, opts.checkWeights ?? true ? s.mask : 0, rows, bytes / s.eb / rows, to, soon.has(weight) && !together.get(weight)?.group.shared).catch((e: Error) => {
       throw new RuntimeError('RT142', [info.file, name, e.message], { file: info.file, tensor: name }, { cause: e });
     });
     if (bad) {
