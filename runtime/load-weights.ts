@@ -7,10 +7,10 @@
 import { RuntimeError } from './errors.ts';
 import { type TensorSource, isUrl } from './fetch.ts';
 import { checkFinite, loadWeights, onNode } from './load.ts';
-import { LoadPool } from './load-pool.ts';
+import { LoadPool, type PanelTarget } from './load-pool.ts';
 import type { LoadOptions } from './model.ts';
 import { exprLeaves } from './expr.ts';
-import type { Program } from './program.ts';
+import type { DerivedWeight, Program } from './program.ts';
 import { type HostWeight, quantize } from './quant.ts';
 import { type QuantMemory, QuantPool, quantizeWasm, quantizerModule } from './quantize-wasm.ts';
 import type { packedSource } from './quantckpt.ts';
@@ -92,7 +92,8 @@ export async function readAllWeights({ program, ckpt, plan, packed, backend, opt
   // the parts of a concatenated weight (program.derived concat: of one stored dtype, each part only
   // its) read into one buffer, each at its place: the backend's concatenation then finds them
   // adjacent and copies nothing (runtime/cpu/backend.ts derive)
-  const together = new Map<string, { group: { buf: ArrayBufferLike | null; bytes: number; shared: boolean; left: number }; at: number }>();
+  type Group = { d: DerivedWeight; dtype: string; buf: ArrayBufferLike | null; bytes: number; shared: boolean; left: number; panels?: PanelTarget[] | null };
+  const together = new Map<string, { group: Group; at: number; i: number }>();
   const inConcats = program.derived.flatMap((d) => (d.from.kind === 'concat' ? d.from.parts : []));
   // parts of derived weights (the backend may drop them) are read on this thread, as a worker keeps
   // what it wrote until it collects garbage; a concatenation's kept in shared memory are not
@@ -102,14 +103,20 @@ export async function readAllWeights({ program, ckpt, plan, packed, backend, opt
     const infos = d.from.parts.map((p) => (byName.has(p) && !shared.has(tensorOf(p)) && inConcats.filter((q) => q === p).length === 1 ? ckpt.tensors.get(tensorOf(p)) : undefined));
     if (infos.some((t) => !t || !STORED[t.fileDtype] || t.fileDtype !== infos[0]!.fileDtype || t.end - t.begin < DIRECT_FROM)) continue;
     // in shared memory where the backend keeps the concatenation there (ArrayBuffers are let go sooner)
-    const group = { buf: null, bytes: infos.reduce((a, t) => a + t!.end - t!.begin, 0), shared: backend.hostCopy?.(d.name) === 'shared', left: infos.length };
+    const group: Group = { d, dtype: infos[0]!.dtype, buf: null, bytes: infos.reduce((a, t) => a + t!.end - t!.begin, 0), shared: backend.hostCopy?.(d.name) === 'shared', left: infos.length };
     let at = 0;
-    d.from.parts.forEach((p, i) => { together.set(p, { group, at }); at += infos[i]!.end - infos[i]!.begin; });
+    d.from.parts.forEach((p, i) => { together.set(p, { group, at, i }); at += infos[i]!.end - infos[i]!.begin; });
   }
-  /** Where a weight kept as stored is read to: its place in its concatenation's buffer, or memory of its own. */
-  const placeOf = (weight: string, bytes: number, copy: string): { dst: ArrayBufferLike; dstAt: number } => {
+  /** Where a weight kept as stored is read to: its place in its concatenation's panels (wasm) or
+   *  buffer, or memory of its own. */
+  const placeOf = (weight: string, bytes: number, copy: string): { dst: ArrayBufferLike; dstAt: number } | PanelTarget => {
     const sab = (n: number) => (typeof SharedArrayBuffer === 'function' ? new SharedArrayBuffer(n) : new ArrayBuffer(n));
     const t = together.get(weight);
+    if (t && t.group.panels === undefined) {
+      const g = t.group;
+      g.panels = g.dtype === 'f32' || g.dtype === 'bf16' ? backend.concatPanels?.(g.d, g.dtype) ?? null : null;
+    }
+    if (t?.group.panels) return t.group.panels[t.i]!;
     if (t) {
       const dst = (t.group.buf ??= t.group.shared ? sab(t.group.bytes) : new ArrayBuffer(t.group.bytes));
       if (--t.group.left === 0) t.group.buf = null; // the parts hold it now, and the concatenation once made
@@ -127,7 +134,7 @@ export async function readAllWeights({ program, ckpt, plan, packed, backend, opt
     const to = copy === 'none' ? backend.panelTarget?.(byName.get(weight)!, info.dtype as 'f32' | 'bf16') : placeOf(weight, bytes, copy);
     if (!to) return null;
     const rows = info.shape[0] ?? 1;
-    const bad = await rowsPool.read(info.file, info.begin, s.eb, opts.checkWeights ?? true ? s.mask : 0, rows, bytes / s.eb / rows, to, soon.has(weight) && !together.get(weight)?.group.shared).catch((e: Error) => {
+    const bad = await rowsPool.read(info.file, info.begin, s.eb, opts.checkWeights ?? true ? s.mask : 0, rows, bytes / s.eb / rows, to, soon.has(weight) && !together.get(weight)?.group.shared && !('N' in to)).catch((e: Error) => {
       throw new RuntimeError('RT142', [info.file, name, e.message], { file: info.file, tensor: name }, { cause: e });
     });
     if (bad) {

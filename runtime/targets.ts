@@ -9,7 +9,7 @@ import { RuntimeError } from './errors.ts';
 import { RUNTIME_LIMITS } from './limits.ts';
 import type { LoadOptions } from './model.ts';
 import type { PanelTarget } from './load-pool.ts';
-import type { Program, ProgramWeight } from './program.ts';
+import type { DerivedWeight, Program, ProgramWeight } from './program.ts';
 
 /** A backend as Model.load uses it: the kernel interface, and whether every weight was made. */
 export type LoadableBackend = KernelBackend & {
@@ -22,6 +22,8 @@ export type LoadableBackend = KernelBackend & {
   /** wasm: room for a product weight's panels that the loader fills itself (runtime/load-pool.ts),
    *  then uploads as a stand-in without data; null where the backend packs it at upload. */
   panelTarget?(w: ProgramWeight, dtype: 'f32' | 'bf16'): PanelTarget | null;
+  /** wasm: the same for the parts of a concatenation, one target each, or null. */
+  concatPanels?(d: DerivedWeight, dtype: 'f32' | 'bf16'): PanelTarget[] | null;
 };
 
 /** One WebAssembly memory of the wasm backend: its index (0 holds the arena, state slots and

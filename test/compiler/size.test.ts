@@ -52,11 +52,11 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  codegen +220, runtime +329 (+6: runtime/checkpoint-shapes.ts split out of safetensors.ts; codegen +5: codegen/wgsl/templates-own.ts split out of templates.ts; +38: runtime/load-weights.ts, the load's weight reading out of model.ts): quantise-on-load in WebAssembly SIMD on worker threads, overlapped with the reads
  *  (codegen/wasm/quantize.ts, runtime/quantize-wasm.ts and its module's bytes, the load's two
  *  turn-taking buffers in runtime/model.ts, the workers reading a local file themselves);
- *  runtime +361: the load pool (runtime/load-pool.ts: stored tensors read block by block straight to where
+ *  runtime +397: the load pool (runtime/load-pool.ts: stored tensors read block by block straight to where
  *  the backend keeps them, checked finite in cache, on worker threads), the block-wise packing loops
  *  with their fused finiteness test (runtime/wasm/pack.ts) and a concatenation's parts read into one
- *  buffer (runtime/load-weights.ts, CpuBackend.derive). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4496, codegen: 4664, runtime: 12788, cli: 1849 };
+ *  buffer (runtime/load-weights.ts, CpuBackend.derive) or, on wasm, into its panels (WasmBackend.concatPanels). */
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4496, codegen: 4664, runtime: 12824, cli: 1849 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
