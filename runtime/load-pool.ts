@@ -1,10 +1,10 @@
 // Stored f32/bf16/f16 tensors of a local checkpoint (Node) read on worker threads, each worker its
-// share of a tensor's rows from the file in blocks of about 1 MiB: checked finite (RT144's test,
+// share of a tensor's rows from the file in blocks of about 256 KiB: checked finite (RT144's test,
 // the exponent bits) while the block is in cache, and written where the backend keeps it — as stored
-// into shared memory (the cpu backend's weights), or packed into panels in the wasm backend's memory
-// (runtime/wasm/pack.ts' layout, bit for bit). The loading thread only hands out the rows; with no
-// worker (threads 1) it runs the same blocks itself. Nothing of a tensor is held twice: the blocks
-// are per-worker buffers reused from tensor to tensor.
+// (the cpu backend's weights), or packed into panels in the wasm backend's memory (runtime/wasm/
+// pack.ts' layout, bit for bit). The loading thread only hands out the rows; with no worker
+// (threads 1) it runs the same blocks itself. Nothing of a tensor is held twice: the blocks are
+// per-worker buffers reused from tensor to tensor.
 
 import * as fs from 'node:fs';
 import { Worker as NodeWorker } from 'node:worker_threads';
