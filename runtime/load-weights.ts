@@ -7,8 +7,10 @@
 import { RuntimeError } from './errors.ts';
 import { type TensorSource, isUrl } from './fetch.ts';
 import { checkFinite, loadWeights, onNode } from './load.ts';
+import { LoadPool, type PanelTarget } from './load-pool.ts';
 import type { LoadOptions } from './model.ts';
-import type { Program } from './program.ts';
+import { exprLeaves } from './expr.ts';
+import type { DerivedWeight, Program } from './program.ts';
 import { type HostWeight, quantize } from './quant.ts';
 import { type QuantMemory, QuantPool, quantizeWasm, quantizerModule } from './quantize-wasm.ts';
 import type { packedSource } from './quantckpt.ts';
@@ -19,6 +21,11 @@ import { defaultThreads } from './wasm/threads.ts';
 
 /** Weights ahead a load's read buffer is kept for: one larger than any of them needs is let go. */
 const LOAD_WINDOW = 16;
+/** Tensors of at least this many bytes go through the load pool (smaller ones cost more to hand out
+ *  to workers than they take to read; tiny-bamba-a f32's MLP weights, 640 KiB, pass through it). */
+const DIRECT_FROM = 1 << 18;
+/** Stored dtypes the load pool reads as they are: bytes an element, the exponent bits (RT144's test). */
+const STORED: Readonly<Record<string, { eb: number; mask: number }>> = { F32: { eb: 4, mask: 0x7f800000 }, BF16: { eb: 2, mask: 0x7f80 }, F16: { eb: 2, mask: 0x7c00 } };
 
 export interface WeightReading {
   readonly program: Program;
@@ -78,6 +85,68 @@ export async function readAllWeights({ program, ckpt, plan, packed, backend, opt
   };
   const fileOf = (name: string) => ckpt.tensors.get(name)?.file ?? ckpt.path;
   const local = onNode() && !isUrl(dir) && !packed; // the tensors' `file` is a path here
+  // with nothing quantised, stored tensors of a local file on a backend in host memory (hostCopy)
+  // are read by the load pool's threads straight to where the backend keeps them
+  const rowsPool = local && !plan.formats.size && backend.hostCopy ? LoadPool.start(opts.threads ?? defaultThreads()) : null;
+  const byName = new Map(program.weights.map((w) => [w.name, w]));
+  // the parts of a concatenated weight (program.derived concat: of one stored dtype, each part only
+  // its) read into one buffer, each at its place: the backend's concatenation then finds them
+  // adjacent and copies nothing (runtime/cpu/backend.ts derive)
+  type Group = { d: DerivedWeight; dtype: string; buf: ArrayBufferLike | null; bytes: number; shared: boolean; left: number; panels?: PanelTarget[] | null };
+  const together = new Map<string, { group: Group; at: number; i: number }>();
+  const inConcats = program.derived.flatMap((d) => (d.from.kind === 'concat' ? d.from.parts : []));
+  // parts of derived weights (the backend may drop them) are read on this thread, as a worker keeps
+  // what it wrote until it collects garbage; a concatenation's kept in shared memory are not
+  const soon = new Set(program.derived.flatMap((d) => (d.from.kind === 'concat' ? d.from.parts : exprLeaves(d.from.body).flatMap((l) => (l.op === 'w' ? [l.name] : [])))));
+  for (const d of program.derived) {
+    if (d.from.kind !== 'concat') continue;
+    const infos = d.from.parts.map((p) => (byName.has(p) && !shared.has(tensorOf(p)) && inConcats.filter((q) => q === p).length === 1 ? ckpt.tensors.get(tensorOf(p)) : undefined));
+    if (infos.some((t) => !t || !STORED[t.fileDtype] || t.fileDtype !== infos[0]!.fileDtype || t.end - t.begin < DIRECT_FROM)) continue;
+    // in shared memory where the backend keeps the concatenation there (ArrayBuffers are let go sooner)
+    const group: Group = { d, dtype: infos[0]!.dtype, buf: null, bytes: infos.reduce((a, t) => a + t!.end - t!.begin, 0), shared: backend.hostCopy?.(d.name) === 'shared', left: infos.length };
+    let at = 0;
+    d.from.parts.forEach((p, i) => { together.set(p, { group, at, i }); at += infos[i]!.end - infos[i]!.begin; });
+  }
+  /** Where a weight kept as stored is read to: its place in its concatenation's panels (wasm) or
+   *  buffer, or memory of its own. */
+  const placeOf = (weight: string, bytes: number, copy: string): { dst: ArrayBufferLike; dstAt: number } | PanelTarget => {
+    const sab = (n: number) => (typeof SharedArrayBuffer === 'function' ? new SharedArrayBuffer(n) : new ArrayBuffer(n));
+    const t = together.get(weight);
+    if (t && t.group.panels === undefined) {
+      const g = t.group;
+      g.panels = g.dtype === 'f32' || g.dtype === 'bf16' ? backend.concatPanels?.(g.d, g.dtype) ?? null : null;
+    }
+    if (t?.group.panels) return t.group.panels[t.i]!;
+    if (t) {
+      const dst = (t.group.buf ??= t.group.shared ? sab(t.group.bytes) : new ArrayBuffer(t.group.bytes));
+      if (--t.group.left === 0) t.group.buf = null; // the parts hold it now, and the concatenation once made
+      return { dst, dstAt: t.at };
+    }
+    // shared where workers write it (a weight the backend keeps: see `soon`)
+    return { dst: copy === 'shared' || (rowsPool!.threads && !soon.has(weight)) ? sab(bytes) : new ArrayBuffer(bytes), dstAt: 0 };
+  };
+  /** A weight through the load pool (runtime/load-pool.ts), or null where it does not take it. */
+  const direct = async (weight: string, name: string, copy: string): Promise<HostWeight | null> => {
+    const info = ckpt.tensors.get(name)!;
+    const s = STORED[info.fileDtype];
+    const bytes = info.end - info.begin;
+    if (!rowsPool || !s || bytes < DIRECT_FROM || (copy === 'none' && info.fileDtype === 'F16')) return null;
+    const to = copy === 'none' ? backend.panelTarget?.(byName.get(weight)!, info.dtype as 'f32' | 'bf16') : placeOf(weight, bytes, copy);
+    if (!to) return null;
+    const rows = info.shape[0] ?? 1;
+    const bad = await rowsPool.read(info.file, info.begin, s.eb, opts.checkWeights ?? true ? s.mask : 0, rows, bytes / s.eb / rows, to, soon.has(weight) && !together.get(weight)?.group.shared && !('N' in to)).catch((e: Error) => {
+      throw new RuntimeError('RT142', [info.file, name, e.message], { file: info.file, tensor: name }, { cause: e });
+    });
+    if (bad) {
+      // said as the loading thread says it (RT144 names the count and the first value)
+      checkFinite(await ckpt.read(name), info.file, name);
+      throw new RuntimeError('RT142', [info.file, name, 'its values changed while it was read'], { file: info.file, tensor: name });
+    }
+    // a weight packed into the backend's memory is uploaded as a stand-in without data
+    const [buf, at, n] = 'dst' in to ? [to.dst, to.dstAt, bytes / s.eb] : [new ArrayBuffer(0), 0, 0];
+    const data = s.eb === 4 ? new Float32Array(buf, at, n) : new Uint16Array(buf, at, n);
+    return { dtype: info.dtype, shape: [...info.shape], data };
+  };
   const read = async (weight: string): Promise<HostWeight> => {
     const name = tensorOf(weight);
     const busy = last;
@@ -88,6 +157,10 @@ export async function readAllWeights({ program, ckpt, plan, packed, backend, opt
     let t = kept.get(name);
     const copy = backend.hostCopy?.(weight) ?? 'own';
     let slot = -1; // the scratch buffer this read took
+    if (!f && !shared.has(name)) {
+      const got = await direct(weight, name, copy);
+      if (got) return got;
+    }
     if (f && pool && local && !shared.has(name)) {
       // a local file: the workers read their rows themselves; this read takes a turn only for
       // the codes and scales
@@ -125,6 +198,7 @@ export async function readAllWeights({ program, ckpt, plan, packed, backend, opt
     await loadWeights(program, ckpt, read, opts, backend, tensorOf, pool !== null);
   } finally {
     pool?.close();
+    rowsPool?.close();
   }
   return quantizer;
 }

@@ -9,7 +9,8 @@ import type { Backend as KernelBackend } from './backend.ts';
 import { RuntimeError } from './errors.ts';
 import { RUNTIME_LIMITS } from './limits.ts';
 import type { LoadOptions } from './model.ts';
-import type { Program } from './program.ts';
+import type { PanelTarget } from './load-pool.ts';
+import type { DerivedWeight, Program, ProgramWeight } from './program.ts';
 
 /** A backend as Model.load uses it: the kernel interface, and whether every weight was made. */
 export type LoadableBackend = KernelBackend & {
@@ -19,6 +20,11 @@ export type LoadableBackend = KernelBackend & {
   loaded?(): Promise<void>;
   /** wasm: where the packed weights went, memory by memory. */
   memories?(): MemoryReport[];
+  /** wasm: room for a product weight's panels that the loader fills itself (runtime/load-pool.ts),
+   *  then uploads as a stand-in without data; null where the backend packs it at upload. */
+  panelTarget?(w: ProgramWeight, dtype: 'f32' | 'bf16'): PanelTarget | null;
+  /** wasm: the same for the parts of a concatenation, one target each, or null. */
+  concatPanels?(d: DerivedWeight, dtype: 'f32' | 'bf16'): PanelTarget[] | null;
 };
 
 /** One WebAssembly memory of the wasm backend: its index (0 holds the arena, state slots and

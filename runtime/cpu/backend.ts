@@ -105,7 +105,16 @@ export class CpuBackend implements Backend {
       const ts = qs as Tensor[];
       const dtype = ts.every((t) => t.dtype === ts[0]!.dtype) ? ts[0]!.dtype : 'f32';
       const n = ts.reduce((a, t) => a + t.data.length, 0);
-      const data = dtype === 'f32' ? new Float32Array(n) : new Uint16Array(n);
+      // parts the loader read into one buffer, in order and adjacent (runtime/load-weights.ts): that
+      // buffer is the concatenation
+      const d0 = ts[0]!.data;
+      let end = d0.byteOffset;
+      if (ts.every((t) => t.dtype === dtype && t.data.buffer === d0.buffer && t.data.byteOffset === end && (end += t.data.byteLength) > 0)) {
+        return { dtype, shape: d.shape, data: dtype === 'f32' ? new Float32Array(d0.buffer, d0.byteOffset, n) : new Uint16Array(d0.buffer, d0.byteOffset, n) };
+      }
+      // a matrix the thread pool reads is made in shared memory (`store` would copy it there)
+      const bytes = n * (dtype === 'f32' ? 4 : 2), buf = this.pool && this.matrices.has(d.name) ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes);
+      const data = dtype === 'f32' ? new Float32Array(buf) : new Uint16Array(buf);
       let at = 0;
       for (const t of ts) {
         data.set((dtype === 'f32' && t.dtype !== 'f32' ? toF32(t) : t.data) as Float32Array, at);

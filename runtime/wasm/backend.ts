@@ -22,7 +22,8 @@ import type { Invocation, RunBatch, StatePool } from '../backend.ts';
 import { CpuBackend } from '../cpu/backend.ts';
 import { CPU_FAMILIES, type Ctx } from '../cpu/families.ts';
 import { exprLeaves } from '../expr.ts';
-import { type Entry, type EntryName, type FamilyTable, type Kernel, type KernelOf, type Program, type View, byFamily, weightsRead } from '../program.ts';
+import { type DerivedWeight, type Entry, type EntryName, type FamilyTable, type Kernel, type KernelOf, type Program, type ProgramWeight, type View, byFamily, weightsRead } from '../program.ts';
+import type { PanelTarget } from '../load-pool.ts';
 import { type HostWeight, type QuantDType, dequantizeRows, isQuant } from '../quant.ts';
 import { readF32, type Tensor } from '../tensor.ts';
 import { type PackedWeight, WasmKernels } from './kernels.ts';
@@ -79,6 +80,10 @@ export class WasmBackend extends CpuBackend {
   private readonly products = new Map<string, boolean>();
   private readonly elsewhere: Set<string>;
   private readonly packed = new WeakMap<HostWeight, PackedWeight>();
+  /** Panels the loader filled (panelTarget, concatPanels), by weight, until its upload. */
+  private readonly filled = new Map<string, PackedWeight>();
+  /** Weights read only as a part of one derived weight. */
+  private readonly soleParts = new Set<string>();
   /** The chunked SSD and prefill attention as matrix products on the wasm kernels; the rendered
    *  families through the program module where the plan places the kernel; the rest as the CPU engine runs them. */
   override readonly families: FamilyTable<[Ctx], void> = {
@@ -139,10 +144,35 @@ export class WasmBackend extends CpuBackend {
     }
     // what reads a weight other than as a product's matrix: other kernels, stages, derived weights
     this.elsewhere = weightsRead(Object.fromEntries(rest.map((e, i) => [i, e])));
+    const kernels = new Set(this.elsewhere), seen = new Set<string>();
     for (const d of program.derived) {
       const leaves = d.from.kind === 'concat' ? d.from.parts : exprLeaves(d.from.body).flatMap((l) => (l.op === 'w' ? [l.name] : []));
-      for (const p of leaves) this.elsewhere.add(p);
+      for (const p of leaves) {
+        this.elsewhere.add(p);
+        if (seen.has(p)) this.soleParts.delete(p);
+        else this.soleParts.add(seen.add(p) && p);
+      }
     }
+    for (const p of this.soleParts) if (kernels.has(p) || this.products.has(p)) this.soleParts.delete(p);
+  }
+
+  /** Room in the memory for the panels of a concatenation the products alone read (not transposed)
+   *  whose parts nothing else reads, each but the last a whole number of panels: one target per part
+   *  for the loader to fill (runtime/load-weights.ts); their uploads are then stand-ins, and the
+   *  concatenation, made of them, takes these panels. Null where that does not hold. */
+  concatPanels(d: DerivedWeight, dtype: 'f32' | 'bf16'): PanelTarget[] | null {
+    if (d.from.kind !== 'concat' || this.products.get(d.name) !== false || this.elsewhere.has(d.name) || d.shape.length !== 2) return null;
+    const [N, K] = d.shape as [number, number], NR = this.kernels.NR;
+    const shapes = d.from.parts.map((p) => this.program.weights.find((w) => w.name === p)?.shape);
+    const last = shapes.length - 1;
+    if (d.from.parts.some((p) => !this.soleParts.has(p)) || shapes.some((s, i) => s?.length !== 2 || s[1] !== K || (i < last && s[0]! % NR))
+      || shapes.reduce((a, s) => a + s![0]!, 0) !== N) return null;
+    const { p, buffer } = this.kernels.placePanels(N, K, dtype);
+    this.filled.set(d.name, p);
+    // part i's panels are the concatenation's from its first row on
+    const targets: PanelTarget[] = [];
+    for (let i = 0, row = 0; i <= last; row += shapes[i++]![0]!) targets.push({ buffer, at: p.at + row * K * (dtype === 'bf16' ? 2 : 4), N: shapes[i]![0]!, K, NR, transposed: false });
+    return targets;
   }
 
   /** A weight only products read is packed into the memory at upload and keeps no host copy. */
@@ -150,11 +180,24 @@ export class WasmBackend extends CpuBackend {
     return this.products.has(weight) && !this.elsewhere.has(weight) ? 'none' : super.hostCopy(weight);
   }
 
+  /** Room in the memory for the panels of a weight only products read, for the loader's threads to
+   *  fill (runtime/load-pool.ts); its upload then passes a stand-in without data. Null for others. */
+  panelTarget(w: ProgramWeight, dtype: 'f32' | 'bf16'): PanelTarget | null {
+    const transposed = this.products.get(w.name);
+    if (transposed === undefined || this.elsewhere.has(w.name) || w.shape.length !== 2) return null;
+    const [N, K] = (transposed ? [w.shape[1], w.shape[0]] : w.shape) as [number, number];
+    const { p, buffer } = this.kernels.placePanels(N, K, dtype);
+    this.filled.set(w.name, p);
+    return { buffer, at: p.at, N, K, NR: this.kernels.NR, transposed };
+  }
+
   protected override store(name: string, t: HostWeight): void {
     const transposed = this.products.get(name);
     if (transposed === undefined || t.shape.length !== 2 || t.dtype === 'i32') return super.store(name, t);
     // quantised weights are never transposed ones (runtime/quantplan.ts takes [out, in] matrices only)
-    const p = isQuant(t) ? this.kernels.packQuant(t) : this.kernels.pack(t, transposed);
+    const pre = this.filled.get(name);
+    this.filled.delete(name);
+    const p = pre ?? (isQuant(t) ? this.kernels.packQuant(t) : this.kernels.pack(t, transposed));
     // a stand-in for a weight only products read: the packed panels are its one copy
     const kept: HostWeight = this.elsewhere.has(name) ? t
       : isQuant(t) ? { dtype: t.dtype, shape: t.shape, codes: new Int8Array(0), scales: new Uint16Array(0) }

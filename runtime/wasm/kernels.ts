@@ -125,12 +125,20 @@ export class WasmKernels {
     const NR = this.NR, panels = Math.ceil(N / NR);
     const dtype = w.dtype === 'bf16' ? 'bf16' : 'f32';
     const src = w.dtype === 'f32' || w.dtype === 'bf16' ? w.data : toF32(w);
-    const { m, mem, at } = this.mems.place(panels * K * NR * (dtype === 'bf16' ? 2 : 4), K, dtype);
-    const dst = dtype === 'bf16' ? new Uint16Array(m.memory.buffer, at, panels * K * NR) : new Float32Array(m.memory.buffer, at, panels * K * NR);
+    const { p, buffer } = this.placePanels(N, K, dtype);
+    const dst = dtype === 'bf16' ? new Uint16Array(buffer, p.at, panels * K * NR) : new Float32Array(buffer, p.at, panels * K * NR);
     // panel p holds W[p·NR + c, k] at p·K·NR + k·NR + c (runtime/wasm/pack.ts), copied as bits
     const bits = (a: Float32Array | Uint16Array, n: number) => (a instanceof Uint16Array ? a : new Uint32Array(a.buffer, a.byteOffset, n));
     packPanels(bits(dst, panels * K * NR), bits(src as Float32Array | Uint16Array, N * K), N, K, NR, transposed);
-    return { N, K, panels, at, mem, dtype };
+    return p;
+  }
+
+  /** Room for the panels of an f32/bf16 weight [N, K] (`pack` fills it; or the loader's threads,
+   *  runtime/load-pool.ts): the weight as the products read it, and the memory's buffer it lies in. */
+  placePanels(N: number, K: number, dtype: 'f32' | 'bf16'): { p: PackedWeight; buffer: ArrayBufferLike } {
+    const panels = Math.ceil(N / this.NR);
+    const { m, mem, at } = this.mems.place(panels * K * this.NR * (dtype === 'bf16' ? 2 : 4), K, dtype);
+    return { p: { N, K, panels, at, mem, dtype }, buffer: m.memory.buffer };
   }
 
   /**

@@ -1,6 +1,7 @@
 // The wasm backend's weight packing loops (runtime/wasm/kernels.ts `pack`, `packQuant` place the
-// results in the memory): plain typed-array loops, one per element width, each a small monomorphic
-// function writing its panels in order (the load's hot path: every product weight passes here once).
+// results in the memory; runtime/load-pool.ts packs a checkpoint's rows as they are read): plain
+// typed-array loops, one per element width, each a small monomorphic function writing its panels in
+// order (the load's hot path: every product weight passes here once).
 
 import { QUANT_GROUP } from '../quant.ts';
 
@@ -8,55 +9,123 @@ import { QUANT_GROUP } from '../quant.ts';
  *  p·K·NR + k·NR + c. Elements are copied as bits (u32 for f32, u16 for bf16); padding columns past
  *  N are left as they are. */
 export function packPanels(dst: Uint32Array | Uint16Array, src: Uint32Array | Uint16Array, N: number, K: number, NR: number, transposed: boolean): void {
-  if (dst instanceof Uint32Array) (transposed ? panelsT32 : panels32)(dst, src as Uint32Array, N, K, NR);
-  else (transposed ? panelsT16 : panels16)(dst, src as Uint16Array, N, K, NR);
+  if (transposed) panelRowsT(dst, src, 0, 0, K, N, K, NR, 0);
+  else if (dst instanceof Uint32Array) panelRows32(dst, src as Uint32Array, 0, 0, N, K, NR, 0);
+  else panelRows16(dst, src as Uint16Array, 0, 0, N, K, NR, 0);
 }
 
-// panel by panel, k by k: the writes run in order, the reads along NR rows at once
-function panels32(dst: Uint32Array, src: Uint32Array, N: number, K: number, NR: number): void {
-  for (let n0 = 0, o = 0; n0 < N; n0 += NR) {
-    const m = Math.min(NR, N - n0);
-    if (m < NR) return tail(dst, src, n0, m, K, NR);
-    for (let k = 0, i = n0 * K; k < K; k++, i++) {
-      for (let c = 0, j = i; c < NR; c++, j += K) dst[o++] = src[j]!;
+// The row functions below take a block of the stored rows at a time (the loader's threads pack what
+// they read: runtime/load-pool.ts) and test them finite on the way: `mask` is the dtype's exponent
+// bits (0x7f800000 f32, 0x7f80 bf16, 0x7c00 f16; 0: no test); (x & mask) + its lowest bit carries
+// into the sign bit (of each 16-bit half) only where the exponent is all ones (NaN or ±Infinity), so
+// an OR of those sums says whether any element is. They return that, and are self-contained (the
+// workers run their source text).
+
+/** Rows [r, r + n) of W [N, K] (r a multiple of NR) from src[s0] on into their panels in dst:
+ *  panel by panel, k by k (the writes in order, the reads along NR rows at once), a whole panel of
+ *  8 unrolled; true where one is not finite. */
+export function panelRows32(dst: Uint32Array, src: Uint32Array, s0: number, r: number, n: number, K: number, NR: number, mask: number): boolean {
+  const inc = mask & -mask;
+  let acc = 0;
+  for (let n0 = 0; n0 < n; n0 += NR) {
+    const m = Math.min(NR, n - n0), j0 = s0 + n0 * K;
+    let o = (r + n0) * K;
+    if (m === 8 && NR === 8) {
+      const K2 = 2 * K, K3 = 3 * K, K4 = 4 * K, K5 = 5 * K, K6 = 6 * K, K7 = 7 * K;
+      for (let j = j0, e = j0 + K; j < e; j++, o += 8) {
+        const a0 = src[j]!, a1 = src[j + K]!, a2 = src[j + K2]!, a3 = src[j + K3]!, a4 = src[j + K4]!, a5 = src[j + K5]!, a6 = src[j + K6]!, a7 = src[j + K7]!;
+        acc |= ((a0 & mask) + inc) | ((a1 & mask) + inc) | ((a2 & mask) + inc) | ((a3 & mask) + inc)
+          | ((a4 & mask) + inc) | ((a5 & mask) + inc) | ((a6 & mask) + inc) | ((a7 & mask) + inc);
+        dst[o] = a0; dst[o + 1] = a1; dst[o + 2] = a2; dst[o + 3] = a3;
+        dst[o + 4] = a4; dst[o + 5] = a5; dst[o + 6] = a6; dst[o + 7] = a7;
+      }
+    } else {
+      // a partial panel (its padding columns left as they are), or other panel widths
+      for (let k = 0; k < K; k++, o += NR) {
+        for (let c = 0, j = j0 + k; c < m; c++, j += K) {
+          const a = src[j]!;
+          acc |= (a & mask) + inc;
+          dst[o + c] = a;
+        }
+      }
     }
   }
+  return mask !== 0 && (acc & 0x80000000) !== 0;
 }
 
-function panels16(dst: Uint16Array, src: Uint16Array, N: number, K: number, NR: number): void {
-  for (let n0 = 0, o = 0; n0 < N; n0 += NR) {
-    const m = Math.min(NR, N - n0);
-    if (m < NR) return tail(dst, src, n0, m, K, NR);
-    for (let k = 0, i = n0 * K; k < K; k++, i++) {
-      for (let c = 0, j = i; c < NR; c++, j += K) dst[o++] = src[j]!;
+/** panelRows32 for 16-bit elements: a whole panel of 8 with K even (and both arrays 4-byte aligned)
+ *  moves two k at a time as u32 words (rows c and c + 1 at k and k + 1 regrouped into the words of
+ *  row k and of row k + 1), testing both halves of each word at once. */
+export function panelRows16(dst: Uint16Array, src: Uint16Array, s0: number, r: number, n: number, K: number, NR: number, mask: number): boolean {
+  const inc = mask & -mask, mask2 = mask | (mask << 16), inc2 = inc | (inc << 16);
+  const words = NR === 8 && K % 2 === 0 && s0 % 2 === 0 && dst.byteOffset % 4 === 0 && src.byteOffset % 4 === 0;
+  const d32 = words ? new Uint32Array(dst.buffer, dst.byteOffset, dst.length >> 1) : null;
+  const s32 = words ? new Uint32Array(src.buffer, src.byteOffset, src.length >> 1) : null;
+  let acc = 0;
+  for (let n0 = 0; n0 < n; n0 += NR) {
+    const m = Math.min(NR, n - n0), j0 = s0 + n0 * K;
+    let o = (r + n0) * K;
+    if (m === 8 && d32 && s32) {
+      const H = K >> 1, H2 = 2 * H, H3 = 3 * H, H4 = 4 * H, H5 = 5 * H, H6 = 6 * H, H7 = 7 * H;
+      for (let j = j0 >> 1, e = (j0 >> 1) + H, w = o >> 1; j < e; j++, w += 8) {
+        const a0 = s32[j]!, a1 = s32[j + H]!, a2 = s32[j + H2]!, a3 = s32[j + H3]!, a4 = s32[j + H4]!, a5 = s32[j + H5]!, a6 = s32[j + H6]!, a7 = s32[j + H7]!;
+        acc |= ((a0 & mask2) + inc2) | ((a1 & mask2) + inc2) | ((a2 & mask2) + inc2) | ((a3 & mask2) + inc2)
+          | ((a4 & mask2) + inc2) | ((a5 & mask2) + inc2) | ((a6 & mask2) + inc2) | ((a7 & mask2) + inc2);
+        // row k: columns (0, 1), (2, 3), ... from the low halves; row k + 1 from the high ones
+        d32[w] = (a0 & 0xffff) | (a1 << 16); d32[w + 1] = (a2 & 0xffff) | (a3 << 16);
+        d32[w + 2] = (a4 & 0xffff) | (a5 << 16); d32[w + 3] = (a6 & 0xffff) | (a7 << 16);
+        d32[w + 4] = (a0 >>> 16) | (a1 & 0xffff0000); d32[w + 5] = (a2 >>> 16) | (a3 & 0xffff0000);
+        d32[w + 6] = (a4 >>> 16) | (a5 & 0xffff0000); d32[w + 7] = (a6 >>> 16) | (a7 & 0xffff0000);
+      }
+    } else {
+      for (let k = 0; k < K; k++, o += NR) {
+        for (let c = 0, j = j0 + k; c < m; c++, j += K) {
+          const a = src[j]!;
+          acc |= (a & mask) + inc;
+          dst[o + c] = a;
+        }
+      }
     }
   }
+  return mask !== 0 && (acc & 0x80008000) !== 0;
 }
 
-/** The last panel's m < NR columns (its padding columns left as they are). */
-function tail(dst: Uint32Array | Uint16Array, src: Uint32Array | Uint16Array, n0: number, m: number, K: number, NR: number): void {
-  for (let k = 0; k < K; k++) {
-    for (let c = 0; c < m; c++) dst[n0 * K + k * NR + c] = src[(n0 + c) * K + k]!;
-  }
-}
-
-/** Transposed: row k of the [K, N] source spreads over the panels in runs of NR columns. */
-function panelsT32(dst: Uint32Array, src: Uint32Array, N: number, K: number, NR: number): void {
-  for (let k = 0; k < K; k++) {
-    for (let n = 0, i = k * N; n < N; n += NR) {
-      const o = n * K + k * NR, m = Math.min(NR, N - n);
-      for (let c = 0; c < m; c++) dst[o + c] = src[i + n + c]!;
+/** Transposed: rows [k0, k0 + n) of the [K, N] source (from src[s0] on) spread over the panels in
+ *  runs of NR columns (either width: transposed products are few). */
+export function panelRowsT(dst: Uint32Array | Uint16Array, src: Uint32Array | Uint16Array, s0: number, k0: number, n: number, N: number, K: number, NR: number, mask: number): boolean {
+  const inc = mask & -mask;
+  let acc = 0;
+  for (let k = k0, i = s0; k < k0 + n; k++) {
+    for (let c0 = 0; c0 < N; c0 += NR) {
+      const o = c0 * K + k * NR, m = Math.min(NR, N - c0);
+      for (let c = 0; c < m; c++, i++) {
+        const a = src[i]!;
+        acc |= (a & mask) + inc;
+        dst[o + c] = a;
+      }
     }
   }
+  return mask !== 0 && (acc & (src instanceof Uint32Array ? 0x80000000 : 0x8000)) !== 0;
 }
 
-function panelsT16(dst: Uint16Array, src: Uint16Array, N: number, K: number, NR: number): void {
-  for (let k = 0; k < K; k++) {
-    for (let n = 0, i = k * N; n < N; n += NR) {
-      const o = n * K + k * NR, m = Math.min(NR, N - n);
-      for (let c = 0; c < m; c++) dst[o + c] = src[i + n + c]!;
-    }
+/** Whether any of the `n` elements of `eb` bytes from byte `at` of `buf` (4-byte aligned) is not
+ *  finite by `mask` (as above): 16-bit ones two to a word. */
+export function nonFinite(buf: ArrayBufferLike, at: number, n: number, eb: number, mask: number): boolean {
+  if (!mask) return false;
+  const inc = mask & -mask;
+  if (at % 4) {
+    // 16-bit elements at an odd half-word: one at a time
+    const h = new Uint16Array(buf, at, n);
+    let a = 0;
+    for (let k = 0; k < n; k++) a |= (h[k]! & mask) + inc;
+    return (a & 0x8000) !== 0;
   }
+  const words = eb === 4 ? n : n >> 1, x = new Uint32Array(buf, at, words);
+  const m = eb === 4 ? mask : mask | (mask << 16), i = eb === 4 ? inc : inc | (inc << 16);
+  let acc = 0;
+  for (let w = 0; w < words; w++) acc |= (x[w]! & m) + i;
+  if (eb === 2 && n % 2) acc |= (new Uint16Array(buf, at, n)[n - 1]! & mask) + inc;
+  return (acc & (eb === 4 ? 0x80000000 : 0x80008000)) !== 0;
 }
 
 /** Byte offsets within one packed q8/q4 group (runtime/wasm/layout.ts QUANT_LAYOUT). */

@@ -14,8 +14,9 @@ import { wasmKernelVariants } from '../../codegen/wasm/assemble.ts';
 import { wasmProgram } from '../../codegen/wasm/program.ts';
 import { RuntimeError } from '../../runtime/errors.ts';
 import { loadedWeightBytes } from '../../runtime/load.ts';
+import { LoadPool } from '../../runtime/load-pool.ts';
 import { type LoadOptions, type LoadProgress, Model } from '../../runtime/model.ts';
-import { openCheckpoint } from '../../runtime/safetensors.ts';
+import { type NamedTensor, openCheckpoint, writeSafetensors } from '../../runtime/safetensors.ts';
 import { planQuant } from '../../runtime/quantplan.ts';
 import { ROOT, expectLogitsClose, makeDir, programFor, randomIds, removeDir, writeCheckpoint } from '../helpers/checkpoints.ts';
 
@@ -43,8 +44,9 @@ function logits(m: Model, seed: number): Float32Array {
   return m.forward({ ids, positions: [...Array(24).keys()].map((i) => i % 12) }).logits;
 }
 
-/** A load as the loader did before the streaming change: every tensor in fresh memory; `given`
- *  counts the tensors the loader asked to read into memory of its own (which this load ignores). */
+/** A load as the loader did before the streaming change: every tensor in fresh memory, none read
+ *  by the load pool (runtime/load-pool.ts); `given` counts the tensors the loader asked to read into
+ *  memory of its own (which this load ignores). */
 async function loadFresh(dir: string, opts: LoadOptions, given: { n: number }): Promise<Model> {
   const ckpt = openCheckpoint(join(dir, 'model.safetensors'));
   const proto = Object.getPrototypeOf(ckpt) as { read(name: string, alloc?: unknown): unknown };
@@ -54,11 +56,24 @@ async function loadFresh(dir: string, opts: LoadOptions, given: { n: number }): 
     if (alloc) given.n++;
     return plain.call(this, name);
   });
+  const noPool = vi.spyOn(LoadPool, 'start').mockReturnValue(null as unknown as LoadPool);
   try {
     return await load(dir, opts);
   } finally {
     spy.mockRestore();
+    noPool.mockRestore();
   }
+}
+
+/** Tensors the load pool reads (of at least 256 KiB: runtime/load-weights.ts DIRECT_FROM), counted. */
+function poolReads(): { n: number; restore(): void } {
+  const count = { n: 0, restore: () => spy.mockRestore() };
+  const plain = LoadPool.prototype.read;
+  const spy = vi.spyOn(LoadPool.prototype, 'read').mockImplementation(function (this: LoadPool, ...a: Parameters<LoadPool['read']>) {
+    count.n++;
+    return plain.apply(this, a);
+  });
+  return count;
 }
 
 describe('progress in bytes', () => {
@@ -134,14 +149,20 @@ describe('weights loaded unchanged', () => {
   // file themselves (test/e2e/quantizer-load.test.ts: its model is the reference's, bit for bit)
   cases.push(['tiny-bamba-a bf16 wasm q4', join('TINY', 'bf16'), { backend: 'wasm', threads: 2, quantize: 'q4', quantizer: 'js' }]);
   cases.push(['tiny-bamba-a f32 cpu q8', join('TINY', 'f32'), { backend: 'cpu', threads: 1, quantize: 'q8', quantizer: 'js' }]);
+  cases.push(['tiny-bamba-a f32 cpu 1 thread', join('TINY', 'f32'), { backend: 'cpu', threads: 1 }]);
+  cases.push(['tiny-bamba-a f32 wasm 1 thread', join('TINY', 'f32'), { backend: 'wasm', threads: 1 }]);
   cases.push(['random bf16 wasm', 'RANDOM', { backend: 'wasm', threads: 2 }]);
   cases.push(['random bf16 cpu 2 threads', 'RANDOM', { backend: 'cpu', threads: 2 }]);
   it.each(cases)('%s: logits bit for bit those of fresh memory per tensor, and close to the CPU reference', async (what, where, opts) => {
     const dir = where === 'RANDOM' ? random : join(TINY_A, where.slice(5));
-    const streamed = await load(dir, opts);
+    const pooled = poolReads();
+    const streamed = await load(dir, opts).finally(() => pooled.restore());
+    // tiny-bamba-a f32's largest tensors pass through the load pool when nothing is quantised
+    if (where === join('TINY', 'f32') && !opts.quantize) expect(pooled.n, `${what}: tensors the load pool read`).toBeGreaterThan(0);
     const given = { n: 0 };
     const fresh = await loadFresh(dir, opts, given);
-    expect(given.n, `${what}: tensors read into a reused buffer or shared memory`).toBeGreaterThan(0);
+    // (the cpu backend on one thread keeps every tensor in memory of its own: none is)
+    if (opts.backend !== 'cpu' || opts.threads !== 1 || opts.quantize) expect(given.n, `${what}: tensors read into a reused buffer or shared memory`).toBeGreaterThan(0);
     const ref = await load(dir, { backend: 'cpu', threads: 1 });
     try {
       const a = logits(streamed, 5), b = logits(fresh, 5), r = logits(ref, 5);
@@ -155,5 +176,37 @@ describe('weights loaded unchanged', () => {
       fresh.dispose();
       ref.dispose();
     }
+  });
+});
+
+describe('non-finite weights through the load pool', () => {
+  it('RT144 names the tensor, the count and the first value as the loading thread says it; checkWeights: false loads', async () => {
+    // tiny-bamba-a f32 with a NaN and an infinity in a tensor of over 1 MiB (read by the load pool)
+    const src = join(TINY_A, 'f32'), dir = join(work, 'nan');
+    mkdirSync(dir);
+    for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(src, f), join(dir, f));
+    const ckpt = openCheckpoint(join(src, 'model.safetensors'));
+    const name = [...ckpt.tensors.values()].find((t) => t.end - t.begin >= 1 << 20 && t.name.includes('in_proj'))!.name;
+    const tensors: NamedTensor[] = [...ckpt.tensors.keys()].map((n) => ({ name: n, tensor: ckpt.read(n) }));
+    ckpt.close();
+    const data = tensors.find((t) => t.name === name)!.tensor.data as Float32Array;
+    data[data.length - 3] = Infinity;
+    data[777] = NaN;
+    writeSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt' });
+    const message = async (opts: LoadOptions, pool = true) => {
+      const noPool = pool ? null : vi.spyOn(LoadPool, 'start').mockReturnValue(null as unknown as LoadPool);
+      const e = await load(dir, opts).then(() => null, (x: unknown) => x).finally(() => noPool?.mockRestore());
+      expect(e, JSON.stringify(opts)).toBeInstanceOf(RuntimeError);
+      expect((e as RuntimeError).code).toBe('RT144');
+      return (e as RuntimeError).message;
+    };
+    const want = await message({ backend: 'cpu', threads: 1 }, false);
+    expect(want).toContain(name);
+    expect(want).toMatch(/\b2\b.*NaN.*777/s);
+    for (const opts of [{ backend: 'cpu', threads: 2 }, { backend: 'cpu', threads: 1 }, { backend: 'wasm', threads: 2 }, { backend: 'wasm', threads: 1 }] as LoadOptions[]) {
+      expect(await message(opts), JSON.stringify(opts)).toBe(want);
+    }
+    const m = await load(dir, { backend: 'wasm', threads: 2, checkWeights: false });
+    m.dispose();
   });
 });
