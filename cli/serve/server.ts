@@ -74,7 +74,7 @@ export async function serve(model: Model, host: string, port: number, o: ServeOp
     }).then(({ status, note }) => {
       const key = `${(req.url ?? '/').split('?')[0]} ${status}`;
       requests.set(key, (requests.get(key) ?? 0) + 1);
-      o.log?.(`${req.method} ${req.url} ${status} ${note} ${(performance.now() - t0).toFixed(0)} ms`);
+      o.log?.([req.method, req.url, status, note, `${(performance.now() - t0).toFixed(0)} ms`].filter((x) => x !== '').join(' '));
     });
   });
   // a slow or silent client is cut off rather than holding a socket for ever
