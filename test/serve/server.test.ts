@@ -216,6 +216,25 @@ describe('continuous batching', () => {
     const made = counter(await (await fetch(`${s.url}/metrics`)).text(), 'archc_completion_tokens_total');
     expect(made, 'the aborted stream stopped early').toBeLessThan(600);
   });
+  it('a request cancelled while it waits leaves the queue at once', async () => {
+    const { s, client } = await start(trained, { slots: 1, queue: 2 });
+    const first = await client.completions.create({ model: 'm', prompt: 'Once upon a time', max_tokens: 600, temperature: 0, stream: true });
+    await first[Symbol.asyncIterator]().next();
+    const abort = new AbortController();
+    const waiting = client.completions.create({ model: 'm', prompt: 'The cat', max_tokens: 4, temperature: 0 }, { signal: abort.signal }).catch((e: unknown) => e);
+    const until = Date.now() + 5000;
+    while (s.batcher.queued === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
+    expect(s.batcher.queued).toBe(1);
+    abort.abort();
+    expect(await waiting).toBeInstanceOf(OpenAI.APIUserAbortError);
+    while (s.batcher.queued > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
+    expect(s.batcher.queued).toBe(0);
+    expect(s.batcher.running_, 'the first still runs').toBe(1);
+    first.controller.abort();
+    while (trained.openSequences > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
+    expect(trained.openSequences).toBe(0);
+    expect(logged.filter((l) => / 499 prompt=\d+ cached=0 completion=0 finish=cancelled /.test(l)).length).toBeGreaterThan(0);
+  });
 });
 
 describe('the state cache', () => {
