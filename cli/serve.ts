@@ -10,7 +10,7 @@ import { quantizeOption, withQuantize } from './quant.ts';
 import { type LoadFlags, loadModel, numberFlag, usage } from './run.ts';
 
 type ServeFlags = LoadFlags & {
-  host: string; port: string; alias?: string; maxSequences: string; maxQueue: string; cacheBytes: string; maxBodyBytes: string; maxTokens: string;
+  host: string; port: string; alias?: string; maxSequences: string; maxQueue: string; cacheBytes: string; maxBodyBytes: string; maxTokens: string; prefillChunk: string;
 };
 
 export function registerServeCommand(p: Command): void {
@@ -24,6 +24,7 @@ export function registerServeCommand(p: Command): void {
     .option('--cache-bytes <n>', 'bytes of conversation state kept to resume prompts that extend it (0: off)', String(256 * 2 ** 20))
     .option('--max-body-bytes <n>', 'bytes of one request body; more are refused with 413', String(2 ** 20))
     .option('--max-tokens <n>', 'tokens one reply may ask for', '4096')
+    .option('--prefill-chunk <n>', 'prompt tokens read between two decode steps; a longer prompt is read in pieces', '512')
     .option('--capacity <n>', 'tokens one sequence may hold, prompt and reply (default: the model\'s context param)')
     .option('--allow-extra', 'accept checkpoint tensors the model does not use')
     .option('--no-check-weights', 'load weights holding NaN or infinities')
@@ -38,6 +39,7 @@ export function registerServeCommand(p: Command): void {
       const cacheBytes = int(o.cacheBytes, '--cache-bytes', 0);
       const maxBodyBytes = int(o.maxBodyBytes, '--max-body-bytes', 1);
       const maxTokens = int(o.maxTokens, '--max-tokens', 1);
+      const prefillChunk = int(o.prefillChunk, '--prefill-chunk', 1);
       quantizeOption(o);
       const { loadChatTemplate } = await import('./serve/chat.ts');
       const template = loadChatTemplate(o.weights);
@@ -45,7 +47,7 @@ export function registerServeCommand(p: Command): void {
       const { serve } = await import('./serve/server.ts');
       const id = o.alias ?? basename(resolve(o.weights));
       const s = await serve(model, o.host, port, {
-        id, template, slots, queue, cacheBytes, maxBodyBytes, maxTokens,
+        id, template, slots, queue, cacheBytes, maxBodyBytes, maxTokens, prefillChunk,
         log: (line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`),
       });
       process.stderr.write(`serving ${id} at ${s.url}/v1 (${slots} sequences at once, queue ${queue}, state cache ${cacheBytes} bytes${template ? '' : ', no chat template: /v1/completions only'})\n`);

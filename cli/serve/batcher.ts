@@ -1,7 +1,8 @@
 // Continuous batching over a model's state slots. Requests wait in a bounded queue; between decode
 // steps, waiting requests join (up to `slots` at once: each restores the longest cached prefix of its
-// prompt, or starts a fresh sequence, and prefills the rest on its own) and finished or cancelled ones
-// leave, so one decode step runs every sequence still going as one batch. Sampling follows
+// prompt, or starts a fresh sequence, and prefills the rest on its own, a piece of at most
+// `prefillChunk` tokens between two decode steps, so a long prompt does not stall the streams going)
+// and finished or cancelled ones leave, so one decode step runs every sequence still going as one batch. Sampling follows
 // runtime/generate.ts token for token (the same stop rules, sampler and generator), so a greedy reply
 // equals Model.generate of the same prompt run alone. A finished request's state is kept in the
 // StateCache twice: after its prompt, and after its reply (the prompt and every token fed).
@@ -53,6 +54,8 @@ interface Job {
   /** Characters of `text` sent to onText. */
   sent: number;
   cachedTokens: number;
+  /** Prompt tokens the state holds (restored or prefilled). */
+  prefilled: number;
   cancelled: boolean;
 }
 
@@ -62,6 +65,12 @@ export interface BatcherOptions {
   /** Requests waiting for a slot; one more is QueueFull. */
   readonly queue: number;
   readonly cache: StateCache;
+  /** Prompt tokens prefilled between two decode steps, at most (whole multiples of `align` past the
+   *  first piece); a longer prompt is prefilled over several steps. */
+  readonly prefillChunk: number;
+  /** The program's SSD chunk: pieces end on its multiples, where a piecewise prefill takes the same
+   *  sums as a whole one (bit for bit on the CPU reference). */
+  readonly align: number;
 }
 
 export class Batcher {
@@ -89,7 +98,7 @@ export class Batcher {
     return new Promise<JobResult>((resolve, reject) => {
       const job: Job = {
         spec, onText, resolve, reject, rng: createRng(spec.seed), decoder: this.model.tokenizer?.decoder(), state: null,
-        fed: [...spec.ids], made: [], logits: null, text: '', sent: 0, cachedTokens: 0, cancelled: false,
+        fed: [...spec.ids], made: [], logits: null, text: '', sent: 0, cachedTokens: 0, prefilled: 0, cancelled: false,
       };
       signal?.addEventListener('abort', () => {
         job.cancelled = true;
@@ -109,7 +118,8 @@ export class Batcher {
     try {
       while (this.waiting.length || this.active.length) {
         for (const j of this.active.filter((j) => j.cancelled)) this.leave(j, 'cancelled');
-        await this.admit();
+        this.admit();
+        await this.prefill();
         this.sampleAll();
         await this.decode();
         // the event loop runs between steps: new requests arrive, disconnects are seen
@@ -120,21 +130,40 @@ export class Batcher {
     }
   }
 
-  /** Waiting requests take the free slots: restored from the cache or fresh, then prefilled alone. */
-  private async admit(): Promise<void> {
+  /** Waiting requests take the free slots: restored from the cache or fresh. */
+  private admit(): void {
     while (this.active.length < this.opts.slots && this.waiting.length) {
       const job = this.waiting.shift()!;
       try {
-        const { ids } = job.spec;
-        const hit = this.opts.cache.lookup(ids);
+        const hit = this.opts.cache.lookup(job.spec.ids);
         job.state = hit ? this.model.restoreSequence(hit.saved) : this.model.newSequence();
-        job.cachedTokens = hit ? hit.ids.length : 0;
+        job.cachedTokens = job.prefilled = hit ? hit.ids.length : 0;
         this.active.push(job);
-        const rest = ids.slice(job.cachedTokens);
-        job.logits = await this.model.stepAsync([rest], [job.state], true);
-        this.counts.promptTokens += ids.length;
+        this.counts.promptTokens += job.spec.ids.length;
         this.counts.cachedTokens += job.cachedTokens;
-        if (this.opts.cache.maxBytes > 0) this.opts.cache.put(ids, await this.model.saveSequenceAsync(job.state));
+      } catch (e) {
+        this.fail(job, e);
+      }
+    }
+  }
+
+  /** Prompts not yet read take pieces, in the order they came, up to prefillChunk tokens in all; a
+   *  prompt read to its end has the logits of its last token, and its state goes into the cache. */
+  private async prefill(): Promise<void> {
+    let budget = this.opts.prefillChunk;
+    for (const job of this.active.filter((j) => !j.cancelled && j.prefilled < j.spec.ids.length)) {
+      if (budget <= 0) break;
+      const { ids } = job.spec;
+      const { align } = this.opts;
+      let end = Math.min(ids.length, job.prefilled + budget);
+      if (end < ids.length && Math.floor(end / align) * align > job.prefilled) end = Math.floor(end / align) * align;
+      try {
+        const logits = await this.model.stepAsync([ids.slice(job.prefilled, end)], [job.state!], true);
+        budget -= end - job.prefilled;
+        job.prefilled = end;
+        if (end < ids.length) continue;
+        job.logits = logits;
+        if (this.opts.cache.maxBytes > 0) this.opts.cache.put(ids, await this.model.saveSequenceAsync(job.state!));
       } catch (e) {
         this.fail(job, e);
       }

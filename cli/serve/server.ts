@@ -24,6 +24,9 @@ export interface ServeOptions {
   readonly cacheBytes?: number;
   /** Bytes of one request body; more get 413 (default 1 MiB). */
   readonly maxBodyBytes?: number;
+  /** Prompt tokens read between two decode steps, at most (default 512): a longer prompt is read in
+   *  pieces, so the streams going are not held up for all of it. */
+  readonly prefillChunk?: number;
   /** Tokens one reply may ask for (default 4096). */
   readonly maxTokens?: number;
   /** Where each request's line goes (default: nowhere). */
@@ -41,7 +44,11 @@ export interface RunningServer {
 /** Starts serving `model` on host:port (port 0: an ephemeral one; `url` says which). */
 export async function serve(model: Model, host: string, port: number, o: ServeOptions): Promise<RunningServer> {
   const cache = new StateCache(o.cacheBytes ?? 256 * 2 ** 20);
-  const batcher = new Batcher(model, { slots: o.slots ?? 8, queue: o.queue ?? 64, cache });
+  // pieces of a prompt end on multiples of the SSD's chunk (a Mamba model's `chunk` param), where
+  // reading it in pieces takes the same sums as reading it whole
+  const chunk = model.program.params.chunk;
+  const align = typeof chunk === 'number' && chunk > 0 ? chunk : 1;
+  const batcher = new Batcher(model, { slots: o.slots ?? 8, queue: o.queue ?? 64, cache, prefillChunk: o.prefillChunk ?? 512, align });
   const served: ServedModel = { id: o.id, model, template: o.template, maxTokens: o.maxTokens ?? 4096 };
   const maxBody = o.maxBodyBytes ?? 2 ** 20;
   const created = Math.floor(Date.now() / 1000);
