@@ -5,6 +5,7 @@
 // and cached requests against the same.
 
 import { copyFileSync, cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
 import { join, resolve } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -163,6 +164,19 @@ describe('the OpenAI routes', () => {
     const huge = await post(JSON.stringify({ model: 'tiny', prompt: 'x'.repeat(5000) }));
     expect(huge.status).toBe(413);
     expect(await huge.json()).toMatchObject({ error: { code: 'request_too_large' } });
+    // without a content-length (chunked), the bytes are counted as they come
+    const chunked = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = request(`${s.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' } }, (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode!, body }));
+      });
+      req.on('error', reject);
+      for (let i = 0; i < 8; i++) req.write('x'.repeat(1000));
+      req.end();
+    });
+    expect(chunked.status).toBe(413);
+    expect(JSON.parse(chunked.body)).toMatchObject({ error: { code: 'request_too_large' } });
     expect((await fetch(`${s.url}/v1/nowhere`)).status).toBe(404);
     expect((await fetch(`${s.url}/v1/completions`)).status).toBe(405);
     // the server still serves after all that
