@@ -7,7 +7,7 @@ import { type Command, Option } from 'commander';
 import { BACKEND_NAMES } from '../runtime/targets.ts';
 import { withCommon } from './common.ts';
 import { quantizeOption, withQuantize } from './quant.ts';
-import { type LoadFlags, loadModel, numberFlag, usage } from './run.ts';
+import { type LoadFlags, loadModel, numberFlag } from './run.ts';
 
 type ServeFlags = LoadFlags & {
   host: string; port: string; alias?: string; maxSequences: string; maxQueue: string; cacheBytes: string; maxBodyBytes: string; maxTokens: string; prefillChunk: string;
@@ -19,7 +19,7 @@ export function registerServeCommand(p: Command): void {
     .option('--host <host>', 'the address to listen on', '127.0.0.1')
     .option('--port <n>', 'the port (0: any free one)', '8080')
     .option('--alias <name>', 'the model id clients name (default: the checkpoint directory\'s name)')
-    .option('--max-sequences <n>', 'requests decoding at once, each in a state slot', '8')
+    .option('--max-sequences <n>', 'requests decoding at once, each in a state slot (at most 128)', '8')
     .option('--max-queue <n>', 'requests waiting for a slot; more are refused with 429', '64')
     .option('--cache-bytes <n>', 'bytes of conversation state kept to resume prompts that extend it (0: off)', String(256 * 2 ** 20))
     .option('--max-body-bytes <n>', 'bytes of one request body; more are refused with 413', String(2 ** 20))
@@ -31,10 +31,10 @@ export function registerServeCommand(p: Command): void {
     .addOption(new Option('--backend <backend>', 'where to run').choices(BACKEND_NAMES).default('wasm'))
     .option('--cuda-arch <archs>', 'backend cuda: architectures to compile the kernels for', 'sm_80,sm_90')
     .action(async (file: string, o: ServeFlags) => {
-      const int = (v: string, flag: string, min: number) => numberFlag(v, flag, { int: true, min, what: min ? 'a positive integer' : 'an integer ≥ 0' })!;
-      const port = int(o.port, '--port', 0);
-      if (port > 65535) usage('--port', `expected a port from 0 to 65535, got ${o.port}`);
-      const slots = int(o.maxSequences, '--max-sequences', 1);
+      const int = (v: string, flag: string, min: number, max?: number) => numberFlag(v, flag, { int: true, min, max, what: max !== undefined ? `an integer from ${min} to ${max}` : min ? 'a positive integer' : 'an integer ≥ 0' })!;
+      const port = int(o.port, '--port', 0, 65535);
+      // each request decoding holds a slot, and so does a finished one while its state is saved
+      const slots = int(o.maxSequences, '--max-sequences', 1, 128);
       const queue = int(o.maxQueue, '--max-queue', 1);
       const cacheBytes = int(o.cacheBytes, '--cache-bytes', 0);
       const maxBodyBytes = int(o.maxBodyBytes, '--max-body-bytes', 1);

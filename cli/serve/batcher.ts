@@ -76,17 +76,19 @@ export interface BatcherOptions {
 export class Batcher {
   private readonly waiting: Job[] = [];
   private readonly active: Job[] = [];
-  private running = false;
+  private looping = false;
   /** Counters for /metrics. */
   readonly counts = { promptTokens: 0, cachedTokens: 0, completionTokens: 0, decodeSteps: 0, decodedSequences: 0, lastBatch: 0 };
 
   constructor(private readonly model: Model, readonly opts: BatcherOptions) {}
 
+  /** Requests waiting for a slot. */
   get queued(): number {
     return this.waiting.length;
   }
 
-  get running_(): number {
+  /** Requests holding a slot. */
+  get running(): number {
     return this.active.length;
   }
 
@@ -109,12 +111,12 @@ export class Batcher {
         }
       }, { once: true });
       this.waiting.push(job);
-      if (!this.running) void this.loop();
+      if (!this.looping) void this.loop();
     });
   }
 
   private async loop(): Promise<void> {
-    this.running = true;
+    this.looping = true;
     try {
       while (this.waiting.length || this.active.length) {
         for (const j of this.active.filter((j) => j.cancelled)) this.leave(j, 'cancelled');
@@ -125,8 +127,11 @@ export class Batcher {
         // the event loop runs between steps: new requests arrive, disconnects are seen
         await new Promise((r) => setImmediate(r));
       }
+    } catch (e) {
+      // a bug, not a request's fault: every request is answered with it rather than left hanging
+      for (const j of [...this.active, ...this.waiting.splice(0)]) this.fail(j, e);
     } finally {
-      this.running = false;
+      this.looping = false;
     }
   }
 

@@ -201,7 +201,7 @@ function metrics(b: Batcher, c: StateCache, m: Model, requests: ReadonlyMap<stri
   metric('archc_decoded_sequences_total', 'counter', 'sequences over all decode steps (over the steps: the mean batch)', [['', b.counts.decodedSequences]]);
   metric('archc_queue_depth', 'gauge', 'requests waiting for a slot', [['', b.queued]]);
   metric('archc_batch_size', 'gauge', 'sequences in the last decode step', [['', b.counts.lastBatch]]);
-  metric('archc_running_requests', 'gauge', 'requests holding a slot', [['', b.running_]]);
+  metric('archc_runningrequests', 'gauge', 'requests holding a slot', [['', b.running]]);
   metric('archc_open_sequences', 'gauge', 'state slots in use', [['', m.openSequences]]);
   metric('archc_cache_hits_total', 'counter', 'requests that restored a cached prefix', [['', c.hits]]);
   metric('archc_cache_misses_total', 'counter', 'requests that found no cached prefix', [['', c.misses]]);

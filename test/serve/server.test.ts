@@ -225,7 +225,7 @@ describe('continuous batching', () => {
     // the slot goes back before the next step, so the queued request runs at once
     expect((await second).choices[0]!.text.length).toBeGreaterThan(0);
     const until = Date.now() + 5000;
-    while ((trained.openSequences > 0 || s.batcher.running_ > 0) && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+    while ((trained.openSequences > 0 || s.batcher.running > 0) && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
     expect(trained.openSequences).toBe(0);
     const made = counter(await (await fetch(`${s.url}/metrics`)).text(), 'archc_completion_tokens_total');
     expect(made, 'the aborted stream stopped early').toBeLessThan(600);
@@ -243,7 +243,7 @@ describe('continuous batching', () => {
     expect(await waiting).toBeInstanceOf(OpenAI.APIUserAbortError);
     while (s.batcher.queued > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
     expect(s.batcher.queued).toBe(0);
-    expect(s.batcher.running_, 'the first still runs').toBe(1);
+    expect(s.batcher.running, 'the first still runs').toBe(1);
     first.controller.abort();
     while (trained.openSequences > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
     expect(trained.openSequences).toBe(0);
