@@ -2,10 +2,11 @@
 // steps, waiting requests join (up to `slots` at once: each restores the longest cached prefix of its
 // prompt, or starts a fresh sequence, and prefills the rest on its own, a piece of at most
 // `prefillChunk` tokens between two decode steps, so a long prompt does not stall the streams going)
-// and finished or cancelled ones leave, so one decode step runs every sequence still going as one batch. Sampling follows
-// runtime/generate.ts token for token (the same stop rules, sampler and generator), so a greedy reply
-// equals Model.generate of the same prompt run alone. A finished request's state is kept in the
-// StateCache twice: after its prompt, and after its reply (the prompt and every token fed).
+// and finished or cancelled ones leave, so one decode step runs every sequence still going as one
+// batch. Sampling follows runtime/generate.ts token for token (the same stop rules, sampler and
+// generator), so a greedy reply equals Model.generate of the same prompt run alone. A request's
+// state is kept in the StateCache after each piece of its prompt, and after its reply (the prompt
+// and every token fed).
 
 import type { Model } from '../../runtime/model.ts';
 import { type Rng, createRng } from '../../runtime/rng.ts';
@@ -166,9 +167,11 @@ export class Batcher {
         const logits = await this.model.stepAsync([ids.slice(job.prefilled, end)], [job.state!], true);
         budget -= end - job.prefilled;
         job.prefilled = end;
+        // the state at the end of each piece too: prompts that share a long beginning (a system
+        // prompt) but not the rest resume from the last piece they share
+        if (this.opts.cache.maxBytes > 0) this.opts.cache.put(ids.slice(0, end), await this.model.saveSequenceAsync(job.state!));
         if (end < ids.length) continue;
         job.logits = logits;
-        if (this.opts.cache.maxBytes > 0) this.opts.cache.put(ids, await this.model.saveSequenceAsync(job.state!));
       } catch (e) {
         this.fail(job, e);
       }

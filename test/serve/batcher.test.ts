@@ -1,7 +1,8 @@
 // The Batcher without HTTP, on tiny-bamba-a (cpu): a long prompt is read in pieces between decode
 // steps (a stream already going keeps getting a token per step meanwhile), and its greedy reply still
 // equals Model.generate of the same prompt alone, bit for bit (pieces end on the SSD chunk, where the
-// CPU reference takes the same sums as a whole prefill).
+// CPU reference takes the same sums as a whole prefill); the state after each piece is cached, so a
+// prompt sharing a long beginning with an earlier one resumes from the last piece they share.
 
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -48,5 +49,19 @@ describe('prefill in pieces', () => {
     expect(atFirst - before).toBeGreaterThanOrEqual(pieces - 1);
     expect(long.ids).toEqual(await alone(longIds, 8));
     expect((await short).ids).toEqual(await alone(shortIds, 60));
+  });
+
+  it('prompts that share a long beginning resume from the last piece they share, with the uncached tokens', async () => {
+    const b = new Batcher(model, { slots: 2, queue: 2, cache: new StateCache(64 * 2 ** 20), prefillChunk: 64, align: 64 });
+    const system = readFileSync(resolve(TINY_A, 'eval-A.txt'), 'utf8').slice(0, 150);
+    const a = model.encode(`${system}\nQ: What is this chapter about?\nA:`);
+    const c = model.encode(`${system}\nQ: Who is the reader?\nA:`);
+    let shared = 0;
+    while (a[shared] === c[shared]) shared++;
+    expect(shared).toBeGreaterThan(128);
+    expect((await b.submit(greedy(a, 6), () => {})).cachedTokens).toBe(0);
+    const r = await b.submit(greedy(c, 6), () => {});
+    expect(r.cachedTokens).toBe(Math.floor(shared / 64) * 64);
+    expect(r.ids).toEqual(await alone(c, 6));
   });
 });
