@@ -65,7 +65,7 @@ export async function serve(model: Model, host: string, port: number, o: ServeOp
     const body = checkBody(await readJson(req, maxBody), served);
     const chat = path === '/v1/chat/completions';
     const parsed = chat ? parseChat(body, served) : parseCompletion(body, served);
-    return complete(req, res, batcher, parsed, chat, served.id);
+    return complete(res, batcher, parsed, chat, served.id);
   };
 
   const server = createServer((req, res) => {
@@ -79,9 +79,12 @@ export async function serve(model: Model, host: string, port: number, o: ServeOp
       if (!res.writableEnded) res.end(`data: ${JSON.stringify(err.body)}\n\n`);
       return { status: err.status, note: err.message };
     }).then(({ status, note }) => {
-      const key = `${(req.url ?? '/').split('?')[0]} ${status}`;
+      // counted by route (any other path is `other`: a client cannot grow the table)
+      const path = (req.url ?? '/').split('?')[0]!;
+      const key = `${path in ROUTES ? path : 'other'} ${status}`;
       requests.set(key, (requests.get(key) ?? 0) + 1);
-      o.log?.([req.method, req.url, status, note, `${(performance.now() - t0).toFixed(0)} ms`].filter((x) => x !== '').join(' '));
+      const url = (req.url ?? '').length > 200 ? `${req.url!.slice(0, 197)}...` : req.url;
+      o.log?.([req.method, url, status, note, `${(performance.now() - t0).toFixed(0)} ms`].filter((x) => x !== '').join(' '));
     });
   });
   // a slow or silent client is cut off rather than holding a socket for ever
@@ -107,7 +110,7 @@ const ROUTES: Readonly<Record<string, string>> = {
 };
 
 /** One completion: whole, or as server-sent events while it is made. */
-async function complete(req: IncomingMessage, res: ServerResponse, batcher: Batcher, p: Parsed, chat: boolean, model: string): Promise<{ status: number; note: string }> {
+async function complete(res: ServerResponse, batcher: Batcher, p: Parsed, chat: boolean, model: string): Promise<{ status: number; note: string }> {
   const id = `${chat ? 'chatcmpl' : 'cmpl'}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 10)}`;
   const head = { id, object: chat ? 'chat.completion.chunk' : 'text_completion', created: Math.floor(Date.now() / 1000), model };
   const choice = (textPart: string, finish: string | null) => chat

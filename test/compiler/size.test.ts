@@ -60,9 +60,9 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  presets that name what they replace and refuse to erase a compared difference (compiler/presets.ts);
  *  codegen +65, runtime +70: 8-bit activations on WebGPU and CUDA (codegen/wgsl/quant.ts the rounding pass,
  *  runtime/webgpu/quant.ts the pass choice, runtime/cuda/abi.ts the q8a8/q4a8 source formats, useActivations);
- *  cli +892, runtime +1: `archc serve` (issue 22's first slice: cli/serve.ts and cli/serve/ — the HTTP
+ *  cli +895, runtime +1: `archc serve` (issue 22's first slice: cli/serve.ts and cli/serve/ — the HTTP
  *  routes, continuous batching over state slots, the state cache, chat templates; RT410). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4625, codegen: 4869, runtime: 12664, cli: 2870 };
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4625, codegen: 4869, runtime: 12664, cli: 2873 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {

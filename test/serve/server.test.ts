@@ -178,6 +178,8 @@ describe('the OpenAI routes', () => {
     expect(chunked.status).toBe(413);
     expect(JSON.parse(chunked.body)).toMatchObject({ error: { code: 'request_too_large' } });
     expect((await fetch(`${s.url}/v1/nowhere`)).status).toBe(404);
+    expect((await fetch(`${s.url}/v1/elsewhere`)).status).toBe(404);
+    expect(await (await fetch(`${s.url}/metrics`)).text()).toMatch(/^archc_requests_total\{path="other",status="404"\} 2$/m);
     expect((await fetch(`${s.url}/v1/completions`)).status).toBe(405);
     // the server still serves after all that
     expect((await client.completions.create({ model: 'tiny', prompt: 'hello', max_tokens: 2, temperature: 0 })).choices[0]!.finish_reason).toBe('length');
