@@ -219,7 +219,9 @@ describe('continuous batching', () => {
     const it1 = first[Symbol.asyncIterator]();
     await it1.next(); // the first holds the slot
     const second = client.completions.create({ model: 'm', prompt: 'The cat', max_tokens: 4, temperature: 0 });
-    await new Promise((r) => setTimeout(r, 50)); // the second waits in the queue
+    const queued = Date.now() + 5000;
+    while (s.batcher.queued === 0 && Date.now() < queued) await new Promise((r) => setTimeout(r, 5));
+    expect(s.batcher.queued, 'the second waits in the queue').toBe(1);
     const third = await client.completions.create({ model: 'm', prompt: 'The dog', max_tokens: 4, temperature: 0 }).catch((e: unknown) => e);
     expect(third).toBeInstanceOf(OpenAI.RateLimitError);
     expect(third).toMatchObject({ status: 429, code: 'queue_full' });
