@@ -185,6 +185,21 @@ describe('the OpenAI routes', () => {
     expect((await client.completions.create({ model: 'tiny', prompt: 'hello', max_tokens: 2, temperature: 0 })).choices[0]!.finish_reason).toBe('length');
   });
 
+  it('without a tokenizer: completions of token ids (returned as token_ids); text and chat are 400', async () => {
+    const d = makeDir('archc-serve-ids-');
+    dirs.push(d);
+    writeCheckpoint(d, {}, { seed: 13 });
+    const bare = await loadModel(d);
+    expect(bare.tokenizer).toBeNull();
+    const { client } = await start(bare, { noTemplate: true });
+    const r = await client.completions.create({ model: 'm', prompt: [5, 17, 42], max_tokens: 9, temperature: 0, return_token_ids: true } as never);
+    expect(tokenIds(r.choices[0])).toEqual(await alone(bare, [5, 17, 42], 9));
+    expect(r.choices[0]!.text).toBe('');
+    expect(await client.completions.create({ model: 'm', prompt: 'text', max_tokens: 2 }).catch((e: unknown) => e)).toMatchObject({ status: 400, code: 'no_tokenizer', param: 'prompt' });
+    expect(await client.completions.create({ model: 'm', prompt: [5, bare.vocab], max_tokens: 2 }).catch((e: unknown) => e)).toMatchObject({ status: 400, param: 'prompt' });
+    expect(await client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'hi' }] }).catch((e: unknown) => e)).toMatchObject({ status: 400, code: 'no_tokenizer' });
+  });
+
   it('without a chat template: chat is a clear 400, completions still work', async () => {
     const { client } = await start(trained, { noTemplate: true });
     const e = await client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'hi' }] }).catch((x: unknown) => x);
