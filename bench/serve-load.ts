@@ -50,6 +50,7 @@ async function client(k: number): Promise<void> {
     const abortAfter = stream && rng.next() < 0.1 ? 1 + Math.floor(rng.next() * 4) : -1;
     tally.requests++;
     const ctl = new AbortController();
+    open.set(k, { since: Date.now(), what: `client ${k}: ${stream ? 'stream' : 'whole'}, max ${maxTokens}, abort after ${abortAfter}, ${JSON.stringify(prompt.slice(0, 20))}` });
     try {
       const res = await fetch(`${s.url}/v1/completions`, {
         method: 'POST', headers: { 'content-type': 'application/json' }, signal: ctl.signal,
@@ -80,7 +81,12 @@ async function client(k: number): Promise<void> {
             if (ev.error) throw new Error(JSON.stringify(ev.error));
             ids = ev.choices?.[0]?.token_ids ?? ids;
             cached = ev.usage?.prompt_tokens_details?.cached_tokens ?? cached;
-            if (++events === abortAfter) ctl.abort();
+            // the client goes away: it reads nothing more (an aborted body whose last bytes had
+            // arrived already may never settle its next read on Node 20's fetch)
+            if (++events === abortAfter) {
+              ctl.abort();
+              throw new Error('aborted by the client');
+            }
           }
         }
       }
@@ -99,13 +105,22 @@ async function client(k: number): Promise<void> {
         tally.failed++;
         if (failures.length < 10) failures.push(String(e));
       }
+    } finally {
+      open.delete(k);
     }
   }
 }
 
+// every 10 s: progress, and what is in flight (a request open for over 30 s is named)
+const open = new Map<number, { since: number; what: string }>();
+const watch = setInterval(() => {
+  const stuck = [...open.values()].filter((r) => Date.now() - r.since > 30_000).map((r) => r.what);
+  process.stderr.write(`${new Date().toISOString()} ok ${tally.ok} aborted ${tally.aborted} failed ${tally.failed}; in flight ${open.size}, queued ${s.batcher.queued}, running ${s.batcher.running}, open sequences ${model.openSequences}${stuck.length ? `; open over 30 s: ${stuck.join(' | ')}` : ''}\n`);
+}, 10_000);
 const t0 = performance.now();
 await Promise.all(Array.from({ length: clients }, (_, k) => client(k)));
 const wall = (performance.now() - t0) / 1000;
+clearInterval(watch);
 const until = Date.now() + 10_000;
 while ((model.openSequences > 0 || s.batcher.running > 0) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
 const result = { clients, seconds: wall, ...tally, tokensPerSecond: tally.tokens / wall, openSequencesAfter: model.openSequences, cacheBytes: s.cache.bytes, cacheBound: CACHE, failures };
