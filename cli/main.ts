@@ -11,6 +11,7 @@ import { registerCompareCommand } from './compare.ts';
 import { writeOutputFile } from './fsutil.ts';
 import { registerQuantCommands } from './quant.ts';
 import { registerRunCommands } from './run.ts';
+import { registerServeCommand } from './serve.ts';
 import { registerTrainCommand } from './train.ts';
 
 function compile(file: string, o: CommonOpts) {
@@ -68,6 +69,7 @@ export function program(): Command {
   registerQuantCommands(p);
   registerTrainCommand(p);
   registerCompareCommand(p);
+  registerServeCommand(p);
   return p;
 }
 

@@ -112,6 +112,7 @@ export const RUNTIME_MESSAGES = {
   RT407: 'token id {0} at position {1} is not a non-negative integer',
   RT408: 'cannot encode: the tokenizer has no id for piece {0} and no unk_token',
   RT409: '{0}: {1}, over the limit {2} = {3}',
+  RT410: '{0}: the chat template cannot be used: {1}',
   // 5xx: the WebGPU backend
   RT500: 'no WebGPU adapter: {0}',
   RT501: 'the model does not fit this WebGPU device ({0}):\n  {1}',
