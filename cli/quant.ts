@@ -29,7 +29,7 @@ export function withQuantize(cmd: Command): Command {
   return cmd
     .addOption(new Option('--quantize <format>', 'quantise the products\' and embeddings\' weights as they load').choices(['q8', 'q4']))
     .option('--keep <tensor=format>', 'with --quantize: one tensor\'s format, q8, q4 or none (repeatable), e.g. --keep lm_head.weight=q8', collect, [])
-    .addOption(new Option('--activations <format>', 'how products over q8/q4 weights read their input: f32 (exact, the default) or q8 (rounded to 8 bits per group of 32: integer-dot kernels, faster; backends wasm and cpu)').choices(['f32', 'q8']));
+    .addOption(new Option('--activations <format>', 'how products over q8/q4 weights read their input: f32 (exact, the default) or q8 (rounded to 8 bits per group of 32: integer-dot kernels, faster)').choices(['f32', 'q8']));
 }
 
 /** The load option the flags ask for (undefined: none). */

@@ -85,7 +85,7 @@ export interface LoadOptions {
   /** How products over q8/q4 weights read their input: `'f32'` (default: exactly, the weights
    *  dequantised) or `'q8'`, rounded to 8 bits per group of 32 first (W4A8/W8A8 as llama.cpp's CPU
    *  kernels: the integer-dot kernels then multiply integers only; runtime/act-quant.ts defines the
-   *  rounding, the same on every backend that runs it: wasm and cpu). */
+   *  rounding, the same on every backend). */
   readonly activations?: ActivationFormat;
   /** The most sequences open at once (default 256; more is RT333). A handle dropped without release
    *  frees its slot when garbage collected (an abandoned generate); releasing frees it at once. */
