@@ -560,7 +560,7 @@ class Instantiator {
         }
         inputs[slotIndex] = v.id;
       } else if (a.name && isAttr) {
-        attrs[a.name] = this.attrOf(op, a, v);
+        if ((attrs[a.name] = this.attrOf(op, a, v)) === 0 && op.attrs[a.name]!.optional) delete attrs[a.name]; // optional and 0: the plain form
       } else {
         const known = [...op.inputs.map((s) => s.name), ...Object.keys(op.attrs)].join(', ');
         this.report(diag('AC309', a.nameSpan ?? a.span, [a.name, op.name], `${op.name} takes ${known}`));

@@ -99,7 +99,8 @@ export interface AttrDef {
   /** A float attribute that may be ±infinity (a bound); any other float must be finite (AC400). */
   readonly infinite?: boolean;
   readonly default?: AttrValue;
-  /** May be left out, and then is absent from the node (not printed): the op's plain form. */
+  /** May be left out, and then is absent from the node (not printed): the op's plain form; an int
+   *  given as 0 is the same (`window: 0`: full attention), so each form has one spelling. */
   readonly optional?: boolean;
   readonly doc: string;
 }

@@ -50,7 +50,7 @@ export const RUN_TARGETS = [
     about: 'matrix products, SSD and attention as WebAssembly SIMD kernels on worker threads (the default)',
     byDefault: (opts) => opts.wasmKernels !== undefined,
     activations: ['f32', 'q8'],
-    slidingWindow: false,
+    slidingWindow: true,
     async open(program, opts): Promise<LoadableBackend> {
       if (!opts.wasmKernels) throw new RuntimeError('RT303', ['backend wasm without its kernel module', 'pass wasmKernels (written by archc build)']);
       const { openWasmBackend } = await import('./wasm/backend.ts');

@@ -27,9 +27,10 @@ function checkAttention(T: number, H: number, KV: number, seqs: readonly SeqSlic
 const BLOCK = 64;
 
 export function attentionWasm(wk: WasmKernels, q: Float32Array, k: Float32Array, v: Float32Array, T: number, H: number, KV: number, Dh: number,
-  scale: number, seqs: readonly SeqSlice[], caches: KvCache[]): Float32Array {
+  scale: number, seqs: readonly SeqSlice[], caches: KvCache[], window = 0): Float32Array {
   if (q.length !== T * H * Dh || k.length !== T * KV * Dh || v.length !== T * KV * Dh) throw new RangeError(`attention: q, k, v do not hold ${T} rows of ${H}/${KV} heads of ${Dh}`);
   checkAttention(T, H, KV, seqs, caches);
+  if (window) return windowedWasm(wk, q, k, v, T, H, KV, Dh, scale, seqs, caches, window);
   const rowLen = KV * Dh;
   const group = H / KV;
   const out = new Float32Array(T * H * Dh);
@@ -72,6 +73,68 @@ export function attentionWasm(wk: WasmKernels, q: Float32Array, k: Float32Array,
         }
       }
     }
+  }
+  return out;
+}
+
+/**
+ * attentionWasm with a sliding window over ring caches (cpu/attention.ts: position p at row p % rows):
+ * per sequence its history — the ring's positions [from, before) that its first row still sees, then
+ * its own rows — gathered into one run of rows, so that a block of rows takes its keys [a, b) of it
+ * through the two products; row p's softmax keeps keys [p − window + 1, p] (the band), zero past
+ * them. Then its last min(len, rows) rows go to the ring.
+ */
+function windowedWasm(wk: WasmKernels, q: Float32Array, k: Float32Array, v: Float32Array, T: number, H: number, KV: number, Dh: number,
+  scale: number, seqs: readonly SeqSlice[], caches: KvCache[], window: number): Float32Array {
+  const rowLen = KV * Dh, group = H / KV;
+  const out = new Float32Array(T * H * Dh);
+  const sums = new Float64Array(BLOCK);
+  for (let s = 0; s < seqs.length; s++) {
+    const { start, len } = seqs[s]!;
+    const cache = caches[s]!, rows = cache.rows ?? cache.capacity, before = cache.len;
+    const from = Math.max(0, before - window + 1), n = before - from + len; // history: positions [from, before + len)
+    const hk = new Float32Array(n * rowLen), hv = new Float32Array(n * rowLen);
+    for (let p = from; p < before; p++) {
+      const r = (p % rows) * rowLen;
+      hk.set(cache.k.subarray(r, r + rowLen), (p - from) * rowLen);
+      hv.set(cache.v.subarray(r, r + rowLen), (p - from) * rowLen);
+    }
+    hk.set(k.subarray(start * rowLen, (start + len) * rowLen), (before - from) * rowLen);
+    hv.set(v.subarray(start * rowLen, (start + len) * rowLen), (before - from) * rowLen);
+    for (let r0 = 0; r0 < len; r0 += BLOCK) {
+      const m = Math.min(BLOCK, len - r0), p0 = before + r0;
+      const a = Math.max(from, p0 - window + 1) - from, b = p0 + m - from, keys = b - a; // the block's keys [a, b) of the history
+      const pw = new Float32Array(m * keys);
+      for (let h = 0; h < H; h++) {
+        const kvo = Math.floor(h / group) * Dh;
+        const sc = wk.product(q, ((start + r0) * H + h) * Dh, H * Dh, 1, m, Dh, hk, a * rowLen + kvo, rowLen, 1, keys);
+        for (let i = 0; i < m; i++) {
+          // row p0 + i sees history [max(0, p − window + 1) − from, p − from], here [lo, hi) of the block's keys
+          const p = p0 + i, lo = Math.max(0, p - window + 1) - from - a, hi = p - from - a + 1, o = i * sc.ld;
+          let max = -Infinity;
+          for (let j = lo; j < hi; j++) max = Math.max(max, sc.y[o + j]! * scale);
+          let sum = 0;
+          pw.fill(0, i * keys, (i + 1) * keys);
+          for (let j = lo; j < hi; j++) {
+            const e = Math.exp(sc.y[o + j]! * scale - max);
+            sum += e;
+            pw[i * keys + j] = e;
+          }
+          sums[i] = sum;
+        }
+        const pv = wk.product(pw, 0, keys, 1, m, keys, hv, a * rowLen + kvo, 1, rowLen, Dh);
+        for (let i = 0; i < m; i++) {
+          const o = ((start + r0 + i) * H + h) * Dh;
+          for (let d = 0; d < Dh; d++) out[o + d] = pv.y[i * pv.ld + d]! / sums[i]!;
+        }
+      }
+    }
+    for (let i = Math.max(0, len - rows); i < len; i++) {
+      const o = ((before + i) % rows) * rowLen, at = (start + i) * rowLen;
+      cache.k.set(k.subarray(at, at + rowLen), o);
+      cache.v.set(v.subarray(at, at + rowLen), o);
+    }
+    cache.len = before + len;
   }
   return out;
 }

@@ -389,7 +389,7 @@ export class WasmBackend extends CpuBackend {
     const { H, KV, Dh } = k.sizes;
     if (this.attentionInMemory(k, c)) return;
     const [q, kk, v] = ['q', 'k', 'v'].map((n) => c.operand(k, n)) as Float32Array[];
-    c.write(k.outputs.y!, attentionWasm(this.kernels, q!, kk!, v!, c.T, H, KV, Dh, k.attrs.scale as number, c.seqs, c.caches(k.state!)));
+    c.write(k.outputs.y!, attentionWasm(this.kernels, q!, kk!, v!, c.T, H, KV, Dh, k.attrs.scale as number, c.seqs, c.caches(k.state!), (k.attrs.window as number | undefined) ?? 0));
   }
 
   /** Prefill attention over the arena and the caches in the slots, its steps between the products

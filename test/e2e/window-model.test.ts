@@ -3,19 +3,23 @@
 // grad.ts, unfused) within 1e-4 of the logits' scale, and differs from the same checkpoint with full
 // attention (the window is not ignored); decode step by step past the window (every layer's ring
 // wraps) equals prefill, a packed sequence equals it alone, a saved and restored sequence goes on
-// where it was, within 1e-5; the state slot holds the window's rows whatever the capacity. The
+// where it was, within 1e-5 — on the CPU engine and on wasm; the state slot holds the window's rows whatever the capacity. The
 // other run targets refuse the program (RT177) rather than attend to every key.
 
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { wasmKernelVariants } from '../../codegen/wasm/assemble.ts';
+import { wasmProgram } from '../../codegen/wasm/program.ts';
 import { compileFile } from '../../compiler/compile.ts';
 import { lossGradients } from '../../compiler/grad.ts';
 import { hfConfigText, initWeights } from '../../compiler/init.ts';
 import { lowerToProgram } from '../../compiler/lower.ts';
 import { RuntimeError } from '../../runtime/errors.ts';
 import { Model } from '../../runtime/model.ts';
-import { slotLayout } from '../../runtime/program.ts';
+import { type Program, slotLayout } from '../../runtime/program.ts';
+import type { Backend } from '../../runtime/targets.ts';
+import { wasmFallbacks } from '../../runtime/wasm/plan.ts';
 import { createRng } from '../../runtime/rng.ts';
 import { writeSafetensors } from '../../runtime/safetensors.ts';
 import { ROOT, expectLogitsClose, maxAbsDiff, randomIds, rows } from '../helpers/checkpoints.ts';
@@ -32,8 +36,13 @@ function build(window: number) {
   return { c, program: lowerToProgram(c.forProgram.graph, c.forProgram.bindings, { choices: c.forProgram.choices }) };
 }
 
+async function load(program: Program, dir: string, backend: Backend): Promise<Model> {
+  return Model.loadProgram(program, dir, backend === 'cpu' ? { backend, capacity: 32 }
+    : { backend, capacity: 32, wasmKernels: await wasmKernelVariants(), wasmProgram: await wasmProgram(program), threads: 2 });
+}
+
 describe('a model with sliding-window attention', () => {
-  it('cpu: equals the float64 graph; decode past the window equals prefill; packed equals alone; save and restore', async () => {
+  for (const backend of ['cpu', 'wasm'] as const) it(`${backend}: equals the float64 graph; decode past the window equals prefill; packed equals alone; save and restore`, async () => {
     const { c, program } = build(W);
     expect(program.states.map((s) => s.window)).toEqual([W, W]);
     const dir = tmp();
@@ -42,7 +51,7 @@ describe('a model with sliding-window attention', () => {
     const b = packed([7, 2, 10], V, 3);
     const w = new Map(initWeights(c.graph, createRng(9), 'f32').map((t) => [t.name, Float64Array.from(t.tensor.data as Float32Array)]));
     const ref = lossGradients(c.graph, w, b, { grads: false }).logits;
-    const m = await Model.loadProgram(program, dir, { backend: 'cpu', capacity: 32 });
+    const m = await load(program, dir, backend);
     const got = m.forward({ ids: Array.from(b.tokens), cuSeqlens: [0, 7, 9, 19] }).logits;
     expectLogitsClose(got, ref, 1e-4, 'program vs the float64 graph', V);
     expect(Math.max(...Array.from(got).map(Math.abs))).toBeGreaterThan(0.1);
@@ -51,7 +60,7 @@ describe('a model with sliding-window attention', () => {
     const fullDir = tmp(), f = build(0);
     writeFileSync(join(fullDir, 'config.json'), hfConfigText(f.c, 'f32'));
     writeSafetensors(join(fullDir, 'model.safetensors'), initWeights(f.c.graph, createRng(9), 'f32'), { format: 'pt' });
-    const full = await Model.loadProgram(f.program, fullDir, { backend: 'cpu', capacity: 32 });
+    const full = await load(f.program, fullDir, backend);
     const all = full.forward({ ids: Array.from(b.tokens), cuSeqlens: [0, 7, 9, 19] }).logits;
     expectLogitsClose(rows(got, V, 9, 9 + W), rows(all, V, 9, 9 + W), 1e-5, 'inside the window: as full attention', V);
     expect(maxAbsDiff(rows(got, V, 9 + W, 19), rows(all, V, 9 + W, 19))).toBeGreaterThan(1e-3);
@@ -86,9 +95,16 @@ describe('a model with sliding-window attention', () => {
     }
   });
 
-  it('the wasm, webgpu and cuda backends refuse it (RT177), naming the kernel and the window', async () => {
+  it('wasm runs the windowed prefill attention, and only that, off its program module, and says so', () => {
+    const fallbacks = wasmFallbacks(build(W).program);
+    expect(fallbacks.map((f) => `${f.entry} ${f.name}`).sort()).toEqual(['forward', 'prefill'].flatMap((e) => [0, 1].map((i) => `${e} model.layers.${i}.self_attn:attention`)).sort());
+    for (const f of fallbacks) expect(f.reason).toContain('sliding window (3)');
+    expect(wasmFallbacks(build(0).program)).toEqual([]);
+  });
+
+  it('the webgpu and cuda backends refuse it (RT177), naming the kernel and the window', async () => {
     const { program } = build(W);
-    for (const backend of ['wasm', 'webgpu', 'cuda'] as const) {
+    for (const backend of ['webgpu', 'cuda'] as const) {
       const err = await Model.loadProgram(program, tmp(), { backend }).then(() => null, (e: unknown) => e);
       expect(err, backend).toBeInstanceOf(RuntimeError);
       expect((err as RuntimeError).code).toBe('RT177');
