@@ -79,7 +79,7 @@ export const RUN_TARGETS = [
     about: 'WGSL kernels through WebGPU: Dawn in Node (the `webgpu` package), navigator.gpu in a browser',
     byDefault: () => false,
     activations: ['f32'],
-    slidingWindow: false,
+    slidingWindow: true,
     async open(program, opts): Promise<LoadableBackend> {
       if (!opts.wgsl) throw new RuntimeError('RT303', ['backend webgpu without the program\'s WGSL', 'pass LoadOptions.wgsl (the package\'s WGSL)']);
       const { createWebGpuBackend } = await import('./webgpu/backend.ts');
