@@ -91,7 +91,7 @@ export const RUN_TARGETS = [
     about: 'CUDA kernels on an NVIDIA GPU through its driver (libcuda, via koffi)',
     byDefault: () => false,
     activations: ['f32'],
-    slidingWindow: false,
+    slidingWindow: true,
     async open(program, opts): Promise<LoadableBackend> {
       return (await import('./cuda/backend.ts')).openCudaBackend(program, opts.cuda);
     },
