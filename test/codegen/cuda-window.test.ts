@@ -48,7 +48,8 @@ describe('sliding-window attention: CUDA (emulated) = the CPU backend', () => {
       const cpu = runOp('attention', inputs, attrs, T, batch);
       const got = runOp('attention', inputs, attrs, T, { ...batch, backend: (p) => new EmuCudaBackend(p, bin) });
       const k = got.program.entries[c.mode].kernels.find((x) => x.family === (c.mode === 'decode' ? 'attention_decode' : 'attention'))!;
-      expect(cudaSchedule(k, CUDA_TARGET).rowsOf, 'a block per sequence').toBe('S');
+      const sched = cudaSchedule(k, CUDA_TARGET);
+      expect([sched.rowsOf, sched.gridY], 'a block per (sequence, KV head)').toEqual(['S', c.KV]);
       expectClose(got.outputs[0]!, cpu.outputs[0]!, TOL, `attention ${JSON.stringify(c)}`);
       for (const [i, slot] of got.slots.entries()) {
         const want = new Float32Array(cpu.pool.save(cpu.slots[i]!).slice().buffer);
