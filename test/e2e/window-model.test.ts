@@ -56,6 +56,8 @@ describe('a model with sliding-window attention', () => {
     const w = new Map(initWeights(c.graph, createRng(9), 'f32').map((t) => [t.name, Float64Array.from(t.tensor.data as Float32Array)]));
     const ref = lossGradients(c.graph, w, b, { grads: false }).logits;
     const m = await load(program, dir, backend);
+    // the state pool's slots: 2 layers × K and V × 2 kv heads × head dim 8 × 4 bytes × the window's rows (capacity 32)
+    expect(m.slotBytes).toBe(2 * 2 * 2 * 8 * 4 * W);
     const got = (await m.forwardAsync({ ids: Array.from(b.tokens), cuSeqlens: [0, 7, 9, 19] })).logits;
     expectLogitsClose(got, ref, 1e-4, 'program vs the float64 graph', V);
     expect(Math.max(...Array.from(got).map(Math.abs))).toBeGreaterThan(0.1);
