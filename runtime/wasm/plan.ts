@@ -231,13 +231,7 @@ const embedding: Check<'embedding'> = (k, program) => {
 };
 
 /** Prefill attention: the module's fixed steps around the products, operands read in place. */
-const attention: Check<'attention'> = (k) => first(() => noPre(k, 'attention'), () => attentionViews(k), () => stateOf(k), () => windowReason(k));
-/** The module's prefill attention steps read the KV cache as one run of rows, not a sliding window's
- *  ring: a windowed prefill runs as runtime/wasm/attention.ts' attentionWasm (its products on the wasm
- *  kernels, the rest in JS). The one-token attention renders the ring (codegen/wasm/program.ts). */
-function windowReason(k: Kernel): string | null {
-  return k.attrs.window ? `a sliding window (${k.attrs.window}) over a ring KV cache, which the module's attention does not read` : null;
-}
+const attention: Check<'attention'> = (k) => first(() => noPre(k, 'attention'), () => attentionViews(k), () => stateOf(k));
 
 const FAMILY: FamilyTable<[Program], string | null> = {
   matmul, norm, elementwise, rope, conv, conv_step: conv, ssd_step: ssdStep, attention_decode: attentionDecode, ssd, attention,

@@ -1,7 +1,8 @@
 // Sliding-window attention on the wasm backend = the CPU backend (itself checked against a float64
-// band-masked reference in test/runtime/cpu/window.test.ts), within 1e-5: prefill (attentionWasm over
-// the gathered history, its products on the wasm kernels) and the one-token attention rendered in the
-// program module over the ring, with random cache rows already in the slots (before < window, past
+// band-masked reference in test/runtime/cpu/window.test.ts), within 1e-5: prefill (attentionAt over
+// the gathered history in the shared memory, the module's steps around the wasm products; and
+// attentionWasm, the same in JS, for a backend without the module) and the one-token attention
+// rendered in the program module over the ring, with random cache rows already in the slots (before < window, past
 // it, so the ring has wrapped), ragged sequences, a block of query rows past 64, GQA and an odd head
 // dim; the output and every slot (the ring after the new rows) compared.
 
@@ -22,8 +23,9 @@ beforeAll(async () => {
 });
 afterAll(() => { for (const b of made) b.dispose(); });
 
-function wasmFor(p: Program): WasmBackend {
-  const own = new WebAssembly.Module(assembleWith(wabt, renderWasmProgram(p), 'test-window.wat') as Uint8Array<ArrayBuffer>);
+/** The wasm backend with the program's own module, or (`module` false) without it. */
+function wasmFor(p: Program, module = true): WasmBackend {
+  const own = module ? new WebAssembly.Module(assembleWith(wabt, renderWasmProgram(p), 'test-window.wat') as Uint8Array<ArrayBuffer>) : undefined;
   const b = new WasmBackend(p, kernels, 1, own);
   made.push(b);
   return b;
@@ -53,18 +55,21 @@ describe('sliding-window attention: wasm = the CPU backend', () => {
       const state = (bytes: number, seq: number) => new Uint8Array(uniform(prng(91 + 31 * seq + n), bytes / 4, -1, 1).buffer);
       const batch = { mode: c.mode, seqs: c.seqs, before: c.before, state };
       const cpu = runOp('attention', inputs, attrs, T, batch);
-      let backend: WasmBackend | undefined;
-      const got = runOp('attention', inputs, attrs, T, { ...batch, backend: (p) => (backend = wasmFor(p)) });
-      const family = c.mode === 'decode' ? 'attention_decode' : 'attention';
-      const ks = got.program.entries[c.mode].kernels.filter((k) => k.family === family);
-      expect(ks.map((k) => k.attrs.window)).toEqual([c.window]);
-      // the one-token attention renders the ring; prefill runs as attentionWasm, listed as a fallback
-      for (const k of ks) expect(backend!.renders(k), `${k.name} runs in the module`).toBe(c.mode === 'decode');
       expect(cpu.pool.slotBytes, 'a slot holds the ring').toBe(4 * 2 * c.KV * c.Dh * Math.min(c.window, T + Math.max(...c.before)));
-      expectClose(got.outputs[0]!, cpu.outputs[0]!, TOL, `attention ${JSON.stringify(c)}`);
-      for (const [i, slot] of got.slots.entries()) {
-        const want = new Float32Array(cpu.pool.save(cpu.slots[i]!).slice().buffer);
-        expectClose(new Float32Array(got.pool.save(slot).slice().buffer), want, TOL, `attention ${JSON.stringify(c)} ring of sequence ${i}`);
+      for (const module of [true, false]) {
+        let backend: WasmBackend | undefined;
+        const got = runOp('attention', inputs, attrs, T, { ...batch, backend: (p) => (backend = wasmFor(p, module)) });
+        const family = c.mode === 'decode' ? 'attention_decode' : 'attention';
+        const ks = got.program.entries[c.mode].kernels.filter((k) => k.family === family);
+        expect(ks.map((k) => k.attrs.window)).toEqual([c.window]);
+        // with the module both run there: the one-token attention rendered over the ring, prefill as attentionAt's steps
+        for (const k of ks) expect(backend!.renders(k), `${k.name} runs in the module`).toBe(module);
+        const what = `attention ${module ? 'with' : 'without'} the module ${JSON.stringify(c)}`;
+        expectClose(got.outputs[0]!, cpu.outputs[0]!, TOL, what);
+        for (const [i, slot] of got.slots.entries()) {
+          const want = new Float32Array(cpu.pool.save(cpu.slots[i]!).slice().buffer);
+          expectClose(new Float32Array(got.pool.save(slot).slice().buffer), want, TOL, `${what} ring of sequence ${i}`);
+        }
       }
     });
   });
