@@ -19,7 +19,9 @@
 //
 // Run: npx tsx bench/browser-9b.ts [--weights DIR] [--backend webgpu|wasm] [--tokens 2] [--prompt-len 4]
 //        [--threads 2] [--capacity 64] [--max-batch-tokens N|model] [--wasm-memory-bytes N]
-//        [--timeout-min 90] [--lock FILE|none] [--skip-cpu] [--build-only]
+//        [--timeout-min 90] [--lock FILE|none] [--skip-cpu] [--build-only] [--activations q8]
+// --activations q8: the products round their input rows to 8 bits (runtime/act-quant.ts), in the browser and in
+// the CPU reference alike (wasm and cpu only; the tokens are compared as before).
 // --weights defaults to /work/data/bamba9b-q4, made when absent (once, under the lock) by `archc
 // quantize --to q4` from bench/bamba9b.ts' /work/data/bamba9b-bf16. The package is built once per
 // config.json and source tree (archc build, without CUDA compiles) under .tmp/browser-9b/.
@@ -254,7 +256,8 @@ async function cpuPhase(plan: Plan, threads: number, out: string): Promise<void>
   const { Model } = await import(join(plan.pkg, 'dist', 'index.js')) as { Model: ModelClass };
   const result: Record<string, unknown> = {};
   try {
-    result.run = await runSteps(Model, { ...plan.spec, url: plan.weights, opts: { backend: 'cpu', threads, capacity: plan.spec.opts.capacity } }, (l) => say(`[cpu] ${l}`));
+    result.run = await runSteps(Model, { ...plan.spec, url: plan.weights, opts: { backend: 'cpu', threads, capacity: plan.spec.opts.capacity,
+      ...(plan.spec.opts.activations ? { activations: plan.spec.opts.activations } : {}) } }, (l) => say(`[cpu] ${l}`));
   } catch (e) {
     result.error = String((e as Error)?.message ?? e);
     say(`CPU reference failed: ${String(result.error)}`);
@@ -379,7 +382,10 @@ async function main(): Promise<void> {
   // wasm: --wasm-memory-bytes lowers the bytes one WebAssembly memory may hold (a small model then
   // spreads its weights over several memories as Bamba-9B must)
   const memBytes = flag('--wasm-memory-bytes') ? intFlag('--wasm-memory-bytes', 0) : null;
-  const opts = { backend, capacity, ...(backend === 'wasm' ? { threads, ...(memBytes ? { wasmMemoryBytes: memBytes } : {}) } : mbt ? { webgpu: { maxBatchTokens: mbt } } : {}) } as const;
+  const activations = flag('--activations') as 'f32' | 'q8' | undefined;
+  if (activations !== undefined && activations !== 'q8' && activations !== 'f32') die(`--activations: f32 or q8, got ${activations}`);
+  const opts = { backend, capacity, ...(activations ? { activations } : {}),
+    ...(backend === 'wasm' ? { threads, ...(memBytes ? { wasmMemoryBytes: memBytes } : {}) } : mbt ? { webgpu: { maxBatchTokens: mbt } } : {}) } as const;
   const plan: Plan = { weights, backend, site, pkg, spec: { url: '/ckpt/', opts, prompt, tokens }, timeoutMin };
   const planFile = join(work, 'plan.json');
   writeFileSync(planFile, JSON.stringify(plan));

@@ -78,22 +78,29 @@ export const RUN_TARGETS = [
     name: 'webgpu',
     about: 'WGSL kernels through WebGPU: Dawn in Node (the `webgpu` package), navigator.gpu in a browser',
     byDefault: () => false,
-    activations: ['f32'],
+    activations: ['f32', 'q8'],
     slidingWindow: true,
     async open(program, opts): Promise<LoadableBackend> {
       if (!opts.wgsl) throw new RuntimeError('RT303', ['backend webgpu without the program\'s WGSL', 'pass LoadOptions.wgsl (the package\'s WGSL)']);
       const { createWebGpuBackend } = await import('./webgpu/backend.ts');
-      return createWebGpuBackend(program, opts.wgsl, { ...(opts.capacity !== undefined ? { capacity: opts.capacity } : {}), ...opts.webgpu });
+      return createWebGpuBackend(program, opts.wgsl, { ...(opts.capacity !== undefined ? { capacity: opts.capacity } : {}), ...opts.webgpu, ...(opts.activations ? { activations: opts.activations } : {}) });
     },
   },
   {
     name: 'cuda',
     about: 'CUDA kernels on an NVIDIA GPU through its driver (libcuda, via koffi)',
     byDefault: () => false,
-    activations: ['f32'],
+    activations: ['f32', 'q8'],
     slidingWindow: true,
     async open(program, opts): Promise<LoadableBackend> {
-      return (await import('./cuda/backend.ts')).openCudaBackend(program, opts.cuda);
+      const b = await (await import('./cuda/backend.ts')).openCudaBackend(program, opts.cuda);
+      try {
+        b.useActivations(opts.activations ?? 'f32');
+      } catch (e) {
+        b.dispose();
+        throw e;
+      }
+      return b;
     },
   },
 ] as const satisfies readonly RunTarget[];

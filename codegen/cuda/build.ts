@@ -17,8 +17,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { InternalError } from '../../dsl/diagnostics.ts';
 import type { EntryName, Program } from '../../runtime/program.ts';
-import { type MatrixFormat, quantMatrix } from '../../runtime/cuda/abi.ts';
-import { QUANT_DTYPES } from '../../runtime/quant.ts';
+import { type SourceFormat, sourceFormats } from '../../runtime/cuda/abi.ts';
 import { launchPlan, translationUnit, type CudaKernels, type CudaLaunchPlan, type CudaManifest, type CudaManifestKernel, type CudaModuleInfo } from '../../runtime/cuda/kernels.ts';
 import { renderKernel } from './render.ts';
 
@@ -29,8 +28,9 @@ export interface CudaKernelFile {
   readonly index: number;
   readonly name: string;
   readonly family: string;
-  /** The format of its matrix this source reads (bf16 for kernels without one). */
-  readonly format: MatrixFormat;
+  /** The format of its matrix this source reads (bf16 for kernels without one; q8a8 / q4a8: a
+   *  product over 8-bit activations, runtime/cuda/abi.ts `sourceFormats`). */
+  readonly format: SourceFormat;
   /** Path in the package of its (shared) source: `cuda/kernels/<id>.cu`. */
   readonly path: string;
   readonly id: string;
@@ -85,7 +85,7 @@ export function renderProgram(program: Program): CudaKernelFile[] {
   const out: CudaKernelFile[] = [];
   for (const [entry, e] of Object.entries(program.entries) as [EntryName, Program['entries'][EntryName]][]) {
     e.kernels.forEach((k, index) => {
-      for (const format of ['bf16', ...(quantMatrix(k) ? QUANT_DTYPES : [])] as MatrixFormat[]) {
+      for (const format of sourceFormats(k)) {
         const r = renderKernel(program, e, k, format);
         const id = kernelId(r.source);
         out.push({ entry, index, name: k.name, family: k.family, format, path: `cuda/kernels/${id}.cu`, id, source: r.source, launch: launchPlan(r.schedule) });

@@ -13,7 +13,8 @@ import { fileURLToPath } from 'node:url';
 import Handlebars from 'handlebars';
 import { InternalError } from '../../dsl/diagnostics.ts';
 import { exprText, mapExpr } from '../../runtime/expr.ts';
-import { ARGS_STATES, ARGS_VIEWS, type MatrixFormat, kernelStates, kernelViews, kernelWeights, type WeightSlot } from '../../runtime/cuda/abi.ts';
+import { ARGS_STATES, ARGS_VIEWS, type MatrixFormat, type SourceFormat, kernelStates, kernelViews, kernelWeights, matrixFormat, type WeightSlot } from '../../runtime/cuda/abi.ts';
+import { ACT_ZERO_BITS } from '../../runtime/act-quant.ts';
 import { QUANT_BITS } from '../../runtime/quant.ts';
 import { type Entry, type Epilogue, type Expr, type Kernel, type Program, type View, ofFamily } from '../../runtime/program.ts';
 import { CUDA_TARGET, type CudaSchedule, cudaSchedule, productOffsets } from './schedule.ts';
@@ -33,6 +34,7 @@ function template(name: string): HandlebarsTemplateDelegate {
 }
 hbs.registerPartial('prelude', (ctx: unknown) => template('prelude')(ctx));
 hbs.registerPartial('quant', (ctx: unknown) => template('quant')(ctx));
+hbs.registerPartial('act-round', (ctx: unknown) => template('act-round')(ctx));
 
 export interface RenderedKernel {
   readonly source: string;
@@ -68,10 +70,15 @@ class Renderer {
   private readonly states: number[];
   /** The kernel's CUDA schedule (threads, tiles, launch grid). */
   readonly sched: CudaSchedule;
+  /** The matrix's format, and whether the product rounds its input to 8 bits (a `q8a8` / `q4a8` source). */
+  readonly format: MatrixFormat;
+  readonly a8: boolean;
 
-  constructor(readonly program: Program, readonly entry: Entry, readonly k: Kernel, readonly format: MatrixFormat) {
+  constructor(readonly program: Program, readonly entry: Entry, readonly k: Kernel, source: SourceFormat) {
     this.sched = cudaSchedule(k, CUDA_TARGET);
-    this.weights = kernelWeights(k, format);
+    this.format = matrixFormat(source);
+    this.a8 = source !== this.format;
+    this.weights = kernelWeights(k, this.format);
     this.slot = new Map(this.weights.map((w, i) => [w.name, i]));
     const views = kernelViews(k);
     this.view = new Map(views.map((v, i) => [v.key, i]));
@@ -175,7 +182,7 @@ class Renderer {
   /** The fields of the quantised-matrix partial for a [rows, cols] matrix in slot 0. */
   quant(rows: number, cols: number): Record<string, unknown> {
     const f = this.format;
-    return f === 'bf16' ? {} : { format: f, q8: f === 'q8', bits: QUANT_BITS[f], rows, cols };
+    return f === 'bf16' ? {} : { format: f, q8: f === 'q8', bits: QUANT_BITS[f], rows, cols, a8: this.a8, zeroBits: ACT_ZERO_BITS };
   }
 
   /** Epilogue stages as code blocks (matmul: on the tile `acc`; conv: on `x`). */
@@ -242,7 +249,7 @@ const FAMILIES: Readonly<Record<Kernel['family'], FamilyRender>> = {
       prologue: norm ? (norm.kind === 'rmsnorm' ? 1 : 2) : 0, gather, transposed: Boolean(k.attrs.transposed),
       eps: floatLit(norm ? norm.eps : 0), z: norm?.kind === 'rmsnorm_gated' ? 'rd_z(a, xr, c)' : '0.0f',
       normWeight: norm ? r.wf(norm.weight, 'k') : '1.0f', bias: Boolean(k.inputs.b), rowsText,
-      stages: r.matmulStages(offsets), tensor: Boolean(s.tensor),
+      stages: r.matmulStages(offsets), tensor: Boolean(s.tensor), a8: r.a8,
     });
   },
   norm(r) {
@@ -290,9 +297,13 @@ function attention(r: Renderer): string {
   return template('attention')({ ...r.common(), ...r.k.sizes, ...r.state(), scale: floatLit(r.k.attrs.scale as number), rows: s.rows, keys: s.keys });
 }
 
-/** The `.cu` source of kernel `k` of `entry` with its matrix in `format` (abi.ts `quantMatrix` says
- *  which kernels may take q8 or q4), and the weights it reads by slot. */
-export function renderKernel(program: Program, entry: Entry, k: Kernel, format: MatrixFormat = 'bf16'): RenderedKernel {
+/** The rounding of 8-bit activations (`archc_act_round`, templates/act-round.cu.hbs) as the q8a8 and
+ *  q4a8 sources hold it, for a test to run alone; it needs QGROUP (32). */
+export const actRoundSource = (): string => template('act-round')({ zeroBits: ACT_ZERO_BITS });
+
+/** The `.cu` source of kernel `k` of `entry` for `format` (abi.ts `sourceFormats` says which a
+ *  kernel has), and the weights it reads by slot. */
+export function renderKernel(program: Program, entry: Entry, k: Kernel, format: SourceFormat = 'bf16'): RenderedKernel {
   const r = new Renderer(program, entry, k, format);
   return { source: FAMILIES[k.family](r), weights: r.weights, schedule: r.sched };
 }

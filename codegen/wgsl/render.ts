@@ -18,8 +18,8 @@ import { type Entry, type EntryName, type Epilogue, type Kernel, type Program, t
 import { type KernelShaders, type Pass, type RunCount, type WgslEntry, type WgslProfile, type WgslProgram } from '../../runtime/webgpu/shaders.ts';
 import { type RotaryTable, rotaryOffset, rotaryTables, rotaryWords } from '../../runtime/webgpu/rotary.ts';
 import type { DType } from '../../runtime/tensor.ts';
-import { QUANT_DTYPES, type QuantDType, shapeReason } from '../../runtime/quant.ts';
-import { quantCandidates } from '../../runtime/quantplan.ts';
+import { QUANT_DTYPES, type QuantDType } from '../../runtime/quant.ts';
+import { quantWeights, roundHelpers } from './quant.ts';
 import { WGSL_CPU_TARGET, WGSL_TARGET, type WgslSchedule, type WgslTarget, wgslSchedule } from './schedule.ts';
 
 import { type Dtypes, Shader, TEMPLATES, lit } from './shader.ts';
@@ -43,6 +43,8 @@ interface Ctx {
   /** The kernel's schedule for the profile being rendered, and its workgroup size. */
   readonly sched: WgslSchedule;
   readonly wg: number;
+  /** A product's passes for 8-bit activations: its input rows rounded into scratch0 first (quant.ts). */
+  readonly a8?: boolean;
 }
 
 /** The target record each profile renders with. */
@@ -266,11 +268,20 @@ function matmul(c: Ctx): Pass[] {
       passes.push(pass(n.kind, s, code, count(rows.rows, rows.times, own ? c.wg : 1), 1, { scratch: scratchRows }));
     }
   }
+  // 1b. 8-bit activations: the rows rounded per group of 32 into scratch0 (in place after a prologue)
+  if (c.a8) {
+    const s = shader(c);
+    const body = roundHelpers(s, prologue.length ? null : flat(s, 'x', view(k, 'x'), K), K);
+    passes.push(pass('round', s, s.render('ELEMENTS', 'round', c.header, { wg: c.wg, rows: rows.wgsl, width: K / 32, body }), count(rows.rows, (K / 32) * rows.times, c.wg), 1, { scratch: scratchRows }));
+  }
+  const staged = prologue.length > 0 || !!c.a8;
   // 2. the product, into the output or (before an epilogue) scratch1 [rows, N]
   const epi = k.epilogue ?? [];
   const product = (variant: 'MATMUL_TILED' | 'MATMUL_GEMV'): Pass => {
     const s = shader(c);
-    const xin = prologue.length ? (r: string, i: string) => s.load(s.scratch(0), `${r} * ${K}u + ${i}`) : flat(s, 'x', view(k, 'x'), K);
+    // (8-bit activations: a bias bound first, as binding 4 its reader would be named w4, as the template's w4)
+    if (c.a8 && k.inputs.b) s.weight(weightName(k, 'b'));
+    const xin = staged ? (r: string, i: string) => s.load(s.scratch(0), `${r} * ${K}u + ${i}`) : flat(s, 'x', view(k, 'x'), K);
     const w = s.weight(weightName(k, 'w'));
     s.raw('xin', `fn xin(r: u32, k: u32) -> f32 { return ${xin('r', 'k')}; }`);
     s.raw('wt', `fn wt(n: u32, k: u32) -> f32 { return ${w}(${k.attrs.transposed ? `k * ${N}u + n` : `n * ${K}u + k`}); }`);
@@ -282,7 +293,7 @@ function matmul(c: Ctx): Pass[] {
       s.raw('put', `fn put(r: u32, n: u32, v: f32) { ${put('r', 'n', 'v')}; }`);
     }
     const tile = sched.tile!, lanes = sched.gemv_lanes!, columns = sched.gemv_columns!;
-    const scratch = { ...(prologue.length ? scratchRows : {}), ...(epi.length ? { scratch1: count(rows.rows, rows.times * N, 1) } : {}) };
+    const scratch = { ...(staged ? scratchRows : {}), ...(epi.length ? { scratch1: count(rows.rows, rows.times * N, 1) } : {}) };
     if (sched.reduce === 'invocation') {
       // each invocation owns 4 x 4 outputs (tiled) or 4 columns of a row (matrix-vector), as vec4s
       if (tile !== 4 || columns !== 4 || lanes !== 1) fail(`${k.name}: a per-invocation product owns 4 x 4 outputs or 4 columns on 1 lane, not tile ${tile}, ${columns} columns on ${lanes}`);
@@ -308,7 +319,7 @@ function matmul(c: Ctx): Pass[] {
     const code = s.render(variant, 'matrix-vector product', c.header, { rows: rows.wgsl, lanes, columns, colBlocks: Math.ceil(N / columns), K, N });
     return pass('matrix-vector product', s, code, count(rows.rows, rows.times, 1), Math.ceil(N / columns), { rowsAtMost: sched.gemv_rows!, scratch });
   };
-  const fused = fusedGemv(c, rows);
+  const fused = c.a8 ? null : fusedGemv(c, rows);
   if (!fused) {
     passes.push(product('MATMUL_GEMV'), product('MATMUL_TILED'));
     if (epi.length) passes.push(epiloguePass(c, rows, N));
@@ -590,29 +601,19 @@ export function renderProgram(program: Program): WgslProgram {
         // a weight the load may quantise: the kernel's passes again per format, reading codes
         const w = k.inputs.w;
         if (!w || !('weight' in w) || !quantisable.has(w.weight) || (k.family !== 'embedding' && (k.family !== 'matmul' || k.attrs.transposed))) return { kernel: k.name, passes };
-        const variant = (f: QuantDType) => {
+        const variants = (a8: boolean) => Object.fromEntries(QUANT_DTYPES.map((f) => {
           const d = new Map(dtypes);
           d.set(w.weight, { dtype: f, length: dtypes.get(w.weight)!.length });
-          return FAMILIES[k.family]({ k, entry, dtypes: d, header, rotary, sched, wg: sched.workgroup });
-        };
-        return { kernel: k.name, passes, quant: { weight: w.weight, passes: Object.fromEntries(QUANT_DTYPES.map((f) => [f, variant(f)])) as Record<QuantDType, Pass[]> } };
+          return [f, FAMILIES[k.family]({ k, entry, dtypes: d, header, rotary, sched, wg: sched.workgroup, a8 })];
+        })) as Record<QuantDType, Pass[]>;
+        // and a product's once more per format for 8-bit activations (LoadOptions.activations 'q8')
+        return { kernel: k.name, passes, quant: { weight: w.weight, passes: variants(false), ...(k.family === 'matmul' ? { a8: variants(true) } : {}) } };
       });
       entries[name] = { kernels, chunk: [...chunks][0] ?? 0 };
     }
     return entries;
   };
   return { format: 'archc-wgsl/4', header, rotary, profiles: { gpu: profile(TARGETS.gpu), cpu: profile(TARGETS.cpu) } };
-}
-
-/** The weights a load may quantise (runtime/quantplan.ts): checkpoint candidates of a group
- *  format's shape, and concatenations of such (merged q/k/v, gate/up). */
-function quantWeights(program: Program): Set<string> {
-  const fits = (shape: readonly number[]) => shapeReason(shape) === null;
-  const cands = quantCandidates(program);
-  const out = new Set<string>();
-  for (const w of program.weights) if (fits(w.shape) && cands.has(w.name)) out.add(w.name);
-  for (const d of program.derived) if (d.from.kind === 'concat' && fits(d.shape) && d.from.parts.every((p) => out.has(p))) out.add(d.name);
-  return out;
 }
 
 function fail(msg: string): never {

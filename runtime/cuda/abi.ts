@@ -6,7 +6,7 @@
 
 import { exprLeaves } from '../expr.ts';
 import { type Entry, type Kernel, type Program, type View, slotLayout } from '../program.ts';
-import { QUANT_GROUP, type QuantDType, type QuantTensor } from '../quant.ts';
+import { QUANT_DTYPES, QUANT_GROUP, type QuantDType, type QuantTensor } from '../quant.ts';
 import type { CudaLaunchPlan } from './kernels.ts';
 
 /** The fields of ArchcArgs in order: nine pointers, one 64-bit integer, three 32-bit ints (and 4
@@ -79,6 +79,21 @@ export function kernelOffsets(p: Program, e: Entry, k: Kernel, T: number, S: num
 /** How a kernel holds its matrix (slot 0 of a product or an embedding): bf16, or a quantised
  *  format (runtime/quant.ts) when loading quantised it. Each format renders its own source. */
 export type MatrixFormat = 'bf16' | QuantDType;
+
+/** What a source is rendered for: its matrix's format, and for a product over q8/q4 weights that
+ *  reads its input as 8-bit activations (LoadOptions.activations 'q8', runtime/act-quant.ts) `q8a8`
+ *  or `q4a8` (the same weights, each group of 32 of x rounded as it is staged). */
+export type SourceFormat = MatrixFormat | `${QuantDType}a8`;
+
+/** The formats kernel `k` renders a source for: bf16; q8 and q4 where loading may quantise its
+ *  matrix; and for such a product q8a8 and q4a8. */
+export function sourceFormats(k: Kernel): SourceFormat[] {
+  if (!quantMatrix(k)) return ['bf16'];
+  return ['bf16', ...QUANT_DTYPES, ...(k.family === 'matmul' ? QUANT_DTYPES.map((f) => `${f}a8` as const) : [])];
+}
+
+/** The matrix format a source reads. */
+export const matrixFormat = (f: SourceFormat): MatrixFormat => (f === 'q8a8' ? 'q8' : f === 'q4a8' ? 'q4' : f);
 
 export interface WeightSlot {
   readonly name: string;

@@ -1,8 +1,8 @@
 // The CUDA backend: the kernel program on an NVIDIA GPU through the driver API (runtime/cuda/driver.ts).
 // Weights are streamed to the device tensor by tensor as they are read (matrices bf16, or q8/q4
 // codes and scales as loading quantised them; the rest f32: runtime/cuda/abi.ts), and each product
-// or embedding runs the source for its matrix's format; derived weights are made on the host from
-// their parts, then uploaded.
+// or embedding runs the source for its matrix's format (a product over 8-bit activations its q8a8 /
+// q4a8 one); derived weights are made on the host from their parts, then uploaded.
 // An entry's activations live in one device arena laid out by the compiler's memory plan; the state
 // pool is one device buffer of slots. A dispatch is one launch on the backend's stream; a read waits
 // for the stream and copies the view back.
@@ -14,12 +14,13 @@ import { compileExpr, exprLeaves } from '../expr.ts';
 import type { DerivedWeight, Entry, EntryName, Kernel, Program, ProgramWeight, View } from '../program.ts';
 import { slotLayout, weightsRead } from '../program.ts';
 import { RuntimeError } from '../errors.ts';
+import type { ActivationFormat } from '../act-quant.ts';
 import { type HostWeight, type QuantDType, QUANT_DTYPES, concatQuant, isQuant } from '../quant.ts';
 import { type Tensor, fromF32, toF32 } from '../tensor.ts';
 import { ARGS_FIELDS, type MatrixFormat, kernelOffsets, kernelWeights, launchOf, packArgs, quantDeviceBytes, quantMatrix, viewBase } from './abi.ts';
 import {
   CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, CUDA_ERROR_NOT_FOUND, CUDA_SUCCESS,
-  type CudaDriver, type DevicePtr, type Handle, addr, check, errorName, openDriver,
+  type CudaDriver, type DevicePtr, type Handle, addr, check, errorName, initDriver, openDriver,
 } from './driver.ts';
 import { type CudaKernels, type CudaLaunchPlan, type CudaManifestKernel, functionName, kernelIds, kernelsFromDir, planModules } from './kernels.ts';
 import { openNvrtc } from './nvrtc.ts';
@@ -63,17 +64,6 @@ class DeviceBuffer {
     if (this.bytes) this.b.driver.cuMemFree(this.ptr);
     this.ptr = 0n;
     this.bytes = 0;
-  }
-}
-
-/** cuInit, and a device `ordinal` there: RT701 when the driver does not start, RT702 without it. */
-export function initDriver(d: CudaDriver, ordinal = 0): void {
-  const init = d.cuInit(0);
-  if (init !== CUDA_SUCCESS) throw new RuntimeError('RT701', [d.library, errorName(d, init)]);
-  const count = [0];
-  const c = d.cuDeviceGetCount(count);
-  if (c !== CUDA_SUCCESS || count[0]! <= ordinal) {
-    throw new RuntimeError('RT702', [d.library, c === CUDA_SUCCESS ? count[0] : 0, c === CUDA_SUCCESS ? (ordinal ? `; device ${ordinal} was asked for` : '') : ` (${errorName(d, c)})`]);
   }
 }
 
@@ -280,10 +270,19 @@ export class CudaBackend implements Backend {
     return t;
   }
 
-  /** The functions of kernel `index` of `entry` for its matrix's format. */
+  /** How products over q8/q4 weights read their input (LoadOptions.activations): 'q8' runs their
+   *  q8a8 / q4a8 sources, which round it to 8 bits per group as they stage it (runtime/act-quant.ts). */
+  activations: ActivationFormat = 'f32';
+  useActivations(a: ActivationFormat): void {
+    if (a === 'q8' && ![...this.ids.values()].flat().some((k) => k.formats?.q8a8)) throw new RuntimeError('RT303', ['activations q8 with this package\'s CUDA kernels', 'it has no sources for 8-bit activations: rebuild it (archc build), or leave activations at f32']);
+    this.activations = a;
+  }
+
+  /** The functions of kernel `index` of `entry` for its matrix's format (and the activations). */
   functions(entry: Entry, index: number): Loaded {
     const mk = this.ids.get(this.entryName(entry))?.[index] ?? fail('the entry is not one of the program\'s');
-    const f = this.kernelFormat(entry.kernels[index]!);
+    const m = this.kernelFormat(entry.kernels[index]!);
+    const f = m !== 'bf16' && this.activations === 'q8' && entry.kernels[index]!.family === 'matmul' ? `${m}a8` as const : m;
     return this.fns.get(f === 'bf16' ? mk.id : mk.formats?.[f] ?? fail(`the package has no ${f} source for kernel ${mk.name}; rebuild it`))!;
   }
 

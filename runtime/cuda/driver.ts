@@ -147,3 +147,14 @@ export function check(d: CudaDriver, code: number, call: string): void {
 
 /** A device address as a BigInt (koffi gives numbers below 2^53). */
 export const addr = (p: DevicePtr): bigint => (typeof p === 'bigint' ? p : BigInt(p));
+
+/** cuInit, and a device `ordinal` there: RT701 when the driver does not start, RT702 without it. */
+export function initDriver(d: CudaDriver, ordinal = 0): void {
+  const init = d.cuInit(0);
+  if (init !== CUDA_SUCCESS) throw new RuntimeError('RT701', [d.library, errorName(d, init)]);
+  const count = [0];
+  const c = d.cuDeviceGetCount(count);
+  if (c !== CUDA_SUCCESS || count[0]! <= ordinal) {
+    throw new RuntimeError('RT702', [d.library, c === CUDA_SUCCESS ? count[0] : 0, c === CUDA_SUCCESS ? (ordinal ? `; device ${ordinal} was asked for` : '') : ` (${errorName(d, c)})`]);
+  }
+}

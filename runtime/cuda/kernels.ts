@@ -44,12 +44,13 @@ export function launchPlan(s: CudaLaunchPlan): CudaLaunchPlan {
 
 /** One kernel of an entry in the manifest: its name, its source id (its matrix in bf16) and its
  *  launch; a kernel whose matrix loading may quantise also has a source per quantised format (the
- *  same launch), the backend picking by the format its weight was uploaded in. */
+ *  same launch), the backend picking by the format its weight was uploaded in, and a product one per
+ *  format over 8-bit activations (`q8a8`, `q4a8`: LoadOptions.activations 'q8'). */
 export interface CudaManifestKernel {
   readonly name: string;
   readonly id: string;
   readonly launch: CudaLaunchPlan;
-  readonly formats?: Readonly<Partial<Record<QuantDType, string>>>;
+  readonly formats?: Readonly<Partial<Record<QuantDType | `${QuantDType}a8`, string>>>;
 }
 
 /** Every source id of a manifest kernel: bf16, then its quantised formats'. */

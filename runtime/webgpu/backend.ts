@@ -1,9 +1,10 @@
 // The WebGPU backend: runs a kernel program's WGSL (rendered by the compiler, runtime/webgpu/shaders.ts)
 // through WebGPU — Dawn in Node (the `webgpu` package), `navigator.gpu` in browsers. Weights go to
 // the GPU one tensor at a time in their stored dtype (bf16/f16 two per u32), or as q8/q4 codes with
-// their f16 scales after them in the same buffer (`quantWords`); derived weights are made there
+// their f16 scales after them in the same buffer (`quantWords`, quant.ts); derived weights are made there
 // (concatenations by buffer copies, of quantised parts on the host; expressions of small vectors on
-// the host). A kernel whose matrix came quantised runs the passes rendered for its format. Activations live
+// the host). A kernel whose matrix came quantised runs the passes rendered for its format (and for
+// LoadOptions.activations: 'q8' rounds a product's input rows first). Activations live
 // in one arena buffer laid out by the compiler's memory plan; the state pool is one buffer of slots.
 // Work is recorded into a command encoder and submitted when something must be read or written, so
 // a run of an entry is one submission; reading a result maps a staging buffer (asynchronous: use
@@ -14,12 +15,14 @@ import { compileExpr, exprLeaves } from '../expr.ts';
 import { RuntimeError } from '../errors.ts';
 import type { DerivedWeight, Entry, EntryName, Kernel, Program, ProgramWeight, View } from '../program.ts';
 import { slotLayout, weightsRead } from '../program.ts';
-import { type HostWeight, type QuantDType, type QuantTensor, concatQuant, isQuant, quantTensorBytes } from '../quant.ts';
+import type { ActivationFormat } from '../act-quant.ts';
+import { type HostWeight, type QuantDType, type QuantTensor, concatQuant, isQuant } from '../quant.ts';
 import { type Tensor, toF32 } from '../tensor.ts';
 import type { SplitOptions, WebGpuOptions } from './options.ts';
 import { CHUNK_FIELDS, SEQ_FIELDS, writable, type BindingKind, type KernelShaders, type Pass, type RunCount, type WgslProfile, type WgslProgram } from './shaders.ts';
 import { findGpu } from './dawn.ts';
 import { WebGpuStatePool } from './pool.ts';
+import { checkA8Passes, quantPasses, quantWords } from './quant.ts';
 import { type BindingLimits, type BoundPass, type SplitPlan, SplitBuffer, bufferName, fillRotary, intsWords, partsOf, planSplits, specialise, weightDeviceBytes } from './split.ts';
 
 export { findGpu };
@@ -144,6 +147,8 @@ export class WebGpuBackend implements Backend {
   private readonly batchBuffers = new Map<BatchRole, SplitBuffer>();
   /** How every buffer is split over bindings on this device (split.ts). */
   readonly plan: SplitPlan;
+  /** How products over q8/q4 weights read their input (SplitOptions.activations, runtime/act-quant.ts). */
+  readonly activations: ActivationFormat;
   /** Dispatches since creation (bench: dispatches per step). */
   dispatches = 0;
 
@@ -156,6 +161,7 @@ export class WebGpuBackend implements Backend {
     const { plan, problems } = planSplits(program, shaders, device.limits, opts, profile);
     if (problems.length) throw new RuntimeError('RT501', [adapter, listProblems(problems)]);
     this.plan = plan;
+    this.activations = checkA8Passes(Object.values(shaders.profiles[profile]), opts.activations ?? 'f32');
     this.read = weightsRead(program.entries);
     this.pending = [...program.derived];
     this.pipelines = PIPELINES.get(device) ?? PIPELINES.set(device, new Map()).get(device)!;
@@ -267,11 +273,11 @@ export class WebGpuBackend implements Backend {
     return b;
   }
 
-  /** The passes of kernel `k` for the weights uploaded: its quantised matrix's format's, or as stored. */
+  /** The passes of kernel `k` for the weights uploaded and the activations (runtime/webgpu/quant.ts). */
   passesOf(k: KernelShaders): readonly Pass[] {
-    const f = k.quant && this.formats.get(k.quant.weight);
-    return f ? k.quant!.passes[f] : k.passes;
+    return quantPasses(k, k.quant && this.formats.get(k.quant.weight), this.activations);
   }
+
 
   private upload(name: string, t: Tensor): SplitBuffer {
     const b = this.weightBuffer(name);
@@ -433,15 +439,6 @@ function describeProblem(code: string, errors: readonly GPUCompilationMessage[],
 }
 
 const isQuantHost = (t: Tensor | QuantTensor | undefined): t is QuantTensor => !!t && isQuant(t);
-
-/** A q8/q4 weight as the device holds it: its code bytes (a multiple of 16: N·K is one of 32),
- *  then its f16 scales, the whole padded to a u32. */
-export function quantWords(q: QuantTensor): Uint8Array {
-  const out = new Uint8Array(Math.ceil(quantTensorBytes(q) / 4) * 4);
-  out.set(new Uint8Array(q.codes.buffer, q.codes.byteOffset, q.codes.byteLength));
-  out.set(new Uint8Array(q.scales.buffer, q.scales.byteOffset, q.scales.byteLength), q.codes.byteLength);
-  return out;
-}
 
 function weightOf(program: Program, name: string): ProgramWeight | DerivedWeight {
   return [...program.weights, ...program.derived].find((x) => x.name === name) ?? fail(`no weight ${name}`);

@@ -3,6 +3,7 @@
 // .d.ts compile under `tsc --strict` without skipLibCheck in a project that does not declare them
 // (TypeScript 5.9 has no WebGPU in its DOM lib; 6.0 has, and `@webgpu/types` beside it conflicts).
 
+import type { ActivationFormat } from '../act-quant.ts';
 import type { WgslProfile } from './shaders.ts';
 
 /** How buffers larger than one binding are split (split.ts). */
@@ -20,6 +21,9 @@ export interface SplitOptions {
   /** Tokens a state slot holds, as the pool's parts are planned (default: the model's `context`
    *  param, else 4096; `Model.load` passes its `capacity`). */
   readonly capacity?: number;
+  /** LoadOptions.activations (Model.load passes it): with 'q8' the products over q8/q4 weights run
+   *  the passes that round their input first (runtime/webgpu/quant.ts), and scratch is planned for them. */
+  readonly activations?: ActivationFormat;
 }
 
 /** The WebGPU entry point as an option takes it: `navigator.gpu`, or Dawn's `create([...])` of the

@@ -53,13 +53,16 @@ export interface KernelShaders {
   readonly passes: readonly Pass[];
   /** Where the load may quantise the kernel's matrix (a product's or embedding's `weight`): the
    *  passes again, reading its q8 or q4 codes (codegen/wgsl/shader.ts `quantReader`); the backend
-   *  runs the set of the format it uploaded. */
-  readonly quant?: { readonly weight: string; readonly passes: Readonly<Record<QuantDType, readonly Pass[]>> };
+   *  runs the set of the format it uploaded. A product's `a8` are those passes for 8-bit activations
+   *  (LoadOptions.activations 'q8'): its input rows rounded per group of 32 into scratch0 by a pass
+   *  of their own (codegen/wgsl/quant.ts), then the product's unfused passes reading them there. */
+  readonly quant?: { readonly weight: string; readonly passes: Readonly<Record<QuantDType, readonly Pass[]>>; readonly a8?: Readonly<Record<QuantDType, readonly Pass[]>> };
 }
 
-/** Every rendering of a kernel's passes: as stored, then each quantised format's. */
-export function allPasses(k: KernelShaders): readonly Pass[] {
-  return k.quant ? [...k.passes, ...Object.values(k.quant.passes).flat()] : k.passes;
+/** Every rendering of a kernel's passes a load may run: as stored, then each quantised format's
+ *  (`a8`: and those for 8-bit activations). */
+export function allPasses(k: KernelShaders, a8 = false): readonly Pass[] {
+  return k.quant ? [...k.passes, ...Object.values(k.quant.passes).flat(), ...(a8 ? Object.values(k.quant.a8 ?? {}).flat() : [])] : k.passes;
 }
 
 export interface WgslEntry {

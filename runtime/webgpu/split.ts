@@ -120,7 +120,7 @@ export function planSplits(program: Program, shaders: WgslProgram, limits: Bindi
     const n = (c: RunCount) => Math.ceil((rows[c.rows] * c.times) / c.per);
     const bytes = new Map<BindingKind, number>([['arena', 4 * (e.arena.T * T + e.arena.S * maxS)]]);
     for (const k of rendered[name].kernels) {
-      for (const p of allPasses(k)) for (const [role, c] of Object.entries(p.scratch ?? {})) bytes.set(role as BindingKind, Math.max(bytes.get(role as BindingKind) ?? 0, 4 * n(c!)));
+      for (const p of allPasses(k, opts.activations === 'q8')) for (const [role, c] of Object.entries(p.scratch ?? {})) bytes.set(role as BindingKind, Math.max(bytes.get(role as BindingKind) ?? 0, 4 * n(c!)));
     }
     entries[name] = new Map(BATCH_BUFFERS.map((b) => [b, splitOf(bytes.get(b) ?? 0, partLimit).parts]));
     for (const b of BATCH_BUFFERS) most.set(b, Math.max(most.get(b)!, bytes.get(b) ?? 0));
@@ -135,7 +135,7 @@ export function planSplits(program: Program, shaders: WgslProgram, limits: Bindi
     if (s.parts > 1 && s.parts * s.partBytes / 4 > MAX_ELEMENTS) problems.push(`${bufferName(kind)} takes ${s.bytes} bytes; a shader indexes at most 2^32 elements of it`);
   }
   const plan: SplitPlan = { partLimit, maxBatchTokens: maxT, maxBatchSequences: maxS, stateSlots, slotBytes, buffers, entries };
-  problems.push(...bindingProblems(rendered, plan, limits.maxStorageBuffersPerShaderStage));
+  problems.push(...bindingProblems(rendered, plan, limits.maxStorageBuffersPerShaderStage, opts.activations === 'q8'));
   return { plan, problems };
 }
 
@@ -151,12 +151,12 @@ export function partsOf(plan: SplitPlan, kind: BindingKind, entry: EntryName): n
 
 /** Passes that would bind more storage buffers than a shader stage may, naming the kernel, the pass
  *  and the buffers that split. */
-function bindingProblems(rendered: Readonly<Record<EntryName, WgslEntry>>, plan: SplitPlan, allowed: number): string[] {
+function bindingProblems(rendered: Readonly<Record<EntryName, WgslEntry>>, plan: SplitPlan, allowed: number, a8: boolean): string[] {
   const seen = new Set<string>();
   const out: string[] = [];
   for (const [entry, e] of Object.entries(rendered) as [EntryName, WgslEntry][]) {
     for (const k of e.kernels) {
-      for (const p of allPasses(k)) {
+      for (const p of allPasses(k, a8)) {
         const parts = (b: BindingKind) => partsOf(plan, b, entry);
         const n = p.bindings.reduce((s, b) => s + parts(b), 0);
         if (n <= allowed || seen.has(`${k.kernel}/${p.name}`)) continue;

@@ -137,6 +137,9 @@ describe('CUDA kernels', () => {
     expect(quantisable.map((k) => k.family)).toContain('embedding');
     for (const f of QUANT_DTYPES) expect(b.kernels.filter((k) => k.format === f).length, f).toBe(quantisable.length);
     expect(new Set(b.kernels.filter((k) => k.format === 'q4').map((k) => k.id)).size).toBe(new Set(quantisable.map((k) => k.id)).size);
+    // and every such product once more per format over 8-bit activations (runtime/cuda/abi.ts sourceFormats)
+    const products = quantisable.filter((k) => k.family === 'matmul');
+    for (const f of ['q8a8', 'q4a8']) expect(b.kernels.filter((k) => k.format === f).length, f).toBe(products.length);
     for (const arch of ['sm_80', 'sm_90']) {
       for (const id of ids) {
         const fns = b.report.usage[arch]![id]!;

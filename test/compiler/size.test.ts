@@ -57,12 +57,14 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  compiler +90: layer patterns (issue 21: compiler/builtins.ts, the built-ins out of instantiate.ts with
  *  `pattern` and its AC316/AC317 at the bad symbol; compiler/suggest.ts, "did you mean" moved unchanged);
  *  compiler +39, cli +129: `archc compare` (cli/compare.ts; stats' figures through cli/common.ts statsFor) and
- *  presets that name what they replace and refuse to erase a compared difference (compiler/presets.ts);
+ *  presets that name what they replace and refuse to erase a compared difference (compiler/presets.ts).;
+ *  codegen +65, runtime +70: 8-bit activations on WebGPU and CUDA (codegen/wgsl/quant.ts the rounding pass,
+ *  runtime/webgpu/quant.ts the pass choice, runtime/cuda/abi.ts the q8a8/q4a8 source formats, useActivations);
  *  compiler +24, runtime +161, codegen +129: sliding-window attention (issue 21: the attention op's optional
  *  window, the KV state's window and its ring of min(window, capacity) rows, the wasm prefill (module and JS) over the
  *  gathered history and the module's one-token attention over the ring, WGSL's two passes (codegen/wgsl/window.ts),
- *  CUDA's block per sequence, RT177 where a target lacks it). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4649, codegen: 4933, runtime: 12754, cli: 1978 };
+ *  CUDA's block per (sequence, KV head), RT177 where a target lacks it). */
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4649, codegen: 4998, runtime: 12824, cli: 1978 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {

@@ -14,7 +14,8 @@ import { promisify } from 'node:util';
 import { renderKernel } from '../../codegen/cuda/render.ts';
 import type { Backend, Invocation, RunBatch, StatePool } from '../../runtime/backend.ts';
 import { CpuBackend } from '../../runtime/cpu/backend.ts';
-import { ARGS_FIELDS, type MatrixFormat, kernelOffsets, kernelWeights, launchOf, packArgs, quantDeviceBytes, quantMatrix } from '../../runtime/cuda/abi.ts';
+import { ARGS_FIELDS, type MatrixFormat, type SourceFormat, kernelOffsets, kernelWeights, launchOf, matrixFormat, packArgs, quantDeviceBytes, quantMatrix, sourceFormats } from '../../runtime/cuda/abi.ts';
+import type { ActivationFormat } from '../../runtime/act-quant.ts';
 import { type HostWeight, type QuantDType, QUANT_DTYPES, isQuant } from '../../runtime/quant.ts';
 import type { Entry, Kernel, Program, ProgramWeight, View } from '../../runtime/program.ts';
 import { slotLayout } from '../../runtime/program.ts';
@@ -33,7 +34,7 @@ export function programSources(program: Program): Map<string, string> {
   for (const e of Object.values(program.entries)) {
     for (const k of e.kernels) {
       if (!Object.keys(k.inputs).length) continue;
-      for (const f of ['bf16', ...(quantMatrix(k) ? QUANT_DTYPES : [])] as MatrixFormat[]) { const s = renderKernel(program, e, k, f).source; out.set(sourceId(s), s); }
+      for (const f of sourceFormats(k)) { const s = renderKernel(program, e, k, f).source; out.set(sourceId(s), s); }
     }
   }
   return out;
@@ -78,20 +79,28 @@ export class EmuCudaBackend implements Backend {
   readonly name = 'cuda-emu';
   readonly quantFormats: readonly QuantDType[] = QUANT_DTYPES;
   readonly cpu: CpuBackend;
+  /** 'q8': products over q8/q4 weights run their q8a8 / q4a8 sources (as the CUDA backend's useActivations). */
+  activations: ActivationFormat = 'f32';
 
   constructor(readonly program: Program, readonly bin: string) {
     this.cpu = new CpuBackend(program);
+  }
+
+  useActivations(a: ActivationFormat): void {
+    this.activations = a;
   }
 
   uploadWeight(w: ProgramWeight, t: HostWeight): void {
     this.cpu.uploadWeight(w, t);
   }
 
-  /** The format kernel `k`'s matrix is held in: as uploaded (bf16 for float weights). */
-  format(k: Kernel): MatrixFormat {
+  /** The source kernel `k` runs: its matrix's format as uploaded (bf16 for float weights), over 8-bit
+   *  activations for a product with activations 'q8'. */
+  format(k: Kernel): SourceFormat {
     const m = quantMatrix(k);
     const w = m ? this.cpu.weight(m) : null;
-    return w && isQuant(w) ? w.dtype : 'bf16';
+    if (!w || !isQuant(w)) return 'bf16';
+    return this.activations === 'q8' && k.family === 'matmul' ? `${w.dtype}a8` : w.dtype;
   }
 
   /** Weight `name` as the CUDA backend stores it. */
@@ -156,7 +165,7 @@ class EmuInvocation implements Invocation {
     const launch = launchOf(this.entry, k, rendered.schedule, T, S);
     if (!launch) return;
     const src = rendered.source;
-    const weights = kernelWeights(k, format).map((w) => this.b.weightBytes(w.name, w.dtype));
+    const weights = kernelWeights(k, matrixFormat(format)).map((w) => this.b.weightBytes(w.name, w.dtype));
     const ints = (xs: ArrayLike<number>) => new Uint8Array(Int32Array.from(xs).buffer);
     const i64 = (xs: number[]) => new Uint8Array(BigInt64Array.from(xs.map(BigInt)).buffer);
     const mem = this.pool.mem();

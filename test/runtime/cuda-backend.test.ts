@@ -213,4 +213,31 @@ describe('the CUDA backend', () => {
       removeDir(dir);
     }
   });
+
+  it('loads a q4 model with 8-bit activations: the products launched from their q4a8 sources; a package without them: RT303', async () => {
+    const dir = makeDir();
+    try {
+      writeCheckpoint(dir);
+      const m = await Model.loadProgram(program, dir, { backend: 'cuda', quantize: 'q4', activations: 'q8', cuda: { library: lib, kernels: fakeKernels() } });
+      try {
+        expect(m.quantization!.activations).toBe('q8');
+        const { states } = m.prefill([[1, 2, 3]]);
+        m.decode([4], states);
+        // the last launch: decode's head in its q4a8 GEMV
+        const index = program.entries.decode.kernels.length - 1;
+        const a8 = rendered.find((r) => r.entry === 'decode' && r.index === index && r.format === 'q4a8')!;
+        const name = new Uint8Array(128), dims = new Uint32Array(6), args = new Uint8Array(1024);
+        fake.last(name, dims, args);
+        expect(new TextDecoder().decode(name.subarray(0, name.indexOf(0)))).toBe(`archc_gemv_${a8.id}`);
+      } finally {
+        m.dispose();
+      }
+      const old = fakeKernels();
+      const strip = (f: Record<string, string> | undefined) => (f ? Object.fromEntries(Object.entries(f).filter(([k]) => !k.endsWith('a8'))) : f);
+      const bare: CudaKernels = { ...old, manifest: { ...old.manifest, entries: Object.fromEntries(Object.entries(old.manifest.entries).map(([e, ks]) => [e, ks.map((mk) => ({ ...mk, formats: strip(mk.formats) }))])) as unknown as CudaManifest['entries'] } };
+      await rejects(Model.loadProgram(program, dir, { backend: 'cuda', quantize: 'q4', activations: 'q8', cuda: { library: lib, kernels: bare } }), 'RT303', /8-bit activations/);
+    } finally {
+      removeDir(dir);
+    }
+  });
 });

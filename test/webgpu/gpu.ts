@@ -36,13 +36,14 @@ export function testDevice(): Promise<{ device: GPUDevice; adapter: string }> {
 }
 
 /** Throws with the source and the line when Dawn rejects a shader of the backend's program (every
- *  profile's, unless one is named), as the backend runs it: its bindings laid out by its split plan. */
-export async function expectShadersValid(b: WebGpuBackend, profile?: WgslProfile): Promise<number> {
+ *  profile's, unless one is named), as the backend runs it: its bindings laid out by its split plan.
+ *  `a8`: the passes for 8-bit activations too (the q8/q4 products' `quant.a8`). */
+export async function expectShadersValid(b: WebGpuBackend, profile?: WgslProfile, a8 = false): Promise<number> {
   let n = 0;
   const profiles = profile ? [b.shaders.profiles[profile]] : Object.values(b.shaders.profiles);
   for (const [entry, e] of profiles.flatMap((p) => Object.entries(p) as [EntryName, WgslEntry][])) {
     for (const k of e.kernels) {
-      for (const p of k.passes) {
+      for (const p of [...k.passes, ...(a8 ? Object.values(k.quant?.a8 ?? {}).flat() : [])]) {
         const problem = await shaderProblem(b.device, b.specialised(p, entry).code);
         if (problem) throw new Error(`Dawn rejected ${k.kernel} (${entry}, ${p.name}):\n${problem}`);
         n++;

@@ -119,6 +119,11 @@ inline float __half2float(__half h) {
 }
 struct alignas(16) uint4 { unsigned x, y, z, w; };
 
+// bit casts, and the conversion to int rounding to nearest, ties to even (the default rounding mode)
+inline uint32_t __float_as_uint(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
+inline float __uint_as_float(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
+inline int __float2int_rn(float f) { return int(std::nearbyint(f)); }
+
 namespace nvcuda { namespace wmma {
 struct matrix_a {}; struct matrix_b {}; struct accumulator {};
 struct row_major {}; struct col_major {};
