@@ -560,7 +560,7 @@ class Instantiator {
         }
         inputs[slotIndex] = v.id;
       } else if (a.name && isAttr) {
-        attrs[a.name] = this.attrOf(op, a, v);
+        if ((attrs[a.name] = this.attrOf(op, a, v)) === 0 && op.attrs[a.name]!.optional) delete attrs[a.name]; // optional and 0: the plain form
       } else {
         const known = [...op.inputs.map((s) => s.name), ...Object.keys(op.attrs)].join(', ');
         this.report(diag('AC309', a.nameSpan ?? a.span, [a.name, op.name], `${op.name} takes ${known}`));
@@ -571,7 +571,7 @@ class Instantiator {
       if (!s.optional && !given.has(i)) this.report(diag('AC308', e.span, [s.name, op.name]));
     });
     for (const [k, def] of Object.entries(op.attrs)) {
-      if (attrs[k] !== undefined) continue;
+      if (attrs[k] !== undefined || def.optional) continue;
       if (def.default === undefined) this.report(diag('AC308', e.span, [`${k}:`, op.name], def.doc));
       attrs[k] = def.default;
     }
@@ -703,7 +703,7 @@ class Instantiator {
     this.nodes.push({ id, op: op.name, inputs, outputs, attrs, scope, loc: loc(span) });
     if (op.state) {
       const s = op.state(types, attrs);
-      this.state.push({ name: `${scope}:${s.kind}`, node: id, kind: s.kind, per: s.per, shape: s.shape, dtype: 'f32' });
+      this.state.push({ name: `${scope}:${s.kind}`, node: id, kind: s.kind, per: s.per, shape: s.shape, dtype: 'f32', ...(s.window ? { window: s.window } : {}) });
     }
     return outputs.length === 1 ? { k: 'tensor', id: outputs[0]! } : { k: 'tuple', items: outputs.map((o) => ({ k: 'tensor', id: o }) as Val) };
   }

@@ -55,6 +55,8 @@ export interface State {
   readonly per: 'token' | 'sequence';
   readonly shape: readonly number[];
   readonly dtype: 'f32';
+  /** A KV cache of sliding-window attention: the slot holds the last `window` rows, a ring. */
+  readonly window?: number;
 }
 
 export type ParamValue = number | boolean | string | readonly ParamValue[];

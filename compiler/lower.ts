@@ -62,7 +62,7 @@ export function lowerToProgram(g: Graph, bindings: readonly ProgramBinding[], op
     choices: opts.choices ?? [],
     weights: g.weights.map((w) => ({ name: w.name, shape: w.shape, dtype: w.dtype })),
     derived: [...derived.values()].filter((d) => used(entries, d.name)),
-    states: g.state.map((s) => ({ name: s.name, kind: s.kind, per: s.per, shape: s.shape })),
+    states: g.state.map((s) => ({ name: s.name, kind: s.kind, per: s.per, shape: s.shape, ...(s.window ? { window: s.window } : {}) })),
     outputs: Object.fromEntries(g.outputs.map((o) => [o.name, rowWidth(g.values[o.value]!.type)])),
     entries,
   };

@@ -23,6 +23,9 @@ export interface StateSpec {
   /** Per token (KV cache rows) or per sequence (conv window, SSM state). */
   readonly per: 'token' | 'sequence';
   readonly shape: readonly number[];
+  /** A per-token state read only over its last `window` rows (sliding-window attention's KV cache):
+   *  a slot holds min(window, capacity) rows as a ring. */
+  readonly window?: number;
 }
 
 /** Query heads per KV head that every target's attention takes (WebGPU's workgroup limit). */
@@ -96,6 +99,9 @@ export interface AttrDef {
   /** A float attribute that may be ±infinity (a bound); any other float must be finite (AC400). */
   readonly infinite?: boolean;
   readonly default?: AttrValue;
+  /** May be left out, and then is absent from the node (not printed): the op's plain form; an int
+   *  given as 0 is the same (`window: 0`: full attention), so each form has one spelling. */
+  readonly optional?: boolean;
   readonly doc: string;
 }
 
@@ -137,6 +143,8 @@ function same(a: Dim | string, b: Dim | string, msg: string): void {
   if (a !== b) throw new OpError(msg);
 }
 const num = (a: Attrs, k: string) => a[k] as number;
+/** attention's sliding window, 0 when it attends to every earlier key. */
+const windowOf = (a: Attrs) => (a.window as number | undefined) ?? 0;
 
 function elementwise(name: 'silu' | 'softplus' | 'exp' | 'neg', doc: string, cost = 1): OpDef {
   return {
@@ -419,8 +427,13 @@ export const OPS: readonly OpDef[] = [
   },
   {
     name: 'attention', doc: 'causal grouped-query attention over each sequence; carries the keys and values (KV cache)',
-    inputs: [{ name: 'q' }, { name: 'k' }, { name: 'v' }], attrs: { scale: { type: 'float', doc: 'score scale, usually head_dim^-0.5' } },
-    infer([q, k, v]) {
+    inputs: [{ name: 'q' }, { name: 'k' }, { name: 'v' }],
+    attrs: {
+      scale: { type: 'float', doc: 'score scale, usually head_dim^-0.5' },
+      window: { type: 'int', optional: true, doc: 'sliding window: each query sees its last `window` keys, itself included (0: all)' },
+    },
+    infer([q, k, v], a) {
+      if (a.window !== undefined && num(a, 'window') < 0) throw new OpError(`attention window ${num(a, 'window')} must be 0 (full attention) or a positive number of keys`);
       const Q = need(q, 'q'), Kk = need(k, 'k'), V = need(v, 'v');
       rank(Q, 3, 'attention q', '[T, heads, head_dim]');
       rank(Kk, 3, 'attention k', '[T, kv_heads, head_dim]');
@@ -432,17 +445,20 @@ export const OPS: readonly OpDef[] = [
       if (H / KV > MAX_QUERY_GROUP) throw new OpError(`attention has ${H / KV} query heads per kv head (${H} heads, ${KV} kv heads); the WebGPU kernels take at most ${MAX_QUERY_GROUP}`);
       return [f32(Q.shape)];
     },
-    state: ([, k]) => ({ kind: 'kv', per: 'token', shape: [2, k!.shape[1] as number, k!.shape[2] as number] }),
-    flops([q], _o, _a, at) {
-      const H = q!.shape[1] as number, Dh = q!.shape[2] as number;
-      const seen = at.mode === 'decode' ? at.context + 1 : (at.context + 1) / 2;
+    // a windowed cache keeps the last `window` rows (a ring; runtime/program.ts kvRows)
+    state: ([, k], a) => ({ kind: 'kv', per: 'token', shape: [2, k!.shape[1] as number, k!.shape[2] as number], ...(windowOf(a) ? { window: windowOf(a) } : {}) }),
+    flops([q], _o, a, at) {
+      const H = q!.shape[1] as number, Dh = q!.shape[2] as number, W = windowOf(a) || Infinity, n = at.context;
+      // keys seen: the next token's min(n + 1, W); prefill's mean over positions 0..n-1 of min(p + 1, W)
+      const seen = at.mode === 'decode' ? Math.min(n + 1, W) : W >= n ? (n + 1) / 2 : (W * (W + 1) / 2 + (n - W) * W) / n;
       return 4 * H * Dh * seen + 5 * H * seen;
     },
     lower(c) {
       const [, H, Dh] = c.types[0]!.shape as [Dim, number, number];
       const KV = c.types[1]!.shape[1] as number;
+      const W = windowOf(c.attrs);
       c.emit({ family: c.mode === 'decode' ? 'attention_decode' : 'attention', sizes: { H, KV, Dh },
-        inputs: { q: c.in(0)!, k: c.in(1)!, v: c.in(2)! }, attrs: { scale: num(c.attrs, 'scale') }, outputs: { y: c.out(0) }, state: c.state });
+        inputs: { q: c.in(0)!, k: c.in(1)!, v: c.in(2)! }, attrs: { scale: num(c.attrs, 'scale'), ...(W ? { window: W } : {}) }, outputs: { y: c.out(0) }, state: c.state });
     },
   },
 ];

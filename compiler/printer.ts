@@ -18,7 +18,7 @@ export function printGraph(g: Graph): string {
     const v = g.values.find((x) => x.source.kind === 'weight' && x.source.name === w.name)!;
     out.push(`  weight %${v.id} ${w.name}: ${w.dtype}[${w.shape.join(', ')}]  (${w.blocks.join('/')})`);
   }
-  for (const s of g.state) out.push(`  state ${s.name}: ${s.dtype}[${s.shape.join(', ')}] per ${s.per}  (node ${s.node})`);
+  for (const s of g.state) out.push(`  state ${s.name}: ${s.dtype}[${s.shape.join(', ')}] per ${s.per}${s.window ? ` window ${s.window}` : ''}  (node ${s.node})`);
   for (const n of g.nodes) {
     const lhs = n.outputs.map((o) => `%${o}`).join(', ');
     const args = n.inputs.map((i) => (i === null ? '_' : `%${i}`));

@@ -16,6 +16,7 @@ const stateFields = {
   name: { type: 'string' },
   kind: { enum: ['kv', 'conv', 'ssm'] },
   per: { enum: ['token', 'sequence'] },
+  window: { type: 'integer', minimum: 1 },
   shape: { type: 'array', items: { type: 'integer', minimum: 0 } },
 } as const;
 const named = {

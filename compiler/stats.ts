@@ -29,11 +29,14 @@ export interface Stats {
   };
   readonly flopsPerToken: { readonly context: number; readonly prefill: number; readonly decode: number };
   readonly state: {
+    /** KV cache bytes each token adds (while it is inside every layer's window). */
     readonly kvBytesPerToken: number;
+    /** KV cache bytes of one sequence at `context`: each layer's per-token bytes × min(window, context). */
+    readonly kvBytesPerSequence: number;
     readonly convSsmBytesPerSequence: number;
     readonly context: number;
     readonly batch: number;
-    /** (KV per token × context + conv/SSM per sequence) × batch */
+    /** (KV per sequence + conv/SSM per sequence) × batch */
     readonly totalBytes: number;
   };
 }
@@ -103,11 +106,12 @@ export function computeStats(g: Graph, context: number, batch: number, forProgra
     return sum;
   };
 
-  let kv = 0;
+  let kv = 0, kvSeq = 0;
   let perSeq = 0;
   for (const s of g.state) {
     const b = numel(s.shape) * 4;
-    if (s.per === 'token') kv += b;
+    // a sliding window's cache holds its last `window` tokens (runtime/program.ts kvRows)
+    if (s.per === 'token') { kv += b; kvSeq += b * Math.min(s.window ?? context, context); }
     else perSeq += b;
   }
   return {
@@ -115,7 +119,7 @@ export function computeStats(g: Graph, context: number, batch: number, forProgra
     parameters: { total, byKind, ...(forProgram?.choices.length ? { atLoad: atLoad(forProgram) } : {}) },
     weightBytes: { total: bytes, byDtype, byFormat, quantizable },
     flopsPerToken: { context, prefill: flops('prefill'), decode: flops('decode') },
-    state: { kvBytesPerToken: kv, convSsmBytesPerSequence: perSeq, context, batch, totalBytes: (kv * context + perSeq) * batch },
+    state: { kvBytesPerToken: kv, kvBytesPerSequence: kvSeq, convSsmBytesPerSequence: perSeq, context, batch, totalBytes: (kvSeq + perSeq) * batch },
   };
 }
 
@@ -175,6 +179,7 @@ export function formatStats(s: Stats): string {
     `  decode          ${flopsText(s.flopsPerToken.decode).padStart(16)}  (the next token)`);
   lines.push('', 'inference state (fp32)',
     `  KV cache        ${human(s.state.kvBytesPerToken).padStart(16)} per token`,
+    ...(s.state.kvBytesPerSequence < s.state.kvBytesPerToken * s.state.context ? [`  KV (windowed)   ${human(s.state.kvBytesPerSequence).padStart(16)} per sequence at context ${s.state.context}`] : []),
     `  conv + SSM      ${human(s.state.convSsmBytesPerSequence).padStart(16)} per sequence`,
     `  total           ${human(s.state.totalBytes).padStart(16)} at context ${s.state.context} × batch ${s.state.batch}`);
   return lines.join('\n') + '\n';

@@ -198,7 +198,7 @@ export const VJP: Readonly<Record<string, OpVjp>> = {
 
 function attnDims(c: VjpCtx) {
   const [T, H, Dh] = c.shapes[0]! as [number, number, number];
-  return { T, H, KV: c.shapes[1]![1]!, Dh, scale: num(c, 'scale') };
+  return { T, H, KV: c.shapes[1]![1]!, Dh, scale: num(c, 'scale'), window: (c.attrs.window as number | undefined) ?? 0 };
 }
 const ssdDims = (c: VjpCtx) => ({ H: c.shapes[0]![1]!, P: c.shapes[0]![2]!, G: c.shapes[3]![1]!, N: c.shapes[3]![2]! });
 const ssdIn = (c: VjpCtx): SsdIn => ({ x: f(c, 0), dt: f(c, 1), A: f(c, 2), B: f(c, 3), C: f(c, 4), D: f(c, 5) });

@@ -55,9 +55,10 @@ export const FAMILIES = {
   /** The chunked SSD over packed sequences: H heads of P, G groups of state N, chunks of `chunk`. */
   ssd: record({ ...plain, sizes: ['H', 'P', 'G', 'N', 'chunk'], inputs: { x: 'view', dt: 'view', A: 'value', B: 'view', C: 'view', D: 'value' }, outputs: ['y'], state: true }),
   ssd_step: record({ ...plain, sizes: ['H', 'P', 'G', 'N'], inputs: { x: 'view', dt: 'view', A: 'value', B: 'view', C: 'view', D: 'value' }, outputs: ['y'], state: true }),
-  /** Causal GQA attention (H query heads, KV key/value heads of Dh), appending to the slot's KV cache. */
-  attention: record({ ...plain, sizes: ['H', 'KV', 'Dh'], inputs: { q: 'view', k: 'view', v: 'view' }, outputs: ['y'], attrs: { scale: 'number' }, state: true }),
-  attention_decode: record({ ...plain, sizes: ['H', 'KV', 'Dh'], inputs: { q: 'view', k: 'view', v: 'view' }, outputs: ['y'], attrs: { scale: 'number' }, state: true }),
+  /** Causal GQA attention (H query heads, KV key/value heads of Dh), appending to the slot's KV cache;
+   *  with a `window`, each query sees its last `window` keys and the cache is a ring of that many rows. */
+  attention: record({ ...plain, sizes: ['H', 'KV', 'Dh'], inputs: { q: 'view', k: 'view', v: 'view' }, outputs: ['y'], attrs: { scale: 'number', window: 'number?' }, state: true }),
+  attention_decode: record({ ...plain, sizes: ['H', 'KV', 'Dh'], inputs: { q: 'view', k: 'view', v: 'view' }, outputs: ['y'], attrs: { scale: 'number', window: 'number?' }, state: true }),
 } as const satisfies Readonly<Record<string, FamilyRecord>>;
 
 export type Family = keyof typeof FAMILIES;

@@ -19,7 +19,7 @@ import { packedBits, packedSource } from './quantckpt.ts';
 import { type QuantPlan, type QuantizeOption, planQuant } from './quantplan.ts';
 import { type GenerateManyOptions, type GenerateOptions, type GeneratedToken, type GeneratedTokenOf, generateMany, generateOne } from './generate.ts';
 import { type SavedSequence, type SequenceState, Sequences } from './sequences.ts';
-import { type Backend, type LoadableBackend, type MemoryReport, defaultBackend, runTarget } from './targets.ts';
+import { type Backend, type LoadableBackend, type MemoryReport, checkTargetRuns, defaultBackend, runTarget } from './targets.ts';
 import type { Tokenizer } from './tokenizer.ts';
 import type { WebGpuOptions } from './webgpu/options.ts';
 import type { WgslProgram } from './webgpu/shaders.ts';
@@ -157,6 +157,7 @@ export class Model {
    *  directory in Node, a URL (fetched, tensor by tensor) in a browser or when it starts with http(s)://. */
   static async loadProgram(program: Program, dir: string, opts: LoadOptions = {}): Promise<Model> {
     const target = runTarget(opts.backend ?? defaultBackend(opts));
+    checkTargetRuns(program, target);
     const files = isUrl(dir) || !onNode() ? await fetchCheckpoint(dir) : nodeCheckpoint(dir);
     /** A checkpoint of another model fails its checks: said first (RT166), with the first problem. */
     const named = <T>(check: () => T): T => {

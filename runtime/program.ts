@@ -160,6 +160,8 @@ export interface ProgramState {
   readonly kind: StateKind;
   readonly per: 'token' | 'sequence';
   readonly shape: readonly number[];
+  /** Sliding-window attention's KV cache: it keeps the last `window` rows (see kvRows). */
+  readonly window?: number;
 }
 
 /** A param bound to config.json keys, with the value the program was built for. */
@@ -203,13 +205,19 @@ export function isView(o: Operand): o is View {
   return 'buf' in o;
 }
 
+/** Rows a per-token state holds in slots of `capacity` tokens: all of them, or for a windowed KV
+ *  cache min(window, capacity), a ring where position p is row p % rows (p < rows when unwindowed). */
+export function kvRows(s: ProgramState, capacity: number): number {
+  return s.window ? Math.min(s.window, capacity) : capacity;
+}
+
 /** Floats one slot needs for `capacity` tokens, and where each state starts in it. */
 export function slotLayout(states: readonly ProgramState[], capacity: number): { floats: number; offsets: number[] } {
   let floats = 0;
   const offsets = states.map((s) => {
     const at = floats;
     const n = s.shape.reduce((a, b) => a * b, 1);
-    floats += s.per === 'token' ? capacity * n : n;
+    floats += s.per === 'token' ? kvRows(s, capacity) * n : n;
     return at;
   });
   return { floats, offsets };

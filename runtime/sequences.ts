@@ -12,7 +12,7 @@
 import type { StatePool } from './backend.ts';
 import type { SlotState } from './engine.ts';
 import { RuntimeError } from './errors.ts';
-import { type Program, type ProgramState, slotLayout } from './program.ts';
+import { type Program, type ProgramState, kvRows, slotLayout } from './program.ts';
 
 /** A sequence of a model (Model.newSequence): an opaque handle the model checks on every use. */
 export interface SequenceState {
@@ -51,7 +51,8 @@ const HEADER = SAVED_HEADER_BYTES;
 
 /** The runs of a slot (float offset, count) a sequence of `length` tokens holds, for slots of
  *  `capacity` (runtime/program.ts slotLayout): each per-sequence state whole; a per-token state is
- *  shape[0] blocks (K, V) of [capacity][row], of which the first `length` rows. */
+ *  shape[0] blocks (K, V) of [rows][row] (rows = capacity, or a sliding window's ring: kvRows), of
+ *  which the first min(length, rows) rows. */
 export function heldRuns(states: readonly ProgramState[], capacity: number, length: number): [number, number][] {
   const { offsets } = slotLayout(states, capacity);
   const runs: [number, number][] = [];
@@ -59,8 +60,8 @@ export function heldRuns(states: readonly ProgramState[], capacity: number, leng
     const n = s.shape.reduce((a, b) => a * b, 1);
     if (s.per === 'sequence') runs.push([offsets[i]!, n]);
     else {
-      const blocks = s.shape[0]!, row = n / blocks;
-      for (let b = 0; b < blocks; b++) runs.push([offsets[i]! + b * capacity * row, length * row]);
+      const blocks = s.shape[0]!, row = n / blocks, rows = kvRows(s, capacity);
+      for (let b = 0; b < blocks; b++) runs.push([offsets[i]! + b * rows * row, Math.min(length, rows) * row]);
     }
   });
   return runs;

@@ -44,6 +44,9 @@ export interface RunTarget {
   byDefault(opts: LoadOptions): boolean;
   /** LoadOptions.activations it runs (runtime/act-quant.ts). */
   readonly activations: readonly ActivationFormat[];
+  /** Whether its attention kernels take a sliding window (`attention(..., window: W)`); one that
+   *  does not refuses such a program (RT177) rather than attend to every key. */
+  readonly slidingWindow: boolean;
   open(program: Program, opts: LoadOptions): Promise<LoadableBackend>;
 }
 
@@ -53,6 +56,7 @@ export const RUN_TARGETS = [
     about: 'matrix products, SSD and attention as WebAssembly SIMD kernels on worker threads (the default)',
     byDefault: (opts) => opts.wasmKernels !== undefined,
     activations: ['f32', 'q8'],
+    slidingWindow: true,
     async open(program, opts): Promise<LoadableBackend> {
       if (!opts.wasmKernels) throw new RuntimeError('RT303', ['backend wasm without its kernel module', 'pass wasmKernels (written by archc build)']);
       const { openWasmBackend } = await import('./wasm/backend.ts');
@@ -67,6 +71,7 @@ export const RUN_TARGETS = [
     about: 'the reference engine (TypeScript; products split across worker threads)',
     byDefault: () => true,
     activations: ['f32', 'q8'],
+    slidingWindow: true,
     async open(program, opts): Promise<LoadableBackend> {
       const [{ CpuBackend }, { defaultThreads, linearPool }] = await Promise.all([import('./cpu/backend.ts'), import('./cpu/pool.ts')]);
       const threads = checkedThreads(opts.threads ?? defaultThreads());
@@ -80,6 +85,7 @@ export const RUN_TARGETS = [
     about: 'WGSL kernels through WebGPU: Dawn in Node (the `webgpu` package), navigator.gpu in a browser',
     byDefault: () => false,
     activations: ['f32', 'q8'],
+    slidingWindow: true,
     async open(program, opts): Promise<LoadableBackend> {
       if (!opts.wgsl) throw new RuntimeError('RT303', ['backend webgpu without the program\'s WGSL', 'pass LoadOptions.wgsl (the package\'s WGSL)']);
       const { createWebGpuBackend } = await import('./webgpu/backend.ts');
@@ -91,6 +97,7 @@ export const RUN_TARGETS = [
     about: 'CUDA kernels on an NVIDIA GPU through its driver (libcuda, via koffi)',
     byDefault: () => false,
     activations: ['f32', 'q8'],
+    slidingWindow: true,
     async open(program, opts): Promise<LoadableBackend> {
       const b = await (await import('./cuda/backend.ts')).openCudaBackend(program, opts.cuda);
       try {
@@ -118,6 +125,16 @@ export function runTarget(name: string): RunTarget {
   const t = RUN_TARGETS.find((r) => r.name === name);
   if (!t) throw new RuntimeError('RT303', [`backend ${name}`, `this package runs on: ${BACKEND_NAMES.join(', ')}`]);
   return t;
+}
+
+/** Throws RT177 where `program` has a sliding-window attention kernel that `target` does not run. */
+export function checkTargetRuns(program: Program, target: RunTarget): void {
+  if (target.slidingWindow) return;
+  for (const e of Object.values(program.entries)) {
+    for (const k of e.kernels) {
+      if ((k.family === 'attention' || k.family === 'attention_decode') && k.attrs.window) throw new RuntimeError('RT177', [target.name, k.name, k.attrs.window]);
+    }
+  }
 }
 
 /** A thread count asked for, checked. */

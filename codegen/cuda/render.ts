@@ -292,7 +292,8 @@ function conv(r: Renderer): string {
 }
 
 function attention(r: Renderer): string {
-  const s = r.sched;
+  const s = r.sched, window = r.k.attrs.window; // a sliding window: templates/attention_window.cu.hbs, a block per (sequence, KV head)
+  if (window) return template('attention_window')({ ...r.common(), ...r.k.sizes, ...r.state(), scale: floatLit(r.k.attrs.scale as number), window });
   return template('attention')({ ...r.common(), ...r.k.sizes, ...r.state(), scale: floatLit(r.k.attrs.scale as number), rows: s.rows, keys: s.keys });
 }
 

@@ -113,6 +113,8 @@ export function cudaSchedule(k: Kernel, t: CudaTarget): CudaSchedule {
     case 'attention': case 'attention_decode': {
       // one warp per query row; a block's rows never span two sequences (S extra blocks at most)
       const rows = threads / t.warp;
+      // a sliding window: one block per (sequence, KV head), the only one to read and write its ring's columns
+      if (k.attrs.window) return { ...base, rowsOf: 'S', rowDiv: 1, gridY: k.sizes.KV, rows, keys: t.attention.keys };
       return { ...base, rowsOf: 'T', rowDiv: rows, plusS: true, gridY: k.sizes.H, rows, keys: t.attention.keys };
     }
   }

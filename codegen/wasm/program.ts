@@ -345,6 +345,7 @@ ${f.loop(dd, i32(0), i32(Dh), `(f32.store ${fa(get(yo), get(dd))} (f32.demote_f6
     `(f32.store ${fa(cache, addI(mulI(addI(get(before), get(t)), rowLen), get(dd)))} (f32.load ${fa(f.viewRow(src)(addI(get(start), get(t))), get(dd))}))`));
   // rows no sequence covers stay as written before: the reference writes them zero
   const zero = f.loop(t, i32(0), get('T'), f.loop(dd, i32(0), i32(H * Dh), `(f32.store ${fa(f.viewRow(y)(get(t)), get(dd))} (f32.const 0))`));
+  if (k.attrs.window) return `${zero}\n${windowedDecode(f, k.attrs.window as number, { s, r, dd, start, len, before, kc, vc, nk, acc, seqAt, rowLen, heads: f.loop(h, i32(0), i32(H), head), kv, vv })}`;
   return `${zero}
 (local.set $${acc} ${addI(get('scr'), `(i32.shl (i32.load ${addI(get('seq'), `(i32.shl ${get('S')} ${i32(4)})`)}) ${i32(3)})`)})
 ${f.loop(s, i32(0), get('S'), `(local.set $${start} (i32.load ${seqAt}))
@@ -356,6 +357,35 @@ ${append(kv, get(kc))}
 ${append(vv, get(vc))}
 ${f.loop(r, i32(0), get(len), `(local.set $${nk} ${addI(addI(get(before), get(r)), 1)})
 ${f.loop(h, i32(0), i32(H), head)}`)}`)}`;
+}
+
+/**
+ * attentionDecodeRun's sequence loop with a sliding window: the cache is a ring of rows =
+ * min(window, capacity) (runtime/program.ts kvRows: keys [rows, KV, Dh], then values); row r of a
+ * sequence writes its k, v at ring row (before + r) % rows and then attends to ring rows
+ * [0, min(before + r + 1, rows)), which hold exactly its window (key order does not matter to the
+ * softmax). Writing row by row keeps a row's keys from being overwritten by a later row's.
+ */
+function windowedDecode(f: Fn, window: number, l: { s: string; r: string; dd: string; start: string; len: string; before: string; kc: string; vc: string; nk: string; acc: string;
+  seqAt: string; rowLen: number; heads: string; kv: View; vv: View }): string {
+  const rows = f.fresh('rows'), at = f.fresh('at');
+  const cap = `(i32.load ${addI(get('seq'), `(i32.shl ${get('S')} ${i32(4)})`)})`;
+  const fa = (base: string, i: string) => addI(base, `(i32.shl ${i} ${i32(2)})`);
+  const put = (src: View, cache: string) => f.loop(l.dd, i32(0), i32(l.rowLen),
+    `(f32.store ${fa(cache, addI(get(at), get(l.dd)))} (f32.load ${fa(f.viewRow(src)(addI(get(l.start), get(l.r))), get(l.dd))}))`);
+  return `(local.set $${l.acc} ${addI(get('scr'), `(i32.shl ${cap} ${i32(3)})`)})
+(local.set $${rows} (select ${i32(window)} ${cap} (i32.lt_u ${i32(window)} ${cap})))
+${f.loop(l.s, i32(0), get('S'), `(local.set $${l.start} (i32.load ${l.seqAt}))
+(local.set $${l.len} (i32.load offset=4 ${l.seqAt}))
+(local.set $${l.kc} ${addI(`(i32.load offset=8 ${l.seqAt})`, f.state(f.k.state ?? unsupported('an attention without a cache')))})
+(local.set $${l.vc} ${addI(get(l.kc), `(i32.shl (i32.mul ${get(rows)} ${i32(l.rowLen)}) ${i32(2)})`)})
+(local.set $${l.before} (i32.load ${addI(addI(get('seq'), mulI(get('S'), 12)), `(i32.shl ${get(l.s)} ${i32(2)})`)}))
+${f.loop(l.r, i32(0), get(l.len), `(local.set $${at} ${mulI(`(i32.rem_u ${addI(get(l.before), get(l.r))} ${get(rows)})`, l.rowLen)})
+${put(l.kv, get(l.kc))}
+${put(l.vv, get(l.vc))}
+(local.set $${l.nk} ${addI(get(l.before), get(l.r))})
+(local.set $${l.nk} (select ${addI(get(l.nk), 1)} ${get(rows)} (i32.lt_u ${get(l.nk)} ${get(rows)})))
+${l.heads}`)}`)}`;
 }
 
 // ---- module -----------------------------------------------------------------------------------

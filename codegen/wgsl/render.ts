@@ -23,6 +23,7 @@ import { quantWeights, roundHelpers } from './quant.ts';
 import { WGSL_CPU_TARGET, WGSL_TARGET, type WgslSchedule, type WgslTarget, wgslSchedule } from './schedule.ts';
 
 import { type Dtypes, Shader, TEMPLATES, lit } from './shader.ts';
+import { windowedAttention } from './window.ts';
 
 const count = (rows: RunCount['rows'], times: number, per: number): RunCount => ({ rows, times, per });
 
@@ -552,6 +553,7 @@ function ssd(c: Ctx): Pass[] {
 
 function attention(c: Ctx): Pass[] {
   const { k } = c;
+  if (k.attrs.window) return windowedAttention(c, k.attrs.window as number);
   const { H, KV, Dh } = k.sizes as { H: number; KV: number; Dh: number };
   const append = shader(c);
   append.state();

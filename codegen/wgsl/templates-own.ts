@@ -155,3 +155,67 @@ ${OWN_ROW}
 {{finish}}
 }
 `;
+
+/** Sliding-window attention (codegen/wgsl/window.ts, both profiles), pass 1: one invocation per
+ *  (token, query head). Row t at position p = before + t − start sees positions
+ *  [max(0, p − window + 1), p]: those before the batch from its ring (position j at row j % rows,
+ *  rows = min(window, capacity): keys [rows, KV, Dh] then values), the batch's own from k and v; an
+ *  online softmax (running max and sum) as ATTENTION. The ring is written after (KV_RING). */
+export const ATTENTION_WINDOW = `{{prelude}}
+${OWN_ROW}
+  if (i >= nT() * {{H}}u) { return; }
+  let t = i / {{H}}u;
+  let h = i % {{H}}u;
+  let s = rowSeq(t);
+  let before = seqBefore(s);
+  let start = seqStart(s);
+  let p = before + t - start;
+  let rows = min({{window}}u, capacity());
+  let kvo = (h / {{group}}u) * {{Dh}}u;
+  let base = seqSlot(s) + stateAt({{state}}u) + kvo;
+  var q: array<f32, {{Dh}}>;
+  var acc: array<f32, {{Dh}}>;
+  for (var d = 0u; d < {{Dh}}u; d++) { q[d] = op_q(t, h * {{Dh}}u + d); acc[d] = 0.0; }
+  var m = -3.0e38;
+  var l = 0.0;
+  for (var j = select(0u, p + 1u - {{window}}u, p + 1u > {{window}}u); j <= p; j++) {
+    let ko = base + (j % rows) * {{row}}u;
+    let vo = ko + rows * {{row}}u;
+    var dot = 0.0;
+    if (j < before) {
+      for (var d = 0u; d < {{Dh}}u; d++) { dot += q[d] * state_get(ko + d); }
+    } else {
+      for (var d = 0u; d < {{Dh}}u; d++) { dot += q[d] * op_k(start + j - before, kvo + d); }
+    }
+    let sc = dot * {{scale}};
+    let mn = max(m, sc);
+    let corr = exp(m - mn);
+    let pj = exp(sc - mn);
+    l = l * corr + pj;
+    if (j < before) {
+      for (var d = 0u; d < {{Dh}}u; d++) { acc[d] = acc[d] * corr + pj * state_get(vo + d); }
+    } else {
+      for (var d = 0u; d < {{Dh}}u; d++) { acc[d] = acc[d] * corr + pj * op_v(start + j - before, kvo + d); }
+    }
+    m = mn;
+  }
+  for (var d = 0u; d < {{Dh}}u; d++) { put(t, h * {{Dh}}u + d, acc[d] / l); }
+}
+`;
+
+/** Sliding-window attention, pass 2: each sequence's last min(len, rows) key and value rows into its
+ *  ring (position p at row p % rows); earlier rows of the batch would be overwritten by later ones. */
+export const KV_RING = `{{prelude}}
+${OWN_ROW}
+  if (i >= nT() * {{row}}u) { return; }
+  let t = i / {{row}}u;
+  let e = i % {{row}}u;
+  let s = rowSeq(t);
+  let r = t - seqStart(s);
+  let rows = min({{window}}u, capacity());
+  if (r + rows < seqLen(s)) { return; }
+  let at = seqSlot(s) + stateAt({{state}}u) + ((seqBefore(s) + r) % rows) * {{row}}u + e;
+  state_set(at, op_k(t, e));
+  state_set(at + rows * {{row}}u, op_v(t, e));
+}
+`;

@@ -58,7 +58,7 @@ export function printEntry(name: string, e: Lowered | Entry): string {
 export function printProgram(p: Program): string {
   const out = [`;; kernel program ${p.model}: ${p.weights.length} weights, ${p.derived.length} derived, ${p.states.length} states`];
   for (const d of p.derived) out.push(`;; derived ${d.name} [${d.shape.join(', ')}] ${d.dtype} = ${d.from.kind === 'concat' ? `concat(${d.from.parts.join(', ')})` : exprText(d.from.body)}`);
-  p.states.forEach((s, i) => out.push(`;; state ${i} ${s.name} ${s.kind} per ${s.per} [${s.shape.join(', ')}]`));
+  p.states.forEach((s, i) => out.push(`;; state ${i} ${s.name} ${s.kind} per ${s.per} [${s.shape.join(', ')}]${s.window ? ` window ${s.window}` : ''}`));
   for (const c of p.choices) {
     const reads = c.reads.map((r) => `${JSON.stringify(r.value)}: ${Object.entries(r.tensors).map(([w, t]) => `${w} <- ${t}`).join(', ') || 'own tensors'}`);
     out.push(`;; at load ${c.param} (${c.keys.join(' | ')}, default ${JSON.stringify(c.value)}) ${reads.join('; ')}`);

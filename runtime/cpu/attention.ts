@@ -60,25 +60,28 @@ export function rope(x: Float32Array, T: number, Hn: number, Dh: number, positio
 
 /**
  * Causal grouped-query attention over packed sequences with per-sequence caches.
- * q: [T, H, Dh]; k, v: [T, KV, Dh]; caches[s] belongs to seqs[s].
- * For each sequence its k, v rows are first appended to its cache at cache.len (every cache is
- * checked for room before any is touched); query row r of the sequence then attends to cache rows
- * [0, lenBefore + r]. Query head h reads kv head floor(h / (H/KV)). Softmax subtracts the row max;
- * scores, weights and the weighted sum run in double. Returns [T, H, Dh]; rows outside every
- * slice are zero.
+ * q: [T, H, Dh]; k, v: [T, KV, Dh]; caches[s] belongs to seqs[s]. Query row r of a sequence sits at
+ * position p = lenBefore + r and attends to positions [max(0, p - window + 1), p] (window 0: [0, p]),
+ * earlier positions read from the cache (position j at row j % rows), this call's from k and v;
+ * then the sequence's rows are written to its cache (the last `rows` of them where they wrap the
+ * ring). Every cache is checked for room before any is touched. Query head h reads kv head
+ * floor(h / (H/KV)). Softmax subtracts the row max; scores, weights and the weighted sum run in
+ * double. Returns [T, H, Dh]; rows outside every slice are zero.
  */
 export function attention(q: Float32Array, k: Float32Array, v: Float32Array, T: number, H: number, KV: number, Dh: number, scale: number,
-  seqs: readonly SeqSlice[], caches: KvCache[]): Float32Array {
+  seqs: readonly SeqSlice[], caches: KvCache[], window = 0): Float32Array {
   if (KV < 1 || H % KV !== 0) throw new RangeError(`attention: ${KV} kv heads do not divide ${H} query heads`);
+  if (!Number.isInteger(window) || window < 0) throw new RangeError(`attention: window ${window} must be 0 (all keys) or a positive integer`);
   checkLen('attention', 'q', q, T * H * Dh);
   checkLen('attention', 'k', k, T * KV * Dh);
   checkLen('attention', 'v', v, T * KV * Dh);
   checkSeqs('attention', T, seqs, caches.length);
   const rowLen = KV * Dh;
   for (let s = 0; s < seqs.length; s++) {
-    const c = caches[s];
-    if (c.k.length < c.capacity * rowLen || c.v.length < c.capacity * rowLen) {
-      throw new RangeError(`attention: cache ${s} holds fewer than capacity ${c.capacity} rows of ${KV}x${Dh}`);
+    const c = caches[s], rows = c.rows ?? c.capacity;
+    if (rows < (window ? Math.min(window, c.capacity) : c.capacity)) throw new RangeError(`attention: cache ${s} holds ${rows} rows, fewer than window ${window} of capacity ${c.capacity} needs`);
+    if (c.k.length < rows * rowLen || c.v.length < rows * rowLen) {
+      throw new RangeError(`attention: cache ${s} holds fewer than ${rows} rows of ${KV}x${Dh}`);
     }
     if (c.len + seqs[s].len > c.capacity) {
       throw new RangeError(`attention: cache ${s} has ${c.len} of ${c.capacity} rows; ${seqs[s].len} more do not fit`);
@@ -94,37 +97,44 @@ export function attention(q: Float32Array, k: Float32Array, v: Float32Array, T: 
 
   for (let s = 0; s < seqs.length; s++) {
     const { start, len } = seqs[s];
-    const cache = caches[s];
+    const cache = caches[s], rows = cache.rows ?? cache.capacity;
     const before = cache.len;
-    cache.k.set(k.subarray(start * rowLen, (start + len) * rowLen), before * rowLen);
-    cache.v.set(v.subarray(start * rowLen, (start + len) * rowLen), before * rowLen);
-    cache.len = before + len;
-    const K = cache.k, V = cache.v;
+    // key/value row of position j: this call's rows from k, v; earlier ones from the cache's ring
+    const src = (j: number) => (j >= before ? k : cache.k);
+    const vsrc = (j: number) => (j >= before ? v : cache.v);
+    const at = (j: number) => (j >= before ? start + j - before : j % rows) * rowLen;
     for (let r = 0; r < len; r++) {
-      const nk = before + r + 1;
+      const p = before + r, first = window ? Math.max(0, p - window + 1) : 0, nk = p + 1 - first;
       for (let h = 0; h < H; h++) {
         const qo = ((start + r) * H + h) * Dh;
         const kvo = Math.floor(h / group) * Dh;
         let max = -Infinity;
-        for (let j = 0; j < nk; j++) {
-          const ko = j * rowLen + kvo;
+        for (let i = 0; i < nk; i++) {
+          const K = src(first + i), ko = at(first + i) + kvo;
           let dot = 0;
           for (let d = 0; d < Dh; d++) dot += q[qo + d] * K[ko + d];
           const sc = dot * scale;
-          scores[j] = sc;
+          scores[i] = sc;
           if (sc > max) max = sc;
         }
         let sum = 0;
         acc.fill(0);
-        for (let j = 0; j < nk; j++) {
-          const p = Math.exp(scores[j] - max);
-          sum += p;
-          const vo = j * rowLen + kvo;
-          for (let d = 0; d < Dh; d++) acc[d] += p * V[vo + d];
+        for (let i = 0; i < nk; i++) {
+          const pr = Math.exp(scores[i] - max);
+          sum += pr;
+          const V = vsrc(first + i), vo = at(first + i) + kvo;
+          for (let d = 0; d < Dh; d++) acc[d] += pr * V[vo + d];
         }
         for (let d = 0; d < Dh; d++) out[qo + d] = acc[d] / sum;
       }
     }
+    // append: positions before + i, i < len, to rows (before + i) % rows; only the last `rows` survive
+    for (let i = Math.max(0, len - rows); i < len; i++) {
+      const o = ((before + i) % rows) * rowLen, from = (start + i) * rowLen;
+      cache.k.set(k.subarray(from, from + rowLen), o);
+      cache.v.set(v.subarray(from, from + rowLen), o);
+    }
+    cache.len = before + len;
   }
   return out;
 }

@@ -6,7 +6,7 @@
 import { type Backend, type Invocation, type RunBatch, type StatePool, viewColumns } from '../backend.ts';
 import { compileExpr, exprLeaves } from '../expr.ts';
 import type { DerivedWeight, Entry, FamilyTable, Kernel, Operand, Program, ProgramBuffer, ProgramWeight, View } from '../program.ts';
-import { byFamily, slotLayout, weightsRead } from '../program.ts';
+import { byFamily, kvRows, slotLayout, weightsRead } from '../program.ts';
 import { type ActivationFormat, quantizeActivations } from '../act-quant.ts';
 import { type HostWeight, type QuantDType, concatQuant, dequantizeRows, isQuant } from '../quant.ts';
 import { type Tensor, toF32 } from '../tensor.ts';
@@ -347,7 +347,8 @@ export class CpuStatePool implements StatePool {
     const row = (s.shape[1] as number) * (s.shape[2] as number);
     const at = this.offsets[index]!;
     const mem = this.slot(slot);
-    return { k: mem.subarray(at, at + this.capacity * row), v: mem.subarray(at + this.capacity * row, at + 2 * this.capacity * row), len, capacity: this.capacity };
+    const rows = kvRows(s, this.capacity); // a windowed cache: a ring of min(window, capacity) rows
+    return { k: mem.subarray(at, at + rows * row), v: mem.subarray(at + rows * row, at + 2 * rows * row), len, capacity: this.capacity, rows };
   }
 }
 

@@ -72,7 +72,12 @@ export interface AttnDims {
   readonly KV: number;
   readonly Dh: number;
   readonly scale: number;
+  /** Sliding window: row i sees rows [i - window + 1, i] of its sequence (0 or absent: all earlier). */
+  readonly window?: number;
 }
+
+/** The first row query row i of a sequence starting at `start` sees. */
+const firstKey = (d: AttnDims, start: number, i: number) => (d.window ? Math.max(start, i - d.window + 1) : start);
 
 /** Causal attention within each sequence; query head h reads KV head floor(h / (H/KV)).
  *  q: [T, H, Dh]; k, v: [T, KV, Dh]. Returns y and each query row's logsumexp [T, H] (saved). */
@@ -85,16 +90,16 @@ export function attentionF(q: F64, k: F64, v: F64, d: AttnDims, seqs: readonly S
       for (let h = 0; h < H; h++) {
         const kh = Math.floor(h / hpk), qo = (i * H + h) * Dh;
         let max = -Infinity;
-        for (let j = start; j <= i; j++) {
+        for (let j = firstKey(d, start, i); j <= i; j++) {
           let dot = 0;
           for (let e = 0; e < Dh; e++) dot += q[qo + e]! * k[(j * KV + kh) * Dh + e]!;
           s[j - start] = dot * scale;
           max = Math.max(max, s[j - start]!);
         }
         let sum = 0;
-        for (let j = start; j <= i; j++) sum += Math.exp(s[j - start]! - max);
+        for (let j = firstKey(d, start, i); j <= i; j++) sum += Math.exp(s[j - start]! - max);
         lse[i * H + h] = max + Math.log(sum);
-        for (let j = start; j <= i; j++) {
+        for (let j = firstKey(d, start, i); j <= i; j++) {
           const p = Math.exp(s[j - start]! - lse[i * H + h]!);
           for (let e = 0; e < Dh; e++) y[qo + e] += p * v[(j * KV + kh) * Dh + e]!;
         }
@@ -115,7 +120,7 @@ export function attentionB(dy: F64, q: F64, k: F64, v: F64, y: F64, lse: F64, d:
         const kh = Math.floor(h / hpk), qo = (i * H + h) * Dh;
         let rowDot = 0; // dO_i · O_i
         for (let e = 0; e < Dh; e++) rowDot += dy[qo + e]! * y[qo + e]!;
-        for (let j = start; j <= i; j++) {
+        for (let j = firstKey(d, start, i); j <= i; j++) {
           const ko = (j * KV + kh) * Dh;
           let dot = 0, dp = 0;
           for (let e = 0; e < Dh; e++) {

@@ -195,7 +195,7 @@ function ssdWith(chunked: boolean): Impl<'ssd' | 'ssd_step'> {
 const attentionImpl: Impl<'attention' | 'attention_decode'> = (k, c) => {
   const { H, KV, Dh } = k.sizes;
   const [q, kk, v] = ['q', 'k', 'v'].map((n) => c.operand(k, n)) as Float32Array[];
-  c.write(k.outputs.y!, attention(q!, kk!, v!, c.T, H, KV, Dh, k.attrs.scale as number, c.seqs, c.caches(k.state!)));
+  c.write(k.outputs.y!, attention(q!, kk!, v!, c.T, H, KV, Dh, k.attrs.scale as number, c.seqs, c.caches(k.state!), (k.attrs.window as number | undefined) ?? 0));
 };
 
 export const CPU_FAMILIES: FamilyTable<[Ctx], void> = {

@@ -7,14 +7,18 @@ export interface SeqSlice {
 }
 
 /**
- * One sequence's attention cache for one layer. k, v: [capacity, KV, Dh] row-major; rows
- * [0, len) are filled. `attention` appends to it.
+ * One sequence's attention cache for one layer. k, v: [rows, KV, Dh] row-major, position p at row
+ * p % rows: rows = capacity holds every position (p < capacity); a sliding window's ring holds the
+ * last rows = min(window, capacity). `len` positions have been written; `attention` appends.
  */
 export interface KvCache {
   k: Float32Array;
   v: Float32Array;
   len: number;
+  /** The most positions the sequence may reach. */
   readonly capacity: number;
+  /** Rows k and v hold (capacity when absent). */
+  readonly rows?: number;
 }
 
 /** Throws unless every slice lies inside [0, T) and there is one state (or cache) per slice. */

@@ -5,7 +5,7 @@
 // source and one compiled function), and the launch grid from its launch plan (the manifest).
 
 import { exprLeaves } from '../expr.ts';
-import type { Entry, Kernel, Program, View } from '../program.ts';
+import { type Entry, type Kernel, type Program, type View, slotLayout } from '../program.ts';
 import { QUANT_DTYPES, QUANT_GROUP, type QuantDType, type QuantTensor } from '../quant.ts';
 import type { CudaLaunchPlan } from './kernels.ts';
 
@@ -72,7 +72,7 @@ export function viewBase(e: Entry, v: View, T: number, S: number): number {
 export function kernelOffsets(p: Program, e: Entry, k: Kernel, T: number, S: number, capacity: number): { views: number[]; states: number[] } {
   return {
     views: kernelViews(k).map((x) => viewBase(e, x.view, T, S)),
-    states: kernelStates(k).map((i) => { const o = stateOffset(p, i); return o.fixed + o.perCapacity * capacity; }),
+    states: kernelStates(k).map((i) => slotLayout(p.states, capacity).offsets[i]!),
   };
 }
 
@@ -136,17 +136,6 @@ export function quantDeviceBytes(q: QuantTensor): Uint8Array {
   out.set(new Uint8Array(q.codes.buffer, q.codes.byteOffset, q.codes.byteLength));
   out.set(new Uint8Array(q.scales.buffer, q.scales.byteOffset, q.scales.byteLength), q.codes.byteLength);
   return out;
-}
-
-/** Where state `index` starts in a slot: `fixed + perCapacity · capacity` floats. */
-export function stateOffset(p: Program, index: number): { fixed: number; perCapacity: number } {
-  let fixed = 0, perCapacity = 0;
-  for (const s of p.states.slice(0, index)) {
-    const n = s.shape.reduce((a, b) => a * b, 1);
-    if (s.per === 'token') perCapacity += n;
-    else fixed += n;
-  }
-  return { fixed, perCapacity };
 }
 
 /** Rows of the buffer behind a view for a batch of T tokens and S sequences. */

@@ -27,9 +27,10 @@ function checkAttention(T: number, H: number, KV: number, seqs: readonly SeqSlic
 const BLOCK = 64;
 
 export function attentionWasm(wk: WasmKernels, q: Float32Array, k: Float32Array, v: Float32Array, T: number, H: number, KV: number, Dh: number,
-  scale: number, seqs: readonly SeqSlice[], caches: KvCache[]): Float32Array {
+  scale: number, seqs: readonly SeqSlice[], caches: KvCache[], window = 0): Float32Array {
   if (q.length !== T * H * Dh || k.length !== T * KV * Dh || v.length !== T * KV * Dh) throw new RangeError(`attention: q, k, v do not hold ${T} rows of ${H}/${KV} heads of ${Dh}`);
   checkAttention(T, H, KV, seqs, caches);
+  if (window) return windowedWasm(wk, q, k, v, T, H, KV, Dh, scale, seqs, caches, window);
   const rowLen = KV * Dh;
   const group = H / KV;
   const out = new Float32Array(T * H * Dh);
@@ -76,6 +77,68 @@ export function attentionWasm(wk: WasmKernels, q: Float32Array, k: Float32Array,
   return out;
 }
 
+/**
+ * attentionWasm with a sliding window over ring caches (cpu/attention.ts: position p at row p % rows):
+ * per sequence its history — the ring's positions [from, before) that its first row still sees, then
+ * its own rows — gathered into one run of rows, so that a block of rows takes its keys [a, b) of it
+ * through the two products; row p's softmax keeps keys [p − window + 1, p] (the band), zero past
+ * them. Then its last min(len, rows) rows go to the ring.
+ */
+function windowedWasm(wk: WasmKernels, q: Float32Array, k: Float32Array, v: Float32Array, T: number, H: number, KV: number, Dh: number,
+  scale: number, seqs: readonly SeqSlice[], caches: KvCache[], window: number): Float32Array {
+  const rowLen = KV * Dh, group = H / KV;
+  const out = new Float32Array(T * H * Dh);
+  const sums = new Float64Array(BLOCK);
+  for (let s = 0; s < seqs.length; s++) {
+    const { start, len } = seqs[s]!;
+    const cache = caches[s]!, rows = cache.rows ?? cache.capacity, before = cache.len;
+    const from = Math.max(0, before - window + 1), n = before - from + len; // history: positions [from, before + len)
+    const hk = new Float32Array(n * rowLen), hv = new Float32Array(n * rowLen);
+    for (let p = from; p < before; p++) {
+      const r = (p % rows) * rowLen;
+      hk.set(cache.k.subarray(r, r + rowLen), (p - from) * rowLen);
+      hv.set(cache.v.subarray(r, r + rowLen), (p - from) * rowLen);
+    }
+    hk.set(k.subarray(start * rowLen, (start + len) * rowLen), (before - from) * rowLen);
+    hv.set(v.subarray(start * rowLen, (start + len) * rowLen), (before - from) * rowLen);
+    for (let r0 = 0; r0 < len; r0 += BLOCK) {
+      const m = Math.min(BLOCK, len - r0), p0 = before + r0;
+      const a = Math.max(from, p0 - window + 1) - from, b = p0 + m - from, keys = b - a; // the block's keys [a, b) of the history
+      const pw = new Float32Array(m * keys);
+      for (let h = 0; h < H; h++) {
+        const kvo = Math.floor(h / group) * Dh;
+        const sc = wk.product(q, ((start + r0) * H + h) * Dh, H * Dh, 1, m, Dh, hk, a * rowLen + kvo, rowLen, 1, keys);
+        for (let i = 0; i < m; i++) {
+          // row p0 + i sees history [max(0, p − window + 1) − from, p − from], here [lo, hi) of the block's keys
+          const p = p0 + i, lo = Math.max(0, p - window + 1) - from - a, hi = p - from - a + 1, o = i * sc.ld;
+          let max = -Infinity;
+          for (let j = lo; j < hi; j++) max = Math.max(max, sc.y[o + j]! * scale);
+          let sum = 0;
+          pw.fill(0, i * keys, (i + 1) * keys);
+          for (let j = lo; j < hi; j++) {
+            const e = Math.exp(sc.y[o + j]! * scale - max);
+            sum += e;
+            pw[i * keys + j] = e;
+          }
+          sums[i] = sum;
+        }
+        const pv = wk.product(pw, 0, keys, 1, m, keys, hv, a * rowLen + kvo, 1, rowLen, Dh);
+        for (let i = 0; i < m; i++) {
+          const o = ((start + r0 + i) * H + h) * Dh;
+          for (let d = 0; d < Dh; d++) out[o + d] = pv.y[i * pv.ld + d]! / sums[i]!;
+        }
+      }
+    }
+    for (let i = Math.max(0, len - rows); i < len; i++) {
+      const o = ((before + i) % rows) * rowLen, at = (start + i) * rowLen;
+      cache.k.set(k.subarray(at, at + rowLen), o);
+      cache.v.set(v.subarray(at, at + rowLen), o);
+    }
+    cache.len = before + len;
+  }
+  return out;
+}
+
 /** The program module's fixed steps of prefill attention (codegen/wasm/program.ts, ATTN_GLUE). */
 export interface AttnGlue {
   put(src: number, lds: number, dst: number, ldd: number, rows: number, cols: number): void;
@@ -90,10 +153,13 @@ export interface KvAt {
   readonly v: number;
   readonly len: number;
   readonly capacity: number;
+  /** Rows k and v hold: a sliding window's ring (capacity when absent). */
+  readonly rows?: number;
 }
 
-/** Bytes of work space attentionAt needs for sequences attending to up to `maxKeys` keys. */
-export const attentionWorkBytes = (maxKeys: number) => 8 * BLOCK + 4 * BLOCK * maxKeys;
+/** Bytes of work space attentionAt needs for sequences attending to up to `maxKeys` keys (with a
+ *  window: `maxKeys` the longest history, whose K and V rows of `rowLen` it gathers there too). */
+export const attentionWorkBytes = (maxKeys: number, rowLen = 0) => 8 * BLOCK + 4 * BLOCK * maxKeys + 8 * maxKeys * rowLen;
 
 /**
  * attentionWasm with q [T, H·Dh], k, v [T, KV·Dh] and the output y at their addresses in the
@@ -103,8 +169,9 @@ export const attentionWorkBytes = (maxKeys: number) => 8 * BLOCK + 4 * BLOCK * m
  * by each sequence's; their new lengths are the caller's to keep.
  */
 export function attentionAt(wk: WasmKernels, glue: AttnGlue, memory: WebAssembly.Memory, q: At, k: At, v: At, y: At, T: number, H: number, KV: number, Dh: number,
-  scale: number, seqs: readonly SeqSlice[], caches: readonly KvAt[], work: number): void {
+  scale: number, seqs: readonly SeqSlice[], caches: readonly KvAt[], work: number, window = 0): void {
   checkAttention(T, H, KV, seqs, caches);
+  if (window) return windowedAt(wk, glue, memory, q, k, v, y, T, H, KV, Dh, scale, seqs, caches, work, window);
   const rowLen = KV * Dh;
   const group = H / KV;
   const sums = work, p = work + 8 * BLOCK;
@@ -129,6 +196,60 @@ export function attentionAt(wk: WasmKernels, glue: AttnGlue, memory: WebAssembly
         const pv = wk.product(mem, f(p), keys, 1, rows, keys, mem, f(cache.v) + kvo, 1, rowLen, Dh);
         glue.out(y.at + 4 * ((start + r0) * y.ld + h * Dh), y.ld, pv.y.byteOffset, pv.ld, sums, rows, Dh);
       }
+    }
+  }
+}
+
+/** A score the softmax step weighs as nothing (exp64 clamps at e^-708, and the f32 weight is 0). */
+const MASKED = -3e38;
+
+/**
+ * attentionAt with a sliding window over ring caches (windowedWasm's steps in the shared memory):
+ * per sequence its history — the ring's positions [from, before) its first row still sees, then its
+ * own rows — gathered by `attn.put` into `work` after the softmax space; per block of rows the
+ * products over its keys [a, b) of the history, the scores below each row's band set to MASKED
+ * (`attn.softmax` bounds them above), and the block's output; then the sequence's last min(len,
+ * rows) rows put into the ring (two runs where they wrap).
+ */
+function windowedAt(wk: WasmKernels, glue: AttnGlue, memory: WebAssembly.Memory, q: At, k: At, v: At, y: At, T: number, H: number, KV: number, Dh: number,
+  scale: number, seqs: readonly SeqSlice[], caches: readonly KvAt[], work: number, window: number): void {
+  const rowLen = KV * Dh, group = H / KV;
+  let longest = 1;
+  seqs.forEach((s, i) => { longest = Math.max(longest, Math.min(caches[i]!.len, window - 1) + s.len); });
+  const sums = work, p = work + 8 * BLOCK, hk = p + 4 * BLOCK * longest, hv = hk + 4 * longest * rowLen;
+  zeroUncovered(memory, y, T, H * Dh, seqs);
+  const f = (at: number) => at >>> 2;
+  // rows [p0, p0 + n) of a ring of `rows` rows (n <= rows) to or from `dst`, in at most two runs
+  const ring = (base: number, rows: number, p0: number, n: number, put: (ringAt: number, i: number, m: number) => void) => {
+    const r0 = p0 % rows, first = Math.min(n, rows - r0);
+    if (first > 0) put(base + 4 * r0 * rowLen, 0, first);
+    if (n > first) put(base, first, n - first);
+  };
+  for (let s = 0; s < seqs.length; s++) {
+    const { start, len } = seqs[s]!;
+    const cache = caches[s]!, rows = cache.rows ?? cache.capacity, before = cache.len;
+    const from = Math.max(0, before - window + 1);
+    for (const [c, h] of [[cache.k, hk], [cache.v, hv]] as const) ring(c, rows, from, before - from, (at, i, m) => glue.put(at, rowLen, h + 4 * i * rowLen, rowLen, m, rowLen));
+    glue.put(k.at + 4 * start * k.ld, k.ld, hk + 4 * (before - from) * rowLen, rowLen, len, rowLen);
+    glue.put(v.at + 4 * start * v.ld, v.ld, hv + 4 * (before - from) * rowLen, rowLen, len, rowLen);
+    for (let r0 = 0; r0 < len; r0 += BLOCK) {
+      const m = Math.min(BLOCK, len - r0), p0 = before + r0;
+      const a = Math.max(from, p0 - window + 1) - from, keys = p0 + m - from - a; // the block's keys [a, a + keys) of the history
+      for (let h = 0; h < H; h++) {
+        const kvo = Math.floor(h / group) * Dh;
+        let mem = new Float32Array(memory.buffer);
+        const sc = wk.product(mem, f(q.at + 4 * ((start + r0) * q.ld + h * Dh)), q.ld, 1, m, Dh, mem, f(hk) + a * rowLen + kvo, rowLen, 1, keys);
+        // row p0 + i sees history [max(0, p − window + 1) − from, p − from]: below it, masked
+        for (let i = 0; i < m; i++) sc.y.fill(MASKED, i * sc.ld, i * sc.ld + Math.max(0, p0 + i - window + 1) - from - a);
+        glue.softmax(sc.y.byteOffset, sc.ld, m, keys, p0 - from - a, scale, p, keys, sums);
+        mem = new Float32Array(memory.buffer);
+        const pv = wk.product(mem, f(p), keys, 1, m, keys, mem, f(hv) + a * rowLen + kvo, 1, rowLen, Dh);
+        glue.out(y.at + 4 * ((start + r0) * y.ld + h * Dh), y.ld, pv.y.byteOffset, pv.ld, sums, m, Dh);
+      }
+    }
+    const n = Math.min(len, rows), skip = len - n; // the last n rows of the batch, positions before + skip ..
+    for (const [src, c] of [[k, cache.k], [v, cache.v]] as const) {
+      ring(c, rows, before + skip, n, (at, i, cnt) => glue.put(src.at + 4 * (start + skip + i) * src.ld, src.ld, at, rowLen, cnt, rowLen));
     }
   }
 }

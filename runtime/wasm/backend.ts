@@ -432,7 +432,7 @@ export class WasmBackend extends CpuBackend {
     const { H, KV, Dh } = k.sizes;
     if (this.attentionInMemory(k, c)) return;
     const [q, kk, v] = ['q', 'k', 'v'].map((n) => c.operand(k, n)) as Float32Array[];
-    c.write(k.outputs.y!, attentionWasm(this.kernels, q!, kk!, v!, c.T, H, KV, Dh, k.attrs.scale as number, c.seqs, c.caches(k.state!)));
+    c.write(k.outputs.y!, attentionWasm(this.kernels, q!, kk!, v!, c.T, H, KV, Dh, k.attrs.scale as number, c.seqs, c.caches(k.state!), (k.attrs.window as number | undefined) ?? 0));
   }
 
   /** Prefill attention over the arena and the caches in the slots, its steps between the products
@@ -446,11 +446,13 @@ export class WasmBackend extends CpuBackend {
     const { H, KV, Dh } = k.sizes;
     const at = (v: View): At => ({ at: this.argValue({ kind: 'buf', buf: v.buf }) + 4 * v.col, ld: run.entry.buffers[v.buf]!.width });
     const [q, kk, v] = views.map(at);
-    const caches = c.caches(k.state!).map((ch) => ({ k: ch.k.byteOffset, v: ch.v.byteOffset, len: ch.len, capacity: ch.capacity }));
+    const caches = c.caches(k.state!).map((ch) => ({ k: ch.k.byteOffset, v: ch.v.byteOffset, len: ch.len, capacity: ch.capacity, rows: ch.rows ?? ch.capacity }));
+    const window = (k.attrs.window as number | undefined) ?? 0;
     let maxKeys = 1;
-    c.seqs.forEach((s, i) => { maxKeys = Math.max(maxKeys, caches[i]!.len + s.len); });
-    const work = this.scratch(attentionWorkBytes(maxKeys) + 16);
-    attentionAt(this.kernels, this.prog!.attn, this.kernels.memory, q!, kk!, v!, at(y), c.T, H, KV, Dh, k.attrs.scale as number, c.seqs, caches, work);
+    // keys a row sees: its sequence's earlier ones, or with a window the history it gathers (attentionAt)
+    c.seqs.forEach((s, i) => { maxKeys = Math.max(maxKeys, (window ? Math.min(caches[i]!.len, window - 1) : caches[i]!.len) + s.len); });
+    const work = this.scratch(attentionWorkBytes(maxKeys, window ? KV * Dh : 0) + 16);
+    attentionAt(this.kernels, this.prog!.attn, this.kernels.memory, q!, kk!, v!, at(y), c.T, H, KV, Dh, k.attrs.scale as number, c.seqs, caches, work, window);
     return true;
   }
 

@@ -51,6 +51,8 @@ const ROWS: Row[] = [
   { name: 'negative loop bound', source: model('  for i in 0..-1 {\n  }\n  return tokens'), code: 'AC314', line: 3, col: 15 },
   { name: 'mismatched widths', source: model('  e = Embedding(16, d)\n  x = e(tokens)\n  return p: Linear(9, 4)(x)'), code: 'AC400', line: 5, col: 13 },
   { name: 'heads that do not divide', source: model('  e = Embedding(16, 12)\n  x = e(tokens)\n  q = reshape(x, dims: [3, 4])\n  k = reshape(x, dims: [2, 6])\n  return attention(q, k, k, scale: 1.0)'), code: 'AC400', line: 7, col: 10 },
+  { name: 'a negative attention window', source: model('  e = Embedding(16, 12)\n  x = e(tokens)\n  q = reshape(x, dims: [3, 4])\n  return attention(q, q, q, scale: 1.0, window: -2)'), code: 'AC400', line: 6, col: 10 },
+  { name: 'a fractional attention window', source: model('  e = Embedding(16, 12)\n  x = e(tokens)\n  q = reshape(x, dims: [3, 4])\n  return attention(q, q, q, scale: 1.0, window: 2.5)'), code: 'AC300', line: 6, col: 49 },
   { name: 'tensor of the wrong kind', source: model('  return silu(3)'), code: 'AC401', line: 3, col: 15 },
   // what check accepted and lowering or a renderer crashed on (issue 19, class 4)
   { name: 'an input the runtime does not feed', source: `model M(ids: i32[T]) {\n  weight e[16, 8]\n  return embedding(ids, e)\n}\n`, code: 'AC410', line: 1, col: 9 },
@@ -127,7 +129,7 @@ describe('a named argument a primitive does not take is a wrong attribute (AC210
   const ROWS: { readonly call: string; readonly message: string; readonly hint: string }[] = [
     { call: 'rmsnorm(x, e.weight, epsilon: 1e-5)', message: 'primitive rmsnorm has no attribute epsilon; its attributes: eps', hint: 'rmsnorm takes inputs x, weight and attributes eps:' },
     { call: 'rmsnorm(x, e.weight, ep: 1e-5)', message: 'primitive rmsnorm has no attribute ep; its attributes: eps', hint: 'did you mean eps? rmsnorm takes' },
-    { call: 'attention(x, x, x, window: 512)', message: `primitive attention has no attribute window; its attributes: ${Object.keys(OP_BY_NAME.get('attention')!.attrs).join(', ')}`, hint: 'attention takes inputs q, k, v' },
+    { call: 'attention(x, x, x, causal: false)', message: `primitive attention has no attribute causal; its attributes: ${Object.keys(OP_BY_NAME.get('attention')!.attrs).join(', ')}`, hint: 'attention takes inputs q, k, v' },
     { call: 'silu(x, alpha: 1.0)', message: 'primitive silu has no attribute alpha; its attributes: none', hint: 'silu takes inputs x' },
   ];
   for (const { call, message, hint } of ROWS) {

@@ -59,3 +59,33 @@ describe('archc stats for Bamba-9B', () => {
     expect(long - short).toBeGreaterThan(3 * 4 * 32 * 128 * (4096 - 128));
   });
 });
+
+describe('archc stats with sliding-window attention (examples/mistral.arch, window 4096)', () => {
+  const MISTRAL = join(MODELS, '..', 'examples', 'mistral.arch');
+  const at = (context: number, window = 4096) => computeStats(compileFile(MISTRAL, { set: [`window=${window}`] }).graph, context, 3);
+
+  it('bounds the KV cache per sequence by the window, and the total with it', () => {
+    // 32 layers × K and V × 8 kv heads × 128 dims × 4 bytes, for min(window, context) tokens
+    const perToken = 32 * 2 * 8 * 128 * 4;
+    for (const context of [1000, 4096, 32768]) {
+      const s = at(context);
+      expect(s.state.kvBytesPerToken).toBe(perToken);
+      expect(s.state.kvBytesPerSequence, `context ${context}`).toBe(perToken * Math.min(4096, context));
+      expect(s.state.totalBytes).toBe(perToken * Math.min(4096, context) * 3);
+    }
+    expect(at(32768, 0).state.kvBytesPerSequence).toBe(perToken * 32768);
+    expect(formatStats(at(32768))).toContain('KV (windowed)           1.00 GiB per sequence at context 32768');
+    expect(formatStats(at(32768, 0))).not.toContain('windowed');
+  });
+
+  it('counts attention FLOPs over the window: decode stops growing past it, prefill grows slower', () => {
+    // per layer and token: 4·H·Dh + 5·H per key seen (32 heads of 128)
+    const perKey = 32 * (32 * (4 * 128 + 5));
+    expect(at(10_000).flopsPerToken.decode).toBe(at(4096).flopsPerToken.decode);
+    expect(at(4095).flopsPerToken.decode).toBe(at(4096, 0).flopsPerToken.decode - perKey);
+    expect(at(10_000, 0).flopsPerToken.decode - at(10_000).flopsPerToken.decode).toBe(perKey * (10_001 - 4096));
+    // prefill at n = 8192: mean keys (W(W+1)/2 + (n − W)·W) / n against (n + 1)/2
+    const n = 8192, W = 4096;
+    expect(at(n, 0).flopsPerToken.prefill - at(n).flopsPerToken.prefill).toBeCloseTo(perKey * ((n + 1) / 2 - (W * (W + 1) / 2 + (n - W) * W) / n), 3);
+  });
+});

@@ -227,7 +227,7 @@ function contractProgram(r: R): string {
       case 2: {
         const kv = pick(r, [1, 2]), group = choose(4, [1, 2, 4, 256], [257, 512]);
         const h = kv * group;
-        body.push(`  o${i} = attention(reshape(linear(x, q${i}), dims: [${h}, 2]), reshape(linear(x, k${i}), dims: [${kv}, 2]), reshape(linear(x, v${i}), dims: [${kv}, 2]), scale: 0.5)`);
+        body.push(`  o${i} = attention(reshape(linear(x, q${i}), dims: [${h}, 2]), reshape(linear(x, k${i}), dims: [${kv}, 2]), reshape(linear(x, v${i}), dims: [${kv}, 2]), scale: 0.5${i === 1 ? ', window: 2' : ''})`); // the second: a sliding window
         body.push(`  x = x + linear(reshape(o${i}, dims: [${h * 2}]), p${i})`);
         body.unshift(`  weight q${i}[${h * 2}, ${d}]`, `  weight k${i}[${kv * 2}, ${d}]`, `  weight v${i}[${kv * 2}, ${d}]`, `  weight p${i}[${d}, ${h * 2}]`);
         break;

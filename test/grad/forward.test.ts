@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { attentionF, convF, ropeF, ssdF } from '../../runtime/cpu/backward-seq.ts';
 import { attention, rope } from '../../runtime/cpu/attention.ts';
+import { packedBandAttention } from '../reference/band-attention.ts';
 import { causalConv1d } from '../../runtime/cpu/conv.ts';
 import { ssdChunked } from '../../runtime/cpu/ssd.ts';
 import { expectLogitsClose } from '../helpers/checkpoints.ts';
@@ -35,6 +36,14 @@ describe('float64 forwards equal the f32 CPU kernels', () => {
     const caches = seqs.map(() => ({ k: new Float32Array(T * KV * Dh), v: new Float32Array(T * KV * Dh), len: 0, capacity: T }));
     const ref = attention(f32(q), f32(k), f32(v), T, H, KV, Dh, 0.6, seqs, caches);
     expectLogitsClose(attentionF(q, k, v, { T, H, KV, Dh, scale: 0.6 }, seqs).y, ref, 1e-5, 'attention');
+  });
+
+  it('sliding-window attention equals the band-masked reference', () => {
+    const [H, KV, Dh] = [4, 2, 3], q = rnd(T * H * Dh, 8), k = rnd(T * KV * Dh, 9), v = rnd(T * KV * Dh, 10);
+    for (const window of [1, 2, 5]) {
+      const ref = packedBandAttention(q, k, v, seqs.map((s) => s.len), H, KV, Dh, 0.6, window);
+      expectLogitsClose(attentionF(q, k, v, { T, H, KV, Dh, scale: 0.6, window }, seqs).y, ref, 1e-12, `window ${window}`);
+    }
   });
 
   for (const chunk of [3, 4, 64]) {

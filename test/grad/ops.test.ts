@@ -67,6 +67,8 @@ const CASES: Case[] = [
   c('rope, full', 'rope', [F(['T', 1, 4], 51), posOf(LENS)], { rotary_dim: 4, theta: 500 }),
   c('attention, GQA 4 heads on 2, packed', 'attention', [F(['T', 4, 3], 52), F(['T', 2, 3], 53), F(['T', 2, 3], 54)], { scale: 3 ** -0.5 }, LENS),
   c('attention, MHA', 'attention', [F(['T', 2, 2], 55), F(['T', 2, 2], 56), F(['T', 2, 2], 57)], { scale: 0.9 }, [T]),
+  c('attention, sliding window 2, GQA, packed', 'attention', [F(['T', 4, 3], 58), F(['T', 2, 3], 59), F(['T', 2, 3], 60)], { scale: 3 ** -0.5, window: 2 }, LENS),
+  c('attention, sliding window 4 over a sequence of 11', 'attention', [F(['T', 2, 2], 61), F(['T', 1, 2], 62), F(['T', 1, 2], 63)], { scale: 0.9, window: 4 }, [T]),
   ...[3, 2, 100].map((chunk) => ssdCase(`ssd, 2 groups, chunk ${chunk}, packed`, chunk, LENS, 60 + chunk)),
   ssdCase('ssd, one group, chunk 4 across a sequence of 11', 4, [T], 70, 1),
 ];

@@ -95,7 +95,7 @@ function startOp(name: string, inputs: readonly OpInput[], attrs: Attrs, T: numb
   const program: Program = {
     format: 'archc-kernels/1', model: name, params: {}, bindings: [], choices: [],
     weights: inputs.flatMap((i, k) => (i && 'weight' in i ? [{ name: `w${k}`, shape: i.weight.shape, dtype: i.weight.dtype }] : [])),
-    derived: [], states: spec ? [{ name: `${name}:${spec.kind}`, kind: spec.kind, per: spec.per, shape: spec.shape }] : [], outputs: Object.fromEntries(outs.map((o, i) => [`y${i}`, o.width])),
+    derived: [], states: spec ? [{ name: `${name}:${spec.kind}`, kind: spec.kind, per: spec.per, shape: spec.shape, ...(spec.window ? { window: spec.window } : {}) }] : [], outputs: Object.fromEntries(outs.map((o, i) => [`y${i}`, o.width])),
     entries: { forward: entry, prefill: entry, decode: entry },
   };
   const backend = (opts.backend ?? ((p) => new CpuBackend(p)))(program);
