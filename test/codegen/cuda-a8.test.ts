@@ -6,7 +6,7 @@
 // rounded otherwise moves an output by about 1e-3 of the scale — the GEMV (exact f32) within 1e-5 of
 // the output's scale; the tensor-core tiles within 2e-2, and within 1e-5 of the same product with
 // the weight rounded to bf16 as they round it (the rounded x is exact in bf16); and a tiny Bamba
-// (random q8, trained q4) by test/e2e/wasm-quant.test.ts's a8 criterion: rounding is a step
+// (random q8) by test/e2e/wasm-quant.test.ts's a8 criterion: rounding is a step
 // function, so one f32 rounding of difference upstream can move an activation by a whole step and
 // the sequence's later rows by about the rounding's own effect; so each sequence's first row within
 // the tight bound, 1e-4, and every row within 2 % of the scale, where every product takes the GEMV;
@@ -27,16 +27,14 @@ import { CpuBackend } from '../../runtime/cpu/backend.ts';
 import type { EntryName, Program } from '../../runtime/program.ts';
 import { type QuantDType, type QuantTensor, QUANT_DTYPES, dequantizeRows, isQuant, quantize } from '../../runtime/quant.ts';
 import { planQuant } from '../../runtime/quantplan.ts';
-import { openCheckpoint } from '../../runtime/safetensors.ts';
 import { type Tensor, fromF32, toF32 } from '../../runtime/tensor.ts';
-import { compileTiny, programFor, randomTensors } from '../helpers/checkpoints.ts';
+import { compileTiny, randomTensors } from '../helpers/checkpoints.ts';
 import { buildEmulator, EmuCudaBackend, programSources, sourceId } from '../helpers/cuda-emu.ts';
 import { type OpInput, runOp } from '../helpers/kernels.ts';
 import { prng, uniform } from '../runtime/cpu/check.ts';
 import { edgeGroups, firstBitDifference, rounded, tieRows } from '../webgpu/act-groups.ts';
 
 const EMU = resolve(import.meta.dirname, '../helpers/cuda-emu');
-const TINY_A = resolve(import.meta.dirname, '../../../shared/models/tiny-bamba-a/bf16');
 
 /** max |got − ref| / (max |ref| + 1e-6). */
 function relErr(got: Float32Array, ref: Float32Array): number {
@@ -134,13 +132,11 @@ function bf16Product(inputs: readonly OpInput[], T: number, K: number, N: number
 const compiled = compileTiny();
 const program = lowerToProgram(compiled.graph, []);
 const tensors = randomTensors(compiled, { dtype: 'bf16', seed: 6 });
-const trained = programFor(TINY_A);
 
 describe('CUDA products and a tiny Bamba over 8-bit activations (emulated) = the CPU reference of the same mode', () => {
   let bin = '';
   beforeAll(async () => {
     const sources = programSources(program, true);
-    for (const [id, s] of programSources(trained, true)) sources.set(id, s);
     for (const c of PRODUCTS) for (const [id, s] of programSources(runOp(c.op, inputsOf(c, 'q8', 1), {}, c.T).program, true)) sources.set(id, s);
     bin = await buildEmulator(sources);
   }, 900_000);
@@ -193,19 +189,17 @@ describe('CUDA products and a tiny Bamba over 8-bit activations (emulated) = the
     return out;
   }
 
-  it('a tiny Bamba (random q8, trained q4) by the a8 criterion', async () => {
-    const ck = openCheckpoint(TINY_A);
-    const trainedTensors = new Map(trained.weights.map((w) => [w.name, ck.read(w.name)]));
-    ck.close();
-    // every product on the GEMV (14 rows, the trained model 7: the emulator runs its wider products
-    // slowly, and the suite's time is bounded). Prefill on the tiles, whose weights are rounded to
+  it('a tiny Bamba (random q8) by the a8 criterion', async () => {
+    // every product on the GEMV, 5 rows of the random q8 model: the emulator runs the a8 GEMV's
+    // per-group rounding thread by thread (14 rows of it and 7 of the trained q4 model took 13.6
+    // minutes, most of the suite's time; the trained model's products over 8-bit activations are
+    // checked on wasm and WebGPU). Prefill on the tiles, whose weights are rounded to
     // bf16 (2^-9), moves many activations across a step from the first row on (measured at 24 rows:
     // every row within 1.8-2.6e-2, against the tiles' own 2e-2 plus the 2 %); the tiles' products
     // are checked sharply above, against the same product with the weight rounded to bf16
     const gemv = [1e-4, 2e-2] as const;
     const cases = [
-      { what: 'random q8', p: program, vocab: 96, format: 'q8' as const, tensor: (n: string) => tensors.find((t) => t.name === n)!.tensor as Tensor, runs: [[[5, 9], gemv]] as const },
-      { what: 'trained q4', p: trained, vocab: 264, format: 'q4' as const, tensor: (n: string) => trainedTensors.get(n)!, runs: [[[2, 5], gemv]] as const },
+      { what: 'random q8', p: program, vocab: 96, format: 'q8' as const, tensor: (n: string) => tensors.find((t) => t.name === n)!.tensor as Tensor, runs: [[[2, 3], gemv]] as const },
     ];
     for (const c of cases) {
       for (const [lens, [tight, every]] of c.runs) {
