@@ -13,6 +13,41 @@ type QuantType = 'q8' | 'q4';
 
 const get = (n: string) => `(local.get $${n})`;
 const add = (a: string, b: string | number) => `(i32.add ${a} ${typeof b === 'number' ? `(i32.const ${b})` : b})`;
+/** A reduction of v's four lanes by `op`. */
+const lane = (v: string, op: string, ty: 'f32' | 'i32') => `(${ty}.${op} (${ty}.${op} (${ty}x4.extract_lane 0 ${v}) (${ty}x4.extract_lane 1 ${v})) (${ty}.${op} (${ty}x4.extract_lane 2 ${v}) (${ty}x4.extract_lane 3 ${v})))`;
+
+/** The loops of the row-making functions over x's T rows of K floats (at byte $x, $ldx floats apart)
+ *  by groups of 32: $xp at group $g of row $t, then `body` (which uses locals $t, $g, $xp). */
+function overGroups(body: string): string {
+  return `(block $t_end (loop $t_loop
+    (br_if $t_end (i32.ge_s ${get('t')} ${get('T')}))
+    (local.set $g (i32.const 0))
+    (block $g_end (loop $g_loop
+      (br_if $g_end (i32.ge_s (i32.shl ${get('g')} (i32.const 5)) ${get('K')}))
+      (local.set $xp ${add(get('x'), `(i32.shl (i32.add (i32.mul ${get('t')} ${get('ldx')}) (i32.shl ${get('g')} (i32.const 5))) (i32.const 2))`)})
+      ${body}
+      (local.set $g ${add(get('g'), 1)})
+      (br $g_loop)))
+    (local.set $t ${add(get('t'), 1)})
+    (br $t_loop)))`;
+}
+
+/** $amax: the group's largest |x| at $xp (locals $mv, $amax); the function returns 0 where it is
+ *  not finite (NaN fails the comparison, an infinity passes it). */
+const groupMax = () => `(local.set $mv (f32x4.abs (v128.load ${get('xp')})))
+      ${Array.from({ length: 7 }, (_, q) => `(local.set $mv (f32x4.max ${get('mv')} (f32x4.abs (v128.load offset=${(q + 1) * 16} ${get('xp')}))))`).join('\n      ')}
+      (local.set $amax ${lane(get('mv'), 'max', 'f32')})
+      (if (i32.eqz (f32.lt ${get('amax')} (f32.const inf))) (then (return (i32.const 0))))`;
+
+/** The 8-bit rounding's scale from $amax (runtime/act-quant.ts): $eb the biased exponent of s = 2^e
+ *  (m's exponent, rounded up past 127/64 of its binade, less 6), $inv = 2^-e splat, and with `withS`
+ *  $s = 2^e splat; a group below 2^-96 is zeros ($eb 0, $inv and $s 0). */
+const act8Scale = (withS: boolean) => `(local.set $bits (i32.reinterpret_f32 ${get('amax')}))
+      (local.set $eb (i32.sub (i32.shr_u (i32.add ${get('bits')} (i32.const 0x1ffff)) (i32.const 23)) (i32.const 6)))
+      (if (i32.lt_u ${get('bits')} (i32.const ${ACT_ZERO_BITS}))
+        (then (local.set $eb (i32.const 0)) (local.set $inv (v128.const i32x4 0 0 0 0))${withS ? ` (local.set $s (v128.const i32x4 0 0 0 0))` : ''})
+        (else (local.set $inv (i32x4.splat (i32.shl (i32.sub (i32.const 254) ${get('eb')}) (i32.const 23))))${withS ? `
+              (local.set $s (i32x4.splat (i32.shl ${get('eb')} (i32.const 23))))` : ''}))`;
 
 /** Bytes of one group of one activation row for the integer-dot GEMV: f32 scale, i32 row
  *  correction (8 · Σxq, q4's), 8 bytes unused, then per k-quad the three digits' 4 bytes (high,
@@ -157,7 +192,6 @@ export function digitsKernel(): string {
     const digit = ['(i32x4.shr_u $z (i32.const 14))', '(v128.and (i32x4.shr_u $z (i32.const 7)) $m)', '(v128.and $z $m)'].map((e) => `(i32x4.sub ${e} ${get('b')})`.replaceAll('$z', get('z')).replaceAll('$m', get('m127')));
     digit.forEach((e, j) => quads.push(`(local.set $n (i16x8.narrow_i32x4_s ${e} ${e}))`, `(v128.store32_lane offset=${16 + q * 12 + j * 4} 0 ${get('dp')} (i8x16.narrow_i16x8_s ${get('n')} ${get('n')}))`));
   }
-  const lane = (v: string, op: string, ty: 'f32' | 'i32') => `(${ty}.${op} (${ty}.${op} (${ty}x4.extract_lane 0 ${v}) (${ty}x4.extract_lane 1 ${v})) (${ty}.${op} (${ty}x4.extract_lane 2 ${v}) (${ty}x4.extract_lane 3 ${v})))`;
   return `(func (export "digits") (param $x i32) (param $ldx i32) (param $T i32) (param $K i32) (param $xd i32) (param $signed i32) (result i32)
   (local $t i32) (local $g i32) (local $xp i32) (local $dp i32) (local $o i32) (local $amax f32) (local $sx f32) (local $mv v128) (local $inv v128) (local $z v128) (local $zs v128) (local $n v128) (local $m127 v128) (local $off v128) (local $b v128)
   (local.set $m127 (v128.const i32x4 127 127 127 127))
@@ -165,17 +199,7 @@ export function digitsKernel(): string {
   (local.set $off (i32x4.splat ${get('o')}))
   (local.set $b (i32x4.splat (select (i32.const 64) (i32.const 0) ${get('signed')})))
   (local.set $dp ${get('xd')})
-  (block $t_end (loop $t_loop
-    (br_if $t_end (i32.ge_s ${get('t')} ${get('T')}))
-    (local.set $g (i32.const 0))
-    (block $g_end (loop $g_loop
-      (br_if $g_end (i32.ge_s (i32.shl ${get('g')} (i32.const 5)) ${get('K')}))
-      (local.set $xp ${add(get('x'), `(i32.shl (i32.add (i32.mul ${get('t')} ${get('ldx')}) (i32.shl ${get('g')} (i32.const 5))) (i32.const 2))`)})
-      (local.set $mv (f32x4.abs (v128.load ${get('xp')})))
-      ${Array.from({ length: 7 }, (_, q) => `(local.set $mv (f32x4.max ${get('mv')} (f32x4.abs (v128.load offset=${(q + 1) * 16} ${get('xp')}))))`).join('\n      ')}
-      (local.set $amax ${lane(get('mv'), 'max', 'f32')})
-      ;; NaN fails the comparison, an infinity passes it
-      (if (i32.eqz (f32.lt ${get('amax')} (f32.const inf))) (then (return (i32.const 0))))
+  ${overGroups(`${groupMax()}
       (local.set $sx (f32.div ${get('amax')} (f32.const ${XQ_MAX})))
       (local.set $inv (f32x4.splat (select (f32.div (f32.const 1) ${get('sx')}) (f32.const 0) (f32.gt ${get('sx')} (f32.const 0)))))
       (local.set $zs (v128.const i32x4 0 0 0 0))
@@ -183,11 +207,7 @@ export function digitsKernel(): string {
       (f32.store ${get('dp')} ${get('sx')})
       ;; 8 · Σxq = 8 · (Σz - 32 · o), wrapping
       (i32.store offset=4 ${get('dp')} (i32.shl (i32.sub ${lane(get('zs'), 'add', 'i32')} (i32.shl ${get('o')} (i32.const 5))) (i32.const 3)))
-      (local.set $dp ${add(get('dp'), XD_GROUP)})
-      (local.set $g ${add(get('g'), 1)})
-      (br $g_loop)))
-    (local.set $t ${add(get('t'), 1)})
-    (br $t_loop)))
+      (local.set $dp ${add(get('dp'), XD_GROUP)})`)}
   (i32.const 1))`;
 }
 
@@ -209,37 +229,17 @@ export function digits8Kernel(f: QuantType): string {
       : [`(i32x4.shr_u (i32x4.add ${get('z')} $c128) (i32.const 7))`, `(v128.and (i32x4.add ${get('z')} $c128) ${get('m127')})`].map((e) => e.replaceAll('$c128', '(v128.const i32x4 128 128 128 128)'));
     digit.forEach((e, j) => quads.push(`(local.set $n (i16x8.narrow_i32x4_s ${e} ${e}))`, `(v128.store32_lane offset=${16 + q * 4 * D + j * 4} 0 ${get('dp')} (i8x16.narrow_i16x8_s ${get('n')} ${get('n')}))`));
   }
-  const lane = (v: string, op: string, ty: 'f32' | 'i32') => `(${ty}.${op} (${ty}.${op} (${ty}x4.extract_lane 0 ${v}) (${ty}x4.extract_lane 1 ${v})) (${ty}.${op} (${ty}x4.extract_lane 2 ${v}) (${ty}x4.extract_lane 3 ${v})))`;
   return `(func (export "digits8_${f}") (param $x i32) (param $ldx i32) (param $T i32) (param $K i32) (param $xd i32) (result i32)
   (local $t i32) (local $g i32) (local $xp i32) (local $dp i32) (local $amax f32) (local $bits i32) (local $eb i32) (local $mv v128) (local $inv v128) (local $z v128) (local $zs v128) (local $n v128) (local $m127 v128)
   (local.set $m127 (v128.const i32x4 127 127 127 127))
   (local.set $dp ${get('xd')})
-  (block $t_end (loop $t_loop
-    (br_if $t_end (i32.ge_s ${get('t')} ${get('T')}))
-    (local.set $g (i32.const 0))
-    (block $g_end (loop $g_loop
-      (br_if $g_end (i32.ge_s (i32.shl ${get('g')} (i32.const 5)) ${get('K')}))
-      (local.set $xp ${add(get('x'), `(i32.shl (i32.add (i32.mul ${get('t')} ${get('ldx')}) (i32.shl ${get('g')} (i32.const 5))) (i32.const 2))`)})
-      (local.set $mv (f32x4.abs (v128.load ${get('xp')})))
-      ${Array.from({ length: 7 }, (_, q) => `(local.set $mv (f32x4.max ${get('mv')} (f32x4.abs (v128.load offset=${(q + 1) * 16} ${get('xp')}))))`).join('\n      ')}
-      (local.set $amax ${lane(get('mv'), 'max', 'f32')})
-      ;; NaN fails the comparison, an infinity passes it
-      (if (i32.eqz (f32.lt ${get('amax')} (f32.const inf))) (then (return (i32.const 0))))
-      (local.set $bits (i32.reinterpret_f32 ${get('amax')}))
-      ;; s = 2^e: m's exponent, rounded up past 127/64 of its binade, less 6 (a zero group below 2^-96: s = 0, q = 0)
-      (local.set $eb (i32.sub (i32.shr_u (i32.add ${get('bits')} (i32.const 0x1ffff)) (i32.const 23)) (i32.const 6)))
-      (if (i32.lt_u ${get('bits')} (i32.const ${ACT_ZERO_BITS}))
-        (then (local.set $eb (i32.const 0)) (local.set $inv (v128.const i32x4 0 0 0 0)))
-        (else (local.set $inv (i32x4.splat (i32.shl (i32.sub (i32.const 254) ${get('eb')}) (i32.const 23))))))
+  ${overGroups(`${groupMax()}
+      ${act8Scale(false)}
       (local.set $zs (v128.const i32x4 0 0 0 0))
       ${quads.join('\n      ')}
       (i32.store ${get('dp')} (i32.shl ${get('eb')} (i32.const 23)))
       (i32.store offset=4 ${get('dp')} (i32.shl ${lane(get('zs'), 'add', 'i32')} (i32.const 3)))
-      (local.set $dp ${add(get('dp'), XD8_GROUP[f])})
-      (local.set $g ${add(get('g'), 1)})
-      (br $g_loop)))
-    (local.set $t ${add(get('t'), 1)})
-    (br $t_loop)))
+      (local.set $dp ${add(get('dp'), XD8_GROUP[f])})`)}
   (i32.const 1))`;
 }
 
@@ -274,7 +274,6 @@ export function dotProduct(f: QuantType, a8 = false): string {
  * (t - t % MR) · K + t % MR + k · MR.
  */
 export function round8Kernel(): string {
-  const lane = (v: string, op: string) => `(f32.${op} (f32.${op} (f32x4.extract_lane 0 ${v}) (f32x4.extract_lane 1 ${v})) (f32.${op} (f32x4.extract_lane 2 ${v}) (f32x4.extract_lane 3 ${v})))`;
   const stores: string[] = [];
   for (let q = 0; q < 8; q++) {
     stores.push(`(local.set $z (f32x4.mul (f32x4.nearest (f32x4.mul (v128.load offset=${q * 16} ${get('xp')}) ${get('inv')})) ${get('s')}))`);
@@ -283,28 +282,10 @@ export function round8Kernel(): string {
   return `(func (export "round8") (param $x i32) (param $ldx i32) (param $T i32) (param $K i32) (param $out i32) (param $MR i32) (result i32)
   (local $t i32) (local $g i32) (local $xp i32) (local $op i32) (local $step i32) (local $amax f32) (local $bits i32) (local $eb i32) (local $mv v128) (local $inv v128) (local $s v128) (local $z v128)
   (local.set $step (i32.shl ${get('MR')} (i32.const 2)))
-  (block $t_end (loop $t_loop
-    (br_if $t_end (i32.ge_s ${get('t')} ${get('T')}))
-    (local.set $g (i32.const 0))
-    (block $g_end (loop $g_loop
-      (br_if $g_end (i32.ge_s (i32.shl ${get('g')} (i32.const 5)) ${get('K')}))
-      (local.set $xp ${add(get('x'), `(i32.shl (i32.add (i32.mul ${get('t')} ${get('ldx')}) (i32.shl ${get('g')} (i32.const 5))) (i32.const 2))`)})
-      ;; row t's tile: (t - t % MR) · K + t % MR, then column 32g
+  ${overGroups(`;; row t's tile: (t - t % MR) · K + t % MR, then column 32g
       (local.set $op ${add(get('out'), `(i32.shl (i32.add (i32.add (i32.mul (i32.sub ${get('t')} (i32.rem_u ${get('t')} ${get('MR')})) ${get('K')}) (i32.rem_u ${get('t')} ${get('MR')})) (i32.mul (i32.shl ${get('g')} (i32.const 5)) ${get('MR')})) (i32.const 2))`)})
-      (local.set $mv (f32x4.abs (v128.load ${get('xp')})))
-      ${Array.from({ length: 7 }, (_, q) => `(local.set $mv (f32x4.max ${get('mv')} (f32x4.abs (v128.load offset=${(q + 1) * 16} ${get('xp')}))))`).join('\n      ')}
-      (local.set $amax ${lane(get('mv'), 'max')})
-      (if (i32.eqz (f32.lt ${get('amax')} (f32.const inf))) (then (return (i32.const 0))))
-      (local.set $bits (i32.reinterpret_f32 ${get('amax')}))
-      (local.set $eb (i32.sub (i32.shr_u (i32.add ${get('bits')} (i32.const 0x1ffff)) (i32.const 23)) (i32.const 6)))
-      (if (i32.lt_u ${get('bits')} (i32.const ${ACT_ZERO_BITS}))
-        (then (local.set $inv (v128.const i32x4 0 0 0 0)) (local.set $s (v128.const i32x4 0 0 0 0)))
-        (else (local.set $inv (i32x4.splat (i32.shl (i32.sub (i32.const 254) ${get('eb')}) (i32.const 23))))
-              (local.set $s (i32x4.splat (i32.shl ${get('eb')} (i32.const 23))))))
-      ${stores.join('\n      ')}
-      (local.set $g ${add(get('g'), 1)})
-      (br $g_loop)))
-    (local.set $t ${add(get('t'), 1)})
-    (br $t_loop)))
+      ${groupMax()}
+      ${act8Scale(true)}
+      ${stores.join('\n      ')}`)}
   (i32.const 1))`;
 }

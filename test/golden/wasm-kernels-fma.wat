@@ -1201,10 +1201,8 @@
       (local.set $mv (f32x4.max (local.get $mv) (f32x4.abs (v128.load offset=96 (local.get $xp)))))
       (local.set $mv (f32x4.max (local.get $mv) (f32x4.abs (v128.load offset=112 (local.get $xp)))))
       (local.set $amax (f32.max (f32.max (f32x4.extract_lane 0 (local.get $mv)) (f32x4.extract_lane 1 (local.get $mv))) (f32.max (f32x4.extract_lane 2 (local.get $mv)) (f32x4.extract_lane 3 (local.get $mv)))))
-      ;; NaN fails the comparison, an infinity passes it
       (if (i32.eqz (f32.lt (local.get $amax) (f32.const inf))) (then (return (i32.const 0))))
       (local.set $bits (i32.reinterpret_f32 (local.get $amax)))
-      ;; s = 2^e: m's exponent, rounded up past 127/64 of its binade, less 6 (a zero group below 2^-96: s = 0, q = 0)
       (local.set $eb (i32.sub (i32.shr_u (i32.add (local.get $bits) (i32.const 0x1ffff)) (i32.const 23)) (i32.const 6)))
       (if (i32.lt_u (local.get $bits) (i32.const 260046848))
         (then (local.set $eb (i32.const 0)) (local.set $inv (v128.const i32x4 0 0 0 0)))
@@ -1737,10 +1735,8 @@
       (local.set $mv (f32x4.max (local.get $mv) (f32x4.abs (v128.load offset=96 (local.get $xp)))))
       (local.set $mv (f32x4.max (local.get $mv) (f32x4.abs (v128.load offset=112 (local.get $xp)))))
       (local.set $amax (f32.max (f32.max (f32x4.extract_lane 0 (local.get $mv)) (f32x4.extract_lane 1 (local.get $mv))) (f32.max (f32x4.extract_lane 2 (local.get $mv)) (f32x4.extract_lane 3 (local.get $mv)))))
-      ;; NaN fails the comparison, an infinity passes it
       (if (i32.eqz (f32.lt (local.get $amax) (f32.const inf))) (then (return (i32.const 0))))
       (local.set $bits (i32.reinterpret_f32 (local.get $amax)))
-      ;; s = 2^e: m's exponent, rounded up past 127/64 of its binade, less 6 (a zero group below 2^-96: s = 0, q = 0)
       (local.set $eb (i32.sub (i32.shr_u (i32.add (local.get $bits) (i32.const 0x1ffff)) (i32.const 23)) (i32.const 6)))
       (if (i32.lt_u (local.get $bits) (i32.const 260046848))
         (then (local.set $eb (i32.const 0)) (local.set $inv (v128.const i32x4 0 0 0 0)))
@@ -1808,7 +1804,6 @@
       (local.set $mv (f32x4.max (local.get $mv) (f32x4.abs (v128.load offset=96 (local.get $xp)))))
       (local.set $mv (f32x4.max (local.get $mv) (f32x4.abs (v128.load offset=112 (local.get $xp)))))
       (local.set $amax (f32.max (f32.max (f32x4.extract_lane 0 (local.get $mv)) (f32x4.extract_lane 1 (local.get $mv))) (f32.max (f32x4.extract_lane 2 (local.get $mv)) (f32x4.extract_lane 3 (local.get $mv)))))
-      ;; NaN fails the comparison, an infinity passes it
       (if (i32.eqz (f32.lt (local.get $amax) (f32.const inf))) (then (return (i32.const 0))))
       (local.set $sx (f32.div (local.get $amax) (f32.const 524287)))
       (local.set $inv (f32x4.splat (select (f32.div (f32.const 1) (local.get $sx)) (f32.const 0) (f32.gt (local.get $sx) (f32.const 0)))))
@@ -1918,7 +1913,7 @@
       (local.set $bits (i32.reinterpret_f32 (local.get $amax)))
       (local.set $eb (i32.sub (i32.shr_u (i32.add (local.get $bits) (i32.const 0x1ffff)) (i32.const 23)) (i32.const 6)))
       (if (i32.lt_u (local.get $bits) (i32.const 260046848))
-        (then (local.set $inv (v128.const i32x4 0 0 0 0)) (local.set $s (v128.const i32x4 0 0 0 0)))
+        (then (local.set $eb (i32.const 0)) (local.set $inv (v128.const i32x4 0 0 0 0)) (local.set $s (v128.const i32x4 0 0 0 0)))
         (else (local.set $inv (i32x4.splat (i32.shl (i32.sub (i32.const 254) (local.get $eb)) (i32.const 23))))
               (local.set $s (i32x4.splat (i32.shl (local.get $eb) (i32.const 23))))))
       (local.set $z (f32x4.mul (f32x4.nearest (f32x4.mul (v128.load offset=0 (local.get $xp)) (local.get $inv))) (local.get $s)))

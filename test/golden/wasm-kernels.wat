@@ -1150,7 +1150,7 @@
       (local.set $bits (i32.reinterpret_f32 (local.get $amax)))
       (local.set $eb (i32.sub (i32.shr_u (i32.add (local.get $bits) (i32.const 0x1ffff)) (i32.const 23)) (i32.const 6)))
       (if (i32.lt_u (local.get $bits) (i32.const 260046848))
-        (then (local.set $inv (v128.const i32x4 0 0 0 0)) (local.set $s (v128.const i32x4 0 0 0 0)))
+        (then (local.set $eb (i32.const 0)) (local.set $inv (v128.const i32x4 0 0 0 0)) (local.set $s (v128.const i32x4 0 0 0 0)))
         (else (local.set $inv (i32x4.splat (i32.shl (i32.sub (i32.const 254) (local.get $eb)) (i32.const 23))))
               (local.set $s (i32x4.splat (i32.shl (local.get $eb) (i32.const 23))))))
       (local.set $z (f32x4.mul (f32x4.nearest (f32x4.mul (v128.load offset=0 (local.get $xp)) (local.get $inv))) (local.get $s)))
