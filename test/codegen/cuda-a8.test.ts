@@ -25,8 +25,8 @@ import { lowerToProgram } from '../../compiler/lower.ts';
 import { type Backend, runEntry } from '../../runtime/backend.ts';
 import { CpuBackend } from '../../runtime/cpu/backend.ts';
 import type { EntryName, Program } from '../../runtime/program.ts';
-import { type QuantDType, type QuantTensor, QUANT_DTYPES, dequantizeRows, isQuant, quantize } from '../../runtime/quant.ts';
-import { planQuant } from '../../runtime/quantplan.ts';
+import { type QuantDType, type QuantTensor, QUANT_DTYPES, dequantizeRows, quantize } from '../../runtime/quant.ts';
+import { quantiseOnUpload } from '../helpers/quant.ts';
 import { type Tensor, fromF32, toF32 } from '../../runtime/tensor.ts';
 import { compileTiny, randomTensors } from '../helpers/checkpoints.ts';
 import { buildEmulator, EmuCudaBackend, programSources, sourceId } from '../helpers/cuda-emu.ts';
@@ -100,22 +100,6 @@ const inputsOf = (c: (typeof PRODUCTS)[number], f: QuantDType, seed: number): Op
   const r = prng(seed);
   return [{ act: tieRows(r, c.T, c.K), shape: ['T', c.K] }, quantWeight(r, c.N, c.K, f), ...(c.bias ? [{ weight: { dtype: 'f32' as const, shape: [c.N], data: uniform(r, c.N, -1, 1) } }] : [])];
 };
-
-/** `b`, with the weights loading would quantise to `format` quantised as they are uploaded (as
- *  Model.load's `quantize` does); counts them in `quantised`. */
-function quantiseOnUpload<B extends Backend>(b: B, p: Program, format: QuantDType, quantised: { n: number }): B {
-  const plan = planQuant(p, format, (n) => p.weights.find((w) => w.name === n)?.shape ?? []);
-  const upload = b.uploadWeight.bind(b);
-  b.uploadWeight = (w, t) => {
-    const f = plan.formats.get(w.name);
-    if (!f || isQuant(t)) return upload(w, t);
-    const q = quantize(t, f);
-    if ('reason' in q) throw new Error(`${w.name}: ${q.reason}`);
-    quantised.n++;
-    upload(w, q.q);
-  };
-  return b;
-}
 
 /** x rounded to 8-bit activations times the dequantised weight rounded to bf16 (as the tensor-core
  *  tiles take it), plus the bias, summed in double. */

@@ -13,8 +13,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { resolve } from 'node:path';
 import { buildCuda, parsePtxas, renderProgram } from '../../codegen/cuda/build.ts';
 import { quantMatrix } from '../../runtime/cuda/abi.ts';
-import { type QuantDType, QUANT_DTYPES, isQuant, quantize } from '../../runtime/quant.ts';
-import { planQuant } from '../../runtime/quantplan.ts';
+import { QUANT_DTYPES } from '../../runtime/quant.ts';
+import { quantiseOnUpload } from '../helpers/quant.ts';
 import { openCheckpoint } from '../../runtime/safetensors.ts';
 import type { Tensor } from '../../runtime/tensor.ts';
 import { lowerToProgram } from '../../compiler/lower.ts';
@@ -72,22 +72,6 @@ const QUANT_OPS: { inputs: OpInput[]; T: number }[] = [
 /** The trained tiny Bamba (../shared/models/tiny-bamba-a). */
 const TINY_A = resolve(import.meta.dirname, '../../../shared/models/tiny-bamba-a/bf16');
 const trained = programFor(TINY_A);
-
-/** `b`, with the weights loading would quantise to `format` quantised as they are uploaded (as
- *  Model.load's `quantize` does); counts them in `quantised`. */
-function quantiseOnUpload<B extends Backend>(b: B, p: Program, format: QuantDType, quantised: { n: number }): B {
-  const plan = planQuant(p, format, (n) => p.weights.find((w) => w.name === n)?.shape ?? []);
-  const upload = b.uploadWeight.bind(b);
-  b.uploadWeight = (w, t) => {
-    const f = plan.formats.get(w.name);
-    if (!f || isQuant(t)) return upload(w, t);
-    const q = quantize(t, f);
-    if ('reason' in q) throw new Error(`${w.name}: ${q.reason}`);
-    quantised.n++;
-    upload(w, q.q);
-  };
-  return b;
-}
 
 describe('CUDA kernels', () => {
   let bin = '';

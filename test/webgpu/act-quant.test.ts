@@ -15,7 +15,8 @@ import { renderProgram } from '../../codegen/wgsl/render.ts';
 import type { Attrs } from '../../compiler/ops.ts';
 import { CpuBackend } from '../../runtime/cpu/backend.ts';
 import type { EntryName } from '../../runtime/program.ts';
-import { type QuantDType, quantize } from '../../runtime/quant.ts';
+import type { QuantDType } from '../../runtime/quant.ts';
+import { quantWeightInput } from '../helpers/quant.ts';
 import { WebGpuBackend } from '../../runtime/webgpu/backend.ts';
 import type { WgslProfile } from '../../runtime/webgpu/shaders.ts';
 import { type OpInput, runOp, runOpAsync } from '../helpers/kernels.ts';
@@ -82,14 +83,6 @@ describe('the WGSL rounding = quantizeActivations, bit for bit', () => {
   }
 });
 
-/** An [N, K] weight uniform in [-1, 1), uploaded as `f`. */
-function quantWeight(rand: () => number, N: number, K: number, f: QuantDType): OpInput {
-  const data = uniform(rand, N * K, -1, 1);
-  const q = quantize({ dtype: 'f32', shape: [N, K], data }, f);
-  if ('reason' in q) throw new Error(q.reason);
-  return { weight: { dtype: 'f32', shape: [N, K], data }, upload: q.q };
-}
-
 interface QCase {
   readonly op: string;
   readonly attrs?: Attrs;
@@ -100,9 +93,9 @@ interface QCase {
 
 const rowsOf = (rand: () => number, T: number, K: number): OpInput => ({ act: tieRows(rand, T, K), shape: ['T', K] });
 const CASES: QCase[] = [
-  { op: 'linear', attrs: { transposed: false }, inputs: (T, r, f) => [rowsOf(r, T, 64), quantWeight(r, 29, 64, f), { weight: { dtype: 'f32', shape: [29], data: uniform(r, 29, -1, 1) } }], Ts: [1, 3, 4, 21], modes: ['forward', 'decode'] },
-  { op: 'linear', attrs: { transposed: false }, inputs: (T, r, f) => [rowsOf(r, T, 96), quantWeight(r, 7, 96, f)], Ts: [2, 17] },
-  { op: 'head', inputs: (T, r, f) => [rowsOf(r, T, 32), quantWeight(r, 51, 32, f)], Ts: [1, 6] },
+  { op: 'linear', attrs: { transposed: false }, inputs: (T, r, f) => [rowsOf(r, T, 64), quantWeightInput(r, 29, 64, f), { weight: { dtype: 'f32', shape: [29], data: uniform(r, 29, -1, 1) } }], Ts: [1, 3, 4, 21], modes: ['forward', 'decode'] },
+  { op: 'linear', attrs: { transposed: false }, inputs: (T, r, f) => [rowsOf(r, T, 96), quantWeightInput(r, 7, 96, f)], Ts: [2, 17] },
+  { op: 'head', inputs: (T, r, f) => [rowsOf(r, T, 32), quantWeightInput(r, 51, 32, f)], Ts: [1, 6] },
 ];
 
 /** max |a − b| / (1 + max|b|). */

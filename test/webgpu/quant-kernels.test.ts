@@ -10,7 +10,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { renderProgram } from '../../codegen/wgsl/render.ts';
 import type { Attrs } from '../../compiler/ops.ts';
 import type { EntryName } from '../../runtime/program.ts';
-import { type QuantDType, dequantizeRows, quantize } from '../../runtime/quant.ts';
+import { type QuantDType, dequantizeRows } from '../../runtime/quant.ts';
+import { quantWeightInput } from '../helpers/quant.ts';
 import { WebGpuBackend } from '../../runtime/webgpu/backend.ts';
 import type { WgslProfile } from '../../runtime/webgpu/shaders.ts';
 import { type OpInput, runOp, runOpAsync } from '../helpers/kernels.ts';
@@ -25,14 +26,6 @@ const FORMATS: readonly QuantDType[] = ['q8', 'q4'];
 let device: GPUDevice;
 beforeAll(async () => { ({ device } = await testDevice()); });
 
-/** An f32 weight [N, K] uniform in [-1, 1), and its `f` form for the upload. */
-function quantWeight(rand: () => number, N: number, K: number, f: QuantDType): OpInput {
-  const data = uniform(rand, N * K, -1, 1);
-  const q = quantize({ dtype: 'f32', shape: [N, K], data }, f);
-  if ('reason' in q) throw new Error(q.reason);
-  return { weight: { dtype: 'f32', shape: [N, K], data }, upload: q.q };
-}
-
 interface QCase {
   readonly op: string;
   readonly attrs?: Attrs;
@@ -42,9 +35,9 @@ interface QCase {
 }
 
 const CASES: QCase[] = [
-  { op: 'linear', attrs: { transposed: false }, inputs: (T, r, f) => [act(r, T, [64]), quantWeight(r, 29, 64, f), { weight: { dtype: 'f32', shape: [29], data: uniform(r, 29, -1, 1) } }], Ts: [1, 3, 5, 21], modes: ['forward', 'decode'] },
-  { op: 'linear', attrs: { transposed: false }, inputs: (T, r, f) => [act(r, T, [96]), quantWeight(r, 7, 96, f)], Ts: [2, 17] },
-  { op: 'head', inputs: (T, r, f) => [act(r, T, [32]), quantWeight(r, 51, 32, f)], Ts: [1, 6] },
+  { op: 'linear', attrs: { transposed: false }, inputs: (T, r, f) => [act(r, T, [64]), quantWeightInput(r, 29, 64, f), { weight: { dtype: 'f32', shape: [29], data: uniform(r, 29, -1, 1) } }], Ts: [1, 3, 5, 21], modes: ['forward', 'decode'] },
+  { op: 'linear', attrs: { transposed: false }, inputs: (T, r, f) => [act(r, T, [96]), quantWeightInput(r, 7, 96, f)], Ts: [2, 17] },
+  { op: 'head', inputs: (T, r, f) => [act(r, T, [32]), quantWeightInput(r, 51, 32, f)], Ts: [1, 6] },
 ];
 
 describe('WGSL products of q8/q4 weights = the CPU backend', () => {
@@ -81,7 +74,7 @@ describe('WGSL products of q8/q4 weights = the CPU backend', () => {
   it('the CPU oracle reads the codes as runtime/quant.ts defines them', () => {
     // (guards the harness: the reference product is the dequantised weight's)
     const r = prng(9);
-    const inputs = [act(r, 3, [64]), quantWeight(r, 5, 64, 'q4')];
+    const inputs = [act(r, 3, [64]), quantWeightInput(r, 5, 64, 'q4')];
     const q = (inputs[1] as { upload: Parameters<typeof dequantizeRows>[0] }).upload;
     const w = dequantizeRows(q, 0, 5);
     const x = (inputs[0] as { act: Float32Array }).act;

@@ -11,7 +11,8 @@ import { wasmKernels } from '../../../codegen/wasm/assemble.ts';
 import { WASM_TARGETS, type WasmTarget } from '../../../codegen/wasm/target.ts';
 import { quantizeActivations } from '../../../runtime/act-quant.ts';
 import { linear } from '../../../runtime/cpu/linear.ts';
-import { type QuantDType, type QuantTensor, packNibbles, quantize } from '../../../runtime/quant.ts';
+import { type QuantDType, type QuantTensor, packNibbles } from '../../../runtime/quant.ts';
+import { spreadQuantWeight } from '../../helpers/quant.ts';
 import { WasmKernels } from '../../../runtime/wasm/kernels.ts';
 import { wasmModule } from '../../../runtime/wasm/module.ts';
 import { expectClose, prng, uniform } from '../cpu/check.ts';
@@ -100,17 +101,6 @@ function exactWeight(rand: () => number, N: number, K: number, dtype: QuantDType
   return { dtype, shape: [N, K], codes: dtype === 'q8' ? codes : packNibbles(codes), scales };
 }
 
-function randomWeight(rand: () => number, N: number, K: number, dtype: QuantDType): QuantTensor {
-  const v = uniform(rand, N * K);
-  for (let i = 0; i < v.length; i += 32) {
-    const m = 0.01 + 2 * rand();
-    for (let j = i; j < i + 32; j++) v[j]! *= m;
-  }
-  const q = quantize({ dtype: 'f32', shape: [N, K], data: v }, dtype);
-  if ('reason' in q) throw new Error(q.reason);
-  return q.q;
-}
-
 /** Activations with ties at their groups' scales and a spread of group magnitudes (`sameScale`: every
  *  group's maximum 127·2^-3, so every rounded value is a multiple of 2^-3 and f32 sums in any order are exact). */
 function activations(rand: () => number, T: number, K: number, sameScale = false): Float32Array {
@@ -157,7 +147,7 @@ for (const t of WASM_TARGETS) describe(`the ${t.fma ? 'fma' : 'plain'} module wi
         it(`${dtype}, ${T} row(s), ${threads} thread(s): random weights within 1e-5 of the scale`, () => {
           const rand = prng(T * 100 + threads + (dtype === 'q4' ? 5 : 0));
           const [K, N] = [480, 333];
-          const q = randomWeight(rand, N, K, dtype);
+          const q = spreadQuantWeight(rand, N, K, dtype);
           const x = activations(rand, T, K);
           const wk = new WasmKernels(modules.get(t)!, threads);
           wk.activations = 'q8';
@@ -174,7 +164,7 @@ for (const t of WASM_TARGETS) describe(`the ${t.fma ? 'fma' : 'plain'} module wi
     it(`${dtype}: a group holding NaN or an infinity reaches the product as it is`, () => {
       const rand = prng(11);
       const [K, N] = [96, 16];
-      const q = randomWeight(rand, N, K, dtype);
+      const q = spreadQuantWeight(rand, N, K, dtype);
       const wk = new WasmKernels(modules.get(t)!, 1);
       wk.activations = 'q8';
       try {

@@ -11,7 +11,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { wasmKernels } from '../../../codegen/wasm/assemble.ts';
 import { WASM_TARGETS, type WasmTarget } from '../../../codegen/wasm/target.ts';
 import { linear } from '../../../runtime/cpu/linear.ts';
-import { type QuantDType, type QuantTensor, dequantizeRows, quantize } from '../../../runtime/quant.ts';
+import { type QuantTensor, dequantizeRows } from '../../../runtime/quant.ts';
+import { spreadQuantWeight } from '../../helpers/quant.ts';
 import { WasmKernels } from '../../../runtime/wasm/kernels.ts';
 import { wasmModule } from '../../../runtime/wasm/module.ts';
 import { expectClose, prng, uniform } from '../cpu/check.ts';
@@ -21,18 +22,6 @@ beforeAll(async () => {
   for (const t of WASM_TARGETS) modules.set(t, await wasmModule(await wasmKernels(t)));
 });
 const variantName = (t: WasmTarget) => (t.fma ? 'fma' : 'plain');
-
-/** A random [N, K] weight quantised to `dtype` (a spread of magnitudes, so groups differ in scale). */
-function quantWeight(rand: () => number, N: number, K: number, dtype: QuantDType): QuantTensor {
-  const v = uniform(rand, N * K);
-  for (let i = 0; i < v.length; i += 32) {
-    const m = 0.01 + 2 * rand();
-    for (let j = i; j < i + 32; j++) v[j]! *= m;
-  }
-  const q = quantize({ dtype: 'f32', shape: [N, K], data: v }, dtype);
-  if ('reason' in q) throw new Error(q.reason);
-  return q.q;
-}
 
 /** `wk.linear` run once (so its scratch exists), then again with every byte of the memory past
  *  the packed weight (x, y, the threads' panel scratch) set to 0xff, a NaN, first. */
@@ -68,7 +57,7 @@ for (const t of WASM_TARGETS) describe(`the ${variantName(t)} module`, () => {
       for (const threads of [1, 3]) {
         it(`${dtype} T=${T} K=${K} N=${N}, ${threads} thread(s) = CPU reference`, () => {
           const rand = prng(T * 1000 + K * 10 + N + (dtype === 'q4' ? 7 : 0));
-          const q = quantWeight(rand, N, K, dtype);
+          const q = spreadQuantWeight(rand, N, K, dtype);
           const x = uniform(rand, T * K, -2, 2);
           const want = linear(x, T, K, q, null);
           const wk = new WasmKernels(modules.get(t)!, threads);
@@ -84,7 +73,7 @@ for (const t of WASM_TARGETS) describe(`the ${variantName(t)} module`, () => {
     it(`${dtype}: products large enough to split, three threads equal one bit for bit (1 and 40 rows)`, () => {
       const rand = prng(5);
       const [K, N] = [480, 330];
-      const q = quantWeight(rand, N, K, dtype);
+      const q = spreadQuantWeight(rand, N, K, dtype);
       const one = new WasmKernels(modules.get(t)!, 1), three = new WasmKernels(modules.get(t)!, 3);
       try {
         const [p1, p3] = [one.packQuant(q), three.packQuant(q)];
@@ -104,7 +93,7 @@ for (const t of WASM_TARGETS) describe(`the ${variantName(t)} module`, () => {
     it(`${dtype}: panels dequantised per cache block give what the same values as f32 weights give, bit for bit`, () => {
       const rand = prng(9);
       const [T, K, N] = [t.quantDotRows + 9, 224, 29];
-      const q = quantWeight(rand, N, K, dtype);
+      const q = spreadQuantWeight(rand, N, K, dtype);
       const f: Float32Array = dequantizeRows(q, 0, N);
       const wk = new WasmKernels(modules.get(t)!, 1);
       try {
@@ -119,7 +108,7 @@ for (const t of WASM_TARGETS) describe(`the ${variantName(t)} module`, () => {
     it(`${dtype}: a row holding NaN or an infinity gives what the reference gives`, () => {
       const rand = prng(10);
       const [K, N] = [96, 16];
-      const q = quantWeight(rand, N, K, dtype);
+      const q = spreadQuantWeight(rand, N, K, dtype);
       const wk = new WasmKernels(modules.get(t)!, 1);
       try {
         for (const bad of [NaN, Infinity]) {
