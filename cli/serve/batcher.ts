@@ -14,6 +14,7 @@ import { sampleToken } from '../../runtime/sampling.ts';
 import type { SequenceState } from '../../runtime/sequences.ts';
 import type { StreamDecoder } from '../../runtime/tokenizer.ts';
 import type { StateCache } from './cache.ts';
+import { type TokenLogprob, logprobsOf } from './logprobs.ts';
 
 export interface JobSpec {
   readonly ids: readonly number[];
@@ -25,6 +26,8 @@ export interface JobSpec {
   readonly seed?: number;
   /** Strings that end the reply; the reply stops before the first one (OpenAI's `stop`). */
   readonly stopStrings: readonly string[];
+  /** Each token's logprob and this many likeliest alternatives (undefined: no logprobs). */
+  readonly logprobs?: number;
 }
 
 export interface JobResult {
@@ -34,6 +37,8 @@ export interface JobResult {
   readonly promptTokens: number;
   /** Prompt tokens restored from the state cache instead of prefilled. */
   readonly cachedTokens: number;
+  /** The reply's tokens' logprobs (when asked), as many as the text holds (none past a stop string). */
+  readonly logprobs?: readonly TokenLogprob[];
 }
 
 /** The queue is full: the request is refused at once (HTTP 429). */
@@ -41,7 +46,7 @@ export class QueueFull extends Error {}
 
 interface Job {
   readonly spec: JobSpec;
-  readonly onText: (piece: string) => void;
+  readonly onText: (piece: string, logprobs: readonly TokenLogprob[]) => void;
   readonly resolve: (r: JobResult) => void;
   readonly reject: (e: unknown) => void;
   readonly rng: Rng;
@@ -54,6 +59,11 @@ interface Job {
   text: string;
   /** Characters of `text` sent to onText. */
   sent: number;
+  /** The made tokens' logprobs (when asked), and how many went to onText. */
+  lps: TokenLogprob[];
+  lpSent: number;
+  /** Ended at a stop string: the text is cut there. */
+  stopped: boolean;
   cachedTokens: number;
   /** Prompt tokens the state holds (restored or prefilled). */
   prefilled: number;
@@ -93,15 +103,16 @@ export class Batcher {
     return this.active.length;
   }
 
-  /** Queues a request; `onText` gets the reply's text as it settles (never past a stop string).
+  /** Queues a request; `onText` gets the reply's text as it settles (never past a stop string), with
+   *  the logprobs of the tokens whose text it completes.
    *  Aborting `signal` cancels it: out of the queue at once, or out of the batch before the next
    *  step, its slot released. Throws QueueFull when the queue is full. */
-  submit(spec: JobSpec, onText: (piece: string) => void, signal?: AbortSignal): Promise<JobResult> {
+  submit(spec: JobSpec, onText: (piece: string, logprobs: readonly TokenLogprob[]) => void, signal?: AbortSignal): Promise<JobResult> {
     if (this.waiting.length >= this.opts.queue) throw new QueueFull(`${this.waiting.length} requests are waiting, the most this server queues (--max-queue)`);
     return new Promise<JobResult>((resolve, reject) => {
       const job: Job = {
         spec, onText, resolve, reject, rng: createRng(spec.seed), decoder: this.model.tokenizer?.decoder(), state: null,
-        fed: [...spec.ids], made: [], logits: null, text: '', sent: 0, cachedTokens: 0, prefilled: 0, cancelled: false,
+        fed: [...spec.ids], made: [], logits: null, text: '', sent: 0, lps: [], lpSent: 0, stopped: false, cachedTokens: 0, prefilled: 0, cancelled: false,
       };
       signal?.addEventListener('abort', () => {
         job.cancelled = true;
@@ -184,7 +195,8 @@ export class Batcher {
     for (const job of [...this.active]) {
       if (!job.logits || job.cancelled) continue;
       const { spec } = job;
-      const id = sampleToken(job.logits, { temperature: spec.temperature, topP: spec.topP }, job.made, job.rng);
+      const logits = job.logits;
+      const id = sampleToken(logits, { temperature: spec.temperature, topP: spec.topP }, job.made, job.rng);
       job.logits = null;
       if (eos.has(id)) {
         this.leave(job, 'stop');
@@ -192,6 +204,7 @@ export class Batcher {
       }
       job.made.push(id);
       this.counts.completionTokens++;
+      if (spec.logprobs !== undefined) job.lps.push({ id, offset: job.text.length, ...logprobsOf(logits, id, spec.logprobs) });
       job.text += job.decoder ? job.decoder.push(id) : '';
       if (this.emit(job, false)) this.leave(job, 'stop');
       else if (job.made.length >= spec.maxTokens) this.leave(job, 'length');
@@ -218,7 +231,8 @@ export class Batcher {
     }
   }
 
-  /** Sends the settled text (held back where it may begin a stop string); true at a stop string. */
+  /** Sends the settled text (held back where it may begin a stop string) with the logprobs of the
+   *  tokens it completes (at a stop string: of those that began before it); true at a stop string. */
   private emit(job: Job, final: boolean): boolean {
     const stops = job.spec.stopStrings;
     let end = job.text.length;
@@ -231,11 +245,23 @@ export class Batcher {
       }
     }
     if (!stopped && !final) end -= heldBack(job.text, stops);
-    if (end > job.sent) {
-      job.onText(job.text.slice(job.sent, end));
+    const lps = job.lps;
+    let k = job.lpSent;
+    // token k's text ends where token k + 1's begins (the last one's: at the end of the text)
+    const endOf = (k: number) => (k + 1 < lps.length ? lps[k + 1]!.offset : job.text.length);
+    if (stopped) while (k < lps.length && lps[k]!.offset < end) k++;
+    else if (final) k = lps.length;
+    else while (k < lps.length && endOf(k) <= end) k++;
+    if (end > job.sent || k > job.lpSent) {
+      job.onText(job.text.slice(job.sent, end), lps.slice(job.lpSent, k));
       job.sent = end;
+      job.lpSent = k;
     }
-    if (stopped) job.text = job.text.slice(0, end);
+    if (stopped) {
+      job.text = job.text.slice(0, end);
+      lps.length = k;
+      job.stopped = true;
+    }
     return stopped;
   }
 
@@ -243,8 +269,9 @@ export class Batcher {
   private leave(job: Job, finish: JobResult['finish']): void {
     const at = this.active.indexOf(job);
     if (at >= 0) this.active.splice(at, 1);
-    if (finish !== 'cancelled' && job.decoder) {
-      job.text += job.decoder.flush();
+    // (after a stop string the text is final: what the decoder holds lies past it)
+    if (finish !== 'cancelled' && !job.stopped) {
+      job.text += job.decoder?.flush() ?? '';
       if (this.emit(job, true)) finish = 'stop';
     }
     const state = job.state;
@@ -258,7 +285,10 @@ export class Batcher {
   }
 
   private settle(job: Job, finish: JobResult['finish']): void {
-    job.resolve({ finish, text: job.text.slice(0, job.sent), ids: job.made, promptTokens: job.spec.ids.length, cachedTokens: job.cachedTokens });
+    job.resolve({
+      finish, text: job.text.slice(0, job.sent), ids: job.made, promptTokens: job.spec.ids.length, cachedTokens: job.cachedTokens,
+      ...(job.spec.logprobs === undefined ? {} : { logprobs: job.lps.slice(0, job.lpSent) }),
+    });
   }
 
   private fail(job: Job, e: unknown): void {

@@ -1,11 +1,12 @@
 // The OpenAI API's request bodies checked into a JobSpec, and its error shape. Each field the
 // runtime supports is checked with its own name (`param`); a field the runtime cannot honour with a
-// value other than its default (n > 1, logprobs, penalties, tools, …) is refused rather than ignored.
+// value other than its default (n > 1, penalties, tools, …) is refused rather than ignored.
 // Fields that do not change the reply (user, metadata, …) are ignored, as other servers do.
 
 import type { Model } from '../../runtime/model.ts';
 import type { JobSpec } from './batcher.ts';
 import { type ChatMessage, type ChatTemplate, TemplateError } from './chat.ts';
+import { MAX_TOP_LOGPROBS } from './logprobs.ts';
 
 /** An error the client gets as `{ error: { message, type, param, code } }` with `status`. */
 export class ApiError extends Error {
@@ -72,7 +73,12 @@ export function parseChat(b: Body, served: ServedModel): Parsed {
     throw e;
   }
   const ids = model.tokenizer!.encode(text!, { addSpecialTokens: false });
-  return common(b, served, ids, 'messages', b.max_completion_tokens !== undefined && b.max_completion_tokens !== null ? 'max_completion_tokens' : 'max_tokens');
+  // logprobs: true, with top_logprobs alternatives (which need logprobs)
+  if (b.logprobs !== undefined && b.logprobs !== null && typeof b.logprobs !== 'boolean') bad('`logprobs` must be a boolean', 'logprobs');
+  const top = topCount(b, 'top_logprobs');
+  if (top !== undefined && b.logprobs !== true) bad('`top_logprobs` needs `logprobs: true`', 'top_logprobs');
+  const logprobs = b.logprobs === true ? top ?? 0 : undefined;
+  return common(b, served, ids, 'messages', b.max_completion_tokens !== undefined && b.max_completion_tokens !== null ? 'max_completion_tokens' : 'max_tokens', logprobs);
 }
 
 /** POST /v1/completions: a prompt of text (encoded as Model.generate does) or token ids. */
@@ -94,11 +100,19 @@ export function parseCompletion(b: Body, served: ServedModel): Parsed {
   if (b.echo === true) unsupported('echo');
   if (typeof b.best_of === 'number' && b.best_of !== 1) unsupported('best_of');
   if (typeof b.suffix === 'string' && b.suffix !== '') unsupported('suffix');
-  return common(b, served, ids, 'prompt', 'max_tokens');
+  return common(b, served, ids, 'prompt', 'max_tokens', topCount(b, 'logprobs'));
+}
+
+/** An integer count of likeliest alternatives, 0 to MAX_TOP_LOGPROBS (undefined when absent). */
+function topCount(b: Body, k: string): number | undefined {
+  const v = b[k];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > MAX_TOP_LOGPROBS) bad(`\`${k}\` must be an integer from 0 to ${MAX_TOP_LOGPROBS}, got ${JSON.stringify(v)?.slice(0, 40)}`, k);
+  return v as number;
 }
 
 /** The fields both endpoints share, and the prompt against the model's capacity. */
-function common(b: Body, served: ServedModel, ids: readonly number[], promptParam: string, maxParam: string): Parsed {
+function common(b: Body, served: ServedModel, ids: readonly number[], promptParam: string, maxParam: string, logprobs: number | undefined): Parsed {
   if (ids.length === 0) bad('the prompt has no tokens', promptParam);
   const num = (k: string, ok: (x: number) => boolean, what: string): number | undefined => {
     const v = b[k];
@@ -117,7 +131,6 @@ function common(b: Body, served: ServedModel, ids: readonly number[], promptPara
   const n = num('n', Number.isInteger, 'an integer');
   if (n !== undefined && n !== 1) bad('`n` must be 1: this server makes one choice per request', 'n', 'unsupported_value');
   for (const k of ['presence_penalty', 'frequency_penalty']) if (num(k, Number.isFinite, 'a number')) unsupported(k);
-  if (b.logprobs !== undefined && b.logprobs !== null && b.logprobs !== false) unsupported('logprobs');
   if (b.logit_bias && typeof b.logit_bias === 'object' && Object.keys(b.logit_bias).length) unsupported('logit_bias');
   const stream = flag('stream');
   const opts = b.stream_options;
@@ -136,7 +149,7 @@ function common(b: Body, served: ServedModel, ids: readonly number[], promptPara
     bad(`This model's maximum context length is ${capacity} tokens. However, you requested ${ids.length + maxTokens} tokens (${ids.length} in the prompt, ${maxTokens} for the completion). Please reduce the length of the prompt or ${maxParam}.`,
       asked !== undefined ? maxParam : promptParam, 'context_length_exceeded');
   }
-  return { spec: { ids, maxTokens, temperature, topP, seed, stopStrings: stop as string[] }, stream, includeUsage, returnTokenIds: flag('return_token_ids') };
+  return { spec: { ids, maxTokens, temperature, topP, seed, stopStrings: stop as string[], ...(logprobs === undefined ? {} : { logprobs }) }, stream, includeUsage, returnTokenIds: flag('return_token_ids') };
 }
 
 /** A message's content: a string, or text parts [{ type: 'text', text }]. */

@@ -10,6 +10,7 @@ import type { Model } from '../../runtime/model.ts';
 import { Batcher, type JobResult, QueueFull } from './batcher.ts';
 import { StateCache } from './cache.ts';
 import type { ChatTemplate } from './chat.ts';
+import { type TokenLogprob, chatLogprobs, completionLogprobs, tokenText } from './logprobs.ts';
 import { ApiError, type Parsed, type ServedModel, checkBody, parseChat, parseCompletion } from './openai.ts';
 
 export interface ServeOptions {
@@ -65,7 +66,7 @@ export async function serve(model: Model, host: string, port: number, o: ServeOp
     const body = checkBody(await readJson(req, maxBody), served);
     const chat = path === '/v1/chat/completions';
     const parsed = chat ? parseChat(body, served) : parseCompletion(body, served);
-    return complete(res, batcher, parsed, chat, served.id);
+    return complete(res, batcher, parsed, chat, served);
   };
 
   const server = createServer((req, res) => {
@@ -110,22 +111,25 @@ const ROUTES: Readonly<Record<string, string>> = {
 };
 
 /** One completion: whole, or as server-sent events while it is made. */
-async function complete(res: ServerResponse, batcher: Batcher, p: Parsed, chat: boolean, model: string): Promise<{ status: number; note: string }> {
+async function complete(res: ServerResponse, batcher: Batcher, p: Parsed, chat: boolean, served: ServedModel): Promise<{ status: number; note: string }> {
   const id = `${chat ? 'chatcmpl' : 'cmpl'}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 10)}`;
-  const head = { id, object: chat ? 'chat.completion.chunk' : 'text_completion', created: Math.floor(Date.now() / 1000), model };
-  const choice = (textPart: string, finish: string | null) => chat
-    ? { index: 0, delta: finish === null ? { content: textPart } : {}, logprobs: null, finish_reason: finish }
-    : { index: 0, text: textPart, logprobs: null, finish_reason: finish };
+  const head = { id, object: chat ? 'chat.completion.chunk' : 'text_completion', created: Math.floor(Date.now() / 1000), model: served.id };
+  const names = tokenText(served.model.tokenizer);
+  const logprobs = (lps: readonly TokenLogprob[] | undefined) => p.spec.logprobs === undefined || !lps ? null
+    : chat ? chatLogprobs(lps, names) : completionLogprobs(lps, names);
+  const choice = (textPart: string, finish: string | null, lps?: readonly TokenLogprob[]) => chat
+    ? { index: 0, delta: finish === null ? { content: textPart } : {}, logprobs: logprobs(lps), finish_reason: finish }
+    : { index: 0, text: textPart, logprobs: logprobs(lps), finish_reason: finish };
   const abort = new AbortController();
   // the client went away before the reply ended: cancel (the slot is freed before the next step)
   res.on('close', () => {
     if (!res.writableFinished) abort.abort();
   });
-  let onText = (_: string) => {};
+  let onText = (_: string, __: readonly TokenLogprob[]) => {};
   if (p.stream) {
-    onText = (piece) => sse(res, { ...head, choices: [choice(piece, null)] });
+    onText = (piece, lps) => sse(res, { ...head, choices: [choice(piece, null, lps)] });
   }
-  const job = batcher.submit(p.spec, (piece) => onText(piece), abort.signal);
+  const job = batcher.submit(p.spec, (piece, lps) => onText(piece, lps), abort.signal);
   if (p.stream) {
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
     if (chat) sse(res, { ...head, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }] });
@@ -142,8 +146,8 @@ async function complete(res: ServerResponse, batcher: Batcher, p: Parsed, chat: 
     return { status: 200, note };
   }
   const whole = chat
-    ? { index: 0, message: { role: 'assistant', content: r.text }, logprobs: null, finish_reason: r.finish, ...ids }
-    : { index: 0, text: r.text, logprobs: null, finish_reason: r.finish, ...ids };
+    ? { index: 0, message: { role: 'assistant', content: r.text }, logprobs: logprobs(r.logprobs), finish_reason: r.finish, ...ids }
+    : { index: 0, text: r.text, logprobs: logprobs(r.logprobs), finish_reason: r.finish, ...ids };
   return json(res, 200, { ...head, object: chat ? 'chat.completion' : 'text_completion', choices: [whole], usage }, note);
 }
 
@@ -204,7 +208,7 @@ function metrics(b: Batcher, c: StateCache, m: Model, requests: ReadonlyMap<stri
   metric('archc_decoded_sequences_total', 'counter', 'sequences over all decode steps (over the steps: the mean batch)', [['', b.counts.decodedSequences]]);
   metric('archc_queue_depth', 'gauge', 'requests waiting for a slot', [['', b.queued]]);
   metric('archc_batch_size', 'gauge', 'sequences in the last decode step', [['', b.counts.lastBatch]]);
-  metric('archc_runningrequests', 'gauge', 'requests holding a slot', [['', b.running]]);
+  metric('archc_running_requests', 'gauge', 'requests holding a slot', [['', b.running]]);
   metric('archc_open_sequences', 'gauge', 'state slots in use', [['', m.openSequences]]);
   metric('archc_cache_hits_total', 'counter', 'requests that restored a cached prefix', [['', c.hits]]);
   metric('archc_cache_misses_total', 'counter', 'requests that found no cached prefix', [['', c.misses]]);
