@@ -308,9 +308,11 @@ export function registerRunCommands(p: Command): void {
       if (!o.out && !o.loss) process.stdout.write(`logits [${ids.length}, ${model.vocab}]: pass --out FILE.npy to save them\n`);
     });
 
-  withQuantize(withCommon(p.command('run <file>').description('generate text from a prompt')))
+  withQuantize(withCommon(p.command('run <file>').description('generate text from a prompt, or chat (--chat)')))
     .requiredOption('--weights <dir>', 'checkpoint directory')
     .option('--prompt <text>', 'the prompt (needs tokenizer.json)')
+    .option('--chat', 'chat through the checkpoint\'s chat template: a line of input is a turn, each continuing the kept state (/exit or Ctrl-D leaves)')
+    .option('--system <text>', 'with --chat: a system message first')
     .option('--ids <ids>', 'prompt token ids instead of text')
     .option('--max-tokens <n>', 'tokens to generate', '64')
     .option('--temperature <t>', '0 = greedy', '0')
@@ -327,10 +329,13 @@ export function registerRunCommands(p: Command): void {
     .addOption(new Option('--backend <backend>', 'where to run (webgpu: Dawn; without a GPU set VK_ICD_FILENAMES to SwiftShader\'s ICD)').choices(BACKEND_NAMES).default('wasm'))
     .option('--cuda-arch <archs>', 'backend cuda: architectures to compile the kernels for where nvcc exists (else NVRTC at load)', 'sm_80,sm_90')
     .action(async (file: string, o: CommonOpts & Record<string, string | undefined> & { weights: string; set: string[]; checkWeights?: boolean }) => {
-      if (o.prompt === undefined && o.ids === undefined) usage('arguments', 'missing --prompt TEXT (or --ids 1,2,3 when the checkpoint has no tokenizer)');
+      const chat = o.chat !== undefined;
+      if (chat && (o.prompt !== undefined || o.ids !== undefined)) usage('--chat', 'the turns come from the input: give no --prompt or --ids', 'a system message: --system TEXT');
+      if (!chat && o.system !== undefined) usage('--system', 'it needs --chat');
+      if (!chat && o.prompt === undefined && o.ids === undefined) usage('arguments', 'missing --prompt TEXT (or --ids 1,2,3 when the checkpoint has no tokenizer)');
       if (o.prompt !== undefined && o.ids !== undefined) usage('arguments', 'give --prompt or --ids, not both');
       // Every flag is checked before the weights are loaded, and named as typed.
-      const prompt = o.ids !== undefined ? parseIdLists(o.ids, '--ids').flat() : o.prompt!;
+      const prompt = o.ids !== undefined ? parseIdLists(o.ids, '--ids').flat() : o.prompt ?? '';
       const options = {
         maxTokens: numberFlag(o.maxTokens, '--max-tokens', { int: true, min: 1, what: 'a positive integer' }),
         temperature: numberFlag(o.temperature, '--temperature', { min: 0, what: 'a finite number ≥ 0' }),
@@ -344,10 +349,16 @@ export function registerRunCommands(p: Command): void {
       };
       capacityFlag(o.capacity);
       // a prompt needs the tokenizer: check it before the weights take their time to load
-      if (o.prompt !== undefined) await checkTokenizer(o.weights);
+      if (o.prompt !== undefined || chat) await checkTokenizer(o.weights, chat ? '--chat' : '--prompt');
+      const template = chat ? await chatTemplateFor(o.weights) : null;
       const model = await loadModel(file, o as never);
       if (model.tokenizer && model.tokenizer.vocabSize > model.vocab) {
         process.stderr.write(`warning: ${join(o.weights, 'tokenizer.json')} has ids up to ${model.tokenizer.vocabSize - 1}, but the model's vocabulary has ${model.vocab} entries: a prompt with a larger id is refused, and the model never generates one\n`);
+      }
+      if (template) {
+        const tty = !!process.stdin.isTTY && !!process.stdout.isTTY;
+        await (await import('./serve/terminal.ts')).chatLoop(model, template, options, { input: process.stdin, output: process.stdout, status: process.stderr, tty }, o.system);
+        return;
       }
       const t0 = performance.now();
       let n = 0;
@@ -368,10 +379,18 @@ export function registerRunCommands(p: Command): void {
 }
 
 /** Fails (RT400, naming --ids) when `dir` has no tokenizer.json, or one the library rejects. */
-async function checkTokenizer(dir: string): Promise<void> {
+async function checkTokenizer(dir: string, flag: string): Promise<void> {
   const { loadTokenizer } = await import('../runtime/tokenizer.ts');
   const path = join(dir, 'tokenizer.json');
-  if (!(await loadTokenizer(dir))) throw new RuntimeError('RT400', [path, 'no such file: --prompt needs one; pass token ids with --ids 1,2,3 instead'], { file: path });
+  if (!(await loadTokenizer(dir))) throw new RuntimeError('RT400', [path, `no such file: ${flag} needs one${flag === '--prompt' ? '; pass token ids with --ids 1,2,3 instead' : ''}`], { file: path });
+}
+
+/** --chat's template, before the weights load: RT410 naming tokenizer_config.json when there is none. */
+async function chatTemplateFor(dir: string) {
+  const template = (await import('./serve/chat.ts')).loadChatTemplate(dir);
+  const file = join(dir, 'tokenizer_config.json');
+  if (!template) throw new RuntimeError('RT410', [file, 'it has no chat_template (nor is there a chat_template.jinja beside it), which --chat needs'], { file, key: 'chat_template' });
+  return template;
 }
 
 /** --positions must follow the sequences of --ids: the same `;`-separated lists of the same lengths
