@@ -1,9 +1,10 @@
 // `archc serve`'s HTTP server on node:http: the OpenAI routes (chat and text completions, streamed as
-// server-sent events or whole; the model list), /health and /metrics. Bodies are read up to a byte
+// server-sent events or whole; the model list), /health and /metrics, and the chat page at /. Bodies are read up to a byte
 // bound (413 past it) and parsed as JSON (400); the requests run in the Batcher (429 when its queue is
 // full); a client that goes away cancels its request, which frees its slot before the next step.
 // One log line per request: method, path, status, tokens (cached), finish, milliseconds.
 
+import { existsSync, readFileSync } from 'node:fs';
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Model } from '../../runtime/model.ts';
@@ -60,6 +61,7 @@ export async function serve(model: Model, host: string, port: number, o: ServeOp
     const route = ROUTES[path];
     if (!route) throw new ApiError(404, `no route ${path}`, null, 'not_found');
     if (req.method !== route) throw new ApiError(405, `${path} takes ${route}, not ${req.method}`, null, 'method_not_allowed');
+    if (path === '/') return page(res);
     if (path === '/health') return json(res, 200, { status: 'ok' });
     if (path === '/v1/models') return json(res, 200, { object: 'list', data: [{ id: served.id, object: 'model', created, owned_by: 'archc' }] });
     if (path === '/metrics') return text(res, 200, metrics(batcher, cache, model, requests));
@@ -107,7 +109,7 @@ export async function serve(model: Model, host: string, port: number, o: ServeOp
 }
 
 const ROUTES: Readonly<Record<string, string>> = {
-  '/health': 'GET', '/metrics': 'GET', '/v1/models': 'GET', '/v1/chat/completions': 'POST', '/v1/completions': 'POST',
+  '/': 'GET', '/health': 'GET', '/metrics': 'GET', '/v1/models': 'GET', '/v1/chat/completions': 'POST', '/v1/completions': 'POST',
 };
 
 /** One completion: whole, or as server-sent events while it is made. */
@@ -156,6 +158,16 @@ function usageOf(r: JobResult) {
     prompt_tokens: r.promptTokens, completion_tokens: r.ids.length, total_tokens: r.promptTokens + r.ids.length,
     prompt_tokens_details: { cached_tokens: r.cachedTokens },
   };
+}
+
+/** The chat page (page.html beside this file; the CLI's bundle in dist/ finds it under cli/serve/),
+ *  read once. */
+let pageHtml: string | undefined;
+function page(res: ServerResponse): { status: number; note: string } {
+  pageHtml ??= readFileSync(['./page.html', '../cli/serve/page.html'].map((p) => new URL(p, import.meta.url)).find((u) => existsSync(u)) ?? new URL('./page.html', import.meta.url), 'utf8');
+  res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-length': Buffer.byteLength(pageHtml), 'x-content-type-options': 'nosniff', 'cache-control': 'no-cache' });
+  res.end(pageHtml);
+  return { status: 200, note: '' };
 }
 
 function sse(res: ServerResponse, data: unknown): void {
