@@ -82,6 +82,10 @@ export interface BatcherOptions {
   /** The program's SSD chunk: pieces end on its multiples, where a piecewise prefill takes the same
    *  sums as a whole one (bit for bit on the CPU reference). */
   readonly align: number;
+  /** A prompt's state is cached at every multiple of this many tokens inside it (rounded up to a
+   *  multiple of `align`; pieces end there too), and at its end; 0: at its end only. A shared system
+   *  prompt is then resumed by a different continuation from the last snapshot they share. */
+  readonly snapshotEvery: number;
 }
 
 export class Batcher {
@@ -165,22 +169,27 @@ export class Batcher {
   }
 
   /** Prompts not yet read take pieces, in the order they came, up to prefillChunk tokens in all; a
-   *  prompt read to its end has the logits of its last token, and its state goes into the cache. */
+   *  prompt read to its end has the logits of its last token. Its state goes into the cache at each
+   *  snapshot inside it and at its end. */
   private async prefill(): Promise<void> {
     let budget = this.opts.prefillChunk;
+    const { align } = this.opts;
+    const every = Math.ceil(this.opts.snapshotEvery / align) * align;
     for (const job of this.active.filter((j) => !j.cancelled && j.prefilled < j.spec.ids.length)) {
       if (budget <= 0) break;
       const { ids } = job.spec;
-      const { align } = this.opts;
       let end = Math.min(ids.length, job.prefilled + budget);
       if (end < ids.length && Math.floor(end / align) * align > job.prefilled) end = Math.floor(end / align) * align;
+      // a piece ends at the next snapshot
+      if (every > 0) end = Math.min(end, (Math.floor(job.prefilled / every) + 1) * every);
       try {
         const logits = await this.model.stepAsync([ids.slice(job.prefilled, end)], [job.state!], true);
         budget -= end - job.prefilled;
         job.prefilled = end;
-        // the state at the end of each piece too: prompts that share a long beginning (a system
-        // prompt) but not the rest resume from the last piece they share
-        if (this.opts.cache.maxBytes > 0) this.opts.cache.put(ids.slice(0, end), await this.model.saveSequenceAsync(job.state!));
+        // prompts that share a long beginning (a system prompt) but not the rest resume from the
+        // last snapshot they share
+        const snapshot = end === ids.length || (every > 0 && end % every === 0);
+        if (snapshot && this.opts.cache.maxBytes > 0) this.opts.cache.put(ids.slice(0, end), await this.model.saveSequenceAsync(job.state!));
         if (end < ids.length) continue;
         job.logits = logits;
       } catch (e) {

@@ -31,6 +31,17 @@ export interface ServeOptions {
   readonly prefillChunk?: number;
   /** Tokens one reply may ask for (default 4096). */
   readonly maxTokens?: number;
+  /** A prompt's state is cached every this many tokens inside it (default 512; 0: at its end only). */
+  readonly snapshotEvery?: number;
+  /** Connections open at once; more are dropped as they come (default 1024). */
+  readonly maxConnections?: number;
+  /** Milliseconds a client has to send a request's headers (default 30 s), and the whole request
+   *  (default 60 s): a slower client gets 408 and is cut off. */
+  readonly headersTimeoutMs?: number;
+  readonly bodyTimeoutMs?: number;
+  /** Milliseconds a request may take, queue and reply (default 10 min; 0: no limit): then it is
+   *  cancelled, its slot freed, and it ends with 503 \`request_timeout\`. */
+  readonly requestTimeoutMs?: number;
   /** Where each request's line goes (default: nowhere). */
   readonly log?: (line: string) => void;
 }
@@ -50,7 +61,7 @@ export async function serve(model: Model, host: string, port: number, o: ServeOp
   // reading it in pieces takes the same sums as reading it whole
   const chunk = model.program.params.chunk;
   const align = typeof chunk === 'number' && chunk > 0 ? chunk : 1;
-  const batcher = new Batcher(model, { slots: o.slots ?? 8, queue: o.queue ?? 64, cache, prefillChunk: o.prefillChunk ?? 512, align });
+  const batcher = new Batcher(model, { slots: o.slots ?? 8, queue: o.queue ?? 64, cache, prefillChunk: o.prefillChunk ?? 512, align, snapshotEvery: o.snapshotEvery ?? 512 });
   const served: ServedModel = { id: o.id, model, template: o.template, maxTokens: o.maxTokens ?? 4096 };
   const maxBody = o.maxBodyBytes ?? 2 ** 20;
   const created = Math.floor(Date.now() / 1000);
@@ -68,10 +79,15 @@ export async function serve(model: Model, host: string, port: number, o: ServeOp
     const body = checkBody(await readJson(req, maxBody), served);
     const chat = path === '/v1/chat/completions';
     const parsed = chat ? parseChat(body, served) : parseCompletion(body, served);
-    return complete(res, batcher, parsed, chat, served);
+    return complete(res, batcher, parsed, chat, served, o.requestTimeoutMs ?? 600_000);
   };
 
-  const server = createServer((req, res) => {
+  // a slow or silent client is cut off (408) rather than holding a socket for ever; node looks for
+  // them every connectionsCheckingInterval
+  const headersTimeout = o.headersTimeoutMs ?? 30_000;
+  const requestTimeout = Math.max(headersTimeout, o.bodyTimeoutMs ?? 60_000);
+  const connectionsCheckingInterval = Math.max(50, Math.min(1000, headersTimeout / 4));
+  const server = createServer({ headersTimeout, requestTimeout, connectionsCheckingInterval }, (req, res) => {
     const t0 = performance.now();
     handle(req, res).catch((e) => {
       const err = e instanceof ApiError ? e : e instanceof QueueFull ? new ApiError(429, e.message, null, 'queue_full')
@@ -90,9 +106,8 @@ export async function serve(model: Model, host: string, port: number, o: ServeOp
       o.log?.([req.method, url, status, note, `${(performance.now() - t0).toFixed(0)} ms`].filter((x) => x !== '').join(' '));
     });
   });
-  // a slow or silent client is cut off rather than holding a socket for ever
-  server.requestTimeout = 60_000;
-  server.headersTimeout = 30_000;
+  // past this many sockets, a new one is closed as it comes (shed, not queued)
+  server.maxConnections = o.maxConnections ?? 1024;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve());
@@ -113,7 +128,7 @@ const ROUTES: Readonly<Record<string, string>> = {
 };
 
 /** One completion: whole, or as server-sent events while it is made. */
-async function complete(res: ServerResponse, batcher: Batcher, p: Parsed, chat: boolean, served: ServedModel): Promise<{ status: number; note: string }> {
+async function complete(res: ServerResponse, batcher: Batcher, p: Parsed, chat: boolean, served: ServedModel, timeoutMs: number): Promise<{ status: number; note: string }> {
   const id = `${chat ? 'chatcmpl' : 'cmpl'}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 10)}`;
   const head = { id, object: chat ? 'chat.completion.chunk' : 'text_completion', created: Math.floor(Date.now() / 1000), model: served.id };
   const names = tokenText(served.model.tokenizer);
@@ -127,6 +142,9 @@ async function complete(res: ServerResponse, batcher: Batcher, p: Parsed, chat: 
   res.on('close', () => {
     if (!res.writableFinished) abort.abort();
   });
+  // past the request's time: cancelled like a disconnect, then answered with the error
+  let timedOut = false;
+  const timer = timeoutMs > 0 ? setTimeout(() => { timedOut = true; abort.abort(); }, timeoutMs) : null;
   let onText = (_: string, __: readonly TokenLogprob[]) => {};
   if (p.stream) {
     onText = (piece, lps) => sse(res, { ...head, choices: [choice(piece, null, lps)] });
@@ -136,8 +154,9 @@ async function complete(res: ServerResponse, batcher: Batcher, p: Parsed, chat: 
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
     if (chat) sse(res, { ...head, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }] });
   }
-  const r = await job;
+  const r = await job.finally(() => timer && clearTimeout(timer));
   const note = `prompt=${r.promptTokens} cached=${r.cachedTokens} completion=${r.ids.length} finish=${r.finish}`;
+  if (timedOut && r.finish === 'cancelled') throw new ApiError(503, `the request took over ${timeoutMs / 1000} s (--request-timeout); ${note}`, null, 'request_timeout');
   if (r.finish === 'cancelled') return { status: 499, note };
   const usage = usageOf(r);
   const ids = p.returnTokenIds ? { token_ids: r.ids } : {};

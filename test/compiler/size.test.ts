@@ -72,8 +72,9 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  CUDA's block per (sequence, KV head), RT177 where a target lacks it);
  *  cli +116: `archc serve`'s logprobs (cli/serve/logprobs.ts, the batcher's per-token entries);
  *  cli +125: `archc run --chat` (cli/serve/terminal.ts, the kept sequence across turns);
- *  cli +12: the chat page's route (the page itself is cli/serve/page.html, ~170 lines of HTML and script). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4649, codegen: 4998, runtime: 13222, cli: 3126 };
+ *  cli +12: the chat page's route (the page itself is cli/serve/page.html, ~170 lines of HTML and script);
+ *  cli +40: the server's limits (connections, header/body timeouts, per-request timeout) and snapshots every N prompt tokens. */
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4649, codegen: 4998, runtime: 13222, cli: 3166 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {

@@ -1,8 +1,8 @@
 // The Batcher without HTTP, on tiny-bamba-a (cpu): a long prompt is read in pieces between decode
 // steps (a stream already going keeps getting a token per step meanwhile), and its greedy reply still
 // equals Model.generate of the same prompt alone, bit for bit (pieces end on the SSD chunk, where the
-// CPU reference takes the same sums as a whole prefill); the state after each piece is cached, so a
-// prompt sharing a long beginning with an earlier one resumes from the last piece they share.
+// CPU reference takes the same sums as a whole prefill); the state at each snapshot is cached, so a
+// prompt sharing a long beginning with an earlier one resumes from the last snapshot they share.
 
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -32,7 +32,7 @@ describe('prefill in pieces', () => {
   it('a 320-token prompt read 64 tokens a step beside a stream, with the tokens of a whole prefill', async () => {
     const chunk = model.program.params.chunk as number;
     expect(chunk).toBe(64);
-    const b = new Batcher(model, { slots: 4, queue: 4, cache: new StateCache(0), prefillChunk: chunk, align: chunk });
+    const b = new Batcher(model, { slots: 4, queue: 4, cache: new StateCache(0), prefillChunk: chunk, align: chunk, snapshotEvery: 0 });
     const longIds = model.encode(readFileSync(resolve(TINY_A, 'eval-A.txt'), 'utf8').slice(0, 400)).slice(0, 320);
     const shortIds = model.encode('Once upon a time');
     let started!: () => void;
@@ -51,8 +51,8 @@ describe('prefill in pieces', () => {
     expect((await short).ids).toEqual(await alone(shortIds, 60));
   });
 
-  it('prompts that share a long beginning resume from the last piece they share, with the uncached tokens', async () => {
-    const b = new Batcher(model, { slots: 2, queue: 2, cache: new StateCache(64 * 2 ** 20), prefillChunk: 64, align: 64 });
+  it('prompts that share a long beginning resume from the last snapshot they share, with the uncached tokens', async () => {
+    const b = new Batcher(model, { slots: 2, queue: 2, cache: new StateCache(64 * 2 ** 20), prefillChunk: 64, align: 64, snapshotEvery: 64 });
     const system = readFileSync(resolve(TINY_A, 'eval-A.txt'), 'utf8').slice(0, 150);
     const a = model.encode(`${system}\nQ: What is this chapter about?\nA:`);
     const c = model.encode(`${system}\nQ: Who is the reader?\nA:`);

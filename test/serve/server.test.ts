@@ -48,9 +48,9 @@ afterAll(async () => {
 
 const logged: string[] = [];
 
-async function start(model: Model, o: { id?: string; cacheBytes?: number; slots?: number; queue?: number; maxBodyBytes?: number; noTemplate?: boolean } = {}) {
+async function start(model: Model, o: { id?: string; cacheBytes?: number; slots?: number; queue?: number; maxBodyBytes?: number; noTemplate?: boolean; snapshotEvery?: number } = {}) {
   const s = await serve(model, '127.0.0.1', 0, {
-    id: o.id ?? 'm', template: o.noTemplate ? null : loadChatTemplate(model.dir), cacheBytes: o.cacheBytes ?? 0, slots: o.slots, queue: o.queue, maxBodyBytes: o.maxBodyBytes,
+    id: o.id ?? 'm', template: o.noTemplate ? null : loadChatTemplate(model.dir), cacheBytes: o.cacheBytes ?? 0, slots: o.slots, queue: o.queue, maxBodyBytes: o.maxBodyBytes, snapshotEvery: o.snapshotEvery,
     log: (line) => logged.push(line),
   });
   servers.push(s);
@@ -286,5 +286,23 @@ describe('the state cache', () => {
     expect(s.cache.bytes).toBeGreaterThan(0);
     expect(s.cache.bytes).toBeLessThanOrEqual(64 * 2 ** 20);
     expect(await (await fetch(`${s.url}/metrics`)).text()).toMatch(/^archc_cache_hits_total 1$/m);
+  });
+
+  it('a long shared beginning (a system prompt) read in one piece is resumed by another continuation from its last snapshot', async () => {
+    const system = readFileSync(resolve(TINY_A, '../eval-A.txt'), 'utf8').slice(0, 160);
+    const [a, c] = ['What is this chapter about?', 'Who is the reader?'].map((q) => chatIds(trained, [{ role: 'system', content: system }, { role: 'user', content: q }]));
+    let shared = 0;
+    while (a![shared] === c![shared]) shared++;
+    expect(shared).toBeGreaterThan(128);
+    expect(c!.length, 'one piece of the default 512').toBeLessThan(512);
+    for (const every of [64, 0]) {
+      const { client } = await start(trained, { cacheBytes: 64 * 2 ** 20, snapshotEvery: every });
+      const ask = (ids: number[]) => client.completions.create({ model: 'm', prompt: ids, max_tokens: 6, temperature: 0, return_token_ids: true } as never) as Promise<OpenAI.Completions.Completion>;
+      expect((await ask(a!)).usage!.prompt_tokens_details!.cached_tokens).toBe(0);
+      const r = await ask(c!);
+      // every 64 tokens: from the last snapshot both prompts hold; none inside the prompt: nothing
+      expect(r.usage!.prompt_tokens_details!.cached_tokens, `--snapshot-every ${every}`).toBe(every ? Math.floor(shared / every) * every : 0);
+      expect(tokenIds(r.choices[0])).toEqual(await alone(trained, c!, 6));
+    }
   });
 });
