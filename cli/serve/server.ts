@@ -179,11 +179,15 @@ function usageOf(r: JobResult) {
   };
 }
 
-/** The chat page (page.html beside this file; the CLI's bundle in dist/ finds it under cli/serve/),
- *  read once. */
+/** The chat page (page.html beside this file, in a generated package too; the CLI's bundle in dist/
+ *  finds it under cli/serve/), read once. */
 let pageHtml: string | undefined;
 function page(res: ServerResponse): { status: number; note: string } {
-  pageHtml ??= readFileSync(['./page.html', '../cli/serve/page.html'].map((p) => new URL(p, import.meta.url)).find((u) => existsSync(u)) ?? new URL('./page.html', import.meta.url), 'utf8');
+  if (pageHtml === undefined) {
+    // @ts-ignore TS1470: a generated package compiles this before its package.json says "type": "module"; the output is ESM
+    const here: string = import.meta.url;
+    pageHtml = readFileSync(['./page.html', '../cli/serve/page.html'].map((p) => new URL(p, here)).find((u) => existsSync(u)) ?? new URL('./page.html', here), 'utf8');
+  }
   res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-length': Buffer.byteLength(pageHtml), 'x-content-type-options': 'nosniff', 'cache-control': 'no-cache' });
   res.end(pageHtml);
   return { status: 200, note: '' };

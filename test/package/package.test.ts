@@ -1,5 +1,6 @@
 // `archc build` makes a package that works on its own: packed with `npm pack`, installed into an
-// empty directory (no archc there), loading a checkpoint and giving the same logits as archc does.
+// empty directory (no archc there), loading a checkpoint and giving the same logits as archc does,
+// and serving it over HTTP from its ./serve export.
 // Builds, npm and node run as child processes awaited asynchronously: a synchronous build or
 // install of a minute on a loaded machine would stall the test worker past vitest's RPC deadline.
 
@@ -82,12 +83,28 @@ describe('the generated package', () => {
       // the package's own WGSL is found; without the optional \`webgpu\` installed, a clear error
       const e = await Model.load(${JSON.stringify(ckpt)}, { backend: 'webgpu' }).then(() => null, (err) => err);
       writeFileSync('webgpu.txt', String(e && e.message));
+      // the server, from the package's ./serve: a greedy completion of ids over HTTP, and the chat page
+      const { serve } = await import('archc-model-bamba-tiny/serve');
+      const s = await serve(m, { port: 0, id: 'tiny' });
+      const body = JSON.stringify({ model: 'tiny', prompt: [3, 1, 4], max_tokens: 5, temperature: 0, return_token_ids: true });
+      const r1 = await (await fetch(s.url + '/v1/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body })).json();
+      const alone = [];
+      for await (const t of m.generate([3, 1, 4], { maxTokens: 5, temperature: 0 })) if (t.id >= 0) alone.push(t.id);
+      const page = await (await fetch(s.url + '/')).text();
+      await s.close();
+      writeFileSync('served.json', JSON.stringify({ served: r1.choices[0].token_ids, alone, page: page.slice(0, 15) }));
     `);
     await run(process.execPath, ['run.mjs'], app);
     expect(existsSync(join(app, 'node_modules', 'webgpu'))).toBe(false);
     expect(readFileSync(join(app, 'webgpu.txt'), 'utf8')).toMatch(/RT500.*`webgpu` package/);
     const [first, generated] = readFileSync(join(app, 'sampled.txt'), 'utf8').split(',').map(Number);
     expect(first).toBe(generated);
+    // served over HTTP as generated alone; the page found beside the package's server
+    const served = JSON.parse(readFileSync(join(app, 'served.json'), 'utf8'));
+    expect(served.served).toEqual(served.alone);
+    expect(served.alone.length).toBeGreaterThan(0);
+    expect(served.page).toBe('<!doctype html>');
+    expect(manifest.exports['./serve']).toEqual({ types: './dist/serve.d.ts', default: './dist/serve.js' });
     const got = new Float32Array(new Uint8Array(readFileSync(join(app, 'logits.bin'))).buffer);
 
     const model = await Model.loadProgram(program, ckpt);
