@@ -22,7 +22,9 @@ function checkpoint(): string {
 describe('archc serve', () => {
   it('refuses bad flags and a broken chat template before loading, exit 1, no stack', async () => {
     const d = checkpoint();
-    for (const [flag, value] of [['--port', '70000'], ['--max-sequences', '0'], ['--cache-bytes', '-1'], ['--max-queue', 'many']] as const) {
+    for (const [flag, value] of [['--port', '70000'], ['--max-sequences', '0'], ['--cache-bytes', '-1'], ['--max-queue', 'many'],
+      ['--max-connections', '0'], ['--headers-timeout', '0'], ['--request-timeout', '1.5'], ['--snapshot-every', '-64'], ['--body-timeout', '5']] as const) {
+      // (--body-timeout 5 is under the default --headers-timeout 30)
       const r = await runCli(['serve', BAMBA, '--weights', d, flag, value]);
       expect(r.code, `${flag} ${value}`).toBe(1);
       expect(r.stderr).toContain('AC315');
@@ -63,6 +65,10 @@ describe('archc serve', () => {
       expect(run.code, run.stderr).toBe(0);
       expect(body.choices[0]!.text).toBe(run.stdout.replace(/\n$/, ''));
       expect(stderr).toMatch(/POST \/v1\/completions 200 prompt=\d+ cached=0 completion=\d+ finish=\w+ \d+ ms/);
+      // the chat page, found by the CLI's bundle
+      const page = await fetch(`${url}/`);
+      expect(page.headers.get('content-type')).toBe('text/html; charset=utf-8');
+      expect(await page.text()).toMatch(/^<!doctype html>[\s\S]*\/v1\/chat\/completions/);
     } finally {
       child.kill('SIGTERM');
     }
