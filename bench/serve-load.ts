@@ -3,10 +3,14 @@
 // of prompts cut from eval-A.txt (some extending others, so the state cache hits), streamed or
 // whole, max_tokens from 4 to 48, and one in ten aborted after a few streamed chunks. Every finished
 // reply is checked against Model.generate of its prompt alone (computed before the load); at the end
-// the slots must all be free and the cache within its bound.
-// Run: npx tsx bench/serve-load.ts [clients] [seconds] [checkpoint-dir]   (writes bench/results/serve-load.json)
+// the slots must all be free and the cache within its bound. With [flood] > 0, bad clients run beside
+// them: `flood` connections opened and dropped in waves of 1000 at once (half mid-request), and 8
+// slow-loris clients sending a header line every second, each cut off by the 5 s headers timeout (408)
+// and coming back; the good clients' results must not change.
+// Run: npx tsx bench/serve-load.ts [clients] [seconds] [checkpoint-dir] [flood]   (writes bench/results/serve-load.json)
 
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { type Socket, connect } from 'node:net';
 import { join, resolve } from 'node:path';
 import { wasmKernelVariants } from '../codegen/wasm/assemble.ts';
 import { wasmProgram } from '../codegen/wasm/program.ts';
@@ -20,6 +24,7 @@ const ROOT = join(import.meta.dirname, '..');
 const clients = Number(process.argv[2] ?? 32);
 const seconds = Number(process.argv[3] ?? 60);
 const dir = resolve(process.argv[4] ?? join(ROOT, '..', 'shared', 'models', 'tiny-bamba-a', 'f32'));
+const flood = Number(process.argv[5] ?? 0);
 const MAX = 48;
 const CACHE = 32 * 2 ** 20;
 
@@ -36,7 +41,7 @@ for (const p of prompts) {
   want.set(p, ids);
 }
 
-const s = await serve(model, '127.0.0.1', 0, { id: 'm', template: null, slots: 8, queue: 64, cacheBytes: CACHE });
+const s = await serve(model, '127.0.0.1', 0, { id: 'm', template: null, slots: 8, queue: 64, cacheBytes: CACHE, headersTimeoutMs: 5000, maxConnections: 4096 });
 const tally = { requests: 0, ok: 0, aborted: 0, refused429: 0, failed: 0, mismatched: 0, mismatchedCached: 0, cachedRequests: 0, tokens: 0 };
 const failures: string[] = [];
 const end = Date.now() + seconds * 1000;
@@ -111,6 +116,45 @@ async function client(k: number): Promise<void> {
   }
 }
 
+/** Bad clients until the end: connections opened and dropped in waves, and slow-loris clients. */
+const bad = { opened: 0, lorisCut408: 0, lorisOther: 0 };
+async function badClients(): Promise<void> {
+  const port = Number(new URL(s.url).port);
+  const loris = async () => {
+    while (Date.now() < end) {
+      const got = await new Promise<string>((resolve) => {
+        const sock = connect(port, '127.0.0.1');
+        let data = '';
+        sock.on('data', (c: Buffer) => (data += c.toString()));
+        sock.on('error', () => {});
+        sock.write('POST /v1/completions HTTP/1.1\r\nHost: x\r\n');
+        let n = 0;
+        const timer = setInterval(() => (Date.now() < end ? sock.write(`X-${n++}: y\r\n`) : sock.destroy()), 1000);
+        sock.on('close', () => {
+          clearInterval(timer);
+          resolve(data);
+        });
+      });
+      if (/^HTTP\/1\.1 408 /.test(got)) bad.lorisCut408++;
+      else if (Date.now() < end) bad.lorisOther++;
+    }
+  };
+  const waves = async () => {
+    while (bad.opened < flood && Date.now() < end) {
+      await Promise.all(Array.from({ length: Math.min(1000, flood - bad.opened) }, (_, i) => new Promise<void>((resolve) => {
+        const sock: Socket = connect(port, '127.0.0.1', () => {
+          if (i % 2) sock.write('POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 80\r\n\r\n{"model":');
+          sock.destroy();
+        });
+        sock.on('error', () => {});
+        sock.on('close', () => resolve());
+      })));
+      bad.opened += Math.min(1000, flood - bad.opened);
+    }
+  };
+  await Promise.all([waves(), ...Array.from({ length: 8 }, loris)]);
+}
+
 // every 10 s: progress, and what is in flight (a request open for over 30 s is named)
 const open = new Map<number, { since: number; what: string }>();
 const watch = setInterval(() => {
@@ -118,14 +162,14 @@ const watch = setInterval(() => {
   process.stderr.write(`${new Date().toISOString()} ok ${tally.ok} aborted ${tally.aborted} failed ${tally.failed}; in flight ${open.size}, queued ${s.batcher.queued}, running ${s.batcher.running}, open sequences ${model.openSequences}${stuck.length ? `; open over 30 s: ${stuck.join(' | ')}` : ''}\n`);
 }, 10_000);
 const t0 = performance.now();
-await Promise.all(Array.from({ length: clients }, (_, k) => client(k)));
+await Promise.all([...Array.from({ length: clients }, (_, k) => client(k)), ...(flood > 0 ? [badClients()] : [])]);
 const wall = (performance.now() - t0) / 1000;
 clearInterval(watch);
 const until = Date.now() + 10_000;
 while ((model.openSequences > 0 || s.batcher.running > 0) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
-const result = { clients, seconds: wall, ...tally, tokensPerSecond: tally.tokens / wall, openSequencesAfter: model.openSequences, cacheBytes: s.cache.bytes, cacheBound: CACHE, failures };
+const result = { clients, seconds: wall, ...tally, ...(flood > 0 ? { bad } : {}), tokensPerSecond: tally.tokens / wall, openSequencesAfter: model.openSequences, cacheBytes: s.cache.bytes, cacheBound: CACHE, failures };
 console.log(JSON.stringify(result, null, 2));
 mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true });
 writeFileSync(join(ROOT, 'bench', 'results', 'serve-load.json'), JSON.stringify(result, null, 2) + '\n');
 await s.close();
-process.exit(tally.failed || model.openSequences || s.cache.bytes > CACHE ? 1 : 0);
+process.exit(tally.failed || tally.mismatched || bad.lorisOther || model.openSequences || s.cache.bytes > CACHE ? 1 : 0);
