@@ -86,11 +86,11 @@ export async function chatLoop(model: Model, template: ChatTemplate, options: Ge
       }
       io.output.write('\n');
       const t1 = performance.now();
-      // the sequence holds the prompt, the reply and the stop id that ended it (if one did: generate
-      // stops on the tokenizer's eos ids)
+      // the sequence holds the prompt, the reply and the stop id that ended it, if one did: the eos id
+      // (which of the caller's `stop` ids is not said: then none is taken for the template's text)
       const stopFed = seq.length - kept - prompt.length - ids.length === 1;
       held = rendered + text;
-      stopText = stopFed ? tok.decode(tok.eosIds.slice(0, 1)) : '';
+      stopText = stopFed && !options.stop ? tok.decode(tok.eosIds.slice(0, 1)) : '';
       messages.push({ role: 'assistant', content: text });
       const rate = ids.length > 1 ? `${((ids.length - 1) / ((t1 - first) / 1000)).toFixed(1)} tokens/s` : '-';
       io.status.write(`[${ids.length} tokens; kept ${kept} of the history, read ${prompt.length} new; first after ${((first || t1) - t0).toFixed(0)} ms, ${rate}]\n`);

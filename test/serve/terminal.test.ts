@@ -77,6 +77,26 @@ describe('archc run --chat', () => {
     expect(model.openSequences).toBe(0);
   });
 
+  it('a reply ended by a stop id keeps it in the sequence: the next turn follows it', async () => {
+    const template = loadChatTemplate(dir)!;
+    const chat = (stop?: number[]) => chatLoop(model, template, { maxTokens: 10, temperature: 0, ...(stop ? { stop } : {}) },
+      { input: Readable.from(['Tell me about a bird.\n', 'Go on.\n']), output: sink().w, status: sink().w, tty: false });
+    // a stop id: the third token of the first reply as it comes without one
+    const stopId = (await chat())[0]!.ids[2]!;
+    const turns = await chat([stopId]);
+    expect(turns[0]!.ids).toHaveLength(2);
+    expect(turns[1]!.kept).toBe(turns[0]!.read + 2 + 1);
+    // the reference: the first turn's ids, its reply, the stop id, then the second turn's new text
+    const first = template.render([{ role: 'user', content: 'Tell me about a bird.' }]);
+    const next = template.render([{ role: 'user', content: 'Tell me about a bird.' }, { role: 'assistant', content: turns[0]!.text }, { role: 'user', content: 'Go on.' }]);
+    const encode = (t: string) => model.tokenizer!.encode(t, { addSpecialTokens: false });
+    const ids = [...encode(first), ...turns[0]!.ids, stopId, ...encode(next.slice(first.length + turns[0]!.text.length))];
+    const want: number[] = [];
+    for await (const t of model.generate(ids, { maxTokens: 10, temperature: 0, stop: [stopId] })) if (t.id >= 0) want.push(t.id);
+    expect(turns[1]!.ids).toEqual(want);
+    expect(model.openSequences).toBe(0);
+  });
+
   it('the CLI: turns from stdin until it closes; refusals with their codes', async () => {
     const run = (args: string[], stdin: string) => new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
       const p = spawn(process.execPath, [ARCHC, ...args], { cwd: ROOT, env: { ...process.env, NO_COLOR: '1', ARCHC_DEBUG: '' } });
