@@ -1,7 +1,8 @@
 // `archc serve`'s HTTP server on node:http: the OpenAI routes (chat and text completions, streamed as
-// server-sent events or whole; the model list), /health and /metrics, and the chat page at /. Bodies are read up to a byte
-// bound (413 past it) and parsed as JSON (400); the requests run in the Batcher (429 when its queue is
-// full); a client that goes away cancels its request, which frees its slot before the next step.
+// server-sent events or whole; the model list), /health and /metrics, and the chat page at /. Bodies
+// are read up to a byte bound (413 past it) and parsed as JSON (400); the requests run in the Batcher
+// (429 when its queue is full); a client that goes away cancels its request, which frees its slot
+// before the next step.
 // One log line per request: method, path, status, tokens (cached), finish, milliseconds.
 
 import { existsSync, readFileSync } from 'node:fs';
@@ -142,14 +143,14 @@ async function complete(res: ServerResponse, batcher: Batcher, p: Parsed, chat: 
   res.on('close', () => {
     if (!res.writableFinished) abort.abort();
   });
-  // past the request's time: cancelled like a disconnect, then answered with the error
-  let timedOut = false;
-  const timer = timeoutMs > 0 ? setTimeout(() => { timedOut = true; abort.abort(); }, timeoutMs) : null;
   let onText = (_: string, __: readonly TokenLogprob[]) => {};
   if (p.stream) {
     onText = (piece, lps) => sse(res, { ...head, choices: [choice(piece, null, lps)] });
   }
   const job = batcher.submit(p.spec, (piece, lps) => onText(piece, lps), abort.signal);
+  // past the request's time: cancelled like a disconnect, then answered with the error
+  let timedOut = false;
+  const timer = timeoutMs > 0 ? setTimeout(() => { timedOut = true; abort.abort(); }, timeoutMs) : null;
   if (p.stream) {
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
     if (chat) sse(res, { ...head, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }] });

@@ -74,8 +74,8 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  cli +125: `archc run --chat` (cli/serve/terminal.ts, the kept sequence across turns);
  *  cli +12: the chat page's route (the page itself is cli/serve/page.html, ~170 lines of HTML and script);
  *  cli +40: the server's limits (connections, header/body timeouts, per-request timeout) and snapshots every N prompt tokens;
- *  codegen +35 (budget +16), cli +4: the generated package's `./serve` export (codegen/package.ts ships cli/serve/ and the page). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4649, codegen: 5014, runtime: 13222, cli: 3170 };
+ *  codegen +35 (budget +16), cli +5: the generated package's `./serve` export (codegen/package.ts ships cli/serve/ and the page). */
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4649, codegen: 5014, runtime: 13222, cli: 3171 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
