@@ -71,6 +71,13 @@ export interface LoadOptions {
    *  the packed weights that leave it a quarter free; the rest go to further memories of their own
    *  (runtime/wasm/kernels.ts). Lower it to spread a small model (tests). */
   readonly wasmMemoryBytes?: number;
+  /** The `wasm` backend's memory: true, one memory64 memory (past 4 GiB; the engine must have
+   *  memory64, and `wasmKernels64` be given); false, 32-bit memories as above; left out, memory64
+   *  where the engine has it and the packed weights outgrow one 32-bit memory (runtime/wasm/choice.ts).
+   *  On memory64 the stages run on the reference families (the program module is 32-bit only). */
+  readonly wasmMemory64?: boolean;
+  /** The kernel module's memory64 form, its variants as `wasmKernels` (archc build writes them). */
+  readonly wasmKernels64?: Uint8Array | WebAssembly.Module | readonly Uint8Array[];
   /** backend 'cuda': where the kernels, the driver and the device come from. */
   readonly cuda?: CudaLoadOptions;
   /** Quantise the products' and embeddings' weights as they stream in (runtime/quant.ts, the
@@ -188,8 +195,9 @@ export class Model {
         : opts.quantize !== undefined ? planQuant(program, opts.quantize, (n) => ckpt.tensors.get(tensorOf(n))?.shape ?? [])
         : { formats: new Map(), kept: [] };
       checkActivations(opts, target, plan);
-      await checkFits(loadedWeightBytes(program, ckpt, plan.formats, tensorOf, target.name), opts, dir, target.name, plan.formats);
-      const backend = await target.open(program, opts);
+      const weightBytes = loadedWeightBytes(program, ckpt, plan.formats, tensorOf, target.name);
+      await checkFits(weightBytes, opts, dir, target.name, plan.formats);
+      const backend = await target.open(program, opts, weightBytes);
       let quantizer: string | null = null;
       try {
         quantizer = await readAllWeights({ program, ckpt, plan, packed, backend, opts, dir, shared: new Set(reads.values()), tensorOf });
