@@ -64,8 +64,9 @@ export interface LoadOptions {
   readonly wasmKernels?: Uint8Array | WebAssembly.Module | readonly Uint8Array[];
   /** The `wasm` backend's module of this program's own kernels (codegen/wasm/program.ts; `archc
    *  build` writes it into the package). Without it the stages, norms, conv and SSD step run on the
-   *  reference families. */
-  readonly wasmProgram?: Uint8Array | WebAssembly.Module;
+   *  reference families; null: run them there though a package has it (as on memory64, which the
+   *  program module has no form for: the 32-bit run to compare one with). */
+  readonly wasmProgram?: Uint8Array | WebAssembly.Module | null;
   /** The `wasm` backend's most bytes per WebAssembly memory (default and at most 4 GiB, the most a
    *  memory can address; whole 64 KiB pages). Memory 0 keeps the arena, state slots and scratch and
    *  the packed weights that leave it a quarter free; the rest go to further memories of their own

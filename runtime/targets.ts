@@ -67,7 +67,7 @@ export const RUN_TARGETS = [
       const m64 = chooseMemory64(opts.wasmMemory64, opts.wasmKernels64, weightBytes ?? 0);
       // the default thread count is the wasm backend's own (a browser's cores); fewer where this thread cannot wait for workers
       const b = await openWasmBackend(program, m64 ? m64.kernels : opts.wasmKernels, opts.threads === undefined ? undefined : checkedThreads(opts.threads),
-        m64 ? undefined : opts.wasmProgram, opts.wasmMemoryBytes, m64?.support);
+        m64 ? undefined : opts.wasmProgram ?? undefined, opts.wasmMemoryBytes, m64?.support);
       b.useActivations(opts.activations ?? 'f32');
       return b;
     },

@@ -7,6 +7,7 @@
 // Argument: JSON { dir, quantize?, threads, limit, a, b }.
 
 import { wasmKernelVariants } from '../../codegen/wasm/assemble.ts';
+import { wasmProgram } from '../../codegen/wasm/program.ts';
 import { type LoadOptions, Model } from '../../runtime/model.ts';
 import { memory64Support } from '../../runtime/wasm/memory64.ts';
 import { chooseMemory64, memory64Room } from '../../runtime/wasm/choice.ts';
@@ -16,8 +17,9 @@ import { firstDiff, memory64Outputs } from '../helpers/memory64.ts';
 
 const { dir, quantize, threads, limit, a, b } = JSON.parse(process.argv[2]!) as { dir: string; quantize?: 'q8' | 'q4'; threads: number; limit: number; a: number[]; b: number[] };
 const program = programFor(dir);
-const opts: LoadOptions = { backend: 'wasm', wasmKernels: await wasmKernelVariants(), wasmKernels64: await wasmKernelVariants(true), threads, ...(quantize ? { quantize } : {}) };
-const one = await Model.loadProgram(program, dir, { ...opts, wasmMemory64: false });
+// the program module as a package passes it: the 32-bit run leaves it out (null), memory64 has no form of it
+const opts: LoadOptions = { backend: 'wasm', wasmKernels: await wasmKernelVariants(), wasmKernels64: await wasmKernelVariants(true), wasmProgram: await wasmProgram(program), threads, ...(quantize ? { quantize } : {}) };
+const one = await Model.loadProgram(program, dir, { ...opts, wasmMemory64: false, wasmProgram: null });
 const wide = await Model.loadProgram(program, dir, { ...opts, wasmMemory64: true, wasmMemoryBytes: limit });
 const want = await memory64Outputs(one, a, b), got = await memory64Outputs(wide, a, b);
 const support = memory64Support()!;
