@@ -50,7 +50,9 @@ const wasm: BuildTarget = {
   async inProcess(program) {
     // assembled here from the same text a package ships (wabt loads only then)
     const [{ wasmKernelVariants }, { wasmProgram }] = await Promise.all([import('./wasm/assemble.ts'), import('./wasm/program.ts')]);
-    return { wasmKernels: await wasmKernelVariants(), wasmKernels64: await wasmKernelVariants(true), wasmProgram: await wasmProgram(program) };
+    // the memory64 form only where this engine has memory64 (runtime/wasm/memory64.ts: Node >= 24, or 20 with its flag)
+    const { memory64Support } = await import('../runtime/wasm/memory64.ts');
+    return { wasmKernels: await wasmKernelVariants(), ...(memory64Support() ? { wasmKernels64: await wasmKernelVariants(true) } : {}), wasmProgram: await wasmProgram(program) };
   },
   async package(program) {
     const [{ wasmKernelVariants }, { wasmProgram }] = await Promise.all([import('./wasm/assemble.ts'), import('./wasm/program.ts')]);
