@@ -248,27 +248,31 @@ function ssdStepRun(f: Fn): string {
   const y = f.viewRow(k.outputs.y!);
   const s = f.fresh('s'), t = f.fresh('t'), h = f.fresh('h'), p = f.fresh('p'), n = f.fresh('n'), end = f.fresh('end'), st0 = f.fresh('st0'), so = f.fresh('so');
   const xr = f.fresh('xr'), dtr = f.fresh('dtr'), br = f.fresh('br'), cr = f.fresh('cr'), yr = f.fresh('yr'), bo = f.fresh('bo'), co = f.fresh('co');
-  const d = f.fresh('d', 'f64'), decay = f.fresh('decay', 'f64'), xp = f.fresh('xp', 'f64'), dx = f.fresh('dx', 'f64'), acc = f.fresh('acc', 'v128'), v = f.fresh('v', 'v128'), a = f.fresh('a', 'f64');
-  const fl = (base: string, i: string) => `(f64.promote_f32 (f32.load ${addI(base, `(i32.shl ${i} ${i32(2)})`)}))`;
+  const d = f.fresh('d', 'f64'), decay = f.fresh('decay', 'v128'), xp = f.fresh('xp', 'f32'), dx = f.fresh('dx', 'v128'), acc = f.fresh('acc', 'v128'), v = f.fresh('v', 'v128'), a = f.fresh('a', 'f32');
+  const fl = (base: string, i: string) => `(f32.load ${addI(base, `(i32.shl ${i} ${i32(2)})`)})`;
   const nb = `(i32.shl ${get(n)} ${i32(2)})`;
-  const pairs = f.loop(n, i32(0), i32(N - (N % 2)), `(local.set $${v} (f32x4.demote_f64x2_zero (f64x2.add (f64x2.mul (f64x2.promote_low_f32x4 (v128.load64_zero ${addI(get(so), nb)})) (f64x2.splat ${get(decay)}))
-  (f64x2.mul (f64x2.splat ${get(dx)}) (f64x2.promote_low_f32x4 (v128.load64_zero ${addI(get(bo), nb)}))))))
-(v128.store64_lane 0 ${addI(get(so), nb)} ${get(v)})
-(local.set $${acc} (f64x2.add ${get(acc)} (f64x2.mul (f64x2.promote_low_f32x4 ${get(v)}) (f64x2.promote_low_f32x4 (v128.load64_zero ${addI(get(co), nb)})))))`, 2);
-  const odd = N % 2 ? `(local.set $${a} (f64.promote_f32 (f32.demote_f64 (f64.add (f64.mul ${fl(get(so), i32(N - 1))} ${get(decay)}) (f64.mul ${get(dx)} ${fl(get(bo), i32(N - 1))})))))
-(f32.store offset=${(N - 1) * 4} ${get(so)} (f32.demote_f64 ${get(a)}))
-(local.set $${a} (f64.mul ${get(a)} ${fl(get(co), i32(N - 1))}))` : `(local.set $${a} (f64.const 0))`;
-  const perP = f.loop(p, i32(0), i32(P), `(local.set $${xp} ${fl(get(xr), addI(mulI(get(h), P), get(p)))})
-(local.set $${dx} (f64.mul ${get(d)} ${get(xp)}))
+  // four state entries a step, in f32: v = s·decay + dx·B stored, acc += v·C (the reference computes
+  // each entry in double and rounds it once; this differs by an ulp a step, and decay < 1 keeps it there)
+  const quads = f.loop(n, i32(0), i32(N - (N % 4)), `(local.set $${v} (f32x4.add (f32x4.mul (v128.load ${addI(get(so), nb)}) ${get(decay)}) (f32x4.mul ${get(dx)} (v128.load ${addI(get(bo), nb)}))))
+(v128.store ${addI(get(so), nb)} ${get(v)})
+(local.set $${acc} (f32x4.add ${get(acc)} (f32x4.mul ${get(v)} (v128.load ${addI(get(co), nb)}))))`, 4);
+  const tail = Array.from({ length: N % 4 }, (_, i) => {
+    const at = N - (N % 4) + i;
+    return `(local.set $${xp} (f32.add (f32.mul ${fl(get(so), i32(at))} (f32x4.extract_lane 0 ${get(decay)})) (f32.mul (f32x4.extract_lane 0 ${get(dx)}) ${fl(get(bo), i32(at))})))
+(f32.store offset=${at * 4} ${get(so)} ${get(xp)})
+(local.set $${a} (f32.add ${get(a)} (f32.mul ${get(xp)} ${fl(get(co), i32(at))})))`;
+  }).join('\n');
+  const perP = f.loop(p, i32(0), i32(P), `(local.set $${dx} (f32x4.splat (f32.demote_f64 (f64.mul ${get(d)} (f64.promote_f32 ${fl(get(xr), addI(mulI(get(h), P), get(p)))})))))
 (local.set $${so} ${addI(get(st0), `(i32.shl ${mulI(addI(mulI(get(h), P), get(p)), N)} ${i32(2)})`)})
-(local.set $${acc} (v128.const f64x2 0 0))
-${pairs}
-${odd}
+(local.set $${acc} (v128.const f32x4 0 0 0 0))
+(local.set $${a} (f32.const 0))
+${quads}
+${tail}
 (f32.store ${addI(get(yr), `(i32.shl ${addI(mulI(get(h), P), get(p))} ${i32(2)})`)} (f32.demote_f64 (f64.add
-  (f64.add (f64.add (f64x2.extract_lane 0 ${get(acc)}) (f64x2.extract_lane 1 ${get(acc)})) ${get(a)})
-  (f64.mul ${fl(row('D')(i32(0)), get(h))} ${get(xp)}))))`);
-  const perH = f.loop(h, i32(0), i32(H), `(local.set $${d} ${fl(get(dtr), get(h))})
-(local.set $${decay} (call $exp64 (f64.mul ${get(d)} ${fl(row('A')(i32(0)), get(h))})))
+  (f64.add (f64.add (f64.promote_f32 (f32.add (f32x4.extract_lane 0 ${get(acc)}) (f32x4.extract_lane 2 ${get(acc)}))) (f64.promote_f32 (f32.add (f32x4.extract_lane 1 ${get(acc)}) (f32x4.extract_lane 3 ${get(acc)})))) (f64.promote_f32 ${get(a)}))
+  (f64.mul (f64.promote_f32 ${fl(row('D')(i32(0)), get(h))}) (f64.promote_f32 ${fl(get(xr), addI(mulI(get(h), P), get(p)))})))))`);
+  const perH = f.loop(h, i32(0), i32(H), `(local.set $${d} (f64.promote_f32 ${fl(get(dtr), get(h))}))
+(local.set $${decay} (f32x4.splat (f32.demote_f64 (call $exp64 (f64.mul ${get(d)} (f64.promote_f32 ${fl(row('A')(i32(0)), get(h))}))))))
 (local.set $${bo} ${addI(get(br), `(i32.shl ${mulI(`(i32.div_u ${get(h)} ${i32(hpg)})`, N)} ${i32(2)})`)})
 (local.set $${co} ${addI(get(cr), `(i32.shl ${mulI(`(i32.div_u ${get(h)} ${i32(hpg)})`, N)} ${i32(2)})`)})
 ${perP}`);

@@ -40,6 +40,10 @@ export interface PackedWeight {
 const CTL_GEN = 0, CTL_DONE = 1, CTL_QUIT = 2, CTL_JOBS = 4, JOB = 10;
 /** The job record in the module's memory (i32 fields: claim word, panels done, then the product). */
 const JOB_CLAIM = 0, JOB_DONE = 1;
+/** How long an idle worker spins on the control word before it sleeps (ms), and how many times the
+ *  caller reads a product's count before it sleeps. */
+const SPIN_MS = Number(globalThis.process?.env?.ARCHC_SPIN_MS ?? 2);
+const SPIN_LOADS = 1 << 16;
 
 /** The worker's program (threads.ts runs it in Node and in browsers): the module on each of the
  *  memories, then a loop over jobs woken by Atomics. */
@@ -49,7 +53,14 @@ const works = memories.map((memory) => new WebAssembly.Instance(module, { env: {
 ready();
 let gen = 0;
 for (;;) {
-  Atomics.wait(ctl, ${CTL_GEN}, gen);
+  // spin a while before sleeping: a decode step's products come tens of microseconds apart, and a
+  // sleeping worker wakes later than that (it would find the product done by the caller)
+  let g = Atomics.load(ctl, ${CTL_GEN});
+  if (g === gen) {
+    const until = performance.now() + ${SPIN_MS};
+    for (let i = 1; (g = Atomics.load(ctl, ${CTL_GEN})) === gen; i++) if ((i & 1023) === 0 && performance.now() > until) break;
+  }
+  if (g === gen) Atomics.wait(ctl, ${CTL_GEN}, gen);
   gen = Atomics.load(ctl, ${CTL_GEN});
   if (Atomics.load(ctl, ${CTL_QUIT})) break;
   const j = ${CTL_JOBS} + slot * ${JOB};
@@ -346,7 +357,10 @@ export class WasmKernels {
     Atomics.add(this.ctl, CTL_GEN, 1);
     Atomics.notify(this.ctl, CTL_GEN);
     m.ex.work(s);
-    for (let done = Atomics.load(job, JOB_DONE); done < panels; done = Atomics.load(job, JOB_DONE)) Atomics.wait(job, JOB_DONE, done);
+    // the workers' last chunks end soon after the caller's: spin on the count, then sleep
+    let done = Atomics.load(job, JOB_DONE);
+    for (let i = 1; done < panels && i < SPIN_LOADS; i++) done = Atomics.load(job, JOB_DONE);
+    for (; done < panels; done = Atomics.load(job, JOB_DONE)) Atomics.wait(job, JOB_DONE, done);
   }
 
   /** Each worker's data: the module, the memories, the control words and its job slot. */
