@@ -326,8 +326,8 @@ export class WasmKernels {
    * it in chunks of panels through m's job record (codegen/wasm/kernels.ts `work`): the calling
    * thread wakes the workers, takes chunks itself, and waits only until every panel is done, so a
    * worker that wakes late takes fewer chunks (or none) instead of holding the product up. Chunks:
-   * for one row (decode) two groups of the GEMV's panels, so every thread count computes each panel
-   * with the same kernel, bit for bit; else about four per thread.
+   * for one row (decode) about two per thread, each a multiple of twice the GEMV's GEMV_PANELS, so
+   * every thread count computes each panel with the same kernel, bit for bit; else about four per thread.
    */
   private run(m: Mem, fn: number, args: readonly number[], p0: number, p1: number, split: boolean): void {
     const [x, w, y, T, K, ldy] = args as [number, number, number, number, number, number];
@@ -343,7 +343,10 @@ export class WasmKernels {
     }
     const n = this.startWorkers();
     const job = m.job;
-    const chunk = Math.max(T === 1 ? 2 * this.gemvPanels : Math.ceil(panels / (4 * this.threads)), Math.ceil(panels / 0xfff0));
+    // one row: two chunks a thread, each whole groups of the GEMV's panels (a chunk of two groups was
+    // ~30 % slower on 2 threads: each chunk's claim and count bounce a cache line between the threads)
+    const groups = 2 * this.gemvPanels;
+    const chunk = Math.max(T === 1 ? Math.max(groups, Math.ceil(panels / (2 * this.threads) / groups) * groups) : Math.ceil(panels / (4 * this.threads)), Math.ceil(panels / 0xfff0));
     // closed while the record is rewritten (every chunk of the last job is done: see below)
     const number = (++this.jobs & 0x7fff) << 16;
     Atomics.store(job, JOB_CLAIM, number | 0xffff);
