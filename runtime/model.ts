@@ -9,6 +9,8 @@ import { RuntimeError } from './errors.ts';
 import { type TensorSource, fetchCheckpoint, isUrl } from './fetch.ts';
 import { type HfConfig, otherModel } from './hfconfig.ts';
 import { type LoadProgress, checkCheckpoint, checkConfig, checkFits, loadedWeightBytes, nodeCheckpoint, onNode } from './load.ts';
+import { LoadPool } from './load-pool.ts';
+import { defaultThreads } from './wasm/threads.ts';
 import { readAllWeights } from './load-weights.ts';
 import { RUNTIME_LIMITS } from './limits.ts';
 import { causalLmLoss } from './loss.ts';
@@ -198,12 +200,22 @@ export class Model {
       checkActivations(opts, target, plan);
       const weightBytes = loadedWeightBytes(program, ckpt, plan.formats, tensorOf, target.name);
       await checkFits(weightBytes, opts, dir, target.name, plan.formats);
-      const backend = await target.open(program, opts, weightBytes);
+      // the load pool's workers (stored tensors of a local file: runtime/load-pool.ts) boot, ~40 ms,
+      // while the backend opens
+      const rowsPool = onNode() && !isUrl(dir) && !packed && !plan.formats.size ? LoadPool.start(opts.threads ?? defaultThreads()) : null;
+      let backend: Awaited<ReturnType<typeof target.open>>;
+      try {
+        backend = await target.open(program, opts, weightBytes);
+      } catch (e) {
+        rowsPool?.close();
+        throw e;
+      }
       let quantizer: string | null = null;
       try {
-        quantizer = await readAllWeights({ program, ckpt, plan, packed, backend, opts, dir, shared: new Set(reads.values()), tensorOf });
+        quantizer = await readAllWeights({ program, ckpt, plan, packed, backend, opts, dir, shared: new Set(reads.values()), tensorOf, rowsPool });
         await backend.loaded?.();
       } catch (e) {
+        rowsPool?.close();
         backend.dispose();
         throw e;
       }

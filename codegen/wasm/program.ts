@@ -248,27 +248,31 @@ function ssdStepRun(f: Fn): string {
   const y = f.viewRow(k.outputs.y!);
   const s = f.fresh('s'), t = f.fresh('t'), h = f.fresh('h'), p = f.fresh('p'), n = f.fresh('n'), end = f.fresh('end'), st0 = f.fresh('st0'), so = f.fresh('so');
   const xr = f.fresh('xr'), dtr = f.fresh('dtr'), br = f.fresh('br'), cr = f.fresh('cr'), yr = f.fresh('yr'), bo = f.fresh('bo'), co = f.fresh('co');
-  const d = f.fresh('d', 'f64'), decay = f.fresh('decay', 'f64'), xp = f.fresh('xp', 'f64'), dx = f.fresh('dx', 'f64'), acc = f.fresh('acc', 'v128'), v = f.fresh('v', 'v128'), a = f.fresh('a', 'f64');
-  const fl = (base: string, i: string) => `(f64.promote_f32 (f32.load ${addI(base, `(i32.shl ${i} ${i32(2)})`)}))`;
+  const d = f.fresh('d', 'f64'), decay = f.fresh('decay', 'v128'), xp = f.fresh('xp', 'f32'), dx = f.fresh('dx', 'v128'), acc = f.fresh('acc', 'v128'), v = f.fresh('v', 'v128'), a = f.fresh('a', 'f32');
+  const fl = (base: string, i: string) => `(f32.load ${addI(base, `(i32.shl ${i} ${i32(2)})`)})`;
   const nb = `(i32.shl ${get(n)} ${i32(2)})`;
-  const pairs = f.loop(n, i32(0), i32(N - (N % 2)), `(local.set $${v} (f32x4.demote_f64x2_zero (f64x2.add (f64x2.mul (f64x2.promote_low_f32x4 (v128.load64_zero ${addI(get(so), nb)})) (f64x2.splat ${get(decay)}))
-  (f64x2.mul (f64x2.splat ${get(dx)}) (f64x2.promote_low_f32x4 (v128.load64_zero ${addI(get(bo), nb)}))))))
-(v128.store64_lane 0 ${addI(get(so), nb)} ${get(v)})
-(local.set $${acc} (f64x2.add ${get(acc)} (f64x2.mul (f64x2.promote_low_f32x4 ${get(v)}) (f64x2.promote_low_f32x4 (v128.load64_zero ${addI(get(co), nb)})))))`, 2);
-  const odd = N % 2 ? `(local.set $${a} (f64.promote_f32 (f32.demote_f64 (f64.add (f64.mul ${fl(get(so), i32(N - 1))} ${get(decay)}) (f64.mul ${get(dx)} ${fl(get(bo), i32(N - 1))})))))
-(f32.store offset=${(N - 1) * 4} ${get(so)} (f32.demote_f64 ${get(a)}))
-(local.set $${a} (f64.mul ${get(a)} ${fl(get(co), i32(N - 1))}))` : `(local.set $${a} (f64.const 0))`;
-  const perP = f.loop(p, i32(0), i32(P), `(local.set $${xp} ${fl(get(xr), addI(mulI(get(h), P), get(p)))})
-(local.set $${dx} (f64.mul ${get(d)} ${get(xp)}))
+  // four state entries a step, in f32: v = s·decay + dx·B stored, acc += v·C (the reference computes
+  // each entry in double and rounds it once; this differs by an ulp a step, and decay < 1 keeps it there)
+  const quads = f.loop(n, i32(0), i32(N - (N % 4)), `(local.set $${v} (f32x4.add (f32x4.mul (v128.load ${addI(get(so), nb)}) ${get(decay)}) (f32x4.mul ${get(dx)} (v128.load ${addI(get(bo), nb)}))))
+(v128.store ${addI(get(so), nb)} ${get(v)})
+(local.set $${acc} (f32x4.add ${get(acc)} (f32x4.mul ${get(v)} (v128.load ${addI(get(co), nb)}))))`, 4);
+  const tail = Array.from({ length: N % 4 }, (_, i) => {
+    const at = N - (N % 4) + i;
+    return `(local.set $${xp} (f32.add (f32.mul ${fl(get(so), i32(at))} (f32x4.extract_lane 0 ${get(decay)})) (f32.mul (f32x4.extract_lane 0 ${get(dx)}) ${fl(get(bo), i32(at))})))
+(f32.store offset=${at * 4} ${get(so)} ${get(xp)})
+(local.set $${a} (f32.add ${get(a)} (f32.mul ${get(xp)} ${fl(get(co), i32(at))})))`;
+  }).join('\n');
+  const perP = f.loop(p, i32(0), i32(P), `(local.set $${dx} (f32x4.splat (f32.demote_f64 (f64.mul ${get(d)} (f64.promote_f32 ${fl(get(xr), addI(mulI(get(h), P), get(p)))})))))
 (local.set $${so} ${addI(get(st0), `(i32.shl ${mulI(addI(mulI(get(h), P), get(p)), N)} ${i32(2)})`)})
-(local.set $${acc} (v128.const f64x2 0 0))
-${pairs}
-${odd}
+(local.set $${acc} (v128.const f32x4 0 0 0 0))
+(local.set $${a} (f32.const 0))
+${quads}
+${tail}
 (f32.store ${addI(get(yr), `(i32.shl ${addI(mulI(get(h), P), get(p))} ${i32(2)})`)} (f32.demote_f64 (f64.add
-  (f64.add (f64.add (f64x2.extract_lane 0 ${get(acc)}) (f64x2.extract_lane 1 ${get(acc)})) ${get(a)})
-  (f64.mul ${fl(row('D')(i32(0)), get(h))} ${get(xp)}))))`);
-  const perH = f.loop(h, i32(0), i32(H), `(local.set $${d} ${fl(get(dtr), get(h))})
-(local.set $${decay} (call $exp64 (f64.mul ${get(d)} ${fl(row('A')(i32(0)), get(h))})))
+  (f64.add (f64.add (f64.promote_f32 (f32.add (f32x4.extract_lane 0 ${get(acc)}) (f32x4.extract_lane 2 ${get(acc)}))) (f64.promote_f32 (f32.add (f32x4.extract_lane 1 ${get(acc)}) (f32x4.extract_lane 3 ${get(acc)})))) (f64.promote_f32 ${get(a)}))
+  (f64.mul (f64.promote_f32 ${fl(row('D')(i32(0)), get(h))}) (f64.promote_f32 ${fl(get(xr), addI(mulI(get(h), P), get(p)))})))))`);
+  const perH = f.loop(h, i32(0), i32(H), `(local.set $${d} (f64.promote_f32 ${fl(get(dtr), get(h))}))
+(local.set $${decay} (f32x4.splat (f32.demote_f64 (call $exp64 (f64.mul ${get(d)} (f64.promote_f32 ${fl(row('A')(i32(0)), get(h))}))))))
 (local.set $${bo} ${addI(get(br), `(i32.shl ${mulI(`(i32.div_u ${get(h)} ${i32(hpg)})`, N)} ${i32(2)})`)})
 (local.set $${co} ${addI(get(cr), `(i32.shl ${mulI(`(i32.div_u ${get(h)} ${i32(hpg)})`, N)} ${i32(2)})`)})
 ${perP}`);
@@ -292,8 +296,8 @@ ${perP}`);
  * The one-token attention (and any causal GQA attention) as runtime/cpu/attention.ts: per sequence
  * its k, v rows appended to the KV cache in its slot ([capacity, KV, Dh] keys, then values), then
  * per row and head the scores q·k_j·scale, the softmax (max subtracted) and the weighted sum of the
- * values, all in f64 (f64x2 across the head dim), rounded to f32 at the end. Scratch: f64 scores
- * [capacity] at scr, then the f64 sum [Dh].
+ * values: in f32x4 where Dh is a multiple of 4 (decodeHead4), else all in f64 (f64x2 across the head
+ * dim), rounded to f32 at the end. Scratch: the scores [capacity] at scr (f64 slots), then the sum [Dh].
  */
 function attentionDecodeRun(f: Fn): string {
   const k = f.k, { H, KV, Dh } = k.sizes as { H: number; KV: number; Dh: number };
@@ -333,8 +337,9 @@ ${Dh % 2 ? `(local.set $${dd} ${i32(Dh - 1)})
 ${f.loop(dd, i32(0), i32(pairs), `(v128.store ${accAt(get(dd))} (f64x2.add (v128.load ${accAt(get(dd))}) (f64x2.mul ${get(v2)} ${pair(get(ko))})))`, 2)}
 ${Dh % 2 ? `(local.set $${dd} ${i32(Dh - 1)})
 (f64.store ${accAt(get(dd))} (f64.add (f64.load ${accAt(get(dd))}) (f64.mul ${get(pj)} ${one(get(ko))})))` : ''}`);
-  const head = `(local.set $${qo} ${addI(f.viewRow(qv)(addI(get(start), get(r))), `(i32.shl ${mulI(get(h), Dh)} ${i32(2)})`)})
-(local.set $${yo} ${addI(f.viewRow(y)(addI(get(start), get(r))), `(i32.shl ${mulI(get(h), Dh)} ${i32(2)})`)})
+  const rows = `(local.set $${qo} ${addI(f.viewRow(qv)(addI(get(start), get(r))), `(i32.shl ${mulI(get(h), Dh)} ${i32(2)})`)})
+(local.set $${yo} ${addI(f.viewRow(y)(addI(get(start), get(r))), `(i32.shl ${mulI(get(h), Dh)} ${i32(2)})`)})`;
+  const head = Dh % 4 === 0 ? `${rows}\n${decodeHead4(f, { Dh, rowLen, kvHead, scale: k.attrs.scale as number, j, dd, nk, kc, vc, qo, yo, acc })}` : `${rows}
 (local.set $${max} (f64.const -inf))
 ${scores}
 (local.set $${sum} (f64.const 0))
@@ -357,6 +362,47 @@ ${append(kv, get(kc))}
 ${append(vv, get(vc))}
 ${f.loop(r, i32(0), get(len), `(local.set $${nk} ${addI(addI(get(before), get(r)), 1)})
 ${f.loop(h, i32(0), i32(H), head)}`)}`)}`;
+}
+
+/**
+ * One query head of the one-token attention in f32x4 (Dh a multiple of 4): the scores q·k_j·scale
+ * (f32 at scr), their maximum, then four keys at a time exp4(score − max) (codegen/wasm/fixed.ts,
+ * a few ulps) weighing the value rows into acc (f32 [Dh]), the sum of the weights in four lanes;
+ * y = acc / sum. The reference sums in double; the trained tiny-bamba-a decoded over 600 tokens
+ * stays within 1e-5 of the logits' scale (test/e2e/wasm.test.ts).
+ */
+function decodeHead4(f: Fn, o: { Dh: number; rowLen: number; kvHead: string; scale: number; j: string; dd: string; nk: string; kc: string; vc: string; qo: string; yo: string; acc: string }): string {
+  const { Dh, rowLen, kvHead, j, dd, nk } = o;
+  const dot = f.fresh('dot4', 'v128'), e = f.fresh('e4', 'v128'), sumv = f.fresh('sum4', 'v128'), pv = f.fresh('p4', 'v128');
+  const sc = f.fresh('sc32', 'f32'), max = f.fresh('max32', 'f32'), sum = f.fresh('sumt', 'f32'), ko = f.fresh('ko4'), vo = f.fresh('vo4'), n4 = f.fresh('n4');
+  const fa = (base: string, i: string) => addI(base, `(i32.shl ${i} ${i32(2)})`);
+  const row = (cache: string, key: string) => fa(cache, addI(mulI(key, rowLen), kvHead));
+  const lanes = (v: string) => `(f32.add (f32.add (f32x4.extract_lane 0 ${v}) (f32x4.extract_lane 2 ${v})) (f32.add (f32x4.extract_lane 1 ${v}) (f32x4.extract_lane 3 ${v})))`;
+  const scores = f.loop(j, i32(0), get(nk), `(local.set $${ko} ${row(get(o.kc), get(j))})
+(local.set $${dot} (v128.const f32x4 0 0 0 0))
+${f.loop(dd, i32(0), i32(Dh), `(local.set $${dot} (f32x4.add ${get(dot)} (f32x4.mul (v128.load ${fa(get(o.qo), get(dd))}) (v128.load ${fa(get(ko), get(dd))}))))`, 4)}
+(local.set $${sc} (f32.mul ${lanes(get(dot))} (f32.const ${f64lit(Math.fround(o.scale))})))
+(f32.store ${fa(get('scr'), get(j))} ${get(sc)})
+(local.set $${max} (f32.max ${get(max)} ${get(sc)}))`);
+  // value row `key` weighed by the splat in pv, into acc
+  const add = (key: string) => `(local.set $${vo} ${row(get(o.vc), key)})
+${f.loop(dd, i32(0), i32(Dh), `(v128.store ${fa(get(o.acc), get(dd))} (f32x4.add (v128.load ${fa(get(o.acc), get(dd))}) (f32x4.mul ${get(pv)} (v128.load ${fa(get(vo), get(dd))}))))`, 4)}`;
+  const quads = f.loop(j, i32(0), get(n4), `(local.set $${e} (call $exp4 (f32x4.sub (v128.load ${fa(get('scr'), get(j))}) (f32x4.splat ${get(max)}))))
+(local.set $${sumv} (f32x4.add ${get(sumv)} ${get(e)}))
+${[0, 1, 2, 3].map((i) => `(local.set $${pv} (i8x16.shuffle ${Array.from({ length: 4 }, () => [0, 1, 2, 3].map((b) => 4 * i + b).join(' ')).join(' ')} ${get(e)} ${get(e)}))\n${add(addI(get(j), i))}`).join('\n')}`, 4);
+  const tail = f.loop(j, get(n4), get(nk), `(local.set $${pv} (call $exp4 (f32x4.splat (f32.sub (f32.load ${fa(get('scr'), get(j))}) ${get(max)}))))
+(local.set $${sum} (f32.add ${get(sum)} (f32x4.extract_lane 0 ${get(pv)})))
+${add(get(j))}`);
+  return `(local.set $${max} (f32.const -inf))
+${scores}
+${f.loop(dd, i32(0), i32(Dh), `(v128.store ${fa(get(o.acc), get(dd))} (v128.const f32x4 0 0 0 0))`, 4)}
+(local.set $${sumv} (v128.const f32x4 0 0 0 0))
+(local.set $${sum} (f32.const 0))
+(local.set $${n4} (i32.and ${get(nk)} ${i32(-4)}))
+${quads}
+${tail}
+(local.set $${sum} (f32.add ${get(sum)} ${lanes(get(sumv))}))
+${f.loop(dd, i32(0), i32(Dh), `(v128.store ${fa(get(o.yo), get(dd))} (f32x4.div (v128.load ${fa(get(o.acc), get(dd))}) (f32x4.splat ${get(sum)})))`, 4)}`;
 }
 
 /**

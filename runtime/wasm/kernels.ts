@@ -45,6 +45,10 @@ const CTL_GEN = 0, CTL_DONE = 1, CTL_QUIT = 2, CTL_JOBS = 4, JOB = 10;
 /** The job record in the module's memory (i32 fields: claim word, panels done, then the product;
  *  memory64: the weight's base, an i64, at i32 12 and 13). */
 const JOB_CLAIM = 0, JOB_DONE = 1, JOB_WBASE = 12;
+/** How long an idle worker spins on the control word before it sleeps (ms), and how many times the
+ *  caller reads a product's count before it sleeps. */
+const SPIN_MS = Number(globalThis.process?.env?.ARCHC_SPIN_MS ?? 2);
+const SPIN_LOADS = 1 << 16;
 
 /** The worker's program (threads.ts runs it in Node and in browsers): the module on each of the
  *  memories, then a loop over jobs woken by Atomics. */
@@ -54,7 +58,14 @@ const works = memories.map((memory) => new WebAssembly.Instance(module, { env: {
 ready();
 let gen = 0;
 for (;;) {
-  Atomics.wait(ctl, ${CTL_GEN}, gen);
+  // spin a while before sleeping: a decode step's products come tens of microseconds apart, and a
+  // sleeping worker wakes later than that (it would find the product done by the caller)
+  let g = Atomics.load(ctl, ${CTL_GEN});
+  if (g === gen) {
+    const until = performance.now() + ${SPIN_MS};
+    for (let i = 1; (g = Atomics.load(ctl, ${CTL_GEN})) === gen; i++) if ((i & 1023) === 0 && performance.now() > until) break;
+  }
+  if (g === gen) Atomics.wait(ctl, ${CTL_GEN}, gen);
   gen = Atomics.load(ctl, ${CTL_GEN});
   if (Atomics.load(ctl, ${CTL_QUIT})) break;
   const j = ${CTL_JOBS} + slot * ${JOB};
@@ -326,8 +337,8 @@ export class WasmKernels {
    * it in chunks of panels through m's job record (codegen/wasm/kernels.ts `work`): the calling
    * thread wakes the workers, takes chunks itself, and waits only until every panel is done, so a
    * worker that wakes late takes fewer chunks (or none) instead of holding the product up. Chunks:
-   * for one row (decode) two groups of the GEMV's panels, so every thread count computes each panel
-   * with the same kernel, bit for bit; else about four per thread.
+   * for one row (decode) about two per thread, each a multiple of twice the GEMV's GEMV_PANELS, so
+   * every thread count computes each panel with the same kernel, bit for bit; else about four per thread.
    */
   private run(m: Mem, fn: number, args: readonly number[], p0: number, p1: number, split: boolean): void {
     const [x, at, y, T, K, ldy] = args as [number, number, number, number, number, number];
@@ -346,7 +357,10 @@ export class WasmKernels {
     }
     const n = this.startWorkers();
     const job = m.job;
-    const chunk = Math.max(T === 1 ? 2 * this.gemvPanels : Math.ceil(panels / (4 * this.threads)), Math.ceil(panels / 0xfff0));
+    // one row: two chunks a thread, each whole groups of the GEMV's panels (a chunk of two groups was
+    // ~30 % slower on 2 threads: each chunk's claim and count bounce a cache line between the threads)
+    const groups = 2 * this.gemvPanels;
+    const chunk = Math.max(T === 1 ? Math.max(groups, Math.ceil(panels / (2 * this.threads) / groups) * groups) : Math.ceil(panels / (4 * this.threads)), Math.ceil(panels / 0xfff0));
     // closed while the record is rewritten (every chunk of the last job is done: see below)
     const number = (++this.jobs & 0x7fff) << 16;
     Atomics.store(job, JOB_CLAIM, number | 0xffff);
@@ -364,7 +378,10 @@ export class WasmKernels {
     Atomics.add(this.ctl, CTL_GEN, 1);
     Atomics.notify(this.ctl, CTL_GEN);
     m.ex.work(s);
-    for (let done = Atomics.load(job, JOB_DONE); done < panels; done = Atomics.load(job, JOB_DONE)) Atomics.wait(job, JOB_DONE, done);
+    // the workers' last chunks end soon after the caller's: spin on the count, then sleep
+    let done = Atomics.load(job, JOB_DONE);
+    for (let i = 1; done < panels && i < SPIN_LOADS; i++) done = Atomics.load(job, JOB_DONE);
+    for (; done < panels; done = Atomics.load(job, JOB_DONE)) Atomics.wait(job, JOB_DONE, done);
   }
 
   /** Each worker's data: the module, the memories, the control words and its job slot. */
