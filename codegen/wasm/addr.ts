@@ -5,7 +5,8 @@
 // below 4 GiB (runtime/wasm/memories.ts keeps them there), and a weight is read at an i32 offset
 // from its base `$wb` (an i64 parameter of every function that reads weights; a packed weight is
 // far below 4 GiB), so the loops are the 32-bit form's but for one extend (and add) per access.
-// Measured against i64 arithmetic for the weight pointers: see docs/PERF.md.
+// The micro-kernels' loop pointers as i64 locals instead measured the same (docs/PERF.md): what
+// memory64 costs is the engine's access, not this arithmetic.
 
 /** The address spelling of one form; the 32-bit one leaves the text as it always was. */
 export interface Addr {
