@@ -4,7 +4,7 @@
 // wasmMemoryBytes, both without the program module (it has no memory64 form); prints, as JSON, each
 // run's memory report and the first bitwise difference of every output (null: equal; the last is
 // three greedy tokens), and what runtime/wasm/choice.ts picks for weights around one 32-bit memory.
-// Argument: JSON { dir, quantize?, threads, limit, a, b }.
+// Argument: JSON { dir, quantize?, activations?, plain?, threads, limit, a, b }.
 
 import { wasmKernelVariants } from '../../codegen/wasm/assemble.ts';
 import { wasmProgram } from '../../codegen/wasm/program.ts';
@@ -15,10 +15,12 @@ import { MEMORY0_RESERVE, MEMORY_BYTES } from '../../runtime/wasm/memories.ts';
 import { programFor } from '../helpers/checkpoints.ts';
 import { firstDiff, memory64Outputs } from '../helpers/memory64.ts';
 
-const { dir, quantize, threads, limit, a, b } = JSON.parse(process.argv[2]!) as { dir: string; quantize?: 'q8' | 'q4'; threads: number; limit: number; a: number[]; b: number[] };
+const { dir, quantize, activations, plain, threads, limit, a, b } = JSON.parse(process.argv[2]!) as { dir: string; quantize?: 'q8' | 'q4'; activations?: 'q8'; plain?: boolean; threads: number; limit: number; a: number[]; b: number[] };
 const program = programFor(dir);
 // the program module as a package passes it: the 32-bit run leaves it out (null), memory64 has no form of it
-const opts: LoadOptions = { backend: 'wasm', wasmKernels: await wasmKernelVariants(), wasmKernels64: await wasmKernelVariants(true), wasmProgram: await wasmProgram(program), threads, ...(quantize ? { quantize } : {}) };
+// `plain`: the plain SIMD variant of both forms (no fused multiply-add, no integer-dot GEMV)
+const pick = (vs: Uint8Array[]) => (plain ? vs.at(-1)! : vs);
+const opts: LoadOptions = { backend: 'wasm', wasmKernels: pick(await wasmKernelVariants()), wasmKernels64: pick(await wasmKernelVariants(true)), wasmProgram: await wasmProgram(program), threads, ...(quantize ? { quantize } : {}), ...(activations ? { activations } : {}) };
 const one = await Model.loadProgram(program, dir, { ...opts, wasmMemory64: false, wasmProgram: null });
 const wide = await Model.loadProgram(program, dir, { ...opts, wasmMemory64: true, wasmMemoryBytes: limit });
 const want = await memory64Outputs(one, a, b), got = await memory64Outputs(wide, a, b);

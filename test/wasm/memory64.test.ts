@@ -2,7 +2,8 @@
 // codegen/wasm/addr.ts) against one 32-bit memory, bit for bit. Node 20 has memory64 only behind
 // --experimental-wasm-memory64 (V8 11.3's draft JS API, `index: 'i64'`, at most 4 GiB a memory; it
 // validates the final binary encoding), so the runs are in a child Node started with the flag
-// (test/wasm/memory64-child.ts): a random tiny Bamba (bf16, q4 on 1 and 2 threads, q8) and the
+// (test/wasm/memory64-child.ts): a random tiny Bamba (bf16, q4 on 1 and 2 threads and on the plain
+// SIMD module, q8, q4 and q8 with 8-bit activations) and the
 // trained tiny-bamba-a (bf16 quantised to q4), weights pushed past memory 0's share into region 1 by
 // a small wasmMemoryBytes; logits of every way through the model and three greedy tokens. Both runs
 // without the program module (it has no memory64 form). In this process (no flag) forcing memory64
@@ -53,11 +54,11 @@ function child(arg: object): Promise<ChildResult> {
 }
 
 /** Loads `dir` both ways in the child and checks every output bit for bit, and where the weights went. */
-async function compare(what: string, dir: string, ids: [number[], number[]], threads: number, quantize?: 'q8' | 'q4'): Promise<ChildResult> {
+async function compare(what: string, dir: string, ids: [number[], number[]], threads: number, quantize?: 'q8' | 'q4', activations?: 'q8', plain = false): Promise<ChildResult> {
   // memory 0 takes weights while they leave it a quarter of the limit: a limit of 4 pages leaves it
   // 3 pages' worth, so nearly every weight goes to region 1 (from 2 GiB under Node 20's 4 GiB maximum)
   const limit = 4 * PAGE;
-  const r = await child({ dir, quantize, threads, limit, a: ids[0], b: ids[1] });
+  const r = await child({ dir, quantize, activations, plain, threads, limit, a: ids[0], b: ids[1] });
   expect(r.one.length, `${what}: the default limit keeps one 32-bit memory`).toBe(1);
   expect(r.one[0]!.address, `${what}: the 32-bit run`).toBeUndefined();
   expect(r.wide.length, `${what}: one memory64 memory`).toBe(1);
@@ -91,6 +92,13 @@ describe('wasm on one memory64 memory = one 32-bit memory, bit for bit (Node 20 
     await compare('q4', dir, ids(3), 2, 'q4');
   });
   it('random Bamba, f32 weights quantised to q8', async () => compare('q8', randomBamba('q8', 'f32'), ids(5), 2, 'q8'));
+  // the plain SIMD module: other tiles and cache blocks, q4 dequantised for every row count
+  it('random Bamba, q4, plain SIMD module', async () => compare('q4 plain', randomBamba('q4-plain', 'bf16'), ids(11), 2, 'q4', undefined, true));
+  // 8-bit activations: the rows rounded by digits8 (decode) and round8 (prefill) in the memory64 form
+  it('random Bamba, q4 and q8 with 8-bit activations', async () => {
+    await compare('q4a8', randomBamba('q4a8', 'bf16'), ids(7), 2, 'q4', 'q8');
+    await compare('q8a8', randomBamba('q8a8', 'f32'), ids(9), 1, 'q8', 'q8');
+  });
   it('trained tiny-bamba-a, bf16 quantised to q4', async () => {
     const text = Array.from(new TextEncoder().encode('The quick brown fox jumps over the lazy dog, and the dog sleeps on.'));
     await compare('tiny-bamba-a q4', join(TINY_A, 'bf16'), [text.slice(0, 40), text.slice(40, 60)], 2, 'q4');
