@@ -27,10 +27,10 @@ const PAGE = 65536;
 const work = makeDir('archc-wasm-memory64-');
 afterAll(() => removeDir(work));
 
-function randomBamba(name: string, dtype: 'f32' | 'bf16'): string {
+function randomBamba(name: string, dtype: 'f32' | 'bf16', wide = false): string {
   const dir = join(work, name);
   mkdirSync(dir);
-  writeCheckpoint(dir, { vocab: 64, d_model: 96, d_ff: 256, n_layers: 4 }, { dtype, seed: 7 });
+  writeCheckpoint(dir, wide ? { vocab: 64, d_model: 256, d_ff: 1024, n_layers: 4, mamba_heads: 8 } : { vocab: 64, d_model: 96, d_ff: 256, n_layers: 4 }, { dtype, seed: 7 });
   return dir;
 }
 
@@ -92,6 +92,8 @@ describe('wasm on one memory64 memory = one 32-bit memory, bit for bit (Node 20 
     await compare('q4', dir, ids(3), 2, 'q4');
   });
   it('random Bamba, f32 weights quantised to q8', async () => compare('q8', randomBamba('q8', 'f32'), ids(5), 2, 'q8'));
+  // weights of 512 KiB and more: read by the load pool straight into their panels (runtime/load-pool.ts), past 2 GiB
+  it('random Bamba, bf16 weights of 0.5-1 MiB through the load pool', async () => compare('bf16 wide', randomBamba('bf16-wide', 'bf16', true), ids(13), 2));
   // the plain SIMD module: other tiles and cache blocks, q4 dequantised for every row count
   it('random Bamba, q4, plain SIMD module', async () => compare('q4 plain', randomBamba('q4-plain', 'bf16'), ids(11), 2, 'q4', undefined, true));
   // 8-bit activations: the rows rounded by digits8 (decode) and round8 (prefill) in the memory64 form
