@@ -8,6 +8,8 @@
 // blocks on the record's count of panels done, so the engine stays synchronous (as
 // runtime/cpu/pool.ts). Where blocking is not allowed (a browser's main thread, a page without
 // cross-origin isolation) it runs alone over memories that are not shared (runtime/wasm/threads.ts).
+// With memory64 (a module of codegen/wasm/addr.ts' i64 form) there is one memory: every product runs
+// on its one instance over the weight where it lies, the weight's base passed as a BigInt.
 // Module layout: codegen/wasm/kernels.ts.
 
 import { PRODUCT, QUANT_LAYOUT } from './layout.ts';
@@ -19,6 +21,7 @@ import { type ActivationFormat, quantizeActivations } from '../act-quant.ts';
 import { type Tensor, toF32 } from '../tensor.ts';
 import { packPanels, packQuantPanels } from './pack.ts';
 import { type Threads, onNode, startThreads, startThreadsNow, threadSupport } from './threads.ts';
+import type { Memory64Support } from './memory64.ts';
 
 /** A weight [N, K] packed into panels of NR output columns, [P][K][NR] (zeros past N); q8/q4 in
  *  panels of groups of 32 along K (codegen/wasm/kernels.ts QUANT_LAYOUT). */
@@ -28,7 +31,8 @@ export interface PackedWeight {
   readonly panels: number;
   /** Byte address in its memory. */
   readonly at: number;
-  /** Which memory holds it (0: the one the arena and the program module share; see WasmKernels.memories). */
+  /** Which memory holds it (0: the one the arena and the program module share; see WasmKernels.memories;
+   *  with memory64 the region of the one memory). */
   readonly mem: number;
   readonly dtype: 'f32' | 'bf16' | 'q8' | 'q4';
 }
@@ -38,8 +42,9 @@ export interface PackedWeight {
  *  job: [memory, s]: run `work(s)` on its instance over that memory (the product in the memory's job
  *  record; -1: none). */
 const CTL_GEN = 0, CTL_DONE = 1, CTL_QUIT = 2, CTL_JOBS = 4, JOB = 10;
-/** The job record in the module's memory (i32 fields: claim word, panels done, then the product). */
-const JOB_CLAIM = 0, JOB_DONE = 1;
+/** The job record in the module's memory (i32 fields: claim word, panels done, then the product;
+ *  memory64: the weight's base, an i64, at i32 12 and 13). */
+const JOB_CLAIM = 0, JOB_DONE = 1, JOB_WBASE = 12;
 /** How long an idle worker spins on the control word before it sleeps (ms), and how many times the
  *  caller reads a product's count before it sleeps. */
 const SPIN_MS = Number(globalThis.process?.env?.ARCHC_SPIN_MS ?? 2);
@@ -101,8 +106,9 @@ export class WasmKernels {
   /** `threads` counts the calling thread: 2 means one worker. Without shared memory here (see
    *  threads.ts) the memories are not shared, `module` must be threads.ts' unsharedModule of the
    *  kernels and `threads` 1. `memoryBytes`: the most one memory may hold (rounded down to 64 KiB
-   *  pages; at most, and by default, 4 GiB). */
-  constructor(private readonly module: WebAssembly.Module, readonly threads: number, memoryBytes: number = MEMORY_BYTES) {
+   *  pages; at most, and by default, 4 GiB). `memory64`: `module` is the kernels' memory64 form and
+   *  one i64 memory holds everything (runtime/wasm/memory64.ts). */
+  constructor(private readonly module: WebAssembly.Module, readonly threads: number, memoryBytes: number = MEMORY_BYTES, memory64: Memory64Support | null = null) {
     this.shared = threadSupport().shared;
     if (!this.shared && threads > 1) throw new RuntimeError('RT303', [`${threads} wasm threads without shared memory`, 'a browser shares memory only with a cross-origin isolated page: pass threads: 1']);
     // Workers instantiate the module on every memory when they start, and a worker blocked in
@@ -110,7 +116,7 @@ export class WasmKernels {
     // and started again with the whole list (`start`, or the next product in Node). Memories are
     // added while weights are packed, at load time: Model.load awaits `start` again once the weights
     // are in (WasmBackend.loaded), as a browser needs.
-    this.mems = new WasmMemories(module, this.shared, threads, memoryBytes, () => { if (this.workers) this.stopWorkers(); });
+    this.mems = new WasmMemories(module, this.shared, threads, memoryBytes, () => { if (this.workers) this.stopWorkers(); }, memory64);
     const m = this.mems.list[0]!;
     this.MR = m.ex.MR.value as number;
     this.NR = m.ex.NR.value as number;
@@ -124,6 +130,11 @@ export class WasmKernels {
   /** Memory 0: the arena, the state slots and the program module's memory. */
   get memory(): WebAssembly.Memory {
     return this.mems.list[0]!.memory;
+  }
+
+  /** The products run where the weight lies: one memory, or memory 0 for its own weights. */
+  private direct(w: PackedWeight): boolean {
+    return w.mem === 0 || this.mems.memory64 !== null;
   }
 
   /** Where the packed weights are, memory by memory (memory 0 first). */
@@ -211,7 +222,7 @@ export class WasmKernels {
     const Tpad = Math.ceil(T / MR) * MR, ldy = panels * NR;
     const m0 = this.mems.list[0]!;
     let yAt: number;
-    if (w.mem === 0) {
+    if (this.direct(w)) {
       // x tiles (or digits), y, then x's rows as given
       const xAt = this.mems.reserve(m0, 4 * Tpad * (K + ldy) + 4 * T * K);
       yAt = xAt + 4 * Tpad * K;
@@ -259,7 +270,7 @@ export class WasmKernels {
       const base = (xAt >>> 2) + (t - (t % MR)) * K + (t % MR);
       for (let k = 0, src = xo + t * xt; k < K; k++, src += xk) mem[base + k * MR] = x[src]!;
     }
-    m0.ex.gemm_f32(xAt, wAt, yAt, T, K, ld, 0, panels);
+    m0.ex.gemm_f32(xAt, wAt, yAt, T, K, ld, 0, panels, ...(this.mems.memory64 ? [0n] : []));
     return { y: mem.subarray(yAt >>> 2, (yAt >>> 2) + Tpad * ld), ld };
   }
 
@@ -277,7 +288,7 @@ export class WasmKernels {
     const { K, N, panels } = w;
     const MR = this.MR, Tpad = Math.ceil(T / MR) * MR;
     const split = T * K * N >= this.splitFrom;
-    if (w.mem === 0) {
+    if (this.direct(w)) {
       const tiles = this.mems.reserve(this.mems.list[0]!, 4 * Tpad * K);
       const fn = this.operand(w, xAt, ldx, T, K, tiles);
       this.run(this.mems.list[0]!, fn, [tiles, w.at, yAt, T, K, ldy], 0, panels, split);
@@ -336,15 +347,18 @@ export class WasmKernels {
    * every thread count computes each panel with the same kernel, bit for bit; else about four per thread.
    */
   private run(m: Mem, fn: number, args: readonly number[], p0: number, p1: number, split: boolean): void {
-    const [x, w, y, T, K, ldy] = args as [number, number, number, number, number, number];
+    const [x, at, y, T, K, ldy] = args as [number, number, number, number, number, number];
     const panels = p1 - p0;
     // bf16 and dequantised q8/q4 panels widen into each thread's scratch
-    const s = fn === PRODUCT.bf16 || fn === PRODUCT.q8 || fn === PRODUCT.q4 ? this.mems.panelScratch(m, K) : 0;
+    const widens = fn === PRODUCT.bf16 || fn === PRODUCT.q8 || fn === PRODUCT.q4;
+    const s = widens ? this.mems.panelScratch(m, K) : 0;
+    // memory64: the weight at offset 0 from its base, passed last
+    const wb = this.mems.memory64 ? BigInt(at) : null, w = wb === null ? at : 0;
     if (!split || this.threads < 2 || panels < 2) {
       const ex = m.ex;
-      const call = [ex.gemm_f32, ex.gemm_bf16, ex.gemm_q8, ex.gemm_q4, ex.dot_q8, ex.dot_q4, ex.dot8_q8, ex.dot8_q4][fn];
+      const call = [ex.gemm_f32, ex.gemm_bf16, ex.gemm_q8, ex.gemm_q4, ex.dot_q8, ex.dot_q4, ex.dot8_q8, ex.dot8_q4][fn] as ((...a: (number | bigint)[]) => void) | undefined;
       if (!call) throw new Error(`WasmKernels: the module has no product ${fn}`);
-      call(x, w, y, T, K, ldy, p0, p1, s);
+      call(x, w, y, T, K, ldy, p0, p1, ...(wb === null ? [s] : widens ? [s, wb] : [wb]));
       return;
     }
     const n = this.startWorkers();
@@ -357,6 +371,10 @@ export class WasmKernels {
     const number = (++this.jobs & 0x7fff) << 16;
     Atomics.store(job, JOB_CLAIM, number | 0xffff);
     [0, fn, x, w, y, T, K, ldy, p0, p1, chunk].forEach((v, i) => Atomics.store(job, JOB_CLAIM + 1 + i, v));
+    if (wb !== null) {
+      Atomics.store(job, JOB_WBASE, Number(wb & 0xffffffffn) | 0);
+      Atomics.store(job, JOB_WBASE + 1, Number(wb >> 32n));
+    }
     Atomics.store(job, JOB_CLAIM, number);
     const mem = m.index;
     for (let i = 0; i < n; i++) {
@@ -374,7 +392,8 @@ export class WasmKernels {
 
   /** Each worker's data: the module, the memories, the control words and its job slot. */
   private workerData(): object[] {
-    const memories = this.mems.list.map((m) => m.memory);
+    // memory64: the regions share one memory
+    const memories = [...new Set(this.mems.list.map((m) => m.memory))];
     return Array.from({ length: this.threads - 1 }, (_, slot) => ({ module: this.module, memories, ctl: this.ctl.buffer, slot }));
   }
 
