@@ -364,7 +364,7 @@ export class WasmKernels {
     const n = this.startWorkers();
     const job = m.job;
     // one row: two chunks a thread, each whole groups of the GEMV's panels (a chunk of two groups was
-    // ~30 % slower on 2 threads: each chunk's claim and count bounce a cache line between the threads)
+    // ~30 % slower on 2 threads, likely as each chunk's claim and count move a cache line between the cores)
     const groups = 2 * this.gemvPanels;
     const chunk = Math.max(T === 1 ? Math.max(groups, Math.ceil(panels / (2 * this.threads) / groups) * groups) : Math.ceil(panels / (4 * this.threads)), Math.ceil(panels / 0xfff0));
     // closed while the record is rewritten (every chunk of the last job is done: see below)
