@@ -49,6 +49,12 @@ const JOB_CLAIM = 0, JOB_DONE = 1, JOB_WBASE = 12;
  *  caller reads a product's count before it sleeps. */
 const SPIN_MS = Number(globalThis.process?.env?.ARCHC_SPIN_MS ?? 2);
 const SPIN_LOADS = 1 << 16;
+/** With 8-bit activations, the integer-dot GEMV takes products of up to this many rows (beyond
+ *  them the rounded rows go through the dequantising GEMM). Per row of a [3224, 768] product on 2
+ *  threads (µs, GEMV / GEMM): q4 44.5 / 116 at 8 rows, 41 / 55 at 64, 41 / 52 at 256 (a ~100M
+ *  prefill of 512: 360 -> 413 tok/s); q8, whose GEMV makes two dot products per 16 weights,
+ *  72 / 117 at 8 rows, 70 / 66 at 16, 67 / 52 at 256. */
+export const A8_DOT_ROWS = { q4: Infinity, q8: 12 } as const;
 
 /** The worker's program (threads.ts runs it in Node and in browsers): the module on each of the
  *  memories, then a loop over jobs woken by Atomics. */
@@ -194,7 +200,7 @@ export class WasmKernels {
   private operandIn(m: Mem, w: PackedWeight, xAt: number, ldx: number, T: number, K: number, at: number): number {
     const quant = w.dtype === 'q8' || w.dtype === 'q4';
     const a8 = quant && this.activations === 'q8';
-    if (quant && T <= this.quantDotRows) {
+    if (quant && this.quantDotRows && T <= (a8 ? A8_DOT_ROWS[w.dtype as 'q8' | 'q4'] : this.quantDotRows)) {
       const f = w.dtype as 'q8' | 'q4';
       if (a8 ? m.ex[`digits8_${f}`]!(xAt, ldx, T, K, at) : m.ex.digits!(xAt, ldx, T, K, at, f === 'q4' ? 1 : 0)) return PRODUCT[`${a8 ? 'dot8' : 'dot'}_${f}`];
     }
@@ -358,7 +364,7 @@ export class WasmKernels {
     const n = this.startWorkers();
     const job = m.job;
     // one row: two chunks a thread, each whole groups of the GEMV's panels (a chunk of two groups was
-    // ~30 % slower on 2 threads: each chunk's claim and count bounce a cache line between the threads)
+    // ~30 % slower on 2 threads, likely as each chunk's claim and count move a cache line between the cores)
     const groups = 2 * this.gemvPanels;
     const chunk = Math.max(T === 1 ? Math.max(groups, Math.ceil(panels / (2 * this.threads) / groups) * groups) : Math.ceil(panels / (4 * this.threads)), Math.ceil(panels / 0xfff0));
     // closed while the record is rewritten (every chunk of the last job is done: see below)
