@@ -63,8 +63,11 @@ export const RUN_TARGETS = [
     async open(program, opts, weightBytes): Promise<LoadableBackend> {
       if (!opts.wasmKernels) throw new RuntimeError('RT303', ['backend wasm without its kernel module', 'pass wasmKernels (written by archc build)']);
       const [{ openWasmBackend }, { chooseMemory64 }] = await Promise.all([import('./wasm/backend.ts'), import('./wasm/choice.ts')]);
-      // one memory64 memory, or 32-bit memories (runtime/wasm/choice.ts); the program module has no memory64 form yet
-      const m64 = chooseMemory64(opts.wasmMemory64, opts.wasmKernels64, weightBytes ?? 0);
+      // one memory64 memory, or 32-bit memories (runtime/wasm/choice.ts). The program module has no
+      // memory64 form yet (its stages would run on the reference functions), so left out, memory64 is
+      // chosen only where no program module is given; several memories keep the module otherwise
+      const auto = opts.wasmMemory64 === undefined && opts.wasmProgram ? false : opts.wasmMemory64;
+      const m64 = chooseMemory64(auto, opts.wasmKernels64, weightBytes ?? 0);
       // the default thread count is the wasm backend's own (a browser's cores); fewer where this thread cannot wait for workers
       const b = await openWasmBackend(program, m64 ? m64.kernels : opts.wasmKernels, opts.threads === undefined ? undefined : checkedThreads(opts.threads),
         m64 ? undefined : opts.wasmProgram ?? undefined, opts.wasmMemoryBytes, m64?.support);

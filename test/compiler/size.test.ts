@@ -75,8 +75,9 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  the generated package's README line; the load pool's panel views bounded to their panels);
  *  codegen +36: the one-token attention in f32x4 (codegen/wasm/attention-step.ts decodeHead4, the attention step
  *  moved there from program.ts) and the SSD step in f32x4; runtime +46: the wasm workers' spin before sleeping, one-row
- *  chunks of two a thread, the 8-bit GEMV's row limits (A8_DOT_ROWS), the load pool started before the backend opens. */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4649, codegen: 5098, runtime: 13434, cli: 2873 };
+ *  chunks of two a thread, the 8-bit GEMV's row limits (A8_DOT_ROWS), the load pool started before the backend opens;
+ *  runtime +3: memory64 left out only where no program module is given (runtime/targets.ts). */
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4649, codegen: 5098, runtime: 13437, cli: 2873 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
