@@ -353,8 +353,9 @@ const n = await gpu.decodeAsync([42], s);
 
 In a browser the \`wasm\` backend runs on several threads only inside a Worker of a cross-origin isolated
 page (\`Cross-Origin-Opener-Policy: same-origin\`, \`Cross-Origin-Embedder-Policy: require-corp\`); on the main
-thread or without isolation it runs on one (\`model.threads\` says which). Load the model in a module Worker
-and pass prompts and results by messages:
+thread or without isolation it runs on one (\`model.threads\` says which). A model past 4 GiB goes into one memory64
+memory where the engine has it (Chromium >= 133, Node >= 24; \`wasmMemory64\`: true or false forces either way), else
+several 32-bit memories. Load the model in a module Worker and pass prompts and results by messages:
 
 \`\`\`js
 // model-worker.js, started by the page with new Worker(new URL('./model-worker.js', import.meta.url), { type: 'module' })

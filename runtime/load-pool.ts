@@ -58,7 +58,9 @@ export function loadRows(job: RowsJob, read: (into: Uint8Array, position: number
   const need = Math.min(block, job.r1 - job.r0) * rowBytes;
   if (p && scratch.buf.byteLength < need) scratch.buf = new ArrayBuffer(need);
   const wide = job.eb === 4;
-  const d32 = p && wide ? new Uint32Array(job.dst, job.dstAt) : null, d16 = p && !wide ? new Uint16Array(job.dst, job.dstAt) : null;
+  // the panels' own elements ([P][K][NR]), not the rest of the buffer: a memory64 memory runs past 4 GiB
+  const len = p ? Math.ceil(p.N / p.NR) * p.K * p.NR : 0;
+  const d32 = p && wide ? new Uint32Array(job.dst, job.dstAt, len) : null, d16 = p && !wide ? new Uint16Array(job.dst, job.dstAt, len) : null;
   for (let r = job.r0; r < job.r1; r += block) {
     const n = Math.min(block, job.r1 - r), bytes = n * rowBytes;
     // as stored: straight into the destination; packed: into the block buffer

@@ -70,12 +70,19 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  window, the KV state's window and its ring of min(window, capacity) rows, the wasm prefill (module and JS) over the
  *  gathered history and the module's one-token attention over the ring, WGSL's two passes (codegen/wgsl/window.ts),
  *  CUDA's block per (sequence, KV head), RT177 where a target lacks it);
+ *  codegen +64, runtime +166: memory64 on the wasm backend (codegen/wasm/addr.ts the kernels' i64 form threaded
+ *  through kernels.ts, dot.ts and job.ts; runtime/wasm/memory64.ts, choice.ts, the one memory's regions in memories.ts;
+ *  the generated package's README line; the load pool's panel views bounded to their panels);
+ *  codegen +36: the one-token attention in f32x4 (codegen/wasm/attention-step.ts decodeHead4, the attention step
+ *  moved there from program.ts) and the SSD step in f32x4; runtime +46: the wasm workers' spin before sleeping, one-row
+ *  chunks of two a thread, the 8-bit GEMV's row limits (A8_DOT_ROWS), the load pool started before the backend opens;
+ *  runtime +3: memory64 left out only where no program module is given (runtime/targets.ts);
  *  cli +116: `archc serve`'s logprobs (cli/serve/logprobs.ts, the batcher's per-token entries);
  *  cli +125: `archc run --chat` (cli/serve/terminal.ts, the kept sequence across turns);
  *  cli +12: the chat page's route (the page itself is cli/serve/page.html, ~170 lines of HTML and script);
  *  cli +40: the server's limits (connections, header/body timeouts, per-request timeout) and snapshots every N prompt tokens;
- *  codegen +35 (budget +16), cli +5: the generated package's `./serve` export (codegen/package.ts ships cli/serve/ and the page). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4649, codegen: 5014, runtime: 13222, cli: 3171 };
+ *  codegen +35, cli +5: the generated package's `./serve` export (codegen/package.ts ships cli/serve/ and the page). */
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4649, codegen: 5133, runtime: 13437, cli: 3171 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {

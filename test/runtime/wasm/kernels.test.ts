@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { wasmKernels, wasmKernelVariants } from '../../../codegen/wasm/assemble.ts';
 import { renderWasmKernels } from '../../../codegen/wasm/kernels.ts';
-import { WASM_FMA_TARGET, WASM_TARGET, WASM_TARGETS, type WasmTarget } from '../../../codegen/wasm/target.ts';
+import { WASM_FMA_TARGET, WASM_TARGET, WASM_TARGETS, WASM_TARGETS64, type WasmTarget } from '../../../codegen/wasm/target.ts';
 import type { Backend } from '../../../runtime/backend.ts';
 import type { EntryName, Program } from '../../../runtime/program.ts';
 import { f32ToBf16, f32ToF16, type DType, type Tensor } from '../../../runtime/tensor.ts';
@@ -234,8 +234,9 @@ describe('the module variants', () => {
 
 describe('the wasm module text', () => {
   // a change to the generator shows its exact effect here; regenerate with
-  // `ARCHC_UPDATE_GOLDEN=1 npx vitest run test/runtime/wasm`
-  for (const [t, name] of [[WASM_TARGET, 'wasm-kernels.wat'], [WASM_FMA_TARGET, 'wasm-kernels-fma.wat']] as const) {
+  // `ARCHC_UPDATE_GOLDEN=1 npx vitest run test/runtime/wasm`; the memory64 form of the fused
+  // variant (codegen/wasm/addr.ts) beside them
+  for (const [t, name] of [[WASM_TARGET, 'wasm-kernels.wat'], [WASM_FMA_TARGET, 'wasm-kernels-fma.wat'], [WASM_TARGETS64[0]!, 'wasm-kernels-fma-memory64.wat']] as const) {
     it(`renders as test/golden/${name}`, () => {
       const text = renderWasmKernels(t);
       const file = join(import.meta.dirname, '..', '..', 'golden', name);
