@@ -146,7 +146,7 @@ const num = (a: Attrs, k: string) => a[k] as number;
 /** attention's sliding window, 0 when it attends to every earlier key. */
 const windowOf = (a: Attrs) => (a.window as number | undefined) ?? 0;
 
-function elementwise(name: 'silu' | 'softplus' | 'exp' | 'neg', doc: string, cost = 1): OpDef {
+function elementwise(name: 'silu' | 'softplus' | 'exp' | 'neg' | 'relu2', doc: string, cost = 1): OpDef {
   return {
     name, doc, inputs: [{ name: 'x' }], attrs: {},
     infer: ([x]) => [f32(need(x, 'x').shape)],
@@ -283,6 +283,15 @@ export const OPS: readonly OpDef[] = [
   },
   elementwise('softplus', 'log(1 + exp(x)), identity above 20 as in PyTorch', 3),
   elementwise('exp', 'eˣ'),
+  // squared ReLU (HF "relu2": Nemotron-H's MLP), fused into the up product's epilogue as SiLU is
+  elementwise('relu2', 'max(x, 0)²', 2),
+  {
+    name: 'scale', doc: 'x · by, a compile-time factor (µP multipliers: Falcon-H1)',
+    inputs: [{ name: 'x' }], attrs: { by: { type: 'float', doc: 'the factor' } },
+    infer: ([x]) => [f32(need(x, 'x').shape)],
+    flops: ([x]) => rowSize(x!),
+    lower: (c) => c.elementwise((leaf) => ({ op: 'mul', a: leaf(0), b: { op: 'const', value: num(c.attrs, 'by') } })),
+  },
   elementwise('neg', '−x'),
   {
     name: 'clamp', doc: 'limits x to [min, max]',

@@ -113,6 +113,8 @@ export const VJP: Readonly<Record<string, OpVjp>> = {
   softplus: pointwise(() => POINTWISE.softplus),
   exp: pointwise(() => POINTWISE.exp),
   neg: pointwise(() => POINTWISE.neg),
+  relu2: pointwise(() => POINTWISE.relu2),
+  scale: pointwise((c) => { const by = num(c, 'by'); return { f: (v) => v * by, df: () => by }; }),
   // torch's clamp passes the gradient where min <= x <= max
   clamp: pointwise((c) => {
     const lo = num(c, 'min'), hi = num(c, 'max');

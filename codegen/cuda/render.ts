@@ -114,6 +114,7 @@ class Renderer {
       case 'const': return floatLit(e.value);
       case 'silu': case 'softplus': case 'gelu': case 'gelu_tanh': return `archc_${e.op}(${r(e.a)})`;
       case 'exp': return `expf(${r(e.a)})`;
+      case 'relu2': return `(fmaxf(${r(e.a)}, 0.0f) * fmaxf(${r(e.a)}, 0.0f))`;
       case 'neg': return `(-${r(e.a)})`;
       case 'add': return `(${r(e.a)} + ${r(e.b)})`;
       case 'mul': return `(${r(e.a)} * ${r(e.b)})`;

@@ -54,6 +54,8 @@ const OPS: { name: string; inputs: OpInput[]; attrs: Record<string, number | str
   { name: 'rmsnorm', inputs: [act(5, 3, 16), weight([16], 1)], attrs: { eps: 1e-5 }, T: 5 },
   { name: 'layernorm', inputs: [act(6, 24), weight([24], 1), weight([24])], attrs: { eps: 1e-5 }, T: 6 },
   { name: 'gelu', inputs: [act(7, 20)], attrs: {}, T: 7 },
+  { name: 'relu2', inputs: [act(5, 19)], attrs: {}, T: 5 },
+  { name: 'scale', inputs: [act(4, 13)], attrs: { by: 0.3 }, T: 4 },
   { name: 'add', inputs: [act(4, 12), act(4, 12)], attrs: {}, T: 4 },
   { name: 'split', inputs: [act(3, 20)], attrs: { sizes: [8, 12] }, T: 3 },
   { name: 'linear', inputs: [act(37, 48), weight([40, 48]), weight([40])], attrs: {}, T: 37 },

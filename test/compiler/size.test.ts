@@ -87,8 +87,9 @@ describe('size budget', () => {
   it('counts primitives and lines', () => {
     const counts = { ops: OPS.length, ...Object.fromEntries(Object.keys(BUDGETS).map((d) => [d, lines(d)])) };
     console.log(`size: ${JSON.stringify(counts)}`);
-    // 20 = the 18 that Bamba, Llama and Mamba-2 need, plus layernorm and gelu for the GPT-2 family.
-    expect(counts.ops).toBeLessThanOrEqual(20);
+    // 22 = the 18 that Bamba, Llama and Mamba-2 need, plus layernorm and gelu for the GPT-2 family, plus
+    // relu2 (Nemotron-H's squared ReLU) and scale (Falcon-H1's µP multipliers).
+    expect(counts.ops).toBeLessThanOrEqual(22);
     for (const [dir, budget] of Object.entries(BUDGETS)) expect(lines(dir), `lines of ${dir}/ (budget ${budget})`).toBeLessThanOrEqual(budget);
   });
 
