@@ -96,12 +96,13 @@ function embedding(c: Ctx): Pass[] {
   const { k } = c;
   const ids = k.inputs.ids!;
   if (!('input' in ids)) fail(`${k.name} looks up rows by a computed value; only token ids and positions can index`);
-  const y = k.outputs.y!;
-  return [elements(c, 'lookup', rowsOf(c.entry, y), y.width, (s) => {
-    const w = s.weight(weightName(k, 'w'));
-    const put = s.output(y);
-    return `${put}(r, j, ${w}(${ids.input === 'tokens' ? 'token' : 'position'}(r) * ${y.width}u + j));`;
-  })];
+  const y = k.outputs.y!, D = (k.sizes as { D: number }).D, rows = rowsOf(c.entry, y), epi = !!k.epilogue?.length;
+  // with an epilogue (a position embedding added, a scale) the rows go through scratch1 and the epilogue pass
+  const s = shader(c), w = s.weight(weightName(k, 'w')), v = `${w}(${ids.input === 'tokens' ? 'token' : 'position'}(r) * ${D}u + j)`;
+  const body = epi ? `${s.store(s.scratch(1), `r * ${D}u + j`, v)};` : `${s.output(y)}(r, j, ${v});`;
+  const lookup = pass('lookup', s, s.render('ELEMENTS', 'lookup', c.header, { wg: c.wg, rows: rows.wgsl, width: D, body }), count(rows.rows, D, c.wg), 1,
+    epi ? { scratch: { scratch1: count(rows.rows, D, 1) } } : {});
+  return epi ? [lookup, epiloguePass(c, { ...rows, times: 1 }, D)] : [lookup];
 }
 
 function elementwise(c: Ctx): Pass[] {

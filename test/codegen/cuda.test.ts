@@ -56,6 +56,7 @@ const OPS: { name: string; inputs: OpInput[]; attrs: Record<string, number | str
   { name: 'gelu', inputs: [act(7, 20)], attrs: {}, T: 7 },
   { name: 'relu2', inputs: [act(5, 19)], attrs: {}, T: 5 },
   { name: 'scale', inputs: [act(4, 13)], attrs: { by: 0.3 }, T: 4 },
+  { name: 'scale', inputs: [act(3, 13)], attrs: { by: 2, sizes: [5, 1, 7], factors: [0.5, -1.25, 3] }, T: 3 },
   { name: 'add', inputs: [act(4, 12), act(4, 12)], attrs: {}, T: 4 },
   { name: 'split', inputs: [act(3, 20)], attrs: { sizes: [8, 12] }, T: 3 },
   { name: 'linear', inputs: [act(37, 48), weight([40, 48]), weight([40])], attrs: {}, T: 37 },

@@ -52,6 +52,10 @@ describe('shape rules', () => {
   it('elementwise ops keep the shape', () => {
     for (const op of ['silu', 'softplus', 'exp', 'neg', 'gelu', 'relu2']) expect(infer(op, [t('T', 3)])).toEqual([['T', 3]]);
     expect(infer('scale', [t('T', 2, 3)], { by: 0.5 })).toEqual([['T', 2, 3]]);
+    expect(infer('scale', [t('T', 7)], { sizes: [3, 4], factors: [0.5, 2] })).toEqual([['T', 7]]);
+    bad('scale', [t('T', 7)], { sizes: [3, 4] }, /sizes and factors together/);
+    bad('scale', [t('T', 7)], { sizes: [3, 3], factors: [1, 2] }, /do not sum to the last dim/);
+    bad('scale', [t('T', 7)], { sizes: [3, 4], factors: [1] }, /one finite factor per part/);
     expect(infer('gelu', [t('T', 2, 3)], { tanh: true })).toEqual([['T', 2, 3]]);
     expect(infer('clamp', [t('T', 3)], { min: 0, max: Infinity })).toEqual([['T', 3]]);
     bad('clamp', [t('T', 3)], { min: 2, max: 1 }, /min 2 is above max 1/);

@@ -71,8 +71,9 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  gathered history and the module's one-token attention over the ring, WGSL's two passes (codegen/wgsl/window.ts),
  *  CUDA's block per (sequence, KV head), RT177 where a target lacks it);
  *  compiler +11, runtime +6: the relu2 and scale ops (issue 21: Nemotron-H's squared ReLU, Falcon-H1's µP
- *  multipliers; their records, VJPs and the relu2 Expr). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4660, codegen: 4998, runtime: 13228, cli: 2873 };
+ *  multipliers; their records, VJPs and the relu2 Expr); compiler +34: scale by parts (a factor per part
+ *  of the last dim, one kernel per part: Falcon-H1's µP vector). */
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4694, codegen: 4998, runtime: 13228, cli: 2873 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {

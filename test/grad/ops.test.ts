@@ -56,6 +56,7 @@ const CASES: Case[] = [
   c('neg', 'neg', [F(['T', 3], 28)]),
   c('relu2', 'relu2', [F(['T', 6], 60, 3)]),
   c('scale', 'scale', [F(['T', 3], 61)], { by: -0.375 }),
+  c('scale by parts', 'scale', [F(['T', 2, 7], 62)], { by: 2, sizes: [3, 1, 3], factors: [0.5, -1.25, 3] }),
   c('clamp', 'clamp', [inRange(['T', 4], 29, -2, 2)], { min: -1.5, max: 0.5 }),
   c('rmsnorm', 'rmsnorm', [F(['T', 6], 30), F([6], 31)], { eps: 1e-5 }),
   c('rmsnorm over heads (QK-norm)', 'rmsnorm', [F(['T', 2, 4], 32), F([4], 33)], { eps: 1e-6 }),

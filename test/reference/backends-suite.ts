@@ -93,7 +93,7 @@ export function backendSuite(s: BackendSuite): void {
           } finally {
             m.dispose();
           }
-        }, 120_000);
+        }, backend === 'webgpu' ? 400_000 : 120_000); // SwiftShader compiles every shader on the CPU
       }
     }
   });

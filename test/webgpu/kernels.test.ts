@@ -38,6 +38,7 @@ const CASES: Case[] = [
   { op: 'gelu', attrs: { tanh: true }, inputs: (T, r) => [act(r, T, [20], -4, 4)], Ts: [5] },
   { op: 'relu2', inputs: (T, r) => [act(r, T, [19], -5, 5)], Ts: [1, 6] },
   { op: 'scale', attrs: { by: 0.3 }, inputs: (T, r) => [act(r, T, [13])], Ts: [3] },
+  { op: 'scale', attrs: { by: 2, sizes: [5, 1, 7], factors: [0.5, -1.25, 3] }, inputs: (T, r) => [act(r, T, [13])], Ts: [1, 4] },
   { op: 'add', inputs: (T, r) => [act(r, T, [12]), act(r, T, [12])], Ts: [1, 6] },
   { op: 'mul', inputs: (T, r) => [act(r, T, [12]), weight(r, [12])], Ts: [6] },
   { op: 'clamp', attrs: { min: -0.5, max: 0.25 }, inputs: (T, r) => [act(r, T, [12])], Ts: [4] },

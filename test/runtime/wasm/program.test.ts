@@ -66,6 +66,7 @@ const CASES: Case[] = [
   { op: 'neg', inputs: (T, r) => [act(r, T, [7])], Ts: [2], families: ['elementwise'] },
   { op: 'relu2', inputs: (T, r) => [act(r, T, [19], -5, 5)], Ts: [1, 6], families: ['elementwise'] },
   { op: 'scale', attrs: { by: 0.3 }, inputs: (T, r) => [act(r, T, [13])], Ts: [3], families: ['elementwise'] },
+  { op: 'scale', attrs: { by: 2, sizes: [5, 1, 7], factors: [0.5, -1.25, 3] }, inputs: (T, r) => [act(r, T, [13])], Ts: [1, 4], families: ['elementwise'] },
   { op: 'gelu', attrs: { tanh: false }, inputs: (T, r) => [act(r, T, [20], -7, 7)], Ts: [5], families: ['elementwise'] },
   { op: 'gelu', attrs: { tanh: true }, inputs: (T, r) => [act(r, T, [22], -7, 7)], Ts: [5], families: ['elementwise'] },
   { op: 'add', inputs: (T, r) => [act(r, T, [12]), act(r, T, [12])], Ts: [1, 6], families: ['elementwise'] },
