@@ -1,0 +1,62 @@
+// `archc stats` and `archc compare` on the hybrids (models/nemotron_h.arch, models/falcon_h1.arch) at
+// their default sizes (Nemotron-H-8B; FalconH1Config's defaults): parameters are the checkpoint
+// tensors' elements, the KV cache per token and the conv + SSM state per sequence are what their
+// configs give by hand, and compare's sides are each file's stats.
+
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { Comparison } from '../../cli/compare.ts';
+import { compileFile } from '../../compiler/compile.ts';
+import type { Stats } from '../../compiler/stats.ts';
+import { type CliResult, ROOT, inParallel, runCli } from '../helpers/checkpoints.ts';
+
+const NEMOTRON = join(ROOT, 'models', 'nemotron_h.arch');
+const FALCON = join(ROOT, 'models', 'falcon_h1.arch');
+const r: Record<string, CliResult> = {};
+
+beforeAll(async () => {
+  const jobs: Record<string, string[]> = {
+    nemotron: ['stats', NEMOTRON, '--json'],
+    falcon: ['stats', FALCON, '--json'],
+    cmp: ['compare', NEMOTRON, FALCON, '--json'],
+    text: ['compare', NEMOTRON, FALCON],
+  };
+  const names = Object.keys(jobs);
+  const results = await inParallel(names.map((n) => () => runCli(jobs[n]!, 120_000)), 2);
+  names.forEach((n, i) => (r[n] = results[i]!));
+}, 300_000);
+
+const json = <T>(res: CliResult): T => {
+  expect(res.code, res.stderr).toBe(0);
+  return JSON.parse(res.stdout) as T;
+};
+const elements = (file: string) => compileFile(file).graph.weights.reduce((s, w) => s + w.shape.reduce((a, b) => a * b, 1), 0);
+
+describe('archc stats and compare on the hybrids', () => {
+  it('Nemotron-H-8B: its tensors, 4 attention layers of KV, 24 Mamba-2 layers of state', () => {
+    const s = json<Stats>(r.nemotron!);
+    expect(s.parameters.total).toBe(elements(NEMOTRON));
+    // f32 state: 4 attention layers × K and V × 8 kv heads × head dim 128
+    expect(s.state.kvBytesPerToken).toBe(4 * 4 * 2 * 8 * 128);
+    // 24 mixers × (conv window: (8192 + 2·8·128 channels) × 3 taps, SSM: 128 heads × 64 × 128)
+    expect(s.state.convSsmBytesPerSequence).toBe(4 * 24 * ((8192 + 2 * 8 * 128) * 3 + 128 * 64 * 128));
+  });
+
+  it('Falcon-H1: attention and a Mamba-2 mixer in each of its 32 layers', () => {
+    const s = json<Stats>(r.falcon!);
+    expect(s.parameters.total).toBe(elements(FALCON));
+    expect(s.state.kvBytesPerToken).toBe(4 * 32 * 2 * 8 * 128);
+    // d_ssm = 2 × 4096, 1 group of state 256, conv kernel 4; 128 heads of 64
+    expect(s.state.convSsmBytesPerSequence).toBe(4 * 32 * ((8192 + 2 * 256) * 3 + 128 * 64 * 256));
+  });
+
+  it('compare: each side is that file\'s stats, the ratios b / a', () => {
+    const c = json<Comparison>(r.cmp!);
+    expect(c.a.stats).toEqual(json<Stats>(r.nemotron!));
+    expect(c.b.stats).toEqual(json<Stats>(r.falcon!));
+    const kv = c.rows.find((x) => x.figure === 'KV cache per token')!;
+    expect(kv.ratio).toBe(8);
+    expect(r.text!.code).toBe(0);
+    expect(r.text!.stdout).toMatch(/a: models\/nemotron_h\.arch \(model NemotronH\)\nb: models\/falcon_h1\.arch \(model FalconH1\)/);
+  });
+});
