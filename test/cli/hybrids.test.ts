@@ -20,6 +20,8 @@ beforeAll(async () => {
     falcon: ['stats', FALCON, '--json'],
     cmp: ['compare', NEMOTRON, FALCON, '--json'],
     text: ['compare', NEMOTRON, FALCON],
+    moe: ['check', NEMOTRON, '--set', 'layer_pattern=ME*-'],
+    normFirst: ['check', FALCON, '--set', 'mamba_rms_norm=true', '--set', 'norm_before_gate=true'],
   };
   const names = Object.keys(jobs);
   const results = await inParallel(names.map((n) => () => runCli(jobs[n]!, 120_000)), 2);
@@ -58,5 +60,14 @@ describe('archc stats and compare on the hybrids', () => {
     expect(kv.ratio).toBe(8);
     expect(r.text!.code).toBe(0);
     expect(r.text!.stdout).toMatch(/a: models\/nemotron_h\.arch \(model NemotronH\)\nb: models\/falcon_h1\.arch \(model FalconH1\)/);
+  });
+
+  it('refuses what it does not build yet, by code, at the place: a MoE layer (E), the norm before the gate', () => {
+    expect(r.moe!.code).toBe(1);
+    expect(r.moe!.stderr).toMatch(/nemotron_h\.arch:\d+:\d+: error AC316: layer pattern symbol "E" at position 1/);
+    expect(r.moe!.stderr).toContain('waits for the moe block');
+    expect(r.normFirst!.code).toBe(1);
+    expect(r.normFirst!.stderr).toMatch(/falcon_h1\.arch:\d+:\d+: error AC406: assertion failed: mamba_rms_norm with mamba_norm_before_gate/);
+    for (const x of [r.moe!, r.normFirst!]) expect(x.stderr).not.toMatch(/^\s+at /m);
   });
 });
