@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Comparison } from '../../cli/compare.ts';
-import { compileFile } from '../../compiler/compile.ts';
+import { compileFile, loadConfig } from '../../compiler/compile.ts';
 import type { Stats } from '../../compiler/stats.ts';
 import { type CliResult, ROOT, inParallel, runCli } from '../helpers/checkpoints.ts';
 
@@ -60,6 +60,17 @@ describe('archc stats and compare on the hybrids', () => {
     expect(kv.ratio).toBe(8);
     expect(r.text!.code).toBe(0);
     expect(r.text!.stdout).toMatch(/a: models\/nemotron_h\.arch \(model NemotronH\)\nb: models\/falcon_h1\.arch \(model FalconH1\)/);
+  });
+
+  it('binds Nemotron-H-8B\'s config.json keys (its head dim as attention_head_dim): the defaults are that model', () => {
+    const fixture = join(ROOT, 'test', 'fixtures', 'configs', 'nemotron-h-8b.json');
+    const bound = compileFile(NEMOTRON, { hfConfig: fixture }).graph;
+    expect(bound.params).toEqual(compileFile(NEMOTRON).graph.params);
+    // the keys are read: another head dim, group count and pattern in the same file
+    const { file, config } = loadConfig(fixture);
+    const other = compileFile(NEMOTRON, { hfConfigData: { file, config: { ...config, attention_head_dim: 96, n_groups: 4, hybrid_override_pattern: 'M*-', num_hidden_layers: 3 } } }).graph;
+    expect([other.params.head_dim, other.params.mamba_groups, other.params.n_layers]).toEqual([96, 4, 3]);
+    expect(other.weights.find((w) => w.name === 'backbone.layers.1.mixer.q_proj.weight')!.shape).toEqual([32 * 96, 4096]);
   });
 
   it('refuses what it does not build yet, by code, at the place: a MoE layer (E), the norm before the gate', () => {
