@@ -18,8 +18,12 @@
 // disk cache keeps no copy).
 //
 // Run: npx tsx bench/browser-9b.ts [--weights DIR] [--backend webgpu|wasm] [--tokens 2] [--prompt-len 4]
-//        [--threads 2] [--capacity 64] [--max-batch-tokens N|model] [--wasm-memory-bytes N]
+//        [--threads 2] [--capacity 64] [--max-batch-tokens N|model] [--wasm-memory-bytes N] [--wasm-memory64 on|off|auto]
 //        [--timeout-min 90] [--lock FILE|none] [--skip-cpu] [--build-only] [--activations q8]
+// --wasm-memory64: the wasm worker's memory (LoadOptions.wasmMemory64): on, one memory64 memory; off,
+// several 32-bit memories; auto (the default), memory64 where Chromium has it (>= 133) and the packed
+// weights outgrow one 32-bit memory (Bamba-9B at 4 bits does). memory64 runs without the program
+// module (it has no memory64 form): its stages run on the reference families.
 // --activations q8: the products round their input rows to 8 bits (runtime/act-quant.ts), in the browser and in
 // the CPU reference alike (wasm and cpu only; the tokens are compared as before).
 // --weights defaults to /work/data/bamba9b-q4, made when absent (once, under the lock) by `archc
@@ -382,10 +386,12 @@ async function main(): Promise<void> {
   // wasm: --wasm-memory-bytes lowers the bytes one WebAssembly memory may hold (a small model then
   // spreads its weights over several memories as Bamba-9B must)
   const memBytes = flag('--wasm-memory-bytes') ? intFlag('--wasm-memory-bytes', 0) : null;
+  const m64 = flag('--wasm-memory64') ?? 'auto';
+  if (!['on', 'off', 'auto'].includes(m64)) die(`--wasm-memory64: on, off or auto, got ${m64}`);
   const activations = flag('--activations') as 'f32' | 'q8' | undefined;
   if (activations !== undefined && activations !== 'q8' && activations !== 'f32') die(`--activations: f32 or q8, got ${activations}`);
   const opts = { backend, capacity, ...(activations ? { activations } : {}),
-    ...(backend === 'wasm' ? { threads, ...(memBytes ? { wasmMemoryBytes: memBytes } : {}) } : mbt ? { webgpu: { maxBatchTokens: mbt } } : {}) } as const;
+    ...(backend === 'wasm' ? { threads, ...(memBytes ? { wasmMemoryBytes: memBytes } : {}), ...(m64 === 'auto' ? {} : { wasmMemory64: m64 === 'on' }) } : mbt ? { webgpu: { maxBatchTokens: mbt } } : {}) } as const;
   const plan: Plan = { weights, backend, site, pkg, spec: { url: '/ckpt/', opts, prompt, tokens }, timeoutMin };
   const planFile = join(work, 'plan.json');
   writeFileSync(planFile, JSON.stringify(plan));
@@ -416,7 +422,7 @@ async function main(): Promise<void> {
     const r = b.run;
     console.log(`browser: load ${(r.loadMs / 1000).toFixed(1)} s, prefill ${promptLen} tokens ${(r.steps[0]!.ms / 1000).toFixed(1)} s, decode ${r.steps.slice(1).map((s) => `${(s.ms / 1000).toFixed(1)} s`).join(', ') || '-'}`);
     console.log(`browser tokens ${JSON.stringify(r.steps.map((s) => s.token))}; top-5 ${JSON.stringify(r.steps.map((s) => s.top5.map((t) => t.id)))}`);
-    if (r.memories.length) console.log(`wasm memories: ${r.memories.map((x) => `${gb(x.bytes)} (${x.weights} weights)`).join(', ')}`);
+    if (r.memories.length) console.log(`wasm memories: ${r.memories.map((x) => `${gb(x.bytes)}${x.address === 'i64' ? ' memory64' : ''} (${x.weights} weights)`).join(', ')}`);
   }
   console.log(`browser peak memory: VmRSS ${gb(m.peakRss)} summed over its processes (${Object.entries(m.atPeak).map(([k, v]) => `${k} ${gb(v)}`).join(', ')}), Pss ${gb(m.peakPss)}; ${m.samples} samples; Node (server, driver) ${gb(m.nodePeakRss)}; served ${gb(b.servedBytes)}`);
   if (c?.error) console.log(`cpu reference: FAILED: ${c.error}`);

@@ -50,18 +50,24 @@ const wasm: BuildTarget = {
   async inProcess(program) {
     // assembled here from the same text a package ships (wabt loads only then)
     const [{ wasmKernelVariants }, { wasmProgram }] = await Promise.all([import('./wasm/assemble.ts'), import('./wasm/program.ts')]);
-    return { wasmKernels: await wasmKernelVariants(), wasmProgram: await wasmProgram(program) };
+    // the memory64 form only where this engine has memory64 (runtime/wasm/memory64.ts: Node >= 24, or 20 with its flag)
+    const { memory64Support } = await import('../runtime/wasm/memory64.ts');
+    return { wasmKernels: await wasmKernelVariants(), ...(memory64Support() ? { wasmKernels64: await wasmKernelVariants(true) } : {}), wasmProgram: await wasmProgram(program) };
   },
   async package(program) {
     const [{ wasmKernelVariants }, { wasmProgram }] = await Promise.all([import('./wasm/assemble.ts'), import('./wasm/program.ts')]);
     const variants = await wasmKernelVariants();
+    const variants64 = await wasmKernelVariants(true);
     const own = await wasmProgram(program);
     // base64 in the source: no file to locate at run time, in Node or in a bundle
     const text = header(`the wasm backend's modules: the product kernels (${variants.map((b) => b.length).join(' and ')} bytes: fused multiply-add, then plain SIMD; codegen/wasm/kernels.ts) and the program's own (${own.length} bytes; codegen/wasm/program.ts)`)
       + `const KERNELS = [\n${variants.map((b) => `  ${base64(b)},\n`).join('')}];\n`
+      + `const KERNELS64 = [\n${variants64.map((b) => `  ${base64(b)},\n`).join('')}];\n`
       + `const PROGRAM = ${base64(own)};\n\n`
       + `/** The product kernel variants, in order of preference: the runtime runs the first the engine accepts. */\n`
       + `export function wasmKernelBytes(): Uint8Array[] {\n  return KERNELS.map((s) => ${fromBase64});\n}\n\n`
+      + `/** The same variants for one memory64 memory (a model past 4 GiB where the engine has memory64). */\n`
+      + `export function wasmKernelBytes64(): Uint8Array[] {\n  return KERNELS64.map((s) => ${fromBase64});\n}\n\n`
       + `/** The program's own module (its kernels with sizes as constants). */\n`
       + `export function wasmProgramBytes(): Uint8Array {\n  const s = PROGRAM;\n  return ${fromBase64};\n}\n`;
     return {
@@ -69,9 +75,10 @@ const wasm: BuildTarget = {
       files: new Map(),
       load: {
         wasmKernels: `options.wasmKernels ?? (backend === 'wasm' ? (await import('./kernels.ts')).wasmKernelBytes() : undefined)`,
-        wasmProgram: `options.wasmProgram ?? (backend === 'wasm' ? (await import('./kernels.ts')).wasmProgramBytes() : undefined)`,
+        wasmKernels64: `options.wasmKernels64 ?? (backend === 'wasm' && options.wasmMemory64 !== false ? (await import('./kernels.ts')).wasmKernelBytes64() : undefined)`,
+        wasmProgram: `options.wasmProgram !== undefined ? options.wasmProgram : backend === 'wasm' ? (await import('./kernels.ts')).wasmProgramBytes() : undefined`,
       },
-      report: { kernelModules: variants.map((b) => b.length), programModule: own.length },
+      report: { kernelModules: variants.map((b) => b.length), kernelModules64: variants64.map((b) => b.length), programModule: own.length },
       summary: null,
     };
   },

@@ -41,11 +41,14 @@ export interface WeightReading {
   readonly shared: ReadonlySet<string>;
   /** The checkpoint tensor a program weight reads. */
   readonly tensorOf: (weight: string) => string;
+  /** A load pool started early (its workers boot while the backend opens), used where stored
+   *  tensors go through one and closed here either way; else one is started when needed. */
+  readonly rowsPool?: LoadPool | null;
 }
 
 /** Reads every weight of the program into the backend; returns where quantising ran
  *  (QuantReport.quantizer), or null where nothing was quantised here. */
-export async function readAllWeights({ program, ckpt, plan, packed, backend, opts, dir, shared, tensorOf }: WeightReading): Promise<string | null> {
+export async function readAllWeights({ program, ckpt, plan, packed, backend, opts, dir, shared, tensorOf, rowsPool: early }: WeightReading): Promise<string | null> {
   const refused = [...new Set(plan.formats.values())].find((f) => !backend.quantFormats?.includes(f));
   if (refused) throw new RuntimeError('RT171', [backend.name, refused]);
   const kept = new Map<string, Tensor>();
@@ -87,7 +90,9 @@ export async function readAllWeights({ program, ckpt, plan, packed, backend, opt
   const local = onNode() && !isUrl(dir) && !packed; // the tensors' `file` is a path here
   // with nothing quantised, stored tensors of a local file on a backend in host memory (hostCopy)
   // are read by the load pool's threads straight to where the backend keeps them
-  const rowsPool = local && !plan.formats.size && backend.hostCopy ? LoadPool.start(opts.threads ?? defaultThreads()) : null;
+  const wanted = local && !plan.formats.size && backend.hostCopy;
+  if (!wanted) early?.close();
+  const rowsPool = wanted ? early ?? LoadPool.start(opts.threads ?? defaultThreads()) : null;
   const byName = new Map(program.weights.map((w) => [w.name, w]));
   // the parts of a concatenated weight (program.derived concat: of one stored dtype, each part only
   // its) read into one buffer, each at its place: the backend's concatenation then finds them

@@ -9,6 +9,8 @@ import { RuntimeError } from './errors.ts';
 import { type TensorSource, fetchCheckpoint, isUrl } from './fetch.ts';
 import { type HfConfig, otherModel } from './hfconfig.ts';
 import { type LoadProgress, checkCheckpoint, checkConfig, checkFits, loadedWeightBytes, nodeCheckpoint, onNode } from './load.ts';
+import { LoadPool } from './load-pool.ts';
+import { defaultThreads } from './wasm/threads.ts';
 import { readAllWeights } from './load-weights.ts';
 import { RUNTIME_LIMITS } from './limits.ts';
 import { causalLmLoss } from './loss.ts';
@@ -64,13 +66,21 @@ export interface LoadOptions {
   readonly wasmKernels?: Uint8Array | WebAssembly.Module | readonly Uint8Array[];
   /** The `wasm` backend's module of this program's own kernels (codegen/wasm/program.ts; `archc
    *  build` writes it into the package). Without it the stages, norms, conv and SSD step run on the
-   *  reference families. */
-  readonly wasmProgram?: Uint8Array | WebAssembly.Module;
+   *  reference families; null: run them there though a package has it (as on memory64, which the
+   *  program module has no form for: the 32-bit run to compare one with). */
+  readonly wasmProgram?: Uint8Array | WebAssembly.Module | null;
   /** The `wasm` backend's most bytes per WebAssembly memory (default and at most 4 GiB, the most a
    *  memory can address; whole 64 KiB pages). Memory 0 keeps the arena, state slots and scratch and
    *  the packed weights that leave it a quarter free; the rest go to further memories of their own
    *  (runtime/wasm/kernels.ts). Lower it to spread a small model (tests). */
   readonly wasmMemoryBytes?: number;
+  /** The `wasm` backend's memory: true, one memory64 memory (past 4 GiB; the engine must have
+   *  memory64, and `wasmKernels64` be given); false, 32-bit memories as above; left out, memory64
+   *  where the engine has it and the packed weights outgrow one 32-bit memory (runtime/wasm/choice.ts).
+   *  On memory64 the stages run on the reference families (the program module is 32-bit only). */
+  readonly wasmMemory64?: boolean;
+  /** The kernel module's memory64 form, its variants as `wasmKernels` (archc build writes them). */
+  readonly wasmKernels64?: Uint8Array | WebAssembly.Module | readonly Uint8Array[];
   /** backend 'cuda': where the kernels, the driver and the device come from. */
   readonly cuda?: CudaLoadOptions;
   /** Quantise the products' and embeddings' weights as they stream in (runtime/quant.ts, the
@@ -188,13 +198,24 @@ export class Model {
         : opts.quantize !== undefined ? planQuant(program, opts.quantize, (n) => ckpt.tensors.get(tensorOf(n))?.shape ?? [])
         : { formats: new Map(), kept: [] };
       checkActivations(opts, target, plan);
-      await checkFits(loadedWeightBytes(program, ckpt, plan.formats, tensorOf, target.name), opts, dir, target.name, plan.formats);
-      const backend = await target.open(program, opts);
+      const weightBytes = loadedWeightBytes(program, ckpt, plan.formats, tensorOf, target.name);
+      await checkFits(weightBytes, opts, dir, target.name, plan.formats);
+      // the load pool's workers (stored tensors of a local file: runtime/load-pool.ts) boot, ~40 ms,
+      // while the backend opens
+      const rowsPool = onNode() && !isUrl(dir) && !packed && !plan.formats.size ? LoadPool.start(opts.threads ?? defaultThreads()) : null;
+      let backend: Awaited<ReturnType<typeof target.open>>;
+      try {
+        backend = await target.open(program, opts, weightBytes);
+      } catch (e) {
+        rowsPool?.close();
+        throw e;
+      }
       let quantizer: string | null = null;
       try {
-        quantizer = await readAllWeights({ program, ckpt, plan, packed, backend, opts, dir, shared: new Set(reads.values()), tensorOf });
+        quantizer = await readAllWeights({ program, ckpt, plan, packed, backend, opts, dir, shared: new Set(reads.values()), tensorOf, rowsPool });
         await backend.loaded?.();
       } catch (e) {
+        rowsPool?.close();
         backend.dispose();
         throw e;
       }

@@ -34,6 +34,8 @@ export interface MemoryReport {
   readonly bytes: number;
   readonly weightBytes: number;
   readonly weights: number;
+  /** 'i64': the one memory64 memory (LoadOptions.wasmMemory64), which holds every weight. */
+  readonly address?: 'i64';
 }
 
 export interface RunTarget {
@@ -47,7 +49,8 @@ export interface RunTarget {
   /** Whether its attention kernels take a sliding window (`attention(..., window: W)`); one that
    *  does not refuses such a program (RT177) rather than attend to every key. */
   readonly slidingWindow: boolean;
-  open(program: Program, opts: LoadOptions): Promise<LoadableBackend>;
+  /** `weightBytes`: what the loaded weights will hold (runtime/load.ts loadedWeightBytes), for a backend that sizes its memory by it. */
+  open(program: Program, opts: LoadOptions, weightBytes?: number): Promise<LoadableBackend>;
 }
 
 export const RUN_TARGETS = [
@@ -57,11 +60,14 @@ export const RUN_TARGETS = [
     byDefault: (opts) => opts.wasmKernels !== undefined,
     activations: ['f32', 'q8'],
     slidingWindow: true,
-    async open(program, opts): Promise<LoadableBackend> {
+    async open(program, opts, weightBytes): Promise<LoadableBackend> {
       if (!opts.wasmKernels) throw new RuntimeError('RT303', ['backend wasm without its kernel module', 'pass wasmKernels (written by archc build)']);
-      const { openWasmBackend } = await import('./wasm/backend.ts');
+      const [{ openWasmBackend }, { chooseMemory64 }] = await Promise.all([import('./wasm/backend.ts'), import('./wasm/choice.ts')]);
+      // one memory64 memory, or 32-bit memories (runtime/wasm/choice.ts); the program module has no memory64 form yet
+      const m64 = chooseMemory64(opts.wasmMemory64, opts.wasmKernels64, weightBytes ?? 0);
       // the default thread count is the wasm backend's own (a browser's cores); fewer where this thread cannot wait for workers
-      const b = await openWasmBackend(program, opts.wasmKernels, opts.threads === undefined ? undefined : checkedThreads(opts.threads), opts.wasmProgram, opts.wasmMemoryBytes);
+      const b = await openWasmBackend(program, m64 ? m64.kernels : opts.wasmKernels, opts.threads === undefined ? undefined : checkedThreads(opts.threads),
+        m64 ? undefined : opts.wasmProgram ?? undefined, opts.wasmMemoryBytes, m64?.support);
       b.useActivations(opts.activations ?? 'f32');
       return b;
     },

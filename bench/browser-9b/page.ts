@@ -35,7 +35,7 @@ export interface Run {
   /** Weights held quantised, and whether the checkpoint held the codes already. */
   readonly quantised: { readonly weights: number; readonly prequantized: boolean } | null;
   /** wasm: each WebAssembly memory's bytes and the packed weights it holds (memory 0 first). */
-  readonly memories: readonly { readonly bytes: number; readonly weightBytes: number; readonly weights: number }[];
+  readonly memories: readonly { readonly bytes: number; readonly weightBytes: number; readonly weights: number; readonly address?: 'i64' }[];
 }
 
 /** The package's Model class, as far as this file uses it. */
@@ -74,7 +74,7 @@ export async function runSteps(M: ModelClass, spec: Spec, say: (line: string) =>
   };
   const m = await M.load(spec.url, { ...spec.opts, onProgress });
   const loadMs = now() - t0;
-  const mems = m.memories.length ? `; ${m.memories.length} wasm memories (${m.memories.map((r) => `${(r.bytes / 2 ** 30).toFixed(2)} GiB`).join(', ')})` : '';
+  const mems = m.memories.length ? `; ${m.memories.length} wasm memories (${m.memories.map((r) => `${(r.bytes / 2 ** 30).toFixed(2)} GiB${r.address === 'i64' ? ' memory64' : ''}`).join(', ')})` : '';
   say(`loaded in ${(loadMs / 1000).toFixed(1)} s${mems}; prefill of ${spec.prompt.length} tokens`);
   const steps: Step[] = [];
   const step = (logits: Float32Array, ms: number) => {
@@ -100,7 +100,7 @@ export async function runSteps(M: ModelClass, spec: Spec, say: (line: string) =>
     return {
       loadMs, steps, threads: m.threads, isolated: globalThis.crossOriginIsolated === true,
       quantised: q ? { weights: q.formats.size, prequantized: q.prequantized } : null,
-      memories: m.memories.map(({ bytes, weightBytes, weights }) => ({ bytes, weightBytes, weights })),
+      memories: m.memories.map(({ bytes, weightBytes, weights, address }) => ({ bytes, weightBytes, weights, ...(address ? { address } : {}) })),
     };
   } finally {
     m.dispose();

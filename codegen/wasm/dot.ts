@@ -8,6 +8,7 @@
 import { ACT_ZERO_BITS } from '../../runtime/act-quant.ts';
 import { QUANT_LAYOUT, XQ_OFFSET } from '../../runtime/wasm/layout.ts';
 import { NR } from './kernels.ts';
+import { ADDR32, type Addr } from './addr.ts';
 
 type QuantType = 'q8' | 'q4';
 
@@ -34,8 +35,8 @@ function overGroups(body: string): string {
 
 /** $amax: the group's largest |x| at $xp (locals $mv, $amax); the function returns 0 where it is
  *  not finite (NaN fails the comparison, an infinity passes it). */
-const groupMax = () => `(local.set $mv (f32x4.abs (v128.load ${get('xp')})))
-      ${Array.from({ length: 7 }, (_, q) => `(local.set $mv (f32x4.max ${get('mv')} (f32x4.abs (v128.load offset=${(q + 1) * 16} ${get('xp')}))))`).join('\n      ')}
+const groupMax = (A: Addr) => `(local.set $mv (f32x4.abs (v128.load ${A.low(get('xp'))})))
+      ${Array.from({ length: 7 }, (_, q) => `(local.set $mv (f32x4.max ${get('mv')} (f32x4.abs (v128.load offset=${(q + 1) * 16} ${A.low(get('xp'))}))))`).join('\n      ')}
       (local.set $amax ${lane(get('mv'), 'max', 'f32')})
       (if (i32.eqz (f32.lt ${get('amax')} (f32.const inf))) (then (return (i32.const 0))))`;
 
@@ -95,7 +96,7 @@ export const widenScales = (off: number, p: string) => `(f32x4.mul (i32x4.shl (v
  * optimising tier emits the same three instructions as q8's widening here, no vpdpbusd, on this
  * AVX512-VNNI machine.)
  */
-export function dotKernel(f: QuantType, fma: boolean, a8 = false): string {
+export function dotKernel(f: QuantType, fma: boolean, a8 = false, A: Addr = ADDR32): string {
   const L = QUANT_LAYOUT[f];
   const D = DIGITS(f, a8);
   // the digits, highest first, and each one's weight (a shift): 20-bit rows 14, 7, 0; 8-bit q8 7, 0; q4 0
@@ -116,11 +117,11 @@ export function dotKernel(f: QuantType, fma: boolean, a8 = false): string {
   const qb = f === 'q8' ? 32 : 16;
   // the group's first k-quad sets the accumulators (no zeroing, no adds), the loop adds the other seven
   const quad = (first: boolean, xo = 0, wo = 0) => {
-    const lines = ds.map((d, j) => `(local.set $x${d} (v128.load32_splat offset=${xo + j * 4} ${get('xq')}))`);
-    lines.push(f === 'q8' ? `(local.set $va (v128.load offset=${wo} ${get('wq')}))` : `(local.set $v (v128.load offset=${wo} ${get('wq')}))\n(local.set $va (v128.and ${get('v')} ${get('m15')}))`);
+    const lines = ds.map((d, j) => `(local.set $x${d} (v128.load32_splat offset=${xo + j * 4} ${A.low(get('xq'))}))`);
+    lines.push(f === 'q8' ? `(local.set $va (v128.load offset=${wo} ${A.w(get('wq'))}))` : `(local.set $v (v128.load offset=${wo} ${A.w(get('wq'))}))\n(local.set $va (v128.and ${get('v')} ${get('m15')}))`);
     for (const d of ds) lines.push(acc(`a${d}`, dot('va', `x${d}`), first));
     // q4's high nibbles: a 16-bit shift and the mask (i8x16.shr_u is three instructions and a constant on x64)
-    lines.push(f === 'q8' ? `(local.set $vb (v128.load offset=${wo + 16} ${get('wq')}))` : `(local.set $vb (v128.and (i16x8.shr_u ${get('v')} (i32.const 4)) ${get('m15')}))`);
+    lines.push(f === 'q8' ? `(local.set $vb (v128.load offset=${wo + 16} ${A.w(get('wq'))}))` : `(local.set $vb (v128.and (i16x8.shr_u ${get('v')} (i32.const 4)) ${get('m15')}))`);
     for (const d of ds) lines.push(acc(`b${d}`, dot('vb', `x${d}`), first));
     return lines.join('\n  ');
   };
@@ -142,9 +143,9 @@ export function dotKernel(f: QuantType, fma: boolean, a8 = false): string {
     let e = f === 'q4' ? ds.map((d) => `(i32x4.dot_i16x8_s ${get(`${h}${d}`)} ${get(c[d]!)})`).reduce((a, b) => `(i32x4.add ${a} ${b})`)
       : ds.map((d) => (narrow(d) ? `(i32x4.dot_i16x8_s ${get(`${h}${d}`)} ${get('c7')})` : d ? `(i32x4.shl ${get(`${h}${d}`)} (i32.const ${7 * d}))` : get(`${h}${d}`))).reduce((a, b) => `(i32x4.add ${a} ${b})`);
     // q8: less the offset's share, Σcode · 2^20 (20-bit rows) or Σcode · 2^7 (8-bit rows: z = q + 128)
-    e = f === 'q8' ? `(i32x4.sub ${e} (i32x4.shl (v128.load16x4_s offset=${L.corr! + 8 * i} ${get('wp')}) (i32.const ${a8 ? 7 : 20})))`
-      : `(i32x4.sub ${e} (v128.load32_splat offset=4 ${get('xd')}))`;
-    const prod = `(f32x4.mul (f32x4.convert_i32x4_s ${e}) ${widenScales(L.scales + 8 * i, get('wp'))})`;
+    e = f === 'q8' ? `(i32x4.sub ${e} (i32x4.shl (v128.load16x4_s offset=${L.corr! + 8 * i} ${A.w(get('wp'))}) (i32.const ${a8 ? 7 : 20})))`
+      : `(i32x4.sub ${e} (v128.load32_splat offset=4 ${A.low(get('xd'))}))`;
+    const prod = `(f32x4.mul (f32x4.convert_i32x4_s ${e}) ${widenScales(L.scales + 8 * i, A.w(get('wp')))})`;
     // y in two locals over the groups, stored once (y in memory, loaded and stored per group, was
     // 2-5% slower; the k-quad loop does not spill with them live)
     const y = get(`y${i}`);
@@ -152,7 +153,7 @@ export function dotKernel(f: QuantType, fma: boolean, a8 = false): string {
   };
   const splat16 = (v: number) => `(v128.const i16x8 ${Array(8).fill(v).join(' ')})`;
   const locals = ds.flatMap((d) => [`(local $a${d} v128)`, `(local $b${d} v128)`, `(local $x${d} v128)`]).join(' ');
-  return `(func $${name} (param $xd i32) (param $wp i32) (param $yp i32) (param $G i32)
+  return `(func $${name} (param $xd i32) (param $wp i32) (param $yp i32) (param $G i32)${A.param}
   (local $g i32) (local $xq i32) (local $wq i32) (local $we i32) ${locals}
   (local $v v128) (local $va v128) (local $vb v128) (local $sx v128) (local $m15 v128) (local $c1 v128) (local $c7 v128) (local $c14 v128) (local $y0 v128) (local $y1 v128)
   (local.set $m15 (v128.const i8x16 ${Array(16).fill(15).join(' ')}))
@@ -162,15 +163,15 @@ export function dotKernel(f: QuantType, fma: boolean, a8 = false): string {
   (local.set $xq ${a8 ? get('xd') : add(get('xd'), 16)})
   (local.set $wq ${get('wp')})
   ${quads}
-  (local.set $sx (v128.load32_splat ${get('xd')}))
+  (local.set $sx (v128.load32_splat ${A.low(get('xd'))}))
   ${sum('a', 0)}
   ${sum('b', 1)}
   (local.set $wp ${add(get('wp'), L.group)})
   (local.set $xd ${add(get('xd'), xdGroup(f, a8))})
   (local.set $g ${add(get('g'), 1)})
   (br $g_loop)))
-  (v128.store ${get('yp')} ${get('y0')})
-  (v128.store offset=16 ${get('yp')} ${get('y1')}))`;
+  (v128.store ${A.low(get('yp'))} ${get('y0')})
+  (v128.store offset=16 ${A.low(get('yp'))} ${get('y1')}))`;
 }
 
 /**
@@ -183,14 +184,14 @@ export function dotKernel(f: QuantType, fma: boolean, a8 = false): string {
  * unsigned digits of xq + 2^20; q4 (signed 1): o = 64 · (2^14 + 2^7 + 1), b = 64, xq's balanced
  * digits (z within 0.5 · 2^20 .. 1.51 · 2^20: its top digit 32..96, the others 0..127).
  */
-export function digitsKernel(): string {
+export function digitsKernel(A: Addr = ADDR32): string {
   const quads: string[] = [];
   for (let q = 0; q < 8; q++) {
-    quads.push(`(local.set $z (i32x4.add (i32x4.max_s (i32x4.min_s (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=${q * 16} ${get('xp')}) ${get('inv')})))
+    quads.push(`(local.set $z (i32x4.add (i32x4.max_s (i32x4.min_s (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=${q * 16} ${A.low(get('xp'))}) ${get('inv')})))
       (v128.const i32x4 ${Array(4).fill(XQ_MAX).join(' ')})) (v128.const i32x4 ${Array(4).fill(-XQ_MAX).join(' ')})) ${get('off')}))`,
     `(local.set $zs (i32x4.add ${get('zs')} ${get('z')}))`);
     const digit = ['(i32x4.shr_u $z (i32.const 14))', '(v128.and (i32x4.shr_u $z (i32.const 7)) $m)', '(v128.and $z $m)'].map((e) => `(i32x4.sub ${e} ${get('b')})`.replaceAll('$z', get('z')).replaceAll('$m', get('m127')));
-    digit.forEach((e, j) => quads.push(`(local.set $n (i16x8.narrow_i32x4_s ${e} ${e}))`, `(v128.store32_lane offset=${16 + q * 12 + j * 4} 0 ${get('dp')} (i8x16.narrow_i16x8_s ${get('n')} ${get('n')}))`));
+    digit.forEach((e, j) => quads.push(`(local.set $n (i16x8.narrow_i32x4_s ${e} ${e}))`, `(v128.store32_lane offset=${16 + q * 12 + j * 4} 0 ${A.low(get('dp'))} (i8x16.narrow_i16x8_s ${get('n')} ${get('n')}))`));
   }
   return `(func (export "digits") (param $x i32) (param $ldx i32) (param $T i32) (param $K i32) (param $xd i32) (param $signed i32) (result i32)
   (local $t i32) (local $g i32) (local $xp i32) (local $dp i32) (local $o i32) (local $amax f32) (local $sx f32) (local $mv v128) (local $inv v128) (local $z v128) (local $zs v128) (local $n v128) (local $m127 v128) (local $off v128) (local $b v128)
@@ -199,14 +200,14 @@ export function digitsKernel(): string {
   (local.set $off (i32x4.splat ${get('o')}))
   (local.set $b (i32x4.splat (select (i32.const 64) (i32.const 0) ${get('signed')})))
   (local.set $dp ${get('xd')})
-  ${overGroups(`${groupMax()}
+  ${overGroups(`${groupMax(A)}
       (local.set $sx (f32.div ${get('amax')} (f32.const ${XQ_MAX})))
       (local.set $inv (f32x4.splat (select (f32.div (f32.const 1) ${get('sx')}) (f32.const 0) (f32.gt ${get('sx')} (f32.const 0)))))
       (local.set $zs (v128.const i32x4 0 0 0 0))
       ${quads.join('\n      ')}
-      (f32.store ${get('dp')} ${get('sx')})
+      (f32.store ${A.low(get('dp'))} ${get('sx')})
       ;; 8 · Σxq = 8 · (Σz - 32 · o), wrapping
-      (i32.store offset=4 ${get('dp')} (i32.shl (i32.sub ${lane(get('zs'), 'add', 'i32')} (i32.shl ${get('o')} (i32.const 5))) (i32.const 3)))
+      (i32.store offset=4 ${A.low(get('dp'))} (i32.shl (i32.sub ${lane(get('zs'), 'add', 'i32')} (i32.shl ${get('o')} (i32.const 5))) (i32.const 3)))
       (local.set $dp ${add(get('dp'), XD_GROUP)})`)}
   (i32.const 1))`;
 }
@@ -219,35 +220,35 @@ export function digitsKernel(): string {
  * [K/32] groups of XD8_GROUP[f] bytes: s (f32), the row correction 8 · Σq (q4), then per k-quad q4's
  * q (i8) or q8's digits of q + 128 (high, low).
  */
-export function digits8Kernel(f: QuantType): string {
+export function digits8Kernel(f: QuantType, A: Addr = ADDR32): string {
   const quads: string[] = [];
   const D = DIGITS(f, true);
   for (let q = 0; q < 8; q++) {
-    quads.push(`(local.set $z (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=${q * 16} ${get('xp')}) ${get('inv')}))))`,
+    quads.push(`(local.set $z (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=${q * 16} ${A.low(get('xp'))}) ${get('inv')}))))`,
       `(local.set $zs (i32x4.add ${get('zs')} ${get('z')}))`);
     const digit = f === 'q4' ? [get('z')]
       : [`(i32x4.shr_u (i32x4.add ${get('z')} $c128) (i32.const 7))`, `(v128.and (i32x4.add ${get('z')} $c128) ${get('m127')})`].map((e) => e.replaceAll('$c128', '(v128.const i32x4 128 128 128 128)'));
-    digit.forEach((e, j) => quads.push(`(local.set $n (i16x8.narrow_i32x4_s ${e} ${e}))`, `(v128.store32_lane offset=${16 + q * 4 * D + j * 4} 0 ${get('dp')} (i8x16.narrow_i16x8_s ${get('n')} ${get('n')}))`));
+    digit.forEach((e, j) => quads.push(`(local.set $n (i16x8.narrow_i32x4_s ${e} ${e}))`, `(v128.store32_lane offset=${16 + q * 4 * D + j * 4} 0 ${A.low(get('dp'))} (i8x16.narrow_i16x8_s ${get('n')} ${get('n')}))`));
   }
   return `(func (export "digits8_${f}") (param $x i32) (param $ldx i32) (param $T i32) (param $K i32) (param $xd i32) (result i32)
   (local $t i32) (local $g i32) (local $xp i32) (local $dp i32) (local $amax f32) (local $bits i32) (local $eb i32) (local $mv v128) (local $inv v128) (local $z v128) (local $zs v128) (local $n v128) (local $m127 v128)
   (local.set $m127 (v128.const i32x4 127 127 127 127))
   (local.set $dp ${get('xd')})
-  ${overGroups(`${groupMax()}
+  ${overGroups(`${groupMax(A)}
       ${act8Scale(false)}
       (local.set $zs (v128.const i32x4 0 0 0 0))
       ${quads.join('\n      ')}
-      (i32.store ${get('dp')} (i32.shl ${get('eb')} (i32.const 23)))
-      (i32.store offset=4 ${get('dp')} (i32.shl ${lane(get('zs'), 'add', 'i32')} (i32.const 3)))
+      (i32.store ${A.low(get('dp'))} (i32.shl ${get('eb')} (i32.const 23)))
+      (i32.store offset=4 ${A.low(get('dp'))} (i32.shl ${lane(get('zs'), 'add', 'i32')} (i32.const 3)))
       (local.set $dp ${add(get('dp'), XD8_GROUP[f])})`)}
   (i32.const 1))`;
 }
 
 /** dot_<f>(xd, w, y, T, K, ldy, p0, p1): panels [p0, p1) for T rows by `mvi`, rows inner (a
  *  panel's groups stay in cache for the rows after the first). */
-export function dotProduct(f: QuantType, a8 = false): string {
+export function dotProduct(f: QuantType, a8 = false, A: Addr = ADDR32): string {
   const dn = a8 ? 'dot8' : 'dot', mn = a8 ? 'mvi8' : 'mvi';
-  return `(func $${dn}_${f} (export "${dn}_${f}") (param $x i32) (param $w i32) (param $y i32) (param $T i32) (param $K i32) (param $ldy i32) (param $p0 i32) (param $p1 i32)
+  return `(func $${dn}_${f} (export "${dn}_${f}") (param $x i32) (param $w i32) (param $y i32) (param $T i32) (param $K i32) (param $ldy i32) (param $p0 i32) (param $p1 i32)${A.param}
   (local $G i32) (local $p i32) (local $t i32) (local $wp i32)
   (local.set $G (i32.shr_s ${get('K')} (i32.const 5)))
   (local.set $p ${get('p0')})
@@ -258,7 +259,7 @@ export function dotProduct(f: QuantType, a8 = false): string {
     (block $t_end (loop $t_loop
       (br_if $t_end (i32.ge_s ${get('t')} ${get('T')}))
       (call $${mn}_${f} ${add(get('x'), `(i32.mul ${get('t')} (i32.mul ${get('G')} (i32.const ${xdGroup(f, a8)})))`)} ${get('wp')}
-        ${add(get('y'), `(i32.shl (i32.add (i32.mul ${get('t')} ${get('ldy')}) (i32.mul ${get('p')} (i32.const ${NR}))) (i32.const 2))`)} ${get('G')})
+        ${add(get('y'), `(i32.shl (i32.add (i32.mul ${get('t')} ${get('ldy')}) (i32.mul ${get('p')} (i32.const ${NR}))) (i32.const 2))`)} ${get('G')}${A.pass})
       (local.set $t ${add(get('t'), 1)})
       (br $t_loop)))
     (local.set $p ${add(get('p'), 1)})
@@ -273,18 +274,18 @@ export function dotProduct(f: QuantType, a8 = false): string {
  * as f32 (q · 2^e) in the dequantising GEMM's row tiles at `out`: row t, column k at float
  * (t - t % MR) · K + t % MR + k · MR.
  */
-export function round8Kernel(): string {
+export function round8Kernel(A: Addr = ADDR32): string {
   const stores: string[] = [];
   for (let q = 0; q < 8; q++) {
-    stores.push(`(local.set $z (f32x4.mul (f32x4.nearest (f32x4.mul (v128.load offset=${q * 16} ${get('xp')}) ${get('inv')})) ${get('s')}))`);
-    for (let l = 0; l < 4; l++) stores.push(`(f32.store offset=${(q * 4 + l) * 4} ${get('op')} (f32x4.extract_lane ${l} ${get('z')}))`.replace(`offset=${(q * 4 + l) * 4} ${get('op')}`, `${add(get('op'), `(i32.mul ${get('step')} (i32.const ${q * 4 + l}))`)}`));
+    stores.push(`(local.set $z (f32x4.mul (f32x4.nearest (f32x4.mul (v128.load offset=${q * 16} ${A.low(get('xp'))}) ${get('inv')})) ${get('s')}))`);
+    for (let l = 0; l < 4; l++) stores.push(`(f32.store ${A.low(add(get('op'), `(i32.mul ${get('step')} (i32.const ${q * 4 + l}))`))} (f32x4.extract_lane ${l} ${get('z')}))`);
   }
   return `(func (export "round8") (param $x i32) (param $ldx i32) (param $T i32) (param $K i32) (param $out i32) (param $MR i32) (result i32)
   (local $t i32) (local $g i32) (local $xp i32) (local $op i32) (local $step i32) (local $amax f32) (local $bits i32) (local $eb i32) (local $mv v128) (local $inv v128) (local $s v128) (local $z v128)
   (local.set $step (i32.shl ${get('MR')} (i32.const 2)))
   ${overGroups(`;; row t's tile: (t - t % MR) · K + t % MR, then column 32g
       (local.set $op ${add(get('out'), `(i32.shl (i32.add (i32.add (i32.mul (i32.sub ${get('t')} (i32.rem_u ${get('t')} ${get('MR')})) ${get('K')}) (i32.rem_u ${get('t')} ${get('MR')})) (i32.mul (i32.shl ${get('g')} (i32.const 5)) ${get('MR')})) (i32.const 2))`)})
-      ${groupMax()}
+      ${groupMax(A)}
       ${act8Scale(true)}
       ${stores.join('\n      ')}`)}
   (i32.const 1))`;

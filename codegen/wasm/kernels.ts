@@ -26,6 +26,7 @@ import type { WasmTarget } from './target.ts';
 import { InternalError } from '../../dsl/diagnostics.ts';
 import { PRODUCT, QUANT_LAYOUT, XQ_OFFSET } from '../../runtime/wasm/layout.ts';
 import { JOB, work } from './job.ts';
+import { ADDR32, type Addr, MEMORY64_PAGES, addrOf } from './addr.ts';
 import { digitsKernel, digits8Kernel, dotKernel, dotProduct, round8Kernel, widenScales } from './dot.ts';
 
 export { PRODUCT, QUANT_LAYOUT, XQ_OFFSET };
@@ -46,12 +47,12 @@ const get = (n: string) => `(local.get $${n})`;
 const add = (a: string, b: string | number) => `(i32.add ${a} ${typeof b === 'number' ? `(i32.const ${b})` : b})`;
 
 /** The two f32x4 weight vectors of one k step, loaded at `wp` + `off` into locals $w0 and $w1. */
-function loadWeights(dt: WeightType, off: number): string {
+function loadWeights(dt: WeightType, off: number, A: Addr, wp = 'wp'): string {
   if (dt === 'f32') {
-    return `(local.set $w0 (v128.load offset=${off} ${get('wp')}))\n(local.set $w1 (v128.load offset=${off + 16} ${get('wp')}))`;
+    return `(local.set $w0 (v128.load offset=${off} ${A.w(get(wp))}))\n(local.set $w1 (v128.load offset=${off + 16} ${A.w(get(wp))}))`;
   }
   // bf16 -> f32 is the 16 bits moved to the top of a 32-bit lane: interleave with zeros
-  return `(local.set $wv (v128.load offset=${off} ${get('wp')}))
+  return `(local.set $wv (v128.load offset=${off} ${A.w(get(wp))}))
 (local.set $w0 (i8x16.shuffle 0 1 16 17 2 3 18 19 4 5 20 21 6 7 22 23 (v128.const i32x4 0 0 0 0) ${get('wv')}))
 (local.set $w1 (i8x16.shuffle 8 9 24 25 10 11 26 27 12 13 28 29 14 15 30 31 (v128.const i32x4 0 0 0 0) ${get('wv')}))`;
 }
@@ -63,15 +64,15 @@ function loadWeights(dt: WeightType, off: number): string {
  * (bf16), mkw_bf16_<m>(…, sp) also stores the weights it widened at `sp` in the f32 panel layout, so
  * the first tile of a cache block widens the panel for the tiles after it at the cost of two stores.
  */
-function microKernel(dt: WeightType, m: number, mr: number, unroll: number, fma: boolean, widenTo = false): string {
+function microKernel(dt: WeightType, m: number, mr: number, unroll: number, fma: boolean, widenTo = false, A: Addr = ADDR32): string {
   const wb = NR * BYTES[dt];
   const accs: string[] = [];
   for (let u = 0; u < unroll; u++) for (let r = 0; r < m; r++) for (let c = 0; c < 2; c++) accs.push(`$acc${u}_${r}_${c}`);
   const step = (u: number) => {
-    const lines = [loadWeights(dt, u * wb)];
-    if (widenTo) lines.push(`(v128.store offset=${u * NR * 4} ${get('sp')} ${get('w0')})`, `(v128.store offset=${u * NR * 4 + 16} ${get('sp')} ${get('w1')})`);
+    const lines = [loadWeights(dt, u * wb, A)];
+    if (widenTo) lines.push(`(v128.store offset=${u * NR * 4} ${A.low(get('sp'))} ${get('w0')})`, `(v128.store offset=${u * NR * 4 + 16} ${A.low(get('sp'))} ${get('w1')})`);
     for (let r = 0; r < m; r++) {
-      lines.push(`(local.set $xv (v128.load32_splat offset=${(u * mr + r) * 4} ${get('xp')}))`);
+      lines.push(`(local.set $xv (v128.load32_splat offset=${(u * mr + r) * 4} ${A.low(get('xp'))}))`);
       for (let c = 0; c < 2; c++) {
         const acc = get(`acc${u}_${r}_${c}`), w = get(`w${c}`);
         lines.push(`(local.set $acc${u}_${r}_${c} ${fma ? `(f32x4.relaxed_madd ${get('xv')} ${w} ${acc})` : `(f32x4.add ${acc} (f32x4.mul ${get('xv')} ${w}))`})`);
@@ -92,10 +93,10 @@ function microKernel(dt: WeightType, m: number, mr: number, unroll: number, fma:
     for (let c = 0; c < 2; c++) {
       let sum = get(`acc0_${r}_${c}`);
       for (let u = 1; u < unroll; u++) sum = `(f32x4.add ${sum} ${get(`acc${u}_${r}_${c}`)})`;
-      stores.push(`(v128.store offset=${c * 16} ${r ? add(get('yp'), `(i32.mul (i32.const ${r}) ${get('ldyb')})`) : get('yp')} ${sum})`);
+      stores.push(`(v128.store offset=${c * 16} ${A.low(r ? add(get('yp'), `(i32.mul (i32.const ${r}) ${get('ldyb')})`) : get('yp'))} ${sum})`);
     }
   }
-  return `(func $mk${widenTo ? 'w' : ''}_${dt}_${m} (param $xp i32) (param $wp i32) (param $yp i32) (param $K i32) (param $ldyb i32)${widenTo ? ' (param $sp i32)' : ''}
+  return `(func $mk${widenTo ? 'w' : ''}_${dt}_${m} (param $xp i32) (param $wp i32) (param $yp i32) (param $K i32) (param $ldyb i32)${widenTo ? ' (param $sp i32)' : ''}${A.param}
   (local $k i32) (local $xv v128) (local $w0 v128) (local $w1 v128) (local $wv v128)
   ${accs.map((a) => `(local ${a} v128)`).join(' ')}
   ${unroll > 1 ? loop('main', unroll) : ''}
@@ -109,21 +110,21 @@ function microKernel(dt: WeightType, m: number, mr: number, unroll: number, fma:
  * columns, and the 2q accumulators acc<j>_<c> (panel j, vector c) are chains enough that the
  * multiply-adds do not wait on each other.
  */
-function gemvKernel(dt: WeightType, q: number, mr: number, fma: boolean): string {
+function gemvKernel(dt: WeightType, q: number, mr: number, fma: boolean, A: Addr = ADDR32): string {
   const wb = NR * BYTES[dt];
   const accs: string[] = [];
   for (let j = 0; j < q; j++) for (let c = 0; c < 2; c++) accs.push(`$acc${j}_${c}`);
-  const body = [`(local.set $xv (v128.load32_splat ${get('xp')}))`];
+  const body = [`(local.set $xv (v128.load32_splat ${A.low(get('xp'))}))`];
   for (let j = 0; j < q; j++) {
-    body.push(loadWeights(dt, 0).replaceAll('$wp', `$wp${j}`));
+    body.push(loadWeights(dt, 0, A, `wp${j}`));
     for (let c = 0; c < 2; c++) {
       const a = `acc${j}_${c}`, acc = get(a), w = get(`w${c}`);
       body.push(`(local.set $${a} ${fma ? `(f32x4.relaxed_madd ${get('xv')} ${w} ${acc})` : `(f32x4.add ${acc} (f32x4.mul ${get('xv')} ${w}))`})`);
     }
   }
   const stores: string[] = [];
-  for (let j = 0; j < q; j++) for (let c = 0; c < 2; c++) stores.push(`(v128.store offset=${(j * 2 + c) * 16} ${get('yp')} ${get(`acc${j}_${c}`)})`);
-  return `(func $mv_${dt} (param $xp i32) (param $wp i32) (param $yp i32) (param $K i32) (param $panelb i32)
+  for (let j = 0; j < q; j++) for (let c = 0; c < 2; c++) stores.push(`(v128.store offset=${(j * 2 + c) * 16} ${A.low(get('yp'))} ${get(`acc${j}_${c}`)})`);
+  return `(func $mv_${dt} (param $xp i32) (param $wp i32) (param $yp i32) (param $K i32) (param $panelb i32)${A.param}
   (local $k i32) (local $xv v128) (local $w0 v128) (local $w1 v128) (local $wv v128)
   ${Array.from({ length: q }, (_, j) => `(local $wp${j} i32)`).join(' ')}
   ${accs.map((a) => `(local ${a} v128)`).join(' ')}
@@ -144,12 +145,12 @@ const tileAt = () => `(local.set $xp ${add(get('x'), `(i32.shl (i32.mul ${get('t
 
 /** The row tiles [tb, te) of one panel, whose weights start at `wp`, with the micro-kernels of `dt`;
  *  the last tile takes the micro-kernel of its row count. Labels are suffixed with `dt`. */
-function tiles(dt: WeightType, mr: number, wp: string, from = get('tb')): string {
+function tiles(dt: WeightType, mr: number, wp: string, from = get('tb'), base = ''): string {
   const cases = Array.from({ length: mr }, (_, i) => i + 1);
   // br_table on m - 1: case blocks nested innermost-first
   let body = `(br_table ${cases.map((m) => `$m${m}_${dt}`).join(' ')} (i32.sub ${get('m')} (i32.const 1)))`;
   for (const m of cases) {
-    body = `(block $m${m}_${dt}\n${body})\n(call $mk_${dt}_${m} ${get('xp')} ${get('wp')} ${get('yp')} ${get('K')} ${get('ldyb')})\n(br $tiles_next_${dt})`;
+    body = `(block $m${m}_${dt}\n${body})\n(call $mk_${dt}_${m} ${get('xp')} ${get('wp')} ${get('yp')} ${get('K')} ${get('ldyb')}${base})\n(br $tiles_next_${dt})`;
   }
   return `(local.set $wp ${wp})
       (local.set $t ${from})
@@ -172,18 +173,18 @@ function tiles(dt: WeightType, mr: number, wp: string, from = get('tb')): string
  * run the f32 micro-kernels over it; fewer rows widen in registers, tile by tile.
  */
 function gemm(dt: WeightType, t: WasmTarget): string {
-  const mr = t.rowsPerTile;
+  const mr = t.rowsPerTile, A = addrOf(t);
   const panelAt = add(get('w'), `(i32.mul ${get('p')} ${get('panelb')})`);
-  const perPanel = dt === 'f32' ? tiles('f32', mr, panelAt) : `(if (i32.ge_s (i32.sub ${get('te')} ${get('tb')}) (i32.const ${t.widenFrom}))
+  const perPanel = dt === 'f32' ? tiles('f32', mr, panelAt, undefined, A.pass) : `(if (i32.ge_s (i32.sub ${get('te')} ${get('tb')}) (i32.const ${t.widenFrom}))
       (then
       ;; the first tile widens the panel into s as it goes; the others read s
       (local.set $t ${get('tb')})
       ${tileAt()}
-      (call $mkw_bf16_${mr} ${get('xp')} ${panelAt} ${get('yp')} ${get('K')} ${get('ldyb')} ${get('s')})
-      ${tiles('f32', mr, get('s'), add(get('tb'), mr))})
+      (call $mkw_bf16_${mr} ${get('xp')} ${panelAt} ${get('yp')} ${get('K')} ${get('ldyb')} ${get('s')}${A.pass})
+      ${tiles('f32', mr, get('s'), add(get('tb'), mr), A.zero)})
       (else
-      ${tiles('bf16', mr, panelAt)}))`;
-  return `(func $gemm_${dt} (export "gemm_${dt}") (param $x i32) (param $w i32) (param $y i32) (param $T i32) (param $K i32) (param $ldy i32) (param $p0 i32) (param $p1 i32)${dt === 'bf16' ? ' (param $s i32)' : ''}
+      ${tiles('bf16', mr, panelAt, undefined, A.pass)}))`;
+  return `(func $gemm_${dt} (export "gemm_${dt}") (param $x i32) (param $w i32) (param $y i32) (param $T i32) (param $K i32) (param $ldy i32) (param $p0 i32) (param $p1 i32)${dt === 'bf16' ? ' (param $s i32)' : ''}${A.param}
   (local $tb i32) (local $te i32) (local $p i32) (local $t i32) (local $m i32) (local $xp i32) (local $wp i32) (local $yp i32) (local $ldyb i32) (local $panelb i32)
   (local.set $ldyb (i32.shl ${get('ldy')} (i32.const 2)))
   (local.set $panelb (i32.mul ${get('K')} (i32.const ${NR * BYTES[dt]})))${t.gemvPanels > 1 ? `
@@ -192,7 +193,7 @@ function gemm(dt: WeightType, t: WasmTarget): string {
     (local.set $p ${get('p0')})
     (block $mv_end (loop $mv
       (br_if $mv_end (i32.gt_s ${add(get('p'), t.gemvPanels)} ${get('p1')}))
-      (call $mv_${dt} ${get('x')} ${add(get('w'), `(i32.mul ${get('p')} ${get('panelb')})`)} ${add(get('y'), `(i32.mul ${get('p')} (i32.const ${NR * 4}))`)} ${get('K')} ${get('panelb')})
+      (call $mv_${dt} ${get('x')} ${add(get('w'), `(i32.mul ${get('p')} ${get('panelb')})`)} ${add(get('y'), `(i32.mul ${get('p')} (i32.const ${NR * 4}))`)} ${get('K')} ${get('panelb')}${A.pass})
       (local.set $p ${add(get('p'), t.gemvPanels)})
       (br $mv)))
     (local.set $p0 ${get('p')})))` : ''}
@@ -216,12 +217,12 @@ const lanes = (...l: number[]) => l.flatMap((i) => [4 * i, 4 * i + 1, 4 * i + 2,
 
 /** The two i8x16 halves of k-quad `q` (columns 0-3, 4-7) into $va, $vb: q8 as stored; q4 nibbles
  *  unpacked to 0..15, then less 8 where `signed` (the dequantising path) or left as code + 8. */
-function loadCodes(f: QuantType, q: number, signed: boolean): string {
-  if (f === 'q8') return `(local.set $va (v128.load offset=${q * 32} ${get('wp')}))\n(local.set $vb (v128.load offset=${q * 32 + 16} ${get('wp')}))`;
+function loadCodes(f: QuantType, q: number, signed: boolean, A: Addr): string {
+  if (f === 'q8') return `(local.set $va (v128.load offset=${q * 32} ${A.w(get('wp'))}))\n(local.set $vb (v128.load offset=${q * 32 + 16} ${A.w(get('wp'))}))`;
   const lo = `(v128.and ${get('v')} (v128.const i8x16 ${Array(16).fill(15).join(' ')}))`, hi = `(i8x16.shr_u ${get('v')} (i32.const 4))`;
   const eight = `(v128.const i8x16 ${Array(16).fill(8).join(' ')})`;
   const fix = (e: string) => (signed ? `(i8x16.sub ${e} ${eight})` : e);
-  return `(local.set $v (v128.load offset=${q * 16} ${get('wp')}))\n(local.set $va ${fix(lo)})\n(local.set $vb ${fix(hi)})`;
+  return `(local.set $v (v128.load offset=${q * 16} ${A.w(get('wp'))}))\n(local.set $va ${fix(lo)})\n(local.set $vb ${fix(hi)})`;
 }
 
 /**
@@ -231,7 +232,7 @@ function loadCodes(f: QuantType, q: number, signed: boolean): string {
  * f32(code) · scale, the one rounding runtime/quant.ts defines (exact), so the f32 micro-kernels
  * over it compute what the reference does.
  */
-function dequantKernel(f: QuantType): string {
+function dequantKernel(f: QuantType, A: Addr = ADDR32): string {
   const L = QUANT_LAYOUT[f];
   const half = (v: string, s: string, off: number) => {
     const lines = [`(local.set $lo (i16x8.extend_low_i8x16_s ${get(v)}))`, `(local.set $hi (i16x8.extend_high_i8x16_s ${get(v)}))`];
@@ -239,18 +240,18 @@ function dequantKernel(f: QuantType): string {
     lines.push(`(local.set $t0 (i8x16.shuffle ${lanes(0, 4, 1, 5)} ${get('c0')} ${get('c1')}))`, `(local.set $t1 (i8x16.shuffle ${lanes(2, 6, 3, 7)} ${get('c0')} ${get('c1')}))`,
       `(local.set $t2 (i8x16.shuffle ${lanes(0, 4, 1, 5)} ${get('c2')} ${get('c3')}))`, `(local.set $t3 (i8x16.shuffle ${lanes(2, 6, 3, 7)} ${get('c2')} ${get('c3')}))`);
     const rows = [['t0', 't2', lanes(0, 1, 4, 5)], ['t0', 't2', lanes(2, 3, 6, 7)], ['t1', 't3', lanes(0, 1, 4, 5)], ['t1', 't3', lanes(2, 3, 6, 7)]];
-    rows.forEach(([a, b, l], j) => lines.push(`(v128.store offset=${off + j * NR * 4} ${get('sp')} (f32x4.mul (i8x16.shuffle ${l} ${get(a!)} ${get(b!)}) ${get(s)}))`));
+    rows.forEach(([a, b, l], j) => lines.push(`(v128.store offset=${off + j * NR * 4} ${A.low(get('sp'))} (f32x4.mul (i8x16.shuffle ${l} ${get(a!)} ${get(b!)}) ${get(s)}))`));
     return lines.join('\n  ');
   };
   const quads: string[] = [];
-  for (let q = 0; q < 8; q++) quads.push(loadCodes(f, q, true), half('va', 's0', q * 4 * NR * 4), half('vb', 's1', q * 4 * NR * 4 + 16));
-  return `(func $dq_${f} (param $wp i32) (param $sp i32) (param $K i32)
+  for (let q = 0; q < 8; q++) quads.push(loadCodes(f, q, true, A), half('va', 's0', q * 4 * NR * 4), half('vb', 's1', q * 4 * NR * 4 + 16));
+  return `(func $dq_${f} (param $wp i32) (param $sp i32) (param $K i32)${A.param}
   (local $g i32) (local $s0 v128) (local $s1 v128) (local $v v128) (local $va v128) (local $vb v128) (local $lo v128) (local $hi v128)
   (local $c0 v128) (local $c1 v128) (local $c2 v128) (local $c3 v128) (local $t0 v128) (local $t1 v128) (local $t2 v128) (local $t3 v128)
   (block $g_end (loop $g_loop
   (br_if $g_end (i32.ge_s ${get('g')} (i32.shr_s ${get('K')} (i32.const 5))))
-  (local.set $s0 ${widenScales(L.scales, get('wp'))})
-  (local.set $s1 ${widenScales(L.scales + 8, get('wp'))})
+  (local.set $s0 ${widenScales(L.scales, A.w(get('wp')))})
+  (local.set $s1 ${widenScales(L.scales + 8, A.w(get('wp')))})
   ${quads.join('\n  ')}
   (local.set $wp ${add(get('wp'), L.group)})
   (local.set $sp ${add(get('sp'), 32 * NR * 4)})
@@ -261,8 +262,8 @@ function dequantKernel(f: QuantType): string {
 /** gemm_<f>(x, w, y, T, K, ldy, p0, p1, s): as gemm_f32 over x tiles, each panel of q8/q4 codes
  *  dequantised once per cache block into the thread's scratch `s` (dq), then the f32 micro-kernels. */
 function gemmQuant(f: QuantType, t: WasmTarget): string {
-  const mr = t.rowsPerTile;
-  return `(func $gemm_${f} (export "gemm_${f}") (param $x i32) (param $w i32) (param $y i32) (param $T i32) (param $K i32) (param $ldy i32) (param $p0 i32) (param $p1 i32) (param $s i32)
+  const mr = t.rowsPerTile, A = addrOf(t);
+  return `(func $gemm_${f} (export "gemm_${f}") (param $x i32) (param $w i32) (param $y i32) (param $T i32) (param $K i32) (param $ldy i32) (param $p0 i32) (param $p1 i32) (param $s i32)${A.param}
   (local $tb i32) (local $te i32) (local $p i32) (local $t i32) (local $m i32) (local $xp i32) (local $wp i32) (local $yp i32) (local $ldyb i32) (local $panelb i32)
   (local.set $ldyb (i32.shl ${get('ldy')} (i32.const 2)))
   (local.set $panelb (i32.mul (i32.shr_s ${get('K')} (i32.const 5)) (i32.const ${QUANT_LAYOUT[f].group})))
@@ -273,8 +274,8 @@ function gemmQuant(f: QuantType, t: WasmTarget): string {
     (local.set $p ${get('p0')})
     (block $panels_end (loop $panels
       (br_if $panels_end (i32.ge_s ${get('p')} ${get('p1')}))
-      (call $dq_${f} ${add(get('w'), `(i32.mul ${get('p')} ${get('panelb')})`)} ${get('s')} ${get('K')})
-      ${tiles('f32', mr, get('s'))}
+      (call $dq_${f} ${add(get('w'), `(i32.mul ${get('p')} ${get('panelb')})`)} ${get('s')} ${get('K')}${A.pass})
+      ${tiles('f32', mr, get('s'), undefined, A.zero)}
       (local.set $p ${add(get('p'), 1)})
       (br $panels)))
     (local.set $tb ${get('te')})
@@ -290,22 +291,23 @@ export function renderWasmKernels(t: WasmTarget): string {
   if (t.quantDotRows > 0 && !t.fma) throw new InternalError('wasm target: the integer-dot GEMV (quantDotRows) needs relaxed SIMD, as the fma variant has');
   const dts: WeightType[] = ['f32', 'bf16'];
   const funcs: string[] = [];
+  const A = addrOf(t);
   for (const dt of dts) {
-    for (let m = 1; m <= t.rowsPerTile; m++) funcs.push(microKernel(dt, m, t.rowsPerTile, m <= 2 ? t.gemvUnroll : 1, t.fma));
-    if (dt === 'bf16') funcs.push(microKernel(dt, t.rowsPerTile, t.rowsPerTile, 1, t.fma, true));
-    if (t.gemvPanels > 1) funcs.push(gemvKernel(dt, t.gemvPanels, t.rowsPerTile, t.fma));
+    for (let m = 1; m <= t.rowsPerTile; m++) funcs.push(microKernel(dt, m, t.rowsPerTile, m <= 2 ? t.gemvUnroll : 1, t.fma, false, A));
+    if (dt === 'bf16') funcs.push(microKernel(dt, t.rowsPerTile, t.rowsPerTile, 1, t.fma, true, A));
+    if (t.gemvPanels > 1) funcs.push(gemvKernel(dt, t.gemvPanels, t.rowsPerTile, t.fma, A));
     funcs.push(gemm(dt, t));
   }
   for (const f of QUANT_TYPES) {
-    funcs.push(dequantKernel(f), gemmQuant(f, t));
-    if (t.quantDotRows > 0) funcs.push(dotKernel(f, t.fma), dotProduct(f), dotKernel(f, t.fma, true), dotProduct(f, true), digits8Kernel(f));
+    funcs.push(dequantKernel(f, A), gemmQuant(f, t));
+    if (t.quantDotRows > 0) funcs.push(dotKernel(f, t.fma, false, A), dotProduct(f, false, A), dotKernel(f, t.fma, true, A), dotProduct(f, true, A), digits8Kernel(f, A));
   }
-  if (t.quantDotRows > 0) funcs.push(digitsKernel());
-  funcs.push(round8Kernel());
-  funcs.push(work(t.quantDotRows > 0));
+  if (t.quantDotRows > 0) funcs.push(digitsKernel(A));
+  funcs.push(round8Kernel(A));
+  funcs.push(work(t.quantDotRows > 0, A));
   return `;; archc wasm kernels${t.fma ? ' (fused multiply-add: relaxed SIMD)' : ''}: matrix products over packed weight panels (generated; see codegen/wasm/kernels.ts)
 (module
-(import "env" "memory" (memory 1 65536 shared))
+(import "env" "memory" (memory${A.memory64 ? ` i64 1 ${MEMORY64_PAGES}` : ' 1 65536'} shared))
 (global (export "MR") i32 (i32.const ${t.rowsPerTile}))
 (global (export "NR") i32 (i32.const ${NR}))
 (global (export "SPLIT_FROM") i32 (i32.const ${t.splitFrom}))

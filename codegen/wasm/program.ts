@@ -23,8 +23,9 @@ import { exportName, kernelArgs, programHash } from '../../runtime/wasm/program.
 import { InternalError } from '../../dsl/diagnostics.ts';
 import { type Placement, wasmPlan } from '../../runtime/wasm/plan.ts';
 import { assemble } from './assemble.ts';
+import { attentionDecodeRun } from './attention-step.ts';
 import { FIXED_WAT } from './fixed.ts';
-import { Fn, type RowAt, Unsupported, addI, f64lit, get, i32, mapPass, mulI, normPass, ropePass, unsupported } from './wat.ts';
+import { Fn, type RowAt, Unsupported, addI, get, i32, mapPass, mulI, normPass, ropePass, unsupported } from './wat.ts';
 
 /** The one-token conv in place on columns [col, col + C) of row r = sequence r, through the
  *  sequence's window (state), then `post` in place. */
@@ -248,27 +249,31 @@ function ssdStepRun(f: Fn): string {
   const y = f.viewRow(k.outputs.y!);
   const s = f.fresh('s'), t = f.fresh('t'), h = f.fresh('h'), p = f.fresh('p'), n = f.fresh('n'), end = f.fresh('end'), st0 = f.fresh('st0'), so = f.fresh('so');
   const xr = f.fresh('xr'), dtr = f.fresh('dtr'), br = f.fresh('br'), cr = f.fresh('cr'), yr = f.fresh('yr'), bo = f.fresh('bo'), co = f.fresh('co');
-  const d = f.fresh('d', 'f64'), decay = f.fresh('decay', 'f64'), xp = f.fresh('xp', 'f64'), dx = f.fresh('dx', 'f64'), acc = f.fresh('acc', 'v128'), v = f.fresh('v', 'v128'), a = f.fresh('a', 'f64');
-  const fl = (base: string, i: string) => `(f64.promote_f32 (f32.load ${addI(base, `(i32.shl ${i} ${i32(2)})`)}))`;
+  const d = f.fresh('d', 'f64'), decay = f.fresh('decay', 'v128'), xp = f.fresh('xp', 'f32'), dx = f.fresh('dx', 'v128'), acc = f.fresh('acc', 'v128'), v = f.fresh('v', 'v128'), a = f.fresh('a', 'f32');
+  const fl = (base: string, i: string) => `(f32.load ${addI(base, `(i32.shl ${i} ${i32(2)})`)})`;
   const nb = `(i32.shl ${get(n)} ${i32(2)})`;
-  const pairs = f.loop(n, i32(0), i32(N - (N % 2)), `(local.set $${v} (f32x4.demote_f64x2_zero (f64x2.add (f64x2.mul (f64x2.promote_low_f32x4 (v128.load64_zero ${addI(get(so), nb)})) (f64x2.splat ${get(decay)}))
-  (f64x2.mul (f64x2.splat ${get(dx)}) (f64x2.promote_low_f32x4 (v128.load64_zero ${addI(get(bo), nb)}))))))
-(v128.store64_lane 0 ${addI(get(so), nb)} ${get(v)})
-(local.set $${acc} (f64x2.add ${get(acc)} (f64x2.mul (f64x2.promote_low_f32x4 ${get(v)}) (f64x2.promote_low_f32x4 (v128.load64_zero ${addI(get(co), nb)})))))`, 2);
-  const odd = N % 2 ? `(local.set $${a} (f64.promote_f32 (f32.demote_f64 (f64.add (f64.mul ${fl(get(so), i32(N - 1))} ${get(decay)}) (f64.mul ${get(dx)} ${fl(get(bo), i32(N - 1))})))))
-(f32.store offset=${(N - 1) * 4} ${get(so)} (f32.demote_f64 ${get(a)}))
-(local.set $${a} (f64.mul ${get(a)} ${fl(get(co), i32(N - 1))}))` : `(local.set $${a} (f64.const 0))`;
-  const perP = f.loop(p, i32(0), i32(P), `(local.set $${xp} ${fl(get(xr), addI(mulI(get(h), P), get(p)))})
-(local.set $${dx} (f64.mul ${get(d)} ${get(xp)}))
+  // four state entries a step, in f32: v = s·decay + dx·B stored, acc += v·C (the reference computes
+  // each entry in double and rounds it once; this differs by an ulp a step, and decay < 1 keeps it there)
+  const quads = f.loop(n, i32(0), i32(N - (N % 4)), `(local.set $${v} (f32x4.add (f32x4.mul (v128.load ${addI(get(so), nb)}) ${get(decay)}) (f32x4.mul ${get(dx)} (v128.load ${addI(get(bo), nb)}))))
+(v128.store ${addI(get(so), nb)} ${get(v)})
+(local.set $${acc} (f32x4.add ${get(acc)} (f32x4.mul ${get(v)} (v128.load ${addI(get(co), nb)}))))`, 4);
+  const tail = Array.from({ length: N % 4 }, (_, i) => {
+    const at = N - (N % 4) + i;
+    return `(local.set $${xp} (f32.add (f32.mul ${fl(get(so), i32(at))} (f32x4.extract_lane 0 ${get(decay)})) (f32.mul (f32x4.extract_lane 0 ${get(dx)}) ${fl(get(bo), i32(at))})))
+(f32.store offset=${at * 4} ${get(so)} ${get(xp)})
+(local.set $${a} (f32.add ${get(a)} (f32.mul ${get(xp)} ${fl(get(co), i32(at))})))`;
+  }).join('\n');
+  const perP = f.loop(p, i32(0), i32(P), `(local.set $${dx} (f32x4.splat (f32.demote_f64 (f64.mul ${get(d)} (f64.promote_f32 ${fl(get(xr), addI(mulI(get(h), P), get(p)))})))))
 (local.set $${so} ${addI(get(st0), `(i32.shl ${mulI(addI(mulI(get(h), P), get(p)), N)} ${i32(2)})`)})
-(local.set $${acc} (v128.const f64x2 0 0))
-${pairs}
-${odd}
+(local.set $${acc} (v128.const f32x4 0 0 0 0))
+(local.set $${a} (f32.const 0))
+${quads}
+${tail}
 (f32.store ${addI(get(yr), `(i32.shl ${addI(mulI(get(h), P), get(p))} ${i32(2)})`)} (f32.demote_f64 (f64.add
-  (f64.add (f64.add (f64x2.extract_lane 0 ${get(acc)}) (f64x2.extract_lane 1 ${get(acc)})) ${get(a)})
-  (f64.mul ${fl(row('D')(i32(0)), get(h))} ${get(xp)}))))`);
-  const perH = f.loop(h, i32(0), i32(H), `(local.set $${d} ${fl(get(dtr), get(h))})
-(local.set $${decay} (call $exp64 (f64.mul ${get(d)} ${fl(row('A')(i32(0)), get(h))})))
+  (f64.add (f64.add (f64.promote_f32 (f32.add (f32x4.extract_lane 0 ${get(acc)}) (f32x4.extract_lane 2 ${get(acc)}))) (f64.promote_f32 (f32.add (f32x4.extract_lane 1 ${get(acc)}) (f32x4.extract_lane 3 ${get(acc)})))) (f64.promote_f32 ${get(a)}))
+  (f64.mul (f64.promote_f32 ${fl(row('D')(i32(0)), get(h))}) (f64.promote_f32 ${fl(get(xr), addI(mulI(get(h), P), get(p)))})))))`);
+  const perH = f.loop(h, i32(0), i32(H), `(local.set $${d} (f64.promote_f32 ${fl(get(dtr), get(h))}))
+(local.set $${decay} (f32x4.splat (f32.demote_f64 (call $exp64 (f64.mul ${get(d)} (f64.promote_f32 ${fl(row('A')(i32(0)), get(h))}))))))
 (local.set $${bo} ${addI(get(br), `(i32.shl ${mulI(`(i32.div_u ${get(h)} ${i32(hpg)})`, N)} ${i32(2)})`)})
 (local.set $${co} ${addI(get(cr), `(i32.shl ${mulI(`(i32.div_u ${get(h)} ${i32(hpg)})`, N)} ${i32(2)})`)})
 ${perP}`);
@@ -286,106 +291,6 @@ ${perP}`);
   (local.set $${t} ${addI(get(t), 1)})
   (br $tl)))`));
   return parts.join('\n');
-}
-
-/**
- * The one-token attention (and any causal GQA attention) as runtime/cpu/attention.ts: per sequence
- * its k, v rows appended to the KV cache in its slot ([capacity, KV, Dh] keys, then values), then
- * per row and head the scores q·k_j·scale, the softmax (max subtracted) and the weighted sum of the
- * values, all in f64 (f64x2 across the head dim), rounded to f32 at the end. Scratch: f64 scores
- * [capacity] at scr, then the f64 sum [Dh].
- */
-function attentionDecodeRun(f: Fn): string {
-  const k = f.k, { H, KV, Dh } = k.sizes as { H: number; KV: number; Dh: number };
-  if (KV < 1 || H % KV) unsupported('kv heads that do not divide heads');
-  if (Object.keys(k.pre ?? {}).length) unsupported('attention operands with a pre-expression');
-  const views = ['q', 'k', 'v'].map((n) => { const o = k.inputs[n]; return o && isView(o) ? o : unsupported(`attention operand ${n}`); });
-  const [qv, kv, vv] = views as [View, View, View];
-  const y = k.outputs.y ?? unsupported('no output y');
-  if (qv.width !== H * Dh || kv.width !== KV * Dh || vv.width !== KV * Dh || y.width !== H * Dh) unsupported('an attention view');
-  if (views.some((v) => v.buf === y.buf)) unsupported('an attention output sharing a buffer with an operand');
-  const group = H / KV, rowLen = KV * Dh, pairs = Dh - (Dh % 2);
-  const s = f.fresh('s'), t = f.fresh('t'), r = f.fresh('r'), h = f.fresh('h'), j = f.fresh('j'), dd = f.fresh('d');
-  const start = f.fresh('start'), len = f.fresh('len'), before = f.fresh('before'), kc = f.fresh('kc'), vc = f.fresh('vc'), nk = f.fresh('nk');
-  const qo = f.fresh('qo'), ko = f.fresh('ko'), yo = f.fresh('yo'), acc = f.fresh('acc');
-  const dot = f.fresh('dot', 'v128'), v2 = f.fresh('v2', 'v128'), sc = f.fresh('sc', 'f64'), max = f.fresh('max', 'f64'), sum = f.fresh('sum', 'f64'), pj = f.fresh('pj', 'f64');
-  const seqAt = addI(get('seq'), mulI(get(s), 12));
-  const fa = (base: string, i: string) => addI(base, `(i32.shl ${i} ${i32(2)})`);
-  const da = (base: string, i: string) => addI(base, `(i32.shl ${i} ${i32(3)})`);
-  const pair = (base: string) => `(f64x2.promote_low_f32x4 (v128.load64_zero ${fa(base, get(dd))}))`;
-  const one = (base: string) => `(f64.promote_f32 (f32.load ${fa(base, get(dd))}))`;
-  // keys of row r: [0, before + r]; K row j of kv head h/group at kc + (j·rowLen + (h/group)·Dh)·4
-  const kvHead = mulI(`(i32.div_u ${get(h)} ${i32(group)})`, Dh);
-  const scores = f.loop(j, i32(0), get(nk), `(local.set $${ko} ${fa(get(kc), addI(mulI(get(j), rowLen), kvHead))})
-(local.set $${dot} (v128.const f64x2 0 0))
-${f.loop(dd, i32(0), i32(pairs), `(local.set $${dot} (f64x2.add ${get(dot)} (f64x2.mul ${pair(get(qo))} ${pair(get(ko))})))`, 2)}
-(local.set $${sc} (f64.add (f64x2.extract_lane 0 ${get(dot)}) (f64x2.extract_lane 1 ${get(dot)})))
-${Dh % 2 ? `(local.set $${dd} ${i32(Dh - 1)})
-(local.set $${sc} (f64.add ${get(sc)} (f64.mul ${one(get(qo))} ${one(get(ko))})))` : ''}
-(local.set $${sc} (f64.mul ${get(sc)} (f64.const ${f64lit(k.attrs.scale as number)})))
-(f64.store ${da(get('scr'), get(j))} ${get(sc)})
-(local.set $${max} (f64.max ${get(max)} ${get(sc)}))`);
-  const accAt = (i: string) => da(get(acc), i);
-  const weigh = f.loop(j, i32(0), get(nk), `(local.set $${pj} (call $exp64 (f64.sub (f64.load ${da(get('scr'), get(j))}) ${get(max)})))
-(local.set $${sum} (f64.add ${get(sum)} ${get(pj)}))
-(local.set $${ko} ${fa(get(vc), addI(mulI(get(j), rowLen), kvHead))})
-(local.set $${v2} (f64x2.splat ${get(pj)}))
-${f.loop(dd, i32(0), i32(pairs), `(v128.store ${accAt(get(dd))} (f64x2.add (v128.load ${accAt(get(dd))}) (f64x2.mul ${get(v2)} ${pair(get(ko))})))`, 2)}
-${Dh % 2 ? `(local.set $${dd} ${i32(Dh - 1)})
-(f64.store ${accAt(get(dd))} (f64.add (f64.load ${accAt(get(dd))}) (f64.mul ${get(pj)} ${one(get(ko))})))` : ''}`);
-  const head = `(local.set $${qo} ${addI(f.viewRow(qv)(addI(get(start), get(r))), `(i32.shl ${mulI(get(h), Dh)} ${i32(2)})`)})
-(local.set $${yo} ${addI(f.viewRow(y)(addI(get(start), get(r))), `(i32.shl ${mulI(get(h), Dh)} ${i32(2)})`)})
-(local.set $${max} (f64.const -inf))
-${scores}
-(local.set $${sum} (f64.const 0))
-${f.loop(dd, i32(0), i32(Dh), `(f64.store ${accAt(get(dd))} (f64.const 0))`)}
-${weigh}
-${f.loop(dd, i32(0), i32(Dh), `(f32.store ${fa(get(yo), get(dd))} (f32.demote_f64 (f64.div (f64.load ${accAt(get(dd))}) ${get(sum)})))`)}`;
-  const append = (src: View, cache: string) => f.loop(t, i32(0), get(len), f.loop(dd, i32(0), i32(rowLen),
-    `(f32.store ${fa(cache, addI(mulI(addI(get(before), get(t)), rowLen), get(dd)))} (f32.load ${fa(f.viewRow(src)(addI(get(start), get(t))), get(dd))}))`));
-  // rows no sequence covers stay as written before: the reference writes them zero
-  const zero = f.loop(t, i32(0), get('T'), f.loop(dd, i32(0), i32(H * Dh), `(f32.store ${fa(f.viewRow(y)(get(t)), get(dd))} (f32.const 0))`));
-  if (k.attrs.window) return `${zero}\n${windowedDecode(f, k.attrs.window as number, { s, r, dd, start, len, before, kc, vc, nk, acc, seqAt, rowLen, heads: f.loop(h, i32(0), i32(H), head), kv, vv })}`;
-  return `${zero}
-(local.set $${acc} ${addI(get('scr'), `(i32.shl (i32.load ${addI(get('seq'), `(i32.shl ${get('S')} ${i32(4)})`)}) ${i32(3)})`)})
-${f.loop(s, i32(0), get('S'), `(local.set $${start} (i32.load ${seqAt}))
-(local.set $${len} (i32.load offset=4 ${seqAt}))
-(local.set $${kc} ${addI(`(i32.load offset=8 ${seqAt})`, f.state(k.state ?? unsupported('an attention without a cache')))})
-(local.set $${vc} ${addI(get(kc), `(i32.shl (i32.mul (i32.load ${addI(get('seq'), `(i32.shl ${get('S')} ${i32(4)})`)}) ${i32(rowLen)}) ${i32(2)})`)})
-(local.set $${before} (i32.load ${addI(addI(get('seq'), mulI(get('S'), 12)), `(i32.shl ${get(s)} ${i32(2)})`)}))
-${append(kv, get(kc))}
-${append(vv, get(vc))}
-${f.loop(r, i32(0), get(len), `(local.set $${nk} ${addI(addI(get(before), get(r)), 1)})
-${f.loop(h, i32(0), i32(H), head)}`)}`)}`;
-}
-
-/**
- * attentionDecodeRun's sequence loop with a sliding window: the cache is a ring of rows =
- * min(window, capacity) (runtime/program.ts kvRows: keys [rows, KV, Dh], then values); row r of a
- * sequence writes its k, v at ring row (before + r) % rows and then attends to ring rows
- * [0, min(before + r + 1, rows)), which hold exactly its window (key order does not matter to the
- * softmax). Writing row by row keeps a row's keys from being overwritten by a later row's.
- */
-function windowedDecode(f: Fn, window: number, l: { s: string; r: string; dd: string; start: string; len: string; before: string; kc: string; vc: string; nk: string; acc: string;
-  seqAt: string; rowLen: number; heads: string; kv: View; vv: View }): string {
-  const rows = f.fresh('rows'), at = f.fresh('at');
-  const cap = `(i32.load ${addI(get('seq'), `(i32.shl ${get('S')} ${i32(4)})`)})`;
-  const fa = (base: string, i: string) => addI(base, `(i32.shl ${i} ${i32(2)})`);
-  const put = (src: View, cache: string) => f.loop(l.dd, i32(0), i32(l.rowLen),
-    `(f32.store ${fa(cache, addI(get(at), get(l.dd)))} (f32.load ${fa(f.viewRow(src)(addI(get(l.start), get(l.r))), get(l.dd))}))`);
-  return `(local.set $${l.acc} ${addI(get('scr'), `(i32.shl ${cap} ${i32(3)})`)})
-(local.set $${rows} (select ${i32(window)} ${cap} (i32.lt_u ${i32(window)} ${cap})))
-${f.loop(l.s, i32(0), get('S'), `(local.set $${l.start} (i32.load ${l.seqAt}))
-(local.set $${l.len} (i32.load offset=4 ${l.seqAt}))
-(local.set $${l.kc} ${addI(`(i32.load offset=8 ${l.seqAt})`, f.state(f.k.state ?? unsupported('an attention without a cache')))})
-(local.set $${l.vc} ${addI(get(l.kc), `(i32.shl (i32.mul ${get(rows)} ${i32(l.rowLen)}) ${i32(2)})`)})
-(local.set $${l.before} (i32.load ${addI(addI(get('seq'), mulI(get('S'), 12)), `(i32.shl ${get(l.s)} ${i32(2)})`)}))
-${f.loop(l.r, i32(0), get(l.len), `(local.set $${at} ${mulI(`(i32.rem_u ${addI(get(l.before), get(l.r))} ${get(rows)})`, l.rowLen)})
-${put(l.kv, get(l.kc))}
-${put(l.vv, get(l.vc))}
-(local.set $${l.nk} ${addI(get(l.before), get(l.r))})
-(local.set $${l.nk} (select ${addI(get(l.nk), 1)} ${get(rows)} (i32.lt_u ${get(l.nk)} ${get(rows)})))
-${l.heads}`)}`)}`;
 }
 
 // ---- module -----------------------------------------------------------------------------------

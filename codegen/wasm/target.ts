@@ -33,6 +33,9 @@ export interface WasmTarget {
    *  or 0 (no relaxed SIMD), dequantise each panel once per cache block into the thread's scratch
    *  and run the f32 micro-kernels. */
   readonly quantDotRows: number;
+  /** Addresses for a memory declared `i64` (memory64: one memory past 4 GiB; codegen/wasm/addr.ts).
+   *  Absent or false: the 32-bit form every engine runs. */
+  readonly memory64?: boolean;
 }
 
 /** 128-bit SIMD alone: runs on every engine with SIMD. */
@@ -42,3 +45,5 @@ export const WASM_TARGET: WasmTarget = { name: 'wasm', fma: false, rowsPerTile: 
 export const WASM_FMA_TARGET: WasmTarget = { ...WASM_TARGET, fma: true, rowsPerTile: 6, tokenBlock: 60, quantDotRows: 6 };
 /** The module variants a build ships, in order of preference: the runtime runs the first the engine accepts. */
 export const WASM_TARGETS: readonly WasmTarget[] = [WASM_FMA_TARGET, WASM_TARGET];
+/** The same variants for a memory64 memory (runtime/wasm/memory64.ts picks them where the engine has it). */
+export const WASM_TARGETS64: readonly WasmTarget[] = WASM_TARGETS.map((t) => ({ ...t, memory64: true }));

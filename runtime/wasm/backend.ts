@@ -15,7 +15,8 @@
 // A model past one memory (4 GiB; LoadOptions.wasmMemoryBytes sets a lower limit): everything above
 // stays in memory 0, with the weights that fit beside it; the others are packed into weight memories
 // (`memories` reports where), whose products copy x in and y out (runtime/wasm/kernels.ts `staged`),
-// bit for bit the single-memory results.
+// bit for bit the single-memory results. Or one memory64 memory (LoadOptions.wasmMemory64), where the
+// products read every weight in place, without the program module.
 
 import type { ActivationFormat } from '../act-quant.ts';
 import type { Invocation, RunBatch, StatePool } from '../backend.ts';
@@ -35,6 +36,7 @@ import { type At, ssdChunkedAt, ssdChunkedWasm, ssdWorkBytes } from './ssd.ts';
 import { attentionAt, attentionWasm, attentionWorkBytes } from './attention.ts';
 import { RuntimeError } from '../errors.ts';
 import { threadSupport, threadsHere, unsharedModule } from './threads.ts';
+import type { Memory64Support } from './memory64.ts';
 
 /**
  * The wasm backend as this thread can run it: `threads` (default: threads.ts' defaultThreads) where
@@ -44,7 +46,7 @@ import { threadSupport, threadsHere, unsharedModule } from './threads.ts';
  * running when it resolves.
  */
 export async function openWasmBackend(program: Program, kernels: Uint8Array | WebAssembly.Module | readonly Uint8Array[],
-  threads?: number, own?: Uint8Array | WebAssembly.Module, memoryBytes?: number): Promise<WasmBackend> {
+  threads?: number, own?: Uint8Array | WebAssembly.Module, memoryBytes?: number, memory64?: Memory64Support): Promise<WasmBackend> {
   const support = threadSupport();
   // both modules import the one memory: without shared memory their imports are rewritten to match
   const compile = async (m: Uint8Array | WebAssembly.Module | readonly Uint8Array[], what: string): Promise<WebAssembly.Module> => {
@@ -58,7 +60,7 @@ export async function openWasmBackend(program: Program, kernels: Uint8Array | We
   // them across a kernel; an unshared memory detaches every view when it grows, so without shared
   // memory the stages stay on the reference families over a JS arena (products still run in wasm).
   const programModule = own === undefined || !support.shared ? undefined : await compile(own, 'wasm program module (wasmProgram)');
-  const backend = new WasmBackend(program, module, threadsHere(threads, support), programModule, memoryBytes);
+  const backend = new WasmBackend(program, module, threadsHere(threads, support), programModule, memoryBytes, memory64);
   try {
     await backend.start();
   } catch (e) {
@@ -108,10 +110,11 @@ export class WasmBackend extends CpuBackend {
 
   /** `module`: the assembled kernel module (codegen/wasm/); `threads` counts the calling thread;
    *  `programModule`: the program's own module (codegen/wasm/program.ts), if at hand; `memoryBytes`:
-   *  the most one WebAssembly memory may hold (default 4 GiB). */
-  constructor(program: Program, module: WebAssembly.Module, threads: number, programModule?: WebAssembly.Module, memoryBytes?: number) {
+   *  the most one WebAssembly memory may hold (default 4 GiB); `memory64`: `module` is the kernels'
+   *  memory64 form, over one i64 memory (runtime/wasm/choice.ts). */
+  constructor(program: Program, module: WebAssembly.Module, threads: number, programModule?: WebAssembly.Module, memoryBytes?: number, memory64?: Memory64Support) {
     super(program);
-    this.kernels = new WasmKernels(module, threads, memoryBytes);
+    this.kernels = new WasmKernels(module, threads, memoryBytes, memory64 ?? null);
     this.heap = new Heap((bytes) => this.kernels.allocate(bytes));
     this.prog = programModule ? new WasmProgram(programModule, this.kernels.memory, program) : null;
     const plan = wasmPlan(program);

@@ -8,6 +8,8 @@
 // blocks on the record's count of panels done, so the engine stays synchronous (as
 // runtime/cpu/pool.ts). Where blocking is not allowed (a browser's main thread, a page without
 // cross-origin isolation) it runs alone over memories that are not shared (runtime/wasm/threads.ts).
+// With memory64 (a module of codegen/wasm/addr.ts' i64 form) there is one memory: every product runs
+// on its one instance over the weight where it lies, the weight's base passed as a BigInt.
 // Module layout: codegen/wasm/kernels.ts.
 
 import { PRODUCT, QUANT_LAYOUT } from './layout.ts';
@@ -19,6 +21,7 @@ import { type ActivationFormat, quantizeActivations } from '../act-quant.ts';
 import { type Tensor, toF32 } from '../tensor.ts';
 import { packPanels, packQuantPanels } from './pack.ts';
 import { type Threads, onNode, startThreads, startThreadsNow, threadSupport } from './threads.ts';
+import type { Memory64Support } from './memory64.ts';
 
 /** A weight [N, K] packed into panels of NR output columns, [P][K][NR] (zeros past N); q8/q4 in
  *  panels of groups of 32 along K (codegen/wasm/kernels.ts QUANT_LAYOUT). */
@@ -28,7 +31,8 @@ export interface PackedWeight {
   readonly panels: number;
   /** Byte address in its memory. */
   readonly at: number;
-  /** Which memory holds it (0: the one the arena and the program module share; see WasmKernels.memories). */
+  /** Which memory holds it (0: the one the arena and the program module share; see WasmKernels.memories;
+   *  with memory64 the region of the one memory). */
   readonly mem: number;
   readonly dtype: 'f32' | 'bf16' | 'q8' | 'q4';
 }
@@ -38,8 +42,19 @@ export interface PackedWeight {
  *  job: [memory, s]: run `work(s)` on its instance over that memory (the product in the memory's job
  *  record; -1: none). */
 const CTL_GEN = 0, CTL_DONE = 1, CTL_QUIT = 2, CTL_JOBS = 4, JOB = 10;
-/** The job record in the module's memory (i32 fields: claim word, panels done, then the product). */
-const JOB_CLAIM = 0, JOB_DONE = 1;
+/** The job record in the module's memory (i32 fields: claim word, panels done, then the product;
+ *  memory64: the weight's base, an i64, at i32 12 and 13). */
+const JOB_CLAIM = 0, JOB_DONE = 1, JOB_WBASE = 12;
+/** How long an idle worker spins on the control word before it sleeps (ms), and how many times the
+ *  caller reads a product's count before it sleeps. */
+const SPIN_MS = Number(globalThis.process?.env?.ARCHC_SPIN_MS ?? 2);
+const SPIN_LOADS = 1 << 16;
+/** With 8-bit activations, the integer-dot GEMV takes products of up to this many rows (beyond
+ *  them the rounded rows go through the dequantising GEMM). Per row of a [3224, 768] product on 2
+ *  threads (µs, GEMV / GEMM): q4 44.5 / 116 at 8 rows, 41 / 55 at 64, 41 / 52 at 256 (a ~100M
+ *  prefill of 512: 360 -> 413 tok/s); q8, whose GEMV makes two dot products per 16 weights,
+ *  72 / 117 at 8 rows, 70 / 66 at 16, 67 / 52 at 256. */
+export const A8_DOT_ROWS = { q4: Infinity, q8: 12 } as const;
 
 /** The worker's program (threads.ts runs it in Node and in browsers): the module on each of the
  *  memories, then a loop over jobs woken by Atomics. */
@@ -49,7 +64,14 @@ const works = memories.map((memory) => new WebAssembly.Instance(module, { env: {
 ready();
 let gen = 0;
 for (;;) {
-  Atomics.wait(ctl, ${CTL_GEN}, gen);
+  // spin a while before sleeping: a decode step's products come tens of microseconds apart, and a
+  // sleeping worker wakes later than that (it would find the product done by the caller)
+  let g = Atomics.load(ctl, ${CTL_GEN});
+  if (g === gen) {
+    const until = performance.now() + ${SPIN_MS};
+    for (let i = 1; (g = Atomics.load(ctl, ${CTL_GEN})) === gen; i++) if ((i & 1023) === 0 && performance.now() > until) break;
+  }
+  if (g === gen) Atomics.wait(ctl, ${CTL_GEN}, gen);
   gen = Atomics.load(ctl, ${CTL_GEN});
   if (Atomics.load(ctl, ${CTL_QUIT})) break;
   const j = ${CTL_JOBS} + slot * ${JOB};
@@ -84,8 +106,9 @@ export class WasmKernels {
   /** `threads` counts the calling thread: 2 means one worker. Without shared memory here (see
    *  threads.ts) the memories are not shared, `module` must be threads.ts' unsharedModule of the
    *  kernels and `threads` 1. `memoryBytes`: the most one memory may hold (rounded down to 64 KiB
-   *  pages; at most, and by default, 4 GiB). */
-  constructor(private readonly module: WebAssembly.Module, readonly threads: number, memoryBytes: number = MEMORY_BYTES) {
+   *  pages; at most, and by default, 4 GiB). `memory64`: `module` is the kernels' memory64 form and
+   *  one i64 memory holds everything (runtime/wasm/memory64.ts). */
+  constructor(private readonly module: WebAssembly.Module, readonly threads: number, memoryBytes: number = MEMORY_BYTES, memory64: Memory64Support | null = null) {
     this.shared = threadSupport().shared;
     if (!this.shared && threads > 1) throw new RuntimeError('RT303', [`${threads} wasm threads without shared memory`, 'a browser shares memory only with a cross-origin isolated page: pass threads: 1']);
     // Workers instantiate the module on every memory when they start, and a worker blocked in
@@ -93,7 +116,7 @@ export class WasmKernels {
     // and started again with the whole list (`start`, or the next product in Node). Memories are
     // added while weights are packed, at load time: Model.load awaits `start` again once the weights
     // are in (WasmBackend.loaded), as a browser needs.
-    this.mems = new WasmMemories(module, this.shared, threads, memoryBytes, () => { if (this.workers) this.stopWorkers(); });
+    this.mems = new WasmMemories(module, this.shared, threads, memoryBytes, () => { if (this.workers) this.stopWorkers(); }, memory64);
     const m = this.mems.list[0]!;
     this.MR = m.ex.MR.value as number;
     this.NR = m.ex.NR.value as number;
@@ -107,6 +130,11 @@ export class WasmKernels {
   /** Memory 0: the arena, the state slots and the program module's memory. */
   get memory(): WebAssembly.Memory {
     return this.mems.list[0]!.memory;
+  }
+
+  /** The products run where the weight lies: one memory, or memory 0 for its own weights. */
+  private direct(w: PackedWeight): boolean {
+    return w.mem === 0 || this.mems.memory64 !== null;
   }
 
   /** Where the packed weights are, memory by memory (memory 0 first). */
@@ -172,7 +200,7 @@ export class WasmKernels {
   private operandIn(m: Mem, w: PackedWeight, xAt: number, ldx: number, T: number, K: number, at: number): number {
     const quant = w.dtype === 'q8' || w.dtype === 'q4';
     const a8 = quant && this.activations === 'q8';
-    if (quant && T <= this.quantDotRows) {
+    if (quant && this.quantDotRows && T <= (a8 ? A8_DOT_ROWS[w.dtype as 'q8' | 'q4'] : this.quantDotRows)) {
       const f = w.dtype as 'q8' | 'q4';
       if (a8 ? m.ex[`digits8_${f}`]!(xAt, ldx, T, K, at) : m.ex.digits!(xAt, ldx, T, K, at, f === 'q4' ? 1 : 0)) return PRODUCT[`${a8 ? 'dot8' : 'dot'}_${f}`];
     }
@@ -194,7 +222,7 @@ export class WasmKernels {
     const Tpad = Math.ceil(T / MR) * MR, ldy = panels * NR;
     const m0 = this.mems.list[0]!;
     let yAt: number;
-    if (w.mem === 0) {
+    if (this.direct(w)) {
       // x tiles (or digits), y, then x's rows as given
       const xAt = this.mems.reserve(m0, 4 * Tpad * (K + ldy) + 4 * T * K);
       yAt = xAt + 4 * Tpad * K;
@@ -242,7 +270,7 @@ export class WasmKernels {
       const base = (xAt >>> 2) + (t - (t % MR)) * K + (t % MR);
       for (let k = 0, src = xo + t * xt; k < K; k++, src += xk) mem[base + k * MR] = x[src]!;
     }
-    m0.ex.gemm_f32(xAt, wAt, yAt, T, K, ld, 0, panels);
+    m0.ex.gemm_f32(xAt, wAt, yAt, T, K, ld, 0, panels, ...(this.mems.memory64 ? [0n] : []));
     return { y: mem.subarray(yAt >>> 2, (yAt >>> 2) + Tpad * ld), ld };
   }
 
@@ -260,7 +288,7 @@ export class WasmKernels {
     const { K, N, panels } = w;
     const MR = this.MR, Tpad = Math.ceil(T / MR) * MR;
     const split = T * K * N >= this.splitFrom;
-    if (w.mem === 0) {
+    if (this.direct(w)) {
       const tiles = this.mems.reserve(this.mems.list[0]!, 4 * Tpad * K);
       const fn = this.operand(w, xAt, ldx, T, K, tiles);
       this.run(this.mems.list[0]!, fn, [tiles, w.at, yAt, T, K, ldy], 0, panels, split);
@@ -315,28 +343,38 @@ export class WasmKernels {
    * it in chunks of panels through m's job record (codegen/wasm/kernels.ts `work`): the calling
    * thread wakes the workers, takes chunks itself, and waits only until every panel is done, so a
    * worker that wakes late takes fewer chunks (or none) instead of holding the product up. Chunks:
-   * for one row (decode) two groups of the GEMV's panels, so every thread count computes each panel
-   * with the same kernel, bit for bit; else about four per thread.
+   * for one row (decode) about two per thread, each a multiple of twice the GEMV's GEMV_PANELS, so
+   * every thread count computes each panel with the same kernel, bit for bit; else about four per thread.
    */
   private run(m: Mem, fn: number, args: readonly number[], p0: number, p1: number, split: boolean): void {
-    const [x, w, y, T, K, ldy] = args as [number, number, number, number, number, number];
+    const [x, at, y, T, K, ldy] = args as [number, number, number, number, number, number];
     const panels = p1 - p0;
     // bf16 and dequantised q8/q4 panels widen into each thread's scratch
-    const s = fn === PRODUCT.bf16 || fn === PRODUCT.q8 || fn === PRODUCT.q4 ? this.mems.panelScratch(m, K) : 0;
+    const widens = fn === PRODUCT.bf16 || fn === PRODUCT.q8 || fn === PRODUCT.q4;
+    const s = widens ? this.mems.panelScratch(m, K) : 0;
+    // memory64: the weight at offset 0 from its base, passed last
+    const wb = this.mems.memory64 ? BigInt(at) : null, w = wb === null ? at : 0;
     if (!split || this.threads < 2 || panels < 2) {
       const ex = m.ex;
-      const call = [ex.gemm_f32, ex.gemm_bf16, ex.gemm_q8, ex.gemm_q4, ex.dot_q8, ex.dot_q4, ex.dot8_q8, ex.dot8_q4][fn];
+      const call = [ex.gemm_f32, ex.gemm_bf16, ex.gemm_q8, ex.gemm_q4, ex.dot_q8, ex.dot_q4, ex.dot8_q8, ex.dot8_q4][fn] as ((...a: (number | bigint)[]) => void) | undefined;
       if (!call) throw new Error(`WasmKernels: the module has no product ${fn}`);
-      call(x, w, y, T, K, ldy, p0, p1, s);
+      call(x, w, y, T, K, ldy, p0, p1, ...(wb === null ? [s] : widens ? [s, wb] : [wb]));
       return;
     }
     const n = this.startWorkers();
     const job = m.job;
-    const chunk = Math.max(T === 1 ? 2 * this.gemvPanels : Math.ceil(panels / (4 * this.threads)), Math.ceil(panels / 0xfff0));
+    // one row: two chunks a thread, each whole groups of the GEMV's panels (a chunk of two groups was
+    // ~30 % slower on 2 threads, likely as each chunk's claim and count move a cache line between the cores)
+    const groups = 2 * this.gemvPanels;
+    const chunk = Math.max(T === 1 ? Math.max(groups, Math.ceil(panels / (2 * this.threads) / groups) * groups) : Math.ceil(panels / (4 * this.threads)), Math.ceil(panels / 0xfff0));
     // closed while the record is rewritten (every chunk of the last job is done: see below)
     const number = (++this.jobs & 0x7fff) << 16;
     Atomics.store(job, JOB_CLAIM, number | 0xffff);
     [0, fn, x, w, y, T, K, ldy, p0, p1, chunk].forEach((v, i) => Atomics.store(job, JOB_CLAIM + 1 + i, v));
+    if (wb !== null) {
+      Atomics.store(job, JOB_WBASE, Number(wb & 0xffffffffn) | 0);
+      Atomics.store(job, JOB_WBASE + 1, Number(wb >> 32n));
+    }
     Atomics.store(job, JOB_CLAIM, number);
     const mem = m.index;
     for (let i = 0; i < n; i++) {
@@ -346,12 +384,16 @@ export class WasmKernels {
     Atomics.add(this.ctl, CTL_GEN, 1);
     Atomics.notify(this.ctl, CTL_GEN);
     m.ex.work(s);
-    for (let done = Atomics.load(job, JOB_DONE); done < panels; done = Atomics.load(job, JOB_DONE)) Atomics.wait(job, JOB_DONE, done);
+    // the workers' last chunks end soon after the caller's: spin on the count, then sleep
+    let done = Atomics.load(job, JOB_DONE);
+    for (let i = 1; done < panels && i < SPIN_LOADS; i++) done = Atomics.load(job, JOB_DONE);
+    for (; done < panels; done = Atomics.load(job, JOB_DONE)) Atomics.wait(job, JOB_DONE, done);
   }
 
   /** Each worker's data: the module, the memories, the control words and its job slot. */
   private workerData(): object[] {
-    const memories = this.mems.list.map((m) => m.memory);
+    // memory64: the regions share one memory
+    const memories = [...new Set(this.mems.list.map((m) => m.memory))];
     return Array.from({ length: this.threads - 1 }, (_, slot) => ({ module: this.module, memories, ctl: this.ctl.buffer, slot }));
   }
 

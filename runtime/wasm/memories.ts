@@ -3,9 +3,14 @@
 // staging area for the product in flight), each with the kernel module instantiated on it on the
 // calling thread; where each weight goes, and every allocation within the per-memory limit. The
 // products over them: runtime/wasm/kernels.ts.
+// With memory64 (runtime/wasm/memory64.ts) there is one memory and two regions of it: region 0, the
+// first 4 GiB (2 where the engine's maximum is 4), is memory 0's (the job record, arena, slots,
+// scratch and weights as above: the kernels address it with i32 offsets), and region 1 from there
+// holds the other weights, read in place (a weight's base is an i64 argument; no staging).
 
 import { RuntimeError } from '../errors.ts';
 import type { MemoryReport } from '../targets.ts';
+import { type Memory64Support, grow64, memory64Bytes, newMemory64 } from './memory64.ts';
 
 /** The kernel module's exports (codegen/wasm/kernels.ts). */
 export interface Exports {
@@ -16,7 +21,8 @@ export interface Exports {
   readonly GEMV_PANELS: WebAssembly.Global;
   readonly JOB: WebAssembly.Global;
   readonly QUANT_DOT_ROWS: WebAssembly.Global;
-  gemm_f32(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number): void;
+  // memory64 form: every product takes the weight's base (a BigInt) last (codegen/wasm/addr.ts)
+  gemm_f32(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number, wb?: bigint): void;
   gemm_bf16(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number, s: number): void;
   gemm_q8(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number, s: number): void;
   gemm_q4(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number, s: number): void;
@@ -53,7 +59,7 @@ const STAGED_ROWS = 128;
 export interface Mem {
   readonly memory: WebAssembly.Memory;
   readonly ex: Exports;
-  /** Its index (0: the arena's). */
+  /** Its index (0: the arena's; with memory64, the region's). */
   readonly index: number;
   /** The job record the threads share a product over this memory's weights through. */
   readonly job: Int32Array;
@@ -78,17 +84,22 @@ export class WasmMemories {
   readonly list: Mem[] = [];
   /** Bytes one memory may reach (whole pages; LoadOptions.wasmMemoryBytes). */
   readonly memoryBytes: number;
+  /** memory64: where region 1 starts (the end of what i32 offsets address), and the memory's most bytes. */
+  private readonly low: number;
+  private readonly most: number;
   /** Columns per panel and panels per GEMV group (the module's constants). */
   private readonly NR: number;
   private readonly gemvPanels: number;
 
   /** Memory 0 with the module on it; `onAdd` is told of every memory added after it. */
   constructor(private readonly module: WebAssembly.Module, private readonly shared: boolean, private readonly threads: number,
-    memoryBytes: number, private readonly onAdd: () => void) {
+    memoryBytes: number, private readonly onAdd: () => void, readonly memory64: Memory64Support | null = null) {
     if (!Number.isSafeInteger(memoryBytes) || memoryBytes < PAGE || memoryBytes > MEMORY_BYTES) {
       throw new RuntimeError('RT303', [`wasmMemoryBytes ${memoryBytes}`, `give an integer from ${PAGE} (64 KiB) to ${MEMORY_BYTES} (4 GiB, the default)`], { key: 'wasmMemoryBytes' });
     }
     this.memoryBytes = Math.floor(memoryBytes / PAGE) * PAGE;
+    this.most = memory64 ? memory64Bytes(memory64) : MEMORY_BYTES;
+    this.low = Math.min(MEMORY_BYTES, Math.floor(this.most / 2 / PAGE) * PAGE);
     const m = this.add();
     this.NR = m.ex.NR.value as number;
     this.gemvPanels = m.ex.GEMV_PANELS.value as number;
@@ -96,19 +107,30 @@ export class WasmMemories {
 
   /** Where the packed weights are, memory by memory (memory 0 first). */
   report(): MemoryReport[] {
+    if (this.memory64) {
+      const sum = (f: (m: Mem) => number) => this.list.reduce((a, m) => a + f(m), 0);
+      return [{ memory: 0, bytes: this.list[0]!.memory.buffer.byteLength, weightBytes: sum((m) => m.weightBytes), weights: sum((m) => m.weights), address: 'i64' }];
+    }
     return this.list.map((m) => ({ memory: m.index, bytes: m.memory.buffer.byteLength, weightBytes: m.weightBytes, weights: m.weights }));
   }
 
   /** A new memory with the module on it. */
   private add(): Mem {
+    if (this.memory64 && this.list.length) {
+      // region 1: the one memory and its instance, from `low` on
+      const m0 = this.list[0]!;
+      const m: Mem = { ...m0, index: 1, top: this.low, weightBytes: 0, weights: 0, maxK: 0, need: 0, scratch: { at: 0, bytes: 0 }, panels: { at: 0, stride: 0 } };
+      this.list.push(m);
+      return m;
+    }
     let memory: WebAssembly.Memory;
     try {
-      memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: this.shared });
+      memory = this.memory64 ? newMemory64(this.memory64, this.shared) : new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: this.shared });
     } catch (e) {
       throw new RuntimeError('RT303', [`wasm memory ${this.list.length}: the engine refused a new WebAssembly.Memory (${(e as Error).message})`, 'the machine is out of memory (or address space) for this model: quantize it (quantize: \'q4\') or use a smaller one'], {}, { cause: e });
     }
     const ex = new WebAssembly.Instance(this.module, { env: { memory } }).exports as unknown as Exports;
-    const m: Mem = { memory, ex, index: this.list.length, job: new Int32Array(memory.buffer, ex.JOB.value as number, 12), top: 64, weightBytes: 0, weights: 0, maxK: 0, need: 0, scratch: { at: 0, bytes: 0 }, panels: { at: 0, stride: 0 } };
+    const m: Mem = { memory, ex, index: this.list.length, job: new Int32Array(memory.buffer, ex.JOB.value as number, 14), top: 64, weightBytes: 0, weights: 0, maxK: 0, need: 0, scratch: { at: 0, bytes: 0 }, panels: { at: 0, stride: 0 } };
     this.list.push(m);
     if (m.index > 0) this.onAdd();
     return m;
@@ -124,6 +146,7 @@ export class WasmMemories {
   /** The most bytes `m` may reach: a weight memory the limit; memory 0 4 GiB (its weights stay
    *  within the limit, `place`; what a run needs besides is not the loader's to bound). */
   cap(m: Mem): number {
+    if (this.memory64) return m.index === 0 ? this.low : this.most;
     return m.index === 0 ? MEMORY_BYTES : this.memoryBytes;
   }
 
@@ -132,13 +155,15 @@ export class WasmMemories {
     const end = at + Math.ceil(bytes / 64) * 64;
     const i = m.index;
     if (end > this.cap(m)) {
+      if (this.memory64 && i > 0) throw new RuntimeError('RT303', [`a memory64 memory of ${end} bytes (${what})`, `this engine's memory64 holds at most ${this.most} bytes: quantize the model (quantize: 'q4') or use a smaller one`]);
       const limited = i > 0 && this.memoryBytes < MEMORY_BYTES;
       throw new RuntimeError('RT303', [`wasm memory ${i} of ${(end / 2 ** 20).toFixed(1)} MiB (${what})`, `one memory holds at most ${(this.cap(m) / 2 ** 20).toFixed(1)} MiB${limited ? ' (the load option wasmMemoryBytes)' : ''}${i === 0 ? ': memory 0 keeps the arena and state slots: fewer sequences, a smaller capacity or shorter prompts need less' : ': prefill in shorter pieces'}`], limited ? { key: 'wasmMemoryBytes' } : {});
     }
     const have = m.memory.buffer.byteLength;
     if (end > have) {
       try {
-        m.memory.grow(Math.ceil((end - have) / PAGE));
+        if (this.memory64) grow64(this.memory64, m.memory, Math.ceil((end - have) / PAGE));
+        else m.memory.grow(Math.ceil((end - have) / PAGE));
       } catch (e) {
         if (!(e instanceof RangeError)) throw e;
         throw new RuntimeError('RT303', [`growing wasm memory ${i} to ${end} bytes (${what})`, `the machine could not allocate ${end - have} more bytes (${e.message}): free memory, quantize the model (quantize: 'q4') or use a smaller one`], {}, { cause: e });
@@ -166,7 +191,8 @@ export class WasmMemories {
       ? m.top + size <= Math.floor(this.memoryBytes * (1 - MEMORY0_RESERVE))
       : m.top + size + Math.max(Math.floor(this.memoryBytes * STAGING_RESERVE), m.need, need) <= this.memoryBytes;
     const last = this.list.at(-1)!;
-    let m = fits(this.list[0]!) ? this.list[0]! : last.index > 0 && fits(last) ? last : null;
+    let m = fits(this.list[0]!) ? this.list[0]! : last.index > 0 && (this.memory64 || fits(last)) ? last : null;
+    if (!m && this.memory64) m = this.add();
     if (!m) {
       const most = this.memoryBytes - 64 - Math.max(Math.floor(this.memoryBytes * STAGING_RESERVE), need);
       if (size > most) {
@@ -178,7 +204,9 @@ export class WasmMemories {
     m.weightBytes += size;
     m.weights++;
     if (m.index > 0) m.need = Math.max(m.need, need);
-    if (dtype !== 'f32') m.maxK = Math.max(m.maxK, K);
+    // memory64: every product runs in region 0, its panel scratch there
+    const runs = this.memory64 ? this.list[0]! : m;
+    if (dtype !== 'f32') runs.maxK = Math.max(runs.maxK, K);
     return { m, mem: m.index, at };
   }
 

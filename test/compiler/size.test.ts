@@ -70,10 +70,16 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  window, the KV state's window and its ring of min(window, capacity) rows, the wasm prefill (module and JS) over the
  *  gathered history and the module's one-token attention over the ring, WGSL's two passes (codegen/wgsl/window.ts),
  *  CUDA's block per (sequence, KV head), RT177 where a target lacks it);
+ *  codegen +63, runtime +164: memory64 on the wasm backend (codegen/wasm/addr.ts the kernels' i64 form threaded
+ *  through kernels.ts, dot.ts and job.ts; runtime/wasm/memory64.ts, choice.ts, the one memory's regions in memories.ts);
+ *  codegen +36: the one-token attention in f32x4 (codegen/wasm/attention-step.ts decodeHead4, the attention step
+ *  moved there from program.ts) and the SSD step in f32x4; runtime +46: the wasm workers' spin before sleeping, one-row
+ *  chunks of two a thread, the 8-bit GEMV's row limits (A8_DOT_ROWS), the load pool started before the backend opens;
  *  compiler +11, runtime +6: the relu2 and scale ops (issue 21: Nemotron-H's squared ReLU, Falcon-H1's µP
  *  multipliers; their records, VJPs and the relu2 Expr); compiler +34: scale by parts (a factor per part
- *  of the last dim, one kernel per part: Falcon-H1's µP vector). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4694, codegen: 4998, runtime: 13228, cli: 2873 };
+ *  of the last dim, one kernel per part: Falcon-H1's µP vector); codegen +13: relu2 in the wasm, WGSL and CUDA
+ *  expressions, the WGSL and CUDA embeddings' epilogues. */
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4694, codegen: 5110, runtime: 13438, cli: 2873 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {

@@ -8,7 +8,7 @@
 // The wasm backend runs the module variant the runtime picks (the fused multiply-add one on Node);
 // Bamba runs on the plain one too.
 
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import { wasmKernelVariants } from '../../codegen/wasm/assemble.ts';
@@ -89,4 +89,23 @@ describe('the wasm backend = the CPU engine', () => {
     compare(await bamba('bf16', 'plain'), 'bamba bf16 plain');
   });
   for (const name of Object.keys(OTHERS)) it(name, async () => compare(await other(name), name));
+  // the one-token SSD step and attention run in f32 (the reference rounds from double): over a long
+  // context of the trained model, token by token, they stay within the bound
+  it('the trained tiny-bamba-a, 600 tokens of its eval text one at a time', async () => {
+    const dir = join(ROOT, '..', 'shared', 'models', 'tiny-bamba-a', 'f32');
+    const program = programFor(dir);
+    const ids = [...readFileSync(join(dir, '..', 'eval-A.txt')).subarray(0, 600)];
+    const cpu = await Model.loadProgram(program, dir, { backend: 'cpu', capacity: 640 });
+    const wasm = await Model.loadProgram(program, dir, { backend: 'wasm', threads: 2, capacity: 640, wasmKernels: kernels, wasmProgram: await wasmProgram(program) });
+    const ref = cpu.forward({ ids }).logits;
+    const { states, logits } = wasm.prefill([ids.slice(0, 1)]);
+    const stepped = [logits[0]!];
+    for (let t = 1; t < ids.length; t++) stepped.push(wasm.decode([ids[t]!], states));
+    const V = program.outputs.logits!;
+    const got = new Float32Array(ids.length * V);
+    stepped.forEach((l, t) => got.set(l.subarray(0, V), t * V));
+    expectLogitsClose(got, ref, 1e-5, 'tiny-bamba-a wasm step by step vs cpu forward', V);
+    cpu.dispose();
+    wasm.dispose();
+  });
 });

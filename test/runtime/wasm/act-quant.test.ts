@@ -13,7 +13,7 @@ import { quantizeActivations } from '../../../runtime/act-quant.ts';
 import { linear } from '../../../runtime/cpu/linear.ts';
 import { type QuantDType, type QuantTensor, packNibbles } from '../../../runtime/quant.ts';
 import { spreadQuantWeight } from '../../helpers/quant.ts';
-import { WasmKernels } from '../../../runtime/wasm/kernels.ts';
+import { A8_DOT_ROWS, WasmKernels } from '../../../runtime/wasm/kernels.ts';
 import { wasmModule } from '../../../runtime/wasm/module.ts';
 import { expectClose, prng, uniform } from '../cpu/check.ts';
 
@@ -121,11 +121,12 @@ function scaleOf(a: Float32Array): number {
 
 for (const t of WASM_TARGETS) describe(`the ${t.fma ? 'fma' : 'plain'} module with 8-bit activations`, () => {
   for (const dtype of ['q8', 'q4'] as const) {
-    for (const T of [1, 2, t.quantDotRows || 1, t.quantDotRows + 3]) {
+    for (const T of [1, 2, t.quantDotRows || 1, t.quantDotRows + 3, 15]) {
       // the integer-dot GEMV sums each group exactly and adds two groups with one rounding, as the
       // reference rounds its exact double sum once; the dequantising path sums in k order in f32,
-      // exactly where every rounded value is a multiple of one unit (one scale for every group)
-      const path = T <= t.quantDotRows ? 'integer dot' : 'rounded tiles';
+      // exactly where every rounded value is a multiple of one unit (one scale for every group).
+      // Which one runs: runtime/wasm/kernels.ts A8_DOT_ROWS (q8 past 12 rows, and the plain module)
+      const path = t.quantDotRows && T <= A8_DOT_ROWS[dtype] ? 'integer dot' : 'rounded tiles';
       it(`${dtype}, ${T} row(s), ${path}: exact sums equal the reference bit for bit`, () => {
         const rand = prng(T * 10 + (dtype === 'q4' ? 1 : 0));
         const [K, N] = [64, 24];
