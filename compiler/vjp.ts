@@ -37,6 +37,12 @@ const num = (c: VjpCtx, k: string) => c.attrs[k] as number;
 /** The one output's cotangent (a node whose output is unused gets no backward call). */
 const d0 = (d: readonly (F64 | null)[]) => d[0]!;
 
+/** scale's factor of each column of the last dim. */
+function scaleFactors(c: VjpCtx): number[] {
+  const by = num(c, 'by'), sizes = c.attrs.sizes as number[] | undefined, fs = c.attrs.factors as number[] | undefined;
+  return sizes ? sizes.flatMap((n, i) => Array<number>(n).fill(by * fs![i]!)) : [by];
+}
+
 function pointwise(p: (c: VjpCtx) => Pointwise): OpVjp {
   return {
     forward: (c) => ({ outs: [pointwiseF(p(c), f(c, 0))] }),
@@ -113,6 +119,12 @@ export const VJP: Readonly<Record<string, OpVjp>> = {
   softplus: pointwise(() => POINTWISE.softplus),
   exp: pointwise(() => POINTWISE.exp),
   neg: pointwise(() => POINTWISE.neg),
+  relu2: pointwise(() => POINTWISE.relu2),
+  // x · the factor of its column: by, times factors[i] over part i of sizes
+  scale: {
+    forward: (c) => { const m = scaleFactors(c); return { outs: [f(c, 0).map((v, i) => v * m[i % m.length]!)] }; },
+    backward: (c, _s, d) => { const m = scaleFactors(c); return [d0(d).map((v, i) => v * m[i % m.length]!)]; },
+  },
   // torch's clamp passes the gradient where min <= x <= max
   clamp: pointwise((c) => {
     const lo = num(c, 'min'), hi = num(c, 'max');

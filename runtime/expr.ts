@@ -53,6 +53,10 @@ export function compileExpr(e: Expr, env: ExprEnv): ElementFn {
       const k = Math.sqrt(2 / Math.PI);
       return (r, c) => { const v = a(r, c); return fr(0.5 * v * (1 + Math.tanh(k * (v + 0.044715 * v * v * v)))); };
     }
+    case 'relu2': {
+      const a = compileExpr(e.a, env);
+      return (r, c) => { const v = Math.max(a(r, c), 0); return fr(v * v); };
+    }
     case 'exp': {
       const a = compileExpr(e.a, env);
       return (r, c) => fr(Math.exp(a(r, c)));

@@ -114,6 +114,7 @@ class Renderer {
       case 'const': return floatLit(e.value);
       case 'silu': case 'softplus': case 'gelu': case 'gelu_tanh': return `archc_${e.op}(${r(e.a)})`;
       case 'exp': return `expf(${r(e.a)})`;
+      case 'relu2': return `(fmaxf(${r(e.a)}, 0.0f) * fmaxf(${r(e.a)}, 0.0f))`;
       case 'neg': return `(-${r(e.a)})`;
       case 'add': return `(${r(e.a)} + ${r(e.b)})`;
       case 'mul': return `(${r(e.a)} * ${r(e.b)})`;
@@ -228,7 +229,14 @@ const FAMILIES: Readonly<Record<Kernel['family'], FamilyRender>> = {
     const ids = r.k.inputs.ids!;
     const from = 'input' in ids ? ids.input : r.fail('looks up rows by a computed value; only token ids and positions can index');
     const { V, D } = ofFamily(r.k, 'embedding').sizes;
-    return template('embedding')({ ...r.common(), ...r.quant(V, D), V, D, ids: from, wSlot: 0 });
+    // epilogue maps (a scale, a position embedding added) over the row: x the looked-up value at (t, d)
+    let post = 'x';
+    for (const [i, s] of (r.k.epilogue ?? []).entries()) {
+      const m = s.kind === 'map' && s.width === D ? s : r.fail(`embedding epilogue stage ${i} (${s.kind}) is not a map over the row`);
+      const prev = post;
+      post = r.expr(m.body, r.at((off) => (off ? r.fail('an embedding epilogue reads x at an offset') : `(${prev})`), 'd', 't'));
+    }
+    return template('embedding')({ ...r.common(), ...r.quant(V, D), V, D, ids: from, wSlot: 0, post });
   },
   matmul(r) {
     const k = r.k;

@@ -159,6 +159,8 @@ const SPELLING: { readonly [K in Expr['op']]: (e: ExprOf<K>, at: At) => string }
   exp: (e, at) => `(call $exp4 ${at.sub(e.a)})`,
   gelu: (e, at) => `(call $gelu4 ${at.sub(e.a)})`,
   gelu_tanh: (e, at) => `(call $gelu_tanh4 ${at.sub(e.a)})`,
+  // max(v, 0)², its operand spelled twice (no local to hold it; usually a load of the product's result)
+  relu2: (e, at) => { const r = `(f32x4.max ${at.sub(e.a)} ${splat(0)})`; return `(f32x4.mul ${r} ${r})`; },
   neg: (e, at) => `(f32x4.neg ${at.sub(e.a)})`,
   add: (e, at) => `(f32x4.add ${at.sub(e.a)} ${at.sub(e.b)})`,
   mul: (e, at) => `(f32x4.mul ${at.sub(e.a)} ${at.sub(e.b)})`,

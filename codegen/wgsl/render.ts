@@ -96,12 +96,13 @@ function embedding(c: Ctx): Pass[] {
   const { k } = c;
   const ids = k.inputs.ids!;
   if (!('input' in ids)) fail(`${k.name} looks up rows by a computed value; only token ids and positions can index`);
-  const y = k.outputs.y!;
-  return [elements(c, 'lookup', rowsOf(c.entry, y), y.width, (s) => {
-    const w = s.weight(weightName(k, 'w'));
-    const put = s.output(y);
-    return `${put}(r, j, ${w}(${ids.input === 'tokens' ? 'token' : 'position'}(r) * ${y.width}u + j));`;
-  })];
+  const y = k.outputs.y!, D = (k.sizes as { D: number }).D, rows = rowsOf(c.entry, y), epi = !!k.epilogue?.length;
+  // with an epilogue (a position embedding added, a scale) the rows go through scratch1 and the epilogue pass
+  const s = shader(c), w = s.weight(weightName(k, 'w')), v = `${w}(${ids.input === 'tokens' ? 'token' : 'position'}(r) * ${D}u + j)`;
+  const body = epi ? `${s.store(s.scratch(1), `r * ${D}u + j`, v)};` : `${s.output(y)}(r, j, ${v});`;
+  const lookup = pass('lookup', s, s.render('ELEMENTS', 'lookup', c.header, { wg: c.wg, rows: rows.wgsl, width: D, body }), count(rows.rows, D, c.wg), 1,
+    epi ? { scratch: { scratch1: count(rows.rows, D, 1) } } : {});
+  return epi ? [lookup, epiloguePass(c, { ...rows, times: 1 }, D)] : [lookup];
 }
 
 function elementwise(c: Ctx): Pass[] {
@@ -279,7 +280,7 @@ function matmul(c: Ctx): Pass[] {
   const epi = k.epilogue ?? [];
   const product = (variant: 'MATMUL_TILED' | 'MATMUL_GEMV'): Pass => {
     const s = shader(c);
-    // (8-bit activations: a bias bound first, as binding 4 its reader would be named w4, as the template's w4)
+    // (8-bit activations: a bias bound first, before the weight; the quad reader is wquad, apart from any w<binding>)
     if (c.a8 && k.inputs.b) s.weight(weightName(k, 'b'));
     const xin = staged ? (r: string, i: string) => s.load(s.scratch(0), `${r} * ${K}u + ${i}`) : flat(s, 'x', view(k, 'x'), K);
     const w = s.weight(weightName(k, 'w'));
@@ -297,13 +298,13 @@ function matmul(c: Ctx): Pass[] {
     if (sched.reduce === 'invocation') {
       // each invocation owns 4 x 4 outputs (tiled) or 4 columns of a row (matrix-vector), as vec4s
       if (tile !== 4 || columns !== 4 || lanes !== 1) fail(`${k.name}: a per-invocation product owns 4 x 4 outputs or 4 columns on 1 lane, not tile ${tile}, ${columns} columns on ${lanes}`);
-      // w4(n, k): weights k..k+3 of column n (k a multiple of 4), as two packed pairs where a
+      // wquad(n, k): weights k..k+3 of column n (k a multiple of 4), as two packed pairs where a
       // row-major matrix's rows start at even elements
       // row-major matrix's rows start at even elements; q8/q4 codes (K a multiple of 32) as one
       // word of four codes and one scale
       const quad = s.quantised(weightName(k, 'w')) ? s.weightQuad(weightName(k, 'w')) : '';
       const wp = !quad && !k.attrs.transposed && K % 2 === 0 ? s.weightPair(weightName(k, 'w')) : '';
-      const w4 = `fn w4(n: u32, k: u32) -> vec4<f32> { return ${quad ? `${quad}(n * ${K}u + k)` : wp ? `vec4<f32>(${wp}(n * ${K}u + k), ${wp}(n * ${K}u + k + 2u))` : 'vec4<f32>(wt(n, k), wt(n, k + 1u), wt(n, k + 2u), wt(n, k + 3u))'}; }`;
+      const w4 = `fn wquad(n: u32, k: u32) -> vec4<f32> { return ${quad ? `${quad}(n * ${K}u + k)` : wp ? `vec4<f32>(${wp}(n * ${K}u + k), ${wp}(n * ${K}u + k + 2u))` : 'vec4<f32>(wt(n, k), wt(n, k + 1u), wt(n, k + 2u), wt(n, k + 3u))'}; }`;
       if (variant === 'MATMUL_TILED') {
         const code = s.render('MATMUL_TILED_OWN', 'tiled product', c.header, { wg: c.wg, rows: rows.wgsl, rowsPerGroup: 4 * c.wg, colTiles: Math.ceil(N / 4), K, K4: K - (K % 4), N, w4 });
         return pass('tiled product', s, code, count(rows.rows, rows.times, 4 * c.wg), Math.ceil(N / 4), { rowsAbove: sched.gemv_rows!, scratch });

@@ -41,6 +41,8 @@ const EXPRS: { readonly [O in Expr['op']]: (e: Expr & { readonly op: O }, r: (a:
   mul: (e, r) => `(${r(e.a)} * ${r(e.b)})`,
   neg: (e, r) => `(-${r(e.a)})`,
   exp: (e, r) => `exp(${r(e.a)})`,
+  // max(v, 0)², spelled inline (a prelude function would change every shader)
+  relu2: (e, r) => `(max(${r(e.a)}, 0.0) * max(${r(e.a)}, 0.0))`,
   // the prelude's functions (templates.ts). softplus is torch's (v above 20, else log1p(exp(v))) as
   // max(v, 0) + log1p(x), x = exp(-|v|) in (0, 1], log1p by its atanh series (2·atanh(s), s = x / (2 + x)
   // <= 1/3, to s^13): relative-accurate where small (a slow head's dt), as log(1 + exp(v)) is not

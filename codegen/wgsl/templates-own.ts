@@ -53,7 +53,7 @@ ${OWN_ROW}
   var acc = vec4<f32>(0.0);
   for (var k = 0u; k < {{K4}}u; k += 4u) {
     let xv = vec4<f32>(xin(r, k), xin(r, k + 1u), xin(r, k + 2u), xin(r, k + 3u));
-    acc += vec4<f32>(dot(xv, w4(n, k)), dot(xv, w4(n1, k)), dot(xv, w4(n2, k)), dot(xv, w4(n3, k)));
+    acc += vec4<f32>(dot(xv, wquad(n, k)), dot(xv, wquad(n1, k)), dot(xv, wquad(n2, k)), dot(xv, wquad(n3, k)));
   }
   for (var k = {{K4}}u; k < {{K}}u; k++) {
     let xv = xin(r, k);
@@ -94,10 +94,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   var a3 = vec4<f32>(0.0);
   // K four at a time: rows and columns as vec4s over k, sixteen dot products
   for (var k = 0u; k < {{K4}}u; k += 4u) {
-    let w0 = w4(n, k);
-    let w1 = w4(n1, k);
-    let w2 = w4(n2, k);
-    let w3 = w4(n3, k);
+    let w0 = wquad(n, k);
+    let w1 = wquad(n1, k);
+    let w2 = wquad(n2, k);
+    let w3 = wquad(n3, k);
     let x0 = x4(r, k);
     let x1 = x4(r1, k);
     let x2 = x4(r2, k);

@@ -159,6 +159,8 @@ export const POINTWISE = {
   softplus: { f: (v) => (v > 20 ? v : Math.log1p(Math.exp(v))), df: (v) => (v > 20 ? 1 : sigmoid(v)) },
   exp: { f: Math.exp, df: Math.exp },
   neg: { f: (v) => -v, df: () => -1 },
+  // max(v, 0)²; its derivative 2·max(v, 0)
+  relu2: { f: (v) => Math.max(v, 0) ** 2, df: (v) => 2 * Math.max(v, 0) },
   gelu: {
     f: (v) => 0.5 * v * (1 + erf(v * Math.SQRT1_2)),
     df: (v) => 0.5 * (1 + erf(v * Math.SQRT1_2)) + (v * Math.exp(-0.5 * v * v)) / Math.sqrt(2 * Math.PI),

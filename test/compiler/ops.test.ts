@@ -50,7 +50,12 @@ describe('shape rules', () => {
     bad('reshape', [t('T', 12)], { dims: [5, 2] }, /cannot reshape \[T, 12\] to \[T, 5, 2\]/);
   });
   it('elementwise ops keep the shape', () => {
-    for (const op of ['silu', 'softplus', 'exp', 'neg', 'gelu']) expect(infer(op, [t('T', 3)])).toEqual([['T', 3]]);
+    for (const op of ['silu', 'softplus', 'exp', 'neg', 'gelu', 'relu2']) expect(infer(op, [t('T', 3)])).toEqual([['T', 3]]);
+    expect(infer('scale', [t('T', 2, 3)], { by: 0.5 })).toEqual([['T', 2, 3]]);
+    expect(infer('scale', [t('T', 7)], { sizes: [3, 4], factors: [0.5, 2] })).toEqual([['T', 7]]);
+    bad('scale', [t('T', 7)], { sizes: [3, 4] }, /sizes and factors together/);
+    bad('scale', [t('T', 7)], { sizes: [3, 3], factors: [1, 2] }, /do not sum to the last dim/);
+    bad('scale', [t('T', 7)], { sizes: [3, 4], factors: [1] }, /one finite factor per part/);
     expect(infer('gelu', [t('T', 2, 3)], { tanh: true })).toEqual([['T', 2, 3]]);
     expect(infer('clamp', [t('T', 3)], { min: 0, max: Infinity })).toEqual([['T', 3]]);
     bad('clamp', [t('T', 3)], { min: 2, max: 1 }, /min 2 is above max 1/);
@@ -101,6 +106,6 @@ describe('shape rules', () => {
   });
   it('every op has a rule test above', () => {
     expect(OPS.map((o) => o.name).sort()).toEqual(['add', 'attention', 'causal_conv1d', 'clamp', 'embedding', 'exp', 'gelu', 'head',
-      'layernorm', 'linear', 'mul', 'neg', 'reshape', 'rmsnorm', 'rmsnorm_gated', 'rope', 'silu', 'softplus', 'split', 'ssd']);
+      'layernorm', 'linear', 'mul', 'neg', 'relu2', 'reshape', 'rmsnorm', 'rmsnorm_gated', 'rope', 'scale', 'silu', 'softplus', 'split', 'ssd']);
   });
 });

@@ -81,8 +81,12 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  cli +125: `archc run --chat` (cli/serve/terminal.ts, the kept sequence across turns);
  *  cli +12: the chat page's route (the page itself is cli/serve/page.html, ~170 lines of HTML and script);
  *  cli +40: the server's limits (connections, header/body timeouts, per-request timeout) and snapshots every N prompt tokens;
- *  codegen +35, cli +5: the generated package's `./serve` export (codegen/package.ts ships cli/serve/ and the page). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4649, codegen: 5133, runtime: 13437, cli: 3171 };
+ *  codegen +35, cli +5: the generated package's `./serve` export (codegen/package.ts ships cli/serve/ and the page);
+ *  compiler +11, runtime +6: the relu2 and scale ops (issue 21: Nemotron-H's squared ReLU, Falcon-H1's µP
+ *  multipliers; their records, VJPs and the relu2 Expr); compiler +34: scale by parts (a factor per part
+ *  of the last dim, one kernel per part: Falcon-H1's µP vector); codegen +13: relu2 in the wasm, WGSL and CUDA
+ *  expressions, the WGSL and CUDA embeddings' epilogues. */
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4694, codegen: 5146, runtime: 13443, cli: 3171 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
@@ -99,8 +103,9 @@ describe('size budget', () => {
   it('counts primitives and lines', () => {
     const counts = { ops: OPS.length, ...Object.fromEntries(Object.keys(BUDGETS).map((d) => [d, lines(d)])) };
     console.log(`size: ${JSON.stringify(counts)}`);
-    // 20 = the 18 that Bamba, Llama and Mamba-2 need, plus layernorm and gelu for the GPT-2 family.
-    expect(counts.ops).toBeLessThanOrEqual(20);
+    // 22 = the 18 that Bamba, Llama and Mamba-2 need, plus layernorm and gelu for the GPT-2 family, plus
+    // relu2 (Nemotron-H's squared ReLU) and scale (Falcon-H1's µP multipliers).
+    expect(counts.ops).toBeLessThanOrEqual(22);
     for (const [dir, budget] of Object.entries(BUDGETS)) expect(lines(dir), `lines of ${dir}/ (budget ${budget})`).toBeLessThanOrEqual(budget);
   });
 

@@ -27,6 +27,8 @@ const CASES: Case[] = [
   { op: 'head', weights: [[11, W]] },
   { op: 'gelu', weights: [], attrs: { tanh: false } },
   { op: 'silu', weights: [] },
+  { op: 'relu2', weights: [] },
+  { op: 'scale', weights: [], attrs: { by: 1.5 } },
 ];
 
 const LEADS: number[][] = [[], [3], [3, 2]];

@@ -18,6 +18,7 @@ describe('golden kernel programs', () => {
   // four layers of each model keep the listings readable; every layer kind occurs
   const CASES: Record<string, string[]> = {
     bamba: ['n_layers=4', 'attn_layers=[1]'], mamba2: ['n_layers=2'], llama: ['n_layers=2'], gpt2: ['n_layers=2'], qwen3: ['n_layers=2'],
+    nemotron_h: ['layer_pattern=M*-'], falcon_h1: ['n_layers=1', 'embedding_mult=2.0', 'ssm_mults=[0.5, 1.5, 0.75, 1.25, 0.6]'],
   };
   for (const [model, set] of Object.entries(CASES)) {
     it(`${model}.arch (${set.join(' ')}) prints as test/golden/${model}.kernels.txt`, () => {

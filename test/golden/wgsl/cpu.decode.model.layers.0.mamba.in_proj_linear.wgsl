@@ -547,7 +547,7 @@ fn wt(n: u32, k: u32) -> f32 { return w2(n * 32u + k); }
 fn bias(n: u32) -> f32 { return 0.0; }
 fn put(r: u32, n: u32, v: f32) { scratch1_set(r * 148u + n, v); }
 fn wp2(i: u32) -> vec2<f32> { let p = wb2_get(i >> 1u); return vec2<f32>(bitcast<f32>(p << 16u), bitcast<f32>(p & 0xffff0000u)); }
-fn w4(n: u32, k: u32) -> vec4<f32> { return vec4<f32>(wp2(n * 32u + k), wp2(n * 32u + k + 2u)); }
+fn wquad(n: u32, k: u32) -> vec4<f32> { return vec4<f32>(wp2(n * 32u + k), wp2(n * 32u + k + 2u)); }
 fn x4(r: u32, k: u32) -> vec4<f32> { return vec4<f32>(xin(r, k), xin(r, k + 1u), xin(r, k + 2u), xin(r, k + 3u)); }
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -571,10 +571,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   var a3 = vec4<f32>(0.0);
   // K four at a time: rows and columns as vec4s over k, sixteen dot products
   for (var k = 0u; k < 32u; k += 4u) {
-    let w0 = w4(n, k);
-    let w1 = w4(n1, k);
-    let w2 = w4(n2, k);
-    let w3 = w4(n3, k);
+    let w0 = wquad(n, k);
+    let w1 = wquad(n1, k);
+    let w2 = wquad(n2, k);
+    let w3 = wquad(n3, k);
     let x0 = x4(r, k);
     let x1 = x4(r1, k);
     let x2 = x4(r2, k);

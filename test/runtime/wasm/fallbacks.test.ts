@@ -27,9 +27,11 @@ const everywhere = (...names: string[]) => names.flatMap((n) => ENTRIES.map((e) 
  *  embeddings and GPT-2's [in, out] products were the last, now rendered). */
 const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   bamba: [],
+  falcon_h1: [],
   gpt2: [],
   llama: [],
   mamba2: [],
+  nemotron_h: [],
   qwen3: [],
 };
 
