@@ -229,14 +229,14 @@ const FAMILIES: Readonly<Record<Kernel['family'], FamilyRender>> = {
     const ids = r.k.inputs.ids!;
     const from = 'input' in ids ? ids.input : r.fail('looks up rows by a computed value; only token ids and positions can index');
     const { V, D } = ofFamily(r.k, 'embedding').sizes;
-    // epilogue maps (a scale, a position embedding added) over the row: x the looked-up value at (t, d)
-    let post = 'x';
-    for (const [i, s] of (r.k.epilogue ?? []).entries()) {
+    // epilogue maps (a scale, a position embedding added) over the row: x the looked-up value at (t, d),
+    // each stage's value a local of its own (a stage reading x twice would double the text per stage)
+    const stages = (r.k.epilogue ?? []).map((s, i) => {
       const m = s.kind === 'map' && s.width === D ? s : r.fail(`embedding epilogue stage ${i} (${s.kind}) is not a map over the row`);
-      const prev = post;
-      post = r.expr(m.body, r.at((off) => (off ? r.fail('an embedding epilogue reads x at an offset') : `(${prev})`), 'd', 't'));
-    }
-    return template('embedding')({ ...r.common(), ...r.quant(V, D), V, D, ids: from, wSlot: 0, post });
+      const prev = i ? `x${i}` : 'x';
+      return `const float x${i + 1} = ${r.expr(m.body, r.at((off) => (off ? r.fail('an embedding epilogue reads x at an offset') : prev), 'd', 't'))};`;
+    });
+    return template('embedding')({ ...r.common(), ...r.quant(V, D), V, D, ids: from, wSlot: 0, stages: stages.join(' '), post: stages.length ? `x${stages.length}` : 'x' });
   },
   matmul(r) {
     const k = r.k;
