@@ -46,8 +46,7 @@ export interface Comparison {
 /** The figures compared, from one side's stats and dispatches. */
 const FIGURES: readonly { figure: string; unit: Row['unit']; of: (s: Side) => number }[] = [
   { figure: 'parameters, total', unit: 'count', of: (s) => s.stats.parameters.total },
-  // no mixture-of-experts yet: every parameter is read for every token
-  { figure: 'parameters, active per token', unit: 'count', of: (s) => s.stats.parameters.total },
+  { figure: 'parameters, active per token', unit: 'count', of: (s) => s.stats.parameters.active },
   { figure: 'FLOPs per token, prefill', unit: 'flops', of: (s) => s.stats.flopsPerToken.prefill },
   { figure: 'FLOPs per token, decode', unit: 'flops', of: (s) => s.stats.flopsPerToken.decode },
   { figure: 'KV cache per token', unit: 'bytes', of: (s) => s.stats.state.kvBytesPerToken },

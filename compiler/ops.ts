@@ -8,6 +8,7 @@ import type { DType } from '../runtime/tensor.ts';
 import type { StateKind } from '../runtime/program.ts';
 import type { View } from '../runtime/program.ts';
 import type { LowerCtx } from './kernel/lower.ts';
+import { ROUTE_OPS } from './ops-route.ts';
 
 export type Dim = number | 'T';
 export interface TensorType {
@@ -119,6 +120,8 @@ export interface OpDef {
   flops(inputs: readonly (TensorType | null)[], outputs: readonly TensorType[], attrs: Attrs, at: CostContext): number;
   /** Emits the kernels that compute the node (unfused: the kernel passes fuse them). */
   lower(ctx: LowerCtx): void;
+  /** The share of its weight operands one token reads (a mixture's k of E experts); absent: all. */
+  active?(inputs: readonly (TensorType | null)[]): number;
 }
 
 // ---- helpers for the rules ---------------------------------------------------------------
@@ -146,7 +149,7 @@ const num = (a: Attrs, k: string) => a[k] as number;
 /** attention's sliding window, 0 when it attends to every earlier key. */
 const windowOf = (a: Attrs) => (a.window as number | undefined) ?? 0;
 
-function elementwise(name: 'silu' | 'softplus' | 'exp' | 'neg', doc: string, cost = 1): OpDef {
+function elementwise(name: 'silu' | 'sigmoid' | 'softplus' | 'exp' | 'neg', doc: string, cost = 1): OpDef {
   return {
     name, doc, inputs: [{ name: 'x' }], attrs: {},
     infer: ([x]) => [f32(need(x, 'x').shape)],
@@ -273,6 +276,7 @@ export const OPS: readonly OpDef[] = [
     },
   },
   elementwise('silu', 'x · sigmoid(x)', 4),
+  elementwise('sigmoid', '1 / (1 + e^−x)', 4),
   {
     name: 'gelu', doc: 'x · Φ(x), exact (erf) or with tanh its tanh approximation (PyTorch approximate="tanh")',
     inputs: [{ name: 'x' }],
@@ -280,6 +284,13 @@ export const OPS: readonly OpDef[] = [
     infer: ([x]) => [f32(need(x, 'x').shape)],
     flops: ([x]) => 8 * rowSize(x!),
     lower: (c) => c.elementwise((leaf) => ({ op: c.attrs.tanh === true ? 'gelu_tanh' : 'gelu', a: leaf(0) })),
+  },
+  {
+    name: 'scale', doc: 'x · by, a number (what `tensor * number` and `tensor / number` write)',
+    inputs: [{ name: 'x' }], attrs: { by: { type: 'float', doc: 'the factor' } },
+    infer: ([x]) => [f32(need(x, 'x').shape)],
+    flops: ([x]) => rowSize(x!),
+    lower: (c) => c.elementwise((leaf) => ({ op: 'mul', a: leaf(0), b: { op: 'const', value: num(c.attrs, 'by') } })),
   },
   elementwise('softplus', 'log(1 + exp(x)), identity above 20 as in PyTorch', 3),
   elementwise('exp', 'eˣ'),
@@ -461,6 +472,14 @@ export const OPS: readonly OpDef[] = [
         inputs: { q: c.in(0)!, k: c.in(1)!, v: c.in(2)! }, attrs: { scale: num(c.attrs, 'scale'), ...(W ? { window: W } : {}) }, outputs: { y: c.out(0) }, state: c.state });
     },
   },
+  ...ROUTE_OPS,
 ];
+
+/** `tensor * number`, `number * tensor` or `tensor / number` as the `scale` op's operand and factor. */
+export function scaling(op: string, a: { k: string; id?: number; v?: unknown }, b: { k: string; id?: number; v?: unknown }): { id: number; by: number } | null {
+  const [t, n] = a.k === 'tensor' ? [a, b] : [b, a];
+  if (n.k !== 'const' || typeof n.v !== 'number' || !(op === '*' || (op === '/' && t === a))) return null;
+  return { id: t.id!, by: op === '*' ? n.v : 1 / n.v };
+}
 
 export const OP_BY_NAME: ReadonlyMap<string, OpDef> = new Map(OPS.map((o) => [o.name, o]));

@@ -109,6 +109,8 @@ export const VJP: Readonly<Record<string, OpVjp>> = {
   },
   reshape: { forward: (c) => ({ outs: [f(c, 0).slice()] }), backward: (_c, _s, d) => [d0(d)] },
   silu: pointwise(() => POINTWISE.silu),
+  sigmoid: pointwise(() => POINTWISE.sigmoid),
+  scale: pointwise((c) => { const by = num(c, 'by'); return { f: (v) => v * by, df: () => by }; }),
   gelu: pointwise((c) => (c.attrs.tanh === true ? POINTWISE.gelu_tanh : POINTWISE.gelu)),
   softplus: pointwise(() => POINTWISE.softplus),
   exp: pointwise(() => POINTWISE.exp),

@@ -112,7 +112,7 @@ class Renderer {
       case 'in': return l.in(e.name);
       case 'w': return this.wf(e.name, l.col);
       case 'const': return floatLit(e.value);
-      case 'silu': case 'softplus': case 'gelu': case 'gelu_tanh': return `archc_${e.op}(${r(e.a)})`;
+      case 'silu': case 'sigmoid': case 'softplus': case 'gelu': case 'gelu_tanh': return `archc_${e.op}(${r(e.a)})`;
       case 'exp': return `expf(${r(e.a)})`;
       case 'neg': return `(-${r(e.a)})`;
       case 'add': return `(${r(e.a)} + ${r(e.b)})`;
@@ -279,6 +279,7 @@ const FAMILIES: Readonly<Record<Kernel['family'], FamilyRender>> = {
   ssd_step: (r) => template('ssd_step')({ ...r.common(), ...r.k.sizes, ...r.state() }),
   attention: (r) => attention(r),
   attention_decode: (r) => attention(r),
+  softmax: (r) => r.fail('no CUDA kernel yet'), topk: (r) => r.fail('no CUDA kernel yet'), experts: (r) => r.fail('no CUDA kernel yet'),
 };
 
 function conv(r: Renderer): string {

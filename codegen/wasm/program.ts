@@ -418,7 +418,7 @@ function renderKernel(k: Kernel, program: Program, buffers: readonly { width: nu
       // prefill attention is the module's fixed attn.* steps around the products
       case 'attention': return {};
       case 'embedding': return { run: make(embeddingRun) };
-      case 'copy': case 'gather_last': return unsupported(`no ${k.family} family`);
+      case 'copy': case 'gather_last': case 'softmax': case 'topk': case 'experts': return unsupported(`no ${k.family} family`);
     }
   } catch (e) {
     if (!(e instanceof Unsupported)) throw e;

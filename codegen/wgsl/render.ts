@@ -581,6 +581,7 @@ function attention(c: Ctx): Pass[] {
 const FAMILIES: Readonly<Record<Kernel['family'], (c: Ctx) => Pass[]>> = {
   embedding, matmul, norm, elementwise, copy, gather_last: gatherLast, rope, conv, conv_step: conv,
   ssd, ssd_step: ssdStep, attention, attention_decode: attention,
+  softmax: (c) => fail(`${c.k.name}: no WGSL softmax kernel yet`), topk: (c) => fail(`${c.k.name}: no WGSL topk kernel yet`), experts: (c) => fail(`${c.k.name}: no WGSL experts kernel yet`),
 };
 
 /** Every kernel of every entry of `program` as WGSL passes, once per profile. */

@@ -24,6 +24,8 @@ export interface Fallback {
 export const NO_MODULE = 'no program module (a memory that is not shared): stages on the reference families, products on the wasm kernels';
 
 const MODULE: Placement = { path: 'module' };
+/** The mixture-of-experts families have no wasm kernels yet: they run as the CPU engine's. */
+const ROUTING = 'the wasm renderer has no routing families (softmax, topk, experts) yet';
 
 /** Every kernel's placement, by entry, in kernel order. */
 export function wasmPlan(program: Program): Record<EntryName, Placement[]> {
@@ -238,4 +240,5 @@ const FAMILY: FamilyTable<[Program], string | null> = {
   embedding,
   copy: () => 'the wasm renderer has no copy family',
   gather_last: () => 'the wasm renderer has no gather_last family (it renders gather_last in a product\'s prologue)',
+  softmax: () => ROUTING, topk: () => ROUTING, experts: () => ROUTING,
 };

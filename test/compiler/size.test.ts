@@ -69,8 +69,10 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  compiler +24, runtime +161, codegen +129: sliding-window attention (issue 21: the attention op's optional
  *  window, the KV state's window and its ring of min(window, capacity) rows, the wasm prefill (module and JS) over the
  *  gathered history and the module's one-token attention over the ring, WGSL's two passes (codegen/wgsl/window.ts),
- *  CUDA's block per (sequence, KV head), RT177 where a target lacks it). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4649, codegen: 4998, runtime: 13222, cli: 2873 };
+ *  CUDA's block per (sequence, KV head), RT177 where a target lacks it);
+ *  compiler +113, runtime +140: mixtures of experts (issue 21: compiler/ops-route.ts softmax, topk, experts;
+ *  sigmoid and scale; stats' active parameters; runtime/cpu/route.ts the reference kernels, their family records). */
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4762, codegen: 4998, runtime: 13362, cli: 2873 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
@@ -87,8 +89,9 @@ describe('size budget', () => {
   it('counts primitives and lines', () => {
     const counts = { ops: OPS.length, ...Object.fromEntries(Object.keys(BUDGETS).map((d) => [d, lines(d)])) };
     console.log(`size: ${JSON.stringify(counts)}`);
-    // 20 = the 18 that Bamba, Llama and Mamba-2 need, plus layernorm and gelu for the GPT-2 family.
-    expect(counts.ops).toBeLessThanOrEqual(20);
+    // 20 = the 18 that Bamba, Llama and Mamba-2 need, plus layernorm and gelu for the GPT-2 family;
+    // 25 with a mixture of experts' sigmoid, softmax, topk and experts, and scale (µP multipliers).
+    expect(counts.ops).toBeLessThanOrEqual(25);
     for (const [dir, budget] of Object.entries(BUDGETS)) expect(lines(dir), `lines of ${dir}/ (budget ${budget})`).toBeLessThanOrEqual(budget);
   });
 
