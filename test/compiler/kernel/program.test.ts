@@ -18,6 +18,7 @@ describe('golden kernel programs', () => {
   // four layers of each model keep the listings readable; every layer kind occurs
   const CASES: Record<string, string[]> = {
     bamba: ['n_layers=4', 'attn_layers=[1]'], mamba2: ['n_layers=2'], llama: ['n_layers=2'], gpt2: ['n_layers=2'], qwen3: ['n_layers=2'],
+    granite4h: ['n_layers=2', 'layer_types=["mamba", "attention"]', 'rope="rope"'],
   };
   for (const [model, set] of Object.entries(CASES)) {
     it(`${model}.arch (${set.join(' ')}) prints as test/golden/${model}.kernels.txt`, () => {
