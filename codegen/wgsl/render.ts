@@ -23,7 +23,7 @@ import { quantWeights, roundHelpers } from './quant.ts';
 import { WGSL_CPU_TARGET, WGSL_TARGET, type WgslSchedule, type WgslTarget, wgslSchedule } from './schedule.ts';
 
 import { type Dtypes, Shader, TEMPLATES, lit } from './shader.ts';
-import { windowedAttention } from './window.ts';
+import { windowedAttention } from './window.ts'; import { ROUTE_PASSES } from './route.ts';
 
 const count = (rows: RunCount['rows'], times: number, per: number): RunCount => ({ rows, times, per });
 
@@ -96,12 +96,12 @@ function embedding(c: Ctx): Pass[] {
   const { k } = c;
   const ids = k.inputs.ids!;
   if (!('input' in ids)) fail(`${k.name} looks up rows by a computed value; only token ids and positions can index`);
-  const y = k.outputs.y!;
-  return [elements(c, 'lookup', rowsOf(c.entry, y), y.width, (s) => {
-    const w = s.weight(weightName(k, 'w'));
-    const put = s.output(y);
-    return `${put}(r, j, ${w}(${ids.input === 'tokens' ? 'token' : 'position'}(r) * ${y.width}u + j));`;
-  })];
+  const y = k.outputs.y!, rows = rowsOf(c.entry, y), epi = k.epilogue?.length; // an epilogue (a scale): rows into scratch1, then its pass
+  const lookup = elements(c, 'lookup', rows, y.width, (s) => {
+    const v = `${s.weight(weightName(k, 'w'))}(${ids.input === 'tokens' ? 'token' : 'position'}(r) * ${y.width}u + j)`;
+    return epi ? `${s.store(s.scratch(1), `r * ${y.width}u + j`, v)};` : `${s.output(y)}(r, j, ${v});`;
+  });
+  return epi ? [{ ...lookup, scratch: { scratch1: count(rows.rows, y.width, 1) } }, epiloguePass(c, { ...rows, times: 1 }, y.width)] : [lookup];
 }
 
 function elementwise(c: Ctx): Pass[] {
@@ -580,8 +580,7 @@ function attention(c: Ctx): Pass[] {
 
 const FAMILIES: Readonly<Record<Kernel['family'], (c: Ctx) => Pass[]>> = {
   embedding, matmul, norm, elementwise, copy, gather_last: gatherLast, rope, conv, conv_step: conv,
-  ssd, ssd_step: ssdStep, attention, attention_decode: attention,
-  softmax: (c) => fail(`${c.k.name}: no WGSL softmax kernel yet`), topk: (c) => fail(`${c.k.name}: no WGSL topk kernel yet`), experts: (c) => fail(`${c.k.name}: no WGSL experts kernel yet`),
+  ssd, ssd_step: ssdStep, attention, attention_decode: attention, ...ROUTE_PASSES,
 };
 
 /** Every kernel of every entry of `program` as WGSL passes, once per profile. */
