@@ -279,7 +279,10 @@ const FAMILIES: Readonly<Record<Kernel['family'], FamilyRender>> = {
   ssd_step: (r) => template('ssd_step')({ ...r.common(), ...r.k.sizes, ...r.state() }),
   attention: (r) => attention(r),
   attention_decode: (r) => attention(r),
-  softmax: (r) => r.fail('no CUDA kernel yet'), topk: (r) => r.fail('no CUDA kernel yet'), experts: (r) => r.fail('no CUDA kernel yet'),
+  softmax: (r) => template('softmax')({ ...r.common(), D: ofFamily(r.k, 'softmax').sizes.D, hpr: ofFamily(r.k, 'softmax').sizes.W / ofFamily(r.k, 'softmax').sizes.D, rows: r.rowsOf(r.k.inputs.x as View) }),
+  topk: (r) => template('topk')({ ...r.common(), ...ofFamily(r.k, 'topk').sizes, normalize: r.k.attrs.normalize === true }),
+  // the K chosen experts' hidden rows sit in shared memory (48 KiB: K · I at most 12288 floats)
+  experts: (r) => (ofFamily(r.k, 'experts').sizes.K * ofFamily(r.k, 'experts').sizes.I > 12288 ? r.fail('K · I over 12288 floats of shared memory') : template('experts')({ ...r.common(), ...ofFamily(r.k, 'experts').sizes })),
 };
 
 function conv(r: Renderer): string {
