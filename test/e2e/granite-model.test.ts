@@ -12,6 +12,7 @@ import { wasmKernelVariants } from '../../codegen/wasm/assemble.ts';
 import { wasmProgram } from '../../codegen/wasm/program.ts';
 import { renderProgram } from '../../codegen/wgsl/render.ts';
 import { compileFile } from '../../compiler/compile.ts';
+import { lossGradients } from '../../compiler/grad.ts';
 import { hfConfigText, initWeights } from '../../compiler/init.ts';
 import { lowerToProgram } from '../../compiler/lower.ts';
 import { readHfConfig } from '../../runtime/hfconfig.ts';
@@ -23,6 +24,7 @@ import { ROOT, expectLogitsClose, randomIds, rows } from '../helpers/checkpoints
 import { useTmpDirs } from '../helpers/tmp.ts';
 import { graniteReference } from '../reference/granite4h-hf.ts';
 import { useSwiftShader } from '../webgpu/gpu.ts';
+import { packed } from '../grad/helpers.ts';
 
 const tmp = useTmpDirs('archc-granite-');
 const FILE = join(ROOT, 'models', 'granite4h.arch');
@@ -65,6 +67,27 @@ describe('Granite-4.0-H, tiny', () => {
       }, 360_000);
     }
   }
+
+  it('the float64 graph (compiler/grad.ts, the training path) = the reference; every weight gets a gradient, the experts a sparse one', () => {
+    const { c } = build('rope');
+    const dir = tmp();
+    writeFileSync(join(dir, 'config.json'), hfConfigText(c, 'f32'));
+    const tensors = initWeights(c.graph, createRng(21), 'f32');
+    writeSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt' });
+    const b = packed([7, 5], V, 4);
+    const r = lossGradients(c.graph, new Map(tensors.map((t) => [t.name, Float64Array.from(t.tensor.data as Float32Array)])), b, { grads: true });
+    const config = readHfConfig(join(dir, 'config.json')), ckpt = openCheckpoint(dir);
+    const want = [...graniteReference(config, ckpt, Array.from(b.tokens.subarray(0, 7))), ...graniteReference(config, ckpt, Array.from(b.tokens.subarray(7)))];
+    ckpt.close();
+    expectLogitsClose(r.logits, want, 1e-9, 'float64 graph vs the reference', V);
+    const grads = r.grads!;
+    for (const t of tensors) expect(grads.has(t.name), t.name).toBe(true);
+    // 12 tokens × 2 of 6 experts: expert rows no token chose get no gradient; the router's rows all do
+    const wIn = grads.get('model.layers.0.block_sparse_moe.input_linear.weight')!;
+    const per = wIn.length / 6, touched = Array.from({ length: 6 }, (_, e) => wIn.subarray(e * per, (e + 1) * per).some((v) => v !== 0));
+    expect(touched.filter(Boolean).length).toBeGreaterThan(1);
+    expect(Array.from(grads.get('model.layers.0.block_sparse_moe.router.layer.weight')!).some((v) => v !== 0)).toBe(true);
+  });
 
   it('wasm runs the routers\' softmax and topk on the reference kernels, and says so; the experts on its products', () => {
     const fams = new Set(wasmFallbacks(build('rope').program).map((f) => f.family));
