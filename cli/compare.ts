@@ -101,7 +101,7 @@ export function formatComparison(c: Comparison): string {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (r: string[]) => r.map((x, i) => (i === 0 ? x.padEnd(widths[i]!) : x.padStart(widths[i]!))).join('   ').trimEnd();
   return [`a: ${a.file} (model ${a.stats.model})`, `b: ${b.file} (model ${b.stats.model})`,
-    `FLOPs and state at ${ctx}, batch ${a.stats.state.batch}; active parameters equal the total (no mixture-of-experts yet)`, '',
+    `FLOPs and state at ${ctx}, batch ${a.stats.state.batch}; active parameters: k of E experts per mixture of experts`, '',
     line(head), ...rows.map(line), ''].join('\n');
 }
 
