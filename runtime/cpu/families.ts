@@ -14,7 +14,7 @@ import { embedding, linearIn } from './linear.ts';
 import { layernorm, rmsnorm, rmsnormGated } from './norm.ts';
 import type { KvCache, SeqSlice } from './seq.ts';
 import { ssdChunked, ssdSequential } from './ssd.ts';
-import { expertsGrouped, softmax, topk } from './route.ts';
+import { expertRows, expertsGrouped, softmax, topk } from './route.ts';
 
 /** What a family implementation sees of the run in progress. */
 export interface Ctx {
@@ -207,11 +207,12 @@ const topkImpl: Impl<'topk'> = (k, c) => {
   c.write(k.outputs.indices!, r.indices);
 };
 
+// the chosen experts' matrices only, widened to f32 as they are read (no f32 copy of the whole)
 const expertsImpl: Impl<'experts'> = (k, c) => {
   const { E, H, I, K } = k.sizes;
-  const wIn = c.f32((k.inputs.w_in as { weight: string }).weight), wOut = c.f32((k.inputs.w_out as { weight: string }).weight);
+  const wIn = c.tensor((k.inputs.w_in as { weight: string }).weight), wOut = c.tensor((k.inputs.w_out as { weight: string }).weight);
   const y = expertsGrouped(c.operand(k, 'x'), c.operand(k, 'idx'), c.operand(k, 'gates'), { E, H, I, K },
-    (e) => ({ wIn: wIn.subarray(e * 2 * I * H, (e + 1) * 2 * I * H), wOut: wOut.subarray(e * H * I, (e + 1) * H * I) }));
+    (e) => ({ wIn: expertRows(wIn, e, 2 * I * H), wOut: expertRows(wOut, e, H * I) }));
   c.write(k.outputs.y!, y);
 };
 

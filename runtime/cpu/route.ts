@@ -3,6 +3,8 @@
 // gate/up product and one down product, the results scattered back weighted). Each rounds to f32
 // where a kernel stores; sums are in double.
 
+import { type Tensor, toF32 } from '../tensor.ts';
+
 /** Softmax over each D-wide part of x: e^(v − max) / Σ e^(u − max). */
 export function softmax(x: Float32Array, D: number): Float32Array {
   const out = new Float32Array(x.length);
@@ -46,6 +48,11 @@ export function topk(x: Float32Array, D: number, K: number, normalize: boolean):
     }
   }
   return { values, indices };
+}
+
+/** Expert e's n elements of a stored [E, …] tensor, as f32 (a view of f32 data; bf16, f16 widened). */
+export function expertRows(t: Tensor, e: number, n: number): Float32Array {
+  return toF32({ dtype: t.dtype, shape: [n], data: (t.data as Float32Array).subarray(e * n, (e + 1) * n) });
 }
 
 export interface ExpertSizes {
