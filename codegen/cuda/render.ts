@@ -228,7 +228,14 @@ const FAMILIES: Readonly<Record<Kernel['family'], FamilyRender>> = {
     const ids = r.k.inputs.ids!;
     const from = 'input' in ids ? ids.input : r.fail('looks up rows by a computed value; only token ids and positions can index');
     const { V, D } = ofFamily(r.k, 'embedding').sizes;
-    return template('embedding')({ ...r.common(), ...r.quant(V, D), V, D, ids: from, wSlot: 0 });
+    // map stages on each looked-up value x (a scale: Granite's embedding_multiplier)
+    let post = 'x';
+    for (const [i, s] of (r.k.epilogue ?? []).entries()) {
+      if (s.kind !== 'map' || s.width !== D) return r.fail(`embedding epilogue stage ${i} (${s.kind}) is not a map over the row`);
+      const prev = post;
+      post = r.expr(s.body, r.at((off) => (off ? r.fail('an embedding epilogue reads x at an offset') : `(${prev})`), 'd', 't'));
+    }
+    return template('embedding')({ ...r.common(), ...r.quant(V, D), V, D, ids: from, wSlot: 0, post });
   },
   matmul(r) {
     const k = r.k;
