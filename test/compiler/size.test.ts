@@ -70,10 +70,10 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  window, the KV state's window and its ring of min(window, capacity) rows, the wasm prefill (module and JS) over the
  *  gathered history and the module's one-token attention over the ring, WGSL's two passes (codegen/wgsl/window.ts),
  *  CUDA's block per (sequence, KV head), RT177 where a target lacks it);
- *  compiler +229, runtime +215, codegen +128: mixtures of experts (issue 21: compiler/ops-route.ts softmax, topk,
+ *  compiler +229, runtime +223, codegen +128: mixtures of experts (issue 21: compiler/ops-route.ts softmax, topk,
  *  experts; sigmoid and scale; stats' active parameters; compiler/vjp-route.ts their backward; runtime/cpu/route.ts the reference kernels, their family
  *  records; runtime/wasm/experts.ts the experts on the wasm products; codegen/wgsl/route.ts, CUDA's renderers). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4878, codegen: 5126, runtime: 13437, cli: 2873 };
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4878, codegen: 5126, runtime: 13445, cli: 2873 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
