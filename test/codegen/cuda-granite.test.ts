@@ -2,7 +2,8 @@
 // header: a packed ragged prefill, two decode steps of every sequence and a forward of every token
 // match the CPU backend within 2e-2 of the logits' scale, the tolerance of the bf16 products (the
 // routing kernels alone: 1e-5, test/codegen/cuda-route.test.ts). A router that picked another
-// expert would move the logits by far more.
+// expert would move the logits by far more. With nvcc on the PATH, its embedding (with the scale in
+// its epilogue) and routing kernels compile for sm_80 and sm_90 without spills.
 
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
@@ -65,3 +66,16 @@ describe('Granite-4.0-H on CUDA (emulated) = the CPU backend', () => {
     ['prefill', 'decode step 1', 'decode step 2', 'forward'].forEach((what, i) => close(runs[1]![i]!, runs[0]![i]!, 2e-2, what));
   }, 900_000);
 });
+
+it('its kernels compile with nvcc for sm_80 and sm_90 without spills (the embedding with its scale among them)', async () => {
+  const { buildCuda } = await import('../../codegen/cuda/build.ts');
+  const { tmpdir } = await import('node:os');
+  const b = await buildCuda(program, { archs: ['sm_80', 'sm_90'], cacheDir: join(tmpdir(), 'archc-cuda-test-cache') });
+  expect(b.report.nvcc, 'nvcc is on the PATH').not.toBeNull();
+  expect(program.entries.forward.kernels[0]!.epilogue?.length, 'the embedding carries the scale').toBe(1);
+  for (const id of new Set(b.kernels.filter((k) => ['embedding', 'softmax', 'topk', 'experts'].includes(k.family)).map((k) => k.id))) {
+    for (const arch of ['sm_80', 'sm_90']) {
+      for (const [f, u] of Object.entries(b.report.usage[arch]![id]!)) expect({ f, arch, spills: u.spillStores + u.spillLoads }).toEqual({ f, arch, spills: 0 });
+    }
+  }
+}, 900_000);
