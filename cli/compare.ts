@@ -46,8 +46,7 @@ export interface Comparison {
 /** The figures compared, from one side's stats and dispatches. */
 const FIGURES: readonly { figure: string; unit: Row['unit']; of: (s: Side) => number }[] = [
   { figure: 'parameters, total', unit: 'count', of: (s) => s.stats.parameters.total },
-  // no mixture-of-experts yet: every parameter is read for every token
-  { figure: 'parameters, active per token', unit: 'count', of: (s) => s.stats.parameters.total },
+  { figure: 'parameters, active per token', unit: 'count', of: (s) => s.stats.parameters.active },
   { figure: 'FLOPs per token, prefill', unit: 'flops', of: (s) => s.stats.flopsPerToken.prefill },
   { figure: 'FLOPs per token, decode', unit: 'flops', of: (s) => s.stats.flopsPerToken.decode },
   { figure: 'KV cache per token', unit: 'bytes', of: (s) => s.stats.state.kvBytesPerToken },
@@ -102,7 +101,7 @@ export function formatComparison(c: Comparison): string {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (r: string[]) => r.map((x, i) => (i === 0 ? x.padEnd(widths[i]!) : x.padStart(widths[i]!))).join('   ').trimEnd();
   return [`a: ${a.file} (model ${a.stats.model})`, `b: ${b.file} (model ${b.stats.model})`,
-    `FLOPs and state at ${ctx}, batch ${a.stats.state.batch}; active parameters equal the total (no mixture-of-experts yet)`, '',
+    `FLOPs and state at ${ctx}, batch ${a.stats.state.batch}; active parameters: k of E experts per mixture of experts`, '',
     line(head), ...rows.map(line), ''].join('\n');
 }
 

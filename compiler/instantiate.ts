@@ -6,7 +6,7 @@
 import { dirname, relative, sep } from 'node:path';
 import type { Arg, BlockDecl, Expr, ModelDecl, Span, Stmt } from '../dsl/ast.ts';
 import { CompileError, type Diagnostic, diag } from '../dsl/diagnostics.ts';
-import { MAX_SIZE, OP_BY_NAME, OpError, inferUse, type OpDef, type AttrValue, type TensorType } from './ops.ts';
+import { MAX_SIZE, OP_BY_NAME, OpError, inferUse, scaling, type OpDef, type AttrValue, type TensorType } from './ops.ts';
 import type { DType } from '../runtime/tensor.ts';
 import type { Graph, Loc, Node, ParamValue, State, Value, Weight } from './ir.ts';
 import { LIMITS, type Limit, formatCount } from './limits.ts';
@@ -420,13 +420,13 @@ class Instantiator {
     const b = this.eval(e.right, frame);
     if (a.k === 'error' || b.k === 'error') return ERR;
     if (a.k === 'tensor' || b.k === 'tensor') {
+      const s = scaling(e.op, a, b); // a tensor times (or over) a number: the scale op
+      if (s) return this.emit(OP_BY_NAME.get('scale')!, [s.id], { by: s.by }, e.span, frame);
       if (a.k !== 'tensor' || b.k !== 'tensor' || !['+', '-', '*'].includes(e.op)) {
-        return this.report(diag('AC306', e.span, [e.op, describe(a), describe(b)], 'tensors combine with +, - and *'));
+        return this.report(diag('AC306', e.span, [e.op, describe(a), describe(b)], 'tensors combine with +, - and *, and scale by a number with * and /'));
       }
-      if (e.op === '+') return this.emit(OP_BY_NAME.get('add')!, [a.id, b.id], {}, e.span, frame);
-      if (e.op === '*') return this.emit(OP_BY_NAME.get('mul')!, [a.id, b.id], {}, e.span, frame);
-      const nb = this.emit(OP_BY_NAME.get('neg')!, [b.id], {}, e.span, frame) as { k: 'tensor'; id: number };
-      return this.emit(OP_BY_NAME.get('add')!, [a.id, nb.id], {}, e.span, frame);
+      if (e.op !== '-') return this.emit(OP_BY_NAME.get(e.op === '+' ? 'add' : 'mul')!, [a.id, b.id], {}, e.span, frame);
+      return this.emit(OP_BY_NAME.get('add')!, [a.id, (this.emit(OP_BY_NAME.get('neg')!, [b.id], {}, e.span, frame) as { k: 'tensor'; id: number }).id], {}, e.span, frame);
     }
     const x = this.constOf(a, e.left.span), y = this.constOf(b, e.right.span);
     const bad = () => this.report(diag('AC306', e.span, [e.op, describe(a), describe(b)]));

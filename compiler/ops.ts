@@ -8,6 +8,8 @@ import type { DType } from '../runtime/tensor.ts';
 import type { StateKind } from '../runtime/program.ts';
 import type { View } from '../runtime/program.ts';
 import type { LowerCtx } from './kernel/lower.ts';
+import { ROUTE_OPS } from './ops-route.ts';
+import { SCALE } from './ops-scale.ts';
 
 export type Dim = number | 'T';
 export interface TensorType {
@@ -119,6 +121,8 @@ export interface OpDef {
   flops(inputs: readonly (TensorType | null)[], outputs: readonly TensorType[], attrs: Attrs, at: CostContext): number;
   /** Emits the kernels that compute the node (unfused: the kernel passes fuse them). */
   lower(ctx: LowerCtx): void;
+  /** The share of its weight operands one token reads (a mixture's k of E experts); absent: all. */
+  active?(inputs: readonly (TensorType | null)[]): number;
 }
 
 // ---- helpers for the rules ---------------------------------------------------------------
@@ -146,7 +150,7 @@ const num = (a: Attrs, k: string) => a[k] as number;
 /** attention's sliding window, 0 when it attends to every earlier key. */
 const windowOf = (a: Attrs) => (a.window as number | undefined) ?? 0;
 
-function elementwise(name: 'silu' | 'softplus' | 'exp' | 'neg' | 'relu2', doc: string, cost = 1): OpDef {
+function elementwise(name: 'silu' | 'sigmoid' | 'softplus' | 'exp' | 'neg' | 'relu2', doc: string, cost = 1): OpDef {
   return {
     name, doc, inputs: [{ name: 'x' }], attrs: {},
     infer: ([x]) => [f32(need(x, 'x').shape)],
@@ -273,6 +277,7 @@ export const OPS: readonly OpDef[] = [
     },
   },
   elementwise('silu', 'x · sigmoid(x)', 4),
+  elementwise('sigmoid', '1 / (1 + e^−x)', 4),
   {
     name: 'gelu', doc: 'x · Φ(x), exact (erf) or with tanh its tanh approximation (PyTorch approximate="tanh")',
     inputs: [{ name: 'x' }],
@@ -284,38 +289,7 @@ export const OPS: readonly OpDef[] = [
   elementwise('softplus', 'log(1 + exp(x)), identity above 20 as in PyTorch', 3),
   elementwise('exp', 'eˣ'),
   elementwise('relu2', 'max(x, 0)², squared ReLU (HF "relu2": Nemotron-H\'s MLP)', 2),
-  {
-    name: 'scale', doc: 'x · by, compile-time factors: one, or one per part of the last dim (µP multipliers: Falcon-H1)',
-    inputs: [{ name: 'x' }],
-    attrs: {
-      by: { type: 'float', default: 1, doc: 'the factor of every element' },
-      sizes: { type: 'list', optional: true, doc: 'consecutive parts of the last dim (as split), each times its factor' },
-      factors: { type: 'list', optional: true, doc: 'one factor per part of `sizes`' },
-    },
-    infer([x], a) {
-      const X = need(x, 'x'), sizes = a.sizes as number[] | undefined, fs = a.factors as number[] | undefined;
-      if (!sizes !== !fs) throw new OpError('scale takes sizes and factors together, or neither');
-      if (sizes && fs) {
-        if (sizes.some((n) => !Number.isInteger(n) || n <= 0)) throw new OpError(`scale sizes must be positive integers, got [${sizes.join(', ')}]`);
-        same(sizes.reduce((s, n) => s + n, 0), last(X), `scale sizes [${sizes.join(', ')}] do not sum to the last dim of ${fmt(X.shape)}`);
-        if (fs.length !== sizes.length || fs.some((f) => typeof f !== 'number' || !Number.isFinite(f))) throw new OpError(`scale needs one finite factor per part: ${sizes.length} sizes, factors [${fs.join(', ')}]`);
-      }
-      return [f32(X.shape)];
-    },
-    flops: ([x]) => rowSize(x!),
-    lower(c) {
-      const by = num(c.attrs, 'by'), sizes = c.attrs.sizes as number[] | undefined;
-      if (!sizes) return c.elementwise((leaf) => ({ op: 'mul', a: leaf(0), b: { op: 'const', value: by } }));
-      // one kernel per part, each writing its columns of the output (as split's copies read theirs)
-      const x = c.in(0) as View, y = c.out(0);
-      let col = 0;
-      sizes.forEach((n, i) => {
-        c.emit({ family: 'elementwise', part: String(i), sizes: { W: n }, inputs: { x: { buf: x.buf, col: x.col + col, width: n } },
-          body: { op: 'mul', a: { op: 'in', name: 'x' }, b: { op: 'const', value: by * (c.attrs.factors as number[])[i]! } }, outputs: { y: { buf: y.buf, col: y.col + col, width: n } } });
-        col += n;
-      });
-    },
-  },
+  SCALE,
   elementwise('neg', '−x'),
   {
     name: 'clamp', doc: 'limits x to [min, max]',
@@ -494,6 +468,14 @@ export const OPS: readonly OpDef[] = [
         inputs: { q: c.in(0)!, k: c.in(1)!, v: c.in(2)! }, attrs: { scale: num(c.attrs, 'scale'), ...(W ? { window: W } : {}) }, outputs: { y: c.out(0) }, state: c.state });
     },
   },
+  ...ROUTE_OPS,
 ];
+
+/** `tensor * number`, `number * tensor` or `tensor / number` as the `scale` op's operand and factor. */
+export function scaling(op: string, a: { k: string; id?: number; v?: unknown }, b: { k: string; id?: number; v?: unknown }): { id: number; by: number } | null {
+  const [t, n] = a.k === 'tensor' ? [a, b] : [b, a];
+  if (n.k !== 'const' || typeof n.v !== 'number' || !(op === '*' || (op === '/' && t === a))) return null;
+  return { id: t.id!, by: op === '*' ? n.v : 1 / n.v };
+}
 
 export const OP_BY_NAME: ReadonlyMap<string, OpDef> = new Map(OPS.map((o) => [o.name, o]));

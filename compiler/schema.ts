@@ -116,7 +116,7 @@ const expr = {
     { additionalProperties: false, required: ['offset'], properties: { op: { const: 'x' }, offset: { type: 'integer', minimum: 0 } } },
     { additionalProperties: false, required: ['name'], properties: { op: { enum: ['in', 'w'] }, name: { type: 'string' } } },
     { additionalProperties: false, required: ['value'], properties: { op: { const: 'const' }, value: num } },
-    { additionalProperties: false, required: ['a'], properties: { op: { enum: ['silu', 'softplus', 'exp', 'neg', 'gelu', 'gelu_tanh', 'relu2'] }, a: { $ref: 'expr' } } },
+    { additionalProperties: false, required: ['a'], properties: { op: { enum: ['silu', 'sigmoid', 'softplus', 'exp', 'neg', 'gelu', 'gelu_tanh', 'relu2'] }, a: { $ref: 'expr' } } },
     { additionalProperties: false, required: ['a', 'b'], properties: { op: { enum: ['add', 'mul'] }, a: { $ref: 'expr' }, b: { $ref: 'expr' } } },
     { additionalProperties: false, required: ['a', 'min', 'max'], properties: { op: { const: 'clamp' }, a: { $ref: 'expr' }, min: num, max: num } },
   ],

@@ -12,6 +12,8 @@ export interface Stats {
   readonly model: string;
   readonly parameters: {
     readonly total: number;
+    /** Parameters one token reads: a mixture's experts count k of E (ops' `active`). */
+    readonly active: number;
     /** embedding, head, then the top-level block type of each remaining weight (e.g. Mamba2). */
     readonly byKind: Readonly<Record<string, number>>;
     /** For each param config.json decides at load (compiler/choices.ts), the checkpoint's
@@ -95,6 +97,16 @@ export function computeStats(g: Graph, context: number, batch: number, forProgra
     bytes += n * DTYPE_BYTES[w.dtype];
   }
 
+  // a mixture reads k of its E experts' weights per token
+  let inactive = 0;
+  for (const n of g.nodes) {
+    const op = OP_BY_NAME.get(n.op)!;
+    if (!op.active) continue;
+    const types = n.inputs.map((v) => (v === null ? null : g.values[v]!.type));
+    const share = op.active(types);
+    n.inputs.forEach((v, i) => { if (v !== null && g.values[v]!.source.kind === 'weight') inactive += (1 - share) * numel(types[i]!.shape as number[]); });
+  }
+
   const flops = (mode: 'prefill' | 'decode') => {
     let sum = 0;
     for (const n of g.nodes) {
@@ -116,7 +128,7 @@ export function computeStats(g: Graph, context: number, batch: number, forProgra
   }
   return {
     model: g.model,
-    parameters: { total, byKind, ...(forProgram?.choices.length ? { atLoad: atLoad(forProgram) } : {}) },
+    parameters: { total, active: total - inactive, byKind, ...(forProgram?.choices.length ? { atLoad: atLoad(forProgram) } : {}) },
     weightBytes: { total: bytes, byDtype, byFormat, quantizable },
     flopsPerToken: { context, prefill: flops('prefill'), decode: flops('decode') },
     state: { kvBytesPerToken: kv, kvBytesPerSequence: kvSeq, convSsmBytesPerSequence: perSeq, context, batch, totalBytes: (kvSeq + perSeq) * batch },
@@ -157,6 +169,7 @@ export function flopsText(f: number): string {
 
 export function formatStats(s: Stats): string {
   const lines = [`model ${s.model}`, '', `parameters        ${group(s.parameters.total)}`];
+  if (s.parameters.active < s.parameters.total) lines.push(`  active per token${group(s.parameters.active).padStart(16)}  ${((100 * s.parameters.active) / s.parameters.total).toFixed(1).padStart(5)}%`);
   for (const [k, n] of Object.entries(s.parameters.byKind).sort((a, b) => b[1] - a[1])) {
     lines.push(`  ${k.padEnd(16)}${group(n).padStart(16)}  ${((100 * n) / s.parameters.total).toFixed(1).padStart(5)}%`);
   }

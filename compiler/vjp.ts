@@ -10,6 +10,7 @@ import {
 import { attentionB, attentionF, convB, convF, ropeF, ssdChunkedB, ssdF, type SsdIn } from '../runtime/cpu/backward-seq.ts';
 import type { SeqSlice } from '../runtime/cpu/seq.ts';
 import type { Attrs } from './ops.ts';
+import { ROUTE_VJP } from './vjp-route.ts';
 
 export { causalLmLossB };
 
@@ -82,6 +83,7 @@ function product(hasBias: boolean, transposed: (c: VjpCtx) => boolean): OpVjp {
 }
 
 export const VJP: Readonly<Record<string, OpVjp>> = {
+  ...ROUTE_VJP,
   embedding: {
     forward: (c) => ({ outs: [embeddingF(c.ins[0] as Int32Array, f(c, 1), c.shapes[1]![1]!)] }),
     backward: (c, _s, d) => [null, embeddingB(d0(d), c.ins[0] as Int32Array, c.shapes[1]![0]!, c.shapes[1]![1]!)],
@@ -115,6 +117,7 @@ export const VJP: Readonly<Record<string, OpVjp>> = {
   },
   reshape: { forward: (c) => ({ outs: [f(c, 0).slice()] }), backward: (_c, _s, d) => [d0(d)] },
   silu: pointwise(() => POINTWISE.silu),
+  sigmoid: pointwise(() => POINTWISE.sigmoid),
   gelu: pointwise((c) => (c.attrs.tanh === true ? POINTWISE.gelu_tanh : POINTWISE.gelu)),
   softplus: pointwise(() => POINTWISE.softplus),
   exp: pointwise(() => POINTWISE.exp),

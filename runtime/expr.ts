@@ -40,6 +40,10 @@ export function compileExpr(e: Expr, env: ExprEnv): ElementFn {
       const a = compileExpr(e.a, env);
       return (r, c) => { const v = a(r, c); return fr(v / (1 + Math.exp(-v))); };
     }
+    case 'sigmoid': {
+      const a = compileExpr(e.a, env);
+      return (r, c) => fr(1 / (1 + Math.exp(-a(r, c))));
+    }
     case 'softplus': {
       const a = compileExpr(e.a, env);
       return (r, c) => { const v = a(r, c); return v > 20 ? v : fr(Math.log1p(Math.exp(v))); };

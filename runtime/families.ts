@@ -59,6 +59,15 @@ export const FAMILIES = {
    *  with a `window`, each query sees its last `window` keys and the cache is a ring of that many rows. */
   attention: record({ ...plain, sizes: ['H', 'KV', 'Dh'], inputs: { q: 'view', k: 'view', v: 'view' }, outputs: ['y'], attrs: { scale: 'number', window: 'number?' }, state: true }),
   attention_decode: record({ ...plain, sizes: ['H', 'KV', 'Dh'], inputs: { q: 'view', k: 'view', v: 'view' }, outputs: ['y'], attrs: { scale: 'number', window: 'number?' }, state: true }),
+  /** Softmax over each D-wide part of every W-wide row (max subtracted first). */
+  softmax: record({ ...plain, sizes: ['W', 'D'], inputs: { x: 'view' }, outputs: ['y'] }),
+  /** The K largest of each D-wide row, largest first, ties to the lower index (torch.topk on the
+   *  CPU): `values`, and `indices` as integer-valued floats; `normalize`: values over their sum. */
+  topk: record({ ...plain, sizes: ['D', 'K'], inputs: { x: 'view' }, outputs: ['values', 'indices'], attrs: { normalize: 'boolean' } }),
+  /** Mixture-of-experts feed-forward, grouped: each token's K chosen experts (`idx`, weights `gates`)
+   *  of E; the rows routed to one expert go through its gate/up product w_in [E, 2I, H], silu(gate)·up,
+   *  and its down product w_out [E, H, I]; the results are scattered back to their tokens, weighted. */
+  experts: record({ ...plain, sizes: ['E', 'H', 'I', 'K'], inputs: { x: 'view', idx: 'view', gates: 'view', w_in: 'weight', w_out: 'weight' }, outputs: ['y'] }),
 } as const satisfies Readonly<Record<string, FamilyRecord>>;
 
 export type Family = keyof typeof FAMILIES;

@@ -52,7 +52,7 @@ export type Expr =
   | { readonly op: 'in'; readonly name: string }
   | { readonly op: 'w'; readonly name: string }
   | { readonly op: 'const'; readonly value: number }
-  | { readonly op: 'silu' | 'softplus' | 'exp' | 'neg' | 'gelu' | 'gelu_tanh' | 'relu2'; readonly a: Expr }
+  | { readonly op: 'silu' | 'sigmoid' | 'softplus' | 'exp' | 'neg' | 'gelu' | 'gelu_tanh' | 'relu2'; readonly a: Expr }
   | { readonly op: 'add' | 'mul'; readonly a: Expr; readonly b: Expr }
   | { readonly op: 'clamp'; readonly a: Expr; readonly min: number; readonly max: number };
 

@@ -112,7 +112,7 @@ class Renderer {
       case 'in': return l.in(e.name);
       case 'w': return this.wf(e.name, l.col);
       case 'const': return floatLit(e.value);
-      case 'silu': case 'softplus': case 'gelu': case 'gelu_tanh': return `archc_${e.op}(${r(e.a)})`;
+      case 'silu': case 'sigmoid': case 'softplus': case 'gelu': case 'gelu_tanh': return `archc_${e.op}(${r(e.a)})`;
       case 'exp': return `expf(${r(e.a)})`;
       case 'relu2': return `(fmaxf(${r(e.a)}, 0.0f) * fmaxf(${r(e.a)}, 0.0f))`;
       case 'neg': return `(-${r(e.a)})`;
@@ -287,6 +287,10 @@ const FAMILIES: Readonly<Record<Kernel['family'], FamilyRender>> = {
   ssd_step: (r) => template('ssd_step')({ ...r.common(), ...r.k.sizes, ...r.state() }),
   attention: (r) => attention(r),
   attention_decode: (r) => attention(r),
+  softmax: (r) => template('softmax')({ ...r.common(), D: ofFamily(r.k, 'softmax').sizes.D, hpr: ofFamily(r.k, 'softmax').sizes.W / ofFamily(r.k, 'softmax').sizes.D, rows: r.rowsOf(r.k.inputs.x as View) }),
+  topk: (r) => template('topk')({ ...r.common(), ...ofFamily(r.k, 'topk').sizes, normalize: r.k.attrs.normalize === true }),
+  // the K chosen experts' hidden rows sit in shared memory (48 KiB: K · I at most 12288 floats)
+  experts: (r) => (ofFamily(r.k, 'experts').sizes.K * ofFamily(r.k, 'experts').sizes.I > 12288 ? r.fail('K · I over 12288 floats of shared memory') : template('experts')({ ...r.common(), ...ofFamily(r.k, 'experts').sizes })),
 };
 
 function conv(r: Renderer): string {

@@ -110,6 +110,10 @@ export function cudaSchedule(k: Kernel, t: CudaTarget): CudaSchedule {
     }
     case 'ssd_step':
       return { ...base, rowsOf: 'S', rowDiv: 1, gridY: k.sizes.H };
+    case 'softmax':
+      return { ...base, rowsOf: 'x', rowMul: k.sizes.W / k.sizes.D, rowDiv: 1 };
+    case 'topk': case 'experts':
+      return { ...base, rowsOf: 'x', rowDiv: 1 };
     case 'attention': case 'attention_decode': {
       // one warp per query row; a block's rows never span two sequences (S extra blocks at most)
       const rows = threads / t.warp;

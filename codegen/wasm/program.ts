@@ -323,7 +323,9 @@ function renderKernel(k: Kernel, program: Program, buffers: readonly { width: nu
       // prefill attention is the module's fixed attn.* steps around the products
       case 'attention': return {};
       case 'embedding': return { run: make(embeddingRun) };
-      case 'copy': case 'gather_last': return unsupported(`no ${k.family} family`);
+      // the experts are the module's products per expert (runtime/wasm/experts.ts)
+      case 'experts': return {};
+      case 'copy': case 'gather_last': case 'softmax': case 'topk': return unsupported(`no ${k.family} family`);
     }
   } catch (e) {
     if (!(e instanceof Unsupported)) throw e;

@@ -155,6 +155,8 @@ const SPELLING: { readonly [K in Expr['op']]: (e: ExprOf<K>, at: At) => string }
   },
   const: (e) => splat(e.value),
   silu: (e, at) => `(call $silu4 ${at.sub(e.a)})`,
+  // 1 / (1 + e^−x), inline (x appears once): no helper in the module's fixed math
+  sigmoid: (e, at) => `(f32x4.div ${splat(1)} (f32x4.add ${splat(1)} (call $exp4 (f32x4.neg ${at.sub(e.a)}))))`,
   softplus: (e, at) => `(call $softplus4 ${at.sub(e.a)})`,
   exp: (e, at) => `(call $exp4 ${at.sub(e.a)})`,
   gelu: (e, at) => `(call $gelu4 ${at.sub(e.a)})`,

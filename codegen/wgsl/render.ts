@@ -23,7 +23,7 @@ import { quantWeights, roundHelpers } from './quant.ts';
 import { WGSL_CPU_TARGET, WGSL_TARGET, type WgslSchedule, type WgslTarget, wgslSchedule } from './schedule.ts';
 
 import { type Dtypes, Shader, TEMPLATES, lit } from './shader.ts';
-import { windowedAttention } from './window.ts';
+import { windowedAttention } from './window.ts'; import { ROUTE_PASSES } from './route.ts';
 
 const count = (rows: RunCount['rows'], times: number, per: number): RunCount => ({ rows, times, per });
 
@@ -581,7 +581,7 @@ function attention(c: Ctx): Pass[] {
 
 const FAMILIES: Readonly<Record<Kernel['family'], (c: Ctx) => Pass[]>> = {
   embedding, matmul, norm, elementwise, copy, gather_last: gatherLast, rope, conv, conv_step: conv,
-  ssd, ssd_step: ssdStep, attention, attention_decode: attention,
+  ssd, ssd_step: ssdStep, attention, attention_decode: attention, ...ROUTE_PASSES,
 };
 
 /** Every kernel of every entry of `program` as WGSL passes, once per profile. */

@@ -48,6 +48,7 @@ const EXPRS: { readonly [O in Expr['op']]: (e: Expr & { readonly op: O }, r: (a:
   // <= 1/3, to s^13): relative-accurate where small (a slow head's dt), as log(1 + exp(v)) is not
   // (on SwiftShader 1.3e-3 off at v = -10, and 0 below -17, where the reference gives e^v)
   silu: (e, r) => `silu(${r(e.a)})`,
+  sigmoid: (e, r) => `(1.0 / (1.0 + exp(-(${r(e.a)}))))`,
   softplus: (e, r) => `softplus(${r(e.a)})`,
   gelu: (e, r) => `gelu(${r(e.a)})`,
   gelu_tanh: (e, r) => `gelu_tanh(${r(e.a)})`,

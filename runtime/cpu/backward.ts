@@ -155,6 +155,7 @@ export interface Pointwise {
 const GELU_C = Math.sqrt(2 / Math.PI);
 export const POINTWISE = {
   silu: { f: (v) => v * sigmoid(v), df: (v) => sigmoid(v) * (1 + v * (1 - sigmoid(v))) },
+  sigmoid: { f: sigmoid, df: (v) => sigmoid(v) * (1 - sigmoid(v)) },
   // torch's threshold: the identity above 20
   softplus: { f: (v) => (v > 20 ? v : Math.log1p(Math.exp(v))), df: (v) => (v > 20 ? 1 : sigmoid(v)) },
   exp: { f: Math.exp, df: Math.exp },

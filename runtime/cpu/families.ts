@@ -14,6 +14,7 @@ import { embedding, linearIn } from './linear.ts';
 import { layernorm, rmsnorm, rmsnormGated } from './norm.ts';
 import type { KvCache, SeqSlice } from './seq.ts';
 import { ssdChunked, ssdSequential } from './ssd.ts';
+import { expertRows, expertsGrouped, softmax, topk } from './route.ts';
 
 /** What a family implementation sees of the run in progress. */
 export interface Ctx {
@@ -198,8 +199,26 @@ const attentionImpl: Impl<'attention' | 'attention_decode'> = (k, c) => {
   c.write(k.outputs.y!, attention(q!, kk!, v!, c.T, H, KV, Dh, k.attrs.scale as number, c.seqs, c.caches(k.state!), (k.attrs.window as number | undefined) ?? 0));
 };
 
+const softmaxImpl: Impl<'softmax'> = (k, c) => c.write(k.outputs.y!, softmax(c.operand(k, 'x'), k.sizes.D));
+
+const topkImpl: Impl<'topk'> = (k, c) => {
+  const r = topk(c.operand(k, 'x'), k.sizes.D, k.sizes.K, k.attrs.normalize === true);
+  c.write(k.outputs.values!, r.values);
+  c.write(k.outputs.indices!, r.indices);
+};
+
+// the chosen experts' matrices only, widened to f32 as they are read (no f32 copy of the whole)
+const expertsImpl: Impl<'experts'> = (k, c) => {
+  const { E, H, I, K } = k.sizes;
+  const wIn = c.tensor((k.inputs.w_in as { weight: string }).weight), wOut = c.tensor((k.inputs.w_out as { weight: string }).weight);
+  const y = expertsGrouped(c.operand(k, 'x'), c.operand(k, 'idx'), c.operand(k, 'gates'), { E, H, I, K },
+    (e) => ({ wIn: expertRows(wIn, e, 2 * I * H), wOut: expertRows(wOut, e, H * I) }));
+  c.write(k.outputs.y!, y);
+};
+
 export const CPU_FAMILIES: FamilyTable<[Ctx], void> = {
   embedding: embeddingImpl, matmul, norm, elementwise, copy, gather_last: gatherLast, rope: ropeImpl,
   conv, conv_step: conv, ssd: ssdWith(true), ssd_step: ssdWith(false), attention: attentionImpl, attention_decode: attentionImpl,
+  softmax: softmaxImpl, topk: topkImpl, experts: expertsImpl,
 };
 

@@ -33,6 +33,7 @@ import { wasmModule } from './module.ts';
 import { type Arg, Heap, WasmProgram, WasmStatePool, rowsOf } from './program.ts';
 import { type Fallback, NO_MODULE, type Placement, ownFunctions, wasmPlan } from './plan.ts';
 import { type At, ssdChunkedAt, ssdChunkedWasm, ssdWorkBytes } from './ssd.ts';
+import { type ExpertProducts, expertSlice, runExperts } from './experts.ts';
 import { attentionAt, attentionWasm, attentionWorkBytes } from './attention.ts';
 import { RuntimeError } from '../errors.ts';
 import { threadSupport, threadsHere, unsharedModule } from './threads.ts';
@@ -89,7 +90,7 @@ export class WasmBackend extends CpuBackend {
   /** The chunked SSD and prefill attention as matrix products on the wasm kernels; the rendered
    *  families through the program module where the plan places the kernel; the rest as the CPU engine runs them. */
   override readonly families: FamilyTable<[Ctx], void> = {
-    ...CPU_FAMILIES, ssd: (k, c) => this.ssd(k, c), attention: (k, c) => this.attention(k, c),
+    ...CPU_FAMILIES, ssd: (k, c) => this.ssd(k, c), attention: (k, c) => this.attention(k, c), experts: (k, c) => runExperts(k, c, this.experts),
     ...Object.fromEntries((['embedding', 'matmul', 'norm', 'elementwise', 'rope', 'conv', 'conv_step', 'ssd_step', 'attention_decode'] as const)
       .map((f) => [f, (k: Kernel, c: Ctx) => { if (!this.rendered(k, c)) byFamily(CPU_FAMILIES, k, c); }])),
   } as FamilyTable<[Ctx], void>;
@@ -104,6 +105,13 @@ export class WasmBackend extends CpuBackend {
   private arenaBlock: { at: number; bytes: number } | null = null;
   private scratchBlock: { at: number; bytes: number } | null = null;
   private readonly weightCopies = new Map<string, number>();
+  /** The experts' matrices, packed per expert when first chosen (runtime/wasm/experts.ts); `read`: bytes their products read. */
+  readonly experts: ExpertProducts = { panel: (w, e) => this.expertPanel(w, e), product: (p, x, n) => this.kernels.linear(p, x, n, null), read: 0 };
+  private readonly expertPanels = new Map<string, PackedWeight>();
+  private expertPanel(w: string, e: number): PackedWeight {
+    const key = `${w}#${e}`;
+    return this.expertPanels.get(key) ?? this.expertPanels.set(key, this.kernels.pack(expertSlice(this.tensor(w), e))).get(key)!;
+  }
   /** The run in progress: where its arena and sequence table are, and its rotary tables. */
   private current: { entry: Entry; batch: RunBatch; pool: WasmStatePool; T: number; S: number; seq: number; ropes: Map<string, number>; ids: Map<string, number> } | null = null;
   private runBlocks: { at: number; bytes: number }[] = [];

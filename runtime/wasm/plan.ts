@@ -24,6 +24,8 @@ export interface Fallback {
 export const NO_MODULE = 'no program module (a memory that is not shared): stages on the reference families, products on the wasm kernels';
 
 const MODULE: Placement = { path: 'module' };
+/** The routers' softmax and top-k have no wasm kernels yet: they run as the CPU engine's. */
+const ROUTING = 'the wasm renderer has no softmax or topk family yet';
 
 /** Every kernel's placement, by entry, in kernel order. */
 export function wasmPlan(program: Program): Record<EntryName, Placement[]> {
@@ -48,9 +50,9 @@ export function placeKernel(program: Program, k: Kernel): Placement {
 }
 
 /** Whether a kernel placed in the module has functions of its own there (`<entry>.<index>.<stage>`):
- *  all but the chunked SSD without a `pre` and prefill attention, which are the module's fixed steps. */
+ *  all but the chunked SSD without a `pre`, prefill attention and the experts, which are the module's fixed steps. */
 export function ownFunctions(k: Kernel): boolean {
-  return k.family !== 'attention' && !(k.family === 'ssd' && !Object.keys(k.pre ?? {}).length);
+  return k.family !== 'attention' && k.family !== 'experts' && !(k.family === 'ssd' && !Object.keys(k.pre ?? {}).length);
 }
 
 /** null where the kernel renders, else why not. */
@@ -238,4 +240,7 @@ const FAMILY: FamilyTable<[Program], string | null> = {
   embedding,
   copy: () => 'the wasm renderer has no copy family',
   gather_last: () => 'the wasm renderer has no gather_last family (it renders gather_last in a product\'s prologue)',
+  softmax: () => ROUTING, topk: () => ROUTING,
+  // the experts are the module's products per expert (runtime/wasm/experts.ts), operands read in place
+  experts: (k) => (['x', 'idx', 'gates'].some((n) => !viewOf(k, n)) ? 'experts operands that are not activation views' : noPre(k, 'experts')),
 };

@@ -103,7 +103,7 @@ describe('archc compare', () => {
     const lines = r.text!.stdout.split('\n');
     const total = lines.find((l) => l.startsWith('parameters, total'))!;
     expect(total.split(/\s{2,}/).slice(1)).toEqual([c.rows[0]!.a.toLocaleString('en-US'), c.rows[0]!.b.toLocaleString('en-US'), c.rows[0]!.ratio!.toFixed(3)]);
-    expect(r.text!.stdout).toMatch(/active parameters equal the total \(no mixture-of-experts yet\)/);
+    expect(r.text!.stdout).toMatch(/active parameters: k of E experts per mixture of experts/);
     expect(lines.find((l) => l.startsWith('dispatches per decode step'))).toMatch(new RegExp(`\\s162\\s+${c.b.dispatches.decode}\\s`));
   });
 

@@ -11,7 +11,7 @@ import { MODELS } from '../helpers/compile.ts';
 const GOLDEN = join(import.meta.dirname, '..', 'golden');
 
 describe('golden graphs', () => {
-  for (const model of ['bamba', 'mamba2', 'llama', 'gpt2', 'qwen3', 'nemotron_h', 'falcon_h1']) {
+  for (const model of ['bamba', 'mamba2', 'llama', 'gpt2', 'qwen3', 'nemotron_h', 'falcon_h1', 'granite4h']) {
     it(`${model}.arch prints as test/golden/${model}.graph.txt`, () => {
       const text = printGraph(compileFile(join(MODELS, `${model}.arch`)).graph);
       const file = join(GOLDEN, `${model}.graph.txt`);

@@ -104,8 +104,30 @@ describe('shape rules', () => {
     bad('attention', [t('T', 8, 16), t('T', 3, 16), t('T', 3, 16)], { scale: 1 }, /kv heads 3 do not divide heads 8/);
     bad('attention', [t('T', 8, 16), t('T', 2, 8), t('T', 2, 8)], { scale: 1 }, /head dims differ/);
   });
+  it('sigmoid, scale and softmax keep the shape', () => {
+    expect(infer('sigmoid', [t('T', 3)])).toEqual([['T', 3]]);
+    expect(infer('scale', [t('T', 2, 3)], { by: 0.5 })).toEqual([['T', 2, 3]]);
+    expect(infer('softmax', [t('T', 2, 5)])).toEqual([['T', 2, 5]]);
+  });
+  it('topk: values and integer indices [T, k] of a [T, n] row', () => {
+    const outs = OP_BY_NAME.get('topk')!.infer([t('T', 8)], { k: 2, normalize: false });
+    expect(outs).toEqual([{ shape: ['T', 2], dtype: 'f32' }, { shape: ['T', 2], dtype: 'i32' }]);
+    bad('topk', [t('T', 8)], { k: 9 }, /k 9 must be an integer from 1 to the row's 8/);
+    bad('topk', [t('T', 8)], { k: 0 }, /k 0 must be/);
+    bad('topk', [t('T', 2, 8)], { k: 1 }, /must be \[T, n\]/);
+  });
+  it('experts: w_in [E, 2·I, H] and w_out [E, H, I] over [T, H], k of E per token', () => {
+    const idx = (k: number): TensorType => ({ shape: ['T', k], dtype: 'i32' });
+    const experts = OP_BY_NAME.get('experts')!;
+    expect(infer('experts', [t('T', 8), idx(2), t('T', 2), t(4, 12, 8), t(4, 8, 6)])).toEqual([['T', 8]]);
+    expect(experts.active!([t('T', 8), idx(2), t('T', 2), t(4, 12, 8), t(4, 8, 6)])).toBe(0.5);
+    bad('experts', [t('T', 8), idx(2), t('T', 3), t(4, 12, 8), t(4, 8, 6)], {}, /idx \[T, 2\] and gates \[T, 3\] must both be/);
+    bad('experts', [t('T', 8), idx(2), t('T', 2), t(4, 12, 7), t(4, 8, 6)], {}, /w_in \[4, 12, 7\] must be \[E, 2·I, 8\]/);
+    bad('experts', [t('T', 8), idx(2), t('T', 2), t(4, 12, 8), t(4, 6, 8)], {}, /w_out \[4, 6, 8\] must be \[4, 8, 6\]/);
+    bad('experts', [t('T', 8), idx(5), t('T', 5), t(4, 12, 8), t(4, 8, 6)], {}, /picks 5 of 4 experts/);
+  });
   it('every op has a rule test above', () => {
-    expect(OPS.map((o) => o.name).sort()).toEqual(['add', 'attention', 'causal_conv1d', 'clamp', 'embedding', 'exp', 'gelu', 'head',
-      'layernorm', 'linear', 'mul', 'neg', 'relu2', 'reshape', 'rmsnorm', 'rmsnorm_gated', 'rope', 'scale', 'silu', 'softplus', 'split', 'ssd']);
+    expect(OPS.map((o) => o.name).sort()).toEqual(['add', 'attention', 'causal_conv1d', 'clamp', 'embedding', 'exp', 'experts', 'gelu', 'head',
+      'layernorm', 'linear', 'mul', 'neg', 'relu2', 'reshape', 'rmsnorm', 'rmsnorm_gated', 'rope', 'scale', 'sigmoid', 'silu', 'softmax', 'softplus', 'split', 'ssd', 'topk']);
   });
 });

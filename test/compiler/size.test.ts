@@ -85,8 +85,12 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  compiler +11, runtime +6: the relu2 and scale ops (issue 21: Nemotron-H's squared ReLU, Falcon-H1's µP
  *  multipliers; their records, VJPs and the relu2 Expr); compiler +34: scale by parts (a factor per part
  *  of the last dim, one kernel per part: Falcon-H1's µP vector); codegen +13: relu2 in the wasm, WGSL and CUDA
- *  expressions, the WGSL and CUDA embeddings' epilogues. */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4694, codegen: 5146, runtime: 13443, cli: 3171 };
+ *  expressions, the WGSL and CUDA embeddings' epilogues.;
+ *  compiler +229, runtime +223, codegen +128: mixtures of experts (issue 21: compiler/ops-route.ts softmax, topk,
+ *  experts; sigmoid and scale; stats' active parameters; compiler/vjp-route.ts their backward; runtime/cpu/route.ts the reference kernels, their family
+ *  records; runtime/wasm/experts.ts the experts on the wasm products; codegen/wgsl/route.ts, CUDA's renderers).;
+ *  compiler +49 -7: `scale` (one record, both branches' uses) in compiler/ops-scale.ts, moved out of ops.ts past 500 lines. */
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4965, codegen: 5274, runtime: 13666, cli: 3171 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
@@ -103,9 +107,10 @@ describe('size budget', () => {
   it('counts primitives and lines', () => {
     const counts = { ops: OPS.length, ...Object.fromEntries(Object.keys(BUDGETS).map((d) => [d, lines(d)])) };
     console.log(`size: ${JSON.stringify(counts)}`);
-    // 22 = the 18 that Bamba, Llama and Mamba-2 need, plus layernorm and gelu for the GPT-2 family, plus
-    // relu2 (Nemotron-H's squared ReLU) and scale (Falcon-H1's µP multipliers).
-    expect(counts.ops).toBeLessThanOrEqual(22);
+    // 26 = the 18 that Bamba, Llama and Mamba-2 need, plus layernorm and gelu for the GPT-2 family, plus
+    // relu2 (Nemotron-H's squared ReLU), scale (µP multipliers), and a mixture of experts' sigmoid,
+    // softmax, topk and experts.
+    expect(counts.ops).toBeLessThanOrEqual(26);
     for (const [dir, budget] of Object.entries(BUDGETS)) expect(lines(dir), `lines of ${dir}/ (budget ${budget})`).toBeLessThanOrEqual(budget);
   });
 

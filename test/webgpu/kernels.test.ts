@@ -34,6 +34,17 @@ const CASES: Case[] = [
   { op: 'layernorm', attrs: { eps: 1e-5 }, inputs: (T, r) => [act(r, T, [300]), weight(r, [300]), weight(r, [300])], Ts: [1, 4] },
   { op: 'silu', inputs: (T, r) => [act(r, T, [33], -6, 6)], Ts: [1, 10] },
   { op: 'softplus', inputs: (T, r) => [act(r, T, [33], -25, 25)], Ts: [3] },
+  { op: 'sigmoid', inputs: (T, r) => [act(r, T, [19], -30, 30)], Ts: [1, 6] },
+  { op: 'scale', attrs: { by: 0.22 }, inputs: (T, r) => [act(r, T, [2, 9])], Ts: [3] },
+  { op: 'softmax', inputs: (T, r) => [act(r, T, [3, 7], -20, 20)], Ts: [1, 5], modes: ['forward', 'decode'] },
+  { op: 'topk', attrs: { k: 3, normalize: false }, inputs: (T, r) => [act(r, T, [9])], Ts: [1, 6] },
+  { op: 'topk', attrs: { k: 2, normalize: true }, inputs: (T, r) => [act(r, T, [8], 0.05, 1)], Ts: [4], modes: ['forward', 'decode'] },
+  // each token's two distinct experts of 5 (expert 4 unused), bf16 expert weights
+  {
+    op: 'experts', Ts: [1, 7], modes: ['forward', 'decode'],
+    inputs: (T, r) => [act(r, T, [12]), { act: Float32Array.from({ length: 2 * T }, (_, i) => (i % 2 ? (Math.floor(i / 2) + 1) % 4 : Math.floor(i / 2) % 4)), shape: ['T', 2], dtype: 'i32' },
+      act(r, T, [2], 0.1, 1), weight(r, [5, 16, 12], 'bf16'), weight(r, [5, 12, 8])],
+  },
   { op: 'gelu', attrs: { tanh: false }, inputs: (T, r) => [act(r, T, [20], -4, 4)], Ts: [5] },
   { op: 'gelu', attrs: { tanh: true }, inputs: (T, r) => [act(r, T, [20], -4, 4)], Ts: [5] },
   { op: 'relu2', inputs: (T, r) => [act(r, T, [19], -5, 5)], Ts: [1, 6] },

@@ -19,6 +19,7 @@ describe('golden kernel programs', () => {
   const CASES: Record<string, string[]> = {
     bamba: ['n_layers=4', 'attn_layers=[1]'], mamba2: ['n_layers=2'], llama: ['n_layers=2'], gpt2: ['n_layers=2'], qwen3: ['n_layers=2'],
     nemotron_h: ['layer_pattern=M*-'], falcon_h1: ['n_layers=1', 'embedding_mult=2.0', 'ssm_mults=[0.5, 1.5, 0.75, 1.25, 0.6]'],
+    granite4h: ['n_layers=2', 'layer_types=["mamba", "attention"]', 'rope="rope"'],
   };
   for (const [model, set] of Object.entries(CASES)) {
     it(`${model}.arch (${set.join(' ')}) prints as test/golden/${model}.kernels.txt`, () => {

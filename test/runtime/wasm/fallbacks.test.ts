@@ -29,6 +29,8 @@ const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   bamba: [],
   falcon_h1: [],
   gpt2: [],
+  // the routers' softmax and topk have no wasm kernels yet (runtime/wasm/plan.ts ROUTING)
+  granite4h: [0, 1, 2, 3].flatMap((l) => everywhere(...['topk', 'softmax'].map((k) => `model.layers.${l}.block_sparse_moe:${k}`))),
   llama: [],
   mamba2: [],
   nemotron_h: [],

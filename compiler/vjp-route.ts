@@ -1,0 +1,113 @@
+// Reverse mode of the routing ops (records as in vjp.ts), in float64: softmax over the last dim,
+// top-k (the values' cotangents go back to the chosen elements; indices have none), and the grouped
+// experts (to x, the gates and both expert matrices; the indices have none).
+
+import type { F64 } from '../runtime/cpu/backward.ts';
+import type { OpVjp, VjpCtx } from './vjp.ts';
+
+const f = (c: VjpCtx, i: number) => c.ins[i] as F64;
+const lastDim = (s: readonly number[]) => s[s.length - 1]!;
+
+/** The k chosen of each row of x [rows, D], largest first, ties to the lower index. */
+function chosen(x: F64, D: number, k: number): number[][] {
+  const out: number[][] = [];
+  for (let o = 0; o < x.length; o += D) out.push(Array.from({ length: D }, (_, i) => i).sort((a, b) => x[o + b]! - x[o + a]! || a - b).slice(0, k));
+  return out;
+}
+
+export const ROUTE_VJP: Readonly<Record<string, OpVjp>> = {
+  softmax: {
+    forward(c) {
+      const x = f(c, 0), D = lastDim(c.shapes[0]!), y = new Float64Array(x.length);
+      for (let o = 0; o < x.length; o += D) {
+        let mx = -Infinity, s = 0;
+        for (let i = 0; i < D; i++) mx = Math.max(mx, x[o + i]!);
+        for (let i = 0; i < D; i++) s += (y[o + i] = Math.exp(x[o + i]! - mx));
+        for (let i = 0; i < D; i++) y[o + i]! /= s;
+      }
+      return { outs: [y], saved: y };
+    },
+    // dx = y · (dy − Σ dy·y) per row
+    backward(c, saved, d) {
+      const y = saved as F64, dy = d[0]!, D = lastDim(c.shapes[0]!), dx = new Float64Array(y.length);
+      for (let o = 0; o < y.length; o += D) {
+        let s = 0;
+        for (let i = 0; i < D; i++) s += dy[o + i]! * y[o + i]!;
+        for (let i = 0; i < D; i++) dx[o + i] = y[o + i]! * (dy[o + i]! - s);
+      }
+      return [dx];
+    },
+  },
+  topk: {
+    forward(c) {
+      const x = f(c, 0), D = lastDim(c.shapes[0]!), k = c.attrs.k as number, norm = c.attrs.normalize === true;
+      const picks = chosen(x, D, k), values = new Float64Array(picks.length * k), indices = new Float64Array(picks.length * k);
+      picks.forEach((p, r) => {
+        const sum = p.reduce((a, i) => a + x[r * D + i]!, 0);
+        p.forEach((i, j) => { values[r * k + j] = norm ? x[r * D + i]! / sum : x[r * D + i]!; indices[r * k + j] = i; });
+      });
+      return { outs: [values, indices], saved: picks };
+    },
+    // v_j = x_pj (/ S with S = Σ x_p): dx_pm = dv_m (/ S − Σ_j dv_j · x_pj / S²)
+    backward(c, saved, d) {
+      const x = f(c, 0), D = lastDim(c.shapes[0]!), k = c.attrs.k as number, norm = c.attrs.normalize === true;
+      const dv = d[0], dx = new Float64Array(x.length);
+      if (dv) {
+        (saved as number[][]).forEach((p, r) => {
+          const sum = p.reduce((a, i) => a + x[r * D + i]!, 0);
+          const dot = p.reduce((a, i, j) => a + dv[r * k + j]! * x[r * D + i]!, 0);
+          p.forEach((i, j) => { dx[r * D + i] += norm ? dv[r * k + j]! / sum - dot / (sum * sum) : dv[r * k + j]!; });
+        });
+      }
+      return [dx];
+    },
+  },
+  experts: {
+    forward(c) {
+      const s = sizes(c), { x, idx, gates, wIn, wOut } = operands(c), y = new Float64Array(s.T * s.H);
+      const hid: F64[] = [], down: F64[] = [];
+      for (let q = 0; q < s.T * s.K; q++) {
+        const t = Math.floor(q / s.K), e = Number(idx[q]), h = new Float64Array(s.I), dn = new Float64Array(s.H);
+        for (let i = 0; i < s.I; i++) {
+          let a = 0, b = 0;
+          for (let col = 0; col < s.H; col++) { a += x[t * s.H + col]! * wIn[(e * 2 * s.I + i) * s.H + col]!; b += x[t * s.H + col]! * wIn[(e * 2 * s.I + s.I + i) * s.H + col]!; }
+          h[i] = (a / (1 + Math.exp(-a))) * b;
+        }
+        for (let col = 0; col < s.H; col++) {
+          for (let i = 0; i < s.I; i++) dn[col] += h[i]! * wOut[(e * s.H + col) * s.I + i]!;
+          y[t * s.H + col] += gates[q]! * dn[col]!;
+        }
+        hid.push(h);
+        down.push(dn);
+      }
+      return { outs: [y], saved: { down } };
+    },
+    backward(c, saved, d) {
+      const s = sizes(c), { x, idx, gates, wIn, wOut } = operands(c), dy = d[0]!, { down } = saved as { down: F64[] };
+      const dx = new Float64Array(x.length), dg = new Float64Array(gates.length), dwIn = new Float64Array(wIn.length), dwOut = new Float64Array(wOut.length);
+      for (let q = 0; q < s.T * s.K; q++) {
+        const t = Math.floor(q / s.K), e = Number(idx[q]), g = gates[q]!;
+        for (let col = 0; col < s.H; col++) dg[q] += dy[t * s.H + col]! * down[q]![col]!;
+        for (let i = 0; i < s.I; i++) {
+          let a = 0, b = 0, dh = 0;
+          for (let col = 0; col < s.H; col++) { a += x[t * s.H + col]! * wIn[(e * 2 * s.I + i) * s.H + col]!; b += x[t * s.H + col]! * wIn[(e * 2 * s.I + s.I + i) * s.H + col]!; }
+          const sg = 1 / (1 + Math.exp(-a)), h = a * sg * b;
+          for (let col = 0; col < s.H; col++) { dh += g * dy[t * s.H + col]! * wOut[(e * s.H + col) * s.I + i]!; dwOut[(e * s.H + col) * s.I + i] += g * dy[t * s.H + col]! * h; }
+          const da = dh * b * sg * (1 + a * (1 - sg)), db = dh * a * sg;
+          for (let col = 0; col < s.H; col++) {
+            dx[t * s.H + col] += da * wIn[(e * 2 * s.I + i) * s.H + col]! + db * wIn[(e * 2 * s.I + s.I + i) * s.H + col]!;
+            dwIn[(e * 2 * s.I + i) * s.H + col] += da * x[t * s.H + col]!;
+            dwIn[(e * 2 * s.I + s.I + i) * s.H + col] += db * x[t * s.H + col]!;
+          }
+        }
+      }
+      return [dx, null, dg, dwIn, dwOut];
+    },
+  },
+};
+
+function sizes(c: VjpCtx) {
+  const [T, H] = c.shapes[0]! as [number, number];
+  return { T, H, K: lastDim(c.shapes[1]!), I: c.shapes[3]![1]! / 2 };
+}
+const operands = (c: VjpCtx) => ({ x: f(c, 0), idx: c.ins[1] as ArrayLike<number>, gates: f(c, 2), wIn: f(c, 3), wOut: f(c, 4) });
