@@ -89,8 +89,8 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  compiler +229, runtime +223, codegen +128: mixtures of experts (issue 21: compiler/ops-route.ts softmax, topk,
  *  experts; sigmoid and scale; stats' active parameters; compiler/vjp-route.ts their backward; runtime/cpu/route.ts the reference kernels, their family
  *  records; runtime/wasm/experts.ts the experts on the wasm products; codegen/wgsl/route.ts, CUDA's renderers).;
- *  compiler +49 -7: `scale` (one record, both branches' uses) in compiler/ops-scale.ts, moved out of ops.ts past 500 lines. */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4965, codegen: 5274, runtime: 13666, cli: 3171 };
+ *  compiler +19: `scale` (one record, both branches' uses) in compiler/ops-scale.ts, moved out of ops.ts past 500 lines. */
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4935, codegen: 5274, runtime: 13666, cli: 3171 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
