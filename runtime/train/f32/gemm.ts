@@ -15,6 +15,10 @@ export interface Gemm {
   dyW(dy: F32, T: number, N: number, w: F32, K: number, wT: boolean): F32;
   /** dW [N, K] (or [K, N] when `wT`) = dYᵀ · X over the T rows. */
   dyTx(dy: F32, T: number, N: number, x: F32, K: number, wT: boolean): F32;
+  /** A small product on the calling thread, its operands read through strides (WasmKernels.product):
+   *  Y [T, N] = X·Wᵀ, X[t, k] = x[xo + t·xt + k·xk], W[n, k] = w[wo + n·wn + k·wk]; a view of Y, rows
+   *  `ld` apart, valid until the next product. */
+  mm(x: F32, xo: number, xt: number, xk: number, T: number, K: number, w: F32, wo: number, wn: number, wk: number, N: number): { y: F32; ld: number };
   /** Which engine runs the products ('wasm' or 'js'). */
   readonly kind: 'wasm' | 'js';
 }
@@ -39,6 +43,7 @@ function transpose(a: F32, R: number, C: number): F32 {
 export function wasmGemm(k: WasmKernels): Gemm {
   return {
     kind: 'wasm',
+    mm: (...a) => k.product(...a),
     xwT: (x, T, K, w, N, wT) => wasmProduct(k, x, T, K, w, N, wT),
     // dY·W: W as the panels' [N', K'] = Wᵀ, i.e. W [N, K] read transposed
     dyW: (dy, T, N, w, K, wT) => wasmProduct(k, dy, T, N, w, K, !wT),
@@ -50,6 +55,15 @@ export function wasmGemm(k: WasmKernels): Gemm {
 /** The same products in JS (double accumulation, rounded once to f32). */
 export const jsGemm: Gemm = {
   kind: 'js',
+  mm(x, xo, xt, xk, T, K, w, wo, wn, wk, N) {
+    const y = new Float32Array(T * N);
+    for (let t = 0; t < T; t++) for (let n = 0; n < N; n++) {
+      let acc = 0;
+      for (let kk = 0; kk < K; kk++) acc += x[xo + t * xt + kk * xk]! * w[wo + n * wn + kk * wk]!;
+      y[t * N + n] = acc;
+    }
+    return { y, ld: N };
+  },
   xwT(x, T, K, w, N, wT) {
     const y = new Float32Array(T * N), sn = wT ? 1 : K, sk = wT ? N : 1;
     for (let t = 0; t < T; t++) for (let n = 0; n < N; n++) {

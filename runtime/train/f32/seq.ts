@@ -5,14 +5,14 @@
 // SSD backward from the saved chunk-entering states) on double copies of the f32 operands, their
 // results stored in f32.
 
-import { attentionB, attentionF, ssdChunkedB, ssdF, type SsdIn } from '../../cpu/backward-seq.ts';
+import { attentionBackward32, attentionForward32 } from './attention.ts';
 import { invFreqs } from '../../cpu/attention.ts';
 import type { Ctx32, Op32 } from './graph.ts';
+import { type SsdIn32, ssdBackward32, ssdForward32 } from './ssd.ts';
 
 type F32 = Float32Array;
 const f = (c: Ctx32, i: number) => c.ins[i] as F32;
 const num = (c: Ctx32, k: string) => c.attrs[k] as number;
-const wide = (a: F32) => Float64Array.from(a);
 const narrow = (a: Float64Array) => Float32Array.from(a);
 
 /** y[t, c] = b[c] + Σ_j w[c, j] · x[t − (K−1) + j, c], taps before the sequence's first row zero. */
@@ -74,30 +74,30 @@ function attnDims(c: Ctx32) {
   return { T, H, KV: c.shapes[1]![1]!, Dh, scale: num(c, 'scale'), window: (c.attrs.window as number | undefined) ?? 0 };
 }
 const ssdDims = (c: Ctx32) => ({ H: c.shapes[0]![1]!, P: c.shapes[0]![2]!, G: c.shapes[3]![1]!, N: c.shapes[3]![2]! });
-const ssdIn = (c: Ctx32): SsdIn => ({ x: wide(f(c, 0)), dt: wide(f(c, 1)), A: wide(f(c, 2)), B: wide(f(c, 3)), C: wide(f(c, 4)), D: wide(f(c, 5)) });
+const ssdIn = (c: Ctx32): SsdIn32 => ({ x: f(c, 0), dt: f(c, 1), A: f(c, 2), B: f(c, 3), C: f(c, 4), D: f(c, 5) });
 
 export const SEQ_OPS: Readonly<Record<string, Op32>> = {
   causal_conv1d: { forward: (c) => ({ outs: [convF(c)] }), backward: (c, _s, d) => convB(c, d[0]!) },
   rope: { forward: (c) => ({ outs: [rope(f(c, 0), c, false)] }), backward: (c, _s, d) => [rope(d[0]!, c, true), null] },
   attention: {
     forward(c) {
-      const r = attentionF(wide(f(c, 0)), wide(f(c, 1)), wide(f(c, 2)), attnDims(c), c.seqs);
-      return { outs: [narrow(r.y)], saved: { y: narrow(r.y), lse: narrow(r.lse) } };
+      const r = attentionForward32(c.gemm, f(c, 0), f(c, 1), f(c, 2), attnDims(c), c.seqs);
+      return { outs: [r.y], saved: r };
     },
     backward(c, saved, d) {
       const { y, lse } = saved as { y: F32; lse: F32 };
-      const r = attentionB(wide(d[0]!), wide(f(c, 0)), wide(f(c, 1)), wide(f(c, 2)), wide(y), wide(lse), attnDims(c), c.seqs);
-      return [narrow(r.dq), narrow(r.dk), narrow(r.dv)];
+      const r = attentionBackward32(c.gemm, d[0]!, f(c, 0), f(c, 1), f(c, 2), y, lse, attnDims(c), c.seqs);
+      return [r.dq, r.dk, r.dv];
     },
   },
   ssd: {
     forward(c) {
-      const r = ssdF(ssdIn(c), ssdDims(c), num(c, 'chunk'), c.seqs);
-      return { outs: [narrow(r.y)], saved: r.entering.map(narrow) };
+      const r = ssdForward32(c.gemm, ssdIn(c), ssdDims(c), num(c, 'chunk'), c.seqs);
+      return { outs: [r.y], saved: r.entering };
     },
     backward(c, entering, d) {
-      const g = ssdChunkedB(wide(d[0]!), ssdIn(c), ssdDims(c), num(c, 'chunk'), c.seqs, (entering as F32[]).map(wide));
-      return [narrow(g.x), narrow(g.dt), narrow(g.A), narrow(g.B), narrow(g.C), narrow(g.D)];
+      const g = ssdBackward32(c.gemm, d[0]!, ssdIn(c), ssdDims(c), num(c, 'chunk'), c.seqs, entering as F32[]);
+      return [g.x, g.dt, g.A, g.B, g.C, g.D];
     },
   },
 };
