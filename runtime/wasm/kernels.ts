@@ -18,6 +18,7 @@ import { QUANT_GROUP, type QuantTensor } from '../quant.ts';
 import { type ActivationFormat, quantizeActivations } from '../act-quant.ts';
 import { type Tensor, toF32 } from '../tensor.ts';
 import { packPanels, packQuantPanels } from './pack.ts';
+import { colTiles, rowTiles } from './pack-train.ts';
 import { type Threads, onNode, startThreads, startThreadsNow, threadSupport } from './threads.ts';
 
 /** A weight [N, K] packed into panels of NR output columns, [P][K][NR] (zeros past N); q8/q4 in
@@ -258,7 +259,8 @@ export class WasmKernels {
     if (wk === 1 && wn === K) packPanels(new Uint32Array(mem.buffer, wAt, panels * K * NR), new Uint32Array(w.buffer, w.byteOffset + 4 * wo, N * K), N, K, NR, false);
     else if (wn === 1 && wk === N) packPanels(new Uint32Array(mem.buffer, wAt, panels * K * NR), new Uint32Array(w.buffer, w.byteOffset + 4 * wo, N * K), N, K, NR, true);
     else throw new RangeError('productShared: W must be [N, K] or [K, N], contiguous');
-    if (xk === 1) tiles(x, 4 * xo, xt, mem, xAt, T, K, MR);
+    if (xk === 1) rowTiles(x, xo, xt, mem, xAt >>> 2, T, K, MR);
+    else if (xt === 1) colTiles(x, xo, xk, mem, xAt >>> 2, T, K, MR);
     else for (let t = 0; t < T; t++) {
       const base = (xAt >>> 2) + (t - (t % MR)) * K + (t % MR);
       for (let k = 0, src = xo + t * xt; k < K; k++, src += xk) mem[base + k * MR] = x[src]!;

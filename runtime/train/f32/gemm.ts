@@ -33,11 +33,13 @@ function wasmProduct(k: WasmKernels, a: F32, T: number, K: number, b: F32, N: nu
   return out;
 }
 
-/** A [R, C] → Aᵀ [C, R]. */
-function transpose(a: F32, R: number, C: number): F32 {
-  const t = new Float32Array(R * C);
-  for (let r = 0; r < R; r++) for (let c = 0, o = r * C; c < C; c++) t[c * R + r] = a[o + c]!;
-  return t;
+/** Y [M, N] = Aᵀ·B over the rows of A [R, M] and B [R, N] (dW = dYᵀ·X): A read by columns, B as
+ *  the panels of a [K', N'] = [R, N] weight, so neither is transposed in JS. */
+function wasmProductT(k: WasmKernels, a: F32, M: number, R: number, b: F32, N: number): F32 {
+  const { y, ld } = k.productShared(a, 0, 1, M, M, R, b, 0, 1, N, N);
+  const out = new Float32Array(M * N);
+  for (let t = 0; t < M; t++) out.set(y.subarray(t * ld, t * ld + N), t * N);
+  return out;
 }
 
 export function wasmGemm(k: WasmKernels): Gemm {
@@ -48,7 +50,7 @@ export function wasmGemm(k: WasmKernels): Gemm {
     // dY·W: W as the panels' [N', K'] = Wᵀ, i.e. W [N, K] read transposed
     dyW: (dy, T, N, w, K, wT) => wasmProduct(k, dy, T, N, w, K, !wT),
     // dW [N, K] = dYᵀ·X: rows of dYᵀ against X read transposed; [K, N] = Xᵀ·dY likewise
-    dyTx: (dy, T, N, x, K, wT) => (wT ? wasmProduct(k, transpose(x, T, K), K, T, dy, N, true) : wasmProduct(k, transpose(dy, T, N), N, T, x, K, true)),
+    dyTx: (dy, T, N, x, K, wT) => (wT ? wasmProductT(k, x, K, T, dy, N) : wasmProductT(k, dy, N, T, x, K)),
   };
 }
 

@@ -28,25 +28,45 @@ function pointwise(p: (c: Ctx32) => Pointwise): Op32 {
   };
 }
 
-/** a + b or a · b, b repeating over a's leading dims; db sums over the repeats. */
+/** a + b or a · b, b repeating over a's leading dims (rows of b.length); db sums over the repeats. */
 function broadcasting(mul: boolean): Op32 {
   return {
     forward(c) {
       const a = f(c, 0), b = f(c, 1), y = new Float32Array(a.length), n = b.length;
-      for (let i = 0; i < a.length; i++) y[i] = mul ? a[i]! * b[i % n]! : a[i]! + b[i % n]!;
+      for (let o = 0; o < a.length; o += n) {
+        if (mul) for (let i = 0; i < n; i++) y[o + i] = a[o + i]! * b[i]!;
+        else for (let i = 0; i < n; i++) y[o + i] = a[o + i]! + b[i]!;
+      }
       return { outs: [y] };
     },
     backward(c, _s, d) {
       const a = f(c, 0), b = f(c, 1), g = d0(d), n = b.length;
-      const da = mul ? new Float32Array(a.length) : g, acc = new Float64Array(n);
-      for (let i = 0; i < a.length; i++) {
-        if (mul) da[i] = g[i]! * b[i % n]!;
-        acc[i % n] += mul ? g[i]! * a[i]! : g[i]!;
+      if (!mul) return [g, n === g.length ? g.slice() : colSums(g, g.length / n, n)];
+      const da = new Float32Array(a.length), db = new Float32Array(n);
+      if (n === a.length) for (let i = 0; i < n; i++) { da[i] = g[i]! * b[i]!; db[i] = g[i]! * a[i]!; }
+      else {
+        const acc = new Float64Array(n);
+        for (let o = 0; o < a.length; o += n) for (let i = 0; i < n; i++) { da[o + i] = g[o + i]! * b[i]!; acc[i] += g[o + i]! * a[o + i]!; }
+        db.set(acc);
       }
-      return [da, Float32Array.from(acc)];
+      return [da, db];
     },
   };
 }
+
+/** silu(x) = x·σ(x) and its derivative σ(x)·(1 + x·(1 − σ(x))), inline (the hot pointwise op). */
+const SILU: Op32 = {
+  forward(c) {
+    const x = f(c, 0), y = new Float32Array(x.length);
+    for (let i = 0; i < x.length; i++) { const v = x[i]!; y[i] = v / (1 + Math.exp(-v)); }
+    return { outs: [y] };
+  },
+  backward(c, _s, d) {
+    const x = f(c, 0), g = d0(d), dx = new Float32Array(x.length);
+    for (let i = 0; i < x.length; i++) { const v = x[i]!, s = 1 / (1 + Math.exp(-v)); dx[i] = g[i]! * s * (1 + v * (1 - s)); }
+    return [dx];
+  },
+};
 
 /** Σ over rows of dy [rows, N]. */
 function colSums(dy: F32, rows: number, N: number): F32 {
@@ -148,7 +168,7 @@ export const OPS32: Readonly<Record<string, Op32>> = {
   },
   // a view: the same floats (neither side writes into an operand)
   reshape: { forward: (c) => ({ outs: [f(c, 0)] }), backward: (_c, _s, d) => [d0(d)] },
-  silu: pointwise(() => POINTWISE.silu),
+  silu: SILU,
   gelu: pointwise((c) => (c.attrs.tanh === true ? POINTWISE.gelu_tanh : POINTWISE.gelu)),
   softplus: pointwise(() => POINTWISE.softplus),
   exp: pointwise(() => POINTWISE.exp),

@@ -15,16 +15,24 @@ const f = (c: Ctx32, i: number) => c.ins[i] as F32;
 const num = (c: Ctx32, k: string) => c.attrs[k] as number;
 const narrow = (a: Float64Array) => Float32Array.from(a);
 
-/** y[t, c] = b[c] + Σ_j w[c, j] · x[t − (K−1) + j, c], taps before the sequence's first row zero. */
+/** y[t, c] = b[c] + Σ_j w[c, j] · x[t − (K−1) + j, c], taps before the sequence's first row zero;
+ *  row by row over the channels, with w's taps as rows wt [K, C]. */
+function taps(w: F32, C: number, K: number): F32 {
+  const wt = new Float32Array(K * C);
+  for (let ch = 0; ch < C; ch++) for (let j = 0; j < K; j++) wt[j * C + ch] = w[ch * K + j]!;
+  return wt;
+}
+
 function convF(c: Ctx32): F32 {
-  const [T, C] = c.shapes[0]! as [number, number], K = c.shapes[1]![2]!, x = f(c, 0), w = f(c, 1), b = c.ins[2] as F32 | null;
+  const [T, C] = c.shapes[0]! as [number, number], K = c.shapes[1]![2]!, x = f(c, 0), wt = taps(f(c, 1), C, K), b = c.ins[2] as F32 | null;
   const y = new Float32Array(T * C);
   for (const { start, len } of c.seqs) {
     for (let t = start; t < start + len; t++) {
-      for (let ch = 0; ch < C; ch++) {
-        let acc = b ? b[ch]! : 0;
-        for (let j = Math.max(0, start - t + K - 1); j < K; j++) acc += w[ch * K + j]! * x[(t - (K - 1) + j) * C + ch]!;
-        y[t * C + ch] = acc;
+      const o = t * C;
+      if (b) y.set(b, o);
+      for (let j = Math.max(0, start - t + K - 1); j < K; j++) {
+        const s = (t - (K - 1) + j) * C, wo = j * C;
+        for (let ch = 0; ch < C; ch++) y[o + ch] += wt[wo + ch]! * x[s + ch]!;
       }
     }
   }
@@ -33,22 +41,25 @@ function convF(c: Ctx32): F32 {
 
 /** The transposed conv: dx[src] += w · dy[t]; dw[c, j] = Σ dy[t] · x[src]; db = Σ dy. */
 function convB(c: Ctx32, dy: F32): (F32 | null)[] {
-  const [T, C] = c.shapes[0]! as [number, number], K = c.shapes[1]![2]!, x = f(c, 0), w = f(c, 1);
-  const dx = new Float64Array(T * C), dw = new Float64Array(C * K), db = new Float64Array(C);
+  const [T, C] = c.shapes[0]! as [number, number], K = c.shapes[1]![2]!, x = f(c, 0), wt = taps(f(c, 1), C, K);
+  const dx = new Float32Array(T * C), dwt = new Float64Array(K * C), db = new Float64Array(C);
   for (const { start, len } of c.seqs) {
     for (let t = start; t < start + len; t++) {
-      for (let ch = 0; ch < C; ch++) {
-        const g = dy[t * C + ch]!;
-        db[ch] += g;
-        for (let j = Math.max(0, start - t + K - 1); j < K; j++) {
-          const src = (t - (K - 1) + j) * C + ch;
-          dx[src] += w[ch * K + j]! * g;
-          dw[ch * K + j] += g * x[src]!;
+      const o = t * C;
+      for (let ch = 0; ch < C; ch++) db[ch] += dy[o + ch]!;
+      for (let j = Math.max(0, start - t + K - 1); j < K; j++) {
+        const s = (t - (K - 1) + j) * C, wo = j * C;
+        for (let ch = 0; ch < C; ch++) {
+          const g = dy[o + ch]!;
+          dx[s + ch] += wt[wo + ch]! * g;
+          dwt[wo + ch] += g * x[s + ch]!;
         }
       }
     }
   }
-  return [narrow(dx), narrow(dw), c.ins[2] ? narrow(db) : null];
+  const dw = new Float32Array(C * K);
+  for (let ch = 0; ch < C; ch++) for (let j = 0; j < K; j++) dw[ch * K + j] = dwt[j * C + ch]!;
+  return [dx, dw, c.ins[2] ? narrow(db) : null];
 }
 
 /** Rotary embedding of the first R dims of each head at each row's own position; `inverse`: the
