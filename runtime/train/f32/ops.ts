@@ -97,15 +97,15 @@ function product(hasBias: boolean, transposed: (c: Ctx32) => boolean): Op32 {
 
 const sigmoid = (v: number) => 1 / (1 + Math.exp(-v));
 
-/** RMSNorm over runs of gs features: y = w · x · inv; returns y and inv per run. */
+/** RMSNorm over runs of gs features (D a multiple of gs): y = w · x · inv; returns y and inv per run. */
 function rmsF(x: F32, D: number, gs: number, w: F32, eps: number): { y: F32; inv: F32 } {
   const y = new Float32Array(x.length), inv = new Float32Array(x.length / gs);
   for (let g0 = 0, run = 0; g0 < x.length; g0 += gs, run++) {
     let ss = 0;
     for (let i = g0; i < g0 + gs; i++) ss += x[i]! * x[i]!;
-    const r = 1 / Math.sqrt(ss / gs + eps);
+    const r = 1 / Math.sqrt(ss / gs + eps), w0 = g0 % D;
     inv[run] = r;
-    for (let i = g0; i < g0 + gs; i++) y[i] = w[i % D]! * x[i]! * r;
+    for (let i = 0; i < gs; i++) y[g0 + i] = w[w0 + i]! * x[g0 + i]! * r;
   }
   return { y, inv };
 }
@@ -114,13 +114,14 @@ function rmsF(x: F32, D: number, gs: number, w: F32, eps: number): { y: F32; inv
 function rmsB(dy: F32, x: F32, inv: F32, D: number, gs: number, w: F32): { dx: F32; dw: F32 } {
   const dx = new Float32Array(x.length), dw = new Float64Array(D);
   for (let g0 = 0, run = 0; g0 < x.length; g0 += gs, run++) {
-    const r = inv[run]!;
+    const r = inv[run]!, w0 = g0 % D;
     let gx = 0;
-    for (let i = g0; i < g0 + gs; i++) gx += dy[i]! * w[i % D]! * x[i]!;
+    for (let i = 0; i < gs; i++) gx += dy[g0 + i]! * w[w0 + i]! * x[g0 + i]!;
     const cc = (r * r * gx) / gs;
-    for (let i = g0; i < g0 + gs; i++) {
-      dx[i] = r * (dy[i]! * w[i % D]! - x[i]! * cc);
-      dw[i % D] += dy[i]! * x[i]! * r;
+    for (let i = 0; i < gs; i++) {
+      const j = g0 + i;
+      dx[j] = r * (dy[j]! * w[w0 + i]! - x[j]! * cc);
+      dw[w0 + i] += dy[j]! * x[j]! * r;
     }
   }
   return { dx, dw: Float32Array.from(dw) };
