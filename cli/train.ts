@@ -39,7 +39,7 @@ interface TrainFlags extends CommonOpts {
 
 /** What a run is, saved in trainer_state.json and read back by --resume. */
 interface Settings {
-  model: string; modelName?: string; set: string[]; data: string; dataBytes: number; eval?: string; weights?: string;
+  model: string; modelName?: string; hfConfig?: string; set: string[]; data: string; dataBytes: number; eval?: string; weights?: string;
   seqLen: number; batch: number; seed: number; shuffleBuffer: number; steps: number; saveEvery: number;
   lr: number; warmup: number; clip: number; weightDecay: number; beta1: number; beta2: number; eps: number;
   /** The gradient engine (a run saved before engines had a name ran on the reference). */
@@ -130,7 +130,7 @@ function settingsFrom(file: string | undefined, o: TrainFlags): { s: Settings; r
   const steps = int(o.steps, '--steps', 1, 1);
   return {
     s: {
-      model: resolve(file), modelName: o.model, set: setsOf(file, o), data: resolve(o.data), dataBytes: dataSize(o.data), eval: o.eval && resolve(o.eval), weights: o.weights && resolve(o.weights),
+      model: resolve(file), modelName: o.model, hfConfig: o.hfConfig && resolve(o.hfConfig), set: setsOf(file, o), data: resolve(o.data), dataBytes: dataSize(o.data), eval: o.eval && resolve(o.eval), weights: o.weights && resolve(o.weights),
       seqLen: int(o.seqLen, '--seq-len', 1, 256), batch: int(o.batch, '--batch', 1, 8), seed: int(o.seed, '--seed', 0, 0),
       shuffleBuffer: int(o.shuffleBuffer, '--shuffle-buffer', 0, 1024), steps, saveEvery: int(o.saveEvery, '--save-every', 1, steps),
       lr: real(o.lr, '--lr', 1e-3, true), warmup: int(o.warmup, '--warmup', 0, 0), clip: real(o.clip, '--clip', 1), weightDecay: real(o.weightDecay, '--weight-decay', ADAMW_DEFAULTS.weightDecay),
@@ -184,7 +184,7 @@ async function prepare(s: Settings, o: TrainFlags, resumed?: { step: number; dir
   const tok = await loadTokenizer(tokDir);
   if (!tok) usage(resumed ? '--resume' : o.tokenizer ? '--tokenizer' : '--weights', `${join(tokDir, 'tokenizer.json')} does not exist`, 'the data are tokenised with the model\'s tokenizer.json');
   const tokFiles = readSmallFiles(tokDir, TOKENIZER_FILES);
-  const compiled = compileFile(s.model, optionsFor(s.model, { set: s.set, model: s.modelName }, source));
+  const compiled = compileFile(s.model, optionsFor(s.model, { set: s.set, model: s.modelName, hfConfig: s.hfConfig }, source));
   printWarnings(compiled);
   const g = compiled.graph;
   // the run's config.json: the checkpoint's own when there is one (transformers reads it), else archc's

@@ -115,6 +115,17 @@ describe('archc train', () => {
     expect(JSON.parse(readFileSync(join(dir, 'r', 'trainer_state.json'), 'utf8')).settings.engine).toBe('reference');
   }, 240_000);
 
+  it('--hf-config binds a random init\'s params (tiny-bamba-a\'s config: 264 × 256 embeddings, 6 layers)', async () => {
+    const dir = tmp(), data = join(dir, 'd.txt'), run = join(dir, 'run');
+    writeFileSync(data, TEXT);
+    const r = await runCli(['train', BAMBA, '--hf-config', join(TOKENIZER, 'config.json'), '--tokenizer', TOKENIZER, '--data', data, '--seq-len', '24', '--batch', '2', '--steps', '1', '-o', run], 120_000);
+    expect(r.code, r.stderr).toBe(0);
+    const ckpt = openCheckpoint(run);
+    expect(ckpt.tensors.get('model.embed_tokens.weight')!.shape).toEqual([264, 256]);
+    expect(ckpt.tensors.has('model.layers.5.self_attn.q_proj.weight')).toBe(true);
+    ckpt.close();
+  }, 120_000);
+
   it('fine-tunes from --weights: one step moves each weight from the checkpoint\'s by at most lr (AdamW\'s first step)', async () => {
     const dir = tmp(), data = join(dir, 'd.txt'), ckpt = join(dir, 'ckpt'), run = join(dir, 'run');
     writeFileSync(data, TEXT);
