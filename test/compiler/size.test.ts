@@ -69,8 +69,11 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  compiler +24, runtime +161, codegen +129: sliding-window attention (issue 21: the attention op's optional
  *  window, the KV state's window and its ring of min(window, capacity) rows, the wasm prefill (module and JS) over the
  *  gathered history and the module's one-token attention over the ring, WGSL's two passes (codegen/wgsl/window.ts),
- *  CUDA's block per (sequence, KV head), RT177 where a target lacks it). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4649, codegen: 4998, runtime: 13222, cli: 2873 };
+ *  CUDA's block per (sequence, KV head), RT177 where a target lacks it);
+ *  runtime +954: the f32 training engine on the wasm kernels (issue 20: runtime/train/f32/ one record per op,
+ *  the block-form SSD and attention backwards, the products on the wasm GEMM; WasmKernels.productShared and
+ *  runtime/wasm/pack-train.ts). */
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4649, codegen: 4998, runtime: 14176, cli: 2873 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
