@@ -72,8 +72,8 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  CUDA's block per (sequence, KV head), RT177 where a target lacks it);
  *  runtime +954: the f32 training engine on the wasm kernels (issue 20: runtime/train/f32/ one record per op,
  *  the block-form SSD and attention backwards, the products on the wasm GEMM; WasmKernels.productShared and
- *  runtime/wasm/pack-train.ts). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4649, codegen: 4998, runtime: 14176, cli: 2873 };
+ *  runtime/wasm/pack-train.ts); cli +33: `archc train --engine` and --hf-config passed to the compiler. */
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4649, codegen: 4998, runtime: 14176, cli: 2906 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
