@@ -8,6 +8,7 @@
 // Run: nice -n 19 npx tsx bench/train.ts [--steps N] [--threads 2] [--profile] [--no-torch]
 
 import { spawnSync } from 'node:child_process';
+import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { wasmKernelVariants } from '../codegen/wasm/assemble.ts';
 import { compileFile, loadConfig } from '../compiler/compile.ts';
@@ -53,6 +54,9 @@ const engine = new F32Engine(c.graph, gemm);
 const state = { step: 0, tokens: 0, params };
 // a constant lr (a schedule far longer than the run), as the PyTorch side's
 const config = { lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, steps: 1e9, warmup: 0, clip: 1 };
+// the machine is shared: the load average beside each side's figure says what it ran against
+const load = () => `load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`;
+console.log(`archc start: ${load()}`);
 let secs = 0, tokens = 0;
 for (const [i, b] of batches.entries()) {
   const t0 = performance.now();
@@ -64,7 +68,7 @@ for (const [i, b] of batches.entries()) {
 }
 kernels.close();
 const archc = tokens / secs;
-console.log(`archc f32 engine (wasm, ${threads} threads): ${archc.toFixed(0)} tokens/s over ${batches.length - 1} steps`);
+console.log(`archc f32 engine (wasm, ${threads} threads): ${archc.toFixed(0)} tokens/s over ${batches.length - 1} steps; ${load()}`);
 if (profile) {
   const total = [...times.values()].reduce((a, b) => a + b, 0);
   for (const [k, v] of [...times].sort((a, b) => b[1] - a[1])) console.log(`  ${k.padEnd(22)} ${(v / (batches.length - 1)).toFixed(1).padStart(8)} ms/step ${(100 * v / total).toFixed(1).padStart(5)} %`);
@@ -75,6 +79,7 @@ if (!process.argv.includes('--no-torch')) {
     encoding: 'utf8', maxBuffer: 1 << 26,
   });
   process.stdout.write(r.stdout);
+  console.log(`torch end: ${load()}`);
   if (r.status !== 0) { process.stderr.write(r.stderr); process.exit(1); }
   const torch = Number(/torch tokens\/s (\S+)/.exec(r.stdout)?.[1]);
   console.log(`ratio archc / torch: ${(archc / torch).toFixed(2)}x`);
