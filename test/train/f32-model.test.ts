@@ -14,7 +14,10 @@ import { compileFile, loadConfig } from '../../compiler/compile.ts';
 import { type GradBatch, lossGradients, readWeightsF64 } from '../../compiler/grad.ts';
 import { positionsFor } from '../../runtime/engine.ts';
 import { openCheckpoint } from '../../runtime/safetensors.ts';
+import type { PackedBatch } from '../../runtime/train/data.ts';
 import type { Gemm } from '../../runtime/train/f32/gemm.ts';
+import { newParam } from '../../runtime/train/optim.ts';
+import { evaluate } from '../../runtime/train/trainer.ts';
 import { F32Engine, openWasmGemm } from '../../runtime/train/f32/engine.ts';
 import type { WasmKernels } from '../../runtime/wasm/kernels.ts';
 import { BAMBA, compileTiny, randomTensors } from '../helpers/checkpoints.ts';
@@ -70,6 +73,18 @@ describe('f32 engine whole-model gradients against the float64 reference', () =>
     labels[0] = labels[66] = -100;
     check('tiny-bamba-a', c.graph, w, { tokens, positions: positionsFor(seqs, 80), seqs, labels });
   }, 120_000);
+
+  it('an evaluation batch with nothing to predict (a file\'s 1-token tail) weighs nothing', () => {
+    const c = compileTiny();
+    const w = new Map(randomTensors(c, { seed: 9 }).map((t) => [t.name, Float32Array.from(t.tensor.data as Float32Array)]));
+    const e = new F32Engine(c.graph, wasm.gemm), b = packed([5, 4], 96, 3);
+    const one = { tokens: Int32Array.of(7), positions: Int32Array.of(0), seqs: [{ start: 0, len: 1 }], labels: Int32Array.of(-100) };
+    expect(e.evaluate(w, one)).toMatchObject({ loss: 0, tokens: 0 });
+    const s = { step: 0, tokens: 0, params: [...w].map(([name, v]) => newParam(name, c.graph.weights.find((x) => x.name === name)!.shape, v)) };
+    const whole = evaluate(e, s, [{ ...b, bytes: 9 }, { ...one, bytes: 1 }] as unknown as PackedBatch[]);
+    expect(whole.loss).toBeCloseTo(e.evaluate(w, b).loss, 12);
+    expect(Number.isFinite(whole.bitsPerByte)).toBe(true);
+  });
 
   it('packed = separate: the packed gradient is Σ (n_s / N) ∇L_s over its sequences alone (rel L2 < 1e-6)', () => {
     const c = compileTiny();

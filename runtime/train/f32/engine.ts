@@ -18,7 +18,7 @@ type F32 = Float32Array;
 export type Batch32 = Pick<PackedBatch, 'tokens' | 'positions' | 'seqs' | 'labels'>;
 
 /** The mean causal-LM loss (row t predicts labels[t + 1]; -100 ignored) in double over f32 logits,
- *  and its cotangent (softmax − onehot) / N over the N counted rows, zero elsewhere. */
+ *  and its cotangent (softmax − onehot) / N over the N counted rows, zero elsewhere (N = 0: loss 0). */
 export function lossF32(logits: F32, T: number, V: number, labels: Int32Array, grads: boolean): { loss: number; tokens: number; dlogits: F32 | null } {
   const dl = grads ? new Float32Array(T * V) : null, e = new Float64Array(V);
   let sum = 0, tokens = 0;
@@ -35,7 +35,8 @@ export function lossF32(logits: F32, T: number, V: number, labels: Int32Array, g
       dl[t * V + y] = (e[y]! / s - 1) / tokens;
     }
   }
-  return { loss: sum / tokens, tokens, dlogits: dl };
+  // a batch with nothing to predict (an eval file's 1-token tail) weighs nothing: loss 0 over 0 tokens
+  return { loss: tokens ? sum / tokens : 0, tokens, dlogits: dl };
 }
 
 export class F32Engine implements TrainEngine {
