@@ -117,9 +117,9 @@ export class F32Engine implements TrainEngine {
   }
 }
 
-/** The wasm product engine for `threads` (the calling thread counts), from the kernel module's
- *  bytes (codegen/wasm/assemble.ts wasmKernelVariants); null-free: where this thread may not
- *  share memory or wait, one thread over an unshared memory. */
+/** The wasm products on `threads` threads (the calling thread counts), from the kernel module's
+ *  bytes (codegen/wasm/assemble.ts wasmKernelVariants); where this thread may not share memory or
+ *  wait for others, one thread over an unshared memory. `kernels.close()` ends the threads. */
 export async function openWasmGemm(kernels: Uint8Array | readonly Uint8Array[], threads: number): Promise<{ gemm: Gemm; kernels: WasmKernels }> {
   const { WasmKernels } = await import('../../wasm/kernels.ts');
   const support = threadSupport();
