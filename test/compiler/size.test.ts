@@ -70,10 +70,10 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  window, the KV state's window and its ring of min(window, capacity) rows, the wasm prefill (module and JS) over the
  *  gathered history and the module's one-token attention over the ring, WGSL's two passes (codegen/wgsl/window.ts),
  *  CUDA's block per (sequence, KV head), RT177 where a target lacks it);
- *  runtime +954: the f32 training engine on the wasm kernels (issue 20: runtime/train/f32/ one record per op,
+ *  runtime +955: the f32 training engine on the wasm kernels (issue 20: runtime/train/f32/ one record per op,
  *  the block-form SSD and attention backwards, the products on the wasm GEMM; WasmKernels.productShared and
- *  runtime/wasm/pack-train.ts); cli +33: `archc train --engine` and --hf-config passed to the compiler. */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4649, codegen: 4998, runtime: 14176, cli: 2906 };
+ *  runtime/wasm/pack-train.ts); cli +56: `archc train --engine`, --hf-config passed to the compiler, `forward --grads --engine wasm`. */
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4649, codegen: 4998, runtime: 14177, cli: 2929 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
