@@ -3,7 +3,9 @@
 // f32 engine on the wasm backend (runtime/train/f32/) — a whole training step: gradients, clipping,
 // AdamW — and, in the same run, the same model written plainly in PyTorch (bench/train_torch.py,
 // torch.set_num_threads(2), the same batches). Prints tokens/s of both and their ratio; --profile adds
-// archc's time per op (forward and backward), --steps N (default 6; the first is left out).
+// archc's time per op (forward and backward), --steps N (default 6; the first is left out). Each side
+// also counts tokens per CPU-second of its process (all its threads): on a shared machine the wall
+// clock measures the load as much as the engine.
 //
 // Run: nice -n 19 npx tsx bench/train.ts [--steps N] [--threads 2] [--profile] [--no-torch]
 
@@ -57,18 +59,18 @@ const config = { lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1,
 // the machine is shared: the load average beside each side's figure says what it ran against
 const load = () => `load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`;
 console.log(`archc start: ${load()}`);
-let secs = 0, tokens = 0;
+let secs = 0, tokens = 0, cpu = 0;
 for (const [i, b] of batches.entries()) {
-  const t0 = performance.now();
+  const t0 = performance.now(), c0 = process.cpuUsage();
   const m = trainStep(engine, config, state, b);
-  const dt = (performance.now() - t0) / 1000;
+  const dt = (performance.now() - t0) / 1000, c1 = process.cpuUsage(c0);
   if (i === 0) times.clear();
-  else { secs += dt; tokens += b.tokens.length; }
+  else { secs += dt; tokens += b.tokens.length; cpu += (c1.user + c1.system) / 1e6; }
   console.log(`archc step ${i + 1}: ${b.tokens.length} tokens, loss ${m.loss.toFixed(4)}, ${dt.toFixed(3)} s`);
 }
 kernels.close();
 const archc = tokens / secs;
-console.log(`archc f32 engine (wasm, ${threads} threads): ${archc.toFixed(0)} tokens/s over ${batches.length - 1} steps; ${load()}`);
+console.log(`archc f32 engine (wasm, ${threads} threads): ${archc.toFixed(0)} tokens/s over ${batches.length - 1} steps; ${(tokens / cpu).toFixed(0)} tokens per CPU-second (all threads); ${load()}`);
 if (profile) {
   const total = [...times.values()].reduce((a, b) => a + b, 0);
   for (const [k, v] of [...times].sort((a, b) => b[1] - a[1])) console.log(`  ${k.padEnd(22)} ${(v / (batches.length - 1)).toFixed(1).padStart(8)} ms/step ${(100 * v / total).toFixed(1).padStart(5)} %`);
@@ -81,8 +83,8 @@ if (!process.argv.includes('--no-torch')) {
   process.stdout.write(r.stdout);
   console.log(`torch end: ${load()}`);
   if (r.status !== 0) { process.stderr.write(r.stderr); process.exit(1); }
-  const torch = Number(/torch tokens\/s (\S+)/.exec(r.stdout)?.[1]);
-  console.log(`ratio archc / torch: ${(archc / torch).toFixed(2)}x`);
+  const torch = Number(/torch tokens\/s (\S+)/.exec(r.stdout)?.[1]), torchCpu = Number(/ (\S+) tokens per CPU-second/.exec(r.stdout)?.[1]);
+  console.log(`ratio archc / torch: ${(archc / torch).toFixed(2)}x wall, ${(tokens / cpu / torchCpu).toFixed(2)}x per CPU-second`);
 }
 
 function* take<T>(it: Iterable<T>, n: number): Generator<T> {

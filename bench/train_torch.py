@@ -126,18 +126,18 @@ decay = [p for p in params if p.dim() >= 2]
 nodecay = [p for p in params if p.dim() < 2]
 opt = torch.optim.AdamW([{'params': decay, 'weight_decay': 0.1}, {'params': nodecay, 'weight_decay': 0.0}], lr=1e-3, betas=(0.9, 0.95), eps=1e-8)
 batches = json.load(sys.stdin)
-secs = toks = 0
+secs = toks = cpu = 0
 for i, b in enumerate(batches[:steps]):
     tokens, pos, labels = torch.tensor(b['tokens']), torch.tensor(b['positions']), torch.tensor(b['labels'])
     cu = b['cu']
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     logits = forward(tokens, pos, cu)
     loss = F.cross_entropy(logits[:-1], labels[1:], ignore_index=-100)
     opt.zero_grad()
     loss.backward()
     torch.nn.utils.clip_grad_norm_(params, 1.0)
     opt.step()
-    dt = time.perf_counter() - t0
-    if i: secs += dt; toks += len(b['tokens'])
+    dt, dc = time.perf_counter() - t0, time.process_time() - c0
+    if i: secs += dt; toks += len(b['tokens']); cpu += dc
     print(f'torch step {i + 1}: {len(b["tokens"])} tokens, loss {loss.item():.4f}, {dt:.3f} s')
-print(f'torch tokens/s {toks / secs:.1f} over {len(batches[:steps]) - 1} steps ({threads} threads)')
+print(f'torch tokens/s {toks / secs:.1f} over {len(batches[:steps]) - 1} steps ({threads} threads); {toks / cpu:.1f} tokens per CPU-second (all threads)')
