@@ -257,14 +257,15 @@ export function registerRunCommands(p: Command): void {
     .option('--positions <ids>', 'position ids (a 0 starts a new sequence)')
     .option('--step', 'feed the tokens one at a time through decode')
     .option('--loss', 'print the causal-LM loss (labels = the ids) as JSON')
-    .option('--grads <file>', 'with --loss: write the gradient of the mean loss with respect to every weight as f32 safetensors (the checkpoint\'s names; computed in float64 on the CPU reference)')
+    .option('--grads <file>', 'with --loss: write the gradient of the mean loss with respect to every weight as f32 safetensors (the checkpoint\'s names; computed in float64 on the CPU reference, or --engine wasm)')
+    .option('--engine <name>', 'with --grads: reference (float64, the default) or wasm (the f32 training engine on the wasm kernels)')
     .option('--capacity <n>', 'tokens one sequence may hold (default: the model\'s context param)')
     .option('--out <file>', 'write float32 logits [tokens, vocab] as .npy')
     .option('--allow-extra', 'accept checkpoint tensors the model does not use')
     .option('--no-check-weights', 'load weights holding NaN or infinities')
     .addOption(new Option('--backend <backend>', 'where to run (webgpu: Dawn; without a GPU set VK_ICD_FILENAMES to SwiftShader\'s ICD)').choices(BACKEND_NAMES).default('wasm'))
     .option('--cuda-arch <archs>', 'backend cuda: architectures to compile the kernels for where nvcc exists (else NVRTC at load)', 'sm_80,sm_90')
-    .action(async (file: string, o: LoadFlags & { ids: string; positions?: string; step?: boolean; loss?: boolean; out?: string; grads?: string }) => {
+    .action(async (file: string, o: LoadFlags & { ids: string; positions?: string; step?: boolean; loss?: boolean; out?: string; grads?: string; engine?: string }) => {
       const seqs = parseIdLists(o.ids, '--ids');
       if (o.out) checkParent(resolve(o.out)); // before the work, not after
       if (o.grads !== undefined) (await import('./grads.ts')).checkGradsFlags(o);

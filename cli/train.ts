@@ -1,5 +1,6 @@
 // archc train: a causal LM trained on packed text from a .arch file (issue 20). The loop
-// (runtime/train/trainer.ts) runs on the float64 reference engine (runtime/train/engine.ts); the
+// (runtime/train/trainer.ts) runs on a gradient engine (runtime/train/engine.ts): the f32 engine on
+// the wasm kernels (runtime/train/f32/, the default) or the float64 reference (`--engine reference`); the
 // run directory is one Hugging Face checkpoint (config.json, model.safetensors, the tokenizer)
 // plus optimizer.safetensors, trainer_state.json, metrics.jsonl and loss.svg, rewritten whole at
 // each save, so `--resume RUN` continues bit for bit. docs/TRAINING.md "The training loop".
@@ -33,25 +34,30 @@ import { numberFlag, optionsFor, usage } from './run.ts';
 interface TrainFlags extends CommonOpts {
   data?: string; eval?: string; steps?: string; seqLen?: string; batch?: string; lr?: string; warmup?: string; clip?: string;
   weightDecay?: string; seed?: string; weights?: string; tokenizer?: string; saveEvery?: string; shuffleBuffer?: string;
-  out?: string; resume?: string; force?: boolean;
+  out?: string; resume?: string; force?: boolean; engine?: string;
 }
 
 /** What a run is, saved in trainer_state.json and read back by --resume. */
 interface Settings {
-  model: string; modelName?: string; set: string[]; data: string; dataBytes: number; eval?: string; weights?: string;
+  model: string; modelName?: string; hfConfig?: string; set: string[]; data: string; dataBytes: number; eval?: string; weights?: string;
   seqLen: number; batch: number; seed: number; shuffleBuffer: number; steps: number; saveEvery: number;
   lr: number; warmup: number; clip: number; weightDecay: number; beta1: number; beta2: number; eps: number;
+  /** The gradient engine (a run saved before engines had a name ran on the reference). */
+  engine?: EngineName;
 }
+
+type EngineName = 'wasm' | 'reference';
+const ENGINES: readonly EngineName[] = ['wasm', 'reference'];
 
 /** Flags that define a run: with --resume they come from the run, and giving one is refused. */
 const RUN_FLAGS: [keyof TrainFlags, string][] = [['data', '--data'], ['eval', '--eval'], ['seqLen', '--seq-len'], ['batch', '--batch'], ['lr', '--lr'],
   ['warmup', '--warmup'], ['clip', '--clip'], ['weightDecay', '--weight-decay'], ['seed', '--seed'], ['weights', '--weights'], ['tokenizer', '--tokenizer'],
-  ['shuffleBuffer', '--shuffle-buffer'], ['hfConfig', '--hf-config'], ['preset', '--preset'], ['model', '--model']];
+  ['shuffleBuffer', '--shuffle-buffer'], ['hfConfig', '--hf-config'], ['preset', '--preset'], ['model', '--model'], ['engine', '--engine']];
 
 const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'];
 
 export function registerTrainCommand(p: Command): void {
-  withPreset(withCommon(p.command('train [files...]').description('train a causal LM on packed text (float64 CPU reference gradients, AdamW); checkpoints resume bit-exactly; several models: trained on the same batches and compared')))
+  withPreset(withCommon(p.command('train [files...]').description('train a causal LM on packed text (f32 gradients on the wasm kernels, or the float64 reference; AdamW); checkpoints resume bit-exactly; several models: trained on the same batches and compared')))
     .option('--data <file>', 'training text (documents separated by the EOS token\'s text) or JSONL (a "text" field per line)')
     .option('--eval <file>', 'evaluation text or JSONL: loss and bits per byte at each save')
     .option('--steps <n>', 'optimizer steps in the run (the schedule\'s length); with --resume, the new total')
@@ -69,6 +75,7 @@ export function registerTrainCommand(p: Command): void {
     .option('-o, --out <dir>', 'the run directory to write (with --resume: default the run itself)')
     .option('--resume <dir>', 'continue the run saved in this directory')
     .option('--force', 'replace the output directory even if it holds files archc did not write')
+    .option('--engine <name>', 'gradient engine: wasm (f32 on the wasm kernels, ARCHC_THREADS threads; the default) or reference (float64, exact, slow)')
     .action(async (files: string[], o: TrainFlags) => (files.length > 1 ? compare(files, o) : train(files[0], o)));
 }
 
@@ -82,6 +89,14 @@ export function referenceEngine(g: Graph, lossGradients: typeof import('../compi
     step: (w, b) => lossGradients(g, widen(w), b),
     evaluate: (w, b) => lossGradients(g, widen(w), b, { grads: false }),
   };
+}
+
+/** The f32 engine on the wasm kernels (runtime/train/f32/), on ARCHC_THREADS threads (default: the cores). */
+async function wasmEngine(g: Graph): Promise<{ engine: TrainEngine; close: () => void }> {
+  const [{ wasmKernelVariants }, { F32Engine, openWasmGemm }, { defaultThreads }] = await Promise.all([
+    import('../codegen/wasm/assemble.ts'), import('../runtime/train/f32/engine.ts'), import('../runtime/wasm/threads.ts')]);
+  const { gemm, kernels } = await openWasmGemm(await wasmKernelVariants(), defaultThreads());
+  return { engine: new F32Engine(g, gemm), close: () => kernels.close() };
 }
 
 const int = (v: string | undefined, flag: string, min: number, dflt: number) => numberFlag(v, flag, { int: true, min, what: min > 0 ? 'a positive integer' : 'an integer ≥ 0' }) ?? dflt;
@@ -115,13 +130,19 @@ function settingsFrom(file: string | undefined, o: TrainFlags): { s: Settings; r
   const steps = int(o.steps, '--steps', 1, 1);
   return {
     s: {
-      model: resolve(file), modelName: o.model, set: setsOf(file, o), data: resolve(o.data), dataBytes: dataSize(o.data), eval: o.eval && resolve(o.eval), weights: o.weights && resolve(o.weights),
+      model: resolve(file), modelName: o.model, hfConfig: o.hfConfig && resolve(o.hfConfig), set: setsOf(file, o), data: resolve(o.data), dataBytes: dataSize(o.data), eval: o.eval && resolve(o.eval), weights: o.weights && resolve(o.weights),
       seqLen: int(o.seqLen, '--seq-len', 1, 256), batch: int(o.batch, '--batch', 1, 8), seed: int(o.seed, '--seed', 0, 0),
       shuffleBuffer: int(o.shuffleBuffer, '--shuffle-buffer', 0, 1024), steps, saveEvery: int(o.saveEvery, '--save-every', 1, steps),
       lr: real(o.lr, '--lr', 1e-3, true), warmup: int(o.warmup, '--warmup', 0, 0), clip: real(o.clip, '--clip', 1), weightDecay: real(o.weightDecay, '--weight-decay', ADAMW_DEFAULTS.weightDecay),
-      beta1: ADAMW_DEFAULTS.beta1, beta2: ADAMW_DEFAULTS.beta2, eps: ADAMW_DEFAULTS.eps,
+      beta1: ADAMW_DEFAULTS.beta1, beta2: ADAMW_DEFAULTS.beta2, eps: ADAMW_DEFAULTS.eps, engine: engineFlag(o.engine),
     },
   };
+}
+
+function engineFlag(v: string | undefined): EngineName {
+  if (v === undefined) return 'wasm';
+  if (!(ENGINES as readonly string[]).includes(v)) usage('--engine', `${JSON.stringify(v)} is not an engine`, `one of ${ENGINES.join(', ')}`);
+  return v as EngineName;
 }
 
 /** The data file's size (RT100 naming it when it cannot be read), kept to refuse resuming on another file. */
@@ -143,6 +164,8 @@ function readSmallFiles(dir: string, names: readonly string[]): Map<string, Buff
 /** One model in training: its settings, graph and engine, the loop's state and what it has recorded. */
 interface Run {
   readonly s: Settings; readonly g: Graph; readonly engine: TrainEngine; readonly state: TrainState; readonly config: TrainConfig;
+  /** Ends the engine's threads. */
+  readonly close: () => void;
   readonly tok: Tokenizer; readonly tokFiles: Map<string, Buffer>; readonly configText: string;
   readonly metrics: Metric[]; readonly evals: Record<string, number>[];
   /** Seconds spent in training steps, and the packed tokens they read (tokens/s; not the first step). */
@@ -161,14 +184,16 @@ async function prepare(s: Settings, o: TrainFlags, resumed?: { step: number; dir
   const tok = await loadTokenizer(tokDir);
   if (!tok) usage(resumed ? '--resume' : o.tokenizer ? '--tokenizer' : '--weights', `${join(tokDir, 'tokenizer.json')} does not exist`, 'the data are tokenised with the model\'s tokenizer.json');
   const tokFiles = readSmallFiles(tokDir, TOKENIZER_FILES);
-  const compiled = compileFile(s.model, optionsFor(s.model, { set: s.set, model: s.modelName }, source));
+  const compiled = compileFile(s.model, optionsFor(s.model, { set: s.set, model: s.modelName, hfConfig: s.hfConfig }, source));
   printWarnings(compiled);
   const g = compiled.graph;
   // the run's config.json: the checkpoint's own when there is one (transformers reads it), else archc's
   const configText = source ? readFileSync(join(source, 'config.json'), 'utf8') : hfConfigText(compiled, 'f32', (c) => { c.archc = { model: g.model, note: 'trained by archc train' }; });
   const [{ gradientBytes, lossGradients }, { checkGradientMemory }] = await Promise.all([import('../compiler/grad.ts'), import('./grads.ts')]);
-  await checkGradientMemory(source ?? s.model, gradientBytes(g, s.seqLen * s.batch));
-  const engine = referenceEngine(g, lossGradients);
+  // the f32 engine holds what the reference does in half the bytes
+  const wasm = (s.engine ?? 'reference') === 'wasm';
+  await checkGradientMemory(source ?? s.model, gradientBytes(g, s.seqLen * s.batch) / (wasm ? 2 : 1));
+  const { engine, close } = wasm ? await wasmEngine(g) : { engine: referenceEngine(g, lossGradients), close: () => {} };
 
   let state: TrainState;
   if (resumed) state = readTrainState(resumed.dir, engine.weights);
@@ -186,7 +211,7 @@ async function prepare(s: Settings, o: TrainFlags, resumed?: { step: number; dir
   const metrics: Metric[] = resumed ? readMetrics(resumed.dir, state.step) : [];
   const evals: Record<string, number>[] = resumed ? readJsonl(join(resumed.dir, 'eval.jsonl')).filter((e) => e.step! <= state.step) : [];
   const config: TrainConfig = { lr: s.lr, beta1: s.beta1, beta2: s.beta2, eps: s.eps, weightDecay: s.weightDecay, steps: s.steps, warmup: s.warmup, clip: s.clip };
-  return { s, g, engine, state, config, tok, tokFiles, configText, metrics, evals, secs: 0, packed: 0, digest: createHash('sha256') };
+  return { s, g, engine, close, state, config, tok, tokFiles, configText, metrics, evals, secs: 0, packed: 0, digest: createHash('sha256') };
 }
 
 /** Trains `r` to its last step on the batches replayed from the seed (a resumed run skips those it
@@ -237,10 +262,14 @@ async function train(file: string | undefined, o: TrainFlags): Promise<void> {
   // refused before any work: an output that is not ours, a missing tokenizer
   checkReplaceable(out, 'checkpoint', o.force ?? false);
   const r = await prepare(s, o, resumed);
-  await trainRun(r, async () => {
-    evaluateRun(r);
-    await writeDirAtomic(out, 'checkpoint', (tmp) => writeRunFiles(tmp, r, r.g.model), { force: o.force });
-  });
+  try {
+    await trainRun(r, async () => {
+      evaluateRun(r);
+      await writeDirAtomic(out, 'checkpoint', (tmp) => writeRunFiles(tmp, r, r.g.model), { force: o.force });
+    });
+  } finally {
+    r.close();
+  }
   const last = r.metrics.at(-1);
   const ev = r.evals.at(-1);
   process.stdout.write(`trained ${s.steps} steps, ${r.state.tokens.toLocaleString('en-US')} tokens: loss ${last ? last.loss.toFixed(4) : '-'}` +
@@ -279,29 +308,33 @@ async function compare(files: string[], o: TrainFlags): Promise<void> {
   for (const f of files) runs.push(await prepare(settingsFrom(f, o).s, o));
   const context = runs[0]!.s.seqLen;
   const rows: Variant[] = [];
-  await writeDirAtomic(out, 'checkpoint', async (tmp) => {
-    for (const [i, r] of runs.entries()) {
-      await trainRun(r, async () => {}, `${names[i]} (${i + 1}/${runs.length}): `);
-      evaluateRun(r);
-      const dir = join(tmp, names[i]!);
-      mkdirSync(dir);
-      writeRunFiles(dir, r, names[i]!);
-      // each variant's folder is an archc checkpoint of its own (`--resume RUN/<name>` replaces it)
-      writeFileSync(join(dir, OUTPUT_MARKER), JSON.stringify({ kind: 'checkpoint', files: readdirSync(dir).sort() }, null, 2) + '\n');
-      const st = computeStats(r.g, context, 1);
-      const ev = r.evals.at(-1);
-      rows.push({
-        name: names[i]!, file: r.s.model, set: r.s.set, model: r.g.model, parameters: st.parameters.total, flops_per_token: st.flopsPerToken.prefill,
-        state_bytes: st.state.totalBytes, steps: r.state.step, tokens: r.state.tokens, tokens_per_s: r.packed / Math.max(r.secs, 1e-9),
-        final_loss: r.metrics.at(-1)!.loss, ...(ev ? { eval_loss: ev.eval_loss!, eval_bits_per_byte: ev.eval_bits_per_byte! } : {}), batches_sha256: r.digest.digest('hex'),
-      });
-    }
-    const { s } = runs[0]!;
-    const shared = { data: s.data, eval: s.eval, steps: s.steps, seq_len: s.seqLen, batch: s.batch, seed: s.seed, lr: s.lr, warmup: s.warmup, clip: s.clip, weight_decay: s.weightDecay, context };
-    writeFileSync(join(tmp, 'compare.json'), JSON.stringify({ format: 'archc-compare-1', settings: shared, variants: rows }, null, 2) + '\n');
-    writeFileSync(join(tmp, 'compare.md'), compareMarkdown(rows, shared));
-    writeFileSync(join(tmp, 'loss.svg'), lossCurveSvg(runs.map((r, i) => ({ label: names[i]!, points: r.metrics })), 'training loss'));
-  }, { force: o.force });
+  try {
+    await writeDirAtomic(out, 'checkpoint', async (tmp) => {
+      for (const [i, r] of runs.entries()) {
+        await trainRun(r, async () => {}, `${names[i]} (${i + 1}/${runs.length}): `);
+        evaluateRun(r);
+        const dir = join(tmp, names[i]!);
+        mkdirSync(dir);
+        writeRunFiles(dir, r, names[i]!);
+        // each variant's folder is an archc checkpoint of its own (`--resume RUN/<name>` replaces it)
+        writeFileSync(join(dir, OUTPUT_MARKER), JSON.stringify({ kind: 'checkpoint', files: readdirSync(dir).sort() }, null, 2) + '\n');
+        const st = computeStats(r.g, context, 1);
+        const ev = r.evals.at(-1);
+        rows.push({
+          name: names[i]!, file: r.s.model, set: r.s.set, model: r.g.model, parameters: st.parameters.total, flops_per_token: st.flopsPerToken.prefill,
+          state_bytes: st.state.totalBytes, steps: r.state.step, tokens: r.state.tokens, tokens_per_s: r.packed / Math.max(r.secs, 1e-9),
+          final_loss: r.metrics.at(-1)!.loss, ...(ev ? { eval_loss: ev.eval_loss!, eval_bits_per_byte: ev.eval_bits_per_byte! } : {}), batches_sha256: r.digest.digest('hex'),
+        });
+      }
+      const { s } = runs[0]!;
+      const shared = { data: s.data, eval: s.eval, steps: s.steps, seq_len: s.seqLen, batch: s.batch, seed: s.seed, lr: s.lr, warmup: s.warmup, clip: s.clip, weight_decay: s.weightDecay, context };
+      writeFileSync(join(tmp, 'compare.json'), JSON.stringify({ format: 'archc-compare-1', settings: shared, variants: rows }, null, 2) + '\n');
+      writeFileSync(join(tmp, 'compare.md'), compareMarkdown(rows, shared));
+      writeFileSync(join(tmp, 'loss.svg'), lossCurveSvg(runs.map((r, i) => ({ label: names[i]!, points: r.metrics })), 'training loss'));
+    }, { force: o.force });
+  } finally {
+    for (const r of runs) r.close();
+  }
   process.stdout.write(rows.map((v) => `${v.name}: loss ${v.final_loss.toFixed(4)}` + (v.eval_bits_per_byte !== undefined ? `, ${v.eval_bits_per_byte.toFixed(4)} bits/byte` : '') +
     `, ${Math.round(v.tokens_per_s).toLocaleString('en-US')} tokens/s\n`).join('') + `wrote ${out}\n`);
 }

@@ -74,7 +74,7 @@ function evaluate(g: Graph, weights: ReadonlyMap<string, F64>, b: GradBatch): Ev
 /** RT301 unless the slices cover [0, T) in order, each with a token, and positions and labels
  *  have T entries; RT300 for a token id and RT320 for a label out of range; RT301 when no row is
  *  counted (the mean over nothing has no gradient). */
-function checkBatch(b: GradBatch, vocab: number, labelsVocab: number): void {
+export function checkBatch(b: GradBatch, vocab: number, labelsVocab: number): void {
   const T = b.tokens.length;
   if (T === 0) throw new RuntimeError('RT301', ['no tokens']);
   if (b.positions.length !== T) throw new RuntimeError('RT301', [`${b.positions.length} positions for ${T} tokens`]);

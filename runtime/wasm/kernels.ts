@@ -20,6 +20,7 @@ import { QUANT_GROUP, type QuantTensor } from '../quant.ts';
 import { type ActivationFormat, quantizeActivations } from '../act-quant.ts';
 import { type Tensor, toF32 } from '../tensor.ts';
 import { packPanels, packQuantPanels } from './pack.ts';
+import { colTiles, rowTiles } from './pack-train.ts';
 import { type Threads, onNode, startThreads, startThreadsNow, threadSupport } from './threads.ts';
 import type { Memory64Support } from './memory64.ts';
 
@@ -272,6 +273,28 @@ export class WasmKernels {
     }
     m0.ex.gemm_f32(xAt, wAt, yAt, T, K, ld, 0, panels, ...(this.mems.memory64 ? [0n] : []));
     return { y: mem.subarray(yAt >>> 2, (yAt >>> 2) + Tpad * ld), ld };
+  }
+
+  /** `product` shared by the threads (split by panels as `linear` is, above SPLIT_FROM): the
+   *  training engine's products, whose weights change every step (runtime/train/f32/gemm.ts). */
+  productShared(x: Float32Array, xo: number, xt: number, xk: number, T: number, K: number,
+    w: Float32Array, wo: number, wn: number, wk: number, N: number): { y: Float32Array; ld: number } {
+    const MR = this.MR, NR = this.NR, panels = Math.ceil(N / NR), Tpad = Math.ceil(T / MR) * MR, ld = panels * NR;
+    const m0 = this.mems.list[0]!;
+    const wAt = this.mems.reserve(m0, 4 * (panels * K * NR + Tpad * K + Tpad * ld));
+    const xAt = wAt + 4 * panels * K * NR, yAt = xAt + 4 * Tpad * K;
+    const mem = new Float32Array(m0.memory.buffer);
+    if (wk === 1 && wn === K) packPanels(new Uint32Array(mem.buffer, wAt, panels * K * NR), new Uint32Array(w.buffer, w.byteOffset + 4 * wo, N * K), N, K, NR, false);
+    else if (wn === 1 && wk === N) packPanels(new Uint32Array(mem.buffer, wAt, panels * K * NR), new Uint32Array(w.buffer, w.byteOffset + 4 * wo, N * K), N, K, NR, true);
+    else throw new RangeError('productShared: W must be [N, K] or [K, N], contiguous');
+    if (xk === 1) rowTiles(x, xo, xt, mem, xAt >>> 2, T, K, MR);
+    else if (xt === 1) colTiles(x, xo, xk, mem, xAt >>> 2, T, K, MR);
+    else for (let t = 0; t < T; t++) {
+      const base = (xAt >>> 2) + (t - (t % MR)) * K + (t % MR);
+      for (let k = 0, src = xo + t * xt; k < K; k++, src += xk) mem[base + k * MR] = x[src]!;
+    }
+    this.run(m0, PRODUCT.f32, [xAt, wAt, yAt, T, K, ld], 0, panels, T * K * N >= this.splitFrom);
+    return { y: new Float32Array(m0.memory.buffer).subarray(yAt >>> 2, (yAt >>> 2) + Tpad * ld), ld };
   }
 
   /** `bytes` of memory 0 for the caller's own use (never freed; see runtime/wasm/program.ts' Heap). */

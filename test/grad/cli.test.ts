@@ -60,6 +60,27 @@ describe('forward --grads', () => {
     }, 120_000);
   }
 
+  it('--engine wasm writes the f32 engine\'s gradients: each weight within 1e-5 rel L2 of the float64 reference', async () => {
+    const dir = tmp(), ckpt = join(dir, 'ckpt'), out = join(dir, 'g.safetensors');
+    mkdirSync(ckpt);
+    const { compiled, tensors } = writeCheckpoint(ckpt, { tie: false }, { seed: 4 });
+    const r = await runCli(['forward', BAMBA, '--weights', ckpt, '--ids', '5,9,2,7,7,1,3;4,8,8,2', '--loss', '--grads', out, '--engine', 'wasm', '--backend', 'cpu']);
+    expect(r.code, r.stderr).toBe(0);
+    const ids = Int32Array.of(5, 9, 2, 7, 7, 1, 3, 4, 8, 8, 2), seqs = [{ start: 0, len: 7 }, { start: 7, len: 4 }];
+    const labels = Int32Array.from(ids);
+    labels[0] = labels[7] = -100;
+    const w = new Map(tensors.map((t) => [t.name, Float64Array.from(t.tensor.data as Float32Array)]));
+    const ref = lossGradients(compiled.graph, w, { tokens: ids, positions: Int32Array.of(0, 1, 2, 3, 4, 5, 6, 0, 1, 2, 3), seqs, labels });
+    const g = openCheckpoint(out);
+    for (const wt of compiled.graph.weights) {
+      const got = toF32(g.read(wt.name)), want = ref.grads!.get(wt.name)!;
+      let num = 0, den = 0;
+      want.forEach((v, i) => { num += (got[i]! - v) ** 2; den += v * v; });
+      expect(Math.sqrt(num / Math.max(den, 1e-300)), wt.name).toBeLessThan(1e-5);
+    }
+    g.close();
+  }, 120_000);
+
   it('refuses --grads without --loss, with --step or --quantize, and into a missing directory, writing nothing', async () => {
     const dir = tmp(), ckpt = join(dir, 'ckpt'), out = join(dir, 'g.safetensors');
     mkdirSync(ckpt);
@@ -69,6 +90,7 @@ describe('forward --grads', () => {
       [['--grads', out], 'error AC315: invalid --grads: it needs --loss'],
       [['--loss', '--step', '--grads', out], 'error AC315: invalid --grads: it cannot be combined with --step'],
       [['--loss', '--quantize', 'q8', '--grads', out], 'error AC315: invalid --grads: it cannot be combined with --quantize'],
+      [['--loss', '--grads', out, '--engine', 'gpu'], 'error AC315: invalid --engine: "gpu" is not an engine'],
       [['--loss', '--grads', join(dir, 'no', 'g.safetensors')], `error AC603: cannot write ${join(dir, 'no', 'g.safetensors')}: directory ${join(dir, 'no')} does not exist`],
     ];
     for (const [flags, said] of rows) {

@@ -1,5 +1,6 @@
 // archc train end to end on a tiny Bamba: a run killed mid-way and resumed ends with the same
-// weights and moments, bit for bit, as one that never stopped; the loss falls while overfitting a
+// weights and moments, bit for bit, as one that never stopped (on the default engine, the f32 one
+// on the wasm kernels); the two engines take the same first step; the loss falls while overfitting a
 // short text; the run directory is a checkpoint archc loads, with metrics and a loss curve; bad
 // input is refused with a code naming the place, writing nothing.
 
@@ -59,6 +60,7 @@ describe('archc train', () => {
     expect(k).toBeLessThan(steps);
     const b = await runCli(['train', '--resume', killed], 120_000);
     expect(b.code, b.stderr).toBe(0);
+    expect(JSON.parse(readFileSync(join(killed, 'trainer_state.json'), 'utf8')).settings.engine).toBe('wasm');
     for (const f of ['model.safetensors', 'optimizer.safetensors', 'trainer_state.json']) expect(bytes(join(killed, f)).equals(bytes(join(straight, f))), f).toBe(true);
     // the metrics agree too, but for the timings
     const strip = (f: string) => readFileSync(f, 'utf8').split('\n').filter(Boolean).map((l) => { const { tokens_per_s: _, ...m } = JSON.parse(l); return m; });
@@ -95,6 +97,34 @@ describe('archc train', () => {
     expect(ev.step).toBe(20);
     expect(ev.eval_loss).toBeLessThan(m[0]!.loss!);
   }, 240_000);
+
+  it('--engine reference and the default wasm engine take the same steps (loss and gradient norm within 1e-5)', async () => {
+    const dir = tmp(), data = join(dir, 'd.txt');
+    writeFileSync(data, TEXT);
+    const read = (run: string) => readFileSync(join(run, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, number>);
+    for (const [run, extra] of [[join(dir, 'w'), []], [join(dir, 'r'), ['--engine', 'reference']]] as const) {
+      const r = await runCli(args(data, run, '--steps', '3', '--warmup', '0', ...extra), 120_000);
+      expect(r.code, r.stderr).toBe(0);
+    }
+    const [w, r] = [read(join(dir, 'w')), read(join(dir, 'r'))];
+    expect(w).toHaveLength(3);
+    w.forEach((m, i) => {
+      expect(Math.abs(m.loss! - r[i]!.loss!) / r[i]!.loss!, `step ${i + 1} loss ${m.loss} vs ${r[i]!.loss}`).toBeLessThan(1e-5);
+      expect(Math.abs(m.grad_norm! - r[i]!.grad_norm!) / r[i]!.grad_norm!, `step ${i + 1} |g| ${m.grad_norm} vs ${r[i]!.grad_norm}`).toBeLessThan(1e-5);
+    });
+    expect(JSON.parse(readFileSync(join(dir, 'r', 'trainer_state.json'), 'utf8')).settings.engine).toBe('reference');
+  }, 240_000);
+
+  it('--hf-config binds a random init\'s params (tiny-bamba-a\'s config: 264 × 256 embeddings, 6 layers)', async () => {
+    const dir = tmp(), data = join(dir, 'd.txt'), run = join(dir, 'run');
+    writeFileSync(data, TEXT);
+    const r = await runCli(['train', BAMBA, '--hf-config', join(TOKENIZER, 'config.json'), '--tokenizer', TOKENIZER, '--data', data, '--seq-len', '24', '--batch', '2', '--steps', '1', '-o', run], 120_000);
+    expect(r.code, r.stderr).toBe(0);
+    const ckpt = openCheckpoint(run);
+    expect(ckpt.tensors.get('model.embed_tokens.weight')!.shape).toEqual([264, 256]);
+    expect(ckpt.tensors.has('model.layers.5.self_attn.q_proj.weight')).toBe(true);
+    ckpt.close();
+  }, 120_000);
 
   it('fine-tunes from --weights: one step moves each weight from the checkpoint\'s by at most lr (AdamW\'s first step)', async () => {
     const dir = tmp(), data = join(dir, 'd.txt'), ckpt = join(dir, 'ckpt'), run = join(dir, 'run');
@@ -136,6 +166,8 @@ describe('archc train', () => {
       [args(data, dir, '--steps', '2'), `error AC601: output directory ${dir} is not empty and is not an archc checkpoint`],
       [['train', '--resume', other], `error RT601: cannot resume from ${other}: ${join(other, 'trainer_state.json')}`],
       [['train', '--resume', run, '--lr', '1'], 'error AC315: invalid --lr: it cannot be combined with --resume'],
+      [args(data, run, '--steps', '2', '--engine', 'gpu'), 'error AC315: invalid --engine: "gpu" is not an engine'],
+      [['train', '--resume', run, '--engine', 'reference'], 'error AC315: invalid --engine: it cannot be combined with --resume'],
     ];
     for (const [argv, said] of rows) {
       const r = await runCli(argv, 60_000);

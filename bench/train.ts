@@ -1,0 +1,93 @@
+// Training speed of tiny-bamba-a's shape (../shared/models/tiny-bamba-a: 5.1M parameters, 6
+// layers, hidden 256), batch 4 × 256 tokens packed from ../shared/corpus, on 2 threads: archc's
+// f32 engine on the wasm backend (runtime/train/f32/) — a whole training step: gradients, clipping,
+// AdamW — and, in the same run, the same model written plainly in PyTorch (bench/train_torch.py,
+// torch.set_num_threads(2), the same batches). Prints tokens/s of both and their ratio; --profile adds
+// archc's time per op (forward and backward), --steps N (default 6; the first is left out). Each side
+// also counts tokens per CPU-second of its process (all its threads): on a shared machine the wall
+// clock measures the load as much as the engine.
+//
+// Run: nice -n 19 npx tsx bench/train.ts [--steps N] [--threads 2] [--profile] [--no-torch]
+
+import { spawnSync } from 'node:child_process';
+import { loadavg } from 'node:os';
+import { join, resolve } from 'node:path';
+import { wasmKernelVariants } from '../codegen/wasm/assemble.ts';
+import { compileFile, loadConfig } from '../compiler/compile.ts';
+import { openCheckpoint } from '../runtime/safetensors.ts';
+import { toF32 } from '../runtime/tensor.ts';
+import { loadTokenizer } from '../runtime/tokenizer.ts';
+import { packedBatches } from '../runtime/train/data.ts';
+import { F32Engine, openWasmGemm } from '../runtime/train/f32/engine.ts';
+import { OPS32 } from '../runtime/train/f32/ops.ts';
+import { newParam } from '../runtime/train/optim.ts';
+import { trainStep } from '../runtime/train/trainer.ts';
+
+const ROOT = resolve(import.meta.dirname, '..');
+const MODEL = resolve(ROOT, '../shared/models/tiny-bamba-a/f32');
+const DATA = resolve(ROOT, '../shared/corpus/train.txt');
+const arg = (k: string, d: string) => { const i = process.argv.indexOf(k); return i > 0 ? process.argv[i + 1]! : d; };
+const steps = Number(arg('--steps', '6')), threads = Number(arg('--threads', '2'));
+const profile = process.argv.includes('--profile');
+
+const c = compileFile(join(ROOT, 'models/bamba.arch'), { hfConfigData: loadConfig(join(MODEL, 'config.json')) });
+const ckpt = openCheckpoint(MODEL);
+const params = c.graph.weights.map((w) => newParam(w.name, w.shape, toF32(ckpt.read(w.name))));
+ckpt.close();
+const tok = (await loadTokenizer(MODEL))!;
+const batches = [...take(packedBatches(DATA, tok, { seqLen: 256, batch: 4, seed: 0, shuffleBuffer: 64 }), steps)];
+
+// per-op times, wrapping each record's forward and backward
+const times = new Map<string, number>();
+if (profile) {
+  for (const [op, rec] of Object.entries(OPS32)) {
+    const f = rec.forward.bind(rec), b = rec.backward.bind(rec);
+    const timed = <A extends unknown[], R>(key: string, fn: (...a: A) => R) => (...a: A): R => {
+      const t0 = performance.now(), r = fn(...a);
+      times.set(key, (times.get(key) ?? 0) + performance.now() - t0);
+      return r;
+    };
+    Object.assign(rec, { forward: timed(`${op} fwd`, f), backward: timed(`${op} bwd`, b) });
+  }
+}
+
+const { gemm, kernels } = await openWasmGemm(await wasmKernelVariants(), threads);
+const engine = new F32Engine(c.graph, gemm);
+const state = { step: 0, tokens: 0, params };
+// a constant lr (a schedule far longer than the run), as the PyTorch side's
+const config = { lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, steps: 1e9, warmup: 0, clip: 1 };
+// the machine is shared: the load average beside each side's figure says what it ran against
+const load = () => `load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`;
+console.log(`archc start: ${load()}`);
+let secs = 0, tokens = 0, cpu = 0;
+for (const [i, b] of batches.entries()) {
+  const t0 = performance.now(), c0 = process.cpuUsage();
+  const m = trainStep(engine, config, state, b);
+  const dt = (performance.now() - t0) / 1000, c1 = process.cpuUsage(c0);
+  if (i === 0) times.clear();
+  else { secs += dt; tokens += b.tokens.length; cpu += (c1.user + c1.system) / 1e6; }
+  console.log(`archc step ${i + 1}: ${b.tokens.length} tokens, loss ${m.loss.toFixed(4)}, ${dt.toFixed(3)} s`);
+}
+kernels.close();
+const archc = tokens / secs;
+console.log(`archc f32 engine (wasm, ${threads} threads): ${archc.toFixed(0)} tokens/s over ${batches.length - 1} steps; ${(tokens / cpu).toFixed(0)} tokens per CPU-second (all threads); ${load()}`);
+if (profile) {
+  const total = [...times.values()].reduce((a, b) => a + b, 0);
+  for (const [k, v] of [...times].sort((a, b) => b[1] - a[1])) console.log(`  ${k.padEnd(22)} ${(v / (batches.length - 1)).toFixed(1).padStart(8)} ms/step ${(100 * v / total).toFixed(1).padStart(5)} %`);
+}
+if (!process.argv.includes('--no-torch')) {
+  const r = spawnSync('/usr/bin/python3', [join(ROOT, 'bench/train_torch.py'), MODEL, String(steps), String(threads)], {
+    input: JSON.stringify(batches.map((b) => ({ tokens: [...b.tokens], positions: [...b.positions], labels: [...b.labels], cu: [...b.cuSeqLens] }))),
+    encoding: 'utf8', maxBuffer: 1 << 26,
+  });
+  process.stdout.write(r.stdout);
+  console.log(`torch end: ${load()}`);
+  if (r.status !== 0) { process.stderr.write(r.stderr); process.exit(1); }
+  const torch = Number(/torch tokens\/s (\S+)/.exec(r.stdout)?.[1]), torchCpu = Number(/ (\S+) tokens per CPU-second/.exec(r.stdout)?.[1]);
+  console.log(`ratio archc / torch: ${(archc / torch).toFixed(2)}x wall, ${(tokens / cpu / torchCpu).toFixed(2)}x per CPU-second`);
+}
+
+function* take<T>(it: Iterable<T>, n: number): Generator<T> {
+  if (n <= 0) return;
+  for (const x of it) { yield x; if (--n === 0) return; }
+}

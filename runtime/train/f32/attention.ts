@@ -1,0 +1,89 @@
+// Causal GQA attention forward and flash-style backward in f32, per sequence and query head, the
+// score and value products on the engine's Gemm (`mm`, strided operands: no copies of Q, K, V), the
+// softmax rows in JS. The forward saves each query row's logsumexp [T, H]; the backward recomputes
+// P from it: dP = dO·Vᵀ, dS = P ∘ (dP − rowsum(dO ∘ O))·scale, dQ = dS·K, dK += dSᵀ·Q, dV += Pᵀ·dO
+// (a KV head summing over its query heads). Rows of another sequence are never read, so packed
+// sequences stay separate. runtime/cpu/backward-seq.ts attentionF/attentionB are the oracle.
+
+import type { AttnDims } from '../../cpu/backward-seq.ts';
+import type { SeqSlice } from '../../cpu/seq.ts';
+import type { Gemm } from './gemm.ts';
+
+type F32 = Float32Array;
+
+/** First key row query row i (of a sequence starting at `start`) sees. */
+const firstKey = (d: AttnDims, start: number, i: number) => (d.window ? Math.max(start, i - d.window + 1) : start);
+
+/** P [n, n] of one sequence and query head, from the scores S = Q·Kᵀ (scaled) and the row logsumexp
+ *  (`lse` given: recomputed as the backward does; else computed and stored into `lseOut`). */
+function probs(gm: Gemm, q: F32, k: F32, d: AttnDims, start: number, n: number, h: number, p: F32, lse: F32, given: boolean): void {
+  const { H, KV, Dh, scale } = d, kh = Math.floor(h / (H / KV));
+  const r = gm.mm(q, (start * H + h) * Dh, H * Dh, 1, n, Dh, k, (start * KV + kh) * Dh, KV * Dh, 1, n);
+  for (let i = 0; i < n; i++) {
+    const j0 = firstKey(d, start, start + i) - start, row = i * r.ld, o = i * n;
+    p.fill(0, o, o + n);
+    let l: number;
+    if (given) l = lse[(start + i) * H + h]!;
+    else {
+      let max = -Infinity, sum = 0;
+      for (let j = j0; j <= i; j++) max = Math.max(max, r.y[row + j]! * scale);
+      for (let j = j0; j <= i; j++) sum += Math.exp(r.y[row + j]! * scale - max);
+      l = max + Math.log(sum);
+      lse[(start + i) * H + h] = l;
+    }
+    for (let j = j0; j <= i; j++) p[o + j] = Math.exp(r.y[row + j]! * scale - l);
+  }
+}
+
+function longest(seqs: readonly SeqSlice[]): number {
+  return seqs.reduce((m, s) => Math.max(m, s.len), 1);
+}
+
+/** q: [T, H, Dh]; k, v: [T, KV, Dh]. Returns y [T, H, Dh] and the row logsumexp [T, H]. */
+export function attentionForward32(gm: Gemm, q: F32, k: F32, v: F32, d: AttnDims, seqs: readonly SeqSlice[]): { y: F32; lse: F32 } {
+  const { T, H, KV, Dh } = d, y = new Float32Array(T * H * Dh), lse = new Float32Array(T * H);
+  const p = new Float32Array(longest(seqs) ** 2);
+  for (const { start, len: n } of seqs) {
+    for (let h = 0; h < H; h++) {
+      const kh = Math.floor(h / (H / KV));
+      probs(gm, q, k, d, start, n, h, p, lse, false);
+      // O = P·V: V read as its transpose's rows
+      const r = gm.mm(p, 0, n, 1, n, n, v, (start * KV + kh) * Dh, 1, KV * Dh, Dh);
+      for (let i = 0; i < n; i++) y.set(r.y.subarray(i * r.ld, i * r.ld + Dh), ((start + i) * H + h) * Dh);
+    }
+  }
+  return { y, lse };
+}
+
+export function attentionBackward32(gm: Gemm, dy: F32, q: F32, k: F32, v: F32, y: F32, lse: F32, d: AttnDims, seqs: readonly SeqSlice[]): { dq: F32; dk: F32; dv: F32 } {
+  const { T, H, KV, Dh, scale } = d, hpk = H / KV;
+  const dq = new Float32Array(T * H * Dh), dk = new Float32Array(T * KV * Dh), dv = new Float32Array(T * KV * Dh);
+  const m = longest(seqs), p = new Float32Array(m * m), ds = new Float32Array(m * m), rowDot = new Float64Array(m);
+  for (const { start, len: n } of seqs) {
+    for (let h = 0; h < H; h++) {
+      const kh = Math.floor(h / hpk), qo = (start * H + h) * Dh, ko = (start * KV + kh) * Dh, HD = H * Dh, KD = KV * Dh;
+      probs(gm, q, k, d, start, n, h, p, lse, true);
+      for (let i = 0; i < n; i++) {
+        let s = 0;
+        for (let e = 0; e < Dh; e++) s += dy[qo + i * HD + e]! * y[qo + i * HD + e]!;
+        rowDot[i] = s;
+      }
+      // dP = dO·Vᵀ, then dS
+      let r = gm.mm(dy, qo, HD, 1, n, Dh, v, ko, KD, 1, n);
+      for (let i = 0; i < n; i++) {
+        const o = i * n;
+        ds.fill(0, o, o + n);
+        for (let j = firstKey(d, start, start + i) - start; j <= i; j++) ds[o + j] = p[o + j]! * (r.y[i * r.ld + j]! - rowDot[i]!) * scale;
+      }
+      // dQ = dS·K
+      r = gm.mm(ds, 0, n, 1, n, n, k, ko, 1, KD, Dh);
+      for (let i = 0; i < n; i++) for (let e = 0; e < Dh; e++) dq[qo + i * HD + e] = r.y[i * r.ld + e]!;
+      // dK += dSᵀ·Q, dV += Pᵀ·dO
+      r = gm.mm(ds, 0, 1, n, n, n, q, qo, 1, HD, Dh);
+      for (let j = 0; j < n; j++) for (let e = 0; e < Dh; e++) dk[ko + j * KD + e] += r.y[j * r.ld + e]!;
+      r = gm.mm(p, 0, 1, n, n, n, dy, qo, 1, HD, Dh);
+      for (let j = 0; j < n; j++) for (let e = 0; e < Dh; e++) dv[ko + j * KD + e] += r.y[j * r.ld + e]!;
+    }
+  }
+  return { dq, dk, dv };
+}

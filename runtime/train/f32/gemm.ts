@@ -1,0 +1,96 @@
+// The training engine's matrix products in f32 on the wasm backend's threads: the forward
+// Y = X·Wᵀ and the backward's dX = dY·W and dW = dYᵀ·X, each one call of the wasm GEMM
+// (runtime/wasm/kernels.ts productShared: W packed into panels per call, since the weights change
+// every step; the panels split over the threads). A `Gemm` without kernels runs the same sums in JS
+// (the fallback where no wasm module is at hand; tests compare the two).
+
+import type { WasmKernels } from '../../wasm/kernels.ts';
+
+export type F32 = Float32Array;
+
+export interface Gemm {
+  /** Y [T, N] = X [T, K] · Wᵀ, W [N, K] (or [K, N] when `wT`). */
+  xwT(x: F32, T: number, K: number, w: F32, N: number, wT: boolean): F32;
+  /** dX [T, K] = dY [T, N] · W, W [N, K] (or [K, N] when `wT`). */
+  dyW(dy: F32, T: number, N: number, w: F32, K: number, wT: boolean): F32;
+  /** dW [N, K] (or [K, N] when `wT`) = dYᵀ · X over the T rows. */
+  dyTx(dy: F32, T: number, N: number, x: F32, K: number, wT: boolean): F32;
+  /** A small product on the calling thread, its operands read through strides (WasmKernels.product):
+   *  Y [T, N] = X·Wᵀ, X[t, k] = x[xo + t·xt + k·xk], W[n, k] = w[wo + n·wn + k·wk]; a view of Y, rows
+   *  `ld` apart, valid until the next product. */
+  mm(x: F32, xo: number, xt: number, xk: number, T: number, K: number, w: F32, wo: number, wn: number, wk: number, N: number): { y: F32; ld: number };
+  /** Which engine runs the products ('wasm' or 'js'). */
+  readonly kind: 'wasm' | 'js';
+}
+
+/** The product Y [T, N] = A·Bᵀ with A [T, K] rows contiguous and B given as [N, K] (bT false) or
+ *  [K, N] (bT true), copied out of the kernels' scratch into a fresh array. */
+function wasmProduct(k: WasmKernels, a: F32, T: number, K: number, b: F32, N: number, bT: boolean): F32 {
+  const { y, ld } = k.productShared(a, 0, K, 1, T, K, b, 0, bT ? 1 : K, bT ? N : 1, N);
+  const out = new Float32Array(T * N);
+  if (ld === N) out.set(y.subarray(0, T * N));
+  else for (let t = 0; t < T; t++) out.set(y.subarray(t * ld, t * ld + N), t * N);
+  return out;
+}
+
+/** Y [M, N] = Aᵀ·B over the rows of A [R, M] and B [R, N] (dW = dYᵀ·X): A read by columns, B as
+ *  the panels of a [K', N'] = [R, N] weight, so neither is transposed in JS. */
+function wasmProductT(k: WasmKernels, a: F32, M: number, R: number, b: F32, N: number): F32 {
+  const { y, ld } = k.productShared(a, 0, 1, M, M, R, b, 0, 1, N, N);
+  const out = new Float32Array(M * N);
+  for (let t = 0; t < M; t++) out.set(y.subarray(t * ld, t * ld + N), t * N);
+  return out;
+}
+
+export function wasmGemm(k: WasmKernels): Gemm {
+  return {
+    kind: 'wasm',
+    mm: (...a) => k.product(...a),
+    xwT: (x, T, K, w, N, wT) => wasmProduct(k, x, T, K, w, N, wT),
+    // dY·W: W as the panels' [N', K'] = Wᵀ, i.e. W [N, K] read transposed
+    dyW: (dy, T, N, w, K, wT) => wasmProduct(k, dy, T, N, w, K, !wT),
+    // dW [N, K] = dYᵀ·X: rows of dYᵀ against X read transposed; [K, N] = Xᵀ·dY likewise
+    dyTx: (dy, T, N, x, K, wT) => (wT ? wasmProductT(k, x, K, T, dy, N) : wasmProductT(k, dy, N, T, x, K)),
+  };
+}
+
+/** The same products in JS (double accumulation, rounded once to f32). */
+export const jsGemm: Gemm = {
+  kind: 'js',
+  mm(x, xo, xt, xk, T, K, w, wo, wn, wk, N) {
+    const y = new Float32Array(T * N);
+    for (let t = 0; t < T; t++) for (let n = 0; n < N; n++) {
+      let acc = 0;
+      for (let kk = 0; kk < K; kk++) acc += x[xo + t * xt + kk * xk]! * w[wo + n * wn + kk * wk]!;
+      y[t * N + n] = acc;
+    }
+    return { y, ld: N };
+  },
+  xwT(x, T, K, w, N, wT) {
+    const y = new Float32Array(T * N), sn = wT ? 1 : K, sk = wT ? N : 1;
+    for (let t = 0; t < T; t++) for (let n = 0; n < N; n++) {
+      let acc = 0;
+      for (let kk = 0; kk < K; kk++) acc += x[t * K + kk]! * w[n * sn + kk * sk]!;
+      y[t * N + n] = acc;
+    }
+    return y;
+  },
+  dyW(dy, T, N, w, K, wT) {
+    const dx = new Float32Array(T * K), sn = wT ? 1 : K, sk = wT ? N : 1;
+    for (let t = 0; t < T; t++) for (let kk = 0; kk < K; kk++) {
+      let acc = 0;
+      for (let n = 0; n < N; n++) acc += dy[t * N + n]! * w[n * sn + kk * sk]!;
+      dx[t * K + kk] = acc;
+    }
+    return dx;
+  },
+  dyTx(dy, T, N, x, K, wT) {
+    const dw = new Float32Array(N * K), sn = wT ? 1 : K, sk = wT ? N : 1;
+    for (let n = 0; n < N; n++) for (let kk = 0; kk < K; kk++) {
+      let acc = 0;
+      for (let t = 0; t < T; t++) acc += dy[t * N + n]! * x[t * K + kk]!;
+      dw[n * sn + kk * sk] = acc;
+    }
+    return dw;
+  },
+};
