@@ -10,7 +10,8 @@ import type { PackedBatch } from '../data.ts';
 import type { StepResult, TrainEngine } from '../engine.ts';
 import { type Gemm, jsGemm, wasmGemm } from './gemm.ts';
 import type { Ctx32, Data32, TrainGraph } from './graph.ts';
-import { OPS32 } from './ops.ts';
+import { NOT_YET32, OPS32 } from './ops.ts';
+import { RuntimeError } from '../../errors.ts';
 
 type F32 = Float32Array;
 
@@ -44,7 +45,10 @@ export class F32Engine implements TrainEngine {
 
   constructor(private readonly g: TrainGraph, readonly gemm: Gemm) {
     this.weights = g.weights.map((w) => ({ name: w.name, shape: w.shape }));
-    for (const n of g.nodes) if (!OPS32[n.op]) throw new Error(`F32Engine: op ${n.op} has no f32 record`);
+    const missing = [...new Set(g.nodes.map((n) => n.op).filter((op) => !OPS32[op]))];
+    if (missing.length) {
+      throw new RuntimeError('RT603', [missing.map((op) => `${op}${NOT_YET32[op] ? ` (${NOT_YET32[op]})` : ''}`).join(', ')]);
+    }
   }
 
   step(weights: ReadonlyMap<string, F32>, batch: Batch32): StepResult {

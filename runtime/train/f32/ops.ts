@@ -13,6 +13,18 @@ const lastDim = (s: readonly number[]) => s[s.length - 1]!;
 const num = (c: Ctx32, k: string) => c.attrs[k] as number;
 const d0 = (d: readonly (F32 | null)[]) => d[0]!;
 
+/** The factor of each column of the last dim (one where there are no parts). */
+function scaleFactors(c: Ctx32): number[] {
+  const by = num(c, 'by'), sizes = c.attrs.sizes as number[] | undefined, fs = c.attrs.factors as number[] | undefined;
+  return sizes ? sizes.flatMap((n, i) => Array<number>(n).fill(by * fs![i]!)) : [by];
+}
+
+/** Ops of the float64 VJP table the f32 engine has no record for yet, and why (a model using one
+ *  trains on the reference engine: F32Engine refuses it, naming these). */
+export const NOT_YET32: Readonly<Record<string, string>> = {
+  softmax: 'a mixture of experts\' router', topk: 'a mixture of experts\' router', experts: 'a mixture of experts',
+};
+
 function pointwise(p: (c: Ctx32) => Pointwise): Op32 {
   return {
     forward(c) {
@@ -171,6 +183,13 @@ export const OPS32: Readonly<Record<string, Op32>> = {
   reshape: { forward: (c) => ({ outs: [f(c, 0)] }), backward: (_c, _s, d) => [d0(d)] },
   silu: SILU,
   gelu: pointwise((c) => (c.attrs.tanh === true ? POINTWISE.gelu_tanh : POINTWISE.gelu)),
+  sigmoid: pointwise(() => POINTWISE.sigmoid),
+  relu2: pointwise(() => POINTWISE.relu2),
+  // x · the factor of its column: by, times factors[i] over part i of sizes
+  scale: {
+    forward: (c) => { const m = scaleFactors(c); return { outs: [f(c, 0).map((v, i) => v * m[i % m.length]!)] }; },
+    backward: (c, _s, d) => { const m = scaleFactors(c); return [d0(d).map((v, i) => v * m[i % m.length]!)]; },
+  },
   softplus: pointwise(() => POINTWISE.softplus),
   exp: pointwise(() => POINTWISE.exp),
   neg: pointwise(() => POINTWISE.neg),
