@@ -4,7 +4,7 @@
 // and the families a Bamba does not use (layernorm, gelu, copy, standalone rmsnorm, transposed products).
 // Products and embeddings with q8 and q4 weights match the CPU reference of the same weights: the
 // GEMV within 1e-5 of the output's scale (f32 throughout), the tensor-core tiles and a whole tiny
-// Bamba (random and trained weights) within 2e-2, the tolerance of the bf16 kernels (the tiles round
+// Bamba (random weights; the trained one's kernels compile) within 2e-2, the tolerance of the bf16 kernels (the tiles round
 // x, and the dequantised weight, to bf16).
 
 import { tmpdir } from 'node:os';
@@ -15,7 +15,6 @@ import { buildCuda, parsePtxas, renderProgram } from '../../codegen/cuda/build.t
 import { quantMatrix } from '../../runtime/cuda/abi.ts';
 import { QUANT_DTYPES } from '../../runtime/quant.ts';
 import { quantiseOnUpload } from '../helpers/quant.ts';
-import { openCheckpoint } from '../../runtime/safetensors.ts';
 import type { Tensor } from '../../runtime/tensor.ts';
 import { lowerToProgram } from '../../compiler/lower.ts';
 import type { Backend, RunBatch, StatePool } from '../../runtime/backend.ts';
@@ -200,16 +199,13 @@ describe('CUDA kernels', () => {
   }
   const RUN_PARTS = ['prefill logits', 'decode step 1 logits', 'decode step 2 logits', 'state slot of sequence 2', 'forward logits of every token'];
 
-  it('a tiny Bamba with q8 (random) and q4 (trained) weights matches the CPU backend with the same weights', async () => {
-    const ck = openCheckpoint(TINY_A);
-    const trainedTensors = new Map(trained.weights.map((w) => [w.name, ck.read(w.name)]));
-    ck.close();
+  it('a tiny Bamba with q8 and q4 weights matches the CPU backend with the same weights', async () => {
     const cases = [
-      // q8 on the random model, q4 on the trained one: each format through a whole model once (the
-      // emulator is slow on a loaded machine; both formats meet every product path in the test above)
-      { what: 'random', p: program, vocab: 96, lens: [5, 19, 2], tensor: (n: string) => tensors.find((t) => t.name === n)!.tensor, formats: ['q8'] as const },
-      // a shorter batch: the emulator runs the trained model's wider products slowly
-      { what: 'trained', p: trained, vocab: 264, lens: [3, 18], tensor: (n: string) => trainedTensors.get(n)!, formats: ['q4'] as const },
+      // each format through a whole model once, on the random model (both formats meet every product
+      // path in the test above). The trained tiny-bamba-a took 8-9 minutes of the suite here (the
+      // emulator runs its wider products thread by thread); its q4 weights are checked on wasm and
+      // WebGPU (test/e2e/wasm-quant.test.ts, test/webgpu/quant.test.ts); its kernels compile here (above)
+      { what: 'random', p: program, vocab: 96, lens: [5, 19, 2], tensor: (n: string) => tensors.find((t) => t.name === n)!.tensor, formats: ['q8', 'q4'] as const },
     ];
     for (const c of cases) {
       for (const format of c.formats) {
