@@ -5,7 +5,7 @@
 
 import {
   type F64, type Pointwise, POINTWISE, causalLmLossB, embeddingB, embeddingF, gate, gateB,
-  layernormB, layernormF, linearB, linearF, pointwiseB, pointwiseF, rmsnormB, rmsnormF,
+  layernormB, layernormF, linearB, linearF, pointwiseB, pointwiseF, rmsnormB, rmsnormF, scaleFactors,
 } from '../runtime/cpu/backward.ts';
 import { attentionB, attentionF, convB, convF, ropeF, ssdChunkedB, ssdF, type SsdIn } from '../runtime/cpu/backward-seq.ts';
 import type { SeqSlice } from '../runtime/cpu/seq.ts';
@@ -39,11 +39,6 @@ const num = (c: VjpCtx, k: string) => c.attrs[k] as number;
 const d0 = (d: readonly (F64 | null)[]) => d[0]!;
 
 /** scale's factor of each column of the last dim. */
-function scaleFactors(c: VjpCtx): number[] {
-  const by = num(c, 'by'), sizes = c.attrs.sizes as number[] | undefined, fs = c.attrs.factors as number[] | undefined;
-  return sizes ? sizes.flatMap((n, i) => Array<number>(n).fill(by * fs![i]!)) : [by];
-}
-
 function pointwise(p: (c: VjpCtx) => Pointwise): OpVjp {
   return {
     forward: (c) => ({ outs: [pointwiseF(p(c), f(c, 0))] }),
@@ -125,8 +120,8 @@ export const VJP: Readonly<Record<string, OpVjp>> = {
   relu2: pointwise(() => POINTWISE.relu2),
   // x · the factor of its column: by, times factors[i] over part i of sizes
   scale: {
-    forward: (c) => { const m = scaleFactors(c); return { outs: [f(c, 0).map((v, i) => v * m[i % m.length]!)] }; },
-    backward: (c, _s, d) => { const m = scaleFactors(c); return [d0(d).map((v, i) => v * m[i % m.length]!)]; },
+    forward: (c) => { const m = scaleFactors(c.attrs); return { outs: [f(c, 0).map((v, i) => v * m[i % m.length]!)] }; },
+    backward: (c, _s, d) => { const m = scaleFactors(c.attrs); return [d0(d).map((v, i) => v * m[i % m.length]!)]; },
   },
   // torch's clamp passes the gradient where min <= x <= max
   clamp: pointwise((c) => {

@@ -153,6 +153,13 @@ export interface Pointwise {
 }
 
 const GELU_C = Math.sqrt(2 / Math.PI);
+/** `scale`'s factor for each column of the last dim: by, times factors[i] over part i of sizes (one
+ *  factor where there are no parts). The f64 VJP and the f32 training engine both read it. */
+export function scaleFactors(attrs: Readonly<Record<string, unknown>>): number[] {
+  const by = attrs.by as number, sizes = attrs.sizes as number[] | undefined, fs = attrs.factors as number[] | undefined;
+  return sizes ? sizes.flatMap((n, i) => Array<number>(n).fill(by * fs![i]!)) : [by];
+}
+
 export const POINTWISE = {
   silu: { f: (v) => v * sigmoid(v), df: (v) => sigmoid(v) * (1 + v * (1 - sigmoid(v))) },
   sigmoid: { f: sigmoid, df: (v) => sigmoid(v) * (1 - sigmoid(v)) },

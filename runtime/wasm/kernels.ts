@@ -253,47 +253,33 @@ export class WasmKernels {
    * Y [T, N] = X·Wᵀ for a small product on the calling thread, its operands read through strides:
    * X[t, k] = x[xo + t·xt + k·xk], W[n, k] = w[wo + n·wn + k·wk] (so a transpose or a column slice
    * costs nothing to express). Returns a view of Y, rows `ld` apart, valid until the next product.
-   * Runs in memory 0.
+   * Runs in memory 0; `shared`: split over the threads by panels as `linear` is, above SPLIT_FROM
+   * (the training engine's products, whose weights change every step: runtime/train/f32/gemm.ts).
    */
   product(x: Float32Array, xo: number, xt: number, xk: number, T: number, K: number,
-    w: Float32Array, wo: number, wn: number, wk: number, N: number): { y: Float32Array; ld: number } {
+    w: Float32Array, wo: number, wn: number, wk: number, N: number, shared = false): { y: Float32Array; ld: number } {
     const MR = this.MR, NR = this.NR, panels = Math.ceil(N / NR), Tpad = Math.ceil(T / MR) * MR, ld = panels * NR;
     const m0 = this.mems.list[0]!;
     const wAt = this.mems.reserve(m0, 4 * (panels * K * NR + Tpad * K + Tpad * ld));
     const xAt = wAt + 4 * panels * K * NR, yAt = xAt + 4 * Tpad * K;
     const mem = new Float32Array(m0.memory.buffer);
-    // padding columns and rows keep whatever is there: their results are never read
-    for (let n = 0; n < N; n++) {
+    // contiguous operands take the block copies; padding columns and rows keep whatever is there
+    // (their results are never read)
+    const wPanels = () => new Uint32Array(mem.buffer, wAt, panels * K * NR), wWords = () => new Uint32Array(w.buffer, w.byteOffset + 4 * wo, N * K);
+    if (wk === 1 && wn === K) packPanels(wPanels(), wWords(), N, K, NR, false);
+    else if (wn === 1 && wk === N) packPanels(wPanels(), wWords(), N, K, NR, true);
+    else for (let n = 0; n < N; n++) {
       const base = (wAt >>> 2) + Math.floor(n / NR) * K * NR + (n % NR);
       for (let k = 0, src = wo + n * wn; k < K; k++, src += wk) mem[base + k * NR] = w[src]!;
     }
-    for (let t = 0; t < T; t++) {
-      const base = (xAt >>> 2) + (t - (t % MR)) * K + (t % MR);
-      for (let k = 0, src = xo + t * xt; k < K; k++, src += xk) mem[base + k * MR] = x[src]!;
-    }
-    m0.ex.gemm_f32(xAt, wAt, yAt, T, K, ld, 0, panels, ...(this.mems.memory64 ? [0n] : []));
-    return { y: mem.subarray(yAt >>> 2, (yAt >>> 2) + Tpad * ld), ld };
-  }
-
-  /** `product` shared by the threads (split by panels as `linear` is, above SPLIT_FROM): the
-   *  training engine's products, whose weights change every step (runtime/train/f32/gemm.ts). */
-  productShared(x: Float32Array, xo: number, xt: number, xk: number, T: number, K: number,
-    w: Float32Array, wo: number, wn: number, wk: number, N: number): { y: Float32Array; ld: number } {
-    const MR = this.MR, NR = this.NR, panels = Math.ceil(N / NR), Tpad = Math.ceil(T / MR) * MR, ld = panels * NR;
-    const m0 = this.mems.list[0]!;
-    const wAt = this.mems.reserve(m0, 4 * (panels * K * NR + Tpad * K + Tpad * ld));
-    const xAt = wAt + 4 * panels * K * NR, yAt = xAt + 4 * Tpad * K;
-    const mem = new Float32Array(m0.memory.buffer);
-    if (wk === 1 && wn === K) packPanels(new Uint32Array(mem.buffer, wAt, panels * K * NR), new Uint32Array(w.buffer, w.byteOffset + 4 * wo, N * K), N, K, NR, false);
-    else if (wn === 1 && wk === N) packPanels(new Uint32Array(mem.buffer, wAt, panels * K * NR), new Uint32Array(w.buffer, w.byteOffset + 4 * wo, N * K), N, K, NR, true);
-    else throw new RangeError('productShared: W must be [N, K] or [K, N], contiguous');
     if (xk === 1) rowTiles(x, xo, xt, mem, xAt >>> 2, T, K, MR);
     else if (xt === 1) colTiles(x, xo, xk, mem, xAt >>> 2, T, K, MR);
     else for (let t = 0; t < T; t++) {
       const base = (xAt >>> 2) + (t - (t % MR)) * K + (t % MR);
       for (let k = 0, src = xo + t * xt; k < K; k++, src += xk) mem[base + k * MR] = x[src]!;
     }
-    this.run(m0, PRODUCT.f32, [xAt, wAt, yAt, T, K, ld], 0, panels, T * K * N >= this.splitFrom);
+    if (shared) this.run(m0, PRODUCT.f32, [xAt, wAt, yAt, T, K, ld], 0, panels, T * K * N >= this.splitFrom);
+    else m0.ex.gemm_f32(xAt, wAt, yAt, T, K, ld, 0, panels, ...(this.mems.memory64 ? [0n] : []));
     return { y: new Float32Array(m0.memory.buffer).subarray(yAt >>> 2, (yAt >>> 2) + Tpad * ld), ld };
   }
 

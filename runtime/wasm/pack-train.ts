@@ -1,4 +1,4 @@
-// Row tiles for the training engine's products (runtime/wasm/kernels.ts productShared): x [T, K]
+// Row tiles for the training engine's products (runtime/wasm/kernels.ts product, shared): x [T, K]
 // into the GEMM's tiles [ceil(T/MR)][K][MR] in the order they are written (each tile's MR rows
 // side by side), from x stored by rows or, for dW = dYᵀ·X, by columns (x[t, k] at so + t + k·ld: the
 // tile's MR values of one k are then consecutive). Rows past T are left as they are (never read).

@@ -91,10 +91,10 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  records; runtime/wasm/experts.ts the experts on the wasm products; codegen/wgsl/route.ts, CUDA's renderers).;
  *  compiler +19: `scale` (one record, both branches' uses) in compiler/ops-scale.ts, moved out of ops.ts past 500 lines.;
  *  runtime +955: the f32 training engine on the wasm kernels (issue 20: runtime/train/f32/ one record per op,
- *  the block-form SSD and attention backwards, the products on the wasm GEMM; WasmKernels.productShared and
+ *  the block-form SSD and attention backwards, the products on the wasm GEMM; WasmKernels.product's shared form and
  *  runtime/wasm/pack-train.ts); cli +56: `archc train --engine`, --hf-config passed to the compiler, `forward --grads --engine wasm`;
  *  runtime +24: the f32 engine's sigmoid, relu2 and scale records, and RT603 for the routing ops it has none for yet. */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4935, codegen: 5274, runtime: 14645, cli: 3227 };
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4930, codegen: 5274, runtime: 14632, cli: 3227 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {

@@ -1,6 +1,6 @@
 // The training engine's matrix products in f32 on the wasm backend's threads: the forward
 // Y = X·Wᵀ and the backward's dX = dY·W and dW = dYᵀ·X, each one call of the wasm GEMM
-// (runtime/wasm/kernels.ts productShared: W packed into panels per call, since the weights change
+// (runtime/wasm/kernels.ts product, shared: W packed into panels per call, since the weights change
 // every step; the panels split over the threads). A `Gemm` without kernels runs the same sums in JS
 // (the fallback where no wasm module is at hand; tests compare the two).
 
@@ -26,7 +26,7 @@ export interface Gemm {
 /** The product Y [T, N] = A·Bᵀ with A [T, K] rows contiguous and B given as [N, K] (bT false) or
  *  [K, N] (bT true), copied out of the kernels' scratch into a fresh array. */
 function wasmProduct(k: WasmKernels, a: F32, T: number, K: number, b: F32, N: number, bT: boolean): F32 {
-  const { y, ld } = k.productShared(a, 0, K, 1, T, K, b, 0, bT ? 1 : K, bT ? N : 1, N);
+  const { y, ld } = k.product(a, 0, K, 1, T, K, b, 0, bT ? 1 : K, bT ? N : 1, N, true);
   const out = new Float32Array(T * N);
   if (ld === N) out.set(y.subarray(0, T * N));
   else for (let t = 0; t < T; t++) out.set(y.subarray(t * ld, t * ld + N), t * N);
@@ -36,7 +36,7 @@ function wasmProduct(k: WasmKernels, a: F32, T: number, K: number, b: F32, N: nu
 /** Y [M, N] = Aᵀ·B over the rows of A [R, M] and B [R, N] (dW = dYᵀ·X): A read by columns, B as
  *  the panels of a [K', N'] = [R, N] weight, so neither is transposed in JS. */
 function wasmProductT(k: WasmKernels, a: F32, M: number, R: number, b: F32, N: number): F32 {
-  const { y, ld } = k.productShared(a, 0, 1, M, M, R, b, 0, 1, N, N);
+  const { y, ld } = k.product(a, 0, 1, M, M, R, b, 0, 1, N, N, true);
   const out = new Float32Array(M * N);
   for (let t = 0; t < M; t++) out.set(y.subarray(t * ld, t * ld + N), t * N);
   return out;

@@ -3,7 +3,7 @@
 // cotangents. Products run on the engine's Gemm (wasm); row-wise ops here in typed-array JS
 // (accumulating in double, stored in f32); the sequence ops in ./seq.ts.
 
-import { POINTWISE, type Pointwise } from '../../cpu/backward.ts';
+import { POINTWISE, type Pointwise, scaleFactors } from '../../cpu/backward.ts';
 import type { Ctx32, Op32 } from './graph.ts';
 import { SEQ_OPS } from './seq.ts';
 
@@ -12,12 +12,6 @@ const f = (c: Ctx32, i: number) => c.ins[i] as F32;
 const lastDim = (s: readonly number[]) => s[s.length - 1]!;
 const num = (c: Ctx32, k: string) => c.attrs[k] as number;
 const d0 = (d: readonly (F32 | null)[]) => d[0]!;
-
-/** The factor of each column of the last dim (one where there are no parts). */
-function scaleFactors(c: Ctx32): number[] {
-  const by = num(c, 'by'), sizes = c.attrs.sizes as number[] | undefined, fs = c.attrs.factors as number[] | undefined;
-  return sizes ? sizes.flatMap((n, i) => Array<number>(n).fill(by * fs![i]!)) : [by];
-}
 
 /** Ops of the float64 VJP table the f32 engine has no record for yet, and why (a model using one
  *  trains on the reference engine: F32Engine refuses it, naming these). */
@@ -187,8 +181,8 @@ export const OPS32: Readonly<Record<string, Op32>> = {
   relu2: pointwise(() => POINTWISE.relu2),
   // x · the factor of its column: by, times factors[i] over part i of sizes
   scale: {
-    forward: (c) => { const m = scaleFactors(c); return { outs: [f(c, 0).map((v, i) => v * m[i % m.length]!)] }; },
-    backward: (c, _s, d) => { const m = scaleFactors(c); return [d0(d).map((v, i) => v * m[i % m.length]!)]; },
+    forward: (c) => { const m = scaleFactors(c.attrs); return { outs: [f(c, 0).map((v, i) => v * m[i % m.length]!)] }; },
+    backward: (c, _s, d) => { const m = scaleFactors(c.attrs); return [d0(d).map((v, i) => v * m[i % m.length]!)]; },
   },
   softplus: pointwise(() => POINTWISE.softplus),
   exp: pointwise(() => POINTWISE.exp),
