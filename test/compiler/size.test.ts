@@ -93,13 +93,13 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  runtime +955: the f32 training engine on the wasm kernels (issue 20: runtime/train/f32/ one record per op,
  *  the block-form SSD and attention backwards, the products on the wasm GEMM; WasmKernels.product's shared form and
  *  runtime/wasm/pack-train.ts); cli +56: `archc train --engine`, --hf-config passed to the compiler, `forward --grads --engine wasm`;
- *  runtime +24: the f32 engine's sigmoid, relu2 and scale records, and RT603 for the routing ops it has none for yet. */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4930, codegen: 5274, runtime: 14632, cli: 3227 };
+ *  runtime +24: the f32 engine's sigmoid, relu2 and scale records, and RT603 for the routing ops it has none for yet;
+ *  codegen +13: codegen/wgsl/passes.ts, the pieces of every WGSL family's passes, out of render.ts (past 600 lines). */
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4930, codegen: 5287, runtime: 14632, cli: 3227 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
   'compiler/instantiate.ts': 884,
-  'codegen/wgsl/render.ts': 623,
   'codegen/wgsl/templates.ts': 516,
   'runtime/safetensors.ts': 546,
   'runtime/webgpu/backend.ts': 580,
