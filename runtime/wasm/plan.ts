@@ -24,8 +24,6 @@ export interface Fallback {
 export const NO_MODULE = 'no program module (a memory that is not shared): stages on the reference families, products on the wasm kernels';
 
 const MODULE: Placement = { path: 'module' };
-/** The routers' softmax and top-k have no wasm kernels yet: they run as the CPU engine's. */
-const ROUTING = 'the wasm renderer has no softmax or topk family yet';
 
 /** Every kernel's placement, by entry, in kernel order. */
 export function wasmPlan(program: Program): Record<EntryName, Placement[]> {
@@ -240,7 +238,14 @@ const FAMILY: FamilyTable<[Program], string | null> = {
   embedding,
   copy: () => 'the wasm renderer has no copy family',
   gather_last: () => 'the wasm renderer has no gather_last family (it renders gather_last in a product\'s prologue)',
-  softmax: () => ROUTING, topk: () => ROUTING,
+  softmax: (k) => first(() => operandsReason(k, ['x']), () => {
+    const x = viewOf(k, 'x'), y = k.outputs.y, { W, D } = k.sizes;
+    return !x || !y || x.width !== W || y.width !== W || W % D ? `a softmax over views other than rows of ${W} floats in parts of ${D}` : null;
+  }),
+  topk: (k) => first(() => operandsReason(k, ['x']), () => {
+    const x = viewOf(k, 'x'), v = k.outputs.values, i = k.outputs.indices, { D, K } = k.sizes;
+    return !x || !v || !i || x.width !== D || v.width !== K || i.width !== K ? `a topk over views other than rows of ${D} floats into rows of ${K}` : null;
+  }),
   // the experts are the module's products per expert (runtime/wasm/experts.ts), operands read in place
   experts: (k) => (['x', 'idx', 'gates'].some((n) => !viewOf(k, n)) ? 'experts operands that are not activation views' : noPre(k, 'experts')),
 };

@@ -24,13 +24,12 @@ const ENTRIES: readonly EntryName[] = ['forward', 'prefill', 'decode'];
 const everywhere = (...names: string[]) => names.flatMap((n) => ENTRIES.map((e) => `${e} ${n}`));
 
 /** What falls back, as `entry kernel-name`, by model file. Only ever delete lines here (the
- *  embeddings and GPT-2's [in, out] products were the last, now rendered). */
+ *  routers' softmax and topk were the last, now rendered). */
 const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   bamba: [],
   falcon_h1: [],
   gpt2: [],
-  // the routers' softmax and topk have no wasm kernels yet (runtime/wasm/plan.ts ROUTING)
-  granite4h: [0, 1, 2, 3].flatMap((l) => everywhere(...['topk', 'softmax'].map((k) => `model.layers.${l}.block_sparse_moe:${k}`))),
+  granite4h: [],
   llama: [],
   mamba2: [],
   nemotron_h: [],

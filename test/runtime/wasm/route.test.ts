@@ -1,0 +1,75 @@
+// The routing families in the wasm program module (codegen/wasm/route.ts) against the CPU backend
+// (runtime/cpu/route.ts, itself checked against float64 statements), outputs poisoned first
+// (test/helpers/kernels.ts), each case checked to have run as the module's function: softmax
+// within 1e-6 relative, top-k exactly (the same indices, ties to the lower index, NaN the largest,
+// the same normalised values).
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { assembleWith, loadWabt, wasmKernels } from '../../../codegen/wasm/assemble.ts';
+import { renderWasmProgram } from '../../../codegen/wasm/program.ts';
+import type { Attrs } from '../../../compiler/ops.ts';
+import type { EntryName, Program } from '../../../runtime/program.ts';
+import { WasmBackend } from '../../../runtime/wasm/backend.ts';
+import { type OpInput, runOp } from '../../helpers/kernels.ts';
+import { expectClose, prng, uniform } from '../cpu/check.ts';
+
+let kernels: WebAssembly.Module;
+let wabt: Awaited<ReturnType<typeof loadWabt>>;
+const made: WasmBackend[] = [];
+beforeAll(async () => {
+  kernels = new WebAssembly.Module(await wasmKernels() as Uint8Array<ArrayBuffer>);
+  wabt = await loadWabt();
+});
+afterAll(() => { for (const b of made) b.dispose(); });
+
+function wasmFor(p: Program): WasmBackend {
+  const own = new WebAssembly.Module(assembleWith(wabt, renderWasmProgram(p), 'test-program.wat') as Uint8Array<ArrayBuffer>);
+  const b = new WasmBackend(p, kernels, 1, own);
+  made.push(b);
+  return b;
+}
+
+const act = (r: () => number, T: number, shape: readonly number[], lo = -1, hi = 1): OpInput =>
+  ({ act: uniform(r, T * shape.reduce((a, b) => a * b, 1), lo, hi), shape: ['T', ...shape] });
+/** Rows with many equal values (ties), a NaN, infinities and signed zeros among random ones. */
+const awkward = (r: () => number, T: number, n: number): OpInput => {
+  const pool = [0.5, 0.25, 0.5, -0, 0, 0.5, Infinity, -Infinity, Number.NaN];
+  return { act: Float32Array.from({ length: T * n }, () => (r() < 0.6 ? pool[Math.floor(r() * pool.length)]! : r() * 2 - 1)), shape: ['T', n] };
+};
+
+interface Case { op: string; attrs: Attrs; inputs: (T: number, r: () => number) => OpInput[]; Ts: number[]; exact: boolean }
+
+const CASES: Case[] = [
+  { op: 'softmax', attrs: {}, inputs: (T, r) => [act(r, T, [8], -20, 20)], Ts: [1, 7], exact: false },
+  { op: 'softmax', attrs: {}, inputs: (T, r) => [act(r, T, [3, 13], -50, 50)], Ts: [2, 5], exact: false },
+  { op: 'softmax', attrs: {}, inputs: (T, r) => [act(r, T, [64], -5, 5)], Ts: [3], exact: false },
+  { op: 'softmax', attrs: {}, inputs: (T, r) => [act(r, T, [1])], Ts: [4], exact: false },
+  { op: 'topk', attrs: { k: 2, normalize: false }, inputs: (T, r) => [act(r, T, [8])], Ts: [1, 9], exact: true },
+  { op: 'topk', attrs: { k: 3, normalize: true }, inputs: (T, r) => [act(r, T, [40], 0.01, 1)], Ts: [2, 6], exact: true },
+  { op: 'topk', attrs: { k: 4, normalize: false }, inputs: (T, r) => [awkward(r, T, 9)], Ts: [12], exact: true },
+  { op: 'topk', attrs: { k: 9, normalize: false }, inputs: (T, r) => [awkward(r, T, 9)], Ts: [5], exact: true },
+  { op: 'topk', attrs: { k: 1, normalize: true }, inputs: (T, r) => [act(r, T, [5], 0.1, 1)], Ts: [3], exact: true },
+];
+
+describe('routing kernels: the wasm program module = the CPU backend', () => {
+  CASES.forEach((c, n) => {
+    it(`${c.op} ${JSON.stringify(c.attrs)} ${c.inputs(1, prng(0)).map((i) => (i && 'act' in i ? `[${i.shape}]` : '-')).join(' ')}`, () => {
+      for (const mode of ['forward', 'decode'] as EntryName[]) {
+        for (const T of c.Ts) {
+          const inputs = c.inputs(T, prng(300 + 31 * n + T));
+          const cpu = runOp(c.op, inputs, c.attrs, T, { mode });
+          let backend: WasmBackend | undefined;
+          const got = runOp(c.op, inputs, c.attrs, T, { mode, backend: (p) => (backend = wasmFor(p)) });
+          const ks = got.program.entries[mode].kernels.filter((k) => k.family === c.op);
+          expect(ks.length, 'the op lowers to its family').toBeGreaterThan(0);
+          for (const k of ks) expect(backend!.renders(k), `${k.name} runs as the module's function`).toBe(true);
+          expect(backend!.fallbacks.filter((f) => f.family === c.op), 'none falls back').toEqual([]);
+          cpu.outputs.forEach((want, i) => {
+            if (c.exact) expect(Array.from(got.outputs[i]!), `${c.op} ${mode} T=${T} output ${i}`).toEqual(Array.from(want));
+            else expectClose(got.outputs[i]!, want, { atol: 1e-30, rtol: 1e-6 }, `${c.op} ${mode} T=${T} output ${i}`);
+          });
+        }
+      }
+    });
+  });
+});
