@@ -8,6 +8,7 @@ import type { DType } from '../runtime/tensor.ts';
 import type { StateKind } from '../runtime/program.ts';
 import type { View } from '../runtime/program.ts';
 import type { LowerCtx } from './kernel/lower.ts';
+import { GATHER_OPS } from './ops-gather.ts';
 import { ROUTE_OPS } from './ops-route.ts';
 import { SCALE } from './ops-scale.ts';
 
@@ -469,6 +470,7 @@ export const OPS: readonly OpDef[] = [
     },
   },
   ...ROUTE_OPS,
+  ...GATHER_OPS,
 ];
 
 /** `tensor * number`, `number * tensor` or `tensor / number` as the `scale` op's operand and factor. */

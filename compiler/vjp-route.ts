@@ -1,6 +1,7 @@
 // Reverse mode of the routing ops (records as in vjp.ts), in float64: softmax over the last dim,
-// top-k (the values' cotangents go back to the chosen elements; indices have none), and the grouped
-// experts (to x, the gates and both expert matrices; the indices have none).
+// top-k (the values' cotangents go back to the chosen elements; indices have none), rows by index
+// (gather's cotangent scattered back, scatter's gathered; an index outside the rows carries none),
+// and the grouped experts (to x, the gates and both expert matrices; the indices have none).
 
 import type { F64 } from '../runtime/cpu/backward.ts';
 import type { OpVjp, VjpCtx } from './vjp.ts';
@@ -15,7 +16,28 @@ function chosen(x: F64, D: number, k: number): number[][] {
   return out;
 }
 
+/** Rows by index per token: x [T, n, D…], idx [T, k]; `from` rows of D per token in, `to` out. */
+function byIndex(c: VjpCtx, src: F64, idx: ArrayLike<number>, from: number, to: number, gather: boolean): F64 {
+  const k = c.shapes[1]![1]!, D = c.shapes[0]!.slice(2).reduce((a, b) => a * b, 1), T = idx.length / k;
+  const out = new Float64Array(T * to * D), n = gather ? from : to;
+  for (let q = 0; q < T * k; q++) {
+    const e = Number(idx[q]), t = Math.floor(q / k);
+    if (!(e >= 0 && e < n)) continue;
+    const [i, o] = gather ? [(t * from + e) * D, q * D] : [q * D, (t * to + e) * D];
+    for (let d = 0; d < D; d++) out[o + d] += src[i + d]!;
+  }
+  return out;
+}
+
 export const ROUTE_VJP: Readonly<Record<string, OpVjp>> = {
+  gather: {
+    forward: (c) => ({ outs: [byIndex(c, f(c, 0), c.ins[1] as ArrayLike<number>, c.shapes[0]![1]!, c.shapes[1]![1]!, true)] }),
+    backward: (c, _s, d) => [byIndex(c, d[0]!, c.ins[1] as ArrayLike<number>, c.shapes[1]![1]!, c.shapes[0]![1]!, false), null],
+  },
+  scatter: {
+    forward: (c) => ({ outs: [byIndex(c, f(c, 0), c.ins[1] as ArrayLike<number>, c.shapes[1]![1]!, c.attrs.rows as number, false)] }),
+    backward: (c, _s, d) => [byIndex(c, d[0]!, c.ins[1] as ArrayLike<number>, c.attrs.rows as number, c.shapes[1]![1]!, true), null],
+  },
   softmax: {
     forward(c) {
       const x = f(c, 0), D = lastDim(c.shapes[0]!), y = new Float64Array(x.length);

@@ -68,6 +68,12 @@ export const FAMILIES = {
    *  of E; the rows routed to one expert go through its gate/up product w_in [E, 2I, H], silu(gate)·up,
    *  and its down product w_out [E, H, I]; the results are scattered back to their tokens, weighted. */
   experts: record({ ...plain, sizes: ['E', 'H', 'I', 'K'], inputs: { x: 'view', idx: 'view', gates: 'view', w_in: 'weight', w_out: 'weight' }, outputs: ['y'] }),
+  /** Per token, K rows of D picked from its N rows by `idx` (integer floats): y[t, j] = x[t, idx[t, j]],
+   *  a row of zeros for an index outside [0, N). */
+  gather: record({ ...plain, sizes: ['N', 'K', 'D'], inputs: { x: 'view', idx: 'view' }, outputs: ['y'] }),
+  /** Per token, its K rows of D added into N rows of zeros by `idx`: y[t, i] = Σ_{j: idx[t, j] = i} x[t, j]
+   *  in j order; a row whose index is outside [0, N) is skipped. */
+  scatter: record({ ...plain, sizes: ['N', 'K', 'D'], inputs: { x: 'view', idx: 'view' }, outputs: ['y'] }),
 } as const satisfies Readonly<Record<string, FamilyRecord>>;
 
 export type Family = keyof typeof FAMILIES;

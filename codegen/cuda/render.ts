@@ -289,6 +289,8 @@ const FAMILIES: Readonly<Record<Kernel['family'], FamilyRender>> = {
   attention_decode: (r) => attention(r),
   softmax: (r) => template('softmax')({ ...r.common(), D: ofFamily(r.k, 'softmax').sizes.D, hpr: ofFamily(r.k, 'softmax').sizes.W / ofFamily(r.k, 'softmax').sizes.D, rows: r.rowsOf(r.k.inputs.x as View) }),
   topk: (r) => template('topk')({ ...r.common(), ...ofFamily(r.k, 'topk').sizes, normalize: r.k.attrs.normalize === true }),
+  gather: (r) => template('gather')({ ...r.common(), ...ofFamily(r.k, 'gather').sizes, rows: r.rowsOf(r.k.outputs.y!) }),
+  scatter: (r) => template('scatter')({ ...r.common(), ...ofFamily(r.k, 'scatter').sizes, rows: r.rowsOf(r.k.outputs.y!) }),
   // the K chosen experts' hidden rows sit in shared memory (48 KiB: K · I at most 12288 floats)
   experts: (r) => (ofFamily(r.k, 'experts').sizes.K * ofFamily(r.k, 'experts').sizes.I > 12288 ? r.fail('K · I over 12288 floats of shared memory') : template('experts')({ ...r.common(), ...ofFamily(r.k, 'experts').sizes })),
 };

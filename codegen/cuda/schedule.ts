@@ -114,6 +114,9 @@ export function cudaSchedule(k: Kernel, t: CudaTarget): CudaSchedule {
       return { ...base, rowsOf: 'x', rowMul: k.sizes.W / k.sizes.D, rowDiv: 1 };
     case 'topk': case 'experts':
       return { ...base, rowsOf: 'x', rowDiv: 1 };
+    // rows by index: a thread per output element, as elementwise
+    case 'gather': case 'scatter':
+      return { ...base, rowsOf: 'y', rowMul: k.outputs.y!.width, rowDiv: threads };
     case 'attention': case 'attention_decode': {
       // one warp per query row; a block's rows never span two sequences (S extra blocks at most)
       const rows = threads / t.warp;

@@ -25,7 +25,7 @@ import { type Placement, wasmPlan } from '../../runtime/wasm/plan.ts';
 import { assemble } from './assemble.ts';
 import { attentionDecodeRun } from './attention-step.ts';
 import { FIXED_WAT } from './fixed.ts';
-import { softmaxRun, topkRun } from './route.ts';
+import { gatherRun, scatterRun, softmaxRun, topkRun } from './route.ts';
 import { Fn, type RowAt, Unsupported, addI, get, i32, mapPass, mulI, normPass, ropePass, unsupported } from './wat.ts';
 
 /** The one-token conv in place on columns [col, col + C) of row r = sequence r, through the
@@ -329,6 +329,8 @@ function renderKernel(k: Kernel, program: Program, buffers: readonly { width: nu
       // the routers' softmax and top-k (codegen/wasm/route.ts)
       case 'softmax': return { run: make(softmaxRun) };
       case 'topk': return { run: make(topkRun) };
+      case 'gather': return { run: make(gatherRun) };
+      case 'scatter': return { run: make(scatterRun) };
       case 'copy': case 'gather_last': return unsupported(`no ${k.family} family`);
     }
   } catch (e) {

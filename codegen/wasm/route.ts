@@ -1,7 +1,9 @@
 // The routing families of the program module (codegen/wasm/program.ts renders their kernels), as
 // runtime/cpu/route.ts computes them: softmax over D-wide parts of a row (the max in f32x4, the
-// exponentials and their sum in f64x2, each result rounded to f32 once) and top-k (insertion into
-// the K best of each row, ties to the lower index, NaN the largest; the kept values summed in f64).
+// exponentials and their sum in f64x2, each result rounded to f32 once), top-k (insertion into
+// the K best of each row, ties to the lower index, NaN the largest; the kept values summed in f64),
+// and rows gathered and scattered by index (f32x4 copies and sums; an index outside the rows reads
+// zeros or is skipped).
 
 import type { View } from '../../runtime/program.ts';
 import { isView, ofFamily } from '../../runtime/program.ts';
@@ -96,3 +98,38 @@ ${f.loop(j, i32(0), i32(K), `(f32.store ${fa(get(vr), get(j))} (f32.demote_f64 (
 ${f.loop(i, i32(0), i32(D), insert)}
 ${normalize}`);
 }
+
+/** D floats from `src` to `dst` (quads, then the rest), or zeros into `dst` when `src` is null. */
+function rowCopy(f: Fn, dst: string, src: string | null, D: number, add = false): string {
+  const d = f.fresh('d'), Q = D - (D % 4);
+  const at = (base: string) => fa(base, get(d));
+  const quad = src === null ? '(v128.const i32x4 0 0 0 0)' : add ? `(f32x4.add (v128.load ${at(dst)}) (v128.load ${at(src)}))` : `(v128.load ${at(src)})`;
+  const one = src === null ? '(f32.const 0)' : add ? `(f32.add (f32.load ${at(dst)}) (f32.load ${at(src)}))` : `(f32.load ${at(src)})`;
+  return `${f.loop(d, i32(0), i32(Q), `(v128.store ${at(dst)} ${quad})`, 4)}
+${Q < D ? f.loop(d, i32(Q), i32(D), `(f32.store ${at(dst)} ${one})`) : ''}`;
+}
+
+/** Rows by index per token (`gather`: y[t, j] = x[t, idx[t, j]], zeros outside [0, N); `scatter`:
+ *  y[t] zeroed, then x[t, j] added into row idx[t, j] in j order, skipped outside [0, N)), in f32x4
+ *  over each row's D floats. An index is range-checked as a float before it becomes an address. */
+function byIndexRun(f: Fn, gather: boolean): string {
+  const k = ofFamily(f.k, 'gather', 'scatter'), { N, K, D } = k.sizes;
+  const x = viewIn(f, 'x'), idx = viewIn(f, 'idx'), y = k.outputs.y ?? unsupported('no output y');
+  if (x.width !== (gather ? N : K) * D || idx.width !== K || y.width !== (gather ? K : N) * D) unsupported(`a ${k.family} view`);
+  const r = f.fresh('r'), j = f.fresh('j'), xr = f.fresh('xr'), ir = f.fresh('ir'), yr = f.fresh('yr'), e = f.fresh('e', 'f32');
+  const inRange = `(i32.and (f32.ge ${get(e)} (f32.const 0)) (f32.lt ${get(e)} (f32.const ${N})))`;
+  const row = (base: string, i: string) => addI(base, `(i32.shl ${mulI(i, D)} ${i32(2)})`);
+  const picked = row(gather ? get(xr) : get(yr), '(i32.trunc_f32_s (local.get $' + e + '))');
+  const perIndex = gather
+    ? `(if ${inRange} (then ${rowCopy(f, row(get(yr), get(j)), picked, D)}) (else ${rowCopy(f, row(get(yr), get(j)), null, D)}))`
+    : `(if ${inRange} (then ${rowCopy(f, picked, row(get(xr), get(j)), D, true)}))`;
+  const xs = readX(f, x);
+  return (xs.first ? `${xs.first}\n` : '') + f.loop(r, i32(0), get('rows'), `(local.set $${xr} ${xs.row(get(r))})
+(local.set $${ir} ${f.viewRow(idx)(get(r))})
+(local.set $${yr} ${f.viewRow(y)(get(r))})
+${gather ? '' : rowCopy(f, get(yr), null, N * D)}
+${f.loop(j, i32(0), i32(K), `(local.set $${e} (f32.load ${fa(get(ir), get(j))}))\n${perIndex}`)}`);
+}
+
+export const gatherRun = (f: Fn) => byIndexRun(f, true);
+export const scatterRun = (f: Fn) => byIndexRun(f, false);

@@ -3,7 +3,9 @@
 // per element), top-k by rank (element j of a row is the value that exactly j others precede:
 // larger, or equal at a lower index), and the experts in two passes — each token's k experts' hidden
 // rows silu(gate)·up into scratch1 [rows, K·I], then y = Σ_j gate_j · down_e(h_j) — reading only the
-// chosen experts' weights. Sums in f32 (the tests allow 2e-4 of the CPU's).
+// chosen experts' weights. Sums in f32 (the tests allow 2e-4 of the CPU's). Rows by index: gather's
+// element (r, j) reads row idx[r, j / D] of x (0 outside [0, N)); scatter's element (r, i·D + d) adds
+// x[r, j·D + d] over the j, in order, whose index equals i (one outside [0, N) equals no i).
 
 import type { Entry, Kernel, View } from '../../runtime/program.ts';
 import { ofFamily } from '../../runtime/program.ts';
@@ -109,5 +111,29 @@ function experts(c: RouteCtx): Pass[] {
   return [up, down];
 }
 
+function gather(c: RouteCtx): Pass[] {
+  const { N, K, D } = ofFamily(c.k, 'gather').sizes;
+  const y = c.k.outputs.y!;
+  return [elements(c, 'gather', y, K * D, (s) => {
+    const x = s.operand('x'), idx = s.operand('idx');
+    return `let e = ${idx}(r, j / ${D}u);
+  var v = 0.0;
+  if (e >= 0.0 && e < ${N}.0) { v = ${x}(r, u32(e) * ${D}u + j % ${D}u); }
+  ${s.output(y)}(r, j, v);`;
+  })];
+}
+
+function scatter(c: RouteCtx): Pass[] {
+  const { N, K, D } = ofFamily(c.k, 'scatter').sizes;
+  const y = c.k.outputs.y!;
+  return [elements(c, 'scatter', y, N * D, (s) => {
+    const x = s.operand('x'), idx = s.operand('idx');
+    return `let row = f32(j / ${D}u); let d = j % ${D}u;
+  var acc = 0.0;
+  for (var jk = 0u; jk < ${K}u; jk++) { if (${idx}(r, jk) == row) { acc += ${x}(r, jk * ${D}u + d); } }
+  ${s.output(y)}(r, j, acc);`;
+  })];
+}
+
 /** The routing families' passes, for the renderer's family table. */
-export const ROUTE_PASSES = { softmax, topk, experts } as const;
+export const ROUTE_PASSES = { softmax, topk, experts, gather, scatter } as const;

@@ -14,7 +14,7 @@ import { embedding, linearIn } from './linear.ts';
 import { layernorm, rmsnorm, rmsnormGated } from './norm.ts';
 import type { KvCache, SeqSlice } from './seq.ts';
 import { ssdChunked, ssdSequential } from './ssd.ts';
-import { expertRows, expertsGrouped, softmax, topk } from './route.ts';
+import { expertRows, expertsGrouped, gatherRows, scatterRows, softmax, topk } from './route.ts';
 
 /** What a family implementation sees of the run in progress. */
 export interface Ctx {
@@ -207,6 +207,9 @@ const topkImpl: Impl<'topk'> = (k, c) => {
   c.write(k.outputs.indices!, r.indices);
 };
 
+const gatherImpl: Impl<'gather'> = (k, c) => c.write(k.outputs.y!, gatherRows(c.operand(k, 'x'), c.operand(k, 'idx'), k.sizes.N, k.sizes.K, k.sizes.D));
+const scatterImpl: Impl<'scatter'> = (k, c) => c.write(k.outputs.y!, scatterRows(c.operand(k, 'x'), c.operand(k, 'idx'), k.sizes.N, k.sizes.K, k.sizes.D));
+
 // the chosen experts' matrices only, widened to f32 as they are read (no f32 copy of the whole)
 const expertsImpl: Impl<'experts'> = (k, c) => {
   const { E, H, I, K } = k.sizes;
@@ -219,6 +222,6 @@ const expertsImpl: Impl<'experts'> = (k, c) => {
 export const CPU_FAMILIES: FamilyTable<[Ctx], void> = {
   embedding: embeddingImpl, matmul, norm, elementwise, copy, gather_last: gatherLast, rope: ropeImpl,
   conv, conv_step: conv, ssd: ssdWith(true), ssd_step: ssdWith(false), attention: attentionImpl, attention_decode: attentionImpl,
-  softmax: softmaxImpl, topk: topkImpl, experts: expertsImpl,
+  softmax: softmaxImpl, topk: topkImpl, experts: expertsImpl, gather: gatherImpl, scatter: scatterImpl,
 };
 

@@ -1,5 +1,5 @@
 // Routing kernels for mixtures of experts on f32 rows: softmax over the last dim, top-k with
-// indices, and the grouped expert product (tokens grouped by expert, each expert's rows through one
+// indices, rows gathered and scattered by index, and the grouped expert product (tokens grouped by expert, each expert's rows through one
 // gate/up product and one down product, the results scattered back weighted). Each rounds to f32
 // where a kernel stores; sums are in double.
 
@@ -48,6 +48,32 @@ export function topk(x: Float32Array, D: number, K: number, normalize: boolean):
     }
   }
   return { values, indices };
+}
+
+/** Whether an index (an integer float) picks one of n rows: an index outside [0, n) reads zeros
+ *  (gather) or is skipped (scatter), never memory outside the tensor. */
+export const inRows = (e: number, n: number) => e >= 0 && e < n;
+
+/** Per token t, K rows of D from its N rows: y[t, j] = x[t, idx[t, j]], zeros outside [0, N). */
+export function gatherRows(x: Float32Array, idx: Float32Array, N: number, K: number, D: number): Float32Array {
+  const T = idx.length / K, y = new Float32Array(T * K * D);
+  for (let q = 0; q < T * K; q++) {
+    const e = idx[q]!, t = Math.floor(q / K);
+    if (inRows(e, N)) y.set(x.subarray((t * N + e) * D, (t * N + e + 1) * D), q * D);
+  }
+  return y;
+}
+
+/** Per token t, its K rows of D added into N rows of zeros: y[t, idx[t, j]] += x[t, j] in j order,
+ *  each sum rounded to f32 as stored; rows whose index is outside [0, N) skipped. */
+export function scatterRows(x: Float32Array, idx: Float32Array, N: number, K: number, D: number): Float32Array {
+  const T = idx.length / K, y = new Float32Array(T * N * D);
+  for (let q = 0; q < T * K; q++) {
+    const e = idx[q]!, t = Math.floor(q / K);
+    if (!inRows(e, N)) continue;
+    for (let d = 0; d < D; d++) y[(t * N + e) * D + d] += x[q * D + d]!;
+  }
+  return y;
 }
 
 /** Expert e's n elements of a stored [E, …] tensor, as f32 (a view of f32 data; bf16, f16 widened). */

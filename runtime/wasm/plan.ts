@@ -233,6 +233,12 @@ const embedding: Check<'embedding'> = (k, program) => {
 /** Prefill attention: the module's fixed steps around the products, operands read in place. */
 const attention: Check<'attention'> = (k) => first(() => noPre(k, 'attention'), () => attentionViews(k), () => stateOf(k));
 
+/** Rows by index: x, idx and y rows of their sizes (x through its `pre` into scratch). */
+const byIndex = (k: KernelOf<'gather' | 'scatter'>, gather: boolean) => first(() => operandsReason(k, ['x', 'idx']), () => {
+  const x = viewOf(k, 'x'), idx = viewOf(k, 'idx'), y = k.outputs.y, { N, K, D } = k.sizes;
+  return !x || !idx || !y || x.width !== (gather ? N : K) * D || idx.width !== K || y.width !== (gather ? K : N) * D ? `a ${k.family} over views other than its rows` : null;
+});
+
 const FAMILY: FamilyTable<[Program], string | null> = {
   matmul, norm, elementwise, rope, conv, conv_step: conv, ssd_step: ssdStep, attention_decode: attentionDecode, ssd, attention,
   embedding,
@@ -246,6 +252,7 @@ const FAMILY: FamilyTable<[Program], string | null> = {
     const x = viewOf(k, 'x'), v = k.outputs.values, i = k.outputs.indices, { D, K } = k.sizes;
     return !x || !v || !i || x.width !== D || v.width !== K || i.width !== K ? `a topk over views other than rows of ${D} floats into rows of ${K}` : null;
   }),
+  gather: (k) => byIndex(k, true), scatter: (k) => byIndex(k, false),
   // the experts are the module's products per expert (runtime/wasm/experts.ts), operands read in place
   experts: (k) => (['x', 'idx', 'gates'].some((n) => !viewOf(k, n)) ? 'experts operands that are not activation views' : noPre(k, 'experts')),
 };

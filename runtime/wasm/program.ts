@@ -79,8 +79,8 @@ export function scratchPlan(k: Kernel): { name: string; perRow: number }[] {
   const add = (name: string, floats: number) => plan.push({ name, perRow: Math.ceil(floats / 4) * 4 });
   const views = Object.entries(k.inputs).filter(([, o]) => isView(o)) as [string, { width: number }][];
   if (k.family === 'matmul' && (k.prologue?.length || k.pre?.x)) add('x', k.sizes.K);
-  // operands whose `pre` the SSDs, the conv and the routers' softmax and top-k read materialised first
-  if (k.family === 'ssd' || k.family === 'ssd_step' || k.family === 'conv' || k.family === 'conv_step' || k.family === 'softmax' || k.family === 'topk') {
+  // operands whose `pre` the SSDs, the conv and the routing families read materialised first
+  if (k.family === 'ssd' || k.family === 'ssd_step' || k.family === 'conv' || k.family === 'conv_step' || k.family === 'softmax' || k.family === 'topk' || k.family === 'gather' || k.family === 'scatter') {
     for (const [name, o] of views.sort((a, b) => (a[0] < b[0] ? -1 : 1))) if (k.pre?.[name]) add(`pre:${name}`, o.width);
   }
   const maps = (k.epilogue ?? []).filter((s) => s.kind === 'map');

@@ -126,8 +126,16 @@ describe('shape rules', () => {
     bad('experts', [t('T', 8), idx(2), t('T', 2), t(4, 12, 8), t(4, 6, 8)], {}, /w_out \[4, 6, 8\] must be \[4, 8, 6\]/);
     bad('experts', [t('T', 8), idx(5), t('T', 5), t(4, 12, 8), t(4, 8, 6)], {}, /picks 5 of 4 experts/);
   });
+  it('gather [T, n, …] by i32 [T, k] is [T, k, …]; scatter [T, k, …] into rows is [T, rows, …] (more cases: test/runtime/cpu/gather.test.ts)', () => {
+    const idx = (k: number): TensorType => ({ shape: ['T', k], dtype: 'i32' });
+    expect(infer('gather', [t('T', 6, 4), idx(3)])).toEqual([['T', 3, 4]]);
+    expect(infer('gather', [t('T', 6), idx(2)])).toEqual([['T', 2]]);
+    expect(infer('scatter', [t('T', 3, 4), idx(3)], { rows: 7 })).toEqual([['T', 7, 4]]);
+    bad('gather', [t(6, 4), idx(3)], {}, /x must be \[T, rows/);
+    bad('scatter', [t('T', 2, 4), idx(3)], { rows: 7 }, /2 rows per token but idx has 3/);
+  });
   it('every op has a rule test above', () => {
-    expect(OPS.map((o) => o.name).sort()).toEqual(['add', 'attention', 'causal_conv1d', 'clamp', 'embedding', 'exp', 'experts', 'gelu', 'head',
-      'layernorm', 'linear', 'mul', 'neg', 'relu2', 'reshape', 'rmsnorm', 'rmsnorm_gated', 'rope', 'scale', 'sigmoid', 'silu', 'softmax', 'softplus', 'split', 'ssd', 'topk']);
+    expect(OPS.map((o) => o.name).sort()).toEqual(['add', 'attention', 'causal_conv1d', 'clamp', 'embedding', 'exp', 'experts', 'gather', 'gelu', 'head',
+      'layernorm', 'linear', 'mul', 'neg', 'relu2', 'reshape', 'rmsnorm', 'rmsnorm_gated', 'rope', 'scale', 'scatter', 'sigmoid', 'silu', 'softmax', 'softplus', 'split', 'ssd', 'topk']);
   });
 });

@@ -95,8 +95,10 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  runtime/wasm/pack-train.ts); cli +56: `archc train --engine`, --hf-config passed to the compiler, `forward --grads --engine wasm`;
  *  runtime +24: the f32 engine's sigmoid, relu2 and scale records, and RT603 for the routing ops it has none for yet;
  *  codegen +13: codegen/wgsl/passes.ts, the pieces of every WGSL family's passes, out of render.ts (past 600 lines);
- *  codegen +103, runtime +5: the routers' softmax and topk in the wasm program module (codegen/wasm/route.ts). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4930, codegen: 5390, runtime: 14637, cli: 3227 };
+ *  codegen +103, runtime +5: the routers' softmax and topk in the wasm program module (codegen/wasm/route.ts);
+ *  compiler +81, codegen +70, runtime +43: rows by index (issue 21: compiler/ops-gather.ts gather and scatter, their
+ *  VJPs in vjp-route.ts, family records, the CPU reference in runtime/cpu/route.ts, wasm, WGSL and CUDA kernels). */
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5011, codegen: 5460, runtime: 14680, cli: 3227 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
@@ -112,10 +114,10 @@ describe('size budget', () => {
   it('counts primitives and lines', () => {
     const counts = { ops: OPS.length, ...Object.fromEntries(Object.keys(BUDGETS).map((d) => [d, lines(d)])) };
     console.log(`size: ${JSON.stringify(counts)}`);
-    // 26 = the 18 that Bamba, Llama and Mamba-2 need, plus layernorm and gelu for the GPT-2 family, plus
-    // relu2 (Nemotron-H's squared ReLU), scale (µP multipliers), and a mixture of experts' sigmoid,
-    // softmax, topk and experts.
-    expect(counts.ops).toBeLessThanOrEqual(26);
+    // 28 = the 18 that Bamba, Llama and Mamba-2 need, plus layernorm and gelu for the GPT-2 family, plus
+    // relu2 (Nemotron-H's squared ReLU), scale (µP multipliers), a mixture of experts' sigmoid,
+    // softmax, topk and experts, and rows by index (gather, scatter) for other routings.
+    expect(counts.ops).toBeLessThanOrEqual(28);
     for (const [dir, budget] of Object.entries(BUDGETS)) expect(lines(dir), `lines of ${dir}/ (budget ${budget})`).toBeLessThanOrEqual(budget);
   });
 

@@ -65,6 +65,9 @@ const CASES: Case[] = [
   // 11 tokens' 2 experts of 4 (expert 3 chosen by none), [4, 2·3, 5] and [4, 5, 3] matrices
   c('experts, 2 of 4', 'experts', [F(['T', 5], 85), I(Array.from({ length: 22 }, (_, i) => (Math.floor(i / 2) + (i % 2)) % 3), ['T', 2]), inRange(['T', 2], 86, 0.1, 1),
     F([4, 6, 5], 87), F([4, 5, 3], 88)]),
+  // 11 tokens' 2 indices in [-1, 5): rows 0..3 of 4, some repeated, some outside (no cotangent there)
+  c('gather [T, 4, 3] by [T, 2]', 'gather', [F(['T', 4, 3], 89), I(Array.from({ length: 22 }, (_, i) => ((i * 7) % 6) - 1), ['T', 2])]),
+  c('scatter [T, 2, 3] into 4 rows', 'scatter', [F(['T', 2, 3], 90), I(Array.from({ length: 22 }, (_, i) => ((i * 5) % 6) - 1), ['T', 2])], { rows: 4 }),
   c('clamp', 'clamp', [inRange(['T', 4], 29, -2, 2)], { min: -1.5, max: 0.5 }),
   c('rmsnorm', 'rmsnorm', [F(['T', 6], 30), F([6], 31)], { eps: 1e-5 }),
   c('rmsnorm over heads (QK-norm)', 'rmsnorm', [F(['T', 2, 4], 32), F([4], 33)], { eps: 1e-6 }),

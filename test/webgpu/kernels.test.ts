@@ -45,6 +45,9 @@ const CASES: Case[] = [
     inputs: (T, r) => [act(r, T, [12]), { act: Float32Array.from({ length: 2 * T }, (_, i) => (i % 2 ? (Math.floor(i / 2) + 1) % 4 : Math.floor(i / 2) % 4)), shape: ['T', 2], dtype: 'i32' },
       act(r, T, [2], 0.1, 1), weight(r, [5, 16, 12], 'bf16'), weight(r, [5, 12, 8])],
   },
+  // rows by index, indices in [-2, rows + 2): outside ones read zeros (gather) or are skipped (scatter); repeats add up
+  { op: 'gather', inputs: (T, r) => [act(r, T, [6, 5]), { act: Float32Array.from({ length: 3 * T }, () => Math.floor(r() * 10) - 2), shape: ['T', 3], dtype: 'i32' }], Ts: [1, 7], modes: ['forward', 'decode'] },
+  { op: 'scatter', attrs: { rows: 4 }, inputs: (T, r) => [act(r, T, [5, 3]), { act: Float32Array.from({ length: 5 * T }, () => Math.floor(r() * 8) - 2), shape: ['T', 5], dtype: 'i32' }], Ts: [1, 6], modes: ['forward', 'decode'] },
   { op: 'gelu', attrs: { tanh: false }, inputs: (T, r) => [act(r, T, [20], -4, 4)], Ts: [5] },
   { op: 'gelu', attrs: { tanh: true }, inputs: (T, r) => [act(r, T, [20], -4, 4)], Ts: [5] },
   { op: 'relu2', inputs: (T, r) => [act(r, T, [19], -5, 5)], Ts: [1, 6] },

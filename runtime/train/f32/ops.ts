@@ -17,6 +17,7 @@ const d0 = (d: readonly (F32 | null)[]) => d[0]!;
  *  trains on the reference engine: F32Engine refuses it, naming these). */
 export const NOT_YET32: Readonly<Record<string, string>> = {
   softmax: 'a mixture of experts\' router', topk: 'a mixture of experts\' router', experts: 'a mixture of experts',
+  gather: 'rows by index', scatter: 'rows by index',
 };
 
 function pointwise(p: (c: Ctx32) => Pointwise): Op32 {

@@ -2,7 +2,7 @@
 // (runtime/cpu/route.ts, itself checked against float64 statements), outputs poisoned first
 // (test/helpers/kernels.ts), each case checked to have run as the module's function: softmax
 // within 1e-6 relative, top-k exactly (the same indices, ties to the lower index, NaN the largest,
-// the same normalised values).
+// the same normalised values), gather and scatter exactly (indices outside the rows among them).
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assembleWith, loadWabt, wasmKernels } from '../../../codegen/wasm/assemble.ts';
@@ -37,6 +37,10 @@ const awkward = (r: () => number, T: number, n: number): OpInput => {
   return { act: Float32Array.from({ length: T * n }, () => (r() < 0.6 ? pool[Math.floor(r() * pool.length)]! : r() * 2 - 1)), shape: ['T', n] };
 };
 
+/** T·k indices in [-2, n + 2): some outside the n rows, some repeated. */
+const idx = (r: () => number, T: number, k: number, n: number): OpInput =>
+  ({ act: Float32Array.from({ length: T * k }, () => Math.floor(r() * (n + 4)) - 2), shape: ['T', k], dtype: 'i32' });
+
 interface Case { op: string; attrs: Attrs; inputs: (T: number, r: () => number) => OpInput[]; Ts: number[]; exact: boolean }
 
 const CASES: Case[] = [
@@ -49,6 +53,13 @@ const CASES: Case[] = [
   { op: 'topk', attrs: { k: 4, normalize: false }, inputs: (T, r) => [awkward(r, T, 9)], Ts: [12], exact: true },
   { op: 'topk', attrs: { k: 9, normalize: false }, inputs: (T, r) => [awkward(r, T, 9)], Ts: [5], exact: true },
   { op: 'topk', attrs: { k: 1, normalize: true }, inputs: (T, r) => [act(r, T, [5], 0.1, 1)], Ts: [3], exact: true },
+  // rows by index: copies and f32 sums in index order, so exactly the reference's
+  { op: 'gather', attrs: {}, inputs: (T, r) => [act(r, T, [6, 8]), idx(r, T, 3, 6)], Ts: [1, 9], exact: true },
+  { op: 'gather', attrs: {}, inputs: (T, r) => [act(r, T, [5, 3, 3]), idx(r, T, 7, 5)], Ts: [4], exact: true },
+  { op: 'gather', attrs: {}, inputs: (T, r) => [act(r, T, [8]), idx(r, T, 2, 8)], Ts: [5], exact: true },
+  { op: 'scatter', attrs: { rows: 6 }, inputs: (T, r) => [act(r, T, [4, 8]), idx(r, T, 4, 6)], Ts: [1, 9], exact: true },
+  { op: 'scatter', attrs: { rows: 3 }, inputs: (T, r) => [act(r, T, [5, 7]), idx(r, T, 5, 3)], Ts: [6], exact: true },
+  { op: 'scatter', attrs: { rows: 8 }, inputs: (T, r) => [act(r, T, [2]), idx(r, T, 2, 8)], Ts: [3], exact: true },
 ];
 
 describe('routing kernels: the wasm program module = the CPU backend', () => {
