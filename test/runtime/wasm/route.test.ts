@@ -2,13 +2,16 @@
 // (runtime/cpu/route.ts, itself checked against float64 statements), outputs poisoned first
 // (test/helpers/kernels.ts), each case checked to have run as the module's function: softmax
 // within 1e-6 relative, top-k exactly (the same indices, ties to the lower index, NaN the largest,
-// the same normalised values), gather and scatter exactly (indices outside the rows among them).
+// the same normalised values), gather and scatter exactly (indices outside the rows among them);
+// then each with its x read through a pre-expression (materialised into scratch first).
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assembleWith, loadWabt, wasmKernels } from '../../../codegen/wasm/assemble.ts';
 import { renderWasmProgram } from '../../../codegen/wasm/program.ts';
 import type { Attrs } from '../../../compiler/ops.ts';
-import type { EntryName, Program } from '../../../runtime/program.ts';
+import type { Backend } from '../../../runtime/backend.ts';
+import { CpuBackend } from '../../../runtime/cpu/backend.ts';
+import type { EntryName, Kernel, Program, View } from '../../../runtime/program.ts';
 import { WasmBackend } from '../../../runtime/wasm/backend.ts';
 import { type OpInput, runOp } from '../../helpers/kernels.ts';
 import { expectClose, prng, uniform } from '../cpu/check.ts';
@@ -83,4 +86,37 @@ describe('routing kernels: the wasm program module = the CPU backend', () => {
       }
     });
   });
+});
+
+describe('an operand read through its pre-expression (the prologue rule\'s sigmoid), into scratch first, within the expressions\' 2e-6', () => {
+  for (const [op, attrs, inputs, family] of [
+    ['topk', { k: 3, normalize: true }, [act(prng(71), 6, [10], -6, 6)], 'topk'],
+    ['softmax', {}, [act(prng(72), 6, [2, 9], -6, 6)], 'softmax'],
+    ['gather', {}, [act(prng(73), 6, [5, 4], -6, 6), idx(prng(74), 6, 3, 5)], 'gather'],
+    ['scatter', { rows: 4 }, [act(prng(75), 6, [3, 4], -6, 6), idx(prng(76), 6, 3, 4)], 'scatter'],
+  ] as const) {
+    it(`${op}: sigmoid(x) as x is read = the CPU backend's`, () => {
+      const base = runOp(op, [...inputs], attrs, 6).program;
+      const k = base.entries.forward.kernels.find((x) => x.family === family)!;
+      const withPre: Kernel = { ...k, pre: { x: { op: 'sigmoid', a: { op: 'x', offset: 0 } } } };
+      const entry = { ...base.entries.forward, kernels: [withPre] };
+      const program: Program = { ...base, entries: { forward: entry, prefill: entry, decode: entry } };
+      const outputs = (b: Backend) => {
+        const pool = b.createStatePool(4);
+        const inv = b.begin(entry, { tokens: new Int32Array(6), positions: new Int32Array(6), seqs: [{ start: 0, len: 6 }], slots: [pool.acquire()], lengths: [0] }, pool);
+        ['x', 'idx'].forEach((n, i) => { const v = withPre.inputs[n]; if (v) inv.write(v as View, (inputs[i] as { act: Float32Array }).act); });
+        for (const y of Object.values(withPre.outputs)) inv.write(y, new Float32Array(inv.read(y).length).fill(Number.NaN));
+        inv.dispatch(withPre);
+        return Object.values(withPre.outputs).map((y) => inv.read(y));
+      };
+      const wasm = wasmFor(program);
+      expect(wasm.renders(withPre), 'runs as the module\'s function').toBe(true);
+      const cpu = new CpuBackend(program), want = outputs(cpu), got = outputs(wasm);
+      cpu.dispose();
+      // the module's sigmoid (f32x4, within a few ulps of the reference's: test/runtime/wasm/program.test.ts' 2e-6)
+      want.forEach((w, i) => expectClose(got[i]!, w, { atol: 2e-6, rtol: 2e-6 }, `${op} output ${i}`));
+      if (op === 'topk') expect(Array.from(got[1]!), 'the same picks').toEqual(Array.from(want[1]!));
+      expect(Array.from(want[0]!).some((v, i) => v !== runOp(op, [...inputs], attrs, 6).outputs[0]![i]), 'the pre-expression changes the result').toBe(true);
+    });
+  }
 });
