@@ -60,6 +60,8 @@ const ROWS: Row[] = [
   { name: 'a model that returns its input', source: model('  return tokens'), code: 'AC411', line: 3, col: 10 },
   { name: 'a model that returns a weight', source: model('  e = Embedding(16, d)\n  x = e(tokens)\n  return e.weight'), code: 'AC411', line: 5, col: 10 },
   { name: 'logits of weights alone', source: model('  e = Embedding(16, d)\n  x = e(tokens)\n  logits = silu(e.weight)\n  return logits'), code: 'AC411', line: 6, col: 10 },
+  { name: 'gather by float indices', source: model('  e = Embedding(16, d)\n  x = e(tokens)\n  r = reshape(x, dims: [2, 4])\n  return gather(r, r)'), code: 'AC400', line: 6, col: 10 },
+  { name: 'scatter of more rows than indices', source: model('  e = Embedding(16, d)\n  x = e(tokens)\n  v, i = topk(x, k: 2)\n  return scatter(reshape(x, dims: [4, 2]), i, rows: 3)'), code: 'AC400', line: 6, col: 10 },
   { name: 'head with an activation as its weight', source: model('  e = Embedding(16, d)\n  x = e(tokens)\n  return head(x, silu(x))'), code: 'AC400', line: 5, col: 10 },
   { name: 'a one-tap causal conv', source: `import std.{CausalConv1d}\n${model('  e = Embedding(16, d)\n  x = e(tokens)\n  return head(c: CausalConv1d(d, 1)(x), e.weight)').replace(HEAD, 'import std.{Embedding}\n')}`, code: 'AC400', line: 6, col: 18 },
   { name: 'two ssd with different chunk lengths', source: `import std.{Mamba2, Embedding}\nmodel M(tokens: i32[T]) {\n  e = Embedding(16, 8)\n  x = e(tokens)\n  x = a: Mamba2(8, 2, 8, 1, 4, 4, 4)(x)\n  x = b: Mamba2(8, 2, 8, 1, 4, 4, 8)(x)\n  return head(x, e.weight)\n}\n`, code: 'AC400', line: 6, col: 10 },
