@@ -51,6 +51,8 @@ const CASES: Case[] = [
   { op: 'softmax', attrs: {}, inputs: (T, r) => [act(r, T, [3, 13], -50, 50)], Ts: [2, 5], exact: false },
   { op: 'softmax', attrs: {}, inputs: (T, r) => [act(r, T, [64], -5, 5)], Ts: [3], exact: false },
   { op: 'softmax', attrs: {}, inputs: (T, r) => [act(r, T, [1])], Ts: [4], exact: false },
+  // rows with NaN (all NaN), +inf (NaN: inf − inf), −inf (0) and signed zeros, as the reference
+  { op: 'softmax', attrs: {}, inputs: (T, r) => [awkward(r, T, 9)], Ts: [12], exact: false },
   { op: 'topk', attrs: { k: 2, normalize: false }, inputs: (T, r) => [act(r, T, [8])], Ts: [1, 9], exact: true },
   { op: 'topk', attrs: { k: 3, normalize: true }, inputs: (T, r) => [act(r, T, [40], 0.01, 1)], Ts: [2, 6], exact: true },
   { op: 'topk', attrs: { k: 4, normalize: false }, inputs: (T, r) => [awkward(r, T, 9)], Ts: [12], exact: true },
