@@ -21,17 +21,19 @@ const fa = (base: string, i: string) => addI(base, `(i32.shl ${i} ${i32(2)})`);
 
 /**
  * y = e^(x − max) / Σ e^(x − max) over each D-wide part of a W-wide row: the max over quads of f32
- * (f32x4.max, NaN-propagating as Math.max), then e^(x − max) in f64 over pairs (exp64x2) for the
- * sum and again for the outputs, each divided by the sum in f64 and rounded once — the reference's
- * double arithmetic, its sum's order in pairs (a difference of an f64 ulp, not an f32 one).
+ * (f32x4.max, NaN-propagating as Math.max), then e^(x − max) in f64 over pairs (exp64x2) kept in the
+ * row's scratch (`exp`, D doubles) as they are summed, each then divided by the sum in f64 and
+ * rounded once — the reference's double arithmetic, its sum's order in pairs (a difference of an f64
+ * ulp, not an f32 one).
  */
 export function softmaxRun(f: Fn): string {
   const k = ofFamily(f.k, 'softmax'), { W, D } = k.sizes;
   const x = viewIn(f, 'x'), y = k.outputs.y ?? unsupported('no output y');
   if (x.width !== W || y.width !== W || W % D) unsupported('a softmax view');
   const Q = D - (D % 4), P = D - (D % 2);
-  const r = f.fresh('r'), s = f.fresh('s'), i = f.fresh('i'), src = f.fresh('src'), dst = f.fresh('dst');
-  const mx4 = f.fresh('mx4', 'v128'), mx = f.fresh('mx', 'f32'), m2 = f.fresh('m2', 'v128'), sum2 = f.fresh('sum2', 'v128'), sum = f.fresh('sum', 'f64');
+  const r = f.fresh('r'), s = f.fresh('s'), i = f.fresh('i'), src = f.fresh('src'), dst = f.fresh('dst'), ex = f.fresh('ex');
+  const mx4 = f.fresh('mx4', 'v128'), mx = f.fresh('mx', 'f32'), m2 = f.fresh('m2', 'v128'), e2 = f.fresh('e2', 'v128'), sum2 = f.fresh('sum2', 'v128'), sum = f.fresh('sum', 'f64');
+  const da = (base: string, at: string) => addI(base, `(i32.shl ${at} ${i32(3)})`);
   const pair = (base: string) => `(f64x2.sub (f64x2.promote_low_f32x4 (v128.load64_zero ${fa(base, get(i))})) ${get(m2)})`;
   const last = (base: string) => `(f64.sub (f64.promote_f32 (f32.load offset=${(D - 1) * 4} ${base})) (f64x2.extract_lane 0 ${get(m2)}))`;
   const lane = (n: number) => `(f32x4.extract_lane ${n} ${get(mx4)})`;
@@ -41,14 +43,18 @@ ${f.loop(i, i32(0), i32(Q), `(local.set $${mx4} (f32x4.max ${get(mx4)} (v128.loa
 ${f.loop(i, i32(Q), i32(D), `(local.set $${mx} (f32.max ${get(mx)} (f32.load ${fa(get(src), get(i))})))`)}
 (local.set $${m2} (f64x2.splat (f64.promote_f32 ${get(mx)})))
 (local.set $${sum2} (v128.const f64x2 0 0))
-${f.loop(i, i32(0), i32(P), `(local.set $${sum2} (f64x2.add ${get(sum2)} (call $exp64x2 ${pair(get(src))})))`, 2)}
+${f.loop(i, i32(0), i32(P), `(local.set $${e2} (call $exp64x2 ${pair(get(src))}))
+(v128.store ${da(get(ex), get(i))} ${get(e2)})
+(local.set $${sum2} (f64x2.add ${get(sum2)} ${get(e2)}))`, 2)}
 (local.set $${sum} (f64.add (f64x2.extract_lane 0 ${get(sum2)}) (f64x2.extract_lane 1 ${get(sum2)})))
-${P < D ? `(local.set $${sum} (f64.add ${get(sum)} (call $exp64 ${last(get(src))})))` : ''}
-${f.loop(i, i32(0), i32(P), `(v128.store64_lane 0 ${fa(get(dst), get(i))} (f32x4.demote_f64x2_zero (f64x2.div (call $exp64x2 ${pair(get(src))}) (f64x2.splat ${get(sum)}))))`, 2)}
-${P < D ? `(f32.store offset=${(D - 1) * 4} ${get(dst)} (f32.demote_f64 (f64.div (call $exp64 ${last(get(src))}) ${get(sum)})))` : ''}`;
+${P < D ? `(f64.store offset=${(D - 1) * 8} ${get(ex)} (call $exp64 ${last(get(src))}))
+(local.set $${sum} (f64.add ${get(sum)} (f64.load offset=${(D - 1) * 8} ${get(ex)})))` : ''}
+${f.loop(i, i32(0), i32(P), `(v128.store64_lane 0 ${fa(get(dst), get(i))} (f32x4.demote_f64x2_zero (f64x2.div (v128.load ${da(get(ex), get(i))}) (f64x2.splat ${get(sum)}))))`, 2)}
+${P < D ? `(f32.store offset=${(D - 1) * 4} ${get(dst)} (f32.demote_f64 (f64.div (f64.load offset=${(D - 1) * 8} ${get(ex)}) ${get(sum)})))` : ''}`;
   const xr = readX(f, x);
   return (xr.first ? `${xr.first}\n` : '') + f.loop(r, i32(0), get('rows'), f.loop(s, i32(0), i32(W / D), `(local.set $${src} ${addI(xr.row(get(r)), `(i32.shl ${mulI(get(s), D)} ${i32(2)})`)})
 (local.set $${dst} ${addI(f.viewRow(y)(get(r)), `(i32.shl ${mulI(get(s), D)} ${i32(2)})`)})
+(local.set $${ex} ${f.scratchRow('exp')(get(r))})
 ${part}`));
 }
 

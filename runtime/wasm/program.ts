@@ -83,6 +83,8 @@ export function scratchPlan(k: Kernel): { name: string; perRow: number }[] {
   if (k.family === 'ssd' || k.family === 'ssd_step' || k.family === 'conv' || k.family === 'conv_step' || k.family === 'softmax' || k.family === 'topk' || k.family === 'gather' || k.family === 'scatter') {
     for (const [name, o] of views.sort((a, b) => (a[0] < b[0] ? -1 : 1))) if (k.pre?.[name]) add(`pre:${name}`, o.width);
   }
+  // a softmax part's exponentials in f64, per row
+  if (k.family === 'softmax') add('exp', 2 * k.sizes.D);
   const maps = (k.epilogue ?? []).filter((s) => s.kind === 'map');
   const widest = Math.max(0, ...maps.map((s) => s.width));
   const bias = k.family === 'matmul' && k.inputs.b ? 1 : 0;
