@@ -30,6 +30,8 @@ const CASES: { op: string; inputs: OpInput[]; attrs: Attrs; T: number; mode?: En
   { op: 'softmax', inputs: [act(6, [3, 7], -20, 20)], attrs: {}, T: 6 },
   { op: 'softmax', inputs: [act(2, [40], -5, 5)], attrs: {}, T: 2, mode: 'decode' },
   { op: 'topk', inputs: [ties(4)], attrs: { k: 3, normalize: false }, T: 4 },
+  // a NaN counts as the largest (torch.topk on the CPU), before the ties
+  { op: 'topk', inputs: [{ act: Float32Array.from({ length: 24 }, (_, i) => [0.5, Number.NaN, 0.5, 0.25, Number.NaN, 0.1, 0.5, 0.25][i % 8]! + (i >= 8 && i % 8 !== 1 && i % 8 !== 4 ? r() : 0)), shape: ['T', 8] }], attrs: { k: 3, normalize: false }, T: 3 },
   { op: 'topk', inputs: [act(5, [8], 0.05, 1)], attrs: { k: 2, normalize: true }, T: 5, mode: 'decode' },
   { op: 'experts', inputs: [act(7, [12]), routes(7, 2, 5), act(7, [2], 0.1, 1), weight([5, 16, 12]), weight([5, 12, 8])], attrs: {}, T: 7 },
   { op: 'experts', inputs: [act(3, [16]), routes(3, 1, 4), act(3, [1], 0.1, 1), weight([4, 20, 16]), weight([4, 16, 10])], attrs: {}, T: 3, mode: 'decode' },
