@@ -95,11 +95,12 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  runtime/wasm/pack-train.ts); cli +56: `archc train --engine`, --hf-config passed to the compiler, `forward --grads --engine wasm`;
  *  runtime +24: the f32 engine's sigmoid, relu2 and scale records, and RT603 for the routing ops it has none for yet;
  *  codegen +13: codegen/wgsl/passes.ts, the pieces of every WGSL family's passes, out of render.ts (past 600 lines);
+ *  runtime +164, codegen +38: the generated package's `./train` (runtime/train/session.ts `Trainer`, RT604/RT605);
  *  codegen +103, runtime +5: the routers' softmax and topk in the wasm program module (codegen/wasm/route.ts);
  *  compiler +81, codegen +70, runtime +43: rows by index (issue 21: compiler/ops-gather.ts gather and scatter, their
  *  VJPs in vjp-route.ts, family records, the CPU reference in runtime/cpu/route.ts, wasm, WGSL and CUDA kernels);
  *  codegen +6, runtime +2: the wasm softmax's exponentials kept in f64 scratch, computed once. */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5011, codegen: 5466, runtime: 14682, cli: 3227 };
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5011, codegen: 5504, runtime: 14846, cli: 3227 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {

@@ -1,6 +1,6 @@
 // `archc build` makes a package that works on its own: packed with `npm pack`, installed into an
 // empty directory (no archc there), loading a checkpoint and giving the same logits as archc does,
-// and serving it over HTTP from its ./serve export.
+// serving it over HTTP from its ./serve export, and fine-tuning it from its ./train export.
 // Builds, npm and node run as child processes awaited asynchronously: a synchronous build or
 // install of a minute on a loaded machine would stall the test worker past vitest's RPC deadline.
 
@@ -13,7 +13,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compileFile } from '../../compiler/compile.ts';
 import { hfConfigText, initWeights } from '../../compiler/init.ts';
 import { lowerToProgram } from '../../compiler/lower.ts';
-import { checkGraphJson } from '../../compiler/schema.ts';
+import { wasmKernelVariants } from '../../codegen/wasm/assemble.ts';
+import { checkGraphJson, graphToJson } from '../../compiler/schema.ts';
+import { Trainer, trainGraphFromJson } from '../../runtime/train/session.ts';
 import { Model } from '../../runtime/model.ts';
 import { createRng } from '../../runtime/rng.ts';
 import { writeSafetensors } from '../../runtime/safetensors.ts';
@@ -22,6 +24,7 @@ import { MODELS } from '../helpers/compile.ts';
 
 const run = (cmd: string, args: readonly string[], cwd: string) => promisify(execFile)(cmd, args, { cwd, maxBuffer: 16 << 20 });
 
+const TRAIN_SEQS = [[3, 1, 4, 1, 5, 9, 2, 6], [5, 3, 5, 8, 9]];
 const TINY = ['vocab=48', 'd_model=32', 'n_layers=3', 'attn_layers=[1]', 'n_heads=4', 'n_kv_heads=2', 'mamba_heads=4',
   'd_state=8', 'd_ff=48', 'chunk=4', 'dtype=f32'];
 
@@ -93,6 +96,13 @@ describe('the generated package', () => {
       const page = await (await fetch(s.url + '/')).text();
       await s.close();
       writeFileSync('served.json', JSON.stringify({ served: r1.choices[0].token_ids, alone, page: page.slice(0, 15) }));
+      // fine-tuning from the package's ./train: two steps on one packed batch, saved as a run
+      const { Trainer } = await import('archc-model-bamba-tiny/train');
+      const t = await Trainer.open(${JSON.stringify(ckpt)}, { steps: 2, lr: 1e-2, threads: 2 });
+      const losses = [0, 1].map(() => t.step(Trainer.pack(${JSON.stringify(TRAIN_SEQS)})).loss);
+      t.save('run');
+      t.close();
+      writeFileSync('trained.json', JSON.stringify(losses));
     `);
     await run(process.execPath, ['run.mjs'], app);
     expect(existsSync(join(app, 'node_modules', 'webgpu'))).toBe(false);
@@ -106,6 +116,15 @@ describe('the generated package', () => {
     expect(served.page).toBe('<!doctype html>');
     expect(manifest.exports['./serve']).toEqual({ types: './dist/serve.d.ts', default: './dist/serve.js' });
     const got = new Float32Array(new Uint8Array(readFileSync(join(app, 'logits.bin'))).buffer);
+    // trained in the package as by archc's own Trainer over the same graph and kernels: the same weights, bit for bit
+    expect(manifest.exports['./train']).toEqual({ types: './dist/train.d.ts', default: './dist/train.js' });
+    const [l1, l2] = JSON.parse(readFileSync(join(app, 'trained.json'), 'utf8')) as number[];
+    expect(l2!, `loss ${l1} then ${l2} on the same batch`).toBeLessThan(l1!);
+    const mine = await Trainer.open(trainGraphFromJson(graphToJson(compiled.graph)), await wasmKernelVariants(), ckpt, { steps: 2, lr: 1e-2, threads: 2 });
+    for (let k = 0; k < 2; k++) mine.step(Trainer.pack(TRAIN_SEQS));
+    mine.save(join(work, 'run-ref'));
+    mine.close();
+    expect(readFileSync(join(app, 'run', 'model.safetensors')).equals(readFileSync(join(work, 'run-ref', 'model.safetensors')))).toBe(true);
 
     const model = await Model.loadProgram(program, ckpt);
     const want = model.forward({ ids, positions }).logits;
