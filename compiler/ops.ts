@@ -252,12 +252,20 @@ export const OPS: readonly OpDef[] = [
       return sizes.map((n) => f32([...X.shape.slice(0, -1), n]));
     },
     flops: () => 0,
+    // a view holds one row per token: a part of a [T, …, W] tensor with several rows of W per token
+    // is one copy per row (row s: columns s·W + offset of x into s·n of the part)
     lower(c) {
-      const x = c.in(0) as View;
-      let col = x.col;
+      const x = c.in(0) as View, W = last(c.types[0]!) as number, rows = rowSize(c.types[0]!) / W;
+      let offset = 0;
       (c.attrs.sizes as number[]).forEach((n, i) => {
-        c.emit({ family: 'copy', part: String(i), sizes: { W: n }, inputs: { x: { buf: x.buf, col, width: n } }, outputs: { y: c.out(i) } });
-        col += n;
+        const y = c.out(i);
+        for (let s = 0; s < rows; s++) {
+          c.emit({
+            family: 'copy', part: rows > 1 ? `${i}.${s}` : String(i), sizes: { W: n },
+            inputs: { x: { buf: x.buf, col: x.col + s * W + offset, width: n } }, outputs: { y: rows > 1 ? { buf: y.buf, col: y.col + s * n, width: n } : y },
+          });
+        }
+        offset += n;
       });
     },
   },
