@@ -37,12 +37,16 @@ export const SCALE: OpDef = {
   lower(c) {
     const by = num(c.attrs, 'by'), sizes = c.attrs.sizes as number[] | undefined;
     if (!sizes) return c.elementwise((leaf) => ({ op: 'mul', a: leaf(0), b: { op: 'const', value: by } }));
-    // one kernel per part, each writing its columns of the output (as split's copies read theirs)
-    const x = c.in(0) as View, y = c.out(0);
+    // one kernel per part and row of the token (as split's copies read theirs), each writing its
+    // columns of the output: a view holds one row per token
+    const x = c.in(0) as View, y = c.out(0), W = last(c.types[0]!) as number, rows = rowSize(c.types[0]!) / W;
     let col = 0;
     sizes.forEach((n, i) => {
-      c.emit({ family: 'elementwise', part: String(i), sizes: { W: n }, inputs: { x: { buf: x.buf, col: x.col + col, width: n } },
-        body: { op: 'mul', a: { op: 'in', name: 'x' }, b: { op: 'const', value: by * (c.attrs.factors as number[])[i]! } }, outputs: { y: { buf: y.buf, col: y.col + col, width: n } } });
+      for (let s = 0; s < rows; s++) {
+        const at = s * W + col;
+        c.emit({ family: 'elementwise', part: rows > 1 ? `${i}.${s}` : String(i), sizes: { W: n }, inputs: { x: { buf: x.buf, col: x.col + at, width: n } },
+          body: { op: 'mul', a: { op: 'in', name: 'x' }, b: { op: 'const', value: by * (c.attrs.factors as number[])[i]! } }, outputs: { y: { buf: y.buf, col: y.col + at, width: n } } });
+      }
       col += n;
     });
   },

@@ -1,5 +1,5 @@
-// `split` of a tensor with several rows per token ([T, 2, 24] into [T, 2, 12] twice: each part is one
-// copy per row, since an arena view holds one row per token) against the graph evaluated op by op in
+// `split` and `scale` by parts of a tensor with several rows per token ([T, 2, 24] into [T, 2, 12]
+// twice: each part is one kernel per row, since an arena view holds one row per token) against the graph evaluated op by op in
 // float64 (compiler/grad.ts, whose split cuts every row): the CPU engine and wasm within 1e-5 of the
 // logits' scale, WebGPU (SwiftShader) within 1e-4, packed over two sequences and prefill then decode.
 
