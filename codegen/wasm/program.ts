@@ -49,7 +49,7 @@ function convStepPass(f: Fn, s: Extract<Epilogue, { kind: 'conv_step' }>, rows: 
 ${taps.join('\n')}
 (f32.store ${at} (f32.demote_f64 (f64.add ${get(acc)} ${b ? `(f64.promote_f32 (f32.load ${addI(b, `(i32.shl ${get(c)} ${i32(2)})`)}))` : '(f64.const 0)'})))
 ${shift.join('\n')}`);
-  const conv = f.loop(r, i32(0), rows, `(local.set $${rb} ${addI(cur(get(r)), s.col * 4)})\n${body}`);
+  const conv = f.rowLoop(r, rows, `(local.set $${rb} ${addI(cur(get(r)), s.col * 4)})\n${body}`);
   if (!s.post) return conv;
   if (!xOffsetsZero(s.post)) unsupported('a conv post-expression reading other columns');
   const here: RowAt = (row) => addI(cur(row), s.col * 4);
@@ -272,7 +272,8 @@ ${tail}
 (f32.store ${addI(get(yr), `(i32.shl ${addI(mulI(get(h), P), get(p))} ${i32(2)})`)} (f32.demote_f64 (f64.add
   (f64.add (f64.add (f64.promote_f32 (f32.add (f32x4.extract_lane 0 ${get(acc)}) (f32x4.extract_lane 2 ${get(acc)}))) (f64.promote_f32 (f32.add (f32x4.extract_lane 1 ${get(acc)}) (f32x4.extract_lane 3 ${get(acc)})))) (f64.promote_f32 ${get(a)}))
   (f64.mul (f64.promote_f32 ${fl(row('D')(i32(0)), get(h))}) (f64.promote_f32 ${fl(get(xr), addI(mulI(get(h), P), get(p)))})))))`);
-  const perH = f.loop(h, i32(0), i32(H), `(local.set $${d} (f64.promote_f32 ${fl(get(dtr), get(h))}))
+  // heads [u0, min(u1, H)) of every row: each thread its own (runtime/wasm/split.ts)
+  const perH = f.loop(h, get('u0'), `(select ${get('u1')} ${i32(H)} (i32.lt_s ${get('u1')} ${i32(H)}))`, `(local.set $${d} (f64.promote_f32 ${fl(get(dtr), get(h))}))
 (local.set $${decay} (f32x4.splat (f32.demote_f64 (call $exp64 (f64.mul ${get(d)} (f64.promote_f32 ${fl(row('A')(i32(0)), get(h))}))))))
 (local.set $${bo} ${addI(get(br), `(i32.shl ${mulI(`(i32.div_u ${get(h)} ${i32(hpg)})`, N)} ${i32(2)})`)})
 (local.set $${co} ${addI(get(cr), `(i32.shl ${mulI(`(i32.div_u ${get(h)} ${i32(hpg)})`, N)} ${i32(2)})`)})
