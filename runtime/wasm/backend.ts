@@ -370,14 +370,12 @@ export class WasmBackend extends CpuBackend {
       calls.run(r.run!, [run.T, run.S, run.seq, rows, this.scratch(own ? bytes * this.kernels.threads : bytes), 0, 0], args, units, split, own ? bytes : 0);
       return true;
     }
-    const w = this.weight((k.inputs.w as { weight: string }).weight);
-    const p = this.packed.get(w);
+    const p = this.packed.get(this.weight((k.inputs.w as { weight: string }).weight));
     if (!p || !r.post) throw new Error(`archc runtime: ${k.name}: the plan places it in the wasm module, but its matrix was not packed`);
     const K = k.sizes.K | 0, N = k.sizes.N | 0;
     if (p.K !== K || p.N !== N) throw new RangeError(`${k.name}: weight [${p.N}, ${p.K}] does not match K=${K}, N=${N}`);
     const outRows = k.prologue?.[0]?.kind === 'gather_last' ? run.S : rows;
-    const ldy = p.panels * this.kernels.NR;
-    const scr = this.scratch(4 * rows * (perRow + ldy) + 16);
+    const ldy = p.panels * this.kernels.NR, scr = this.scratch(4 * rows * (perRow + ldy) + 16);
     const y0 = scr + 4 * rows * perRow;
     const fixed = [run.T, run.S, run.seq, rows, scr, ldy, y0] as const;
     let xAt: number, ldx: number;
