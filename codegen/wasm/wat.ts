@@ -275,7 +275,8 @@ export function normPass(f: Fn, kind: 'rms' | 'layer', rows: string, src: RowAt,
 ${f.loop(i, i32(0), i32(gs), `(local.set $${h} ${ld(get(s), gi)})
 (local.set $${acc} (f64.add ${get(acc)} (f64.mul ${get(h)} ${get(h)})))`)}
 (local.set $${inv} (f64.div (f64.const 1) (f64.sqrt (f64.add (f64.div ${get(acc)} (f64.const ${gs})) (f64.const ${f64lit(eps)})))))
-${f.loop(i, i32(0), i32(gs), `(f32.store ${at(get(d), gi)} (f32.mul (f32.load ${at(w, gi)}) (f32.demote_f64 (f64.mul ${ld(get(s), gi)} ${get(inv)}))))`)}`, gs);
+${gs % 4 ? f.loop(i, i32(0), i32(gs), `(f32.store ${at(get(d), gi)} (f32.mul (f32.load ${at(w, gi)}) (f32.demote_f64 (f64.mul ${ld(get(s), gi)} ${get(inv)}))))`)
+    : f.loop(i, i32(0), i32(gs), rmsScale4(f, at(get(s), gi), at(get(d), gi), at(w, gi), get(inv)), 4)}`, gs);
   } else {
     const x = ld(get(s), get(i));
     body = `(local.set $${acc} (f64.const 0))
@@ -288,6 +289,16 @@ ${f.loop(i, i32(0), i32(D), `(local.set $${h} (f64.sub ${x} ${get(mean)}))
 ${f.loop(i, i32(0), i32(D), `(f32.store ${at(get(d), get(i))} (f32.demote_f64 (f64.add (f64.mul (f64.mul (f64.sub ${x} ${get(mean)}) ${get(inv)}) ${ld(w, get(i))}) ${b ? ld(b, get(i)) : '(f64.const 0)'})))`)}`;
   }
   return f.rowLoop(r, rows, `(local.set $${s} ${src(get(r))})\n(local.set $${d} ${dst(get(r))})\n${body}`);
+}
+
+/** Four columns of an RMS norm's output, w · f32(h · inv): the products in f64x2 and each rounded
+ *  to f32, as the scalar loop (the same values). */
+function rmsScale4(f: Fn, src: string, dst: string, w: string, inv: string): string {
+  const h = f.fresh('h4', 'v128'), iv = `(f64x2.splat ${inv})`;
+  const half = (e: string) => `(f32x4.demote_f64x2_zero (f64x2.mul (f64x2.promote_low_f32x4 ${e}) ${iv}))`;
+  const high = `(i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 ${get(h)} ${get(h)})`;
+  return `(local.set $${h} (v128.load ${src}))
+(v128.store ${dst} (f32x4.mul (v128.load ${w}) (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 ${half(get(h))} ${half(high)})))`;
 }
 
 // ---- epilogue stages --------------------------------------------------------------------------

@@ -295,15 +295,15 @@
 (export "decode.0.run" (func $k0))
 ;; forward.1.pre forward.5.pre forward.10.pre forward.12.pre forward.16.pre forward.21.pre forward.23.pre prefill.1.pre prefill.5.pre prefill.10.pre prefill.12.pre prefill.16.pre prefill.21.pre decode.4.pre decode.9.pre decode.14.pre decode.19.pre decode.21.pre
 (func $k1 (param $T i32) (param $S i32) (param $seq i32) (param $rows i32) (param $scr i32) (param $ldy i32) (param $y0 i32) (param $u0 i32) (param $u1 i32) (param $a0 i32) (param $a1 i32) (param $a2 i32)
-  (local $r0 i32) (local $s1 i32) (local $d2 i32) (local $g3 i32) (local $i4 i32) (local $acc5 f64) (local $mean6 f64) (local $inv7 f64) (local $h8 f64)
+  (local $r0 i32) (local $s1 i32) (local $d2 i32) (local $g3 i32) (local $i4 i32) (local $acc5 f64) (local $mean6 f64) (local $inv7 f64) (local $h8 f64) (local $h410 v128)
   (local.set $r0 (local.get $u0))
-  (block $e12 (loop $l12
-    (br_if $e12 (i32.ge_s (local.get $r0) (select (local.get $u1) (local.get $rows) (i32.lt_s (local.get $u1) (local.get $rows)))))
+  (block $e13 (loop $l13
+    (br_if $e13 (i32.ge_s (local.get $r0) (select (local.get $u1) (local.get $rows) (i32.lt_s (local.get $u1) (local.get $rows)))))
     (local.set $s1 (i32.add (local.get $a0) (i32.shl (i32.mul (local.get $r0) (i32.const 32)) (i32.const 2))))
   (local.set $d2 (i32.add (i32.add (local.get $scr) (i32.shl (i32.mul (local.get $rows) (i32.const 0)) (i32.const 2))) (i32.shl (i32.mul (local.get $r0) (i32.const 32)) (i32.const 2))))
   (local.set $g3 (i32.const 0))
-  (block $e11 (loop $l11
-    (br_if $e11 (i32.ge_s (local.get $g3) (i32.const 32)))
+  (block $e12 (loop $l12
+    (br_if $e12 (i32.ge_s (local.get $g3) (i32.const 32)))
     (local.set $acc5 (f64.const 0))
   (local.set $i4 (i32.const 0))
   (block $e9 (loop $l9
@@ -314,15 +314,16 @@
     (br $l9)))
   (local.set $inv7 (f64.div (f64.const 1) (f64.sqrt (f64.add (f64.div (local.get $acc5) (f64.const 32)) (f64.const 0.00001)))))
   (local.set $i4 (i32.const 0))
-  (block $e10 (loop $l10
-    (br_if $e10 (i32.ge_s (local.get $i4) (i32.const 32)))
-    (f32.store (i32.add (local.get $d2) (i32.shl (i32.add (local.get $g3) (local.get $i4)) (i32.const 2))) (f32.mul (f32.load (i32.add (local.get $a2) (i32.shl (i32.add (local.get $g3) (local.get $i4)) (i32.const 2)))) (f32.demote_f64 (f64.mul (f64.promote_f32 (f32.load (i32.add (local.get $s1) (i32.shl (i32.add (local.get $g3) (local.get $i4)) (i32.const 2))))) (local.get $inv7)))))
-    (local.set $i4 (i32.add (local.get $i4) (i32.const 1)))
-    (br $l10)))
-    (local.set $g3 (i32.add (local.get $g3) (i32.const 32)))
+  (block $e11 (loop $l11
+    (br_if $e11 (i32.ge_s (local.get $i4) (i32.const 32)))
+    (local.set $h410 (v128.load (i32.add (local.get $s1) (i32.shl (i32.add (local.get $g3) (local.get $i4)) (i32.const 2)))))
+  (v128.store (i32.add (local.get $d2) (i32.shl (i32.add (local.get $g3) (local.get $i4)) (i32.const 2))) (f32x4.mul (v128.load (i32.add (local.get $a2) (i32.shl (i32.add (local.get $g3) (local.get $i4)) (i32.const 2)))) (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (f32x4.demote_f64x2_zero (f64x2.mul (f64x2.promote_low_f32x4 (local.get $h410)) (f64x2.splat (local.get $inv7)))) (f32x4.demote_f64x2_zero (f64x2.mul (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 (local.get $h410) (local.get $h410))) (f64x2.splat (local.get $inv7)))))))
+    (local.set $i4 (i32.add (local.get $i4) (i32.const 4)))
     (br $l11)))
+    (local.set $g3 (i32.add (local.get $g3) (i32.const 32)))
+    (br $l12)))
     (local.set $r0 (i32.add (local.get $r0) (i32.const 1)))
-    (br $l12))))
+    (br $l13))))
 (export "forward.1.pre" (func $k1))
 (export "forward.5.pre" (func $k1))
 (export "forward.10.pre" (func $k1))
@@ -471,7 +472,7 @@
 (export "prefill.14.pre" (func $k4))
 ;; forward.4.pre forward.15.pre prefill.4.pre prefill.15.pre decode.3.pre decode.13.pre
 (func $k5 (param $T i32) (param $S i32) (param $seq i32) (param $rows i32) (param $scr i32) (param $ldy i32) (param $y0 i32) (param $u0 i32) (param $u1 i32) (param $a0 i32) (param $a1 i32) (param $a2 i32) (param $a3 i32) (param $a4 i32)
-  (local $r0 i32) (local $xr1 i32) (local $dr2 i32) (local $j i32) (local $in_x i32) (local $in_z i32) (local $r8 i32) (local $s9 i32) (local $d10 i32) (local $g11 i32) (local $i12 i32) (local $acc13 f64) (local $mean14 f64) (local $inv15 f64) (local $h16 f64)
+  (local $r0 i32) (local $xr1 i32) (local $dr2 i32) (local $j i32) (local $in_x i32) (local $in_z i32) (local $r8 i32) (local $s9 i32) (local $d10 i32) (local $g11 i32) (local $i12 i32) (local $acc13 f64) (local $mean14 f64) (local $inv15 f64) (local $h16 f64) (local $h418 v128)
   (local.set $r0 (local.get $u0))
   (block $e7 (loop $l7
     (br_if $e7 (i32.ge_s (local.get $r0) (select (local.get $u1) (local.get $rows) (i32.lt_s (local.get $u1) (local.get $rows)))))
@@ -492,13 +493,13 @@
     (local.set $r0 (i32.add (local.get $r0) (i32.const 1)))
     (br $l7)))
   (local.set $r8 (local.get $u0))
-  (block $e20 (loop $l20
-    (br_if $e20 (i32.ge_s (local.get $r8) (select (local.get $u1) (local.get $rows) (i32.lt_s (local.get $u1) (local.get $rows)))))
+  (block $e21 (loop $l21
+    (br_if $e21 (i32.ge_s (local.get $r8) (select (local.get $u1) (local.get $rows) (i32.lt_s (local.get $u1) (local.get $rows)))))
     (local.set $s9 (i32.add (i32.add (local.get $scr) (i32.shl (i32.mul (local.get $rows) (i32.const 0)) (i32.const 2))) (i32.shl (i32.mul (local.get $r8) (i32.const 64)) (i32.const 2))))
   (local.set $d10 (i32.add (i32.add (local.get $scr) (i32.shl (i32.mul (local.get $rows) (i32.const 0)) (i32.const 2))) (i32.shl (i32.mul (local.get $r8) (i32.const 64)) (i32.const 2))))
   (local.set $g11 (i32.const 0))
-  (block $e19 (loop $l19
-    (br_if $e19 (i32.ge_s (local.get $g11) (i32.const 64)))
+  (block $e20 (loop $l20
+    (br_if $e20 (i32.ge_s (local.get $g11) (i32.const 64)))
     (local.set $acc13 (f64.const 0))
   (local.set $i12 (i32.const 0))
   (block $e17 (loop $l17
@@ -509,15 +510,16 @@
     (br $l17)))
   (local.set $inv15 (f64.div (f64.const 1) (f64.sqrt (f64.add (f64.div (local.get $acc13) (f64.const 64)) (f64.const 0.00001)))))
   (local.set $i12 (i32.const 0))
-  (block $e18 (loop $l18
-    (br_if $e18 (i32.ge_s (local.get $i12) (i32.const 64)))
-    (f32.store (i32.add (local.get $d10) (i32.shl (i32.add (local.get $g11) (local.get $i12)) (i32.const 2))) (f32.mul (f32.load (i32.add (local.get $a4) (i32.shl (i32.add (local.get $g11) (local.get $i12)) (i32.const 2)))) (f32.demote_f64 (f64.mul (f64.promote_f32 (f32.load (i32.add (local.get $s9) (i32.shl (i32.add (local.get $g11) (local.get $i12)) (i32.const 2))))) (local.get $inv15)))))
-    (local.set $i12 (i32.add (local.get $i12) (i32.const 1)))
-    (br $l18)))
-    (local.set $g11 (i32.add (local.get $g11) (i32.const 64)))
+  (block $e19 (loop $l19
+    (br_if $e19 (i32.ge_s (local.get $i12) (i32.const 64)))
+    (local.set $h418 (v128.load (i32.add (local.get $s9) (i32.shl (i32.add (local.get $g11) (local.get $i12)) (i32.const 2)))))
+  (v128.store (i32.add (local.get $d10) (i32.shl (i32.add (local.get $g11) (local.get $i12)) (i32.const 2))) (f32x4.mul (v128.load (i32.add (local.get $a4) (i32.shl (i32.add (local.get $g11) (local.get $i12)) (i32.const 2)))) (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (f32x4.demote_f64x2_zero (f64x2.mul (f64x2.promote_low_f32x4 (local.get $h418)) (f64x2.splat (local.get $inv15)))) (f32x4.demote_f64x2_zero (f64x2.mul (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 (local.get $h418) (local.get $h418))) (f64x2.splat (local.get $inv15)))))))
+    (local.set $i12 (i32.add (local.get $i12) (i32.const 4)))
     (br $l19)))
+    (local.set $g11 (i32.add (local.get $g11) (i32.const 64)))
+    (br $l20)))
     (local.set $r8 (i32.add (local.get $r8) (i32.const 1)))
-    (br $l20))))
+    (br $l21))))
 (export "forward.4.pre" (func $k5))
 (export "forward.15.pre" (func $k5))
 (export "prefill.4.pre" (func $k5))
@@ -627,15 +629,15 @@
 (export "decode.20.post" (func $k8))
 ;; forward.7.pre forward.18.pre prefill.7.pre prefill.18.pre decode.6.pre decode.16.pre
 (func $k9 (param $T i32) (param $S i32) (param $seq i32) (param $rows i32) (param $scr i32) (param $ldy i32) (param $y0 i32) (param $u0 i32) (param $u1 i32) (param $a0 i32) (param $a1 i32) (param $a2 i32) (param $a3 i32)
-  (local $r0 i32) (local $s1 i32) (local $d2 i32) (local $g3 i32) (local $i4 i32) (local $acc5 f64) (local $mean6 f64) (local $inv7 f64) (local $h8 f64)
+  (local $r0 i32) (local $s1 i32) (local $d2 i32) (local $g3 i32) (local $i4 i32) (local $acc5 f64) (local $mean6 f64) (local $inv7 f64) (local $h8 f64) (local $h410 v128)
   (local.set $r0 (local.get $u0))
-  (block $e12 (loop $l12
-    (br_if $e12 (i32.ge_s (local.get $r0) (select (local.get $u1) (local.get $rows) (i32.lt_s (local.get $u1) (local.get $rows)))))
+  (block $e13 (loop $l13
+    (br_if $e13 (i32.ge_s (local.get $r0) (select (local.get $u1) (local.get $rows) (i32.lt_s (local.get $u1) (local.get $rows)))))
     (local.set $s1 (i32.add (local.get $a0) (i32.shl (i32.mul (local.get $r0) (i32.const 32)) (i32.const 2))))
   (local.set $d2 (i32.add (i32.add (local.get $scr) (i32.shl (i32.mul (local.get $rows) (i32.const 0)) (i32.const 2))) (i32.shl (i32.mul (local.get $r0) (i32.const 32)) (i32.const 2))))
   (local.set $g3 (i32.const 0))
-  (block $e11 (loop $l11
-    (br_if $e11 (i32.ge_s (local.get $g3) (i32.const 32)))
+  (block $e12 (loop $l12
+    (br_if $e12 (i32.ge_s (local.get $g3) (i32.const 32)))
     (local.set $acc5 (f64.const 0))
   (local.set $i4 (i32.const 0))
   (block $e9 (loop $l9
@@ -646,15 +648,16 @@
     (br $l9)))
   (local.set $inv7 (f64.div (f64.const 1) (f64.sqrt (f64.add (f64.div (local.get $acc5) (f64.const 32)) (f64.const 0.00001)))))
   (local.set $i4 (i32.const 0))
-  (block $e10 (loop $l10
-    (br_if $e10 (i32.ge_s (local.get $i4) (i32.const 32)))
-    (f32.store (i32.add (local.get $d2) (i32.shl (i32.add (local.get $g3) (local.get $i4)) (i32.const 2))) (f32.mul (f32.load (i32.add (local.get $a2) (i32.shl (i32.add (local.get $g3) (local.get $i4)) (i32.const 2)))) (f32.demote_f64 (f64.mul (f64.promote_f32 (f32.load (i32.add (local.get $s1) (i32.shl (i32.add (local.get $g3) (local.get $i4)) (i32.const 2))))) (local.get $inv7)))))
-    (local.set $i4 (i32.add (local.get $i4) (i32.const 1)))
-    (br $l10)))
-    (local.set $g3 (i32.add (local.get $g3) (i32.const 32)))
+  (block $e11 (loop $l11
+    (br_if $e11 (i32.ge_s (local.get $i4) (i32.const 32)))
+    (local.set $h410 (v128.load (i32.add (local.get $s1) (i32.shl (i32.add (local.get $g3) (local.get $i4)) (i32.const 2)))))
+  (v128.store (i32.add (local.get $d2) (i32.shl (i32.add (local.get $g3) (local.get $i4)) (i32.const 2))) (f32x4.mul (v128.load (i32.add (local.get $a2) (i32.shl (i32.add (local.get $g3) (local.get $i4)) (i32.const 2)))) (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (f32x4.demote_f64x2_zero (f64x2.mul (f64x2.promote_low_f32x4 (local.get $h410)) (f64x2.splat (local.get $inv7)))) (f32x4.demote_f64x2_zero (f64x2.mul (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 (local.get $h410) (local.get $h410))) (f64x2.splat (local.get $inv7)))))))
+    (local.set $i4 (i32.add (local.get $i4) (i32.const 4)))
     (br $l11)))
+    (local.set $g3 (i32.add (local.get $g3) (i32.const 32)))
+    (br $l12)))
     (local.set $r0 (i32.add (local.get $r0) (i32.const 1)))
-    (br $l12))))
+    (br $l13))))
 (export "forward.7.pre" (func $k9))
 (export "forward.18.pre" (func $k9))
 (export "prefill.7.pre" (func $k9))
@@ -765,7 +768,7 @@
 (export "decode.21.post" (func $k11))
 ;; prefill.23.pre
 (func $k12 (param $T i32) (param $S i32) (param $seq i32) (param $rows i32) (param $scr i32) (param $ldy i32) (param $y0 i32) (param $u0 i32) (param $u1 i32) (param $a0 i32) (param $a1 i32) (param $a2 i32)
-  (local $r0 i32) (local $xr1 i32) (local $dr2 i32) (local $j i32) (local $in_x i32) (local $r8 i32) (local $s9 i32) (local $d10 i32) (local $g11 i32) (local $i12 i32) (local $acc13 f64) (local $mean14 f64) (local $inv15 f64) (local $h16 f64)
+  (local $r0 i32) (local $xr1 i32) (local $dr2 i32) (local $j i32) (local $in_x i32) (local $r8 i32) (local $s9 i32) (local $d10 i32) (local $g11 i32) (local $i12 i32) (local $acc13 f64) (local $mean14 f64) (local $inv15 f64) (local $h16 f64) (local $h418 v128)
   (local.set $r0 (local.get $u0))
   (block $e7 (loop $l7
     (br_if $e7 (i32.ge_s (local.get $r0) (select (local.get $u1) (local.get $S) (i32.lt_s (local.get $u1) (local.get $S)))))
@@ -785,13 +788,13 @@
     (local.set $r0 (i32.add (local.get $r0) (i32.const 1)))
     (br $l7)))
   (local.set $r8 (local.get $u0))
-  (block $e20 (loop $l20
-    (br_if $e20 (i32.ge_s (local.get $r8) (select (local.get $u1) (local.get $S) (i32.lt_s (local.get $u1) (local.get $S)))))
+  (block $e21 (loop $l21
+    (br_if $e21 (i32.ge_s (local.get $r8) (select (local.get $u1) (local.get $S) (i32.lt_s (local.get $u1) (local.get $S)))))
     (local.set $s9 (i32.add (i32.add (local.get $scr) (i32.shl (i32.mul (local.get $rows) (i32.const 0)) (i32.const 2))) (i32.shl (i32.mul (local.get $r8) (i32.const 32)) (i32.const 2))))
   (local.set $d10 (i32.add (i32.add (local.get $scr) (i32.shl (i32.mul (local.get $rows) (i32.const 0)) (i32.const 2))) (i32.shl (i32.mul (local.get $r8) (i32.const 32)) (i32.const 2))))
   (local.set $g11 (i32.const 0))
-  (block $e19 (loop $l19
-    (br_if $e19 (i32.ge_s (local.get $g11) (i32.const 32)))
+  (block $e20 (loop $l20
+    (br_if $e20 (i32.ge_s (local.get $g11) (i32.const 32)))
     (local.set $acc13 (f64.const 0))
   (local.set $i12 (i32.const 0))
   (block $e17 (loop $l17
@@ -802,15 +805,16 @@
     (br $l17)))
   (local.set $inv15 (f64.div (f64.const 1) (f64.sqrt (f64.add (f64.div (local.get $acc13) (f64.const 32)) (f64.const 0.00001)))))
   (local.set $i12 (i32.const 0))
-  (block $e18 (loop $l18
-    (br_if $e18 (i32.ge_s (local.get $i12) (i32.const 32)))
-    (f32.store (i32.add (local.get $d10) (i32.shl (i32.add (local.get $g11) (local.get $i12)) (i32.const 2))) (f32.mul (f32.load (i32.add (local.get $a2) (i32.shl (i32.add (local.get $g11) (local.get $i12)) (i32.const 2)))) (f32.demote_f64 (f64.mul (f64.promote_f32 (f32.load (i32.add (local.get $s9) (i32.shl (i32.add (local.get $g11) (local.get $i12)) (i32.const 2))))) (local.get $inv15)))))
-    (local.set $i12 (i32.add (local.get $i12) (i32.const 1)))
-    (br $l18)))
-    (local.set $g11 (i32.add (local.get $g11) (i32.const 32)))
+  (block $e19 (loop $l19
+    (br_if $e19 (i32.ge_s (local.get $i12) (i32.const 32)))
+    (local.set $h418 (v128.load (i32.add (local.get $s9) (i32.shl (i32.add (local.get $g11) (local.get $i12)) (i32.const 2)))))
+  (v128.store (i32.add (local.get $d10) (i32.shl (i32.add (local.get $g11) (local.get $i12)) (i32.const 2))) (f32x4.mul (v128.load (i32.add (local.get $a2) (i32.shl (i32.add (local.get $g11) (local.get $i12)) (i32.const 2)))) (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (f32x4.demote_f64x2_zero (f64x2.mul (f64x2.promote_low_f32x4 (local.get $h418)) (f64x2.splat (local.get $inv15)))) (f32x4.demote_f64x2_zero (f64x2.mul (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 (local.get $h418) (local.get $h418))) (f64x2.splat (local.get $inv15)))))))
+    (local.set $i12 (i32.add (local.get $i12) (i32.const 4)))
     (br $l19)))
+    (local.set $g11 (i32.add (local.get $g11) (i32.const 32)))
+    (br $l20)))
     (local.set $r8 (i32.add (local.get $r8) (i32.const 1)))
-    (br $l20))))
+    (br $l21))))
 (export "prefill.23.pre" (func $k12))
 ;; prefill.23.post
 (func $k13 (param $T i32) (param $S i32) (param $seq i32) (param $rows i32) (param $scr i32) (param $ldy i32) (param $y0 i32) (param $u0 i32) (param $u1 i32) (param $a0 i32) (param $a1 i32) (param $a2 i32)
@@ -836,15 +840,15 @@
 (export "prefill.23.post" (func $k13))
 ;; decode.1.pre decode.11.pre
 (func $k14 (param $T i32) (param $S i32) (param $seq i32) (param $rows i32) (param $scr i32) (param $ldy i32) (param $y0 i32) (param $u0 i32) (param $u1 i32) (param $a0 i32) (param $a1 i32) (param $a2 i32) (param $a3 i32) (param $a4 i32) (param $a5 i32)
-  (local $r0 i32) (local $s1 i32) (local $d2 i32) (local $g3 i32) (local $i4 i32) (local $acc5 f64) (local $mean6 f64) (local $inv7 f64) (local $h8 f64)
+  (local $r0 i32) (local $s1 i32) (local $d2 i32) (local $g3 i32) (local $i4 i32) (local $acc5 f64) (local $mean6 f64) (local $inv7 f64) (local $h8 f64) (local $h410 v128)
   (local.set $r0 (local.get $u0))
-  (block $e12 (loop $l12
-    (br_if $e12 (i32.ge_s (local.get $r0) (select (local.get $u1) (local.get $rows) (i32.lt_s (local.get $u1) (local.get $rows)))))
+  (block $e13 (loop $l13
+    (br_if $e13 (i32.ge_s (local.get $r0) (select (local.get $u1) (local.get $rows) (i32.lt_s (local.get $u1) (local.get $rows)))))
     (local.set $s1 (i32.add (local.get $a0) (i32.shl (i32.mul (local.get $r0) (i32.const 32)) (i32.const 2))))
   (local.set $d2 (i32.add (i32.add (local.get $scr) (i32.shl (i32.mul (local.get $rows) (i32.const 0)) (i32.const 2))) (i32.shl (i32.mul (local.get $r0) (i32.const 32)) (i32.const 2))))
   (local.set $g3 (i32.const 0))
-  (block $e11 (loop $l11
-    (br_if $e11 (i32.ge_s (local.get $g3) (i32.const 32)))
+  (block $e12 (loop $l12
+    (br_if $e12 (i32.ge_s (local.get $g3) (i32.const 32)))
     (local.set $acc5 (f64.const 0))
   (local.set $i4 (i32.const 0))
   (block $e9 (loop $l9
@@ -855,15 +859,16 @@
     (br $l9)))
   (local.set $inv7 (f64.div (f64.const 1) (f64.sqrt (f64.add (f64.div (local.get $acc5) (f64.const 32)) (f64.const 0.00001)))))
   (local.set $i4 (i32.const 0))
-  (block $e10 (loop $l10
-    (br_if $e10 (i32.ge_s (local.get $i4) (i32.const 32)))
-    (f32.store (i32.add (local.get $d2) (i32.shl (i32.add (local.get $g3) (local.get $i4)) (i32.const 2))) (f32.mul (f32.load (i32.add (local.get $a2) (i32.shl (i32.add (local.get $g3) (local.get $i4)) (i32.const 2)))) (f32.demote_f64 (f64.mul (f64.promote_f32 (f32.load (i32.add (local.get $s1) (i32.shl (i32.add (local.get $g3) (local.get $i4)) (i32.const 2))))) (local.get $inv7)))))
-    (local.set $i4 (i32.add (local.get $i4) (i32.const 1)))
-    (br $l10)))
-    (local.set $g3 (i32.add (local.get $g3) (i32.const 32)))
+  (block $e11 (loop $l11
+    (br_if $e11 (i32.ge_s (local.get $i4) (i32.const 32)))
+    (local.set $h410 (v128.load (i32.add (local.get $s1) (i32.shl (i32.add (local.get $g3) (local.get $i4)) (i32.const 2)))))
+  (v128.store (i32.add (local.get $d2) (i32.shl (i32.add (local.get $g3) (local.get $i4)) (i32.const 2))) (f32x4.mul (v128.load (i32.add (local.get $a2) (i32.shl (i32.add (local.get $g3) (local.get $i4)) (i32.const 2)))) (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (f32x4.demote_f64x2_zero (f64x2.mul (f64x2.promote_low_f32x4 (local.get $h410)) (f64x2.splat (local.get $inv7)))) (f32x4.demote_f64x2_zero (f64x2.mul (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 (local.get $h410) (local.get $h410))) (f64x2.splat (local.get $inv7)))))))
+    (local.set $i4 (i32.add (local.get $i4) (i32.const 4)))
     (br $l11)))
+    (local.set $g3 (i32.add (local.get $g3) (i32.const 32)))
+    (br $l12)))
     (local.set $r0 (i32.add (local.get $r0) (i32.const 1)))
-    (br $l12))))
+    (br $l13))))
 (export "decode.1.pre" (func $k14))
 (export "decode.11.pre" (func $k14))
 ;; decode.1.post decode.11.post
