@@ -4,10 +4,16 @@
 //      `--threads` threads: wall and CPU (all threads) ms per call, weight GB/s and G weights/s
 //      (wall) per shape, against a one-thread memory copy; the activations' digits alone;
 //   2. with --e2e, the model's decode: CPU time per token (all threads: workers block between
-//      products) in the products (linearAt, digits included) vs the rest.
+//      products) in the products (linearAt, digits included) vs the rest;
+//   3. with --prefill (alone), the prefill products over 8-bit activations (`--rows`, 512): one thread,
+//      the module's exports called directly, rows made and product in GFLOP-equivalent/s (2·T·N·K per
+//      call): q4 the one-row GEMV per row (dot8), the integer GEMM (gemm8, tiles of `--tiles` rows,
+//      each its own module), the dequantising f32 GEMM over rounded rows (round8 + gemm); q8 the GEMV
+//      and the dequantising GEMM; then 2 threads through linearAt as the backend runs them.
 // Best of `--rounds` rounds (the machine is shared).
 //
 // Run: npx tsx bench/wasm-quant-profile.ts [--threads 2] [--rounds 5] [--dtype q4|q8] [--activations f32|q8] [--e2e | --e2e-only]
+//      npx tsx bench/wasm-quant-profile.ts --prefill [--rows 512] [--tiles 3,4,5,6] [--rounds 5]
 
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -17,6 +23,8 @@ import { fileURLToPath } from 'node:url';
 import { wasmKernels, wasmKernelVariants } from '../codegen/wasm/assemble.ts';
 import { wasmProgram } from '../codegen/wasm/program.ts';
 import { WASM_FMA_TARGET } from '../codegen/wasm/target.ts';
+import { A8_DOT_ROWS } from '../runtime/wasm/kernels.ts';
+import type { Exports } from '../runtime/wasm/memories.ts';
 import { compileFile, loadConfig } from '../compiler/compile.ts';
 import { lowerToProgram } from '../compiler/lower.ts';
 import type { ActivationFormat } from '../runtime/act-quant.ts';
@@ -85,9 +93,9 @@ async function micro(): Promise<void> {
         bytes += b * n;
         rows.push(`  ${name.padEnd(9)} [${N}x${K}] x${n}: ${f(s * 1e3, 3)} ms/call (CPU ${f(cpu * 1e3, 3)}), ${f(b / s / 1e9)} GB/s, ${f(N * K / s / 1e9)} G weights/s, ${f(s * n * 1e3)} ms/step`);
       }
-      const ex = (wk as unknown as { mems: { list: { ex: { digits(x: number, ldx: number, T: number, K: number, xd: number, signed: number): number; digits8_q4(x: number, ldx: number, T: number, K: number, xd: number): number; digits8_q8(x: number, ldx: number, T: number, K: number, xd: number): number } }[] } }).mems.list[0]!.ex;
+      const ex = (wk as unknown as { mems: { list: { ex: { digits(x: number, ldx: number, T: number, K: number, xd: number, signed: number): number; digits8_q4(x: number, ldx: number, T: number, K: number, xd: number, MR: number): number; digits8_q8(x: number, ldx: number, T: number, K: number, xd: number, MR: number): number } }[] } }).mems.list[0]!.ex;
       const dAt = wk.allocate(8192);
-      const dig = best(() => (acts === 'q8' ? ex[`digits8_${dtype}`](xAt, D, 1, D, dAt) : ex.digits(xAt, D, 1, D, dAt, dtype === 'q4' ? 1 : 0)), 2000).cpu;
+      const dig = best(() => (acts === 'q8' ? ex[`digits8_${dtype}`](xAt, D, 1, D, dAt, 1) : ex.digits(xAt, D, 1, D, dAt, dtype === 'q4' ? 1 : 0)), 2000).cpu;
       console.log(`${dtype}, activations ${acts}, ${threads} thread(s): products of one step ${f(total * 1e3)} ms, CPU ${f(totalCpu * 1e3)} ms (${f(bytes / 2 ** 20, 1)} MiB, ${f(bytes / total / 1e9)} GB/s); digits of one 768 row ${f(dig * 1e6)} us (x ${SHAPES.reduce((a, s) => a + s[3], 0)} per step)`);
       console.log(rows.join('\n'));
       wk.close();
@@ -97,6 +105,58 @@ async function micro(): Promise<void> {
   const n = 64 << 20, src = new Uint8Array(n).fill(1), dst = new Uint8Array(n);
   const c = best(() => dst.set(src), 3).wall;
   console.log(`memory copy 64 MiB, 1 thread: ${f(2 * n / c / 1e9)} GB/s (read + write)`);
+}
+
+/** Prefill products over 8-bit activations, by path (see the header, 3). */
+async function prefill(): Promise<void> {
+  const T = arg('--rows', 512), tiles = (process.argv.includes('--tiles') ? process.argv[process.argv.indexOf('--tiles') + 1]! : String(WASM_FMA_TARGET.a8Tile)).split(',').map(Number);
+  const shapes = SHAPES.filter(([name]) => name !== 'head' && name !== 'qkv' && name !== 'o');
+  console.log(`load ${loadavg()[0]!.toFixed(1)}; ${T} rows; best of ${ROUNDS}; GFLOP-equivalent/s (2·T·N·K), one thread (CPU time) unless said`);
+  const x = Float32Array.from({ length: T * FF }, (_, i) => Math.cos(i * 0.37) * 3 * (1 + (i % 97 === 0 ? 8 : 0)));
+  const gflops = (N: number, K: number, s: number) => f(2 * T * N * K / s / 1e9, 1);
+  for (const dtype of DTYPES) {
+    const rows: Record<string, string[]> = {};
+    // one thread: CPU time; threads: wall (a worker spins a while after each product)
+    const time = (label: string, name: string, N: number, K: number, fn: () => void, wall = false) => {
+      const b = best(fn, 2);
+      (rows[name] ??= []).push(`${label} ${gflops(N, K, wall ? b.wall : b.cpu)}`);
+    };
+    for (const R of dtype === 'q4' ? tiles : [0]) {
+      const module = await wasmModule(await wasmKernels(R ? { ...WASM_FMA_TARGET, a8Tile: R } : WASM_FMA_TARGET));
+      const wk = new WasmKernels(module, 1);
+      const ex = (wk as unknown as { mems: { list: { ex: Exports }[] } }).mems.list[0]!.ex;
+      const xAt = wk.allocate(4 * T * FF), opAt = wk.allocate(4 * (T + 8) * FF), yAt = wk.allocate(4 * T * IN_PROJ + 64), s = wk.allocate(4 * FF * 8);
+      new Float32Array(wk.memory.buffer, xAt, T * FF).set(x);
+      for (const [name, N, K] of shapes) {
+        const p = wk.packQuant(quantWeight(N, K, dtype)), ldy = p.panels * 8;
+        if (R) time(`gemm8 (tiles of ${R})`, name, N, K, () => { ex.digits8_q4!(xAt, K, T, K, opAt, R); ex.gemm8_q4!(opAt, p.at, yAt, T, K, ldy, 0, p.panels, s); });
+        if (R === tiles[0]) {
+          time('GEMV per row', name, N, K, () => { ex[`digits8_${dtype}`]!(xAt, K, T, K, opAt, 1); ex[`dot8_${dtype}`]!(opAt, p.at, yAt, T, K, ldy, 0, p.panels); });
+          time('dequantised f32 GEMM', name, N, K, () => { ex.round8(xAt, K, T, K, opAt, wk.MR); ex[`gemm_${dtype}`](opAt, p.at, yAt, T, K, ldy, 0, p.panels, s); });
+        }
+      }
+      wk.close();
+    }
+    // as the backend runs them, on THREADS threads: the rows' path by A8_DOT_ROWS (the GEMV for
+    // every row, then the one the backend picks)
+    const module = await wasmModule(await wasmKernels(WASM_FMA_TARGET));
+    const wk = new WasmKernels(module, THREADS);
+    wk.activations = 'q8';
+    const xAt = wk.allocate(4 * T * FF), yAt = wk.allocate(4 * T * IN_PROJ + 64);
+    new Float32Array(wk.memory.buffer, xAt, T * FF).set(x);
+    const limits = A8_DOT_ROWS as { -readonly [k in keyof typeof A8_DOT_ROWS]: number }, picked = limits[dtype];
+    for (const [name, N, K] of shapes) {
+      const p = wk.packQuant(quantWeight(N, K, dtype));
+      for (const [label, lim] of [['GEMV per row', Infinity], ['as picked', picked]] as const) {
+        limits[dtype] = lim;
+        time(`${THREADS} threads (wall), ${label}`, name, N, K, () => wk.linearAt(p, xAt, K, T, yAt, p.panels * 8), true);
+      }
+      limits[dtype] = picked;
+    }
+    wk.close();
+    console.log(`${dtype}, 8-bit activations:`);
+    for (const [name, N, K] of shapes) console.log(`  ${name.padEnd(9)} [${N}x${K}]: ${rows[name]!.join(', ')}`);
+  }
 }
 
 /** The model's decode: CPU time in linearAt (the products, digits included) vs the rest. */
@@ -138,6 +198,10 @@ async function e2e(): Promise<void> {
   }
 }
 
+if (process.argv.includes('--prefill')) {
+  await prefill();
+  process.exit(0);
+}
 if (!process.argv.includes('--e2e-only')) await micro();
 if (process.argv.some((a) => a.startsWith('--e2e'))) await e2e();
 process.exit(0);
