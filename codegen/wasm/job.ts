@@ -51,12 +51,12 @@ export function work(dot: boolean, A: Addr = ADDR32, gemm8 = false): string {
     (br $next))))`;
 }
 
-/** The call of the product the job's `dt` names (PRODUCT; the dot_*, dot8_* and gemm8_q4 ones where the module has them). */
+/** The call of the product the job's `dt` names (PRODUCT; the dot_*, dot8_* and gemm8_* ones where the module has them). */
 function dispatch(dt: string, args: string, dot: boolean, A: Addr, gemm8: boolean): string {
   const w = A.pass;
   const calls = [`(call $gemm_f32 ${args}${w})`, `(call $gemm_bf16 ${args} ${get('s')}${w})`, `(call $gemm_q8 ${args} ${get('s')}${w})`, `(call $gemm_q4 ${args} ${get('s')}${w})`,
     ...(dot ? [`(call $dot_q8 ${args}${w})`, `(call $dot_q4 ${args}${w})`, `(call $dot8_q8 ${args}${w})`, `(call $dot8_q4 ${args}${w})`] : []),
-    ...(gemm8 ? [`(call $gemm8_q4 ${args} ${get('s')}${w})`] : [])];
+    ...(gemm8 ? [`(call $gemm8_q4 ${args} ${get('s')}${w})`, `(call $gemm8_q8 ${args} ${get('s')}${w})`] : [])];
   // br_table on dt: case blocks nested innermost-first, each case's call after its block
   let body = `(br_table ${calls.map((_, i) => `$dt${i}`).join(' ')} ${dt})`;
   calls.forEach((c, i) => { body = `(block $dt${i}\n${body})\n${c}\n(br $dt_done)`; });

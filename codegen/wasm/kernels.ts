@@ -285,13 +285,16 @@ function gemmQuant(f: QuantType, t: WasmTarget): string {
 
 /** The whole module: imports the shared memory, exports the products, the tile constants and
  *  which variant it is (FMA: 1 when its multiply-adds are fused; QUANT_DOT_ROWS: rows up to which
- *  q8/q4 products take the integer-dot GEMV, 0 where it has none; A8_TILE: rows per tile of the
- *  integer GEMM over 8-bit activations, codegen/wasm/gemm8.ts, 0 where it has none). */
+ *  q8/q4 products take the integer-dot GEMV, 0 where it has none; A8_TILE_Q4/Q8: rows per tile of
+ *  the integer GEMM over 8-bit activations, codegen/wasm/gemm8.ts, 0 where it has none). */
 export function renderWasmKernels(t: WasmTarget): string {
   if (t.tokenBlock % t.rowsPerTile !== 0) throw new InternalError(`wasm target: tokenBlock ${t.tokenBlock} is not a multiple of rowsPerTile ${t.rowsPerTile}`);
   if (t.widenFrom < t.rowsPerTile) throw new InternalError(`wasm target: widenFrom ${t.widenFrom} is below rowsPerTile ${t.rowsPerTile} (the first tile of a widened block is whole)`);
   if (t.quantDotRows > 0 && !t.fma) throw new InternalError('wasm target: the integer-dot GEMV (quantDotRows) needs relaxed SIMD, as the fma variant has');
-  if (t.a8Tile > 0 && (!t.quantDotRows || t.tokenBlock % t.a8Tile !== 0)) throw new InternalError(`wasm target: the integer GEMM's a8Tile ${t.a8Tile} needs the integer-dot GEMV's rows (quantDotRows) and must divide tokenBlock ${t.tokenBlock}`);
+  const { q4: r4, q8: r8 } = t.a8Tile;
+  if ((r4 > 0) !== (r8 > 0) || (r4 > 0 && (!t.quantDotRows || t.tokenBlock % r4 !== 0 || t.tokenBlock % r8 !== 0))) {
+    throw new InternalError(`wasm target: the integer GEMM's tiles (a8Tile q4 ${r4}, q8 ${r8}) are both present or both absent, need the integer-dot GEMV's rows (quantDotRows) and divide tokenBlock ${t.tokenBlock}`);
+  }
   const dts: WeightType[] = ['f32', 'bf16'];
   const funcs: string[] = [];
   const A = addrOf(t);
@@ -304,11 +307,12 @@ export function renderWasmKernels(t: WasmTarget): string {
   for (const f of QUANT_TYPES) {
     funcs.push(dequantKernel(f, A), gemmQuant(f, t));
     if (t.quantDotRows > 0) funcs.push(dotKernel(f, t.fma, false, A), dotProduct(f, false, A), dotKernel(f, t.fma, true, A), dotProduct(f, true, A), digits8Kernel(f, A));
+    if (f === 'q8' && t.a8Tile.q8 > 0) funcs.push(digits8Kernel(f, A, true));
   }
   if (t.quantDotRows > 0) funcs.push(digitsKernel(A));
   funcs.push(...gemm8Kernels(t, A));
   funcs.push(round8Kernel(A));
-  funcs.push(work(t.quantDotRows > 0, A, t.a8Tile > 0));
+  funcs.push(work(t.quantDotRows > 0, A, r4 > 0));
   return `;; archc wasm kernels${t.fma ? ' (fused multiply-add: relaxed SIMD)' : ''}: matrix products over packed weight panels (generated; see codegen/wasm/kernels.ts)
 (module
 (import "env" "memory" (memory${A.memory64 ? ` i64 1 ${MEMORY64_PAGES}` : ' 1 65536'} shared))
@@ -319,7 +323,8 @@ export function renderWasmKernels(t: WasmTarget): string {
 (global (export "JOB") i32 (i32.const ${JOB}))
 (global (export "GEMV_PANELS") i32 (i32.const ${t.gemvPanels}))
 (global (export "QUANT_DOT_ROWS") i32 (i32.const ${t.quantDotRows}))
-(global (export "A8_TILE") i32 (i32.const ${t.a8Tile}))
+(global (export "A8_TILE_Q4") i32 (i32.const ${r4}))
+(global (export "A8_TILE_Q8") i32 (i32.const ${r8}))
 ${funcs.join('\n')}
 )
 `;

@@ -1,5 +1,5 @@
-// The integer GEMM over 8-bit activations and q4 weights (codegen/wasm/gemm8.ts; products of more
-// than A8_DOT_ROWS.q4 rows with activations 'q8') against the CPU reference of the format
+// The integer GEMM over 8-bit activations and q4/q8 weights (codegen/wasm/gemm8.ts; products of more
+// than A8_DOT_ROWS rows with activations 'q8') against the CPU reference of the format
 // (runtime/cpu/linear.ts over the rows rounded by runtime/act-quant.ts: the weights dequantised
 // exactly, sums in double) and against the one-row integer-dot GEMV on the same rows:
 //   - the same f32 sums as the GEMV, bit for bit (its integer group sums and its scaling order);
@@ -16,21 +16,22 @@ import { wasmKernels } from '../../codegen/wasm/assemble.ts';
 import { WASM_TARGETS } from '../../codegen/wasm/target.ts';
 import { quantizeActivations } from '../../runtime/act-quant.ts';
 import { linear } from '../../runtime/cpu/linear.ts';
-import { type QuantTensor, packNibbles, quantize } from '../../runtime/quant.ts';
+import { type QuantDType, type QuantTensor, packNibbles, quantize } from '../../runtime/quant.ts';
 import { openCheckpoint } from '../../runtime/safetensors.ts';
 import { toF32 } from '../../runtime/tensor.ts';
 import { A8_DOT_ROWS, WasmKernels } from '../../runtime/wasm/kernels.ts';
+import type { Exports } from '../../runtime/wasm/memories.ts';
 import { wasmModule } from '../../runtime/wasm/module.ts';
 import { spreadQuantWeight } from '../helpers/quant.ts';
 import { expectClose, prng, uniform } from '../runtime/cpu/check.ts';
 
 const TINY_A = resolve(import.meta.dirname, '../../../shared/models/tiny-bamba-a/f32/model.safetensors');
-const T8 = WASM_TARGETS.find((t) => t.a8Tile > 0)!;
+const T8 = WASM_TARGETS.find((t) => t.a8Tile.q4 > 0)!;
 let module: WebAssembly.Module;
 beforeAll(async () => { module = await wasmModule(await wasmKernels(T8)); });
 
 /** Row counts that take the GEMM: partial tiles, a whole cache block and one past it, two blocks. */
-const ROWS = [A8_DOT_ROWS.q4 + 1, T8.a8Tile, T8.a8Tile + 1, 2 * T8.a8Tile + 3, T8.tokenBlock, T8.tokenBlock + 7, 2 * T8.tokenBlock + 5];
+const rowsOf = (f: QuantDType) => [...new Set([A8_DOT_ROWS[f] + 1, A8_DOT_ROWS[f] + 2, T8.a8Tile[f], T8.a8Tile[f] + 1, 2 * T8.a8Tile[f] + 3, T8.tokenBlock, T8.tokenBlock + 7, 2 * T8.tokenBlock + 5])];
 
 function rounded(x: Float32Array, T: number, K: number): Float32Array {
   const out = new Float32Array(T * K);
@@ -65,28 +66,35 @@ function run(wk: WasmKernels, q: QuantTensor, x: Float32Array, T: number): { y: 
   return { y, kept };
 }
 
-/** The GEMV's rows: each row alone (one-row products take `mvi8_q4`). */
+/** The one-row GEMV over the same rows (`digits8_<f>`, `dot8_<f>`: `mvi8_<f>` row by row), called
+ *  through the module's exports (q8 products of every row count take the GEMM). */
 function gemvRows(wk: WasmKernels, q: QuantTensor, x: Float32Array, T: number): Float32Array {
-  const [N, K] = q.shape, p = wk.packQuant(q), y = new Float32Array(T * N);
-  for (let t = 0; t < T; t++) y.set(wk.linear(p, x.subarray(t * K, (t + 1) * K), 1, null), t * N);
+  const [N, K] = q.shape, p = wk.packQuant(q), f = q.dtype, ldy = p.panels * 8;
+  const ex = (wk as unknown as { mems: { list: { ex: Exports }[] } }).mems.list[0]!.ex;
+  const xAt = wk.allocate(4 * T * K), dAt = wk.allocate(4 * T * K), yAt = wk.allocate(4 * T * ldy);
+  new Float32Array(wk.memory.buffer, xAt, T * K).set(x);
+  expect(ex[`digits8_${f}`]!(xAt, K, T, K, dAt, 1), 'finite rows').toBe(1);
+  ex[`dot8_${f}`]!(dAt, p.at, yAt, T, K, ldy, 0, p.panels);
+  const ys = new Float32Array(wk.memory.buffer, yAt, T * ldy), y = new Float32Array(T * N);
+  for (let t = 0; t < T; t++) y.set(ys.subarray(t * ldy, t * ldy + N), t * N);
   return y;
 }
 
 const scaleOf = (a: Float32Array) => a.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
-let worst = 0;
-function near(got: Float32Array, want: Float32Array, what: string): void {
+const worst = { q4: 0, q8: 0 };
+function near(got: Float32Array, want: Float32Array, what: string, f: QuantDType): void {
   const s = scaleOf(want);
   expectClose(got, want, { atol: 1e-5 * s, rtol: 0 }, what);
-  got.forEach((v, i) => { worst = Math.max(worst, Math.abs(v - want[i]!) / s); });
+  got.forEach((v, i) => { worst[f] = Math.max(worst[f], Math.abs(v - want[i]!) / s); });
 }
 
-describe(`the integer GEMM (q4 weights, 8-bit activations, tiles of ${T8.a8Tile} rows)`, () => {
-  for (const T of ROWS) {
+for (const f of ['q4', 'q8'] as const) describe(`the integer GEMM (${f} weights, 8-bit activations, tiles of ${T8.a8Tile[f]} rows)`, () => {
+  for (const T of rowsOf(f)) {
     for (const threads of [1, 3]) {
       it(`T=${T}, ${threads} thread(s): the GEMV's sums bit for bit, the reference within 1e-5 of the scale`, () => {
-        const rand = prng(T * 10 + threads);
+        const rand = prng(T * 10 + threads + (f === 'q8' ? 5 : 0));
         const [K, N] = [480, 333];
-        const q = spreadQuantWeight(rand, N, K, 'q4');
+        const q = spreadQuantWeight(rand, N, K, f);
         const x = activations(rand, T, K);
         const wk = new WasmKernels(module, threads);
         wk.activations = 'q8';
@@ -94,7 +102,7 @@ describe(`the integer GEMM (q4 weights, 8-bit activations, tiles of ${T8.a8Tile}
           const { y, kept } = run(wk, q, x, T);
           expect(kept, 'rows past T untouched').toBe(true);
           expect(Array.from(y)).toEqual(Array.from(gemvRows(wk, q, x, T)));
-          near(y, linear(rounded(x, T, K), T, K, q, null), `T=${T}`);
+          near(y, linear(rounded(x, T, K), T, K, q, null), `T=${T}`, f);
         } finally {
           wk.close();
         }
@@ -105,9 +113,10 @@ describe(`the integer GEMM (q4 weights, 8-bit activations, tiles of ${T8.a8Tile}
   it('exact sums (power-of-two scales, one activation scale): the reference bit for bit', () => {
     const rand = prng(7);
     const [T, K, N] = [T8.tokenBlock + 3, 96, 40];
-    const codes = Int8Array.from({ length: N * K }, () => Math.floor(rand() * 16) - 8);
+    // codes over their whole range, -8 and -128 included
+    const codes = Int8Array.from({ length: N * K }, () => Math.floor(rand() * (f === 'q4' ? 16 : 256)) - (f === 'q4' ? 8 : 128));
     const scales = Uint16Array.from({ length: (N * K) / 32 }, () => (Math.floor(rand() * 6) - 3 + 15) << 10);
-    const q: QuantTensor = { dtype: 'q4', shape: [N, K], codes: packNibbles(codes), scales };
+    const q: QuantTensor = { dtype: f, shape: [N, K], codes: f === 'q4' ? packNibbles(codes) : codes, scales };
     // every group's maximum 127·2^-3: every rounded value a multiple of 2^-3, every sum exact
     const x = uniform(rand, T * K, -15, 15);
     for (let i = 0; i < x.length; i += 32) x[i] = 127 / 8;
@@ -128,16 +137,16 @@ describe(`the integer GEMM (q4 weights, 8-bit activations, tiles of ${T8.a8Tile}
       const names = ['model.layers.0.mamba.in_proj.weight', 'model.layers.1.mamba.out_proj.weight', 'model.layers.3.feed_forward.gate_proj.weight',
         'model.layers.4.feed_forward.down_proj.weight', 'model.layers.2.self_attn.q_proj.weight'];
       names.forEach((name, i) => {
-        const r = quantize(ckpt.read(name), 'q4');
+        const r = quantize(ckpt.read(name), f);
         if ('reason' in r) throw new Error(r.reason);
-        const q = r.q, [, K] = q.shape, T = ROWS[i + 2]!;
+        const q = r.q, [, K] = q.shape, T = rowsOf(f)[i + 1]!;
         const rand = prng(100 + i);
         // rows like a normed hidden state: unit spread, a few large channels
         const x = uniform(rand, T * K, -1.5, 1.5);
         for (let j = 0; j < x.length; j += 97) x[j]! *= 8;
         const { y } = run(wk, q, x, T);
         expect(Array.from(y), name).toEqual(Array.from(gemvRows(wk, q, x, T)));
-        near(y, linear(rounded(x, T, K), T, K, q, null), name);
+        near(y, linear(rounded(x, T, K), T, K, q, null), name, f);
         // the product is not trivially small: its scale against the weights' own
         expect(scaleOf(y), name).toBeGreaterThan(0.1 * scaleOf(toF32(ckpt.read(name))));
       });
@@ -145,6 +154,6 @@ describe(`the integer GEMM (q4 weights, 8-bit activations, tiles of ${T8.a8Tile}
       wk.close();
       ckpt.close();
     }
-    console.log(`integer GEMM: largest error ${worst.toExponential(2)} of the output's scale (bound 1e-5)`);
+    console.log(`integer GEMM, ${f}: largest error ${worst[f].toExponential(2)} of the output's scale (bound 1e-5)`);
   });
 });
