@@ -230,13 +230,7 @@ async function prefillE2e(): Promise<void> {
 
 /** The model's decode: CPU time in linearAt (the products, digits included) vs the rest. */
 async function e2e(): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'archc-bench-qprof-'));
-  try {
-    const init = spawnSync(process.execPath, [join(ROOT, 'bin', 'archc.js'), 'init-weights', join(ROOT, 'models', 'bamba.arch'), '-o', dir, '--dtype', 'bf16', ...SETS.flatMap((s) => ['--set', s])], { encoding: 'utf8' });
-    if (init.status !== 0) throw new Error(init.stderr);
-    const c = compileFile(join(ROOT, 'models', 'bamba.arch'), { hfConfigData: loadConfig(join(dir, 'config.json')) });
-    const program = lowerToProgram(c.graph, c.bindings);
-    const wasmProg = await wasmProgram(program), kernels = await wasmKernelVariants();
+  await withModel(async (dir, program, wasmProg, kernels) => {
     const proto = WasmKernels.prototype as unknown as { linearAt: (...a: unknown[]) => void };
     const orig = proto.linearAt;
     let inProducts = 0;
@@ -262,9 +256,7 @@ async function e2e(): Promise<void> {
       console.log(`${q}${q === 'bf16' ? '' : `, activations ${acts}`} decode, ${THREADS} thread(s): CPU ${f(bestTok)} ms/token (all threads), of which products ${f(bestProd)} ms, the rest ${f(bestTok - bestProd)} ms (load ${loadavg()[0]!.toFixed(1)})`);
       m.dispose();
     }
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 }
 
 if (process.argv.includes('--prefill-e2e')) {
