@@ -8,11 +8,16 @@
 //     largest error seen is logged), on random weights and on the trained tiny-bamba-a's;
 //   - bit for bit where every sum is exact in f32 (power-of-two scales, one activation scale);
 //   - rows past a tile's last row (T not a multiple of the tile, nor of the cache block) never
-//     written, the memory past the weight poisoned with NaN bytes first; one and three threads.
+//     written, the memory past the weight poisoned with NaN bytes first; one and three threads;
+//   - the trained tiny-bamba-a end to end (packed forward, prefill and a batched decode, one token at
+//     a time): the same logits, bit for bit, as with the GEMV taking every product (the logits
+//     against the CPU reference: test/e2e/wasm-quant.test.ts).
 
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { wasmKernels } from '../../codegen/wasm/assemble.ts';
+import { wasmKernels, wasmKernelVariants } from '../../codegen/wasm/assemble.ts';
+import { wasmProgram } from '../../codegen/wasm/program.ts';
+import { Model } from '../../runtime/model.ts';
 import { WASM_TARGETS } from '../../codegen/wasm/target.ts';
 import { quantizeActivations } from '../../runtime/act-quant.ts';
 import { linear } from '../../runtime/cpu/linear.ts';
@@ -22,6 +27,7 @@ import { toF32 } from '../../runtime/tensor.ts';
 import { A8_DOT_ROWS, WasmKernels } from '../../runtime/wasm/kernels.ts';
 import type { Exports } from '../../runtime/wasm/memories.ts';
 import { wasmModule } from '../../runtime/wasm/module.ts';
+import { programFor } from '../helpers/checkpoints.ts';
 import { spreadQuantWeight } from '../helpers/quant.ts';
 import { expectClose, prng, uniform } from '../runtime/cpu/check.ts';
 
@@ -156,4 +162,39 @@ for (const f of ['q4', 'q8'] as const) describe(`the integer GEMM (${f} weights,
     }
     console.log(`integer GEMM, ${f}: largest error ${worst[f].toExponential(2)} of the output's scale (bound 1e-5)`);
   });
+});
+
+describe('the integer GEMM in the trained tiny-bamba-a', () => {
+  for (const f of ['q4', 'q8'] as const) {
+    it(`${f}a8: the logits of the GEMV path, bit for bit (packed forward, prefill, batched decode, token by token)`, async () => {
+      const dir = dirname(TINY_A), program = programFor(dir);
+      const m = await Model.loadProgram(program, dir, { backend: 'wasm', wasmKernels: await wasmKernelVariants(), wasmProgram: await wasmProgram(program), threads: 2, quantize: f, activations: 'q8' });
+      const kernels = (m as unknown as { backend: { kernels: { a8Tile: Record<QuantDType, number> } } }).backend.kernels;
+      const limits = A8_DOT_ROWS as Record<QuantDType, number>, [tile, rows] = [kernels.a8Tile[f], limits[f]];
+      const text = Array.from(new TextEncoder().encode('The standard library of Python has a module for regular expressions.'));
+      const [a, b] = [text.slice(0, 23), text.slice(23, 37)];
+      const run = () => {
+        const out = [m.forward({ ids: [...a, ...b], positions: [...a.keys(), ...b.keys()] }).logits];
+        const { states, logits } = m.prefill([a, b]);
+        out.push(...logits, m.decode([a[0]!, b[0]!], states), m.step([a.slice(2, 6), b.slice(1, 3)], states));
+        states.forEach((s) => m.releaseSequence(s));
+        const s = m.newSequence();
+        for (const id of a.slice(0, 5)) out.push(m.decode([id], [s]));
+        m.releaseSequence(s);
+        return out;
+      };
+      try {
+        const got = run();
+        // the GEMV for every row count: no tiles, no row limit
+        kernels.a8Tile = { ...kernels.a8Tile, [f]: 0 };
+        limits[f] = Infinity;
+        const want = run();
+        want.forEach((w, i) => expect(Array.from(got[i]!), `output ${i}`).toEqual(Array.from(w)));
+      } finally {
+        kernels.a8Tile = { ...kernels.a8Tile, [f]: tile };
+        limits[f] = rows;
+        m.dispose();
+      }
+    });
+  }
 });
