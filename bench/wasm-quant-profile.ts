@@ -13,7 +13,8 @@
 //   4. with --prefill-e2e (alone), the model's prefill of `--rows` tokens with 8-bit activations
 //      (the integer GEMM alternating with the path before it: q4a8 the GEMV per row, q8a8 the
 //      dequantising GEMM past 12 rows): wall time per
-//      kernel family (the weight products, linearAt, apart from their fused prologues and epilogues).
+//      kernel family (the weight products, linearAt, apart from their fused prologues and epilogues),
+//      then 32 tokens of decode (wall and CPU per token).
 // Best of `--rounds` rounds (the machine is shared).
 //
 // Run: npx tsx bench/wasm-quant-profile.ts [--threads 2] [--rounds 5] [--dtype q4|q8] [--activations f32|q8] [--e2e | --e2e-only]
@@ -201,17 +202,22 @@ async function prefillE2e(): Promise<void> {
       // the path before the integer GEMM: its tiles set to none, the GEMV's limit as it was
       const wk = (m as unknown as { backend: { kernels: { a8Tile: Record<string, number> } } }).backend.kernels, tile = wk.a8Tile[q]!, dotRows = limits[q];
       const variants = [['integer GEMM', dotRows, tile], [q === 'q4' ? 'GEMV per row' : 'GEMV to 12 rows, then the dequantising GEMM', q === 'q4' ? Infinity : 12, 0]] as const;
-      const bestOf = new Map<string, { ms: number; split: Map<string, number> }>();
+      const bestOf = new Map<string, { ms: number; split: Map<string, number> }>(), decode = new Map<string, [number, number]>();
       for (let r = 0; r < ROUNDS; r++) {
-        for (const [label, lim, r] of variants) {
+        for (const [label, lim, tiles] of variants) {
           limits[q] = lim;
-          wk.a8Tile = { ...wk.a8Tile, [q]: r };
+          wk.a8Tile = { ...wk.a8Tile, [q]: tiles };
           spent.clear();
           const t0 = performance.now();
           const { states } = m.prefill([ids]);
           const ms = performance.now() - t0;
-          m.releaseSequence(states[0]!);
           if (ms < (bestOf.get(label)?.ms ?? Infinity)) bestOf.set(label, { ms, split: new Map(spent) });
+          // then 32 tokens of decode after the prompt: wall and CPU (all threads) per token
+          const t1 = performance.now(), c1 = process.cpuUsage();
+          for (let k = 0; k < 32; k++) m.decode([ids[k]!], states);
+          const c = process.cpuUsage(c1), tok = (performance.now() - t1) / 32;
+          if (tok < (decode.get(label)?.[0] ?? Infinity)) decode.set(label, [tok, (c.user + c.system) / 1000 / 32]);
+          m.releaseSequence(states[0]!);
         }
       }
       limits[q] = dotRows;
@@ -221,7 +227,8 @@ async function prefillE2e(): Promise<void> {
         // the products run inside the matmul family: its own share is the fused prologues and epilogues
         split.set('matmul', (split.get('matmul') ?? 0) - prod);
         const parts = [...split].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${f(v, 1)}`);
-        console.log(`${q}a8 prefill ${T}, ${label}, ${THREADS} thread(s): ${f(ms, 1)} ms (${f(T / ms * 1000, 0)} tok/s); wall ms by family: ${parts.join(', ')}; outside the families ${f(ms - [...split.values()].reduce((a, b) => a + b, 0), 1)} (load ${loadavg()[0]!.toFixed(1)})`);
+        const [tok, cpu] = decode.get(label)!;
+        console.log(`${q}a8 prefill ${T}, ${label}, ${THREADS} thread(s): ${f(ms, 1)} ms (${f(T / ms * 1000, 0)} tok/s); wall ms by family: ${parts.join(', ')}; outside the families ${f(ms - [...split.values()].reduce((a, b) => a + b, 0), 1)}; then decode ${f(tok)} ms/token (${f(1000 / tok, 1)} tok/s), CPU ${f(cpu)} ms (load ${loadavg()[0]!.toFixed(1)})`);
       }
       m.dispose();
     }
