@@ -99,9 +99,10 @@ async function micro(): Promise<void> {
         bytes += b * n;
         rows.push(`  ${name.padEnd(9)} [${N}x${K}] x${n}: ${f(s * 1e3, 3)} ms/call (CPU ${f(cpu * 1e3, 3)}), ${f(b / s / 1e9)} GB/s, ${f(N * K / s / 1e9)} G weights/s, ${f(s * n * 1e3)} ms/step`);
       }
-      const ex = (wk as unknown as { mems: { list: { ex: { digits(x: number, ldx: number, T: number, K: number, xd: number, signed: number): number; digits8_q4(x: number, ldx: number, T: number, K: number, xd: number, MR: number): number; digits8_q8(x: number, ldx: number, T: number, K: number, xd: number, MR: number): number } }[] } }).mems.list[0]!.ex;
+      const ex = (wk as unknown as { mems: { list: { ex: Exports }[] } }).mems.list[0]!.ex;
       const dAt = wk.allocate(8192);
-      const dig = best(() => (acts === 'q8' ? ex[`digits8_${dtype}`](xAt, D, 1, D, dAt, 1) : ex.digits(xAt, D, 1, D, dAt, dtype === 'q4' ? 1 : 0)), 2000).cpu;
+      // the rows as the one-row product takes them (q8a8: the integer GEMM's nibble digits)
+      const dig = best(() => (acts === 'f32' ? ex.digits!(xAt, D, 1, D, dAt, dtype === 'q4' ? 1 : 0) : ex[dtype === 'q4' ? 'digits8_q4' : 'digits8n_q8']!(xAt, D, 1, D, dAt, 1)), 2000).cpu;
       console.log(`${dtype}, activations ${acts}, ${threads} thread(s): products of one step ${f(total * 1e3)} ms, CPU ${f(totalCpu * 1e3)} ms (${f(bytes / 2 ** 20, 1)} MiB, ${f(bytes / total / 1e9)} GB/s); digits of one 768 row ${f(dig * 1e6)} us (x ${SHAPES.reduce((a, s) => a + s[3], 0)} per step)`);
       console.log(rows.join('\n'));
       wk.close();
