@@ -6,12 +6,15 @@
 // Scores sum in f32 (the reference in double), so results agree to f32 rounding.
 // attentionAt: the same over the shared memory, the steps between the products (appending K/V,
 // the softmax, the division by the row sums) in the program module (codegen/wasm/program.ts,
-// ATTN_GLUE); attentionWasm: in JS, where there is no such module.
+// ATTN_GLUE), the query heads shared by the products' threads (runtime/wasm/heads.ts);
+// attentionWasm: in JS, where there is no such module.
 
 import type { KvCache, SeqSlice } from '../cpu/seq.ts';
 import { checkSeqs } from '../cpu/seq.ts';
 import type { WasmKernels } from './kernels.ts';
 import { type At, zeroUncovered } from './ssd.ts';
+import { BLOCK, attnHeadBytes } from './heads.ts';
+import type { ProgramCalls } from './split.ts';
 
 /** The heads divide, the sequences tile T, and every cache holds its sequence's new rows. */
 function checkAttention(T: number, H: number, KV: number, seqs: readonly SeqSlice[], caches: readonly { len: number; capacity: number }[]): void {
@@ -23,8 +26,6 @@ function checkAttention(T: number, H: number, KV: number, seqs: readonly SeqSlic
   }
 }
 
-/** Query rows per block. */
-const BLOCK = 64;
 
 export function attentionWasm(wk: WasmKernels, q: Float32Array, k: Float32Array, v: Float32Array, T: number, H: number, KV: number, Dh: number,
   scale: number, seqs: readonly SeqSlice[], caches: KvCache[], window = 0): Float32Array {
@@ -157,46 +158,41 @@ export interface KvAt {
   readonly rows?: number;
 }
 
-/** Bytes of work space attentionAt needs for sequences attending to up to `maxKeys` keys (with a
- *  window: `maxKeys` the longest history, whose K and V rows of `rowLen` it gathers there too). */
-export const attentionWorkBytes = (maxKeys: number, rowLen = 0) => 8 * BLOCK + 4 * BLOCK * maxKeys + 8 * maxKeys * rowLen;
+/** Bytes of work space attentionAt needs for sequences attending to up to `maxKeys` keys: the
+ *  scale and each thread's scratch (runtime/wasm/heads.ts); with a window (`rowLen` > 0) `maxKeys`
+ *  is the longest history, whose K and V rows it gathers there too, on this thread. */
+export const attentionWorkBytes = (maxKeys: number, rowLen: number, Dh: number, wk: { MR: number; NR: number; threads: number }) =>
+  rowLen ? 16 + 8 * BLOCK + 4 * BLOCK * maxKeys + 8 * maxKeys * rowLen : 32 + wk.threads * attnHeadBytes(maxKeys, Dh, wk.MR, wk.NR);
 
 /**
  * attentionWasm with q [T, H·Dh], k, v [T, KV·Dh] and the output y at their addresses in the
  * shared memory (rows `ld` floats apart; y written whole, never aliasing an operand), the caches
  * in the slots, and the steps between the products in the program module (`glue`); `work`
- * (8-byte aligned) holds attentionWorkBytes of the longest sequence's keys. The caches' rows grow
- * by each sequence's; their new lengths are the caller's to keep.
+ * holds attentionWorkBytes of the longest sequence's keys. Per sequence its keys and values go to
+ * the cache, then its query heads are shared by the threads (`calls`: runtime/wasm/heads.ts
+ * attnHeads, each head's blocks of rows; a window's run on this thread, windowedAt). The caches'
+ * rows grow by each sequence's; their new lengths are the caller's to keep.
  */
-export function attentionAt(wk: WasmKernels, glue: AttnGlue, memory: WebAssembly.Memory, q: At, k: At, v: At, y: At, T: number, H: number, KV: number, Dh: number,
+export function attentionAt(wk: WasmKernels, glue: AttnGlue, calls: ProgramCalls, memory: WebAssembly.Memory, q: At, k: At, v: At, y: At, T: number, H: number, KV: number, Dh: number,
   scale: number, seqs: readonly SeqSlice[], caches: readonly KvAt[], work: number, window = 0): void {
   checkAttention(T, H, KV, seqs, caches);
-  if (window) return windowedAt(wk, glue, memory, q, k, v, y, T, H, KV, Dh, scale, seqs, caches, work, window);
+  if (window) return windowedAt(wk, glue, memory, q, k, v, y, T, H, KV, Dh, scale, seqs, caches, Math.ceil(work / 8) * 8, window);
+  if (!calls.heads) throw new Error('attentionAt: the program calls have no head routines (no kernel instance)');
   const rowLen = KV * Dh;
-  const group = H / KV;
-  const sums = work, p = work + 8 * BLOCK;
+  let maxKeys = 1;
+  seqs.forEach((s, i) => { maxKeys = Math.max(maxKeys, caches[i]!.len + s.len); });
+  // the scale (f64), then each thread's scratch
+  const consts = Math.ceil(work / 16) * 16, scr = consts + 16, own = attnHeadBytes(maxKeys, Dh, wk.MR, wk.NR);
+  new Float64Array(memory.buffer, consts, 1)[0] = scale;
   zeroUncovered(memory, y, T, H * Dh, seqs);
-  const f = (at: number) => at >>> 2;
   for (let s = 0; s < seqs.length; s++) {
     const { start, len } = seqs[s]!;
     const cache = caches[s]!;
     const before = cache.len;
     glue.put(k.at + 4 * start * k.ld, k.ld, cache.k + 4 * before * rowLen, rowLen, len, rowLen);
     glue.put(v.at + 4 * start * v.ld, v.ld, cache.v + 4 * before * rowLen, rowLen, len, rowLen);
-    for (let r0 = 0; r0 < len; r0 += BLOCK) {
-      const rows = Math.min(BLOCK, len - r0);
-      const keys = before + r0 + rows; // the block's last row sees keys [0, keys)
-      for (let h = 0; h < H; h++) {
-        const kvo = Math.floor(h / group) * Dh;
-        const qh = q.at + 4 * ((start + r0) * q.ld + h * Dh);
-        let mem = new Float32Array(memory.buffer);
-        const sc = wk.product(mem, f(qh), q.ld, 1, rows, Dh, mem, f(cache.k) + kvo, rowLen, 1, keys);
-        glue.softmax(sc.y.byteOffset, sc.ld, rows, keys, before + r0, scale, p, keys, sums);
-        mem = new Float32Array(memory.buffer);
-        const pv = wk.product(mem, f(p), keys, 1, rows, keys, mem, f(cache.v) + kvo, 1, rowLen, Dh);
-        glue.out(y.at + 4 * ((start + r0) * y.ld + h * Dh), y.ld, pv.y.byteOffset, pv.ld, sums, rows, Dh);
-      }
-    }
+    calls.run(calls.heads.attn, [T, 0, 0, T, scr, 0, 0], [q.at, q.ld, y.at, y.ld, cache.k, cache.v, H, KV, Dh,
+      start, len, before, consts, BLOCK, wk.MR, wk.NR, wk.m64], H, true, own);
   }
 }
 

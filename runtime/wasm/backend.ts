@@ -423,7 +423,7 @@ export class WasmBackend extends CpuBackend {
     let longest = 1;
     for (const sq of c.seqs) longest = Math.max(longest, sq.len);
     const Q = Math.min(k.sizes.chunk, longest);
-    const scr = this.scratch(4 * rows * perRow + ssdWorkBytes(Q, P) + 16);
+    const scr = this.scratch(4 * rows * perRow + ssdWorkBytes(c.T, Q, { H, P, G, N }, this.kernels));
     const work = scr + 4 * rows * perRow;
     if (r?.pre) this.prog!.calls.run(r.pre, [run.T, run.S, run.seq, rows, scr, 0, 0], r.args.map((a) => this.argValue(a)), 1, false);
     const at = (n: (typeof names)[number], v: View): At => {
@@ -436,7 +436,7 @@ export class WasmBackend extends CpuBackend {
     const [x, dt, B, C] = names.map((n, i) => at(n, views[i] as View));
     const yAt: At = { at: this.argValue({ kind: 'buf', buf: y.buf }) + 4 * y.col, ld: run.entry.buffers[y.buf]!.width };
     const slots = c.states(k.state!).map((st) => st.byteOffset);
-    ssdChunkedAt(this.kernels, this.prog!.ssd, this.kernels.memory, x!, dt!, c.operand(k, 'A'), B!, C!, c.operand(k, 'D'), yAt,
+    ssdChunkedAt(this.kernels, this.prog!.ssd, this.prog!.calls, this.kernels.memory, x!, dt!, c.operand(k, 'A'), B!, C!, c.operand(k, 'D'), yAt,
       { H, P, G, N }, c.T, k.sizes.chunk, c.seqs, slots, work);
     return true;
   }
@@ -464,8 +464,8 @@ export class WasmBackend extends CpuBackend {
     let maxKeys = 1;
     // keys a row sees: its sequence's earlier ones, or with a window the history it gathers (attentionAt)
     c.seqs.forEach((s, i) => { maxKeys = Math.max(maxKeys, (window ? Math.min(caches[i]!.len, window - 1) : caches[i]!.len) + s.len); });
-    const work = this.scratch(attentionWorkBytes(maxKeys, window ? KV * Dh : 0) + 16);
-    attentionAt(this.kernels, this.prog!.attn, this.kernels.memory, q!, kk!, v!, at(y), c.T, H, KV, Dh, k.attrs.scale as number, c.seqs, caches, work, window);
+    const work = this.scratch(attentionWorkBytes(maxKeys, window ? KV * Dh : 0, Dh, this.kernels));
+    attentionAt(this.kernels, this.prog!.attn, this.prog!.calls, this.kernels.memory, q!, kk!, v!, at(y), c.T, H, KV, Dh, k.attrs.scale as number, c.seqs, caches, work, window);
     return true;
   }
 

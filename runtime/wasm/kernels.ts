@@ -61,8 +61,8 @@ export const A8_DOT_ROWS = { q4: 1, q8: 0 } as const;
  *  memories, then a loop over jobs woken by Atomics. */
 const WORKER_MAIN = `({ module, memories, ctl: sab, slot, program, record }, ready) => {
 const ctl = new Int32Array(sab);
-const works = memories.map((memory) => new WebAssembly.Instance(module, { env: { memory } }).exports.work);
-const calls = program ? (${PROGRAM_WORKER})(program, memories[0], record) : null;
+const kexs = memories.map((memory) => new WebAssembly.Instance(module, { env: { memory } }).exports), works = kexs.map((e) => e.work);
+const calls = program ? (${PROGRAM_WORKER})(program, memories[0], record, kexs[0]) : null;
 ready();
 let gen = 0;
 for (;;) {
@@ -138,6 +138,16 @@ export class WasmKernels {
   /** Memory 0: the arena, the state slots and the program module's memory. */
   get memory(): WebAssembly.Memory {
     return this.mems.list[0]!.memory;
+  }
+
+  /** The kernel module's exports on memory 0 on this thread (runtime/wasm/heads.ts' products). */
+  get kernelExports(): Record<string, unknown> {
+    return this.mems.list[0]!.ex as unknown as Record<string, unknown>;
+  }
+
+  /** 1 where the kernels are the memory64 form (their products take the weight's base last), else 0. */
+  get m64(): number {
+    return this.mems.memory64 ? 1 : 0;
   }
 
   /** The products run where the weight lies: one memory, or memory 0 for its own weights. */

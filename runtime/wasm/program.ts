@@ -179,7 +179,7 @@ export class WasmProgram {
 
   constructor(module: WebAssembly.Module, memory: WebAssembly.Memory, program: Program, wake: Wake = { threads: 1, wakeProgram: () => 0 }) {
     const ex = new WebAssembly.Instance(module, { env: { memory } }).exports as Record<string, unknown>;
-    this.calls = new ProgramCalls(module, ex, wake);
+    this.calls = new ProgramCalls(module, ex, wake, memory);
     const hash = (ex.PROGRAM as WebAssembly.Global | undefined)?.value;
     if (hash !== programHash(program)) {
       throw new RuntimeError('RT303', ['a wasm program module built for another program', 'pass the wasmProgram rendered for this model (archc build writes it into the package)']);

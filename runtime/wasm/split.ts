@@ -7,6 +7,7 @@
 
 import type { Kernel } from '../program.ts';
 import { ALL, unitsOf } from './program.ts';
+import { HEADS, type HeadName, headProduct } from './heads.ts';
 
 /** Row-split functions are shared from this many rows on (fewer: the threads' meeting costs more
  *  than the work). */
@@ -62,11 +63,15 @@ function claimChunks(rec: Int32Array, fns: readonly ((...a: number[]) => void)[]
 }
 
 /** The workers' side, as source (runtime/wasm/kernels.ts' WORKER_MAIN): given the program module,
- *  memory 0 and the call record, returns what a worker runs for a program job, (slot) => void. */
-export const PROGRAM_WORKER = `(program, memory, sab) => {
+ *  memory 0, the call record and the worker's kernel instance on memory 0, returns what a worker
+ *  runs for a program job, (slot) => void. Its functions: the module's, then runtime/wasm/heads.ts'
+ *  routines over the worker's own instances. */
+export const PROGRAM_WORKER = `(program, memory, sab, kex) => {
 const rec = new Int32Array(sab);
 const ex = new WebAssembly.Instance(program, { env: { memory } }).exports;
 const fns = WebAssembly.Module.exports(program).filter((e) => e.kind === 'function').map((e) => ex[e.name]);
+const product = ${headProduct.toString()};
+for (const r of [${Object.values(HEADS).map((r) => r.toString()).join(',\n')}]) fns.push((...a) => r(kex, ex, memory, product, ...a));
 const args = [];
 const claimChunks = ${claimChunks.toString()};
 return (slot) => claimChunks(rec, fns, args, slot + 1);
@@ -77,6 +82,8 @@ return (slot) => claimChunks(rec, fns, args, slot + 1);
 export interface Wake {
   readonly threads: number;
   wakeProgram(): number;
+  /** The kernel module's exports on memory 0 on this thread (runtime/wasm/heads.ts' products). */
+  readonly kernelExports?: Record<string, unknown>;
 }
 
 /** The program module's functions, run whole or shared by the threads. */
@@ -88,11 +95,19 @@ export class ProgramCalls {
   private readonly index = new Map<(...a: number[]) => void, number>();
   private readonly args: number[] = [];
   private jobs = 0;
+  /** runtime/wasm/heads.ts' routines on this thread, after the module's functions (as the workers list them). */
+  readonly heads: Readonly<Record<HeadName, (...a: number[]) => void>> | null;
 
-  constructor(module: WebAssembly.Module, exports: Record<string, unknown>, private readonly wake: Wake) {
+  constructor(module: WebAssembly.Module, exports: Record<string, unknown>, private readonly wake: Wake, memory?: WebAssembly.Memory) {
     this.record = wake.threads > 1 ? new SharedArrayBuffer(4 * CALL_WORDS) : null;
     this.rec = new Int32Array(this.record ?? new ArrayBuffer(4 * CALL_WORDS));
     this.fns = WebAssembly.Module.exports(module).filter((e) => e.kind === 'function').map((e) => exports[e.name] as (...a: number[]) => void);
+    const kex = wake.kernelExports;
+    this.heads = kex && memory ? Object.fromEntries(Object.entries(HEADS).map(([name, r]) => {
+      const fn = (...a: number[]) => (r as (...b: unknown[]) => void)(kex, exports, memory, headProduct, ...a);
+      this.fns.push(fn);
+      return [name, fn];
+    })) as Record<HeadName, (...a: number[]) => void> : null;
     this.fns.forEach((f, i) => { if (!this.index.has(f)) this.index.set(f, i); });
   }
 

@@ -6,7 +6,8 @@
 //   4. state -> output  Y += decayIn ∘ (C_g · S_inᵀ)  [q, P]
 //   2+3. chunk state    S_out = total · S_in + (decayOut ∘ X_h)ᵀ · B_g   [P, N]
 // ssdChunkedAt: the same over the shared memory, the steps between the products in the program
-// module (codegen/wasm/program.ts, SSD_GLUE); ssdChunkedWasm: in JS, where there is no such module.
+// module (codegen/wasm/program.ts, SSD_GLUE), the heads shared by the products' threads
+// (runtime/wasm/heads.ts); ssdChunkedWasm: in JS, where there is no such module.
 // The decays, segment sums and M are computed in double as in the reference; the products sum in
 // f32 (the reference in double), so results agree to f32 rounding. The state is f32 between chunks
 // in both.
@@ -14,6 +15,8 @@
 import { checkSeqs, type SeqSlice } from '../cpu/seq.ts';
 import type { SsdDims } from '../cpu/ssd.ts';
 import type { WasmKernels } from './kernels.ts';
+import { ssdHeadBytes } from './heads.ts';
+import type { ProgramCalls } from './split.ts';
 
 export function ssdChunkedWasm(wk: WasmKernels, x: Float32Array, dt: Float32Array, A: Float32Array, B: Float32Array, C: Float32Array, D: Float32Array,
   dims: SsdDims, chunk: number, seqs: readonly SeqSlice[], states: Float32Array[]): Float32Array {
@@ -111,60 +114,48 @@ export function zeroUncovered(memory: WebAssembly.Memory, y: At, T: number, widt
   for (let t = 0; t < T; t++) if (!covered[t]) mem.fill(0, (y.at >>> 2) + t * y.ld, (y.at >>> 2) + t * y.ld + width);
 }
 
-/** Bytes of work space ssdChunkedAt needs for chunks of up to Q rows. */
-export const ssdWorkBytes = (Q: number, P: number) => 4 * (2 * Q * Q + P * Q) + 8 * 3 * Q;
+/** Bytes of work space ssdChunkedAt needs for T rows in chunks of up to Q rows on `threads`
+ *  threads: the constants, every chunk's C_g·B_gᵀ and each thread's scratch (runtime/wasm/heads.ts). */
+export const ssdWorkBytes = (T: number, Q: number, dims: SsdDims, wk: { MR: number; NR: number; threads: number }) =>
+  16 + 8 * dims.H + 4 * (Math.ceil(T / Q) + 1) * dims.G * Q * Q + wk.threads * ssdHeadBytes(Q, dims.P, dims.N, wk.MR, wk.NR);
 
 /**
- * ssdChunkedWasm with every operand and the output in the shared memory and its steps between
- * the products in the program module (`glue`): x [T, H·P], dt [T, H], B, C [T, G·N] at their
- * addresses, rows `ld` floats apart; y likewise (written whole, never aliasing an operand); the
- * states [H, P, N] at the byte addresses in `states`; `work` (8-byte aligned) bytes of ssdWorkBytes(Q, P).
+ * ssdChunkedWasm with every operand and the output in the shared memory: x [T, H·P], dt [T, H],
+ * B, C [T, G·N] at their addresses, rows `ld` floats apart; y likewise (written whole, never
+ * aliasing an operand); the states [H, P, N] at the byte addresses in `states`; `work` bytes of
+ * ssdWorkBytes. Per sequence, every chunk's C_g·B_gᵀ on this thread (`glue.put` into `work`), then
+ * the heads shared by the threads (`calls`: runtime/wasm/heads.ts ssdHeads, each head's chunks in
+ * order; the steps between the products in the program module, codegen/wasm/program.ts SSD_GLUE).
  */
-export function ssdChunkedAt(wk: WasmKernels, glue: SsdGlue, memory: WebAssembly.Memory, x: At, dt: At, A: Float32Array, B: At, C: At, D: Float32Array, y: At,
+export function ssdChunkedAt(wk: WasmKernels, glue: SsdGlue, calls: ProgramCalls, memory: WebAssembly.Memory, x: At, dt: At, A: Float32Array, B: At, C: At, D: Float32Array, y: At,
   dims: SsdDims, T: number, chunk: number, seqs: readonly SeqSlice[], states: readonly number[], work: number): void {
   const { H, P, G, N } = dims;
   if (H % G !== 0 || A.length !== H || D.length !== H) throw new RangeError(`ssdChunked: operand sizes do not match H=${H} P=${P} G=${G} N=${N}`);
   checkSeqs('ssdChunked', T, seqs, states.length);
-  const hpg = H / G;
+  if (!calls.heads) throw new Error('ssdChunkedAt: the program calls have no head routines (no kernel instance)');
   let longest = 1;
   for (const sq of seqs) longest = Math.max(longest, sq.len);
   const Q = Math.min(chunk, longest);
-  const a = work, din = a + 8 * Q, dout = din + 8 * Q, cb = dout + 8 * Q, m = cb + 4 * Q * Q, xw = m + 4 * Q * Q;
+  // the constants A, D (f32), the chunks' CB [chunk][G][Q][Q], then each thread's scratch
+  const consts = Math.ceil(work / 16) * 16, cb = consts + 8 * H;
+  const own = ssdHeadBytes(Q, P, N, wk.MR, wk.NR), scr = Math.ceil((cb + 4 * Math.ceil(longest / Q) * G * Q * Q) / 16) * 16;
+  const cf = new Float32Array(memory.buffer, consts, 2 * H);
+  cf.set(A);
+  cf.set(D, H);
   zeroUncovered(memory, y, T, H * P, seqs);
   const f = (at: number) => at >>> 2;
   for (let s = 0; s < seqs.length; s++) {
     const { start, len } = seqs[s]!;
-    const st = states[s]!;
-    for (let c0 = start; c0 < start + len; c0 += Q) {
+    for (let c0 = start, ci = 0; c0 < start + len; c0 += Q, ci++) {
       const q = Math.min(Q, start + len - c0);
       for (let g = 0; g < G; g++) {
         const bc = B.at + 4 * (c0 * B.ld + g * N), cc = C.at + 4 * (c0 * C.ld + g * N);
-        let mem = new Float32Array(memory.buffer);
-        {
-          const r = wk.product(mem, f(cc), C.ld, 1, q, N, mem, f(bc), B.ld, 1, q);
-          glue.put(r.y.byteOffset, r.ld, cb, Q, q, q);
-        }
-        for (let h = g * hpg; h < (g + 1) * hpg; h++) {
-          const dth = dt.at + 4 * (c0 * dt.ld + h), xh = x.at + 4 * (c0 * x.ld + h * P), yh = y.at + 4 * (c0 * y.ld + h * P);
-          glue.decays(dth, dt.ld, A[h]!, q, a, din, dout);
-          glue.mask(cb, Q, dth, dt.ld, a, q, m, Q);
-          mem = new Float32Array(memory.buffer);
-          // 1. Y = M · X_h: W[p, j] = X_h[j, p]
-          let r = wk.product(mem, f(m), Q, 1, q, q, mem, f(xh), 1, x.ld, P);
-          glue.put(r.y.byteOffset, r.ld, yh, y.ld, q, P);
-          // 4. + decayIn ∘ (C_g · S_inᵀ) + D·x
-          const so = st + 4 * h * P * N;
-          mem = new Float32Array(memory.buffer);
-          r = wk.product(mem, f(cc), C.ld, 1, q, N, mem, f(so), N, 1, P);
-          glue.out(yh, y.ld, r.y.byteOffset, r.ld, din, xh, x.ld, D[h]!, q, P);
-          // 2 + 3. S_out = total · S_in + (decayOut ∘ X_h)ᵀ · B_g
-          glue.xw(xh, x.ld, dout, q, P, xw, Q);
-          const total = new Float64Array(memory.buffer, din, Q)[q - 1]!;
-          mem = new Float32Array(memory.buffer);
-          r = wk.product(mem, f(xw), Q, 1, P, q, mem, f(bc), 1, B.ld, N);
-          glue.state(so, total, r.y.byteOffset, r.ld, P, N);
-        }
+        const mem = new Float32Array(memory.buffer);
+        const r = wk.product(mem, f(cc), C.ld, 1, q, N, mem, f(bc), B.ld, 1, q);
+        glue.put(r.y.byteOffset, r.ld, cb + 4 * (ci * G + g) * Q * Q, Q, q, q);
       }
     }
+    calls.run(calls.heads.ssd, [T, 0, 0, T, scr, 0, 0], [x.at, x.ld, dt.at, dt.ld, B.at, B.ld, C.at, C.ld, y.at, y.ld,
+      H, P, G, N, start, len, Q, states[s]!, consts, cb, wk.MR, wk.NR, wk.m64], H, true, own);
   }
 }

@@ -1,0 +1,88 @@
+// The prefill's chunked SSD and attention with their heads shared by the threads
+// (runtime/wasm/heads.ts through split.ts): a packed forward and a prefill (then one decode step)
+// of sequences longer than a chunk and than attention's block of 64 rows give the same bits on 1,
+// 2 and 3 threads (each head computed by the same routine whichever thread takes it), and equal the
+// CPU reference engine within 1e-5 of the logits' scale (test/e2e/wasm.test.ts' bound). A random
+// checkpoint with two SSD groups (f32, and q4 with 8-bit activations) and the trained tiny-bamba-a.
+// A spy checks that the head routines were called shared.
+
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { wasmKernelVariants } from '../../../codegen/wasm/assemble.ts';
+import { wasmProgram } from '../../../codegen/wasm/program.ts';
+import { Model } from '../../../runtime/model.ts';
+import type { Program } from '../../../runtime/program.ts';
+import { ProgramCalls } from '../../../runtime/wasm/split.ts';
+import { ROOT, expectLogitsClose, makeDir, programFor, randomIds, removeDir, writeCheckpoint } from '../../helpers/checkpoints.ts';
+
+const work = makeDir('archc-heads-');
+let kernels: Uint8Array[];
+beforeAll(async () => { kernels = await wasmKernelVariants(); });
+afterAll(() => removeDir(work));
+
+/** The packed forward's logits, the prefill's, then one decode step's. */
+function prefillRun(m: Model, prompts: readonly number[][]): Float32Array[] {
+  const ids = prompts.flat(), positions = prompts.flatMap((p) => [...p.keys()]);
+  const out = [m.forward({ ids, positions }).logits];
+  const { states, logits } = m.prefill(prompts);
+  out.push(...logits, m.decode(prompts.map((p) => p[0]!), states));
+  for (const s of states) m.releaseSequence(s);
+  return out;
+}
+
+/** The first element where two runs' logits differ in bits, or null. */
+function firstDifference(a: readonly Float32Array[], b: readonly Float32Array[]): string | null {
+  for (let i = 0; i < a.length; i++) {
+    const x = new Uint32Array(a[i]!.buffer, a[i]!.byteOffset, a[i]!.length), y = new Uint32Array(b[i]!.buffer, b[i]!.byteOffset, b[i]!.length);
+    if (x.length !== y.length) return `output ${i}: ${x.length} against ${y.length} values`;
+    for (let j = 0; j < x.length; j++) if (x[j] !== y[j]) return `output ${i}, element ${j}: ${a[i]![j]} against ${b[i]![j]}`;
+  }
+  return null;
+}
+
+async function check(program: Program, dir: string, prompts: readonly number[][], opts: { quantize?: 'q4'; activations?: 'q8' }, what: string, V: number): Promise<void> {
+  const capacity = 256;
+  const cpu = await Model.loadProgram(program, dir, { backend: 'cpu', threads: 1, capacity, ...opts });
+  const own = await wasmProgram(program);
+  const wasm = await Promise.all([1, 2, 3].map((threads) => Model.loadProgram(program, dir, { backend: 'wasm', threads, capacity, wasmKernels: kernels, wasmProgram: own, ...opts })));
+  const shared = { ssd: 0, attn: 0 };
+  const run = ProgramCalls.prototype.run;
+  const spy = vi.spyOn(ProgramCalls.prototype, 'run').mockImplementation(function (this: ProgramCalls, ...a: Parameters<typeof run>) {
+    for (const n of ['ssd', 'attn'] as const) if (a[0] === this.heads?.[n] && a[4] && a[3] >= 2 && this.record) shared[n]++;
+    return run.apply(this, a);
+  });
+  try {
+    const want = prefillRun(cpu, prompts);
+    const got = wasm.map((m) => prefillRun(m, prompts));
+    const label = `${what}, sequences of ${prompts.map((p) => p.length).join('+')}`;
+    for (let t = 1; t < got.length; t++) expect(firstDifference(got[0]!, got[t]!), `${label}: 1 thread against ${t + 1}`).toBeNull();
+    want.forEach((w, i) => expectLogitsClose(got[1]![i]!, w, 1e-5, `${label}: output ${i} against the CPU engine`, V));
+    expect(shared.ssd, `${label}: the SSD's heads shared`).toBeGreaterThan(0);
+    expect(shared.attn, `${label}: the attention's heads shared`).toBeGreaterThan(0);
+  } finally {
+    spy.mockRestore();
+    cpu.dispose();
+    for (const m of wasm) m.dispose();
+  }
+}
+
+describe("the prefill's SSD and attention heads shared by the threads", () => {
+  it('random bamba with two SSD groups, f32 and q4a8: 1, 2 and 3 threads the same bits, and the CPU engine within 1e-5', async () => {
+    const dir = join(work, 'bamba');
+    mkdirSync(dir);
+    writeCheckpoint(dir, { vocab: 90, mamba_heads: 4, mamba_groups: 2, n_kv_heads: 2, chunk: 16, context: 256 }, { seed: 7 });
+    const program = programFor(dir);
+    // 150 rows: 10 chunks of 16 and blocks of 64, 64 and 22 rows; 37: a partial chunk
+    const prompts = [randomIds(150, 90, 3), randomIds(37, 90, 4)];
+    await check(program, dir, prompts, {}, 'bamba f32', 90);
+    await check(program, dir, prompts, { quantize: 'q4', activations: 'q8' }, 'bamba q4a8', 90);
+  });
+
+  it('the trained tiny-bamba-a (chunks of 64): the same', async () => {
+    const dir = join(ROOT, '..', 'shared', 'models', 'tiny-bamba-a', 'f32');
+    const program = programFor(dir);
+    const text = Array.from(readFileSync(join(dir, '..', 'eval-A.txt')).subarray(0, 400));
+    await check(program, dir, [text.slice(0, 200), text.slice(200, 330)], {}, 'tiny-bamba-a', program.outputs.logits!);
+  });
+});
