@@ -14,20 +14,19 @@
 type Ex = Record<string, any>;
 
 /**
- * Y [T, N] = X·Wᵀ in memory 0 (`f`, its floats) on this thread's kernel instance `kex`:
- * X[t, k] = f[xo + t·xt + k·xk], W[n, k] = f[wo + n·wn + k·wk] (float indices), packed into panels
- * at byte wAt and row tiles at xAt (padding rows and columns keep whatever is there: their results
- * are never read), Y at yAt; returns Y's row stride (floats). Scratch: headScratch's three regions.
+ * Y [T, N] = X·Wᵀ in memory 0 on this thread's kernel instance `kex`: X[t, k] = mem[xo + t·xt + k·xk],
+ * W[n, k] = mem[wo + n·wn + k·wk] (float indices), copied by the program module's `put` (strided
+ * rows of floats) into panels at byte wAt and row tiles at xAt (a run of a panel's or tile's columns
+ * at a time where they lie side by side, else one column; padding rows and columns keep whatever is
+ * there: their results are never read), Y at yAt; returns Y's row stride (floats).
  */
-export function headProduct(kex: Ex, f: Float32Array, m64: number, xo: number, xt: number, xk: number, T: number, K: number,
+export function headProduct(kex: Ex, put: (...a: number[]) => void, m64: number, xo: number, xt: number, xk: number, T: number, K: number,
   wo: number, wn: number, wk: number, N: number, MR: number, NR: number, wAt: number, xAt: number, yAt: number): number {
-  const panels = Math.ceil(N / NR), w0 = wAt >>> 2, x0 = xAt >>> 2;
-  for (let n = 0; n < N; n++) {
-    for (let k = 0, d = w0 + ((n / NR) | 0) * K * NR + (n % NR), s = wo + n * wn; k < K; k++, d += NR, s += wk) f[d] = f[s]!;
-  }
-  for (let t = 0; t < T; t++) {
-    for (let k = 0, d = x0 + (t - (t % MR)) * K + (t % MR), s = xo + t * xt; k < K; k++, d += MR, s += xk) f[d] = f[s]!;
-  }
+  const panels = Math.ceil(N / NR);
+  if (wn === 1) for (let p = 0; p < panels; p++) put(4 * (wo + p * NR), wk, wAt + 4 * p * K * NR, NR, K, Math.min(NR, N - p * NR));
+  else for (let n = 0; n < N; n++) put(4 * (wo + n * wn), wk, wAt + 4 * (((n / NR) | 0) * K * NR + (n % NR)), NR, K, 1);
+  if (xt === 1) for (let t = 0; t < T; t += MR) put(4 * (xo + t), xk, xAt + 4 * t * K, MR, K, Math.min(MR, T - t));
+  else for (let t = 0; t < T; t++) put(4 * (xo + t * xt), xk, xAt + 4 * ((t - (t % MR)) * K + (t % MR)), MR, K, 1);
   if (m64) kex.gemm_f32(xAt, wAt, yAt, T, K, panels * NR, 0, panels, 0n);
   else kex.gemm_f32(xAt, wAt, yAt, T, K, panels * NR, 0, panels);
   return panels * NR;
@@ -67,15 +66,15 @@ export function ssdHeads(kex: Ex, pex: Ex, memory: WebAssembly.Memory, product: 
       decays(dth, dtld, f[c0 + h], q, a, din, dout);
       mask(cb, Q, dth, dtld, a, q, m, Q);
       // 1. Y = M · X_h: W[p, j] = X_h[j, p]
-      let ld = product(kex, f, m64, m >>> 2, Q, 1, q, q, xh >>> 2, 1, xld, P, MR, NR, wP, xT, yP);
+      let ld = product(kex, put, m64, m >>> 2, Q, 1, q, q, xh >>> 2, 1, xld, P, MR, NR, wP, xT, yP);
       put(yP, ld, yh, yld, q, P);
       // 4. + decayIn ∘ (C_g · S_inᵀ) + D·x
-      ld = product(kex, f, m64, cc >>> 2, cld, 1, q, N, so >>> 2, N, 1, P, MR, NR, wP, xT, yP);
+      ld = product(kex, put, m64, cc >>> 2, cld, 1, q, N, so >>> 2, N, 1, P, MR, NR, wP, xT, yP);
       out(yh, yld, yP, ld, din, xh, xld, f[c0 + H + h], q, P);
       // 2 + 3. S_out = total · S_in + (decayOut ∘ X_h)ᵀ · B_g
       xwf(xh, xld, dout, q, P, xw, Q);
       const total = d64[(din >>> 3) + q - 1]!;
-      ld = product(kex, f, m64, xw >>> 2, Q, 1, P, q, bc >>> 2, 1, bld, N, MR, NR, wP, xT, yP);
+      ld = product(kex, put, m64, xw >>> 2, Q, 1, P, q, bc >>> 2, 1, bld, N, MR, NR, wP, xT, yP);
       state(so, total, yP, ld, P, N);
     }
   }
@@ -99,19 +98,19 @@ export function attnHeads(kex: Ex, pex: Ex, memory: WebAssembly.Memory, product:
   _T: number, _S: number, _seq: number, _rows: number, scr: number, _ldy: number, _y0: number, u0: number, u1: number,
   qAt: number, qld: number, yAt: number, yld: number, kc: number, vc: number, H: number, KV: number, Dh: number,
   start: number, len: number, before: number, consts: number, block: number, MR: number, NR: number, m64: number): void {
-  const f = new Float32Array(memory.buffer), scale = new Float64Array(memory.buffer)[(consts >>> 3)]!;
+  const scale = new Float64Array(memory.buffer)[(consts >>> 3)]!;
   const sums = scr >>> 0, p = sums + 8 * block, L = Math.max(block, before + len, Dh);
   const wP = p + 4 * block * (before + len), xT = wP + 4 * L * Math.ceil(L / NR) * NR, yP = xT + 4 * L * Math.ceil(L / MR) * MR;
-  const softmax = pex['attn.softmax'], out = pex['attn.out'];
+  const put = pex['attn.put'], softmax = pex['attn.softmax'], out = pex['attn.out'];
   const rowLen = KV * Dh, group = H / KV;
   for (let h = u0; h < Math.min(u1, H); h++) {
     const kvo = ((h / group) | 0) * Dh;
     for (let r0 = 0; r0 < len; r0 += block) {
       const rows = Math.min(block, len - r0), keys = before + r0 + rows; // the block's last row sees keys [0, keys)
       const qh = (qAt >>> 0) + 4 * ((start + r0) * qld + h * Dh);
-      let ld = product(kex, f, m64, qh >>> 2, qld, 1, rows, Dh, ((kc >>> 0) >>> 2) + kvo, rowLen, 1, keys, MR, NR, wP, xT, yP);
+      let ld = product(kex, put, m64, qh >>> 2, qld, 1, rows, Dh, ((kc >>> 0) >>> 2) + kvo, rowLen, 1, keys, MR, NR, wP, xT, yP);
       softmax(yP, ld, rows, keys, before + r0, scale, p, keys, sums);
-      ld = product(kex, f, m64, p >>> 2, keys, 1, rows, keys, ((vc >>> 0) >>> 2) + kvo, 1, rowLen, Dh, MR, NR, wP, xT, yP);
+      ld = product(kex, put, m64, p >>> 2, keys, 1, rows, keys, ((vc >>> 0) >>> 2) + kvo, 1, rowLen, Dh, MR, NR, wP, xT, yP);
       out((yAt >>> 0) + 4 * ((start + r0) * yld + h * Dh), yld, yP, ld, sums, rows, Dh);
     }
   }
