@@ -40,7 +40,8 @@ const U0 = 7, U1 = 8;
 const SPIN_LOADS = 1 << 16;
 
 /** Takes and runs chunks until none is left. The calling thread and the workers run the same
- *  code (its source is part of the workers' program, so it names no outer binding: the record's
+ *  code (its source is part of the workers' program, so it names no outer binding nor anything a
+ *  bundler might lower to a helper, such as a spread call: the record's
  *  words by number, as above: 0 CLAIM, 1 DONE, 2 FN, 3 UNITS, 4 CHUNK, 5 OWN, 6 NARGS, 8 ARGS; the
  *  arguments scr, u0, u1 at 4, 7, 8). `thread`: 0 the caller, 1… the workers. */
 function claimChunks(rec: Int32Array, fns: readonly ((...a: number[]) => void)[], args: number[], thread: number): void {
@@ -55,7 +56,7 @@ function claimChunks(rec: Int32Array, fns: readonly ((...a: number[]) => void)[]
     args[4] = args[4]! + thread * own;
     args[7] = n * chunk;
     args[8] = Math.min(units, (n + 1) * chunk);
-    fn(...args);
+    fn.apply(null, args);
     Atomics.add(rec, 1, 1);
     Atomics.notify(rec, 1);
   }
