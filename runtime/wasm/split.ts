@@ -8,22 +8,31 @@
 import type { Kernel } from '../program.ts';
 import { ALL, unitsOf } from './program.ts';
 
-/** Row-split functions are shared from this many rows on (fewer: the threads' meeting costs more
- *  than the work). */
-const SPLIT_ROWS = Number(globalThis.process?.env?.ARCHC_SPLIT_ROWS ?? 2);
+/** Row-split functions are shared from `rows` rows on, and those that only map floats (a
+ *  product's epilogue of maps, an elementwise kernel, an embedding's rows) from `floats` floats
+ *  on: below them the threads' meeting costs more than the work (a residual add of 8 rows of 768
+ *  ran slower shared). Tests lower them to share every call. */
+export const SPLIT = {
+  rows: Number(globalThis.process?.env?.ARCHC_SPLIT_ROWS ?? 2),
+  floats: Number(globalThis.process?.env?.ARCHC_SPLIT_FLOATS ?? 16384),
+};
 
-/** How a call of `k`'s functions over `rows` rows (a matmul: its output rows) is shared: its units
- *  (runtime/wasm/program.ts unitsOf), whether the threads share them (the SSD step's heads and the
- *  attention's KV heads always: the batch's whole state or cache is read; rows from SPLIT_ROWS on;
- *  never a 'whole' kernel), and whether each thread reads scratch of its own. */
-export function sharing(k: Kernel, rows: number): { units: number; split: boolean; own: boolean } {
+/** How a call of `k`'s functions over `rows` rows (a matmul: its output rows; `stage` its pre or
+ *  post) is shared: its units (runtime/wasm/program.ts unitsOf), whether the threads share them
+ *  (the SSD step's heads and the attention's KV heads always: the batch's whole state or cache is
+ *  read; norms, a norm prologue, a conv step or RoPE from SPLIT.rows rows on; maps from
+ *  SPLIT.floats floats on; never a 'whole' kernel), and whether each thread reads scratch of its own. */
+export function sharing(k: Kernel, rows: number, stage?: 'pre' | 'post'): { units: number; split: boolean; own: boolean } {
   const kind = unitsOf(k);
-  const sizes = k.sizes as { H?: number; KV?: number };
+  const sizes = k.sizes as { H?: number; KV?: number; N?: number; D?: number };
   if (kind === 'head' || kind === 'kv') {
     const units = (kind === 'head' ? sizes.H : sizes.KV) ?? 1;
     return { units, split: units >= 2, own: true };
   }
-  return { units: rows, split: kind === 'row' && rows >= SPLIT_ROWS, own: false };
+  const maps = k.family === 'elementwise' || k.family === 'embedding'
+    || (stage === 'post' && (k.epilogue ?? []).every((e) => e.kind === 'map'));
+  const floats = rows * (k.family === 'elementwise' ? (k.outputs.y?.width ?? 0) : (sizes.N ?? sizes.D ?? 0));
+  return { units: rows, split: kind === 'row' && rows >= SPLIT.rows && (!maps || floats >= SPLIT.floats), own: false };
 }
 
 /** The call record, i32 words: the claim word ((job number << 16) | chunks claimed; its low half

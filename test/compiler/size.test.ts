@@ -95,10 +95,10 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  runtime/wasm/pack-train.ts); cli +56: `archc train --engine`, --hf-config passed to the compiler, `forward --grads --engine wasm`;
  *  runtime +24: the f32 engine's sigmoid, relu2 and scale records, and RT603 for the routing ops it has none for yet;
  *  codegen +13: codegen/wgsl/passes.ts, the pieces of every WGSL family's passes, out of render.ts (past 600 lines);
- *  codegen +50, runtime +200: the wasm program module's functions shared by the products' threads (issues 16, 17, 22:
+ *  codegen +50, runtime +208: the wasm program module's functions shared by the products' threads (issues 16, 17, 22:
  *  runtime/wasm/split.ts, the unit range u0/u1 of every rendered function, the workers' program instance), the
  *  one-token conv's products and the RMS norm's scaling in f64x2, outputs read from the shared arena eight bytes at a time. */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4930, codegen: 5337, runtime: 14832, cli: 3227 };
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4930, codegen: 5337, runtime: 14840, cli: 3227 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
