@@ -379,9 +379,8 @@ export class WasmBackend extends CpuBackend {
     const y0 = scr + 4 * rows * perRow;
     const fixed = [run.T, run.S, run.seq, rows, scr, ldy, y0] as const;
     let xAt: number, ldx: number;
-    const { split } = sharing(k, outRows);
     if (r.pre) {
-      calls.run(r.pre, fixed, args, outRows, split);
+      calls.run(r.pre, fixed, args, outRows, sharing(k, outRows, 'pre').split);
       [xAt, ldx] = [scr, K];
     } else {
       const xv = k.inputs.x as View;
@@ -395,7 +394,7 @@ export class WasmBackend extends CpuBackend {
       return true;
     }
     this.kernels.linearAt(p, xAt, ldx, outRows, y0, ldy);
-    calls.run(r.post, fixed, args, outRows, split);
+    calls.run(r.post, fixed, args, outRows, sharing(k, outRows, 'post').split);
     return true;
   }
 

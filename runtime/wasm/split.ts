@@ -9,22 +9,31 @@ import type { Kernel } from '../program.ts';
 import { ALL, unitsOf } from './program.ts';
 import { HEADS, type HeadName, headProduct } from './heads.ts';
 
-/** Row-split functions are shared from this many rows on (fewer: the threads' meeting costs more
- *  than the work). */
-const SPLIT_ROWS = Number(globalThis.process?.env?.ARCHC_SPLIT_ROWS ?? 2);
+/** Row-split functions are shared from `rows` rows on, and those that only map floats (a
+ *  product's epilogue of maps, an elementwise kernel, an embedding's rows) from `floats` floats
+ *  on: below them the threads' meeting costs more than the work (a residual add of 8 rows of 768
+ *  ran slower shared). Tests lower them to share every call. */
+export const SPLIT = {
+  rows: Number(globalThis.process?.env?.ARCHC_SPLIT_ROWS ?? 2),
+  floats: Number(globalThis.process?.env?.ARCHC_SPLIT_FLOATS ?? 16384),
+};
 
-/** How a call of `k`'s functions over `rows` rows (a matmul: its output rows) is shared: its units
- *  (runtime/wasm/program.ts unitsOf), whether the threads share them (the SSD step's heads and the
- *  attention's KV heads always: the batch's whole state or cache is read; rows from SPLIT_ROWS on;
- *  never a 'whole' kernel), and whether each thread reads scratch of its own. */
-export function sharing(k: Kernel, rows: number): { units: number; split: boolean; own: boolean } {
+/** How a call of `k`'s functions over `rows` rows (a matmul: its output rows; `stage` its pre or
+ *  post) is shared: its units (runtime/wasm/program.ts unitsOf), whether the threads share them
+ *  (the SSD step's heads and the attention's KV heads always: the batch's whole state or cache is
+ *  read; norms, a norm prologue, a conv step or RoPE from SPLIT.rows rows on; maps from
+ *  SPLIT.floats floats on; never a 'whole' kernel), and whether each thread reads scratch of its own. */
+export function sharing(k: Kernel, rows: number, stage?: 'pre' | 'post'): { units: number; split: boolean; own: boolean } {
   const kind = unitsOf(k);
-  const sizes = k.sizes as { H?: number; KV?: number };
+  const sizes = k.sizes as { H?: number; KV?: number; N?: number; D?: number };
   if (kind === 'head' || kind === 'kv') {
     const units = (kind === 'head' ? sizes.H : sizes.KV) ?? 1;
     return { units, split: units >= 2, own: true };
   }
-  return { units: rows, split: kind === 'row' && rows >= SPLIT_ROWS, own: false };
+  const maps = k.family === 'elementwise' || k.family === 'embedding'
+    || (stage === 'post' && (k.epilogue ?? []).every((e) => e.kind === 'map'));
+  const floats = rows * (k.family === 'elementwise' ? (k.outputs.y?.width ?? 0) : (sizes.N ?? sizes.D ?? 0));
+  return { units: rows, split: kind === 'row' && rows >= SPLIT.rows && (!maps || floats >= SPLIT.floats), own: false };
 }
 
 /** The call record, i32 words: the claim word ((job number << 16) | chunks claimed; its low half
@@ -41,7 +50,8 @@ const U0 = 7, U1 = 8;
 const SPIN_LOADS = 1 << 16;
 
 /** Takes and runs chunks until none is left. The calling thread and the workers run the same
- *  code (its source is part of the workers' program, so it names no outer binding: the record's
+ *  code (its source is part of the workers' program, so it names no outer binding nor anything a
+ *  bundler might lower to a helper, such as a spread call: the record's
  *  words by number, as above: 0 CLAIM, 1 DONE, 2 FN, 3 UNITS, 4 CHUNK, 5 OWN, 6 NARGS, 8 ARGS; the
  *  arguments scr, u0, u1 at 4, 7, 8). `thread`: 0 the caller, 1… the workers. */
 function claimChunks(rec: Int32Array, fns: readonly ((...a: number[]) => void)[], args: number[], thread: number): void {
@@ -56,7 +66,7 @@ function claimChunks(rec: Int32Array, fns: readonly ((...a: number[]) => void)[]
     args[4] = args[4]! + thread * own;
     args[7] = n * chunk;
     args[8] = Math.min(units, (n + 1) * chunk);
-    fn(...args);
+    fn.apply(null, args);
     Atomics.add(rec, 1, 1);
     Atomics.notify(rec, 1);
   }

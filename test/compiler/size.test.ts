@@ -101,13 +101,13 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  VJPs in vjp-route.ts, family records, the CPU reference in runtime/cpu/route.ts, wasm, WGSL and CUDA kernels);
  *  codegen +6, runtime +2: the wasm softmax's exponentials kept in f64 scratch, computed once.;
  *  compiler +12: split and scale by parts of a tensor with several rows per token, a kernel per row (the parts had read the wrong columns);
- *  codegen +50, runtime +198: the wasm program module's functions shared by the products' threads (issues 16, 17, 22:
+ *  codegen +50, runtime +208: the wasm program module's functions shared by the products' threads (issues 16, 17, 22:
  *  runtime/wasm/split.ts, the unit range u0/u1 of every rendered function, the workers' program instance), the
  *  one-token conv's products and the RMS norm's scaling in f64x2, outputs read from the shared arena eight bytes at a time.;
  *  codegen +168, runtime +8: the wasm integer GEMM over 8-bit activations (codegen/wasm/gemm8.ts, q4 and q8 tiles;
  *  digits8's tile rows and nibble digits, the job's dispatch, the target's a8Tile; the backend's path choice);
  *  runtime +135: the prefill's SSD and attention heads shared by the products' threads (runtime/wasm/heads.ts). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5023, codegen: 5722, runtime: 15187, cli: 3227 };
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5023, codegen: 5722, runtime: 15197, cli: 3227 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {

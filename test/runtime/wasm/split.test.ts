@@ -3,7 +3,8 @@
 // the same code whichever thread takes it), and equal the CPU reference engine within 1e-5 of the
 // logits' scale (test/e2e/wasm.test.ts' bound): one sequence, and a batch of four sequences of
 // different lengths (so their caches and states differ), on a random checkpoint (q4 with 8-bit
-// activations too) and on the trained tiny-bamba-a. A spy checks that the calls were shared.
+// activations too) and on the trained tiny-bamba-a; with the default limits of what is shared and
+// with every call shared (SPLIT lowered: the maps too). A spy checks that the calls were shared.
 
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,7 +13,7 @@ import { wasmKernelVariants } from '../../../codegen/wasm/assemble.ts';
 import { wasmProgram } from '../../../codegen/wasm/program.ts';
 import { Model } from '../../../runtime/model.ts';
 import type { Program } from '../../../runtime/program.ts';
-import { ProgramCalls } from '../../../runtime/wasm/split.ts';
+import { ProgramCalls, SPLIT } from '../../../runtime/wasm/split.ts';
 import { ROOT, expectLogitsClose, makeDir, programFor, randomIds, removeDir, writeCheckpoint } from '../../helpers/checkpoints.ts';
 
 const work = makeDir('archc-split-');
@@ -51,19 +52,25 @@ async function check(program: Program, dir: string, opts: { quantize?: 'q4'; act
     if (a[4] && a[3] >= 2) shared.set(a[3], (shared.get(a[3]) ?? 0) + 1);
     return run.apply(this, a);
   });
+  const limits = { ...SPLIT }, counts: number[] = [];
   try {
-    for (const [lengths, steps] of [[[7], 6], [[9, 4, 13, 1], 5]] as const) {
+    for (const [lengths, steps, everything] of [[[7], 6, false], [[9, 4, 13, 1], 5, false], [[9, 4, 13, 1], 5, true]] as const) {
+      Object.assign(SPLIT, everything ? { rows: 2, floats: 1 } : limits);
       const prompts = lengths.map((n, i) => randomIds(n, V, 11 + i));
       const want = decodeRun(cpu, prompts, steps);
       shared.clear();
       const got = wasm.map((m) => decodeRun(m, prompts, steps));
-      const label = `${what}, sequences of ${lengths.join('+')}`;
+      const label = `${what}, sequences of ${lengths.join('+')}${everything ? ', every call shared' : ''}`;
       for (let t = 1; t < got.length; t++) expect(firstDifference(got[0]!, got[t]!), `${label}: 1 thread against ${t + 1}`).toBeNull();
       want.forEach((w, i) => expectLogitsClose(got[1]![i]!, w, 1e-5, `${label}: output ${i} against the CPU engine`, V));
       // the SSD step's heads and the attention's KV heads were shared (and rows, with several sequences)
       expect(shared.size, `${label}: calls shared by the threads`).toBeGreaterThan(0);
+      counts.push([...shared.values()].reduce((a, n) => a + n, 0));
     }
+    // lowered limits share more calls (the maps) than the defaults over the same batch
+    expect(counts[2], `${what}: calls shared with every call shared against the defaults`).toBeGreaterThan(counts[1]!);
   } finally {
+    Object.assign(SPLIT, limits);
     spy.mockRestore();
     cpu.dispose();
     for (const m of wasm) m.dispose();
