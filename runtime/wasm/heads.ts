@@ -32,8 +32,9 @@ export function headProduct(kex: Ex, put: (...a: number[]) => void, m64: number,
   return panels * NR;
 }
 
-/** Bytes of headProduct's scratch for products whose T, K and N are at most L. */
-const productBytes = (L: number, MR: number, NR: number) => 4 * L * (Math.ceil(L / NR) * NR + 2 * Math.ceil(L / MR) * MR) + 64;
+/** Bytes of headProduct's scratch for products whose T, K and N are at most L: panels [L/NR][L][NR],
+ *  tiles [L/MR][L][MR] and Y [L/MR·MR, L/NR·NR] (the routines lay them out in this order). */
+const productBytes = (L: number, MR: number, NR: number) => 4 * (L * Math.ceil(L / NR) * NR + (L + Math.ceil(L / NR) * NR) * Math.ceil(L / MR) * MR) + 64;
 
 /** Bytes of one thread's scratch for ssdHeads (chunks of up to Q rows), a multiple of 16. */
 export const ssdHeadBytes = (Q: number, P: number, N: number, MR: number, NR: number) =>

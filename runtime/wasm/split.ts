@@ -108,7 +108,7 @@ export class ProgramCalls {
   /** runtime/wasm/heads.ts' routines on this thread, after the module's functions (as the workers list them). */
   readonly heads: Readonly<Record<HeadName, (...a: number[]) => void>> | null;
 
-  constructor(module: WebAssembly.Module, exports: Record<string, unknown>, private readonly wake: Wake, memory?: WebAssembly.Memory) {
+  constructor(module: WebAssembly.Module, exports: Record<string, unknown>, private readonly wake: Wake, readonly memory?: WebAssembly.Memory) {
     this.record = wake.threads > 1 ? new SharedArrayBuffer(4 * CALL_WORDS) : null;
     this.rec = new Int32Array(this.record ?? new ArrayBuffer(4 * CALL_WORDS));
     this.fns = WebAssembly.Module.exports(module).filter((e) => e.kind === 'function').map((e) => exports[e.name] as (...a: number[]) => void);

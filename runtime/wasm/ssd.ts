@@ -117,7 +117,7 @@ export function zeroUncovered(memory: WebAssembly.Memory, y: At, T: number, widt
 /** Bytes of work space ssdChunkedAt needs for T rows in chunks of up to Q rows on `threads`
  *  threads: the constants, every chunk's C_g·B_gᵀ and each thread's scratch (runtime/wasm/heads.ts). */
 export const ssdWorkBytes = (T: number, Q: number, dims: SsdDims, wk: { MR: number; NR: number; threads: number }) =>
-  16 + 8 * dims.H + 4 * (Math.ceil(T / Q) + 1) * dims.G * Q * Q + wk.threads * ssdHeadBytes(Q, dims.P, dims.N, wk.MR, wk.NR);
+  32 + 8 * dims.H + 4 * Math.ceil(T / Q) * dims.G * Q * Q + wk.threads * ssdHeadBytes(Q, dims.P, dims.N, wk.MR, wk.NR);
 
 /**
  * ssdChunkedWasm with every operand and the output in the shared memory: x [T, H·P], dt [T, H],

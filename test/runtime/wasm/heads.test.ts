@@ -4,7 +4,7 @@
 // 2 and 3 threads (each head computed by the same routine whichever thread takes it), and equal the
 // CPU reference engine within 1e-5 of the logits' scale (test/e2e/wasm.test.ts' bound). A random
 // checkpoint with two SSD groups (f32, and q4 with 8-bit activations) and the trained tiny-bamba-a.
-// A spy checks that the head routines were called shared.
+// A spy checks that the head routines were called shared, and wrote nothing past the threads' scratch.
 
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -46,11 +46,20 @@ async function check(program: Program, dir: string, prompts: readonly number[][]
   const cpu = await Model.loadProgram(program, dir, { backend: 'cpu', threads: 1, capacity, ...opts });
   const own = await wasmProgram(program);
   const wasm = await Promise.all([1, 2, 3].map((threads) => Model.loadProgram(program, dir, { backend: 'wasm', threads, capacity, wasmKernels: kernels, wasmProgram: own, ...opts })));
-  const shared = { ssd: 0, attn: 0 };
+  const shared = { ssd: 0, attn: 0 }, overruns: string[] = [];
   const run = ProgramCalls.prototype.run;
   const spy = vi.spyOn(ProgramCalls.prototype, 'run').mockImplementation(function (this: ProgramCalls, ...a: Parameters<typeof run>) {
-    for (const n of ['ssd', 'attn'] as const) if (a[0] === this.heads?.[n] && a[4] && a[3] >= 2 && this.record) shared[n]++;
-    return run.apply(this, a);
+    const name = (['ssd', 'attn'] as const).find((n) => a[0] === this.heads?.[n]);
+    if (!name) return run.apply(this, a);
+    if (a[4] && a[3] >= 2 && this.record) shared[name]++;
+    // the bytes past the last thread's scratch (scr + threads·own) keep a poison pattern: no routine writes past its own
+    const memory = this.memory!, threads = (this as unknown as { wake: { threads: number } }).wake.threads;
+    const end = a[1][4]! + threads * a[5]!, bytes = new Uint8Array(memory.buffer, end, Math.min(4096, memory.buffer.byteLength - end));
+    const kept = bytes.slice();
+    bytes.fill(0xa5);
+    run.apply(this, a);
+    if (bytes.some((b) => b !== 0xa5)) overruns.push(`${name} on ${threads} thread(s)`);
+    bytes.set(kept);
   });
   try {
     const want = prefillRun(cpu, prompts);
@@ -58,6 +67,7 @@ async function check(program: Program, dir: string, prompts: readonly number[][]
     const label = `${what}, sequences of ${prompts.map((p) => p.length).join('+')}`;
     for (let t = 1; t < got.length; t++) expect(firstDifference(got[0]!, got[t]!), `${label}: 1 thread against ${t + 1}`).toBeNull();
     want.forEach((w, i) => expectLogitsClose(got[1]![i]!, w, 1e-5, `${label}: output ${i} against the CPU engine`, V));
+    expect(overruns, `${label}: routines that wrote past their scratch`).toEqual([]);
     expect(shared.ssd, `${label}: the SSD's heads shared`).toBeGreaterThan(0);
     expect(shared.attn, `${label}: the attention's heads shared`).toBeGreaterThan(0);
   } finally {
