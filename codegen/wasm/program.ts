@@ -19,7 +19,7 @@
 import { exprLeaves } from '../../runtime/expr.ts';
 import type { Epilogue, Expr, Kernel, Program, View } from '../../runtime/program.ts';
 import { isView, ofFamily } from '../../runtime/program.ts';
-import { exportName, kernelArgs, programHash } from '../../runtime/wasm/program.ts';
+import { exportName, kernelArgs, programHash, unitsOf } from '../../runtime/wasm/program.ts';
 import { InternalError } from '../../dsl/diagnostics.ts';
 import { type Placement, wasmPlan } from '../../runtime/wasm/plan.ts';
 import { assemble } from './assemble.ts';
@@ -82,9 +82,9 @@ function xOffsetsZero(e: Expr): boolean {
  * The epilogue chain from a result of `width` columns at `src` to the kernel's output `y`: maps go
  * through the scratch rows y1/y2 (the last map straight into y), RoPE and the one-token conv in
  * place where the result is; without a map the result is copied into y at the end. `bias` is a
- * weight added first (a product's).
+ * weight added first (a product's); `cols`: the maps over columns [from, to) only (a conv's channels).
  */
-function epilogueChain(f: Fn, src: RowAt, width: number, rows: string, bias: string | null): string {
+function epilogueChain(f: Fn, src: RowAt, width: number, rows: string, bias: string | null, cols?: [string, string]): string {
   const out = f.k.outputs.y ?? unsupported('a kernel without output y');
   const stages: Epilogue[] = [...(bias ? [{ kind: 'map' as const, body: { op: 'add' as const, a: { op: 'x' as const, offset: 0 }, b: { op: 'w' as const, name: bias } }, width }] : []), ...(f.k.epilogue ?? [])];
   const lastMap = stages.map((s) => s.kind).lastIndexOf('map');
@@ -94,7 +94,7 @@ function epilogueChain(f: Fn, src: RowAt, width: number, rows: string, bias: str
     if (s.kind === 'map') {
       const name = i === lastMap ? 'out' : curName === 'y1' ? 'y2' : 'y1';
       const dst = name === 'out' ? f.viewRow(out) : f.scratchRow(name);
-      parts.push(mapPass(f, s.body, s.width, rows, dst, cur));
+      parts.push(mapPass(f, s.body, s.width, rows, dst, cur, undefined, cols));
       [cur, curName, width] = [dst, name, s.width];
     } else if (s.kind === 'rope') {
       parts.push(ropePass(f, rows, cur, cur, s.col, s.heads, s.headDim, s.rotaryDim, f.rope(s.rotaryDim, s.theta), false));
@@ -236,26 +236,30 @@ function convRun(f: Fn): string {
   const S1 = K - 1;
   const s = f.fresh('s'), i = f.fresh('i'), c = f.fresh('c'), start = f.fresh('start'), len = f.fresh('len'), st = f.fresh('st'), acc = f.fresh('acc', 'f64');
   const yr = f.fresh('yr');
+  // channels [c0, c1): quads [u0, u1) where the threads share it (runtime/wasm/program.ts unitsOf 'quad'), else all
+  const quads = unitsOf(k) === 'quad', Cq = Math.ceil(C / 4);
+  const c0 = quads ? `(i32.shl ${get('u0')} ${i32(2)})` : i32(0);
+  const c1 = quads ? `(select ${i32(C)} (i32.shl ${get('u1')} ${i32(2)}) (i32.ge_s ${get('u1')} ${i32(Cq)}))` : i32(C);
   // win[m] for m = i + j: the state below K-1, else x row start + m - (K-1)
   const win = (m: string, branchy: boolean) => {
     const fromX = `(f64.promote_f32 (f32.load ${addI(x(`(i32.sub ${addI(get(start), m)} ${i32(S1)})`), `(i32.shl ${get(c)} ${i32(2)})`)}))`;
     if (!branchy) return fromX;
     return `(if (result f64) (i32.lt_s ${m} ${i32(S1)}) (then (f64.promote_f32 (f32.load ${addI(get(st), `(i32.shl ${addI(mulI(get(c), S1), m)} ${i32(2)})`)}))) (else ${fromX}))`;
   };
-  const token = (branchy: boolean) => f.loop(c, i32(0), i32(C), `(local.set $${acc} (f64.const 0))
+  const token = (branchy: boolean) => f.loop(c, c0, c1, `(local.set $${acc} (f64.const 0))
 ${Array.from({ length: K }, (_, j) => `(local.set $${acc} (f64.add ${get(acc)} (f64.mul (f64.promote_f32 (f32.load offset=${j * 4} ${addI(w, `(i32.shl ${mulI(get(c), K)} ${i32(2)})`)})) ${win(addI(get(i), j), branchy)})))`).join('\n')}
 (f32.store ${addI(get(yr), `(i32.shl ${get(c)} ${i32(2)})`)} (f32.demote_f64 (f64.add ${get(acc)} ${b ? `(f64.promote_f32 (f32.load ${addI(b, `(i32.shl ${get(c)} ${i32(2)})`)}))` : '(f64.const 0)'})))`);
   const tokens = (from: string, to: string, branchy: boolean) => f.loop(i, from, to, `(local.set $${yr} ${out(addI(get(start), get(i)))})\n${token(branchy)}`);
   const firstEnd = `(select ${get(len)} ${i32(S1)} (i32.lt_s ${get(len)} ${i32(S1)}))`;
   // the window after the sequence's last row: st[c, j] = win[len + j]
-  const keep = S1 > 0 ? f.loop(c, i32(0), i32(C), f.loop(i, i32(0), i32(S1), `(f32.store ${addI(get(st), `(i32.shl ${addI(mulI(get(c), S1), get(i))} ${i32(2)})`)} (f32.demote_f64 ${win(addI(get(len), get(i)), true)}))`)) : '';
+  const keep = S1 > 0 ? f.loop(c, c0, c1, f.loop(i, i32(0), i32(S1), `(f32.store ${addI(get(st), `(i32.shl ${addI(mulI(get(c), S1), get(i))} ${i32(2)})`)} (f32.demote_f64 ${win(addI(get(len), get(i)), true)}))`)) : '';
   parts.push(f.loop(s, i32(0), get('S'), `(local.set $${start} (i32.load ${addI(get('seq'), mulI(get(s), 12))}))
 (local.set $${len} (i32.load offset=4 ${addI(get('seq'), mulI(get(s), 12))}))
 (local.set $${st} ${addI(`(i32.load offset=8 ${addI(get('seq'), mulI(get(s), 12))})`, f.state(k.state ?? unsupported('a conv without state')))})
 ${tokens(i32(0), firstEnd, true)}
 ${tokens(i32(S1), get(len), false)}
 ${keep}`));
-  if (k.epilogue?.length) parts.push(epilogueChain(f, out, C, get('rows'), null));
+  if (k.epilogue?.length) parts.push(epilogueChain(f, out, C, get('rows'), null, quads ? [c0, c1] : undefined));
   return parts.join('\n');
 }
 

@@ -222,10 +222,11 @@ function vectorizable(f: Fn, e: Expr, width: number): boolean {
 }
 
 /**
- * out[r, j] = e(r, j) for rows [0, rows), columns [0, width): `x` reads row r of `x` (if given),
+ * out[r, j] = e(r, j) for rows [0, rows), columns `cols` (else [0, width)): `x` reads row r of `x` (if given),
  * `in` leaves row `srcRow(r)` of their operand (a single-row buffer broadcasts).
  */
-export function mapPass(f: Fn, e: Expr, width: number, rows: string, dst: RowAt, x?: RowAt, srcRow: (r: string) => string = (r) => r): string {
+export function mapPass(f: Fn, e: Expr, width: number, rows: string, dst: RowAt, x?: RowAt, srcRow: (r: string) => string = (r) => r,
+  cols: [string, string] = [i32(0), i32(width)]): string {
   const r = f.fresh('r'), xr = f.fresh('xr'), dr = f.fresh('dr');
   f.local('j');
   const sets: string[] = [];
@@ -243,16 +244,16 @@ export function mapPass(f: Fn, e: Expr, width: number, rows: string, dst: RowAt,
   const [ve, vl, se, sl] = [f.lbl('ve'), f.lbl('vl'), f.lbl('se'), f.lbl('sl')];
   const vec = vectorizable(f, e, width) && width >= 4
     ? `(block ${ve} (loop ${vl}
-  (br_if ${ve} (i32.gt_s ${addI(get('j'), 4)} ${i32(width)}))
+  (br_if ${ve} (i32.gt_s ${addI(get('j'), 4)} ${cols[1]}))
   (v128.store ${at} ${expr(f, e, env, 4, width)})
   (local.set $j ${addI(get('j'), 4)})
   (br ${vl})))`
     : '';
   const body = `${sets.join('\n')}
-(local.set $j ${i32(0)})
+(local.set $j ${cols[0]})
 ${vec}
 (block ${se} (loop ${sl}
-  (br_if ${se} (i32.ge_s ${get('j')} ${i32(width)}))
+  (br_if ${se} (i32.ge_s ${get('j')} ${cols[1]}))
   (f32.store ${at} (f32x4.extract_lane 0 ${expr(f, e, env, 1, width)}))
   (local.set $j ${addI(get('j'), 1)})
   (br ${sl})))`;

@@ -41,13 +41,17 @@ export const ALL = 0x7fffffff;
  * What units a kernel's functions split into (u0, u1): 'row', its rows (a matmul's prologue and
  * epilogue, norms of whole rows, elementwise maps, embeddings: each row apart); 'head', the SSD
  * step's heads (of every sequence); 'kv', the one-token attention's KV heads (each appends its own
- * columns of the cache and computes its query heads); 'whole' (called once, over [0, ALL)).
+ * columns of the cache and computes its query heads); 'quad', a conv's channels by fours (each
+ * channel's rows, state and epilogue apart: with no pre and an epilogue of maps that read their own
+ * column only); 'whole' (called once, over [0, ALL)).
  * 'head' and 'kv' functions read their scratch (scr) as their own: each thread passes its own.
  */
-export function unitsOf(k: Kernel): 'row' | 'head' | 'kv' | 'whole' {
+export function unitsOf(k: Kernel): 'row' | 'head' | 'kv' | 'quad' | 'whole' {
   switch (k.family) {
     case 'matmul': case 'elementwise': case 'embedding': return 'row';
     case 'norm': return k.sizes.W === k.sizes.D ? 'row' : 'whole';
+    case 'conv': return Object.keys(k.pre ?? {}).length === 0 && (k.epilogue ?? []).every((e) => e.kind === 'map' && e.width === k.sizes.C
+      && exprLeaves(e.body).every((l) => l.op !== 'x' || !l.offset)) ? 'quad' : 'whole';
     case 'ssd_step': return 'head';
     case 'attention_decode': return 'kv';
     default: return 'whole';

@@ -21,8 +21,8 @@ export const SPLIT = {
 /** How a call of `k`'s functions over `rows` rows (a matmul: its output rows; `stage` its pre or
  *  post) is shared: its units (runtime/wasm/program.ts unitsOf), whether the threads share them
  *  (the SSD step's heads and the attention's KV heads always: the batch's whole state or cache is
- *  read; norms, a norm prologue, a conv step or RoPE from SPLIT.rows rows on; maps from
- *  SPLIT.floats floats on; never a 'whole' kernel), and whether each thread reads scratch of its own. */
+ *  read; norms, a norm prologue, a conv step or RoPE from SPLIT.rows rows on; maps and a conv's
+ *  channels from SPLIT.floats floats on; never a 'whole' kernel), and whether each thread reads scratch of its own. */
 export function sharing(k: Kernel, rows: number, stage?: 'pre' | 'post'): { units: number; split: boolean; own: boolean } {
   const kind = unitsOf(k);
   const sizes = k.sizes as { H?: number; KV?: number; N?: number; D?: number };
@@ -30,6 +30,8 @@ export function sharing(k: Kernel, rows: number, stage?: 'pre' | 'post'): { unit
     const units = (kind === 'head' ? sizes.H : sizes.KV) ?? 1;
     return { units, split: units >= 2, own: true };
   }
+  // a conv's channels by fours, from SPLIT.floats floats on (a prefill's; not a decode's one row)
+  if (kind === 'quad') return { units: Math.ceil((k.sizes as { C: number }).C / 4), split: rows * (k.sizes as { C: number }).C >= SPLIT.floats, own: false };
   const maps = k.family === 'elementwise' || k.family === 'embedding'
     || (stage === 'post' && (k.epilogue ?? []).every((e) => e.kind === 'map'));
   const floats = rows * (k.family === 'elementwise' ? (k.outputs.y?.width ?? 0) : (sizes.N ?? sizes.D ?? 0));

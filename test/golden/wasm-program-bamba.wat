@@ -380,9 +380,9 @@
   (block $e11 (loop $l11
     (br_if $e11 (i32.ge_s (local.get $i1) (select (local.get $len4) (i32.const 3) (i32.lt_s (local.get $len4) (i32.const 3)))))
     (local.set $yr7 (i32.add (i32.add (local.get $scr) (i32.shl (i32.mul (local.get $rows) (i32.const 0)) (i32.const 2))) (i32.shl (i32.mul (i32.add (local.get $start3) (local.get $i1)) (i32.const 80)) (i32.const 2))))
-  (local.set $c2 (i32.const 0))
+  (local.set $c2 (i32.shl (local.get $u0) (i32.const 2)))
   (block $e10 (loop $l10
-    (br_if $e10 (i32.ge_s (local.get $c2) (i32.const 80)))
+    (br_if $e10 (i32.ge_s (local.get $c2) (select (i32.const 80) (i32.shl (local.get $u1) (i32.const 2)) (i32.ge_s (local.get $u1) (i32.const 20)))))
     (local.set $acc6 (f64.const 0))
   (local.set $acc6 (f64.add (local.get $acc6) (f64.mul (f64.promote_f32 (f32.load offset=0 (i32.add (local.get $a3) (i32.shl (i32.mul (local.get $c2) (i32.const 4)) (i32.const 2))))) (if (result f64) (i32.lt_s (local.get $i1) (i32.const 3)) (then (f64.promote_f32 (f32.load (i32.add (local.get $st5) (i32.shl (i32.add (i32.mul (local.get $c2) (i32.const 3)) (local.get $i1)) (i32.const 2)))))) (else (f64.promote_f32 (f32.load (i32.add (i32.add (local.get $a0) (i32.shl (i32.add (i32.mul (i32.sub (i32.add (local.get $start3) (local.get $i1)) (i32.const 3)) (i32.const 148)) (i32.const 64)) (i32.const 2))) (i32.shl (local.get $c2) (i32.const 2))))))))))
   (local.set $acc6 (f64.add (local.get $acc6) (f64.mul (f64.promote_f32 (f32.load offset=4 (i32.add (local.get $a3) (i32.shl (i32.mul (local.get $c2) (i32.const 4)) (i32.const 2))))) (if (result f64) (i32.lt_s (i32.add (local.get $i1) (i32.const 1)) (i32.const 3)) (then (f64.promote_f32 (f32.load (i32.add (local.get $st5) (i32.shl (i32.add (i32.mul (local.get $c2) (i32.const 3)) (i32.add (local.get $i1) (i32.const 1))) (i32.const 2)))))) (else (f64.promote_f32 (f32.load (i32.add (i32.add (local.get $a0) (i32.shl (i32.add (i32.mul (i32.sub (i32.add (local.get $start3) (i32.add (local.get $i1) (i32.const 1))) (i32.const 3)) (i32.const 148)) (i32.const 64)) (i32.const 2))) (i32.shl (local.get $c2) (i32.const 2))))))))))
@@ -397,9 +397,9 @@
   (block $e13 (loop $l13
     (br_if $e13 (i32.ge_s (local.get $i1) (local.get $len4)))
     (local.set $yr7 (i32.add (i32.add (local.get $scr) (i32.shl (i32.mul (local.get $rows) (i32.const 0)) (i32.const 2))) (i32.shl (i32.mul (i32.add (local.get $start3) (local.get $i1)) (i32.const 80)) (i32.const 2))))
-  (local.set $c2 (i32.const 0))
+  (local.set $c2 (i32.shl (local.get $u0) (i32.const 2)))
   (block $e12 (loop $l12
-    (br_if $e12 (i32.ge_s (local.get $c2) (i32.const 80)))
+    (br_if $e12 (i32.ge_s (local.get $c2) (select (i32.const 80) (i32.shl (local.get $u1) (i32.const 2)) (i32.ge_s (local.get $u1) (i32.const 20)))))
     (local.set $acc6 (f64.const 0))
   (local.set $acc6 (f64.add (local.get $acc6) (f64.mul (f64.promote_f32 (f32.load offset=0 (i32.add (local.get $a3) (i32.shl (i32.mul (local.get $c2) (i32.const 4)) (i32.const 2))))) (f64.promote_f32 (f32.load (i32.add (i32.add (local.get $a0) (i32.shl (i32.add (i32.mul (i32.sub (i32.add (local.get $start3) (local.get $i1)) (i32.const 3)) (i32.const 148)) (i32.const 64)) (i32.const 2))) (i32.shl (local.get $c2) (i32.const 2))))))))
   (local.set $acc6 (f64.add (local.get $acc6) (f64.mul (f64.promote_f32 (f32.load offset=4 (i32.add (local.get $a3) (i32.shl (i32.mul (local.get $c2) (i32.const 4)) (i32.const 2))))) (f64.promote_f32 (f32.load (i32.add (i32.add (local.get $a0) (i32.shl (i32.add (i32.mul (i32.sub (i32.add (local.get $start3) (i32.add (local.get $i1) (i32.const 1))) (i32.const 3)) (i32.const 148)) (i32.const 64)) (i32.const 2))) (i32.shl (local.get $c2) (i32.const 2))))))))
@@ -410,9 +410,9 @@
     (br $l12)))
     (local.set $i1 (i32.add (local.get $i1) (i32.const 1)))
     (br $l13)))
-  (local.set $c2 (i32.const 0))
+  (local.set $c2 (i32.shl (local.get $u0) (i32.const 2)))
   (block $e9 (loop $l9
-    (br_if $e9 (i32.ge_s (local.get $c2) (i32.const 80)))
+    (br_if $e9 (i32.ge_s (local.get $c2) (select (i32.const 80) (i32.shl (local.get $u1) (i32.const 2)) (i32.ge_s (local.get $u1) (i32.const 20)))))
     (local.set $i1 (i32.const 0))
   (block $e8 (loop $l8
     (br_if $e8 (i32.ge_s (local.get $i1) (i32.const 3)))
@@ -428,14 +428,14 @@
     (br_if $e22 (i32.ge_s (local.get $r15) (local.get $rows)))
     (local.set $xr16 (i32.add (i32.add (local.get $scr) (i32.shl (i32.mul (local.get $rows) (i32.const 0)) (i32.const 2))) (i32.shl (i32.mul (local.get $r15) (i32.const 80)) (i32.const 2))))
   (local.set $dr17 (i32.add (local.get $a1) (i32.shl (i32.mul (local.get $r15) (i32.const 80)) (i32.const 2))))
-  (local.set $j (i32.const 0))
+  (local.set $j (i32.shl (local.get $u0) (i32.const 2)))
   (block $ve18 (loop $vl19
-    (br_if $ve18 (i32.gt_s (i32.add (local.get $j) (i32.const 4)) (i32.const 80)))
+    (br_if $ve18 (i32.gt_s (i32.add (local.get $j) (i32.const 4)) (select (i32.const 80) (i32.shl (local.get $u1) (i32.const 2)) (i32.ge_s (local.get $u1) (i32.const 20)))))
     (v128.store (i32.add (local.get $dr17) (i32.shl (local.get $j) (i32.const 2))) (call $silu4 (v128.load offset=0 (i32.add (local.get $xr16) (i32.shl (local.get $j) (i32.const 2))))))
     (local.set $j (i32.add (local.get $j) (i32.const 4)))
     (br $vl19)))
   (block $se20 (loop $sl21
-    (br_if $se20 (i32.ge_s (local.get $j) (i32.const 80)))
+    (br_if $se20 (i32.ge_s (local.get $j) (select (i32.const 80) (i32.shl (local.get $u1) (i32.const 2)) (i32.ge_s (local.get $u1) (i32.const 20)))))
     (f32.store (i32.add (local.get $dr17) (i32.shl (local.get $j) (i32.const 2))) (f32x4.extract_lane 0 (call $silu4 (f32x4.splat (f32.load offset=0 (i32.add (local.get $xr16) (i32.shl (local.get $j) (i32.const 2))))))))
     (local.set $j (i32.add (local.get $j) (i32.const 1)))
     (br $sl21)))

@@ -1,10 +1,11 @@
 // The prefill's chunked SSD and attention with their heads shared by the threads
-// (runtime/wasm/heads.ts through split.ts): a packed forward and a prefill (then one decode step)
+// (runtime/wasm/heads.ts through split.ts), and its conv by channels: a packed forward and a prefill (then one decode step)
 // of sequences longer than a chunk and than attention's block of 64 rows give the same bits on 1,
 // 2 and 3 threads (each head computed by the same routine whichever thread takes it), and equal the
 // CPU reference engine within 1e-5 of the logits' scale (test/e2e/wasm.test.ts' bound). A random
 // checkpoint with two SSD groups (f32, and q4 with 8-bit activations) and the trained tiny-bamba-a.
-// A spy checks that the head routines were called shared, and wrote nothing past the threads' scratch.
+// A spy checks that the head routines and the conv were called shared, and the routines wrote
+// nothing past the threads' scratch.
 
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { wasmKernelVariants } from '../../../codegen/wasm/assemble.ts';
 import { wasmProgram } from '../../../codegen/wasm/program.ts';
 import { Model } from '../../../runtime/model.ts';
-import type { Program } from '../../../runtime/program.ts';
+import type { Kernel, Program } from '../../../runtime/program.ts';
 import { ProgramCalls } from '../../../runtime/wasm/split.ts';
 import { ROOT, expectLogitsClose, makeDir, programFor, randomIds, removeDir, writeCheckpoint } from '../../helpers/checkpoints.ts';
 
@@ -46,9 +47,13 @@ async function check(program: Program, dir: string, prompts: readonly number[][]
   const cpu = await Model.loadProgram(program, dir, { backend: 'cpu', threads: 1, capacity, ...opts });
   const own = await wasmProgram(program);
   const wasm = await Promise.all([1, 2, 3].map((threads) => Model.loadProgram(program, dir, { backend: 'wasm', threads, capacity, wasmKernels: kernels, wasmProgram: own, ...opts })));
-  const shared = { ssd: 0, attn: 0 }, overruns: string[] = [];
+  const shared = { ssd: 0, attn: 0, conv: 0 }, overruns: string[] = [];
+  // the conv's functions (shared by channels, runtime/wasm/program.ts unitsOf 'quad')
+  const backends = wasm.map((m) => (m as unknown as { backend: { prog: { get(k: Kernel): { run?: unknown } | undefined } } }).backend);
+  const convs = new Set(backends.flatMap((b) => program.entries.prefill.kernels.filter((k) => k.family === 'conv').map((k) => b.prog.get(k)?.run)));
   const run = ProgramCalls.prototype.run;
   const spy = vi.spyOn(ProgramCalls.prototype, 'run').mockImplementation(function (this: ProgramCalls, ...a: Parameters<typeof run>) {
+    if (convs.has(a[0]) && a[4] && a[3] >= 2 && this.record) shared.conv++;
     const name = (['ssd', 'attn'] as const).find((n) => a[0] === this.heads?.[n]);
     if (!name) return run.apply(this, a);
     if (a[4] && a[3] >= 2 && this.record) shared[name]++;
@@ -70,6 +75,7 @@ async function check(program: Program, dir: string, prompts: readonly number[][]
     expect(overruns, `${label}: routines that wrote past their scratch`).toEqual([]);
     expect(shared.ssd, `${label}: the SSD's heads shared`).toBeGreaterThan(0);
     expect(shared.attn, `${label}: the attention's heads shared`).toBeGreaterThan(0);
+    expect(shared.conv, `${label}: the conv's channels shared`).toBeGreaterThan(0);
   } finally {
     spy.mockRestore();
     cpu.dispose();
@@ -77,7 +83,7 @@ async function check(program: Program, dir: string, prompts: readonly number[][]
   }
 }
 
-describe("the prefill's SSD and attention heads shared by the threads", () => {
+describe("the prefill's SSD and attention heads and its conv's channels shared by the threads", () => {
   it('random bamba with two SSD groups, f32 and q4a8: 1, 2 and 3 threads the same bits, and the CPU engine within 1e-5', async () => {
     const dir = join(work, 'bamba');
     mkdirSync(dir);
