@@ -6,7 +6,13 @@
 // norms, conv, SSD step, attention — and the dispatch, on the calling thread alone). Best of
 // `--rounds` rounds, formats and batch sizes interleaved within a round.
 //
-// Run: npx tsx bench/decode.ts [--formats bf16,q8a8,q4a8] [--batch 1,2,4,8] [--threads 2] [--rounds 3] [--gen 32]
+// `--ab`: each format also as `<format>/1t`, every program-module function run whole on the calling
+// thread (runtime/wasm/split.ts not sharing them), interleaved with the shared runs in each round.
+// `--profile`: also the rest of a step by kernel family (the wall time of the backend's family
+// calls, a matmul's less its product: its prologue and epilogue), and what is left outside them
+// (the engine's dispatch, the logits' copy), in ms a step.
+//
+// Run: npx tsx bench/decode.ts [--formats bf16,q8a8,q4a8] [--batch 1,2,4,8] [--threads 2] [--rounds 3] [--gen 32] [--ab] [--profile]
 // (writes bench/results/decode.json). Measure with nothing else running: two threads meeting at every
 // product are as slow as the later one.
 
@@ -21,6 +27,7 @@ import { compileFile, loadConfig } from '../compiler/compile.ts';
 import { lowerToProgram } from '../compiler/lower.ts';
 import { Model } from '../runtime/model.ts';
 import { WasmKernels } from '../runtime/wasm/kernels.ts';
+import { ProgramCalls } from '../runtime/wasm/split.ts';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '..', '..');
 const BAMBA = join(ROOT, 'models', 'bamba.arch');
@@ -48,6 +55,37 @@ proto.linearAt = function (this: unknown, ...a: unknown[]) {
   inProducts += performance.now() - t0;
 };
 
+// --ab: the program module's functions whole on the calling thread while `whole`
+const LABELS = process.argv.includes('--ab') ? FORMATS.flatMap((f) => [f, `${f}/1t`]) : FORMATS;
+let whole = false;
+const calls = ProgramCalls.prototype as unknown as { run: (...a: unknown[]) => void };
+const callsRun = calls.run;
+let inCalls = 0;
+calls.run = function (this: unknown, fn, fixed, args, units, split, own) {
+  const t0 = performance.now();
+  callsRun.call(this, fn, fixed, args, units, split && !whole, own);
+  inCalls += performance.now() - t0;
+};
+
+// --profile: wall time by family (or kernel), summed over a measured stretch: [the call less its
+// product, of which in the program module's functions]
+const PROFILE = process.argv.includes('--profile'), DETAIL = process.argv.includes('--by-kernel');
+const byFam = new Map<string, [number, number]>();
+let profiling = false;
+function profile(m: Model): void {
+  const families = (m as unknown as { backend: { families: Record<string, (...a: unknown[]) => void> } }).backend.families;
+  for (const [name, fn] of Object.entries(families)) {
+    families[name] = (...a: unknown[]) => {
+      if (!profiling) return fn(...a);
+      const t0 = performance.now(), p0 = inProducts, c0 = inCalls;
+      fn(...a);
+      const key = DETAIL ? `${name} ${(a[0] as { name: string }).name.replace(/[0-9]+/g, '#')}` : name;
+      const v = byFam.get(key) ?? [0, 0];
+      byFam.set(key, [v[0] + performance.now() - t0 - (inProducts - p0), v[1] + inCalls - c0]);
+    };
+  }
+}
+
 const c = compileFile(BAMBA, { hfConfigData: loadConfig(join(ckpt, 'config.json')) });
 const program = lowerToProgram(c.graph, c.bindings);
 const kernels = await wasmKernelVariants(), wasmProg = await wasmProgram(program);
@@ -56,21 +94,27 @@ const models = new Map<string, Model>();
 for (const f of FORMATS) {
   models.set(f, await Model.loadProgram(program, ckpt, { threads: THREADS, backend: 'wasm', wasmKernels: kernels, wasmProgram: wasmProg,
     ...(f === 'bf16' ? {} : { quantize: f.slice(0, 2) as 'q8' | 'q4', activations: f.endsWith('a8') ? 'q8' : 'f32' }) }));
+  if (PROFILE) profile(models.get(f)!);
 }
 
-type Row = { tokPerS: number; stepMs: number; productsMs: number };
+type Row = { tokPerS: number; stepMs: number; productsMs: number; families: Record<string, [number, number]> };
 const best = new Map<string, Row>();
 for (let r = 0; r < ROUNDS; r++) {
-  for (const f of FORMATS) for (const B of BATCHES) {
-    const m = models.get(f)!;
+  for (const f of LABELS) for (const B of BATCHES) {
+    const m = models.get(f.replace('/1t', ''))!;
+    whole = f.endsWith('/1t');
     const prompts = Array.from({ length: B }, (_, b) => Array.from({ length: 64 }, (_, i) => (i * 7919 + b * 31) % V));
     const { states } = m.prefill(prompts);
     inProducts = 0;
+    inCalls = 0;
+    byFam.clear();
+    profiling = PROFILE;
     const t0 = performance.now();
     for (let k = 0; k < GEN; k++) m.decode(prompts.map((p) => p[k % 64]!), states);
     const ms = performance.now() - t0;
+    profiling = false;
     for (const s of states) m.releaseSequence(s);
-    const row = { tokPerS: (B * GEN) / (ms / 1000), stepMs: ms / GEN, productsMs: inProducts / GEN };
+    const row = { tokPerS: (B * GEN) / (ms / 1000), stepMs: ms / GEN, productsMs: inProducts / GEN, families: Object.fromEntries([...byFam].map(([n, v]) => [n, [v[0] / GEN, v[1] / GEN] as [number, number]])) };
     const key = `${f}:${B}`;
     if (!best.has(key) || row.tokPerS > best.get(key)!.tokPerS) best.set(key, row);
     process.stderr.write(`round ${r + 1}/${ROUNDS} ${f} batch ${B}: ${row.tokPerS.toFixed(1)} tok/s (load ${loadavg()[0]!.toFixed(1)})\n`);
@@ -79,13 +123,27 @@ for (let r = 0; r < ROUNDS; r++) {
 for (const m of models.values()) m.dispose();
 
 const rows = [['weights', 'batch', 'decode tok/s', '× batch 1', 'step ms', 'products ms', 'the rest ms']];
-for (const f of FORMATS) for (const B of BATCHES) {
+for (const f of LABELS) for (const B of BATCHES) {
   const x = best.get(`${f}:${B}`)!, one = best.get(`${f}:${BATCHES[0]}`)!;
   rows.push([f, String(B), x.tokPerS.toFixed(1), (x.tokPerS / one.tokPerS).toFixed(2), x.stepMs.toFixed(2), x.productsMs.toFixed(2), (x.stepMs - x.productsMs).toFixed(2)]);
 }
 const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
 console.log(`\n~100M Bamba, wasm, ${THREADS} threads, fastest of ${ROUNDS} rounds; ${GEN} tokens after a 64-token prompt per sequence`);
 for (const r of rows) console.log(r.map((v, i) => v.padStart(widths[i]!)).join('  '));
+if (PROFILE) {
+  // the rest of a step by family or kernel (ms: the call less its product / of which in the module),
+  // then what no family call covers (the engine's dispatch, the logits' copy)
+  const runs = LABELS.flatMap((f) => BATCHES.map((B) => [`${f}:${B}`, best.get(`${f}:${B}`)!] as const));
+  const keys = [...new Set(runs.flatMap(([, x]) => Object.keys(x.families)))].sort();
+  const prof = [['ms a step: call / in module', ...runs.map(([k]) => k)]];
+  for (const n of keys) prof.push([n, ...runs.map(([, x]) => (x.families[n] ? `${x.families[n][0].toFixed(3)} / ${x.families[n][1].toFixed(3)}` : '-'))]);
+  const sum = (x: Row, i: 0 | 1) => Object.values(x.families).reduce((a, v) => a + v[i], 0);
+  prof.push(['all families', ...runs.map(([, x]) => `${sum(x, 0).toFixed(3)} / ${sum(x, 1).toFixed(3)}`)]);
+  prof.push(['outside them', ...runs.map(([, x]) => (x.stepMs - x.productsMs - sum(x, 0)).toFixed(3))]);
+  const w = prof[0]!.map((_, i) => Math.max(...prof.map((r) => r[i]!.length)));
+  console.log('\nthe rest of a step by family');
+  for (const r of prof) console.log(r.map((v, i) => (i ? v.padStart(w[i]!) : v.padEnd(w[i]!))).join('  '));
+}
 console.log(`load average ${loadavg().map((l) => l.toFixed(1)).join(' / ')}`);
 mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true });
 writeFileSync(join(ROOT, 'bench', 'results', 'decode.json'), JSON.stringify({ threads: THREADS, rounds: ROUNDS, gen: GEN, results: Object.fromEntries(best) }, null, 2) + '\n');

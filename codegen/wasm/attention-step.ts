@@ -1,6 +1,7 @@
 // The one-token attention of the program module (codegen/wasm/program.ts renders its kernels): per
 // sequence its K/V rows appended to the cache in its slot (a ring under a sliding window), then per
-// row and query head the scores, the softmax and the weighted values.
+// row and query head the scores, the softmax and the weighted values; a call computes the KV heads
+// [u0, u1) (their cache columns and their query heads), so threads share it (runtime/wasm/split.ts).
 
 import type { View } from '../../runtime/program.ts';
 import { isView } from '../../runtime/program.ts';
@@ -26,6 +27,12 @@ export function attentionDecodeRun(f: Fn): string {
   const s = f.fresh('s'), t = f.fresh('t'), r = f.fresh('r'), h = f.fresh('h'), j = f.fresh('j'), dd = f.fresh('d');
   const start = f.fresh('start'), len = f.fresh('len'), before = f.fresh('before'), kc = f.fresh('kc'), vc = f.fresh('vc'), nk = f.fresh('nk');
   const qo = f.fresh('qo'), ko = f.fresh('ko'), yo = f.fresh('yo'), acc = f.fresh('acc');
+  // this call's KV heads [g0, g1): cache columns [g0·Dh, g1·Dh), query heads [g0·group, g1·group)
+  const g0 = f.fresh('g0'), g1 = f.fresh('g1');
+  const units = `(local.set $${g0} ${get('u0')})
+(local.set $${g1} (select ${get('u1')} ${i32(KV)} (i32.lt_s ${get('u1')} ${i32(KV)})))`;
+  const heads = (body: string) => f.loop(h, mulI(get(g0), group), mulI(get(g1), group), body);
+  const cols = (body: string) => f.loop(dd, mulI(get(g0), Dh), mulI(get(g1), Dh), body);
   const dot = f.fresh('dot', 'v128'), v2 = f.fresh('v2', 'v128'), sc = f.fresh('sc', 'f64'), max = f.fresh('max', 'f64'), sum = f.fresh('sum', 'f64'), pj = f.fresh('pj', 'f64');
   const seqAt = addI(get('seq'), mulI(get(s), 12));
   const fa = (base: string, i: string) => addI(base, `(i32.shl ${i} ${i32(2)})`);
@@ -60,12 +67,13 @@ ${scores}
 ${f.loop(dd, i32(0), i32(Dh), `(f64.store ${accAt(get(dd))} (f64.const 0))`)}
 ${weigh}
 ${f.loop(dd, i32(0), i32(Dh), `(f32.store ${fa(get(yo), get(dd))} (f32.demote_f64 (f64.div (f64.load ${accAt(get(dd))}) ${get(sum)})))`)}`;
-  const append = (src: View, cache: string) => f.loop(t, i32(0), get(len), f.loop(dd, i32(0), i32(rowLen),
+  const append = (src: View, cache: string) => f.loop(t, i32(0), get(len), cols(
     `(f32.store ${fa(cache, addI(mulI(addI(get(before), get(t)), rowLen), get(dd)))} (f32.load ${fa(f.viewRow(src)(addI(get(start), get(t))), get(dd))}))`));
   // rows no sequence covers stay as written before: the reference writes them zero
-  const zero = f.loop(t, i32(0), get('T'), f.loop(dd, i32(0), i32(H * Dh), `(f32.store ${fa(f.viewRow(y)(get(t)), get(dd))} (f32.const 0))`));
-  if (k.attrs.window) return `${zero}\n${windowedDecode(f, k.attrs.window as number, { s, r, dd, start, len, before, kc, vc, nk, acc, seqAt, rowLen, heads: f.loop(h, i32(0), i32(H), head), kv, vv })}`;
-  return `${zero}
+  const zero = f.loop(t, i32(0), get('T'), f.loop(dd, mulI(get(g0), group * Dh), mulI(get(g1), group * Dh), `(f32.store ${fa(f.viewRow(y)(get(t)), get(dd))} (f32.const 0))`));
+  if (k.attrs.window) return `${units}\n${zero}\n${windowedDecode(f, k.attrs.window as number, { s, r, dd, start, len, before, kc, vc, nk, acc, seqAt, rowLen, heads: heads(head), cols, kv, vv })}`;
+  return `${units}
+${zero}
 (local.set $${acc} ${addI(get('scr'), `(i32.shl (i32.load ${addI(get('seq'), `(i32.shl ${get('S')} ${i32(4)})`)}) ${i32(3)})`)})
 ${f.loop(s, i32(0), get('S'), `(local.set $${start} (i32.load ${seqAt}))
 (local.set $${len} (i32.load offset=4 ${seqAt}))
@@ -75,7 +83,7 @@ ${f.loop(s, i32(0), get('S'), `(local.set $${start} (i32.load ${seqAt}))
 ${append(kv, get(kc))}
 ${append(vv, get(vc))}
 ${f.loop(r, i32(0), get(len), `(local.set $${nk} ${addI(addI(get(before), get(r)), 1)})
-${f.loop(h, i32(0), i32(H), head)}`)}`)}`;
+${heads(head)}`)}`)}`;
 }
 
 /**
@@ -127,11 +135,12 @@ ${f.loop(dd, i32(0), i32(Dh), `(v128.store ${fa(get(o.yo), get(dd))} (f32x4.div 
  * softmax). Writing row by row keeps a row's keys from being overwritten by a later row's.
  */
 function windowedDecode(f: Fn, window: number, l: { s: string; r: string; dd: string; start: string; len: string; before: string; kc: string; vc: string; nk: string; acc: string;
-  seqAt: string; rowLen: number; heads: string; kv: View; vv: View }): string {
+  seqAt: string; rowLen: number; heads: string; cols: (body: string) => string; kv: View; vv: View }): string {
   const rows = f.fresh('rows'), at = f.fresh('at');
   const cap = `(i32.load ${addI(get('seq'), `(i32.shl ${get('S')} ${i32(4)})`)})`;
   const fa = (base: string, i: string) => addI(base, `(i32.shl ${i} ${i32(2)})`);
-  const put = (src: View, cache: string) => f.loop(l.dd, i32(0), i32(l.rowLen),
+  // l.cols loops l.dd over this call's columns
+  const put = (src: View, cache: string) => l.cols(
     `(f32.store ${fa(cache, addI(get(at), get(l.dd)))} (f32.load ${fa(f.viewRow(src)(addI(get(l.start), get(l.r))), get(l.dd))}))`);
   return `(local.set $${l.acc} ${addI(get('scr'), `(i32.shl ${cap} ${i32(3)})`)})
 (local.set $${rows} (select ${i32(window)} ${cap} (i32.lt_u ${i32(window)} ${cap})))

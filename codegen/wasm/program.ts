@@ -29,28 +29,45 @@ import { gatherRun, scatterRun, softmaxRun, topkRun } from './route.ts';
 import { Fn, type RowAt, Unsupported, addI, get, i32, mapPass, mulI, normPass, ropePass, unsupported } from './wat.ts';
 
 /** The one-token conv in place on columns [col, col + C) of row r = sequence r, through the
- *  sequence's window (state), then `post` in place. */
+ *  sequence's window (state), then `post` in place. Each channel sums its taps in f64 in order, as
+ *  the reference; with four taps (Mamba's d_conv) the products are made two at a time in f64x2 and
+ *  summed in the same order (the same values, about half the instructions). */
 function convStepPass(f: Fn, s: Extract<Epilogue, { kind: 'conv_step' }>, rows: string, cur: RowAt): string {
   const { channels: C, taps: K } = s;
-  const r = f.fresh('r'), c = f.fresh('c'), rb = f.fresh('rb'), st = f.fresh('st'), acc = f.fresh('acc', 'f64'), x = f.fresh('x', 'f32');
+  const r = f.fresh('r'), c = f.fresh('c'), rb = f.fresh('rb'), st = f.fresh('st'), st0 = f.fresh('st0'), acc = f.fresh('acc', 'f64'), x = f.fresh('x', 'f32');
   const w = f.weight(s.weight), b = s.bias ? f.weight(s.bias) : null;
   const S1 = K - 1;
   const stAt = (j: number) => `offset=${j * 4} ${get(st)}`;
-  const taps: string[] = [];
-  for (let j = 0; j < K; j++) {
-    const v = j < S1 ? `(f64.promote_f32 (f32.load ${stAt(j)}))` : `(f64.promote_f32 ${get(x)})`;
-    taps.push(`(local.set $${acc} (f64.add ${get(acc)} (f64.mul (f64.promote_f32 (f32.load offset=${j * 4} ${addI(w, `(i32.shl ${mulI(get(c), K)} ${i32(2)})`)})) ${v})))`);
+  const wAt = addI(w, `(i32.shl ${mulI(get(c), K)} ${i32(2)})`);
+  const taps: string[] = [], shift: string[] = [];
+  if (K === 4) {
+    // v = [s0, s1, s2, x], wv = the channel's four weights; p = w·v in f64, low and high pairs
+    const v = f.fresh('v4', 'v128'), wv = f.fresh('wv', 'v128'), lo = f.fresh('plo', 'v128'), hi = f.fresh('phi', 'v128');
+    const high = (e: string) => `(i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 ${e} ${e})`;
+    taps.push(`(local.set $${v} (f32x4.replace_lane 3 (f32x4.replace_lane 2 (v128.load64_zero ${stAt(0)}) (f32.load ${stAt(2)})) ${get(x)}))
+(local.set $${wv} (v128.load ${wAt}))
+(local.set $${lo} (f64x2.mul (f64x2.promote_low_f32x4 ${get(wv)}) (f64x2.promote_low_f32x4 ${get(v)})))
+(local.set $${hi} (f64x2.mul (f64x2.promote_low_f32x4 ${high(get(wv))}) (f64x2.promote_low_f32x4 ${high(get(v))})))
+(local.set $${acc} (f64.add (f64.add (f64.add (f64.add (f64.const 0) (f64x2.extract_lane 0 ${get(lo)})) (f64x2.extract_lane 1 ${get(lo)})) (f64x2.extract_lane 0 ${get(hi)})) (f64x2.extract_lane 1 ${get(hi)})))`);
+    // the window moves by one: [s1, s2] as one 8-byte word, then x
+    shift.push(`(i64.store ${stAt(0)} (i64x2.extract_lane 0 (i8x16.shuffle 4 5 6 7 8 9 10 11 4 5 6 7 8 9 10 11 ${get(v)} ${get(v)})))`, `(f32.store ${stAt(2)} ${get(x)})`);
+  } else {
+    taps.push(`(local.set $${acc} (f64.const 0))`);
+    for (let j = 0; j < K; j++) {
+      const v = j < S1 ? `(f64.promote_f32 (f32.load ${stAt(j)}))` : `(f64.promote_f32 ${get(x)})`;
+      taps.push(`(local.set $${acc} (f64.add ${get(acc)} (f64.mul (f64.promote_f32 (f32.load offset=${j * 4} ${wAt})) ${v})))`);
+    }
+    for (let j = 0; j < S1; j++) shift.push(`(f32.store ${stAt(j)} ${j + 1 < S1 ? `(f32.load ${stAt(j + 1)})` : get(x)})`);
   }
-  const shift: string[] = [];
-  for (let j = 0; j < S1; j++) shift.push(`(f32.store ${stAt(j)} ${j + 1 < S1 ? `(f32.load ${stAt(j + 1)})` : get(x)})`);
   const at = addI(get(rb), `(i32.shl ${get(c)} ${i32(2)})`);
   const body = f.loop(c, i32(0), i32(C), `(local.set $${x} (f32.load ${at}))
-(local.set $${st} ${addI(addI(`(i32.load offset=8 ${addI(get('seq'), mulI(get(r), 12))})`, f.state(s.state)), `(i32.shl ${mulI(get(c), S1)} ${i32(2)})`)})
-(local.set $${acc} (f64.const 0))
+(local.set $${st} ${addI(get(st0), `(i32.shl ${mulI(get(c), S1)} ${i32(2)})`)})
 ${taps.join('\n')}
 (f32.store ${at} (f32.demote_f64 (f64.add ${get(acc)} ${b ? `(f64.promote_f32 (f32.load ${addI(b, `(i32.shl ${get(c)} ${i32(2)})`)}))` : '(f64.const 0)'})))
 ${shift.join('\n')}`);
-  const conv = f.loop(r, i32(0), rows, `(local.set $${rb} ${addI(cur(get(r)), s.col * 4)})\n${body}`);
+  const conv = f.rowLoop(r, rows, `(local.set $${rb} ${addI(cur(get(r)), s.col * 4)})
+(local.set $${st0} ${addI(`(i32.load offset=8 ${addI(get('seq'), mulI(get(r), 12))})`, f.state(s.state))})
+${body}`);
   if (!s.post) return conv;
   if (!xOffsetsZero(s.post)) unsupported('a conv post-expression reading other columns');
   const here: RowAt = (row) => addI(cur(row), s.col * 4);
@@ -273,7 +290,8 @@ ${tail}
 (f32.store ${addI(get(yr), `(i32.shl ${addI(mulI(get(h), P), get(p))} ${i32(2)})`)} (f32.demote_f64 (f64.add
   (f64.add (f64.add (f64.promote_f32 (f32.add (f32x4.extract_lane 0 ${get(acc)}) (f32x4.extract_lane 2 ${get(acc)}))) (f64.promote_f32 (f32.add (f32x4.extract_lane 1 ${get(acc)}) (f32x4.extract_lane 3 ${get(acc)})))) (f64.promote_f32 ${get(a)}))
   (f64.mul (f64.promote_f32 ${fl(row('D')(i32(0)), get(h))}) (f64.promote_f32 ${fl(get(xr), addI(mulI(get(h), P), get(p)))})))))`);
-  const perH = f.loop(h, i32(0), i32(H), `(local.set $${d} (f64.promote_f32 ${fl(get(dtr), get(h))}))
+  // heads [u0, min(u1, H)) of every row: each thread its own (runtime/wasm/split.ts)
+  const perH = f.loop(h, get('u0'), `(select ${get('u1')} ${i32(H)} (i32.lt_s ${get('u1')} ${i32(H)}))`, `(local.set $${d} (f64.promote_f32 ${fl(get(dtr), get(h))}))
 (local.set $${decay} (f32x4.splat (f32.demote_f64 (call $exp64 (f64.mul ${get(d)} (f64.promote_f32 ${fl(row('A')(i32(0)), get(h))}))))))
 (local.set $${bo} ${addI(get(br), `(i32.shl ${mulI(`(i32.div_u ${get(h)} ${i32(hpg)})`, N)} ${i32(2)})`)})
 (local.set $${co} ${addI(get(cr), `(i32.shl ${mulI(`(i32.div_u ${get(h)} ${i32(hpg)})`, N)} ${i32(2)})`)})

@@ -7,7 +7,7 @@
 import { exprLeaves } from '../../runtime/expr.ts';
 import type { Expr, Kernel, Program, View } from '../../runtime/program.ts';
 import { isView } from '../../runtime/program.ts';
-import { type Arg, FIXED, scratchPlan } from '../../runtime/wasm/program.ts';
+import { type Arg, FIXED, scratchPlan, unitsOf } from '../../runtime/wasm/program.ts';
 
 /** Thrown where a kernel has something this renderer does not handle: runtime/wasm/plan.ts places
  *  such kernels on the reference families, so one met here is a compiler bug (renderKernel says so). */
@@ -91,6 +91,18 @@ export class Fn {
   weightLength(n: string): number {
     const w = this.program.weights.find((x) => x.name === n) ?? this.program.derived.find((x) => x.name === n) ?? unsupported(`weight ${n}`);
     return w.shape.reduce((a, b) => a * b, 1);
+  }
+
+  /** The rows [from, to) of `rows` this call computes: its units [u0, u1) where a kernel splits by
+   *  rows (runtime/wasm/program.ts unitsOf), else all of them. */
+  span(rows: string): [string, string] {
+    if (unitsOf(this.k) !== 'row') return [i32(0), rows];
+    return [get('u0'), `(select ${get('u1')} ${rows} (i32.lt_s ${get('u1')} ${rows}))`];
+  }
+
+  /** `v` over the rows of `rows` this call computes (`span`). */
+  rowLoop(v: string, rows: string, body: string): string {
+    return this.loop(v, ...this.span(rows), body);
   }
 
   /** A counted loop: `v` from `from` while < `to`, by `step`. */
@@ -244,7 +256,7 @@ ${vec}
   (f32.store ${at} (f32x4.extract_lane 0 ${expr(f, e, env, 1, width)}))
   (local.set $j ${addI(get('j'), 1)})
   (br ${sl})))`;
-  return f.loop(r, i32(0), rows, body);
+  return f.rowLoop(r, rows, body);
 }
 
 // ---- norms ------------------------------------------------------------------------------------
@@ -263,7 +275,8 @@ export function normPass(f: Fn, kind: 'rms' | 'layer', rows: string, src: RowAt,
 ${f.loop(i, i32(0), i32(gs), `(local.set $${h} ${ld(get(s), gi)})
 (local.set $${acc} (f64.add ${get(acc)} (f64.mul ${get(h)} ${get(h)})))`)}
 (local.set $${inv} (f64.div (f64.const 1) (f64.sqrt (f64.add (f64.div ${get(acc)} (f64.const ${gs})) (f64.const ${f64lit(eps)})))))
-${f.loop(i, i32(0), i32(gs), `(f32.store ${at(get(d), gi)} (f32.mul (f32.load ${at(w, gi)}) (f32.demote_f64 (f64.mul ${ld(get(s), gi)} ${get(inv)}))))`)}`, gs);
+${gs % 4 ? f.loop(i, i32(0), i32(gs), `(f32.store ${at(get(d), gi)} (f32.mul (f32.load ${at(w, gi)}) (f32.demote_f64 (f64.mul ${ld(get(s), gi)} ${get(inv)}))))`)
+    : f.loop(i, i32(0), i32(gs), rmsScale4(f, at(get(s), gi), at(get(d), gi), at(w, gi), get(inv)), 4)}`, gs);
   } else {
     const x = ld(get(s), get(i));
     body = `(local.set $${acc} (f64.const 0))
@@ -275,7 +288,17 @@ ${f.loop(i, i32(0), i32(D), `(local.set $${h} (f64.sub ${x} ${get(mean)}))
 (local.set $${inv} (f64.div (f64.const 1) (f64.sqrt (f64.add (f64.div ${get(acc)} (f64.const ${D})) (f64.const ${f64lit(eps)})))))
 ${f.loop(i, i32(0), i32(D), `(f32.store ${at(get(d), get(i))} (f32.demote_f64 (f64.add (f64.mul (f64.mul (f64.sub ${x} ${get(mean)}) ${get(inv)}) ${ld(w, get(i))}) ${b ? ld(b, get(i)) : '(f64.const 0)'})))`)}`;
   }
-  return f.loop(r, i32(0), rows, `(local.set $${s} ${src(get(r))})\n(local.set $${d} ${dst(get(r))})\n${body}`);
+  return f.rowLoop(r, rows, `(local.set $${s} ${src(get(r))})\n(local.set $${d} ${dst(get(r))})\n${body}`);
+}
+
+/** Four columns of an RMS norm's output, w · f32(h · inv): the products in f64x2 and each rounded
+ *  to f32, as the scalar loop (the same values). */
+function rmsScale4(f: Fn, src: string, dst: string, w: string, inv: string): string {
+  const h = f.fresh('h4', 'v128'), iv = `(f64x2.splat ${inv})`;
+  const half = (e: string) => `(f32x4.demote_f64x2_zero (f64x2.mul (f64x2.promote_low_f32x4 ${e}) ${iv}))`;
+  const high = `(i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 ${get(h)} ${get(h)})`;
+  return `(local.set $${h} (v128.load ${src}))
+(v128.store ${dst} (f32x4.mul (v128.load ${w}) (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 ${half(get(h))} ${half(high)})))`;
 }
 
 // ---- epilogue stages --------------------------------------------------------------------------
@@ -294,7 +317,7 @@ export function ropePass(f: Fn, rows: string, src: RowAt, dst: RowAt, col: numbe
 (f32.store ${fa(hb(get(d)), get(i))} (f32.demote_f64 (f64.sub (f64.mul ${get(lo)} ${get(cs)}) (f64.mul ${get(hi)} ${get(si)}))))
 (f32.store offset=${half * 4} ${fa(hb(get(d)), get(i))} (f32.demote_f64 (f64.add (f64.mul ${get(hi)} ${get(cs)}) (f64.mul ${get(lo)} ${get(si)}))))`);
   const pass = passThrough && R < Dh ? f.loop(i, i32(R), i32(Dh), `(f32.store ${fa(hb(get(d)), get(i))} (f32.load ${fa(hb(get(s)), get(i))}))`) : '';
-  return f.loop(r, i32(0), rows, `(local.set $${s} ${src(get(r))})
+  return f.rowLoop(r, rows, `(local.set $${s} ${src(get(r))})
 (local.set $${d} ${dst(get(r))})
 (local.set $${c} ${addI(table, `(i32.shl ${mulI(get(r), half)} ${i32(3)})`)})
 (local.set $${sn} ${addI(table, `(i32.shl ${mulI(addI(get('T'), get(r)), half)} ${i32(3)})`)})

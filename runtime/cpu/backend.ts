@@ -3,7 +3,7 @@
 // weights are made as soon as their parts arrive. Activations live in one Float32Array arena laid
 // out by the compiler's memory plan; state slots are Float32Arrays laid out by `slotLayout`.
 
-import { type Backend, type Invocation, type RunBatch, type StatePool, viewColumns } from '../backend.ts';
+import { type Backend, type Invocation, type RunBatch, type StatePool, copyFloats, viewColumns } from '../backend.ts';
 import { compileExpr, exprLeaves } from '../expr.ts';
 import type { DerivedWeight, Entry, FamilyTable, Kernel, Operand, Program, ProgramBuffer, ProgramWeight, View } from '../program.ts';
 import { byFamily, kvRows, slotLayout, weightsRead } from '../program.ts';
@@ -207,7 +207,7 @@ class CpuInvocation implements Invocation, Ctx {
   }
 
   read(v: View): Float32Array {
-    return this.rowsOf(v).slice();
+    return copyFloats(this.rowsOf(v));
   }
 
   readAsync(v: View): Promise<Float32Array> {

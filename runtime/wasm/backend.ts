@@ -31,6 +31,7 @@ import { type PackedWeight, WasmKernels } from './kernels.ts';
 import type { MemoryReport } from '../targets.ts';
 import { wasmModule } from './module.ts';
 import { type Arg, Heap, WasmProgram, WasmStatePool, rowsOf } from './program.ts';
+import { sharing } from './split.ts';
 import { type Fallback, NO_MODULE, type Placement, ownFunctions, wasmPlan } from './plan.ts';
 import { type At, ssdChunkedAt, ssdChunkedWasm, ssdWorkBytes } from './ssd.ts';
 import { type ExpertProducts, expertSlice, runExperts } from './experts.ts';
@@ -124,7 +125,8 @@ export class WasmBackend extends CpuBackend {
     super(program);
     this.kernels = new WasmKernels(module, threads, memoryBytes, memory64 ?? null);
     this.heap = new Heap((bytes) => this.kernels.allocate(bytes));
-    this.prog = programModule ? new WasmProgram(programModule, this.kernels.memory, program) : null;
+    this.prog = programModule ? new WasmProgram(programModule, this.kernels.memory, program, this.kernels) : null;
+    if (this.prog?.calls.record) this.kernels.useProgram(programModule!, this.prog.calls.record); // its workers run the module too
     const plan = wasmPlan(program);
     const fallbacks: Fallback[] = [];
     for (const [entry, e] of Object.entries(program.entries) as [EntryName, Entry][]) {
@@ -360,26 +362,25 @@ export class WasmBackend extends CpuBackend {
     const rows = rowsOf(k, (v) => c.rows(v as View));
     const args = r.args.map((a) => this.argValue(a));
     const perRow = r.scratch.reduce((a, p) => a + p.perRow, 0);
+    const calls = this.prog!.calls;
     if (k.family !== 'matmul') {
-      // the one-token attention's scores and sum: f64 [capacity] and [Dh]
+      // the one-token attention's scores and sum: f64 [capacity] and [Dh]; each thread its own (split.ts)
       const extra = k.family === 'attention_decode' ? 8 * (run.pool.capacity + k.sizes.Dh) : 0;
-      const scr = this.scratch(4 * rows * perRow + extra + 16);
-      r.run!(run.T, run.S, run.seq, rows, scr, 0, 0, ...args);
+      const { units, split, own } = sharing(k, rows), bytes = Math.ceil((4 * rows * perRow + extra + 16) / 64) * 64;
+      calls.run(r.run!, [run.T, run.S, run.seq, rows, this.scratch(own ? bytes * this.kernels.threads : bytes), 0, 0], args, units, split, own ? bytes : 0);
       return true;
     }
-    const w = this.weight((k.inputs.w as { weight: string }).weight);
-    const p = this.packed.get(w);
+    const p = this.packed.get(this.weight((k.inputs.w as { weight: string }).weight));
     if (!p || !r.post) throw new Error(`archc runtime: ${k.name}: the plan places it in the wasm module, but its matrix was not packed`);
     const K = k.sizes.K | 0, N = k.sizes.N | 0;
     if (p.K !== K || p.N !== N) throw new RangeError(`${k.name}: weight [${p.N}, ${p.K}] does not match K=${K}, N=${N}`);
     const outRows = k.prologue?.[0]?.kind === 'gather_last' ? run.S : rows;
-    const ldy = p.panels * this.kernels.NR;
-    const scr = this.scratch(4 * rows * (perRow + ldy) + 16);
+    const ldy = p.panels * this.kernels.NR, scr = this.scratch(4 * rows * (perRow + ldy) + 16);
     const y0 = scr + 4 * rows * perRow;
     const fixed = [run.T, run.S, run.seq, rows, scr, ldy, y0] as const;
     let xAt: number, ldx: number;
     if (r.pre) {
-      r.pre(...fixed, ...args);
+      calls.run(r.pre, fixed, args, outRows, sharing(k, outRows, 'pre').split);
       [xAt, ldx] = [scr, K];
     } else {
       const xv = k.inputs.x as View;
@@ -393,7 +394,7 @@ export class WasmBackend extends CpuBackend {
       return true;
     }
     this.kernels.linearAt(p, xAt, ldx, outRows, y0, ldy);
-    r.post(...fixed, ...args);
+    calls.run(r.post, fixed, args, outRows, sharing(k, outRows, 'post').split);
     return true;
   }
 
@@ -423,7 +424,7 @@ export class WasmBackend extends CpuBackend {
     const Q = Math.min(k.sizes.chunk, longest);
     const scr = this.scratch(4 * rows * perRow + ssdWorkBytes(Q, P) + 16);
     const work = scr + 4 * rows * perRow;
-    if (r?.pre) r.pre(run.T, run.S, run.seq, rows, scr, 0, 0, ...r.args.map((a) => this.argValue(a)));
+    if (r?.pre) this.prog!.calls.run(r.pre, [run.T, run.S, run.seq, rows, scr, 0, 0], r.args.map((a) => this.argValue(a)), 1, false);
     const at = (n: (typeof names)[number], v: View): At => {
       if (k.pre?.[n]) {
         const i = plan.findIndex((p) => p.name === `pre:${n}`);

@@ -23,6 +23,7 @@ import { packPanels, packQuantPanels } from './pack.ts';
 import { colTiles, rowTiles } from './pack-train.ts';
 import { type Threads, onNode, startThreads, startThreadsNow, threadSupport } from './threads.ts';
 import type { Memory64Support } from './memory64.ts';
+import { PROGRAM_WORKER } from './split.ts';
 
 /** A weight [N, K] packed into panels of NR output columns, [P][K][NR] (zeros past N); q8/q4 in
  *  panels of groups of 32 along K (codegen/wasm/kernels.ts QUANT_LAYOUT). */
@@ -41,8 +42,8 @@ export interface PackedWeight {
 /** Control words shared with the workers: [generation, done, quit], then one job of JOB ints each
  *  (the workers still count `done`; products wait on the job record's count instead). A worker's
  *  job: [memory, s]: run `work(s)` on its instance over that memory (the product in the memory's job
- *  record; -1: none). */
-const CTL_GEN = 0, CTL_DONE = 1, CTL_QUIT = 2, CTL_JOBS = 4, JOB = 10;
+ *  record; -1: none); [PROGRAM_JOB]: chunks of the program module's call record (runtime/wasm/split.ts). */
+const CTL_GEN = 0, CTL_DONE = 1, CTL_QUIT = 2, CTL_JOBS = 4, JOB = 10, PROGRAM_JOB = -2;
 /** The job record in the module's memory (i32 fields: claim word, panels done, then the product;
  *  memory64: the weight's base, an i64, at i32 12 and 13). */
 const JOB_CLAIM = 0, JOB_DONE = 1, JOB_WBASE = 12;
@@ -59,9 +60,10 @@ export const A8_DOT_ROWS = { q4: Infinity, q8: 12 } as const;
 
 /** The worker's program (threads.ts runs it in Node and in browsers): the module on each of the
  *  memories, then a loop over jobs woken by Atomics. */
-const WORKER_MAIN = `({ module, memories, ctl: sab, slot }, ready) => {
+const WORKER_MAIN = `({ module, memories, ctl: sab, slot, program, record }, ready) => {
 const ctl = new Int32Array(sab);
 const works = memories.map((memory) => new WebAssembly.Instance(module, { env: { memory } }).exports.work);
+const calls = program ? (${PROGRAM_WORKER})(program, memories[0], record) : null;
 ready();
 let gen = 0;
 for (;;) {
@@ -76,7 +78,8 @@ for (;;) {
   gen = Atomics.load(ctl, ${CTL_GEN});
   if (Atomics.load(ctl, ${CTL_QUIT})) break;
   const j = ${CTL_JOBS} + slot * ${JOB};
-  if (ctl[j] >= 0) works[ctl[j]](ctl[j + 1]);
+  if (ctl[j] === ${PROGRAM_JOB}) calls(slot);
+  else if (ctl[j] >= 0) works[ctl[j]](ctl[j + 1]);
   Atomics.add(ctl, ${CTL_DONE}, 1);
   Atomics.notify(ctl, ${CTL_DONE});
 }
@@ -103,6 +106,8 @@ export class WasmKernels {
   /** The control words of the workers running now (each start gets new ones: see the constructor). */
   private ctl: Int32Array;
   private readonly shared: boolean;
+  /** The program module the workers instantiate on memory 0, and its call record (`useProgram`). */
+  private program: { module: WebAssembly.Module; record: SharedArrayBuffer } | null = null;
 
   /** `threads` counts the calling thread: 2 means one worker. Without shared memory here (see
    *  threads.ts) the memories are not shared, `module` must be threads.ts' unsharedModule of the
@@ -399,11 +404,28 @@ export class WasmKernels {
     for (; done < panels; done = Atomics.load(job, JOB_DONE)) Atomics.wait(job, JOB_DONE, done);
   }
 
-  /** Each worker's data: the module, the memories, the control words and its job slot. */
+  /** Each worker's data: the module, the memories, the control words and its job slot (and the
+   *  program module with its call record). */
   private workerData(): object[] {
     // memory64: the regions share one memory
     const memories = [...new Set(this.mems.list.map((m) => m.memory))];
-    return Array.from({ length: this.threads - 1 }, (_, slot) => ({ module: this.module, memories, ctl: this.ctl.buffer, slot }));
+    return Array.from({ length: this.threads - 1 }, (_, slot) => ({ module: this.module, memories, ctl: this.ctl.buffer, slot, program: this.program?.module, record: this.program?.record }));
+  }
+
+  /** The workers run the program module's functions too (runtime/wasm/split.ts), instantiated on
+   *  memory 0: running workers stop, and start again with it. */
+  useProgram(module: WebAssembly.Module, record: SharedArrayBuffer): void {
+    if (this.workers) this.stopWorkers();
+    this.program = { module, record };
+  }
+
+  /** Wakes the workers to take chunks of the program's call record; returns how many there are. */
+  wakeProgram(): number {
+    const n = this.startWorkers();
+    for (let i = 0; i < n; i++) this.ctl[CTL_JOBS + i * JOB] = PROGRAM_JOB;
+    Atomics.add(this.ctl, CTL_GEN, 1);
+    Atomics.notify(this.ctl, CTL_GEN);
+    return n;
   }
 
   /** Starts the worker threads (on every memory there is) and resolves once they run; a browser

@@ -4,12 +4,14 @@
 // write activations in place), and the state pool whose slots are in that memory.
 //
 // Calling convention: every rendered function takes i32 arguments
-//   (T, S, seq, rows, scr, ldy, y0, a0, a1, …)
+//   (T, S, seq, rows, scr, ldy, y0, u0, u1, a0, a1, …)
 // T, S: the batch's rows; seq: byte address of [S][3] i32 (first row, row count, slot address) per
 // sequence, then [S] i32 (the tokens each sequence held before the run: its KV caches' rows), then
 // one i32 (the slots' capacity in tokens); rows: the kernel's input rows (family-specific, see `rowsOf`); scr: the kernel's scratch
 // (laid out by `scratchPlan`, then y0); ldy, y0: where a matrix product left its result (floats per
-// row, byte address); then `kernelArgs(k)` in order: a buffer's byte address in the arena, a weight's
+// row, byte address); u0, u1: the units of the kernel this call computes (`unitsOf`: rows, heads or
+// KV heads; [0, ALL) for all of them), so that threads can share a kernel, each unit computed by the
+// same code whichever thread takes it (runtime/wasm/split.ts); then `kernelArgs(k)` in order: a buffer's byte address in the arena, a weight's
 // f32 copy, a state's byte offset in a slot, a rotary table ([T][R/2] cos, then [T][R/2] sin, f64),
 // the run's token ids or positions ([T] i32).
 // Sizes, columns and row strides are constants in the code, so the kernels that differ only in
@@ -21,6 +23,7 @@ import { exprLeaves } from '../expr.ts';
 import { CpuStatePool } from '../cpu/backend.ts';
 import type { SsdGlue } from './ssd.ts';
 import type { AttnGlue } from './attention.ts';
+import { ProgramCalls, type Wake } from './split.ts';
 
 export type Arg =
   | { readonly kind: 'buf'; readonly buf: number }
@@ -30,7 +33,26 @@ export type Arg =
   | { readonly kind: 'ids'; readonly input: 'tokens' | 'positions' };
 
 /** Leading arguments of every rendered function. */
-export const FIXED = ['T', 'S', 'seq', 'rows', 'scr', 'ldy', 'y0'] as const;
+export const FIXED = ['T', 'S', 'seq', 'rows', 'scr', 'ldy', 'y0', 'u0', 'u1'] as const;
+/** u1 for a call over every unit. */
+export const ALL = 0x7fffffff;
+
+/**
+ * What units a kernel's functions split into (u0, u1): 'row', its rows (a matmul's prologue and
+ * epilogue, norms of whole rows, elementwise maps, embeddings: each row apart); 'head', the SSD
+ * step's heads (of every sequence); 'kv', the one-token attention's KV heads (each appends its own
+ * columns of the cache and computes its query heads); 'whole' (called once, over [0, ALL)).
+ * 'head' and 'kv' functions read their scratch (scr) as their own: each thread passes its own.
+ */
+export function unitsOf(k: Kernel): 'row' | 'head' | 'kv' | 'whole' {
+  switch (k.family) {
+    case 'matmul': case 'elementwise': case 'embedding': return 'row';
+    case 'norm': return k.sizes.W === k.sizes.D ? 'row' : 'whole';
+    case 'ssd_step': return 'head';
+    case 'attention_decode': return 'kv';
+    default: return 'whole';
+  }
+}
 
 /** The export of kernel `index` of entry `entry` for one of its stages. */
 export const exportName = (entry: EntryName, index: number, stage: 'run' | 'pre' | 'post') => `${entry}.${index}.${stage}`;
@@ -152,9 +174,12 @@ export class WasmProgram {
   readonly ssd: SsdGlue;
   /** Prefill attention's steps around its products. */
   readonly attn: AttnGlue;
+  /** The functions run whole, or shared by the products' threads (runtime/wasm/split.ts). */
+  readonly calls: ProgramCalls;
 
-  constructor(module: WebAssembly.Module, memory: WebAssembly.Memory, program: Program) {
+  constructor(module: WebAssembly.Module, memory: WebAssembly.Memory, program: Program, wake: Wake = { threads: 1, wakeProgram: () => 0 }) {
     const ex = new WebAssembly.Instance(module, { env: { memory } }).exports as Record<string, unknown>;
+    this.calls = new ProgramCalls(module, ex, wake);
     const hash = (ex.PROGRAM as WebAssembly.Global | undefined)?.value;
     if (hash !== programHash(program)) {
       throw new RuntimeError('RT303', ['a wasm program module built for another program', 'pass the wasmProgram rendered for this model (archc build writes it into the package)']);

@@ -4,7 +4,8 @@
 // attentionWasm, the same in JS, for a backend without the module) and the one-token attention
 // rendered in the program module over the ring, with random cache rows already in the slots (before < window, past
 // it, so the ring has wrapped), ragged sequences, a block of query rows past 64, GQA and an odd head
-// dim; the output and every slot (the ring after the new rows) compared.
+// dim; the output and every slot (the ring after the new rows) compared; with the module on one
+// thread and on two (the one-token attention's KV heads shared by them: runtime/wasm/split.ts).
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assembleWith, loadWabt, wasmKernels } from '../../../codegen/wasm/assemble.ts';
@@ -24,9 +25,9 @@ beforeAll(async () => {
 afterAll(() => { for (const b of made) b.dispose(); });
 
 /** The wasm backend with the program's own module, or (`module` false) without it. */
-function wasmFor(p: Program, module = true): WasmBackend {
+function wasmFor(p: Program, module = true, threads = 1): WasmBackend {
   const own = module ? new WebAssembly.Module(assembleWith(wabt, renderWasmProgram(p), 'test-window.wat') as Uint8Array<ArrayBuffer>) : undefined;
-  const b = new WasmBackend(p, kernels, 1, own);
+  const b = new WasmBackend(p, kernels, threads, own);
   made.push(b);
   return b;
 }
@@ -56,15 +57,15 @@ describe('sliding-window attention: wasm = the CPU backend', () => {
       const batch = { mode: c.mode, seqs: c.seqs, before: c.before, state };
       const cpu = runOp('attention', inputs, attrs, T, batch);
       expect(cpu.pool.slotBytes, 'a slot holds the ring').toBe(4 * 2 * c.KV * c.Dh * Math.min(c.window, T + Math.max(...c.before)));
-      for (const module of [true, false]) {
+      for (const [module, threads] of [[true, 1], [true, 2], [false, 1]] as const) {
         let backend: WasmBackend | undefined;
-        const got = runOp('attention', inputs, attrs, T, { ...batch, backend: (p) => (backend = wasmFor(p, module)) });
+        const got = runOp('attention', inputs, attrs, T, { ...batch, backend: (p) => (backend = wasmFor(p, module, threads)) });
         const family = c.mode === 'decode' ? 'attention_decode' : 'attention';
         const ks = got.program.entries[c.mode].kernels.filter((k) => k.family === family);
         expect(ks.map((k) => k.attrs.window)).toEqual([c.window]);
         // with the module both run there: the one-token attention rendered over the ring, prefill as attentionAt's steps
         for (const k of ks) expect(backend!.renders(k), `${k.name} runs in the module`).toBe(module);
-        const what = `attention ${module ? 'with' : 'without'} the module ${JSON.stringify(c)}`;
+        const what = `attention ${module ? 'with' : 'without'} the module, ${threads} thread(s), ${JSON.stringify(c)}`;
         expectClose(got.outputs[0]!, cpu.outputs[0]!, TOL, what);
         for (const [i, slot] of got.slots.entries()) {
           const want = new Float32Array(cpu.pool.save(cpu.slots[i]!).slice().buffer);
