@@ -95,9 +95,9 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  runtime/wasm/pack-train.ts); cli +56: `archc train --engine`, --hf-config passed to the compiler, `forward --grads --engine wasm`;
  *  runtime +24: the f32 engine's sigmoid, relu2 and scale records, and RT603 for the routing ops it has none for yet;
  *  codegen +13: codegen/wgsl/passes.ts, the pieces of every WGSL family's passes, out of render.ts (past 600 lines);
- *  codegen +168, runtime +8: the wasm integer GEMM over 8-bit activations (codegen/wasm/gemm8.ts, q4 and q8 tiles;
+ *  codegen +182, runtime +8: the wasm integer GEMM over 8-bit activations (codegen/wasm/gemm8.ts, q4 and q8 tiles;
  *  digits8's tile rows and nibble digits, the job's dispatch, the target's a8Tile; the backend's path choice). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4930, codegen: 5455, runtime: 14640, cli: 3227 };
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4930, codegen: 5469, runtime: 14640, cli: 3227 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
