@@ -4,10 +4,22 @@
 //      `--threads` threads: wall and CPU (all threads) ms per call, weight GB/s and G weights/s
 //      (wall) per shape, against a one-thread memory copy; the activations' digits alone;
 //   2. with --e2e, the model's decode: CPU time per token (all threads: workers block between
-//      products) in the products (linearAt, digits included) vs the rest.
+//      products) in the products (linearAt, digits included) vs the rest;
+//   3. with --prefill (alone), the prefill products over 8-bit activations (`--rows`, 512): one thread,
+//      the module's exports called directly, rows made and product in GFLOP-equivalent/s (2·T·N·K per
+//      call): the one-row GEMV per row (dot8), the integer GEMM (gemm8, tiles of `--tiles` rows, each
+//      its own module), the dequantising f32 GEMM over rounded rows (round8 + gemm); then 2 threads
+//      through linearAt as the backend runs them (the GEMV per row, and the path it picks);
+//   4. with --prefill-e2e (alone), the model's prefill of `--rows` tokens with 8-bit activations
+//      (the integer GEMM alternating with the path before it: q4a8 the GEMV per row, q8a8 the
+//      dequantising GEMM past 12 rows): wall time per
+//      kernel family (the weight products, linearAt, apart from their fused prologues and epilogues),
+//      then 32 tokens of decode (wall and CPU per token).
 // Best of `--rounds` rounds (the machine is shared).
 //
 // Run: npx tsx bench/wasm-quant-profile.ts [--threads 2] [--rounds 5] [--dtype q4|q8] [--activations f32|q8] [--e2e | --e2e-only]
+//      npx tsx bench/wasm-quant-profile.ts --prefill [--rows 512] [--tiles 3,4,5,6] [--rounds 5]
+//      npx tsx bench/wasm-quant-profile.ts --prefill-e2e [--rows 512] [--threads 2] [--rounds 3]
 
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -17,6 +29,8 @@ import { fileURLToPath } from 'node:url';
 import { wasmKernels, wasmKernelVariants } from '../codegen/wasm/assemble.ts';
 import { wasmProgram } from '../codegen/wasm/program.ts';
 import { WASM_FMA_TARGET } from '../codegen/wasm/target.ts';
+import { A8_DOT_ROWS } from '../runtime/wasm/kernels.ts';
+import type { Exports } from '../runtime/wasm/memories.ts';
 import { compileFile, loadConfig } from '../compiler/compile.ts';
 import { lowerToProgram } from '../compiler/lower.ts';
 import type { ActivationFormat } from '../runtime/act-quant.ts';
@@ -85,9 +99,10 @@ async function micro(): Promise<void> {
         bytes += b * n;
         rows.push(`  ${name.padEnd(9)} [${N}x${K}] x${n}: ${f(s * 1e3, 3)} ms/call (CPU ${f(cpu * 1e3, 3)}), ${f(b / s / 1e9)} GB/s, ${f(N * K / s / 1e9)} G weights/s, ${f(s * n * 1e3)} ms/step`);
       }
-      const ex = (wk as unknown as { mems: { list: { ex: { digits(x: number, ldx: number, T: number, K: number, xd: number, signed: number): number; digits8_q4(x: number, ldx: number, T: number, K: number, xd: number): number; digits8_q8(x: number, ldx: number, T: number, K: number, xd: number): number } }[] } }).mems.list[0]!.ex;
+      const ex = (wk as unknown as { mems: { list: { ex: Exports }[] } }).mems.list[0]!.ex;
       const dAt = wk.allocate(8192);
-      const dig = best(() => (acts === 'q8' ? ex[`digits8_${dtype}`](xAt, D, 1, D, dAt) : ex.digits(xAt, D, 1, D, dAt, dtype === 'q4' ? 1 : 0)), 2000).cpu;
+      // the rows as the one-row product takes them (q8a8: the integer GEMM's nibble digits)
+      const dig = best(() => (acts === 'f32' ? ex.digits!(xAt, D, 1, D, dAt, dtype === 'q4' ? 1 : 0) : ex[dtype === 'q4' ? 'digits8_q4' : 'digits8n_q8']!(xAt, D, 1, D, dAt, 1)), 2000).cpu;
       console.log(`${dtype}, activations ${acts}, ${threads} thread(s): products of one step ${f(total * 1e3)} ms, CPU ${f(totalCpu * 1e3)} ms (${f(bytes / 2 ** 20, 1)} MiB, ${f(bytes / total / 1e9)} GB/s); digits of one 768 row ${f(dig * 1e6)} us (x ${SHAPES.reduce((a, s) => a + s[3], 0)} per step)`);
       console.log(rows.join('\n'));
       wk.close();
@@ -99,15 +114,131 @@ async function micro(): Promise<void> {
   console.log(`memory copy 64 MiB, 1 thread: ${f(2 * n / c / 1e9)} GB/s (read + write)`);
 }
 
-/** The model's decode: CPU time in linearAt (the products, digits included) vs the rest. */
-async function e2e(): Promise<void> {
+/** Prefill products over 8-bit activations, by path (see the header, 3). */
+async function prefill(): Promise<void> {
+  const T = arg('--rows', 512), given = process.argv.includes('--tiles') ? process.argv[process.argv.indexOf('--tiles') + 1]!.split(',').map(Number) : null;
+  const shapes = SHAPES.filter(([name]) => name !== 'head' && name !== 'qkv' && name !== 'o');
+  console.log(`load ${loadavg()[0]!.toFixed(1)}; ${T} rows; best of ${ROUNDS}; GFLOP-equivalent/s (2·T·N·K), one thread (CPU time) unless said`);
+  const x = Float32Array.from({ length: T * FF }, (_, i) => Math.cos(i * 0.37) * 3 * (1 + (i % 97 === 0 ? 8 : 0)));
+  const gflops = (N: number, K: number, s: number) => f(2 * T * N * K / s / 1e9, 1);
+  for (const dtype of DTYPES) {
+    const rows: Record<string, string[]> = {};
+    // one thread: CPU time; threads: wall (a worker spins a while after each product)
+    const time = (label: string, name: string, N: number, K: number, fn: () => void, wall = false) => {
+      const b = best(fn, 2);
+      (rows[name] ??= []).push(`${label} ${gflops(N, K, wall ? b.wall : b.cpu)}`);
+    };
+    const tiles = given ?? [WASM_FMA_TARGET.a8Tile[dtype]];
+    for (const R of tiles) {
+      const module = await wasmModule(await wasmKernels({ ...WASM_FMA_TARGET, a8Tile: { ...WASM_FMA_TARGET.a8Tile, [dtype]: R } }));
+      const wk = new WasmKernels(module, 1);
+      const ex = (wk as unknown as { mems: { list: { ex: Exports }[] } }).mems.list[0]!.ex;
+      const xAt = wk.allocate(4 * T * FF), opAt = wk.allocate(4 * (T + 8) * FF), yAt = wk.allocate(4 * T * IN_PROJ + 64), s = wk.allocate(4 * FF * 8);
+      new Float32Array(wk.memory.buffer, xAt, T * FF).set(x);
+      for (const [name, N, K] of shapes) {
+        const p = wk.packQuant(quantWeight(N, K, dtype)), ldy = p.panels * 8;
+        time(`gemm8 (tiles of ${R})`, name, N, K, () => { ex[dtype === 'q4' ? 'digits8_q4' : 'digits8n_q8']!(xAt, K, T, K, opAt, R); ex[`gemm8_${dtype}`]!(opAt, p.at, yAt, T, K, ldy, 0, p.panels, s); });
+        if (R === tiles[0]) {
+          time('GEMV per row', name, N, K, () => { ex[`digits8_${dtype}`]!(xAt, K, T, K, opAt, 1); ex[`dot8_${dtype}`]!(opAt, p.at, yAt, T, K, ldy, 0, p.panels); });
+          time('dequantised f32 GEMM', name, N, K, () => { ex.round8(xAt, K, T, K, opAt, wk.MR); ex[`gemm_${dtype}`](opAt, p.at, yAt, T, K, ldy, 0, p.panels, s); });
+        }
+      }
+      wk.close();
+    }
+    // as the backend runs them, on THREADS threads: the rows' path by A8_DOT_ROWS (the GEMV for
+    // every row, then the one the backend picks)
+    const module = await wasmModule(await wasmKernels(WASM_FMA_TARGET));
+    const wk = new WasmKernels(module, THREADS);
+    wk.activations = 'q8';
+    const xAt = wk.allocate(4 * T * FF), yAt = wk.allocate(4 * T * IN_PROJ + 64);
+    new Float32Array(wk.memory.buffer, xAt, T * FF).set(x);
+    const limits = A8_DOT_ROWS as { -readonly [k in keyof typeof A8_DOT_ROWS]: number }, picked = limits[dtype];
+    for (const [name, N, K] of shapes) {
+      const p = wk.packQuant(quantWeight(N, K, dtype));
+      for (const [label, lim] of [['GEMV per row', Infinity], ['as picked', picked]] as const) {
+        limits[dtype] = lim;
+        time(`${THREADS} threads (wall), ${label}`, name, N, K, () => wk.linearAt(p, xAt, K, T, yAt, p.panels * 8), true);
+      }
+      limits[dtype] = picked;
+    }
+    wk.close();
+    console.log(`${dtype}, 8-bit activations:`);
+    for (const [name, N, K] of shapes) console.log(`  ${name.padEnd(9)} [${N}x${K}]: ${rows[name]!.join(', ')}`);
+  }
+}
+
+/** A random ~100M Bamba (bf16) in a temporary directory, its program and modules; removed after `fn`. */
+async function withModel(fn: (dir: string, program: ReturnType<typeof lowerToProgram>, wasmProg: Uint8Array, kernels: Uint8Array[]) => Promise<void>): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'archc-bench-qprof-'));
   try {
     const init = spawnSync(process.execPath, [join(ROOT, 'bin', 'archc.js'), 'init-weights', join(ROOT, 'models', 'bamba.arch'), '-o', dir, '--dtype', 'bf16', ...SETS.flatMap((s) => ['--set', s])], { encoding: 'utf8' });
     if (init.status !== 0) throw new Error(init.stderr);
     const c = compileFile(join(ROOT, 'models', 'bamba.arch'), { hfConfigData: loadConfig(join(dir, 'config.json')) });
     const program = lowerToProgram(c.graph, c.bindings);
-    const wasmProg = await wasmProgram(program), kernels = await wasmKernelVariants();
+    await fn(dir, program, await wasmProgram(program), await wasmKernelVariants());
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Prefill with 8-bit activations, wall time by kernel family (see the header, 4). */
+async function prefillE2e(): Promise<void> {
+  const T = arg('--rows', 512);
+  await withModel(async (dir, program, wasmProg, kernels) => {
+    const spent = new Map<string, number>();
+    const timed = (key: string, fn: () => void) => {
+      const t0 = performance.now();
+      fn();
+      spent.set(key, (spent.get(key) ?? 0) + performance.now() - t0);
+    };
+    const proto = WasmKernels.prototype as unknown as { linearAt: (...a: unknown[]) => void };
+    const orig = proto.linearAt;
+    proto.linearAt = function (this: unknown, ...a: unknown[]) { timed('products (linearAt)', () => orig.apply(this, a)); };
+    const limits = A8_DOT_ROWS as { -readonly [k in keyof typeof A8_DOT_ROWS]: number };
+    const ids = Array.from({ length: T }, (_, i) => (i * 7919) % 32000);
+    for (const q of ['q4', 'q8'] as const) {
+      const m = await Model.loadProgram(program, dir, { threads: THREADS, backend: 'wasm', wasmKernels: kernels, wasmProgram: wasmProg, quantize: q, activations: 'q8' });
+      const families = (m as unknown as { backend: { families: Record<string, (...a: unknown[]) => void> } }).backend.families;
+      for (const [f, run] of Object.entries(families)) families[f] = (...a: unknown[]) => timed(f, () => run(...a));
+      // the path before the integer GEMM: its tiles set to none, the GEMV's limit as it was
+      const wk = (m as unknown as { backend: { kernels: { a8Tile: Record<string, number> } } }).backend.kernels, tile = wk.a8Tile[q]!, dotRows = limits[q];
+      const variants = [['integer GEMM', dotRows, tile], [q === 'q4' ? 'GEMV per row' : 'GEMV to 12 rows, then the dequantising GEMM', q === 'q4' ? Infinity : 12, 0]] as const;
+      const bestOf = new Map<string, { ms: number; split: Map<string, number> }>(), decode = new Map<string, [number, number]>();
+      for (let r = 0; r < ROUNDS; r++) {
+        for (const [label, lim, tiles] of variants) {
+          limits[q] = lim;
+          wk.a8Tile = { ...wk.a8Tile, [q]: tiles };
+          spent.clear();
+          const t0 = performance.now();
+          const { states } = m.prefill([ids]);
+          const ms = performance.now() - t0;
+          if (ms < (bestOf.get(label)?.ms ?? Infinity)) bestOf.set(label, { ms, split: new Map(spent) });
+          // then 32 tokens of decode after the prompt: wall and CPU (all threads) per token
+          const t1 = performance.now(), c1 = process.cpuUsage();
+          for (let k = 0; k < 32; k++) m.decode([ids[k]!], states);
+          const c = process.cpuUsage(c1), tok = (performance.now() - t1) / 32;
+          if (tok < (decode.get(label)?.[0] ?? Infinity)) decode.set(label, [tok, (c.user + c.system) / 1000 / 32]);
+          m.releaseSequence(states[0]!);
+        }
+      }
+      limits[q] = dotRows;
+      wk.a8Tile = { ...wk.a8Tile, [q]: tile };
+      for (const [label, { ms, split }] of bestOf) {
+        const prod = split.get('products (linearAt)') ?? 0;
+        // the products run inside the matmul family: its own share is the fused prologues and epilogues
+        split.set('matmul', (split.get('matmul') ?? 0) - prod);
+        const parts = [...split].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${f(v, 1)}`);
+        const [tok, cpu] = decode.get(label)!;
+        console.log(`${q}a8 prefill ${T}, ${label}, ${THREADS} thread(s): ${f(ms, 1)} ms (${f(T / ms * 1000, 0)} tok/s); wall ms by family: ${parts.join(', ')}; outside the families ${f(ms - [...split.values()].reduce((a, b) => a + b, 0), 1)}; then decode ${f(tok)} ms/token (${f(1000 / tok, 1)} tok/s), CPU ${f(cpu)} ms (load ${loadavg()[0]!.toFixed(1)})`);
+      }
+      m.dispose();
+    }
+  });
+}
+
+/** The model's decode: CPU time in linearAt (the products, digits included) vs the rest. */
+async function e2e(): Promise<void> {
+  await withModel(async (dir, program, wasmProg, kernels) => {
     const proto = WasmKernels.prototype as unknown as { linearAt: (...a: unknown[]) => void };
     const orig = proto.linearAt;
     let inProducts = 0;
@@ -133,11 +264,17 @@ async function e2e(): Promise<void> {
       console.log(`${q}${q === 'bf16' ? '' : `, activations ${acts}`} decode, ${THREADS} thread(s): CPU ${f(bestTok)} ms/token (all threads), of which products ${f(bestProd)} ms, the rest ${f(bestTok - bestProd)} ms (load ${loadavg()[0]!.toFixed(1)})`);
       m.dispose();
     }
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 }
 
+if (process.argv.includes('--prefill-e2e')) {
+  await prefillE2e();
+  process.exit(0);
+}
+if (process.argv.includes('--prefill')) {
+  await prefill();
+  process.exit(0);
+}
 if (!process.argv.includes('--e2e-only')) await micro();
 if (process.argv.some((a) => a.startsWith('--e2e'))) await e2e();
 process.exit(0);

@@ -27,7 +27,7 @@ export const CLOSED = 0xffff;
  * A thread that wakes late finds no chunk left and returns: the caller waits for `done`, never for
  * a thread to wake.
  */
-export function work(dot: boolean, A: Addr = ADDR32): string {
+export function work(dot: boolean, A: Addr = ADDR32, gemm8 = false): string {
   const f = (name: keyof typeof JOB_FIELDS) => `(i32.atomic.load ${A.low(`(i32.const ${JOB + JOB_FIELDS[name]})`)})`;
   const args = `${get('x')} ${get('w')} ${get('y')} ${get('T')} ${get('K')} ${get('ldy')} ${get('start')} ${get('end')}`;
   return `(func (export "work") (param $s i32)
@@ -43,7 +43,7 @@ export function work(dot: boolean, A: Addr = ADDR32): string {
     (br_if $next (i32.ne (i32.atomic.rmw.cmpxchg ${A.low(`(i32.const ${JOB + JOB_FIELDS.claim})`)} ${get('c')} ${add(get('c'), 1)}) ${get('c')}))
     (local.set $end (i32.add ${get('start')} ${f('chunk')}))
     (if (i32.gt_s ${get('end')} ${get('p1')}) (then (local.set $end ${get('p1')})))
-    ${dispatch(f('dt'), args, dot, A)}
+    ${dispatch(f('dt'), args, dot, A, gemm8)}
     ;; the caller waits for every panel: only the chunk that completes the job wakes it
     ;; (the job's size read before: once its last panels are added the record may be rewritten)
     (if (i32.ge_s (i32.add (i32.atomic.rmw.add ${A.low(`(i32.const ${JOB + JOB_FIELDS.done})`)} (i32.sub ${get('end')} ${get('start')})) (i32.sub ${get('end')} ${get('start')})) ${get('total')})
@@ -51,11 +51,12 @@ export function work(dot: boolean, A: Addr = ADDR32): string {
     (br $next))))`;
 }
 
-/** The call of the product the job's `dt` names (PRODUCT; the dot_* and dot8_* ones where the module has them). */
-function dispatch(dt: string, args: string, dot: boolean, A: Addr): string {
+/** The call of the product the job's `dt` names (PRODUCT; the dot_*, dot8_* and gemm8_* ones where the module has them). */
+function dispatch(dt: string, args: string, dot: boolean, A: Addr, gemm8: boolean): string {
   const w = A.pass;
   const calls = [`(call $gemm_f32 ${args}${w})`, `(call $gemm_bf16 ${args} ${get('s')}${w})`, `(call $gemm_q8 ${args} ${get('s')}${w})`, `(call $gemm_q4 ${args} ${get('s')}${w})`,
-    ...(dot ? [`(call $dot_q8 ${args}${w})`, `(call $dot_q4 ${args}${w})`, `(call $dot8_q8 ${args}${w})`, `(call $dot8_q4 ${args}${w})`] : [])];
+    ...(dot ? [`(call $dot_q8 ${args}${w})`, `(call $dot_q4 ${args}${w})`, `(call $dot8_q8 ${args}${w})`, `(call $dot8_q4 ${args}${w})`] : []),
+    ...(gemm8 ? [`(call $gemm8_q4 ${args} ${get('s')}${w})`, `(call $gemm8_q8 ${args} ${get('s')}${w})`] : [])];
   // br_table on dt: case blocks nested innermost-first, each case's call after its block
   let body = `(br_table ${calls.map((_, i) => `$dt${i}`).join(' ')} ${dt})`;
   calls.forEach((c, i) => { body = `(block $dt${i}\n${body})\n${c}\n(br $dt_done)`; });

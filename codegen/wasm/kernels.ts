@@ -28,6 +28,7 @@ import { PRODUCT, QUANT_LAYOUT, XQ_OFFSET } from '../../runtime/wasm/layout.ts';
 import { JOB, work } from './job.ts';
 import { ADDR32, type Addr, MEMORY64_PAGES, addrOf } from './addr.ts';
 import { digitsKernel, digits8Kernel, dotKernel, dotProduct, round8Kernel, widenScales } from './dot.ts';
+import { gemm8Kernels } from './gemm8.ts';
 
 export { PRODUCT, QUANT_LAYOUT, XQ_OFFSET };
 export { XD_GROUP, XD8_GROUP } from './dot.ts';
@@ -284,11 +285,16 @@ function gemmQuant(f: QuantType, t: WasmTarget): string {
 
 /** The whole module: imports the shared memory, exports the products, the tile constants and
  *  which variant it is (FMA: 1 when its multiply-adds are fused; QUANT_DOT_ROWS: rows up to which
- *  q8/q4 products take the integer-dot GEMV, 0 where it has none). */
+ *  q8/q4 products take the integer-dot GEMV, 0 where it has none; A8_TILE_Q4/Q8: rows per tile of
+ *  the integer GEMM over 8-bit activations, codegen/wasm/gemm8.ts, 0 where it has none). */
 export function renderWasmKernels(t: WasmTarget): string {
   if (t.tokenBlock % t.rowsPerTile !== 0) throw new InternalError(`wasm target: tokenBlock ${t.tokenBlock} is not a multiple of rowsPerTile ${t.rowsPerTile}`);
   if (t.widenFrom < t.rowsPerTile) throw new InternalError(`wasm target: widenFrom ${t.widenFrom} is below rowsPerTile ${t.rowsPerTile} (the first tile of a widened block is whole)`);
   if (t.quantDotRows > 0 && !t.fma) throw new InternalError('wasm target: the integer-dot GEMV (quantDotRows) needs relaxed SIMD, as the fma variant has');
+  const { q4: r4, q8: r8 } = t.a8Tile;
+  if ((r4 > 0) !== (r8 > 0) || (r4 > 0 && (!t.quantDotRows || t.tokenBlock % r4 !== 0 || t.tokenBlock % r8 !== 0))) {
+    throw new InternalError(`wasm target: the integer GEMM's tiles (a8Tile q4 ${r4}, q8 ${r8}) are both present or both absent, need the integer-dot GEMV's rows (quantDotRows) and divide tokenBlock ${t.tokenBlock}`);
+  }
   const dts: WeightType[] = ['f32', 'bf16'];
   const funcs: string[] = [];
   const A = addrOf(t);
@@ -301,10 +307,12 @@ export function renderWasmKernels(t: WasmTarget): string {
   for (const f of QUANT_TYPES) {
     funcs.push(dequantKernel(f, A), gemmQuant(f, t));
     if (t.quantDotRows > 0) funcs.push(dotKernel(f, t.fma, false, A), dotProduct(f, false, A), dotKernel(f, t.fma, true, A), dotProduct(f, true, A), digits8Kernel(f, A));
+    if (f === 'q8' && t.a8Tile.q8 > 0) funcs.push(digits8Kernel(f, A, true));
   }
   if (t.quantDotRows > 0) funcs.push(digitsKernel(A));
+  funcs.push(...gemm8Kernels(t, A));
   funcs.push(round8Kernel(A));
-  funcs.push(work(t.quantDotRows > 0, A));
+  funcs.push(work(t.quantDotRows > 0, A, r4 > 0));
   return `;; archc wasm kernels${t.fma ? ' (fused multiply-add: relaxed SIMD)' : ''}: matrix products over packed weight panels (generated; see codegen/wasm/kernels.ts)
 (module
 (import "env" "memory" (memory${A.memory64 ? ` i64 1 ${MEMORY64_PAGES}` : ' 1 65536'} shared))
@@ -315,6 +323,8 @@ export function renderWasmKernels(t: WasmTarget): string {
 (global (export "JOB") i32 (i32.const ${JOB}))
 (global (export "GEMV_PANELS") i32 (i32.const ${t.gemvPanels}))
 (global (export "QUANT_DOT_ROWS") i32 (i32.const ${t.quantDotRows}))
+(global (export "A8_TILE_Q4") i32 (i32.const ${r4}))
+(global (export "A8_TILE_Q8") i32 (i32.const ${r8}))
 ${funcs.join('\n')}
 )
 `;

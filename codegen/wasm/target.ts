@@ -33,16 +33,20 @@ export interface WasmTarget {
    *  or 0 (no relaxed SIMD), dequantise each panel once per cache block into the thread's scratch
    *  and run the f32 micro-kernels. */
   readonly quantDotRows: number;
+  /** 8-bit activations (runtime/act-quant.ts) over q4/q8 weights: rows per tile of the integer GEMM
+   *  (codegen/wasm/gemm8.ts), each k-quad's codes loaded (q4: unpacked) once for them all; 0: the
+   *  module has none (it needs relaxed SIMD's i8·i7 dot product). Divisors of tokenBlock. */
+  readonly a8Tile: Readonly<Record<'q4' | 'q8', number>>;
   /** Addresses for a memory declared `i64` (memory64: one memory past 4 GiB; codegen/wasm/addr.ts).
    *  Absent or false: the 32-bit form every engine runs. */
   readonly memory64?: boolean;
 }
 
 /** 128-bit SIMD alone: runs on every engine with SIMD. */
-export const WASM_TARGET: WasmTarget = { name: 'wasm', fma: false, rowsPerTile: 4, tokenBlock: 64, gemvUnroll: 2, gemvPanels: 4, splitFrom: 1 << 17, widenFrom: 7, quantDotRows: 0 };
+export const WASM_TARGET: WasmTarget = { name: 'wasm', fma: false, rowsPerTile: 4, tokenBlock: 64, gemvUnroll: 2, gemvPanels: 4, splitFrom: 1 << 17, widenFrom: 7, quantDotRows: 0, a8Tile: { q4: 0, q8: 0 } };
 /** With relaxed SIMD's fused multiply-add (Chromium >= 114, Node >= 22; Node 20 behind a flag that
  *  runtime/wasm/module.ts sets). */
-export const WASM_FMA_TARGET: WasmTarget = { ...WASM_TARGET, fma: true, rowsPerTile: 6, tokenBlock: 60, quantDotRows: 6 };
+export const WASM_FMA_TARGET: WasmTarget = { ...WASM_TARGET, fma: true, rowsPerTile: 6, tokenBlock: 60, quantDotRows: 6, a8Tile: { q4: 4, q8: 2 } };
 /** The module variants a build ships, in order of preference: the runtime runs the first the engine accepts. */
 export const WASM_TARGETS: readonly WasmTarget[] = [WASM_FMA_TARGET, WASM_TARGET];
 /** The same variants for a memory64 memory (runtime/wasm/memory64.ts picks them where the engine has it). */

@@ -51,12 +51,11 @@ const JOB_CLAIM = 0, JOB_DONE = 1, JOB_WBASE = 12;
  *  caller reads a product's count before it sleeps. */
 const SPIN_MS = Number(globalThis.process?.env?.ARCHC_SPIN_MS ?? 2);
 const SPIN_LOADS = 1 << 16;
-/** With 8-bit activations, the integer-dot GEMV takes products of up to this many rows (beyond
- *  them the rounded rows go through the dequantising GEMM). Per row of a [3224, 768] product on 2
- *  threads (µs, GEMV / GEMM): q4 44.5 / 116 at 8 rows, 41 / 55 at 64, 41 / 52 at 256 (a ~100M
- *  prefill of 512: 360 -> 413 tok/s); q8, whose GEMV makes two dot products per 16 weights,
- *  72 / 117 at 8 rows, 70 / 66 at 16, 67 / 52 at 256. */
-export const A8_DOT_ROWS = { q4: Infinity, q8: 12 } as const;
+/** With 8-bit activations, the integer-dot GEMV takes products of up to this many rows, the integer
+ *  GEMM (codegen/wasm/gemm8.ts) the others (one thread, GFLOP-equivalent/s at the ~100M's shapes,
+ *  GEMM / GEMV: q4 62 / 61 at 1 row, 90 / 62 at 2, 100 / 62 at 512; q8, whose GEMV makes two dot
+ *  products per 16 weights with widening, 50 / 38 at 1 row, 60 / 39 at 2, 58 / 19-39 at 512). */
+export const A8_DOT_ROWS = { q4: 1, q8: 0 } as const;
 
 /** The worker's program (threads.ts runs it in Node and in browsers): the module on each of the
  *  memories, then a loop over jobs woken by Atomics. */
@@ -97,6 +96,8 @@ export class WasmKernels {
   private readonly gemvPanels: number;
   /** q8/q4 products of at most this many rows take the integer-dot GEMV (0: the module has none). */
   readonly quantDotRows: number;
+  /** Rows per tile of the integer GEMM over 8-bit activations (0: the module has none). */
+  readonly a8Tile: Readonly<Record<'q8' | 'q4', number>>;
   /** How q8/q4 products read x: 'q8' rounds it to 8 bits per group first (runtime/act-quant.ts):
    *  the integer-dot GEMV over one digit (q4) or two (q8), or the rounded rows into the dequantising GEMM. */
   activations: ActivationFormat = 'f32';
@@ -130,6 +131,7 @@ export class WasmKernels {
     this.fma = m.ex.FMA.value === 1;
     this.gemvPanels = m.ex.GEMV_PANELS.value as number;
     this.quantDotRows = m.ex.QUANT_DOT_ROWS.value as number;
+    this.a8Tile = { q4: m.ex.A8_TILE_Q4.value as number, q8: m.ex.A8_TILE_Q8.value as number };
     this.ctl = this.newCtl();
   }
 
@@ -195,7 +197,8 @@ export class WasmKernels {
 
   /** x's T rows (floats at byte `xAt` of memory 0, `ldx` apart) at `at` as the product of `w` reads
    *  them: the integer-dot GEMV's digits (codegen/wasm/kernels.ts `digits`, signed for q4, or
-   *  `digits8_<f>` over 8-bit activations) where it applies and every row is finite, else row tiles
+   *  `digits8_<f>` over 8-bit activations; the integer GEMM's tile rows, `digits8_q4` / `digits8n_q8`
+   *  with MR = a8Tile, past A8_DOT_ROWS) where it applies and every row is finite, else row tiles
    *  [ceil(T/MR)][K][MR] (rounded to 8 bits first with activations 'q8'); returns the product's
    *  PRODUCT code. `at` holds 4·ceil(T/MR)·MR·K bytes (digits take 3.5·T·K). */
   private operand(w: PackedWeight, xAt: number, ldx: number, T: number, K: number, at: number): number {
@@ -205,11 +208,10 @@ export class WasmKernels {
   /** `operand` in memory m (x's rows already there). */
   private operandIn(m: Mem, w: PackedWeight, xAt: number, ldx: number, T: number, K: number, at: number): number {
     const quant = w.dtype === 'q8' || w.dtype === 'q4';
-    const a8 = quant && this.activations === 'q8';
-    if (quant && this.quantDotRows && T <= (a8 ? A8_DOT_ROWS[w.dtype as 'q8' | 'q4'] : this.quantDotRows)) {
-      const f = w.dtype as 'q8' | 'q4';
-      if (a8 ? m.ex[`digits8_${f}`]!(xAt, ldx, T, K, at) : m.ex.digits!(xAt, ldx, T, K, at, f === 'q4' ? 1 : 0)) return PRODUCT[`${a8 ? 'dot8' : 'dot'}_${f}`];
-    }
+    const a8 = quant && this.activations === 'q8', f = w.dtype as 'q8' | 'q4';
+    if (quant && this.quantDotRows && T <= (a8 ? A8_DOT_ROWS[f] : this.quantDotRows)) {
+      if (a8 ? m.ex[`digits8_${f}`]!(xAt, ldx, T, K, at, 1) : m.ex.digits!(xAt, ldx, T, K, at, f === 'q4' ? 1 : 0)) return PRODUCT[`${a8 ? 'dot8' : 'dot'}_${f}`];
+    } else if (a8 && this.a8Tile[f] && m.ex[f === 'q4' ? 'digits8_q4' : 'digits8n_q8']!(xAt, ldx, T, K, at, this.a8Tile[f])) return PRODUCT[`gemm8_${f}`];
     // 8-bit activations: rounded into the tiles by the module, or here where a group is not finite
     if (a8 && m.ex.round8(xAt, ldx, T, K, at, this.MR)) return PRODUCT[w.dtype];
     const mem = new Float32Array(m.memory.buffer);
@@ -364,13 +366,13 @@ export class WasmKernels {
     const [x, at, y, T, K, ldy] = args as [number, number, number, number, number, number];
     const panels = p1 - p0;
     // bf16 and dequantised q8/q4 panels widen into each thread's scratch
-    const widens = fn === PRODUCT.bf16 || fn === PRODUCT.q8 || fn === PRODUCT.q4;
+    const widens = fn === PRODUCT.bf16 || fn === PRODUCT.q8 || fn === PRODUCT.q4 || fn === PRODUCT.gemm8_q4 || fn === PRODUCT.gemm8_q8;
     const s = widens ? this.mems.panelScratch(m, K) : 0;
     // memory64: the weight at offset 0 from its base, passed last
     const wb = this.mems.memory64 ? BigInt(at) : null, w = wb === null ? at : 0;
     if (!split || this.threads < 2 || panels < 2) {
       const ex = m.ex;
-      const call = [ex.gemm_f32, ex.gemm_bf16, ex.gemm_q8, ex.gemm_q4, ex.dot_q8, ex.dot_q4, ex.dot8_q8, ex.dot8_q4][fn] as ((...a: (number | bigint)[]) => void) | undefined;
+      const call = [ex.gemm_f32, ex.gemm_bf16, ex.gemm_q8, ex.gemm_q4, ex.dot_q8, ex.dot_q4, ex.dot8_q8, ex.dot8_q4, ex.gemm8_q4, ex.gemm8_q8][fn] as ((...a: (number | bigint)[]) => void) | undefined;
       if (!call) throw new Error(`WasmKernels: the module has no product ${fn}`);
       call(x, w, y, T, K, ldy, p0, p1, ...(wb === null ? [s] : widens ? [s, wb] : [wb]));
       return;

@@ -21,5 +21,6 @@ export const QUANT_LAYOUT: Readonly<Record<QuantType, { group: number; codes: nu
  *  kernel takes XQ_OFFSET · Σcode, from the panel's sums, off again). */
 export const XQ_OFFSET = 1 << 20;
 /** The work record's product codes (`dt`): f32, bf16, q8/q4 dequantised per panel, q8/q4 integer
- *  dot (f32 activations to 20 bits), q8/q4 integer dot over 8-bit activations (runtime/act-quant.ts). */
-export const PRODUCT = { f32: 0, bf16: 1, q8: 2, q4: 3, dot_q8: 4, dot_q4: 5, dot8_q8: 6, dot8_q4: 7 } as const;
+ *  dot (f32 activations to 20 bits), q8/q4 integer dot over 8-bit activations (runtime/act-quant.ts),
+ *  the integer GEMM over 8-bit activations (codegen/wasm/gemm8.ts). */
+export const PRODUCT = { f32: 0, bf16: 1, q8: 2, q4: 3, dot_q8: 4, dot_q4: 5, dot8_q8: 6, dot8_q4: 7, gemm8_q4: 8, gemm8_q8: 9 } as const;

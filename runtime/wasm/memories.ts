@@ -21,6 +21,8 @@ export interface Exports {
   readonly GEMV_PANELS: WebAssembly.Global;
   readonly JOB: WebAssembly.Global;
   readonly QUANT_DOT_ROWS: WebAssembly.Global;
+  readonly A8_TILE_Q4: WebAssembly.Global;
+  readonly A8_TILE_Q8: WebAssembly.Global;
   // memory64 form: every product takes the weight's base (a BigInt) last (codegen/wasm/addr.ts)
   gemm_f32(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number, wb?: bigint): void;
   gemm_bf16(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number, s: number): void;
@@ -31,8 +33,11 @@ export interface Exports {
   digits?(x: number, ldx: number, T: number, K: number, xd: number, signed: number): number;
   dot8_q8?(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number): void;
   dot8_q4?(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number): void;
-  digits8_q8?(x: number, ldx: number, T: number, K: number, xd: number): number;
-  digits8_q4?(x: number, ldx: number, T: number, K: number, xd: number): number;
+  digits8_q8?(x: number, ldx: number, T: number, K: number, xd: number, MR: number): number;
+  digits8_q4?(x: number, ldx: number, T: number, K: number, xd: number, MR: number): number;
+  digits8n_q8?(x: number, ldx: number, T: number, K: number, xd: number, MR: number): number;
+  gemm8_q4?(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number, s: number): void;
+  gemm8_q8?(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number, s: number): void;
   round8(x: number, ldx: number, T: number, K: number, out: number, MR: number): number;
   work(s: number): void;
 }

@@ -116,8 +116,9 @@ describe('the wasm backend with quantised weights = the CPU reference of the sam
       compare(await load(TINY_A, quantize, 'picked'), `${quantize} tiny-bamba-a`, seqs, await plainLogits(TINY_A, seqs));
     });
 
-    // 8-bit activations (runtime/act-quant.ts): the integer-dot GEMV over one or two digits, the
-    // dequantising path over rounded rows; the CPU reference rounds the same rows
+    // 8-bit activations (runtime/act-quant.ts): the integer-dot GEMV (q4 one-row products), the integer
+    // GEMM (codegen/wasm/gemm8.ts: q4 of more rows, q8 of every count), the dequantising path over
+    // rounded rows (the plain module); the CPU reference rounds the same rows
     it(`${quantize}, 8-bit activations: random tiny Bamba (f32, bf16; plain module) and trained tiny-bamba-a`, async () => {
       for (const dtype of ['f32', 'bf16'] as const) {
         const dir = join(work, `a8-${quantize}-${dtype}`);

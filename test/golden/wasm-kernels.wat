@@ -8,6 +8,8 @@
 (global (export "JOB") i32 (i32.const 0))
 (global (export "GEMV_PANELS") i32 (i32.const 4))
 (global (export "QUANT_DOT_ROWS") i32 (i32.const 0))
+(global (export "A8_TILE_Q4") i32 (i32.const 0))
+(global (export "A8_TILE_Q8") i32 (i32.const 0))
 (func $mk_f32_1 (param $xp i32) (param $wp i32) (param $yp i32) (param $K i32) (param $ldyb i32)
   (local $k i32) (local $xv v128) (local $w0 v128) (local $w1 v128) (local $wv v128)
   (local $acc0_0_0 v128) (local $acc0_0_1 v128) (local $acc1_0_0 v128) (local $acc1_0_1 v128)

@@ -4,7 +4,7 @@
 // (runtime/cpu/linear.ts over the rounded rows): bit for bit where every sum is exact in f32 (power-of-
 // two weight scales, two groups: the integer-dot GEMV's digits and scale then cannot differ from the
 // definition unseen), within 1e-5 of the scale on random weights, for the integer-dot GEMV (one and
-// two digits) and the dequantising path, one and three threads, both module variants.
+// two digits), the integer GEMM and the dequantising path, one and three threads, both module variants.
 
 import { beforeAll, describe, expect, it } from 'vitest';
 import { wasmKernels } from '../../../codegen/wasm/assemble.ts';
@@ -125,8 +125,9 @@ for (const t of WASM_TARGETS) describe(`the ${t.fma ? 'fma' : 'plain'} module wi
       // the integer-dot GEMV sums each group exactly and adds two groups with one rounding, as the
       // reference rounds its exact double sum once; the dequantising path sums in k order in f32,
       // exactly where every rounded value is a multiple of one unit (one scale for every group).
-      // Which one runs: runtime/wasm/kernels.ts A8_DOT_ROWS (q8 past 12 rows, and the plain module)
-      const path = t.quantDotRows && T <= A8_DOT_ROWS[dtype] ? 'integer dot' : 'rounded tiles';
+      // The integer GEMM (codegen/wasm/gemm8.ts) does the GEMV's arithmetic. Which one runs:
+      // runtime/wasm/kernels.ts A8_DOT_ROWS; the plain module dequantises
+      const path = !t.quantDotRows ? 'rounded tiles' : T <= A8_DOT_ROWS[dtype] ? 'integer dot' : 'integer GEMM';
       it(`${dtype}, ${T} row(s), ${path}: exact sums equal the reference bit for bit`, () => {
         const rand = prng(T * 10 + (dtype === 'q4' ? 1 : 0));
         const [K, N] = [64, 24];
