@@ -219,8 +219,10 @@ export function digitsKernel(A: Addr = ADDR32): string {
  * s = 2^e from m's exponent bits, q = nearest(x · 2^-e), exact) in groups of XD8_GROUP[f] bytes: s
  * (f32), the row correction 8 · Σq (q4), then per k-quad q4's q (i8) or q8's digits of q + 128 (high,
  * low; with `nibbles`, digits8n_q8, 16 · high + low, each 0..15, as the integer GEMM takes them).
- * Row t's group g at group (t - t % MR) · K/32 + g · MR + t % MR: MR 1 as `mvi8_<f>` reads them (a
- * row's groups in a run), the integer GEMM's tile rows (codegen/wasm/gemm8.ts) side by side.
+ * Row t's group g in the block of group (t - t % MR) · K/32 + g · MR (MR groups' bytes): its header
+ * (s, the correction) at 16 · (t % MR), its k-quad q's digits at 16 · MR + 4 · D · (MR · q + t % MR)
+ * (D digits a value). MR 1: a row's groups one after another, as `mvi8_<f>` reads them; the integer
+ * GEMM's tiles (codegen/wasm/gemm8.ts) read a k-quad's rows side by side.
  */
 export function digits8Kernel(f: QuantType, A: Addr = ADDR32, nibbles = false): string {
   const quads: string[] = [];
@@ -230,13 +232,18 @@ export function digits8Kernel(f: QuantType, A: Addr = ADDR32, nibbles = false): 
       `(local.set $zs (i32x4.add ${get('zs')} ${get('z')}))`);
     const digit = f === 'q4' ? [get('z')]
       : [`(i32x4.shr_u (i32x4.add ${get('z')} $c128) (i32.const ${nibbles ? 4 : 7}))`, `(v128.and (i32x4.add ${get('z')} $c128) ${nibbles ? '(v128.const i32x4 15 15 15 15)' : get('m127')})`].map((e) => e.replaceAll('$c128', '(v128.const i32x4 128 128 128 128)'));
-    digit.forEach((e, j) => quads.push(`(local.set $n (i16x8.narrow_i32x4_s ${e} ${e}))`, `(v128.store32_lane offset=${16 + q * 4 * D + j * 4} 0 ${A.low(get('dp'))} (i8x16.narrow_i16x8_s ${get('n')} ${get('n')}))`));
+    digit.forEach((e, j) => quads.push(`(local.set $n (i16x8.narrow_i32x4_s ${e} ${e}))`, `(v128.store32_lane offset=${j * 4} 0 ${A.low(get('dq'))} (i8x16.narrow_i16x8_s ${get('n')} ${get('n')}))`));
+    quads.push(`(local.set $dq ${add(get('dq'), get('step'))})`);
   }
   const r = `(i32.rem_u ${get('t')} ${get('MR')})`;
   return `(func (export "digits8${nibbles ? 'n' : ''}_${f}") (param $x i32) (param $ldx i32) (param $T i32) (param $K i32) (param $xd i32) (param $MR i32) (result i32)
-  (local $t i32) (local $g i32) (local $xp i32) (local $dp i32) (local $amax f32) (local $bits i32) (local $eb i32) (local $mv v128) (local $inv v128) (local $z v128) (local $zs v128) (local $n v128) (local $m127 v128)
+  (local $t i32) (local $g i32) (local $xp i32) (local $dp i32) (local $dq i32) (local $step i32) (local $amax f32) (local $bits i32) (local $eb i32) (local $mv v128) (local $inv v128) (local $z v128) (local $zs v128) (local $n v128) (local $m127 v128)
   (local.set $m127 (v128.const i32x4 127 127 127 127))
-  ${overGroups(`(local.set $dp ${add(get('xd'), `(i32.mul (i32.add (i32.add (i32.mul (i32.sub ${get('t')} ${r}) (i32.shr_u ${get('K')} (i32.const 5))) (i32.mul ${get('g')} ${get('MR')})) ${r}) (i32.const ${XD8_GROUP[f]}))`)})
+  (local.set $step (i32.mul ${get('MR')} (i32.const ${4 * D})))
+  ${overGroups(`;; the tile's group block, this row's header in it, then its digits
+      (local.set $dp ${add(get('xd'), `(i32.mul (i32.add (i32.mul (i32.sub ${get('t')} ${r}) (i32.shr_u ${get('K')} (i32.const 5))) (i32.mul ${get('g')} ${get('MR')})) (i32.const ${XD8_GROUP[f]}))`)})
+      (local.set $dq ${add(get('dp'), `(i32.add (i32.shl ${get('MR')} (i32.const 4)) (i32.mul ${r} (i32.const ${4 * D})))`)})
+      (local.set $dp ${add(get('dp'), `(i32.shl ${r} (i32.const 4))`)})
       ${groupMax(A)}
       ${act8Scale(false)}
       (local.set $zs (v128.const i32x4 0 0 0 0))

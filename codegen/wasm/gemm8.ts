@@ -3,12 +3,13 @@
 // `activations: 'q8'`, whose rows are rounded to 8 bits per group of 32 by the format's definition
 // (runtime/act-quant.ts). The one-row GEMV (`mvi8_q4`, codegen/wasm/dot.ts) unpacks a panel's codes
 // again for every row; here a tile of `a8Tile` rows shares each k-quad's unpacked codes, so a k-quad
-// costs a row one broadcast, two i8·i7 dot products and two i16 adds (the GEMV: nine instructions).
+// costs a q4 row one shuffle, two i8·i7 dot products and two i16 adds (the GEMV: nine instructions).
 //
 // Layouts: the panels of QUANT_LAYOUT (runtime/wasm/layout.ts); the rows as `digits8_q4` /
-// `digits8n_q8` write them with MR = a8Tile: per tile and group its rows' XD8_GROUP records side by
-// side (s = 2^e as f32, q4's row correction 8 · Σq, 8 bytes unused, then per k-quad the row's four q
-// as i8, or q8's two nibble digits of q + 128, four bytes each).
+// `digits8n_q8` write them with MR = a8Tile: per tile and group a block of MR · XD8_GROUP bytes, its
+// rows' headers (16 bytes each: s = 2^e as f32, q4's row correction 8 · Σq, 8 unused), then per
+// k-quad the rows' digits side by side (q4: four q as i8 a row; q8: two nibble digits of q + 128,
+// four bytes each).
 
 import { QUANT_LAYOUT } from '../../runtime/wasm/layout.ts';
 import { ADDR32, type Addr } from './addr.ts';
@@ -23,7 +24,7 @@ type QuantType = 'q8' | 'q4';
  * [m][NR] at s (m < R: a last tile's rows, not the rows past T), by
  * `i16x8.relaxed_dot_i8x16_i7x16_s` (an i8 operand times an i7 one, 0..127, adjacent pairs summed in
  * i16 lanes), each k-quad's codes loaded (and q4's unpacked) once for the tile's rows:
- *   q4: the codes as stored (code + 8, 0..15) are the i7 operand, each row's four q (broadcast) the i8
+ *   q4: the codes as stored (code + 8, 0..15) are the i7 operand, each row's four q (spread) the i8
  *       one; pair sums within ±3810 add up in i16 over the group's eight k-quads (±30480), widened by
  *       a multiply-add with ones, less the row's 8 · Σq.
  *   q8: the signed codes are the i8 operand, each row's two nibble digits of q + 128 (`digits8n_q8`:
@@ -33,9 +34,10 @@ type QuantType = 'q8' | 'q4';
  * Either gives A = Σ code · q exactly, then s += f32(A) · scale · 2^e, the scales widened from their
  * f16 bits: the GEMV's arithmetic in its order (y = madd(f32(A) · scale, 2^e, y) per group from 0),
  * so both give the same f32 sums, bit for bit. The sums live at s, not in locals, which the
- * k-quads need for their accumulators (2 per row and digit), the codes and the broadcasts: V8 11.3
- * loads a k-quad's broadcasts first, so a row costs its digits' registers too (x64 has 16 vectors;
- * q4 at 4 rows spilled an accumulator per k-quad: 88 against 100 GFLOP-equivalent/s at 3 rows).
+ * k-quads need for their accumulators (2 per row and digit), the codes and the rows' digits (x64 has
+ * 16 vector registers): V8 11.3 hoists a k-quad's loads above its dot products, so broadcast digits
+ * cost a register a row (q4 at 4 rows spilled an accumulator per k-quad, 88 GFLOP-equivalent/s
+ * against 100 at 3; q8 at 3 rows 11 against 59 at 2).
  */
 function tileKernel(f: QuantType, m: number, R: number, fma: boolean, A: Addr): string {
   const L = QUANT_LAYOUT[f], XB = XD8_GROUP[f], D = f === 'q4' ? 1 : 2, qb = f === 'q4' ? 16 : 32;
@@ -49,9 +51,14 @@ function tileKernel(f: QuantType, m: number, R: number, fma: boolean, A: Addr): 
       // the high nibbles by a 16-bit shift and the mask (i8x16.shr_u is three instructions and a constant on x64)
       `(local.set $vb (v128.and (i16x8.shr_u ${get('v')} (i32.const 4)) ${get('m15')}))`]
       : [`(local.set $va (v128.load ${A.w(get('wq'))}))`, `(local.set $vb (v128.load offset=16 ${A.w(get('wq'))}))`];
+    // the tile's rows' digits of this k-quad lie side by side: q4 loads them whole and takes each
+    // row's by a shuffle (which V8 places by its use, where it hoists loads: one vector live, not R;
+    // 4 rows 106 GFLOP-equivalent/s, broadcasts 88), q8 broadcasts each (shuffles measured the same)
+    if (f === 'q4') for (let v = 0; v < Math.ceil(R / 4); v++) lines.push(`(local.set $xv${v} (v128.load offset=${16 * v} ${A.low(get('xq'))}))`);
     for (const r of rows) {
       digits.forEach((d, j) => {
-        lines.push(`(local.set $x (v128.load32_splat offset=${r * XB + 4 * j} ${A.low(get('xq'))}))`);
+        const l = r * D + j, bytes = Array.from({ length: 16 }, (_, i) => 4 * (l % 4) + (i % 4)).join(' ');
+        lines.push(`(local.set $x ${f === 'q4' ? `(i8x16.shuffle ${bytes} ${get(`xv${l >> 2}`)} ${get(`xv${l >> 2}`)})` : `(v128.load32_splat offset=${4 * l} ${A.low(get('xq'))})`})`);
         for (const h of ['a', 'b']) lines.push(`(local.set $${h}${d}${r} ${first ? dot('x', `v${h}`) : `(i16x8.add ${get(`${h}${d}${r}`)} ${dot('x', `v${h}`)})`})`);
       });
     }
@@ -59,16 +66,16 @@ function tileKernel(f: QuantType, m: number, R: number, fma: boolean, A: Addr): 
   };
   // the k-quads as a loop, one per iteration: unrolled eight to a group, V8 11.3 loads every
   // operand at the group's start and spills most of them (as it did in the GEMV, dot.ts)
-  const quads = [`(local.set $xq ${add(get('xd'), 16)})`, `(local.set $wq ${get('wp')})`, quad(true),
+  const quads = [`(local.set $xq ${add(get('xd'), 16 * R)})`, `(local.set $wq ${get('wp')})`, quad(true),
     `(local.set $we ${add(get('wp'), L.codes)})`, `(loop $q_loop`,
-    `(local.set $xq ${add(get('xq'), 4 * D)})`, `(local.set $wq ${add(get('wq'), qb)})`, quad(false),
+    `(local.set $xq ${add(get('xq'), 4 * D * R)})`, `(local.set $wq ${add(get('wq'), qb)})`, quad(false),
     `(br_if $q_loop (i32.lt_u ${add(get('wq'), qb)} ${get('we')})))`];
   const sums: string[] = [`(local.set $w0 ${widenScales(L.scales, A.w(get('wp')))})`, `(local.set $w1 ${widenScales(L.scales + 8, A.w(get('wp')))})`];
   // q8: the panel's 128 · Σcode per half, for every row
   if (f === 'q8') sums.push(...[0, 1].map((i) => `(local.set $k${i} (i32x4.shl (v128.load16x4_s offset=${L.corr! + 8 * i} ${A.w(get('wp'))}) (i32.const 7)))`));
   for (const r of rows) {
-    if (f === 'q4') sums.push(`(local.set $k0 (v128.load32_splat offset=${r * XB + 4} ${A.low(get('xd'))}))`);
-    sums.push(`(local.set $sx (v128.load32_splat offset=${r * XB} ${A.low(get('xd'))}))`);
+    if (f === 'q4') sums.push(`(local.set $k0 (v128.load32_splat offset=${r * 16 + 4} ${A.low(get('xd'))}))`);
+    sums.push(`(local.set $sx (v128.load32_splat offset=${r * 16} ${A.low(get('xd'))}))`);
     ['a', 'b'].forEach((h, i) => {
       const at = `offset=${(2 * r + i) * 16} ${A.low(get('s'))}`;
       const sum = f === 'q4' ? `(i32x4.sub (i32x4.dot_i16x8_s ${get(`${h}${r}`)} ${get('c1')}) ${get('k0')})`
@@ -80,7 +87,7 @@ function tileKernel(f: QuantType, m: number, R: number, fma: boolean, A: Addr): 
   const zero = rows.flatMap((r) => [0, 1].map((i) => `(v128.store offset=${(2 * r + i) * 16} ${A.low(get('s'))} (v128.const i32x4 0 0 0 0))`));
   return `(func $mt8_${f}_${m} (param $xd i32) (param $wp i32) (param $s i32) (param $G i32)${A.param}
   (local $g i32) (local $xq i32) (local $wq i32) (local $we i32) (local $v v128) (local $va v128) (local $vb v128) (local $x v128) (local $m15 v128) (local $c1 v128) (local $c16 v128)
-  (local $k0 v128) (local $k1 v128) (local $sx v128) (local $w0 v128) (local $w1 v128)
+  (local $k0 v128) (local $k1 v128) (local $sx v128) (local $w0 v128) (local $w1 v128) (local $xv0 v128) (local $xv1 v128)
   ${rows.flatMap((r) => digits.flatMap((d) => [`(local $a${d}${r} v128)`, `(local $b${d}${r} v128)`])).join(' ')}
   (local.set $m15 (v128.const i8x16 ${Array(16).fill(15).join(' ')}))
   (local.set $c1 (v128.const i16x8 1 1 1 1 1 1 1 1))

@@ -104,11 +104,11 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  codegen +50, runtime +208: the wasm program module's functions shared by the products' threads (issues 16, 17, 22:
  *  runtime/wasm/split.ts, the unit range u0/u1 of every rendered function, the workers' program instance), the
  *  one-token conv's products and the RMS norm's scaling in f64x2, outputs read from the shared arena eight bytes at a time.;
- *  codegen +168, runtime +8: the wasm integer GEMM over 8-bit activations (codegen/wasm/gemm8.ts, q4 and q8 tiles;
+ *  codegen +182, runtime +8: the wasm integer GEMM over 8-bit activations (codegen/wasm/gemm8.ts, q4 and q8 tiles;
  *  digits8's tile rows and nibble digits, the job's dispatch, the target's a8Tile; the backend's path choice);
  *  runtime +135: the prefill's SSD and attention heads shared by the products' threads (runtime/wasm/heads.ts);
  *  codegen +5, runtime +6: a conv shared by quads of channels (unitsOf 'quad'; mapPass over a column range). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5023, codegen: 5727, runtime: 15203, cli: 3227 };
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5023, codegen: 5741, runtime: 15203, cli: 3227 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
