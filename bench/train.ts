@@ -37,14 +37,16 @@ ckpt.close();
 const tok = (await loadTokenizer(MODEL))!;
 const batches = [...take(packedBatches(DATA, tok, { seqLen: 256, batch: 4, seed: 0, shuffleBuffer: 64 }), steps)];
 
-// per-op times, wrapping each record's forward and backward
-const times = new Map<string, number>();
+// per-op times, wrapping each record's forward and backward: wall ms and CPU ms of the process (all
+// threads: on a loaded machine the CPU time is the steadier figure; with --threads 1 it is the op's own)
+const times = new Map<string, number>(), cpus = new Map<string, number>();
 if (profile) {
   for (const [op, rec] of Object.entries(OPS32)) {
     const f = rec.forward.bind(rec), b = rec.backward.bind(rec);
     const timed = <A extends unknown[], R>(key: string, fn: (...a: A) => R) => (...a: A): R => {
-      const t0 = performance.now(), r = fn(...a);
+      const t0 = performance.now(), c0 = process.cpuUsage(), r = fn(...a), c1 = process.cpuUsage(c0);
       times.set(key, (times.get(key) ?? 0) + performance.now() - t0);
+      cpus.set(key, (cpus.get(key) ?? 0) + (c1.user + c1.system) / 1000);
       return r;
     };
     Object.assign(rec, { forward: timed(`${op} fwd`, f), backward: timed(`${op} bwd`, b) });
@@ -64,7 +66,7 @@ for (const [i, b] of batches.entries()) {
   const t0 = performance.now(), c0 = process.cpuUsage();
   const m = trainStep(engine, config, state, b);
   const dt = (performance.now() - t0) / 1000, c1 = process.cpuUsage(c0);
-  if (i === 0) times.clear();
+  if (i === 0) { times.clear(); cpus.clear(); }
   else { secs += dt; tokens += b.tokens.length; cpu += (c1.user + c1.system) / 1e6; }
   console.log(`archc step ${i + 1}: ${b.tokens.length} tokens, loss ${m.loss.toFixed(4)}, ${dt.toFixed(3)} s`);
 }
@@ -73,7 +75,9 @@ const archc = tokens / secs;
 console.log(`archc f32 engine (wasm, ${threads} threads): ${archc.toFixed(0)} tokens/s over ${batches.length - 1} steps; ${(tokens / cpu).toFixed(0)} tokens per CPU-second (all threads); ${load()}`);
 if (profile) {
   const total = [...times.values()].reduce((a, b) => a + b, 0);
-  for (const [k, v] of [...times].sort((a, b) => b[1] - a[1])) console.log(`  ${k.padEnd(22)} ${(v / (batches.length - 1)).toFixed(1).padStart(8)} ms/step ${(100 * v / total).toFixed(1).padStart(5)} %`);
+  const per = (v: number) => (v / (batches.length - 1)).toFixed(1).padStart(8);
+  for (const [k, v] of [...times].sort((a, b) => b[1] - a[1])) console.log(`  ${k.padEnd(22)} ${per(v)} ms/step ${(100 * v / total).toFixed(1).padStart(5)} %, ${per(cpus.get(k)!)} CPU ms/step`);
+  console.log(`  ${'all ops'.padEnd(22)} ${per(total)} ms/step, ${per([...cpus.values()].reduce((a, b) => a + b, 0))} CPU ms/step`);
 }
 if (!process.argv.includes('--no-torch')) {
   const r = spawnSync('/usr/bin/python3', [join(ROOT, 'bench/train_torch.py'), MODEL, String(steps), String(threads)], {
