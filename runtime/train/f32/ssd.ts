@@ -58,7 +58,7 @@ function cbOf(gm: Gemm, s: SsdIn32, d: SsdDims32, t0: number, q: number, g: numb
 }
 
 export function ssdForward32(gm: Gemm, s: SsdIn32, d: SsdDims32, chunk: number, seqs: readonly SeqSlice[]): { y: F32; entering: F32[] } {
-  const { H, P, G, N } = d, T = s.dt.length / H, hpg = H / G, PN = P * N, HP = H * P, GN = G * N;
+  const { H, P, G, N } = d, T = s.dt.length / H, hpg = H / G, PN = P * N, HP = H * P;
   const y = new Float32Array(T * HP), entering: F32[] = [];
   const Q = chunk, cb = new Float32Array(Q * Q), m = new Float32Array(Q * Q), xw = new Float32Array(P * Q);
   const bg = new Float32Array(Q * N), cg = new Float32Array(Q * N), xh = new Float32Array(Q * P);
