@@ -5,6 +5,7 @@
 // (the fallback where no wasm module is at hand; tests compare the two).
 
 import type { WasmKernels } from '../../wasm/kernels.ts';
+import { type RowKernels, rowKernels } from './rows.ts';
 
 export type F32 = Float32Array;
 
@@ -21,6 +22,9 @@ export interface Gemm {
   mm(x: F32, xo: number, xt: number, xk: number, T: number, K: number, w: F32, wo: number, wn: number, wk: number, N: number): { y: F32; ld: number };
   /** Which engine runs the products ('wasm' or 'js'). */
   readonly kind: 'wasm' | 'js';
+  /** The row-wise records' kernels in WebAssembly SIMD (./rows.ts), beside the wasm products; absent:
+   *  the records' JS loops. */
+  readonly rows?: RowKernels | null;
 }
 
 /** The product Y [T, N] = A·Bᵀ with A [T, K] rows contiguous and B given as [N, K] (bT false) or
@@ -45,6 +49,7 @@ function wasmProductT(k: WasmKernels, a: F32, M: number, R: number, b: F32, N: n
 export function wasmGemm(k: WasmKernels): Gemm {
   return {
     kind: 'wasm',
+    rows: rowKernels(),
     mm: (...a) => k.product(...a),
     xwT: (x, T, K, w, N, wT) => wasmProduct(k, x, T, K, w, N, wT),
     // dY·W: W as the panels' [N', K'] = Wᵀ, i.e. W [N, K] read transposed

@@ -1,7 +1,8 @@
 // The f32 training engine's op records, keyed like compiler/vjp.ts' VJP (one per graph op): the
 // forward in f32 saving what docs/TRAINING.md "What is saved" lists, the backward from the outputs'
-// cotangents. Products run on the engine's Gemm (wasm); row-wise ops here in typed-array JS
-// (accumulating in double, stored in f32); the sequence ops in ./seq.ts.
+// cotangents. Products run on the engine's Gemm (wasm); the hot row-wise ops (silu, same-shape
+// mul/add, the norms) on its row kernels (./rows.ts, WebAssembly SIMD) where it has them, else and
+// the rest here in typed-array JS (accumulating in double, stored in f32); the sequence ops in ./seq.ts.
 
 import { POINTWISE, type Pointwise, scaleFactors } from '../../cpu/backward.ts';
 import type { Ctx32, Op32 } from './graph.ts';
@@ -38,7 +39,9 @@ function pointwise(p: (c: Ctx32) => Pointwise): Op32 {
 function broadcasting(mul: boolean): Op32 {
   return {
     forward(c) {
-      const a = f(c, 0), b = f(c, 1), y = new Float32Array(a.length), n = b.length;
+      const a = f(c, 0), b = f(c, 1), R = c.gemm.rows;
+      if (R && a.length === b.length) return { outs: [mul ? R.mulF(a, b) : R.addF(a, b)] };
+      const y = new Float32Array(a.length), n = b.length;
       for (let o = 0; o < a.length; o += n) {
         if (mul) for (let i = 0; i < n; i++) y[o + i] = a[o + i]! * b[i]!;
         else for (let i = 0; i < n; i++) y[o + i] = a[o + i]! + b[i]!;
@@ -48,6 +51,7 @@ function broadcasting(mul: boolean): Op32 {
     backward(c, _s, d) {
       const a = f(c, 0), b = f(c, 1), g = d0(d), n = b.length;
       if (!mul) return [g, n === g.length ? g.slice() : colSums(g, g.length / n, n)];
+      if (c.gemm.rows && n === a.length) return c.gemm.rows.mulB(a, b, g);
       const da = new Float32Array(a.length), db = new Float32Array(n);
       if (n === a.length) for (let i = 0; i < n; i++) { da[i] = g[i]! * b[i]!; db[i] = g[i]! * a[i]!; }
       else {
@@ -63,12 +67,16 @@ function broadcasting(mul: boolean): Op32 {
 /** silu(x) = x·σ(x) and its derivative σ(x)·(1 + x·(1 − σ(x))), inline (the hot pointwise op). */
 const SILU: Op32 = {
   forward(c) {
-    const x = f(c, 0), y = new Float32Array(x.length);
+    const x = f(c, 0);
+    if (c.gemm.rows) return { outs: [c.gemm.rows.siluF(x)] };
+    const y = new Float32Array(x.length);
     for (let i = 0; i < x.length; i++) { const v = x[i]!; y[i] = v / (1 + Math.exp(-v)); }
     return { outs: [y] };
   },
   backward(c, _s, d) {
-    const x = f(c, 0), g = d0(d), dx = new Float32Array(x.length);
+    const x = f(c, 0), g = d0(d);
+    if (c.gemm.rows) return [c.gemm.rows.siluB(x, g)];
+    const dx = new Float32Array(x.length);
     for (let i = 0; i < x.length; i++) { const v = x[i]!, s = 1 / (1 + Math.exp(-v)); dx[i] = g[i]! * s * (1 + v * (1 - s)); }
     return [dx];
   },
@@ -193,25 +201,37 @@ export const OPS32: Readonly<Record<string, Op32>> = {
   }),
   rmsnorm: {
     forward(c) {
-      const D = lastDim(c.shapes[0]!), r = rmsF(f(c, 0), D, D, f(c, 1), num(c, 'eps'));
+      const D = lastDim(c.shapes[0]!), R = c.gemm.rows;
+      const r = R ? R.rmsF(f(c, 0), null, f(c, 1), D, D, num(c, 'eps')) : rmsF(f(c, 0), D, D, f(c, 1), num(c, 'eps'));
       return { outs: [r.y], saved: r.inv };
     },
     backward(c, inv, d) {
-      const D = lastDim(c.shapes[0]!), r = rmsB(d0(d), f(c, 0), inv as F32, D, D, f(c, 1));
+      const D = lastDim(c.shapes[0]!), R = c.gemm.rows;
+      const r = R ? R.rmsB(d0(d), f(c, 0), inv as F32, f(c, 1), D, D, null) : rmsB(d0(d), f(c, 0), inv as F32, D, D, f(c, 1));
       return [r.dx, r.dw];
     },
   },
   // BambaRMSNormGated: h = x · silu(z), then the norm over groups; h is saved
   rmsnorm_gated: {
     forward(c) {
-      const x = f(c, 0), z = f(c, 1), D = lastDim(c.shapes[0]!), h = new Float32Array(x.length);
+      const x = f(c, 0), z = f(c, 1), D = lastDim(c.shapes[0]!), R = c.gemm.rows;
+      if (R) {
+        const r = R.rmsF(x, z, f(c, 2), D, D / num(c, 'groups'), num(c, 'eps'));
+        return { outs: [r.y], saved: { h: r.h, inv: r.inv } };
+      }
+      const h = new Float32Array(x.length);
       for (let i = 0; i < h.length; i++) h[i] = x[i]! * z[i]! * sigmoid(z[i]!);
       const r = rmsF(h, D, D / num(c, 'groups'), f(c, 2), num(c, 'eps'));
       return { outs: [r.y], saved: { h, inv: r.inv } };
     },
     backward(c, saved, d) {
       const { h, inv } = saved as { h: F32; inv: F32 };
-      const x = f(c, 0), z = f(c, 1), D = lastDim(c.shapes[0]!), r = rmsB(d0(d), h, inv, D, D / num(c, 'groups'), f(c, 2));
+      const x = f(c, 0), z = f(c, 1), D = lastDim(c.shapes[0]!), R = c.gemm.rows;
+      if (R) {
+        const r = R.rmsB(d0(d), h, inv, f(c, 2), D, D / num(c, 'groups'), { x, z });
+        return [r.dx, r.dz, r.dw];
+      }
+      const r = rmsB(d0(d), h, inv, D, D / num(c, 'groups'), f(c, 2));
       const dx = new Float32Array(x.length), dz = new Float32Array(x.length);
       for (let i = 0; i < x.length; i++) {
         const s = sigmoid(z[i]!), dh = r.dx[i]!;

@@ -1,6 +1,7 @@
 // The f32 engine's sequence ops over packed sequences: causal conv, rope, attention, SSD. Every
 // loop walks the batch's sequence slices as the forward does (runtime/cpu/backward-seq.ts, the
-// float64 reference, is the oracle), so no gradient crosses a boundary. Attention and the SSD run
+// float64 reference, is the oracle), so no gradient crosses a boundary. The conv runs on the row
+// kernels (./rows.ts, WebAssembly SIMD) where the Gemm has them, else in JS. Attention and the SSD run
 // the reference's loops (flash-style attention backward from the saved row logsumexp; the chunked
 // SSD backward from the saved chunk-entering states) on double copies of the f32 operands, their
 // results stored in f32.
@@ -25,6 +26,7 @@ function taps(w: F32, C: number, K: number): F32 {
 
 function convF(c: Ctx32): F32 {
   const [T, C] = c.shapes[0]! as [number, number], K = c.shapes[1]![2]!, x = f(c, 0), wt = taps(f(c, 1), C, K), b = c.ins[2] as F32 | null;
+  if (c.gemm.rows) return c.gemm.rows.convF(x, wt, b, C, K, c.seqs);
   const y = new Float32Array(T * C);
   for (const { start, len } of c.seqs) {
     for (let t = start; t < start + len; t++) {
@@ -42,8 +44,9 @@ function convF(c: Ctx32): F32 {
 /** The transposed conv: dx[src] += w · dy[t]; dw[c, j] = Σ dy[t] · x[src]; db = Σ dy. */
 function convB(c: Ctx32, dy: F32): (F32 | null)[] {
   const [T, C] = c.shapes[0]! as [number, number], K = c.shapes[1]![2]!, x = f(c, 0), wt = taps(f(c, 1), C, K);
-  const dx = new Float32Array(T * C), dwt = new Float64Array(K * C), db = new Float64Array(C);
-  for (const { start, len } of c.seqs) {
+  const r = c.gemm.rows?.convB(x, wt, dy, C, K, c.seqs);
+  const dx = r?.dx ?? new Float32Array(T * C), dwt = r?.dwt ?? new Float64Array(K * C), db = r?.db ?? new Float64Array(C);
+  if (!r) for (const { start, len } of c.seqs) {
     for (let t = start; t < start + len; t++) {
       const o = t * C;
       for (let ch = 0; ch < C; ch++) db[ch] += dy[o + ch]!;

@@ -1,0 +1,124 @@
+// The f32 engine's row-wise kernels on WebAssembly SIMD (codegen/wasm/train-rows.ts; the bytes in
+// ./rows-module.ts): one instance on the calling thread over its own memory. Each call lays its
+// operands out from address 0 (16-byte aligned), copies the inputs in, runs one or two kernels and
+// copies the results out into fresh arrays, so the records (./ops.ts, ./seq.ts) keep their typed-array
+// contracts. Where the engine has no WebAssembly SIMD the records run their JS loops instead.
+
+import { TRAIN_ROWS_WASM } from './rows-module.ts';
+
+type F32 = Float32Array;
+type Fn = (...a: number[]) => void;
+
+export class RowKernels {
+  private readonly mem: WebAssembly.Memory;
+  private readonly ex: Record<string, Fn>;
+  /** The next free byte of this call's layout. */
+  private top = 0;
+
+  constructor(instance: WebAssembly.Instance) {
+    this.mem = instance.exports.memory as WebAssembly.Memory;
+    this.ex = instance.exports as unknown as Record<string, Fn>;
+  }
+
+  /** Room for n elements of `bytes` each (16-byte aligned), the memory grown to hold it. */
+  private room(n: number, bytes = 4): number {
+    const at = this.top;
+    this.top = at + Math.ceil((n * bytes) / 16) * 16 + 16;
+    const need = this.top - this.mem.buffer.byteLength;
+    if (need > 0) this.mem.grow(Math.ceil(need / 65536));
+    return at;
+  }
+
+  /** Lays out inputs (copied in) and outputs (room, `zero`ed where asked), runs `body` with their
+   *  addresses and returns the outputs copied out. Outputs given as [n, 8] are f64. */
+  private call(ins: readonly F32[], outs: readonly (number | [number, 8])[], body: (a: number[]) => void, zero = false): (F32 | Float64Array)[] {
+    this.top = 0;
+    const addr = [...ins.map((x) => this.room(x.length)), ...outs.map((o) => (typeof o === 'number' ? this.room(o) : this.room(o[0], 8)))];
+    const buf = this.mem.buffer;
+    ins.forEach((x, i) => new Float32Array(buf, addr[i]!, x.length).set(x));
+    if (zero) outs.forEach((o, i) => (typeof o === 'number' ? new Float32Array(buf, addr[ins.length + i]!, o) : new Float64Array(buf, addr[ins.length + i]!, o[0])).fill(0));
+    body(addr);
+    return outs.map((o, i) => (typeof o === 'number' ? new Float32Array(buf, addr[ins.length + i]!, o).slice() : new Float64Array(buf, addr[ins.length + i]!, o[0]).slice()));
+  }
+
+  /** y = silu(x). */
+  siluF(x: F32): F32 {
+    return this.call([x], [x.length], ([a, y]) => this.ex.silu_f!(a!, y!, x.length))[0] as F32;
+  }
+
+  /** dx = g · silu'(x). */
+  siluB(x: F32, g: F32): F32 {
+    return this.call([x, g], [x.length], ([a, b, d]) => this.ex.silu_b!(a!, b!, d!, x.length))[0] as F32;
+  }
+
+  /** y = a ∘ b (same lengths). */
+  mulF(a: F32, b: F32): F32 {
+    return this.call([a, b], [a.length], ([p, q, y]) => this.ex.mul_f!(p!, q!, y!, a.length))[0] as F32;
+  }
+
+  /** da = g ∘ b, db = g ∘ a (same lengths). */
+  mulB(a: F32, b: F32, g: F32): [F32, F32] {
+    return this.call([a, b, g], [a.length, a.length], ([p, q, r, da, db]) => this.ex.mul_b!(p!, q!, r!, da!, db!, a.length)) as [F32, F32];
+  }
+
+  /** y = a + b (same lengths). */
+  addF(a: F32, b: F32): F32 {
+    return this.call([a, b], [a.length], ([p, q, y]) => this.ex.add_f!(p!, q!, y!, a.length))[0] as F32;
+  }
+
+  /** RMSNorm over runs of gs features of x (the weight w [D] repeating): y and 1/rms per run; with
+   *  z, the gated norm's h = x·silu(z) normed instead (h returned too). */
+  rmsF(x: F32, z: F32 | null, w: F32, D: number, gs: number, eps: number): { y: F32; inv: F32; h: F32 | null } {
+    const runs = x.length / gs, ins = z ? [x, z, w] : [x, w], outs = z ? [x.length, runs, x.length] : [x.length, runs];
+    const r = this.call(ins, outs, (a) => {
+      const [xa, wa, ya, inva, ha] = z ? [a[0]!, a[2]!, a[3]!, a[4]!, a[5]!] : [a[0]!, a[1]!, a[2]!, a[3]!, 0];
+      if (z) this.ex.gate_f!(xa, a[1]!, ha, x.length);
+      this.ex.rms_f!(z ? ha : xa, wa, ya, inva, runs, gs, D, eps);
+    }) as F32[];
+    return { y: r[0]!, inv: r[1]!, h: z ? r[2]! : null };
+  }
+
+  /** RMSNorm's backward from the normed input h (x, or the gated norm's h with x and z for the
+   *  gate's backward): dh (or dx, dz through the gate) and dw [D] summed in f64. */
+  rmsB(dy: F32, h: F32, inv: F32, w: F32, D: number, gs: number, gate: { x: F32; z: F32 } | null): { dx: F32; dz: F32 | null; dw: F32 } {
+    const runs = h.length / gs, n = h.length;
+    const ins = gate ? [dy, h, inv, w, gate.x, gate.z] : [dy, h, inv, w];
+    const outs: (number | [number, 8])[] = gate ? [[D, 8], n, n, n] : [[D, 8], n];
+    const r = this.call(ins, outs, (a) => {
+      const dwa = a[ins.length]!, dha = a[ins.length + 1]!;
+      // the gated form's dh lies in its own room, then goes through the gate into dx, dz
+      this.ex.rms_b!(a[0]!, a[1]!, a[2]!, a[3]!, dha, dwa, runs, gs, D);
+      if (gate) this.ex.gate_b!(a[4]!, a[5]!, dha, a[ins.length + 2]!, a[ins.length + 3]!, n);
+    }, true);
+    const dw = Float32Array.from(r[0]!);
+    return gate ? { dx: r[2] as F32, dz: r[3] as F32, dw } : { dx: r[1] as F32, dz: null, dw };
+  }
+
+  /** The causal depthwise conv of x [T, C] by taps wt [K, C] (+ b), per sequence. */
+  convF(x: F32, wt: F32, b: F32 | null, C: number, K: number, seqs: readonly { start: number; len: number }[]): F32 {
+    const ins = b ? [x, wt, b] : [x, wt];
+    return this.call(ins, [x.length], (a) => {
+      const y = a[ins.length]!;
+      for (const { start, len } of seqs) this.ex.conv_f!(a[0]!, a[1]!, b ? a[2]! : 0, b ? 1 : 0, y, start, len, C, K);
+    }, true)[0] as F32;
+  }
+
+  /** Its backward: dx [T, C], dwt [K, C] and db [C] (both summed in f64). */
+  convB(x: F32, wt: F32, dy: F32, C: number, K: number, seqs: readonly { start: number; len: number }[]): { dx: F32; dwt: Float64Array; db: Float64Array } {
+    const r = this.call([x, wt, dy], [x.length, [K * C, 8], [C, 8]], ([xa, wa, da, dx, dwt, db]) => {
+      for (const { start, len } of seqs) this.ex.conv_b!(xa!, wa!, da!, dx!, dwt!, db!, start, len, C, K);
+    }, true);
+    return { dx: r[0] as F32, dwt: r[1] as Float64Array, db: r[2] as Float64Array };
+  }
+}
+
+let compiled: WebAssembly.Module | null | undefined;
+
+/** The row kernels on this thread, or null where the engine has no WebAssembly SIMD. */
+export function rowKernels(): RowKernels | null {
+  if (compiled === undefined) {
+    const bytes = Uint8Array.from(atob(TRAIN_ROWS_WASM), (c) => c.charCodeAt(0));
+    compiled = typeof WebAssembly === 'object' && WebAssembly.validate(bytes) ? new WebAssembly.Module(bytes) : null;
+  }
+  return compiled ? new RowKernels(new WebAssembly.Instance(compiled)) : null;
+}
