@@ -61,18 +61,18 @@ const config = { lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1,
 // the machine is shared: the load average beside each side's figure says what it ran against
 const load = () => `load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`;
 console.log(`archc start: ${load()}`);
-let secs = 0, tokens = 0, cpu = 0;
+let secs = 0, tokens = 0, cpu = 0, sys = 0;
 for (const [i, b] of batches.entries()) {
   const t0 = performance.now(), c0 = process.cpuUsage();
   const m = trainStep(engine, config, state, b);
   const dt = (performance.now() - t0) / 1000, c1 = process.cpuUsage(c0);
   if (i === 0) { times.clear(); cpus.clear(); }
-  else { secs += dt; tokens += b.tokens.length; cpu += (c1.user + c1.system) / 1e6; }
+  else { secs += dt; tokens += b.tokens.length; cpu += (c1.user + c1.system) / 1e6; sys += c1.system / 1e6; }
   console.log(`archc step ${i + 1}: ${b.tokens.length} tokens, loss ${m.loss.toFixed(4)}, ${dt.toFixed(3)} s`);
 }
 kernels.close();
 const archc = tokens / secs;
-console.log(`archc f32 engine (wasm, ${threads} threads): ${archc.toFixed(0)} tokens/s over ${batches.length - 1} steps; ${(tokens / cpu).toFixed(0)} tokens per CPU-second (all threads); ${load()}`);
+console.log(`archc f32 engine (wasm, ${threads} threads): ${archc.toFixed(0)} tokens/s over ${batches.length - 1} steps; ${(tokens / cpu).toFixed(0)} tokens per CPU-second (all threads, ${(100 * sys / cpu).toFixed(0)} % in the kernel); ${load()}`);
 if (profile) {
   const total = [...times.values()].reduce((a, b) => a + b, 0);
   const per = (v: number) => (v / (batches.length - 1)).toFixed(1).padStart(8);

@@ -228,6 +228,56 @@ function convRowLoop(id: string, body: (w: Width) => string): string {
       ${loop(S, `${id}s`)}`;
 }
 
+// Attention's softmax rows over one sequence and query head: scores s [n, lds] (f32), row i's keys
+// [j0, i] (j0 = max(0, i − window + 1) with a window, else 0), the scale applied first:
+//   attn_stats: out[2i] = max_j s·scale, out[2i + 1] = Σ_j exp(s·scale − max) (the caller takes
+//   the log: lse = max + log(sum));
+//   attn_p: p [n, n] row i's keys = exp(s·scale − lse[i]) (p zeroed by the caller elsewhere).
+const ATTN_LOCALS = '(local $i i32) (local $j0 i32) (local $k i32) (local $end i32) (local $row i32) (local $mv v128) (local $ms f32) (local $sv v128) (local $ss f32) (local $l v128)';
+/** A loop over byte offsets $k from 4·$j0 to $end (fours, then the tail). */
+function keyLoop(id: string, body: (w: Width) => string): string {
+  const loop = (w: Width, k: string) => `(block $${k}_end (loop $${k}
+        (br_if $${k}_end (i32.gt_u (i32.add ${g('k')} (i32.const ${w.step})) ${g('end')}))
+        ${body(w)}
+        (local.set $k (i32.add ${g('k')} (i32.const ${w.step})))
+        (br $${k})))`;
+  return `(local.set $k (i32.shl ${g('j0')} (i32.const 2)))
+      ${loop(V, `${id}v`)}
+      ${loop(S, `${id}s`)}`;
+}
+const rowStart = `(local.set $j0 (select (i32.sub (i32.add ${g('i')} (i32.const 1)) ${g('window')}) (i32.const 0)
+        (i32.and (i32.ne ${g('window')} (i32.const 0)) (i32.gt_s (i32.sub (i32.add ${g('i')} (i32.const 1)) ${g('window')}) (i32.const 0)))))
+      (local.set $end (i32.shl (i32.add ${g('i')} (i32.const 1)) (i32.const 2)))
+      (local.set $row (i32.add ${g('s')} (i32.mul ${g('i')} (i32.shl ${g('lds')} (i32.const 2)))))`;
+const sv = (w: Width) => w.op('mul', w.load(`(i32.add ${g('row')} ${g('k')})`), w.v ? `(f32x4.splat ${g('scale')})` : g('scale'));
+const ATTN = `(func (export "attn_stats") (param $s i32) (param $lds i32) (param $n i32) (param $scale f32) (param $window i32) (param $out i32)
+    ${ATTN_LOCALS}
+    (block $done (loop $rows
+      (br_if $done (i32.ge_u ${g('i')} ${g('n')}))
+      ${rowStart}
+      (local.set $mv (v128.const f32x4 -inf -inf -inf -inf)) (local.set $ms (f32.const -inf))
+      ${keyLoop('mx', (w) => (w.v ? `(local.set $mv (f32x4.max ${g('mv')} ${sv(w)}))` : `(local.set $ms (f32.max ${g('ms')} ${sv(w)}))`))}
+      (local.set $ms (f32.max (f32.max (f32.max ${g('ms')} (f32x4.extract_lane 0 ${g('mv')})) (f32.max (f32x4.extract_lane 1 ${g('mv')}) (f32x4.extract_lane 2 ${g('mv')}))) (f32x4.extract_lane 3 ${g('mv')})))
+      (local.set $mv (f32x4.splat ${g('ms')}))
+      (local.set $sv (v128.const i32x4 0 0 0 0)) (local.set $ss (f32.const 0))
+      ${keyLoop('sm', (w) => (w.v ? `(local.set $sv (f32x4.add ${g('sv')} ${exp(w, `(f32x4.sub ${sv(w)} ${g('mv')})`)}))` : `(local.set $ss (f32.add ${g('ss')} ${exp(w, `(f32.sub ${sv(w)} ${g('ms')})`)}))`))}
+      (f32.store (i32.add ${g('out')} (i32.shl ${g('i')} (i32.const 3))) ${g('ms')})
+      (f32.store offset=4 (i32.add ${g('out')} (i32.shl ${g('i')} (i32.const 3)))
+        (f32.add ${g('ss')} (f32.add (f32.add (f32x4.extract_lane 0 ${g('sv')}) (f32x4.extract_lane 1 ${g('sv')})) (f32.add (f32x4.extract_lane 2 ${g('sv')}) (f32x4.extract_lane 3 ${g('sv')})))))
+      (local.set $i (i32.add ${g('i')} (i32.const 1)))
+      (br $rows))))
+  (func (export "attn_p") (param $s i32) (param $lds i32) (param $p i32) (param $n i32) (param $scale f32) (param $window i32) (param $lse i32)
+    ${ATTN_LOCALS} (local $prow i32)
+    (block $done (loop $rows
+      (br_if $done (i32.ge_u ${g('i')} ${g('n')}))
+      ${rowStart}
+      (local.set $prow (i32.add ${g('p')} (i32.mul ${g('i')} (i32.shl ${g('n')} (i32.const 2)))))
+      (local.set $ms (f32.load (i32.add ${g('lse')} (i32.shl ${g('i')} (i32.const 2)))))
+      (local.set $l (f32x4.splat ${g('ms')}))
+      ${keyLoop('p', (w) => w.store(`(i32.add ${g('prow')} ${g('k')})`, exp(w, w.op('sub', sv(w), w.v ? g('l') : g('ms')))))}
+      (local.set $i (i32.add ${g('i')} (i32.const 1)))
+      (br $rows))))`;
+
 /** The module's text. */
 export function renderTrainRows(): string {
   return `;; archc f32 training engine's row-wise kernels (codegen/wasm/train-rows.ts)
@@ -236,7 +286,8 @@ export function renderTrainRows(): string {
   ${EXP4}
   ${KERNELS.join('\n  ')}
   ${RMS}
-  ${CONV})
+  ${CONV}
+  ${ATTN})
 `;
 }
 

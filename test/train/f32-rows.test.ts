@@ -1,6 +1,7 @@
 // The f32 engine's row-wise kernels on WebAssembly SIMD (runtime/train/f32/rows.ts): the bytes the
-// runtime ships are the assembled text of codegen/wasm/train-rows.ts, and each kernel equals the JS
-// record it replaces on widths with and without a tail of fewer than four floats (rel L2 < 1e-6;
+// runtime ships are the assembled text of codegen/wasm/train-rows.ts, and each record with the kernels
+// equals the record in JS on widths with and without a tail of fewer than four floats, and
+// attention's rows of every length up to 25 (rel L2 < 1e-6;
 // the records against the float64 VJP records are test/train/f32-ops.test.ts, whose wasm cases run
 // these kernels).
 
@@ -47,6 +48,10 @@ describe('the row-wise kernels in WebAssembly SIMD', () => {
     for (const bias of [true, false]) {
       cases.push({ name: `causal_conv1d, ${D} channels, packed${bias ? '' : ', no bias'}`, op: 'causal_conv1d', ins: [rand(T * D, 11), rand(D * 4, 12), bias ? rand(D, 13) : null], shapes: [[T, D], [D, 1, 4], [D]], attrs: {} });
     }
+  }
+  for (const window of [0, 5]) {
+    cases.push({ name: `attention's softmax rows, GQA 4 heads on 2, packed${window ? `, window ${window}` : ''}`, op: 'attention', ins: [rand(T * 32, 14, 2), rand(T * 16, 15, 2), rand(T * 16, 16)],
+      shapes: [[T, 4, 8], [T, 2, 8], [T, 2, 8]], attrs: { scale: 8 ** -0.5, window } });
   }
   const rows = rowKernels()!;
   for (const k of cases) it(k.name, () => {

@@ -8,7 +8,7 @@
 
 import type { AttnDims } from '../../cpu/backward-seq.ts';
 import type { SeqSlice } from '../../cpu/seq.ts';
-import type { Gemm } from './gemm.ts';
+import { type Gemm, copyRows } from './gemm.ts';
 
 type F32 = Float32Array;
 
@@ -19,8 +19,7 @@ const firstKey = (d: AttnDims, start: number, i: number) => (d.window ? Math.max
  *  offset o) gathered into dst [n, Dh]: the products then read contiguous operands (the block
  *  copies of WasmKernels.product), not strided ones. */
 function gather(src: F32, o: number, ld: number, n: number, Dh: number, dst: F32): F32 {
-  for (let i = 0; i < n; i++) dst.set(src.subarray(o + i * ld, o + i * ld + Dh), i * Dh);
-  return dst;
+  return copyRows(src, o, ld, dst, 0, Dh, n, Dh);
 }
 
 /** P [n, n] of one sequence and query head from its gathered rows qh, kh [n, Dh]: the scores S =
@@ -29,6 +28,14 @@ function gather(src: F32, o: number, ld: number, n: number, Dh: number, dst: F32
 function probs(gm: Gemm, qh: F32, kh: F32, d: AttnDims, start: number, n: number, h: number, p: F32, lse: F32, given: boolean): void {
   const { H, Dh, scale } = d;
   const r = gm.mm(qh, 0, Dh, 1, n, Dh, kh, 0, Dh, 1, n);
+  if (gm.rows) {
+    // the rows' logsumexp [n] of this head, contiguous for the kernels
+    const l = new Float32Array(n);
+    if (given) for (let i = 0; i < n; i++) l[i] = lse[(start + i) * H + h]!;
+    gm.rows.attnProbs(r.y, r.ld, n, scale, d.window ?? 0, l, given, p);
+    if (!given) for (let i = 0; i < n; i++) lse[(start + i) * H + h] = l[i]!;
+    return;
+  }
   for (let i = 0; i < n; i++) {
     const j0 = firstKey(d, start, start + i) - start, row = i * r.ld, o = i * n;
     p.fill(0, o, o + n);
@@ -62,7 +69,7 @@ export function attentionForward32(gm: Gemm, q: F32, k: F32, v: F32, d: AttnDims
       probs(gm, gather(q, (start * H + h) * Dh, H * Dh, n, Dh, qh), kh, d, start, n, h, p, lse, false);
       // O = P·V: V read as its transpose's rows
       const r = gm.mm(p, 0, n, 1, n, n, vh, 0, 1, Dh, Dh);
-      for (let i = 0; i < n; i++) y.set(r.y.subarray(i * r.ld, i * r.ld + Dh), ((start + i) * H + h) * Dh);
+      copyRows(r.y, 0, r.ld, y, (start * H + h) * Dh, H * Dh, n, Dh);
     }
   }
   return { y, lse };
@@ -93,7 +100,7 @@ export function attentionBackward32(gm: Gemm, dy: F32, q: F32, k: F32, v: F32, y
       }
       // dQ = dS·K
       r = gm.mm(ds, 0, n, 1, n, n, kh, 0, 1, Dh, Dh);
-      for (let i = 0; i < n; i++) dq.set(r.y.subarray(i * r.ld, i * r.ld + Dh), qo + i * HD);
+      copyRows(r.y, 0, r.ld, dq, qo, HD, n, Dh);
       // dK += dSᵀ·Q, dV += Pᵀ·dO
       r = gm.mm(ds, 0, 1, n, n, n, qh, 0, 1, Dh, Dh);
       for (let j = 0; j < n; j++) for (let e = 0; e < Dh; e++) dk[ko + j * KD + e] += r.y[j * r.ld + e]!;

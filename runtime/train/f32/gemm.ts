@@ -27,6 +27,15 @@ export interface Gemm {
   readonly rows?: RowKernels | null;
 }
 
+/** rows rows of n floats from src (offset so, rows sld apart) into dst (offset dO, rows dld apart),
+ *  element by element: a subarray per row costs more than the copy of a short row. Returns dst. */
+export function copyRows(src: F32, so: number, sld: number, dst: F32, dO: number, dld: number, rows: number, n: number): F32 {
+  for (let r = 0; r < rows; r++) {
+    for (let i = 0, s = so + r * sld, o = dO + r * dld; i < n; i++) dst[o + i] = src[s + i]!;
+  }
+  return dst;
+}
+
 /** The product Y [T, N] = A·Bᵀ with A [T, K] rows contiguous and B given as [N, K] (bT false) or
  *  [K, N] (bT true), copied out of the kernels' scratch into a fresh array. */
 function wasmProduct(k: WasmKernels, a: F32, T: number, K: number, b: F32, N: number, bT: boolean): F32 {

@@ -5,6 +5,7 @@
 // the rest here in typed-array JS (accumulating in double, stored in f32); the sequence ops in ./seq.ts.
 
 import { POINTWISE, type Pointwise, scaleFactors } from '../../cpu/backward.ts';
+import { copyRows } from './gemm.ts';
 import type { Ctx32, Op32 } from './graph.ts';
 import { SEQ_OPS } from './seq.ts';
 
@@ -164,7 +165,7 @@ export const OPS32: Readonly<Record<string, Op32>> = {
       let col = 0;
       const outs = (c.attrs.sizes as number[]).map((n) => {
         const y = new Float32Array(rows * n);
-        for (let r = 0; r < rows; r++) y.set(x.subarray(r * W + col, r * W + col + n), r * n);
+        copyRows(x, col, W, y, 0, n, rows, n);
         col += n;
         return y;
       });
@@ -175,7 +176,7 @@ export const OPS32: Readonly<Record<string, Op32>> = {
       let col = 0;
       (c.attrs.sizes as number[]).forEach((n, i) => {
         const g = d[i];
-        if (g) for (let r = 0; r < rows; r++) dx.set(g.subarray(r * n, (r + 1) * n), r * W + col);
+        if (g) copyRows(g, 0, n, dx, col, W, rows, n);
         col += n;
       });
       return [dx];

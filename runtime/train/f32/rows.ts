@@ -110,6 +110,26 @@ export class RowKernels {
     }, true);
     return { dx: r[0] as F32, dwt: r[1] as Float64Array, db: r[2] as Float64Array };
   }
+
+  /** Attention's probabilities of one sequence and query head from its scores s [n, lds]: p [n, n]
+   *  (written into `p`; zero outside each row's keys) and, unless `given`, each row's logsumexp
+   *  into `lse` [n] (else read from it, as the backward recomputes P). */
+  attnProbs(s: F32, lds: number, n: number, scale: number, window: number, lse: F32, given: boolean, p: F32): void {
+    this.top = 0;
+    const sa = this.room(n * lds), pa = this.room(n * n), la = this.room(n), st = this.room(2 * n);
+    const buf = this.mem.buffer;
+    new Float32Array(buf, sa, n * lds).set(s.subarray(0, n * lds));
+    new Float32Array(buf, pa, n * n).fill(0);
+    const lv = new Float32Array(buf, la, n);
+    if (given) lv.set(lse.subarray(0, n));
+    else {
+      this.ex.attn_stats!(sa, lds, n, scale, window, st);
+      const m = new Float32Array(buf, st, 2 * n);
+      for (let i = 0; i < n; i++) lse[i] = lv[i] = m[2 * i]! + Math.log(m[2 * i + 1]!);
+    }
+    this.ex.attn_p!(sa, lds, pa, n, scale, window, la);
+    p.set(new Float32Array(buf, pa, n * n));
+  }
 }
 
 let compiled: WebAssembly.Module | null | undefined;

@@ -14,7 +14,7 @@
 // cumulative sum.
 
 import type { SeqSlice } from '../../cpu/seq.ts';
-import type { Gemm } from './gemm.ts';
+import { type Gemm, copyRows } from './gemm.ts';
 
 type F32 = Float32Array;
 
@@ -45,8 +45,7 @@ function decays(s: SsdIn32, d: SsdDims32, t0: number, q: number, h: number, cb: 
 /** q rows of w floats, `ld` apart from offset o, gathered into dst [q, w]: the products then read
  *  contiguous operands (the block copies of WasmKernels.product), not strided ones. */
 function gather(src: F32, o: number, ld: number, q: number, w: number, dst: F32): F32 {
-  for (let i = 0; i < q; i++) dst.set(src.subarray(o + i * ld, o + i * ld + w), i * w);
-  return dst;
+  return copyRows(src, o, ld, dst, 0, w, q, w);
 }
 
 /** Group g's rows [t0, t0 + q) of B and C gathered into bg, cg [q, N], and CB = C·Bᵀ into cb [q, q]. */
