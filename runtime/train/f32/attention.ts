@@ -9,6 +9,7 @@
 import type { AttnDims } from '../../cpu/backward-seq.ts';
 import type { SeqSlice } from '../../cpu/seq.ts';
 import { type Gemm, copyRows } from './gemm.ts';
+import { f32 } from './pool.ts';
 
 type F32 = Float32Array;
 
@@ -30,7 +31,7 @@ function probs(gm: Gemm, qh: F32, kh: F32, d: AttnDims, start: number, n: number
   const r = gm.mm(qh, 0, Dh, 1, n, Dh, kh, 0, Dh, 1, n);
   if (gm.rows) {
     // the rows' logsumexp [n] of this head, contiguous for the kernels
-    const l = new Float32Array(n);
+    const l = f32(n);
     if (given) for (let i = 0; i < n; i++) l[i] = lse[(start + i) * H + h]!;
     gm.rows.attnProbs(r.y, r.ld, n, scale, d.window ?? 0, l, given, p);
     if (!given) for (let i = 0; i < n; i++) lse[(start + i) * H + h] = l[i]!;
@@ -58,8 +59,8 @@ function longest(seqs: readonly SeqSlice[]): number {
 
 /** q: [T, H, Dh]; k, v: [T, KV, Dh]. Returns y [T, H, Dh] and the row logsumexp [T, H]. */
 export function attentionForward32(gm: Gemm, q: F32, k: F32, v: F32, d: AttnDims, seqs: readonly SeqSlice[]): { y: F32; lse: F32 } {
-  const { T, H, KV, Dh } = d, hpk = H / KV, y = new Float32Array(T * H * Dh), lse = new Float32Array(T * H);
-  const m = longest(seqs), p = new Float32Array(m * m), qh = new Float32Array(m * Dh), kh = new Float32Array(m * Dh), vh = new Float32Array(m * Dh);
+  const { T, H, KV, Dh } = d, hpk = H / KV, y = f32(T * H * Dh), lse = f32(T * H);
+  const m = longest(seqs), p = f32(m * m), qh = f32(m * Dh), kh = f32(m * Dh), vh = f32(m * Dh);
   for (const { start, len: n } of seqs) {
     for (let h = 0; h < H; h++) {
       if (h % hpk === 0) {
@@ -77,9 +78,9 @@ export function attentionForward32(gm: Gemm, q: F32, k: F32, v: F32, d: AttnDims
 
 export function attentionBackward32(gm: Gemm, dy: F32, q: F32, k: F32, v: F32, y: F32, lse: F32, d: AttnDims, seqs: readonly SeqSlice[]): { dq: F32; dk: F32; dv: F32 } {
   const { T, H, KV, Dh, scale } = d, hpk = H / KV, HD = H * Dh, KD = KV * Dh;
-  const dq = new Float32Array(T * H * Dh), dk = new Float32Array(T * KV * Dh), dv = new Float32Array(T * KV * Dh);
-  const m = longest(seqs), p = new Float32Array(m * m), ds = new Float32Array(m * m), rowDot = new Float64Array(m);
-  const [qh, kh, vh, gh] = [0, 1, 2, 3].map(() => new Float32Array(m * Dh)) as [F32, F32, F32, F32];
+  const dq = f32(T * H * Dh), dk = f32(T * KV * Dh), dv = f32(T * KV * Dh);
+  const m = longest(seqs), p = f32(m * m), ds = f32(m * m), rowDot = new Float64Array(m);
+  const [qh, kh, vh, gh] = [0, 1, 2, 3].map(() => f32(m * Dh)) as [F32, F32, F32, F32];
   for (const { start, len: n } of seqs) {
     for (let h = 0; h < H; h++) {
       const qo = (start * H + h) * Dh, ko = (start * KV + Math.floor(h / hpk)) * Dh;

@@ -11,6 +11,7 @@ import type { StepResult, TrainEngine } from '../engine.ts';
 import { type Gemm, jsGemm, wasmGemm } from './gemm.ts';
 import type { Ctx32, Data32, TrainGraph } from './graph.ts';
 import { NOT_YET32, OPS32 } from './ops.ts';
+import { StepPool, f32, inPool } from './pool.ts';
 import { RuntimeError } from '../../errors.ts';
 
 type F32 = Float32Array;
@@ -21,7 +22,7 @@ export type Batch32 = Pick<PackedBatch, 'tokens' | 'positions' | 'seqs' | 'label
 /** The mean causal-LM loss (row t predicts labels[t + 1]; -100 ignored) in double over f32 logits,
  *  and its cotangent (softmax − onehot) / N over the N counted rows, zero elsewhere (N = 0: loss 0). */
 export function lossF32(logits: F32, T: number, V: number, labels: Int32Array, grads: boolean): { loss: number; tokens: number; dlogits: F32 | null } {
-  const dl = grads ? new Float32Array(T * V) : null, e = new Float64Array(V);
+  const dl = grads ? f32(T * V) : null, e = new Float64Array(V);
   let sum = 0, tokens = 0;
   for (let t = 0; t + 1 < T; t++) if (labels[t + 1] !== -100) tokens++;
   for (let t = 0; t + 1 < T; t++) {
@@ -42,6 +43,8 @@ export function lossF32(logits: F32, T: number, V: number, labels: Int32Array, g
 
 export class F32Engine implements TrainEngine {
   readonly weights: readonly { readonly name: string; readonly shape: readonly number[] }[];
+  /** The arrays of a step, reused by the next (./pool.ts). */
+  private readonly pool = new StepPool();
 
   constructor(private readonly g: TrainGraph, readonly gemm: Gemm) {
     this.weights = g.weights.map((w) => ({ name: w.name, shape: w.shape }));
@@ -59,8 +62,17 @@ export class F32Engine implements TrainEngine {
     return this.run(weights, batch, false);
   }
 
-  /** The forward (the tape: each node's context and saved values), the loss, then the backward. */
+  /** `step` in the engine's pool: what it returns (gradients, logits) copied out of it. */
   private run(weights: ReadonlyMap<string, F32>, b: Batch32, grads: boolean): StepResult & { logits: F32 } {
+    return inPool(this.pool, () => {
+      const r = this.pass(weights, b, grads);
+      const gr = r.grads && new Map([...r.grads].map(([k, v]) => [k, (v as F32).slice()] as const));
+      return { ...r, logits: r.logits.slice(), ...(gr ? { grads: gr } : {}) };
+    });
+  }
+
+  /** The forward (the tape: each node's context and saved values), the loss, then the backward. */
+  private pass(weights: ReadonlyMap<string, F32>, b: Batch32, grads: boolean): StepResult & { logits: F32 } {
     const g = this.g, T = b.tokens.length;
     const vals: (Data32 | null)[] = new Array(g.values.length).fill(null);
     const shape = (id: number) => g.values[id]!.type.shape.map((d) => (d === 'T' ? T : d as number));
@@ -91,7 +103,7 @@ export class F32Engine implements TrainEngine {
       const n = g.nodes[k]!;
       const dOuts = n.outputs.map((o) => cot[o] ?? null);
       if (dOuts.every((d) => d === null)) continue;
-      const filled = dOuts.map((d, i) => d ?? new Float32Array((vals[n.outputs[i]!] as F32).length));
+      const filled = dOuts.map((d, i) => d ?? f32((vals[n.outputs[i]!] as F32).length));
       const dIns = OPS32[n.op]!.backward(ctxs[k]!, saved[k], filled);
       // what this node saved and its outputs' cotangents are done with
       saved[k] = null;

@@ -5,6 +5,7 @@
 // (the fallback where no wasm module is at hand; tests compare the two).
 
 import type { WasmKernels } from '../../wasm/kernels.ts';
+import { f32 } from './pool.ts';
 import { type RowKernels, rowKernels } from './rows.ts';
 
 export type F32 = Float32Array;
@@ -40,7 +41,7 @@ export function copyRows(src: F32, so: number, sld: number, dst: F32, dO: number
  *  [K, N] (bT true), copied out of the kernels' scratch into a fresh array. */
 function wasmProduct(k: WasmKernels, a: F32, T: number, K: number, b: F32, N: number, bT: boolean): F32 {
   const { y, ld } = k.product(a, 0, K, 1, T, K, b, 0, bT ? 1 : K, bT ? N : 1, N, true);
-  const out = new Float32Array(T * N);
+  const out = f32(T * N, false);
   if (ld === N) out.set(y.subarray(0, T * N));
   else for (let t = 0; t < T; t++) out.set(y.subarray(t * ld, t * ld + N), t * N);
   return out;
@@ -50,7 +51,7 @@ function wasmProduct(k: WasmKernels, a: F32, T: number, K: number, b: F32, N: nu
  *  the panels of a [K', N'] = [R, N] weight, so neither is transposed in JS. */
 function wasmProductT(k: WasmKernels, a: F32, M: number, R: number, b: F32, N: number): F32 {
   const { y, ld } = k.product(a, 0, 1, M, M, R, b, 0, 1, N, N, true);
-  const out = new Float32Array(M * N);
+  const out = f32(M * N, false);
   for (let t = 0; t < M; t++) out.set(y.subarray(t * ld, t * ld + N), t * N);
   return out;
 }

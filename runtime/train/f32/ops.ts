@@ -6,6 +6,7 @@
 
 import { POINTWISE, type Pointwise, scaleFactors } from '../../cpu/backward.ts';
 import { copyRows } from './gemm.ts';
+import { f32 } from './pool.ts';
 import type { Ctx32, Op32 } from './graph.ts';
 import { SEQ_OPS } from './seq.ts';
 
@@ -24,12 +25,12 @@ export const NOT_YET32: Readonly<Record<string, string>> = {
 function pointwise(p: (c: Ctx32) => Pointwise): Op32 {
   return {
     forward(c) {
-      const x = f(c, 0), y = new Float32Array(x.length), fn = p(c).f;
+      const x = f(c, 0), y = f32(x.length), fn = p(c).f;
       for (let i = 0; i < x.length; i++) y[i] = fn(x[i]!);
       return { outs: [y] };
     },
     backward(c, _s, d) {
-      const x = f(c, 0), g = d0(d), dx = new Float32Array(x.length), df = p(c).df;
+      const x = f(c, 0), g = d0(d), dx = f32(x.length), df = p(c).df;
       for (let i = 0; i < x.length; i++) dx[i] = g[i]! * df(x[i]!);
       return [dx];
     },
@@ -42,7 +43,7 @@ function broadcasting(mul: boolean): Op32 {
     forward(c) {
       const a = f(c, 0), b = f(c, 1), R = c.gemm.rows;
       if (R && a.length === b.length) return { outs: [mul ? R.mulF(a, b) : R.addF(a, b)] };
-      const y = new Float32Array(a.length), n = b.length;
+      const y = f32(a.length), n = b.length;
       for (let o = 0; o < a.length; o += n) {
         if (mul) for (let i = 0; i < n; i++) y[o + i] = a[o + i]! * b[i]!;
         else for (let i = 0; i < n; i++) y[o + i] = a[o + i]! + b[i]!;
@@ -53,7 +54,7 @@ function broadcasting(mul: boolean): Op32 {
       const a = f(c, 0), b = f(c, 1), g = d0(d), n = b.length;
       if (!mul) return [g, n === g.length ? g.slice() : colSums(g, g.length / n, n)];
       if (c.gemm.rows && n === a.length) return c.gemm.rows.mulB(a, b, g);
-      const da = new Float32Array(a.length), db = new Float32Array(n);
+      const da = f32(a.length), db = f32(n);
       if (n === a.length) for (let i = 0; i < n; i++) { da[i] = g[i]! * b[i]!; db[i] = g[i]! * a[i]!; }
       else {
         const acc = new Float64Array(n);
@@ -70,14 +71,14 @@ const SILU: Op32 = {
   forward(c) {
     const x = f(c, 0);
     if (c.gemm.rows) return { outs: [c.gemm.rows.siluF(x)] };
-    const y = new Float32Array(x.length);
+    const y = f32(x.length);
     for (let i = 0; i < x.length; i++) { const v = x[i]!; y[i] = v / (1 + Math.exp(-v)); }
     return { outs: [y] };
   },
   backward(c, _s, d) {
     const x = f(c, 0), g = d0(d);
     if (c.gemm.rows) return [c.gemm.rows.siluB(x, g)];
-    const dx = new Float32Array(x.length);
+    const dx = f32(x.length);
     for (let i = 0; i < x.length; i++) { const v = x[i]!, s = 1 / (1 + Math.exp(-v)); dx[i] = g[i]! * s * (1 + v * (1 - s)); }
     return [dx];
   },
@@ -114,7 +115,7 @@ const sigmoid = (v: number) => 1 / (1 + Math.exp(-v));
 
 /** RMSNorm over runs of gs features (D a multiple of gs): y = w · x · inv; returns y and inv per run. */
 function rmsF(x: F32, D: number, gs: number, w: F32, eps: number): { y: F32; inv: F32 } {
-  const y = new Float32Array(x.length), inv = new Float32Array(x.length / gs);
+  const y = f32(x.length), inv = f32(x.length / gs);
   for (let g0 = 0, run = 0; g0 < x.length; g0 += gs, run++) {
     let ss = 0;
     for (let i = g0; i < g0 + gs; i++) ss += x[i]! * x[i]!;
@@ -127,7 +128,7 @@ function rmsF(x: F32, D: number, gs: number, w: F32, eps: number): { y: F32; inv
 
 /** dx = inv · (dy·w − x · inv² · mean(dy·w·x)) per run; dw = Σ dy · x · inv. */
 function rmsB(dy: F32, x: F32, inv: F32, D: number, gs: number, w: F32): { dx: F32; dw: F32 } {
-  const dx = new Float32Array(x.length), dw = new Float64Array(D);
+  const dx = f32(x.length), dw = new Float64Array(D);
   for (let g0 = 0, run = 0; g0 < x.length; g0 += gs, run++) {
     const r = inv[run]!, w0 = g0 % D;
     let gx = 0;
@@ -145,7 +146,7 @@ function rmsB(dy: F32, x: F32, inv: F32, D: number, gs: number, w: F32): { dx: F
 export const OPS32: Readonly<Record<string, Op32>> = {
   embedding: {
     forward(c) {
-      const ids = c.ins[0] as Int32Array, table = f(c, 1), D = c.shapes[1]![1]!, y = new Float32Array(ids.length * D);
+      const ids = c.ins[0] as Int32Array, table = f(c, 1), D = c.shapes[1]![1]!, y = f32(ids.length * D);
       ids.forEach((id, t) => y.set(table.subarray(id * D, (id + 1) * D), t * D));
       return { outs: [y] };
     },
@@ -164,7 +165,7 @@ export const OPS32: Readonly<Record<string, Op32>> = {
       const x = f(c, 0), W = lastDim(c.shapes[0]!), rows = x.length / W;
       let col = 0;
       const outs = (c.attrs.sizes as number[]).map((n) => {
-        const y = new Float32Array(rows * n);
+        const y = f32(rows * n);
         copyRows(x, col, W, y, 0, n, rows, n);
         col += n;
         return y;
@@ -172,7 +173,7 @@ export const OPS32: Readonly<Record<string, Op32>> = {
       return { outs };
     },
     backward(c, _s, d) {
-      const W = lastDim(c.shapes[0]!), dx = new Float32Array(f(c, 0).length), rows = dx.length / W;
+      const W = lastDim(c.shapes[0]!), dx = f32(f(c, 0).length), rows = dx.length / W;
       let col = 0;
       (c.attrs.sizes as number[]).forEach((n, i) => {
         const g = d[i];
@@ -220,7 +221,7 @@ export const OPS32: Readonly<Record<string, Op32>> = {
         const r = R.rmsF(x, z, f(c, 2), D, D / num(c, 'groups'), num(c, 'eps'));
         return { outs: [r.y], saved: { h: r.h, inv: r.inv } };
       }
-      const h = new Float32Array(x.length);
+      const h = f32(x.length);
       for (let i = 0; i < h.length; i++) h[i] = x[i]! * z[i]! * sigmoid(z[i]!);
       const r = rmsF(h, D, D / num(c, 'groups'), f(c, 2), num(c, 'eps'));
       return { outs: [r.y], saved: { h, inv: r.inv } };
@@ -233,7 +234,7 @@ export const OPS32: Readonly<Record<string, Op32>> = {
         return [r.dx, r.dz, r.dw];
       }
       const r = rmsB(d0(d), h, inv, D, D / num(c, 'groups'), f(c, 2));
-      const dx = new Float32Array(x.length), dz = new Float32Array(x.length);
+      const dx = f32(x.length), dz = f32(x.length);
       for (let i = 0; i < x.length; i++) {
         const s = sigmoid(z[i]!), dh = r.dx[i]!;
         dx[i] = dh * z[i]! * s;
@@ -245,7 +246,7 @@ export const OPS32: Readonly<Record<string, Op32>> = {
   layernorm: {
     forward(c) {
       const x = f(c, 0), D = lastDim(c.shapes[0]!), w = f(c, 1), b = c.ins[2] as F32 | null, rows = x.length / D;
-      const y = new Float32Array(x.length), xhat = new Float32Array(x.length), inv = new Float32Array(rows);
+      const y = f32(x.length), xhat = f32(x.length), inv = f32(rows);
       for (let r = 0; r < rows; r++) {
         let sum = 0, ss = 0;
         for (let i = r * D; i < (r + 1) * D; i++) sum += x[i]!;
@@ -264,7 +265,7 @@ export const OPS32: Readonly<Record<string, Op32>> = {
     backward(c, saved, d) {
       const { xhat, inv } = saved as { xhat: F32; inv: F32 };
       const D = lastDim(c.shapes[0]!), w = f(c, 1), dy = d0(d), rows = xhat.length / D;
-      const dx = new Float32Array(xhat.length), dw = new Float64Array(D), db = new Float64Array(D);
+      const dx = f32(xhat.length), dw = new Float64Array(D), db = new Float64Array(D);
       for (let r = 0; r < rows; r++) {
         let mg = 0, mgx = 0;
         for (let i = 0; i < D; i++) {

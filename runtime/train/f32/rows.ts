@@ -4,6 +4,7 @@
 // copies the results out into fresh arrays, so the records (./ops.ts, ./seq.ts) keep their typed-array
 // contracts. Where the engine has no WebAssembly SIMD the records run their JS loops instead.
 
+import { f32 } from './pool.ts';
 import { TRAIN_ROWS_WASM } from './rows-module.ts';
 
 type F32 = Float32Array;
@@ -38,7 +39,12 @@ export class RowKernels {
     ins.forEach((x, i) => new Float32Array(buf, addr[i]!, x.length).set(x));
     if (zero) outs.forEach((o, i) => (typeof o === 'number' ? new Float32Array(buf, addr[ins.length + i]!, o) : new Float64Array(buf, addr[ins.length + i]!, o[0])).fill(0));
     body(addr);
-    return outs.map((o, i) => (typeof o === 'number' ? new Float32Array(buf, addr[ins.length + i]!, o).slice() : new Float64Array(buf, addr[ins.length + i]!, o[0]).slice()));
+    return outs.map((o, i) => {
+      if (typeof o !== 'number') return new Float64Array(buf, addr[ins.length + i]!, o[0]).slice();
+      const y = f32(o, false);
+      y.set(new Float32Array(buf, addr[ins.length + i]!, o));
+      return y;
+    });
   }
 
   /** y = silu(x). */

@@ -9,6 +9,7 @@
 import { attentionBackward32, attentionForward32 } from './attention.ts';
 import { invFreqs } from '../../cpu/attention.ts';
 import type { Ctx32, Op32 } from './graph.ts';
+import { f32 } from './pool.ts';
 import { type SsdIn32, ssdBackward32, ssdForward32 } from './ssd.ts';
 
 type F32 = Float32Array;
@@ -19,7 +20,7 @@ const narrow = (a: Float64Array) => Float32Array.from(a);
 /** y[t, c] = b[c] + Σ_j w[c, j] · x[t − (K−1) + j, c], taps before the sequence's first row zero;
  *  row by row over the channels, with w's taps as rows wt [K, C]. */
 function taps(w: F32, C: number, K: number): F32 {
-  const wt = new Float32Array(K * C);
+  const wt = f32(K * C);
   for (let ch = 0; ch < C; ch++) for (let j = 0; j < K; j++) wt[j * C + ch] = w[ch * K + j]!;
   return wt;
 }
@@ -27,7 +28,7 @@ function taps(w: F32, C: number, K: number): F32 {
 function convF(c: Ctx32): F32 {
   const [T, C] = c.shapes[0]! as [number, number], K = c.shapes[1]![2]!, x = f(c, 0), wt = taps(f(c, 1), C, K), b = c.ins[2] as F32 | null;
   if (c.gemm.rows) return c.gemm.rows.convF(x, wt, b, C, K, c.seqs);
-  const y = new Float32Array(T * C);
+  const y = f32(T * C);
   for (const { start, len } of c.seqs) {
     for (let t = start; t < start + len; t++) {
       const o = t * C;
@@ -45,7 +46,7 @@ function convF(c: Ctx32): F32 {
 function convB(c: Ctx32, dy: F32): (F32 | null)[] {
   const [T, C] = c.shapes[0]! as [number, number], K = c.shapes[1]![2]!, x = f(c, 0), wt = taps(f(c, 1), C, K);
   const r = c.gemm.rows?.convB(x, wt, dy, C, K, c.seqs);
-  const dx = r?.dx ?? new Float32Array(T * C), dwt = r?.dwt ?? new Float64Array(K * C), db = r?.db ?? new Float64Array(C);
+  const dx = r?.dx ?? f32(T * C), dwt = r?.dwt ?? new Float64Array(K * C), db = r?.db ?? new Float64Array(C);
   if (!r) for (const { start, len } of c.seqs) {
     for (let t = start; t < start + len; t++) {
       const o = t * C;
@@ -60,7 +61,7 @@ function convB(c: Ctx32, dy: F32): (F32 | null)[] {
       }
     }
   }
-  const dw = new Float32Array(C * K);
+  const dw = f32(C * K);
   for (let ch = 0; ch < C; ch++) for (let j = 0; j < K; j++) dw[ch * K + j] = dwt[j * C + ch]!;
   return [dx, dw, c.ins[2] ? narrow(db) : null];
 }

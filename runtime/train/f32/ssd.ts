@@ -15,6 +15,7 @@
 
 import type { SeqSlice } from '../../cpu/seq.ts';
 import { type Gemm, copyRows } from './gemm.ts';
+import { f32 } from './pool.ts';
 
 type F32 = Float32Array;
 
@@ -58,13 +59,13 @@ function cbOf(gm: Gemm, s: SsdIn32, d: SsdDims32, t0: number, q: number, g: numb
 
 export function ssdForward32(gm: Gemm, s: SsdIn32, d: SsdDims32, chunk: number, seqs: readonly SeqSlice[]): { y: F32; entering: F32[] } {
   const { H, P, G, N } = d, T = s.dt.length / H, hpg = H / G, PN = P * N, HP = H * P;
-  const y = new Float32Array(T * HP), entering: F32[] = [];
-  const Q = chunk, cb = new Float32Array(Q * Q), m = new Float32Array(Q * Q), xw = new Float32Array(P * Q);
-  const bg = new Float32Array(Q * N), cg = new Float32Array(Q * N), xh = new Float32Array(Q * P);
+  const y = f32(T * HP), entering: F32[] = [];
+  const Q = chunk, cb = f32(Q * Q), m = f32(Q * Q), xw = f32(P * Q);
+  const bg = f32(Q * N), cg = f32(Q * N), xh = f32(Q * P);
   const cum = new Float64Array(Q), e = new Float64Array(Q);
-  let st = new Float32Array(H * PN);
+  let st = f32(H * PN);
   for (const [t0, q, first] of chunksOf(seqs, chunk)) {
-    if (first) st = new Float32Array(H * PN);
+    if (first) st = f32(H * PN);
     entering.push(st.slice());
     for (let g = 0; g < G; g++) {
       cbOf(gm, s, d, t0, q, g, bg, cg, cb);
@@ -94,12 +95,12 @@ export function ssdForward32(gm: Gemm, s: SsdIn32, d: SsdDims32, chunk: number, 
 
 export function ssdBackward32(gm: Gemm, dy: F32, s: SsdIn32, d: SsdDims32, chunk: number, seqs: readonly SeqSlice[], entering: readonly F32[]): { [K in keyof SsdIn32]: F32 } {
   const { H, P, G, N } = d, T = s.dt.length / H, hpg = H / G, PN = P * N, HP = H * P, GN = G * N;
-  const gx = new Float32Array(s.x.length), gdt = new Float64Array(T * H), gB = new Float32Array(s.B.length), gC = new Float32Array(s.C.length);
+  const gx = f32(s.x.length), gdt = new Float64Array(T * H), gB = f32(s.B.length), gC = f32(s.C.length);
   const gA = new Float64Array(H), gD = new Float64Array(H);
-  const Q = chunk, cb = new Float32Array(Q * Q), m = new Float32Array(Q * Q), L = new Float32Array(Q * Q), dcb = new Float32Array(Q * Q);
-  const bg = new Float32Array(Q * N), cg = new Float32Array(Q * N), xh = new Float32Array(Q * P), gh = new Float32Array(Q * P);
-  const ey = new Float32Array(P * Q), cum = new Float64Array(Q), e = new Float64Array(Q), dcum = new Float64Array(Q), w = new Float64Array(Q);
-  const dS = new Float32Array(H * PN), next = new Float32Array(PN);
+  const Q = chunk, cb = f32(Q * Q), m = f32(Q * Q), L = f32(Q * Q), dcb = f32(Q * Q);
+  const bg = f32(Q * N), cg = f32(Q * N), xh = f32(Q * P), gh = f32(Q * P);
+  const ey = f32(P * Q), cum = new Float64Array(Q), e = new Float64Array(Q), dcum = new Float64Array(Q), w = new Float64Array(Q);
+  const dS = f32(H * PN), next = f32(PN);
   const chunks = chunksOf(seqs, chunk);
   for (let c = chunks.length - 1; c >= 0; c--) {
     const [t0, q] = chunks[c]!;
