@@ -278,11 +278,34 @@ const ATTN = `(func (export "attn_stats") (param $s i32) (param $lds i32) (param
       (local.set $i (i32.add ${g('i')} (i32.const 1)))
       (br $rows))))`;
 
-/** The module's text. */
+// A small product's operands in the layouts of the product kernels (codegen/wasm/kernels.ts: x row
+// tiles [ceil(T/MR)][K][MR], W panels [P][K][NR]), from any strides: pack(src, so, si, R, K, dst, M)
+// puts element (r, k) = src[r·so + k·si] at tile r/M, row k, lane r%M (lanes past R left as they are).
+const PACK = `(func (export "pack") (param $src i32) (param $so i32) (param $si i32) (param $R i32) (param $K i32) (param $dst i32) (param $M i32)
+    (local $r i32) (local $k i32) (local $base i32) (local $s i32) (local $ds i32) (local $ss i32)
+    (local.set $ds (i32.shl ${g('M')} (i32.const 2))) (local.set $ss (i32.shl ${g('si')} (i32.const 2)))
+    (block $done (loop $rows
+      (br_if $done (i32.ge_u ${g('r')} ${g('R')}))
+      (local.set $base (i32.add ${g('dst')} (i32.shl (i32.add (i32.mul (i32.sub ${g('r')} (i32.rem_u ${g('r')} ${g('M')})) ${g('K')}) (i32.rem_u ${g('r')} ${g('M')})) (i32.const 2))))
+      (local.set $s (i32.add ${g('src')} (i32.shl (i32.mul ${g('r')} ${g('so')}) (i32.const 2))))
+      (local.set $k (i32.const 0))
+      (block $kend (loop $ks
+        (br_if $kend (i32.ge_u ${g('k')} ${g('K')}))
+        (f32.store ${g('base')} (f32.load ${g('s')}))
+        (local.set $base (i32.add ${g('base')} ${g('ds')}))
+        (local.set $s (i32.add ${g('s')} ${g('ss')}))
+        (local.set $k (i32.add ${g('k')} (i32.const 1)))
+        (br $ks)))
+      (local.set $r (i32.add ${g('r')} (i32.const 1)))
+      (br $rows))))`;
+
+/** The module's text: its memory imported, so that the product kernels' module can run on the same
+ *  one (runtime/train/f32/rows.ts). */
 export function renderTrainRows(): string {
   return `;; archc f32 training engine's row-wise kernels (codegen/wasm/train-rows.ts)
 (module
-  (memory (export "memory") 1)
+  (import "env" "memory" (memory 1 65536))
+  ${PACK}
   ${EXP4}
   ${KERNELS.join('\n  ')}
   ${RMS}

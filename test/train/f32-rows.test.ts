@@ -1,14 +1,15 @@
 // The f32 engine's row-wise kernels on WebAssembly SIMD (runtime/train/f32/rows.ts): the bytes the
 // runtime ships are the assembled text of codegen/wasm/train-rows.ts, and each record with the kernels
 // equals the record in JS on widths with and without a tail of fewer than four floats, and
-// attention's rows of every length up to 25 (rel L2 < 1e-6;
-// the records against the float64 VJP records are test/train/f32-ops.test.ts, whose wasm cases run
-// these kernels).
+// attention's rows of every length up to 25 (rel L2 < 1e-6), and the small products run beside them
+// equal WasmKernels.product bit for bit (the records against the float64 VJP records are
+// test/train/f32-ops.test.ts, whose wasm cases run these kernels).
 
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { assemble } from '../../codegen/wasm/assemble.ts';
+import { assemble, wasmKernelVariants } from '../../codegen/wasm/assemble.ts';
+import { openWasmGemm } from '../../runtime/train/f32/engine.ts';
 import { renderTrainRows, trainRowsModuleSource } from '../../codegen/wasm/train-rows.ts';
 import { jsGemm } from '../../runtime/train/f32/gemm.ts';
 import type { Ctx32 } from '../../runtime/train/f32/graph.ts';
@@ -33,6 +34,26 @@ describe('the row-wise kernels in WebAssembly SIMD', () => {
     if (process.env.ARCHC_UPDATE_GOLDEN) writeFileSync(file, text);
     expect(readFileSync(file, 'utf8')).toBe(text);
     expect(rowKernels(), 'this engine runs WebAssembly SIMD').not.toBeNull();
+  });
+
+  it('small products on the row kernels\' memory equal WasmKernels.product bit for bit (the same micro-kernels), strided operands', async () => {
+    const { gemm, kernels } = await openWasmGemm(await wasmKernelVariants(), 1);
+    try {
+      expect(gemm.rows?.products, 'the engine runs the small products on the row kernels').toBe(true);
+      // [T, K, N, x by columns, W by columns, padding between rows]
+      for (const [T, K, N, xT, wT, pad] of [[64, 64, 64, false, false, 0], [13, 7, 29, true, true, 3], [1, 32, 9, false, true, 0], [37, 5, 1, true, false, 2]] as const) {
+        const ld = (xT ? T : K) + pad, wld = (wT ? N : K) + pad;
+        const x = rand((xT ? K : T) * ld + 4, T + K), w = rand((wT ? K : N) * wld + 4, N + 1);
+        const args = [x, 3, xT ? 1 : ld, xT ? ld : 1, T, K, w, 2, wT ? 1 : wld, wT ? wld : 1, N] as const;
+        const a = gemm.mm(...args), b = kernels.product(...args);
+        for (let t = 0; t < T; t++) {
+          const ra = a.y.slice(t * a.ld, t * a.ld + N), rb = b.y.slice(t * b.ld, t * b.ld + N);
+          expect(Buffer.from(ra.buffer).equals(Buffer.from(rb.buffer)), `[${T}, ${K}, ${N}] row ${t}`).toBe(true);
+        }
+      }
+    } finally {
+      kernels.close();
+    }
   });
 
   // each record with the wasm kernels (`rows` on the Gemm) against the same record in JS

@@ -9,6 +9,7 @@ import { wasmModule } from '../../wasm/module.ts';
 import type { PackedBatch } from '../data.ts';
 import type { StepResult, TrainEngine } from '../engine.ts';
 import { type Gemm, jsGemm, wasmGemm } from './gemm.ts';
+import { rowKernels } from './rows.ts';
 import type { Ctx32, Data32, TrainGraph } from './graph.ts';
 import { NOT_YET32, OPS32 } from './ops.ts';
 import { StepPool, f32, inPool } from './pool.ts';
@@ -141,7 +142,8 @@ export async function openWasmGemm(kernels: Uint8Array | readonly Uint8Array[], 
   const support = threadSupport();
   const k = new WasmKernels(await wasmModule(kernels, support.shared ? undefined : unsharedModule), threadsHere(threads, support));
   await k.start();
-  return { gemm: wasmGemm(k), kernels: k };
+  // the small products on the row kernels' memory: the same module's variant for an unshared one
+  return { gemm: wasmGemm(k, rowKernels(await wasmModule(kernels, unsharedModule))), kernels: k };
 }
 
 export { jsGemm };

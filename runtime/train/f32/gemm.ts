@@ -56,11 +56,13 @@ function wasmProductT(k: WasmKernels, a: F32, M: number, R: number, b: F32, N: n
   return out;
 }
 
-export function wasmGemm(k: WasmKernels): Gemm {
+/** The products on `k`; the row kernels `rows` (./rows.ts; by default without products of their
+ *  own) also run the small products (`mm`) where they have the product kernels. */
+export function wasmGemm(k: WasmKernels, rows = rowKernels()): Gemm {
   return {
     kind: 'wasm',
-    rows: rowKernels(),
-    mm: (...a) => k.product(...a),
+    rows,
+    mm: rows?.products ? (...a) => rows.mm(...a) : (...a) => k.product(...a),
     xwT: (x, T, K, w, N, wT) => wasmProduct(k, x, T, K, w, N, wT),
     // dY·W: W as the panels' [N', K'] = Wᵀ, i.e. W [N, K] read transposed
     dyW: (dy, T, N, w, K, wT) => wasmProduct(k, dy, T, N, w, K, !wT),

@@ -1,8 +1,13 @@
 // The f32 engine's row-wise kernels on WebAssembly SIMD (codegen/wasm/train-rows.ts; the bytes in
-// ./rows-module.ts): one instance on the calling thread over its own memory. Each call lays its
-// operands out from address 0 (16-byte aligned), copies the inputs in, runs one or two kernels and
-// copies the results out into fresh arrays, so the records (./ops.ts, ./seq.ts) keep their typed-array
-// contracts. Where the engine has no WebAssembly SIMD the records run their JS loops instead.
+// ./rows-module.ts): one instance on the calling thread over a memory of its own. Each call lays its
+// operands out (16-byte aligned), copies the inputs in, runs one or two kernels and copies the
+// results out into pool arrays, so the records (./ops.ts, ./seq.ts) keep their typed-array contracts.
+// Where the engine has no WebAssembly SIMD the records run their JS loops instead.
+// Given the product kernels' module (unshared), an instance of it runs on the same memory: `mm`, the
+// small products of attention and the SSD on this thread, their operands copied in and packed into
+// tiles and panels by the module's `pack` (WasmKernels.product packs them in JS, about as long as
+// a 64×64×64 product takes); the same micro-kernels, so the same sums. A product's result stays in
+// place until the next product: the row calls lay out past it.
 
 import { f32 } from './pool.ts';
 import { TRAIN_ROWS_WASM } from './rows-module.ts';
@@ -11,14 +16,42 @@ type F32 = Float32Array;
 type Fn = (...a: number[]) => void;
 
 export class RowKernels {
-  private readonly mem: WebAssembly.Memory;
   private readonly ex: Record<string, Fn>;
-  /** The next free byte of this call's layout. */
+  /** The product kernels' gemm_f32 on this memory, and their tile and panel sizes. */
+  private readonly gemm: { f: Fn; MR: number; NR: number } | null = null;
+  /** The next free byte of this call's layout; where the row calls start (past the last product). */
   private top = 0;
+  private base = 0;
 
-  constructor(instance: WebAssembly.Instance) {
-    this.mem = instance.exports.memory as WebAssembly.Memory;
-    this.ex = instance.exports as unknown as Record<string, Fn>;
+  constructor(rows: WebAssembly.Module, kernels: WebAssembly.Module | null, private readonly mem = new WebAssembly.Memory({ initial: 16, maximum: 65536 })) {
+    this.ex = new WebAssembly.Instance(rows, { env: { memory: mem } }).exports as unknown as Record<string, Fn>;
+    if (kernels) {
+      const k = new WebAssembly.Instance(kernels, { env: { memory: mem } }).exports as unknown as Record<string, Fn | WebAssembly.Global>;
+      this.gemm = { f: k.gemm_f32 as Fn, MR: (k.MR as WebAssembly.Global).value as number, NR: (k.NR as WebAssembly.Global).value as number };
+    }
+  }
+
+  /** Whether `mm` runs here. */
+  get products(): boolean {
+    return this.gemm !== null;
+  }
+
+  /** Y [T, N] = X·Wᵀ on this thread, X[t, k] = x[xo + t·xt + k·xk], W[n, k] = w[wo + n·wn + k·wk]
+   *  (as Gemm.mm): a view of Y, rows `ld` apart, valid until the next product. */
+  mm(x: F32, xo: number, xt: number, xk: number, T: number, K: number, w: F32, wo: number, wn: number, wk: number, N: number): { y: F32; ld: number } {
+    const { f, MR, NR } = this.gemm!, panels = Math.ceil(N / NR), ld = panels * NR, Tpad = Math.ceil(T / MR) * MR;
+    // each operand's span of its array, copied in as is, then packed from its strides
+    const xs = (T - 1) * xt + (K - 1) * xk + 1, ws = (N - 1) * wn + (K - 1) * wk + 1;
+    this.top = 0;
+    const xa = this.room(xs), wa = this.room(ws), tiles = this.room(Tpad * K), pan = this.room(panels * K * NR), ya = this.room(Tpad * ld);
+    this.base = this.top;
+    const buf = this.mem.buffer;
+    new Float32Array(buf, xa, xs).set(x.subarray(xo, xo + xs));
+    new Float32Array(buf, wa, ws).set(w.subarray(wo, wo + ws));
+    this.ex.pack!(xa, xt, xk, T, K, tiles, MR);
+    this.ex.pack!(wa, wn, wk, N, K, pan, NR);
+    f(tiles, pan, ya, T, K, ld, 0, panels);
+    return { y: new Float32Array(buf, ya, Tpad * ld), ld };
   }
 
   /** Room for n elements of `bytes` each (16-byte aligned), the memory grown to hold it. */
@@ -33,7 +66,7 @@ export class RowKernels {
   /** Lays out inputs (copied in) and outputs (room, `zero`ed where asked), runs `body` with their
    *  addresses and returns the outputs copied out. Outputs given as [n, 8] are f64. */
   private call(ins: readonly F32[], outs: readonly (number | [number, 8])[], body: (a: number[]) => void, zero = false): (F32 | Float64Array)[] {
-    this.top = 0;
+    this.top = this.base;
     const addr = [...ins.map((x) => this.room(x.length)), ...outs.map((o) => (typeof o === 'number' ? this.room(o) : this.room(o[0], 8)))];
     const buf = this.mem.buffer;
     ins.forEach((x, i) => new Float32Array(buf, addr[i]!, x.length).set(x));
@@ -121,7 +154,7 @@ export class RowKernels {
    *  (written into `p`; zero outside each row's keys) and, unless `given`, each row's logsumexp
    *  into `lse` [n] (else read from it, as the backward recomputes P). */
   attnProbs(s: F32, lds: number, n: number, scale: number, window: number, lse: F32, given: boolean, p: F32): void {
-    this.top = 0;
+    this.top = this.base;
     const sa = this.room(n * lds), pa = this.room(n * n), la = this.room(n), st = this.room(2 * n);
     const buf = this.mem.buffer;
     new Float32Array(buf, sa, n * lds).set(s.subarray(0, n * lds));
@@ -140,11 +173,12 @@ export class RowKernels {
 
 let compiled: WebAssembly.Module | null | undefined;
 
-/** The row kernels on this thread, or null where the engine has no WebAssembly SIMD. */
-export function rowKernels(): RowKernels | null {
+/** The row kernels on this thread (with `kernels`, the product kernels' module for an unshared
+ *  memory: the small products too), or null where the engine has no WebAssembly SIMD. */
+export function rowKernels(kernels: WebAssembly.Module | null = null): RowKernels | null {
   if (compiled === undefined) {
     const bytes = Uint8Array.from(atob(TRAIN_ROWS_WASM), (c) => c.charCodeAt(0));
     compiled = typeof WebAssembly === 'object' && WebAssembly.validate(bytes) ? new WebAssembly.Module(bytes) : null;
   }
-  return compiled ? new RowKernels(new WebAssembly.Instance(compiled)) : null;
+  return compiled ? new RowKernels(compiled, kernels) : null;
 }
