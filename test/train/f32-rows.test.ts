@@ -56,6 +56,22 @@ describe('the row-wise kernels in WebAssembly SIMD', () => {
     }
   });
 
+  it('attention over a 700-row sequence on the wasm products (the row memory grows between a product and its softmax)', async () => {
+    const { gemm, kernels } = await openWasmGemm(await wasmKernelVariants(), 1);
+    try {
+      const n = 700, seqs1 = [{ start: 0, len: n }];
+      const ins = [rand(n * 16, 21, 2), rand(n * 8, 22, 2), rand(n * 8, 23)];
+      const ctx = (g: typeof gemm): Ctx32 => ({ ins, shapes: [[n, 2, 8], [n, 1, 8], [n, 1, 8]], outShapes: [[n, 2, 8]], attrs: { scale: 8 ** -0.5 }, seqs: seqs1, gemm: g });
+      const a = OPS32.attention!.forward(ctx(gemm)), b = OPS32.attention!.forward(ctx(jsGemm));
+      expect(relL2(a.outs[0]!, b.outs[0]!)).toBeLessThan(1e-5);
+      const dy = rand(n * 16, 24);
+      const da = OPS32.attention!.backward(ctx(gemm), a.saved, [dy]), db = OPS32.attention!.backward(ctx(jsGemm), b.saved, [dy]);
+      da.forEach((d, i) => expect(relL2(d!, db[i]!), `d input ${i}`).toBeLessThan(1e-5));
+    } finally {
+      kernels.close();
+    }
+  });
+
   // each record with the wasm kernels (`rows` on the Gemm) against the same record in JS
   const T = 37, lens = [11, 1, 25];
   const seqs = lens.map((len, i) => ({ start: lens.slice(0, i).reduce((a, b) => a + b, 0), len }));

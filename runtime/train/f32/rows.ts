@@ -155,9 +155,11 @@ export class RowKernels {
    *  into `lse` [n] (else read from it, as the backward recomputes P). */
   attnProbs(s: F32, lds: number, n: number, scale: number, window: number, lse: F32, given: boolean, p: F32): void {
     this.top = this.base;
+    // s may be the last product's result in this memory, whose view growing the memory detaches
+    const own = s.buffer === this.mem.buffer ? s.byteOffset : -1;
     const sa = this.room(n * lds), pa = this.room(n * n), la = this.room(n), st = this.room(2 * n);
     const buf = this.mem.buffer;
-    new Float32Array(buf, sa, n * lds).set(s.subarray(0, n * lds));
+    new Float32Array(buf, sa, n * lds).set(own >= 0 ? new Float32Array(buf, own, n * lds) : s.subarray(0, n * lds));
     new Float32Array(buf, pa, n * n).fill(0);
     const lv = new Float32Array(buf, la, n);
     if (given) lv.set(lse.subarray(0, n));
