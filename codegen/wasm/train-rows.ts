@@ -278,33 +278,43 @@ const ATTN = `(func (export "attn_stats") (param $s i32) (param $lds i32) (param
       (local.set $i (i32.add ${g('i')} (i32.const 1)))
       (br $rows))))`;
 
-// A small product's operands in the layouts of the product kernels (codegen/wasm/kernels.ts: x row
-// tiles [ceil(T/MR)][K][MR], W panels [P][K][NR]), from any strides: pack(src, so, si, R, K, dst, M)
-// puts element (r, k) = src[r·so + k·si] at tile r/M, row k, lane r%M (lanes past R left as they are).
+// A product's operands in the layouts of the product kernels (codegen/wasm/kernels.ts: x row tiles
+// [ceil(T/MR)][K][MR], W panels [P][K][NR]), from any strides: pack(src, so, si, R, K, dst, M) puts
+// element (r, k) = src[r·so + k·si] at tile r/M, row k, lane r%M (lanes past R left as they are).
+// Tile by tile, k by k, the tile's m ≤ M lanes: the writes in order, the reads M streams along k
+// (rows, si = 1) or runs of M (columns, so = 1).
 const PACK = `(func (export "pack") (param $src i32) (param $so i32) (param $si i32) (param $R i32) (param $K i32) (param $dst i32) (param $M i32)
-    (local $r i32) (local $k i32) (local $base i32) (local $s i32) (local $ds i32) (local $ss i32)
-    (local.set $ds (i32.shl ${g('M')} (i32.const 2))) (local.set $ss (i32.shl ${g('si')} (i32.const 2)))
-    (block $done (loop $rows
-      (br_if $done (i32.ge_u ${g('r')} ${g('R')}))
-      (local.set $base (i32.add ${g('dst')} (i32.shl (i32.add (i32.mul (i32.sub ${g('r')} (i32.rem_u ${g('r')} ${g('M')})) ${g('K')}) (i32.rem_u ${g('r')} ${g('M')})) (i32.const 2))))
-      (local.set $s (i32.add ${g('src')} (i32.shl (i32.mul ${g('r')} ${g('so')}) (i32.const 2))))
+    (local $t0 i32) (local $m i32) (local $k i32) (local $rr i32) (local $s i32) (local $sk i32) (local $d i32) (local $sob i32) (local $sib i32)
+    (local.set $sob (i32.shl ${g('so')} (i32.const 2))) (local.set $sib (i32.shl ${g('si')} (i32.const 2)))
+    (block $done (loop $tiles
+      (br_if $done (i32.ge_u ${g('t0')} ${g('R')}))
+      (local.set $m (select (i32.sub ${g('R')} ${g('t0')}) ${g('M')} (i32.lt_u (i32.sub ${g('R')} ${g('t0')}) ${g('M')})))
+      ;; the tile's first float, and its rows' first source element
+      (local.set $d (i32.add ${g('dst')} (i32.shl (i32.mul ${g('t0')} ${g('K')}) (i32.const 2))))
+      (local.set $sk (i32.add ${g('src')} (i32.mul ${g('t0')} ${g('sob')})))
       (local.set $k (i32.const 0))
       (block $kend (loop $ks
         (br_if $kend (i32.ge_u ${g('k')} ${g('K')}))
-        (f32.store ${g('base')} (f32.load ${g('s')}))
-        (local.set $base (i32.add ${g('base')} ${g('ds')}))
-        (local.set $s (i32.add ${g('s')} ${g('ss')}))
+        (local.set $s ${g('sk')}) (local.set $rr (i32.const 0))
+        (block $rend (loop $rs
+          (br_if $rend (i32.ge_u ${g('rr')} ${g('m')}))
+          (f32.store (i32.add ${g('d')} (i32.shl ${g('rr')} (i32.const 2))) (f32.load ${g('s')}))
+          (local.set $s (i32.add ${g('s')} ${g('sob')}))
+          (local.set $rr (i32.add ${g('rr')} (i32.const 1)))
+          (br $rs)))
+        (local.set $d (i32.add ${g('d')} (i32.shl ${g('M')} (i32.const 2))))
+        (local.set $sk (i32.add ${g('sk')} ${g('sib')}))
         (local.set $k (i32.add ${g('k')} (i32.const 1)))
         (br $ks)))
-      (local.set $r (i32.add ${g('r')} (i32.const 1)))
-      (br $rows))))`;
+      (local.set $t0 (i32.add ${g('t0')} ${g('M')}))
+      (br $tiles))))`;
 
-/** The module's text: its memory imported, so that the product kernels' module can run on the same
- *  one (runtime/train/f32/rows.ts). */
+/** The module's text: its memory imported (shared; runtime/wasm/threads.ts unsharedModule makes the
+ *  unshared form), so that the product kernels' module runs on the same one (runtime/train/f32/rows.ts). */
 export function renderTrainRows(): string {
   return `;; archc f32 training engine's row-wise kernels (codegen/wasm/train-rows.ts)
 (module
-  (import "env" "memory" (memory 1 65536))
+  (import "env" "memory" (memory 1 65536 shared))
   ${PACK}
   ${EXP4}
   ${KERNELS.join('\n  ')}

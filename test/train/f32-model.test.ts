@@ -74,6 +74,22 @@ describe('f32 engine whole-model gradients against the float64 reference', () =>
     check('tiny-bamba-a', c.graph, w, { tokens, positions: positionsFor(seqs, 80), seqs, labels });
   }, 120_000);
 
+  it('tiny-bamba-a\'s gradients are the same, bit for bit, on 1 and 2 threads (its large products split over them)', async () => {
+    const c = compileFile(BAMBA, { hfConfigData: loadConfig(join(DIR, 'config.json')) });
+    const ckpt = openCheckpoint(DIR);
+    const w = new Map([...readWeightsF64(c.graph, ckpt)].map(([n, v]) => [n, Float32Array.from(v)]));
+    ckpt.close();
+    const b = packed([40, 25, 31], 264, 41);
+    const one = await openWasmGemm(await wasmKernelVariants(), 1);
+    try {
+      const a = new F32Engine(c.graph, one.gemm).lossGradients(w, b), r = new F32Engine(c.graph, wasm.gemm).lossGradients(w, b);
+      expect(r.loss).toBe(a.loss);
+      for (const [n, g] of a.grads) expect(Buffer.from(r.grads.get(n)!.buffer).equals(Buffer.from(g.buffer)), n).toBe(true);
+    } finally {
+      one.kernels.close();
+    }
+  }, 60_000);
+
   it('an evaluation batch with nothing to predict (a file\'s 1-token tail) weighs nothing', () => {
     const c = compileTiny();
     const w = new Map(randomTensors(c, { seed: 9 }).map((t) => [t.name, Float32Array.from(t.tensor.data as Float32Array)]));

@@ -9,7 +9,7 @@ import { wasmModule } from '../../wasm/module.ts';
 import type { PackedBatch } from '../data.ts';
 import type { StepResult, TrainEngine } from '../engine.ts';
 import { type Gemm, jsGemm, wasmGemm } from './gemm.ts';
-import { rowKernels } from './rows.ts';
+import { rowKernelsWithProducts } from './rows.ts';
 import type { Ctx32, Data32, TrainGraph } from './graph.ts';
 import { NOT_YET32, OPS32 } from './ops.ts';
 import { StepPool, f32, inPool } from './pool.ts';
@@ -134,16 +134,23 @@ export class F32Engine implements TrainEngine {
   }
 }
 
-/** The wasm products on `threads` threads (the calling thread counts), from the kernel module's
- *  bytes (codegen/wasm/assemble.ts wasmKernelVariants); where this thread may not share memory or
- *  wait for others, one thread over an unshared memory. `kernels.close()` ends the threads. */
+/** The wasm products and row kernels on `threads` threads (the calling thread counts), from the
+ *  product kernels' bytes (codegen/wasm/assemble.ts wasmKernelVariants): every product on the row
+ *  kernels' memory (./rows.ts, split over its threads by ./split.ts); where this thread may not
+ *  share memory or wait for others, one thread over an unshared memory. `kernels` is a one-thread
+ *  WasmKernels over the same module (its `product`, the products' reference in tests; the products
+ *  themselves where the row kernels cannot run them);
+ *  `kernels.close()` ends every thread. */
 export async function openWasmGemm(kernels: Uint8Array | readonly Uint8Array[], threads: number): Promise<{ gemm: Gemm; kernels: WasmKernels }> {
   const { WasmKernels } = await import('../../wasm/kernels.ts');
   const support = threadSupport();
-  const k = new WasmKernels(await wasmModule(kernels, support.shared ? undefined : unsharedModule), threadsHere(threads, support));
+  const rows = await rowKernelsWithProducts(kernels, threads);
+  // a WasmKernels whose close also ends the row kernels' threads
+  const k = new (class extends WasmKernels {
+    override close(): void { rows?.close(); super.close(); }
+  })(await wasmModule(kernels, support.shared ? undefined : unsharedModule), rows?.products ? 1 : threadsHere(threads, support));
   await k.start();
-  // the small products on the row kernels' memory: the same module's variant for an unshared one
-  return { gemm: wasmGemm(k, rowKernels(await wasmModule(kernels, unsharedModule))), kernels: k };
+  return { gemm: wasmGemm(k, rows), kernels: k };
 }
 
 export { jsGemm };

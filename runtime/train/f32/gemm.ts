@@ -61,18 +61,35 @@ function wasmProductT(k: WasmKernels, a: F32, M: number, R: number, b: F32, N: n
   return out;
 }
 
-/** The products on `k`; the row kernels `rows` (./rows.ts; by default without products of their
- *  own) also run the small products (`mm`) where they have the product kernels. */
+/** The products on `k`, or all of them on the row kernels `rows` (./rows.ts) where those have the
+ *  product kernels (then `k` runs none). */
 export function wasmGemm(k: WasmKernels, rows = rowKernels()): Gemm {
+  if (rows?.products) return rowsGemm(rows);
   return {
     kind: 'wasm',
     rows,
-    mm: rows?.products ? (...a) => rows.mm(...a) : (...a) => k.product(...a),
+    mm: (...a) => k.product(...a),
     xwT: (x, T, K, w, N, wT) => wasmProduct(k, x, T, K, w, N, wT),
     // dY·W: W as the panels' [N', K'] = Wᵀ, i.e. W [N, K] read transposed
     dyW: (dy, T, N, w, K, wT) => wasmProduct(k, dy, T, N, w, K, !wT),
     // dW [N, K] = dYᵀ·X: rows of dYᵀ against X read transposed; [K, N] = Xᵀ·dY likewise
     dyTx: (dy, T, N, x, K, wT) => (wT ? wasmProductT(k, x, K, T, dy, N) : wasmProductT(k, dy, N, T, x, K)),
+  };
+}
+
+/** Every product on the row kernels' memory, operands read through strides (no transposing copies),
+ *  results copied into pool arrays. */
+function rowsGemm(rows: RowKernels): Gemm {
+  const out = (T: number, N: number, r: { y: F32; ld: number }) => copyRows(r.y, 0, r.ld, f32(T * N, false), 0, N, T, N);
+  return {
+    kind: 'wasm',
+    rows,
+    mm: (...a) => rows.mm(...a),
+    xwT: (x, T, K, w, N, wT) => out(T, N, rows.mm(x, 0, K, 1, T, K, w, 0, wT ? 1 : K, wT ? N : 1, N)),
+    // dX [T, K] = dY·W: W'[k, n] = W[n, k]
+    dyW: (dy, T, N, w, K, wT) => out(T, K, rows.mm(dy, 0, N, 1, T, N, w, 0, wT ? N : 1, wT ? 1 : K, K)),
+    // dW [N, K] = dYᵀ·X: dYᵀ's rows are dY's columns, X's columns W's rows; [K, N] = Xᵀ·dY likewise
+    dyTx: (dy, T, N, x, K, wT) => (wT ? out(K, N, rows.mm(x, 0, 1, K, K, T, dy, 0, 1, N, N)) : out(N, K, rows.mm(dy, 0, 1, N, N, T, x, 0, 1, K, K))),
   };
 }
 

@@ -3,32 +3,50 @@
 // operands out (16-byte aligned), copies the inputs in, runs one or two kernels and copies the
 // results out into pool arrays, so the records (./ops.ts, ./seq.ts) keep their typed-array contracts.
 // Where the engine has no WebAssembly SIMD the records run their JS loops instead.
-// Given the product kernels' module (unshared), an instance of it runs on the same memory: `mm`, the
-// small products of attention and the SSD on this thread, their operands copied in and packed into
-// tiles and panels by the module's `pack` (WasmKernels.product packs them in JS, about as long as
-// a 64×64×64 product takes); the same micro-kernels, so the same sums. A product's result stays in
-// place until the next product: the row calls lay out past it.
+// Given the product kernels' module, an instance of it runs on the same memory: `mm`, every product
+// of the engine, its operands copied in and packed into tiles and panels by the module's `pack`
+// (WasmKernels.product packs them in JS: about as long as a 64×64×64 product takes, and ~40 % of a
+// large product's time on one thread, all of it on the calling thread); the same micro-kernels, so
+// the same sums; large ones split over threads (./split.ts) where the memory is shared. A product's
+// result stays in place until the next product: the row calls lay out past it. Bytes [0, 64) hold
+// the products' job record.
 
 import { f32 } from './pool.ts';
 import { TRAIN_ROWS_WASM } from './rows-module.ts';
+import { ProductThreads } from './split.ts';
+import { threadSupport, threadsHere, unsharedModule } from '../../wasm/threads.ts';
 
 type F32 = Float32Array;
 type Fn = (...a: number[]) => void;
 
 export class RowKernels {
   private readonly ex: Record<string, Fn>;
-  /** The product kernels' gemm_f32 on this memory, and their tile and panel sizes. */
-  private readonly gemm: { f: Fn; MR: number; NR: number } | null = null;
+  /** The product kernels on this memory: gemm_f32, work, their tile and panel sizes, the size from
+   *  which a product is split over the threads. */
+  private readonly gemm: { f: Fn; work: Fn; MR: number; NR: number; splitFrom: number } | null = null;
+  private threads: ProductThreads | null = null;
   /** The next free byte of this call's layout; where the row calls start (past the last product). */
-  private top = 0;
-  private base = 0;
+  private top = LOW;
+  private base = LOW;
 
-  constructor(rows: WebAssembly.Module, kernels: WebAssembly.Module | null, private readonly mem = new WebAssembly.Memory({ initial: 16, maximum: 65536 })) {
+  constructor(rows: WebAssembly.Module, kernels: WebAssembly.Module | null, private readonly mem: WebAssembly.Memory) {
     this.ex = new WebAssembly.Instance(rows, { env: { memory: mem } }).exports as unknown as Record<string, Fn>;
     if (kernels) {
       const k = new WebAssembly.Instance(kernels, { env: { memory: mem } }).exports as unknown as Record<string, Fn | WebAssembly.Global>;
-      this.gemm = { f: k.gemm_f32 as Fn, MR: (k.MR as WebAssembly.Global).value as number, NR: (k.NR as WebAssembly.Global).value as number };
+      const v = (n: string) => (k[n] as WebAssembly.Global).value as number;
+      this.gemm = { f: k.gemm_f32 as Fn, work: k.work as Fn, MR: v('MR'), NR: v('NR'), splitFrom: v('SPLIT_FROM') };
     }
+  }
+
+  /** Starts `n` − 1 workers for the large products (`kernels`: the module in its shared-memory form). */
+  async startThreads(kernels: WebAssembly.Module, n: number): Promise<void> {
+    if (n > 1 && this.gemm) this.threads = await ProductThreads.start(kernels, this.mem, n, this.gemm.work);
+  }
+
+  /** Ends the workers. */
+  close(): void {
+    this.threads?.close();
+    this.threads = null;
   }
 
   /** Whether `mm` runs here. */
@@ -36,13 +54,14 @@ export class RowKernels {
     return this.gemm !== null;
   }
 
-  /** Y [T, N] = X·Wᵀ on this thread, X[t, k] = x[xo + t·xt + k·xk], W[n, k] = w[wo + n·wn + k·wk]
-   *  (as Gemm.mm): a view of Y, rows `ld` apart, valid until the next product. */
+  /** Y [T, N] = X·Wᵀ, X[t, k] = x[xo + t·xt + k·xk], W[n, k] = w[wo + n·wn + k·wk] (as Gemm.mm):
+   *  a view of Y, rows `ld` apart, valid until the next product; split over the threads from the
+   *  kernels' SPLIT_FROM multiply-adds. */
   mm(x: F32, xo: number, xt: number, xk: number, T: number, K: number, w: F32, wo: number, wn: number, wk: number, N: number): { y: F32; ld: number } {
-    const { f, MR, NR } = this.gemm!, panels = Math.ceil(N / NR), ld = panels * NR, Tpad = Math.ceil(T / MR) * MR;
+    const { f, MR, NR, splitFrom } = this.gemm!, panels = Math.ceil(N / NR), ld = panels * NR, Tpad = Math.ceil(T / MR) * MR;
     // each operand's span of its array, copied in as is, then packed from its strides
     const xs = (T - 1) * xt + (K - 1) * xk + 1, ws = (N - 1) * wn + (K - 1) * wk + 1;
-    this.top = 0;
+    this.top = LOW;
     const xa = this.room(xs), wa = this.room(ws), tiles = this.room(Tpad * K), pan = this.room(panels * K * NR), ya = this.room(Tpad * ld);
     this.base = this.top;
     const buf = this.mem.buffer;
@@ -50,7 +69,8 @@ export class RowKernels {
     new Float32Array(buf, wa, ws).set(w.subarray(wo, wo + ws));
     this.ex.pack!(xa, xt, xk, T, K, tiles, MR);
     this.ex.pack!(wa, wn, wk, N, K, pan, NR);
-    f(tiles, pan, ya, T, K, ld, 0, panels);
+    if (this.threads && T * K * N >= splitFrom && panels > 1) this.threads.run(tiles, pan, ya, T, K, ld, panels);
+    else f(tiles, pan, ya, T, K, ld, 0, panels);
     return { y: new Float32Array(buf, ya, Tpad * ld), ld };
   }
 
@@ -173,14 +193,39 @@ export class RowKernels {
   }
 }
 
-let compiled: WebAssembly.Module | null | undefined;
+/** Bytes below the layouts: the products' job record (codegen/wasm/job.ts, 48 bytes at 0). */
+const LOW = 64;
+let compiled: { bytes: Uint8Array; unshared: WebAssembly.Module } | null | undefined;
 
-/** The row kernels on this thread (with `kernels`, the product kernels' module for an unshared
- *  memory: the small products too), or null where the engine has no WebAssembly SIMD. */
+/** The row kernels on this thread over an unshared memory (with `kernels`, the product kernels'
+ *  module in its unshared form: the products too, on this thread alone), or null where the engine
+ *  has no WebAssembly SIMD. */
 export function rowKernels(kernels: WebAssembly.Module | null = null): RowKernels | null {
+  const m = rowModules();
+  return m ? new RowKernels(m.unshared, kernels, new WebAssembly.Memory({ initial: 16, maximum: 65536 })) : null;
+}
+
+/** The row kernels and every product on `threads` threads (the calling one counts) over a shared
+ *  memory, from the product kernels' bytes (their variants: the first the engine runs, as
+ *  runtime/wasm/module.ts picks); one thread over an unshared memory where this thread may not
+ *  share memory or wait for others. */
+export async function rowKernelsWithProducts(kernels: Uint8Array | readonly Uint8Array[], threads: number): Promise<RowKernels | null> {
+  const m = rowModules();
+  if (!m) return null;
+  const { wasmModule } = await import('../../wasm/module.ts');
+  const support = threadSupport(), n = threadsHere(threads, support);
+  if (!support.shared || n < 2) return rowKernels(await wasmModule(kernels, unsharedModule));
+  const shared = await wasmModule(kernels);
+  const r = new RowKernels(new WebAssembly.Module(m.bytes as Uint8Array<ArrayBuffer>), shared, new WebAssembly.Memory({ initial: 16, maximum: 65536, shared: true }));
+  await r.startThreads(shared, n);
+  return r;
+}
+
+/** The module's bytes (shared-memory form) and its unshared form compiled. */
+function rowModules(): { bytes: Uint8Array; unshared: WebAssembly.Module } | null {
   if (compiled === undefined) {
-    const bytes = Uint8Array.from(atob(TRAIN_ROWS_WASM), (c) => c.charCodeAt(0));
-    compiled = typeof WebAssembly === 'object' && WebAssembly.validate(bytes) ? new WebAssembly.Module(bytes) : null;
+    const bytes = Uint8Array.from(atob(TRAIN_ROWS_WASM), (c) => c.charCodeAt(0)), plain = unsharedModule(bytes) as Uint8Array<ArrayBuffer>;
+    compiled = typeof WebAssembly === 'object' && WebAssembly.validate(plain) ? { bytes, unshared: new WebAssembly.Module(plain) } : null;
   }
-  return compiled ? new RowKernels(compiled, kernels) : null;
+  return compiled;
 }
