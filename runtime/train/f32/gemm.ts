@@ -84,12 +84,12 @@ function rowsGemm(rows: RowKernels): Gemm {
   return {
     kind: 'wasm',
     rows,
-    mm: (...a) => rows.mm(...a),
-    xwT: (x, T, K, w, N, wT) => out(T, N, rows.mm(x, 0, K, 1, T, K, w, 0, wT ? 1 : K, wT ? N : 1, N)),
+    mm: (x, xo, xt, xk, T, K, w, wo, wn, wk, N) => rows.mm(x, xo, xt, xk, T, K, w, wo, wn, wk, N),
+    xwT: (x, T, K, w, N, wT) => out(T, N, rows.mm(x, 0, K, 1, T, K, w, 0, wT ? 1 : K, wT ? N : 1, N, true)),
     // dX [T, K] = dY·W: W'[k, n] = W[n, k]
-    dyW: (dy, T, N, w, K, wT) => out(T, K, rows.mm(dy, 0, N, 1, T, N, w, 0, wT ? N : 1, wT ? 1 : K, K)),
+    dyW: (dy, T, N, w, K, wT) => out(T, K, rows.mm(dy, 0, N, 1, T, N, w, 0, wT ? N : 1, wT ? 1 : K, K, true)),
     // dW [N, K] = dYᵀ·X: dYᵀ's rows are dY's columns, X's columns W's rows; [K, N] = Xᵀ·dY likewise
-    dyTx: (dy, T, N, x, K, wT) => (wT ? out(K, N, rows.mm(x, 0, 1, K, K, T, dy, 0, 1, N, N)) : out(N, K, rows.mm(dy, 0, 1, N, N, T, x, 0, 1, K, K))),
+    dyTx: (dy, T, N, x, K, wT) => (wT ? out(K, N, rows.mm(x, 0, 1, K, K, T, dy, 0, 1, N, N, true)) : out(N, K, rows.mm(dy, 0, 1, N, N, T, x, 0, 1, K, K, true))),
   };
 }
 

@@ -55,9 +55,10 @@ export class RowKernels {
   }
 
   /** Y [T, N] = X·Wᵀ, X[t, k] = x[xo + t·xt + k·xk], W[n, k] = w[wo + n·wn + k·wk] (as Gemm.mm):
-   *  a view of Y, rows `ld` apart, valid until the next product; split over the threads from the
-   *  kernels' SPLIT_FROM multiply-adds. */
-  mm(x: F32, xo: number, xt: number, xk: number, T: number, K: number, w: F32, wo: number, wn: number, wk: number, N: number): { y: F32; ld: number } {
+   *  a view of Y, rows `ld` apart, valid until the next product; `split`: over the threads from the
+   *  kernels' SPLIT_FROM multiply-adds (attention's and the SSD's small products are not: a wake-up
+   *  and a wait per 64×64×64 product bought nothing). */
+  mm(x: F32, xo: number, xt: number, xk: number, T: number, K: number, w: F32, wo: number, wn: number, wk: number, N: number, split = false): { y: F32; ld: number } {
     const { f, MR, NR, splitFrom } = this.gemm!, panels = Math.ceil(N / NR), ld = panels * NR, Tpad = Math.ceil(T / MR) * MR;
     // each operand's span of its array, copied in as is, then packed from its strides
     const xs = (T - 1) * xt + (K - 1) * xk + 1, ws = (N - 1) * wn + (K - 1) * wk + 1;
@@ -69,7 +70,7 @@ export class RowKernels {
     new Float32Array(buf, wa, ws).set(w.subarray(wo, wo + ws));
     this.ex.pack!(xa, xt, xk, T, K, tiles, MR);
     this.ex.pack!(wa, wn, wk, N, K, pan, NR);
-    if (this.threads && T * K * N >= splitFrom && panels > 1) this.threads.run(tiles, pan, ya, T, K, ld, panels);
+    if (split && this.threads && T * K * N >= splitFrom && panels > 1) this.threads.run(tiles, pan, ya, T, K, ld, panels);
     else f(tiles, pan, ya, T, K, ld, 0, panels);
     return { y: new Float32Array(buf, ya, Tpad * ld), ld };
   }
