@@ -81,7 +81,7 @@ for (const [i, b] of batches.entries()) {
 }
 kernels.close();
 const archc = tokens / secs;
-console.log(`archc f32 engine (wasm, ${threads} threads): ${archc.toFixed(0)} tokens/s over ${batches.length - 1} steps; ${(tokens / cpu).toFixed(0)} tokens per CPU-second (all threads, ${(100 * sys / cpu).toFixed(0)} % in the kernel); ${load()}`);
+console.log(`archc f32 engine (wasm ${kernels.fma ? 'relaxed-SIMD FMA' : 'SIMD'} kernels, ${threads} threads): ${archc.toFixed(0)} tokens/s over ${batches.length - 1} steps; ${(tokens / cpu).toFixed(0)} tokens per CPU-second (all threads, ${(100 * sys / cpu).toFixed(0)} % in the kernel); ${load()}`);
 if (profile) {
   const total = [...times].filter(([k]) => !k.startsWith(' ')).reduce((a, [, b]) => a + b, 0);
   const per = (v: number) => (v / (batches.length - 1)).toFixed(1).padStart(8);
