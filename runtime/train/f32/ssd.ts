@@ -34,11 +34,18 @@ function decays(s: SsdIn32, d: SsdDims32, t0: number, q: number, h: number, cb: 
   const { H } = d, Ah = s.A[h]!;
   for (let i = 0, run = 0; i < q; i++) { run += s.dt[(t0 + i) * H + h]! * Ah; cum[i] = run; e[i] = Math.exp(run); }
   m.fill(0, 0, q * q);
+  // row i's decays exp(cum_i − cum_j), j ≤ i, as row i − 1's times exp(cum_i − cum_{i−1}): one
+  // multiply each in double instead of an exp (q exps a chunk, not q²/2; the same to ~1e-15)
+  const row = new Float64Array(q), dt = new Float64Array(q);
+  for (let j = 0; j < q; j++) dt[j] = s.dt[(t0 + j) * H + h]!;
   for (let i = 0; i < q; i++) {
-    for (let j = 0; j <= i; j++) {
-      const l = Math.exp(cum[i]! - cum[j]!);
-      if (L) L[i * q + j] = l;
-      m[i * q + j] = l * cb[i * q + j]! * s.dt[(t0 + j) * H + h]!;
+    const a = i ? Math.exp(cum[i]! - cum[i - 1]!) : 1;
+    for (let j = 0; j < i; j++) row[j]! *= a;
+    row[i] = 1;
+    for (let j = 0, o = i * q; j <= i; j++) {
+      const l = row[j]!;
+      if (L) L[o + j] = l;
+      m[o + j] = l * cb[o + j]! * dt[j]!;
     }
   }
 }
