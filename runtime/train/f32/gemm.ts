@@ -80,7 +80,12 @@ export function wasmGemm(k: WasmKernels, rows = rowKernels()): Gemm {
 /** Every product on the row kernels' memory, operands read through strides (no transposing copies),
  *  results copied into pool arrays. */
 function rowsGemm(rows: RowKernels): Gemm {
-  const out = (T: number, N: number, r: { y: F32; ld: number }) => copyRows(r.y, 0, r.ld, f32(T * N, false), 0, N, T, N);
+  const out = (T: number, N: number, r: { y: F32; ld: number }) => {
+    const y = f32(T * N, false);
+    if (r.ld === N) y.set(r.y.subarray(0, T * N));
+    else copyRows(r.y, 0, r.ld, y, 0, N, T, N);
+    return y;
+  };
   return {
     kind: 'wasm',
     rows,
