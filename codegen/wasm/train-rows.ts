@@ -296,6 +296,14 @@ const PACK = `(func (export "pack") (param $src i32) (param $so i32) (param $si 
       (block $kend (loop $ks
         (br_if $kend (i32.ge_u ${g('k')} ${g('K')}))
         (local.set $s ${g('sk')}) (local.set $rr (i32.const 0))
+        ;; a column operand (so = 1): the tile's lanes of this k lie side by side, four at a time
+        (if (i32.eq ${g('so')} (i32.const 1)) (then
+          (block $vend (loop $vs
+            (br_if $vend (i32.gt_u (i32.add ${g('rr')} (i32.const 4)) ${g('m')}))
+            (v128.store (i32.add ${g('d')} (i32.shl ${g('rr')} (i32.const 2))) (v128.load ${g('s')}))
+            (local.set $s (i32.add ${g('s')} (i32.const 16)))
+            (local.set $rr (i32.add ${g('rr')} (i32.const 4)))
+            (br $vs)))))
         (block $rend (loop $rs
           (br_if $rend (i32.ge_u ${g('rr')} ${g('m')}))
           (f32.store (i32.add ${g('d')} (i32.shl ${g('rr')} (i32.const 2))) (f32.load ${g('s')}))
