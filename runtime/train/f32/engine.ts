@@ -63,7 +63,7 @@ export class F32Engine implements TrainEngine {
     return this.run(weights, batch, false);
   }
 
-  /** `step` in the engine's pool: what it returns (gradients, logits) copied out of it. */
+  /** One pass in the engine's step pool (./pool.ts): what it returns (gradients, logits) copied out. */
   private run(weights: ReadonlyMap<string, F32>, b: Batch32, grads: boolean): StepResult & { logits: F32 } {
     return inPool(this.pool, () => {
       const r = this.pass(weights, b, grads);

@@ -1,8 +1,11 @@
-// The training engine's matrix products in f32 on the wasm backend's threads: the forward
-// Y = X·Wᵀ and the backward's dX = dY·W and dW = dYᵀ·X, each one call of the wasm GEMM
-// (runtime/wasm/kernels.ts product, shared: W packed into panels per call, since the weights change
-// every step; the panels split over the threads). A `Gemm` without kernels runs the same sums in JS
-// (the fallback where no wasm module is at hand; tests compare the two).
+// The training engine's matrix products in f32: the forward Y = X·Wᵀ and the backward's dX = dY·W
+// and dW = dYᵀ·X, each one call of the wasm micro-kernels with its operands read through strides
+// (nothing transposed), and attention's and the SSD's small products (`mm`). Where the row kernels
+// carry the product kernels (./rows.ts: every product on their memory, the large ones split over
+// their threads) they run all of them; else the WasmKernels products (runtime/wasm/kernels.ts
+// product, shared: W packed into panels per call, the panels split over its threads). A `Gemm`
+// without kernels runs the same sums in JS (the fallback where no wasm module is at hand; tests
+// compare the two).
 
 import type { WasmKernels } from '../../wasm/kernels.ts';
 import { f32 } from './pool.ts';
