@@ -107,6 +107,7 @@ export function ssdBackward32(gm: Gemm, dy: F32, s: SsdIn32, d: SsdDims32, chunk
   const Q = chunk, cb = f32(Q * Q), m = f32(Q * Q), L = f32(Q * Q), dcb = f32(Q * Q);
   const bg = f32(Q * N), cg = f32(Q * N), xh = f32(Q * P), gh = f32(Q * P);
   const ey = f32(P * Q), cum = new Float64Array(Q), e = new Float64Array(Q), dcum = new Float64Array(Q), w = new Float64Array(Q);
+  const dtj = new Float64Array(Q), gdtj = new Float64Array(Q);
   const dS = f32(H * PN), next = f32(PN);
   const chunks = chunksOf(seqs, chunk);
   for (let c = chunks.length - 1; c >= 0; c--) {
@@ -119,22 +120,28 @@ export function ssdBackward32(gm: Gemm, dy: F32, s: SsdIn32, d: SsdDims32, chunk
       const bo = (t0 * G + g) * N;
       for (let h = g * hpg; h < (g + 1) * hpg; h++) {
         decays(s, d, t0, q, h, cb, cum, e, m, L);
-        const xo = (t0 * H + h) * P, Ah = s.A[h]!, Dh = s.D[h]!, dt = (i: number) => s.dt[(t0 + i) * H + h]!;
+        const xo = (t0 * H + h) * P, Ah = s.A[h]!, Dh = s.D[h]!;
+        for (let j = 0; j < q; j++) dtj[j] = s.dt[(t0 + j) * H + h]!;
         const S0 = S0all.subarray(h * PN, (h + 1) * PN), dS1 = dS.subarray(h * PN, (h + 1) * PN);
         const cl = cum[q - 1]!, el = e[q - 1]!;
         dcum.fill(0, 0, q);
         // 1. diagonal block: dM = dY·Xᵀ
         gather(s.x, xo, HP, q, P, xh);
         let r = gm.mm(gather(dy, xo, HP, q, P, gh), 0, P, 1, q, P, xh, 0, P, 1, q);
-        for (let i = 0; i < q; i++) {
-          for (let j = 0; j <= i; j++) {
-            const dm = r.y[i * r.ld + j]!, z = dm * m[i * q + j]!, l = L[i * q + j]!;
-            dcum[i] += z;
+        // (row i's dcum and each column's ddt summed apart, then added)
+        gdtj.fill(0, 0, q);
+        for (let i = 0, yv = r.y, ld = r.ld; i < q; i++) {
+          let di = 0;
+          for (let j = 0, o = i * q, row = i * ld; j <= i; j++) {
+            const dm = yv[row + j]!, z = dm * m[o + j]!, dl = dm * L[o + j]!;
+            di += z;
             dcum[j] -= z;
-            gdt[(t0 + j) * H + h] += dm * l * cb[i * q + j]!;
-            dcb[i * q + j] += dm * l * dt(j);
+            gdtj[j] += dl * cb[o + j]!;
+            dcb[o + j] += dl * dtj[j]!;
           }
+          dcum[i] += di;
         }
+        for (let j = 0; j < q; j++) gdt[(t0 + j) * H + h] += gdtj[j]!;
         // dX += Mᵀ·dY
         r = gm.mm(m, 0, 1, q, q, q, gh, 0, 1, P, P);
         for (let j = 0; j < q; j++) for (let p = 0; p < P; p++) gx[xo + j * HP + p] += r.y[j * r.ld + p]! + Dh * dy[xo + j * HP + p]!;
@@ -154,7 +161,7 @@ export function ssdBackward32(gm: Gemm, dy: F32, s: SsdIn32, d: SsdDims32, chunk
         r = gm.mm(gh, 0, P, 1, q, P, S0, 0, 1, N, N);
         for (let i = 0; i < q; i++) for (let n = 0; n < N; n++) gC[bo + i * GN + n] += e[i]! * r.y[i * r.ld + n]!;
         // 3. the chunk state from dS1: SB = B·dS1ᵀ → dX, dw; dB += diag(w)·X·dS1
-        for (let j = 0; j < q; j++) w[j] = Math.exp(cl - cum[j]!) * dt(j);
+        for (let j = 0; j < q; j++) w[j] = Math.exp(cl - cum[j]!) * dtj[j]!;
         r = gm.mm(bg, 0, N, 1, q, N, dS1, 0, N, 1, P);
         for (let j = 0; j < q; j++) {
           let dw = 0;
@@ -181,7 +188,7 @@ export function ssdBackward32(gm: Gemm, dy: F32, s: SsdIn32, d: SsdDims32, chunk
         for (let i = q - 1, da = 0; i >= 0; i--) {
           da += dcum[i]!;
           gdt[(t0 + i) * H + h] += da * Ah;
-          gA[h] += da * dt(i);
+          gA[h] += da * dtj[i]!;
         }
       }
       // the group's dCB: dC += dCB·B, dB += dCBᵀ·C
