@@ -95,10 +95,10 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  runtime/wasm/pack-train.ts); cli +56: `archc train --engine`, --hf-config passed to the compiler, `forward --grads --engine wasm`;
  *  runtime +24: the f32 engine's sigmoid, relu2 and scale records, and RT603 for the routing ops it has none for yet;
  *  codegen +13: codegen/wgsl/passes.ts, the pieces of every WGSL family's passes, out of render.ts (past 600 lines);
- *  codegen +344, runtime +502: the f32 training engine at PyTorch's speed (issue 20: codegen/wasm/train-rows.ts the row-wise,
+ *  codegen +344, runtime +509: the f32 training engine at PyTorch's speed (issue 20: codegen/wasm/train-rows.ts the row-wise,
  *  softmax-row and pack kernels, runtime/train/f32/rows.ts their module and every product on its memory, split.ts its threads,
  *  pool.ts a step's reused arrays, rows-module.ts the shipped bytes). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4930, codegen: 5631, runtime: 15134, cli: 3227 };
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 4930, codegen: 5631, runtime: 15141, cli: 3227 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
