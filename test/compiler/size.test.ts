@@ -108,8 +108,9 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  digits8's tile rows and nibble digits, the job's dispatch, the target's a8Tile; the backend's path choice).;
  *  codegen +344, runtime +509: the f32 training engine at PyTorch's speed (issue 20: codegen/wasm/train-rows.ts the row-wise,
  *  softmax-row and pack kernels, runtime/train/f32/rows.ts their module and every product on its memory, split.ts its threads,
- *  pool.ts a step's reused arrays, rows-module.ts the shipped bytes). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5023, codegen: 6080, runtime: 15571, cli: 3227 };
+ *  pool.ts a step's reused arrays, rows-module.ts the shipped bytes).;
+ *  compiler +6: AC408 names a default as the language writes it (inf, not JSON's null) */
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5029, codegen: 6080, runtime: 15571, cli: 3227 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
