@@ -37,14 +37,16 @@ ckpt.close();
 const tok = (await loadTokenizer(MODEL))!;
 const batches = [...take(packedBatches(DATA, tok, { seqLen: 256, batch: 4, seed: 0, shuffleBuffer: 64 }), steps)];
 
-// per-op times, wrapping each record's forward and backward
-const times = new Map<string, number>();
+// per-op times, wrapping each record's forward and backward: wall ms and CPU ms of the process (all
+// threads: on a loaded machine the CPU time is the steadier figure; with --threads 1 it is the op's own)
+const times = new Map<string, number>(), cpus = new Map<string, number>();
 if (profile) {
   for (const [op, rec] of Object.entries(OPS32)) {
     const f = rec.forward.bind(rec), b = rec.backward.bind(rec);
     const timed = <A extends unknown[], R>(key: string, fn: (...a: A) => R) => (...a: A): R => {
-      const t0 = performance.now(), r = fn(...a);
+      const t0 = performance.now(), c0 = process.cpuUsage(), r = fn(...a), c1 = process.cpuUsage(c0);
       times.set(key, (times.get(key) ?? 0) + performance.now() - t0);
+      cpus.set(key, (cpus.get(key) ?? 0) + (c1.user + c1.system) / 1000);
       return r;
     };
     Object.assign(rec, { forward: timed(`${op} fwd`, f), backward: timed(`${op} bwd`, b) });
@@ -52,6 +54,15 @@ if (profile) {
 }
 
 const { gemm, kernels } = await openWasmGemm(await wasmKernelVariants(), threads);
+if (profile) {
+  // the small products of attention and the SSD (Gemm.mm), counted apart inside their ops' times
+  const mm = gemm.mm;
+  Object.assign(gemm, { mm: (...a: Parameters<typeof mm>) => {
+    const t0 = performance.now(), r = mm(...a);
+    times.set('  (their small products)', (times.get('  (their small products)') ?? 0) + performance.now() - t0);
+    return r;
+  } });
+}
 const engine = new F32Engine(c.graph, gemm);
 const state = { step: 0, tokens: 0, params };
 // a constant lr (a schedule far longer than the run), as the PyTorch side's
@@ -59,21 +70,23 @@ const config = { lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1,
 // the machine is shared: the load average beside each side's figure says what it ran against
 const load = () => `load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`;
 console.log(`archc start: ${load()}`);
-let secs = 0, tokens = 0, cpu = 0;
+let secs = 0, tokens = 0, cpu = 0, sys = 0;
 for (const [i, b] of batches.entries()) {
   const t0 = performance.now(), c0 = process.cpuUsage();
   const m = trainStep(engine, config, state, b);
   const dt = (performance.now() - t0) / 1000, c1 = process.cpuUsage(c0);
-  if (i === 0) times.clear();
-  else { secs += dt; tokens += b.tokens.length; cpu += (c1.user + c1.system) / 1e6; }
+  if (i === 0) { times.clear(); cpus.clear(); }
+  else { secs += dt; tokens += b.tokens.length; cpu += (c1.user + c1.system) / 1e6; sys += c1.system / 1e6; }
   console.log(`archc step ${i + 1}: ${b.tokens.length} tokens, loss ${m.loss.toFixed(4)}, ${dt.toFixed(3)} s`);
 }
 kernels.close();
 const archc = tokens / secs;
-console.log(`archc f32 engine (wasm, ${threads} threads): ${archc.toFixed(0)} tokens/s over ${batches.length - 1} steps; ${(tokens / cpu).toFixed(0)} tokens per CPU-second (all threads); ${load()}`);
+console.log(`archc f32 engine (wasm ${kernels.fma ? 'relaxed-SIMD FMA' : 'SIMD'} kernels, ${threads} threads): ${archc.toFixed(0)} tokens/s over ${batches.length - 1} steps; ${(tokens / cpu).toFixed(0)} tokens per CPU-second (all threads, ${(100 * sys / cpu).toFixed(0)} % in the kernel); ${load()}`);
 if (profile) {
-  const total = [...times.values()].reduce((a, b) => a + b, 0);
-  for (const [k, v] of [...times].sort((a, b) => b[1] - a[1])) console.log(`  ${k.padEnd(22)} ${(v / (batches.length - 1)).toFixed(1).padStart(8)} ms/step ${(100 * v / total).toFixed(1).padStart(5)} %`);
+  const total = [...times].filter(([k]) => !k.startsWith(' ')).reduce((a, [, b]) => a + b, 0);
+  const per = (v: number) => (v / (batches.length - 1)).toFixed(1).padStart(8);
+  for (const [k, v] of [...times].sort((a, b) => b[1] - a[1])) console.log(`  ${k.padEnd(24)} ${per(v)} ms/step ${(100 * v / total).toFixed(1).padStart(5)} %${cpus.has(k) ? `, ${per(cpus.get(k)!)} CPU ms/step` : ''}`);
+  console.log(`  ${'all ops'.padEnd(24)} ${per(total)} ms/step, ${per([...cpus.values()].reduce((a, b) => a + b, 0))} CPU ms/step`);
 }
 if (!process.argv.includes('--no-torch')) {
   const r = spawnSync('/usr/bin/python3', [join(ROOT, 'bench/train_torch.py'), MODEL, String(steps), String(threads)], {

@@ -3,14 +3,19 @@
 # labels, cu_seq_lens), a whole training step each (forward, causal-LM loss, backward, clipping,
 # AdamW). Packed sequences stay separate: the conv's taps and the SSD's state do not cross a
 # sequence's first row (masks on the flat row, as mamba_ssm's seq_idx does), attention runs per
-# sequence. Prints each step's loss and time, then "torch tokens/s X" over the steps after the first.
+# sequence. Prints the BLAS torch runs its products on (Debian's torch is built against the generic
+# libblas.so.3, which is whichever alternative the system links there: the reference BLAS or
+# OpenBLAS), each step's loss and time, then "torch tokens/s X" over the steps after the first.
 # Run: python3 bench/train_torch.py MODEL_DIR STEPS THREADS < batches.json
-import json, math, struct, sys, time
+import json, math, os, re, struct, sys, time
 import torch
 import torch.nn.functional as F
 
 model_dir, steps, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 torch.set_num_threads(threads)
+blas = re.search(r'BLAS_INFO=([^,\s]+)', torch.__config__.show())
+lib = '/usr/lib/x86_64-linux-gnu/libblas.so.3'
+print(f'torch {torch.__version__} BLAS: BLAS_INFO={blas.group(1) if blas else "?"}; {lib} -> {os.path.realpath(lib) if os.path.exists(lib) else "absent"}')
 cfg = json.load(open(f'{model_dir}/config.json'))
 
 def read_safetensors(path):

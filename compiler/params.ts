@@ -104,7 +104,7 @@ export class Params implements ParamSource {
     if (!this.hf) return [];
     const used = this.used();
     return [...this.missing].filter(([name]) => used.has(name))
-      .map(([name, m]) => diag('AC408', m.span, [m.keys, this.hf!.file, name, JSON.stringify(this.done.get(name))], undefined, 'warning'));
+      .map(([name, m]) => diag('AC408', m.span, [m.keys, this.hf!.file, name, valueText(this.done.get(name))], undefined, 'warning'));
   }
 
   /** Records that the model body (not another param) read `name`. */
@@ -250,3 +250,9 @@ export function parseSets(pairs: readonly string[]): Map<string, string> {
 }
 
 export type { Span };
+
+/** A param's value as the language writes it (JSON, but `inf`, `-inf` and `nan` for the numbers JSON has no word for). */
+function valueText(v: unknown): string {
+  return JSON.stringify(v, (_k, x) => (typeof x === 'number' && !Number.isFinite(x) ? `\u0000${x}` : x))
+    .replace(/"\\u0000(-?Infinity|NaN)"/g, (_m, n: string) => (n === 'NaN' ? 'nan' : n.replace('Infinity', 'inf')));
+}

@@ -172,4 +172,12 @@ describe('checkpoint directory problems', () => {
       removeDir(d);
     }
   });
+
+  it('a default the language writes with inf is named as it is written, not as JSON\'s null (AC408)', async () => {
+    const { compileFile, loadConfig } = await import('../../compiler/compile.ts');
+    const cfg = { ...loadConfig(join(dir, 'config.json')).config };
+    delete cfg.time_step_limit;
+    const w = compileFile(BAMBA, { hfConfigData: { file: 'config.json', config: cfg } }).warnings.map((d) => d.message).join('\n');
+    expect(w).toContain('config key time_step_limit is missing from config.json; param dt_limit takes its default [0,inf]');
+  });
 });

@@ -105,10 +105,14 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  runtime/wasm/split.ts, the unit range u0/u1 of every rendered function, the workers' program instance), the
  *  one-token conv's products and the RMS norm's scaling in f64x2, outputs read from the shared arena eight bytes at a time.;
  *  codegen +182, runtime +8: the wasm integer GEMM over 8-bit activations (codegen/wasm/gemm8.ts, q4 and q8 tiles;
- *  digits8's tile rows and nibble digits, the job's dispatch, the target's a8Tile; the backend's path choice);
+ *  digits8's tile rows and nibble digits, the job's dispatch, the target's a8Tile; the backend's path choice).;
+ *  codegen +344, runtime +509: the f32 training engine at PyTorch's speed (issue 20: codegen/wasm/train-rows.ts the row-wise,
+ *  softmax-row and pack kernels, runtime/train/f32/rows.ts their module and every product on its memory, split.ts its threads,
+ *  pool.ts a step's reused arrays, rows-module.ts the shipped bytes).;
+ *  compiler +6: AC408 names a default as the language writes it (inf, not JSON's null);
  *  runtime +135: the prefill's SSD and attention heads shared by the products' threads (runtime/wasm/heads.ts);
  *  codegen +5, runtime +6: a conv shared by quads of channels (unitsOf 'quad'; mapPass over a column range). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5023, codegen: 5741, runtime: 15203, cli: 3227 };
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5029, codegen: 6085, runtime: 15712, cli: 3227 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {

@@ -74,6 +74,22 @@ describe('f32 engine whole-model gradients against the float64 reference', () =>
     check('tiny-bamba-a', c.graph, w, { tokens, positions: positionsFor(seqs, 80), seqs, labels });
   }, 120_000);
 
+  it('tiny-bamba-a\'s gradients are the same, bit for bit, on 1 and 2 threads (its large products split over them)', async () => {
+    const c = compileFile(BAMBA, { hfConfigData: loadConfig(join(DIR, 'config.json')) });
+    const ckpt = openCheckpoint(DIR);
+    const w = new Map([...readWeightsF64(c.graph, ckpt)].map(([n, v]) => [n, Float32Array.from(v)]));
+    ckpt.close();
+    const b = packed([40, 25, 31], 264, 41);
+    const one = await openWasmGemm(await wasmKernelVariants(), 1);
+    try {
+      const a = new F32Engine(c.graph, one.gemm).lossGradients(w, b), r = new F32Engine(c.graph, wasm.gemm).lossGradients(w, b);
+      expect(r.loss).toBe(a.loss);
+      for (const [n, g] of a.grads) expect(Buffer.from(r.grads.get(n)!.buffer).equals(Buffer.from(g.buffer)), n).toBe(true);
+    } finally {
+      one.kernels.close();
+    }
+  }, 60_000);
+
   it('an evaluation batch with nothing to predict (a file\'s 1-token tail) weighs nothing', () => {
     const c = compileTiny();
     const w = new Map(randomTensors(c, { seed: 9 }).map((t) => [t.name, Float32Array.from(t.tensor.data as Float32Array)]));
@@ -84,6 +100,23 @@ describe('f32 engine whole-model gradients against the float64 reference', () =>
     const whole = evaluate(e, s, [{ ...b, bytes: 9 }, { ...one, bytes: 1 }] as unknown as PackedBatch[]);
     expect(whole.loss).toBeCloseTo(e.evaluate(w, b).loss, 12);
     expect(Number.isFinite(whole.bitsPerByte)).toBe(true);
+  });
+
+  it('an engine reused step after step (its arrays from the step pool) equals a fresh one, bit for bit', () => {
+    const c = compileTiny();
+    const w = new Map(randomTensors(c, { seed: 11 }).map((t) => [t.name, Float32Array.from(t.tensor.data as Float32Array)]));
+    const e = new F32Engine(c.graph, wasm.gemm), batches = [packed([6, 3, 9], 96, 31), packed([4, 14], 96, 32), packed([18], 96, 33)];
+    // every batch after a different one (pool arrays of the same lengths, stale contents), then alone
+    const reused = [...batches, batches[0]!].map((b) => e.lossGradients(w, b));
+    const first = reused[0]!;
+    reused.slice(1).forEach((r, i) => {
+      const fresh = new F32Engine(c.graph, wasm.gemm).lossGradients(w, [...batches, batches[0]!][i + 1]!);
+      expect(r.loss).toBe(fresh.loss);
+      for (const [n, g] of fresh.grads) expect(Buffer.from(r.grads.get(n)!.buffer).equals(Buffer.from(g.buffer)), n).toBe(true);
+    });
+    // what a step returned stays as it was after later steps
+    expect(first.loss).toBe(reused[3]!.loss);
+    for (const [n, g] of reused[3]!.grads) expect(Buffer.from(first.grads.get(n)!.buffer).equals(Buffer.from(g.buffer)), n).toBe(true);
   });
 
   it('packed = separate: the packed gradient is Σ (n_s / N) ∇L_s over its sequences alone (rel L2 < 1e-6)', () => {

@@ -9,8 +9,10 @@ import { wasmModule } from '../../wasm/module.ts';
 import type { PackedBatch } from '../data.ts';
 import type { StepResult, TrainEngine } from '../engine.ts';
 import { type Gemm, jsGemm, wasmGemm } from './gemm.ts';
+import { rowKernelsWithProducts } from './rows.ts';
 import type { Ctx32, Data32, TrainGraph } from './graph.ts';
 import { NOT_YET32, OPS32 } from './ops.ts';
+import { StepPool, f32, inPool } from './pool.ts';
 import { RuntimeError } from '../../errors.ts';
 
 type F32 = Float32Array;
@@ -21,7 +23,7 @@ export type Batch32 = Pick<PackedBatch, 'tokens' | 'positions' | 'seqs' | 'label
 /** The mean causal-LM loss (row t predicts labels[t + 1]; -100 ignored) in double over f32 logits,
  *  and its cotangent (softmax − onehot) / N over the N counted rows, zero elsewhere (N = 0: loss 0). */
 export function lossF32(logits: F32, T: number, V: number, labels: Int32Array, grads: boolean): { loss: number; tokens: number; dlogits: F32 | null } {
-  const dl = grads ? new Float32Array(T * V) : null, e = new Float64Array(V);
+  const dl = grads ? f32(T * V) : null, e = new Float64Array(V);
   let sum = 0, tokens = 0;
   for (let t = 0; t + 1 < T; t++) if (labels[t + 1] !== -100) tokens++;
   for (let t = 0; t + 1 < T; t++) {
@@ -42,6 +44,8 @@ export function lossF32(logits: F32, T: number, V: number, labels: Int32Array, g
 
 export class F32Engine implements TrainEngine {
   readonly weights: readonly { readonly name: string; readonly shape: readonly number[] }[];
+  /** The arrays of a step, reused by the next (./pool.ts). */
+  private readonly pool = new StepPool();
 
   constructor(private readonly g: TrainGraph, readonly gemm: Gemm) {
     this.weights = g.weights.map((w) => ({ name: w.name, shape: w.shape }));
@@ -59,8 +63,17 @@ export class F32Engine implements TrainEngine {
     return this.run(weights, batch, false);
   }
 
-  /** The forward (the tape: each node's context and saved values), the loss, then the backward. */
+  /** One pass in the engine's step pool (./pool.ts): what it returns (gradients, logits) copied out. */
   private run(weights: ReadonlyMap<string, F32>, b: Batch32, grads: boolean): StepResult & { logits: F32 } {
+    return inPool(this.pool, () => {
+      const r = this.pass(weights, b, grads);
+      const gr = r.grads && new Map([...r.grads].map(([k, v]) => [k, (v as F32).slice()] as const));
+      return { ...r, logits: r.logits.slice(), ...(gr ? { grads: gr } : {}) };
+    });
+  }
+
+  /** The forward (the tape: each node's context and saved values), the loss, then the backward. */
+  private pass(weights: ReadonlyMap<string, F32>, b: Batch32, grads: boolean): StepResult & { logits: F32 } {
     const g = this.g, T = b.tokens.length;
     const vals: (Data32 | null)[] = new Array(g.values.length).fill(null);
     const shape = (id: number) => g.values[id]!.type.shape.map((d) => (d === 'T' ? T : d as number));
@@ -91,7 +104,7 @@ export class F32Engine implements TrainEngine {
       const n = g.nodes[k]!;
       const dOuts = n.outputs.map((o) => cot[o] ?? null);
       if (dOuts.every((d) => d === null)) continue;
-      const filled = dOuts.map((d, i) => d ?? new Float32Array((vals[n.outputs[i]!] as F32).length));
+      const filled = dOuts.map((d, i) => d ?? f32((vals[n.outputs[i]!] as F32).length));
       const dIns = OPS32[n.op]!.backward(ctxs[k]!, saved[k], filled);
       // what this node saved and its outputs' cotangents are done with
       saved[k] = null;
@@ -121,15 +134,23 @@ export class F32Engine implements TrainEngine {
   }
 }
 
-/** The wasm products on `threads` threads (the calling thread counts), from the kernel module's
- *  bytes (codegen/wasm/assemble.ts wasmKernelVariants); where this thread may not share memory or
- *  wait for others, one thread over an unshared memory. `kernels.close()` ends the threads. */
+/** The wasm products and row kernels on `threads` threads (the calling thread counts), from the
+ *  product kernels' bytes (codegen/wasm/assemble.ts wasmKernelVariants): every product on the row
+ *  kernels' memory (./rows.ts, split over its threads by ./split.ts); where this thread may not
+ *  share memory or wait for others, one thread over an unshared memory. `kernels` is a one-thread
+ *  WasmKernels over the same module (its `product`, the products' reference in tests; the products
+ *  themselves where the row kernels cannot run them);
+ *  `kernels.close()` ends every thread. */
 export async function openWasmGemm(kernels: Uint8Array | readonly Uint8Array[], threads: number): Promise<{ gemm: Gemm; kernels: WasmKernels }> {
   const { WasmKernels } = await import('../../wasm/kernels.ts');
   const support = threadSupport();
-  const k = new WasmKernels(await wasmModule(kernels, support.shared ? undefined : unsharedModule), threadsHere(threads, support));
+  const rows = await rowKernelsWithProducts(kernels, threads);
+  // a WasmKernels whose close also ends the row kernels' threads
+  const k = new (class extends WasmKernels {
+    override close(): void { rows?.close(); super.close(); }
+  })(await wasmModule(kernels, support.shared ? undefined : unsharedModule), rows?.products ? 1 : threadsHere(threads, support));
   await k.start();
-  return { gemm: wasmGemm(k), kernels: k };
+  return { gemm: wasmGemm(k, rows), kernels: k };
 }
 
 export { jsGemm };

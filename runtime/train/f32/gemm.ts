@@ -1,10 +1,15 @@
-// The training engine's matrix products in f32 on the wasm backend's threads: the forward
-// Y = X·Wᵀ and the backward's dX = dY·W and dW = dYᵀ·X, each one call of the wasm GEMM
-// (runtime/wasm/kernels.ts product, shared: W packed into panels per call, since the weights change
-// every step; the panels split over the threads). A `Gemm` without kernels runs the same sums in JS
-// (the fallback where no wasm module is at hand; tests compare the two).
+// The training engine's matrix products in f32: the forward Y = X·Wᵀ and the backward's dX = dY·W
+// and dW = dYᵀ·X, each one call of the wasm micro-kernels with its operands read through strides
+// (nothing transposed), and attention's and the SSD's small products (`mm`). Where the row kernels
+// carry the product kernels (./rows.ts: every product on their memory, the large ones split over
+// their threads) they run all of them; else the WasmKernels products (runtime/wasm/kernels.ts
+// product, shared: W packed into panels per call, the panels split over its threads). A `Gemm`
+// without kernels runs the same sums in JS (the fallback where no wasm module is at hand; tests
+// compare the two).
 
 import type { WasmKernels } from '../../wasm/kernels.ts';
+import { f32 } from './pool.ts';
+import { type RowKernels, rowKernels } from './rows.ts';
 
 export type F32 = Float32Array;
 
@@ -21,13 +26,30 @@ export interface Gemm {
   mm(x: F32, xo: number, xt: number, xk: number, T: number, K: number, w: F32, wo: number, wn: number, wk: number, N: number): { y: F32; ld: number };
   /** Which engine runs the products ('wasm' or 'js'). */
   readonly kind: 'wasm' | 'js';
+  /** The row-wise records' kernels in WebAssembly SIMD (./rows.ts), beside the wasm products; absent:
+   *  the records' JS loops. */
+  readonly rows?: RowKernels | null;
+}
+
+/** rows rows of n floats from src (offset so, rows sld apart) into dst (offset dO, rows dld apart):
+ *  long rows by block copies, short ones element by element (a subarray per row costs more than
+ *  the copy of a short row; 1024 rows of 512: 0.3 ms by blocks, 1.1 ms by elements). Returns dst. */
+export function copyRows(src: F32, so: number, sld: number, dst: F32, dO: number, dld: number, rows: number, n: number): F32 {
+  if (n >= 64) {
+    for (let r = 0; r < rows; r++) dst.set(src.subarray(so + r * sld, so + r * sld + n), dO + r * dld);
+    return dst;
+  }
+  for (let r = 0; r < rows; r++) {
+    for (let i = 0, s = so + r * sld, o = dO + r * dld; i < n; i++) dst[o + i] = src[s + i]!;
+  }
+  return dst;
 }
 
 /** The product Y [T, N] = A·Bᵀ with A [T, K] rows contiguous and B given as [N, K] (bT false) or
  *  [K, N] (bT true), copied out of the kernels' scratch into a fresh array. */
 function wasmProduct(k: WasmKernels, a: F32, T: number, K: number, b: F32, N: number, bT: boolean): F32 {
   const { y, ld } = k.product(a, 0, K, 1, T, K, b, 0, bT ? 1 : K, bT ? N : 1, N, true);
-  const out = new Float32Array(T * N);
+  const out = f32(T * N, false);
   if (ld === N) out.set(y.subarray(0, T * N));
   else for (let t = 0; t < T; t++) out.set(y.subarray(t * ld, t * ld + N), t * N);
   return out;
@@ -37,20 +59,45 @@ function wasmProduct(k: WasmKernels, a: F32, T: number, K: number, b: F32, N: nu
  *  the panels of a [K', N'] = [R, N] weight, so neither is transposed in JS. */
 function wasmProductT(k: WasmKernels, a: F32, M: number, R: number, b: F32, N: number): F32 {
   const { y, ld } = k.product(a, 0, 1, M, M, R, b, 0, 1, N, N, true);
-  const out = new Float32Array(M * N);
+  const out = f32(M * N, false);
   for (let t = 0; t < M; t++) out.set(y.subarray(t * ld, t * ld + N), t * N);
   return out;
 }
 
-export function wasmGemm(k: WasmKernels): Gemm {
+/** The products on `k`, or all of them on the row kernels `rows` (./rows.ts) where those have the
+ *  product kernels (then `k` runs none). */
+export function wasmGemm(k: WasmKernels, rows = rowKernels()): Gemm {
+  if (rows?.products) return rowsGemm(rows);
   return {
     kind: 'wasm',
+    rows,
     mm: (...a) => k.product(...a),
     xwT: (x, T, K, w, N, wT) => wasmProduct(k, x, T, K, w, N, wT),
     // dY·W: W as the panels' [N', K'] = Wᵀ, i.e. W [N, K] read transposed
     dyW: (dy, T, N, w, K, wT) => wasmProduct(k, dy, T, N, w, K, !wT),
     // dW [N, K] = dYᵀ·X: rows of dYᵀ against X read transposed; [K, N] = Xᵀ·dY likewise
     dyTx: (dy, T, N, x, K, wT) => (wT ? wasmProductT(k, x, K, T, dy, N) : wasmProductT(k, dy, N, T, x, K)),
+  };
+}
+
+/** Every product on the row kernels' memory, operands read through strides (no transposing copies),
+ *  results copied into pool arrays. */
+function rowsGemm(rows: RowKernels): Gemm {
+  const out = (T: number, N: number, r: { y: F32; ld: number }) => {
+    const y = f32(T * N, false);
+    if (r.ld === N) y.set(r.y.subarray(0, T * N));
+    else copyRows(r.y, 0, r.ld, y, 0, N, T, N);
+    return y;
+  };
+  return {
+    kind: 'wasm',
+    rows,
+    mm: (x, xo, xt, xk, T, K, w, wo, wn, wk, N) => rows.mm(x, xo, xt, xk, T, K, w, wo, wn, wk, N),
+    xwT: (x, T, K, w, N, wT) => out(T, N, rows.mm(x, 0, K, 1, T, K, w, 0, wT ? 1 : K, wT ? N : 1, N, true)),
+    // dX [T, K] = dY·W: W'[k, n] = W[n, k]
+    dyW: (dy, T, N, w, K, wT) => out(T, K, rows.mm(dy, 0, N, 1, T, N, w, 0, wT ? N : 1, wT ? 1 : K, K, true)),
+    // dW [N, K] = dYᵀ·X: dYᵀ's rows are dY's columns, X's columns W's rows; [K, N] = Xᵀ·dY likewise
+    dyTx: (dy, T, N, x, K, wT) => (wT ? out(K, N, rows.mm(x, 0, 1, K, K, T, dy, 0, 1, N, N, true)) : out(N, K, rows.mm(dy, 0, 1, N, N, T, x, 0, 1, K, K, true))),
   };
 }
 

@@ -1,9 +1,12 @@
 // The f32 training engine's op records, keyed like compiler/vjp.ts' VJP (one per graph op): the
 // forward in f32 saving what docs/TRAINING.md "What is saved" lists, the backward from the outputs'
-// cotangents. Products run on the engine's Gemm (wasm); row-wise ops here in typed-array JS
-// (accumulating in double, stored in f32); the sequence ops in ./seq.ts.
+// cotangents. Products run on the engine's Gemm (wasm); the hot row-wise ops (silu, same-shape
+// mul/add, the norms) on its row kernels (./rows.ts, WebAssembly SIMD) where it has them, else and
+// the rest here in typed-array JS (accumulating in double, stored in f32); the sequence ops in ./seq.ts.
 
 import { POINTWISE, type Pointwise, scaleFactors } from '../../cpu/backward.ts';
+import { copyRows } from './gemm.ts';
+import { f32 } from './pool.ts';
 import type { Ctx32, Op32 } from './graph.ts';
 import { SEQ_OPS } from './seq.ts';
 
@@ -23,12 +26,12 @@ export const NOT_YET32: Readonly<Record<string, string>> = {
 function pointwise(p: (c: Ctx32) => Pointwise): Op32 {
   return {
     forward(c) {
-      const x = f(c, 0), y = new Float32Array(x.length), fn = p(c).f;
+      const x = f(c, 0), y = f32(x.length), fn = p(c).f;
       for (let i = 0; i < x.length; i++) y[i] = fn(x[i]!);
       return { outs: [y] };
     },
     backward(c, _s, d) {
-      const x = f(c, 0), g = d0(d), dx = new Float32Array(x.length), df = p(c).df;
+      const x = f(c, 0), g = d0(d), dx = f32(x.length), df = p(c).df;
       for (let i = 0; i < x.length; i++) dx[i] = g[i]! * df(x[i]!);
       return [dx];
     },
@@ -39,7 +42,9 @@ function pointwise(p: (c: Ctx32) => Pointwise): Op32 {
 function broadcasting(mul: boolean): Op32 {
   return {
     forward(c) {
-      const a = f(c, 0), b = f(c, 1), y = new Float32Array(a.length), n = b.length;
+      const a = f(c, 0), b = f(c, 1), R = c.gemm.rows;
+      if (R && a.length === b.length) return { outs: [mul ? R.mulF(a, b) : R.addF(a, b)] };
+      const y = f32(a.length), n = b.length;
       for (let o = 0; o < a.length; o += n) {
         if (mul) for (let i = 0; i < n; i++) y[o + i] = a[o + i]! * b[i]!;
         else for (let i = 0; i < n; i++) y[o + i] = a[o + i]! + b[i]!;
@@ -49,7 +54,8 @@ function broadcasting(mul: boolean): Op32 {
     backward(c, _s, d) {
       const a = f(c, 0), b = f(c, 1), g = d0(d), n = b.length;
       if (!mul) return [g, n === g.length ? g.slice() : colSums(g, g.length / n, n)];
-      const da = new Float32Array(a.length), db = new Float32Array(n);
+      if (c.gemm.rows && n === a.length) return c.gemm.rows.mulB(a, b, g);
+      const da = f32(a.length), db = f32(n);
       if (n === a.length) for (let i = 0; i < n; i++) { da[i] = g[i]! * b[i]!; db[i] = g[i]! * a[i]!; }
       else {
         const acc = new Float64Array(n);
@@ -64,12 +70,16 @@ function broadcasting(mul: boolean): Op32 {
 /** silu(x) = x·σ(x) and its derivative σ(x)·(1 + x·(1 − σ(x))), inline (the hot pointwise op). */
 const SILU: Op32 = {
   forward(c) {
-    const x = f(c, 0), y = new Float32Array(x.length);
+    const x = f(c, 0);
+    if (c.gemm.rows) return { outs: [c.gemm.rows.siluF(x)] };
+    const y = f32(x.length);
     for (let i = 0; i < x.length; i++) { const v = x[i]!; y[i] = v / (1 + Math.exp(-v)); }
     return { outs: [y] };
   },
   backward(c, _s, d) {
-    const x = f(c, 0), g = d0(d), dx = new Float32Array(x.length);
+    const x = f(c, 0), g = d0(d);
+    if (c.gemm.rows) return [c.gemm.rows.siluB(x, g)];
+    const dx = f32(x.length);
     for (let i = 0; i < x.length; i++) { const v = x[i]!, s = 1 / (1 + Math.exp(-v)); dx[i] = g[i]! * s * (1 + v * (1 - s)); }
     return [dx];
   },
@@ -106,7 +116,7 @@ const sigmoid = (v: number) => 1 / (1 + Math.exp(-v));
 
 /** RMSNorm over runs of gs features (D a multiple of gs): y = w · x · inv; returns y and inv per run. */
 function rmsF(x: F32, D: number, gs: number, w: F32, eps: number): { y: F32; inv: F32 } {
-  const y = new Float32Array(x.length), inv = new Float32Array(x.length / gs);
+  const y = f32(x.length), inv = f32(x.length / gs);
   for (let g0 = 0, run = 0; g0 < x.length; g0 += gs, run++) {
     let ss = 0;
     for (let i = g0; i < g0 + gs; i++) ss += x[i]! * x[i]!;
@@ -119,7 +129,7 @@ function rmsF(x: F32, D: number, gs: number, w: F32, eps: number): { y: F32; inv
 
 /** dx = inv · (dy·w − x · inv² · mean(dy·w·x)) per run; dw = Σ dy · x · inv. */
 function rmsB(dy: F32, x: F32, inv: F32, D: number, gs: number, w: F32): { dx: F32; dw: F32 } {
-  const dx = new Float32Array(x.length), dw = new Float64Array(D);
+  const dx = f32(x.length), dw = new Float64Array(D);
   for (let g0 = 0, run = 0; g0 < x.length; g0 += gs, run++) {
     const r = inv[run]!, w0 = g0 % D;
     let gx = 0;
@@ -137,7 +147,7 @@ function rmsB(dy: F32, x: F32, inv: F32, D: number, gs: number, w: F32): { dx: F
 export const OPS32: Readonly<Record<string, Op32>> = {
   embedding: {
     forward(c) {
-      const ids = c.ins[0] as Int32Array, table = f(c, 1), D = c.shapes[1]![1]!, y = new Float32Array(ids.length * D);
+      const ids = c.ins[0] as Int32Array, table = f(c, 1), D = c.shapes[1]![1]!, y = f32(ids.length * D);
       ids.forEach((id, t) => y.set(table.subarray(id * D, (id + 1) * D), t * D));
       return { outs: [y] };
     },
@@ -156,19 +166,19 @@ export const OPS32: Readonly<Record<string, Op32>> = {
       const x = f(c, 0), W = lastDim(c.shapes[0]!), rows = x.length / W;
       let col = 0;
       const outs = (c.attrs.sizes as number[]).map((n) => {
-        const y = new Float32Array(rows * n);
-        for (let r = 0; r < rows; r++) y.set(x.subarray(r * W + col, r * W + col + n), r * n);
+        const y = f32(rows * n);
+        copyRows(x, col, W, y, 0, n, rows, n);
         col += n;
         return y;
       });
       return { outs };
     },
     backward(c, _s, d) {
-      const W = lastDim(c.shapes[0]!), dx = new Float32Array(f(c, 0).length), rows = dx.length / W;
+      const W = lastDim(c.shapes[0]!), dx = f32(f(c, 0).length), rows = dx.length / W;
       let col = 0;
       (c.attrs.sizes as number[]).forEach((n, i) => {
         const g = d[i];
-        if (g) for (let r = 0; r < rows; r++) dx.set(g.subarray(r * n, (r + 1) * n), r * W + col);
+        if (g) copyRows(g, 0, n, dx, col, W, rows, n);
         col += n;
       });
       return [dx];
@@ -194,26 +204,38 @@ export const OPS32: Readonly<Record<string, Op32>> = {
   }),
   rmsnorm: {
     forward(c) {
-      const D = lastDim(c.shapes[0]!), r = rmsF(f(c, 0), D, D, f(c, 1), num(c, 'eps'));
+      const D = lastDim(c.shapes[0]!), R = c.gemm.rows;
+      const r = R ? R.rmsF(f(c, 0), null, f(c, 1), D, D, num(c, 'eps')) : rmsF(f(c, 0), D, D, f(c, 1), num(c, 'eps'));
       return { outs: [r.y], saved: r.inv };
     },
     backward(c, inv, d) {
-      const D = lastDim(c.shapes[0]!), r = rmsB(d0(d), f(c, 0), inv as F32, D, D, f(c, 1));
+      const D = lastDim(c.shapes[0]!), R = c.gemm.rows;
+      const r = R ? R.rmsB(d0(d), f(c, 0), inv as F32, f(c, 1), D, D, null) : rmsB(d0(d), f(c, 0), inv as F32, D, D, f(c, 1));
       return [r.dx, r.dw];
     },
   },
   // BambaRMSNormGated: h = x · silu(z), then the norm over groups; h is saved
   rmsnorm_gated: {
     forward(c) {
-      const x = f(c, 0), z = f(c, 1), D = lastDim(c.shapes[0]!), h = new Float32Array(x.length);
+      const x = f(c, 0), z = f(c, 1), D = lastDim(c.shapes[0]!), R = c.gemm.rows;
+      if (R) {
+        const r = R.rmsF(x, z, f(c, 2), D, D / num(c, 'groups'), num(c, 'eps'));
+        return { outs: [r.y], saved: { h: r.h, inv: r.inv } };
+      }
+      const h = f32(x.length);
       for (let i = 0; i < h.length; i++) h[i] = x[i]! * z[i]! * sigmoid(z[i]!);
       const r = rmsF(h, D, D / num(c, 'groups'), f(c, 2), num(c, 'eps'));
       return { outs: [r.y], saved: { h, inv: r.inv } };
     },
     backward(c, saved, d) {
       const { h, inv } = saved as { h: F32; inv: F32 };
-      const x = f(c, 0), z = f(c, 1), D = lastDim(c.shapes[0]!), r = rmsB(d0(d), h, inv, D, D / num(c, 'groups'), f(c, 2));
-      const dx = new Float32Array(x.length), dz = new Float32Array(x.length);
+      const x = f(c, 0), z = f(c, 1), D = lastDim(c.shapes[0]!), R = c.gemm.rows;
+      if (R) {
+        const r = R.rmsB(d0(d), h, inv, f(c, 2), D, D / num(c, 'groups'), { x, z });
+        return [r.dx, r.dz, r.dw];
+      }
+      const r = rmsB(d0(d), h, inv, D, D / num(c, 'groups'), f(c, 2));
+      const dx = f32(x.length), dz = f32(x.length);
       for (let i = 0; i < x.length; i++) {
         const s = sigmoid(z[i]!), dh = r.dx[i]!;
         dx[i] = dh * z[i]! * s;
@@ -225,7 +247,7 @@ export const OPS32: Readonly<Record<string, Op32>> = {
   layernorm: {
     forward(c) {
       const x = f(c, 0), D = lastDim(c.shapes[0]!), w = f(c, 1), b = c.ins[2] as F32 | null, rows = x.length / D;
-      const y = new Float32Array(x.length), xhat = new Float32Array(x.length), inv = new Float32Array(rows);
+      const y = f32(x.length), xhat = f32(x.length), inv = f32(rows);
       for (let r = 0; r < rows; r++) {
         let sum = 0, ss = 0;
         for (let i = r * D; i < (r + 1) * D; i++) sum += x[i]!;
@@ -244,7 +266,7 @@ export const OPS32: Readonly<Record<string, Op32>> = {
     backward(c, saved, d) {
       const { xhat, inv } = saved as { xhat: F32; inv: F32 };
       const D = lastDim(c.shapes[0]!), w = f(c, 1), dy = d0(d), rows = xhat.length / D;
-      const dx = new Float32Array(xhat.length), dw = new Float64Array(D), db = new Float64Array(D);
+      const dx = f32(xhat.length), dw = new Float64Array(D), db = new Float64Array(D);
       for (let r = 0; r < rows; r++) {
         let mg = 0, mgx = 0;
         for (let i = 0; i < D; i++) {

@@ -1,6 +1,7 @@
 // The f32 engine's sequence ops over packed sequences: causal conv, rope, attention, SSD. Every
 // loop walks the batch's sequence slices as the forward does (runtime/cpu/backward-seq.ts, the
-// float64 reference, is the oracle), so no gradient crosses a boundary. Attention and the SSD run
+// float64 reference, is the oracle), so no gradient crosses a boundary. The conv runs on the row
+// kernels (./rows.ts, WebAssembly SIMD) where the Gemm has them, else in JS. Attention and the SSD run
 // the reference's loops (flash-style attention backward from the saved row logsumexp; the chunked
 // SSD backward from the saved chunk-entering states) on double copies of the f32 operands, their
 // results stored in f32.
@@ -8,6 +9,7 @@
 import { attentionBackward32, attentionForward32 } from './attention.ts';
 import { invFreqs } from '../../cpu/attention.ts';
 import type { Ctx32, Op32 } from './graph.ts';
+import { f32 } from './pool.ts';
 import { type SsdIn32, ssdBackward32, ssdForward32 } from './ssd.ts';
 
 type F32 = Float32Array;
@@ -18,14 +20,15 @@ const narrow = (a: Float64Array) => Float32Array.from(a);
 /** y[t, c] = b[c] + Σ_j w[c, j] · x[t − (K−1) + j, c], taps before the sequence's first row zero;
  *  row by row over the channels, with w's taps as rows wt [K, C]. */
 function taps(w: F32, C: number, K: number): F32 {
-  const wt = new Float32Array(K * C);
+  const wt = f32(K * C);
   for (let ch = 0; ch < C; ch++) for (let j = 0; j < K; j++) wt[j * C + ch] = w[ch * K + j]!;
   return wt;
 }
 
 function convF(c: Ctx32): F32 {
   const [T, C] = c.shapes[0]! as [number, number], K = c.shapes[1]![2]!, x = f(c, 0), wt = taps(f(c, 1), C, K), b = c.ins[2] as F32 | null;
-  const y = new Float32Array(T * C);
+  if (c.gemm.rows) return c.gemm.rows.convF(x, wt, b, C, K, c.seqs);
+  const y = f32(T * C);
   for (const { start, len } of c.seqs) {
     for (let t = start; t < start + len; t++) {
       const o = t * C;
@@ -42,8 +45,9 @@ function convF(c: Ctx32): F32 {
 /** The transposed conv: dx[src] += w · dy[t]; dw[c, j] = Σ dy[t] · x[src]; db = Σ dy. */
 function convB(c: Ctx32, dy: F32): (F32 | null)[] {
   const [T, C] = c.shapes[0]! as [number, number], K = c.shapes[1]![2]!, x = f(c, 0), wt = taps(f(c, 1), C, K);
-  const dx = new Float32Array(T * C), dwt = new Float64Array(K * C), db = new Float64Array(C);
-  for (const { start, len } of c.seqs) {
+  const r = c.gemm.rows?.convB(x, wt, dy, C, K, c.seqs);
+  const dx = r?.dx ?? f32(T * C), dwt = r?.dwt ?? new Float64Array(K * C), db = r?.db ?? new Float64Array(C);
+  if (!r) for (const { start, len } of c.seqs) {
     for (let t = start; t < start + len; t++) {
       const o = t * C;
       for (let ch = 0; ch < C; ch++) db[ch] += dy[o + ch]!;
@@ -57,7 +61,7 @@ function convB(c: Ctx32, dy: F32): (F32 | null)[] {
       }
     }
   }
-  const dw = new Float32Array(C * K);
+  const dw = f32(C * K);
   for (let ch = 0; ch < C; ch++) for (let j = 0; j < K; j++) dw[ch * K + j] = dwt[j * C + ch]!;
   return [dx, dw, c.ins[2] ? narrow(db) : null];
 }

@@ -1,0 +1,232 @@
+// The f32 engine's row-wise kernels on WebAssembly SIMD (codegen/wasm/train-rows.ts; the bytes in
+// ./rows-module.ts): one instance on the calling thread over a memory of its own. Each call lays its
+// operands out (16-byte aligned), copies the inputs in, runs one or two kernels and copies the
+// results out into pool arrays, so the records (./ops.ts, ./seq.ts) keep their typed-array contracts.
+// Where the engine has no WebAssembly SIMD the records run their JS loops instead.
+// Given the product kernels' module, an instance of it runs on the same memory: `mm`, every product
+// of the engine, its operands copied in and packed into tiles and panels by the module's `pack`
+// (WasmKernels.product packs them in JS: about as long as a 64×64×64 product takes, and ~40 % of a
+// large product's time on one thread, all of it on the calling thread); the same micro-kernels, so
+// the same sums; large ones split over threads (./split.ts) where the memory is shared. A product's
+// result stays in place until the next product: the row calls lay out past it. Bytes [0, 64) hold
+// the products' job record.
+
+import { f32 } from './pool.ts';
+import { TRAIN_ROWS_WASM } from './rows-module.ts';
+import { ProductThreads } from './split.ts';
+import { threadSupport, threadsHere, unsharedModule } from '../../wasm/threads.ts';
+
+type F32 = Float32Array;
+type Fn = (...a: number[]) => void;
+
+export class RowKernels {
+  private readonly ex: Record<string, Fn>;
+  /** The product kernels on this memory: gemm_f32, work, their tile and panel sizes, the size from
+   *  which a product is split over the threads. */
+  private readonly gemm: { f: Fn; work: Fn; MR: number; NR: number; splitFrom: number } | null = null;
+  private threads: ProductThreads | null = null;
+  /** The next free byte of this call's layout; where the row calls start (past the last product). */
+  private top = LOW;
+  private base = LOW;
+
+  constructor(rows: WebAssembly.Module, kernels: WebAssembly.Module | null, private readonly mem: WebAssembly.Memory) {
+    this.ex = new WebAssembly.Instance(rows, { env: { memory: mem } }).exports as unknown as Record<string, Fn>;
+    if (kernels) {
+      const k = new WebAssembly.Instance(kernels, { env: { memory: mem } }).exports as unknown as Record<string, Fn | WebAssembly.Global>;
+      const v = (n: string) => (k[n] as WebAssembly.Global).value as number;
+      this.gemm = { f: k.gemm_f32 as Fn, work: k.work as Fn, MR: v('MR'), NR: v('NR'), splitFrom: v('SPLIT_FROM') };
+    }
+  }
+
+  /** Starts `n` − 1 workers for the large products (`kernels`: the module in its shared-memory form). */
+  async startThreads(kernels: WebAssembly.Module, n: number): Promise<void> {
+    if (n > 1 && this.gemm) this.threads = await ProductThreads.start(kernels, this.mem, n, this.gemm.work);
+  }
+
+  /** Ends the workers. */
+  close(): void {
+    this.threads?.close();
+    this.threads = null;
+  }
+
+  /** Whether `mm` runs here. */
+  get products(): boolean {
+    return this.gemm !== null;
+  }
+
+  /** Y [T, N] = X·Wᵀ, X[t, k] = x[xo + t·xt + k·xk], W[n, k] = w[wo + n·wn + k·wk] (as Gemm.mm):
+   *  a view of Y, rows `ld` apart, valid until the next product; `split`: over the threads from the
+   *  kernels' SPLIT_FROM multiply-adds (attention's and the SSD's small products are not: a wake-up
+   *  and a wait per 64×64×64 product bought nothing). */
+  mm(x: F32, xo: number, xt: number, xk: number, T: number, K: number, w: F32, wo: number, wn: number, wk: number, N: number, split = false): { y: F32; ld: number } {
+    const { f, MR, NR, splitFrom } = this.gemm!, panels = Math.ceil(N / NR), ld = panels * NR, Tpad = Math.ceil(T / MR) * MR;
+    // each operand's span of its array, copied in as is, then packed from its strides
+    const xs = (T - 1) * xt + (K - 1) * xk + 1, ws = (N - 1) * wn + (K - 1) * wk + 1;
+    this.top = LOW;
+    const xa = this.room(xs), wa = this.room(ws), tiles = this.room(Tpad * K), pan = this.room(panels * K * NR), ya = this.room(Tpad * ld);
+    this.base = this.top;
+    const buf = this.mem.buffer;
+    new Float32Array(buf, xa, xs).set(x.subarray(xo, xo + xs));
+    new Float32Array(buf, wa, ws).set(w.subarray(wo, wo + ws));
+    this.ex.pack!(xa, xt, xk, T, K, tiles, MR);
+    this.ex.pack!(wa, wn, wk, N, K, pan, NR);
+    if (split && this.threads && T * K * N >= splitFrom && panels > 1) this.threads.run(tiles, pan, ya, T, K, ld, panels);
+    else f(tiles, pan, ya, T, K, ld, 0, panels);
+    return { y: new Float32Array(buf, ya, Tpad * ld), ld };
+  }
+
+  /** Room for n elements of `bytes` each (16-byte aligned), the memory grown to hold it. */
+  private room(n: number, bytes = 4): number {
+    const at = this.top;
+    this.top = at + Math.ceil((n * bytes) / 16) * 16 + 16;
+    const need = this.top - this.mem.buffer.byteLength;
+    if (need > 0) this.mem.grow(Math.ceil(need / 65536));
+    return at;
+  }
+
+  /** Lays out inputs (copied in) and outputs (room, `zero`ed where asked), runs `body` with their
+   *  addresses and returns the outputs copied out. Outputs given as [n, 8] are f64. */
+  private call(ins: readonly F32[], outs: readonly (number | [number, 8])[], body: (a: number[]) => void, zero = false): (F32 | Float64Array)[] {
+    this.top = this.base;
+    const addr = [...ins.map((x) => this.room(x.length)), ...outs.map((o) => (typeof o === 'number' ? this.room(o) : this.room(o[0], 8)))];
+    const buf = this.mem.buffer;
+    ins.forEach((x, i) => new Float32Array(buf, addr[i]!, x.length).set(x));
+    if (zero) outs.forEach((o, i) => (typeof o === 'number' ? new Float32Array(buf, addr[ins.length + i]!, o) : new Float64Array(buf, addr[ins.length + i]!, o[0])).fill(0));
+    body(addr);
+    return outs.map((o, i) => {
+      if (typeof o !== 'number') return new Float64Array(buf, addr[ins.length + i]!, o[0]).slice();
+      const y = f32(o, false);
+      y.set(new Float32Array(buf, addr[ins.length + i]!, o));
+      return y;
+    });
+  }
+
+  /** y = silu(x). */
+  siluF(x: F32): F32 {
+    return this.call([x], [x.length], ([a, y]) => this.ex.silu_f!(a!, y!, x.length))[0] as F32;
+  }
+
+  /** dx = g · silu'(x). */
+  siluB(x: F32, g: F32): F32 {
+    return this.call([x, g], [x.length], ([a, b, d]) => this.ex.silu_b!(a!, b!, d!, x.length))[0] as F32;
+  }
+
+  /** y = a ∘ b (same lengths). */
+  mulF(a: F32, b: F32): F32 {
+    return this.call([a, b], [a.length], ([p, q, y]) => this.ex.mul_f!(p!, q!, y!, a.length))[0] as F32;
+  }
+
+  /** da = g ∘ b, db = g ∘ a (same lengths). */
+  mulB(a: F32, b: F32, g: F32): [F32, F32] {
+    return this.call([a, b, g], [a.length, a.length], ([p, q, r, da, db]) => this.ex.mul_b!(p!, q!, r!, da!, db!, a.length)) as [F32, F32];
+  }
+
+  /** y = a + b (same lengths). */
+  addF(a: F32, b: F32): F32 {
+    return this.call([a, b], [a.length], ([p, q, y]) => this.ex.add_f!(p!, q!, y!, a.length))[0] as F32;
+  }
+
+  /** RMSNorm over runs of gs features of x (the weight w [D] repeating): y and 1/rms per run; with
+   *  z, the gated norm's h = x·silu(z) normed instead (h returned too). */
+  rmsF(x: F32, z: F32 | null, w: F32, D: number, gs: number, eps: number): { y: F32; inv: F32; h: F32 | null } {
+    const runs = x.length / gs, ins = z ? [x, z, w] : [x, w], outs = z ? [x.length, runs, x.length] : [x.length, runs];
+    const r = this.call(ins, outs, (a) => {
+      const [xa, wa, ya, inva, ha] = z ? [a[0]!, a[2]!, a[3]!, a[4]!, a[5]!] : [a[0]!, a[1]!, a[2]!, a[3]!, 0];
+      if (z) this.ex.gate_f!(xa, a[1]!, ha, x.length);
+      this.ex.rms_f!(z ? ha : xa, wa, ya, inva, runs, gs, D, eps);
+    }) as F32[];
+    return { y: r[0]!, inv: r[1]!, h: z ? r[2]! : null };
+  }
+
+  /** RMSNorm's backward from the normed input h (x, or the gated norm's h with x and z for the
+   *  gate's backward): dh (or dx, dz through the gate) and dw [D] summed in f64. */
+  rmsB(dy: F32, h: F32, inv: F32, w: F32, D: number, gs: number, gate: { x: F32; z: F32 } | null): { dx: F32; dz: F32 | null; dw: F32 } {
+    const runs = h.length / gs, n = h.length;
+    const ins = gate ? [dy, h, inv, w, gate.x, gate.z] : [dy, h, inv, w];
+    const outs: (number | [number, 8])[] = gate ? [[D, 8], n, n, n] : [[D, 8], n];
+    const r = this.call(ins, outs, (a) => {
+      const dwa = a[ins.length]!, dha = a[ins.length + 1]!;
+      // the gated form's dh lies in its own room, then goes through the gate into dx, dz
+      this.ex.rms_b!(a[0]!, a[1]!, a[2]!, a[3]!, dha, dwa, runs, gs, D);
+      if (gate) this.ex.gate_b!(a[4]!, a[5]!, dha, a[ins.length + 2]!, a[ins.length + 3]!, n);
+    }, true);
+    const dw = Float32Array.from(r[0]!);
+    return gate ? { dx: r[2] as F32, dz: r[3] as F32, dw } : { dx: r[1] as F32, dz: null, dw };
+  }
+
+  /** The causal depthwise conv of x [T, C] by taps wt [K, C] (+ b), per sequence. */
+  convF(x: F32, wt: F32, b: F32 | null, C: number, K: number, seqs: readonly { start: number; len: number }[]): F32 {
+    const ins = b ? [x, wt, b] : [x, wt];
+    return this.call(ins, [x.length], (a) => {
+      const y = a[ins.length]!;
+      for (const { start, len } of seqs) this.ex.conv_f!(a[0]!, a[1]!, b ? a[2]! : 0, b ? 1 : 0, y, start, len, C, K);
+    }, true)[0] as F32;
+  }
+
+  /** Its backward: dx [T, C], dwt [K, C] and db [C] (both summed in f64). */
+  convB(x: F32, wt: F32, dy: F32, C: number, K: number, seqs: readonly { start: number; len: number }[]): { dx: F32; dwt: Float64Array; db: Float64Array } {
+    const r = this.call([x, wt, dy], [x.length, [K * C, 8], [C, 8]], ([xa, wa, da, dx, dwt, db]) => {
+      for (const { start, len } of seqs) this.ex.conv_b!(xa!, wa!, da!, dx!, dwt!, db!, start, len, C, K);
+    }, true);
+    return { dx: r[0] as F32, dwt: r[1] as Float64Array, db: r[2] as Float64Array };
+  }
+
+  /** Attention's probabilities of one sequence and query head from its scores s [n, lds]: p [n, n]
+   *  (written into `p`; zero outside each row's keys) and, unless `given`, each row's logsumexp
+   *  into `lse` [n] (else read from it, as the backward recomputes P). */
+  attnProbs(s: F32, lds: number, n: number, scale: number, window: number, lse: F32, given: boolean, p: F32): void {
+    this.top = this.base;
+    // s may be the last product's result in this memory, whose view growing the memory detaches
+    const own = s.buffer === this.mem.buffer ? s.byteOffset : -1;
+    const sa = this.room(n * lds), pa = this.room(n * n), la = this.room(n), st = this.room(2 * n);
+    const buf = this.mem.buffer;
+    new Float32Array(buf, sa, n * lds).set(own >= 0 ? new Float32Array(buf, own, n * lds) : s.subarray(0, n * lds));
+    new Float32Array(buf, pa, n * n).fill(0);
+    const lv = new Float32Array(buf, la, n);
+    if (given) lv.set(lse.subarray(0, n));
+    else {
+      this.ex.attn_stats!(sa, lds, n, scale, window, st);
+      const m = new Float32Array(buf, st, 2 * n);
+      for (let i = 0; i < n; i++) lse[i] = lv[i] = m[2 * i]! + Math.log(m[2 * i + 1]!);
+    }
+    this.ex.attn_p!(sa, lds, pa, n, scale, window, la);
+    p.set(new Float32Array(buf, pa, n * n));
+  }
+}
+
+/** Bytes below the layouts: the products' job record (codegen/wasm/job.ts, 48 bytes at 0). */
+const LOW = 64;
+let compiled: { bytes: Uint8Array; unshared: WebAssembly.Module } | null | undefined;
+
+/** The row kernels on this thread over an unshared memory (with `kernels`, the product kernels'
+ *  module in its unshared form: the products too, on this thread alone), or null where the engine
+ *  has no WebAssembly SIMD. */
+export function rowKernels(kernels: WebAssembly.Module | null = null): RowKernels | null {
+  const m = rowModules();
+  return m ? new RowKernels(m.unshared, kernels, new WebAssembly.Memory({ initial: 16, maximum: 65536 })) : null;
+}
+
+/** The row kernels and every product on `threads` threads (the calling one counts) over a shared
+ *  memory, from the product kernels' bytes (their variants: the first the engine runs, as
+ *  runtime/wasm/module.ts picks); one thread over an unshared memory where this thread may not
+ *  share memory or wait for others. */
+export async function rowKernelsWithProducts(kernels: Uint8Array | readonly Uint8Array[], threads: number): Promise<RowKernels | null> {
+  const m = rowModules();
+  if (!m) return null;
+  const { wasmModule } = await import('../../wasm/module.ts');
+  const support = threadSupport(), n = threadsHere(threads, support);
+  if (!support.shared || n < 2) return rowKernels(await wasmModule(kernels, unsharedModule));
+  const shared = await wasmModule(kernels);
+  const r = new RowKernels(new WebAssembly.Module(m.bytes as Uint8Array<ArrayBuffer>), shared, new WebAssembly.Memory({ initial: 16, maximum: 65536, shared: true }));
+  await r.startThreads(shared, n);
+  return r;
+}
+
+/** The module's bytes (shared-memory form) and its unshared form compiled. */
+function rowModules(): { bytes: Uint8Array; unshared: WebAssembly.Module } | null {
+  if (compiled === undefined) {
+    const bytes = Uint8Array.from(atob(TRAIN_ROWS_WASM), (c) => c.charCodeAt(0)), plain = unsharedModule(bytes) as Uint8Array<ArrayBuffer>;
+    compiled = typeof WebAssembly === 'object' && WebAssembly.validate(plain) ? { bytes, unshared: new WebAssembly.Module(plain) } : null;
+  }
+  return compiled;
+}
