@@ -3,31 +3,16 @@
 // prefill and decode; and what a step reads: the panels of the experts some token chose, once each
 // per step — k of E experts' bytes for one token, never the unchosen ones'.
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { assembleWith, loadWabt, wasmKernels } from '../../../codegen/wasm/assemble.ts';
-import { renderWasmProgram } from '../../../codegen/wasm/program.ts';
-import type { EntryName, Program } from '../../../runtime/program.ts';
+import { describe, expect, it } from 'vitest';
+import type { EntryName } from '../../../runtime/program.ts';
 import type { DType } from '../../../runtime/tensor.ts';
 import { f32ToBf16 } from '../../../runtime/tensor.ts';
-import { WasmBackend } from '../../../runtime/wasm/backend.ts';
+import type { WasmBackend } from '../../../runtime/wasm/backend.ts';
 import { type OpInput, runOp } from '../../helpers/kernels.ts';
+import { useProgramBackends } from '../../helpers/wasm-program.ts';
 import { expectClose, prng, uniform } from '../cpu/check.ts';
 
-let kernels: WebAssembly.Module;
-let wabt: Awaited<ReturnType<typeof loadWabt>>;
-const made: WasmBackend[] = [];
-beforeAll(async () => {
-  kernels = new WebAssembly.Module(await wasmKernels() as Uint8Array<ArrayBuffer>);
-  wabt = await loadWabt();
-});
-afterAll(() => { for (const b of made) b.dispose(); });
-
-function wasmFor(p: Program): WasmBackend {
-  const own = new WebAssembly.Module(assembleWith(wabt, renderWasmProgram(p), 'test-program.wat') as Uint8Array<ArrayBuffer>);
-  const b = new WasmBackend(p, kernels, 1, own);
-  made.push(b);
-  return b;
-}
+const wasmFor = useProgramBackends();
 
 const r = prng(777);
 const act = (T: number, n: number, lo = -1, hi = 1): OpInput => ({ act: uniform(r, T * n, lo, hi), shape: ['T', n] });

@@ -5,32 +5,17 @@
 // the same normalised values), gather and scatter exactly (indices outside the rows among them);
 // then each with its x read through a pre-expression (materialised into scratch first).
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { assembleWith, loadWabt, wasmKernels } from '../../../codegen/wasm/assemble.ts';
-import { renderWasmProgram } from '../../../codegen/wasm/program.ts';
+import { describe, expect, it } from 'vitest';
 import type { Attrs } from '../../../compiler/ops.ts';
 import type { Backend } from '../../../runtime/backend.ts';
 import { CpuBackend } from '../../../runtime/cpu/backend.ts';
 import type { EntryName, Kernel, Program, View } from '../../../runtime/program.ts';
-import { WasmBackend } from '../../../runtime/wasm/backend.ts';
+import type { WasmBackend } from '../../../runtime/wasm/backend.ts';
 import { type OpInput, runOp } from '../../helpers/kernels.ts';
+import { useProgramBackends } from '../../helpers/wasm-program.ts';
 import { expectClose, prng, uniform } from '../cpu/check.ts';
 
-let kernels: WebAssembly.Module;
-let wabt: Awaited<ReturnType<typeof loadWabt>>;
-const made: WasmBackend[] = [];
-beforeAll(async () => {
-  kernels = new WebAssembly.Module(await wasmKernels() as Uint8Array<ArrayBuffer>);
-  wabt = await loadWabt();
-});
-afterAll(() => { for (const b of made) b.dispose(); });
-
-function wasmFor(p: Program): WasmBackend {
-  const own = new WebAssembly.Module(assembleWith(wabt, renderWasmProgram(p), 'test-program.wat') as Uint8Array<ArrayBuffer>);
-  const b = new WasmBackend(p, kernels, 1, own);
-  made.push(b);
-  return b;
-}
+const wasmFor = useProgramBackends();
 
 const act = (r: () => number, T: number, shape: readonly number[], lo = -1, hi = 1): OpInput =>
   ({ act: uniform(r, T * shape.reduce((a, b) => a * b, 1), lo, hi), shape: ['T', ...shape] });
