@@ -10,11 +10,13 @@
 // Run: npx tsx bench/bamba9b.ts [--dir /work/data/bamba9b-bf16] [--formats q4,q8] [--threads 2]
 //        [--prefill 512] [--decode 32] [--check 4] [--no-reference] [--load-only] [--tied]
 //        (formats: bf16, q8, q4, and q8a8 / q4a8 with 8-bit activations)
-//        [--llama bamba9b-q4_0.gguf] [--cold]
+//        [--llama bamba9b-q4_0.gguf] [--rounds 1] [--cold]
 // --cold: no read of the checkpoint before the loads, and the page cache dropped before each (where
 // /proc/sys/vm/drop_caches is writable): a load from disk, as after a download or a reboot.
 // --llama: llama.cpp's llama-bench on that GGUF (bench/llama/to_gguf.py of the same checkpoint, then
 // llama-quantize Q4_0) after archc's runs, same threads, prefill and decode, for the side by side.
+// --rounds N: N interleaved rounds (archc's formats, then llama.cpp), each ratio of the round's own
+// pair, and their median: both sides move by 10-20 % from run to run on a shared machine.
 // The checkpoint (~19.6 GB untied, 18.5 GB tied) is made with `archc init-weights models/bamba.arch
 // --dtype bf16 --set tie=false --shard-size 5000000000` when the directory does not exist. Big
 // processes run one at a time (each holds the model). Writes bench/results/bamba9b.json.
@@ -56,6 +58,7 @@ const LOAD_ONLY = argv.includes('--load-only');
 const CHILD = flag('--child', '');
 const LLAMA = flag('--llama', '');
 const COLD = argv.includes('--cold');
+const ROUNDS = Number(flag('--rounds', '1'));
 
 /** Bytes per weight a wasm decode step reads of a product's matrix in each format: the packed
  *  panels (runtime/wasm/layout.ts QUANT_LAYOUT: one group is 8 columns × 32 k), not the
@@ -217,42 +220,52 @@ async function main(): Promise<void> {
   const warm = COLD ? null : warmPageCache(DIR);
   if (warm) console.log(`read the checkpoint once: ${gb(warm.bytes)} GB in ${fmt(warm.s)} s (${fmt(warm.bytes / warm.s / 1e9, 2)} GB/s)`);
   const tmp = mkdtempSync(join(tmpdir(), 'archc-bamba9b-'));
-  const results: (ChildResult & { check?: ReturnType<typeof compareLogits> })[] = [];
+  const results: (ChildResult & { check?: ReturnType<typeof compareLogits>; round: number })[] = [];
+  const llamas: ReturnType<typeof llamaBench>[] = [];
   try {
-    for (const format of FORMATS) {
-      if (COLD) console.log(`  page cache ${dropCaches() ? 'dropped' : 'NOT dropped (/proc/sys/vm/drop_caches is not writable here)'}`);
-      const r = await runChild(`wasm:${format}:${join(tmp, `wasm-${format}.f32`)}`);
-      let check;
-      if (REFERENCE && !LOAD_ONLY) {
-        const ref = await runChild(`cpu:${format}:${join(tmp, `cpu-${format}.f32`)}`);
-        check = compareLogits(r.logitsFile, ref.logitsFile);
-        console.log(`  ${format}: reference loaded in ${fmt(ref.loadS)} s, its ${CHECK}-token prefill ${fmt(ref.checkS)} s`);
+    for (let round = 1; round <= ROUNDS; round++) {
+      if (ROUNDS > 1) console.log(`round ${round} of ${ROUNDS}`);
+      for (const format of FORMATS) {
+        if (COLD) console.log(`  page cache ${dropCaches() ? 'dropped' : 'NOT dropped (/proc/sys/vm/drop_caches is not writable here)'}`);
+        const r = await runChild(`wasm:${format}:${join(tmp, `wasm-${format}.f32`)}`);
+        let check;
+        if (REFERENCE && !LOAD_ONLY && round === 1) {
+          const ref = await runChild(`cpu:${format}:${join(tmp, `cpu-${format}.f32`)}`);
+          check = compareLogits(r.logitsFile, ref.logitsFile);
+          console.log(`  ${format}: reference loaded in ${fmt(ref.loadS)} s, its ${CHECK}-token prefill ${fmt(ref.checkS)} s`);
+        }
+        results.push({ ...r, check, round });
+        console.log(`  ${format}: load ${fmt(r.loadS)} s (${fmt(r.checkpointBytes / r.loadS / 1e9, 2)} GB/s), peak RSS ${gb(r.peakRss)} GB, `
+          + (LOAD_ONLY ? '' : `prefill ${PREFILL} ${fmt(PREFILL / r.prefillS!)} tok/s, decode ${fmt(DECODE / r.decodeS!, 2)} tok/s; `) + conditions());
       }
-      results.push({ ...r, check });
-      console.log(`  ${format}: load ${fmt(r.loadS)} s (${fmt(r.checkpointBytes / r.loadS / 1e9, 2)} GB/s), peak RSS ${gb(r.peakRss)} GB, `
-        + (LOAD_ONLY ? '' : `prefill ${PREFILL} ${fmt(PREFILL / r.prefillS!)} tok/s, decode ${fmt(DECODE / r.decodeS!, 2)} tok/s; `) + conditions());
+      if (LLAMA) llamas.push(llamaBench(LLAMA));
     }
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
-  const rows = [['format', 'load s', 'load GB/s', 'RSS after load GB', 'peak RSS GB', `prefill ${PREFILL} tok/s`, 'decode tok/s', 'decode weight GB/s', `× copy ${THREADS}t`, 'logits vs reference']];
+  const rows = [['round', 'format', 'load s', 'load GB/s', 'RSS after load GB', 'peak RSS GB', `prefill ${PREFILL} tok/s`, 'decode tok/s', 'decode weight GB/s', `× copy ${THREADS}t`, 'logits vs reference']];
   for (const r of results) {
     const decodeGBs = r.weightBytesPerToken * DECODE / r.decodeS! / 1e9;
     const ran = r.decodeS !== undefined;
-    rows.push([r.format, fmt(r.loadS), fmt(r.checkpointBytes / r.loadS / 1e9, 2), gb(r.rssAfterLoad), gb(r.peakRss), ran ? fmt(PREFILL / r.prefillS!, 1) : '—', ran ? fmt(DECODE / r.decodeS!, 2) : '—',
+    rows.push([String(r.round), r.format, fmt(r.loadS), fmt(r.checkpointBytes / r.loadS / 1e9, 2), gb(r.rssAfterLoad), gb(r.peakRss), ran ? fmt(PREFILL / r.prefillS!, 1) : '—', ran ? fmt(DECODE / r.decodeS!, 2) : '—',
       ran ? fmt(decodeGBs, 2) : '—', ran ? fmt(decodeGBs / copy.all, 2) : '—', r.check ? `${r.check.rel.toExponential(1)} of scale${r.check.sameTop ? '' : ', top-1 differs'}` : '—']);
   }
-  const llama = LLAMA ? llamaBench(LLAMA) : null;
-  if (llama) {
-    const q4 = results.find((r) => r.format === 'q4' && r.decodeS !== undefined);
-    rows.push([`llama.cpp ${llama.type}`, '—', '—', '—', '—', fmt(llama.prefill, 1), fmt(llama.decode, 2), '—', '—', '—']);
-    if (q4) console.log(`archc q4 / llama.cpp ${llama.type}: decode ${fmt(DECODE / q4.decodeS! / llama.decode, 2)}×, prefill ${fmt(PREFILL / q4.prefillS! / llama.prefill, 2)}×`);
+  llamas.forEach((l, i) => rows.push([String(i + 1), `llama.cpp ${l.type}`, '—', '—', '—', '—', fmt(l.prefill, 1), fmt(l.decode, 2), '—', '—', '—']));
+  // each round's 4-bit archc format against that round's llama.cpp run, and the median of the rounds
+  const ratios = llamas.flatMap((l, i) => {
+    const q4 = results.find((r) => r.round === i + 1 && r.format.startsWith('q4') && r.decodeS !== undefined);
+    return q4 ? [{ format: q4.format, decode: DECODE / q4.decodeS! / l.decode, prefill: PREFILL / q4.prefillS! / l.prefill }] : [];
+  });
+  const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2; };
+  if (ratios.length) {
+    console.log(`archc ${ratios[0]!.format} / llama.cpp ${llamas[0]!.type}, by round: decode ${ratios.map((r) => fmt(r.decode, 2)).join(' ')}; prefill ${ratios.map((r) => fmt(r.prefill, 2)).join(' ')}`);
+    console.log(`  median of ${ratios.length}: decode ${fmt(median(ratios.map((r) => r.decode)), 2)}×, prefill ${fmt(median(ratios.map((r) => r.prefill)), 2)}×`);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   console.log(`\n${rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ')).join('\n')}\n\n${conditions()}`);
   mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true });
   writeFileSync(join(ROOT, 'bench', 'results', 'bamba9b.json'), JSON.stringify({ bench: 'bamba9b', date: new Date().toISOString(), node: process.version, cpu: cpus()[0]?.model,
-    cores: cpus().length, threads: THREADS, dir: DIR, tied: TIED, copyGBs: copy, warmRead: warm, prefill: PREFILL, decode: DECODE, results, llama }, null, 2) + '\n');
+    cores: cpus().length, threads: THREADS, dir: DIR, tied: TIED, copyGBs: copy, warmRead: warm, prefill: PREFILL, decode: DECODE, rounds: ROUNDS, results, llama: llamas, ratios }, null, 2) + '\n');
 }
 
 /** llama-bench on `gguf`: prefill PREFILL and decode DECODE tokens/s, one repetition, THREADS threads. */
