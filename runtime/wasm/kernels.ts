@@ -24,6 +24,7 @@ import { colTiles, rowTiles } from './pack-train.ts';
 import { type Threads, onNode, startThreads, startThreadsNow, threadSupport } from './threads.ts';
 import type { Memory64Support } from './memory64.ts';
 import { PROGRAM_WORKER } from './split.ts';
+import { awaitJob, postJob } from './job.ts';
 
 /** A weight [N, K] packed into panels of NR output columns, [P][K][NR] (zeros past N); q8/q4 in
  *  panels of groups of 32 along K (codegen/wasm/kernels.ts QUANT_LAYOUT). */
@@ -44,13 +45,8 @@ export interface PackedWeight {
  *  job: [memory, s]: run `work(s)` on its instance over that memory (the product in the memory's job
  *  record; -1: none); [PROGRAM_JOB]: chunks of the program module's call record (runtime/wasm/split.ts). */
 const CTL_GEN = 0, CTL_DONE = 1, CTL_QUIT = 2, CTL_JOBS = 4, JOB = 10, PROGRAM_JOB = -2;
-/** The job record in the module's memory (i32 fields: claim word, panels done, then the product;
- *  memory64: the weight's base, an i64, at i32 12 and 13). */
-const JOB_CLAIM = 0, JOB_DONE = 1, JOB_WBASE = 12;
-/** How long an idle worker spins on the control word before it sleeps (ms), and how many times the
- *  caller reads a product's count before it sleeps. */
+/** How long an idle worker spins on the control word before it sleeps (ms). */
 const SPIN_MS = Number(globalThis.process?.env?.ARCHC_SPIN_MS ?? 2);
-const SPIN_LOADS = 1 << 16;
 /** With 8-bit activations, the integer-dot GEMV takes products of up to this many rows, the integer
  *  GEMM (codegen/wasm/gemm8.ts) the others (one thread, GFLOP-equivalent/s at the ~100M's shapes,
  *  GEMM / GEMV: q4 62 / 61 at 1 row, 90 / 62 at 2, 100 / 62 at 512; q8, whose GEMV makes two dot
@@ -393,15 +389,7 @@ export class WasmKernels {
     // ~30 % slower on 2 threads, likely as each chunk's claim and count move a cache line between the cores)
     const groups = 2 * this.gemvPanels;
     const chunk = Math.max(T === 1 ? Math.max(groups, Math.ceil(panels / (2 * this.threads) / groups) * groups) : Math.ceil(panels / (4 * this.threads)), Math.ceil(panels / 0xfff0));
-    // closed while the record is rewritten (every chunk of the last job is done: see below)
-    const number = (++this.jobs & 0x7fff) << 16;
-    Atomics.store(job, JOB_CLAIM, number | 0xffff);
-    [0, fn, x, w, y, T, K, ldy, p0, p1, chunk].forEach((v, i) => Atomics.store(job, JOB_CLAIM + 1 + i, v));
-    if (wb !== null) {
-      Atomics.store(job, JOB_WBASE, Number(wb & 0xffffffffn) | 0);
-      Atomics.store(job, JOB_WBASE + 1, Number(wb >> 32n));
-    }
-    Atomics.store(job, JOB_CLAIM, number);
+    postJob(job, ++this.jobs, { dt: fn, x, w, y, T, K, ldy, p0, p1, chunk, wbase: wb ?? undefined });
     const mem = m.index;
     for (let i = 0; i < n; i++) {
       this.ctl[CTL_JOBS + i * JOB] = mem;
@@ -410,10 +398,7 @@ export class WasmKernels {
     Atomics.add(this.ctl, CTL_GEN, 1);
     Atomics.notify(this.ctl, CTL_GEN);
     m.ex.work(s);
-    // the workers' last chunks end soon after the caller's: spin on the count, then sleep
-    let done = Atomics.load(job, JOB_DONE);
-    for (let i = 1; done < panels && i < SPIN_LOADS; i++) done = Atomics.load(job, JOB_DONE);
-    for (; done < panels; done = Atomics.load(job, JOB_DONE)) Atomics.wait(job, JOB_DONE, done);
+    awaitJob(job, panels);
   }
 
   /** Each worker's data: the module, the memories, the control words and its job slot (and the

@@ -1,17 +1,16 @@
 // The f32 engine's large products split over threads on the row kernels' shared memory
-// (./rows.ts): the product kernels' own job record and `work` (codegen/wasm/job.ts, at byte 0 of
-// the memory), as runtime/wasm/kernels.ts shares a product over its workers — the caller writes the
+// (./rows.ts): the product kernels' own job record and `work` (codegen/wasm/job.ts, written and
+// awaited by runtime/wasm/job.ts; at byte 0 of the memory), as runtime/wasm/kernels.ts shares a product over its workers — the caller writes the
 // job, wakes the workers, takes chunks of weight panels itself and waits only until every panel is
 // done. Each panel is computed whole by one thread with the same micro-kernel, so the sums do not
 // depend on the thread count.
 
 import { PRODUCT } from '../../wasm/layout.ts';
 import { type Threads, startThreads } from '../../wasm/threads.ts';
+import { awaitJob, postJob } from '../../wasm/job.ts';
 
 /** Control words shared with the workers: [generation, quit]. */
 const CTL_GEN = 0, CTL_QUIT = 1;
-/** The job record's i32 words (codegen/wasm/job.ts JOB_FIELDS / 4, the record at byte 0). */
-const W = { claim: 0, done: 1, dt: 2, x: 3, w: 4, y: 5, T: 6, K: 7, ldy: 8, p0: 9, p1: 10, chunk: 11 } as const;
 /** How long an idle worker spins before it sleeps (ms): the step's products come milliseconds apart. */
 const SPIN_MS = 2;
 
@@ -50,18 +49,11 @@ export class ProductThreads {
   run(x: number, w: number, y: number, T: number, K: number, ldy: number, panels: number): void {
     const job = this.job, n = this.threads.count + 1;
     const chunk = Math.max(Math.ceil(panels / (4 * n)), Math.ceil(panels / 0xfff0));
-    // closed while the record is rewritten (the last job's chunks are all done)
-    const number = (++this.jobs & 0x7fff) << 16;
-    Atomics.store(job, W.claim, number | 0xffff);
-    const fields: [keyof typeof W, number][] = [['done', 0], ['dt', PRODUCT.f32], ['x', x], ['w', w], ['y', y], ['T', T], ['K', K], ['ldy', ldy], ['p0', 0], ['p1', panels], ['chunk', chunk]];
-    for (const [f, v] of fields) Atomics.store(job, W[f], v);
-    Atomics.store(job, W.claim, number);
+    postJob(job, ++this.jobs, { dt: PRODUCT.f32, x, w, y, T, K, ldy, p0: 0, p1: panels, chunk });
     Atomics.add(this.ctl, CTL_GEN, 1);
     Atomics.notify(this.ctl, CTL_GEN);
     this.work(0);
-    let done = Atomics.load(job, W.done);
-    for (let i = 1; done < panels && i < 1 << 16; i++) done = Atomics.load(job, W.done);
-    for (; done < panels; done = Atomics.load(job, W.done)) Atomics.wait(job, W.done, done);
+    awaitJob(job, panels);
   }
 
   /** Ends the workers. */

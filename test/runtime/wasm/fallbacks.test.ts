@@ -7,17 +7,16 @@
 
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { assembleWith, loadWabt, wasmKernels } from '../../../codegen/wasm/assemble.ts';
+import { describe, expect, it } from 'vitest';
 import { renderWasmProgram } from '../../../codegen/wasm/program.ts';
 import { compileFile } from '../../../compiler/compile.ts';
 import { fallbackSummary, programReport } from '../../../compiler/kernel/report.ts';
 import { lowerToProgram } from '../../../compiler/lower.ts';
 import { presetSets } from '../../../compiler/presets.ts';
 import type { Entry, EntryName, Kernel, Program } from '../../../runtime/program.ts';
-import { WasmBackend } from '../../../runtime/wasm/backend.ts';
 import { NO_MODULE, ownFunctions, placeKernel, wasmFallbacks, wasmPlan } from '../../../runtime/wasm/plan.ts';
 import { ROOT } from '../../helpers/checkpoints.ts';
+import { useProgramBackends } from '../../helpers/wasm-program.ts';
 
 const ENTRIES: readonly EntryName[] = ['forward', 'prefill', 'decode'];
 /** `name` in every entry. */
@@ -78,14 +77,7 @@ describe('kernels the wasm backend runs on the reference path (tiny preset)', ()
 });
 
 describe('the plan, the renderer, the backend and the build report agree', () => {
-  let kernels: WebAssembly.Module;
-  let wabt: Awaited<ReturnType<typeof loadWabt>>;
-  const made: WasmBackend[] = [];
-  beforeAll(async () => {
-    kernels = new WebAssembly.Module(await wasmKernels() as Uint8Array<ArrayBuffer>);
-    wabt = await loadWabt();
-  });
-  afterAll(() => { for (const b of made) b.dispose(); });
+  const backendFor = useProgramBackends();
 
   for (const name of MODELS) {
     it(`${name}: the module has functions for exactly the kernels placed in it`, () => {
@@ -112,10 +104,7 @@ describe('the plan, the renderer, the backend and the build report agree', () =>
 
   it('the backend lists the plan\'s fallbacks with the module, every kernel without it', () => {
     const p = tiny('bamba');
-    const own = new WebAssembly.Module(assembleWith(wabt, renderWasmProgram(p), 'test-program.wat') as Uint8Array<ArrayBuffer>);
-    const withModule = new WasmBackend(p, kernels, 1, own);
-    const without = new WasmBackend(p, kernels, 1);
-    made.push(withModule, without);
+    const withModule = backendFor(p), without = backendFor(p, { module: false });
     expect(withModule.fallbacks).toEqual(wasmFallbacks(p));
     const all = (Object.entries(p.entries) as [EntryName, Entry][]).flatMap(([entry, e]) => e.kernels.map((k) => ({ entry, name: k.name, family: k.family, reason: NO_MODULE })));
     const fallbackAt = new Map(wasmFallbacks(p).map((f) => [`${f.entry} ${f.name}`, f.reason]));

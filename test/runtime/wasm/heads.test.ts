@@ -9,17 +9,15 @@
 
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { wasmKernelVariants } from '../../../codegen/wasm/assemble.ts';
-import { wasmProgram } from '../../../codegen/wasm/program.ts';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { Model } from '../../../runtime/model.ts';
 import type { Kernel, Program } from '../../../runtime/program.ts';
 import { ProgramCalls } from '../../../runtime/wasm/split.ts';
-import { ROOT, expectLogitsClose, makeDir, programFor, randomIds, removeDir, writeCheckpoint } from '../../helpers/checkpoints.ts';
+import { ROOT, makeDir, programFor, randomIds, removeDir, writeCheckpoint } from '../../helpers/checkpoints.ts';
+import { type ThreadOptions, expectSameOnThreads, useModelsOnThreads } from '../../helpers/threads.ts';
 
 const work = makeDir('archc-heads-');
-let kernels: Uint8Array[];
-beforeAll(async () => { kernels = await wasmKernelVariants(); });
+const onThreads = useModelsOnThreads();
 afterAll(() => removeDir(work));
 
 /** The packed forward's logits, the prefill's, then one decode step's. */
@@ -32,21 +30,9 @@ function prefillRun(m: Model, prompts: readonly number[][]): Float32Array[] {
   return out;
 }
 
-/** The first element where two runs' logits differ in bits, or null. */
-function firstDifference(a: readonly Float32Array[], b: readonly Float32Array[]): string | null {
-  for (let i = 0; i < a.length; i++) {
-    const x = new Uint32Array(a[i]!.buffer, a[i]!.byteOffset, a[i]!.length), y = new Uint32Array(b[i]!.buffer, b[i]!.byteOffset, b[i]!.length);
-    if (x.length !== y.length) return `output ${i}: ${x.length} against ${y.length} values`;
-    for (let j = 0; j < x.length; j++) if (x[j] !== y[j]) return `output ${i}, element ${j}: ${a[i]![j]} against ${b[i]![j]}`;
-  }
-  return null;
-}
-
-async function check(program: Program, dir: string, prompts: readonly number[][], opts: { quantize?: 'q4'; activations?: 'q8' }, what: string, V: number): Promise<void> {
+async function check(program: Program, dir: string, prompts: readonly number[][], opts: ThreadOptions, what: string, V: number): Promise<void> {
   const capacity = 256;
-  const cpu = await Model.loadProgram(program, dir, { backend: 'cpu', threads: 1, capacity, ...opts });
-  const own = await wasmProgram(program);
-  const wasm = await Promise.all([1, 2, 3].map((threads) => Model.loadProgram(program, dir, { backend: 'wasm', threads, capacity, wasmKernels: kernels, wasmProgram: own, ...opts })));
+  const models = await onThreads(program, dir, capacity, opts), { cpu, wasm } = models;
   const shared = { ssd: 0, attn: 0, conv: 0 }, overruns: string[] = [];
   // the conv's functions (shared by channels, runtime/wasm/program.ts unitsOf 'quad')
   const backends = wasm.map((m) => (m as unknown as { backend: { prog: { get(k: Kernel): { run?: unknown } | undefined } } }).backend);
@@ -70,16 +56,14 @@ async function check(program: Program, dir: string, prompts: readonly number[][]
     const want = prefillRun(cpu, prompts);
     const got = wasm.map((m) => prefillRun(m, prompts));
     const label = `${what}, sequences of ${prompts.map((p) => p.length).join('+')}`;
-    for (let t = 1; t < got.length; t++) expect(firstDifference(got[0]!, got[t]!), `${label}: 1 thread against ${t + 1}`).toBeNull();
-    want.forEach((w, i) => expectLogitsClose(got[1]![i]!, w, 1e-5, `${label}: output ${i} against the CPU engine`, V));
+    expectSameOnThreads(want, got, label, V);
     expect(overruns, `${label}: routines that wrote past their scratch`).toEqual([]);
     expect(shared.ssd, `${label}: the SSD's heads shared`).toBeGreaterThan(0);
     expect(shared.attn, `${label}: the attention's heads shared`).toBeGreaterThan(0);
     expect(shared.conv, `${label}: the conv's channels shared`).toBeGreaterThan(0);
   } finally {
     spy.mockRestore();
-    cpu.dispose();
-    for (const m of wasm) m.dispose();
+    models.dispose();
   }
 }
 

@@ -11,12 +11,14 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { wasmKernels, wasmKernelVariants } from '../../../codegen/wasm/assemble.ts';
 import { renderWasmKernels } from '../../../codegen/wasm/kernels.ts';
+import { JOB_FIELDS, JOB_WBASE } from '../../../codegen/wasm/job.ts';
 import { WASM_FMA_TARGET, WASM_TARGET, WASM_TARGETS, WASM_TARGETS64, type WasmTarget } from '../../../codegen/wasm/target.ts';
 import type { Backend } from '../../../runtime/backend.ts';
 import type { EntryName, Program } from '../../../runtime/program.ts';
 import { f32ToBf16, f32ToF16, type DType, type Tensor } from '../../../runtime/tensor.ts';
 import { WasmBackend } from '../../../runtime/wasm/backend.ts';
 import { WasmKernels } from '../../../runtime/wasm/kernels.ts';
+import { JOB_WORDS } from '../../../runtime/wasm/job.ts';
 import { wasmModule } from '../../../runtime/wasm/module.ts';
 import { type OpInput, runOp } from '../../helpers/kernels.ts';
 import { expectClose, prng, uniform } from '../cpu/check.ts';
@@ -247,4 +249,10 @@ describe('the wasm module text', () => {
       expect(text).toBe(readFileSync(file, 'utf8'));
     });
   }
+
+  it('and the runtime writes its job record where the module reads it (runtime/wasm/job.ts)', () => {
+    const { wbase, ...words } = JOB_WORDS;
+    expect(Object.fromEntries(Object.entries(words).map(([k, i]) => [k, 4 * i]))).toEqual(JOB_FIELDS);
+    expect(4 * wbase).toBe(JOB_WBASE);
+  });
 });

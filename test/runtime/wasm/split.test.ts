@@ -8,17 +8,15 @@
 
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { wasmKernelVariants } from '../../../codegen/wasm/assemble.ts';
-import { wasmProgram } from '../../../codegen/wasm/program.ts';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { Model } from '../../../runtime/model.ts';
 import type { Program } from '../../../runtime/program.ts';
 import { ProgramCalls, SPLIT } from '../../../runtime/wasm/split.ts';
-import { ROOT, expectLogitsClose, makeDir, programFor, randomIds, removeDir, writeCheckpoint } from '../../helpers/checkpoints.ts';
+import { ROOT, makeDir, programFor, randomIds, removeDir, writeCheckpoint } from '../../helpers/checkpoints.ts';
+import { type ThreadOptions, expectSameOnThreads, useModelsOnThreads } from '../../helpers/threads.ts';
 
 const work = makeDir('archc-split-');
-let kernels: Uint8Array[];
-beforeAll(async () => { kernels = await wasmKernelVariants(); });
+const onThreads = useModelsOnThreads();
 afterAll(() => removeDir(work));
 
 /** Prompts of these lengths, prefilled together, then `steps` decode steps of the batch: every
@@ -31,21 +29,9 @@ function decodeRun(m: Model, prompts: readonly number[][], steps: number): Float
   return out;
 }
 
-/** The first element where two runs' logits differ in bits, or null. */
-function firstDifference(a: readonly Float32Array[], b: readonly Float32Array[]): string | null {
-  for (let i = 0; i < a.length; i++) {
-    const x = new Uint32Array(a[i]!.buffer, a[i]!.byteOffset, a[i]!.length), y = new Uint32Array(b[i]!.buffer, b[i]!.byteOffset, b[i]!.length);
-    if (x.length !== y.length) return `output ${i}: ${x.length} against ${y.length} values`;
-    for (let j = 0; j < x.length; j++) if (x[j] !== y[j]) return `output ${i}, element ${j}: ${a[i]![j]} against ${b[i]![j]}`;
-  }
-  return null;
-}
-
-async function check(program: Program, dir: string, opts: { quantize?: 'q4'; activations?: 'q8' }, what: string, V: number): Promise<void> {
+async function check(program: Program, dir: string, opts: ThreadOptions, what: string, V: number): Promise<void> {
   const capacity = 96;
-  const cpu = await Model.loadProgram(program, dir, { backend: 'cpu', threads: 1, capacity, ...opts });
-  const own = await wasmProgram(program);
-  const wasm = await Promise.all([1, 2, 3].map((threads) => Model.loadProgram(program, dir, { backend: 'wasm', threads, capacity, wasmKernels: kernels, wasmProgram: own, ...opts })));
+  const models = await onThreads(program, dir, capacity, opts), { cpu, wasm } = models;
   const shared = new Map<number, number>();
   const run = ProgramCalls.prototype.run;
   const spy = vi.spyOn(ProgramCalls.prototype, 'run').mockImplementation(function (this: ProgramCalls, ...a: Parameters<typeof run>) {
@@ -61,8 +47,7 @@ async function check(program: Program, dir: string, opts: { quantize?: 'q4'; act
       shared.clear();
       const got = wasm.map((m) => decodeRun(m, prompts, steps));
       const label = `${what}, sequences of ${lengths.join('+')}${everything ? ', every call shared' : ''}`;
-      for (let t = 1; t < got.length; t++) expect(firstDifference(got[0]!, got[t]!), `${label}: 1 thread against ${t + 1}`).toBeNull();
-      want.forEach((w, i) => expectLogitsClose(got[1]![i]!, w, 1e-5, `${label}: output ${i} against the CPU engine`, V));
+      expectSameOnThreads(want, got, label, V);
       // the SSD step's heads and the attention's KV heads were shared (and rows, with several sequences)
       expect(shared.size, `${label}: calls shared by the threads`).toBeGreaterThan(0);
       counts.push([...shared.values()].reduce((a, n) => a + n, 0));
@@ -72,8 +57,7 @@ async function check(program: Program, dir: string, opts: { quantize?: 'q4'; act
   } finally {
     Object.assign(SPLIT, limits);
     spy.mockRestore();
-    cpu.dispose();
-    for (const m of wasm) m.dispose();
+    models.dispose();
   }
 }
 

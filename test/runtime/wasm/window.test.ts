@@ -7,30 +7,13 @@
 // dim; the output and every slot (the ring after the new rows) compared; with the module on one
 // thread and on two (the one-token attention's KV heads shared by them: runtime/wasm/split.ts).
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { assembleWith, loadWabt, wasmKernels } from '../../../codegen/wasm/assemble.ts';
-import { renderWasmProgram } from '../../../codegen/wasm/program.ts';
-import type { Program } from '../../../runtime/program.ts';
+import { describe, expect, it } from 'vitest';
 import { WasmBackend } from '../../../runtime/wasm/backend.ts';
 import { type OpInput, runOp } from '../../helpers/kernels.ts';
+import { useProgramBackends } from '../../helpers/wasm-program.ts';
 import { expectClose, prng, uniform } from '../cpu/check.ts';
 
-let kernels: WebAssembly.Module;
-let wabt: Awaited<ReturnType<typeof loadWabt>>;
-const made: WasmBackend[] = [];
-beforeAll(async () => {
-  kernels = new WebAssembly.Module(await wasmKernels() as Uint8Array<ArrayBuffer>);
-  wabt = await loadWabt();
-});
-afterAll(() => { for (const b of made) b.dispose(); });
-
-/** The wasm backend with the program's own module, or (`module` false) without it. */
-function wasmFor(p: Program, module = true, threads = 1): WasmBackend {
-  const own = module ? new WebAssembly.Module(assembleWith(wabt, renderWasmProgram(p), 'test-window.wat') as Uint8Array<ArrayBuffer>) : undefined;
-  const b = new WasmBackend(p, kernels, threads, own);
-  made.push(b);
-  return b;
-}
+const backendFor = useProgramBackends();
 
 const act = (rand: () => number, T: number, shape: readonly number[], lo = -1, hi = 1): OpInput =>
   ({ act: uniform(rand, T * shape.reduce((a, b) => a * b, 1), lo, hi), shape: ['T', ...shape] });
@@ -59,7 +42,7 @@ describe('sliding-window attention: wasm = the CPU backend', () => {
       expect(cpu.pool.slotBytes, 'a slot holds the ring').toBe(4 * 2 * c.KV * c.Dh * Math.min(c.window, T + Math.max(...c.before)));
       for (const [module, threads] of [[true, 1], [true, 2], [false, 1]] as const) {
         let backend: WasmBackend | undefined;
-        const got = runOp('attention', inputs, attrs, T, { ...batch, backend: (p) => (backend = wasmFor(p, module, threads)) });
+        const got = runOp('attention', inputs, attrs, T, { ...batch, backend: (p) => (backend = backendFor(p, { module, threads })) });
         const family = c.mode === 'decode' ? 'attention_decode' : 'attention';
         const ks = got.program.entries[c.mode].kernels.filter((k) => k.family === family);
         expect(ks.map((k) => k.attrs.window)).toEqual([c.window]);

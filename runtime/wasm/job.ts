@@ -1,0 +1,34 @@
+// The product kernels' job record from the caller's side (codegen/wasm/job.ts renders the threads'
+// side, `work`): a product posted to the threads, and its panels awaited. One layout, in two
+// modules' memories: the backend's products (runtime/wasm/kernels.ts) and the f32 training
+// engine's (runtime/train/f32/split.ts).
+
+/** The record's i32 words (codegen/wasm/job.ts JOB_FIELDS / 4; memory64: the weight's base, an i64, at 12 and 13). */
+export const JOB_WORDS = { claim: 0, done: 1, dt: 2, x: 3, w: 4, y: 5, T: 6, K: 7, ldy: 8, p0: 9, p1: 10, chunk: 11, wbase: 12 } as const;
+/** How many times the caller reads the count of panels done before it sleeps. */
+const SPIN_LOADS = 1 << 16;
+
+/** A product over panels [p0, p1) in chunks of `chunk` panels: `dt` a PRODUCT code, x, w, y byte
+ *  addresses (memory64: w an offset from `wbase`). */
+export type Job = Readonly<Record<'dt' | 'x' | 'w' | 'y' | 'T' | 'K' | 'ldy' | 'p0' | 'p1' | 'chunk', number>> & { readonly wbase?: bigint };
+
+/** Posts job number `n` (the claim word's high bits): the claim word is closed while the record is
+ *  rewritten (a caller posts only once every chunk of its last job is done), then opened. */
+export function postJob(job: Int32Array, n: number, j: Job): void {
+  const number = (n & 0x7fff) << 16;
+  Atomics.store(job, JOB_WORDS.claim, number | 0xffff);
+  [0, j.dt, j.x, j.w, j.y, j.T, j.K, j.ldy, j.p0, j.p1, j.chunk].forEach((v, i) => Atomics.store(job, JOB_WORDS.done + i, v));
+  if (j.wbase !== undefined) {
+    Atomics.store(job, JOB_WORDS.wbase, Number(j.wbase & 0xffffffffn) | 0);
+    Atomics.store(job, JOB_WORDS.wbase + 1, Number(j.wbase >> 32n));
+  }
+  Atomics.store(job, JOB_WORDS.claim, number);
+}
+
+/** Waits until `panels` panels of the posted job are done: the workers' last chunks end soon after
+ *  the caller's, so it spins on the count, then sleeps. */
+export function awaitJob(job: Int32Array, panels: number): void {
+  let done = Atomics.load(job, JOB_WORDS.done);
+  for (let i = 1; done < panels && i < SPIN_LOADS; i++) done = Atomics.load(job, JOB_WORDS.done);
+  for (; done < panels; done = Atomics.load(job, JOB_WORDS.done)) Atomics.wait(job, JOB_WORDS.done, done);
+}
