@@ -19,7 +19,7 @@
 //
 // Run: npx tsx bench/wasm-quant-profile.ts [--threads 2] [--rounds 5] [--dtype q4|q8] [--activations f32|q8] [--e2e | --e2e-only]
 //      npx tsx bench/wasm-quant-profile.ts --prefill [--rows 512] [--tiles 3,4,5,6] [--rounds 5]
-//      npx tsx bench/wasm-quant-profile.ts --prefill-e2e [--rows 512] [--threads 2] [--rounds 3]
+//      npx tsx bench/wasm-quant-profile.ts --prefill-e2e [--rows 512] [--threads 2] [--rounds 3] [--dtype q4|q8]
 
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -196,7 +196,7 @@ async function prefillE2e(): Promise<void> {
     proto.linearAt = function (this: unknown, ...a: unknown[]) { timed('products (linearAt)', () => orig.apply(this, a)); };
     const limits = A8_DOT_ROWS as { -readonly [k in keyof typeof A8_DOT_ROWS]: number };
     const ids = Array.from({ length: T }, (_, i) => (i * 7919) % 32000);
-    for (const q of ['q4', 'q8'] as const) {
+    for (const q of DTYPES) {
       const m = await Model.loadProgram(program, dir, { threads: THREADS, backend: 'wasm', wasmKernels: kernels, wasmProgram: wasmProg, quantize: q, activations: 'q8' });
       const families = (m as unknown as { backend: { families: Record<string, (...a: unknown[]) => void> } }).backend.families;
       for (const [f, run] of Object.entries(families)) families[f] = (...a: unknown[]) => timed(f, () => run(...a));
