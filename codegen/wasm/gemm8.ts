@@ -53,8 +53,8 @@ function tileKernel(f: QuantType, m: number, R: number, fma: boolean, A: Addr): 
     const acc = (h: string, r: number, e: string) => `(local.set $${h}${r} ${first ? e : `(${f === 'q4' ? 'i16x8' : 'i32x4'}.add ${get(`${h}${r}`)} ${e})`})`;
     if (f === 'q8') {
       // per row its |q| and sign mask (two broadcasts), per half an xor, the dot and its widening by a
-      // multiply-add with ones (i32x4.relaxed_dot_i8x16_i7x16_add_s, which would be the last two,
-      // gave other sums than these on x64 in V8 11.3)
+      // multiply-add with ones (i32x4.relaxed_dot_i8x16_i7x16_add_s, which would be the last two, is
+      // wrong in V8 11.3's baseline tier: docs/ARCHITECTURE.md)
       const lines = [`(local.set $va (v128.load ${A.w(get('wq'))}))`, `(local.set $vb (v128.load offset=16 ${A.w(get('wq'))}))`];
       for (const r of rows) {
         lines.push(`(local.set $x (v128.load32_splat offset=${8 * r} ${A.low(get('xq'))}))`, `(local.set $sg (v128.load32_splat offset=${8 * r + 4} ${A.low(get('xq'))}))`);
