@@ -36,7 +36,7 @@ type QuantType = 'q8' | 'q4';
  *       Σ|q| over q < 0. One dot product per 16 codes and row, where two nibble digits of q + 128
  *       (before: pair sums small enough to add up in i16 over a group) took two, and two i16 adds:
  *       the same instructions in the k-quad, fewer in the group's sums (no digit recombination nor
- *       the panel's 128 · Σcode), 57-58 -> 64-65 GFLOP-equivalent/s at 2 rows (docs/PERF.md).
+ *       the panel's 128 · Σcode), 58-60 -> 66-68 GFLOP-equivalent/s at 2 rows (docs/PERF.md).
  * Either gives A = Σ code · q exactly, then s += f32(A) · scale · 2^e, the scales widened from their
  * f16 bits: the GEMV's arithmetic in its order (y = madd(f32(A) · scale, 2^e, y) per group from 0),
  * so both give the same f32 sums, bit for bit. The sums live at s, not in locals, which the
