@@ -19,7 +19,7 @@
 //
 // Run: npx tsx bench/wasm-quant-profile.ts [--threads 2] [--rounds 5] [--dtype q4|q8] [--activations f32|q8] [--e2e | --e2e-only]
 //      npx tsx bench/wasm-quant-profile.ts --prefill [--rows 512] [--tiles 3,4,5,6] [--rounds 5]
-//      npx tsx bench/wasm-quant-profile.ts --prefill-e2e [--rows 512] [--threads 2] [--rounds 3]
+//      npx tsx bench/wasm-quant-profile.ts --prefill-e2e [--rows 512] [--threads 2] [--rounds 3] [--dtype q4|q8]
 
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -102,7 +102,7 @@ async function micro(): Promise<void> {
       const ex = (wk as unknown as { mems: { list: { ex: Exports }[] } }).mems.list[0]!.ex;
       const dAt = wk.allocate(8192);
       // the rows as the one-row product takes them (q8a8: the integer GEMM's nibble digits)
-      const dig = best(() => (acts === 'f32' ? ex.digits!(xAt, D, 1, D, dAt, dtype === 'q4' ? 1 : 0) : ex[dtype === 'q4' ? 'digits8_q4' : 'digits8n_q8']!(xAt, D, 1, D, dAt, 1)), 2000).cpu;
+      const dig = best(() => (acts === 'f32' ? ex.digits!(xAt, D, 1, D, dAt, dtype === 'q4' ? 1 : 0) : ex[dtype === 'q4' ? 'digits8_q4' : 'digits8s_q8']!(xAt, D, 1, D, dAt, 1)), 2000).cpu;
       console.log(`${dtype}, activations ${acts}, ${threads} thread(s): products of one step ${f(total * 1e3)} ms, CPU ${f(totalCpu * 1e3)} ms (${f(bytes / 2 ** 20, 1)} MiB, ${f(bytes / total / 1e9)} GB/s); digits of one 768 row ${f(dig * 1e6)} us (x ${SHAPES.reduce((a, s) => a + s[3], 0)} per step)`);
       console.log(rows.join('\n'));
       wk.close();
@@ -137,7 +137,7 @@ async function prefill(): Promise<void> {
       new Float32Array(wk.memory.buffer, xAt, T * FF).set(x);
       for (const [name, N, K] of shapes) {
         const p = wk.packQuant(quantWeight(N, K, dtype)), ldy = p.panels * 8;
-        time(`gemm8 (tiles of ${R})`, name, N, K, () => { ex[dtype === 'q4' ? 'digits8_q4' : 'digits8n_q8']!(xAt, K, T, K, opAt, R); ex[`gemm8_${dtype}`]!(opAt, p.at, yAt, T, K, ldy, 0, p.panels, s); });
+        time(`gemm8 (tiles of ${R})`, name, N, K, () => { ex[dtype === 'q4' ? 'digits8_q4' : 'digits8s_q8']!(xAt, K, T, K, opAt, R); ex[`gemm8_${dtype}`]!(opAt, p.at, yAt, T, K, ldy, 0, p.panels, s); });
         if (R === tiles[0]) {
           time('GEMV per row', name, N, K, () => { ex[`digits8_${dtype}`]!(xAt, K, T, K, opAt, 1); ex[`dot8_${dtype}`]!(opAt, p.at, yAt, T, K, ldy, 0, p.panels); });
           time('dequantised f32 GEMM', name, N, K, () => { ex.round8(xAt, K, T, K, opAt, wk.MR); ex[`gemm_${dtype}`](opAt, p.at, yAt, T, K, ldy, 0, p.panels, s); });
@@ -196,7 +196,7 @@ async function prefillE2e(): Promise<void> {
     proto.linearAt = function (this: unknown, ...a: unknown[]) { timed('products (linearAt)', () => orig.apply(this, a)); };
     const limits = A8_DOT_ROWS as { -readonly [k in keyof typeof A8_DOT_ROWS]: number };
     const ids = Array.from({ length: T }, (_, i) => (i * 7919) % 32000);
-    for (const q of ['q4', 'q8'] as const) {
+    for (const q of DTYPES) {
       const m = await Model.loadProgram(program, dir, { threads: THREADS, backend: 'wasm', wasmKernels: kernels, wasmProgram: wasmProg, quantize: q, activations: 'q8' });
       const families = (m as unknown as { backend: { families: Record<string, (...a: unknown[]) => void> } }).backend.families;
       for (const [f, run] of Object.entries(families)) families[f] = (...a: unknown[]) => timed(f, () => run(...a));

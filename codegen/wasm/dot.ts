@@ -217,26 +217,27 @@ export function digitsKernel(A: Addr = ADDR32): string {
  * product then takes the rows as act-quant.ts leaves such a group: as they are): x's T rows rounded
  * to 8 bits per group (runtime/act-quant.ts, bit for bit: m = max|x|; below 2^-96 a zero group; else
  * s = 2^e from m's exponent bits, q = nearest(x · 2^-e), exact) in groups of XD8_GROUP[f] bytes: s
- * (f32), the row correction 8 · Σq (q4), then per k-quad q4's q (i8) or q8's digits of q + 128 (high,
- * low; with `nibbles`, digits8n_q8, 16 · high + low, each 0..15, as the integer GEMM takes them).
+ * (f32), the row correction (q4: 8 · Σq; q8 with `signs`: Σ|q| over q < 0), then per k-quad q4's q
+ * (i8) or q8's digits of q + 128 (high 0..1, low 0..127; with `signs`, digits8s_q8, as the integer
+ * GEMM takes them: |q| and q's sign mask, 0 or -1 a byte).
  * Row t's group g in the block of group (t - t % MR) · K/32 + g · MR (MR groups' bytes): its header
  * (s, the correction) at 16 · (t % MR), its k-quad q's digits at 16 · MR + 4 · D · (MR · q + t % MR)
  * (D digits a value). MR 1: a row's groups one after another, as `mvi8_<f>` reads them; the integer
  * GEMM's tiles (codegen/wasm/gemm8.ts) read a k-quad's rows side by side.
  */
-export function digits8Kernel(f: QuantType, A: Addr = ADDR32, nibbles = false): string {
+export function digits8Kernel(f: QuantType, A: Addr = ADDR32, signs = false): string {
   const quads: string[] = [];
   const D = DIGITS(f, true);
   for (let q = 0; q < 8; q++) {
     quads.push(`(local.set $z (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=${q * 16} ${A.low(get('xp'))}) ${get('inv')}))))`,
-      `(local.set $zs (i32x4.add ${get('zs')} ${get('z')}))`);
-    const digit = f === 'q4' ? [get('z')]
-      : [`(i32x4.shr_u (i32x4.add ${get('z')} $c128) (i32.const ${nibbles ? 4 : 7}))`, `(v128.and (i32x4.add ${get('z')} $c128) ${nibbles ? '(v128.const i32x4 15 15 15 15)' : get('m127')})`].map((e) => e.replaceAll('$c128', '(v128.const i32x4 128 128 128 128)'));
+      `(local.set $zs (i32x4.add ${get('zs')} ${signs ? `(i32x4.min_s ${get('z')} (v128.const i32x4 0 0 0 0))` : get('z')}))`);
+    const digit = f === 'q4' ? [get('z')] : signs ? [`(i32x4.abs ${get('z')})`, `(i32x4.lt_s ${get('z')} (v128.const i32x4 0 0 0 0))`]
+      : [`(i32x4.shr_u (i32x4.add ${get('z')} $c128) (i32.const 7))`, `(v128.and (i32x4.add ${get('z')} $c128) ${get('m127')})`].map((e) => e.replaceAll('$c128', '(v128.const i32x4 128 128 128 128)'));
     digit.forEach((e, j) => quads.push(`(local.set $n (i16x8.narrow_i32x4_s ${e} ${e}))`, `(v128.store32_lane offset=${j * 4} 0 ${A.low(get('dq'))} (i8x16.narrow_i16x8_s ${get('n')} ${get('n')}))`));
     quads.push(`(local.set $dq ${add(get('dq'), get('step'))})`);
   }
   const r = `(i32.rem_u ${get('t')} ${get('MR')})`;
-  return `(func (export "digits8${nibbles ? 'n' : ''}_${f}") (param $x i32) (param $ldx i32) (param $T i32) (param $K i32) (param $xd i32) (param $MR i32) (result i32)
+  return `(func (export "digits8${signs ? 's' : ''}_${f}") (param $x i32) (param $ldx i32) (param $T i32) (param $K i32) (param $xd i32) (param $MR i32) (result i32)
   (local $t i32) (local $g i32) (local $xp i32) (local $dp i32) (local $dq i32) (local $step i32) (local $amax f32) (local $bits i32) (local $eb i32) (local $mv v128) (local $inv v128) (local $z v128) (local $zs v128) (local $n v128) (local $m127 v128)
   (local.set $m127 (v128.const i32x4 127 127 127 127))
   (local.set $step (i32.mul ${get('MR')} (i32.const ${4 * D})))
@@ -249,7 +250,7 @@ export function digits8Kernel(f: QuantType, A: Addr = ADDR32, nibbles = false): 
       (local.set $zs (v128.const i32x4 0 0 0 0))
       ${quads.join('\n      ')}
       (i32.store ${A.low(get('dp'))} (i32.shl ${get('eb')} (i32.const 23)))
-      (i32.store offset=4 ${A.low(get('dp'))} (i32.shl ${lane(get('zs'), 'add', 'i32')} (i32.const 3)))`)}
+      (i32.store offset=4 ${A.low(get('dp'))} ${signs ? `(i32.sub (i32.const 0) ${lane(get('zs'), 'add', 'i32')})` : `(i32.shl ${lane(get('zs'), 'add', 'i32')} (i32.const 3))`})`)}
   (i32.const 1))`;
 }
 

@@ -3,13 +3,14 @@
 // `activations: 'q8'`, whose rows are rounded to 8 bits per group of 32 by the format's definition
 // (runtime/act-quant.ts). The one-row GEMV (`mvi8_q4`, codegen/wasm/dot.ts) unpacks a panel's codes
 // again for every row; here a tile of `a8Tile` rows shares each k-quad's unpacked codes, so a k-quad
-// costs a q4 row one shuffle, two i8·i7 dot products and two i16 adds (the GEMV: nine instructions).
+// costs a q4 row one shuffle, two i8·i7 dot products and two i16 adds (the GEMV: nine instructions),
+// a q8 row two broadcasts, two xors, two dot products, two widenings and two i32 adds.
 //
 // Layouts: the panels of QUANT_LAYOUT (runtime/wasm/layout.ts); the rows as `digits8_q4` /
-// `digits8n_q8` write them with MR = a8Tile: per tile and group a block of MR · XD8_GROUP bytes, its
-// rows' headers (16 bytes each: s = 2^e as f32, q4's row correction 8 · Σq, 8 unused), then per
-// k-quad the rows' digits side by side (q4: four q as i8 a row; q8: two nibble digits of q + 128,
-// four bytes each).
+// `digits8s_q8` write them with MR = a8Tile: per tile and group a block of MR · XD8_GROUP bytes, its
+// rows' headers (16 bytes each: s = 2^e as f32, the row correction: q4's 8 · Σq, q8's Σ|q| over
+// q < 0; 8 unused), then per k-quad the rows' digits side by side (q4: four q as i8 a row; q8: four
+// |q| then four sign masks, 0 or -1, a row).
 
 import { QUANT_LAYOUT } from '../../runtime/wasm/layout.ts';
 import { ADDR32, type Addr } from './addr.ts';
@@ -23,44 +24,55 @@ type QuantType = 'q8' | 'q4';
  * mt8_<f>_<m>(xd, wp, s, G): the first m of a tile's R rows times one panel of q4/q8 codes into f32
  * [m][NR] at s (m < R: a last tile's rows, not the rows past T), by
  * `i16x8.relaxed_dot_i8x16_i7x16_s` (an i8 operand times an i7 one, 0..127, adjacent pairs summed in
- * i16 lanes), each k-quad's codes loaded (and q4's unpacked) once for the tile's rows:
+ * i16 lanes, exactly where no sum passes ±32767), each k-quad's codes loaded (and q4's unpacked) once
+ * for the tile's rows:
  *   q4: the codes as stored (code + 8, 0..15) are the i7 operand, each row's four q (spread) the i8
  *       one; pair sums within ±3810 add up in i16 over the group's eight k-quads (±30480), widened by
  *       a multiply-add with ones, less the row's 8 · Σq.
- *   q8: the signed codes are the i8 operand, each row's two nibble digits of q + 128 (`digits8n_q8`:
- *       high 0..15, low 0..15; 16 · high + low = q + 128) the i7 ones; pair sums within ±3840 add up
- *       in i16 over the group (±30720), widened by multiply-adds with 16 and 1, less the panel's
- *       128 · Σcode.
+ *   q8: each row's |q| (0..127, `digits8s_q8`) is the i7 operand, the codes with q's sign the i8
+ *       one: code xor m, m = -1 where q < 0 (the one's complement, -code - 1: it stays in i8 for a
+ *       code of -128), so a product is code · q, less |q| where q < 0; pair sums within
+ *       ±2 · 127 · 128 = ±32512, widened by a multiply-add with ones every k-quad, plus the row's
+ *       Σ|q| over q < 0. One dot product per 16 codes and row, where two nibble digits of q + 128
+ *       (before: pair sums small enough to add up in i16 over a group) took two, and two i16 adds:
+ *       the same instructions in the k-quad, fewer in the group's sums (no digit recombination nor
+ *       the panel's 128 · Σcode), 58-60 -> 66-68 GFLOP-equivalent/s at 2 rows (docs/PERF.md).
  * Either gives A = Σ code · q exactly, then s += f32(A) · scale · 2^e, the scales widened from their
  * f16 bits: the GEMV's arithmetic in its order (y = madd(f32(A) · scale, 2^e, y) per group from 0),
  * so both give the same f32 sums, bit for bit. The sums live at s, not in locals, which the
- * k-quads need for their accumulators (2 per row and digit), the codes and the rows' digits (x64 has
- * 16 vector registers): V8 11.3 hoists a k-quad's loads above its dot products, so broadcast digits
- * cost a register a row (q4 at 4 rows spilled an accumulator per k-quad, 88 GFLOP-equivalent/s
- * against 100 at 3; q8 at 3 rows 11 against 59 at 2).
+ * k-quads need for their accumulators (2 per row), the codes and the rows' digits (x64 has 16 vector
+ * registers): V8 11.3 hoists a k-quad's loads above its dot products, so broadcast digits cost a
+ * register a row (q4 at 4 rows spilled an accumulator per k-quad, 88 GFLOP-equivalent/s against 100
+ * at 3; q8 at 3 / 4 rows 56 / 60 against 65 at 2).
  */
 function tileKernel(f: QuantType, m: number, R: number, fma: boolean, A: Addr): string {
-  const L = QUANT_LAYOUT[f], XB = XD8_GROUP[f], D = f === 'q4' ? 1 : 2, qb = f === 'q4' ? 16 : 32;
+  const L = QUANT_LAYOUT[f], XB = XD8_GROUP[f], qb = f === 'q4' ? 16 : 32;
   const rows = Array.from({ length: m }, (_, r) => r);
-  // the accumulators of row r: per half (a, b) and digit (q8: h, l)
-  const digits = f === 'q4' ? [''] : ['h', 'l'];
-  const dot = (x: string, w: string) => (f === 'q4' ? `(i16x8.relaxed_dot_i8x16_i7x16_s ${get(x)} ${get(w)})` : `(i16x8.relaxed_dot_i8x16_i7x16_s ${get(w)} ${get(x)})`);
-  // one k-quad at $wq, the rows' digits at $xq; the first sets the accumulators
+  // one k-quad at $wq, the rows' digits at $xq; the first sets the accumulators (per row and half)
   const quad = (first: boolean) => {
-    const lines = f === 'q4' ? [`(local.set $v (v128.load ${A.w(get('wq'))}))`, `(local.set $va (v128.and ${get('v')} ${get('m15')}))`,
+    const acc = (h: string, r: number, e: string) => `(local.set $${h}${r} ${first ? e : `(${f === 'q4' ? 'i16x8' : 'i32x4'}.add ${get(`${h}${r}`)} ${e})`})`;
+    if (f === 'q8') {
+      // per row its |q| and sign mask (two broadcasts), per half an xor, the dot and its widening by a
+      // multiply-add with ones (i32x4.relaxed_dot_i8x16_i7x16_add_s, which would be the last two, is
+      // wrong in V8 11.3's baseline tier: docs/ARCHITECTURE.md)
+      const lines = [`(local.set $va (v128.load ${A.w(get('wq'))}))`, `(local.set $vb (v128.load offset=16 ${A.w(get('wq'))}))`];
+      for (const r of rows) {
+        lines.push(`(local.set $x (v128.load32_splat offset=${8 * r} ${A.low(get('xq'))}))`, `(local.set $sg (v128.load32_splat offset=${8 * r + 4} ${A.low(get('xq'))}))`);
+        for (const h of ['a', 'b']) lines.push(acc(h, r, `(i32x4.dot_i16x8_s (i16x8.relaxed_dot_i8x16_i7x16_s (v128.xor ${get(`v${h}`)} ${get('sg')}) ${get('x')}) ${get('c1')})`));
+      }
+      return lines.join('\n  ');
+    }
+    const lines = [`(local.set $v (v128.load ${A.w(get('wq'))}))`, `(local.set $va (v128.and ${get('v')} ${get('m15')}))`,
       // the high nibbles by a 16-bit shift and the mask (i8x16.shr_u is three instructions and a constant on x64)
-      `(local.set $vb (v128.and (i16x8.shr_u ${get('v')} (i32.const 4)) ${get('m15')}))`]
-      : [`(local.set $va (v128.load ${A.w(get('wq'))}))`, `(local.set $vb (v128.load offset=16 ${A.w(get('wq'))}))`];
-    // the tile's rows' digits of this k-quad lie side by side: q4 loads them whole and takes each
-    // row's by a shuffle (which V8 places by its use, where it hoists loads: one vector live, not R;
-    // 4 rows 106 GFLOP-equivalent/s, broadcasts 88), q8 broadcasts each (shuffles measured the same)
-    if (f === 'q4') for (let v = 0; v < Math.ceil(R / 4); v++) lines.push(`(local.set $xv${v} (v128.load offset=${16 * v} ${A.low(get('xq'))}))`);
+      `(local.set $vb (v128.and (i16x8.shr_u ${get('v')} (i32.const 4)) ${get('m15')}))`];
+    // the tile's rows' q of this k-quad lie side by side: loaded whole, each row's taken by a shuffle
+    // (which V8 places by its use, where it hoists loads: one vector live, not R; 4 rows 106
+    // GFLOP-equivalent/s, broadcasts 88)
+    for (let v = 0; v < Math.ceil(R / 4); v++) lines.push(`(local.set $xv${v} (v128.load offset=${16 * v} ${A.low(get('xq'))}))`);
     for (const r of rows) {
-      digits.forEach((d, j) => {
-        const l = r * D + j, bytes = Array.from({ length: 16 }, (_, i) => 4 * (l % 4) + (i % 4)).join(' ');
-        lines.push(`(local.set $x ${f === 'q4' ? `(i8x16.shuffle ${bytes} ${get(`xv${l >> 2}`)} ${get(`xv${l >> 2}`)})` : `(v128.load32_splat offset=${4 * l} ${A.low(get('xq'))})`})`);
-        for (const h of ['a', 'b']) lines.push(`(local.set $${h}${d}${r} ${first ? dot('x', `v${h}`) : `(i16x8.add ${get(`${h}${d}${r}`)} ${dot('x', `v${h}`)})`})`);
-      });
+      const bytes = Array.from({ length: 16 }, (_, i) => 4 * (r % 4) + (i % 4)).join(' ');
+      lines.push(`(local.set $x (i8x16.shuffle ${bytes} ${get(`xv${r >> 2}`)} ${get(`xv${r >> 2}`)}))`);
+      for (const h of ['a', 'b']) lines.push(acc(h, r, `(i16x8.relaxed_dot_i8x16_i7x16_s ${get('x')} ${get(`v${h}`)})`));
     }
     return lines.join('\n  ');
   };
@@ -68,30 +80,27 @@ function tileKernel(f: QuantType, m: number, R: number, fma: boolean, A: Addr): 
   // operand at the group's start and spills most of them (as it did in the GEMV, dot.ts)
   const quads = [`(local.set $xq ${add(get('xd'), 16 * R)})`, `(local.set $wq ${get('wp')})`, quad(true),
     `(local.set $we ${add(get('wp'), L.codes)})`, `(loop $q_loop`,
-    `(local.set $xq ${add(get('xq'), 4 * D * R)})`, `(local.set $wq ${add(get('wq'), qb)})`, quad(false),
+    `(local.set $xq ${add(get('xq'), (f === 'q4' ? 4 : 8) * R)})`, `(local.set $wq ${add(get('wq'), qb)})`, quad(false),
     `(br_if $q_loop (i32.lt_u ${add(get('wq'), qb)} ${get('we')})))`];
   const sums: string[] = [`(local.set $w0 ${widenScales(L.scales, A.w(get('wp')))})`, `(local.set $w1 ${widenScales(L.scales + 8, A.w(get('wp')))})`];
-  // q8: the panel's 128 · Σcode per half, for every row
-  if (f === 'q8') sums.push(...[0, 1].map((i) => `(local.set $k${i} (i32x4.shl (v128.load16x4_s offset=${L.corr! + 8 * i} ${A.w(get('wp'))}) (i32.const 7)))`));
   for (const r of rows) {
-    if (f === 'q4') sums.push(`(local.set $k0 (v128.load32_splat offset=${r * 16 + 4} ${A.low(get('xd'))}))`);
+    sums.push(`(local.set $k0 (v128.load32_splat offset=${r * 16 + 4} ${A.low(get('xd'))}))`);
     sums.push(`(local.set $sx (v128.load32_splat offset=${r * 16} ${A.low(get('xd'))}))`);
     ['a', 'b'].forEach((h, i) => {
       const at = `offset=${(2 * r + i) * 16} ${A.low(get('s'))}`;
-      const sum = f === 'q4' ? `(i32x4.sub (i32x4.dot_i16x8_s ${get(`${h}${r}`)} ${get('c1')}) ${get('k0')})`
-        : `(i32x4.sub (i32x4.add (i32x4.dot_i16x8_s ${get(`${h}h${r}`)} ${get('c16')}) (i32x4.dot_i16x8_s ${get(`${h}l${r}`)} ${get('c1')})) ${get(`k${i}`)})`;
+      // q4: the i16 pair sums widened by a multiply-add with ones, less 8 · Σq; q8: plus Σ|q| over q < 0
+      const sum = f === 'q4' ? `(i32x4.sub (i32x4.dot_i16x8_s ${get(`${h}${r}`)} ${get('c1')}) ${get('k0')})` : `(i32x4.add ${get(`${h}${r}`)} ${get('k0')})`;
       const prod = `(f32x4.mul (f32x4.convert_i32x4_s ${sum}) ${get(`w${i}`)})`;
       sums.push(`(v128.store ${at} ${fma ? `(f32x4.relaxed_madd ${prod} ${get('sx')} (v128.load ${at}))` : `(f32x4.add (v128.load ${at}) (f32x4.mul ${prod} ${get('sx')}))`})`);
     });
   }
   const zero = rows.flatMap((r) => [0, 1].map((i) => `(v128.store offset=${(2 * r + i) * 16} ${A.low(get('s'))} (v128.const i32x4 0 0 0 0))`));
   return `(func $mt8_${f}_${m} (param $xd i32) (param $wp i32) (param $s i32) (param $G i32)${A.param}
-  (local $g i32) (local $xq i32) (local $wq i32) (local $we i32) (local $v v128) (local $va v128) (local $vb v128) (local $x v128) (local $m15 v128) (local $c1 v128) (local $c16 v128)
-  (local $k0 v128) (local $k1 v128) (local $sx v128) (local $w0 v128) (local $w1 v128) (local $xv0 v128) (local $xv1 v128)
-  ${rows.flatMap((r) => digits.flatMap((d) => [`(local $a${d}${r} v128)`, `(local $b${d}${r} v128)`])).join(' ')}
+  (local $g i32) (local $xq i32) (local $wq i32) (local $we i32) (local $v v128) (local $va v128) (local $vb v128) (local $x v128) (local $sg v128) (local $m15 v128) (local $c1 v128)
+  (local $k0 v128) (local $sx v128) (local $w0 v128) (local $w1 v128) (local $xv0 v128) (local $xv1 v128)
+  ${rows.flatMap((r) => [`(local $a${r} v128)`, `(local $b${r} v128)`]).join(' ')}
   (local.set $m15 (v128.const i8x16 ${Array(16).fill(15).join(' ')}))
   (local.set $c1 (v128.const i16x8 1 1 1 1 1 1 1 1))
-  (local.set $c16 (v128.const i16x8 16 16 16 16 16 16 16 16))
   ${zero.join('\n  ')}
   (block $g_end (loop $g_loop
   (br_if $g_end (i32.ge_s ${get('g')} ${get('G')}))
@@ -105,7 +114,7 @@ function tileKernel(f: QuantType, m: number, R: number, fma: boolean, A: Addr): 
 
 /**
  * gemm8_<f>(x, w, y, T, K, ldy, p0, p1, s): panels [p0, p1) of y = x·Wᵀ for T rows made by
- * `digits8_q4` / `digits8n_q8` with MR = R at x. Rows in blocks of `tokenBlock` (a block's rows stay in cache while
+ * `digits8_q4` / `digits8s_q8` with MR = R at x. Rows in blocks of `tokenBlock` (a block's rows stay in cache while
  * every panel passes over them), each panel over the block's tiles, the last by the kernel of its
  * rows; a tile's sums go to the thread's scratch s, then to y.
  */

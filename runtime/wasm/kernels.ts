@@ -203,7 +203,7 @@ export class WasmKernels {
 
   /** x's T rows (floats at byte `xAt` of memory 0, `ldx` apart) at `at` as the product of `w` reads
    *  them: the integer-dot GEMV's digits (codegen/wasm/kernels.ts `digits`, signed for q4, or
-   *  `digits8_<f>` over 8-bit activations; the integer GEMM's tile rows, `digits8_q4` / `digits8n_q8`
+   *  `digits8_<f>` over 8-bit activations; the integer GEMM's tile rows, `digits8_q4` / `digits8s_q8`
    *  with MR = a8Tile, past A8_DOT_ROWS) where it applies and every row is finite, else row tiles
    *  [ceil(T/MR)][K][MR] (rounded to 8 bits first with activations 'q8'); returns the product's
    *  PRODUCT code. `at` holds 4·ceil(T/MR)·MR·K bytes (digits take 3.5·T·K). */
@@ -217,7 +217,7 @@ export class WasmKernels {
     const a8 = quant && this.activations === 'q8', f = w.dtype as 'q8' | 'q4';
     if (quant && this.quantDotRows && T <= (a8 ? A8_DOT_ROWS[f] : this.quantDotRows)) {
       if (a8 ? m.ex[`digits8_${f}`]!(xAt, ldx, T, K, at, 1) : m.ex.digits!(xAt, ldx, T, K, at, f === 'q4' ? 1 : 0)) return PRODUCT[`${a8 ? 'dot8' : 'dot'}_${f}`];
-    } else if (a8 && this.a8Tile[f] && m.ex[f === 'q4' ? 'digits8_q4' : 'digits8n_q8']!(xAt, ldx, T, K, at, this.a8Tile[f])) return PRODUCT[`gemm8_${f}`];
+    } else if (a8 && this.a8Tile[f] && m.ex[f === 'q4' ? 'digits8_q4' : 'digits8s_q8']!(xAt, ldx, T, K, at, this.a8Tile[f])) return PRODUCT[`gemm8_${f}`];
     // 8-bit activations: rounded into the tiles by the module, or here where a group is not finite
     if (a8 && m.ex.round8(xAt, ldx, T, K, at, this.MR)) return PRODUCT[w.dtype];
     const mem = new Float32Array(m.memory.buffer);

@@ -35,7 +35,7 @@ export interface Exports {
   dot8_q4?(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number): void;
   digits8_q8?(x: number, ldx: number, T: number, K: number, xd: number, MR: number): number;
   digits8_q4?(x: number, ldx: number, T: number, K: number, xd: number, MR: number): number;
-  digits8n_q8?(x: number, ldx: number, T: number, K: number, xd: number, MR: number): number;
+  digits8s_q8?(x: number, ldx: number, T: number, K: number, xd: number, MR: number): number;
   gemm8_q4?(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number, s: number): void;
   gemm8_q8?(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number, s: number): void;
   round8(x: number, ldx: number, T: number, K: number, out: number, MR: number): number;

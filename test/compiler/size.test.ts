@@ -114,8 +114,9 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  codegen +5, runtime +6: a conv shared by quads of channels (unitsOf 'quad'; mapPass over a column range);
  *  compiler +86: instantiate.ts (883 lines) split into the statement walker and evaluate.ts, calls.ts and staged.ts
  *  (their headers, imports and the wiring between them); runtime +12: the job record posted and awaited in one place
- *  (runtime/wasm/job.ts, for the backend's products and the f32 engine's). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5115, codegen: 6085, runtime: 15724, cli: 3227 };
+ *  (runtime/wasm/job.ts, for the backend's products and the f32 engine's);
+ *  codegen +10: the q8 integer GEMM by sign and magnitude (codegen/wasm/gemm8.ts, digits8s_q8 in dot.ts). */
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5115, codegen: 6095, runtime: 15724, cli: 3227 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {

@@ -135,6 +135,26 @@ for (const f of ['q4', 'q8'] as const) describe(`the integer GEMM (${f} weights,
     }
   });
 
+  it('the extreme codes times the extreme rows (q ±127, signs mixed): the reference bit for bit', () => {
+    // every column one pattern of the extreme codes, every row one of ±127 · 2^-3: q8's pair sums
+    // reach ±2 · 127 · 128 (codes -128 with q -127 and 127 with q 127 give the largest), all exact
+    const [lo, hi] = f === 'q4' ? [-8, 7] : [-128, 127], T = 2 * T8.a8Tile[f] + 3, K = 64, N = 24;
+    const pick = (pattern: number, i: number) => [lo, hi, i % 2 ? lo : hi, (i >> 1) % 2 ? hi : lo][pattern % 4]!;
+    const codes = Int8Array.from({ length: N * K }, (_, i) => pick(Math.floor(i / K), i % K));
+    const q: QuantTensor = { dtype: f, shape: [N, K], codes: f === 'q4' ? packNibbles(codes) : codes, scales: new Uint16Array((N * K) / 32).fill(15 << 10) };
+    const x = Float32Array.from({ length: T * K }, (_, i) => (pick(Math.floor(i / K), i % K) < 0 ? -127 : 127) / 8);
+    const wk = new WasmKernels(module, 1);
+    wk.activations = 'q8';
+    try {
+      const { y } = run(wk, q, x, T), want = linear(rounded(x, T, K), T, K, q, null);
+      expect(Array.from(y)).toEqual(Array.from(want));
+      expect(Array.from(y)).toEqual(Array.from(gemvRows(wk, q, x, T)));
+      expect(scaleOf(want)).toBe(K * 127 * -lo / 8);
+    } finally {
+      wk.close();
+    }
+  });
+
   it('trained tiny-bamba-a weights (in_proj, out_proj, gate/up, down, q_proj) with activations of their scale', () => {
     const ckpt = openCheckpoint(TINY_A);
     const wk = new WasmKernels(module, 2);
