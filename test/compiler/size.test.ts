@@ -112,8 +112,10 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  compiler +6: AC408 names a default as the language writes it (inf, not JSON's null);
  *  runtime +135: the prefill's SSD and attention heads shared by the products' threads (runtime/wasm/heads.ts);
  *  codegen +5, runtime +6: a conv shared by quads of channels (unitsOf 'quad'; mapPass over a column range);
- *  runtime +112: chat templates from text in runtime/chat.ts (out of cli/serve/chat.ts), for the chat page's worker too. */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5029, codegen: 6085, runtime: 15824, cli: 3227 };
+ *  runtime +112: chat templates from text in runtime/chat.ts (out of cli/serve/chat.ts), for the chat page's worker too;
+ *  codegen +51, cli +8: the chat page without a server (issue 22: codegen/web.ts the package's web/ folder and its
+ *  readme, cli/serve/page-worker.ts the page's model worker). */
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5029, codegen: 6136, runtime: 15824, cli: 3235 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
