@@ -18,6 +18,7 @@ import { programReport } from '../compiler/kernel/report.ts';
 import type { Program } from '../runtime/program.ts';
 import { type Backend, RUN_TARGETS } from '../runtime/targets.ts';
 import { literal } from './literal.ts';
+import { writeWebFolder } from './web.ts';
 import type { BuildOptions, PackagePart } from './targets.ts';
 import { BUILD_TARGETS } from './targets.ts';
 
@@ -97,6 +98,7 @@ async function writePackage(input: BuildInput, dir: string): Promise<void> {
 
   const name = input.packageName ?? `archc-model-${input.graph.model.toLowerCase()}`;
   writeFileSync(join(dir, 'package.json'), JSON.stringify(packageJson(name, input), null, 2) + '\n');
+  await writeWebFolder(dir, SERVE_DIR);
   writeFileSync(join(dir, 'graph.json'), graphToJson(input.graph));
   writeFileSync(join(dir, 'README.md'), readme(name, input));
   for (const part of parts(input).values()) {
@@ -305,7 +307,7 @@ function packageJson(name: string, input: BuildInput): object {
       '.': { types: './dist/index.d.ts', default: './dist/index.js' }, './serve': { types: './dist/serve.d.ts', default: './dist/serve.js' },
       ...(parts(input).has('wasm') ? { './train': { types: './dist/train.d.ts', default: './dist/train.js' } } : {}), './graph.json': './graph.json',
     },
-    files: ['dist', 'src', 'graph.json', 'build-report.json', 'README.md', ...new Set([...parts(input).values()].flatMap((p) => [...p.files.keys()].map((f) => f.split('/')[0]!)))],
+    files: ['dist', 'src', 'web', 'graph.json', 'build-report.json', 'README.md', ...new Set([...parts(input).values()].flatMap((p) => [...p.files.keys()].map((f) => f.split('/')[0]!)))],
     engines: { node: '>=20' },
     dependencies: Object.fromEntries(['@huggingface/tokenizers', '@huggingface/jinja'].map((d) => [d, root.dependencies[d]])),
     // the cuda backend's FFI to the driver, only loaded by backend 'cuda'
@@ -390,6 +392,12 @@ self.onmessage = async ({ data: prompt }) => {
 };
 \`\`\`
 
+The package's \`web/\` folder is a chat page that runs the model itself: put it and a checkpoint on any static
+server (cross-origin isolated for wasm threads) and open \`web/?model=<checkpoint URL>&backend=wasm\` (or \`webgpu\`;
+\`&threads=N\`). It shows the load's progress, streams each reply with its tokens/s, stops on request, and chats
+through the checkpoint's chat template (a text completion of the message when it has none); the model runs in
+\`web/model-worker.js\`, this package bundled for the browser. \`archc serve\` serves the same page at \`/\`.
+
 In Node, \`${name}/serve\` puts a loaded model behind an OpenAI-compatible HTTP server (\`archc serve\`:
 chat and text completions streamed or whole, continuous batching, a state cache, a chat page at \`/\`):
 
@@ -431,6 +439,7 @@ configuration.
 - \`build-report.json\` — what was built: dispatches per decode step and prefill, arena and state-slot bytes,
   every kernel with the ops it fused and its source lines, the kernels a backend runs on a reference path
   (\`fallbacks\`, with the reason), parameter counts, FLOPs and state sizes
+- \`web/\` — the chat page (\`index.html\`) and its model worker (\`model-worker.js\`, with \`chunks/\` it loads on demand)
 - \`src/\` — generated TypeScript (\`model.ts\`, \`wgsl.ts\`: the WGSL of every kernel, one binding per buffer, split at load where a buffer is larger than the device's bindings; \`index.ts\`) and the archc runtime; \`dist/\` — compiled JS and .d.ts
 `;
 }

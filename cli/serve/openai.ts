@@ -5,7 +5,7 @@
 
 import type { Model } from '../../runtime/model.ts';
 import type { JobSpec } from './batcher.ts';
-import { type ChatMessage, type ChatTemplate, TemplateError } from './chat.ts';
+import { type ChatMessage, type ChatTemplate, TemplateError, chatPromptIds } from '../../runtime/chat.ts';
 import { MAX_TOP_LOGPROBS } from './logprobs.ts';
 
 /** An error the client gets as `{ error: { message, type, param, code } }` with `status`. */
@@ -65,14 +65,13 @@ export function parseChat(b: Body, served: ServedModel): Parsed {
   const { model, template } = served;
   if (!model.tokenizer) bad('the model has no tokenizer (tokenizer.json), so it cannot chat; use /v1/completions with token ids', 'messages', 'no_tokenizer');
   if (!template) bad(`the model's tokenizer has no chat template (chat_template in ${model.dir}/tokenizer_config.json); use /v1/completions with a prompt`, 'messages', 'no_chat_template');
-  let text: string;
+  let ids: number[];
   try {
-    text = template!.render(messages);
+    ids = chatPromptIds(template!, model.tokenizer!, messages);
   } catch (e) {
     if (e instanceof TemplateError) bad(`the chat template refused the messages: ${e.message}`, 'messages');
     throw e;
   }
-  const ids = model.tokenizer!.encode(text!, { addSpecialTokens: false });
   // logprobs: true, with top_logprobs alternatives (which need logprobs)
   if (b.logprobs !== undefined && b.logprobs !== null && typeof b.logprobs !== 'boolean') bad('`logprobs` must be a boolean', 'logprobs');
   const top = topCount(b, 'top_logprobs');

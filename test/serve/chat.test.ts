@@ -1,13 +1,15 @@
-// Chat templates (cli/serve/chat.ts) against Python's jinja2 set up as transformers'
+// Chat templates (runtime/chat.ts, read by cli/serve/chat.ts) against Python's jinja2 set up as transformers'
 // apply_chat_template sets it up: test/fixtures/chat/rendered.json, written by make-rendered.py
 // from templates.json (whitespace control, loop variables, slices, raise_exception). Then where the
 // template comes from (tokenizer_config.json as a string or a named list, chat_template.jinja) and
-// the errors: a template that does not parse is RT410 naming its file.
+// the errors: a template that does not parse is RT410 naming its file. Fetched over HTTP (the chat
+// page's worker) the same files give the same template; a file that is not there is absent.
 
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { TemplateError, loadChatTemplate } from '../../cli/serve/chat.ts';
+import { fetchChatTemplate } from '../../runtime/chat.ts';
 import { RuntimeError } from '../../runtime/errors.ts';
 import { ROOT } from '../helpers/checkpoints.ts';
 import { useTmpDirs } from '../helpers/tmp.ts';
@@ -68,6 +70,37 @@ describe('where the template comes from', () => {
     const bad = tmp();
     writeFileSync(join(bad, 'tokenizer_config.json'), '{"chat_template": ');
     expectCode(() => loadChatTemplate(bad), 'RT401', 'tokenizer_config.json');
+  });
+});
+
+describe('a template fetched over HTTP (the chat page\'s worker)', () => {
+  // a fetch over a directory: 404 for what it lacks, `status` for the file named in `failing`
+  const fetchOf = (dir: string, failing?: [string, number]) => async (url: string | URL | Request): Promise<Response> => {
+    const name = String(url).slice('http://h/ckpt/'.length);
+    if (failing && name === failing[0]) return new Response('no', { status: failing[1] });
+    try {
+      return new Response(readFileSync(join(dir, name)));
+    } catch {
+      return new Response('missing', { status: 404 });
+    }
+  };
+  const msgs = [{ role: 'user', content: 'hi' }, { role: 'assistant', content: 'yes' }, { role: 'user', content: 'and?' }];
+
+  it('renders as the directory\'s does, from tokenizer_config.json or chat_template.jinja; none: null', async () => {
+    const t = templates[0]!;
+    const d = dirWith({ ...t.specials, chat_template: t.template });
+    const fetched = await fetchChatTemplate('http://h/ckpt', fetchOf(d));
+    expect(fetched!.render(msgs)).toBe(loadChatTemplate(d)!.render(msgs));
+    expect(fetched!.file).toBe('http://h/ckpt/tokenizer_config.json');
+    writeFileSync(join(d, 'chat_template.jinja'), 'file {{ messages | length }}');
+    expect((await fetchChatTemplate('http://h/ckpt/', fetchOf(d)))!.render(msgs)).toBe('file 3');
+    expect(await fetchChatTemplate('http://h/ckpt/', fetchOf(tmp()))).toBeNull();
+  });
+
+  it('a file the server fails on is RT100 naming its URL; one that does not parse RT410', async () => {
+    const d = dirWith({ chat_template: 'T' });
+    await expect(fetchChatTemplate('http://h/ckpt/', fetchOf(d, ['tokenizer_config.json', 500]))).rejects.toThrow('RT100: cannot read http://h/ckpt/tokenizer_config.json: HTTP 500');
+    await expect(fetchChatTemplate('http://h/ckpt/', fetchOf(dirWith({ chat_template: '{% if %}' })))).rejects.toThrow(/^RT410: http:\/\/h\/ckpt\/tokenizer_config.json/);
   });
 });
 
