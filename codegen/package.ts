@@ -392,8 +392,8 @@ self.onmessage = async ({ data: prompt }) => {
 };
 \`\`\`
 
-The package's \`web/\` folder is a chat page that runs the model itself: put it and a checkpoint on any static
-server (cross-origin isolated for wasm threads) and open \`web/?model=<checkpoint URL>&backend=wasm\` (or \`webgpu\`;
+The package's \`web/\` folder is a chat page that runs the model itself: put this package's folder (web/ imports
+dist/wgsl.js on WebGPU) and a checkpoint on any static server (cross-origin isolated for wasm threads) and open \`web/?model=<checkpoint URL>&backend=wasm\` (or \`webgpu\`;
 \`&threads=N\`). It shows the load's progress, streams each reply with its tokens/s, stops on request, and chats
 through the checkpoint's chat template (a text completion of the message when it has none); the model runs in
 \`web/model-worker.js\`, this package bundled for the browser. \`archc serve\` serves the same page at \`/\`.
@@ -439,7 +439,7 @@ configuration.
 - \`build-report.json\` — what was built: dispatches per decode step and prefill, arena and state-slot bytes,
   every kernel with the ops it fused and its source lines, the kernels a backend runs on a reference path
   (\`fallbacks\`, with the reason), parameter counts, FLOPs and state sizes
-- \`web/\` — the chat page (\`index.html\`) and its model worker (\`model-worker.js\`, with \`chunks/\` it loads on demand)
+- \`web/\` — the chat page (\`index.html\`) and its model worker (\`model-worker.js\`, with the chunks beside it that it loads on demand, and \`dist/wgsl.js\` on WebGPU)
 - \`src/\` — generated TypeScript (\`model.ts\`, \`wgsl.ts\`: the WGSL of every kernel, one binding per buffer, split at load where a buffer is larger than the device's bindings; \`index.ts\`) and the archc runtime; \`dist/\` — compiled JS and .d.ts
 `;
 }

@@ -17,7 +17,9 @@ runPageWorker(load);
 `;
 
 /** Writes `dir`/web/ from the package's dist/ and the page beside `serveDir`'s sources. The bundle
- *  is split where the package imports lazily, so the wasm path never fetches the WGSL (web/chunks/). */
+ *  is split where the package imports lazily (its chunks beside the worker), and the WGSL (tens of MB
+ *  at Bamba-9B's shapes) is not bundled at all: the worker imports the package's own dist/wgsl.js,
+ *  only on WebGPU, so the package holds it once. */
 export async function writeWebFolder(dir: string, serveDir: string): Promise<void> {
   const web = join(dir, 'web');
   mkdirSync(web, { recursive: true });
@@ -30,8 +32,10 @@ export async function writeWebFolder(dir: string, serveDir: string): Promise<voi
   const nodePaths = createRequire(import.meta.url).resolve.paths('@huggingface/jinja') ?? [];
   try {
     await build({
-      entryPoints: { 'model-worker': entry }, outdir: web, chunkNames: 'chunks/[name]-[hash]',
+      entryPoints: { 'model-worker': entry }, outdir: web, chunkNames: '[name]-[hash]',
       bundle: true, splitting: true, platform: 'browser', format: 'esm', target: 'es2022', nodePaths, logLevel: 'silent',
+      // every output file sits in web/, so this path holds from whichever chunk imports it
+      plugins: [{ name: 'package-wgsl', setup: (b) => { b.onResolve({ filter: /^\.\/wgsl\.js$/ }, () => ({ path: '../dist/wgsl.js', external: true })); } }],
     });
   } catch (e) {
     throw new InternalError(`bundling web/model-worker.js failed: ${e instanceof Error ? e.message : String(e)}`);

@@ -43,7 +43,7 @@ beforeAll(async () => {
   mkdirSync(bad, { recursive: true });
   copyFileSync(join(TINY_A, 'config.json'), join(bad, 'config.json'));
   writeFileSync(join(bad, 'model.safetensors'), 'these are not tensors, only some words long enough for a header length\n');
-  const roots: Record<string, string> = { web: join(pkg, 'web'), a: TINY_A, chat: chatDir, bad };
+  const roots: Record<string, string> = { web: join(pkg, 'web'), dist: join(pkg, 'dist'), a: TINY_A, chat: chatDir, bad };
   server = await serve((req, res) => {
     const [, top = '', ...rest] = new URL(req.url ?? '/', 'http://127.0.0.1').pathname.split('/');
     const root = roots[top];
