@@ -299,7 +299,7 @@ export function renderWasmKernels(t: WasmTarget): string {
   const funcs: string[] = [];
   const A = addrOf(t);
   for (const dt of dts) {
-    for (let m = 1; m <= t.rowsPerTile; m++) funcs.push(microKernel(dt, m, t.rowsPerTile, m <= 2 ? t.gemvUnroll : 1, t.fma, false, A));
+    for (let m = 1; m <= t.rowsPerTile; m++) funcs.push(microKernel(dt, m, t.rowsPerTile, m <= t.unrollRows ? t.gemvUnroll : 1, t.fma, false, A));
     if (dt === 'bf16') funcs.push(microKernel(dt, t.rowsPerTile, t.rowsPerTile, 1, t.fma, true, A));
     if (t.gemvPanels > 1) funcs.push(gemvKernel(dt, t.gemvPanels, t.rowsPerTile, t.fma, A));
     funcs.push(gemm(dt, t));

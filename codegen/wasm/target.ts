@@ -15,8 +15,13 @@ export interface WasmTarget {
   /** Rows per cache block: a block of x stays in cache while every weight panel passes over it (a
    *  multiple of rowsPerTile: x is packed in tiles counted from row 0). */
   readonly tokenBlock: number;
-  /** k unrolled onto this many accumulator sets in the one- and two-row micro-kernels (GEMV). */
+  /** k unrolled onto this many accumulator sets in the micro-kernels of at most `unrollRows` rows (GEMV). */
   readonly gemvUnroll: number;
+  /** Rows up to which a micro-kernel unrolls k (`gemvUnroll`). With FMA, 1: two rows unrolled need
+   *  8 accumulators, 4 weight vectors and 4 broadcasts, one more than the 15 registers, and the
+   *  spill made a bf16 product of 2 rows 25 % slower, and of 8 (a tile of 6, one of 2) 20 %, than
+   *  two rows' 4 accumulators alone (the ~100M's head [32000, 768], one thread). */
+  readonly unrollRows: number;
   /** One-row products (decode, batch 1) read this many panels side by side (1: as other rows). */
   readonly gemvPanels: number;
   /** Products of fewer multiply-adds run on the calling thread alone. */
@@ -43,10 +48,10 @@ export interface WasmTarget {
 }
 
 /** 128-bit SIMD alone: runs on every engine with SIMD. */
-export const WASM_TARGET: WasmTarget = { name: 'wasm', fma: false, rowsPerTile: 4, tokenBlock: 64, gemvUnroll: 2, gemvPanels: 4, splitFrom: 1 << 17, widenFrom: 7, quantDotRows: 0, a8Tile: { q4: 0, q8: 0 } };
+export const WASM_TARGET: WasmTarget = { name: 'wasm', fma: false, rowsPerTile: 4, tokenBlock: 64, gemvUnroll: 2, unrollRows: 2, gemvPanels: 4, splitFrom: 1 << 17, widenFrom: 7, quantDotRows: 0, a8Tile: { q4: 0, q8: 0 } };
 /** With relaxed SIMD's fused multiply-add (Chromium >= 114, Node >= 22; Node 20 behind a flag that
  *  runtime/wasm/module.ts sets). */
-export const WASM_FMA_TARGET: WasmTarget = { ...WASM_TARGET, fma: true, rowsPerTile: 6, tokenBlock: 60, quantDotRows: 6, a8Tile: { q4: 4, q8: 2 } };
+export const WASM_FMA_TARGET: WasmTarget = { ...WASM_TARGET, fma: true, rowsPerTile: 6, tokenBlock: 60, unrollRows: 1, quantDotRows: 6, a8Tile: { q4: 4, q8: 2 } };
 /** The module variants a build ships, in order of preference: the runtime runs the first the engine accepts. */
 export const WASM_TARGETS: readonly WasmTarget[] = [WASM_FMA_TARGET, WASM_TARGET];
 /** The same variants for a memory64 memory (runtime/wasm/memory64.ts picks them where the engine has it). */
