@@ -17,10 +17,7 @@ export interface WasmTarget {
   readonly tokenBlock: number;
   /** k unrolled onto this many accumulator sets in the micro-kernels of at most `unrollRows` rows (GEMV). */
   readonly gemvUnroll: number;
-  /** Rows up to which a micro-kernel unrolls k (`gemvUnroll`). With FMA, 1: two rows unrolled need
-   *  8 accumulators, 4 weight vectors and 4 broadcasts, one more than the 15 registers, and the
-   *  spill made a bf16 product of 2 rows 25 % slower, and of 8 (a tile of 6, one of 2) 20 %, than
-   *  two rows' 4 accumulators alone (the ~100M's head [32000, 768], one thread). */
+  /** 2 without FMA; with it 1, as two rows unrolled spill a register (docs/PERF.md, "Eight streams"). */
   readonly unrollRows: number;
   /** One-row products (decode, batch 1) read this many panels side by side (1: as other rows). */
   readonly gemvPanels: number;
