@@ -15,10 +15,8 @@ export interface WasmTarget {
   /** Rows per cache block: a block of x stays in cache while every weight panel passes over it (a
    *  multiple of rowsPerTile: x is packed in tiles counted from row 0). */
   readonly tokenBlock: number;
-  /** k unrolled onto this many accumulator sets in the micro-kernels of at most `unrollRows` rows (GEMV). */
+  /** k unrolled onto this many accumulator sets in the one- and two-row micro-kernels (GEMV). */
   readonly gemvUnroll: number;
-  /** 2 without FMA; with it 1, as two rows unrolled spill a register (docs/PERF.md, "Eight streams"). */
-  readonly unrollRows: number;
   /** One-row products (decode, batch 1) read this many panels side by side (1: as other rows). */
   readonly gemvPanels: number;
   /** Products of fewer multiply-adds run on the calling thread alone. */
@@ -27,7 +25,7 @@ export interface WasmTarget {
    *  widens each panel to f32 into the thread's scratch as it goes and the other tiles run the f32
    *  micro-kernels over it; fewer rows (decode) read bf16 and widen in registers, tile by tile.
    *  Measured at the ~100M Bamba's widths (K 768 and 1280, 2 threads): a second tile of 1 row
-   *  (FMA) or 3 rows (plain) already pays for the stores. */
+   *  (FMA) or 3 rows (plain) already pays for the stores; with FMA so does one tile of 6 (in registers it spills). */
   readonly widenFrom: number;
   /** q8/q4 weights: products of at most this many rows (decode) take the integer-dot GEMV (each
    *  activation row quantised per group of 32 to 20 bits, as three 7-bit digits, against the codes
@@ -45,10 +43,10 @@ export interface WasmTarget {
 }
 
 /** 128-bit SIMD alone: runs on every engine with SIMD. */
-export const WASM_TARGET: WasmTarget = { name: 'wasm', fma: false, rowsPerTile: 4, tokenBlock: 64, gemvUnroll: 2, unrollRows: 2, gemvPanels: 4, splitFrom: 1 << 17, widenFrom: 7, quantDotRows: 0, a8Tile: { q4: 0, q8: 0 } };
+export const WASM_TARGET: WasmTarget = { name: 'wasm', fma: false, rowsPerTile: 4, tokenBlock: 64, gemvUnroll: 2, gemvPanels: 4, splitFrom: 1 << 17, widenFrom: 7, quantDotRows: 0, a8Tile: { q4: 0, q8: 0 } };
 /** With relaxed SIMD's fused multiply-add (Chromium >= 114, Node >= 22; Node 20 behind a flag that
  *  runtime/wasm/module.ts sets). */
-export const WASM_FMA_TARGET: WasmTarget = { ...WASM_TARGET, fma: true, rowsPerTile: 6, tokenBlock: 60, unrollRows: 1, quantDotRows: 6, a8Tile: { q4: 4, q8: 2 } };
+export const WASM_FMA_TARGET: WasmTarget = { ...WASM_TARGET, fma: true, rowsPerTile: 6, tokenBlock: 60, widenFrom: 6, quantDotRows: 6, a8Tile: { q4: 4, q8: 2 } };
 /** The module variants a build ships, in order of preference: the runtime runs the first the engine accepts. */
 export const WASM_TARGETS: readonly WasmTarget[] = [WASM_FMA_TARGET, WASM_TARGET];
 /** The same variants for a memory64 memory (runtime/wasm/memory64.ts picks them where the engine has it). */

@@ -112,8 +112,8 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  compiler +6: AC408 names a default as the language writes it (inf, not JSON's null);
  *  runtime +135: the prefill's SSD and attention heads shared by the products' threads (runtime/wasm/heads.ts);
  *  codegen +5, runtime +6: a conv shared by quads of channels (unitsOf 'quad'; mapPass over a column range);
- *  codegen +2: the wasm target's unrollRows (two-row tiles not unrolled with FMA: issue 22's batch of 8). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5029, codegen: 6087, runtime: 15712, cli: 3227 };
+ *  codegen +4: stores that order a two-row wasm tile's unrolled k steps (no spill: issue 22's batch of 8). */
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5029, codegen: 6089, runtime: 15712, cli: 3227 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
