@@ -5,8 +5,12 @@
 //     tokens are the same (the capacity is raised past the model's context to hold N);
 //  2. continuous batching: aggregate decode tokens/s of 1 and of 8 concurrent streaming requests.
 // Run: npx tsx bench/serve.ts [checkpoint-dir] [prompt-tokens]   (default 2000; writes bench/results/serve.json)
+//   [--format q8|q4|q8a8|q4a8] (quantised on load; default the checkpoint's own weights) [--streams-only]
+//   (2 alone) [--tokens 128] (per stream). A checkpoint without a tokenizer (bench/decode.ts' ~100M of
+//   random weights: ~/.cache/archc-bench/ck/bamba-100m) takes tiny-bamba-a's, its vocabulary padded
+//   to the model's with tokens that decode as " w<id>" (encoding never makes them).
 
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { wasmKernelVariants } from '../codegen/wasm/assemble.ts';
@@ -18,19 +22,32 @@ import { loadChatTemplate } from '../cli/serve/chat.ts';
 import { serve } from '../cli/serve/server.ts';
 
 const ROOT = join(import.meta.dirname, '..');
-const src = resolve(process.argv[2] ?? join(ROOT, '..', 'shared', 'models', 'tiny-bamba-a', 'f32'));
-const promptTokens = Number(process.argv[3] ?? 2000);
+const TINY = join(ROOT, '..', 'shared', 'models', 'tiny-bamba-a', 'f32');
+const flag = (name: string) => (process.argv.includes(name) ? process.argv[process.argv.indexOf(name) + 1]! : undefined);
+const positional = process.argv.slice(2).filter((a, i, all) => !a.startsWith('--') && !['--format', '--tokens'].includes(all[i - 1]!));
+const src = resolve(positional[0] ?? TINY);
+const promptTokens = Number(positional[1] ?? 2000);
+const format = flag('--format'), STREAMS_ONLY = process.argv.includes('--streams-only'), TOKENS = Number(flag('--tokens') ?? 128);
+if (format && !['q8', 'q4', 'q8a8', 'q4a8'].includes(format)) throw new Error(`--format: q8, q4, q8a8 or q4a8, got ${format}`);
 const TEMPLATE = "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}";
 
 const dir = mkdtempSync(join(tmpdir(), 'archc-bench-serve-'));
 cpSync(src, dir, { recursive: true });
+if (!existsSync(join(dir, 'tokenizer.json'))) {
+  const tok = JSON.parse(readFileSync(join(TINY, 'tokenizer.json'), 'utf8'));
+  const vocab = (loadConfig(join(dir, 'config.json')).config as { vocab_size: number }).vocab_size;
+  for (let id = Math.max(...Object.values(tok.model.vocab) as number[], ...tok.added_tokens.map((t: { id: number }) => t.id)) + 1; id < vocab; id++) tok.model.vocab[`Ġw${id}`] = id;
+  writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tok));
+  cpSync(join(TINY, 'tokenizer_config.json'), join(dir, 'tokenizer_config.json'));
+}
 const cfgPath = join(dir, 'tokenizer_config.json');
 writeFileSync(cfgPath, JSON.stringify({ ...JSON.parse(readFileSync(cfgPath, 'utf8')), chat_template: TEMPLATE }));
 const c = compileFile(join(ROOT, 'models', 'bamba.arch'), { hfConfigData: loadConfig(join(dir, 'config.json')) });
 const program = lowerToProgram(c.graph, c.bindings);
-const model = await Model.loadProgram(program, dir, { backend: 'wasm', wasmKernels: await wasmKernelVariants(), wasmProgram: await wasmProgram(program), capacity: Math.max(1024, promptTokens + 512) });
+const model = await Model.loadProgram(program, dir, { backend: 'wasm', wasmKernels: await wasmKernelVariants(), wasmProgram: await wasmProgram(program), capacity: Math.max(1024, promptTokens + 512),
+  ...(format ? { quantize: format.slice(0, 2) as 'q8' | 'q4', activations: format.endsWith('a8') ? 'q8' as const : 'f32' as const } : {}) });
 const template = loadChatTemplate(dir);
-const text = readFileSync(join(src, '..', 'eval-A.txt'), 'utf8');
+const text = readFileSync(join(existsSync(join(src, '..', 'eval-A.txt')) ? src : TINY, '..', 'eval-A.txt'), 'utf8');
 
 /** One streamed chat request: time to first token, tokens/s after it, the reply's text and ids. */
 async function chat(url: string, messages: { role: string; content: string }[], maxTokens: number) {
@@ -42,6 +59,8 @@ async function chat(url: string, messages: { role: string; content: string }[], 
   if (res.status !== 200) throw new Error(`${res.status}: ${await res.text()}`);
   let first = 0, reply = '', buf = '';
   let ids: number[] = [];
+  // when each token arrived (a chunk's token_ids, else one a chunk)
+  const times: number[] = [];
   let usage: { completion_tokens: number; prompt_tokens_details: { cached_tokens: number } } | undefined;
   for await (const chunk of res.body!) {
     buf += Buffer.from(chunk).toString();
@@ -54,18 +73,19 @@ async function chat(url: string, messages: { role: string; content: string }[], 
       const piece = ev.choices?.[0]?.delta?.content;
       if (piece && !first) first = performance.now();
       reply += piece ?? '';
+      if (piece) for (let k = 0; k < (ev.choices?.[0]?.token_ids?.length ?? 1); k++) times.push(performance.now());
       ids = ev.choices?.[0]?.token_ids ?? ids;
       usage = ev.usage ?? usage;
     }
   }
   const end = performance.now();
-  return { ttft: (first - t0) / 1000, end, first, reply, ids, usage: usage! };
+  return { ttft: (first - t0) / 1000, end, first, reply, ids, usage: usage!, times };
 }
 
 // 1. the state cache on a long conversation
 const cacheRows: Record<string, unknown>[] = [];
 const user1 = text.slice(0, promptTokens - 20);
-for (const cacheBytes of [256 * 2 ** 20, 0]) {
+for (const cacheBytes of STREAMS_ONLY ? [] : [256 * 2 ** 20, 0]) {
   const s = await serve(model, '127.0.0.1', 0, { id: 'm', template, cacheBytes, slots: 8 });
   const t1 = await chat(s.url, [{ role: 'user', content: user1 }], 16);
   const turn2 = [{ role: 'user', content: user1 }, { role: 'assistant', content: t1.reply }, { role: 'user', content: 'What happened next?' }];
@@ -74,21 +94,38 @@ for (const cacheBytes of [256 * 2 ** 20, 0]) {
   await s.close();
 }
 const [on, off] = cacheRows as { secondTurnTtft: number; ids: number[]; cachedTokens: number }[];
-console.log(`state cache: second turn (${promptTokens}-token conversation) first token after ${off!.secondTurnTtft.toFixed(3)} s without the cache, ${on!.secondTurnTtft.toFixed(3)} s with it (${on!.cachedTokens} tokens restored): ${(off!.secondTurnTtft / on!.secondTurnTtft).toFixed(1)}x; tokens identical: ${JSON.stringify(on!.ids) === JSON.stringify(off!.ids)}`);
+if (on) console.log(`state cache: second turn (${promptTokens}-token conversation) first token after ${off!.secondTurnTtft.toFixed(3)} s without the cache, ${on!.secondTurnTtft.toFixed(3)} s with it (${on!.cachedTokens} tokens restored): ${(off!.secondTurnTtft / on!.secondTurnTtft).toFixed(1)}x; tokens identical: ${JSON.stringify(on!.ids) === JSON.stringify(off!.ids)}`);
 
-// 2. aggregate decode tokens/s at 1 and 8 concurrent streams
+// 2. aggregate decode tokens/s at 1 and 8 concurrent streams: over the whole span (from the first
+// stream's first token, so the others' prefill counts against it), and over the window in which
+// every stream decodes (from the last first token to the first stream's end), with the share of that
+// window the model's decode steps took (the rest: sampling, SSE, the event loop)
 const throughput: Record<string, number> = {};
+const steps: [number, number][] = [];
+const decodeAsync = model.decodeAsync.bind(model);
+model.decodeAsync = async (...a: Parameters<Model['decodeAsync']>) => {
+  const t0 = performance.now();
+  const r = await decodeAsync(...a);
+  steps.push([t0, performance.now()]);
+  return r;
+};
 const s = await serve(model, '127.0.0.1', 0, { id: 'm', template, cacheBytes: 0, slots: 8 });
 for (const n of [1, 8]) {
-  const rs = await Promise.all(Array.from({ length: n }, (_, i) => chat(s.url, [{ role: 'user', content: text.slice(i * 97, i * 97 + 60) }], 128)));
+  const rs = await Promise.all(Array.from({ length: n }, (_, i) => chat(s.url, [{ role: 'user', content: text.slice(i * 97, i * 97 + 60) }], TOKENS)));
   const tokens = rs.reduce((a, r) => a + r.usage.completion_tokens - 1, 0);
+  if (rs.some((r) => r.usage.completion_tokens < TOKENS)) console.log(`(streams stopped early: ${rs.map((r) => r.usage.completion_tokens).join(', ')} tokens)`);
   const span = (Math.max(...rs.map((r) => r.end)) - Math.min(...rs.map((r) => r.first))) / 1000;
   throughput[`streams${n}`] = tokens / span;
-  console.log(`${n} concurrent stream${n > 1 ? 's' : ''}: ${(tokens / span).toFixed(1)} decode tokens/s in all`);
+  const [w0, w1] = [Math.max(...rs.map((r) => r.first)), Math.min(...rs.map((r) => r.end))];
+  const inWindow = rs.reduce((a, r) => a + r.times.filter((t) => t > w0 && t <= w1).length, 0);
+  const stepMs = steps.reduce((a, [s0, s1]) => a + Math.max(0, Math.min(s1, w1) - Math.max(s0, w0)), 0);
+  throughput[`streams${n}Steady`] = inWindow / ((w1 - w0) / 1000);
+  steps.length = 0;
+  console.log(`${n} concurrent stream${n > 1 ? 's' : ''}: ${(tokens / span).toFixed(1)} decode tokens/s in all; ${throughput[`streams${n}Steady`]!.toFixed(1)} while all ${n} decode (${(w1 - w0).toFixed(0)} ms, ${(100 * stepMs / (w1 - w0)).toFixed(1)} % of it in decode steps)`);
 }
 await s.close();
-console.log(`8 streams / 1 stream: ${(throughput.streams8! / throughput.streams1!).toFixed(2)}x`);
+console.log(`8 streams / 1 stream: ${(throughput.streams8! / throughput.streams1!).toFixed(2)}x (while all decode: ${(throughput.streams8Steady! / throughput.streams1Steady!).toFixed(2)}x)`);
 mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true });
-writeFileSync(join(ROOT, 'bench', 'results', 'serve.json'), JSON.stringify({ checkpoint: src, promptTokens, threads: model.threads, cache: cacheRows.map(({ ids, ...r }) => r), throughput }, null, 2) + '\n');
+writeFileSync(join(ROOT, 'bench', 'results', 'serve.json'), JSON.stringify({ checkpoint: src, format: format ?? 'stored', promptTokens, threads: model.threads, cache: cacheRows.map(({ ids, ...r }) => r), throughput }, null, 2) + '\n');
 rmSync(dir, { recursive: true, force: true });
 process.exit(0);

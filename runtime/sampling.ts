@@ -72,12 +72,12 @@ export function samplingDistribution(logits: Float32Array, o: SamplingOptions, h
   validateSampling(o);
   const V = logits.length;
   if (V === 0) fail('RT316', [V]);
-  if (scores.length < V) scores = new Float32Array(V);
-  const s = scores.subarray(0, V);
-  s.set(logits);
-
-  // Repetition penalty (transformers: gather, then score < 0 ? score * p : score / p, in f32).
+  // Repetition penalty (transformers: gather, then score < 0 ? score * p : score / p, in f32) on a copy; greedy without one reads the logits.
   const penalty = o.repetitionPenalty ?? 1;
+  if (scores.length < V) scores = new Float32Array(V);
+  const s = penalty === 1 && (o.temperature ?? 0) === 0 ? logits : scores.subarray(0, V);
+  if (s !== logits) s.set(logits);
+
   if (penalty !== 1) {
     const p = Math.fround(penalty);
     const seen = new Set<number>();

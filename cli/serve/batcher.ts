@@ -233,7 +233,8 @@ export class Batcher {
       const logits = await this.model.decodeAsync(last, going.map((j) => j.state!));
       going.forEach((j, k) => {
         j.fed.push(last[k]!);
-        j.logits = logits.slice(k * V, (k + 1) * V);
+        // views of the step's logits (a copy of its own: runtime/model.ts), read only by sampleAll
+        j.logits = logits.subarray(k * V, (k + 1) * V);
       });
     } catch (e) {
       for (const j of going) this.fail(j, e);

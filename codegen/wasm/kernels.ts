@@ -67,9 +67,10 @@ function loadWeights(dt: WeightType, off: number, A: Addr, wp = 'wp'): string {
  */
 function microKernel(dt: WeightType, m: number, mr: number, unroll: number, fma: boolean, widenTo = false, A: Addr = ADDR32): string {
   const wb = NR * BYTES[dt];
+  const rowAt = (r: number) => A.low(r ? add(get('yp'), `(i32.mul (i32.const ${r}) ${get('ldyb')})`) : get('yp'));
   const accs: string[] = [];
   for (let u = 0; u < unroll; u++) for (let r = 0; r < m; r++) for (let c = 0; c < 2; c++) accs.push(`$acc${u}_${r}_${c}`);
-  const step = (u: number) => {
+  const step = (u: number, of: number) => {
     const lines = [loadWeights(dt, u * wb, A)];
     if (widenTo) lines.push(`(v128.store offset=${u * NR * 4} ${A.low(get('sp'))} ${get('w0')})`, `(v128.store offset=${u * NR * 4 + 16} ${A.low(get('sp'))} ${get('w1')})`);
     for (let r = 0; r < m; r++) {
@@ -79,11 +80,14 @@ function microKernel(dt: WeightType, m: number, mr: number, unroll: number, fma:
         lines.push(`(local.set $acc${u}_${r}_${c} ${fma ? `(f32x4.relaxed_madd ${get('xv')} ${w} ${acc})` : `(f32x4.add ${acc} (f32x4.mul ${get('xv')} ${w}))`})`);
       }
     }
+    // rows unrolled: the first step's sums stored where the tile's go (overwritten at the end), else V8
+    // loads both steps' operands before the multiply-adds and spills (2 rows: 16 registers; docs/PERF.md)
+    if (of > 1 && u === 0 && m > 1) for (let r = 0; r < m; r++) for (let c = 0; c < 2; c++) lines.push(`(v128.store offset=${c * 16} ${rowAt(r)} ${get(`acc0_${r}_${c}`)})`);
     return lines.join('\n');
   };
   const loop = (name: string, u: number) => `(block $${name}_end (loop $${name}
   (br_if $${name}_end (i32.gt_s ${add(get('k'), u)} ${get('K')}))
-  ${Array.from({ length: u }, (_, i) => step(i)).join('\n')}
+  ${Array.from({ length: u }, (_, i) => step(i, u)).join('\n')}
   (local.set $xp ${add(get('xp'), u * mr * 4)})
   (local.set $wp ${add(get('wp'), u * wb)})${widenTo ? `
   (local.set $sp ${add(get('sp'), u * NR * 4)})` : ''}
@@ -94,7 +98,7 @@ function microKernel(dt: WeightType, m: number, mr: number, unroll: number, fma:
     for (let c = 0; c < 2; c++) {
       let sum = get(`acc0_${r}_${c}`);
       for (let u = 1; u < unroll; u++) sum = `(f32x4.add ${sum} ${get(`acc${u}_${r}_${c}`)})`;
-      stores.push(`(v128.store offset=${c * 16} ${A.low(r ? add(get('yp'), `(i32.mul (i32.const ${r}) ${get('ldyb')})`) : get('yp'))} ${sum})`);
+      stores.push(`(v128.store offset=${c * 16} ${rowAt(r)} ${sum})`);
     }
   }
   return `(func $mk${widenTo ? 'w' : ''}_${dt}_${m} (param $xp i32) (param $wp i32) (param $yp i32) (param $K i32) (param $ldyb i32)${widenTo ? ' (param $sp i32)' : ''}${A.param}

@@ -25,7 +25,7 @@ export interface WasmTarget {
    *  widens each panel to f32 into the thread's scratch as it goes and the other tiles run the f32
    *  micro-kernels over it; fewer rows (decode) read bf16 and widen in registers, tile by tile.
    *  Measured at the ~100M Bamba's widths (K 768 and 1280, 2 threads): a second tile of 1 row
-   *  (FMA) or 3 rows (plain) already pays for the stores. */
+   *  (FMA) or 3 rows (plain) already pays for the stores; with FMA so does one tile of 6 (in registers it spills). */
   readonly widenFrom: number;
   /** q8/q4 weights: products of at most this many rows (decode) take the integer-dot GEMV (each
    *  activation row quantised per group of 32 to 20 bits, as three 7-bit digits, against the codes
@@ -46,7 +46,7 @@ export interface WasmTarget {
 export const WASM_TARGET: WasmTarget = { name: 'wasm', fma: false, rowsPerTile: 4, tokenBlock: 64, gemvUnroll: 2, gemvPanels: 4, splitFrom: 1 << 17, widenFrom: 7, quantDotRows: 0, a8Tile: { q4: 0, q8: 0 } };
 /** With relaxed SIMD's fused multiply-add (Chromium >= 114, Node >= 22; Node 20 behind a flag that
  *  runtime/wasm/module.ts sets). */
-export const WASM_FMA_TARGET: WasmTarget = { ...WASM_TARGET, fma: true, rowsPerTile: 6, tokenBlock: 60, quantDotRows: 6, a8Tile: { q4: 4, q8: 2 } };
+export const WASM_FMA_TARGET: WasmTarget = { ...WASM_TARGET, fma: true, rowsPerTile: 6, tokenBlock: 60, widenFrom: 6, quantDotRows: 6, a8Tile: { q4: 4, q8: 2 } };
 /** The module variants a build ships, in order of preference: the runtime runs the first the engine accepts. */
 export const WASM_TARGETS: readonly WasmTarget[] = [WASM_FMA_TARGET, WASM_TARGET];
 /** The same variants for a memory64 memory (runtime/wasm/memory64.ts picks them where the engine has it). */

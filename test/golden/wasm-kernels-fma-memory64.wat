@@ -55,6 +55,10 @@
 (local.set $xv (v128.load32_splat offset=4 (i64.extend_i32_u (local.get $xp))))
 (local.set $acc0_1_0 (f32x4.relaxed_madd (local.get $xv) (local.get $w0) (local.get $acc0_1_0)))
 (local.set $acc0_1_1 (f32x4.relaxed_madd (local.get $xv) (local.get $w1) (local.get $acc0_1_1)))
+(v128.store offset=0 (i64.extend_i32_u (local.get $yp)) (local.get $acc0_0_0))
+(v128.store offset=16 (i64.extend_i32_u (local.get $yp)) (local.get $acc0_0_1))
+(v128.store offset=0 (i64.extend_i32_u (i32.add (local.get $yp) (i32.mul (i32.const 1) (local.get $ldyb)))) (local.get $acc0_1_0))
+(v128.store offset=16 (i64.extend_i32_u (i32.add (local.get $yp) (i32.mul (i32.const 1) (local.get $ldyb)))) (local.get $acc0_1_1))
 (local.set $w0 (v128.load offset=32 (i64.add (local.get $wb) (i64.extend_i32_u (local.get $wp)))))
 (local.set $w1 (v128.load offset=48 (i64.add (local.get $wb) (i64.extend_i32_u (local.get $wp)))))
 (local.set $xv (v128.load32_splat offset=24 (i64.extend_i32_u (local.get $xp))))
@@ -368,6 +372,10 @@
 (local.set $xv (v128.load32_splat offset=4 (i64.extend_i32_u (local.get $xp))))
 (local.set $acc0_1_0 (f32x4.relaxed_madd (local.get $xv) (local.get $w0) (local.get $acc0_1_0)))
 (local.set $acc0_1_1 (f32x4.relaxed_madd (local.get $xv) (local.get $w1) (local.get $acc0_1_1)))
+(v128.store offset=0 (i64.extend_i32_u (local.get $yp)) (local.get $acc0_0_0))
+(v128.store offset=16 (i64.extend_i32_u (local.get $yp)) (local.get $acc0_0_1))
+(v128.store offset=0 (i64.extend_i32_u (i32.add (local.get $yp) (i32.mul (i32.const 1) (local.get $ldyb)))) (local.get $acc0_1_0))
+(v128.store offset=16 (i64.extend_i32_u (i32.add (local.get $yp) (i32.mul (i32.const 1) (local.get $ldyb)))) (local.get $acc0_1_1))
 (local.set $wv (v128.load offset=16 (i64.add (local.get $wb) (i64.extend_i32_u (local.get $wp)))))
 (local.set $w0 (i8x16.shuffle 0 1 16 17 2 3 18 19 4 5 20 21 6 7 22 23 (v128.const i32x4 0 0 0 0) (local.get $wv)))
 (local.set $w1 (i8x16.shuffle 8 9 24 25 10 11 26 27 12 13 28 29 14 15 30 31 (v128.const i32x4 0 0 0 0) (local.get $wv)))
@@ -654,7 +662,7 @@
     (local.set $p (local.get $p0))
     (block $panels_end (loop $panels
       (br_if $panels_end (i32.ge_s (local.get $p) (local.get $p1)))
-      (if (i32.ge_s (i32.sub (local.get $te) (local.get $tb)) (i32.const 7))
+      (if (i32.ge_s (i32.sub (local.get $te) (local.get $tb)) (i32.const 6))
       (then
       ;; the first tile widens the panel into s as it goes; the others read s
       (local.set $t (local.get $tb))

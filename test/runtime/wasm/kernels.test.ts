@@ -76,8 +76,11 @@ for (const t of WASM_TARGETS) describe(`the ${variantName(t)} module`, () => {
     // then a remainder below `widenFrom` (widened in registers); a block of exactly `widenFrom`
     // rows; a last block one row short of it. Each large enough to split across threads.
     { T: TB + MR + 2, K: 67, N: 37, dtype: 'bf16', bias: true, split: true },
-    { T: t.widenFrom, K: 240, N: 85, dtype: 'bf16', bias: false, split: true },
+    { T: t.widenFrom, K: 240, N: 95, dtype: 'bf16', bias: false, split: true },
     { T: 2 * TB + t.widenFrom - 1, K: 45, N: 50, dtype: 'bf16', bias: true, split: true },
+    // a batch decoding as a whole tile and one of two rows (k unrolled, ordered by stores into y)
+    { T: MR + 2, K: 384, N: 72, dtype: 'bf16', bias: false, mode: 'decode', split: true },
+    { T: MR + 2, K: 61, N: 30, dtype: 'f32', bias: true, mode: 'decode' },
   ];
 
   describe('matrix products = CPU backend', () => {
