@@ -119,8 +119,9 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  runtime +112: chat templates from text in runtime/chat.ts (out of cli/serve/chat.ts), for the chat page's worker too;
  *  codegen +51, cli +8: the chat page without a server (issue 22: codegen/web.ts the package's web/ folder and its
  *  readme, cli/serve/page-worker.ts the page's model worker); codegen +5: web/ imports dist/wgsl.js, not a second copy;
- *  codegen +4: stores that order a two-row wasm tile's unrolled k steps (no spill: issue 22's batch of 8). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5115, codegen: 6155, runtime: 15836, cli: 3235 };
+ *  codegen +4: stores that order a two-row wasm tile's unrolled k steps (no spill: issue 22's batch of 8);
+ *  cli +1: the batcher hands each stream a view of the step's logits. */
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5115, codegen: 6155, runtime: 15836, cli: 3236 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
