@@ -98,11 +98,7 @@ function buildStore(file: string, format: DataFormat, tok: Tokenizer, base: stri
     writeSync(fd, new Uint8Array(out.buffer, 0, fill * width));
     fill = 0;
   };
-  const push = (id: number) => {
-    out[fill++] = id;
-    tokens++;
-    if (fill === out.length) flush();
-  };
+  const push = (id: number) => ((out[fill++] = id), tokens++, fill === out.length && flush());
   try {
     for (const p of readPieces(file, format, separator, chunkBytes)) {
       for (const id of tok.encode(p.text, { addSpecialTokens: false })) push(id);
