@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { describeError, fail } from '../errors.ts';
+import { RuntimeError, describeError, fail } from '../errors.ts';
 import type { Tokenizer } from '../tokenizer.ts';
 import { type DataFormat, formatOf, readPieces } from './data.ts';
 
@@ -68,7 +68,12 @@ function tokenizerPrint(tok: Tokenizer): string {
 /** The cached store at `base`, or null when absent or not whole. */
 function readStore(base: string, width: 2 | 4): TokenStore | null {
   if (!existsSync(`${base}.index`) || !existsSync(`${base}.tokens`)) return null;
-  const raw = readFileSync(`${base}.index`);
+  let raw: Buffer;
+  try {
+    raw = readFileSync(`${base}.index`);
+  } catch {
+    return null; // built again (and its error, if any, named then)
+  }
   if (raw.byteLength < 24 || raw.byteLength % 8) return null;
   const index = new Float64Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
   const [version, docs, tokens] = [index[0]!, index[1]!, index[2]!];
@@ -85,12 +90,7 @@ function buildStore(file: string, format: DataFormat, tok: Tokenizer, base: stri
   const separator = eosText ?? '\n\n';
   const sepBytes = eos === undefined ? 0 : Buffer.byteLength(separator, 'utf8');
   const tmp = `${base}.tmp-${process.pid}`;
-  try {
-    mkdirSync(resolve(base, '..'), { recursive: true });
-  } catch (e) {
-    fail('RT100', [resolve(base, '..'), describeError(e)], { file: resolve(base, '..') });
-  }
-  const fd = openSync(`${tmp}.tokens`, 'w');
+  let fd = -1;
   const out = width === 2 ? new Uint16Array(1 << 16) : new Uint32Array(1 << 16);
   let fill = 0, tokens = 0, docBytes = 0;
   const starts: number[] = [0], bytes: number[] = [];
@@ -100,6 +100,8 @@ function buildStore(file: string, format: DataFormat, tok: Tokenizer, base: stri
   };
   const push = (id: number) => ((out[fill++] = id), tokens++, fill === out.length && flush());
   try {
+    mkdirSync(resolve(base, '..'), { recursive: true });
+    fd = openSync(`${tmp}.tokens`, 'w');
     for (const p of readPieces(file, format, separator, chunkBytes)) {
       for (const id of tok.encode(p.text, { addSpecialTokens: false })) push(id);
       docBytes += Buffer.byteLength(p.text, 'utf8');
@@ -111,6 +113,7 @@ function buildStore(file: string, format: DataFormat, tok: Tokenizer, base: stri
     }
     flush();
     closeSync(fd);
+    fd = -1;
     const index = Float64Array.from([VERSION, bytes.length, tokens, ...starts, ...bytes]);
     const ifd = openSync(`${tmp}.index`, 'w');
     writeSync(ifd, new Uint8Array(index.buffer));
@@ -120,10 +123,11 @@ function buildStore(file: string, format: DataFormat, tok: Tokenizer, base: stri
     renameSync(`${tmp}.index`, `${base}.index`);
     return { file: `${base}.tokens`, width, tokens, docs: bytes.length, starts: index.subarray(3, 4 + bytes.length), bytes: index.subarray(4 + bytes.length) };
   } catch (e) {
-    try { closeSync(fd); } catch { /* closed already */ }
-    rmSync(`${tmp}.tokens`, { force: true });
-    rmSync(`${tmp}.index`, { force: true });
-    throw e;
+    if (fd >= 0) closeSync(fd);
+    for (const f of [`${tmp}.tokens`, `${tmp}.index`]) try { rmSync(f, { force: true }); } catch { /* never made */ }
+    // the data's own errors stand; the cache's (a directory not writable, a full disk) name it
+    if (e instanceof RuntimeError) throw e;
+    fail('RT151', [`${base}.tokens`, `${describeError(e)} (the token file of ${file}; give --data-cache another directory)`], { file: `${base}.tokens` });
   }
 }
 

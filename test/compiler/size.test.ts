@@ -112,9 +112,9 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  compiler +6: AC408 names a default as the language writes it (inf, not JSON's null);
  *  runtime +135: the prefill's SSD and attention heads shared by the products' threads (runtime/wasm/heads.ts);
  *  codegen +5, runtime +6: a conv shared by quads of channels (unitsOf 'quad'; mapPass over a column range).;
- *  runtime +231 (229 lines, and the 2 it was over on main), cli +17: training rows over the whole corpus (issue 20: runtime/train/data-store.ts the cached token
+ *  runtime +235 (233 lines, and the 2 it was over on main), cli +17: training rows over the whole corpus (issue 20: runtime/train/data-store.ts the cached token
  *  file, data-rows.ts each epoch's phase and permutation; archc train's sampler position, --file-order, --data-cache). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5029, codegen: 6085, runtime: 15943, cli: 3244 };
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5029, codegen: 6085, runtime: 15947, cli: 3244 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {

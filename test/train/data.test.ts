@@ -72,6 +72,9 @@ describe('training data', () => {
     writeFileSync(none, '\n\n');
     expect(() => [...packedBatches(none, tok, { seqLen: 8, batch: 1, seed: 0, cacheDir: join(dir, 'cache') })]).toThrowError(expect.objectContaining({ code: 'RT600', file: none }));
     expect(() => [...packedBatches(join(dir, 'missing.txt'), tok, { seqLen: 8, batch: 1, seed: 0, cacheDir: join(dir, 'cache') })]).toThrowError(expect.objectContaining({ code: 'RT100' }));
+    // a cache directory that cannot be made: RT151 naming the token file, nothing left behind
+    writeFileSync(join(dir, 'blocked'), 'a file');
+    expect(() => [...packedBatches(good, tok, { seqLen: 8, batch: 1, seed: 0, cacheDir: join(dir, 'blocked', 'cache') })]).toThrowError(expect.objectContaining({ code: 'RT151', file: expect.stringContaining(join(dir, 'blocked', 'cache')) }));
     expect(() => [...readDocuments(join(dir, 'missing.txt'), 'text', 'x')]).toThrowError(expect.objectContaining({ code: 'RT100' }));
     writeFileSync(bad, Uint8Array.from([0x61, 0x62, 0xff, 0x63]));
     expect(() => [...readDocuments(bad, 'text', 'x', 2)]).toThrowError(expect.objectContaining({ code: 'RT100', message: `RT100: cannot read ${bad}: not valid UTF-8 (in bytes 0 to 4)` }));
