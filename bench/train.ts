@@ -17,7 +17,7 @@ import { compileFile, loadConfig } from '../compiler/compile.ts';
 import { openCheckpoint } from '../runtime/safetensors.ts';
 import { toF32 } from '../runtime/tensor.ts';
 import { loadTokenizer } from '../runtime/tokenizer.ts';
-import { packedBatches } from '../runtime/train/data.ts';
+import { packedBatches } from '../runtime/train/data-rows.ts';
 import { F32Engine, openWasmGemm } from '../runtime/train/f32/engine.ts';
 import { OPS32 } from '../runtime/train/f32/ops.ts';
 import { newParam } from '../runtime/train/optim.ts';
@@ -35,7 +35,7 @@ const ckpt = openCheckpoint(MODEL);
 const params = c.graph.weights.map((w) => newParam(w.name, w.shape, toF32(ckpt.read(w.name))));
 ckpt.close();
 const tok = (await loadTokenizer(MODEL))!;
-const batches = [...take(packedBatches(DATA, tok, { seqLen: 256, batch: 4, seed: 0, shuffleBuffer: 64 }), steps)];
+const batches = [...take(packedBatches(DATA, tok, { seqLen: 256, batch: 4, seed: 0 }), steps)];
 
 // per-op times, wrapping each record's forward and backward: wall ms and CPU ms of the process (all
 // threads: on a loaded machine the CPU time is the steadier figure; with --threads 1 it is the op's own)

@@ -20,7 +20,7 @@ import { assertShapes } from '../runtime/checkpoint-shapes.ts';
 import { openCheckpoint } from '../runtime/safetensors.ts';
 import { toF32 } from '../runtime/tensor.ts';
 import { readTrainSettings, readTrainState, writeTrainState } from '../runtime/train/checkpoint.ts';
-import { type PackedBatch, packedBatches } from '../runtime/train/data.ts';
+import { type RowBatch, type SamplerPosition, packedBatches } from '../runtime/train/data-rows.ts';
 import type { TrainEngine } from '../runtime/train/engine.ts';
 import { ADAMW_DEFAULTS, newParam } from '../runtime/train/optim.ts';
 import { type Variant, compareMarkdown } from '../runtime/train/compare.ts';
@@ -33,14 +33,16 @@ import { numberFlag, optionsFor, usage } from './run.ts';
 
 interface TrainFlags extends CommonOpts {
   data?: string; eval?: string; steps?: string; seqLen?: string; batch?: string; lr?: string; warmup?: string; clip?: string;
-  weightDecay?: string; seed?: string; weights?: string; tokenizer?: string; saveEvery?: string; shuffleBuffer?: string;
-  out?: string; resume?: string; force?: boolean; engine?: string;
+  weightDecay?: string; seed?: string; weights?: string; tokenizer?: string; saveEvery?: string; fileOrder?: boolean;
+  dataCache?: string; out?: string; resume?: string; force?: boolean; engine?: string;
 }
 
 /** What a run is, saved in trainer_state.json and read back by --resume. */
 interface Settings {
   model: string; modelName?: string; hfConfig?: string; set: string[]; data: string; dataBytes: number; eval?: string; weights?: string;
-  seqLen: number; batch: number; seed: number; shuffleBuffer: number; steps: number; saveEvery: number;
+  seqLen: number; batch: number; seed: number; shuffle: boolean; steps: number; saveEvery: number;
+  /** The data order's scheme (ROWS_LOADER): a run of another replays other batches. */
+  loader: string;
   lr: number; warmup: number; clip: number; weightDecay: number; beta1: number; beta2: number; eps: number;
   /** The gradient engine (a run saved before engines had a name ran on the reference). */
   engine?: EngineName;
@@ -52,9 +54,13 @@ const ENGINES: readonly EngineName[] = ['wasm', 'reference'];
 /** Flags that define a run: with --resume they come from the run, and giving one is refused. */
 const RUN_FLAGS: [keyof TrainFlags, string][] = [['data', '--data'], ['eval', '--eval'], ['seqLen', '--seq-len'], ['batch', '--batch'], ['lr', '--lr'],
   ['warmup', '--warmup'], ['clip', '--clip'], ['weightDecay', '--weight-decay'], ['seed', '--seed'], ['weights', '--weights'], ['tokenizer', '--tokenizer'],
-  ['shuffleBuffer', '--shuffle-buffer'], ['hfConfig', '--hf-config'], ['preset', '--preset'], ['model', '--model'], ['engine', '--engine']];
+  ['fileOrder', '--file-order'], ['hfConfig', '--hf-config'], ['preset', '--preset'], ['model', '--model'], ['engine', '--engine']];
 
 const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'];
+
+/** Rows over the whole corpus from a token file, a random phase and permutation per epoch
+ *  (runtime/train/data-rows.ts); runs saved before it (a 1024-document streaming shuffle) have none. */
+const ROWS_LOADER = 'rows-1';
 
 export function registerTrainCommand(p: Command): void {
   withPreset(withCommon(p.command('train [files...]').description('train a causal LM on packed text (f32 gradients on the wasm kernels, or the float64 reference; AdamW); checkpoints resume bit-exactly; several models: trained on the same batches and compared')))
@@ -71,7 +77,8 @@ export function registerTrainCommand(p: Command): void {
     .option('--weights <dir>', 'start from this checkpoint (fine-tuning) instead of a random init')
     .option('--tokenizer <dir>', 'the directory holding tokenizer.json (default: --weights)')
     .option('--save-every <n>', 'save the run every n steps (default: at the end only)')
-    .option('--shuffle-buffer <n>', 'documents the streaming shuffle holds; 0 keeps the file\'s order (default 1024)')
+    .option('--file-order', 'rows in the file\'s order, documents cut at their starts (default: a seeded random order over the whole file)')
+    .option('--data-cache <dir>', 'where the data\'s token files are kept and reused (default: archc-data in the OS temp directory)')
     .option('-o, --out <dir>', 'the run directory to write (with --resume: default the run itself)')
     .option('--resume <dir>', 'continue the run saved in this directory')
     .option('--force', 'replace the output directory even if it holds files archc did not write')
@@ -104,7 +111,7 @@ const real = (v: string | undefined, flag: string, dflt: number, positive = fals
   numberFlag(v, flag, positive ? { minExclusive: 0, what: 'a positive number' } : { min: 0, what: 'a number ≥ 0' }) ?? dflt;
 
 /** The run's settings: from RUN/trainer_state.json with --resume, else from the flags. */
-function settingsFrom(file: string | undefined, o: TrainFlags): { s: Settings; resumed?: { step: number; dir: string } } {
+function settingsFrom(file: string | undefined, o: TrainFlags): { s: Settings; resumed?: Resumed } {
   if (o.resume) {
     const dir = resolve(o.resume);
     if (file !== undefined) usage('--resume', `a resumed run trains the model it was started with; drop ${JSON.stringify(file)}`);
@@ -113,15 +120,18 @@ function settingsFrom(file: string | undefined, o: TrainFlags): { s: Settings; r
     const saved = readTrainSettings(dir);
     const s = saved.settings as unknown as Settings;
     const stateFile = join(dir, 'trainer_state.json');
-    const bad = (['seqLen', 'batch', 'seed', 'shuffleBuffer', 'steps', 'saveEvery', 'lr', 'warmup', 'clip', 'weightDecay', 'beta1', 'beta2', 'eps', 'dataBytes'] as const)
+    const bad = (['seqLen', 'batch', 'seed', 'steps', 'saveEvery', 'lr', 'warmup', 'clip', 'weightDecay', 'beta1', 'beta2', 'eps', 'dataBytes'] as const)
       .find((k) => typeof s[k] !== 'number' || !Number.isFinite(s[k])) ?? (['model', 'data'] as const).find((k) => typeof s[k] !== 'string');
     if (bad) throw new RuntimeError('RT601', [dir, `${stateFile}: settings.${bad} is missing or of the wrong type`], { file: stateFile, key: `settings.${bad}` });
+    if (s.loader !== ROWS_LOADER || typeof s.shuffle !== 'boolean') throw new RuntimeError('RT601', [dir, `${stateFile}: its data order is not ${ROWS_LOADER} (a run saved before rows were shuffled over the whole file); its batches cannot be replayed`], { file: stateFile, key: 'settings.loader' });
+    const at = (saved.settings as { sampler?: Partial<SamplerPosition> }).sampler;
+    if (!Number.isSafeInteger(at?.epoch) || !Number.isSafeInteger(at?.batch)) throw new RuntimeError('RT601', [dir, `${stateFile}: settings.sampler (the data's epoch and batch) is missing or bad`], { file: stateFile, key: 'settings.sampler' });
     // the batches are replayed from the data file: another file would not continue the same run
     const size = existsSync(s.data) ? statSync(s.data).size : -1;
     if (size !== s.dataBytes) throw new RuntimeError('RT601', [dir, `its data file ${s.data} ${size < 0 ? 'is gone' : `holds ${size} bytes, not the ${s.dataBytes} it was trained on`}; the batches it trained on cannot be replayed`], { file: s.data });
     const steps = int(o.steps, '--steps', 1, s.steps);
     if (steps <= saved.step) usage('--steps', `the run in ${dir} has taken ${saved.step} steps already; give a larger total`);
-    return { s: { ...s, steps, saveEvery: int(o.saveEvery, '--save-every', 1, s.saveEvery) }, resumed: { step: saved.step, dir } };
+    return { s: { ...s, steps, saveEvery: int(o.saveEvery, '--save-every', 1, s.saveEvery) }, resumed: { step: saved.step, dir, sampler: at as SamplerPosition } };
   }
   if (file === undefined) usage('train', 'give the model file (MODEL.arch), or --resume RUN');
   if (!o.data) usage('--data', 'train needs a data file (text or JSONL)');
@@ -132,7 +142,7 @@ function settingsFrom(file: string | undefined, o: TrainFlags): { s: Settings; r
     s: {
       model: resolve(file), modelName: o.model, hfConfig: o.hfConfig && resolve(o.hfConfig), set: setsOf(file, o), data: resolve(o.data), dataBytes: dataSize(o.data), eval: o.eval && resolve(o.eval), weights: o.weights && resolve(o.weights),
       seqLen: int(o.seqLen, '--seq-len', 1, 256), batch: int(o.batch, '--batch', 1, 8), seed: int(o.seed, '--seed', 0, 0),
-      shuffleBuffer: int(o.shuffleBuffer, '--shuffle-buffer', 0, 1024), steps, saveEvery: int(o.saveEvery, '--save-every', 1, steps),
+      shuffle: !o.fileOrder, loader: ROWS_LOADER, steps, saveEvery: int(o.saveEvery, '--save-every', 1, steps),
       lr: real(o.lr, '--lr', 1e-3, true), warmup: int(o.warmup, '--warmup', 0, 0), clip: real(o.clip, '--clip', 1), weightDecay: real(o.weightDecay, '--weight-decay', ADAMW_DEFAULTS.weightDecay),
       beta1: ADAMW_DEFAULTS.beta1, beta2: ADAMW_DEFAULTS.beta2, eps: ADAMW_DEFAULTS.eps, engine: engineFlag(o.engine),
     },
@@ -172,11 +182,17 @@ interface Run {
   secs: number; packed: number;
   /** sha256 of every trained batch's ids and positions, in order: equal runs read equal batches. */
   readonly digest: Hash;
+  /** The next batch of the data (saved with the run: a resumed run starts there). */
+  sampler: SamplerPosition;
+  readonly dataCache?: string;
 }
+
+/** A run continued from its directory: where it stopped. */
+interface Resumed { readonly step: number; readonly dir: string; readonly sampler: SamplerPosition }
 
 /** Compiles the model, loads the tokenizer, sizes the gradients and sets up the state (fresh, from
  *  --weights, or resumed). */
-async function prepare(s: Settings, o: TrainFlags, resumed?: { step: number; dir: string }): Promise<Run> {
+async function prepare(s: Settings, o: TrainFlags, resumed?: Resumed): Promise<Run> {
   const source = resumed?.dir ?? s.weights;
   const tokDir = resumed ? resumed.dir : o.tokenizer ? resolve(o.tokenizer) : s.weights;
   if (!tokDir) usage('--tokenizer', 'a random init needs the tokenizer to read the data with: give --tokenizer DIR (a directory holding tokenizer.json)');
@@ -211,20 +227,21 @@ async function prepare(s: Settings, o: TrainFlags, resumed?: { step: number; dir
   const metrics: Metric[] = resumed ? readMetrics(resumed.dir, state.step) : [];
   const evals: Record<string, number>[] = resumed ? readJsonl(join(resumed.dir, 'eval.jsonl')).filter((e) => e.step! <= state.step) : [];
   const config: TrainConfig = { lr: s.lr, beta1: s.beta1, beta2: s.beta2, eps: s.eps, weightDecay: s.weightDecay, steps: s.steps, warmup: s.warmup, clip: s.clip };
-  return { s, g, engine, close, state, config, tok, tokFiles, configText, metrics, evals, secs: 0, packed: 0, digest: createHash('sha256') };
+  return { s, g, engine, close, state, config, tok, tokFiles, configText, metrics, evals, secs: 0, packed: 0, digest: createHash('sha256'),
+    sampler: resumed?.sampler ?? { epoch: 0, batch: 0 }, dataCache: o.dataCache && resolve(o.dataCache) };
 }
 
 /** Trains `r` to its last step on the batches replayed from the seed (a resumed run skips those it
  *  has trained on), calling `save` every --save-every steps and at the end. */
 async function trainRun(r: Run, save: () => Promise<void>, label = ''): Promise<void> {
   const { s, state } = r;
-  const batches = packedBatches(s.data, r.tok, { seqLen: s.seqLen, batch: s.batch, seed: s.seed, shuffleBuffer: s.shuffleBuffer });
+  const batches = packedBatches(s.data, r.tok, { seqLen: s.seqLen, batch: s.batch, seed: s.seed, shuffle: s.shuffle, cacheDir: r.dataCache, start: r.sampler });
   const from = state.step;
-  for (let k = 0; k < from; k++) batches.next();
   exitOnSignals();
   const bar = progressLine(s.steps, from, label);
   while (state.step < s.steps) {
-    const b = batches.next().value as PackedBatch;
+    const b = batches.next().value as RowBatch;
+    r.sampler = b.next;
     r.digest.update(new Uint8Array(b.tokens.buffer, b.tokens.byteOffset, b.tokens.byteLength));
     r.digest.update(new Uint8Array(b.positions.buffer, b.positions.byteOffset, b.positions.byteLength));
     const t0 = performance.now();
@@ -242,7 +259,7 @@ async function trainRun(r: Run, save: () => Promise<void>, label = ''): Promise<
 /** With --eval: loss and bits per byte over the eval file at the run's current step. */
 function evaluateRun(r: Run): void {
   if (!r.s.eval) return;
-  const e = evaluate(r.engine, r.state, packedBatches(r.s.eval, r.tok, { seqLen: r.s.seqLen, batch: r.s.batch, seed: 0, shuffleBuffer: 0, once: true }));
+  const e = evaluate(r.engine, r.state, packedBatches(r.s.eval, r.tok, { seqLen: r.s.seqLen, batch: r.s.batch, seed: 0, shuffle: false, once: true, cacheDir: r.dataCache }));
   r.evals.push({ step: r.state.step, eval_loss: e.loss, eval_tokens: e.tokens, eval_bits_per_byte: e.bitsPerByte });
 }
 
@@ -250,7 +267,7 @@ function evaluateRun(r: Run): void {
 function writeRunFiles(dir: string, r: Run, title: string): void {
   writeFileSync(join(dir, 'config.json'), r.configText);
   for (const [n, b] of r.tokFiles) writeFileSync(join(dir, n), b);
-  writeTrainState(dir, r.state, r.s);
+  writeTrainState(dir, r.state, { ...r.s, sampler: r.sampler });
   writeFileSync(join(dir, 'metrics.jsonl'), r.metrics.map((m) => JSON.stringify(m) + '\n').join(''));
   if (r.evals.length) writeFileSync(join(dir, 'eval.jsonl'), r.evals.map((m) => JSON.stringify(m) + '\n').join(''));
   writeFileSync(join(dir, 'loss.svg'), lossCurveSvg([{ label: title, points: r.metrics }], `${title}: training loss`));

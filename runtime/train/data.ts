@@ -1,5 +1,6 @@
 // Training data: documents streamed from a text or JSONL file, tokenised with the model's
-// tokenizer, shuffled under a seed and packed padding-free, with the semantics of transformers'
+// tokenizer (into a token file: ./data-store.ts), rows shuffled under a seed (./data-rows.ts) and
+// packed padding-free, with the semantics of transformers'
 // DataCollatorWithFlattening(return_seq_idx=True, return_flash_attn_kwargs=True): a batch of rows
 // flattened into one packed row, positions restarting at 0 per document, seq_idx, cu_seq_lens and
 // max_length, labels = the ids with -100 at each document's first token (no label crosses a
@@ -8,7 +9,6 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import type { SeqSlice } from '../cpu/seq.ts';
 import { describeError, fail } from '../errors.ts';
-import { createRng } from '../rng.ts';
 import type { Tokenizer } from '../tokenizer.ts';
 
 export type DataFormat = 'text' | 'jsonl';
@@ -26,10 +26,24 @@ export function formatOf(path: string): DataFormat {
 }
 
 /** The file's documents as text, read `chunkBytes` at a time (a file larger than memory streams;
- *  one document must fit). Text: documents are separated by `separator` (empty ones skipped).
- *  JSONL: one JSON object per non-blank line, its string field "text"; a bad line is RT600 naming
- *  file and line. */
+ *  one document must fit: see readPieces for documents that need not). Text: documents are
+ *  separated by `separator` (empty ones skipped). JSONL: one JSON object per non-blank line, its
+ *  string field "text"; a bad line is RT600 naming file and line. */
 export function* readDocuments(path: string, format: DataFormat, separator: string, chunkBytes = 1 << 20): Generator<string> {
+  for (const p of readPieces(path, format, separator, chunkBytes, Infinity)) yield p.text;
+}
+
+/** A document's text in order, `end` on its last piece. */
+export interface TextPiece {
+  readonly text: string;
+  readonly end: boolean;
+}
+
+/** readDocuments in pieces: a text document longer than `maxPiece` characters comes in pieces cut
+ *  after its last newline before the limit (else at the limit, never inside a surrogate pair), so
+ *  a document larger than memory (one long book, or a file with no separator at all) streams. A
+ *  document in pieces is kept even if it is all whitespace. */
+export function* readPieces(path: string, format: DataFormat, separator: string, chunkBytes = 1 << 20, maxPiece = chunkBytes): Generator<TextPiece> {
   let fd: number;
   try {
     fd = openSync(path, 'r');
@@ -39,10 +53,23 @@ export function* readDocuments(path: string, format: DataFormat, separator: stri
   const sep = format === 'jsonl' ? '\n' : separator;
   const decoder = new TextDecoder('utf-8', { fatal: true });
   const buf = new Uint8Array(chunkBytes);
-  let pending = '', line = 1, read = 0;
-  const emit = function* (text: string): Generator<string> {
+  let pending = '', line = 1, read = 0, open = false;
+  // pieces of at most maxPiece characters (one more to keep a surrogate pair) cut off the front of
+  // `text` while more than that lies before its last `hold` characters; the rest is returned
+  const chop = function* (text: string, hold: number): Generator<TextPiece, string> {
+    while (format === 'text' && text.length - hold > maxPiece) {
+      let at = text.lastIndexOf('\n', maxPiece - 1) + 1;
+      if (at === 0) at = maxPiece + (/[\uD800-\uDBFF]/.test(text[maxPiece - 1]!) ? 1 : 0);
+      yield { text: text.slice(0, at), end: false };
+      open = true;
+      text = text.slice(at);
+    }
+    return text;
+  };
+  const emit = function* (text: string): Generator<TextPiece> {
     if (format === 'text') {
-      if (text.trim() !== '') yield text;
+      if (open || text.trim() !== '') yield { text, end: true };
+      open = false;
       return;
     }
     const at = line++;
@@ -55,7 +82,7 @@ export function* readDocuments(path: string, format: DataFormat, separator: stri
     }
     const t = (row as { text?: unknown } | null)?.text;
     if (typeof row !== 'object' || row === null || Array.isArray(row) || typeof t !== 'string') fail('RT600', [path, at, 'expected an object with a string field "text"'], { file: path, line: at });
-    yield t;
+    yield { text: t, end: true };
   };
   try {
     for (;;) {
@@ -73,12 +100,14 @@ export function* readDocuments(path: string, format: DataFormat, separator: stri
       read += n;
       let cut: number;
       while ((cut = pending.indexOf(sep)) >= 0) {
-        yield* emit(pending.slice(0, cut));
+        yield* emit(yield* chop(pending.slice(0, cut), 0));
         pending = pending.slice(cut + sep.length);
       }
+      // the tail may hold the start of a separator: only what lies before it can be cut off
+      pending = yield* chop(pending, sep.length - 1);
       if (n === 0) break;
     }
-    yield* emit(pending);
+    yield* emit(yield* chop(pending, 0));
   } finally {
     closeSync(fd);
   }
@@ -98,25 +127,6 @@ export function* tokenizedDocuments(path: string, tok: Tokenizer, format = forma
   }
 }
 
-/** A streaming shuffle: a buffer of `size` documents, each next one drawn uniformly from it and its
- *  place refilled from the stream (a full shuffle when the file has at most `size` documents). */
-export function* shuffled<T>(items: Iterable<T>, size: number, seed: number): Generator<T> {
-  const rng = createRng(seed);
-  const buf: T[] = [];
-  const draw = () => {
-    const j = Math.floor(rng.next() * buf.length);
-    const x = buf[j]!;
-    buf[j] = buf[buf.length - 1]!;
-    buf.pop();
-    return x;
-  };
-  for (const x of items) {
-    buf.push(x);
-    if (buf.length > size) yield draw();
-  }
-  while (buf.length) yield draw();
-}
-
 /** A packed batch: tokens, positions and labels [T] with the rows of each sequence (the shape of
  *  compiler/grad.ts GradBatch: labels[t + 1] is row t's target), the collator's flash-attention
  *  arguments, and what the metrics count. */
@@ -133,7 +143,7 @@ export interface PackedBatch {
   readonly maxLength: number;
   /** Rows of up to seqLen tokens flattened into this batch. */
   readonly rows: number;
-  /** UTF-8 bytes of the text the tokens encode (a document split over rows counts in its first). */
+  /** UTF-8 bytes of the text the tokens encode (a piece of a document: its share by tokens). */
   readonly bytes: number;
   /** The pass over the file this batch comes from (0 first). */
   readonly epoch: number;
@@ -161,50 +171,4 @@ export function collate(rows: readonly (readonly Doc[])[], epoch = 0): PackedBat
     bytes += s.bytes;
   });
   return { tokens, positions, labels, seqs, seqIdx, cuSeqLens: cu, maxLength, rows: rows.length, bytes, epoch };
-}
-
-export interface BatchOptions {
-  readonly seqLen: number;
-  readonly batch: number;
-  readonly seed: number;
-  /** Documents the streaming shuffle holds (default 1024); 0 keeps the file's order. */
-  readonly shuffleBuffer?: number;
-  /** Bytes read at a time (default 1 MiB). */
-  readonly chunkBytes?: number;
-  /** Stop after one pass over the file (evaluation) instead of starting the next epoch. */
-  readonly once?: boolean;
-}
-
-/** Packed batches of `batch` rows of up to `seqLen` tokens each, forever (epoch e shuffled with
- *  seed + e) unless `once`. A document longer than a row is cut into pieces of seqLen tokens, each
- *  its own sequence (positions restart, its first token is not predicted). Rows are filled in
- *  order: a piece that does not fit closes the row. RT600 when the file holds no document. */
-export function* packedBatches(path: string, tok: Tokenizer, o: BatchOptions): Generator<PackedBatch> {
-  for (let epoch = 0; ; epoch++) {
-    let docs: Iterable<Doc> = tokenizedDocuments(path, tok, formatOf(path), o.chunkBytes);
-    if ((o.shuffleBuffer ?? 1024) > 0) docs = shuffled(docs, o.shuffleBuffer ?? 1024, o.seed + epoch);
-    let row: Doc[] = [], rowLen = 0, any = false;
-    let rows: Doc[][] = [];
-    for (const d of docs) {
-      any = true;
-      for (let s = 0; s < d.ids.length; s += o.seqLen) {
-        const piece: Doc = { ids: d.ids.slice(s, s + o.seqLen), bytes: s === 0 ? d.bytes : 0 };
-        if (rowLen + piece.ids.length > o.seqLen) {
-          rows.push(row);
-          row = [], rowLen = 0;
-          if (rows.length === o.batch) {
-            yield collate(rows, epoch);
-            rows = [];
-          }
-        }
-        row.push(piece);
-        rowLen += piece.ids.length;
-      }
-    }
-    if (!any) fail('RT600', [path, 1, 'no documents in the file'], { file: path });
-    if (rowLen) rows.push(row);
-    // the last, partial batch of an epoch is kept: every document is seen once per epoch
-    if (rows.length) yield collate(rows, epoch);
-    if (o.once) return;
-  }
 }

@@ -15,7 +15,8 @@ import { toF32 } from '../tensor.ts';
 import { type Tokenizer, loadTokenizer } from '../tokenizer.ts';
 import { defaultThreads } from '../wasm/threads.ts';
 import { STATE_FILE, readTrainSettings, readTrainState, writeTrainState } from './checkpoint.ts';
-import { type BatchOptions, type PackedBatch, collate, packedBatches } from './data.ts';
+import { type PackedBatch, collate } from './data.ts';
+import { type BatchOptions, packedBatches } from './data-rows.ts';
 import { F32Engine, openWasmGemm } from './f32/engine.ts';
 import type { TrainGraph } from './f32/graph.ts';
 import { ADAMW_DEFAULTS, newParam } from './optim.ts';
@@ -91,7 +92,7 @@ export class Trainer {
    *  train --data` makes them (`seqLen` 256, `batch` 8, `seed` 0 unless given; `once` for one pass). */
   batches(file: string, o: Partial<BatchOptions> = {}): Generator<PackedBatch> {
     if (!this.tokenizer) fail('RT100', [join(this.source, 'tokenizer.json'), 'no tokenizer beside the weights: pack token ids with Trainer.pack'], { file: join(this.source, 'tokenizer.json') });
-    return packedBatches(file, this.tokenizer, { seqLen: 256, batch: 8, seed: 0, shuffleBuffer: 1024, ...o });
+    return packedBatches(file, this.tokenizer, { seqLen: 256, batch: 8, seed: 0, ...o });
   }
 
   /** One packed batch of these sequences of token ids (each its own document: positions restart,

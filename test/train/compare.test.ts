@@ -7,7 +7,8 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadTokenizer } from '../../runtime/tokenizer.ts';
-import { type PackedBatch, packedBatches } from '../../runtime/train/data.ts';
+import type { PackedBatch } from '../../runtime/train/data.ts';
+import { packedBatches } from '../../runtime/train/data-rows.ts';
 import type { Variant } from '../../runtime/train/compare.ts';
 import { BAMBA, ROOT, TINY, runCli, setsFor } from '../helpers/checkpoints.ts';
 import { useTmpDirs } from '../helpers/tmp.ts';
@@ -45,7 +46,7 @@ describe('archc train with several models', () => {
     // the batches, as the data loader makes them from the same file, seed and shapes
     const tok = (await loadTokenizer(TOKENIZER))!;
     const want = createHash('sha256'), counted: number[] = [];
-    const batches = packedBatches(data, tok, { seqLen: 24, batch: 2, seed: 0, shuffleBuffer: 1024 });
+    const batches = packedBatches(data, tok, { seqLen: 24, batch: 2, seed: 0 });
     for (let k = 0; k < STEPS; k++) {
       const b = batches.next().value as PackedBatch;
       for (const a of [b.tokens, b.positions]) want.update(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));

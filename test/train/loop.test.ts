@@ -10,7 +10,7 @@ import { referenceEngine } from '../../cli/train.ts';
 import { initWeights } from '../../compiler/init.ts';
 import { createRng } from '../../runtime/rng.ts';
 import { loadTokenizer } from '../../runtime/tokenizer.ts';
-import { packedBatches } from '../../runtime/train/data.ts';
+import { packedBatches } from '../../runtime/train/data-rows.ts';
 import { adamwStep, clipFactor, globalNorm, newParam } from '../../runtime/train/optim.ts';
 import { type TrainState, evaluate, trainStep, weightsOf } from '../../runtime/train/trainer.ts';
 import { ROOT, compileTiny } from '../helpers/checkpoints.ts';

@@ -180,6 +180,15 @@ describe('archc train', () => {
     expect((await runCli(args(data, run, '--steps', '2'), 60_000)).code).toBe(0);
     const r = await runCli(['train', '--resume', run, '--steps', '2'], 60_000);
     expect(r.stderr.startsWith(`error AC315: invalid --steps: the run in ${run} has taken 2 steps already`), r.stderr).toBe(true);
+    // nor one saved before rows were shuffled over the whole file (another data order), nor one whose sampler is gone
+    const stateFile = join(run, 'trainer_state.json'), saved = readFileSync(stateFile, 'utf8');
+    const { loader: _, ...old } = JSON.parse(saved).settings;
+    for (const [settings, key] of [[{ ...old, shuffleBuffer: 1024 }, 'loader'], [{ ...JSON.parse(saved).settings, sampler: { epoch: 0 } }, 'sampler']] as const) {
+      writeFileSync(stateFile, JSON.stringify({ ...JSON.parse(saved), settings }));
+      const o = await runCli(['train', '--resume', run, '--steps', '3'], 60_000);
+      expect(o.stderr.startsWith(`error RT601: cannot resume from ${run}: ${stateFile}: ${key === 'loader' ? 'its data order is not rows-1' : 'settings.sampler'}`), o.stderr).toBe(true);
+    }
+    writeFileSync(stateFile, saved);
     // nor on a data file that changed: its batches could not be replayed
     writeFileSync(data, TEXT + ' more');
     const changed = await runCli(['train', '--resume', run, '--steps', '3'], 60_000);
