@@ -121,7 +121,6 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  readme, cli/serve/page-worker.ts the page's model worker); codegen +5: web/ imports dist/wgsl.js, not a second copy;
  *  codegen +4: stores that order a two-row wasm tile's unrolled k steps (no spill: issue 22's batch of 8);
  *  cli +1: the batcher hands each stream a view of the step's logits;
- *  codegen +5, runtime +6: a conv shared by quads of channels (unitsOf 'quad'; mapPass over a column range).;
  *  runtime +235 (233 lines, and the 2 it was over on main), cli +17: training rows over the whole corpus (issue 20: runtime/train/data-store.ts the cached token
  *  file, data-rows.ts each epoch's phase and permutation; archc train's sampler position, --file-order, --data-cache). */
 const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5115, codegen: 6155, runtime: 16071, cli: 3253 };
