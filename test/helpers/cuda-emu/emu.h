@@ -1,20 +1,25 @@
 // Running CUDA kernels on the CPU (tests only): the CUDA C++ that archc's kernels use, as host C++.
-// A block runs as blockDim.x std::threads with a std::barrier for __syncthreads; warps exchange
-// values (shuffles, votes) through per-warp slots between two barriers of their 32 threads; a
-// thread that returns early leaves the barriers (arrive_and_drop), as an exited GPU thread does.
+// A block runs as blockDim.x fibers on one OS thread, switched only at barriers: a fiber that waits
+// on __syncthreads or its warp's barrier yields to the next one, round robin, in thread order. (OS
+// threads cost the kernel's scheduler a switch per thread per barrier, which on a loaded machine was
+// most of a test's time.) Warps exchange values (shuffles, votes) through per-warp slots between two barriers
+// of their threads; a thread that returns early leaves the barriers, as an exited GPU thread does;
+// a barrier no thread can pass ends the process (exit 3) rather than hanging.
 // Blocks run one after another, so `__shared__` (function-static storage) is the block's own.
 // WMMA fragments are held whole by every lane; a warp's loads, products and stores are collective.
 #pragma once
-#include <barrier>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <math.h>
 #include <memory>
 #include <mutex>
 #include <stdint.h>
-#include <thread>
+#include <setjmp.h>
 #include <type_traits>
+#include <ucontext.h>
 #include <vector>
 
 #define __global__
@@ -26,60 +31,125 @@
 #define __align__(n) __attribute__((aligned(n)))
 
 struct dim3 { unsigned x = 1, y = 1, z = 1; };
-inline thread_local dim3 threadIdx, blockIdx;
+// the running fiber's; the scheduler sets them before resuming it
+inline dim3 threadIdx, blockIdx;
 inline dim3 blockDim, gridDim;
 
 namespace emu {
+// A fiber starts once per launch (makecontext) and then runs the block's body in a loop; switches
+// are _setjmp/_longjmp, which unlike swapcontext leave the signal mask alone (no system call).
+struct Fiber {
+  ucontext_t start;
+  jmp_buf at;
+  std::unique_ptr<char[]> stack;
+  bool started = false, done = false;
+};
+inline jmp_buf scheduler;
+inline std::vector<Fiber> fibers;
+inline unsigned current = 0;
+inline uint64_t progress = 0;  // barrier arrivals and exits: a round without any is a deadlock
+constexpr size_t STACK = 256 << 10;
+
+inline void yield() {
+  if (!_setjmp(fibers[current].at)) _longjmp(scheduler, 1);
+}
+
+/** A barrier of `expected` fibers; one that exits leaves it (drop), as arrive_and_drop. */
+struct Barrier {
+  unsigned expected = 0, arrived = 0, gen = 0;
+  void pass() { arrived = 0; gen++; }
+  void wait() {
+    progress++;
+    const unsigned g = gen;
+    if (++arrived == expected) return pass();
+    while (gen == g) yield();
+  }
+  void drop() {
+    progress++;
+    expected--;
+    if (arrived && arrived == expected) pass();
+  }
+};
 struct Warp {
-  std::barrier<> bar{32};
+  Barrier bar;
   uint64_t slot[32];
 };
-inline std::barrier<>* block_bar = nullptr;
-inline std::vector<std::unique_ptr<Warp>> warps;
+inline Barrier block_bar;
+inline std::vector<Warp> warps;
 inline std::mutex atomics;
 
 template <class T> inline T exchange(T v, int from) {
-  Warp& w = *warps[threadIdx.x / 32];
+  Warp& w = warps[threadIdx.x / 32];
   uint64_t bits = 0;
   std::memcpy(&bits, &v, sizeof(T));
   w.slot[threadIdx.x % 32] = bits;
-  w.bar.arrive_and_wait();
+  w.bar.wait();
   bits = w.slot[from & 31];
-  w.bar.arrive_and_wait();
+  w.bar.wait();
   T out;
   std::memcpy(&out, &bits, sizeof(T));
   return out;
 }
 
-/** Runs `kernel` over the grid, block after block, each block's threads in parallel. */
+inline void (*body)(void*) = nullptr;
+inline void* body_arg = nullptr;
+/** A fiber's life: the block's body, leaving its barriers, then back to the scheduler until the next block. */
+inline void fiber_main() {
+  for (;;) {
+    body(body_arg);
+    warps[threadIdx.x / 32].bar.drop();
+    block_bar.drop();
+    fibers[current].done = true;
+    yield();
+  }
+}
+
+/** Runs `kernel` over the grid, block after block, each block's threads as fibers. */
 template <class F> void launch(dim3 grid, dim3 block, F kernel) {
   gridDim = grid;
   blockDim = block;
   const unsigned n = block.x * block.y * block.z;
+  body = [](void* k) { (*static_cast<F*>(k))(); };
+  body_arg = &kernel;
+  fibers.resize(n);
+  for (Fiber& f : fibers) {
+    if (!f.stack) f.stack.reset(new char[STACK]);
+    getcontext(&f.start);
+    f.start.uc_stack = {f.stack.get(), 0, STACK};
+    f.start.uc_link = nullptr;
+    makecontext(&f.start, fiber_main, 0);
+    f.started = false;
+  }
   for (unsigned bz = 0; bz < grid.z; bz++)
     for (unsigned by = 0; by < grid.y; by++)
       for (unsigned bx = 0; bx < grid.x; bx++) {
-        std::barrier<> bar(n);
-        block_bar = &bar;
-        warps.clear();
-        for (unsigned w = 0; w < (n + 31) / 32; w++) warps.push_back(std::make_unique<Warp>());
-        std::vector<std::thread> threads;
-        for (unsigned t = 0; t < n; t++) {
-          threads.emplace_back([&, t] {
-            blockIdx = {bx, by, bz};
+        block_bar = Barrier{n};
+        warps.assign((n + 31) / 32, Warp{});
+        for (unsigned w = 0; w < warps.size(); w++) warps[w].bar.expected = n - 32 * w < 32 ? n - 32 * w : 32;
+        for (Fiber& f : fibers) f.done = false;
+        blockIdx = {bx, by, bz};
+        for (unsigned live = n; live;) {
+          const uint64_t before = progress;
+          for (unsigned t = 0; t < n; t++) {
+            Fiber& f = fibers[t];
+            if (f.done) continue;
+            current = t;
             threadIdx = {t % block.x, (t / block.x) % block.y, t / (block.x * block.y)};
-            kernel();
-            warps[t / 32]->bar.arrive_and_drop();
-            block_bar->arrive_and_drop();
-          });
+            if (!_setjmp(scheduler)) {
+              if (f.started) _longjmp(f.at, 1);
+              f.started = true;
+              setcontext(&f.start);
+            }
+            if (f.done) live--;
+          }
+          if (live && progress == before) { fprintf(stderr, "emu: deadlock: no thread of block (%u, %u, %u) can pass its barrier\n", bx, by, bz); exit(3); }
         }
-        for (auto& th : threads) th.join();
       }
 }
 }  // namespace emu
 
-inline void __syncthreads() { emu::block_bar->arrive_and_wait(); }
-inline void __syncwarp(unsigned = 0xffffffffu) { emu::warps[threadIdx.x / 32]->bar.arrive_and_wait(); }
+inline void __syncthreads() { emu::block_bar.wait(); }
+inline void __syncwarp(unsigned = 0xffffffffu) { emu::warps[threadIdx.x / 32].bar.wait(); }
 template <class T> inline T __shfl_sync(unsigned, T v, int src) { return emu::exchange(v, src); }
 template <class T> inline T __shfl_xor_sync(unsigned, T v, int m) { return emu::exchange(v, int(threadIdx.x % 32) ^ m); }
 template <class T> inline T __shfl_down_sync(unsigned, T v, int d) { int l = threadIdx.x % 32; return emu::exchange(v, l + d < 32 ? l + d : l); }
