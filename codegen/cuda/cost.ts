@@ -62,13 +62,14 @@ export function gemvCost(program: Program, k: Kernel, format: MatrixFormat, rows
   const inFlightPerSm = resident * s.threads * loadsPerThread * 16;
   const littleNeedPerSm = (gpu.bandwidth * gpu.dramLatency) / gpu.sms;
   // a block: the inverse RMS of its rows, then its rounds of weight loads (a quantised product passes
-  // over W once per 2 rows, all but the first from L1/L2: their latency counts, not their bytes)
+  // over W once per 2 rows, all but the first from L2: their latency counts, not their bytes)
   const vectors = K / (v.vecElems * v.gemvVq);
-  const rounds = passes * Math.ceil(vectors / (s.threads * v.gemvUnroll)) * (format !== 'bf16' ? Math.ceil(rows / 2) : 1);
+  const rounds = passes * Math.ceil(vectors / (s.threads * v.gemvUnroll));
+  const again = format !== 'bf16' ? rounds * (Math.ceil(rows / 2) - 1) * gpu.l2Latency : 0;
   // the norm's pass reads the block's rows together, 4 loads a row in flight a thread, while the
   // first round of W comes into L2 (prefetched): that round then waits on L2, not DRAM
   const prologue = k.prologue?.some((p) => p.kind !== 'gather_last') ? Math.ceil(K / s.threads / 4) * gpu.l2Latency : 0;
-  const lifetime = prologue ? Math.max(prologue, gpu.dramLatency) + gpu.l2Latency + (rounds - 1) * gpu.dramLatency : rounds * gpu.dramLatency;
+  const lifetime = (prologue ? Math.max(prologue, gpu.dramLatency) + gpu.l2Latency + (rounds - 1) * gpu.dramLatency : rounds * gpu.dramLatency) + again;
   const blockBytes = offsets * (s.gemvCols as number) * K * elementBytes(format);
   const floor = bytes / gpu.bandwidth;
   const waves = Math.ceil(blocks / (gpu.sms * resident));
@@ -76,6 +77,13 @@ export function gemvCost(program: Program, k: Kernel, format: MatrixFormat, rows
   const smRate = Math.min(gpu.bandwidth / gpu.sms, (resident * blockBytes) / lifetime);
   const model = Math.max(floor, waves * lifetime, (blocks / gpu.sms) * blockBytes / smRate);
   return { kernel: k.name, format, rows, blocks, bytes, inFlightPerSm, littleNeedPerSm, floorUs: floor * 1e6, modelUs: model * 1e6 };
+}
+
+/** build-report.json's `targets.cuda.cost.decodeGemv`: the decode step's GEMVs (only they: the
+ *  step's other kernels are not modelled yet) at batch 1 and 8, matrices in bf16, q8 and q4. */
+export function decodeGemvReport(program: Program): object {
+  if (!program.entries.decode) return {};
+  return Object.fromEntries([1, 8].map((rows) => [`batch${rows}`, Object.fromEntries((['bf16', 'q8', 'q4'] as const).map((f) => [f, decodeGemvCost(program, f, rows)]))]));
 }
 
 /** The decode step's GEMVs at `rows` rows in `format` on each card: per kernel (one of each

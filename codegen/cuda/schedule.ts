@@ -34,7 +34,7 @@ export interface CudaTarget {
 
 export const CUDA_TARGET: CudaTarget = {
   name: 'cuda', warp: 32, threads: 128, sharedBytes: 48 * 1024,
-  matmul: { tileM: 64, tileN: 64, tileK: 32, gemvRows: 8, gemvCols: 4, gemvPasses: 4, gemvUpTo: 16, gemvLoads: 8, gemvMinBlocks: { bf16: 3, q8: 2, q4: 2 } },
+  matmul: { tileM: 64, tileN: 64, tileK: 32, gemvRows: 8, gemvCols: 4, gemvPasses: 4, gemvUpTo: 16, gemvLoads: 8, gemvMinBlocks: { bf16: 2, q8: 2, q4: 2 } },
   attention: { keys: 32 },
   ssd: { rows: 16 },
 };

@@ -114,8 +114,10 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  codegen +5, runtime +6: a conv shared by quads of channels (unitsOf 'quad'; mapPass over a column range);
  *  compiler +86: instantiate.ts (883 lines) split into the statement walker and evaluate.ts, calls.ts and staged.ts
  *  (their headers, imports and the wiring between them); runtime +12: the job record posted and awaited in one place
- *  (runtime/wasm/job.ts, for the backend's products and the f32 engine's). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5115, codegen: 6085, runtime: 15724, cli: 3227 };
+ *  (runtime/wasm/job.ts, for the backend's products and the f32 engine's);
+ *  codegen +171: the CUDA decode GEMV near the bandwidth floor (issue 23: codegen/cuda/gemv.ts its schedule, RoPE column
+ *  pairs, vectors and passes; codegen/cuda/cost.ts the decode GEMVs' cost model in the build report). */
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5115, codegen: 6256, runtime: 15724, cli: 3227 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
