@@ -115,6 +115,7 @@ const cuda: BuildTarget = {
   },
   async package(program, opts) {
     const { buildCuda, cudaManifest } = await import('./cuda/build.ts');
+    const { decodeGemvReport } = await import('./cuda/cost.ts');
     const built = await buildCuda(program, { archs: opts.cudaArchs });
     // cuda/: each distinct kernel source once (kernels/<id>.cu), the compiled modules, and the
     // manifest (runtime/cuda/kernels.ts: each entry's kernels by name, id and launch; the modules)
@@ -129,7 +130,8 @@ const cuda: BuildTarget = {
       sources: new Map(),
       files,
       load: {},
-      report: { ...r, kernels },
+      // a model of the decode GEMVs' time against the bandwidth floor (not a measurement)
+      report: { ...r, kernels, cost: { decodeGemv: decodeGemvReport(program) } },
       summary: `cuda: ${kernels} kernels from ${r.sources} sources (.cu, matrices in bf16, q8 and q4); ${r.nvcc === null ? 'no nvcc, NVRTC compiles them at load'
         : `${r.compiled} modules compiled, ${r.cached} cached for ${r.archs.join(', ')} in ${(r.compileMs / 1000).toFixed(1)} s`}`,
       // the cuda backend's FFI to the driver, only loaded by backend 'cuda'

@@ -334,6 +334,53 @@ def replay(cuda: Cuda, model: Model, run: dict, pool: int, arena: int, batch: in
     return packed
 
 
+def time_gemvs(cuda: Cuda, model: Model, run: dict, pool: int, arena: int, batch: int, reps: int = 50) -> list:
+    """Each distinct decode GEMV of `run` timed alone (CUDA events around `reps` launches of it, after a
+    full replay left its inputs in the arena), beside torch's F.linear of the same shape on this card."""
+    try:
+        import torch
+        import torch.nn.functional as F
+    except ImportError:
+        torch = None
+    ptrs = {"arena": arena, "pool": pool, **batch_pointers(batch, run["T"], run["S"])}
+    rows, seen = [], set()
+    for l in run["launches"]:
+        if l["fn"] != "archc_gemv" or (l["id"], tuple(l["grid"])) in seen:
+            continue
+        seen.add((l["id"], tuple(l["grid"])))
+        ptrs["w"] = model.table(l["weights"])
+        fn, args = model.fns[l["id"]][l["fn"]], pack_args(base64.b64decode(l["args"]), ptrs)
+        e0, e1 = cuda.event(), cuda.event()
+        cuda.launch(fn, l["grid"], l["block"], args, l["kernel"])  # warm-up
+        # the parameters made once, so the loop only enqueues (a kernel shorter than Python's ~3 us a
+        # launch would still see the GPU wait on the host: then the figure is an upper bound)
+        buf = ctypes.create_string_buffer(args, len(args))
+        params = (ctypes.c_void_p * 1)(ctypes.cast(buf, ctypes.c_void_p))
+        cuda.lib.cuEventRecord(e0, cuda.stream)
+        for _ in range(reps):
+            cuda.lib.cuLaunchKernel(fn, *l["grid"], *l["block"], 0, cuda.stream, params, None)
+        cuda.lib.cuEventRecord(e1, cuda.stream)
+        cuda.sync()
+        ms = cuda.elapsed_ms(e0, e1) / reps
+        m, k, n = l["gemv"]
+        row = {"kernel": l["kernel"], "rows": m, "K": k, "N": n, "grid": l["grid"], "ms": ms}
+        if torch is not None and torch.cuda.is_available():
+            x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+            w = torch.randn(n, k, device="cuda", dtype=torch.bfloat16)
+            F.linear(x, w)
+            t0, t1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            t0.record()
+            for _ in range(reps):
+                F.linear(x, w)
+            t1.record()
+            torch.cuda.synchronize()
+            row["torch_ms"] = t0.elapsed_time(t1) / reps
+        rows.append(row)
+        print(f"    gemv {l['kernel']} [{m}, {k}] x [{n}, {k}]: {ms * 1e3:.1f} us"
+              + (f", torch F.linear {row['torch_ms'] * 1e3:.1f} us" if "torch_ms" in row else " (no torch here)"), flush=True)
+    return rows
+
+
 def main():
     global WORK
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -418,6 +465,8 @@ def main():
                     row = {"run": r["name"], "ms": ms, "samples": times, "floor_ms": floor, "bytes": t["bytes"], "flops": t["flops"],
                            "bytes_floor_ms": bw_ms, "flops_floor_ms": fl_ms, "of_floor": floor / ms,
                            "GBps": t["bytes"] / ms / 1e6, "TFLOPs": t["flops"] / ms / 1e9}
+                    if r["entry"] == "decode":
+                        row["gemvs"] = time_gemvs(cuda, model, r, pool, arena, batch)
                     results["timings"].append(row)
                     print(f"  {r['name']}: {ms:.3f} ms (median of {len(times)}); floor {floor:.3f} ms = max({t['bytes'] / 1e9:.2f} GB / 4.8 TB/s = {bw_ms:.3f} ms, "
                           f"{t['flops'] / 1e12:.2f} TFLOP / 990 TFLOP/s = {fl_ms:.3f} ms); {100 * floor / ms:.1f}% of the floor", flush=True)

@@ -20,7 +20,7 @@ import { lowerToProgram } from '../../compiler/lower.ts';
 import type { RunBatch, StatePool } from '../../runtime/backend.ts';
 import { CpuBackend } from '../../runtime/cpu/backend.ts';
 import { ARGS_FIELDS, type MatrixFormat, kernelOffsets, kernelViews, kernelWeights, launchOf, packArgs, quantDeviceBytes, quantMatrix, viewBase, type ArgsValues } from '../../runtime/cuda/abi.ts';
-import type { Entry, EntryName, Kernel, Program } from '../../runtime/program.ts';
+import { type Entry, type EntryName, type Kernel, type Program, ofFamily } from '../../runtime/program.ts';
 import { isQuant, quantBytes, quantize } from '../../runtime/quant.ts';
 import { planQuant } from '../../runtime/quantplan.ts';
 import { slotLayout } from '../../runtime/program.ts';
@@ -46,6 +46,8 @@ export interface TraceLaunch {
   readonly weights: readonly number[];
   /** The CPU engine's values of the kernel's outputs after it ran: [arena float offset, rows, stride, width, offset in refs.bin (floats)]. */
   readonly check?: readonly (readonly number[])[];
+  /** A decode GEMV's product: [rows, K, N]. */
+  readonly gemv?: readonly number[];
 }
 
 export interface TraceRun {
@@ -74,6 +76,9 @@ export interface TraceModel {
 }
 
 const b64 = (u: Uint8Array): string => Buffer.from(u).toString('base64');
+/** The rows a product's GEMV takes: S for one reading each sequence's last row, else T · heads a row. */
+const gemvRows = (k: Kernel, T: number, S: number): number =>
+  (k.prologue ?? []).some((p) => p.kind === 'gather_last') ? S : T * ('buf' in k.inputs.x! ? k.inputs.x.width / ofFamily(k, 'matmul').sizes.K : 1);
 
 /** Fake addresses for the nine pointers, so the Python driver's packing can be checked here. */
 export const FAKE_POINTERS = Object.fromEntries(ARGS_FIELDS.map((f, i) => [f, BigInt(0x1000 * (i + 1))])) as ArgsValues['ptr'];
@@ -129,6 +134,8 @@ class Recorder {
       launches.push({
         kernel: k.name, family: k.family, id, fn: l.fn, grid: l.grid, block: l.block, args: b64(args),
         weights: kernelWeights(k, format).map((w) => this.weightIndex.get(`${w.dtype}:${w.name}`)!), check: checkViews,
+        // a decode GEMV, timed alone by the driver beside torch's F.linear of the same [rows, K] x [N, K]
+        ...(l.fn === 'archc_gemv' ? { gemv: [gemvRows(k, T, S), ofFamily(k, 'matmul').sizes.K, ofFamily(k, 'matmul').sizes.N] } : {}),
       });
     });
     const out = entry.outputs.logits!;

@@ -18,6 +18,7 @@ import { ACT_ZERO_BITS } from '../../runtime/act-quant.ts';
 import { QUANT_BITS } from '../../runtime/quant.ts';
 import { type Entry, type Epilogue, type Expr, type Kernel, type Program, type View, ofFamily } from '../../runtime/program.ts';
 import { CUDA_TARGET, type CudaSchedule, cudaSchedule, productOffsets } from './schedule.ts';
+import { gemvVector } from './gemv.ts';
 
 // beside this file, or (from the CLI's bundle in dist/) in the sources beside dist/
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -35,6 +36,7 @@ function template(name: string): HandlebarsTemplateDelegate {
 hbs.registerPartial('prelude', (ctx: unknown) => template('prelude')(ctx));
 hbs.registerPartial('quant', (ctx: unknown) => template('quant')(ctx));
 hbs.registerPartial('act-round', (ctx: unknown) => template('act-round')(ctx));
+hbs.registerPartial('gemv', (ctx: unknown) => template('gemv')(ctx));
 
 export interface RenderedKernel {
   readonly source: string;
@@ -203,7 +205,7 @@ class Renderer {
       }
       case 'rope': {
         const tileN = this.sched.tileN as number, gemvCols = this.sched.gemvCols as number;
-        if (s.col % s.headDim || tileN % s.headDim || gemvCols % s.headDim) this.fail(`rope on columns from ${s.col} needs whole heads of ${s.headDim} in a tile`);
+        if (s.col % s.headDim || tileN % s.headDim || (!this.sched.gemvPairs && gemvCols % s.headDim)) this.fail(`rope on columns from ${s.col} needs whole heads of ${s.headDim} in a tile`);
         return template('epilogue-rope')({ ...s, theta: floatLit(s.theta) });
       }
       case 'conv_step': {
@@ -258,6 +260,7 @@ const FAMILIES: Readonly<Record<Kernel['family'], FamilyRender>> = {
       eps: floatLit(norm ? norm.eps : 0), z: norm?.kind === 'rmsnorm_gated' ? 'rd_z(a, xr, c)' : '0.0f',
       normWeight: norm ? r.wf(norm.weight, 'k') : '1.0f', bias: Boolean(k.inputs.b), rowsText,
       stages: r.matmulStages(offsets), tensor: Boolean(s.tensor), a8: r.a8,
+      ...gemvVector(r.format, offsets.length, s.gemvPassCols as number, CUDA_TARGET),
     });
   },
   norm(r) {

@@ -7,6 +7,8 @@
 import type { Epilogue, Kernel } from '../../runtime/program.ts';
 import { exprLeaves } from '../../runtime/expr.ts';
 import type { CudaLaunchPlan } from '../../runtime/cuda/kernels.ts';
+import type { MatrixFormat } from '../../runtime/cuda/abi.ts';
+import { gemvSchedule } from './gemv.ts';
 
 /** An NVIDIA GPU (sm_80 and later): warp size, threads per block, tiles of each kernel family. */
 export interface CudaTarget {
@@ -16,8 +18,14 @@ export interface CudaTarget {
   /** Static shared memory one block may use (bytes). */
   readonly sharedBytes: number;
   /** Matrix products: tensor-core tiles (rows, columns, depth) for many rows; a GEMV of `gemvRows`
-   *  rows by `gemvCols` columns per block for up to `gemvUpTo` rows (decode). */
-  readonly matmul: { readonly tileM: number; readonly tileN: number; readonly tileK: number; readonly gemvRows: number; readonly gemvCols: number; readonly gemvUpTo: number };
+   *  rows by `gemvCols` columns a pass over K, `gemvPasses` passes a block (one norm pass for them all),
+   *  for up to `gemvUpTo` rows (decode), each thread keeping
+   *  `gemvLoads` 16-byte weight loads in flight, at least `gemvMinBlocks` blocks an SM by format (ptxas caps the registers so; a
+   *  quantised vector's 32 elements a row take more than bf16's 8: codegen/cuda/gemv.ts). */
+  readonly matmul: {
+    readonly tileM: number; readonly tileN: number; readonly tileK: number;
+    readonly gemvRows: number; readonly gemvCols: number; readonly gemvPasses: number; readonly gemvUpTo: number; readonly gemvLoads: number; readonly gemvMinBlocks: Readonly<Record<MatrixFormat, number>>;
+  };
   /** Keys per staged attention tile (a block holds one query row per warp). */
   readonly attention: { readonly keys: number };
   /** Chunk rows per SSD output tile. */
@@ -26,7 +34,7 @@ export interface CudaTarget {
 
 export const CUDA_TARGET: CudaTarget = {
   name: 'cuda', warp: 32, threads: 128, sharedBytes: 48 * 1024,
-  matmul: { tileM: 64, tileN: 64, tileK: 32, gemvRows: 8, gemvCols: 8, gemvUpTo: 16 },
+  matmul: { tileM: 64, tileN: 64, tileK: 32, gemvRows: 8, gemvCols: 4, gemvPasses: 4, gemvUpTo: 16, gemvLoads: 8, gemvMinBlocks: { bf16: 2, q8: 2, q4: 2 } },
   attention: { keys: 32 },
   ssd: { rows: 16 },
 };
@@ -77,18 +85,12 @@ export function cudaSchedule(k: Kernel, t: CudaTarget): CudaSchedule {
       const smem = (bm: number) => offsets * bm * (tileN + 4) * 4 + bm * (bk + 8) * 2 + offsets * tileN * (bk + 8) * 2 + bm * groups * 4;
       let tileM = t.matmul.tileM;
       while (tileM > 32 && smem(tileM) > t.sharedBytes) tileM /= 2;
-      const gemvCols = multipleOf(lcm(threads / t.warp, head), t.matmul.gemvCols);
       const tensor = K % 16 === 0 && smem(tileM) <= t.sharedBytes;
-      // a quantised GEMV stages x a chunk of groups of 32 at a time (a group per lane): up to a
-      // warp's worth, fewer where its shared memory would not fit
-      const gemvSmem = (groupsPerChunk: number) => 4 * (offsets * t.matmul.gemvRows * (gemvCols + 4) + t.matmul.gemvRows * groups + t.matmul.gemvRows * groupsPerChunk * 33);
-      let chunk = Math.min(t.warp, ceilDiv(K, 32));
-      while (chunk > 1 && gemvSmem(chunk) > t.sharedBytes) chunk = ceilDiv(chunk, 2);
       return {
         ...base, rowsOf: gather ? 'S' : 'x', rowMul: gather ? 1 : hpr, rowDiv: tileM, gridY: ceilDiv(nOut, tileN),
         tensor, tileM, tileN, tileK: bk, offsets, groups,
-        gemvRows: t.matmul.gemvRows, gemvCols, gemvUpTo: tensor ? t.matmul.gemvUpTo : Number.MAX_SAFE_INTEGER, gemvGridY: ceilDiv(nOut, gemvCols),
-        gemvChunk: chunk * 32,
+        gemvRows: t.matmul.gemvRows, gemvUpTo: tensor ? t.matmul.gemvUpTo : Number.MAX_SAFE_INTEGER,
+        ...gemvSchedule(k, t, nOut, multipleOf(lcm(threads / t.warp, head), t.matmul.gemvCols)),
       };
     }
     case 'embedding': case 'rope':
