@@ -32,3 +32,15 @@ export function awaitJob(job: Int32Array, panels: number): void {
   for (let i = 1; done < panels && i < SPIN_LOADS; i++) done = Atomics.load(job, JOB_WORDS.done);
   for (; done < panels; done = Atomics.load(job, JOB_WORDS.done)) Atomics.wait(job, JOB_WORDS.done, done);
 }
+
+/** The workers' side of a wake-up, as the text of a worker program: with \`ctl\` and \`gen\` in scope,
+ *  waits until the generation word at \`ctlGen\` moves past \`gen\` and sets \`gen\` to it. It spins
+ *  \`spinMs\` first: products come tens of microseconds apart in a decode step, and a sleeping worker
+ *  wakes later than that (it would find the product done by the caller). */
+export const awaitGenerationText = (ctlGen: number, spinMs: number): string => `let g = Atomics.load(ctl, ${ctlGen});
+  if (g === gen) {
+    const until = performance.now() + ${spinMs};
+    for (let i = 1; (g = Atomics.load(ctl, ${ctlGen})) === gen; i++) if ((i & 1023) === 0 && performance.now() > until) break;
+  }
+  if (g === gen) Atomics.wait(ctl, ${ctlGen}, gen);
+  gen = Atomics.load(ctl, ${ctlGen});`;

@@ -24,7 +24,7 @@ import { colTiles, rowTiles } from './pack-train.ts';
 import { type Threads, onNode, startThreads, startThreadsNow, threadSupport } from './threads.ts';
 import type { Memory64Support } from './memory64.ts';
 import { PROGRAM_WORKER } from './split.ts';
-import { awaitJob, postJob } from './job.ts';
+import { awaitGenerationText, awaitJob, postJob } from './job.ts';
 
 /** A weight [N, K] packed into panels of NR output columns, [P][K][NR] (zeros past N); q8/q4 in
  *  panels of groups of 32 along K (codegen/wasm/kernels.ts QUANT_LAYOUT). */
@@ -62,15 +62,7 @@ const calls = program ? (${PROGRAM_WORKER})(program, memories[0], record, kexs[0
 ready();
 let gen = 0;
 for (;;) {
-  // spin a while before sleeping: a decode step's products come tens of microseconds apart, and a
-  // sleeping worker wakes later than that (it would find the product done by the caller)
-  let g = Atomics.load(ctl, ${CTL_GEN});
-  if (g === gen) {
-    const until = performance.now() + ${SPIN_MS};
-    for (let i = 1; (g = Atomics.load(ctl, ${CTL_GEN})) === gen; i++) if ((i & 1023) === 0 && performance.now() > until) break;
-  }
-  if (g === gen) Atomics.wait(ctl, ${CTL_GEN}, gen);
-  gen = Atomics.load(ctl, ${CTL_GEN});
+  ${awaitGenerationText(CTL_GEN, SPIN_MS)}
   if (Atomics.load(ctl, ${CTL_QUIT})) break;
   const j = ${CTL_JOBS} + slot * ${JOB};
   if (ctl[j] === ${PROGRAM_JOB}) calls(slot);

@@ -7,7 +7,7 @@
 
 import { PRODUCT } from '../../wasm/layout.ts';
 import { type Threads, startThreads } from '../../wasm/threads.ts';
-import { awaitJob, postJob } from '../../wasm/job.ts';
+import { awaitGenerationText, awaitJob, postJob } from '../../wasm/job.ts';
 
 /** Control words shared with the workers: [generation, quit]. */
 const CTL_GEN = 0, CTL_QUIT = 1;
@@ -21,13 +21,7 @@ const work = new WebAssembly.Instance(module, { env: { memory } }).exports.work;
 ready();
 let gen = 0;
 for (;;) {
-  let g = Atomics.load(ctl, ${CTL_GEN});
-  if (g === gen) {
-    const until = performance.now() + ${SPIN_MS};
-    for (let i = 1; (g = Atomics.load(ctl, ${CTL_GEN})) === gen; i++) if ((i & 1023) === 0 && performance.now() > until) break;
-  }
-  if (g === gen) Atomics.wait(ctl, ${CTL_GEN}, gen);
-  gen = Atomics.load(ctl, ${CTL_GEN});
+  ${awaitGenerationText(CTL_GEN, SPIN_MS)}
   if (Atomics.load(ctl, ${CTL_QUIT})) break;
   work(0);
 }
