@@ -83,11 +83,10 @@ const accumulate = (w: Width, acc: string, x: string) => (w.v
 
 /** A loop over the features of one run (byte offsets $i from 0 to $end, $j = 2·$i for f64 arrays):
  *  fours, then the tail. */
-function runLoop(id: string, body: (w: Width) => string): string {
+function runLoop(id: string, body: (w: Width) => string, pairIndex = true): string {
   const loop = (w: Width, k: string) => `(block $${k}_end (loop $${k}
         (br_if $${k}_end (i32.gt_u (i32.add ${g('i')} (i32.const ${w.step})) ${g('end')}))
-        (local.set $j (i32.shl ${g('i')} (i32.const 1)))
-        ${body(w)}
+        ${pairIndex ? `(local.set $j (i32.shl ${g('i')} (i32.const 1)))\n        ` : ''}${body(w)}
         (local.set $i (i32.add ${g('i')} (i32.const ${w.step})))
         (br $${k})))`;
   return `(local.set $i (i32.const 0))
@@ -216,16 +215,9 @@ function dbAcc(w: Width): string {
     : `(f64.store ${at('db', 'jk')} (f64.add (f64.load ${at('db', 'jk')}) (f64.promote_f32 ${d})))`;
 }
 
-/** The channels of one row, byte offset $i: fours, then the tail. */
+/** The channels of one row, byte offset $i: fours, then the tail (no pair index). */
 function convRowLoop(id: string, body: (w: Width) => string): string {
-  const loop = (w: Width, k: string) => `(block $${k}_end (loop $${k}
-        (br_if $${k}_end (i32.gt_u (i32.add ${g('i')} (i32.const ${w.step})) ${g('end')}))
-        ${body(w)}
-        (local.set $i (i32.add ${g('i')} (i32.const ${w.step})))
-        (br $${k})))`;
-  return `(local.set $i (i32.const 0))
-      ${loop(V, `${id}v`)}
-      ${loop(S, `${id}s`)}`;
+  return runLoop(id, body, false);
 }
 
 // Attention's softmax rows over one sequence and query head: scores s [n, lds] (f32), row i's keys
