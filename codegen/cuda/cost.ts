@@ -20,12 +20,32 @@ export interface GpuModel {
   readonly sms: number;
   readonly dramLatency: number;  // s, a load's round trip under load
   readonly l2Latency: number;
+  readonly tensorFlops: number;  // FLOP/s of dense bf16 products on tensor cores (mma), the whole card
+  readonly fmaFlops: number;  // FLOP/s of f32 FMAs on CUDA cores, the whole card
 }
 
 export const GPUS: readonly GpuModel[] = [
-  { name: 'H100 SXM', bandwidth: 3.35e12, sms: 132, dramLatency: 600e-9, l2Latency: 200e-9 },
-  { name: 'H200', bandwidth: 4.8e12, sms: 132, dramLatency: 600e-9, l2Latency: 200e-9 },
+  { name: 'H100 SXM', bandwidth: 3.35e12, sms: 132, dramLatency: 600e-9, l2Latency: 200e-9, tensorFlops: 989e12, fmaFlops: 67e12 },
+  { name: 'H200', bandwidth: 4.8e12, sms: 132, dramLatency: 600e-9, l2Latency: 200e-9, tensorFlops: 989e12, fmaFlops: 67e12 },
 ];
+
+/** One kernel of a step as the model sees it: what it must move (bytes, each tensor once) and compute
+ *  (FLOPs), its floor on the card (the larger of the bytes at bandwidth and the FLOPs at the rate of
+ *  the unit the work belongs on), and the time its schedule should take (`modelUs` ≥ `floorUs`),
+ *  with the bound that sets it. */
+export interface KernelCost {
+  readonly kernel: string;
+  readonly family: string;
+  readonly bytes: number;
+  readonly flops: number;
+  readonly floorUs: number;
+  readonly modelUs: number;
+  readonly bound: string;
+}
+
+/** A family's model: the cost of kernel `k` of `entry` when the entry runs `rows` sequences of
+ *  `tokens` tokens each (decode: tokens 1), or null where the family's schedule is not modelled. */
+export type FamilyCost = (program: Program, entry: 'prefill' | 'decode', k: Kernel, shape: { rows: number; tokens: number }, gpu: GpuModel, t: CudaTarget) => KernelCost | null;
 
 export interface GemvCost {
   readonly kernel: string;
