@@ -4,7 +4,8 @@
 // shows the load's progress, then generates in its Worker: greedy tokens equal to Model.generate's
 // in Node on the CPU engine for the same prompt, on wasm (2 threads) and on WebGPU (SwiftShader: no
 // adapter fails the test), as a text completion (tiny-bamba-a has no chat template) and as a chat
-// through a template (runtime/chat.ts, rendered as the server does); stop ends a reply early; bad
+// through a template (runtime/chat.ts, rendered as the server does), the second turn restoring the
+// state the first left (the Worker's state cache) with the same tokens; stop ends a reply early; bad
 // checkpoint URLs are named in the page. Screenshots go to .tmp/artifacts/ (their paths printed).
 
 import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -105,7 +106,7 @@ async function turn(page: Page, text: string, maxTokens = N, at = 0): Promise<{ 
   return { ids, text: (await reply.textContent())!, stats: (await page.textContent('#stats'))! };
 }
 
-const FIGURES = /^(\d+) tokens · ([\d.]+) tokens\/s · first token after \d+ ms · prompt (\d+) tokens$/;
+const FIGURES = /^(\d+) tokens · ([\d.]+) tokens\/s · first token after \d+ ms · prompt (\d+) tokens, (\d+) cached$/;
 
 async function shot(page: Page, name: string): Promise<void> {
   const file = join(ARTIFACTS, name);
@@ -132,6 +133,7 @@ describe('the chat page without a server (the package\'s web/ folder)', () => {
     expect(Number(m![1])).toBe(N);
     expect(Number(m![2])).toBeGreaterThan(0);
     expect(Number(m![3])).toBe(cpu.encode(PROMPT).length);
+    expect(Number(m![4])).toBe(0);
     expect(Number(await page.locator('.msg.assistant').first().getAttribute('data-chunks'))).toBeGreaterThan(1);
     await shot(page, 'page-local-wasm.png');
 
@@ -152,7 +154,8 @@ describe('the chat page without a server (the package\'s web/ folder)', () => {
     expect(stopped.length).toBeGreaterThan(0);
     expect(stopped.length).toBeLessThan(long.ids.length);
     expect(stopped).toEqual(long.ids.slice(0, stopped.length));
-    expect(await page.textContent('#stats')).toMatch(new RegExp(`^${stopped.length} tokens · `));
+    // the same prompt again: the Worker restored the state saved after all but its last token
+    expect(await page.textContent('#stats')).toMatch(new RegExp(`^${stopped.length} tokens · .* prompt ${cpu.encode(PROMPT).length} tokens, ${cpu.encode(PROMPT).length - 1} cached$`));
     expect(await page.textContent('#send')).toBe('Send');
     expect(errors, errors.join('\n')).toEqual([]);
     await page.close();
@@ -164,6 +167,7 @@ describe('the chat page without a server (the package\'s web/ folder)', () => {
     expect(await page.textContent('#model')).toMatch(/^chat · in this page \(wasm, \d+ threads?\) · chat$/);
     const template = loadChatTemplate(chatDir)!;
     const messages: ChatMessage[] = [];
+    let firstPrompt = 0;
     for (const [i, text] of ['Tell me about the system administrator.', 'What happens next?'].entries()) {
       messages.push({ role: 'user', content: text });
       const prompt = chatPromptIds(template, cpu.tokenizer!, messages);
@@ -171,7 +175,14 @@ describe('the chat page without a server (the package\'s web/ folder)', () => {
       const got = await turn(page, text, N, i);
       expect(got.ids, `turn ${i + 1}`).toEqual(want.ids);
       expect(got.text).toBe(want.text);
-      expect(Number(FIGURES.exec(got.stats)?.[3])).toBe(prompt.length);
+      const f = FIGURES.exec(got.stats);
+      expect(Number(f?.[3])).toBe(prompt.length);
+      // the second turn's prompt extends the first's: its state is restored, not prefilled again
+      // (at least the first prompt but its last token; all of the first reply too where the
+      // template renders it back as the same ids)
+      if (i === 0) expect(Number(f?.[4])).toBe(0);
+      else expect(Number(f?.[4])).toBeGreaterThanOrEqual(firstPrompt - 1);
+      firstPrompt ||= prompt.length;
       messages.push({ role: 'assistant', content: got.text });
     }
     await shot(page, 'page-local-chat.png');
