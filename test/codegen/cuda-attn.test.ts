@@ -24,26 +24,12 @@ import { BAMBA } from '../helpers/checkpoints.ts';
 import { fromF32 } from '../../runtime/tensor.ts';
 import { buildEmulator, EmuCudaBackend, programSources } from '../helpers/cuda-emu.ts';
 import { type OpInput, type OpRun, runOp } from '../helpers/kernels.ts';
-import { prng, uniform } from '../runtime/cpu/check.ts';
+import { prng, relError, uniform } from '../runtime/cpu/check.ts';
 
 const run = promisify(execFile);
 const act = (rand: () => number, T: number, shape: readonly number[], lo = -1, hi = 1): OpInput =>
   ({ act: uniform(rand, T * shape.reduce((a, b) => a * b, 1), lo, hi), shape: ['T', ...shape] });
 const sum = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0);
-
-/** max |got − ref| / (max |ref| + 1e-6); beyond `rtol` it throws with the first differing values. */
-function relError(got: Float32Array, ref: Float32Array, rtol: number, what: string): number {
-  expect(got.length, what).toBe(ref.length);
-  let err = 0, scale = 0, at = 0;
-  for (let i = 0; i < ref.length; i++) {
-    scale = Math.max(scale, Math.abs(ref[i]!));
-    const d = Math.abs(got[i]! - ref[i]!);
-    if (!(d <= err)) { err = d; at = i; }
-  }
-  const rel = err / (scale + 1e-6);
-  if (!(rel <= rtol)) throw new Error(`${what}: max error ${err} (${rel.toExponential(2)} of max |ref| ${scale}) at ${at}: got ${got[at]}, want ${ref[at]}`);
-  return rel;
-}
 
 interface Case { readonly op: string; readonly mode: EntryName; readonly seqs: readonly number[]; readonly before: readonly number[]; readonly inputs: OpInput[]; readonly attrs: Record<string, number>; readonly tol: number; readonly what: string }
 
