@@ -11,7 +11,7 @@
 //   blocks · warps · 4 keys · K and V rows a SM, against bandwidth · latency / SMs), each block a DRAM
 //   latency per round of 4 keys a warp; phase 2 a latency and its scratch bytes.
 // - conv: a thread per channel with `unroll` rows' loads in flight, on the same law.
-// Where a kernel is not one of these (a sliding window), null.
+// A sliding window counts the keys each row sees (at most the window). Other families: null.
 
 import { type Kernel, type Program, ofFamily } from '../../runtime/program.ts';
 import { decodeSplit } from './attention.ts';
@@ -31,11 +31,12 @@ const cost = (k: Kernel, bytes: number, flops: number, floorS: number, modelS: n
 /** Attention: prefill of `rows` fresh sequences of `tokens` each, or a decode step of `rows`
  *  sequences after `context` cached tokens (default DECODE_CONTEXT). */
 export function attentionCostAt(_p: Program, entry: 'prefill' | 'decode', k: Kernel, shape: { rows: number; tokens: number; context?: number }, gpu: GpuModel, t: CudaTarget): KernelCost | null {
-  if ((k.family !== 'attention' && k.family !== 'attention_decode') || k.attrs.window) return null;
+  if (k.family !== 'attention' && k.family !== 'attention_decode') return null;
+  const W = (k.attrs.window as number | undefined) || Infinity;
   const { H, KV, Dh } = ofFamily(k, 'attention', 'attention_decode').sizes;
   const { rows: seqs, tokens: n } = shape;
   if (entry === 'decode') {
-    const nk = (shape.context ?? DECODE_CONTEXT) + n;
+    const nk = Math.min(W, (shape.context ?? DECODE_CONTEXT) + n);
     const { splits, group } = decodeSplit(k, t);
     const piece = Math.max(t.attention.splitKeys, Math.ceil(nk / splits)), used = Math.ceil(nk / piece);
     const scratch = seqs * n * H * used * (Dh + 2) * 4;
@@ -53,11 +54,14 @@ export function attentionCostAt(_p: Program, entry: 'prefill' | 'decode', k: Ker
   const { rows, keys } = t.attention;
   const dp = 16 * Math.ceil(Dh / 16);
   const bytes = seqs * n * (2 * H + 4 * KV) * Dh * 4;
-  const flops = seqs * 4 * H * Dh * (n * (n + 1)) / 2;
+  // keys seen: row p the min(p + 1, W) up to it
+  const seen = W >= n ? (n * (n + 1)) / 2 : (W * (W + 1)) / 2 + (n - W) * W;
+  const flops = seqs * 4 * H * Dh * seen;
   const floor = Math.max(bytes / gpu.bandwidth, flops / gpu.tensorFlops);
-  // (block, key tile) pairs: a sequence's tile b of rows walks the key tiles up to its last row
+  // (block, key tile) pairs: a sequence's tile b of rows walks the key tiles from its first row's
+  // window to its last row
   let pairs = 0;
-  for (let b = 0; b < Math.ceil(n / rows); b++) pairs += seqs * H * Math.ceil(Math.min(n, (b + 1) * rows) / keys);
+  for (let b = 0; b < Math.ceil(n / rows); b++) pairs += seqs * H * (Math.ceil(Math.min(n, (b + 1) * rows) / keys) - Math.floor(Math.max(0, b * rows + 1 - W) / keys));
   const warps = rows / 16;
   const mma = warps * 2 * (2 * 16 * keys * dp);
   // a warp's shared traffic a tile: K and V fragments, S stored and read twice, P written and read,

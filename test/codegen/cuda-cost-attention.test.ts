@@ -1,6 +1,6 @@
 // The cost model of attention and the conv (codegen/cuda/cost-attention.ts) at Bamba-9B's shapes:
 // bytes and FLOPs from first principles, the floor from them, the schedule's modelled time at or
-// above it and what bounds it; what it does not model (a sliding window, other families) is null.
+// above it and what bounds it; a sliding window counts the keys its rows see; other families are null.
 
 import { describe, expect, it } from 'vitest';
 import { attentionCost, attentionCostAt, convCost } from '../../codegen/cuda/cost-attention.ts';
@@ -47,14 +47,23 @@ describe('cost model of attention and the conv at Bamba-9B', () => {
     expect(short.modelUs).toBeGreaterThan(short.floorUs);
   });
 
-  it('the conv of 4096 tokens at bandwidth; conv_step; others and windows are not modelled', () => {
+  it('the conv of 4096 tokens at bandwidth; other families are not modelled', () => {
     const k = find('prefill', 'conv');
     const c = convCost(nine, 'prefill', k, { rows: 1, tokens: 4096 }, h200, CUDA_TARGET)!;
     expect(c.bytes).toBeGreaterThan(2 * 4096 * 8448 * 4);
     expect(c.modelUs / c.floorUs).toBeLessThan(1.3);
     expect(convCost(nine, 'prefill', find('prefill', 'attention'), { rows: 1, tokens: 8 }, h200, CUDA_TARGET)).toBeNull();
     expect(attentionCost(nine, 'prefill', k, { rows: 1, tokens: 8 }, h200, CUDA_TARGET)).toBeNull();
-    const windowed = { ...find('prefill', 'attention'), attrs: { scale: 0.1, window: 64 } } as Kernel;
-    expect(attentionCost(nine, 'prefill', windowed, { rows: 1, tokens: 8 }, h200, CUDA_TARGET)).toBeNull();
+  });
+
+  it('a sliding window: the keys each row sees at most the window, in prefill and decode', () => {
+    const full = find('prefill', 'attention');
+    const windowed = { ...full, attrs: { ...full.attrs, window: 1024 } } as Kernel;
+    const c = attentionCost(nine, 'prefill', windowed, { rows: 1, tokens: 4096 }, h100, CUDA_TARGET)!;
+    expect(c.flops).toBeCloseTo(4 * 32 * 128 * ((1024 * 1025) / 2 + 3072 * 1024), -8);
+    expect(c.modelUs).toBeLessThan(attentionCost(nine, 'prefill', full, { rows: 1, tokens: 4096 }, h100, CUDA_TARGET)!.modelUs / 2);
+    const dec = find('decode', 'attention_decode');
+    const d = attentionCostAt(nine, 'decode', { ...dec, attrs: { ...dec.attrs, window: 1024 } } as Kernel, { rows: 1, tokens: 1, context: 32768 }, h100, CUDA_TARGET)!;
+    expect(d.flops).toBeCloseTo(4 * 32 * 128 * 1024, -5);
   });
 });

@@ -125,9 +125,9 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  file, data-rows.ts each epoch's phase and permutation; archc train's sampler position, --file-order, --data-cache);
  *  codegen +171: the CUDA decode GEMV near the bandwidth floor (issue 23: codegen/cuda/gemv.ts its schedule, RoPE column
  *  pairs, vectors and passes; codegen/cuda/cost.ts the decode GEMVs' cost model in the build report);
- *  codegen +169: CUDA attention on tensor cores, flash-decoding and the tiled conv (issue 23: codegen/cuda/attention.ts
+ *  codegen +173: CUDA attention on tensor cores, flash-decoding and the tiled conv (issue 23: codegen/cuda/attention.ts
  *  their schedules and limits, codegen/cuda/cost-attention.ts their cost model). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5115, codegen: 6495, runtime: 16071, cli: 3253 };
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5115, codegen: 6499, runtime: 16071, cli: 3253 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
