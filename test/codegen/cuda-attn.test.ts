@@ -53,6 +53,8 @@ const CASES: Case[] = [
   // contexts of 301 and 65 keys: 5 and 2 splits of 64; a fresh one
   attention(3, 'decode', [1, 1, 1], [300, 64, 0], 4, 1, 128),
   attention(4, 'decode', [1, 2], [140, 9], 6, 2, 20),
+  // 32 query heads of 64 on one KV head: two blocks of 16 heads a (token, piece)
+  attention(8, 'decode', [1, 1], [70, 3], 32, 1, 64),
   // 9B's conv: 4 taps; 300 channels: three blocks, the last partial
   conv(5, 'prefill', [150, 2, 70, 1], [5, 1, 9, 0], 300, 4),
   conv(6, 'decode', [1, 1, 1], [4, 0, 2], 300, 4),
