@@ -37,6 +37,7 @@ hbs.registerPartial('prelude', (ctx: unknown) => template('prelude')(ctx));
 hbs.registerPartial('quant', (ctx: unknown) => template('quant')(ctx));
 hbs.registerPartial('act-round', (ctx: unknown) => template('act-round')(ctx));
 hbs.registerPartial('gemv', (ctx: unknown) => template('gemv')(ctx));
+hbs.registerPartial('seq-tile', (ctx: unknown) => template('seq-tile')(ctx));
 
 export interface RenderedKernel {
   readonly source: string;
@@ -305,13 +306,14 @@ function conv(r: Renderer): string {
     const prev = post;
     post = r.expr(s.body, r.at((off) => (off ? r.fail('a conv epilogue reads x at an offset') : `(${prev})`)));
   }
-  return template('conv')({ ...r.common(), ...pick(ofFamily(r.k, 'conv', 'conv_step').sizes, 'C', 'K'), ...r.state(), bias: r.k.inputs.b ? 'rd_b(a, 0, c)' : '0.0f', post });
+  return template('conv')({ ...r.common(), ...pick(ofFamily(r.k, 'conv', 'conv_step').sizes, 'C', 'K'), ...r.state(), tileRows: r.sched.tileRows, bias: r.k.inputs.b ? 'rd_b(a, 0, c)' : '0.0f', post });
 }
 
 function attention(r: Renderer): string {
-  const s = r.sched, window = r.k.attrs.window; // a sliding window: templates/attention_window.cu.hbs, a block per (sequence, KV head)
-  if (window) return template('attention_window')({ ...r.common(), ...r.k.sizes, ...r.state(), scale: floatLit(r.k.attrs.scale as number), window });
-  return template('attention')({ ...r.common(), ...r.k.sizes, ...r.state(), scale: floatLit(r.k.attrs.scale as number), rows: s.rows, keys: s.keys });
+  const scale2 = floatLit((r.k.attrs.scale as number) * Math.LOG2E), window = (r.k.attrs.window as number | undefined) ?? 0;
+  const fields = { ...r.common(), ...r.k.sizes, ...r.state(), scale2, window };
+  if (r.k.family === 'attention_decode') return template('attention_decode')(fields);
+  return template('attention')(fields);
 }
 
 /** The rounding of 8-bit activations (`archc_act_round`, templates/act-round.cu.hbs) as the q8a8 and

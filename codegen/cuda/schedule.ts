@@ -9,6 +9,7 @@ import { exprLeaves } from '../../runtime/expr.ts';
 import type { CudaLaunchPlan, CudaPhase, CudaScratch } from '../../runtime/cuda/kernels.ts';
 import type { MatrixFormat } from '../../runtime/cuda/abi.ts';
 import { gemvSchedule } from './gemv.ts';
+import { attentionSchedule, convSchedule } from './attention.ts';
 
 /** An NVIDIA GPU (sm_80 and later): warp size, threads per block, tiles of each kernel family. */
 export interface CudaTarget {
@@ -26,8 +27,16 @@ export interface CudaTarget {
     readonly tileM: number; readonly tileN: number; readonly tileK: number;
     readonly gemvRows: number; readonly gemvCols: number; readonly gemvPasses: number; readonly gemvUpTo: number; readonly gemvLoads: number; readonly gemvMinBlocks: Readonly<Record<MatrixFormat, number>>;
   };
-  /** Keys per staged attention tile (a block holds one query row per warp). */
-  readonly attention: { readonly keys: number };
+  /** Attention (templates/attention.cu.hbs, attention_decode.cu.hbs). Prefill: a block of
+   *  `rows` query rows of one head (16 a warp, WMMA tiles: rows / 16 warps) walks key tiles of `keys` rows, head dims
+   *  padded to 16 up to `maxHeadDim` (each lane keeps half a row of the output in registers), in at
+   *  most `sharedMax` bytes of dynamic shared memory (sm_80's most a block).
+   *  Decode (flash-decoding): the context is split over up to `splits` blocks a (token, KV head),
+   *  each at least `splitKeys` keys, for about `decodeBlocks` blocks at batch 1; a block takes the
+   *  query heads of its KV head `groupRegs` / (head dims a lane) at a time. */
+  readonly attention: { readonly rows: number; readonly keys: number; readonly maxHeadDim: number; readonly sharedMax: number; readonly splits: number; readonly splitKeys: number; readonly decodeBlocks: number; readonly groupRegs: number };
+  /** Token rows per conv block (a thread per channel walks them, `unroll` rows' loads at a time). */
+  readonly conv: { readonly rows: number; readonly unroll: number };
   /** Chunk rows per SSD output tile. */
   readonly ssd: { readonly rows: number };
 }
@@ -35,7 +44,8 @@ export interface CudaTarget {
 export const CUDA_TARGET: CudaTarget = {
   name: 'cuda', warp: 32, threads: 128, sharedBytes: 48 * 1024,
   matmul: { tileM: 64, tileN: 64, tileK: 32, gemvRows: 8, gemvCols: 4, gemvPasses: 4, gemvUpTo: 16, gemvLoads: 8, gemvMinBlocks: { bf16: 2, q8: 2, q4: 2 } },
-  attention: { keys: 32 },
+  attention: { rows: 128, keys: 64, maxHeadDim: 128, sharedMax: 163 * 1024, splits: 64, splitKeys: 64, decodeBlocks: 256, groupRegs: 32 },
+  conv: { rows: 64, unroll: 8 },
   ssd: { rows: 16 },
 };
 
@@ -102,7 +112,7 @@ export function cudaSchedule(k: Kernel, t: CudaTarget): CudaSchedule {
     case 'elementwise': case 'copy':
       return { ...base, rowsOf: 'y', rowMul: k.outputs.y!.width, rowDiv: threads };
     case 'conv': case 'conv_step':
-      return { ...base, rowsOf: 'S', rowDiv: 1, gridY: ceilDiv(k.sizes.C, threads) };
+      return convSchedule(k, t, base);
     case 'ssd': {
       // shared: the state [P, N], cumulative decays and dt of a chunk [2, Q], a tile of C·B [rows, Q]
       const { P, N, chunk } = k.sizes;
@@ -119,12 +129,7 @@ export function cudaSchedule(k: Kernel, t: CudaTarget): CudaSchedule {
     // rows by index: a thread per output element, as elementwise
     case 'gather': case 'scatter':
       return { ...base, rowsOf: 'y', rowMul: k.outputs.y!.width, rowDiv: threads };
-    case 'attention': case 'attention_decode': {
-      // one warp per query row; a block's rows never span two sequences (S extra blocks at most)
-      const rows = threads / t.warp;
-      // a sliding window: one block per (sequence, KV head), the only one to read and write its ring's columns
-      if (k.attrs.window) return { ...base, rowsOf: 'S', rowDiv: 1, gridY: k.sizes.KV, rows, keys: t.attention.keys };
-      return { ...base, rowsOf: 'T', rowDiv: rows, plusS: true, gridY: k.sizes.H, rows, keys: t.attention.keys };
-    }
+    case 'attention': case 'attention_decode':
+      return attentionSchedule(k, t, base);
   }
 }

@@ -24,6 +24,7 @@ import { buildEmulator, EmuCudaBackend, programSources } from '../helpers/cuda-e
 import { type OpInput, runOp } from '../helpers/kernels.ts';
 import { quantiseOnUpload } from '../helpers/quant.ts';
 import { fromF32 } from '../../runtime/tensor.ts';
+import { relError } from '../runtime/cpu/check.ts';
 
 const run = promisify(execFile);
 
@@ -33,20 +34,6 @@ const nine = lowerToProgram(compileFile(BAMBA, {}).graph, []);
 const decode = nine.entries.decode;
 const product = (part: string): Kernel => decode.kernels.find((k) => k.family === 'matmul' && k.name.includes(part))!;
 const CHECKED: [string, SourceFormat][] = [['q_proj+k_proj+v_proj', 'bf16'], ['gate_proj+up_proj', 'q8'], ['mamba.out_proj', 'q4a8']];
-
-/** max |got − ref| / (max |ref| + 1e-6); beyond `rtol` it throws with the first differing values. */
-function relError(got: Float32Array, ref: Float32Array, rtol: number, what: string): number {
-  expect(got.length, what).toBe(ref.length);
-  let err = 0, scale = 0, at = 0;
-  for (let i = 0; i < ref.length; i++) {
-    scale = Math.max(scale, Math.abs(ref[i]!));
-    const d = Math.abs(got[i]! - ref[i]!);
-    if (!(d <= err)) { err = d; at = i; }
-  }
-  const rel = err / (scale + 1e-6);
-  if (!(rel <= rtol)) throw new Error(`${what}: max error ${err} (${rel.toExponential(2)} of max |ref| ${scale}) at ${at}: got ${got[at]}, want ${ref[at]}`);
-  return rel;
-}
 
 describe('CUDA decode GEMV at Bamba-9B sizes', () => {
   it('compiles for sm_80 and sm_90 without spills, W read in 16-byte read-only loads', async () => {

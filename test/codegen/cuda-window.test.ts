@@ -1,6 +1,8 @@
-// Sliding-window attention in CUDA (codegen/cuda/templates/attention_window.cu.hbs), run on the CPU
-// through the emulation header, = the CPU backend (itself checked against a float64 band-masked
-// reference, test/runtime/cpu/window.test.ts) within 1e-5: prefill and decode over rings holding
+// Sliding-window attention in CUDA (codegen/cuda/templates/attention.cu.hbs and attention_decode.cu.hbs
+// with a window: their ring written by a last phase), run on the CPU through the emulation header,
+// = the CPU backend (itself checked against a float64 band-masked reference,
+// test/runtime/cpu/window.test.ts) within 1e-5 for decode (f32) and 1e-2 for prefill (bf16 tensor-core
+// tiles; outputs of magnitude below 1): prefill and decode over rings holding
 // random earlier rows (before the window fills and past it, so the ring has wrapped), ragged packed
 // sequences, a batch longer than the ring, GQA, a window larger than the capacity; every slot (the
 // ring after the new rows) compared too. With nvcc on the PATH, the kernels compile for sm_80 and
@@ -18,7 +20,7 @@ import { expectClose, prng, uniform } from '../runtime/cpu/check.ts';
 
 const act = (rand: () => number, T: number, shape: readonly number[], lo = -1, hi = 1): OpInput =>
   ({ act: uniform(rand, T * shape.reduce((a, b) => a * b, 1), lo, hi), shape: ['T', ...shape] });
-const TOL = { atol: 1e-5, rtol: 1e-5 };
+const TOL = { prefill: { atol: 1e-2, rtol: 1e-2 }, decode: { atol: 1e-5, rtol: 1e-5 } } as const;
 
 const SHAPES = [
   { mode: 'prefill' as const, seqs: [5, 1, 9], before: [3, 0, 7], window: 4, H: 4, KV: 2, Dh: 16 },
@@ -49,8 +51,8 @@ describe('sliding-window attention: CUDA (emulated) = the CPU backend', () => {
       const got = runOp('attention', inputs, attrs, T, { ...batch, backend: (p) => new EmuCudaBackend(p, bin) });
       const k = got.program.entries[c.mode].kernels.find((x) => x.family === (c.mode === 'decode' ? 'attention_decode' : 'attention'))!;
       const sched = cudaSchedule(k, CUDA_TARGET);
-      expect([sched.rowsOf, sched.gridY], 'a block per (sequence, KV head)').toEqual(['S', c.KV]);
-      expectClose(got.outputs[0]!, cpu.outputs[0]!, TOL, `attention ${JSON.stringify(c)}`);
+      expect(sched.phases?.map((p) => p.fn), 'the ring written by the last phase').toEqual(['main', c.mode === 'decode' ? 'combine' : 'ring']);
+      expectClose(got.outputs[0]!, cpu.outputs[0]!, TOL[c.mode], `attention ${JSON.stringify(c)}`);
       for (const [i, slot] of got.slots.entries()) {
         const want = new Float32Array(cpu.pool.save(cpu.slots[i]!).slice().buffer);
         expectClose(new Float32Array(got.pool.save(slot).slice().buffer), want, { atol: 0, rtol: 0 }, `attention ${JSON.stringify(c)} ring of sequence ${i}`);

@@ -12,10 +12,10 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { lowerToProgram } from '../../compiler/lower.ts';
 import { manifestEntries, renderProgram } from '../../codegen/cuda/build.ts';
 import { runEntry } from '../../runtime/backend.ts';
-import { ARGS_BYTES, ARGS_INTS_AT, ARGS_VIEW_AT, ARGS_VIEWS, kernelOffsets, kernelWeights, launchOf, quantDeviceBytes, quantMatrix } from '../../runtime/cuda/abi.ts';
+import { ARGS_BYTES, ARGS_INTS_AT, ARGS_VIEW_AT, ARGS_VIEWS, kernelOffsets, kernelWeights, launchesOf, quantDeviceBytes, quantMatrix } from '../../runtime/cuda/abi.ts';
 import { CudaBackend, openCudaBackend } from '../../runtime/cuda/backend.ts';
 import { loadKoffi, openDriver } from '../../runtime/cuda/driver.ts';
-import { type CudaKernels, type CudaManifest, kernelIds } from '../../runtime/cuda/kernels.ts';
+import { type CudaKernels, type CudaManifest, entryFunctions, kernelIds } from '../../runtime/cuda/kernels.ts';
 import { RuntimeError } from '../../runtime/errors.ts';
 import { Model } from '../../runtime/model.ts';
 import type { EntryName, Kernel } from '../../runtime/program.ts';
@@ -29,8 +29,11 @@ const tensors = randomTensors(compiled, { dtype: 'bf16', seed: 5 });
 const rendered = renderProgram(program);
 const ids = [...new Set(rendered.map((k) => k.id))].sort();
 
-/** Kernels whose one "module" names every function (the stand-in finds functions by name). */
-function fakeKernels(image = ids.map((id) => `archc_main_${id} archc_gemv_${id}`).join(' ')): CudaKernels {
+/** The entry functions of the sources `of`, renamed as in a module (the stand-in finds functions by name). */
+const functionsOf = (of: readonly string[]): string => of.map((id) => entryFunctions(rendered.find((r) => r.id === id)!.source).map((f) => `${f}_${id}`).join(' ')).join(' ');
+
+/** Kernels whose one "module" names every function. */
+function fakeKernels(image = functionsOf(ids)): CudaKernels {
   const manifest: CudaManifest = { archs: ['sm_90'], entries: manifestEntries(rendered), modules: [{ file: 'cuda/sm_90/module0.cubin', arch: 'sm_90', kind: 'cubin', ids }] };
   return { manifest, source: () => '', module: () => new TextEncoder().encode(`${image}\0`) };
 }
@@ -89,7 +92,7 @@ describe('the CUDA backend', () => {
   });
 
   it('a missing function: RT703 naming the kernel', async () => {
-    const image = ids.slice(1).map((id) => `archc_main_${id} archc_gemv_${id}`).join(' ');
+    const image = functionsOf(ids.slice(1));
     await rejects(openCudaBackend(program, { library: lib, kernels: fakeKernels(image) }), 'RT703', new RegExp(`archc_main_${ids[0]}`), /CUDA_ERROR_NOT_FOUND/);
   });
 
@@ -126,14 +129,13 @@ describe('the CUDA backend', () => {
       const entry = program.entries.prefill;
       runEntry(b, program, 'prefill' as EntryName, batch, pool);
       const plan = (k: Kernel) => rendered.find((r) => r.entry === 'prefill' && r.name === k.name && r.format === 'bf16')!.launch;
-      const launched = entry.kernels.filter((k) => launchOf(entry, k, plan(k), T, 2));
+      const launched = entry.kernels.flatMap((k) => launchesOf(entry, k, plan(k), T, 2).map((l) => ({ k, l })));
       expect(fake.launches() - before).toBe(launched.length);
 
       // the last launch: its function, grid and packed ArchcArgs as the kernel receives them
-      const k = launched[launched.length - 1]!;
+      const { k, l } = launched[launched.length - 1]!;
       const name = new Uint8Array(128), dims = new Uint32Array(6), args = new Uint8Array(1024);
       fake.last(name, dims, args);
-      const l = launchOf(entry, k, plan(k), T, 2)!;
       const id = rendered.find((r) => r.entry === 'prefill' && r.name === k.name && r.format === 'bf16')!.id;
       expect(new TextDecoder().decode(name.subarray(0, name.indexOf(0)))).toBe(`${l.fn}_${id}`);
       expect([...dims]).toEqual([...l.grid, ...l.block]);
@@ -182,7 +184,7 @@ describe('the CUDA backend', () => {
     const withPhases = (extra: object) => {
       // (the head: a product of few rows, here without its GEMV, so that its phases run)
       const ps = [...ks.slice(0, -1), { ...last, launch: { ...last.launch, gemvRows: undefined, gemvUpTo: undefined, phases, scratch, ...extra } }];
-      const image = `${ids.map((id) => `archc_main_${id} archc_gemv_${id}`).join(' ')} ${kernelIds(last).map((id) => `archc_one_${id} archc_two_${id}`).join(' ')}`;
+      const image = `${functionsOf(ids)} ${kernelIds(last).map((id) => `archc_one_${id} archc_two_${id}`).join(' ')}`;
       return { ...k0, manifest: { ...k0.manifest, entries: { ...k0.manifest.entries, prefill: ps } }, module: () => new TextEncoder().encode(`${image}\0`) };
     };
     const b = await openCudaBackend(program, { library: lib, kernels: withPhases({}) });
@@ -195,7 +197,7 @@ describe('the CUDA backend', () => {
       const before = fake.launches();
       runEntry(b, program, 'prefill' as EntryName, batch, pool);
       const plan = (k: Kernel) => rendered.find((r) => r.entry === 'prefill' && r.name === k.name && r.format === 'bf16')!.launch;
-      const single = entry.kernels.slice(0, -1).filter((k) => launchOf(entry, k, plan(k), 5, 2)).length;
+      const single = entry.kernels.slice(0, -1).reduce((n, k) => n + launchesOf(entry, k, plan(k), 5, 2).length, 0);
       expect(fake.launches() - before).toBe(single + 2);
       const name = new Uint8Array(128), dims = new Uint32Array(6), args = new Uint8Array(1024);
       fake.last(name, dims, args);
