@@ -159,7 +159,7 @@ export function checkCudaLimits(program: Program, t: CudaTarget = CUDA_TARGET): 
       const at = /^(.*):(\d+)$/.exec(k.source[0] ?? '');
       const span = at ? { file: at[1]!, line: Number(at[2]), col: 1, endLine: Number(at[2]), endCol: 1, offset: 0, endOffset: 0 } : undefined;
       for (const [what, value, limit] of cudaLimits(k, cudaSchedule(k, t), t)) {
-        if (!found.some((d) => d.span?.file === span?.file && d.span?.line === span?.line && d.message.includes(what))) found.push(diag('AC501', span, [k.name, k.family, what, value, limit], 'a smaller size here, or another backend (--backend wasm)'));
+        if (!found.some((d) => d.span?.file === span?.file && d.span?.line === span?.line && d.message.includes(what))) found.push(diag('AC501', span, [k.name, k.family, what, value, limit], 'a smaller size here: a package ships the CUDA kernels beside the others (archc run --backend wasm runs it)'));
       }
     }
   }
