@@ -144,13 +144,17 @@ interface Trips {
   readonly l2: number;
 }
 
-/** A simple kernel's cost: its blocks (from its launch) in waves of the blocks an SM holds, each
+/** What kernel `k` does when launched as `l` for T tokens in S sequences (of `shape`, in entry `e`). */
+type Work = (k: Kernel, l: Launch, T: number, S: number, shape: StepShape, e: Entry) => Trips;
+
+/** A simple family's model: its blocks (from its launch) in waves of the blocks an SM holds, each
  *  living its threads' trips; at least its floor. */
-function tripsCost(program: Program, e: Entry, k: Kernel, shape: StepShape, gpu: GpuModel, t: CudaTarget, work: (launch: Launch, T: number, S: number) => Trips): KernelCost | null {
+const simple = (work: Work): FamilyCost => (program, entry, k, shape, gpu, t) => {
+  const e = program.entries[entry];
   const { T, S } = sizesOf(shape);
   const launch = launchOf(e, k, cudaSchedule(k, t), T, S);
   if (!launch) return null;
-  const w = work(launch, T, S);
+  const w = work(k, launch, T, S, shape, e);
   const bytes = w.bytes ?? viewBytes(e, k, T, S) + weightBytes(program, k);
   const memory = bytes / gpu.bandwidth, compute = w.flops / gpu.fmaFlops;
   const floor = Math.max(memory, compute);
@@ -160,7 +164,7 @@ function tripsCost(program: Program, e: Entry, k: Kernel, shape: StepShape, gpu:
   const model = Math.max(floor, latency);
   const bound = latency > floor ? 'latency' : memory >= compute ? 'bandwidth' : 'fma';
   return { kernel: k.name, family: k.family, bytes, flops: w.flops, floorUs: floor * 1e6, modelUs: model * 1e6, bound };
-}
+};
 
 /** f32 bytes of each view of `k` (its activation operands and outputs) for T tokens in S sequences. */
 function viewBytes(e: Entry, k: Kernel, T: number, S: number): number {
@@ -179,61 +183,62 @@ function weightBytes(program: Program, k: Kernel): number {
 const exprFlops = (x: Expr): number => ('a' in x ? 1 + exprFlops(x.a) + ('b' in x ? exprFlops(x.b) : 0) : 0);
 const trips = (n: number, threads: number) => Math.ceil(n / threads);
 
-/** The families modelled here, by family (`gemv`: a product launched as its GEMV). The tensor-core
- *  GEMM (`matmul`), the SSD (`ssd`, `ssd_step`), attention and the conv have their own models;
- *  a family missing here is listed as unmodelled in the report. */
+/** Each family's model, by family (`gemv`: a product launched as its GEMV; `matmul`: on its
+ *  tensor-core tiles). The tensor-core GEMM, the SSD, attention and the conv have their own models
+ *  (cost-gemm.ts, cost-ssd.ts, cost-attention.ts), each an entry here (`matmul: gemmCost`, `ssd:
+ *  ssdCost`, ...); a family missing here is listed as unmodelled in the report. */
 export const FAMILY_COSTS: Readonly<Record<string, FamilyCost>> = {
   gemv: gemvFamily,
-  embedding: (p, entry, k, shape, gpu, t) => tripsCost(p, p.entries[entry], k, shape, gpu, t, (l, T) => {
+  embedding: simple((k, l, T, S, shape) => {
     const { D } = ofFamily(k, 'embedding').sizes;
     const format = quantMatrix(k) ? shape.format ?? 'bf16' : 'bf16';
     return { bytes: T * D * (elementBytes(format) + 4) + T * 4, flops: 0, dram: trips(D, l.block[0]), l2: 0 };
   }),
   // a block a row: the sum of squares over the row from DRAM, then the row again (L2) with the weight
-  norm: (p, entry, k, shape, gpu, t) => tripsCost(p, p.entries[entry], k, shape, gpu, t, (l) => {
+  norm: simple((k, l) => {
     const n = ofFamily(k, 'norm');
-    const rows = l.grid[0] * n.sizes.D;
+    const elements = l.grid[0] * n.sizes.D;
     const passes = trips(n.sizes.D, l.block[0]);
-    return { flops: rows * (n.attrs.gated ? 9 : 4), dram: passes, l2: passes * (n.attrs.layer ? 2 : 1) };
+    return { flops: elements * (n.attrs.gated ? 9 : 4), dram: passes, l2: passes * (n.attrs.layer ? 2 : 1) };
   }),
-  elementwise: (p, entry, k, shape, gpu, t) => tripsCost(p, p.entries[entry], k, shape, gpu, t, (l, T, S) => {
+  elementwise: simple((k, l, T, S, shape, e) => {
     const y = k.outputs.y!;
     const perElement = [k.body!, ...Object.values(k.pre ?? {})].reduce((n, x) => n + exprFlops(x), 0);
-    return { flops: viewRows(p.entries[entry], y, T, S) * y.width * perElement, dram: 1, l2: 0 };
+    return { flops: viewRows(e, y, T, S) * y.width * perElement, dram: 1, l2: 0 };
   }),
-  copy: (p, entry, k, shape, gpu, t) => tripsCost(p, p.entries[entry], k, shape, gpu, t, () => ({ flops: 0, dram: 1, l2: 0 })),
-  gather_last: (p, entry, k, shape, gpu, t) => tripsCost(p, p.entries[entry], k, shape, gpu, t, (l, T, S) => {
+  copy: simple(() => ({ flops: 0, dram: 1, l2: 0 })),
+  gather_last: simple((k, l, T, S) => {
     const W = ofFamily(k, 'gather_last').sizes.W;
     return { bytes: S * W * 8, flops: 0, dram: trips(W, l.block[0]), l2: 0 };
   }),
   // a block a token: each element reads its pair's two values (a second from L1/L2)
-  rope: (p, entry, k, shape, gpu, t) => tripsCost(p, p.entries[entry], k, shape, gpu, t, (l, T) => {
+  rope: simple((k, l, T) => {
     const { H, Dh, R } = ofFamily(k, 'rope').sizes;
     return { flops: T * H * R * 6, dram: trips(H * Dh, l.block[0]), l2: trips(H * Dh, l.block[0]) };
   }),
   // a thread an element: the K rows it picks from (only they are read)
-  gather: (p, entry, k, shape, gpu, t) => tripsCost(p, p.entries[entry], k, shape, gpu, t, (l, T) => {
+  gather: simple((k, l, T) => {
     const { K, D } = ofFamily(k, 'gather').sizes;
     return { bytes: T * K * (D * 8 + 4), flops: 0, dram: 2, l2: 0 };
   }),
   // a thread an element: its row's K indices, then the rows that match
-  scatter: (p, entry, k, shape, gpu, t) => tripsCost(p, p.entries[entry], k, shape, gpu, t, (l, T) => {
+  scatter: simple((k, l, T) => {
     const { N, K, D } = ofFamily(k, 'scatter').sizes;
     return { flops: T * N * D * K, dram: 2, l2: 2 * K };
   }),
   // a block a part: every thread walks the part twice (max, then the sum), then writes its columns
-  softmax: (p, entry, k, shape, gpu, t) => tripsCost(p, p.entries[entry], k, shape, gpu, t, (l) => {
+  softmax: simple((k, l) => {
     const D = ofFamily(k, 'softmax').sizes.D;
     return { flops: l.grid[0] * D * 4, dram: trips(D, 32), l2: 2 * D + trips(D, l.block[0]) };
   }),
   // one thread a row: each value against the K best so far
-  topk: (p, entry, k, shape, gpu, t) => tripsCost(p, p.entries[entry], k, shape, gpu, t, (l) => {
+  topk: simple((k, l) => {
     const { D, K } = ofFamily(k, 'topk').sizes;
     return { flops: l.grid[0] * D * K, dram: trips(D, 32), l2: D * (K + 1) + 2 * K };
   }),
   // a block a token: its K experts' gate/up rows, a thread a hidden unit walking H; then the down
   // rows, a thread a column walking K · I; the experts' weights (f32) from DRAM once, then from L2
-  experts: (p, entry, k, shape, gpu, t) => tripsCost(p, p.entries[entry], k, shape, gpu, t, (l, T) => {
+  experts: simple((k, l, T) => {
     const { E, H, I, K } = ofFamily(k, 'experts').sizes;
     const distinct = Math.min(E, T * K);
     return { bytes: distinct * 3 * H * I * 4 + T * (2 * H + 2 * K) * 4, flops: T * K * 6 * H * I, dram: 0, l2: trips(K * I, l.block[0]) * H + trips(H, l.block[0]) * K * I };
