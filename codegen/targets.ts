@@ -115,7 +115,7 @@ const cuda: BuildTarget = {
   },
   async package(program, opts) {
     const { buildCuda, cudaManifest } = await import('./cuda/build.ts');
-    const { decodeGemvReport } = await import('./cuda/cost.ts');
+    const { costReport, costSummary } = await import('./cuda/cost.ts');
     const built = await buildCuda(program, { archs: opts.cudaArchs });
     // cuda/: each distinct kernel source once (kernels/<id>.cu), the compiled modules, and the
     // manifest (runtime/cuda/kernels.ts: each entry's kernels by name, id and launch; the modules)
@@ -126,14 +126,15 @@ const cuda: BuildTarget = {
     const r = built.report;
     // a product or embedding has a source per matrix format (bf16, q8, q4): count kernels once
     const kernels = built.kernels.filter((k) => k.format === 'bf16').length;
+    const cost = costReport(program);
     return {
       sources: new Map(),
       files,
       load: {},
-      // a model of the decode GEMVs' time against the bandwidth floor (not a measurement)
-      report: { ...r, kernels, cost: { decodeGemv: decodeGemvReport(program) } },
+      // a model of each step's time against its floor (not a measurement)
+      report: { ...r, kernels, cost },
       summary: `cuda: ${kernels} kernels from ${r.sources} sources (.cu, matrices in bf16, q8 and q4); ${r.nvcc === null ? 'no nvcc, NVRTC compiles them at load'
-        : `${r.compiled} modules compiled, ${r.cached} cached for ${r.archs.join(', ')} in ${(r.compileMs / 1000).toFixed(1)} s`}`,
+        : `${r.compiled} modules compiled, ${r.cached} cached for ${r.archs.join(', ')} in ${(r.compileMs / 1000).toFixed(1)} s`}; ${costSummary(cost)}`,
       // the cuda backend's FFI to the driver, only loaded by backend 'cuda'
       optionalDependencies: ['koffi'],
     };

@@ -20,6 +20,7 @@ import type { EntryName, Program } from '../../runtime/program.ts';
 import { type SourceFormat, sourceFormats } from '../../runtime/cuda/abi.ts';
 import { launchPlan, translationUnit, type CudaKernels, type CudaLaunchPlan, type CudaManifest, type CudaManifestKernel, type CudaModuleInfo } from '../../runtime/cuda/kernels.ts';
 import { renderKernel } from './render.ts';
+import { checkCudaLimits } from './schedule.ts';
 
 const run = promisify(execFile);
 
@@ -82,6 +83,7 @@ export function nvccVersion(nvcc = 'nvcc'): string | null {
 }
 
 export function renderProgram(program: Program): CudaKernelFile[] {
+  checkCudaLimits(program);
   const out: CudaKernelFile[] = [];
   for (const [entry, e] of Object.entries(program.entries) as [EntryName, Program['entries'][EntryName]][]) {
     e.kernels.forEach((k, index) => {

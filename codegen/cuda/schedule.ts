@@ -4,7 +4,8 @@
 //   grid.x = ceil(rows(rowsOf) · rowMul / rowDiv) (+ S when plusS), grid.y = gridY.
 // Matrix products carry two paths: tensor-core tiles for many rows, a GEMV for few (decode).
 
-import type { Epilogue, Kernel } from '../../runtime/program.ts';
+import type { Epilogue, Kernel, Program } from '../../runtime/program.ts';
+import { CompileError, type Diagnostic, diag } from '../../dsl/diagnostics.ts';
 import { exprLeaves } from '../../runtime/expr.ts';
 import type { CudaLaunchPlan, CudaPhase, CudaScratch } from '../../runtime/cuda/kernels.ts';
 import type { MatrixFormat } from '../../runtime/cuda/abi.ts';
@@ -39,6 +40,8 @@ export interface CudaTarget {
   readonly conv: { readonly rows: number; readonly unroll: number };
   /** Chunk rows per SSD output tile. */
   readonly ssd: { readonly rows: number };
+  /** What a launch and a kernel's source may not exceed (cudaLimits). */
+  readonly limits: { readonly gridY: number; readonly int: number };
 }
 
 export const CUDA_TARGET: CudaTarget = {
@@ -47,6 +50,7 @@ export const CUDA_TARGET: CudaTarget = {
   attention: { rows: 128, keys: 64, maxHeadDim: 128, sharedMax: 163 * 1024, splits: 64, splitKeys: 64, decodeBlocks: 256, groupRegs: 32 },
   conv: { rows: 64, unroll: 8 },
   ssd: { rows: 16 },
+  limits: { gridY: 65_535, int: 2 ** 31 - 1 },
 };
 
 /** A kernel's schedule: its launch plan (what the manifest keeps for the runtime) and the tiles and
@@ -132,4 +136,37 @@ export function cudaSchedule(k: Kernel, t: CudaTarget): CudaSchedule {
     case 'attention': case 'attention_decode':
       return attentionSchedule(k, t, base);
   }
+}
+
+/** The limits a kernel's schedule and source must keep, or the work past them would fail at launch
+ *  or come out wrong without a word: the launch's grid.y (its GEMV's too), the experts' hidden rows
+ *  in static shared memory, and the products of sizes the sources index in 32-bit ints (a head's
+ *  state P · N). Each one crossed: [what, its value, the limit]. */
+export function cudaLimits(k: Kernel, s: CudaSchedule, t: CudaTarget): [string, number, number][] {
+  const out: [string, number, number][] = [];
+  const atMost = (what: string, value: number, limit: number) => { if (value > limit) out.push([what, value, limit]); };
+  atMost('grid.y', s.gridY, t.limits.gridY);
+  if (s.gemvGridY !== undefined) atMost("the GEMV's grid.y", s.gemvGridY, t.limits.gridY);
+  switch (k.family) {
+    case 'experts': atMost("the experts' static shared memory (bytes)", 4 * k.sizes.K * k.sizes.I, t.sharedBytes); break;
+    // (a row's heads · head dim is within the rows' bound, 2^28 elements: compiler/ops.ts inferUse)
+    case 'ssd': case 'ssd_step': atMost("a head's state P · N", k.sizes.P * k.sizes.N, t.limits.int); break;
+  }
+  return out;
+}
+
+/** cudaLimits over every kernel of `program`: AC501 at the kernel's first `.arch` line for each
+ *  limit crossed (once a line: the same layer at every depth crosses it alike), all in one CompileError. */
+export function checkCudaLimits(program: Program, t: CudaTarget = CUDA_TARGET): void {
+  const found: Diagnostic[] = [];
+  for (const e of Object.values(program.entries)) {
+    for (const k of e.kernels) {
+      const at = /^(.*):(\d+)$/.exec(k.source[0] ?? '');
+      const span = at ? { file: at[1]!, line: Number(at[2]), col: 1, endLine: Number(at[2]), endCol: 1, offset: 0, endOffset: 0 } : undefined;
+      for (const [what, value, limit] of cudaLimits(k, cudaSchedule(k, t), t)) {
+        if (!found.some((d) => d.span?.file === span?.file && d.span?.line === span?.line && d.message.includes(what))) found.push(diag('AC501', span, [k.name, k.family, what, value, limit], 'a smaller size here: a package ships the CUDA kernels beside the others (archc run --backend wasm runs it)'));
+      }
+    }
+  }
+  if (found.length) throw new CompileError(found);
 }

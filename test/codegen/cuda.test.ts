@@ -17,12 +17,12 @@ import { QUANT_DTYPES } from '../../runtime/quant.ts';
 import { quantiseOnUpload } from '../helpers/quant.ts';
 import type { Tensor } from '../../runtime/tensor.ts';
 import { lowerToProgram } from '../../compiler/lower.ts';
-import type { Backend, RunBatch, StatePool } from '../../runtime/backend.ts';
-import type { EntryName, Program } from '../../runtime/program.ts';
+import type { Backend } from '../../runtime/backend.ts';
+import type { Program } from '../../runtime/program.ts';
 import { CpuBackend } from '../../runtime/cpu/backend.ts';
 import { fromF32 } from '../../runtime/tensor.ts';
 import { compileTiny, programFor, randomTensors } from '../helpers/checkpoints.ts';
-import { buildEmulator, EmuCudaBackend, programSources } from '../helpers/cuda-emu.ts';
+import { buildEmulator, EmuCudaBackend, programSources, runEntryYielding } from '../helpers/cuda-emu.ts';
 import { type OpInput, runOp } from '../helpers/kernels.ts';
 import { createRng } from '../../runtime/rng.ts';
 
@@ -157,19 +157,6 @@ describe('CUDA kernels', () => {
       ref.outputs.forEach((r, j) => expectClose(got.outputs[j]!, r, op.name === 'linear' ? 2e-2 : 1e-5, `${op.name} output ${j}`));
     });
   });
-
-  /** runEntry, yielding to the event loop after every kernel: the emulator runs each kernel as a
-   *  child process, and a minute of them back to back would stall this worker past vitest's RPC
-   *  deadline on a loaded machine. */
-  async function runEntryYielding(b: Backend, p: Program, name: EntryName, batch: RunBatch, pool: StatePool): Promise<Map<string, Float32Array>> {
-    const entry = p.entries[name];
-    const inv = b.begin(entry, batch, pool);
-    for (const k of entry.kernels) {
-      inv.dispatch(k);
-      await new Promise((r) => setImmediate(r));
-    }
-    return new Map(Object.entries(entry.outputs).map(([n, v]) => [n, inv.read(v)]));
-  }
 
   /** Logits of a packed ragged batch's prefill, two decode steps, a state slot, and a forward of
    *  every token, for each backend. */

@@ -126,8 +126,11 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  codegen +171: the CUDA decode GEMV near the bandwidth floor (issue 23: codegen/cuda/gemv.ts its schedule, RoPE column
  *  pairs, vectors and passes; codegen/cuda/cost.ts the decode GEMVs' cost model in the build report);
  *  codegen +173: CUDA attention on tensor cores, flash-decoding and the tiled conv (issue 23: codegen/cuda/attention.ts
- *  their schedules and limits, codegen/cuda/cost-attention.ts their cost model). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5115, codegen: 6499, runtime: 16071, cli: 3253 };
+ *  their schedules and limits, codegen/cuda/cost-attention.ts their cost model);
+ *  codegen +213: the whole-step cost model (issue 23: codegen/cuda/cost.ts a model per family, the step's launches
+ *  and unmodelled kernels, the report's decode and prefill per card; targets.ts its summary; +5 its simple families' wrapper);
+ *  codegen +40: the CUDA target's limits asserted at build (codegen/cuda/schedule.ts cudaLimits, AC501). */
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5115, codegen: 6757, runtime: 16071, cli: 3253 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {

@@ -17,7 +17,7 @@ import { CpuBackend } from '../../runtime/cpu/backend.ts';
 import { ARGS_FIELDS, type MatrixFormat, type SourceFormat, kernelOffsets, kernelWeights, launchesOf, matrixFormat, packArgs, quantDeviceBytes, quantMatrix, scratchFloats, sourceFormats } from '../../runtime/cuda/abi.ts';
 import type { ActivationFormat } from '../../runtime/act-quant.ts';
 import { type HostWeight, type QuantDType, QUANT_DTYPES, isQuant } from '../../runtime/quant.ts';
-import type { Entry, Kernel, Program, ProgramWeight, View } from '../../runtime/program.ts';
+import type { Entry, EntryName, Kernel, Program, ProgramWeight, View } from '../../runtime/program.ts';
 import { slotLayout } from '../../runtime/program.ts';
 import { fromF32 } from '../../runtime/tensor.ts';
 import { entryFunctions, functionName, renamedInclude } from '../../runtime/cuda/kernels.ts';
@@ -79,6 +79,19 @@ export async function buildEmulator(sources: ReadonlyMap<string, string>, parts 
   }
   renameSync(`${bin}.tmp`, bin);
   return bin;
+}
+
+/** An entry's outputs on `b`, yielding to the event loop after every kernel: the emulator runs each
+ *  kernel as a child process, and a minute of them back to back would stall a vitest worker past
+ *  its RPC deadline on a loaded machine. */
+export async function runEntryYielding(b: Backend, p: Program, name: EntryName, batch: RunBatch, pool: StatePool): Promise<Map<string, Float32Array>> {
+  const entry = p.entries[name];
+  const inv = b.begin(entry, batch, pool);
+  for (const k of entry.kernels) {
+    inv.dispatch(k);
+    await new Promise((r) => setImmediate(r));
+  }
+  return new Map(Object.entries(entry.outputs).map(([n, v]) => [n, inv.read(v)]));
 }
 
 /** A backend that runs the generated CUDA kernels in the emulator binary `bin`. */
