@@ -6,7 +6,7 @@
 
 import type { Epilogue, Kernel } from '../../runtime/program.ts';
 import { exprLeaves } from '../../runtime/expr.ts';
-import type { CudaLaunchPlan } from '../../runtime/cuda/kernels.ts';
+import type { CudaLaunchPlan, CudaPhase } from '../../runtime/cuda/kernels.ts';
 import type { MatrixFormat } from '../../runtime/cuda/abi.ts';
 import { gemvSchedule } from './gemv.ts';
 
@@ -28,15 +28,17 @@ export interface CudaTarget {
   };
   /** Keys per staged attention tile (a block holds one query row per warp). */
   readonly attention: { readonly keys: number };
-  /** Chunk rows per SSD output tile. */
-  readonly ssd: { readonly rows: number };
+  /** The chunked SSD's tensor-core tiles (templates/ssd.cu.hbs): at most `tile` rows or columns a
+   *  side (multiples of 32: 2x2 warps of 16x16 fragments), `kSlice` of the reduction staged at a time,
+   *  `passElems` state elements a thread in the state passing. */
+  readonly ssd: { readonly tile: number; readonly kSlice: number; readonly passElems: number };
 }
 
 export const CUDA_TARGET: CudaTarget = {
   name: 'cuda', warp: 32, threads: 128, sharedBytes: 48 * 1024,
   matmul: { tileM: 64, tileN: 64, tileK: 32, gemvRows: 8, gemvCols: 4, gemvPasses: 4, gemvUpTo: 16, gemvLoads: 8, gemvMinBlocks: { bf16: 2, q8: 2, q4: 2 } },
   attention: { keys: 32 },
-  ssd: { rows: 16 },
+  ssd: { tile: 64, kSlice: 32, passElems: 8 },
 };
 
 /** A kernel's schedule: its launch plan (what the manifest keeps for the runtime) and the tiles and
@@ -103,13 +105,8 @@ export function cudaSchedule(k: Kernel, t: CudaTarget): CudaSchedule {
       return { ...base, rowsOf: 'y', rowMul: k.outputs.y!.width, rowDiv: threads };
     case 'conv': case 'conv_step':
       return { ...base, rowsOf: 'S', rowDiv: 1, gridY: ceilDiv(k.sizes.C, threads) };
-    case 'ssd': {
-      // shared: the state [P, N], cumulative decays and dt of a chunk [2, Q], a tile of C·B [rows, Q]
-      const { P, N, chunk } = k.sizes;
-      let rows = t.ssd.rows;
-      while (rows > 1 && 4 * (P * N + 2 * chunk + rows * chunk) > t.sharedBytes) rows /= 2;
-      return { ...base, rowsOf: 'S', rowDiv: 1, gridY: k.sizes.H, tileRows: rows };
-    }
+    case 'ssd':
+      return ssdSchedule(k.sizes as SsdSizes, t, base);
     case 'ssd_step':
       return { ...base, rowsOf: 'S', rowDiv: 1, gridY: k.sizes.H };
     case 'softmax':
@@ -127,4 +124,36 @@ export function cudaSchedule(k: Kernel, t: CudaTarget): CudaSchedule {
       return { ...base, rowsOf: 'T', rowDiv: rows, plusS: true, gridY: k.sizes.H, rows, keys: t.attention.keys };
     }
   }
+}
+
+interface SsdSizes { readonly H: number; readonly P: number; readonly G: number; readonly N: number; readonly chunk: number }
+
+/** Floats of one tensor-core tile's shared memory in templates/ssd.cu.hbs (`Tile<BM, BN>::FLOATS`):
+ *  both operands' slices (padded by 4 a row) or the stored tile, which reuses them. */
+const ssdTileFloats = (bm: number, bn: number, ks: number): number =>
+  Math.max(Math.max(bm * (ks + 4), ks * (bm + 4)) + Math.max(bn * (ks + 4), ks * (bn + 4)), bm * (bn + 4));
+
+/** The chunked SSD in five phases over chunks × heads (templates/ssd.cu.hbs): chunk blocks are
+ *  ceil(T / chunk) + S (each sequence chunked on its own), its scratch one set of intermediates per
+ *  chunk block (dt and cumulative decays [H, QP], C·Bᵀ [G, QP, QP], states [H, P, N]). */
+export function ssdSchedule(z: SsdSizes, t: CudaTarget, base: { threads: number; rowMul: number; plusS: boolean; gridY: number }): CudaSchedule {
+  const { H, P, G, N, chunk } = z;
+  const side = (n: number) => Math.min(t.ssd.tile, multipleOf(32, n));
+  const tileQ = side(chunk), tileP = side(P), tileN = side(N), ks = t.ssd.kSlice, pass = t.ssd.passElems;
+  const chunkPad = multipleOf(tileQ, chunk);
+  const tilesQ = chunkPad / tileQ, tilesP = ceilDiv(P, tileP), tilesN = ceilDiv(N, tileN);
+  const chunks = { rowsOf: 'T', rowMul: 1, rowDiv: chunk, plusS: true };
+  const phases: CudaPhase[] = [
+    { fn: 'ssd_cumsum', threads: base.threads, ...chunks, gridY: ceilDiv(H, 32), shared: 4 * (chunkPad * 33 + 4 * 32) },
+    { fn: 'ssd_cb', threads: base.threads, ...chunks, gridY: G * (tilesQ * (tilesQ + 1)) / 2, shared: 4 * ssdTileFloats(tileQ, tileQ, ks) },
+    { fn: 'ssd_states', threads: base.threads, ...chunks, gridY: H * tilesP * tilesN, shared: 4 * (ssdTileFloats(tileP, tileN, ks) + chunkPad) },
+    { fn: 'ssd_pass', threads: base.threads, rowsOf: 'S', rowMul: 1, rowDiv: 1, plusS: false, gridY: H * ceilDiv(P * N, base.threads * pass) },
+    { fn: 'ssd_scan', threads: base.threads, ...chunks, gridY: H * tilesQ * tilesP, shared: 4 * (ssdTileFloats(tileQ, tileP, ks) + 2 * chunkPad) },
+  ];
+  // per chunk block: dt and cum [2, H, QP], C·Bᵀ [G, QP, QP], states [H, P, N]; ceil(T/Q) + S blocks
+  const perChunk = 2 * H * chunkPad + G * chunkPad * chunkPad + H * P * N;
+  return {
+    ...base, ...chunks, gridY: phases[4]!.gridY, phases, scratch: { fixed: perChunk, perT: ceilDiv(perChunk, chunk), perS: perChunk },
+    chunkPad, tileQ, tileP, tileN, kSlice: ks, passElems: pass,
+  };
 }
