@@ -1,12 +1,14 @@
 // A cost model of the SSD kernels (a model, not a measurement): prefill's chunked SSD in five phases
 // (templates/ssd.cu.hbs) and decode's ssd_step (templates/ssd_step.cu.hbs). The floor moves each
 // tensor the op must touch once (x, dt, B, C, y; the state read and written) and does the
-// algorithm's useful FLOPs (C·Bᵀ once per chunk and group, the lower triangle; chunk states; the
-// scan's two products) at the card's bf16 tensor rate. The schedule's time sums its phases, each
-// the largest of: its bytes (intermediates in the scratch included) at bandwidth, its tensor-core
-// FLOPs (tiles whole, zero padding included) at the tf32 rate (half the bf16 rate: m16n16k8), and
-// its waves of blocks times a block's lifetime — the slices of its reduction staged one after the
-// other (no double buffering), each a DRAM round trip, blocks resident an SM as shared memory allows.
+// algorithm's useful FLOPs (C·Bᵀ once per chunk and group, its lower triangle; chunk states; the
+// scan's two products) at the card's bf16 tensor rate. The schedule's time sums its phases, each the
+// largest of: its DRAM bytes (the scratch's intermediates written and read back included) at
+// bandwidth; its tensor-core FLOPs (whole tiles, zero padding included) at the tf32 rate (half the
+// bf16 rate: m16n16k8); and everything its blocks load (re-reads from L2 included) at the rate
+// Little's law allows — the loads a thread keeps in flight (8 a staged slice, PASS in the state
+// passing) times the threads resident an SM (the launch bound's blocks, or fewer as shared memory
+// allows), over a DRAM round trip for as many bytes as come from DRAM and an L2 one for the rest.
 
 import type { Kernel, Program } from '../../runtime/program.ts';
 import { ofFamily } from '../../runtime/program.ts';
@@ -17,8 +19,20 @@ import { ssdSchedule } from './schedule.ts';
 /** Shared memory an SM of sm_90 gives its blocks (bytes), and blocks of 128 threads it holds at most. */
 const SM_SHARED = 227 * 1024;
 const SM_BLOCKS = 16;
+/** Loads a thread keeps in flight while it stages a slice (the template's `#pragma unroll 8`). */
+const STAGE_LOADS = 8;
 
-interface Phase { readonly blocks: number; readonly bytes: number; readonly flops: number; readonly slices: number; readonly shared: number }
+interface Phase {
+  readonly blocks: number;
+  /** DRAM bytes; bytes loaded by all blocks (L2 hits included); tensor-core FLOPs. */
+  readonly bytes: number;
+  readonly loaded: number;
+  readonly flops: number;
+  /** Blocks an SM by the launch bound, shared bytes a block, loads in flight a thread. */
+  readonly bound: number;
+  readonly shared: number;
+  readonly inFlight: number;
+}
 
 const round = (x: number): number => Number(x.toPrecision(4));
 
@@ -27,13 +41,15 @@ function cost(k: Kernel, bytes: number, flops: number, floor: number, model: num
 }
 
 /** Seconds one phase takes by the model, and what bounds it. */
-function phaseTime(ph: Phase, gpu: GpuModel): { t: number; bound: string } {
-  const resident = Math.max(1, Math.min(SM_BLOCKS, Math.floor(SM_SHARED / Math.max(1, ph.shared))));
-  const waves = Math.ceil(ph.blocks / (gpu.sms * resident));
+function phaseTime(ph: Phase, gpu: GpuModel, threads: number): { t: number; bound: string } {
+  const resident = Math.max(1, Math.min(ph.bound, Math.ceil(ph.blocks / gpu.sms), Math.floor(SM_SHARED / Math.max(1, ph.shared))));
+  // what an SM's resident threads keep in flight, each load a DRAM round trip (up to the DRAM bytes) or an L2 one (re-reads)
+  const inFlight = gpu.sms * resident * threads * ph.inFlight * 4;
+  const fromDram = Math.min(ph.loaded, ph.bytes);
   const parts: [string, number][] = [
     ['bandwidth', ph.bytes / gpu.bandwidth],
     ['tensor cores (tf32)', ph.flops / (gpu.tensorFlops / 2)],
-    ['latency (staged slices)', waves * Math.max(1, ph.slices) * gpu.dramLatency],
+    ['loads in flight', (fromDram * gpu.dramLatency + (ph.loaded - fromDram) * gpu.l2Latency) / inFlight],
   ];
   const [bound, t] = parts.reduce((a, b) => (b[1] > a[1] ? b : a));
   return { t, bound };
@@ -48,7 +64,7 @@ export const ssdCost: FamilyCost = (_program: Program, _entry, k, shape, gpu, t:
   const QP = s.chunkPad as number, TQ = s.tileQ as number, TP = s.tileP as number, TN = s.tileN as number, KS = s.kSlice as number;
   const tilesQ = QP / TQ, tilesP = Math.ceil(P / TP), tilesN = Math.ceil(N / TN);
   const chunksPer = Math.ceil(L / chunk), NC = S * chunksPer;
-  // each sequence's chunks: full ones and a last of r rows
+  // each sequence's chunks: full ones and a last one of `last` rows
   const last = L - (chunksPer - 1) * chunk;
   const sumQ = (f: (q: number) => number) => S * ((chunksPer - 1) * f(chunk) + f(last));
   const state = S * H * P * N * 4;
@@ -56,25 +72,36 @@ export const ssdCost: FamilyCost = (_program: Program, _entry, k, shape, gpu, t:
   const flops = sumQ((q) => G * q * (q + 1) * N + H * (2 * P * N * q + 2 * q * N * P + q * (q + 1) * P));
   const floor = Math.max(bytes / gpu.bandwidth, flops / gpu.tensorFlops);
   const sh = (i: number) => s.phases![i]!.shared ?? 0;
-  const pairs = (tilesQ * (tilesQ + 1)) / 2;
-  // row tiles a chunk of q rows touches, and the scan's depth over them (tiles up to the diagonal)
+  const mb = t.ssd.minBlocks, K = (k: number) => Math.ceil(k / KS) * KS;
+  // row tiles a chunk of q rows has (blocks past them return at once), and tile pairs up to the diagonal
   const live = (q: number) => Math.ceil(q / TQ);
+  const tri = (q: number) => (live(q) * (live(q) + 1)) / 2;
+  const stateBytes = NC * H * P * N * 4;
   const phases: Phase[] = [
-    { blocks: NC * Math.ceil(H / 32), bytes: T * H * 4 + 2 * NC * H * QP * 4, flops: 0, slices: 1, shared: sh(0) },
-    { blocks: NC * G * pairs, bytes: sumQ((q) => G * (2 * q * N + live(q) * (live(q) + 1) / 2 * TQ * TQ) * 4), flops: sumQ((q) => G * (live(q) * (live(q) + 1) / 2) * 2 * TQ * TQ * Math.ceil(N / KS) * KS), slices: Math.ceil(N / KS), shared: sh(1) },
-    { blocks: NC * H * tilesP * tilesN, bytes: T * (H * P + G * N) * 4 + NC * H * P * N * 4, flops: sumQ((q) => H * tilesP * tilesN * 2 * TP * TN * Math.ceil(q / KS) * KS), slices: Math.ceil(chunk / KS), shared: sh(2) },
-    { blocks: S * H * Math.ceil((P * N) / (t.threads * t.ssd.passElems)), bytes: 3 * NC * H * P * N * 4 + 2 * state, flops: 0, slices: chunksPer, shared: 0 },
+    { blocks: NC * Math.ceil(H / 32), bytes: T * H * 4 + 2 * NC * H * QP * 4, loaded: T * H * 4, flops: 0, bound: SM_BLOCKS, shared: sh(0), inFlight: 1 },
     {
-      blocks: NC * H * tilesQ * tilesP,
-      bytes: T * (2 * H * P + G * N) * 4 + NC * H * P * N * 4 + sumQ((q) => G * live(q) * (live(q) + 1) / 2 * TQ * TQ * 4),
-      flops: sumQ((q) => H * tilesP * live(q) * (2 * TQ * TP * Math.ceil(N / KS) * KS + (live(q) + 1) / 2 * 2 * TQ * TP * TQ)),
-      slices: Math.ceil(N / KS) + Math.ceil(chunk / KS), shared: sh(4),
+      blocks: NC * G * tri(QP), bytes: T * 2 * G * N * 4 + sumQ((q) => G * tri(q) * TQ * TQ * 4),
+      loaded: sumQ((q) => G * tri(q) * 2 * TQ * N * 4), flops: sumQ((q) => G * tri(q) * 2 * TQ * TQ * K(N)), bound: mb, shared: sh(1), inFlight: STAGE_LOADS,
+    },
+    {
+      blocks: NC * H * tilesP * tilesN, bytes: T * (H * P + G * N) * 4 + stateBytes,
+      loaded: sumQ((q) => H * tilesP * tilesN * K(q) * (TP + TN) * 4), flops: sumQ((q) => H * tilesP * tilesN * 2 * TP * TN * K(q)), bound: mb, shared: sh(2), inFlight: STAGE_LOADS,
+    },
+    {
+      blocks: S * H * Math.ceil((P * N) / (t.threads * t.ssd.passElems)), bytes: 3 * stateBytes + 2 * state, loaded: stateBytes + state,
+      flops: 0, bound: SM_BLOCKS, shared: 0, inFlight: t.ssd.passElems,
+    },
+    {
+      blocks: NC * H * tilesQ * tilesP, bytes: T * (2 * H * P + G * N) * 4 + stateBytes + sumQ((q) => G * tri(q) * TQ * TQ * 4),
+      // a row tile ti loads its C rows and the entering state, then (ti + 1) tiles of C·Bᵀ and x
+      loaded: sumQ((q) => H * tilesP * (live(q) * (TQ + TP) * K(N) + tri(q) * TQ * (TQ + TP)) * 4),
+      flops: sumQ((q) => H * tilesP * (live(q) * 2 * TQ * TP * K(N) + tri(q) * 2 * TQ * TP * TQ)), bound: mb, shared: sh(4), inFlight: STAGE_LOADS,
     },
   ];
-  const times = phases.map((ph) => phaseTime(ph, gpu));
+  const times = phases.map((ph) => phaseTime(ph, gpu, t.threads));
   const model = times.reduce((a, b) => a + b.t, 0);
   const top = times.reduce((a, b) => (b.t > a.t ? b : a));
-  return cost(k, bytes, flops, floor, model, `5 phases, the longest ${times.indexOf(top) + 1} by ${top.bound}`);
+  return cost(k, bytes, flops, floor, model, `5 phases, the longest (${times.indexOf(top) + 1}) by ${top.bound}`);
 };
 
 /** Decode's ssd_step for `shape.rows` sequences of one token: a block per (sequence, head) loads its

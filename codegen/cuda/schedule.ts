@@ -30,15 +30,16 @@ export interface CudaTarget {
   readonly attention: { readonly keys: number };
   /** The chunked SSD's tensor-core tiles (templates/ssd.cu.hbs): at most `tile` rows or columns a
    *  side (multiples of 32: 2x2 warps of 16x16 fragments), `kSlice` of the reduction staged at a time,
-   *  `passElems` state elements a thread in the state passing. */
-  readonly ssd: { readonly tile: number; readonly kSlice: number; readonly passElems: number };
+   *  `passElems` state elements a thread in the state passing, the tile phases bound to `minBlocks`
+   *  blocks an SM (ptxas caps their registers so). */
+  readonly ssd: { readonly tile: number; readonly kSlice: number; readonly passElems: number; readonly minBlocks: number };
 }
 
 export const CUDA_TARGET: CudaTarget = {
   name: 'cuda', warp: 32, threads: 128, sharedBytes: 48 * 1024,
   matmul: { tileM: 64, tileN: 64, tileK: 32, gemvRows: 8, gemvCols: 4, gemvPasses: 4, gemvUpTo: 16, gemvLoads: 8, gemvMinBlocks: { bf16: 2, q8: 2, q4: 2 } },
   attention: { keys: 32 },
-  ssd: { tile: 64, kSlice: 32, passElems: 8 },
+  ssd: { tile: 64, kSlice: 32, passElems: 8, minBlocks: 4 },
 };
 
 /** A kernel's schedule: its launch plan (what the manifest keeps for the runtime) and the tiles and
@@ -154,6 +155,6 @@ export function ssdSchedule(z: SsdSizes, t: CudaTarget, base: { threads: number;
   const perChunk = 2 * H * chunkPad + G * chunkPad * chunkPad + H * P * N;
   return {
     ...base, ...chunks, gridY: phases[4]!.gridY, phases, scratch: { fixed: perChunk, perT: ceilDiv(perChunk, chunk), perS: perChunk },
-    chunkPad, tileQ, tileP, tileN, kSlice: ks, passElems: pass,
+    chunkPad, tileQ, tileP, tileN, kSlice: ks, passElems: pass, minBlocks: t.ssd.minBlocks,
   };
 }
