@@ -39,7 +39,7 @@ export const CUDA_TARGET: CudaTarget = {
   name: 'cuda', warp: 32, threads: 128, sharedBytes: 48 * 1024,
   matmul: { tileM: 64, tileN: 64, tileK: 32, gemvRows: 8, gemvCols: 4, gemvPasses: 4, gemvUpTo: 16, gemvLoads: 8, gemvMinBlocks: { bf16: 2, q8: 2, q4: 2 } },
   attention: { keys: 32 },
-  ssd: { tile: 64, kSlice: 32, passElems: 8, minBlocks: 4 },
+  ssd: { tile: 64, kSlice: 32, passElems: 8, minBlocks: 3 },
 };
 
 /** A kernel's schedule: its launch plan (what the manifest keeps for the runtime) and the tiles and
