@@ -21,18 +21,19 @@ import ctypes
 import glob
 import json
 import os
+import re
 import struct
 import sys
 import time
 
 import numpy as np
 
-ARGS_FIELDS = ["arena", "pool", "w", "tokens", "positions", "seq_start", "seq_len", "seq_before", "seq_slot"]
+ARGS_FIELDS = ["arena", "pool", "w", "tokens", "positions", "seq_start", "seq_len", "seq_before", "seq_slot", "scratch"]
 TOLERANCE = 2e-2
 
 
 def pack_args(template: bytes, ptrs: dict) -> bytes:
-    """ArchcArgs: the recorded bytes with the nine pointers (little-endian u64, in order) set."""
+    """ArchcArgs: the recorded bytes with the ten pointers (little-endian u64, in order) set."""
     out = bytearray(template)
     for i, f in enumerate(ARGS_FIELDS):
         struct.pack_into("<Q", out, 8 * i, ptrs[f])
@@ -47,12 +48,19 @@ def batch_pointers(base: int, T: int, S: int) -> dict:
     }
 
 
-def translation_unit(ids) -> str:
+def entry_functions(source: str) -> list:
+    """The __global__ functions of a kernel source (runtime/cuda/kernels.ts entryFunctions)."""
+    return list(dict.fromkeys(re.findall(r"__global__\b[^;{]*?\b(archc_\w+)\s*\(", source)))
+
+
+def translation_unit(ids, sources) -> str:
     """The translation unit archc build gives nvcc (runtime/cuda/kernels.ts translationUnit)."""
     head = "#include <cuda_bf16.h>\n#include <mma.h>\n#include <stdint.h>\n#include <math.h>\n"
-    return head + "".join(
-        f"namespace k_{i} {{\n#define archc_main archc_main_{i}\n#define archc_gemv archc_gemv_{i}\n"
-        f'#include "{i}.cu"\n#undef archc_main\n#undef archc_gemv\n}}\n' for i in ids)
+    def unit(i):
+        fns = entry_functions(sources[i])
+        return (f"namespace k_{i} {{\n" + "".join(f"#define {f} {f}_{i}\n" for f in fns) + f'#include "{i}.cu"\n'
+                + "".join(f"#undef {f}\n" for f in fns) + "}\n")
+    return head + "".join(unit(i) for i in ids)
 
 
 def arch_number(arch: str) -> int:
@@ -84,7 +92,7 @@ class Cuda:
             "cuStreamCreate": [ctypes.POINTER(vp), ctypes.c_uint], "cuStreamSynchronize": [vp],
             "cuEventCreate": [ctypes.POINTER(vp), ctypes.c_uint], "cuEventRecord": [vp, vp], "cuEventSynchronize": [vp],
             "cuEventElapsedTime": [ctypes.POINTER(ctypes.c_float), vp, vp], "cuGetErrorName": [i32, ctypes.POINTER(ctypes.c_char_p)],
-            "cuDriverGetVersion": [ctypes.POINTER(i32)],
+            "cuDriverGetVersion": [ctypes.POINTER(i32)], "cuFuncSetAttribute": [vp, i32, i32],
         }
         for name, args in sig.items():
             f = getattr(L, name)
@@ -152,10 +160,12 @@ class Cuda:
         r = self.lib.cuModuleGetFunction(ctypes.byref(f), module, name.encode())
         return f if r == 0 else None
 
-    def launch(self, fn, grid, block, args: bytes, what: str):
+    def launch(self, fn, grid, block, args: bytes, what: str, shared: int = 0):
         buf = ctypes.create_string_buffer(args, len(args))
         params = (ctypes.c_void_p * 1)(ctypes.cast(buf, ctypes.c_void_p))
-        self.check(self.lib.cuLaunchKernel(fn, *grid, *block, 0, self.stream, params, None), f"cuLaunchKernel({what})")
+        if shared > 48 * 1024:  # CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+            self.check(self.lib.cuFuncSetAttribute(fn, 8, shared), f"cuFuncSetAttribute({what}, {shared} bytes)")
+        self.check(self.lib.cuLaunchKernel(fn, *grid, *block, shared, self.stream, params, None), f"cuLaunchKernel({what})")
 
     def sync(self):
         self.check(self.lib.cuStreamSynchronize(self.stream), "cuStreamSynchronize")
@@ -193,7 +203,7 @@ def nvrtc_compile(ids, sources: dict, arch: str) -> bytes:
     hdr_texts = [sources[i] for i in ids] + list(stand_ins.values())
     arr = lambda xs: (ctypes.c_char_p * len(xs))(*[x.encode() for x in xs])
     prog = ctypes.c_void_p()
-    r = lib.nvrtcCreateProgram(ctypes.byref(prog), translation_unit(ids).encode(), b"module.cu", len(hdr_names), arr(hdr_texts), arr(hdr_names))
+    r = lib.nvrtcCreateProgram(ctypes.byref(prog), translation_unit(ids, sources).encode(), b"module.cu", len(hdr_names), arr(hdr_texts), arr(hdr_names))
     if r != 0:
         raise CudaError(f"nvrtcCreateProgram failed ({r})")
     opts = [f"--gpu-architecture={arch}", "--std=c++17"] + ([f"--include-path={inc}"] if inc else [])
@@ -245,7 +255,8 @@ class Model:
         for module, ids in images:
             for i in ids:
                 if i in wanted:
-                    self.fns[i] = {fn: cuda.function(module, f"{fn}_{i}") for fn in ("archc_main", "archc_gemv")}
+                    fns = {l["fn"] for s in m["sessions"] for r in s["runs"] for l in r["launches"] if l["id"] == i}
+                    self.fns[i] = {fn: cuda.function(module, f"{fn}_{i}") for fn in fns}
         self.upload()
 
     def upload(self):
@@ -310,8 +321,8 @@ def view_values(cuda: Cuda, arena: int, base: int, rows: int, stride: int, width
     return np.stack([raw[r * stride:r * stride + width] for r in range(rows)]).reshape(-1)
 
 
-def replay(cuda: Cuda, model: Model, run: dict, pool: int, arena: int, batch: int, dry: bool, refs, report: dict):
-    ptrs = {"arena": arena, "pool": pool, **batch_pointers(batch, run["T"], run["S"])}
+def replay(cuda: Cuda, model: Model, run: dict, pool: int, arena: int, batch: int, dry: bool, refs, report: dict, scratch: int = 0x4000):
+    ptrs = {"arena": arena, "pool": pool, "scratch": scratch, **batch_pointers(batch, run["T"], run["S"])}
     packed = []
     for l in run["launches"]:
         ptrs["w"] = 0 if dry else model.table(l["weights"])
@@ -323,7 +334,7 @@ def replay(cuda: Cuda, model: Model, run: dict, pool: int, arena: int, batch: in
         fn = model.fns[l["id"]][l["fn"]]
         if fn is None:
             raise CudaError(f"kernel {l['kernel']}: no function {l['fn']}_{l['id']}")
-        cuda.launch(fn, l["grid"], l["block"], args, l["kernel"])
+        cuda.launch(fn, l["grid"], l["block"], args, l["kernel"], l.get("shared", 0))
         if refs is not None and l.get("check"):
             for base, rows, stride, width, at in l["check"]:
                 err = close(view_values(cuda, arena, base, rows, stride, width), refs[at:at + rows * width])
@@ -433,12 +444,13 @@ def main():
                         print(f"  {r['name']}: floor {floor * 1e3:.3f} ms ({f['bytes'] / 1e9:.2f} GB, {f['flops'] / 1e12:.2f} TFLOP)")
                 continue
             pool, arena, batch = cuda.alloc(pool_bytes), cuda.alloc(arena_bytes), cuda.alloc(batch_bytes)
+            scratch = cuda.alloc(max(256, 4 * max(r.get("scratchFloats", 0) for r in s["runs"])))
             cuda.memset(pool, 0, pool_bytes)
             for r in s["runs"]:
                 if refs is not None:
                     cuda.memset(arena, 0xFF, arena_bytes)  # NaN: every value read must have been written
                     fams = results["checks"].setdefault(m["name"], {})
-                    replay(cuda, model, r, pool, arena, batch, False, refs, fams)
+                    replay(cuda, model, r, pool, arena, batch, False, refs, fams, scratch)
                     base, rows, stride, width, at = r["logits"]
                     err = close(view_values(cuda, arena, base, rows, stride, width), refs[at:at + rows * width])
                     good = err <= TOLERANCE
@@ -447,13 +459,13 @@ def main():
                     print(f"  {r['name']}: logits max error {err:.2e} of max |ref| ({'ok' if good else 'FAIL'})", flush=True)
                 if r.get("time"):
                     t = r["time"]
-                    replay(cuda, model, r, pool, arena, batch, False, None, {})  # warm-up
+                    replay(cuda, model, r, pool, arena, batch, False, None, {}, scratch)  # warm-up
                     cuda.sync()
                     times = []
                     for _ in range(t["reps"]):
                         e0, e1 = cuda.event(), cuda.event()
                         cuda.lib.cuEventRecord(e0, cuda.stream)
-                        replay(cuda, model, r, pool, arena, batch, False, None, {})
+                        replay(cuda, model, r, pool, arena, batch, False, None, {}, scratch)
                         cuda.lib.cuEventRecord(e1, cuda.stream)
                         times.append(cuda.elapsed_ms(e0, e1))
                         if time.time() - t0 > 420:

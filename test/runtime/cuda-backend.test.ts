@@ -12,10 +12,10 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { lowerToProgram } from '../../compiler/lower.ts';
 import { manifestEntries, renderProgram } from '../../codegen/cuda/build.ts';
 import { runEntry } from '../../runtime/backend.ts';
-import { ARGS_BYTES, ARGS_VIEW_AT, ARGS_VIEWS, kernelOffsets, kernelWeights, launchOf, quantDeviceBytes, quantMatrix } from '../../runtime/cuda/abi.ts';
+import { ARGS_BYTES, ARGS_INTS_AT, ARGS_VIEW_AT, ARGS_VIEWS, kernelOffsets, kernelWeights, launchOf, quantDeviceBytes, quantMatrix } from '../../runtime/cuda/abi.ts';
 import { CudaBackend, openCudaBackend } from '../../runtime/cuda/backend.ts';
 import { loadKoffi, openDriver } from '../../runtime/cuda/driver.ts';
-import type { CudaKernels, CudaManifest } from '../../runtime/cuda/kernels.ts';
+import { type CudaKernels, type CudaManifest, kernelIds } from '../../runtime/cuda/kernels.ts';
 import { RuntimeError } from '../../runtime/errors.ts';
 import { Model } from '../../runtime/model.ts';
 import type { EntryName, Kernel } from '../../runtime/program.ts';
@@ -138,7 +138,7 @@ describe('the CUDA backend', () => {
       expect(new TextDecoder().decode(name.subarray(0, name.indexOf(0)))).toBe(`${l.fn}_${id}`);
       expect([...dims]).toEqual([...l.grid, ...l.block]);
       const dv = new DataView(args.buffer);
-      expect([dv.getInt32(80, true), dv.getInt32(84, true), dv.getInt32(88, true)]).toEqual([T, 2, 16]);
+      expect([dv.getInt32(ARGS_INTS_AT, true), dv.getInt32(ARGS_INTS_AT + 4, true), dv.getInt32(ARGS_INTS_AT + 8, true)]).toEqual([T, 2, 16]);
       const off = kernelOffsets(program, entry, k, T, 2, 16);
       expect(off.views.map((_, i) => Number(dv.getBigInt64(ARGS_VIEW_AT + 8 * i, true)))).toEqual(off.views);
       expect(off.states.map((_, i) => Number(dv.getBigInt64(ARGS_VIEW_AT + 8 * (ARGS_VIEWS + i), true)))).toEqual(off.states);
@@ -167,6 +167,56 @@ describe('the CUDA backend', () => {
       }
     } finally {
       b.dispose();
+    }
+  });
+
+  it('a kernel of phases: each phase\'s function launched in order with its grid and shared bytes; the workspace its plan asks', async () => {
+    const k0 = fakeKernels();
+    const ks = [...k0.manifest.entries.prefill];
+    const last = ks[ks.length - 1]!;
+    const phases = [
+      { fn: 'one', threads: 64, rowsOf: 'T', rowMul: 1, rowDiv: 2, plusS: false, gridY: 3 },
+      { fn: 'two', threads: 128, rowsOf: 'S', rowMul: 1, rowDiv: 1, plusS: false, gridY: 1, shared: 96 * 1024 },
+    ];
+    const scratch = { fixed: 1000, perT: 7, perS: 5 };
+    const withPhases = (extra: object) => {
+      // (the head: a product of few rows, here without its GEMV, so that its phases run)
+      const ps = [...ks.slice(0, -1), { ...last, launch: { ...last.launch, gemvRows: undefined, gemvUpTo: undefined, phases, scratch, ...extra } }];
+      const image = `${ids.map((id) => `archc_main_${id} archc_gemv_${id}`).join(' ')} ${kernelIds(last).map((id) => `archc_one_${id} archc_two_${id}`).join(' ')}`;
+      return { ...k0, manifest: { ...k0.manifest, entries: { ...k0.manifest.entries, prefill: ps } }, module: () => new TextEncoder().encode(`${image}\0`) };
+    };
+    const b = await openCudaBackend(program, { library: lib, kernels: withPhases({}) });
+    try {
+      for (const w of program.weights) b.uploadWeight(w, tensors.find((t) => t.name === w.name)!.tensor);
+      const pool = b.createStatePool(4);
+      const slots = [pool.acquire(), pool.acquire()];
+      const batch = { tokens: Int32Array.from([1, 2, 3, 4, 5]), positions: Int32Array.from([0, 1, 2, 0, 1]), seqs: [{ start: 0, len: 3 }, { start: 3, len: 2 }], slots, lengths: [0, 0] };
+      const entry = program.entries.prefill;
+      const before = fake.launches();
+      runEntry(b, program, 'prefill' as EntryName, batch, pool);
+      const plan = (k: Kernel) => rendered.find((r) => r.entry === 'prefill' && r.name === k.name && r.format === 'bf16')!.launch;
+      const single = entry.kernels.slice(0, -1).filter((k) => launchOf(entry, k, plan(k), 5, 2)).length;
+      expect(fake.launches() - before).toBe(single + 2);
+      const name = new Uint8Array(128), dims = new Uint32Array(6), args = new Uint8Array(1024);
+      fake.last(name, dims, args);
+      expect(new TextDecoder().decode(name.subarray(0, name.indexOf(0)))).toBe(`archc_two_${last.id}`);
+      expect([...dims]).toEqual([2, 1, 1, 128, 1, 1]);
+      // the workspace pointer, and room for the plan's floats at T = 5, S = 2
+      const dv = new DataView(args.buffer);
+      expect(dv.getBigUint64(9 * 8, true)).toBe(b.scratch.ptr);
+      expect(b.scratch.bytes).toBeGreaterThanOrEqual(4 * (1000 + 7 * 5 + 5 * 2));
+    } finally {
+      b.dispose();
+    }
+    // more dynamic shared memory than a block may have: the driver refuses, the error names the kernel
+    const big = await openCudaBackend(program, { library: lib, kernels: withPhases({ phases: [phases[0], { ...phases[1], shared: 300 * 1024 }] }) });
+    try {
+      for (const w of program.weights) big.uploadWeight(w, tensors.find((t) => t.name === w.name)!.tensor);
+      const pool = big.createStatePool(4);
+      const batch = { tokens: Int32Array.from([1, 2]), positions: Int32Array.from([0, 1]), seqs: [{ start: 0, len: 2 }], slots: [pool.acquire()], lengths: [0] };
+      expect(() => runEntry(big, program, 'prefill' as EntryName, batch, pool)).toThrow(new RegExp(`cuFuncSetAttribute\\(${last.name} archc_two, 307200 bytes`));
+    } finally {
+      big.dispose();
     }
   });
 

@@ -39,6 +39,8 @@ int cuModuleGetFunction(void** fn, void* mod, const char* name) {
   return OK;
 }
 int cuModuleUnload(void* mod) { Module* m = (Module*)mod; free(m->image); free(m); return OK; }
+// as a Hopper GPU: dynamic shared memory up to 227 KiB a block (attribute 8, MAX_DYNAMIC_SHARED_SIZE_BYTES)
+int cuFuncSetAttribute(void* fn, int attribute, int value) { return fn && attribute == 8 && value >= 0 && value <= 232448 ? OK : INVALID_VALUE; }
 int cuMemAlloc_v2(uint64_t* p, size_t bytes) { *p = (uint64_t)(uintptr_t)malloc(bytes); return *p ? OK : INVALID_VALUE; }
 int cuMemFree_v2(uint64_t p) { free((void*)(uintptr_t)p); return OK; }
 int cuMemcpyHtoD_v2(uint64_t dst, const void* src, size_t n) { memcpy((void*)(uintptr_t)dst, src, n); return OK; }
