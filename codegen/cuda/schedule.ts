@@ -15,8 +15,10 @@ export interface CudaTarget {
   readonly name: 'cuda';
   readonly warp: number;
   readonly threads: number;
-  /** Static shared memory one block may use (bytes). */
+  /** Static shared memory one block may use (bytes); dynamic shared memory one block may be given
+   *  with its limit raised (sm_80's 163 KiB, the least of the architectures built for). */
   readonly sharedBytes: number;
+  readonly dynamicSharedBytes: number;
   /** Matrix products: tensor-core tiles (rows, columns, depth) for many rows; a GEMV of `gemvRows`
    *  rows by `gemvCols` columns a pass over K, `gemvPasses` passes a block (one norm pass for them all),
    *  for up to `gemvUpTo` rows (decode), each thread keeping
@@ -36,7 +38,7 @@ export interface CudaTarget {
 }
 
 export const CUDA_TARGET: CudaTarget = {
-  name: 'cuda', warp: 32, threads: 128, sharedBytes: 48 * 1024,
+  name: 'cuda', warp: 32, threads: 128, sharedBytes: 48 * 1024, dynamicSharedBytes: 163 * 1024,
   matmul: { tileM: 64, tileN: 64, tileK: 32, gemvRows: 8, gemvCols: 4, gemvPasses: 4, gemvUpTo: 16, gemvLoads: 8, gemvMinBlocks: { bf16: 2, q8: 2, q4: 2 } },
   attention: { keys: 32 },
   ssd: { tile: 64, kSlice: 32, passElems: 8, minBlocks: 3 },

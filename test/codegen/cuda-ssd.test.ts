@@ -1,10 +1,10 @@
 // The chunked SSD in five phases (codegen/cuda/templates/ssd.cu.hbs) and ssd_step at Bamba-9B's SSD
 // sizes, without a GPU: Bamba-9B's own ssd and ssd_step sources compile for sm_80 and sm_90 with no
 // spills, the three products of the chunked SSD as tf32 tensor-core mma in the PTX; and in the
-// emulator, at 9B's head dim 64, d_state 128, chunk 256, one group (4 heads), a packed batch whose
-// first sequence spans two chunks and ends inside the grid's second (300 + 40 + 230 rows), the last
-// continuing a saved state, equals the CPU reference: outputs and final states within 2e-3 of their
-// scale (tf32 operands: 10-bit mantissas; the rest f32). Also 6 heads in 2 groups, sizes no tile
+// emulator, at 9B's head dim 64, d_state 128, chunk 256, one group (4 heads), a packed batch of 230 +
+// 40 + 300 rows (sequence boundaries inside 256-row spans; the last, two chunks, continuing a saved
+// state) equals the CPU reference: outputs and final states within 2e-3 of 1 + their largest value
+// (tf32 operands: 10-bit mantissas; the rest f32). Also 6 heads in 2 groups, sizes no tile
 // divides (P 48, N 40, chunk 40), and ssd_step at 9B's sizes (f32 throughout: 1e-5).
 
 import { execFile } from 'node:child_process';
@@ -57,6 +57,21 @@ describe('CUDA chunked SSD at Bamba-9B sizes', () => {
     }
   }, 600_000);
 
+  it('refuses a chunk whose phases need more shared memory than a block may have', () => {
+    const T = 2;
+    const ins: OpInput[] = [
+      { act: new Float32Array(T * 2 * 4), shape: ['T', 2, 4] }, { act: new Float32Array(T * 2), shape: ['T', 2] }, { weight: fromF32(new Float32Array(2), [2], 'f32') },
+      { act: new Float32Array(T * 4), shape: ['T', 1, 4] }, { act: new Float32Array(T * 4), shape: ['T', 1, 4] }, { weight: fromF32(new Float32Array(2), [2], 'f32') },
+    ];
+    const render = (chunk: number) => {
+      const { program } = runOp('ssd', ins, { chunk }, T);
+      const k = program.entries.forward.kernels.find((x) => x.family === 'ssd')!;
+      return () => renderKernel(program, program.entries.forward, k);
+    };
+    expect(render(1024)).not.toThrow();
+    expect(render(2048)).toThrow(/phase ssd_cumsum needs \d+ bytes of shared memory \(chunk 2048\)/);
+  });
+
   const rng = createRng(31);
   const uniform = (n: number, lo: number, hi: number) => Float32Array.from({ length: n }, () => lo + (hi - lo) * rng.next());
   /** The op's inputs over T rows: x, dt in (0.002, 0.1) (softplus'ed, as the op receives it), A with
@@ -70,9 +85,11 @@ describe('CUDA chunked SSD at Bamba-9B sizes', () => {
     ];
   }
   const slotState = (pool: StatePool, slot: number) => new Float32Array(pool.save(slot).slice().buffer);
+  /** expectLogitsClose's max |got − ref| (within rtol · (1 + max |ref|)), over 1 + max |ref|. */
+  const relative = (got: Float32Array, ref: Float32Array, rtol: number, what: string) => expectLogitsClose(got, ref, rtol, what) / (1 + ref.reduce((m, v) => Math.max(m, Math.abs(v)), 0));
 
   const CASES = [
-    { what: '9B sizes (H 4, P 64, G 1, N 128, chunk 256)', H: 4, P: 64, G: 1, N: 128, chunk: 256, seqs: [300, 40, 230] },
+    { what: '9B sizes (H 4, P 64, G 1, N 128, chunk 256)', H: 4, P: 64, G: 1, N: 128, chunk: 256, seqs: [230, 40, 300] },
     { what: 'no tile divides (H 6, P 48, G 2, N 40, chunk 40)', H: 6, P: 48, G: 2, N: 40, chunk: 40, seqs: [95, 1, 41] },
   ].map((c) => {
     const T = c.seqs.reduce((a, b) => a + b, 0);
@@ -98,9 +115,9 @@ describe('CUDA chunked SSD at Bamba-9B sizes', () => {
     for (const c of CASES) {
       const ref = runOp('ssd', c.ins, { chunk: c.chunk }, c.T, c.batch);
       const got = runOp('ssd', c.ins, { chunk: c.chunk }, c.T, { ...c.batch, backend: (p) => new EmuCudaBackend(p, bin) });
-      const y = expectLogitsClose(got.outputs[0]!, ref.outputs[0]!, 2e-3, `${c.what}: y`);
-      const states = c.seqs.map((_, i) => expectLogitsClose(slotState(got.pool, got.slots[i]!), slotState(ref.pool, ref.slots[i]!), 2e-3, `${c.what}: final state of sequence ${i}`));
-      console.log(`ssd ${c.what}: max |error| y ${y.toExponential(2)}, final states ${states.map((e) => e.toExponential(2)).join(', ')}`);
+      const y = relative(got.outputs[0]!, ref.outputs[0]!, 2e-3, `${c.what}: y`);
+      const states = c.seqs.map((_, i) => relative(slotState(got.pool, got.slots[i]!), slotState(ref.pool, ref.slots[i]!), 2e-3, `${c.what}: final state of sequence ${i}`));
+      console.log(`ssd ${c.what}: max |error| / (1 + max |ref|): y ${y.toExponential(2)}, final states ${states.map((e) => e.toExponential(2)).join(', ')}`);
     }
   });
 
@@ -108,8 +125,8 @@ describe('CUDA chunked SSD at Bamba-9B sizes', () => {
     const opts = { mode: 'decode' as const, state: stepState };
     const ref = runOp('ssd', stepIns, {}, STEP.T, opts);
     const got = runOp('ssd', stepIns, {}, STEP.T, { ...opts, backend: (p) => new EmuCudaBackend(p, bin) });
-    const y = expectLogitsClose(got.outputs[0]!, ref.outputs[0]!, 1e-5, 'ssd_step y');
-    const st = got.slots.map((s, i) => expectLogitsClose(slotState(got.pool, s), slotState(ref.pool, ref.slots[i]!), 1e-5, `ssd_step state ${i}`));
-    console.log(`ssd_step 9B sizes: max |error| y ${y.toExponential(2)}, states ${st.map((e) => e.toExponential(2)).join(', ')}`);
+    const y = relative(got.outputs[0]!, ref.outputs[0]!, 1e-5, 'ssd_step y');
+    const st = got.slots.map((s, i) => relative(slotState(got.pool, s), slotState(ref.pool, ref.slots[i]!), 1e-5, `ssd_step state ${i}`));
+    console.log(`ssd_step 9B sizes: max |error| / (1 + max |ref|): y ${y.toExponential(2)}, states ${st.map((e) => e.toExponential(2)).join(', ')}`);
   });
 });
