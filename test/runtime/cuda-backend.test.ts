@@ -12,10 +12,10 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { lowerToProgram } from '../../compiler/lower.ts';
 import { manifestEntries, renderProgram } from '../../codegen/cuda/build.ts';
 import { runEntry } from '../../runtime/backend.ts';
-import { ARGS_BYTES, ARGS_INTS_AT, ARGS_VIEW_AT, ARGS_VIEWS, kernelOffsets, kernelWeights, launchOf, quantDeviceBytes, quantMatrix } from '../../runtime/cuda/abi.ts';
+import { ARGS_BYTES, ARGS_INTS_AT, ARGS_VIEW_AT, ARGS_VIEWS, kernelOffsets, kernelWeights, launchesOf, quantDeviceBytes, quantMatrix } from '../../runtime/cuda/abi.ts';
 import { CudaBackend, openCudaBackend } from '../../runtime/cuda/backend.ts';
 import { loadKoffi, openDriver } from '../../runtime/cuda/driver.ts';
-import { type CudaKernels, type CudaManifest, kernelIds } from '../../runtime/cuda/kernels.ts';
+import { type CudaKernels, type CudaManifest, entryFunctions, functionName, kernelIds } from '../../runtime/cuda/kernels.ts';
 import { RuntimeError } from '../../runtime/errors.ts';
 import { Model } from '../../runtime/model.ts';
 import type { EntryName, Kernel } from '../../runtime/program.ts';
@@ -28,9 +28,11 @@ const program = lowerToProgram(compiled.graph, compiled.bindings);
 const tensors = randomTensors(compiled, { dtype: 'bf16', seed: 5 });
 const rendered = renderProgram(program);
 const ids = [...new Set(rendered.map((k) => k.id))].sort();
+/** The entry functions of source `id` as a module names them (archc_main, archc_gemv, phases' archc_<fn>). */
+const functionsOf = (id: string): string[] => entryFunctions(rendered.find((k) => k.id === id)!.source).map((f) => functionName(f, id));
 
 /** Kernels whose one "module" names every function (the stand-in finds functions by name). */
-function fakeKernels(image = ids.map((id) => `archc_main_${id} archc_gemv_${id}`).join(' ')): CudaKernels {
+function fakeKernels(image = ids.flatMap(functionsOf).join(' ')): CudaKernels {
   const manifest: CudaManifest = { archs: ['sm_90'], entries: manifestEntries(rendered), modules: [{ file: 'cuda/sm_90/module0.cubin', arch: 'sm_90', kind: 'cubin', ids }] };
   return { manifest, source: () => '', module: () => new TextEncoder().encode(`${image}\0`) };
 }
@@ -89,8 +91,8 @@ describe('the CUDA backend', () => {
   });
 
   it('a missing function: RT703 naming the kernel', async () => {
-    const image = ids.slice(1).map((id) => `archc_main_${id} archc_gemv_${id}`).join(' ');
-    await rejects(openCudaBackend(program, { library: lib, kernels: fakeKernels(image) }), 'RT703', new RegExp(`archc_main_${ids[0]}`), /CUDA_ERROR_NOT_FOUND/);
+    const image = ids.slice(1).flatMap(functionsOf).join(' ');
+    await rejects(openCudaBackend(program, { library: lib, kernels: fakeKernels(image) }), 'RT703', new RegExp(`archc_\\w+_${ids[0]}`), /CUDA_ERROR_NOT_FOUND/);
   });
 
   it('no module for the device and no NVRTC: RT705 naming the architecture', async () => {
@@ -126,14 +128,14 @@ describe('the CUDA backend', () => {
       const entry = program.entries.prefill;
       runEntry(b, program, 'prefill' as EntryName, batch, pool);
       const plan = (k: Kernel) => rendered.find((r) => r.entry === 'prefill' && r.name === k.name && r.format === 'bf16')!.launch;
-      const launched = entry.kernels.filter((k) => launchOf(entry, k, plan(k), T, 2));
-      expect(fake.launches() - before).toBe(launched.length);
+      const launched = entry.kernels.filter((k) => launchesOf(entry, k, plan(k), T, 2).length);
+      expect(fake.launches() - before).toBe(launched.reduce((n, k) => n + launchesOf(entry, k, plan(k), T, 2).length, 0));
 
       // the last launch: its function, grid and packed ArchcArgs as the kernel receives them
       const k = launched[launched.length - 1]!;
       const name = new Uint8Array(128), dims = new Uint32Array(6), args = new Uint8Array(1024);
       fake.last(name, dims, args);
-      const l = launchOf(entry, k, plan(k), T, 2)!;
+      const l = launchesOf(entry, k, plan(k), T, 2).at(-1)!;
       const id = rendered.find((r) => r.entry === 'prefill' && r.name === k.name && r.format === 'bf16')!.id;
       expect(new TextDecoder().decode(name.subarray(0, name.indexOf(0)))).toBe(`${l.fn}_${id}`);
       expect([...dims]).toEqual([...l.grid, ...l.block]);
@@ -182,7 +184,7 @@ describe('the CUDA backend', () => {
     const withPhases = (extra: object) => {
       // (the head: a product of few rows, here without its GEMV, so that its phases run)
       const ps = [...ks.slice(0, -1), { ...last, launch: { ...last.launch, gemvRows: undefined, gemvUpTo: undefined, phases, scratch, ...extra } }];
-      const image = `${ids.map((id) => `archc_main_${id} archc_gemv_${id}`).join(' ')} ${kernelIds(last).map((id) => `archc_one_${id} archc_two_${id}`).join(' ')}`;
+      const image = `${ids.flatMap(functionsOf).join(' ')} ${kernelIds(last).map((id) => `archc_one_${id} archc_two_${id}`).join(' ')}`;
       return { ...k0, manifest: { ...k0.manifest, entries: { ...k0.manifest.entries, prefill: ps } }, module: () => new TextEncoder().encode(`${image}\0`) };
     };
     const b = await openCudaBackend(program, { library: lib, kernels: withPhases({}) });
@@ -195,8 +197,8 @@ describe('the CUDA backend', () => {
       const before = fake.launches();
       runEntry(b, program, 'prefill' as EntryName, batch, pool);
       const plan = (k: Kernel) => rendered.find((r) => r.entry === 'prefill' && r.name === k.name && r.format === 'bf16')!.launch;
-      const single = entry.kernels.slice(0, -1).filter((k) => launchOf(entry, k, plan(k), 5, 2)).length;
-      expect(fake.launches() - before).toBe(single + 2);
+      const others = entry.kernels.slice(0, -1).reduce((n, k) => n + launchesOf(entry, k, plan(k), 5, 2).length, 0);
+      expect(fake.launches() - before).toBe(others + 2);
       const name = new Uint8Array(128), dims = new Uint32Array(6), args = new Uint8Array(1024);
       fake.last(name, dims, args);
       expect(new TextDecoder().decode(name.subarray(0, name.indexOf(0)))).toBe(`archc_two_${last.id}`);
