@@ -6,7 +6,7 @@
 // largest of: its DRAM bytes (the scratch's intermediates written and read back included) at
 // bandwidth; its tensor-core FLOPs (whole tiles, zero padding included) at the tf32 rate (half the
 // bf16 rate: m16n16k8); and everything its blocks load (re-reads from L2 included) at the rate
-// Little's law allows — the loads a thread keeps in flight (8 a staged slice, PASS in the state
+// Little's law allows — the loads a thread keeps in flight (16 a staged slice, PASS in the state
 // passing) times the threads resident an SM (the launch bound's blocks, or fewer as shared memory
 // allows), over a DRAM round trip for as many bytes as come from DRAM and an L2 one for the rest.
 
@@ -19,8 +19,10 @@ import { ssdSchedule } from './schedule.ts';
 /** Shared memory an SM of sm_90 gives its blocks (bytes), and blocks of 128 threads it holds at most. */
 const SM_SHARED = 227 * 1024;
 const SM_BLOCKS = 16;
-/** Loads a thread keeps in flight while it stages a slice (the template's `#pragma unroll 8`). */
-const STAGE_LOADS = 8;
+/** Loads a thread keeps in flight while it stages a slice: the template's `#pragma unroll 8` over
+ *  A's and B's loads side by side (what the source allows; no SASS was read here to confirm ptxas
+ *  keeps them all in flight). */
+const STAGE_LOADS = 16;
 
 interface Phase {
   readonly blocks: number;
