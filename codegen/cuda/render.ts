@@ -287,7 +287,12 @@ const FAMILIES: Readonly<Record<Kernel['family'], FamilyRender>> = {
   rope: (r) => template('rope')({ ...r.common(), ...r.k.sizes, theta: floatLit(r.k.attrs.theta as number) }),
   conv: (r) => conv(r),
   conv_step: (r) => conv(r),
-  ssd: (r) => template('ssd')({ ...r.common(), ...r.k.sizes, ...r.state() }),
+  ssd(r) {
+    // the chunk's dt of 32 heads sits in one phase's shared memory ([chunk, 33] floats)
+    const over = r.sched.phases!.find((p) => (p.shared ?? 0) > CUDA_TARGET.dynamicSharedBytes);
+    if (over) r.fail(`phase ${over.fn} needs ${over.shared} bytes of shared memory (chunk ${ofFamily(r.k, 'ssd').sizes.chunk}); a block may have ${CUDA_TARGET.dynamicSharedBytes}`);
+    return template('ssd')({ ...r.common(), ...r.k.sizes, ...r.state() });
+  },
   ssd_step: (r) => template('ssd_step')({ ...r.common(), ...r.k.sizes, ...r.state() }),
   attention: (r) => attention(r),
   attention_decode: (r) => attention(r),

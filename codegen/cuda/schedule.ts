@@ -17,8 +17,10 @@ export interface CudaTarget {
   readonly name: 'cuda';
   readonly warp: number;
   readonly threads: number;
-  /** Static shared memory one block may use (bytes). */
+  /** Static shared memory one block may use (bytes); dynamic shared memory one block may be given
+   *  with its limit raised (sm_80's 163 KiB, the least of the architectures built for). */
   readonly sharedBytes: number;
+  readonly dynamicSharedBytes: number;
   /** Matrix products: tensor-core tiles (rows, columns, depth) for many rows; a GEMV of `gemvRows`
    *  rows by `gemvCols` columns a pass over K, `gemvPasses` passes a block (one norm pass for them all),
    *  for up to `gemvUpTo` rows (decode), each thread keeping
@@ -38,18 +40,21 @@ export interface CudaTarget {
   readonly attention: { readonly rows: number; readonly keys: number; readonly maxHeadDim: number; readonly sharedMax: number; readonly splits: number; readonly splitKeys: number; readonly decodeBlocks: number; readonly groupRegs: number };
   /** Token rows per conv block (a thread per channel walks them, `unroll` rows' loads at a time). */
   readonly conv: { readonly rows: number; readonly unroll: number };
-  /** Chunk rows per SSD output tile. */
-  readonly ssd: { readonly rows: number };
+  /** The chunked SSD's tensor-core tiles (templates/ssd.cu.hbs): at most `tile` rows or columns a
+   *  side (multiples of 32: 2x2 warps of 16x16 fragments), `kSlice` of the reduction staged at a time,
+   *  `passElems` state elements a thread in the state passing, the tile phases bound to `minBlocks`
+   *  blocks an SM (ptxas caps their registers so). */
+  readonly ssd: { readonly tile: number; readonly kSlice: number; readonly passElems: number; readonly minBlocks: number };
   /** What a launch and a kernel's source may not exceed (cudaLimits). */
   readonly limits: { readonly gridY: number; readonly int: number };
 }
 
 export const CUDA_TARGET: CudaTarget = {
-  name: 'cuda', warp: 32, threads: 128, sharedBytes: 48 * 1024,
+  name: 'cuda', warp: 32, threads: 128, sharedBytes: 48 * 1024, dynamicSharedBytes: 163 * 1024,
   matmul: { tileM: 64, tileN: 64, tileK: 32, gemvRows: 8, gemvCols: 4, gemvPasses: 4, gemvUpTo: 16, gemvLoads: 8, gemvMinBlocks: { bf16: 2, q8: 2, q4: 2 } },
   attention: { rows: 128, keys: 64, maxHeadDim: 128, sharedMax: 163 * 1024, splits: 64, splitKeys: 64, decodeBlocks: 256, groupRegs: 32 },
   conv: { rows: 64, unroll: 8 },
-  ssd: { rows: 16 },
+  ssd: { tile: 64, kSlice: 32, passElems: 8, minBlocks: 3 },
   limits: { gridY: 65_535, int: 2 ** 31 - 1 },
 };
 
@@ -117,13 +122,8 @@ export function cudaSchedule(k: Kernel, t: CudaTarget): CudaSchedule {
       return { ...base, rowsOf: 'y', rowMul: k.outputs.y!.width, rowDiv: threads };
     case 'conv': case 'conv_step':
       return convSchedule(k, t, base);
-    case 'ssd': {
-      // shared: the state [P, N], cumulative decays and dt of a chunk [2, Q], a tile of C·B [rows, Q]
-      const { P, N, chunk } = k.sizes;
-      let rows = t.ssd.rows;
-      while (rows > 1 && 4 * (P * N + 2 * chunk + rows * chunk) > t.sharedBytes) rows /= 2;
-      return { ...base, rowsOf: 'S', rowDiv: 1, gridY: k.sizes.H, tileRows: rows };
-    }
+    case 'ssd':
+      return ssdSchedule(k.sizes as SsdSizes, t, base);
     case 'ssd_step':
       return { ...base, rowsOf: 'S', rowDiv: 1, gridY: k.sizes.H };
     case 'softmax':
@@ -169,4 +169,36 @@ export function checkCudaLimits(program: Program, t: CudaTarget = CUDA_TARGET): 
     }
   }
   if (found.length) throw new CompileError(found);
+}
+
+interface SsdSizes { readonly H: number; readonly P: number; readonly G: number; readonly N: number; readonly chunk: number }
+
+/** Floats of one tensor-core tile's shared memory in templates/ssd.cu.hbs (`Tile<BM, BN>::FLOATS`):
+ *  both operands' slices (padded by 4 a row) or the stored tile, which reuses them. */
+const ssdTileFloats = (bm: number, bn: number, ks: number): number =>
+  Math.max(Math.max(bm * (ks + 4), ks * (bm + 4)) + Math.max(bn * (ks + 4), ks * (bn + 4)), bm * (bn + 4));
+
+/** The chunked SSD in five phases over chunks × heads (templates/ssd.cu.hbs): chunk blocks are
+ *  ceil(T / chunk) + S (each sequence chunked on its own), its scratch one set of intermediates per
+ *  chunk block (dt and cumulative decays [H, QP], C·Bᵀ [G, QP, QP], states [H, P, N]). */
+export function ssdSchedule(z: SsdSizes, t: CudaTarget, base: { threads: number; rowMul: number; plusS: boolean; gridY: number }): CudaSchedule {
+  const { H, P, G, N, chunk } = z;
+  const side = (n: number) => Math.min(t.ssd.tile, multipleOf(32, n));
+  const tileQ = side(chunk), tileP = side(P), tileN = side(N), ks = t.ssd.kSlice, pass = t.ssd.passElems;
+  const chunkPad = multipleOf(tileQ, chunk);
+  const tilesQ = chunkPad / tileQ, tilesP = ceilDiv(P, tileP), tilesN = ceilDiv(N, tileN);
+  const chunks = { rowsOf: 'T', rowMul: 1, rowDiv: chunk, plusS: true };
+  const phases: CudaPhase[] = [
+    { fn: 'ssd_cumsum', threads: base.threads, ...chunks, gridY: ceilDiv(H, 32), shared: 4 * (chunkPad * 33 + 4 * 32) },
+    { fn: 'ssd_cb', threads: base.threads, ...chunks, gridY: G * (tilesQ * (tilesQ + 1)) / 2, shared: 4 * ssdTileFloats(tileQ, tileQ, ks) },
+    { fn: 'ssd_states', threads: base.threads, ...chunks, gridY: H * tilesP * tilesN, shared: 4 * (ssdTileFloats(tileP, tileN, ks) + chunkPad) },
+    { fn: 'ssd_pass', threads: base.threads, rowsOf: 'S', rowMul: 1, rowDiv: 1, plusS: false, gridY: H * ceilDiv(P * N, base.threads * pass) },
+    { fn: 'ssd_scan', threads: base.threads, ...chunks, gridY: H * tilesQ * tilesP, shared: 4 * (ssdTileFloats(tileQ, tileP, ks) + 2 * chunkPad) },
+  ];
+  // per chunk block: dt and cum [2, H, QP], C·Bᵀ [G, QP, QP], states [H, P, N]; ceil(T/Q) + S blocks
+  const perChunk = 2 * H * chunkPad + G * chunkPad * chunkPad + H * P * N;
+  return {
+    ...base, ...chunks, gridY: phases[4]!.gridY, phases, scratch: { fixed: perChunk, perT: ceilDiv(perChunk, chunk), perS: perChunk },
+    chunkPad, tileQ, tileP, tileN, kSlice: ks, passElems: pass, minBlocks: t.ssd.minBlocks,
+  };
 }

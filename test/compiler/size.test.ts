@@ -129,8 +129,10 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  their schedules and limits, codegen/cuda/cost-attention.ts their cost model);
  *  codegen +213: the whole-step cost model (issue 23: codegen/cuda/cost.ts a model per family, the step's launches
  *  and unmodelled kernels, the report's decode and prefill per card; targets.ts its summary; +5 its simple families' wrapper);
- *  codegen +40: the CUDA target's limits asserted at build (codegen/cuda/schedule.ts cudaLimits, AC501). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5115, codegen: 6757, runtime: 16071, cli: 3253 };
+ *  codegen +40: the CUDA target's limits asserted at build (codegen/cuda/schedule.ts cudaLimits, AC501);
+ *  codegen +163: the CUDA chunked SSD in five launches (issue 23: codegen/cuda/schedule.ts ssdSchedule, its
+ *  tiles and scratch; codegen/cuda/cost-ssd.ts the SSD and SSD step's cost model). */
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5115, codegen: 6920, runtime: 16071, cli: 3253 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {

@@ -199,6 +199,13 @@ inline int __float2int_rn(float f) { return int(std::nearbyint(f)); }
 
 namespace nvcuda { namespace wmma {
 struct matrix_a {}; struct matrix_b {}; struct accumulator {};
+namespace precision { struct tf32 {}; }
+/** f32 to tf32 as cvt.rna.tf32.f32: 10 mantissa bits, to nearest, ties away from zero (an f32 whose
+ *  low 13 bits are 0); a tf32 fragment holds values so rounded exactly. */
+inline float __float_to_tf32(float f) {
+  if (!std::isfinite(f)) return f;
+  return __uint_as_float((__float_as_uint(f) + 0x1000u) & 0xffffe000u);
+}
 struct row_major {}; struct col_major {};
 enum layout_t { mem_row_major, mem_col_major };
 template <class Use, int M, int N, int K, class T, class Layout = void> struct fragment {
@@ -214,7 +221,12 @@ inline float widen(const float& f) { return f; }
 template <class Use, int M, int N, int K, class T, class L, class P> void load_matrix_sync(fragment<Use, M, N, K, T, L>& f, const P* p, unsigned ld) {
   using Fr = fragment<Use, M, N, K, T, L>;
   for (int r = 0; r < Fr::rows; r++)
-    for (int c = 0; c < Fr::cols; c++) f.v[r * Fr::cols + c] = widen(std::is_same_v<L, col_major> ? p[c * ld + r] : p[r * ld + c]);
+    for (int c = 0; c < Fr::cols; c++) {
+      float x = widen(std::is_same_v<L, col_major> ? p[c * ld + r] : p[r * ld + c]);
+      // a tf32 operand keeps the top 19 bits of what it loads (a kernel rounds first with __float_to_tf32)
+      if constexpr (std::is_same_v<T, precision::tf32>) x = __uint_as_float(__float_as_uint(x) & 0xffffe000u);
+      f.v[r * Fr::cols + c] = x;
+    }
   __syncwarp();
 }
 template <int M, int N, int K, class T, class LA, class LB>
