@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { type Backend, type Invocation, type RunBatch, type StatePool, viewColumns } from '../backend.ts';
 import { compileExpr, exprLeaves } from '../expr.ts';
 import type { DerivedWeight, Entry, EntryName, Kernel, Program, ProgramWeight, View } from '../program.ts';
-import { slotLayout, weightsRead } from '../program.ts';
+import { weightsRead } from '../program.ts';
 import { RuntimeError } from '../errors.ts';
 import type { ActivationFormat } from '../act-quant.ts';
 import { type HostWeight, type QuantDType, QUANT_DTYPES, concatQuant, isQuant } from '../quant.ts';
@@ -23,7 +23,9 @@ import {
   type CudaDriver, type DevicePtr, type Handle, addr, check, errorName, initDriver, openDriver,
 } from './driver.ts';
 import { type CudaKernels, type CudaLaunchPlan, type CudaManifestKernel, functionName, kernelIds, kernelsFromDir, planModules } from './kernels.ts';
+import { type StepLaunch, StepGraphs, graphsByDefault } from './graph.ts';
 import { openNvrtc } from './nvrtc.ts';
+import { CudaStatePool, DeviceBuffer } from './pool.ts';
 
 /** Compiles kernel sources for an architecture when no module covers them (NVRTC). */
 export type CudaCompiler = (ids: readonly string[], arch: string, source: (id: string) => string) => Uint8Array;
@@ -35,36 +37,14 @@ export interface CudaBackendOptions {
   readonly device?: number;
   /** For kernels without a module for this device; without it they are an error (RT705). */
   readonly compile?: CudaCompiler;
+  /** Run each decode step as a CUDA Graph (runtime/cuda/graph.ts; default true, ARCHC_CUDA_GRAPHS=0 false). */
+  readonly graphs?: boolean;
 }
 
 /** Functions of one kernel. */
 interface Loaded {
   readonly main: Handle;
   readonly gemv: Handle | null;
-}
-
-/** A device allocation that grows (contents kept) when more is asked of it. */
-class DeviceBuffer {
-  ptr: bigint = 0n;
-  bytes = 0;
-  constructor(private readonly b: CudaBackend) {}
-  /** At least `bytes`; the old contents are copied over when `keep`. */
-  reserve(bytes: number, keep = false): bigint {
-    if (bytes <= this.bytes) return this.ptr;
-    this.b.sync();  // launches in flight may use the old allocation
-    const size = Math.max(bytes, Math.ceil(this.bytes * 1.5), 256);
-    const p = this.b.alloc(size);
-    if (keep && this.bytes) this.b.call(this.b.driver.cuMemcpyDtoD(p, this.ptr, this.bytes), 'cuMemcpyDtoD');
-    this.free();
-    this.ptr = p;
-    this.bytes = size;
-    return p;
-  }
-  free(): void {
-    if (this.bytes) this.b.driver.cuMemFree(this.ptr);
-    this.ptr = 0n;
-    this.bytes = 0;
-  }
 }
 
 export class CudaBackend implements Backend {
@@ -94,6 +74,10 @@ export class CudaBackend implements Backend {
   readonly arena: DeviceBuffer;
   /** tokens, positions, then per sequence start, len, before, slot (int32). */
   readonly batchBuf: DeviceBuffer;
+  /** Decode steps as CUDA Graphs (null: every launch made as dispatched; useGraphs). */
+  graphs: StepGraphs | null = null;
+  /** The invocation whose launches are held back for its step's graph, run by the next sync. */
+  held: CudaInvocation | null = null;
   private disposed = false;
 
   constructor(readonly program: Program, opts: CudaBackendOptions) {
@@ -116,6 +100,7 @@ export class CudaBackend implements Backend {
     const stream: Handle[] = [null];
     this.call(d.cuStreamCreate(stream, 0), 'cuStreamCreate');
     this.stream = stream[0];
+    this.useGraphs(opts.graphs ?? graphsByDefault());
     this.arena = new DeviceBuffer(this);
     this.batchBuf = new DeviceBuffer(this);
     this.read = weightsRead(program.entries);
@@ -302,6 +287,7 @@ export class CudaBackend implements Backend {
   begin(entry: Entry, batch: RunBatch, pool: StatePool): Invocation {
     if (!(pool instanceof CudaStatePool) || pool.backend !== this) fail('the state pool was not made by this CUDA backend');
     const T = batch.tokens.length, S = batch.seqs.length;
+    this.held?.flush();  // the batch buffer is about to change under them
     this.arena.reserve(4 * (entry.arena.T * T + entry.arena.S * S));
     const ints = new Int32Array(2 * T + 4 * S);
     ints.set(batch.tokens, 0);
@@ -319,22 +305,33 @@ export class CudaBackend implements Backend {
       arena: this.arena.ptr, pool: pool.reserve(), w: 0n, tokens: at(0), positions: at(T),
       seq_start: at(2 * T), seq_len: at(2 * T + S), seq_before: at(2 * T + 2 * S), seq_slot: at(2 * T + 3 * S),
     } satisfies Record<(typeof ARGS_FIELDS)[number], bigint>;
-    return new CudaInvocation(this, entry, T, S, pool, ptr);
+    const graphed = this.graphs !== null && entry === this.program.entries.decode;
+    return new CudaInvocation(this, entry, T, S, pool, ptr, graphed ? `decode T=${T} S=${S}` : null);
   }
 
-  /** Waits for the stream. */
+  /** Turns the decode steps' graphs on or off (those held are dropped). */
+  useGraphs(on: boolean): void {
+    this.held?.flush();
+    this.graphs?.dispose();
+    this.graphs = on ? new StepGraphs(this.driver, this.stream, (l) => this.launch(l)) : null;
+  }
+
+  /** Runs the launches held back, then waits for the stream. */
   sync(): void {
+    this.held?.flush();
     this.call(this.driver.cuStreamSynchronize(this.stream), 'cuStreamSynchronize');
   }
 
-  launch(fn: Handle, grid: readonly number[], block: readonly number[], args: Uint8Array, what: string): void {
-    this.call(this.driver.cuLaunchKernel(fn, grid[0]!, grid[1]!, grid[2]!, block[0]!, block[1]!, block[2]!, 0, this.stream, [args], null), `cuLaunchKernel(${what})`);
+  launch({ fn, grid, block, shared, args, what }: StepLaunch): void {
+    this.call(this.driver.cuLaunchKernel(fn, grid[0]!, grid[1]!, grid[2]!, block[0]!, block[1]!, block[2]!, shared, this.stream, [args], null), `cuLaunchKernel(${what})`);
   }
 
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
     const d = this.driver;
+    this.held = null;
+    this.graphs?.dispose();
     for (const p of [...this.weights.values(), ...this.tables.values()]) d.cuMemFree(p);
     this.weights.clear();
     this.tables.clear();
@@ -347,8 +344,27 @@ export class CudaBackend implements Backend {
 }
 
 class CudaInvocation implements Invocation {
+  /** Launches held back for the step's graph; while `whole`, they are every launch of the step so far
+   *  (its kernels dispatched in order from the first, none run yet). */
+  private held: StepLaunch[] = [];
+  private whole: boolean;
+  private next = 0;
+
+  /** `shape`: the step's graph's key, or null to launch as dispatched. */
   constructor(private readonly b: CudaBackend, private readonly entry: Entry, private readonly T: number, private readonly S: number,
-    private readonly pool: CudaStatePool, private readonly ptr: Record<(typeof ARGS_FIELDS)[number], bigint>) {}
+    private readonly pool: CudaStatePool, private readonly ptr: Record<(typeof ARGS_FIELDS)[number], bigint>, private readonly shape: string | null) {
+    this.whole = shape !== null;
+  }
+
+  /** Runs the launches held back: as the step's graph once all its kernels were dispatched, else one by one. */
+  flush(): void {
+    const ls = this.held;
+    this.held = [];
+    if (this.b.held === this) this.b.held = null;
+    if (this.whole && this.next === this.entry.kernels.length && ls.length && this.b.graphs) this.b.graphs.run(this.shape!, ls);
+    else for (const l of ls) this.b.launch(l);
+    this.whole = false;
+  }
 
   private region(v: View): { base: number; stride: number; rows: number } {
     const b = this.entry.buffers[v.buf] ?? fail(`a view of buffer ${v.buf}, which the entry lacks`);
@@ -369,6 +385,8 @@ class CudaInvocation implements Invocation {
   dispatch(k: Kernel): void {
     const index = this.entry.kernels.indexOf(k);
     if (index < 0) fail(`kernel ${k.name} is not in this entry`);
+    if (index !== this.next && this.whole) this.flush();
+    this.next = index + 1;
     const launch = launchOf(this.entry, k, this.b.launchPlan(this.entry, index), this.T, this.S);
     if (!launch) return;
     const fns = this.b.functions(this.entry, index);
@@ -377,7 +395,10 @@ class CudaInvocation implements Invocation {
       ptr: { ...this.ptr, w: this.b.table(k) }, slotFloats: this.pool.floats, T: this.T, S: this.S, capacity: this.pool.capacity,
       ...kernelOffsets(this.b.program, this.entry, k, this.T, this.S, this.pool.capacity),
     });
-    this.b.launch(fn, launch.grid, launch.block, args, k.name);
+    const l: StepLaunch = { fn, grid: launch.grid, block: launch.block, shared: 0, args, what: k.name };
+    if (!this.whole) return this.b.launch(l);
+    this.held.push(l);
+    this.b.held = this;
   }
 
   readAsync(v: View): Promise<Float32Array> {
@@ -390,63 +411,6 @@ class CudaInvocation implements Invocation {
     const all = new Float32Array(rows * stride);
     if (all.length) this.b.call(this.b.driver.cuMemcpyDtoH(u8(all), this.b.arena.ptr + BigInt(4 * base), all.byteLength), 'cuMemcpyDtoH(arena)');
     return viewColumns(all, rows, stride, v);
-  }
-}
-
-/** State slots in one device buffer (grown, contents kept, as slots are acquired). */
-export class CudaStatePool implements StatePool {
-  readonly slotBytes: number;
-  readonly floats: number;
-  private readonly mem: DeviceBuffer;
-  private used: boolean[] = [];
-
-  constructor(readonly backend: CudaBackend, readonly capacity: number) {
-    if (!Number.isInteger(capacity) || capacity < 1) fail(`a state pool needs a positive capacity, got ${capacity}`);
-    this.floats = slotLayout(backend.program.states, capacity).floats;
-    this.slotBytes = 4 * this.floats;
-    this.mem = new DeviceBuffer(backend);
-  }
-
-  /** The pool's device address, room for every slot in use ensured. */
-  reserve(): bigint {
-    return this.mem.reserve(Math.max(1, this.used.length) * this.slotBytes, true);
-  }
-
-  private at(slot: number): bigint {
-    if (!this.used[slot]) fail(`state slot ${slot} is not in use`);
-    return this.mem.ptr + BigInt(slot) * BigInt(this.slotBytes);
-  }
-
-  acquire(): number {
-    let s = this.used.indexOf(false);
-    if (s < 0) { s = this.used.length; this.used.push(true); } else this.used[s] = true;
-    this.backend.sync();
-    this.reserve();
-    this.backend.call(this.backend.driver.cuMemsetD8(this.at(s), 0, this.slotBytes), 'cuMemsetD8(state slot)');
-    return s;
-  }
-
-  release(slot: number): void {
-    this.at(slot);
-    this.used[slot] = false;
-  }
-
-  copy(from: number, to: number): void {
-    this.backend.sync();
-    this.backend.call(this.backend.driver.cuMemcpyDtoD(this.at(to), this.at(from), this.slotBytes), 'cuMemcpyDtoD(state slot)');
-  }
-
-  save(slot: number): Uint8Array {
-    this.backend.sync();
-    const out = new Uint8Array(this.slotBytes);
-    this.backend.call(this.backend.driver.cuMemcpyDtoH(out, this.at(slot), this.slotBytes), 'cuMemcpyDtoH(state slot)');
-    return out;
-  }
-
-  restore(slot: number, bytes: Uint8Array): void {
-    if (bytes.byteLength !== this.slotBytes) fail(`a saved slot of ${bytes.byteLength} bytes does not fit slots of ${this.slotBytes}`);
-    this.backend.sync();
-    this.backend.call(this.backend.driver.cuMemcpyHtoD(this.at(slot), bytes, this.slotBytes), 'cuMemcpyHtoD(state slot)');
   }
 }
 
@@ -473,6 +437,9 @@ export interface CudaLoadOptions {
   /** The package's cuda/ folder (default: the one beside this runtime), kernels at hand, or a
    *  function that makes them (called once the device is known to be there). */
   readonly kernels?: string | CudaKernels | (() => Promise<CudaKernels>);
+  /** Each decode step as one CUDA Graph, replayed while its launches stay the same (default true;
+   *  ARCHC_CUDA_GRAPHS=0 turns it off where a load says nothing). */
+  readonly graphs?: boolean;
   /** The driver library (default libcuda.so.1, or ARCHC_LIBCUDA). */
   readonly library?: string;
   readonly device?: number;
@@ -491,5 +458,5 @@ export async function openCudaBackend(program: Program, o: CudaLoadOptions = {})
   const k = o.kernels;
   const kernels = typeof k === 'function' ? await k() : typeof k === 'object' ? k : kernelsFromDir(k ?? packageKernelDir());
   const compile = (await openNvrtc()) ?? undefined;
-  return new CudaBackend(program, { driver, kernels, device: o.device, compile });
+  return new CudaBackend(program, { driver, kernels, device: o.device, compile, graphs: o.graphs });
 }

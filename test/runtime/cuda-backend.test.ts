@@ -4,17 +4,13 @@
 // arguments — against a stand-in libcuda (test/helpers/fake-cuda/libcuda.c) over host memory; and a
 // model loaded with q4 weights: codes and scales on the device, launched from the q4 sources.
 
-import { execFileSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { lowerToProgram } from '../../compiler/lower.ts';
-import { manifestEntries, renderProgram } from '../../codegen/cuda/build.ts';
+import { renderProgram } from '../../codegen/cuda/build.ts';
 import { runEntry } from '../../runtime/backend.ts';
-import { ARGS_BYTES, ARGS_VIEW_AT, ARGS_VIEWS, kernelOffsets, kernelWeights, launchOf, quantDeviceBytes, quantMatrix } from '../../runtime/cuda/abi.ts';
+import { ARGS_VIEW_AT, ARGS_VIEWS, kernelOffsets, kernelWeights, launchOf, quantDeviceBytes, quantMatrix } from '../../runtime/cuda/abi.ts';
 import { CudaBackend, openCudaBackend } from '../../runtime/cuda/backend.ts';
-import { loadKoffi, openDriver } from '../../runtime/cuda/driver.ts';
+import { openDriver } from '../../runtime/cuda/driver.ts';
 import type { CudaKernels, CudaManifest } from '../../runtime/cuda/kernels.ts';
 import { RuntimeError } from '../../runtime/errors.ts';
 import { Model } from '../../runtime/model.ts';
@@ -22,6 +18,7 @@ import type { EntryName, Kernel } from '../../runtime/program.ts';
 import { quantize } from '../../runtime/quant.ts';
 import { toF32 } from '../../runtime/tensor.ts';
 import { compileTiny, makeDir, randomTensors, removeDir, writeCheckpoint } from '../helpers/checkpoints.ts';
+import { type FakeCuda, fakeCuda, fakeKernels as fakeKernelsOf } from '../helpers/fake-cuda.ts';
 
 const compiled = compileTiny();
 const program = lowerToProgram(compiled.graph, compiled.bindings);
@@ -29,11 +26,7 @@ const tensors = randomTensors(compiled, { dtype: 'bf16', seed: 5 });
 const rendered = renderProgram(program);
 const ids = [...new Set(rendered.map((k) => k.id))].sort();
 
-/** Kernels whose one "module" names every function (the stand-in finds functions by name). */
-function fakeKernels(image = ids.map((id) => `archc_main_${id} archc_gemv_${id}`).join(' ')): CudaKernels {
-  const manifest: CudaManifest = { archs: ['sm_90'], entries: manifestEntries(rendered), modules: [{ file: 'cuda/sm_90/module0.cubin', arch: 'sm_90', kind: 'cubin', ids }] };
-  return { manifest, source: () => '', module: () => new TextEncoder().encode(`${image}\0`) };
-}
+const fakeKernels = (image?: string): CudaKernels => fakeKernelsOf(rendered, image);
 
 async function rejects(p: Promise<unknown>, code: string, ...texts: RegExp[]): Promise<RuntimeError> {
   const e = await p.then(() => null, (x: unknown) => x);
@@ -45,16 +38,10 @@ async function rejects(p: Promise<unknown>, code: string, ...texts: RegExp[]): P
 
 describe('the CUDA backend', () => {
   let lib = '';
-  let fake: { launches: () => number; last: (name: Uint8Array, dims: Uint32Array, args: Uint8Array) => number };
+  let fake: FakeCuda;
   beforeAll(async () => {
-    const dir = join(tmpdir(), `archc-fake-cuda-${process.pid}`);
-    mkdirSync(dir, { recursive: true });
-    lib = join(dir, 'libcuda.so.1');
-    execFileSync('gcc', ['-shared', '-fPIC', '-O1', '-o', lib, join(import.meta.dirname, '..', 'helpers', 'fake-cuda', 'libcuda.c')]);
-    const koffi = await loadKoffi();
-    const l = koffi.load(lib);
-    fake = { launches: l.func('int fake_launches(void)') as () => number, last: l.func('int fake_last_launch(void *name, void *dims, void *args)') as typeof fake.last };
-    process.env.FAKE_CUDA_ARGS_BYTES = String(ARGS_BYTES);
+    fake = await fakeCuda();
+    lib = fake.lib;
   }, 60_000);
   afterEach(() => {
     delete process.env.FAKE_CUDA_INIT;

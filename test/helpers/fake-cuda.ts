@@ -1,0 +1,56 @@
+// The stand-in libcuda (fake-cuda/libcuda.c) for the CUDA backend's tests: compiled once per process,
+// its own functions bound (what the last launch received, what the graphs did, the log of launches
+// run), and a program's kernels as one "module" naming every function.
+
+import { execFileSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { CudaKernelFile } from '../../codegen/cuda/build.ts';
+import { manifestEntries } from '../../codegen/cuda/build.ts';
+import { ARGS_BYTES } from '../../runtime/cuda/abi.ts';
+import { loadKoffi } from '../../runtime/cuda/driver.ts';
+import type { CudaKernels, CudaManifest } from '../../runtime/cuda/kernels.ts';
+
+export interface FakeCuda {
+  /** The library's path (a `library` for openDriver / openCudaBackend). */
+  readonly lib: string;
+  launches(): number;
+  last(name: Uint8Array, dims: Uint32Array, args: Uint8Array): number;
+  /** [captures begun, graphs instantiated, graph launches, executable graphs alive, capturing now]. */
+  graphs(): number[];
+  /** The launches run since the last reset: [count, hash]; `reset` starts a new log. */
+  runLog(reset?: boolean): [number, bigint];
+}
+
+let fake: Promise<FakeCuda> | null = null;
+
+/** The stand-in library, built and bound once. */
+export function fakeCuda(): Promise<FakeCuda> {
+  return (fake ??= (async () => {
+    const dir = join(tmpdir(), `archc-fake-cuda-${process.pid}`);
+    mkdirSync(dir, { recursive: true });
+    const lib = join(dir, 'libcuda.so.1');
+    execFileSync('gcc', ['-shared', '-fPIC', '-O1', '-o', lib, join(import.meta.dirname, 'fake-cuda', 'libcuda.c')]);
+    process.env.FAKE_CUDA_ARGS_BYTES = String(ARGS_BYTES);
+    const l = (await loadKoffi()).load(lib);
+    const graphs = l.func('int fake_graphs(_Out_ int *out)') as unknown as (out: Int32Array) => number;
+    const runLog = l.func('int fake_run_log(_Out_ uint32_t *out, int reset)') as unknown as (out: Uint32Array, reset: number) => number;
+    return {
+      lib,
+      launches: l.func('int fake_launches(void)') as () => number,
+      last: l.func('int fake_last_launch(void *name, void *dims, void *args)') as FakeCuda['last'],
+      graphs: () => { const out = new Int32Array(5); graphs(out); return [...out]; },
+      runLog: (reset = false) => { const out = new Uint32Array(3); runLog(out, reset ? 1 : 0); return [out[0]!, BigInt(out[1]!) | (BigInt(out[2]!) << 32n)]; },
+    };
+  })());
+}
+
+/** Kernels whose one "module" names every function of `rendered` (the stand-in finds functions by
+ *  name), or `image` instead. */
+export function fakeKernels(rendered: readonly CudaKernelFile[], image?: string): CudaKernels {
+  const ids = [...new Set(rendered.map((k) => k.id))].sort();
+  const manifest: CudaManifest = { archs: ['sm_90'], entries: manifestEntries(rendered), modules: [{ file: 'cuda/sm_90/module0.cubin', arch: 'sm_90', kind: 'cubin', ids }] };
+  const text = image ?? ids.map((id) => `archc_main_${id} archc_gemv_${id}`).join(' ');
+  return { manifest, source: () => '', module: () => new TextEncoder().encode(`${text}\0`) };
+}
