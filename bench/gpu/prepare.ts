@@ -14,6 +14,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { buildCuda, type CudaBuild } from '../../codegen/cuda/build.ts';
+import { decodeGemvReport } from '../../codegen/cuda/cost.ts';
 import { CUDA_TARGET, cudaSchedule } from '../../codegen/cuda/schedule.ts';
 import { compileFile } from '../../compiler/compile.ts';
 import { lowerToProgram } from '../../compiler/lower.ts';
@@ -46,8 +47,11 @@ export interface TraceLaunch {
   readonly weights: readonly number[];
   /** The CPU engine's values of the kernel's outputs after it ran: [arena float offset, rows, stride, width, offset in refs.bin (floats)]. */
   readonly check?: readonly (readonly number[])[];
-  /** A decode GEMV's product: [rows, K, N]. */
-  readonly gemv?: readonly number[];
+  /** A product's shape: [rows, K, N] (timed beside torch's F.linear of [rows, K] x [N, K]). */
+  readonly product?: readonly number[];
+  /** An attention's shape: [sequences, queries a sequence, keys a query sees at most, heads, KV heads,
+   *  head dim] (timed beside torch's scaled_dot_product_attention). */
+  readonly attention?: readonly number[];
 }
 
 export interface TraceRun {
@@ -63,12 +67,18 @@ export interface TraceRun {
   readonly logits?: readonly number[];
   /** Timed runs: how many, and the floor. */
   readonly time?: { readonly reps: number; readonly bytes: number; readonly flops: number };
+  /** Where the run's logits are, checked finite after a timed run: [arena float offset, rows, stride, width]. */
+  readonly output?: readonly number[];
 }
 
 export interface TraceModel {
   readonly name: string;
   readonly modules: CudaBuild['report']['modules'];
-  readonly weights: readonly { readonly name: string; readonly dtype: MatrixFormat | 'f32'; readonly bytes: number; readonly offset?: number; readonly around?: number }[];
+  /** A weight without `offset` is filled on the device: around + scale · (u - 0.5), u uniform. */
+  readonly weights: readonly { readonly name: string; readonly dtype: MatrixFormat | 'f32'; readonly bytes: number; readonly offset?: number; readonly around?: number; readonly scale?: number }[];
+  /** build-report.json's `targets.cuda.cost` for this program: the model the driver prints the
+   *  measured kernels beside. */
+  readonly cost?: object;
   /** The weights' bytes (the tiny model), in weights.bin at `offset`. */
   readonly weightFile?: string;
   readonly refFile?: string;
@@ -76,8 +86,8 @@ export interface TraceModel {
 }
 
 const b64 = (u: Uint8Array): string => Buffer.from(u).toString('base64');
-/** The rows a product's GEMV takes: S for one reading each sequence's last row, else T · heads a row. */
-const gemvRows = (k: Kernel, T: number, S: number): number =>
+/** The rows a product takes: S for one reading each sequence's last row, else T · heads a row. */
+const productRows = (k: Kernel, T: number, S: number): number =>
   (k.prologue ?? []).some((p) => p.kind === 'gather_last') ? S : T * ('buf' in k.inputs.x! ? k.inputs.x.width / ofFamily(k, 'matmul').sizes.K : 1);
 
 /** Fake addresses for the nine pointers, so the Python driver's packing can be checked here. */
@@ -134,8 +144,8 @@ class Recorder {
       launches.push({
         kernel: k.name, family: k.family, id, fn: l.fn, grid: l.grid, block: l.block, args: b64(args),
         weights: kernelWeights(k, format).map((w) => this.weightIndex.get(`${w.dtype}:${w.name}`)!), check: checkViews,
-        // a decode GEMV, timed alone by the driver beside torch's F.linear of the same [rows, K] x [N, K]
-        ...(l.fn === 'archc_gemv' ? { gemv: [gemvRows(k, T, S), ofFamily(k, 'matmul').sizes.K, ofFamily(k, 'matmul').sizes.N] } : {}),
+        ...(k.family === 'matmul' ? { product: [productRows(k, T, S), ofFamily(k, 'matmul').sizes.K, ofFamily(k, 'matmul').sizes.N] } : {}),
+        ...(k.family === 'attention' || k.family === 'attention_decode' ? { attention: attentionShape(k, entryName, batch) } : {}),
       });
     });
     const out = entry.outputs.logits!;
@@ -145,8 +155,17 @@ class Recorder {
     return {
       name, entry: entryName, T, S, batch: batchInts, arenaFloats: entry.arena.T * T + entry.arena.S * S, launches,
       logits: inv ? [viewBase(entry, out, T, S), rows, b.width, out.width, this.ref(inv.read(out))] : undefined,
+      output: [viewBase(entry, out, T, S), rows, b.width, out.width],
     };
   }
+}
+
+/** [sequences, queries a sequence, keys a query sees at most, heads, KV heads, head dim] of an
+ *  attention kernel (sequences of one length: the timed runs). */
+function attentionShape(k: Kernel, entry: EntryName, batch: RunBatch): number[] {
+  const { H, KV, Dh } = ofFamily(k, 'attention', 'attention_decode').sizes;
+  const S = batch.seqs.length, q = entry === 'decode' ? 1 : batch.seqs[0]!.len;
+  return [S, q, q + batch.lengths[0]!, H, KV, Dh];
 }
 
 const zeroPointers = (): ArgsValues['ptr'] => Object.fromEntries(ARGS_FIELDS.map((f) => [f, 0n])) as ArgsValues['ptr'];
@@ -219,7 +238,7 @@ async function tiny(out: string, archs: readonly string[], cache: string, quant?
 
 /** The floor of a run: bytes it must move (weights, and the state and KV cache it reads), FLOPs of
  *  its matrix products and attention. */
-function floorOf(program: Program, e: Entry, T: number, S: number, context: readonly number[]): { bytes: number; flops: number } {
+export function floorOf(program: Program, e: Entry, T: number, S: number, context: readonly number[]): { bytes: number; flops: number } {
   const seen = new Map<string, number>();
   let bytes = 0, flops = 0;
   for (const k of e.kernels) {
@@ -228,10 +247,9 @@ function floorOf(program: Program, e: Entry, T: number, S: number, context: read
       seen.set(`${w.dtype}:${w.name}`, src.shape.reduce((a, b) => a * b, 1) * (w.dtype === 'bf16' ? 2 : 4));
     }
     if (k.family === 'matmul') {
-      const x = k.inputs.x!;
-      const hpr = 'buf' in x ? x.width / k.sizes.K! : 1;
-      const rows = (k.prologue ?? []).some((p) => p.kind === 'gather_last') ? S : T * hpr;
-      flops += 2 * rows * k.sizes.K! * k.outputs.y!.width / hpr;
+      // N of the product, not the output's width: SwiGLU's epilogue writes one column per gate and up pair
+      const { K, N } = ofFamily(k, 'matmul').sizes;
+      flops += 2 * productRows(k, T, S) * K * N;
     }
     if (k.family === 'attention' || k.family === 'attention_decode') {
       const { H, Dh } = k.sizes as { H: number; Dh: number };
@@ -270,8 +288,32 @@ async function bamba9b(out: string, archs: readonly string[], cache: string): Pr
     const context = r.entry === 'decode' ? Array(r.S).fill(1024) : [0];
     return { ...r, time: { reps: r.entry === 'decode' ? 20 : 3, ...floorOf(program, e, r.T, r.S, context) } };
   });
-  const weights = rec.weights.map((w) => ({ ...w, around: /norm|D$|\.D/.test(w.name) ? 1 : 0 }));
-  return { name: 'bamba9b', modules: build.report.modules, weights, sessions: [{ slots: 8, slotFloats, capacity, runs }] };
+  const weights = rec.weights.map((w) => ({ ...w, ...fillOf(w.name, w.dtype) }));
+  // the cost model as build-report.json carries it (targets.cuda.cost)
+  return { name: 'bamba9b', modules: build.report.modules, weights, cost: { decodeGemv: decodeGemvReport(program) }, sessions: [{ slots: 8, slotFloats, capacity, runs }] };
+}
+
+/** The values bench/gpu/fill.cu makes for a buffer of n elements (the same hash, the same f32
+ *  roundings: a sum and a product of floats rounded through a double round as in f32). */
+export function fillValues(n: number, seed: number, around: number, scale: number): Float32Array {
+  const out = new Float32Array(n);
+  const a = Math.fround(around), s = Math.fround(scale), sd = Math.imul(seed, 0x85EBCA6B);
+  for (let i = 0; i < n; i++) {
+    let h = Math.imul(i, 0x9E3779B9) ^ sd;
+    h ^= h >>> 16; h = Math.imul(h, 0x7FEB352D); h ^= h >>> 15; h = Math.imul(h, 0x846CA68B); h ^= h >>> 16;
+    out[i] = a + Math.fround(s * ((h >>> 8) / 16777216 - 0.5));
+  }
+  return out;
+}
+
+/** How the driver fills a weight of the 9B-shaped model: values in around ± scale / 2 that keep
+ *  32 layers' activations and 4096 tokens' SSM states finite — A = -exp(A_log) negative (the derived
+ *  weight the kernels read), dt = softplus(· + dt_bias) small, norms and D near 1, matrices small. */
+export function fillOf(name: string, dtype: string): { around: number; scale: number } {
+  if (/^neg\(exp\(w:.*A_log\)\)$/.test(name)) return { around: -1, scale: 1 };
+  if (/\.dt_bias$/.test(name)) return { around: -4, scale: 1 };
+  if (/norm|\.D$/.test(name)) return { around: 1, scale: 0.1 };
+  return { around: 0, scale: dtype === 'f32' ? 0.1 : 0.02 };
 }
 
 function writeModules(out: string, model: string, build: CudaBuild): void {
@@ -310,7 +352,7 @@ async function main(): Promise<void> {
   const fake = packArgs({ ptr: FAKE_POINTERS, slotFloats: 0, T: 0, S: 0, capacity: 0, views: [], states: [] });
   fake.subarray(0, 72).forEach((b, i) => { withPointers[i] = b; });
   writeFileSync(join(out, 'trace.json'), JSON.stringify({
-    format: 'archc-gpu-bench/1', archs, h200: H200, models,
+    format: 'archc-gpu-bench/2', archs, h200: H200, models,
     abiCheck: { launch: sample.args, pointers: Object.fromEntries(Object.entries(FAKE_POINTERS).map(([k, v]) => [k, Number(v)])), packed: withPointers.toString('base64') },
   }));
   process.stdout.write(`prepared ${out} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);

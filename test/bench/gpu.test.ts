@@ -1,22 +1,29 @@
-// The GPU script's preparation and its driver up to the first CUDA call (no GPU here): prepare
-// writes the tiny model's modules, weights, launches and CPU results; the Python driver's dry run
-// reads all of it (the tiny model in bf16 and with q4 weights), packs every launch's ArchcArgs and
-// checks its packing against runtime/cuda/abi.ts;
-// the recorded launches are the kernel program's, with the arguments the CUDA backend would pack.
+// The GPU script's preparation and its driver as far as they run without a GPU: prepare writes the
+// tiny model's modules, weights, launches and CPU results; the Python driver's dry run reads all of
+// it (the tiny model in bf16 and with q4 weights), packs every launch's ArchcArgs and checks its
+// packing against runtime/cuda/abi.ts; the driver's timed path runs against the stand-in libcuda
+// (nothing computes there, so its checks must fail and its outputs be found not finite); the
+// floor counts every product; the 9B fills keep A negative and dt small.
+// The recorded launches are the kernel program's, with the arguments the CUDA backend would pack.
 
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { lowerToProgram } from '../../compiler/lower.ts';
+import { fillOf, floorOf } from '../../bench/gpu/prepare.ts';
 import { ARGS_BYTES } from '../../runtime/cuda/abi.ts';
-import { ROOT } from '../helpers/checkpoints.ts';
+import { ofFamily } from '../../runtime/program.ts';
+import { ROOT, compileTiny } from '../helpers/checkpoints.ts';
+import { fakeCuda } from '../helpers/fake-cuda.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'archc-gpu-bench-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
+const driver = join(ROOT, 'bench', 'gpu', 'driver.py');
 
 describe('bench/gpu', () => {
-  it('prepare writes the tiny model; the driver\'s dry run reads it and packs arguments as the ABI does', () => {
+  it('prepare writes the tiny model; the driver\'s dry run reads it and packs arguments as the ABI does; its timed path runs on the stand-in driver', async () => {
     execFileSync('npx', ['tsx', join(ROOT, 'bench', 'gpu', 'prepare.ts'), '--out', join(work, 'work'), '--tiny-only', '--cache', join(tmpdir(), 'archc-cuda-test-cache')], { cwd: ROOT, stdio: 'pipe' });
     const trace = JSON.parse(readFileSync(join(work, 'work', 'trace.json'), 'utf8'));
     const tiny = trace.models[0];
@@ -28,7 +35,7 @@ describe('bench/gpu', () => {
       expect(Buffer.from(l.args, 'base64').length).toBe(ARGS_BYTES);
       expect(l.check.length).toBeGreaterThan(0);
     }
-    const out = execFileSync('python3', [join(ROOT, 'bench', 'gpu', 'driver.py'), '--work', join(work, 'work'), '--dry-run'], { encoding: 'utf8' });
+    const out = execFileSync('python3', [driver, '--work', join(work, 'work'), '--dry-run'], { encoding: 'utf8' });
     expect(out).toMatch(/argument packing matches runtime\/cuda\/abi\.ts/);
     expect(out).toMatch(/tiny: 3 runs, \d+ launches packed/);
     // the tiny model again with q4 products and embedding: their q4 sources, codes and scales
@@ -39,9 +46,69 @@ describe('bench/gpu', () => {
     expect([...q4ids].filter((id) => launches.some((l: { id?: string }) => l.id === id)).length).toBeLessThan(q4ids.size);
     expect(out).toMatch(/tiny-q4: 3 runs, \d+ launches packed/);
     // a driver that packed differently would stop: flip one byte of the expected packing
-    const broken = { ...trace, abiCheck: { ...trace.abiCheck, packed: Buffer.from(Buffer.from(trace.abiCheck.packed, 'base64').map((b, i) => (i === 8 ? b ^ 1 : b))).toString('base64') } };
-    execFileSync('bash', ['-c', `cp -r "${join(work, 'work')}" "${join(work, 'broken')}"`]);
-    writeFileSync(join(work, 'broken', 'trace.json'), JSON.stringify(broken));
-    expect(() => execFileSync('python3', [join(ROOT, 'bench', 'gpu', 'driver.py'), '--work', join(work, 'broken'), '--dry-run'], { stdio: 'pipe' })).toThrow(/packs ArchcArgs differently/);
+    const copy = (name: string, edit: (t: typeof trace) => object) => {
+      execFileSync('cp', ['-r', join(work, 'work'), join(work, name)]);
+      writeFileSync(join(work, name, 'trace.json'), JSON.stringify(edit(trace)));
+      return join(work, name);
+    };
+    const broken = copy('broken', (t) => ({ ...t, abiCheck: { ...t.abiCheck, packed: Buffer.from(Buffer.from(t.abiCheck.packed, 'base64').map((b, i) => (i === 8 ? b ^ 1 : b))).toString('base64') } }));
+    expect(() => execFileSync('python3', [driver, '--work', broken, '--dry-run'], { stdio: 'pipe' })).toThrow(/packs ArchcArgs differently/);
+
+    // the timed path on the stand-in libcuda (an sm_91 device: the tiny model's PTX, whose text names
+    // its functions as the stand-in looks them up): the tiny model's first decode step timed
+    const fake = await fakeCuda();
+    const timed = copy('timed', (t) => {
+      const m = t.models[0];
+      const runs = m.sessions[0].runs.map((r: { entry: string }, i: number) => (i === 1 ? { ...r, time: { reps: 2, bytes: 1e6, flops: 1e9 } } : r));
+      return { ...t, models: [{ ...m, sessions: [{ ...m.sessions[0], runs }] }] };
+    });
+    const { FAKE_CUDA_ARGS_BYTES: _, ...env } = process.env;
+    const r = spawnSync('python3', [driver, '--work', timed, '--library', fake.lib], { encoding: 'utf8', env: { ...env, FAKE_CUDA_CC: '91' } });
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toMatch(/device: Fake GPU \(sm_91\)/);
+    // nothing computes on the stand-in: every check fails, the outputs are the NaN the arena was poisoned with
+    expect(r.status).toBe(1);
+    expect(r.stdout).toMatch(/logits max error inf of max \|ref\| \(FAIL\)/);
+    expect(r.stdout).toMatch(/decode step 1 \(batch 3\): [\d.]+ ms launched kernel by kernel \(median of 2\)/);
+    expect(r.stdout).toMatch(/decode step 1 \(batch 3\): [\d.]+ ms as one CUDA graph/);
+    expect(r.stdout).toMatch(/logits NOT FINITE/);
+    expect(r.stdout).toMatch(/CHECKS FAILED/);
+    const results = JSON.parse(readFileSync(join(timed, 'results.json'), 'utf8'));
+    const row = results.timings[0];
+    const decode = tiny.sessions[0].runs[1];
+    expect(row.kernels.reduce((n: number, k: { count: number }) => n + k.count, 0)).toBe(decode.launches.length);
+    expect(row.kernels.map((k: { kernel: string }) => k.kernel)).toContain('model.layers.*.mamba:ssd:ssd_step');
+    expect(row.finite).toMatchObject({ logits: false });
   }, 300_000);
+
+  it('counts every product in the floor: prefill FLOPs are 2 · tokens · the products\' weights (gate and up both), the tied head at one row a sequence, and causal attention', () => {
+    const compiled = compileTiny();
+    const program = lowerToProgram(compiled.graph, compiled.bindings);
+    const T = 24, S = 1;
+    const e = program.entries.prefill;
+    const matrices = program.weights.filter((w) => w.shape.length === 2 && !w.name.includes('embed_tokens'));
+    expect(matrices.some((w) => w.name.endsWith('up_proj.weight'))).toBe(true);
+    const products = matrices.reduce((n, w) => n + w.shape[0]! * w.shape[1]!, 0);
+    const embed = program.weights.find((w) => w.name.includes('embed_tokens'))!;
+    const attention = e.kernels.filter((k) => k.family === 'attention').reduce((n, k) => {
+      const { H, Dh } = ofFamily(k, 'attention').sizes;
+      return n + 4 * H * Dh * T * (T + 1) / 2;
+    }, 0);
+    expect(attention).toBeGreaterThan(0);
+    expect(floorOf(program, e, T, S, [0]).flops).toBe(2 * T * products + 2 * S * embed.shape[0]! * embed.shape[1]! + attention);
+  });
+
+  it('fills the 9B-shaped model so that its states stay finite: A negative, dt small, norms near 1', () => {
+    const compiled = compileTiny({ n_layers: 2, attn_layers: [1] });
+    const program = lowerToProgram(compiled.graph, compiled.bindings);
+    const range = (name: string, dtype = 'f32') => { const f = fillOf(name, dtype); return [f.around - f.scale / 2, f.around + f.scale / 2]; };
+    const a = program.derived.filter((d) => d.from.kind === 'expr' && JSON.stringify(d.from.body).includes('A_log'));
+    expect(a.length).toBe(1);
+    for (const d of a) expect(range(d.name)[1]).toBeLessThan(0);
+    const dt = program.weights.filter((w) => w.name.endsWith('dt_bias'));
+    expect(dt.length).toBe(1);
+    // softplus(x + dt_bias) with |x| small: below 0.05
+    for (const w of dt) expect(Math.log1p(Math.exp(range(w.name)[1]! + 0.5))).toBeLessThan(0.05);
+    for (const w of program.weights.filter((x) => /norm/.test(x.name))) expect(range(w.name)).toEqual([0.95, 1.05]);
+  });
 });

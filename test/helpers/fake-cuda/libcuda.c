@@ -3,7 +3,8 @@
 // module is any image (one starting "FAIL" is rejected as CUDA_ERROR_INVALID_IMAGE), a function is
 // found when its name occurs in the image, and a launch records its function, grid and argument
 // bytes (FAKE_CUDA_ARGS_BYTES of them) instead of running. FAKE_CUDA_INIT sets cuInit's result,
-// FAKE_CUDA_DEVICES the device count, FAKE_CUDA_FAIL names one function that then fails.
+// FAKE_CUDA_DEVICES the device count, FAKE_CUDA_CC the compute capability (digits, default 90),
+// FAKE_CUDA_FAIL names one function that then fails; two events are always 1 µs apart.
 // Graphs: a launch on a capturing stream is recorded into the graph instead of running, and calls a
 // real driver refuses during a capture (copies, allocations, synchronisation) fail and spoil it;
 // launching an instantiated graph runs its launches. Every launch that runs is folded into a log
@@ -51,7 +52,14 @@ int cuDriverGetVersion(int* v) { *v = 13000; return OK; }
 int cuDeviceGetCount(int* n) { const char* e = getenv("FAKE_CUDA_DEVICES"); *n = e ? atoi(e) : 1; return OK; }
 int cuDeviceGet(int* d, int ordinal) { *d = ordinal; return OK; }
 int cuDeviceGetName(char* name, int len, int d) { (void)d; strncpy(name, "Fake GPU", len); return OK; }
-int cuDeviceGetAttribute(int* v, int attr, int d) { (void)d; *v = attr == 75 ? 9 : 0; return OK; }
+int cuDeviceGetAttribute(int* v, int attr, int d) {
+  (void)d;
+  const char* cc = getenv("FAKE_CUDA_CC");  /* compute capability as digits, 90 by default */
+  int n = cc ? atoi(cc) : 90;
+  *v = attr == 75 ? n / 10 : attr == 76 ? n % 10 : 0;
+  return OK;
+}
+int cuFuncSetAttribute(void* fn, int attr, int value) { (void)attr; (void)value; return fn ? OK : INVALID_VALUE; }
 int cuDevicePrimaryCtxRetain(void** ctx, int d) { (void)d; *ctx = (void*)&last; return OK; }
 int cuDevicePrimaryCtxRelease_v2(int d) { (void)d; return OK; }
 int cuCtxSetCurrent(void* ctx) { (void)ctx; return OK; }
@@ -141,7 +149,7 @@ int cuStreamDestroy_v2(void* s) { (void)s; return OK; }
 int cuEventCreate(void** e, unsigned flags) { (void)flags; *e = malloc(1); return OK; }
 int cuEventRecord(void* e, void* s) { (void)e; (void)s; return OK; }
 int cuEventSynchronize(void* e) { (void)e; return OK; }
-int cuEventElapsedTime(float* ms, void* a, void* b) { (void)a; (void)b; *ms = 0; return OK; }
+int cuEventElapsedTime(float* ms, void* a, void* b) { (void)a; (void)b; *ms = 0.001f; return OK; }
 int cuEventDestroy_v2(void* e) { free(e); return OK; }
 int cuGetErrorName(int code, const char** name) {
   switch (code) {
