@@ -36,12 +36,12 @@ import time
 
 import numpy as np
 
-ARGS_FIELDS = ["arena", "pool", "w", "tokens", "positions", "seq_start", "seq_len", "seq_before", "seq_slot"]
+ARGS_FIELDS = ["arena", "pool", "w", "tokens", "positions", "seq_start", "seq_len", "seq_before", "seq_slot", "scratch"]
 TOLERANCE = 2e-2
 
 
 def pack_args(template: bytes, ptrs: dict) -> bytes:
-    """ArchcArgs: the recorded bytes with the nine pointers (little-endian u64, in order) set."""
+    """ArchcArgs: the recorded bytes with the ten pointers (little-endian u64, in order) set."""
     out = bytearray(template)
     for i, f in enumerate(ARGS_FIELDS):
         struct.pack_into("<Q", out, 8 * i, ptrs[f])
@@ -56,12 +56,19 @@ def batch_pointers(base: int, T: int, S: int) -> dict:
     }
 
 
-def translation_unit(ids) -> str:
+def entry_functions(source: str) -> list:
+    """The __global__ functions of a kernel source (runtime/cuda/kernels.ts entryFunctions)."""
+    return list(dict.fromkeys(re.findall(r"__global__\b[^;{]*?\b(archc_\w+)\s*\(", source)))
+
+
+def translation_unit(ids, sources) -> str:
     """The translation unit archc build gives nvcc (runtime/cuda/kernels.ts translationUnit)."""
     head = "#include <cuda_bf16.h>\n#include <mma.h>\n#include <stdint.h>\n#include <math.h>\n"
-    return head + "".join(
-        f"namespace k_{i} {{\n#define archc_main archc_main_{i}\n#define archc_gemv archc_gemv_{i}\n"
-        f'#include "{i}.cu"\n#undef archc_main\n#undef archc_gemv\n}}\n' for i in ids)
+    def unit(i):
+        fns = entry_functions(sources[i])
+        return (f"namespace k_{i} {{\n" + "".join(f"#define {f} {f}_{i}\n" for f in fns) + f'#include "{i}.cu"\n'
+                + "".join(f"#undef {f}\n" for f in fns) + "}\n")
+    return head + "".join(unit(i) for i in ids)
 
 
 def arch_number(arch: str) -> int:
@@ -161,11 +168,6 @@ class Cuda:
         r = self.lib.cuModuleGetFunction(ctypes.byref(f), module, name.encode())
         return f if r == 0 else None
 
-    def launch(self, fn, grid, block, args: bytes, what: str):
-        buf = ctypes.create_string_buffer(args, len(args))
-        params = (ctypes.c_void_p * 1)(ctypes.cast(buf, ctypes.c_void_p))
-        self.check(self.lib.cuLaunchKernel(fn, *grid, *block, 0, self.stream, params, None), f"cuLaunchKernel({what})")
-
     def dtoh(self, ptr: int, n: int, dtype) -> np.ndarray:
         out = np.empty(n, dtype=dtype)
         self.sync()
@@ -228,7 +230,7 @@ def nvrtc_compile(ids, sources: dict, arch: str) -> bytes:
     hdr_texts = [sources[i] for i in ids] + list(stand_ins.values())
     arr = lambda xs: (ctypes.c_char_p * len(xs))(*[x.encode() for x in xs])
     prog = ctypes.c_void_p()
-    r = lib.nvrtcCreateProgram(ctypes.byref(prog), translation_unit(ids).encode(), b"module.cu", len(hdr_names), arr(hdr_texts), arr(hdr_names))
+    r = lib.nvrtcCreateProgram(ctypes.byref(prog), translation_unit(ids, sources).encode(), b"module.cu", len(hdr_names), arr(hdr_texts), arr(hdr_names))
     if r != 0:
         raise CudaError(f"nvrtcCreateProgram failed ({r})")
     opts = [f"--gpu-architecture={arch}", "--std=c++17"] + ([f"--include-path={inc}"] if inc else [])
@@ -280,7 +282,8 @@ class Model:
         for module, ids in images:
             for i in ids:
                 if i in wanted:
-                    self.fns[i] = {fn: cuda.function(module, f"{fn}_{i}") for fn in ("archc_main", "archc_gemv")}
+                    fns = {l["fn"] for s in m["sessions"] for r in s["runs"] for l in r["launches"] if l["id"] == i}
+                    self.fns[i] = {fn: cuda.function(module, f"{fn}_{i}") for fn in fns}
         self.upload()
 
     def upload(self):
@@ -349,9 +352,9 @@ class Packed:
     """A run's launches with their arguments packed and their parameter arrays made once, so that
     launching them is one driver call each (nothing of Python's packing inside a timed region)."""
 
-    def __init__(self, cuda: Cuda, model: Model, run: dict, pool: int, arena: int, batch: int, dry: bool):
+    def __init__(self, cuda: Cuda, model: Model, run: dict, pool: int, arena: int, batch: int, scratch: int, dry: bool):
         self.cuda, self.run, self.batch, self.items = cuda, run, batch, []
-        ptrs = {"arena": arena, "pool": pool, **batch_pointers(batch, run["T"], run["S"])}
+        ptrs = {"arena": arena, "pool": pool, "scratch": scratch, **batch_pointers(batch, run["T"], run["S"])}
         for l in run["launches"]:
             ptrs["w"] = 0 if dry else model.table(l["weights"])
             args = pack_args(base64.b64decode(l["args"]), ptrs)
@@ -361,6 +364,8 @@ class Packed:
             fn = model.fns[l["id"]][l["fn"]]
             if fn is None:
                 raise CudaError(f"kernel {l['kernel']}: no function {l['fn']}_{l['id']}")
+            if l.get("shared", 0) > 48 * 1024:  # CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+                cuda.check(cuda.lib.cuFuncSetAttribute(fn, 8, l["shared"]), f"cuFuncSetAttribute({l['kernel']}, {l['shared']} bytes)")
             buf = ctypes.create_string_buffer(args, len(args))
             params = (ctypes.c_void_p * 1)(ctypes.cast(buf, ctypes.c_void_p))
             self.items.append((fn, l, buf, params))
@@ -370,7 +375,7 @@ class Packed:
 
     def launch(self, i: int):
         fn, l, _, params = self.items[i]
-        r = self.cuda.lib.cuLaunchKernel(fn, *l["grid"], *l["block"], 0, self.cuda.stream, params, None)
+        r = self.cuda.lib.cuLaunchKernel(fn, *l["grid"], *l["block"], l.get("shared", 0), self.cuda.stream, params, None)
         if r != 0:
             self.cuda.check(r, f"cuLaunchKernel({l['kernel']})")
 
@@ -489,14 +494,16 @@ def time_run(cuda: Cuda, model: Model, packed: Packed, t: dict, trace: dict, poo
 
 
 def kernel_table(packed: Packed, ms: list, model: dict) -> list:
-    """Each kernel kind of the run (the same layer at every depth together): launches, measured µs a
-    launch (median), the cost model's µs and floor where it has the kernel; printed slowest first."""
-    kinds = {}
+    """Each kernel kind of the run (the same layer at every depth together): how many, measured µs each
+    (the median of each launch, a kernel's phases summed), the cost model's µs and floor where it has
+    the kernel; printed slowest first."""
+    kinds, prev = {}, None
     for (_, l, _, _), t in zip(packed.items, ms):
         key = layer_key(l["kernel"])
         k = kinds.setdefault(key, {"kernel": key, "family": l["family"], "fn": l["fn"], "count": 0, "us": 0.0})
-        k["count"] += 1
+        k["count"] += l["kernel"] != prev  # a kernel of phases: its launches follow one another, their times summed
         k["us"] += 1e3 * t
+        prev = l["kernel"]
         m = next((model[x] for x in layer_keys(l["kernel"]) if x in model), None)
         if m:
             k["model_us"], k["floor_us"] = m.get("modelUs"), m.get("floorUs")
@@ -603,7 +610,7 @@ def main():
             arena_bytes = 4 * max(r["arenaFloats"] for r in s["runs"])
             batch_bytes = 4 * max(len(r["batch"]) for r in s["runs"])
             if a.dry_run:
-                n = sum(len(Packed(None, model, r, 0x2000, 0x1000, 0x3000, True).items) for r in s["runs"])
+                n = sum(len(Packed(None, model, r, 0x2000, 0x1000, 0x3000, 0x4000, True).items) for r in s["runs"])
                 print(f"{m['name']}: {len(s['runs'])} runs, {n} launches packed; device memory: pool {pool_bytes / 2**20:.1f} MiB, arena {arena_bytes / 2**20:.1f} MiB, "
                       f"weights {sum(w['bytes'] for w in m['weights']) / 2**30:.2f} GiB", flush=True)
                 for r in s["runs"]:
@@ -615,9 +622,10 @@ def main():
                               f"the cost model has {len(model_rows)} of its kernel kinds")
                 continue
             pool, arena, batch = cuda.alloc(pool_bytes), cuda.alloc(arena_bytes), cuda.alloc(batch_bytes)
+            scratch = cuda.alloc(max(256, 4 * max(r.get("scratchFloats", 0) for r in s["runs"])))
             cuda.memset(pool, 0, pool_bytes)
             for r in s["runs"]:
-                packed = Packed(cuda, model, r, pool, arena, batch, False)
+                packed = Packed(cuda, model, r, pool, arena, batch, scratch, False)
                 if refs is not None:
                     cuda.memset(arena, 0xFF, arena_bytes)  # NaN: every value read must have been written
                     check_run(cuda, packed, arena, refs, results["checks"].setdefault(m["name"], {}))

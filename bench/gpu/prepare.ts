@@ -20,7 +20,7 @@ import { compileFile } from '../../compiler/compile.ts';
 import { lowerToProgram } from '../../compiler/lower.ts';
 import type { RunBatch, StatePool } from '../../runtime/backend.ts';
 import { CpuBackend } from '../../runtime/cpu/backend.ts';
-import { ARGS_FIELDS, type MatrixFormat, kernelOffsets, kernelViews, kernelWeights, launchOf, packArgs, quantDeviceBytes, quantMatrix, viewBase, type ArgsValues } from '../../runtime/cuda/abi.ts';
+import { ARGS_FIELDS, type MatrixFormat, kernelOffsets, kernelViews, kernelWeights, launchesOf, packArgs, quantDeviceBytes, quantMatrix, scratchFloats, viewBase, type ArgsValues } from '../../runtime/cuda/abi.ts';
 import { type Entry, type EntryName, type Kernel, type Program, ofFamily } from '../../runtime/program.ts';
 import { isQuant, quantBytes, quantize } from '../../runtime/quant.ts';
 import { planQuant } from '../../runtime/quantplan.ts';
@@ -39,6 +39,8 @@ export interface TraceLaunch {
   readonly family: string;
   readonly id: string;
   readonly fn: string;
+  /** Bytes of dynamic shared memory. */
+  readonly shared: number;
   readonly grid: readonly number[];
   readonly block: readonly number[];
   /** ArchcArgs, base64, pointers zero. */
@@ -62,6 +64,8 @@ export interface TraceRun {
   /** tokens, positions, seq_start, seq_len, seq_before, seq_slot (int32), as the backend lays them out. */
   readonly batch: readonly number[];
   readonly arenaFloats: number;
+  /** The kernels' workspace, the most any launch of the run needs. */
+  readonly scratchFloats: number;
   readonly launches: readonly TraceLaunch[];
   /** Logits: [arena float offset, rows, stride, width, offset in refs.bin] (the tiny model only). */
   readonly logits?: readonly number[];
@@ -129,10 +133,13 @@ class Recorder {
     const inv = cpuPool && this.cpu ? this.cpu.begin(entry, batch, cpuPool) : null;
     const floats = slotLayout(this.program.states, capacity).floats;
     const launches: TraceLaunch[] = [];
+    let scratch = 0;
     entry.kernels.forEach((k, index) => {
       inv?.dispatch(k);
-      const l = launchOf(entry, k, cudaSchedule(k, CUDA_TARGET), T, S);
-      if (!l) return;
+      const plan = cudaSchedule(k, CUDA_TARGET);
+      const ls = launchesOf(entry, k, plan, T, S);
+      if (!ls.length) return;
+      scratch = Math.max(scratch, scratchFloats(plan, T, S));
       const args = packArgs({ ptr: zeroPointers(), slotFloats: floats, T, S, capacity, ...kernelOffsets(this.program, entry, k, T, S, capacity) });
       const checkViews = check && inv ? kernelViews(k).filter((v) => v.key.startsWith('out:')).map((v) => {
         const b = entry.buffers[v.view.buf]!;
@@ -141,19 +148,22 @@ class Recorder {
       }) : undefined;
       const format = this.format(k);
       const id = this.build.kernels.find((x) => x.entry === entryName && x.index === index && x.format === format)!.id;
-      launches.push({
-        kernel: k.name, family: k.family, id, fn: l.fn, grid: l.grid, block: l.block, args: b64(args),
-        weights: kernelWeights(k, format).map((w) => this.weightIndex.get(`${w.dtype}:${w.name}`)!), check: checkViews,
-        ...(k.family === 'matmul' ? { product: [productRows(k, T, S), ofFamily(k, 'matmul').sizes.K, ofFamily(k, 'matmul').sizes.N] } : {}),
-        ...(k.family === 'attention' || k.family === 'attention_decode' ? { attention: attentionShape(k, entryName, batch) } : {}),
-      });
+      ls.forEach((l, i) => launches.push({
+        kernel: k.name, family: k.family, id, fn: l.fn, grid: l.grid, block: l.block, shared: l.shared, args: b64(args),
+        weights: kernelWeights(k, format).map((w) => this.weightIndex.get(`${w.dtype}:${w.name}`)!),
+        // the kernel's results, checked after its last launch
+        check: i === ls.length - 1 ? checkViews : undefined,
+        // its shape, for torch's baseline
+        ...(i === 0 && k.family === 'matmul' ? { product: [productRows(k, T, S), ofFamily(k, 'matmul').sizes.K, ofFamily(k, 'matmul').sizes.N] } : {}),
+        ...(i === 0 && (k.family === 'attention' || k.family === 'attention_decode') ? { attention: attentionShape(k, entryName, batch) } : {}),
+      }));
     });
     const out = entry.outputs.logits!;
     const b = entry.buffers[out.buf]!;
     const rows = b.rows === 'T' ? T : b.rows === 'S' ? S : 1;
     const batchInts = [...batch.tokens, ...batch.positions, ...batch.seqs.map((s) => s.start), ...batch.seqs.map((s) => s.len), ...batch.lengths, ...batch.slots];
     return {
-      name, entry: entryName, T, S, batch: batchInts, arenaFloats: entry.arena.T * T + entry.arena.S * S, launches,
+      name, entry: entryName, T, S, batch: batchInts, arenaFloats: entry.arena.T * T + entry.arena.S * S, scratchFloats: scratch, launches,
       logits: inv ? [viewBase(entry, out, T, S), rows, b.width, out.width, this.ref(inv.read(out))] : undefined,
       output: [viewBase(entry, out, T, S), rows, b.width, out.width],
     };
@@ -350,7 +360,7 @@ async function main(): Promise<void> {
   const sample = models[0]!.sessions[0]!.runs[0]!.launches[0]!;
   const withPointers = Buffer.from(sample.args, 'base64');
   const fake = packArgs({ ptr: FAKE_POINTERS, slotFloats: 0, T: 0, S: 0, capacity: 0, views: [], states: [] });
-  fake.subarray(0, 72).forEach((b, i) => { withPointers[i] = b; });
+  fake.subarray(0, 8 * ARGS_FIELDS.length).forEach((b, i) => { withPointers[i] = b; });
   writeFileSync(join(out, 'trace.json'), JSON.stringify({
     format: 'archc-gpu-bench/2', archs, h200: H200, models,
     abiCheck: { launch: sample.args, pointers: Object.fromEntries(Object.entries(FAKE_POINTERS).map(([k, v]) => [k, Number(v)])), packed: withPointers.toString('base64') },

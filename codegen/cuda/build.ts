@@ -4,7 +4,7 @@
 // every depth) share one source,
 // `cuda/kernels/<id>.cu`, always carried by the package. Where nvcc exists, the distinct sources
 // are compiled per architecture to cubins in a few translation units (one per job, each kernel in
-// its own namespace with its entry functions renamed `archc_main_<id>` / `archc_gemv_<id>`: see
+// its own namespace with its entry functions renamed `<name>_<id>` (`archc_main_<id>`, …): see
 // translationUnit), cached by content; the lowest architecture's PTX comes along for newer GPUs;
 // ptxas' report gives each kernel's registers, shared memory and spills. A rejection names the
 // kernel's file and a command that reproduces it.
@@ -127,7 +127,7 @@ export async function buildCuda(program: Program, opts: CudaBuildOptions): Promi
     const worker = async () => {
       while (next < tasks.length) {
         const { arch, g, gi } = tasks[next++]!;
-        const tu = translationUnit(g);
+        const tu = translationUnit(g.map((id) => ({ id, source: byId.get(id)!.source })));
         const key = kernelId(`${version}\n${arch}\n${tu}\n${g.map((id) => byId.get(id)!.source).join('\n')}`);
         const dir = join(cache, key);
         const cubin = join(dir, 'module.cubin'), log = join(dir, 'ptxas.txt'), ptx = join(dir, 'keep', 'module.ptx');

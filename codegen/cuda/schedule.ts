@@ -6,7 +6,7 @@
 
 import type { Epilogue, Kernel } from '../../runtime/program.ts';
 import { exprLeaves } from '../../runtime/expr.ts';
-import type { CudaLaunchPlan } from '../../runtime/cuda/kernels.ts';
+import type { CudaLaunchPlan, CudaPhase, CudaScratch } from '../../runtime/cuda/kernels.ts';
 import type { MatrixFormat } from '../../runtime/cuda/abi.ts';
 import { gemvSchedule } from './gemv.ts';
 
@@ -42,7 +42,7 @@ export const CUDA_TARGET: CudaTarget = {
 /** A kernel's schedule: its launch plan (what the manifest keeps for the runtime) and the tiles and
  *  sizes its source is rendered with. */
 export interface CudaSchedule extends CudaLaunchPlan {
-  readonly [key: string]: number | boolean | string | readonly number[] | undefined;
+  readonly [key: string]: number | boolean | string | readonly number[] | readonly CudaPhase[] | CudaScratch | undefined;
 }
 
 const lcm = (a: number, b: number): number => {

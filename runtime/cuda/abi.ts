@@ -7,15 +7,17 @@
 import { exprLeaves } from '../expr.ts';
 import { type Entry, type Kernel, type Program, type View, slotLayout } from '../program.ts';
 import { QUANT_DTYPES, QUANT_GROUP, type QuantDType, type QuantTensor } from '../quant.ts';
-import type { CudaLaunchPlan } from './kernels.ts';
+import type { CudaGrid, CudaLaunchPlan } from './kernels.ts';
 
-/** The fields of ArchcArgs in order: nine pointers, one 64-bit integer, three 32-bit ints (and 4
+/** The fields of ArchcArgs in order: ten pointers, one 64-bit integer, three 32-bit ints (and 4
  *  bytes of padding), then ARGS_VIEWS and ARGS_STATES 64-bit offsets (floats). */
-export const ARGS_FIELDS = ['arena', 'pool', 'w', 'tokens', 'positions', 'seq_start', 'seq_len', 'seq_before', 'seq_slot'] as const;
+export const ARGS_FIELDS = ['arena', 'pool', 'w', 'tokens', 'positions', 'seq_start', 'seq_len', 'seq_before', 'seq_slot', 'scratch'] as const;
 /** Views (activation operands, then outputs) and states one kernel may have. */
 export const ARGS_VIEWS = 16;
 export const ARGS_STATES = 2;
-export const ARGS_VIEW_AT = 9 * 8 + 8 + 3 * 4 + 4;
+/** Where slot_floats ends and T, S, capacity (int32) start. */
+export const ARGS_INTS_AT = ARGS_FIELDS.length * 8 + 8;
+export const ARGS_VIEW_AT = ARGS_INTS_AT + 3 * 4 + 4;
 export const ARGS_BYTES = ARGS_VIEW_AT + 8 * (ARGS_VIEWS + ARGS_STATES);
 
 export interface ArgsValues {
@@ -36,10 +38,10 @@ export function packArgs(v: ArgsValues): Uint8Array {
   const out = new Uint8Array(ARGS_BYTES);
   const dv = new DataView(out.buffer);
   ARGS_FIELDS.forEach((f, i) => dv.setBigUint64(i * 8, v.ptr[f], true));
-  dv.setBigInt64(72, BigInt(v.slotFloats), true);
-  dv.setInt32(80, v.T, true);
-  dv.setInt32(84, v.S, true);
-  dv.setInt32(88, v.capacity, true);
+  dv.setBigInt64(ARGS_INTS_AT - 8, BigInt(v.slotFloats), true);
+  dv.setInt32(ARGS_INTS_AT, v.T, true);
+  dv.setInt32(ARGS_INTS_AT + 4, v.S, true);
+  dv.setInt32(ARGS_INTS_AT + 8, v.capacity, true);
   if (v.views.length > ARGS_VIEWS || v.states.length > ARGS_STATES) throw new Error(`archc runtime: ${v.views.length} views and ${v.states.length} states; a kernel takes at most ${ARGS_VIEWS} and ${ARGS_STATES}`);
   v.views.forEach((x, i) => dv.setBigInt64(ARGS_VIEW_AT + 8 * i, BigInt(x), true));
   v.states.forEach((x, i) => dv.setBigInt64(ARGS_VIEW_AT + 8 * (ARGS_VIEWS + i), BigInt(x), true));
@@ -145,22 +147,49 @@ export function viewRows(e: Entry, v: View, T: number, S: number): number {
 }
 
 export interface Launch {
-  /** `archc_main`, or `archc_gemv` for a product of few rows. */
-  readonly fn: 'archc_main' | 'archc_gemv';
+  /** The source's entry function: `archc_main`, `archc_gemv` for a product of few rows, or a phase's `archc_<fn>`. */
+  readonly fn: string;
   readonly grid: readonly [number, number, number];
   readonly block: readonly [number, number, number];
+  /** Bytes of dynamic shared memory. */
+  readonly shared: number;
 }
 
-/** The launch of `k` for T tokens in S sequences, from its launch plan; null when there is no work. */
-export function launchOf(e: Entry, k: Kernel, s: CudaLaunchPlan, T: number, S: number): Launch | null {
-  const rowsOf = s.rowsOf;
+/** grid.x of `g` for T tokens in S sequences, and the rows it counts (0: no work). */
+function gridRows(e: Entry, k: Kernel, g: CudaGrid, T: number, S: number): number {
+  const rowsOf = g.rowsOf;
   const base = rowsOf === 'T' ? T : rowsOf === 'S' ? S : viewRows(e, k.inputs[rowsOf] && 'buf' in k.inputs[rowsOf]! ? k.inputs[rowsOf] as View : k.outputs[rowsOf]!, T, S);
-  const rows = base * s.rowMul;
+  return base * g.rowMul;
+}
+
+/** The launch of `k` for T tokens in S sequences, from its launch plan; null when there is no work.
+ *  A plan with phases launches several (launchesOf) unless its product of few rows runs the GEMV. */
+export function launchOf(e: Entry, k: Kernel, s: CudaLaunchPlan, T: number, S: number): Launch | null {
+  const rows = gridRows(e, k, s, T, S);
   const block: [number, number, number] = [s.threads, 1, 1];
   if (k.family === 'matmul' && s.gemvRows !== undefined && rows <= s.gemvUpTo!) {
     const x = Math.ceil(rows / s.gemvRows);
-    return x ? { fn: 'archc_gemv', grid: [x, s.gemvGridY!, 1], block } : null;
+    return x ? { fn: 'archc_gemv', grid: [x, s.gemvGridY!, 1], block, shared: 0 } : null;
   }
+  if (s.phases) throw new Error(`archc runtime: kernel ${k.name} runs as ${s.phases.length} launches (launchesOf)`);
   const x = Math.ceil(rows / s.rowDiv) + (s.plusS ? S : 0);
-  return x && rows ? { fn: 'archc_main', grid: [x, s.gridY, 1], block } : null;
+  return x && rows ? { fn: 'archc_main', grid: [x, s.gridY, 1], block, shared: 0 } : null;
 }
+
+/** The launches of `k` for T tokens in S sequences, in order: its GEMV, its phases', or its one launch. */
+export function launchesOf(e: Entry, k: Kernel, s: CudaLaunchPlan, T: number, S: number): Launch[] {
+  const gemv = k.family === 'matmul' && s.gemvRows !== undefined && gridRows(e, k, s, T, S) <= s.gemvUpTo!;
+  if (!s.phases || gemv) {
+    const l = launchOf(e, k, s, T, S);
+    return l ? [l] : [];
+  }
+  return s.phases.flatMap((p) => {
+    const rows = gridRows(e, k, p, T, S);
+    const x = Math.ceil(rows / p.rowDiv) + (p.plusS ? S : 0);
+    return x && rows ? [{ fn: `archc_${p.fn}`, grid: [x, p.gridY, 1] as const, block: [p.threads, 1, 1] as const, shared: p.shared ?? 0 }] : [];
+  });
+}
+
+/** Floats of workspace kernel plan `s` needs for T tokens in S sequences. */
+export const scratchFloats = (s: CudaLaunchPlan, T: number, S: number): number =>
+  s.scratch ? s.scratch.fixed + s.scratch.perT * T + s.scratch.perS * S : 0;

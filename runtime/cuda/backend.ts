@@ -17,7 +17,7 @@ import { RuntimeError } from '../errors.ts';
 import type { ActivationFormat } from '../act-quant.ts';
 import { type HostWeight, type QuantDType, QUANT_DTYPES, concatQuant, isQuant } from '../quant.ts';
 import { type Tensor, fromF32, toF32 } from '../tensor.ts';
-import { ARGS_FIELDS, type MatrixFormat, kernelOffsets, kernelWeights, launchOf, packArgs, quantDeviceBytes, quantMatrix, viewBase } from './abi.ts';
+import { ARGS_FIELDS, type MatrixFormat, kernelOffsets, kernelWeights, launchesOf, packArgs, scratchFloats, quantDeviceBytes, quantMatrix, viewBase } from './abi.ts';
 import {
   CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, CUDA_ERROR_NOT_FOUND, CUDA_SUCCESS,
   type CudaDriver, type DevicePtr, type Handle, addr, check, errorName, initDriver, openDriver,
@@ -41,11 +41,12 @@ export interface CudaBackendOptions {
   readonly graphs?: boolean;
 }
 
-/** Functions of one kernel. */
-interface Loaded {
-  readonly main: Handle;
-  readonly gemv: Handle | null;
-}
+/** Functions of one kernel source, by entry name (`archc_main`, `archc_gemv`, a phase's `archc_<fn>`). */
+type Loaded = ReadonlyMap<string, Handle>;
+
+/** CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES: a launch above 48 KiB of dynamic shared memory needs it raised. */
+const CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
+const DEFAULT_DYNAMIC_SHARED = 48 * 1024;
 
 export class CudaBackend implements Backend {
   readonly name = 'cuda';
@@ -74,6 +75,8 @@ export class CudaBackend implements Backend {
   readonly arena: DeviceBuffer;
   /** tokens, positions, then per sequence start, len, before, slot (int32). */
   readonly batchBuf: DeviceBuffer;
+  /** The kernels' workspace (each kernel's plan's scratch; they run in order on one stream). */
+  readonly scratch: DeviceBuffer;
   /** Decode steps as CUDA Graphs (null: every launch made as dispatched; useGraphs). */
   graphs: StepGraphs | null = null;
   /** The invocation whose launches are held back for its step's graph, run by the next sync. */
@@ -103,6 +106,7 @@ export class CudaBackend implements Backend {
     this.useGraphs(opts.graphs ?? graphsByDefault());
     this.arena = new DeviceBuffer(this);
     this.batchBuf = new DeviceBuffer(this);
+    this.scratch = new DeviceBuffer(this);
     this.read = weightsRead(program.entries);
     for (const e of Object.values(program.entries)) {
       for (const k of e.kernels) for (const w of kernelWeights(k)) (this.dtypes.get(w.name) ?? this.dtypes.set(w.name, new Set()).get(w.name)!).add(w.dtype as 'bf16' | 'f32');
@@ -156,14 +160,19 @@ export class CudaBackend implements Backend {
       for (const k of ks) for (const id of kernelIds(k)) {
         if (this.fns.has(id)) continue;
         const mod = where.get(id) ?? fail(`no module holds kernel ${k.name}`);
-        const get = (fn: 'archc_main' | 'archc_gemv', optional: boolean): Handle | null => {
+        const fns = new Map<string, Handle>();
+        const get = (fn: string, optional: boolean): void => {
           const out: Handle[] = [null];
           const r = this.driver.cuModuleGetFunction(out, mod, functionName(fn, id));
-          if (r === CUDA_ERROR_NOT_FOUND && optional) return null;
+          if (r === CUDA_ERROR_NOT_FOUND && optional) return;
           if (r !== CUDA_SUCCESS) throw new RuntimeError('RT703', [`function ${functionName(fn, id)}`, k.name, `${this.deviceName} (${this.arch})`, errorName(this.driver, r)]);
-          return out[0];
+          fns.set(fn, out[0]);
         };
-        this.fns.set(id, { main: get('archc_main', false), gemv: get('archc_gemv', true) });
+        // a kernel of phases has their functions (and a product its GEMV); any other archc_main
+        for (const p of k.launch.phases ?? []) get(`archc_${p.fn}`, false);
+        if (!k.launch.phases) get('archc_main', false);
+        get('archc_gemv', !(k.launch.phases && k.launch.gemvRows !== undefined));
+        this.fns.set(id, fns);
       }
     }
     const all = Object.values(manifest.entries).flat();
@@ -304,6 +313,7 @@ export class CudaBackend implements Backend {
     const ptr = {
       arena: this.arena.ptr, pool: pool.reserve(), w: 0n, tokens: at(0), positions: at(T),
       seq_start: at(2 * T), seq_len: at(2 * T + S), seq_before: at(2 * T + 2 * S), seq_slot: at(2 * T + 3 * S),
+      scratch: this.scratch.reserve(4 * Math.max(0, ...this.launches.get(this.entryName(entry))!.map((p) => scratchFloats(p, T, S)))),
     } satisfies Record<(typeof ARGS_FIELDS)[number], bigint>;
     const graphed = this.graphs !== null && entry === this.program.entries.decode;
     return new CudaInvocation(this, entry, T, S, pool, ptr, graphed ? `decode T=${T} S=${S}` : null);
@@ -322,6 +332,16 @@ export class CudaBackend implements Backend {
     this.call(this.driver.cuStreamSynchronize(this.stream), 'cuStreamSynchronize');
   }
 
+  /** Functions whose dynamic shared memory limit was raised, to how many bytes. */
+  private readonly sharedLimit = new Map<Handle, number>();
+
+  /** Raises `fn`'s dynamic shared memory limit to `bytes` where that is above what it allows. */
+  allowShared(fn: Handle, bytes: number, what: string): void {
+    if (bytes <= Math.max(DEFAULT_DYNAMIC_SHARED, this.sharedLimit.get(fn) ?? 0)) return;
+    this.call(this.driver.cuFuncSetAttribute(fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes), `cuFuncSetAttribute(${what}, ${bytes} bytes of shared memory)`);
+    this.sharedLimit.set(fn, bytes);
+  }
+
   launch({ fn, grid, block, shared, args, what }: StepLaunch): void {
     this.call(this.driver.cuLaunchKernel(fn, grid[0]!, grid[1]!, grid[2]!, block[0]!, block[1]!, block[2]!, shared, this.stream, [args], null), `cuLaunchKernel(${what})`);
   }
@@ -337,6 +357,7 @@ export class CudaBackend implements Backend {
     this.tables.clear();
     this.arena?.free();
     this.batchBuf?.free();
+    this.scratch?.free();
     for (const m of this.modules) d.cuModuleUnload(m);
     if (this.stream) d.cuStreamDestroy(this.stream);
     d.cuDevicePrimaryCtxRelease(this.device);
@@ -387,18 +408,21 @@ class CudaInvocation implements Invocation {
     if (index < 0) fail(`kernel ${k.name} is not in this entry`);
     if (index !== this.next && this.whole) this.flush();
     this.next = index + 1;
-    const launch = launchOf(this.entry, k, this.b.launchPlan(this.entry, index), this.T, this.S);
-    if (!launch) return;
+    const launches = launchesOf(this.entry, k, this.b.launchPlan(this.entry, index), this.T, this.S);
+    if (!launches.length) return;
     const fns = this.b.functions(this.entry, index);
-    const fn = launch.fn === 'archc_gemv' ? fns.gemv ?? fail(`kernel ${k.name} has no GEMV function`) : fns.main;
     const args = packArgs({
       ptr: { ...this.ptr, w: this.b.table(k) }, slotFloats: this.pool.floats, T: this.T, S: this.S, capacity: this.pool.capacity,
       ...kernelOffsets(this.b.program, this.entry, k, this.T, this.S, this.pool.capacity),
     });
-    const l: StepLaunch = { fn, grid: launch.grid, block: launch.block, shared: 0, args, what: k.name };
-    if (!this.whole) return this.b.launch(l);
-    this.held.push(l);
-    this.b.held = this;
+    for (const l of launches) {
+      const fn = fns.get(l.fn) ?? fail(`kernel ${k.name} has no function ${l.fn}`);
+      const what = launches.length > 1 ? `${k.name} ${l.fn}` : k.name;
+      this.b.allowShared(fn, l.shared, what);  // (before a capture, which takes launches only)
+      const sl: StepLaunch = { fn, grid: l.grid, block: l.block, shared: l.shared, args, what };
+      if (!this.whole) this.b.launch(sl);
+      else { this.held.push(sl); this.b.held = this; }
+    }
   }
 
   readAsync(v: View): Promise<Float32Array> {

@@ -27,6 +27,7 @@ export interface CudaDriver {
   cuModuleLoadData(module: Handle[], image: Uint8Array): number;
   cuModuleGetFunction(fn: Handle[], module: Handle, name: string): number;
   cuModuleUnload(module: Handle): number;
+  cuFuncSetAttribute(fn: Handle, attribute: number, value: number): number;
   cuMemAlloc(ptr: DevicePtr[], bytes: number): number;
   cuMemFree(ptr: DevicePtr): number;
   cuMemcpyHtoD(dst: DevicePtr, src: Uint8Array, bytes: number): number;
@@ -79,6 +80,7 @@ const DECLS: Readonly<Record<keyof Omit<CudaDriver, 'library'>, string>> = {
   cuModuleLoadData: 'int cuModuleLoadData(_Out_ CUhandle *module, const void *image)',
   cuModuleGetFunction: 'int cuModuleGetFunction(_Out_ CUhandle *fn, CUhandle module, const char *name)',
   cuModuleUnload: 'int cuModuleUnload(CUhandle module)',
+  cuFuncSetAttribute: 'int cuFuncSetAttribute(CUhandle fn, int attribute, int value)',
   cuMemAlloc: 'int cuMemAlloc_v2(_Out_ uint64_t *ptr, size_t bytes)',
   cuMemFree: 'int cuMemFree_v2(uint64_t ptr)',
   cuMemcpyHtoD: 'int cuMemcpyHtoD_v2(uint64_t dst, const void *src, size_t bytes)',

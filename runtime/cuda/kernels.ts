@@ -2,7 +2,7 @@
 // one `.cu` per distinct kernel source, cubins per architecture, PTX of the lowest), chosen for the
 // device at load — a cubin for its architecture, else PTX its driver compiles, else the source
 // compiled by NVRTC. Every module is one translation unit of several kernels, each in its own
-// namespace with its entry functions renamed archc_main_<id> / archc_gemv_<id>.
+// namespace with its entry functions renamed <name>_<id> (archc_main_<id>, archc_gemv_<id>, …).
 
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -20,10 +20,9 @@ export interface CudaModuleInfo {
   readonly ids: readonly string[];
 }
 
-/** How a kernel is launched, from its CUDA schedule (codegen/cuda/schedule.ts), once T and S are
- *  known: grid.x = ceil(rows(rowsOf) · rowMul / rowDiv) (+ S when plusS), grid.y = gridY; a product
- *  of at most `gemvUpTo` rows runs its GEMV instead, ceil(rows / gemvRows) x gemvGridY blocks. */
-export interface CudaLaunchPlan {
+/** The grid of a launch, once T and S are known: grid.x = ceil(rows(rowsOf) · rowMul / rowDiv)
+ *  (+ S when plusS), grid.y = gridY. */
+export interface CudaGrid {
   readonly threads: number;
   /** Whose rows count the grid: a view of the kernel (`x`, `y`), or the batch's T or S. */
   readonly rowsOf: string;
@@ -31,15 +30,43 @@ export interface CudaLaunchPlan {
   readonly rowDiv: number;
   readonly plusS: boolean;
   readonly gridY: number;
+}
+
+/** One launch of a kernel that runs as several: the source's `__global__` function `archc_<fn>`, its
+ *  grid, and its bytes of dynamic shared memory (`ARCHC_DYNAMIC_SHARED` in the prelude). */
+export interface CudaPhase extends CudaGrid {
+  readonly fn: string;
+  readonly shared?: number;
+}
+
+/** A kernel's workspace in floats for T tokens in S sequences: fixed + perT·T + perS·S. Every kernel
+ *  of a step gets the same one (`a.scratch`); they run in order on one stream. */
+export interface CudaScratch {
+  readonly fixed: number;
+  readonly perT: number;
+  readonly perS: number;
+}
+
+/** How a kernel is launched, from its CUDA schedule (codegen/cuda/schedule.ts): one `archc_main` of
+ *  the plan's grid — a product of at most `gemvUpTo` rows runs its GEMV instead, ceil(rows /
+ *  gemvRows) x gemvGridY blocks — or, when the plan has phases, each phase's function in turn. */
+export interface CudaLaunchPlan extends CudaGrid {
   readonly gemvUpTo?: number;
   readonly gemvRows?: number;
   readonly gemvGridY?: number;
+  readonly phases?: readonly CudaPhase[];
+  readonly scratch?: CudaScratch;
 }
 
 /** The launch fields of a schedule (what the manifest keeps of it). */
 export function launchPlan(s: CudaLaunchPlan): CudaLaunchPlan {
-  const { threads, rowsOf, rowMul, rowDiv, plusS, gridY, gemvUpTo, gemvRows, gemvGridY } = s;
-  return { threads, rowsOf, rowMul, rowDiv, plusS, gridY, ...(gemvRows !== undefined ? { gemvUpTo, gemvRows, gemvGridY } : {}) };
+  const { threads, rowsOf, rowMul, rowDiv, plusS, gridY, gemvUpTo, gemvRows, gemvGridY, phases, scratch } = s;
+  return {
+    threads, rowsOf, rowMul, rowDiv, plusS, gridY,
+    ...(gemvRows !== undefined ? { gemvUpTo, gemvRows, gemvGridY } : {}),
+    ...(phases ? { phases: phases.map(({ fn, threads, rowsOf, rowMul, rowDiv, plusS, gridY, shared }) => ({ fn, threads, rowsOf, rowMul, rowDiv, plusS, gridY, ...(shared ? { shared } : {}) })) } : {}),
+    ...(scratch ? { scratch: { fixed: scratch.fixed, perT: scratch.perT, perS: scratch.perS } } : {}),
+  };
 }
 
 /** One kernel of an entry in the manifest: its name, its source id (its matrix in bf16) and its
@@ -85,15 +112,27 @@ export function kernelsFromDir(dir: string): CudaKernels {
   };
 }
 
-/** One translation unit holding kernels `ids` (their sources included as `<id>.cu`). The headers
- *  come first, at file scope: inside each namespace their include guards skip them. */
-export function translationUnit(ids: readonly string[]): string {
-  return '#include <cuda_bf16.h>\n#include <mma.h>\n#include <stdint.h>\n#include <math.h>\n'
-    + ids.map((id) => `namespace k_${id} {\n#define archc_main archc_main_${id}\n#define archc_gemv archc_gemv_${id}\n#include "${id}.cu"\n#undef archc_main\n#undef archc_gemv\n}\n`).join('');
+/** The `__global__` functions a kernel source defines (`archc_main`, `archc_gemv`, phases' `archc_<fn>`). */
+export function entryFunctions(source: string): string[] {
+  return [...new Set([...source.matchAll(/__global__\b[^;{]*?\b(archc_\w+)\s*\(/g)].map((m) => m[1]!))];
 }
 
-/** The entry functions of kernel `id` in its module. */
-export const functionName = (fn: 'archc_main' | 'archc_gemv', id: string): string => `${fn}_${id}`;
+/** One translation unit holding the kernels `units` (their sources included as `<id>.cu`), each in
+ *  its own namespace with its entry functions renamed `<name>_<id>`. The headers come first, at file
+ *  scope: inside each namespace their include guards skip them. */
+export function translationUnit(units: readonly { readonly id: string; readonly source: string }[]): string {
+  return '#include <cuda_bf16.h>\n#include <mma.h>\n#include <stdint.h>\n#include <math.h>\n'
+    + units.map(({ id, source }) => `namespace k_${id} {\n${renamedInclude(id, source)}}\n`).join('');
+}
+
+/** `#include "<id>.cu"` with the source's entry functions renamed `<name>_<id>` around it. */
+export function renamedInclude(id: string, source: string): string {
+  const fns = entryFunctions(source);
+  return `${fns.map((f) => `#define ${f} ${functionName(f, id)}\n`).join('')}#include "${id}.cu"\n${fns.map((f) => `#undef ${f}\n`).join('')}`;
+}
+
+/** Entry function `fn` of kernel `id` in its module. */
+export const functionName = (fn: string, id: string): string => `${fn}_${id}`;
 
 const archNumber = (arch: string): number => Number(/(\d+)/.exec(arch)?.[1] ?? 0);
 

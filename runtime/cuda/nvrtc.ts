@@ -40,11 +40,12 @@ export async function openNvrtc(): Promise<CudaCompiler | null> {
     .find((d): d is string => Boolean(d) && existsSync(join(d!, 'mma.h')));
   return (ids, arch, source) => {
     const names = [...ids.map((id) => `${id}.cu`), ...Object.keys(STAND_INS)];
-    const texts = [...ids.map(source), ...Object.values(STAND_INS)];
+    const sources = ids.map(source);
+    const texts = [...sources, ...Object.values(STAND_INS)];
     const prog: unknown[] = [null];
     const what = ids.length === 1 ? ids[0]! : `${ids[0]} and ${ids.length - 1} more`;
     const ok = (r: unknown, call: string) => { if (r !== 0) throw new RuntimeError('RT706', [what, arch, `${call}: ${f.error(r)}`]); };
-    ok(f.create(prog, translationUnit(ids), 'module.cu', names.length, texts, names), 'nvrtcCreateProgram');
+    ok(f.create(prog, translationUnit(ids.map((id, i) => ({ id, source: sources[i]! }))), 'module.cu', names.length, texts, names), 'nvrtcCreateProgram');
     try {
       const options = [`--gpu-architecture=${arch}`, '--std=c++17', ...(include ? [`--include-path=${include}`] : [])];
       const r = f.compile(prog[0], options.length, options);

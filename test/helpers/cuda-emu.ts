@@ -14,12 +14,13 @@ import { promisify } from 'node:util';
 import { renderKernel } from '../../codegen/cuda/render.ts';
 import type { Backend, Invocation, RunBatch, StatePool } from '../../runtime/backend.ts';
 import { CpuBackend } from '../../runtime/cpu/backend.ts';
-import { ARGS_FIELDS, type MatrixFormat, type SourceFormat, kernelOffsets, kernelWeights, launchOf, matrixFormat, packArgs, quantDeviceBytes, quantMatrix, sourceFormats } from '../../runtime/cuda/abi.ts';
+import { ARGS_FIELDS, type MatrixFormat, type SourceFormat, kernelOffsets, kernelWeights, launchesOf, matrixFormat, packArgs, quantDeviceBytes, quantMatrix, scratchFloats, sourceFormats } from '../../runtime/cuda/abi.ts';
 import type { ActivationFormat } from '../../runtime/act-quant.ts';
 import { type HostWeight, type QuantDType, QUANT_DTYPES, isQuant } from '../../runtime/quant.ts';
 import type { Entry, Kernel, Program, ProgramWeight, View } from '../../runtime/program.ts';
 import { slotLayout } from '../../runtime/program.ts';
 import { fromF32 } from '../../runtime/tensor.ts';
+import { entryFunctions, functionName, renamedInclude } from '../../runtime/cuda/kernels.ts';
 
 const EMU = join(import.meta.dirname, 'cuda-emu');
 const CACHE = join(tmpdir(), 'archc-cuda-emu');
@@ -54,15 +55,16 @@ export async function buildEmulator(sources: ReadonlyMap<string, string>, parts 
   if (existsSync(bin)) return bin;
   mkdirSync(dir, { recursive: true });
   const groups = Array.from({ length: Math.min(parts, ids.length) }, (_, g) => ids.filter((_, i) => i % parts === g));
-  const launcher = 'struct Launcher { const char* id; void (*main)(const void*); void (*gemv)(const void*); size_t args_bytes; };\n';
+  const launcher = 'struct Launcher { const char* id; int count; const char* const* names; void (*const* fns)(const void*); size_t args_bytes; };\n';
   groups.forEach((g, gi) => {
     const body = g.map((id) => {
-      writeFileSync(join(dir, `${id}.cu`), sources.get(id)!);
-      const gemv = sources.get(id)!.includes('archc_gemv(');
-      return `namespace k_${id} {\n#define archc_main archc_main_${id}\n#define archc_gemv archc_gemv_${id}\n#include "${id}.cu"\n#undef archc_main\n#undef archc_gemv\n`
-        + `void run_main(const void* a) { archc_main_${id}(*static_cast<const ArchcArgs*>(a)); }\n`
-        + (gemv ? `void run_gemv(const void* a) { archc_gemv_${id}(*static_cast<const ArchcArgs*>(a)); }\n` : '') + '}\n'
-        + `extern const Launcher L_${id} = {"${id}", k_${id}::run_main, ${gemv ? `k_${id}::run_gemv` : 'nullptr'}, sizeof(k_${id}::ArchcArgs)};\n`;
+      const src = sources.get(id)!;
+      writeFileSync(join(dir, `${id}.cu`), src);
+      const fns = entryFunctions(src);
+      return `namespace k_${id} {\n${renamedInclude(id, src)}`
+        + fns.map((f, i) => `void run_${i}(const void* a) { ${functionName(f, id)}(*static_cast<const ArchcArgs*>(a)); }\n`).join('')
+        + `const char* const NAMES[] = {${fns.map((f) => `"${f}"`).join(', ')}};\nvoid (*const FNS[])(const void*) = {${fns.map((_, i) => `run_${i}`).join(', ')}};\n}\n`
+        + `extern const Launcher L_${id} = {"${id}", ${fns.length}, k_${id}::NAMES, k_${id}::FNS, sizeof(k_${id}::ArchcArgs)};\n`;
     }).join('');
     writeFileSync(join(dir, `part${gi}.cpp`), `#include "emu.h"\n${launcher}${body}`);
   });
@@ -167,9 +169,10 @@ class EmuInvocation implements Invocation {
     const T = this.batch.tokens.length, S = this.batch.seqs.length;
     const format = this.b.format(k);
     const rendered = renderKernel(program, this.entry, k, format);
-    const launch = launchOf(this.entry, k, rendered.schedule, T, S);
-    if (!launch) return;
+    const launches = launchesOf(this.entry, k, rendered.schedule, T, S);
+    if (!launches.length) return;
     const src = rendered.source;
+    const fns = entryFunctions(src);
     const weights = kernelWeights(k, matrixFormat(format)).map((w) => this.b.weightBytes(w.name, w.dtype));
     const ints = (xs: ArrayLike<number>) => new Uint8Array(Int32Array.from(xs).buffer);
     const i64 = (xs: number[]) => new Uint8Array(BigInt64Array.from(xs.map(BigInt)).buffer);
@@ -180,8 +183,9 @@ class EmuInvocation implements Invocation {
       slotFloats: this.pool.floats, T, S, capacity: this.pool.capacity, ...kernelOffsets(program, this.entry, k, T, S, this.pool.capacity),
     });
     const parts: Uint8Array[] = [
-      ints([launch.fn === 'archc_gemv' ? 1 : 0, launch.grid[0], launch.grid[1], launch.block[0], T, S, weights.length, args.byteLength]),
-      i64([this.arena.length, mem.length]), args,
+      ints([launches.length, T, S, weights.length, args.byteLength]),
+      ...launches.map((l) => ints([fns.indexOf(l.fn), l.grid[0], l.grid[1], l.block[0], l.shared])),
+      i64([this.arena.length, mem.length, scratchFloats(rendered.schedule, T, S)]), args,
       ...weights.flatMap((w) => [i64([w.byteLength]), w]),
       ints(this.batch.tokens), ints(this.batch.positions),
       ints(this.batch.seqs.map((s) => s.start)), ints(this.batch.seqs.map((s) => s.len)), ints(this.batch.lengths), ints(this.batch.slots),

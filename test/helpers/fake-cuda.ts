@@ -10,7 +10,8 @@ import type { CudaKernelFile } from '../../codegen/cuda/build.ts';
 import { manifestEntries } from '../../codegen/cuda/build.ts';
 import { ARGS_BYTES } from '../../runtime/cuda/abi.ts';
 import { loadKoffi } from '../../runtime/cuda/driver.ts';
-import type { CudaKernels, CudaManifest } from '../../runtime/cuda/kernels.ts';
+import { type CudaKernels, type CudaLaunchPlan, type CudaManifest, kernelIds } from '../../runtime/cuda/kernels.ts';
+import type { EntryName } from '../../runtime/program.ts';
 
 export interface FakeCuda {
   /** The library's path (a `library` for openDriver / openCudaBackend). */
@@ -53,4 +54,25 @@ export function fakeKernels(rendered: readonly CudaKernelFile[], image?: string)
   const manifest: CudaManifest = { archs: ['sm_90'], entries: manifestEntries(rendered), modules: [{ file: 'cuda/sm_90/module0.cubin', arch: 'sm_90', kind: 'cubin', ids }] };
   const text = image ?? ids.map((id) => `archc_main_${id} archc_gemv_${id}`).join(' ');
   return { manifest, source: () => '', module: () => new TextEncoder().encode(`${text}\0`) };
+}
+
+/** Two phases for a kernel of `withPhases`: `archc_one` over T / 2 x 3 blocks of 64 threads, then
+ *  `archc_two` over S blocks of 128 threads with 96 KiB of dynamic shared memory (above 48 KiB:
+ *  its limit must be raised). */
+export const PHASES = [
+  { fn: 'one', threads: 64, rowsOf: 'T', rowMul: 1, rowDiv: 2, plusS: false, gridY: 3 },
+  { fn: 'two', threads: 128, rowsOf: 'S', rowMul: 1, rowDiv: 1, plusS: false, gridY: 1, shared: 96 * 1024 },
+] as const;
+
+/** `kernels` with the last kernel of `entry` (the head: a product of few rows, here without its GEMV,
+ *  so that its phases run) run as PHASES and a workspace, `plan` over that; the module names the
+ *  phases' functions too. (A source's functions are looked up once, by the first kernel naming it:
+ *  a source shared by several entries takes its phases in each.) */
+export function withPhases(kernels: CudaKernels, entry: EntryName, plan: Partial<CudaLaunchPlan> = {}): CudaKernels {
+  const ks = [...kernels.manifest.entries[entry]];
+  const last = ks[ks.length - 1]!;
+  const ps = [...ks.slice(0, -1), { ...last, launch: { ...last.launch, gemvRows: undefined, gemvUpTo: undefined, phases: PHASES, scratch: { fixed: 1000, perT: 7, perS: 5 }, ...plan } }];
+  const before = new TextDecoder().decode(kernels.module('')).replace(/\0$/, '');
+  const image = `${before} ${kernelIds(last).map((id) => `archc_one_${id} archc_two_${id}`).join(' ')}`;
+  return { ...kernels, manifest: { ...kernels.manifest, entries: { ...kernels.manifest.entries, [entry]: ps } }, module: () => new TextEncoder().encode(`${image}\0`) };
 }

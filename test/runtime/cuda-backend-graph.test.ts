@@ -17,12 +17,13 @@ import { RuntimeError } from '../../runtime/errors.ts';
 import { Model } from '../../runtime/model.ts';
 import type { StatePool } from '../../runtime/backend.ts';
 import { compileTiny, makeDir, randomTensors, removeDir, writeCheckpoint } from '../helpers/checkpoints.ts';
-import { type FakeCuda, fakeCuda, fakeKernels } from '../helpers/fake-cuda.ts';
+import { type FakeCuda, fakeCuda, fakeKernels, withPhases } from '../helpers/fake-cuda.ts';
 
 const compiled = compileTiny();
 const program = lowerToProgram(compiled.graph, compiled.bindings);
 const tensors = randomTensors(compiled, { dtype: 'bf16', seed: 5 });
-const kernels = fakeKernels(renderProgram(program));
+const rendered = renderProgram(program);
+const kernels = fakeKernels(rendered);
 const decodeLaunches = program.entries.decode.kernels.length;
 
 describe('CUDA Graphs for decode steps', () => {
@@ -36,8 +37,8 @@ describe('CUDA Graphs for decode steps', () => {
     delete process.env.ARCHC_CUDA_GRAPHS;
   });
 
-  async function open(graphs?: boolean): Promise<CudaBackend> {
-    const b = await openCudaBackend(program, { library: fake.lib, kernels, ...(graphs === undefined ? {} : { graphs }) });
+  async function open(graphs?: boolean, ks = kernels): Promise<CudaBackend> {
+    const b = await openCudaBackend(program, { library: fake.lib, kernels: ks, ...(graphs === undefined ? {} : { graphs }) });
     for (const w of program.weights) b.uploadWeight(w, tensors.find((t) => t.name === w.name)!.tensor);
     return b;
   }
@@ -107,6 +108,25 @@ describe('CUDA Graphs for decode steps', () => {
       expect(step(b, pool, [8], [slots[0]!])).toEqual(direct);
       expect(step(b, pool, [8], [slots[0]!])).toEqual(direct);
       expect(b.graphs!.counts).toEqual({ captures: 1, replays: 1 });
+    } finally {
+      b.dispose();
+    }
+  });
+
+  it('a step with a kernel of phases (96 KiB of shared memory, a workspace): its limit raised before the capture, the replay running what direct launches run', async () => {
+    const b = await open(true, (['forward', 'prefill', 'decode'] as const).reduce((ks, e) => withPhases(ks, e), kernels));
+    try {
+      const pool = b.createStatePool(8);
+      const s = [pool.acquire(), pool.acquire()];
+      const first = step(b, pool, [3, 4], s);
+      expect(step(b, pool, [3, 4], s)).toEqual(first);
+      expect(b.graphs!.counts).toEqual({ captures: 1, replays: 1 });
+      const name = new Uint8Array(128), dims = new Uint32Array(6), args = new Uint8Array(1024);
+      fake.last(name, dims, args);
+      expect(new TextDecoder().decode(name.subarray(0, name.indexOf(0)))).toMatch(/^archc_two_/);
+      expect(new DataView(args.buffer).getBigUint64(8 * ARGS_FIELDS.indexOf('scratch'), true)).toBe(b.scratch.ptr);
+      b.useGraphs(false);
+      expect(step(b, pool, [3, 4], s)).toEqual(first);
     } finally {
       b.dispose();
     }

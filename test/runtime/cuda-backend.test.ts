@@ -8,17 +8,17 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { lowerToProgram } from '../../compiler/lower.ts';
 import { renderProgram } from '../../codegen/cuda/build.ts';
 import { runEntry } from '../../runtime/backend.ts';
-import { ARGS_VIEW_AT, ARGS_VIEWS, kernelOffsets, kernelWeights, launchOf, quantDeviceBytes, quantMatrix } from '../../runtime/cuda/abi.ts';
+import { ARGS_INTS_AT, ARGS_VIEW_AT, ARGS_VIEWS, kernelOffsets, kernelWeights, launchOf, quantDeviceBytes, quantMatrix } from '../../runtime/cuda/abi.ts';
 import { CudaBackend, openCudaBackend } from '../../runtime/cuda/backend.ts';
 import { openDriver } from '../../runtime/cuda/driver.ts';
-import type { CudaKernels, CudaManifest } from '../../runtime/cuda/kernels.ts';
+import type { CudaKernels, CudaLaunchPlan, CudaManifest } from '../../runtime/cuda/kernels.ts';
 import { RuntimeError } from '../../runtime/errors.ts';
 import { Model } from '../../runtime/model.ts';
 import type { EntryName, Kernel } from '../../runtime/program.ts';
 import { quantize } from '../../runtime/quant.ts';
 import { toF32 } from '../../runtime/tensor.ts';
 import { compileTiny, makeDir, randomTensors, removeDir, writeCheckpoint } from '../helpers/checkpoints.ts';
-import { type FakeCuda, fakeCuda, fakeKernels as fakeKernelsOf } from '../helpers/fake-cuda.ts';
+import { type FakeCuda, PHASES, fakeCuda, fakeKernels as fakeKernelsOf, withPhases } from '../helpers/fake-cuda.ts';
 
 const compiled = compileTiny();
 const program = lowerToProgram(compiled.graph, compiled.bindings);
@@ -125,7 +125,7 @@ describe('the CUDA backend', () => {
       expect(new TextDecoder().decode(name.subarray(0, name.indexOf(0)))).toBe(`${l.fn}_${id}`);
       expect([...dims]).toEqual([...l.grid, ...l.block]);
       const dv = new DataView(args.buffer);
-      expect([dv.getInt32(80, true), dv.getInt32(84, true), dv.getInt32(88, true)]).toEqual([T, 2, 16]);
+      expect([dv.getInt32(ARGS_INTS_AT, true), dv.getInt32(ARGS_INTS_AT + 4, true), dv.getInt32(ARGS_INTS_AT + 8, true)]).toEqual([T, 2, 16]);
       const off = kernelOffsets(program, entry, k, T, 2, 16);
       expect(off.views.map((_, i) => Number(dv.getBigInt64(ARGS_VIEW_AT + 8 * i, true)))).toEqual(off.views);
       expect(off.states.map((_, i) => Number(dv.getBigInt64(ARGS_VIEW_AT + 8 * (ARGS_VIEWS + i), true)))).toEqual(off.states);
@@ -154,6 +154,46 @@ describe('the CUDA backend', () => {
       }
     } finally {
       b.dispose();
+    }
+  });
+
+  it('a kernel of phases: each phase\'s function launched in order with its grid and shared bytes; the workspace its plan asks', async () => {
+    const ks = fakeKernels().manifest.entries.prefill;
+    const last = ks[ks.length - 1]!;
+    const phases = PHASES;
+    const phased = (plan: Partial<CudaLaunchPlan> = {}) => withPhases(fakeKernels(), 'prefill', plan);
+    const b = await openCudaBackend(program, { library: lib, kernels: phased() });
+    try {
+      for (const w of program.weights) b.uploadWeight(w, tensors.find((t) => t.name === w.name)!.tensor);
+      const pool = b.createStatePool(4);
+      const slots = [pool.acquire(), pool.acquire()];
+      const batch = { tokens: Int32Array.from([1, 2, 3, 4, 5]), positions: Int32Array.from([0, 1, 2, 0, 1]), seqs: [{ start: 0, len: 3 }, { start: 3, len: 2 }], slots, lengths: [0, 0] };
+      const entry = program.entries.prefill;
+      const before = fake.launches();
+      runEntry(b, program, 'prefill' as EntryName, batch, pool);
+      const plan = (k: Kernel) => rendered.find((r) => r.entry === 'prefill' && r.name === k.name && r.format === 'bf16')!.launch;
+      const single = entry.kernels.slice(0, -1).filter((k) => launchOf(entry, k, plan(k), 5, 2)).length;
+      expect(fake.launches() - before).toBe(single + 2);
+      const name = new Uint8Array(128), dims = new Uint32Array(6), args = new Uint8Array(1024);
+      fake.last(name, dims, args);
+      expect(new TextDecoder().decode(name.subarray(0, name.indexOf(0)))).toBe(`archc_two_${last.id}`);
+      expect([...dims]).toEqual([2, 1, 1, 128, 1, 1]);
+      // the workspace pointer, and room for the plan's floats at T = 5, S = 2
+      const dv = new DataView(args.buffer);
+      expect(dv.getBigUint64(9 * 8, true)).toBe(b.scratch.ptr);
+      expect(b.scratch.bytes).toBeGreaterThanOrEqual(4 * (1000 + 7 * 5 + 5 * 2));
+    } finally {
+      b.dispose();
+    }
+    // more dynamic shared memory than a block may have: the driver refuses, the error names the kernel
+    const big = await openCudaBackend(program, { library: lib, kernels: phased({ phases: [phases[0], { ...phases[1], shared: 300 * 1024 }] }) });
+    try {
+      for (const w of program.weights) big.uploadWeight(w, tensors.find((t) => t.name === w.name)!.tensor);
+      const pool = big.createStatePool(4);
+      const batch = { tokens: Int32Array.from([1, 2]), positions: Int32Array.from([0, 1]), seqs: [{ start: 0, len: 2 }], slots: [pool.acquire()], lengths: [0] };
+      expect(() => runEntry(big, program, 'prefill' as EntryName, batch, pool)).toThrow(new RegExp(`cuFuncSetAttribute\\(${last.name} archc_two, 307200 bytes`));
+    } finally {
+      big.dispose();
     }
   });
 

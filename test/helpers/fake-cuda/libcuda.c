@@ -59,7 +59,6 @@ int cuDeviceGetAttribute(int* v, int attr, int d) {
   *v = attr == 75 ? n / 10 : attr == 76 ? n % 10 : 0;
   return OK;
 }
-int cuFuncSetAttribute(void* fn, int attr, int value) { (void)attr; (void)value; return fn ? OK : INVALID_VALUE; }
 int cuDevicePrimaryCtxRetain(void** ctx, int d) { (void)d; *ctx = (void*)&last; return OK; }
 int cuDevicePrimaryCtxRelease_v2(int d) { (void)d; return OK; }
 int cuCtxSetCurrent(void* ctx) { (void)ctx; return OK; }
@@ -79,6 +78,8 @@ int cuModuleGetFunction(void** fn, void* mod, const char* name) {
   return OK;
 }
 int cuModuleUnload(void* mod) { Module* m = (Module*)mod; free(m->image); free(m); return OK; }
+// as a Hopper GPU: dynamic shared memory up to 227 KiB a block (attribute 8, MAX_DYNAMIC_SHARED_SIZE_BYTES)
+int cuFuncSetAttribute(void* fn, int attribute, int value) { if (refused()) return CAPTURE_UNSUPPORTED; return fn && attribute == 8 && value >= 0 && value <= 232448 ? OK : INVALID_VALUE; }
 int cuMemAlloc_v2(uint64_t* p, size_t bytes) { if (refused()) return CAPTURE_UNSUPPORTED; *p = (uint64_t)(uintptr_t)malloc(bytes); return *p ? OK : INVALID_VALUE; }
 int cuMemFree_v2(uint64_t p) { if (refused()) return CAPTURE_UNSUPPORTED; free((void*)(uintptr_t)p); return OK; }
 int cuMemcpyHtoD_v2(uint64_t dst, const void* src, size_t n) { if (refused()) return CAPTURE_UNSUPPORTED; memcpy((void*)(uintptr_t)dst, src, n); return OK; }
