@@ -566,6 +566,17 @@ def torch_baselines(run: dict, deadline: float) -> list:
     return out
 
 
+def plain_json(x):
+    """`x` with non-finite floats as the strings "inf", "-inf", "nan" (JSON has no such numbers)."""
+    if isinstance(x, float) and not np.isfinite(x):
+        return str(x)
+    if isinstance(x, dict):
+        return {k: plain_json(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [plain_json(v) for v in x]
+    return x
+
+
 def main():
     global WORK
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -652,7 +663,7 @@ def main():
         return
     results["ok"], results["seconds"] = bool(ok), time.time() - t0
     out = a.out or os.path.join(WORK, "results.json")
-    json.dump(results, open(out, "w"), indent=2)
+    json.dump(plain_json(results), open(out, "w"), indent=2)
     print(f"{'all checks passed' if ok else 'CHECKS FAILED'}; numbers in {out} ({time.time() - t0:.0f} s)")
     sys.exit(0 if ok else 1)
 

@@ -2,11 +2,12 @@
 // needs on a machine with an NVIDIA GPU and Python but no Node. For each model, the compiled CUDA
 // modules (cubins for --cuda-arch, PTX of the lowest) and kernel sources, and "sessions": runs of
 // the program's entries recorded as launches (function, grid, block, ArchcArgs packed by
-// runtime/cuda/abi.ts with its nine pointers left for the driver to fill in, the weights of its
-// table). The tiny model carries its weights (as the CUDA backend stores them) and the CPU engine's
-// result of every launch and the logits of every run; the Bamba-9B-shaped model carries only the
-// weight sizes (bench/gpu/driver.py fills them with random values on the GPU) and each run's floor:
-// bytes it must move and FLOPs it must do.
+// runtime/cuda/abi.ts with its ten pointers left for the driver to fill in, the weights of its
+// table, the shape of a product or an attention for torch's baseline). The tiny model carries its
+// weights (as the CUDA backend stores them) and the CPU engine's result of every launch and the
+// logits of every run; the Bamba-9B-shaped model carries only the weight sizes and how to fill them
+// (bench/gpu/driver.py fills them with random values on the GPU that keep its states finite), each
+// run's floor (bytes it must move, FLOPs it must do) and the build report's cost model.
 //
 //   npx tsx bench/gpu/prepare.ts [--out bench/gpu/work] [--cuda-arch sm_80,sm_90] [--cache DIR] [--tiny-only]
 
@@ -301,19 +302,6 @@ async function bamba9b(out: string, archs: readonly string[], cache: string): Pr
   const weights = rec.weights.map((w) => ({ ...w, ...fillOf(w.name, w.dtype) }));
   // the cost model as build-report.json carries it (targets.cuda.cost)
   return { name: 'bamba9b', modules: build.report.modules, weights, cost: { decodeGemv: decodeGemvReport(program) }, sessions: [{ slots: 8, slotFloats, capacity, runs }] };
-}
-
-/** The values bench/gpu/fill.cu makes for a buffer of n elements (the same hash, the same f32
- *  roundings: a sum and a product of floats rounded through a double round as in f32). */
-export function fillValues(n: number, seed: number, around: number, scale: number): Float32Array {
-  const out = new Float32Array(n);
-  const a = Math.fround(around), s = Math.fround(scale), sd = Math.imul(seed, 0x85EBCA6B);
-  for (let i = 0; i < n; i++) {
-    let h = Math.imul(i, 0x9E3779B9) ^ sd;
-    h ^= h >>> 16; h = Math.imul(h, 0x7FEB352D); h ^= h >>> 15; h = Math.imul(h, 0x846CA68B); h ^= h >>> 16;
-    out[i] = a + Math.fround(s * ((h >>> 8) / 16777216 - 0.5));
-  }
-  return out;
 }
 
 /** How the driver fills a weight of the 9B-shaped model: values in around ± scale / 2 that keep
