@@ -80,7 +80,7 @@ export class CudaBackend implements Backend {
   /** Decode steps as CUDA Graphs (null: every launch made as dispatched; useGraphs). */
   graphs: StepGraphs | null = null;
   /** The invocation whose launches are held back for its step's graph, run by the next sync. */
-  held: CudaInvocation | null = null;
+  waiting: CudaInvocation | null = null;
   private disposed = false;
 
   constructor(readonly program: Program, opts: CudaBackendOptions) {
@@ -296,7 +296,7 @@ export class CudaBackend implements Backend {
   begin(entry: Entry, batch: RunBatch, pool: StatePool): Invocation {
     if (!(pool instanceof CudaStatePool) || pool.backend !== this) fail('the state pool was not made by this CUDA backend');
     const T = batch.tokens.length, S = batch.seqs.length;
-    this.held?.flush();  // the batch buffer is about to change under them
+    this.waiting?.flush();  // the batch buffer is about to change under them
     this.arena.reserve(4 * (entry.arena.T * T + entry.arena.S * S));
     const ints = new Int32Array(2 * T + 4 * S);
     ints.set(batch.tokens, 0);
@@ -319,16 +319,16 @@ export class CudaBackend implements Backend {
     return new CudaInvocation(this, entry, T, S, pool, ptr, graphed ? `decode T=${T} S=${S}` : null);
   }
 
-  /** Turns the decode steps' graphs on or off (those held are dropped). */
+  /** Turns the decode steps' graphs on or off: launches held back run first, the graphs kept are dropped. */
   useGraphs(on: boolean): void {
-    this.held?.flush();
+    this.waiting?.flush();
     this.graphs?.dispose();
     this.graphs = on ? new StepGraphs(this.driver, this.stream, (l) => this.launch(l)) : null;
   }
 
   /** Runs the launches held back, then waits for the stream. */
   sync(): void {
-    this.held?.flush();
+    this.waiting?.flush();
     this.call(this.driver.cuStreamSynchronize(this.stream), 'cuStreamSynchronize');
   }
 
@@ -350,7 +350,7 @@ export class CudaBackend implements Backend {
     if (this.disposed) return;
     this.disposed = true;
     const d = this.driver;
-    this.held = null;
+    this.waiting = null;
     this.graphs?.dispose();
     for (const p of [...this.weights.values(), ...this.tables.values()]) d.cuMemFree(p);
     this.weights.clear();
@@ -381,7 +381,7 @@ class CudaInvocation implements Invocation {
   flush(): void {
     const ls = this.held;
     this.held = [];
-    if (this.b.held === this) this.b.held = null;
+    if (this.b.waiting === this) this.b.waiting = null;
     if (this.whole && this.next === this.entry.kernels.length && ls.length && this.b.graphs) this.b.graphs.run(this.shape!, ls);
     else for (const l of ls) this.b.launch(l);
     this.whole = false;
@@ -421,7 +421,7 @@ class CudaInvocation implements Invocation {
       this.b.allowShared(fn, l.shared, what);  // (before a capture, which takes launches only)
       const sl: StepLaunch = { fn, grid: l.grid, block: l.block, shared: l.shared, args, what };
       if (!this.whole) this.b.launch(sl);
-      else { this.held.push(sl); this.b.held = this; }
+      else { this.held.push(sl); this.b.waiting = this; }
     }
   }
 
