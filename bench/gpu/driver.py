@@ -6,7 +6,9 @@ the baselines, where it is installed).
 1. The tiny model: its weights uploaded as the CUDA backend stores them, the arena poisoned with
    NaN, then a packed ragged prefill, two decode steps and a forward; after every launch the
    kernel's outputs are compared with the CPU engine's, and each run's logits (max error relative
-   to max |ref| at most 2e-2, as the emulated tests ask).
+   to max |ref| at most 2e-2, as the emulated tests ask). The narrow model (Bamba-9B's head, state
+   and chunk sizes; weights made here by the fill kernels' hash, the same bits prepare.ts gave the
+   CPU engine) the same way, on each kernel's first and last output rows.
 2. The Bamba-9B-shaped model with random bf16 weights made on the GPU (fills that keep its SSM
    states finite): prefill of 4096 tokens and decode steps of batch 1 and 8. Each run's arguments
    are packed once, before any timing; CUDA events bracket the launches alone: the step launched
@@ -253,14 +255,19 @@ class Model:
 
     def __init__(self, cuda: Cuda, work: str, m: dict, dry: bool):
         self.cuda, self.m, self.dir, self.dry = cuda, m, os.path.join(work, m["name"]), dry
+        # modules and kernel sources: the model's folder, or the one of another model of the same build
+        mdir = os.path.join(work, m.get("moduleDir", m["name"]))
         self.fns, self.tables, self.weights = {}, {}, []
         wanted = {l["id"] for s in m["sessions"] for r in s["runs"] for l in r["launches"]}
         for i in wanted:
-            if not os.path.exists(os.path.join(self.dir, "cuda", "kernels", f"{i}.cu")):
-                raise CudaError(f"{m['name']}: the source of kernel {i} is missing from {self.dir}")
+            if not os.path.exists(os.path.join(mdir, "cuda", "kernels", f"{i}.cu")):
+                raise CudaError(f"{m['name']}: the source of kernel {i} is missing from {mdir}")
         for mod in m["modules"]:
-            if not os.path.exists(os.path.join(self.dir, mod["file"])):
+            if not os.path.exists(os.path.join(mdir, mod["file"])):
                 raise CudaError(f"{m['name']}: module {mod['file']} is missing")
+        for w in m["weights"]:
+            if "segments" in w and sum(g["count"] for g in w["segments"]) * (2 if w["dtype"] == "bf16" else 4) != w["bytes"]:
+                raise CudaError(f"{m['name']}: the fill segments of {w['name']} do not cover its {w['bytes']} bytes")
         if dry:
             return
         arch = cuda.arch
@@ -269,7 +276,7 @@ class Model:
         ptx = sorted([x for x in m["modules"] if x["kind"] == "ptx" and arch_number(x["arch"]) <= arch_number(arch)], key=lambda x: -arch_number(x["arch"]))
         for mod in cubins + ptx:
             if left & set(mod["ids"]):
-                data = open(os.path.join(self.dir, mod["file"]), "rb").read()
+                data = open(os.path.join(mdir, mod["file"]), "rb").read()
                 try:
                     images.append((cuda.module(data + (b"\0" if mod["kind"] == "ptx" else b""), mod["file"]), mod["ids"]))
                     left -= set(mod["ids"])
@@ -277,7 +284,7 @@ class Model:
                     print(f"  {e}; trying the next way", flush=True)
         if left:
             ids = sorted(left)
-            sources = {i: open(os.path.join(self.dir, "cuda", "kernels", f"{i}.cu")).read() for i in ids}
+            sources = {i: open(os.path.join(mdir, "cuda", "kernels", f"{i}.cu")).read() for i in ids}
             images.append((cuda.module(nvrtc_compile(ids, sources, arch), f"NVRTC module ({arch})"), ids))
         for module, ids in images:
             for i in ids:
@@ -291,7 +298,12 @@ class Model:
         fill = Fill.get(self.cuda)
         for i, w in enumerate(self.m["weights"]):
             p = self.cuda.alloc(w["bytes"])
-            if blob is not None:
+            if "segments" in w:  # made by the fill kernels' hash, as prepare.ts made them for the CPU engine
+                size, at = (2 if w["dtype"] == "bf16" else 4), 0
+                for g in w["segments"]:
+                    fill.fill(p + at * size, w["dtype"], g["count"] * size, seed=g["seed"], around=g["around"], scale=g["scale"])
+                    at += g["count"]
+            elif "offset" in w:
                 self.cuda.htod(p, blob[w["offset"]:w["offset"] + w["bytes"]])
             else:
                 fill.fill(p, w["dtype"], w["bytes"], seed=i + 1, around=w.get("around", 0), scale=w.get("scale", 0.02 if w["dtype"] == "bf16" else 0.1))

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { lowerToProgram } from '../../compiler/lower.ts';
-import { fillOf, floorOf } from '../../bench/gpu/prepare.ts';
+import { fillOf, fillValues, floorOf } from '../../bench/gpu/prepare.ts';
 import { ARGS_BYTES } from '../../runtime/cuda/abi.ts';
 import { ofFamily } from '../../runtime/program.ts';
 import { ROOT, compileTiny } from '../helpers/checkpoints.ts';
@@ -24,11 +24,15 @@ const driver = join(ROOT, 'bench', 'gpu', 'driver.py');
 
 describe('bench/gpu', () => {
   it('prepare writes the tiny model; the driver\'s dry run reads it and packs arguments as the ABI does; its timed path runs on the stand-in driver', async () => {
-    execFileSync('npx', ['tsx', join(ROOT, 'bench', 'gpu', 'prepare.ts'), '--out', join(work, 'work'), '--tiny-only', '--cache', join(tmpdir(), 'archc-cuda-test-cache')], { cwd: ROOT, stdio: 'pipe' });
+    execFileSync('npx', ['tsx', join(ROOT, 'bench', 'gpu', 'prepare.ts'), '--out', join(work, 'work'), '--tiny-only', '--ptx', '--cache', join(tmpdir(), 'archc-cuda-test-cache')], { cwd: ROOT, stdio: 'pipe' });
     const trace = JSON.parse(readFileSync(join(work, 'work', 'trace.json'), 'utf8'));
     const tiny = trace.models[0];
     expect(tiny.name).toBe('tiny');
     for (const m of tiny.modules) expect(existsSync(join(work, 'work', 'tiny', m.file)), m.file).toBe(true);
+    // cubins and (--ptx) PTX, written once for both tiny models (one build)
+    expect(new Set(tiny.modules.map((m: { kind: string }) => m.kind))).toEqual(new Set(['cubin', 'ptx']));
+    expect(trace.models[1].moduleDir).toBe('tiny');
+    expect(existsSync(join(work, 'work', 'tiny-q4', 'cuda'))).toBe(false);
     const launches = tiny.sessions.flatMap((s: { runs: { launches: { args: string; family: string; check: unknown[] }[] }[] }) => s.runs.flatMap((r) => r.launches));
     expect(new Set(launches.map((l: { family: string }) => l.family))).toEqual(new Set(['embedding', 'matmul', 'conv', 'ssd', 'attention', 'ssd_step', 'attention_decode']));
     for (const l of launches) {
@@ -96,6 +100,40 @@ describe('bench/gpu', () => {
     }, 0);
     expect(attention).toBeGreaterThan(0);
     expect(floorOf(program, e, T, S, [0]).flops).toBe(2 * T * products + 2 * S * embed.shape[0]! * embed.shape[1]! + attention);
+  });
+
+  it('makes the same weights as the fill kernels, bit for bit (the narrow model\'s CPU reference runs on them)', () => {
+    // bench/gpu/fill.cu's fill_value compiled for the host: its integer hash and its two roundings
+    const dir = join(work, 'fill');
+    execFileSync('mkdir', ['-p', dir]);
+    writeFileSync(join(dir, 'cuda_bf16.h'), [
+      '#pragma once', '#define __device__', '#define __forceinline__ inline', '#define __global__',
+      '#define __fadd_rn(a, b) ((a) + (b))', '#define __fmul_rn(a, b) ((a) * (b))', 'typedef unsigned short __nv_bfloat16;',
+      'inline __nv_bfloat16 __float2bfloat16_rn(float) { return 0; }', 'struct D3 { unsigned x, y, z; };', 'static D3 blockIdx, blockDim, threadIdx, gridDim;',
+    ].join('\n'));
+    writeFileSync(join(dir, 'main.cpp'), `#include <cstdio>
+#include <cstring>
+#include "${join(ROOT, 'bench', 'gpu', 'fill.cu')}"
+int main() {
+  const float args[][2] = {{0.f, 0.02f}, {-1.f, 1.f}, {1.f, 0.1f}, {-4.f, 1.f}};
+  for (unsigned seed = 1; seed < 40; seed += 13)
+    for (auto& a : args)
+      for (unsigned i = 0; i < 3000; i += 1) { float v = fill_value(seed, i * 97u, a[0], a[1]); unsigned b; std::memcpy(&b, &v, 4); std::printf("%u\\n", b); }
+}
+`);
+    execFileSync('g++', ['-O2', '-ffp-contract=off', '-I', dir, '-o', join(dir, 'fill'), join(dir, 'main.cpp')]);
+    const host = execFileSync(join(dir, 'fill'), { encoding: 'utf8', maxBuffer: 1 << 24 }).trim().split('\n').map(Number);
+    const mine: number[] = [];
+    for (let seed = 1; seed < 40; seed += 13) {
+      for (const [around, scale] of [[0, 0.02], [-1, 1], [1, 0.1], [-4, 1]] as const) {
+        // element i · 97 of a buffer
+        const all = fillValues(2999 * 97 + 1, seed, around, scale);
+        for (let i = 0; i < 3000; i++) mine.push(new Uint32Array(Float32Array.of(all[i * 97]!).buffer)[0]!);
+      }
+    }
+    expect(host.length).toBe(mine.length);
+    expect(host.filter((b, i) => b !== mine[i]).length).toBe(0);
+    expect(new Set(mine).size).toBeGreaterThan(mine.length / 2);
   });
 
   it('fills the 9B-shaped model so that its states stay finite: A negative, dt small, norms near 1', () => {
