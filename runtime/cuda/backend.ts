@@ -382,7 +382,8 @@ class CudaInvocation implements Invocation {
     const ls = this.held;
     this.held = [];
     if (this.b.waiting === this) this.b.waiting = null;
-    if (this.whole && this.next === this.entry.kernels.length && ls.length && this.b.graphs) this.b.graphs.run(this.shape!, ls);
+    if (!ls.length) return;  // (nothing ran: a write before the step keeps it whole)
+    if (this.whole && this.next === this.entry.kernels.length && this.b.graphs) this.b.graphs.run(this.shape!, ls);
     else for (const l of ls) this.b.launch(l);
     this.whole = false;
   }
@@ -406,7 +407,7 @@ class CudaInvocation implements Invocation {
   dispatch(k: Kernel): void {
     const index = this.entry.kernels.indexOf(k);
     if (index < 0) fail(`kernel ${k.name} is not in this entry`);
-    if (index !== this.next && this.whole) this.flush();
+    if (index !== this.next && this.whole) { this.flush(); this.whole = false; }
     this.next = index + 1;
     const launches = launchesOf(this.entry, k, this.b.launchPlan(this.entry, index), this.T, this.S);
     if (!launches.length) return;

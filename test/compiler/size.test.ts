@@ -125,9 +125,9 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  file, data-rows.ts each epoch's phase and permutation; archc train's sampler position, --file-order, --data-cache);
  *  codegen +171: the CUDA decode GEMV near the bandwidth floor (issue 23: codegen/cuda/gemv.ts its schedule, RoPE column
  *  pairs, vectors and passes; codegen/cuda/cost.ts the decode GEMVs' cost model in the build report);
- *  runtime +177 (on main's 16157): CUDA decode steps as CUDA Graphs (issue 23: runtime/cuda/graph.ts capture, replay and
+ *  runtime +178 (on main's 16157): CUDA decode steps as CUDA Graphs (issue 23: runtime/cuda/graph.ts capture, replay and
  *  the shapes kept; the driver's graph calls; runtime/cuda/pool.ts the growing buffers and state pool out of backend.ts). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5115, codegen: 6326, runtime: 16334, cli: 3253 };
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5115, codegen: 6326, runtime: 16335, cli: 3253 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {

@@ -132,6 +132,34 @@ describe('CUDA Graphs for decode steps', () => {
     }
   });
 
+  it('a step written to first is still one graph; one dispatched out of order is launched kernel by kernel, in its order', async () => {
+    const b = await open(true);
+    try {
+      const pool = b.createStatePool(8);
+      const entry = program.entries.decode, logits = entry.outputs.logits!;
+      const batch = { tokens: Int32Array.of(5), positions: Int32Array.of(0), seqs: [{ start: 0, len: 1 }], slots: [pool.acquire()], lengths: [0] };
+      const inv = b.begin(entry, batch, pool);
+      inv.write(logits, new Float32Array(logits.width).fill(Number.NaN));
+      for (const k of entry.kernels) inv.dispatch(k);
+      inv.read(logits);
+      expect(b.graphs!.counts).toEqual({ captures: 1, replays: 0 });
+      const begun = fake.graphs()[0];
+      fake.runLog(true);
+      const name = new Uint8Array(128), dims = new Uint32Array(6), args = new Uint8Array(1024);
+      const backwards = b.begin(entry, batch, pool);
+      for (const k of [...entry.kernels].reverse()) backwards.dispatch(k);
+      backwards.read(logits);
+      expect(fake.graphs()[0]).toBe(begun);
+      expect(b.graphs!.counts).toEqual({ captures: 1, replays: 0 });
+      expect(fake.runLog()[0]).toBeGreaterThan(decodeLaunches / 2);
+      // the last launch run: the first kernel's
+      fake.last(name, dims, args);
+      expect(new TextDecoder().decode(name.subarray(0, name.indexOf(0)))).toMatch(new RegExp(`_${rendered.find((r) => r.entry === 'decode' && r.index === 0 && r.format === 'bf16')!.id}$`));
+    } finally {
+      b.dispose();
+    }
+  });
+
   it(`keeps ${GRAPH_SHAPES} shapes' graphs, dropping the one used longest ago; frees them all at dispose`, async () => {
     const b = await open(true);
     const alive = fake.graphs()[3]!;
