@@ -1,18 +1,28 @@
 #!/usr/bin/env python3
 """The GPU script's driver: replays the launches bench/gpu/prepare.ts recorded, on an NVIDIA GPU,
-through the CUDA driver API (ctypes on libcuda.so.1; numpy for host arrays; no Node, no torch).
+through the CUDA driver API (ctypes on libcuda.so.1; numpy for host arrays; no Node; torch only for
+the baselines, where it is installed).
 
 1. The tiny model: its weights uploaded as the CUDA backend stores them, the arena poisoned with
    NaN, then a packed ragged prefill, two decode steps and a forward; after every launch the
    kernel's outputs are compared with the CPU engine's, and each run's logits (max error relative
-   to max |ref| at most 2e-2, as the emulated tests ask).
-2. The Bamba-9B-shaped model with random bf16 weights made on the GPU: prefill of 4096 tokens and
-   decode steps of batch 1 and 8 timed with CUDA events, each against its floor
-   (bytes / HBM bandwidth, FLOPs / dense bf16 tensor-core rate).
+   to max |ref| at most 2e-2, as the emulated tests ask). The narrow model (Bamba-9B's head, state
+   and chunk sizes; weights made here by the fill kernels' hash, the same bits prepare.ts gave the
+   CPU engine) the same way, on each kernel's first and last output rows.
+2. The Bamba-9B-shaped model with random bf16 weights made on the GPU (fills that keep its SSM
+   states finite): prefill of 4096 tokens and decode steps of batch 1 and 8. Each run's arguments
+   are packed once, before any timing; CUDA events bracket the launches alone: the step launched
+   kernel by kernel, the step as one CUDA graph (decode), and every kernel (an event between
+   launches), each against its floor (bytes / HBM bandwidth, FLOPs / dense bf16 tensor-core rate)
+   and beside the cost model of the build report; the run's logits and first state slot checked
+   finite. torch's F.linear (cuBLAS), and scaled_dot_product_attention at each product's and
+   attention's shape, timed the same way on the same card.
 
 The numbers go to --out (JSON). --dry-run does everything up to the first CUDA call: reads the
 trace and its files, packs every launch's arguments and checks the packing against the one
-runtime/cuda/abi.ts made.
+runtime/cuda/abi.ts made, and prints the floors and the cost model it will compare with.
+--budget stops starting timed work past that many seconds (default 420: the run stays under 8
+minutes).
 """
 
 import argparse
@@ -92,7 +102,10 @@ class Cuda:
             "cuStreamCreate": [ctypes.POINTER(vp), ctypes.c_uint], "cuStreamSynchronize": [vp],
             "cuEventCreate": [ctypes.POINTER(vp), ctypes.c_uint], "cuEventRecord": [vp, vp], "cuEventSynchronize": [vp],
             "cuEventElapsedTime": [ctypes.POINTER(ctypes.c_float), vp, vp], "cuGetErrorName": [i32, ctypes.POINTER(ctypes.c_char_p)],
-            "cuDriverGetVersion": [ctypes.POINTER(i32)], "cuFuncSetAttribute": [vp, i32, i32],
+            "cuDriverGetVersion": [ctypes.POINTER(i32)],
+            "cuStreamBeginCapture_v2": [vp, i32], "cuStreamEndCapture": [vp, ctypes.POINTER(vp)],
+            "cuGraphInstantiateWithFlags": [ctypes.POINTER(vp), vp, ctypes.c_ulonglong], "cuGraphLaunch": [vp, vp],
+            "cuGraphExecDestroy": [vp], "cuGraphDestroy": [vp], "cuFuncSetAttribute": [vp, i32, i32],
         }
         for name, args in sig.items():
             f = getattr(L, name)
@@ -140,10 +153,7 @@ class Cuda:
         self.check(self.lib.cuMemcpyHtoD_v2(ptr, buf, len(data)), "cuMemcpyHtoD")
 
     def dtoh_f32(self, ptr: int, n: int) -> np.ndarray:
-        out = np.empty(n, dtype=np.float32)
-        self.sync()
-        self.check(self.lib.cuMemcpyDtoH_v2(out.ctypes.data_as(ctypes.c_void_p), ptr, 4 * n), "cuMemcpyDtoH")
-        return out
+        return self.dtoh(ptr, n, np.float32)
 
     def memset(self, ptr: int, value: int, nbytes: int):
         self.check(self.lib.cuMemsetD8_v2(ptr, value, nbytes), "cuMemsetD8")
@@ -160,12 +170,11 @@ class Cuda:
         r = self.lib.cuModuleGetFunction(ctypes.byref(f), module, name.encode())
         return f if r == 0 else None
 
-    def launch(self, fn, grid, block, args: bytes, what: str, shared: int = 0):
-        buf = ctypes.create_string_buffer(args, len(args))
-        params = (ctypes.c_void_p * 1)(ctypes.cast(buf, ctypes.c_void_p))
-        if shared > 48 * 1024:  # CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
-            self.check(self.lib.cuFuncSetAttribute(fn, 8, shared), f"cuFuncSetAttribute({what}, {shared} bytes)")
-        self.check(self.lib.cuLaunchKernel(fn, *grid, *block, shared, self.stream, params, None), f"cuLaunchKernel({what})")
+    def dtoh(self, ptr: int, n: int, dtype) -> np.ndarray:
+        out = np.empty(n, dtype=dtype)
+        self.sync()
+        self.check(self.lib.cuMemcpyDtoH_v2(out.ctypes.data_as(ctypes.c_void_p), ptr, out.nbytes), "cuMemcpyDtoH")
+        return out
 
     def sync(self):
         self.check(self.lib.cuStreamSynchronize(self.stream), "cuStreamSynchronize")
@@ -174,6 +183,26 @@ class Cuda:
         e = ctypes.c_void_p()
         self.check(self.lib.cuEventCreate(ctypes.byref(e), 0), "cuEventCreate")
         return e
+
+    def record(self, e):
+        self.check(self.lib.cuEventRecord(e, self.stream), "cuEventRecord")
+
+    def graph(self, launch_all, what: str):
+        """The launches `launch_all` makes, captured from the stream (nothing runs) and instantiated."""
+        g, exe = ctypes.c_void_p(), ctypes.c_void_p()
+        self.check(self.lib.cuStreamBeginCapture_v2(self.stream, 1), f"cuStreamBeginCapture({what})")
+        try:
+            launch_all()
+        finally:
+            r = self.lib.cuStreamEndCapture(self.stream, ctypes.byref(g))
+        self.check(r, f"cuStreamEndCapture({what})")
+        r = self.lib.cuGraphInstantiateWithFlags(ctypes.byref(exe), g, 0)
+        self.lib.cuGraphDestroy(g)
+        self.check(r, f"cuGraphInstantiate({what})")
+        return exe
+
+    def graph_launch(self, exe, what: str):
+        self.check(self.lib.cuGraphLaunch(exe, self.stream), f"cuGraphLaunch({what})")
 
     def elapsed_ms(self, a, b) -> float:
         ms = ctypes.c_float()
@@ -226,14 +255,19 @@ class Model:
 
     def __init__(self, cuda: Cuda, work: str, m: dict, dry: bool):
         self.cuda, self.m, self.dir, self.dry = cuda, m, os.path.join(work, m["name"]), dry
+        # modules and kernel sources: the model's folder, or the one of another model of the same build
+        mdir = os.path.join(work, m.get("moduleDir", m["name"]))
         self.fns, self.tables, self.weights = {}, {}, []
         wanted = {l["id"] for s in m["sessions"] for r in s["runs"] for l in r["launches"]}
         for i in wanted:
-            if not os.path.exists(os.path.join(self.dir, "cuda", "kernels", f"{i}.cu")):
-                raise CudaError(f"{m['name']}: the source of kernel {i} is missing from {self.dir}")
+            if not os.path.exists(os.path.join(mdir, "cuda", "kernels", f"{i}.cu")):
+                raise CudaError(f"{m['name']}: the source of kernel {i} is missing from {mdir}")
         for mod in m["modules"]:
-            if not os.path.exists(os.path.join(self.dir, mod["file"])):
+            if not os.path.exists(os.path.join(mdir, mod["file"])):
                 raise CudaError(f"{m['name']}: module {mod['file']} is missing")
+        for w in m["weights"]:
+            if "segments" in w and sum(g["count"] for g in w["segments"]) * (2 if w["dtype"] == "bf16" else 4) != w["bytes"]:
+                raise CudaError(f"{m['name']}: the fill segments of {w['name']} do not cover its {w['bytes']} bytes")
         if dry:
             return
         arch = cuda.arch
@@ -242,7 +276,7 @@ class Model:
         ptx = sorted([x for x in m["modules"] if x["kind"] == "ptx" and arch_number(x["arch"]) <= arch_number(arch)], key=lambda x: -arch_number(x["arch"]))
         for mod in cubins + ptx:
             if left & set(mod["ids"]):
-                data = open(os.path.join(self.dir, mod["file"]), "rb").read()
+                data = open(os.path.join(mdir, mod["file"]), "rb").read()
                 try:
                     images.append((cuda.module(data + (b"\0" if mod["kind"] == "ptx" else b""), mod["file"]), mod["ids"]))
                     left -= set(mod["ids"])
@@ -250,7 +284,7 @@ class Model:
                     print(f"  {e}; trying the next way", flush=True)
         if left:
             ids = sorted(left)
-            sources = {i: open(os.path.join(self.dir, "cuda", "kernels", f"{i}.cu")).read() for i in ids}
+            sources = {i: open(os.path.join(mdir, "cuda", "kernels", f"{i}.cu")).read() for i in ids}
             images.append((cuda.module(nvrtc_compile(ids, sources, arch), f"NVRTC module ({arch})"), ids))
         for module, ids in images:
             for i in ids:
@@ -264,10 +298,15 @@ class Model:
         fill = Fill.get(self.cuda)
         for i, w in enumerate(self.m["weights"]):
             p = self.cuda.alloc(w["bytes"])
-            if blob is not None:
+            if "segments" in w:  # made by the fill kernels' hash, as prepare.ts made them for the CPU engine
+                size, at = (2 if w["dtype"] == "bf16" else 4), 0
+                for g in w["segments"]:
+                    fill.fill(p + at * size, w["dtype"], g["count"] * size, seed=g["seed"], around=g["around"], scale=g["scale"])
+                    at += g["count"]
+            elif "offset" in w:
                 self.cuda.htod(p, blob[w["offset"]:w["offset"] + w["bytes"]])
             else:
-                fill.fill(p, w["dtype"], w["bytes"], seed=i + 1, around=w.get("around", 0), scale=0.02 if w["dtype"] == "bf16" else 0.1)
+                fill.fill(p, w["dtype"], w["bytes"], seed=i + 1, around=w.get("around", 0), scale=w.get("scale", 0.02 if w["dtype"] == "bf16" else 0.1))
             self.weights.append(p)
         self.cuda.sync()
 
@@ -321,75 +360,230 @@ def view_values(cuda: Cuda, arena: int, base: int, rows: int, stride: int, width
     return np.stack([raw[r * stride:r * stride + width] for r in range(rows)]).reshape(-1)
 
 
-def replay(cuda: Cuda, model: Model, run: dict, pool: int, arena: int, batch: int, dry: bool, refs, report: dict, scratch: int = 0x4000):
-    ptrs = {"arena": arena, "pool": pool, "scratch": scratch, **batch_pointers(batch, run["T"], run["S"])}
-    packed = []
-    for l in run["launches"]:
-        ptrs["w"] = 0 if dry else model.table(l["weights"])
-        packed.append(pack_args(base64.b64decode(l["args"]), ptrs))
-    if dry:
-        return packed
-    cuda.htod(batch, struct.pack(f"<{len(run['batch'])}i", *run["batch"]))
-    for l, args in zip(run["launches"], packed):
-        fn = model.fns[l["id"]][l["fn"]]
-        if fn is None:
-            raise CudaError(f"kernel {l['kernel']}: no function {l['fn']}_{l['id']}")
-        cuda.launch(fn, l["grid"], l["block"], args, l["kernel"], l.get("shared", 0))
-        if refs is not None and l.get("check"):
-            for base, rows, stride, width, at in l["check"]:
-                err = close(view_values(cuda, arena, base, rows, stride, width), refs[at:at + rows * width])
-                fam = report.setdefault(l["family"], {"launches": 0, "max_error": 0.0, "worst": None})
-                fam["launches"] += 1
-                if not err <= fam["max_error"]:
-                    fam["max_error"], fam["worst"] = err, l["kernel"]
-    return packed
+class Packed:
+    """A run's launches with their arguments packed and their parameter arrays made once, so that
+    launching them is one driver call each (nothing of Python's packing inside a timed region)."""
+
+    def __init__(self, cuda: Cuda, model: Model, run: dict, pool: int, arena: int, batch: int, scratch: int, dry: bool):
+        self.cuda, self.run, self.batch, self.items = cuda, run, batch, []
+        ptrs = {"arena": arena, "pool": pool, "scratch": scratch, **batch_pointers(batch, run["T"], run["S"])}
+        for l in run["launches"]:
+            ptrs["w"] = 0 if dry else model.table(l["weights"])
+            args = pack_args(base64.b64decode(l["args"]), ptrs)
+            if dry:
+                self.items.append((None, l, args, None))
+                continue
+            fn = model.fns[l["id"]][l["fn"]]
+            if fn is None:
+                raise CudaError(f"kernel {l['kernel']}: no function {l['fn']}_{l['id']}")
+            if l.get("shared", 0) > 48 * 1024:  # CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+                cuda.check(cuda.lib.cuFuncSetAttribute(fn, 8, l["shared"]), f"cuFuncSetAttribute({l['kernel']}, {l['shared']} bytes)")
+            buf = ctypes.create_string_buffer(args, len(args))
+            params = (ctypes.c_void_p * 1)(ctypes.cast(buf, ctypes.c_void_p))
+            self.items.append((fn, l, buf, params))
+
+    def upload_batch(self):
+        self.cuda.htod(self.batch, struct.pack(f"<{len(self.run['batch'])}i", *self.run["batch"]))
+
+    def launch(self, i: int):
+        fn, l, _, params = self.items[i]
+        r = self.cuda.lib.cuLaunchKernel(fn, *l["grid"], *l["block"], l.get("shared", 0), self.cuda.stream, params, None)
+        if r != 0:
+            self.cuda.check(r, f"cuLaunchKernel({l['kernel']})")
+
+    def launch_all(self):
+        for i in range(len(self.items)):
+            self.launch(i)
 
 
-def time_gemvs(cuda: Cuda, model: Model, run: dict, pool: int, arena: int, batch: int, reps: int = 50) -> list:
-    """Each distinct decode GEMV of `run` timed alone (CUDA events around `reps` launches of it, after a
-    full replay left its inputs in the arena), beside torch's F.linear of the same shape on this card."""
+def check_run(cuda: Cuda, packed: Packed, arena: int, refs, report: dict):
+    """Launches the run one kernel at a time, comparing each kernel's outputs with the CPU engine's."""
+    packed.upload_batch()
+    for i, (_, l, _, _) in enumerate(packed.items):
+        packed.launch(i)
+        for base, rows, stride, width, at in l.get("check") or []:
+            err = close(view_values(cuda, arena, base, rows, stride, width), refs[at:at + rows * width])
+            fam = report.setdefault(l["family"], {"launches": 0, "max_error": 0.0, "worst": None})
+            fam["launches"] += 1
+            if not err <= fam["max_error"]:
+                fam["max_error"], fam["worst"] = err, l["kernel"]
+
+
+def layer_key(name: str) -> str:
+    """A kernel's name with its layer indices as `*` (`model.layers.*.mamba.in_proj:linear`)."""
+    return re.sub(r"\.\d+(?=[.:])", ".*", name)
+
+
+def layer_keys(name: str):
+    """The keys the cost models give a kernel's rows: the whole-step model's, the decode GEMVs'."""
+    return (layer_key(name), re.sub(r"layers\.\d+\.", "layers.*.", name))
+
+
+def modelled(cost: dict, run: dict, card: str) -> dict:
+    """The cost model's rows for `run` on `card` (bf16), by kernel key: {modelUs, floorUs}; empty when
+    the build report models none of it (the whole-step model, `decode` / `prefill`)."""
+    if not cost:
+        return {}
+    rows = []
+    if run["entry"] == "decode" and cost.get("decode"):
+        rows = cost["decode"].get("cards", {}).get(card, {}).get(f"batch{run['S']}", {}).get("bf16", {}).get("kernels", [])
+    elif run["entry"] == "prefill" and cost.get("prefill"):
+        rows = cost["prefill"].get("cards", {}).get(card, {}).get("kernels", [])
+    return {r["kernel"]: r for r in rows}
+
+
+def card_of(name: str) -> str:
+    return "H200" if "H200" in name else "H100 SXM"
+
+
+def median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if xs else float("nan")
+
+
+def time_run(cuda: Cuda, model: Model, packed: Packed, t: dict, trace: dict, pool: int, arena: int, slot_floats: int, deadline: float) -> dict:
+    """One timed run: the step kernel by kernel and as a graph, each kernel, torch's baselines."""
+    run, h = packed.run, trace["h200"]
+    packed.upload_batch()
+    packed.launch_all()  # warm-up
+    cuda.sync()
+    e0, e1 = cuda.event(), cuda.event()
+
+    def timed(launch, reps):
+        out = []
+        for _ in range(reps):
+            cuda.record(e0)
+            launch()
+            cuda.record(e1)
+            out.append(cuda.elapsed_ms(e0, e1))
+            if time.time() > deadline:
+                break
+        return out
+
+    times = timed(packed.launch_all, t["reps"])
+    ms = median(times)
+    bw_ms, fl_ms = 1e3 * t["bytes"] / h["bandwidth"], 1e3 * t["flops"] / h["bf16Flops"]
+    floor = max(bw_ms, fl_ms)
+    row = {"run": run["name"], "ms": ms, "samples": times, "floor_ms": floor, "bytes": t["bytes"], "flops": t["flops"],
+           "bytes_floor_ms": bw_ms, "flops_floor_ms": fl_ms, "of_floor": floor / ms, "GBps": t["bytes"] / ms / 1e6, "TFLOPs": t["flops"] / ms / 1e9}
+    print(f"  {run['name']}: {ms:.3f} ms launched kernel by kernel (median of {len(times)}); floor {floor:.3f} ms = max({t['bytes'] / 1e9:.2f} GB / "
+          f"{h['bandwidth'] / 1e12:.1f} TB/s = {bw_ms:.3f} ms, {t['flops'] / 1e12:.2f} TFLOP / {h['bf16Flops'] / 1e12:.0f} TFLOP/s = {fl_ms:.3f} ms); "
+          f"{100 * floor / ms:.1f}% of the floor", flush=True)
+    if run["entry"] == "decode" and time.time() < deadline:
+        exe = cuda.graph(packed.launch_all, run["name"])
+        cuda.graph_launch(exe, run["name"])
+        gtimes = timed(lambda: cuda.graph_launch(exe, run["name"]), t["reps"])
+        cuda.lib.cuGraphExecDestroy(exe)
+        row["graph_ms"], row["graph_samples"] = median(gtimes), gtimes
+        print(f"  {run['name']}: {row['graph_ms']:.3f} ms as one CUDA graph; {100 * floor / row['graph_ms']:.1f}% of the floor", flush=True)
+    # every kernel: an event before each launch and one after the last (a few µs of gaps counted in each)
+    events = [cuda.event() for _ in range(len(packed.items) + 1)]
+    per = [[] for _ in packed.items]
+    for _ in range(3 if run["entry"] == "prefill" else 10):
+        for i in range(len(packed.items)):
+            cuda.record(events[i])
+            packed.launch(i)
+        cuda.record(events[-1])
+        cuda.sync()
+        for i in range(len(packed.items)):
+            per[i].append(cuda.elapsed_ms(events[i], events[i + 1]))
+        if time.time() > deadline:
+            break
+    row["kernels"] = kernel_table(packed, [median(p) for p in per], modelled(model.m.get("cost") or {}, run, card_of(cuda.name)))
+    # the run's logits and its first sequence's state slot: finite (the fills keep SSM states bounded)
+    base, rows, stride, width = run["output"]
+    logits = view_values(cuda, arena, base, rows, stride, width)
+    state = cuda.dtoh_f32(pool, slot_floats)
+    row["finite"] = {"logits": bool(np.all(np.isfinite(logits))), "state": bool(np.all(np.isfinite(state))), "max_abs_logit": float(np.max(np.abs(logits)))}
+    print(f"  {run['name']}: logits {'finite' if row['finite']['logits'] else 'NOT FINITE'} (max |x| {row['finite']['max_abs_logit']:.3g}), "
+          f"state slot 0 {'finite' if row['finite']['state'] else 'NOT FINITE'}", flush=True)
+    if time.time() < deadline:
+        row["torch"] = torch_baselines(run, deadline)
+    return row
+
+
+def kernel_table(packed: Packed, ms: list, model: dict) -> list:
+    """Each kernel kind of the run (the same layer at every depth together): how many, measured µs each
+    (the median of each launch, a kernel's phases summed), the cost model's µs and floor where it has
+    the kernel; printed slowest first."""
+    kinds, prev = {}, None
+    for (_, l, _, _), t in zip(packed.items, ms):
+        key = layer_key(l["kernel"])
+        k = kinds.setdefault(key, {"kernel": key, "family": l["family"], "fn": l["fn"], "count": 0, "us": 0.0})
+        k["count"] += l["kernel"] != prev  # a kernel of phases: its launches follow one another, their times summed
+        k["us"] += 1e3 * t
+        prev = l["kernel"]
+        m = next((model[x] for x in layer_keys(l["kernel"]) if x in model), None)
+        if m:
+            k["model_us"], k["floor_us"] = m.get("modelUs"), m.get("floorUs")
+    rows = sorted(kinds.values(), key=lambda k: -k["us"])
+    total = sum(k["us"] for k in rows)
+    for k in rows:
+        k["us"] /= k["count"]
+    print(f"    {'kernel':<60} {'n':>3} {'us each':>9} {'model':>9} {'floor':>9} {'share':>6}")
+    for k in rows[:16]:
+        fmt = lambda x: f"{x:9.1f}" if isinstance(x, (int, float)) else f"{'-':>9}"
+        print(f"    {k['kernel'][:60]:<60} {k['count']:>3} {k['us']:9.1f} {fmt(k.get('model_us'))} {fmt(k.get('floor_us'))} {100 * k['us'] * k['count'] / total:5.1f}%")
+    return rows
+
+
+def torch_baselines(run: dict, deadline: float) -> list:
+    """torch on the same card at each distinct product and attention shape of the run: F.linear
+    (cuBLAS: the GEMV at decode, the GEMM at prefill) and scaled_dot_product_attention (causal at
+    prefill), timed by CUDA events around `reps` calls on tensors made before."""
     try:
         import torch
         import torch.nn.functional as F
     except ImportError:
-        torch = None
-    ptrs = {"arena": arena, "pool": pool, **batch_pointers(batch, run["T"], run["S"])}
-    rows, seen = [], set()
+        print("    (no torch here: no baselines)")
+        return []
+    if not torch.cuda.is_available():
+        return []
+    out, seen = [], set()
     for l in run["launches"]:
-        if l["fn"] != "archc_gemv" or (l["id"], tuple(l["grid"])) in seen:
+        shape = ("linear", *l["product"]) if "product" in l else ("sdpa", *l["attention"]) if "attention" in l else None
+        if shape is None or shape in seen or time.time() > deadline:
             continue
-        seen.add((l["id"], tuple(l["grid"])))
-        ptrs["w"] = model.table(l["weights"])
-        fn, args = model.fns[l["id"]][l["fn"]], pack_args(base64.b64decode(l["args"]), ptrs)
-        e0, e1 = cuda.event(), cuda.event()
-        cuda.launch(fn, l["grid"], l["block"], args, l["kernel"])  # warm-up
-        # the parameters made once, so the loop only enqueues (a kernel shorter than Python's ~3 us a
-        # launch would still see the GPU wait on the host: then the figure is an upper bound)
-        buf = ctypes.create_string_buffer(args, len(args))
-        params = (ctypes.c_void_p * 1)(ctypes.cast(buf, ctypes.c_void_p))
-        cuda.lib.cuEventRecord(e0, cuda.stream)
-        for _ in range(reps):
-            cuda.lib.cuLaunchKernel(fn, *l["grid"], *l["block"], 0, cuda.stream, params, None)
-        cuda.lib.cuEventRecord(e1, cuda.stream)
-        cuda.sync()
-        ms = cuda.elapsed_ms(e0, e1) / reps
-        m, k, n = l["gemv"]
-        row = {"kernel": l["kernel"], "rows": m, "K": k, "N": n, "grid": l["grid"], "ms": ms}
-        if torch is not None and torch.cuda.is_available():
-            x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
-            w = torch.randn(n, k, device="cuda", dtype=torch.bfloat16)
-            F.linear(x, w)
-            t0, t1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            t0.record()
-            for _ in range(reps):
-                F.linear(x, w)
-            t1.record()
-            torch.cuda.synchronize()
-            row["torch_ms"] = t0.elapsed_time(t1) / reps
-        rows.append(row)
-        print(f"    gemv {l['kernel']} [{m}, {k}] x [{n}, {k}]: {ms * 1e3:.1f} us"
-              + (f", torch F.linear {row['torch_ms'] * 1e3:.1f} us" if "torch_ms" in row else " (no torch here)"), flush=True)
-    return rows
+        seen.add(shape)
+        if shape[0] == "linear":
+            m, k, n = shape[1:]
+            # several weights in turn, so that a small one is not timed from L2
+            xs = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+            ws = [torch.randn(n, k, device="cuda", dtype=torch.bfloat16) for _ in range(max(1, min(8, (256 << 20) // (2 * n * k))))]
+            call = lambda i, ws=ws, xs=xs: F.linear(xs, ws[i % len(ws)])
+            flops, nbytes = 2 * m * k * n, 2 * n * k + 2 * m * k + 2 * m * n
+        else:
+            s, q, kv, hq, hkv, d = shape[1:]
+            qs = torch.randn(s, hq, q, d, device="cuda", dtype=torch.bfloat16)
+            ks, vs = (torch.randn(s, hkv, kv, d, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+            call = lambda i, qs=qs, ks=ks, vs=vs, q=q: F.scaled_dot_product_attention(qs, ks, vs, is_causal=q > 1, enable_gqa=True)
+            flops, nbytes = 4 * s * hq * d * (q * (q + 1) // 2 if q > 1 else kv), 2 * s * d * (2 * hq * q + 2 * hkv * kv)
+        reps = 20 if flops > 1e11 else 100
+        for i in range(3):
+            call(i)
+        t0, t1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        t0.record()
+        for i in range(reps):
+            call(i)
+        t1.record()
+        torch.cuda.synchronize()
+        ms = t0.elapsed_time(t1) / reps
+        row = {"op": shape[0], "shape": list(shape[1:]), "kernel": l["kernel"], "ms": ms, "TFLOPs": flops / ms / 1e9, "GBps": nbytes / ms / 1e6}
+        out.append(row)
+        print(f"    torch {shape[0]} {list(shape[1:])}: {1e3 * ms:.1f} us ({row['TFLOPs']:.0f} TFLOP/s, {row['GBps']:.0f} GB/s)", flush=True)
+        del call
+    return out
+
+
+def plain_json(x):
+    """`x` with non-finite floats as the strings "inf", "-inf", "nan" (JSON has no such numbers)."""
+    if isinstance(x, float) and not np.isfinite(x):
+        return str(x)
+    if isinstance(x, dict):
+        return {k: plain_json(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [plain_json(v) for v in x]
+    return x
 
 
 def main():
@@ -399,15 +593,17 @@ def main():
     ap.add_argument("--out", default=None, help="results JSON (default: <work>/results.json)")
     ap.add_argument("--dry-run", action="store_true", help="stop before the first CUDA call")
     ap.add_argument("--library", default=os.environ.get("ARCHC_LIBCUDA", "libcuda.so.1"))
+    ap.add_argument("--budget", type=float, default=420, help="seconds after which no timed work starts")
     a = ap.parse_args()
     WORK = a.work
     t0 = time.time()
+    deadline = t0 + a.budget
     path = os.path.join(WORK, "trace.json")
     if not os.path.exists(path):
         sys.exit(f"error: {path} is missing; run `npx tsx bench/gpu/prepare.ts` where Node is, and carry bench/gpu/work here")
     trace = json.load(open(path))
-    if trace.get("format") != "archc-gpu-bench/1":
-        sys.exit(f"error: {path}: unknown format {trace.get('format')}")
+    if trace.get("format") != FORMAT:
+        sys.exit(f"error: {path}: format {trace.get('format')}, this driver reads {FORMAT}; prepare it again")
     # the packing of the arguments, against the bytes runtime/cuda/abi.ts made with the same pointers
     chk = trace["abiCheck"]
     if pack_args(base64.b64decode(chk["launch"]), chk["pointers"]) != base64.b64decode(chk["packed"]):
@@ -434,23 +630,25 @@ def main():
             arena_bytes = 4 * max(r["arenaFloats"] for r in s["runs"])
             batch_bytes = 4 * max(len(r["batch"]) for r in s["runs"])
             if a.dry_run:
-                n = sum(len(replay(None, model, r, 0x2000, 0x1000, 0x3000, True, None, {})) for r in s["runs"])
+                n = sum(len(Packed(None, model, r, 0x2000, 0x1000, 0x3000, 0x4000, True).items) for r in s["runs"])
                 print(f"{m['name']}: {len(s['runs'])} runs, {n} launches packed; device memory: pool {pool_bytes / 2**20:.1f} MiB, arena {arena_bytes / 2**20:.1f} MiB, "
                       f"weights {sum(w['bytes'] for w in m['weights']) / 2**30:.2f} GiB", flush=True)
                 for r in s["runs"]:
                     if r.get("time"):
                         f = r["time"]
                         floor = max(f["bytes"] / trace["h200"]["bandwidth"], f["flops"] / trace["h200"]["bf16Flops"])
-                        print(f"  {r['name']}: floor {floor * 1e3:.3f} ms ({f['bytes'] / 1e9:.2f} GB, {f['flops'] / 1e12:.2f} TFLOP)")
+                        model_rows = modelled(m.get("cost") or {}, r, "H200")
+                        print(f"  {r['name']}: floor {floor * 1e3:.3f} ms ({f['bytes'] / 1e9:.2f} GB, {f['flops'] / 1e12:.2f} TFLOP); "
+                              f"the cost model has {len(model_rows)} of its kernel kinds")
                 continue
             pool, arena, batch = cuda.alloc(pool_bytes), cuda.alloc(arena_bytes), cuda.alloc(batch_bytes)
             scratch = cuda.alloc(max(256, 4 * max(r.get("scratchFloats", 0) for r in s["runs"])))
             cuda.memset(pool, 0, pool_bytes)
             for r in s["runs"]:
+                packed = Packed(cuda, model, r, pool, arena, batch, scratch, False)
                 if refs is not None:
                     cuda.memset(arena, 0xFF, arena_bytes)  # NaN: every value read must have been written
-                    fams = results["checks"].setdefault(m["name"], {})
-                    replay(cuda, model, r, pool, arena, batch, False, refs, fams, scratch)
+                    check_run(cuda, packed, arena, refs, results["checks"].setdefault(m["name"], {}))
                     base, rows, stride, width, at = r["logits"]
                     err = close(view_values(cuda, arena, base, rows, stride, width), refs[at:at + rows * width])
                     good = err <= TOLERANCE
@@ -458,30 +656,12 @@ def main():
                     results["checks"].setdefault("logits", {})[r["name"]] = err
                     print(f"  {r['name']}: logits max error {err:.2e} of max |ref| ({'ok' if good else 'FAIL'})", flush=True)
                 if r.get("time"):
-                    t = r["time"]
-                    replay(cuda, model, r, pool, arena, batch, False, None, {}, scratch)  # warm-up
-                    cuda.sync()
-                    times = []
-                    for _ in range(t["reps"]):
-                        e0, e1 = cuda.event(), cuda.event()
-                        cuda.lib.cuEventRecord(e0, cuda.stream)
-                        replay(cuda, model, r, pool, arena, batch, False, None, {}, scratch)
-                        cuda.lib.cuEventRecord(e1, cuda.stream)
-                        times.append(cuda.elapsed_ms(e0, e1))
-                        if time.time() - t0 > 420:
-                            break
-                    ms = sorted(times)[len(times) // 2]
-                    h = trace["h200"]
-                    bw_ms, fl_ms = 1e3 * t["bytes"] / h["bandwidth"], 1e3 * t["flops"] / h["bf16Flops"]
-                    floor = max(bw_ms, fl_ms)
-                    row = {"run": r["name"], "ms": ms, "samples": times, "floor_ms": floor, "bytes": t["bytes"], "flops": t["flops"],
-                           "bytes_floor_ms": bw_ms, "flops_floor_ms": fl_ms, "of_floor": floor / ms,
-                           "GBps": t["bytes"] / ms / 1e6, "TFLOPs": t["flops"] / ms / 1e9}
-                    if r["entry"] == "decode":
-                        row["gemvs"] = time_gemvs(cuda, model, r, pool, arena, batch)
+                    if time.time() > deadline:
+                        print(f"  {r['name']}: not timed, past the budget of {a.budget:.0f} s", flush=True)
+                        continue
+                    row = time_run(cuda, model, packed, r["time"], trace, pool, arena, s["slotFloats"], deadline)
+                    ok &= row["finite"]["logits"] and row["finite"]["state"]
                     results["timings"].append(row)
-                    print(f"  {r['name']}: {ms:.3f} ms (median of {len(times)}); floor {floor:.3f} ms = max({t['bytes'] / 1e9:.2f} GB / 4.8 TB/s = {bw_ms:.3f} ms, "
-                          f"{t['flops'] / 1e12:.2f} TFLOP / 990 TFLOP/s = {fl_ms:.3f} ms); {100 * floor / ms:.1f}% of the floor", flush=True)
         if refs is not None and not a.dry_run:
             for fam, v in sorted(results["checks"][m["name"]].items()):
                 good = v["max_error"] <= TOLERANCE
@@ -492,11 +672,12 @@ def main():
         return
     results["ok"], results["seconds"] = bool(ok), time.time() - t0
     out = a.out or os.path.join(WORK, "results.json")
-    json.dump(results, open(out, "w"), indent=2)
+    json.dump(plain_json(results), open(out, "w"), indent=2)
     print(f"{'all checks passed' if ok else 'CHECKS FAILED'}; numbers in {out} ({time.time() - t0:.0f} s)")
     sys.exit(0 if ok else 1)
 
 
+FORMAT = "archc-gpu-bench/2"
 WORK = ""
 if __name__ == "__main__":
     main()

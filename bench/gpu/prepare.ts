@@ -2,18 +2,20 @@
 // needs on a machine with an NVIDIA GPU and Python but no Node. For each model, the compiled CUDA
 // modules (cubins for --cuda-arch, PTX of the lowest) and kernel sources, and "sessions": runs of
 // the program's entries recorded as launches (function, grid, block, ArchcArgs packed by
-// runtime/cuda/abi.ts with its nine pointers left for the driver to fill in, the weights of its
-// table). The tiny model carries its weights (as the CUDA backend stores them) and the CPU engine's
-// result of every launch and the logits of every run; the Bamba-9B-shaped model carries only the
-// weight sizes (bench/gpu/driver.py fills them with random values on the GPU) and each run's floor:
-// bytes it must move and FLOPs it must do.
+// runtime/cuda/abi.ts with its ten pointers left for the driver to fill in, the weights of its
+// table, the shape of a product or an attention for torch's baseline). The tiny model carries its
+// weights (as the CUDA backend stores them) and the CPU engine's result of every launch and the
+// logits of every run; the Bamba-9B-shaped model carries only the weight sizes and how to fill them
+// (bench/gpu/driver.py fills them with random values on the GPU that keep its states finite), each
+// run's floor (bytes it must move, FLOPs it must do) and the build report's cost model.
 //
-//   npx tsx bench/gpu/prepare.ts [--out bench/gpu/work] [--cuda-arch sm_80,sm_90] [--cache DIR] [--tiny-only]
+//   npx tsx bench/gpu/prepare.ts [--out bench/gpu/work] [--cuda-arch sm_80,sm_90] [--cache DIR] [--tiny-only] [--ptx]
 
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { buildCuda, type CudaBuild } from '../../codegen/cuda/build.ts';
+import { costReport } from '../../codegen/cuda/cost.ts';
 import { CUDA_TARGET, cudaSchedule } from '../../codegen/cuda/schedule.ts';
 import { compileFile } from '../../compiler/compile.ts';
 import { lowerToProgram } from '../../compiler/lower.ts';
@@ -48,8 +50,11 @@ export interface TraceLaunch {
   readonly weights: readonly number[];
   /** The CPU engine's values of the kernel's outputs after it ran: [arena float offset, rows, stride, width, offset in refs.bin (floats)]. */
   readonly check?: readonly (readonly number[])[];
-  /** A decode GEMV's product: [rows, K, N]. */
-  readonly gemv?: readonly number[];
+  /** A product's shape: [rows, K, N] (timed beside torch's F.linear of [rows, K] x [N, K]). */
+  readonly product?: readonly number[];
+  /** An attention's shape: [sequences, queries a sequence, keys a query sees at most, heads, KV heads,
+   *  head dim] (timed beside torch's scaled_dot_product_attention). */
+  readonly attention?: readonly number[];
 }
 
 export interface TraceRun {
@@ -67,12 +72,24 @@ export interface TraceRun {
   readonly logits?: readonly number[];
   /** Timed runs: how many, and the floor. */
   readonly time?: { readonly reps: number; readonly bytes: number; readonly flops: number };
+  /** Where the run's logits are, checked finite after a timed run: [arena float offset, rows, stride, width]. */
+  readonly output?: readonly number[];
 }
 
 export interface TraceModel {
   readonly name: string;
   readonly modules: CudaBuild['report']['modules'];
-  readonly weights: readonly { readonly name: string; readonly dtype: MatrixFormat | 'f32'; readonly bytes: number; readonly offset?: number; readonly around?: number }[];
+  /** The folder of the modules and kernel sources when another model's (the same build). */
+  readonly moduleDir?: string;
+  /** A weight without `offset` is filled on the device: around + scale · (u - 0.5), u uniform; with
+   *  `segments`, element by element as `fillValues` makes them here, each segment from its seed. */
+  readonly weights: readonly {
+    readonly name: string; readonly dtype: MatrixFormat | 'f32'; readonly bytes: number; readonly offset?: number; readonly around?: number; readonly scale?: number;
+    readonly segments?: readonly FillSegment[];
+  }[];
+  /** build-report.json's `targets.cuda.cost` for this program: the model the driver prints the
+   *  measured kernels beside. */
+  readonly cost?: object;
   /** The weights' bytes (the tiny model), in weights.bin at `offset`. */
   readonly weightFile?: string;
   readonly refFile?: string;
@@ -80,8 +97,8 @@ export interface TraceModel {
 }
 
 const b64 = (u: Uint8Array): string => Buffer.from(u).toString('base64');
-/** The rows a product's GEMV takes: S for one reading each sequence's last row, else T · heads a row. */
-const gemvRows = (k: Kernel, T: number, S: number): number =>
+/** The rows a product takes: S for one reading each sequence's last row, else T · heads a row. */
+const productRows = (k: Kernel, T: number, S: number): number =>
   (k.prologue ?? []).some((p) => p.kind === 'gather_last') ? S : T * ('buf' in k.inputs.x! ? k.inputs.x.width / ofFamily(k, 'matmul').sizes.K : 1);
 
 /** Fake addresses for the nine pointers, so the Python driver's packing can be checked here. */
@@ -117,7 +134,9 @@ class Recorder {
     return at;
   }
 
-  run(name: string, entryName: EntryName, batch: RunBatch, capacity: number, cpuPool: StatePool | null, check: boolean): TraceRun {
+  /** `check`: keep the CPU engine's values of every kernel's outputs (`ends`: their first and last
+   *  rows only, for a model whose outputs are large). */
+  run(name: string, entryName: EntryName, batch: RunBatch, capacity: number, cpuPool: StatePool | null, check: boolean | 'ends'): TraceRun {
     const entry = this.program.entries[entryName];
     const T = batch.tokens.length, S = batch.seqs.length;
     const inv = cpuPool && this.cpu ? this.cpu.begin(entry, batch, cpuPool) : null;
@@ -131,10 +150,12 @@ class Recorder {
       if (!ls.length) return;
       scratch = Math.max(scratch, scratchFloats(plan, T, S));
       const args = packArgs({ ptr: zeroPointers(), slotFloats: floats, T, S, capacity, ...kernelOffsets(this.program, entry, k, T, S, capacity) });
-      const checkViews = check && inv ? kernelViews(k).filter((v) => v.key.startsWith('out:')).map((v) => {
+      const checkViews = check && inv ? kernelViews(k).filter((v) => v.key.startsWith('out:')).flatMap((v) => {
         const b = entry.buffers[v.view.buf]!;
         const rows = b.rows === 'T' ? T : b.rows === 'S' ? S : 1;
-        return [viewBase(entry, v.view, T, S), rows, b.width, v.view.width, this.ref(inv.read(v.view))];
+        const values = inv.read(v.view), base = viewBase(entry, v.view, T, S), w = v.view.width;
+        if (check !== 'ends' || rows < 3) return [[base, rows, b.width, w, this.ref(values)]];
+        return [0, rows - 1].map((r) => [base + r * b.width, 1, b.width, w, this.ref(values.slice(r * w, (r + 1) * w))]);
       }) : undefined;
       const format = this.format(k);
       const id = this.build.kernels.find((x) => x.entry === entryName && x.index === index && x.format === format)!.id;
@@ -143,8 +164,9 @@ class Recorder {
         weights: kernelWeights(k, format).map((w) => this.weightIndex.get(`${w.dtype}:${w.name}`)!),
         // the kernel's results, checked after its last launch
         check: i === ls.length - 1 ? checkViews : undefined,
-        // a decode GEMV, timed alone by the driver beside torch's F.linear of the same [rows, K] x [N, K]
-        ...(l.fn === 'archc_gemv' ? { gemv: [gemvRows(k, T, S), ofFamily(k, 'matmul').sizes.K, ofFamily(k, 'matmul').sizes.N] } : {}),
+        // its shape, for torch's baseline
+        ...(i === 0 && k.family === 'matmul' ? { product: [productRows(k, T, S), ofFamily(k, 'matmul').sizes.K, ofFamily(k, 'matmul').sizes.N] } : {}),
+        ...(i === 0 && (k.family === 'attention' || k.family === 'attention_decode') ? { attention: attentionShape(k, entryName, batch) } : {}),
       }));
     });
     const out = entry.outputs.logits!;
@@ -154,8 +176,17 @@ class Recorder {
     return {
       name, entry: entryName, T, S, batch: batchInts, arenaFloats: entry.arena.T * T + entry.arena.S * S, scratchFloats: scratch, launches,
       logits: inv ? [viewBase(entry, out, T, S), rows, b.width, out.width, this.ref(inv.read(out))] : undefined,
+      output: [viewBase(entry, out, T, S), rows, b.width, out.width],
     };
   }
+}
+
+/** [sequences, queries a sequence, keys a query sees at most, heads, KV heads, head dim] of an
+ *  attention kernel (sequences of one length: the timed runs). */
+function attentionShape(k: Kernel, entry: EntryName, batch: RunBatch): number[] {
+  const { H, KV, Dh } = ofFamily(k, 'attention', 'attention_decode').sizes;
+  const S = batch.seqs.length, q = entry === 'decode' ? 1 : batch.seqs[0]!.len;
+  return [S, q, q + batch.lengths[0]!, H, KV, Dh];
 }
 
 const zeroPointers = (): ArgsValues['ptr'] => Object.fromEntries(ARGS_FIELDS.map((f) => [f, 0n])) as ArgsValues['ptr'];
@@ -173,14 +204,16 @@ function batchOf(lens: readonly number[], before: readonly number[], slots: read
 
 /** The tiny Bamba: its weights (bf16, or its products and embedding quantised to `quant` as a load
  *  would), a packed ragged prefill then two decode steps, and a forward. */
-async function tiny(out: string, archs: readonly string[], cache: string, quant?: 'q8' | 'q4'): Promise<TraceModel> {
+async function tiny(o: Prep, quant?: 'q8' | 'q4'): Promise<TraceModel> {
+  const { out, archs, cache } = o;
   const name = quant ? `tiny-${quant}` : 'tiny';
   mkdirSync(join(out, name), { recursive: true });
   const compiled = compileTiny();
   const program = lowerToProgram(compiled.graph, compiled.bindings);
   const tensors = randomTensors(compiled, { dtype: 'bf16', seed: 3 });
   const build = await buildCuda(program, { archs, cacheDir: cache });
-  writeModules(out, name, build);
+  // (the q4 model's build is the same program's: the same modules and sources, written once)
+  const modules = quant ? { modules: build.report.modules.filter((m) => o.ptx || m.kind !== 'ptx'), moduleDir: 'tiny' } : { modules: writeModules(o, name, build) };
   const cpu = new CpuBackend(program);
   const plan = quant ? planQuant(program, quant, (n) => tensors.find((t) => t.name === n)?.tensor.shape ?? []) : null;
   for (const w of program.weights) {
@@ -221,14 +254,14 @@ async function tiny(out: string, archs: readonly string[], cache: string, quant?
   for (const r of rec.refs) { refs.set(r, at); at += r.length; }
   writeFileSync(join(out, name, 'refs.bin'), refs);
   return {
-    name, modules: build.report.modules, weights: blobs.map(({ data: _, ...w }) => w), weightFile: 'weights.bin', refFile: 'refs.bin',
+    name, ...modules, weights: blobs.map(({ data: _, ...w }) => w), weightFile: 'weights.bin', refFile: 'refs.bin',
     sessions: [{ slots: 3, slotFloats: slotLayout(program.states, capacity).floats, capacity, runs }, { slots: 3, slotFloats: slotLayout(program.states, capacity).floats, capacity, runs: [forward] }],
   };
 }
 
 /** The floor of a run: bytes it must move (weights, and the state and KV cache it reads), FLOPs of
  *  its matrix products and attention. */
-function floorOf(program: Program, e: Entry, T: number, S: number, context: readonly number[]): { bytes: number; flops: number } {
+export function floorOf(program: Program, e: Entry, T: number, S: number, context: readonly number[]): { bytes: number; flops: number } {
   const seen = new Map<string, number>();
   let bytes = 0, flops = 0;
   for (const k of e.kernels) {
@@ -237,10 +270,9 @@ function floorOf(program: Program, e: Entry, T: number, S: number, context: read
       seen.set(`${w.dtype}:${w.name}`, src.shape.reduce((a, b) => a * b, 1) * (w.dtype === 'bf16' ? 2 : 4));
     }
     if (k.family === 'matmul') {
-      const x = k.inputs.x!;
-      const hpr = 'buf' in x ? x.width / k.sizes.K! : 1;
-      const rows = (k.prologue ?? []).some((p) => p.kind === 'gather_last') ? S : T * hpr;
-      flops += 2 * rows * k.sizes.K! * k.outputs.y!.width / hpr;
+      // N of the product, not the output's width: SwiGLU's epilogue writes one column per gate and up pair
+      const { K, N } = ofFamily(k, 'matmul').sizes;
+      flops += 2 * productRows(k, T, S) * K * N;
     }
     if (k.family === 'attention' || k.family === 'attention_decode') {
       const { H, Dh } = k.sizes as { H: number; Dh: number };
@@ -263,11 +295,12 @@ function floorOf(program: Program, e: Entry, T: number, S: number, context: read
 }
 
 /** The Bamba-9B-shaped model: prefill of 4096 tokens, decode of batch 1 and 8 (1024 tokens of context each). */
-async function bamba9b(out: string, archs: readonly string[], cache: string): Promise<TraceModel> {
+async function bamba9b(o: Prep): Promise<TraceModel> {
+  const { archs, cache } = o;
   const compiled = compileFile(join(ROOT, 'models', 'bamba.arch'), {});
   const program = lowerToProgram(compiled.graph, compiled.bindings);
   const build = await buildCuda(program, { archs, cacheDir: cache });
-  writeModules(out, 'bamba9b', build);
+  const modules = writeModules(o, 'bamba9b', build);
   const rec = new Recorder(program, null, build);
   const vocab = program.outputs.logits!;
   const capacity = 4096;
@@ -279,19 +312,118 @@ async function bamba9b(out: string, archs: readonly string[], cache: string): Pr
     const context = r.entry === 'decode' ? Array(r.S).fill(1024) : [0];
     return { ...r, time: { reps: r.entry === 'decode' ? 20 : 3, ...floorOf(program, e, r.T, r.S, context) } };
   });
-  const weights = rec.weights.map((w) => ({ ...w, around: /norm|D$|\.D/.test(w.name) ? 1 : 0 }));
-  return { name: 'bamba9b', modules: build.report.modules, weights, sessions: [{ slots: 8, slotFloats, capacity, runs }] };
+  const weights = rec.weights.map((w) => ({ ...w, ...fillOf(w.name, w.dtype) }));
+  // the cost model as build-report.json carries it (targets.cuda.cost)
+  return { name: 'bamba9b', modules, weights, cost: costReport(program), sessions: [{ slots: 8, slotFloats, capacity, runs }] };
 }
 
-function writeModules(out: string, model: string, build: CudaBuild): void {
-  for (const [file, bytes] of build.modules) {
-    mkdirSync(dirname(join(out, model, file)), { recursive: true });
-    writeFileSync(join(out, model, file), bytes);
+/** `count` elements made by fillValues(count, seed, around, scale), on the device or here. */
+export interface FillSegment { readonly seed: number; readonly count: number; readonly around: number; readonly scale: number }
+
+/** The values bench/gpu/fill.cu makes for a buffer of n elements (the same hash, the same f32
+ *  roundings: a sum and a product of floats rounded through a double round as in f32). */
+export function fillValues(n: number, seed: number, around: number, scale: number): Float32Array {
+  const out = new Float32Array(n);
+  const a = Math.fround(around), s = Math.fround(scale), sd = Math.imul(seed, 0x85EBCA6B);
+  for (let i = 0; i < n; i++) {
+    let h = Math.imul(i, 0x9E3779B9) ^ sd;
+    h ^= h >>> 16; h = Math.imul(h, 0x7FEB352D); h ^= h >>> 15; h = Math.imul(h, 0x846CA68B); h ^= h >>> 16;
+    out[i] = a + Math.fround(s * ((h >>> 8) / 16777216 - 0.5));
+  }
+  return out;
+}
+
+/** A narrow model with Bamba-9B's head dims (attention 128, Mamba 64), state (128), groups (1),
+ *  chunk (256) and GQA ratio (4), a Mamba and an attention layer, small vocab: the kernels' 9B-only
+ *  branches (256-token chunks in row tiles, 128-wide heads) checked against the CPU engine at a
+ *  cost it can pay here (d_model 1024: products of K 1024, 2048 and 4096). */
+export const NARROW: Record<string, number | number[]> = {
+  vocab: 256, d_model: 1024, n_layers: 2, attn_layers: [1], n_heads: 8, n_kv_heads: 2, mamba_heads: 32, d_ff: 4096, context: 512,
+};
+
+/** The narrow model: weights made by the fill kernels' hash (here for the CPU engine, on the device
+ *  by the driver: no weight file to carry but A = -exp(A_log)'s few floats), a packed ragged prefill
+ *  (270 + 14 tokens: the first sequence past a chunk, the second starting inside one), two decode
+ *  steps of both; each kernel's first and last output rows and each run's logits kept. */
+export async function narrow(o: Prep): Promise<TraceModel> {
+  const { out, archs, cache } = o;
+  const name = 'narrow9b';
+  mkdirSync(join(out, name), { recursive: true });
+  const compiled = compileFile(join(ROOT, 'models', 'bamba.arch'), { set: Object.entries(NARROW).map(([k, v]) => `${k}=${Array.isArray(v) ? `[${v.join(', ')}]` : v}`) });
+  const program = lowerToProgram(compiled.graph, compiled.bindings);
+  const build = await buildCuda(program, { archs, cacheDir: cache });
+  const modules = writeModules(o, name, build);
+  const cpu = new CpuBackend(program);
+  // matrices bf16 (as the kernels read them), the rest f32; seed: the weight's index + 1
+  const segment = new Map<string, FillSegment & { readonly dtype: 'bf16' | 'f32' }>();
+  program.weights.forEach((w, i) => {
+    const count = w.shape.reduce((a, b) => a * b, 1), dtype = w.shape.length === 2 ? 'bf16' as const : 'f32' as const;
+    const f = { seed: i + 1, count, ...fillOf(w.name, dtype), dtype };
+    segment.set(w.name, f);
+    const v = fillValues(count, f.seed, f.around, f.scale);
+    cpu.uploadWeight(w, dtype === 'bf16' ? fromF32(v, w.shape, 'bf16') : { dtype: 'f32', shape: w.shape, data: v });
+  });
+  const rec = new Recorder(program, cpu, build);
+  let offset = 0;
+  const carried: Uint8Array[] = [];
+  const weights = rec.weights.map((w) => {
+    const own = segment.get(w.name);
+    const d = program.derived.find((x) => x.name === w.name);
+    if (own && own.dtype === w.dtype) return { ...w, segments: [own] };
+    if (d?.from.kind === 'concat' && d.from.parts.every((p) => segment.get(p)?.dtype === w.dtype)) return { ...w, segments: d.from.parts.map((p) => segment.get(p)!) };
+    if (w.dtype !== 'f32') throw new Error(`${name}: weight ${w.name} (${w.dtype}) is neither filled nor f32`);
+    const bytes = new Uint8Array(cpu.f32(w.name).slice().buffer);
+    carried.push(bytes);
+    offset += bytes.byteLength;
+    return { ...w, offset: offset - bytes.byteLength };
+  });
+  writeFileSync(join(out, name, 'weights.bin'), Buffer.concat(carried));
+  const capacity = 512;
+  const pool = cpu.createStatePool(capacity);
+  const slots = [pool.acquire(), pool.acquire()];
+  const lens = [270, 14];
+  const vocab = program.outputs.logits!;
+  const runs = [rec.run(`${name} prefill (packed 270+14)`, 'prefill', batchOf(lens, [0, 0], slots, vocab, 1), capacity, pool, 'ends')];
+  for (let step = 0; step < 2; step++) {
+    runs.push(rec.run(`${name} decode step ${step + 1} (batch 2)`, 'decode', batchOf([1, 1], lens.map((l) => l + step), slots, vocab, 7 + step), capacity, pool, 'ends'));
+  }
+  const refs = new Float32Array(rec.refFloats);
+  let at = 0;
+  for (const r of rec.refs) { refs.set(r, at); at += r.length; }
+  writeFileSync(join(out, name, 'refs.bin'), refs);
+  return {
+    name, modules, weights, weightFile: 'weights.bin', refFile: 'refs.bin',
+    sessions: [{ slots: 2, slotFloats: slotLayout(program.states, capacity).floats, capacity, runs }],
+  };
+}
+
+/** How the driver fills a weight of the 9B-shaped model: values in around ± scale / 2 that keep
+ *  32 layers' activations and 4096 tokens' SSM states finite — A = -exp(A_log) negative (the derived
+ *  weight the kernels read), dt = softplus(· + dt_bias) small, norms and D near 1, matrices small. */
+export function fillOf(name: string, dtype: string): { around: number; scale: number } {
+  if (/^neg\(exp\(w:.*A_log\)\)$/.test(name)) return { around: -1, scale: 1 };
+  if (/\.dt_bias$/.test(name)) return { around: -4, scale: 1 };
+  if (/norm|\.D$/.test(name)) return { around: 1, scale: 0.1 };
+  return { around: 0, scale: dtype === 'f32' ? 0.1 : 0.02 };
+}
+
+/** Where and how prepare writes: the folder, the architectures, nvcc's cache, and whether PTX goes
+ *  too (`--ptx`; without it only cubins: the folder travels to a GPU machine, whose copy of it is
+ *  limited, and a card of none of the architectures gets the sources compiled by NVRTC). */
+interface Prep { readonly out: string; readonly archs: readonly string[]; readonly cache: string; readonly ptx: boolean }
+
+/** Writes a model's modules and kernel sources; returns the modules written. */
+function writeModules({ out, ptx }: Prep, model: string, build: CudaBuild): CudaBuild['report']['modules'] {
+  const modules = build.report.modules.filter((m) => ptx || m.kind !== 'ptx');
+  for (const m of modules) {
+    mkdirSync(dirname(join(out, model, m.file)), { recursive: true });
+    writeFileSync(join(out, model, m.file), build.modules.get(m.file)!);
   }
   for (const k of build.kernels) {
     mkdirSync(join(out, model, 'cuda', 'kernels'), { recursive: true });
     writeFileSync(join(out, model, k.path), k.source);
   }
+  return modules;
 }
 
 /** The fill kernel random weights are made with (bench/gpu/fill.cu), per architecture. */
@@ -312,14 +444,15 @@ async function main(): Promise<void> {
   mkdirSync(join(out, 'bamba9b'), { recursive: true });
   fillModules(out, archs);
   const cache = opt('--cache', join(HERE, '.cache'));
-  const models = [await tiny(out, archs, cache), await tiny(out, archs, cache, 'q4'), ...(argv.includes('--tiny-only') ? [] : [await bamba9b(out, archs, cache)])];
+  const o: Prep = { out, archs, cache, ptx: argv.includes('--ptx') };
+  const models = [await tiny(o), await tiny(o, 'q4'), ...(argv.includes('--tiny-only') ? [] : [await narrow(o), await bamba9b(o)])];
   // for the driver's own check of its argument packing: one launch packed with fake pointers
   const sample = models[0]!.sessions[0]!.runs[0]!.launches[0]!;
   const withPointers = Buffer.from(sample.args, 'base64');
   const fake = packArgs({ ptr: FAKE_POINTERS, slotFloats: 0, T: 0, S: 0, capacity: 0, views: [], states: [] });
   fake.subarray(0, 8 * ARGS_FIELDS.length).forEach((b, i) => { withPointers[i] = b; });
   writeFileSync(join(out, 'trace.json'), JSON.stringify({
-    format: 'archc-gpu-bench/1', archs, h200: H200, models,
+    format: 'archc-gpu-bench/2', archs, h200: H200, models,
     abiCheck: { launch: sample.args, pointers: Object.fromEntries(Object.entries(FAKE_POINTERS).map(([k, v]) => [k, Number(v)])), packed: withPointers.toString('base64') },
   }));
   process.stdout.write(`prepared ${out} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);

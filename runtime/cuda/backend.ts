@@ -12,18 +12,20 @@ import { fileURLToPath } from 'node:url';
 import { type Backend, type Invocation, type RunBatch, type StatePool, viewColumns } from '../backend.ts';
 import { compileExpr, exprLeaves } from '../expr.ts';
 import type { DerivedWeight, Entry, EntryName, Kernel, Program, ProgramWeight, View } from '../program.ts';
-import { slotLayout, weightsRead } from '../program.ts';
+import { weightsRead } from '../program.ts';
 import { RuntimeError } from '../errors.ts';
 import type { ActivationFormat } from '../act-quant.ts';
 import { type HostWeight, type QuantDType, QUANT_DTYPES, concatQuant, isQuant } from '../quant.ts';
 import { type Tensor, fromF32, toF32 } from '../tensor.ts';
-import { ARGS_FIELDS, type Launch, type MatrixFormat, kernelOffsets, kernelWeights, launchesOf, packArgs, scratchFloats, quantDeviceBytes, quantMatrix, viewBase } from './abi.ts';
+import { ARGS_FIELDS, type MatrixFormat, kernelOffsets, kernelWeights, launchesOf, packArgs, scratchFloats, quantDeviceBytes, quantMatrix, viewBase } from './abi.ts';
 import {
   CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, CUDA_ERROR_NOT_FOUND, CUDA_SUCCESS,
   type CudaDriver, type DevicePtr, type Handle, addr, check, errorName, initDriver, openDriver,
 } from './driver.ts';
 import { type CudaKernels, type CudaLaunchPlan, type CudaManifestKernel, functionName, kernelIds, kernelsFromDir, planModules } from './kernels.ts';
+import { type StepLaunch, StepGraphs, graphsByDefault } from './graph.ts';
 import { openNvrtc } from './nvrtc.ts';
+import { CudaStatePool, DeviceBuffer } from './pool.ts';
 
 /** Compiles kernel sources for an architecture when no module covers them (NVRTC). */
 export type CudaCompiler = (ids: readonly string[], arch: string, source: (id: string) => string) => Uint8Array;
@@ -35,6 +37,8 @@ export interface CudaBackendOptions {
   readonly device?: number;
   /** For kernels without a module for this device; without it they are an error (RT705). */
   readonly compile?: CudaCompiler;
+  /** Run each decode step as a CUDA Graph (runtime/cuda/graph.ts; default true, ARCHC_CUDA_GRAPHS=0 false). */
+  readonly graphs?: boolean;
 }
 
 /** Functions of one kernel source, by entry name (`archc_main`, `archc_gemv`, a phase's `archc_<fn>`). */
@@ -43,30 +47,6 @@ type Loaded = ReadonlyMap<string, Handle>;
 /** CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES: a launch above 48 KiB of dynamic shared memory needs it raised. */
 const CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
 const DEFAULT_DYNAMIC_SHARED = 48 * 1024;
-
-/** A device allocation that grows (contents kept) when more is asked of it. */
-class DeviceBuffer {
-  ptr: bigint = 0n;
-  bytes = 0;
-  constructor(private readonly b: CudaBackend) {}
-  /** At least `bytes`; the old contents are copied over when `keep`. */
-  reserve(bytes: number, keep = false): bigint {
-    if (bytes <= this.bytes) return this.ptr;
-    this.b.sync();  // launches in flight may use the old allocation
-    const size = Math.max(bytes, Math.ceil(this.bytes * 1.5), 256);
-    const p = this.b.alloc(size);
-    if (keep && this.bytes) this.b.call(this.b.driver.cuMemcpyDtoD(p, this.ptr, this.bytes), 'cuMemcpyDtoD');
-    this.free();
-    this.ptr = p;
-    this.bytes = size;
-    return p;
-  }
-  free(): void {
-    if (this.bytes) this.b.driver.cuMemFree(this.ptr);
-    this.ptr = 0n;
-    this.bytes = 0;
-  }
-}
 
 export class CudaBackend implements Backend {
   readonly name = 'cuda';
@@ -97,6 +77,10 @@ export class CudaBackend implements Backend {
   readonly batchBuf: DeviceBuffer;
   /** The kernels' workspace (each kernel's plan's scratch; they run in order on one stream). */
   readonly scratch: DeviceBuffer;
+  /** Decode steps as CUDA Graphs (null: every launch made as dispatched; useGraphs). */
+  graphs: StepGraphs | null = null;
+  /** The invocation whose launches are held back for its step's graph, run by the next sync. */
+  waiting: CudaInvocation | null = null;
   private disposed = false;
 
   constructor(readonly program: Program, opts: CudaBackendOptions) {
@@ -119,6 +103,7 @@ export class CudaBackend implements Backend {
     const stream: Handle[] = [null];
     this.call(d.cuStreamCreate(stream, 0), 'cuStreamCreate');
     this.stream = stream[0];
+    this.useGraphs(opts.graphs ?? graphsByDefault());
     this.arena = new DeviceBuffer(this);
     this.batchBuf = new DeviceBuffer(this);
     this.scratch = new DeviceBuffer(this);
@@ -311,6 +296,7 @@ export class CudaBackend implements Backend {
   begin(entry: Entry, batch: RunBatch, pool: StatePool): Invocation {
     if (!(pool instanceof CudaStatePool) || pool.backend !== this) fail('the state pool was not made by this CUDA backend');
     const T = batch.tokens.length, S = batch.seqs.length;
+    this.waiting?.flush();  // the batch buffer is about to change under them
     this.arena.reserve(4 * (entry.arena.T * T + entry.arena.S * S));
     const ints = new Int32Array(2 * T + 4 * S);
     ints.set(batch.tokens, 0);
@@ -329,29 +315,43 @@ export class CudaBackend implements Backend {
       seq_start: at(2 * T), seq_len: at(2 * T + S), seq_before: at(2 * T + 2 * S), seq_slot: at(2 * T + 3 * S),
       scratch: this.scratch.reserve(4 * Math.max(0, ...this.launches.get(this.entryName(entry))!.map((p) => scratchFloats(p, T, S)))),
     } satisfies Record<(typeof ARGS_FIELDS)[number], bigint>;
-    return new CudaInvocation(this, entry, T, S, pool, ptr);
+    const graphed = this.graphs !== null && entry === this.program.entries.decode;
+    return new CudaInvocation(this, entry, T, S, pool, ptr, graphed ? `decode T=${T} S=${S}` : null);
   }
 
-  /** Waits for the stream. */
+  /** Turns the decode steps' graphs on or off: launches held back run first, the graphs kept are dropped. */
+  useGraphs(on: boolean): void {
+    this.waiting?.flush();
+    this.graphs?.dispose();
+    this.graphs = on ? new StepGraphs(this.driver, this.stream, (l) => this.launch(l)) : null;
+  }
+
+  /** Runs the launches held back, then waits for the stream. */
   sync(): void {
+    this.waiting?.flush();
     this.call(this.driver.cuStreamSynchronize(this.stream), 'cuStreamSynchronize');
   }
 
   /** Functions whose dynamic shared memory limit was raised, to how many bytes. */
   private readonly sharedLimit = new Map<Handle, number>();
 
-  launch(fn: Handle, l: Launch, args: Uint8Array, what: string): void {
-    if (l.shared > Math.max(DEFAULT_DYNAMIC_SHARED, this.sharedLimit.get(fn) ?? 0)) {
-      this.call(this.driver.cuFuncSetAttribute(fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, l.shared), `cuFuncSetAttribute(${what}, ${l.shared} bytes of shared memory)`);
-      this.sharedLimit.set(fn, l.shared);
-    }
-    this.call(this.driver.cuLaunchKernel(fn, l.grid[0], l.grid[1], l.grid[2], l.block[0], l.block[1], l.block[2], l.shared, this.stream, [args], null), `cuLaunchKernel(${what})`);
+  /** Raises `fn`'s dynamic shared memory limit to `bytes` where that is above what it allows. */
+  allowShared(fn: Handle, bytes: number, what: string): void {
+    if (bytes <= Math.max(DEFAULT_DYNAMIC_SHARED, this.sharedLimit.get(fn) ?? 0)) return;
+    this.call(this.driver.cuFuncSetAttribute(fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes), `cuFuncSetAttribute(${what}, ${bytes} bytes of shared memory)`);
+    this.sharedLimit.set(fn, bytes);
+  }
+
+  launch({ fn, grid, block, shared, args, what }: StepLaunch): void {
+    this.call(this.driver.cuLaunchKernel(fn, grid[0]!, grid[1]!, grid[2]!, block[0]!, block[1]!, block[2]!, shared, this.stream, [args], null), `cuLaunchKernel(${what})`);
   }
 
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
     const d = this.driver;
+    this.waiting = null;
+    this.graphs?.dispose();
     for (const p of [...this.weights.values(), ...this.tables.values()]) d.cuMemFree(p);
     this.weights.clear();
     this.tables.clear();
@@ -365,8 +365,28 @@ export class CudaBackend implements Backend {
 }
 
 class CudaInvocation implements Invocation {
+  /** Launches held back for the step's graph; while `whole`, they are every launch of the step so far
+   *  (its kernels dispatched in order from the first, none run yet). */
+  private held: StepLaunch[] = [];
+  private whole: boolean;
+  private next = 0;
+
+  /** `shape`: the step's graph's key, or null to launch as dispatched. */
   constructor(private readonly b: CudaBackend, private readonly entry: Entry, private readonly T: number, private readonly S: number,
-    private readonly pool: CudaStatePool, private readonly ptr: Record<(typeof ARGS_FIELDS)[number], bigint>) {}
+    private readonly pool: CudaStatePool, private readonly ptr: Record<(typeof ARGS_FIELDS)[number], bigint>, private readonly shape: string | null) {
+    this.whole = shape !== null;
+  }
+
+  /** Runs the launches held back: as the step's graph once all its kernels were dispatched, else one by one. */
+  flush(): void {
+    const ls = this.held;
+    this.held = [];
+    if (this.b.waiting === this) this.b.waiting = null;
+    if (!ls.length) return;  // (nothing ran: a write before the step keeps it whole)
+    if (this.whole && this.next === this.entry.kernels.length && this.b.graphs) this.b.graphs.run(this.shape!, ls);
+    else for (const l of ls) this.b.launch(l);
+    this.whole = false;
+  }
 
   private region(v: View): { base: number; stride: number; rows: number } {
     const b = this.entry.buffers[v.buf] ?? fail(`a view of buffer ${v.buf}, which the entry lacks`);
@@ -387,6 +407,8 @@ class CudaInvocation implements Invocation {
   dispatch(k: Kernel): void {
     const index = this.entry.kernels.indexOf(k);
     if (index < 0) fail(`kernel ${k.name} is not in this entry`);
+    if (index !== this.next && this.whole) { this.flush(); this.whole = false; }
+    this.next = index + 1;
     const launches = launchesOf(this.entry, k, this.b.launchPlan(this.entry, index), this.T, this.S);
     if (!launches.length) return;
     const fns = this.b.functions(this.entry, index);
@@ -394,7 +416,14 @@ class CudaInvocation implements Invocation {
       ptr: { ...this.ptr, w: this.b.table(k) }, slotFloats: this.pool.floats, T: this.T, S: this.S, capacity: this.pool.capacity,
       ...kernelOffsets(this.b.program, this.entry, k, this.T, this.S, this.pool.capacity),
     });
-    for (const l of launches) this.b.launch(fns.get(l.fn) ?? fail(`kernel ${k.name} has no function ${l.fn}`), l, args, launches.length > 1 ? `${k.name} ${l.fn}` : k.name);
+    for (const l of launches) {
+      const fn = fns.get(l.fn) ?? fail(`kernel ${k.name} has no function ${l.fn}`);
+      const what = launches.length > 1 ? `${k.name} ${l.fn}` : k.name;
+      this.b.allowShared(fn, l.shared, what);  // (before a capture, which takes launches only)
+      const sl: StepLaunch = { fn, grid: l.grid, block: l.block, shared: l.shared, args, what };
+      if (!this.whole) this.b.launch(sl);
+      else { this.held.push(sl); this.b.waiting = this; }
+    }
   }
 
   readAsync(v: View): Promise<Float32Array> {
@@ -407,63 +436,6 @@ class CudaInvocation implements Invocation {
     const all = new Float32Array(rows * stride);
     if (all.length) this.b.call(this.b.driver.cuMemcpyDtoH(u8(all), this.b.arena.ptr + BigInt(4 * base), all.byteLength), 'cuMemcpyDtoH(arena)');
     return viewColumns(all, rows, stride, v);
-  }
-}
-
-/** State slots in one device buffer (grown, contents kept, as slots are acquired). */
-export class CudaStatePool implements StatePool {
-  readonly slotBytes: number;
-  readonly floats: number;
-  private readonly mem: DeviceBuffer;
-  private used: boolean[] = [];
-
-  constructor(readonly backend: CudaBackend, readonly capacity: number) {
-    if (!Number.isInteger(capacity) || capacity < 1) fail(`a state pool needs a positive capacity, got ${capacity}`);
-    this.floats = slotLayout(backend.program.states, capacity).floats;
-    this.slotBytes = 4 * this.floats;
-    this.mem = new DeviceBuffer(backend);
-  }
-
-  /** The pool's device address, room for every slot in use ensured. */
-  reserve(): bigint {
-    return this.mem.reserve(Math.max(1, this.used.length) * this.slotBytes, true);
-  }
-
-  private at(slot: number): bigint {
-    if (!this.used[slot]) fail(`state slot ${slot} is not in use`);
-    return this.mem.ptr + BigInt(slot) * BigInt(this.slotBytes);
-  }
-
-  acquire(): number {
-    let s = this.used.indexOf(false);
-    if (s < 0) { s = this.used.length; this.used.push(true); } else this.used[s] = true;
-    this.backend.sync();
-    this.reserve();
-    this.backend.call(this.backend.driver.cuMemsetD8(this.at(s), 0, this.slotBytes), 'cuMemsetD8(state slot)');
-    return s;
-  }
-
-  release(slot: number): void {
-    this.at(slot);
-    this.used[slot] = false;
-  }
-
-  copy(from: number, to: number): void {
-    this.backend.sync();
-    this.backend.call(this.backend.driver.cuMemcpyDtoD(this.at(to), this.at(from), this.slotBytes), 'cuMemcpyDtoD(state slot)');
-  }
-
-  save(slot: number): Uint8Array {
-    this.backend.sync();
-    const out = new Uint8Array(this.slotBytes);
-    this.backend.call(this.backend.driver.cuMemcpyDtoH(out, this.at(slot), this.slotBytes), 'cuMemcpyDtoH(state slot)');
-    return out;
-  }
-
-  restore(slot: number, bytes: Uint8Array): void {
-    if (bytes.byteLength !== this.slotBytes) fail(`a saved slot of ${bytes.byteLength} bytes does not fit slots of ${this.slotBytes}`);
-    this.backend.sync();
-    this.backend.call(this.backend.driver.cuMemcpyHtoD(this.at(slot), bytes, this.slotBytes), 'cuMemcpyHtoD(state slot)');
   }
 }
 
@@ -490,6 +462,9 @@ export interface CudaLoadOptions {
   /** The package's cuda/ folder (default: the one beside this runtime), kernels at hand, or a
    *  function that makes them (called once the device is known to be there). */
   readonly kernels?: string | CudaKernels | (() => Promise<CudaKernels>);
+  /** Each decode step as one CUDA Graph, replayed while its launches stay the same (default true;
+   *  ARCHC_CUDA_GRAPHS=0 turns it off where a load says nothing). */
+  readonly graphs?: boolean;
   /** The driver library (default libcuda.so.1, or ARCHC_LIBCUDA). */
   readonly library?: string;
   readonly device?: number;
@@ -508,5 +483,5 @@ export async function openCudaBackend(program: Program, o: CudaLoadOptions = {})
   const k = o.kernels;
   const kernels = typeof k === 'function' ? await k() : typeof k === 'object' ? k : kernelsFromDir(k ?? packageKernelDir());
   const compile = (await openNvrtc()) ?? undefined;
-  return new CudaBackend(program, { driver, kernels, device: o.device, compile });
+  return new CudaBackend(program, { driver, kernels, device: o.device, compile, graphs: o.graphs });
 }

@@ -46,6 +46,14 @@ export interface CudaDriver {
   cuEventElapsedTime(ms: number[], start: Handle, end: Handle): number;
   cuEventDestroy(event: Handle): number;
   cuGetErrorName(code: number, name: string[]): number;
+  /** CUDA Graphs (runtime/cuda/graph.ts): a stream's launches captured into a graph, made executable,
+   *  launched again. `mode` a CUstreamCaptureMode. */
+  cuStreamBeginCapture(stream: Handle, mode: number): number;
+  cuStreamEndCapture(stream: Handle, graph: Handle[]): number;
+  cuGraphInstantiateWithFlags(exec: Handle[], graph: Handle, flags: number): number;
+  cuGraphLaunch(exec: Handle, stream: Handle): number;
+  cuGraphExecDestroy(exec: Handle): number;
+  cuGraphDestroy(graph: Handle): number;
 }
 
 /** CUresult values the backend tells apart. */
@@ -54,6 +62,9 @@ export const CUDA_ERROR_NOT_FOUND = 500;
 /** CUdevice_attribute values. */
 export const CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75;
 export const CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
+/** CUstreamCaptureMode: calls the driver refuses during a capture are refused on the capturing
+ *  thread only (another thread's model is not disturbed). */
+export const CU_STREAM_CAPTURE_MODE_THREAD_LOCAL = 1;
 
 /** The C declarations, by the name the driver exports (`_v2` where the ABI moved on). */
 const DECLS: Readonly<Record<keyof Omit<CudaDriver, 'library'>, string>> = {
@@ -86,6 +97,12 @@ const DECLS: Readonly<Record<keyof Omit<CudaDriver, 'library'>, string>> = {
   cuEventElapsedTime: 'int cuEventElapsedTime(_Out_ float *ms, CUhandle start, CUhandle end)',
   cuEventDestroy: 'int cuEventDestroy_v2(CUhandle event)',
   cuGetErrorName: 'int cuGetErrorName(int code, _Out_ const char **name)',
+  cuStreamBeginCapture: 'int cuStreamBeginCapture_v2(CUhandle stream, int mode)',
+  cuStreamEndCapture: 'int cuStreamEndCapture(CUhandle stream, _Out_ CUhandle *graph)',
+  cuGraphInstantiateWithFlags: 'int cuGraphInstantiateWithFlags(_Out_ CUhandle *exec, CUhandle graph, uint64_t flags)',
+  cuGraphLaunch: 'int cuGraphLaunch(CUhandle exec, CUhandle stream)',
+  cuGraphExecDestroy: 'int cuGraphExecDestroy(CUhandle exec)',
+  cuGraphDestroy: 'int cuGraphDestroy(CUhandle graph)',
 };
 
 /** The default library: libcuda.so.1 (nvcuda.dll on Windows), or ARCHC_LIBCUDA. */

@@ -131,8 +131,10 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  and unmodelled kernels, the report's decode and prefill per card; targets.ts its summary; +5 its simple families' wrapper);
  *  codegen +40: the CUDA target's limits asserted at build (codegen/cuda/schedule.ts cudaLimits, AC501);
  *  codegen +163: the CUDA chunked SSD in five launches (issue 23: codegen/cuda/schedule.ts ssdSchedule, its
- *  tiles and scratch; codegen/cuda/cost-ssd.ts the SSD and SSD step's cost model). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5115, codegen: 6920, runtime: 16071, cli: 3253 };
+ *  tiles and scratch; codegen/cuda/cost-ssd.ts the SSD and SSD step's cost model);
+ *  runtime +178 (on main's 16157): CUDA decode steps as CUDA Graphs (issue 23: runtime/cuda/graph.ts capture, replay and
+ *  the shapes kept; the driver's graph calls; runtime/cuda/pool.ts the growing buffers and state pool out of backend.ts). */
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5115, codegen: 6920, runtime: 16335, cli: 3253 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {

@@ -4,24 +4,21 @@
 // arguments — against a stand-in libcuda (test/helpers/fake-cuda/libcuda.c) over host memory; and a
 // model loaded with q4 weights: codes and scales on the device, launched from the q4 sources.
 
-import { execFileSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { lowerToProgram } from '../../compiler/lower.ts';
-import { manifestEntries, renderProgram } from '../../codegen/cuda/build.ts';
+import { renderProgram } from '../../codegen/cuda/build.ts';
 import { runEntry } from '../../runtime/backend.ts';
-import { ARGS_BYTES, ARGS_INTS_AT, ARGS_VIEW_AT, ARGS_VIEWS, kernelOffsets, kernelWeights, launchesOf, quantDeviceBytes, quantMatrix } from '../../runtime/cuda/abi.ts';
+import { ARGS_INTS_AT, ARGS_VIEW_AT, ARGS_VIEWS, kernelOffsets, kernelWeights, launchesOf, quantDeviceBytes, quantMatrix } from '../../runtime/cuda/abi.ts';
 import { CudaBackend, openCudaBackend } from '../../runtime/cuda/backend.ts';
-import { loadKoffi, openDriver } from '../../runtime/cuda/driver.ts';
-import { type CudaKernels, type CudaManifest, entryFunctions, kernelIds } from '../../runtime/cuda/kernels.ts';
+import { openDriver } from '../../runtime/cuda/driver.ts';
+import type { CudaKernels, CudaLaunchPlan, CudaManifest } from '../../runtime/cuda/kernels.ts';
 import { RuntimeError } from '../../runtime/errors.ts';
 import { Model } from '../../runtime/model.ts';
 import type { EntryName, Kernel } from '../../runtime/program.ts';
 import { quantize } from '../../runtime/quant.ts';
 import { toF32 } from '../../runtime/tensor.ts';
 import { compileTiny, makeDir, randomTensors, removeDir, writeCheckpoint } from '../helpers/checkpoints.ts';
+import { type FakeCuda, PHASES, fakeCuda, fakeKernels as fakeKernelsOf, moduleFunctions, withPhases } from '../helpers/fake-cuda.ts';
 
 const compiled = compileTiny();
 const program = lowerToProgram(compiled.graph, compiled.bindings);
@@ -29,14 +26,7 @@ const tensors = randomTensors(compiled, { dtype: 'bf16', seed: 5 });
 const rendered = renderProgram(program);
 const ids = [...new Set(rendered.map((k) => k.id))].sort();
 
-/** The entry functions of the sources `of`, renamed as in a module (the stand-in finds functions by name). */
-const functionsOf = (of: readonly string[]): string => of.map((id) => entryFunctions(rendered.find((r) => r.id === id)!.source).map((f) => `${f}_${id}`).join(' ')).join(' ');
-
-/** Kernels whose one "module" names every function. */
-function fakeKernels(image = functionsOf(ids)): CudaKernels {
-  const manifest: CudaManifest = { archs: ['sm_90'], entries: manifestEntries(rendered), modules: [{ file: 'cuda/sm_90/module0.cubin', arch: 'sm_90', kind: 'cubin', ids }] };
-  return { manifest, source: () => '', module: () => new TextEncoder().encode(`${image}\0`) };
-}
+const fakeKernels = (image?: string): CudaKernels => fakeKernelsOf(rendered, image);
 
 async function rejects(p: Promise<unknown>, code: string, ...texts: RegExp[]): Promise<RuntimeError> {
   const e = await p.then(() => null, (x: unknown) => x);
@@ -48,16 +38,10 @@ async function rejects(p: Promise<unknown>, code: string, ...texts: RegExp[]): P
 
 describe('the CUDA backend', () => {
   let lib = '';
-  let fake: { launches: () => number; last: (name: Uint8Array, dims: Uint32Array, args: Uint8Array) => number };
+  let fake: FakeCuda;
   beforeAll(async () => {
-    const dir = join(tmpdir(), `archc-fake-cuda-${process.pid}`);
-    mkdirSync(dir, { recursive: true });
-    lib = join(dir, 'libcuda.so.1');
-    execFileSync('gcc', ['-shared', '-fPIC', '-O1', '-o', lib, join(import.meta.dirname, '..', 'helpers', 'fake-cuda', 'libcuda.c')]);
-    const koffi = await loadKoffi();
-    const l = koffi.load(lib);
-    fake = { launches: l.func('int fake_launches(void)') as () => number, last: l.func('int fake_last_launch(void *name, void *dims, void *args)') as typeof fake.last };
-    process.env.FAKE_CUDA_ARGS_BYTES = String(ARGS_BYTES);
+    fake = await fakeCuda();
+    lib = fake.lib;
   }, 60_000);
   afterEach(() => {
     delete process.env.FAKE_CUDA_INIT;
@@ -92,8 +76,8 @@ describe('the CUDA backend', () => {
   });
 
   it('a missing function: RT703 naming the kernel', async () => {
-    const image = functionsOf(ids.slice(1));
-    await rejects(openCudaBackend(program, { library: lib, kernels: fakeKernels(image) }), 'RT703', new RegExp(`archc_main_${ids[0]}`), /CUDA_ERROR_NOT_FOUND/);
+    const image = moduleFunctions(rendered, ids.slice(1));
+    await rejects(openCudaBackend(program, { library: lib, kernels: fakeKernels(image) }), 'RT703', new RegExp(`archc_\\w+_${ids[0]}`), /CUDA_ERROR_NOT_FOUND/);
   });
 
   it('no module for the device and no NVRTC: RT705 naming the architecture', async () => {
@@ -173,21 +157,11 @@ describe('the CUDA backend', () => {
   });
 
   it('a kernel of phases: each phase\'s function launched in order with its grid and shared bytes; the workspace its plan asks', async () => {
-    const k0 = fakeKernels();
-    const ks = [...k0.manifest.entries.prefill];
+    const ks = fakeKernels().manifest.entries.prefill;
     const last = ks[ks.length - 1]!;
-    const phases = [
-      { fn: 'one', threads: 64, rowsOf: 'T', rowMul: 1, rowDiv: 2, plusS: false, gridY: 3 },
-      { fn: 'two', threads: 128, rowsOf: 'S', rowMul: 1, rowDiv: 1, plusS: false, gridY: 1, shared: 96 * 1024 },
-    ];
-    const scratch = { fixed: 1000, perT: 7, perS: 5 };
-    const withPhases = (extra: object) => {
-      // (the head: a product of few rows, here without its GEMV, so that its phases run)
-      const ps = [...ks.slice(0, -1), { ...last, launch: { ...last.launch, gemvRows: undefined, gemvUpTo: undefined, phases, scratch, ...extra } }];
-      const image = `${functionsOf(ids)} ${kernelIds(last).map((id) => `archc_one_${id} archc_two_${id}`).join(' ')}`;
-      return { ...k0, manifest: { ...k0.manifest, entries: { ...k0.manifest.entries, prefill: ps } }, module: () => new TextEncoder().encode(`${image}\0`) };
-    };
-    const b = await openCudaBackend(program, { library: lib, kernels: withPhases({}) });
+    const phases = PHASES;
+    const phased = (plan: Partial<CudaLaunchPlan> = {}) => withPhases(fakeKernels(), 'prefill', plan);
+    const b = await openCudaBackend(program, { library: lib, kernels: phased() });
     try {
       for (const w of program.weights) b.uploadWeight(w, tensors.find((t) => t.name === w.name)!.tensor);
       const pool = b.createStatePool(4);
@@ -211,7 +185,7 @@ describe('the CUDA backend', () => {
       b.dispose();
     }
     // more dynamic shared memory than a block may have: the driver refuses, the error names the kernel
-    const big = await openCudaBackend(program, { library: lib, kernels: withPhases({ phases: [phases[0], { ...phases[1], shared: 300 * 1024 }] }) });
+    const big = await openCudaBackend(program, { library: lib, kernels: phased({ phases: [phases[0], { ...phases[1], shared: 300 * 1024 }] }) });
     try {
       for (const w of program.weights) big.uploadWeight(w, tensors.find((t) => t.name === w.name)!.tensor);
       const pool = big.createStatePool(4);
