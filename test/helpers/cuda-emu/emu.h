@@ -237,3 +237,7 @@ template <int M, int N, int K> void store_matrix_sync(float* p, const fragment<a
   __syncwarp();
 }
 }}  // namespace nvcuda::wmma
+// cp.async (cuda_pipeline.h, which a kernel source includes inside its namespace) and the
+// tensor-core fragments (templates/mma.cu.hbs) at file scope
+#include <cuda_pipeline.h>
+#include "warp-mma.h"
