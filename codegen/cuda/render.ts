@@ -37,6 +37,7 @@ hbs.registerPartial('prelude', (ctx: unknown) => template('prelude')(ctx));
 hbs.registerPartial('quant', (ctx: unknown) => template('quant')(ctx));
 hbs.registerPartial('act-round', (ctx: unknown) => template('act-round')(ctx));
 hbs.registerPartial('gemv', (ctx: unknown) => template('gemv')(ctx));
+hbs.registerPartial('mma', (ctx: unknown) => template('mma')(ctx));
 
 export interface RenderedKernel {
   readonly source: string;
