@@ -30,6 +30,7 @@ import { type QuantDType, dequantizeRows, isQuant } from '../../runtime/quant.ts
 import { createRng } from '../../runtime/rng.ts';
 import { fromF32, toF32 } from '../../runtime/tensor.ts';
 import { BAMBA } from '../helpers/checkpoints.ts';
+import { scaleError } from '../helpers/scale-error.ts';
 import { buildEmulator, EmuCudaBackend, programSources } from '../helpers/cuda-emu.ts';
 import { type OpInput, runOp } from '../helpers/kernels.ts';
 import { quantWeightInput } from '../helpers/quant.ts';
@@ -40,20 +41,6 @@ const nine = lowerToProgram(compileFile(BAMBA, {}).graph, []);
 const prefill = nine.entries.prefill;
 const products = prefill.kernels.filter((k) => k.family === 'matmul');
 const product = (part: string): Kernel => products.find((k) => k.name.includes(part))!;
-
-/** max |got − ref| / (max |ref| + 1e-6); beyond `rtol` it throws with the first differing values. */
-function relError(got: Float32Array, ref: Float32Array, rtol: number, what: string): number {
-  expect(got.length, what).toBe(ref.length);
-  let err = 0, scale = 0, at = 0;
-  for (let i = 0; i < ref.length; i++) {
-    scale = Math.max(scale, Math.abs(ref[i]!));
-    const d = Math.abs(got[i]! - ref[i]!);
-    if (!(d <= err)) { err = d; at = i; }
-  }
-  const rel = err / (scale + 1e-6);
-  if (!(rel <= rtol)) throw new Error(`${what}: max error ${err} (${rel.toExponential(2)} of max |ref| ${scale}) at ${at}: got ${got[at]}, want ${ref[at]}`);
-  return rel;
-}
 
 describe('the CUDA prefill GEMM', () => {
   it("takes 128x256 tiles (128x128 at each of two offsets) and a ring of 4 stages for every Bamba-9B product, in sm_80's shared memory", () => {
@@ -142,7 +129,7 @@ describe('the CUDA prefill GEMM', () => {
       const wq = 'weight' in w! ? w.upload : undefined;
       const wRef: OpInput = wq && isQuant(wq) ? { weight: fromF32(bf16(dequantizeRows(wq, 0, c.N)), [c.N, c.K], 'bf16') } : w;
       const ref = runOp('linear', [{ act: bf16(x), shape: ['T', c.K] }, wRef, ...b], attrs, c.T);
-      const rel = relError(got.outputs[0]!, ref.outputs[0]!, 1e-5, c.what);
+      const rel = scaleError(got.outputs[0]!, ref.outputs[0]!, 1e-5, c.what);
       console.log(`gemm ${c.what} (T=${c.T} K=${c.K} N=${c.N}): max error ${rel.toExponential(2)} of the output's scale`);
     });
   });

@@ -20,6 +20,7 @@ import type { Kernel } from '../../runtime/program.ts';
 import { QUANT_DTYPES } from '../../runtime/quant.ts';
 import { createRng } from '../../runtime/rng.ts';
 import { BAMBA } from '../helpers/checkpoints.ts';
+import { scaleError } from '../helpers/scale-error.ts';
 import { buildEmulator, EmuCudaBackend, programSources } from '../helpers/cuda-emu.ts';
 import { type OpInput, runOp } from '../helpers/kernels.ts';
 import { quantiseOnUpload } from '../helpers/quant.ts';
@@ -33,20 +34,6 @@ const nine = lowerToProgram(compileFile(BAMBA, {}).graph, []);
 const decode = nine.entries.decode;
 const product = (part: string): Kernel => decode.kernels.find((k) => k.family === 'matmul' && k.name.includes(part))!;
 const CHECKED: [string, SourceFormat][] = [['q_proj+k_proj+v_proj', 'bf16'], ['gate_proj+up_proj', 'q8'], ['mamba.out_proj', 'q4a8']];
-
-/** max |got − ref| / (max |ref| + 1e-6); beyond `rtol` it throws with the first differing values. */
-function relError(got: Float32Array, ref: Float32Array, rtol: number, what: string): number {
-  expect(got.length, what).toBe(ref.length);
-  let err = 0, scale = 0, at = 0;
-  for (let i = 0; i < ref.length; i++) {
-    scale = Math.max(scale, Math.abs(ref[i]!));
-    const d = Math.abs(got[i]! - ref[i]!);
-    if (!(d <= err)) { err = d; at = i; }
-  }
-  const rel = err / (scale + 1e-6);
-  if (!(rel <= rtol)) throw new Error(`${what}: max error ${err} (${rel.toExponential(2)} of max |ref| ${scale}) at ${at}: got ${got[at]}, want ${ref[at]}`);
-  return rel;
-}
 
 describe('CUDA decode GEMV at Bamba-9B sizes', () => {
   it('compiles for sm_80 and sm_90 without spills, W read in 16-byte read-only loads', async () => {
@@ -104,7 +91,7 @@ describe('CUDA decode GEMV at Bamba-9B sizes', () => {
           const ref = runOp('linear', [xs, w], {}, T, { backend: (p) => backend(p, new CpuBackend(p), counts) });
           const got = runOp('linear', [xs, w], {}, T, { backend: (p) => backend(p, new EmuCudaBackend(p, bin), emuCounts) });
           if (format !== 'bf16') expect([counts.n, emuCounts.n]).toEqual([1, 1]);
-          const rel = relError(got.outputs[0]!, ref.outputs[0]!, 1e-5, `${format} K=${K} T=${T}`);
+          const rel = scaleError(got.outputs[0]!, ref.outputs[0]!, 1e-5, `${format} K=${K} T=${T}`);
           console.log(`gemv ${format} K=${K} T=${T}: max error ${rel.toExponential(2)} of the output's scale`);
         }
       }
