@@ -124,8 +124,10 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  runtime +235 (233 lines, and the 2 it was over on main), cli +17: training rows over the whole corpus (issue 20: runtime/train/data-store.ts the cached token
  *  file, data-rows.ts each epoch's phase and permutation; archc train's sampler position, --file-order, --data-cache);
  *  codegen +171: the CUDA decode GEMV near the bandwidth floor (issue 23: codegen/cuda/gemv.ts its schedule, RoPE column
- *  pairs, vectors and passes; codegen/cuda/cost.ts the decode GEMVs' cost model in the build report). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5115, codegen: 6326, runtime: 16071, cli: 3253 };
+ *  pairs, vectors and passes; codegen/cuda/cost.ts the decode GEMVs' cost model in the build report);
+ *  codegen +114 (and the 12 it was over on main): the CUDA prefill GEMM on a tensor-core pipeline (issue 23:
+ *  codegen/cuda/cost-gemm.ts its cost model, gemmTiles and the GEMM's phases and scratch in schedule.ts). */
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5115, codegen: 6452, runtime: 16071, cli: 3253 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
