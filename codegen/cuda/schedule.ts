@@ -74,8 +74,8 @@ function ropeHead(k: Kernel): number {
   return Math.max(1, ...(k.epilogue ?? []).map((s) => (s.kind === 'rope' ? s.headDim : 1)));
 }
 
-/** The GEMM's tiles for product `k` at column offsets `offs` with heads of `head` columns: BN whole
- *  heads and a multiple of the warps' 16-column fragments, the target's tileN shared by the offsets;
+/** The GEMM's tiles for a product at column offsets `offs` with heads of `head` columns: BN whole
+ *  heads and a multiple of the warps' 16-column ldmatrix loads, the target's tileN shared by the offsets;
  *  stages (then rows) cut until the ring — or the accumulators, which reuse it for the epilogue — fit
  *  the shared memory; null where nothing fits. `shared`: the bytes its launch gives the kernel, in any
  *  format of W (matmul.cu.hbs asserts its layout fits). */
