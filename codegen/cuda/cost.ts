@@ -19,6 +19,7 @@ import type { MatrixFormat } from '../../runtime/cuda/abi.ts';
 import { type Launch, launchOf, launchesOf, quantMatrix, viewRows } from '../../runtime/cuda/abi.ts';
 import { type Entry, type Expr, type Kernel, type Program, type View, ofFamily } from '../../runtime/program.ts';
 import { attentionCost, convCost } from './cost-attention.ts';
+import { gemmCost } from './cost-gemm.ts';
 import { ssdCost, ssdStepCost } from './cost-ssd.ts';
 import { gemvVector } from './gemv.ts';
 import { CUDA_TARGET, type CudaTarget, cudaSchedule, productOffsets } from './schedule.ts';
@@ -194,6 +195,7 @@ export const FAMILY_COSTS: Readonly<Record<string, FamilyCost>> = {
   attention_decode: attentionCost,
   conv: convCost,
   conv_step: convCost,
+  matmul: gemmCost,
   ssd: ssdCost,
   ssd_step: ssdStepCost,
   gemv: gemvFamily,

@@ -38,6 +38,7 @@ hbs.registerPartial('quant', (ctx: unknown) => template('quant')(ctx));
 hbs.registerPartial('act-round', (ctx: unknown) => template('act-round')(ctx));
 hbs.registerPartial('gemv', (ctx: unknown) => template('gemv')(ctx));
 hbs.registerPartial('seq-tile', (ctx: unknown) => template('seq-tile')(ctx));
+hbs.registerPartial('mma', (ctx: unknown) => template('mma')(ctx));
 
 export interface RenderedKernel {
   readonly source: string;

@@ -121,7 +121,7 @@ export function entryFunctions(source: string): string[] {
  *  its own namespace with its entry functions renamed `<name>_<id>`. The headers come first, at file
  *  scope: inside each namespace their include guards skip them. */
 export function translationUnit(units: readonly { readonly id: string; readonly source: string }[]): string {
-  return '#include <cuda_bf16.h>\n#include <mma.h>\n#include <stdint.h>\n#include <math.h>\n'
+  return '#include <cuda_bf16.h>\n#include <mma.h>\n#include <cuda_pipeline.h>\n#include <stdint.h>\n#include <math.h>\n'
     + units.map(({ id, source }) => `namespace k_${id} {\n${renamedInclude(id, source)}}\n`).join('');
 }
 

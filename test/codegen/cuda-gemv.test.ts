@@ -20,11 +20,11 @@ import type { Kernel } from '../../runtime/program.ts';
 import { QUANT_DTYPES } from '../../runtime/quant.ts';
 import { createRng } from '../../runtime/rng.ts';
 import { BAMBA } from '../helpers/checkpoints.ts';
+import { relError } from '../runtime/cpu/check.ts';
 import { buildEmulator, EmuCudaBackend, programSources } from '../helpers/cuda-emu.ts';
 import { type OpInput, runOp } from '../helpers/kernels.ts';
 import { quantiseOnUpload } from '../helpers/quant.ts';
 import { fromF32 } from '../../runtime/tensor.ts';
-import { relError } from '../runtime/cpu/check.ts';
 
 const run = promisify(execFile);
 

@@ -133,8 +133,12 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  codegen +163: the CUDA chunked SSD in five launches (issue 23: codegen/cuda/schedule.ts ssdSchedule, its
  *  tiles and scratch; codegen/cuda/cost-ssd.ts the SSD and SSD step's cost model);
  *  runtime +178 (on main's 16157): CUDA decode steps as CUDA Graphs (issue 23: runtime/cuda/graph.ts capture, replay and
- *  the shapes kept; the driver's graph calls; runtime/cuda/pool.ts the growing buffers and state pool out of backend.ts). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5115, codegen: 6920, runtime: 16335, cli: 3253 };
+ *  the shapes kept; the driver's graph calls; runtime/cuda/pool.ts the growing buffers and state pool out of backend.ts);
+ *  codegen +114: the CUDA prefill GEMM on a tensor-core pipeline (issue 23:
+ *  codegen/cuda/cost-gemm.ts its cost model, gemmTiles and the GEMM's phases and scratch in schedule.ts);
+ *  codegen +17: CUDA kernels of several launches and a workspace (the schedule's phases and scratch, each source's entry
+ *  functions named in its module), the families' models in the step's (cost.ts FAMILY_COSTS). */
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5115, codegen: 7051, runtime: 16335, cli: 3253 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {

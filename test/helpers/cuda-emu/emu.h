@@ -175,6 +175,7 @@ inline __nv_bfloat16 __float2bfloat16(float f) {
   u += 0x7fffu + ((u >> 16) & 1u);
   return {uint16_t(u >> 16)};
 }
+inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 b) { return b.bits; }
 inline float __bfloat162float(__nv_bfloat16 b) {
   uint32_t u = uint32_t(b.bits) << 16;
   float f;
@@ -249,3 +250,7 @@ template <int M, int N, int K> void store_matrix_sync(float* p, const fragment<a
   __syncwarp();
 }
 }}  // namespace nvcuda::wmma
+// cp.async (cuda_pipeline.h, which a kernel source includes inside its namespace) and the
+// tensor-core fragments (templates/mma.cu.hbs) at file scope
+#include <cuda_pipeline.h>
+#include "warp-mma.h"
