@@ -177,11 +177,12 @@ describe('CUDA products and a tiny Bamba over 8-bit activations (emulated) = the
     // every product on the GEMV, 5 rows of the random q8 model: the emulator runs the a8 GEMV's
     // per-group rounding thread by thread (14 rows of it and 7 of the trained q4 model took 13.6
     // minutes, most of the suite's time; the trained model's products over 8-bit activations are
-    // checked on wasm and WebGPU). Prefill on the tiles, whose weights are rounded to
-    // bf16 (2^-9), moves many activations across a step from the first row on (measured at 24 rows:
-    // every row within 1.8-2.6e-2, against the tiles' own 2e-2 plus the 2 %); the tiles' products
-    // are checked sharply above, against the same product with the weight rounded to bf16
-    const gemv = [1e-4, 2e-2] as const;
+    // checked on wasm and WebGPU). Prefill's attention runs on bf16 tensor cores (Q, K, P and V
+    // rounded, 2^-9), which, as the tiles' bf16 weights do, moves activations across an 8-bit step
+    // from the first row on, and the decode steps carry it in their states (measured: 1.1-2.8e-2):
+    // every row within the tiles' own 2e-2 plus the criterion's 2 %; the products over 8-bit
+    // activations are checked sharply above (the GEMV within 1e-5)
+    const gemv = [4e-2, 4e-2] as const;
     const cases = [
       { what: 'random q8', p: program, vocab: 96, format: 'q8' as const, tensor: (n: string) => tensors.find((t) => t.name === n)!.tensor as Tensor, runs: [[[2, 3], gemv]] as const },
     ];

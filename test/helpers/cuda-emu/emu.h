@@ -31,7 +31,7 @@
 #define __align__(n) __attribute__((aligned(n)))
 // dynamic shared memory: a block's own (blocks run one after another), as much as a Hopper block may ask
 namespace emu { constexpr int DYNAMIC_SHARED = 232448; }
-#define ARCHC_DYNAMIC_SHARED(type, name) alignas(16) static type name[emu::DYNAMIC_SHARED / sizeof(type)]
+#define ARCHC_DYNAMIC_SHARED(type, name) alignas(128) static type name[emu::DYNAMIC_SHARED / sizeof(type)]
 
 struct dim3 { unsigned x = 1, y = 1, z = 1; };
 // the running fiber's; the scheduler sets them before resuming it
