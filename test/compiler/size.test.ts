@@ -124,8 +124,10 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  runtime +235 (233 lines, and the 2 it was over on main), cli +17: training rows over the whole corpus (issue 20: runtime/train/data-store.ts the cached token
  *  file, data-rows.ts each epoch's phase and permutation; archc train's sampler position, --file-order, --data-cache);
  *  codegen +171: the CUDA decode GEMV near the bandwidth floor (issue 23: codegen/cuda/gemv.ts its schedule, RoPE column
- *  pairs, vectors and passes; codegen/cuda/cost.ts the decode GEMVs' cost model in the build report). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5115, codegen: 6326, runtime: 16071, cli: 3253 };
+ *  pairs, vectors and passes; codegen/cuda/cost.ts the decode GEMVs' cost model in the build report); codegen +26:
+ *  the wasm integer products' vector constants as parameters (13: codegen/wasm/dot.ts constParams, gemm8.ts), and
+ *  the 13 main was over (codegen/cuda/cost.ts's card rates and cost records, a1cc52f). */
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5115, codegen: 6352, runtime: 16071, cli: 3253 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
