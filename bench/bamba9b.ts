@@ -10,13 +10,15 @@
 // Run: npx tsx bench/bamba9b.ts [--dir /work/data/bamba9b-bf16] [--formats q4,q8] [--threads 2]
 //        [--prefill 512] [--decode 32] [--check 4] [--no-reference] [--load-only] [--tied]
 //        (formats: bf16, q8, q4, and q8a8 / q4a8 with 8-bit activations)
-//        [--llama bamba9b-q4_0.gguf] [--rounds 1] [--cold]
+//        [--llama bamba9b-q4_0.gguf] [--rounds 1] [--cold] [--profile]
 // --cold: no read of the checkpoint before the loads, and the page cache dropped before each (where
 // /proc/sys/vm/drop_caches is writable): a load from disk, as after a download or a reboot.
 // --llama: llama.cpp's llama-bench on that GGUF (bench/llama/to_gguf.py of the same checkpoint, then
 // llama-quantize Q4_0) after archc's runs, same threads, prefill and decode, for the side by side.
 // --rounds N: N interleaved rounds (archc's formats, then llama.cpp), each ratio of the round's own
 // pair, and their median: both sides move by 10-20 % from run to run on a shared machine.
+// --profile: the decode's wall time per token by kernel family, the products (linearAt: the rows'
+// rounding, the GEMV and its threads' meeting) apart from their matmul's prologue and epilogue.
 // The checkpoint (~19.6 GB untied, 18.5 GB tied) is made with `archc init-weights models/bamba.arch
 // --dtype bf16 --set tie=false --shard-size 5000000000` when the directory does not exist. Big
 // processes run one at a time (each holds the model). Writes bench/results/bamba9b.json.
@@ -33,6 +35,7 @@ import { lowerToProgram } from '../compiler/lower.ts';
 import { readHfConfig } from '../runtime/hfconfig.ts';
 import { Model } from '../runtime/model.ts';
 import type { QuantDType } from '../runtime/quant.ts';
+import { WasmKernels } from '../runtime/wasm/kernels.ts';
 import { QUANT_LAYOUT } from '../runtime/wasm/layout.ts';
 import { run, tool } from './llama/common.ts';
 import { copyBench } from './memcopy.ts';
@@ -59,6 +62,7 @@ const CHILD = flag('--child', '');
 const LLAMA = flag('--llama', '');
 const COLD = argv.includes('--cold');
 const ROUNDS = Number(flag('--rounds', '1'));
+const PROFILE = argv.includes('--profile');
 
 /** Bytes per weight a wasm decode step reads of a product's matrix in each format: the packed
  *  panels (runtime/wasm/layout.ts QUANT_LAYOUT: one group is 8 columns × 32 k), not the
@@ -79,6 +83,8 @@ interface ChildResult {
   prefillS?: number;
   decodeS?: number;
   decodeCpuS?: number;
+  /** --profile: decode wall ms per token by kernel family. */
+  decodeSplit?: Record<string, number>;
   checkS: number;
   logitsFile: string;
 }
@@ -125,6 +131,7 @@ async function child(spec: string): Promise<void> {
     out.prefillS = (performance.now() - t2) / 1000;
     // greedy continuation (what a user's decode does), timed token by token
     let next = argmax(logits[0]!);
+    const spent = PROFILE ? profileFamilies(model) : null;
     const t3 = performance.now(), c3 = process.cpuUsage();
     for (let k = 0; k < DECODE; k++) {
       const l = model.decode([next], states);
@@ -133,10 +140,33 @@ async function child(spec: string): Promise<void> {
     out.decodeS = (performance.now() - t3) / 1000;
     const cu = process.cpuUsage(c3);
     out.decodeCpuS = (cu.user + cu.system) / 1e6;
+    if (spent) {
+      // the products run inside the matmul family: its own share is the fused prologues and epilogues
+      spent.set('matmul', (spent.get('matmul') ?? 0) - (spent.get('products') ?? 0));
+      spent.set('outside the families', out.decodeS * 1000 - [...spent.values()].reduce((a, b) => a + b, 0));
+      out.decodeSplit = Object.fromEntries([...spent].sort((a, b) => b[1] - a[1]).map(([k, v]) => [k, v / DECODE]));
+    }
   }
   out.peakRss = process.resourceUsage().maxRSS * 1024;
   model.dispose();
   process.stdout.write(`RESULT ${JSON.stringify(out)}\n`);
+}
+
+/** Wraps the wasm backend's kernel families and its products (WasmKernels.linearAt) in timers:
+ *  wall ms spent in each, by name ('products' for linearAt), from now on. */
+function profileFamilies(model: Model): Map<string, number> {
+  const spent = new Map<string, number>();
+  const timed = (key: string, fn: () => void) => {
+    const t0 = performance.now();
+    fn();
+    spent.set(key, (spent.get(key) ?? 0) + performance.now() - t0);
+  };
+  const backend = (model as unknown as { backend: { families: Record<string, (...a: unknown[]) => void> } }).backend;
+  for (const [f, run] of Object.entries(backend.families)) backend.families[f] = (...a: unknown[]) => timed(f, () => run(...a));
+  const proto = WasmKernels.prototype as unknown as { linearAt: (...a: unknown[]) => void };
+  const orig = proto.linearAt;
+  proto.linearAt = function (this: unknown, ...a: unknown[]) { timed('products', () => orig.apply(this, a)); };
+  return spent;
 }
 
 function argmax(x: Float32Array): number {
@@ -236,7 +266,8 @@ async function main(): Promise<void> {
         }
         results.push({ ...r, check, round });
         console.log(`  ${format}: load ${fmt(r.loadS)} s (${fmt(r.checkpointBytes / r.loadS / 1e9, 2)} GB/s), peak RSS ${gb(r.peakRss)} GB, `
-          + (LOAD_ONLY ? '' : `prefill ${PREFILL} ${fmt(PREFILL / r.prefillS!)} tok/s, decode ${fmt(DECODE / r.decodeS!, 2)} tok/s; `) + conditions());
+          + (LOAD_ONLY ? '' : `prefill ${PREFILL} ${fmt(PREFILL / r.prefillS!)} tok/s, decode ${fmt(DECODE / r.decodeS!, 2)} tok/s (CPU ${fmt(r.decodeCpuS! * 1000 / DECODE)} ms a token, all threads); `) + conditions());
+        if (r.decodeSplit) console.log(`  ${format}: decode wall ms per token by family: ${Object.entries(r.decodeSplit).map(([k, v]) => `${k} ${fmt(v, 2)}`).join(', ')}`);
       }
       if (LLAMA) llamas.push(llamaBench(LLAMA));
     }

@@ -69,8 +69,23 @@ const XQ_SIGNED = 64 * ((1 << 14) + (1 << 7) + 1);
 
 /** f16 scale bits -> f32, exactly (scales are finite and >= 0): the 16 bits moved up 13 are an f32
  *  with the f16's exponent field and mantissa, 2^-112 times the value (subnormals and zero included,
- *  as f32 subnormals), so one multiply by 2^112 (exact: a power of two, the result in range). */
-export const widenScales = (off: number, p: string) => `(f32x4.mul (i32x4.shl (v128.load16x4_u offset=${off} ${p}) (i32.const 13)) (v128.const f32x4 0x1p112 0x1p112 0x1p112 0x1p112))`;
+ *  as f32 subnormals), so one multiply by 2^112 (exact: a power of two, the result in range; `c112`
+ *  that constant's operand). */
+export const widenScales = (off: number, p: string, c112 = C112) => `(f32x4.mul (i32x4.shl (v128.load16x4_u offset=${off} ${p}) (i32.const 13)) ${c112})`;
+const C112 = '(v128.const f32x4 0x1p112 0x1p112 0x1p112 0x1p112)';
+
+/** Vector constants the integer products use (the nibble mask, 1, 2^7, 2^14 in i16 lanes, 2^112),
+ *  which a kernel takes from its caller as parameters (`constParams`, `constArgs`): V8 11.3 (Node 20)
+ *  places a v128.const, or a splat of any value, where it is used, inside a kernel's loop, three
+ *  instructions on x64 each time (two on the vector ports these loops are bound by); a parameter
+ *  stays in a register or is reloaded from the stack (a load port). */
+const splat16 = (v: number) => `(v128.const i16x8 ${Array(8).fill(v).join(' ')})`;
+const KCONST = { m15: `(v128.const i8x16 ${Array(16).fill(15).join(' ')})`, c1: splat16(1), c7: splat16(1 << 7), c14: splat16(1 << 14), c112: C112 } as const;
+type KConst = keyof typeof KCONST;
+/** A kernel's parameters $<name> for these constants, and a call's operands for them. */
+export const constParams = (names: readonly KConst[]) => names.map((c) => ` (param $${c} v128)`).join('');
+export const constArgs = (names: readonly KConst[]) => names.map((c) => KCONST[c]).join(' ');
+const MVI_CONSTS: readonly KConst[] = ['m15', 'c1', 'c7', 'c14', 'c112'];
 
 /**
  * mvi_<f>(xd, wp, yp, G): one activation row times one panel of q8/q4 codes by integer dot
@@ -145,19 +160,16 @@ export function dotKernel(f: QuantType, fma: boolean, a8 = false, A: Addr = ADDR
     // q8: less the offset's share, Σcode · 2^20 (20-bit rows) or Σcode · 2^7 (8-bit rows: z = q + 128)
     e = f === 'q8' ? `(i32x4.sub ${e} (i32x4.shl (v128.load16x4_s offset=${L.corr! + 8 * i} ${A.w(get('wp'))}) (i32.const ${a8 ? 7 : 20})))`
       : `(i32x4.sub ${e} (v128.load32_splat offset=4 ${A.low(get('xd'))}))`;
-    const prod = `(f32x4.mul (f32x4.convert_i32x4_s ${e}) ${widenScales(L.scales + 8 * i, A.w(get('wp')))})`;
+    const prod = `(f32x4.mul (f32x4.convert_i32x4_s ${e}) ${widenScales(L.scales + 8 * i, A.w(get('wp')), get('c112'))})`;
     // y in two locals over the groups, stored once (y in memory, loaded and stored per group, was
     // 2-5% slower; the k-quad loop does not spill with them live)
     const y = get(`y${i}`);
     return `(local.set $y${i} ${fma ? `(f32x4.relaxed_madd ${prod} ${get('sx')} ${y})` : `(f32x4.add ${y} (f32x4.mul ${prod} ${get('sx')}))`})`;
   };
-  const splat16 = (v: number) => `(v128.const i16x8 ${Array(8).fill(v).join(' ')})`;
   const locals = ds.flatMap((d) => [`(local $a${d} v128)`, `(local $b${d} v128)`, `(local $x${d} v128)`]).join(' ');
-  return `(func $${name} (param $xd i32) (param $wp i32) (param $yp i32) (param $G i32)${A.param}
+  return `(func $${name} (param $xd i32) (param $wp i32) (param $yp i32) (param $G i32)${constParams(MVI_CONSTS)}${A.param}
   (local $g i32) (local $xq i32) (local $wq i32) (local $we i32) ${locals}
-  (local $v v128) (local $va v128) (local $vb v128) (local $sx v128) (local $m15 v128) (local $c1 v128) (local $c7 v128) (local $c14 v128) (local $y0 v128) (local $y1 v128)
-  (local.set $m15 (v128.const i8x16 ${Array(16).fill(15).join(' ')}))
-  (local.set $c1 ${splat16(1)}) (local.set $c7 ${splat16(1 << 7)}) (local.set $c14 ${splat16(1 << 14)})
+  (local $v v128) (local $va v128) (local $vb v128) (local $sx v128) (local $y0 v128) (local $y1 v128)
   (block $g_end (loop $g_loop
   (br_if $g_end (i32.ge_s ${get('g')} ${get('G')}))
   (local.set $xq ${a8 ? get('xd') : add(get('xd'), 16)})
@@ -269,7 +281,8 @@ export function dotProduct(f: QuantType, a8 = false, A: Addr = ADDR32): string {
     (block $t_end (loop $t_loop
       (br_if $t_end (i32.ge_s ${get('t')} ${get('T')}))
       (call $${mn}_${f} ${add(get('x'), `(i32.mul ${get('t')} (i32.mul ${get('G')} (i32.const ${xdGroup(f, a8)})))`)} ${get('wp')}
-        ${add(get('y'), `(i32.shl (i32.add (i32.mul ${get('t')} ${get('ldy')}) (i32.mul ${get('p')} (i32.const ${NR}))) (i32.const 2))`)} ${get('G')}${A.pass})
+        ${add(get('y'), `(i32.shl (i32.add (i32.mul ${get('t')} ${get('ldy')}) (i32.mul ${get('p')} (i32.const ${NR}))) (i32.const 2))`)} ${get('G')}
+        ${constArgs(MVI_CONSTS)}${A.pass})
       (local.set $t ${add(get('t'), 1)})
       (br $t_loop)))
     (local.set $p ${add(get('p'), 1)})

@@ -14,11 +14,15 @@
 
 import { QUANT_LAYOUT } from '../../runtime/wasm/layout.ts';
 import { ADDR32, type Addr } from './addr.ts';
-import { widenScales, XD8_GROUP } from './dot.ts';
+import { constArgs, constParams, widenScales, XD8_GROUP } from './dot.ts';
 import { get } from './wat.ts';
 
 const add = (a: string, b: string | number) => `(i32.add ${a} ${typeof b === 'number' ? `(i32.const ${b})` : b})`;
 type QuantType = 'q8' | 'q4';
+
+/** The tile kernels' vector constants, parameters from gemm8 (dot.ts `constParams`: V8 11.3 rebuilds
+ *  a v128.const inside the loop where it is used). */
+const TILE_CONSTS = ['m15', 'c1', 'c112'] as const;
 
 /**
  * mt8_<f>_<m>(xd, wp, s, G): the first m of a tile's R rows times one panel of q4/q8 codes into f32
@@ -82,7 +86,7 @@ function tileKernel(f: QuantType, m: number, R: number, fma: boolean, A: Addr): 
     `(local.set $we ${add(get('wp'), L.codes)})`, `(loop $q_loop`,
     `(local.set $xq ${add(get('xq'), (f === 'q4' ? 4 : 8) * R)})`, `(local.set $wq ${add(get('wq'), qb)})`, quad(false),
     `(br_if $q_loop (i32.lt_u ${add(get('wq'), qb)} ${get('we')})))`];
-  const sums: string[] = [`(local.set $w0 ${widenScales(L.scales, A.w(get('wp')))})`, `(local.set $w1 ${widenScales(L.scales + 8, A.w(get('wp')))})`];
+  const sums: string[] = [`(local.set $w0 ${widenScales(L.scales, A.w(get('wp')), get('c112'))})`, `(local.set $w1 ${widenScales(L.scales + 8, A.w(get('wp')), get('c112'))})`];
   for (const r of rows) {
     sums.push(`(local.set $k0 (v128.load32_splat offset=${r * 16 + 4} ${A.low(get('xd'))}))`);
     sums.push(`(local.set $sx (v128.load32_splat offset=${r * 16} ${A.low(get('xd'))}))`);
@@ -95,12 +99,10 @@ function tileKernel(f: QuantType, m: number, R: number, fma: boolean, A: Addr): 
     });
   }
   const zero = rows.flatMap((r) => [0, 1].map((i) => `(v128.store offset=${(2 * r + i) * 16} ${A.low(get('s'))} (v128.const i32x4 0 0 0 0))`));
-  return `(func $mt8_${f}_${m} (param $xd i32) (param $wp i32) (param $s i32) (param $G i32)${A.param}
-  (local $g i32) (local $xq i32) (local $wq i32) (local $we i32) (local $v v128) (local $va v128) (local $vb v128) (local $x v128) (local $sg v128) (local $m15 v128) (local $c1 v128)
+  return `(func $mt8_${f}_${m} (param $xd i32) (param $wp i32) (param $s i32) (param $G i32)${constParams(TILE_CONSTS)}${A.param}
+  (local $g i32) (local $xq i32) (local $wq i32) (local $we i32) (local $v v128) (local $va v128) (local $vb v128) (local $x v128) (local $sg v128)
   (local $k0 v128) (local $sx v128) (local $w0 v128) (local $w1 v128) (local $xv0 v128) (local $xv1 v128)
   ${rows.flatMap((r) => [`(local $a${r} v128)`, `(local $b${r} v128)`]).join(' ')}
-  (local.set $m15 (v128.const i8x16 ${Array(16).fill(15).join(' ')}))
-  (local.set $c1 (v128.const i16x8 1 1 1 1 1 1 1 1))
   ${zero.join('\n  ')}
   (block $g_end (loop $g_loop
   (br_if $g_end (i32.ge_s ${get('g')} ${get('G')}))
@@ -122,7 +124,7 @@ function gemm8(f: QuantType, R: number, tokenBlock: number, A: Addr): string {
   const L = QUANT_LAYOUT[f];
   // the tile's kernel by its rows m (R for all but the last): br_table on min(m, R) - 1, case blocks innermost-first
   let call = `(br_table ${Array.from({ length: R }, (_, i) => `$m${i + 1}`).join(' ')} (i32.sub (select ${get('m')} (i32.const ${R}) (i32.lt_s ${get('m')} (i32.const ${R}))) (i32.const 1)))`;
-  for (let m = 1; m <= R; m++) call = `(block $m${m}\n${call})\n(call $mt8_${f}_${m} ${get('xp')} ${get('wp')} ${get('s')} ${get('G')}${A.pass})\n(br $computed)`;
+  for (let m = 1; m <= R; m++) call = `(block $m${m}\n${call})\n(call $mt8_${f}_${m} ${get('xp')} ${get('wp')} ${get('s')} ${get('G')} ${constArgs(TILE_CONSTS)}${A.pass})\n(br $computed)`;
   const copy = Array.from({ length: R }, (_, r) => `${r ? `(br_if $copied (i32.le_s ${get('m')} (i32.const ${r})))
           (local.set $yp ${add(get('yp'), get('ldyb'))})\n          ` : ''}(v128.store ${A.low(get('yp'))} (v128.load offset=${32 * r} ${A.low(get('s'))}))
           (v128.store offset=16 ${A.low(get('yp'))} (v128.load offset=${32 * r + 16} ${A.low(get('s'))}))`).join('\n          ');
