@@ -294,6 +294,18 @@ export function checkReplaceable(target: string, kind: OutputKind, force: boolea
   if (foreign.length) throw new OutputError('AC602', [target, kind, sample(foreign)], hint);
 }
 
+/** That an output directory can be made at `target`, checked before long work: a temp directory
+ *  made and removed in the nearest ancestor that exists (AC604 naming the target where it cannot). */
+export function probeWritable(target: string): void {
+  let at = dirname(target);
+  while (!existsSync(at) && dirname(at) !== at) at = dirname(at);
+  try {
+    rmSync(mkdtempSync(join(at, `.${basename(target)}.probe-${process.pid}-`)), { recursive: true, force: true });
+  } catch (e) {
+    throw asOutputError(e, target);
+  }
+}
+
 /** Why `target` may never be replaced: `/`, the home directory, the current directory, or an
  *  ancestor of one of them (replacing it would delete them); undefined for any other path. */
 function protectedDir(target: string): string | undefined {

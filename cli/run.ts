@@ -23,7 +23,7 @@ import { type HfConfig, otherModel } from '../runtime/hfconfig.ts';
 import { BACKEND_NAMES, type Backend } from '../runtime/targets.ts';
 import { printWarnings } from './errors.ts';
 import { type CommonOpts, setsOf, withCommon, withPreset } from './common.ts';
-import { checkParent, checkReplaceable, exitOnSignals, writeDirAtomic, writeOutputFile, yieldToSignals } from './fsutil.ts';
+import { checkParent, checkReplaceable, exitOnSignals, probeWritable, writeDirAtomic, writeOutputFile, yieldToSignals } from './fsutil.ts';
 import { encodeNpy } from './npy.ts';
 import { type QuantFlags, quantizeOption, reportQuantization, withQuantize } from './quant.ts';
 import { phases } from './phases.ts';
@@ -186,6 +186,7 @@ export function registerRunCommands(p: Command): void {
       exitOnSignals();
       // ts-morph (TypeScript) takes a third of a second to load: only `build` needs it.
       checkReplaceable(resolve(o.out), 'package', o.force ?? false); // before the work, not after
+      probeWritable(resolve(o.out));
       const { PACKAGE_TARGETS, buildPackage, packageParts } = await import('../codegen/package.ts');
       // compile, each target's part, then the package's TypeScript: one status line on a terminal
       const steps = phases(`building ${basename(file)}`, PACKAGE_TARGETS.length + 2);

@@ -73,7 +73,7 @@ beforeAll(async () => {
   mkdirSync(site, { recursive: true });
   writeCheckpoint(ckpt, { vocab: VOCAB }, { dtype: 'bf16', seed: 12 });
   // `archc build` in a child process (a TypeScript compile: too long to block this worker)
-  const built = await runCli(['build', BAMBA, '--hf-config', join(ckpt, 'config.json'), '-o', pkg, '--name', 'tiny-bamba'], 300_000);
+  const built = await runCli(['build', BAMBA, '--hf-config', join(ckpt, 'config.json'), '-o', pkg, '--name', 'tiny-bamba'], 900_000);
   expect(built.code, built.stderr).toBe(0);
 
   const index = JSON.stringify(join(pkg, 'dist', 'index.js'));
@@ -126,7 +126,7 @@ beforeAll(async () => {
   } finally {
     cpu.dispose();
   }
-}, 400_000);
+}, 1_000_000);
 
 afterAll(async () => {
   await browser?.close();
