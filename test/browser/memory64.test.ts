@@ -37,7 +37,7 @@ beforeAll(async () => {
   mkdirSync(ckpt, { recursive: true });
   mkdirSync(site, { recursive: true });
   writeCheckpoint(ckpt, { vocab: VOCAB, d_model: 64, d_ff: 256 }, { dtype: 'bf16', seed: 13 });
-  const built = await runCli(['build', BAMBA, '--hf-config', join(ckpt, 'config.json'), '-o', pkg, '--name', 'tiny-bamba'], 300_000);
+  const built = await runCli(['build', BAMBA, '--hf-config', join(ckpt, 'config.json'), '-o', pkg, '--name', 'tiny-bamba'], 900_000);
   expect(built.code, built.stderr).toBe(0);
   const index = JSON.stringify(join(pkg, 'dist', 'index.js'));
   const helper = JSON.stringify(join(ROOT, 'test', 'helpers', 'memory64.ts'));
@@ -86,7 +86,7 @@ beforeAll(async () => {
     sendFile(file, req, res, undefined, plain ? {} : ISOLATED);
   });
   browser = await launchChromium();
-}, 400_000);
+}, 1_000_000);
 
 afterAll(async () => {
   await browser?.close();

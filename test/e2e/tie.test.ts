@@ -29,7 +29,7 @@ beforeAll(async () => {
   work = makeDir('archc-tie-');
   const out = join(work, 'pkg');
   // the .arch default: tie = true
-  const built = await runCli(['build', BAMBA, '-o', out, '--name', 'tiny-bamba-tie', ...setsFor(PARAMS).flatMap((s) => ['--set', s])], 400_000);
+  const built = await runCli(['build', BAMBA, '-o', out, '--name', 'tiny-bamba-tie', ...setsFor(PARAMS).flatMap((s) => ['--set', s])], 900_000);
   expect(built.code, built.stderr).toBe(0);
   pkg = await import(pathToFileURL(join(out, 'dist', 'index.js')).href) as Package;
   const dir = (name: string) => {
@@ -38,7 +38,7 @@ beforeAll(async () => {
   };
   tied = writeCheckpoint(dir('tied'), { tie: true }, { seed: 3 });
   untied = writeCheckpoint(dir('untied'), { tie: false }, { seed: 3 });
-}, 420_000);
+}, 1_000_000);
 afterAll(() => removeDir(work));
 
 /** The CPU engine on a program compiled for the checkpoint's layout alone. */

@@ -29,7 +29,7 @@ function sourceHash(args: readonly string[]): string {
 
 /** The package directory `archc build <args> -o <it>` makes, built now only if no earlier run left
  *  it (a build writes its directory whole or not at all, so one found is complete). */
-export async function builtPackage(args: readonly string[], timeoutMs = 600_000): Promise<string> {
+export async function builtPackage(args: readonly string[], timeoutMs = 900_000): Promise<string> {
   const packages = join(ROOT, '.tmp', 'packages');
   const dir = join(packages, sourceHash(args));
   const now = new Date();

@@ -20,7 +20,7 @@ let app: string;
 beforeAll(async () => {
   work = makeDir('archc-types-');
   const pkg = join(work, 'pkg');
-  const built = await runCli(['build', BAMBA, '-o', pkg, '--name', 'tiny-bamba-types', ...setsFor(TINY).flatMap((s) => ['--set', s])], 400_000);
+  const built = await runCli(['build', BAMBA, '-o', pkg, '--name', 'tiny-bamba-types', ...setsFor(TINY).flatMap((s) => ['--set', s])], 900_000);
   expect(built.code, built.stderr).toBe(0);
   app = join(work, 'app');
   mkdirSync(join(app, 'node_modules'), { recursive: true });
@@ -30,7 +30,7 @@ beforeAll(async () => {
   mkdirSync(join(app, 'node_modules', '@webgpu'));
   symlinkSync(join(ROOT, 'node_modules', '@webgpu', 'types'), join(app, 'node_modules', '@webgpu', 'types'));
   writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module' }));
-}, 420_000);
+}, 1_000_000);
 afterAll(() => removeDir(work));
 
 const COMPILERS = ['tsc', 'ts-morph'] as const;

@@ -54,7 +54,7 @@ beforeAll(async () => {
   cpu = await loadModel(TINY_A, { backend: 'cpu', threads: 1 });
   mkdirSync(ARTIFACTS, { recursive: true });
   browser = await launchChromium(WEBGPU);
-}, 900_000);
+}, 1_000_000);
 
 afterAll(async () => {
   await browser?.close();

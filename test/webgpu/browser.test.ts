@@ -30,13 +30,13 @@ beforeAll(async () => {
   writeCheckpoint(ckpt, {}, { dtype: 'bf16', seed: 8 });
   const program = programFor(ckpt);
   // `archc build` in a child process (a TypeScript compile: too long to block this worker)
-  const built = await runCli(['build', BAMBA, '--hf-config', join(ckpt, 'config.json'), '-o', pkg, '--name', 'tiny-bamba'], 300_000);
+  const built = await runCli(['build', BAMBA, '--hf-config', join(ckpt, 'config.json'), '-o', pkg, '--name', 'tiny-bamba'], 900_000);
   expect(built.code, built.stderr).toBe(0);
   const cpu = await Model.loadProgram(program, ckpt, { threads: 1 });
   want = await greedy(cpu);
   cpu.dispose();
   expect(want.length).toBe(TOKENS);
-}, 400_000);
+}, 1_000_000);
 
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 

@@ -6,13 +6,15 @@
 // of their threads; a thread that returns early leaves the barriers, as an exited GPU thread does;
 // a barrier no thread can pass ends the process (exit 3) rather than hanging.
 // Blocks run one after another, so `__shared__` (function-static storage) is the block's own.
-// WMMA fragments are held whole by every lane; a warp's loads, products and stores are collective.
+// WMMA fragments are held whole by every lane; a warp's loads, products and stores are collective (a
+// product computed once a warp, by the first lane to reach it).
 #pragma once
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <math.h>
 #include <memory>
 #include <mutex>
@@ -76,6 +78,11 @@ struct Barrier {
 struct Warp {
   Barrier bar;
   uint64_t slot[32];
+  // WMMA products, computed once a warp: every lane holds the same fragments (loaded whole), so the
+  // first lane to reach its n-th mma_sync computes it and the others copy it; an entry goes once
+  // every lane of the warp has taken it (lanes take them in order)
+  uint64_t mma_base = 0, mma_seen[32] = {};
+  std::deque<std::pair<std::vector<float>, unsigned>> mma;
 };
 inline Barrier block_bar;
 inline std::vector<Warp> warps;
@@ -233,14 +240,22 @@ template <class Use, int M, int N, int K, class T, class L, class P> void load_m
 template <int M, int N, int K, class T, class LA, class LB>
 void mma_sync(fragment<accumulator, M, N, K, float>& d, const fragment<matrix_a, M, N, K, T, LA>& a, const fragment<matrix_b, M, N, K, T, LB>& b,
               const fragment<accumulator, M, N, K, float>& c) {
-  float out[M * N];
-  for (int i = 0; i < M; i++)
-    for (int j = 0; j < N; j++) {
-      float s = c.v[i * N + j];
-      for (int k = 0; k < K; k++) s += a.v[i * K + k] * b.v[k * N + j];
-      out[i * N + j] = s;
-    }
-  std::memcpy(d.v, out, sizeof out);
+  emu::Warp& w = emu::warps[threadIdx.x / 32];
+  const uint64_t n = w.mma_seen[threadIdx.x % 32]++;
+  if (n == w.mma_base + w.mma.size()) {
+    std::vector<float> out(M * N);
+    for (int i = 0; i < M; i++)
+      for (int j = 0; j < N; j++) {
+        float s = c.v[i * N + j];
+        for (int k = 0; k < K; k++) s += a.v[i * K + k] * b.v[k * N + j];
+        out[i * N + j] = s;
+      }
+    w.mma.emplace_back(std::move(out), 0u);
+  }
+  auto& e = w.mma[n - w.mma_base];
+  std::memcpy(d.v, e.first.data(), sizeof(float) * M * N);
+  if (++e.second >= w.bar.expected)
+    while (!w.mma.empty() && w.mma.front().second >= w.bar.expected) { w.mma.pop_front(); w.mma_base++; }
 }
 template <int M, int N, int K> void store_matrix_sync(float* p, const fragment<accumulator, M, N, K, float>& f, unsigned ld, layout_t layout) {
   __syncwarp();
