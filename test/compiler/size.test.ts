@@ -139,8 +139,9 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  codegen +17: CUDA kernels of several launches and a workspace (the schedule's phases and scratch, each source's entry
  *  functions named in its module), the families' models in the step's (cost.ts FAMILY_COSTS);
  *  cli +24: the chat page's local mode keeps conversation state between turns (issue 22: cli/serve/page-worker.ts);
+ *  cli +13: archc build probes that its output can be made before the work (cli/fsutil.ts probeWritable);
  *  codegen +15: the wasm integer products' vector constants as parameters (issue 17: codegen/wasm/dot.ts constParams, gemm8.ts). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5115, codegen: 7066, runtime: 16335, cli: 3277 };
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5115, codegen: 7066, runtime: 16335, cli: 3290 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
