@@ -133,7 +133,7 @@ describe('CUDA kernels', () => {
         for (const [f, u] of Object.entries(fns)) expect({ f, id, arch, spills: u.spillStores + u.spillLoads }).toEqual({ f, id, arch, spills: 0 });
       }
     }
-  }, 600_000);
+  }, 900_000);
 
   it('products with q8 and q4 weights match the CPU reference of the same weights (GEMV exactly, tiles within bf16)', () => {
     for (const format of QUANT_DTYPES) {
