@@ -15,7 +15,7 @@
 
 import { type Kernel, type Program, ofFamily } from '../../runtime/program.ts';
 import { decodeSplit } from './attention.ts';
-import type { FamilyCost, GpuModel, KernelCost } from './cost.ts';
+import { type FamilyCost, type GpuModel, type KernelCost, kernelCost, round4 } from './cost.ts';
 import type { CudaTarget } from './schedule.ts';
 
 /** What the model assumes of an sm_90-class SM beyond GpuModel: shared memory moves 128 bytes a
@@ -24,9 +24,8 @@ export const SM_MODEL = { sharedBytesPerS: 128 * 1.75e9, l2Bandwidth: 5.5e12, mm
 /** The context a decode step is modelled at when the caller gives none (tokens already cached). */
 export const DECODE_CONTEXT = 4096;
 
-const round = (x: number): number => Number(x.toPrecision(4));
 const cost = (k: Kernel, bytes: number, flops: number, floorS: number, modelS: number, bound: string): KernelCost =>
-  ({ kernel: k.name, family: k.family, bytes: round(bytes), flops: round(flops), floorUs: round(floorS * 1e6), modelUs: round(Math.max(floorS, modelS) * 1e6), bound });
+  kernelCost(k, round4(bytes), round4(flops), floorS, modelS, bound);
 
 /** Attention: prefill of `rows` fresh sequences of `tokens` each, or a decode step of `rows`
  *  sequences after `context` cached tokens (default DECODE_CONTEXT). */

@@ -11,7 +11,7 @@
 
 import type { Entry, View } from '../../runtime/program.ts';
 import { ofFamily } from '../../runtime/program.ts';
-import { type FamilyCost, type KernelCost, gemvCost } from './cost.ts';
+import { type FamilyCost, type KernelCost, gemvCost, kernelCost } from './cost.ts';
 import { cudaSchedule, productOffsets } from './schedule.ts';
 
 /** H100 and H200 alike: 50 MB of L2 at ~5.5 TB/s. */
@@ -47,8 +47,7 @@ export const gemmCost: FamilyCost = (program, entry, k, shape, gpu, t) => {
   const bytes = reads + N * K * 2 + Object.values(k.outputs).reduce((b, v) => b + rowsOf(e, v, T, S) * v.width * 4, 0);
   const flops = 2 * R * N * K;
   const floor = Math.max(bytes / gpu.bandwidth, flops / gpu.tensorFlops);
-  const round = (v: number) => Number(v.toPrecision(4));
-  const cost = (modelS: number, bound: string): KernelCost => ({ kernel: k.name, family: k.family, bytes, flops, floorUs: round(floor * 1e6), modelUs: round(Math.max(floor, modelS) * 1e6), bound });
+  const cost = (modelS: number, bound: string): KernelCost => kernelCost(k, bytes, flops, floor, modelS, bound);
   if (!s.tensor || R <= (s.gemvUpTo as number)) {
     // the GEMV: cost.ts's model of it, over this entry's rows
     const g = gemvCost(program, entry, k, 'bf16', shape, gpu, t);

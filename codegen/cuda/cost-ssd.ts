@@ -10,9 +10,9 @@
 // passing) times the threads resident an SM (the launch bound's blocks, or fewer as shared memory
 // allows), over a DRAM round trip for as many bytes as come from DRAM and an L2 one for the rest.
 
-import type { Kernel, Program } from '../../runtime/program.ts';
+import type { Program } from '../../runtime/program.ts';
 import { ofFamily } from '../../runtime/program.ts';
-import type { FamilyCost, GpuModel, KernelCost } from './cost.ts';
+import { type FamilyCost, type GpuModel, kernelCost } from './cost.ts';
 import type { CudaTarget } from './schedule.ts';
 import { ssdSchedule } from './schedule.ts';
 
@@ -36,11 +36,7 @@ interface Phase {
   readonly inFlight: number;
 }
 
-const round = (x: number): number => Number(x.toPrecision(4));
-
-function cost(k: Kernel, bytes: number, flops: number, floor: number, model: number, bound: string): KernelCost {
-  return { kernel: k.name, family: k.family, bytes, flops, floorUs: round(floor * 1e6), modelUs: round(Math.max(floor, model) * 1e6), bound };
-}
+const cost = kernelCost;
 
 /** Seconds one phase takes by the model, and what bounds it. */
 function phaseTime(ph: Phase, gpu: GpuModel, threads: number): { t: number; bound: string } {

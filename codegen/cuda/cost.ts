@@ -62,6 +62,13 @@ export interface StepShape {
   readonly format?: MatrixFormat;
 }
 
+/** Four significant digits, as the report gives its figures. */
+export function round4(x: number): number { return Number(x.toPrecision(4)); }
+/** A family model's record of `k`: floor and model in s (the model no faster than the floor), as µs. */
+export function kernelCost(k: Kernel, bytes: number, flops: number, floorS: number, modelS: number, bound: string): KernelCost {
+  return { kernel: k.name, family: k.family, bytes, flops, floorUs: round4(floorS * 1e6), modelUs: round4(Math.max(floorS, modelS) * 1e6), bound };
+}
+
 /** A family's model: the cost of kernel `k` of `entry` at `shape`, or null where the family's
  *  schedule is not modelled. */
 export type FamilyCost = (program: Program, entry: 'prefill' | 'decode', k: Kernel, shape: StepShape, gpu: GpuModel, t: CudaTarget) => KernelCost | null;
@@ -279,7 +286,6 @@ export interface StepCost {
 
 /** A kernel's name with its layer indices as `*` (`model.layers.*.mamba.in_proj:linear`). */
 const layerKey = (name: string) => name.replace(/\.\d+(?=[.:])/g, '.*');
-const round = (x: number) => Number(x.toPrecision(4));
 
 /** The model of `entry` at `shape` on `gpu`: every kernel that launches, by its family's model in
  *  `costs` (a product launched as its GEMV by `gemv`), or listed as unmodelled. */
@@ -310,9 +316,9 @@ export function stepCost(program: Program, entry: 'prefill' | 'decode', shape: S
   }
   const at = (gap: number) => model + modelled * gap;
   return {
-    floorUs: round(floor), modelUs: round(at(LAUNCH_GAP_US.graph)), ratioToFloor: round(at(LAUNCH_GAP_US.graph) / floor),
-    hostModelUs: round(at(LAUNCH_GAP_US.host)), launches, partial: unmodelled.size > 0, unmodelled: [...unmodelled.values()],
-    kernels: [...rows.values()].map((c) => ({ ...c, bytes: round(c.bytes), flops: round(c.flops), floorUs: round(c.floorUs), modelUs: round(c.modelUs) })),
+    floorUs: round4(floor), modelUs: round4(at(LAUNCH_GAP_US.graph)), ratioToFloor: round4(at(LAUNCH_GAP_US.graph) / floor),
+    hostModelUs: round4(at(LAUNCH_GAP_US.host)), launches, partial: unmodelled.size > 0, unmodelled: [...unmodelled.values()],
+    kernels: [...rows.values()].map((c) => ({ ...c, bytes: round4(c.bytes), flops: round4(c.flops), floorUs: round4(c.floorUs), modelUs: round4(c.modelUs) })),
   };
 }
 
