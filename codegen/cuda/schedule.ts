@@ -173,7 +173,8 @@ export function cudaSchedule(k: Kernel, t: CudaTarget): CudaSchedule {
 }
 
 /** The limits a kernel's schedule and source must keep, or the work past them would fail at launch
- *  or come out wrong without a word: the launch's grid.y (its GEMV's too), the experts' hidden rows
+ *  or come out wrong without a word: the launch's grid.y (its GEMV's too), each phase's dynamic
+ *  shared memory, the experts' hidden rows
  *  in static shared memory, and the products of sizes the sources index in 32-bit ints (a head's
  *  state P · N). Each one crossed: [what, its value, the limit]. */
 export function cudaLimits(k: Kernel, s: CudaSchedule, t: CudaTarget): [string, number, number][] {
@@ -181,6 +182,8 @@ export function cudaLimits(k: Kernel, s: CudaSchedule, t: CudaTarget): [string, 
   const atMost = (what: string, value: number, limit: number) => { if (value > limit) out.push([what, value, limit]); };
   atMost('grid.y', s.gridY, t.limits.gridY);
   if (s.gemvGridY !== undefined) atMost("the GEMV's grid.y", s.gemvGridY, t.limits.gridY);
+  // a phase's dynamic shared memory (the chunked SSD's grows with its chunk, attention's with its head dim)
+  for (const p of s.phases ?? []) atMost(`phase ${p.fn}'s dynamic shared memory (bytes)`, p.shared ?? 0, t.dynamicSharedBytes);
   switch (k.family) {
     case 'experts': atMost("the experts' static shared memory (bytes)", 4 * k.sizes.K * k.sizes.I, t.sharedBytes); break;
     // (a row's heads · head dim is within the rows' bound, 2^28 elements: compiler/ops.ts inferUse)

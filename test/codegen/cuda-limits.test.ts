@@ -1,5 +1,5 @@
 // The CUDA target's limits, asserted at build (codegen/cuda/schedule.ts cudaLimits): a model whose
-// sizes would cross one — a launch's grid.y past 65,535, the experts' hidden rows past the static
+// sizes would cross one — a launch's grid.y past 65,535, a phase's dynamic shared memory past a block's, the experts' hidden rows past the static
 // shared memory, a head's SSD state P · N past a 32-bit index — is AC501 at the kernel's `.arch`
 // line, naming the kernel, the limit and both numbers, once a line; a model within them builds.
 
@@ -52,6 +52,17 @@ describe('CUDA target limits at build', () => {
     expect(d[0]!.span?.file).toMatch(/models\/std\/mamba2\.arch$/);
     expect(d[0]!.span?.line).toBeGreaterThan(0);
     expect(limitErrors(tiny({ mamba_expand: 4096, d_state: 65_535 }))).toEqual([]);
+  });
+
+  it("an SSD chunk whose phases need more dynamic shared memory than a block has: AC501 at the SSD's line", () => {
+    const d = limitErrors(tiny({ chunk: 2048 }));
+    expect(d.length).toBeGreaterThan(0);
+    for (const x of d) {
+      expect(x.code).toBe('AC501');
+      expect(x.message).toMatch(/^kernel model\.layers\.0\.mamba:ssd \(ssd\) exceeds the CUDA target: phase ssd_\w+'s dynamic shared memory \(bytes\) is \d+ \(the limit is 166912\)$/);
+      expect(x.span?.file).toMatch(/models\/std\/mamba2\.arch$/);
+    }
+    expect(limitErrors(tiny({ chunk: 1024 }))).toEqual([]);
   });
 
   it("experts whose hidden rows exceed 48 KiB of shared memory: AC501", () => {
