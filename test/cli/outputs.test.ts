@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ARCHC, BAMBA, ROOT, TINY, runCli, setsFor, writeCheckpoint } from '../helpers/checkpoints.ts';
 import { useTmpDirs } from '../helpers/tmp.ts';
+import { probeWritable } from '../../cli/fsutil.ts';
 
 const tmp = useTmpDirs('archc-outputs-');
 const SETS = setsFor(TINY).flatMap((s) => ['--set', s]);
@@ -101,6 +102,24 @@ describe('build -o', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^error AC604: cannot write \/proc\/archc-no-such\/pkg: /);
     expect(r.stderr).not.toMatch(NO_STACK);
+  });
+
+  it('probeWritable: a place that can be made passes and leaves nothing; one under a file or in /proc is AC604 naming it', () => {
+    const dir = tmp();
+    probeWritable(join(dir, 'a', 'b', 'pkg'));
+    expect(readdirSync(dir)).toEqual([]);
+    writeFileSync(join(dir, 'file'), 'x');
+    for (const target of [join(dir, 'file', 'pkg'), '/proc/archc-no-such/pkg']) {
+      let err: unknown;
+      try {
+        probeWritable(target);
+      } catch (e) {
+        err = e;
+      }
+      expect(err, target).toMatchObject({ code: 'AC604' });
+      expect(String((err as Error).message)).toContain(target);
+    }
+    expect(readdirSync(dir)).toEqual(['file']);
   });
 
   it.each([['SIGINT', 130], ['SIGTERM', 143]] as const)('%s while the package is being written stops the build: exit %i, no temp directory, the target whole or absent', async (signal, code) => {
