@@ -6,7 +6,7 @@
 // rows, `mvi*` multiply one row by one panel, `dot*_<f>` run panels by rows.
 
 import { ACT_ZERO_BITS } from '../../runtime/act-quant.ts';
-import { QUANT_LAYOUT, XQ_OFFSET } from '../../runtime/wasm/layout.ts';
+import { QUANT_LAYOUT, READ_AHEAD, XQ_OFFSET } from '../../runtime/wasm/layout.ts';
 import { NR } from './kernels.ts';
 import { ADDR32, type Addr } from './addr.ts';
 
@@ -166,6 +166,9 @@ export function dotKernel(f: QuantType, fma: boolean, a8 = false, A: Addr = ADDR
     const y = get(`y${i}`);
     return `(local.set $y${i} ${fma ? `(f32x4.relaxed_madd ${prod} ${get('sx')} ${y})` : `(f32x4.add ${y} (f32x4.mul ${prod} ${get('sx')}))`})`;
   };
+  // one byte of every cache line READ_AHEAD bytes on (runtime/wasm/layout.ts): a load per 64 bytes
+  // of the group covers each line whatever the group's alignment
+  const readAhead = Array.from({ length: Math.ceil(L.group / 64) }, (_, i) => `(drop (i32.load8_u offset=${READ_AHEAD + 64 * i} ${A.w(get('wp'))}))`).join('\n  ');
   const locals = ds.flatMap((d) => [`(local $a${d} v128)`, `(local $b${d} v128)`, `(local $x${d} v128)`]).join(' ');
   return `(func $${name} (param $xd i32) (param $wp i32) (param $yp i32) (param $G i32)${constParams(MVI_CONSTS)}${A.param}
   (local $g i32) (local $xq i32) (local $wq i32) (local $we i32) ${locals}
@@ -174,6 +177,7 @@ export function dotKernel(f: QuantType, fma: boolean, a8 = false, A: Addr = ADDR
   (br_if $g_end (i32.ge_s ${get('g')} ${get('G')}))
   (local.set $xq ${a8 ? get('xd') : add(get('xd'), 16)})
   (local.set $wq ${get('wp')})
+  ${readAhead}
   ${quads}
   (local.set $sx (v128.load32_splat ${A.low(get('xd'))}))
   ${sum('a', 0)}

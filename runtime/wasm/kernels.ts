@@ -12,7 +12,7 @@
 // on its one instance over the weight where it lies, the weight's base passed as a BigInt.
 // Module layout: codegen/wasm/kernels.ts.
 
-import { PRODUCT, QUANT_LAYOUT } from './layout.ts';
+import { PRODUCT, QUANT_LAYOUT, READ_AHEAD_TAIL } from './layout.ts';
 import { MEMORY_BYTES, type Mem, WasmMemories } from './memories.ts';
 import { RuntimeError } from '../errors.ts';
 import type { MemoryReport } from '../targets.ts';
@@ -185,7 +185,8 @@ export class WasmKernels {
     const [N, K] = w.shape;
     const NR = this.NR, panels = Math.ceil(N / NR), G = K / QUANT_GROUP, L = QUANT_LAYOUT[w.dtype];
     if (NR !== 8 || !Number.isInteger(G)) throw new RangeError(`packQuant: K = ${K} is not a multiple of ${QUANT_GROUP}, or panels of ${NR} columns`);
-    const { m, mem, at } = this.mems.place(panels * G * L.group, K, w.dtype);
+    // the GEMV's read-ahead loads reach up to READ_AHEAD_TAIL bytes past the last group: inside the memory
+    const { m, mem, at } = this.mems.place(panels * G * L.group, K, w.dtype, READ_AHEAD_TAIL);
     const bytes = new Uint8Array(m.memory.buffer, at, panels * G * L.group);
     // every byte of a whole panel is written; a partial one's missing columns keep zero scales
     if (N % NR) bytes.fill(0);

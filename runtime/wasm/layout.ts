@@ -17,6 +17,21 @@ export const QUANT_LAYOUT: Readonly<Record<QuantType, { group: number; codes: nu
   q8: { group: 288, codes: 256, scales: 256, corr: 272 },
   q4: { group: 144, codes: 128, scales: 128 },
 };
+/**
+ * The integer-dot GEMV's read-ahead (codegen/wasm/dot.ts `mvi`): at each group it loads one byte of
+ * every cache line READ_AHEAD bytes further on, so that the lines are in flight long before the
+ * group that needs them. WebAssembly has no prefetch instruction; a load whose value is dropped is
+ * kept (it may trap). The loop does ~90 vector instructions a group, so out-of-order execution alone
+ * keeps only a few lines in flight (about its reorder window's worth of weight bytes, ~12 lines) and
+ * the hardware's stream prefetcher does not close the gap: over Bamba-9B's q4 layer shapes from
+ * memory, 2 threads read 10.7 GB/s of weights without it and 13.5-14.3 with it (3072 bytes, best
+ * of 768-12288 by a little; a pure read loop reads 19.3). A memory holding a packed q8/q4
+ * weight extends at least READ_AHEAD_TAIL bytes past its end (runtime/wasm/kernels.ts packQuant), so
+ * the last group's loads stay in bounds.
+ */
+export const READ_AHEAD = 3072;
+export const READ_AHEAD_TAIL = READ_AHEAD + QUANT_LAYOUT.q8.group;
+
 /** q8's integer-dot GEMV carries its activations as xq + XQ_OFFSET, in unsigned digits (so the
  *  kernel takes XQ_OFFSET · Σcode, from the panel's sums, off again). */
 export const XQ_OFFSET = 1 << 20;

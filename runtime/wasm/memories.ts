@@ -185,11 +185,12 @@ export class WasmMemories {
   }
 
   /**
-   * Memory and address for a packed weight of `bytes` ([N, K] of `dtype`): memory 0 while its
+   * Memory and address for a packed weight of `bytes` ([N, K] of `dtype`), the memory at least `tail`
+   * bytes longer than its end (a kernel's read-ahead): memory 0 while its
    * weights leave it MEMORY0_RESERVE of the limit, else the newest weight memory while they leave it
    * its staging (STAGING_RESERVE, or what its weights need), else a new weight memory.
    */
-  place(bytes: number, K: number, dtype: string): { m: Mem; mem: number; at: number } {
+  place(bytes: number, K: number, dtype: string, tail = 0): { m: Mem; mem: number; at: number } {
     const size = Math.ceil(bytes / 64) * 64;
     const need = this.stagingNeed(K, dtype);
     const fits = (m: Mem) => m.index === 0
@@ -206,6 +207,8 @@ export class WasmMemories {
       m = this.add();
     }
     const at = this.alloc(m, bytes, 'packed weights');
+    // `tail` bytes past the weight readable (what follows is not the weight's, but the memory ends no sooner)
+    if (tail) this.grown(m, tail, 'the read-ahead past packed weights', m.top);
     m.weightBytes += size;
     m.weights++;
     if (m.index > 0) m.need = Math.max(m.need, need);

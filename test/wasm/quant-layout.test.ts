@@ -1,6 +1,6 @@
 // The wasm backend's q8/q4 panels (runtime/wasm/layout.ts QUANT_LAYOUT): a packed weight takes the
 // layout's bytes a weight in the memory (q4 0.5625, q8 1.125: codes, f16 scale bits, q8's i16 code
-// sums), and the kernels widen the f16 scale bits to the f32 values runtime/quant.ts defines, exactly,
+// sums) and its memory extends past it as far as the GEMV reads ahead, and the kernels widen the f16 scale bits to the f32 values runtime/quant.ts defines, exactly,
 // for scales from zero through the f16 subnormals to the largest f16: the dequantising path bit for
 // bit against the same values as f32 weights, the integer-dot GEMV per column within 1e-5 of the
 // column's own terms (so a scale widened wrongly in one column cannot hide behind a larger one);
@@ -14,6 +14,7 @@ import { WASM_TARGETS, type WasmTarget } from '../../codegen/wasm/target.ts';
 import { linear } from '../../runtime/cpu/linear.ts';
 import { type QuantDType, type QuantTensor, QUANT_GROUP, dequantizeRows, quantize } from '../../runtime/quant.ts';
 import { WasmKernels } from '../../runtime/wasm/kernels.ts';
+import { READ_AHEAD_TAIL } from '../../runtime/wasm/layout.ts';
 import { wasmModule } from '../../runtime/wasm/module.ts';
 import { prng, uniform } from '../runtime/cpu/check.ts';
 
@@ -53,15 +54,32 @@ describe('q8/q4 panel bytes', () => {
           const before = wk.memories()[0]!.weightBytes;
           const q = quantize({ dtype: 'f32', shape: [N, K], data: uniform(rand, N * K) }, dtype);
           if ('reason' in q) throw new Error(q.reason);
-          wk.packQuant(q.q);
+          const p = wk.packQuant(q.q);
           const want = Math.ceil(Math.ceil(N / 8) * 8 * K * BYTES_PER_WEIGHT[dtype] / 64) * 64;
           expect(wk.memories()[0]!.weightBytes - before, `[${N}, ${K}]`).toBe(want);
+          expect(wk.memory.buffer.byteLength, `[${N}, ${K}]`).toBeGreaterThanOrEqual(p.at + want + READ_AHEAD_TAIL);
         }
       } finally {
         wk.close();
       }
     });
   }
+
+  it("the memory extends past a packed weight as far as the GEMV reads ahead, even where the weight ends a 64 KiB page's last bytes", () => {
+    const wk = new WasmKernels(modules.get(WASM_TARGETS[0]!)!, 1);
+    try {
+      const q = quantize({ dtype: 'f32', shape: [8, 32], data: uniform(prng(3), 8 * 32) }, 'q4');
+      if ('reason' in q) throw new Error(q.reason);
+      // small weights one after another until one ends within READ_AHEAD_TAIL of a page's end (a
+      // memory grows by whole pages: it would end there); at most a page's worth of them
+      let end = 0;
+      for (let i = 0; i < 65536 / 144 && (end === 0 || end % 65536 <= 65536 - READ_AHEAD_TAIL); i++) end = wk.packQuant(q.q).at + 144;
+      expect(end % 65536).toBeGreaterThan(65536 - READ_AHEAD_TAIL);
+      expect(wk.memory.buffer.byteLength).toBeGreaterThanOrEqual(end + READ_AHEAD_TAIL);
+    } finally {
+      wk.close();
+    }
+  });
 });
 
 for (const t of WASM_TARGETS) describe(`the ${t.fma ? 'fma' : 'plain'} module: f16 scales widened exactly`, () => {
