@@ -103,15 +103,15 @@ const MVI_CONSTS: readonly KConst[] = ['m15', 'c1', 'c7', 'c14', 'c112'];
  *       8 · Σxq (from the row) = Σ code · xq; the panel holds no correction.
  * |Σ code · xq| < 2^31 (32 · 128 · (2^19 - 1)), exact; then y += f32(A) · scale · sx, the scale
  * widened from its f16 bits. So the only difference from the reference is x's rounding to 20 bits
- * of its group's maximum (relative 2^-20) and f32 sums per group. The k-quads are a loop, one per
- * iteration: unrolled eight to a group, V8 11.3 (Node 20) loaded every operand at the group's
- * start and spilled most of them (one thread, CPU time: q4 13 → 16, q8 9 → 15 G weights/s).
+ * of its group's maximum (relative 2^-20) and f32 sums per group. The k-quads are a loop, one or two
+ * a turn: unrolled eight to a group, V8 11.3 (Node 20) loaded every operand at the group's start and
+ * spilled most of them (one thread, CPU time, three digits: q4 13 → 16, q8 9 → 15 G weights/s).
  * (i32x4.relaxed_dot_i8x16_i7x16_add_s would fold the widening and the add, but Node 20's V8
  * computes it wrongly in its baseline tier, twice the dot and the addend dropped, and its
  * optimising tier emits the same three instructions as q8's widening here, no vpdpbusd, on this
  * AVX512-VNNI machine.)
  */
-export function dotKernel(f: QuantType, fma: boolean, a8 = false, A: Addr = ADDR32): string {
+export function dotKernel(f: QuantType, fma: boolean, a8 = false, A: Addr = ADDR32, readAhead = READ_AHEAD): string {
   const L = QUANT_LAYOUT[f];
   const D = DIGITS(f, a8);
   // the digits, highest first, and each one's weight (a shift): 20-bit rows 14, 7, 0; 8-bit q8 7, 0; q4 0
@@ -140,16 +140,21 @@ export function dotKernel(f: QuantType, fma: boolean, a8 = false, A: Addr = ADDR
     for (const d of ds) lines.push(acc(`b${d}`, dot('vb', `x${d}`), first));
     return lines.join('\n  ');
   };
-  // 8-bit rows: few vectors live, so the group's eight k-quads unroll (static offsets, no loop)
-  const quads = a8 ? Array.from({ length: 8 }, (_, q) => quad(q === 0, 16 + 4 * D * q, qb * q)).join('\n  ')
-    : `${quad(true)}
-  (local.set $xq ${add(get('xd'), 16 + 4 * D)})
-  (local.set $wq ${add(get('wp'), qb)})
+  // the group's k-quads: the first `per` set the accumulators, a loop of `per` a turn adds the others.
+  // 8-bit rows take two a turn: unrolled eight to a group, V8 11.3 loaded every quad's operands at the
+  // group's start and spilled them, and built each broadcast's address apart (~30 of ~140 instructions
+  // a group); two a turn it does neither (one thread, CPU time, Bamba-9B's q4 shapes from memory:
+  // 6.2-6.4 -> 7.1-7.5 GB/s; four a turn 6.9). Three-digit rows, with more vectors live, one a turn.
+  const per = a8 ? 2 : 1;
+  const turn = (first: boolean) => Array.from({ length: per }, (_, q) => quad(first && q === 0, 4 * D * q, qb * q)).join('\n  ');
+  const quads = `${turn(true)}
+  (local.set $xq ${add(get('xq'), per * 4 * D)})
+  (local.set $wq ${add(get('wp'), per * qb)})
   (local.set $we ${add(get('wp'), L.codes)})
   (loop $q_loop
-  ${quad(false)}
-  (local.set $xq ${add(get('xq'), 4 * D)})
-  (local.set $wq ${add(get('wq'), qb)})
+  ${turn(false)}
+  (local.set $xq ${add(get('xq'), per * 4 * D)})
+  (local.set $wq ${add(get('wq'), per * qb)})
   (br_if $q_loop (i32.lt_u ${get('wq')} ${get('we')})))`;
   const sum = (h: 'a' | 'b', i: number) => {
     // q4: each i16 pair sum widens times its digit's weight in one multiply-add (2 · 15360 · 2^14 < 2^31;
@@ -166,18 +171,19 @@ export function dotKernel(f: QuantType, fma: boolean, a8 = false, A: Addr = ADDR
     const y = get(`y${i}`);
     return `(local.set $y${i} ${fma ? `(f32x4.relaxed_madd ${prod} ${get('sx')} ${y})` : `(f32x4.add ${y} (f32x4.mul ${prod} ${get('sx')}))`})`;
   };
-  // one byte of every cache line READ_AHEAD bytes on (runtime/wasm/layout.ts): a load per 64 bytes
-  // of the group covers each line whatever the group's alignment
-  const readAhead = Array.from({ length: Math.ceil(L.group / 64) }, (_, i) => `(drop (i32.load8_u offset=${READ_AHEAD + 64 * i} ${A.w(get('wp'))}))`).join('\n  ');
+  // one byte of every cache line `readAhead` bytes on (runtime/wasm/layout.ts READ_AHEAD): a load per
+  // 64 bytes of the group covers each line whatever the group's alignment
+  if (readAhead > READ_AHEAD) throw new RangeError(`dotKernel: reads ${readAhead} bytes ahead, past the ${READ_AHEAD} kept after each weight`);
+  const ahead = readAhead ? Array.from({ length: Math.ceil(L.group / 64) }, (_, i) => `(drop (i32.load8_u offset=${readAhead + 64 * i} ${A.w(get('wp'))}))`).join('\n  ') : '';
   const locals = ds.flatMap((d) => [`(local $a${d} v128)`, `(local $b${d} v128)`, `(local $x${d} v128)`]).join(' ');
   return `(func $${name} (param $xd i32) (param $wp i32) (param $yp i32) (param $G i32)${constParams(MVI_CONSTS)}${A.param}
   (local $g i32) (local $xq i32) (local $wq i32) (local $we i32) ${locals}
   (local $v v128) (local $va v128) (local $vb v128) (local $sx v128) (local $y0 v128) (local $y1 v128)
   (block $g_end (loop $g_loop
   (br_if $g_end (i32.ge_s ${get('g')} ${get('G')}))
-  (local.set $xq ${a8 ? get('xd') : add(get('xd'), 16)})
+  (local.set $xq ${add(get('xd'), 16)})
   (local.set $wq ${get('wp')})
-  ${readAhead}
+  ${ahead}
   ${quads}
   (local.set $sx (v128.load32_splat ${A.low(get('xd'))}))
   ${sum('a', 0)}

@@ -310,7 +310,7 @@ export function renderWasmKernels(t: WasmTarget): string {
   }
   for (const f of QUANT_TYPES) {
     funcs.push(dequantKernel(f, A), gemmQuant(f, t));
-    if (t.quantDotRows > 0) funcs.push(dotKernel(f, t.fma, false, A), dotProduct(f, false, A), dotKernel(f, t.fma, true, A), dotProduct(f, true, A), digits8Kernel(f, A));
+    if (t.quantDotRows > 0) funcs.push(dotKernel(f, t.fma, false, A, t.readAhead), dotProduct(f, false, A), dotKernel(f, t.fma, true, A, t.readAhead), dotProduct(f, true, A), digits8Kernel(f, A));
     if (f === 'q8' && t.a8Tile.q8 > 0) funcs.push(digits8Kernel(f, A, true));
   }
   if (t.quantDotRows > 0) funcs.push(digitsKernel(A));
