@@ -1,11 +1,12 @@
 // The back half of the pipeline, top to bottom: for each entry point (forward, prefill, decode) the
 // graph is lowered to unfused kernels, the kernel rules fuse them, the memory plan places every
-// buffer in the arena. The result is the kernel program (runtime/program.ts) that every backend runs;
+// buffer in the arena. Asked for (`train`), the train entry too: the unfused forward, the loss and
+// the backward (compiler/kernel/train.ts), no kernel rules, then the memory plan. The result is the kernel program (runtime/program.ts) that every backend runs;
 // it ends at the memory plan: each target schedules the kernels as it renders them (codegen/<target>/). `ARCHC_DUMP_IR=1` prints the kernels after each step.
 
-import { type DerivedWeight, type Entry, type EntryName, type Program, type ProgramBinding, type ProgramChoice, weightsRead } from '../runtime/program.ts';
+import { type DerivedWeight, type Entry, type EntryName, type TrainEntry, type Program, type ProgramBinding, type ProgramChoice, type EntryOf, type TrainKernel, weightsRead } from '../runtime/program.ts';
 import type { Graph } from './ir.ts';
-import { type Lowered, lowerGraph, rowWidth } from './kernel/lower.ts';
+import { type Lowered, type LoweredOf, lowerGraph, rowWidth } from './kernel/lower.ts';
 import { planMemory } from './kernel/memory.ts';
 import { printEntry } from './kernel/printer.ts';
 import { type RewriteCounts, type Rule, type RuleEnv, rewrite } from './kernel/rewrite.ts';
@@ -18,6 +19,7 @@ import { normPrologue } from './kernel/rules/norm-prologue.ts';
 import { prologue } from './kernel/rules/prologue.ts';
 import { ropeEpilogue } from './kernel/rules/rope-epilogue.ts';
 import { views } from './kernel/rules/views.ts';
+import { lowerTrain } from './kernel/train.ts';
 import { verifyKernels } from './kernel/verify.ts';
 
 /** The kernel rules in priority order (each runs over every kernel before the next; the list
@@ -35,6 +37,8 @@ export interface LowerOptions {
   readonly choices?: readonly ProgramChoice[];
   /** Sums the kernel rules' work over the entries (what test/compiler/kernel/work.test.ts bounds). */
   readonly counts?: RewriteCounts;
+  /** Also lower the train entry (loss and gradients; docs/TRAINING.md). */
+  readonly train?: boolean;
 }
 
 export function lowerToProgram(g: Graph, bindings: readonly ProgramBinding[], opts: LowerOptions = {}): Program {
@@ -54,6 +58,14 @@ export function lowerToProgram(g: Graph, bindings: readonly ProgramBinding[], op
     entries[name] = planMemory(l);
     dump(`${name} after the memory plan`, entries[name]);
   }
+  let train: TrainEntry | undefined;
+  if (opts.train) {
+    const l = lowerTrain(g);
+    verifyKernels(l, names, g.state.length, 'lowering');
+    dump('train after lowering', l);
+    train = planMemory(l, { constants: true });
+    dump('train after the memory plan', train);
+  }
   return {
     format: 'archc-kernels/1',
     model: g.model,
@@ -65,6 +77,7 @@ export function lowerToProgram(g: Graph, bindings: readonly ProgramBinding[], op
     states: g.state.map((s) => ({ name: s.name, kind: s.kind, per: s.per, shape: s.shape, ...(s.window ? { window: s.window } : {}) })),
     outputs: Object.fromEntries(g.outputs.map((o) => [o.name, rowWidth(g.values[o.value]!.type)])),
     entries,
+    ...(train ? { train } : {}),
   };
 }
 
@@ -75,6 +88,6 @@ function used(entries: Record<string, Entry>, name: string): boolean {
   return s.has(name);
 }
 
-function dump(step: string, e: Lowered | Entry): void {
+function dump(step: string, e: LoweredOf<TrainKernel, string> | EntryOf<TrainKernel>): void {
   if (process.env.ARCHC_DUMP_IR) process.stderr.write(`;; ${step}\n${printEntry(step, e)}\n`);
 }
