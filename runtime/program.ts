@@ -10,7 +10,7 @@
 // sequences S) are known at run time.
 
 import { exprLeaves } from './expr.ts';
-import { type BackwardFamily, type Family, type SizesOf, BACKWARD_FAMILIES } from './families.ts';
+import { type AnyFamily, type BackwardFamily, type Family, type SizesOf, BACKWARD_FAMILIES } from './families.ts';
 import type { DType } from './tensor.ts';
 
 export type StateKind = 'kv' | 'conv' | 'ssm';
@@ -80,16 +80,24 @@ export type Epilogue =
 /** A kernel family: its record (size names, operand slots, attributes, state, stages) is in families.ts. */
 export type { Family };
 
-interface KernelBase<F extends Family> {
+/** What every kernel has, of an inference family or (operands O with the labels) a train entry's. */
+interface KernelCore<F extends AnyFamily, O> {
   /** Unique in its entry, from the scope that emitted it, e.g. `model.layers.3.mamba.in_proj`. */
   readonly name: string;
   readonly family: F;
   /** Compile-time sizes, named by the family's record (K, N, H, P, G, N, chunk, …). */
   readonly sizes: SizesOf<F>;
-  readonly inputs: Readonly<Record<string, Operand>>;
+  readonly inputs: Readonly<Record<string, O>>;
   readonly outputs: Readonly<Record<string, View>>;
   /** Non-size constants of the family (eps, scale, theta, …). */
   readonly attrs: Readonly<Record<string, AttrValue>>;
+  /** The graph ops this kernel computes, in order. */
+  readonly fused: readonly string[];
+  /** `.arch` lines it came from (`file:line`). */
+  readonly source: readonly string[];
+}
+
+interface KernelBase<F extends Family> extends KernelCore<F, Operand> {
   /** The elementwise family's body. */
   readonly body?: Expr;
   /** An expression applied to an operand as it is read (e.g. dt: clamp(softplus(x + dt_bias))). */
@@ -98,10 +106,6 @@ interface KernelBase<F extends Family> {
   readonly epilogue?: readonly Epilogue[];
   /** Index into the program's states for a stateful kernel. */
   readonly state?: number;
-  /** The graph ops this kernel computes, in order. */
-  readonly fused: readonly string[];
-  /** `.arch` lines it came from (`file:line`). */
-  readonly source: readonly string[];
 }
 
 /** A kernel of family F (of any of them, for a union). */
@@ -143,16 +147,7 @@ export type EntryName = 'forward' | 'prefill' | 'decode';
 export type TrainOperand = Operand | { readonly input: 'labels' };
 
 /** A kernel of a family only train entries hold (runtime/families.ts BACKWARD_FAMILIES): no fused stages, no state. */
-export interface BackwardKernel<F extends BackwardFamily = BackwardFamily> {
-  readonly name: string;
-  readonly family: F;
-  readonly sizes: SizesOf<F>;
-  readonly inputs: Readonly<Record<string, TrainOperand>>;
-  readonly outputs: Readonly<Record<string, View>>;
-  readonly attrs: Readonly<Record<string, AttrValue>>;
-  readonly fused: readonly string[];
-  readonly source: readonly string[];
-}
+export type BackwardKernel<F extends BackwardFamily = BackwardFamily> = KernelCore<F, TrainOperand>;
 /** A backward kernel of family F (of any of them, for a union). */
 export type BackwardKernelOf<F extends BackwardFamily> = F extends BackwardFamily ? BackwardKernel<F> : never;
 

@@ -47,7 +47,7 @@ export function printKernel(k0: TrainKernel, i: number): string {
 /** One entry, before (Lowered) or after (Entry) the memory plan. */
 export function printEntry(name: string, e: LoweredOf<TrainKernel, string> | EntryOf<TrainKernel>): string {
   const head = 'arena' in e
-    ? `;; ${name}: ${e.kernels.length} kernels, ${e.buffers.length} buffers, arena ${e.arena.T} floats per token + ${e.arena.S} per sequence`
+    ? `;; ${name}: ${e.kernels.length} kernels, ${e.buffers.length} buffers, arena ${e.arena.T} floats per token + ${e.arena.S} per sequence${e.arena.C !== undefined ? ` + ${e.arena.C} constant` : ''}`
     : `;; ${name}: ${e.kernels.length} kernels, ${e.buffers.length} buffers`;
   const bufs = e.buffers.map((b) => `%${b.id} ${b.rows}x${b.width}${'offset' in b ? `@${b.offset}` : ''}`);
   const lines = [head, `;; buffers ${bufs.join(' ')}`];

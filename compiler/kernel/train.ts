@@ -118,7 +118,7 @@ function backward(l: KernelList, node: Node, forward: readonly TrainKernel[], do
         inputs[name] = o;
         return { op: 'in', name };
       });
-      emit({ family: 'elementwise', part: 'backward', sizes: { W: y.width }, inputs, body: e, outputs: { y } });
+      emit({ family: 'elementwise', sizes: { W: y.width }, inputs, body: e, outputs: { y } });
     },
     refuse,
   };

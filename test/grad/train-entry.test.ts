@@ -6,40 +6,19 @@
 // and per weight, both < 1e-5. Also: the memory plan reuses the train entry's buffers, and a model
 // with an op the train entry cannot lower yet is refused with AC412.
 
-import { join, resolve } from 'node:path';
-import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CompileError } from '../../dsl/diagnostics.ts';
-import { compileFile, loadConfig } from '../../compiler/compile.ts';
-import type { Compiled } from '../../compiler/compile.ts';
-import { type GradBatch, lossGradients, readWeightsF64 } from '../../compiler/grad.ts';
+import { type Compiled, compileFile } from '../../compiler/compile.ts';
+import { type GradBatch, lossGradients } from '../../compiler/grad.ts';
 import { arenaBytes } from '../../compiler/kernel/memory.ts';
 import { printProgram } from '../../compiler/kernel/printer.ts';
 import { lowerToProgram } from '../../compiler/lower.ts';
 import { CpuBackend } from '../../runtime/cpu/backend.ts';
 import { runTrain } from '../../runtime/cpu/train.ts';
-import { positionsFor } from '../../runtime/engine.ts';
-import { openCheckpoint } from '../../runtime/safetensors.ts';
-import { BAMBA, compileTiny, randomTensors } from '../helpers/checkpoints.ts';
+import { compileTiny, randomTensors } from '../helpers/checkpoints.ts';
 import { MODELS } from '../helpers/compile.ts';
-import { packed } from './helpers.ts';
-
-const DIR = resolve(import.meta.dirname, '../../../shared/models/tiny-bamba-a/f32');
-
-/** Relative L2 of got against ref over every weight at once, and the worst weight's. */
-export function compareGrads(got: ReadonlyMap<string, ArrayLike<number>>, ref: ReadonlyMap<string, ArrayLike<number>>): { all: number; worst: number; name: string } {
-  let num = 0, den = 0, worst = 0, name = '';
-  for (const [n, r] of ref) {
-    const g = got.get(n);
-    expect(g?.length, n).toBe(r.length);
-    let a = 0, b = 0;
-    for (let i = 0; i < r.length; i++) { a += (g![i]! - r[i]!) ** 2; b += r[i]! ** 2; }
-    num += a; den += b;
-    const e = b === 0 ? Math.sqrt(a) : Math.sqrt(a / b);
-    if (e > worst) { worst = e; name = n; }
-  }
-  return { all: Math.sqrt(num / den), worst, name };
-}
+import { compareGrads, evalTextBatch, packed, trainedTinyBamba } from './helpers.ts';
 
 /** The train entry's loss and gradients on the CPU backend against lossGradients, f32 weights. */
 function check(what: string, c: Compiled, w32: ReadonlyMap<string, Float32Array>, b: GradBatch): void {
@@ -68,15 +47,8 @@ describe('the train entry on the CPU backend against the float64 reference', () 
   });
 
   it('trained tiny-bamba-a, eval text packed as [66, 14] (the first across its 64-token chunk)', () => {
-    const c = compileFile(BAMBA, { hfConfigData: loadConfig(join(DIR, 'config.json')) });
-    const ckpt = openCheckpoint(DIR);
-    const w = new Map([...readWeightsF64(c.graph, ckpt)].map(([n, v]) => [n, Float32Array.from(v)]));
-    ckpt.close();
-    const tokens = Int32Array.from(readFileSync(resolve(DIR, '../eval-A.txt')).subarray(3000, 3080));
-    const seqs = [{ start: 0, len: 66 }, { start: 66, len: 14 }];
-    const labels = Int32Array.from(tokens);
-    labels[0] = labels[66] = -100;
-    check('tiny-bamba-a', c, w, { tokens, positions: positionsFor(seqs, 80), seqs, labels });
+    const { c, w } = trainedTinyBamba();
+    check('tiny-bamba-a', c, w, evalTextBatch());
   }, 60_000);
 });
 
