@@ -191,7 +191,15 @@ export const VJP: Readonly<Record<string, OpVjp>> = {
     return E.mul(dy, E.mul(s, E.add(E.k(1), E.mul(x(), E.add(E.k(1), E.neg(s))))));
   }),
   sigmoid: pointwise(() => POINTWISE.sigmoid, (_x, y, dy) => E.mul(dy, E.mul(y(), E.add(E.k(1), E.neg(y()))))),
-  gelu: pointwise((c) => (c.attrs.tanh === true ? POINTWISE.gelu_tanh : POINTWISE.gelu)),
+  gelu: {
+    ...pointwise((c) => (c.attrs.tanh === true ? POINTWISE.gelu_tanh : POINTWISE.gelu)),
+    // erf is no expression: a family of its own
+    lowerBackward(c) {
+      const x = c.in(0)!;
+      if (!('buf' in x)) return c.refuse('a gelu of a weight');
+      c.emit({ family: 'gelu_backward', sizes: { W: x.width }, inputs: { x, dy: c.dy(0) }, attrs: { tanh: c.attrs.tanh === true }, outputs: { dx: c.dx(0) } });
+    },
+  },
   // above 20 softplus is x and σ(x) rounds to 1 in f32: the same derivative
   softplus: pointwise(() => POINTWISE.softplus, (x, _y, dy) => E.mul(dy, E.sigmoid(x()))),
   exp: pointwise(() => POINTWISE.exp, (_x, y, dy) => E.mul(dy, y())),
@@ -266,6 +274,12 @@ export const VJP: Readonly<Record<string, OpVjp>> = {
       const { xhat, inv } = saved as { xhat: F64; inv: F64 };
       const D = lastDim(c.shapes[0]!), r = layernormB(d0(d), xhat, inv, xhat.length / D, D, f(c, 1));
       return [r.dx, r.dw, c.ins[2] ? r.db : null];
+    },
+    lowerBackward(c) {
+      const x = c.in(0)!, D = c.types[0]!.shape.at(-1) as number;
+      if (!('buf' in x)) return c.refuse('a norm of a weight');
+      c.emit({ family: 'layernorm_backward', sizes: { W: x.width, D }, inputs: { x, w: c.in(1)!, dy: c.dy(0) },
+        attrs: { eps: num2(c.attrs, 'eps') }, outputs: { dx: c.dx(0), dw: c.dx(1), db: c.in(2) ? c.dx(2) : c.temp(D, 'C') } });
     },
   },
   causal_conv1d: {

@@ -97,6 +97,10 @@ export const BACKWARD_FAMILIES = {
   rmsnorm_backward: record({ ...plain, sizes: ['W', 'D'], inputs: { x: 'view', w: 'weight', dy: 'view' }, outputs: ['dx', 'dw'], attrs: { eps: 'number' } }),
   /** rmsnorm(x · silu(z)) over `groups` parts: its backward to x, z and the weight. */
   rmsnorm_gated_backward: record({ ...plain, sizes: ['W', 'D'], inputs: { x: 'view', z: 'view', w: 'weight', dy: 'view' }, outputs: ['dx', 'dz', 'dw'], attrs: { eps: 'number', groups: 'number' } }),
+  /** LayerNorm's backward over D of each W-wide row (mean and 1/σ recomputed from x): dx, dw, db. */
+  layernorm_backward: record({ ...plain, sizes: ['W', 'D'], inputs: { x: 'view', w: 'weight', dy: 'view' }, outputs: ['dx', 'dw', 'db'], attrs: { eps: 'number' } }),
+  /** dx = dy · gelu'(x), exact (erf) or of the tanh approximation (`tanh`). */
+  gelu_backward: record({ ...plain, sizes: ['W'], inputs: { x: 'view', dy: 'view' }, outputs: ['dx'], attrs: { tanh: 'boolean' } }),
   /** The table's gradient: each row of dy added into the row of its id (scatter-add), [V, D]. */
   embedding_backward: record({ ...plain, sizes: ['V', 'D'], inputs: { ids: 'input', dy: 'view' }, outputs: ['dw'] }),
   /** The causal depthwise conv's backward within each sequence: dx, dw [C, K], db [C]. */

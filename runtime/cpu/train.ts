@@ -9,6 +9,7 @@ import type { BackwardFamily } from '../families.ts';
 import type { BackwardKernelOf, View } from '../program.ts';
 import { rope } from './attention.ts';
 import type { CpuBackend } from './backend.ts';
+import { erf } from './elementwise.ts';
 import type { Ctx } from './families.ts';
 import type { SeqSlice } from './seq.ts';
 import { ssdBackward } from './ssd-backward.ts';
@@ -114,6 +115,42 @@ const rmsnormGatedBackward: Impl<'rmsnorm_gated_backward'> = (k, c) => {
   c.write(k.outputs.dx!, dx);
   c.write(k.outputs.dz!, dz);
   c.write(k.outputs.dw!, Float32Array.from(dw));
+};
+
+/** With xhat = (x − mean)·inv and g = dy·w: dx = inv·(g − mean(g) − xhat·mean(g·xhat)); dw += dy·xhat; db += dy. */
+const layernormBackward: Impl<'layernorm_backward'> = (k, c) => {
+  const D = k.sizes.D, x = c.operand(k, 'x'), w = c.operand(k, 'w'), dy = c.operand(k, 'dy'), eps = k.attrs.eps as number;
+  const dx = new Float32Array(x.length), dw = new Float64Array(D), db = new Float64Array(D), xhat = new Float64Array(D);
+  for (let r0 = 0; r0 < x.length; r0 += D) {
+    let mean = 0, v = 0, mg = 0, mgx = 0;
+    for (let i = 0; i < D; i++) mean += x[r0 + i]! / D;
+    for (let i = 0; i < D; i++) v += (x[r0 + i]! - mean) ** 2 / D;
+    const inv = 1 / Math.sqrt(v + eps);
+    for (let i = 0; i < D; i++) {
+      xhat[i] = (x[r0 + i]! - mean) * inv;
+      mg += (dy[r0 + i]! * w[i]!) / D;
+      mgx += (dy[r0 + i]! * w[i]! * xhat[i]!) / D;
+    }
+    for (let i = 0; i < D; i++) {
+      dx[r0 + i] = inv * (dy[r0 + i]! * w[i]! - mg - xhat[i]! * mgx);
+      dw[i] += dy[r0 + i]! * xhat[i]!;
+      db[i] += dy[r0 + i]!;
+    }
+  }
+  c.write(k.outputs.dx!, dx);
+  c.write(k.outputs.dw!, Float32Array.from(dw));
+  c.write(k.outputs.db!, Float32Array.from(db));
+};
+
+const GELU_K = Math.sqrt(2 / Math.PI);
+/** gelu'(v) = Φ(v) + v·φ(v); of the tanh form, with t = tanh(k(v + 0.044715v³)):
+ *  ½(1 + t) + ½v(1 − t²)·k(1 + 3·0.044715v²). */
+const geluBackward: Impl<'gelu_backward'> = (k, c) => {
+  const x = c.operand(k, 'x'), dy = c.operand(k, 'dy');
+  const d = k.attrs.tanh
+    ? (v: number) => { const t = Math.tanh(GELU_K * (v + 0.044715 * v ** 3)); return 0.5 * (1 + t) + 0.5 * v * (1 - t * t) * GELU_K * (1 + 3 * 0.044715 * v * v); }
+    : (v: number) => 0.5 * (1 + erf(v * Math.SQRT1_2)) + (v * Math.exp(-0.5 * v * v)) / Math.sqrt(2 * Math.PI);
+  c.write(k.outputs.dx!, dy.map((g, i) => g * d(x[i]!)));
 };
 
 /** Scatter-add: each row of dy into the table row of its id. */
@@ -238,7 +275,8 @@ const ssdBackwardImpl: Impl<'ssd_backward'> = (k, c) => {
 export const CPU_BACKWARD: BackwardTable = {
   ssd_backward: ssdBackwardImpl,
   causal_lm_loss: causalLmLoss, matmul_wgrad: matmulWgrad, reduce_rows: reduceRows, clamp_backward: clampBackward,
-  rmsnorm_backward: rmsnormBackward, rmsnorm_gated_backward: rmsnormGatedBackward, embedding_backward: embeddingBackward,
+  rmsnorm_backward: rmsnormBackward, rmsnorm_gated_backward: rmsnormGatedBackward, layernorm_backward: layernormBackward,
+  gelu_backward: geluBackward, embedding_backward: embeddingBackward,
   conv_backward: convBackward, rope_backward: ropeBackward, attention_train: attentionTrain, attention_backward: attentionBackward,
 };
 

@@ -131,6 +131,23 @@ describe('train-entry families on the CPU against their float64 VJPs', () => {
     near('dw', got.dw!, dw!);
   });
 
+  it('layernorm_backward: over D = 8 of rows of 2 heads', () => {
+    const n = T(b3), D = 8, x = f32(n * 2 * D, 33, 2), w = f32(D, 34), bias = randomF64(D, 35), dy = f32(n * 2 * D, 36);
+    const got = run('layernorm_backward', { W: 2 * D, D }, { eps: 1e-5 }, { x: { rows: 'T', data: x }, w: { weight: w }, dy: { rows: 'T', data: dy } },
+      { dx: { width: 2 * D, rows: 'T' }, dw: { width: D, rows: 'C' }, db: { width: D, rows: 'C' } }, b3);
+    const c = vctx([f64(x), f64(w), bias], [[n, 2, D], [D], [D]], [[n, 2, D]], { eps: 1e-5 });
+    const [dx, dw, db] = VJP.layernorm!.backward(c, VJP.layernorm!.forward(c).saved, [f64(dy)]);
+    near('dx', got.dx!, dx!);
+    near('dw', got.dw!, dw!);
+    near('db', got.db!, db!);
+  });
+
+  for (const tanh of [false, true]) it(`gelu_backward${tanh ? ', the tanh form' : ''}`, () => {
+    const n = T(b3), x = f32(n * 6, 37, 4), dy = f32(n * 6, 38);
+    const got = run('gelu_backward', { W: 6 }, { tanh }, { x: { rows: 'T', data: x }, dy: { rows: 'T', data: dy } }, { dx: { width: 6, rows: 'T' } }, b3);
+    near('dx', got.dx!, VJP.gelu!.backward(vctx([f64(x)], [[n, 6]], [[n, 6]], { tanh }), undefined, [f64(dy)])[0]!);
+  });
+
   it('embedding_backward: scatter-add, ids repeated', () => {
     const V = 7, D = 5, b: Batch = { seqs: b3.seqs, tokens: Int32Array.from({ length: T(b3) }, (_, i) => (i * 5) % V) }, dy = f32(T(b3) * D, 17);
     const got = run('embedding_backward', { V, D }, {}, { ids: { input: 'tokens' }, dy: { rows: 'T', data: dy } }, { dw: { width: V * D, rows: 'C' } }, b);
