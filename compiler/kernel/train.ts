@@ -114,7 +114,7 @@ function backward(l: KernelList, node: Node, forward: readonly TrainKernel[], do
       const e = body((o) => {
         if ('weight' in o) return { op: 'w', name: o.weight };
         if (!('buf' in o)) fail(`${node.op}'s backward reads the integer input ${o.input} in an expression`);
-        const name = Object.entries(inputs).find(([, v]) => v === o)?.[0] ?? `${'abcdefgh'[Object.keys(inputs).length]}`;
+        const name = Object.entries(inputs).find(([, v]) => v === o)?.[0] ?? String.fromCharCode(97 + Object.keys(inputs).length);
         inputs[name] = o;
         return { op: 'in', name };
       });
