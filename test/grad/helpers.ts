@@ -95,3 +95,17 @@ export function compareGrads(got: ReadonlyMap<string, ArrayLike<number>>, ref: R
   }
   return { all: Math.sqrt(num / den), worst, name };
 }
+
+/** The packed batch's gradient against Σ (n_s / N) ∇L_s of each of its sequences alone (compareGrads). */
+export function packedVsSeparate(grad: (b: GradBatch) => { tokens: number; grads: ReadonlyMap<string, ArrayLike<number>> }, b: GradBatch): ReturnType<typeof compareGrads> {
+  const whole = grad(b);
+  const sum = new Map([...whole.grads].map(([n, g]) => [n, new Float64Array(g.length)]));
+  for (const s of b.seqs) {
+    const one = grad({
+      tokens: b.tokens.slice(s.start, s.start + s.len), positions: b.positions.slice(s.start, s.start + s.len),
+      seqs: [{ start: 0, len: s.len }], labels: b.labels.slice(s.start, s.start + s.len),
+    });
+    for (const [n, g] of one.grads) { const acc = sum.get(n)!; for (let i = 0; i < g.length; i++) acc[i] += (one.tokens / whole.tokens) * g[i]!; }
+  }
+  return compareGrads(whole.grads, sum);
+}

@@ -22,13 +22,18 @@ import { runTrain } from '../../runtime/cpu/train.ts';
 import { createRng } from '../../runtime/rng.ts';
 import { compileTiny, randomTensors } from '../helpers/checkpoints.ts';
 import { MODELS } from '../helpers/compile.ts';
-import { compareGrads, evalTextBatch, packed, trainedTinyBamba } from './helpers.ts';
+import { compareGrads, evalTextBatch, packed, packedVsSeparate, trainedTinyBamba } from './helpers.ts';
 
 /** The train entry's loss and gradients on the CPU backend against lossGradients, f32 weights. */
+/** A CPU backend holding the model's program with its train entry and the weights `w32`. */
+function backendOf(c: Compiled, w32: ReadonlyMap<string, Float32Array>): CpuBackend {
+  const be = new CpuBackend(lowerToProgram(c.graph, c.bindings, { train: true }));
+  for (const w of be.program.weights) be.uploadWeight(w, { dtype: 'f32', shape: w.shape, data: w32.get(w.name)! });
+  return be;
+}
+
 function check(what: string, c: Compiled, w32: ReadonlyMap<string, Float32Array>, b: GradBatch): void {
-  const p = lowerToProgram(c.graph, c.bindings, { train: true });
-  const be = new CpuBackend(p);
-  for (const w of p.weights) be.uploadWeight(w, { dtype: 'f32', shape: w.shape, data: w32.get(w.name)! });
+  const be = backendOf(c, w32), p = be.program;
   const got = runTrain(be, b);
   const ref = lossGradients(c.graph, new Map([...w32].map(([n, v]) => [n, Float64Array.from(v)])), b);
   expect(got.tokens).toBe(ref.tokens);
@@ -61,6 +66,13 @@ describe('the train entry on the CPU backend against the float64 reference', () 
     const c = compileFile(file, { set: [...presetSets(file, 'tiny'), ...set] });
     const w = new Map(initWeights(c.graph, createRng(3), 'f32').map((t) => [t.name, t.tensor.data as Float32Array]));
     check(model, c, w, packed([5, 3, 6], c.graph.values[c.graph.outputs[0]!.value]!.type.shape.at(-1) as number, 4));
+  });
+
+  it('packed = separate: the packed gradient is Σ (n_s / N) ∇L_s over its sequences alone (rel L2 < 1e-6)', () => {
+    const c = compileTiny(), w = f32Of(c, 7), be = backendOf(c, w);
+    const r = packedVsSeparate((b) => runTrain(be, b), packed([7, 2, 10, 5], 96, 21));
+    console.log(`train entry, packed = separate: rel L2 ${r.all.toExponential(2)} (worst weight ${r.name} ${r.worst.toExponential(2)})`);
+    expect(r.all).toBeLessThan(1e-6);
   });
 
   it('trained tiny-bamba-a, eval text packed as [66, 14] (the first across its 64-token chunk)', () => {

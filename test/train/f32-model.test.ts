@@ -16,7 +16,7 @@ import { evaluate } from '../../runtime/train/trainer.ts';
 import { F32Engine, openWasmGemm } from '../../runtime/train/f32/engine.ts';
 import type { WasmKernels } from '../../runtime/wasm/kernels.ts';
 import { compileTiny, randomTensors } from '../helpers/checkpoints.ts';
-import { compareGrads, evalTextBatch, packed, trainedTinyBamba } from '../grad/helpers.ts';
+import { compareGrads, evalTextBatch, packed, packedVsSeparate, trainedTinyBamba } from '../grad/helpers.ts';
 
 let wasm: { gemm: Gemm; kernels: WasmKernels };
 beforeAll(async () => { wasm = await openWasmGemm(await wasmKernelVariants(), 2); });
@@ -90,18 +90,8 @@ describe('f32 engine whole-model gradients against the float64 reference', () =>
   it('packed = separate: the packed gradient is Σ (n_s / N) ∇L_s over its sequences alone (rel L2 < 1e-6)', () => {
     const c = compileTiny();
     const w = new Map(randomTensors(c, { seed: 7 }).map((t) => [t.name, Float32Array.from(t.tensor.data as Float32Array)]));
-    const lens = [7, 2, 10, 5], e = new F32Engine(c.graph, wasm.gemm);
-    const b = packed(lens, 96, 21);
-    const whole = e.lossGradients(w, b);
-    const sum = new Map([...whole.grads].map(([n, g]) => [n, new Float64Array(g.length)]));
-    for (const s of b.seqs) {
-      const one = e.lossGradients(w, {
-        tokens: b.tokens.slice(s.start, s.start + s.len), positions: b.positions.slice(s.start, s.start + s.len),
-        seqs: [{ start: 0, len: s.len }], labels: b.labels.slice(s.start, s.start + s.len),
-      });
-      for (const [n, g] of one.grads) { const acc = sum.get(n)!; g.forEach((v, i) => { acc[i] += (one.tokens / whole.tokens) * v; }); }
-    }
-    const r = compareGrads(whole.grads, sum);
+    const e = new F32Engine(c.graph, wasm.gemm);
+    const r = packedVsSeparate((b) => e.lossGradients(w, b), packed([7, 2, 10, 5], 96, 21));
     console.log(`packed = separate: rel L2 ${r.all.toExponential(2)} (worst weight ${r.name} ${r.worst.toExponential(2)})`);
     expect(r.all).toBeLessThan(1e-6);
   });
