@@ -1,7 +1,8 @@
 // The back half of the pipeline, top to bottom: for each entry point (forward, prefill, decode) the
 // graph is lowered to unfused kernels, the kernel rules fuse them, the memory plan places every
-// buffer in the arena. Asked for (`train`), the train entry too: the unfused forward, the loss and
-// the backward (compiler/kernel/train.ts), no kernel rules, then the memory plan. The result is the kernel program (runtime/program.ts) that every backend runs;
+// buffer in the arena. Asked for (`train`), the train entry too: the forward, the loss and the
+// backward (compiler/kernel/train.ts), then the same kernel rules over all of it (they fuse only what
+// no other kernel reads, so the activations the backward reads stay buffers) and the memory plan. The result is the kernel program (runtime/program.ts) that every backend runs;
 // it ends at the memory plan: each target schedules the kernels as it renders them (codegen/<target>/). `ARCHC_DUMP_IR=1` prints the kernels after each step.
 
 import { type DerivedWeight, type Entry, type EntryName, type TrainEntry, type Program, type ProgramBinding, type ProgramChoice, type EntryOf, type TrainKernel, weightsRead } from '../runtime/program.ts';
@@ -60,9 +61,13 @@ export function lowerToProgram(g: Graph, bindings: readonly ProgramBinding[], op
   }
   let train: TrainEntry | undefined;
   if (opts.train) {
-    const l = lowerTrain(g);
+    let l = lowerTrain(g);
     verifyKernels(l, names, g.state.length, 'lowering');
     dump('train after lowering', l);
+    l = rewrite(l as unknown as Lowered, opts.rules ?? KERNEL_RULES, env, opts.counts) as unknown as typeof l;
+    verifyKernels(l, names, g.state.length, 'the kernel rules');
+    dump('train after the kernel rules', l);
+    for (const d of l.derived) derived.set(d.name, d);
     train = planMemory(l, { constants: true });
     dump('train after the memory plan', train);
   }
@@ -73,7 +78,7 @@ export function lowerToProgram(g: Graph, bindings: readonly ProgramBinding[], op
     bindings,
     choices: opts.choices ?? [],
     weights: g.weights.map((w) => ({ name: w.name, shape: w.shape, dtype: w.dtype })),
-    derived: [...derived.values()].filter((d) => used(entries, d.name)),
+    derived: [...derived.values()].filter((d) => used(train ? { ...entries, train } : entries, d.name)),
     states: g.state.map((s) => ({ name: s.name, kind: s.kind, per: s.per, shape: s.shape, ...(s.window ? { window: s.window } : {}) })),
     outputs: Object.fromEntries(g.outputs.map((o) => [o.name, rowWidth(g.values[o.value]!.type)])),
     entries,
@@ -82,7 +87,7 @@ export function lowerToProgram(g: Graph, bindings: readonly ProgramBinding[], op
 }
 
 const usedCache = new WeakMap<object, Set<string>>();
-function used(entries: Record<string, Entry>, name: string): boolean {
+function used(entries: Record<string, EntryOf<TrainKernel>>, name: string): boolean {
   let s = usedCache.get(entries);
   if (!s) usedCache.set(entries, (s = weightsRead(entries)));
   return s.has(name);

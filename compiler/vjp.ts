@@ -56,16 +56,16 @@ const E = {
   neg: (a: Expr): Expr => ({ op: 'neg', a }),
   sigmoid: (a: Expr): Expr => ({ op: 'sigmoid', a }),
 };
-/** An elementwise derivative: dx from the input x, the output y and the cotangent dy (x and y read
- *  only when called, so the kernel reads only what it uses). */
-type Derivative = (x: () => Expr, y: () => Expr, dy: Expr) => Expr;
+/** An elementwise derivative: dx from the input x (a leaf made when called) and the cotangent dy.
+ *  Never from the output: a weight-only one may be folded into a derived weight by the kernel rules. */
+type Derivative = (x: () => Expr, dy: Expr) => Expr;
 
 /** A pointwise op; `grad` its backward as an elementwise body (absent: refused by the train entry). */
 function pointwise(p: (c: VjpCtx) => Pointwise, grad?: Derivative): OpVjp {
   return {
     forward: (c) => ({ outs: [pointwiseF(p(c), f(c, 0))] }),
     backward: (c, _s, d) => [pointwiseB(p(c), d0(d), f(c, 0))],
-    ...(grad ? { lowerBackward: (c: BackwardCtx) => c.elementwise(c.dx(0), (leaf) => grad(() => leaf(c.in(0)!), () => leaf(c.out(0)), leaf(c.dy(0)))) } : {}),
+    ...(grad ? { lowerBackward: (c: BackwardCtx) => c.elementwise(c.dx(0), (leaf) => grad(() => leaf(c.in(0)!), leaf(c.dy(0)))) } : {}),
   };
 }
 
@@ -186,11 +186,11 @@ export const VJP: Readonly<Record<string, OpVjp>> = {
   },
   reshape: { forward: (c) => ({ outs: [f(c, 0).slice()] }), backward: (_c, _s, d) => [d0(d)], lowerBackward: (c) => c.pass(0, c.dy(0)) },
   // silu' = σ(x)·(1 + x·(1 − σ(x)))
-  silu: pointwise(() => POINTWISE.silu, (x, _y, dy) => {
+  silu: pointwise(() => POINTWISE.silu, (x, dy) => {
     const s = E.sigmoid(x());
     return E.mul(dy, E.mul(s, E.add(E.k(1), E.mul(x(), E.add(E.k(1), E.neg(s))))));
   }),
-  sigmoid: pointwise(() => POINTWISE.sigmoid, (_x, y, dy) => E.mul(dy, E.mul(y(), E.add(E.k(1), E.neg(y()))))),
+  sigmoid: pointwise(() => POINTWISE.sigmoid, (x, dy) => { const s = E.sigmoid(x()); return E.mul(dy, E.mul(s, E.add(E.k(1), E.neg(s)))); }),
   gelu: {
     ...pointwise((c) => (c.attrs.tanh === true ? POINTWISE.gelu_tanh : POINTWISE.gelu)),
     // erf is no expression: a family of its own
@@ -201,10 +201,10 @@ export const VJP: Readonly<Record<string, OpVjp>> = {
     },
   },
   // above 20 softplus is x and σ(x) rounds to 1 in f32: the same derivative
-  softplus: pointwise(() => POINTWISE.softplus, (x, _y, dy) => E.mul(dy, E.sigmoid(x()))),
-  exp: pointwise(() => POINTWISE.exp, (_x, y, dy) => E.mul(dy, y())),
-  neg: pointwise(() => POINTWISE.neg, (_x, _y, dy) => E.neg(dy)),
-  relu2: pointwise(() => POINTWISE.relu2, (x, _y, dy) => E.mul(dy, E.mul(E.k(2), { op: 'clamp', a: x(), min: 0, max: Infinity }))),
+  softplus: pointwise(() => POINTWISE.softplus, (x, dy) => E.mul(dy, E.sigmoid(x()))),
+  exp: pointwise(() => POINTWISE.exp, (x, dy) => E.mul(dy, { op: 'exp', a: x() })),
+  neg: pointwise(() => POINTWISE.neg, (_x, dy) => E.neg(dy)),
+  relu2: pointwise(() => POINTWISE.relu2, (x, dy) => E.mul(dy, E.mul(E.k(2), { op: 'clamp', a: x(), min: 0, max: Infinity }))),
   // x · the factor of its column: by, times factors[i] over part i of sizes
   scale: {
     forward: (c) => { const m = scaleFactors(c.attrs); return { outs: [f(c, 0).map((v, i) => v * m[i % m.length]!)] }; },
