@@ -1,11 +1,15 @@
 // The back half of the pipeline, top to bottom: for each entry point (forward, prefill, decode) the
 // graph is lowered to unfused kernels, the kernel rules fuse them, the memory plan places every
 // buffer in the arena. Asked for (`train`), the train entry too: the forward, the loss and the
-// backward (compiler/kernel/train.ts), then the same kernel rules over all of it (they fuse only what
-// no other kernel reads, so the activations the backward reads stay buffers) and the memory plan. The result is the kernel program (runtime/program.ts) that every backend runs;
-// it ends at the memory plan: each target schedules the kernels as it renders them (codegen/<target>/). `ARCHC_DUMP_IR=1` prints the kernels after each step.
+// backward (compiler/kernel/train.ts), the same kernel rules over all of it (they fuse only what no
+// other kernel reads, so the activations the backward reads stay buffers), the memory plan. The
+// result is the kernel program (runtime/program.ts) that every backend runs; it ends at the memory
+// plan: each target schedules the kernels as it renders them (codegen/<target>/). `ARCHC_DUMP_IR=1`
+// prints the kernels after each step.
 
-import { type DerivedWeight, type Entry, type EntryName, type TrainEntry, type Program, type ProgramBinding, type ProgramChoice, type EntryOf, type TrainKernel, weightsRead } from '../runtime/program.ts';
+import {
+  type DerivedWeight, type Entry, type EntryName, type EntryOf, type Program, type ProgramBinding, type ProgramChoice, type TrainEntry, type TrainKernel, weightsRead,
+} from '../runtime/program.ts';
 import type { Graph } from './ir.ts';
 import { type Lowered, type LoweredOf, lowerGraph, rowWidth } from './kernel/lower.ts';
 import { planMemory } from './kernel/memory.ts';
@@ -64,6 +68,7 @@ export function lowerToProgram(g: Graph, bindings: readonly ProgramBinding[], op
     let l = lowerTrain(g);
     verifyKernels(l, names, g.state.length, 'lowering');
     dump('train after lowering', l);
+    // the rules match inference families only; a backward kernel is to them a reader and a writer
     l = rewrite(l as unknown as Lowered, opts.rules ?? KERNEL_RULES, env, opts.counts) as unknown as typeof l;
     verifyKernels(l, names, g.state.length, 'the kernel rules');
     dump('train after the kernel rules', l);
@@ -71,6 +76,7 @@ export function lowerToProgram(g: Graph, bindings: readonly ProgramBinding[], op
     train = planMemory(l, { constants: true });
     dump('train after the memory plan', train);
   }
+  const read = weightsRead(train ? { ...entries, train } : entries);
   return {
     format: 'archc-kernels/1',
     model: g.model,
@@ -78,19 +84,12 @@ export function lowerToProgram(g: Graph, bindings: readonly ProgramBinding[], op
     bindings,
     choices: opts.choices ?? [],
     weights: g.weights.map((w) => ({ name: w.name, shape: w.shape, dtype: w.dtype })),
-    derived: [...derived.values()].filter((d) => used(train ? { ...entries, train } : entries, d.name)),
+    derived: [...derived.values()].filter((d) => read.has(d.name)),
     states: g.state.map((s) => ({ name: s.name, kind: s.kind, per: s.per, shape: s.shape, ...(s.window ? { window: s.window } : {}) })),
     outputs: Object.fromEntries(g.outputs.map((o) => [o.name, rowWidth(g.values[o.value]!.type)])),
     entries,
     ...(train ? { train } : {}),
   };
-}
-
-const usedCache = new WeakMap<object, Set<string>>();
-function used(entries: Record<string, EntryOf<TrainKernel>>, name: string): boolean {
-  let s = usedCache.get(entries);
-  if (!s) usedCache.set(entries, (s = weightsRead(entries)));
-  return s.has(name);
 }
 
 function dump(step: string, e: LoweredOf<TrainKernel, string> | EntryOf<TrainKernel>): void {

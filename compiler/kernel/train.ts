@@ -1,6 +1,7 @@
-// The train entry: the packed forward's kernels (unfused, as lowering emits them), the causal-LM
-// loss on the logits, then each node's backward in reverse node order, lowered by its VJP record's
-// `lowerBackward` (compiler/vjp.ts) through a BackwardCtx. Every value gets one cotangent buffer;
+// The train entry: the packed forward's kernels (unfused, as lowering emits them; the kernel rules
+// run over the whole entry afterwards, compiler/lower.ts), the causal-LM loss on the logits, then
+// each node's backward in reverse node order, lowered by its VJP record's `lowerBackward`
+// (compiler/vjp.ts) through a BackwardCtx. Every value gets one cotangent buffer;
 // where a value is read twice (the residual stream, a tied embedding) the cotangents are summed by
 // elementwise kernels. The forward buffers the backward reads are its saved activations: the
 // memory plan keeps them alive until their last reader. Outputs: `loss`, `logits`, `grad:<weight>`.
