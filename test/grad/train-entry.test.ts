@@ -16,12 +16,13 @@ import { initWeights } from '../../compiler/init.ts';
 import { arenaBytes } from '../../compiler/kernel/memory.ts';
 import { printProgram } from '../../compiler/kernel/printer.ts';
 import { lowerToProgram } from '../../compiler/lower.ts';
+import { VJP } from '../../compiler/vjp.ts';
 import { presetSets } from '../../compiler/presets.ts';
 import { CpuBackend } from '../../runtime/cpu/backend.ts';
 import { runTrain } from '../../runtime/cpu/train.ts';
 import { createRng } from '../../runtime/rng.ts';
 import { compileTiny, randomTensors } from '../helpers/checkpoints.ts';
-import { MODELS } from '../helpers/compile.ts';
+import { MODELS, compileText } from '../helpers/compile.ts';
 import { compareGrads, evalTextBatch, packed, packedVsSeparate, trainedTinyBamba } from './helpers.ts';
 
 /** The train entry's loss and gradients on the CPU backend against lossGradients, f32 weights. */
@@ -68,6 +69,25 @@ describe('the train entry on the CPU backend against the float64 reference', () 
     check(model, c, w, packed([5, 3, 6], c.graph.values[c.graph.outputs[0]!.value]!.type.shape.at(-1) as number, 4));
   });
 
+  it('the lowerings no shipped model reaches: a product by a broadcast weight, sigmoid, exact GELU, clamp, LayerNorm with a bias, a biased linear, exp', () => {
+    const c = compileText(`import std.{Linear, Embedding}
+model Sink(tokens: i32[T], positions: i32[T]) {
+  param d = 8
+  e = Embedding(16, d)
+  x = e(tokens)
+  weight g[d]
+  weight ln_w[d]
+  weight ln_b[d]
+  b = sigmoid(x * g) + gelu(x)
+  h = layernorm(clamp(b, min: -0.5, max: 0.7), ln_w, ln_b, eps: 0.00001)
+  p, q = split(proj: Linear(d, 2 * d, has_bias: true)(h), sizes: [d, d])
+  return head(relu2(p) * q + exp(neg(x)) * 0.5, e.weight)
+}
+`);
+    expect(new Set(c.graph.nodes.map((n) => n.op))).toEqual(new Set(['embedding', 'mul', 'sigmoid', 'gelu', 'add', 'clamp', 'layernorm', 'linear', 'split', 'relu2', 'neg', 'exp', 'scale', 'head']));
+    check('sink', c, new Map(initWeights(c.graph, createRng(5), 'f32').map((t) => [t.name, t.tensor.data as Float32Array])), packed([5, 3, 6], 16, 8));
+  });
+
   it('packed = separate: the packed gradient is Σ (n_s / N) ∇L_s over its sequences alone (rel L2 < 1e-6)', () => {
     const c = compileTiny(), w = f32Of(c, 7), be = backendOf(c, w);
     const r = packedVsSeparate((b) => runTrain(be, b), packed([7, 2, 10, 5], 96, 21));
@@ -106,6 +126,10 @@ describe('the train entry as a program', () => {
     // the weight gradients are constant rows of their own region: they do not grow with S
     expect(t.arena.S).toBe(0);
     expect(arenaBytes(t, T, 100)).toBe(planned);
+  });
+
+  it('lowers the backward of every op but the routing ones (the list only shrinks)', () => {
+    expect(Object.keys(VJP).filter((op) => !VJP[op]!.lowerBackward).sort()).toEqual(['experts', 'gather', 'scatter', 'softmax', 'topk']);
   });
 
   it('refuses an op whose backward it cannot lower yet with AC412, naming the op and its place', () => {
