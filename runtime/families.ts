@@ -101,6 +101,11 @@ export const BACKWARD_FAMILIES = {
   layernorm_backward: record({ ...plain, sizes: ['W', 'D'], inputs: { x: 'view', w: 'weight', dy: 'view' }, outputs: ['dx', 'dw', 'db'], attrs: { eps: 'number' } }),
   /** dx = dy · gelu'(x), exact (erf) or of the tanh approximation (`tanh`). */
   gelu_backward: record({ ...plain, sizes: ['W'], inputs: { x: 'view', dy: 'view' }, outputs: ['dx'], attrs: { tanh: 'boolean' } }),
+  /** Softmax's backward over each D-wide part, from its output: dx = y · (dy − Σ dy·y). */
+  softmax_backward: record({ ...plain, sizes: ['W', 'D'], inputs: { y: 'view', dy: 'view' }, outputs: ['dx'] }),
+  /** topk's backward: each value's cotangent back to the element it was chosen from (through the
+   *  division by the values' sum with `normalize`); the indices carry none. */
+  topk_backward: record({ ...plain, sizes: ['D', 'K'], inputs: { x: 'view', indices: 'view', dy: 'view' }, outputs: ['dx'], attrs: { normalize: 'boolean' } }),
   /** The table's gradient: each row of dy added into the row of its id (scatter-add), [V, D]. */
   embedding_backward: record({ ...plain, sizes: ['V', 'D'], inputs: { ids: 'input', dy: 'view' }, outputs: ['dw'] }),
   /** The causal depthwise conv's backward within each sequence: dx, dw [C, K], db [C]. */

@@ -153,6 +153,31 @@ const geluBackward: Impl<'gelu_backward'> = (k, c) => {
   c.write(k.outputs.dx!, dy.map((g, i) => g * d(x[i]!)));
 };
 
+const softmaxBackward: Impl<'softmax_backward'> = (k, c) => {
+  const y = c.operand(k, 'y'), dy = c.operand(k, 'dy'), D = k.sizes.D, dx = new Float32Array(y.length);
+  for (let o = 0; o < y.length; o += D) {
+    let s = 0;
+    for (let i = o; i < o + D; i++) s += dy[i]! * y[i]!;
+    for (let i = o; i < o + D; i++) dx[i] = y[i]! * (dy[i]! - s);
+  }
+  c.write(k.outputs.dx!, dx);
+};
+
+/** v_j = x[p_j] (/ S, S = Σ_j x[p_j], with normalize): dx[p_j] += dv_j (/ S − Σ_m dv_m · x[p_m] / S²). */
+const topkBackward: Impl<'topk_backward'> = (k, c) => {
+  const { D, K } = k.sizes, x = c.operand(k, 'x'), idx = c.operand(k, 'indices'), dv = c.operand(k, 'dy'), dx = new Float32Array(x.length);
+  for (let r = 0; r * D < x.length; r++) {
+    let sum = 0, dot = 0;
+    for (let j = 0; j < K; j++) {
+      const v = x[r * D + idx[r * K + j]!]!;
+      sum += v;
+      dot += dv[r * K + j]! * v;
+    }
+    for (let j = 0; j < K; j++) dx[r * D + idx[r * K + j]!] += k.attrs.normalize ? dv[r * K + j]! / sum - dot / (sum * sum) : dv[r * K + j]!;
+  }
+  c.write(k.outputs.dx!, dx);
+};
+
 /** Scatter-add: each row of dy into the table row of its id. */
 const embeddingBackward: Impl<'embedding_backward'> = (k, c) => {
   const { V, D } = k.sizes, ids = (k.inputs.ids as { input: string }).input === 'tokens' ? c.tokens : c.positions;
@@ -276,7 +301,7 @@ export const CPU_BACKWARD: BackwardTable = {
   ssd_backward: ssdBackwardImpl,
   causal_lm_loss: causalLmLoss, matmul_wgrad: matmulWgrad, reduce_rows: reduceRows, clamp_backward: clampBackward,
   rmsnorm_backward: rmsnormBackward, rmsnorm_gated_backward: rmsnormGatedBackward, layernorm_backward: layernormBackward,
-  gelu_backward: geluBackward, embedding_backward: embeddingBackward,
+  gelu_backward: geluBackward, softmax_backward: softmaxBackward, topk_backward: topkBackward, embedding_backward: embeddingBackward,
   conv_backward: convBackward, rope_backward: ropeBackward, attention_train: attentionTrain, attention_backward: attentionBackward,
 };
 

@@ -148,6 +148,23 @@ describe('train-entry families on the CPU against their float64 VJPs', () => {
     near('dx', got.dx!, VJP.gelu!.backward(vctx([f64(x)], [[n, 6]], [[n, 6]], { tanh }), undefined, [f64(dy)])[0]!);
   });
 
+  it('softmax_backward: over parts of 5 of rows of 10, from the output', () => {
+    const n = T(b3), x = f32(n * 10, 39, 2), dy = f32(n * 10, 40);
+    const c = vctx([f64(x)], [[n, 2, 5]], [[n, 2, 5]], {});
+    const { outs: [y], saved } = VJP.softmax!.forward(c);
+    const got = run('softmax_backward', { W: 10, D: 5 }, {}, { y: { rows: 'T', data: Float32Array.from(y!) }, dy: { rows: 'T', data: dy } }, { dx: { width: 10, rows: 'T' } }, b3);
+    near('dx', got.dx!, VJP.softmax!.backward(c, Float64Array.from(Float32Array.from(saved as F64)), [f64(dy)])[0]!);
+  });
+
+  for (const normalize of [false, true]) it(`topk_backward: 3 of 7${normalize ? ', normalized' : ''}`, () => {
+    const n = T(b3), x = f32(n * 7, 41).map((v) => 1.5 + v), dv = f32(n * 3, 42);
+    const c = vctx([f64(x)], [[n, 7]], [[n, 3], [n, 3]], { k: 3, normalize });
+    const { outs: [, indices], saved } = VJP.topk!.forward(c);
+    const got = run('topk_backward', { D: 7, K: 3 }, { normalize }, { x: { rows: 'T', data: x }, indices: { rows: 'T', data: Float32Array.from(indices!) }, dy: { rows: 'T', data: dv } },
+      { dx: { width: 7, rows: 'T' } }, b3);
+    near('dx', got.dx!, VJP.topk!.backward(c, saved, [f64(dv), null])[0]!);
+  });
+
   it('embedding_backward: scatter-add, ids repeated', () => {
     const V = 7, D = 5, b: Batch = { seqs: b3.seqs, tokens: Int32Array.from({ length: T(b3) }, (_, i) => (i * 5) % V) }, dy = f32(T(b3) * D, 17);
     const got = run('embedding_backward', { V, D }, {}, { ids: { input: 'tokens' }, dy: { rows: 'T', data: dy } }, { dw: { width: V * D, rows: 'C' } }, b);
