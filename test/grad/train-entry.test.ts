@@ -50,6 +50,16 @@ function check(what: string, c: Compiled, w32: ReadonlyMap<string, Float32Array>
 }
 
 const f32Of = (c: Compiled, seed: number) => new Map(randomTensors(c, { seed }).map((t) => [t.name, t.tensor.data as Float32Array]));
+/** initWeights' f32 weights (any model's: randomTensors' SSM changes are Bamba's). */
+const initOf = (c: Compiled, seed: number) => new Map(initWeights(c.graph, createRng(seed), 'f32').map((t) => [t.name, t.tensor.data as Float32Array]));
+/** A small model: an 8-wide embedding x of 16 ids, then `body` (which returns the logits). */
+const small = (body: string) => compileText(`import std.{Linear, Embedding}
+model Small(tokens: i32[T], positions: i32[T]) {
+  param d = 8
+  e = Embedding(16, d)
+  x = e(tokens)
+${body}}
+`);
 
 describe('the train entry on the CPU backend against the float64 reference', () => {
   for (const tie of [true, false]) it(`tiny random Bamba${tie ? '' : ', untied head'}, packed [6, 3, 9] over chunk 4`, () => {
@@ -66,42 +76,29 @@ describe('the train entry on the CPU backend against the float64 reference', () 
   for (const [model, set] of Object.entries(MODELS_SET)) it(`${model} (tiny preset), packed [5, 3, 6]`, () => {
     const file = join(MODELS, `${model}.arch`);
     const c = compileFile(file, { set: [...presetSets(file, 'tiny'), ...set] });
-    const w = new Map(initWeights(c.graph, createRng(3), 'f32').map((t) => [t.name, t.tensor.data as Float32Array]));
-    check(model, c, w, packed([5, 3, 6], c.graph.values[c.graph.outputs[0]!.value]!.type.shape.at(-1) as number, 4));
+    check(model, c, initOf(c, 3), packed([5, 3, 6], c.graph.values[c.graph.outputs[0]!.value]!.type.shape.at(-1) as number, 4));
   });
 
   it('the lowerings no shipped model reaches: a product by a broadcast weight, sigmoid, exact GELU, clamp, LayerNorm with a bias, a biased linear, exp', () => {
-    const c = compileText(`import std.{Linear, Embedding}
-model Sink(tokens: i32[T], positions: i32[T]) {
-  param d = 8
-  e = Embedding(16, d)
-  x = e(tokens)
-  weight g[d]
+    const c = small(`  weight g[d]
   weight ln_w[d]
   weight ln_b[d]
   b = sigmoid(x * g) + gelu(x)
   h = layernorm(clamp(b, min: -0.5, max: 0.7), ln_w, ln_b, eps: 0.00001)
   p, q = split(proj: Linear(d, 2 * d, has_bias: true)(h), sizes: [d, d])
   return head(relu2(p) * q + exp(neg(x)) * 0.5, e.weight)
-}
 `);
     expect(new Set(c.graph.nodes.map((n) => n.op))).toEqual(new Set(['embedding', 'mul', 'sigmoid', 'gelu', 'add', 'clamp', 'layernorm', 'linear', 'split', 'relu2', 'neg', 'exp', 'scale', 'head']));
-    check('sink', c, new Map(initWeights(c.graph, createRng(5), 'f32').map((t) => [t.name, t.tensor.data as Float32Array])), packed([5, 3, 6], 16, 8));
+    check('sink', c, initOf(c, 5), packed([5, 3, 6], 16, 8));
   });
 
   it('the routing ops: softmax, a normalized topk, rows gathered and scattered back by its indices', () => {
-    const c = compileText(`import std.{Linear, Embedding}
-model Route(tokens: i32[T], positions: i32[T]) {
-  param d = 8
-  e = Embedding(16, d)
-  x = e(tokens)
-  gates, idx = topk(softmax(router: Linear(d, 4)(x)), k: 2, normalize: true)
+    const c = small(`  gates, idx = topk(softmax(router: Linear(d, 4)(x)), k: 2, normalize: true)
   back = scatter(gather(reshape(proj: Linear(d, 4 * d)(x), dims: [4, d]), idx), idx, rows: 4)
   y = out: Linear(4 * d, d)(reshape(back, dims: [4 * d])) + gl: Linear(2, d)(gates)
   return head(y, e.weight)
-}
 `);
-    check('routing', c, new Map(initWeights(c.graph, createRng(6), 'f32').map((t) => [t.name, t.tensor.data as Float32Array])), packed([5, 3, 6], 16, 9));
+    check('routing', c, initOf(c, 6), packed([5, 3, 6], 16, 9));
   });
 
   it('packed = separate: the packed gradient is Σ (n_s / N) ∇L_s over its sequences alone (rel L2 < 1e-6)', () => {
