@@ -1,9 +1,10 @@
 // archc forward --loss --grads FILE: the gradient of the mean causal-LM loss with respect to every
-// weight, from the float64 reference (compiler/grad.ts, docs/TRAINING.md) or with --engine wasm the
-// f32 training engine (runtime/train/f32/), written as one f32 safetensors file whole or not at all. Loaded only when --grads is given.
+// weight, from the float64 reference (compiler/grad.ts, docs/TRAINING.md), with --engine wasm the
+// f32 training engine (runtime/train/f32/), with --engine kernels the kernel program's train entry on
+// the CPU backend, written as one f32 safetensors file whole or not at all. Loaded only when --grads is given.
 
 import { resolve } from 'node:path';
-import { compileFile } from '../compiler/compile.ts';
+import { type Compiled, compileFile } from '../compiler/compile.ts';
 import { type GradBatch, checkBatch, gradientBytes, lossGradients, readWeightsF64 } from '../compiler/grad.ts';
 import type { Graph } from '../compiler/ir.ts';
 import { positionsFor, seqsFromCuSeqlens, seqsFromPositions } from '../runtime/engine.ts';
@@ -20,7 +21,7 @@ import { type LoadFlags, optionsFor, usage } from './run.ts';
  *  weights, through the packed forward); its directory must exist. */
 export function checkGradsFlags(o: QuantFlags & { loss?: boolean; step?: boolean; grads?: string; engine?: string }): void {
   if (!o.loss) usage('--grads', 'it needs --loss (the gradient is that of the mean causal-LM loss)');
-  if (o.engine !== undefined && o.engine !== 'reference' && o.engine !== 'wasm') usage('--engine', `${JSON.stringify(o.engine)} is not an engine`, 'one of reference, wasm');
+  if (o.engine !== undefined && !['reference', 'wasm', 'kernels'].includes(o.engine)) usage('--engine', `${JSON.stringify(o.engine)} is not an engine`, 'one of reference, wasm, kernels');
   if (o.step) usage('--grads', 'it cannot be combined with --step', 'the gradient is taken through the packed forward');
   if (o.quantize) usage('--grads', 'it cannot be combined with --quantize', 'the gradient is of the checkpoint\'s weights as stored');
   checkParent(resolve(o.grads!));
@@ -30,13 +31,13 @@ export function checkGradsFlags(o: QuantFlags & { loss?: boolean; step?: boolean
  *  evaluated on the graph in float64 (compiler/grad.ts), written as one f32 safetensors file.
  *  Returns the gradients' global L2 norm (over every weight, in float64). */
 export async function writeGradients(file: string, o: LoadFlags & { engine?: string }, ids: number[], positions: number[] | undefined, cu: number[] | undefined, out: string): Promise<number> {
-  const g = compileFile(file, optionsFor(file, o, o.weights)).graph;
+  const c = compileFile(file, optionsFor(file, o, o.weights)), g = c.graph;
   const T = ids.length;
   const seqs = cu ? seqsFromCuSeqlens(cu, T) : positions ? seqsFromPositions(Int32Array.from(positions)) : [{ start: 0, len: T }];
   const labels = Int32Array.from(ids);
   for (const s of seqs) labels[s.start] = -100;
-  const wasm = o.engine === 'wasm';
-  await checkGradientMemory(o.weights, gradientBytes(g, T) / (wasm ? 2 : 1));
+  const f32 = o.engine === 'wasm' || o.engine === 'kernels';
+  await checkGradientMemory(o.weights, gradientBytes(g, T) / (f32 ? 2 : 1));
   const ckpt = openCheckpoint(o.weights);
   let weights: Map<string, Float64Array>;
   try {
@@ -46,20 +47,35 @@ export async function writeGradients(file: string, o: LoadFlags & { engine?: str
     ckpt.close();
   }
   const batch = { tokens: Int32Array.from(ids), positions: positions ? Int32Array.from(positions) : positionsFor(seqs, T), seqs, labels };
-  const grads = wasm ? await f32Gradients(g, weights, batch) : lossGradients(g, weights, batch).grads!;
+  const grads = o.engine === 'wasm' ? await f32Gradients(g, weights, batch) : o.engine === 'kernels' ? await trainEntryGradients(c, weights, batch)
+    : lossGradients(g, weights, batch).grads!;
   await writeOutputFile(out, gradientsFile(g.weights.map((w) => ({ name: w.name, shape: w.shape, data: grads.get(w.name)! }))));
   let ss = 0;
   for (const d of grads.values()) for (const v of d) ss += v * v;
   return Math.sqrt(ss);
 }
 
-/** --engine wasm: the f32 engine (runtime/train/f32/) on the batch the reference would take (checked
- *  as it checks it), its gradients widened exactly. */
-async function f32Gradients(g: Graph, weights: ReadonlyMap<string, Float64Array>, b: GradBatch): Promise<Map<string, Float64Array>> {
+/** The batch checked as the reference checks it (ids and labels against the embedding and the logits). */
+function checkFor(g: Graph, b: GradBatch): void {
   const tokensIn = g.inputs.find((i) => i.name === 'tokens')?.value;
   const embed = g.nodes.find((n) => n.op === 'embedding' && n.inputs[0] === tokensIn);
   const out = (g.outputs.find((o) => o.name === 'logits') ?? g.outputs[0])!.value;
   checkBatch(b, embed ? g.values[embed.inputs[1]!]!.type.shape[0] as number : Infinity, g.values[out]!.type.shape.at(-1) as number);
+}
+
+/** --engine kernels: the train entry (compiler/kernel/train.ts) on the CPU backend, f32 weights. */
+async function trainEntryGradients(c: Compiled, weights: ReadonlyMap<string, Float64Array>, b: GradBatch): Promise<Map<string, Float64Array>> {
+  checkFor(c.graph, b);
+  const [{ lowerToProgram }, { CpuBackend }, { runTrain }] = await Promise.all([import('../compiler/lower.ts'), import('../runtime/cpu/backend.ts'), import('../runtime/cpu/train.ts')]);
+  const be = new CpuBackend(lowerToProgram(c.graph, c.bindings, { train: true }));
+  for (const w of be.program.weights) be.uploadWeight(w, { dtype: 'f32', shape: w.shape, data: Float32Array.from(weights.get(w.name)!) });
+  return new Map([...runTrain(be, b).grads].map(([n, v]) => [n, Float64Array.from(v)]));
+}
+
+/** --engine wasm: the f32 engine (runtime/train/f32/) on the batch the reference would take (checked
+ *  as it checks it), its gradients widened exactly. */
+async function f32Gradients(g: Graph, weights: ReadonlyMap<string, Float64Array>, b: GradBatch): Promise<Map<string, Float64Array>> {
+  checkFor(g, b);
   const [{ wasmKernelVariants }, { F32Engine, openWasmGemm }, { defaultThreads }] = await Promise.all([
     import('../codegen/wasm/assemble.ts'), import('../runtime/train/f32/engine.ts'), import('../runtime/wasm/threads.ts')]);
   const { gemm, kernels } = await openWasmGemm(await wasmKernelVariants(), defaultThreads());

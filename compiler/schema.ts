@@ -3,7 +3,7 @@
 import Ajv from 'ajv';
 import { InternalError } from '../dsl/diagnostics.ts';
 import type { Graph } from './ir.ts';
-import { FAMILY_NAMES } from '../runtime/families.ts';
+import { BACKWARD_FAMILY_NAMES, FAMILY_NAMES } from '../runtime/families.ts';
 
 const dim = { anyOf: [{ type: 'integer', minimum: 0 }, { const: 'T' }] };
 const attr = { anyOf: [{ type: 'number' }, { type: 'boolean' }, { type: 'string' }, { type: 'array' }, { type: 'null' }] };
@@ -194,6 +194,24 @@ const entry = {
     outputs: { type: 'object', minProperties: 1, additionalProperties: view },
   },
 };
+// the train entry: its kernels may be of the backward families and read the labels; its arena has
+// a region of constant rows
+const trainKernel = {
+  ...kernel,
+  properties: {
+    ...kernel.properties,
+    family: { enum: [...FAMILY_NAMES, ...BACKWARD_FAMILY_NAMES] },
+    inputs: { type: 'object', additionalProperties: { anyOf: [...operand.anyOf.slice(0, 2), { ...operand.anyOf[2], properties: { input: { enum: ['tokens', 'positions', 'labels'] } } }] } },
+  },
+};
+const trainEntry = {
+  ...entry,
+  properties: {
+    ...entry.properties,
+    arena: { ...entry.properties.arena, required: ['T', 'S', 'C'], properties: { ...entry.properties.arena.properties, C: { type: 'integer', minimum: 0 } } },
+    kernels: { type: 'array', items: trainKernel },
+  },
+};
 export const PROGRAM_SCHEMA = {
   $id: 'https://archc.dev/schemas/kernels-1.json',
   type: 'object',
@@ -262,6 +280,7 @@ export const PROGRAM_SCHEMA = {
       type: 'object', additionalProperties: false, required: ['forward', 'prefill', 'decode'],
       properties: { forward: entry, prefill: entry, decode: entry },
     },
+    train: trainEntry,
   },
 } as const;
 

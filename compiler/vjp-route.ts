@@ -4,9 +4,16 @@
 // and the grouped experts (to x, the gates and both expert matrices; the indices have none).
 
 import type { F64 } from '../runtime/cpu/backward.ts';
+import type { BackwardCtx } from './kernel/train.ts';
 import type { OpVjp, VjpCtx } from './vjp.ts';
 
 const f = (c: VjpCtx, i: number) => c.ins[i] as F64;
+/** The train entry's rows by index: `gather` or `scatter` of dy by the forward's indices into dx
+ *  (each op's backward is the other), over `n` rows, k indices and rows of the dims after them. */
+function byIndexKernel(c: BackwardCtx, family: 'gather' | 'scatter', n: number): void {
+  const x = c.types[0]!, d = x.shape.slice(2).reduce<number>((a, b) => a * (b as number), 1);
+  c.emit({ family, sizes: { N: n, K: c.types[1]!.shape[1] as number, D: d }, inputs: { x: c.dy(0), idx: c.in(1)! }, outputs: { y: c.dx(0) } });
+}
 const lastDim = (s: readonly number[]) => s[s.length - 1]!;
 
 /** The k chosen of each row of x [rows, D], largest first, ties to the lower index. */
@@ -33,10 +40,12 @@ export const ROUTE_VJP: Readonly<Record<string, OpVjp>> = {
   gather: {
     forward: (c) => ({ outs: [byIndex(c, f(c, 0), c.ins[1] as ArrayLike<number>, c.shapes[0]![1]!, c.shapes[1]![1]!, true)] }),
     backward: (c, _s, d) => [byIndex(c, d[0]!, c.ins[1] as ArrayLike<number>, c.shapes[1]![1]!, c.shapes[0]![1]!, false), null],
+    lowerBackward: (c) => byIndexKernel(c, 'scatter', c.types[0]!.shape[1] as number),
   },
   scatter: {
     forward: (c) => ({ outs: [byIndex(c, f(c, 0), c.ins[1] as ArrayLike<number>, c.shapes[1]![1]!, c.attrs.rows as number, false)] }),
     backward: (c, _s, d) => [byIndex(c, d[0]!, c.ins[1] as ArrayLike<number>, c.attrs.rows as number, c.shapes[1]![1]!, true), null],
+    lowerBackward: (c) => byIndexKernel(c, 'gather', c.attrs.rows as number),
   },
   softmax: {
     forward(c) {
@@ -58,6 +67,10 @@ export const ROUTE_VJP: Readonly<Record<string, OpVjp>> = {
         for (let i = 0; i < D; i++) dx[o + i] = y[o + i]! * (dy[o + i]! - s);
       }
       return [dx];
+    },
+    lowerBackward(c) {
+      const y = c.out(0);
+      c.emit({ family: 'softmax_backward', sizes: { W: y.width, D: c.types[0]!.shape.at(-1) as number }, inputs: { y, dy: c.dy(0) }, outputs: { dx: c.dx(0) } });
     },
   },
   topk: {
@@ -82,6 +95,12 @@ export const ROUTE_VJP: Readonly<Record<string, OpVjp>> = {
         });
       }
       return [dx];
+    },
+    lowerBackward(c) {
+      const x = c.in(0)!;
+      if (!('buf' in x)) return c.refuse('a topk of a weight');
+      c.emit({ family: 'topk_backward', sizes: { D: x.width, K: c.attrs.k as number }, inputs: { x, indices: c.out(1), dy: c.dy(0) },
+        attrs: { normalize: c.attrs.normalize === true }, outputs: { dx: c.dx(0) } });
     },
   },
   experts: {

@@ -58,6 +58,7 @@ export const MESSAGES = {
   AC409: '{0} returns {1} values and none is named logits: the runtime reads the logits (a model that returns one value may name it anything)',
   AC410: 'model input {0} cannot be fed: {1}',
   AC411: 'model output {0} {1}: the runtime reads outputs computed from the inputs, one row per token',
+  AC412: 'the train entry cannot differentiate {0} (in {1}) through the kernels yet: {2}',
   // 5xx: limits (compiler/limits.ts; AC501 the CUDA target's, codegen/cuda/schedule.ts)
   AC500: 'limit {0} exceeded: {1} (the limit is {2})',
   AC501: 'kernel {0} ({1}) exceeds the CUDA target: {2} is {3} (the limit is {4})',

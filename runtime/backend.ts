@@ -19,6 +19,8 @@ export interface RunBatch {
   readonly slots: readonly number[];
   /** Tokens each sequence held before this batch (where its KV rows continue). */
   readonly lengths: readonly number[];
+  /** A train entry's labels [T] (row t predicts labels[t + 1]; -100: none). */
+  readonly labels?: Int32Array;
 }
 
 /**

@@ -79,8 +79,59 @@ export const FAMILIES = {
 export type Family = keyof typeof FAMILIES;
 export const FAMILY_NAMES = Object.keys(FAMILIES) as Family[];
 
+/** The families only a train entry runs (docs/TRAINING.md): the loss and the backward kernels that
+ *  are not compositions of the families above. Kept apart so that the inference targets' tables
+ *  (wasm, WGSL, CUDA) stay complete; the CPU runs them (runtime/cpu/train.ts). Cotangents are named
+ *  d<operand>; `dw`, `db`, `dA`, `dD` are constant rows (a weight's gradient, summed over the rows). */
+export const BACKWARD_FAMILIES = {
+  /** The mean causal-LM loss over the rows whose next label is not -100 (row t predicts labels[t + 1]):
+   *  `loss` = [mean, rows counted]; `dlogits` = (softmax − onehot) / rows counted, zero elsewhere. */
+  causal_lm_loss: record({ ...plain, sizes: ['V'], inputs: { logits: 'view', labels: 'input' }, outputs: ['loss', 'dlogits'] }),
+  /** A product's weight gradient dw = dyᵀ·x over every row, [N, K] (or [K, N] `transposed`, as the weight is stored). */
+  matmul_wgrad: record({ ...plain, sizes: ['K', 'N'], inputs: { dy: 'view', x: 'view' }, outputs: ['dw'], attrs: { transposed: 'boolean?' } }),
+  /** y[j] = Σ over rows and over the columns c ≡ j (mod N) of x: the cotangent of a broadcast operand (a bias). */
+  reduce_rows: record({ ...plain, sizes: ['W', 'N'], inputs: { x: 'view' }, outputs: ['y'] }),
+  /** dx = dy where min ≤ x ≤ max, else 0 (torch's clamp backward). */
+  clamp_backward: record({ ...plain, sizes: ['W'], inputs: { x: 'view', dy: 'view' }, outputs: ['dx'], attrs: { min: 'number', max: 'number' } }),
+  /** RMSNorm's backward over D of each W-wide row (the inverse RMS recomputed from x). */
+  rmsnorm_backward: record({ ...plain, sizes: ['W', 'D'], inputs: { x: 'view', w: 'weight', dy: 'view' }, outputs: ['dx', 'dw'], attrs: { eps: 'number' } }),
+  /** rmsnorm(x · silu(z)) over `groups` parts: its backward to x, z and the weight. */
+  rmsnorm_gated_backward: record({ ...plain, sizes: ['W', 'D'], inputs: { x: 'view', z: 'view', w: 'weight', dy: 'view' }, outputs: ['dx', 'dz', 'dw'], attrs: { eps: 'number', groups: 'number' } }),
+  /** LayerNorm's backward over D of each W-wide row (mean and 1/σ recomputed from x): dx, dw, db. */
+  layernorm_backward: record({ ...plain, sizes: ['W', 'D'], inputs: { x: 'view', w: 'weight', dy: 'view' }, outputs: ['dx', 'dw', 'db'], attrs: { eps: 'number' } }),
+  /** dx = dy · gelu'(x), exact (erf) or of the tanh approximation (`tanh`). */
+  gelu_backward: record({ ...plain, sizes: ['W'], inputs: { x: 'view', dy: 'view' }, outputs: ['dx'], attrs: { tanh: 'boolean' } }),
+  /** Softmax's backward over each D-wide part, from its output: dx = y · (dy − Σ dy·y). */
+  softmax_backward: record({ ...plain, sizes: ['W', 'D'], inputs: { y: 'view', dy: 'view' }, outputs: ['dx'] }),
+  /** topk's backward: each value's cotangent back to the element it was chosen from (through the
+   *  division by the values' sum with `normalize`); the indices carry none. */
+  topk_backward: record({ ...plain, sizes: ['D', 'K'], inputs: { x: 'view', indices: 'view', dy: 'view' }, outputs: ['dx'], attrs: { normalize: 'boolean' } }),
+  /** The table's gradient: each row of dy added into the row of its id (scatter-add), [V, D]. */
+  embedding_backward: record({ ...plain, sizes: ['V', 'D'], inputs: { ids: 'input', dy: 'view' }, outputs: ['dw'] }),
+  /** The causal depthwise conv's backward within each sequence: dx, dw [C, K], db [C]. */
+  conv_backward: record({ ...plain, sizes: ['C', 'K'], inputs: { x: 'view', w: 'weight', dy: 'view' }, outputs: ['dx', 'dw', 'db'] }),
+  /** Rotary embedding's backward: the inverse rotation of dy. */
+  rope_backward: record({ ...plain, sizes: ['H', 'Dh', 'R'], inputs: { dy: 'view', positions: 'input' }, outputs: ['dx'], attrs: { theta: 'number' } }),
+  /** The train entry's attention: `attention` without a KV cache, also saving each query row's
+   *  logsumexp `lse` [T, H] for the backward. */
+  attention_train: record({ ...plain, sizes: ['H', 'KV', 'Dh'], inputs: { q: 'view', k: 'view', v: 'view' }, outputs: ['y', 'lse'], attrs: { scale: 'number', window: 'number?' } }),
+  /** Flash-style attention backward within each sequence, P recomputed from the saved logsumexp. */
+  attention_backward: record({ ...plain, sizes: ['H', 'KV', 'Dh'], inputs: { q: 'view', k: 'view', v: 'view', y: 'view', lse: 'view', dy: 'view' },
+    outputs: ['dq', 'dk', 'dv'], attrs: { scale: 'number', window: 'number?' } }),
+  /** The chunked SSD backward per sequence, chunks in reverse (mamba-ssm's split: chunk scan, chunk
+   *  state, state passing); the states entering each chunk are recomputed by a forward state pass. */
+  ssd_backward: record({ ...plain, sizes: ['H', 'P', 'G', 'N', 'chunk'], inputs: { x: 'view', dt: 'view', A: 'value', B: 'view', C: 'view', D: 'value', dy: 'view' },
+    outputs: ['dx', 'ddt', 'dA', 'dB', 'dC', 'dD'] }),
+} as const satisfies Readonly<Record<string, FamilyRecord>>;
+
+export type BackwardFamily = keyof typeof BACKWARD_FAMILIES;
+export const BACKWARD_FAMILY_NAMES = Object.keys(BACKWARD_FAMILIES) as BackwardFamily[];
+/** A family of any entry, inference or train. */
+export type AnyFamily = Family | BackwardFamily;
+type AllFamilies = typeof FAMILIES & typeof BACKWARD_FAMILIES;
+
 /** The sizes of family F, by name. */
-export type SizesOf<F extends Family> = { readonly [N in (typeof FAMILIES)[F]['sizes'][number]]: number };
+export type SizesOf<F extends AnyFamily> = { readonly [N in AllFamilies[F]['sizes'][number]]: number };
 
 /** What is wrong with a kernel's shape as its family's record sees it (operand kinds as `kind(o)`). */
 export function familyProblems(k: {
@@ -88,7 +139,7 @@ export function familyProblems(k: {
   readonly outputs: Readonly<Record<string, unknown>>; readonly attrs: Readonly<Record<string, unknown>>; readonly state?: number;
   readonly body?: unknown; readonly prologue?: readonly Prologue[]; readonly epilogue?: readonly Epilogue[];
 }, kind: (o: unknown) => 'view' | 'weight' | 'input'): string[] {
-  const r: FamilyRecord | undefined = (FAMILIES as Readonly<Record<string, FamilyRecord>>)[k.family];
+  const r: FamilyRecord | undefined = ({ ...FAMILIES, ...BACKWARD_FAMILIES } as Readonly<Record<string, FamilyRecord>>)[k.family];
   if (!r) return [`family ${k.family} has no record`];
   const out: string[] = [];
   const sizes = new Set(r.sizes);

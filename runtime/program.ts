@@ -10,7 +10,7 @@
 // sequences S) are known at run time.
 
 import { exprLeaves } from './expr.ts';
-import type { Family, SizesOf } from './families.ts';
+import { type AnyFamily, type BackwardFamily, type Family, type SizesOf, BACKWARD_FAMILIES } from './families.ts';
 import type { DType } from './tensor.ts';
 
 export type StateKind = 'kv' | 'conv' | 'ssm';
@@ -26,7 +26,8 @@ export interface ProgramBuffer {
   readonly rows: Rows;
   /** Where it starts in its region of the arena, in floats per region row: `offset · R` for a region
    *  of R rows. T-row buffers share the token region (R = T); S-row and constant buffers the
-   *  sequence region (R = S). The plan is made once and holds for every T and S. */
+   *  sequence region (R = S), or constants their own region where the entry has one (R = 1). The
+   *  plan is made once and holds for every T and S. */
   readonly offset: number;
 }
 
@@ -79,16 +80,24 @@ export type Epilogue =
 /** A kernel family: its record (size names, operand slots, attributes, state, stages) is in families.ts. */
 export type { Family };
 
-interface KernelBase<F extends Family> {
+/** What every kernel has, of an inference family or (operands O with the labels) a train entry's. */
+interface KernelCore<F extends AnyFamily, O> {
   /** Unique in its entry, from the scope that emitted it, e.g. `model.layers.3.mamba.in_proj`. */
   readonly name: string;
   readonly family: F;
   /** Compile-time sizes, named by the family's record (K, N, H, P, G, N, chunk, …). */
   readonly sizes: SizesOf<F>;
-  readonly inputs: Readonly<Record<string, Operand>>;
+  readonly inputs: Readonly<Record<string, O>>;
   readonly outputs: Readonly<Record<string, View>>;
   /** Non-size constants of the family (eps, scale, theta, …). */
   readonly attrs: Readonly<Record<string, AttrValue>>;
+  /** The graph ops this kernel computes, in order. */
+  readonly fused: readonly string[];
+  /** `.arch` lines it came from (`file:line`). */
+  readonly source: readonly string[];
+}
+
+interface KernelBase<F extends Family> extends KernelCore<F, Operand> {
   /** The elementwise family's body. */
   readonly body?: Expr;
   /** An expression applied to an operand as it is read (e.g. dt: clamp(softplus(x + dt_bias))). */
@@ -97,10 +106,6 @@ interface KernelBase<F extends Family> {
   readonly epilogue?: readonly Epilogue[];
   /** Index into the program's states for a stateful kernel. */
   readonly state?: number;
-  /** The graph ops this kernel computes, in order. */
-  readonly fused: readonly string[];
-  /** `.arch` lines it came from (`file:line`). */
-  readonly source: readonly string[];
 }
 
 /** A kernel of family F (of any of them, for a union). */
@@ -123,16 +128,42 @@ export function byFamily<A extends unknown[], R>(table: FamilyTable<A, R>, k: Ke
   return (table[k.family] as (k: Kernel, ...a: A) => R)(k, ...a);
 }
 
-export interface Entry {
+/** An entry's kernels over its arena (K: the inference kernels, or a train entry's). */
+export interface EntryOf<K> {
   readonly buffers: readonly ProgramBuffer[];
-  /** Floats per row of the arena's token region (T rows) and sequence region (S rows). */
-  readonly arena: { readonly T: number; readonly S: number };
-  readonly kernels: readonly Kernel[];
+  /** Floats per row of the arena's token region (T rows) and sequence region (S rows), and the
+   *  floats of a region of constant rows after both (a train entry's; inference entries keep their
+   *  constants in the sequence region). */
+  readonly arena: { readonly T: number; readonly S: number; readonly C?: number };
+  readonly kernels: readonly K[];
   /** Model outputs (e.g. logits) by name. */
   readonly outputs: Readonly<Record<string, View>>;
 }
+export type Entry = EntryOf<Kernel>;
 
 export type EntryName = 'forward' | 'prefill' | 'decode';
+
+/** What a train entry's kernels read besides: the labels [T] (row t predicts labels[t + 1]; -100 none). */
+export type TrainOperand = Operand | { readonly input: 'labels' };
+
+/** A kernel of a family only train entries hold (runtime/families.ts BACKWARD_FAMILIES): no fused stages, no state. */
+export type BackwardKernel<F extends BackwardFamily = BackwardFamily> = KernelCore<F, TrainOperand>;
+/** A backward kernel of family F (of any of them, for a union). */
+export type BackwardKernelOf<F extends BackwardFamily> = F extends BackwardFamily ? BackwardKernel<F> : never;
+
+/** A train entry's kernel: the forward's (unfused) inference kernels, the loss and the backward's. */
+export type TrainKernel = Kernel | BackwardKernelOf<BackwardFamily>;
+
+/**
+ * The train entry: the packed forward, the loss on the logits and the backward, nodes in reverse,
+ * over one arena. Its outputs: `loss` ([1, 2]: the mean loss and the rows it counts), `logits`, and
+ * `grad:<weight>` for every weight (a constant row in the weight's layout).
+ */
+export type TrainEntry = EntryOf<TrainKernel>;
+
+export function isBackward(k: TrainKernel): k is BackwardKernelOf<BackwardFamily> {
+  return k.family in BACKWARD_FAMILIES;
+}
 
 export interface ProgramWeight {
   readonly name: string;
@@ -199,6 +230,8 @@ export interface Program {
   /** Output widths by name (logits: the vocabulary). */
   readonly outputs: Readonly<Record<string, number>>;
   readonly entries: Readonly<Record<EntryName, Entry>>;
+  /** Only when asked for (lowerToProgram's `train`): inference packages carry none. */
+  readonly train?: TrainEntry;
 }
 
 export function isView(o: Operand): o is View {
@@ -223,10 +256,11 @@ export function slotLayout(states: readonly ProgramState[], capacity: number): {
   return { floats, offsets };
 }
 /** Every weight name the kernels of `entries` read. */
-export function weightsRead(entries: Readonly<Record<string, Entry>>): Set<string> {
+export function weightsRead(entries: Readonly<Record<string, EntryOf<TrainKernel>>>): Set<string> {
   const out = new Set<string>();
   for (const e of Object.values(entries)) {
-    for (const k of e.kernels) {
+    for (const k0 of e.kernels) {
+      const k = k0 as Kernel; // a backward kernel has no stages or body
       for (const o of Object.values(k.inputs)) if ('weight' in o) out.add(o.weight);
       for (const x of [k.body, ...Object.values(k.pre ?? {}), ...(k.epilogue ?? []).map((s) => (s.kind === 'map' ? s.body : s.kind === 'conv_step' ? s.post : undefined))]) {
         if (x) for (const leaf of exprLeaves(x)) if (leaf.op === 'w') out.add(leaf.name);

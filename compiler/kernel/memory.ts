@@ -6,8 +6,8 @@
 // no kernel writes (left behind by fusion) are dropped and the rest renumbered densely.
 
 import { InternalError } from '../../dsl/diagnostics.ts';
-import type { Entry, Kernel, Operand, ProgramBuffer, View } from '../../runtime/program.ts';
-import type { Lowered } from './lower.ts';
+import type { EntryOf, ProgramBuffer, TrainKernel, TrainOperand, View } from '../../runtime/program.ts';
+import type { LoweredOf } from './lower.ts';
 
 interface Life {
   readonly buf: number;
@@ -15,7 +15,9 @@ interface Life {
   readonly to: number;
 }
 
-export function planMemory(l: Lowered): Entry {
+/** `constants`: constant buffers get a region of their own, not scaled by the sequences (the train
+ *  entry's weight gradients); inference entries keep them in the sequence region. */
+export function planMemory<K extends TrainKernel>(l: LoweredOf<K, string>, opts: { constants?: boolean } = {}): EntryOf<K> {
   const from = new Map<number, number>();
   const to = new Map<number, number>();
   l.kernels.forEach((k, i) => {
@@ -30,9 +32,10 @@ export function planMemory(l: Lowered): Entry {
   const lives: Life[] = [...from].map(([buf, f]) => ({ buf, from: f, to: Math.max(f, to.get(buf) ?? f) }));
   const ids = new Map(lives.map((x, i) => [x.buf, i]));
   const offset = new Map<number, number>();
-  const arena = { T: 0, S: 0 };
-  for (const region of ['T', 'S'] as const) {
-    const mine = lives.filter((x) => (l.buffers[x.buf]!.rows === 'T') === (region === 'T')).sort((a, b) => a.from - b.from || a.buf - b.buf);
+  const arena = { T: 0, S: 0, C: 0 };
+  const regionOf = (rows: string) => (rows === 'T' ? 'T' : rows === 'C' && opts.constants ? 'C' : 'S');
+  for (const region of ['T', 'S', 'C'] as const) {
+    const mine = lives.filter((x) => regionOf(l.buffers[x.buf]!.rows) === region).sort((a, b) => a.from - b.from || a.buf - b.buf);
     const placed: { life: Life; at: number; width: number }[] = [];
     for (const life of mine) {
       const width = l.buffers[life.buf]!.width;
@@ -50,17 +53,17 @@ export function planMemory(l: Lowered): Entry {
   }
   const buffers: ProgramBuffer[] = lives.map((x) => ({ id: ids.get(x.buf)!, width: l.buffers[x.buf]!.width, rows: l.buffers[x.buf]!.rows, offset: offset.get(x.buf)! }));
   const view = (v: View): View => ({ buf: ids.get(v.buf)!, col: v.col, width: v.width });
-  const operand = (o: Operand): Operand => ('buf' in o ? view(o) : o);
-  const kernels = l.kernels.map((k): Kernel => ({
+  const operand = (o: TrainOperand): TrainOperand => ('buf' in o ? view(o) : o);
+  const kernels = l.kernels.map((k): K => ({
     ...k,
     inputs: Object.fromEntries(Object.entries(k.inputs).map(([n, o]) => [n, operand(o)])),
     outputs: Object.fromEntries(Object.entries(k.outputs).map(([n, v]) => [n, view(v)])),
   }));
   const outputs = Object.fromEntries(Object.entries(l.outputs).map(([n, v]) => [n, view(v)]));
-  return { buffers, arena, kernels, outputs };
+  return { buffers, arena: opts.constants ? arena : { T: arena.T, S: arena.S }, kernels, outputs };
 }
 
 /** Arena bytes of an entry for `tokens` token rows and `sequences` sequence rows (f32). */
-export function arenaBytes(e: Entry, tokens: number, sequences: number): number {
-  return 4 * (e.arena.T * tokens + e.arena.S * sequences);
+export function arenaBytes(e: EntryOf<unknown>, tokens: number, sequences: number): number {
+  return 4 * (e.arena.T * tokens + e.arena.S * sequences + (e.arena.C ?? 0));
 }

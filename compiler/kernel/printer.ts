@@ -6,10 +6,10 @@
 //      fused rmsnorm linear  @ std/layers.arch:22 …
 
 import { exprText } from '../../runtime/expr.ts';
-import type { Entry, Epilogue, Kernel, Operand, Program, Prologue } from '../../runtime/program.ts';
-import type { Lowered } from './lower.ts';
+import type { EntryOf, Epilogue, Kernel, Program, Prologue, TrainKernel, TrainOperand } from '../../runtime/program.ts';
+import type { LoweredOf } from './lower.ts';
 
-const operand = (o: Operand): string => ('buf' in o ? `%${o.buf}[${o.col}:${o.col + o.width}]` : 'weight' in o ? o.weight : o.input);
+const operand = (o: TrainOperand): string => ('buf' in o ? `%${o.buf}[${o.col}:${o.col + o.width}]` : 'weight' in o ? o.weight : o.input);
 
 function prologueText(p: Prologue): string {
   switch (p.kind) {
@@ -28,7 +28,8 @@ function epilogueText(e: Epilogue): string {
   }
 }
 
-export function printKernel(k: Kernel, i: number): string {
+export function printKernel(k0: TrainKernel, i: number): string {
+  const k = k0 as Kernel; // a backward kernel: no state, body or stages
   const sizes = Object.entries(k.sizes).map(([n, v]) => `${n}=${v}`).join(' ');
   const attrs = Object.entries(k.attrs).map(([n, v]) => `${n}=${JSON.stringify(v)}`).join(' ');
   const lines = [`k${i} ${k.family} ${k.name}  ${sizes}${attrs ? `  ${attrs}` : ''}${k.state !== undefined ? `  state=${k.state}` : ''}`];
@@ -44,9 +45,9 @@ export function printKernel(k: Kernel, i: number): string {
 }
 
 /** One entry, before (Lowered) or after (Entry) the memory plan. */
-export function printEntry(name: string, e: Lowered | Entry): string {
+export function printEntry(name: string, e: LoweredOf<TrainKernel, string> | EntryOf<TrainKernel>): string {
   const head = 'arena' in e
-    ? `;; ${name}: ${e.kernels.length} kernels, ${e.buffers.length} buffers, arena ${e.arena.T} floats per token + ${e.arena.S} per sequence`
+    ? `;; ${name}: ${e.kernels.length} kernels, ${e.buffers.length} buffers, arena ${e.arena.T} floats per token + ${e.arena.S} per sequence${e.arena.C !== undefined ? ` + ${e.arena.C} constant` : ''}`
     : `;; ${name}: ${e.kernels.length} kernels, ${e.buffers.length} buffers`;
   const bufs = e.buffers.map((b) => `%${b.id} ${b.rows}x${b.width}${'offset' in b ? `@${b.offset}` : ''}`);
   const lines = [head, `;; buffers ${bufs.join(' ')}`];
@@ -64,5 +65,6 @@ export function printProgram(p: Program): string {
     out.push(`;; at load ${c.param} (${c.keys.join(' | ')}, default ${JSON.stringify(c.value)}) ${reads.join('; ')}`);
   }
   for (const [n, e] of Object.entries(p.entries)) out.push(printEntry(n, e));
+  if (p.train) out.push(printEntry('train', p.train));
   return out.join('\n') + '\n';
 }

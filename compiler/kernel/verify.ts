@@ -5,29 +5,31 @@
 
 import { InternalError } from '../../dsl/diagnostics.ts';
 import { exprLeaves } from '../../runtime/expr.ts';
-import type { Expr, Kernel, View } from '../../runtime/program.ts';
-import type { Lowered } from './lower.ts';
+import type { Expr, Kernel, TrainKernel, View } from '../../runtime/program.ts';
+import type { LoweredOf } from './lower.ts';
 import { familyProblems } from '../../runtime/families.ts';
 
-export function verifyKernels(l: Lowered, weights: ReadonlySet<string>, states: number, after: string): void {
+export function verifyKernels(l: LoweredOf<TrainKernel, string>, weights: ReadonlySet<string>, states: number, after: string): void {
   const problems: string[] = [];
   const known = new Set([...weights, ...l.derived.map((d) => d.name)]);
   const written = new Set<number>();
-  const view = (k: Kernel, what: string, v: View) => {
+  const view = (k: TrainKernel, what: string, v: View) => {
     const b = l.buffers[v.buf];
     if (!b) problems.push(`${k.name}: ${what} names buffer ${v.buf}, which does not exist`);
     else if (v.col < 0 || v.width < 1 || v.col + v.width > b.width) problems.push(`${k.name}: ${what} reads columns ${v.col}..${v.col + v.width} of a buffer ${b.width} wide`);
   };
-  const weight = (k: Kernel, name: string) => {
+  const weight = (k: TrainKernel, name: string) => {
     if (!known.has(name)) problems.push(`${k.name}: reads weight ${name}, which is neither a checkpoint tensor nor derived`);
   };
-  const expr = (k: Kernel, e: Expr) => {
+  const expr = (k: TrainKernel, e: Expr) => {
     for (const leaf of exprLeaves(e)) {
       if (leaf.op === 'w') weight(k, leaf.name);
       if (leaf.op === 'in' && !(leaf.name in k.inputs)) problems.push(`${k.name}: expression reads operand ${leaf.name}, which the kernel does not have`);
     }
   };
-  l.kernels.forEach((k) => {
+  l.kernels.forEach((k0) => {
+    // a backward kernel has no stages, body or state: read as a kernel, those are absent
+    const k = k0 as Kernel;
     for (const p of familyProblems(k, (o) => ('buf' in (o as object) ? 'view' : 'weight' in (o as object) ? 'weight' : 'input'))) problems.push(`${k.name}: ${p}`);
     for (const [n, v] of Object.entries(k.sizes)) if (!Number.isInteger(v) || v < 1) problems.push(`${k.name}: size ${n} = ${v}`);
     for (const [n, o] of Object.entries(k.inputs)) {

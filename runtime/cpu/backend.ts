@@ -5,12 +5,13 @@
 
 import { type Backend, type Invocation, type RunBatch, type StatePool, copyFloats, viewColumns } from '../backend.ts';
 import { compileExpr, exprLeaves } from '../expr.ts';
-import type { DerivedWeight, Entry, FamilyTable, Kernel, Operand, Program, ProgramBuffer, ProgramWeight, View } from '../program.ts';
-import { byFamily, kvRows, slotLayout, weightsRead } from '../program.ts';
+import type { DerivedWeight, Entry, EntryOf, FamilyTable, Kernel, Program, ProgramBuffer, ProgramWeight, TrainKernel, View } from '../program.ts';
+import { byFamily, isBackward, kvRows, slotLayout, weightsRead } from '../program.ts';
 import { type ActivationFormat, quantizeActivations } from '../act-quant.ts';
 import { type HostWeight, type QuantDType, concatQuant, dequantizeRows, isQuant } from '../quant.ts';
 import { type Tensor, toF32 } from '../tensor.ts';
 import { CPU_FAMILIES, type Ctx } from './families.ts';
+import { CPU_BACKWARD } from './train.ts';
 import { linear } from './linear.ts';
 import type { LinearPool } from './pool.ts';
 import type { KvCache } from './seq.ts';
@@ -36,7 +37,7 @@ export class CpuBackend implements Backend {
   private acts: ActivationFormat = 'f32';
 
   constructor(readonly program: Program, private readonly pool?: LinearPool) {
-    this.read = weightsRead(program.entries);
+    this.read = weightsRead({ ...program.entries, ...(program.train ? { train: program.train } : {}) });
     for (const e of Object.values(program.entries)) {
       for (const k of e.kernels) if (k.family === 'matmul' && 'weight' in k.inputs.w!) this.matrices.add(k.inputs.w.weight);
     }
@@ -164,9 +165,14 @@ export class CpuBackend implements Backend {
   }
 
   begin(entry: Entry, batch: RunBatch, pool: StatePool): Invocation {
+    return this.beginTrain(entry, batch, pool);
+  }
+
+  /** An invocation of an inference entry or of the train entry (which only this backend runs). */
+  beginTrain(entry: EntryOf<TrainKernel>, batch: RunBatch, pool: StatePool): CpuInvocation {
     if (!(pool instanceof CpuStatePool)) fail('the state pool was not made by the CPU backend');
     const T = batch.tokens.length, S = batch.seqs.length;
-    return new CpuInvocation(this, entry, batch, pool, this.arenaOf(entry.arena.T * T + entry.arena.S * S));
+    return new CpuInvocation(this, entry, batch, pool, this.arenaOf(entry.arena.T * T + entry.arena.S * S + (entry.arena.C ?? 0)));
   }
 
   /** The arena for a run of `floats` floats (a subclass may place it elsewhere). */
@@ -186,24 +192,27 @@ export class CpuBackend implements Backend {
 const parts = (d: DerivedWeight): readonly string[] =>
   d.from.kind === 'concat' ? d.from.parts : exprLeaves(d.from.body).flatMap((l) => (l.op === 'w' ? [l.name] : []));
 
-class CpuInvocation implements Invocation, Ctx {
+export class CpuInvocation implements Invocation, Ctx {
   readonly T: number;
   readonly S: number;
   readonly tokens: Int32Array;
   readonly positions: Int32Array;
   readonly seqs: RunBatch['seqs'];
+  readonly labels?: Int32Array;
 
-  constructor(private readonly backend: CpuBackend, private readonly entry: Entry, private readonly batch: RunBatch,
+  constructor(private readonly backend: CpuBackend, private readonly entry: EntryOf<TrainKernel>, private readonly batch: RunBatch,
     private readonly pool: CpuStatePool, private readonly arena: Float32Array) {
     this.T = batch.tokens.length;
     this.S = batch.seqs.length;
     this.tokens = batch.tokens;
     this.positions = batch.positions;
     this.seqs = batch.seqs;
+    this.labels = batch.labels;
   }
 
-  dispatch(k: Kernel): void {
-    byFamily(this.backend.families, k, this);
+  dispatch(k: TrainKernel): void {
+    if (isBackward(k)) (CPU_BACKWARD[k.family] as (k: TrainKernel, c: Ctx) => void)(k, this);
+    else byFamily(this.backend.families, k, this);
   }
 
   read(v: View): Float32Array {
@@ -224,7 +233,9 @@ class CpuInvocation implements Invocation, Ctx {
   }
 
   private base(b: ProgramBuffer): number {
-    return b.rows === 'T' ? b.offset * this.T : this.entry.arena.T * this.T + b.offset * this.S;
+    const { arena } = this.entry;
+    if (b.rows === 'T') return b.offset * this.T;
+    return arena.T * this.T + (b.rows === 'C' && arena.C !== undefined ? arena.S * this.S + b.offset : b.offset * this.S);
   }
 
   /** The view's rows, contiguous: a window of the arena when it spans its buffer, else a copy. */
@@ -235,9 +246,9 @@ class CpuInvocation implements Invocation, Ctx {
     return viewColumns(this.arena.subarray(base, base + rows * b.width), rows, b.width, v);
   }
 
-  operand(k: Kernel, name: string): Float32Array {
-    const o: Operand = k.inputs[name] ?? fail(`${k.name} has no operand ${name}`);
-    const pre = k.pre?.[name];
+  operand(k: TrainKernel, name: string): Float32Array {
+    const o = k.inputs[name] ?? fail(`${k.name} has no operand ${name}`);
+    const pre = (k as Kernel).pre?.[name];
     if ('input' in o) fail(`${k.name} reads the integer input ${o.input} as floats`);
     const data = 'weight' in o ? this.f32(o.weight) : this.rowsOf(o);
     if (!pre) return data;

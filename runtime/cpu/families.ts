@@ -5,7 +5,7 @@
 // fused program computes what the unfused one does.
 
 import { type ExprEnv, compileExpr } from '../expr.ts';
-import type { Epilogue, Family, FamilyTable, Kernel, KernelOf, View } from '../program.ts';
+import type { Epilogue, Family, FamilyTable, Kernel, KernelOf, TrainKernel, View } from '../program.ts';
 import type { HostWeight } from '../quant.ts';
 import type { Tensor } from '../tensor.ts';
 import { attention, rope } from './attention.ts';
@@ -23,10 +23,12 @@ export interface Ctx {
   readonly tokens: Int32Array;
   readonly positions: Int32Array;
   readonly seqs: readonly SeqSlice[];
+  /** The labels [T] of a train entry's batch. */
+  readonly labels?: Int32Array;
   /** Rows of the buffer behind a view (T, S or 1). */
   rows(v: View): number;
   /** Operand `name` of `k` as contiguous f32 rows, its `pre` expression applied. */
-  operand(k: Kernel, name: string): Float32Array;
+  operand(k: TrainKernel, name: string): Float32Array;
   /** A weight as stored (f32, f16 or bf16). */
   tensor(name: string): Tensor;
   /** A product's or embedding's weight as stored: a float tensor or quantised (q8, q4). */

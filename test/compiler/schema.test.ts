@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { compileFile } from '../../compiler/compile.ts';
 import { checkGraphJson, checkProgramJson, graphFromJson, graphToJson } from '../../compiler/schema.ts';
 import { lowerToProgram } from '../../compiler/lower.ts';
+import type { EntryOf, TrainKernel } from '../../runtime/program.ts';
 import { MODELS } from '../helpers/compile.ts';
 
 describe('graph.json', () => {
@@ -26,32 +27,35 @@ describe('graph.json', () => {
 
 describe('the kernel program', () => {
   const json = (v: unknown) => JSON.parse(JSON.stringify(v, (_k, x) => (typeof x === 'number' && !Number.isFinite(x) ? String(x) : x)));
-  for (const m of ['bamba', 'mamba2', 'llama']) {
-    it(`${m}: valid against the program schema; arena places never overlap while both buffers live`, () => {
-      const c = compileFile(join(MODELS, `${m}.arch`), { set: m === 'bamba' ? ['n_layers=4', 'attn_layers=[2]'] : ['n_layers=4'] });
-      const p = lowerToProgram(c.graph, c.bindings);
-      expect(checkProgramJson(json(p))).toEqual([]);
-      for (const e of Object.values(p.entries)) {
-        // each buffer's life: first write to last read
-        const life = new Map<number, [number, number]>();
-        e.kernels.forEach((k, i) => {
-          for (const v of Object.values(k.outputs)) if (!life.has(v.buf)) life.set(v.buf, [i, i]);
-          for (const o of Object.values(k.inputs)) if ('buf' in o) life.get(o.buf)![1] = i;
-        });
-        for (const v of Object.values(e.outputs)) life.get(v.buf)![1] = e.kernels.length;
-        expect(life.size).toBe(e.buffers.length);
-        for (const a of e.buffers) {
-          for (const b of e.buffers) {
-            if (a.id >= b.id || (a.rows === 'T') !== (b.rows === 'T')) continue;
-            const [af, at] = life.get(a.id)!, [bf, bt] = life.get(b.id)!;
-            const liveTogether = af <= bt && bf <= at;
-            const overlap = a.offset < b.offset + b.width && b.offset < a.offset + a.width;
-            expect(liveTogether && overlap, `buffers ${a.id} and ${b.id}`).toBe(false);
-          }
-        }
-        const width = (r: 'T' | 'S') => Math.max(0, ...e.buffers.filter((b) => (b.rows === 'T') === (r === 'T')).map((b) => b.offset + b.width));
-        expect([e.arena.T, e.arena.S]).toEqual([width('T'), width('S')]);
+  /** Each buffer's life (first write to last read) never shares floats of its region with another's. */
+  function noOverlap(e: EntryOf<TrainKernel>): void {
+    const life = new Map<number, [number, number]>();
+    e.kernels.forEach((k, i) => {
+      for (const v of Object.values(k.outputs)) if (!life.has(v.buf)) life.set(v.buf, [i, i]);
+      for (const o of Object.values(k.inputs)) if ('buf' in o) life.get(o.buf)![1] = i;
+    });
+    for (const v of Object.values(e.outputs)) life.get(v.buf)![1] = e.kernels.length;
+    expect(life.size).toBe(e.buffers.length);
+    // constants share the sequence region unless the entry has a region of its own for them
+    const region = (r: string) => (r === 'C' && e.arena.C !== undefined ? 'C' : r === 'T' ? 'T' : 'S');
+    for (const a of e.buffers) {
+      for (const b of e.buffers) {
+        if (a.id >= b.id || region(a.rows) !== region(b.rows)) continue;
+        const [af, at] = life.get(a.id)!, [bf, bt] = life.get(b.id)!;
+        const liveTogether = af <= bt && bf <= at;
+        const overlap = a.offset < b.offset + b.width && b.offset < a.offset + a.width;
+        expect(liveTogether && overlap, `buffers ${a.id} and ${b.id}`).toBe(false);
       }
+    }
+    const width = (r: string) => Math.max(0, ...e.buffers.filter((b) => region(b.rows) === r).map((b) => b.offset + b.width));
+    expect([e.arena.T, e.arena.S, e.arena.C]).toEqual([width('T'), width('S'), e.arena.C === undefined ? undefined : width('C')]);
+  }
+  for (const m of ['bamba', 'mamba2', 'llama']) {
+    it(`${m}: valid against the program schema, its train entry too; arena places never overlap while both buffers live`, () => {
+      const c = compileFile(join(MODELS, `${m}.arch`), { set: m === 'bamba' ? ['n_layers=4', 'attn_layers=[2]'] : ['n_layers=4'] });
+      const p = lowerToProgram(c.graph, c.bindings, { train: true });
+      expect(checkProgramJson(json(p))).toEqual([]);
+      for (const e of [...Object.values(p.entries), p.train!]) noOverlap(e);
     });
   }
   it('rejects a kernel without its provenance, and a view with a negative column', () => {

@@ -60,11 +60,11 @@ describe('forward --grads', () => {
     }, 120_000);
   }
 
-  it('--engine wasm writes the f32 engine\'s gradients: each weight within 1e-5 rel L2 of the float64 reference', async () => {
+  for (const engine of ['wasm', 'kernels']) it(`--engine ${engine} writes the ${engine === 'wasm' ? 'f32 engine\'s' : 'train entry\'s'} gradients: each weight within 1e-5 rel L2 of the float64 reference`, async () => {
     const dir = tmp(), ckpt = join(dir, 'ckpt'), out = join(dir, 'g.safetensors');
     mkdirSync(ckpt);
     const { compiled, tensors } = writeCheckpoint(ckpt, { tie: false }, { seed: 4 });
-    const r = await runCli(['forward', BAMBA, '--weights', ckpt, '--ids', '5,9,2,7,7,1,3;4,8,8,2', '--loss', '--grads', out, '--engine', 'wasm', '--backend', 'cpu']);
+    const r = await runCli(['forward', BAMBA, '--weights', ckpt, '--ids', '5,9,2,7,7,1,3;4,8,8,2', '--loss', '--grads', out, '--engine', engine, '--backend', 'cpu']);
     expect(r.code, r.stderr).toBe(0);
     const ids = Int32Array.of(5, 9, 2, 7, 7, 1, 3, 4, 8, 8, 2), seqs = [{ start: 0, len: 7 }, { start: 7, len: 4 }];
     const labels = Int32Array.from(ids);

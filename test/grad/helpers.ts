@@ -1,8 +1,14 @@
 // Shared by the gradient tests: random float64 arrays, central finite differences, and one
 // relative error measure with its stated meaning.
 
-import type { GradBatch } from '../../compiler/grad.ts';
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { expect } from 'vitest';
+import { type Compiled, compileFile, loadConfig } from '../../compiler/compile.ts';
+import { type GradBatch, readWeightsF64 } from '../../compiler/grad.ts';
 import { positionsFor } from '../../runtime/engine.ts';
+import { openCheckpoint } from '../../runtime/safetensors.ts';
+import { BAMBA } from '../helpers/checkpoints.ts';
 import { randomIds } from '../helpers/checkpoints.ts';
 import { prng } from '../helpers/random.ts';
 
@@ -52,4 +58,54 @@ export function packed(lens: readonly number[], vocab: number, seed: number): Gr
   const labels = Int32Array.from(tokens);
   for (const s of seqs) labels[s.start] = -100;
   return { tokens, positions: positionsFor(seqs, T), seqs, labels };
+}
+
+/** The trained tiny-bamba-a (../shared/models), f32. */
+export const TINY_BAMBA_A = resolve(import.meta.dirname, '../../../shared/models/tiny-bamba-a/f32');
+
+/** models/bamba.arch compiled for tiny-bamba-a, and its weights widened to f32 maps. */
+export function trainedTinyBamba(): { c: Compiled; w: Map<string, Float32Array> } {
+  const c = compileFile(BAMBA, { hfConfigData: loadConfig(join(TINY_BAMBA_A, 'config.json')) });
+  const ckpt = openCheckpoint(TINY_BAMBA_A);
+  const w = new Map([...readWeightsF64(c.graph, ckpt)].map(([n, v]) => [n, Float32Array.from(v)]));
+  ckpt.close();
+  return { c, w };
+}
+
+/** 80 bytes of tiny-bamba-a's eval text packed as [66, 14] (the first across its 64-token chunk). */
+export function evalTextBatch(): GradBatch {
+  const tokens = Int32Array.from(readFileSync(resolve(TINY_BAMBA_A, '../eval-A.txt')).subarray(3000, 3080));
+  const seqs = [{ start: 0, len: 66 }, { start: 66, len: 14 }];
+  const labels = Int32Array.from(tokens);
+  labels[0] = labels[66] = -100;
+  return { tokens, positions: positionsFor(seqs, 80), seqs, labels };
+}
+
+/** ‖got − ref‖₂ / ‖ref‖₂ over every weight at once, and the worst weight's (checking the lengths). */
+export function compareGrads(got: ReadonlyMap<string, ArrayLike<number>>, ref: ReadonlyMap<string, ArrayLike<number>>): { all: number; worst: number; name: string } {
+  let num = 0, den = 0, worst = 0, name = '';
+  for (const [n, r] of ref) {
+    const g = got.get(n);
+    expect(g?.length, n).toBe(r.length);
+    let a = 0, b = 0;
+    for (let i = 0; i < r.length; i++) { a += (g![i]! - r[i]!) ** 2; b += r[i]! ** 2; }
+    num += a; den += b;
+    const e = b === 0 ? Math.sqrt(a) : Math.sqrt(a / b);
+    if (e > worst) { worst = e; name = n; }
+  }
+  return { all: Math.sqrt(num / den), worst, name };
+}
+
+/** The packed batch's gradient against Σ (n_s / N) ∇L_s of each of its sequences alone (compareGrads). */
+export function packedVsSeparate(grad: (b: GradBatch) => { tokens: number; grads: ReadonlyMap<string, ArrayLike<number>> }, b: GradBatch): ReturnType<typeof compareGrads> {
+  const whole = grad(b);
+  const sum = new Map([...whole.grads].map(([n, g]) => [n, new Float64Array(g.length)]));
+  for (const s of b.seqs) {
+    const one = grad({
+      tokens: b.tokens.slice(s.start, s.start + s.len), positions: b.positions.slice(s.start, s.start + s.len),
+      seqs: [{ start: 0, len: s.len }], labels: b.labels.slice(s.start, s.start + s.len),
+    });
+    for (const [n, g] of one.grads) { const acc = sum.get(n)!; for (let i = 0; i < g.length; i++) acc[i] += (one.tokens / whole.tokens) * g[i]!; }
+  }
+  return compareGrads(whole.grads, sum);
 }

@@ -6,50 +6,28 @@
 // Measures: the loss's relative error; the gradient's ‖got − ref‖₂ / ‖ref‖₂ over all weights at
 // once and per weight, both < 1e-5.
 
-import { join, resolve } from 'node:path';
-import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { wasmKernelVariants } from '../../codegen/wasm/assemble.ts';
-import { compileFile, loadConfig } from '../../compiler/compile.ts';
-import { type GradBatch, lossGradients, readWeightsF64 } from '../../compiler/grad.ts';
-import { positionsFor } from '../../runtime/engine.ts';
-import { openCheckpoint } from '../../runtime/safetensors.ts';
+import { type GradBatch, lossGradients } from '../../compiler/grad.ts';
 import type { PackedBatch } from '../../runtime/train/data.ts';
 import type { Gemm } from '../../runtime/train/f32/gemm.ts';
 import { newParam } from '../../runtime/train/optim.ts';
 import { evaluate } from '../../runtime/train/trainer.ts';
 import { F32Engine, openWasmGemm } from '../../runtime/train/f32/engine.ts';
 import type { WasmKernels } from '../../runtime/wasm/kernels.ts';
-import { BAMBA, compileTiny, randomTensors } from '../helpers/checkpoints.ts';
-import { packed } from '../grad/helpers.ts';
-
-const DIR = resolve(import.meta.dirname, '../../../shared/models/tiny-bamba-a/f32');
+import { compileTiny, randomTensors } from '../helpers/checkpoints.ts';
+import { compareGrads, evalTextBatch, packed, packedVsSeparate, trainedTinyBamba } from '../grad/helpers.ts';
 
 let wasm: { gemm: Gemm; kernels: WasmKernels };
 beforeAll(async () => { wasm = await openWasmGemm(await wasmKernelVariants(), 2); });
 afterAll(() => wasm.kernels.close());
-
-/** Sum of squares of a − b and of b over every weight, and the worst weight's relative L2. */
-function compare(got: ReadonlyMap<string, ArrayLike<number>>, ref: ReadonlyMap<string, ArrayLike<number>>): { all: number; worst: number; name: string } {
-  let num = 0, den = 0, worst = 0, name = '';
-  for (const [n, r] of ref) {
-    const g = got.get(n)!;
-    expect(g.length, n).toBe(r.length);
-    let a = 0, b = 0;
-    for (let i = 0; i < r.length; i++) { a += (g[i]! - r[i]!) ** 2; b += r[i]! ** 2; }
-    num += a; den += b;
-    const e = b === 0 ? Math.sqrt(a) : Math.sqrt(a / b);
-    if (e > worst) { worst = e; name = n; }
-  }
-  return { all: Math.sqrt(num / den), worst, name };
-}
 
 function check(what: string, graph: Parameters<typeof lossGradients>[0], w32: Map<string, Float32Array>, b: GradBatch): void {
   const ref = lossGradients(graph, new Map([...w32].map(([n, v]) => [n, Float64Array.from(v)])), b);
   const got = new F32Engine(graph, wasm.gemm).lossGradients(w32, b);
   expect(got.tokens).toBe(ref.tokens);
   expect(Math.abs(got.loss - ref.loss) / ref.loss, `${what}: loss ${got.loss} vs ${ref.loss}`).toBeLessThan(1e-6);
-  const e = compare(got.grads, ref.grads!);
+  const e = compareGrads(got.grads, ref.grads!);
   console.log(`${what}: loss ${got.loss.toFixed(6)} (ref ${ref.loss.toFixed(6)}); gradient rel L2 ${e.all.toExponential(2)}, worst weight ${e.name} ${e.worst.toExponential(2)}`);
   expect(e.all, `${what}: all weights`).toBeLessThan(1e-5);
   expect(e.worst, `${what}: ${e.name}`).toBeLessThan(1e-5);
@@ -63,22 +41,12 @@ describe('f32 engine whole-model gradients against the float64 reference', () =>
   });
 
   it('trained tiny-bamba-a, eval text packed as [66, 14] (the first across its 64-token chunk)', () => {
-    const c = compileFile(BAMBA, { hfConfigData: loadConfig(join(DIR, 'config.json')) });
-    const ckpt = openCheckpoint(DIR);
-    const w = new Map([...readWeightsF64(c.graph, ckpt)].map(([n, v]) => [n, Float32Array.from(v)]));
-    ckpt.close();
-    const tokens = Int32Array.from(readFileSync(resolve(DIR, '../eval-A.txt')).subarray(3000, 3080));
-    const seqs = [{ start: 0, len: 66 }, { start: 66, len: 14 }];
-    const labels = Int32Array.from(tokens);
-    labels[0] = labels[66] = -100;
-    check('tiny-bamba-a', c.graph, w, { tokens, positions: positionsFor(seqs, 80), seqs, labels });
+    const { c, w } = trainedTinyBamba();
+    check('tiny-bamba-a', c.graph, w, evalTextBatch());
   }, 120_000);
 
   it('tiny-bamba-a\'s gradients are the same, bit for bit, on 1 and 2 threads (its large products split over them)', async () => {
-    const c = compileFile(BAMBA, { hfConfigData: loadConfig(join(DIR, 'config.json')) });
-    const ckpt = openCheckpoint(DIR);
-    const w = new Map([...readWeightsF64(c.graph, ckpt)].map(([n, v]) => [n, Float32Array.from(v)]));
-    ckpt.close();
+    const { c, w } = trainedTinyBamba();
     const b = packed([40, 25, 31], 264, 41);
     const one = await openWasmGemm(await wasmKernelVariants(), 1);
     try {
@@ -122,18 +90,8 @@ describe('f32 engine whole-model gradients against the float64 reference', () =>
   it('packed = separate: the packed gradient is Σ (n_s / N) ∇L_s over its sequences alone (rel L2 < 1e-6)', () => {
     const c = compileTiny();
     const w = new Map(randomTensors(c, { seed: 7 }).map((t) => [t.name, Float32Array.from(t.tensor.data as Float32Array)]));
-    const lens = [7, 2, 10, 5], e = new F32Engine(c.graph, wasm.gemm);
-    const b = packed(lens, 96, 21);
-    const whole = e.lossGradients(w, b);
-    const sum = new Map([...whole.grads].map(([n, g]) => [n, new Float64Array(g.length)]));
-    for (const s of b.seqs) {
-      const one = e.lossGradients(w, {
-        tokens: b.tokens.slice(s.start, s.start + s.len), positions: b.positions.slice(s.start, s.start + s.len),
-        seqs: [{ start: 0, len: s.len }], labels: b.labels.slice(s.start, s.start + s.len),
-      });
-      for (const [n, g] of one.grads) { const acc = sum.get(n)!; g.forEach((v, i) => { acc[i] += (one.tokens / whole.tokens) * v; }); }
-    }
-    const r = compare(whole.grads, sum);
+    const e = new F32Engine(c.graph, wasm.gemm);
+    const r = packedVsSeparate((b) => e.lossGradients(w, b), packed([7, 2, 10, 5], 96, 21));
     console.log(`packed = separate: rel L2 ${r.all.toExponential(2)} (worst weight ${r.name} ${r.worst.toExponential(2)})`);
     expect(r.all).toBeLessThan(1e-6);
   });
