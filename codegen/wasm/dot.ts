@@ -86,10 +86,15 @@ type KConst = keyof typeof KCONST;
 export const constParams = (names: readonly KConst[]) => names.map((c) => ` (param $${c} v128)`).join('');
 export const constArgs = (names: readonly KConst[]) => names.map((c) => KCONST[c]).join(' ');
 const MVI_CONSTS: readonly KConst[] = ['m15', 'c1', 'c7', 'c14', 'c112'];
+/** Over 8-bit rows, q4's GEMV takes two panels a call while two are left (`mvi8x2_q4`): each broadcast
+ *  of x and each turn of the k-quad loop serve both, and each panel's lines are read ahead (one
+ *  thread, CPU time, Bamba-9B's q4 shapes from memory: 6.5-7.0 -> 8.2-8.4 GB/s, the same sums). q8's
+ *  two digits a panel would leave too few registers for a second. */
+export const PAIRED: Readonly<Record<QuantType, boolean>> = { q4: true, q8: false };
 
 /**
- * mvi_<f>(xd, wp, yp, G): one activation row times one panel of q8/q4 codes by integer dot
- * products. The row comes quantised per group (runtime/wasm/kernels.ts `digits`): xq = round(x /
+ * mvi_<f>(xd, wp0, yp, G): one activation row times one panel of q8/q4 codes by integer dot
+ * products (mvi8x2_q4: times two adjacent panels, y of the second 8 floats on). The row comes quantised per group (runtime/wasm/kernels.ts `digits`): xq = round(x /
  * sx) in ±(2^19 - 1), sx = max|x| / (2^19 - 1), in three 7-bit digits d2·2^14 + d1·2^7 + d0.
  * `i16x8.relaxed_dot_i8x16_i7x16_s` multiplies an i8 operand by an i7 one (0..127) and sums
  * adjacent pairs in i16 lanes:
@@ -111,89 +116,96 @@ const MVI_CONSTS: readonly KConst[] = ['m15', 'c1', 'c7', 'c14', 'c112'];
  * optimising tier emits the same three instructions as q8's widening here, no vpdpbusd, on this
  * AVX512-VNNI machine.)
  */
-export function dotKernel(f: QuantType, fma: boolean, a8 = false, A: Addr = ADDR32, readAhead = READ_AHEAD): string {
+export function dotKernel(f: QuantType, fma: boolean, a8 = false, A: Addr = ADDR32, readAhead = READ_AHEAD, np = 1): string {
   const L = QUANT_LAYOUT[f];
   const D = DIGITS(f, a8);
   // the digits, highest first, and each one's weight (a shift): 20-bit rows 14, 7, 0; 8-bit q8 7, 0; q4 0
   const ds = Array.from({ length: D }, (_, i) => D - 1 - i);
-  const name = `${a8 ? 'mvi8' : 'mvi'}_${f}`;
+  const name = `${a8 ? 'mvi8' : 'mvi'}${np > 1 ? `x${np}` : ''}_${f}`;
+  const js = Array.from({ length: np }, (_, j) => j);
   // the i8 operand first: q8's codes, q4's signed digits
   const dot = (w: string, x: string) => (f === 'q8' ? `(i16x8.relaxed_dot_i8x16_i7x16_s ${get(w)} ${get(x)})` : `(i16x8.relaxed_dot_i8x16_i7x16_s ${get(x)} ${get(w)})`);
   // q8's pair sums widen by a multiply-add with ones (in a local: a constant operand V8 rebuilds per use)
   // which digits' pair sums add up in i16 over the group (widened once, in `sum`): q4's all; q8's
   // high 8-bit digit (0 or 1: pair sums within ±254, ±2032 over the group); the others widen per k-quad
   const narrow = (d: number) => f === 'q4' || (a8 && d === 1);
-  const acc = (a: string, e: string, first: boolean) => {
-    const n = narrow(Number(a.slice(1)));
+  const acc = (a: string, d: number, e: string, first: boolean) => {
+    const n = narrow(d);
     const v = n ? e : `(i32x4.dot_i16x8_s ${e} ${get('c1')})`;
     return `(local.set $${a} ${first ? v : `(${n ? 'i16x8' : 'i32x4'}.add ${get(a)} ${v})`})`;
   };
   // one k-quad: one half's codes at a time, so fewer vectors are live at once
   const qb = f === 'q8' ? 32 : 16;
-  // the group's first k-quad sets the accumulators (no zeroing, no adds), the loop adds the other seven
   const quad = (first: boolean, xo = 0, wo = 0) => {
     const lines = ds.map((d, j) => `(local.set $x${d} (v128.load32_splat offset=${xo + j * 4} ${A.low(get('xq'))}))`);
-    lines.push(f === 'q8' ? `(local.set $va (v128.load offset=${wo} ${A.w(get('wq'))}))` : `(local.set $v (v128.load offset=${wo} ${A.w(get('wq'))}))\n(local.set $va (v128.and ${get('v')} ${get('m15')}))`);
-    for (const d of ds) lines.push(acc(`a${d}`, dot('va', `x${d}`), first));
-    // q4's high nibbles: a 16-bit shift and the mask (i8x16.shr_u is three instructions and a constant on x64)
-    lines.push(f === 'q8' ? `(local.set $vb (v128.load offset=${wo + 16} ${A.w(get('wq'))}))` : `(local.set $vb (v128.and (i16x8.shr_u ${get('v')} (i32.const 4)) ${get('m15')}))`);
-    for (const d of ds) lines.push(acc(`b${d}`, dot('vb', `x${d}`), first));
+    for (const j of js) {
+      const wq = get(`wq${j}`);
+      lines.push(f === 'q8' ? `(local.set $va (v128.load offset=${wo} ${A.w(wq)}))` : `(local.set $v (v128.load offset=${wo} ${A.w(wq)}))\n(local.set $va (v128.and ${get('v')} ${get('m15')}))`);
+      for (const d of ds) lines.push(acc(`a${d}_${j}`, d, dot('va', `x${d}`), first));
+      // q4's high nibbles: a 16-bit shift and the mask (i8x16.shr_u is three instructions and a constant on x64)
+      lines.push(f === 'q8' ? `(local.set $vb (v128.load offset=${wo + 16} ${A.w(wq)}))` : `(local.set $vb (v128.and (i16x8.shr_u ${get('v')} (i32.const 4)) ${get('m15')}))`);
+      for (const d of ds) lines.push(acc(`b${d}_${j}`, d, dot('vb', `x${d}`), first));
+    }
     return lines.join('\n  ');
   };
-  // the group's k-quads: the first `per` set the accumulators, a loop of `per` a turn adds the others.
-  // 8-bit rows take two a turn: unrolled eight to a group, V8 11.3 loaded every quad's operands at the
+  // the group's k-quads (of `np` panels side by side): the first `per` set the accumulators, a loop of
+  // `per` a turn adds the others. 8-bit rows take two a turn: unrolled eight to a group, V8 11.3 loaded every quad's operands at the
   // group's start and spilled them, and built each broadcast's address apart (~30 of ~140 instructions
   // a group); two a turn it does neither (one thread, CPU time, Bamba-9B's q4 shapes from memory:
   // 6.2-6.4 -> 7.1-7.5 GB/s; four a turn 6.9). Three-digit rows, with more vectors live, one a turn.
   const per = a8 ? 2 : 1;
   const turn = (first: boolean) => Array.from({ length: per }, (_, q) => quad(first && q === 0, 4 * D * q, qb * q)).join('\n  ');
+  const step = (v: string, by: number) => `(local.set $${v} ${add(get(v), by)})`;
   const quads = `${turn(true)}
-  (local.set $xq ${add(get('xq'), per * 4 * D)})
-  (local.set $wq ${add(get('wp'), per * qb)})
-  (local.set $we ${add(get('wp'), L.codes)})
+  ${step('xq', per * 4 * D)}
+  ${js.map((j) => `(local.set $wq${j} ${add(get(`wp${j}`), per * qb)})`).join('\n  ')}
+  (local.set $we ${add(get('wp0'), L.codes)})
   (loop $q_loop
   ${turn(false)}
-  (local.set $xq ${add(get('xq'), per * 4 * D)})
-  (local.set $wq ${add(get('wq'), per * qb)})
-  (br_if $q_loop (i32.lt_u ${get('wq')} ${get('we')})))`;
-  const sum = (h: 'a' | 'b', i: number) => {
+  ${step('xq', per * 4 * D)}
+  ${js.map((j) => step(`wq${j}`, per * qb)).join('\n  ')}
+  (br_if $q_loop (i32.lt_u ${get('wq0')} ${get('we')})))`;
+  const sum = (h: 'a' | 'b', i: number, j: number) => {
     // q4: each i16 pair sum widens times its digit's weight in one multiply-add (2 · 15360 · 2^14 < 2^31;
     // one 8-bit digit: 8 · 2 · 15 · 127 = 30480 fits the i16 lanes)
     const c = ['c1', 'c7', 'c14'];
-    let e = f === 'q4' ? ds.map((d) => `(i32x4.dot_i16x8_s ${get(`${h}${d}`)} ${get(c[d]!)})`).reduce((a, b) => `(i32x4.add ${a} ${b})`)
-      : ds.map((d) => (narrow(d) ? `(i32x4.dot_i16x8_s ${get(`${h}${d}`)} ${get('c7')})` : d ? `(i32x4.shl ${get(`${h}${d}`)} (i32.const ${7 * d}))` : get(`${h}${d}`))).reduce((a, b) => `(i32x4.add ${a} ${b})`);
+    const wp = get(`wp${j}`);
+    let e = f === 'q4' ? ds.map((d) => `(i32x4.dot_i16x8_s ${get(`${h}${d}_${j}`)} ${get(c[d]!)})`).reduce((a, b) => `(i32x4.add ${a} ${b})`)
+      : ds.map((d) => (narrow(d) ? `(i32x4.dot_i16x8_s ${get(`${h}${d}_${j}`)} ${get('c7')})` : d ? `(i32x4.shl ${get(`${h}${d}_${j}`)} (i32.const ${7 * d}))` : get(`${h}${d}_${j}`))).reduce((a, b) => `(i32x4.add ${a} ${b})`);
     // q8: less the offset's share, Σcode · 2^20 (20-bit rows) or Σcode · 2^7 (8-bit rows: z = q + 128)
-    e = f === 'q8' ? `(i32x4.sub ${e} (i32x4.shl (v128.load16x4_s offset=${L.corr! + 8 * i} ${A.w(get('wp'))}) (i32.const ${a8 ? 7 : 20})))`
+    e = f === 'q8' ? `(i32x4.sub ${e} (i32x4.shl (v128.load16x4_s offset=${L.corr! + 8 * i} ${A.w(wp)}) (i32.const ${a8 ? 7 : 20})))`
       : `(i32x4.sub ${e} (v128.load32_splat offset=4 ${A.low(get('xd'))}))`;
-    const prod = `(f32x4.mul (f32x4.convert_i32x4_s ${e}) ${widenScales(L.scales + 8 * i, A.w(get('wp')), get('c112'))})`;
-    // y in two locals over the groups, stored once (y in memory, loaded and stored per group, was
+    const prod = `(f32x4.mul (f32x4.convert_i32x4_s ${e}) ${widenScales(L.scales + 8 * i, A.w(wp), get('c112'))})`;
+    // y in locals over the groups, stored once (y in memory, loaded and stored per group, was
     // 2-5% slower; the k-quad loop does not spill with them live)
-    const y = get(`y${i}`);
-    return `(local.set $y${i} ${fma ? `(f32x4.relaxed_madd ${prod} ${get('sx')} ${y})` : `(f32x4.add ${y} (f32x4.mul ${prod} ${get('sx')}))`})`;
+    const yl = `y${2 * j + i}`, y = get(yl);
+    return `(local.set $${yl} ${fma ? `(f32x4.relaxed_madd ${prod} ${get('sx')} ${y})` : `(f32x4.add ${y} (f32x4.mul ${prod} ${get('sx')}))`})`;
   };
   // one byte of every cache line `readAhead` bytes on (runtime/wasm/layout.ts READ_AHEAD): a load per
   // 64 bytes of the group covers each line whatever the group's alignment
   if (readAhead > READ_AHEAD) throw new RangeError(`dotKernel: reads ${readAhead} bytes ahead, past the ${READ_AHEAD} kept after each weight`);
-  const ahead = readAhead ? Array.from({ length: Math.ceil(L.group / 64) }, (_, i) => `(drop (i32.load8_u offset=${readAhead + 64 * i} ${A.w(get('wp'))}))`).join('\n  ') : '';
-  const locals = ds.flatMap((d) => [`(local $a${d} v128)`, `(local $b${d} v128)`, `(local $x${d} v128)`]).join(' ');
-  return `(func $${name} (param $xd i32) (param $wp i32) (param $yp i32) (param $G i32)${constParams(MVI_CONSTS)}${A.param}
-  (local $g i32) (local $xq i32) (local $wq i32) (local $we i32) ${locals}
-  (local $v v128) (local $va v128) (local $vb v128) (local $sx v128) (local $y0 v128) (local $y1 v128)
+  const ahead = readAhead ? js.flatMap((j) => Array.from({ length: Math.ceil(L.group / 64) }, (_, i) => `(drop (i32.load8_u offset=${readAhead + 64 * i} ${A.w(get(`wp${j}`))}))`)).join('\n  ') : '';
+  const locals = [...ds.flatMap((d) => js.flatMap((j) => [`(local $a${d}_${j} v128)`, `(local $b${d}_${j} v128)`])), ...ds.map((d) => `(local $x${d} v128)`),
+    ...js.flatMap((j) => [`(local $wq${j} i32)`, ...(j ? [`(local $wp${j} i32)`] : [])]), ...js.flatMap((j) => [`(local $y${2 * j} v128)`, `(local $y${2 * j + 1} v128)`])].join(' ');
+  // panel j's groups start G · group bytes after panel j - 1's
+  const panels = js.slice(1).map((j) => `(local.set $wp${j} ${add(get('wp0'), `(i32.mul ${get('G')} (i32.const ${j * L.group}))`)})`).join('\n  ');
+  return `(func $${name} (param $xd i32) (param $wp0 i32) (param $yp i32) (param $G i32)${constParams(MVI_CONSTS)}${A.param}
+  (local $g i32) (local $xq i32) (local $we i32) ${locals}
+  (local $v v128) (local $va v128) (local $vb v128) (local $sx v128)
+  ${panels}
   (block $g_end (loop $g_loop
   (br_if $g_end (i32.ge_s ${get('g')} ${get('G')}))
   (local.set $xq ${add(get('xd'), 16)})
-  (local.set $wq ${get('wp')})
+  ${js.map((j) => `(local.set $wq${j} ${get(`wp${j}`)})`).join('\n  ')}
   ${ahead}
   ${quads}
   (local.set $sx (v128.load32_splat ${A.low(get('xd'))}))
-  ${sum('a', 0)}
-  ${sum('b', 1)}
-  (local.set $wp ${add(get('wp'), L.group)})
-  (local.set $xd ${add(get('xd'), xdGroup(f, a8))})
-  (local.set $g ${add(get('g'), 1)})
+  ${js.flatMap((j) => [sum('a', 0, j), sum('b', 1, j)]).join('\n  ')}
+  ${js.map((j) => step(`wp${j}`, L.group)).join('\n  ')}
+  ${step('xd', xdGroup(f, a8))}
+  ${step('g', 1)}
   (br $g_loop)))
-  (v128.store ${A.low(get('yp'))} ${get('y0')})
-  (v128.store offset=16 ${A.low(get('yp'))} ${get('y1')}))`;
+  ${js.flatMap((j) => [0, 1].map((i) => `(v128.store offset=${(2 * j + i) * 16} ${A.low(get('yp'))} ${get(`y${2 * j + i}`)})`)).join('\n  ')})`;
 }
 
 /**
@@ -280,25 +292,29 @@ export function digits8Kernel(f: QuantType, A: Addr = ADDR32, signs = false): st
  *  panel's groups stay in cache for the rows after the first). */
 export function dotProduct(f: QuantType, a8 = false, A: Addr = ADDR32): string {
   const dn = a8 ? 'dot8' : 'dot', mn = a8 ? 'mvi8' : 'mvi';
+  // 8-bit rows over q4: two panels a call while two are left (PAIRED)
+  const np = a8 && PAIRED[f] ? 2 : 1;
+  const rows = (fn: string) => `(local.set $wp ${add(get('w'), `(i32.mul ${get('p')} (i32.mul ${get('G')} (i32.const ${QUANT_LAYOUT[f].group})))`)})
+    (local.set $t (i32.const 0))
+    (block $t_end (loop $t_loop
+      (br_if $t_end (i32.ge_s ${get('t')} ${get('T')}))
+      (call $${fn} ${add(get('x'), `(i32.mul ${get('t')} (i32.mul ${get('G')} (i32.const ${xdGroup(f, a8)})))`)} ${get('wp')}
+        ${add(get('y'), `(i32.shl (i32.add (i32.mul ${get('t')} ${get('ldy')}) (i32.mul ${get('p')} (i32.const ${NR}))) (i32.const 2))`)} ${get('G')}
+        ${constArgs(MVI_CONSTS)}${A.pass})
+      (local.set $t ${add(get('t'), 1)})
+      (br $t_loop)))`;
+  const loop = (label: string, fn: string, n: number) => `(block $${label}_end (loop $${label}
+    (br_if $${label}_end (i32.gt_s ${add(get('p'), n)} ${get('p1')}))
+    ${rows(fn)}
+    (local.set $p ${add(get('p'), n)})
+    (br $${label})))`;
   return `(func $${dn}_${f} (export "${dn}_${f}") (param $x i32) (param $w i32) (param $y i32) (param $T i32) (param $K i32) (param $ldy i32) (param $p0 i32) (param $p1 i32)${A.param}
   (local $G i32) (local $p i32) (local $t i32) (local $wp i32)
   (local.set $G (i32.shr_s ${get('K')} (i32.const 5)))
   (local.set $p ${get('p0')})
-  (block $p_end (loop $p_loop
-    (br_if $p_end (i32.ge_s ${get('p')} ${get('p1')}))
-    (local.set $wp ${add(get('w'), `(i32.mul ${get('p')} (i32.mul ${get('G')} (i32.const ${QUANT_LAYOUT[f].group})))`)})
-    (local.set $t (i32.const 0))
-    (block $t_end (loop $t_loop
-      (br_if $t_end (i32.ge_s ${get('t')} ${get('T')}))
-      (call $${mn}_${f} ${add(get('x'), `(i32.mul ${get('t')} (i32.mul ${get('G')} (i32.const ${xdGroup(f, a8)})))`)} ${get('wp')}
-        ${add(get('y'), `(i32.shl (i32.add (i32.mul ${get('t')} ${get('ldy')}) (i32.mul ${get('p')} (i32.const ${NR}))) (i32.const 2))`)} ${get('G')}
-        ${constArgs(MVI_CONSTS)}${A.pass})
-      (local.set $t ${add(get('t'), 1)})
-      (br $t_loop)))
-    (local.set $p ${add(get('p'), 1)})
-    (br $p_loop))))`;
+  ${np > 1 ? loop('pairs', `${mn}x2_${f}`, 2) : ''}
+  ${loop('p', `${mn}_${f}`, 1)})`;
 }
-
 
 /**
  * round8(x, ldx, T, K, out, MR) -> 1, or 0 where a group holds a value that is not finite (nothing

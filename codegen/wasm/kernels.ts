@@ -27,7 +27,7 @@ import { InternalError } from '../../dsl/diagnostics.ts';
 import { PRODUCT, QUANT_LAYOUT, XQ_OFFSET } from '../../runtime/wasm/layout.ts';
 import { JOB, work } from './job.ts';
 import { ADDR32, type Addr, MEMORY64_PAGES, addrOf } from './addr.ts';
-import { digitsKernel, digits8Kernel, dotKernel, dotProduct, round8Kernel, widenScales } from './dot.ts';
+import { PAIRED, digitsKernel, digits8Kernel, dotKernel, dotProduct, round8Kernel, widenScales } from './dot.ts';
 import { gemm8Kernels } from './gemm8.ts';
 
 export { PRODUCT, QUANT_LAYOUT, XQ_OFFSET };
@@ -310,7 +310,7 @@ export function renderWasmKernels(t: WasmTarget): string {
   }
   for (const f of QUANT_TYPES) {
     funcs.push(dequantKernel(f, A), gemmQuant(f, t));
-    if (t.quantDotRows > 0) funcs.push(dotKernel(f, t.fma, false, A, t.readAhead), dotProduct(f, false, A), dotKernel(f, t.fma, true, A, t.readAhead), dotProduct(f, true, A), digits8Kernel(f, A));
+    if (t.quantDotRows > 0) funcs.push(dotKernel(f, t.fma, false, A, t.readAhead), dotProduct(f, false, A), dotKernel(f, t.fma, true, A, t.readAhead), ...(PAIRED[f] ? [dotKernel(f, t.fma, true, A, t.readAhead, 2)] : []), dotProduct(f, true, A), digits8Kernel(f, A));
     if (f === 'q8' && t.a8Tile.q8 > 0) funcs.push(digits8Kernel(f, A, true));
   }
   if (t.quantDotRows > 0) funcs.push(digitsKernel(A));

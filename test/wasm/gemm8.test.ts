@@ -86,6 +86,38 @@ function gemvRows(wk: WasmKernels, q: QuantTensor, x: Float32Array, T: number): 
   return y;
 }
 
+describe('the one-row GEMV over 8-bit rows, q4 two panels a call (mvi8x2_q4)', () => {
+  it('every range of panels, odd starts and a lone last panel included, gives each panel its one-panel call\'s sums bit for bit', () => {
+    const rand = prng(41);
+    const [K, N] = [160, 8 * 7 - 3];
+    const q = spreadQuantWeight(rand, N, K, 'q4'), x = activations(rand, 2, K);
+    const wk = new WasmKernels(module, 1);
+    try {
+      const p = wk.packQuant(q), ldy = p.panels * 8;
+      const ex = (wk as unknown as { mems: { list: { ex: Exports }[] } }).mems.list[0]!.ex;
+      const xAt = wk.allocate(4 * 2 * K), dAt = wk.allocate(4 * 2 * K), yAt = wk.allocate(4 * 2 * ldy);
+      new Float32Array(wk.memory.buffer, xAt, 2 * K).set(x);
+      expect(ex.digits8_q4!(xAt, K, 2, K, dAt, 1)).toBe(1);
+      const ys = () => Array.from(new Uint32Array(wk.memory.buffer, yAt, 2 * ldy));
+      // each panel alone
+      for (let j = 0; j < p.panels; j++) ex.dot8_q4!(dAt, p.at, yAt, 2, K, ldy, j, j + 1);
+      const alone = ys();
+      expect(alone.some((v) => v !== 0)).toBe(true);
+      for (const [p0, p1] of [[0, p.panels], [1, p.panels], [1, 6], [2, 5], [0, 1]]) {
+        new Uint32Array(wk.memory.buffer, yAt, 2 * ldy).fill(0x7fc00000);
+        ex.dot8_q4!(dAt, p.at, yAt, 2, K, ldy, p0!, p1!);
+        const got = ys();
+        for (let t = 0; t < 2; t++) for (let c = 0; c < ldy; c++) {
+          const i = t * ldy + c, inside = c >= p0! * 8 && c < p1! * 8;
+          expect(got[i], `panels [${p0}, ${p1}), row ${t}, column ${c}`).toBe(inside ? alone[i] : 0x7fc00000);
+        }
+      }
+    } finally {
+      wk.close();
+    }
+  });
+});
+
 const scaleOf = (a: Float32Array) => a.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
 const worst = { q4: 0, q8: 0 };
 function near(got: Float32Array, want: Float32Array, what: string, f: QuantDType): void {
