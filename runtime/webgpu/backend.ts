@@ -162,7 +162,7 @@ export class WebGpuBackend implements Backend {
     if (problems.length) throw new RuntimeError('RT501', [adapter, listProblems(problems)]);
     this.plan = plan;
     this.activations = checkA8Passes(Object.values(shaders.profiles[profile]), opts.activations ?? 'f32');
-    this.read = weightsRead(program.entries);
+    this.read = weightsRead(program.train ? { ...program.entries, train: program.train } : program.entries);
     this.pending = [...program.derived];
     this.pipelines = PIPELINES.get(device) ?? PIPELINES.set(device, new Map()).get(device)!;
     void device.lost.then((info) => { this.lost = info.message || info.reason; });
@@ -464,25 +464,8 @@ class WebGpuInvocation implements Invocation {
     this.T = batch.tokens.length;
     this.S = batch.seqs.length;
     this.next = new Map(entry.kernels.map((k, i) => [k, { kernel: kernels[i]!.kernel, passes: gpu.passesOf(kernels[i]!) }]));
-    // the integer buffer: header, tokens, positions, row -> sequence, sequence and chunk records, rotary table
-    const { floats, offsets } = slotLayout(gpu.program.states, pool.capacity);
-    const chunkCounts = batch.seqs.map((s) => (chunk ? Math.ceil(s.len / chunk) : 0));
-    this.chunks = chunkCounts.reduce((a, b) => a + b, 0);
-    const ints = new Uint32Array(intsWords(gpu.shaders, this.T, this.S, this.chunks));
-    ints.set([this.T, this.S, pool.capacity, floats, ...offsets, fillRotary(ints, gpu.shaders.rotary, batch.positions)]);
-    let at = gpu.shaders.header;
-    ints.set(batch.tokens, at);
-    ints.set(batch.positions, at + this.T);
-    at += 3 * this.T;
-    let first = 0;
-    batch.seqs.forEach((s, i) => {
-      ints.fill(i, gpu.shaders.header + 2 * this.T + s.start, gpu.shaders.header + 2 * this.T + s.start + s.len);
-      ints.set([s.start, s.len, batch.slots[i]!, batch.lengths[i]!, first, chunkCounts[i]!], at + SEQ_FIELDS * i);
-      for (let c = 0; c < chunkCounts[i]!; c++) {
-        ints.set([s.start + c * chunk, Math.min(chunk, s.len - c * chunk), i], at + SEQ_FIELDS * this.S + CHUNK_FIELDS * (first + c));
-      }
-      first += chunkCounts[i]!;
-    });
+    const { ints, chunks } = batchInts(gpu, batch, pool.capacity, chunk);
+    this.chunks = chunks;
     gpu.flush();
     const what = `a batch of ${this.T} tokens, ${this.S} sequences`;
     if (ints.byteLength > gpu.plan.partLimit) throw new RuntimeError('RT505', [`${what}: the integer inputs`, ints.byteLength, gpu.plan.partLimit, 'run fewer tokens at once']);
@@ -514,25 +497,7 @@ class WebGpuInvocation implements Invocation {
 
   dispatch(k: Kernel): void {
     const shaders = this.next.get(k) ?? fail(`${k.name} is not a kernel of this entry`);
-    for (const p of shaders.passes) {
-      if (p.rowsAtMost !== undefined || p.rowsAbove !== undefined) {
-        const productRows = this.n((p.rows ?? p.groups).rows) * (p.rows ?? p.groups).times;
-        if (p.rowsAtMost !== undefined && productRows > p.rowsAtMost) continue;
-        if (p.rowsAbove !== undefined && productRows <= p.rowsAbove) continue;
-      }
-      const groups = this.count(p.groups) * p.columns;
-      if (groups === 0) continue;
-      const bp = this.gpu.specialised(p, this.entryName);
-      const { pipeline } = this.gpu.pipeline(bp);
-      const bind = this.gpu.bindGroup(bp, bp.bindings.map((b) => this.bound(b.kind, b.part)));
-      const pass = this.gpu.commands().beginComputePass();
-      pass.setPipeline(pipeline);
-      pass.setBindGroup(0, bind);
-      const x = Math.min(groups, 65535);
-      pass.dispatchWorkgroups(x, Math.ceil(groups / x));
-      pass.end();
-      this.gpu.dispatches++;
-    }
+    recordPasses(this.gpu, shaders.passes, (r) => this.n(r), (p) => this.gpu.specialised(p, this.entryName), (b) => this.bound(b.kind, b.part));
   }
 
   private bound(b: BindingKind, part: number): GPUBuffer {
@@ -566,6 +531,57 @@ class WebGpuInvocation implements Invocation {
     const { base, stride, rows } = this.place(v);
     const all = await this.gpu.readBytes(this.gpu.batchBuffer('arena'), 4 * base, 4 * rows * stride);
     return viewColumns(new Float32Array(all), rows, stride, v);
+  }
+}
+
+/** The integer buffer of a batch: header, tokens, positions, row -> sequence, sequence and chunk
+ *  records, the rotary table, then `tail` words for the caller (a train entry's labels); and the
+ *  number of SSD chunks of `chunk` rows. */
+export function batchInts(gpu: WebGpuBackend, batch: RunBatch, capacity: number, chunk: number, tail = 0): { ints: Uint32Array<ArrayBuffer>; chunks: number } {
+  const T = batch.tokens.length, S = batch.seqs.length, { header } = gpu.shaders;
+  const { floats, offsets } = slotLayout(gpu.program.states, capacity);
+  const chunkCounts = batch.seqs.map((s) => (chunk ? Math.ceil(s.len / chunk) : 0));
+  const chunks = chunkCounts.reduce((a, b) => a + b, 0);
+  const ints = new Uint32Array(intsWords(gpu.shaders, T, S, chunks) + tail);
+  ints.set([T, S, capacity, floats, ...offsets, fillRotary(ints.subarray(0, ints.length - tail), gpu.shaders.rotary, batch.positions)]);
+  let at = header;
+  ints.set(batch.tokens, at);
+  ints.set(batch.positions, at + T);
+  at += 3 * T;
+  let first = 0;
+  batch.seqs.forEach((s, i) => {
+    ints.fill(i, header + 2 * T + s.start, header + 2 * T + s.start + s.len);
+    ints.set([s.start, s.len, batch.slots[i]!, batch.lengths[i]!, first, chunkCounts[i]!], at + SEQ_FIELDS * i);
+    for (let c = 0; c < chunkCounts[i]!; c++) {
+      ints.set([s.start + c * chunk, Math.min(chunk, s.len - c * chunk), i], at + SEQ_FIELDS * S + CHUNK_FIELDS * (first + c));
+    }
+    first += chunkCounts[i]!;
+  });
+  return { ints, chunks };
+}
+
+/** Records the passes of one kernel that run at these row counts (`n`: tokens, sequences, 1, chunks),
+ *  each as `bound` specialises it over the buffers `buffer` gives, its workgroups laid out over x and y. */
+export function recordPasses(gpu: WebGpuBackend, passes: readonly Pass[], n: (rows: RunCount['rows']) => number, bound: (p: Pass) => BoundPass,
+  buffer: (b: BoundPass['bindings'][number]) => GPUBuffer): void {
+  for (const p of passes) {
+    if (p.rowsAtMost !== undefined || p.rowsAbove !== undefined) {
+      const productRows = n((p.rows ?? p.groups).rows) * (p.rows ?? p.groups).times;
+      if (p.rowsAtMost !== undefined && productRows > p.rowsAtMost) continue;
+      if (p.rowsAbove !== undefined && productRows <= p.rowsAbove) continue;
+    }
+    const groups = Math.ceil((n(p.groups.rows) * p.groups.times) / p.groups.per) * p.columns;
+    if (groups === 0) continue;
+    const bp = bound(p);
+    const { pipeline } = gpu.pipeline(bp);
+    const bind = gpu.bindGroup(bp, bp.bindings.map(buffer));
+    const pass = gpu.commands().beginComputePass();
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bind);
+    const x = Math.min(groups, 65535);
+    pass.dispatchWorkgroups(x, Math.ceil(groups / x));
+    pass.end();
+    gpu.dispatches++;
   }
 }
 
