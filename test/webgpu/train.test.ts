@@ -2,74 +2,35 @@
 // backend's (runtime/cpu/train.ts runTrain, the oracle), on Dawn over SwiftShader:
 // - whole: the loss within 1e-4 relative and the gradient's rel L2 (‖gpu − cpu‖₂ / ‖cpu‖₂, over all
 //   weights at once and per weight) < 1e-4, on the tiny random Bamba tied and untied, packed ragged
-//   [6, 3, 9] over chunk 4 (GQA, partial RoPE), and on the trained tiny-bamba-a on [66, 14] (the
-//   first sequence across its 64-token chunk);
+//   [6, 3, 9] over chunk 4 (GQA, partial RoPE) (the trained tiny-bamba-a: train-trained.test.ts);
 // - per family: every train-entry kernel of the train's own families, run alone on WebGPU on the
 //   CPU's inputs of that moment (its outputs poisoned with NaN first), against the CPU's outputs:
 //   rel L2 < 1e-4 per output, on the tiny Bamba and on two small models of the families Bamba lacks
 //   (LayerNorm, GELU, clamp, a bias's reduce_rows; softmax, topk).
 // A test that finds no adapter fails.
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import type { Compiled } from '../../compiler/compile.ts';
 import { initWeights } from '../../compiler/init.ts';
 import { lowerToProgram } from '../../compiler/lower.ts';
 import { renderProgram } from '../../codegen/wgsl/render.ts';
-import { CpuBackend } from '../../runtime/cpu/backend.ts';
-import { type TrainBatch, runTrain } from '../../runtime/cpu/train.ts';
+import type { TrainBatch } from '../../runtime/cpu/train.ts';
 import { RuntimeError } from '../../runtime/errors.ts';
-import { type Program, type View, isBackward } from '../../runtime/program.ts';
+import { type View, isBackward } from '../../runtime/program.ts';
 import { createRng } from '../../runtime/rng.ts';
 import { WebGpuBackend } from '../../runtime/webgpu/backend.ts';
-import { WebGpuTrainer, runTrainAsync } from '../../runtime/webgpu/train.ts';
+import { WebGpuTrainer } from '../../runtime/webgpu/train.ts';
 import { compileTiny, randomTensors } from '../helpers/checkpoints.ts';
 import { compileText } from '../helpers/compile.ts';
-import { compareGrads, evalTextBatch, packed, trainedTinyBamba } from '../grad/helpers.ts';
+import { packed } from '../grad/helpers.ts';
 import { testDevice } from './gpu.ts';
+import { TOL, backends, disposeBackends, expectTrainClose } from './train-helpers.ts';
 
-const TOL = 1e-4;
 const TIMEOUT = 120_000;
-let device: GPUDevice, adapter: string;
-const opened: WebGpuBackend[] = [];
-
-beforeAll(async () => {
-  ({ device, adapter } = await testDevice());
-}, 60_000);
-
-afterAll(() => {
-  for (const b of opened) b.dispose();
-});
-
-/** The CPU and WebGPU backends of `c`'s program with its train entry, holding the f32 weights `w`. */
-function backends(c: Compiled, w: ReadonlyMap<string, Float32Array>): { cpu: CpuBackend; gpu: WebGpuBackend; program: Program } {
-  // the weights are f32 masters, as training keeps them
-  const lowered = lowerToProgram(c.graph, c.bindings, { train: true });
-  const program: Program = { ...lowered, weights: lowered.weights.map((x) => ({ ...x, dtype: 'f32' })), derived: lowered.derived.map((x) => ({ ...x, dtype: 'f32' })) };
-  const cpu = new CpuBackend(program);
-  const gpu = new WebGpuBackend(program, renderProgram(program), device, adapter, false, {}, /swiftshader|llvmpipe|lavapipe/i.test(adapter) ? 'cpu' : 'gpu');
-  opened.push(gpu);
-  for (const x of program.weights) {
-    const t = { dtype: 'f32' as const, shape: x.shape, data: w.get(x.name)! };
-    cpu.uploadWeight(x, t);
-    gpu.uploadWeight(x, t);
-  }
-  return { cpu, gpu, program };
-}
+afterAll(disposeBackends);
 
 const f32Of = (c: Compiled, seed: number) => new Map(randomTensors(c, { seed }).map((t) => [t.name, t.tensor.data as Float32Array]));
 const initOf = (c: Compiled, seed: number) => new Map(initWeights(c.graph, createRng(seed), 'f32').map((t) => [t.name, t.tensor.data as Float32Array]));
-
-async function whole(what: string, c: Compiled, w: ReadonlyMap<string, Float32Array>, b: TrainBatch): Promise<void> {
-  const { cpu, gpu } = backends(c, w);
-  const want = runTrain(cpu, b), got = await runTrainAsync(gpu, b);
-  expect(got.tokens).toBe(want.tokens);
-  const dl = Math.abs(got.loss - want.loss) / want.loss;
-  const e = compareGrads(got.grads, want.grads);
-  console.log(`${what} on WebGPU: loss ${got.loss.toFixed(6)} (CPU ${want.loss.toFixed(6)}, rel ${dl.toExponential(2)}); gradient rel L2 ${e.all.toExponential(2)}, worst weight ${e.name} ${e.worst.toExponential(2)}`);
-  expect(dl, `${what}: loss`).toBeLessThan(TOL);
-  expect(e.all, `${what}: all weights`).toBeLessThan(TOL);
-  expect(e.worst, `${what}: ${e.name}`).toBeLessThan(TOL);
-}
 
 /** ‖a − b‖₂ / ‖b‖₂ (‖a − b‖₂ where b is zero; NaN anywhere in a fails it). */
 function relL2(a: Float32Array, b: Float32Array): number {
@@ -81,7 +42,7 @@ function relL2(a: Float32Array, b: Float32Array): number {
 /** Each train-family kernel alone on WebGPU, on the CPU's inputs, against the CPU's outputs; the
  *  worst rel L2 per family. */
 async function families(c: Compiled, w: ReadonlyMap<string, Float32Array>, b: TrainBatch): Promise<Map<string, number>> {
-  const { cpu, gpu, program } = backends(c, w);
+  const { cpu, gpu, program } = await backends(c, w);
   const entry = program.train!;
   const pool = cpu.createStatePool(Math.max(...b.seqs.map((s) => s.len)));
   const slots = b.seqs.map(() => pool.acquire());
@@ -126,12 +87,7 @@ ${body}}
 describe('the train entry on WebGPU against the CPU backend\'s', () => {
   for (const tie of [true, false]) it(`tiny random Bamba${tie ? '' : ', untied head'}, packed [6, 3, 9] over chunk 4`, async () => {
     const c = compileTiny({ tie });
-    await whole(`tiny Bamba${tie ? '' : ' untied'}`, c, f32Of(c, 5), packed([6, 3, 9], 96, 12));
-  }, TIMEOUT);
-
-  it('trained tiny-bamba-a, eval text packed as [66, 14] (the first across its 64-token chunk)', async () => {
-    const { c, w } = trainedTinyBamba();
-    await whole('tiny-bamba-a', c, w, evalTextBatch());
+    await expectTrainClose(`tiny Bamba${tie ? '' : ' untied'}`, c, f32Of(c, 5), packed([6, 3, 9], 96, 12));
   }, TIMEOUT);
 });
 
@@ -164,13 +120,17 @@ describe('each WGSL train family against the CPU\'s, kernel by kernel on the sam
     for (const f of ['softmax_backward', 'topk_backward']) expect(r.has(f), f).toBe(true);
   }, TIMEOUT);
 
-  it('refuses a program rendered without its train entry (RT506)', () => {
+  it('refuses a program rendered without its train entry (RT506)', async () => {
     const c = compileTiny();
     const program = lowerToProgram(c.graph, c.bindings, { train: true });
     const plain = renderProgram(lowerToProgram(c.graph, c.bindings));
+    const { device, adapter } = await testDevice();
     const gpu = new WebGpuBackend(program, plain, device, adapter, false, {}, 'cpu');
-    opened.push(gpu);
-    expect(() => new WebGpuTrainer(gpu)).toThrowError(RuntimeError);
-    expect(() => new WebGpuTrainer(gpu)).toThrowError(/RT506/);
+    try {
+      expect(() => new WebGpuTrainer(gpu)).toThrowError(RuntimeError);
+      expect(() => new WebGpuTrainer(gpu)).toThrowError(/RT506: the WebGPU backend cannot run the train entry: its WGSL was rendered without the train entry/);
+    } finally {
+      gpu.dispose();
+    }
   });
 });
