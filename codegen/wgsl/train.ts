@@ -103,15 +103,26 @@ function causalLmLoss(c: BCtx<'causal_lm_loss'>): Pass[] {
   return [withScratch(rows, scratch), withScratch(mean, scratch)];
 }
 
+/** dw[n, k] = Σ_r dy[r, n]·x[r, k]: each invocation owns a 4 × 4 block of dw (four rows of n as vec4s
+ *  over k), so one pass over the rows reads 8 values for 16 products. */
 function matmulWgrad(c: BCtx<'matmul_wgrad'>): Pass[] {
-  const { K, N } = c.b.sizes, rows = rowsAs(c, viewOf(c, 'x'), K);
-  return [elements(ctxOf(c), 'weight gradient', ONE, N * K, (s) => {
+  const { K, N } = c.b.sizes, rows = rowsAs(c, viewOf(c, 'x'), K), KB = Math.ceil(K / 4), NB = Math.ceil(N / 4);
+  const quad = [0, 1, 2, 3];
+  return [elements(ctxOf(c), 'weight gradient', ONE, NB * KB, (s) => {
     const x = rd(s, c, 'x', K), dy = rd(s, c, 'dy', N), put = wr(s, c, 'dw', N * K);
-    return `let n = j / ${K}u;
-  let k = j % ${K}u;
-  var acc = 0.0;
-  for (var t = 0u; t < ${rows.wgsl}; t++) { acc += ${dy('t', 'n')} * ${x('t', 'k')}; }
-  ${put('0u', c.b.attrs.transposed ? `k * ${N}u + n` : 'j', 'acc')};`;
+    const at = (d: number) => (c.b.attrs.transposed ? `(kb + ${d}u) * ${N}u + nb + a` : `(nb + a) * ${K}u + kb + ${d}u`);
+    return `let nb = (j / ${KB}u) * 4u;
+  let kb = (j % ${KB}u) * 4u;
+  ${quad.map((a) => `var a${a} = vec4<f32>(0.0);`).join('\n  ')}
+  for (var t = 0u; t < ${rows.wgsl}; t++) {
+    let xv = vec4<f32>(${quad.map((d) => x('t', `min(kb + ${d}u, ${K - 1}u)`)).join(', ')});
+    ${quad.map((a) => `a${a} += ${dy('t', `min(nb + ${a}u, ${N - 1}u)`)} * xv;`).join('\n    ')}
+  }
+  for (var a = 0u; a < 4u; a++) {
+    if (nb + a >= ${N}u) { break; }
+    let v = select(select(a3, a2, a == 2u), select(a1, a0, a == 0u), a < 2u);
+    ${quad.map((d) => `if (kb + ${d}u < ${K}u) { ${put('0u', at(d), `v[${d}]`)}; }`).join('\n    ')}
+  }`;
   })];
 }
 

@@ -9,7 +9,10 @@
 //   (LayerNorm, GELU, clamp, a bias's reduce_rows; softmax, topk).
 // A test that finds no adapter fails.
 
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { compileFile } from '../../compiler/compile.ts';
+import { presetSets } from '../../compiler/presets.ts';
 import type { Compiled } from '../../compiler/compile.ts';
 import { initWeights } from '../../compiler/init.ts';
 import { lowerToProgram } from '../../compiler/lower.ts';
@@ -21,7 +24,7 @@ import { createRng } from '../../runtime/rng.ts';
 import { WebGpuBackend } from '../../runtime/webgpu/backend.ts';
 import { WebGpuTrainer } from '../../runtime/webgpu/train.ts';
 import { compileTiny, randomTensors } from '../helpers/checkpoints.ts';
-import { compileText } from '../helpers/compile.ts';
+import { MODELS, compileText } from '../helpers/compile.ts';
 import { packed } from '../grad/helpers.ts';
 import { testDevice } from './gpu.ts';
 import { TOL, backends, disposeBackends, expectTrainClose } from './train-helpers.ts';
@@ -118,6 +121,16 @@ describe('each WGSL train family against the CPU\'s, kernel by kernel on the sam
     show('small models', new Map([...a, ...r]));
     for (const f of ['layernorm_backward', 'gelu_backward', 'clamp_backward', 'reduce_rows']) expect(a.has(f), f).toBe(true);
     for (const f of ['softmax_backward', 'topk_backward']) expect(r.has(f), f).toBe(true);
+  }, TIMEOUT);
+
+  it('GPT-2 at its tiny preset: weights stored [in, out] (transposed weight gradients), the tanh GELU, LayerNorm', async () => {
+    const file = join(MODELS, 'gpt2.arch');
+    const c = compileFile(file, { set: [...presetSets(file, 'tiny'), 'n_layers=1'] });
+    const vocab = c.graph.values[c.graph.outputs[0]!.value]!.type.shape.at(-1) as number;
+    const m = await families(c, initOf(c, 3), packed([5, 3, 6], vocab, 4));
+    show('GPT-2', m);
+    for (const f of ['layernorm_backward', 'gelu_backward', 'attention_backward', 'matmul_wgrad']) expect(m.has(f), f).toBe(true);
+    expect(c.graph.nodes.some((n) => n.op === 'linear' && n.attrs.transposed)).toBe(true);
   }, TIMEOUT);
 
   it('refuses a program rendered without its train entry (RT506)', async () => {
