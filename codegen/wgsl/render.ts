@@ -13,18 +13,18 @@
 // kernel runs as a few passes: a prologue (gather, norm) into scratch0, the product into scratch1
 // when an epilogue follows, and the epilogue stages from there into the output view.
 
-import { type Entry, type EntryName, type Epilogue, type Kernel, type Program, isBackward, ofFamily } from '../../runtime/program.ts';
+import { type Entry, type EntryName, type Epilogue, type Kernel, type Program, ofFamily } from '../../runtime/program.ts';
 import { type KernelShaders, type Pass, type RunCount, type WgslEntry, type WgslProfile, type WgslProgram } from '../../runtime/webgpu/shaders.ts';
 import { rotaryTables } from '../../runtime/webgpu/rotary.ts';
 import type { DType } from '../../runtime/tensor.ts';
 import { QUANT_DTYPES, type QuantDType } from '../../runtime/quant.ts';
 import { quantWeights, roundHelpers } from './quant.ts';
-import { WGSL_CPU_TARGET, WGSL_TARGET, type WgslSchedule, type WgslTarget, wgslSchedule } from './schedule.ts';
+import { WGSL_CPU_TARGET, WGSL_TARGET, type WgslTarget, wgslSchedule } from './schedule.ts';
 
 import { Shader, TEMPLATES, lit } from './shader.ts';
 import { type Ctx, count, elements, fail, flat, flatOut, pass, rowsOf, shader, stage, view, weightName } from './passes.ts';
 import { ROUTE_PASSES } from './route.ts';
-import { trainPasses } from './train.ts';
+import { renderTrain } from './train.ts';
 import { windowedAttention } from './window.ts';
 
 /** The target record each profile renders with. */
@@ -492,18 +492,7 @@ export function renderProgram(program: Program): WgslProgram {
     }
     return entries;
   };
-  // a program with a train entry: its forward kernels as inference renders them, its own families by train.ts
-  const train = (target: WgslTarget): WgslEntry => {
-    const entry = program.train! as unknown as Entry;
-    const chunks = new Set(program.train!.kernels.flatMap((k) => (k.family === 'ssd' ? [k.sizes.chunk] : [])));
-    if (chunks.size > 1) fail(`the train entry has chunked scans of different chunk lengths (${[...chunks].join(', ')})`);
-    const kernels = program.train!.kernels.map((k): KernelShaders => {
-      if (isBackward(k)) return { kernel: k.name, passes: trainPasses({ entry, dtypes, header, rotary, sched: { workgroup: target.workgroup } as WgslSchedule, wg: target.workgroup }, k) };
-      const sched = wgslSchedule(k, target);
-      return { kernel: k.name, passes: FAMILIES[k.family]({ k, entry, dtypes, header, rotary, sched, wg: sched.workgroup }) };
-    });
-    return { kernels, chunk: [...chunks][0] ?? 0 };
-  };
+  const train = (target: WgslTarget) => renderTrain(program, target, { dtypes, header, rotary }, (c) => FAMILIES[c.k.family](c)); // train.ts
   return { format: 'archc-wgsl/4', header, rotary, profiles: { gpu: profile(TARGETS.gpu), cpu: profile(TARGETS.cpu) },
     ...(program.train ? { train: { gpu: train(TARGETS.gpu), cpu: train(TARGETS.cpu) } } : {}) };
 }

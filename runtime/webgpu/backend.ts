@@ -14,16 +14,17 @@ import { type Backend, type Invocation, type RunBatch, type StatePool, viewColum
 import { compileExpr, exprLeaves } from '../expr.ts';
 import { RuntimeError } from '../errors.ts';
 import type { DerivedWeight, Entry, EntryName, Kernel, Program, ProgramWeight, View } from '../program.ts';
-import { slotLayout, weightsRead } from '../program.ts';
+import { weightsRead } from '../program.ts';
 import type { ActivationFormat } from '../act-quant.ts';
 import { type HostWeight, type QuantDType, type QuantTensor, concatQuant, isQuant } from '../quant.ts';
 import { type Tensor, toF32 } from '../tensor.ts';
 import type { SplitOptions, WebGpuOptions } from './options.ts';
-import { CHUNK_FIELDS, SEQ_FIELDS, writable, type BindingKind, type KernelShaders, type Pass, type RunCount, type WgslProfile, type WgslProgram } from './shaders.ts';
+import { writable, type BindingKind, type KernelShaders, type Pass, type RunCount, type WgslProfile, type WgslProgram } from './shaders.ts';
 import { findGpu } from './dawn.ts';
 import { WebGpuStatePool } from './pool.ts';
 import { checkA8Passes, quantPasses, quantWords } from './quant.ts';
-import { type BindingLimits, type BoundPass, type SplitPlan, SplitBuffer, bufferName, fillRotary, intsWords, partsOf, planSplits, specialise, weightDeviceBytes } from './split.ts';
+import { type BindingLimits, type BoundPass, type SplitPlan, SplitBuffer, bufferName, partsOf, planSplits, specialise, weightDeviceBytes } from './split.ts';
+import { batchInts, recordPasses } from './record.ts';
 
 export { findGpu };
 
@@ -531,57 +532,6 @@ class WebGpuInvocation implements Invocation {
     const { base, stride, rows } = this.place(v);
     const all = await this.gpu.readBytes(this.gpu.batchBuffer('arena'), 4 * base, 4 * rows * stride);
     return viewColumns(new Float32Array(all), rows, stride, v);
-  }
-}
-
-/** The integer buffer of a batch: header, tokens, positions, row -> sequence, sequence and chunk
- *  records, the rotary table, then `tail` words for the caller (a train entry's labels); and the
- *  number of SSD chunks of `chunk` rows. */
-export function batchInts(gpu: WebGpuBackend, batch: RunBatch, capacity: number, chunk: number, tail = 0): { ints: Uint32Array<ArrayBuffer>; chunks: number } {
-  const T = batch.tokens.length, S = batch.seqs.length, { header } = gpu.shaders;
-  const { floats, offsets } = slotLayout(gpu.program.states, capacity);
-  const chunkCounts = batch.seqs.map((s) => (chunk ? Math.ceil(s.len / chunk) : 0));
-  const chunks = chunkCounts.reduce((a, b) => a + b, 0);
-  const ints = new Uint32Array(intsWords(gpu.shaders, T, S, chunks) + tail);
-  ints.set([T, S, capacity, floats, ...offsets, fillRotary(ints.subarray(0, ints.length - tail), gpu.shaders.rotary, batch.positions)]);
-  let at = header;
-  ints.set(batch.tokens, at);
-  ints.set(batch.positions, at + T);
-  at += 3 * T;
-  let first = 0;
-  batch.seqs.forEach((s, i) => {
-    ints.fill(i, header + 2 * T + s.start, header + 2 * T + s.start + s.len);
-    ints.set([s.start, s.len, batch.slots[i]!, batch.lengths[i]!, first, chunkCounts[i]!], at + SEQ_FIELDS * i);
-    for (let c = 0; c < chunkCounts[i]!; c++) {
-      ints.set([s.start + c * chunk, Math.min(chunk, s.len - c * chunk), i], at + SEQ_FIELDS * S + CHUNK_FIELDS * (first + c));
-    }
-    first += chunkCounts[i]!;
-  });
-  return { ints, chunks };
-}
-
-/** Records the passes of one kernel that run at these row counts (`n`: tokens, sequences, 1, chunks),
- *  each as `bound` specialises it over the buffers `buffer` gives, its workgroups laid out over x and y. */
-export function recordPasses(gpu: WebGpuBackend, passes: readonly Pass[], n: (rows: RunCount['rows']) => number, bound: (p: Pass) => BoundPass,
-  buffer: (b: BoundPass['bindings'][number]) => GPUBuffer): void {
-  for (const p of passes) {
-    if (p.rowsAtMost !== undefined || p.rowsAbove !== undefined) {
-      const productRows = n((p.rows ?? p.groups).rows) * (p.rows ?? p.groups).times;
-      if (p.rowsAtMost !== undefined && productRows > p.rowsAtMost) continue;
-      if (p.rowsAbove !== undefined && productRows <= p.rowsAbove) continue;
-    }
-    const groups = Math.ceil((n(p.groups.rows) * p.groups.times) / p.groups.per) * p.columns;
-    if (groups === 0) continue;
-    const bp = bound(p);
-    const { pipeline } = gpu.pipeline(bp);
-    const bind = gpu.bindGroup(bp, bp.bindings.map(buffer));
-    const pass = gpu.commands().beginComputePass();
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, bind);
-    const x = Math.min(groups, 65535);
-    pass.dispatchWorkgroups(x, Math.ceil(groups / x));
-    pass.end();
-    gpu.dispatches++;
   }
 }
 
