@@ -10,6 +10,7 @@ import { CpuBackend } from '../../runtime/cpu/backend.ts';
 import { type TrainBatch, runTrain } from '../../runtime/cpu/train.ts';
 import type { Program } from '../../runtime/program.ts';
 import { WebGpuBackend } from '../../runtime/webgpu/backend.ts';
+import type { WgslProfile } from '../../runtime/webgpu/shaders.ts';
 import { runTrainAsync } from '../../runtime/webgpu/train.ts';
 import { compareGrads } from '../grad/helpers.ts';
 import { testDevice } from './gpu.ts';
@@ -24,12 +25,13 @@ export function f32TrainProgram(c: Compiled): Program {
 
 const opened: WebGpuBackend[] = [];
 
-/** The CPU and WebGPU (the test device) backends of `c`'s train program, holding the f32 weights `w`. */
-export async function backends(c: Compiled, w: ReadonlyMap<string, Float32Array>): Promise<{ cpu: CpuBackend; gpu: WebGpuBackend; program: Program }> {
+/** The CPU and WebGPU (the test device) backends of `c`'s train program, holding the f32 weights `w`;
+ *  WebGPU runs the rendering for the adapter's shape unless `profile` names one. */
+export async function backends(c: Compiled, w: ReadonlyMap<string, Float32Array>, profile?: WgslProfile): Promise<{ cpu: CpuBackend; gpu: WebGpuBackend; program: Program }> {
   const { device, adapter } = await testDevice();
   const program = f32TrainProgram(c);
   const cpu = new CpuBackend(program);
-  const gpu = new WebGpuBackend(program, renderProgram(program), device, adapter, false, {}, /swiftshader|llvmpipe|lavapipe/i.test(adapter) ? 'cpu' : 'gpu');
+  const gpu = new WebGpuBackend(program, renderProgram(program), device, adapter, false, {}, profile ?? (/swiftshader|llvmpipe|lavapipe/i.test(adapter) ? 'cpu' : 'gpu'));
   opened.push(gpu);
   for (const x of program.weights) {
     const t = { dtype: 'f32' as const, shape: x.shape, data: w.get(x.name)! };
@@ -45,8 +47,8 @@ export function disposeBackends(): void {
 }
 
 /** The whole train entry on WebGPU against the CPU's: the loss and every gradient. */
-export async function expectTrainClose(what: string, c: Compiled, w: ReadonlyMap<string, Float32Array>, b: TrainBatch): Promise<void> {
-  const { cpu, gpu } = await backends(c, w);
+export async function expectTrainClose(what: string, c: Compiled, w: ReadonlyMap<string, Float32Array>, b: TrainBatch, profile?: WgslProfile): Promise<void> {
+  const { cpu, gpu } = await backends(c, w, profile);
   const want = runTrain(cpu, b), got = await runTrainAsync(gpu, b);
   expect(got.tokens).toBe(want.tokens);
   const dl = Math.abs(got.loss - want.loss) / want.loss;
