@@ -36,7 +36,7 @@ export class WebGpuTrainer {
 
   constructor(private readonly gpu: WebGpuBackend) {
     const entry = gpu.program.train;
-    if (!entry) throw new RuntimeError('RT506', ['the program has no train entry (lower it with { train: true })']);
+    if (!entry) refuse('the program has no train entry (lower it with { train: true })');
     this.shaders = gpu.shaders.train?.[gpu.profile] ?? refuse('its WGSL was rendered without the train entry (render the program lowered with { train: true })');
     if (this.shaders.kernels.length !== entry.kernels.length) refuse('its WGSL was rendered for another train entry');
     this.passes = new Map(entry.kernels.map((k, i) => [k, this.shaders.kernels[i]!.passes]));
