@@ -121,6 +121,7 @@ export const RUNTIME_MESSAGES = {
   RT503: 'the WebGPU device rejected the shader of kernel {0} ({1}):\n{2}',
   RT504: 'the {0} backend reads results asynchronously: use {1}',
   RT505: '{0} needs {1} bytes on the WebGPU device; its buffers hold {2}: {3}',
+  RT506: 'the WebGPU backend cannot run the train entry: {0}',
   // 6xx: training (runtime/train/, cli/train.ts)
   RT600: '{0}:{1}: {2}',
   RT601: 'cannot resume from {0}: {1}',

@@ -3,7 +3,8 @@
 // views read as rows of another width, operand lookups, and an epilogue stage's one spelling.
 
 import { exprLeaves } from '../../runtime/expr.ts';
-import type { Entry, Epilogue, Kernel, View } from '../../runtime/program.ts';
+import type { BackwardFamily } from '../../runtime/families.ts';
+import type { BackwardKernelOf, Entry, Epilogue, Kernel, View } from '../../runtime/program.ts';
 import type { Pass, RunCount } from '../../runtime/webgpu/shaders.ts';
 import { type RotaryTable, rotaryOffset, rotaryWords } from '../../runtime/webgpu/rotary.ts';
 import type { WgslSchedule } from './schedule.ts';
@@ -133,6 +134,48 @@ export function stage(s: Shader, c: Ctx, st: Epilogue, name: string, prev: (r: s
 }`);
   return { reads: ['j'] };
 }
+
+// ---- the train families' pieces (train.ts, train-seq.ts) ----------------------------------------
+
+/** A train family's context: the kernel as `b`, typed by its family (and as `k` for the Shader). */
+export type BCtx<F extends BackwardFamily> = Ctx & { readonly b: BackwardKernelOf<F> };
+export type Rows = { readonly wgsl: string; readonly rows: RunCount['rows']; readonly times?: number };
+
+export const T_ROWS: Rows = { wgsl: 'nT()', rows: 'T' };
+export const ONE: Rows = { wgsl: '1u', rows: 'C' };
+
+export function viewOf(c: BCtx<BackwardFamily>, name: string): View {
+  const o = c.b.inputs[name];
+  if (!o || !('buf' in o)) fail(`${c.b.name}: operand ${name} is not an activation view`);
+  return o;
+}
+
+/** Operand `name` read as rows of `width` ((r, i) → WGSL); a weight or a constant row by its flat index. */
+export function rd(s: Shader, c: BCtx<BackwardFamily>, name: string, width: number): (r: string, i: string) => string {
+  const o = c.b.inputs[name] ?? fail(`${c.b.name} has no operand ${name}`);
+  if ('buf' in o && c.entry.buffers[o.buf]!.rows !== 'C') return flat(s, name, o, width);
+  const op = s.operand(name);
+  return (_r, i) => `${op}(0u, ${i})`;
+}
+
+/** The statement storing `val` at (r, i) of output `name` taken as rows of `width`. */
+export function wr(s: Shader, c: BCtx<BackwardFamily>, name: string, width: number): (r: string, i: string, val: string) => string {
+  const v = c.b.outputs[name] ?? fail(`${c.b.name} has no output ${name}`);
+  const put = s.output(v, `put_${name}`);
+  return v.width === width ? (r, i, val) => `${put}(${r}, ${i}, ${val})`
+    : (r, i, val) => `${put}((${r} * ${width}u + ${i}) / ${v.width}u, (${r} * ${width}u + ${i}) % ${v.width}u, ${val})`;
+}
+
+/** The rows of view `v` taken as rows of `width`. */
+export function rowsAs(c: BCtx<BackwardFamily>, v: View, width: number): Rows {
+  const r = rowsOf(c.entry, v), times = v.width / width;
+  if (!Number.isInteger(times)) fail(`${c.b.name}: a view ${v.width} wide read as rows of ${width}`);
+  return { wgsl: times === 1 ? r.wgsl : `(${r.wgsl} * ${times}u)`, rows: r.rows, times };
+}
+
+export const withScratch = (p: Pass, scratch: Pass['scratch']): Pass => ({ ...p, scratch });
+export const ctxOf = (c: BCtx<BackwardFamily>): Ctx => c;
+
 
 export function fail(msg: string): never {
   throw new Error(`archc wgsl: ${msg}`);

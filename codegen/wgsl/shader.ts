@@ -180,7 +180,10 @@ export class Shader {
   /** WGSL for the first float of row r of the view's buffer. */
   private rowBase(v: View): (r: string) => string {
     const b = this.entry.buffers[v.buf] ?? fail(`${this.k.name} reads buffer ${v.buf}, which the entry does not have`);
-    const base = b.rows === 'T' ? `${b.offset}u * nT()` : `${this.entry.arena.T}u * nT() + ${b.offset}u * nS()`;
+    const { arena } = this.entry;
+    // a train entry keeps its constant rows (weight gradients) in a region of their own, after the sequences'
+    const base = b.rows === 'T' ? `${b.offset}u * nT()`
+      : b.rows === 'C' && arena.C !== undefined ? `${arena.T}u * nT() + ${arena.S}u * nS() + ${b.offset}u` : `${arena.T}u * nT() + ${b.offset}u * nS()`;
     return (r) => `${base} + (${r}) * ${b.width}u + ${v.col}u`;
   }
 

@@ -325,17 +325,23 @@ export interface TrainResult {
   readonly grads: ReadonlyMap<string, Float32Array>;
 }
 
-/** Runs the program's train entry on `batch` (each sequence from a fresh state): the loss and every
- *  weight's gradient. RT322 for labels of another length, RT320 for a label out of range, RT301
- *  when no row is counted. */
-export function runTrain(backend: CpuBackend, batch: TrainBatch): TrainResult {
-  const { program } = backend, entry = program.train ?? fail('the program has no train entry (lower it with { train: true })');
-  const T = batch.tokens.length, V = entry.outputs.logits!.width;
+/** RT322 for labels of another length than the tokens, RT320 for a label out of [0, V) but -100,
+ *  RT301 when no row is counted. */
+export function checkLabels(batch: TrainBatch, V: number): void {
+  const T = batch.tokens.length;
   if (batch.labels.length !== T) throw new RuntimeError('RT322', [batch.labels.length, T]);
   batch.labels.forEach((y, t) => {
     if (y !== -100 && !(y >= 0 && y < V)) throw new RuntimeError('RT320', [y, t, t === 0 ? 'no logits row predicts it' : `the target of logits row ${t - 1}`, V]);
   });
   if (batch.labels.every((y, t) => t === 0 || y === -100)) throw new RuntimeError('RT301', ['no label to predict: every label after the first is -100, so the mean loss has no gradient']);
+}
+
+/** Runs the program's train entry on `batch` (each sequence from a fresh state): the loss and every
+ *  weight's gradient. RT322 for labels of another length, RT320 for a label out of range, RT301
+ *  when no row is counted. */
+export function runTrain(backend: CpuBackend, batch: TrainBatch): TrainResult {
+  const { program } = backend, entry = program.train ?? fail('the program has no train entry (lower it with { train: true })');
+  checkLabels(batch, entry.outputs.logits!.width);
   const pool = backend.createStatePool(Math.max(...batch.seqs.map((s) => s.len)));
   const slots = batch.seqs.map(() => pool.acquire());
   const inv = backend.beginTrain(entry, { ...batch, slots, lengths: slots.map(() => 0) }, pool);

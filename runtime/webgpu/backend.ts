@@ -14,16 +14,17 @@ import { type Backend, type Invocation, type RunBatch, type StatePool, viewColum
 import { compileExpr, exprLeaves } from '../expr.ts';
 import { RuntimeError } from '../errors.ts';
 import type { DerivedWeight, Entry, EntryName, Kernel, Program, ProgramWeight, View } from '../program.ts';
-import { slotLayout, weightsRead } from '../program.ts';
+import { weightsRead } from '../program.ts';
 import type { ActivationFormat } from '../act-quant.ts';
 import { type HostWeight, type QuantDType, type QuantTensor, concatQuant, isQuant } from '../quant.ts';
 import { type Tensor, toF32 } from '../tensor.ts';
 import type { SplitOptions, WebGpuOptions } from './options.ts';
-import { CHUNK_FIELDS, SEQ_FIELDS, writable, type BindingKind, type KernelShaders, type Pass, type RunCount, type WgslProfile, type WgslProgram } from './shaders.ts';
+import { writable, type BindingKind, type KernelShaders, type Pass, type RunCount, type WgslProfile, type WgslProgram } from './shaders.ts';
 import { findGpu } from './dawn.ts';
 import { WebGpuStatePool } from './pool.ts';
 import { checkA8Passes, quantPasses, quantWords } from './quant.ts';
-import { type BindingLimits, type BoundPass, type SplitPlan, SplitBuffer, bufferName, fillRotary, intsWords, partsOf, planSplits, specialise, weightDeviceBytes } from './split.ts';
+import { type BindingLimits, type BoundPass, type SplitPlan, SplitBuffer, bufferName, partsOf, planSplits, specialise, weightDeviceBytes } from './split.ts';
+import { batchInts, recordPasses } from './record.ts';
 
 export { findGpu };
 
@@ -162,7 +163,7 @@ export class WebGpuBackend implements Backend {
     if (problems.length) throw new RuntimeError('RT501', [adapter, listProblems(problems)]);
     this.plan = plan;
     this.activations = checkA8Passes(Object.values(shaders.profiles[profile]), opts.activations ?? 'f32');
-    this.read = weightsRead(program.entries);
+    this.read = weightsRead(program.train ? { ...program.entries, train: program.train } : program.entries);
     this.pending = [...program.derived];
     this.pipelines = PIPELINES.get(device) ?? PIPELINES.set(device, new Map()).get(device)!;
     void device.lost.then((info) => { this.lost = info.message || info.reason; });
@@ -464,25 +465,8 @@ class WebGpuInvocation implements Invocation {
     this.T = batch.tokens.length;
     this.S = batch.seqs.length;
     this.next = new Map(entry.kernels.map((k, i) => [k, { kernel: kernels[i]!.kernel, passes: gpu.passesOf(kernels[i]!) }]));
-    // the integer buffer: header, tokens, positions, row -> sequence, sequence and chunk records, rotary table
-    const { floats, offsets } = slotLayout(gpu.program.states, pool.capacity);
-    const chunkCounts = batch.seqs.map((s) => (chunk ? Math.ceil(s.len / chunk) : 0));
-    this.chunks = chunkCounts.reduce((a, b) => a + b, 0);
-    const ints = new Uint32Array(intsWords(gpu.shaders, this.T, this.S, this.chunks));
-    ints.set([this.T, this.S, pool.capacity, floats, ...offsets, fillRotary(ints, gpu.shaders.rotary, batch.positions)]);
-    let at = gpu.shaders.header;
-    ints.set(batch.tokens, at);
-    ints.set(batch.positions, at + this.T);
-    at += 3 * this.T;
-    let first = 0;
-    batch.seqs.forEach((s, i) => {
-      ints.fill(i, gpu.shaders.header + 2 * this.T + s.start, gpu.shaders.header + 2 * this.T + s.start + s.len);
-      ints.set([s.start, s.len, batch.slots[i]!, batch.lengths[i]!, first, chunkCounts[i]!], at + SEQ_FIELDS * i);
-      for (let c = 0; c < chunkCounts[i]!; c++) {
-        ints.set([s.start + c * chunk, Math.min(chunk, s.len - c * chunk), i], at + SEQ_FIELDS * this.S + CHUNK_FIELDS * (first + c));
-      }
-      first += chunkCounts[i]!;
-    });
+    const { ints, chunks } = batchInts(gpu, batch, pool.capacity, chunk);
+    this.chunks = chunks;
     gpu.flush();
     const what = `a batch of ${this.T} tokens, ${this.S} sequences`;
     if (ints.byteLength > gpu.plan.partLimit) throw new RuntimeError('RT505', [`${what}: the integer inputs`, ints.byteLength, gpu.plan.partLimit, 'run fewer tokens at once']);
@@ -514,25 +498,7 @@ class WebGpuInvocation implements Invocation {
 
   dispatch(k: Kernel): void {
     const shaders = this.next.get(k) ?? fail(`${k.name} is not a kernel of this entry`);
-    for (const p of shaders.passes) {
-      if (p.rowsAtMost !== undefined || p.rowsAbove !== undefined) {
-        const productRows = this.n((p.rows ?? p.groups).rows) * (p.rows ?? p.groups).times;
-        if (p.rowsAtMost !== undefined && productRows > p.rowsAtMost) continue;
-        if (p.rowsAbove !== undefined && productRows <= p.rowsAbove) continue;
-      }
-      const groups = this.count(p.groups) * p.columns;
-      if (groups === 0) continue;
-      const bp = this.gpu.specialised(p, this.entryName);
-      const { pipeline } = this.gpu.pipeline(bp);
-      const bind = this.gpu.bindGroup(bp, bp.bindings.map((b) => this.bound(b.kind, b.part)));
-      const pass = this.gpu.commands().beginComputePass();
-      pass.setPipeline(pipeline);
-      pass.setBindGroup(0, bind);
-      const x = Math.min(groups, 65535);
-      pass.dispatchWorkgroups(x, Math.ceil(groups / x));
-      pass.end();
-      this.gpu.dispatches++;
-    }
+    recordPasses(this.gpu, shaders.passes, (r) => this.n(r), (p) => this.gpu.specialised(p, this.entryName), (b) => this.bound(b.kind, b.part));
   }
 
   private bound(b: BindingKind, part: number): GPUBuffer {

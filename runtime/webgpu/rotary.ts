@@ -4,7 +4,7 @@
 // near 0 and ~3e-3 at 3·10^4 rad, and a position of 4000 makes angles of 4000 rad), so the shaders
 // take no sin/cos: they read the reference's values (runtime/cpu/attention.ts `rope`), rounded to f32.
 
-import type { Program } from '../program.ts';
+import { type Program, isBackward } from '../program.ts';
 
 /** One (rotary dim, theta) pair a program rotates by; the table holds one block per pair. */
 export interface RotaryTable {
@@ -24,6 +24,11 @@ export function rotaryTables(program: Program): RotaryTable[] {
       if (k.family === 'rope') add(k.sizes.R, k.attrs.theta as number);
       for (const st of k.epilogue ?? []) if (st.kind === 'rope') add(st.rotaryDim, st.theta);
     }
+  }
+  // a train entry's rotations (its rope_backward reads the forward's cos and sin)
+  for (const k of program.train?.kernels ?? []) {
+    if (k.family === 'rope' || k.family === 'rope_backward') add(k.sizes.R, k.attrs.theta as number);
+    if (!isBackward(k)) for (const st of k.epilogue ?? []) if (st.kind === 'rope') add(st.rotaryDim, st.theta);
   }
   return out;
 }

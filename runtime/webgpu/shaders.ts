@@ -86,6 +86,8 @@ export interface WgslProgram {
   readonly rotary: readonly RotaryTable[];
   /** Every entry's kernels, rendered once per profile. */
   readonly profiles: Readonly<Record<WgslProfile, Readonly<Record<EntryName, WgslEntry>>>>;
+  /** The program's train entry, where it has one (runtime/webgpu/train.ts runs it); per profile. */
+  readonly train?: Readonly<Record<WgslProfile, WgslEntry>>;
 }
 
 /** Fields of one sequence's record in the integer buffer (start, len, slot, before, first chunk, chunks). */

@@ -144,14 +144,17 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  compiler +392, runtime +581: the train entry through the kernel IR (issue 20: compiler/kernel/train.ts, each VJP record's
  *  lowerBackward, the lowering's shared kernel list; the backward family records and TrainKernel, the CPU's train families
  *  runtime/cpu/train.ts and ssd-backward.ts, the memory plan's constant region, the program schema's train entry);
- *  cli +16: archc forward --grads --engine kernels (the train entry's gradients). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5507, codegen: 7066, runtime: 16916, cli: 3306 };
+ *  cli +16: archc forward --grads --engine kernels (the train entry's gradients);
+ *  codegen +601, runtime +224: the train entry on WebGPU (issue 20: codegen/wgsl/train.ts and train-seq.ts a WGSL
+ *  rendering per train family, the train families' pieces in passes.ts; runtime/webgpu/train.ts the run in one command
+ *  buffer; runtime/webgpu/record.ts the batch's integer buffer and a kernel's passes recorded, out of backend.ts for both; RT506). */
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5507, codegen: 7667, runtime: 17140, cli: 3306 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
   'codegen/wgsl/templates.ts': 516,
   'runtime/safetensors.ts': 546,
-  'runtime/webgpu/backend.ts': 580,
+  'runtime/webgpu/backend.ts': 543,
 };
 /** Where the targets are listed: the run targets and the build targets. */
 const REGISTRIES = ['runtime/targets.ts', 'codegen/targets.ts'];

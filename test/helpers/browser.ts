@@ -18,9 +18,10 @@ export function launchChromium(args: readonly string[] = []): Promise<Browser> {
 }
 
 /** Bundles `entry` (ESM, platform browser) into `outfile`; returns the bundle's text, checked to
- *  import none of Node's modules (the package's browser map leaves them out). */
-export async function bundle(entry: string, outfile: string): Promise<string> {
-  await build({ entryPoints: [entry], bundle: true, platform: 'browser', format: 'esm', outfile, logLevel: 'error' });
+ *  import none of Node's modules statically (the package's browser map leaves them out; `external`
+ *  keeps the runtime's own dynamic imports of them, on paths a browser never takes, as they are). */
+export async function bundle(entry: string, outfile: string, external: readonly string[] = []): Promise<string> {
+  await build({ entryPoints: [entry], bundle: true, platform: 'browser', format: 'esm', outfile, logLevel: 'error', external: [...external] });
   const text = readFileSync(outfile, 'utf8');
   if (/from ["']node:/.test(text)) throw new Error(`${outfile} imports a node: module`);
   return text;
