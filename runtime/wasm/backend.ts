@@ -23,7 +23,7 @@ import type { Invocation, RunBatch, StatePool } from '../backend.ts';
 import { CpuBackend } from '../cpu/backend.ts';
 import { CPU_FAMILIES, type Ctx } from '../cpu/families.ts';
 import { exprLeaves } from '../expr.ts';
-import { type DerivedWeight, type Entry, type EntryName, type FamilyTable, type Kernel, type KernelOf, type Program, type ProgramWeight, type View, byFamily, weightsRead } from '../program.ts';
+import { type DerivedWeight, type Entry, type EntryName, type EntryOf, type FamilyTable, type Kernel, type KernelOf, type Program, type ProgramWeight, type TrainKernel, type View, byFamily, weightsRead } from '../program.ts';
 import type { PanelTarget } from '../load-pool.ts';
 import { type HostWeight, type QuantDType, dequantizeRows, isQuant } from '../quant.ts';
 import { readF32, type Tensor } from '../tensor.ts';
@@ -39,6 +39,10 @@ import { attentionAt, attentionWasm, attentionWorkBytes } from './attention.ts';
 import { RuntimeError } from '../errors.ts';
 import { threadSupport, threadsHere, unsharedModule } from './threads.ts';
 import type { Memory64Support } from './memory64.ts';
+import type { BackwardTable } from '../cpu/train.ts';
+import { type Gemm, wasmGemm } from '../train/f32/gemm.ts';
+import { rowKernels } from '../train/f32/rows.ts';
+import { wasmBackward } from './train.ts';
 
 /**
  * The wasm backend as this thread can run it: `threads` (default: threads.ts' defaultThreads) where
@@ -140,14 +144,17 @@ export class WasmBackend extends CpuBackend {
       });
     }
     this.fallbacks = fallbacks;
-    const rest: Entry[] = [];
-    for (const e of Object.values(program.entries)) {
+    const rest: EntryOf<TrainKernel>[] = [];
+    for (const e of [...Object.values(program.entries), ...(program.train ? [program.train] : [])] as EntryOf<TrainKernel>[]) {
       const kernels = e.kernels.map((k) => {
         const w = k.inputs.w;
         if (k.family !== 'matmul' || !w || !('weight' in w)) return k;
         const transposed = !!k.attrs.transposed;
-        // without the module a transposed product runs on the reference family, over [K, N] itself
+        // without the module a transposed product runs on the reference family, over [K, N] itself;
+        // the train entry's products read the packed panels where inference packs them the same way
+        // round, else the weight's host copy (its dX products: linearTransposed)
         if (transposed && !this.prog) return k;
+        if (e === program.train && this.products.get(w.weight) !== transposed) return k;
         if ((this.products.get(w.weight) ?? transposed) !== transposed) throw new Error(`archc runtime: weight ${w.weight} is read by products both as [N, K] and as [K, N]`);
         this.products.set(w.weight, transposed);
         const { w: _, ...inputs } = k.inputs;
@@ -217,6 +224,32 @@ export class WasmBackend extends CpuBackend {
       : { dtype: t.dtype, shape: t.shape, data: new Float32Array(0) };
     this.packed.set(kept, p);
     super.store(name, kept);
+  }
+
+  /** The train entry's products and row kernels (runtime/train/f32/gemm.ts over this backend's
+   *  product kernels and threads), made on first use. */
+  private gemm: Gemm | null = null;
+  private trainTable: BackwardTable | null = null;
+
+  private trainGemm(): Gemm {
+    return (this.gemm ??= wasmGemm(this.kernels, rowKernels()));
+  }
+
+  /** The train entry's families on this target (runtime/wasm/train.ts). */
+  override get backward(): BackwardTable {
+    return (this.trainTable ??= wasmBackward(this.trainGemm()));
+  }
+
+  /** dX = dY·W (W [K, N] here) on the wasm product kernels, split over the threads by panels. */
+  override linearTransposed(x: Float32Array, rows: number, K: number, weight: string, b: Tensor | null): Float32Array {
+    const w = this.f32(weight), N = w.length / K;
+    if (!Number.isInteger(N) || x.length !== rows * K) throw new RangeError(`linearTransposed: weight ${weight} of ${w.length} floats does not match x of ${rows} rows of K=${K}`);
+    const y = this.trainGemm().dyW(x, rows, K, w, N, false);
+    if (b) {
+      const bias = readF32(b, 0, N, new Float32Array(N));
+      for (let r = 0; r < rows; r++) for (let n = 0; n < N; n++) y[r * N + n] += bias[n]!;
+    }
+    return y;
   }
 
   override useActivations(a: ActivationFormat): void {
