@@ -82,6 +82,20 @@ export class CpuBackend implements Backend {
     }
   }
 
+  /** Every weight stored again, the same shapes (a training step's masters), and every derived
+   *  weight made again from them. */
+  updateWeights(weights: ReadonlyMap<string, Float32Array>): void {
+    // all out first: a derived weight is made once every part is in again, never from a stale part
+    if (this.pool) this.pool.release(this.weights.values());
+    this.weights.clear();
+    this.widened.clear();
+    this.pending = [...this.program.derived];
+    for (const w of this.program.weights) {
+      const data = weights.get(w.name) ?? fail(`updateWeights: no weight ${w.name}`);
+      this.uploadWeight(w, { dtype: 'f32', shape: w.shape, data });
+    }
+  }
+
   hostCopy(weight: string): 'none' | 'shared' | 'own' {
     return this.pool && this.matrices.has(weight) ? 'shared' : 'own';
   }

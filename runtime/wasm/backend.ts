@@ -88,6 +88,8 @@ export class WasmBackend extends CpuBackend {
   private readonly products = new Map<string, boolean>();
   private readonly elsewhere: Set<string>;
   private readonly packed = new WeakMap<HostWeight, PackedWeight>();
+  /** The panels of each packed weight by name (a weight stored again is packed into them). */
+  private readonly packedByName = new Map<string, PackedWeight>();
   /** Panels the loader filled (panelTarget, concatPanels), by weight, until its upload. */
   private readonly filled = new Map<string, PackedWeight>();
   /** Weights read only as a part of one derived weight. */
@@ -176,6 +178,12 @@ export class WasmBackend extends CpuBackend {
     for (const p of this.soleParts) if (kernels.has(p) || this.products.has(p)) this.soleParts.delete(p);
   }
 
+  /** As the CPU backend's; the f32 copies in the memory (weightAt) are written again too. */
+  override updateWeights(weights: ReadonlyMap<string, Float32Array>): void {
+    super.updateWeights(weights);
+    for (const [name, at] of this.weightCopies) this.writeCopy(name, at);
+  }
+
   /** Room in the memory for the panels of a concatenation the products alone read (not transposed)
    *  whose parts nothing else reads, each but the last a whole number of panels: one target per part
    *  for the loader to fill (runtime/load-weights.ts); their uploads are then stand-ins, and the
@@ -217,7 +225,8 @@ export class WasmBackend extends CpuBackend {
     // quantised weights are never transposed ones (runtime/quantplan.ts takes [out, in] matrices only)
     const pre = this.filled.get(name);
     this.filled.delete(name);
-    const p = pre ?? (isQuant(t) ? this.kernels.packQuant(t) : this.kernels.pack(t, transposed));
+    const p = pre ?? (isQuant(t) ? this.kernels.packQuant(t) : this.kernels.pack(t, transposed, this.packedByName.get(name)));
+    this.packedByName.set(name, p);
     // a stand-in for a weight only products read: the packed panels are its one copy
     const kept: HostWeight = this.elsewhere.has(name) ? t
       : isQuant(t) ? { dtype: t.dtype, shape: t.shape, codes: new Int8Array(0), scales: new Uint16Array(0) }
@@ -309,13 +318,18 @@ export class WasmBackend extends CpuBackend {
       const t = this.weight(name);
       const n = t.shape.reduce((a, b) => a * b, 1);
       at = this.heap.alloc(4 * Math.max(1, n)).at;
-      const out = new Float32Array(this.kernels.memory.buffer, at, n);
-      // a quantised table widens to exactly the values the reference reads (code · scale)
-      if (isQuant(t)) dequantizeRows(t, 0, t.shape[0]!, out);
-      else readF32(t, 0, n, out);
+      this.writeCopy(name, at);
       this.weightCopies.set(name, at);
     }
     return at;
+  }
+
+  /** Weight `name` widened (or dequantised) to f32 at byte address `at` of the memory. */
+  private writeCopy(name: string, at: number): void {
+    const t = this.weight(name), n = t.shape.reduce((a, b) => a * b, 1), out = new Float32Array(this.kernels.memory.buffer, at, n);
+    // a quantised table widens to exactly the values the reference reads (code · scale)
+    if (isQuant(t)) dequantizeRows(t, 0, t.shape[0]!, out);
+    else readF32(t, 0, n, out);
   }
 
   /** The run's token ids or positions in the memory ([T] i32, copied on first use). */
