@@ -42,7 +42,7 @@ import type { Memory64Support } from './memory64.ts';
 import type { BackwardTable } from '../cpu/train.ts';
 import { type Gemm, wasmGemm } from '../train/f32/gemm.ts';
 import { rowKernels } from '../train/f32/rows.ts';
-import { wasmBackward } from './train.ts';
+import { rowElementwise, wasmBackward } from './train.ts';
 
 /**
  * The wasm backend as this thread can run it: `threads` (default: threads.ts' defaultThreads) where
@@ -99,7 +99,7 @@ export class WasmBackend extends CpuBackend {
   override readonly families: FamilyTable<[Ctx], void> = {
     ...CPU_FAMILIES, ssd: (k, c) => this.ssd(k, c), attention: (k, c) => this.attention(k, c), experts: (k, c) => runExperts(k, c, this.experts),
     ...Object.fromEntries((['embedding', 'matmul', 'norm', 'elementwise', 'rope', 'conv', 'conv_step', 'ssd_step', 'attention_decode', 'softmax', 'topk', 'gather', 'scatter'] as const)
-      .map((f) => [f, (k: Kernel, c: Ctx) => { if (!this.rendered(k, c)) byFamily(CPU_FAMILIES, k, c); }])),
+      .map((f) => [f, (k: Kernel, c: Ctx) => { if (!this.rendered(k, c) && !this.trainRows(k, c)) byFamily(CPU_FAMILIES, k, c); }])),
   } as FamilyTable<[Ctx], void>;
   /** The program module (absent: every family but the products runs as the CPU engine's). */
   private readonly prog: WasmProgram | null;
@@ -242,6 +242,11 @@ export class WasmBackend extends CpuBackend {
 
   private trainGemm(): Gemm {
     return (this.gemm ??= wasmGemm(this.kernels, rowKernels()));
+  }
+
+  /** A train-entry kernel (placed nowhere by the plan) that the row kernels run: runtime/wasm/train.ts rowElementwise. */
+  private trainRows(k: Kernel, c: Ctx): boolean {
+    return k.family === 'elementwise' && !this.placed.has(k) && rowElementwise(k, c, this.trainGemm());
   }
 
   /** The train entry's families on this target (runtime/wasm/train.ts). */

@@ -6,10 +6,15 @@
 // and the conv's backwards on the engine's row kernels (WebAssembly SIMD); attention and the SSD in
 // the engine's block form; the loss as the engine computes it. The families listed in ON_CPU have no
 // wasm kernel yet and run the CPU's record (said here, pinned by test/grad/train-entry-wasm.test.ts).
+// The train entry's forward kernels are not in the program module (runtime/wasm/plan.ts places the
+// inference entries'): its products run on the wasm product kernels, its hot elementwise bodies on
+// the row kernels (rowElementwise), the rest of its stages on the reference families.
 // runTrain (runtime/cpu/train.ts) runs the train entry on either backend.
 
 import type { BackwardFamily } from '../families.ts';
-import type { BackwardKernelOf } from '../program.ts';
+import { exprText, mapExpr } from '../expr.ts';
+import { type BackwardKernelOf, type Expr, type KernelOf, isView } from '../program.ts';
+import type { RowKernels } from '../train/f32/rows.ts';
 import type { Ctx } from '../cpu/families.ts';
 import { type BackwardTable, CPU_BACKWARD, rowsOf } from '../cpu/train.ts';
 import { attentionBackward32, attentionForward32 } from '../train/f32/attention.ts';
@@ -101,6 +106,39 @@ const WASM: Omit<WasmBackwardTable, (typeof ON_CPU)[number]> = {
     c.write(k.outputs.dD!, g.D);
   },
 };
+
+const inn = (name: string): Expr => ({ op: 'in', name });
+const one: Expr = { op: 'const', value: 1 };
+const sig: Expr = { op: 'sigmoid', a: inn('p1') };
+/** The train entry's hot elementwise bodies (the cotangent sums, products, SiLU and its derivative
+ *  as compiler/vjp.ts writes it), their operands named p0, p1 in order of first appearance, and the
+ *  row kernel that computes each (runtime/train/f32/rows.ts). */
+const ROW_BODIES = new Map<string, (R: RowKernels, ins: F32[]) => F32>([
+  [exprText({ op: 'add', a: inn('p0'), b: inn('p1') }), (R, [a, b]) => R.addF(a!, b!)],
+  [exprText({ op: 'mul', a: inn('p0'), b: inn('p1') }), (R, [a, b]) => R.mulF(a!, b!)],
+  [exprText({ op: 'silu', a: inn('p0') }), (R, [x]) => R.siluF(x!)],
+  [exprText({ op: 'mul', a: inn('p0'), b: { op: 'mul', a: sig, b: { op: 'add', a: one, b: { op: 'mul', a: inn('p1'), b: { op: 'add', a: one, b: { op: 'neg', a: sig } } } } } }),
+    (R, [dy, x]) => R.siluB(x!, dy!)],
+]);
+
+/** The row kernel of `body` (ROW_BODIES) and its operands' names in order, or null. */
+export function rowBody(body: Expr): { names: string[]; run: (R: RowKernels, ins: F32[]) => F32 } | null {
+  const names: string[] = [];
+  const canon = mapExpr(body, (l) => (l.op === 'in' ? inn(`p${names.includes(l.name) ? names.indexOf(l.name) : names.push(l.name) - 1}`) : l));
+  const run = ROW_BODIES.get(exprText(canon));
+  return run ? { names, run } : null;
+}
+
+/** An elementwise kernel of the train entry on the row kernels where its body is one of ROW_BODIES
+ *  over operands of its output's shape (no `pre`); false where not (the reference family runs it). */
+export function rowElementwise(k: KernelOf<'elementwise'>, c: Ctx, gm: Gemm): boolean {
+  const R = gm.rows, y = k.outputs.y!, body = k.body && rowBody(k.body);
+  if (!R || !body) return false;
+  const { names, run } = body;
+  if (names.some((n) => { const o = k.inputs[n]; return !o || !isView(o) || k.pre?.[n] || o.width !== y.width || c.rows(o) !== c.rows(y); })) return false;
+  c.write(y, run(R, names.map((n) => c.operand(k, n))));
+  return true;
+}
 
 /** The wasm backend's table over the Gemm `gm` (the backend's product kernels and the row kernels). */
 export function wasmBackward(gm: Gemm): BackwardTable {

@@ -22,7 +22,8 @@ import { BACKWARD_FAMILY_NAMES, type BackwardFamily } from '../../runtime/famili
 import type { BackwardKernelOf, Program, View } from '../../runtime/program.ts';
 import { createRng } from '../../runtime/rng.ts';
 import { WasmBackend, openWasmBackend } from '../../runtime/wasm/backend.ts';
-import { ON_CPU } from '../../runtime/wasm/train.ts';
+import { ON_CPU, rowBody } from '../../runtime/wasm/train.ts';
+import { exprText } from '../../runtime/expr.ts';
 import { compileTiny, randomTensors } from '../helpers/checkpoints.ts';
 import { compileText } from '../helpers/compile.ts';
 import { compareGrads, evalTextBatch, packed, trainedTinyBamba } from './helpers.ts';
@@ -148,6 +149,15 @@ model Small(tokens: i32[T], positions: i32[T]) {
     // every family with a wasm kernel of its own is reached
     for (const f of BACKWARD_FAMILY_NAMES) if (!(ON_CPU as readonly string[]).includes(f)) expect(seen.has(f), f).toBe(true);
   }, 60_000);
+
+  it('runs the train entry\'s hot elementwise bodies on the row kernels: the rest, pinned, a column per SSM head (the dt chain)', () => {
+    const t = trainProgram(compileTiny()).train!, rest = new Set<string>();
+    let rows = 0;
+    for (const k of t.kernels) if (k.family === 'elementwise') { if (rowBody(k.body!)) rows++; else rest.add(exprText(k.body!).replace(/model\.layers\.\d+\./g, '')); }
+    console.log(`tiny Bamba's train entry: ${rows} elementwise kernels on the row kernels; the rest: ${[...rest].join('; ')}`);
+    expect(rows).toBe(33);
+    expect([...rest].sort()).toEqual(['(%a + w:mamba.dt_bias)', 'softplus(%x)', 'clamp(%x, 0, Infinity)', 'neg(%a)', '(%a * exp(w:mamba.A_log))', '(%a * sigmoid(%b))'].sort());
+  });
 
   it('runs on the CPU\'s record only the families without a wasm kernel yet (the list only shrinks)', () => {
     expect([...ON_CPU]).toEqual(['clamp_backward', 'layernorm_backward', 'gelu_backward', 'softmax_backward', 'topk_backward', 'embedding_backward', 'rope_backward']);
