@@ -9,6 +9,7 @@ import { type GradBatch, checkBatch, gradientBytes, lossGradients, readWeightsF6
 import type { Graph } from '../compiler/ir.ts';
 import { positionsFor, seqsFromCuSeqlens, seqsFromPositions } from '../runtime/engine.ts';
 import { RuntimeError } from '../runtime/errors.ts';
+import { RUN_TARGETS } from '../runtime/targets.ts';
 import { gradientsFile } from '../runtime/grad.ts';
 import { availableMemory } from '../runtime/load.ts';
 import { assertShapes } from '../runtime/checkpoint-shapes.ts';
@@ -22,7 +23,8 @@ import { type LoadFlags, optionsFor, usage } from './run.ts';
 export function checkGradsFlags(o: QuantFlags & { loss?: boolean; step?: boolean; grads?: string; engine?: string; backend?: string }): void {
   if (!o.loss) usage('--grads', 'it needs --loss (the gradient is that of the mean causal-LM loss)');
   if (o.engine !== undefined && !['reference', 'wasm', 'kernels'].includes(o.engine)) usage('--engine', `${JSON.stringify(o.engine)} is not an engine`, 'one of reference, wasm, kernels');
-  if (o.engine === 'kernels' && o.backend !== undefined && !['cpu', 'wasm'].includes(o.backend)) usage('--backend', `the train entry runs on the cpu and wasm backends, not ${o.backend}`, '--backend cpu or wasm with --engine kernels');
+  const runs: string[] = RUN_TARGETS.filter((t) => t.trainEntry).map((t) => t.name);
+  if (o.engine === 'kernels' && o.backend !== undefined && !runs.includes(o.backend)) usage('--backend', `the train entry does not run on ${o.backend}`, `--backend ${runs.join(' or ')} with --engine kernels`);
   if (o.step) usage('--grads', 'it cannot be combined with --step', 'the gradient is taken through the packed forward');
   if (o.quantize) usage('--grads', 'it cannot be combined with --quantize', 'the gradient is of the checkpoint\'s weights as stored');
   checkParent(resolve(o.grads!));
@@ -68,7 +70,7 @@ function checkFor(g: Graph, b: GradBatch): void {
 async function trainEntryGradients(c: Compiled, weights: ReadonlyMap<string, Float64Array>, b: GradBatch, backend: string | undefined): Promise<Map<string, Float64Array>> {
   checkFor(c.graph, b);
   const [{ trainEntryBackend }, { runTrain }] = await Promise.all([import('./train-entry.ts'), import('../runtime/cpu/train.ts')]);
-  const be = await trainEntryBackend(c, backend === 'cpu' ? 'cpu' : 'wasm');
+  const be = await trainEntryBackend(c, backend ?? 'wasm');
   try {
     be.updateWeights(new Map([...weights].map(([n, v]) => [n, Float32Array.from(v)])));
     return new Map([...runTrain(be, b).grads].map(([n, v]) => [n, Float64Array.from(v)]));

@@ -49,6 +49,9 @@ export interface RunTarget {
   /** Whether its attention kernels take a sliding window (`attention(..., window: W)`); one that
    *  does not refuses such a program (RT177) rather than attend to every key. */
   readonly slidingWindow: boolean;
+  /** Whether its backend runs the kernel program's train entry (runtime/cpu/train.ts runTrain; the
+   *  wasm families in runtime/wasm/train.ts): archc forward --grads --engine kernels. */
+  readonly trainEntry: boolean;
   /** `weightBytes`: what the loaded weights will hold (runtime/load.ts loadedWeightBytes), for a backend that sizes its memory by it. */
   open(program: Program, opts: LoadOptions, weightBytes?: number): Promise<LoadableBackend>;
 }
@@ -60,6 +63,7 @@ export const RUN_TARGETS = [
     byDefault: (opts) => opts.wasmKernels !== undefined,
     activations: ['f32', 'q8'],
     slidingWindow: true,
+    trainEntry: true,
     async open(program, opts, weightBytes): Promise<LoadableBackend> {
       if (!opts.wasmKernels) throw new RuntimeError('RT303', ['backend wasm without its kernel module', 'pass wasmKernels (written by archc build)']);
       const [{ openWasmBackend }, { chooseMemory64 }] = await Promise.all([import('./wasm/backend.ts'), import('./wasm/choice.ts')]);
@@ -81,6 +85,7 @@ export const RUN_TARGETS = [
     byDefault: () => true,
     activations: ['f32', 'q8'],
     slidingWindow: true,
+    trainEntry: true,
     async open(program, opts): Promise<LoadableBackend> {
       const [{ CpuBackend }, { defaultThreads, linearPool }] = await Promise.all([import('./cpu/backend.ts'), import('./cpu/pool.ts')]);
       const threads = checkedThreads(opts.threads ?? defaultThreads());
@@ -95,6 +100,7 @@ export const RUN_TARGETS = [
     byDefault: () => false,
     activations: ['f32', 'q8'],
     slidingWindow: true,
+    trainEntry: false,
     async open(program, opts): Promise<LoadableBackend> {
       if (!opts.wgsl) throw new RuntimeError('RT303', ['backend webgpu without the program\'s WGSL', 'pass LoadOptions.wgsl (the package\'s WGSL)']);
       const { createWebGpuBackend } = await import('./webgpu/backend.ts');
@@ -107,6 +113,7 @@ export const RUN_TARGETS = [
     byDefault: () => false,
     activations: ['f32', 'q8'],
     slidingWindow: true,
+    trainEntry: false,
     async open(program, opts): Promise<LoadableBackend> {
       const b = await (await import('./cuda/backend.ts')).openCudaBackend(program, opts.cuda);
       try {

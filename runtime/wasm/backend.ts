@@ -22,8 +22,7 @@ import type { ActivationFormat } from '../act-quant.ts';
 import type { Invocation, RunBatch, StatePool } from '../backend.ts';
 import { CpuBackend } from '../cpu/backend.ts';
 import { CPU_FAMILIES, type Ctx } from '../cpu/families.ts';
-import { exprLeaves } from '../expr.ts';
-import { type DerivedWeight, type Entry, type EntryName, type EntryOf, type FamilyTable, type Kernel, type KernelOf, type Program, type ProgramWeight, type TrainKernel, type View, byFamily, weightsRead } from '../program.ts';
+import { type DerivedWeight, type Entry, type EntryName, type FamilyTable, type Kernel, type KernelOf, type Program, type ProgramWeight, type View, byFamily } from '../program.ts';
 import type { PanelTarget } from '../load-pool.ts';
 import { type HostWeight, type QuantDType, dequantizeRows, isQuant } from '../quant.ts';
 import { readF32, type Tensor } from '../tensor.ts';
@@ -32,7 +31,7 @@ import type { MemoryReport } from '../targets.ts';
 import { wasmModule } from './module.ts';
 import { type Arg, Heap, WasmProgram, WasmStatePool, rowsOf } from './program.ts';
 import { sharing } from './split.ts';
-import { type Fallback, NO_MODULE, type Placement, ownFunctions, wasmPlan } from './plan.ts';
+import { type Fallback, NO_MODULE, type Placement, ownFunctions, wasmPlan, weightUses } from './plan.ts';
 import { type At, ssdChunkedAt, ssdChunkedWasm, ssdWorkBytes } from './ssd.ts';
 import { type ExpertProducts, expertSlice, runExperts } from './experts.ts';
 import { attentionAt, attentionWasm, attentionWorkBytes } from './attention.ts';
@@ -40,9 +39,7 @@ import { RuntimeError } from '../errors.ts';
 import { threadSupport, threadsHere, unsharedModule } from './threads.ts';
 import type { Memory64Support } from './memory64.ts';
 import type { BackwardTable } from '../cpu/train.ts';
-import { type Gemm, wasmGemm } from '../train/f32/gemm.ts';
-import { rowKernels } from '../train/f32/rows.ts';
-import { rowElementwise, wasmBackward } from './train.ts';
+import { WasmTrain } from './train.ts';
 
 /**
  * The wasm backend as this thread can run it: `threads` (default: threads.ts' defaultThreads) where
@@ -85,7 +82,7 @@ export class WasmBackend extends CpuBackend {
   private readonly kernels: WasmKernels;
   /** Weights read as a matmul's `w`, whether transposed ([K, N], packed as [N, K]); those read by
    *  nothing else keep no host copy. */
-  private readonly products = new Map<string, boolean>();
+  private readonly products: Map<string, boolean>;
   private readonly elsewhere: Set<string>;
   private readonly packed = new WeakMap<HostWeight, PackedWeight>();
   /** The panels of each packed weight by name (a weight stored again is packed into them). */
@@ -93,13 +90,13 @@ export class WasmBackend extends CpuBackend {
   /** Panels the loader filled (panelTarget, concatPanels), by weight, until its upload. */
   private readonly filled = new Map<string, PackedWeight>();
   /** Weights read only as a part of one derived weight. */
-  private readonly soleParts = new Set<string>();
+  private readonly soleParts: Set<string>;
   /** The chunked SSD and prefill attention as matrix products on the wasm kernels; the rendered
    *  families through the program module where the plan places the kernel; the rest as the CPU engine runs them. */
   override readonly families: FamilyTable<[Ctx], void> = {
     ...CPU_FAMILIES, ssd: (k, c) => this.ssd(k, c), attention: (k, c) => this.attention(k, c), experts: (k, c) => runExperts(k, c, this.experts),
     ...Object.fromEntries((['embedding', 'matmul', 'norm', 'elementwise', 'rope', 'conv', 'conv_step', 'ssd_step', 'attention_decode', 'softmax', 'topk', 'gather', 'scatter'] as const)
-      .map((f) => [f, (k: Kernel, c: Ctx) => { if (!this.rendered(k, c) && !this.trainRows(k, c)) byFamily(CPU_FAMILIES, k, c); }])),
+      .map((f) => [f, (k: Kernel, c: Ctx) => { if (!this.rendered(k, c) && !(!this.placed.has(k) && this.train.rows(k, c))) byFamily(CPU_FAMILIES, k, c); }])),
   } as FamilyTable<[Ctx], void>;
   /** The program module (absent: every family but the products runs as the CPU engine's). */
   private readonly prog: WasmProgram | null;
@@ -146,36 +143,7 @@ export class WasmBackend extends CpuBackend {
       });
     }
     this.fallbacks = fallbacks;
-    const rest: EntryOf<TrainKernel>[] = [];
-    for (const e of [...Object.values(program.entries), ...(program.train ? [program.train] : [])] as EntryOf<TrainKernel>[]) {
-      const kernels = e.kernels.map((k) => {
-        const w = k.inputs.w;
-        if (k.family !== 'matmul' || !w || !('weight' in w)) return k;
-        const transposed = !!k.attrs.transposed;
-        // without the module a transposed product runs on the reference family, over [K, N] itself;
-        // the train entry's products read the packed panels where inference packs them the same way
-        // round, else the weight's host copy (its dX products: linearTransposed)
-        if (transposed && !this.prog) return k;
-        if (e === program.train && this.products.get(w.weight) !== transposed) return k;
-        if ((this.products.get(w.weight) ?? transposed) !== transposed) throw new Error(`archc runtime: weight ${w.weight} is read by products both as [N, K] and as [K, N]`);
-        this.products.set(w.weight, transposed);
-        const { w: _, ...inputs } = k.inputs;
-        return { ...k, inputs };
-      });
-      rest.push({ ...e, kernels });
-    }
-    // what reads a weight other than as a product's matrix: other kernels, stages, derived weights
-    this.elsewhere = weightsRead(Object.fromEntries(rest.map((e, i) => [i, e])));
-    const kernels = new Set(this.elsewhere), seen = new Set<string>();
-    for (const d of program.derived) {
-      const leaves = d.from.kind === 'concat' ? d.from.parts : exprLeaves(d.from.body).flatMap((l) => (l.op === 'w' ? [l.name] : []));
-      for (const p of leaves) {
-        this.elsewhere.add(p);
-        if (seen.has(p)) this.soleParts.delete(p);
-        else this.soleParts.add(seen.add(p) && p);
-      }
-    }
-    for (const p of this.soleParts) if (kernels.has(p) || this.products.has(p)) this.soleParts.delete(p);
+    ({ products: this.products, elsewhere: this.elsewhere, soleParts: this.soleParts } = weightUses(program, !!this.prog));
   }
 
   /** As the CPU backend's; the f32 copies in the memory (weightAt) are written again too. */
@@ -235,35 +203,16 @@ export class WasmBackend extends CpuBackend {
     super.store(name, kept);
   }
 
-  /** The train entry's products and row kernels (runtime/train/f32/gemm.ts over this backend's
-   *  product kernels and threads), made on first use. */
-  private gemm: Gemm | null = null;
-  private trainTable: BackwardTable | null = null;
+  /** The train entry's kernels on this target (runtime/wasm/train.ts), made on first use. */
+  private trainKernels?: WasmTrain;
+  private get train(): WasmTrain { return (this.trainKernels ??= new WasmTrain(this.kernels)); }
 
-  private trainGemm(): Gemm {
-    return (this.gemm ??= wasmGemm(this.kernels, rowKernels()));
-  }
-
-  /** A train-entry kernel (placed nowhere by the plan) that the row kernels run: runtime/wasm/train.ts rowElementwise. */
-  private trainRows(k: Kernel, c: Ctx): boolean {
-    return k.family === 'elementwise' && !this.placed.has(k) && rowElementwise(k, c, this.trainGemm());
-  }
-
-  /** The train entry's families on this target (runtime/wasm/train.ts). */
   override get backward(): BackwardTable {
-    return (this.trainTable ??= wasmBackward(this.trainGemm()));
+    return this.train.table;
   }
 
-  /** dX = dY·W (W [K, N] here) on the wasm product kernels, split over the threads by panels. */
   override linearTransposed(x: Float32Array, rows: number, K: number, weight: string, b: Tensor | null): Float32Array {
-    const w = this.f32(weight), N = w.length / K;
-    if (!Number.isInteger(N) || x.length !== rows * K) throw new RangeError(`linearTransposed: weight ${weight} of ${w.length} floats does not match x of ${rows} rows of K=${K}`);
-    const y = this.trainGemm().dyW(x, rows, K, w, N, false);
-    if (b) {
-      const bias = readF32(b, 0, N, new Float32Array(N));
-      for (let r = 0; r < rows; r++) for (let n = 0; n < N; n++) y[r * N + n] += bias[n]!;
-    }
-    return y;
+    return this.train.transposed(x, rows, K, weight, this.f32(weight), b && readF32(b, 0, b.data.length, new Float32Array(b.data.length)));
   }
 
   override useActivations(a: ActivationFormat): void {

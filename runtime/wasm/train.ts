@@ -13,13 +13,14 @@
 
 import type { BackwardFamily } from '../families.ts';
 import { exprText, mapExpr } from '../expr.ts';
-import { type BackwardKernelOf, type Expr, type KernelOf, isView } from '../program.ts';
-import type { RowKernels } from '../train/f32/rows.ts';
+import { type BackwardKernelOf, type Expr, type Kernel, type KernelOf, isView } from '../program.ts';
+import { type RowKernels, rowKernels } from '../train/f32/rows.ts';
+import type { WasmKernels } from './kernels.ts';
 import type { Ctx } from '../cpu/families.ts';
 import { type BackwardTable, CPU_BACKWARD, rowsOf } from '../cpu/train.ts';
 import { attentionBackward32, attentionForward32 } from '../train/f32/attention.ts';
 import { lossF32 } from '../train/f32/engine.ts';
-import type { Gemm } from '../train/f32/gemm.ts';
+import { type Gemm, wasmGemm } from '../train/f32/gemm.ts';
 import { colSums } from '../train/f32/ops.ts';
 import { convBackward32 } from '../train/f32/seq.ts';
 import { type SsdIn32, ssdBackward32, ssdForward32 } from '../train/f32/ssd.ts';
@@ -144,6 +145,33 @@ export function rowElementwise(k: KernelOf<'elementwise'>, c: Ctx, gm: Gemm): bo
 export function wasmBackward(gm: Gemm): BackwardTable {
   const table = { ...WASM, ...Object.fromEntries(ON_CPU.map((f) => [f, cpu(f)])) } as WasmBackwardTable;
   return Object.fromEntries(Object.entries(table).map(([f, impl]) => [f, (k: BackwardKernelOf<BackwardFamily>, c: Ctx) => (impl as Impl<BackwardFamily>)(k, c, gm)])) as unknown as BackwardTable;
+}
+
+/** What the wasm backend runs of the train entry beside its inference families: the backward
+ *  table, the transposed dX products and the hot elementwise kernels, over one Gemm (the backend's
+ *  product kernels and threads, the f32 engine's row kernels). */
+export class WasmTrain {
+  private readonly gm: Gemm;
+  readonly table: BackwardTable;
+
+  constructor(kernels: WasmKernels) {
+    this.gm = wasmGemm(kernels, rowKernels());
+    this.table = wasmBackward(this.gm);
+  }
+
+  /** y = x·W + b, W [K, N] (the dX = dY·W products), on the product kernels over the threads. */
+  transposed(x: F32, rows: number, K: number, name: string, w: F32, b: F32 | null): F32 {
+    const N = w.length / K;
+    if (!Number.isInteger(N) || x.length !== rows * K) throw new RangeError(`linearTransposed: weight ${name} of ${w.length} floats does not match x of ${rows} rows of K=${K}`);
+    const y = this.gm.dyW(x, rows, K, w, N, false);
+    if (b) for (let r = 0; r < rows; r++) for (let n = 0; n < N; n++) y[r * N + n] += b[n]!;
+    return y;
+  }
+
+  /** Runs an elementwise kernel on the row kernels where rowElementwise can; false where not. */
+  rows(k: Kernel, c: Ctx): boolean {
+    return k.family === 'elementwise' && rowElementwise(k, c, this.gm);
+  }
 }
 
 function fail(msg: string): never {
