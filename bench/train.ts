@@ -7,7 +7,10 @@
 // also counts tokens per CPU-second of its process (all its threads): on a shared machine the wall
 // clock measures the load as much as the engine.
 //
-// Run: nice -n 19 npx tsx bench/train.ts [--steps N] [--threads 2] [--profile] [--no-torch]
+// --kernels adds, in the same run, the kernel program's train entry on the wasm backend (archc train
+// --engine kernels: runtime/wasm/train.ts) over the same batches, with its arena's bytes.
+//
+// Run: nice -n 19 npx tsx bench/train.ts [--steps N] [--threads 2] [--profile] [--no-torch] [--kernels]
 
 import { spawnSync } from 'node:child_process';
 import { loadavg } from 'node:os';
@@ -22,6 +25,10 @@ import { F32Engine, openWasmGemm } from '../runtime/train/f32/engine.ts';
 import { OPS32 } from '../runtime/train/f32/ops.ts';
 import { newParam } from '../runtime/train/optim.ts';
 import { trainStep } from '../runtime/train/trainer.ts';
+import type { TrainEngine } from '../runtime/train/engine.ts';
+import { TrainEntryEngine } from '../runtime/train/entry-engine.ts';
+import { arenaBytes } from '../compiler/kernel/memory.ts';
+import { trainEntryBackend } from '../cli/train-entry.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const MODEL = resolve(ROOT, '../shared/models/tiny-bamba-a/f32');
@@ -64,24 +71,41 @@ if (profile) {
   } });
 }
 const engine = new F32Engine(c.graph, gemm);
-const state = { step: 0, tokens: 0, params };
 // a constant lr (a schedule far longer than the run), as the PyTorch side's
 const config = { lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, steps: 1e9, warmup: 0, clip: 1 };
 // the machine is shared: the load average beside each side's figure says what it ran against
 const load = () => `load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`;
-console.log(`archc start: ${load()}`);
-let secs = 0, tokens = 0, cpu = 0, sys = 0;
-for (const [i, b] of batches.entries()) {
-  const t0 = performance.now(), c0 = process.cpuUsage();
-  const m = trainStep(engine, config, state, b);
-  const dt = (performance.now() - t0) / 1000, c1 = process.cpuUsage(c0);
-  if (i === 0) { times.clear(); cpus.clear(); }
-  else { secs += dt; tokens += b.tokens.length; cpu += (c1.user + c1.system) / 1e6; sys += c1.system / 1e6; }
-  console.log(`archc step ${i + 1}: ${b.tokens.length} tokens, loss ${m.loss.toFixed(4)}, ${dt.toFixed(3)} s`);
+
+/** Whole steps of `e` from the checkpoint's weights over the batches: tokens/s (the first step left out). */
+function timeSteps(what: string, e: TrainEngine): { rate: number; tokens: number; cpu: number; sys: number } {
+  console.log(`${what} start: ${load()}`);
+  const state = { step: 0, tokens: 0, params: params.map((p) => newParam(p.name, p.shape, p.value.slice())) };
+  let secs = 0, tokens = 0, cpu = 0, sys = 0;
+  for (const [i, b] of batches.entries()) {
+    const t0 = performance.now(), c0 = process.cpuUsage();
+    const m = trainStep(e, config, state, b);
+    const dt = (performance.now() - t0) / 1000, c1 = process.cpuUsage(c0);
+    if (i === 0) { times.clear(); cpus.clear(); }
+    else { secs += dt; tokens += b.tokens.length; cpu += (c1.user + c1.system) / 1e6; sys += c1.system / 1e6; }
+    console.log(`${what} step ${i + 1}: ${b.tokens.length} tokens, loss ${m.loss.toFixed(4)}, ${dt.toFixed(3)} s`);
+  }
+  return { rate: tokens / secs, tokens, cpu, sys };
 }
+
+const f32 = timeSteps('archc', engine);
 kernels.close();
-const archc = tokens / secs;
+const archc = f32.rate, { tokens, cpu, sys } = f32;
 console.log(`archc f32 engine (wasm ${kernels.fma ? 'relaxed-SIMD FMA' : 'SIMD'} kernels, ${threads} threads): ${archc.toFixed(0)} tokens/s over ${batches.length - 1} steps; ${(tokens / cpu).toFixed(0)} tokens per CPU-second (all threads, ${(100 * sys / cpu).toFixed(0)} % in the kernel); ${load()}`);
+if (process.argv.includes('--kernels')) {
+  // the kernel program's train entry on the wasm backend (archc train --engine kernels), the same batches
+  process.env.ARCHC_THREADS = String(threads);
+  const be = await trainEntryBackend(c, 'wasm'), t = be.program.train!, b0 = batches[0]!;
+  const k = timeSteps('kernels', new TrainEntryEngine(be));
+  be.dispose();
+  console.log(`archc train entry on the wasm backend (${be.threads} threads): ${k.rate.toFixed(0)} tokens/s over ${batches.length - 1} steps (${(k.rate / archc).toFixed(2)}x the f32 engine); `
+    + `${(k.tokens / k.cpu).toFixed(0)} tokens per CPU-second; arena ${(arenaBytes(t, b0.tokens.length, b0.seqs.length) / 1e6).toFixed(1)} MB at T=${b0.tokens.length}, S=${b0.seqs.length} `
+    + `(${t.kernels.length} kernels); ${load()}`);
+}
 if (profile) {
   const total = [...times].filter(([k]) => !k.startsWith(' ')).reduce((a, [, b]) => a + b, 0);
   const per = (v: number) => (v / (batches.length - 1)).toFixed(1).padStart(8);

@@ -1,7 +1,7 @@
 // archc forward --loss --grads FILE: the gradient of the mean causal-LM loss with respect to every
 // weight, from the float64 reference (compiler/grad.ts, docs/TRAINING.md), with --engine wasm the
 // f32 training engine (runtime/train/f32/), with --engine kernels the kernel program's train entry on
-// the CPU backend, written as one f32 safetensors file whole or not at all. Loaded only when --grads is given.
+// the --backend (cpu, or wasm: runtime/wasm/train.ts), written as one f32 safetensors file whole or not at all. Loaded only when --grads is given.
 
 import { resolve } from 'node:path';
 import { type Compiled, compileFile } from '../compiler/compile.ts';
@@ -9,6 +9,7 @@ import { type GradBatch, checkBatch, gradientBytes, lossGradients, readWeightsF6
 import type { Graph } from '../compiler/ir.ts';
 import { positionsFor, seqsFromCuSeqlens, seqsFromPositions } from '../runtime/engine.ts';
 import { RuntimeError } from '../runtime/errors.ts';
+import { RUN_TARGETS } from '../runtime/targets.ts';
 import { gradientsFile } from '../runtime/grad.ts';
 import { availableMemory } from '../runtime/load.ts';
 import { assertShapes } from '../runtime/checkpoint-shapes.ts';
@@ -19,9 +20,11 @@ import { type LoadFlags, optionsFor, usage } from './run.ts';
 
 /** --grads: with --loss, not with --step or --quantize (the gradient is of the checkpoint's own
  *  weights, through the packed forward); its directory must exist. */
-export function checkGradsFlags(o: QuantFlags & { loss?: boolean; step?: boolean; grads?: string; engine?: string }): void {
+export function checkGradsFlags(o: QuantFlags & { loss?: boolean; step?: boolean; grads?: string; engine?: string; backend?: string }): void {
   if (!o.loss) usage('--grads', 'it needs --loss (the gradient is that of the mean causal-LM loss)');
   if (o.engine !== undefined && !['reference', 'wasm', 'kernels'].includes(o.engine)) usage('--engine', `${JSON.stringify(o.engine)} is not an engine`, 'one of reference, wasm, kernels');
+  const runs: string[] = RUN_TARGETS.filter((t) => t.trainEntry).map((t) => t.name);
+  if (o.engine === 'kernels' && o.backend !== undefined && !runs.includes(o.backend)) usage('--backend', `the train entry does not run on ${o.backend}`, `--backend ${runs.join(' or ')} with --engine kernels`);
   if (o.step) usage('--grads', 'it cannot be combined with --step', 'the gradient is taken through the packed forward');
   if (o.quantize) usage('--grads', 'it cannot be combined with --quantize', 'the gradient is of the checkpoint\'s weights as stored');
   checkParent(resolve(o.grads!));
@@ -47,7 +50,7 @@ export async function writeGradients(file: string, o: LoadFlags & { engine?: str
     ckpt.close();
   }
   const batch = { tokens: Int32Array.from(ids), positions: positions ? Int32Array.from(positions) : positionsFor(seqs, T), seqs, labels };
-  const grads = o.engine === 'wasm' ? await f32Gradients(g, weights, batch) : o.engine === 'kernels' ? await trainEntryGradients(c, weights, batch)
+  const grads = o.engine === 'wasm' ? await f32Gradients(g, weights, batch) : o.engine === 'kernels' ? await trainEntryGradients(c, weights, batch, o.backend)
     : lossGradients(g, weights, batch).grads!;
   await writeOutputFile(out, gradientsFile(g.weights.map((w) => ({ name: w.name, shape: w.shape, data: grads.get(w.name)! }))));
   let ss = 0;
@@ -63,13 +66,17 @@ function checkFor(g: Graph, b: GradBatch): void {
   checkBatch(b, embed ? g.values[embed.inputs[1]!]!.type.shape[0] as number : Infinity, g.values[out]!.type.shape.at(-1) as number);
 }
 
-/** --engine kernels: the train entry (compiler/kernel/train.ts) on the CPU backend, f32 weights. */
-async function trainEntryGradients(c: Compiled, weights: ReadonlyMap<string, Float64Array>, b: GradBatch): Promise<Map<string, Float64Array>> {
+/** --engine kernels: the train entry (compiler/kernel/train.ts) on the CPU or the wasm backend, f32 weights. */
+async function trainEntryGradients(c: Compiled, weights: ReadonlyMap<string, Float64Array>, b: GradBatch, backend: string | undefined): Promise<Map<string, Float64Array>> {
   checkFor(c.graph, b);
-  const [{ lowerToProgram }, { CpuBackend }, { runTrain }] = await Promise.all([import('../compiler/lower.ts'), import('../runtime/cpu/backend.ts'), import('../runtime/cpu/train.ts')]);
-  const be = new CpuBackend(lowerToProgram(c.graph, c.bindings, { train: true }));
-  for (const w of be.program.weights) be.uploadWeight(w, { dtype: 'f32', shape: w.shape, data: Float32Array.from(weights.get(w.name)!) });
-  return new Map([...runTrain(be, b).grads].map(([n, v]) => [n, Float64Array.from(v)]));
+  const [{ trainEntryBackend }, { runTrain }] = await Promise.all([import('./train-entry.ts'), import('../runtime/cpu/train.ts')]);
+  const be = await trainEntryBackend(c, backend ?? 'wasm');
+  try {
+    be.updateWeights(new Map([...weights].map(([n, v]) => [n, Float32Array.from(v)])));
+    return new Map([...runTrain(be, b).grads].map(([n, v]) => [n, Float64Array.from(v)]));
+  } finally {
+    be.dispose();
+  }
 }
 
 /** --engine wasm: the f32 engine (runtime/train/f32/) on the batch the reference would take (checked

@@ -1,6 +1,7 @@
 // archc train: a causal LM trained on packed text from a .arch file (issue 20). The loop
 // (runtime/train/trainer.ts) runs on a gradient engine (runtime/train/engine.ts): the f32 engine on
-// the wasm kernels (runtime/train/f32/, the default) or the float64 reference (`--engine reference`); the
+// the wasm kernels (runtime/train/f32/, the default), the kernel program's train entry on the wasm
+// backend (`--engine kernels`) or the float64 reference (`--engine reference`); the
 // run directory is one Hugging Face checkpoint (config.json, model.safetensors, the tokenizer)
 // plus optimizer.safetensors, trainer_state.json, metrics.jsonl and loss.svg, rewritten whole at
 // each save, so `--resume RUN` continues bit for bit. docs/TRAINING.md "The training loop".
@@ -9,7 +10,7 @@ import { type Hash, createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { compileFile } from '../compiler/compile.ts';
+import { type Compiled, compileFile } from '../compiler/compile.ts';
 import { computeStats } from '../compiler/stats.ts';
 import type { Graph } from '../compiler/ir.ts';
 import { hfConfigText, initWeights } from '../compiler/init.ts';
@@ -48,8 +49,8 @@ interface Settings {
   engine?: EngineName;
 }
 
-type EngineName = 'wasm' | 'reference';
-const ENGINES: readonly EngineName[] = ['wasm', 'reference'];
+type EngineName = 'wasm' | 'reference' | 'kernels';
+const ENGINES: readonly EngineName[] = ['wasm', 'reference', 'kernels'];
 
 /** Flags that define a run: with --resume they come from the run, and giving one is refused. */
 const RUN_FLAGS: [keyof TrainFlags, string][] = [['data', '--data'], ['eval', '--eval'], ['seqLen', '--seq-len'], ['batch', '--batch'], ['lr', '--lr'],
@@ -82,7 +83,7 @@ export function registerTrainCommand(p: Command): void {
     .option('-o, --out <dir>', 'the run directory to write (with --resume: default the run itself)')
     .option('--resume <dir>', 'continue the run saved in this directory')
     .option('--force', 'replace the output directory even if it holds files archc did not write')
-    .option('--engine <name>', 'gradient engine: wasm (f32 on the wasm kernels, ARCHC_THREADS threads; the default) or reference (float64, exact, slow)')
+    .option('--engine <name>', 'gradient engine: wasm (f32 on the wasm kernels, ARCHC_THREADS threads; the default), kernels (the kernel program\'s train entry on the wasm backend) or reference (float64, exact, slow)')
     .action(async (files: string[], o: TrainFlags) => (files.length > 1 ? compare(files, o) : train(files[0], o)));
 }
 
@@ -104,6 +105,13 @@ async function wasmEngine(g: Graph): Promise<{ engine: TrainEngine; close: () =>
     import('../codegen/wasm/assemble.ts'), import('../runtime/train/f32/engine.ts'), import('../runtime/wasm/threads.ts')]);
   const { gemm, kernels } = await openWasmGemm(await wasmKernelVariants(), defaultThreads());
   return { engine: new F32Engine(g, gemm), close: () => kernels.close() };
+}
+
+/** The kernel program's train entry on the wasm backend (runtime/wasm/train.ts), ARCHC_THREADS threads. */
+async function kernelsEngine(c: Compiled): Promise<{ engine: TrainEngine; close: () => void }> {
+  const [{ trainEntryBackend }, { TrainEntryEngine }] = await Promise.all([import('./train-entry.ts'), import('../runtime/train/entry-engine.ts')]);
+  const be = await trainEntryBackend(c, 'wasm');
+  return { engine: new TrainEntryEngine(be), close: () => be.dispose() };
 }
 
 const int = (v: string | undefined, flag: string, min: number, dflt: number) => numberFlag(v, flag, { int: true, min, what: min > 0 ? 'a positive integer' : 'an integer ≥ 0' }) ?? dflt;
@@ -206,10 +214,11 @@ async function prepare(s: Settings, o: TrainFlags, resumed?: Resumed): Promise<R
   // the run's config.json: the checkpoint's own when there is one (transformers reads it), else archc's
   const configText = source ? readFileSync(join(source, 'config.json'), 'utf8') : hfConfigText(compiled, 'f32', (c) => { c.archc = { model: g.model, note: 'trained by archc train' }; });
   const [{ gradientBytes, lossGradients }, { checkGradientMemory }] = await Promise.all([import('../compiler/grad.ts'), import('./grads.ts')]);
-  // the f32 engine holds what the reference does in half the bytes
-  const wasm = (s.engine ?? 'reference') === 'wasm';
-  await checkGradientMemory(source ?? s.model, gradientBytes(g, s.seqLen * s.batch) / (wasm ? 2 : 1));
-  const { engine, close } = wasm ? await wasmEngine(g) : { engine: referenceEngine(g, lossGradients), close: () => {} };
+  // the f32 engines hold what the reference does in half the bytes
+  const name = s.engine ?? 'reference';
+  await checkGradientMemory(source ?? s.model, gradientBytes(g, s.seqLen * s.batch) / (name === 'reference' ? 1 : 2));
+  const { engine, close } = name === 'wasm' ? await wasmEngine(g) : name === 'kernels' ? await kernelsEngine(compiled)
+    : { engine: referenceEngine(g, lossGradients), close: () => {} };
 
   let state: TrainState;
   if (resumed) state = readTrainState(resumed.dir, engine.weights);

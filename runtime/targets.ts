@@ -49,6 +49,10 @@ export interface RunTarget {
   /** Whether its attention kernels take a sliding window (`attention(..., window: W)`); one that
    *  does not refuses such a program (RT177) rather than attend to every key. */
   readonly slidingWindow: boolean;
+  /** Whether archc forward --grads --engine kernels runs the kernel program's train entry on it
+   *  (runtime/cpu/train.ts runTrain; the wasm families in runtime/wasm/train.ts). WebGPU runs the
+   *  entry through its own API (runtime/webgpu/train.ts runTrainAsync), not yet from the CLI. */
+  readonly trainEntry: boolean;
   /** `weightBytes`: what the loaded weights will hold (runtime/load.ts loadedWeightBytes), for a backend that sizes its memory by it. */
   open(program: Program, opts: LoadOptions, weightBytes?: number): Promise<LoadableBackend>;
 }
@@ -60,6 +64,7 @@ export const RUN_TARGETS = [
     byDefault: (opts) => opts.wasmKernels !== undefined,
     activations: ['f32', 'q8'],
     slidingWindow: true,
+    trainEntry: true,
     async open(program, opts, weightBytes): Promise<LoadableBackend> {
       if (!opts.wasmKernels) throw new RuntimeError('RT303', ['backend wasm without its kernel module', 'pass wasmKernels (written by archc build)']);
       const [{ openWasmBackend }, { chooseMemory64 }] = await Promise.all([import('./wasm/backend.ts'), import('./wasm/choice.ts')]);
@@ -81,6 +86,7 @@ export const RUN_TARGETS = [
     byDefault: () => true,
     activations: ['f32', 'q8'],
     slidingWindow: true,
+    trainEntry: true,
     async open(program, opts): Promise<LoadableBackend> {
       const [{ CpuBackend }, { defaultThreads, linearPool }] = await Promise.all([import('./cpu/backend.ts'), import('./cpu/pool.ts')]);
       const threads = checkedThreads(opts.threads ?? defaultThreads());
@@ -95,6 +101,7 @@ export const RUN_TARGETS = [
     byDefault: () => false,
     activations: ['f32', 'q8'],
     slidingWindow: true,
+    trainEntry: false,
     async open(program, opts): Promise<LoadableBackend> {
       if (!opts.wgsl) throw new RuntimeError('RT303', ['backend webgpu without the program\'s WGSL', 'pass LoadOptions.wgsl (the package\'s WGSL)']);
       const { createWebGpuBackend } = await import('./webgpu/backend.ts');
@@ -107,6 +114,7 @@ export const RUN_TARGETS = [
     byDefault: () => false,
     activations: ['f32', 'q8'],
     slidingWindow: true,
+    trainEntry: false,
     async open(program, opts): Promise<LoadableBackend> {
       const b = await (await import('./cuda/backend.ts')).openCudaBackend(program, opts.cuda);
       try {

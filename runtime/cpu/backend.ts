@@ -11,8 +11,8 @@ import { type ActivationFormat, quantizeActivations } from '../act-quant.ts';
 import { type HostWeight, type QuantDType, concatQuant, dequantizeRows, isQuant } from '../quant.ts';
 import { type Tensor, toF32 } from '../tensor.ts';
 import { CPU_FAMILIES, type Ctx } from './families.ts';
-import { CPU_BACKWARD } from './train.ts';
-import { linear } from './linear.ts';
+import { type BackwardTable, CPU_BACKWARD } from './train.ts';
+import { linear, linearIn } from './linear.ts';
 import type { LinearPool } from './pool.ts';
 import type { KvCache } from './seq.ts';
 
@@ -34,6 +34,10 @@ export class CpuBackend implements Backend {
   private arena = new Float32Array(0);
   /** The implementation of each kernel family (a subclass may replace some). */
   readonly families: FamilyTable<[Ctx], void> = CPU_FAMILIES;
+  /** The implementation of each train-entry family (runtime/families.ts BACKWARD_FAMILIES; a subclass may replace it). */
+  get backward(): BackwardTable {
+    return CPU_BACKWARD;
+  }
   private acts: ActivationFormat = 'f32';
 
   constructor(readonly program: Program, private readonly pool?: LinearPool) {
@@ -75,6 +79,20 @@ export class CpuBackend implements Backend {
           this.widened.delete(p);
         }
       }
+    }
+  }
+
+  /** Every weight stored again, the same shapes (a training step's masters), and every derived
+   *  weight made again from them. */
+  updateWeights(weights: ReadonlyMap<string, Float32Array>): void {
+    // all out first: a derived weight is made once every part is in again, never from a stale part
+    if (this.pool) this.pool.release(this.weights.values());
+    this.weights.clear();
+    this.widened.clear();
+    this.pending = [...this.program.derived];
+    for (const w of this.program.weights) {
+      const data = weights.get(w.name) ?? fail(`updateWeights: no weight ${w.name}`);
+      this.uploadWeight(w, { dtype: 'f32', shape: w.shape, data });
     }
   }
 
@@ -160,6 +178,12 @@ export class CpuBackend implements Backend {
     return split && this.pool ? this.pool.linear(x, rows, K, w, b) : linear(x, rows, K, w, b);
   }
 
+  /** y = x·W + b with W stored [K, N] (a product reading its weight the other way round: the
+   *  train entry's dX = dY·W). */
+  linearTransposed(x: Float32Array, rows: number, K: number, weight: string, b: Tensor | null): Float32Array {
+    return linearIn(x, rows, K, this.tensor(weight), b);
+  }
+
   createStatePool(capacity: number): StatePool {
     return new CpuStatePool(this.program, capacity);
   }
@@ -168,7 +192,7 @@ export class CpuBackend implements Backend {
     return this.beginTrain(entry, batch, pool);
   }
 
-  /** An invocation of an inference entry or of the train entry (which only this backend runs). */
+  /** An invocation of an inference entry or of the train entry (runtime/cpu/train.ts runTrain). */
   beginTrain(entry: EntryOf<TrainKernel>, batch: RunBatch, pool: StatePool): CpuInvocation {
     if (!(pool instanceof CpuStatePool)) fail('the state pool was not made by the CPU backend');
     const T = batch.tokens.length, S = batch.seqs.length;
@@ -211,7 +235,7 @@ export class CpuInvocation implements Invocation, Ctx {
   }
 
   dispatch(k: TrainKernel): void {
-    if (isBackward(k)) (CPU_BACKWARD[k.family] as (k: TrainKernel, c: Ctx) => void)(k, this);
+    if (isBackward(k)) (this.backend.backward[k.family] as (k: TrainKernel, c: Ctx) => void)(k, this);
     else byFamily(this.backend.families, k, this);
   }
 
@@ -281,6 +305,7 @@ export class CpuInvocation implements Invocation, Ctx {
   }
 
   linear(k: Kernel, x: Float32Array, rows: number, K: number, w: HostWeight, b: Tensor | null): Float32Array {
+    if (k.family === 'matmul' && k.attrs.transposed) return this.backend.linearTransposed(x, rows, K, (k.inputs.w as { weight: string }).weight, b);
     return this.backend.linear(x, rows, K, w, b, k.family === 'matmul' && k.sizes.K * k.sizes.N >= SPLIT_COLUMNS_FROM);
   }
 

@@ -10,7 +10,7 @@ import type { HostWeight } from '../quant.ts';
 import type { Tensor } from '../tensor.ts';
 import { attention, rope } from './attention.ts';
 import { causalConv1d } from './conv.ts';
-import { embedding, linearIn } from './linear.ts';
+import { embedding } from './linear.ts';
 import { layernorm, rmsnorm, rmsnormGated } from './norm.ts';
 import type { KvCache, SeqSlice } from './seq.ts';
 import { ssdChunked, ssdSequential } from './ssd.ts';
@@ -36,7 +36,8 @@ export interface Ctx {
   /** A weight widened to f32 (cached). */
   f32(name: string): Float32Array;
   write(v: View, data: Float32Array): void;
-  /** y = x·Wᵀ + b over `rows` rows (the thread pool's product where the schedule splits it). */
+  /** y = x·Wᵀ + b over `rows` rows (the thread pool's product where the schedule splits it); y = x·W + b
+   *  for a `transposed` matmul (W stored [K, N]). */
   linear(k: Kernel, x: Float32Array, rows: number, K: number, w: HostWeight, b: Tensor | null): Float32Array;
   /** Per-sequence state `index` of each sequence of the batch. */
   states(index: number): Float32Array[];
@@ -133,9 +134,8 @@ const matmul: Impl<'matmul'> = (k, c) => {
     else x = rmsnormGated(x, z!, rows, K, c.f32(p.weight), p.eps, p.groups | 0);
   }
   const b = k.inputs.b ? c.tensor((k.inputs.b as { weight: string }).weight) : null;
-  const acc = k.attrs.transposed
-    ? linearIn(x, rows, K, c.tensor((k.inputs.w as { weight: string }).weight), b)
-    : c.linear(k, x, rows, K, c.weight((k.inputs.w as { weight: string }).weight), b);
+  // a transposed weight ([K, N]) is the backend's linearTransposed, through the same call
+  const acc = c.linear(k, x, rows, K, c.weight((k.inputs.w as { weight: string }).weight), b);
   c.write(k.outputs.y!, epilogue(k, c, acc, rows, N));
 };
 

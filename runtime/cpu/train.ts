@@ -19,7 +19,7 @@ export type BackwardTable = { readonly [F in BackwardFamily]: Impl<F> };
 
 const sigmoid = (v: number) => 1 / (1 + Math.exp(-v));
 /** Rows of `k`'s operand `name` as rows of `width` floats (a [T, heads, width] view has T·heads). */
-const rowsOf = (k: BackwardKernelOf<BackwardFamily>, c: Ctx, name: string, width: number) => (c.rows(k.inputs[name] as View) * (k.inputs[name] as View).width) / width;
+export const rowsOf = (k: BackwardKernelOf<BackwardFamily>, c: Ctx, name: string, width: number) => (c.rows(k.inputs[name] as View) * (k.inputs[name] as View).width) / width;
 
 /** Row t predicts labels[t + 1] (skipped where that is -100): the mean of −log softmax, and its
  *  cotangent (softmax − onehot) / rows counted. */

@@ -22,8 +22,7 @@ import type { ActivationFormat } from '../act-quant.ts';
 import type { Invocation, RunBatch, StatePool } from '../backend.ts';
 import { CpuBackend } from '../cpu/backend.ts';
 import { CPU_FAMILIES, type Ctx } from '../cpu/families.ts';
-import { exprLeaves } from '../expr.ts';
-import { type DerivedWeight, type Entry, type EntryName, type FamilyTable, type Kernel, type KernelOf, type Program, type ProgramWeight, type View, byFamily, weightsRead } from '../program.ts';
+import { type DerivedWeight, type Entry, type EntryName, type FamilyTable, type Kernel, type KernelOf, type Program, type ProgramWeight, type View, byFamily } from '../program.ts';
 import type { PanelTarget } from '../load-pool.ts';
 import { type HostWeight, type QuantDType, dequantizeRows, isQuant } from '../quant.ts';
 import { readF32, type Tensor } from '../tensor.ts';
@@ -32,13 +31,15 @@ import type { MemoryReport } from '../targets.ts';
 import { wasmModule } from './module.ts';
 import { type Arg, Heap, WasmProgram, WasmStatePool, rowsOf } from './program.ts';
 import { sharing } from './split.ts';
-import { type Fallback, NO_MODULE, type Placement, ownFunctions, wasmPlan } from './plan.ts';
+import { type Fallback, NO_MODULE, type Placement, ownFunctions, wasmPlan, weightUses } from './plan.ts';
 import { type At, ssdChunkedAt, ssdChunkedWasm, ssdWorkBytes } from './ssd.ts';
 import { type ExpertProducts, expertSlice, runExperts } from './experts.ts';
 import { attentionAt, attentionWasm, attentionWorkBytes } from './attention.ts';
 import { RuntimeError } from '../errors.ts';
 import { threadSupport, threadsHere, unsharedModule } from './threads.ts';
 import type { Memory64Support } from './memory64.ts';
+import type { BackwardTable } from '../cpu/train.ts';
+import { WasmTrain } from './train.ts';
 
 /**
  * The wasm backend as this thread can run it: `threads` (default: threads.ts' defaultThreads) where
@@ -81,19 +82,21 @@ export class WasmBackend extends CpuBackend {
   private readonly kernels: WasmKernels;
   /** Weights read as a matmul's `w`, whether transposed ([K, N], packed as [N, K]); those read by
    *  nothing else keep no host copy. */
-  private readonly products = new Map<string, boolean>();
+  private readonly products: Map<string, boolean>;
   private readonly elsewhere: Set<string>;
   private readonly packed = new WeakMap<HostWeight, PackedWeight>();
+  /** The panels of each packed weight by name (a weight stored again is packed into them). */
+  private readonly packedByName = new Map<string, PackedWeight>();
   /** Panels the loader filled (panelTarget, concatPanels), by weight, until its upload. */
   private readonly filled = new Map<string, PackedWeight>();
   /** Weights read only as a part of one derived weight. */
-  private readonly soleParts = new Set<string>();
+  private readonly soleParts: Set<string>;
   /** The chunked SSD and prefill attention as matrix products on the wasm kernels; the rendered
    *  families through the program module where the plan places the kernel; the rest as the CPU engine runs them. */
   override readonly families: FamilyTable<[Ctx], void> = {
     ...CPU_FAMILIES, ssd: (k, c) => this.ssd(k, c), attention: (k, c) => this.attention(k, c), experts: (k, c) => runExperts(k, c, this.experts),
     ...Object.fromEntries((['embedding', 'matmul', 'norm', 'elementwise', 'rope', 'conv', 'conv_step', 'ssd_step', 'attention_decode', 'softmax', 'topk', 'gather', 'scatter'] as const)
-      .map((f) => [f, (k: Kernel, c: Ctx) => { if (!this.rendered(k, c)) byFamily(CPU_FAMILIES, k, c); }])),
+      .map((f) => [f, (k: Kernel, c: Ctx) => { if (!this.rendered(k, c) && !(!this.placed.has(k) && this.train.rows(k, c))) byFamily(CPU_FAMILIES, k, c); }])),
   } as FamilyTable<[Ctx], void>;
   /** The program module (absent: every family but the products runs as the CPU engine's). */
   private readonly prog: WasmProgram | null;
@@ -140,33 +143,13 @@ export class WasmBackend extends CpuBackend {
       });
     }
     this.fallbacks = fallbacks;
-    const rest: Entry[] = [];
-    for (const e of Object.values(program.entries)) {
-      const kernels = e.kernels.map((k) => {
-        const w = k.inputs.w;
-        if (k.family !== 'matmul' || !w || !('weight' in w)) return k;
-        const transposed = !!k.attrs.transposed;
-        // without the module a transposed product runs on the reference family, over [K, N] itself
-        if (transposed && !this.prog) return k;
-        if ((this.products.get(w.weight) ?? transposed) !== transposed) throw new Error(`archc runtime: weight ${w.weight} is read by products both as [N, K] and as [K, N]`);
-        this.products.set(w.weight, transposed);
-        const { w: _, ...inputs } = k.inputs;
-        return { ...k, inputs };
-      });
-      rest.push({ ...e, kernels });
-    }
-    // what reads a weight other than as a product's matrix: other kernels, stages, derived weights
-    this.elsewhere = weightsRead(Object.fromEntries(rest.map((e, i) => [i, e])));
-    const kernels = new Set(this.elsewhere), seen = new Set<string>();
-    for (const d of program.derived) {
-      const leaves = d.from.kind === 'concat' ? d.from.parts : exprLeaves(d.from.body).flatMap((l) => (l.op === 'w' ? [l.name] : []));
-      for (const p of leaves) {
-        this.elsewhere.add(p);
-        if (seen.has(p)) this.soleParts.delete(p);
-        else this.soleParts.add(seen.add(p) && p);
-      }
-    }
-    for (const p of this.soleParts) if (kernels.has(p) || this.products.has(p)) this.soleParts.delete(p);
+    ({ products: this.products, elsewhere: this.elsewhere, soleParts: this.soleParts } = weightUses(program, !!this.prog));
+  }
+
+  /** As the CPU backend's; the f32 copies in the memory (weightAt) are written again too. */
+  override updateWeights(weights: ReadonlyMap<string, Float32Array>): void {
+    super.updateWeights(weights);
+    for (const [name, at] of this.weightCopies) this.writeCopy(name, at);
   }
 
   /** Room in the memory for the panels of a concatenation the products alone read (not transposed)
@@ -210,13 +193,26 @@ export class WasmBackend extends CpuBackend {
     // quantised weights are never transposed ones (runtime/quantplan.ts takes [out, in] matrices only)
     const pre = this.filled.get(name);
     this.filled.delete(name);
-    const p = pre ?? (isQuant(t) ? this.kernels.packQuant(t) : this.kernels.pack(t, transposed));
+    const p = pre ?? (isQuant(t) ? this.kernels.packQuant(t) : this.kernels.pack(t, transposed, this.packedByName.get(name)));
+    this.packedByName.set(name, p);
     // a stand-in for a weight only products read: the packed panels are its one copy
     const kept: HostWeight = this.elsewhere.has(name) ? t
       : isQuant(t) ? { dtype: t.dtype, shape: t.shape, codes: new Int8Array(0), scales: new Uint16Array(0) }
       : { dtype: t.dtype, shape: t.shape, data: new Float32Array(0) };
     this.packed.set(kept, p);
     super.store(name, kept);
+  }
+
+  /** The train entry's kernels on this target (runtime/wasm/train.ts), made on first use. */
+  private trainKernels?: WasmTrain;
+  private get train(): WasmTrain { return (this.trainKernels ??= new WasmTrain(this.kernels)); }
+
+  override get backward(): BackwardTable {
+    return this.train.table;
+  }
+
+  override linearTransposed(x: Float32Array, rows: number, K: number, weight: string, b: Tensor | null): Float32Array {
+    return this.train.transposed(x, rows, K, weight, this.f32(weight), b && readF32(b, 0, b.data.length, new Float32Array(b.data.length)));
   }
 
   override useActivations(a: ActivationFormat): void {
@@ -276,13 +272,18 @@ export class WasmBackend extends CpuBackend {
       const t = this.weight(name);
       const n = t.shape.reduce((a, b) => a * b, 1);
       at = this.heap.alloc(4 * Math.max(1, n)).at;
-      const out = new Float32Array(this.kernels.memory.buffer, at, n);
-      // a quantised table widens to exactly the values the reference reads (code · scale)
-      if (isQuant(t)) dequantizeRows(t, 0, t.shape[0]!, out);
-      else readF32(t, 0, n, out);
+      this.writeCopy(name, at);
       this.weightCopies.set(name, at);
     }
     return at;
+  }
+
+  /** Weight `name` widened (or dequantised) to f32 at byte address `at` of the memory. */
+  private writeCopy(name: string, at: number): void {
+    const t = this.weight(name), n = t.shape.reduce((a, b) => a * b, 1), out = new Float32Array(this.kernels.memory.buffer, at, n);
+    // a quantised table widens to exactly the values the reference reads (code · scale)
+    if (isQuant(t)) dequantizeRows(t, 0, t.shape[0]!, out);
+    else readF32(t, 0, n, out);
   }
 
   /** The run's token ids or positions in the memory ([T] i32, copied on first use). */

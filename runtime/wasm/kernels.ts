@@ -154,12 +154,15 @@ export class WasmKernels {
 
   /** Packs W [N, K] (f32 or bf16 kept as is; f16 widened to f32) into panels in a memory (`place`);
    *  `transposed`: W is given as [K, N] (a product over an [in, out] matrix). */
-  pack(w: Tensor, transposed = false): PackedWeight {
+  pack(w: Tensor, transposed = false, into?: PackedWeight): PackedWeight {
     const [N, K] = (transposed ? [w.shape[1], w.shape[0]] : w.shape) as [number, number];
     const NR = this.NR, panels = Math.ceil(N / NR);
     const dtype = w.dtype === 'bf16' ? 'bf16' : 'f32';
     const src = w.dtype === 'f32' || w.dtype === 'bf16' ? w.data : toF32(w);
-    const { p, buffer } = this.placePanels(N, K, dtype);
+    // `into`: panels of the same shape packed before (a weight stored again: a training step's), reused
+    const { p, buffer } = into && into.N === N && into.K === K && into.dtype === dtype
+      ? { p: into, buffer: this.mems.list.find((m) => m.index === into.mem)!.memory.buffer }
+      : this.placePanels(N, K, dtype);
     const dst = dtype === 'bf16' ? new Uint16Array(buffer, p.at, panels * K * NR) : new Float32Array(buffer, p.at, panels * K * NR);
     // panel p holds W[p·NR + c, k] at p·K·NR + k·NR + c (runtime/wasm/pack.ts), copied as bits
     const bits = (a: Float32Array | Uint16Array, n: number) => (a instanceof Uint16Array ? a : new Uint32Array(a.buffer, a.byteOffset, n));

@@ -7,7 +7,7 @@
 // build-report.json. A test pins the list per model (test/runtime/wasm/fallbacks.test.ts).
 
 import { exprLeaves } from '../expr.ts';
-import { type Entry, type EntryName, type Expr, type Family, type FamilyTable, type Kernel, type KernelOf, type Program, type View, byFamily, isView } from '../program.ts';
+import { type Entry, type EntryName, type Expr, type Family, type FamilyTable, type EntryOf, type Kernel, type KernelOf, type Program, type TrainKernel, type View, byFamily, isView, weightsRead } from '../program.ts';
 
 export type Placement = { readonly path: 'module' } | { readonly path: 'reference'; readonly reason: string };
 
@@ -39,6 +39,45 @@ export function wasmFallbacks(program: Program): Fallback[] {
     const p = plan[entry][i]!;
     return p.path === 'reference' ? [{ entry, name: k.name, family: k.family, reason: p.reason }] : [];
   }));
+}
+
+/** How the wasm backend's weights are read: `products`, weights read as a matmul's `w` (by
+ *  whether transposed, [K, N] packed as [N, K]); `elsewhere`, those read otherwise too (other
+ *  kernels, stages, derived weights: they keep a host copy); `soleParts`, weights read only as a part
+ *  of one derived weight. `module`: whether the program module is at hand (without it a transposed
+ *  product runs on the reference family, over [K, N] itself). The train entry's products read the
+ *  packed panels where inference packs them the same way round, else the host copy (its dX
+ *  products: WasmBackend.linearTransposed). */
+export function weightUses(program: Program, module: boolean): { products: Map<string, boolean>; elsewhere: Set<string>; soleParts: Set<string> } {
+  const products = new Map<string, boolean>(), soleParts = new Set<string>();
+  const rest: EntryOf<TrainKernel>[] = [];
+  for (const e of [...Object.values(program.entries), ...(program.train ? [program.train] : [])] as EntryOf<TrainKernel>[]) {
+    const kernels = e.kernels.map((k) => {
+      const w = k.inputs.w;
+      if (k.family !== 'matmul' || !w || !('weight' in w)) return k;
+      const transposed = !!k.attrs.transposed;
+      if (transposed && !module) return k;
+      if (e === program.train && products.get(w.weight) !== transposed) return k;
+      if ((products.get(w.weight) ?? transposed) !== transposed) throw new Error(`archc runtime: weight ${w.weight} is read by products both as [N, K] and as [K, N]`);
+      products.set(w.weight, transposed);
+      const { w: _, ...inputs } = k.inputs;
+      return { ...k, inputs };
+    });
+    rest.push({ ...e, kernels });
+  }
+  // what reads a weight other than as a product's matrix: other kernels, stages, derived weights
+  const elsewhere = weightsRead(Object.fromEntries(rest.map((e, i) => [i, e])));
+  const kernels = new Set(elsewhere), seen = new Set<string>();
+  for (const d of program.derived) {
+    const leaves = d.from.kind === 'concat' ? d.from.parts : exprLeaves(d.from.body).flatMap((l) => (l.op === 'w' ? [l.name] : []));
+    for (const p of leaves) {
+      elsewhere.add(p);
+      if (seen.has(p)) soleParts.delete(p);
+      else soleParts.add(seen.add(p) && p);
+    }
+  }
+  for (const p of soleParts) if (kernels.has(p) || products.has(p)) soleParts.delete(p);
+  return { products, elsewhere, soleParts };
 }
 
 /** Where `k` runs: the first reason it cannot run in the module, else the module. */

@@ -60,11 +60,11 @@ describe('forward --grads', () => {
     }, 120_000);
   }
 
-  for (const engine of ['wasm', 'kernels']) it(`--engine ${engine} writes the ${engine === 'wasm' ? 'f32 engine\'s' : 'train entry\'s'} gradients: each weight within 1e-5 rel L2 of the float64 reference`, async () => {
+  for (const [engine, backend] of [['wasm', 'cpu'], ['kernels', 'cpu'], ['kernels', 'wasm']]) it(`--engine ${engine}${engine === 'kernels' ? ` --backend ${backend}` : ''} writes the ${engine === 'wasm' ? 'f32 engine\'s' : `train entry's (on ${backend})`} gradients: each weight within 1e-5 rel L2 of the float64 reference`, async () => {
     const dir = tmp(), ckpt = join(dir, 'ckpt'), out = join(dir, 'g.safetensors');
     mkdirSync(ckpt);
     const { compiled, tensors } = writeCheckpoint(ckpt, { tie: false }, { seed: 4 });
-    const r = await runCli(['forward', BAMBA, '--weights', ckpt, '--ids', '5,9,2,7,7,1,3;4,8,8,2', '--loss', '--grads', out, '--engine', engine, '--backend', 'cpu']);
+    const r = await runCli(['forward', BAMBA, '--weights', ckpt, '--ids', '5,9,2,7,7,1,3;4,8,8,2', '--loss', '--grads', out, '--engine', engine!, '--backend', backend!]);
     expect(r.code, r.stderr).toBe(0);
     const ids = Int32Array.of(5, 9, 2, 7, 7, 1, 3, 4, 8, 8, 2), seqs = [{ start: 0, len: 7 }, { start: 7, len: 4 }];
     const labels = Int32Array.from(ids);
@@ -91,6 +91,7 @@ describe('forward --grads', () => {
       [['--loss', '--step', '--grads', out], 'error AC315: invalid --grads: it cannot be combined with --step'],
       [['--loss', '--quantize', 'q8', '--grads', out], 'error AC315: invalid --grads: it cannot be combined with --quantize'],
       [['--loss', '--grads', out, '--engine', 'gpu'], 'error AC315: invalid --engine: "gpu" is not an engine'],
+      [['--loss', '--grads', out, '--engine', 'kernels', '--backend', 'webgpu'], 'error AC315: invalid --backend: the train entry does not run on webgpu'],
       [['--loss', '--grads', join(dir, 'no', 'g.safetensors')], `error AC603: cannot write ${join(dir, 'no', 'g.safetensors')}: directory ${join(dir, 'no')} does not exist`],
     ];
     for (const [flags, said] of rows) {

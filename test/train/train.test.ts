@@ -98,21 +98,36 @@ describe('archc train', () => {
     expect(ev.eval_loss).toBeLessThan(m[0]!.loss!);
   }, 240_000);
 
-  it('--engine reference and the default wasm engine take the same steps (loss and gradient norm within 1e-5)', async () => {
+  it('--engine reference, kernels (the train entry on the wasm backend) and the default wasm engine take the same steps (loss and gradient norm within 1e-5)', async () => {
     const dir = tmp(), data = join(dir, 'd.txt');
     writeFileSync(data, TEXT);
     const read = (run: string) => readFileSync(join(run, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, number>);
-    for (const [run, extra] of [[join(dir, 'w'), []], [join(dir, 'r'), ['--engine', 'reference']]] as const) {
+    for (const [run, extra] of [[join(dir, 'w'), []], [join(dir, 'r'), ['--engine', 'reference']], [join(dir, 'k'), ['--engine', 'kernels']]] as const) {
       const r = await runCli(args(data, run, '--steps', '3', '--warmup', '0', ...extra), 120_000);
       expect(r.code, r.stderr).toBe(0);
     }
-    const [w, r] = [read(join(dir, 'w')), read(join(dir, 'r'))];
+    const [w, r, k] = [read(join(dir, 'w')), read(join(dir, 'r')), read(join(dir, 'k'))];
     expect(w).toHaveLength(3);
-    w.forEach((m, i) => {
-      expect(Math.abs(m.loss! - r[i]!.loss!) / r[i]!.loss!, `step ${i + 1} loss ${m.loss} vs ${r[i]!.loss}`).toBeLessThan(1e-5);
-      expect(Math.abs(m.grad_norm! - r[i]!.grad_norm!) / r[i]!.grad_norm!, `step ${i + 1} |g| ${m.grad_norm} vs ${r[i]!.grad_norm}`).toBeLessThan(1e-5);
-    });
+    for (const [what, got] of [['wasm', w], ['kernels', k]] as const) {
+      got.forEach((m, i) => {
+        expect(Math.abs(m.loss! - r[i]!.loss!) / r[i]!.loss!, `${what} step ${i + 1} loss ${m.loss} vs ${r[i]!.loss}`).toBeLessThan(1e-5);
+        expect(Math.abs(m.grad_norm! - r[i]!.grad_norm!) / r[i]!.grad_norm!, `${what} step ${i + 1} |g| ${m.grad_norm} vs ${r[i]!.grad_norm}`).toBeLessThan(1e-5);
+      });
+    }
     expect(JSON.parse(readFileSync(join(dir, 'r', 'trainer_state.json'), 'utf8')).settings.engine).toBe('reference');
+    expect(JSON.parse(readFileSync(join(dir, 'k', 'trainer_state.json'), 'utf8')).settings.engine).toBe('kernels');
+  }, 240_000);
+
+  it('--engine kernels: 2 steps resumed to 4 end with the weights and moments of 4 straight, bit for bit', async () => {
+    const dir = tmp(), data = join(dir, 'd.txt'), straight = join(dir, 'a'), split = join(dir, 'b');
+    writeFileSync(data, TEXT);
+    for (const [run, steps] of [[straight, '4'], [split, '2']] as const) {
+      const r = await runCli(args(data, run, '--steps', steps, '--engine', 'kernels'), 120_000);
+      expect(r.code, r.stderr).toBe(0);
+    }
+    const b = await runCli(['train', '--resume', split, '--steps', '4'], 120_000);
+    expect(b.code, b.stderr).toBe(0);
+    for (const f of ['model.safetensors', 'optimizer.safetensors']) expect(bytes(join(split, f)).equals(bytes(join(straight, f))), f).toBe(true);
   }, 240_000);
 
   it('--hf-config binds a random init\'s params (tiny-bamba-a\'s config: 264 × 256 embeddings, 6 layers)', async () => {

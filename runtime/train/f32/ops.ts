@@ -86,7 +86,7 @@ const SILU: Op32 = {
 };
 
 /** Σ over rows of dy [rows, N]. */
-function colSums(dy: F32, rows: number, N: number): F32 {
+export function colSums(dy: F32, rows: number, N: number): F32 {
   const s = new Float64Array(N);
   for (let r = 0; r < rows; r++) for (let n = 0, o = r * N; n < N; n++) s[n] += dy[o + n]!;
   return Float32Array.from(s);

@@ -10,6 +10,8 @@ import { attentionBackward32, attentionForward32 } from './attention.ts';
 import { invFreqs } from '../../cpu/attention.ts';
 import type { Ctx32, Op32 } from './graph.ts';
 import { f32 } from './pool.ts';
+import type { RowKernels } from './rows.ts';
+import type { SeqSlice } from '../../cpu/seq.ts';
 import { type SsdIn32, ssdBackward32, ssdForward32 } from './ssd.ts';
 
 type F32 = Float32Array;
@@ -42,12 +44,12 @@ function convF(c: Ctx32): F32 {
   return y;
 }
 
-/** The transposed conv: dx[src] += w · dy[t]; dw[c, j] = Σ dy[t] · x[src]; db = Σ dy. */
-function convB(c: Ctx32, dy: F32): (F32 | null)[] {
-  const [T, C] = c.shapes[0]! as [number, number], K = c.shapes[1]![2]!, x = f(c, 0), wt = taps(f(c, 1), C, K);
-  const r = c.gemm.rows?.convB(x, wt, dy, C, K, c.seqs);
-  const dx = r?.dx ?? f32(T * C), dwt = r?.dwt ?? new Float64Array(K * C), db = r?.db ?? new Float64Array(C);
-  if (!r) for (const { start, len } of c.seqs) {
+/** The transposed conv of x [T, C] by w [C, K]: dx[src] += w · dy[t]; dw[c, j] = Σ dy[t] · x[src];
+ *  db = Σ dy (on `rows`, the row kernels, where given). Also the wasm backend's conv_backward. */
+export function convBackward32(rows: RowKernels | null | undefined, x: F32, w: F32, dy: F32, C: number, K: number, seqs: readonly SeqSlice[]): { dx: F32; dw: F32; db: F32 } {
+  const wt = taps(w, C, K), r = rows?.convB(x, wt, dy, C, K, seqs);
+  const dx = r?.dx ?? f32(x.length), dwt = r?.dwt ?? new Float64Array(K * C), db = r?.db ?? new Float64Array(C);
+  if (!r) for (const { start, len } of seqs) {
     for (let t = start; t < start + len; t++) {
       const o = t * C;
       for (let ch = 0; ch < C; ch++) db[ch] += dy[o + ch]!;
@@ -63,7 +65,12 @@ function convB(c: Ctx32, dy: F32): (F32 | null)[] {
   }
   const dw = f32(C * K);
   for (let ch = 0; ch < C; ch++) for (let j = 0; j < K; j++) dw[ch * K + j] = dwt[j * C + ch]!;
-  return [dx, dw, c.ins[2] ? narrow(db) : null];
+  return { dx, dw, db: narrow(db) };
+}
+
+function convB(c: Ctx32, dy: F32): (F32 | null)[] {
+  const C = c.shapes[0]![1]!, K = c.shapes[1]![2]!, r = convBackward32(c.gemm.rows, f(c, 0), f(c, 1), dy, C, K, c.seqs);
+  return [r.dx, r.dw, c.ins[2] ? r.db : null];
 }
 
 /** Rotary embedding of the first R dims of each head at each row's own position; `inverse`: the

@@ -64,9 +64,11 @@ function cbOf(gm: Gemm, s: SsdIn32, d: SsdDims32, t0: number, q: number, g: numb
   for (let i = 0; i < q; i++) for (let j = 0; j < q; j++) cb[i * q + j] = r.y[i * r.ld + j]!;
 }
 
-export function ssdForward32(gm: Gemm, s: SsdIn32, d: SsdDims32, chunk: number, seqs: readonly SeqSlice[]): { y: F32; entering: F32[] } {
+/** y and the state entering each chunk; `withY` false: the states alone (the chunk-state pass that
+ *  the wasm backend's ssd_backward recomputes them by), y left zero. */
+export function ssdForward32(gm: Gemm, s: SsdIn32, d: SsdDims32, chunk: number, seqs: readonly SeqSlice[], withY = true): { y: F32; entering: F32[] } {
   const { H, P, G, N } = d, T = s.dt.length / H, hpg = H / G, PN = P * N, HP = H * P;
-  const y = f32(T * HP), entering: F32[] = [];
+  const y = f32(withY ? T * HP : 0), entering: F32[] = [];
   const Q = chunk, cb = f32(Q * Q), m = f32(Q * Q), xw = f32(P * Q);
   const bg = f32(Q * N), cg = f32(Q * N), xh = f32(Q * P);
   const cum = new Float64Array(Q), e = new Float64Array(Q);
@@ -79,12 +81,15 @@ export function ssdForward32(gm: Gemm, s: SsdIn32, d: SsdDims32, chunk: number, 
       for (let h = g * hpg; h < (g + 1) * hpg; h++) {
         decays(s, d, t0, q, h, cb, cum, e, m, null);
         const xo = (t0 * H + h) * P, Dh = s.D[h]!;
-        // y = M·X + D·X
-        let r = gm.mm(m, 0, q, 1, q, q, gather(s.x, xo, HP, q, P, xh), 0, 1, P, P);
-        for (let i = 0; i < q; i++) for (let p = 0; p < P; p++) y[xo + i * HP + p] = r.y[i * r.ld + p]! + Dh * s.x[xo + i * HP + p]!;
-        // + diag(e)·(C·S0ᵀ)
-        r = gm.mm(cg, 0, N, 1, q, N, st, h * PN, N, 1, P);
-        for (let i = 0; i < q; i++) for (let p = 0; p < P; p++) y[xo + i * HP + p] += e[i]! * r.y[i * r.ld + p]!;
+        let r: { y: F32; ld: number };
+        if (withY) {
+          // y = M·X + D·X
+          r = gm.mm(m, 0, q, 1, q, q, gather(s.x, xo, HP, q, P, xh), 0, 1, P, P);
+          for (let i = 0; i < q; i++) for (let p = 0; p < P; p++) y[xo + i * HP + p] = r.y[i * r.ld + p]! + Dh * s.x[xo + i * HP + p]!;
+          // + diag(e)·(C·S0ᵀ)
+          r = gm.mm(cg, 0, N, 1, q, N, st, h * PN, N, 1, P);
+          for (let i = 0; i < q; i++) for (let p = 0; p < P; p++) y[xo + i * HP + p] += e[i]! * r.y[i * r.ld + p]!;
+        }
         // S1 = e_last·S0 + (diag(w)·X)ᵀ·B
         const cl = cum[q - 1]!, el = e[q - 1]!;
         for (let j = 0; j < q; j++) {
