@@ -9,6 +9,7 @@ import { type GradBatch, readWeightsF64 } from '../../compiler/grad.ts';
 import { positionsFor } from '../../runtime/engine.ts';
 import { openCheckpoint } from '../../runtime/safetensors.ts';
 import { BAMBA } from '../helpers/checkpoints.ts';
+import { compileText } from '../helpers/compile.ts';
 import { randomIds } from '../helpers/checkpoints.ts';
 import { prng } from '../helpers/random.ts';
 
@@ -109,3 +110,23 @@ export function packedVsSeparate(grad: (b: GradBatch) => { tokens: number; grads
   }
   return compareGrads(whole.grads, sum);
 }
+
+/** A small model: an 8-wide embedding x of 16 ids, then `body` (which returns the logits). */
+export const small = (body: string): Compiled => compileText(`import std.{Linear, Embedding}
+model Small(tokens: i32[T], positions: i32[T]) {
+  param d = 8
+  e = Embedding(16, d)
+  x = e(tokens)
+${body}}
+`);
+
+/** A small model's body of the lowerings no shipped model reaches: a product by a broadcast weight,
+ *  sigmoid, exact GELU, clamp, LayerNorm with a bias, a biased linear, exp. */
+export const SINK = `  weight g[d]
+  weight ln_w[d]
+  weight ln_b[d]
+  b = sigmoid(x * g) + gelu(x)
+  h = layernorm(clamp(b, min: -0.5, max: 0.7), ln_w, ln_b, eps: 0.00001)
+  p, q = split(proj: Linear(d, 2 * d, has_bias: true)(h), sizes: [d, d])
+  return head(relu2(p) * q + exp(neg(x)) * 0.5, e.weight)
+`;

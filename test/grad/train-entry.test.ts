@@ -23,8 +23,8 @@ import { CpuBackend } from '../../runtime/cpu/backend.ts';
 import { runTrain } from '../../runtime/cpu/train.ts';
 import { createRng } from '../../runtime/rng.ts';
 import { compileTiny, randomTensors } from '../helpers/checkpoints.ts';
-import { MODELS, compileText } from '../helpers/compile.ts';
-import { compareGrads, evalTextBatch, packed, packedVsSeparate, trainedTinyBamba } from './helpers.ts';
+import { MODELS } from '../helpers/compile.ts';
+import { SINK, compareGrads, evalTextBatch, packed, packedVsSeparate, small, trainedTinyBamba } from './helpers.ts';
 
 /** The train entry's loss and gradients on the CPU backend against lossGradients, f32 weights. */
 /** A CPU backend holding the model's program with its train entry and the weights `w32`. */
@@ -52,14 +52,6 @@ function check(what: string, c: Compiled, w32: ReadonlyMap<string, Float32Array>
 const f32Of = (c: Compiled, seed: number) => new Map(randomTensors(c, { seed }).map((t) => [t.name, t.tensor.data as Float32Array]));
 /** initWeights' f32 weights (any model's: randomTensors' SSM changes are Bamba's). */
 const initOf = (c: Compiled, seed: number) => new Map(initWeights(c.graph, createRng(seed), 'f32').map((t) => [t.name, t.tensor.data as Float32Array]));
-/** A small model: an 8-wide embedding x of 16 ids, then `body` (which returns the logits). */
-const small = (body: string) => compileText(`import std.{Linear, Embedding}
-model Small(tokens: i32[T], positions: i32[T]) {
-  param d = 8
-  e = Embedding(16, d)
-  x = e(tokens)
-${body}}
-`);
 
 describe('the train entry on the CPU backend against the float64 reference', () => {
   for (const tie of [true, false]) it(`tiny random Bamba${tie ? '' : ', untied head'}, packed [6, 3, 9] over chunk 4`, () => {
@@ -80,14 +72,7 @@ describe('the train entry on the CPU backend against the float64 reference', () 
   });
 
   it('the lowerings no shipped model reaches: a product by a broadcast weight, sigmoid, exact GELU, clamp, LayerNorm with a bias, a biased linear, exp', () => {
-    const c = small(`  weight g[d]
-  weight ln_w[d]
-  weight ln_b[d]
-  b = sigmoid(x * g) + gelu(x)
-  h = layernorm(clamp(b, min: -0.5, max: 0.7), ln_w, ln_b, eps: 0.00001)
-  p, q = split(proj: Linear(d, 2 * d, has_bias: true)(h), sizes: [d, d])
-  return head(relu2(p) * q + exp(neg(x)) * 0.5, e.weight)
-`);
+    const c = small(SINK);
     expect(new Set(c.graph.nodes.map((n) => n.op))).toEqual(new Set(['embedding', 'mul', 'sigmoid', 'gelu', 'add', 'clamp', 'layernorm', 'linear', 'split', 'relu2', 'neg', 'exp', 'scale', 'head']));
     check('sink', c, initOf(c, 5), packed([5, 3, 6], 16, 8));
   });

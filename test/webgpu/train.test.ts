@@ -25,8 +25,8 @@ import { createRng } from '../../runtime/rng.ts';
 import { WebGpuBackend } from '../../runtime/webgpu/backend.ts';
 import { WebGpuTrainer } from '../../runtime/webgpu/train.ts';
 import { compileTiny, randomTensors } from '../helpers/checkpoints.ts';
-import { MODELS, compileText } from '../helpers/compile.ts';
-import { packed } from '../grad/helpers.ts';
+import { MODELS } from '../helpers/compile.ts';
+import { SINK, packed, small } from '../grad/helpers.ts';
 import { testDevice } from './gpu.ts';
 import { TOL, backends, disposeBackends, expectTrainClose } from './train-helpers.ts';
 
@@ -79,14 +79,6 @@ async function families(c: Compiled, w: ReadonlyMap<string, Float32Array>, b: Tr
 
 const show = (what: string, m: Map<string, number>) => console.log(`${what}, WGSL families against the CPU's (worst rel L2): ${[...m].map(([f, e]) => `${f} ${e.toExponential(1)}`).join(', ')}`);
 
-/** A small model: an 8-wide embedding x of 16 ids, then `body` (which returns the logits). */
-const small = (body: string) => compileText(`import std.{Linear, Embedding}
-model Small(tokens: i32[T], positions: i32[T]) {
-  param d = 8
-  e = Embedding(16, d)
-  x = e(tokens)
-${body}}
-`);
 
 describe('the train entry on WebGPU against the CPU backend\'s', () => {
   it('tiny random Bamba, packed [6, 3, 9] over chunk 4 (the rendering for the adapter)', async () => {
@@ -110,14 +102,7 @@ describe('each WGSL train family against the CPU\'s, kernel by kernel on the sam
   }, TIMEOUT);
 
   it('LayerNorm with a bias, exact GELU, clamp, a biased linear; softmax and a normalized topk', async () => {
-    const sink = small(`  weight g[d]
-  weight ln_w[d]
-  weight ln_b[d]
-  b = sigmoid(x * g) + gelu(x)
-  h = layernorm(clamp(b, min: -0.5, max: 0.7), ln_w, ln_b, eps: 0.00001)
-  p, q = split(proj: Linear(d, 2 * d, has_bias: true)(h), sizes: [d, d])
-  return head(relu2(p) * q + exp(neg(x)) * 0.5, e.weight)
-`);
+    const sink = small(SINK);
     const a = await families(sink, initOf(sink, 5), packed([5, 3, 6], 16, 8));
     const routing = small(`  gates, idx = topk(softmax(router: Linear(d, 4)(x)), k: 2, normalize: true)
   y = gl: Linear(2, d)(gates) + x
