@@ -7,8 +7,12 @@
 // reads from memory here (a WebAssembly loop that sums 1 GiB, 64 bytes an iteration, no arithmetic
 // to speak of) and the memory-copy anchor of bench/bamba9b.ts.
 //
+// Writes bench/results/gemv-stream.json.
+//
 // Run: npx tsx bench/gemv-stream.ts [--layers 6] [--threads 2] [--dtype q4|q8] [--activations q8|f32] [--rounds 3]
 
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { assemble, wasmKernels } from '../codegen/wasm/assemble.ts';
 import { WASM_FMA_TARGET, type WasmTarget } from '../codegen/wasm/target.ts';
@@ -117,7 +121,12 @@ for (let r = 0; r < ROUNDS; r++) {
 for (const [name, r] of Object.entries(rates)) console.log(`  ${name.padEnd(16)} ${r.map(f2).join(', ')} GB/s of weights (best of 3 steps, by round)`);
 built.wk.close();
 none.wk.close();
-console.log(`a read loop over 1 GiB: 1 thread ${f2(await readBandwidth(1))} GB/s, ${THREADS} threads ${f2(await readBandwidth(THREADS))} GB/s`);
+const read = { one: await readBandwidth(1), all: await readBandwidth(THREADS) };
+console.log(`a read loop over 1 GiB: 1 thread ${f2(read.one)} GB/s, ${THREADS} threads ${f2(read.all)} GB/s`);
 const n = 512 << 20;
-console.log(`memory copy (read + write counted, 512 MiB): 1 thread ${f2(2 * n / copyBench(n, 1, 5) / 1e9)} GB/s, ${THREADS} threads ${f2(2 * n / copyBench(n, THREADS, 5) / 1e9)} GB/s`);
+const copy = { one: 2 * n / copyBench(n, 1, 5) / 1e9, all: 2 * n / copyBench(n, THREADS, 5) / 1e9 };
+console.log(`memory copy (read + write counted, 512 MiB): 1 thread ${f2(copy.one)} GB/s, ${THREADS} threads ${f2(copy.all)} GB/s`);
+const results = join(import.meta.dirname, 'results');
+mkdirSync(results, { recursive: true });
+writeFileSync(join(results, 'gemv-stream.json'), JSON.stringify({ dtype: DTYPE, activations: ACTS, threads: THREADS, layers: LAYERS, bytes: built.bytes, readAhead: WASM_FMA_TARGET.readAhead, weightGBs: rates, readGBs: read, copyGBs: copy }, null, 2) + '\n');
 process.exit(0);
