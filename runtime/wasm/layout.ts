@@ -24,12 +24,15 @@ export const QUANT_LAYOUT: Readonly<Record<QuantType, { group: number; codes: nu
  * kept (it may trap). The loop does ~90 vector instructions a group, so out-of-order execution alone
  * keeps only a few lines in flight (about its reorder window's worth of weight bytes, ~12 lines) and
  * the hardware's stream prefetcher does not close the gap: over Bamba-9B's q4 layer shapes from
- * memory, 2 threads read 10.7 GB/s of weights without it and 13.5-14.3 with it (3072 bytes, best
- * of 768-12288 by a little; a pure read loop reads 19.3). A memory holding a packed q8/q4
+ * memory, 2 threads read 10.7 GB/s of weights without it and 13.0-15.0 with it (1536 bytes), with
+ * the one-panel kernel before. With the kernel as it is now (two k-quads a turn, q4 two panels a call) and memory
+ * reading faster (a read loop 29.5 GB/s on 2 threads): none 16.1-16.3, 768 15.8-16.4, 1536 16.2-16.4,
+ * 3072 14.0-14.6 (bench/gemv-stream.ts): 1536 keeps the gain where memory is slow and costs nothing
+ * where it is fast. A memory holding a packed q8/q4
  * weight extends at least READ_AHEAD_TAIL bytes past its end (runtime/wasm/kernels.ts packQuant), so
  * the last group's loads stay in bounds.
  */
-export const READ_AHEAD = 3072;
+export const READ_AHEAD = 1536;
 export const READ_AHEAD_TAIL = READ_AHEAD + QUANT_LAYOUT.q8.group;
 
 /** q8's integer-dot GEMV carries its activations as xq + XQ_OFFSET, in unsigned digits (so the
