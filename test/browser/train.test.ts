@@ -12,7 +12,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { renderProgram } from '../../codegen/wgsl/render.ts';
 import { CpuBackend } from '../../runtime/cpu/backend.ts';
 import { runTrain } from '../../runtime/cpu/train.ts';
-import { bundle, closeServer, launchChromium, port, sendFile, serve } from '../helpers/browser.ts';
+import { bundle, closeServer, launchChromium, pageErrors, port, sendFile, serve } from '../helpers/browser.ts';
 import { ROOT, compileTiny, randomTensors } from '../helpers/checkpoints.ts';
 import { packed } from '../grad/helpers.ts';
 import { f32TrainProgram } from '../webgpu/train-helpers.ts';
@@ -55,9 +55,7 @@ describe('training in a browser tab', () => {
     try {
       browser = await launchChromium(ARGS);
       const page = await browser.newPage();
-      const errors: string[] = [];
-      page.on('pageerror', (e) => errors.push(e.message));
-      page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') errors.push(m.text()); });
+      const errors = pageErrors(page, true);
       await page.goto(`http://127.0.0.1:${port(server)}/`);
       await page.waitForFunction(() => typeof (window as unknown as { train?: unknown }).train === 'function', null, { timeout: 30_000 });
       expect(await page.evaluate(() => (window as unknown as { adapter(): Promise<boolean> }).adapter()), 'Chromium found no WebGPU adapter').toBe(true);

@@ -5,7 +5,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import { build } from 'esbuild';
-import { type Browser, chromium } from 'playwright-core';
+import { type Browser, type Page, chromium } from 'playwright-core';
 
 export const CHROMIUM = '/usr/bin/chromium';
 /** Flags every launch takes: no sandbox (containers), nothing fetched from the network. */
@@ -15,6 +15,14 @@ export const CHROMIUM_ARGS = ['--no-sandbox', '--disable-background-networking',
 export function launchChromium(args: readonly string[] = []): Promise<Browser> {
   if (!existsSync(CHROMIUM)) throw new Error(`no ${CHROMIUM} (the browser tests need Debian's chromium: see .ci/run)`);
   return chromium.launch({ executablePath: CHROMIUM, args: [...args, ...CHROMIUM_ARGS], headless: true });
+}
+
+/** The page's uncaught errors and its console errors (and warnings with `warnings`), as they come. */
+export function pageErrors(page: Page, warnings = false): string[] {
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => { if (m.type() === 'error' || (warnings && m.type() === 'warning')) errors.push(m.text()); });
+  return errors;
 }
 
 /** Bundles `entry` (ESM, platform browser) into `outfile`; returns the bundle's text, checked to

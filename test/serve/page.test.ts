@@ -10,7 +10,7 @@ import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadChatTemplate } from '../../cli/serve/chat.ts';
 import { type RunningServer, serve } from '../../cli/serve/server.ts';
-import { launchChromium } from '../helpers/browser.ts';
+import { launchChromium, pageErrors } from '../helpers/browser.ts';
 import { ROOT, loadModel, removeDir } from '../helpers/checkpoints.ts';
 import { trainedWithTemplate } from './setup.ts';
 
@@ -33,9 +33,7 @@ afterAll(async () => {
 describe('the chat page', () => {
   it('streams a reply equal to the API\'s, shows tokens/s and the cached tokens of the next turn', async () => {
     const page = await browser.newPage({ viewport: { width: 900, height: 640 } });
-    const errors: string[] = [];
-    page.on('pageerror', (e) => errors.push(e.message));
-    page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+    const errors = pageErrors(page);
     const res = await page.goto(`${server.url}/`);
     expect(res!.headers()['content-type']).toBe('text/html; charset=utf-8');
     await page.locator('#model', { hasText: 'tiny-a' }).waitFor();

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Model } from '../../runtime/model.ts';
-import { CHROMIUM, bundle, closeServer, launchChromium, port, sendFile, serve } from '../helpers/browser.ts';
+import { CHROMIUM, bundle, closeServer, launchChromium, pageErrors, port, sendFile, serve } from '../helpers/browser.ts';
 import { BAMBA, ROOT, programFor, randomIds, runCli, writeCheckpoint } from '../helpers/checkpoints.ts';
 import { useSwiftShader } from './gpu.ts';
 
@@ -93,9 +93,7 @@ describe('the generated package on WebGPU', () => {
     try {
       browser = await launchChromium(ARGS);
       const page = await browser.newPage();
-      const errors: string[] = [];
-      page.on('pageerror', (e) => errors.push(e.message));
-      page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+      const errors = pageErrors(page);
       await page.goto(`http://127.0.0.1:${port(server)}/`);
       await page.waitForFunction(() => typeof (window as unknown as { generate?: unknown }).generate === 'function', null, { timeout: 30_000 });
       if (!(await page.evaluate(() => (window as unknown as { adapter(): Promise<boolean> }).adapter()))) return missing('Chromium found no WebGPU adapter');
