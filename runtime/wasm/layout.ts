@@ -18,19 +18,14 @@ export const QUANT_LAYOUT: Readonly<Record<QuantType, { group: number; codes: nu
   q4: { group: 144, codes: 128, scales: 128 },
 };
 /**
- * The integer-dot GEMV's read-ahead (codegen/wasm/dot.ts `mvi`): at each group it loads one byte of
- * every cache line READ_AHEAD bytes further on, so that the lines are in flight long before the
- * group that needs them. WebAssembly has no prefetch instruction; a load whose value is dropped is
- * kept (it may trap). The loop does ~90 vector instructions a group, so out-of-order execution alone
- * keeps only a few lines in flight (about its reorder window's worth of weight bytes, ~12 lines) and
- * the hardware's stream prefetcher does not close the gap: over Bamba-9B's q4 layer shapes from
- * memory, 2 threads read 10.7 GB/s of weights without it and 13.0-15.0 with it (1536 bytes), with
- * the one-panel kernel before. With the kernel as it is now (two k-quads a turn, q4 two panels a call) and memory
- * reading faster (a read loop 29.5 GB/s on 2 threads): none 16.1-16.3, 768 15.8-16.4, 1536 16.2-16.4,
- * 3072 14.0-14.6 (bench/gemv-stream.ts): 1536 keeps the gain where memory is slow and costs nothing
- * where it is fast. A memory holding a packed q8/q4
- * weight extends at least READ_AHEAD_TAIL bytes past its end (runtime/wasm/kernels.ts packQuant), so
- * the last group's loads stay in bounds.
+ * The integer-dot GEMV's read-ahead (codegen/wasm/dot.ts `mvi`): at each group it loads, and drops,
+ * one byte of every cache line READ_AHEAD bytes on (WebAssembly has no prefetch; V8 keeps a load that
+ * may trap), so the lines are in flight long before their group: out-of-order execution alone keeps
+ * few in flight and the stream prefetcher does not close the gap. Over Bamba-9B's q4 shapes from
+ * memory, 2 threads, the one-panel kernel: 10.7 GB/s without, 13.0-15.0 with 1536 bytes; the kernel
+ * as it is now (two k-quads a turn, q4 two panels a call) with memory faster: none 16.1-16.3, 768
+ * 15.8-16.4, 1536 16.2-16.4, 3072 14.0-14.6 (bench/gemv-stream.ts). A memory holding a packed q8/q4
+ * weight extends at least READ_AHEAD_TAIL bytes past its end (runtime/wasm/kernels.ts packQuant).
  */
 export const READ_AHEAD = 1536;
 export const READ_AHEAD_TAIL = READ_AHEAD + QUANT_LAYOUT.q8.group;
