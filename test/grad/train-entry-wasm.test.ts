@@ -83,6 +83,18 @@ describe('the train entry on the wasm backend against the CPU backend', () => {
     await check('tiny Granite-4.0-H', c, init(c), packed([11, 3, 20], 256, 10));
   });
 
+  it('a training step\'s weights stored again: the experts\' panels packed again, the entry equal to the CPU\'s on the new weights', async () => {
+    const c = tinyMoE('softmax', true), p = trainProgram(c), b = packed([7, 2, 9], 40, 11);
+    const w1 = init(c), w2 = new Map([...w1].map(([n, v]) => [n, v.map((x, i) => x + 0.05 * Math.sin(i + n.length))]));
+    const wasm = await wasmBackend(p, w1, 2);
+    runTrain(wasm, b);
+    wasm.updateWeights(w2);
+    const got = runTrain(wasm, b), ref = runTrain(upload(new CpuBackend(p), w2), b);
+    const e = compareGrads(got.grads, ref.grads);
+    expect(Math.abs(got.loss - ref.loss) / ref.loss, `loss ${got.loss} vs ${ref.loss}`).toBeLessThan(1e-5);
+    expect(e.worst, e.name).toBeLessThan(1e-5);
+  });
+
   it('trained tiny-bamba-a, eval text packed as [66, 14] (the first across its 64-token chunk)', async () => {
     const { c, w } = trainedTinyBamba();
     await check('tiny-bamba-a', c, w, evalTextBatch());

@@ -120,7 +120,7 @@ describe('each WGSL train family against the CPU\'s, kernel by kernel on the sam
     for (const f of ['softmax_backward', 'topk_backward']) expect(r.has(f), f).toBe(true);
   }, TIMEOUT);
 
-  it('the std MoE block, sigmoid gating renormalised: the experts\' backward (an expert no token chose too)', async () => {
+  it('the std MoE block, sigmoid gating renormalised: the experts\' backward', async () => {
     const c = tinyMoE('sigmoid', true), w = initOf(c, 8);
     const m = await families(c, w, packed([7, 2, 9], 40, 11));
     show('MoE', m);
