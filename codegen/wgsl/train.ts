@@ -255,8 +255,8 @@ function embeddingBackward(c: BCtx<'embedding_backward'>): Pass[] {
 }
 
 /** The grouped experts' backward: per (row, chosen expert, hidden unit) a, b and u = W_outᵀ·dy into
- *  scratch0 as (da, db, h, u); then dx per (row, column), dgates per (row, choice), and each expert's
- *  dw_in and dw_out per element walking every row's choices of that expert. */
+ *  scratch0 as (da, db, h, u); then dx per (row, column), dgates per (row, choice), each expert's
+ *  list of choices, and its dw_in and dw_out per element walking that list. */
 function expertsBackward(c: BCtx<'experts_backward'>): Pass[] {
   const { E, H, I, K } = c.b.sizes, KI = K * I;
   const ops = (s: Shader) => ({ x: rd(s, c, 'x', H), idx: rd(s, c, 'idx', K), g: rd(s, c, 'gates', K), dy: rd(s, c, 'dy', H), wi: rd(s, c, 'w_in', 2 * I * H), wo: rd(s, c, 'w_out', H * I) });
@@ -301,17 +301,29 @@ function expertsBackward(c: BCtx<'experts_backward'>): Pass[] {
   for (var i = 0u; i < ${I}u; i++) { acc += ${s.load(s.scratch(0), at('r', 'j', 'i', '2u'))} * ${s.load('scratch0', at('r', 'j', 'i', '3u'))}; }
   ${put('r', 'j', 'acc')};`;
   });
-  // one invocation per weight element, walking every row's choices of its expert
-  const walk = (idx: (r: string, i: string) => string, body: string) => `var acc = 0.0;
-  for (var t = 0u; t < nT(); t++) {
-    for (var jk = 0u; jk < ${K}u; jk++) { if (u32(${idx('t', 'jk')}) == e) { acc += ${body}; } }
+  // the choices of each expert, t·K + jk in row order, into scratch1 (E lists of up to T·K) and their
+  // counts into scratch2; then one invocation per weight element walks its expert's list only
+  const lists = elements(ctxOf(c), 'experts backward (lists)', ONE, E, (s) => {
+    const o = ops(s);
+    return `var n = 0u;
+  for (var q = 0u; q < nT() * ${K}u; q++) {
+    if (u32(${o.idx(`q / ${K}u`, `q % ${K}u`)}) == j) { ${s.store(s.scratch(1), `j * nT() * ${K}u + n`, 'f32(q)')}; n++; }
+  }
+  ${s.store(s.scratch(2), 'j', 'f32(n)')};`;
+  });
+  const walk = (s: Shader, body: string) => `var acc = 0.0;
+  for (var m = 0u; m < u32(${s.load(s.scratch(2), 'e')}); m++) {
+    let q = u32(${s.load(s.scratch(1), `e * nT() * ${K}u + m`)});
+    let t = q / ${K}u;
+    let jk = q % ${K}u;
+    acc += ${body};
   }`;
   const dwIn = elements(ctxOf(c), 'experts backward (w_in)', ONE, E * 2 * I * H, (s) => {
     const o = ops(s), put = wr(s, c, 'dw_in', E * 2 * I * H);
     return `let e = j / ${2 * I * H}u;
   let row = (j / ${H}u) % ${2 * I}u;
   let col = j % ${H}u;
-  ${walk(o.idx, `${s.load(s.scratch(0), at('t', 'jk', `row % ${I}u`, `select(0u, 1u, row >= ${I}u)`))} * ${o.x('t', 'col')}`)}
+  ${walk(s, `${s.load(s.scratch(0), at('t', 'jk', `row % ${I}u`, `select(0u, 1u, row >= ${I}u)`))} * ${o.x('t', 'col')}`)}
   ${put('0u', 'j', 'acc')};`;
   });
   const dwOut = elements(ctxOf(c), 'experts backward (w_out)', ONE, E * H * I, (s) => {
@@ -319,11 +331,11 @@ function expertsBackward(c: BCtx<'experts_backward'>): Pass[] {
     return `let e = j / ${H * I}u;
   let col = (j / ${I}u) % ${H}u;
   let hu = j % ${I}u;
-  ${walk(o.idx, `${o.g('t', 'jk')} * ${o.dy('t', 'col')} * ${s.load(s.scratch(0), at('t', 'jk', 'hu', '2u'))}`)}
+  ${walk(s, `${o.g('t', 'jk')} * ${o.dy('t', 'col')} * ${s.load(s.scratch(0), at('t', 'jk', 'hu', '2u'))}`)}
   ${put('0u', 'j', 'acc')};`;
   });
-  const scratch = { scratch0: count('T', 4 * KI, 1) };
-  return [hidden, dx, dg, dwIn, dwOut].map((p) => withScratch(p, scratch));
+  const scratch = { scratch0: count('T', 4 * KI, 1), scratch1: count('T', E * K, 1), scratch2: count('C', E, 1) };
+  return [hidden, dx, dg, lists, dwIn, dwOut].map((p) => withScratch(p, scratch));
 }
 
 /** Each train family's passes: a table, so a family without WGSL is a type error. */
