@@ -144,6 +144,13 @@ export const ROUTE_VJP: Readonly<Record<string, OpVjp>> = {
       }
       return [dx, null, dg, dwIn, dwOut];
     },
+    // one experts_backward kernel: the hidden rows recomputed from x, per token over its chosen experts
+    lowerBackward(c) {
+      const [E, I2, H] = c.types[3]!.shape as number[];
+      c.emit({ family: 'experts_backward', sizes: { E: E!, H: H!, I: I2! / 2, K: c.types[1]!.shape[1] as number },
+        inputs: { x: c.in(0)!, idx: c.in(1)!, gates: c.in(2)!, w_in: c.in(3)!, w_out: c.in(4)!, dy: c.dy(0) },
+        outputs: { dx: c.dx(0), dgates: c.dx(2), dw_in: c.dx(3), dw_out: c.dx(4) } });
+    },
   },
 };
 

@@ -118,6 +118,11 @@ export const BACKWARD_FAMILIES = {
   /** Flash-style attention backward within each sequence, P recomputed from the saved logsumexp. */
   attention_backward: record({ ...plain, sizes: ['H', 'KV', 'Dh'], inputs: { q: 'view', k: 'view', v: 'view', y: 'view', lse: 'view', dy: 'view' },
     outputs: ['dq', 'dk', 'dv'], attrs: { scale: 'number', window: 'number?' } }),
+  /** The grouped experts' backward, per token over its K chosen experts only (gate and up recomputed
+   *  from x): dx, the gates' cotangent dgates [T, K], and the experts' gradients dw_in [E, 2I, H] and
+   *  dw_out [E, H, I] (zeros for an expert no token chose). */
+  experts_backward: record({ ...plain, sizes: ['E', 'H', 'I', 'K'], inputs: { x: 'view', idx: 'view', gates: 'view', w_in: 'weight', w_out: 'weight', dy: 'view' },
+    outputs: ['dx', 'dgates', 'dw_in', 'dw_out'] }),
   /** The chunked SSD backward per sequence, chunks in reverse (mamba-ssm's split: chunk scan, chunk
    *  state, state passing); the states entering each chunk are recomputed by a forward state pass. */
   ssd_backward: record({ ...plain, sizes: ['H', 'P', 'G', 'N', 'chunk'], inputs: { x: 'view', dt: 'view', A: 'value', B: 'view', C: 'view', D: 'value', dy: 'view' },

@@ -254,13 +254,97 @@ function embeddingBackward(c: BCtx<'embedding_backward'>): Pass[] {
   })];
 }
 
+/** The grouped experts' backward: per (row, chosen expert, hidden unit) a, b and u = W_outᵀ·dy into
+ *  scratch0 as (da, db, h, u); then dx per (row, column), dgates per (row, choice), each expert's
+ *  list of choices, and its dw_in and dw_out per element walking that list. */
+function expertsBackward(c: BCtx<'experts_backward'>): Pass[] {
+  const { E, H, I, K } = c.b.sizes, KI = K * I;
+  const ops = (s: Shader) => ({ x: rd(s, c, 'x', H), idx: rd(s, c, 'idx', K), g: rd(s, c, 'gates', K), dy: rd(s, c, 'dy', H), wi: rd(s, c, 'w_in', 2 * I * H), wo: rd(s, c, 'w_out', H * I) });
+  /** scratch0's slot `f` (0 da, 1 db, 2 h, 3 u) of row t, choice jk, hidden unit hu (`i` is the invocation's). */
+  const at = (t: string, jk: string, hu: string, f: string) => `4u * (${t} * ${KI}u + ${jk} * ${I}u + ${hu}) + ${f}`;
+  const hidden = elements(ctxOf(c), 'experts backward (hidden)', T_ROWS, KI, (s) => {
+    const o = ops(s), put = (f: number, v: string) => `${s.store(s.scratch(0), at('r', 'jk', 'hu', `${f}u`), v)};`;
+    return `let jk = j / ${I}u;
+  let hu = j % ${I}u;
+  let e = u32(${o.idx('r', 'jk')});
+  var a = 0.0;
+  var b = 0.0;
+  var u = 0.0;
+  for (var col = 0u; col < ${H}u; col++) {
+    let xv = ${o.x('r', 'col')};
+    a += xv * ${o.wi('0u', `(e * ${2 * I}u + hu) * ${H}u + col`)};
+    b += xv * ${o.wi('0u', `(e * ${2 * I}u + ${I}u + hu) * ${H}u + col`)};
+    u += ${o.dy('r', 'col')} * ${o.wo('0u', `(e * ${H}u + col) * ${I}u + hu`)};
+  }
+  let sg = 1.0 / (1.0 + exp(-a));
+  let dh = ${o.g('r', 'jk')} * u;
+  ${put(0, 'dh * b * sg * (1.0 + a * (1.0 - sg))')}
+  ${put(1, 'dh * a * sg')}
+  ${put(2, 'a * sg * b')}
+  ${put(3, 'u')}`;
+  });
+  const dx = elements(ctxOf(c), 'experts backward (x)', T_ROWS, H, (s) => {
+    const o = ops(s), put = wr(s, c, 'dx', H);
+    return `var acc = 0.0;
+  for (var jk = 0u; jk < ${K}u; jk++) {
+    let e = u32(${o.idx('r', 'jk')});
+    for (var i = 0u; i < ${I}u; i++) {
+      acc += ${s.load(s.scratch(0), at('r', 'jk', 'i', '0u'))} * ${o.wi('0u', `(e * ${2 * I}u + i) * ${H}u + j`)}
+        + ${s.load('scratch0', at('r', 'jk', 'i', '1u'))} * ${o.wi('0u', `(e * ${2 * I}u + ${I}u + i) * ${H}u + j`)};
+    }
+  }
+  ${put('r', 'j', 'acc')};`;
+  });
+  const dg = elements(ctxOf(c), 'experts backward (gates)', T_ROWS, K, (s) => {
+    const put = wr(s, c, 'dgates', K);
+    return `var acc = 0.0;
+  for (var i = 0u; i < ${I}u; i++) { acc += ${s.load(s.scratch(0), at('r', 'j', 'i', '2u'))} * ${s.load('scratch0', at('r', 'j', 'i', '3u'))}; }
+  ${put('r', 'j', 'acc')};`;
+  });
+  // the choices of each expert, t·K + jk in row order, into scratch1 (E lists of up to T·K) and their
+  // counts into scratch2; then one invocation per weight element walks its expert's list only
+  const lists = elements(ctxOf(c), 'experts backward (lists)', ONE, E, (s) => {
+    const o = ops(s);
+    return `var n = 0u;
+  for (var q = 0u; q < nT() * ${K}u; q++) {
+    if (u32(${o.idx(`q / ${K}u`, `q % ${K}u`)}) == j) { ${s.store(s.scratch(1), `j * nT() * ${K}u + n`, 'f32(q)')}; n++; }
+  }
+  ${s.store(s.scratch(2), 'j', 'f32(n)')};`;
+  });
+  const walk = (s: Shader, body: string) => `var acc = 0.0;
+  for (var m = 0u; m < u32(${s.load(s.scratch(2), 'e')}); m++) {
+    let q = u32(${s.load(s.scratch(1), `e * nT() * ${K}u + m`)});
+    let t = q / ${K}u;
+    let jk = q % ${K}u;
+    acc += ${body};
+  }`;
+  const dwIn = elements(ctxOf(c), 'experts backward (w_in)', ONE, E * 2 * I * H, (s) => {
+    const o = ops(s), put = wr(s, c, 'dw_in', E * 2 * I * H);
+    return `let e = j / ${2 * I * H}u;
+  let row = (j / ${H}u) % ${2 * I}u;
+  let col = j % ${H}u;
+  ${walk(s, `${s.load(s.scratch(0), at('t', 'jk', `row % ${I}u`, `select(0u, 1u, row >= ${I}u)`))} * ${o.x('t', 'col')}`)}
+  ${put('0u', 'j', 'acc')};`;
+  });
+  const dwOut = elements(ctxOf(c), 'experts backward (w_out)', ONE, E * H * I, (s) => {
+    const o = ops(s), put = wr(s, c, 'dw_out', E * H * I);
+    return `let e = j / ${H * I}u;
+  let col = (j / ${I}u) % ${H}u;
+  let hu = j % ${I}u;
+  ${walk(s, `${o.g('t', 'jk')} * ${o.dy('t', 'col')} * ${s.load(s.scratch(0), at('t', 'jk', 'hu', '2u'))}`)}
+  ${put('0u', 'j', 'acc')};`;
+  });
+  const scratch = { scratch0: count('T', 4 * KI, 1), scratch1: count('T', E * K, 1), scratch2: count('C', E, 1) };
+  return [hidden, dx, dg, lists, dwIn, dwOut].map((p) => withScratch(p, scratch));
+}
+
 /** Each train family's passes: a table, so a family without WGSL is a type error. */
 export const TRAIN_PASSES: { readonly [F in BackwardFamily]: (c: BCtx<F>) => Pass[] } = {
   causal_lm_loss: causalLmLoss, matmul_wgrad: matmulWgrad, reduce_rows: reduceRows, clamp_backward: clampBackward,
   rmsnorm_backward: rmsnormBackward, rmsnorm_gated_backward: rmsnormGatedBackward, layernorm_backward: layernormBackward,
   gelu_backward: geluBackward, softmax_backward: softmaxBackward, topk_backward: topkBackward, embedding_backward: embeddingBackward,
   conv_backward: convBackward, rope_backward: ropeBackward, attention_train: attentionTrain, attention_backward: attentionBackward,
-  ssd_backward: ssdBackward,
+  ssd_backward: ssdBackward, experts_backward: expertsBackward,
 };
 
 /** The passes of a train entry's own kernel `b` (the context's `k` is `b`, as the Shader reads it). */

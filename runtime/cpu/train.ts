@@ -1,7 +1,7 @@
 // The CPU's implementation of the train entry's own families (runtime/families.ts
 // BACKWARD_FAMILIES): the loss, the weight-gradient product, the reductions and the backwards of
-// the norms, embedding, conv, rope, attention and SSD, in f32 storage with double accumulators.
-// Each sequence of a packed batch is its own: no gradient crosses a boundary. The float64
+// the norms, embedding, conv, rope, attention, SSD and a mixture's experts, in f32 storage with
+// double accumulators. Each sequence of a packed batch is its own: no gradient crosses a boundary. The float64
 // functions of backward.ts and backward-seq.ts are what these are tested against.
 
 import { RuntimeError } from '../errors.ts';
@@ -14,6 +14,7 @@ import type { Ctx } from './families.ts';
 import type { SeqSlice } from './seq.ts';
 import { ssdBackward } from './ssd-backward.ts';
 
+type F32 = Float32Array;
 type Impl<F extends BackwardFamily> = (k: BackwardKernelOf<F>, c: Ctx) => void;
 export type BackwardTable = { readonly [F in BackwardFamily]: Impl<F> };
 
@@ -297,12 +298,62 @@ const ssdBackwardImpl: Impl<'ssd_backward'> = (k, c) => {
   for (const n of ['dx', 'ddt', 'dA', 'dB', 'dC', 'dD'] as const) c.write(k.outputs[n]!, g[n]);
 };
 
+/** The expert a token's choice names (an integer-valued float of idx), checked. */
+export function expertOf(v: number, E: number, t: number): number {
+  if (!(v >= 0 && v < E && Number.isInteger(v))) throw new RangeError(`experts_backward: token ${t} routed to expert ${v}, outside 0..${E - 1}`);
+  return v;
+}
+
+/**
+ * The grouped experts' backward, per token t over its chosen q = (t, j), e = idx[q]: a = gate_e·x[t]
+ * and b = up_e·x[t] recomputed, h = silu(a)·b, u = W_out[e]ᵀ·dy[t]; dgates[q] = h·u, dh = gates[q]·u,
+ * da = dh·b·silu'(a), db = dh·silu(a); dx[t] += W_in[e]ᵀ·[da; db], dw_in[e] += [da; db] ⊗ x[t],
+ * dw_out[e] += gates[q]·dy[t] ⊗ h.
+ */
+const expertsBackward: Impl<'experts_backward'> = (k, c) => {
+  const { E, H, I, K } = k.sizes, [x, idx, gates, wIn, wOut, dy] = ['x', 'idx', 'gates', 'w_in', 'w_out', 'dy'].map((n) => c.operand(k, n)) as F32[];
+  const T = x!.length / H, dx = new Float64Array(T * H), dg = new Float32Array(T * K), dwIn = new Float64Array(E * 2 * I * H), dwOut = new Float64Array(E * H * I);
+  const dab = new Float64Array(2 * I), h = new Float64Array(I);
+  for (let q = 0; q < T * K; q++) {
+    const t = Math.floor(q / K), e = expertOf(idx![q]!, E, t), g = gates![q]!, xo = t * H;
+    let dgq = 0;
+    for (let i = 0; i < I; i++) {
+      const gi = (e * 2 * I + i) * H, ui = gi + I * H;
+      let a = 0, b = 0, u = 0;
+      for (let col = 0; col < H; col++) {
+        a += x![xo + col]! * wIn![gi + col]!;
+        b += x![xo + col]! * wIn![ui + col]!;
+        u += dy![xo + col]! * wOut![(e * H + col) * I + i]!;
+      }
+      const sg = sigmoid(a), dh = g * u;
+      h[i] = a * sg * b;
+      dgq += h[i]! * u;
+      dab[i] = dh * b * sg * (1 + a * (1 - sg));
+      dab[I + i] = dh * a * sg;
+    }
+    dg[q] = dgq;
+    for (let r = 0; r < 2 * I; r++) {
+      const o = (e * 2 * I + r) * H, d = dab[r]!;
+      for (let col = 0; col < H; col++) { dx[xo + col] += d * wIn![o + col]!; dwIn[o + col] += d * x![xo + col]!; }
+    }
+    for (let col = 0; col < H; col++) {
+      const gd = g * dy![xo + col]!, o = (e * H + col) * I;
+      for (let i = 0; i < I; i++) dwOut[o + i] += gd * h[i]!;
+    }
+  }
+  c.write(k.outputs.dx!, Float32Array.from(dx));
+  c.write(k.outputs.dgates!, dg);
+  c.write(k.outputs.dw_in!, Float32Array.from(dwIn));
+  c.write(k.outputs.dw_out!, Float32Array.from(dwOut));
+};
+
 export const CPU_BACKWARD: BackwardTable = {
   ssd_backward: ssdBackwardImpl,
   causal_lm_loss: causalLmLoss, matmul_wgrad: matmulWgrad, reduce_rows: reduceRows, clamp_backward: clampBackward,
   rmsnorm_backward: rmsnormBackward, rmsnorm_gated_backward: rmsnormGatedBackward, layernorm_backward: layernormBackward,
   gelu_backward: geluBackward, softmax_backward: softmaxBackward, topk_backward: topkBackward, embedding_backward: embeddingBackward,
   conv_backward: convBackward, rope_backward: ropeBackward, attention_train: attentionTrain, attention_backward: attentionBackward,
+  experts_backward: expertsBackward,
 };
 
 function fail(msg: string): never {

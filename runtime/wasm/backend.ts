@@ -102,14 +102,13 @@ export class WasmBackend extends CpuBackend {
   private readonly prog: WasmProgram | null;
   /** Each kernel's placement (runtime/wasm/plan.ts: the renderer rendered by the same plan). */
   private readonly placed = new Map<Kernel, Placement>();
-  /** The kernels that run on a reference path here, and why: the plan's list with the program
-   *  module, every kernel without it (build-report.json lists the former). */
+  /** The kernels that run on a reference path here, and why: the plan's list with the program module, every kernel without it (build-report.json lists the former). */
   readonly fallbacks: readonly Fallback[];
   private readonly heap: Heap;
   private arenaBlock: { at: number; bytes: number } | null = null;
   private scratchBlock: { at: number; bytes: number } | null = null;
   private readonly weightCopies = new Map<string, number>();
-  /** The experts' matrices, packed per expert when first chosen (runtime/wasm/experts.ts); `read`: bytes their products read. */
+  /** The experts' matrices, packed per expert when first chosen (runtime/wasm/experts.ts), again by updateWeights; `read`: bytes their products read. */
   readonly experts: ExpertProducts = { panel: (w, e) => this.expertPanel(w, e), product: (p, x, n) => this.kernels.linear(p, x, n, null), read: 0 };
   private readonly expertPanels = new Map<string, PackedWeight>();
   private expertPanel(w: string, e: number): PackedWeight {
@@ -146,10 +145,11 @@ export class WasmBackend extends CpuBackend {
     ({ products: this.products, elsewhere: this.elsewhere, soleParts: this.soleParts } = weightUses(program, !!this.prog));
   }
 
-  /** As the CPU backend's; the f32 copies in the memory (weightAt) are written again too. */
+  /** As the CPU backend's; the f32 copies in the memory (weightAt) and the experts' panels are written again too. */
   override updateWeights(weights: ReadonlyMap<string, Float32Array>): void {
     super.updateWeights(weights);
     for (const [name, at] of this.weightCopies) this.writeCopy(name, at);
+    this.expertPanels.forEach((p, key) => this.kernels.pack(expertSlice(this.tensor(key.slice(0, key.lastIndexOf('#'))), Number(key.slice(key.lastIndexOf('#') + 1))), false, p));
   }
 
   /** Room in the memory for the panels of a concatenation the products alone read (not transposed)

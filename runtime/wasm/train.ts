@@ -2,10 +2,11 @@
 // BACKWARD_FAMILIES), one record per family as the CPU's BackwardTable (runtime/cpu/train.ts), over
 // the f32 training engine's kernels (runtime/train/f32/): matmul_wgrad and the small products of
 // attention and the SSD on the wasm product kernels (a Gemm over the backend's WasmKernels: the large
-// ones split by panels over its threads, so the sums do not depend on the thread count); the norms'
-// and the conv's backwards on the engine's row kernels (WebAssembly SIMD); attention and the SSD in
-// the engine's block form; the loss as the engine computes it. The families listed in ON_CPU have no
-// wasm kernel yet and run the CPU's record (said here, pinned by test/grad/train-entry-wasm.test.ts).
+// ones split by panels over its threads, so the sums do not depend on the thread count), as are the
+// experts' backward's products per expert; the norms' and the conv's backwards on the engine's row
+// kernels (WebAssembly SIMD); attention and the SSD in the engine's block form; the loss as the
+// engine computes it. The families listed in ON_CPU have no wasm kernel yet and run the CPU's
+// record (said here, pinned by test/grad/train-entry-wasm.test.ts).
 // The train entry's forward kernels are not in the program module (runtime/wasm/plan.ts places the
 // inference entries'): its products run on the wasm product kernels, its hot elementwise bodies on
 // the row kernels (rowElementwise), the rest of its stages on the reference families.
@@ -17,7 +18,7 @@ import { type BackwardKernelOf, type Expr, type Kernel, type KernelOf, isView } 
 import { type RowKernels, rowKernels } from '../train/f32/rows.ts';
 import type { WasmKernels } from './kernels.ts';
 import type { Ctx } from '../cpu/families.ts';
-import { type BackwardTable, CPU_BACKWARD, rowsOf } from '../cpu/train.ts';
+import { type BackwardTable, CPU_BACKWARD, expertOf, rowsOf } from '../cpu/train.ts';
 import { attentionBackward32, attentionForward32 } from '../train/f32/attention.ts';
 import { lossF32 } from '../train/f32/engine.ts';
 import { type Gemm, wasmGemm } from '../train/f32/gemm.ts';
@@ -93,6 +94,41 @@ const WASM: Omit<WasmBackwardTable, (typeof ON_CPU)[number]> = {
     c.write(k.outputs.dq!, r.dq);
     c.write(k.outputs.dk!, r.dk);
     c.write(k.outputs.dv!, r.dv);
+  },
+  // per expert, its chosen rows gathered: [a b] = X·W_inᵀ and u = dY·W_out on the product kernels, the
+  // SwiGLU's backward per element, then dX = [da db]·W_in, dW_in = [da db]ᵀ·X and dW_out = (g·dY)ᵀ·h
+  experts_backward(k, c, gm) {
+    const { E, H, I, K } = k.sizes, [x, idx, gates, wIn, wOut, dy] = ops(k, c, ['x', 'idx', 'gates', 'w_in', 'w_out', 'dy']) as F32[];
+    const T = x!.length / H, chosen: number[][] = Array.from({ length: E }, () => []);
+    for (let q = 0; q < T * K; q++) chosen[expertOf(idx![q]!, E, Math.floor(q / K))]!.push(q);
+    const dx = new Float32Array(T * H), dg = new Float32Array(T * K), dwIn = new Float32Array(E * 2 * I * H), dwOut = new Float32Array(E * H * I);
+    chosen.forEach((qs, e) => {
+      const n = qs.length, xe = new Float32Array(n * H), dye = new Float32Array(n * H), dab = new Float32Array(n * 2 * I), gh = new Float32Array(n * I);
+      if (!n) return;
+      qs.forEach((q, r) => { const t = Math.floor(q / K); xe.set(x!.subarray(t * H, (t + 1) * H), r * H); dye.set(dy!.subarray(t * H, (t + 1) * H), r * H); });
+      const wi = wIn!.subarray(e * 2 * I * H, (e + 1) * 2 * I * H), wo = wOut!.subarray(e * H * I, (e + 1) * H * I);
+      const ab = gm.xwT(xe, n, H, wi, 2 * I, false), u = gm.dyW(dye, n, H, wo, I, false);
+      qs.forEach((q, r) => {
+        const g = gates![q]!;
+        let dgq = 0;
+        for (let i = 0; i < I; i++) {
+          const a = ab[r * 2 * I + i]!, b = ab[r * 2 * I + I + i]!, ui = u[r * I + i]!, sg = 1 / (1 + Math.exp(-a)), h = a * sg * b, dh = g * ui;
+          dgq += h * ui;
+          gh[r * I + i] = g * h;
+          dab[r * 2 * I + i] = dh * b * sg * (1 + a * (1 - sg));
+          dab[r * 2 * I + I + i] = dh * a * sg;
+        }
+        dg[q] = dgq;
+      });
+      const dxe = gm.dyW(dab, n, 2 * I, wi, H, false);
+      qs.forEach((q, r) => { for (let col = 0, o = Math.floor(q / K) * H; col < H; col++) dx[o + col] += dxe[r * H + col]!; });
+      dwIn.set(gm.dyTx(dab, n, 2 * I, xe, H, false), e * 2 * I * H);
+      dwOut.set(gm.dyTx(dye, n, H, gh, I, false), e * H * I);
+    });
+    c.write(k.outputs.dx!, dx);
+    c.write(k.outputs.dgates!, dg);
+    c.write(k.outputs.dw_in!, dwIn);
+    c.write(k.outputs.dw_out!, dwOut);
   },
   ssd_backward(k, c, gm) {
     const { H, P, G, N, chunk } = k.sizes, [x, dt, A, B, C, D, dy] = ops(k, c, ['x', 'dt', 'A', 'B', 'C', 'D', 'dy']) as F32[];

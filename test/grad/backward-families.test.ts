@@ -1,8 +1,9 @@
 // Each train-entry family of the CPU backend (runtime/cpu/train.ts, ssd-backward.ts) against its
 // float64 VJP (runtime/cpu/backward.ts, backward-seq.ts, compiler/vjp.ts) on random tiny shapes:
 // packed ragged sequences with chunk boundaries inside and across them, GQA, partial rotary, a
-// sliding window, several rows per token. Both sides read the same f32 inputs; each output's
-// ‖got − ref‖₂ / ‖ref‖₂ < 1e-5 (the f32 kernels accumulate in double and round once on store).
+// sliding window, several rows per token, a mixture's experts (one chosen by none). Both sides read
+// the same f32 inputs; each output's ‖got − ref‖₂ / ‖ref‖₂ < 1e-5 (the f32 kernels accumulate in
+// double and round once on store).
 
 import { describe, expect, it } from 'vitest';
 import { VJP, type VjpCtx } from '../../compiler/vjp.ts';
@@ -210,6 +211,22 @@ describe('train-entry families on the CPU against their float64 VJPs', () => {
       near('dv', got.dv!, r.dv);
     });
   }
+
+  it('experts_backward: 2 of 5 experts per token (expert 4 chosen by none), [5, 2·4, 6] and [5, 6, 4] matrices', () => {
+    const n = T(b3), E = 5, H = 6, I = 4, K = 2;
+    const x = f32(n * H, 43), gates = f32(n * K, 44), wIn = f32(E * 2 * I * H, 45), wOut = f32(E * H * I, 46), dy = f32(n * H, 47);
+    const idx = Float32Array.from({ length: n * K }, (_, q) => (Math.floor(q / K) + (q % K)) % (E - 1));
+    const got = run('experts_backward', { E, H, I, K }, {}, {
+      x: { rows: 'T', data: x }, idx: { rows: 'T', data: idx }, gates: { rows: 'T', data: gates }, w_in: { weight: wIn }, w_out: { weight: wOut }, dy: { rows: 'T', data: dy },
+    }, { dx: { width: H, rows: 'T' }, dgates: { width: K, rows: 'T' }, dw_in: { width: E * 2 * I * H, rows: 'C' }, dw_out: { width: E * H * I, rows: 'C' } }, b3);
+    const c = vctx([f64(x), Int32Array.from(idx), f64(gates), f64(wIn), f64(wOut)], [[n, H], [n, K], [n, K], [E, 2 * I, H], [E, H, I]], [[n, H]], {});
+    const [dx, , dg, dwIn, dwOut] = VJP.experts!.backward(c, VJP.experts!.forward(c).saved, [f64(dy)]);
+    near('dx', got.dx!, dx!);
+    near('dgates', got.dgates!, dg!);
+    near('dw_in', got.dw_in!, dwIn!);
+    near('dw_out', got.dw_out!, dwOut!);
+    expect(got.dw_in!.subarray(4 * 2 * I * H).every((v) => v === 0) && got.dw_out!.subarray(4 * H * I).every((v) => v === 0), 'the unchosen expert').toBe(true);
+  });
 
   it('ssd_backward: chunks of 3 over sequences of 7, 2 and 5, 4 heads in 2 groups', () => {
     const n = T(b3), H = 4, P = 3, G = 2, N = 5, chunk = 3;

@@ -6,10 +6,11 @@ import { join, resolve } from 'node:path';
 import { expect } from 'vitest';
 import { type Compiled, compileFile, loadConfig } from '../../compiler/compile.ts';
 import { type GradBatch, readWeightsF64 } from '../../compiler/grad.ts';
+import { presetSets } from '../../compiler/presets.ts';
 import { positionsFor } from '../../runtime/engine.ts';
 import { openCheckpoint } from '../../runtime/safetensors.ts';
 import { BAMBA } from '../helpers/checkpoints.ts';
-import { compileText } from '../helpers/compile.ts';
+import { MODELS, compileText } from '../helpers/compile.ts';
 import { randomIds } from '../helpers/checkpoints.ts';
 import { prng } from '../helpers/random.ts';
 
@@ -130,3 +131,25 @@ export const SINK = `  weight g[d]
   p, q = split(proj: Linear(d, 2 * d, has_bias: true)(h), sizes: [d, d])
   return head(relu2(p) * q + exp(neg(x)) * 0.5, e.weight)
 `;
+
+/** Granite-4.0-H at its tiny preset: a Mamba-2 and an attention layer (RoPE), each with a mixture of
+ *  6 experts, 2 per token, beside a shared expert of 32; chunk 8, so packed sequences cross chunks. */
+export function tinyGranite(): Compiled {
+  const file = join(MODELS, 'granite4h.arch');
+  return compileFile(file, { set: [...presetSets(file, 'tiny'), 'n_layers=2', 'layer_types=["mamba", "attention"]', 'rope="rope"',
+    'n_experts=6', 'k_experts=2', 'd_shared=32', 'chunk=8'] });
+}
+
+/** The std MoE block (models/std/moe.arch) in a tiny model, embedding, x + MoE(x), head over 40 ids:
+ *  5 experts of 12, 2 per token, by `gating` ("softmax" or "sigmoid"), renormalised or not. */
+export const tinyMoE = (gating: string, renorm: boolean): Compiled => compileText(`import std.{Embedding, Head, MoE}
+model Tiny(tokens: i32[T], positions: i32[T]) {
+  param dtype: dtype = "f32"
+  scope model {
+    embed_tokens = Embedding(40, 16)
+    x = embed_tokens(tokens)
+    x = x + moe: MoE(16, 12, 5, 2, "${gating}", ${renorm})(x)
+  }
+  return lm_head: Head(16, 40)(x)
+}
+`);

@@ -1,11 +1,12 @@
 // The train entry on the wasm backend (runtime/wasm/train.ts: the backward families over the f32
 // engine's kernels; the forward's products on the wasm product kernels) against the same entry on the
 // CPU backend (runtime/cpu/train.ts runTrain, the oracle): tiny random Bamba tied and untied, and one
-// with two SSM groups, on packed ragged sequences across chunk boundaries (GQA, partial RoPE); the
-// trained tiny-bamba-a on eval text whose first sequence crosses its 64-token chunk. Measures: the
-// loss's relative error; the gradient's ‖got − ref‖₂ / ‖ref‖₂ over all weights and per weight, both
-// < 1e-5. Then: 1 and 2 threads bit for bit; every backward kernel of these entries (and of a model of
-// the lowerings no shipped one reaches) run by the wasm record and the CPU record on the same
+// with two SSM groups, on packed ragged sequences across chunk boundaries (GQA, partial RoPE); a tiny
+// Granite-4.0-H (its mixtures of experts); the trained tiny-bamba-a on eval text whose first sequence
+// crosses its 64-token chunk. Measures: the loss's relative error; the gradient's ‖got − ref‖₂ / ‖ref‖₂
+// over all weights and per weight, both < 1e-5. Then: 1 and 2 threads bit for bit; every backward
+// kernel of these entries (and of models of the lowerings no shipped one reaches and of the std MoE
+// block) run by the wasm record and the CPU record on the same
 // operands, each output within 1e-5 rel L2; the families whose wasm record is the CPU's pinned.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -26,7 +27,7 @@ import { ON_CPU, rowBody } from '../../runtime/wasm/train.ts';
 import { exprText } from '../../runtime/expr.ts';
 import { compileTiny, randomTensors } from '../helpers/checkpoints.ts';
 import { compileText } from '../helpers/compile.ts';
-import { compareGrads, evalTextBatch, packed, trainedTinyBamba } from './helpers.ts';
+import { compareGrads, evalTextBatch, packed, tinyGranite, tinyMoE, trainedTinyBamba } from './helpers.ts';
 
 type W32 = ReadonlyMap<string, Float32Array>;
 let variants: Uint8Array[];
@@ -48,6 +49,7 @@ async function wasmBackend(p: Program, w32: W32, threads: number): Promise<WasmB
 }
 
 const f32Of = (c: Compiled, seed: number) => new Map(randomTensors(c, { seed }).map((t) => [t.name, t.tensor.data as Float32Array]));
+const init = (c: Compiled) => new Map(initWeights(c.graph, createRng(4), 'f32').map((t) => [t.name, t.tensor.data as Float32Array]));
 const trainProgram = (c: Compiled) => lowerToProgram(c.graph, c.bindings, { train: true });
 
 /** The wasm backend's train entry against the CPU backend's on the same program and batch. */
@@ -74,6 +76,23 @@ describe('the train entry on the wasm backend against the CPU backend', () => {
   it('tiny random Bamba with two SSM groups and chunk 8, packed [11, 1, 17, 4]', async () => {
     const c = compileTiny({ mamba_groups: 2, chunk: 8 });
     await check('tiny Bamba G=2', c, f32Of(c, 9), packed([11, 1, 17, 4], 96, 14));
+  });
+
+  it('tiny Granite-4.0-H (2 of 6 experts behind each layer), packed [11, 3, 20] over chunk 8', async () => {
+    const c = tinyGranite();
+    await check('tiny Granite-4.0-H', c, init(c), packed([11, 3, 20], 256, 10));
+  });
+
+  it('a training step\'s weights stored again: the experts\' panels packed again, the entry equal to the CPU\'s on the new weights', async () => {
+    const c = tinyMoE('softmax', true), p = trainProgram(c), b = packed([7, 2, 9], 40, 11);
+    const w1 = init(c), w2 = new Map([...w1].map(([n, v]) => [n, v.map((x, i) => x + 0.05 * Math.sin(i + n.length))]));
+    const wasm = await wasmBackend(p, w1, 2);
+    runTrain(wasm, b);
+    wasm.updateWeights(w2);
+    const got = runTrain(wasm, b), ref = runTrain(upload(new CpuBackend(p), w2), b);
+    const e = compareGrads(got.grads, ref.grads);
+    expect(Math.abs(got.loss - ref.loss) / ref.loss, `loss ${got.loss} vs ${ref.loss}`).toBeLessThan(1e-5);
+    expect(e.worst, e.name).toBeLessThan(1e-5);
   });
 
   it('trained tiny-bamba-a, eval text packed as [66, 14] (the first across its 64-token chunk)', async () => {
@@ -116,7 +135,7 @@ class Both extends CpuBackend {
 }
 
 describe('each wasm backward family against the CPU one', () => {
-  it('every backward kernel of tiny Bamba (two layouts) and of a model of the rarer lowerings, on its operands of a random run', async () => {
+  it('every backward kernel of tiny Bamba (two layouts), of a model of the rarer lowerings and of a mixture of experts, on its operands of a random run', async () => {
     const sink = compileText(`import std.{Linear, Embedding}
 model Small(tokens: i32[T], positions: i32[T]) {
   param d = 8
@@ -132,11 +151,11 @@ model Small(tokens: i32[T], positions: i32[T]) {
   return head(relu2(p) * q + exp(neg(x)) * 0.5 + gl: Linear(2, d)(gates), e.weight)
 }
 `);
-    const init = (c: Compiled) => new Map(initWeights(c.graph, createRng(4), 'f32').map((t) => [t.name, t.tensor.data as Float32Array]));
     const runs: [Compiled, W32, GradBatch][] = [
       [compileTiny(), f32Of(compileTiny(), 2), packed([6, 3, 9], 96, 1)],
       [compileTiny({ tie: false, mamba_groups: 2, chunk: 8, n_kv_heads: 1 }), f32Of(compileTiny({ tie: false, mamba_groups: 2, chunk: 8, n_kv_heads: 1 }), 3), packed([10, 2, 13], 96, 2)],
       [sink, init(sink), packed([5, 3, 6], 16, 8)],
+      [tinyMoE('sigmoid', true), init(tinyMoE('sigmoid', true)), packed([7, 2, 9], 40, 11)],
     ];
     const seen = new Set<BackwardFamily>();
     for (const [c, w, b] of runs) {

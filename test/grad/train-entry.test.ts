@@ -1,12 +1,12 @@
 // The train entry of the kernel program (compiler/kernel/train.ts) run by the CPU backend
 // (runtime/cpu/train.ts) against the float64 reference (compiler/grad.ts lossGradients): the tiny
 // random Bamba, tied and untied, on packed ragged sequences crossing chunk boundaries (GQA, partial
-// RoPE); every other shipped model at its tiny preset but Granite-4.0-H's mixture of experts; models
-// of the lowerings no shipped one reaches (the routing ops among them); the
+// RoPE); every other shipped model at its tiny preset; Granite-4.0-H's and the std block's mixtures of
+// experts; models of the lowerings no shipped one reaches (the routing ops among them); the
 // trained tiny-bamba-a on a packed batch whose first sequence crosses its 64-token chunk.
 // Measures: the loss's relative error; the gradient's ‖got − ref‖₂ / ‖ref‖₂ over all weights at once
-// and per weight, both < 1e-5. Also: the memory plan reuses the train entry's buffers, and a model
-// with an op the train entry cannot lower yet (the experts' routing) is refused with AC412.
+// and per weight, both < 1e-5. Also: the memory plan reuses the train entry's buffers, and an op
+// whose VJP record has no kernel lowering (a record stripped of it here) is refused with AC412.
 
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -17,14 +17,14 @@ import { initWeights } from '../../compiler/init.ts';
 import { arenaBytes } from '../../compiler/kernel/memory.ts';
 import { printProgram } from '../../compiler/kernel/printer.ts';
 import { lowerToProgram } from '../../compiler/lower.ts';
-import { VJP } from '../../compiler/vjp.ts';
+import { type OpVjp, VJP } from '../../compiler/vjp.ts';
 import { presetSets } from '../../compiler/presets.ts';
 import { CpuBackend } from '../../runtime/cpu/backend.ts';
 import { runTrain } from '../../runtime/cpu/train.ts';
 import { createRng } from '../../runtime/rng.ts';
 import { compileTiny, randomTensors } from '../helpers/checkpoints.ts';
 import { MODELS } from '../helpers/compile.ts';
-import { SINK, compareGrads, evalTextBatch, packed, packedVsSeparate, small, trainedTinyBamba } from './helpers.ts';
+import { SINK, compareGrads, evalTextBatch, packed, packedVsSeparate, small, tinyGranite, tinyMoE, trainedTinyBamba } from './helpers.ts';
 
 /** The train entry's loss and gradients on the CPU backend against lossGradients, f32 weights. */
 /** A CPU backend holding the model's program with its train entry and the weights `w32`. */
@@ -86,6 +86,18 @@ describe('the train entry on the CPU backend against the float64 reference', () 
     check('routing', c, initOf(c, 6), packed([5, 3, 6], 16, 9));
   });
 
+  // the grouped experts' backward (experts_backward) behind each router: top-k then softmax (Granite,
+  // with a shared expert), softmax over all then top-k, sigmoid renormalised
+  it('tiny Granite-4.0-H (Mamba-2 and attention layers, 2 of 6 experts), packed [11, 3, 20] over chunk 8', () => {
+    const c = tinyGranite();
+    check('tiny Granite-4.0-H', c, initOf(c, 4), packed([11, 3, 20], 256, 10));
+  });
+
+  for (const [gating, renorm] of [['softmax', false], ['sigmoid', true]] as const) it(`the std MoE block, ${gating} gating${renorm ? ' renormalised' : ''}, packed [7, 2, 9]`, () => {
+    const c = tinyMoE(gating, renorm);
+    check(`MoE ${gating}`, c, initOf(c, 8), packed([7, 2, 9], 40, 11));
+  });
+
   it('packed = separate: the packed gradient is Σ (n_s / N) ∇L_s over its sequences alone (rel L2 < 1e-6)', () => {
     const c = compileTiny(), w = f32Of(c, 7), be = backendOf(c, w);
     const r = packedVsSeparate((b) => runTrain(be, b), packed([7, 2, 10, 5], 96, 21));
@@ -126,19 +138,21 @@ describe('the train entry as a program', () => {
     expect(arenaBytes(t, T, 100)).toBe(planned);
   });
 
-  it('lowers the backward of every op but a mixture\'s experts (the list only shrinks)', () => {
-    expect(Object.keys(VJP).filter((op) => !VJP[op]!.lowerBackward)).toEqual(['experts']);
+  it('lowers the backward of every op (an op added without one fails here)', () => {
+    expect(Object.keys(VJP).filter((op) => !VJP[op]!.lowerBackward)).toEqual([]);
   });
 
-  it('refuses an op whose backward it cannot lower yet with AC412, naming the op and its place', () => {
-    const file = join(MODELS, 'granite4h.arch');
-    const moe = compileFile(file, { set: [...presetSets(file, 'tiny'), 'n_layers=2', 'layer_types=["mamba", "attention"]', 'rope="rope"'] });
+  it('refuses an op whose VJP record has no kernel lowering with AC412, naming the op and its place', () => {
+    const moe = tinyGranite(), table = VJP as Record<string, OpVjp>, rec = table.experts!;
     let err: unknown;
-    try { lowerToProgram(moe.graph, moe.bindings, { train: true }); } catch (e) { err = e; }
+    // the experts' record without its lowering: the mechanism every op without one goes through
+    table.experts = { forward: rec.forward, backward: rec.backward };
+    try { lowerToProgram(moe.graph, moe.bindings, { train: true }); } catch (e) { err = e; } finally { table.experts = rec; }
     expect(err).toBeInstanceOf(CompileError);
     const d = (err as CompileError).diagnostics[0]!;
     expect(d.code).toBe('AC412');
     expect(d.message).toMatch(/cannot differentiate experts \(in model\.layers\.1\.block_sparse_moe\)/);
     expect(d.span?.file).toMatch(/\.arch$/);
+    expect(lowerToProgram(moe.graph, moe.bindings, { train: true }).train!.kernels.filter((k) => k.family === 'experts_backward')).toHaveLength(2);
   });
 });

@@ -2,12 +2,13 @@
 // backend's (runtime/cpu/train.ts runTrain, the oracle), on Dawn over SwiftShader:
 // - whole: the loss within 1e-4 relative and the gradient's rel L2 (‖gpu − cpu‖₂ / ‖cpu‖₂, over all
 //   weights at once and per weight) < 1e-4, on the tiny random Bamba tied (the adapter's rendering)
-//   and untied (the rendering for GPUs), packed ragged [6, 3, 9] over chunk 4 (GQA, partial RoPE)
+//   and untied (the rendering for GPUs), packed ragged [6, 3, 9] over chunk 4 (GQA, partial RoPE), and
+//   a tiny Granite-4.0-H (its mixtures of experts) on [11, 3, 20] over chunk 8
 //   (the trained tiny-bamba-a: train-trained.test.ts);
 // - per family: every train-entry kernel of the train's own families, run alone on WebGPU on the
 //   CPU's inputs of that moment (its outputs poisoned with NaN first), against the CPU's outputs:
 //   rel L2 < 1e-4 per output, on the tiny Bamba and on two small models of the families Bamba lacks
-//   (LayerNorm, GELU, clamp, a bias's reduce_rows; softmax, topk).
+//   (LayerNorm, GELU, clamp, a bias's reduce_rows; softmax, topk), GPT-2 and the std MoE block.
 // A test that finds no adapter fails.
 
 import { join } from 'node:path';
@@ -26,7 +27,7 @@ import { WebGpuBackend } from '../../runtime/webgpu/backend.ts';
 import { WebGpuTrainer } from '../../runtime/webgpu/train.ts';
 import { compileTiny, randomTensors } from '../helpers/checkpoints.ts';
 import { MODELS } from '../helpers/compile.ts';
-import { SINK, packed, small } from '../grad/helpers.ts';
+import { SINK, packed, small, tinyGranite, tinyMoE } from '../grad/helpers.ts';
 import { testDevice } from './gpu.ts';
 import { TOL, backends, disposeBackends, expectTrainClose } from './train-helpers.ts';
 
@@ -90,6 +91,11 @@ describe('the train entry on WebGPU against the CPU backend\'s', () => {
     const c = compileTiny({ tie: false });
     await expectTrainClose('tiny Bamba untied, gpu profile', c, f32Of(c, 5), packed([6, 3, 9], 96, 12), 'gpu');
   }, TIMEOUT);
+
+  it('tiny Granite-4.0-H (2 of 6 experts behind each layer), packed [11, 3, 20] over chunk 8', async () => {
+    const c = tinyGranite();
+    await expectTrainClose('tiny Granite-4.0-H', c, initOf(c, 4), packed([11, 3, 20], 256, 10));
+  }, TIMEOUT);
 });
 
 describe('each WGSL train family against the CPU\'s, kernel by kernel on the same inputs', () => {
@@ -112,6 +118,13 @@ describe('each WGSL train family against the CPU\'s, kernel by kernel on the sam
     show('small models', new Map([...a, ...r]));
     for (const f of ['layernorm_backward', 'gelu_backward', 'clamp_backward', 'reduce_rows']) expect(a.has(f), f).toBe(true);
     for (const f of ['softmax_backward', 'topk_backward']) expect(r.has(f), f).toBe(true);
+  }, TIMEOUT);
+
+  it('the std MoE block, sigmoid gating renormalised: the experts\' backward', async () => {
+    const c = tinyMoE('sigmoid', true), w = initOf(c, 8);
+    const m = await families(c, w, packed([7, 2, 9], 40, 11));
+    show('MoE', m);
+    expect([...m.keys()].sort()).toEqual(['causal_lm_loss', 'embedding_backward', 'experts_backward', 'matmul_wgrad', 'topk_backward']);
   }, TIMEOUT);
 
   it('GPT-2 at its tiny preset: weights stored [in, out] (transposed weight gradients), the tanh GELU, LayerNorm', async () => {
