@@ -393,6 +393,7 @@
   (local.set $wv (v128.load offset=0 (local.get $wp)))
 (local.set $w0 (i8x16.shuffle 0 1 16 17 2 3 18 19 4 5 20 21 6 7 22 23 (v128.const i32x4 0 0 0 0) (local.get $wv)))
 (local.set $w1 (i8x16.shuffle 8 9 24 25 10 11 26 27 12 13 28 29 14 15 30 31 (v128.const i32x4 0 0 0 0) (local.get $wv)))
+(if (i32.eqz (i32.and (local.get $k) (i32.const 63))) (then (drop (i32.load8_u offset=1024 (local.get $wp))) (drop (i32.load8_u offset=1088 (local.get $wp))) (drop (i32.load8_u offset=1152 (local.get $wp))) (drop (i32.load8_u offset=1216 (local.get $wp))) (drop (i32.load8_u offset=1280 (local.get $wp))) (drop (i32.load8_u offset=1344 (local.get $wp))) (drop (i32.load8_u offset=1408 (local.get $wp))) (drop (i32.load8_u offset=1472 (local.get $wp))) (drop (i32.load8_u offset=1536 (local.get $wp))) (drop (i32.load8_u offset=1600 (local.get $wp))) (drop (i32.load8_u offset=1664 (local.get $wp))) (drop (i32.load8_u offset=1728 (local.get $wp))) (drop (i32.load8_u offset=1792 (local.get $wp))) (drop (i32.load8_u offset=1856 (local.get $wp))) (drop (i32.load8_u offset=1920 (local.get $wp))) (drop (i32.load8_u offset=1984 (local.get $wp)))))
 (v128.store offset=0 (local.get $sp) (local.get $w0))
 (v128.store offset=16 (local.get $sp) (local.get $w1))
 (local.set $xv (v128.load32_splat offset=0 (local.get $xp)))
