@@ -72,12 +72,12 @@ function microKernel(dt: WeightType, m: number, mr: number, unroll: number, fma:
   for (let u = 0; u < unroll; u++) for (let r = 0; r < m; r++) for (let c = 0; c < 2; c++) accs.push(`$acc${u}_${r}_${c}`);
   const step = (u: number, of: number) => {
     const lines = [loadWeights(dt, u * wb, A)];
-    // the widening tile is the one that reads its panel from memory: every TILE_READ_LINES·64 bytes of
-    // the panel it loads and drops one byte of each of the next TILE_READ_LINES lines `readAhead` bytes
-    // on, all at once (runtime/wasm/layout.ts)
+    // a tile that reads its panel from memory (bf16: the widening tile, or each of fewer rows): every
+    // TILE_READ_LINES·64 bytes of the panel it loads and drops one byte of each of the next
+    // TILE_READ_LINES lines `readAhead` bytes on, all at once (runtime/wasm/layout.ts)
     if (readAhead && u === 0) {
       const every = TILE_READ_LINES * 64 / wb;
-      if (readAhead > TILE_READ_AHEAD || unroll !== 1) throw new InternalError(`mkw_${dt}: reads ${readAhead} bytes ahead (at most ${TILE_READ_AHEAD}), k unrolled ${unroll} (1)`);
+      if (readAhead > TILE_READ_AHEAD || every % unroll) throw new InternalError(`mk_${dt}_${m}: reads ${readAhead} bytes ahead (at most ${TILE_READ_AHEAD}) every ${every} k steps, k unrolled by ${unroll}`);
       lines.push(`(if (i32.eqz (i32.and ${get('k')} (i32.const ${every - 1}))) (then ${Array.from({ length: TILE_READ_LINES }, (_, i) => `(drop (i32.load8_u offset=${readAhead + 64 * i} ${A.w(get('wp'))}))`).join(' ')}))`);
     }
     if (widenTo) lines.push(`(v128.store offset=${u * NR * 4} ${A.low(get('sp'))} ${get('w0')})`, `(v128.store offset=${u * NR * 4 + 16} ${A.low(get('sp'))} ${get('w1')})`);
@@ -311,7 +311,7 @@ export function renderWasmKernels(t: WasmTarget): string {
   const funcs: string[] = [];
   const A = addrOf(t);
   for (const dt of dts) {
-    for (let m = 1; m <= t.rowsPerTile; m++) funcs.push(microKernel(dt, m, t.rowsPerTile, m <= 2 ? t.gemvUnroll : 1, t.fma, false, A));
+    for (let m = 1; m <= t.rowsPerTile; m++) funcs.push(microKernel(dt, m, t.rowsPerTile, m <= 2 ? t.gemvUnroll : 1, t.fma, false, A, dt === 'bf16' ? t.tileReadAhead : 0));
     if (dt === 'bf16') funcs.push(microKernel(dt, t.rowsPerTile, t.rowsPerTile, 1, t.fma, true, A, t.tileReadAhead));
     if (t.gemvPanels > 1) funcs.push(gemvKernel(dt, t.gemvPanels, t.rowsPerTile, t.fma, A));
     funcs.push(gemm(dt, t));

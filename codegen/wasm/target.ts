@@ -43,8 +43,8 @@ export interface WasmTarget {
    *  (runtime/wasm/layout.ts READ_AHEAD; 0: none, as bench/gemv-stream.ts compares). At most
    *  READ_AHEAD: the runtime keeps the memory that far past each packed weight. */
   readonly readAhead: number;
-  /** Bytes ahead at which the widening tile of a bf16 block (mkw, see widenFrom) loads the lines of
-   *  its panel TILE_READ_LINES at a time (runtime/wasm/layout.ts TILE_READ_AHEAD; 0: none, as
+  /** Bytes ahead at which a bf16 tile that reads its panel from memory (the widening tile of a block,
+   *  see widenFrom, or the tile of fewer rows) loads the lines of its panel TILE_READ_LINES at a time (runtime/wasm/layout.ts TILE_READ_AHEAD; 0: none, as
    *  bench/tile-stream.ts compares). At most TILE_READ_AHEAD: the runtime keeps the memory that far
    *  (and TILE_READ_LINES lines more) past each packed bf16 weight. */
   readonly tileReadAhead: number;
