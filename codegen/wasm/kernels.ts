@@ -24,7 +24,7 @@
 
 import type { WasmTarget } from './target.ts';
 import { InternalError } from '../../dsl/diagnostics.ts';
-import { PRODUCT, QUANT_LAYOUT, XQ_OFFSET } from '../../runtime/wasm/layout.ts';
+import { PRODUCT, QUANT_LAYOUT, TILE_READ_AHEAD, TILE_READ_LINES, XQ_OFFSET } from '../../runtime/wasm/layout.ts';
 import { JOB, work } from './job.ts';
 import { ADDR32, type Addr, MEMORY64_PAGES, addrOf } from './addr.ts';
 import { PAIRED, digitsKernel, digits8Kernel, dotKernel, dotProduct, round8Kernel, widenScales } from './dot.ts';
@@ -65,13 +65,21 @@ function loadWeights(dt: WeightType, off: number, A: Addr, wp = 'wp'): string {
  * (bf16), mkw_bf16_<m>(…, sp) also stores the weights it widened at `sp` in the f32 panel layout, so
  * the first tile of a cache block widens the panel for the tiles after it at the cost of two stores.
  */
-function microKernel(dt: WeightType, m: number, mr: number, unroll: number, fma: boolean, widenTo = false, A: Addr = ADDR32): string {
+function microKernel(dt: WeightType, m: number, mr: number, unroll: number, fma: boolean, widenTo = false, A: Addr = ADDR32, readAhead = 0): string {
   const wb = NR * BYTES[dt];
   const rowAt = (r: number) => A.low(r ? add(get('yp'), `(i32.mul (i32.const ${r}) ${get('ldyb')})`) : get('yp'));
   const accs: string[] = [];
   for (let u = 0; u < unroll; u++) for (let r = 0; r < m; r++) for (let c = 0; c < 2; c++) accs.push(`$acc${u}_${r}_${c}`);
   const step = (u: number, of: number) => {
     const lines = [loadWeights(dt, u * wb, A)];
+    // a tile that reads its panel from memory (bf16: the widening tile, or each of fewer rows): every
+    // TILE_READ_LINES·64 bytes of the panel it loads and drops one byte of each of the next
+    // TILE_READ_LINES lines `readAhead` bytes on, all at once (runtime/wasm/layout.ts)
+    if (readAhead && u === 0) {
+      const every = TILE_READ_LINES * 64 / wb;
+      if (readAhead > TILE_READ_AHEAD || every % unroll) throw new InternalError(`mk_${dt}_${m}: reads ${readAhead} bytes ahead (at most ${TILE_READ_AHEAD}) every ${every} k steps, k unrolled by ${unroll}`);
+      lines.push(`(if (i32.eqz (i32.and ${get('k')} (i32.const ${every - 1}))) (then ${Array.from({ length: TILE_READ_LINES }, (_, i) => `(drop (i32.load8_u offset=${readAhead + 64 * i} ${A.w(get('wp'))}))`).join(' ')}))`);
+    }
     if (widenTo) lines.push(`(v128.store offset=${u * NR * 4} ${A.low(get('sp'))} ${get('w0')})`, `(v128.store offset=${u * NR * 4 + 16} ${A.low(get('sp'))} ${get('w1')})`);
     for (let r = 0; r < m; r++) {
       lines.push(`(local.set $xv (v128.load32_splat offset=${(u * mr + r) * 4} ${A.low(get('xp'))}))`);
@@ -303,8 +311,8 @@ export function renderWasmKernels(t: WasmTarget): string {
   const funcs: string[] = [];
   const A = addrOf(t);
   for (const dt of dts) {
-    for (let m = 1; m <= t.rowsPerTile; m++) funcs.push(microKernel(dt, m, t.rowsPerTile, m <= 2 ? t.gemvUnroll : 1, t.fma, false, A));
-    if (dt === 'bf16') funcs.push(microKernel(dt, t.rowsPerTile, t.rowsPerTile, 1, t.fma, true, A));
+    for (let m = 1; m <= t.rowsPerTile; m++) funcs.push(microKernel(dt, m, t.rowsPerTile, m <= 2 ? t.gemvUnroll : 1, t.fma, false, A, dt === 'bf16' ? t.tileReadAhead : 0));
+    if (dt === 'bf16') funcs.push(microKernel(dt, t.rowsPerTile, t.rowsPerTile, 1, t.fma, true, A, t.tileReadAhead));
     if (t.gemvPanels > 1) funcs.push(gemvKernel(dt, t.gemvPanels, t.rowsPerTile, t.fma, A));
     funcs.push(gemm(dt, t));
   }

@@ -1,7 +1,7 @@
 // The `wasm` target's records: the module variants a build ships (codegen/wasm/kernels.ts renders
 // each; the runtime runs the first the engine accepts).
 
-import { READ_AHEAD } from '../../runtime/wasm/layout.ts';
+import { READ_AHEAD, TILE_READ_AHEAD } from '../../runtime/wasm/layout.ts';
 
 /** The `wasm` target (codegen/wasm/): the register block and cache block of its matrix products.
  *  Its module is generic over sizes, so the record shapes the module, not each kernel's schedule. */
@@ -43,13 +43,18 @@ export interface WasmTarget {
    *  (runtime/wasm/layout.ts READ_AHEAD; 0: none, as bench/gemv-stream.ts compares). At most
    *  READ_AHEAD: the runtime keeps the memory that far past each packed weight. */
   readonly readAhead: number;
+  /** Bytes ahead at which a bf16 tile that reads its panel from memory (the widening tile of a block,
+   *  see widenFrom, or the tile of fewer rows) loads the lines of its panel TILE_READ_LINES at a time (runtime/wasm/layout.ts TILE_READ_AHEAD; 0: none, as
+   *  bench/tile-stream.ts compares). At most TILE_READ_AHEAD: the runtime keeps the memory that far
+   *  (and TILE_READ_LINES lines more) past each packed bf16 weight. */
+  readonly tileReadAhead: number;
   /** Addresses for a memory declared `i64` (memory64: one memory past 4 GiB; codegen/wasm/addr.ts).
    *  Absent or false: the 32-bit form every engine runs. */
   readonly memory64?: boolean;
 }
 
 /** 128-bit SIMD alone: runs on every engine with SIMD. */
-export const WASM_TARGET: WasmTarget = { name: 'wasm', fma: false, rowsPerTile: 4, tokenBlock: 64, gemvUnroll: 2, gemvPanels: 4, splitFrom: 1 << 17, widenFrom: 7, quantDotRows: 0, a8Tile: { q4: 0, q8: 0 }, readAhead: READ_AHEAD };
+export const WASM_TARGET: WasmTarget = { name: 'wasm', fma: false, rowsPerTile: 4, tokenBlock: 64, gemvUnroll: 2, gemvPanels: 4, splitFrom: 1 << 17, widenFrom: 7, quantDotRows: 0, a8Tile: { q4: 0, q8: 0 }, readAhead: READ_AHEAD, tileReadAhead: TILE_READ_AHEAD };
 /** With relaxed SIMD's fused multiply-add (Chromium >= 114, Node >= 22; Node 20 behind a flag that
  *  runtime/wasm/module.ts sets). */
 export const WASM_FMA_TARGET: WasmTarget = { ...WASM_TARGET, fma: true, rowsPerTile: 6, tokenBlock: 60, widenFrom: 6, quantDotRows: 6, a8Tile: { q4: 4, q8: 2 } };

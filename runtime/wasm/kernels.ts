@@ -12,7 +12,7 @@
 // on its one instance over the weight where it lies, the weight's base passed as a BigInt.
 // Module layout: codegen/wasm/kernels.ts.
 
-import { PRODUCT, QUANT_LAYOUT, READ_AHEAD_TAIL } from './layout.ts';
+import { PRODUCT, QUANT_LAYOUT, READ_AHEAD_TAIL, TILE_READ_TAIL } from './layout.ts';
 import { MEMORY_BYTES, type Mem, WasmMemories } from './memories.ts';
 import { RuntimeError } from '../errors.ts';
 import type { MemoryReport } from '../targets.ts';
@@ -174,7 +174,7 @@ export class WasmKernels {
    *  runtime/load-pool.ts): the weight as the products read it, and the memory's buffer it lies in. */
   placePanels(N: number, K: number, dtype: 'f32' | 'bf16'): { p: PackedWeight; buffer: ArrayBufferLike } {
     const panels = Math.ceil(N / this.NR);
-    const { m, mem, at } = this.mems.place(panels * K * this.NR * (dtype === 'bf16' ? 2 : 4), K, dtype);
+    const { m, mem, at } = this.mems.place(panels * K * this.NR * (dtype === 'bf16' ? 2 : 4), K, dtype, dtype === 'bf16' ? TILE_READ_TAIL : 0);
     return { p: { N, K, panels, at, mem, dtype }, buffer: m.memory.buffer };
   }
 

@@ -29,6 +29,24 @@ export const QUANT_LAYOUT: Readonly<Record<QuantType, { group: number; codes: nu
  */
 export const READ_AHEAD = 1536;
 export const READ_AHEAD_TAIL = READ_AHEAD + QUANT_LAYOUT.q8.group;
+/**
+ * The bf16 products' read-ahead (codegen/wasm/kernels.ts: the tiles that read a panel from memory, the
+ * widening tile `mkw` of a block of at least WasmTarget.widenFrom rows and the tile of fewer): every
+ * TILE_READ_LINES lines of the panel it loads, and drops, one byte of each of the TILE_READ_LINES
+ * lines TILE_READ_AHEAD bytes on, back to back. A load that misses holds up retirement until its line
+ * arrives, so loads spread one per k step leave only the few lines in flight that the reorder window
+ * spans between them (the tile's loop is ~25 instructions a k step); issued together, they are in
+ * flight at once. Over the ~100M Bamba's products from memory (200 MB of bf16 panels), 8 rows on one
+ * thread, CPU time of the fastest step (bench/tile-stream.ts; 33.3 ms with the weights in cache):
+ * none 70-72 ms, one load a k step 2048 / 4096 / 6144 bytes on 65 / 55 / 59 ms, 16 lines at once
+ * 1024 / 2048 / 4096 on 46-48 / 49-51 / 52 ms, 8 lines 48-50, 4 lines 48, 32 lines 53; 4 rows (one
+ * tile of 4) 62 -> 36 ms, 2 rows 34.5 -> 30.7 ms. The one-row GEMV (4 panels side by side) gained
+ * nothing from it (19.7 -> 23.7 ms) and has none. A memory
+ * holding a packed bf16 weight extends TILE_READ_TAIL bytes past its end.
+ */
+export const TILE_READ_AHEAD = 1024;
+export const TILE_READ_LINES = 16;
+export const TILE_READ_TAIL = TILE_READ_AHEAD + 64 * TILE_READ_LINES;
 
 /** q8's integer-dot GEMV carries its activations as xq + XQ_OFFSET, in unsigned digits (so the
  *  kernel takes XQ_OFFSET · Σcode, from the panel's sums, off again). */

@@ -1,6 +1,7 @@
 // The wasm backend's q8/q4 panels (runtime/wasm/layout.ts QUANT_LAYOUT): a packed weight takes the
 // layout's bytes a weight in the memory (q4 0.5625, q8 1.125: codes, f16 scale bits, q8's i16 code
-// sums) and its memory extends past it as far as the GEMV reads ahead, and the kernels widen the f16 scale bits to the f32 values runtime/quant.ts defines, exactly,
+// sums) and its memory extends past it as far as the GEMV reads ahead (and past a bf16 weight as far
+// as the bf16 products' widening tile does), and the kernels widen the f16 scale bits to the f32 values runtime/quant.ts defines, exactly,
 // for scales from zero through the f16 subnormals to the largest f16: the dequantising path bit for
 // bit against the same values as f32 weights, the integer-dot GEMV per column within 1e-5 of the
 // column's own terms (so a scale widened wrongly in one column cannot hide behind a larger one);
@@ -14,7 +15,7 @@ import { WASM_TARGETS, type WasmTarget } from '../../codegen/wasm/target.ts';
 import { linear } from '../../runtime/cpu/linear.ts';
 import { type QuantDType, type QuantTensor, QUANT_GROUP, dequantizeRows, quantize } from '../../runtime/quant.ts';
 import { WasmKernels } from '../../runtime/wasm/kernels.ts';
-import { READ_AHEAD_TAIL } from '../../runtime/wasm/layout.ts';
+import { READ_AHEAD_TAIL, TILE_READ_TAIL } from '../../runtime/wasm/layout.ts';
 import { wasmModule } from '../../runtime/wasm/module.ts';
 import { prng, uniform } from '../runtime/cpu/check.ts';
 
@@ -65,21 +66,28 @@ describe('q8/q4 panel bytes', () => {
     });
   }
 
-  it("the memory extends past a packed weight as far as the GEMV reads ahead, even where the weight ends a 64 KiB page's last bytes", () => {
-    const wk = new WasmKernels(modules.get(WASM_TARGETS[0]!)!, 1);
-    try {
-      const q = quantize({ dtype: 'f32', shape: [8, 32], data: uniform(prng(3), 8 * 32) }, 'q4');
-      if ('reason' in q) throw new Error(q.reason);
-      // small weights one after another until one ends within READ_AHEAD_TAIL of a page's end (a
-      // memory grows by whole pages: it would end there); at most a page's worth of them
-      let end = 0;
-      for (let i = 0; i < 65536 / 144 && (end === 0 || end % 65536 <= 65536 - READ_AHEAD_TAIL); i++) end = wk.packQuant(q.q).at + 144;
-      expect(end % 65536).toBeGreaterThan(65536 - READ_AHEAD_TAIL);
-      expect(wk.memory.buffer.byteLength).toBeGreaterThanOrEqual(end + READ_AHEAD_TAIL);
-    } finally {
-      wk.close();
-    }
-  });
+  // a weight packed one after another until one ends within `tail` of a 64 KiB page's end (a memory
+  // grows by whole pages: it would end there; at most a page's worth of them), then the product that
+  // reads furthest past it runs on it: the GEMV (q4) or a block's widening tile (bf16, 8 rows)
+  for (const [what, tail, bytes] of [['q4, as far as the GEMV reads ahead', READ_AHEAD_TAIL, 144], ['bf16, as far as the widening tile reads ahead', TILE_READ_TAIL, 2 * 8 * 32]] as const) {
+    it(`the memory extends past a packed weight (${what}), even where the weight ends a 64 KiB page's last bytes`, () => {
+      const wk = new WasmKernels(modules.get(WASM_TARGETS[0]!)!, 1);
+      try {
+        const data = uniform(prng(3), 8 * 32), T = what.startsWith('q4') ? 1 : 8;
+        const q = quantize({ dtype: 'f32', shape: [8, 32], data }, 'q4');
+        if ('reason' in q) throw new Error(q.reason);
+        const pack = () => (what.startsWith('q4') ? wk.packQuant(q.q) : wk.pack({ dtype: 'bf16', shape: [8, 32], data: Uint16Array.from(data, (v) => new Uint32Array(Float32Array.of(v).buffer)[0]! >>> 16) }));
+        let end = 0, p = pack();
+        for (let i = 0; i < 65536 / bytes && (end === 0 || end % 65536 <= 65536 - tail); i++) end = (p = pack()).at + bytes;
+        expect(end % 65536).toBeGreaterThan(65536 - tail);
+        expect(wk.memory.buffer.byteLength).toBeGreaterThanOrEqual(end + tail);
+        const xAt = wk.allocate(4 * T * 32), yAt = wk.allocate(4 * T * 8);
+        wk.linearAt(p, xAt, 32, T, yAt, 8);
+      } finally {
+        wk.close();
+      }
+    });
+  }
 });
 
 for (const t of WASM_TARGETS) describe(`the ${t.fma ? 'fma' : 'plain'} module: f16 scales widened exactly`, () => {
