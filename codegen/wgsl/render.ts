@@ -20,7 +20,6 @@ import type { DType } from '../../runtime/tensor.ts';
 import { QUANT_DTYPES, type QuantDType } from '../../runtime/quant.ts';
 import { quantWeights, roundHelpers } from './quant.ts';
 import { WGSL_CPU_TARGET, WGSL_TARGET, type WgslTarget, wgslSchedule } from './schedule.ts';
-
 import { Shader, TEMPLATES, lit } from './shader.ts';
 import { type Ctx, count, elements, fail, flat, flatOut, pass, rowsOf, shader, stage, view, weightName } from './passes.ts';
 import { ROUTE_PASSES } from './route.ts';

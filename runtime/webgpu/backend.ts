@@ -315,11 +315,6 @@ export class WebGpuBackend implements Backend {
     return this.weights.get(name) ?? fail(`weight ${name} was not loaded`);
   }
 
-  /** A weight's buffer where the device keeps one (a part only a concatenation reads is dropped once joined). */
-  weightIfKept(name: string): SplitBuffer | undefined {
-    return this.weights.get(name);
-  }
-
   /** The encoder work is recorded into until the next submit. */
   commands(): GPUCommandEncoder {
     this.alive();

@@ -6,7 +6,7 @@
 // masters and moments come back when asked (a save). Every weight is f32 on the device (`f32Weights`).
 
 import { RuntimeError } from '../errors.ts';
-import type { Program } from '../program.ts';
+import { type Program, weightsRead } from '../program.ts';
 import { type AdamWConfig, type ParamState, decays } from '../train/optim.ts';
 import type { TrainBatch } from '../cpu/train.ts';
 import { type WebGpuBackend, shaderProblem } from './backend.ts';
@@ -40,10 +40,13 @@ export class WebGpuOptimizer {
   private readonly trainer: WebGpuTrainer;
   private readonly buffer: SplitBuffer;
   private loaded = false;
+  /** The weights the kernels read, whose buffers the device keeps. */
+  private readonly kept: Set<string>;
 
   /** RT506 when the backend's WGSL has no optimizer, or a weight is not f32 on the device. */
   constructor(private readonly gpu: WebGpuBackend) {
     this.trainer = new WebGpuTrainer(gpu);
+    this.kept = weightsRead({ ...gpu.program.entries, train: gpu.program.train! });
     this.shaders = gpu.shaders.optimizer ?? refuse('its WGSL was rendered without the optimizer (render the program lowered with { train: true })');
     const notF32 = [...gpu.program.weights, ...gpu.program.derived].find((w) => w.dtype !== 'f32') ?? [...gpu.formats.keys()].map((name) => ({ name }))[0];
     if (notF32) refuse(`weight ${notF32.name} is not f32 on the device; the optimizer updates f32 masters (load the program through f32Weights)`);
@@ -149,13 +152,13 @@ export class WebGpuOptimizer {
     const src = this.buffer.part(0), master = new Map(this.shaders.params.map((q) => [q.name, q]));
     for (const d of this.shaders.derived) if (d.pass) record([d.pass], src);
     const enc = this.gpu.commands();
+    // the device keeps the weights the kernels read (a part only a concatenation reads is dropped once joined)
     for (const q of this.shaders.params) {
-      const dst = this.gpu.weightIfKept(q.name);
-      if (dst) enc.copyBufferToBuffer(src, 4 * q.at, dst.part(0), 0, 4 * q.length);
+      if (this.kept.has(q.name)) enc.copyBufferToBuffer(src, 4 * q.at, this.gpu.weight(q.name).part(0), 0, 4 * q.length);
     }
     for (const d of this.shaders.derived) {
-      const dst = this.gpu.weightIfKept(d.name);
-      if (!dst) continue;
+      if (!this.kept.has(d.name)) continue;
+      const dst = this.gpu.weight(d.name);
       if (d.at !== undefined) enc.copyBufferToBuffer(src, 4 * d.at, dst.part(0), 0, 4 * d.length);
       let to = 0;
       for (const p of d.parts ?? []) {
