@@ -1,13 +1,17 @@
 // The train entry on WebGPU from the CLI (Dawn on SwiftShader): `archc train --engine kernels
 // --backend webgpu` takes its steps whole on the device (AdamW there too) and `archc forward --loss
 // --grads FILE --engine kernels --backend webgpu` writes the entry's gradients. Against the same
-// commands on the wasm backend (train: each step's loss and gradient norm within 1e-4 relative, the
-// saved masters and moments within 1e-4 rel L2 per weight) and the CPU backend (grads: each weight's
-// gradient within 1e-4 rel L2), on a tiny Bamba.
+// commands on the wasm backend (train: each step's loss and gradient norm, and the eval loss, within
+// 1e-4 relative, the saved masters and moments within 1e-4 rel L2 per weight; a run resumed on WebGPU
+// equals one that never stopped, bit for bit) and the CPU backend (grads: each weight's gradient
+// within 1e-4 rel L2), on a tiny Bamba.
 
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { lowerToProgram } from '../../compiler/lower.ts';
+import { CpuBackend } from '../../runtime/cpu/backend.ts';
+import { runTrain } from '../../runtime/cpu/train.ts';
 import { openCheckpoint } from '../../runtime/safetensors.ts';
 import { toF32 } from '../../runtime/tensor.ts';
 import { BAMBA, ROOT, TINY, runCli, setsFor, writeCheckpoint } from '../helpers/checkpoints.ts';
@@ -34,15 +38,20 @@ function tensors(file: string, prefix = ''): Map<string, Float32Array> {
 }
 
 describe('the train entry on WebGPU from the CLI', () => {
-  it('archc train --engine kernels --backend webgpu: 2 steps equal the wasm backend\'s (loss, norm, masters, moments)', async () => {
+  it('archc train --engine kernels --backend webgpu: 2 steps equal the wasm backend\'s (loss, norm, eval, masters, moments); resumed = straight', async () => {
     const dir = tmp(), data = join(dir, 'd.txt');
     writeFileSync(data, TEXT);
-    const read = (run: string) => readFileSync(join(run, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, number>);
-    for (const [run, extra] of [['w', []], ['g', ['--backend', 'webgpu']]] as const) {
-      const r = await runCli(['train', BAMBA, ...SETS, '--tokenizer', TOKENIZER, '--data', data, '--seq-len', '24', '--batch', '2', '--lr', '1e-2', '--warmup', '0',
-        '--steps', '2', '--engine', 'kernels', ...extra, '-o', join(dir, run)], 120_000);
+    const read = (run: string, f = 'metrics.jsonl') => readFileSync(join(run, f), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, number>);
+    for (const [run, steps, extra] of [['w', '2', []], ['g', '2', ['--backend', 'webgpu']], ['g1', '1', ['--backend', 'webgpu']]] as const) {
+      const r = await runCli(['train', BAMBA, ...SETS, '--tokenizer', TOKENIZER, '--data', data, '--eval', data, '--seq-len', '24', '--batch', '2', '--lr', '1e-2', '--warmup', '0',
+        '--steps', steps, '--engine', 'kernels', ...extra, '-o', join(dir, run)], 120_000);
       expect(r.code, r.stderr).toBe(0);
     }
+    const resumed = await runCli(['train', '--resume', join(dir, 'g1'), '--steps', '2'], 120_000);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    for (const f of ['model.safetensors', 'optimizer.safetensors']) expect(readFileSync(join(dir, 'g1', f)).equals(readFileSync(join(dir, 'g', f))), `resumed ${f}`).toBe(true);
+    const [ew, eg] = [read(join(dir, 'w'), 'eval.jsonl').at(-1)!, read(join(dir, 'g'), 'eval.jsonl').at(-1)!];
+    expect(Math.abs(eg.eval_loss! - ew.eval_loss!) / ew.eval_loss!, `eval loss ${eg.eval_loss} vs ${ew.eval_loss}`).toBeLessThan(TOL);
     const [w, g] = [read(join(dir, 'w')), read(join(dir, 'g'))];
     expect(g).toHaveLength(2);
     g.forEach((m, i) => {
@@ -58,22 +67,24 @@ describe('the train entry on WebGPU from the CLI', () => {
     expect(JSON.parse(readFileSync(join(dir, 'g', 'trainer_state.json'), 'utf8')).settings.backend).toBe('webgpu');
   }, 240_000);
 
-  it('archc forward --loss --grads F --engine kernels --backend webgpu: the CPU backend\'s gradients', async () => {
-    const dir = tmp(), ckpt = join(dir, 'ckpt');
+  it('archc forward --loss --grads F --engine kernels --backend webgpu: the CPU backend\'s train entry\'s gradients', async () => {
+    const dir = tmp(), ckpt = join(dir, 'ckpt'), out = join(dir, 'g.safetensors');
     mkdirSync(ckpt);
-    writeCheckpoint(ckpt, { tie: false }, { seed: 4 });
-    const out = (b: string) => join(dir, `${b}.safetensors`);
-    const printed: Record<string, { loss: number; grad_norm: number }> = {};
-    for (const b of ['cpu', 'webgpu']) {
-      const r = await runCli(['forward', BAMBA, '--weights', ckpt, '--ids', '5,9,2,7,7,1,3;4,8,8,2', '--loss', '--grads', out(b), '--engine', 'kernels', '--backend', b], 120_000);
-      expect(r.code, r.stderr).toBe(0);
-      printed[b] = JSON.parse(r.stdout);
-    }
-    const e = compareGrads(tensors(out('webgpu')), tensors(out('cpu')));
-    console.log(`forward --grads on WebGPU: loss ${printed.webgpu!.loss} (CPU ${printed.cpu!.loss}); rel L2 ${e.all.toExponential(2)}, worst ${e.name} ${e.worst.toExponential(2)}`);
+    const { compiled, tensors: w } = writeCheckpoint(ckpt, { tie: false }, { seed: 4 });
+    const r = await runCli(['forward', BAMBA, '--weights', ckpt, '--ids', '5,9,2,7,7,1,3;4,8,8,2', '--loss', '--grads', out, '--engine', 'kernels', '--backend', 'webgpu'], 120_000);
+    expect(r.code, r.stderr).toBe(0);
+    // the CPU backend's train entry on the same batch (the first token of each sequence predicts nothing)
+    const cpu = new CpuBackend(lowerToProgram(compiled.graph, compiled.bindings, { train: true }));
+    cpu.updateWeights(new Map(w.map((t) => [t.name, t.tensor.data as Float32Array])));
+    const ids = Int32Array.of(5, 9, 2, 7, 7, 1, 3, 4, 8, 8, 2), labels = Int32Array.from(ids);
+    labels[0] = labels[7] = -100;
+    const want = runTrain(cpu, { tokens: ids, positions: Int32Array.of(0, 1, 2, 3, 4, 5, 6, 0, 1, 2, 3), seqs: [{ start: 0, len: 7 }, { start: 7, len: 4 }], labels });
+    const e = compareGrads(tensors(out), want.grads);
+    console.log(`forward --grads on WebGPU: rel L2 ${e.all.toExponential(2)}, worst ${e.name} ${e.worst.toExponential(2)} (the CPU train entry's)`);
     expect(e.worst, e.name).toBeLessThan(TOL);
-    expect(Math.abs(printed.webgpu!.grad_norm - printed.cpu!.grad_norm) / printed.cpu!.grad_norm).toBeLessThan(TOL);
-  }, 240_000);
+    const norm = Math.sqrt([...want.grads.values()].reduce((a, g) => a + g.reduce((b, v) => b + v * v, 0), 0));
+    expect(Math.abs((JSON.parse(r.stdout) as { grad_norm: number }).grad_norm - norm) / norm).toBeLessThan(TOL);
+  }, 120_000);
 
   it('refuses --backend without --engine kernels, and a backend the train entry does not train on', async () => {
     const dir = tmp(), data = join(dir, 'd.txt');
