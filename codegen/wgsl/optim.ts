@@ -9,7 +9,6 @@
 // copies masters and derived values into the weights' buffers. No barrier, no atomics: one rendering
 // for both profiles.
 
-import { exprLeaves } from '../../runtime/expr.ts';
 import type { Program } from '../../runtime/program.ts';
 import { type BindingKind, OPTIM_SCALARS, type Pass, type WgslOptimizer, bindingName } from '../../runtime/webgpu/shaders.ts';
 import { count } from './passes.ts';
@@ -49,7 +48,6 @@ export function renderOptimizer(program: Program): WgslOptimizer | undefined {
       in: () => fail(`derived weight ${d.name} reads an input`),
       w: (n) => { const p = master.get(n) ?? fail(`derived weight ${d.name} reads ${n}, which is not a weight trained`); return `${o('get')}(${p.at}u + i % ${p.length}u)`; },
     });
-    for (const l of exprLeaves(d.from.body)) if (l.op === 'w' && !master.has(l.name)) fail(`derived weight ${d.name} reads ${l.name}`);
     return { name: d.name, at: place, length, pass: optimPass(`derived ${d.name}`, length, `${o('set')}(${place}u + i, ${body});`) };
   });
   const S = (k: keyof typeof OPTIM_SCALARS) => `${o('get')}(${scalars + OPTIM_SCALARS[k]}u)`;
