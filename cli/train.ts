@@ -1,7 +1,8 @@
 // archc train: a causal LM trained on packed text from a .arch file (issue 20). The loop
 // (runtime/train/trainer.ts) runs on a gradient engine (runtime/train/engine.ts): the f32 engine on
 // the wasm kernels (runtime/train/f32/, the default), the kernel program's train entry on the wasm
-// backend (`--engine kernels`) or the float64 reference (`--engine reference`); the
+// backend (`--engine kernels`; with `--backend webgpu` whole steps on WebGPU, AdamW there too:
+// cli/train-webgpu.ts) or the float64 reference (`--engine reference`); the
 // run directory is one Hugging Face checkpoint (config.json, model.safetensors, the tokenizer)
 // plus optimizer.safetensors, trainer_state.json, metrics.jsonl and loss.svg, rewritten whole at
 // each save, so `--resume RUN` continues bit for bit. docs/TRAINING.md "The training loop".

@@ -151,10 +151,10 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  runtime +302, cli +45: the train entry on the wasm backend (issue 20: runtime/wasm/train.ts its families on the f32
  *  engine's kernels, runtime/train/entry-engine.ts archc train --engine kernels, cli/train-entry.ts), and the GEMV's
  *  read-ahead margin (runtime/wasm/layout.ts, memories.ts); codegen +16: the integer-dot GEMV's read-ahead, turns of two
- *  k-quads and q4's two panels a call (issue 17: codegen/wasm/dot.ts). codegen +116, runtime +338, cli +56: AdamW on
+ *  k-quads and q4's two panels a call (issue 17: codegen/wasm/dot.ts). codegen +116, runtime +338, cli +57: AdamW on
  *  WebGPU (issue 20: codegen/wgsl/optim.ts, runtime/webgpu/optim.ts, runtime/train/webgpu-engine.ts, trainStepAsync)
  *  and archc train / forward --grads on it (cli/train-webgpu.ts). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5507, codegen: 7799, runtime: 17780, cli: 3407 };
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5507, codegen: 7799, runtime: 17780, cli: 3408 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
