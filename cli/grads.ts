@@ -1,7 +1,7 @@
 // archc forward --loss --grads FILE: the gradient of the mean causal-LM loss with respect to every
 // weight, from the float64 reference (compiler/grad.ts, docs/TRAINING.md), with --engine wasm the
 // f32 training engine (runtime/train/f32/), with --engine kernels the kernel program's train entry on
-// the --backend (cpu, or wasm: runtime/wasm/train.ts), written as one f32 safetensors file whole or not at all. Loaded only when --grads is given.
+// the --backend (cpu, wasm: runtime/wasm/train.ts, or webgpu: cli/train-webgpu.ts), written as one f32 safetensors file whole or not at all. Loaded only when --grads is given.
 
 import { resolve } from 'node:path';
 import { type Compiled, compileFile } from '../compiler/compile.ts';
@@ -66,9 +66,13 @@ function checkFor(g: Graph, b: GradBatch): void {
   checkBatch(b, embed ? g.values[embed.inputs[1]!]!.type.shape[0] as number : Infinity, g.values[out]!.type.shape.at(-1) as number);
 }
 
-/** --engine kernels: the train entry (compiler/kernel/train.ts) on the CPU or the wasm backend, f32 weights. */
+/** --engine kernels: the train entry (compiler/kernel/train.ts) on the CPU, wasm or WebGPU backend, f32 weights. */
 async function trainEntryGradients(c: Compiled, weights: ReadonlyMap<string, Float64Array>, b: GradBatch, backend: string | undefined): Promise<Map<string, Float64Array>> {
   checkFor(c.graph, b);
+  if (backend === 'webgpu') {
+    const grads = await (await import('./train-webgpu.ts')).webgpuGradients(c, new Map([...weights].map(([n, v]) => [n, Float32Array.from(v)])), b);
+    return new Map([...grads].map(([n, v]) => [n, Float64Array.from(v)]));
+  }
   const [{ trainEntryBackend }, { runTrain }] = await Promise.all([import('./train-entry.ts'), import('../runtime/cpu/train.ts')]);
   const be = await trainEntryBackend(c, backend ?? 'wasm');
   try {

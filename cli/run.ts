@@ -259,7 +259,7 @@ export function registerRunCommands(p: Command): void {
     .option('--step', 'feed the tokens one at a time through decode')
     .option('--loss', 'print the causal-LM loss (labels = the ids) as JSON')
     .option('--grads <file>', 'with --loss: write the gradient of the mean loss with respect to every weight as f32 safetensors (the checkpoint\'s names; computed in float64 on the CPU reference, or --engine wasm, kernels)')
-    .option('--engine <name>', 'with --grads: reference (float64, the default), wasm (the f32 training engine on the wasm kernels) or kernels (the kernel program\'s train entry on --backend cpu or wasm)')
+    .option('--engine <name>', 'with --grads: reference (float64, the default), wasm (the f32 training engine on the wasm kernels) or kernels (the kernel program\'s train entry on --backend cpu, wasm or webgpu)')
     .option('--capacity <n>', 'tokens one sequence may hold (default: the model\'s context param)')
     .option('--out <file>', 'write float32 logits [tokens, vocab] as .npy')
     .option('--allow-extra', 'accept checkpoint tensors the model does not use')

@@ -1,7 +1,8 @@
 // archc train: a causal LM trained on packed text from a .arch file (issue 20). The loop
 // (runtime/train/trainer.ts) runs on a gradient engine (runtime/train/engine.ts): the f32 engine on
 // the wasm kernels (runtime/train/f32/, the default), the kernel program's train entry on the wasm
-// backend (`--engine kernels`) or the float64 reference (`--engine reference`); the
+// backend (`--engine kernels`; with `--backend webgpu` whole steps on WebGPU, AdamW there too:
+// cli/train-webgpu.ts) or the float64 reference (`--engine reference`); the
 // run directory is one Hugging Face checkpoint (config.json, model.safetensors, the tokenizer)
 // plus optimizer.safetensors, trainer_state.json, metrics.jsonl and loss.svg, rewritten whole at
 // each save, so `--resume RUN` continues bit for bit. docs/TRAINING.md "The training loop".
@@ -26,7 +27,7 @@ import type { TrainEngine } from '../runtime/train/engine.ts';
 import { ADAMW_DEFAULTS, newParam } from '../runtime/train/optim.ts';
 import { type Variant, compareMarkdown } from '../runtime/train/compare.ts';
 import { lossCurveSvg } from '../runtime/train/svg.ts';
-import { type Metric, type TrainConfig, type TrainState, evaluate, trainStep } from '../runtime/train/trainer.ts';
+import { type Metric, type TrainConfig, type TrainState, evaluateAsync, trainStepAsync } from '../runtime/train/trainer.ts';
 import { type CommonOpts, setsOf, withCommon, withPreset } from './common.ts';
 import { printWarnings } from './errors.ts';
 import { OUTPUT_MARKER, checkReplaceable, exitOnSignals, writeDirAtomic, yieldToSignals } from './fsutil.ts';
@@ -35,7 +36,7 @@ import { numberFlag, optionsFor, usage } from './run.ts';
 interface TrainFlags extends CommonOpts {
   data?: string; eval?: string; steps?: string; seqLen?: string; batch?: string; lr?: string; warmup?: string; clip?: string;
   weightDecay?: string; seed?: string; weights?: string; tokenizer?: string; saveEvery?: string; fileOrder?: boolean;
-  dataCache?: string; out?: string; resume?: string; force?: boolean; engine?: string;
+  dataCache?: string; out?: string; resume?: string; force?: boolean; engine?: string; backend?: string;
 }
 
 /** What a run is, saved in trainer_state.json and read back by --resume. */
@@ -47,6 +48,8 @@ interface Settings {
   lr: number; warmup: number; clip: number; weightDecay: number; beta1: number; beta2: number; eps: number;
   /** The gradient engine (a run saved before engines had a name ran on the reference). */
   engine?: EngineName;
+  /** Where --engine kernels runs the train entry: wasm (absent), or webgpu (the optimizer there too). */
+  backend?: 'webgpu';
 }
 
 type EngineName = 'wasm' | 'reference' | 'kernels';
@@ -55,7 +58,7 @@ const ENGINES: readonly EngineName[] = ['wasm', 'reference', 'kernels'];
 /** Flags that define a run: with --resume they come from the run, and giving one is refused. */
 const RUN_FLAGS: [keyof TrainFlags, string][] = [['data', '--data'], ['eval', '--eval'], ['seqLen', '--seq-len'], ['batch', '--batch'], ['lr', '--lr'],
   ['warmup', '--warmup'], ['clip', '--clip'], ['weightDecay', '--weight-decay'], ['seed', '--seed'], ['weights', '--weights'], ['tokenizer', '--tokenizer'],
-  ['fileOrder', '--file-order'], ['hfConfig', '--hf-config'], ['preset', '--preset'], ['model', '--model'], ['engine', '--engine']];
+  ['fileOrder', '--file-order'], ['hfConfig', '--hf-config'], ['preset', '--preset'], ['model', '--model'], ['engine', '--engine'], ['backend', '--backend']];
 
 const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'];
 
@@ -84,6 +87,7 @@ export function registerTrainCommand(p: Command): void {
     .option('--resume <dir>', 'continue the run saved in this directory')
     .option('--force', 'replace the output directory even if it holds files archc did not write')
     .option('--engine <name>', 'gradient engine: wasm (f32 on the wasm kernels, ARCHC_THREADS threads; the default), kernels (the kernel program\'s train entry on the wasm backend) or reference (float64, exact, slow)')
+    .option('--backend <name>', 'with --engine kernels: wasm (the default) or webgpu (whole steps on the device, AdamW too; Dawn, or SwiftShader through VK_ICD_FILENAMES)')
     .action(async (files: string[], o: TrainFlags) => (files.length > 1 ? compare(files, o) : train(files[0], o)));
 }
 
@@ -107,8 +111,9 @@ async function wasmEngine(g: Graph): Promise<{ engine: TrainEngine; close: () =>
   return { engine: new F32Engine(g, gemm), close: () => kernels.close() };
 }
 
-/** The kernel program's train entry on the wasm backend (runtime/wasm/train.ts), ARCHC_THREADS threads. */
-async function kernelsEngine(c: Compiled): Promise<{ engine: TrainEngine; close: () => void }> {
+/** The kernel program's train entry on the wasm backend (runtime/wasm/train.ts), ARCHC_THREADS threads, or on WebGPU. */
+async function kernelsEngine(c: Compiled, backend: Settings['backend']): Promise<{ engine: TrainEngine; close: () => void }> {
+  if (backend === 'webgpu') return (await import('./train-webgpu.ts')).webgpuEngine(c);
   const [{ trainEntryBackend }, { TrainEntryEngine }] = await Promise.all([import('./train-entry.ts'), import('../runtime/train/entry-engine.ts')]);
   const be = await trainEntryBackend(c, 'wasm');
   return { engine: new TrainEntryEngine(be), close: () => be.dispose() };
@@ -152,7 +157,7 @@ function settingsFrom(file: string | undefined, o: TrainFlags): { s: Settings; r
       seqLen: int(o.seqLen, '--seq-len', 1, 256), batch: int(o.batch, '--batch', 1, 8), seed: int(o.seed, '--seed', 0, 0),
       shuffle: !o.fileOrder, loader: ROWS_LOADER, steps, saveEvery: int(o.saveEvery, '--save-every', 1, steps),
       lr: real(o.lr, '--lr', 1e-3, true), warmup: int(o.warmup, '--warmup', 0, 0), clip: real(o.clip, '--clip', 1), weightDecay: real(o.weightDecay, '--weight-decay', ADAMW_DEFAULTS.weightDecay),
-      beta1: ADAMW_DEFAULTS.beta1, beta2: ADAMW_DEFAULTS.beta2, eps: ADAMW_DEFAULTS.eps, engine: engineFlag(o.engine),
+      beta1: ADAMW_DEFAULTS.beta1, beta2: ADAMW_DEFAULTS.beta2, eps: ADAMW_DEFAULTS.eps, engine: engineFlag(o.engine), ...backendFlag(o),
     },
   };
 }
@@ -161,6 +166,13 @@ function engineFlag(v: string | undefined): EngineName {
   if (v === undefined) return 'wasm';
   if (!(ENGINES as readonly string[]).includes(v)) usage('--engine', `${JSON.stringify(v)} is not an engine`, `one of ${ENGINES.join(', ')}`);
   return v as EngineName;
+}
+
+function backendFlag(o: TrainFlags): Pick<Settings, 'backend'> {
+  if (o.backend === undefined || o.backend === 'wasm') return {};
+  if (o.backend !== 'webgpu') usage('--backend', `the train entry does not train on ${JSON.stringify(o.backend)}`, 'wasm or webgpu');
+  if (o.engine !== 'kernels') usage('--backend', 'it is the backend of --engine kernels', 'add --engine kernels');
+  return { backend: 'webgpu' };
 }
 
 /** The data file's size (RT100 naming it when it cannot be read), kept to refuse resuming on another file. */
@@ -217,7 +229,7 @@ async function prepare(s: Settings, o: TrainFlags, resumed?: Resumed): Promise<R
   // the f32 engines hold what the reference does in half the bytes
   const name = s.engine ?? 'reference';
   await checkGradientMemory(source ?? s.model, gradientBytes(g, s.seqLen * s.batch) / (name === 'reference' ? 1 : 2));
-  const { engine, close } = name === 'wasm' ? await wasmEngine(g) : name === 'kernels' ? await kernelsEngine(compiled)
+  const { engine, close } = name === 'wasm' ? await wasmEngine(g) : name === 'kernels' ? await kernelsEngine(compiled, s.backend)
     : { engine: referenceEngine(g, lossGradients), close: () => {} };
 
   let state: TrainState;
@@ -254,7 +266,7 @@ async function trainRun(r: Run, save: () => Promise<void>, label = ''): Promise<
     r.digest.update(new Uint8Array(b.tokens.buffer, b.tokens.byteOffset, b.tokens.byteLength));
     r.digest.update(new Uint8Array(b.positions.buffer, b.positions.byteOffset, b.positions.byteLength));
     const t0 = performance.now();
-    const m = trainStep(r.engine, r.config, state, b);
+    const m = await trainStepAsync(r.engine, r.config, state, b);
     // tokens/s leaves out the first step when there are others: it pays the JIT's warm-up
     if (state.step > from + 1 || s.steps - from === 1) r.secs += (performance.now() - t0) / 1000, r.packed += b.tokens.length;
     r.metrics.push(m);
@@ -265,10 +277,12 @@ async function trainRun(r: Run, save: () => Promise<void>, label = ''): Promise<
   if (process.stderr.isTTY) process.stderr.write('\n');
 }
 
-/** With --eval: loss and bits per byte over the eval file at the run's current step. */
-function evaluateRun(r: Run): void {
+/** With --eval: loss and bits per byte over the eval file at the run's current step; then the
+ *  masters and moments of an engine that keeps them on its device read back, for the save. */
+async function evaluateRun(r: Run): Promise<void> {
+  await r.engine.device?.sync(r.state);
   if (!r.s.eval) return;
-  const e = evaluate(r.engine, r.state, packedBatches(r.s.eval, r.tok, { seqLen: r.s.seqLen, batch: r.s.batch, seed: 0, shuffle: false, once: true, cacheDir: r.dataCache }));
+  const e = await evaluateAsync(r.engine, r.state, packedBatches(r.s.eval, r.tok, { seqLen: r.s.seqLen, batch: r.s.batch, seed: 0, shuffle: false, once: true, cacheDir: r.dataCache }));
   r.evals.push({ step: r.state.step, eval_loss: e.loss, eval_tokens: e.tokens, eval_bits_per_byte: e.bitsPerByte });
 }
 
@@ -290,7 +304,7 @@ async function train(file: string | undefined, o: TrainFlags): Promise<void> {
   const r = await prepare(s, o, resumed);
   try {
     await trainRun(r, async () => {
-      evaluateRun(r);
+      await evaluateRun(r);
       await writeDirAtomic(out, 'checkpoint', (tmp) => writeRunFiles(tmp, r, r.g.model), { force: o.force });
     });
   } finally {
@@ -338,7 +352,7 @@ async function compare(files: string[], o: TrainFlags): Promise<void> {
     await writeDirAtomic(out, 'checkpoint', async (tmp) => {
       for (const [i, r] of runs.entries()) {
         await trainRun(r, async () => {}, `${names[i]} (${i + 1}/${runs.length}): `);
-        evaluateRun(r);
+        await evaluateRun(r);
         const dir = join(tmp, names[i]!);
         mkdirSync(dir);
         writeRunFiles(dir, r, names[i]!);

@@ -50,8 +50,8 @@ export interface RunTarget {
    *  does not refuses such a program (RT177) rather than attend to every key. */
   readonly slidingWindow: boolean;
   /** Whether archc forward --grads --engine kernels runs the kernel program's train entry on it
-   *  (runtime/cpu/train.ts runTrain; the wasm families in runtime/wasm/train.ts). WebGPU runs the
-   *  entry through its own API (runtime/webgpu/train.ts runTrainAsync), not yet from the CLI. */
+   *  (runtime/cpu/train.ts runTrain; the wasm families in runtime/wasm/train.ts; on WebGPU
+   *  runtime/webgpu/train.ts runTrainAsync, and archc train's steps whole there: cli/train-webgpu.ts). */
   readonly trainEntry: boolean;
   /** `weightBytes`: what the loaded weights will hold (runtime/load.ts loadedWeightBytes), for a backend that sizes its memory by it. */
   open(program: Program, opts: LoadOptions, weightBytes?: number): Promise<LoadableBackend>;
@@ -101,7 +101,7 @@ export const RUN_TARGETS = [
     byDefault: () => false,
     activations: ['f32', 'q8'],
     slidingWindow: true,
-    trainEntry: false,
+    trainEntry: true,
     async open(program, opts): Promise<LoadableBackend> {
       if (!opts.wgsl) throw new RuntimeError('RT303', ['backend webgpu without the program\'s WGSL', 'pass LoadOptions.wgsl (the package\'s WGSL)']);
       const { createWebGpuBackend } = await import('./webgpu/backend.ts');

@@ -20,10 +20,10 @@ import type { DType } from '../../runtime/tensor.ts';
 import { QUANT_DTYPES, type QuantDType } from '../../runtime/quant.ts';
 import { quantWeights, roundHelpers } from './quant.ts';
 import { WGSL_CPU_TARGET, WGSL_TARGET, type WgslTarget, wgslSchedule } from './schedule.ts';
-
 import { Shader, TEMPLATES, lit } from './shader.ts';
 import { type Ctx, count, elements, fail, flat, flatOut, pass, rowsOf, shader, stage, view, weightName } from './passes.ts';
 import { ROUTE_PASSES } from './route.ts';
+import { renderOptimizer } from './optim.ts';
 import { renderTrain } from './train.ts';
 import { windowedAttention } from './window.ts';
 
@@ -494,6 +494,6 @@ export function renderProgram(program: Program): WgslProgram {
   };
   const train = (target: WgslTarget) => renderTrain(program, target, { dtypes, header, rotary }, (c) => FAMILIES[c.k.family](c)); // train.ts
   return { format: 'archc-wgsl/4', header, rotary, profiles: { gpu: profile(TARGETS.gpu), cpu: profile(TARGETS.cpu) },
-    ...(program.train ? { train: { gpu: train(TARGETS.gpu), cpu: train(TARGETS.cpu) } } : {}) };
+    ...(program.train ? { train: { gpu: train(TARGETS.gpu), cpu: train(TARGETS.cpu) }, optimizer: renderOptimizer(program) } : {}) };
 }
 

@@ -46,25 +46,55 @@ export function trainStep(engine: TrainEngine, c: TrainConfig, s: TrainState, ba
   const r = engine.step(weightsOf(s), batch);
   const grads = r.grads!;
   const norm = globalNorm(grads.values());
-  if (!Number.isFinite(r.loss) || !Number.isFinite(norm)) fail('RT602', [s.step + 1, `loss ${r.loss}, gradient norm ${norm}`]);
+  checkFinite(s, r.loss, norm);
   const lr = scheduledLr(c.lr, s.step, c.warmup, c.steps);
   const scale = clipFactor(norm, c.clip);
   for (const p of s.params) adamwStep(p, grads.get(p.name)!, s.step + 1, lr, c, scale);
+  return stepped(s, r.tokens, { loss: r.loss, lr, grad_norm: norm }, batch, t0);
+}
+
+/** trainStep, or on an engine with a device optimizer (engine.device) the whole step on the device:
+ *  the same metric, RT602 the same way (the device then updated nothing). */
+export async function trainStepAsync(engine: TrainEngine, c: TrainConfig, s: TrainState, batch: PackedBatch): Promise<Metric> {
+  if (!engine.device) return trainStep(engine, c, s, batch);
+  const t0 = performance.now();
+  const lr = scheduledLr(c.lr, s.step, c.warmup, c.steps);
+  const r = await engine.device.step(s, c, lr, batch);
+  checkFinite(s, r.loss, r.norm);
+  return stepped(s, r.tokens, { loss: r.loss, lr, grad_norm: r.norm }, batch, t0);
+}
+
+function checkFinite(s: TrainState, loss: number, norm: number): void {
+  if (!Number.isFinite(loss) || !Number.isFinite(norm)) fail('RT602', [s.step + 1, `loss ${loss}, gradient norm ${norm}`]);
+}
+
+/** The state moved on by one step, and the step's metric. */
+function stepped(s: TrainState, tokens: number, m: Pick<Metric, 'loss' | 'lr' | 'grad_norm'>, batch: PackedBatch, t0: number): Metric {
   s.step += 1;
-  s.tokens += r.tokens;
+  s.tokens += tokens;
   const secs = (performance.now() - t0) / 1000;
-  return { step: s.step, tokens: s.tokens, loss: r.loss, lr, grad_norm: norm, tokens_per_s: batch.tokens.length / Math.max(secs, 1e-9), epoch: batch.epoch };
+  return { step: s.step, tokens: s.tokens, ...m, tokens_per_s: batch.tokens.length / Math.max(secs, 1e-9), epoch: batch.epoch };
 }
 
 /** Mean loss and bits per byte over every batch of `batches` (one pass over an eval file). */
 export function evaluate(engine: TrainEngine, s: TrainState, batches: Iterable<PackedBatch>): { loss: number; tokens: number; bitsPerByte: number } {
-  const w = weightsOf(s);
+  const w = weightsOf(s), sum = evalSum();
+  for (const b of batches) sum.add(engine.evaluate(w, b), b);
+  return sum.total();
+}
+
+/** evaluate, on the device of an engine that has one (at the masters there). */
+export async function evaluateAsync(engine: TrainEngine, s: TrainState, batches: Iterable<PackedBatch>): Promise<{ loss: number; tokens: number; bitsPerByte: number }> {
+  if (!engine.device) return evaluate(engine, s, batches);
+  const sum = evalSum();
+  for (const b of batches) sum.add(await engine.device.evaluate(s, b), b);
+  return sum.total();
+}
+
+function evalSum() {
   let nats = 0, tokens = 0, bytes = 0;
-  for (const b of batches) {
-    const r = engine.evaluate(w, b);
-    nats += r.loss * r.tokens;
-    tokens += r.tokens;
-    bytes += b.bytes;
-  }
-  return { loss: nats / Math.max(tokens, 1), tokens, bitsPerByte: nats / Math.LN2 / Math.max(bytes, 1) };
+  return {
+    add(r: { loss: number; tokens: number }, b: PackedBatch) { nats += r.loss * r.tokens; tokens += r.tokens; bytes += b.bytes; },
+    total: () => ({ loss: nats / Math.max(tokens, 1), tokens, bitsPerByte: nats / Math.LN2 / Math.max(bytes, 1) }),
+  };
 }

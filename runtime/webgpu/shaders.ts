@@ -15,9 +15,9 @@ import type { EntryName } from '../program.ts';
 import type { QuantDType } from '../quant.ts';
 import type { RotaryTable } from './rotary.ts';
 
-/** What a binding of a pass is: the arena, the integer inputs, the state pool, a scratch buffer or a
- *  weight (by name). Binding i of a pass is `@binding(i)` of its shader. */
-export type BindingKind = 'arena' | 'ints' | 'state' | 'scratch0' | 'scratch1' | 'scratch2' | `w:${string}`;
+/** What a binding of a pass is: the arena, the integer inputs, the state pool, a scratch buffer, the
+ *  optimizer's buffer (WgslOptimizer) or a weight (by name). Binding i of a pass is `@binding(i)` of its shader. */
+export type BindingKind = 'arena' | 'ints' | 'state' | 'scratch0' | 'scratch1' | 'scratch2' | 'optim' | `w:${string}`;
 
 /** A count known only at run time: `ceil(n(rows) · times / per)`, where n(T) = tokens,
  *  n(S) = sequences, n(C) = 1 and n(chunks) = the SSD chunks of the batch. */
@@ -88,7 +88,36 @@ export interface WgslProgram {
   readonly profiles: Readonly<Record<WgslProfile, Readonly<Record<EntryName, WgslEntry>>>>;
   /** The program's train entry, where it has one (runtime/webgpu/train.ts runs it); per profile. */
   readonly train?: Readonly<Record<WgslProfile, WgslEntry>>;
+  /** AdamW on the device after the train entry (runtime/webgpu/optim.ts), where it has one. */
+  readonly optimizer?: WgslOptimizer;
 }
+
+/** The optimizer's passes over the train entry's gradients (codegen/wgsl/optim.ts), one rendering for
+ *  both profiles (no barrier). They bind the arena (the gradients, the loss), the integer inputs (T and
+ *  S place the arena's constant region) and `optim`, one f32 buffer laid out in floats as
+ *  [masters | exp_avg | exp_avg_sq | kinds] (each `size` floats, a parameter at the offset of its
+ *  gradient in the constant region), then `partials` floats of the norm's first pass, `OPTIM_SCALARS`
+ *  scalars (at `scalars`) and the derived weights' values (at `derived`). */
+export interface WgslOptimizer {
+  readonly size: number;
+  readonly partials: number;
+  readonly scalars: number;
+  /** Every weight's master at `at` (its gradient's offset in the constant region), `length` floats. */
+  readonly params: readonly { readonly name: string; readonly at: number; readonly length: number }[];
+  /** Derived weights made from the masters: a concatenation of parts (copied by the host's encoder),
+   *  or an expression computed by `pass` into the buffer at `at`. */
+  readonly derived: readonly { readonly name: string; readonly parts?: readonly string[]; readonly at?: number; readonly length: number; readonly pass?: Pass }[];
+  /** The squared norm's partial sums, their total (with the loss, clip factor and whether the step is
+   *  finite), then the update. */
+  readonly passes: readonly Pass[];
+}
+
+/** The scalars' slots in the optimizer's buffer: set by the host before a step (the step's AdamW
+ *  factors), then written by the norm's second pass. */
+export const OPTIM_SCALARS = {
+  decay: 0, stepSize: 1, bc2Sqrt: 2, beta1: 3, beta2: 4, eps: 5, clip: 6, oneMinusBeta1: 7, oneMinusBeta2: 8,
+  loss: 9, tokens: 10, norm: 11, scale: 12, ok: 13, count: 16,
+} as const;
 
 /** Fields of one sequence's record in the integer buffer (start, len, slot, before, first chunk, chunks). */
 export const SEQ_FIELDS = 8;
@@ -107,7 +136,7 @@ export const WHOLE: BindingLayout = { parts: 1, per: 0 };
 
 /** Whether a pass may write a binding of this kind (weights and the integer inputs it only reads). */
 export function writable(kind: BindingKind): boolean {
-  return kind === 'arena' || kind === 'state' || kind.startsWith('scratch');
+  return kind === 'arena' || kind === 'state' || kind === 'optim' || kind.startsWith('scratch');
 }
 
 /** The WGSL name of binding `i` of kind `kind`: its accessors are `NAME_get` and `NAME_set`. */

@@ -23,6 +23,8 @@ export interface TrainRun {
   readonly S: number;
   write(v: View, data: Float32Array): void;
   dispatch(k: TrainKernel): void;
+  /** Records passes of the train entry's run that bind `optim` besides its buffers (the optimizer's). */
+  record(passes: readonly Pass[], optim: GPUBuffer): void;
   read(v: View): Promise<Float32Array>;
   end(): void;
 }
@@ -117,6 +119,7 @@ export class WebGpuTrainer {
         for (let r = 0; r < rows; r++) this.buffer('arena').write(4 * (base + r * stride + v.col), data.subarray(r * v.width, (r + 1) * v.width));
       },
       dispatch: (k) => recordPasses(this.gpu, this.passes.get(k) ?? refuse(`${k.name} is not a kernel of the train entry`), n, (p) => this.boundPass(p), buffer),
+      record: (ps, optim) => recordPasses(this.gpu, ps, n, (p) => this.boundPass(p), (b) => (b.kind === 'optim' ? optim : buffer(b))),
       read: async (v) => {
         const { base, rows, stride } = place(v);
         return viewColumns(new Float32Array(await this.gpu.readBytes(this.buffer('arena'), 4 * base, 4 * rows * stride)), rows, stride, v);

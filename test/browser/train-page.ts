@@ -1,13 +1,12 @@
 // The page of test/browser/train.test.ts: fetches the program (with its train entry), its WGSL, the
-// initial weights and the batch, and trains on WebGPU (navigator.gpu): each step a backend over one
-// device takes the masters (its derived weights made from them at upload), the train entry gives the
-// loss and gradients, AdamW runs in the page.
+// initial weights and the batch, and trains on WebGPU (navigator.gpu) with everything on the device:
+// the train entry, the gradients' norm, clipping and AdamW (runtime/train/webgpu-engine.ts); each
+// step reads back its loss and norm only.
 
 import type { TrainBatch } from '../../runtime/cpu/train.ts';
 import type { Program } from '../../runtime/program.ts';
-import { WebGpuBackend, createWebGpuBackend } from '../../runtime/webgpu/backend.ts';
+import { WebGpuTrainEngine } from '../../runtime/train/webgpu-engine.ts';
 import type { WgslProgram } from '../../runtime/webgpu/shaders.ts';
-import { runTrainAsync } from '../../runtime/webgpu/train.ts';
 import { trainSteps } from './train-steps.ts';
 
 interface Data {
@@ -23,19 +22,10 @@ w.adapter = async () => !!(navigator.gpu && await navigator.gpu.requestAdapter()
 w.train = async (url) => {
   const d = await (await fetch(url)).json() as Data;
   const batch: TrainBatch = { tokens: Int32Array.from(d.batch.tokens), positions: Int32Array.from(d.batch.positions), seqs: d.batch.seqs, labels: Int32Array.from(d.batch.labels) };
-  const first = await createWebGpuBackend(d.program, d.wgsl);
+  const engine = await WebGpuTrainEngine.open(d.program, d.wgsl);
   try {
-    const losses = await trainSteps(d.weights, batch, d.steps, async (weights, b) => {
-      const gpu = new WebGpuBackend(d.program, d.wgsl, first.device, first.adapter, false, {}, first.profile);
-      try {
-        for (const x of d.program.weights) gpu.uploadWeight(x, { dtype: 'f32', shape: x.shape, data: weights.get(x.name)! });
-        return await runTrainAsync(gpu, b);
-      } finally {
-        gpu.dispose();
-      }
-    });
-    return { losses, adapter: first.adapter };
+    return { losses: await trainSteps(engine, d.weights, batch, d.steps), adapter: engine.adapter };
   } finally {
-    first.dispose();
+    engine.close();
   }
 };

@@ -1,26 +1,23 @@
 // The training steps the WebGPU page and Node both take (test/browser/train.test.ts): the same
-// packed batch each step, the gradients from `grad` (the train entry on WebGPU in the page, on the
-// CPU backend in Node), clipping by global norm 1 and AdamW at a constant lr (runtime/train/optim.ts,
-// which bundles for the browser). Returns the loss of every step and, last, the loss after them.
+// packed batch each step through runtime/train/trainer.ts's loop (clipping by global norm 1, AdamW,
+// lr 1e-2 with the cosine decay over the steps) on a gradient engine: in the page the train entry and
+// the optimizer whole on WebGPU (runtime/train/webgpu-engine.ts), in Node the CPU backend's train
+// entry and runtime/train/optim.ts in JS. Returns the loss of every step and, last, the loss after them.
 
-import type { TrainBatch, TrainResult } from '../../runtime/cpu/train.ts';
-import { ADAMW_DEFAULTS, adamwStep, clipFactor, globalNorm, newParam } from '../../runtime/train/optim.ts';
+import type { TrainBatch } from '../../runtime/cpu/train.ts';
+import type { PackedBatch } from '../../runtime/train/data.ts';
+import type { TrainEngine } from '../../runtime/train/engine.ts';
+import { ADAMW_DEFAULTS, newParam } from '../../runtime/train/optim.ts';
+import { type TrainConfig, type TrainState, evaluateAsync, trainStepAsync } from '../../runtime/train/trainer.ts';
 
 export const LR = 1e-2;
 
-/** The train entry's loss and gradients at `weights` (every weight of the program, f32). */
-export type Grad = (weights: ReadonlyMap<string, Float32Array>, batch: TrainBatch) => Promise<TrainResult>;
-
-export async function trainSteps(init: readonly { name: string; shape: readonly number[]; value: ArrayLike<number> }[], batch: TrainBatch, steps: number, grad: Grad): Promise<number[]> {
-  const params = init.map((w) => newParam(w.name, w.shape, w.value));
-  const weights = () => new Map(params.map((p) => [p.name, p.value]));
+export async function trainSteps(engine: TrainEngine, init: readonly { name: string; shape: readonly number[]; value: ArrayLike<number> }[], b: TrainBatch, steps: number): Promise<number[]> {
+  const state: TrainState = { step: 0, tokens: 0, params: init.map((w) => newParam(w.name, w.shape, w.value)) };
+  const config: TrainConfig = { ...ADAMW_DEFAULTS, lr: LR, warmup: 0, steps, clip: 1 };
+  const batch = { ...b, seqIdx: new Int32Array(0), cuSeqLens: new Int32Array(0), maxLength: 0, rows: 1, bytes: 0, epoch: 0 } as PackedBatch;
   const losses: number[] = [];
-  for (let s = 0; s < steps; s++) {
-    const r = await grad(weights(), batch);
-    losses.push(r.loss);
-    const scale = clipFactor(globalNorm(r.grads.values()), 1);
-    for (const p of params) adamwStep(p, r.grads.get(p.name)!, s + 1, LR, { ...ADAMW_DEFAULTS, lr: LR }, scale);
-  }
-  losses.push((await grad(weights(), batch)).loss);
+  for (let s = 0; s < steps; s++) losses.push((await trainStepAsync(engine, config, state, batch)).loss);
+  losses.push((await evaluateAsync(engine, state, [batch])).loss);
   return losses;
 }

@@ -1,8 +1,9 @@
 // Training in a browser tab: a tiny random Bamba (f32 masters) trains for a few steps in headless
-// Chromium (playwright-core, SwiftShader's WebGPU adapter, the page served from 127.0.0.1): the
-// gradients from the train entry on WebGPU, clipping and AdamW in the page (test/browser/train-steps.ts
-// over runtime/train/optim.ts, bundled by esbuild). The loss of every step, and after the last, equals
-// the same steps taken in Node on the CPU backend's train entry within 1e-4 relative, and it falls.
+// Chromium (playwright-core, SwiftShader's WebGPU adapter, the page served from 127.0.0.1) with
+// everything on the GPU: the train entry, the gradients' norm, clipping and AdamW
+// (runtime/train/webgpu-engine.ts through runtime/train/trainer.ts's loop, bundled by esbuild). The
+// loss of every step, and after the last, equals the same steps taken in Node on the CPU backend's
+// train entry with the optimizer in JS (runtime/train/optim.ts) within 1e-4 relative, and it falls.
 // A missing Chromium or adapter fails the test.
 
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -11,7 +12,7 @@ import type { Browser } from 'playwright-core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { renderProgram } from '../../codegen/wgsl/render.ts';
 import { CpuBackend } from '../../runtime/cpu/backend.ts';
-import { runTrain } from '../../runtime/cpu/train.ts';
+import { TrainEntryEngine } from '../../runtime/train/entry-engine.ts';
 import { bundle, closeServer, launchChromium, pageErrors, port, sendFile, serve } from '../helpers/browser.ts';
 import { ROOT, compileTiny, randomTensors } from '../helpers/checkpoints.ts';
 import { packed } from '../grad/helpers.ts';
@@ -31,11 +32,7 @@ describe('training in a browser tab', () => {
     const program = f32TrainProgram(c);
     const init = randomTensors(c, { seed: 5 }).map((t) => ({ name: t.name, shape: t.tensor.shape, value: t.tensor.data as Float32Array }));
     const batch = packed([6, 3, 9], 96, 12);
-    const want = await trainSteps(init, batch, STEPS, async (weights, b) => {
-      const cpu = new CpuBackend(program);
-      for (const x of program.weights) cpu.uploadWeight(x, { dtype: 'f32', shape: x.shape, data: weights.get(x.name)! });
-      return runTrain(cpu, b);
-    });
+    const want = await trainSteps(new TrainEntryEngine(new CpuBackend(program)), init, batch, STEPS);
 
     const site = join(work, 'site');
     mkdirSync(site, { recursive: true });

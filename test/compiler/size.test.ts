@@ -156,8 +156,10 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  lowering in compiler/vjp-route.ts, its record, the CPU's and wasm's in runtime/cpu/train.ts and runtime/wasm/train.ts,
  *  WGSL's six passes in codegen/wgsl/train.ts, the weight gradients over per-expert lists);
  *  codegen +13, runtime +18: the bf16 tiles' read-ahead, 16 lines at once, and its margin (issue 22: codegen/wasm/kernels.ts,
- *  target.ts; runtime/wasm/layout.ts TILE_READ_*, kernels.ts). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5514, codegen: 7780, runtime: 17550, cli: 3351 };
+ *  target.ts; runtime/wasm/layout.ts TILE_READ_*, kernels.ts);
+ *  codegen +116, runtime +338, cli +57: AdamW on WebGPU (issue 20: codegen/wgsl/optim.ts, runtime/webgpu/optim.ts,
+ *  runtime/train/webgpu-engine.ts, trainStepAsync) and archc train / forward --grads on it (cli/train-webgpu.ts). */
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5514, codegen: 7896, runtime: 17890, cli: 3408 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {

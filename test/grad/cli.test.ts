@@ -91,7 +91,7 @@ describe('forward --grads', () => {
       [['--loss', '--step', '--grads', out], 'error AC315: invalid --grads: it cannot be combined with --step'],
       [['--loss', '--quantize', 'q8', '--grads', out], 'error AC315: invalid --grads: it cannot be combined with --quantize'],
       [['--loss', '--grads', out, '--engine', 'gpu'], 'error AC315: invalid --engine: "gpu" is not an engine'],
-      [['--loss', '--grads', out, '--engine', 'kernels', '--backend', 'webgpu'], 'error AC315: invalid --backend: the train entry does not run on webgpu'],
+      [['--loss', '--grads', out, '--engine', 'kernels', '--backend', 'cuda'], 'error AC315: invalid --backend: the train entry does not run on cuda'],
       [['--loss', '--grads', join(dir, 'no', 'g.safetensors')], `error AC603: cannot write ${join(dir, 'no', 'g.safetensors')}: directory ${join(dir, 'no')} does not exist`],
     ];
     for (const [flags, said] of rows) {

@@ -11,6 +11,7 @@ import { type TrainBatch, runTrain } from '../../runtime/cpu/train.ts';
 import type { Program } from '../../runtime/program.ts';
 import { WebGpuBackend } from '../../runtime/webgpu/backend.ts';
 import type { WgslProfile } from '../../runtime/webgpu/shaders.ts';
+import { f32Weights } from '../../runtime/webgpu/optim.ts';
 import { runTrainAsync } from '../../runtime/webgpu/train.ts';
 import { compareGrads } from '../grad/helpers.ts';
 import { testDevice } from './gpu.ts';
@@ -19,8 +20,7 @@ export const TOL = 1e-4;
 
 /** `c`'s program with its train entry, its weights f32 masters (as training keeps them). */
 export function f32TrainProgram(c: Compiled): Program {
-  const p = lowerToProgram(c.graph, c.bindings, { train: true });
-  return { ...p, weights: p.weights.map((x) => ({ ...x, dtype: 'f32' })), derived: p.derived.map((x) => ({ ...x, dtype: 'f32' })) };
+  return f32Weights(lowerToProgram(c.graph, c.bindings, { train: true }));
 }
 
 const opened: WebGpuBackend[] = [];
