@@ -22,6 +22,7 @@ import { isView, ofFamily } from '../../runtime/program.ts';
 import { exportName, kernelArgs, programHash, unitsOf } from '../../runtime/wasm/program.ts';
 import { InternalError } from '../../dsl/diagnostics.ts';
 import { type Placement, wasmPlan } from '../../runtime/wasm/plan.ts';
+import { STATE_READ_AHEAD } from '../../runtime/wasm/layout.ts';
 import { assemble } from './assemble.ts';
 import { attentionDecodeRun } from './attention-step.ts';
 import { FIXED_WAT } from './fixed.ts';
@@ -285,10 +286,14 @@ function ssdStepRun(f: Fn): string {
 (f32.store offset=${at * 4} ${get(so)} ${get(xp)})
 (local.set $${a} (f32.add ${get(a)} (f32.mul ${get(xp)} ${fl(get(co), i32(at))})))`;
   }).join('\n');
+  // the state row STATE_READ_AHEAD bytes on, a byte of each line loaded and dropped, so that the lines
+  // of the states, read once a step from memory, are in flight well before their row (runtime/wasm/layout.ts)
+  const ahead = Array.from({ length: Math.ceil(N / 16) }, (_, i) => `(drop (i32.load8_u offset=${STATE_READ_AHEAD + 64 * i} ${get(so)}))`).join(' ');
   const perP = f.loop(p, i32(0), i32(P), `(local.set $${dx} (f32x4.splat (f32.demote_f64 (f64.mul ${get(d)} (f64.promote_f32 ${fl(get(xr), addI(mulI(get(h), P), get(p)))})))))
 (local.set $${so} ${addI(get(st0), `(i32.shl ${mulI(addI(mulI(get(h), P), get(p)), N)} ${i32(2)})`)})
 (local.set $${acc} (v128.const f32x4 0 0 0 0))
 (local.set $${a} (f32.const 0))
+${ahead}
 ${quads}
 ${tail}
 (f32.store ${addI(get(yr), `(i32.shl ${addI(mulI(get(h), P), get(p))} ${i32(2)})`)} (f32.demote_f64 (f64.add

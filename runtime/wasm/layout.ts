@@ -55,3 +55,14 @@ export const XQ_OFFSET = 1 << 20;
  *  dot (f32 activations to 20 bits), q8/q4 integer dot over 8-bit activations (runtime/act-quant.ts),
  *  the integer GEMM over 8-bit activations (codegen/wasm/gemm8.ts). */
 export const PRODUCT = { f32: 0, bf16: 1, q8: 2, q4: 3, dot_q8: 4, dot_q4: 5, dot8_q8: 6, dot8_q4: 7, gemm8_q4: 8, gemm8_q8: 9 } as const;
+
+/**
+ * The decode SSD step's read-ahead (codegen/wasm/program.ts ssd_step): at each row of a head's state
+ * it loads, and drops, a byte of each line of the row STATE_READ_AHEAD bytes on. A step reads and
+ * writes every state once, from memory (the weights pass through the cache in between). The ~100M
+ * Bamba at 8 sequences, one thread (bench/decode.ts --profile --threads 1 --batch 8, alternating
+ * runs): ssd_step 6.9-7.6 ms a step without, 5.3-5.4 with 4096 bytes, 5.6 with 2048. A slot is
+ * STATE_READ_TAIL bytes longer than its states (runtime/wasm/program.ts WasmStatePool).
+ */
+export const STATE_READ_AHEAD = 4096;
+export const STATE_READ_TAIL = STATE_READ_AHEAD + 64;

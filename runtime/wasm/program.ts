@@ -18,6 +18,7 @@
 // where their memory is (the same layer at every depth) are one function.
 
 import { RuntimeError } from '../errors.ts';
+import { STATE_READ_TAIL } from './layout.ts';
 import { type Entry, type EntryName, type Expr, type Kernel, type Program, isView, slotLayout } from '../program.ts';
 import { exprLeaves } from '../expr.ts';
 import { CpuStatePool } from '../cpu/backend.ts';
@@ -217,7 +218,8 @@ export class WasmStatePool extends CpuStatePool {
   }
 
   protected override newSlot(index: number, floats: number): Float32Array {
-    const b = (this.blocks[index] ??= this.heap.alloc(4 * floats));
+    // the SSD step's read-ahead reaches past a slot's last state by up to STATE_READ_TAIL bytes
+    const b = (this.blocks[index] ??= this.heap.alloc(4 * floats + STATE_READ_TAIL));
     const a = new Float32Array(this.memory.buffer, b.at, floats);
     a.fill(0);
     return a;

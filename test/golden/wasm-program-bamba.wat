@@ -982,6 +982,7 @@
   (local.set $so15 (i32.add (local.get $st014) (i32.shl (i32.mul (i32.add (i32.mul (local.get $h10) (i32.const 16)) (local.get $p11)) (i32.const 8)) (i32.const 2))))
   (local.set $acc27 (v128.const f32x4 0 0 0 0))
   (local.set $a29 (f32.const 0))
+  (drop (i32.load8_u offset=4096 (local.get $so15)))
   (local.set $n12 (i32.const 0))
   (block $e30 (loop $l30
     (br_if $e30 (i32.ge_s (local.get $n12) (i32.const 8)))

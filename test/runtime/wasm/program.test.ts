@@ -15,11 +15,13 @@ import { lowerToProgram } from '../../../compiler/lower.ts';
 import type { Attrs } from '../../../compiler/ops.ts';
 import type { Backend } from '../../../runtime/backend.ts';
 import { CpuBackend } from '../../../runtime/cpu/backend.ts';
-import type { EntryName, Program } from '../../../runtime/program.ts';
+import { type EntryName, type Program, slotLayout } from '../../../runtime/program.ts';
 import { createRng } from '../../../runtime/rng.ts';
 import type { DType, Tensor } from '../../../runtime/tensor.ts';
 import { f32ToBf16 } from '../../../runtime/tensor.ts';
 import { WasmBackend } from '../../../runtime/wasm/backend.ts';
+import { STATE_READ_TAIL } from '../../../runtime/wasm/layout.ts';
+import { Heap, WasmStatePool } from '../../../runtime/wasm/program.ts';
 import { ROOT, compileTiny } from '../../helpers/checkpoints.ts';
 import { type OpInput, runOp } from '../../helpers/kernels.ts';
 import { expectClose, prng, uniform } from '../cpu/check.ts';
@@ -279,5 +281,19 @@ describe('the module and its program', () => {
     try { made.push(new WasmBackend(b, kernels, 1, own)); } catch (e) { err = e; }
     expect((err as { code?: string }).code).toBe('RT303');
     made.push(new WasmBackend(a, kernels, 1, own)); // its own program loads
+  });
+
+  it("each state slot is followed by as much of the memory as the SSD step reads ahead, the memory's last block too", () => {
+    const c = compileTiny(), p = lowerToProgram(c.graph, c.bindings);
+    // a heap whose every block is the memory's last: the memory grown to just past it, in whole pages
+    const memory = new WebAssembly.Memory({ initial: 1, maximum: 1024 });
+    let top = 0;
+    const heap = new Heap((bytes) => { const at = top; top += bytes; memory.grow(Math.max(0, Math.ceil(top / 65536) - memory.buffer.byteLength / 65536)); return at; });
+    const pool = new WasmStatePool(p, 16, heap, memory), floats = slotLayout(p.states, 16).floats;
+    for (let i = 0; i < 3; i++) {
+      const s = pool.acquire();
+      expect(top - (pool.address(s) + 4 * floats), `slot ${s}`).toBeGreaterThanOrEqual(STATE_READ_TAIL);
+    }
+    pool.dispose();
   });
 });
