@@ -5,10 +5,10 @@
 // output holds the output). Kinds that can only be refused (a FIFO, a device, a socket, a directory
 // as an input) must be refused; a shard linked out of its checkpoint is RT133.
 
-import { mkdtempSync, rmSync, readFileSync, truncateSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync, readFileSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RUNTIME_LIMITS } from '../../runtime/limits.ts';
 import { inParallel } from '../helpers/checkpoints.ts';
 import { type Case, type CaseRun, CASES, type Kind, PLACES, type Place, fingerprint, makeFolder, runArchc, runCase } from './special-files.ts';
@@ -23,14 +23,29 @@ interface Reference {
   readonly output?: Buffer;
 }
 
+/** The folder every run starts from (makeFolder's, written once: its checkpoints are compiled
+ *  and written in this process), copied whole into each run's own folder. */
+let template: string;
+beforeAll(() => {
+  template = mkdtempSync(join(tmpdir(), 'archc-special-template-'));
+  makeFolder(template);
+});
+afterAll(() => { if (template) rmSync(template, { recursive: true, force: true }); });
+
+/** A fresh folder as makeFolder leaves one; remove it with rmSync. */
+function folder(prefix = 'archc-special-'): string {
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  cpSync(template, d, { recursive: true });
+  return d;
+}
+
 /** `text` with the case folder's path replaced, so runs in two folders compare. */
 const plain = (text: string, d: string) => text.split(d).join('<d>');
 
 /** What the command gives in a folder with nothing special in it. */
 async function reference(place: Place): Promise<Reference> {
-  const d = mkdtempSync(join(tmpdir(), 'archc-special-ref-'));
+  const d = folder('archc-special-ref-');
   try {
-    makeFolder(d);
     const r = await runArchc(place.argv(d), WAITS[WAITS.length - 1]!);
     expect(r.code, `${place.name} in a plain folder: ${r.stderr}`).toBe(0);
     return { stdout: plain(r.stdout, d), ...(place.output === 'file' ? { output: readFileSync(join(d, place.at)) } : {}) };
@@ -70,20 +85,25 @@ function problems(c: Case, d: string, run: CaseRun, ref: Reference): string[] {
 
 describe('special files fuzz', () => {
   it(`${CASES.length} cases (${PLACES.length} places the CLI reads or writes × the kinds that apply): coded errors or correct output, no hang, nothing of the user's touched`, async () => {
-    const refs = new Map<string, Reference>();
-    for (const p of PLACES) refs.set(p.name, await reference(p));
+    // the references are the pool's first jobs: every one has started before the first case does,
+    // and a case waits for its place's only when it compares
+    const refs = new Map<string, Promise<Reference>>();
+    const referenceJobs = PLACES.map((p) => () => {
+      const ref = reference(p);
+      refs.set(p.name, ref);
+      return ref.then((): string[] => []);
+    });
     const seen: string[] = [];
-    const bad = (await inParallel(CASES.map((c) => async () => {
-      const d = mkdtempSync(join(tmpdir(), 'archc-special-'));
+    const bad = (await inParallel([...referenceJobs, ...CASES.map((c) => async () => {
+      const d = folder();
       try {
-        makeFolder(d);
         const run = await runCase(d, c, WAITS);
         seen.push(`${c.place.name}/${c.kind}`);
-        return problems(c, d, run, refs.get(c.place.name)!).map((p) => `${c.place.name} ${c.kind}: ${p}`);
+        return problems(c, d, run, await refs.get(c.place.name)!).map((p) => `${c.place.name} ${c.kind}: ${p}`);
       } finally {
         rmSync(d, { recursive: true, force: true });
       }
-    }), 2)).flat();
+    })], 2)).flat();
     expect(bad).toEqual([]);
     expect(seen.length).toBe(CASES.length);
     // the system's own devices are still devices
@@ -91,9 +111,8 @@ describe('special files fuzz', () => {
   }, 1_800_000);
 
   it('eval --text over text-bytes (a sparse file: no disk used) is RT100 naming the limit, by bytes read, twice', async () => {
-    const d = mkdtempSync(join(tmpdir(), 'archc-special-'));
+    const d = folder();
     try {
-      makeFolder(d);
       const place = PLACES.find((p) => p.name === '--text')!;
       truncateSync(join(d, place.at), RUNTIME_LIMITS.textBytes.value + 1);
       for (let i = 0; i < 2; i++) {
