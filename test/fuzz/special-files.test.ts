@@ -86,11 +86,13 @@ function problems(c: Case, d: string, run: CaseRun, ref: Reference): string[] {
 describe('special files fuzz', () => {
   it(`${CASES.length} cases (${PLACES.length} places the CLI reads or writes × the kinds that apply): coded errors or correct output, no hang, nothing of the user's touched`, async () => {
     // the references are the pool's first jobs: every one has started before the first case does,
-    // and a case waits for its place's only when it compares
+    // and a case waits for its place's only when it compares; places that run the same command
+    // (and read no output file) share one run
     const refs = new Map<string, Promise<Reference>>();
-    const referenceJobs = PLACES.map((p) => () => {
+    const commandOf = (p: Place) => JSON.stringify([p.argv('<d>'), p.output === 'file' ? p.at : '']);
+    const referenceJobs = PLACES.filter((p, i) => PLACES.findIndex((q) => commandOf(q) === commandOf(p)) === i).map((p) => () => {
       const ref = reference(p);
-      refs.set(p.name, ref);
+      refs.set(commandOf(p), ref);
       return ref.then((): string[] => []);
     });
     const seen: string[] = [];
@@ -99,7 +101,7 @@ describe('special files fuzz', () => {
       try {
         const run = await runCase(d, c, WAITS);
         seen.push(`${c.place.name}/${c.kind}`);
-        return problems(c, d, run, await refs.get(c.place.name)!).map((p) => `${c.place.name} ${c.kind}: ${p}`);
+        return problems(c, d, run, await refs.get(commandOf(c.place))!).map((p) => `${c.place.name} ${c.kind}: ${p}`);
       } finally {
         rmSync(d, { recursive: true, force: true });
       }
