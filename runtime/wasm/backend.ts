@@ -94,9 +94,9 @@ export class WasmBackend extends CpuBackend {
   /** The chunked SSD and prefill attention as matrix products on the wasm kernels; the rendered
    *  families through the program module where the plan places the kernel; the rest as the CPU engine runs them. */
   override readonly families: FamilyTable<[Ctx], void> = {
-    ...CPU_FAMILIES, ssd: (k, c) => this.ssd(k, c), attention: (k, c) => this.attention(k, c), experts: (k, c) => runExperts(k, c, this.experts),
+    ...CPU_FAMILIES, ssd: (k, c) => { if (this.placed.has(k) || !this.train.runs(k, c)) this.ssd(k, c); }, attention: (k, c) => this.attention(k, c), experts: (k, c) => runExperts(k, c, this.experts),
     ...Object.fromEntries((['embedding', 'matmul', 'norm', 'elementwise', 'rope', 'conv', 'conv_step', 'ssd_step', 'attention_decode', 'softmax', 'topk', 'gather', 'scatter'] as const)
-      .map((f) => [f, (k: Kernel, c: Ctx) => { if (!this.rendered(k, c) && !(!this.placed.has(k) && this.train.rows(k, c))) byFamily(CPU_FAMILIES, k, c); }])),
+      .map((f) => [f, (k: Kernel, c: Ctx) => { if (!this.rendered(k, c) && !(!this.placed.has(k) && this.train.runs(k, c))) byFamily(CPU_FAMILIES, k, c); }])),
   } as FamilyTable<[Ctx], void>;
   /** The program module (absent: every family but the products runs as the CPU engine's). */
   private readonly prog: WasmProgram | null;
@@ -203,9 +203,17 @@ export class WasmBackend extends CpuBackend {
     super.store(name, kept);
   }
 
-  /** The train entry's kernels on this target (runtime/wasm/train.ts), made on first use. */
+  /** The train entry's kernels on this target (runtime/wasm/train.ts): opened by `start` for a
+   *  program with a train entry (its products on threads of their own), else made on first use. */
   private trainKernels?: WasmTrain;
   private get train(): WasmTrain { return (this.trainKernels ??= new WasmTrain(this.kernels)); }
+  /** The run in progress is the train entry's: its forward products run on the train kernels too. */
+  private training = false;
+
+  override beginTrain(...a: Parameters<CpuBackend['beginTrain']>): ReturnType<CpuBackend['beginTrain']> {
+    this.training = a[0] === this.program.train;
+    return super.beginTrain(...a);
+  }
 
   override get backward(): BackwardTable {
     return this.train.table;
@@ -225,6 +233,8 @@ export class WasmBackend extends CpuBackend {
     if (!p) return super.linear(x, rows, K, w, b, split);
     if (p.K !== K || x.length !== rows * K) throw new RangeError(`linear: weight [${p.N}, ${p.K}] does not match x of ${rows} rows of K=${K}`);
     const bias = b ? readF32(b, 0, p.N, new Float32Array(p.N)) : null;
+    // the train entry's forward over an f32 master kept beside its panels: on the train kernels
+    if (this.training && w.dtype === 'f32' && w.data.length === p.N * K) return this.train.forward(x, rows, K, w.data as Float32Array, bias);
     return this.kernels.linear(p, x, rows, bias);
   }
 
@@ -476,8 +486,9 @@ export class WasmBackend extends CpuBackend {
 
   /** Starts the worker threads (before the first product: a browser's workers start only while
    *  this thread runs its event loop). */
-  start(): Promise<void> {
-    return this.kernels.start();
+  async start(): Promise<void> {
+    await this.kernels.start();
+    if (this.program.train && !this.trainKernels) this.trainKernels = await WasmTrain.open(this.kernels);
   }
 
   /** After the weights are in: starts the workers again where packing added a memory (they
@@ -495,5 +506,6 @@ export class WasmBackend extends CpuBackend {
   override dispose(): void {
     super.dispose();
     this.kernels.close();
+    this.trainKernels?.close();
   }
 }

@@ -14,7 +14,7 @@
 import type { BackwardFamily } from '../families.ts';
 import { exprText, mapExpr } from '../expr.ts';
 import { type BackwardKernelOf, type Expr, type Kernel, type KernelOf, isView } from '../program.ts';
-import { type RowKernels, rowKernels } from '../train/f32/rows.ts';
+import { type RowKernels, rowKernels, rowKernelsOver } from '../train/f32/rows.ts';
 import type { WasmKernels } from './kernels.ts';
 import type { Ctx } from '../cpu/families.ts';
 import { type BackwardTable, CPU_BACKWARD, rowsOf } from '../cpu/train.ts';
@@ -34,7 +34,7 @@ type WasmBackwardTable = { readonly [F in BackwardFamily]: Impl<F> };
 export const ON_CPU = ['clamp_backward', 'layernorm_backward', 'gelu_backward', 'softmax_backward', 'topk_backward', 'embedding_backward', 'rope_backward'] as const;
 
 const cpu = <F extends BackwardFamily>(f: F): Impl<F> => (k, c) => CPU_BACKWARD[f](k, c);
-const ops = (k: BackwardKernelOf<BackwardFamily>, c: Ctx, names: readonly string[]) => names.map((n) => c.operand(k, n)) as F32[];
+const ops = (k: Parameters<Ctx['operand']>[0], c: Ctx, names: readonly string[]) => names.map((n) => c.operand(k, n)) as F32[];
 
 const attnDims = (k: BackwardKernelOf<'attention_train' | 'attention_backward'>, c: Ctx) =>
   ({ T: c.T, ...k.sizes, scale: k.attrs.scale as number, window: (k.attrs.window as number | undefined) ?? 0 });
@@ -122,6 +122,11 @@ const ROW_BODIES = new Map<string, (R: RowKernels, ins: F32[]) => F32>([
     (R, [dy, x]) => R.siluB(x!, dy!)],
 ]);
 
+/** The operand `name` of an epilogue body `in(name) + x` (the residual add fused into a product), or null. */
+function residual(body: Expr): string | null {
+  return body.op === 'add' && body.a.op === 'in' && body.b.op === 'x' && !body.b.offset ? body.a.name : null;
+}
+
 /** The row kernel of `body` (ROW_BODIES) and its operands' names in order, or null. */
 export function rowBody(body: Expr): { names: string[]; run: (R: RowKernels, ins: F32[]) => F32 } | null {
   const names: string[] = [];
@@ -148,29 +153,92 @@ export function wasmBackward(gm: Gemm): BackwardTable {
 }
 
 /** What the wasm backend runs of the train entry beside its inference families: the backward
- *  table, the transposed dX products and the hot elementwise kernels, over one Gemm (the backend's
- *  product kernels and threads, the f32 engine's row kernels). */
+ *  table, the products (forward and transposed dX) and the hot elementwise kernels, over one Gemm:
+ *  from `open`, every product on the row kernels' memory over threads of their own, as the f32
+ *  engine runs them (operands packed in wasm); else the backend's product kernels (packed in JS). */
 export class WasmTrain {
   private readonly gm: Gemm;
   readonly table: BackwardTable;
 
-  constructor(kernels: WasmKernels) {
-    this.gm = wasmGemm(kernels, rowKernels());
+  constructor(kernels: WasmKernels, private readonly rowsOwn: RowKernels | null = rowKernels()) {
+    this.gm = wasmGemm(kernels, rowsOwn);
     this.table = wasmBackward(this.gm);
+  }
+
+  /** The products on the row kernels' memory, split over `kernels.threads` threads of their own
+   *  (each panel whole on one thread: the sums do not depend on the count); on the kernels' own
+   *  products where those are the memory64 form. */
+  static async open(kernels: WasmKernels): Promise<WasmTrain> {
+    const { module, shared, memory64 } = kernels.compiled;
+    return new WasmTrain(kernels, memory64 ? rowKernels() : shared ? await rowKernelsOver(module, kernels.threads) : rowKernels(module));
+  }
+
+  /** y = x·Wᵀ + b, W [N, K] (the forward's products, their weights the f32 masters). */
+  forward(x: F32, rows: number, K: number, w: F32, b: F32 | null): F32 {
+    return this.biased(this.gm.xwT(x, rows, K, w, w.length / K, false), rows, b);
   }
 
   /** y = x·W + b, W [K, N] (the dX = dY·W products), on the product kernels over the threads. */
   transposed(x: F32, rows: number, K: number, name: string, w: F32, b: F32 | null): F32 {
     const N = w.length / K;
     if (!Number.isInteger(N) || x.length !== rows * K) throw new RangeError(`linearTransposed: weight ${name} of ${w.length} floats does not match x of ${rows} rows of K=${K}`);
-    const y = this.gm.dyW(x, rows, K, w, N, false);
+    return this.biased(this.gm.dyW(x, rows, K, w, N, false), rows, b);
+  }
+
+  private biased(y: F32, rows: number, b: F32 | null): F32 {
+    const N = y.length / rows;
     if (b) for (let r = 0; r < rows; r++) for (let n = 0; n < N; n++) y[r * N + n] += b[n]!;
     return y;
   }
 
-  /** Runs an elementwise kernel on the row kernels where rowElementwise can; false where not. */
-  rows(k: Kernel, c: Ctx): boolean {
-    return k.family === 'elementwise' && rowElementwise(k, c, this.gm);
+  /** Runs a forward kernel of the train entry on the f32 engine's kernels where they apply; false
+   *  where not (the reference family runs it). The train run reads no state slot back, so the conv
+   *  and the SSD leave theirs as they are (the inference families write them). */
+  runs(k: Kernel, c: Ctx): boolean {
+    const R = this.gm.rows;
+    if (!R) return false;
+    switch (k.family) {
+      case 'elementwise': return rowElementwise(k, c, this.gm);
+      case 'matmul': return this.matmul(k, c, R);
+      case 'norm': {
+        if (k.attrs.layer || k.sizes.W % k.sizes.D) return false;
+        const D = k.sizes.D, gated = !!k.attrs.gated, eps = k.attrs.eps as number;
+        c.write(k.outputs.y!, R.rmsF(c.operand(k, 'x'), gated ? c.operand(k, 'z') : null, c.operand(k, 'w'), D, gated ? D / (k.attrs.groups as number) : D, eps).y);
+        return true;
+      }
+      case 'conv': {
+        if (k.epilogue?.length) return false;
+        const { C, K } = k.sizes, w = c.operand(k, 'w'), wt = new Float32Array(K * C);
+        // the taps as rows [K, C] (./seq.ts' layout for the row kernels)
+        for (let ch = 0; ch < C; ch++) for (let j = 0; j < K; j++) wt[j * C + ch] = w[ch * K + j]!;
+        c.write(k.outputs.y!, R.convF(c.operand(k, 'x'), wt, k.inputs.b ? c.operand(k, 'b') : null, C, K, c.seqs));
+        return true;
+      }
+      case 'ssd': {
+        const { H, P, G, N, chunk } = k.sizes, [x, dt, A, B, C, D] = ops(k, c, ['x', 'dt', 'A', 'B', 'C', 'D']) as F32[];
+        c.write(k.outputs.y!, ssdForward32(this.gm, { x: x!, dt: dt!, A: A!, B: B!, C: C!, D: D! }, { H, P, G, N }, chunk, c.seqs).y);
+        return true;
+      }
+      default: return false;
+    }
+  }
+
+  /** A product whose epilogue is nothing or the residual add (x + an operand of its rows): the
+   *  add on the row kernels; false for others (RoPE, a prologue). */
+  private matmul(k: KernelOf<'matmul'>, c: Ctx, R: RowKernels): boolean {
+    const e = k.epilogue ?? [], xv = k.inputs.x, w = k.inputs.w, K = k.sizes.K, N = k.sizes.N;
+    const add = e.length === 1 && e[0]!.kind === 'map' && e[0]!.width === N ? residual(e[0]!.body) : null;
+    if (k.prologue?.length || (e.length && !add) || !isView(xv) || !w || !('weight' in w)) return false;
+    const other = add ? k.inputs[add] : null, rows = (c.rows(xv) * xv.width) / K;
+    if (other && (!isView(other) || other.width !== N || c.rows(other) !== rows)) return false;
+    const y = c.linear(k, c.operand(k, 'x'), rows, K, c.weight(w.weight), k.inputs.b ? c.tensor((k.inputs.b as { weight: string }).weight) : null);
+    c.write(k.outputs.y!, add ? R.addF(y, c.operand(k, add)) : y);
+    return true;
+  }
+
+  /** Ends the row kernels' threads. */
+  close(): void {
+    this.rowsOwn?.close();
   }
 }
 

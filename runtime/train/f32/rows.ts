@@ -211,14 +211,20 @@ export function rowKernels(kernels: WebAssembly.Module | null = null): RowKernel
  *  runtime/wasm/module.ts picks); one thread over an unshared memory where this thread may not
  *  share memory or wait for others. */
 export async function rowKernelsWithProducts(kernels: Uint8Array | readonly Uint8Array[], threads: number): Promise<RowKernels | null> {
-  const m = rowModules();
-  if (!m) return null;
+  if (!rowModules()) return null;
   const { wasmModule } = await import('../../wasm/module.ts');
   const support = threadSupport(), n = threadsHere(threads, support);
   if (!support.shared || n < 2) return rowKernels(await wasmModule(kernels, unsharedModule));
-  const shared = await wasmModule(kernels);
-  const r = new RowKernels(new WebAssembly.Module(m.bytes as Uint8Array<ArrayBuffer>), shared, new WebAssembly.Memory({ initial: 16, maximum: 65536, shared: true }));
-  await r.startThreads(shared, n);
+  return rowKernelsOver(await wasmModule(kernels), n);
+}
+
+/** The row kernels and every product on `threads` threads over a shared memory, from the product
+ *  kernels' module compiled in its shared-memory form (a WasmKernels' own: runtime/wasm/train.ts). */
+export async function rowKernelsOver(kernels: WebAssembly.Module, threads: number): Promise<RowKernels | null> {
+  const m = rowModules();
+  if (!m) return null;
+  const r = new RowKernels(new WebAssembly.Module(m.bytes as Uint8Array<ArrayBuffer>), kernels, new WebAssembly.Memory({ initial: 16, maximum: 65536, shared: true }));
+  await r.startThreads(kernels, threads);
   return r;
 }
 
