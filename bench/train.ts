@@ -8,7 +8,8 @@
 // clock measures the load as much as the engine.
 //
 // --kernels adds, in the same run, the kernel program's train entry on the wasm backend (archc train
-// --engine kernels: runtime/wasm/train.ts) over the same batches, with its arena's bytes.
+// --engine kernels: runtime/wasm/train.ts) over the same batches, with its arena's bytes (with
+// --profile, its time per kernel family).
 //
 // Run: nice -n 19 npx tsx bench/train.ts [--steps N] [--threads 2] [--profile] [--no-torch] [--kernels]
 
@@ -29,6 +30,8 @@ import type { TrainEngine } from '../runtime/train/engine.ts';
 import { TrainEntryEngine } from '../runtime/train/entry-engine.ts';
 import { arenaBytes } from '../compiler/kernel/memory.ts';
 import { trainEntryBackend } from '../cli/train-entry.ts';
+import { CpuInvocation } from '../runtime/cpu/backend.ts';
+import type { TrainKernel } from '../runtime/program.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const MODEL = resolve(ROOT, '../shared/models/tiny-bamba-a/f32');
@@ -100,17 +103,35 @@ if (process.argv.includes('--kernels')) {
   // the kernel program's train entry on the wasm backend (archc train --engine kernels), the same batches
   process.env.ARCHC_THREADS = String(threads);
   const be = await trainEntryBackend(c, 'wasm'), t = be.program.train!, b0 = batches[0]!;
+  if (profile) {
+    // per family of its kernels (a transposed product apart), as the f32 engine's ops above
+    printProfile();
+    const dispatch = CpuInvocation.prototype.dispatch;
+    CpuInvocation.prototype.dispatch = function (this: CpuInvocation, k: TrainKernel) {
+      const t0 = performance.now(), c0 = process.cpuUsage();
+      dispatch.call(this, k);
+      const c1 = process.cpuUsage(c0), key = `${k.family}${k.family === 'matmul' && k.attrs.transposed ? ' (dX)' : ''}`;
+      times.set(key, (times.get(key) ?? 0) + performance.now() - t0);
+      cpus.set(key, (cpus.get(key) ?? 0) + (c1.user + c1.system) / 1000);
+    };
+  }
   const k = timeSteps('kernels', new TrainEntryEngine(be));
   be.dispose();
   console.log(`archc train entry on the wasm backend (${be.threads} threads): ${k.rate.toFixed(0)} tokens/s over ${batches.length - 1} steps (${(k.rate / archc).toFixed(2)}x the f32 engine); `
     + `${(k.tokens / k.cpu).toFixed(0)} tokens per CPU-second; arena ${(arenaBytes(t, b0.tokens.length, b0.seqs.length) / 1e6).toFixed(1)} MB at T=${b0.tokens.length}, S=${b0.seqs.length} `
     + `(${t.kernels.length} kernels); ${load()}`);
 }
-if (profile) {
+printProfile();
+
+/** The times gathered since the last print (per op, or per kernel family), then cleared. */
+function printProfile(): void {
+  if (!profile) return;
   const total = [...times].filter(([k]) => !k.startsWith(' ')).reduce((a, [, b]) => a + b, 0);
   const per = (v: number) => (v / (batches.length - 1)).toFixed(1).padStart(8);
   for (const [k, v] of [...times].sort((a, b) => b[1] - a[1])) console.log(`  ${k.padEnd(24)} ${per(v)} ms/step ${(100 * v / total).toFixed(1).padStart(5)} %${cpus.has(k) ? `, ${per(cpus.get(k)!)} CPU ms/step` : ''}`);
-  console.log(`  ${'all ops'.padEnd(24)} ${per(total)} ms/step, ${per([...cpus.values()].reduce((a, b) => a + b, 0))} CPU ms/step`);
+  console.log(`  ${'all'.padEnd(24)} ${per(total)} ms/step, ${per([...cpus.values()].reduce((a, b) => a + b, 0))} CPU ms/step`);
+  times.clear();
+  cpus.clear();
 }
 if (!process.argv.includes('--no-torch')) {
   const r = spawnSync('/usr/bin/python3', [join(ROOT, 'bench/train_torch.py'), MODEL, String(steps), String(threads)], {

@@ -85,6 +85,8 @@ export class WasmBackend extends CpuBackend {
   private readonly products: Map<string, boolean>;
   private readonly elsewhere: Set<string>;
   private readonly packed = new WeakMap<HostWeight, PackedWeight>();
+  /** Each product's matrix as stored: its name and whether products read it as [K, N]. */
+  private readonly matrixOf = new WeakMap<HostWeight, { name: string; transposed: boolean }>();
   /** The panels of each packed weight by name (a weight stored again is packed into them). */
   private readonly packedByName = new Map<string, PackedWeight>();
   /** Panels the loader filled (panelTarget, concatPanels), by weight, until its upload. */
@@ -144,6 +146,9 @@ export class WasmBackend extends CpuBackend {
     }
     this.fallbacks = fallbacks;
     ({ products: this.products, elsewhere: this.elsewhere, soleParts: this.soleParts } = weightUses(program, !!this.prog));
+    // a program with a train entry keeps every product's matrix on the host: the train run's products
+    // read the f32 masters (runtime/wasm/train.ts), and panels are packed only where another entry runs
+    if (program.train) for (const n of this.products.keys()) this.elsewhere.add(n);
   }
 
   /** As the CPU backend's; the f32 copies in the memory (weightAt) are written again too. */
@@ -190,6 +195,9 @@ export class WasmBackend extends CpuBackend {
   protected override store(name: string, t: HostWeight): void {
     const transposed = this.products.get(name);
     if (transposed === undefined || t.shape.length !== 2 || t.dtype === 'i32') return super.store(name, t);
+    this.matrixOf.set(t, { name, transposed });
+    // a train program's f32 matrix: its panels packed when an inference product first reads it
+    if (this.program.train && t.dtype === 'f32' && !this.filled.has(name)) return super.store(name, t);
     // quantised weights are never transposed ones (runtime/quantplan.ts takes [out, in] matrices only)
     const pre = this.filled.get(name);
     this.filled.delete(name);
@@ -229,13 +237,28 @@ export class WasmBackend extends CpuBackend {
   }
 
   override linear(x: Float32Array, rows: number, K: number, w: HostWeight, b: Tensor | null, split: boolean): Float32Array {
-    const p = this.packed.get(w);
+    const m = this.matrixOf.get(w);
+    if (this.training && m && w.dtype === 'f32') {
+      // the train entry's forward over the f32 master: on the train kernels
+      const N = w.data.length / K;
+      if (!Number.isInteger(N) || x.length !== rows * K) throw new RangeError(`linear: weight ${m.name} of ${w.data.length} floats does not match x of ${rows} rows of K=${K}`);
+      return this.train.product(x, rows, K, w.data as Float32Array, m.transposed, b && readF32(b, 0, N, new Float32Array(N)));
+    }
+    const p = this.panels(w);
     if (!p) return super.linear(x, rows, K, w, b, split);
     if (p.K !== K || x.length !== rows * K) throw new RangeError(`linear: weight [${p.N}, ${p.K}] does not match x of ${rows} rows of K=${K}`);
     const bias = b ? readF32(b, 0, p.N, new Float32Array(p.N)) : null;
-    // the train entry's forward over an f32 master kept beside its panels: on the train kernels
-    if (this.training && w.dtype === 'f32' && w.data.length === p.N * K) return this.train.forward(x, rows, K, w.data as Float32Array, bias);
     return this.kernels.linear(p, x, rows, bias);
+  }
+
+  /** The panels of a product's matrix, packed now where `store` left that to the first reader. */
+  private panels(w: HostWeight): PackedWeight | undefined {
+    const m = this.matrixOf.get(w);
+    if (this.packed.has(w) || !m || isQuant(w)) return this.packed.get(w);
+    const p = this.kernels.pack(w, m.transposed, this.packedByName.get(m.name));
+    this.packedByName.set(m.name, p);
+    this.packed.set(w, p);
+    return p;
   }
 
   /** With the program module, the arena lives in the shared memory (grown by doubling). */
@@ -381,7 +404,7 @@ export class WasmBackend extends CpuBackend {
       calls.run(r.run!, [run.T, run.S, run.seq, rows, this.scratch(own ? bytes * this.kernels.threads : bytes), 0, 0], args, units, split, own ? bytes : 0);
       return true;
     }
-    const p = this.packed.get(this.weight((k.inputs.w as { weight: string }).weight));
+    const p = this.panels(this.weight((k.inputs.w as { weight: string }).weight));
     if (!p || !r.post) throw new Error(`archc runtime: ${k.name}: the plan places it in the wasm module, but its matrix was not packed`);
     const K = k.sizes.K | 0, N = k.sizes.N | 0;
     if (p.K !== K || p.N !== N) throw new RangeError(`${k.name}: weight [${p.N}, ${p.K}] does not match K=${K}, N=${N}`);

@@ -173,9 +173,9 @@ export class WasmTrain {
     return new WasmTrain(kernels, memory64 ? rowKernels() : shared ? await rowKernelsOver(module, kernels.threads) : rowKernels(module));
   }
 
-  /** y = x·Wᵀ + b, W [N, K] (the forward's products, their weights the f32 masters). */
-  forward(x: F32, rows: number, K: number, w: F32, b: F32 | null): F32 {
-    return this.biased(this.gm.xwT(x, rows, K, w, w.length / K, false), rows, b);
+  /** y = x·Wᵀ + b, W [N, K] (or [K, N] when `wT`): the forward's products over the f32 masters. */
+  product(x: F32, rows: number, K: number, w: F32, wT: boolean, b: F32 | null): F32 {
+    return this.biased(this.gm.xwT(x, rows, K, w, w.length / K, wT), rows, b);
   }
 
   /** y = x·W + b, W [K, N] (the dX = dY·W products), on the product kernels over the threads. */
