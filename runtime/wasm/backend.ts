@@ -220,6 +220,7 @@ export class WasmBackend extends CpuBackend {
 
   override beginTrain(...a: Parameters<CpuBackend['beginTrain']>): ReturnType<CpuBackend['beginTrain']> {
     this.training = a[0] === this.program.train;
+    this.trainKernels?.begin();
     return super.beginTrain(...a);
   }
 

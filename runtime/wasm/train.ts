@@ -13,7 +13,7 @@
 
 import type { BackwardFamily } from '../families.ts';
 import { exprText, mapExpr } from '../expr.ts';
-import { type BackwardKernelOf, type Expr, type Kernel, type KernelOf, isView } from '../program.ts';
+import { type BackwardKernelOf, type Expr, type Kernel, type KernelOf, type View, isView } from '../program.ts';
 import { type RowKernels, rowKernels, rowKernelsOver } from '../train/f32/rows.ts';
 import type { WasmKernels } from './kernels.ts';
 import type { Ctx } from '../cpu/families.ts';
@@ -26,7 +26,14 @@ import { convBackward32 } from '../train/f32/seq.ts';
 import { type SsdIn32, ssdBackward32, ssdForward32 } from '../train/f32/ssd.ts';
 
 type F32 = Float32Array;
-type Impl<F extends BackwardFamily> = (k: BackwardKernelOf<F>, c: Ctx, gm: Gemm) => void;
+/** The SSD forward's states entering each chunk, by its operands (ssdKey), until its backward reads them. */
+type Kept = Map<string, F32[]>;
+type Impl<F extends BackwardFamily> = (k: BackwardKernelOf<F>, c: Ctx, gm: Gemm, kept: Kept) => void;
+
+/** The SSD's operands x, dt, B, C as places in the arena: the forward's and its backward's are the
+ *  same buffers, which the memory plan keeps unchanged until the backward has read them. */
+const ssdKey = (k: { inputs: Readonly<Record<string, unknown>> }) =>
+  ['x', 'dt', 'B', 'C'].map((n) => { const v = k.inputs[n] as View; return `${v.buf}:${v.col}:${v.width}`; }).join(' ');
 type WasmBackwardTable = { readonly [F in BackwardFamily]: Impl<F> };
 
 /** The families whose record here is the CPU's (no wasm kernel for them yet): the rare ones, and
@@ -94,11 +101,14 @@ const WASM: Omit<WasmBackwardTable, (typeof ON_CPU)[number]> = {
     c.write(k.outputs.dk!, r.dk);
     c.write(k.outputs.dv!, r.dv);
   },
-  ssd_backward(k, c, gm) {
+  ssd_backward(k, c, gm, kept) {
     const { H, P, G, N, chunk } = k.sizes, [x, dt, A, B, C, D, dy] = ops(k, c, ['x', 'dt', 'A', 'B', 'C', 'D', 'dy']) as F32[];
-    const s: SsdIn32 = { x: x!, dt: dt!, A: A!, B: B!, C: C!, D: D! }, d = { H, P, G, N };
-    // the states entering each chunk, recomputed by a chunk-state pass (the train entry saves none)
-    const g = ssdBackward32(gm, dy!, s, d, chunk, c.seqs, ssdForward32(gm, s, d, chunk, c.seqs, false).entering);
+    const s: SsdIn32 = { x: x!, dt: dt!, A: A!, B: B!, C: C!, D: D! }, d = { H, P, G, N }, key = ssdKey(k);
+    // the states entering each chunk: kept from this run's forward over the same operands, else
+    // recomputed by a chunk-state pass (the arena saves none)
+    const entering = kept.get(key) ?? ssdForward32(gm, s, d, chunk, c.seqs, false).entering;
+    kept.delete(key);
+    const g = ssdBackward32(gm, dy!, s, d, chunk, c.seqs, entering);
     c.write(k.outputs.dx!, g.x);
     c.write(k.outputs.ddt!, g.dt);
     c.write(k.outputs.dA!, g.A);
@@ -147,9 +157,9 @@ export function rowElementwise(k: KernelOf<'elementwise'>, c: Ctx, gm: Gemm): bo
 }
 
 /** The wasm backend's table over the Gemm `gm` (the backend's product kernels and the row kernels). */
-export function wasmBackward(gm: Gemm): BackwardTable {
+export function wasmBackward(gm: Gemm, kept: Kept = new Map()): BackwardTable {
   const table = { ...WASM, ...Object.fromEntries(ON_CPU.map((f) => [f, cpu(f)])) } as WasmBackwardTable;
-  return Object.fromEntries(Object.entries(table).map(([f, impl]) => [f, (k: BackwardKernelOf<BackwardFamily>, c: Ctx) => (impl as Impl<BackwardFamily>)(k, c, gm)])) as unknown as BackwardTable;
+  return Object.fromEntries(Object.entries(table).map(([f, impl]) => [f, (k: BackwardKernelOf<BackwardFamily>, c: Ctx) => (impl as Impl<BackwardFamily>)(k, c, gm, kept)])) as unknown as BackwardTable;
 }
 
 /** What the wasm backend runs of the train entry beside its inference families: the backward
@@ -159,10 +169,16 @@ export function wasmBackward(gm: Gemm): BackwardTable {
 export class WasmTrain {
   private readonly gm: Gemm;
   readonly table: BackwardTable;
+  private readonly kept: Kept = new Map();
 
   constructor(kernels: WasmKernels, private readonly rowsOwn: RowKernels | null = rowKernels()) {
     this.gm = wasmGemm(kernels, rowsOwn);
-    this.table = wasmBackward(this.gm);
+    this.table = wasmBackward(this.gm, this.kept);
+  }
+
+  /** A new run: nothing kept from another. */
+  begin(): void {
+    this.kept.clear();
   }
 
   /** The products on the row kernels' memory, split over `kernels.threads` threads of their own
@@ -215,8 +231,11 @@ export class WasmTrain {
         return true;
       }
       case 'ssd': {
+        if ((['x', 'dt', 'B', 'C'] as const).some((n) => !isView(k.inputs[n]!) || k.pre?.[n])) return false;
         const { H, P, G, N, chunk } = k.sizes, [x, dt, A, B, C, D] = ops(k, c, ['x', 'dt', 'A', 'B', 'C', 'D']) as F32[];
-        c.write(k.outputs.y!, ssdForward32(this.gm, { x: x!, dt: dt!, A: A!, B: B!, C: C!, D: D! }, { H, P, G, N }, chunk, c.seqs).y);
+        const r = ssdForward32(this.gm, { x: x!, dt: dt!, A: A!, B: B!, C: C!, D: D! }, { H, P, G, N }, chunk, c.seqs);
+        this.kept.set(ssdKey(k), r.entering);
+        c.write(k.outputs.y!, r.y);
         return true;
       }
       default: return false;
