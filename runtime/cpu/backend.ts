@@ -304,6 +304,11 @@ export class CpuInvocation implements Invocation, Ctx {
     else for (let r = 0; r < rows; r++) this.arena.set(data.subarray(r * v.width, (r + 1) * v.width), base + r * b.width + v.col);
   }
 
+  out(v: View): Float32Array | null {
+    const b = this.buffer(v), base = this.base(b);
+    return v.col === 0 && v.width === b.width ? this.arena.subarray(base, base + this.rows(v) * b.width) : null;
+  }
+
   linear(k: Kernel, x: Float32Array, rows: number, K: number, w: HostWeight, b: Tensor | null): Float32Array {
     if (k.family === 'matmul' && k.attrs.transposed) return this.backend.linearTransposed(x, rows, K, (k.inputs.w as { weight: string }).weight, b);
     return this.backend.linear(x, rows, K, w, b, k.family === 'matmul' && k.sizes.K * k.sizes.N >= SPLIT_COLUMNS_FROM);

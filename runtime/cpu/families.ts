@@ -36,6 +36,9 @@ export interface Ctx {
   /** A weight widened to f32 (cached). */
   f32(name: string): Float32Array;
   write(v: View, data: Float32Array): void;
+  /** The arena's rows of `v` where it spans its buffer, for a kernel to compute its result in place
+   *  (then it needs no `write`); null where `v` is a slice of its buffer's columns. */
+  out?(v: View): Float32Array | null;
   /** y = x·Wᵀ + b over `rows` rows (the thread pool's product where the schedule splits it); y = x·W + b
    *  for a `transposed` matmul (W stored [K, N]). */
   linear(k: Kernel, x: Float32Array, rows: number, K: number, w: HostWeight, b: Tensor | null): Float32Array;

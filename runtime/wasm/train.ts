@@ -124,12 +124,12 @@ const sig: Expr = { op: 'sigmoid', a: inn('p1') };
 /** The train entry's hot elementwise bodies (the cotangent sums, products, SiLU and its derivative
  *  as compiler/vjp.ts writes it), their operands named p0, p1 in order of first appearance, and the
  *  row kernel that computes each (runtime/train/f32/rows.ts). */
-const ROW_BODIES = new Map<string, (R: RowKernels, ins: F32[]) => F32>([
-  [exprText({ op: 'add', a: inn('p0'), b: inn('p1') }), (R, [a, b]) => R.addF(a!, b!)],
-  [exprText({ op: 'mul', a: inn('p0'), b: inn('p1') }), (R, [a, b]) => R.mulF(a!, b!)],
-  [exprText({ op: 'silu', a: inn('p0') }), (R, [x]) => R.siluF(x!)],
+const ROW_BODIES = new Map<string, (R: RowKernels, ins: F32[], into?: F32) => F32>([
+  [exprText({ op: 'add', a: inn('p0'), b: inn('p1') }), (R, [a, b], into) => R.addF(a!, b!, into)],
+  [exprText({ op: 'mul', a: inn('p0'), b: inn('p1') }), (R, [a, b], into) => R.mulF(a!, b!, into)],
+  [exprText({ op: 'silu', a: inn('p0') }), (R, [x], into) => R.siluF(x!, into)],
   [exprText({ op: 'mul', a: inn('p0'), b: { op: 'mul', a: sig, b: { op: 'add', a: one, b: { op: 'mul', a: inn('p1'), b: { op: 'add', a: one, b: { op: 'neg', a: sig } } } } } }),
-    (R, [dy, x]) => R.siluB(x!, dy!)],
+    (R, [dy, x], into) => R.siluB(x!, dy!, into)],
 ]);
 
 /** The operand `name` of an epilogue body `in(name) + x` (the residual add fused into a product), or null. */
@@ -138,7 +138,7 @@ function residual(body: Expr): string | null {
 }
 
 /** The row kernel of `body` (ROW_BODIES) and its operands' names in order, or null. */
-export function rowBody(body: Expr): { names: string[]; run: (R: RowKernels, ins: F32[]) => F32 } | null {
+export function rowBody(body: Expr): { names: string[]; run: (R: RowKernels, ins: F32[], into?: F32) => F32 } | null {
   const names: string[] = [];
   const canon = mapExpr(body, (l) => (l.op === 'in' ? inn(`p${names.includes(l.name) ? names.indexOf(l.name) : names.push(l.name) - 1}`) : l));
   const run = ROW_BODIES.get(exprText(canon));
@@ -152,8 +152,15 @@ export function rowElementwise(k: KernelOf<'elementwise'>, c: Ctx, gm: Gemm): bo
   if (!R || !body) return false;
   const { names, run } = body;
   if (names.some((n) => { const o = k.inputs[n]; return !o || !isView(o) || k.pre?.[n] || o.width !== y.width || c.rows(o) !== c.rows(y); })) return false;
-  c.write(y, run(R, names.map((n) => c.operand(k, n))));
+  put(c, y, (into) => run(R, names.map((n) => c.operand(k, n)), into));
   return true;
+}
+
+/** The result of `f` into view `v`: computed in the arena where `v` spans its buffer (Ctx.out), else
+ *  written. */
+function put(c: Ctx, v: View, f: (into?: F32) => F32): void {
+  const into = c.out?.(v) ?? undefined, y = f(into);
+  if (y !== into) c.write(v, y);
 }
 
 /** The wasm backend's table over the Gemm `gm` (the backend's product kernels and the row kernels). */
@@ -219,7 +226,7 @@ export class WasmTrain {
       case 'norm': {
         if (k.attrs.layer || k.sizes.W % k.sizes.D) return false;
         const D = k.sizes.D, gated = !!k.attrs.gated, eps = k.attrs.eps as number;
-        c.write(k.outputs.y!, R.rmsF(c.operand(k, 'x'), gated ? c.operand(k, 'z') : null, c.operand(k, 'w'), D, gated ? D / (k.attrs.groups as number) : D, eps).y);
+        put(c, k.outputs.y!, (into) => R.rmsF(c.operand(k, 'x'), gated ? c.operand(k, 'z') : null, c.operand(k, 'w'), D, gated ? D / (k.attrs.groups as number) : D, eps, into).y);
         return true;
       }
       case 'conv': {
@@ -227,7 +234,7 @@ export class WasmTrain {
         const { C, K } = k.sizes, w = c.operand(k, 'w'), wt = new Float32Array(K * C);
         // the taps as rows [K, C] (./seq.ts' layout for the row kernels)
         for (let ch = 0; ch < C; ch++) for (let j = 0; j < K; j++) wt[j * C + ch] = w[ch * K + j]!;
-        c.write(k.outputs.y!, R.convF(c.operand(k, 'x'), wt, k.inputs.b ? c.operand(k, 'b') : null, C, K, c.seqs));
+        put(c, k.outputs.y!, (into) => R.convF(c.operand(k, 'x'), wt, k.inputs.b ? c.operand(k, 'b') : null, C, K, c.seqs, into));
         return true;
       }
       case 'ssd': {
@@ -250,8 +257,12 @@ export class WasmTrain {
     if (k.prologue?.length || (e.length && !add) || !isView(xv) || !w || !('weight' in w)) return false;
     const other = add ? k.inputs[add] : null, rows = (c.rows(xv) * xv.width) / K;
     if (other && (!isView(other) || other.width !== N || c.rows(other) !== rows)) return false;
-    const y = c.linear(k, c.operand(k, 'x'), rows, K, c.weight(w.weight), k.inputs.b ? c.tensor((k.inputs.b as { weight: string }).weight) : null);
-    c.write(k.outputs.y!, add ? R.addF(y, c.operand(k, add)) : y);
+    const x = c.operand(k, 'x'), m = c.weight(w.weight), b = k.inputs.b ? c.tensor((k.inputs.b as { weight: string }).weight) : null;
+    // the f32 master read as it is stored ([K, N] for a transposed product: dX = dY·W), the result
+    // computed in the arena where it can be; else the backend's product
+    const product = (into?: F32) => (m.dtype !== 'f32' || m.data.length !== K * N || b ? c.linear(k, x, rows, K, m, b)
+      : k.attrs.transposed ? this.gm.dyW(x, rows, K, m.data as F32, N, false, into) : this.gm.xwT(x, rows, K, m.data as F32, N, false, into));
+    put(c, k.outputs.y!, (into) => (add ? R.addF(product(), c.operand(k, add), into) : product(into)));
     return true;
   }
 

@@ -85,8 +85,9 @@ export class RowKernels {
   }
 
   /** Lays out inputs (copied in) and outputs (room, `zero`ed where asked), runs `body` with their
-   *  addresses and returns the outputs copied out. Outputs given as [n, 8] are f64. */
-  private call(ins: readonly F32[], outs: readonly (number | [number, 8])[], body: (a: number[]) => void, zero = false): (F32 | Float64Array)[] {
+   *  addresses and returns the outputs copied out (the first into `into` where given). Outputs
+   *  given as [n, 8] are f64. */
+  private call(ins: readonly F32[], outs: readonly (number | [number, 8])[], body: (a: number[]) => void, zero = false, into?: F32): (F32 | Float64Array)[] {
     this.top = this.base;
     const addr = [...ins.map((x) => this.room(x.length)), ...outs.map((o) => (typeof o === 'number' ? this.room(o) : this.room(o[0], 8)))];
     const buf = this.mem.buffer;
@@ -95,25 +96,25 @@ export class RowKernels {
     body(addr);
     return outs.map((o, i) => {
       if (typeof o !== 'number') return new Float64Array(buf, addr[ins.length + i]!, o[0]).slice();
-      const y = f32(o, false);
+      const y = (i === 0 && into) || f32(o, false);
       y.set(new Float32Array(buf, addr[ins.length + i]!, o));
       return y;
     });
   }
 
-  /** y = silu(x). */
-  siluF(x: F32): F32 {
-    return this.call([x], [x.length], ([a, y]) => this.ex.silu_f!(a!, y!, x.length))[0] as F32;
+  /** y = silu(x) (into `into` where given; so below). */
+  siluF(x: F32, into?: F32): F32 {
+    return this.call([x], [x.length], ([a, y]) => this.ex.silu_f!(a!, y!, x.length), false, into)[0] as F32;
   }
 
   /** dx = g · silu'(x). */
-  siluB(x: F32, g: F32): F32 {
-    return this.call([x, g], [x.length], ([a, b, d]) => this.ex.silu_b!(a!, b!, d!, x.length))[0] as F32;
+  siluB(x: F32, g: F32, into?: F32): F32 {
+    return this.call([x, g], [x.length], ([a, b, d]) => this.ex.silu_b!(a!, b!, d!, x.length), false, into)[0] as F32;
   }
 
   /** y = a ∘ b (same lengths). */
-  mulF(a: F32, b: F32): F32 {
-    return this.call([a, b], [a.length], ([p, q, y]) => this.ex.mul_f!(p!, q!, y!, a.length))[0] as F32;
+  mulF(a: F32, b: F32, into?: F32): F32 {
+    return this.call([a, b], [a.length], ([p, q, y]) => this.ex.mul_f!(p!, q!, y!, a.length), false, into)[0] as F32;
   }
 
   /** da = g ∘ b, db = g ∘ a (same lengths). */
@@ -122,19 +123,19 @@ export class RowKernels {
   }
 
   /** y = a + b (same lengths). */
-  addF(a: F32, b: F32): F32 {
-    return this.call([a, b], [a.length], ([p, q, y]) => this.ex.add_f!(p!, q!, y!, a.length))[0] as F32;
+  addF(a: F32, b: F32, into?: F32): F32 {
+    return this.call([a, b], [a.length], ([p, q, y]) => this.ex.add_f!(p!, q!, y!, a.length), false, into)[0] as F32;
   }
 
   /** RMSNorm over runs of gs features of x (the weight w [D] repeating): y and 1/rms per run; with
    *  z, the gated norm's h = x·silu(z) normed instead (h returned too). */
-  rmsF(x: F32, z: F32 | null, w: F32, D: number, gs: number, eps: number): { y: F32; inv: F32; h: F32 | null } {
+  rmsF(x: F32, z: F32 | null, w: F32, D: number, gs: number, eps: number, into?: F32): { y: F32; inv: F32; h: F32 | null } {
     const runs = x.length / gs, ins = z ? [x, z, w] : [x, w], outs = z ? [x.length, runs, x.length] : [x.length, runs];
     const r = this.call(ins, outs, (a) => {
       const [xa, wa, ya, inva, ha] = z ? [a[0]!, a[2]!, a[3]!, a[4]!, a[5]!] : [a[0]!, a[1]!, a[2]!, a[3]!, 0];
       if (z) this.ex.gate_f!(xa, a[1]!, ha, x.length);
       this.ex.rms_f!(z ? ha : xa, wa, ya, inva, runs, gs, D, eps);
-    }) as F32[];
+    }, false, into) as F32[];
     return { y: r[0]!, inv: r[1]!, h: z ? r[2]! : null };
   }
 
@@ -155,12 +156,12 @@ export class RowKernels {
   }
 
   /** The causal depthwise conv of x [T, C] by taps wt [K, C] (+ b), per sequence. */
-  convF(x: F32, wt: F32, b: F32 | null, C: number, K: number, seqs: readonly { start: number; len: number }[]): F32 {
+  convF(x: F32, wt: F32, b: F32 | null, C: number, K: number, seqs: readonly { start: number; len: number }[], into?: F32): F32 {
     const ins = b ? [x, wt, b] : [x, wt];
     return this.call(ins, [x.length], (a) => {
       const y = a[ins.length]!;
       for (const { start, len } of seqs) this.ex.conv_f!(a[0]!, a[1]!, b ? a[2]! : 0, b ? 1 : 0, y, start, len, C, K);
-    }, true)[0] as F32;
+    }, true, into)[0] as F32;
   }
 
   /** Its backward: dx [T, C], dwt [K, C] and db [C] (both summed in f64). */
