@@ -301,7 +301,14 @@ export class CpuInvocation implements Invocation, Ctx {
     if (data.length !== rows * v.width) fail(`writing ${data.length} floats into a view of ${rows} x ${v.width}`);
     const base = this.base(b);
     if (v.col === 0 && v.width === b.width) this.arena.set(data, base);
-    else for (let r = 0; r < rows; r++) this.arena.set(data.subarray(r * v.width, (r + 1) * v.width), base + r * b.width + v.col);
+    else if (v.width >= 64) for (let r = 0; r < rows; r++) this.arena.set(data.subarray(r * v.width, (r + 1) * v.width), base + r * b.width + v.col);
+    // narrow columns element by element (a subarray per row costs more than a short row's copy)
+    else for (let r = 0, i = 0; r < rows; r++) for (let j = 0, o = base + r * b.width + v.col; j < v.width; j++) this.arena[o + j] = data[i++]!;
+  }
+
+  span(v: View): { data: Float32Array; at: number; ld: number } {
+    const b = this.buffer(v);
+    return { data: this.arena, at: this.base(b) + v.col, ld: b.width };
   }
 
   out(v: View): Float32Array | null {

@@ -39,6 +39,9 @@ export interface Ctx {
   /** The arena's rows of `v` where it spans its buffer, for a kernel to compute its result in place
    *  (then it needs no `write`); null where `v` is a slice of its buffer's columns. */
   out?(v: View): Float32Array | null;
+  /** Where the rows of `v` lie: row r's first float at data[at + r·ld] (a kernel may read a slice
+   *  of columns there instead of `operand`'s contiguous copy). */
+  span?(v: View): { data: Float32Array; at: number; ld: number };
   /** y = x·Wᵀ + b over `rows` rows (the thread pool's product where the schedule splits it); y = x·W + b
    *  for a `transposed` matmul (W stored [K, N]). */
   linear(k: Kernel, x: Float32Array, rows: number, K: number, w: HostWeight, b: Tensor | null): Float32Array;

@@ -14,7 +14,7 @@
 import type { BackwardFamily } from '../families.ts';
 import { exprText, mapExpr } from '../expr.ts';
 import { type BackwardKernelOf, type Expr, type Kernel, type KernelOf, type View, isView } from '../program.ts';
-import { type RowKernels, rowKernels, rowKernelsOver } from '../train/f32/rows.ts';
+import { type RowKernels, type Src, Strided, rowKernels, rowKernelsOver } from '../train/f32/rows.ts';
 import type { WasmKernels } from './kernels.ts';
 import type { Ctx } from '../cpu/families.ts';
 import { type BackwardTable, CPU_BACKWARD, rowsOf } from '../cpu/train.ts';
@@ -66,7 +66,7 @@ const WASM: Omit<WasmBackwardTable, (typeof ON_CPU)[number]> = {
     if (!R) return CPU_BACKWARD.rmsnorm_backward(k, c);
     const D = k.sizes.D, [x, w, dy] = ops(k, c, ['x', 'w', 'dy']) as [F32, F32, F32];
     // 1/rms recomputed from the saved input (the train entry saves none)
-    const r = R.rmsB(dy, x, R.rmsF(x, null, w, D, D, k.attrs.eps as number).inv, w, D, D, null);
+    const r = R.rmsBx(dy, x, null, w, D, D, k.attrs.eps as number);
     c.write(k.outputs.dx!, r.dx);
     c.write(k.outputs.dw!, r.dw);
   },
@@ -75,8 +75,7 @@ const WASM: Omit<WasmBackwardTable, (typeof ON_CPU)[number]> = {
     if (!R) return CPU_BACKWARD.rmsnorm_gated_backward(k, c);
     const D = k.sizes.D, gs = D / (k.attrs.groups as number), [x, z, w, dy] = ops(k, c, ['x', 'z', 'w', 'dy']) as [F32, F32, F32, F32];
     // h = x·silu(z) and 1/rms recomputed, then the norm's backward and the gate's
-    const f = R.rmsF(x, z, w, D, gs, k.attrs.eps as number);
-    const r = R.rmsB(dy, f.h!, f.inv, w, D, gs, { x, z });
+    const r = R.rmsBx(dy, x, z, w, D, gs, k.attrs.eps as number);
     c.write(k.outputs.dx!, r.dx);
     c.write(k.outputs.dz!, r.dz!);
     c.write(k.outputs.dw!, r.dw);
@@ -124,7 +123,7 @@ const sig: Expr = { op: 'sigmoid', a: inn('p1') };
 /** The train entry's hot elementwise bodies (the cotangent sums, products, SiLU and its derivative
  *  as compiler/vjp.ts writes it), their operands named p0, p1 in order of first appearance, and the
  *  row kernel that computes each (runtime/train/f32/rows.ts). */
-const ROW_BODIES = new Map<string, (R: RowKernels, ins: F32[], into?: F32) => F32>([
+const ROW_BODIES = new Map<string, (R: RowKernels, ins: Src[], into?: F32) => F32>([
   [exprText({ op: 'add', a: inn('p0'), b: inn('p1') }), (R, [a, b], into) => R.addF(a!, b!, into)],
   [exprText({ op: 'mul', a: inn('p0'), b: inn('p1') }), (R, [a, b], into) => R.mulF(a!, b!, into)],
   [exprText({ op: 'silu', a: inn('p0') }), (R, [x], into) => R.siluF(x!, into)],
@@ -138,7 +137,7 @@ function residual(body: Expr): string | null {
 }
 
 /** The row kernel of `body` (ROW_BODIES) and its operands' names in order, or null. */
-export function rowBody(body: Expr): { names: string[]; run: (R: RowKernels, ins: F32[], into?: F32) => F32 } | null {
+export function rowBody(body: Expr): { names: string[]; run: (R: RowKernels, ins: Src[], into?: F32) => F32 } | null {
   const names: string[] = [];
   const canon = mapExpr(body, (l) => (l.op === 'in' ? inn(`p${names.includes(l.name) ? names.indexOf(l.name) : names.push(l.name) - 1}`) : l));
   const run = ROW_BODIES.get(exprText(canon));
@@ -152,8 +151,14 @@ export function rowElementwise(k: KernelOf<'elementwise'>, c: Ctx, gm: Gemm): bo
   if (!R || !body) return false;
   const { names, run } = body;
   if (names.some((n) => { const o = k.inputs[n]; return !o || !isView(o) || k.pre?.[n] || o.width !== y.width || c.rows(o) !== c.rows(y); })) return false;
-  put(c, y, (into) => run(R, names.map((n) => c.operand(k, n)), into));
+  put(c, y, (into) => run(R, names.map((n) => src(c, k.inputs[n] as View) ?? c.operand(k, n)), into));
   return true;
+}
+
+/** A slice of its buffer's columns where it lies (Ctx.span), else null (`operand` reads it). */
+function src(c: Ctx, v: View): Strided | null {
+  const s = c.span?.(v);
+  return s && (v.col || s.ld !== v.width) ? new Strided(s.data, s.at, s.ld, c.rows(v), v.width) : null;
 }
 
 /** The result of `f` into view `v`: computed in the arena where `v` spans its buffer (Ctx.out), else

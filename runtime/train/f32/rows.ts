@@ -11,6 +11,7 @@
 // result stays in place until the next product: the row calls lay out past it. Bytes [0, 64) hold
 // the products' job record.
 
+import { copyRows } from './gemm.ts';
 import { f32 } from './pool.ts';
 import { TRAIN_ROWS_WASM } from './rows-module.ts';
 import { ProductThreads } from './split.ts';
@@ -18,6 +19,15 @@ import { threadSupport, threadsHere, unsharedModule } from '../../wasm/threads.t
 
 type F32 = Float32Array;
 type Fn = (...a: number[]) => void;
+
+/** `rows` rows of `width` floats, row r at data[at + r·ld]: an operand read where it lies (a slice
+ *  of a wider buffer's columns), copied straight into the kernels' memory. */
+export class Strided {
+  constructor(readonly data: F32, readonly at: number, readonly ld: number, readonly rows: number, readonly width: number) {}
+  get length(): number { return this.rows * this.width; }
+}
+/** An input of the row kernels: contiguous, or rows of a wider array. */
+export type Src = F32 | Strided;
 
 export class RowKernels {
   private readonly ex: Record<string, Fn>;
@@ -87,11 +97,16 @@ export class RowKernels {
   /** Lays out inputs (copied in) and outputs (room, `zero`ed where asked), runs `body` with their
    *  addresses and returns the outputs copied out (the first into `into` where given). Outputs
    *  given as [n, 8] are f64. */
-  private call(ins: readonly F32[], outs: readonly (number | [number, 8])[], body: (a: number[]) => void, zero = false, into?: F32): (F32 | Float64Array)[] {
+  private call(ins: readonly Src[], outs: readonly (number | [number, 8])[], body: (a: number[]) => void, zero = false, into?: F32, scratch: readonly number[] = []): (F32 | Float64Array)[] {
     this.top = this.base;
-    const addr = [...ins.map((x) => this.room(x.length)), ...outs.map((o) => (typeof o === 'number' ? this.room(o) : this.room(o[0], 8)))];
+    // then `scratch` floats each, passed to `body` last and not copied out
+    const addr = [...ins.map((x) => this.room(x.length)), ...outs.map((o) => (typeof o === 'number' ? this.room(o) : this.room(o[0], 8))), ...scratch.map((n) => this.room(n))];
     const buf = this.mem.buffer;
-    ins.forEach((x, i) => new Float32Array(buf, addr[i]!, x.length).set(x));
+    ins.forEach((x, i) => {
+      const to = new Float32Array(buf, addr[i]!, x.length);
+      if (x instanceof Float32Array) to.set(x);
+      else copyRows(x.data, x.at, x.ld, to, 0, x.width, x.rows, x.width);
+    });
     if (zero) outs.forEach((o, i) => (typeof o === 'number' ? new Float32Array(buf, addr[ins.length + i]!, o) : new Float64Array(buf, addr[ins.length + i]!, o[0])).fill(0));
     body(addr);
     return outs.map((o, i) => {
@@ -103,17 +118,17 @@ export class RowKernels {
   }
 
   /** y = silu(x) (into `into` where given; so below). */
-  siluF(x: F32, into?: F32): F32 {
+  siluF(x: Src, into?: F32): F32 {
     return this.call([x], [x.length], ([a, y]) => this.ex.silu_f!(a!, y!, x.length), false, into)[0] as F32;
   }
 
   /** dx = g · silu'(x). */
-  siluB(x: F32, g: F32, into?: F32): F32 {
+  siluB(x: Src, g: Src, into?: F32): F32 {
     return this.call([x, g], [x.length], ([a, b, d]) => this.ex.silu_b!(a!, b!, d!, x.length), false, into)[0] as F32;
   }
 
   /** y = a ∘ b (same lengths). */
-  mulF(a: F32, b: F32, into?: F32): F32 {
+  mulF(a: Src, b: Src, into?: F32): F32 {
     return this.call([a, b], [a.length], ([p, q, y]) => this.ex.mul_f!(p!, q!, y!, a.length), false, into)[0] as F32;
   }
 
@@ -123,7 +138,7 @@ export class RowKernels {
   }
 
   /** y = a + b (same lengths). */
-  addF(a: F32, b: F32, into?: F32): F32 {
+  addF(a: Src, b: Src, into?: F32): F32 {
     return this.call([a, b], [a.length], ([p, q, y]) => this.ex.add_f!(p!, q!, y!, a.length), false, into)[0] as F32;
   }
 
@@ -153,6 +168,21 @@ export class RowKernels {
     }, true);
     const dw = Float32Array.from(r[0]!);
     return gate ? { dx: r[2] as F32, dz: r[3] as F32, dw } : { dx: r[1] as F32, dz: null, dw };
+  }
+
+  /** rmsB from the norm's input alone, in one call: 1/rms (and the gated norm's h = x·silu(z))
+   *  recomputed here, then the backward (and the gate's: dz). */
+  rmsBx(dy: F32, x: F32, z: F32 | null, w: F32, D: number, gs: number, eps: number): { dx: F32; dz: F32 | null; dw: F32 } {
+    const n = x.length, runs = n / gs, ins = z ? [dy, x, z, w] : [dy, x, w];
+    const r = this.call(ins, z ? [[D, 8], n, n] : [[D, 8], n], (a) => {
+      const [dya, xa, za, wa] = z ? a : [a[0]!, a[1]!, 0, a[2]!], o = ins.length;
+      const [dwa, dxa, dza, ya, inva, ha, dha] = z ? a.slice(o) : [a[o]!, a[o + 1]!, 0, a[o + 2]!, a[o + 3]!, 0, 0];
+      if (z) this.ex.gate_f!(xa!, za!, ha!, n);
+      this.ex.rms_f!(z ? ha! : xa!, wa!, ya!, inva!, runs, gs, D, eps);
+      this.ex.rms_b!(dya!, z ? ha! : xa!, inva!, wa!, z ? dha! : dxa!, dwa!, runs, gs, D);
+      if (z) this.ex.gate_b!(xa!, za!, dha!, dxa!, dza!, n);
+    }, true, undefined, z ? [n, runs, n, n] : [n, runs]);
+    return { dx: r[1] as F32, dz: z ? r[2] as F32 : null, dw: Float32Array.from(r[0]!) };
   }
 
   /** The causal depthwise conv of x [T, C] by taps wt [K, C] (+ b), per sequence. */
