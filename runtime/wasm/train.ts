@@ -55,7 +55,7 @@ const WASM: Omit<WasmBackwardTable, (typeof ON_CPU)[number]> = {
   },
   matmul_wgrad(k, c, gm) {
     const { K, N } = k.sizes;
-    c.write(k.outputs.dw!, gm.dyTx(c.operand(k, 'dy'), rowsOf(k, c, 'x', K), N, c.operand(k, 'x'), K, !!k.attrs.transposed));
+    put(c, k.outputs.dw!, (into) => gm.dyTx(c.operand(k, 'dy'), rowsOf(k, c, 'x', K), N, c.operand(k, 'x'), K, !!k.attrs.transposed, into));
   },
   reduce_rows(k, c) {
     const x = c.operand(k, 'x'), N = k.sizes.N;
@@ -267,7 +267,14 @@ export class WasmTrain {
     // computed in the arena where it can be; else the backend's product
     const product = (into?: F32) => (m.dtype !== 'f32' || m.data.length !== K * N || b ? c.linear(k, x, rows, K, m, b)
       : k.attrs.transposed ? this.gm.dyW(x, rows, K, m.data as F32, N, false, into) : this.gm.xwT(x, rows, K, m.data as F32, N, false, into));
-    put(c, k.outputs.y!, (into) => (add ? R.addF(product(), c.operand(k, add), into) : product(into)));
+    put(c, k.outputs.y!, (into) => {
+      if (!add) return product(into);
+      // the residual add in f32 as the reference rounds it, each element read before its place is
+      // written (the operand may be the output's own buffer)
+      const y = product(), o = c.operand(k, add), d = into ?? y;
+      for (let i = 0; i < y.length; i++) d[i] = y[i]! + o[i]!;
+      return d;
+    });
     return true;
   }
 

@@ -100,7 +100,8 @@ class Both extends CpuBackend {
     for (const f of BACKWARD_FAMILY_NAMES) {
       table[f] = (k, c) => {
         const outs = new Map<View, Float32Array>();
-        const capture: Ctx = Object.assign(Object.create(Object.getPrototypeOf(c)), c, { write: (v: View, d: Float32Array) => { outs.set(v, d.slice()); } });
+        // every result through write (none computed in the arena in place)
+        const capture: Ctx = Object.assign(Object.create(Object.getPrototypeOf(c)), c, { write: (v: View, d: Float32Array) => { outs.set(v, d.slice()); }, out: () => null });
         (this.wasm.backward[f] as (k: BackwardKernelOf<BackwardFamily>, c: Ctx) => void)(k, capture);
         (CPU_BACKWARD[f] as (k: BackwardKernelOf<BackwardFamily>, c: Ctx) => void)(k, c);
         for (const [name, v] of Object.entries(k.outputs) as [string, View][]) {
