@@ -178,6 +178,12 @@ export class CpuBackend implements Backend {
     return split && this.pool ? this.pool.linear(x, rows, K, w, b) : linear(x, rows, K, w, b);
   }
 
+  /** Room for a kernel's contiguous copy of a view's columns (Ctx.operand), read only while the
+   *  kernel runs (a subclass may hand out reused arrays). */
+  columns(n: number): Float32Array {
+    return new Float32Array(n);
+  }
+
   /** y = x·W + b with W stored [K, N] (a product reading its weight the other way round: the
    *  train entry's dX = dY·W). */
   linearTransposed(x: Float32Array, rows: number, K: number, weight: string, b: Tensor | null): Float32Array {
@@ -267,7 +273,7 @@ export class CpuInvocation implements Invocation, Ctx {
     const b = this.buffer(v);
     const rows = this.rows(v);
     const base = this.base(b);
-    return viewColumns(this.arena.subarray(base, base + rows * b.width), rows, b.width, v);
+    return viewColumns(this.arena.subarray(base, base + rows * b.width), rows, b.width, v, (n) => this.backend.columns(n));
   }
 
   operand(k: TrainKernel, name: string): Float32Array {

@@ -40,6 +40,7 @@ import { threadSupport, threadsHere, unsharedModule } from './threads.ts';
 import type { Memory64Support } from './memory64.ts';
 import type { BackwardTable } from '../cpu/train.ts';
 import { WasmTrain } from './train.ts';
+import { f32 } from '../train/f32/pool.ts';
 
 /**
  * The wasm backend as this thread can run it: `threads` (default: threads.ts' defaultThreads) where
@@ -226,6 +227,12 @@ export class WasmBackend extends CpuBackend {
 
   override get backward(): BackwardTable {
     return this.train.table;
+  }
+
+  /** The train run's column copies from the step pool (runtime/train/f32/pool.ts: reused by the
+   *  next step; the entry engine runs each step in it), else new ones. */
+  override columns(n: number): Float32Array {
+    return f32(n, false);
   }
 
   override linearTransposed(x: Float32Array, rows: number, K: number, weight: string, b: Tensor | null): Float32Array {
