@@ -33,14 +33,14 @@ import { type Arg, Heap, WasmProgram, WasmStatePool, rowsOf } from './program.ts
 import { sharing } from './split.ts';
 import { type Fallback, NO_MODULE, type Placement, ownFunctions, wasmPlan, weightUses } from './plan.ts';
 import { type At, ssdChunkedAt, ssdChunkedWasm, ssdWorkBytes } from './ssd.ts';
-import { type ExpertProducts, expertSlice, runExperts } from './experts.ts';
+import { type ExpertProducts, runExperts } from './experts.ts';
 import { attentionAt, attentionWasm, attentionWorkBytes } from './attention.ts';
 import { RuntimeError } from '../errors.ts';
 import { threadSupport, threadsHere, unsharedModule } from './threads.ts';
 import type { Memory64Support } from './memory64.ts';
 import type { BackwardTable } from '../cpu/train.ts';
-import { WasmTrain } from './train.ts';
-import { f32 } from '../train/f32/pool.ts';
+import { WasmTrain, stepFloats } from './train.ts';
+import { Panels } from './panels.ts';
 
 /**
  * The wasm backend as this thread can run it: `threads` (default: threads.ts' defaultThreads) where
@@ -85,11 +85,7 @@ export class WasmBackend extends CpuBackend {
    *  nothing else keep no host copy. */
   private readonly products: Map<string, boolean>;
   private readonly elsewhere: Set<string>;
-  private readonly packed = new WeakMap<HostWeight, PackedWeight>();
-  /** Each product's matrix as stored: its name and whether products read it as [K, N]. */
-  private readonly matrixOf = new WeakMap<HostWeight, { name: string; transposed: boolean }>();
-  /** The panels of each packed weight by name (a weight stored again is packed into them). */
-  private readonly packedByName = new Map<string, PackedWeight>();
+  private readonly panels: Panels;
   /** Panels the loader filled (panelTarget, concatPanels), by weight, until its upload. */
   private readonly filled = new Map<string, PackedWeight>();
   /** Weights read only as a part of one derived weight. */
@@ -113,12 +109,7 @@ export class WasmBackend extends CpuBackend {
   private scratchBlock: { at: number; bytes: number } | null = null;
   private readonly weightCopies = new Map<string, number>();
   /** The experts' matrices, packed per expert when first chosen (runtime/wasm/experts.ts); `read`: bytes their products read. */
-  readonly experts: ExpertProducts = { panel: (w, e) => this.expertPanel(w, e), product: (p, x, n) => this.kernels.linear(p, x, n, null), read: 0 };
-  private readonly expertPanels = new Map<string, PackedWeight>();
-  private expertPanel(w: string, e: number): PackedWeight {
-    const key = `${w}#${e}`;
-    return this.expertPanels.get(key) ?? this.expertPanels.set(key, this.kernels.pack(expertSlice(this.tensor(w), e))).get(key)!;
-  }
+  readonly experts: ExpertProducts = { panel: (w, e) => this.panels.expert(w, e, this.tensor(w)), product: (p, x, n) => this.kernels.linear(p, x, n, null), read: 0 };
   /** The run in progress: where its arena and sequence table are, and its rotary tables. */
   private current: { entry: Entry; batch: RunBatch; pool: WasmStatePool; T: number; S: number; seq: number; ropes: Map<string, number>; ids: Map<string, number> } | null = null;
   private runBlocks: { at: number; bytes: number }[] = [];
@@ -130,6 +121,7 @@ export class WasmBackend extends CpuBackend {
   constructor(program: Program, module: WebAssembly.Module, threads: number, programModule?: WebAssembly.Module, memoryBytes?: number, memory64?: Memory64Support) {
     super(program);
     this.kernels = new WasmKernels(module, threads, memoryBytes, memory64 ?? null);
+    this.panels = new Panels(this.kernels);
     this.heap = new Heap((bytes) => this.kernels.allocate(bytes));
     this.prog = programModule ? new WasmProgram(programModule, this.kernels.memory, program, this.kernels) : null;
     if (this.prog?.calls.record) this.kernels.useProgram(programModule!, this.prog.calls.record); // its workers run the module too
@@ -147,9 +139,7 @@ export class WasmBackend extends CpuBackend {
     }
     this.fallbacks = fallbacks;
     ({ products: this.products, elsewhere: this.elsewhere, soleParts: this.soleParts } = weightUses(program, !!this.prog));
-    // a program with a train entry keeps every product's matrix on the host: the train run's products
-    // read the f32 masters (runtime/wasm/train.ts), and panels are packed only where another entry runs
-    if (program.train) for (const n of this.products.keys()) this.elsewhere.add(n);
+    if (program.train) for (const n of this.products.keys()) this.elsewhere.add(n); // the train entry's products read them (./train.ts)
   }
 
   /** As the CPU backend's; the f32 copies in the memory (weightAt) are written again too. */
@@ -196,44 +186,28 @@ export class WasmBackend extends CpuBackend {
   protected override store(name: string, t: HostWeight): void {
     const transposed = this.products.get(name);
     if (transposed === undefined || t.shape.length !== 2 || t.dtype === 'i32') return super.store(name, t);
-    this.matrixOf.set(t, { name, transposed });
     // a train program's f32 matrix: its panels packed when an inference product first reads it
-    if (this.program.train && t.dtype === 'f32' && !this.filled.has(name)) return super.store(name, t);
+    if (this.program.train && t.dtype === 'f32' && !this.filled.has(name)) return (this.panels.defer(name, t, transposed), super.store(name, t));
     // quantised weights are never transposed ones (runtime/quantplan.ts takes [out, in] matrices only)
     const pre = this.filled.get(name);
     this.filled.delete(name);
-    const p = pre ?? (isQuant(t) ? this.kernels.packQuant(t) : this.kernels.pack(t, transposed, this.packedByName.get(name)));
-    this.packedByName.set(name, p);
     // a stand-in for a weight only products read: the packed panels are its one copy
     const kept: HostWeight = this.elsewhere.has(name) ? t
       : isQuant(t) ? { dtype: t.dtype, shape: t.shape, codes: new Int8Array(0), scales: new Uint16Array(0) }
       : { dtype: t.dtype, shape: t.shape, data: new Float32Array(0) };
-    this.packed.set(kept, p);
+    this.panels.pack(name, t, transposed, pre, kept);
     super.store(name, kept);
   }
 
-  /** The train entry's kernels on this target (runtime/wasm/train.ts): opened by `start` for a
-   *  program with a train entry (its products on threads of their own), else made on first use. */
+  /** The train entry's kernels (./train.ts): opened by `start` for a train program, else made on first use. */
   private trainKernels?: WasmTrain;
   private get train(): WasmTrain { return (this.trainKernels ??= new WasmTrain(this.kernels)); }
-  /** The run in progress is the train entry's: its forward products run on the train kernels too. */
-  private training = false;
-
-  override beginTrain(...a: Parameters<CpuBackend['beginTrain']>): ReturnType<CpuBackend['beginTrain']> {
-    this.training = a[0] === this.program.train;
-    this.trainKernels?.begin();
-    return super.beginTrain(...a);
-  }
 
   override get backward(): BackwardTable {
     return this.train.table;
   }
 
-  /** The train run's column copies from the step pool (runtime/train/f32/pool.ts: reused by the
-   *  next step; the entry engine runs each step in it), else new ones. */
-  override columns(n: number): Float32Array {
-    return f32(n, false);
-  }
+  override columns(n: number): Float32Array { return stepFloats(n); } // a train step's pool (./train.ts)
 
   override linearTransposed(x: Float32Array, rows: number, K: number, weight: string, b: Tensor | null): Float32Array {
     return this.train.transposed(x, rows, K, weight, this.f32(weight), b && readF32(b, 0, b.data.length, new Float32Array(b.data.length)));
@@ -245,28 +219,11 @@ export class WasmBackend extends CpuBackend {
   }
 
   override linear(x: Float32Array, rows: number, K: number, w: HostWeight, b: Tensor | null, split: boolean): Float32Array {
-    const m = this.matrixOf.get(w);
-    if (this.training && m && w.dtype === 'f32') {
-      // the train entry's forward over the f32 master: on the train kernels
-      const N = w.data.length / K;
-      if (!Number.isInteger(N) || x.length !== rows * K) throw new RangeError(`linear: weight ${m.name} of ${w.data.length} floats does not match x of ${rows} rows of K=${K}`);
-      return this.train.product(x, rows, K, w.data as Float32Array, m.transposed, b && readF32(b, 0, N, new Float32Array(N)));
-    }
-    const p = this.panels(w);
+    const p = this.panels.get(w);
     if (!p) return super.linear(x, rows, K, w, b, split);
     if (p.K !== K || x.length !== rows * K) throw new RangeError(`linear: weight [${p.N}, ${p.K}] does not match x of ${rows} rows of K=${K}`);
     const bias = b ? readF32(b, 0, p.N, new Float32Array(p.N)) : null;
     return this.kernels.linear(p, x, rows, bias);
-  }
-
-  /** The panels of a product's matrix, packed now where `store` left that to the first reader. */
-  private panels(w: HostWeight): PackedWeight | undefined {
-    const m = this.matrixOf.get(w);
-    if (this.packed.has(w) || !m || isQuant(w)) return this.packed.get(w);
-    const p = this.kernels.pack(w, m.transposed, this.packedByName.get(m.name));
-    this.packedByName.set(m.name, p);
-    this.packed.set(w, p);
-    return p;
   }
 
   /** With the program module, the arena lives in the shared memory (grown by doubling). */
@@ -412,7 +369,7 @@ export class WasmBackend extends CpuBackend {
       calls.run(r.run!, [run.T, run.S, run.seq, rows, this.scratch(own ? bytes * this.kernels.threads : bytes), 0, 0], args, units, split, own ? bytes : 0);
       return true;
     }
-    const p = this.panels(this.weight((k.inputs.w as { weight: string }).weight));
+    const p = this.panels.get(this.weight((k.inputs.w as { weight: string }).weight));
     if (!p || !r.post) throw new Error(`archc runtime: ${k.name}: the plan places it in the wasm module, but its matrix was not packed`);
     const K = k.sizes.K | 0, N = k.sizes.N | 0;
     if (p.K !== K || p.N !== N) throw new RangeError(`${k.name}: weight [${p.N}, ${p.K}] does not match K=${K}, N=${N}`);

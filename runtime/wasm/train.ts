@@ -21,6 +21,7 @@ import { type BackwardTable, CPU_BACKWARD, rowsOf } from '../cpu/train.ts';
 import { attentionBackward32, attentionForward32 } from '../train/f32/attention.ts';
 import { lossF32 } from '../train/f32/engine.ts';
 import { type Gemm, wasmGemm } from '../train/f32/gemm.ts';
+import { f32 } from '../train/f32/pool.ts';
 import { colSums } from '../train/f32/ops.ts';
 import { convBackward32 } from '../train/f32/seq.ts';
 import { type SsdIn32, ssdBackward32, ssdForward32 } from '../train/f32/ssd.ts';
@@ -181,16 +182,13 @@ export function wasmBackward(gm: Gemm, kept: Kept = new Map()): BackwardTable {
 export class WasmTrain {
   private readonly gm: Gemm;
   readonly table: BackwardTable;
+  /** Each SSD forward's entering states until its backward (a later run's forward replaces them
+   *  before any backward reads them: the forward kernels come first). */
   private readonly kept: Kept = new Map();
 
   constructor(kernels: WasmKernels, private readonly rowsOwn: RowKernels | null = rowKernels()) {
     this.gm = wasmGemm(kernels, rowsOwn);
     this.table = wasmBackward(this.gm, this.kept);
-  }
-
-  /** A new run: nothing kept from another. */
-  begin(): void {
-    this.kept.clear();
   }
 
   /** The products on the row kernels' memory, split over `kernels.threads` threads of their own
@@ -201,20 +199,11 @@ export class WasmTrain {
     return new WasmTrain(kernels, memory64 ? rowKernels() : shared ? await rowKernelsOver(module, kernels.threads) : rowKernels(module));
   }
 
-  /** y = x·Wᵀ + b, W [N, K] (or [K, N] when `wT`): the forward's products over the f32 masters. */
-  product(x: F32, rows: number, K: number, w: F32, wT: boolean, b: F32 | null): F32 {
-    return this.biased(this.gm.xwT(x, rows, K, w, w.length / K, wT), rows, b);
-  }
-
   /** y = x·W + b, W [K, N] (the dX = dY·W products), on the product kernels over the threads. */
   transposed(x: F32, rows: number, K: number, name: string, w: F32, b: F32 | null): F32 {
     const N = w.length / K;
     if (!Number.isInteger(N) || x.length !== rows * K) throw new RangeError(`linearTransposed: weight ${name} of ${w.length} floats does not match x of ${rows} rows of K=${K}`);
-    return this.biased(this.gm.dyW(x, rows, K, w, N, false), rows, b);
-  }
-
-  private biased(y: F32, rows: number, b: F32 | null): F32 {
-    const N = y.length / rows;
+    const y = this.gm.dyW(x, rows, K, w, N, false);
     if (b) for (let r = 0; r < rows; r++) for (let n = 0; n < N; n++) y[r * N + n] += b[n]!;
     return y;
   }
@@ -283,6 +272,10 @@ export class WasmTrain {
     this.rowsOwn?.close();
   }
 }
+
+/** n floats from the train step's pool (runtime/train/f32/pool.ts; the entry engine runs each step
+ *  in one), new ones outside a step: the backend's column copies (CpuBackend.columns). */
+export const stepFloats = (n: number): F32 => f32(n, false);
 
 function fail(msg: string): never {
   throw new Error(`archc runtime: ${msg}`);
