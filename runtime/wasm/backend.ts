@@ -201,7 +201,7 @@ export class WasmBackend extends CpuBackend {
 
   /** The train entry's kernels (./train.ts): opened by `start` for a train program, else made on first use. */
   private trainKernels?: WasmTrain;
-  private get train(): WasmTrain { return (this.trainKernels ??= new WasmTrain(this.kernels)); }
+  get train(): WasmTrain { return (this.trainKernels ??= new WasmTrain(this.kernels)); }
 
   override get backward(): BackwardTable {
     return this.train.table;

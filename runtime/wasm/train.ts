@@ -182,6 +182,9 @@ export function wasmBackward(gm: Gemm, kept: Kept = new Map()): BackwardTable {
 export class WasmTrain {
   private readonly gm: Gemm;
   readonly table: BackwardTable;
+  /** The train entry's forward kernels that ran on the reference families (`runs` declined them):
+   *  a family, with its epilogue's stages or an elementwise body (a layer's names without the layer). */
+  readonly reference = new Set<string>();
   /** Each SSD forward's entering states until its backward (a later run's forward replaces them
    *  before any backward reads them: the forward kernels come first). */
   private readonly kept: Kept = new Map();
@@ -212,6 +215,12 @@ export class WasmTrain {
    *  where not (the reference family runs it). The train run reads no state slot back, so the conv
    *  and the SSD leave theirs as they are (the inference families write them). */
   runs(k: Kernel, c: Ctx): boolean {
+    if (this.run(k, c)) return true;
+    this.reference.add(k.family === 'elementwise' ? `elementwise ${exprText(k.body!).replace(/model\.layers\.\d+\./g, '')}` : `${k.family}${k.epilogue?.length ? ` (${k.epilogue.map((e) => e.kind).join(', ')})` : ''}`);
+    return false;
+  }
+
+  private run(k: Kernel, c: Ctx): boolean {
     const R = this.gm.rows;
     if (!R) return false;
     switch (k.family) {

@@ -6,7 +6,8 @@
 // loss's relative error; the gradient's ‖got − ref‖₂ / ‖ref‖₂ over all weights and per weight, both
 // < 1e-5. Then: 1 and 2 threads bit for bit; every backward kernel of these entries (and of a model of
 // the lowerings no shipped one reaches) run by the wasm record and the CPU record on the same
-// operands, each output within 1e-5 rel L2; the families whose wasm record is the CPU's pinned.
+// operands, each output within 1e-5 rel L2; the families whose wasm record is the CPU's pinned, and
+// the forward kernels that run on the reference families.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { wasmKernelVariants } from '../../codegen/wasm/assemble.ts';
@@ -158,6 +159,15 @@ model Small(tokens: i32[T], positions: i32[T]) {
     console.log(`tiny Bamba's train entry: ${rows} elementwise kernels on the row kernels; the rest: ${[...rest].join('; ')}`);
     expect(rows).toBe(33);
     expect([...rest].sort()).toEqual(['(%a + w:mamba.dt_bias)', 'softplus(%x)', 'clamp(%x, 0, Infinity)', 'neg(%a)', '(%a * exp(w:mamba.A_log))', '(%a * sigmoid(%b))'].sort());
+  });
+
+  it('runs the train entry\'s forward stages on the f32 engine\'s kernels: those on the reference families, pinned', async () => {
+    const c = compileTiny(), w = f32Of(c, 5), p = trainProgram(c), be = await wasmBackend(p, w, 1);
+    runTrain(be, packed([6, 3, 9], 96, 12));
+    console.log(`tiny Bamba's train entry, forward kernels on the reference families: ${[...be.train.reference].join('; ')}`);
+    expect([...be.train.reference].sort()).toEqual(['embedding', 'matmul (rope, rope)',
+      'elementwise (%a + w:mamba.dt_bias)', 'elementwise softplus(%x)', 'elementwise clamp(%x, 0, Infinity)', 'elementwise neg(%a)',
+      'elementwise (%a * exp(w:mamba.A_log))', 'elementwise (%a * sigmoid(%b))'].sort());
   });
 
   it('runs on the CPU\'s record only the families without a wasm kernel yet (the list only shrinks)', () => {
