@@ -79,7 +79,7 @@ function env(k: Kernel, c: Ctx, x?: ExprEnv['x']): ExprEnv {
 }
 
 /** Applies `k`'s epilogue to its result `acc` ([rows, width]); returns the final rows. */
-function epilogue(k: Kernel, c: Ctx, acc: Float32Array, rows: number, width: number): Float32Array {
+export function epilogue(k: Kernel, c: Ctx, acc: Float32Array, rows: number, width: number): Float32Array {
   for (const stage of k.epilogue ?? []) {
     [acc, width] = applyStage(k, c, stage, acc, rows, width);
   }

@@ -94,7 +94,7 @@ export class WasmBackend extends CpuBackend {
    *  families through the program module where the plan places the kernel; the rest as the CPU engine runs them. */
   override readonly families: FamilyTable<[Ctx], void> = {
     ...CPU_FAMILIES, ssd: (k, c) => { if (this.placed.has(k) || !this.train.runs(k, c)) this.ssd(k, c); }, attention: (k, c) => this.attention(k, c), experts: (k, c) => runExperts(k, c, this.experts),
-    ...Object.fromEntries((['embedding', 'matmul', 'norm', 'elementwise', 'rope', 'conv', 'conv_step', 'ssd_step', 'attention_decode', 'softmax', 'topk', 'gather', 'scatter'] as const)
+    ...Object.fromEntries((['embedding', 'matmul', 'norm', 'elementwise', 'copy', 'rope', 'conv', 'conv_step', 'ssd_step', 'attention_decode', 'softmax', 'topk', 'gather', 'scatter'] as const)
       .map((f) => [f, (k: Kernel, c: Ctx) => { if (!this.rendered(k, c) && !(!this.placed.has(k) && this.train.runs(k, c))) byFamily(CPU_FAMILIES, k, c); }])),
   } as FamilyTable<[Ctx], void>;
   /** The program module (absent: every family but the products runs as the CPU engine's). */

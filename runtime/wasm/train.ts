@@ -16,7 +16,7 @@ import { exprText, mapExpr } from '../expr.ts';
 import { type BackwardKernelOf, type Expr, type Kernel, type KernelOf, type View, isView } from '../program.ts';
 import { type RowKernels, type Src, Strided, rowKernels, rowKernelsOver } from '../train/f32/rows.ts';
 import type { WasmKernels } from './kernels.ts';
-import type { Ctx } from '../cpu/families.ts';
+import { type Ctx, epilogue } from '../cpu/families.ts';
 import { type BackwardTable, CPU_BACKWARD, rowsOf } from '../cpu/train.ts';
 import { attentionBackward32, attentionForward32 } from '../train/f32/attention.ts';
 import { lossF32 } from '../train/f32/engine.ts';
@@ -225,7 +225,8 @@ export class WasmTrain {
     if (!R) return false;
     switch (k.family) {
       case 'elementwise': return rowElementwise(k, c, this.gm);
-      case 'matmul': return this.matmul(k, c, R);
+      case 'copy': return (put(c, k.outputs.y!, (into) => (into ? (into.set(c.operand(k, 'x')), into) : c.operand(k, 'x'))), true);
+      case 'matmul': return this.matmul(k, c);
       case 'norm': {
         if (k.attrs.layer || k.sizes.W % k.sizes.D) return false;
         const D = k.sizes.D, gated = !!k.attrs.gated, eps = k.attrs.eps as number;
@@ -252,12 +253,12 @@ export class WasmTrain {
     }
   }
 
-  /** A product whose epilogue is nothing or the residual add (x + an operand of its rows): the
-   *  add on the row kernels; false for others (RoPE, a prologue). */
-  private matmul(k: KernelOf<'matmul'>, c: Ctx, R: RowKernels): boolean {
+  /** A product without a prologue; its epilogue the residual add (x + an operand of its rows) in
+   *  one pass, or any other (RoPE) as the reference's stages on its result; false with a prologue. */
+  private matmul(k: KernelOf<'matmul'>, c: Ctx): boolean {
     const e = k.epilogue ?? [], xv = k.inputs.x, w = k.inputs.w, K = k.sizes.K, N = k.sizes.N;
     const add = e.length === 1 && e[0]!.kind === 'map' && e[0]!.width === N ? residual(e[0]!.body) : null;
-    if (k.prologue?.length || (e.length && !add) || !isView(xv) || !w || !('weight' in w)) return false;
+    if (k.prologue?.length || !isView(xv) || !w || !('weight' in w)) return false;
     const other = add ? k.inputs[add] : null, rows = (c.rows(xv) * xv.width) / K;
     if (other && (!isView(other) || other.width !== N || c.rows(other) !== rows)) return false;
     const x = c.operand(k, 'x'), m = c.weight(w.weight), b = k.inputs.b ? c.tensor((k.inputs.b as { weight: string }).weight) : null;
@@ -265,6 +266,7 @@ export class WasmTrain {
     // computed in the arena where it can be; else the backend's product
     const product = (into?: F32) => (m.dtype !== 'f32' || m.data.length !== K * N || b ? c.linear(k, x, rows, K, m, b)
       : k.attrs.transposed ? this.gm.dyW(x, rows, K, m.data as F32, N, false, into) : this.gm.xwT(x, rows, K, m.data as F32, N, false, into));
+    if (e.length && !add) return (c.write(k.outputs.y!, epilogue(k, c, product(), rows, N)), true);
     put(c, k.outputs.y!, (into) => {
       if (!add) return product(into);
       // the residual add in f32 as the reference rounds it, each element read before its place is

@@ -152,10 +152,10 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  engine's kernels, runtime/train/entry-engine.ts archc train --engine kernels, cli/train-entry.ts), and the GEMV's
  *  read-ahead margin (runtime/wasm/layout.ts, memories.ts); codegen +16: the integer-dot GEMV's read-ahead, turns of two
  *  k-quads and q4's two panels a call (issue 17: codegen/wasm/dot.ts);
- *  runtime +230: the wasm train entry at the f32 engine's speed (issue 20: runtime/wasm/train.ts its forward stages and
+ *  runtime +232: the wasm train entry at the f32 engine's speed (issue 20: runtime/wasm/train.ts its forward stages and
  *  products on the row kernels' memory, in place where an output spans its buffer (Ctx.out, Ctx.span); runtime/wasm/panels.ts
  *  the packed matrices, a train program's packed when first read, out of backend.ts; WasmTrain.reference its fallbacks). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5507, codegen: 7683, runtime: 17672, cli: 3351 };
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5507, codegen: 7683, runtime: 17674, cli: 3351 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
