@@ -45,7 +45,7 @@ export interface TrainerOptions {
   readonly threads?: number;
   /** Where the steps run: `wasm` (the default) or `webgpu` (a package built with `--train`; then
    *  stepAsync, evaluateAsync and saveAsync). */
-  readonly backend?: 'wasm' | 'webgpu';
+  readonly backend?: keyof typeof ENGINES;
   /** Where WebGPU comes from (default: navigator.gpu, else the `webgpu` package), as Model.load's. */
   readonly webgpu?: WebGpuOptions;
 }
@@ -189,24 +189,32 @@ export class Trainer {
   }
 }
 
-/** The engine of `options.backend`: the f32 engine over the wasm kernels, or steps whole on WebGPU. */
-async function openEngine(graph: TrainGraph, kernels: readonly Uint8Array[], o: TrainerOptions,
-  webgpu?: () => Promise<WebGpuTraining>): Promise<{ engine: TrainEngine; close: () => void }> {
-  const backend = o.backend ?? 'wasm';
-  if (backend === 'webgpu') {
+type Opened = Promise<{ engine: TrainEngine; close: () => void }>;
+
+/** How a Trainer opens its engine on each backend it steps on: the f32 engine over the wasm kernels,
+ *  or steps whole on WebGPU from what `webgpu` gives (RT606 without it). */
+const ENGINES = {
+  async wasm(graph: TrainGraph, kernels: readonly Uint8Array[], o: TrainerOptions): Opened {
+    const { gemm, kernels: k } = await openWasmGemm(kernels, o.threads ?? defaultThreads());
+    try {
+      return { engine: new F32Engine(graph, gemm), close: () => k.close() };
+    } catch (e) {
+      k.close();
+      throw e;
+    }
+  },
+  async webgpu(_graph: TrainGraph, _kernels: readonly Uint8Array[], o: TrainerOptions, webgpu?: () => Promise<WebGpuTraining>): Opened {
     if (!webgpu) fail('RT606', ['webgpu', 'this package was built without its train program; rebuild it with `archc build --train`']);
     const [{ program, wgsl }, { WebGpuTrainEngine }] = await Promise.all([webgpu(), import('./webgpu-engine.ts')]);
     const engine = await WebGpuTrainEngine.open(program, wgsl, o.webgpu);
     return { engine, close: () => engine.close() };
-  }
-  if (backend !== 'wasm') fail('RT604', ['backend', `must be 'wasm' or 'webgpu', not ${JSON.stringify(backend)}`], { key: 'backend' });
-  const { gemm, kernels: k } = await openWasmGemm(kernels, o.threads ?? defaultThreads());
-  try {
-    return { engine: new F32Engine(graph, gemm), close: () => k.close() };
-  } catch (e) {
-    k.close();
-    throw e;
-  }
+  },
+};
+
+function openEngine(graph: TrainGraph, kernels: readonly Uint8Array[], o: TrainerOptions, webgpu?: () => Promise<WebGpuTraining>): Opened {
+  const backend = o.backend ?? 'wasm';
+  if (!Object.hasOwn(ENGINES, backend)) fail('RT604', ['backend', `must be one of ${Object.keys(ENGINES).join(', ')}, not ${JSON.stringify(backend)}`], { key: 'backend' });
+  return ENGINES[backend](graph, kernels, o, webgpu);
 }
 
 /** The checkpoint's weights as fresh f32 masters (zero moments). */

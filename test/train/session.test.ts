@@ -1,7 +1,8 @@
 // The training API the generated package exports (runtime/train/session.ts `Trainer`): from a
 // checkpoint and the graph as graph.json holds it, the same steps as `archc train --weights` bit for
 // bit (weights and both moments); saved and resumed equals straight through; the saved run loads as
-// a checkpoint; bad options and a save over files it did not write are refused, naming them.
+// a checkpoint; bad options, WebGPU without the train program and a save over files it did not
+// write are refused, naming them.
 
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -96,6 +97,9 @@ describe('Trainer (the package\'s training API)', () => {
     await expect(open(ckpt, { steps: 0 })).rejects.toThrow(/RT604: Trainer option steps: must be an integer ≥ 1, not 0/);
     await expect(open(ckpt, { steps: 3, lr: -1 })).rejects.toThrow(/RT604: Trainer option lr: must be a number ≥ 0, not -1/);
     await expect(open(join(tmp(), 'none'), { steps: 3 })).rejects.toThrow(/RT100/);
+    // WebGPU needs the train program a package built with --train ships
+    await expect(open(ckpt, { steps: 3, backend: 'webgpu' })).rejects.toThrow(/RT606: the Trainer cannot train on webgpu: .*archc build --train/);
+    await expect(open(ckpt, { steps: 3, backend: 'cuda' as 'wasm' })).rejects.toThrow(/RT604: Trainer option backend: must be one of wasm, webgpu, not "cuda"/);
     const t = await open(ckpt, { steps: 3 });
     const mine = tmp();
     writeFileSync(join(mine, 'notes.txt'), 'keep');
