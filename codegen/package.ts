@@ -277,12 +277,18 @@ export type Trainer = Session;
 // @ts-ignore TS1470: the package's sources are compiled before its package.json says "type": "module"; the output is ESM
 const here: string = import.meta.url;
 
-/** \`Trainer.open(dir, { steps, lr, warmup, ... })\`: a trainer starting from the checkpoint in dir
+${trainer ? `/** What the Trainer trains with on WebGPU: the program with its train entry and its WGSL (src/train-wgsl.ts, loaded only then). */
+const webgpu = () => ${trainer};
+
+` : ''}/** \`Trainer.open(dir, { steps, lr, warmup, ... })\`: a trainer starting from the checkpoint in dir
  *  (with \`resume: true\`: continuing a run it saved there; \`backend: 'webgpu'\`: ${trainer ? 'on WebGPU, stepping with stepAsync' : 'refused, RT606: this package was built without --train'});
  *  \`Trainer.pack(sequences)\`: a packed batch. */
 export const Trainer = {
   open: (dir: string, options: TrainerOptions & { resume?: boolean }): Promise<Session> =>
-    Session.open(packageGraph(here), wasmKernelBytes(), dir, options${trainer ? `, () => ${trainer}` : ''}),
+    Session.open(packageGraph(here), wasmKernelBytes(), dir, options${trainer ? ', webgpu' : ''}),
+  /** A trainer from weights in memory (no file read: in a page, on WebGPU${trainer ? '' : ' with a package built with --train'}). */
+  start: (weights: Parameters<typeof Session.start>[0], options: TrainerOptions): Promise<Session> =>
+    Session.start(weights, () => packageGraph(here), wasmKernelBytes(), options${trainer ? ', webgpu' : ''}),
   pack: Session.pack,
 } as const;
 `;
@@ -431,7 +437,8 @@ t.close();
 
 ${trainerOf(input) ? `Built with \`--train\`, it trains on WebGPU too (the \`webgpu\` package, or \`webgpu: { gpu }\`), every step whole on the device:
 \`await t.stepAsync(batch)\`, \`await t.evaluateAsync(batches)\`, \`await t.saveAsync(dir)\` (the masters read back) after
-\`Trainer.open(dir, { steps: 100, backend: 'webgpu' })\`.
+\`Trainer.open(dir, { steps: 100, backend: 'webgpu' })\`. In a page (this package bundled for the browser), start from
+weights in memory instead: \`await Trainer.start([{ name, shape, value }, …], { steps: 100, backend: 'webgpu' })\`.
 
 ` : ''}` : ''}Load options: \`backend\`, where the kernels run (the first is the default):
 ${backends(input).map((b) => `- \`'${b}'\`: ${RUN_TARGETS.find((t) => t.name === b)!.about}`).join('\n')}

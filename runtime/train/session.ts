@@ -73,8 +73,9 @@ export class Trainer {
     /** The f32 masters and moments, the step and the tokens trained on. */
     readonly state: TrainState,
     readonly config: TrainConfig,
-    /** Where the weights came from: its config.json and tokenizer files go with every save. */
-    readonly source: string,
+    /** Where the weights came from: its config.json and tokenizer files go with every save (null:
+     *  weights given in memory, `start`). */
+    readonly source: string | null,
     readonly tokenizer: Tokenizer | null,
   ) {}
 
@@ -86,11 +87,34 @@ export class Trainer {
   static async open(graph: TrainGraph, kernels: readonly Uint8Array[], dir: string, options: TrainerOptions & { resume?: boolean },
     webgpu?: () => Promise<WebGpuTraining>): Promise<Trainer> {
     const config = trainConfig(options, options.resume ? readTrainSettings(dir).settings : undefined);
-    const { engine, close } = await openEngine(graph, kernels, options, webgpu);
+    const { engine, close } = await openEngine(() => graph, kernels, options, webgpu);
     try {
       const state = options.resume ? readTrainState(dir, engine.weights) : startingState(dir, engine);
       if (state.step >= config.steps) fail('RT604', ['steps', `the run in ${dir} has taken ${state.step} steps already; give a larger total`], { key: 'steps' });
       return new Trainer(engine, close, state, config, resolve(dir), await loadTokenizer(dir));
+    } catch (e) {
+      close();
+      throw e;
+    }
+  }
+
+  /** A trainer starting from `weights` in memory (every weight of the model with its shape, as f32
+   *  masters; RT604 naming one that is missing or of another shape): no file is read, so a page
+   *  trains this way (on WebGPU, `webgpu` giving what it trains with). Its saves carry no config.json. */
+  static async start(weights: readonly { readonly name: string; readonly shape: readonly number[]; readonly value: ArrayLike<number> }[],
+    graph: () => TrainGraph, kernels: readonly Uint8Array[], options: TrainerOptions, webgpu?: () => Promise<WebGpuTraining>): Promise<Trainer> {
+    const config = trainConfig(options);
+    const { engine, close } = await openEngine(graph, kernels, options, webgpu);
+    try {
+      const by = new Map(weights.map((w) => [w.name, w]));
+      const params = engine.weights.map((w) => {
+        const x = by.get(w.name);
+        if (!x || x.shape.join() !== w.shape.join() || x.value.length !== x.shape.reduce((a, b) => a * b, 1)) {
+          fail('RT604', ['weights', `${w.name} ${x ? `has shape [${x.shape}] and ${x.value.length} values` : 'is missing'}; the model's is [${w.shape}]`], { key: 'weights' });
+        }
+        return newParam(w.name, w.shape, x.value);
+      });
+      return new Trainer(engine, close, { step: 0, tokens: 0, params }, config, null, null);
     } catch (e) {
       close();
       throw e;
@@ -149,7 +173,8 @@ export class Trainer {
   /** Packed batches of a text or JSONL file tokenised with the checkpoint's tokenizer, as `archc
    *  train --data` makes them (`seqLen` 256, `batch` 8, `seed` 0 unless given; `once` for one pass). */
   batches(file: string, o: Partial<BatchOptions> = {}): Generator<PackedBatch> {
-    if (!this.tokenizer) fail('RT100', [join(this.source, 'tokenizer.json'), 'no tokenizer beside the weights: pack token ids with Trainer.pack'], { file: join(this.source, 'tokenizer.json') });
+    const json = join(this.source ?? '.', 'tokenizer.json');
+    if (!this.tokenizer) fail('RT100', [json, 'no tokenizer beside the weights: pack token ids with Trainer.pack'], { file: json });
     return packedBatches(file, this.tokenizer, { seqLen: 256, batch: 8, seed: 0, ...o });
   }
 
@@ -171,7 +196,7 @@ export class Trainer {
     rmSync(tmp, { recursive: true, force: true });
     mkdirSync(tmp, { recursive: true });
     try {
-      for (const f of ['config.json', ...TOKENIZER_FILES]) if (existsSync(join(this.source, f))) copyFileSync(join(this.source, f), join(tmp, f));
+      for (const f of this.source ? ['config.json', ...TOKENIZER_FILES] : []) if (existsSync(join(this.source!, f))) copyFileSync(join(this.source!, f), join(tmp, f));
       writeTrainState(tmp, this.state, { ...this.config, source: this.source });
       const old = existsSync(out) ? `${tmp}-old` : null;
       if (old) renameSync(out, old);
@@ -192,18 +217,18 @@ export class Trainer {
 type Opened = Promise<{ engine: TrainEngine; close: () => void }>;
 
 /** How a Trainer opens its engine on each backend it steps on: the f32 engine over the wasm kernels,
- *  or steps whole on WebGPU from what `webgpu` gives (RT606 without it). */
+ *  or steps whole on WebGPU from what `webgpu` gives (RT606 without it). `graph` is read by the first only. */
 const ENGINES = {
-  async wasm(graph: TrainGraph, kernels: readonly Uint8Array[], o: TrainerOptions): Opened {
+  async wasm(graph: () => TrainGraph, kernels: readonly Uint8Array[], o: TrainerOptions): Opened {
     const { gemm, kernels: k } = await openWasmGemm(kernels, o.threads ?? defaultThreads());
     try {
-      return { engine: new F32Engine(graph, gemm), close: () => k.close() };
+      return { engine: new F32Engine(graph(), gemm), close: () => k.close() };
     } catch (e) {
       k.close();
       throw e;
     }
   },
-  async webgpu(_graph: TrainGraph, _kernels: readonly Uint8Array[], o: TrainerOptions, webgpu?: () => Promise<WebGpuTraining>): Opened {
+  async webgpu(_graph: () => TrainGraph, _kernels: readonly Uint8Array[], o: TrainerOptions, webgpu?: () => Promise<WebGpuTraining>): Opened {
     if (!webgpu) fail('RT606', ['webgpu', 'this package was built without its train program; rebuild it with `archc build --train`']);
     const [{ program, wgsl }, { WebGpuTrainEngine }] = await Promise.all([webgpu(), import('./webgpu-engine.ts')]);
     const engine = await WebGpuTrainEngine.open(program, wgsl, o.webgpu);
@@ -211,7 +236,7 @@ const ENGINES = {
   },
 };
 
-function openEngine(graph: TrainGraph, kernels: readonly Uint8Array[], o: TrainerOptions, webgpu?: () => Promise<WebGpuTraining>): Opened {
+function openEngine(graph: () => TrainGraph, kernels: readonly Uint8Array[], o: TrainerOptions, webgpu?: () => Promise<WebGpuTraining>): Opened {
   const backend = o.backend ?? 'wasm';
   if (!Object.hasOwn(ENGINES, backend)) fail('RT604', ['backend', `must be one of ${Object.keys(ENGINES).join(', ')}, not ${JSON.stringify(backend)}`], { key: 'backend' });
   return ENGINES[backend](graph, kernels, o, webgpu);

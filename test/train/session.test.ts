@@ -13,6 +13,8 @@ import { type Trainer, trainGraphFromJson } from '../../runtime/train/session.ts
 import { Trainer as Session } from '../../runtime/train/session.ts';
 import type { TrainGraph } from '../../runtime/train/f32/graph.ts';
 import { BAMBA, ROOT, TINY, compileTiny, loadModel, makeDir, removeDir, runCli, setsFor, writeCheckpoint } from '../helpers/checkpoints.ts';
+import { openCheckpoint } from '../../runtime/safetensors.ts';
+import { toF32 } from '../../runtime/tensor.ts';
 import { useTmpDirs } from '../helpers/tmp.ts';
 
 const tmp = useTmpDirs('archc-session-');
@@ -85,6 +87,19 @@ describe('Trainer (the package\'s training API)', () => {
     const cliModel = await loadModel(cli, { backend: 'cpu', set: setsFor(PARAMS) });
     expect(Array.from(m.forward({ ids: [84, 104, 101] }).logits)).toEqual(Array.from(cliModel.forward({ ids: [84, 104, 101] }).logits));
   }, 300_000);
+
+  it('starts from weights in memory as from their checkpoint (Trainer.start reads no file)', async () => {
+    const c = openCheckpoint(ckpt);
+    const weights = [...c.tensors.keys()].map((name) => ({ name, shape: c.tensors.get(name)!.shape, value: toF32(c.read(name)) }));
+    c.close();
+    const a = await open(ckpt, { steps: 2 });
+    const b = await Session.start(weights, () => graph, kernels, { steps: 2, threads: 2 });
+    opened.push(b);
+    const batch = Session.pack([[3, 1, 4, 1, 5, 9], [2, 6, 5]]);
+    for (let k = 0; k < 2; k++) expect(b.step(batch).loss).toBe(a.step(batch).loss);
+    b.state.params.forEach((p, i) => expect(p.value, p.name).toEqual(a.state.params[i]!.value));
+    await expect(Session.start(weights.slice(1), () => graph, kernels, { steps: 2 })).rejects.toThrow(/RT604: Trainer option weights: \S+ is missing/);
+  }, 120_000);
 
   it('Trainer.pack keeps sequences apart: positions restart and no label crosses', () => {
     const b = Session.pack([[5, 6, 7], [8, 9]]);
