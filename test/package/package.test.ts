@@ -2,8 +2,8 @@
 // empty directory (no archc there), loading a checkpoint and giving the same logits as archc does,
 // serving it over HTTP from its ./serve export, and fine-tuning it from its ./train export: on wasm,
 // and (built with --train) on WebGPU, Dawn on SwiftShader, the device passed in by the test as a page
-// would pass navigator.gpu: the same losses as on wasm within 1e-4 relative, the saved masters within
-// 1e-4 rel L2 per weight.
+// would pass navigator.gpu: the same losses as on wasm within 1e-4 relative, the saved masters and
+// moments within 1e-4 rel L2 per tensor.
 // Builds, npm and node run as child processes awaited asynchronously: a synchronous build or
 // install of a minute on a loaded machine would stall the test worker past vitest's RPC deadline.
 
@@ -170,20 +170,22 @@ describe('the generated package', () => {
       const want = JSON.parse(readFileSync(join(app, 'trained.json'), 'utf8')) as number[];
       console.log(`the package's Trainer on WebGPU: losses ${got.join(', ')}; on wasm ${want.join(', ')}`);
       got.forEach((l, i) => expect(Math.abs(l - want[i]!) / want[i]!, `loss ${i}: ${l} vs ${want[i]}`).toBeLessThan(1e-4));
-      // the masters come back from the device for a save
+      // the masters and moments come back from the device for a save
       expect(() => t.save(join(work, 'run-gpu'))).toThrow(/RT504: .*Trainer.saveAsync/);
       await t.saveAsync(join(work, 'run-gpu'));
-      const masters = (dir: string) => {
-        const c = openCheckpoint(join(dir, 'model.safetensors'));
+      const tensors = (file: string) => {
+        const c = openCheckpoint(file);
         try {
           return new Map([...c.tensors.keys()].map((n) => [n, toF32(c.read(n))]));
         } finally {
           c.close();
         }
       };
-      const e = compareGrads(masters(join(work, 'run-gpu')), masters(join(app, 'run')));
-      console.log(`saved masters against wasm's: rel L2 ${e.all.toExponential(2)}, worst ${e.name} ${e.worst.toExponential(2)}`);
-      expect(e.worst, e.name).toBeLessThan(1e-4);
+      for (const f of ['model.safetensors', 'optimizer.safetensors']) {
+        const e = compareGrads(tensors(join(work, 'run-gpu', f)), tensors(join(app, 'run', f)));
+        console.log(`saved ${f} against wasm's: rel L2 ${e.all.toExponential(2)}, worst ${e.name} ${e.worst.toExponential(2)}`);
+        expect(e.worst, `${f}: ${e.name}`).toBeLessThan(1e-4);
+      }
     } finally {
       t.close();
     }
