@@ -159,7 +159,7 @@ describe('the generated package', () => {
     expect(installed, 'the package was not built and installed (the test above failed)').toBe(true);
     const app = join(work, 'app'), ckpt = join(work, 'ckpt');
     // the installed package, in this process: the GPU comes from the test (Dawn), as a page passes navigator.gpu
-    const { Trainer: Pkg } = await import(join(app, 'node_modules', 'archc-model-bamba-tiny', 'dist', 'train.js')) as { Trainer: { open(dir: string, o: TrainerOptions): Promise<Trainer>; pack: typeof Trainer.pack } };
+    const { Trainer: Pkg } = await import(join(app, 'node_modules', 'archc-model-bamba-tiny', 'dist', 'train.js')) as { Trainer: { open(dir: string, o: TrainerOptions & { resume?: boolean }): Promise<Trainer>; pack: typeof Trainer.pack } };
     useSwiftShader();
     const webgpu = { gpu: await findGpu(), profile: 'cpu' as const };
     const t = await Pkg.open(ckpt, { steps: 2, lr: 1e-2, backend: 'webgpu', webgpu });
@@ -185,6 +185,16 @@ describe('the generated package', () => {
         const e = compareGrads(tensors(join(work, 'run-gpu', f)), tensors(join(app, 'run', f)));
         console.log(`saved ${f} against wasm's: rel L2 ${e.all.toExponential(2)}, worst ${e.name} ${e.worst.toExponential(2)}`);
         expect(e.worst, `${f}: ${e.name}`).toBeLessThan(1e-4);
+      }
+      // resumed on WebGPU: the saved masters on the device again, so the next step's loss (before its
+      // update) is the loss the device evaluated after step 2
+      const r = await Pkg.open(join(work, 'run-gpu'), { steps: 3, resume: true, backend: 'webgpu', webgpu });
+      try {
+        const m = await r.stepAsync(batch);
+        expect(m.step).toBe(3);
+        expect(Math.abs(m.loss - got[2]!) / got[2]!, `resumed: ${m.loss} vs ${got[2]}`).toBeLessThan(1e-6);
+      } finally {
+        r.close();
       }
     } finally {
       t.close();
