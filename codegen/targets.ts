@@ -9,6 +9,7 @@
 import type { LoadOptions } from '../runtime/model.ts';
 import type { Program } from '../runtime/program.ts';
 import type { Backend } from '../runtime/targets.ts';
+import type { WgslProfile, WgslProgram } from '../runtime/webgpu/shaders.ts';
 import { literal } from './literal.ts';
 
 export interface BuildOptions {
@@ -103,12 +104,13 @@ const webgpu: BuildTarget = {
       + `import type { WgslProgram } from './runtime/webgpu/shaders.ts';\n\n`
       + `/** Every kernel of every entry as WGSL compute shaders for GPUs and for CPU adapters (${passes} passes), with bindings and workgroup counts. */\n`
       + `export const WGSL: WgslProgram = ${literal(wgsl)};\n`;
-    // --train: the train program (its inference entries too: the WebGPU backend opens them) and its
-    // WGSL with the train families' and the optimizer's shaders, in a module of its own
+    // --train: the train program and its WGSL (the train families' and the optimizer's shaders), in a
+    // module of its own
     const train = opts.train && header(`training model ${opts.train.model} on WebGPU: the program with its train entry (every weight f32) and its WGSL`)
       + `import type { Program } from './runtime/program.ts';\nimport type { WgslProgram } from './runtime/webgpu/shaders.ts';\n\n`
       + `export const TRAIN_PROGRAM: Program = ${literal(opts.train)};\n\n`
-      + `export const TRAIN_WGSL: WgslProgram = ${literal(renderProgram(opts.train))};\n`;
+      + `/** The inference entries without their kernels: a Trainer never runs them (nor compiles them at open). */\n`
+      + `export const TRAIN_WGSL: WgslProgram = ${literal(withoutInference(renderProgram(opts.train)))};\n`;
     return {
       sources: new Map([['wgsl.ts', text], ...(train ? [['train-wgsl.ts', train] as const] : [])]),
       files: new Map(),
@@ -121,6 +123,12 @@ const webgpu: BuildTarget = {
     };
   },
 };
+
+/** `w` with no inference kernels (each entry keeps its chunk length, which the backend's plan reads). */
+function withoutInference(w: WgslProgram): WgslProgram {
+  const empty = (p: WgslProgram['profiles'][WgslProfile]) => ({ forward: { ...p.forward, kernels: [] }, prefill: { ...p.prefill, kernels: [] }, decode: { ...p.decode, kernels: [] } });
+  return { ...w, profiles: { gpu: empty(w.profiles.gpu), cpu: empty(w.profiles.cpu) } };
+}
 
 const cuda: BuildTarget = {
   name: 'cuda',

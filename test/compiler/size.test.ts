@@ -160,10 +160,10 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  codegen +116, runtime +338, cli +57: AdamW on WebGPU (issue 20: codegen/wgsl/optim.ts, runtime/webgpu/optim.ts,
  *  runtime/train/webgpu-engine.ts, trainStepAsync) and archc train / forward --grads on it (cli/train-webgpu.ts);
  *  codegen +5, runtime +13: the decode SSD step's read-ahead over its states and the slots' margin (issue 22);
- *  codegen +33, runtime +113, cli +7: `archc build --train` and the package's Trainer on WebGPU (issue 20: the webgpu
- *  target's src/train-wgsl.ts, runtime/train/session.ts stepAsync/evaluateAsync/saveAsync, start from weights in memory
+ *  codegen +42, runtime +113, cli +7: `archc build --train` and the package's Trainer on WebGPU (issue 20: the webgpu
+ *  target's src/train-wgsl.ts without the inference kernels, runtime/train/session.ts stepAsync/evaluateAsync/saveAsync, start from weights in memory
  *  (a page), its engines, RT606). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5514, codegen: 7934, runtime: 18016, cli: 3415 };
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5514, codegen: 7943, runtime: 18016, cli: 3415 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
