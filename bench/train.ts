@@ -8,7 +8,8 @@
 // clock measures the load as much as the engine.
 //
 // --kernels adds, in the same run, the kernel program's train entry on the wasm backend (archc train
-// --engine kernels: runtime/wasm/train.ts) over the same batches, with its arena's bytes.
+// --engine kernels: runtime/wasm/train.ts) over the same batches, the two engines taking turns step
+// by step, with its arena's bytes (with --profile, its time per kernel family).
 //
 // Run: nice -n 19 npx tsx bench/train.ts [--steps N] [--threads 2] [--profile] [--no-torch] [--kernels]
 
@@ -29,6 +30,8 @@ import type { TrainEngine } from '../runtime/train/engine.ts';
 import { TrainEntryEngine } from '../runtime/train/entry-engine.ts';
 import { arenaBytes } from '../compiler/kernel/memory.ts';
 import { trainEntryBackend } from '../cli/train-entry.ts';
+import { CpuInvocation } from '../runtime/cpu/backend.ts';
+import type { TrainKernel } from '../runtime/program.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const MODEL = resolve(ROOT, '../shared/models/tiny-bamba-a/f32');
@@ -76,41 +79,65 @@ const config = { lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1,
 // the machine is shared: the load average beside each side's figure says what it ran against
 const load = () => `load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`;
 
-/** Whole steps of `e` from the checkpoint's weights over the batches: tokens/s (the first step left out). */
-function timeSteps(what: string, e: TrainEngine): { rate: number; tokens: number; cpu: number; sys: number } {
-  console.log(`${what} start: ${load()}`);
-  const state = { step: 0, tokens: 0, params: params.map((p) => newParam(p.name, p.shape, p.value.slice())) };
-  let secs = 0, tokens = 0, cpu = 0, sys = 0;
+/** Tokens/s, tokens and CPU seconds (all threads; `sys` in the kernel) of an engine's timed steps. */
+interface Rate { rate: number; tokens: number; cpu: number; sys: number }
+
+/** Whole steps of each engine from the checkpoint's weights over the batches, the engines taking
+ *  turns step by step (a load that comes and goes falls on each alike): each one's tokens/s, the
+ *  first step left out. */
+function timeSteps(engines: readonly (readonly [string, TrainEngine])[]): Rate[] {
+  console.log(`start: ${load()}`);
+  const runs = engines.map(() => ({ state: { step: 0, tokens: 0, params: params.map((p) => newParam(p.name, p.shape, p.value.slice())) }, secs: 0, tokens: 0, cpu: 0, sys: 0 }));
   for (const [i, b] of batches.entries()) {
-    const t0 = performance.now(), c0 = process.cpuUsage();
-    const m = trainStep(e, config, state, b);
-    const dt = (performance.now() - t0) / 1000, c1 = process.cpuUsage(c0);
-    if (i === 0) { times.clear(); cpus.clear(); }
-    else { secs += dt; tokens += b.tokens.length; cpu += (c1.user + c1.system) / 1e6; sys += c1.system / 1e6; }
-    console.log(`${what} step ${i + 1}: ${b.tokens.length} tokens, loss ${m.loss.toFixed(4)}, ${dt.toFixed(3)} s`);
+    engines.forEach(([what, e], j) => {
+      const r = runs[j]!, t0 = performance.now(), c0 = process.cpuUsage();
+      const m = trainStep(e, config, r.state, b);
+      const dt = (performance.now() - t0) / 1000, c1 = process.cpuUsage(c0);
+      if (i > 0) { r.secs += dt; r.tokens += b.tokens.length; r.cpu += (c1.user + c1.system) / 1e6; r.sys += c1.system / 1e6; }
+      console.log(`${what} step ${i + 1}: ${b.tokens.length} tokens, loss ${m.loss.toFixed(4)}, ${dt.toFixed(3)} s`);
+    });
+    if (i === 0) for (const m of [times, cpus, ktimes, kcpus]) m.clear();
   }
-  return { rate: tokens / secs, tokens, cpu, sys };
+  return runs.map((r) => ({ rate: r.tokens / r.secs, tokens: r.tokens, cpu: r.cpu, sys: r.sys }));
 }
 
-const f32 = timeSteps('archc', engine);
+// the kernel program's train entry on the wasm backend (archc train --engine kernels), the same batches
+process.env.ARCHC_THREADS = String(threads);
+const be = process.argv.includes('--kernels') ? await trainEntryBackend(c, 'wasm') : null;
+// its time per kernel family (a transposed product apart), as the f32 engine's per op
+const ktimes = new Map<string, number>(), kcpus = new Map<string, number>();
+if (profile && be) {
+  const dispatch = CpuInvocation.prototype.dispatch;
+  CpuInvocation.prototype.dispatch = function (this: CpuInvocation, k: TrainKernel) {
+    const t0 = performance.now(), c0 = process.cpuUsage();
+    dispatch.call(this, k);
+    const c1 = process.cpuUsage(c0), key = `${k.family}${k.family === 'matmul' && k.attrs.transposed ? ' (dX)' : ''}`;
+    ktimes.set(key, (ktimes.get(key) ?? 0) + performance.now() - t0);
+    kcpus.set(key, (kcpus.get(key) ?? 0) + (c1.user + c1.system) / 1000);
+  };
+}
+const [f32, k] = timeSteps([['archc', engine], ...(be ? [['kernels', new TrainEntryEngine(be)] as const] : [])]) as [Rate, Rate | undefined];
 kernels.close();
 const archc = f32.rate, { tokens, cpu, sys } = f32;
 console.log(`archc f32 engine (wasm ${kernels.fma ? 'relaxed-SIMD FMA' : 'SIMD'} kernels, ${threads} threads): ${archc.toFixed(0)} tokens/s over ${batches.length - 1} steps; ${(tokens / cpu).toFixed(0)} tokens per CPU-second (all threads, ${(100 * sys / cpu).toFixed(0)} % in the kernel); ${load()}`);
-if (process.argv.includes('--kernels')) {
-  // the kernel program's train entry on the wasm backend (archc train --engine kernels), the same batches
-  process.env.ARCHC_THREADS = String(threads);
-  const be = await trainEntryBackend(c, 'wasm'), t = be.program.train!, b0 = batches[0]!;
-  const k = timeSteps('kernels', new TrainEntryEngine(be));
+printProfile('the f32 engine per op', times, cpus);
+if (be && k) {
+  const t = be.program.train!, b0 = batches[0]!;
   be.dispose();
   console.log(`archc train entry on the wasm backend (${be.threads} threads): ${k.rate.toFixed(0)} tokens/s over ${batches.length - 1} steps (${(k.rate / archc).toFixed(2)}x the f32 engine); `
     + `${(k.tokens / k.cpu).toFixed(0)} tokens per CPU-second; arena ${(arenaBytes(t, b0.tokens.length, b0.seqs.length) / 1e6).toFixed(1)} MB at T=${b0.tokens.length}, S=${b0.seqs.length} `
     + `(${t.kernels.length} kernels); ${load()}`);
+  printProfile('the train entry per kernel family', ktimes, kcpus);
 }
-if (profile) {
+
+/** Times gathered per op or per kernel family. */
+function printProfile(what: string, times: Map<string, number>, cpus: Map<string, number>): void {
+  if (!profile) return;
+  console.log(`${what}:`);
   const total = [...times].filter(([k]) => !k.startsWith(' ')).reduce((a, [, b]) => a + b, 0);
   const per = (v: number) => (v / (batches.length - 1)).toFixed(1).padStart(8);
   for (const [k, v] of [...times].sort((a, b) => b[1] - a[1])) console.log(`  ${k.padEnd(24)} ${per(v)} ms/step ${(100 * v / total).toFixed(1).padStart(5)} %${cpus.has(k) ? `, ${per(cpus.get(k)!)} CPU ms/step` : ''}`);
-  console.log(`  ${'all ops'.padEnd(24)} ${per(total)} ms/step, ${per([...cpus.values()].reduce((a, b) => a + b, 0))} CPU ms/step`);
+  console.log(`  ${'all'.padEnd(24)} ${per(total)} ms/step, ${per([...cpus.values()].reduce((a, b) => a + b, 0))} CPU ms/step`);
 }
 if (!process.argv.includes('--no-torch')) {
   const r = spawnSync('/usr/bin/python3', [join(ROOT, 'bench/train_torch.py'), MODEL, String(steps), String(threads)], {
@@ -122,6 +149,7 @@ if (!process.argv.includes('--no-torch')) {
   if (r.status !== 0) { process.stderr.write(r.stderr); process.exit(1); }
   const torch = Number(/torch tokens\/s (\S+)/.exec(r.stdout)?.[1]), torchCpu = Number(/ (\S+) tokens per CPU-second/.exec(r.stdout)?.[1]);
   console.log(`ratio archc / torch: ${(archc / torch).toFixed(2)}x wall, ${(tokens / cpu / torchCpu).toFixed(2)}x per CPU-second`);
+  if (k) console.log(`ratio train entry / torch: ${(k.rate / torch).toFixed(2)}x wall, ${(k.tokens / k.cpu / torchCpu).toFixed(2)}x per CPU-second`);
 }
 
 function* take<T>(it: Iterable<T>, n: number): Generator<T> {

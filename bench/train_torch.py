@@ -5,7 +5,8 @@
 # sequence's first row (masks on the flat row, as mamba_ssm's seq_idx does), attention runs per
 # sequence. Prints the BLAS torch runs its products on (Debian's torch is built against the generic
 # libblas.so.3, which is whichever alternative the system links there: the reference BLAS or
-# OpenBLAS), each step's loss and time, then "torch tokens/s X" over the steps after the first.
+# OpenBLAS, or the library LD_LIBRARY_PATH puts first: the one loaded is printed), each step's
+# loss and time, then "torch tokens/s X" over the steps after the first.
 # Run: python3 bench/train_torch.py MODEL_DIR STEPS THREADS < batches.json
 import json, math, os, re, struct, sys, time
 import torch
@@ -14,8 +15,9 @@ import torch.nn.functional as F
 model_dir, steps, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 torch.set_num_threads(threads)
 blas = re.search(r'BLAS_INFO=([^,\s]+)', torch.__config__.show())
-lib = '/usr/lib/x86_64-linux-gnu/libblas.so.3'
-print(f'torch {torch.__version__} BLAS: BLAS_INFO={blas.group(1) if blas else "?"}; {lib} -> {os.path.realpath(lib) if os.path.exists(lib) else "absent"}')
+torch.ones(8, 8) @ torch.ones(8, 8)  # loads the BLAS
+loaded = sorted({l.split()[-1] for l in open('/proc/self/maps') if 'blas' in l.split()[-1]}) if os.path.exists('/proc/self/maps') else []
+print(f'torch {torch.__version__} BLAS: BLAS_INFO={blas.group(1) if blas else "?"}; loaded {", ".join(os.path.realpath(l) for l in loaded) or "?"}')
 cfg = json.load(open(f'{model_dir}/config.json'))
 
 def read_safetensors(path):

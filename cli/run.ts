@@ -179,7 +179,8 @@ export function registerRunCommands(p: Command): void {
     .option('--name <name>', 'npm package name')
     .option('--force', 'replace the output directory even if it holds files archc did not write')
     .option('--cuda-arch <archs>', 'GPU architectures to compile the CUDA kernels for (where nvcc exists)', 'sm_80,sm_90')
-    .action(async (file: string, o: CommonOpts & { out: string; name?: string; force?: boolean; cudaArch: string }) => {
+    .option('--train', 'also ship the train program and its WGSL: the package\'s Trainer then trains on WebGPU')
+    .action(async (file: string, o: CommonOpts & { out: string; name?: string; force?: boolean; cudaArch: string; train?: boolean }) => {
       const t0 = performance.now();
       // Ctrl-C stops the build between its steps (each yields to the event loop) or while the
       // TypeScript is checked and emitted on a worker, leaving no output; exit 130 (143: SIGTERM).
@@ -204,7 +205,9 @@ export function registerRunCommands(p: Command): void {
         const ctx = compiled.graph.params.context;
         const stats = computeStats(compiled.graph, typeof ctx === 'number' ? ctx : 4096, 1, compiled.forProgram);
         // each build target's part, with a pause for pending signals after each
-        targets = await packageParts(program, { cudaArchs }, yieldToSignals,
+        // --train: the program with its train entry over the concrete graph (the Trainer's, graph.json's), f32 masters
+        const train = o.train ? await (await import('./train-webgpu.ts')).trainProgram(compiled) : undefined;
+        targets = await packageParts(program, { cudaArchs, train }, yieldToSignals,
           (t) => steps.start(t === 'cuda' ? `cuda kernels (nvcc ${cudaArchs.join(', ')})` : `${t} kernels`));
         steps.start('package (TypeScript check and emit)');
         // a preset's build is named for it (archc-model-bamba-tiny), so two sizes install side by side

@@ -2,7 +2,7 @@
 // kernels --backend webgpu` (runtime/webgpu/train.ts runTrainAsync: the gradients read back) and
 // `archc train --engine kernels --backend webgpu` (runtime/train/webgpu-engine.ts: whole steps on the
 // device, the optimizer there too). The program is lowered with its train entry, every weight f32,
-// and rendered to WGSL here (the runtime carries no compiler).
+// and rendered to WGSL here (the runtime carries no compiler); `archc build --train` ships the same.
 
 import type { Compiled } from '../compiler/compile.ts';
 import type { TrainBatch } from '../runtime/cpu/train.ts';
@@ -10,17 +10,21 @@ import type { Program } from '../runtime/program.ts';
 import type { TrainEngine } from '../runtime/train/engine.ts';
 import type { WgslProgram } from '../runtime/webgpu/shaders.ts';
 
-async function trainProgram(c: Compiled): Promise<{ program: Program; wgsl: WgslProgram }> {
-  const [{ lowerToProgram }, { renderProgram }, { f32Weights }] = await Promise.all([
-    import('../compiler/lower.ts'), import('../codegen/wgsl/render.ts'), import('../runtime/webgpu/optim.ts')]);
-  const program = f32Weights(lowerToProgram(c.graph, c.bindings, { train: true }));
+/** `c`'s program with its train entry, every weight f32 (also what `archc build --train` ships). */
+export async function trainProgram(c: Compiled): Promise<Program> {
+  const [{ lowerToProgram }, { f32Weights }] = await Promise.all([import('../compiler/lower.ts'), import('../runtime/webgpu/optim.ts')]);
+  return f32Weights(lowerToProgram(c.graph, c.bindings, { train: true }));
+}
+
+async function trainWgsl(c: Compiled): Promise<{ program: Program; wgsl: WgslProgram }> {
+  const [program, { renderProgram }] = await Promise.all([trainProgram(c), import('../codegen/wgsl/render.ts')]);
   return { program, wgsl: renderProgram(program) };
 }
 
 /** The loss's gradient of every weight (f32 `weights`) on `batch`, from the train entry on WebGPU. */
 export async function webgpuGradients(c: Compiled, weights: ReadonlyMap<string, Float32Array>, batch: TrainBatch): Promise<ReadonlyMap<string, Float32Array>> {
   const [{ program, wgsl }, { createWebGpuBackend }, { runTrainAsync }] = await Promise.all([
-    trainProgram(c), import('../runtime/webgpu/backend.ts'), import('../runtime/webgpu/train.ts')]);
+    trainWgsl(c), import('../runtime/webgpu/backend.ts'), import('../runtime/webgpu/train.ts')]);
   const gpu = await createWebGpuBackend(program, wgsl);
   try {
     for (const w of program.weights) gpu.uploadWeight(w, { dtype: 'f32', shape: w.shape, data: weights.get(w.name)! });
@@ -32,7 +36,7 @@ export async function webgpuGradients(c: Compiled, weights: ReadonlyMap<string, 
 
 /** `archc train --engine kernels --backend webgpu`: steps whole on the device. */
 export async function webgpuEngine(c: Compiled): Promise<{ engine: TrainEngine; close: () => void }> {
-  const [{ program, wgsl }, { WebGpuTrainEngine }] = await Promise.all([trainProgram(c), import('../runtime/train/webgpu-engine.ts')]);
+  const [{ program, wgsl }, { WebGpuTrainEngine }] = await Promise.all([trainWgsl(c), import('../runtime/train/webgpu-engine.ts')]);
   const engine = await WebGpuTrainEngine.open(program, wgsl);
   return { engine, close: () => engine.close() };
 }

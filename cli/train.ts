@@ -1,8 +1,8 @@
 // archc train: a causal LM trained on packed text from a .arch file (issue 20). The loop
-// (runtime/train/trainer.ts) runs on a gradient engine (runtime/train/engine.ts): the f32 engine on
-// the wasm kernels (runtime/train/f32/, the default), the kernel program's train entry on the wasm
-// backend (`--engine kernels`; with `--backend webgpu` whole steps on WebGPU, AdamW there too:
-// cli/train-webgpu.ts) or the float64 reference (`--engine reference`); the
+// (runtime/train/trainer.ts) runs on a gradient engine (runtime/train/engine.ts): the kernel program's
+// train entry on the wasm backend (`--engine kernels`, the default; with `--backend webgpu` whole steps
+// on WebGPU, AdamW there too: cli/train-webgpu.ts), the f32 engine on the wasm kernels
+// (runtime/train/f32/, `--engine wasm`) or the float64 reference (`--engine reference`); the
 // run directory is one Hugging Face checkpoint (config.json, model.safetensors, the tokenizer)
 // plus optimizer.safetensors, trainer_state.json, metrics.jsonl and loss.svg, rewritten whole at
 // each save, so `--resume RUN` continues bit for bit. docs/TRAINING.md "The training loop".
@@ -86,7 +86,7 @@ export function registerTrainCommand(p: Command): void {
     .option('-o, --out <dir>', 'the run directory to write (with --resume: default the run itself)')
     .option('--resume <dir>', 'continue the run saved in this directory')
     .option('--force', 'replace the output directory even if it holds files archc did not write')
-    .option('--engine <name>', 'gradient engine: wasm (f32 on the wasm kernels, ARCHC_THREADS threads; the default), kernels (the kernel program\'s train entry on the wasm backend) or reference (float64, exact, slow)')
+    .option('--engine <name>', 'gradient engine: kernels (the kernel program\'s train entry on the wasm backend, ARCHC_THREADS threads; the default), wasm (the f32 engine on the wasm kernels) or reference (float64, exact, slow)')
     .option('--backend <name>', 'with --engine kernels: wasm (the default) or webgpu (whole steps on the device, AdamW too; Dawn, or SwiftShader through VK_ICD_FILENAMES)')
     .action(async (files: string[], o: TrainFlags) => (files.length > 1 ? compare(files, o) : train(files[0], o)));
 }
@@ -163,7 +163,7 @@ function settingsFrom(file: string | undefined, o: TrainFlags): { s: Settings; r
 }
 
 function engineFlag(v: string | undefined): EngineName {
-  if (v === undefined) return 'wasm';
+  if (v === undefined) return 'kernels';
   if (!(ENGINES as readonly string[]).includes(v)) usage('--engine', `${JSON.stringify(v)} is not an engine`, `one of ${ENGINES.join(', ')}`);
   return v as EngineName;
 }
@@ -171,7 +171,7 @@ function engineFlag(v: string | undefined): EngineName {
 function backendFlag(o: TrainFlags): Pick<Settings, 'backend'> {
   if (o.backend === undefined || o.backend === 'wasm') return {};
   if (o.backend !== 'webgpu') usage('--backend', `the train entry does not train on ${JSON.stringify(o.backend)}`, 'wasm or webgpu');
-  if (o.engine !== 'kernels') usage('--backend', 'it is the backend of --engine kernels', 'add --engine kernels');
+  if ((o.engine ?? 'kernels') !== 'kernels') usage('--backend', 'it is the backend of --engine kernels (the default)', 'drop --engine or give --engine kernels');
   return { backend: 'webgpu' };
 }
 

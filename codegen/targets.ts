@@ -9,11 +9,15 @@
 import type { LoadOptions } from '../runtime/model.ts';
 import type { Program } from '../runtime/program.ts';
 import type { Backend } from '../runtime/targets.ts';
+import type { WgslProfile, WgslProgram } from '../runtime/webgpu/shaders.ts';
 import { literal } from './literal.ts';
 
 export interface BuildOptions {
   /** GPU architectures to compile the CUDA kernels for (where nvcc exists). */
   readonly cudaArchs: readonly string[];
+  /** `archc build --train`: the model's program lowered with its train entry, every weight f32
+   *  (what a target that trains ships for the package's `Trainer`). */
+  readonly train?: Program;
 }
 
 /** What a package ships for one target. */
@@ -31,6 +35,9 @@ export interface PackagePart {
   readonly summary: string | null;
   /** Packages its backend loads, made optional dependencies of the package at archc's own versions. */
   readonly optionalDependencies?: readonly string[];
+  /** Built with `train`: an expression for the package's `Trainer` on this backend, a Promise of
+   *  what it trains with (runtime/train/session.ts `WebGpuTraining`). */
+  readonly trainer?: string;
 }
 
 export interface BuildTarget {
@@ -89,23 +96,39 @@ const webgpu: BuildTarget = {
   async inProcess(program) {
     return { wgsl: (await import('./wgsl/render.ts')).renderProgram(program) };
   },
-  async package(program) {
-    const wgsl = (await import('./wgsl/render.ts')).renderProgram(program);
+  async package(program, opts) {
+    const { renderProgram } = await import('./wgsl/render.ts');
+    const wgsl = renderProgram(program);
     const passes = Object.values(wgsl.profiles).flatMap((p) => Object.values(p)).reduce((n, e) => n + e.kernels.reduce((m, k) => m + k.passes.length, 0), 0);
     const text = header(`the WGSL of model ${program.model}`)
       + `import type { WgslProgram } from './runtime/webgpu/shaders.ts';\n\n`
       + `/** Every kernel of every entry as WGSL compute shaders for GPUs and for CPU adapters (${passes} passes), with bindings and workgroup counts. */\n`
       + `export const WGSL: WgslProgram = ${literal(wgsl)};\n`;
+    // --train: the train program and its WGSL (the train families' and the optimizer's shaders), in a
+    // module of its own
+    const train = opts.train && header(`training model ${opts.train.model} on WebGPU: the program with its train entry (every weight f32) and its WGSL`)
+      + `import type { Program } from './runtime/program.ts';\nimport type { WgslProgram } from './runtime/webgpu/shaders.ts';\n\n`
+      + `export const TRAIN_PROGRAM: Program = ${literal(opts.train)};\n\n`
+      + `/** The inference entries without their kernels: a Trainer never runs them (nor compiles them at open). */\n`
+      + `export const TRAIN_WGSL: WgslProgram = ${literal(withoutInference(renderProgram(opts.train)))};\n`;
     return {
-      sources: new Map([['wgsl.ts', text]]),
+      sources: new Map([['wgsl.ts', text], ...(train ? [['train-wgsl.ts', train] as const] : [])]),
       files: new Map(),
       // imported only when a model loads on WebGPU
       load: { wgsl: `options.wgsl ?? (backend === 'webgpu' ? (await import('./wgsl.ts')).WGSL : undefined)` },
-      report: { passes },
-      summary: null,
+      report: { passes, ...(train ? { trainSourceBytes: Buffer.byteLength(train) } : {}) },
+      summary: train ? `webgpu: the Trainer's train program and its WGSL (src/train-wgsl.ts, ${(Buffer.byteLength(train) / 1024).toFixed(0)} KiB)` : null,
+      // imported only when the package's Trainer opens on WebGPU
+      ...(train ? { trainer: `import('./train-wgsl.ts').then((m) => ({ program: m.TRAIN_PROGRAM, wgsl: m.TRAIN_WGSL }))` } : {}),
     };
   },
 };
+
+/** `w` with no inference kernels (each entry keeps its chunk length, which the backend's plan reads). */
+function withoutInference(w: WgslProgram): WgslProgram {
+  const empty = (p: WgslProgram['profiles'][WgslProfile]) => ({ forward: { ...p.forward, kernels: [] }, prefill: { ...p.prefill, kernels: [] }, decode: { ...p.decode, kernels: [] } });
+  return { ...w, profiles: { gpu: empty(w.profiles.gpu), cpu: empty(w.profiles.cpu) } };
+}
 
 const cuda: BuildTarget = {
   name: 'cuda',

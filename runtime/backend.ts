@@ -91,10 +91,12 @@ export function copyFloats(a: Float32Array): Float32Array {
 
 /** The view's columns of `rows` rows laid `stride` floats apart in `all` (from its row 0), as
  *  contiguous rows: `all` itself when the view spans the rows, else a copy. */
-export function viewColumns(all: Float32Array, rows: number, stride: number, v: View): Float32Array {
+export function viewColumns(all: Float32Array, rows: number, stride: number, v: View, alloc: (n: number) => Float32Array = (n) => new Float32Array(n)): Float32Array {
   if (v.col === 0 && v.width === stride) return all.length === rows * stride ? all : all.subarray(0, rows * stride);
-  const out = new Float32Array(rows * v.width);
-  for (let r = 0; r < rows; r++) out.set(all.subarray(r * stride + v.col, r * stride + v.col + v.width), r * v.width);
+  const out = alloc(rows * v.width), w = v.width;
+  // narrow columns element by element: a subarray per row costs more than the copy of a short row
+  if (w >= 64) for (let r = 0; r < rows; r++) out.set(all.subarray(r * stride + v.col, r * stride + v.col + w), r * w);
+  else for (let r = 0, o = 0; r < rows; r++) for (let i = 0, s = r * stride + v.col; i < w; i++) out[o++] = all[s + i]!;
   return out;
 }
 

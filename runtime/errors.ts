@@ -129,6 +129,7 @@ export const RUNTIME_MESSAGES = {
   RT603: 'the f32 training engine (--engine wasm, the default) has no gradient for {0} yet: train this model with --engine reference',
   RT604: 'Trainer option {0}: {1}',
   RT605: 'cannot save the run to {0}: {1}',
+  RT606: 'the Trainer cannot train on {0}: {1}',
   // 7xx: the CUDA backend
   RT700: 'no CUDA driver: cannot load {0} ({1}); the cuda backend needs an NVIDIA GPU and its driver (libcuda.so.1)',
   RT701: 'the CUDA driver ({0}) failed to initialise: {1}; is an NVIDIA GPU present and its kernel module loaded (nvidia-smi)?',

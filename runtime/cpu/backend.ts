@@ -178,6 +178,12 @@ export class CpuBackend implements Backend {
     return split && this.pool ? this.pool.linear(x, rows, K, w, b) : linear(x, rows, K, w, b);
   }
 
+  /** Room for a kernel's contiguous copy of a view's columns (Ctx.operand), read only while the
+   *  kernel runs (a subclass may hand out reused arrays). */
+  columns(n: number): Float32Array {
+    return new Float32Array(n);
+  }
+
   /** y = x·W + b with W stored [K, N] (a product reading its weight the other way round: the
    *  train entry's dX = dY·W). */
   linearTransposed(x: Float32Array, rows: number, K: number, weight: string, b: Tensor | null): Float32Array {
@@ -267,7 +273,7 @@ export class CpuInvocation implements Invocation, Ctx {
     const b = this.buffer(v);
     const rows = this.rows(v);
     const base = this.base(b);
-    return viewColumns(this.arena.subarray(base, base + rows * b.width), rows, b.width, v);
+    return viewColumns(this.arena.subarray(base, base + rows * b.width), rows, b.width, v, (n) => this.backend.columns(n));
   }
 
   operand(k: TrainKernel, name: string): Float32Array {
@@ -301,7 +307,19 @@ export class CpuInvocation implements Invocation, Ctx {
     if (data.length !== rows * v.width) fail(`writing ${data.length} floats into a view of ${rows} x ${v.width}`);
     const base = this.base(b);
     if (v.col === 0 && v.width === b.width) this.arena.set(data, base);
-    else for (let r = 0; r < rows; r++) this.arena.set(data.subarray(r * v.width, (r + 1) * v.width), base + r * b.width + v.col);
+    else if (v.width >= 64) for (let r = 0; r < rows; r++) this.arena.set(data.subarray(r * v.width, (r + 1) * v.width), base + r * b.width + v.col);
+    // narrow columns element by element (a subarray per row costs more than a short row's copy)
+    else for (let r = 0, i = 0; r < rows; r++) for (let j = 0, o = base + r * b.width + v.col; j < v.width; j++) this.arena[o + j] = data[i++]!;
+  }
+
+  span(v: View): { data: Float32Array; at: number; ld: number } {
+    const b = this.buffer(v);
+    return { data: this.arena, at: this.base(b) + v.col, ld: b.width };
+  }
+
+  out(v: View): Float32Array | null {
+    const b = this.buffer(v), base = this.base(b);
+    return v.col === 0 && v.width === b.width ? this.arena.subarray(base, base + this.rows(v) * b.width) : null;
   }
 
   linear(k: Kernel, x: Float32Array, rows: number, K: number, w: HostWeight, b: Tensor | null): Float32Array {

@@ -36,6 +36,12 @@ export interface Ctx {
   /** A weight widened to f32 (cached). */
   f32(name: string): Float32Array;
   write(v: View, data: Float32Array): void;
+  /** The arena's rows of `v` where it spans its buffer, for a kernel to compute its result in place
+   *  (then it needs no `write`); null where `v` is a slice of its buffer's columns. */
+  out?(v: View): Float32Array | null;
+  /** Where the rows of `v` lie: row r's first float at data[at + r·ld] (a kernel may read a slice
+   *  of columns there instead of `operand`'s contiguous copy). */
+  span?(v: View): { data: Float32Array; at: number; ld: number };
   /** y = x·Wᵀ + b over `rows` rows (the thread pool's product where the schedule splits it); y = x·W + b
    *  for a `transposed` matmul (W stored [K, N]). */
   linear(k: Kernel, x: Float32Array, rows: number, K: number, w: HostWeight, b: Tensor | null): Float32Array;
@@ -73,7 +79,7 @@ function env(k: Kernel, c: Ctx, x?: ExprEnv['x']): ExprEnv {
 }
 
 /** Applies `k`'s epilogue to its result `acc` ([rows, width]); returns the final rows. */
-function epilogue(k: Kernel, c: Ctx, acc: Float32Array, rows: number, width: number): Float32Array {
+export function epilogue(k: Kernel, c: Ctx, acc: Float32Array, rows: number, width: number): Float32Array {
   for (const stage of k.epilogue ?? []) {
     [acc, width] = applyStage(k, c, stage, acc, rows, width);
   }

@@ -8,8 +8,11 @@ import type { CpuBackend } from '../cpu/backend.ts';
 import { runTrain } from '../cpu/train.ts';
 import type { PackedBatch } from './data.ts';
 import type { StepResult, TrainEngine } from './engine.ts';
+import { StepPool, inPool } from './f32/pool.ts';
 
 export class TrainEntryEngine implements TrainEngine {
+  /** The arrays of a step, reused by the next (./f32/pool.ts). */
+  private readonly pool = new StepPool();
   readonly weights: readonly { readonly name: string; readonly shape: readonly number[] }[];
 
   /** `backend` holds a program lowered with { train: true }; its weights need not be in yet. */
@@ -20,7 +23,8 @@ export class TrainEntryEngine implements TrainEngine {
 
   step(weights: ReadonlyMap<string, Float32Array>, batch: PackedBatch): StepResult {
     this.backend.updateWeights(weights);
-    return runTrain(this.backend, batch);
+    // the kernels' scratch arrays from the step pool (the results are copies out of the arena)
+    return inPool(this.pool, () => runTrain(this.backend, batch));
   }
 
   /** The loss of the same run, its gradients dropped (the program has no loss-only entry); a batch

@@ -33,13 +33,14 @@ import { type Arg, Heap, WasmProgram, WasmStatePool, rowsOf } from './program.ts
 import { sharing } from './split.ts';
 import { type Fallback, NO_MODULE, type Placement, ownFunctions, wasmPlan, weightUses } from './plan.ts';
 import { type At, ssdChunkedAt, ssdChunkedWasm, ssdWorkBytes } from './ssd.ts';
-import { type ExpertProducts, expertSlice, runExperts } from './experts.ts';
+import { type ExpertProducts, runExperts } from './experts.ts';
 import { attentionAt, attentionWasm, attentionWorkBytes } from './attention.ts';
 import { RuntimeError } from '../errors.ts';
 import { threadSupport, threadsHere, unsharedModule } from './threads.ts';
 import type { Memory64Support } from './memory64.ts';
 import type { BackwardTable } from '../cpu/train.ts';
-import { WasmTrain } from './train.ts';
+import { WasmTrain, stepFloats } from './train.ts';
+import { Panels } from './panels.ts';
 
 /**
  * The wasm backend as this thread can run it: `threads` (default: threads.ts' defaultThreads) where
@@ -84,9 +85,7 @@ export class WasmBackend extends CpuBackend {
    *  nothing else keep no host copy. */
   private readonly products: Map<string, boolean>;
   private readonly elsewhere: Set<string>;
-  private readonly packed = new WeakMap<HostWeight, PackedWeight>();
-  /** The panels of each packed weight by name (a weight stored again is packed into them). */
-  private readonly packedByName = new Map<string, PackedWeight>();
+  private readonly panels: Panels;
   /** Panels the loader filled (panelTarget, concatPanels), by weight, until its upload. */
   private readonly filled = new Map<string, PackedWeight>();
   /** Weights read only as a part of one derived weight. */
@@ -94,9 +93,9 @@ export class WasmBackend extends CpuBackend {
   /** The chunked SSD and prefill attention as matrix products on the wasm kernels; the rendered
    *  families through the program module where the plan places the kernel; the rest as the CPU engine runs them. */
   override readonly families: FamilyTable<[Ctx], void> = {
-    ...CPU_FAMILIES, ssd: (k, c) => this.ssd(k, c), attention: (k, c) => this.attention(k, c), experts: (k, c) => runExperts(k, c, this.experts),
-    ...Object.fromEntries((['embedding', 'matmul', 'norm', 'elementwise', 'rope', 'conv', 'conv_step', 'ssd_step', 'attention_decode', 'softmax', 'topk', 'gather', 'scatter'] as const)
-      .map((f) => [f, (k: Kernel, c: Ctx) => { if (!this.rendered(k, c) && !(!this.placed.has(k) && this.train.rows(k, c))) byFamily(CPU_FAMILIES, k, c); }])),
+    ...CPU_FAMILIES, ssd: (k, c) => { if (this.placed.has(k) || !this.train.runs(k, c)) this.ssd(k, c); }, attention: (k, c) => this.attention(k, c), experts: (k, c) => runExperts(k, c, this.experts),
+    ...Object.fromEntries((['embedding', 'matmul', 'norm', 'elementwise', 'copy', 'rope', 'conv', 'conv_step', 'ssd_step', 'attention_decode', 'softmax', 'topk', 'gather', 'scatter'] as const)
+      .map((f) => [f, (k: Kernel, c: Ctx) => { if (!this.rendered(k, c) && !(!this.placed.has(k) && this.train.runs(k, c))) byFamily(CPU_FAMILIES, k, c); }])),
   } as FamilyTable<[Ctx], void>;
   /** The program module (absent: every family but the products runs as the CPU engine's). */
   private readonly prog: WasmProgram | null;
@@ -109,12 +108,7 @@ export class WasmBackend extends CpuBackend {
   private scratchBlock: { at: number; bytes: number } | null = null;
   private readonly weightCopies = new Map<string, number>();
   /** The experts' matrices, packed per expert when first chosen (runtime/wasm/experts.ts), again by updateWeights; `read`: bytes their products read. */
-  readonly experts: ExpertProducts = { panel: (w, e) => this.expertPanel(w, e), product: (p, x, n) => this.kernels.linear(p, x, n, null), read: 0 };
-  private readonly expertPanels = new Map<string, PackedWeight>();
-  private expertPanel(w: string, e: number): PackedWeight {
-    const key = `${w}#${e}`;
-    return this.expertPanels.get(key) ?? this.expertPanels.set(key, this.kernels.pack(expertSlice(this.tensor(w), e))).get(key)!;
-  }
+  readonly experts: ExpertProducts = { panel: (w, e) => this.panels.expert(w, e, this.tensor(w)), product: (p, x, n) => this.kernels.linear(p, x, n, null), read: 0 };
   /** The run in progress: where its arena and sequence table are, and its rotary tables. */
   private current: { entry: Entry; batch: RunBatch; pool: WasmStatePool; T: number; S: number; seq: number; ropes: Map<string, number>; ids: Map<string, number> } | null = null;
   private runBlocks: { at: number; bytes: number }[] = [];
@@ -126,6 +120,7 @@ export class WasmBackend extends CpuBackend {
   constructor(program: Program, module: WebAssembly.Module, threads: number, programModule?: WebAssembly.Module, memoryBytes?: number, memory64?: Memory64Support) {
     super(program);
     this.kernels = new WasmKernels(module, threads, memoryBytes, memory64 ?? null);
+    this.panels = new Panels(this.kernels);
     this.heap = new Heap((bytes) => this.kernels.allocate(bytes));
     this.prog = programModule ? new WasmProgram(programModule, this.kernels.memory, program, this.kernels) : null;
     if (this.prog?.calls.record) this.kernels.useProgram(programModule!, this.prog.calls.record); // its workers run the module too
@@ -143,13 +138,14 @@ export class WasmBackend extends CpuBackend {
     }
     this.fallbacks = fallbacks;
     ({ products: this.products, elsewhere: this.elsewhere, soleParts: this.soleParts } = weightUses(program, !!this.prog));
+    if (program.train) for (const n of this.products.keys()) this.elsewhere.add(n); // the train entry's products read them (./train.ts)
   }
 
   /** As the CPU backend's; the f32 copies in the memory (weightAt) and the experts' panels are written again too. */
   override updateWeights(weights: ReadonlyMap<string, Float32Array>): void {
     super.updateWeights(weights);
     for (const [name, at] of this.weightCopies) this.writeCopy(name, at);
-    this.expertPanels.forEach((p, key) => this.kernels.pack(expertSlice(this.tensor(key.slice(0, key.lastIndexOf('#'))), Number(key.slice(key.lastIndexOf('#') + 1))), false, p));
+    this.panels.repackExperts((w) => this.tensor(w));
   }
 
   /** Room in the memory for the panels of a concatenation the products alone read (not transposed)
@@ -190,26 +186,28 @@ export class WasmBackend extends CpuBackend {
   protected override store(name: string, t: HostWeight): void {
     const transposed = this.products.get(name);
     if (transposed === undefined || t.shape.length !== 2 || t.dtype === 'i32') return super.store(name, t);
+    // a train program's f32 matrix: its panels packed when an inference product first reads it
+    if (this.program.train && t.dtype === 'f32' && !this.filled.has(name)) return (this.panels.defer(name, t, transposed), super.store(name, t));
     // quantised weights are never transposed ones (runtime/quantplan.ts takes [out, in] matrices only)
     const pre = this.filled.get(name);
     this.filled.delete(name);
-    const p = pre ?? (isQuant(t) ? this.kernels.packQuant(t) : this.kernels.pack(t, transposed, this.packedByName.get(name)));
-    this.packedByName.set(name, p);
     // a stand-in for a weight only products read: the packed panels are its one copy
     const kept: HostWeight = this.elsewhere.has(name) ? t
       : isQuant(t) ? { dtype: t.dtype, shape: t.shape, codes: new Int8Array(0), scales: new Uint16Array(0) }
       : { dtype: t.dtype, shape: t.shape, data: new Float32Array(0) };
-    this.packed.set(kept, p);
+    this.panels.pack(name, t, transposed, pre, kept);
     super.store(name, kept);
   }
 
-  /** The train entry's kernels on this target (runtime/wasm/train.ts), made on first use. */
+  /** The train entry's kernels (./train.ts): opened by `start` for a train program, else made on first use. */
   private trainKernels?: WasmTrain;
-  private get train(): WasmTrain { return (this.trainKernels ??= new WasmTrain(this.kernels)); }
+  get train(): WasmTrain { return (this.trainKernels ??= new WasmTrain(this.kernels)); }
 
   override get backward(): BackwardTable {
     return this.train.table;
   }
+
+  override columns(n: number): Float32Array { return stepFloats(n); } // a train step's pool (./train.ts)
 
   override linearTransposed(x: Float32Array, rows: number, K: number, weight: string, b: Tensor | null): Float32Array {
     return this.train.transposed(x, rows, K, weight, this.f32(weight), b && readF32(b, 0, b.data.length, new Float32Array(b.data.length)));
@@ -221,7 +219,7 @@ export class WasmBackend extends CpuBackend {
   }
 
   override linear(x: Float32Array, rows: number, K: number, w: HostWeight, b: Tensor | null, split: boolean): Float32Array {
-    const p = this.packed.get(w);
+    const p = this.panels.get(w);
     if (!p) return super.linear(x, rows, K, w, b, split);
     if (p.K !== K || x.length !== rows * K) throw new RangeError(`linear: weight [${p.N}, ${p.K}] does not match x of ${rows} rows of K=${K}`);
     const bias = b ? readF32(b, 0, p.N, new Float32Array(p.N)) : null;
@@ -371,7 +369,7 @@ export class WasmBackend extends CpuBackend {
       calls.run(r.run!, [run.T, run.S, run.seq, rows, this.scratch(own ? bytes * this.kernels.threads : bytes), 0, 0], args, units, split, own ? bytes : 0);
       return true;
     }
-    const p = this.packed.get(this.weight((k.inputs.w as { weight: string }).weight));
+    const p = this.panels.get(this.weight((k.inputs.w as { weight: string }).weight));
     if (!p || !r.post) throw new Error(`archc runtime: ${k.name}: the plan places it in the wasm module, but its matrix was not packed`);
     const K = k.sizes.K | 0, N = k.sizes.N | 0;
     if (p.K !== K || p.N !== N) throw new RangeError(`${k.name}: weight [${p.N}, ${p.K}] does not match K=${K}, N=${N}`);
@@ -476,8 +474,9 @@ export class WasmBackend extends CpuBackend {
 
   /** Starts the worker threads (before the first product: a browser's workers start only while
    *  this thread runs its event loop). */
-  start(): Promise<void> {
-    return this.kernels.start();
+  async start(): Promise<void> {
+    await this.kernels.start();
+    if (this.program.train && !this.trainKernels) this.trainKernels = await WasmTrain.open(this.kernels);
   }
 
   /** After the weights are in: starts the workers again where packing added a memory (they
@@ -495,5 +494,6 @@ export class WasmBackend extends CpuBackend {
   override dispose(): void {
     super.dispose();
     this.kernels.close();
+    this.trainKernels?.close();
   }
 }

@@ -133,6 +133,12 @@ export class WasmKernels {
     return this.mems.list[0]!.ex as unknown as Record<string, unknown>;
   }
 
+  /** The kernel module as compiled for these memories, and whether they are shared or memory64:
+   *  the train entry's products instantiate it on a memory of their own (runtime/wasm/train.ts). */
+  get compiled(): { module: WebAssembly.Module; shared: boolean; memory64: boolean } {
+    return { module: this.module, shared: this.shared, memory64: this.mems.memory64 !== null };
+  }
+
   /** 1 where the kernels are the memory64 form (their products take the weight's base last), else 0. */
   get m64(): number {
     return this.mems.memory64 ? 1 : 0;

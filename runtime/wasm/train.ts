@@ -14,20 +14,28 @@
 
 import type { BackwardFamily } from '../families.ts';
 import { exprText, mapExpr } from '../expr.ts';
-import { type BackwardKernelOf, type Expr, type Kernel, type KernelOf, isView } from '../program.ts';
-import { type RowKernels, rowKernels } from '../train/f32/rows.ts';
+import { type BackwardKernelOf, type Expr, type Kernel, type KernelOf, type View, isView } from '../program.ts';
+import { type RowKernels, type Src, Strided, rowKernels, rowKernelsOver } from '../train/f32/rows.ts';
 import type { WasmKernels } from './kernels.ts';
-import type { Ctx } from '../cpu/families.ts';
+import { type Ctx, epilogue } from '../cpu/families.ts';
 import { type BackwardTable, CPU_BACKWARD, expertOf, rowsOf } from '../cpu/train.ts';
 import { attentionBackward32, attentionForward32 } from '../train/f32/attention.ts';
 import { lossF32 } from '../train/f32/engine.ts';
 import { type Gemm, wasmGemm } from '../train/f32/gemm.ts';
+import { f32 } from '../train/f32/pool.ts';
 import { colSums } from '../train/f32/ops.ts';
 import { convBackward32 } from '../train/f32/seq.ts';
 import { type SsdIn32, ssdBackward32, ssdForward32 } from '../train/f32/ssd.ts';
 
 type F32 = Float32Array;
-type Impl<F extends BackwardFamily> = (k: BackwardKernelOf<F>, c: Ctx, gm: Gemm) => void;
+/** The SSD forward's states entering each chunk, by its operands (ssdKey), until its backward reads them. */
+type Kept = Map<string, F32[]>;
+type Impl<F extends BackwardFamily> = (k: BackwardKernelOf<F>, c: Ctx, gm: Gemm, kept: Kept) => void;
+
+/** The SSD's operands x, dt, B, C as places in the arena: the forward's and its backward's are the
+ *  same buffers, which the memory plan keeps unchanged until the backward has read them. */
+const ssdKey = (k: { inputs: Readonly<Record<string, unknown>> }) =>
+  ['x', 'dt', 'B', 'C'].map((n) => { const v = k.inputs[n] as View; return `${v.buf}:${v.col}:${v.width}`; }).join(' ');
 type WasmBackwardTable = { readonly [F in BackwardFamily]: Impl<F> };
 
 /** The families whose record here is the CPU's (no wasm kernel for them yet): the rare ones, and
@@ -35,7 +43,7 @@ type WasmBackwardTable = { readonly [F in BackwardFamily]: Impl<F> };
 export const ON_CPU = ['clamp_backward', 'layernorm_backward', 'gelu_backward', 'softmax_backward', 'topk_backward', 'embedding_backward', 'rope_backward'] as const;
 
 const cpu = <F extends BackwardFamily>(f: F): Impl<F> => (k, c) => CPU_BACKWARD[f](k, c);
-const ops = (k: BackwardKernelOf<BackwardFamily>, c: Ctx, names: readonly string[]) => names.map((n) => c.operand(k, n)) as F32[];
+const ops = (k: Parameters<Ctx['operand']>[0], c: Ctx, names: readonly string[]) => names.map((n) => c.operand(k, n)) as F32[];
 
 const attnDims = (k: BackwardKernelOf<'attention_train' | 'attention_backward'>, c: Ctx) =>
   ({ T: c.T, ...k.sizes, scale: k.attrs.scale as number, window: (k.attrs.window as number | undefined) ?? 0 });
@@ -49,7 +57,7 @@ const WASM: Omit<WasmBackwardTable, (typeof ON_CPU)[number]> = {
   },
   matmul_wgrad(k, c, gm) {
     const { K, N } = k.sizes;
-    c.write(k.outputs.dw!, gm.dyTx(c.operand(k, 'dy'), rowsOf(k, c, 'x', K), N, c.operand(k, 'x'), K, !!k.attrs.transposed));
+    put(c, k.outputs.dw!, (into) => gm.dyTx(c.operand(k, 'dy'), rowsOf(k, c, 'x', K), N, c.operand(k, 'x'), K, !!k.attrs.transposed, into));
   },
   reduce_rows(k, c) {
     const x = c.operand(k, 'x'), N = k.sizes.N;
@@ -60,7 +68,7 @@ const WASM: Omit<WasmBackwardTable, (typeof ON_CPU)[number]> = {
     if (!R) return CPU_BACKWARD.rmsnorm_backward(k, c);
     const D = k.sizes.D, [x, w, dy] = ops(k, c, ['x', 'w', 'dy']) as [F32, F32, F32];
     // 1/rms recomputed from the saved input (the train entry saves none)
-    const r = R.rmsB(dy, x, R.rmsF(x, null, w, D, D, k.attrs.eps as number).inv, w, D, D, null);
+    const r = R.rmsBx(dy, x, null, w, D, D, k.attrs.eps as number);
     c.write(k.outputs.dx!, r.dx);
     c.write(k.outputs.dw!, r.dw);
   },
@@ -69,8 +77,7 @@ const WASM: Omit<WasmBackwardTable, (typeof ON_CPU)[number]> = {
     if (!R) return CPU_BACKWARD.rmsnorm_gated_backward(k, c);
     const D = k.sizes.D, gs = D / (k.attrs.groups as number), [x, z, w, dy] = ops(k, c, ['x', 'z', 'w', 'dy']) as [F32, F32, F32, F32];
     // h = x·silu(z) and 1/rms recomputed, then the norm's backward and the gate's
-    const f = R.rmsF(x, z, w, D, gs, k.attrs.eps as number);
-    const r = R.rmsB(dy, f.h!, f.inv, w, D, gs, { x, z });
+    const r = R.rmsBx(dy, x, z, w, D, gs, k.attrs.eps as number);
     c.write(k.outputs.dx!, r.dx);
     c.write(k.outputs.dz!, r.dz!);
     c.write(k.outputs.dw!, r.dw);
@@ -130,11 +137,14 @@ const WASM: Omit<WasmBackwardTable, (typeof ON_CPU)[number]> = {
     c.write(k.outputs.dw_in!, dwIn);
     c.write(k.outputs.dw_out!, dwOut);
   },
-  ssd_backward(k, c, gm) {
+  ssd_backward(k, c, gm, kept) {
     const { H, P, G, N, chunk } = k.sizes, [x, dt, A, B, C, D, dy] = ops(k, c, ['x', 'dt', 'A', 'B', 'C', 'D', 'dy']) as F32[];
-    const s: SsdIn32 = { x: x!, dt: dt!, A: A!, B: B!, C: C!, D: D! }, d = { H, P, G, N };
-    // the states entering each chunk, recomputed by a chunk-state pass (the train entry saves none)
-    const g = ssdBackward32(gm, dy!, s, d, chunk, c.seqs, ssdForward32(gm, s, d, chunk, c.seqs, false).entering);
+    const s: SsdIn32 = { x: x!, dt: dt!, A: A!, B: B!, C: C!, D: D! }, d = { H, P, G, N }, key = ssdKey(k);
+    // the states entering each chunk: kept from this run's forward over the same operands, else
+    // recomputed by a chunk-state pass (the arena saves none)
+    const entering = kept.get(key) ?? ssdForward32(gm, s, d, chunk, c.seqs, false).entering;
+    kept.delete(key);
+    const g = ssdBackward32(gm, dy!, s, d, chunk, c.seqs, entering);
     c.write(k.outputs.dx!, g.x);
     c.write(k.outputs.ddt!, g.dt);
     c.write(k.outputs.dA!, g.A);
@@ -150,16 +160,21 @@ const sig: Expr = { op: 'sigmoid', a: inn('p1') };
 /** The train entry's hot elementwise bodies (the cotangent sums, products, SiLU and its derivative
  *  as compiler/vjp.ts writes it), their operands named p0, p1 in order of first appearance, and the
  *  row kernel that computes each (runtime/train/f32/rows.ts). */
-const ROW_BODIES = new Map<string, (R: RowKernels, ins: F32[]) => F32>([
-  [exprText({ op: 'add', a: inn('p0'), b: inn('p1') }), (R, [a, b]) => R.addF(a!, b!)],
-  [exprText({ op: 'mul', a: inn('p0'), b: inn('p1') }), (R, [a, b]) => R.mulF(a!, b!)],
-  [exprText({ op: 'silu', a: inn('p0') }), (R, [x]) => R.siluF(x!)],
+const ROW_BODIES = new Map<string, (R: RowKernels, ins: Src[], into?: F32) => F32>([
+  [exprText({ op: 'add', a: inn('p0'), b: inn('p1') }), (R, [a, b], into) => R.addF(a!, b!, into)],
+  [exprText({ op: 'mul', a: inn('p0'), b: inn('p1') }), (R, [a, b], into) => R.mulF(a!, b!, into)],
+  [exprText({ op: 'silu', a: inn('p0') }), (R, [x], into) => R.siluF(x!, into)],
   [exprText({ op: 'mul', a: inn('p0'), b: { op: 'mul', a: sig, b: { op: 'add', a: one, b: { op: 'mul', a: inn('p1'), b: { op: 'add', a: one, b: { op: 'neg', a: sig } } } } } }),
-    (R, [dy, x]) => R.siluB(x!, dy!)],
+    (R, [dy, x], into) => R.siluB(x!, dy!, into)],
 ]);
 
+/** The operand `name` of an epilogue body `in(name) + x` (the residual add fused into a product), or null. */
+function residual(body: Expr): string | null {
+  return body.op === 'add' && body.a.op === 'in' && body.b.op === 'x' && !body.b.offset ? body.a.name : null;
+}
+
 /** The row kernel of `body` (ROW_BODIES) and its operands' names in order, or null. */
-export function rowBody(body: Expr): { names: string[]; run: (R: RowKernels, ins: F32[]) => F32 } | null {
+export function rowBody(body: Expr): { names: string[]; run: (R: RowKernels, ins: Src[], into?: F32) => F32 } | null {
   const names: string[] = [];
   const canon = mapExpr(body, (l) => (l.op === 'in' ? inn(`p${names.includes(l.name) ? names.indexOf(l.name) : names.push(l.name) - 1}`) : l));
   const run = ROW_BODIES.get(exprText(canon));
@@ -173,26 +188,54 @@ export function rowElementwise(k: KernelOf<'elementwise'>, c: Ctx, gm: Gemm): bo
   if (!R || !body) return false;
   const { names, run } = body;
   if (names.some((n) => { const o = k.inputs[n]; return !o || !isView(o) || k.pre?.[n] || o.width !== y.width || c.rows(o) !== c.rows(y); })) return false;
-  c.write(y, run(R, names.map((n) => c.operand(k, n))));
+  put(c, y, (into) => run(R, names.map((n) => src(c, k.inputs[n] as View) ?? c.operand(k, n)), into));
   return true;
 }
 
+/** A slice of its buffer's columns where it lies (Ctx.span), else null (`operand` reads it). */
+function src(c: Ctx, v: View): Strided | null {
+  const s = c.span?.(v);
+  return s && (v.col || s.ld !== v.width) ? new Strided(s.data, s.at, s.ld, c.rows(v), v.width) : null;
+}
+
+/** The result of `f` into view `v`: computed in the arena where `v` spans its buffer (Ctx.out), else
+ *  written. */
+function put(c: Ctx, v: View, f: (into?: F32) => F32): void {
+  const into = c.out?.(v) ?? undefined, y = f(into);
+  if (y !== into) c.write(v, y);
+}
+
 /** The wasm backend's table over the Gemm `gm` (the backend's product kernels and the row kernels). */
-export function wasmBackward(gm: Gemm): BackwardTable {
+export function wasmBackward(gm: Gemm, kept: Kept = new Map()): BackwardTable {
   const table = { ...WASM, ...Object.fromEntries(ON_CPU.map((f) => [f, cpu(f)])) } as WasmBackwardTable;
-  return Object.fromEntries(Object.entries(table).map(([f, impl]) => [f, (k: BackwardKernelOf<BackwardFamily>, c: Ctx) => (impl as Impl<BackwardFamily>)(k, c, gm)])) as unknown as BackwardTable;
+  return Object.fromEntries(Object.entries(table).map(([f, impl]) => [f, (k: BackwardKernelOf<BackwardFamily>, c: Ctx) => (impl as Impl<BackwardFamily>)(k, c, gm, kept)])) as unknown as BackwardTable;
 }
 
 /** What the wasm backend runs of the train entry beside its inference families: the backward
- *  table, the transposed dX products and the hot elementwise kernels, over one Gemm (the backend's
- *  product kernels and threads, the f32 engine's row kernels). */
+ *  table, the products (forward and transposed dX) and the hot elementwise kernels, over one Gemm:
+ *  from `open`, every product on the row kernels' memory over threads of their own, as the f32
+ *  engine runs them (operands packed in wasm); else the backend's product kernels (packed in JS). */
 export class WasmTrain {
   private readonly gm: Gemm;
   readonly table: BackwardTable;
+  /** The train entry's forward kernels that ran on the reference families (`runs` declined them):
+   *  a family, with its epilogue's stages or an elementwise body (a layer's names without the layer). */
+  readonly reference = new Set<string>();
+  /** Each SSD forward's entering states until its backward (a later run's forward replaces them
+   *  before any backward reads them: the forward kernels come first). */
+  private readonly kept: Kept = new Map();
 
-  constructor(kernels: WasmKernels) {
-    this.gm = wasmGemm(kernels, rowKernels());
-    this.table = wasmBackward(this.gm);
+  constructor(kernels: WasmKernels, private readonly rowsOwn: RowKernels | null = rowKernels()) {
+    this.gm = wasmGemm(kernels, rowsOwn);
+    this.table = wasmBackward(this.gm, this.kept);
+  }
+
+  /** The products on the row kernels' memory, split over `kernels.threads` threads of their own
+   *  (each panel whole on one thread: the sums do not depend on the count); on the kernels' own
+   *  products where those are the memory64 form. */
+  static async open(kernels: WasmKernels): Promise<WasmTrain> {
+    const { module, shared, memory64 } = kernels.compiled;
+    return new WasmTrain(kernels, memory64 ? rowKernels() : shared ? await rowKernelsOver(module, kernels.threads) : rowKernels(module));
   }
 
   /** y = x·W + b, W [K, N] (the dX = dY·W products), on the product kernels over the threads. */
@@ -204,11 +247,82 @@ export class WasmTrain {
     return y;
   }
 
-  /** Runs an elementwise kernel on the row kernels where rowElementwise can; false where not. */
-  rows(k: Kernel, c: Ctx): boolean {
-    return k.family === 'elementwise' && rowElementwise(k, c, this.gm);
+  /** Runs a forward kernel of the train entry on the f32 engine's kernels where they apply; false
+   *  where not (the reference family runs it). The train run reads no state slot back, so the conv
+   *  and the SSD leave theirs as they are (the inference families write them). */
+  runs(k: Kernel, c: Ctx): boolean {
+    if (this.run(k, c)) return true;
+    this.reference.add(k.family === 'elementwise' ? `elementwise ${exprText(k.body!).replace(/model\.layers\.\d+\./g, '')}` : `${k.family}${k.epilogue?.length ? ` (${k.epilogue.map((e) => e.kind).join(', ')})` : ''}`);
+    return false;
+  }
+
+  private run(k: Kernel, c: Ctx): boolean {
+    const R = this.gm.rows;
+    if (!R) return false;
+    switch (k.family) {
+      case 'elementwise': return rowElementwise(k, c, this.gm);
+      case 'copy': return (put(c, k.outputs.y!, (into) => (into ? (into.set(c.operand(k, 'x')), into) : c.operand(k, 'x'))), true);
+      case 'matmul': return this.matmul(k, c);
+      case 'norm': {
+        if (k.attrs.layer || k.sizes.W % k.sizes.D) return false;
+        const D = k.sizes.D, gated = !!k.attrs.gated, eps = k.attrs.eps as number;
+        put(c, k.outputs.y!, (into) => R.rmsF(c.operand(k, 'x'), gated ? c.operand(k, 'z') : null, c.operand(k, 'w'), D, gated ? D / (k.attrs.groups as number) : D, eps, into).y);
+        return true;
+      }
+      case 'conv': {
+        if (k.epilogue?.length) return false;
+        const { C, K } = k.sizes, w = c.operand(k, 'w'), wt = new Float32Array(K * C);
+        // the taps as rows [K, C] (./seq.ts' layout for the row kernels)
+        for (let ch = 0; ch < C; ch++) for (let j = 0; j < K; j++) wt[j * C + ch] = w[ch * K + j]!;
+        put(c, k.outputs.y!, (into) => R.convF(c.operand(k, 'x'), wt, k.inputs.b ? c.operand(k, 'b') : null, C, K, c.seqs, into));
+        return true;
+      }
+      case 'ssd': {
+        if ((['x', 'dt', 'B', 'C'] as const).some((n) => !isView(k.inputs[n]!) || k.pre?.[n])) return false;
+        const { H, P, G, N, chunk } = k.sizes, [x, dt, A, B, C, D] = ops(k, c, ['x', 'dt', 'A', 'B', 'C', 'D']) as F32[];
+        const r = ssdForward32(this.gm, { x: x!, dt: dt!, A: A!, B: B!, C: C!, D: D! }, { H, P, G, N }, chunk, c.seqs);
+        this.kept.set(ssdKey(k), r.entering);
+        c.write(k.outputs.y!, r.y);
+        return true;
+      }
+      default: return false;
+    }
+  }
+
+  /** A product without a prologue; its epilogue the residual add (x + an operand of its rows) in
+   *  one pass, or any other (RoPE) as the reference's stages on its result; false with a prologue. */
+  private matmul(k: KernelOf<'matmul'>, c: Ctx): boolean {
+    const e = k.epilogue ?? [], xv = k.inputs.x, w = k.inputs.w, K = k.sizes.K, N = k.sizes.N;
+    const add = e.length === 1 && e[0]!.kind === 'map' && e[0]!.width === N ? residual(e[0]!.body) : null;
+    if (k.prologue?.length || !isView(xv) || !w || !('weight' in w)) return false;
+    const other = add ? k.inputs[add] : null, rows = (c.rows(xv) * xv.width) / K;
+    if (other && (!isView(other) || other.width !== N || c.rows(other) !== rows)) return false;
+    const x = c.operand(k, 'x'), m = c.weight(w.weight), b = k.inputs.b ? c.tensor((k.inputs.b as { weight: string }).weight) : null;
+    // the f32 master read as it is stored ([K, N] for a transposed product: dX = dY·W), the result
+    // computed in the arena where it can be; else the backend's product
+    const product = (into?: F32) => (m.dtype !== 'f32' || m.data.length !== K * N || b ? c.linear(k, x, rows, K, m, b)
+      : k.attrs.transposed ? this.gm.dyW(x, rows, K, m.data as F32, N, false, into) : this.gm.xwT(x, rows, K, m.data as F32, N, false, into));
+    if (e.length && !add) return (c.write(k.outputs.y!, epilogue(k, c, product(), rows, N)), true);
+    put(c, k.outputs.y!, (into) => {
+      if (!add) return product(into);
+      // the residual add in f32 as the reference rounds it, each element read before its place is
+      // written (the operand may be the output's own buffer)
+      const y = product(), o = c.operand(k, add), d = into ?? y;
+      for (let i = 0; i < y.length; i++) d[i] = y[i]! + o[i]!;
+      return d;
+    });
+    return true;
+  }
+
+  /** Ends the row kernels' threads. */
+  close(): void {
+    this.rowsOwn?.close();
   }
 }
+
+/** n floats from the train step's pool (runtime/train/f32/pool.ts; the entry engine runs each step
+ *  in one), new ones outside a step: the backend's column copies (CpuBackend.columns). */
+export const stepFloats = (n: number): F32 => f32(n, false);
 
 function fail(msg: string): never {
   throw new Error(`archc runtime: ${msg}`);

@@ -6,8 +6,9 @@
 // crosses its 64-token chunk. Measures: the loss's relative error; the gradient's ‖got − ref‖₂ / ‖ref‖₂
 // over all weights and per weight, both < 1e-5. Then: 1 and 2 threads bit for bit; every backward
 // kernel of these entries (and of models of the lowerings no shipped one reaches and of the std MoE
-// block) run by the wasm record and the CPU record on the same
-// operands, each output within 1e-5 rel L2; the families whose wasm record is the CPU's pinned.
+// block) run by the wasm record and the CPU record on the same operands, each output within 1e-5 rel
+// L2; the families whose wasm record is the CPU's pinned, and the forward kernels that run on the
+// reference families.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { wasmKernelVariants } from '../../codegen/wasm/assemble.ts';
@@ -119,7 +120,8 @@ class Both extends CpuBackend {
     for (const f of BACKWARD_FAMILY_NAMES) {
       table[f] = (k, c) => {
         const outs = new Map<View, Float32Array>();
-        const capture: Ctx = Object.assign(Object.create(Object.getPrototypeOf(c)), c, { write: (v: View, d: Float32Array) => { outs.set(v, d.slice()); } });
+        // every result through write (none computed in the arena in place)
+        const capture: Ctx = Object.assign(Object.create(Object.getPrototypeOf(c)), c, { write: (v: View, d: Float32Array) => { outs.set(v, d.slice()); }, out: () => null });
         (this.wasm.backward[f] as (k: BackwardKernelOf<BackwardFamily>, c: Ctx) => void)(k, capture);
         (CPU_BACKWARD[f] as (k: BackwardKernelOf<BackwardFamily>, c: Ctx) => void)(k, c);
         for (const [name, v] of Object.entries(k.outputs) as [string, View][]) {
@@ -176,6 +178,15 @@ model Small(tokens: i32[T], positions: i32[T]) {
     console.log(`tiny Bamba's train entry: ${rows} elementwise kernels on the row kernels; the rest: ${[...rest].join('; ')}`);
     expect(rows).toBe(33);
     expect([...rest].sort()).toEqual(['(%a + w:mamba.dt_bias)', 'softplus(%x)', 'clamp(%x, 0, Infinity)', 'neg(%a)', '(%a * exp(w:mamba.A_log))', '(%a * sigmoid(%b))'].sort());
+  });
+
+  it('runs the train entry\'s forward stages on the f32 engine\'s kernels: those on the reference families, pinned', async () => {
+    const c = compileTiny(), w = f32Of(c, 5), p = trainProgram(c), be = await wasmBackend(p, w, 1);
+    runTrain(be, packed([6, 3, 9], 96, 12));
+    console.log(`tiny Bamba's train entry, forward kernels on the reference families: ${[...be.train.reference].join('; ')}`);
+    expect([...be.train.reference].sort()).toEqual(['embedding',
+      'elementwise (%a + w:mamba.dt_bias)', 'elementwise softplus(%x)', 'elementwise clamp(%x, 0, Infinity)', 'elementwise neg(%a)',
+      'elementwise (%a * exp(w:mamba.A_log))', 'elementwise (%a * sigmoid(%b))'].sort());
   });
 
   it('runs on the CPU\'s record only the families without a wasm kernel yet (the list only shrinks)', () => {

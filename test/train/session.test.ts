@@ -1,7 +1,8 @@
 // The training API the generated package exports (runtime/train/session.ts `Trainer`): from a
 // checkpoint and the graph as graph.json holds it, the same steps as `archc train --weights` bit for
 // bit (weights and both moments); saved and resumed equals straight through; the saved run loads as
-// a checkpoint; bad options and a save over files it did not write are refused, naming them.
+// a checkpoint; bad options, WebGPU without the train program and a save over files it did not
+// write are refused, naming them.
 
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,6 +13,8 @@ import { type Trainer, trainGraphFromJson } from '../../runtime/train/session.ts
 import { Trainer as Session } from '../../runtime/train/session.ts';
 import type { TrainGraph } from '../../runtime/train/f32/graph.ts';
 import { BAMBA, ROOT, TINY, compileTiny, loadModel, makeDir, removeDir, runCli, setsFor, writeCheckpoint } from '../helpers/checkpoints.ts';
+import { openCheckpoint } from '../../runtime/safetensors.ts';
+import { toF32 } from '../../runtime/tensor.ts';
 import { useTmpDirs } from '../helpers/tmp.ts';
 
 const tmp = useTmpDirs('archc-session-');
@@ -49,10 +52,11 @@ afterAll(() => {
 });
 
 describe('Trainer (the package\'s training API)', () => {
-  it('takes the steps `archc train --weights` takes, bit for bit; saved and resumed equals straight through', async () => {
+  it('takes the steps `archc train --weights --engine wasm` takes, bit for bit; saved and resumed equals straight through', async () => {
     const dir = tmp(), cli = join(dir, 'cli'), straight = join(dir, 'straight'), half = join(dir, 'half'), resumed = join(dir, 'resumed');
+    // the Trainer runs the f32 engine (a package carries no train entry), archc train's `--engine wasm`
     const r = await runCli(['train', BAMBA, ...setsFor(PARAMS).flatMap((s) => ['--set', s]), '--weights', ckpt, '--data', data, '--seq-len', '24', '--batch', '2',
-      '--lr', '1e-2', '--warmup', '2', '--steps', '4', '-o', cli], 120_000);
+      '--lr', '1e-2', '--warmup', '2', '--steps', '4', '--engine', 'wasm', '-o', cli], 120_000);
     expect(r.code, r.stderr).toBe(0);
 
     const t = await open(ckpt, OPTS);
@@ -85,6 +89,19 @@ describe('Trainer (the package\'s training API)', () => {
     expect(Array.from(m.forward({ ids: [84, 104, 101] }).logits)).toEqual(Array.from(cliModel.forward({ ids: [84, 104, 101] }).logits));
   }, 300_000);
 
+  it('starts from weights in memory as from their checkpoint (Trainer.start reads no file)', async () => {
+    const c = openCheckpoint(ckpt);
+    const weights = [...c.tensors.keys()].map((name) => ({ name, shape: c.tensors.get(name)!.shape, value: toF32(c.read(name)) }));
+    c.close();
+    const a = await open(ckpt, { steps: 2 });
+    const b = await Session.start(weights, () => graph, kernels, { steps: 2, threads: 2 });
+    opened.push(b);
+    const batch = Session.pack([[3, 1, 4, 1, 5, 9], [2, 6, 5]]);
+    for (let k = 0; k < 2; k++) expect(b.step(batch).loss).toBe(a.step(batch).loss);
+    b.state.params.forEach((p, i) => expect(p.value, p.name).toEqual(a.state.params[i]!.value));
+    await expect(Session.start(weights.slice(1), () => graph, kernels, { steps: 2 })).rejects.toThrow(/RT604: Trainer option weights: \S+ is missing/);
+  }, 120_000);
+
   it('Trainer.pack keeps sequences apart: positions restart and no label crosses', () => {
     const b = Session.pack([[5, 6, 7], [8, 9]]);
     expect(Array.from(b.tokens)).toEqual([5, 6, 7, 8, 9]);
@@ -96,6 +113,9 @@ describe('Trainer (the package\'s training API)', () => {
     await expect(open(ckpt, { steps: 0 })).rejects.toThrow(/RT604: Trainer option steps: must be an integer ≥ 1, not 0/);
     await expect(open(ckpt, { steps: 3, lr: -1 })).rejects.toThrow(/RT604: Trainer option lr: must be a number ≥ 0, not -1/);
     await expect(open(join(tmp(), 'none'), { steps: 3 })).rejects.toThrow(/RT100/);
+    // WebGPU needs the train program a package built with --train ships
+    await expect(open(ckpt, { steps: 3, backend: 'webgpu' })).rejects.toThrow(/RT606: the Trainer cannot train on webgpu: .*archc build --train/);
+    await expect(open(ckpt, { steps: 3, backend: 'cuda' as 'wasm' })).rejects.toThrow(/RT604: Trainer option backend: must be one of wasm, webgpu, not "cuda"/);
     const t = await open(ckpt, { steps: 3 });
     const mine = tmp();
     writeFileSync(join(mine, 'notes.txt'), 'keep');

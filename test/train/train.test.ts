@@ -1,6 +1,7 @@
 // archc train end to end on a tiny Bamba: a run killed mid-way and resumed ends with the same
-// weights and moments, bit for bit, as one that never stopped (on the default engine, the f32 one
-// on the wasm kernels); the two engines take the same first step; the loss falls while overfitting a
+// weights and moments, bit for bit, as one that never stopped (on the default engine, the kernel
+// program's train entry on the wasm backend; the f32 engine's resume too); the engines take the same
+// first steps; the loss falls while overfitting a
 // short text; the run directory is a checkpoint archc loads, with metrics and a loss curve; bad
 // input is refused with a code naming the place, writing nothing.
 
@@ -60,7 +61,7 @@ describe('archc train', () => {
     expect(k).toBeLessThan(steps);
     const b = await runCli(['train', '--resume', killed], 120_000);
     expect(b.code, b.stderr).toBe(0);
-    expect(JSON.parse(readFileSync(join(killed, 'trainer_state.json'), 'utf8')).settings.engine).toBe('wasm');
+    expect(JSON.parse(readFileSync(join(killed, 'trainer_state.json'), 'utf8')).settings.engine).toBe('kernels');
     for (const f of ['model.safetensors', 'optimizer.safetensors', 'trainer_state.json']) expect(bytes(join(killed, f)).equals(bytes(join(straight, f))), f).toBe(true);
     // the metrics agree too, but for the timings
     const strip = (f: string) => readFileSync(f, 'utf8').split('\n').filter(Boolean).map((l) => { const { tokens_per_s: _, ...m } = JSON.parse(l); return m; });
@@ -98,11 +99,11 @@ describe('archc train', () => {
     expect(ev.eval_loss).toBeLessThan(m[0]!.loss!);
   }, 240_000);
 
-  it('--engine reference, kernels (the train entry on the wasm backend) and the default wasm engine take the same steps (loss and gradient norm within 1e-5)', async () => {
+  it('--engine reference, wasm (the f32 engine) and the default kernels (the train entry on the wasm backend) take the same steps (loss and gradient norm within 1e-5)', async () => {
     const dir = tmp(), data = join(dir, 'd.txt');
     writeFileSync(data, TEXT);
     const read = (run: string) => readFileSync(join(run, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, number>);
-    for (const [run, extra] of [[join(dir, 'w'), []], [join(dir, 'r'), ['--engine', 'reference']], [join(dir, 'k'), ['--engine', 'kernels']]] as const) {
+    for (const [run, extra] of [[join(dir, 'w'), ['--engine', 'wasm']], [join(dir, 'r'), ['--engine', 'reference']], [join(dir, 'k'), []]] as const) {
       const r = await runCli(args(data, run, '--steps', '3', '--warmup', '0', ...extra), 120_000);
       expect(r.code, r.stderr).toBe(0);
     }
@@ -115,14 +116,15 @@ describe('archc train', () => {
       });
     }
     expect(JSON.parse(readFileSync(join(dir, 'r', 'trainer_state.json'), 'utf8')).settings.engine).toBe('reference');
+    expect(JSON.parse(readFileSync(join(dir, 'w', 'trainer_state.json'), 'utf8')).settings.engine).toBe('wasm');
     expect(JSON.parse(readFileSync(join(dir, 'k', 'trainer_state.json'), 'utf8')).settings.engine).toBe('kernels');
   }, 240_000);
 
-  it('--engine kernels: 2 steps resumed to 4 end with the weights and moments of 4 straight, bit for bit', async () => {
+  it('--engine wasm (the f32 engine): 2 steps resumed to 4 end with the weights and moments of 4 straight, bit for bit', async () => {
     const dir = tmp(), data = join(dir, 'd.txt'), straight = join(dir, 'a'), split = join(dir, 'b');
     writeFileSync(data, TEXT);
     for (const [run, steps] of [[straight, '4'], [split, '2']] as const) {
-      const r = await runCli(args(data, run, '--steps', steps, '--engine', 'kernels'), 120_000);
+      const r = await runCli(args(data, run, '--steps', steps, '--engine', 'wasm'), 120_000);
       expect(r.code, r.stderr).toBe(0);
     }
     const b = await runCli(['train', '--resume', split, '--steps', '4'], 120_000);

@@ -11,6 +11,7 @@
 // result stays in place until the next product: the row calls lay out past it. Bytes [0, 64) hold
 // the products' job record.
 
+import { copyRows } from './gemm.ts';
 import { f32 } from './pool.ts';
 import { TRAIN_ROWS_WASM } from './rows-module.ts';
 import { ProductThreads } from './split.ts';
@@ -18,6 +19,15 @@ import { threadSupport, threadsHere, unsharedModule } from '../../wasm/threads.t
 
 type F32 = Float32Array;
 type Fn = (...a: number[]) => void;
+
+/** `rows` rows of `width` floats, row r at data[at + r·ld]: an operand read where it lies (a slice
+ *  of a wider buffer's columns), copied straight into the kernels' memory. */
+export class Strided {
+  constructor(readonly data: F32, readonly at: number, readonly ld: number, readonly rows: number, readonly width: number) {}
+  get length(): number { return this.rows * this.width; }
+}
+/** An input of the row kernels: contiguous, or rows of a wider array. */
+export type Src = F32 | Strided;
 
 export class RowKernels {
   private readonly ex: Record<string, Fn>;
@@ -85,35 +95,41 @@ export class RowKernels {
   }
 
   /** Lays out inputs (copied in) and outputs (room, `zero`ed where asked), runs `body` with their
-   *  addresses and returns the outputs copied out. Outputs given as [n, 8] are f64. */
-  private call(ins: readonly F32[], outs: readonly (number | [number, 8])[], body: (a: number[]) => void, zero = false): (F32 | Float64Array)[] {
+   *  addresses and returns the outputs copied out (the first into `into` where given). Outputs
+   *  given as [n, 8] are f64. */
+  private call(ins: readonly Src[], outs: readonly (number | [number, 8])[], body: (a: number[]) => void, zero = false, into?: F32, scratch: readonly number[] = []): (F32 | Float64Array)[] {
     this.top = this.base;
-    const addr = [...ins.map((x) => this.room(x.length)), ...outs.map((o) => (typeof o === 'number' ? this.room(o) : this.room(o[0], 8)))];
+    // then `scratch` floats each, passed to `body` last and not copied out
+    const addr = [...ins.map((x) => this.room(x.length)), ...outs.map((o) => (typeof o === 'number' ? this.room(o) : this.room(o[0], 8))), ...scratch.map((n) => this.room(n))];
     const buf = this.mem.buffer;
-    ins.forEach((x, i) => new Float32Array(buf, addr[i]!, x.length).set(x));
+    ins.forEach((x, i) => {
+      const to = new Float32Array(buf, addr[i]!, x.length);
+      if (x instanceof Float32Array) to.set(x);
+      else copyRows(x.data, x.at, x.ld, to, 0, x.width, x.rows, x.width);
+    });
     if (zero) outs.forEach((o, i) => (typeof o === 'number' ? new Float32Array(buf, addr[ins.length + i]!, o) : new Float64Array(buf, addr[ins.length + i]!, o[0])).fill(0));
     body(addr);
     return outs.map((o, i) => {
       if (typeof o !== 'number') return new Float64Array(buf, addr[ins.length + i]!, o[0]).slice();
-      const y = f32(o, false);
+      const y = (i === 0 && into) || f32(o, false);
       y.set(new Float32Array(buf, addr[ins.length + i]!, o));
       return y;
     });
   }
 
-  /** y = silu(x). */
-  siluF(x: F32): F32 {
-    return this.call([x], [x.length], ([a, y]) => this.ex.silu_f!(a!, y!, x.length))[0] as F32;
+  /** y = silu(x) (into `into` where given; so below). */
+  siluF(x: Src, into?: F32): F32 {
+    return this.call([x], [x.length], ([a, y]) => this.ex.silu_f!(a!, y!, x.length), false, into)[0] as F32;
   }
 
   /** dx = g · silu'(x). */
-  siluB(x: F32, g: F32): F32 {
-    return this.call([x, g], [x.length], ([a, b, d]) => this.ex.silu_b!(a!, b!, d!, x.length))[0] as F32;
+  siluB(x: Src, g: Src, into?: F32): F32 {
+    return this.call([x, g], [x.length], ([a, b, d]) => this.ex.silu_b!(a!, b!, d!, x.length), false, into)[0] as F32;
   }
 
   /** y = a ∘ b (same lengths). */
-  mulF(a: F32, b: F32): F32 {
-    return this.call([a, b], [a.length], ([p, q, y]) => this.ex.mul_f!(p!, q!, y!, a.length))[0] as F32;
+  mulF(a: Src, b: Src, into?: F32): F32 {
+    return this.call([a, b], [a.length], ([p, q, y]) => this.ex.mul_f!(p!, q!, y!, a.length), false, into)[0] as F32;
   }
 
   /** da = g ∘ b, db = g ∘ a (same lengths). */
@@ -122,19 +138,19 @@ export class RowKernels {
   }
 
   /** y = a + b (same lengths). */
-  addF(a: F32, b: F32): F32 {
-    return this.call([a, b], [a.length], ([p, q, y]) => this.ex.add_f!(p!, q!, y!, a.length))[0] as F32;
+  addF(a: Src, b: Src, into?: F32): F32 {
+    return this.call([a, b], [a.length], ([p, q, y]) => this.ex.add_f!(p!, q!, y!, a.length), false, into)[0] as F32;
   }
 
   /** RMSNorm over runs of gs features of x (the weight w [D] repeating): y and 1/rms per run; with
    *  z, the gated norm's h = x·silu(z) normed instead (h returned too). */
-  rmsF(x: F32, z: F32 | null, w: F32, D: number, gs: number, eps: number): { y: F32; inv: F32; h: F32 | null } {
+  rmsF(x: F32, z: F32 | null, w: F32, D: number, gs: number, eps: number, into?: F32): { y: F32; inv: F32; h: F32 | null } {
     const runs = x.length / gs, ins = z ? [x, z, w] : [x, w], outs = z ? [x.length, runs, x.length] : [x.length, runs];
     const r = this.call(ins, outs, (a) => {
       const [xa, wa, ya, inva, ha] = z ? [a[0]!, a[2]!, a[3]!, a[4]!, a[5]!] : [a[0]!, a[1]!, a[2]!, a[3]!, 0];
       if (z) this.ex.gate_f!(xa, a[1]!, ha, x.length);
       this.ex.rms_f!(z ? ha : xa, wa, ya, inva, runs, gs, D, eps);
-    }) as F32[];
+    }, false, into) as F32[];
     return { y: r[0]!, inv: r[1]!, h: z ? r[2]! : null };
   }
 
@@ -154,13 +170,28 @@ export class RowKernels {
     return gate ? { dx: r[2] as F32, dz: r[3] as F32, dw } : { dx: r[1] as F32, dz: null, dw };
   }
 
+  /** rmsB from the norm's input alone, in one call: 1/rms (and the gated norm's h = x·silu(z))
+   *  recomputed here, then the backward (and the gate's: dz). */
+  rmsBx(dy: F32, x: F32, z: F32 | null, w: F32, D: number, gs: number, eps: number): { dx: F32; dz: F32 | null; dw: F32 } {
+    const n = x.length, runs = n / gs, ins = z ? [dy, x, z, w] : [dy, x, w];
+    const r = this.call(ins, z ? [[D, 8], n, n] : [[D, 8], n], (a) => {
+      const [dya, xa, za, wa] = z ? a : [a[0]!, a[1]!, 0, a[2]!], o = ins.length;
+      const [dwa, dxa, dza, ya, inva, ha, dha] = z ? a.slice(o) : [a[o]!, a[o + 1]!, 0, a[o + 2]!, a[o + 3]!, 0, 0];
+      if (z) this.ex.gate_f!(xa!, za!, ha!, n);
+      this.ex.rms_f!(z ? ha! : xa!, wa!, ya!, inva!, runs, gs, D, eps);
+      this.ex.rms_b!(dya!, z ? ha! : xa!, inva!, wa!, z ? dha! : dxa!, dwa!, runs, gs, D);
+      if (z) this.ex.gate_b!(xa!, za!, dha!, dxa!, dza!, n);
+    }, true, undefined, z ? [n, runs, n, n] : [n, runs]);
+    return { dx: r[1] as F32, dz: z ? r[2] as F32 : null, dw: Float32Array.from(r[0]!) };
+  }
+
   /** The causal depthwise conv of x [T, C] by taps wt [K, C] (+ b), per sequence. */
-  convF(x: F32, wt: F32, b: F32 | null, C: number, K: number, seqs: readonly { start: number; len: number }[]): F32 {
+  convF(x: F32, wt: F32, b: F32 | null, C: number, K: number, seqs: readonly { start: number; len: number }[], into?: F32): F32 {
     const ins = b ? [x, wt, b] : [x, wt];
     return this.call(ins, [x.length], (a) => {
       const y = a[ins.length]!;
       for (const { start, len } of seqs) this.ex.conv_f!(a[0]!, a[1]!, b ? a[2]! : 0, b ? 1 : 0, y, start, len, C, K);
-    }, true)[0] as F32;
+    }, true, into)[0] as F32;
   }
 
   /** Its backward: dx [T, C], dwt [K, C] and db [C] (both summed in f64). */
@@ -211,14 +242,20 @@ export function rowKernels(kernels: WebAssembly.Module | null = null): RowKernel
  *  runtime/wasm/module.ts picks); one thread over an unshared memory where this thread may not
  *  share memory or wait for others. */
 export async function rowKernelsWithProducts(kernels: Uint8Array | readonly Uint8Array[], threads: number): Promise<RowKernels | null> {
-  const m = rowModules();
-  if (!m) return null;
+  if (!rowModules()) return null;
   const { wasmModule } = await import('../../wasm/module.ts');
   const support = threadSupport(), n = threadsHere(threads, support);
   if (!support.shared || n < 2) return rowKernels(await wasmModule(kernels, unsharedModule));
-  const shared = await wasmModule(kernels);
-  const r = new RowKernels(new WebAssembly.Module(m.bytes as Uint8Array<ArrayBuffer>), shared, new WebAssembly.Memory({ initial: 16, maximum: 65536, shared: true }));
-  await r.startThreads(shared, n);
+  return rowKernelsOver(await wasmModule(kernels), n);
+}
+
+/** The row kernels and every product on `threads` threads over a shared memory, from the product
+ *  kernels' module compiled in its shared-memory form (a WasmKernels' own: runtime/wasm/train.ts). */
+export async function rowKernelsOver(kernels: WebAssembly.Module, threads: number): Promise<RowKernels | null> {
+  const m = rowModules();
+  if (!m) return null;
+  const r = new RowKernels(new WebAssembly.Module(m.bytes as Uint8Array<ArrayBuffer>), kernels, new WebAssembly.Memory({ initial: 16, maximum: 65536, shared: true }));
+  await r.startThreads(kernels, threads);
   return r;
 }
 
