@@ -36,15 +36,15 @@ export const READ_AHEAD_TAIL = READ_AHEAD + QUANT_LAYOUT.q8.group;
  * lines TILE_READ_AHEAD bytes on, back to back. A load that misses holds up retirement until its line
  * arrives, so loads spread one per k step leave only the few lines in flight that the reorder window
  * spans between them (the tile's loop is ~25 instructions a k step); issued together, they are in
- * flight at once. Over the ~100M Bamba's products from memory (200 MB of bf16 panels), 8 rows on one
- * thread, CPU time of the fastest step (bench/tile-stream.ts; 33.3 ms with the weights in cache):
- * none 70-72 ms, one load a k step 2048 / 4096 / 6144 bytes on 65 / 55 / 59 ms, 16 lines at once
- * 1024 / 2048 / 4096 on 46-48 / 49-51 / 52 ms, 8 lines 48-50, 4 lines 48, 32 lines 53; 4 rows (one
- * tile of 4) 62 -> 36 ms, 2 rows 34.5 -> 30.7 ms. The one-row GEMV (4 panels side by side) gained
- * nothing from it (19.7 -> 23.7 ms) and has none. A memory
+ * flight at once. The ~100M Bamba's products from memory (200 MB of bf16 panels; bench/tile-stream.ts),
+ * 8 rows, fastest step: one thread (CPU time) none 70-72 ms, one load a k step 2048 / 4096 / 6144
+ * bytes on 65 / 55 / 59, 16 lines at once 256-768 on 44, 1024 45-48, 2048 49-51, 8 lines 48-50, 32
+ * lines 47-51; two threads none 39-41 ms, 16 lines 256-768 on 23.6-23.9, 1024 on 24.7-25.0 (with the
+ * weights in cache: 20.6). 4 rows (one tile of 4), two threads: 31.8-32.9 -> 16.7-17.0 ms (512). The
+ * one-row GEMV (4 panels side by side) gained nothing from it (19.7 -> 23.7 ms) and has none. A memory
  * holding a packed bf16 weight extends TILE_READ_TAIL bytes past its end.
  */
-export const TILE_READ_AHEAD = 1024;
+export const TILE_READ_AHEAD = 512;
 export const TILE_READ_LINES = 16;
 export const TILE_READ_TAIL = TILE_READ_AHEAD + 64 * TILE_READ_LINES;
 
