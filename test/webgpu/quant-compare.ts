@@ -1,4 +1,5 @@
-// WebGPU with q8/q4 weights (Model.load's `quantize`) against the CPU reference engine loaded with
+// The comparison of quant-q8.test.ts and quant-q4.test.ts (one file per format, so that neither is
+// the suite's last long file): WebGPU with q8/q4 weights (Model.load's `quantize`) against the CPU reference engine loaded with
 // the same `quantize` (the oracle of the format, runtime/quant.ts), in both renderings (`gpu` and
 // `cpu`, both run on SwiftShader): a random tiny Bamba (f32 stored, the head tied to the embedding,
 // so the quantised table is read by the lookup and the head's product) and the trained
@@ -28,12 +29,6 @@ const CAPACITY = 12;
 const TIMEOUT = 600_000;
 let work: string;
 let random: string;
-beforeAll(() => {
-  useSwiftShader();
-  work = makeDir('archc-webgpu-quant-');
-  random = writeCheckpoint(work, {}, { seed: 11 }).dir;
-});
-afterAll(() => removeDir(work));
 
 const backendOf = (m: Model) => (m as unknown as { backend: WebGpuBackend }).backend;
 
@@ -46,7 +41,6 @@ function moved(a: Float32Array, b: Float32Array): number {
 
 /** Each comparison's max |gpu − cpu| / (1 + max|cpu|), printed at the end (the figures seen). */
 const seen: string[] = [];
-afterAll(() => { if (seen.length) console.log(`max |gpu − cpu| / (1 + max|cpu|):\n  ${seen.join('\n  ')}`); });
 
 function close(got: Float32Array, ref: Float32Array, what: string, V: number): void {
   let scale = 0;
@@ -103,12 +97,22 @@ async function compare(dir: string, quantize: 'q8' | 'q4', profile: WgslProfile,
   }
 }
 
-describe('WebGPU with quantised weights = the CPU reference of the same format', () => {
-  for (const quantize of ['q8', 'q4'] as const) {
+/** The file's cases for one format: its checkpoints made once, the figures printed at the end. */
+export function quantCases(quantize: 'q8' | 'q4'): void {
+  beforeAll(() => {
+    useSwiftShader();
+    work = makeDir(`archc-webgpu-quant-${quantize}-`);
+    random = writeCheckpoint(work, {}, { seed: 11 }).dir;
+  });
+  afterAll(() => {
+    removeDir(work);
+    if (seen.length) console.log(`max |gpu − cpu| / (1 + max|cpu|):\n  ${seen.join('\n  ')}`);
+  });
+  describe(`WebGPU with ${quantize} weights = the CPU reference of the same format`, () => {
     for (const profile of ['cpu', 'gpu'] as const) {
       it(`random tiny Bamba, ${quantize}, ${profile} rendering`, () => compare(random, quantize, profile, `random ${quantize} ${profile}`, profile === 'cpu'), TIMEOUT);
     }
     it(`random tiny Bamba, ${quantize}, weights, arena and pool split over bindings`, () => compare(random, quantize, 'cpu', `random ${quantize} split`, false, SPLIT), TIMEOUT);
     it(`trained tiny-bamba-a, ${quantize}, cpu rendering`, () => compare(TINY_A, quantize, 'cpu', `tiny-bamba-a ${quantize}`, false), TIMEOUT);
-  }
-});
+  });
+}
