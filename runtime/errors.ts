@@ -126,7 +126,7 @@ export const RUNTIME_MESSAGES = {
   RT600: '{0}:{1}: {2}',
   RT601: 'cannot resume from {0}: {1}',
   RT602: 'training diverged at step {0}: {1}; lower --lr or check the data',
-  RT603: 'the f32 training engine (--engine wasm, the default) has no gradient for {0} yet: train this model with --engine reference',
+  RT603: 'the f32 training engine (--engine wasm) has no gradient for {0} yet: train this model with --engine kernels (the default) or --engine reference',
   RT604: 'Trainer option {0}: {1}',
   RT605: 'cannot save the run to {0}: {1}',
   RT606: 'the Trainer cannot train on {0}: {1}',

@@ -85,7 +85,7 @@ describe('f32 engine op records equal the float64 VJP records (rel L2 < 1e-5)', 
   it('a model with an op it has no record for is refused, naming the op (RT603)', () => {
     const node = (op: string) => ({ op, inputs: [0], outputs: [1], attrs: {} });
     const graph = { inputs: [], outputs: [], values: [], weights: [], nodes: [node('silu'), node('topk')] };
-    expect(() => new F32Engine(graph, jsGemm)).toThrow(/RT603.*topk \(a mixture of experts' router\).*--engine reference/);
+    expect(() => new F32Engine(graph, jsGemm)).toThrow(/RT603.*topk \(a mixture of experts' router\).*--engine kernels \(the default\) or --engine reference/);
   });
   for (const k of CASES) {
     for (const which of ['wasm', 'js'] as const) it(`${k.name} (${which} products)`, () => {
