@@ -12,7 +12,8 @@
 // q < 0; 8 unused), then per k-quad the rows' digits side by side (q4: four q as i8 a row; q8: four
 // |q| then four sign masks, 0 or -1, a row).
 
-import { QUANT_LAYOUT } from '../../runtime/wasm/layout.ts';
+import { InternalError } from '../../dsl/diagnostics.ts';
+import { QUANT_LAYOUT, READ_AHEAD_TAIL, TILE_READ_AHEAD } from '../../runtime/wasm/layout.ts';
 import { ADDR32, type Addr } from './addr.ts';
 import { constArgs, constParams, widenScales, XD8_GROUP } from './dot.ts';
 import { get } from './wat.ts';
@@ -98,6 +99,12 @@ function tileKernel(f: QuantType, m: number, R: number, fma: boolean, A: Addr): 
       sums.push(`(v128.store ${at} ${fma ? `(f32x4.relaxed_madd ${prod} ${get('sx')} (v128.load ${at}))` : `(f32x4.add (v128.load ${at}) (f32x4.mul ${prod} ${get('sx')}))`})`);
     });
   }
+  // every 1152 bytes of the panel (8 q4 groups, 4 q8), a byte of each of the next 18 lines
+  // TILE_READ_AHEAD bytes on, loaded and dropped at once, as the bf16 tiles do (runtime/wasm/layout.ts;
+  // from a last group's start that reaches at most READ_AHEAD_TAIL past the weight)
+  const every = 1152 / L.group;
+  if (TILE_READ_AHEAD + 18 * 64 - L.group > READ_AHEAD_TAIL) throw new InternalError(`mt8_${f}: reads past the ${READ_AHEAD_TAIL} bytes kept after a weight`);
+  const ahead = `(if (i32.eqz (i32.and ${get('g')} (i32.const ${every - 1}))) (then ${Array.from({ length: 18 }, (_, i) => `(drop (i32.load8_u offset=${TILE_READ_AHEAD + 64 * i} ${A.w(get('wp'))}))`).join(' ')}))`;
   const zero = rows.flatMap((r) => [0, 1].map((i) => `(v128.store offset=${(2 * r + i) * 16} ${A.low(get('s'))} (v128.const i32x4 0 0 0 0))`));
   return `(func $mt8_${f}_${m} (param $xd i32) (param $wp i32) (param $s i32) (param $G i32)${constParams(TILE_CONSTS)}${A.param}
   (local $g i32) (local $xq i32) (local $wq i32) (local $we i32) (local $v v128) (local $va v128) (local $vb v128) (local $x v128) (local $sg v128)
@@ -106,6 +113,7 @@ function tileKernel(f: QuantType, m: number, R: number, fma: boolean, A: Addr): 
   ${zero.join('\n  ')}
   (block $g_end (loop $g_loop
   (br_if $g_end (i32.ge_s ${get('g')} ${get('G')}))
+  ${ahead}
   ${quads.join('\n  ')}
   ${sums.join('\n  ')}
   (local.set $wp ${add(get('wp'), L.group)})

@@ -2103,6 +2103,7 @@
   (v128.store offset=16 (local.get $s) (v128.const i32x4 0 0 0 0))
   (block $g_end (loop $g_loop
   (br_if $g_end (i32.ge_s (local.get $g) (local.get $G)))
+  (if (i32.eqz (i32.and (local.get $g) (i32.const 7))) (then (drop (i32.load8_u offset=512 (local.get $wp))) (drop (i32.load8_u offset=576 (local.get $wp))) (drop (i32.load8_u offset=640 (local.get $wp))) (drop (i32.load8_u offset=704 (local.get $wp))) (drop (i32.load8_u offset=768 (local.get $wp))) (drop (i32.load8_u offset=832 (local.get $wp))) (drop (i32.load8_u offset=896 (local.get $wp))) (drop (i32.load8_u offset=960 (local.get $wp))) (drop (i32.load8_u offset=1024 (local.get $wp))) (drop (i32.load8_u offset=1088 (local.get $wp))) (drop (i32.load8_u offset=1152 (local.get $wp))) (drop (i32.load8_u offset=1216 (local.get $wp))) (drop (i32.load8_u offset=1280 (local.get $wp))) (drop (i32.load8_u offset=1344 (local.get $wp))) (drop (i32.load8_u offset=1408 (local.get $wp))) (drop (i32.load8_u offset=1472 (local.get $wp))) (drop (i32.load8_u offset=1536 (local.get $wp))) (drop (i32.load8_u offset=1600 (local.get $wp)))))
   (local.set $xq (i32.add (local.get $xd) (i32.const 64)))
   (local.set $wq (local.get $wp))
   (local.set $v (v128.load (local.get $wq)))
@@ -2144,6 +2145,7 @@
   (v128.store offset=48 (local.get $s) (v128.const i32x4 0 0 0 0))
   (block $g_end (loop $g_loop
   (br_if $g_end (i32.ge_s (local.get $g) (local.get $G)))
+  (if (i32.eqz (i32.and (local.get $g) (i32.const 7))) (then (drop (i32.load8_u offset=512 (local.get $wp))) (drop (i32.load8_u offset=576 (local.get $wp))) (drop (i32.load8_u offset=640 (local.get $wp))) (drop (i32.load8_u offset=704 (local.get $wp))) (drop (i32.load8_u offset=768 (local.get $wp))) (drop (i32.load8_u offset=832 (local.get $wp))) (drop (i32.load8_u offset=896 (local.get $wp))) (drop (i32.load8_u offset=960 (local.get $wp))) (drop (i32.load8_u offset=1024 (local.get $wp))) (drop (i32.load8_u offset=1088 (local.get $wp))) (drop (i32.load8_u offset=1152 (local.get $wp))) (drop (i32.load8_u offset=1216 (local.get $wp))) (drop (i32.load8_u offset=1280 (local.get $wp))) (drop (i32.load8_u offset=1344 (local.get $wp))) (drop (i32.load8_u offset=1408 (local.get $wp))) (drop (i32.load8_u offset=1472 (local.get $wp))) (drop (i32.load8_u offset=1536 (local.get $wp))) (drop (i32.load8_u offset=1600 (local.get $wp)))))
   (local.set $xq (i32.add (local.get $xd) (i32.const 64)))
   (local.set $wq (local.get $wp))
   (local.set $v (v128.load (local.get $wq)))
@@ -2197,6 +2199,7 @@
   (v128.store offset=80 (local.get $s) (v128.const i32x4 0 0 0 0))
   (block $g_end (loop $g_loop
   (br_if $g_end (i32.ge_s (local.get $g) (local.get $G)))
+  (if (i32.eqz (i32.and (local.get $g) (i32.const 7))) (then (drop (i32.load8_u offset=512 (local.get $wp))) (drop (i32.load8_u offset=576 (local.get $wp))) (drop (i32.load8_u offset=640 (local.get $wp))) (drop (i32.load8_u offset=704 (local.get $wp))) (drop (i32.load8_u offset=768 (local.get $wp))) (drop (i32.load8_u offset=832 (local.get $wp))) (drop (i32.load8_u offset=896 (local.get $wp))) (drop (i32.load8_u offset=960 (local.get $wp))) (drop (i32.load8_u offset=1024 (local.get $wp))) (drop (i32.load8_u offset=1088 (local.get $wp))) (drop (i32.load8_u offset=1152 (local.get $wp))) (drop (i32.load8_u offset=1216 (local.get $wp))) (drop (i32.load8_u offset=1280 (local.get $wp))) (drop (i32.load8_u offset=1344 (local.get $wp))) (drop (i32.load8_u offset=1408 (local.get $wp))) (drop (i32.load8_u offset=1472 (local.get $wp))) (drop (i32.load8_u offset=1536 (local.get $wp))) (drop (i32.load8_u offset=1600 (local.get $wp)))))
   (local.set $xq (i32.add (local.get $xd) (i32.const 64)))
   (local.set $wq (local.get $wp))
   (local.set $v (v128.load (local.get $wq)))
@@ -2262,6 +2265,7 @@
   (v128.store offset=112 (local.get $s) (v128.const i32x4 0 0 0 0))
   (block $g_end (loop $g_loop
   (br_if $g_end (i32.ge_s (local.get $g) (local.get $G)))
+  (if (i32.eqz (i32.and (local.get $g) (i32.const 7))) (then (drop (i32.load8_u offset=512 (local.get $wp))) (drop (i32.load8_u offset=576 (local.get $wp))) (drop (i32.load8_u offset=640 (local.get $wp))) (drop (i32.load8_u offset=704 (local.get $wp))) (drop (i32.load8_u offset=768 (local.get $wp))) (drop (i32.load8_u offset=832 (local.get $wp))) (drop (i32.load8_u offset=896 (local.get $wp))) (drop (i32.load8_u offset=960 (local.get $wp))) (drop (i32.load8_u offset=1024 (local.get $wp))) (drop (i32.load8_u offset=1088 (local.get $wp))) (drop (i32.load8_u offset=1152 (local.get $wp))) (drop (i32.load8_u offset=1216 (local.get $wp))) (drop (i32.load8_u offset=1280 (local.get $wp))) (drop (i32.load8_u offset=1344 (local.get $wp))) (drop (i32.load8_u offset=1408 (local.get $wp))) (drop (i32.load8_u offset=1472 (local.get $wp))) (drop (i32.load8_u offset=1536 (local.get $wp))) (drop (i32.load8_u offset=1600 (local.get $wp)))))
   (local.set $xq (i32.add (local.get $xd) (i32.const 64)))
   (local.set $wq (local.get $wp))
   (local.set $v (v128.load (local.get $wq)))
@@ -2385,6 +2389,7 @@
   (v128.store offset=16 (local.get $s) (v128.const i32x4 0 0 0 0))
   (block $g_end (loop $g_loop
   (br_if $g_end (i32.ge_s (local.get $g) (local.get $G)))
+  (if (i32.eqz (i32.and (local.get $g) (i32.const 3))) (then (drop (i32.load8_u offset=512 (local.get $wp))) (drop (i32.load8_u offset=576 (local.get $wp))) (drop (i32.load8_u offset=640 (local.get $wp))) (drop (i32.load8_u offset=704 (local.get $wp))) (drop (i32.load8_u offset=768 (local.get $wp))) (drop (i32.load8_u offset=832 (local.get $wp))) (drop (i32.load8_u offset=896 (local.get $wp))) (drop (i32.load8_u offset=960 (local.get $wp))) (drop (i32.load8_u offset=1024 (local.get $wp))) (drop (i32.load8_u offset=1088 (local.get $wp))) (drop (i32.load8_u offset=1152 (local.get $wp))) (drop (i32.load8_u offset=1216 (local.get $wp))) (drop (i32.load8_u offset=1280 (local.get $wp))) (drop (i32.load8_u offset=1344 (local.get $wp))) (drop (i32.load8_u offset=1408 (local.get $wp))) (drop (i32.load8_u offset=1472 (local.get $wp))) (drop (i32.load8_u offset=1536 (local.get $wp))) (drop (i32.load8_u offset=1600 (local.get $wp)))))
   (local.set $xq (i32.add (local.get $xd) (i32.const 32)))
   (local.set $wq (local.get $wp))
   (local.set $va (v128.load (local.get $wq)))
@@ -2424,6 +2429,7 @@
   (v128.store offset=48 (local.get $s) (v128.const i32x4 0 0 0 0))
   (block $g_end (loop $g_loop
   (br_if $g_end (i32.ge_s (local.get $g) (local.get $G)))
+  (if (i32.eqz (i32.and (local.get $g) (i32.const 3))) (then (drop (i32.load8_u offset=512 (local.get $wp))) (drop (i32.load8_u offset=576 (local.get $wp))) (drop (i32.load8_u offset=640 (local.get $wp))) (drop (i32.load8_u offset=704 (local.get $wp))) (drop (i32.load8_u offset=768 (local.get $wp))) (drop (i32.load8_u offset=832 (local.get $wp))) (drop (i32.load8_u offset=896 (local.get $wp))) (drop (i32.load8_u offset=960 (local.get $wp))) (drop (i32.load8_u offset=1024 (local.get $wp))) (drop (i32.load8_u offset=1088 (local.get $wp))) (drop (i32.load8_u offset=1152 (local.get $wp))) (drop (i32.load8_u offset=1216 (local.get $wp))) (drop (i32.load8_u offset=1280 (local.get $wp))) (drop (i32.load8_u offset=1344 (local.get $wp))) (drop (i32.load8_u offset=1408 (local.get $wp))) (drop (i32.load8_u offset=1472 (local.get $wp))) (drop (i32.load8_u offset=1536 (local.get $wp))) (drop (i32.load8_u offset=1600 (local.get $wp)))))
   (local.set $xq (i32.add (local.get $xd) (i32.const 32)))
   (local.set $wq (local.get $wp))
   (local.set $va (v128.load (local.get $wq)))

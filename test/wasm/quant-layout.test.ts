@@ -68,7 +68,7 @@ describe('q8/q4 panel bytes', () => {
 
   // a weight packed one after another until one ends within `tail` of a 64 KiB page's end (a memory
   // grows by whole pages: it would end there; at most a page's worth of them), then the product that
-  // reads furthest past it runs on it: the GEMV (q4) or a block's widening tile (bf16, 8 rows)
+  // reads furthest past it runs on it: the GEMV and the integer GEMM (q4) or a block's widening tile (bf16, 8 rows)
   for (const [what, tail, bytes] of [['q4, as far as the GEMV reads ahead', READ_AHEAD_TAIL, 144], ['bf16, as far as the widening tile reads ahead', TILE_READ_TAIL, 2 * 8 * 32]] as const) {
     it(`the memory extends past a packed weight (${what}), even where the weight ends a 64 KiB page's last bytes`, () => {
       const wk = new WasmKernels(modules.get(WASM_TARGETS[0]!)!, 1);
@@ -81,8 +81,10 @@ describe('q8/q4 panel bytes', () => {
         for (let i = 0; i < 65536 / bytes && (end === 0 || end % 65536 <= 65536 - tail); i++) end = (p = pack()).at + bytes;
         expect(end % 65536).toBeGreaterThan(65536 - tail);
         expect(wk.memory.buffer.byteLength).toBeGreaterThanOrEqual(end + tail);
-        const xAt = wk.allocate(4 * T * 32), yAt = wk.allocate(4 * T * 8);
+        const xAt = wk.allocate(4 * 8 * 32), yAt = wk.allocate(4 * 8 * 8);
         wk.linearAt(p, xAt, 32, T, yAt, 8);
+        // q4: 8 rows of 8-bit activations too, the integer GEMM's tiles reading ahead as the bf16 ones do
+        if (what.startsWith('q4')) { wk.activations = 'q8'; wk.linearAt(p, xAt, 32, 8, yAt, 8); }
       } finally {
         wk.close();
       }
