@@ -16,7 +16,7 @@ import { InternalError } from '../../dsl/diagnostics.ts';
 import { QUANT_LAYOUT, READ_AHEAD_TAIL, TILE_READ_AHEAD } from '../../runtime/wasm/layout.ts';
 import { ADDR32, type Addr } from './addr.ts';
 import { constArgs, constParams, widenScales, XD8_GROUP } from './dot.ts';
-import { get } from './wat.ts';
+import { get, touchLinesEvery } from './wat.ts';
 
 const add = (a: string, b: string | number) => `(i32.add ${a} ${typeof b === 'number' ? `(i32.const ${b})` : b})`;
 type QuantType = 'q8' | 'q4';
@@ -104,7 +104,7 @@ function tileKernel(f: QuantType, m: number, R: number, fma: boolean, A: Addr): 
   // from a last group's start that reaches at most READ_AHEAD_TAIL past the weight)
   const every = 1152 / L.group;
   if (TILE_READ_AHEAD + 18 * 64 - L.group > READ_AHEAD_TAIL) throw new InternalError(`mt8_${f}: reads past the ${READ_AHEAD_TAIL} bytes kept after a weight`);
-  const ahead = `(if (i32.eqz (i32.and ${get('g')} (i32.const ${every - 1}))) (then ${Array.from({ length: 18 }, (_, i) => `(drop (i32.load8_u offset=${TILE_READ_AHEAD + 64 * i} ${A.w(get('wp'))}))`).join(' ')}))`;
+  const ahead = touchLinesEvery('g', every, A.w(get('wp')), TILE_READ_AHEAD, 18);
   const zero = rows.flatMap((r) => [0, 1].map((i) => `(v128.store offset=${(2 * r + i) * 16} ${A.low(get('s'))} (v128.const i32x4 0 0 0 0))`));
   return `(func $mt8_${f}_${m} (param $xd i32) (param $wp i32) (param $s i32) (param $G i32)${constParams(TILE_CONSTS)}${A.param}
   (local $g i32) (local $xq i32) (local $wq i32) (local $we i32) (local $v v128) (local $va v128) (local $vb v128) (local $x v128) (local $sg v128)

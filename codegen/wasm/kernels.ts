@@ -29,6 +29,7 @@ import { JOB, work } from './job.ts';
 import { ADDR32, type Addr, MEMORY64_PAGES, addrOf } from './addr.ts';
 import { PAIRED, digitsKernel, digits8Kernel, dotKernel, dotProduct, round8Kernel, widenScales } from './dot.ts';
 import { gemm8Kernels } from './gemm8.ts';
+import { touchLinesEvery } from './wat.ts';
 
 export { PRODUCT, QUANT_LAYOUT, XQ_OFFSET };
 export { XD_GROUP, XD8_GROUP } from './dot.ts';
@@ -78,7 +79,7 @@ function microKernel(dt: WeightType, m: number, mr: number, unroll: number, fma:
     if (readAhead && u === 0) {
       const every = TILE_READ_LINES * 64 / wb;
       if (readAhead > TILE_READ_AHEAD || every % unroll) throw new InternalError(`mk_${dt}_${m}: reads ${readAhead} bytes ahead (at most ${TILE_READ_AHEAD}) every ${every} k steps, k unrolled by ${unroll}`);
-      lines.push(`(if (i32.eqz (i32.and ${get('k')} (i32.const ${every - 1}))) (then ${Array.from({ length: TILE_READ_LINES }, (_, i) => `(drop (i32.load8_u offset=${readAhead + 64 * i} ${A.w(get('wp'))}))`).join(' ')}))`);
+      lines.push(touchLinesEvery('k', every, A.w(get('wp')), readAhead, TILE_READ_LINES));
     }
     if (widenTo) lines.push(`(v128.store offset=${u * NR * 4} ${A.low(get('sp'))} ${get('w0')})`, `(v128.store offset=${u * NR * 4 + 16} ${A.low(get('sp'))} ${get('w1')})`);
     for (let r = 0; r < m; r++) {

@@ -27,7 +27,7 @@ import { assemble } from './assemble.ts';
 import { attentionDecodeRun } from './attention-step.ts';
 import { FIXED_WAT } from './fixed.ts';
 import { gatherRun, scatterRun, softmaxRun, topkRun } from './route.ts';
-import { Fn, type RowAt, Unsupported, addI, get, i32, mapPass, mulI, normPass, ropePass, unsupported } from './wat.ts';
+import { Fn, type RowAt, Unsupported, addI, get, i32, mapPass, mulI, normPass, ropePass, touchLines, unsupported } from './wat.ts';
 
 /** The one-token conv in place on columns [col, col + C) of row r = sequence r, through the
  *  sequence's window (state), then `post` in place. Each channel sums its taps in f64 in order, as
@@ -288,7 +288,7 @@ function ssdStepRun(f: Fn): string {
   }).join('\n');
   // the state row STATE_READ_AHEAD bytes on, a byte of each line loaded and dropped, so that the lines
   // of the states, read once a step from memory, are in flight well before their row (runtime/wasm/layout.ts)
-  const ahead = Array.from({ length: Math.ceil(N / 16) }, (_, i) => `(drop (i32.load8_u offset=${STATE_READ_AHEAD + 64 * i} ${get(so)}))`).join(' ');
+  const ahead = touchLines(get(so), STATE_READ_AHEAD, Math.ceil(N / 16));
   const perP = f.loop(p, i32(0), i32(P), `(local.set $${dx} (f32x4.splat (f32.demote_f64 (f64.mul ${get(d)} (f64.promote_f32 ${fl(get(xr), addI(mulI(get(h), P), get(p)))})))))
 (local.set $${so} ${addI(get(st0), `(i32.shl ${mulI(addI(mulI(get(h), P), get(p)), N)} ${i32(2)})`)})
 (local.set $${acc} (v128.const f32x4 0 0 0 0))

@@ -21,6 +21,11 @@ export const get = (n: string) => `(local.get $${n})`;
 export const addI = (a: string, b: string | number) => (b === 0 ? a : `(i32.add ${a} ${typeof b === 'number' ? i32(b) : b})`);
 export const mulI = (a: string, b: number) => (b === 1 ? a : `(i32.mul ${a} ${i32(b)})`);
 
+/** A byte of each of `lines` cache lines `offset` bytes past `at`, loaded and dropped: a read-ahead (runtime/wasm/layout.ts). */
+export const touchLines = (at: string, offset: number, lines: number): string => Array.from({ length: lines }, (_, i) => `(drop (i32.load8_u offset=${offset + 64 * i} ${at}))`).join(' ');
+/** touchLines, all at once, where local `k` is a multiple of `every` (a power of two). */
+export const touchLinesEvery = (k: string, every: number, at: string, offset: number, lines: number): string => `(if (i32.eqz (i32.and ${get(k)} (i32.const ${every - 1}))) (then ${touchLines(at, offset, lines)}))`;
+
 /** An f32 literal of Math.fround(v). */
 export function f32lit(v: number): string {
   if (Number.isNaN(v)) return 'nan';

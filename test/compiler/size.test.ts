@@ -166,8 +166,9 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  codegen +42, runtime +113, cli +7: `archc build --train` and the package's Trainer on WebGPU (issue 20: the webgpu
  *  target's src/train-wgsl.ts without the inference kernels, runtime/train/session.ts stepAsync/evaluateAsync/saveAsync, start from weights in memory
  *  (a page), its engines, RT606);
- *  codegen +8: the integer GEMM's tiles read ahead as the bf16 ones do (issue 22: codegen/wasm/gemm8.ts). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5514, codegen: 7951, runtime: 18258, cli: 3415 };
+ *  codegen +8: the integer GEMM's tiles read ahead as the bf16 ones do (issue 22: codegen/wasm/gemm8.ts);
+ *  codegen +6: the read-aheads' loads spelled once (codegen/wasm/wat.ts touchLines, touchLinesEvery) for the bf16 tiles, gemm8 and the SSD step. */
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5514, codegen: 7957, runtime: 18258, cli: 3415 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
