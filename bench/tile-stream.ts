@@ -9,7 +9,8 @@
 // the memory bandwidth it shares). `--cached`: one [768, 768] weight (1.2 MB, stays in cache) read as
 // often, the same multiply-adds with no stream from memory: the step's arithmetic floor.
 //
-// Run: npx tsx bench/tile-stream.ts [--rows 1,8] [--threads 2] [--rounds 5] [--ahead 1024,0] [--cached]
+// `--mr 6,4`: also modules of other row-tile heights (WasmTarget.rowsPerTile; widenFrom at least it).
+// Run: npx tsx bench/tile-stream.ts [--rows 1,8] [--threads 2] [--rounds 5] [--ahead 1024,0] [--mr 6] [--cached]
 import { cpuUsage } from 'node:process';
 import { wasmKernels } from '../codegen/wasm/assemble.ts';
 import { WASM_FMA_TARGET, type WasmTarget } from '../codegen/wasm/target.ts';
@@ -58,8 +59,9 @@ function fastest(fn: () => void, n: number): { wall: number; cpu: number } {
 }
 
 const AHEAD = arg('--ahead', `${WASM_FMA_TARGET.tileReadAhead},0`).split(',').map(Number);
-const names = AHEAD.map((a) => (a ? `read-ahead ${a}` : 'none'));
-const targets = AHEAD.map((a) => ({ ...WASM_FMA_TARGET, tileReadAhead: a }));
+const MRS = arg('--mr', `${WASM_FMA_TARGET.rowsPerTile}`).split(',').map(Number);
+const names = MRS.flatMap((mr) => AHEAD.map((a) => `${MRS.length > 1 ? `MR ${mr}, ` : ''}${a ? `read-ahead ${a}` : 'none'}`));
+const targets = MRS.flatMap((mr) => AHEAD.map((a) => ({ ...WASM_FMA_TARGET, tileReadAhead: a, rowsPerTile: mr, widenFrom: Math.max(mr, WASM_FMA_TARGET.widenFrom), tokenBlock: Math.floor(WASM_FMA_TARGET.tokenBlock / mr) * mr })));
 for (const threads of new Set([1, THREADS])) {
   const vs = [];
   for (const t of targets) vs.push(await variant(t, threads));

@@ -180,6 +180,42 @@ function tiles(dt: WeightType, mr: number, wp: string, from = get('tb'), base = 
 }
 
 /**
+ * tiles(x, ldx, T, K, out, MR): x's T rows (floats `ldx` apart from byte x) as the products' row
+ * tiles [ceil(T/MR)][K][MR] at byte out: row t's k-th float at ((t − t % MR)·K + k·MR + t % MR)·4.
+ * Four floats of a row are read at once and stored MR floats apart; rows past T are left as they
+ * are (their results are never read). Called before every product over f32 activations, on the
+ * calling thread alone, so its cost is not shared: a JS element loop took ~8.5 µs at 8 rows of 768.
+ */
+function tilesKernel(A: Addr): string {
+  const at = (o: number) => A.low(o ? add(get('op'), `(i32.mul ${get('step')} (i32.const ${o}))`) : get('op'));
+  return `(func (export "tiles") (param $x i32) (param $ldx i32) (param $T i32) (param $K i32) (param $out i32) (param $MR i32)
+  (local $t i32) (local $k i32) (local $xp i32) (local $op i32) (local $step i32) (local $v v128)
+  (local.set $step (i32.shl ${get('MR')} (i32.const 2)))
+  (block $rows_end (loop $rows
+    (br_if $rows_end (i32.ge_u ${get('t')} ${get('T')}))
+    (local.set $xp ${add(get('x'), `(i32.shl (i32.mul ${get('t')} ${get('ldx')}) (i32.const 2))`)})
+    (local.set $op ${add(get('out'), `(i32.shl (i32.add (i32.mul (i32.sub ${get('t')} (i32.rem_u ${get('t')} ${get('MR')})) ${get('K')}) (i32.rem_u ${get('t')} ${get('MR')})) (i32.const 2))`)})
+    (local.set $k (i32.const 0))
+    (block $quads_end (loop $quads
+      (br_if $quads_end (i32.gt_u ${add(get('k'), 4)} ${get('K')}))
+      (local.set $v (v128.load ${A.low(get('xp'))}))
+      ${[0, 1, 2, 3].map((l) => `(v128.store32_lane ${l} ${at(l)} ${get('v')})`).join(' ')}
+      (local.set $xp ${add(get('xp'), 16)})
+      (local.set $op ${add(get('op'), `(i32.shl ${get('step')} (i32.const 2))`)})
+      (local.set $k ${add(get('k'), 4)})
+      (br $quads)))
+    (block $tail_end (loop $tail
+      (br_if $tail_end (i32.ge_u ${get('k')} ${get('K')}))
+      (f32.store ${A.low(get('op'))} (f32.load ${A.low(get('xp'))}))
+      (local.set $xp ${add(get('xp'), 4)})
+      (local.set $op ${add(get('op'), get('step'))})
+      (local.set $k ${add(get('k'), 1)})
+      (br $tail)))
+    (local.set $t ${add(get('t'), 1)})
+    (br $rows))))`;
+}
+
+/**
  * gemm_<dt>(x, w, y, T, K, ldy, p0, p1[, s]): panels [p0, p1) of y = x·Wᵀ for all T rows. Rows go
  * in blocks of `tokenBlock` (a block of x stays in cache while every panel passes over it), each
  * block in tiles of MR rows. bf16 takes `s`, the calling thread's own K·NR·4 bytes: in a block of at
@@ -324,7 +360,7 @@ export function renderWasmKernels(t: WasmTarget): string {
   }
   if (t.quantDotRows > 0) funcs.push(digitsKernel(A));
   funcs.push(...gemm8Kernels(t, A));
-  funcs.push(round8Kernel(A));
+  funcs.push(round8Kernel(A), tilesKernel(A));
   funcs.push(work(t.quantDotRows > 0, A, r4 > 0));
   return `;; archc wasm kernels${t.fma ? ' (fused multiply-add: relaxed SIMD)' : ''}: matrix products over packed weight panels (generated; see codegen/wasm/kernels.ts)
 (module

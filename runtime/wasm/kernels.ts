@@ -222,12 +222,11 @@ export class WasmKernels {
     } else if (a8 && this.a8Tile[f] && m.ex[f === 'q4' ? 'digits8_q4' : 'digits8s_q8']!(xAt, ldx, T, K, at, this.a8Tile[f])) return PRODUCT[`gemm8_${f}`];
     // 8-bit activations: rounded into the tiles by the module, or here where a group is not finite
     if (a8 && m.ex.round8(xAt, ldx, T, K, at, this.MR)) return PRODUCT[w.dtype];
-    const mem = new Float32Array(m.memory.buffer);
     if (a8) {
-      const rows = new Float32Array(T * K);
+      const mem = new Float32Array(m.memory.buffer), rows = new Float32Array(T * K);
       quantizeActivations(mem, xAt >>> 2, ldx, T, K, rows);
       tiles(rows, 0, K, mem, at, T, K, this.MR);
-    } else tiles(mem, xAt, ldx, mem, at, T, K, this.MR);
+    } else m.ex.tiles(xAt, ldx, T, K, at, this.MR);
     return PRODUCT[w.dtype];
   }
 

@@ -39,6 +39,8 @@ export interface Exports {
   gemm8_q4?(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number, s: number): void;
   gemm8_q8?(x: number, w: number, y: number, T: number, K: number, ldy: number, p0: number, p1: number, s: number): void;
   round8(x: number, ldx: number, T: number, K: number, out: number, MR: number): number;
+  /** x's T rows as the products' row tiles (codegen/wasm/kernels.ts `tiles`). */
+  tiles(x: number, ldx: number, T: number, K: number, out: number, MR: number): void;
   work(s: number): void;
 }
 

@@ -163,6 +163,18 @@ for (const t of WASM_TARGETS) describe(`the ${variantName(t)} module`, () => {
     });
   });
 
+  it('tiles: rows as the products read them, [ceil(T/MR)][K][MR], k in fours and a tail; rows past T untouched', () => {
+    const memory = new WebAssembly.Memory({ initial: 2, maximum: 2, shared: true });
+    const ex = new WebAssembly.Instance(modules.get(t)!, { env: { memory } }).exports as unknown as { tiles(...a: number[]): void };
+    const T = 2 * MR + 1, K = 19, ldx = 23, out = 16384, f = new Float32Array(memory.buffer);
+    for (let i = 0; i < T * ldx; i++) f[64 + i] = i + 0.5;
+    const want = new Float32Array(3 * MR * K + 8).fill(-1);
+    f.set(want, out / 4);
+    ex.tiles(256, ldx, T, K, out, MR);
+    for (let r = 0; r < T; r++) for (let k = 0; k < K; k++) want[(r - (r % MR)) * K + k * MR + (r % MR)] = r * ldx + k + 0.5;
+    expect(Array.from(f.subarray(out / 4, out / 4 + want.length))).toEqual(Array.from(want));
+  });
+
   describe('chunked SSD = CPU backend', () => {
     const CASES = [
       { T: 13, H: 4, P: 12, G: 2, N: 6, chunk: 5 },
