@@ -9,8 +9,9 @@
 // the memory bandwidth it shares). `--cached`: one [768, 768] weight (1.2 MB, stays in cache) read as
 // often, the same multiply-adds with no stream from memory: the step's arithmetic floor.
 //
-// `--mr 6,4`: also modules of other row-tile heights (WasmTarget.rowsPerTile; widenFrom at least it).
-// Run: npx tsx bench/tile-stream.ts [--rows 1,8] [--threads 2] [--rounds 5] [--ahead 1024,0] [--mr 6] [--cached]
+// `--mr 6,4`: also modules of other row-tile heights (WasmTarget.rowsPerTile; widenFrom at least it);
+// `--pair 2,0`: with and without a short last tile over two panels at once (WasmTarget.pairRows).
+// Run: npx tsx bench/tile-stream.ts [--rows 1,8] [--threads 2] [--rounds 5] [--ahead 1024,0] [--mr 6] [--pair 2] [--cached]
 import { cpuUsage } from 'node:process';
 import { wasmKernels } from '../codegen/wasm/assemble.ts';
 import { WASM_FMA_TARGET, type WasmTarget } from '../codegen/wasm/target.ts';
@@ -60,8 +61,12 @@ function fastest(fn: () => void, n: number): { wall: number; cpu: number } {
 
 const AHEAD = arg('--ahead', `${WASM_FMA_TARGET.tileReadAhead},0`).split(',').map(Number);
 const MRS = arg('--mr', `${WASM_FMA_TARGET.rowsPerTile}`).split(',').map(Number);
-const names = MRS.flatMap((mr) => AHEAD.map((a) => `${MRS.length > 1 ? `MR ${mr}, ` : ''}${a ? `read-ahead ${a}` : 'none'}`));
-const targets = MRS.flatMap((mr) => AHEAD.map((a) => ({ ...WASM_FMA_TARGET, tileReadAhead: a, rowsPerTile: mr, widenFrom: Math.max(mr, WASM_FMA_TARGET.widenFrom), tokenBlock: Math.floor(WASM_FMA_TARGET.tokenBlock / mr) * mr })));
+const PAIRS = arg('--pair', `${WASM_FMA_TARGET.pairRows}`).split(',').map(Number);
+const names: string[] = [], targets: WasmTarget[] = [];
+for (const mr of MRS) for (const pairRows of PAIRS) for (const a of AHEAD) {
+  names.push(`${MRS.length > 1 ? `MR ${mr}, ` : ''}${PAIRS.length > 1 ? `pairs ${pairRows}, ` : ''}${a ? `read-ahead ${a}` : 'none'}`);
+  targets.push({ ...WASM_FMA_TARGET, tileReadAhead: a, rowsPerTile: mr, widenFrom: Math.max(mr, WASM_FMA_TARGET.widenFrom), tokenBlock: Math.floor(WASM_FMA_TARGET.tokenBlock / mr) * mr, pairRows: Math.min(pairRows, mr - 1) });
+}
 for (const threads of new Set([1, THREADS])) {
   const vs = [];
   for (const t of targets) vs.push(await variant(t, threads));
@@ -71,7 +76,7 @@ for (const threads of new Set([1, THREADS])) {
     for (let r = 0; r < ROUNDS; r++) vs.forEach((v, i) => by[i]!.push(fastest(() => v.step(T), 3)));
     vs.forEach((v, i) => {
       const wall = Math.min(...by[i]!.map((b) => b.wall)), cpu = Math.min(...by[i]!.map((b) => b.cpu));
-      console.log(`  ${T} rows, ${names[i]!.padEnd(16)} wall ${by[i]!.map((b) => b.wall.toFixed(1)).join(' ')} ms (best ${wall.toFixed(1)}, ${(2 * v.macs * T / wall / 1e6).toFixed(1)} GFLOP/s)${threads === 1 ? `, CPU ${cpu.toFixed(1)} ms` : ''}`);
+      console.log(`  ${T} rows, ${names[i]!.padEnd(24)} wall ${by[i]!.map((b) => b.wall.toFixed(1)).join(' ')} ms (best ${wall.toFixed(1)}, ${(2 * v.macs * T / wall / 1e6).toFixed(1)} GFLOP/s)${threads === 1 ? `, CPU ${cpu.toFixed(1)} ms` : ''}`);
     });
   }
   for (const v of vs) v.wk.close();

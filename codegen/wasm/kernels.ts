@@ -159,24 +159,86 @@ const tileAt = () => `(local.set $xp ${add(get('x'), `(i32.shl (i32.mul ${get('t
 
 /** The row tiles [tb, te) of one panel, whose weights start at `wp`, with the micro-kernels of `dt`;
  *  the last tile takes the micro-kernel of its row count. Labels are suffixed with `dt`. */
-function tiles(dt: WeightType, mr: number, wp: string, from = get('tb'), base = ''): string {
+function tiles(dt: WeightType, mr: number, wp: string, from = get('tb'), base = '', end = get('te'), tag: string = dt): string {
   const cases = Array.from({ length: mr }, (_, i) => i + 1);
   // br_table on m - 1: case blocks nested innermost-first
-  let body = `(br_table ${cases.map((m) => `$m${m}_${dt}`).join(' ')} (i32.sub ${get('m')} (i32.const 1)))`;
+  let body = `(br_table ${cases.map((m) => `$m${m}_${tag}`).join(' ')} (i32.sub ${get('m')} (i32.const 1)))`;
   for (const m of cases) {
-    body = `(block $m${m}_${dt}\n${body})\n(call $mk_${dt}_${m} ${get('xp')} ${get('wp')} ${get('yp')} ${get('K')} ${get('ldyb')}${base})\n(br $tiles_next_${dt})`;
+    body = `(block $m${m}_${tag}\n${body})\n(call $mk_${dt}_${m} ${get('xp')} ${get('wp')} ${get('yp')} ${get('K')} ${get('ldyb')}${base})\n(br $tiles_next_${tag})`;
   }
   return `(local.set $wp ${wp})
       (local.set $t ${from})
-      (block $tiles_end_${dt} (loop $tiles_${dt}
-        (br_if $tiles_end_${dt} (i32.ge_s ${get('t')} ${get('te')}))
-        (local.set $m (i32.sub ${get('te')} ${get('t')}))
+      (block $tiles_end_${tag} (loop $tiles_${tag}
+        (br_if $tiles_end_${tag} (i32.ge_s ${get('t')} ${end}))
+        (local.set $m (i32.sub ${end} ${get('t')}))
         (if (i32.gt_s ${get('m')} (i32.const ${mr})) (then (local.set $m (i32.const ${mr}))))
         ${tileAt()}
-        (block $tiles_next_${dt}
+        (block $tiles_next_${tag}
           ${body})
         (local.set $t ${add(get('t'), mr)})
-        (br $tiles_${dt})))`;
+        (br $tiles_${tag})))`;
+}
+
+/**
+ * mk2_f32_<m>(xp, wp, wq, yp, K, ldyb): rows 0..m-1 of one row tile times two widened f32 panels,
+ * wp and wq (the thread's scratch), whose columns lie side by side in y: 4m accumulators, enough
+ * chains for the multiply-adds with k not unrolled, so nothing is stored before the end (see
+ * WasmTarget.pairRows). The sums are in k order, one accumulator each.
+ */
+function pairKernel(m: number, mr: number, fma: boolean, A: Addr): string {
+  const accs: string[] = [];
+  for (let r = 0; r < m; r++) for (let c = 0; c < 4; c++) accs.push(`$acc_${r}_${c}`);
+  const body = [0, 1, 2, 3].map((c) => `(local.set $w${c} (v128.load offset=${(c % 2) * 16} ${A.low(get(c < 2 ? 'wp' : 'wq'))}))`);
+  for (let r = 0; r < m; r++) {
+    body.push(`(local.set $xv (v128.load32_splat offset=${r * 4} ${A.low(get('xp'))}))`);
+    for (let c = 0; c < 4; c++) {
+      const acc = get(`acc_${r}_${c}`), w = get(`w${c}`);
+      body.push(`(local.set $acc_${r}_${c} ${fma ? `(f32x4.relaxed_madd ${get('xv')} ${w} ${acc})` : `(f32x4.add ${acc} (f32x4.mul ${get('xv')} ${w}))`})`);
+    }
+  }
+  const rowAt = (r: number) => A.low(r ? add(get('yp'), `(i32.mul (i32.const ${r}) ${get('ldyb')})`) : get('yp'));
+  const stores: string[] = [];
+  for (let r = 0; r < m; r++) for (let c = 0; c < 4; c++) stores.push(`(v128.store offset=${c * 16} ${rowAt(r)} ${get(`acc_${r}_${c}`)})`);
+  return `(func $mk2_f32_${m} (param $xp i32) (param $wp i32) (param $wq i32) (param $yp i32) (param $K i32) (param $ldyb i32)
+  (local $k i32) (local $xv v128) (local $w0 v128) (local $w1 v128) (local $w2 v128) (local $w3 v128)
+  ${accs.map((a) => `(local ${a} v128)`).join(' ')}
+  (block $k_end (loop $k_loop
+  (br_if $k_end (i32.ge_s ${get('k')} ${get('K')}))
+  ${body.join('\n  ')}
+  (local.set $xp ${add(get('xp'), mr * 4)})
+  (local.set $wp ${add(get('wp'), NR * 4)})
+  (local.set $wq ${add(get('wq'), NR * 4)})
+  (local.set $k ${add(get('k'), 1)})
+  (br $k_loop)))
+  ${stores.join('\n  ')})`;
+}
+
+/**
+ * The widened path of gemm_bf16 for panels p and p + 1 (p even) when the block's last tile has
+ * 1..pairRows rows: each panel widened by the first tile into its half of s (the second at s + K·NR·4),
+ * the whole tiles after it over each, then the last tile over both (mk2); leaves $p at p + 1. Which
+ * kernel computes a panel depends on its index and the block only, not on how the threads split the
+ * panels (chunks are even: runtime/wasm/kernels.ts), so the sums are the same on any thread count.
+ */
+function pairedPanels(mr: number, pairRows: number, panelAt: string, A: Addr): string {
+  const s2 = add(get('s'), `(i32.mul ${get('K')} (i32.const ${NR * 4}))`), full = `(i32.sub ${get('te')} ${get('rem')})`;
+  const cases = Array.from({ length: pairRows }, (_, i) => i + 1);
+  let last = `(br_table ${cases.map((m) => `$pm${m}`).join(' ')} (i32.sub ${get('rem')} (i32.const 1)))`;
+  for (const m of cases) last = `(block $pm${m}\n${last})\n(call $mk2_f32_${m} ${get('xp')} ${get('s')} ${s2} ${get('yp')} ${get('K')} ${get('ldyb')})\n(br $pm_done)`;
+  return `(local.set $t ${get('tb')})
+      ${tileAt()}
+      (call $mkw_bf16_${mr} ${get('xp')} ${panelAt} ${get('yp')} ${get('K')} ${get('ldyb')} ${get('s')}${A.pass})
+      (local.set $p ${add(get('p'), 1)})
+      ${tileAt()}
+      (call $mkw_bf16_${mr} ${get('xp')} ${panelAt} ${get('yp')} ${get('K')} ${get('ldyb')} ${s2}${A.pass})
+      ${tiles('f32', mr, s2, add(get('tb'), mr), A.zero, full, 'pair1')}
+      (local.set $p (i32.sub ${get('p')} (i32.const 1)))
+      ${tiles('f32', mr, get('s'), add(get('tb'), mr), A.zero, full, 'pair0')}
+      (local.set $t ${full})
+      ${tileAt()}
+      (block $pm_done
+      ${last})
+      (local.set $p ${add(get('p'), 1)})`;
 }
 
 /**
@@ -218,24 +280,31 @@ function tilesKernel(A: Addr): string {
 /**
  * gemm_<dt>(x, w, y, T, K, ldy, p0, p1[, s]): panels [p0, p1) of y = x·Wᵀ for all T rows. Rows go
  * in blocks of `tokenBlock` (a block of x stays in cache while every panel passes over it), each
- * block in tiles of MR rows. bf16 takes `s`, the calling thread's own K·NR·4 bytes: in a block of at
+ * block in tiles of MR rows. bf16 takes `s`, the calling thread's own 2·K·NR·4 bytes: in a block of at
  * least `widenFrom` rows (>= MR) the first tile widens each panel there (mkw) and the other tiles
- * run the f32 micro-kernels over it; fewer rows widen in registers, tile by tile.
+ * run the f32 micro-kernels over it (panels in pairs where the last tile is short: pairedPanels);
+ * fewer rows widen in registers, tile by tile.
  */
 function gemm(dt: WeightType, t: WasmTarget): string {
   const mr = t.rowsPerTile, A = addrOf(t);
   const panelAt = add(get('w'), `(i32.mul ${get('p')} ${get('panelb')})`);
+  const single = `(local.set $t ${get('tb')})
+      ${tileAt()}
+      (call $mkw_bf16_${mr} ${get('xp')} ${panelAt} ${get('yp')} ${get('K')} ${get('ldyb')} ${get('s')}${A.pass})
+      ${tiles('f32', mr, get('s'), add(get('tb'), mr), A.zero)}`;
+  // an even panel with a next one in range, and a last tile of 1..pairRows rows: the two together
+  const pairs = `(i32.and (i32.and (i32.eqz (i32.and ${get('p')} (i32.const 1))) (i32.lt_s ${add(get('p'), 1)} ${get('p1')}))
+        (i32.lt_u (i32.sub ${get('rem')} (i32.const 1)) (i32.const ${t.pairRows})))`;
   const perPanel = dt === 'f32' ? tiles('f32', mr, panelAt, undefined, A.pass) : `(if (i32.ge_s (i32.sub ${get('te')} ${get('tb')}) (i32.const ${t.widenFrom}))
       (then
       ;; the first tile widens the panel into s as it goes; the others read s
-      (local.set $t ${get('tb')})
-      ${tileAt()}
-      (call $mkw_bf16_${mr} ${get('xp')} ${panelAt} ${get('yp')} ${get('K')} ${get('ldyb')} ${get('s')}${A.pass})
-      ${tiles('f32', mr, get('s'), add(get('tb'), mr), A.zero)})
+      ${t.pairRows ? `(if ${pairs}
+        (then ${pairedPanels(mr, t.pairRows, panelAt, A)})
+        (else ${single}))` : single})
       (else
       ${tiles('bf16', mr, panelAt, undefined, A.pass)}))`;
   return `(func $gemm_${dt} (export "gemm_${dt}") (param $x i32) (param $w i32) (param $y i32) (param $T i32) (param $K i32) (param $ldy i32) (param $p0 i32) (param $p1 i32)${dt === 'bf16' ? ' (param $s i32)' : ''}${A.param}
-  (local $tb i32) (local $te i32) (local $p i32) (local $t i32) (local $m i32) (local $xp i32) (local $wp i32) (local $yp i32) (local $ldyb i32) (local $panelb i32)
+  (local $tb i32) (local $te i32) (local $p i32) (local $t i32) (local $m i32) (local $xp i32) (local $wp i32) (local $yp i32) (local $ldyb i32) (local $panelb i32) (local $rem i32)
   (local.set $ldyb (i32.shl ${get('ldy')} (i32.const 2)))
   (local.set $panelb (i32.mul ${get('K')} (i32.const ${NR * BYTES[dt]})))${t.gemvPanels > 1 ? `
   ;; one row: q panels at a time, then the rest one by one below
@@ -251,6 +320,7 @@ function gemm(dt: WeightType, t: WasmTarget): string {
     (br_if $blocks_end (i32.ge_s ${get('tb')} ${get('T')}))
     (local.set $te ${add(get('tb'), t.tokenBlock)})
     (if (i32.gt_s ${get('te')} ${get('T')}) (then (local.set $te ${get('T')})))
+    (local.set $rem (i32.rem_u (i32.sub ${get('te')} ${get('tb')}) (i32.const ${mr})))
     (local.set $p ${get('p0')})
     (block $panels_end (loop $panels
       (br_if $panels_end (i32.ge_s ${get('p')} ${get('p1')}))
@@ -339,6 +409,7 @@ function gemmQuant(f: QuantType, t: WasmTarget): string {
 export function renderWasmKernels(t: WasmTarget): string {
   if (t.tokenBlock % t.rowsPerTile !== 0) throw new InternalError(`wasm target: tokenBlock ${t.tokenBlock} is not a multiple of rowsPerTile ${t.rowsPerTile}`);
   if (t.widenFrom < t.rowsPerTile) throw new InternalError(`wasm target: widenFrom ${t.widenFrom} is below rowsPerTile ${t.rowsPerTile} (the first tile of a widened block is whole)`);
+  if (t.pairRows >= t.rowsPerTile) throw new InternalError(`wasm target: pairRows ${t.pairRows} is not below rowsPerTile ${t.rowsPerTile} (a short last tile pairs panels)`);
   if (t.quantDotRows > 0 && !t.fma) throw new InternalError('wasm target: the integer-dot GEMV (quantDotRows) needs relaxed SIMD, as the fma variant has');
   const { q4: r4, q8: r8 } = t.a8Tile;
   if ((r4 > 0) !== (r8 > 0) || (r4 > 0 && (!t.quantDotRows || t.tokenBlock % r4 !== 0 || t.tokenBlock % r8 !== 0))) {
@@ -349,7 +420,7 @@ export function renderWasmKernels(t: WasmTarget): string {
   const A = addrOf(t);
   for (const dt of dts) {
     for (let m = 1; m <= t.rowsPerTile; m++) funcs.push(microKernel(dt, m, t.rowsPerTile, m <= 2 ? t.gemvUnroll : 1, t.fma, false, A, dt === 'bf16' ? t.tileReadAhead : 0));
-    if (dt === 'bf16') funcs.push(microKernel(dt, t.rowsPerTile, t.rowsPerTile, 1, t.fma, true, A, t.tileReadAhead));
+    if (dt === 'bf16') funcs.push(microKernel(dt, t.rowsPerTile, t.rowsPerTile, 1, t.fma, true, A, t.tileReadAhead), ...Array.from({ length: t.pairRows }, (_, i) => pairKernel(i + 1, t.rowsPerTile, t.fma, A)));
     if (t.gemvPanels > 1) funcs.push(gemvKernel(dt, t.gemvPanels, t.rowsPerTile, t.fma, A));
     funcs.push(gemm(dt, t));
   }

@@ -29,6 +29,12 @@ export interface WasmTarget {
    *  Measured at the ~100M Bamba's widths (K 768 and 1280, 2 threads): a second tile of 1 row
    *  (FMA) or 3 rows (plain) already pays for the stores; with FMA so does one tile of 6 (in registers it spills). */
   readonly widenFrom: number;
+  /** bf16 weights, a widened block (widenFrom) whose last tile has at most this many rows (0: none):
+   *  its panels go in pairs (an even panel and the next), each widened by the first tile into its
+   *  half of the thread's scratch, and that last tile runs over both at once (mk2: 4 vectors a row,
+   *  no k unrolled), where the tile of so few rows over one panel unrolls k and stores partial sums
+   *  into y to stay in registers. 8 rows on the FMA module: 6 + 2. */
+  readonly pairRows: number;
   /** q8/q4 weights: products of at most this many rows (decode) take the integer-dot GEMV (each
    *  activation row quantised per group of 32 to 20 bits, as three 7-bit digits, against the codes
    *  with relaxed SIMD's i8·i7 dot product, exact in integers; codegen/wasm/kernels.ts `mvi`); more rows,
@@ -54,7 +60,7 @@ export interface WasmTarget {
 }
 
 /** 128-bit SIMD alone: runs on every engine with SIMD. */
-export const WASM_TARGET: WasmTarget = { name: 'wasm', fma: false, rowsPerTile: 4, tokenBlock: 64, gemvUnroll: 2, gemvPanels: 4, splitFrom: 1 << 17, widenFrom: 7, quantDotRows: 0, a8Tile: { q4: 0, q8: 0 }, readAhead: READ_AHEAD, tileReadAhead: TILE_READ_AHEAD };
+export const WASM_TARGET: WasmTarget = { name: 'wasm', fma: false, rowsPerTile: 4, tokenBlock: 64, gemvUnroll: 2, gemvPanels: 4, splitFrom: 1 << 17, widenFrom: 7, pairRows: 2, quantDotRows: 0, a8Tile: { q4: 0, q8: 0 }, readAhead: READ_AHEAD, tileReadAhead: TILE_READ_AHEAD };
 /** With relaxed SIMD's fused multiply-add (Chromium >= 114, Node >= 22; Node 20 behind a flag that
  *  runtime/wasm/module.ts sets). */
 export const WASM_FMA_TARGET: WasmTarget = { ...WASM_TARGET, fma: true, rowsPerTile: 6, tokenBlock: 60, widenFrom: 6, quantDotRows: 6, a8Tile: { q4: 4, q8: 2 } };

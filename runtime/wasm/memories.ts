@@ -182,7 +182,7 @@ export class WasmMemories {
   /** The staging a weight memory holds at least for a weight [N, K] of `dtype`: the threads' panel
    *  scratch, x tiles of STAGED_ROWS rows and y for a chunk of as many rows and 2 GEMV panel groups. */
   private stagingNeed(K: number, dtype: string): number {
-    const panel = Math.ceil(K * this.NR * 4 / 64) * 64;
+    const panel = Math.ceil(2 * K * this.NR * 4 / 64) * 64;
     return (dtype === 'f32' ? 0 : panel * Math.max(1, this.threads)) + 4 * STAGED_ROWS * (K + 2 * this.gemvPanels * this.NR) + 128;
   }
 
@@ -239,12 +239,12 @@ export class WasmMemories {
     return m.scratch.bytes > 0 && m.scratch.at + m.scratch.bytes === m.top ? m.scratch.at : m.top;
   }
 
-  /** The threads' panel scratch in `m` for K (codegen/wasm/kernels.ts gemm_bf16); returns its address.
+  /** The threads' panel scratch in `m` for K, two widened panels each (codegen/wasm/kernels.ts gemm_bf16); returns its address.
    *  Sized for the memory's longest K at once, never moved after: a worker that finishes its last
    *  chunk of one product late can go on to claim chunks of the next with the scratch it was given
    *  for the first (runtime/wasm/kernels.ts run), which must therefore still be its own. */
   panelScratch(m: Mem, K: number): number {
-    const stride = Math.ceil(Math.max(K, m.maxK) * this.NR * 4 / 64) * 64;
+    const stride = Math.ceil(2 * Math.max(K, m.maxK) * this.NR * 4 / 64) * 64;
     if (m.panels.stride < stride) m.panels = { at: this.alloc(m, stride * Math.max(1, this.threads), 'the threads\' panel scratch'), stride };
     return m.panels.at;
   }

@@ -78,8 +78,12 @@ for (const t of WASM_TARGETS) describe(`the ${variantName(t)} module`, () => {
     { T: TB + MR + 2, K: 67, N: 37, dtype: 'bf16', bias: true, split: true },
     { T: t.widenFrom, K: 240, N: 95, dtype: 'bf16', bias: false, split: true },
     { T: 2 * TB + t.widenFrom - 1, K: 45, N: 50, dtype: 'bf16', bias: true, split: true },
-    // a batch decoding as a whole tile and one of two rows (k unrolled, ordered by stores into y)
+    // a batch decoding as a whole tile and one of two rows (bf16: widened, the last tile over two
+    // panels at once, 9 panels: the last alone); widened blocks whose last tile of 1 or 2 rows
+    // follows whole tiles (pairRows), on an even number of panels and an odd one
     { T: MR + 2, K: 384, N: 72, dtype: 'bf16', bias: false, mode: 'decode', split: true },
+    { T: 2 * MR + 1, K: 340, N: 43, dtype: 'bf16', bias: true, split: true },
+    { T: 2 * MR + 2, K: 250, N: 75, dtype: 'bf16', bias: false, mode: 'decode', split: true },
     { T: MR + 2, K: 61, N: 30, dtype: 'f32', bias: true, mode: 'decode' },
   ];
 
@@ -101,7 +105,7 @@ for (const t of WASM_TARGETS) describe(`the ${variantName(t)} module`, () => {
       }
     }
 
-    for (const [T, K, N, dtype] of [[TB + 5, 96, 200, 'f32'], [TB + 5, 96, 200, 'bf16'], [1, 512, 300, 'f32'], [1, 640, 530, 'bf16']] as const) {
+    for (const [T, K, N, dtype] of [[TB + 5, 96, 200, 'f32'], [TB + 5, 96, 200, 'bf16'], [2 * MR + 2, 384, 325, 'bf16'], [1, 512, 300, 'f32'], [1, 640, 530, 'bf16']] as const) {
       it(`a product shared by three threads equals one thread bit for bit (T=${T} K=${K} N=${N} ${dtype})`, () => {
         const rand = prng(7);
         expect(T * K * N, 'the product is large enough to split').toBeGreaterThanOrEqual(t.splitFrom);
