@@ -180,15 +180,17 @@ function tiles(dt: WeightType, mr: number, wp: string, from = get('tb'), base = 
 }
 
 /**
- * mk2_f32_<m>(xp, wp, wq, yp, K, ldyb): rows 0..m-1 of one row tile times two widened f32 panels,
- * wp and wq (the thread's scratch), whose columns lie side by side in y: 4m accumulators, enough
- * chains for the multiply-adds with k not unrolled, so nothing is stored before the end (see
- * WasmTarget.pairRows). The sums are in k order, one accumulator each.
+ * mk2_f32_<m>(xp, wp, wq, yp, K, ldyb): rows 0..m-1 of one row tile times two f32 panels, wp and wq
+ * (widened into the thread's scratch; `packed`: mk2p, the weight's own panels, read from its base
+ * as weights are), whose columns lie side by side in y: 4m accumulators, enough chains for the
+ * multiply-adds with k not unrolled, so nothing is stored before the end (see WasmTarget.pairRows).
+ * The sums are in k order, one accumulator each.
  */
-function pairKernel(m: number, mr: number, fma: boolean, A: Addr): string {
+function pairKernel(m: number, mr: number, fma: boolean, A: Addr, packed = false): string {
   const accs: string[] = [];
   for (let r = 0; r < m; r++) for (let c = 0; c < 4; c++) accs.push(`$acc_${r}_${c}`);
-  const body = [0, 1, 2, 3].map((c) => `(local.set $w${c} (v128.load offset=${(c % 2) * 16} ${A.low(get(c < 2 ? 'wp' : 'wq'))}))`);
+  const at = packed ? A.w : A.low;
+  const body = [0, 1, 2, 3].map((c) => `(local.set $w${c} (v128.load offset=${(c % 2) * 16} ${at(get(c < 2 ? 'wp' : 'wq'))}))`);
   for (let r = 0; r < m; r++) {
     body.push(`(local.set $xv (v128.load32_splat offset=${r * 4} ${A.low(get('xp'))}))`);
     for (let c = 0; c < 4; c++) {
@@ -199,7 +201,7 @@ function pairKernel(m: number, mr: number, fma: boolean, A: Addr): string {
   const rowAt = (r: number) => A.low(r ? add(get('yp'), `(i32.mul (i32.const ${r}) ${get('ldyb')})`) : get('yp'));
   const stores: string[] = [];
   for (let r = 0; r < m; r++) for (let c = 0; c < 4; c++) stores.push(`(v128.store offset=${c * 16} ${rowAt(r)} ${get(`acc_${r}_${c}`)})`);
-  return `(func $mk2_f32_${m} (param $xp i32) (param $wp i32) (param $wq i32) (param $yp i32) (param $K i32) (param $ldyb i32)
+  return `(func $mk2${packed ? 'p' : ''}_f32_${m} (param $xp i32) (param $wp i32) (param $wq i32) (param $yp i32) (param $K i32) (param $ldyb i32)${packed ? A.param : ''}
   (local $k i32) (local $xv v128) (local $w0 v128) (local $w1 v128) (local $w2 v128) (local $w3 v128)
   ${accs.map((a) => `(local ${a} v128)`).join(' ')}
   (block $k_end (loop $k_loop
@@ -222,9 +224,6 @@ function pairKernel(m: number, mr: number, fma: boolean, A: Addr): string {
  */
 function pairedPanels(mr: number, pairRows: number, panelAt: string, A: Addr): string {
   const s2 = add(get('s'), `(i32.mul ${get('K')} (i32.const ${NR * 4}))`), full = `(i32.sub ${get('te')} ${get('rem')})`;
-  const cases = Array.from({ length: pairRows }, (_, i) => i + 1);
-  let last = `(br_table ${cases.map((m) => `$pm${m}`).join(' ')} (i32.sub ${get('rem')} (i32.const 1)))`;
-  for (const m of cases) last = `(block $pm${m}\n${last})\n(call $mk2_f32_${m} ${get('xp')} ${get('s')} ${s2} ${get('yp')} ${get('K')} ${get('ldyb')})\n(br $pm_done)`;
   return `(local.set $t ${get('tb')})
       ${tileAt()}
       (call $mkw_bf16_${mr} ${get('xp')} ${panelAt} ${get('yp')} ${get('K')} ${get('ldyb')} ${get('s')}${A.pass})
@@ -234,11 +233,31 @@ function pairedPanels(mr: number, pairRows: number, panelAt: string, A: Addr): s
       ${tiles('f32', mr, s2, add(get('tb'), mr), A.zero, full, 'pair1')}
       (local.set $p (i32.sub ${get('p')} (i32.const 1)))
       ${tiles('f32', mr, get('s'), add(get('tb'), mr), A.zero, full, 'pair0')}
-      (local.set $t ${full})
+      ${lastPairTile(pairRows, get('s'), s2, full, '')}`;
+}
+
+/** The last tile of 1..pairRows rows (from row `full`) over panels p and p + 1 at wp and wq (mk2,
+ *  `p` the packed weights' mk2p), then $p at p + 1. */
+function lastPairTile(pairRows: number, wp: string, wq: string, full: string, p: '' | 'p', wb = ''): string {
+  const cases = Array.from({ length: pairRows }, (_, i) => i + 1);
+  let last = `(br_table ${cases.map((m) => `$pm${m}${p}`).join(' ')} (i32.sub ${get('rem')} (i32.const 1)))`;
+  for (const m of cases) last = `(block $pm${m}${p}\n${last})\n(call $mk2${p}_f32_${m} ${get('xp')} ${wp} ${wq} ${get('yp')} ${get('K')} ${get('ldyb')}${wb})\n(br $pm_done${p})`;
+  return `(local.set $t ${full})
       ${tileAt()}
-      (block $pm_done
+      (block $pm_done${p}
       ${last})
       (local.set $p ${add(get('p'), 1)})`;
+}
+
+/** gemm_f32's panels p and p + 1 (p even) when the block has a whole tile and its last has
+ *  1..pairRows rows: the whole tiles over each panel, then the last over both (mk2p); $p at p + 1. */
+function pairedF32(mr: number, pairRows: number, panelAt: string, A: Addr): string {
+  const full = `(i32.sub ${get('te')} ${get('rem')})`;
+  return `${tiles('f32', mr, panelAt, undefined, A.pass, full, 'fpair0')}
+      (local.set $p ${add(get('p'), 1)})
+      ${tiles('f32', mr, panelAt, undefined, A.pass, full, 'fpair1')}
+      (local.set $p (i32.sub ${get('p')} (i32.const 1)))
+      ${lastPairTile(pairRows, panelAt, add(panelAt, get('panelb')), full, 'p', A.pass)}`;
 }
 
 /**
@@ -277,6 +296,12 @@ function tilesKernel(A: Addr): string {
     (br $rows))))`;
 }
 
+/** Whether panel p pairs with p + 1 in this block: p even, p + 1 in range, the last tile 1..pairRows rows. */
+const pairsAt = (t: WasmTarget) => `(i32.and (i32.and (i32.eqz (i32.and ${get('p')} (i32.const 1))) (i32.lt_s ${add(get('p'), 1)} ${get('p1')}))
+        (i32.lt_u (i32.sub ${get('rem')} (i32.const 1)) (i32.const ${t.pairRows})))`;
+/** The same for f32 weights and the dequantised q8/q4 panels, in a block with at least one whole tile. */
+const f32Pairs = (t: WasmTarget) => `(i32.and ${pairsAt(t)} (i32.gt_s (i32.sub ${get('te')} ${get('tb')}) (i32.const ${t.rowsPerTile})))`;
+
 /**
  * gemm_<dt>(x, w, y, T, K, ldy, p0, p1[, s]): panels [p0, p1) of y = x·Wᵀ for all T rows. Rows go
  * in blocks of `tokenBlock` (a block of x stays in cache while every panel passes over it), each
@@ -292,10 +317,10 @@ function gemm(dt: WeightType, t: WasmTarget): string {
       ${tileAt()}
       (call $mkw_bf16_${mr} ${get('xp')} ${panelAt} ${get('yp')} ${get('K')} ${get('ldyb')} ${get('s')}${A.pass})
       ${tiles('f32', mr, get('s'), add(get('tb'), mr), A.zero)}`;
-  // an even panel with a next one in range, and a last tile of 1..pairRows rows: the two together
-  const pairs = `(i32.and (i32.and (i32.eqz (i32.and ${get('p')} (i32.const 1))) (i32.lt_s ${add(get('p'), 1)} ${get('p1')}))
-        (i32.lt_u (i32.sub ${get('rem')} (i32.const 1)) (i32.const ${t.pairRows})))`;
-  const perPanel = dt === 'f32' ? tiles('f32', mr, panelAt, undefined, A.pass) : `(if (i32.ge_s (i32.sub ${get('te')} ${get('tb')}) (i32.const ${t.widenFrom}))
+  const pairs = pairsAt(t);
+  const perPanel = dt === 'f32' ? (t.pairRows ? `(if ${f32Pairs(t)}
+      (then ${pairedF32(mr, t.pairRows, panelAt, A)})
+      (else ${tiles('f32', mr, panelAt, undefined, A.pass)}))` : tiles('f32', mr, panelAt, undefined, A.pass)) : `(if (i32.ge_s (i32.sub ${get('te')} ${get('tb')}) (i32.const ${t.widenFrom}))
       (then
       ;; the first tile widens the panel into s as it goes; the others read s
       ${t.pairRows ? `(if ${pairs}
@@ -381,21 +406,43 @@ function dequantKernel(f: QuantType, A: Addr = ADDR32): string {
 
 /** gemm_<f>(x, w, y, T, K, ldy, p0, p1, s): as gemm_f32 over x tiles, each panel of q8/q4 codes
  *  dequantised once per cache block into the thread's scratch `s` (dq), then the f32 micro-kernels. */
+const quantPanelAt = add(get('w'), `(i32.mul ${get('p')} ${get('panelb')})`);
+
+/** gemm_<q8|q4>'s panel p: dequantised into s, then every tile over it. */
+const dequantTiles = (f: QuantType, mr: number, A: Addr) => `(call $dq_${f} ${quantPanelAt} ${get('s')} ${get('K')}${A.pass})
+      ${tiles('f32', mr, get('s'), undefined, A.zero)}`;
+
+/** gemm_<q8|q4>'s panels p and p + 1 where gemm_f32 pairs them (f32Pairs): each dequantised into its
+ *  half of s, the whole tiles over each, the last tile over both, as gemm_f32 computes the same
+ *  values as f32 weights (bit for bit: test/wasm/quant-layout.test.ts); leaves $p at p + 1. */
+function pairedQuant(f: QuantType, mr: number, pairRows: number, A: Addr): string {
+  const s2 = add(get('s'), `(i32.mul ${get('K')} (i32.const ${NR * 4}))`), full = `(i32.sub ${get('te')} ${get('rem')})`;
+  return `(call $dq_${f} ${quantPanelAt} ${get('s')} ${get('K')}${A.pass})
+      (local.set $p ${add(get('p'), 1)})
+      (call $dq_${f} ${quantPanelAt} ${s2} ${get('K')}${A.pass})
+      ${tiles('f32', mr, s2, undefined, A.zero, full, 'qpair1')}
+      (local.set $p (i32.sub ${get('p')} (i32.const 1)))
+      ${tiles('f32', mr, get('s'), undefined, A.zero, full, 'qpair0')}
+      ${lastPairTile(pairRows, get('s'), s2, full, '')}`;
+}
+
 function gemmQuant(f: QuantType, t: WasmTarget): string {
   const mr = t.rowsPerTile, A = addrOf(t);
   return `(func $gemm_${f} (export "gemm_${f}") (param $x i32) (param $w i32) (param $y i32) (param $T i32) (param $K i32) (param $ldy i32) (param $p0 i32) (param $p1 i32) (param $s i32)${A.param}
-  (local $tb i32) (local $te i32) (local $p i32) (local $t i32) (local $m i32) (local $xp i32) (local $wp i32) (local $yp i32) (local $ldyb i32) (local $panelb i32)
+  (local $tb i32) (local $te i32) (local $p i32) (local $t i32) (local $m i32) (local $xp i32) (local $wp i32) (local $yp i32) (local $ldyb i32) (local $panelb i32) (local $rem i32)
   (local.set $ldyb (i32.shl ${get('ldy')} (i32.const 2)))
   (local.set $panelb (i32.mul (i32.shr_s ${get('K')} (i32.const 5)) (i32.const ${QUANT_LAYOUT[f].group})))
   (block $blocks_end (loop $blocks
     (br_if $blocks_end (i32.ge_s ${get('tb')} ${get('T')}))
     (local.set $te ${add(get('tb'), t.tokenBlock)})
     (if (i32.gt_s ${get('te')} ${get('T')}) (then (local.set $te ${get('T')})))
+    (local.set $rem (i32.rem_u (i32.sub ${get('te')} ${get('tb')}) (i32.const ${mr})))
     (local.set $p ${get('p0')})
     (block $panels_end (loop $panels
       (br_if $panels_end (i32.ge_s ${get('p')} ${get('p1')}))
-      (call $dq_${f} ${add(get('w'), `(i32.mul ${get('p')} ${get('panelb')})`)} ${get('s')} ${get('K')}${A.pass})
-      ${tiles('f32', mr, get('s'), undefined, A.zero)}
+      ${t.pairRows ? `(if ${f32Pairs(t)}
+        (then ${pairedQuant(f, mr, t.pairRows, A)})
+        (else ${dequantTiles(f, mr, A)}))` : dequantTiles(f, mr, A)}
       (local.set $p ${add(get('p'), 1)})
       (br $panels)))
     (local.set $tb ${get('te')})
@@ -420,6 +467,7 @@ export function renderWasmKernels(t: WasmTarget): string {
   const A = addrOf(t);
   for (const dt of dts) {
     for (let m = 1; m <= t.rowsPerTile; m++) funcs.push(microKernel(dt, m, t.rowsPerTile, m <= 2 ? t.gemvUnroll : 1, t.fma, false, A, dt === 'bf16' ? t.tileReadAhead : 0));
+    if (dt === 'f32') funcs.push(...Array.from({ length: t.pairRows }, (_, i) => pairKernel(i + 1, t.rowsPerTile, t.fma, A, true)));
     if (dt === 'bf16') funcs.push(microKernel(dt, t.rowsPerTile, t.rowsPerTile, 1, t.fma, true, A, t.tileReadAhead), ...Array.from({ length: t.pairRows }, (_, i) => pairKernel(i + 1, t.rowsPerTile, t.fma, A)));
     if (t.gemvPanels > 1) funcs.push(gemvKernel(dt, t.gemvPanels, t.rowsPerTile, t.fma, A));
     funcs.push(gemm(dt, t));

@@ -227,6 +227,61 @@
   (v128.store offset=16 (i64.extend_i32_u (i32.add (local.get $yp) (i32.mul (i32.const 4) (local.get $ldyb)))) (local.get $acc0_4_1))
   (v128.store offset=0 (i64.extend_i32_u (i32.add (local.get $yp) (i32.mul (i32.const 5) (local.get $ldyb)))) (local.get $acc0_5_0))
   (v128.store offset=16 (i64.extend_i32_u (i32.add (local.get $yp) (i32.mul (i32.const 5) (local.get $ldyb)))) (local.get $acc0_5_1)))
+(func $mk2p_f32_1 (param $xp i32) (param $wp i32) (param $wq i32) (param $yp i32) (param $K i32) (param $ldyb i32) (param $wb i64)
+  (local $k i32) (local $xv v128) (local $w0 v128) (local $w1 v128) (local $w2 v128) (local $w3 v128)
+  (local $acc_0_0 v128) (local $acc_0_1 v128) (local $acc_0_2 v128) (local $acc_0_3 v128)
+  (block $k_end (loop $k_loop
+  (br_if $k_end (i32.ge_s (local.get $k) (local.get $K)))
+  (local.set $w0 (v128.load offset=0 (i64.add (local.get $wb) (i64.extend_i32_u (local.get $wp)))))
+  (local.set $w1 (v128.load offset=16 (i64.add (local.get $wb) (i64.extend_i32_u (local.get $wp)))))
+  (local.set $w2 (v128.load offset=0 (i64.add (local.get $wb) (i64.extend_i32_u (local.get $wq)))))
+  (local.set $w3 (v128.load offset=16 (i64.add (local.get $wb) (i64.extend_i32_u (local.get $wq)))))
+  (local.set $xv (v128.load32_splat offset=0 (i64.extend_i32_u (local.get $xp))))
+  (local.set $acc_0_0 (f32x4.relaxed_madd (local.get $xv) (local.get $w0) (local.get $acc_0_0)))
+  (local.set $acc_0_1 (f32x4.relaxed_madd (local.get $xv) (local.get $w1) (local.get $acc_0_1)))
+  (local.set $acc_0_2 (f32x4.relaxed_madd (local.get $xv) (local.get $w2) (local.get $acc_0_2)))
+  (local.set $acc_0_3 (f32x4.relaxed_madd (local.get $xv) (local.get $w3) (local.get $acc_0_3)))
+  (local.set $xp (i32.add (local.get $xp) (i32.const 24)))
+  (local.set $wp (i32.add (local.get $wp) (i32.const 32)))
+  (local.set $wq (i32.add (local.get $wq) (i32.const 32)))
+  (local.set $k (i32.add (local.get $k) (i32.const 1)))
+  (br $k_loop)))
+  (v128.store offset=0 (i64.extend_i32_u (local.get $yp)) (local.get $acc_0_0))
+  (v128.store offset=16 (i64.extend_i32_u (local.get $yp)) (local.get $acc_0_1))
+  (v128.store offset=32 (i64.extend_i32_u (local.get $yp)) (local.get $acc_0_2))
+  (v128.store offset=48 (i64.extend_i32_u (local.get $yp)) (local.get $acc_0_3)))
+(func $mk2p_f32_2 (param $xp i32) (param $wp i32) (param $wq i32) (param $yp i32) (param $K i32) (param $ldyb i32) (param $wb i64)
+  (local $k i32) (local $xv v128) (local $w0 v128) (local $w1 v128) (local $w2 v128) (local $w3 v128)
+  (local $acc_0_0 v128) (local $acc_0_1 v128) (local $acc_0_2 v128) (local $acc_0_3 v128) (local $acc_1_0 v128) (local $acc_1_1 v128) (local $acc_1_2 v128) (local $acc_1_3 v128)
+  (block $k_end (loop $k_loop
+  (br_if $k_end (i32.ge_s (local.get $k) (local.get $K)))
+  (local.set $w0 (v128.load offset=0 (i64.add (local.get $wb) (i64.extend_i32_u (local.get $wp)))))
+  (local.set $w1 (v128.load offset=16 (i64.add (local.get $wb) (i64.extend_i32_u (local.get $wp)))))
+  (local.set $w2 (v128.load offset=0 (i64.add (local.get $wb) (i64.extend_i32_u (local.get $wq)))))
+  (local.set $w3 (v128.load offset=16 (i64.add (local.get $wb) (i64.extend_i32_u (local.get $wq)))))
+  (local.set $xv (v128.load32_splat offset=0 (i64.extend_i32_u (local.get $xp))))
+  (local.set $acc_0_0 (f32x4.relaxed_madd (local.get $xv) (local.get $w0) (local.get $acc_0_0)))
+  (local.set $acc_0_1 (f32x4.relaxed_madd (local.get $xv) (local.get $w1) (local.get $acc_0_1)))
+  (local.set $acc_0_2 (f32x4.relaxed_madd (local.get $xv) (local.get $w2) (local.get $acc_0_2)))
+  (local.set $acc_0_3 (f32x4.relaxed_madd (local.get $xv) (local.get $w3) (local.get $acc_0_3)))
+  (local.set $xv (v128.load32_splat offset=4 (i64.extend_i32_u (local.get $xp))))
+  (local.set $acc_1_0 (f32x4.relaxed_madd (local.get $xv) (local.get $w0) (local.get $acc_1_0)))
+  (local.set $acc_1_1 (f32x4.relaxed_madd (local.get $xv) (local.get $w1) (local.get $acc_1_1)))
+  (local.set $acc_1_2 (f32x4.relaxed_madd (local.get $xv) (local.get $w2) (local.get $acc_1_2)))
+  (local.set $acc_1_3 (f32x4.relaxed_madd (local.get $xv) (local.get $w3) (local.get $acc_1_3)))
+  (local.set $xp (i32.add (local.get $xp) (i32.const 24)))
+  (local.set $wp (i32.add (local.get $wp) (i32.const 32)))
+  (local.set $wq (i32.add (local.get $wq) (i32.const 32)))
+  (local.set $k (i32.add (local.get $k) (i32.const 1)))
+  (br $k_loop)))
+  (v128.store offset=0 (i64.extend_i32_u (local.get $yp)) (local.get $acc_0_0))
+  (v128.store offset=16 (i64.extend_i32_u (local.get $yp)) (local.get $acc_0_1))
+  (v128.store offset=32 (i64.extend_i32_u (local.get $yp)) (local.get $acc_0_2))
+  (v128.store offset=48 (i64.extend_i32_u (local.get $yp)) (local.get $acc_0_3))
+  (v128.store offset=0 (i64.extend_i32_u (i32.add (local.get $yp) (i32.mul (i32.const 1) (local.get $ldyb)))) (local.get $acc_1_0))
+  (v128.store offset=16 (i64.extend_i32_u (i32.add (local.get $yp) (i32.mul (i32.const 1) (local.get $ldyb)))) (local.get $acc_1_1))
+  (v128.store offset=32 (i64.extend_i32_u (i32.add (local.get $yp) (i32.mul (i32.const 1) (local.get $ldyb)))) (local.get $acc_1_2))
+  (v128.store offset=48 (i64.extend_i32_u (i32.add (local.get $yp) (i32.mul (i32.const 1) (local.get $ldyb)))) (local.get $acc_1_3)))
 (func $mv_f32 (param $xp i32) (param $wp i32) (param $yp i32) (param $K i32) (param $panelb i32) (param $wb i64)
   (local $k i32) (local $xv v128) (local $w0 v128) (local $w1 v128) (local $wv v128)
   (local $wp0 i32) (local $wp1 i32) (local $wp2 i32) (local $wp3 i32)
@@ -290,7 +345,83 @@
     (local.set $p (local.get $p0))
     (block $panels_end (loop $panels
       (br_if $panels_end (i32.ge_s (local.get $p) (local.get $p1)))
+      (if (i32.and (i32.and (i32.and (i32.eqz (i32.and (local.get $p) (i32.const 1))) (i32.lt_s (i32.add (local.get $p) (i32.const 1)) (local.get $p1)))
+        (i32.lt_u (i32.sub (local.get $rem) (i32.const 1)) (i32.const 2))) (i32.gt_s (i32.sub (local.get $te) (local.get $tb)) (i32.const 6)))
+      (then (local.set $wp (i32.add (local.get $w) (i32.mul (local.get $p) (local.get $panelb))))
+      (local.set $t (local.get $tb))
+      (block $tiles_end_fpair0 (loop $tiles_fpair0
+        (br_if $tiles_end_fpair0 (i32.ge_s (local.get $t) (i32.sub (local.get $te) (local.get $rem))))
+        (local.set $m (i32.sub (i32.sub (local.get $te) (local.get $rem)) (local.get $t)))
+        (if (i32.gt_s (local.get $m) (i32.const 6)) (then (local.set $m (i32.const 6))))
+        (local.set $xp (i32.add (local.get $x) (i32.shl (i32.mul (local.get $t) (local.get $K)) (i32.const 2))))
+        (local.set $yp (i32.add (local.get $y) (i32.add (i32.mul (local.get $t) (local.get $ldyb)) (i32.mul (local.get $p) (i32.const 32)))))
+        (block $tiles_next_fpair0
+          (block $m6_fpair0
+(block $m5_fpair0
+(block $m4_fpair0
+(block $m3_fpair0
+(block $m2_fpair0
+(block $m1_fpair0
+(br_table $m1_fpair0 $m2_fpair0 $m3_fpair0 $m4_fpair0 $m5_fpair0 $m6_fpair0 (i32.sub (local.get $m) (i32.const 1))))
+(call $mk_f32_1 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb) (local.get $wb))
+(br $tiles_next_fpair0))
+(call $mk_f32_2 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb) (local.get $wb))
+(br $tiles_next_fpair0))
+(call $mk_f32_3 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb) (local.get $wb))
+(br $tiles_next_fpair0))
+(call $mk_f32_4 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb) (local.get $wb))
+(br $tiles_next_fpair0))
+(call $mk_f32_5 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb) (local.get $wb))
+(br $tiles_next_fpair0))
+(call $mk_f32_6 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb) (local.get $wb))
+(br $tiles_next_fpair0))
+        (local.set $t (i32.add (local.get $t) (i32.const 6)))
+        (br $tiles_fpair0)))
+      (local.set $p (i32.add (local.get $p) (i32.const 1)))
       (local.set $wp (i32.add (local.get $w) (i32.mul (local.get $p) (local.get $panelb))))
+      (local.set $t (local.get $tb))
+      (block $tiles_end_fpair1 (loop $tiles_fpair1
+        (br_if $tiles_end_fpair1 (i32.ge_s (local.get $t) (i32.sub (local.get $te) (local.get $rem))))
+        (local.set $m (i32.sub (i32.sub (local.get $te) (local.get $rem)) (local.get $t)))
+        (if (i32.gt_s (local.get $m) (i32.const 6)) (then (local.set $m (i32.const 6))))
+        (local.set $xp (i32.add (local.get $x) (i32.shl (i32.mul (local.get $t) (local.get $K)) (i32.const 2))))
+        (local.set $yp (i32.add (local.get $y) (i32.add (i32.mul (local.get $t) (local.get $ldyb)) (i32.mul (local.get $p) (i32.const 32)))))
+        (block $tiles_next_fpair1
+          (block $m6_fpair1
+(block $m5_fpair1
+(block $m4_fpair1
+(block $m3_fpair1
+(block $m2_fpair1
+(block $m1_fpair1
+(br_table $m1_fpair1 $m2_fpair1 $m3_fpair1 $m4_fpair1 $m5_fpair1 $m6_fpair1 (i32.sub (local.get $m) (i32.const 1))))
+(call $mk_f32_1 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb) (local.get $wb))
+(br $tiles_next_fpair1))
+(call $mk_f32_2 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb) (local.get $wb))
+(br $tiles_next_fpair1))
+(call $mk_f32_3 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb) (local.get $wb))
+(br $tiles_next_fpair1))
+(call $mk_f32_4 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb) (local.get $wb))
+(br $tiles_next_fpair1))
+(call $mk_f32_5 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb) (local.get $wb))
+(br $tiles_next_fpair1))
+(call $mk_f32_6 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb) (local.get $wb))
+(br $tiles_next_fpair1))
+        (local.set $t (i32.add (local.get $t) (i32.const 6)))
+        (br $tiles_fpair1)))
+      (local.set $p (i32.sub (local.get $p) (i32.const 1)))
+      (local.set $t (i32.sub (local.get $te) (local.get $rem)))
+      (local.set $xp (i32.add (local.get $x) (i32.shl (i32.mul (local.get $t) (local.get $K)) (i32.const 2))))
+        (local.set $yp (i32.add (local.get $y) (i32.add (i32.mul (local.get $t) (local.get $ldyb)) (i32.mul (local.get $p) (i32.const 32)))))
+      (block $pm_donep
+      (block $pm2p
+(block $pm1p
+(br_table $pm1p $pm2p (i32.sub (local.get $rem) (i32.const 1))))
+(call $mk2p_f32_1 (local.get $xp) (i32.add (local.get $w) (i32.mul (local.get $p) (local.get $panelb))) (i32.add (i32.add (local.get $w) (i32.mul (local.get $p) (local.get $panelb))) (local.get $panelb)) (local.get $yp) (local.get $K) (local.get $ldyb) (local.get $wb))
+(br $pm_donep))
+(call $mk2p_f32_2 (local.get $xp) (i32.add (local.get $w) (i32.mul (local.get $p) (local.get $panelb))) (i32.add (i32.add (local.get $w) (i32.mul (local.get $p) (local.get $panelb))) (local.get $panelb)) (local.get $yp) (local.get $K) (local.get $ldyb) (local.get $wb))
+(br $pm_donep))
+      (local.set $p (i32.add (local.get $p) (i32.const 1))))
+      (else (local.set $wp (i32.add (local.get $w) (i32.mul (local.get $p) (local.get $panelb))))
       (local.set $t (local.get $tb))
       (block $tiles_end_f32 (loop $tiles_f32
         (br_if $tiles_end_f32 (i32.ge_s (local.get $t) (local.get $te)))
@@ -319,7 +450,7 @@
 (call $mk_f32_6 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb) (local.get $wb))
 (br $tiles_next_f32))
         (local.set $t (i32.add (local.get $t) (i32.const 6)))
-        (br $tiles_f32)))
+        (br $tiles_f32)))))
       (local.set $p (i32.add (local.get $p) (i32.const 1)))
       (br $panels)))
     (local.set $tb (local.get $te))
@@ -1135,17 +1266,96 @@
   (local.set $g (i32.add (local.get $g) (i32.const 1)))
   (br $g_loop))))
 (func $gemm_q8 (export "gemm_q8") (param $x i32) (param $w i32) (param $y i32) (param $T i32) (param $K i32) (param $ldy i32) (param $p0 i32) (param $p1 i32) (param $s i32) (param $wb i64)
-  (local $tb i32) (local $te i32) (local $p i32) (local $t i32) (local $m i32) (local $xp i32) (local $wp i32) (local $yp i32) (local $ldyb i32) (local $panelb i32)
+  (local $tb i32) (local $te i32) (local $p i32) (local $t i32) (local $m i32) (local $xp i32) (local $wp i32) (local $yp i32) (local $ldyb i32) (local $panelb i32) (local $rem i32)
   (local.set $ldyb (i32.shl (local.get $ldy) (i32.const 2)))
   (local.set $panelb (i32.mul (i32.shr_s (local.get $K) (i32.const 5)) (i32.const 288)))
   (block $blocks_end (loop $blocks
     (br_if $blocks_end (i32.ge_s (local.get $tb) (local.get $T)))
     (local.set $te (i32.add (local.get $tb) (i32.const 60)))
     (if (i32.gt_s (local.get $te) (local.get $T)) (then (local.set $te (local.get $T))))
+    (local.set $rem (i32.rem_u (i32.sub (local.get $te) (local.get $tb)) (i32.const 6)))
     (local.set $p (local.get $p0))
     (block $panels_end (loop $panels
       (br_if $panels_end (i32.ge_s (local.get $p) (local.get $p1)))
-      (call $dq_q8 (i32.add (local.get $w) (i32.mul (local.get $p) (local.get $panelb))) (local.get $s) (local.get $K) (local.get $wb))
+      (if (i32.and (i32.and (i32.and (i32.eqz (i32.and (local.get $p) (i32.const 1))) (i32.lt_s (i32.add (local.get $p) (i32.const 1)) (local.get $p1)))
+        (i32.lt_u (i32.sub (local.get $rem) (i32.const 1)) (i32.const 2))) (i32.gt_s (i32.sub (local.get $te) (local.get $tb)) (i32.const 6)))
+        (then (call $dq_q8 (i32.add (local.get $w) (i32.mul (local.get $p) (local.get $panelb))) (local.get $s) (local.get $K) (local.get $wb))
+      (local.set $p (i32.add (local.get $p) (i32.const 1)))
+      (call $dq_q8 (i32.add (local.get $w) (i32.mul (local.get $p) (local.get $panelb))) (i32.add (local.get $s) (i32.mul (local.get $K) (i32.const 32))) (local.get $K) (local.get $wb))
+      (local.set $wp (i32.add (local.get $s) (i32.mul (local.get $K) (i32.const 32))))
+      (local.set $t (local.get $tb))
+      (block $tiles_end_qpair1 (loop $tiles_qpair1
+        (br_if $tiles_end_qpair1 (i32.ge_s (local.get $t) (i32.sub (local.get $te) (local.get $rem))))
+        (local.set $m (i32.sub (i32.sub (local.get $te) (local.get $rem)) (local.get $t)))
+        (if (i32.gt_s (local.get $m) (i32.const 6)) (then (local.set $m (i32.const 6))))
+        (local.set $xp (i32.add (local.get $x) (i32.shl (i32.mul (local.get $t) (local.get $K)) (i32.const 2))))
+        (local.set $yp (i32.add (local.get $y) (i32.add (i32.mul (local.get $t) (local.get $ldyb)) (i32.mul (local.get $p) (i32.const 32)))))
+        (block $tiles_next_qpair1
+          (block $m6_qpair1
+(block $m5_qpair1
+(block $m4_qpair1
+(block $m3_qpair1
+(block $m2_qpair1
+(block $m1_qpair1
+(br_table $m1_qpair1 $m2_qpair1 $m3_qpair1 $m4_qpair1 $m5_qpair1 $m6_qpair1 (i32.sub (local.get $m) (i32.const 1))))
+(call $mk_f32_1 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb) (i64.const 0))
+(br $tiles_next_qpair1))
+(call $mk_f32_2 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb) (i64.const 0))
+(br $tiles_next_qpair1))
+(call $mk_f32_3 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb) (i64.const 0))
+(br $tiles_next_qpair1))
+(call $mk_f32_4 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb) (i64.const 0))
+(br $tiles_next_qpair1))
+(call $mk_f32_5 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb) (i64.const 0))
+(br $tiles_next_qpair1))
+(call $mk_f32_6 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb) (i64.const 0))
+(br $tiles_next_qpair1))
+        (local.set $t (i32.add (local.get $t) (i32.const 6)))
+        (br $tiles_qpair1)))
+      (local.set $p (i32.sub (local.get $p) (i32.const 1)))
+      (local.set $wp (local.get $s))
+      (local.set $t (local.get $tb))
+      (block $tiles_end_qpair0 (loop $tiles_qpair0
+        (br_if $tiles_end_qpair0 (i32.ge_s (local.get $t) (i32.sub (local.get $te) (local.get $rem))))
+        (local.set $m (i32.sub (i32.sub (local.get $te) (local.get $rem)) (local.get $t)))
+        (if (i32.gt_s (local.get $m) (i32.const 6)) (then (local.set $m (i32.const 6))))
+        (local.set $xp (i32.add (local.get $x) (i32.shl (i32.mul (local.get $t) (local.get $K)) (i32.const 2))))
+        (local.set $yp (i32.add (local.get $y) (i32.add (i32.mul (local.get $t) (local.get $ldyb)) (i32.mul (local.get $p) (i32.const 32)))))
+        (block $tiles_next_qpair0
+          (block $m6_qpair0
+(block $m5_qpair0
+(block $m4_qpair0
+(block $m3_qpair0
+(block $m2_qpair0
+(block $m1_qpair0
+(br_table $m1_qpair0 $m2_qpair0 $m3_qpair0 $m4_qpair0 $m5_qpair0 $m6_qpair0 (i32.sub (local.get $m) (i32.const 1))))
+(call $mk_f32_1 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb) (i64.const 0))
+(br $tiles_next_qpair0))
+(call $mk_f32_2 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb) (i64.const 0))
+(br $tiles_next_qpair0))
+(call $mk_f32_3 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb) (i64.const 0))
+(br $tiles_next_qpair0))
+(call $mk_f32_4 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb) (i64.const 0))
+(br $tiles_next_qpair0))
+(call $mk_f32_5 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb) (i64.const 0))
+(br $tiles_next_qpair0))
+(call $mk_f32_6 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb) (i64.const 0))
+(br $tiles_next_qpair0))
+        (local.set $t (i32.add (local.get $t) (i32.const 6)))
+        (br $tiles_qpair0)))
+      (local.set $t (i32.sub (local.get $te) (local.get $rem)))
+      (local.set $xp (i32.add (local.get $x) (i32.shl (i32.mul (local.get $t) (local.get $K)) (i32.const 2))))
+        (local.set $yp (i32.add (local.get $y) (i32.add (i32.mul (local.get $t) (local.get $ldyb)) (i32.mul (local.get $p) (i32.const 32)))))
+      (block $pm_done
+      (block $pm2
+(block $pm1
+(br_table $pm1 $pm2 (i32.sub (local.get $rem) (i32.const 1))))
+(call $mk2_f32_1 (local.get $xp) (local.get $s) (i32.add (local.get $s) (i32.mul (local.get $K) (i32.const 32))) (local.get $yp) (local.get $K) (local.get $ldyb))
+(br $pm_done))
+(call $mk2_f32_2 (local.get $xp) (local.get $s) (i32.add (local.get $s) (i32.mul (local.get $K) (i32.const 32))) (local.get $yp) (local.get $K) (local.get $ldyb))
+(br $pm_done))
+      (local.set $p (i32.add (local.get $p) (i32.const 1))))
+        (else (call $dq_q8 (i32.add (local.get $w) (i32.mul (local.get $p) (local.get $panelb))) (local.get $s) (local.get $K) (local.get $wb))
       (local.set $wp (local.get $s))
       (local.set $t (local.get $tb))
       (block $tiles_end_f32 (loop $tiles_f32
@@ -1175,7 +1385,7 @@
 (call $mk_f32_6 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb) (i64.const 0))
 (br $tiles_next_f32))
         (local.set $t (i32.add (local.get $t) (i32.const 6)))
-        (br $tiles_f32)))
+        (br $tiles_f32)))))
       (local.set $p (i32.add (local.get $p) (i32.const 1)))
       (br $panels)))
     (local.set $tb (local.get $te))
@@ -1774,17 +1984,96 @@
   (local.set $g (i32.add (local.get $g) (i32.const 1)))
   (br $g_loop))))
 (func $gemm_q4 (export "gemm_q4") (param $x i32) (param $w i32) (param $y i32) (param $T i32) (param $K i32) (param $ldy i32) (param $p0 i32) (param $p1 i32) (param $s i32) (param $wb i64)
-  (local $tb i32) (local $te i32) (local $p i32) (local $t i32) (local $m i32) (local $xp i32) (local $wp i32) (local $yp i32) (local $ldyb i32) (local $panelb i32)
+  (local $tb i32) (local $te i32) (local $p i32) (local $t i32) (local $m i32) (local $xp i32) (local $wp i32) (local $yp i32) (local $ldyb i32) (local $panelb i32) (local $rem i32)
   (local.set $ldyb (i32.shl (local.get $ldy) (i32.const 2)))
   (local.set $panelb (i32.mul (i32.shr_s (local.get $K) (i32.const 5)) (i32.const 144)))
   (block $blocks_end (loop $blocks
     (br_if $blocks_end (i32.ge_s (local.get $tb) (local.get $T)))
     (local.set $te (i32.add (local.get $tb) (i32.const 60)))
     (if (i32.gt_s (local.get $te) (local.get $T)) (then (local.set $te (local.get $T))))
+    (local.set $rem (i32.rem_u (i32.sub (local.get $te) (local.get $tb)) (i32.const 6)))
     (local.set $p (local.get $p0))
     (block $panels_end (loop $panels
       (br_if $panels_end (i32.ge_s (local.get $p) (local.get $p1)))
-      (call $dq_q4 (i32.add (local.get $w) (i32.mul (local.get $p) (local.get $panelb))) (local.get $s) (local.get $K) (local.get $wb))
+      (if (i32.and (i32.and (i32.and (i32.eqz (i32.and (local.get $p) (i32.const 1))) (i32.lt_s (i32.add (local.get $p) (i32.const 1)) (local.get $p1)))
+        (i32.lt_u (i32.sub (local.get $rem) (i32.const 1)) (i32.const 2))) (i32.gt_s (i32.sub (local.get $te) (local.get $tb)) (i32.const 6)))
+        (then (call $dq_q4 (i32.add (local.get $w) (i32.mul (local.get $p) (local.get $panelb))) (local.get $s) (local.get $K) (local.get $wb))
+      (local.set $p (i32.add (local.get $p) (i32.const 1)))
+      (call $dq_q4 (i32.add (local.get $w) (i32.mul (local.get $p) (local.get $panelb))) (i32.add (local.get $s) (i32.mul (local.get $K) (i32.const 32))) (local.get $K) (local.get $wb))
+      (local.set $wp (i32.add (local.get $s) (i32.mul (local.get $K) (i32.const 32))))
+      (local.set $t (local.get $tb))
+      (block $tiles_end_qpair1 (loop $tiles_qpair1
+        (br_if $tiles_end_qpair1 (i32.ge_s (local.get $t) (i32.sub (local.get $te) (local.get $rem))))
+        (local.set $m (i32.sub (i32.sub (local.get $te) (local.get $rem)) (local.get $t)))
+        (if (i32.gt_s (local.get $m) (i32.const 6)) (then (local.set $m (i32.const 6))))
+        (local.set $xp (i32.add (local.get $x) (i32.shl (i32.mul (local.get $t) (local.get $K)) (i32.const 2))))
+        (local.set $yp (i32.add (local.get $y) (i32.add (i32.mul (local.get $t) (local.get $ldyb)) (i32.mul (local.get $p) (i32.const 32)))))
+        (block $tiles_next_qpair1
+          (block $m6_qpair1
+(block $m5_qpair1
+(block $m4_qpair1
+(block $m3_qpair1
+(block $m2_qpair1
+(block $m1_qpair1
+(br_table $m1_qpair1 $m2_qpair1 $m3_qpair1 $m4_qpair1 $m5_qpair1 $m6_qpair1 (i32.sub (local.get $m) (i32.const 1))))
+(call $mk_f32_1 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb) (i64.const 0))
+(br $tiles_next_qpair1))
+(call $mk_f32_2 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb) (i64.const 0))
+(br $tiles_next_qpair1))
+(call $mk_f32_3 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb) (i64.const 0))
+(br $tiles_next_qpair1))
+(call $mk_f32_4 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb) (i64.const 0))
+(br $tiles_next_qpair1))
+(call $mk_f32_5 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb) (i64.const 0))
+(br $tiles_next_qpair1))
+(call $mk_f32_6 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb) (i64.const 0))
+(br $tiles_next_qpair1))
+        (local.set $t (i32.add (local.get $t) (i32.const 6)))
+        (br $tiles_qpair1)))
+      (local.set $p (i32.sub (local.get $p) (i32.const 1)))
+      (local.set $wp (local.get $s))
+      (local.set $t (local.get $tb))
+      (block $tiles_end_qpair0 (loop $tiles_qpair0
+        (br_if $tiles_end_qpair0 (i32.ge_s (local.get $t) (i32.sub (local.get $te) (local.get $rem))))
+        (local.set $m (i32.sub (i32.sub (local.get $te) (local.get $rem)) (local.get $t)))
+        (if (i32.gt_s (local.get $m) (i32.const 6)) (then (local.set $m (i32.const 6))))
+        (local.set $xp (i32.add (local.get $x) (i32.shl (i32.mul (local.get $t) (local.get $K)) (i32.const 2))))
+        (local.set $yp (i32.add (local.get $y) (i32.add (i32.mul (local.get $t) (local.get $ldyb)) (i32.mul (local.get $p) (i32.const 32)))))
+        (block $tiles_next_qpair0
+          (block $m6_qpair0
+(block $m5_qpair0
+(block $m4_qpair0
+(block $m3_qpair0
+(block $m2_qpair0
+(block $m1_qpair0
+(br_table $m1_qpair0 $m2_qpair0 $m3_qpair0 $m4_qpair0 $m5_qpair0 $m6_qpair0 (i32.sub (local.get $m) (i32.const 1))))
+(call $mk_f32_1 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb) (i64.const 0))
+(br $tiles_next_qpair0))
+(call $mk_f32_2 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb) (i64.const 0))
+(br $tiles_next_qpair0))
+(call $mk_f32_3 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb) (i64.const 0))
+(br $tiles_next_qpair0))
+(call $mk_f32_4 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb) (i64.const 0))
+(br $tiles_next_qpair0))
+(call $mk_f32_5 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb) (i64.const 0))
+(br $tiles_next_qpair0))
+(call $mk_f32_6 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb) (i64.const 0))
+(br $tiles_next_qpair0))
+        (local.set $t (i32.add (local.get $t) (i32.const 6)))
+        (br $tiles_qpair0)))
+      (local.set $t (i32.sub (local.get $te) (local.get $rem)))
+      (local.set $xp (i32.add (local.get $x) (i32.shl (i32.mul (local.get $t) (local.get $K)) (i32.const 2))))
+        (local.set $yp (i32.add (local.get $y) (i32.add (i32.mul (local.get $t) (local.get $ldyb)) (i32.mul (local.get $p) (i32.const 32)))))
+      (block $pm_done
+      (block $pm2
+(block $pm1
+(br_table $pm1 $pm2 (i32.sub (local.get $rem) (i32.const 1))))
+(call $mk2_f32_1 (local.get $xp) (local.get $s) (i32.add (local.get $s) (i32.mul (local.get $K) (i32.const 32))) (local.get $yp) (local.get $K) (local.get $ldyb))
+(br $pm_done))
+(call $mk2_f32_2 (local.get $xp) (local.get $s) (i32.add (local.get $s) (i32.mul (local.get $K) (i32.const 32))) (local.get $yp) (local.get $K) (local.get $ldyb))
+(br $pm_done))
+      (local.set $p (i32.add (local.get $p) (i32.const 1))))
+        (else (call $dq_q4 (i32.add (local.get $w) (i32.mul (local.get $p) (local.get $panelb))) (local.get $s) (local.get $K) (local.get $wb))
       (local.set $wp (local.get $s))
       (local.set $t (local.get $tb))
       (block $tiles_end_f32 (loop $tiles_f32
@@ -1814,7 +2103,7 @@
 (call $mk_f32_6 (local.get $xp) (local.get $wp) (local.get $yp) (local.get $K) (local.get $ldyb) (i64.const 0))
 (br $tiles_next_f32))
         (local.set $t (i32.add (local.get $t) (i32.const 6)))
-        (br $tiles_f32)))
+        (br $tiles_f32)))))
       (local.set $p (i32.add (local.get $p) (i32.const 1)))
       (br $panels)))
     (local.set $tb (local.get $te))
