@@ -259,6 +259,9 @@ export async function rowKernelsOver(kernels: WebAssembly.Module, threads: numbe
   return r;
 }
 
+/** The module compiled for an unshared memory, or null where the engine has no WebAssembly SIMD. */
+export const rowsModule = (): WebAssembly.Module | null => rowModules()?.unshared ?? null;
+
 /** The module's bytes (shared-memory form) and its unshared form compiled. */
 function rowModules(): { bytes: Uint8Array; unshared: WebAssembly.Module } | null {
   if (compiled === undefined) {
