@@ -226,9 +226,10 @@ export class WasmBackend extends CpuBackend {
     return this.kernels.linear(p, x, rows, bias);
   }
 
-  /** With the program module, the arena lives in the shared memory (grown by doubling). */
+  /** With the program module, the arena lives in the shared memory (grown by doubling); without it,
+   *  a train program's in the train kernels' shared memory where they have one (./train.ts arena). */
   protected override arenaOf(floats: number): Float32Array {
-    if (!this.prog) return super.arenaOf(floats);
+    if (!this.prog) return this.trainKernels?.arena(floats) ?? super.arenaOf(floats);
     if (!this.arenaBlock || this.arenaBlock.bytes < 4 * floats) {
       if (this.arenaBlock) this.heap.release(this.arenaBlock);
       this.arenaBlock = this.heap.alloc(Math.max(4 * floats, 2 * (this.arenaBlock?.bytes ?? 0), 64));
