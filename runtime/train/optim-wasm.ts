@@ -18,15 +18,15 @@ type Fn = (...a: number[]) => number;
 interface Place { readonly n: number; readonly w: number; readonly m: number; readonly v: number; readonly g: number }
 
 export class WasmAdamW {
+  /** Each parameter's place by name. */
+  private readonly index: ReadonlyMap<string, number>;
+
   private constructor(private readonly ex: Record<'adamw' | 'sumsq', Fn>, private readonly mem: WebAssembly.Memory,
     private readonly places: readonly Place[],
     /** The masters and moments as views of the memory (the state's params once moved here). */
     readonly params: readonly ParamState[]) {
     this.index = new Map(params.map((p, i) => [p.name, i]));
   }
-
-  /** Each parameter's place by name. */
-  private readonly index: ReadonlyMap<string, number>;
 
   /** `params` copied into a memory of their own; null where the engine has no WebAssembly SIMD or
    *  the state does not fit one memory (./optim.ts in JS then runs the same steps). */

@@ -1,8 +1,8 @@
 // The training loop around a gradient engine (runtime/train/engine.ts): per step one packed batch,
 // its loss and gradients, clipping by global norm, the scheduled learning rate and AdamW
-// (runtime/train/optim.ts). Its whole state is the f32 masters and moments, the step and the
-// token count: the data are replayed from the seed, so a run saved after k steps and resumed
-// continues bit for bit as if it had never stopped. Saving and loading: runtime/train/checkpoint.ts.
+// (runtime/train/optim.ts; on WebAssembly SIMD, the same bits, ./optim-wasm.ts). Its whole state is
+// the f32 masters and moments, the step and the token count: the data are replayed from the seed, so
+// a run saved after k steps and resumed continues bit for bit as if it had never stopped. Saving and loading: runtime/train/checkpoint.ts.
 
 import { fail } from '../errors.ts';
 import type { PackedBatch } from './data.ts';
