@@ -226,8 +226,7 @@ export class WasmBackend extends CpuBackend {
     return this.kernels.linear(p, x, rows, bias);
   }
 
-  /** With the program module, the arena lives in the shared memory (grown by doubling); without it,
-   *  a train program's in the train kernels' shared memory where they have one (./train.ts arena). */
+  /** The arena in the shared memory: the program module's (grown by doubling), else the train kernels' (./train.ts). */
   protected override arenaOf(floats: number): Float32Array {
     if (!this.prog) return this.trainKernels?.arena(floats) ?? super.arenaOf(floats);
     if (!this.arenaBlock || this.arenaBlock.bytes < 4 * floats) {
