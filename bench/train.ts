@@ -106,17 +106,26 @@ process.env.ARCHC_THREADS = String(threads);
 const be = process.argv.includes('--kernels') ? await trainEntryBackend(c, 'wasm') : null;
 // its time per kernel family (a transposed product apart), as the f32 engine's per op
 const ktimes = new Map<string, number>(), kcpus = new Map<string, number>();
-if (profile && be) {
+/** `fn` timed into ktimes and kcpus under `key`. */
+const timed = <R>(key: string, fn: () => R): R => {
+  const t0 = performance.now(), c0 = process.cpuUsage(), r = fn(), c1 = process.cpuUsage(c0);
+  ktimes.set(key, (ktimes.get(key) ?? 0) + performance.now() - t0);
+  kcpus.set(key, (kcpus.get(key) ?? 0) + (c1.user + c1.system) / 1000);
+  return r;
+};
+const entryEngine = be ? new TrainEntryEngine(be) : null;
+if (profile && be && entryEngine) {
   const dispatch = CpuInvocation.prototype.dispatch;
   CpuInvocation.prototype.dispatch = function (this: CpuInvocation, k: TrainKernel) {
-    const t0 = performance.now(), c0 = process.cpuUsage();
-    dispatch.call(this, k);
-    const c1 = process.cpuUsage(c0), key = `${k.family}${k.family === 'matmul' && k.attrs.transposed ? ' (dX)' : ''}`;
-    ktimes.set(key, (ktimes.get(key) ?? 0) + performance.now() - t0);
-    kcpus.set(key, (kcpus.get(key) ?? 0) + (c1.user + c1.system) / 1000);
+    timed(`${k.family}${k.family === 'matmul' && k.attrs.transposed ? ' (dX)' : ''}`, () => dispatch.call(this, k));
   };
+  // the step outside the kernels (keys with a leading space stay out of the kernels' sum): the
+  // masters stored into the backend, the whole step, the engine's step (the rest is the optimizer)
+  const update = be.updateWeights.bind(be), step = entryEngine.step.bind(entryEngine);
+  Object.assign(be, { updateWeights: (w: ReadonlyMap<string, Float32Array>) => timed(' updateWeights', () => update(w)) });
+  Object.assign(entryEngine, { step: (...a: Parameters<typeof step>) => timed(' engine step', () => step(...a)) });
 }
-const [f32, k] = timeSteps([['archc', engine], ...(be ? [['kernels', new TrainEntryEngine(be)] as const] : [])]) as [Rate, Rate | undefined];
+const [f32, k] = timeSteps([['archc', engine], ...(entryEngine ? [['kernels', entryEngine] as const] : [])]) as [Rate, Rate | undefined];
 kernels.close();
 const archc = f32.rate, { tokens, cpu, sys } = f32;
 console.log(`archc f32 engine (wasm ${kernels.fma ? 'relaxed-SIMD FMA' : 'SIMD'} kernels, ${threads} threads): ${archc.toFixed(0)} tokens/s over ${batches.length - 1} steps; ${(tokens / cpu).toFixed(0)} tokens per CPU-second (all threads, ${(100 * sys / cpu).toFixed(0)} % in the kernel); ${load()}`);
@@ -128,6 +137,16 @@ if (be && k) {
     + `${(k.tokens / k.cpu).toFixed(0)} tokens per CPU-second; arena ${(arenaBytes(t, b0.tokens.length, b0.seqs.length) / 1e6).toFixed(1)} MB at T=${b0.tokens.length}, S=${b0.seqs.length} `
     + `(${t.kernels.length} kernels); ${load()}`);
   printProfile('the train entry per kernel family', ktimes, kcpus);
+  if (profile) {
+    // the step's wall time beside its kernels': where the rest goes
+    const n = batches.length - 1, kernel = ([key]: [string, number]) => !key.startsWith(' ');
+    const part = (step: number, engine: number, update: number, kernels: number) =>
+      `${(step - kernels).toFixed(1)} of ${step.toFixed(1)} (kernels ${kernels.toFixed(1)}): updateWeights ${update.toFixed(1)}, `
+      + `the entry's run beside its kernels (setup, gradients read out) ${(engine - update - kernels).toFixed(1)}, norm + clip + AdamW ${(step - engine).toFixed(1)}`;
+    const of = (m: Map<string, number>, step: number) => part(step, (m.get(' engine step') ?? 0) / n, (m.get(' updateWeights') ?? 0) / n, [...m].filter(kernel).reduce((a, [, v]) => a + v, 0) / n);
+    console.log(`the step outside the kernels, ms/step: ${of(ktimes, (1000 * k.tokens / k.rate) / n)}`);
+    console.log(`  CPU ms/step (all threads): ${of(kcpus, (1000 * k.cpu) / n)}`);
+  }
 }
 
 /** Times gathered per op or per kernel family. */
@@ -137,7 +156,7 @@ function printProfile(what: string, times: Map<string, number>, cpus: Map<string
   const total = [...times].filter(([k]) => !k.startsWith(' ')).reduce((a, [, b]) => a + b, 0);
   const per = (v: number) => (v / (batches.length - 1)).toFixed(1).padStart(8);
   for (const [k, v] of [...times].sort((a, b) => b[1] - a[1])) console.log(`  ${k.padEnd(24)} ${per(v)} ms/step ${(100 * v / total).toFixed(1).padStart(5)} %${cpus.has(k) ? `, ${per(cpus.get(k)!)} CPU ms/step` : ''}`);
-  console.log(`  ${'all'.padEnd(24)} ${per(total)} ms/step, ${per([...cpus.values()].reduce((a, b) => a + b, 0))} CPU ms/step`);
+  console.log(`  ${'all'.padEnd(24)} ${per(total)} ms/step, ${per([...cpus].filter(([k]) => !k.startsWith(' ')).reduce((a, [, b]) => a + b, 0))} CPU ms/step`);
 }
 if (!process.argv.includes('--no-torch')) {
   const r = spawnSync('/usr/bin/python3', [join(ROOT, 'bench/train_torch.py'), MODEL, String(steps), String(threads)], {

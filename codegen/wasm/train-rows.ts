@@ -309,6 +309,75 @@ const PACK = `(func (export "pack") (param $src i32) (param $so i32) (param $si 
       (local.set $t0 (i32.add ${g('t0')} ${g('M')}))
       (br $tiles))))`;
 
+// AdamW and the gradients' sum of squares (runtime/train/f32/optimizer.ts), in f64 as
+// runtime/train/optim.ts computes them in JS doubles, operation for operation, so the masters and
+// moments are the same bit for bit (no fused multiply-add; the moments rounded to f32 as stored
+// before the update reads them):
+//   adamw: gi = g·scale; m = β1·m + (1 − β1)·gi; v = β2·v + ((1 − β2)·gi)·gi;
+//   w = w·decay − (stepSize·m)/(√v/bc2 + eps), each of w, m, v rounded to f32 once, stored;
+//   sumsq: Σ g² in the order optim.ts sumSquares documents: four lanes (element i in lane i mod 4)
+//   over the whole fours, (lane0 + lane2) + (lane1 + lane3), then the tail in order.
+// Two elements per f64x2: a four's low pair and its high pair (i8x16.shuffle brings it low).
+const ADAM_PARAMS = ['scale', 'b1', 'c1', 'b2', 'c2', 'decay', 'step', 'bc2', 'eps'];
+/** f64 of f32 lanes: the low pair of `x`, or its high pair. */
+const widen = (x: string, hi: boolean) => `(f64x2.promote_low_f32x4 ${hi ? `(i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 ${x} ${x})` : x})`;
+/** The update of one element (f64) or two (f64x2) from widened g, m, v, w: sets $m, $v (rounded to
+ *  f32 as stored) and $w, of the width's suffix (`s` or a half's name). */
+function adamUpdate(v: boolean, at: string, gx: string, mx: string, vx: string, wx: string): string {
+  const o = (op: string, ...a: string[]) => `(${v ? 'f64x2' : 'f64'}.${op} ${a.join(' ')})`;
+  const p = (n: string) => g(v ? `${n}v` : n);
+  const round = (x: string) => (v ? `(f64x2.promote_low_f32x4 (f32x4.demote_f64x2_zero ${x}))` : `(f64.promote_f32 (f32.demote_f64 ${x}))`);
+  return `(local.set $g${at} ${o('mul', gx, p('scale'))})
+        (local.set $m${at} ${round(o('add', o('mul', p('b1'), mx), o('mul', p('c1'), g(`g${at}`))))})
+        (local.set $v${at} ${round(o('add', o('mul', p('b2'), vx), o('mul', o('mul', p('c2'), g(`g${at}`)), g(`g${at}`))))})
+        (local.set $w${at} ${o('sub', o('mul', wx, p('decay')), o('div', o('mul', p('step'), g(`m${at}`)), o('add', o('div', o('sqrt', g(`v${at}`)), p('bc2')), p('eps'))))})`;
+}
+/** Two f64x2 halves (low, high) as one f32x4. */
+const narrow = (lo: string, hi: string) => `(i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (f32x4.demote_f64x2_zero ${lo}) (f32x4.demote_f64x2_zero ${hi}))`;
+const OPTIM = `(func (export "adamw") (param $w i32) (param $m i32) (param $v i32) (param $g i32) (param $n i32) ${ADAM_PARAMS.map((n) => `(param $${n} f64)`).join(' ')}
+    (local $i i32) (local $end i32) (local $G v128) (local $M v128) (local $V v128) (local $W v128)
+    ${['lo', 'hi'].flatMap((h) => ['g', 'm', 'v', 'w'].map((x) => `(local $${x}${h} v128)`)).join(' ')} (local $gs f64) (local $ms f64) (local $vs f64) (local $ws f64)
+    ${ADAM_PARAMS.map((n) => `(local $${n}v v128)`).join(' ')}
+    ${ADAM_PARAMS.map((n) => `(local.set $${n}v (f64x2.splat ${g(n)}))`).join(' ')}
+    (local.set $end (i32.shl ${g('n')} (i32.const 2)))
+    (block $vec_end (loop $vec
+      (br_if $vec_end (i32.gt_u (i32.add ${g('i')} (i32.const 16)) ${g('end')}))
+      (local.set $G (v128.load ${at('g')})) (local.set $M (v128.load ${at('m')})) (local.set $V (v128.load ${at('v')})) (local.set $W (v128.load ${at('w')}))
+      ${[false, true].map((hi) => adamUpdate(true, hi ? 'hi' : 'lo', widen(g('G'), hi), widen(g('M'), hi), widen(g('V'), hi), widen(g('W'), hi))).join('\n      ')}
+      (v128.store ${at('m')} ${narrow(g('mlo'), g('mhi'))})
+      (v128.store ${at('v')} ${narrow(g('vlo'), g('vhi'))})
+      (v128.store ${at('w')} ${narrow(g('wlo'), g('whi'))})
+      (local.set $i (i32.add ${g('i')} (i32.const 16)))
+      (br $vec)))
+    (block $one_end (loop $one
+      (br_if $one_end (i32.ge_u ${g('i')} ${g('end')}))
+      ${adamUpdate(false, 's', `(f64.promote_f32 (f32.load ${at('g')}))`, `(f64.promote_f32 (f32.load ${at('m')}))`, `(f64.promote_f32 (f32.load ${at('v')}))`, `(f64.promote_f32 (f32.load ${at('w')}))`)}
+      (f32.store ${at('m')} (f32.demote_f64 ${g('ms')}))
+      (f32.store ${at('v')} (f32.demote_f64 ${g('vs')}))
+      (f32.store ${at('w')} (f32.demote_f64 ${g('ws')}))
+      (local.set $i (i32.add ${g('i')} (i32.const 4)))
+      (br $one))))
+  (func (export "sumsq") (param $g i32) (param $n i32) (result f64)
+    (local $i i32) (local $end i32) (local $G v128) (local $lo v128) (local $hi v128) (local $x f64) (local $ss f64)
+    (local.set $end (i32.shl ${g('n')} (i32.const 2)))
+    (block $vec_end (loop $vec
+      (br_if $vec_end (i32.gt_u (i32.add ${g('i')} (i32.const 16)) ${g('end')}))
+      (local.set $G (v128.load ${at('g')}))
+      (local.set $lo (f64x2.add ${g('lo')} (f64x2.mul ${widen(g('G'), false)} ${widen(g('G'), false)})))
+      (local.set $hi (f64x2.add ${g('hi')} (f64x2.mul ${widen(g('G'), true)} ${widen(g('G'), true)})))
+      (local.set $i (i32.add ${g('i')} (i32.const 16)))
+      (br $vec)))
+    ;; (lane0 + lane2) + (lane1 + lane3)
+    (local.set $lo (f64x2.add ${g('lo')} ${g('hi')}))
+    (local.set $ss (f64.add (f64x2.extract_lane 0 ${g('lo')}) (f64x2.extract_lane 1 ${g('lo')})))
+    (block $one_end (loop $one
+      (br_if $one_end (i32.ge_u ${g('i')} ${g('end')}))
+      (local.set $x (f64.promote_f32 (f32.load ${at('g')})))
+      (local.set $ss (f64.add ${g('ss')} (f64.mul ${g('x')} ${g('x')})))
+      (local.set $i (i32.add ${g('i')} (i32.const 4)))
+      (br $one)))
+    ${g('ss')})`;
+
 /** The module's text: its memory imported (shared; runtime/wasm/threads.ts unsharedModule makes the
  *  unshared form), so that the product kernels' module runs on the same one (runtime/train/f32/rows.ts). */
 export function renderTrainRows(): string {
@@ -320,7 +389,8 @@ export function renderTrainRows(): string {
   ${KERNELS.join('\n  ')}
   ${RMS}
   ${CONV}
-  ${ATTN})
+  ${ATTN}
+  ${OPTIM})
 `;
 }
 

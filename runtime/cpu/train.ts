@@ -388,9 +388,10 @@ export function checkLabels(batch: TrainBatch, V: number): void {
 }
 
 /** Runs the program's train entry on `batch` (each sequence from a fresh state): the loss and every
- *  weight's gradient. RT322 for labels of another length, RT320 for a label out of range, RT301
- *  when no row is counted. */
-export function runTrain(backend: CpuBackend, batch: TrainBatch): TrainResult {
+ *  weight's gradient (with `views`, windows of the arena where they can be, valid until the
+ *  backend's next run: no copy of every gradient out). RT322 for labels of another length, RT320 for
+ *  a label out of range, RT301 when no row is counted. */
+export function runTrain(backend: CpuBackend, batch: TrainBatch, views = false): TrainResult {
   const { program } = backend, entry = program.train ?? fail('the program has no train entry (lower it with { train: true })');
   checkLabels(batch, entry.outputs.logits!.width);
   const pool = backend.createStatePool(Math.max(...batch.seqs.map((s) => s.len)));
@@ -399,6 +400,6 @@ export function runTrain(backend: CpuBackend, batch: TrainBatch): TrainResult {
   for (const k of entry.kernels) inv.dispatch(k);
   const [loss, tokens] = inv.read(entry.outputs.loss!);
   const grads = new Map<string, Float32Array>();
-  for (const [name, v] of Object.entries(entry.outputs)) if (name.startsWith('grad:')) grads.set(name.slice(5), inv.read(v));
+  for (const [name, v] of Object.entries(entry.outputs)) if (name.startsWith('grad:')) grads.set(name.slice(5), (views && inv.out(v)) || inv.read(v));
   return { loss: loss!, tokens: tokens!, grads };
 }

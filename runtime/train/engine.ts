@@ -11,7 +11,8 @@ export interface StepResult {
   readonly loss: number;
   /** Tokens the loss counts (labels not -100). */
   readonly tokens: number;
-  /** d loss / d weight per weight name (absent for evaluation). */
+  /** d loss / d weight per weight name (absent for evaluation); an engine may give views of its
+   *  memory, valid until its next step or evaluation. */
   readonly grads?: ReadonlyMap<string, ArrayLike<number>>;
 }
 

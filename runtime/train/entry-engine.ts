@@ -23,8 +23,9 @@ export class TrainEntryEngine implements TrainEngine {
 
   step(weights: ReadonlyMap<string, Float32Array>, batch: PackedBatch): StepResult {
     this.backend.updateWeights(weights);
-    // the kernels' scratch arrays from the step pool (the results are copies out of the arena)
-    return inPool(this.pool, () => runTrain(this.backend, batch));
+    // the kernels' scratch arrays from the step pool; the gradients windows of the arena (the loop
+    // reads them before the next step)
+    return inPool(this.pool, () => runTrain(this.backend, batch, true));
   }
 
   /** The loss of the same run, its gradients dropped (the program has no loss-only entry); a batch

@@ -32,11 +32,28 @@ export function newParam(name: string, shape: readonly number[], value: ArrayLik
   return { name, shape, value: Float32Array.from(value), expAvg: new Float32Array(value.length), expAvgSq: new Float32Array(value.length) };
 }
 
-/** Global L2 norm of every gradient, in float64. */
+/** Global L2 norm of every gradient, in float64: √ of the gradients' sumSquares added in order. */
 export function globalNorm(grads: Iterable<ArrayLike<number>>): number {
   let ss = 0;
-  for (const g of grads) for (let i = 0; i < g.length; i++) ss += g[i]! * g[i]!;
+  for (const g of grads) ss += sumSquares(g);
   return Math.sqrt(ss);
+}
+
+/** Σ g² of one gradient in float64, in the order the wasm kernel sums (codegen/wasm/train-rows.ts
+ *  sumsq): four lanes, element i in lane i mod 4, over the whole fours; then (lane0 + lane2) +
+ *  (lane1 + lane3); then the tail (fewer than four) one by one. A square of an f32 is exact in f64,
+ *  so the two agree bit for bit. */
+export function sumSquares(g: ArrayLike<number>): number {
+  let a0 = 0, a1 = 0, a2 = 0, a3 = 0, i = 0;
+  for (; i + 4 <= g.length; i += 4) {
+    a0 += g[i]! * g[i]!;
+    a1 += g[i + 1]! * g[i + 1]!;
+    a2 += g[i + 2]! * g[i + 2]!;
+    a3 += g[i + 3]! * g[i + 3]!;
+  }
+  let ss = (a0 + a2) + (a1 + a3);
+  for (; i < g.length; i++) ss += g[i]! * g[i]!;
+  return ss;
 }
 
 /** clip_grad_norm_: the factor min(1, maxNorm / (norm + 1e-6)) every gradient is multiplied by

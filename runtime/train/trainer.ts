@@ -1,13 +1,14 @@
 // The training loop around a gradient engine (runtime/train/engine.ts): per step one packed batch,
 // its loss and gradients, clipping by global norm, the scheduled learning rate and AdamW
-// (runtime/train/optim.ts). Its whole state is the f32 masters and moments, the step and the
-// token count: the data are replayed from the seed, so a run saved after k steps and resumed
-// continues bit for bit as if it had never stopped. Saving and loading: runtime/train/checkpoint.ts.
+// (runtime/train/optim.ts; on WebAssembly SIMD, the same bits, ./optim-wasm.ts). Its whole state is
+// the f32 masters and moments, the step and the token count: the data are replayed from the seed, so
+// a run saved after k steps and resumed continues bit for bit as if it had never stopped. Saving and loading: runtime/train/checkpoint.ts.
 
 import { fail } from '../errors.ts';
 import type { PackedBatch } from './data.ts';
 import type { TrainEngine } from './engine.ts';
 import { type AdamWConfig, type ParamState, adamwStep, clipFactor, globalNorm, scheduledLr } from './optim.ts';
+import { WasmAdamW } from './optim-wasm.ts';
 
 export interface TrainConfig extends AdamWConfig {
   /** Optimizer steps in the whole run (the schedule's length). */
@@ -22,7 +23,10 @@ export interface TrainState {
   step: number;
   /** Tokens the losses counted so far. */
   tokens: number;
-  readonly params: readonly ParamState[];
+  /** The masters and moments. trainStep moves them into its optimizer's memory at the state's first
+   *  step (./optim-wasm.ts: the same values, now views of that memory), so read them through the
+   *  state, not through arrays kept from before a step. */
+  params: readonly ParamState[];
 }
 
 /** One line of metrics.jsonl. */
@@ -45,12 +49,31 @@ export function trainStep(engine: TrainEngine, c: TrainConfig, s: TrainState, ba
   const t0 = performance.now();
   const r = engine.step(weightsOf(s), batch);
   const grads = r.grads!;
-  const norm = globalNorm(grads.values());
+  // f32 gradients go through the wasm optimizer (the same bits as optim.ts in JS, which runs the rest:
+  // the reference engine's float64 gradients, no WebAssembly SIMD, a state past one memory)
+  const opt = [...grads.values()].every((g) => g instanceof Float32Array) ? wasmOptimizer(s) : null;
+  const norm = opt ? opt.load(grads as ReadonlyMap<string, Float32Array>) : globalNorm(grads.values());
   checkFinite(s, r.loss, norm);
   const lr = scheduledLr(c.lr, s.step, c.warmup, c.steps);
   const scale = clipFactor(norm, c.clip);
-  for (const p of s.params) adamwStep(p, grads.get(p.name)!, s.step + 1, lr, c, scale);
+  if (opt) opt.step(s.step + 1, lr, c, scale);
+  else for (const p of s.params) adamwStep(p, grads.get(p.name)!, s.step + 1, lr, c, scale);
   return stepped(s, r.tokens, { loss: r.loss, lr, grad_norm: norm }, batch, t0);
+}
+
+/** Each state's wasm optimizer (null: the state stays on optim.ts in JS). */
+const OPTIMIZERS = new WeakMap<TrainState, WasmAdamW | null>();
+
+/** The wasm optimizer of `s`, its masters and moments moved into the optimizer's memory the first
+ *  time (s.params then holds views of it), again if s.params was replaced since. */
+function wasmOptimizer(s: TrainState): WasmAdamW | null {
+  let o = OPTIMIZERS.get(s);
+  if (o === undefined || (o && o.params !== s.params)) {
+    o = WasmAdamW.open(s.params);
+    OPTIMIZERS.set(s, o);
+    if (o) s.params = o.params;
+  }
+  return o;
 }
 
 /** trainStep, or on an engine with a device optimizer (engine.device) the whole step on the device:

@@ -226,9 +226,9 @@ export class WasmBackend extends CpuBackend {
     return this.kernels.linear(p, x, rows, bias);
   }
 
-  /** With the program module, the arena lives in the shared memory (grown by doubling). */
+  /** The arena in the shared memory: the program module's (grown by doubling), else the train kernels' (./train.ts). */
   protected override arenaOf(floats: number): Float32Array {
-    if (!this.prog) return super.arenaOf(floats);
+    if (!this.prog) return this.trainKernels?.arena(floats) ?? super.arenaOf(floats);
     if (!this.arenaBlock || this.arenaBlock.bytes < 4 * floats) {
       if (this.arenaBlock) this.heap.release(this.arenaBlock);
       this.arenaBlock = this.heap.alloc(Math.max(4 * floats, 2 * (this.arenaBlock?.bytes ?? 0), 64));

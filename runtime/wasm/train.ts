@@ -238,6 +238,12 @@ export class WasmTrain {
     return new WasmTrain(kernels, memory64 ? rowKernels() : shared ? await rowKernelsOver(module, kernels.threads) : rowKernels(module));
   }
 
+  /** The train entry's arena in the row kernels' shared memory (RowKernels.arena: the row kernels and
+   *  the products read their operands where they lie and write results in place), or null. */
+  arena(floats: number): F32 | null {
+    return this.gm.rows?.arena(floats) ?? null;
+  }
+
   /** y = x·W + b, W [K, N] (the dX = dY·W products), on the product kernels over the threads. */
   transposed(x: F32, rows: number, K: number, name: string, w: F32, b: F32 | null): F32 {
     const N = w.length / K;

@@ -14,7 +14,7 @@ import { renderTrainRows, trainRowsModuleSource } from '../../codegen/wasm/train
 import { jsGemm } from '../../runtime/train/f32/gemm.ts';
 import type { Ctx32 } from '../../runtime/train/f32/graph.ts';
 import { OPS32 } from '../../runtime/train/f32/ops.ts';
-import { rowKernels } from '../../runtime/train/f32/rows.ts';
+import { rowKernels, rowKernelsWithProducts } from '../../runtime/train/f32/rows.ts';
 import { randomF64 } from '../grad/helpers.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -102,5 +102,47 @@ describe('the row-wise kernels in WebAssembly SIMD', () => {
       if (!db[i]) return expect(d, `input ${i}`).toBeNull();
       expect(relL2(d!, db[i]!), `d input ${i}`).toBeLessThan(1e-6);
     });
+  });
+});
+
+describe('the row kernels over an arena in their shared memory (the train entry\'s: RowKernels.arena)', () => {
+  it('read operands and write results in place, equal bit for bit to the copies in and out, also where a result overlaps its operands', async () => {
+    const shared = (await rowKernelsWithProducts(await wasmKernelVariants(), 2))!, plain = rowKernels()!;
+    try {
+      const n = 1030, arena = shared.arena(8 * n)!;
+      expect(arena, 'a shared memory holds the arena').not.toBeNull();
+      const a = rand(n, 1), b = rand(n, 2), w = rand(10, 3), bits = (x: Float32Array) => Buffer.from(x.buffer, x.byteOffset, x.byteLength);
+      // the operands at [0, n) and [n, 2n), results apart (3n), on the first operand (0: it is read
+      // whole first) and half over both (n/2)
+      for (const at of [3 * n, 0, n / 2]) {
+        arena.set(a, 0);
+        arena.set(b, n);
+        const into = arena.subarray(at, at + n);
+        const cases: [string, () => Float32Array, () => Float32Array][] = [
+          ['add', () => shared.addF(arena.subarray(0, n), arena.subarray(n, 2 * n), into), () => plain.addF(a, b)],
+          ['silu', () => shared.siluF(arena.subarray(0, n), into), () => plain.siluF(a)],
+          ['rms', () => shared.rmsF(arena.subarray(0, n), null, w, 10, 10, 1e-5, into).y, () => plain.rmsF(a, null, w, 10, 10, 1e-5).y],
+        ];
+        for (const [what, got, want] of cases) {
+          arena.set(a, 0);
+          arena.set(b, n);
+          const y = got();
+          expect(y, `${what} at ${at}: into the arena`).toBe(into);
+          expect(bits(y).equals(bits(want())), `${what} at ${at}`).toBe(true);
+        }
+      }
+      // a product whose operand lies in the arena: packed from where it lies
+      arena.set(a, 0);
+      const wm = rand(7 * 10, 4), p = shared.mm(arena, 0, 10, 1, 103, 10, wm, 0, 10, 1, 7);
+      const want = await openWasmGemm(await wasmKernelVariants(), 1);
+      try {
+        const r = want.gemm.mm(a, 0, 10, 1, 103, 10, wm, 0, 10, 1, 7);
+        for (let t = 0; t < 103; t++) expect(bits(p.y.slice(t * p.ld, t * p.ld + 7)).equals(bits(r.y.slice(t * r.ld, t * r.ld + 7))), `mm row ${t}`).toBe(true);
+      } finally {
+        want.kernels.close();
+      }
+    } finally {
+      shared.close();
+    }
   });
 });

@@ -35,6 +35,9 @@ export class RowKernels {
    *  which a product is split over the threads. */
   private readonly gemm: { f: Fn; work: Fn; MR: number; NR: number; splitFrom: number } | null = null;
   private threads: ProductThreads | null = null;
+  /** Floats the caller keeps in this memory across calls (`arena`), at LOW; the layouts start past them. */
+  private kept: F32 | null = null;
+  private low = LOW;
   /** The next free byte of this call's layout; where the row calls start (past the last product). */
   private top = LOW;
   private base = LOW;
@@ -59,6 +62,31 @@ export class RowKernels {
     this.threads = null;
   }
 
+  /** `floats` floats of this memory below every call's layout, the same block each time unless it must
+   *  grow (its values are then lost), for the train entry's arena (runtime/wasm/train.ts): operands
+   *  that lie there contiguous are read in place and results written in place, with no copies in or
+   *  out. Null where the memory is not shared (a view of it dies when it grows) or cannot grow so far. */
+  arena(floats: number): F32 | null {
+    if (!((this.mem.buffer as unknown) instanceof SharedArrayBuffer)) return null;
+    if (this.kept && this.kept.length >= floats) return this.kept;
+    const low = LOW + Math.ceil(floats / 4) * 16, need = low + 16 - this.mem.buffer.byteLength;
+    try {
+      if (need > 0) this.mem.grow(Math.ceil(need / 65536));
+    } catch {
+      return null;
+    }
+    this.low = this.base = this.top = low;
+    return (this.kept = new Float32Array(this.mem.buffer, LOW, floats));
+  }
+
+  /** The byte address of `x` where it lies contiguous in the kept arena, else null (copied in). */
+  private inPlace(x: Src): number | null {
+    const k = this.kept;
+    if (!k) return null;
+    if (x instanceof Float32Array) return x.buffer === k.buffer ? x.byteOffset : null;
+    return x.data.buffer === k.buffer && (x.ld === x.width || x.rows === 1) ? x.data.byteOffset + 4 * x.at : null;
+  }
+
   /** Whether `mm` runs here. */
   get products(): boolean {
     return this.gemm !== null;
@@ -72,12 +100,14 @@ export class RowKernels {
     const { f, MR, NR, splitFrom } = this.gemm!, panels = Math.ceil(N / NR), ld = panels * NR, Tpad = Math.ceil(T / MR) * MR;
     // each operand's span of its array, copied in as is, then packed from its strides
     const xs = (T - 1) * xt + (K - 1) * xk + 1, ws = (N - 1) * wn + (K - 1) * wk + 1;
-    this.top = LOW;
-    const xa = this.room(xs), wa = this.room(ws), tiles = this.room(Tpad * K), pan = this.room(panels * K * NR), ya = this.room(Tpad * ld);
+    this.top = this.low;
+    // an operand in the kept arena is packed from where it lies
+    const xIn = x.buffer === this.kept?.buffer ? x.byteOffset + 4 * xo : null, wIn = w.buffer === this.kept?.buffer ? w.byteOffset + 4 * wo : null;
+    const xa = xIn ?? this.room(xs), wa = wIn ?? this.room(ws), tiles = this.room(Tpad * K), pan = this.room(panels * K * NR), ya = this.room(Tpad * ld);
     this.base = this.top;
     const buf = this.mem.buffer;
-    new Float32Array(buf, xa, xs).set(x.subarray(xo, xo + xs));
-    new Float32Array(buf, wa, ws).set(w.subarray(wo, wo + ws));
+    if (xIn === null) new Float32Array(buf, xa, xs).set(x.subarray(xo, xo + xs));
+    if (wIn === null) new Float32Array(buf, wa, ws).set(w.subarray(wo, wo + ws));
     this.ex.pack!(xa, xt, xk, T, K, tiles, MR);
     this.ex.pack!(wa, wn, wk, N, K, pan, NR);
     if (split && this.threads && T * K * N >= splitFrom && panels > 1) this.threads.run(tiles, pan, ya, T, K, ld, panels);
@@ -94,15 +124,21 @@ export class RowKernels {
     return at;
   }
 
-  /** Lays out inputs (copied in) and outputs (room, `zero`ed where asked), runs `body` with their
-   *  addresses and returns the outputs copied out (the first into `into` where given). Outputs
-   *  given as [n, 8] are f64. */
+  /** Lays out inputs (copied in, or read where they lie in the kept arena) and outputs (room,
+   *  `zero`ed where asked), runs `body` with their addresses and returns the outputs copied out (the
+   *  first into `into` where given: computed there in place where it lies in the kept arena apart
+   *  from every input). Outputs given as [n, 8] are f64. */
   private call(ins: readonly Src[], outs: readonly (number | [number, 8])[], body: (a: number[]) => void, zero = false, into?: F32, scratch: readonly number[] = []): (F32 | Float64Array)[] {
     this.top = this.base;
+    const placed = ins.map((x) => this.inPlace(x));
+    const y0 = into && typeof outs[0] === 'number' ? this.inPlace(into) : null;
+    const apart = y0 !== null && placed.every((a, i) => a === null || a + 4 * ins[i]!.length <= y0 || y0 + 4 * into!.length <= a);
     // then `scratch` floats each, passed to `body` last and not copied out
-    const addr = [...ins.map((x) => this.room(x.length)), ...outs.map((o) => (typeof o === 'number' ? this.room(o) : this.room(o[0], 8))), ...scratch.map((n) => this.room(n))];
+    const addr = [...ins.map((x, i) => placed[i] ?? this.room(x.length)),
+      ...outs.map((o, i) => (i === 0 && apart ? y0! : typeof o === 'number' ? this.room(o) : this.room(o[0], 8))), ...scratch.map((n) => this.room(n))];
     const buf = this.mem.buffer;
     ins.forEach((x, i) => {
+      if (placed[i] !== null) return;
       const to = new Float32Array(buf, addr[i]!, x.length);
       if (x instanceof Float32Array) to.set(x);
       else copyRows(x.data, x.at, x.ld, to, 0, x.width, x.rows, x.width);
@@ -111,6 +147,7 @@ export class RowKernels {
     body(addr);
     return outs.map((o, i) => {
       if (typeof o !== 'number') return new Float64Array(buf, addr[ins.length + i]!, o[0]).slice();
+      if (i === 0 && apart) return into!;
       const y = (i === 0 && into) || f32(o, false);
       y.set(new Float32Array(buf, addr[ins.length + i]!, o));
       return y;
@@ -258,6 +295,9 @@ export async function rowKernelsOver(kernels: WebAssembly.Module, threads: numbe
   await r.startThreads(kernels, threads);
   return r;
 }
+
+/** The module compiled for an unshared memory, or null where the engine has no WebAssembly SIMD. */
+export const rowsModule = (): WebAssembly.Module | null => rowModules()?.unshared ?? null;
 
 /** The module's bytes (shared-memory form) and its unshared form compiled. */
 function rowModules(): { bytes: Uint8Array; unshared: WebAssembly.Module } | null {
