@@ -167,8 +167,12 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  target's src/train-wgsl.ts without the inference kernels, runtime/train/session.ts stepAsync/evaluateAsync/saveAsync, start from weights in memory
  *  (a page), its engines, RT606);
  *  codegen +8: the integer GEMM's tiles read ahead as the bf16 ones do (issue 22: codegen/wasm/gemm8.ts);
- *  codegen +6: the read-aheads' loads spelled once (codegen/wasm/wat.ts touchLines, touchLinesEvery) for the bf16 tiles, gemm8 and the SSD step. */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5514, codegen: 7957, runtime: 18258, cli: 3415 };
+ *  codegen +6: the read-aheads' loads spelled once (codegen/wasm/wat.ts touchLines, touchLinesEvery) for the bf16 tiles, gemm8 and the SSD step;
+ *  codegen +70, runtime +168: AdamW and the gradients' norm on WebAssembly SIMD (issue 20: train-rows.ts adamw/sumsq,
+ *  runtime/train/optim-wasm.ts) and the train entry's arena in the row kernels' memory (RowKernels.arena);
+ *  codegen +161, runtime +6: the products' row tiles packed by the module (tiles), a short last tile over two panels
+ *  at once (issue 22: codegen/wasm/kernels.ts mk2/mk2p, pairedPanels, pairedF32, pairedQuant; WasmTarget.pairRows). */
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5514, codegen: 8188, runtime: 18432, cli: 3415 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
