@@ -14,6 +14,7 @@
 import { copyRows } from './gemm.ts';
 import { f32 } from './pool.ts';
 import { TRAIN_ROWS_WASM } from './rows-module.ts';
+import { HELPERS, type HeadEnv, type HeadSpace, ROUTINES } from './heads.ts';
 import { ProductThreads } from './split.ts';
 import { threadSupport, threadsHere, unsharedModule } from '../../wasm/threads.ts';
 
@@ -33,24 +34,29 @@ export class RowKernels {
   private readonly ex: Record<string, Fn>;
   /** The product kernels on this memory: gemm_f32, work, their tile and panel sizes, the size from
    *  which a product is split over the threads. */
-  private readonly gemm: { f: Fn; work: Fn; MR: number; NR: number; splitFrom: number } | null = null;
+  private readonly gemm: { f: Fn; work: Fn; MR: number; NR: number; splitFrom: number; kex: Record<string, unknown> } | null = null;
   private threads: ProductThreads | null = null;
   /** The next free byte of this call's layout; where the row calls start (past the last product). */
   private top = LOW;
   private base = LOW;
 
-  constructor(rows: WebAssembly.Module, kernels: WebAssembly.Module | null, private readonly mem: WebAssembly.Memory) {
+  constructor(private readonly rows: WebAssembly.Module, kernels: WebAssembly.Module | null, private readonly mem: WebAssembly.Memory) {
     this.ex = new WebAssembly.Instance(rows, { env: { memory: mem } }).exports as unknown as Record<string, Fn>;
     if (kernels) {
       const k = new WebAssembly.Instance(kernels, { env: { memory: mem } }).exports as unknown as Record<string, Fn | WebAssembly.Global>;
       const v = (n: string) => (k[n] as WebAssembly.Global).value as number;
-      this.gemm = { f: k.gemm_f32 as Fn, work: k.work as Fn, MR: v('MR'), NR: v('NR'), splitFrom: v('SPLIT_FROM') };
+      this.gemm = { f: k.gemm_f32 as Fn, work: k.work as Fn, MR: v('MR'), NR: v('NR'), splitFrom: v('SPLIT_FROM'), kex: k };
     }
   }
 
   /** Starts `n` − 1 workers for the large products (`kernels`: the module in its shared-memory form). */
   async startThreads(kernels: WebAssembly.Module, n: number): Promise<void> {
-    if (n > 1 && this.gemm) this.threads = await ProductThreads.start(kernels, this.mem, n, this.gemm.work);
+    if (n > 1 && this.gemm) this.threads = await ProductThreads.start(kernels, this.rows, this.mem, n, this.gemm.work);
+  }
+
+  /** Threads that share the products and the heads' routines, this one counted. */
+  get threadCount(): number {
+    return this.threads?.count ?? 1;
   }
 
   /** Ends the workers. */
@@ -83,6 +89,31 @@ export class RowKernels {
     if (split && this.threads && T * K * N >= splitFrom && panels > 1) this.threads.run(tiles, pan, ya, T, K, ld, panels);
     else f(tiles, pan, ya, T, K, ld, 0, panels);
     return { y: new Float32Array(buf, ya, Tpad * ld), ld };
+  }
+
+  /** The memory for ./heads.ts' routines (those with products only where `products`), laid out
+   *  from byte 64 on: what the last product left there is gone. Their units are shared by the threads. */
+  space(): HeadSpace {
+    this.top = LOW;
+    const { MR, NR, kex } = this.gemm ?? { MR: 1, NR: 1, kex: null };
+    const env = (): HeadEnv => {
+      const buf = this.mem.buffer;
+      return { f: new Float32Array(buf), d: new Float64Array(buf), i: new Int32Array(buf), ...HELPERS, rex: this.ex, kex, MR, NR };
+    };
+    return {
+      alloc: (n, zero = true) => {
+        const at = this.room(n);
+        if (zero) new Float32Array(this.mem.buffer, at, n).fill(0);
+        return at / 4;
+      },
+      env,
+      run: (routine, units, scratch, args) => {
+        const per = Math.ceil(scratch / 4) * 4, n = this.threadCount, scr = this.room(n * per) / 4, E = env();
+        if (this.threads && units > 1) return this.threads.units(routine, units, scr, per, args, E);
+        const a = [...args];
+        for (let u = 0; u < units; u++) (ROUTINES[routine] as (...x: unknown[]) => void)(E, u, scr, a);
+      },
+    };
   }
 
   /** Room for n elements of `bytes` each (16-byte aligned), the memory grown to hold it. */
@@ -192,14 +223,6 @@ export class RowKernels {
       const y = a[ins.length]!;
       for (const { start, len } of seqs) this.ex.conv_f!(a[0]!, a[1]!, b ? a[2]! : 0, b ? 1 : 0, y, start, len, C, K);
     }, true, into)[0] as F32;
-  }
-
-  /** Its backward: dx [T, C], dwt [K, C] and db [C] (both summed in f64). */
-  convB(x: F32, wt: F32, dy: F32, C: number, K: number, seqs: readonly { start: number; len: number }[]): { dx: F32; dwt: Float64Array; db: Float64Array } {
-    const r = this.call([x, wt, dy], [x.length, [K * C, 8], [C, 8]], ([xa, wa, da, dx, dwt, db]) => {
-      for (const { start, len } of seqs) this.ex.conv_b!(xa!, wa!, da!, dx!, dwt!, db!, start, len, C, K);
-    }, true);
-    return { dx: r[0] as F32, dwt: r[1] as Float64Array, db: r[2] as Float64Array };
   }
 
   /** Attention's probabilities of one sequence and query head from its scores s [n, lds]: p [n, n]
