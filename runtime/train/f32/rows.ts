@@ -9,7 +9,8 @@
 // large product's time on one thread, all of it on the calling thread); the same micro-kernels, so
 // the same sums; large ones split over threads (./split.ts) where the memory is shared. A product's
 // result stays in place until the next product: the row calls lay out past it. Bytes [0, 64) hold
-// the products' job record.
+// the products' job record. `space` lays out ./heads.ts' routines (the SSD, attention, the conv's
+// backward) on the same memory, their units shared by the same threads.
 
 import { copyRows } from './gemm.ts';
 import { f32 } from './pool.ts';
@@ -72,8 +73,8 @@ export class RowKernels {
 
   /** Y [T, N] = X·Wᵀ, X[t, k] = x[xo + t·xt + k·xk], W[n, k] = w[wo + n·wn + k·wk] (as Gemm.mm):
    *  a view of Y, rows `ld` apart, valid until the next product; `split`: over the threads from the
-   *  kernels' SPLIT_FROM multiply-adds (attention's and the SSD's small products are not: a wake-up
-   *  and a wait per 64×64×64 product bought nothing). */
+   *  kernels' SPLIT_FROM multiply-adds (a wake-up and a wait per 64×64×64 product bought nothing:
+   *  attention's and the SSD's small products share their heads instead, ./heads.ts). */
   mm(x: F32, xo: number, xt: number, xk: number, T: number, K: number, w: F32, wo: number, wn: number, wk: number, N: number, split = false): { y: F32; ld: number } {
     const { f, MR, NR, splitFrom } = this.gemm!, panels = Math.ceil(N / NR), ld = panels * NR, Tpad = Math.ceil(T / MR) * MR;
     // each operand's span of its array, copied in as is, then packed from its strides
@@ -223,28 +224,6 @@ export class RowKernels {
       const y = a[ins.length]!;
       for (const { start, len } of seqs) this.ex.conv_f!(a[0]!, a[1]!, b ? a[2]! : 0, b ? 1 : 0, y, start, len, C, K);
     }, true, into)[0] as F32;
-  }
-
-  /** Attention's probabilities of one sequence and query head from its scores s [n, lds]: p [n, n]
-   *  (written into `p`; zero outside each row's keys) and, unless `given`, each row's logsumexp
-   *  into `lse` [n] (else read from it, as the backward recomputes P). */
-  attnProbs(s: F32, lds: number, n: number, scale: number, window: number, lse: F32, given: boolean, p: F32): void {
-    this.top = this.base;
-    // s may be the last product's result in this memory, whose view growing the memory detaches
-    const own = s.buffer === this.mem.buffer ? s.byteOffset : -1;
-    const sa = this.room(n * lds), pa = this.room(n * n), la = this.room(n), st = this.room(2 * n);
-    const buf = this.mem.buffer;
-    new Float32Array(buf, sa, n * lds).set(own >= 0 ? new Float32Array(buf, own, n * lds) : s.subarray(0, n * lds));
-    new Float32Array(buf, pa, n * n).fill(0);
-    const lv = new Float32Array(buf, la, n);
-    if (given) lv.set(lse.subarray(0, n));
-    else {
-      this.ex.attn_stats!(sa, lds, n, scale, window, st);
-      const m = new Float32Array(buf, st, 2 * n);
-      for (let i = 0; i < n; i++) lse[i] = lv[i] = m[2 * i]! + Math.log(m[2 * i + 1]!);
-    }
-    this.ex.attn_p!(sa, lds, pa, n, scale, window, la);
-    p.set(new Float32Array(buf, pa, n * n));
   }
 }
 
