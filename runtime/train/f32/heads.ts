@@ -40,8 +40,9 @@ export interface HeadSpace {
   alloc(n: number, zero?: boolean): number;
   /** The memory's views as the calling thread's routines see them. */
   env(): HeadEnv;
-  /** Runs ROUTINES[routine] over units [0, units), each thread with `scratch` floats of its own. */
-  run(routine: number, units: number, scratch: number, args: readonly number[]): void;
+  /** Runs ROUTINES[routine] over units [0, units), each thread with `scratch` floats of its own;
+   *  `shared` false: on the calling thread alone (work too small to wake the others for). */
+  run(routine: number, units: number, scratch: number, args: readonly number[], shared?: boolean): void;
 }
 
 /** Floats of `mm`'s result and packing room for products whose T, K and N are at most L (the

@@ -108,9 +108,9 @@ export class RowKernels {
         return at / 4;
       },
       env,
-      run: (routine, units, scratch, args) => {
+      run: (routine, units, scratch, args, shared = true) => {
         const per = Math.ceil(scratch / 4) * 4, n = this.threadCount, scr = this.room(n * per) / 4, E = env();
-        if (this.threads && units > 1) return this.threads.units(routine, units, scr, per, args, E);
+        if (shared && this.threads && units > 1) return this.threads.units(routine, units, scr, per, args, E);
         const a = [...args];
         for (let u = 0; u < units; u++) (ROUTINES[routine] as (...x: unknown[]) => void)(E, u, scr, a);
       },

@@ -12,7 +12,8 @@
 // dC, dS0, dcum; the chunk state from dS1 → dX, dB, ddt, dcum; dS0 = e_last·dS1 + (diag(e)·dY)ᵀ·C;
 // dcum → dt, A by a reverse cumulative sum. Then per chunk and group: dCB summed over the group's
 // heads, dC += dCB·B, dB += dCBᵀ·C, with the heads' own parts of dB and dC added in head order.
-// Jobs: CB = C·Bᵀ per (chunk, group); the heads; (backward) the sums per (chunk, group).
+// Jobs: CB = C·Bᵀ per (chunk, group) (on the calling thread: small); the heads; (backward) the sums
+// per (chunk, group).
 
 import type { SeqSlice } from '../../cpu/seq.ts';
 import type { Gemm } from './gemm.ts';
@@ -43,7 +44,8 @@ function layout(sp: HeadSpace, s: SsdIn32, dy: F32 | null, d: SsdDims32, Q: numb
   const a = [...ops, dy ? put(sp, dy) : 0, H, P, G, N, Q, nch, ch, cb, ent, ...back, T, withY ? 1 : 0];
   // f64 [8Q], mm's room, then M, the decays or (diag(w)·X)ᵀ, (diag(e)·dY)ᵀ, the state
   const scratch = 16 * Q + mmFloats(Math.max(Q, P, N)) + 2 * Q * Q + P * Q + P * N;
-  sp.run(ROUTINE.ssdCb, nch * G, scratch, a);
+  // CB: a 64×64×32 product per chunk and group (~20 µs), not worth waking the threads for
+  sp.run(ROUTINE.ssdCb, nch * G, scratch, a, false);
   return { a, nch, scratch };
 }
 
