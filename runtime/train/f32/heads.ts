@@ -96,7 +96,7 @@ export function ssdDecays(E: HeadEnv, dtp: number, H: number, Ah: number, q: num
 // The SSD's arguments (./ssd.ts ssdArgs), by position: 0 x [T, H·P], 1 dt [T, H], 2 A [H], 3 B [T, G·N],
 // 4 C [T, G·N], 5 D [H], 6 dy [T, H·P], 7 H, 8 P, 9 G, 10 N, 11 Q (the chunk), 12 chunks, 13 the
 // chunks' (t0, q, first) (i32), 14 CB [chunks][G][Q][Q], 15 the entering states [chunks][H][P·N],
-// 16 y or dx [T, H·P], 17 ddt (f64 [T, H], a d index), 18 dA (f64 [H]), 19 dD (f64 [H]), 20 each head's dB part
+// 16 y or dx [T, H·P], 17 ddt (f64 [H, T], a d index: a head's own lines), 18 dA (f64 [H]), 19 dD (f64 [H]), 20 each head's dB part
 // [H][T][N], 21 its dC part, 22 each head's dCB [chunks][H][Q][Q], 23 dB, 24 dC, 25 T, 26 with y (forward).
 // A thread's scratch: f64 [8Q] (cum, e, row, dt, dcum, w, dt's gradient) first, then mm's, then f32.
 
@@ -143,13 +143,16 @@ export function ssdForwardHead(E: HeadEnv, h: number, scr: number, a: number[]):
 }
 
 /** Head h's backward over every chunk in reverse, with dS1 (zero past a sequence's last chunk):
- *  its dx, ddt, dA, dD whole, its parts of dB, dC and its dCB (./ssd.ts's header gives the steps). */
+ *  its dx, ddt, dA, dD whole, its parts of dB, dC and its dCB (./ssd.ts's header gives the steps).
+ *  dA and dD summed here and stored once (the heads' words share a cache line). */
 export function ssdBackwardHead(E: HeadEnv, h: number, scr: number, a: number[]): void {
   const x = a[0]!, dt = a[1]!, B = a[3]!, C = a[4]!, dy = a[6]!, H = a[7]!, P = a[8]!, G = a[9]!, N = a[10]!, Q = a[11]!, nch = a[12]!, ch = a[13]!;
   const cbs = a[14]!, ent = a[15]!, gx = a[16]!, gdt = a[17]!, gA = a[18]!, gD = a[19]!, gBh = a[20]!, gCh = a[21]!, dcbs = a[22]!, T = a[25]!;
   const f = E.f, d = E.d, I = E.i, HP = H * P, GN = G * N, PN = P * N, g = (h / (H / G)) | 0, Ah = f[a[2]! + h]!, Dh = f[a[5]! + h]!;
   const L = (Math.max(Q, P, N) + 3) & ~3, c64 = scr >> 1, cum = c64, e = c64 + Q, row = c64 + 2 * Q, dtv = c64 + 3 * Q, dcum = c64 + 4 * Q, w = c64 + 5 * Q, gdtj = c64 + 6 * Q;
   const yy = scr + 16 * Q, tmp = yy + (L + 16) * (L + 16), m = yy + ((L + 16) * (L + 16) + (2 * L + 24) * L + 8), Lm = m + Q * Q, ey = Lm + Q * Q, dS = ey + P * Q;
+  const gt = gdt + h * T;
+  let ga = 0, gd = 0;
   for (let c = nch - 1; c >= 0; c--) {
     const t0 = I[ch + 3 * c]!, q = I[ch + 3 * c + 1]!, xo = x + t0 * HP + h * P, dyo = dy + t0 * HP + h * P, gxo = gx + t0 * HP + h * P, bo = t0 * GN + g * N;
     if (c === nch - 1 || I[ch + 3 * c + 5]) f.fill(0, dS, dS + PN);
@@ -171,7 +174,7 @@ export function ssdBackwardHead(E: HeadEnv, h: number, scr: number, a: number[])
       }
       d[dcum + i]! += di;
     }
-    for (let j = 0; j < q; j++) d[gdt + (t0 + j) * H + h]! += d[gdtj + j]!;
+    for (let j = 0; j < q; j++) d[gt + t0 + j]! += d[gdtj + j]!;
     // dX = Mᵀ·dY + D·dY (X[j, i] = M[i, j]; W[p, i] = dY[i, p])
     ld = E.mm(E, m, 1, Q, q, q, dyo, 1, HP, P, yy, tmp);
     for (let j = 0; j < q; j++) for (let p = 0; p < P; p++) f[gxo + j * HP + p] += f[yy + j * ld + p]! + Dh * f[dyo + j * HP + p]!;
@@ -187,7 +190,7 @@ export function ssdBackwardHead(E: HeadEnv, h: number, scr: number, a: number[])
       }
       d[dcum + i]! += d[e + i]! * acc;
     }
-    d[gD + h]! += dd;
+    gd += dd;
     ld = E.mm(E, dyo, HP, 1, q, P, S0, 1, N, N, yy, tmp);
     for (let i = 0; i < q; i++) for (let n = 0; n < N; n++) f[gCh + (h * T + t0 + i) * N + n] += d[e + i]! * f[yy + i * ld + n]!;
     // 3. the chunk state from dS1: SB = B·dS1ᵀ → dX, dw; dB += diag(w)·X·dS1
@@ -200,7 +203,7 @@ export function ssdBackwardHead(E: HeadEnv, h: number, scr: number, a: number[])
         f[gxo + j * HP + p] += d[w + j]! * sb;
         dw += sb * f[xo + j * HP + p]!;
       }
-      d[gdt + (t0 + j) * H + h]! += dw * Math.exp(cl - d[cum + j]!);
+      d[gt + t0 + j]! += dw * Math.exp(cl - d[cum + j]!);
       d[dcum + q - 1]! += dw * d[w + j]!;
       d[dcum + j]! -= dw * d[w + j]!;
     }
@@ -216,10 +219,12 @@ export function ssdBackwardHead(E: HeadEnv, h: number, scr: number, a: number[])
     // 4. dcum → da (reverse cumulative sum) → dt, A
     for (let i = q - 1, da = 0; i >= 0; i--) {
       da += d[dcum + i]!;
-      d[gdt + (t0 + i) * H + h]! += da * Ah;
-      d[gA + h]! += da * d[dtv + i]!;
+      d[gt + t0 + i]! += da * Ah;
+      ga += da * d[dtv + i]!;
     }
   }
+  d[gA + h] = ga;
+  d[gD + h] = gd;
 }
 
 /** Unit u = (chunk, group): dCB summed over the group's heads in head order, then dC = Σ_h dC_h +

@@ -102,14 +102,17 @@ export class RowKernels {
       return { f: new Float32Array(buf), d: new Float64Array(buf), i: new Int32Array(buf), ...HELPERS, rex: this.ex, kex, MR, NR };
     };
     return {
+      // on cache lines of their own (64 bytes): what one thread writes shares no line with another's
       alloc: (n, zero = true) => {
+        this.top = Math.ceil(this.top / 64) * 64;
         const at = this.room(n);
         if (zero) new Float32Array(this.mem.buffer, at, n).fill(0);
         return at / 4;
       },
       env,
       run: (routine, units, scratch, args, shared = true) => {
-        const per = Math.ceil(scratch / 4) * 4, n = this.threadCount, scr = this.room(n * per) / 4, E = env();
+        this.top = Math.ceil(this.top / 64) * 64;
+        const per = Math.ceil(scratch / 16) * 16, n = this.threadCount, scr = this.room(n * per) / 4, E = env();
         if (shared && this.threads && units > 1) return this.threads.units(routine, units, scr, per, args, E);
         const a = [...args];
         for (let u = 0; u < units; u++) (ROUTINES[routine] as (...x: unknown[]) => void)(E, u, scr, a);

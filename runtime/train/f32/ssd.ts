@@ -18,6 +18,7 @@
 import type { SeqSlice } from '../../cpu/seq.ts';
 import type { Gemm } from './gemm.ts';
 import { type HeadSpace, ROUTINE, mmFloats, put, spaceOf, take } from './heads.ts';
+import { f32 } from './pool.ts';
 
 type F32 = Float32Array;
 
@@ -61,6 +62,8 @@ export function ssdBackward32(gm: Gemm, dy: F32, s: SsdIn32, d: SsdDims32, chunk
   const sp = spaceOf(gm), { a, nch, scratch } = layout(sp, s, dy, d, chunk, seqs, entering, false), { H, G } = d, T = s.dt.length / H;
   sp.run(ROUTINE.ssdBackward, H, scratch, a);
   sp.run(ROUTINE.ssdSums, nch * G, scratch, a);
-  const E = sp.env(), f64 = (at: number, n: number) => Float32Array.from(E.d.subarray(at, at + n));
-  return { x: take(sp, a[16]!, s.x.length), dt: f64(a[17]!, T * H), A: f64(a[18]!, H), B: take(sp, a[23]!, s.B.length), C: take(sp, a[24]!, s.C.length), D: f64(a[19]!, H) };
+  const E = sp.env(), f64 = (at: number, n: number) => Float32Array.from(E.d.subarray(at, at + n)), dt = f32(T * H, false);
+  // ddt from [H, T] (each head's own lines while the threads wrote them) to [T, H]
+  for (let h = 0; h < H; h++) for (let t = 0, o = a[17]! + h * T; t < T; t++) dt[t * H + h] = E.d[o + t]!;
+  return { x: take(sp, a[16]!, s.x.length), dt, A: f64(a[18]!, H), B: take(sp, a[23]!, s.B.length), C: take(sp, a[24]!, s.C.length), D: f64(a[19]!, H) };
 }
