@@ -29,7 +29,7 @@ import { type SsdIn32, ssdBackward32, ssdForward32 } from '../train/f32/ssd.ts';
 
 type F32 = Float32Array;
 /** The SSD forward's states entering each chunk, by its operands (ssdKey), until its backward reads them. */
-type Kept = Map<string, F32[]>;
+type Kept = Map<string, F32>;
 type Impl<F extends BackwardFamily> = (k: BackwardKernelOf<F>, c: Ctx, gm: Gemm, kept: Kept) => void;
 
 /** The SSD's operands x, dt, B, C as places in the arena: the forward's and its backward's are the

@@ -101,7 +101,7 @@ describe('the train entry on the wasm backend against the CPU backend', () => {
     await check('tiny-bamba-a', c, w, evalTextBatch());
   }, 60_000);
 
-  it('1 and 2 threads give the same loss and gradients bit for bit (products past the split size: 40 rows × 64 × 256)', async () => {
+  it('1 and 2 threads give the same loss and gradients bit for bit (products past the split size: 40 rows × 64 × 256; the SSD\'s and attention\'s heads, the conv backward\'s sequences shared)', async () => {
     const c = compileTiny({ d_model: 64, d_ff: 256, vocab: 256 }), w = f32Of(c, 11), p = trainProgram(c), b = packed([13, 7, 20], 256, 3);
     const one = runTrain(await wasmBackend(p, w, 1), b), two = runTrain(await wasmBackend(p, w, 2), b);
     expect(two.loss).toBe(one.loss);

@@ -45,7 +45,7 @@ describe('f32 engine whole-model gradients against the float64 reference', () =>
     check('tiny-bamba-a', c.graph, w, evalTextBatch());
   }, 120_000);
 
-  it('tiny-bamba-a\'s gradients are the same, bit for bit, on 1 and 2 threads (its large products split over them)', async () => {
+  it('tiny-bamba-a\'s gradients are the same, bit for bit, on 1 and 2 threads (its large products split over them, its SSD\'s and attention\'s heads and conv backward\'s sequences shared)', async () => {
     const { c, w } = trainedTinyBamba();
     const b = packed([40, 25, 31], 264, 41);
     const one = await openWasmGemm(await wasmKernelVariants(), 1);

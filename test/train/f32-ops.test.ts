@@ -3,7 +3,9 @@
 // test/grad/ops.test.ts): the forward's outputs, and the backward's input cotangents for a random
 // output cotangent, on random tiny shapes — packed ragged sequences, chunk boundaries inside and
 // across sequences, GQA, partial RoPE, sliding windows — with the products on the wasm GEMM (2
-// threads) and in JS. Measure: per output, ‖got − ref‖₂ / ‖ref‖₂ < 1e-5.
+// threads) and in JS. Measure: per output, ‖got − ref‖₂ / ‖ref‖₂ < 1e-5. Then the records whose
+// heads (SSD, attention) or sequences (the conv's backward) the threads share: 1 and 2 threads bit
+// for bit, forward and backward.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { wasmKernelVariants } from '../../codegen/wasm/assemble.ts';
@@ -124,4 +126,29 @@ describe('f32 engine op records equal the float64 VJP records (rel L2 < 1e-5)', 
       console.log(`${k.name} (${which}): worst rel L2 ${worst.toExponential(2)}`);
     });
   }
+});
+
+describe('the SSD\'s and attention\'s heads and the conv backward\'s sequences shared by the threads', () => {
+  // 8 SSD heads in 2 groups and 8 query heads on 4 KV heads, long enough that the workers take units
+  const R = 190, lens = [70, 1, 119];
+  const big: Case[] = [
+    c('ssd', 'ssd', [F([R, 8, 16], 80), inRange([R, 8], 81, 0.05, 1.2), inRange([8], 82, -2, -0.3), F([R, 2, 8], 83), F([R, 2, 8], 84), F([8], 85)], { chunk: 16 }, lens),
+    c('attention', 'attention', [F([R, 8, 16], 86), F([R, 4, 16], 87), F([R, 4, 16], 88)], { scale: 0.25 }, lens),
+    c('causal_conv1d', 'causal_conv1d', [F([1200, 256], 89), F([256, 1, 4], 90), F([256], 91)], {}, [150, 1, 149, 300, 100, 200, 150, 150]),
+  ];
+  let one: { gemm: Gemm; kernels: WasmKernels };
+  beforeAll(async () => { one = await openWasmGemm(await wasmKernelVariants(), 1); });
+  afterAll(() => one.kernels.close());
+  for (const k of big) it(`${k.name}: 1 and 2 threads give the same outputs and cotangents bit for bit`, () => {
+    const shapes = k.ins.map((x) => (x ? x.s as number[] : null)), ins = k.ins.map((x) => (x ? Float32Array.from(x.d) : null));
+    const run = (gemm: Gemm) => {
+      const c32: Ctx32 = { shapes, attrs: k.attrs, seqs: k.seqs, ins, outShapes: [], gemm };
+      const f = OPS32[k.op]!.forward(c32), outs = f.outs.map((o) => (o as Float32Array).slice());
+      const d = OPS32[k.op]!.backward(c32, f.saved, outs.map((o) => Float32Array.from(randomF64(o.length, 7))));
+      return [...outs, ...d.filter((g) => g !== null)] as Float32Array[];
+    };
+    const a = run(one.gemm), b = run(wasm.gemm);
+    expect(b.length).toBe(a.length);
+    a.forEach((x, i) => expect(Buffer.from(b[i]!.buffer, b[i]!.byteOffset, b[i]!.byteLength).equals(Buffer.from(x.buffer, x.byteOffset, x.byteLength)), `${k.name}: result ${i}`).toBe(true));
+  });
 });

@@ -9,11 +9,13 @@
 // large product's time on one thread, all of it on the calling thread); the same micro-kernels, so
 // the same sums; large ones split over threads (./split.ts) where the memory is shared. A product's
 // result stays in place until the next product: the row calls lay out past it. Bytes [0, 64) hold
-// the products' job record.
+// the products' job record. `space` lays out ./heads.ts' routines (the SSD, attention, the conv's
+// backward) on the same memory, their units shared by the same threads.
 
 import { copyRows } from './gemm.ts';
 import { f32 } from './pool.ts';
 import { TRAIN_ROWS_WASM } from './rows-module.ts';
+import { HELPERS, type HeadEnv, type HeadSpace, ROUTINES } from './heads.ts';
 import { ProductThreads } from './split.ts';
 import { threadSupport, threadsHere, unsharedModule } from '../../wasm/threads.ts';
 
@@ -33,7 +35,7 @@ export class RowKernels {
   private readonly ex: Record<string, Fn>;
   /** The product kernels on this memory: gemm_f32, work, their tile and panel sizes, the size from
    *  which a product is split over the threads. */
-  private readonly gemm: { f: Fn; work: Fn; MR: number; NR: number; splitFrom: number } | null = null;
+  private readonly gemm: { f: Fn; work: Fn; MR: number; NR: number; splitFrom: number; kex: Record<string, unknown> } | null = null;
   private threads: ProductThreads | null = null;
   /** Floats the caller keeps in this memory across calls (`arena`), at LOW; the layouts start past them. */
   private kept: F32 | null = null;
@@ -42,18 +44,23 @@ export class RowKernels {
   private top = LOW;
   private base = LOW;
 
-  constructor(rows: WebAssembly.Module, kernels: WebAssembly.Module | null, private readonly mem: WebAssembly.Memory) {
+  constructor(private readonly rows: WebAssembly.Module, kernels: WebAssembly.Module | null, private readonly mem: WebAssembly.Memory) {
     this.ex = new WebAssembly.Instance(rows, { env: { memory: mem } }).exports as unknown as Record<string, Fn>;
     if (kernels) {
       const k = new WebAssembly.Instance(kernels, { env: { memory: mem } }).exports as unknown as Record<string, Fn | WebAssembly.Global>;
       const v = (n: string) => (k[n] as WebAssembly.Global).value as number;
-      this.gemm = { f: k.gemm_f32 as Fn, work: k.work as Fn, MR: v('MR'), NR: v('NR'), splitFrom: v('SPLIT_FROM') };
+      this.gemm = { f: k.gemm_f32 as Fn, work: k.work as Fn, MR: v('MR'), NR: v('NR'), splitFrom: v('SPLIT_FROM'), kex: k };
     }
   }
 
   /** Starts `n` − 1 workers for the large products (`kernels`: the module in its shared-memory form). */
   async startThreads(kernels: WebAssembly.Module, n: number): Promise<void> {
-    if (n > 1 && this.gemm) this.threads = await ProductThreads.start(kernels, this.mem, n, this.gemm.work);
+    if (n > 1 && this.gemm) this.threads = await ProductThreads.start(kernels, this.rows, this.mem, n, this.gemm.work);
+  }
+
+  /** Threads that share the products and the heads' routines, this one counted. */
+  get threadCount(): number {
+    return this.threads?.count ?? 1;
   }
 
   /** Ends the workers. */
@@ -94,8 +101,8 @@ export class RowKernels {
 
   /** Y [T, N] = X·Wᵀ, X[t, k] = x[xo + t·xt + k·xk], W[n, k] = w[wo + n·wn + k·wk] (as Gemm.mm):
    *  a view of Y, rows `ld` apart, valid until the next product; `split`: over the threads from the
-   *  kernels' SPLIT_FROM multiply-adds (attention's and the SSD's small products are not: a wake-up
-   *  and a wait per 64×64×64 product bought nothing). */
+   *  kernels' SPLIT_FROM multiply-adds (a wake-up and a wait per 64×64×64 product bought nothing:
+   *  attention's and the SSD's small products share their heads instead, ./heads.ts). */
   mm(x: F32, xo: number, xt: number, xk: number, T: number, K: number, w: F32, wo: number, wn: number, wk: number, N: number, split = false): { y: F32; ld: number } {
     const { f, MR, NR, splitFrom } = this.gemm!, panels = Math.ceil(N / NR), ld = panels * NR, Tpad = Math.ceil(T / MR) * MR;
     // each operand's span of its array, copied in as is, then packed from its strides
@@ -113,6 +120,35 @@ export class RowKernels {
     if (split && this.threads && T * K * N >= splitFrom && panels > 1) this.threads.run(tiles, pan, ya, T, K, ld, panels);
     else f(tiles, pan, ya, T, K, ld, 0, panels);
     return { y: new Float32Array(buf, ya, Tpad * ld), ld };
+  }
+
+  /** The memory for ./heads.ts' routines (those with products only where `products`), laid out
+   *  past the kept arena (byte 64 on without one): what the last product left there is gone. Their
+   *  units are shared by the threads. */
+  space(): HeadSpace {
+    this.top = this.low;
+    const { MR, NR, kex } = this.gemm ?? { MR: 1, NR: 1, kex: null };
+    const env = (): HeadEnv => {
+      const buf = this.mem.buffer;
+      return { f: new Float32Array(buf), d: new Float64Array(buf), i: new Int32Array(buf), ...HELPERS, rex: this.ex, kex, MR, NR };
+    };
+    return {
+      // on cache lines of their own (64 bytes): what one thread writes shares no line with another's
+      alloc: (n, zero = true) => {
+        this.top = Math.ceil(this.top / 64) * 64;
+        const at = this.room(n);
+        if (zero) new Float32Array(this.mem.buffer, at, n).fill(0);
+        return at / 4;
+      },
+      env,
+      run: (routine, units, scratch, args, shared = true) => {
+        this.top = Math.ceil(this.top / 64) * 64;
+        const per = Math.ceil(scratch / 16) * 16, n = this.threadCount, scr = this.room(n * per) / 4, E = env();
+        if (shared && this.threads && units > 1) return this.threads.units(routine, units, scr, per, args, E);
+        const a = [...args];
+        for (let u = 0; u < units; u++) (ROUTINES[routine] as (...x: unknown[]) => void)(E, u, scr, a);
+      },
+    };
   }
 
   /** Room for n elements of `bytes` each (16-byte aligned), the memory grown to hold it. */
@@ -229,36 +265,6 @@ export class RowKernels {
       const y = a[ins.length]!;
       for (const { start, len } of seqs) this.ex.conv_f!(a[0]!, a[1]!, b ? a[2]! : 0, b ? 1 : 0, y, start, len, C, K);
     }, true, into)[0] as F32;
-  }
-
-  /** Its backward: dx [T, C], dwt [K, C] and db [C] (both summed in f64). */
-  convB(x: F32, wt: F32, dy: F32, C: number, K: number, seqs: readonly { start: number; len: number }[]): { dx: F32; dwt: Float64Array; db: Float64Array } {
-    const r = this.call([x, wt, dy], [x.length, [K * C, 8], [C, 8]], ([xa, wa, da, dx, dwt, db]) => {
-      for (const { start, len } of seqs) this.ex.conv_b!(xa!, wa!, da!, dx!, dwt!, db!, start, len, C, K);
-    }, true);
-    return { dx: r[0] as F32, dwt: r[1] as Float64Array, db: r[2] as Float64Array };
-  }
-
-  /** Attention's probabilities of one sequence and query head from its scores s [n, lds]: p [n, n]
-   *  (written into `p`; zero outside each row's keys) and, unless `given`, each row's logsumexp
-   *  into `lse` [n] (else read from it, as the backward recomputes P). */
-  attnProbs(s: F32, lds: number, n: number, scale: number, window: number, lse: F32, given: boolean, p: F32): void {
-    this.top = this.base;
-    // s may be the last product's result in this memory, whose view growing the memory detaches
-    const own = s.buffer === this.mem.buffer ? s.byteOffset : -1;
-    const sa = this.room(n * lds), pa = this.room(n * n), la = this.room(n), st = this.room(2 * n);
-    const buf = this.mem.buffer;
-    new Float32Array(buf, sa, n * lds).set(own >= 0 ? new Float32Array(buf, own, n * lds) : s.subarray(0, n * lds));
-    new Float32Array(buf, pa, n * n).fill(0);
-    const lv = new Float32Array(buf, la, n);
-    if (given) lv.set(lse.subarray(0, n));
-    else {
-      this.ex.attn_stats!(sa, lds, n, scale, window, st);
-      const m = new Float32Array(buf, st, 2 * n);
-      for (let i = 0; i < n; i++) lse[i] = lv[i] = m[2 * i]! + Math.log(m[2 * i + 1]!);
-    }
-    this.ex.attn_p!(sa, lds, pa, n, scale, window, la);
-    p.set(new Float32Array(buf, pa, n * n));
   }
 }
 

@@ -1,14 +1,15 @@
 // The f32 engine's sequence ops over packed sequences: causal conv, rope, attention, SSD. Every
 // loop walks the batch's sequence slices as the forward does (runtime/cpu/backward-seq.ts, the
 // float64 reference, is the oracle), so no gradient crosses a boundary. The conv runs on the row
-// kernels (./rows.ts, WebAssembly SIMD) where the Gemm has them, else in JS. Attention and the SSD run
-// the reference's loops (flash-style attention backward from the saved row logsumexp; the chunked
-// SSD backward from the saved chunk-entering states) on double copies of the f32 operands, their
-// results stored in f32.
+// kernels (./rows.ts, WebAssembly SIMD) where the Gemm has them (its backward's sequences shared by
+// their threads), else in JS. Attention (flash-style backward from the saved row logsumexp) and the
+// chunked SSD (backward from the saved chunk-entering states) run ./attention.ts and ./ssd.ts, their
+// heads shared by the threads.
 
 import { attentionBackward32, attentionForward32 } from './attention.ts';
 import { invFreqs } from '../../cpu/attention.ts';
 import type { Ctx32, Op32 } from './graph.ts';
+import { ROUTINE, put, take } from './heads.ts';
 import { f32 } from './pool.ts';
 import type { RowKernels } from './rows.ts';
 import type { SeqSlice } from '../../cpu/seq.ts';
@@ -45,20 +46,36 @@ function convF(c: Ctx32): F32 {
 }
 
 /** The transposed conv of x [T, C] by w [C, K]: dx[src] += w · dy[t]; dw[c, j] = Σ dy[t] · x[src];
- *  db = Σ dy (on `rows`, the row kernels, where given). Also the wasm backend's conv_backward. */
+ *  db = Σ dy. On the row kernels where given (`rows`), a sequence a unit shared by their threads,
+ *  each one's parts of dw and db summed in sequence order after (./heads.ts convBackwardSeq); else
+ *  in JS. Also the wasm backend's conv_backward. */
 export function convBackward32(rows: RowKernels | null | undefined, x: F32, w: F32, dy: F32, C: number, K: number, seqs: readonly SeqSlice[]): { dx: F32; dw: F32; db: F32 } {
-  const wt = taps(w, C, K), r = rows?.convB(x, wt, dy, C, K, seqs);
-  const dx = r?.dx ?? f32(x.length), dwt = r?.dwt ?? new Float64Array(K * C), db = r?.db ?? new Float64Array(C);
-  if (!r) for (const { start, len } of seqs) {
-    for (let t = start; t < start + len; t++) {
-      const o = t * C;
-      for (let ch = 0; ch < C; ch++) db[ch] += dy[o + ch]!;
-      for (let j = Math.max(0, start - t + K - 1); j < K; j++) {
-        const s = (t - (K - 1) + j) * C, wo = j * C;
-        for (let ch = 0; ch < C; ch++) {
-          const g = dy[o + ch]!;
-          dx[s + ch] += wt[wo + ch]! * g;
-          dwt[wo + ch] += g * x[s + ch]!;
+  const wt = taps(w, C, K), dwt = new Float64Array(K * C), db = new Float64Array(C);
+  let dx: F32;
+  if (rows) {
+    const sp = rows.space(), n = seqs.length, a = [put(sp, x), put(sp, wt), put(sp, dy), sp.alloc(x.length), sp.alloc(2 * n * (K * C + C)) / 2, sp.alloc(2 * n), C, K];
+    const I = sp.env().i;
+    seqs.forEach((s, i) => I.set([s.start, s.len], a[5]! + 2 * i));
+    sp.run(ROUTINE.convBackward, n, 0, a);
+    const d = sp.env().d;
+    for (let u = 0, o = a[4]!; u < n; u++, o += K * C + C) {
+      for (let i = 0; i < K * C; i++) dwt[i] += d[o + i]!;
+      for (let i = 0; i < C; i++) db[i] += d[o + K * C + i]!;
+    }
+    dx = take(sp, a[3]!, x.length);
+  } else {
+    dx = f32(x.length);
+    for (const { start, len } of seqs) {
+      for (let t = start; t < start + len; t++) {
+        const o = t * C;
+        for (let ch = 0; ch < C; ch++) db[ch] += dy[o + ch]!;
+        for (let j = Math.max(0, start - t + K - 1); j < K; j++) {
+          const s = (t - (K - 1) + j) * C, wo = j * C;
+          for (let ch = 0; ch < C; ch++) {
+            const g = dy[o + ch]!;
+            dx[s + ch] += wt[wo + ch]! * g;
+            dwt[wo + ch] += g * x[s + ch]!;
+          }
         }
       }
     }
@@ -118,7 +135,7 @@ export const SEQ_OPS: Readonly<Record<string, Op32>> = {
       return { outs: [r.y], saved: r.entering };
     },
     backward(c, entering, d) {
-      const g = ssdBackward32(c.gemm, d[0]!, ssdIn(c), ssdDims(c), num(c, 'chunk'), c.seqs, entering as F32[]);
+      const g = ssdBackward32(c.gemm, d[0]!, ssdIn(c), ssdDims(c), num(c, 'chunk'), c.seqs, entering as F32);
       return [g.x, g.dt, g.A, g.B, g.C, g.D];
     },
   },
