@@ -14,10 +14,10 @@ import type { Server } from 'node:http';
 import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ISOLATED, bundle, closeServer, launchChromium, port, sendFile, serve } from '../helpers/browser.ts';
-import { BAMBA, ROOT, randomIds, runCli, writeCheckpoint } from '../helpers/checkpoints.ts';
+import { BROWSER_PARAMS, ISOLATED, browserPackage, bundle, closeServer, launchChromium, port, sendFile, serve } from '../helpers/browser.ts';
+import { ROOT, randomIds } from '../helpers/checkpoints.ts';
 
-const VOCAB = 512;
+const VOCAB = BROWSER_PARAMS.vocab;
 /** wasmMemoryBytes for the memory64 run: memory 0 takes weights while they leave it a quarter of it. */
 const LIMIT = 65536;
 const SPEC = { a: randomIds(12, VOCAB, 51), b: randomIds(9, VOCAB, 52) };
@@ -27,7 +27,7 @@ interface Result { one: Side; wide: Side; diffs: (string | null)[]; nonzero: boo
 
 const work = join(ROOT, '.tmp', `browser-memory64-${process.pid}-${Date.now()}`);
 const ckpt = join(work, 'ckpt');
-const pkg = join(work, 'pkg');
+let pkg: string;
 const site = join(work, 'site');
 let server: Server | null = null;
 let browser: Browser | null = null;
@@ -36,9 +36,7 @@ const errors: string[] = [];
 beforeAll(async () => {
   mkdirSync(ckpt, { recursive: true });
   mkdirSync(site, { recursive: true });
-  writeCheckpoint(ckpt, { vocab: VOCAB, d_model: 64, d_ff: 256 }, { dtype: 'bf16', seed: 13 });
-  const built = await runCli(['build', BAMBA, '--hf-config', join(ckpt, 'config.json'), '-o', pkg, '--name', 'tiny-bamba'], 900_000);
-  expect(built.code, built.stderr).toBe(0);
+  pkg = await browserPackage(ckpt, 13);
   const index = JSON.stringify(join(pkg, 'dist', 'index.js'));
   const helper = JSON.stringify(join(ROOT, 'test', 'helpers', 'memory64.ts'));
   // both loads and the comparison, wherever it runs

@@ -15,10 +15,10 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WASM_TARGET } from '../../codegen/wasm/target.ts';
 import { Model } from '../../runtime/model.ts';
-import { ISOLATED, bundle, closeServer, launchChromium, port, sendFile, serve } from '../helpers/browser.ts';
-import { BAMBA, ROOT, TINY, expectLogitsClose, programFor, randomIds, runCli, writeCheckpoint } from '../helpers/checkpoints.ts';
+import { BROWSER_PARAMS, ISOLATED, browserPackage, bundle, closeServer, launchChromium, port, sendFile, serve } from '../helpers/browser.ts';
+import { ROOT, expectLogitsClose, programFor, randomIds } from '../helpers/checkpoints.ts';
 
-const VOCAB = 512;
+const VOCAB = BROWSER_PARAMS.vocab;
 const SPEC = { a: randomIds(12, VOCAB, 41), b: randomIds(9, VOCAB, 42), prompt: randomIds(5, VOCAB, 43), tokens: 8 };
 type Spec = typeof SPEC;
 
@@ -61,7 +61,7 @@ export async function steps(m, { a, b, prompt, tokens }) {
 // under the repository, so the package's bare imports resolve from its node_modules as an app's would
 const work = join(ROOT, '.tmp', `browser-wasm-${process.pid}-${Date.now()}`);
 const ckpt = join(work, 'ckpt');
-const pkg = join(work, 'pkg');
+let pkg: string;
 const site = join(work, 'site');
 let want: Result;
 let server: Server | null = null;
@@ -71,10 +71,7 @@ const errors: string[] = [];
 beforeAll(async () => {
   mkdirSync(ckpt, { recursive: true });
   mkdirSync(site, { recursive: true });
-  writeCheckpoint(ckpt, { vocab: VOCAB }, { dtype: 'bf16', seed: 12 });
-  // `archc build` in a child process (a TypeScript compile: too long to block this worker)
-  const built = await runCli(['build', BAMBA, '--hf-config', join(ckpt, 'config.json'), '-o', pkg, '--name', 'tiny-bamba'], 900_000);
-  expect(built.code, built.stderr).toBe(0);
+  pkg = await browserPackage(ckpt, 12);
 
   const index = JSON.stringify(join(pkg, 'dist', 'index.js'));
   writeFileSync(join(site, 'steps.js'), STEPS);
@@ -166,8 +163,8 @@ function expectReference(got: Result, what: string): void {
 
 describe('the generated package on wasm in headless Chromium = Node\'s CPU engine', () => {
   it('the packed forward is large enough for its head product to be split across threads', () => {
-    expect((SPEC.a.length + SPEC.b.length) * (TINY.d_model as number) * VOCAB).toBeGreaterThanOrEqual(WASM_TARGET.splitFrom);
-    expect(SPEC.a.length * (TINY.d_model as number) * VOCAB).toBeGreaterThanOrEqual(WASM_TARGET.splitFrom);
+    expect((SPEC.a.length + SPEC.b.length) * BROWSER_PARAMS.d_model * VOCAB).toBeGreaterThanOrEqual(WASM_TARGET.splitFrom);
+    expect(SPEC.a.length * BROWSER_PARAMS.d_model * VOCAB).toBeGreaterThanOrEqual(WASM_TARGET.splitFrom);
   });
 
   it('on the main thread of a cross-origin isolated page: one thread', async () => {
@@ -209,7 +206,7 @@ describe('the generated package on wasm in headless Chromium = Node\'s CPU engin
   }, 300_000);
 
   it('weights over several memories (wasmMemoryBytes) = one memory, bit for bit: a worker\'s 2 threads (restarted on every memory after loading), and unshared on the main thread', async () => {
-    const several = { backend: 'wasm', wasmMemoryBytes: 2 * 65536 };
+    const several = { backend: 'wasm', wasmMemoryBytes: 4 * 65536 }; // a memory holds the largest packed weight (64 KiB) beside its staging
     for (const [path, where, opts] of [['/', 'inWorker', { threads: 2 }], ['/plain/', 'onMain', {}]] as const) {
       const one = await runIn(path, where, { backend: 'wasm', ...opts });
       const many = await runIn(path, where, { ...several, ...opts });

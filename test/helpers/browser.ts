@@ -1,13 +1,28 @@
 // Running a built package in headless Chromium: bundle an entry for the browser with esbuild, serve
 // files from 127.0.0.1 (byte ranges honoured, headers of the caller's choosing), launch Debian's
-// chromium through playwright-core.
+// chromium through playwright-core; the tiny Bamba package the browser tests share.
 
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
+import { join } from 'node:path';
 import { build } from 'esbuild';
 import { type Browser, type Page, chromium } from 'playwright-core';
+import { BAMBA, writeCheckpoint } from './checkpoints.ts';
+import { builtPackage } from './package-cache.ts';
 
 export const CHROMIUM = '/usr/bin/chromium';
+
+/** The shape of the browser tests' tiny Bamba (TINY with these): one package serves them all. */
+export const BROWSER_PARAMS = { vocab: 512, d_model: 64, d_ff: 256 } as const;
+
+/** Writes a bf16 checkpoint of BROWSER_PARAMS (weights from `seed`) into `ckpt` and gives the package
+ *  `archc build --hf-config` makes for it, named tiny-bamba: built once for every file that asks,
+ *  as a package depends on the config alone (package-cache.ts). */
+export function browserPackage(ckpt: string, seed: number): Promise<string> {
+  writeCheckpoint(ckpt, BROWSER_PARAMS, { dtype: 'bf16', seed });
+  return builtPackage([BAMBA, '--hf-config', join(ckpt, 'config.json'), '--name', 'tiny-bamba']);
+}
+
 /** Flags every launch takes: no sandbox (containers), nothing fetched from the network. */
 export const CHROMIUM_ARGS = ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 

@@ -1,11 +1,15 @@
 // A package built by `archc build` for tests that only read it, kept under .tmp/packages/ and named
-// by a hash of what makes it (archc's sources, models/, package.json, the arguments and the files
-// they name): a rerun, or another test file with the same arguments, finds it instead of building
+// by a hash of what makes it (archc's sources, models/, package.json, the arguments and the contents
+// of the files they name): a rerun, or another test file with the same arguments, finds it instead of building
 // again (a build is a TypeScript compile of minutes on a loaded machine); any change builds anew,
-// and packages no run has used for an hour are removed then (each is tens of MB).
+// and packages no run has used for an hour are removed then (each is tens of MB). Test files that
+// run side by side and ask for the same package build it once: the first takes a lock (a folder
+// beside the package, holding its process id), the others wait for the package to appear; a lock
+// whose process is gone is taken over.
 
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, readdirSync, rmSync, statSync, utimesSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { ROOT, runCli } from './checkpoints.ts';
 
@@ -20,28 +24,66 @@ function sourceHash(args: readonly string[]): string {
     for (const f of files) add(f);
   }
   add(join(ROOT, 'package.json'));
+  // a file named in the arguments counts by its contents, not its path: test files that write the
+  // same config.json into folders of their own share one package (a build reads only the file)
   for (const a of args) {
-    h.update(`${a}\0`);
-    if (existsSync(a) && statSync(a).isFile()) add(a);
+    if (existsSync(a) && statSync(a).isFile()) h.update('file\0').update(readFileSync(a)).update('\0');
+    else h.update(`${a}\0`);
   }
   return h.digest('hex').slice(0, 16);
 }
 
+/** Whether the process that took lock folder `lock` is gone (or never wrote its id). */
+function staleLock(lock: string): boolean {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(join(lock, 'pid'), 'utf8'));
+  } catch {
+    // made but its id not yet written: stale only once it is old
+    return existsSync(lock) && Date.now() - statSync(lock).mtimeMs > 60_000;
+  }
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
 /** The package directory `archc build <args> -o <it>` makes, built now only if no earlier run left
- *  it (a build writes its directory whole or not at all, so one found is complete). */
+ *  it (a build writes its directory whole or not at all, so one found is complete), and by one of
+ *  the files that ask for it at once. */
 export async function builtPackage(args: readonly string[], timeoutMs = 900_000): Promise<string> {
   const packages = join(ROOT, '.tmp', 'packages');
+  mkdirSync(packages, { recursive: true });
   const dir = join(packages, sourceHash(args));
-  const now = new Date();
-  if (existsSync(join(dir, 'package.json'))) {
-    utimesSync(dir, now, now); // in use: kept by the next build's pruning
-    return dir;
+  const lock = `${dir}.lock`;
+  for (;;) {
+    if (existsSync(join(dir, 'package.json'))) {
+      const now = new Date();
+      utimesSync(dir, now, now); // in use: kept by the next build's pruning
+      return dir;
+    }
+    try {
+      mkdirSync(lock);
+      writeFileSync(join(lock, 'pid'), String(process.pid));
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      if (staleLock(lock)) rmSync(lock, { recursive: true, force: true });
+      else await sleep(1000); // another file is building it
+    }
   }
-  const r = await runCli(['build', ...args, '-o', dir, '--force'], timeoutMs);
-  if (r.code !== 0) throw new Error(`archc build ${args.join(' ')} failed (${r.code}):\n${r.stderr}`);
+  try {
+    const r = await runCli(['build', ...args, '-o', dir, '--force'], timeoutMs);
+    if (r.code !== 0) throw new Error(`archc build ${args.join(' ')} failed (${r.code}):\n${r.stderr}`);
+  } finally {
+    rmSync(lock, { recursive: true, force: true });
+  }
+  const now = Date.now();
   for (const e of readdirSync(packages)) {
     const p = join(packages, e);
-    if (p !== dir && now.getTime() - statSync(p).mtimeMs > 3_600_000) rmSync(p, { recursive: true, force: true });
+    if (p !== dir && !e.endsWith('.lock') && now - statSync(p).mtimeMs > 3_600_000) rmSync(p, { recursive: true, force: true });
   }
   return dir;
 }

@@ -9,8 +9,8 @@ import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Model } from '../../runtime/model.ts';
-import { CHROMIUM, bundle, closeServer, launchChromium, pageErrors, port, sendFile, serve } from '../helpers/browser.ts';
-import { BAMBA, ROOT, programFor, randomIds, runCli, writeCheckpoint } from '../helpers/checkpoints.ts';
+import { CHROMIUM, browserPackage, bundle, closeServer, launchChromium, pageErrors, port, sendFile, serve } from '../helpers/browser.ts';
+import { ROOT, programFor, randomIds } from '../helpers/checkpoints.ts';
 import { useSwiftShader } from './gpu.ts';
 
 const ARGS = ['--enable-unsafe-webgpu', '--enable-unsafe-swiftshader', '--use-webgpu-adapter=swiftshader'];
@@ -20,18 +20,15 @@ const TOKENS = 8;
 // from its node_modules as they would from an app's
 const work = join(ROOT, '.tmp', `browser-${process.pid}-${Date.now()}`);
 const ckpt = join(work, 'ckpt');
-const pkg = join(work, 'pkg');
+let pkg: string;
 const prompt = randomIds(5, 96, 31);
 let want: number[];
 
 beforeAll(async () => {
   useSwiftShader();
   mkdirSync(ckpt, { recursive: true });
-  writeCheckpoint(ckpt, {}, { dtype: 'bf16', seed: 8 });
+  pkg = await browserPackage(ckpt, 8);
   const program = programFor(ckpt);
-  // `archc build` in a child process (a TypeScript compile: too long to block this worker)
-  const built = await runCli(['build', BAMBA, '--hf-config', join(ckpt, 'config.json'), '-o', pkg, '--name', 'tiny-bamba'], 900_000);
-  expect(built.code, built.stderr).toBe(0);
   const cpu = await Model.loadProgram(program, ckpt, { threads: 1 });
   want = await greedy(cpu);
   cpu.dispose();
