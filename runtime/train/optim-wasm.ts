@@ -7,7 +7,7 @@
 // params become views of this memory, with the same values) and never copies them again; a step
 // copies each gradient in once. One thread: the update streams ~16 bytes a parameter.
 
-import { rowsModule } from './f32/rows.ts';
+import { rowsModule } from './f32/rows-compiled.ts';
 import { type AdamWConfig, type ParamState, decays } from './optim.ts';
 
 /** The most one memory holds (wasm32: 65,536 pages of 64 KiB); a larger state stays on ./optim.ts. */

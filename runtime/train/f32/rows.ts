@@ -14,10 +14,12 @@
 
 import { copyRows } from './gemm.ts';
 import { f32 } from './pool.ts';
-import { TRAIN_ROWS_WASM } from './rows-module.ts';
+import { rowModules } from './rows-compiled.ts';
 import { HELPERS, type HeadEnv, type HeadSpace, ROUTINES } from './heads.ts';
 import { ProductThreads } from './split.ts';
 import { threadSupport, threadsHere, unsharedModule } from '../../wasm/threads.ts';
+
+export { rowsModule } from './rows-compiled.ts';
 
 type F32 = Float32Array;
 type Fn = (...a: number[]) => void;
@@ -270,7 +272,6 @@ export class RowKernels {
 
 /** Bytes below the layouts: the products' job record (codegen/wasm/job.ts, 48 bytes at 0). */
 const LOW = 64;
-let compiled: { bytes: Uint8Array; unshared: WebAssembly.Module } | null | undefined;
 
 /** The row kernels on this thread over an unshared memory (with `kernels`, the product kernels'
  *  module in its unshared form: the products too, on this thread alone), or null where the engine
@@ -302,14 +303,3 @@ export async function rowKernelsOver(kernels: WebAssembly.Module, threads: numbe
   return r;
 }
 
-/** The module compiled for an unshared memory, or null where the engine has no WebAssembly SIMD. */
-export const rowsModule = (): WebAssembly.Module | null => rowModules()?.unshared ?? null;
-
-/** The module's bytes (shared-memory form) and its unshared form compiled. */
-function rowModules(): { bytes: Uint8Array; unshared: WebAssembly.Module } | null {
-  if (compiled === undefined) {
-    const bytes = Uint8Array.from(atob(TRAIN_ROWS_WASM), (c) => c.charCodeAt(0)), plain = unsharedModule(bytes) as Uint8Array<ArrayBuffer>;
-    compiled = typeof WebAssembly === 'object' && WebAssembly.validate(plain) ? { bytes, unshared: new WebAssembly.Module(plain) } : null;
-  }
-  return compiled;
-}
