@@ -216,23 +216,21 @@ function pairKernel(m: number, mr: number, fma: boolean, A: Addr, packed = false
 }
 
 /**
- * The widened path of gemm_bf16 for panels p and p + 1 (p even) when the block's last tile has
- * 1..pairRows rows: each panel widened by the first tile into its half of s (the second at s + K·NR·4),
- * the whole tiles after it over each, then the last tile over both (mk2); leaves $p at p + 1. Which
+ * Panels p and p + 1 (p even) through the thread's scratch, where the block's last tile has
+ * 1..pairRows rows: `fill(dst)` puts panel $p at dst in the f32 panel layout (bf16: the block's first
+ * tile widening it as it computes; q8/q4: dequantised), p at s and p + 1 at s + K·NR·4; then the
+ * whole tiles from row `from` over each, and the last tile over both (mk2); leaves $p at p + 1. Which
  * kernel computes a panel depends on its index and the block only, not on how the threads split the
  * panels (chunks are even: runtime/wasm/kernels.ts), so the sums are the same on any thread count.
  */
-function pairedPanels(mr: number, pairRows: number, panelAt: string, A: Addr): string {
+function pairedScratch(fill: (dst: string) => string, from: string, mr: number, pairRows: number, A: Addr, tag: string): string {
   const s2 = add(get('s'), `(i32.mul ${get('K')} (i32.const ${NR * 4}))`), full = `(i32.sub ${get('te')} ${get('rem')})`;
-  return `(local.set $t ${get('tb')})
-      ${tileAt()}
-      (call $mkw_bf16_${mr} ${get('xp')} ${panelAt} ${get('yp')} ${get('K')} ${get('ldyb')} ${get('s')}${A.pass})
+  return `${fill(get('s'))}
       (local.set $p ${add(get('p'), 1)})
-      ${tileAt()}
-      (call $mkw_bf16_${mr} ${get('xp')} ${panelAt} ${get('yp')} ${get('K')} ${get('ldyb')} ${s2}${A.pass})
-      ${tiles('f32', mr, s2, add(get('tb'), mr), A.zero, full, 'pair1')}
+      ${fill(s2)}
+      ${tiles('f32', mr, s2, from, A.zero, full, `${tag}1`)}
       (local.set $p (i32.sub ${get('p')} (i32.const 1)))
-      ${tiles('f32', mr, get('s'), add(get('tb'), mr), A.zero, full, 'pair0')}
+      ${tiles('f32', mr, get('s'), from, A.zero, full, `${tag}0`)}
       ${lastPairTile(pairRows, get('s'), s2, full, '')}`;
 }
 
@@ -296,6 +294,9 @@ function tilesKernel(A: Addr): string {
     (br $rows))))`;
 }
 
+/** Where panel $p of the weight at $w starts ($panelb bytes a panel). */
+const panelAt = add(get('w'), `(i32.mul ${get('p')} ${get('panelb')})`);
+
 /** Whether panel p pairs with p + 1 in this block: p even, p + 1 in range, the last tile 1..pairRows rows. */
 const pairsAt = (t: WasmTarget) => `(i32.and (i32.and (i32.eqz (i32.and ${get('p')} (i32.const 1))) (i32.lt_s ${add(get('p'), 1)} ${get('p1')}))
         (i32.lt_u (i32.sub ${get('rem')} (i32.const 1)) (i32.const ${t.pairRows})))`;
@@ -307,15 +308,16 @@ const f32Pairs = (t: WasmTarget) => `(i32.and ${pairsAt(t)} (i32.gt_s (i32.sub $
  * in blocks of `tokenBlock` (a block of x stays in cache while every panel passes over it), each
  * block in tiles of MR rows. bf16 takes `s`, the calling thread's own 2·K·NR·4 bytes: in a block of at
  * least `widenFrom` rows (>= MR) the first tile widens each panel there (mkw) and the other tiles
- * run the f32 micro-kernels over it (panels in pairs where the last tile is short: pairedPanels);
+ * run the f32 micro-kernels over it (panels in pairs where the last tile is short: pairedScratch);
  * fewer rows widen in registers, tile by tile.
  */
 function gemm(dt: WeightType, t: WasmTarget): string {
   const mr = t.rowsPerTile, A = addrOf(t);
-  const panelAt = add(get('w'), `(i32.mul ${get('p')} ${get('panelb')})`);
-  const single = `(local.set $t ${get('tb')})
+  // the block's first tile over panel $p, widening it into dst as it goes
+  const widen = (dst: string) => `(local.set $t ${get('tb')})
       ${tileAt()}
-      (call $mkw_bf16_${mr} ${get('xp')} ${panelAt} ${get('yp')} ${get('K')} ${get('ldyb')} ${get('s')}${A.pass})
+      (call $mkw_bf16_${mr} ${get('xp')} ${panelAt} ${get('yp')} ${get('K')} ${get('ldyb')} ${dst}${A.pass})`;
+  const single = `${widen(get('s'))}
       ${tiles('f32', mr, get('s'), add(get('tb'), mr), A.zero)}`;
   const pairs = pairsAt(t);
   const perPanel = dt === 'f32' ? (t.pairRows ? `(if ${f32Pairs(t)}
@@ -324,7 +326,7 @@ function gemm(dt: WeightType, t: WasmTarget): string {
       (then
       ;; the first tile widens the panel into s as it goes; the others read s
       ${t.pairRows ? `(if ${pairs}
-        (then ${pairedPanels(mr, t.pairRows, panelAt, A)})
+        (then ${pairedScratch(widen, add(get('tb'), mr), mr, t.pairRows, A, 'pair')})
         (else ${single}))` : single})
       (else
       ${tiles('bf16', mr, panelAt, undefined, A.pass)}))`;
@@ -406,28 +408,14 @@ function dequantKernel(f: QuantType, A: Addr = ADDR32): string {
 
 /** gemm_<f>(x, w, y, T, K, ldy, p0, p1, s): as gemm_f32 over x tiles, each panel of q8/q4 codes
  *  dequantised once per cache block into the thread's scratch `s` (dq), then the f32 micro-kernels. */
-const quantPanelAt = add(get('w'), `(i32.mul ${get('p')} ${get('panelb')})`);
-
-/** gemm_<q8|q4>'s panel p: dequantised into s, then every tile over it. */
-const dequantTiles = (f: QuantType, mr: number, A: Addr) => `(call $dq_${f} ${quantPanelAt} ${get('s')} ${get('K')}${A.pass})
-      ${tiles('f32', mr, get('s'), undefined, A.zero)}`;
-
-/** gemm_<q8|q4>'s panels p and p + 1 where gemm_f32 pairs them (f32Pairs): each dequantised into its
- *  half of s, the whole tiles over each, the last tile over both, as gemm_f32 computes the same
- *  values as f32 weights (bit for bit: test/wasm/quant-layout.test.ts); leaves $p at p + 1. */
-function pairedQuant(f: QuantType, mr: number, pairRows: number, A: Addr): string {
-  const s2 = add(get('s'), `(i32.mul ${get('K')} (i32.const ${NR * 4}))`), full = `(i32.sub ${get('te')} ${get('rem')})`;
-  return `(call $dq_${f} ${quantPanelAt} ${get('s')} ${get('K')}${A.pass})
-      (local.set $p ${add(get('p'), 1)})
-      (call $dq_${f} ${quantPanelAt} ${s2} ${get('K')}${A.pass})
-      ${tiles('f32', mr, s2, undefined, A.zero, full, 'qpair1')}
-      (local.set $p (i32.sub ${get('p')} (i32.const 1)))
-      ${tiles('f32', mr, get('s'), undefined, A.zero, full, 'qpair0')}
-      ${lastPairTile(pairRows, get('s'), s2, full, '')}`;
-}
+/** gemm_<q8|q4>'s panel $p dequantised into dst. */
+const dequant = (f: QuantType, A: Addr) => (dst: string) => `(call $dq_${f} ${panelAt} ${dst} ${get('K')}${A.pass})`;
 
 function gemmQuant(f: QuantType, t: WasmTarget): string {
   const mr = t.rowsPerTile, A = addrOf(t);
+  // gemm_<q8|q4>'s panel $p: dequantised into s, then every tile over it
+  const single = `${dequant(f, A)(get('s'))}
+      ${tiles('f32', mr, get('s'), undefined, A.zero)}`;
   return `(func $gemm_${f} (export "gemm_${f}") (param $x i32) (param $w i32) (param $y i32) (param $T i32) (param $K i32) (param $ldy i32) (param $p0 i32) (param $p1 i32) (param $s i32)${A.param}
   (local $tb i32) (local $te i32) (local $p i32) (local $t i32) (local $m i32) (local $xp i32) (local $wp i32) (local $yp i32) (local $ldyb i32) (local $panelb i32) (local $rem i32)
   (local.set $ldyb (i32.shl ${get('ldy')} (i32.const 2)))
@@ -441,8 +429,8 @@ function gemmQuant(f: QuantType, t: WasmTarget): string {
     (block $panels_end (loop $panels
       (br_if $panels_end (i32.ge_s ${get('p')} ${get('p1')}))
       ${t.pairRows ? `(if ${f32Pairs(t)}
-        (then ${pairedQuant(f, mr, t.pairRows, A)})
-        (else ${dequantTiles(f, mr, A)}))` : dequantTiles(f, mr, A)}
+        (then ${pairedScratch(dequant(f, A), get('tb'), mr, t.pairRows, A, 'qpair')})
+        (else ${single}))` : single}
       (local.set $p ${add(get('p'), 1)})
       (br $panels)))
     (local.set $tb ${get('te')})

@@ -29,11 +29,12 @@ export interface WasmTarget {
    *  Measured at the ~100M Bamba's widths (K 768 and 1280, 2 threads): a second tile of 1 row
    *  (FMA) or 3 rows (plain) already pays for the stores; with FMA so does one tile of 6 (in registers it spills). */
   readonly widenFrom: number;
-  /** bf16 weights, a widened block (widenFrom) whose last tile has at most this many rows (0: none):
-   *  its panels go in pairs (an even panel and the next), each widened by the first tile into its
-   *  half of the thread's scratch, and that last tile runs over both at once (mk2: 4 vectors a row,
-   *  no k unrolled), where the tile of so few rows over one panel unrolls k and stores partial sums
-   *  into y to stay in registers. 8 rows on the FMA module: 6 + 2. */
+  /** A block whose last tile has at most this many rows (0: none) takes its panels in pairs (an even
+   *  panel and the next) and runs that last tile over both at once (mk2: 4 vectors a row, no k
+   *  unrolled), where the tile of so few rows over one panel unrolls k and stores partial sums into y
+   *  to stay in registers. bf16 in a widened block (widenFrom): each panel widened by the first tile
+   *  into its half of the thread's scratch; f32 (read in place) and dequantised q8/q4 panels where the
+   *  block has a whole tile. 8 rows on the FMA module: 6 + 2. */
   readonly pairRows: number;
   /** q8/q4 weights: products of at most this many rows (decode) take the integer-dot GEMV (each
    *  activation row quantised per group of 32 to 20 bits, as three 7-bit digits, against the codes

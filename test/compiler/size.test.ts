@@ -170,13 +170,13 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  codegen +6: the read-aheads' loads spelled once (codegen/wasm/wat.ts touchLines, touchLinesEvery) for the bf16 tiles, gemm8 and the SSD step;
  *  codegen +70, runtime +168: AdamW and the gradients' norm on WebAssembly SIMD (issue 20: train-rows.ts adamw/sumsq,
  *  runtime/train/optim-wasm.ts) and the train entry's arena in the row kernels' memory (RowKernels.arena);
- *  codegen +161, runtime +6: the products' row tiles packed by the module (tiles), a short last tile over two panels
+ *  codegen +150, runtime +6: the products' row tiles packed by the module (tiles), a short last tile over two panels
  *  at once (issue 22: codegen/wasm/kernels.ts mk2/mk2p, pairedPanels, pairedF32, pairedQuant; WasmTarget.pairRows);
  *  runtime +306: the f32 engine's SSD and attention heads and the conv backward's sequences shared by its product
  *  threads (issue 20: runtime/train/f32/heads.ts, split.ts one pool, RowKernels.space); runtime +19: the row kernels'
  *  module compiled apart from rows.ts' threads and unsharedModule apart from threads.ts (runtime/train/f32/rows-compiled.ts,
  *  runtime/wasm/unshared.ts), so a browser bundle of the trainer reaches no node: module. */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5514, codegen: 8188, runtime: 18757, cli: 3415 };
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5514, codegen: 8177, runtime: 18757, cli: 3415 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {

@@ -869,6 +869,7 @@
         (local.set $yp (i32.add (local.get $y) (i32.add (i32.mul (local.get $t) (local.get $ldyb)) (i32.mul (local.get $p) (i32.const 32)))))
       (call $mkw_bf16_6 (local.get $xp) (i32.add (local.get $w) (i32.mul (local.get $p) (local.get $panelb))) (local.get $yp) (local.get $K) (local.get $ldyb) (local.get $s))
       (local.set $p (i32.add (local.get $p) (i32.const 1)))
+      (local.set $t (local.get $tb))
       (local.set $xp (i32.add (local.get $x) (i32.shl (i32.mul (local.get $t) (local.get $K)) (i32.const 2))))
         (local.set $yp (i32.add (local.get $y) (i32.add (i32.mul (local.get $t) (local.get $ldyb)) (i32.mul (local.get $p) (i32.const 32)))))
       (call $mkw_bf16_6 (local.get $xp) (i32.add (local.get $w) (i32.mul (local.get $p) (local.get $panelb))) (local.get $yp) (local.get $K) (local.get $ldyb) (i32.add (local.get $s) (i32.mul (local.get $K) (i32.const 32))))
