@@ -62,6 +62,8 @@ function fastest(fn: () => void, n: number): { wall: number; cpu: number } {
 const AHEAD = arg('--ahead', `${WASM_FMA_TARGET.tileReadAhead},0`).split(',').map(Number);
 const MRS = arg('--mr', `${WASM_FMA_TARGET.rowsPerTile}`).split(',').map(Number);
 const PAIRS = arg('--pair', `${WASM_FMA_TARGET.pairRows}`).split(',').map(Number);
+for (const mr of MRS) if (!(Number.isInteger(mr) && mr >= 1 && mr <= WASM_FMA_TARGET.tokenBlock)) throw new Error(`--mr: rows per tile from 1 to ${WASM_FMA_TARGET.tokenBlock}, got ${mr}`);
+for (const p of PAIRS) if (!(Number.isInteger(p) && p >= 0)) throw new Error(`--pair: a count of rows, 0 or more, got ${p}`);
 const names: string[] = [], targets: WasmTarget[] = [];
 for (const mr of MRS) for (const pairRows of PAIRS) for (const a of AHEAD) {
   names.push(`${MRS.length > 1 ? `MR ${mr}, ` : ''}${PAIRS.length > 1 ? `pairs ${pairRows}, ` : ''}${a ? `read-ahead ${a}` : 'none'}`);

@@ -19,8 +19,6 @@ import { HELPERS, type HeadEnv, type HeadSpace, ROUTINES } from './heads.ts';
 import { ProductThreads } from './split.ts';
 import { threadSupport, threadsHere, unsharedModule } from '../../wasm/threads.ts';
 
-export { rowsModule } from './rows-compiled.ts';
-
 type F32 = Float32Array;
 type Fn = (...a: number[]) => void;
 
