@@ -12,6 +12,12 @@ const SPIN_LOADS = 1 << 16;
  *  addresses (memory64: w an offset from `wbase`). */
 export type Job = Readonly<Record<'dt' | 'x' | 'w' | 'y' | 'T' | 'K' | 'ldy' | 'p0' | 'p1' | 'chunk', number>> & { readonly wbase?: bigint };
 
+/** Panels a chunk of a product of several rows on `threads` threads: about four chunks a thread, an
+ *  even number of panels each, since the kernels pair an even panel with the next by its index
+ *  (codegen/wasm/kernels.ts pairsAt: a chunk ending between them would compute the pair's first
+ *  alone, with other sums, on some thread counts) and a chunk then ends on a 64-byte line of y. */
+export const rowsChunk = (panels: number, threads: number): number => 2 * Math.max(Math.ceil(panels / (8 * threads)), Math.ceil(panels / 0x1ffe0));
+
 /** Posts job number `n` (the claim word's high bits): the claim word is closed while the record is
  *  rewritten (a caller posts only once every chunk of its last job is done), then opened. */
 export function postJob(job: Int32Array, n: number, j: Job): void {

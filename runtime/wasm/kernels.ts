@@ -24,7 +24,7 @@ import { colTiles, rowTiles } from './pack-train.ts';
 import { type Threads, onNode, startThreads, startThreadsNow, threadSupport } from './threads.ts';
 import type { Memory64Support } from './memory64.ts';
 import { PROGRAM_WORKER } from './split.ts';
-import { awaitGenerationText, awaitJob, postJob } from './job.ts';
+import { awaitGenerationText, awaitJob, postJob, rowsChunk } from './job.ts';
 
 /** A weight [N, K] packed into panels of NR output columns, [P][K][NR] (zeros past N); q8/q4 in
  *  panels of groups of 32 along K (codegen/wasm/kernels.ts QUANT_LAYOUT). */
@@ -388,12 +388,12 @@ export class WasmKernels {
     const job = m.job;
     // one row: two chunks a thread, each whole groups of the GEMV's panels (a chunk of two groups was
     // ~30 % slower on 2 threads, likely as each chunk's claim and count move a cache line between the cores);
-    // more rows: about four a thread, each an even number of panels (64 bytes of a row of y), so two
-    // threads' chunks do not share a line of y where its rows are so aligned (the unrolled 2-row tile
-    // stores into y at every other k: chunks of 3 panels at 8 rows of 768 ran 2x slower on 2 threads,
-    // 45 vs 22 ms a step in bench/tile-stream.ts --cached)
+    // more rows: rowsChunk, an even number of panels (64 bytes of a row of y), so two threads' chunks
+    // also do not share a line of y where its rows are so aligned (the unrolled 2-row tile stores
+    // into y at every other k: chunks of 3 panels at 8 rows of 768 ran 2x slower on 2 threads, 45 vs
+    // 22 ms a step in bench/tile-stream.ts --cached)
     const groups = 2 * this.gemvPanels;
-    const chunk = Math.max(T === 1 ? Math.max(groups, Math.ceil(panels / (2 * this.threads) / groups) * groups) : 2 * Math.ceil(panels / (8 * this.threads)), Math.ceil(panels / 0xfff0));
+    const chunk = T === 1 ? Math.max(groups, Math.ceil(panels / (2 * this.threads) / groups) * groups, Math.ceil(panels / 0xfff0)) : rowsChunk(panels, this.threads);
     postJob(job, ++this.jobs, { dt: fn, x, w, y, T, K, ldy, p0, p1, chunk, wbase: wb ?? undefined });
     const mem = m.index;
     for (let i = 0; i < n; i++) {

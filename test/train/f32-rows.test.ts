@@ -146,3 +146,17 @@ describe('the row kernels over an arena in their shared memory (the train entry\
     }
   });
 });
+
+describe('a product split over the row kernels\' threads', () => {
+  it('equals one thread bit for bit where the short last tile pairs panels (14 rows over 20 panels: chunks of an even count)', async () => {
+    const two = (await rowKernelsWithProducts(await wasmKernelVariants(), 2))!, one = (await rowKernelsWithProducts(await wasmKernelVariants(), 1))!;
+    try {
+      const [T, K, N] = [14, 64, 160], x = rand(T * K, 5), w = rand(N * K, 6);
+      const a = one.mm(x, 0, K, 1, T, K, w, 0, K, 1, N, true), b = two.mm(x, 0, K, 1, T, K, w, 0, K, 1, N, true);
+      for (let t = 0; t < T; t++) expect(Buffer.from(b.y.slice(t * b.ld, t * b.ld + N).buffer).equals(Buffer.from(a.y.slice(t * a.ld, t * a.ld + N).buffer)), `row ${t}`).toBe(true);
+    } finally {
+      two.close();
+      one.close();
+    }
+  });
+});

@@ -9,7 +9,7 @@
 
 import { PRODUCT } from '../../wasm/layout.ts';
 import { type Threads, startThreads } from '../../wasm/threads.ts';
-import { awaitGenerationText, awaitJob, postJob } from '../../wasm/job.ts';
+import { awaitGenerationText, awaitJob, postJob, rowsChunk } from '../../wasm/job.ts';
 import { HELPERS, type HeadEnv, ROUTINES, claimUnits } from './heads.ts';
 
 /** Control words shared with the workers: [generation, quit, the job's kind (0 a product, 1 a
@@ -69,8 +69,7 @@ export class ProductThreads {
   /** Y = X·Wᵀ over panels [0, panels) from x tiles, W panels and y rows (byte addresses). */
   run(x: number, w: number, y: number, T: number, K: number, ldy: number, panels: number): void {
     const job = this.job, n = this.threads.count + 1;
-    const chunk = Math.max(Math.ceil(panels / (4 * n)), Math.ceil(panels / 0xfff0));
-    postJob(job, ++this.jobs, { dt: PRODUCT.f32, x, w, y, T, K, ldy, p0: 0, p1: panels, chunk });
+    postJob(job, ++this.jobs, { dt: PRODUCT.f32, x, w, y, T, K, ldy, p0: 0, p1: panels, chunk: rowsChunk(panels, n) });
     Atomics.store(this.ctl, CTL_KIND, 0);
     this.wake();
     this.work(0);
