@@ -123,8 +123,36 @@ describe('greedy', () => {
     expectRuntimeError(() => sampleToken(f32([-Infinity, -Infinity]), { temperature: 1 }, [], rng), 'RT318');
     expectRuntimeError(() => sampleToken(f32([]), {}, [], rng), 'RT316');
   });
-});
 
+  it('equals the plain argmax loop on lengths around the 4-wide groups, with ties, infinities and NaNs', () => {
+    // the plain loop: the first index of the largest value, failing at the first NaN
+    const plain = (s: Float32Array): number | string => {
+      let best = 0, max = -Infinity;
+      for (let i = 0; i < s.length; i++) {
+        if (s[i] !== s[i]) return `index ${i}`;
+        if (s[i]! > max) { max = s[i]!; best = i; }
+      }
+      return best;
+    };
+    const g = createRng(7), r = () => g.next();
+    const pool = [-Infinity, Infinity, 0, -0, 1, 1, -2, 3.5, 3.5];
+    let nans = 0;
+    for (let c = 0; c < 3000; c++) {
+      const n = 1 + (c % 23);
+      // small values so that ties are common; now and then an infinity or a NaN
+      const s = Float32Array.from({ length: n }, () => {
+        const u = r();
+        return u < 0.03 ? NaN : u < 0.15 ? pool[Math.floor(r() * pool.length)]! : Math.floor(r() * 5) - 2;
+      });
+      const want = plain(s);
+      if (typeof want === 'string') {
+        nans++;
+        expectRuntimeError(() => sampleToken(s, {}, [], rng), 'RT317', want);
+      } else expect(sampleToken(s, {}, [], rng)).toBe(want);
+    }
+    expect(nans).toBeGreaterThan(100);
+  });
+});
 // ---- each filter on a hand-made distribution ---------------------------------------------------
 
 describe('filters', () => {
