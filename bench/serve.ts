@@ -6,7 +6,7 @@
 //  2. continuous batching: aggregate decode tokens/s of 1 and of 8 concurrent streaming requests.
 // Run: npx tsx bench/serve.ts [checkpoint-dir] [prompt-tokens]   (default 2000; writes bench/results/serve.json)
 //   [--format q8|q4|q8a8|q4a8] (quantised on load; default the checkpoint's own weights) [--streams-only]
-//   (2 alone) [--tokens 128] (per stream). A checkpoint without a tokenizer (bench/decode.ts' ~100M of
+//   (2 alone) [--tokens 128] (per stream) [--rounds 1] (1 and 8 streams alternated, the median ratio). A checkpoint without a tokenizer (bench/decode.ts' ~100M of
 //   random weights: ~/.cache/archc-bench/ck/bamba-100m) takes tiny-bamba-a's, its vocabulary padded
 //   to the model's with tokens that decode as " w<id>" (encoding never makes them).
 
@@ -25,10 +25,11 @@ import { serve } from '../cli/serve/server.ts';
 const ROOT = join(import.meta.dirname, '..');
 const TINY = join(ROOT, '..', 'shared', 'models', 'tiny-bamba-a', 'f32');
 const flag = (name: string) => (process.argv.includes(name) ? process.argv[process.argv.indexOf(name) + 1]! : undefined);
-const positional = process.argv.slice(2).filter((a, i, all) => !a.startsWith('--') && !['--format', '--tokens'].includes(all[i - 1]!));
+const positional = process.argv.slice(2).filter((a, i, all) => !a.startsWith('--') && !['--format', '--tokens', '--rounds'].includes(all[i - 1]!));
 const src = resolve(positional[0] ?? TINY);
 const promptTokens = Number(positional[1] ?? 2000);
-const format = flag('--format'), STREAMS_ONLY = process.argv.includes('--streams-only'), TOKENS = Number(flag('--tokens') ?? 128);
+const format = flag('--format'), STREAMS_ONLY = process.argv.includes('--streams-only'), TOKENS = Number(flag('--tokens') ?? 128), ROUNDS = Number(flag('--rounds') ?? 1);
+if (!(Number.isInteger(ROUNDS) && ROUNDS >= 1)) throw new Error(`--rounds: a count from 1, got ${flag('--rounds')}`);
 if (format && !['q8', 'q4', 'q8a8', 'q4a8'].includes(format)) throw new Error(`--format: q8, q4, q8a8 or q4a8, got ${format}`);
 const TEMPLATE = "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}";
 
@@ -120,22 +121,29 @@ model.decodeAsync = async (...a: Parameters<Model['decodeAsync']>) => {
   return r;
 };
 const s = await serve(model, '127.0.0.1', 0, { id: 'm', template, cacheBytes: 0, slots: 8 });
-for (const n of [1, 8]) {
-  const rs = await Promise.all(Array.from({ length: n }, (_, i) => chat(s.url, [{ role: 'user', content: text.slice(i * 97, i * 97 + 60) }], TOKENS)));
-  const tokens = rs.reduce((a, r) => a + r.usage.completion_tokens - 1, 0);
-  if (rs.some((r) => r.usage.completion_tokens < TOKENS)) console.log(`(streams stopped early: ${rs.map((r) => r.usage.completion_tokens).join(', ')} tokens)`);
-  const span = (Math.max(...rs.map((r) => r.end)) - Math.min(...rs.map((r) => r.first))) / 1000;
-  throughput[`streams${n}`] = tokens / span;
-  const [w0, w1] = [Math.max(...rs.map((r) => r.first)), Math.min(...rs.map((r) => r.end))];
-  const inWindow = rs.reduce((a, r) => a + r.times.filter((t) => t > w0 && t <= w1).length, 0);
-  const stepMs = steps.reduce((a, [s0, s1]) => a + Math.max(0, Math.min(s1, w1) - Math.max(s0, w0)), 0);
-  throughput[`streams${n}Steady`] = inWindow / ((w1 - w0) / 1000);
-  steps.length = 0;
-  console.log(`${n} concurrent stream${n > 1 ? 's' : ''}: ${(tokens / span).toFixed(1)} decode tokens/s in all; ${throughput[`streams${n}Steady`]!.toFixed(1)} while all ${n} decode (${(w1 - w0).toFixed(0)} ms, ${(100 * stepMs / (w1 - w0)).toFixed(1)} % of it in decode steps)`);
+// `--rounds N`: 1 and 8 streams alternate N times; the ratios are those of each round, and their median
+const ratios: [number, number][] = [];
+for (let round = 0; round < ROUNDS; round++) {
+  for (const n of [1, 8]) {
+    const rs = await Promise.all(Array.from({ length: n }, (_, i) => chat(s.url, [{ role: 'user', content: text.slice(i * 97, i * 97 + 60) }], TOKENS)));
+    const tokens = rs.reduce((a, r) => a + r.usage.completion_tokens - 1, 0);
+    if (rs.some((r) => r.usage.completion_tokens < TOKENS)) console.log(`(streams stopped early: ${rs.map((r) => r.usage.completion_tokens).join(', ')} tokens)`);
+    const span = (Math.max(...rs.map((r) => r.end)) - Math.min(...rs.map((r) => r.first))) / 1000;
+    throughput[`streams${n}`] = tokens / span;
+    const [w0, w1] = [Math.max(...rs.map((r) => r.first)), Math.min(...rs.map((r) => r.end))];
+    const inWindow = rs.reduce((a, r) => a + r.times.filter((t) => t > w0 && t <= w1).length, 0);
+    const stepMs = steps.reduce((a, [s0, s1]) => a + Math.max(0, Math.min(s1, w1) - Math.max(s0, w0)), 0);
+    throughput[`streams${n}Steady`] = inWindow / ((w1 - w0) / 1000);
+    steps.length = 0;
+    console.log(`${n} concurrent stream${n > 1 ? 's' : ''}: ${(tokens / span).toFixed(1)} decode tokens/s in all; ${throughput[`streams${n}Steady`]!.toFixed(1)} while all ${n} decode (${(w1 - w0).toFixed(0)} ms, ${(100 * stepMs / (w1 - w0)).toFixed(1)} % of it in decode steps)`);
+  }
+  ratios.push([throughput.streams8! / throughput.streams1!, throughput.streams8Steady! / throughput.streams1Steady!]);
+  console.log(`8 streams / 1 stream: ${ratios.at(-1)![0].toFixed(2)}x (while all decode: ${ratios.at(-1)![1].toFixed(2)}x)`);
 }
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 await s.close();
-console.log(`8 streams / 1 stream: ${(throughput.streams8! / throughput.streams1!).toFixed(2)}x (while all decode: ${(throughput.streams8Steady! / throughput.streams1Steady!).toFixed(2)}x)`);
+if (ROUNDS > 1) console.log(`median of ${ROUNDS} rounds: ${median(ratios.map((r) => r[0])).toFixed(2)}x (while all decode: ${median(ratios.map((r) => r[1])).toFixed(2)}x); while all decode, each round: ${ratios.map((r) => r[1].toFixed(2)).join(', ')}`);
 mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true });
-writeFileSync(join(ROOT, 'bench', 'results', 'serve.json'), JSON.stringify({ checkpoint: src, format: format ?? 'stored', promptTokens, threads: model.threads, cache: cacheRows.map(({ ids, ...r }) => r), throughput }, null, 2) + '\n');
+writeFileSync(join(ROOT, 'bench', 'results', 'serve.json'), JSON.stringify({ checkpoint: src, format: format ?? 'stored', promptTokens, threads: model.threads, cache: cacheRows.map(({ ids, ...r }) => r), throughput, ratios }, null, 2) + '\n');
 rmSync(dir, { recursive: true, force: true });
 process.exit(0);
