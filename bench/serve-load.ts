@@ -19,6 +19,7 @@ import { lowerToProgram } from '../compiler/lower.ts';
 import { Model } from '../runtime/model.ts';
 import { createRng } from '../runtime/rng.ts';
 import { serve } from '../cli/serve/server.ts';
+import { sseEvents } from './sse.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const clients = Number(process.argv[2] ?? 32);
@@ -76,13 +77,9 @@ async function client(k: number): Promise<void> {
       } else {
         let buf = '', events = 0;
         for await (const chunk of res.body!) {
-          buf += Buffer.from(chunk).toString();
-          let at;
-          while ((at = buf.indexOf('\n\n')) >= 0) {
-            const line = buf.slice(0, at).replace(/^data: /, '');
-            buf = buf.slice(at + 2);
-            if (line === '[DONE]') continue;
-            const ev = JSON.parse(line);
+          const got = sseEvents(buf + Buffer.from(chunk).toString());
+          buf = got.rest;
+          for (const ev of got.events) {
             if (ev.error) throw new Error(JSON.stringify(ev.error));
             ids = ev.choices?.[0]?.token_ids ?? ids;
             cached = ev.usage?.prompt_tokens_details?.cached_tokens ?? cached;

@@ -21,6 +21,7 @@ import { lowerToProgram } from '../compiler/lower.ts';
 import { Model } from '../runtime/model.ts';
 import { loadChatTemplate } from '../cli/serve/chat.ts';
 import { serve } from '../cli/serve/server.ts';
+import { sseEvents } from './sse.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const TINY = join(ROOT, '..', 'shared', 'models', 'tiny-bamba-a', 'f32');
@@ -68,12 +69,9 @@ function chat(url: string, messages: { role: string; content: string }[], maxTok
       res.on('data', (chunk: string) => {
         buf += chunk;
         if (res.statusCode !== 200) return;
-        let at;
-        while ((at = buf.indexOf('\n\n')) >= 0) {
-          const line = buf.slice(0, at).replace(/^data: /, '');
-          buf = buf.slice(at + 2);
-          if (line === '[DONE]') continue;
-          const ev = JSON.parse(line);
+        const { events, rest } = sseEvents(buf);
+        buf = rest;
+        for (const ev of events) {
           const piece = ev.choices?.[0]?.delta?.content;
           if (piece && !first) first = performance.now();
           reply += piece ?? '';
