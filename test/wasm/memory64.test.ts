@@ -47,7 +47,14 @@ interface ChildResult {
 
 /** The child Node (memory64-child.ts), one for the file: started at its first job, ended with the file. */
 let server: { proc: ChildProcess; waiting: ((line: string | Error) => void)[]; stderr: string } | undefined;
-afterAll(() => { server?.proc.stdin!.end(); });
+afterAll(async () => {
+  const proc = server?.proc;
+  if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+  // it ends with its stdin; one that does not is killed rather than left behind
+  const kill = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+  await new Promise((done) => { proc.once('close', done); proc.stdin!.end(); });
+  clearTimeout(kill);
+});
 
 /** One job in the child: its answer, or the child's words when it failed or died. */
 function child(arg: object): Promise<ChildResult> {
