@@ -1,6 +1,7 @@
 // One built package loads a tied and an untied checkpoint: `tie_word_embeddings` in the checkpoint's
 // config.json decides at load whether the head reads the embedding or `lm_head.weight` (absent: the
-// .arch default, tied). The package is built by `archc build` with the .arch defaults (tied); each
+// .arch default, tied). The package is built by `archc build` with the .arch defaults (tied; the
+// TINY package test/package/types.test.ts checks too, test/helpers/package-cache.ts); each
 // checkpoint's logits are compared with the CPU engine running a program compiled for that layout
 // alone (`--set tie=...` pinned, as before load-time choices).
 
@@ -12,14 +13,14 @@ import { hfConfigText } from '../../compiler/init.ts';
 import { lowerToProgram } from '../../compiler/lower.ts';
 import { type LoadOptions, Model } from '../../runtime/model.ts';
 import { writeSafetensors } from '../../runtime/safetensors.ts';
-import { type WrittenCheckpoint, BAMBA, TINY, expectLogitsClose, makeDir, maxAbsDiff, removeDir, runCli, setsFor, writeCheckpoint } from '../helpers/checkpoints.ts';
+import { type WrittenCheckpoint, TINY, expectLogitsClose, makeDir, maxAbsDiff, removeDir, writeCheckpoint } from '../helpers/checkpoints.ts';
+import { tinyPackage } from '../helpers/package-cache.ts';
 
 interface PackageModel { readonly program: { readonly params: Readonly<Record<string, unknown>> }; forward(input: { ids: readonly number[]; cuSeqlens?: readonly number[] }): { logits: Float32Array } }
 type Package = { Model: { load(dir: string, opts?: LoadOptions): Promise<PackageModel> } };
 
 const IDS = [3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5];
 const CU = [0, 5, IDS.length];
-const PARAMS = { ...TINY, dtype: 'f32' };
 
 let work: string;
 let pkg: Package;
@@ -27,10 +28,8 @@ let tied: WrittenCheckpoint, untied: WrittenCheckpoint;
 
 beforeAll(async () => {
   work = makeDir('archc-tie-');
-  const out = join(work, 'pkg');
   // the .arch default: tie = true
-  const built = await runCli(['build', BAMBA, '-o', out, '--name', 'tiny-bamba-tie', ...setsFor(PARAMS).flatMap((s) => ['--set', s])], 900_000);
-  expect(built.code, built.stderr).toBe(0);
+  const out = await tinyPackage(join(work, 'pkg'));
   pkg = await import(pathToFileURL(join(out, 'dist', 'index.js')).href) as Package;
   const dir = (name: string) => {
     mkdirSync(join(work, name));

@@ -9,7 +9,7 @@
 // a regular file gives; no hang, no stack trace; the special file left as it was.
 
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { copyFileSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, copyFileSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { ARCHC, BAMBA, ROOT, TINY, setsFor, writeCheckpoint } from '../helpers/checkpoints.ts';
@@ -194,9 +194,19 @@ export async function runCase(d: string, c: Case, waits: readonly number[]): Pro
       const result = await runArchc(c.place.argv(d), wait);
       let read: Buffer | undefined;
       if (reader) {
-        // a command that refused the FIFO never opened it: its reader waits until killed
+        // a command that refused the FIFO never opened it, so its reader still waits in open():
+        // opening the FIFO for writing (and closing it at once) lets it through to an end of file,
+        // retried until the reader has opened it; one the command wrote already has all its bytes
+        const unblock = setInterval(() => {
+          try {
+            closeSync(openSync(p, constants.O_WRONLY | constants.O_NONBLOCK));
+          } catch {
+            // no reader yet (ENXIO), or it has gone
+          }
+        }, 50);
         const stop = setTimeout(() => reader!.proc.kill('SIGKILL'), 5_000);
         await reader.ended;
+        clearInterval(unblock);
         clearTimeout(stop);
         read = Buffer.concat(chunks);
       }

@@ -8,10 +8,10 @@
 // whose process is gone is taken over.
 
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
-import { ROOT, runCli } from './checkpoints.ts';
+import { BAMBA, ROOT, TINY, runCli, setsFor } from './checkpoints.ts';
 
 const SOURCES = ['cli', 'compiler', 'dsl', 'runtime', 'codegen', 'models'];
 
@@ -85,5 +85,14 @@ export async function builtPackage(args: readonly string[], timeoutMs = 900_000)
     const p = join(packages, e);
     if (p !== dir && !e.endsWith('.lock') && now - statSync(p).mtimeMs > 3_600_000) rmSync(p, { recursive: true, force: true });
   }
+  return dir;
+}
+
+/** The package of checkpoints.ts' TINY Bamba (the .arch's defaults otherwise: bf16, a tied head),
+ *  named tiny-bamba, built once for the test files that load or type-check it (test/e2e/tie.test.ts,
+ *  test/package/types.test.ts) and copied whole to `dir`: there it resolves its imports as a package
+ *  outside archc's tree does, not from archc's node_modules above .tmp/packages. Returns `dir`. */
+export async function tinyPackage(dir: string): Promise<string> {
+  cpSync(await builtPackage([BAMBA, '--name', 'tiny-bamba', ...setsFor(TINY).flatMap((s) => ['--set', s])]), dir, { recursive: true });
   return dir;
 }

@@ -1,7 +1,8 @@
 // The generated package's types, as a user's strict TypeScript sees them: `Model` is both the loader
 // (`Model.load`) and the loaded model's type, so no one writes `Awaited<ReturnType<typeof load>>`.
 // A consumer file is checked with `--strict` and without skipLibCheck against the package's .d.ts
-// (resolved as an installed dependency), by two compilers: the TypeScript archc pins (5.9, whose DOM
+// (resolved as an installed dependency; the TINY package, built once for this file and
+// test/e2e/tie.test.ts by test/helpers/package-cache.ts), by two compilers: the TypeScript archc pins (5.9, whose DOM
 // lib has no WebGPU types) and the newest at hand (ts-morph's, 6.x, whose DOM lib has them). The
 // package's declarations name none of WebGPU's global types, so both compile them as they stand.
 
@@ -11,7 +12,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Project, ts } from 'ts-morph';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BAMBA, ROOT, TINY, makeDir, removeDir, runCli, setsFor } from '../helpers/checkpoints.ts';
+import { ROOT, makeDir, removeDir } from '../helpers/checkpoints.ts';
+import { tinyPackage } from '../helpers/package-cache.ts';
 
 const TSC = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
 let work: string;
@@ -19,12 +21,10 @@ let app: string;
 
 beforeAll(async () => {
   work = makeDir('archc-types-');
-  const pkg = join(work, 'pkg');
-  const built = await runCli(['build', BAMBA, '-o', pkg, '--name', 'tiny-bamba-types', ...setsFor(TINY).flatMap((s) => ['--set', s])], 900_000);
-  expect(built.code, built.stderr).toBe(0);
+  const pkg = await tinyPackage(join(work, 'pkg'));
   app = join(work, 'app');
   mkdirSync(join(app, 'node_modules'), { recursive: true });
-  symlinkSync(pkg, join(app, 'node_modules', 'tiny-bamba-types'));
+  symlinkSync(pkg, join(app, 'node_modules', 'tiny-bamba'));
   symlinkSync(join(ROOT, 'node_modules', '@types'), join(app, 'node_modules', '@types'));
   // for the consumer that declares WebGPU itself (as a Node app on TypeScript 5.9 would)
   mkdirSync(join(app, 'node_modules', '@webgpu'));
@@ -63,7 +63,7 @@ it('the two compilers are the pinned TypeScript and a newer one', async () => {
 describe.each(COMPILERS)('the generated package under --strict, without skipLibCheck (%s)', (compiler) => {
   it('exports Model as the loaded model\'s type: annotations, a function taking one, its methods typed', async () => {
     const r = await check('uses.ts', `
-      import { Model, load, type ForwardResult, type GeneratedToken } from 'tiny-bamba-types';
+      import { Model, load, type ForwardResult, type GeneratedToken } from 'tiny-bamba';
       async function logitsOf(m: Model, ids: number[]): Promise<Float32Array> {
         const r: ForwardResult = m.forward({ ids });
         return r.logits;
@@ -82,7 +82,7 @@ describe.each(COMPILERS)('the generated package under --strict, without skipLibC
 
   it('the type is checked, not any: a plain object and a misspelt method are errors', async () => {
     const r = await check('wrong.ts', `
-      import { Model } from 'tiny-bamba-types';
+      import { Model } from 'tiny-bamba';
       export const a: Model = { vocab: 3 };
       export async function f(m: Model): Promise<void> { m.forwrd({ ids: [1] }); }
     `, compiler);
@@ -96,7 +96,7 @@ describe.each(COMPILERS)('the generated package under --strict, without skipLibC
   it('a GPU from the consumer\'s own WebGPU types is taken as `webgpu.gpu`', async () => {
     // 5.9 declares WebGPU only through @webgpu/types; 6.x's DOM lib declares it (and conflicts with @webgpu/types)
     const r = await check('gpu.ts', `${compiler === 'tsc' ? '/// <reference types="@webgpu/types" />' : ''}
-      import { Model } from 'tiny-bamba-types';
+      import { Model } from 'tiny-bamba';
       export async function onGpu(dir: string, gpu: GPU): Promise<Model> {
         return Model.load(dir, { backend: 'webgpu', webgpu: { gpu, stateSlots: 2 } });
       }

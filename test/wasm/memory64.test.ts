@@ -2,17 +2,18 @@
 // codegen/wasm/addr.ts) against one 32-bit memory, bit for bit. Node 20 has memory64 only behind
 // --experimental-wasm-memory64 (V8 11.3's draft JS API, `index: 'i64'`, at most 4 GiB a memory; it
 // validates the final binary encoding), so the runs are in a child Node started with the flag
-// (test/wasm/memory64-child.ts): a random tiny Bamba (bf16, q4 on 1 and 2 threads and on the plain
-// SIMD module, q8, q4 and q8 with 8-bit activations) and the
-// trained tiny-bamba-a (bf16 quantised to q4), weights pushed past memory 0's share into region 1 by
+// (test/wasm/memory64-child.ts, one process serving every run of the file): a random tiny Bamba
+// (bf16, q4 on 1 and 2 threads and on the plain SIMD module, q8, q4 and q8 with 8-bit activations)
+// and the trained tiny-bamba-a (bf16 quantised to q4), weights pushed past memory 0's share into region 1 by
 // a small wasmMemoryBytes; logits of every way through the model and three greedy tokens. Both runs
 // without the program module (it has no memory64 form). In this process (no flag) forcing memory64
 // is RT303 naming the option, or, on an engine with memory64, loads. Headless Chromium:
 // test/browser/memory64.test.ts.
 
-import { execFile } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { wasmKernelVariants } from '../../codegen/wasm/assemble.ts';
 import { RuntimeError } from '../../runtime/errors.ts';
@@ -44,12 +45,37 @@ interface ChildResult {
   outputs: number;
 }
 
+/** The child Node (memory64-child.ts), one for the file: started at its first job, ended with the file. */
+let server: { proc: ChildProcess; waiting: ((line: string | Error) => void)[]; stderr: string } | undefined;
+afterAll(async () => {
+  const proc = server?.proc;
+  if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+  // it ends with its stdin; one that does not is killed rather than left behind
+  const kill = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+  await new Promise((done) => { proc.once('close', done); proc.stdin!.end(); });
+  clearTimeout(kill);
+});
+
+/** One job in the child: its answer, or the child's words when it failed or died. */
 function child(arg: object): Promise<ChildResult> {
+  if (!server) {
+    const proc = spawn(process.execPath, ['--experimental-wasm-memory64', '--expose-gc', '--import', 'tsx', CHILD], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
+    const s = { proc, waiting: [] as ((line: string | Error) => void)[], stderr: '' };
+    proc.stderr!.on('data', (b: Buffer) => { s.stderr += b.toString('utf8'); });
+    createInterface({ input: proc.stdout! }).on('line', (line) => { if (/^(RESULT|FAILED) /.test(line)) s.waiting.shift()?.(line); });
+    proc.on('close', (code, signal) => { for (const w of s.waiting.splice(0)) w(new Error(`${CHILD} ended (${code ?? signal}):\n${s.stderr}`)); });
+    server = s;
+  }
+  const s = server;
   return new Promise((res, rej) => {
-    execFile(process.execPath, ['--experimental-wasm-memory64', '--import', 'tsx', CHILD, JSON.stringify(arg)], { cwd: ROOT, timeout: 240_000, maxBuffer: 1 << 24 }, (err, stdout, stderr) => {
-      if (err) rej(new Error(`${CHILD} failed: ${err.message}\n${stderr}`));
-      else res(JSON.parse(stdout.trim().split('\n').at(-1)!) as ChildResult);
+    const timer = setTimeout(() => { s.proc.kill('SIGKILL'); }, 240_000);
+    s.waiting.push((line) => {
+      clearTimeout(timer);
+      if (line instanceof Error) rej(line);
+      else if (line.startsWith('FAILED ')) rej(new Error(`${CHILD} failed: ${JSON.parse(line.slice(7))}\n${s.stderr}`));
+      else res(JSON.parse(line.slice(7)) as ChildResult);
     });
+    s.proc.stdin!.write(`${JSON.stringify(arg)}\n`);
   });
 }
 
