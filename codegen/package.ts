@@ -4,8 +4,6 @@
 // Everything is written to a temp directory beside the target and renamed into place at the end.
 
 import { cpSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { Worker } from 'node:worker_threads';
 import { type WriteDirOptions, writeDirAtomic, yieldToSignals } from '../cli/fsutil.ts';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,6 +17,7 @@ import type { Program } from '../runtime/program.ts';
 import { type Backend, RUN_TARGETS } from '../runtime/targets.ts';
 import { literal } from './literal.ts';
 import { writeWebFolder } from './web.ts';
+import { checkAndEmit, runtimeCache } from './emit.ts';
 import type { BuildOptions, PackagePart } from './targets.ts';
 import { BUILD_TARGETS } from './targets.ts';
 
@@ -92,7 +91,7 @@ async function writePackage(input: BuildInput, dir: string): Promise<void> {
   }
   project.saveSync();
   await yieldToSignals();
-  await checkAndEmit(compilerOptions, src);
+  await checkAndEmit(compilerOptions, src, runtimeCache(compilerOptions, { runtime: RUNTIME_DIR, serve: SERVE_DIR, rootPackage: ROOT_PACKAGE }));
   // the chat page, beside the server's JS as it is beside its source
   cpSync(join(SERVE_DIR, 'page.html'), join(dir, 'dist', 'cli', 'serve', 'page.html'));
 
@@ -134,35 +133,6 @@ function trainerOf(input: BuildInput): string | undefined {
 function backends(input: BuildInput): Backend[] {
   return [...parts(input).keys(), 'cpu'];
 }
-
-/** Type-checks and emits the package's TypeScript (saved under `src`) on a worker thread: the
- *  longest step of a build, and one the main thread keeps waiting on, not running, so a SIGINT
- *  ends the build at once (cli/fsutil.ts exitOnSignals). The worker is plain CommonJS text with
- *  ts-morph's resolved path, so it runs the same from the sources and from the CLI's bundle. */
-async function checkAndEmit(compilerOptions: ts.CompilerOptions, src: string): Promise<void> {
-  const worker = new Worker(EMIT_WORKER, { eval: true, workerData: { tsMorph: createRequire(import.meta.url).resolve('ts-morph'), compilerOptions, src } });
-  try {
-    const result = await new Promise<{ errors?: string; skipped?: boolean }>((resolve, reject) => {
-      worker.once('message', resolve);
-      worker.once('error', reject);
-      worker.once('exit', (code) => reject(new InternalError(`the TypeScript worker exited with code ${code}`)));
-    });
-    if (result.errors) throw new InternalError(`generated TypeScript does not compile:\n${result.errors}`);
-    if (result.skipped) throw new InternalError('TypeScript emit was skipped');
-  } finally {
-    await worker.terminate();
-  }
-}
-
-const EMIT_WORKER = `
-const { parentPort, workerData } = require('node:worker_threads');
-const { Project, ts } = require(workerData.tsMorph);
-const project = new Project({ compilerOptions: workerData.compilerOptions });
-project.addSourceFilesAtPaths(workerData.src + '/**/*.ts');
-const diagnostics = project.getPreEmitDiagnostics().filter((d) => d.getCategory() === ts.DiagnosticCategory.Error);
-if (diagnostics.length) parentPort.postMessage({ errors: project.formatDiagnosticsWithColorAndContext(diagnostics.slice(0, 10)) });
-else parentPort.postMessage({ skipped: project.emitSync().getEmitSkipped() });
-`;
 
 // ---- generated TypeScript ------------------------------------------------------------------
 
