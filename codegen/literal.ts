@@ -18,6 +18,22 @@ export function literal(v: unknown, indent = ''): string {
   return `{\n${entries.map(([k, x]) => `${inner}${key(k)}: ${literal(x, inner)}`).join(',\n')},\n${indent}}`;
 }
 
+/**
+ * Plain data as an expression that parses it from JSON text at run time (`JSON.parse("…")`), where
+ * JSON holds it whole (no NaN or infinity; else `literal`). For the large tables a package carries
+ * (its WGSL: tens of MB at Bamba-9B's shapes): TypeScript checks a string in no time where it
+ * relates every property of an object literal to its declared type (most of a 9B build's
+ * TypeScript step), and engines parse JSON faster than the same object as code.
+ */
+export function jsonLiteral(v: unknown): string {
+  let whole = true;
+  const text = JSON.stringify(v, (_k, x) => {
+    if (typeof x === 'number' && !Number.isFinite(x)) whole = false;
+    return x;
+  });
+  return whole ? `JSON.parse(${str(text)})` : literal(v);
+}
+
 /** JSON text, with U+2028 and U+2029 escaped too: legal in a string literal since ES2019, but they
  *  end the line for older parsers and for every tool that reads the file as lines. */
 function str(v: unknown): string {

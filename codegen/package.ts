@@ -15,7 +15,7 @@ import type { Stats } from '../compiler/stats.ts';
 import { programReport } from '../compiler/kernel/report.ts';
 import type { Program } from '../runtime/program.ts';
 import { type Backend, RUN_TARGETS } from '../runtime/targets.ts';
-import { literal } from './literal.ts';
+import { jsonLiteral, literal } from './literal.ts';
 import { writeWebFolder } from './web.ts';
 import { checkAndEmit, runtimeCache } from './emit.ts';
 import type { BuildOptions, PackagePart } from './targets.ts';
@@ -170,7 +170,7 @@ function generateModelFile(file: SourceFile, input: BuildInput): void {
     isExported: true,
     declarationKind: VariableDeclarationKind.Const,
     docs: [`The kernel program: ${program.entries.decode.kernels.length} kernels per decode step, ${program.entries.prefill.kernels.length} per prefill, ${program.states.length} states per sequence slot.`],
-    declarations: [{ name: 'PROGRAM', type: 'Program', initializer: literal(program) }],
+    declarations: [{ name: 'PROGRAM', type: 'Program', initializer: jsonLiteral(program) }],
   });
 }
 

@@ -10,7 +10,7 @@ import type { LoadOptions } from '../runtime/model.ts';
 import type { Program } from '../runtime/program.ts';
 import type { Backend } from '../runtime/targets.ts';
 import type { WgslProfile, WgslProgram } from '../runtime/webgpu/shaders.ts';
-import { literal } from './literal.ts';
+import { jsonLiteral } from './literal.ts';
 
 export interface BuildOptions {
   /** GPU architectures to compile the CUDA kernels for (where nvcc exists). */
@@ -103,14 +103,14 @@ const webgpu: BuildTarget = {
     const text = header(`the WGSL of model ${program.model}`)
       + `import type { WgslProgram } from './runtime/webgpu/shaders.ts';\n\n`
       + `/** Every kernel of every entry as WGSL compute shaders for GPUs and for CPU adapters (${passes} passes), with bindings and workgroup counts. */\n`
-      + `export const WGSL: WgslProgram = ${literal(wgsl)};\n`;
+      + `export const WGSL: WgslProgram = ${jsonLiteral(wgsl)};\n`;
     // --train: the train program and its WGSL (the train families' and the optimizer's shaders), in a
     // module of its own
     const train = opts.train && header(`training model ${opts.train.model} on WebGPU: the program with its train entry (every weight f32) and its WGSL`)
       + `import type { Program } from './runtime/program.ts';\nimport type { WgslProgram } from './runtime/webgpu/shaders.ts';\n\n`
-      + `export const TRAIN_PROGRAM: Program = ${literal(opts.train)};\n\n`
+      + `export const TRAIN_PROGRAM: Program = ${jsonLiteral(opts.train)};\n\n`
       + `/** The inference entries without their kernels: a Trainer never runs them (nor compiles them at open). */\n`
-      + `export const TRAIN_WGSL: WgslProgram = ${literal(withoutInference(renderProgram(opts.train)))};\n`;
+      + `export const TRAIN_WGSL: WgslProgram = ${jsonLiteral(withoutInference(renderProgram(opts.train)))};\n`;
     return {
       sources: new Map([['wgsl.ts', text], ...(train ? [['train-wgsl.ts', train] as const] : [])]),
       files: new Map(),

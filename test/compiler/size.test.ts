@@ -177,9 +177,10 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  module compiled apart from rows.ts' threads and unsharedModule apart from threads.ts (runtime/train/f32/rows-compiled.ts,
  *  runtime/wasm/unshared.ts), so a browser bundle of the trainer reaches no node: module; runtime +5: one chunking of a
  *  product of several rows for the backend's and the f32 engine's threads (runtime/wasm/job.ts rowsChunk). codegen +75:
- *  the package's runtime compiled once and kept between builds (codegen/emit.ts, out of package.ts); runtime +13:
+ *  the package's runtime compiled once and kept between builds (codegen/emit.ts, out of package.ts), and +16 for the
+ *  package's large tables as JSON.parse of one string (codegen/literal.ts jsonLiteral); runtime +13:
  *  greedy sampling's argmax four values to a branch (runtime/sampling.ts). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5514, codegen: 8252, runtime: 18773, cli: 3415 };
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5514, codegen: 8268, runtime: 18773, cli: 3415 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
