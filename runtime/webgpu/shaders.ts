@@ -35,7 +35,7 @@ export interface RunCount {
 export interface Pass {
   /** e.g. `product`, `epilogue`, `chunk states`. */
   readonly name: string;
-  /** The shader before its binding region (a comment naming the kernel and pass) and after it
+  /** The shader before its binding region (a comment naming the family and pass) and after it
    *  (helpers, constants, `main`), which calls the accessors of `bindingRegion`. */
   readonly head: string;
   readonly body: string;

@@ -1,10 +1,10 @@
 // The layers of one shape share their shader texts, so a device compiles a pipeline per distinct
 // kernel, not per layer: where a kernel's buffers and states sit is data (`Pass.places`, read by
 // `place(i)` from a uniform binding), not text. The renderings of a 2-layer and a 4-layer tiny Bamba
-// (a Mamba and an attention layer, then the same again) hold as many distinct texts, in both profiles,
-// with every q8/q4 variant and the train entry; and on the device the 4-layer model compiles as many
-// pipelines as the 2-layer one while it dispatches more passes, its outputs the CPU engine's within
-// 1e-4 · (1 + max|logit|) after a prefill and a decode step.
+// (a Mamba and an attention layer, then the same again) hold as many distinct texts, in both
+// profiles, with every q8/q4 variant, the train entry and the optimizer; and on the device the
+// 4-layer model compiles as many pipelines as the 2-layer one while it dispatches more passes, its
+// outputs the CPU engine's within 1e-4 · (1 + max|logit|) after a prefill and a decode step.
 
 import { afterAll, describe, expect, it } from 'vitest';
 import { renderProgram } from '../../codegen/wgsl/render.ts';
@@ -31,9 +31,11 @@ function build(depth: keyof typeof LAYERS): { c: ReturnType<typeof compileTiny>;
 
 const two = build('two'), four = build('four');
 
-/** The distinct shader texts of each profile's entries (every variant) and of its train entry. */
+/** The distinct shader texts of each profile's entries (every variant), of its train entry and of
+ *  the optimizer (a pass per expression-derived weight: each Mamba layer's −exp(A_log)). */
 function texts(w: WgslProgram): Record<string, number> {
-  const out: Record<string, number> = {};
+  const o = w.optimizer!;
+  const out: Record<string, number> = { optimizer: new Set([...o.passes, ...o.derived.flatMap((d) => (d.pass ? [d.pass] : []))].map((p) => shaderCode(p))).size };
   for (const profile of ['gpu', 'cpu'] as const) {
     out[profile] = new Set(Object.values(w.profiles[profile]).flatMap((e) => e.kernels.flatMap((k) => allPasses(k, true).map((p) => shaderCode(p))))).size;
     out[`train ${profile}`] = new Set(w.train![profile].kernels.flatMap((k) => k.passes.map((p) => shaderCode(p)))).size;
