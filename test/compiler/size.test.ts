@@ -177,10 +177,10 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  module compiled apart from rows.ts' threads and unsharedModule apart from threads.ts (runtime/train/f32/rows-compiled.ts,
  *  runtime/wasm/unshared.ts), so a browser bundle of the trainer reaches no node: module; runtime +5: one chunking of a
  *  product of several rows for the backend's and the f32 engine's threads (runtime/wasm/job.ts rowsChunk);
- *  codegen +17, runtime +83: WGSL passes read where their buffers and states sit from a uniform (`place(i)`), so the
+ *  codegen +20, runtime +83: WGSL passes read where their buffers and states sit from a uniform (`place(i)`), so the
  *  layers of one shape share their texts and pipelines (runtime/webgpu/places.ts; shader-check.ts, the RT503 text
  *  once per text and device, out of backend.ts). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5514, codegen: 8194, runtime: 18843, cli: 3415 };
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5514, codegen: 8197, runtime: 18843, cli: 3415 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
