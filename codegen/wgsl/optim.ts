@@ -34,21 +34,23 @@ export function renderOptimizer(program: Program): WgslOptimizer | undefined {
   const scalars = 4 * size + partials;
   let next = scalars + OPTIM_SCALARS.count;
   // the constant region starts after the token rows and the sequence rows
-  const optimPass = (name: string, n: number, body: string) => pass(name, n, `${entry.arena.T}u * ints_get(0u) + ${entry.arena.S}u * ints_get(1u)`, body);
+  const optimPass = (name: string, n: number, body: string, places?: number[]) => pass(name, n, `${entry.arena.T}u * ints_get(0u) + ${entry.arena.S}u * ints_get(1u)`, body, places);
   const derived = program.derived.map((d) => {
     const length = d.shape.reduce((a, b) => a * b, 1);
     if (d.from.kind === 'concat') {
       for (const p of d.from.parts) if (!master.has(p)) fail(`derived weight ${d.name} joins ${p}, which is not a weight trained`);
       return { name: d.name, parts: d.from.parts, length };
     }
-    const place = next;
+    const at = next;
     next += length;
+    // where it goes and where its masters are: place(0), place(1), … (the layers' share one text)
+    const places = [at];
     const body = wgslExpr(d.from.body, {
       x: () => fail(`derived weight ${d.name} reads an activation`),
       in: () => fail(`derived weight ${d.name} reads an input`),
-      w: (n) => { const p = master.get(n) ?? fail(`derived weight ${d.name} reads ${n}, which is not a weight trained`); return `${o('get')}(${p.at}u + i % ${p.length}u)`; },
+      w: (n) => { const p = master.get(n) ?? fail(`derived weight ${d.name} reads ${n}, which is not a weight trained`); places.push(p.at); return `${o('get')}(place(${places.length - 1}u) + i % ${p.length}u)`; },
     });
-    return { name: d.name, at: place, length, pass: optimPass(`derived ${d.name}`, length, `${o('set')}(${place}u + i, ${body});`) };
+    return { name: d.name, at, length, pass: optimPass(`derived ${d.name}`, length, `${o('set')}(place(0u) + i, ${body});`, places) };
   });
   const S = (k: keyof typeof OPTIM_SCALARS) => `${o('get')}(${scalars + OPTIM_SCALARS[k]}u)`;
   const set = (k: keyof typeof OPTIM_SCALARS, v: string) => `${o('set')}(${scalars + OPTIM_SCALARS[k]}u, ${v});`;
@@ -94,10 +96,11 @@ function o(what: 'get' | 'set'): string {
   return `${bindingName('optim', 2)}_${what}`;
 }
 
-/** One invocation per i < n; `body` the statement for i; `base` where the constant region starts. */
-function pass(name: string, n: number, base: string, body: string): Pass {
+/** One invocation per i < n; `body` the statement for i; `base` where the constant region starts;
+ *  `places` what its place(i) reads (then its head does not name it: the layers share the text). */
+function pass(name: string, n: number, base: string, body: string, places?: number[]): Pass {
   return {
-    name, head: `// archc optimizer (${name})`, bindings: BINDINGS, groups: count('C', n, WG), columns: 1,
+    name, head: `// archc optimizer (${places ? 'derived' : name})`, bindings: BINDINGS, ...(places ? { places } : {}), groups: count('C', n, WG), columns: 1,
     body: `fn base() -> u32 { return ${base}; }
 fn finite(v: f32) -> bool { return (bitcast<u32>(v) & 0x7f800000u) != 0x7f800000u; }
 @compute @workgroup_size(${WG})

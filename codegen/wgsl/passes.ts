@@ -38,7 +38,7 @@ export function shader(c: Ctx): Shader {
 }
 
 export function pass(name: string, s: Shader, code: { head: string; body: string }, groups: RunCount, columns = 1, extra: Partial<Pass> = {}): Pass {
-  return { name, ...code, bindings: [...s.bindings], groups, columns, ...extra };
+  return { name, ...code, bindings: [...s.bindings], ...(s.places.length ? { places: [...s.places] } : {}), groups, columns, ...extra };
 }
 
 /** One invocation per element of a [rows, width] result; `body(s)` is the statement for (r, j). */
@@ -114,7 +114,7 @@ export function stage(s: Shader, c: Ctx, st: Epilogue, name: string, prev: (r: s
   }
   // conv_step: row r is sequence r's one token; channel j - col goes through the sequence's window
   // (taps - 1 values in the state slot), which moves on by the token: call it once per column
-  s.state();
+  const slot = s.state(st.state);
   const post = st.post ? s.expr(st.post, (off) => (off ? fail(`${c.k.name}: a conv_step post reads x[+${off}]`) : 'y'), 'r', 'c') : 'y';
   const w = s.weight(st.weight);
   const taps1 = st.taps - 1;
@@ -123,7 +123,7 @@ export function stage(s: Shader, c: Ctx, st: Epilogue, name: string, prev: (r: s
   let xv = ${prev('r', 'j')};
   if (j < ${st.col}u || j >= ${st.col + st.channels}u) { return xv; }
   let c = j - ${st.col}u;
-  let sb = seqSlot(r) + stateAt(${st.state}u) + c * ${taps1}u;
+  let sb = seqSlot(r) + ${slot} + c * ${taps1}u;
   var acc = ${st.bias ? `${s.weight(st.bias)}(c)` : '0.0'};
   for (var t = 0u; t < ${taps1}u; t++) { acc += ${w}(c * ${st.taps}u + t) * ${state('sb + t')}; }
   acc += ${w}(c * ${st.taps}u + ${taps1}u) * xv;

@@ -373,14 +373,14 @@ function conv(c: Ctx): Pass[] {
   const { C, K } = k.sizes as { C: number; K: number };
   if (K < 2) fail(`${k.name}: a causal conv of ${K} tap has no window to carry`);
   const s = shader(c);
-  s.state();
+  const state = s.state();
   s.operand('x');
   s.operand('w');
   const bias = k.inputs.b ? `${s.operand('b')}(0u, c)` : '0.0';
   const epi = k.epilogue ?? [];
   if (epi.length) s.raw('put', `fn put(r: u32, c: u32, v: f32) { ${s.store(s.scratch(1), `r * ${C}u + c`, 'v')}; }`);
   else s.output(k.outputs.y!);
-  const code = s.render('CONV', 'conv', c.header, { wg: c.wg, C, taps: K, taps1: K - 1, state: k.state!, bias });
+  const code = s.render('CONV', 'conv', c.header, { wg: c.wg, C, taps: K, taps1: K - 1, state, bias });
   const rows = rowsOf(c.entry, view(k, 'x'));
   const passes = [pass('conv', s, code, count('S', C, c.wg), 1, epi.length ? { scratch: { scratch1: count(rows.rows, C, 1) } } : {})];
   if (epi.length) passes.push(epiloguePass(c, { ...rows, times: 1 }, C));
@@ -395,10 +395,10 @@ function ssdStep(c: Ctx): Pass[] {
   const { k } = c;
   const { H, P, G, N } = k.sizes as { H: number; P: number; G: number; N: number };
   const s = shader(c);
-  s.state();
+  const state = s.state();
   ssdOperands(s);
   s.output(k.outputs.y!);
-  const code = s.render('SSD_SCAN', 'scan', c.header, { wg: c.wg, H, P, N, hpg: H / G, state: k.state! });
+  const code = s.render('SSD_SCAN', 'scan', c.header, { wg: c.wg, H, P, N, hpg: H / G, state });
   return [pass('scan', s, code, count('S', H * P, c.wg))];
 }
 
@@ -415,10 +415,10 @@ function ssd(c: Ctx): Pass[] {
     s.scratch(0);
     s.scratch(1);
     s.scratch(2);
-    if (template === 'SSD_PASS') s.state();
+    const state = template === 'SSD_PASS' ? s.state() : '';
     const code = s.render(template, name, c.header, {
       wg, lanes, H, P, N, G, HPN: H * P * N, hpg: H / G, Q, QQ: Q * Q, GQQ: G * Q * Q,
-      chunks: 'seqField(nS() - 1u, 4u) + seqField(nS() - 1u, 5u)', state: k.state!,
+      chunks: 'seqField(nS() - 1u, 4u) + seqField(nS() - 1u, 5u)', state,
     });
     return pass(name, s, code, groups, 1, { scratch });
   };
@@ -435,12 +435,12 @@ function attention(c: Ctx): Pass[] {
   if (k.attrs.window) return windowedAttention(c, k.attrs.window as number);
   const { H, KV, Dh } = k.sizes as { H: number; KV: number; Dh: number };
   const append = shader(c);
-  append.state();
+  const appendState = append.state();
   append.operand('k');
   append.operand('v');
-  const a = append.render('KV_APPEND', 'kv append', c.header, { wg: c.wg, row: KV * Dh, state: k.state! });
+  const a = append.render('KV_APPEND', 'kv append', c.header, { wg: c.wg, row: KV * Dh, state: appendState });
   const s = shader(c);
-  s.state();
+  const state = s.state();
   s.operand('q');
   s.output(k.outputs.y!);
   const appendPass = pass('kv append', append, a, count('T', KV * Dh, c.wg));
@@ -450,10 +450,10 @@ function attention(c: Ctx): Pass[] {
     const { rows, keys } = c.sched as { rows: number; keys: number };
     const group = H / KV;
     if (rows * group > 256) fail(`${k.name}: ${group} query heads per KV head make a workgroup of ${rows * group} invocations; WebGPU allows 256`);
-    const code = s.render('FLASH_ATTENTION', 'flash attention', c.header, { wg: rows * group, rows, keys, tileFloats: keys * Dh, KV, Dh, group, row: KV * Dh, scale, state: k.state! });
+    const code = s.render('FLASH_ATTENTION', 'flash attention', c.header, { wg: rows * group, rows, keys, tileFloats: keys * Dh, KV, Dh, group, row: KV * Dh, scale, state });
     return [appendPass, pass('flash attention', s, code, count('T', 1, rows), KV)];
   }
-  const code = s.render('ATTENTION', 'attention', c.header, { wg: 64, H, Dh, group: H / KV, row: KV * Dh, scale, state: k.state! });
+  const code = s.render('ATTENTION', 'attention', c.header, { wg: 64, H, Dh, group: H / KV, row: KV * Dh, scale, state });
   return [appendPass, pass('attention', s, code, count('T', H, 64))];
 }
 
@@ -493,7 +493,7 @@ export function renderProgram(program: Program): WgslProgram {
     return entries;
   };
   const train = (target: WgslTarget) => renderTrain(program, target, { dtypes, header, rotary }, (c) => FAMILIES[c.k.family](c)); // train.ts
-  return { format: 'archc-wgsl/4', header, rotary, profiles: { gpu: profile(TARGETS.gpu), cpu: profile(TARGETS.cpu) },
+  return { format: 'archc-wgsl/5', header, rotary, profiles: { gpu: profile(TARGETS.gpu), cpu: profile(TARGETS.cpu) },
     ...(program.train ? { train: { gpu: train(TARGETS.gpu), cpu: train(TARGETS.cpu) }, optimizer: renderOptimizer(program) } : {}) };
 }
 

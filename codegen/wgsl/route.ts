@@ -10,6 +10,7 @@
 import type { Entry, Kernel, View } from '../../runtime/program.ts';
 import { ofFamily } from '../../runtime/program.ts';
 import type { Pass, RunCount } from '../../runtime/webgpu/shaders.ts';
+import { pass } from './passes.ts';
 import { type Dtypes, Shader } from './shader.ts';
 
 /** What a routing pass needs of the renderer's context. */
@@ -32,7 +33,7 @@ function elements(c: RouteCtx, name: string, rowsView: View, width: number, body
   const rows = rowsOf(c, rowsView);
   const text = body(s);
   const code = s.render('ELEMENTS', name, c.header, { wg: c.wg, rows: rows.wgsl, width, body: text });
-  return { name, ...code, bindings: [...s.bindings], groups: { rows: rows.rows, times: width, per: c.wg }, columns: 1, ...(scratch ? { scratch } : {}) };
+  return pass(name, s, code, { rows: rows.rows, times: width, per: c.wg }, 1, scratch ? { scratch } : {});
 }
 
 const weightOf = (k: Kernel, n: string): string => {

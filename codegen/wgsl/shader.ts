@@ -94,9 +94,14 @@ function quantReader(dtype: QuantDType, length: number, word: (i: string) => str
   return `let p = ${p}; let sh = ${sh}; return ${vec} * ${scale};`;
 }
 
-/** One shader being put together: its bindings and the helper functions its body calls. */
+/** One shader being put together: its bindings, the values it reads by `place(i)` and the helper
+ *  functions its body calls. */
 export class Shader {
   readonly bindings: BindingKind[] = ['arena', 'ints'];
+  /** What `place(i)` reads (runtime/webgpu/shaders.ts): where this kernel's buffers and states sit,
+   *  so that its text is the same for every layer of its shape. */
+  readonly places: number[] = [];
+  private readonly placed = new Map<string, number>();
   private readonly helpers: string[] = [];
   private readonly done = new Set<string>();
 
@@ -123,7 +128,19 @@ export class Shader {
     return name;
   }
 
-  state(): void { this.bind('state'); }
+  /** WGSL reading `value` from the pass's places (one slot per `key`: the same key, the same slot). */
+  private place(key: string, value: number): string {
+    let i = this.placed.get(key);
+    if (i === undefined) { this.placed.set(key, i = this.places.length); this.places.push(value); }
+    return `place(${i}u)`;
+  }
+
+  /** Binds the state pool; WGSL for where state `n` (default: the kernel's) starts in a slot. */
+  state(n = this.k.state): string {
+    this.bind('state');
+    if (n === undefined) fail(`${this.k.name} reaches a state but has none`);
+    return `stateAt(${this.place(`state ${n}`, n)})`;
+  }
 
   scratch(i: 0 | 1 | 2): 'scratch0' | 'scratch1' | 'scratch2' {
     this.bind(`scratch${i}`);
@@ -181,9 +198,10 @@ export class Shader {
   private rowBase(v: View): (r: string) => string {
     const b = this.entry.buffers[v.buf] ?? fail(`${this.k.name} reads buffer ${v.buf}, which the entry does not have`);
     const { arena } = this.entry;
+    const offset = this.place(`buffer ${v.buf}`, b.offset), perT = () => this.place('arena T', arena.T);
     // a train entry keeps its constant rows (weight gradients) in a region of their own, after the sequences'
-    const base = b.rows === 'T' ? `${b.offset}u * nT()`
-      : b.rows === 'C' && arena.C !== undefined ? `${arena.T}u * nT() + ${arena.S}u * nS() + ${b.offset}u` : `${arena.T}u * nT() + ${b.offset}u * nS()`;
+    const base = b.rows === 'T' ? `${offset} * nT()`
+      : b.rows === 'C' && arena.C !== undefined ? `${perT()} * nT() + ${this.place('arena S', arena.S)} * nS() + ${offset}` : `${perT()} * nT() + ${offset} * nS()`;
     return (r) => `${base} + (${r}) * ${b.width}u + ${v.col}u`;
   }
 
@@ -234,7 +252,7 @@ export class Shader {
   /** The pass's shader but its binding region (runtime/webgpu/shaders.ts `shaderCode`). */
   render(template: keyof typeof T, pass: string, header: number, fields: Record<string, unknown>): { head: string; body: string } {
     const prelude = TEMPLATES.PRELUDE({ header, seqFields: SEQ_FIELDS, chunkFields: CHUNK_FIELDS, helpers: this.helpers.join('\n') });
-    return { head: `// archc ${this.k.name} (${pass})`, body: TEMPLATES[template]({ ...fields, prelude }) };
+    return { head: `// archc ${this.k.family} (${pass})`, body: TEMPLATES[template]({ ...fields, prelude }) };
   }
 }
 

@@ -172,7 +172,7 @@ ${OWN_ROW}
   let p = before + t - start;
   let rows = min({{window}}u, capacity());
   let kvo = (h / {{group}}u) * {{Dh}}u;
-  let base = seqSlot(s) + stateAt({{state}}u) + kvo;
+  let base = seqSlot(s) + {{state}} + kvo;
   var q: array<f32, {{Dh}}>;
   var acc: array<f32, {{Dh}}>;
   for (var d = 0u; d < {{Dh}}u; d++) { q[d] = op_q(t, h * {{Dh}}u + d); acc[d] = 0.0; }
@@ -214,7 +214,7 @@ ${OWN_ROW}
   let r = t - seqStart(s);
   let rows = min({{window}}u, capacity());
   if (r + rows < seqLen(s)) { return; }
-  let at = seqSlot(s) + stateAt({{state}}u) + ((seqBefore(s) + r) % rows) * {{row}}u + e;
+  let at = seqSlot(s) + {{state}} + ((seqBefore(s) + r) % rows) * {{row}}u + e;
   state_set(at, op_k(t, e));
   state_set(at + rows * {{row}}u, op_v(t, e));
 }

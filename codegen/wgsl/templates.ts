@@ -190,7 +190,7 @@ ${MAIN}
   let s = i / {{C}}u;
   let c = i % {{C}}u;
   let start = seqStart(s);
-  let sb = seqSlot(s) + stateAt({{state}}u) + c * {{taps1}}u;
+  let sb = seqSlot(s) + {{state}} + c * {{taps1}}u;
   var win: array<f32, {{taps1}}>;
   for (var j = 0u; j < {{taps1}}u; j++) { win[j] = state_get(sb + j); }
   for (var t = start; t < start + seqLen(s); t++) {
@@ -215,7 +215,7 @@ ${MAIN}
   let h = (i / {{P}}u) % {{H}}u;
   let p = i % {{P}}u;
   let g = h / {{hpg}}u;
-  let sb = seqSlot(s) + stateAt({{state}}u) + (h * {{P}}u + p) * {{N}}u;
+  let sb = seqSlot(s) + {{state}} + (h * {{P}}u + p) * {{N}}u;
   let start = seqStart(s);
   for (var t = start; t < start + seqLen(s); t++) {
     let d = op_dt(t, h);
@@ -300,7 +300,7 @@ ${MAIN}
   let s = i / {{HPN}}u;
   let e = i % {{HPN}}u;
   let h = e / ({{P}}u * {{N}}u);
-  let at = seqSlot(s) + stateAt({{state}}u) + e;
+  let at = seqSlot(s) + {{state}} + e;
   var run = state_get(at);
   let first = seqField(s, 4u);
   for (var c = first; c < first + seqField(s, 5u); c++) {
@@ -342,7 +342,7 @@ ${MAIN}
   let t = i / {{row}}u;
   let e = i % {{row}}u;
   let s = rowSeq(t);
-  let at = seqSlot(s) + stateAt({{state}}u) + (seqBefore(s) + t - seqStart(s)) * {{row}}u + e;
+  let at = seqSlot(s) + {{state}} + (seqBefore(s) + t - seqStart(s)) * {{row}}u + e;
   state_set(at, op_k(t, e));
   state_set(at + capacity() * {{row}}u, op_v(t, e));
 }
@@ -357,7 +357,7 @@ ${MAIN}
   let t = i / {{H}}u;
   let h = i % {{H}}u;
   let s = rowSeq(t);
-  let base = seqSlot(s) + stateAt({{state}}u) + (h / {{group}}u) * {{Dh}}u;
+  let base = seqSlot(s) + {{state}} + (h / {{group}}u) * {{Dh}}u;
   let keys = seqBefore(s) + t - seqStart(s) + 1u;
   var q: array<f32, {{Dh}}>;
   var acc: array<f32, {{Dh}}>;
@@ -482,7 +482,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let start = seqStart(s);
     // keys the block's rows of sequence s see: up to its last row in the block
     let keys = seqBefore(s) + min(tEnd, start + seqLen(s)) - start;
-    let base = seqSlot(s) + stateAt({{state}}u) + kv * {{Dh}}u;
+    let base = seqSlot(s) + {{state}} + kv * {{Dh}}u;
     let mine = live && mySeq == s;
     let myKeys = select(0u, seqBefore(s) + tq - start + 1u, mine);
     for (var j0 = 0u; j0 < keys; j0 += KEYS) {

@@ -5,6 +5,7 @@
 
 import type { Entry, Kernel } from '../../runtime/program.ts';
 import type { Pass } from '../../runtime/webgpu/shaders.ts';
+import { pass } from './passes.ts';
 import { type Dtypes, Shader, lit } from './shader.ts';
 
 /** The two passes of windowed attention kernel `c.k` (family attention or attention_decode). */
@@ -12,18 +13,15 @@ export function windowedAttention(c: { readonly k: Kernel; readonly entry: Entry
   const { k } = c;
   const { H, KV, Dh } = k.sizes as { H: number; KV: number; Dh: number };
   const attend = new Shader(k, c.entry, c.dtypes);
-  attend.state();
+  const attendState = attend.state();
   for (const n of ['q', 'k', 'v']) attend.operand(n);
   attend.output(k.outputs.y!);
   const a = attend.render('ATTENTION_WINDOW', 'windowed attention', c.header,
-    { wg: c.wg, H, Dh, group: H / KV, row: KV * Dh, scale: lit(k.attrs.scale as number), state: k.state!, window });
+    { wg: c.wg, H, Dh, group: H / KV, row: KV * Dh, scale: lit(k.attrs.scale as number), state: attendState, window });
   const ring = new Shader(k, c.entry, c.dtypes);
-  ring.state();
+  const ringState = ring.state();
   ring.operand('k');
   ring.operand('v');
-  const r = ring.render('KV_RING', 'kv ring', c.header, { wg: c.wg, row: KV * Dh, state: k.state!, window });
-  return [
-    { name: 'windowed attention', ...a, bindings: [...attend.bindings], groups: { rows: 'T', times: H, per: c.wg }, columns: 1 },
-    { name: 'kv ring', ...r, bindings: [...ring.bindings], groups: { rows: 'T', times: KV * Dh, per: c.wg }, columns: 1 },
-  ];
+  const r = ring.render('KV_RING', 'kv ring', c.header, { wg: c.wg, row: KV * Dh, state: ringState, window });
+  return [pass('windowed attention', attend, a, { rows: 'T', times: H, per: c.wg }), pass('kv ring', ring, r, { rows: 'T', times: KV * Dh, per: c.wg })];
 }

@@ -25,8 +25,10 @@ import { WebGpuStatePool } from './pool.ts';
 import { checkA8Passes, quantPasses, quantWords } from './quant.ts';
 import { type BindingLimits, type BoundPass, type SplitPlan, SplitBuffer, bufferName, partsOf, planSplits, specialise, weightDeviceBytes } from './split.ts';
 import { batchInts, recordPasses } from './record.ts';
+import { PlaceBuffer, placeLayout } from './places.ts';
+import { shaderProblem } from './shader-check.ts';
 
-export { findGpu };
+export { findGpu, shaderProblem };
 
 export type { WebGpuOptions };
 
@@ -140,6 +142,8 @@ export class WebGpuBackend implements Backend {
   private readonly groups = new Map<BoundPass, { buffers: readonly GPUBuffer[]; group: GPUBindGroup }>();
   /** Each pass specialised to the split plan. */
   private readonly bound = new Map<Pass, BoundPass>();
+  /** The places of every pass this backend may run (places.ts), written once. */
+  private readonly places: PlaceBuffer;
   private encoder: GPUCommandEncoder | null = null;
   private lost: string | null = null;
   /** The integer inputs of the current batch. */
@@ -152,6 +156,8 @@ export class WebGpuBackend implements Backend {
   readonly activations: ActivationFormat;
   /** Dispatches since creation (bench: dispatches per step). */
   dispatches = 0;
+  /** Pipelines this backend compiled (texts new to its device; layers of one shape share theirs). */
+  pipelinesMade = 0;
 
   /** `owned`: the backend made the device and destroys it on dispose; `profile`: the rendering of
    *  the program it runs (`adapterProfile` of the device's adapter). The split of buffers over
@@ -166,6 +172,7 @@ export class WebGpuBackend implements Backend {
     this.read = weightsRead(program.train ? { ...program.entries, train: program.train } : program.entries);
     this.pending = [...program.derived];
     this.pipelines = PIPELINES.get(device) ?? PIPELINES.set(device, new Map()).get(device)!;
+    this.places = new PlaceBuffer(device, shaders, profile);
     void device.lost.then((info) => { this.lost = info.message || info.reason; });
   }
 
@@ -196,10 +203,10 @@ export class WebGpuBackend implements Backend {
 
   private layout(p: BoundPass): GPUBindGroupLayout {
     return this.device.createBindGroupLayout({
-      entries: p.bindings.map(({ kind }, i) => ({
+      entries: [...p.bindings.map(({ kind }, i) => ({
         binding: i, visibility: COMPUTE,
         buffer: { type: writable(kind) ? 'storage' as const : 'read-only-storage' as const },
-      })),
+      })), ...placeLayout(p.pass, p.bindings.length)],
     });
   }
 
@@ -207,7 +214,8 @@ export class WebGpuBackend implements Backend {
   bindGroup(p: BoundPass, buffers: readonly GPUBuffer[]): GPUBindGroup {
     const have = this.groups.get(p);
     if (have && have.buffers.every((b, i) => b === buffers[i])) return have.group;
-    const group = this.device.createBindGroup({ layout: this.pipeline(p).layout, entries: buffers.map((buffer, i) => ({ binding: i, resource: { buffer } })) });
+    const entries = [...buffers.map((buffer, i) => ({ binding: i, resource: { buffer } })), ...this.places.entries(p.pass, buffers.length)];
+    const group = this.device.createBindGroup({ layout: this.pipeline(p).layout, entries });
     this.groups.set(p, { buffers, group });
     return group;
   }
@@ -355,6 +363,7 @@ export class WebGpuBackend implements Backend {
       const pipeline = this.device.createComputePipeline({ layout: this.device.createPipelineLayout({ bindGroupLayouts: [layout] }), compute: { module, entryPoint: 'main' } });
       made = { pipeline, layout };
       this.pipelines.set(p.code, made);
+      this.pipelinesMade++;
     }
     return made;
   }
@@ -401,6 +410,7 @@ export class WebGpuBackend implements Backend {
     for (const b of this.batchBuffers.values()) b.destroy();
     this.ints?.destroy();
     for (const p of [...this.pools]) p.dispose();
+    this.places.destroy();
     if (this.owned) this.device.destroy();
   }
 }
@@ -412,33 +422,6 @@ interface Pipeline {
 
 /** Compute pipelines by shader text, per device: kept across runs, and across models on one device. */
 const PIPELINES = new WeakMap<GPUDevice, Map<string, Pipeline>>();
-
-/** The compilation errors of a shader, with the source lines around each; null when it compiles. */
-export async function shaderProblem(device: GPUDevice, code: string): Promise<string | null> {
-  return (await compileShader(device, code)).problem;
-}
-
-async function compileShader(device: GPUDevice, code: string): Promise<{ module: GPUShaderModule; problem: string | null }> {
-  device.pushErrorScope('validation');
-  const module = device.createShaderModule({ code });
-  const info = await module.getCompilationInfo();
-  const scope = await device.popErrorScope();
-  const errors = info.messages.filter((m) => m.type === 'error');
-  return { module, problem: errors.length || scope ? describeProblem(code, errors, scope) : null };
-}
-
-
-function describeProblem(code: string, errors: readonly GPUCompilationMessage[], scope: GPUError | null): string {
-  const lines = code.split('\n');
-  const out: string[] = [];
-  for (const m of errors) {
-    out.push(`line ${m.lineNum}:${m.linePos}: ${m.message}`);
-    for (let i = Math.max(1, m.lineNum - 3); i <= Math.min(lines.length, m.lineNum + 2); i++) out.push(`${String(i).padStart(5)} | ${lines[i - 1]}`);
-  }
-  if (!errors.length && scope) out.push(scope.message);
-  return `${out.join('\n')}\n--- the whole shader ---\n${lines.map((l, i) => `${String(i + 1).padStart(5)} | ${l}`).join('\n')}`;
-}
-
 const isQuantHost = (t: Tensor | QuantTensor | undefined): t is QuantTensor => !!t && isQuant(t);
 
 function weightOf(program: Program, name: string): ProgramWeight | DerivedWeight {

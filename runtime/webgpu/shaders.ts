@@ -10,6 +10,11 @@
 // elements — and put between the pass's `head` and `body` (`shaderCode`). The renderer's own text
 // (golden files, the package) is every binding whole; a backend whose device cannot bind a buffer
 // whole picks the parts from its split plan (split.ts). Nothing reads or rewrites shader text.
+//
+// Where a kernel's operands sit (arena offsets, state numbers) is not in its text either: a pass
+// reads them as `place(i)` from a uniform binding after its storage bindings, which holds the pass's
+// `places` (written once per device by the backend). So layers of one shape share their texts, and
+// a device compiles each text once (backend.ts `pipeline`).
 
 import type { EntryName } from '../program.ts';
 import type { QuantDType } from '../quant.ts';
@@ -30,11 +35,15 @@ export interface RunCount {
 export interface Pass {
   /** e.g. `product`, `epilogue`, `chunk states`. */
   readonly name: string;
-  /** The shader before its binding region (a comment naming the kernel and pass) and after it
+  /** The shader before its binding region (a comment naming the family and pass) and after it
    *  (helpers, constants, `main`), which calls the accessors of `bindingRegion`. */
   readonly head: string;
   readonly body: string;
   readonly bindings: readonly BindingKind[];
+  /** The values `place(i)` reads (u32: the arena's row counts per token and sequence, the offsets of
+   *  the buffers the pass reads and writes, the state numbers it reaches), bound as a uniform after
+   *  the storage bindings; none: no such binding. */
+  readonly places?: readonly number[];
   /** Workgroups: `groups(rows) · columns`, laid out over x and y when over 65535. */
   readonly groups: RunCount;
   readonly columns: number;
@@ -77,7 +86,7 @@ export interface WgslEntry {
 export type WgslProfile = 'gpu' | 'cpu';
 
 export interface WgslProgram {
-  readonly format: 'archc-wgsl/4';
+  readonly format: 'archc-wgsl/5';
   /** Words before the token ids in the integer buffer: T, S, capacity, slot floats, state offsets,
    *  and last the word where the run's rotary table starts (after the chunk records). */
   readonly header: number;
@@ -148,8 +157,9 @@ export function bindingName(kind: BindingKind, i: number): string {
  *  parts of binding i are consecutive `@binding`s, named `NAME_p0`, `NAME_p1`, …; its accessors pick
  *  the part by a chain of compares against the part boundaries (WGSL cannot index an array of
  *  bindings; the chain is a compare or two for the 2–9 parts real models need, and no division).
- *  Whole, an accessor is one indexing, which shader compilers inline. */
-export function bindingRegion(kinds: readonly BindingKind[], layouts: readonly BindingLayout[] = kinds.map(() => WHOLE)): string {
+ *  Whole, an accessor is one indexing, which shader compilers inline. Then, for a pass with `places`
+ *  values, the uniform binding that holds them (four a vec4) and its accessor `place(i)`. */
+export function bindingRegion(kinds: readonly BindingKind[], layouts: readonly BindingLayout[] = kinds.map(() => WHOLE), places = 0): string {
   if (layouts.length !== kinds.length) throw new Error(`archc runtime: ${layouts.length} binding layouts for ${kinds.length} bindings`);
   const out: string[] = [];
   let at = 0;
@@ -166,10 +176,17 @@ export function bindingRegion(kinds: readonly BindingKind[], layouts: readonly B
     out.push(fn(`fn ${name}_get(i: u32) -> ${type}`, read, read));
     if (writable(kind)) out.push(fn(`fn ${name}_set(i: u32, v: ${type})`, (p) => `${name}_p${p}[${index(p)}] = v; return;`, (p) => `${name}_p${p}[${index(p)}] = v;`));
   });
+  if (places) {
+    out.push(`@group(0) @binding(${at}) var<uniform> places: array<vec4<u32>, ${placeVectors(places)}>;`);
+    out.push('fn place(i: u32) -> u32 { return places[i >> 2u][i & 3u]; }');
+  }
   return out.join('\n');
 }
 
+/** The vec4s of a pass's uniform binding for `places` values. */
+export const placeVectors = (places: number): number => Math.ceil(places / 4);
+
 /** The shader of `pass` with its bindings laid out as `layouts` (default: all whole). */
 export function shaderCode(pass: Pass, layouts?: readonly BindingLayout[]): string {
-  return `${pass.head}\n${bindingRegion(pass.bindings, layouts)}\n${pass.body}`;
+  return `${pass.head}\n${bindingRegion(pass.bindings, layouts, pass.places?.length ?? 0)}\n${pass.body}`;
 }

@@ -1,6 +1,7 @@
 // Golden files of emitted WGSL for a few kernels of the tiny Bamba (TINY), every pass of each, in
 // both profiles (GPUs: `<entry>.<kernel>.wgsl`; CPU adapters: `cpu.<entry>.<kernel>.wgsl`): a change
-// to the renderer, the templates or a WGSL schedule shows its exact effect here.
+// to the renderer, the templates or a WGSL schedule shows its exact effect here. Each pass's header
+// line lists its bindings and the values its `place(i)` reads.
 // Regenerate with `ARCHC_UPDATE_GOLDEN=1 npx vitest run test/webgpu/golden.test.ts`.
 
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -35,7 +36,7 @@ describe('golden WGSL of the tiny Bamba', () => {
     it(`${profile} ${entry} ${name}`, () => {
       const k = wgsl.profiles[profile][entry].kernels.find((x) => x.kernel === name);
       expect(k, `no kernel ${name} in ${entry}`).toBeDefined();
-      const text = k!.passes.map((p) => `// ==== pass ${p.name}: bindings ${p.bindings.join(', ')}; workgroups ceil(n(${p.groups.rows})·${p.groups.times}/${p.groups.per})·${p.columns}`
+      const text = k!.passes.map((p) => `// ==== pass ${p.name}: bindings ${p.bindings.join(', ')}${p.places ? `; places ${p.places.join(', ')}` : ''}; workgroups ceil(n(${p.groups.rows})·${p.groups.times}/${p.groups.per})·${p.columns}`
         + `${p.rowsAtMost !== undefined ? `; product rows <= ${p.rowsAtMost}` : ''}${p.rowsAbove !== undefined ? `; product rows > ${p.rowsAbove}` : ''}\n${shaderCode(p)}`).join('\n');
       if (process.env.ARCHC_UPDATE_GOLDEN || !existsSync(file)) {
         if (process.env.CI) throw new Error(`golden file ${file} is missing`);

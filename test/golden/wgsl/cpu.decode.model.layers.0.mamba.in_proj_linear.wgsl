@@ -1,5 +1,5 @@
-// ==== pass rmsnorm: bindings arena, ints, scratch0, w:model.layers.0.input_layernorm.weight; workgroups ceil(n(T)·1/64)·1; product rows > 4
-// archc model.layers.0.mamba.in_proj:linear (rmsnorm)
+// ==== pass rmsnorm: bindings arena, ints, scratch0, w:model.layers.0.input_layernorm.weight; places 0; workgroups ceil(n(T)·1/64)·1; product rows > 4
+// archc matmul (rmsnorm)
 @group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;
 fn arena_get(i: u32) -> f32 { return arena_p0[i]; }
 fn arena_set(i: u32, v: f32) { arena_p0[i] = v; }
@@ -10,6 +10,8 @@ fn scratch0_get(i: u32) -> f32 { return scratch0_p0[i]; }
 fn scratch0_set(i: u32, v: f32) { scratch0_p0[i] = v; }
 @group(0) @binding(3) var<storage, read> wb3_p0: array<u32>;
 fn wb3_get(i: u32) -> u32 { return wb3_p0[i]; }
+@group(0) @binding(4) var<uniform> places: array<vec4<u32>, 1>;
+fn place(i: u32) -> u32 { return places[i >> 2u][i & 3u]; }
 const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
@@ -36,7 +38,7 @@ fn erf(v: f32) -> f32 {
 }
 fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
 fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
-fn op_x(r: u32, c: u32) -> f32 { return arena_get(0u * nT() + (r) * 32u + 0u + c); }
+fn op_x(r: u32, c: u32) -> f32 { return arena_get(place(0u) * nT() + (r) * 32u + 0u + c); }
 fn put(r: u32, i: u32, v: f32) { scratch0_set(r * 32u + i, v); }
 fn h(r: u32, i: u32) -> f32 { return op_x(r, i); }
 fn w3(i: u32) -> f32 { let p = wb3_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
@@ -56,8 +58,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   }
 }
 
-// ==== pass fused matrix-vector product: bindings arena, ints, state, w:model.layers.0.mamba.conv1d.weight, w:model.layers.0.mamba.conv1d.bias, w:model.layers.0.input_layernorm.weight, w:model.layers.0.mamba.in_proj.weight; workgroups ceil(n(T)·19/64)·1; product rows <= 1
-// archc model.layers.0.mamba.in_proj:linear (fused matrix-vector product)
+// ==== pass fused matrix-vector product: bindings arena, ints, state, w:model.layers.0.mamba.conv1d.weight, w:model.layers.0.mamba.conv1d.bias, w:model.layers.0.input_layernorm.weight, w:model.layers.0.mamba.in_proj.weight; places 0, 32, 0; workgroups ceil(n(T)·19/64)·1; product rows <= 1
+// archc matmul (fused matrix-vector product)
 @group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;
 fn arena_get(i: u32) -> f32 { return arena_p0[i]; }
 fn arena_set(i: u32, v: f32) { arena_p0[i] = v; }
@@ -74,6 +76,8 @@ fn wb4_get(i: u32) -> u32 { return wb4_p0[i]; }
 fn wb5_get(i: u32) -> u32 { return wb5_p0[i]; }
 @group(0) @binding(6) var<storage, read> wb6_p0: array<u32>;
 fn wb6_get(i: u32) -> u32 { return wb6_p0[i]; }
+@group(0) @binding(7) var<uniform> places: array<vec4<u32>, 1>;
+fn place(i: u32) -> u32 { return places[i >> 2u][i & 3u]; }
 const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
@@ -107,7 +111,7 @@ fn s1(r: u32, j: u32) -> f32 {
   let xv = s0(r, j);
   if (j < 64u || j >= 144u) { return xv; }
   let c = j - 64u;
-  let sb = seqSlot(r) + stateAt(0u) + c * 3u;
+  let sb = seqSlot(r) + stateAt(place(0u)) + c * 3u;
   var acc = w4(c);
   for (var t = 0u; t < 3u; t++) { acc += w3(c * 4u + t) * state_get(sb + t); }
   acc += w3(c * 4u + 3u) * xv;
@@ -119,9 +123,9 @@ fn s1(r: u32, j: u32) -> f32 {
 fn need0(j: u32, m: u32) -> u32 { return j; }
 fn need1(j: u32, m: u32) -> u32 { return need0(j, m / 1u); }
 fn need(j: u32, m: u32) -> u32 { return need1(j, m); }
-fn get_store(r: u32, c: u32) -> f32 { return arena_get(32u * nT() + (r) * 148u + 0u + c); }
-fn store(r: u32, c: u32, v: f32) { arena_set(32u * nT() + (r) * 148u + 0u + c, v); }
-fn op_x(r: u32, c: u32) -> f32 { return arena_get(0u * nT() + (r) * 32u + 0u + c); }
+fn get_store(r: u32, c: u32) -> f32 { return arena_get(place(1u) * nT() + (r) * 148u + 0u + c); }
+fn store(r: u32, c: u32, v: f32) { arena_set(place(1u) * nT() + (r) * 148u + 0u + c, v); }
+fn op_x(r: u32, c: u32) -> f32 { return arena_get(place(2u) * nT() + (r) * 32u + 0u + c); }
 fn h(r: u32, i: u32) -> f32 { return op_x(r, i); }
 fn w5(i: u32) -> f32 { let p = wb5_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
 fn nw(i: u32) -> f32 { return w5(i); }
@@ -241,8 +245,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   }
 }
 
-// ==== pass fused matrix-vector product: bindings arena, ints, state, w:model.layers.0.mamba.conv1d.weight, w:model.layers.0.mamba.conv1d.bias, w:model.layers.0.input_layernorm.weight, w:model.layers.0.mamba.in_proj.weight; workgroups ceil(n(T)·37/64)·1; product rows <= 4; product rows > 1
-// archc model.layers.0.mamba.in_proj:linear (fused matrix-vector product)
+// ==== pass fused matrix-vector product: bindings arena, ints, state, w:model.layers.0.mamba.conv1d.weight, w:model.layers.0.mamba.conv1d.bias, w:model.layers.0.input_layernorm.weight, w:model.layers.0.mamba.in_proj.weight; places 0, 32, 0; workgroups ceil(n(T)·37/64)·1; product rows <= 4; product rows > 1
+// archc matmul (fused matrix-vector product)
 @group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;
 fn arena_get(i: u32) -> f32 { return arena_p0[i]; }
 fn arena_set(i: u32, v: f32) { arena_p0[i] = v; }
@@ -259,6 +263,8 @@ fn wb4_get(i: u32) -> u32 { return wb4_p0[i]; }
 fn wb5_get(i: u32) -> u32 { return wb5_p0[i]; }
 @group(0) @binding(6) var<storage, read> wb6_p0: array<u32>;
 fn wb6_get(i: u32) -> u32 { return wb6_p0[i]; }
+@group(0) @binding(7) var<uniform> places: array<vec4<u32>, 1>;
+fn place(i: u32) -> u32 { return places[i >> 2u][i & 3u]; }
 const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
@@ -292,7 +298,7 @@ fn s1(r: u32, j: u32) -> f32 {
   let xv = s0(r, j);
   if (j < 64u || j >= 144u) { return xv; }
   let c = j - 64u;
-  let sb = seqSlot(r) + stateAt(0u) + c * 3u;
+  let sb = seqSlot(r) + stateAt(place(0u)) + c * 3u;
   var acc = w4(c);
   for (var t = 0u; t < 3u; t++) { acc += w3(c * 4u + t) * state_get(sb + t); }
   acc += w3(c * 4u + 3u) * xv;
@@ -304,9 +310,9 @@ fn s1(r: u32, j: u32) -> f32 {
 fn need0(j: u32, m: u32) -> u32 { return j; }
 fn need1(j: u32, m: u32) -> u32 { return need0(j, m / 1u); }
 fn need(j: u32, m: u32) -> u32 { return need1(j, m); }
-fn get_store(r: u32, c: u32) -> f32 { return arena_get(32u * nT() + (r) * 148u + 0u + c); }
-fn store(r: u32, c: u32, v: f32) { arena_set(32u * nT() + (r) * 148u + 0u + c, v); }
-fn op_x(r: u32, c: u32) -> f32 { return arena_get(0u * nT() + (r) * 32u + 0u + c); }
+fn get_store(r: u32, c: u32) -> f32 { return arena_get(place(1u) * nT() + (r) * 148u + 0u + c); }
+fn store(r: u32, c: u32, v: f32) { arena_set(place(1u) * nT() + (r) * 148u + 0u + c, v); }
+fn op_x(r: u32, c: u32) -> f32 { return arena_get(place(2u) * nT() + (r) * 32u + 0u + c); }
 fn h(r: u32, i: u32) -> f32 { return op_x(r, i); }
 fn w5(i: u32) -> f32 { let p = wb5_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
 fn nw(i: u32) -> f32 { return w5(i); }
@@ -501,7 +507,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }
 
 // ==== pass tiled product: bindings arena, ints, w:model.layers.0.mamba.in_proj.weight, scratch0, scratch1; workgroups ceil(n(T)·1/256)·37; product rows > 4
-// archc model.layers.0.mamba.in_proj:linear (tiled product)
+// archc matmul (tiled product)
 @group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;
 fn arena_get(i: u32) -> f32 { return arena_p0[i]; }
 fn arena_set(i: u32, v: f32) { arena_p0[i] = v; }
@@ -599,8 +605,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   }
 }
 
-// ==== pass epilogue: bindings arena, ints, scratch1, state, w:model.layers.0.mamba.conv1d.weight, w:model.layers.0.mamba.conv1d.bias; workgroups ceil(n(T)·1/64)·1; product rows > 4
-// archc model.layers.0.mamba.in_proj:linear (epilogue)
+// ==== pass epilogue: bindings arena, ints, scratch1, state, w:model.layers.0.mamba.conv1d.weight, w:model.layers.0.mamba.conv1d.bias; places 0, 32; workgroups ceil(n(T)·1/64)·1; product rows > 4
+// archc matmul (epilogue)
 @group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;
 fn arena_get(i: u32) -> f32 { return arena_p0[i]; }
 fn arena_set(i: u32, v: f32) { arena_p0[i] = v; }
@@ -616,6 +622,8 @@ fn state_set(i: u32, v: f32) { state_p0[i] = v; }
 fn wb4_get(i: u32) -> u32 { return wb4_p0[i]; }
 @group(0) @binding(5) var<storage, read> wb5_p0: array<u32>;
 fn wb5_get(i: u32) -> u32 { return wb5_p0[i]; }
+@group(0) @binding(6) var<uniform> places: array<vec4<u32>, 1>;
+fn place(i: u32) -> u32 { return places[i >> 2u][i & 3u]; }
 const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
@@ -648,7 +656,7 @@ fn s1(r: u32, j: u32) -> f32 {
   let xv = scratch1_get(r * 148u + j);
   if (j < 64u || j >= 144u) { return xv; }
   let c = j - 64u;
-  let sb = seqSlot(r) + stateAt(0u) + c * 3u;
+  let sb = seqSlot(r) + stateAt(place(0u)) + c * 3u;
   var acc = w5(c);
   for (var t = 0u; t < 3u; t++) { acc += w4(c * 4u + t) * state_get(sb + t); }
   acc += w4(c * 4u + 3u) * xv;
@@ -657,8 +665,8 @@ fn s1(r: u32, j: u32) -> f32 {
   let y = acc;
   return silu(y);
 }
-fn get_store(r: u32, c: u32) -> f32 { return arena_get(32u * nT() + (r) * 148u + 0u + c); }
-fn store(r: u32, c: u32, v: f32) { arena_set(32u * nT() + (r) * 148u + 0u + c, v); }
+fn get_store(r: u32, c: u32) -> f32 { return arena_get(place(1u) * nT() + (r) * 148u + 0u + c); }
+fn store(r: u32, c: u32, v: f32) { arena_set(place(1u) * nT() + (r) * 148u + 0u + c, v); }
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let unit = wid.x + wid.y * nwg.x;

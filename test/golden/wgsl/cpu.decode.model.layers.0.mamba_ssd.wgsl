@@ -1,5 +1,5 @@
-// ==== pass scan: bindings arena, ints, state, w:model.layers.0.mamba.dt_bias, w:neg(exp(w:model.layers.0.mamba.A_log)), w:model.layers.0.mamba.D; workgroups ceil(n(S)·64/64)·1
-// archc model.layers.0.mamba:ssd (scan)
+// ==== pass scan: bindings arena, ints, state, w:model.layers.0.mamba.dt_bias, w:neg(exp(w:model.layers.0.mamba.A_log)), w:model.layers.0.mamba.D; places 1, 32, 180; workgroups ceil(n(S)·64/64)·1
+// archc ssd_step (scan)
 @group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;
 fn arena_get(i: u32) -> f32 { return arena_p0[i]; }
 fn arena_set(i: u32, v: f32) { arena_p0[i] = v; }
@@ -14,6 +14,8 @@ fn wb3_get(i: u32) -> u32 { return wb3_p0[i]; }
 fn wb4_get(i: u32) -> u32 { return wb4_p0[i]; }
 @group(0) @binding(5) var<storage, read> wb5_p0: array<u32>;
 fn wb5_get(i: u32) -> u32 { return wb5_p0[i]; }
+@group(0) @binding(6) var<uniform> places: array<vec4<u32>, 1>;
+fn place(i: u32) -> u32 { return places[i >> 2u][i & 3u]; }
 const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
@@ -40,17 +42,17 @@ fn erf(v: f32) -> f32 {
 }
 fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
 fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
-fn op_x(r: u32, c: u32) -> f32 { return arena_get(32u * nT() + (r) * 148u + 64u + c); }
+fn op_x(r: u32, c: u32) -> f32 { return arena_get(place(1u) * nT() + (r) * 148u + 64u + c); }
 fn w3(i: u32) -> f32 { let p = wb3_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
-fn op_dt(r: u32, c: u32) -> f32 { return max(softplus((arena_get(32u * nT() + (r) * 148u + 144u + c) + w3((c) % 4u))), 0.0); }
+fn op_dt(r: u32, c: u32) -> f32 { return max(softplus((arena_get(place(1u) * nT() + (r) * 148u + 144u + c) + w3((c) % 4u))), 0.0); }
 fn w4(i: u32) -> f32 { return bitcast<f32>(wb4_get(i)); }
 fn op_A(r: u32, c: u32) -> f32 { return w4(c); }
-fn op_B(r: u32, c: u32) -> f32 { return arena_get(32u * nT() + (r) * 148u + 128u + c); }
-fn op_C(r: u32, c: u32) -> f32 { return arena_get(32u * nT() + (r) * 148u + 136u + c); }
+fn op_B(r: u32, c: u32) -> f32 { return arena_get(place(1u) * nT() + (r) * 148u + 128u + c); }
+fn op_C(r: u32, c: u32) -> f32 { return arena_get(place(1u) * nT() + (r) * 148u + 136u + c); }
 fn w5(i: u32) -> f32 { let p = wb5_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
 fn op_D(r: u32, c: u32) -> f32 { return w5(c); }
-fn get_put(r: u32, c: u32) -> f32 { return arena_get(180u * nT() + (r) * 64u + 0u + c); }
-fn put(r: u32, c: u32, v: f32) { arena_set(180u * nT() + (r) * 64u + 0u + c, v); }
+fn get_put(r: u32, c: u32) -> f32 { return arena_get(place(2u) * nT() + (r) * 64u + 0u + c); }
+fn put(r: u32, c: u32, v: f32) { arena_set(place(2u) * nT() + (r) * 64u + 0u + c, v); }
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let unit = wid.x + wid.y * nwg.x;
@@ -60,7 +62,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let h = (i / 16u) % 4u;
   let p = i % 16u;
   let g = h / 4u;
-  let sb = seqSlot(s) + stateAt(1u) + (h * 16u + p) * 8u;
+  let sb = seqSlot(s) + stateAt(place(0u)) + (h * 16u + p) * 8u;
   let start = seqStart(s);
   for (var t = start; t < start + seqLen(s); t++) {
     let d = op_dt(t, h);

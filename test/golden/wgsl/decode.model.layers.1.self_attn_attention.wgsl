@@ -1,5 +1,5 @@
-// ==== pass kv append: bindings arena, ints, state; workgroups ceil(n(T)·16/256)·1
-// archc model.layers.1.self_attn:attention (kv append)
+// ==== pass kv append: bindings arena, ints, state; places 2, 0; workgroups ceil(n(T)·16/256)·1
+// archc attention_decode (kv append)
 @group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;
 fn arena_get(i: u32) -> f32 { return arena_p0[i]; }
 fn arena_set(i: u32, v: f32) { arena_p0[i] = v; }
@@ -8,6 +8,8 @@ fn ints_get(i: u32) -> u32 { return ints_p0[i]; }
 @group(0) @binding(2) var<storage, read_write> state_p0: array<f32>;
 fn state_get(i: u32) -> f32 { return state_p0[i]; }
 fn state_set(i: u32, v: f32) { state_p0[i] = v; }
+@group(0) @binding(3) var<uniform> places: array<vec4<u32>, 1>;
+fn place(i: u32) -> u32 { return places[i >> 2u][i & 3u]; }
 const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
@@ -34,8 +36,8 @@ fn erf(v: f32) -> f32 {
 }
 fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
 fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
-fn op_k(r: u32, c: u32) -> f32 { return arena_get(0u * nT() + (r) * 64u + 32u + c); }
-fn op_v(r: u32, c: u32) -> f32 { return arena_get(0u * nT() + (r) * 64u + 48u + c); }
+fn op_k(r: u32, c: u32) -> f32 { return arena_get(place(1u) * nT() + (r) * 64u + 32u + c); }
+fn op_v(r: u32, c: u32) -> f32 { return arena_get(place(1u) * nT() + (r) * 64u + 48u + c); }
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let unit = wid.x + wid.y * nwg.x;
@@ -44,13 +46,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let t = i / 16u;
   let e = i % 16u;
   let s = rowSeq(t);
-  let at = seqSlot(s) + stateAt(2u) + (seqBefore(s) + t - seqStart(s)) * 16u + e;
+  let at = seqSlot(s) + stateAt(place(0u)) + (seqBefore(s) + t - seqStart(s)) * 16u + e;
   state_set(at, op_k(t, e));
   state_set(at + capacity() * 16u, op_v(t, e));
 }
 
-// ==== pass attention: bindings arena, ints, state; workgroups ceil(n(T)·4/64)·1
-// archc model.layers.1.self_attn:attention (attention)
+// ==== pass attention: bindings arena, ints, state; places 2, 0, 96; workgroups ceil(n(T)·4/64)·1
+// archc attention_decode (attention)
 @group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;
 fn arena_get(i: u32) -> f32 { return arena_p0[i]; }
 fn arena_set(i: u32, v: f32) { arena_p0[i] = v; }
@@ -59,6 +61,8 @@ fn ints_get(i: u32) -> u32 { return ints_p0[i]; }
 @group(0) @binding(2) var<storage, read_write> state_p0: array<f32>;
 fn state_get(i: u32) -> f32 { return state_p0[i]; }
 fn state_set(i: u32, v: f32) { state_p0[i] = v; }
+@group(0) @binding(3) var<uniform> places: array<vec4<u32>, 1>;
+fn place(i: u32) -> u32 { return places[i >> 2u][i & 3u]; }
 const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
@@ -85,9 +89,9 @@ fn erf(v: f32) -> f32 {
 }
 fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
 fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
-fn op_q(r: u32, c: u32) -> f32 { return arena_get(0u * nT() + (r) * 64u + 0u + c); }
-fn get_put(r: u32, c: u32) -> f32 { return arena_get(96u * nT() + (r) * 32u + 0u + c); }
-fn put(r: u32, c: u32, v: f32) { arena_set(96u * nT() + (r) * 32u + 0u + c, v); }
+fn op_q(r: u32, c: u32) -> f32 { return arena_get(place(1u) * nT() + (r) * 64u + 0u + c); }
+fn get_put(r: u32, c: u32) -> f32 { return arena_get(place(2u) * nT() + (r) * 32u + 0u + c); }
+fn put(r: u32, c: u32, v: f32) { arena_set(place(2u) * nT() + (r) * 32u + 0u + c, v); }
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let unit = wid.x + wid.y * nwg.x;
@@ -96,7 +100,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let t = i / 4u;
   let h = i % 4u;
   let s = rowSeq(t);
-  let base = seqSlot(s) + stateAt(2u) + (h / 2u) * 8u;
+  let base = seqSlot(s) + stateAt(place(0u)) + (h / 2u) * 8u;
   let keys = seqBefore(s) + t - seqStart(s) + 1u;
   var q: array<f32, 8>;
   var acc: array<f32, 8>;

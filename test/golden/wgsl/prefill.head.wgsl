@@ -1,5 +1,5 @@
-// ==== pass rmsnorm: bindings arena, ints, scratch0, w:model.final_layernorm.weight; workgroups ceil(n(S)·1/1)·1; product rows > 4
-// archc head (rmsnorm)
+// ==== pass rmsnorm: bindings arena, ints, scratch0, w:model.final_layernorm.weight; places 96; workgroups ceil(n(S)·1/1)·1; product rows > 4
+// archc matmul (rmsnorm)
 @group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;
 fn arena_get(i: u32) -> f32 { return arena_p0[i]; }
 fn arena_set(i: u32, v: f32) { arena_p0[i] = v; }
@@ -10,6 +10,8 @@ fn scratch0_get(i: u32) -> f32 { return scratch0_p0[i]; }
 fn scratch0_set(i: u32, v: f32) { scratch0_p0[i] = v; }
 @group(0) @binding(3) var<storage, read> wb3_p0: array<u32>;
 fn wb3_get(i: u32) -> u32 { return wb3_p0[i]; }
+@group(0) @binding(4) var<uniform> places: array<vec4<u32>, 1>;
+fn place(i: u32) -> u32 { return places[i >> 2u][i & 3u]; }
 const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
@@ -36,7 +38,7 @@ fn erf(v: f32) -> f32 {
 }
 fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
 fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
-fn op_x(r: u32, c: u32) -> f32 { return arena_get(96u * nT() + (r) * 32u + 0u + c); }
+fn op_x(r: u32, c: u32) -> f32 { return arena_get(place(0u) * nT() + (r) * 32u + 0u + c); }
 fn put(r: u32, i: u32, v: f32) { scratch0_set(r * 32u + i, v); }
 fn h(r: u32, i: u32) -> f32 { return op_x(r, i); }
 fn w3(i: u32) -> f32 { let p = wb3_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
@@ -68,8 +70,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   }
 }
 
-// ==== pass fused matrix-vector product: bindings arena, ints, w:model.final_layernorm.weight, w:model.embed_tokens.weight; workgroups ceil(n(S)·1/1)·24; product rows <= 4
-// archc head (fused matrix-vector product)
+// ==== pass fused matrix-vector product: bindings arena, ints, w:model.final_layernorm.weight, w:model.embed_tokens.weight; places 0, 340, 96; workgroups ceil(n(S)·1/1)·24; product rows <= 4
+// archc matmul (fused matrix-vector product)
 @group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;
 fn arena_get(i: u32) -> f32 { return arena_p0[i]; }
 fn arena_set(i: u32, v: f32) { arena_p0[i] = v; }
@@ -79,6 +81,8 @@ fn ints_get(i: u32) -> u32 { return ints_p0[i]; }
 fn wb2_get(i: u32) -> u32 { return wb2_p0[i]; }
 @group(0) @binding(3) var<storage, read> wb3_p0: array<u32>;
 fn wb3_get(i: u32) -> u32 { return wb3_p0[i]; }
+@group(0) @binding(4) var<uniform> places: array<vec4<u32>, 1>;
+fn place(i: u32) -> u32 { return places[i >> 2u][i & 3u]; }
 const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
@@ -108,9 +112,9 @@ fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * 
 fn s0(r: u32, j: u32) -> f32 { return pval(j); }
 fn need0(j: u32, m: u32) -> u32 { return j; }
 fn need(j: u32, m: u32) -> u32 { return need0(j, m); }
-fn get_store(r: u32, c: u32) -> f32 { return arena_get(340u * nT() + 0u * nS() + (r) * 96u + 0u + c); }
-fn store(r: u32, c: u32, v: f32) { arena_set(340u * nT() + 0u * nS() + (r) * 96u + 0u + c, v); }
-fn op_x(r: u32, c: u32) -> f32 { return arena_get(96u * nT() + (r) * 32u + 0u + c); }
+fn get_store(r: u32, c: u32) -> f32 { return arena_get(place(1u) * nT() + place(0u) * nS() + (r) * 96u + 0u + c); }
+fn store(r: u32, c: u32, v: f32) { arena_set(place(1u) * nT() + place(0u) * nS() + (r) * 96u + 0u + c, v); }
+fn op_x(r: u32, c: u32) -> f32 { return arena_get(place(2u) * nT() + (r) * 32u + 0u + c); }
 fn h(r: u32, i: u32) -> f32 { return op_x(r, i); }
 fn w2(i: u32) -> f32 { let p = wb2_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
 fn nw(i: u32) -> f32 { return w2(i); }
@@ -168,8 +172,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   }
 }
 
-// ==== pass tiled product: bindings arena, ints, w:model.embed_tokens.weight, scratch0; workgroups ceil(n(S)·1/16)·6; product rows > 4
-// archc head (tiled product)
+// ==== pass tiled product: bindings arena, ints, w:model.embed_tokens.weight, scratch0; places 0, 340; workgroups ceil(n(S)·1/16)·6; product rows > 4
+// archc matmul (tiled product)
 @group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;
 fn arena_get(i: u32) -> f32 { return arena_p0[i]; }
 fn arena_set(i: u32, v: f32) { arena_p0[i] = v; }
@@ -180,6 +184,8 @@ fn wb2_get(i: u32) -> u32 { return wb2_p0[i]; }
 @group(0) @binding(3) var<storage, read_write> scratch0_p0: array<f32>;
 fn scratch0_get(i: u32) -> f32 { return scratch0_p0[i]; }
 fn scratch0_set(i: u32, v: f32) { scratch0_p0[i] = v; }
+@group(0) @binding(4) var<uniform> places: array<vec4<u32>, 1>;
+fn place(i: u32) -> u32 { return places[i >> 2u][i & 3u]; }
 const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
@@ -210,8 +216,8 @@ fn w2(i: u32) -> f32 { let p = wb2_get(i >> 1u); return bitcast<f32>(select(p <<
 fn xin(r: u32, k: u32) -> f32 { return scratch0_get(r * 32u + k); }
 fn wt(n: u32, k: u32) -> f32 { return w2(n * 32u + k); }
 fn bias(n: u32) -> f32 { return 0.0; }
-fn get_store(r: u32, c: u32) -> f32 { return arena_get(340u * nT() + 0u * nS() + (r) * 96u + 0u + c); }
-fn store(r: u32, c: u32, v: f32) { arena_set(340u * nT() + 0u * nS() + (r) * 96u + 0u + c, v); }
+fn get_store(r: u32, c: u32) -> f32 { return arena_get(place(1u) * nT() + place(0u) * nS() + (r) * 96u + 0u + c); }
+fn store(r: u32, c: u32, v: f32) { arena_set(place(1u) * nT() + place(0u) * nS() + (r) * 96u + 0u + c, v); }
 fn put(r: u32, n: u32, v: f32) { store(r, n, v); }
 const TILE = 16u;
 var<workgroup> xs: array<array<f32, 16>, 16>;

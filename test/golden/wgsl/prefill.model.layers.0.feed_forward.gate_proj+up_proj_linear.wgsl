@@ -1,5 +1,5 @@
-// ==== pass rmsnorm: bindings arena, ints, scratch0, w:model.layers.0.pre_ff_layernorm.weight; workgroups ceil(n(T)·1/1)·1; product rows > 4
-// archc model.layers.0.feed_forward.gate_proj+up_proj:linear (rmsnorm)
+// ==== pass rmsnorm: bindings arena, ints, scratch0, w:model.layers.0.pre_ff_layernorm.weight; places 180; workgroups ceil(n(T)·1/1)·1; product rows > 4
+// archc matmul (rmsnorm)
 @group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;
 fn arena_get(i: u32) -> f32 { return arena_p0[i]; }
 fn arena_set(i: u32, v: f32) { arena_p0[i] = v; }
@@ -10,6 +10,8 @@ fn scratch0_get(i: u32) -> f32 { return scratch0_p0[i]; }
 fn scratch0_set(i: u32, v: f32) { scratch0_p0[i] = v; }
 @group(0) @binding(3) var<storage, read> wb3_p0: array<u32>;
 fn wb3_get(i: u32) -> u32 { return wb3_p0[i]; }
+@group(0) @binding(4) var<uniform> places: array<vec4<u32>, 1>;
+fn place(i: u32) -> u32 { return places[i >> 2u][i & 3u]; }
 const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
@@ -36,7 +38,7 @@ fn erf(v: f32) -> f32 {
 }
 fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
 fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
-fn op_x(r: u32, c: u32) -> f32 { return arena_get(180u * nT() + (r) * 32u + 0u + c); }
+fn op_x(r: u32, c: u32) -> f32 { return arena_get(place(0u) * nT() + (r) * 32u + 0u + c); }
 fn put(r: u32, i: u32, v: f32) { scratch0_set(r * 32u + i, v); }
 fn h(r: u32, i: u32) -> f32 { return op_x(r, i); }
 fn w3(i: u32) -> f32 { let p = wb3_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
@@ -68,8 +70,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   }
 }
 
-// ==== pass fused matrix-vector product: bindings arena, ints, w:model.layers.0.pre_ff_layernorm.weight, w:model.layers.0.feed_forward.gate_proj+up_proj.weight; workgroups ceil(n(T)·1/1)·16; product rows <= 4
-// archc model.layers.0.feed_forward.gate_proj+up_proj:linear (fused matrix-vector product)
+// ==== pass fused matrix-vector product: bindings arena, ints, w:model.layers.0.pre_ff_layernorm.weight, w:model.layers.0.feed_forward.gate_proj+up_proj.weight; places 0, 180; workgroups ceil(n(T)·1/1)·16; product rows <= 4
+// archc matmul (fused matrix-vector product)
 @group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;
 fn arena_get(i: u32) -> f32 { return arena_p0[i]; }
 fn arena_set(i: u32, v: f32) { arena_p0[i] = v; }
@@ -79,6 +81,8 @@ fn ints_get(i: u32) -> u32 { return ints_p0[i]; }
 fn wb2_get(i: u32) -> u32 { return wb2_p0[i]; }
 @group(0) @binding(3) var<storage, read> wb3_p0: array<u32>;
 fn wb3_get(i: u32) -> u32 { return wb3_p0[i]; }
+@group(0) @binding(4) var<uniform> places: array<vec4<u32>, 1>;
+fn place(i: u32) -> u32 { return places[i >> 2u][i & 3u]; }
 const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
@@ -110,9 +114,9 @@ fn s1(r: u32, j: u32) -> f32 { return (silu(s0(r, j)) * s0(r, j + 64u)); }
 fn need0(j: u32, m: u32) -> u32 { return j; }
 fn need1(j: u32, m: u32) -> u32 { return need0(select(j + 64u, j, m % 2u == 0u), m / 2u); }
 fn need(j: u32, m: u32) -> u32 { return need1(j, m); }
-fn get_store(r: u32, c: u32) -> f32 { return arena_get(0u * nT() + (r) * 64u + 0u + c); }
-fn store(r: u32, c: u32, v: f32) { arena_set(0u * nT() + (r) * 64u + 0u + c, v); }
-fn op_x(r: u32, c: u32) -> f32 { return arena_get(180u * nT() + (r) * 32u + 0u + c); }
+fn get_store(r: u32, c: u32) -> f32 { return arena_get(place(0u) * nT() + (r) * 64u + 0u + c); }
+fn store(r: u32, c: u32, v: f32) { arena_set(place(0u) * nT() + (r) * 64u + 0u + c, v); }
+fn op_x(r: u32, c: u32) -> f32 { return arena_get(place(1u) * nT() + (r) * 32u + 0u + c); }
 fn h(r: u32, i: u32) -> f32 { return op_x(r, i); }
 fn w2(i: u32) -> f32 { let p = wb2_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
 fn nw(i: u32) -> f32 { return w2(i); }
@@ -171,7 +175,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }
 
 // ==== pass tiled product: bindings arena, ints, w:model.layers.0.feed_forward.gate_proj+up_proj.weight, scratch0, scratch1; workgroups ceil(n(T)·1/16)·8; product rows > 4
-// archc model.layers.0.feed_forward.gate_proj+up_proj:linear (tiled product)
+// archc matmul (tiled product)
 @group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;
 fn arena_get(i: u32) -> f32 { return arena_p0[i]; }
 fn arena_set(i: u32, v: f32) { arena_p0[i] = v; }
@@ -243,8 +247,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   if (r < rows && n < 128u) { put(r, n, acc + bias(n)); }
 }
 
-// ==== pass epilogue: bindings arena, ints, scratch1; workgroups ceil(n(T)·1/1)·1; product rows > 4
-// archc model.layers.0.feed_forward.gate_proj+up_proj:linear (epilogue)
+// ==== pass epilogue: bindings arena, ints, scratch1; places 0; workgroups ceil(n(T)·1/1)·1; product rows > 4
+// archc matmul (epilogue)
 @group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;
 fn arena_get(i: u32) -> f32 { return arena_p0[i]; }
 fn arena_set(i: u32, v: f32) { arena_p0[i] = v; }
@@ -253,6 +257,8 @@ fn ints_get(i: u32) -> u32 { return ints_p0[i]; }
 @group(0) @binding(2) var<storage, read_write> scratch1_p0: array<f32>;
 fn scratch1_get(i: u32) -> f32 { return scratch1_p0[i]; }
 fn scratch1_set(i: u32, v: f32) { scratch1_p0[i] = v; }
+@group(0) @binding(3) var<uniform> places: array<vec4<u32>, 1>;
+fn place(i: u32) -> u32 { return places[i >> 2u][i & 3u]; }
 const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
@@ -280,8 +286,8 @@ fn erf(v: f32) -> f32 {
 fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
 fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
 fn s1(r: u32, j: u32) -> f32 { return (silu(scratch1_get(r * 128u + j)) * scratch1_get(r * 128u + j + 64u)); }
-fn get_store(r: u32, c: u32) -> f32 { return arena_get(0u * nT() + (r) * 64u + 0u + c); }
-fn store(r: u32, c: u32, v: f32) { arena_set(0u * nT() + (r) * 64u + 0u + c, v); }
+fn get_store(r: u32, c: u32) -> f32 { return arena_get(place(0u) * nT() + (r) * 64u + 0u + c); }
+fn store(r: u32, c: u32, v: f32) { arena_set(place(0u) * nT() + (r) * 64u + 0u + c, v); }
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let unit = wid.x + wid.y * nwg.x;

@@ -1,5 +1,5 @@
 // ==== pass chunk scores: bindings arena#0, arena#1, ints#0, w:model.layers.0.mamba.dt_bias#0, w:neg(exp(w:model.layers.0.mamba.A_log))#0, w:model.layers.0.mamba.D#0, scratch0#0, scratch0#1, scratch1#0, scratch2#0
-// archc model.layers.0.mamba:ssd (chunk scores)
+// archc ssd (chunk scores)
 @group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;
 @group(0) @binding(1) var<storage, read_write> arena_p1: array<f32>;
 fn arena_get(i: u32) -> f32 {
@@ -34,6 +34,8 @@ fn scratch1_set(i: u32, v: f32) { scratch1_p0[i] = v; }
 @group(0) @binding(9) var<storage, read_write> scratch2_p0: array<f32>;
 fn scratch2_get(i: u32) -> f32 { return scratch2_p0[i]; }
 fn scratch2_set(i: u32, v: f32) { scratch2_p0[i] = v; }
+@group(0) @binding(10) var<uniform> places: array<vec4<u32>, 1>;
+fn place(i: u32) -> u32 { return places[i >> 2u][i & 3u]; }
 const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
@@ -60,17 +62,17 @@ fn erf(v: f32) -> f32 {
 }
 fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
 fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
-fn op_x(r: u32, c: u32) -> f32 { return arena_get(180u * nT() + (r) * 80u + 0u + c); }
+fn op_x(r: u32, c: u32) -> f32 { return arena_get(place(0u) * nT() + (r) * 80u + 0u + c); }
 fn w2(i: u32) -> f32 { let p = wb2_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
-fn op_dt(r: u32, c: u32) -> f32 { return max(softplus((arena_get(32u * nT() + (r) * 148u + 144u + c) + w2((c) % 4u))), 0.0); }
+fn op_dt(r: u32, c: u32) -> f32 { return max(softplus((arena_get(place(1u) * nT() + (r) * 148u + 144u + c) + w2((c) % 4u))), 0.0); }
 fn w3(i: u32) -> f32 { return bitcast<f32>(wb3_get(i)); }
 fn op_A(r: u32, c: u32) -> f32 { return w3(c); }
-fn op_B(r: u32, c: u32) -> f32 { return arena_get(180u * nT() + (r) * 80u + 64u + c); }
-fn op_C(r: u32, c: u32) -> f32 { return arena_get(180u * nT() + (r) * 80u + 72u + c); }
+fn op_B(r: u32, c: u32) -> f32 { return arena_get(place(0u) * nT() + (r) * 80u + 64u + c); }
+fn op_C(r: u32, c: u32) -> f32 { return arena_get(place(0u) * nT() + (r) * 80u + 72u + c); }
 fn w4(i: u32) -> f32 { let p = wb4_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
 fn op_D(r: u32, c: u32) -> f32 { return w4(c); }
-fn get_put(r: u32, c: u32) -> f32 { return arena_get(260u * nT() + (r) * 64u + 0u + c); }
-fn put(r: u32, c: u32, v: f32) { arena_set(260u * nT() + (r) * 64u + 0u + c, v); }
+fn get_put(r: u32, c: u32) -> f32 { return arena_get(place(2u) * nT() + (r) * 64u + 0u + c); }
+fn put(r: u32, c: u32, v: f32) { arena_set(place(2u) * nT() + (r) * 64u + 0u + c, v); }
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let unit = wid.x + wid.y * nwg.x;
@@ -89,7 +91,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }
 
 // ==== pass chunk states: bindings arena#0, arena#1, ints#0, w:model.layers.0.mamba.dt_bias#0, w:neg(exp(w:model.layers.0.mamba.A_log))#0, w:model.layers.0.mamba.D#0, scratch0#0, scratch0#1, scratch1#0, scratch2#0
-// archc model.layers.0.mamba:ssd (chunk states)
+// archc ssd (chunk states)
 @group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;
 @group(0) @binding(1) var<storage, read_write> arena_p1: array<f32>;
 fn arena_get(i: u32) -> f32 {
@@ -124,6 +126,8 @@ fn scratch1_set(i: u32, v: f32) { scratch1_p0[i] = v; }
 @group(0) @binding(9) var<storage, read_write> scratch2_p0: array<f32>;
 fn scratch2_get(i: u32) -> f32 { return scratch2_p0[i]; }
 fn scratch2_set(i: u32, v: f32) { scratch2_p0[i] = v; }
+@group(0) @binding(10) var<uniform> places: array<vec4<u32>, 1>;
+fn place(i: u32) -> u32 { return places[i >> 2u][i & 3u]; }
 const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
@@ -150,17 +154,17 @@ fn erf(v: f32) -> f32 {
 }
 fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
 fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
-fn op_x(r: u32, c: u32) -> f32 { return arena_get(180u * nT() + (r) * 80u + 0u + c); }
+fn op_x(r: u32, c: u32) -> f32 { return arena_get(place(0u) * nT() + (r) * 80u + 0u + c); }
 fn w2(i: u32) -> f32 { let p = wb2_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
-fn op_dt(r: u32, c: u32) -> f32 { return max(softplus((arena_get(32u * nT() + (r) * 148u + 144u + c) + w2((c) % 4u))), 0.0); }
+fn op_dt(r: u32, c: u32) -> f32 { return max(softplus((arena_get(place(1u) * nT() + (r) * 148u + 144u + c) + w2((c) % 4u))), 0.0); }
 fn w3(i: u32) -> f32 { return bitcast<f32>(wb3_get(i)); }
 fn op_A(r: u32, c: u32) -> f32 { return w3(c); }
-fn op_B(r: u32, c: u32) -> f32 { return arena_get(180u * nT() + (r) * 80u + 64u + c); }
-fn op_C(r: u32, c: u32) -> f32 { return arena_get(180u * nT() + (r) * 80u + 72u + c); }
+fn op_B(r: u32, c: u32) -> f32 { return arena_get(place(0u) * nT() + (r) * 80u + 64u + c); }
+fn op_C(r: u32, c: u32) -> f32 { return arena_get(place(0u) * nT() + (r) * 80u + 72u + c); }
 fn w4(i: u32) -> f32 { let p = wb4_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
 fn op_D(r: u32, c: u32) -> f32 { return w4(c); }
-fn get_put(r: u32, c: u32) -> f32 { return arena_get(260u * nT() + (r) * 64u + 0u + c); }
-fn put(r: u32, c: u32, v: f32) { arena_set(260u * nT() + (r) * 64u + 0u + c, v); }
+fn get_put(r: u32, c: u32) -> f32 { return arena_get(place(2u) * nT() + (r) * 64u + 0u + c); }
+fn put(r: u32, c: u32, v: f32) { arena_set(place(2u) * nT() + (r) * 64u + 0u + c, v); }
 var<workgroup> dts: array<f32, 4>;
 var<workgroup> cum: array<f32, 4>;
 var<workgroup> wout: array<f32, 4>;
@@ -199,7 +203,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }
 
 // ==== pass state passing: bindings arena#0, arena#1, ints#0, w:model.layers.0.mamba.dt_bias#0, w:neg(exp(w:model.layers.0.mamba.A_log))#0, w:model.layers.0.mamba.D#0, scratch0#0, scratch0#1, scratch1#0, scratch2#0, state#0, state#1
-// archc model.layers.0.mamba:ssd (state passing)
+// archc ssd (state passing)
 @group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;
 @group(0) @binding(1) var<storage, read_write> arena_p1: array<f32>;
 fn arena_get(i: u32) -> f32 {
@@ -244,6 +248,8 @@ fn state_set(i: u32, v: f32) {
   if (i < 2272u) { state_p0[i] = v; return; }
   state_p1[i - 2272u] = v;
 }
+@group(0) @binding(12) var<uniform> places: array<vec4<u32>, 1>;
+fn place(i: u32) -> u32 { return places[i >> 2u][i & 3u]; }
 const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
@@ -270,17 +276,17 @@ fn erf(v: f32) -> f32 {
 }
 fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
 fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
-fn op_x(r: u32, c: u32) -> f32 { return arena_get(180u * nT() + (r) * 80u + 0u + c); }
+fn op_x(r: u32, c: u32) -> f32 { return arena_get(place(0u) * nT() + (r) * 80u + 0u + c); }
 fn w2(i: u32) -> f32 { let p = wb2_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
-fn op_dt(r: u32, c: u32) -> f32 { return max(softplus((arena_get(32u * nT() + (r) * 148u + 144u + c) + w2((c) % 4u))), 0.0); }
+fn op_dt(r: u32, c: u32) -> f32 { return max(softplus((arena_get(place(1u) * nT() + (r) * 148u + 144u + c) + w2((c) % 4u))), 0.0); }
 fn w3(i: u32) -> f32 { return bitcast<f32>(wb3_get(i)); }
 fn op_A(r: u32, c: u32) -> f32 { return w3(c); }
-fn op_B(r: u32, c: u32) -> f32 { return arena_get(180u * nT() + (r) * 80u + 64u + c); }
-fn op_C(r: u32, c: u32) -> f32 { return arena_get(180u * nT() + (r) * 80u + 72u + c); }
+fn op_B(r: u32, c: u32) -> f32 { return arena_get(place(0u) * nT() + (r) * 80u + 64u + c); }
+fn op_C(r: u32, c: u32) -> f32 { return arena_get(place(0u) * nT() + (r) * 80u + 72u + c); }
 fn w4(i: u32) -> f32 { let p = wb4_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
 fn op_D(r: u32, c: u32) -> f32 { return w4(c); }
-fn get_put(r: u32, c: u32) -> f32 { return arena_get(260u * nT() + (r) * 64u + 0u + c); }
-fn put(r: u32, c: u32, v: f32) { arena_set(260u * nT() + (r) * 64u + 0u + c, v); }
+fn get_put(r: u32, c: u32) -> f32 { return arena_get(place(2u) * nT() + (r) * 64u + 0u + c); }
+fn put(r: u32, c: u32, v: f32) { arena_set(place(2u) * nT() + (r) * 64u + 0u + c, v); }
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let unit = wid.x + wid.y * nwg.x;
@@ -289,7 +295,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let s = i / 512u;
   let e = i % 512u;
   let h = e / (16u * 8u);
-  let at = seqSlot(s) + stateAt(1u) + e;
+  let at = seqSlot(s) + stateAt(place(3u)) + e;
   var run = state_get(at);
   let first = seqField(s, 4u);
   for (var c = first; c < first + seqField(s, 5u); c++) {
@@ -301,7 +307,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }
 
 // ==== pass state output: bindings arena#0, arena#1, ints#0, w:model.layers.0.mamba.dt_bias#0, w:neg(exp(w:model.layers.0.mamba.A_log))#0, w:model.layers.0.mamba.D#0, scratch0#0, scratch0#1, scratch1#0, scratch2#0
-// archc model.layers.0.mamba:ssd (state output)
+// archc ssd (state output)
 @group(0) @binding(0) var<storage, read_write> arena_p0: array<f32>;
 @group(0) @binding(1) var<storage, read_write> arena_p1: array<f32>;
 fn arena_get(i: u32) -> f32 {
@@ -336,6 +342,8 @@ fn scratch1_set(i: u32, v: f32) { scratch1_p0[i] = v; }
 @group(0) @binding(9) var<storage, read_write> scratch2_p0: array<f32>;
 fn scratch2_get(i: u32) -> f32 { return scratch2_p0[i]; }
 fn scratch2_set(i: u32, v: f32) { scratch2_p0[i] = v; }
+@group(0) @binding(10) var<uniform> places: array<vec4<u32>, 1>;
+fn place(i: u32) -> u32 { return places[i >> 2u][i & 3u]; }
 const HDR = 11u;
 fn nT() -> u32 { return ints_get(0u); }
 fn nS() -> u32 { return ints_get(1u); }
@@ -362,17 +370,17 @@ fn erf(v: f32) -> f32 {
 }
 fn gelu(v: f32) -> f32 { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
 fn gelu_tanh(v: f32) -> f32 { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
-fn op_x(r: u32, c: u32) -> f32 { return arena_get(180u * nT() + (r) * 80u + 0u + c); }
+fn op_x(r: u32, c: u32) -> f32 { return arena_get(place(0u) * nT() + (r) * 80u + 0u + c); }
 fn w2(i: u32) -> f32 { let p = wb2_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
-fn op_dt(r: u32, c: u32) -> f32 { return max(softplus((arena_get(32u * nT() + (r) * 148u + 144u + c) + w2((c) % 4u))), 0.0); }
+fn op_dt(r: u32, c: u32) -> f32 { return max(softplus((arena_get(place(1u) * nT() + (r) * 148u + 144u + c) + w2((c) % 4u))), 0.0); }
 fn w3(i: u32) -> f32 { return bitcast<f32>(wb3_get(i)); }
 fn op_A(r: u32, c: u32) -> f32 { return w3(c); }
-fn op_B(r: u32, c: u32) -> f32 { return arena_get(180u * nT() + (r) * 80u + 64u + c); }
-fn op_C(r: u32, c: u32) -> f32 { return arena_get(180u * nT() + (r) * 80u + 72u + c); }
+fn op_B(r: u32, c: u32) -> f32 { return arena_get(place(0u) * nT() + (r) * 80u + 64u + c); }
+fn op_C(r: u32, c: u32) -> f32 { return arena_get(place(0u) * nT() + (r) * 80u + 72u + c); }
 fn w4(i: u32) -> f32 { let p = wb4_get(i >> 1u); return bitcast<f32>(select(p << 16u, p & 0xffff0000u, (i & 1u) == 1u)); }
 fn op_D(r: u32, c: u32) -> f32 { return w4(c); }
-fn get_put(r: u32, c: u32) -> f32 { return arena_get(260u * nT() + (r) * 64u + 0u + c); }
-fn put(r: u32, c: u32, v: f32) { arena_set(260u * nT() + (r) * 64u + 0u + c, v); }
+fn get_put(r: u32, c: u32) -> f32 { return arena_get(place(2u) * nT() + (r) * 64u + 0u + c); }
+fn put(r: u32, c: u32, v: f32) { arena_set(place(2u) * nT() + (r) * 64u + 0u + c, v); }
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let unit = wid.x + wid.y * nwg.x;
