@@ -44,7 +44,8 @@ export function runtimeCache(options: ts.CompilerOptions, dirs: { runtime: strin
  * build checks and emits everything and keeps the runtime's JS and declarations in `cache`; a build
  * that finds them there checks and emits only its generated files (against the runtime's sources,
  * for their types) and copies the runtime's output (~10 s of a tiny model's build -> ~3 s). A cache
- * that cannot be read or written only costs the time.
+ * that cannot be read or written only costs the time. The 8 most recently used runtimes are kept
+ * (~2 MB each).
  */
 export async function checkAndEmit(compilerOptions: ts.CompilerOptions, src: string, cache: string | null): Promise<void> {
   const worker = new Worker(EMIT_WORKER, { eval: true, workerData: { tsMorph: createRequire(import.meta.url).resolve('ts-morph'), compilerOptions, src, cache } });
@@ -61,15 +62,16 @@ export async function checkAndEmit(compilerOptions: ts.CompilerOptions, src: str
   }
 }
 
-// The runtime's folders under src (and dist), and the file the cache writes last (a folder without
-// it is not used).
+// The runtime's folders under src (and dist), the file the cache writes last (a folder without it is
+// not used; its time is the entry's last use) and how many entries are kept (other archc versions'
+// runtimes, the least recently used removed first; a temp folder a build left behind, after an hour).
 const EMIT_WORKER = `
 const { parentPort, workerData } = require('node:worker_threads');
-const { cpSync, existsSync, renameSync, rmSync, writeFileSync } = require('node:fs');
-const { join, relative } = require('node:path');
+const { cpSync, existsSync, readdirSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } = require('node:fs');
+const { dirname, join, relative } = require('node:path');
 const { Project, ts } = require(workerData.tsMorph);
 const { compilerOptions, src, cache } = workerData;
-const RUNTIME = ['runtime', 'cli'], DONE = '.complete';
+const RUNTIME = ['runtime', 'cli'], DONE = '.complete', KEEP = 8, STALE_MS = 3600e3;
 const project = new Project({ compilerOptions });
 project.addSourceFilesAtPaths(src + '/**/*.ts');
 const ours = (f) => RUNTIME.includes(relative(src, f.getFilePath()).split(/[\\/]/)[0]);
@@ -77,10 +79,9 @@ const hit = cache !== null && existsSync(join(cache, DONE));
 const checked = hit ? project.getSourceFiles().filter((f) => !ours(f)) : null;
 const errors = (checked ? checked.flatMap((f) => f.getPreEmitDiagnostics()) : project.getPreEmitDiagnostics()).filter((d) => d.getCategory() === ts.DiagnosticCategory.Error);
 if (errors.length) parentPort.postMessage({ errors: project.formatDiagnosticsWithColorAndContext(errors.slice(0, 10)) });
-else if (checked) {
+else if (checked && fromCache()) {
   let skipped = false;
   for (const f of checked) skipped = project.emitSync({ targetSourceFile: f }).getEmitSkipped() || skipped;
-  for (const d of RUNTIME) cpSync(join(cache, d), join(compilerOptions.outDir, d), { recursive: true });
   parentPort.postMessage({ skipped });
 } else {
   const skipped = project.emitSync().getEmitSkipped();
@@ -93,6 +94,7 @@ else if (checked) {
       // a folder under the cache's name without the mark was not written by a build: replaced
       if (existsSync(cache) && !existsSync(join(cache, DONE))) rmSync(cache, { recursive: true, force: true });
       renameSync(tmp, cache);
+      prune();
     } catch {
       // another build put it there first, or the folder is not writable: this build is whole anyway
     } finally {
@@ -100,5 +102,35 @@ else if (checked) {
     }
   }
   parentPort.postMessage({ skipped });
+}
+
+/** The runtime's output copied from the cache, the entry marked used; false where that failed (an
+ *  entry removed meanwhile by another build's prune): the build then emits the runtime itself. */
+function fromCache() {
+  try {
+    for (const d of RUNTIME) cpSync(join(cache, d), join(compilerOptions.outDir, d), { recursive: true });
+    const now = new Date();
+    utimesSync(join(cache, DONE), now, now);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Entries past the KEEP most recently used, and temp folders older than STALE_MS, removed. */
+function prune() {
+  const root = dirname(cache), now = Date.now();
+  const entries = [];
+  for (const name of readdirSync(root)) {
+    const at = join(root, name);
+    try {
+      if (name.includes('.tmp-')) { if (now - statSync(at).mtimeMs > STALE_MS) rmSync(at, { recursive: true, force: true }); }
+      else entries.push({ at, used: statSync(join(at, DONE)).mtimeMs });
+    } catch {
+      // no mark (being replaced) or gone already
+    }
+  }
+  entries.sort((a, b) => b.used - a.used);
+  for (const e of entries.slice(KEEP)) rmSync(e.at, { recursive: true, force: true });
 }
 `;
