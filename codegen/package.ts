@@ -63,23 +63,7 @@ async function writePackage(input: BuildInput, dir: string): Promise<void> {
   cpSync(RUNTIME_DIR, join(src, 'runtime'), { recursive: true, filter: (p) => !p.endsWith('.test.ts') });
   cpSync(SERVE_DIR, join(src, 'cli', 'serve'), { recursive: true });
 
-  const compilerOptions: ts.CompilerOptions = {
-    target: ts.ScriptTarget.ES2022,
-    module: ts.ModuleKind.NodeNext,
-    moduleResolution: ts.ModuleResolutionKind.NodeNext,
-    strict: true,
-    declaration: true,
-    skipLibCheck: true,
-    rewriteRelativeImportExtensions: true,
-    allowImportingTsExtensions: true,
-    rootDir: src,
-    outDir: join(dir, 'dist'),
-    types: ['node'],
-    typeRoots: [resolve(dirname(ROOT_PACKAGE), 'node_modules', '@types')],
-    // The package's dependencies are typed from archc's own node_modules while compiling; the
-    // emitted JS imports them by name, resolved from the package's node_modules once installed.
-    paths: Object.fromEntries(['tokenizers', 'jinja'].map((p) => [`@huggingface/${p}`, [resolve(dirname(ROOT_PACKAGE), 'node_modules', '@huggingface', p)]])),
-  };
+  const compilerOptions = packageCompilerOptions(dir);
   const project = new Project({ compilerOptions });
   project.addSourceFilesAtPaths(join(src, 'runtime', '**', '*.ts'));
   generateModelFile(project.createSourceFile(join(src, 'model.ts'), '', { overwrite: true }), input);
@@ -91,7 +75,7 @@ async function writePackage(input: BuildInput, dir: string): Promise<void> {
   }
   project.saveSync();
   await yieldToSignals();
-  await checkAndEmit(compilerOptions, src, runtimeCache(compilerOptions, { runtime: RUNTIME_DIR, serve: SERVE_DIR, rootPackage: ROOT_PACKAGE }));
+  await checkAndEmit(compilerOptions, src, packageRuntimeCache(compilerOptions));
   // the chat page, beside the server's JS as it is beside its source
   cpSync(join(SERVE_DIR, 'page.html'), join(dir, 'dist', 'cli', 'serve', 'page.html'));
 
@@ -107,6 +91,33 @@ async function writePackage(input: BuildInput, dir: string): Promise<void> {
     }
   }
   writeFileSync(join(dir, 'build-report.json'), JSON.stringify(report(input, Date.now() - started), null, 2) + '\n');
+}
+
+/** The compiler options of a package written at `dir` (its TypeScript under src/, emitted to dist/). */
+function packageCompilerOptions(dir: string): ts.CompilerOptions {
+  return {
+    target: ts.ScriptTarget.ES2022,
+    module: ts.ModuleKind.NodeNext,
+    moduleResolution: ts.ModuleResolutionKind.NodeNext,
+    strict: true,
+    declaration: true,
+    skipLibCheck: true,
+    rewriteRelativeImportExtensions: true,
+    allowImportingTsExtensions: true,
+    rootDir: join(dir, 'src'),
+    outDir: join(dir, 'dist'),
+    types: ['node'],
+    typeRoots: [resolve(dirname(ROOT_PACKAGE), 'node_modules', '@types')],
+    // The package's dependencies are typed from archc's own node_modules while compiling; the
+    // emitted JS imports them by name, resolved from the package's node_modules once installed.
+    paths: Object.fromEntries(['tokenizers', 'jinja'].map((p) => [`@huggingface/${p}`, [resolve(dirname(ROOT_PACKAGE), 'node_modules', '@huggingface', p)]])),
+  };
+}
+
+/** Where the runtime's compiled form is kept between builds (codegen/emit.ts): the same for every
+ *  package, wherever it is written (the key leaves the package's own folders out). */
+export function packageRuntimeCache(options: ts.CompilerOptions = packageCompilerOptions('.')): string | null {
+  return runtimeCache(options, { runtime: RUNTIME_DIR, serve: SERVE_DIR, rootPackage: ROOT_PACKAGE });
 }
 
 /** Every build target's part of a package (BUILD_TARGETS order): what `archc build` passes to buildPackage. */
