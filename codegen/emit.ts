@@ -10,19 +10,26 @@ import { Worker } from 'node:worker_threads';
 import { ts } from 'ts-morph';
 import { InternalError } from '../dsl/diagnostics.ts';
 
+/** Sources a package copies unchanged: the files under `from` that `keep` passes, to src/`to`. */
+export interface CopiedSources {
+  readonly from: string;
+  readonly to: string;
+  readonly keep: (path: string) => boolean;
+}
+
 /**
  * Where the runtime's compiled form is kept between builds: `~/.cache/archc/runtime/<key>`, the key
  * a hash of what decides it (TypeScript's version, the compiler options but the package's own
- * folders, archc's package.json with its pinned dependencies, and every source the package copies:
- * runtime/ and cli/serve/). null where there is no home folder.
+ * folders, archc's package.json with its pinned dependencies, and every source the package copies).
+ * null where there is no home folder.
  */
-export function runtimeCache(options: ts.CompilerOptions, dirs: { runtime: string; serve: string; rootPackage: string }): string | null {
+export function runtimeCache(options: ts.CompilerOptions, copied: readonly CopiedSources[], rootPackage: string): string | null {
   const { rootDir: _r, outDir: _o, ...rest } = options;
-  const hash = createHash('sha256').update(`${ts.version}\n${JSON.stringify(rest)}\n${readFileSync(dirs.rootPackage, 'utf8')}\n`);
-  for (const [dir, under] of [[dirs.runtime, 'runtime'], [dirs.serve, join('cli', 'serve')]] as const) {
-    for (const f of (readdirSync(dir, { recursive: true }) as string[]).filter((f) => !f.endsWith('.test.ts')).sort()) {
-      const at = join(dir, f);
-      if (statSync(at).isFile()) hash.update(`${join(under, f)}\n`).update(readFileSync(at)).update('\n');
+  const hash = createHash('sha256').update(`${ts.version}\n${JSON.stringify(rest)}\n${readFileSync(rootPackage, 'utf8')}\n`);
+  for (const c of copied) {
+    for (const f of (readdirSync(c.from, { recursive: true }) as string[]).sort()) {
+      const at = join(c.from, f);
+      if (c.keep(at) && statSync(at).isFile()) hash.update(`${join(c.to, f)}\n`).update(readFileSync(at)).update('\n');
     }
   }
   let home: string;

@@ -17,7 +17,7 @@ import type { Program } from '../runtime/program.ts';
 import { type Backend, RUN_TARGETS } from '../runtime/targets.ts';
 import { jsonLiteral, literal } from './literal.ts';
 import { writeWebFolder } from './web.ts';
-import { checkAndEmit, runtimeCache } from './emit.ts';
+import { type CopiedSources, checkAndEmit, runtimeCache } from './emit.ts';
 import type { BuildOptions, PackagePart } from './targets.ts';
 import { BUILD_TARGETS } from './targets.ts';
 
@@ -25,6 +25,11 @@ const RUNTIME_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'runt
 const ROOT_PACKAGE = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'package.json');
 // `archc serve`'s server (Node only): shipped under src/cli/serve/, where its imports of ../../runtime/ hold
 const SERVE_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'cli', 'serve');
+/** What every package copies into src/ unchanged: the runtime (less its tests) and the server. */
+const COPIED: readonly CopiedSources[] = [
+  { from: RUNTIME_DIR, to: 'runtime', keep: (p) => !p.endsWith('.test.ts') },
+  { from: SERVE_DIR, to: join('cli', 'serve'), keep: () => true },
+];
 
 export interface BuildInput {
   readonly graph: Graph;
@@ -60,8 +65,7 @@ async function writePackage(input: BuildInput, dir: string): Promise<void> {
   const problems = checkProgramJson(JSON.parse(JSON.stringify(input.program, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v))));
   if (problems.length) throw new InternalError(`the kernel program fails its schema: ${problems.slice(0, 5).join('; ')}`);
   const src = join(dir, 'src');
-  cpSync(RUNTIME_DIR, join(src, 'runtime'), { recursive: true, filter: (p) => !p.endsWith('.test.ts') });
-  cpSync(SERVE_DIR, join(src, 'cli', 'serve'), { recursive: true });
+  for (const c of COPIED) cpSync(c.from, join(src, c.to), { recursive: true, filter: c.keep });
 
   const compilerOptions = packageCompilerOptions(dir);
   const project = new Project({ compilerOptions });
@@ -117,7 +121,7 @@ function packageCompilerOptions(dir: string): ts.CompilerOptions {
 /** Where the runtime's compiled form is kept between builds (codegen/emit.ts): the same for every
  *  package, wherever it is written (the key leaves the package's own folders out). */
 export function packageRuntimeCache(options: ts.CompilerOptions = packageCompilerOptions('.')): string | null {
-  return runtimeCache(options, { runtime: RUNTIME_DIR, serve: SERVE_DIR, rootPackage: ROOT_PACKAGE });
+  return runtimeCache(options, COPIED, ROOT_PACKAGE);
 }
 
 /** Every build target's part of a package (BUILD_TARGETS order): what `archc build` passes to buildPackage. */

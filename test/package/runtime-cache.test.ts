@@ -1,9 +1,10 @@
-// The compiled runtime kept between package builds (codegen/package.ts runtimeCache, checkAndEmit):
-// the first build under a home folder checks and emits everything and keeps the runtime's output; a
+// The compiled runtime kept between package builds (codegen/emit.ts runtimeCache, checkAndEmit): the
+// first build under a home folder checks and emits everything and keeps the runtime's output; a
 // second finds it, checks and emits only its generated files, and its dist/ equals the first's byte
-// for byte; a type error in a generated file still fails a build that found the cache; a cache folder
-// left without its completion mark is not used but replaced; the 8 most recently used entries are kept. The packages hold the cpu backend alone (no build
-// target's part), so each build is the TypeScript and little else.
+// for byte; a type error in a generated file still fails a build that found the cache; a cache
+// folder left without its completion mark is not used but replaced; the 8 most recently used entries
+// are kept. The packages hold the cpu backend alone (no build target's part), so each build is the
+// TypeScript and little else.
 
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
