@@ -12,7 +12,12 @@
 // calls, a matmul's less its product: its prologue and epilogue), and what is left outside them
 // (the engine's dispatch, the logits' copy), in ms a step.
 //
-// Run: npx tsx bench/decode.ts [--formats bf16,q8a8,q4a8] [--batch 1,2,4,8] [--threads 2] [--rounds 3] [--gen 32] [--ab] [--profile]
+// `--llama`: llama.cpp beside each run (after bench/llama/build.sh): llama-batched-bench on a GGUF of
+// the same checkpoint (bf16 → BF16, q8/q8a8 → Q8_0, q4/q4a8 → Q4_0, `--pure`), `-npp 64 -ntg GEN -npl
+// B -t THREADS`, the same 64-token prompts and tokens per sequence, its S_TG (generated tokens of all
+// sequences over the generation's time), in the same rounds.
+//
+// Run: npx tsx bench/decode.ts [--formats bf16,q8a8,q4a8] [--batch 1,2,4,8] [--threads 2] [--rounds 3] [--gen 32] [--ab] [--profile] [--llama]
 // (writes bench/results/decode.json). Measure with nothing else running: two threads meeting at every
 // product are as slow as the later one.
 
@@ -28,6 +33,7 @@ import { lowerToProgram } from '../compiler/lower.ts';
 import { Model } from '../runtime/model.ts';
 import { WasmKernels } from '../runtime/wasm/kernels.ts';
 import { ProgramCalls } from '../runtime/wasm/split.ts';
+import { gguf, type GgufFormat, run as runTool, tool } from './llama/common.ts';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '..', '..');
 const BAMBA = join(ROOT, 'models', 'bamba.arch');
@@ -99,6 +105,20 @@ for (const f of FORMATS) {
 
 type Row = { tokPerS: number; stepMs: number; productsMs: number; families: Record<string, [number, number]> };
 const best = new Map<string, Row>();
+
+// --llama: llama.cpp's batched decode of the same checkpoint, its generation tokens/s (S_TG)
+const LLAMA = process.argv.includes('--llama');
+const ggufOf = (f: string): GgufFormat => (f.startsWith('bf16') ? 'BF16' : f.startsWith('q8') ? 'Q8_0' : 'Q4_0');
+const llamaFiles = new Map(LLAMA ? FORMATS.map((f) => [f, gguf(ckpt, ggufOf(f))] as const) : []);
+const llamaBest = new Map<string, number>();
+function llamaDecode(f: string, B: number): number {
+  const out = runTool(tool('llama-batched-bench'), ['-m', llamaFiles.get(f)!, '-c', String(B * (64 + GEN) + 64), '-b', '2048', '-ub', '512',
+    '-npp', '64', '-ntg', String(GEN), '-npl', String(B), '-t', String(THREADS)], 'llama-batched-bench');
+  // | PP | TG | B | N_KV | T_PP s | S_PP t/s | T_TG s | S_TG t/s | T s | S t/s |
+  const row = out.split('\n').map((l) => l.split('|').map((c) => c.trim())).find((c) => c.length > 9 && c[1] === '64' && c[3] === String(B));
+  if (!row) throw new Error(`llama-batched-bench: no result row for batch ${B} in:\n${out}`);
+  return Number(row[8]);
+}
 for (let r = 0; r < ROUNDS; r++) {
   for (const f of LABELS) for (const B of BATCHES) {
     const m = models.get(f.replace('/1t', ''))!;
@@ -118,14 +138,21 @@ for (let r = 0; r < ROUNDS; r++) {
     const key = `${f}:${B}`;
     if (!best.has(key) || row.tokPerS > best.get(key)!.tokPerS) best.set(key, row);
     process.stderr.write(`round ${r + 1}/${ROUNDS} ${f} batch ${B}: ${row.tokPerS.toFixed(1)} tok/s (load ${loadavg()[0]!.toFixed(1)})\n`);
+    if (LLAMA && !f.endsWith('/1t')) {
+      const tps = llamaDecode(f, B);
+      if (!(llamaBest.get(key)! >= tps)) llamaBest.set(key, tps);
+      process.stderr.write(`round ${r + 1}/${ROUNDS} llama.cpp ${ggufOf(f)} batch ${B}: ${tps.toFixed(1)} tok/s\n`);
+    }
   }
 }
 for (const m of models.values()) m.dispose();
 
-const rows = [['weights', 'batch', 'decode tok/s', '× batch 1', 'step ms', 'products ms', 'the rest ms']];
+const rows = [['weights', 'batch', 'decode tok/s', '× batch 1', 'step ms', 'products ms', 'the rest ms', ...(LLAMA ? ['llama.cpp tok/s', '× batch 1'] : [])]];
 for (const f of LABELS) for (const B of BATCHES) {
   const x = best.get(`${f}:${B}`)!, one = best.get(`${f}:${BATCHES[0]}`)!;
-  rows.push([f, String(B), x.tokPerS.toFixed(1), (x.tokPerS / one.tokPerS).toFixed(2), x.stepMs.toFixed(2), x.productsMs.toFixed(2), (x.stepMs - x.productsMs).toFixed(2)]);
+  const l = llamaBest.get(`${f}:${B}`), l1 = llamaBest.get(`${f}:${BATCHES[0]}`);
+  rows.push([f, String(B), x.tokPerS.toFixed(1), (x.tokPerS / one.tokPerS).toFixed(2), x.stepMs.toFixed(2), x.productsMs.toFixed(2), (x.stepMs - x.productsMs).toFixed(2),
+    ...(LLAMA ? (l && l1 ? [`${ggufOf(f)} ${l.toFixed(1)}`, (l / l1).toFixed(2)] : ['-', '-']) : [])]);
 }
 const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
 console.log(`\n~100M Bamba, wasm, ${THREADS} threads, fastest of ${ROUNDS} rounds; ${GEN} tokens after a 64-token prompt per sequence`);
@@ -146,4 +173,4 @@ if (PROFILE) {
 }
 console.log(`load average ${loadavg().map((l) => l.toFixed(1)).join(' / ')}`);
 mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true });
-writeFileSync(join(ROOT, 'bench', 'results', 'decode.json'), JSON.stringify({ threads: THREADS, rounds: ROUNDS, gen: GEN, results: Object.fromEntries(best) }, null, 2) + '\n');
+writeFileSync(join(ROOT, 'bench', 'results', 'decode.json'), JSON.stringify({ threads: THREADS, rounds: ROUNDS, gen: GEN, results: Object.fromEntries(best), ...(LLAMA ? { llama: Object.fromEntries(llamaBest) } : {}) }, null, 2) + '\n');

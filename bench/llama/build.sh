@@ -48,10 +48,10 @@ cmake -S "$src" -B "$src/build" -DCMAKE_BUILD_TYPE=Release "${isa[@]}" \
   -DGGML_CUDA=OFF -DGGML_VULKAN=OFF -DGGML_METAL=OFF \
   -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
   -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF >/dev/null
-cmake --build "$src/build" -j"$jobs" --target llama-bench llama-quantize llama
+cmake --build "$src/build" -j"$jobs" --target llama-bench llama-batched-bench llama-quantize llama
 
 # the logits tool, linked to the shared libllama/libggml just built (rpath: no install step)
 lib=$src/build/bin
 g++ -O2 -std=c++17 -I"$src/include" -I"$src/ggml/include" "$here/logits.cpp" -o "$lib/archc-llama-logits" \
   -L"$lib" -lllama -lggml -lggml-base -Wl,-rpath,"$lib"
-echo "built: $lib/llama-bench $lib/llama-quantize $lib/archc-llama-logits"
+echo "built: $lib/llama-bench $lib/llama-batched-bench $lib/llama-quantize $lib/archc-llama-logits"
