@@ -60,7 +60,7 @@ ${Dh % 2 ? `(local.set $${dd} ${i32(Dh - 1)})
 (f64.store ${accAt(get(dd))} (f64.add (f64.load ${accAt(get(dd))}) (f64.mul ${get(pj)} ${one(get(ko))})))` : ''}`);
   const rows = `(local.set $${qo} ${addI(f.viewRow(qv)(addI(get(start), get(r))), `(i32.shl ${mulI(get(h), Dh)} ${i32(2)})`)})
 (local.set $${yo} ${addI(f.viewRow(y)(addI(get(start), get(r))), `(i32.shl ${mulI(get(h), Dh)} ${i32(2)})`)})`;
-  const head = Dh % 4 === 0 ? `${rows}\n${decodeHead4(f, { Dh, rowLen, kvHead, scale: k.attrs.scale as number, j, dd, nk, kc, vc, qo, yo, acc })}` : `${rows}
+  const head = Dh % 4 === 0 ? `${rows}\n${decodeHead4(f, { Dh, rowLen, kvHead, scale: k.attrs.scale as number, j, nk, kc, vc, qo, yo })}` : `${rows}
 (local.set $${max} (f64.const -inf))
 ${scores}
 (local.set $${sum} (f64.const 0))
@@ -88,43 +88,61 @@ ${heads(head)}`)}`)}`;
 
 /**
  * One query head of the one-token attention in f32x4 (Dh a multiple of 4): the scores q·k_j·scale
- * (f32 at scr), their maximum, then four keys at a time exp4(score − max) (codegen/wasm/fixed.ts,
- * a few ulps) weighing the value rows into acc (f32 [Dh]), the sum of the weights in four lanes;
- * y = acc / sum. The reference sums in double; the trained tiny-bamba-a decoded over 600 tokens
- * stays within 1e-5 of the logits' scale (test/e2e/wasm.test.ts).
+ * (f32 at scr), four keys at a time (q's quads read once for the four, four sums in flight), their
+ * maximum; then four keys at a time exp4(score − max) (codegen/wasm/fixed.ts, a few ulps), the
+ * weights summed in four lanes and stored over the scores; then y = Σ_j w_j·v_j / sum, up to 8 quads
+ * of the head's columns at a time in registers over every key (a weight splat and a row of values a
+ * key, nothing stored until the end). Each sum is the one it was with the accumulator in memory
+ * (the same terms in the same order, bit for bit); the registers drop its per-key loads and stores
+ * (the ~100M, a layer on one thread in cache: 8 sequences at ~100 keys 296-300 → 200-208 µs, one at
+ * ~930 keys 526 → 289).
+ * The reference sums in double; the trained tiny-bamba-a decoded over 600 tokens stays within 1e-5
+ * of the logits' scale (test/e2e/wasm.test.ts).
  */
-function decodeHead4(f: Fn, o: { Dh: number; rowLen: number; kvHead: string; scale: number; j: string; dd: string; nk: string; kc: string; vc: string; qo: string; yo: string; acc: string }): string {
-  const { Dh, rowLen, kvHead, j, dd, nk } = o;
-  const dot = f.fresh('dot4', 'v128'), e = f.fresh('e4', 'v128'), sumv = f.fresh('sum4', 'v128'), pv = f.fresh('p4', 'v128');
+function decodeHead4(f: Fn, o: { Dh: number; rowLen: number; kvHead: string; scale: number; j: string; nk: string; kc: string; vc: string; qo: string; yo: string }): string {
+  const { Dh, rowLen, kvHead, j, nk } = o;
+  const Q = Dh / 4, KEYS = 4, BLOCK = 8;
+  const e = f.fresh('e4', 'v128'), sumv = f.fresh('sum4', 'v128'), pv = f.fresh('p4', 'v128'), qv = f.fresh('q4', 'v128');
+  const dots = Array.from({ length: KEYS }, (_, i) => f.fresh(`dot${i}_`, 'v128'));
+  const accs = Array.from({ length: Math.min(BLOCK, Q) }, (_, i) => f.fresh(`acc${i}_`, 'v128'));
   const sc = f.fresh('sc32', 'f32'), max = f.fresh('max32', 'f32'), sum = f.fresh('sumt', 'f32'), ko = f.fresh('ko4'), vo = f.fresh('vo4'), n4 = f.fresh('n4');
   const fa = (base: string, i: string) => addI(base, `(i32.shl ${i} ${i32(2)})`);
   const row = (cache: string, key: string) => fa(cache, addI(mulI(key, rowLen), kvHead));
   const lanes = (v: string) => `(f32.add (f32.add (f32x4.extract_lane 0 ${v}) (f32x4.extract_lane 2 ${v})) (f32.add (f32x4.extract_lane 1 ${v}) (f32x4.extract_lane 3 ${v})))`;
-  const scores = f.loop(j, i32(0), get(nk), `(local.set $${ko} ${row(get(o.kc), get(j))})
-(local.set $${dot} (v128.const f32x4 0 0 0 0))
-${f.loop(dd, i32(0), i32(Dh), `(local.set $${dot} (f32x4.add ${get(dot)} (f32x4.mul (v128.load ${fa(get(o.qo), get(dd))}) (v128.load ${fa(get(ko), get(dd))}))))`, 4)}
-(local.set $${sc} (f32.mul ${lanes(get(dot))} (f32.const ${f64lit(Math.fround(o.scale))})))
-(f32.store ${fa(get('scr'), get(j))} ${get(sc)})
-(local.set $${max} (f32.max ${get(max)} ${get(sc)}))`);
-  // value row `key` weighed by the splat in pv, into acc
-  const add = (key: string) => `(local.set $${vo} ${row(get(o.vc), key)})
-${f.loop(dd, i32(0), i32(Dh), `(v128.store ${fa(get(o.acc), get(dd))} (f32x4.add (v128.load ${fa(get(o.acc), get(dd))}) (f32x4.mul ${get(pv)} (v128.load ${fa(get(vo), get(dd))}))))`, 4)}`;
-  const quads = f.loop(j, i32(0), get(n4), `(local.set $${e} (call $exp4 (f32x4.sub (v128.load ${fa(get('scr'), get(j))}) (f32x4.splat ${get(max)}))))
+  // key j + i's score from its sum, stored at scr, into the maximum
+  const score = (d: string, i: number) => `(local.set $${sc} (f32.mul ${lanes(get(d))} (f32.const ${f64lit(Math.fround(o.scale))})))
+(f32.store offset=${4 * i} ${fa(get('scr'), get(j))} ${get(sc)})
+(local.set $${max} (f32.max ${get(max)} ${get(sc)}))`;
+  // keys j … j + n − 1 (rows rowLen floats apart from ko): their sums over the head's quads in order
+  const dotsOf = (n: number) => `(local.set $${ko} ${row(get(o.kc), get(j))})
+${dots.slice(0, n).map((d) => `(local.set $${d} (v128.const f32x4 0 0 0 0))`).join('\n')}
+${Array.from({ length: Q }, (_, q) => `(local.set $${qv} (v128.load offset=${16 * q} ${get(o.qo)}))
+${dots.slice(0, n).map((d, i) => `(local.set $${d} (f32x4.add ${get(d)} (f32x4.mul ${get(qv)} (v128.load offset=${16 * q + 4 * rowLen * i} ${get(ko)}))))`).join('\n')}`).join('\n')}
+${dots.slice(0, n).map((d, i) => score(d, i)).join('\n')}`;
+  const scores = `${f.loop(j, i32(0), get(n4), dotsOf(KEYS), KEYS)}
+${f.loop(j, get(n4), get(nk), dotsOf(1))}`;
+  // the weights over the scores: four keys at a time, the rest one at a time (its lane 0 summed)
+  const weights = `${f.loop(j, i32(0), get(n4), `(local.set $${e} (call $exp4 (f32x4.sub (v128.load ${fa(get('scr'), get(j))}) (f32x4.splat ${get(max)}))))
 (local.set $${sumv} (f32x4.add ${get(sumv)} ${get(e)}))
-${[0, 1, 2, 3].map((i) => `(local.set $${pv} (i8x16.shuffle ${Array.from({ length: 4 }, () => [0, 1, 2, 3].map((b) => 4 * i + b).join(' ')).join(' ')} ${get(e)} ${get(e)}))\n${add(addI(get(j), i))}`).join('\n')}`, 4);
-  const tail = f.loop(j, get(n4), get(nk), `(local.set $${pv} (call $exp4 (f32x4.splat (f32.sub (f32.load ${fa(get('scr'), get(j))}) ${get(max)}))))
-(local.set $${sum} (f32.add ${get(sum)} (f32x4.extract_lane 0 ${get(pv)})))
-${add(get(j))}`);
+(v128.store ${fa(get('scr'), get(j))} ${get(e)})`, 4)}
+${f.loop(j, get(n4), get(nk), `(local.set $${e} (call $exp4 (f32x4.splat (f32.sub (f32.load ${fa(get('scr'), get(j))}) ${get(max)}))))
+(local.set $${sum} (f32.add ${get(sum)} (f32x4.extract_lane 0 ${get(e)})))
+(f32.store ${fa(get('scr'), get(j))} (f32x4.extract_lane 0 ${get(e)}))`)}`;
+  // quads [q0, q0 + n) of y over every key, in registers
+  const block = (q0: number, n: number) => `${accs.slice(0, n).map((a) => `(local.set $${a} (v128.const f32x4 0 0 0 0))`).join('\n')}
+${f.loop(j, i32(0), get(nk), `(local.set $${vo} ${row(get(o.vc), get(j))})
+(local.set $${pv} (v128.load32_splat ${fa(get('scr'), get(j))}))
+${accs.slice(0, n).map((a, i) => `(local.set $${a} (f32x4.add ${get(a)} (f32x4.mul ${get(pv)} (v128.load offset=${16 * (q0 + i)} ${get(vo)}))))`).join('\n')}`)}
+${accs.slice(0, n).map((a, i) => `(v128.store offset=${16 * (q0 + i)} ${get(o.yo)} (f32x4.div ${get(a)} (f32x4.splat ${get(sum)})))`).join('\n')}`;
+  const blocks = Array.from({ length: Math.ceil(Q / BLOCK) }, (_, b) => block(b * BLOCK, Math.min(BLOCK, Q - b * BLOCK))).join('\n');
   return `(local.set $${max} (f32.const -inf))
+(local.set $${n4} (i32.and ${get(nk)} ${i32(-4)}))
 ${scores}
-${f.loop(dd, i32(0), i32(Dh), `(v128.store ${fa(get(o.acc), get(dd))} (v128.const f32x4 0 0 0 0))`, 4)}
 (local.set $${sumv} (v128.const f32x4 0 0 0 0))
 (local.set $${sum} (f32.const 0))
-(local.set $${n4} (i32.and ${get(nk)} ${i32(-4)}))
-${quads}
-${tail}
+${weights}
 (local.set $${sum} (f32.add ${get(sum)} ${lanes(get(sumv))}))
-${f.loop(dd, i32(0), i32(Dh), `(v128.store ${fa(get(o.yo), get(dd))} (f32x4.div (v128.load ${fa(get(o.acc), get(dd))}) (f32x4.splat ${get(sum)})))`, 4)}`;
+${blocks}`;
 }
 
 /**

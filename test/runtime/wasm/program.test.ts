@@ -150,12 +150,16 @@ describe('chunked SSD over packed sequences = the CPU backend', () => {
 describe('attention over packed sequences with cached tokens = the CPU backend', () => {
   // GQA (4 heads over 2 kv heads), head dim 64 and an odd one; prefill: ragged sequences, one past
   // a block of query rows; decode: one token per sequence; each sequence with tokens cached before
-  // (random cache rows); the output and each slot (the cache with the new rows appended)
+  // (random cache rows); the output and each slot (the cache with the new rows appended). Decode's
+  // f32x4 head takes keys four at a time and y's columns 32 at a time: 1-9 keys (4 and 8 whole
+  // fours, the rest a tail), head dims 80 (32 + 32 + 16 columns) and 128 (Bamba-9B's)
   const SHAPES = [
     { mode: 'prefill' as const, seqs: [5, 1, 9], before: [3, 0, 7], H: 4, KV: 2, Dh: 64 },
     { mode: 'prefill' as const, seqs: [70, 2], before: [1, 4], H: 2, KV: 1, Dh: 12 },
     { mode: 'decode' as const, seqs: [1, 1, 1], before: [3, 0, 11], H: 4, KV: 2, Dh: 64 },
     { mode: 'decode' as const, seqs: [1, 1], before: [5, 2], H: 3, KV: 3, Dh: 5 },
+    { mode: 'decode' as const, seqs: [1, 1, 1, 1, 1], before: [0, 3, 5, 7, 8], H: 6, KV: 2, Dh: 80 },
+    { mode: 'decode' as const, seqs: [1, 1], before: [6, 13], H: 4, KV: 1, Dh: 128 },
   ];
   SHAPES.forEach((c, n) => {
     it(`${c.mode} sequences ${c.seqs.join('+')} after ${c.before.join('+')}, H=${c.H} KV=${c.KV} Dh=${c.Dh}`, () => {
