@@ -7,7 +7,7 @@
 
 import { execFile, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -48,7 +48,9 @@ export function programSources(program: Program, a8 = false): Map<string, string
 
 /** Compiles the kernels into one emulator binary (in `parts` translation units); returns its path. */
 export async function buildEmulator(sources: ReadonlyMap<string, string>, parts = 2): Promise<string> {
-  const support = ['emu.h', 'main.cpp'].map((f) => readFileSync(join(EMU, f), 'utf8')).join('\n');
+  // every file of the emulator is in the key: a binary built with an older one is never reused
+  const support = ['emu.h', 'warp-mma.h', 'main.cpp', ...readdirSync(join(EMU, 'include')).sort().map((f) => join('include', f))]
+    .map((f) => readFileSync(join(EMU, f), 'utf8')).join('\n');
   const ids = [...sources.keys()].sort();
   const dir = join(CACHE, sourceId(support + ids.join(',')));
   const bin = join(dir, 'emu');

@@ -18,7 +18,7 @@ import { createRng } from '../../runtime/rng.ts';
 import { writeSafetensors } from '../../runtime/safetensors.ts';
 import type { WebGpuBackend } from '../../runtime/webgpu/backend.ts';
 import { ROOT, expectLogitsClose, makeDir, programFor, randomIds, removeDir, writeCheckpoint } from '../helpers/checkpoints.ts';
-import { useSwiftShader } from './gpu.ts';
+import { sharedGpu, useSwiftShader } from './gpu.ts';
 
 /** Logits within RTOL · (1 + max|logit|) of the CPU engine's. */
 const RTOL = 1e-4;
@@ -52,7 +52,7 @@ describe.each(CASES)('%s, %s profile', (_name, profile, make) => {
   it('a decode step is one dispatch per kernel (attention: two) and equals the CPU', async () => {
     const { dir, program } = make();
     const cpu = await Model.loadProgram(program, dir, { threads: 1 });
-    const gpu = await Model.loadProgram(program, dir, { backend: 'webgpu', wgsl: renderProgram(program), webgpu: { profile } });
+    const gpu = await Model.loadProgram(program, dir, { backend: 'webgpu', wgsl: renderProgram(program), webgpu: { gpu: sharedGpu(), profile } });
     try {
       const backend = (gpu as unknown as { backend: WebGpuBackend }).backend;
       const kernels = program.entries.decode.kernels;

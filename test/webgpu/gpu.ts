@@ -6,6 +6,7 @@ import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type WebGpuBackend, describeAdapter, findGpu, shaderProblem } from '../../runtime/webgpu/backend.ts';
+import type { GpuEntry } from '../../runtime/webgpu/options.ts';
 import type { EntryName } from '../../runtime/program.ts';
 import type { WgslEntry, WgslProfile } from '../../runtime/webgpu/shaders.ts';
 
@@ -33,6 +34,42 @@ export function testDevice(): Promise<{ device: GPUDevice; adapter: string }> {
     return { device, adapter: describeAdapter(adapter) };
   })();
   return shared;
+}
+
+/** `target` with `overrides` in place of its own members, its other methods bound to it (Dawn's
+ *  objects want themselves as `this`). */
+function withOverrides<T extends object>(target: T, overrides: Partial<T>): T {
+  return new Proxy(target, {
+    get: (t, k) => {
+      if (Object.hasOwn(overrides, k)) return overrides[k as keyof T];
+      const v: unknown = Reflect.get(t, k, t);
+      return typeof v === 'function' ? v.bind(t) : v;
+    },
+  });
+}
+
+/** Devices handed out by sharedGpu(), one per descriptor asked for. */
+const sharedDevices = new Map<string, Promise<GPUDevice>>();
+
+/** A WebGPU entry for Model.load (`webgpu: { gpu: sharedGpu() }`) whose adapter opens one device per
+ *  descriptor for the whole test file and keeps it when a model is disposed: the backend compiles
+ *  pipelines by shader text once per device, so the models a file loads one after another compile
+ *  the passes they have in common once. Everything else is Dawn's adapter and device as they are. */
+export function sharedGpu(): GpuEntry {
+  return {
+    requestAdapter: async (options?: object) => {
+      useSwiftShader();
+      const adapter = await (await findGpu()).requestAdapter(options as GPURequestAdapterOptions | undefined);
+      if (!adapter) return adapter;
+      const requestDevice = (desc?: GPUDeviceDescriptor): Promise<GPUDevice> => {
+        const key = JSON.stringify(desc ?? {});
+        let device = sharedDevices.get(key);
+        if (!device) sharedDevices.set(key, device = adapter.requestDevice(desc).then((d) => withOverrides(d, { destroy: () => {} })));
+        return device;
+      };
+      return withOverrides(adapter, { requestDevice });
+    },
+  };
 }
 
 /** Throws with the source and the line when Dawn rejects a shader of the backend's program (every

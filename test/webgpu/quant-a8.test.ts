@@ -19,7 +19,7 @@ import { Model } from '../../runtime/model.ts';
 import type { WebGpuBackend } from '../../runtime/webgpu/backend.ts';
 import type { WgslProfile } from '../../runtime/webgpu/shaders.ts';
 import { expectLogitsClose, makeDir, programFor, randomIds, removeDir, rows, writeCheckpoint } from '../helpers/checkpoints.ts';
-import { useSwiftShader } from './gpu.ts';
+import { sharedGpu, useSwiftShader } from './gpu.ts';
 
 const TINY_A = resolve(import.meta.dirname, '../../../shared/models/tiny-bamba-a/f32');
 const TIMEOUT = 600_000;
@@ -47,7 +47,7 @@ async function compare(dir: string, quantize: 'q8' | 'q4', profile: WgslProfile,
   const program = programFor(dir);
   const cpu = await Model.loadProgram(program, dir, { threads: 1, quantize, activations: 'q8' });
   const f32 = await Model.loadProgram(program, dir, { threads: 1, quantize });
-  const gpu = await Model.loadProgram(program, dir, { backend: 'webgpu', wgsl: renderProgram(program), quantize, activations: 'q8', webgpu: { profile } });
+  const gpu = await Model.loadProgram(program, dir, { backend: 'webgpu', wgsl: renderProgram(program), quantize, activations: 'q8', webgpu: { gpu: sharedGpu(), profile } });
   try {
     expect(gpu.quantization?.activations).toBe('q8');
     const b = (gpu as unknown as { backend: WebGpuBackend }).backend;

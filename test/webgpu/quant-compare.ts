@@ -8,7 +8,8 @@
 // Logits agree within 1e-4 of their scale, |gpu − cpu| ≤ 1e-4 · (1 + max|logit|); the quantisation
 // itself moves them by far more (checked, so the comparison is of quantised models). Every pass
 // rendered for a quantised weight is validated by Dawn; the kernels' own cases are in
-// quant-kernels.test.ts.
+// quant-kernels.test.ts. The loads share one device (gpu.ts sharedGpu): a pass two cases render alike
+// (the random model's, whole and split) compiles once.
 
 import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,7 +19,7 @@ import type { WebGpuBackend } from '../../runtime/webgpu/backend.ts';
 import type { WgslProfile } from '../../runtime/webgpu/shaders.ts';
 import type { SplitOptions } from '../../runtime/webgpu/split.ts';
 import { expectLogitsClose, makeDir, programFor, randomIds, removeDir, rows, writeCheckpoint } from '../helpers/checkpoints.ts';
-import { expectShadersValid, useSwiftShader } from './gpu.ts';
+import { expectShadersValid, sharedGpu, useSwiftShader } from './gpu.ts';
 
 const TINY_A = resolve(import.meta.dirname, '../../../shared/models/tiny-bamba-a/f32');
 const RTOL = 1e-4;
@@ -52,7 +53,7 @@ async function compare(dir: string, quantize: 'q8' | 'q4', profile: WgslProfile,
   const program = programFor(dir);
   const cpu = await Model.loadProgram(program, dir, { threads: 1, quantize });
   const plain = await Model.loadProgram(program, dir, { threads: 1 });
-  const gpu = await Model.loadProgram(program, dir, { backend: 'webgpu', wgsl: renderProgram(program), quantize, webgpu: { profile, ...split }, ...(split ? { capacity: CAPACITY } : {}) });
+  const gpu = await Model.loadProgram(program, dir, { backend: 'webgpu', wgsl: renderProgram(program), quantize, webgpu: { gpu: sharedGpu(), profile, ...split }, ...(split ? { capacity: CAPACITY } : {}) });
   try {
     const b = backendOf(gpu);
     expect(b.profile).toBe(profile);

@@ -42,21 +42,25 @@ inline dim3 blockDim, gridDim;
 
 namespace emu {
 // A fiber starts once per launch (makecontext) and then runs the block's body in a loop; switches
-// are _setjmp/_longjmp, which unlike swapcontext leave the signal mask alone (no system call).
+// are GCC's __builtin_setjmp/__builtin_longjmp, which unlike swapcontext leave the signal mask alone
+// (no system call) and unlike _longjmp run no unwinding of pthread cleanup handlers.
 struct Fiber {
   ucontext_t start;
-  jmp_buf at;
+  void* at[5];
   std::unique_ptr<char[]> stack;
   bool started = false, done = false;
 };
-inline jmp_buf scheduler;
+inline void* scheduler[5];
 inline std::vector<Fiber> fibers;
 inline unsigned current = 0;
 inline uint64_t progress = 0;  // barrier arrivals and exits: a round without any is a deadlock
 constexpr size_t STACK = 256 << 10;
 
+/** Resumes the context saved at `to` (GCC's __builtin_longjmp may not share a function with its setjmp). */
+[[gnu::noinline]] inline void jump(void** to) { __builtin_longjmp(to, 1); }
+
 inline void yield() {
-  if (!_setjmp(fibers[current].at)) _longjmp(scheduler, 1);
+  if (!__builtin_setjmp(fibers[current].at)) jump(scheduler);
 }
 
 /** A barrier of `expected` fibers; one that exits leaves it (drop), as arrive_and_drop. */
@@ -145,8 +149,8 @@ template <class F> void launch(dim3 grid, dim3 block, F kernel) {
             if (f.done) continue;
             current = t;
             threadIdx = {t % block.x, (t / block.x) % block.y, t / (block.x * block.y)};
-            if (!_setjmp(scheduler)) {
-              if (f.started) _longjmp(f.at, 1);
+            if (!__builtin_setjmp(scheduler)) {
+              if (f.started) jump(f.at);
               f.started = true;
               setcontext(&f.start);
             }

@@ -48,15 +48,25 @@ inline void archc_mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, 
   me.r[4] = b0, me.r[5] = b1;
   __syncwarp();
   // A[m][k]: lane 4 (m % 8) + (k % 8) / 2, register (m / 8) + 2 (k / 8), half k % 2;
-  // B[k][n]: lane 4 n + (k % 8) / 2, register 4 + k / 8, half k % 2
-  auto A = [&](int m, int k) { const uint32_t r = emu::mma_slot(base + 4 * (m % 8) + (k % 8) / 2).r[m / 8 + 2 * (k / 8)]; return k % 2 ? emu::bf16_hi(r) : emu::bf16_lo(r); };
-  auto B = [&](int k, int n) { const uint32_t r = emu::mma_slot(base + 4 * n + (k % 8) / 2).r[4 + k / 8]; return k % 2 ? emu::bf16_hi(r) : emu::bf16_lo(r); };
+  // B[k][n]: lane 4 n + (k % 8) / 2, register 4 + k / 8, half k % 2.
+  // This lane's rows of A (g, g + 8) and columns of B (2t, 2t + 1), widened once each.
+  const emu::MmaSlot* w = &emu::mma_slots[base];
   const int g = lane / 4, t = lane % 4;
+  float wa[2][16], wb[2][16];
+  for (int k = 0; k < 16; k++) {
+    const int from = (k % 8) / 2, reg = k / 8;
+    for (int i = 0; i < 2; i++) {
+      const uint32_t ra = w[4 * g + from].r[i + 2 * reg], rb = w[4 * (2 * t + i) + from].r[4 + reg];
+      wa[i][k] = k % 2 ? emu::bf16_hi(ra) : emu::bf16_lo(ra);
+      wb[i][k] = k % 2 ? emu::bf16_hi(rb) : emu::bf16_lo(rb);
+    }
+  }
   float out[4];
   for (int e = 0; e < 4; e++) {
-    const int m = g + 8 * (e / 2), n = 2 * t + e % 2;
+    const float* x = wa[e / 2];
+    const float* y = wb[e % 2];
     float s = d[e];
-    for (int k = 0; k < 16; k++) s += A(m, k) * B(k, n);
+    for (int k = 0; k < 16; k++) s += x[k] * y[k];
     out[e] = s;
   }
   __syncwarp();
