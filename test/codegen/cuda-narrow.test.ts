@@ -13,8 +13,8 @@
 // - its Mamba layer alone (`--set n_layers=1 attn_layers=[]`) with the MLP of 14,336: a ragged
 //   prefill of 17 tokens (the tensor-core tiles: more than 16 rows) and a decode step of 3 rows (the
 //   GEMV), both with K = 4,096 and 14,336.
-// About 55 s of CPU time with the emulator's build, most of it the emulated products (3.7 minutes
-// of wall time on 2 cores at a load average of 16).
+// About 30 s of CPU time with the emulator built (43 s with its build), most of it the emulated
+// products; several minutes of wall time on 2 cores at a load average of 16.
 
 import { join } from 'node:path';
 import { beforeAll, expect, it } from 'vitest';
