@@ -55,6 +55,9 @@ export interface Invocation {
   read(v: View): Float32Array;
   /** The same, once the kernels dispatched so far have run (a GPU backend reads only this way). */
   readAsync(v: View): Promise<Float32Array>;
+  /** read without the copy where the rows lie in host memory (the CPU and wasm arenas): valid until
+   *  the backend's next run, which overwrites them. */
+  readView?(v: View): Float32Array;
 }
 
 export interface Backend {
@@ -100,13 +103,14 @@ export function viewColumns(all: Float32Array, rows: number, stride: number, v: 
   return out;
 }
 
-/** runEntry for any backend, GPU ones included: the outputs are read once the kernels have run. */
-export async function runEntryAsync(backend: Backend, program: Program, name: EntryName, batch: RunBatch, pool: StatePool): Promise<Map<string, Float32Array>> {
+/** runEntry for any backend, GPU ones included: the outputs are read once the kernels have run.
+ *  `view`: where the backend can, as views valid until its next run (Invocation.readView). */
+export async function runEntryAsync(backend: Backend, program: Program, name: EntryName, batch: RunBatch, pool: StatePool, view = false): Promise<Map<string, Float32Array>> {
   const entry = program.entries[name];
   const inv = backend.begin(entry, batch, pool);
   for (const k of entry.kernels) inv.dispatch(k);
   const out = new Map<string, Float32Array>();
-  for (const [n, v] of Object.entries(entry.outputs)) out.set(n, await inv.readAsync(v));
+  for (const [n, v] of Object.entries(entry.outputs)) out.set(n, view && inv.readView ? inv.readView(v) : await inv.readAsync(v));
   return out;
 }
 

@@ -39,11 +39,11 @@ export function runBatch(backend: Backend, program: Program, entry: EntryName, b
   return out;
 }
 
-/** runBatch on any backend (a GPU reads its outputs asynchronously). */
-export async function runBatchAsync(backend: Backend, program: Program, entry: EntryName, b: Batch): Promise<Map<string, Float32Array>> {
+/** runBatch on any backend (a GPU reads its outputs asynchronously); `view`: runEntryAsync's. */
+export async function runBatchAsync(backend: Backend, program: Program, entry: EntryName, b: Batch, view = false): Promise<Map<string, Float32Array>> {
   const run = toRun(b, entry, program);
   // the sequences advance when the kernels are recorded, as in runBatch
-  const out = runEntryAsync(backend, program, entry, run, b.sequences[0]!.pool);
+  const out = runEntryAsync(backend, program, entry, run, b.sequences[0]!.pool, view);
   b.sequences.forEach((s, i) => { s.length += b.seqs[i]!.len; });
   return out;
 }

@@ -230,15 +230,17 @@ export class Batcher {
     const V = this.model.vocab;
     try {
       const last = going.map((j) => j.made[j.made.length - 1]!);
-      const logits = await this.model.decodeAsync(last, going.map((j) => j.state!));
+      // a view of the backend's memory where it has one, valid until the model next runs: sampled
+      // now, before the next prefill
+      const logits = await this.model.decodeAsync(last, going.map((j) => j.state!), { view: true });
       going.forEach((j, k) => {
         j.fed.push(last[k]!);
-        // views of the step's logits (a copy of its own: runtime/model.ts), read only by sampleAll
         j.logits = logits.subarray(k * V, (k + 1) * V);
       });
     } catch (e) {
       for (const j of going) this.fail(j, e);
     }
+    this.sampleAll();
   }
 
   /** Sends the settled text (held back where it may begin a stop string) with the logprobs of the

@@ -249,6 +249,10 @@ export class CpuInvocation implements Invocation, Ctx {
     return copyFloats(this.rowsOf(v));
   }
 
+  readView(v: View): Float32Array {
+    return this.rowsOf(v);
+  }
+
   readAsync(v: View): Promise<Float32Array> {
     return Promise.resolve(this.read(v));
   }

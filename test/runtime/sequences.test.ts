@@ -38,6 +38,22 @@ describe.each(['cpu', 'wasm'])('sequence handles on %s', (name) => {
 
   afterEach(() => expect(m().openSequences, 'a test left sequences open').toBe(0));
 
+  it("decodeAsync's view: the copy's values without a copy, until the model next runs", async () => {
+    const x = m().newSequence();
+    m().decode([2], [x]);
+    const y = m().copySequence(x), z = m().copySequence(x);
+    const view = await m().decodeAsync([3], [x], { view: true });
+    const got = Array.from(view);
+    const copy = await m().decodeAsync([3], [y]);
+    expect(got).toEqual(Array.from(copy));
+    // the next run (another token) overwrites it: the view shows that run's logits, the copy keeps its own
+    const other = await m().decodeAsync([5], [z]);
+    expect(Array.from(other)).not.toEqual(got);
+    expect(Array.from(view)).toEqual(Array.from(other));
+    expect(Array.from(copy)).toEqual(got);
+    for (const s of [x, y, z]) m().releaseSequence(s);
+  });
+
   it('a released handle is refused everywhere (RT330), also after its slot is reused', () => {
     const a = m().newSequence();
     m().decode([3], [a]);
