@@ -140,7 +140,7 @@ for (let r = 0; r < ROUNDS; r++) {
     process.stderr.write(`round ${r + 1}/${ROUNDS} ${f} batch ${B}: ${row.tokPerS.toFixed(1)} tok/s (load ${loadavg()[0]!.toFixed(1)})\n`);
     if (LLAMA && !f.endsWith('/1t')) {
       const tps = llamaDecode(f, B);
-      if (!(llamaBest.get(key)! >= tps)) llamaBest.set(key, tps);
+      if (tps > (llamaBest.get(key) ?? 0)) llamaBest.set(key, tps);
       process.stderr.write(`round ${r + 1}/${ROUNDS} llama.cpp ${ggufOf(f)} batch ${B}: ${tps.toFixed(1)} tok/s\n`);
     }
   }
