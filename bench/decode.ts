@@ -17,7 +17,9 @@
 // B -t THREADS`, the same 64-token prompts and tokens per sequence, its S_TG (generated tokens of all
 // sequences over the generation's time), in the same rounds.
 //
-// Run: npx tsx bench/decode.ts [--formats bf16,q8a8,q4a8] [--batch 1,2,4,8] [--threads 2] [--rounds 3] [--gen 32] [--ab] [--profile] [--llama]
+// `--ssm-state bf16`: the SSM states kept in bf16 (runtime/program.ts withSsmState).
+//
+// Run: npx tsx bench/decode.ts [--formats bf16,q8a8,q4a8] [--batch 1,2,4,8] [--threads 2] [--rounds 3] [--gen 32] [--ab] [--profile] [--llama] [--ssm-state bf16]
 // (writes bench/results/decode.json). Measure with nothing else running: two threads meeting at every
 // product are as slow as the later one.
 
@@ -30,6 +32,7 @@ import { wasmKernelVariants } from '../codegen/wasm/assemble.ts';
 import { wasmProgram } from '../codegen/wasm/program.ts';
 import { compileFile, loadConfig } from '../compiler/compile.ts';
 import { lowerToProgram } from '../compiler/lower.ts';
+import { withSsmState } from '../runtime/program.ts';
 import { Model } from '../runtime/model.ts';
 import { WasmKernels } from '../runtime/wasm/kernels.ts';
 import { ProgramCalls } from '../runtime/wasm/split.ts';
@@ -93,7 +96,9 @@ function profile(m: Model): void {
 }
 
 const c = compileFile(BAMBA, { hfConfigData: loadConfig(join(ckpt, 'config.json')) });
-const program = lowerToProgram(c.graph, c.bindings);
+const SSM_STATE = flag('--ssm-state', 'f32');
+if (SSM_STATE !== 'f32' && SSM_STATE !== 'bf16') throw new Error(`--ssm-state: f32 or bf16, got ${SSM_STATE}`);
+const program = withSsmState(lowerToProgram(c.graph, c.bindings), SSM_STATE);
 const kernels = await wasmKernelVariants(), wasmProg = await wasmProgram(program);
 const V = program.outputs.logits!;
 const models = new Map<string, Model>();

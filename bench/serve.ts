@@ -6,7 +6,8 @@
 //  2. continuous batching: aggregate decode tokens/s of 1 and of 8 concurrent streaming requests.
 // Run: npx tsx bench/serve.ts [checkpoint-dir] [prompt-tokens]   (default 2000; writes bench/results/serve.json)
 //   [--format q8|q4|q8a8|q4a8] (quantised on load; default the checkpoint's own weights) [--streams-only]
-//   (2 alone) [--tokens 128] (per stream) [--rounds 1] (1 and 8 streams alternated, the median ratio). A checkpoint without a tokenizer (bench/decode.ts' ~100M of
+//   (2 alone) [--tokens 128] (per stream) [--rounds 1] (1 and 8 streams alternated, the median ratio)
+//   [--ssm-state bf16] (the SSM states kept in bf16: runtime/program.ts withSsmState). A checkpoint without a tokenizer (bench/decode.ts' ~100M of
 //   random weights: ~/.cache/archc-bench/ck/bamba-100m) takes tiny-bamba-a's, its vocabulary padded
 //   to the model's with tokens that decode as " w<id>" (encoding never makes them).
 
@@ -18,6 +19,7 @@ import { wasmKernelVariants } from '../codegen/wasm/assemble.ts';
 import { wasmProgram } from '../codegen/wasm/program.ts';
 import { compileFile, loadConfig } from '../compiler/compile.ts';
 import { lowerToProgram } from '../compiler/lower.ts';
+import { withSsmState } from '../runtime/program.ts';
 import { Model } from '../runtime/model.ts';
 import { loadChatTemplate } from '../cli/serve/chat.ts';
 import { serve } from '../cli/serve/server.ts';
@@ -26,12 +28,14 @@ import { sseEvents } from './sse.ts';
 const ROOT = join(import.meta.dirname, '..');
 const TINY = join(ROOT, '..', 'shared', 'models', 'tiny-bamba-a', 'f32');
 const flag = (name: string) => (process.argv.includes(name) ? process.argv[process.argv.indexOf(name) + 1]! : undefined);
-const positional = process.argv.slice(2).filter((a, i, all) => !a.startsWith('--') && !['--format', '--tokens', '--rounds'].includes(all[i - 1]!));
+const positional = process.argv.slice(2).filter((a, i, all) => !a.startsWith('--') && !['--format', '--tokens', '--rounds', '--ssm-state'].includes(all[i - 1]!));
 const src = resolve(positional[0] ?? TINY);
 const promptTokens = Number(positional[1] ?? 2000);
 const format = flag('--format'), STREAMS_ONLY = process.argv.includes('--streams-only'), TOKENS = Number(flag('--tokens') ?? 128), ROUNDS = Number(flag('--rounds') ?? 1);
 if (!(Number.isInteger(ROUNDS) && ROUNDS >= 1)) throw new Error(`--rounds: a count from 1, got ${flag('--rounds')}`);
 if (format && !['q8', 'q4', 'q8a8', 'q4a8'].includes(format)) throw new Error(`--format: q8, q4, q8a8 or q4a8, got ${format}`);
+const SSM_STATE = flag('--ssm-state') ?? 'f32';
+if (SSM_STATE !== 'f32' && SSM_STATE !== 'bf16') throw new Error(`--ssm-state: f32 or bf16, got ${SSM_STATE}`);
 const TEMPLATE = "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}";
 
 const dir = mkdtempSync(join(tmpdir(), 'archc-bench-serve-'));
@@ -46,7 +50,7 @@ if (!existsSync(join(dir, 'tokenizer.json'))) {
 const cfgPath = join(dir, 'tokenizer_config.json');
 writeFileSync(cfgPath, JSON.stringify({ ...JSON.parse(readFileSync(cfgPath, 'utf8')), chat_template: TEMPLATE }));
 const c = compileFile(join(ROOT, 'models', 'bamba.arch'), { hfConfigData: loadConfig(join(dir, 'config.json')) });
-const program = lowerToProgram(c.graph, c.bindings);
+const program = withSsmState(lowerToProgram(c.graph, c.bindings), SSM_STATE);
 const model = await Model.loadProgram(program, dir, { backend: 'wasm', wasmKernels: await wasmKernelVariants(), wasmProgram: await wasmProgram(program), capacity: Math.max(1024, promptTokens + 512),
   ...(format ? { quantize: format.slice(0, 2) as 'q8' | 'q4', activations: format.endsWith('a8') ? 'q8' as const : 'f32' as const } : {}) });
 const template = loadChatTemplate(dir);

@@ -20,6 +20,7 @@ import type { Graph } from '../compiler/ir.ts';
 import { RUNTIME_LIMITS } from '../runtime/limits.ts';
 import { probePath } from '../runtime/paths.ts';
 import { type HfConfig, otherModel } from '../runtime/hfconfig.ts';
+import { withSsmState } from '../runtime/program.ts';
 import { BACKEND_NAMES, type Backend } from '../runtime/targets.ts';
 import { printWarnings } from './errors.ts';
 import { type CommonOpts, setsOf, withCommon, withPreset } from './common.ts';
@@ -128,7 +129,12 @@ export function numberFlag(v: string | undefined, flag: string, rule: { int?: bo
   return n;
 }
 
-export type LoadFlags = CommonOpts & QuantFlags & { weights: string; allowExtra?: boolean; checkWeights?: boolean; backend?: string; cudaArch?: string; capacity?: string };
+export type LoadFlags = CommonOpts & QuantFlags & { weights: string; allowExtra?: boolean; checkWeights?: boolean; backend?: string; cudaArch?: string; capacity?: string; ssmState?: 'f32' | 'bf16' };
+
+/** --ssm-state f32|bf16: how the state slots keep the SSM states (runtime/program.ts withSsmState). */
+export function withStateFormat(cmd: Command): Command {
+  return cmd.addOption(new Option('--ssm-state <format>', 'how state slots keep the SSM states: f32 (exact, the default) or bf16 (half the bytes, each value rounded to bf16 where stored, as transformers keeps a bf16 model\'s cache; cpu and wasm backends)').choices(['f32', 'bf16']));
+}
 
 /** --capacity: the tokens one sequence may hold (LoadOptions.capacity; default the `context` param). */
 const capacityFlag = (v: string | undefined) => numberFlag(v, '--capacity', { int: true, min: 1, max: RUNTIME_LIMITS.position.value, what: 'a positive integer' });
@@ -136,7 +142,7 @@ const capacityFlag = (v: string | undefined) => numberFlag(v, '--capacity', { in
 export async function loadModel(file: string, o: LoadFlags, unquantised = false): Promise<Model> {
   const quantize = unquantised ? undefined : quantizeOption(o);
   const capacity = capacityFlag(o.capacity);
-  const { program } = await compileFor(file, o, o.weights);
+  const program = withSsmState((await compileFor(file, o, o.weights)).program, o.ssmState ?? 'f32');
   const backend = (o.backend ?? 'wasm') as Backend;
   // the checkpoint's headers are read first: a corrupt file is named (RT1xx) before anything is
   // made for a backend, even where a backend could not be made at all
@@ -255,7 +261,7 @@ export function registerRunCommands(p: Command): void {
       process.stdout.write(`wrote ${o.out}: ${tensors.length} tensors, ${n.toLocaleString('en-US')} parameters\n`);
     });
 
-  withQuantize(withCommon(p.command('forward <file>').description('run a forward pass and write the logits as .npy')))
+  withStateFormat(withQuantize(withCommon(p.command('forward <file>').description('run a forward pass and write the logits as .npy'))))
     .requiredOption('--weights <dir>', 'checkpoint directory')
     .requiredOption('--ids <ids>', 'token ids, comma-separated; `;` separates packed sequences')
     .option('--positions <ids>', 'position ids (a 0 starts a new sequence)')
@@ -313,7 +319,7 @@ export function registerRunCommands(p: Command): void {
       if (!o.out && !o.loss) process.stdout.write(`logits [${ids.length}, ${model.vocab}]: pass --out FILE.npy to save them\n`);
     });
 
-  withQuantize(withCommon(p.command('run <file>').description('generate text from a prompt, or chat (--chat)')))
+  withStateFormat(withQuantize(withCommon(p.command('run <file>').description('generate text from a prompt, or chat (--chat)'))))
     .requiredOption('--weights <dir>', 'checkpoint directory')
     .option('--prompt <text>', 'the prompt (needs tokenizer.json)')
     .option('--chat', 'chat through the checkpoint\'s chat template: a line of input is a turn, each continuing the kept state (/exit or Ctrl-D leaves)')

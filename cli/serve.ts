@@ -7,7 +7,7 @@ import { type Command, Option } from 'commander';
 import { BACKEND_NAMES } from '../runtime/targets.ts';
 import { withCommon } from './common.ts';
 import { quantizeOption, withQuantize } from './quant.ts';
-import { type LoadFlags, loadModel, numberFlag, usage } from './run.ts';
+import { type LoadFlags, loadModel, numberFlag, usage, withStateFormat } from './run.ts';
 
 type ServeFlags = LoadFlags & {
   host: string; port: string; alias?: string; maxSequences: string; maxQueue: string; cacheBytes: string; maxBodyBytes: string; maxTokens: string; prefillChunk: string;
@@ -15,7 +15,7 @@ type ServeFlags = LoadFlags & {
 };
 
 export function registerServeCommand(p: Command): void {
-  withQuantize(withCommon(p.command('serve <file>').description('serve the model over HTTP with the OpenAI API (chat and text completions, streamed or not)')))
+  withStateFormat(withQuantize(withCommon(p.command('serve <file>').description('serve the model over HTTP with the OpenAI API (chat and text completions, streamed or not)'))))
     .requiredOption('--weights <dir>', 'checkpoint directory')
     .option('--host <host>', 'the address to listen on', '127.0.0.1')
     .option('--port <n>', 'the port (0: any free one)', '8080')

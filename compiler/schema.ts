@@ -272,7 +272,7 @@ export const PROGRAM_SCHEMA = {
       type: 'array',
       items: {
         type: 'object', additionalProperties: false, required: ['name', 'kind', 'per', 'shape'],
-        properties: stateFields,
+        properties: { ...stateFields, dtype: { const: 'bf16' } }, // a slot's format (runtime/program.ts withSsmState); f32 when absent
       },
     },
     outputs: { type: 'object', minProperties: 1, additionalProperties: { type: 'integer', minimum: 1 } },

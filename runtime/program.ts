@@ -193,6 +193,9 @@ export interface ProgramState {
   readonly shape: readonly number[];
   /** Sliding-window attention's KV cache: it keeps the last `window` rows (see kvRows). */
   readonly window?: number;
+  /** How a slot stores it: f32 (absent), or bf16 for an SSM state (`withSsmState`): each value
+   *  rounded to bf16 where a kernel stores it (runtime/tensor.ts roundBf16), two to a float of the slot. */
+  readonly dtype?: 'bf16';
 }
 
 /** A param bound to config.json keys, with the value the program was built for. */
@@ -244,16 +247,31 @@ export function kvRows(s: ProgramState, capacity: number): number {
   return s.window ? Math.min(s.window, capacity) : capacity;
 }
 
-/** Floats one slot needs for `capacity` tokens, and where each state starts in it. */
+/** Floats one slot needs for `capacity` tokens, and where each state starts in it (a bf16 state
+ *  takes half as many floats, rounded up to whole 16 bytes). */
 export function slotLayout(states: readonly ProgramState[], capacity: number): { floats: number; offsets: number[] } {
   let floats = 0;
   const offsets = states.map((s) => {
     const at = floats;
     const n = s.shape.reduce((a, b) => a * b, 1);
-    floats += s.per === 'token' ? kvRows(s, capacity) * n : n;
+    floats += s.per === 'token' ? kvRows(s, capacity) * n : sequenceFloats(s);
     return at;
   });
   return { floats, offsets };
+}
+
+/** Floats of a slot a per-sequence state takes. */
+export function sequenceFloats(s: ProgramState): number {
+  const n = s.shape.reduce((a, b) => a * b, 1);
+  return s.dtype === 'bf16' ? 4 * Math.ceil(n / 8) : n;
+}
+
+/** `program` with its SSM states stored as `dtype` (f32: as lowered; bf16: half the bytes, each
+ *  value rounded to bf16 where a kernel stores it: runtime/tensor.ts roundBf16; transformers keeps a
+ *  bf16 model's cache in bf16 too). */
+export function withSsmState(program: Program, dtype: 'f32' | 'bf16'): Program {
+  if (dtype === 'f32') return program;
+  return { ...program, states: program.states.map((s) => (s.kind === 'ssm' ? { ...s, dtype } : s)) };
 }
 /** Every weight name the kernels of `entries` read. */
 export function weightsRead(entries: Readonly<Record<string, EntryOf<TrainKernel>>>): Set<string> {

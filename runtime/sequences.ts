@@ -12,7 +12,7 @@
 import type { StatePool } from './backend.ts';
 import type { SlotState } from './engine.ts';
 import { RuntimeError } from './errors.ts';
-import { type Program, type ProgramState, kvRows, slotLayout } from './program.ts';
+import { type Program, type ProgramState, kvRows, sequenceFloats, slotLayout } from './program.ts';
 
 /** A sequence of a model (Model.newSequence): an opaque handle the model checks on every use. */
 export interface SequenceState {
@@ -58,7 +58,7 @@ export function heldRuns(states: readonly ProgramState[], capacity: number, leng
   const runs: [number, number][] = [];
   states.forEach((s, i) => {
     const n = s.shape.reduce((a, b) => a * b, 1);
-    if (s.per === 'sequence') runs.push([offsets[i]!, n]);
+    if (s.per === 'sequence') runs.push([offsets[i]!, sequenceFloats(s)]);
     else {
       const blocks = s.shape[0]!, row = n / blocks, rows = kvRows(s, capacity);
       for (let b = 0; b < blocks; b++) runs.push([offsets[i]! + b * rows * row, Math.min(length, rows) * row]);

@@ -49,6 +49,9 @@ export interface RunTarget {
   /** Whether its attention kernels take a sliding window (`attention(..., window: W)`); one that
    *  does not refuses such a program (RT177) rather than attend to every key. */
   readonly slidingWindow: boolean;
+  /** Whether it keeps SSM states in bf16 (runtime/program.ts withSsmState); one that does not
+   *  refuses such a program (RT178) rather than read them as f32. */
+  readonly bf16States: boolean;
   /** Whether archc forward --grads --engine kernels runs the kernel program's train entry on it
    *  (runtime/cpu/train.ts runTrain; the wasm families in runtime/wasm/train.ts; on WebGPU
    *  runtime/webgpu/train.ts runTrainAsync, and archc train's steps whole there: cli/train-webgpu.ts). */
@@ -64,6 +67,7 @@ export const RUN_TARGETS = [
     byDefault: (opts) => opts.wasmKernels !== undefined,
     activations: ['f32', 'q8'],
     slidingWindow: true,
+    bf16States: true,
     trainEntry: true,
     async open(program, opts, weightBytes): Promise<LoadableBackend> {
       if (!opts.wasmKernels) throw new RuntimeError('RT303', ['backend wasm without its kernel module', 'pass wasmKernels (written by archc build)']);
@@ -86,6 +90,7 @@ export const RUN_TARGETS = [
     byDefault: () => true,
     activations: ['f32', 'q8'],
     slidingWindow: true,
+    bf16States: true,
     trainEntry: true,
     async open(program, opts): Promise<LoadableBackend> {
       const [{ CpuBackend }, { defaultThreads, linearPool }] = await Promise.all([import('./cpu/backend.ts'), import('./cpu/pool.ts')]);
@@ -101,6 +106,7 @@ export const RUN_TARGETS = [
     byDefault: () => false,
     activations: ['f32', 'q8'],
     slidingWindow: true,
+    bf16States: false,
     trainEntry: true,
     async open(program, opts): Promise<LoadableBackend> {
       if (!opts.wgsl) throw new RuntimeError('RT303', ['backend webgpu without the program\'s WGSL', 'pass LoadOptions.wgsl (the package\'s WGSL)']);
@@ -114,6 +120,7 @@ export const RUN_TARGETS = [
     byDefault: () => false,
     activations: ['f32', 'q8'],
     slidingWindow: true,
+    bf16States: false,
     trainEntry: false,
     async open(program, opts): Promise<LoadableBackend> {
       const b = await (await import('./cuda/backend.ts')).openCudaBackend(program, opts.cuda);
@@ -146,6 +153,8 @@ export function runTarget(name: string): RunTarget {
 
 /** Throws RT177 where `program` has a sliding-window attention kernel that `target` does not run. */
 export function checkTargetRuns(program: Program, target: RunTarget): void {
+  const bf16 = target.bf16States ? undefined : program.states.find((s) => s.dtype === 'bf16');
+  if (bf16) throw new RuntimeError('RT178', [target.name, bf16.name]);
   if (target.slidingWindow) return;
   for (const e of Object.values(program.entries)) {
     for (const k of e.kernels) {

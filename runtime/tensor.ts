@@ -43,6 +43,19 @@ export function f32ToBf16(x: number): number {
   return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
 }
 
+/** bf16 bits -> the bits of f32 values (exact), element by element. */
+export function widenBf16(src: Uint16Array, dst: Uint32Array): void {
+  for (let i = 0; i < src.length; i++) dst[i] = src[i]! << 16;
+}
+
+/** The bits of f32 values -> bf16 bits, to nearest with ties away from zero, element by element:
+ *  one integer add a value (a wasm kernel's few instructions a quad; runtime/program.ts
+ *  withSsmState's states). Nearest even (f32ToBf16) differs only on exact ties, one value in 65536;
+ *  a NaN that arithmetic makes (quiet, its payload in the top bits) stays a NaN. */
+export function roundBf16(src: Uint32Array, dst: Uint16Array): void {
+  for (let i = 0; i < src.length; i++) dst[i] = (src[i]! + 0x8000) >>> 16;
+}
+
 /** IEEE half bits -> f32 (exact). */
 export function f16ToF32(h: number): number {
   const s = h & 0x8000 ? -1 : 1;

@@ -264,6 +264,10 @@ ${keep}`));
   return parts.join('\n');
 }
 
+/** Four f32 lanes plus half a bf16 ulp: their top halves are the values rounded to bf16 as
+ *  runtime/tensor.ts roundBf16 rounds them (to nearest, ties away from zero). */
+const biasBf16x4 = (x: string): string => `(i32x4.add ${x} (v128.const i32x4 0x8000 0x8000 0x8000 0x8000))`;
+
 function ssdStepRun(f: Fn): string {
   const k = f.k, { H, P, G, N } = k.sizes as { H: number; P: number; G: number; N: number };
   if (H % G) unsupported('groups that do not divide heads');
@@ -275,22 +279,31 @@ function ssdStepRun(f: Fn): string {
   const d = f.fresh('d', 'f64'), decay = f.fresh('decay', 'v128'), xp = f.fresh('xp', 'f32'), dx = f.fresh('dx', 'v128'), acc = f.fresh('acc', 'v128'), v = f.fresh('v', 'v128'), a = f.fresh('a', 'f32');
   const fl = (base: string, i: string) => `(f32.load ${addI(base, `(i32.shl ${i} ${i32(2)})`)})`;
   const nb = `(i32.shl ${get(n)} ${i32(2)})`;
+  // the state's entries as the slot stores them (runtime/program.ts ProgramState.dtype): f32, or
+  // bf16, widened where read and rounded where stored (runtime/tensor.ts roundBf16, as the CPU backend's f32States)
+  const bf16 = f.program.states[k.state!]?.dtype === 'bf16', E = bf16 ? 2 : 4;
+  const sAt = addI(get(so), bf16 ? `(i32.shl ${get(n)} ${i32(1)})` : nb);
+  const loadQuad = bf16 ? `(i32x4.shl (i32x4.extend_low_i16x8_u (v128.load64_zero ${sAt})) (i32.const 16))` : `(v128.load ${sAt})`;
+  // bf16: the rounded lanes' top halves, gathered into the low 8 bytes
+  const storeQuad = bf16 ? `(v128.store64_lane 0 ${sAt} (i8x16.shuffle 2 3 6 7 10 11 14 15 2 3 6 7 10 11 14 15 ${biasBf16x4(get(v))} (v128.const i32x4 0 0 0 0)))` : `(v128.store ${sAt} ${get(v)})`;
+  const loadOne = (at: number) => (bf16 ? `(f32.reinterpret_i32 (i32.shl (i32.load16_u offset=${at * 2} ${get(so)}) (i32.const 16)))` : `(f32.load offset=${at * 4} ${get(so)})`);
+  const storeOne = (at: number) => (bf16 ? `(i32.store16 offset=${at * 2} ${get(so)} (i32.shr_u (i32.add (i32.reinterpret_f32 ${get(xp)}) (i32.const 0x8000)) (i32.const 16)))` : `(f32.store offset=${at * 4} ${get(so)} ${get(xp)})`);
   // four state entries a step, in f32: v = s·decay + dx·B stored, acc += v·C (the reference computes
   // each entry in double and rounds it once; this differs by an ulp a step, and decay < 1 keeps it there)
-  const quads = f.loop(n, i32(0), i32(N - (N % 4)), `(local.set $${v} (f32x4.add (f32x4.mul (v128.load ${addI(get(so), nb)}) ${get(decay)}) (f32x4.mul ${get(dx)} (v128.load ${addI(get(bo), nb)}))))
-(v128.store ${addI(get(so), nb)} ${get(v)})
+  const quads = f.loop(n, i32(0), i32(N - (N % 4)), `(local.set $${v} (f32x4.add (f32x4.mul ${loadQuad} ${get(decay)}) (f32x4.mul ${get(dx)} (v128.load ${addI(get(bo), nb)}))))
+${storeQuad}
 (local.set $${acc} (f32x4.add ${get(acc)} (f32x4.mul ${get(v)} (v128.load ${addI(get(co), nb)}))))`, 4);
   const tail = Array.from({ length: N % 4 }, (_, i) => {
     const at = N - (N % 4) + i;
-    return `(local.set $${xp} (f32.add (f32.mul ${fl(get(so), i32(at))} (f32x4.extract_lane 0 ${get(decay)})) (f32.mul (f32x4.extract_lane 0 ${get(dx)}) ${fl(get(bo), i32(at))})))
-(f32.store offset=${at * 4} ${get(so)} ${get(xp)})
+    return `(local.set $${xp} (f32.add (f32.mul ${loadOne(at)} (f32x4.extract_lane 0 ${get(decay)})) (f32.mul (f32x4.extract_lane 0 ${get(dx)}) ${fl(get(bo), i32(at))})))
+${storeOne(at)}
 (local.set $${a} (f32.add ${get(a)} (f32.mul ${get(xp)} ${fl(get(co), i32(at))})))`;
   }).join('\n');
   // the state row STATE_READ_AHEAD bytes on, a byte of each line loaded and dropped, so that the lines
   // of the states, read once a step from memory, are in flight well before their row (runtime/wasm/layout.ts)
-  const ahead = touchLines(get(so), STATE_READ_AHEAD, Math.ceil(N / 16));
+  const ahead = touchLines(get(so), STATE_READ_AHEAD, Math.ceil((N * E) / 64));
   const perP = f.loop(p, i32(0), i32(P), `(local.set $${dx} (f32x4.splat (f32.demote_f64 (f64.mul ${get(d)} (f64.promote_f32 ${fl(get(xr), addI(mulI(get(h), P), get(p)))})))))
-(local.set $${so} ${addI(get(st0), `(i32.shl ${mulI(addI(mulI(get(h), P), get(p)), N)} ${i32(2)})`)})
+(local.set $${so} ${addI(get(st0), `(i32.shl ${mulI(addI(mulI(get(h), P), get(p)), N)} ${i32(E >> 1)})`)})
 (local.set $${acc} (v128.const f32x4 0 0 0 0))
 (local.set $${a} (f32.const 0))
 ${ahead}

@@ -6,7 +6,7 @@
 import { type Backend, type Invocation, type RunBatch, type StatePool, copyFloats, viewColumns } from '../backend.ts';
 import { compileExpr, exprLeaves } from '../expr.ts';
 import type { DerivedWeight, Entry, EntryOf, FamilyTable, Kernel, Program, ProgramBuffer, ProgramWeight, TrainKernel, View } from '../program.ts';
-import { byFamily, isBackward, kvRows, slotLayout, weightsRead } from '../program.ts';
+import { byFamily, isBackward, kvRows, sequenceFloats, slotLayout, weightsRead } from '../program.ts';
 import { type ActivationFormat, quantizeActivations } from '../act-quant.ts';
 import { type HostWeight, type QuantDType, concatQuant, dequantizeRows, isQuant } from '../quant.ts';
 import { type Tensor, toF32 } from '../tensor.ts';
@@ -335,6 +335,10 @@ export class CpuInvocation implements Invocation, Ctx {
     return this.batch.slots.map((s) => this.pool.state(s, index));
   }
 
+  stateDtype(index: number): 'bf16' | undefined {
+    return this.pool.program.states[index]?.dtype;
+  }
+
   caches(index: number): KvCache[] {
     return this.batch.slots.map((s, i) => this.pool.kv(s, index, this.batch.lengths[i]!));
   }
@@ -348,7 +352,7 @@ export class CpuStatePool implements StatePool {
   private readonly slots: (Float32Array | null)[] = [];
   private readonly free: number[] = [];
 
-  constructor(private readonly program: Program, readonly capacity: number) {
+  constructor(readonly program: Program, readonly capacity: number) {
     if (!Number.isInteger(capacity) || capacity < 1) fail(`a state pool needs a positive capacity, got ${capacity}`);
     const { floats, offsets } = slotLayout(program.states, capacity);
     this.floats = floats;
@@ -395,9 +399,8 @@ export class CpuStatePool implements StatePool {
   }
 
   state(slot: number, index: number): Float32Array {
-    const s = this.program.states[index]!;
     const at = this.offsets[index]!;
-    return this.slot(slot).subarray(at, at + s.shape.reduce((a, b) => a * b, 1));
+    return this.slot(slot).subarray(at, at + sequenceFloats(this.program.states[index]!));
   }
 
   kv(slot: number, index: number, len: number): KvCache {

@@ -7,7 +7,7 @@
 import { type ExprEnv, compileExpr } from '../expr.ts';
 import type { Epilogue, Family, FamilyTable, Kernel, KernelOf, TrainKernel, View } from '../program.ts';
 import type { HostWeight } from '../quant.ts';
-import type { Tensor } from '../tensor.ts';
+import { type Tensor, roundBf16, widenBf16 } from '../tensor.ts';
 import { attention, rope } from './attention.ts';
 import { causalConv1d } from './conv.ts';
 import { embedding } from './linear.ts';
@@ -45,8 +45,11 @@ export interface Ctx {
   /** y = x·Wᵀ + b over `rows` rows (the thread pool's product where the schedule splits it); y = x·W + b
    *  for a `transposed` matmul (W stored [K, N]). */
   linear(k: Kernel, x: Float32Array, rows: number, K: number, w: HostWeight, b: Tensor | null): Float32Array;
-  /** Per-sequence state `index` of each sequence of the batch. */
+  /** Per-sequence state `index` of each sequence of the batch: its floats of the slot (a bf16
+   *  state's values two to a float). */
   states(index: number): Float32Array[];
+  /** How the slots store state `index` (runtime/program.ts ProgramState.dtype). */
+  stateDtype?(index: number): 'bf16' | undefined;
   /** The KV cache `index` of each sequence, positioned after its earlier tokens. */
   caches(index: number): KvCache[];
 }
@@ -193,12 +196,27 @@ function ssdWith(chunked: boolean): Impl<'ssd' | 'ssd_step'> {
   return (k, c) => {
     const { H, P, G, N } = k.sizes;
     const [x, dt, A, B, C, D] = ['x', 'dt', 'A', 'B', 'C', 'D'].map((n) => c.operand(k, n)) as Float32Array[];
-    const states = c.states(k.state!);
-    const y = chunked
+    const y = f32States(c, k.state!, H * P * N, (states) => (chunked
       ? ssdChunked(x!, dt!, A!, B!, C!, D!, { H, P, G, N }, k.family === 'ssd' ? k.sizes.chunk : 0, c.seqs, states)
-      : ssdSequential(x!, dt!, A!, B!, C!, D!, { H, P, G, N }, c.seqs, states);
+      : ssdSequential(x!, dt!, A!, B!, C!, D!, { H, P, G, N }, c.seqs, states)));
     c.write(k.outputs.y!, y);
   };
+}
+
+/** Per-sequence state `index` (`n` values each) as f32 for `run`, which updates it: a bf16 state
+ *  (runtime/program.ts withSsmState) is widened first and rounded back after (runtime/tensor.ts roundBf16). */
+export function f32States<R>(c: Ctx, index: number, n: number, run: (states: Float32Array[]) => R): R {
+  const raw = c.states(index);
+  if (c.stateDtype?.(index) !== 'bf16') return run(raw);
+  const bits = raw.map((r) => new Uint16Array(r.buffer, r.byteOffset, n));
+  const wide = bits.map((b) => {
+    const w = new Float32Array(n);
+    widenBf16(b, new Uint32Array(w.buffer));
+    return w;
+  });
+  const out = run(wide);
+  wide.forEach((w, i) => roundBf16(new Uint32Array(w.buffer), bits[i]!));
+  return out;
 }
 
 const attentionImpl: Impl<'attention' | 'attention_decode'> = (k, c) => {

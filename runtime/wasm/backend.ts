@@ -21,7 +21,7 @@
 import type { ActivationFormat } from '../act-quant.ts';
 import type { Invocation, RunBatch, StatePool } from '../backend.ts';
 import { CpuBackend } from '../cpu/backend.ts';
-import { CPU_FAMILIES, type Ctx } from '../cpu/families.ts';
+import { CPU_FAMILIES, type Ctx, f32States } from '../cpu/families.ts';
 import { type DerivedWeight, type Entry, type EntryName, type FamilyTable, type Kernel, type KernelOf, type Program, type ProgramWeight, type View, byFamily } from '../program.ts';
 import type { PanelTarget } from '../load-pool.ts';
 import { type HostWeight, type QuantDType, dequantizeRows, isQuant } from '../quant.ts';
@@ -401,7 +401,7 @@ export class WasmBackend extends CpuBackend {
     const { H, P, G, N } = k.sizes;
     if (this.ssdInMemory(k, c)) return;
     const [x, dt, A, B, C, D] = ['x', 'dt', 'A', 'B', 'C', 'D'].map((n) => c.operand(k, n)) as Float32Array[];
-    c.write(k.outputs.y!, ssdChunkedWasm(this.kernels, x!, dt!, A!, B!, C!, D!, { H, P, G, N }, k.sizes.chunk, c.seqs, c.states(k.state!)));
+    c.write(k.outputs.y!, f32States(c, k.state!, H * P * N, (states) => ssdChunkedWasm(this.kernels, x!, dt!, A!, B!, C!, D!, { H, P, G, N }, k.sizes.chunk, c.seqs, states)));
   }
 
   /** The chunked SSD over the arena and state slots in the shared memory, its operands' `pre`
@@ -418,10 +418,9 @@ export class WasmBackend extends CpuBackend {
     const rows = c.T;
     const plan = r?.scratch ?? [];
     const perRow = plan.reduce((a, p) => a + p.perRow, 0);
-    let longest = 1;
-    for (const sq of c.seqs) longest = Math.max(longest, sq.len);
-    const Q = Math.min(k.sizes.chunk, longest);
-    const scr = this.scratch(4 * rows * perRow + ssdWorkBytes(c.T, Q, { H, P, G, N }, this.kernels));
+    const Q = Math.min(k.sizes.chunk, c.seqs.reduce((a, sq) => Math.max(a, sq.len), 1));
+    const bf16 = c.stateDtype?.(k.state!) === 'bf16';
+    const scr = this.scratch(4 * rows * perRow + ssdWorkBytes(c.T, Q, { H, P, G, N }, this.kernels, bf16));
     const work = scr + 4 * rows * perRow;
     if (r?.pre) this.prog!.calls.run(r.pre, [run.T, run.S, run.seq, rows, scr, 0, 0], r.args.map((a) => this.argValue(a)), 1, false);
     const at = (n: (typeof names)[number], v: View): At => {
@@ -435,7 +434,7 @@ export class WasmBackend extends CpuBackend {
     const yAt: At = { at: this.argValue({ kind: 'buf', buf: y.buf }) + 4 * y.col, ld: run.entry.buffers[y.buf]!.width };
     const slots = c.states(k.state!).map((st) => st.byteOffset);
     ssdChunkedAt(this.kernels, this.prog!.ssd, this.prog!.calls, this.kernels.memory, x!, dt!, c.operand(k, 'A'), B!, C!, c.operand(k, 'D'), yAt,
-      { H, P, G, N }, c.T, k.sizes.chunk, c.seqs, slots, work);
+      { H, P, G, N }, c.T, k.sizes.chunk, c.seqs, slots, work, bf16);
     return true;
   }
 

@@ -16,6 +16,7 @@ import { checkSeqs, type SeqSlice } from '../cpu/seq.ts';
 import type { SsdDims } from '../cpu/ssd.ts';
 import type { WasmKernels } from './kernels.ts';
 import { ssdHeadBytes } from './heads.ts';
+import { roundBf16, widenBf16 } from '../tensor.ts';
 import type { ProgramCalls } from './split.ts';
 
 export function ssdChunkedWasm(wk: WasmKernels, x: Float32Array, dt: Float32Array, A: Float32Array, B: Float32Array, C: Float32Array, D: Float32Array,
@@ -115,9 +116,10 @@ export function zeroUncovered(memory: WebAssembly.Memory, y: At, T: number, widt
 }
 
 /** Bytes of work space ssdChunkedAt needs for T rows in chunks of up to Q rows on `threads`
- *  threads: the constants, every chunk's C_g·B_gᵀ and each thread's scratch (runtime/wasm/heads.ts). */
-export const ssdWorkBytes = (T: number, Q: number, dims: SsdDims, wk: { MR: number; NR: number; threads: number }) =>
-  32 + 8 * dims.H + 4 * Math.ceil(T / Q) * dims.G * Q * Q + wk.threads * ssdHeadBytes(Q, dims.P, dims.N, wk.MR, wk.NR);
+ *  threads: the constants, every chunk's C_g·B_gᵀ and each thread's scratch (runtime/wasm/heads.ts),
+ *  then for bf16 states a sequence's state widened to f32. */
+export const ssdWorkBytes = (T: number, Q: number, dims: SsdDims, wk: { MR: number; NR: number; threads: number }, bf16 = false) =>
+  32 + 8 * dims.H + 4 * Math.ceil(T / Q) * dims.G * Q * Q + wk.threads * ssdHeadBytes(Q, dims.P, dims.N, wk.MR, wk.NR) + (bf16 ? 4 * dims.H * dims.P * dims.N : 0);
 
 /**
  * ssdChunkedWasm with every operand and the output in the shared memory: x [T, H·P], dt [T, H],
@@ -128,7 +130,7 @@ export const ssdWorkBytes = (T: number, Q: number, dims: SsdDims, wk: { MR: numb
  * order; the steps between the products in the program module, codegen/wasm/program.ts SSD_GLUE).
  */
 export function ssdChunkedAt(wk: WasmKernels, glue: SsdGlue, calls: ProgramCalls, memory: WebAssembly.Memory, x: At, dt: At, A: Float32Array, B: At, C: At, D: Float32Array, y: At,
-  dims: SsdDims, T: number, chunk: number, seqs: readonly SeqSlice[], states: readonly number[], work: number): void {
+  dims: SsdDims, T: number, chunk: number, seqs: readonly SeqSlice[], states: readonly number[], work: number, bf16 = false): void {
   const { H, P, G, N } = dims;
   if (H % G !== 0 || A.length !== H || D.length !== H) throw new RangeError(`ssdChunked: operand sizes do not match H=${H} P=${P} G=${G} N=${N}`);
   checkSeqs('ssdChunked', T, seqs, states.length);
@@ -144,7 +146,10 @@ export function ssdChunkedAt(wk: WasmKernels, glue: SsdGlue, calls: ProgramCalls
   cf.set(D, H);
   zeroUncovered(memory, y, T, H * P, seqs);
   const f = (at: number) => at >>> 2;
+  // bf16 states: each sequence's widened to f32 after the threads' scratch, and rounded back after its heads
+  const n = H * P * N, wide = scr + wk.threads * own;
   for (let s = 0; s < seqs.length; s++) {
+    if (bf16) widenBf16(new Uint16Array(memory.buffer, states[s]!, n), new Uint32Array(memory.buffer, wide, n));
     const { start, len } = seqs[s]!;
     for (let c0 = start, ci = 0; c0 < start + len; c0 += Q, ci++) {
       const q = Math.min(Q, start + len - c0);
@@ -156,6 +161,7 @@ export function ssdChunkedAt(wk: WasmKernels, glue: SsdGlue, calls: ProgramCalls
       }
     }
     calls.run(calls.heads.ssd, [T, 0, 0, T, scr, 0, 0], [x.at, x.ld, dt.at, dt.ld, B.at, B.ld, C.at, C.ld, y.at, y.ld,
-      H, P, G, N, start, len, Q, states[s]!, consts, cb, wk.MR, wk.NR, wk.m64], H, true, own);
+      H, P, G, N, start, len, Q, bf16 ? wide : states[s]!, consts, cb, wk.MR, wk.NR, wk.m64], H, true, own);
+    if (bf16) roundBf16(new Uint32Array(memory.buffer, wide, n), new Uint16Array(memory.buffer, states[s]!, n));
   }
 }

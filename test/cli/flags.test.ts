@@ -114,6 +114,20 @@ describe('run flags', () => {
   });
 });
 
+describe('--ssm-state', () => {
+  it('bf16 runs on the wasm and cpu backends (the same tokens on both); another format is refused, naming the choices', async () => {
+    const wasm = await run('--ids', '1,2', '--max-tokens', '6', '--ssm-state', 'bf16');
+    expect(wasm.code, wasm.stderr).toBe(0);
+    expect(wasm.stdout).toMatch(/^\d+( \d+){5}\n$/);
+    const cpu = await run('--ids', '1,2', '--max-tokens', '6', '--ssm-state', 'bf16', '--backend', 'cpu');
+    expect(cpu.code, cpu.stderr).toBe(0);
+    expect(cpu.stdout).toBe(wasm.stdout);
+    const bad = await run('--ids', '1,2', '--ssm-state', 'f16');
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/--ssm-state.*f16.*f32, bf16/s);
+  });
+});
+
 describe('--capacity and --stop-at-context', () => {
   it('a prompt and --max-tokens over --capacity are refused before any token, naming the flag (RT307)', async () => {
     const r = await run('--ids', '1,2', '--max-tokens', '400', '--capacity', '16');

@@ -33,6 +33,8 @@ export interface OpBatch {
   readonly seqs?: readonly number[];
   readonly before?: readonly number[];
   readonly state?: (bytes: number, seq: number) => Uint8Array;
+  /** How the slots keep the op's state (runtime/program.ts ProgramState.dtype). */
+  readonly stateDtype?: 'bf16';
 }
 
 /** Lowers `op` over `inputs` and runs its kernels on `backend`: T token rows of one sequence
@@ -95,7 +97,8 @@ function startOp(name: string, inputs: readonly OpInput[], attrs: Attrs, T: numb
   const program: Program = {
     format: 'archc-kernels/1', model: name, params: {}, bindings: [], choices: [],
     weights: inputs.flatMap((i, k) => (i && 'weight' in i ? [{ name: `w${k}`, shape: i.weight.shape, dtype: i.weight.dtype }] : [])),
-    derived: [], states: spec ? [{ name: `${name}:${spec.kind}`, kind: spec.kind, per: spec.per, shape: spec.shape, ...(spec.window ? { window: spec.window } : {}) }] : [], outputs: Object.fromEntries(outs.map((o, i) => [`y${i}`, o.width])),
+    derived: [], states: spec ? [{ name: `${name}:${spec.kind}`, kind: spec.kind, per: spec.per, shape: spec.shape, ...(spec.window ? { window: spec.window } : {}), ...(opts.stateDtype ? { dtype: opts.stateDtype } : {}) }] : [],
+    outputs: Object.fromEntries(outs.map((o, i) => [`y${i}`, o.width])),
     entries: { forward: entry, prefill: entry, decode: entry },
   };
   const backend = (opts.backend ?? ((p) => new CpuBackend(p)))(program);

@@ -14,7 +14,7 @@ import { openDriver } from '../../runtime/cuda/driver.ts';
 import type { CudaKernels, CudaLaunchPlan, CudaManifest } from '../../runtime/cuda/kernels.ts';
 import { RuntimeError } from '../../runtime/errors.ts';
 import { Model } from '../../runtime/model.ts';
-import type { EntryName, Kernel } from '../../runtime/program.ts';
+import { type EntryName, type Kernel, withSsmState } from '../../runtime/program.ts';
 import { quantize } from '../../runtime/quant.ts';
 import { toF32 } from '../../runtime/tensor.ts';
 import { compileTiny, makeDir, randomTensors, removeDir, writeCheckpoint } from '../helpers/checkpoints.ts';
@@ -58,6 +58,11 @@ describe('the CUDA backend', () => {
     } finally {
       removeDir(dir);
     }
+  });
+
+  it('SSM states kept in bf16: RT178 before the driver or the checkpoint is opened (the cpu and wasm backends keep them)', async () => {
+    await rejects(Model.loadProgram(withSsmState(program, 'bf16'), '/nonexistent/checkpoint', { backend: 'cuda', cuda: { library: '/nonexistent/libcuda.so.1', kernels: fakeKernels() } }),
+      'RT178', /the cuda backend does not keep SSM states in bf16/, /--ssm-state f32/);
   });
 
   it('cuInit failing: RT701 with the CUDA error name', async () => {

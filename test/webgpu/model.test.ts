@@ -10,6 +10,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { renderProgram } from '../../codegen/wgsl/render.ts';
 import { Model } from '../../runtime/model.ts';
+import { withSsmState } from '../../runtime/program.ts';
 import type { WebGpuBackend } from '../../runtime/webgpu/backend.ts';
 import { expectLogitsClose, makeDir, programFor, randomIds, removeDir, writeCheckpoint } from '../helpers/checkpoints.ts';
 import { expectShadersValid, useSwiftShader } from './gpu.ts';
@@ -75,6 +76,11 @@ describe('WebGPU = CPU on a tiny Bamba', () => {
     const want = await take(cpu);
     expect(want.length).toBe(8);
     expect(await take(gpu)).toEqual(want);
+  }, TIMEOUT);
+
+  it('SSM states kept in bf16 are refused with RT178 (the cpu and wasm backends keep them)', async () => {
+    const program = withSsmState(programFor(dir), 'bf16');
+    await expect(Model.loadProgram(program, dir, { backend: 'webgpu', wgsl: renderProgram(program) })).rejects.toMatchObject({ code: 'RT178', message: expect.stringMatching(/the webgpu backend does not keep SSM states in bf16/) });
   }, TIMEOUT);
 
   it('the synchronous methods say to use the async ones', () => {

@@ -18,7 +18,7 @@ import { CpuBackend } from '../../../runtime/cpu/backend.ts';
 import { type EntryName, type Program, slotLayout } from '../../../runtime/program.ts';
 import { createRng } from '../../../runtime/rng.ts';
 import type { DType, Tensor } from '../../../runtime/tensor.ts';
-import { f32ToBf16 } from '../../../runtime/tensor.ts';
+import { bf16ToF32, f32ToBf16, roundBf16 } from '../../../runtime/tensor.ts';
 import { WasmBackend } from '../../../runtime/wasm/backend.ts';
 import { STATE_READ_TAIL } from '../../../runtime/wasm/layout.ts';
 import { Heap, WasmStatePool } from '../../../runtime/wasm/program.ts';
@@ -143,6 +143,63 @@ describe('chunked SSD over packed sequences = the CPU backend', () => {
         const want = new Float32Array(cpu.pool.save(cpu.slots[i]!).slice().buffer);
         expectClose(new Float32Array(got.pool.save(slot).slice().buffer), want, TOL, `ssd ${JSON.stringify(c)} state of sequence ${i}`);
       }
+    });
+  });
+});
+
+describe('SSM states kept in bf16 (runtime/program.ts withSsmState)', () => {
+  // the decode step (quads and a tail: N 5, 16) and the chunked SSD over packed sequences (sequences
+  // ending inside a chunk, groups shared by heads), from random bf16 states in the slots. On each
+  // backend, against the same run over f32 states holding the same values: the same outputs bit for
+  // bit (a call computes in f32 either way), and the states left are the f32 run's rounded to
+  // bf16 (runtime/tensor.ts roundBf16). wasm against the CPU backend: the outputs as ever,
+  // the states to a bf16 ulp (the CPU rounds its f64 sums' f32 values, wasm its f32 sums).
+  const SHAPES = [
+    { mode: 'decode' as const, seqs: [1, 1, 1], H: 4, P: 6, G: 2, N: 5, chunk: 4 },
+    { mode: 'decode' as const, seqs: [1, 1], H: 2, P: 8, G: 1, N: 16, chunk: 4 },
+    { mode: 'prefill' as const, seqs: [5, 2], H: 4, P: 6, G: 2, N: 5, chunk: 4 },
+    { mode: 'prefill' as const, seqs: [1, 9, 4], H: 3, P: 5, G: 1, N: 9, chunk: 4 },
+  ];
+  const BF16 = { atol: 1e-6, rtol: 2 ** -7 };
+  SHAPES.forEach((c, n) => {
+    it(`${c.mode} sequences ${c.seqs.join('+')}, H=${c.H} P=${c.P} G=${c.G} N=${c.N}`, () => {
+      const T = c.seqs.reduce((a, b) => a + b, 0), entries = c.H * c.P * c.N;
+      const r = prng(8000 + n);
+      const inputs = [act(r, T, [c.H, c.P]), act(r, T, [c.H], 0.05, 0.8), weight(r, [c.H], -2, -0.2), act(r, T, [c.G, c.N]), act(r, T, [c.G, c.N]), weight(r, [c.H])];
+      const bits = (seq: number) => Uint16Array.from(uniform(prng(88 + 31 * seq + n), entries, -1, 1), f32ToBf16);
+      const slot = (bytes: number, values: Uint16Array | Float32Array) => {
+        const out = new Uint8Array(bytes);
+        out.set(new Uint8Array(values.buffer));
+        return out;
+      };
+      const base = { mode: c.mode, seqs: c.seqs };
+      const f32 = { ...base, state: (bytes: number, seq: number) => slot(bytes, Float32Array.from(bits(seq), bf16ToF32)) };
+      const bf16 = { ...base, state: (bytes: number, seq: number) => slot(bytes, bits(seq)), stateDtype: 'bf16' as const };
+      const runs = { cpu: (p: Program): Backend => new CpuBackend(p), wasm: (p: Program): Backend => wasmFor(p) };
+      const got: Record<string, { y: Float32Array; states: Uint16Array[] }> = {};
+      for (const [name, make] of Object.entries(runs)) {
+        let backend: Backend | undefined;
+        const wide = runOp('ssd', inputs, { chunk: c.chunk }, T, { ...f32, backend: make });
+        const half = runOp('ssd', inputs, { chunk: c.chunk }, T, { ...bf16, backend: (p) => (backend = make(p)) });
+        if (name === 'wasm') {
+          const family = c.mode === 'decode' ? 'ssd_step' : 'ssd';
+          const ks = half.program.entries[c.mode].kernels.filter((k) => k.family === family);
+          expect(ks.length, `the ${family} family runs`).toBeGreaterThan(0);
+          for (const k of ks) expect((backend as WasmBackend).renders(k), `${k.name} runs in the module`).toBe(true);
+        }
+        // a slot holds the state in bf16: two bytes an entry, to whole 16 bytes
+        expect(half.pool.slotBytes, name).toBe(16 * Math.ceil(entries / 8));
+        expect(half.outputs[0], `${name}: the outputs over bf16 states`).toEqual(wide.outputs[0]);
+        const states = half.slots.map((s) => new Uint16Array(half.pool.save(s).slice().buffer, 0, entries));
+        wide.slots.forEach((s, i) => {
+          const want = new Uint16Array(entries);
+          roundBf16(new Uint32Array(wide.pool.save(s).slice().buffer, 0, entries), want);
+          expect(states[i], `${name}: the state of sequence ${i} is the f32 run's, rounded`).toEqual(want);
+        });
+        got[name] = { y: half.outputs[0]!, states };
+      }
+      expectClose(got.wasm!.y, got.cpu!.y, TOL, `ssd ${JSON.stringify(c)}`);
+      got.wasm!.states.forEach((st, i) => expectClose(Float32Array.from(st, bf16ToF32), Float32Array.from(got.cpu!.states[i]!, bf16ToF32), BF16, `ssd ${JSON.stringify(c)} state of sequence ${i}`));
     });
   });
 });
