@@ -273,6 +273,7 @@ export function withSsmState(program: Program, dtype: 'f32' | 'bf16'): Program {
   if (dtype === 'f32') return program;
   return { ...program, states: program.states.map((s) => (s.kind === 'ssm' ? { ...s, dtype } : s)) };
 }
+
 /** Every weight name the kernels of `entries` read. */
 export function weightsRead(entries: Readonly<Record<string, EntryOf<TrainKernel>>>): Set<string> {
   const out = new Set<string>();

@@ -151,7 +151,8 @@ export function runTarget(name: string): RunTarget {
   return t;
 }
 
-/** Throws RT177 where `program` has a sliding-window attention kernel that `target` does not run. */
+/** Throws RT178 where `program` keeps SSM states in bf16 and `target` does not, RT177 where it has a
+ *  sliding-window attention kernel that `target` does not run. */
 export function checkTargetRuns(program: Program, target: RunTarget): void {
   const bf16 = target.bf16States ? undefined : program.states.find((s) => s.dtype === 'bf16');
   if (bf16) throw new RuntimeError('RT178', [target.name, bf16.name]);
