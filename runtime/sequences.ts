@@ -12,6 +12,7 @@
 import type { StatePool } from './backend.ts';
 import type { SlotState } from './engine.ts';
 import { RuntimeError } from './errors.ts';
+import { bf16ToF32 } from './tensor.ts';
 import { type Program, type ProgramState, kvRows, sequenceFloats, slotLayout } from './program.ts';
 
 /** A sequence of a model (Model.newSequence): an opaque handle the model checks on every use. */
@@ -49,16 +50,16 @@ const HEADER = SAVED_HEADER_BYTES;
 // [20, 24) u32 capacity of the model that saved it (for messages) · [24, 32) u64 bytes of state
 // that follow · [32, 40) u64 program fingerprint · [40, 48) zero
 
-/** The runs of a slot (float offset, count) a sequence of `length` tokens holds, for slots of
- *  `capacity` (runtime/program.ts slotLayout): each per-sequence state whole; a per-token state is
- *  shape[0] blocks (K, V) of [rows][row] (rows = capacity, or a sliding window's ring: kvRows), of
- *  which the first min(length, rows) rows. */
-export function heldRuns(states: readonly ProgramState[], capacity: number, length: number): [number, number][] {
+/** The runs of a slot (float offset, count, whether its values are bf16) a sequence of `length`
+ *  tokens holds, for slots of `capacity` (runtime/program.ts slotLayout): each per-sequence state
+ *  whole; a per-token state is shape[0] blocks (K, V) of [rows][row] (rows = capacity, or a sliding
+ *  window's ring: kvRows), of which the first min(length, rows) rows. */
+export function heldRuns(states: readonly ProgramState[], capacity: number, length: number): [number, number, boolean?][] {
   const { offsets } = slotLayout(states, capacity);
-  const runs: [number, number][] = [];
+  const runs: [number, number, boolean?][] = [];
   states.forEach((s, i) => {
     const n = s.shape.reduce((a, b) => a * b, 1);
-    if (s.per === 'sequence') runs.push([offsets[i]!, sequenceFloats(s)]);
+    if (s.per === 'sequence') runs.push([offsets[i]!, sequenceFloats(s), s.dtype === 'bf16']);
     else {
       const blocks = s.shape[0]!, row = n / blocks, rows = kvRows(s, capacity);
       for (let b = 0; b < blocks; b++) runs.push([offsets[i]! + b * rows * row, Math.min(length, rows) * row]);
@@ -192,9 +193,14 @@ export class Sequences {
     const held = runs.reduce((a, [, n]) => a + 4 * n, 0);
     if (d.getBigUint64(24, true) !== BigInt(held)) bad(`the header gives ${d.getBigUint64(24, true)} bytes of state; a sequence of ${length} tokens holds ${held}`);
     if (b.byteLength !== HEADER + held) bad(`${b.byteLength} bytes, expected ${HEADER} + ${held}`);
-    // every state value must be a finite float (a NaN decodes to NaN logits for ever after)
-    const f = new Float32Array(b.slice(HEADER).buffer);
-    for (let i = 0; i < f.length; i++) if (f[i]! - f[i]! !== 0) throw new RuntimeError('RT336', [f[i], i]);
+    // every state value must be finite (a NaN decodes to NaN logits for ever after): a float, or in
+    // a bf16 state's run each half of one
+    const f = new Float32Array(b.slice(HEADER).buffer), half = new Uint16Array(f.buffer);
+    for (let r = 0, at = 0; r < runs.length; at += runs[r++]![1]) {
+      const [, n, bf16] = runs[r]!;
+      if (bf16) for (let i = 2 * at; i < 2 * (at + n); i++) if ((half[i]! & 0x7f80) === 0x7f80) throw new RuntimeError('RT336', [bf16ToF32(half[i]!), i >> 1]);
+      if (!bf16) for (let i = at; i < at + n; i++) if (f[i]! - f[i]! !== 0) throw new RuntimeError('RT336', [f[i], i]);
+    }
     // the whole slot: what was held where it lies, zeros past the sequence's rows
     const slot = new Float32Array(this.pool.slotBytes >> 2);
     let at = 0;

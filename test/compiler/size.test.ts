@@ -183,7 +183,7 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  builds (codegen/emit.ts, out of package.ts; +32 to keep the 8 most recently used, +11 for its folder
  *  named to tests: packageRuntimeCache, +11 for what a package copies listed once: COPIED), and +16 for the package's large tables as JSON.parse of one string
  *  (codegen/literal.ts jsonLiteral); runtime +13: greedy sampling's argmax four values to a branch (runtime/sampling.ts). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5514, codegen: 8373, runtime: 18936, cli: 3423 };
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5514, codegen: 8373, runtime: 18942, cli: 3423 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {

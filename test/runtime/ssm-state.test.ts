@@ -2,7 +2,8 @@
 // the wasm backend's program module: a saved sequence is smaller by half its SSM states' bytes;
 // through a prefill of ragged prompts (one past a 64-token SSD chunk) and 16 decode steps, wasm's
 // logits equal the CPU backend's over bf16 states, and differ from those over f32 states, a little;
-// a saved sequence resumes bit for bit; a state saved over bf16 states is refused over f32 ones.
+// a saved sequence resumes bit for bit; a state saved over bf16 states is refused over f32 ones, and
+// one holding a bf16 NaN or infinity is refused whichever half of a float holds it.
 // (The kernels' own checks, against f32 states rounded: test/runtime/wasm/program.test.ts.)
 
 import { readFileSync } from 'node:fs';
@@ -11,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTarget } from '../../codegen/targets.ts';
 import { Model } from '../../runtime/model.ts';
 import { type Program, withSsmState } from '../../runtime/program.ts';
+import { SAVED_HEADER_BYTES, heldRuns } from '../../runtime/sequences.ts';
 import { ROOT, expectLogitsClose, maxAbsDiff, programFor } from '../helpers/checkpoints.ts';
 
 const TINY_A = join(ROOT, '..', 'shared', 'models', 'tiny-bamba-a');
@@ -85,5 +87,23 @@ describe('SSM states kept in bf16', () => {
     m.releaseSequence(s!);
     m.releaseSequence(again);
     expect(() => models.wasm32.restoreSequence(saved)).toThrow(/RT335.*another program/);
+  });
+
+  it('a saved state holding a bf16 NaN or infinity is refused (RT336), in either half of a float', async () => {
+    const m = models.wasm16;
+    const { states: [s] } = await m.prefillAsync([prompts[2]!]);
+    const saved = m.saveSequence(s!);
+    m.releaseSequence(s!);
+    // where the first SSM state's run begins in the saved bytes: the runs of the states before it
+    const capacity = new DataView(saved.bytes.buffer, saved.bytes.byteOffset).getUint32(20, true);
+    const first = p16.states.findIndex((st) => st.kind === 'ssm');
+    const before = p16.states.slice(0, first).reduce((a, st) => a + (st.per === 'sequence' ? 1 : st.shape[0]!), 0);
+    const at = SAVED_HEADER_BYTES + 4 * heldRuns(p16.states, capacity, saved.length).slice(0, before).reduce((a, [, n]) => a + n, 0);
+    for (const [byte, bits, what] of [[at, 0x7fc0, 'NaN'], [at + 2, 0xff80, '-Infinity']] as const) {
+      const bytes = saved.bytes.slice();
+      new DataView(bytes.buffer).setUint16(byte, bits, true);
+      expect(() => m.restoreSequence({ length: saved.length, bytes }), what).toThrow(new RegExp(`RT336.*${what} at float ${(at - SAVED_HEADER_BYTES) >> 2}`));
+    }
+    m.releaseSequence(m.restoreSequence(saved));
   });
 });
