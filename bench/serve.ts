@@ -146,6 +146,6 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 await s.close();
 if (ROUNDS > 1) console.log(`median of ${ROUNDS} rounds: ${median(ratios.map((r) => r[0])).toFixed(2)}x (while all decode: ${median(ratios.map((r) => r[1])).toFixed(2)}x); while all decode, each round: ${ratios.map((r) => r[1].toFixed(2)).join(', ')}`);
 mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true });
-writeFileSync(join(ROOT, 'bench', 'results', 'serve.json'), JSON.stringify({ checkpoint: src, format: format ?? 'stored', promptTokens, threads: model.threads, cache: cacheRows.map(({ ids, ...r }) => r), throughput, ratios }, null, 2) + '\n');
+writeFileSync(join(ROOT, 'bench', 'results', 'serve.json'), JSON.stringify({ checkpoint: src, format: format ?? 'stored', ssmState: SSM_STATE, promptTokens, threads: model.threads, cache: cacheRows.map(({ ids, ...r }) => r), throughput, ratios }, null, 2) + '\n');
 rmSync(dir, { recursive: true, force: true });
 process.exit(0);
