@@ -198,8 +198,9 @@ export class Sequences {
     const f = new Float32Array(b.slice(HEADER).buffer), half = new Uint16Array(f.buffer);
     for (let r = 0, at = 0; r < runs.length; at += runs[r++]![1]) {
       const [, n, bf16] = runs[r]!;
-      if (bf16) for (let i = 2 * at; i < 2 * (at + n); i++) if ((half[i]! & 0x7f80) === 0x7f80) throw new RuntimeError('RT336', [bf16ToF32(half[i]!), i >> 1]);
-      if (!bf16) for (let i = at; i < at + n; i++) if (f[i]! - f[i]! !== 0) throw new RuntimeError('RT336', [f[i], i]);
+      if (bf16) {
+        for (let i = 2 * at; i < 2 * (at + n); i++) if ((half[i]! & 0x7f80) === 0x7f80) throw new RuntimeError('RT336', [bf16ToF32(half[i]!), i >> 1]);
+      } else for (let i = at; i < at + n; i++) if (f[i]! - f[i]! !== 0) throw new RuntimeError('RT336', [f[i], i]);
     }
     // the whole slot: what was held where it lies, zeros past the sequence's rows
     const slot = new Float32Array(this.pool.slotBytes >> 2);

@@ -105,9 +105,7 @@ export function readF32(t: Tensor, offset: number, count: number, out: Float32Ar
   if (t.dtype === 'f32') {
     out.set((d as Float32Array).subarray(offset, offset + count), outOffset);
   } else if (t.dtype === 'bf16') {
-    const src = d as Uint16Array;
-    const dst = new Uint32Array(out.buffer, out.byteOffset + outOffset * 4, count);
-    for (let i = 0; i < count; i++) dst[i] = src[offset + i]! << 16;
+    widenBf16((d as Uint16Array).subarray(offset, offset + count), new Uint32Array(out.buffer, out.byteOffset + outOffset * 4, count));
   } else if (t.dtype === 'f16') {
     const src = d as Uint16Array;
     for (let i = 0; i < count; i++) out[outOffset + i] = f16ToF32(src[offset + i]!);

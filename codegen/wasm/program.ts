@@ -279,8 +279,8 @@ function ssdStepRun(f: Fn): string {
   const d = f.fresh('d', 'f64'), decay = f.fresh('decay', 'v128'), xp = f.fresh('xp', 'f32'), dx = f.fresh('dx', 'v128'), acc = f.fresh('acc', 'v128'), v = f.fresh('v', 'v128'), a = f.fresh('a', 'f32');
   const fl = (base: string, i: string) => `(f32.load ${addI(base, `(i32.shl ${i} ${i32(2)})`)})`;
   const nb = `(i32.shl ${get(n)} ${i32(2)})`;
-  // the state's entries as the slot stores them (runtime/program.ts ProgramState.dtype): f32, or
-  // bf16, widened where read and rounded where stored (runtime/tensor.ts roundBf16, as the CPU backend's f32States)
+  // the state's entries as the slot stores them (ProgramState.dtype): f32, or bf16, widened where read and
+  // rounded where stored (tensor.ts roundBf16; one token a sequence, so once a call, as cpu f32States)
   const bf16 = f.program.states[k.state!]?.dtype === 'bf16', E = bf16 ? 2 : 4;
   const sAt = addI(get(so), bf16 ? `(i32.shl ${get(n)} ${i32(1)})` : nb);
   const loadQuad = bf16 ? `(i32x4.shl (i32x4.extend_low_i16x8_u (v128.load64_zero ${sAt})) (i32.const 16))` : `(v128.load ${sAt})`;
