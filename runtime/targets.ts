@@ -106,10 +106,14 @@ export const RUN_TARGETS = [
     byDefault: () => false,
     activations: ['f32', 'q8'],
     slidingWindow: true,
-    bf16States: false,
+    bf16States: true,
     trainEntry: true,
     async open(program, opts): Promise<LoadableBackend> {
       if (!opts.wgsl) throw new RuntimeError('RT303', ['backend webgpu without the program\'s WGSL', 'pass LoadOptions.wgsl (the package\'s WGSL)']);
+      const bf16 = program.states.flatMap((st, i) => (st.dtype === 'bf16' ? [i] : [])).join(',');
+      if (bf16 !== (opts.wgsl.bf16States ?? []).join(',')) {
+        throw new RuntimeError('RT303', [`WGSL rendered for SSM states in ${bf16 ? 'f32' : 'bf16'} with a program that keeps them in ${bf16 ? 'bf16' : 'f32'}`, 'render the WGSL from this program (codegen/wgsl/render.ts renderProgram), or load with the state format the package was built for']);
+      }
       const { createWebGpuBackend } = await import('./webgpu/backend.ts');
       return createWebGpuBackend(program, opts.wgsl, { ...(opts.capacity !== undefined ? { capacity: opts.capacity } : {}), ...opts.webgpu, ...(opts.activations ? { activations: opts.activations } : {}) });
     },

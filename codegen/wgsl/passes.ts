@@ -30,6 +30,8 @@ export interface Ctx {
   readonly wg: number;
   /** A product's passes for 8-bit activations: its input rows rounded into scratch0 first (quant.ts). */
   readonly a8?: boolean;
+  /** The kernel's state is kept in bf16 (runtime/program.ts withSsmState): two values a word of the pool. */
+  readonly bf16State?: boolean;
 }
 
 

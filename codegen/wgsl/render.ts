@@ -394,11 +394,13 @@ function ssdOperands(s: Shader): void {
 function ssdStep(c: Ctx): Pass[] {
   const { k } = c;
   const { H, P, G, N } = k.sizes as { H: number; P: number; G: number; N: number };
+  if (c.bf16State && N % 2) fail(`${k.name}: a bf16 state needs an even d_state, got ${N}`);
   const s = shader(c);
   const state = s.state();
   ssdOperands(s);
   s.output(k.outputs.y!);
-  const code = s.render('SSD_SCAN', 'scan', c.header, { wg: c.wg, H, P, N, hpg: H / G, state });
+  const code = c.bf16State ? s.render('SSD_SCAN_BF16', 'scan', c.header, { wg: c.wg, H, P, N, N2: N / 2, hpg: H / G, state })
+    : s.render('SSD_SCAN', 'scan', c.header, { wg: c.wg, H, P, N, hpg: H / G, state });
   return [pass('scan', s, code, count('S', H * P, c.wg))];
 }
 
@@ -408,16 +410,17 @@ function ssd(c: Ctx): Pass[] {
   const lanes = c.sched.chunk_lanes!;
   const Q = chunk;
   const scratch = { scratch0: count('chunks', H * P * N, 1), scratch1: count('chunks', H, 1), scratch2: count('chunks', G * Q * Q, 1) };
-  const one = (template: 'SSD_SCORES' | 'SSD_CHUNK' | 'SSD_PASS' | 'SSD_OUT', name: string, groups: RunCount, wg: number): Pass => {
+  if (c.bf16State && N % 2) fail(`${k.name}: a bf16 state needs an even d_state, got ${N}`);
+  const one = (template: 'SSD_SCORES' | 'SSD_CHUNK' | 'SSD_PASS' | 'SSD_PASS_BF16' | 'SSD_OUT', name: string, groups: RunCount, wg: number): Pass => {
     const s = shader(c);
     ssdOperands(s);
     s.output(k.outputs.y!);
     s.scratch(0);
     s.scratch(1);
     s.scratch(2);
-    const state = template === 'SSD_PASS' ? s.state() : '';
+    const state = template.startsWith('SSD_PASS') ? s.state() : '';
     const code = s.render(template, name, c.header, {
-      wg, lanes, H, P, N, G, HPN: H * P * N, hpg: H / G, Q, QQ: Q * Q, GQQ: G * Q * Q,
+      wg, lanes, H, P, N, G, HPN: H * P * N, HPN2: (H * P * N) / 2, hpg: H / G, Q, QQ: Q * Q, GQQ: G * Q * Q,
       chunks: 'seqField(nS() - 1u, 4u) + seqField(nS() - 1u, 5u)', state,
     });
     return pass(name, s, code, groups, 1, { scratch });
@@ -425,7 +428,7 @@ function ssd(c: Ctx): Pass[] {
   return [
     one('SSD_SCORES', 'chunk scores', count('chunks', G * Q * Q, c.wg), c.wg),
     one('SSD_CHUNK', 'chunk states', count('chunks', H, 1), lanes),
-    one('SSD_PASS', 'state passing', count('S', H * P * N, c.wg), c.wg),
+    c.bf16State ? one('SSD_PASS_BF16', 'state passing', count('S', (H * P * N) / 2, c.wg), c.wg) : one('SSD_PASS', 'state passing', count('S', H * P * N, c.wg), c.wg),
     one('SSD_OUT', 'state output', count('T', H * P, c.wg), c.wg),
   ];
 }
@@ -476,7 +479,8 @@ export function renderProgram(program: Program): WgslProgram {
       if (chunks.size > 1) fail(`entry ${name} has chunked scans of different chunk lengths (${[...chunks].join(', ')})`);
       const kernels: KernelShaders[] = entry.kernels.map((k) => {
         const sched = wgslSchedule(k, target);
-        const passes = FAMILIES[k.family]({ k, entry, dtypes, header, rotary, sched, wg: sched.workgroup });
+        const bf16State = k.state !== undefined && program.states[k.state]?.dtype === 'bf16';
+        const passes = FAMILIES[k.family]({ k, entry, dtypes, header, rotary, sched, wg: sched.workgroup, ...(bf16State ? { bf16State } : {}) });
         // a weight the load may quantise: the kernel's passes again per format, reading codes
         const w = k.inputs.w;
         if (!w || !('weight' in w) || !quantisable.has(w.weight) || (k.family !== 'embedding' && (k.family !== 'matmul' || k.attrs.transposed))) return { kernel: k.name, passes };
@@ -492,8 +496,11 @@ export function renderProgram(program: Program): WgslProgram {
     }
     return entries;
   };
+  // a train entry's forward runs from fresh f32 states (runtime/webgpu/train.ts)
+  if (program.train && program.states.some((st) => st.dtype === 'bf16')) fail('a program with a train entry keeps its SSM states in f32');
   const train = (target: WgslTarget) => renderTrain(program, target, { dtypes, header, rotary }, (c) => FAMILIES[c.k.family](c)); // train.ts
-  return { format: 'archc-wgsl/5', header, rotary, profiles: { gpu: profile(TARGETS.gpu), cpu: profile(TARGETS.cpu) },
+  const bf16States = program.states.flatMap((st, i) => (st.dtype === 'bf16' ? [i] : []));
+  return { format: 'archc-wgsl/5', header, rotary, profiles: { gpu: profile(TARGETS.gpu), cpu: profile(TARGETS.cpu) }, ...(bf16States.length ? { bf16States } : {}),
     ...(program.train ? { train: { gpu: train(TARGETS.gpu), cpu: train(TARGETS.cpu) }, optimizer: renderOptimizer(program) } : {}) };
 }
 

@@ -50,6 +50,14 @@ fn total(li: u32, v: f32) -> f32 {
   return t;
 }`;
 
+/** Two f32 values rounded to bf16 (to nearest, ties away from zero: runtime/tensor.ts roundBf16)
+ *  as one word of the f32 state pool, the first in the low half. */
+const BF16_PAIR = `
+fn bf16Pair(a: f32, b: f32) -> f32 {
+  return bitcast<f32>(((bitcast<u32>(a) + 0x8000u) >> 16u) | ((bitcast<u32>(b) + 0x8000u) & 0xffff0000u));
+}
+`;
+
 const MAIN = `@compute @workgroup_size({{wg}})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let unit = wid.x + wid.y * nwg.x;`;
@@ -232,6 +240,42 @@ ${MAIN}
 }
 `;
 
+/** SSD_SCAN over a bf16 state (runtime/program.ts withSsmState): two values a word of the f32 pool
+ *  (element n in the low half when n is even), widened into registers, the call's tokens run in f32,
+ *  and each value rounded once as the call ends (to nearest, ties away from zero: runtime/tensor.ts
+ *  roundBf16), as the reference's f32States does. */
+export const SSD_SCAN_BF16 = `{{prelude}}
+${MAIN}
+  let i = unit * {{wg}}u + li;
+  if (i >= nS() * {{H}}u * {{P}}u) { return; }
+  let s = i / ({{H}}u * {{P}}u);
+  let h = (i / {{P}}u) % {{H}}u;
+  let p = i % {{P}}u;
+  let g = h / {{hpg}}u;
+  let sb = seqSlot(s) + {{state}} + (h * {{P}}u + p) * {{N2}}u;
+  var st: array<f32, {{N}}>;
+  for (var n = 0u; n < {{N2}}u; n++) {
+    let w = bitcast<u32>(state_get(sb + n));
+    st[2u * n] = bitcast<f32>(w << 16u);
+    st[2u * n + 1u] = bitcast<f32>(w & 0xffff0000u);
+  }
+  let start = seqStart(s);
+  for (var t = start; t < start + seqLen(s); t++) {
+    let d = op_dt(t, h);
+    let decay = exp(d * op_A(0u, h));
+    let xp = op_x(t, h * {{P}}u + p);
+    var acc = 0.0;
+    for (var n = 0u; n < {{N}}u; n++) {
+      let v = st[n] * decay + d * xp * op_B(t, g * {{N}}u + n);
+      st[n] = v;
+      acc += v * op_C(t, g * {{N}}u + n);
+    }
+    put(t, h * {{P}}u + p, acc + op_D(0u, h) * xp);
+  }
+  for (var n = 0u; n < {{N2}}u; n++) { state_set(sb + n, bf16Pair(st[2u * n], st[2u * n + 1u])); }
+}
+${BF16_PAIR}`;
+
 /** Chunked SSD, pass 0: per (chunk, group, i, j), the chunk's scores C_i·B_j (j <= i < the chunk's
  *  length; 0 elsewhere) into scratch2 [chunks, G, Q, Q], shared by the group's heads. */
 export const SSD_SCORES = `{{prelude}}
@@ -311,6 +355,30 @@ ${MAIN}
   state_set(at, run);
 }
 `;
+
+/** SSD_PASS over a bf16 state: one invocation per pair of state values (one word of the pool),
+ *  widened, carried in f32 through the chunks and rounded once at the end (SSD_SCAN_BF16). */
+export const SSD_PASS_BF16 = `{{prelude}}
+${MAIN}
+  let i = unit * {{wg}}u + li;
+  if (i >= nS() * {{HPN2}}u) { return; }
+  let s = i / {{HPN2}}u;
+  let e = 2u * (i % {{HPN2}}u);
+  let h = e / ({{P}}u * {{N}}u);
+  let at = seqSlot(s) + {{state}} + e / 2u;
+  let w = bitcast<u32>(state_get(at));
+  var run = vec2<f32>(bitcast<f32>(w << 16u), bitcast<f32>(w & 0xffff0000u));
+  let first = seqField(s, 4u);
+  for (var c = first; c < first + seqField(s, 5u); c++) {
+    let own = vec2<f32>(scratch0_get(c * {{HPN}}u + e), scratch0_get(c * {{HPN}}u + e + 1u));
+    scratch0_set(c * {{HPN}}u + e, run.x);
+    scratch0_set(c * {{HPN}}u + e + 1u, run.y);
+    let a = scratch1_get(c * {{H}}u + h);
+    run = vec2<f32>(a * run.x + own.x, a * run.y + own.y);
+  }
+  state_set(at, bf16Pair(run.x, run.y));
+}
+${BF16_PAIR}`;
 
 /** Chunked SSD, pass 3: per (token, head, channel), the entering state's share of the output,
  *  exp(seg(i, first-1)) · (S_in · C_i), added to pass 1's result. */

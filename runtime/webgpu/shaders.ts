@@ -99,6 +99,9 @@ export interface WgslProgram {
   readonly train?: Readonly<Record<WgslProfile, WgslEntry>>;
   /** AdamW on the device after the train entry (runtime/webgpu/optim.ts), where it has one. */
   readonly optimizer?: WgslOptimizer;
+  /** The states its shaders read and write as bf16 (runtime/program.ts withSsmState), where any are:
+   *  a program loads only with WGSL rendered for its own state formats. */
+  readonly bf16States?: readonly number[];
 }
 
 /** The optimizer's passes over the train entry's gradients (codegen/wgsl/optim.ts), one rendering for

@@ -60,7 +60,7 @@ describe('the CUDA backend', () => {
     }
   });
 
-  it('SSM states kept in bf16: RT178 before the driver or the checkpoint is opened (the cpu and wasm backends keep them)', async () => {
+  it('SSM states kept in bf16: RT178 before the driver or the checkpoint is opened (the cpu, wasm and webgpu backends keep them)', async () => {
     await rejects(Model.loadProgram(withSsmState(program, 'bf16'), '/nonexistent/checkpoint', { backend: 'cuda', cuda: { library: '/nonexistent/libcuda.so.1', kernels: fakeKernels() } }),
       'RT178', /the cuda backend does not keep SSM states in bf16/, /--ssm-state f32/);
   });

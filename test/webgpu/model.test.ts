@@ -1,7 +1,9 @@
 // End to end on a random tiny Bamba (Mamba-2 + attention layers, bf16 weights): the WebGPU backend's
 // logits equal the CPU engine's within 1e-4 · (1 + max|logit|) for a forward pass, a packed batch of
 // ragged sequences, step-by-step decode, batched decode over state slots, and greedy generation
-// gives the same tokens. Every shader of the program is validated by Dawn first. Then a tiny Bamba
+// gives the same tokens. Every shader of the program is validated by Dawn first. With SSM states
+// kept in bf16: logits within 2e-3 · (1 + max|logit|) of the CPU's, every state value within one bf16
+// ulp of the CPU's (95 % equal), the saved state resumed by the CPU. Then a tiny Bamba
 // whose attention is layer 0 (f32, chunk 5, 4 groups: the rotary embedding acts on the embeddings
 // and every Mamba layer after it carries its error to the logits), within the same bound at
 // positions 0.., past 2000 (a sequence continued by decode) and past 32000 (explicit positions,
@@ -10,13 +12,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { renderProgram } from '../../codegen/wgsl/render.ts';
 import { Model } from '../../runtime/model.ts';
-import { withSsmState } from '../../runtime/program.ts';
+import { type Program, withSsmState } from '../../runtime/program.ts';
+import { SAVED_HEADER_BYTES, type SavedSequence, heldRuns } from '../../runtime/sequences.ts';
 import type { WebGpuBackend } from '../../runtime/webgpu/backend.ts';
 import { expectLogitsClose, makeDir, programFor, randomIds, removeDir, writeCheckpoint } from '../helpers/checkpoints.ts';
 import { expectShadersValid, useSwiftShader } from './gpu.ts';
 
 /** The bound of every WebGPU-vs-CPU comparison of logits here: 1e-4 · (1 + max|logit|). */
 const RTOL = 1e-4;
+/** With SSM states kept in bf16 the two backends' f32 values may round to neighbouring bf16 values
+ *  where they straddle a rounding boundary (one bf16 ulp, 2^-8 relative): a wider bound. */
+const BF16_RTOL = 2e-3;
 /** SwiftShader on two busy cores: a generous bound per test (budgets are by count, not time). */
 const TIMEOUT = 180_000;
 let dir: string;
@@ -37,6 +43,28 @@ afterAll(() => {
   gpu?.dispose();
   if (dir) removeDir(dir);
 });
+
+/** The bf16 SSM values of two saved sequences (runtime/sequences.ts heldRuns): each within one bf16
+ *  ulp of the other, and at least 95 % of them equal (rounding the same f32 sums the same way; a
+ *  different rounding, such as truncation, leaves about half equal). */
+function expectBf16StatesClose(program: Program, got: SavedSequence, want: SavedSequence, what: string): void {
+  expect(got.bytes.byteLength, what).toBe(want.bytes.byteLength);
+  const capacity = new DataView(want.bytes.buffer, want.bytes.byteOffset).getUint32(20, true);
+  let at = SAVED_HEADER_BYTES, n = 0, same = 0;
+  for (const [, count, bf16] of heldRuns(program.states, capacity, want.length)) {
+    if (bf16) {
+      const a = new Uint16Array(got.bytes.slice(at, at + 4 * count).buffer), b = new Uint16Array(want.bytes.slice(at, at + 4 * count).buffer);
+      for (let i = 0; i < a.length; i++) {
+        n++;
+        if (a[i] === b[i]) same++;
+        else expect((a[i]! ^ b[i]!) < 0x8000 && Math.abs(a[i]! - b[i]!) === 1, `${what}: bf16 state value ${i}: ${a[i]!.toString(16)} against ${b[i]!.toString(16)}`).toBe(true);
+      }
+    }
+    at += 4 * count;
+  }
+  expect(n, what).toBeGreaterThan(0);
+  expect(same / n, `${what}: share of bf16 state values equal`).toBeGreaterThanOrEqual(0.95);
+}
 
 describe('WebGPU = CPU on a tiny Bamba', () => {
   it('runs the rendering for CPU adapters on SwiftShader (chosen by its adapter)', async () => {
@@ -78,9 +106,56 @@ describe('WebGPU = CPU on a tiny Bamba', () => {
     expect(await take(gpu)).toEqual(want);
   }, TIMEOUT);
 
-  it('SSM states kept in bf16 are refused with RT178 (the cpu and wasm backends keep them)', async () => {
+  it('SSM states kept in bf16: WebGPU = CPU over packed prefill and decode; the state saved on WebGPU resumes on the CPU', async () => {
     const program = withSsmState(programFor(dir), 'bf16');
-    await expect(Model.loadProgram(program, dir, { backend: 'webgpu', wgsl: renderProgram(program) })).rejects.toMatchObject({ code: 'RT178', message: expect.stringMatching(/the webgpu backend does not keep SSM states in bf16/) });
+    const wgsl = renderProgram(program);
+    const cpu16 = await Model.loadProgram(program, dir, { threads: 1 });
+    const gpu16 = await Model.loadProgram(program, dir, { backend: 'webgpu', wgsl });
+    try {
+      expect(await expectShadersValid((gpu16 as unknown as { backend: WebGpuBackend }).backend)).toBeGreaterThan(60);
+      // 6 and 11 tokens: the chunked scan over two and three chunks of 4, then the decode scan
+      const prompts = [randomIds(6, 96, 50), randomIds(11, 96, 51)];
+      const c = cpu16.prefill(prompts);
+      const g = await gpu16.prefillAsync(prompts);
+      g.logits.forEach((l, i) => expectLogitsClose(l, c.logits[i]!, BF16_RTOL, `bf16 states: prefill ${i}`, 96));
+      for (let i = 0; i < 2; i++) expectBf16StatesClose(program, await gpu16.saveSequenceAsync(g.states[i]!), cpu16.saveSequence(c.states[i]!), `prefill ${i}`);
+      let last: Float32Array = new Float32Array();
+      for (let step = 0; step < 4; step++) {
+        const next = randomIds(2, 96, 60 + step);
+        last = await gpu16.decodeAsync(next, g.states);
+        expectLogitsClose(last, cpu16.decode(next, c.states), BF16_RTOL, `bf16 states: decode step ${step}`, 96);
+      }
+      expectBf16StatesClose(program, await gpu16.saveSequenceAsync(g.states[1]!), cpu16.saveSequence(c.states[1]!), 'after 4 decode steps');
+      // a prompt read on from the states it left (the chunked scan entering a state of its own)
+      const more = [randomIds(5, 96, 65), randomIds(9, 96, 66)];
+      expectLogitsClose(await gpu16.stepAsync(more, g.states, true), cpu16.step(more, c.states, true), BF16_RTOL, 'bf16 states: a piece read on', 96);
+      for (let i = 0; i < 2; i++) expectBf16StatesClose(program, await gpu16.saveSequenceAsync(g.states[i]!), cpu16.saveSequence(c.states[i]!), `a piece read on ${i}`);
+      // the format is in effect: the f32 states' run of the same tokens differs
+      const f = await gpu.prefillAsync(prompts);
+      let f32Last: Float32Array = new Float32Array();
+      for (let step = 0; step < 4; step++) f32Last = await gpu.decodeAsync(randomIds(2, 96, 60 + step), f.states);
+      await gpu.stepAsync(more, f.states, true);
+      expect(Math.max(...last.map((v, i) => Math.abs(v - f32Last[i]!)))).toBeGreaterThan(0);
+      // half the SSM states' bytes, laid out as the CPU lays them out: the CPU resumes from them
+      const saved = await gpu16.saveSequenceAsync(g.states[1]!);
+      const savedF = await gpu.saveSequenceAsync(f.states[1]!);
+      const ssm = program.states.filter((st) => st.kind === 'ssm').reduce((a, st) => a + st.shape.reduce((x, y) => x * y, 1), 0);
+      expect(savedF.bytes.byteLength - saved.bytes.byteLength).toBe(2 * ssm);
+      const resumed = cpu16.restoreSequence(saved);
+      const next = randomIds(1, 96, 70);
+      expectLogitsClose(cpu16.decode(next, [resumed]), cpu16.decode(next, [c.states[1]!]), BF16_RTOL, 'bf16 states: the CPU resumed from WebGPU\'s state', 96);
+      for (const st of g.states) gpu16.releaseSequence(st);
+      for (const st of f.states) gpu.releaseSequence(st);
+    } finally {
+      cpu16.dispose();
+      gpu16.dispose();
+    }
+  }, TIMEOUT);
+
+  it('WGSL rendered for the other SSM state format is refused (RT303)', async () => {
+    const f32 = programFor(dir), bf16 = withSsmState(f32, 'bf16');
+    await expect(Model.loadProgram(bf16, dir, { backend: 'webgpu', wgsl: renderProgram(f32) })).rejects.toMatchObject({ code: 'RT303', message: expect.stringMatching(/WGSL rendered for SSM states in f32 with a program that keeps them in bf16/) });
+    await expect(Model.loadProgram(f32, dir, { backend: 'webgpu', wgsl: renderProgram(bf16) })).rejects.toMatchObject({ code: 'RT303', message: expect.stringMatching(/WGSL rendered for SSM states in bf16 with a program that keeps them in f32/) });
   }, TIMEOUT);
 
   it('the synchronous methods say to use the async ones', () => {
