@@ -133,7 +133,7 @@ export type LoadFlags = CommonOpts & QuantFlags & { weights: string; allowExtra?
 
 /** --ssm-state f32|bf16: how the state slots keep the SSM states (runtime/program.ts withSsmState). */
 export function withStateFormat(cmd: Command): Command {
-  return cmd.addOption(new Option('--ssm-state <format>', 'how state slots keep the SSM states: f32 (the default) or bf16 (half the bytes, each value rounded to bf16 where stored, as transformers keeps a bf16 model\'s cache; cpu, wasm and webgpu backends)').choices(['f32', 'bf16']));
+  return cmd.addOption(new Option('--ssm-state <format>', 'how state slots keep the SSM states: f32 (the default) or bf16 (half the bytes, each value rounded to bf16 where stored, as transformers keeps a bf16 model\'s cache)').choices(['f32', 'bf16']));
 }
 
 /** --capacity: the tokens one sequence may hold (LoadOptions.capacity; default the `context` param). */

@@ -59,7 +59,7 @@ export const RUNTIME_MESSAGES = {
   RT175: '{0} holds weights quantised already ({1}); load it without --quantize',
   RT176: 'tensor {0} cannot be quantised to {1}: {2}; keep it as stored with --keep {0}=none',
   RT177: 'the {0} backend does not run sliding-window attention yet ({1}, window {2}); run with --backend cpu',
-  RT178: 'the {0} backend does not keep SSM states in bf16 yet ({1}); run with --ssm-state f32, or with --backend wasm, cpu or webgpu',
+  RT178: 'the {0} backend does not keep SSM states in bf16 yet ({1}); run with --ssm-state f32',
   // 2xx: config.json
   RT200: 'cannot read config {0}: {1}',
   RT201: '{0}:{1}:{2}: invalid JSON: {3}',

@@ -274,6 +274,12 @@ export function withSsmState(program: Program, dtype: 'f32' | 'bf16'): Program {
   return { ...program, states: program.states.map((s) => (s.kind === 'ssm' ? { ...s, dtype } : s)) };
 }
 
+/** The indices of the states `program` keeps in bf16: kernels rendered for one program run another
+ *  only where these agree (the WGSL and CUDA kernels record them). */
+export function bf16States(program: Program): number[] {
+  return program.states.flatMap((s, i) => (s.dtype === 'bf16' ? [i] : []));
+}
+
 /** Every weight name the kernels of `entries` read. */
 export function weightsRead(entries: Readonly<Record<string, EntryOf<TrainKernel>>>): Set<string> {
   const out = new Set<string>();

@@ -16,7 +16,7 @@ import { availableParallelism, homedir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { InternalError } from '../../dsl/diagnostics.ts';
-import type { EntryName, Program } from '../../runtime/program.ts';
+import { type EntryName, type Program, bf16States } from '../../runtime/program.ts';
 import { type SourceFormat, sourceFormats } from '../../runtime/cuda/abi.ts';
 import { launchPlan, translationUnit, type CudaKernels, type CudaLaunchPlan, type CudaManifest, type CudaManifestKernel, type CudaModuleInfo } from '../../runtime/cuda/kernels.ts';
 import { renderKernel } from './render.ts';
@@ -50,6 +50,8 @@ export interface FunctionUsage {
 
 export interface CudaBuild {
   readonly kernels: readonly CudaKernelFile[];
+  /** The states its kernels keep in bf16 (runtime/program.ts withSsmState), where any are. */
+  readonly bf16States?: readonly number[];
   /** Compiled modules (package path -> bytes), per architecture; empty without nvcc. */
   readonly modules: ReadonlyMap<string, Uint8Array>;
   /** For the build report and the runtime: where each kernel's functions live, and their usage. */
@@ -163,15 +165,16 @@ export async function buildCuda(program: Program, opts: CudaBuildOptions): Promi
     };
     await Promise.all(Array.from({ length: jobs }, worker));
   }
+  const bf16 = bf16States(program);
   return {
-    kernels, modules,
+    kernels, modules, ...(bf16.length ? { bf16States: bf16 } : {}),
     report: { nvcc: version, archs: opts.archs, sources: new Set(kernels.map((k) => k.id)).size, modules: where.sort((a, b) => a.file.localeCompare(b.file)), usage, compileMs: Math.round(performance.now() - t0), cached, compiled },
   };
 }
 
 /** The manifest of a build (cuda/manifest.json in a package). */
 export function cudaManifest(b: CudaBuild): CudaManifest {
-  return { archs: b.report.archs, entries: manifestEntries(b.kernels), modules: b.report.modules };
+  return { archs: b.report.archs, entries: manifestEntries(b.kernels), modules: b.report.modules, ...(b.bf16States ? { bf16States: b.bf16States } : {}) };
 }
 
 /** Each entry's kernels in order: the bf16 source's id and launch, the quantised formats' ids. */

@@ -170,10 +170,11 @@ class Renderer {
       template('writer')({ name, view: this.view.get(`out:${name}`), stride: this.entry.buffers[v.buf]!.width }));
   }
 
-  /** A stateful family's state is argument 0 (archc_state(a, seq, 0)). */
-  state(): Record<string, never> {
+  /** A stateful family's state is argument 0 (archc_state(a, seq, 0)); `bf16` where the program
+   *  keeps it in bf16 (runtime/program.ts withSsmState), two bytes a value from there. */
+  state(): { bf16: boolean } {
     if (this.k.state === undefined) this.fail('has no state');
-    return {};
+    return { bf16: this.program.states[this.k.state]?.dtype === 'bf16' };
   }
 
   common(): Record<string, unknown> {

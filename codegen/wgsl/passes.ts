@@ -35,6 +35,15 @@ export interface Ctx {
 }
 
 
+/** Whether kernel `k`'s state is one of `bf16` (runtime/program.ts bf16States); the SSD passes read
+ *  such a state two values a word, so its d_state must be even. */
+export function bf16State(k: Kernel, bf16: readonly number[]): boolean {
+  if (k.state === undefined || !bf16.includes(k.state)) return false;
+  const N = (k.sizes as { N?: number }).N ?? 0;
+  if (N % 2) fail(`${k.name}: a bf16 state is read two values a word; d_state ${N} is odd`);
+  return true;
+}
+
 export function shader(c: Ctx): Shader {
   return new Shader(c.k, c.entry, c.dtypes);
 }

@@ -13,7 +13,7 @@
 // kernel runs as a few passes: a prologue (gather, norm) into scratch0, the product into scratch1
 // when an epilogue follows, and the epilogue stages from there into the output view.
 
-import { type Entry, type EntryName, type Epilogue, type Kernel, type Program, ofFamily } from '../../runtime/program.ts';
+import { type Entry, type EntryName, type Epilogue, type Kernel, type Program, bf16States, ofFamily } from '../../runtime/program.ts';
 import { type KernelShaders, type Pass, type RunCount, type WgslEntry, type WgslProfile, type WgslProgram } from '../../runtime/webgpu/shaders.ts';
 import { rotaryTables } from '../../runtime/webgpu/rotary.ts';
 import type { DType } from '../../runtime/tensor.ts';
@@ -21,7 +21,7 @@ import { QUANT_DTYPES, type QuantDType } from '../../runtime/quant.ts';
 import { quantWeights, roundHelpers } from './quant.ts';
 import { WGSL_CPU_TARGET, WGSL_TARGET, type WgslTarget, wgslSchedule } from './schedule.ts';
 import { Shader, TEMPLATES, lit } from './shader.ts';
-import { type Ctx, count, elements, fail, flat, flatOut, pass, rowsOf, shader, stage, view, weightName } from './passes.ts';
+import { type Ctx, bf16State, count, elements, fail, flat, flatOut, pass, rowsOf, shader, stage, view, weightName } from './passes.ts';
 import { ROUTE_PASSES } from './route.ts';
 import { renderOptimizer } from './optim.ts';
 import { renderTrain } from './train.ts';
@@ -394,13 +394,11 @@ function ssdOperands(s: Shader): void {
 function ssdStep(c: Ctx): Pass[] {
   const { k } = c;
   const { H, P, G, N } = k.sizes as { H: number; P: number; G: number; N: number };
-  if (c.bf16State && N % 2) fail(`${k.name}: a bf16 state needs an even d_state, got ${N}`);
   const s = shader(c);
   const state = s.state();
   ssdOperands(s);
   s.output(k.outputs.y!);
-  const code = c.bf16State ? s.render('SSD_SCAN_BF16', 'scan', c.header, { wg: c.wg, H, P, N, N2: N / 2, hpg: H / G, state })
-    : s.render('SSD_SCAN', 'scan', c.header, { wg: c.wg, H, P, N, hpg: H / G, state });
+  const code = s.render('SSD_SCAN', 'scan', c.header, { wg: c.wg, H, P, N, hpg: H / G, state, bf16: c.bf16State === true });
   return [pass('scan', s, code, count('S', H * P, c.wg))];
 }
 
@@ -410,7 +408,6 @@ function ssd(c: Ctx): Pass[] {
   const lanes = c.sched.chunk_lanes!;
   const Q = chunk;
   const scratch = { scratch0: count('chunks', H * P * N, 1), scratch1: count('chunks', H, 1), scratch2: count('chunks', G * Q * Q, 1) };
-  if (c.bf16State && N % 2) fail(`${k.name}: a bf16 state needs an even d_state, got ${N}`);
   const one = (template: 'SSD_SCORES' | 'SSD_CHUNK' | 'SSD_PASS' | 'SSD_PASS_BF16' | 'SSD_OUT', name: string, groups: RunCount, wg: number): Pass => {
     const s = shader(c);
     ssdOperands(s);
@@ -471,7 +468,7 @@ export function renderProgram(program: Program): WgslProgram {
   for (const w of [...program.weights, ...program.derived]) dtypes.set(w.name, { dtype: w.dtype, length: w.shape.reduce((a, b) => a * b, 1) });
   const header = 5 + program.states.length;
   const rotary = rotaryTables(program);
-  const quantisable = quantWeights(program);
+  const quantisable = quantWeights(program), bf16 = bf16States(program);
   const profile = (target: WgslTarget): Record<EntryName, WgslEntry> => {
     const entries = {} as Record<EntryName, WgslEntry>;
     for (const [name, entry] of Object.entries(program.entries) as [EntryName, Entry][]) {
@@ -479,8 +476,7 @@ export function renderProgram(program: Program): WgslProgram {
       if (chunks.size > 1) fail(`entry ${name} has chunked scans of different chunk lengths (${[...chunks].join(', ')})`);
       const kernels: KernelShaders[] = entry.kernels.map((k) => {
         const sched = wgslSchedule(k, target);
-        const bf16State = k.state !== undefined && program.states[k.state]?.dtype === 'bf16';
-        const passes = FAMILIES[k.family]({ k, entry, dtypes, header, rotary, sched, wg: sched.workgroup, ...(bf16State ? { bf16State } : {}) });
+        const passes = FAMILIES[k.family]({ k, entry, dtypes, header, rotary, sched, wg: sched.workgroup, bf16State: bf16State(k, bf16) });
         // a weight the load may quantise: the kernel's passes again per format, reading codes
         const w = k.inputs.w;
         if (!w || !('weight' in w) || !quantisable.has(w.weight) || (k.family !== 'embedding' && (k.family !== 'matmul' || k.attrs.transposed))) return { kernel: k.name, passes };
@@ -496,11 +492,8 @@ export function renderProgram(program: Program): WgslProgram {
     }
     return entries;
   };
-  // a train entry's forward runs from fresh f32 states (runtime/webgpu/train.ts)
-  if (program.train && program.states.some((st) => st.dtype === 'bf16')) fail('a program with a train entry keeps its SSM states in f32');
   const train = (target: WgslTarget) => renderTrain(program, target, { dtypes, header, rotary }, (c) => FAMILIES[c.k.family](c)); // train.ts
-  const bf16States = program.states.flatMap((st, i) => (st.dtype === 'bf16' ? [i] : []));
-  return { format: 'archc-wgsl/5', header, rotary, profiles: { gpu: profile(TARGETS.gpu), cpu: profile(TARGETS.cpu) }, ...(bf16States.length ? { bf16States } : {}),
+  return { format: 'archc-wgsl/5', header, rotary, profiles: { gpu: profile(TARGETS.gpu), cpu: profile(TARGETS.cpu) }, ...(bf16.length ? { bf16States: bf16 } : {}),
     ...(program.train ? { train: { gpu: train(TARGETS.gpu), cpu: train(TARGETS.cpu) }, optimizer: renderOptimizer(program) } : {}) };
 }
 

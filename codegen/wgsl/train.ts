@@ -10,7 +10,7 @@
 //                    invocation sums them.
 
 import type { BackwardFamily } from '../../runtime/families.ts';
-import { type BackwardKernelOf, type Entry, type Kernel, type Program, isBackward } from '../../runtime/program.ts';
+import { type BackwardKernelOf, type Entry, type Kernel, type Program, bf16States, isBackward } from '../../runtime/program.ts';
 import type { KernelShaders, Pass, WgslEntry } from '../../runtime/webgpu/shaders.ts';
 import { rotaryWords } from '../../runtime/webgpu/rotary.ts';
 import { type BCtx, type Ctx, ONE, T_ROWS, count, ctxOf, elements, fail, rd, rowsAs, viewOf, withScratch, wr } from './passes.ts';
@@ -360,6 +360,8 @@ export function renderTrain(program: Program, target: WgslTarget, c: { dtypes: D
   const entry = train as unknown as Entry;
   const chunks = new Set(train.kernels.flatMap((k) => (k.family === 'ssd' ? [k.sizes.chunk] : [])));
   if (chunks.size > 1) fail(`the train entry has chunked scans of different chunk lengths (${[...chunks].join(', ')})`);
+  // its forward reads no state the inference entries leave: it starts from fresh f32 states
+  if (bf16States(program).length) fail('a program with a train entry keeps its SSM states in f32');
   const kernels = train.kernels.map((k): KernelShaders => {
     if (isBackward(k)) return { kernel: k.name, passes: trainPasses({ ...c, entry, sched: { workgroup: target.workgroup } as WgslSchedule, wg: target.workgroup }, k) };
     const sched = wgslSchedule(k, target);

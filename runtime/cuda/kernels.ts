@@ -89,6 +89,9 @@ export interface CudaManifest {
   /** Each entry's kernels in order. */
   readonly entries: Readonly<Record<EntryName, readonly CudaManifestKernel[]>>;
   readonly modules: readonly CudaModuleInfo[];
+  /** The states the kernels keep in bf16 (runtime/program.ts withSsmState), where any are: a program
+   *  loads only with kernels rendered for its own state formats. */
+  readonly bf16States?: readonly number[];
 }
 
 /** Everything the backend may load kernels from. */

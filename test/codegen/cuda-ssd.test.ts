@@ -19,7 +19,7 @@ import { compileFile } from '../../compiler/compile.ts';
 import { lowerToProgram } from '../../compiler/lower.ts';
 import type { StatePool } from '../../runtime/backend.ts';
 import { createRng } from '../../runtime/rng.ts';
-import { fromF32 } from '../../runtime/tensor.ts';
+import { fromF32, roundBf16, widenBf16 } from '../../runtime/tensor.ts';
 import { BAMBA, expectLogitsClose } from '../helpers/checkpoints.ts';
 import { buildEmulator, EmuCudaBackend, programSources } from '../helpers/cuda-emu.ts';
 import { type OpBatch, type OpInput, runOp } from '../helpers/kernels.ts';
@@ -103,11 +103,28 @@ describe('CUDA chunked SSD at Bamba-9B sizes', () => {
   const stepSaved = Array.from({ length: STEP.T }, () => uniform(STEP.H * STEP.P * STEP.N, -1, 1));
   const stepState = (bytes: number, i: number) => { expect(bytes).toBe(stepSaved[i]!.byteLength); return new Uint8Array(stepSaved[i]!.buffer.slice(0)); };
 
+  // SSM states kept in bf16 (runtime/program.ts withSsmState): the same saved states, rounded
+  const bf16Bytes = (f32: Float32Array) => {
+    const out = new Uint16Array(f32.length);
+    roundBf16(new Uint32Array(f32.buffer), out);
+    return new Uint8Array(out.buffer);
+  };
+  const B16 = CASES[1]!;
+  const b16Batch: OpBatch = { ...B16.batch, stateDtype: 'bf16', state: (bytes, i) => (i === B16.seqs.length - 1 ? bf16Bytes(new Float32Array(B16.batch.state!(2 * bytes, i).buffer)) : new Uint8Array(bytes)) };
+  const b16Step = { mode: 'decode' as const, stateDtype: 'bf16' as const, state: (bytes: number, i: number) => bf16Bytes(new Float32Array(stepState(2 * bytes, i).buffer)) };
+  const widen = (b: Uint8Array) => {
+    const out = new Float32Array(b.byteLength / 2);
+    widenBf16(new Uint16Array(b.buffer, b.byteOffset, out.length), new Uint32Array(out.buffer));
+    return out;
+  };
+
   let bin = '';
   beforeAll(async () => {
     const sources = new Map<string, string>();
     for (const c of CASES) for (const [id, s] of programSources(runOp('ssd', c.ins, { chunk: c.chunk }, c.T, c.batch).program)) sources.set(id, s);
     for (const [id, s] of programSources(runOp('ssd', stepIns, {}, STEP.T, { mode: 'decode' }).program)) sources.set(id, s);
+    for (const [id, s] of programSources(runOp('ssd', B16.ins, { chunk: B16.chunk }, B16.T, b16Batch).program)) sources.set(id, s);
+    for (const [id, s] of programSources(runOp('ssd', stepIns, {}, STEP.T, b16Step).program)) sources.set(id, s);
     bin = await buildEmulator(sources);
   }, 600_000);
 
@@ -128,5 +145,26 @@ describe('CUDA chunked SSD at Bamba-9B sizes', () => {
     const y = relative(got.outputs[0]!, ref.outputs[0]!, 1e-5, 'ssd_step y');
     const st = got.slots.map((s, i) => relative(slotState(got.pool, s), slotState(ref.pool, ref.slots[i]!), 1e-5, `ssd_step state ${i}`));
     console.log(`ssd_step 9B sizes: max |error| / (1 + max |ref|): y ${y.toExponential(2)}, states ${st.map((e) => e.toExponential(2)).join(', ')}`);
+  });
+
+  it('with SSM states kept in bf16: ssd_step\'s y within 1e-5 and its states within a bf16 ulp (95 % equal); the chunked SSD within 2e-3, its states 6e-3', () => {
+    const ref = runOp('ssd', stepIns, {}, STEP.T, b16Step);
+    const got = runOp('ssd', stepIns, {}, STEP.T, { ...b16Step, backend: (p) => new EmuCudaBackend(p, bin) });
+    relative(got.outputs[0]!, ref.outputs[0]!, 1e-5, 'bf16 ssd_step y');
+    let n = 0, same = 0;
+    got.slots.forEach((slot, i) => {
+      const a = new Uint16Array(got.pool.save(slot).slice().buffer), b = new Uint16Array(ref.pool.save(ref.slots[i]!).slice().buffer);
+      expect(a.length).toBe(STEP.H * STEP.P * STEP.N);
+      for (let j = 0; j < a.length; j++, n++) {
+        if (a[j] === b[j]) same++;
+        else expect((a[j]! ^ b[j]!) < 0x8000 && Math.abs(a[j]! - b[j]!) === 1, `bf16 ssd_step state ${i} value ${j}: ${a[j]!.toString(16)} against ${b[j]!.toString(16)}`).toBe(true);
+      }
+    });
+    expect(same / n).toBeGreaterThanOrEqual(0.95);
+    const cref = runOp('ssd', B16.ins, { chunk: B16.chunk }, B16.T, b16Batch);
+    const cgot = runOp('ssd', B16.ins, { chunk: B16.chunk }, B16.T, { ...b16Batch, backend: (p) => new EmuCudaBackend(p, bin) });
+    relative(cgot.outputs[0]!, cref.outputs[0]!, 2e-3, 'bf16 chunked y');
+    B16.seqs.forEach((_, i) => relative(widen(cgot.pool.save(cgot.slots[i]!)), widen(cref.pool.save(cref.slots[i]!)), 6e-3, `bf16 chunked: final state of sequence ${i}`));
+    console.log(`bf16 states: ssd_step ${(100 * same / n).toFixed(2)} % of state values equal to the reference's`);
   });
 });

@@ -182,12 +182,15 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  once per text and device, out of backend.ts). codegen +75: the package's runtime compiled once and kept between
  *  builds (codegen/emit.ts, out of package.ts; +32 to keep the 8 most recently used, +11 for its folder
  *  named to tests: packageRuntimeCache, +11 for what a package copies listed once: COPIED), and +16 for the package's large tables as JSON.parse of one string
- *  (codegen/literal.ts jsonLiteral); runtime +13: greedy sampling's argmax four values to a branch (runtime/sampling.ts). */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5514, codegen: 8373, runtime: 18942, cli: 3423 };
+ *  (codegen/literal.ts jsonLiteral); runtime +13: greedy sampling's argmax four values to a branch (runtime/sampling.ts);
+ *  codegen +86, runtime +19: SSM states kept in bf16 on WebGPU and CUDA (the WGSL scan's bf16 form and SSD_PASS_BF16,
+ *  CUDA's 16-bit state loads and stores in ssd_step and the state passing, the record of bf16 states in the WGSL and
+ *  the CUDA manifest with their load checks, program.ts bf16States), the SSD templates moved out of templates.ts
+ *  into templates-ssd.ts with the text the template files share (template-parts.ts). */
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5514, codegen: 8459, runtime: 18961, cli: 3423 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
-  'codegen/wgsl/templates.ts': 516,
   'runtime/safetensors.ts': 546,
   'runtime/webgpu/backend.ts': 526,
 };

@@ -52,10 +52,10 @@ export const moduleFunctions = (rendered: readonly CudaKernelFile[], ids: readon
   ids.map((id) => entryFunctions(rendered.find((r) => r.id === id)!.source).map((f) => functionName(f, id)).join(' ')).join(' ');
 
 /** Kernels whose one "module" names every function of `rendered` (the stand-in finds functions by
- *  name), or `image` instead. */
-export function fakeKernels(rendered: readonly CudaKernelFile[], image?: string): CudaKernels {
+ *  name), or `image` instead; rendered for a program keeping `bf16States` in bf16. */
+export function fakeKernels(rendered: readonly CudaKernelFile[], image?: string, bf16States?: readonly number[]): CudaKernels {
   const ids = [...new Set(rendered.map((k) => k.id))].sort();
-  const manifest: CudaManifest = { archs: ['sm_90'], entries: manifestEntries(rendered), modules: [{ file: 'cuda/sm_90/module0.cubin', arch: 'sm_90', kind: 'cubin', ids }] };
+  const manifest: CudaManifest = { archs: ['sm_90'], entries: manifestEntries(rendered), modules: [{ file: 'cuda/sm_90/module0.cubin', arch: 'sm_90', kind: 'cubin', ids }], ...(bf16States ? { bf16States } : {}) };
   const text = image ?? moduleFunctions(rendered, ids);
   return { manifest, source: () => '', module: () => new TextEncoder().encode(`${text}\0`) };
 }

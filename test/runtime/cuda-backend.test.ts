@@ -60,9 +60,23 @@ describe('the CUDA backend', () => {
     }
   });
 
-  it('SSM states kept in bf16: RT178 before the driver or the checkpoint is opened (the cpu, wasm and webgpu backends keep them)', async () => {
-    await rejects(Model.loadProgram(withSsmState(program, 'bf16'), '/nonexistent/checkpoint', { backend: 'cuda', cuda: { library: '/nonexistent/libcuda.so.1', kernels: fakeKernels() } }),
-      'RT178', /the cuda backend does not keep SSM states in bf16/, /--ssm-state f32/);
+  it('SSM states kept in bf16 load with kernels rendered for them; kernels of the other format are refused (RT705)', async () => {
+    const bf16 = withSsmState(program, 'bf16');
+    const dir = makeDir();
+    try {
+      writeCheckpoint(dir, {}, { tensors });
+      await rejects(Model.loadProgram(bf16, dir, { backend: 'cuda', cuda: { library: lib, kernels: fakeKernels() } }),
+        'RT705', /its kernels keep the SSM states in f32, the program in bf16/);
+      const own = renderProgram(bf16);
+      await rejects(Model.loadProgram(program, dir, { backend: 'cuda', cuda: { library: lib, kernels: fakeKernelsOf(own, undefined, [0]) } }),
+        'RT705', /its kernels keep the SSM states in bf16, the program in f32/);
+      const states = bf16.states.flatMap((st, i) => (st.dtype === 'bf16' ? [i] : []));
+      expect(states.length).toBeGreaterThan(0);
+      const m = await Model.loadProgram(bf16, dir, { backend: 'cuda', cuda: { library: lib, kernels: fakeKernelsOf(own, undefined, states) } });
+      m.dispose();
+    } finally {
+      removeDir(dir);
+    }
   });
 
   it('cuInit failing: RT701 with the CUDA error name', async () => {

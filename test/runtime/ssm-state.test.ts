@@ -13,6 +13,8 @@ import { buildTarget } from '../../codegen/targets.ts';
 import { Model } from '../../runtime/model.ts';
 import { type Program, withSsmState } from '../../runtime/program.ts';
 import { SAVED_HEADER_BYTES, heldRuns } from '../../runtime/sequences.ts';
+import { RUN_TARGETS, type RunTarget, checkTargetRuns } from '../../runtime/targets.ts';
+import { expectRuntimeError } from '../helpers/errors.ts';
 import { ROOT, expectLogitsClose, maxAbsDiff, programFor } from '../helpers/checkpoints.ts';
 
 const TINY_A = join(ROOT, '..', 'shared', 'models', 'tiny-bamba-a');
@@ -44,6 +46,15 @@ async function run(m: Model): Promise<Float32Array[]> {
 }
 
 describe('SSM states kept in bf16', () => {
+  it('every run target keeps them; one that did not would refuse the program (RT178), naming the state', () => {
+    expect(RUN_TARGETS.filter((t) => !t.bf16States).map((t) => t.name)).toEqual([]);
+    for (const t of RUN_TARGETS) expect(() => checkTargetRuns(p16, t)).not.toThrow();
+    const lacking: RunTarget = { ...RUN_TARGETS[0]!, bf16States: false };
+    const err = expectRuntimeError(() => checkTargetRuns(p16, lacking), 'RT178', `the ${lacking.name} backend`, p16.states.find((st) => st.dtype === 'bf16')!.name);
+    expect(err.message).toContain('--ssm-state f32');
+    expect(() => checkTargetRuns(p32, lacking)).not.toThrow();
+  });
+
   it('a saved sequence holds them in half the bytes', () => {
     const bytes = (m: Model) => {
       const s = m.newSequence();
