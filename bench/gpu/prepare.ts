@@ -25,7 +25,7 @@ import { ARGS_FIELDS, type MatrixFormat, kernelOffsets, kernelViews, kernelWeigh
 import { type Entry, type EntryName, type Kernel, type Program, ofFamily } from '../../runtime/program.ts';
 import { isQuant, quantBytes, quantize } from '../../runtime/quant.ts';
 import { planQuant } from '../../runtime/quantplan.ts';
-import { slotLayout } from '../../runtime/program.ts';
+import { slotLayout, withSsmState } from '../../runtime/program.ts';
 import { fromF32 } from '../../runtime/tensor.ts';
 import { compileTiny, randomTensors } from '../../test/helpers/checkpoints.ts';
 
@@ -203,13 +203,15 @@ function batchOf(lens: readonly number[], before: readonly number[], slots: read
 }
 
 /** The tiny Bamba: its weights (bf16, or its products and embedding quantised to `quant` as a load
- *  would), a packed ragged prefill then two decode steps, and a forward. */
-async function tiny(o: Prep, quant?: 'q8' | 'q4'): Promise<TraceModel> {
+ *  would), a packed ragged prefill then two decode steps, and a forward; with `ssm` bf16, its SSM
+ *  states kept in bf16 (runtime/program.ts withSsmState: the state passing and the decode scan read
+ *  and write them so). */
+async function tiny(o: Prep, quant?: 'q8' | 'q4', ssm: 'f32' | 'bf16' = 'f32'): Promise<TraceModel> {
   const { out, archs, cache } = o;
-  const name = quant ? `tiny-${quant}` : 'tiny';
+  const name = quant ? `tiny-${quant}` : ssm === 'bf16' ? 'tiny-ssm-bf16' : 'tiny';
   mkdirSync(join(out, name), { recursive: true });
   const compiled = compileTiny();
-  const program = lowerToProgram(compiled.graph, compiled.bindings);
+  const program = withSsmState(lowerToProgram(compiled.graph, compiled.bindings), ssm);
   const tensors = randomTensors(compiled, { dtype: 'bf16', seed: 3 });
   const build = await buildCuda(program, { archs, cacheDir: cache });
   // (the q4 model's build is the same program's: the same modules and sources, written once)
@@ -445,7 +447,7 @@ async function main(): Promise<void> {
   fillModules(out, archs);
   const cache = opt('--cache', join(HERE, '.cache'));
   const o: Prep = { out, archs, cache, ptx: argv.includes('--ptx') };
-  const models = [await tiny(o), await tiny(o, 'q4'), ...(argv.includes('--tiny-only') ? [] : [await narrow(o), await bamba9b(o)])];
+  const models = [await tiny(o), await tiny(o, 'q4'), await tiny(o, undefined, 'bf16'), ...(argv.includes('--tiny-only') ? [] : [await narrow(o), await bamba9b(o)])];
   // for the driver's own check of its argument packing: one launch packed with fake pointers
   const sample = models[0]!.sessions[0]!.runs[0]!.launches[0]!;
   const withPointers = Buffer.from(sample.args, 'base64');
