@@ -180,13 +180,13 @@ export async function loadModel(file: string, o: LoadFlags, unquantised = false)
 }
 
 export function registerRunCommands(p: Command): void {
-  withPreset(withCommon(p.command('build <file>').description('compile a model into an npm package (generated TypeScript runtime, graph.json, report)')))
+  withStateFormat(withPreset(withCommon(p.command('build <file>').description('compile a model into an npm package (generated TypeScript runtime, graph.json, report)'))))
     .requiredOption('-o, --out <dir>', 'the package directory to write')
     .option('--name <name>', 'npm package name')
     .option('--force', 'replace the output directory even if it holds files archc did not write')
     .option('--cuda-arch <archs>', 'GPU architectures to compile the CUDA kernels for (where nvcc exists)', 'sm_80,sm_90')
     .option('--train', 'also ship the train program and its WGSL: the package\'s Trainer then trains on WebGPU')
-    .action(async (file: string, o: CommonOpts & { out: string; name?: string; force?: boolean; cudaArch: string; train?: boolean }) => {
+    .action(async (file: string, o: CommonOpts & { out: string; name?: string; force?: boolean; cudaArch: string; train?: boolean; ssmState?: 'f32' | 'bf16' }) => {
       const t0 = performance.now();
       // Ctrl-C stops the build between its steps (each yields to the event loop) or while the
       // TypeScript is checked and emitted on a worker, leaving no output; exit 130 (143: SIGTERM).
@@ -206,6 +206,7 @@ export function registerRunCommands(p: Command): void {
       try {
         steps.start('compiling');
         compiled = await compileFor(file, o);
+        compiled = { ...compiled, program: withSsmState(compiled.program, o.ssmState ?? 'f32') };
         await yieldToSignals();
         const program = compiled.program;
         const ctx = compiled.graph.params.context;
