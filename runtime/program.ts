@@ -280,6 +280,13 @@ export function bf16States(program: Program): number[] {
   return program.states.flatMap((s, i) => (s.dtype === 'bf16' ? [i] : []));
 }
 
+/** Where kernels that recorded `rendered` as their bf16 states (absent: none) were rendered for the
+ *  other SSM state format than `program`'s: both formats, else null. */
+export function stateFormatMismatch(program: Program, rendered: readonly number[] = []): { kernels: 'f32' | 'bf16'; program: 'f32' | 'bf16' } | null {
+  const own = bf16States(program);
+  return own.join(',') === rendered.join(',') ? null : own.length ? { kernels: 'f32', program: 'bf16' } : { kernels: 'bf16', program: 'f32' };
+}
+
 /** Every weight name the kernels of `entries` read. */
 export function weightsRead(entries: Readonly<Record<string, EntryOf<TrainKernel>>>): Set<string> {
   const out = new Set<string>();

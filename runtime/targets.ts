@@ -10,7 +10,7 @@ import { RuntimeError } from './errors.ts';
 import { RUNTIME_LIMITS } from './limits.ts';
 import type { LoadOptions } from './model.ts';
 import type { PanelTarget } from './load-pool.ts';
-import { type DerivedWeight, type Program, type ProgramWeight, bf16States } from './program.ts';
+import { type DerivedWeight, type Program, type ProgramWeight, stateFormatMismatch } from './program.ts';
 
 /** A backend as Model.load uses it: the kernel interface, and whether every weight was made. */
 export type LoadableBackend = KernelBackend & {
@@ -110,10 +110,8 @@ export const RUN_TARGETS = [
     trainEntry: true,
     async open(program, opts): Promise<LoadableBackend> {
       if (!opts.wgsl) throw new RuntimeError('RT303', ['backend webgpu without the program\'s WGSL', 'pass LoadOptions.wgsl (the package\'s WGSL)']);
-      const bf16 = bf16States(program).join(',');
-      if (bf16 !== (opts.wgsl.bf16States ?? []).join(',')) {
-        throw new RuntimeError('RT303', [`WGSL rendered for SSM states in ${bf16 ? 'f32' : 'bf16'} with a program that keeps them in ${bf16 ? 'bf16' : 'f32'}`, 'render the WGSL from this program (codegen/wgsl/render.ts renderProgram), or load with the state format the package was built for']);
-      }
+      const other = stateFormatMismatch(program, opts.wgsl.bf16States);
+      if (other) throw new RuntimeError('RT303', [`WGSL rendered for SSM states in ${other.kernels} with a program that keeps them in ${other.program}`, 'render the WGSL from this program (codegen/wgsl/render.ts renderProgram), or load with the state format the package was built for']);
       const { createWebGpuBackend } = await import('./webgpu/backend.ts');
       return createWebGpuBackend(program, opts.wgsl, { ...(opts.capacity !== undefined ? { capacity: opts.capacity } : {}), ...opts.webgpu, ...(opts.activations ? { activations: opts.activations } : {}) });
     },

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { type Backend, type Invocation, type RunBatch, type StatePool, viewColumns } from '../backend.ts';
 import { compileExpr, exprLeaves } from '../expr.ts';
 import type { DerivedWeight, Entry, EntryName, Kernel, Program, ProgramWeight, View } from '../program.ts';
-import { bf16States, weightsRead } from '../program.ts';
+import { stateFormatMismatch, weightsRead } from '../program.ts';
 import { RuntimeError } from '../errors.ts';
 import type { ActivationFormat } from '../act-quant.ts';
 import { type HostWeight, type QuantDType, QUANT_DTYPES, concatQuant, isQuant } from '../quant.ts';
@@ -134,10 +134,8 @@ export class CudaBackend implements Backend {
    *  kernel's functions. */
   private loadModules(opts: CudaBackendOptions): void {
     const { manifest } = opts.kernels;
-    const bf16 = bf16States(this.program).join(',');
-    if (bf16 !== (manifest.bf16States ?? []).join(',')) {
-      throw new RuntimeError('RT705', ['the package', `its kernels keep the SSM states in ${bf16 ? 'f32' : 'bf16'}, the program in ${bf16 ? 'bf16' : 'f32'}; load with the state format the package was built for`]);
-    }
+    const other = stateFormatMismatch(this.program, manifest.bf16States);
+    if (other) throw new RuntimeError('RT705', ['the package', `its kernels keep the SSM states in ${other.kernels}, the program in ${other.program}; load with the state format the package was built for`]);
     const names = new Map<string, string[]>();
     for (const ks of Object.values(manifest.entries)) for (const k of ks) for (const id of kernelIds(k)) (names.get(id) ?? names.set(id, []).get(id)!).push(k.name);
     const kernelsOf = (ids: readonly string[]) => {

@@ -183,11 +183,11 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  builds (codegen/emit.ts, out of package.ts; +32 to keep the 8 most recently used, +11 for its folder
  *  named to tests: packageRuntimeCache, +11 for what a package copies listed once: COPIED), and +16 for the package's large tables as JSON.parse of one string
  *  (codegen/literal.ts jsonLiteral); runtime +13: greedy sampling's argmax four values to a branch (runtime/sampling.ts);
- *  codegen +86, runtime +19: SSM states kept in bf16 on WebGPU and CUDA (the WGSL scan's bf16 form and SSD_PASS_BF16,
+ *  codegen +86, runtime +22: SSM states kept in bf16 on WebGPU and CUDA (the WGSL scan's bf16 form and SSD_PASS_BF16,
  *  CUDA's 16-bit state loads and stores in ssd_step and the state passing, the record of bf16 states in the WGSL and
- *  the CUDA manifest with their load checks, program.ts bf16States), the SSD templates moved out of templates.ts
+ *  the CUDA manifest with their one load check, program.ts bf16States and stateFormatMismatch), the SSD templates moved out of templates.ts
  *  into templates-ssd.ts with the text the template files share (template-parts.ts); cli +1: `archc build --ssm-state`. */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5514, codegen: 8459, runtime: 18961, cli: 3424 };
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5514, codegen: 8459, runtime: 18964, cli: 3424 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
