@@ -5,6 +5,7 @@
 import { exprLeaves } from '../../runtime/expr.ts';
 import type { BackwardFamily } from '../../runtime/families.ts';
 import type { BackwardKernelOf, Entry, Epilogue, Kernel, View } from '../../runtime/program.ts';
+import { RuntimeError } from '../../runtime/errors.ts';
 import type { Pass, RunCount } from '../../runtime/webgpu/shaders.ts';
 import { type RotaryTable, rotaryOffset, rotaryWords } from '../../runtime/webgpu/rotary.ts';
 import type { WgslSchedule } from './schedule.ts';
@@ -35,12 +36,11 @@ export interface Ctx {
 }
 
 
-/** Whether kernel `k`'s state is one of `bf16` (runtime/program.ts bf16States); the SSD passes read
- *  such a state two values a word, so its d_state must be even. */
+/** Whether kernel `k`'s state is one of `bf16` (program.ts bf16States); an odd d_state is RT178 (the SSD passes read two values a word). */
 export function bf16State(k: Kernel, bf16: readonly number[]): boolean {
   if (k.state === undefined || !bf16.includes(k.state)) return false;
   const N = (k.sizes as { N?: number }).N ?? 0;
-  if (N % 2) fail(`${k.name}: a bf16 state is read two values a word; d_state ${N} is odd`);
+  if (N % 2) throw new RuntimeError('RT178', ['webgpu', `${k.name}: d_state ${N} is odd, and its shaders read a bf16 state two values a word`]);
   return true;
 }
 

@@ -10,12 +10,14 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTarget } from '../../codegen/targets.ts';
+import { renderProgram } from '../../codegen/wgsl/render.ts';
+import { lowerToProgram } from '../../compiler/lower.ts';
 import { Model } from '../../runtime/model.ts';
 import { type Program, withSsmState } from '../../runtime/program.ts';
 import { SAVED_HEADER_BYTES, heldRuns } from '../../runtime/sequences.ts';
 import { RUN_TARGETS, type RunTarget, checkTargetRuns } from '../../runtime/targets.ts';
 import { expectRuntimeError } from '../helpers/errors.ts';
-import { ROOT, expectLogitsClose, maxAbsDiff, programFor } from '../helpers/checkpoints.ts';
+import { ROOT, compileTiny, expectLogitsClose, maxAbsDiff, programFor } from '../helpers/checkpoints.ts';
 
 const TINY_A = join(ROOT, '..', 'shared', 'models', 'tiny-bamba-a');
 const DIR = join(TINY_A, 'f32');
@@ -53,6 +55,12 @@ describe('SSM states kept in bf16', () => {
     const err = expectRuntimeError(() => checkTargetRuns(p16, lacking), 'RT178', `the ${lacking.name} backend`, p16.states.find((st) => st.dtype === 'bf16')!.name);
     expect(err.message).toContain('--ssm-state f32');
     expect(() => checkTargetRuns(p32, lacking)).not.toThrow();
+  });
+
+  it('WebGPU refuses an odd d_state (RT178, naming the kernel): its shaders read the state two values a word', () => {
+    const odd = compileTiny({ d_state: 7 });
+    const program = withSsmState(lowerToProgram(odd.graph, odd.bindings), 'bf16');
+    expectRuntimeError(() => renderProgram(program), 'RT178', 'the webgpu backend', 'mamba:ssd: d_state 7 is odd', '--ssm-state f32');
   });
 
   it('a saved sequence holds them in half the bytes', () => {
