@@ -50,3 +50,26 @@ export const awaitGenerationText = (ctlGen: number, spinMs: number): string => `
   }
   if (g === gen) Atomics.wait(ctl, ${ctlGen}, gen);
   gen = Atomics.load(ctl, ${ctlGen});`;
+
+/** A worker's job slot in control words: [sequence, what, argument], written by the caller between
+ *  wake-ups. The caller does not wait for its workers (it takes chunks itself and awaits the panels
+ *  done), so a worker woken late may still be reading its slot when the caller, the job finished
+ *  alone, writes the next one there: the sequence is odd while the slot changes, and `readSlot`
+ *  reads again until it is even and the same before and after, so a worker never runs one job's
+ *  kernel with another's argument. */
+export function writeSlot(ctl: Int32Array, j: number, what: number, arg: number): void {
+  const v = Atomics.load(ctl, j);
+  Atomics.store(ctl, j, v + 1);
+  Atomics.store(ctl, j + 1, what);
+  Atomics.store(ctl, j + 2, arg);
+  Atomics.store(ctl, j, v + 2);
+}
+
+/** The job in slot `j` as one `writeSlot` wrote it, [what, argument] (runs in the workers, as its
+ *  text: nothing from outside). */
+export function readSlot(ctl: Int32Array, j: number): [number, number] {
+  for (;;) {
+    const v = Atomics.load(ctl, j), what = Atomics.load(ctl, j + 1), arg = Atomics.load(ctl, j + 2);
+    if ((v & 1) === 0 && Atomics.load(ctl, j) === v) return [what, arg];
+  }
+}

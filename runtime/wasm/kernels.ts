@@ -24,7 +24,7 @@ import { colTiles, rowTiles } from './pack-train.ts';
 import { type Threads, onNode, startThreads, startThreadsNow, threadSupport } from './threads.ts';
 import type { Memory64Support } from './memory64.ts';
 import { PROGRAM_WORKER } from './split.ts';
-import { awaitGenerationText, awaitJob, postJob, rowsChunk } from './job.ts';
+import { awaitGenerationText, awaitJob, postJob, readSlot, rowsChunk, writeSlot } from './job.ts';
 
 /** A weight [N, K] packed into panels of NR output columns, [P][K][NR] (zeros past N); q8/q4 in
  *  panels of groups of 32 along K (codegen/wasm/kernels.ts QUANT_LAYOUT). */
@@ -40,10 +40,11 @@ export interface PackedWeight {
   readonly dtype: 'f32' | 'bf16' | 'q8' | 'q4';
 }
 
-/** Control words shared with the workers: [generation, done, quit], then one job of JOB ints each
- *  (the workers still count `done`; products wait on the job record's count instead). A worker's
- *  job: [memory, s]: run `work(s)` on its instance over that memory (the product in the memory's job
- *  record; -1: none); [PROGRAM_JOB]: chunks of the program module's call record (runtime/wasm/split.ts). */
+/** Control words shared with the workers: [generation, done, quit], then one job slot of JOB ints
+ *  each (the workers still count `done`; products wait on the job record's count instead). A
+ *  worker's job (job.ts writeSlot): [memory, s]: run `work(s)` on its instance over that memory (the
+ *  product in the memory's job record; -1: none); [PROGRAM_JOB, 0]: chunks of the program module's
+ *  call record (runtime/wasm/split.ts). */
 const CTL_GEN = 0, CTL_DONE = 1, CTL_QUIT = 2, CTL_JOBS = 4, JOB = 10, PROGRAM_JOB = -2;
 /** How long an idle worker spins on the control word before it sleeps (ms). */
 const SPIN_MS = Number(globalThis.process?.env?.ARCHC_SPIN_MS ?? 2);
@@ -59,14 +60,15 @@ const WORKER_MAIN = `({ module, memories, ctl: sab, slot, program, record }, rea
 const ctl = new Int32Array(sab);
 const kexs = memories.map((memory) => new WebAssembly.Instance(module, { env: { memory } }).exports), works = kexs.map((e) => e.work);
 const calls = program ? (${PROGRAM_WORKER})(program, memories[0], record, kexs[0]) : null;
+const readSlot = ${readSlot.toString()};
 ready();
 let gen = 0;
 for (;;) {
   ${awaitGenerationText(CTL_GEN, SPIN_MS)}
   if (Atomics.load(ctl, ${CTL_QUIT})) break;
-  const j = ${CTL_JOBS} + slot * ${JOB};
-  if (ctl[j] === ${PROGRAM_JOB}) calls(slot);
-  else if (ctl[j] >= 0) works[ctl[j]](ctl[j + 1]);
+  const [what, arg] = readSlot(ctl, ${CTL_JOBS} + slot * ${JOB});
+  if (what === ${PROGRAM_JOB}) calls(slot);
+  else if (what >= 0) works[what](arg);
   Atomics.add(ctl, ${CTL_DONE}, 1);
   Atomics.notify(ctl, ${CTL_DONE});
 }
@@ -396,10 +398,7 @@ export class WasmKernels {
     const chunk = T === 1 ? Math.max(groups, Math.ceil(panels / (2 * this.threads) / groups) * groups, Math.ceil(panels / 0xfff0)) : rowsChunk(panels, this.threads);
     postJob(job, ++this.jobs, { dt: fn, x, w, y, T, K, ldy, p0, p1, chunk, wbase: wb ?? undefined });
     const mem = m.index;
-    for (let i = 0; i < n; i++) {
-      this.ctl[CTL_JOBS + i * JOB] = mem;
-      this.ctl[CTL_JOBS + i * JOB + 1] = s + (i + 1) * m.panels.stride;
-    }
+    for (let i = 0; i < n; i++) writeSlot(this.ctl, CTL_JOBS + i * JOB, mem, s + (i + 1) * m.panels.stride);
     Atomics.add(this.ctl, CTL_GEN, 1);
     Atomics.notify(this.ctl, CTL_GEN);
     m.ex.work(s);
@@ -424,7 +423,7 @@ export class WasmKernels {
   /** Wakes the workers to take chunks of the program's call record; returns how many there are. */
   wakeProgram(): number {
     const n = this.startWorkers();
-    for (let i = 0; i < n; i++) this.ctl[CTL_JOBS + i * JOB] = PROGRAM_JOB;
+    for (let i = 0; i < n; i++) writeSlot(this.ctl, CTL_JOBS + i * JOB, PROGRAM_JOB, 0);
     Atomics.add(this.ctl, CTL_GEN, 1);
     Atomics.notify(this.ctl, CTL_GEN);
     return n;

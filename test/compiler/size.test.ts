@@ -186,8 +186,10 @@ const lines = (dir: string): number => files([dir]).reduce((n, f) => n + fileLin
  *  codegen +86, runtime +22: SSM states kept in bf16 on WebGPU and CUDA (the WGSL scan's bf16 form and SSD_PASS_BF16,
  *  CUDA's 16-bit state loads and stores in ssd_step and the state passing, the record of bf16 states in the WGSL and
  *  the CUDA manifest with their one load check, program.ts bf16States and stateFormatMismatch), the SSD templates moved out of templates.ts
- *  into templates-ssd.ts with the text the template files share (template-parts.ts); cli +1: `archc build --ssm-state`. */
-const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5514, codegen: 8459, runtime: 18964, cli: 3424 };
+ *  into templates-ssd.ts with the text the template files share (template-parts.ts); cli +1: `archc build --ssm-state`;
+ *  runtime +22: the wasm workers' job slot read whole under a sequence word (runtime/wasm/job.ts writeSlot, readSlot: a
+ *  worker woken late read a slot the caller was rewriting, a program job's as a product's). */
+const BUDGETS: Readonly<Record<string, number>> = { dsl: 1610, compiler: 5514, codegen: 8459, runtime: 18986, cli: 3424 };
 /** A source file longer than this is split, or named below with its current length (a list that only shrinks). */
 const FILE_CAP = 500;
 const LONG_FILES: Readonly<Record<string, number>> = {
