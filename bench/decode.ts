@@ -19,7 +19,7 @@
 //
 // `--ssm-state bf16`: the SSM states kept in bf16 (runtime/program.ts withSsmState).
 //
-// Run: npx tsx bench/decode.ts [--formats bf16,q8a8,q4a8] [--batch 1,2,4,8] [--threads 2] [--rounds 3] [--gen 32] [--ab] [--profile] [--llama] [--ssm-state bf16]
+// Run: npx tsx bench/decode.ts [--formats bf16,q8a8,q4a8] [--batch 1,2,4,8] [--threads 2] [--rounds 3] [--gen 32] [--ab] [--profile] [--llama] [--ssm-state bf16] [--read-ahead on|off]
 // (writes bench/results/decode.json). Measure with nothing else running: two threads meeting at every
 // product are as slow as the later one.
 
@@ -97,14 +97,21 @@ function profile(m: Model): void {
 
 const c = compileFile(BAMBA, { hfConfigData: loadConfig(join(ckpt, 'config.json')) });
 const SSM_STATE = flag('--ssm-state', 'f32');
+// --read-ahead on|off: LoadOptions.wasmReadAhead (default: timed at load, runtime/wasm/read-ahead.ts)
+const READ_AHEAD = flag('--read-ahead', 'auto');
+if (!['on', 'off', 'auto'].includes(READ_AHEAD)) throw new Error(`--read-ahead: on, off or auto, got ${READ_AHEAD}`);
 if (SSM_STATE !== 'f32' && SSM_STATE !== 'bf16') throw new Error(`--ssm-state: f32 or bf16, got ${SSM_STATE}`);
 const program = withSsmState(lowerToProgram(c.graph, c.bindings), SSM_STATE);
 const kernels = await wasmKernelVariants(), wasmProg = await wasmProgram(program);
 const V = program.outputs.logits!;
 const models = new Map<string, Model>();
 for (const f of FORMATS) {
+  const t0 = performance.now();
   models.set(f, await Model.loadProgram(program, ckpt, { threads: THREADS, backend: 'wasm', wasmKernels: kernels, wasmProgram: wasmProg,
+    ...(READ_AHEAD === 'auto' ? {} : { wasmReadAhead: READ_AHEAD === 'on' }),
     ...(f === 'bf16' ? {} : { quantize: f.slice(0, 2) as 'q8' | 'q4', activations: f.endsWith('a8') ? 'q8' : 'f32' }) }));
+  const ra = (models.get(f) as unknown as { backend: { kernels: WasmKernels } }).backend.kernels.readAheadChoice!;
+  process.stderr.write(`${f}: loaded in ${(performance.now() - t0).toFixed(0)} ms; read-ahead ${ra.readAhead ? 'on' : 'off'}${ra.timed ? ` (timed over ${(ra.timed.bytes / 2 ** 20).toFixed(0)} MB: on ${ra.timed.on.toFixed(1)} ms, off ${ra.timed.off.toFixed(1)} ms)` : ''}\n`);
   if (PROFILE) profile(models.get(f)!);
 }
 

@@ -11,7 +11,7 @@
 //
 // `--mr 6,4`: also modules of other row-tile heights (WasmTarget.rowsPerTile; widenFrom at least it);
 // `--pair 2,0`: with and without a short last tile over two panels at once (WasmTarget.pairRows).
-// Run: npx tsx bench/tile-stream.ts [--rows 1,8] [--threads 2] [--rounds 5] [--ahead 1024,0] [--mr 6] [--pair 2] [--cached]
+// Run: npx tsx bench/tile-stream.ts [--rows 1,8] [--threads 2] [--rounds 5] [--ahead 512,512:off,0] [--mr 6] [--pair 2] [--cached]
 import { cpuUsage } from 'node:process';
 import { wasmKernels } from '../codegen/wasm/assemble.ts';
 import { WASM_FMA_TARGET, type WasmTarget } from '../codegen/wasm/target.ts';
@@ -59,19 +59,27 @@ function fastest(fn: () => void, n: number): { wall: number; cpu: number } {
   return { wall, cpu };
 }
 
-const AHEAD = arg('--ahead', `${WASM_FMA_TARGET.tileReadAhead},0`).split(',').map(Number);
+// a read-ahead `D:off`: the module's loads D bytes ahead, switched off in the memory (runtime/wasm/layout.ts READ_AHEAD_FLAG)
+const AHEADS = arg('--ahead', `${WASM_FMA_TARGET.tileReadAhead},${WASM_FMA_TARGET.tileReadAhead}:off,0`).split(',');
+const AHEAD = AHEADS.map((a) => Number(a.replace(':off', ''))), OFF = AHEADS.map((a) => a.endsWith(':off'));
 const MRS = arg('--mr', `${WASM_FMA_TARGET.rowsPerTile}`).split(',').map(Number);
 const PAIRS = arg('--pair', `${WASM_FMA_TARGET.pairRows}`).split(',').map(Number);
 for (const mr of MRS) if (!(Number.isInteger(mr) && mr >= 1 && mr <= WASM_FMA_TARGET.tokenBlock)) throw new Error(`--mr: rows per tile from 1 to ${WASM_FMA_TARGET.tokenBlock}, got ${mr}`);
 for (const p of PAIRS) if (!(Number.isInteger(p) && p >= 0)) throw new Error(`--pair: a count of rows, 0 or more, got ${p}`);
 const names: string[] = [], targets: WasmTarget[] = [];
-for (const mr of MRS) for (const pairRows of PAIRS) for (const a of AHEAD) {
-  names.push(`${MRS.length > 1 ? `MR ${mr}, ` : ''}${PAIRS.length > 1 ? `pairs ${pairRows}, ` : ''}${a ? `read-ahead ${a}` : 'none'}`);
+const offs: boolean[] = [];
+for (const mr of MRS) for (const pairRows of PAIRS) for (const [ai, a] of AHEAD.entries()) {
+  offs.push(OFF[ai]!);
+  names.push(`${MRS.length > 1 ? `MR ${mr}, ` : ''}${PAIRS.length > 1 ? `pairs ${pairRows}, ` : ''}${a ? `read-ahead ${a}${OFF[ai] ? ' switched off' : ''}` : 'none'}`);
   targets.push({ ...WASM_FMA_TARGET, tileReadAhead: a, rowsPerTile: mr, widenFrom: Math.max(mr, WASM_FMA_TARGET.widenFrom), tokenBlock: Math.floor(WASM_FMA_TARGET.tokenBlock / mr) * mr, pairRows: Math.min(pairRows, mr - 1) });
 }
 for (const threads of new Set([1, THREADS])) {
   const vs = [];
-  for (const t of targets) vs.push(await variant(t, threads));
+  for (const [i, t] of targets.entries()) {
+    const v = await variant(t, threads);
+    v.wk.readAhead = !offs[i];
+    vs.push(v);
+  }
   console.log(`${threads} thread${threads > 1 ? 's' : ''}, ${(vs[0]!.macs * 2 / 1e6).toFixed(0)} MB of bf16 panels a step`);
   for (const T of ROWS) {
     const by: { wall: number; cpu: number }[][] = vs.map(() => []);

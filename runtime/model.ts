@@ -79,6 +79,10 @@ export interface LoadOptions {
    *  where the engine has it and the packed weights outgrow one 32-bit memory (runtime/wasm/choice.ts).
    *  On memory64 the stages run on the reference families (the program module is 32-bit only). */
   readonly wasmMemory64?: boolean;
+  /** The `wasm` backend's products read their weights ahead of use (runtime/wasm/layout.ts
+   *  READ_AHEAD_FLAG): left out, timed both ways once the weights are in and the faster kept (where
+   *  they are 64 MB or more; runtime/wasm/read-ahead.ts). The same results either way. */
+  readonly wasmReadAhead?: boolean;
   /** The kernel module's memory64 form, its variants as `wasmKernels` (archc build writes them). */
   readonly wasmKernels64?: Uint8Array | WebAssembly.Module | readonly Uint8Array[];
   /** backend 'cuda': where the kernels, the driver and the device come from. */
@@ -213,7 +217,7 @@ export class Model {
       let quantizer: string | null = null;
       try {
         quantizer = await readAllWeights({ program, ckpt, plan, packed, backend, opts, dir, shared: new Set(reads.values()), tensorOf, rowsPool });
-        await backend.loaded?.();
+        await backend.loaded?.(opts);
       } catch (e) {
         rowsPool?.close();
         backend.dispose();

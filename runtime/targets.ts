@@ -16,8 +16,8 @@ import { type DerivedWeight, type Program, type ProgramWeight, stateFormatMismat
 export type LoadableBackend = KernelBackend & {
   complete(): boolean;
   /** Called once the weights are in, before the first run (wasm: restarts its workers where packing
-   *  added a memory). */
-  loaded?(): Promise<void>;
+   *  added a memory, and chooses whether its products read ahead). */
+  loaded?(opts: LoadOptions): Promise<void>;
   /** wasm: where the packed weights went, memory by memory. */
   memories?(): MemoryReport[];
   /** wasm: room for a product weight's panels that the loader fills itself (runtime/load-pool.ts),

@@ -9,6 +9,7 @@ import { ACT_ZERO_BITS } from '../../runtime/act-quant.ts';
 import { QUANT_LAYOUT, READ_AHEAD, XQ_OFFSET } from '../../runtime/wasm/layout.ts';
 import { NR } from './kernels.ts';
 import { ADDR32, type Addr } from './addr.ts';
+import { ifReadAhead } from './wat.ts';
 
 type QuantType = 'q8' | 'q4';
 
@@ -184,7 +185,7 @@ export function dotKernel(f: QuantType, fma: boolean, a8 = false, A: Addr = ADDR
   // one byte of every cache line `readAhead` bytes on (runtime/wasm/layout.ts READ_AHEAD): a load per
   // 64 bytes of the group covers each line whatever the group's alignment
   if (readAhead > READ_AHEAD) throw new RangeError(`dotKernel: reads ${readAhead} bytes ahead, past the ${READ_AHEAD} kept after each weight`);
-  const ahead = readAhead ? js.flatMap((j) => Array.from({ length: Math.ceil(L.group / 64) }, (_, i) => `(drop (i32.load8_u offset=${readAhead + 64 * i} ${A.w(get(`wp${j}`))}))`)).join('\n  ') : '';
+  const ahead = readAhead ? ifReadAhead(A.low, js.flatMap((j) => Array.from({ length: Math.ceil(L.group / 64) }, (_, i) => `(drop (i32.load8_u offset=${readAhead + 64 * i} ${A.w(get(`wp${j}`))}))`)).join('\n  ')) : '';
   const locals = [...ds.flatMap((d) => js.flatMap((j) => [`(local $a${d}_${j} v128)`, `(local $b${d}_${j} v128)`])), ...ds.map((d) => `(local $x${d} v128)`),
     ...js.flatMap((j) => [`(local $wq${j} i32)`, ...(j ? [`(local $wp${j} i32)`] : [])]), ...js.flatMap((j) => [`(local $y${2 * j} v128)`, `(local $y${2 * j + 1} v128)`])].join(' ');
   // panel j's groups start G · group bytes after panel j - 1's

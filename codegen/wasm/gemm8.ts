@@ -104,7 +104,7 @@ function tileKernel(f: QuantType, m: number, R: number, fma: boolean, A: Addr): 
   // from a last group's start that reaches at most READ_AHEAD_TAIL past the weight)
   const every = 1152 / L.group;
   if (TILE_READ_AHEAD + 18 * 64 - L.group > READ_AHEAD_TAIL) throw new InternalError(`mt8_${f}: reads past the ${READ_AHEAD_TAIL} bytes kept after a weight`);
-  const ahead = touchLinesEvery('g', every, A.w(get('wp')), TILE_READ_AHEAD, 18);
+  const ahead = touchLinesEvery('g', every, A.w(get('wp')), TILE_READ_AHEAD, 18, A.low);
   const zero = rows.flatMap((r) => [0, 1].map((i) => `(v128.store offset=${(2 * r + i) * 16} ${A.low(get('s'))} (v128.const i32x4 0 0 0 0))`));
   return `(func $mt8_${f}_${m} (param $xd i32) (param $wp i32) (param $s i32) (param $G i32)${constParams(TILE_CONSTS)}${A.param}
   (local $g i32) (local $xq i32) (local $wq i32) (local $we i32) (local $v v128) (local $va v128) (local $vb v128) (local $x v128) (local $sg v128)

@@ -79,7 +79,7 @@ function microKernel(dt: WeightType, m: number, mr: number, unroll: number, fma:
     if (readAhead && u === 0) {
       const every = TILE_READ_LINES * 64 / wb;
       if (readAhead > TILE_READ_AHEAD || every % unroll) throw new InternalError(`mk_${dt}_${m}: reads ${readAhead} bytes ahead (at most ${TILE_READ_AHEAD}) every ${every} k steps, k unrolled by ${unroll}`);
-      lines.push(touchLinesEvery('k', every, A.w(get('wp')), readAhead, TILE_READ_LINES));
+      lines.push(touchLinesEvery('k', every, A.w(get('wp')), readAhead, TILE_READ_LINES, A.low));
     }
     if (widenTo) lines.push(`(v128.store offset=${u * NR * 4} ${A.low(get('sp'))} ${get('w0')})`, `(v128.store offset=${u * NR * 4 + 16} ${A.low(get('sp'))} ${get('w1')})`);
     for (let r = 0; r < m; r++) {

@@ -8,6 +8,7 @@ import { exprLeaves } from '../../runtime/expr.ts';
 import type { Expr, Kernel, Program, View } from '../../runtime/program.ts';
 import { isView } from '../../runtime/program.ts';
 import { type Arg, FIXED, scratchPlan, unitsOf } from '../../runtime/wasm/program.ts';
+import { READ_AHEAD_FLAG } from '../../runtime/wasm/layout.ts';
 
 /** Thrown where a kernel has something this renderer does not handle: runtime/wasm/plan.ts places
  *  such kernels on the reference families, so one met here is a compiler bug (renderKernel says so). */
@@ -23,8 +24,12 @@ export const mulI = (a: string, b: number) => (b === 1 ? a : `(i32.mul ${a} ${i3
 
 /** A byte of each of `lines` cache lines `offset` bytes past `at`, loaded and dropped: a read-ahead (runtime/wasm/layout.ts). */
 export const touchLines = (at: string, offset: number, lines: number): string => Array.from({ length: lines }, (_, i) => `(drop (i32.load8_u offset=${offset + 64 * i} ${at}))`).join(' ');
-/** touchLines, all at once, where local `k` is a multiple of `every` (a power of two). */
-export const touchLinesEvery = (k: string, every: number, at: string, offset: number, lines: number): string => `(if (i32.eqz (i32.and ${get(k)} (i32.const ${every - 1}))) (then ${touchLines(at, offset, lines)}))`;
+/** `code` where the memory's read-ahead flag is set (runtime/wasm/layout.ts READ_AHEAD_FLAG; `low`: its
+ *  address as the module's loads take one, codegen/wasm/addr.ts Addr.low). */
+export const ifReadAhead = (low: (a: string) => string, code: string): string => `(if (i32.load ${low(`(i32.const ${READ_AHEAD_FLAG})`)}) (then ${code}))`;
+/** touchLines, all at once, where local `k` is a multiple of `every` (a power of two) and the read-ahead flag is set. */
+export const touchLinesEvery = (k: string, every: number, at: string, offset: number, lines: number, low: (a: string) => string): string =>
+  `(if (i32.eqz (i32.and ${get(k)} (i32.const ${every - 1}))) (then ${ifReadAhead(low, touchLines(at, offset, lines))}))`;
 
 /** An f32 literal of Math.fround(v). */
 export function f32lit(v: number): string {

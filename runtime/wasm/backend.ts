@@ -41,6 +41,7 @@ import type { Memory64Support } from './memory64.ts';
 import type { BackwardTable } from '../cpu/train.ts';
 import { WasmTrain, stepFloats } from './train.ts';
 import { Panels } from './panels.ts';
+import { chooseReadAhead } from './read-ahead.ts';
 
 /**
  * The wasm backend as this thread can run it: `threads` (default: threads.ts' defaultThreads) where
@@ -478,10 +479,10 @@ export class WasmBackend extends CpuBackend {
     if (this.program.train && !this.trainKernels) this.trainKernels = await WasmTrain.open(this.kernels);
   }
 
-  /** After the weights are in: starts the workers again where packing added a memory (they
-   *  instantiate the module on every memory when they start; see WasmKernels.addMemory). */
-  loaded(): Promise<void> {
-    return this.kernels.start();
+  /** Once the weights are in: workers restarted where packing added a memory, the read-ahead chosen (read-ahead.ts). */
+  async loaded(opts: { wasmReadAhead?: boolean } = {}): Promise<void> {
+    await this.kernels.start();
+    this.kernels.readAheadChoice = chooseReadAhead(this.kernels, this.panels.all(), opts.wasmReadAhead);
   }
 
   /** Where the packed weights are: memory 0 (with the arena, state slots and scratch), then the

@@ -23,6 +23,7 @@ import { packPanels, packQuantPanels } from './pack.ts';
 import { colTiles, rowTiles } from './pack-train.ts';
 import { type Threads, onNode, startThreads, startThreadsNow, threadSupport } from './threads.ts';
 import type { Memory64Support } from './memory64.ts';
+import type { ReadAheadChoice } from './read-ahead.ts';
 import { PROGRAM_WORKER } from './split.ts';
 import { awaitGenerationText, awaitJob, postJob, readSlot, rowsChunk, writeSlot } from './job.ts';
 
@@ -150,6 +151,19 @@ export class WasmKernels {
   private direct(w: PackedWeight): boolean {
     return w.mem === 0 || this.mems.memory64 !== null;
   }
+
+  /** Whether the products' kernels read their weights ahead (runtime/wasm/layout.ts READ_AHEAD_FLAG;
+   *  true until set; the results are the same bits either way). */
+  get readAhead(): boolean {
+    return this.mems.readAhead;
+  }
+
+  set readAhead(on: boolean) {
+    this.mems.readAhead = on;
+  }
+
+  /** How the backend chose `readAhead` once its weights were in (runtime/wasm/read-ahead.ts). */
+  readAheadChoice: ReadAheadChoice | null = null;
 
   /** Where the packed weights are, memory by memory (memory 0 first). */
   memories(): MemoryReport[] {

@@ -28,6 +28,16 @@ export const QUANT_LAYOUT: Readonly<Record<QuantType, { group: number; codes: nu
  * weight extends at least READ_AHEAD_TAIL bytes past its end (runtime/wasm/kernels.ts packQuant).
  */
 export const READ_AHEAD = 1536;
+/**
+ * Whether the product kernels read ahead at all (READ_AHEAD, TILE_READ_AHEAD): the i32 at this byte
+ * of each memory (past the job record; codegen/wasm/job.ts), non-zero to read ahead. The loads help
+ * where one core keeps few lines in flight and cost where it keeps many, so the backend times the
+ * products both ways over the loaded weights and keeps the faster (runtime/wasm/read-ahead.ts). The
+ * ~100M Bamba's products from memory, 2 threads (bench/tile-stream.ts, bench/gemv-stream.ts): on an
+ * AVX-512 Xeon, bf16 at 8 rows 39-41 ms a step without, 23.6-23.9 with; on a Zen 5 EPYC, 20.7-22.0
+ * without, 26.6-27.8 with (in cache 18.9 / 19.1), and q4's GEMV 26.4-27.1 GB/s without, 22.7-24.4 with.
+ */
+export const READ_AHEAD_FLAG = 60;
 export const READ_AHEAD_TAIL = READ_AHEAD + QUANT_LAYOUT.q8.group;
 /**
  * The bf16 products' read-ahead (codegen/wasm/kernels.ts: the tiles that read a panel from memory, the

@@ -11,6 +11,9 @@
 import { RuntimeError } from '../errors.ts';
 import type { MemoryReport } from '../targets.ts';
 import { type Memory64Support, grow64, memory64Bytes, newMemory64 } from './memory64.ts';
+import { READ_AHEAD_FLAG } from './layout.ts';
+
+const flag = (memory: WebAssembly.Memory, on: boolean) => Atomics.store(new Int32Array(memory.buffer, READ_AHEAD_FLAG, 1), 0, on ? 1 : 0);
 
 /** The kernel module's exports (codegen/wasm/kernels.ts). */
 export interface Exports {
@@ -94,6 +97,8 @@ export class WasmMemories {
   /** memory64: where region 1 starts (the end of what i32 offsets address), and the memory's most bytes. */
   private readonly low: number;
   private readonly most: number;
+  /** The product kernels read ahead (layout.ts READ_AHEAD_FLAG; `readAhead`). */
+  private ahead = true;
   /** Columns per panel and panels per GEMV group (the module's constants). */
   private readonly NR: number;
   private readonly gemvPanels: number;
@@ -139,8 +144,20 @@ export class WasmMemories {
     const ex = new WebAssembly.Instance(this.module, { env: { memory } }).exports as unknown as Exports;
     const m: Mem = { memory, ex, index: this.list.length, job: new Int32Array(memory.buffer, ex.JOB.value as number, 14), top: 64, weightBytes: 0, weights: 0, maxK: 0, need: 0, scratch: { at: 0, bytes: 0 }, panels: { at: 0, stride: 0 } };
     this.list.push(m);
+    flag(memory, this.ahead);
     if (m.index > 0) this.onAdd();
     return m;
+  }
+
+  /** Whether the product kernels read ahead (runtime/wasm/layout.ts READ_AHEAD_FLAG), in every
+   *  memory, those added later too (a worker reads it in the memory, so it needs no restart). */
+  get readAhead(): boolean {
+    return this.ahead;
+  }
+
+  set readAhead(on: boolean) {
+    this.ahead = on;
+    for (const m of this.list) flag(m.memory, on);
   }
 
   /** `bytes` of memory `m`, 64-byte aligned, growing it as needed, within its cap. */

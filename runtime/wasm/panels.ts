@@ -26,6 +26,11 @@ export class Panels {
     this.packed.set(kept, p);
   }
 
+  /** The stored matrices' panels, in the order they were packed. */
+  all(): PackedWeight[] {
+    return [...this.byName.values()];
+  }
+
   /** Leaves the packing of `t` to its first reader (`get`). */
   defer(name: string, t: HostWeight, transposed: boolean): void {
     this.later.set(t, { name, transposed });
