@@ -9,9 +9,9 @@
 // a regular file gives; no hang, no stack trace; the special file left as it was.
 
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { closeSync, constants, copyFileSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, copyFileSync, existsSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 import { ARCHC, BAMBA, ROOT, TINY, setsFor, writeCheckpoint } from '../helpers/checkpoints.ts';
 
 export const KINDS = ['fifo', 'fifo-alone', 'zero', 'null', 'full', 'dir', 'socket', 'empty', 'outside'] as const;
@@ -144,7 +144,9 @@ export interface Exit {
 
 /** `node bin/archc.js …args` in the repository root, killed after `waitMs`. */
 export function runArchc(args: readonly string[], waitMs: number): Promise<Exit> {
-  const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1' };
+  // without nvcc: `build` writes its CUDA kernels as source (NVRTC at load) rather than compiling
+  // them, minutes with a cold cache on a loaded machine, which is not what these cases are about
+  const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1', PATH: (process.env.PATH ?? '').split(delimiter).filter((p) => p && !existsSync(join(p, 'nvcc'))).join(delimiter) };
   delete env.ARCHC_DEBUG;
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [ARCHC, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
