@@ -41,6 +41,11 @@ export interface PackedWeight {
   readonly dtype: 'f32' | 'bf16' | 'q8' | 'q4';
 }
 
+/** The bytes of a packed weight's panels in its memory (as placePanels and packQuant place them). */
+export function packedBytes(w: Pick<PackedWeight, 'panels' | 'K' | 'dtype'>, NR: number): number {
+  return w.dtype === 'q8' || w.dtype === 'q4' ? w.panels * (w.K / QUANT_GROUP) * QUANT_LAYOUT[w.dtype].group : w.panels * w.K * NR * (w.dtype === 'bf16' ? 2 : 4);
+}
+
 /** Control words shared with the workers: [generation, done, quit], then one job slot of JOB ints
  *  each (the workers still count `done`; products wait on the job record's count instead). A
  *  worker's job (job.ts writeSlot): [memory, s]: run `work(s)` on its instance over that memory (the
@@ -196,7 +201,7 @@ export class WasmKernels {
    *  runtime/load-pool.ts): the weight as the products read it, and the memory's buffer it lies in. */
   placePanels(N: number, K: number, dtype: 'f32' | 'bf16'): { p: PackedWeight; buffer: ArrayBufferLike } {
     const panels = Math.ceil(N / this.NR);
-    const { m, mem, at } = this.mems.place(panels * K * this.NR * (dtype === 'bf16' ? 2 : 4), K, dtype, dtype === 'bf16' ? TILE_READ_TAIL : 0);
+    const { m, mem, at } = this.mems.place(packedBytes({ panels, K, dtype }, this.NR), K, dtype, dtype === 'bf16' ? TILE_READ_TAIL : 0);
     return { p: { N, K, panels, at, mem, dtype }, buffer: m.memory.buffer };
   }
 
@@ -211,8 +216,9 @@ export class WasmKernels {
     const NR = this.NR, panels = Math.ceil(N / NR), G = K / QUANT_GROUP, L = QUANT_LAYOUT[w.dtype];
     if (NR !== 8 || !Number.isInteger(G)) throw new RangeError(`packQuant: K = ${K} is not a multiple of ${QUANT_GROUP}, or panels of ${NR} columns`);
     // the GEMV's read-ahead loads reach up to READ_AHEAD_TAIL bytes past the last group: inside the memory
-    const { m, mem, at } = this.mems.place(panels * G * L.group, K, w.dtype, READ_AHEAD_TAIL);
-    const bytes = new Uint8Array(m.memory.buffer, at, panels * G * L.group);
+    const size = packedBytes({ panels, K, dtype: w.dtype }, NR);
+    const { m, mem, at } = this.mems.place(size, K, w.dtype, READ_AHEAD_TAIL);
+    const bytes = new Uint8Array(m.memory.buffer, at, size);
     // every byte of a whole panel is written; a partial one's missing columns keep zero scales
     if (N % NR) bytes.fill(0);
     packQuantPanels(w.dtype === 'q4', w.codes, w.scales, N, K, L, bytes);

@@ -3,7 +3,7 @@
 // help a core that keeps few lines in flight and slow one that keeps many, and which kind of core
 // runs a page or a process is not known beforehand; the products give the same bits either way.
 
-import type { PackedWeight, WasmKernels } from './kernels.ts';
+import { type PackedWeight, type WasmKernels, packedBytes } from './kernels.ts';
 
 /** The weights timed: those packed first, up to this many bytes (far past any L3, so each pass reads
  *  them from memory), and none at all below LEAST_BYTES (they stay in cache, where the loads ahead
@@ -16,8 +16,6 @@ const MARGIN = 0.97;
 /** Rows of a bf16 product timed: a decode step of several sequences (one row's bf16 GEMV has no loads
  *  ahead); q8/q4: one row, a decode step's integer-dot GEMV. */
 const BF16_ROWS = 8;
-
-const BYTES_PER_WEIGHT: Readonly<Record<PackedWeight['dtype'], number>> = { f32: 4, bf16: 2, q8: 1.125, q4: 0.5625 };
 
 export interface ReadAheadChoice {
   readonly readAhead: boolean;
@@ -40,7 +38,7 @@ export function chooseReadAhead(kernels: WasmKernels, weights: readonly PackedWe
     if (w.dtype === 'f32') continue;
     if (bytes >= SAMPLE_BYTES) break;
     sample.push(w);
-    bytes += w.N * w.K * BYTES_PER_WEIGHT[w.dtype];
+    bytes += packedBytes(w, kernels.NR);
   }
   if (bytes < LEAST_BYTES) {
     kernels.readAhead = true;
